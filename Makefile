@@ -1,0 +1,60 @@
+# emrchain — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+GO        ?= go
+BIN       := $(CURDIR)/bin
+GOMODCACHE := $(shell $(GO) env GOMODCACHE)
+GOOGLEAPIS := $(GOMODCACHE)/github.com/grpc-ecosystem/grpc-gateway@v1.16.0/third_party/googleapis
+PROTO_DIR := proto
+PROTO_FILES := $(shell find $(PROTO_DIR) -name '*.proto' | sort)
+PROTOC_PLUGINS := protoc-gen-go protoc-gen-go-grpc protoc-gen-grpc-gateway protoc-gen-openapiv2
+
+.PHONY: help
+help: ## List the targets.
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build emrchaind and emrcli into ./bin.
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+.PHONY: test
+test: ## Run every test (unit, in-process chain, fuzz seeds, real node); the CI command.
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) test -count=1 -timeout 15m ./...
+
+.PHONY: test-race
+test-race: ## Run the state machine, store and ABCI tests under the race detector.
+	$(GO) test -count=1 -race -timeout 15m ./app/... ./store/... ./abci/...
+
+.PHONY: lint
+lint: ## gofmt and go vet.
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+.PHONY: fuzz
+fuzz: ## Fuzz every decoder for FUZZTIME each (default 30s).
+	@for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \
+	  for t in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | cut -d' ' -f2); do \
+	    echo "== $$(dirname $$f) $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} ./$$(dirname $$f) || exit 1; \
+	  done; done
+
+.PHONY: bench
+bench: ## Run the Go benchmarks of the state machine and the store.
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./app/... ./store/... ./abci/...
+
+$(BIN)/%: go.mod
+	@mkdir -p $(BIN)
+	$(GO) build -o $@ $$($(GO) list tool | grep '/$*$$')
+
+.PHONY: proto
+proto: $(addprefix $(BIN)/,$(PROTOC_PLUGINS)) ## Regenerate Go, gRPC, gateway and OpenAPI code from proto/ (needs protoc: apt-get install protobuf-compiler).
+	@command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler"; exit 1; }
+	cd $(PROTO_DIR) && protoc -I . -I $(GOOGLEAPIS) \
+	  --plugin=protoc-gen-go=$(BIN)/protoc-gen-go --go_out=. --go_opt=paths=source_relative \
+	  --plugin=protoc-gen-go-grpc=$(BIN)/protoc-gen-go-grpc --go-grpc_out=. --go-grpc_opt=paths=source_relative \
+	  --plugin=protoc-gen-grpc-gateway=$(BIN)/protoc-gen-grpc-gateway --grpc-gateway_out=. --grpc-gateway_opt=paths=source_relative \
+	  --plugin=protoc-gen-openapiv2=$(BIN)/protoc-gen-openapiv2 --openapiv2_out=. --openapiv2_opt=allow_merge=true,merge_file_name=emrchain/v1/emrchain \
+	  $(patsubst $(PROTO_DIR)/%,%,$(PROTO_FILES))
