@@ -1,0 +1,332 @@
+package app
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+	"github.com/emrchain/emrchain/store"
+)
+
+// Options tune an App; none of them changes what it computes.
+type Options struct {
+	// SigCacheSize bounds the verified-signature cache (transactions).
+	SigCacheSize int
+}
+
+// DefaultOptions suits a node with a mempool of a few tens of thousands of
+// transactions.
+func DefaultOptions() Options { return Options{SigCacheSize: 200_000} }
+
+// App is the state machine over one store. Its methods are safe for
+// concurrent use; they are serialized internally.
+type App struct {
+	mu    sync.Mutex
+	store *store.Store
+	sigs  *sigCache
+
+	// Fixed at genesis.
+	chainID string
+	params  *emrv1.Params
+
+	// last is the last committed block; CheckTx runs at its time.
+	last BlockInfo
+	// check is CheckTx's view: the last committed state plus the effects
+	// of the transactions CheckTx accepted since.
+	check *store.Cache
+	// executed is the last proposal executed (by PrepareProposal or
+	// ProcessProposal) and not yet finalized: FinalizeBlock reuses it when
+	// the decided block is the same, instead of executing it again.
+	executed *executedBlock
+	// pending is the block finalized and not yet committed.
+	pending *BlockInfo
+}
+
+// executedBlock is a block's transactions executed into a cache over the
+// committed state.
+type executedBlock struct {
+	info    BlockInfo
+	txsHash [32]byte
+	cache   *store.Cache
+	results []Result
+}
+
+// New opens the state machine over st, resuming from st's last commit.
+func New(st *store.Store, opts Options) (*App, error) {
+	if opts.SigCacheSize == 0 {
+		opts.SigCacheSize = DefaultOptions().SigCacheSize
+	}
+	a := &App{store: st, sigs: newSigCache(opts.SigCacheSize)}
+	if version, _ := st.LastCommit(); version > 0 {
+		r, err := st.ReaderAt(version)
+		if err != nil {
+			return nil, fmt.Errorf("open committed state at %d: %w", version, err)
+		}
+		s := state{store.ReadOnly(r)}
+		if a.chainID, err = s.chainID(); err != nil {
+			return nil, fmt.Errorf("read chain id: %w", err)
+		}
+		if a.params, err = s.params(); err != nil {
+			return nil, fmt.Errorf("read params: %w", err)
+		}
+		height, t, err := s.lastBlock()
+		if err != nil {
+			return nil, fmt.Errorf("read last block: %w", err)
+		}
+		if height != version {
+			return nil, fmt.Errorf("state at version %d records block %d: store and chain disagree", version, height)
+		}
+		a.last = BlockInfo{Height: height, Time: t}
+	}
+	if err := a.resetCheckState(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// ChainID is the chain id fixed at InitChain ("" before).
+func (a *App) ChainID() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.chainID
+}
+
+// Params are the consortium parameters (nil before InitChain).
+func (a *App) Params() *emrv1.Params {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.params
+}
+
+// LastCommit is the height and app hash of the last commit.
+func (a *App) LastCommit() (int64, []byte) {
+	return a.store.LastCommit()
+}
+
+// InitChain writes the genesis state (appState is protojson of
+// GenesisState) into the working tree; it is committed with block 1.
+func (a *App) InitChain(chainID string, appState []byte, genesisTime time.Time) ([]byte, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if version, _ := a.store.LastCommit(); version > 0 {
+		return nil, fmt.Errorf("InitChain on a chain already at height %d", version)
+	}
+	if chainID == "" {
+		return nil, fmt.Errorf("%w: empty chain id", ErrInvalidGenesis)
+	}
+	g, err := ParseGenesis(appState)
+	if err != nil {
+		return nil, err
+	}
+	st := state{a.store.Working()}
+	if err := initGenesis(st, chainID, g); err != nil {
+		return nil, fmt.Errorf("write genesis: %w", err)
+	}
+	genesis := BlockInfo{Height: 0, Time: genesisTime.UTC()}
+	if err := st.setLastBlock(genesis); err != nil {
+		return nil, fmt.Errorf("write genesis: %w", err)
+	}
+	a.chainID, a.params, a.last = chainID, g.Params, genesis
+	if err := a.resetCheckState(); err != nil {
+		return nil, err
+	}
+	return a.store.WorkingHash(), nil
+}
+
+// CheckTx runs tx against the check state at the last block's time; an
+// accepted tx's effects stay in the check state (so a signer's next tx
+// needs the next sequence) until the next Commit resets it. Recheck is the
+// same check after a block.
+func (a *App) CheckTx(tx []byte, recheck bool) Result {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.params == nil {
+		return resultOf(fmt.Errorf("%w: the chain has no genesis yet", ErrNotEnabled))
+	}
+	b := BlockInfo{Height: a.last.Height + 1, Time: a.last.Time}
+	res, err := a.execTx(a.check, b, tx)
+	if err != nil {
+		// A storage fault in the check state rejects the tx; consensus
+		// will hit (and halt on) the same fault if it is real.
+		return resultOf(fmt.Errorf("%w: %v", ErrInternal, err))
+	}
+	return res
+}
+
+// PrepareProposal selects, in order, the txs that execute successfully at
+// the proposed block and fit in maxTxBytes (CometBFT's proto accounting).
+func (a *App) PrepareProposal(b BlockInfo, txs [][]byte, maxTxBytes int64) [][]byte {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.sigs.preverify(txs)
+	cache := store.NewCache(a.store.Working())
+	var (
+		selected [][]byte
+		results  []Result
+		size     int64
+	)
+	for _, tx := range txs {
+		n := protoSizeOfTx(tx)
+		if size+n > maxTxBytes {
+			continue
+		}
+		res, err := a.execTx(cache, b, tx)
+		if err != nil || !res.OK() {
+			continue
+		}
+		size += n
+		selected = append(selected, tx)
+		results = append(results, res)
+	}
+	a.executed = &executedBlock{info: b, txsHash: hashTxs(selected), cache: cache, results: results}
+	return selected
+}
+
+// ProcessProposal accepts a block only if every tx in it executes
+// successfully at the block's height and time.
+func (a *App) ProcessProposal(b BlockInfo, txs [][]byte) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.reusable(b, txs) != nil {
+		return nil // we proposed it: every tx was checked in PrepareProposal
+	}
+	ex, err := a.executeBlock(b, txs)
+	if err != nil {
+		return err
+	}
+	for i, res := range ex.results {
+		if !res.OK() {
+			return fmt.Errorf("tx %d (%X) is invalid: %s", i, TxHash(txs[i]), res.Log)
+		}
+	}
+	a.executed = ex
+	return nil
+}
+
+// FinalizeBlock executes a decided block into the working tree and returns
+// the results and the new app hash. A failed tx gets its code (a correct
+// proposer never includes one, ProcessProposal refuses them, but a block
+// decided anyway must still be executed deterministically). An error means
+// a storage fault: the node must halt.
+func (a *App) FinalizeBlock(b BlockInfo, txs [][]byte) ([]Result, []byte, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.pending != nil {
+		return nil, nil, fmt.Errorf("FinalizeBlock %d while block %d awaits Commit", b.Height, a.pending.Height)
+	}
+	if want := a.last.Height + 1; b.Height != want {
+		return nil, nil, fmt.Errorf("FinalizeBlock at height %d, expected %d", b.Height, want)
+	}
+	ex := a.reusable(b, txs)
+	if ex == nil {
+		var err error
+		if ex, err = a.executeBlock(b, txs); err != nil {
+			return nil, nil, err
+		}
+	}
+	a.executed = nil
+	if err := (state{ex.cache}).setLastBlock(b); err != nil {
+		return nil, nil, fmt.Errorf("record block: %w", err)
+	}
+	if err := ex.cache.Write(); err != nil {
+		return nil, nil, fmt.Errorf("write block %d: %w", b.Height, err)
+	}
+	a.pending = &b
+	return ex.results, a.store.WorkingHash(), nil
+}
+
+// Commit persists the finalized block and resets the check state. It
+// returns the height below which blocks may be pruned.
+func (a *App) Commit() (int64, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.pending == nil {
+		return 0, errors.New("Commit without a finalized block")
+	}
+	_, version, err := a.store.Commit()
+	if err != nil {
+		return 0, fmt.Errorf("commit block %d: %w", a.pending.Height, err)
+	}
+	if version != a.pending.Height {
+		return 0, fmt.Errorf("committed version %d for block %d", version, a.pending.Height)
+	}
+	a.last, a.pending = *a.pending, nil
+	if err := a.resetCheckState(); err != nil {
+		return 0, err
+	}
+	return a.store.RetainHeight(), nil
+}
+
+// executeBlock runs txs in a cache over the committed state.
+func (a *App) executeBlock(b BlockInfo, txs [][]byte) (*executedBlock, error) {
+	a.sigs.preverify(txs)
+	cache := store.NewCache(a.store.Working())
+	results := make([]Result, len(txs))
+	for i, tx := range txs {
+		res, err := a.execTx(cache, b, tx)
+		if err != nil {
+			return nil, fmt.Errorf("block %d tx %d: %w", b.Height, i, err)
+		}
+		results[i] = res
+	}
+	return &executedBlock{info: b, txsHash: hashTxs(txs), cache: cache, results: results}, nil
+}
+
+// reusable returns the executed proposal if it is exactly block (b, txs).
+func (a *App) reusable(b BlockInfo, txs [][]byte) *executedBlock {
+	ex := a.executed
+	if ex == nil || ex.info.Height != b.Height || !ex.info.Time.Equal(b.Time) || ex.txsHash != hashTxs(txs) {
+		return nil
+	}
+	return ex
+}
+
+func (a *App) resetCheckState() error {
+	version, _ := a.store.LastCommit()
+	if version == 0 {
+		// Before the first commit the genesis lives only in the working
+		// tree; CheckTx reads it there (and never writes it).
+		a.check = store.NewCache(store.ReadOnly(a.store.Working()))
+		return nil
+	}
+	r, err := a.store.ReaderAt(version)
+	if err != nil {
+		return fmt.Errorf("check state at %d: %w", version, err)
+	}
+	a.check = store.NewCache(store.ReadOnly(r))
+	return nil
+}
+
+func hashTxs(txs [][]byte) [32]byte {
+	h := sha256.New()
+	var n [8]byte
+	for _, tx := range txs {
+		binary.BigEndian.PutUint64(n[:], uint64(len(tx)))
+		h.Write(n[:])
+		h.Write(tx)
+	}
+	var out [32]byte
+	copy(out[:], h.Sum(nil))
+	return out
+}
+
+// protoSizeOfTx is the bytes one tx adds to a block's Data in CometBFT's
+// accounting (types.ComputeProtoSizeForTxs): tag, length varint, bytes.
+func protoSizeOfTx(tx []byte) int64 {
+	return int64(1 + len(binary.AppendUvarint(nil, uint64(len(tx)))) + len(tx))
+}
+
+// Simulate executes tx as the next block at time t, against the committed
+// state, and discards the effects: a dry run (e.g. "would this be
+// authorized at that time?").
+func (a *App) Simulate(t time.Time, tx []byte) (Result, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cache := store.NewCache(a.store.Working())
+	defer cache.Discard()
+	return a.execTx(cache, BlockInfo{Height: a.last.Height + 1, Time: t}, tx)
+}

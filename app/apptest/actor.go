@@ -1,0 +1,72 @@
+package apptest
+
+import (
+	"crypto/ecdh"
+	"crypto/sha256"
+
+	"github.com/cometbft/cometbft/crypto/ed25519"
+
+	"github.com/emrchain/emrchain/app"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// Actor is a key holder: a registrar, clinician, patient... Its keys derive
+// from its name, so runs are reproducible.
+type Actor struct {
+	Name    string
+	Sign    ed25519.PrivKey
+	Enc     *ecdh.PrivateKey
+	Address []byte
+}
+
+// NewActor derives an actor's keys from its name.
+func NewActor(name string) *Actor {
+	seed := sha256.Sum256([]byte("emrchain/apptest/sign/" + name))
+	sign := ed25519.GenPrivKeyFromSecret(seed[:])
+	encSeed := sha256.Sum256([]byte("emrchain/apptest/enc/" + name))
+	enc, err := ecdh.X25519().NewPrivateKey(encSeed[:])
+	if err != nil {
+		panic(err) // any 32 bytes are an X25519 private key
+	}
+	return &Actor{Name: name, Sign: sign, Enc: enc, Address: sign.PubKey().Address()}
+}
+
+// SignPub is the actor's ed25519 public key.
+func (a *Actor) SignPub() []byte { return a.Sign.PubKey().Bytes() }
+
+// EncPub is the actor's X25519 public key.
+func (a *Actor) EncPub() []byte { return a.Enc.PublicKey().Bytes() }
+
+// Tx signs msg as a transaction with the given sequence.
+func (a *Actor) Tx(chainID string, seq uint64, msg *emrv1.Msg) []byte {
+	tx, err := app.EncodeTx(&emrv1.TxBody{
+		ChainId:      chainID,
+		SignerPubKey: a.SignPub(),
+		Sequence:     seq,
+		Msg:          msg,
+	}, a.Sign.Sign)
+	if err != nil {
+		panic(err)
+	}
+	return tx
+}
+
+// RecordSignature is the uploader signature AddRecord needs.
+func (a *Actor) RecordSignature(patientID []byte, category string, sum []byte) []byte {
+	sig, err := a.Sign.Sign(app.RecordSignBytes(patientID, category, sum))
+	if err != nil {
+		panic(err)
+	}
+	return sig
+}
+
+// GenesisMember describes the actor as a genesis member.
+func (a *Actor) GenesisMember(role emrv1.Role, org string) *emrv1.GenesisMember {
+	return &emrv1.GenesisMember{SignPubKey: a.SignPub(), EncPubKey: a.EncPub(), Role: role, OrganizationId: org, CredentialRef: "genesis:" + a.Name}
+}
+
+// PatientID is a deterministic pseudonymous id for tests.
+func PatientID(name string) []byte {
+	sum := sha256.Sum256([]byte("emrchain/apptest/patient/" + name))
+	return sum[:]
+}

@@ -1,0 +1,109 @@
+package apptest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+func hexOf(b []byte) string { return hex.EncodeToString(b) }
+
+// RegisterMember is the message registering a as role of org.
+func RegisterMember(a *Actor, role emrv1.Role, org string) *emrv1.Msg {
+	return &emrv1.Msg{Sum: &emrv1.Msg_RegisterMember{RegisterMember: &emrv1.MsgRegisterMember{
+		SignPubKey: a.SignPub(), EncPubKey: a.EncPub(), Role: role, OrganizationId: org, CredentialRef: "licence:" + a.Name,
+	}}}
+}
+
+// SetStatus is the message setting a member's status.
+func SetStatus(member *Actor, status emrv1.MemberStatus) *emrv1.Msg {
+	return &emrv1.Msg{Sum: &emrv1.Msg_SetMemberStatus{SetMemberStatus: &emrv1.MsgSetMemberStatus{Address: member.Address, Status: status}}}
+}
+
+// Enroll is the message by which patient enrolls with id.
+func Enroll(patient *Actor, id []byte) *emrv1.Msg {
+	return &emrv1.Msg{Sum: &emrv1.Msg_EnrollPatient{EnrollPatient: &emrv1.MsgEnrollPatient{PatientId: id, EncPubKey: patient.EncPub()}}}
+}
+
+// GrantSpec is a grant in test-friendly form.
+type GrantSpec struct {
+	Rights     []emrv1.Right
+	Categories []string
+	NotBefore  time.Time // zero: the block time
+	NotAfter   time.Time
+	Study      string
+	Anonymise  bool
+}
+
+// Grant is the message granting spec over patient id to grantee. The
+// wrapped KEK is an opaque placeholder: the chain never opens it.
+func Grant(id []byte, grantee *Actor, spec GrantSpec) *emrv1.Msg {
+	m := &emrv1.MsgGrant{
+		PatientId: id, Grantee: grantee.Address, Rights: spec.Rights, Categories: spec.Categories,
+		NotAfter: timestamppb.New(spec.NotAfter), StudyId: spec.Study, Anonymise: spec.Anonymise,
+		WrappedKek: []byte("kek-for-" + grantee.Name),
+	}
+	if !spec.NotBefore.IsZero() {
+		m.NotBefore = timestamppb.New(spec.NotBefore)
+	}
+	return &emrv1.Msg{Sum: &emrv1.Msg_Grant{Grant: m}}
+}
+
+// Revoke is the message revoking grantee's permission over patient id.
+func Revoke(id []byte, grantee *Actor) *emrv1.Msg {
+	return &emrv1.Msg{Sum: &emrv1.Msg_Revoke{Revoke: &emrv1.MsgRevoke{PatientId: id, Grantee: grantee.Address}}}
+}
+
+// Blob is a deterministic fake ciphertext hash for test records.
+func Blob(name string) []byte {
+	sum := sha256.Sum256([]byte("emrchain/apptest/blob/" + name))
+	return sum[:]
+}
+
+// AddRecord is the message by which uploader adds a record of category to
+// patient id at key version 1 (see AddRecordAt).
+func AddRecord(uploader *Actor, id []byte, category, name string) *emrv1.Msg {
+	return AddRecordAt(uploader, id, category, name, 1)
+}
+
+// AddRecordAt is AddRecord at a given key version.
+func AddRecordAt(uploader *Actor, id []byte, category, name string, keyVersion uint64) *emrv1.Msg {
+	sum := Blob(name)
+	return &emrv1.Msg{Sum: &emrv1.Msg_AddRecord{AddRecord: &emrv1.MsgAddRecord{
+		PatientId: id, Category: category, ObjectKey: fmt.Sprintf("blobs/%x", sum), CiphertextSha256: sum,
+		Size: 1024, KeyVersion: keyVersion, WrappedFileKey: []byte("file-key-" + name),
+		UploaderSignature: uploader.RecordSignature(id, category, sum),
+	}}}
+}
+
+// Access is the message logging a read of records of patient id.
+func Access(id []byte, purpose emrv1.Purpose, records ...uint64) *emrv1.Msg {
+	return &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{PatientId: id, RecordSequences: records, Purpose: purpose}}}
+}
+
+// RegisterStudy is the message registering study id led by pi.
+func RegisterStudy(id string, pi *Actor) *emrv1.Msg {
+	return &emrv1.Msg{Sum: &emrv1.Msg_RegisterStudy{RegisterStudy: &emrv1.MsgRegisterStudy{
+		StudyId: id, Title: "Study " + id, PrincipalInvestigator: pi.Address, StudyPubKey: pi.EncPub(),
+	}}}
+}
+
+// Share is the message recording that record seq of patient id was shared
+// with study.
+func Share(id []byte, seq uint64, study string, anonymised bool) *emrv1.Msg {
+	sum := Blob(fmt.Sprintf("share-%x-%d-%s", id, seq, study))
+	return &emrv1.Msg{Sum: &emrv1.Msg_ShareRecord{ShareRecord: &emrv1.MsgShareRecord{
+		PatientId: id, RecordSequence: seq, StudyId: study, Anonymised: anonymised, SharedSha256: sum,
+		ObjectKey: fmt.Sprintf("blobs/%x", sum), Size: 2048, WrappedStudyKey: []byte("study-key"),
+	}}}
+}
+
+// RotateKey is the message moving patient id to newVersion.
+func RotateKey(id []byte, newVersion uint64, envelopes []*emrv1.KeyEnvelope, rewrapped []*emrv1.RewrappedKey) *emrv1.Msg {
+	return &emrv1.Msg{Sum: &emrv1.Msg_RotateKey{RotateKey: &emrv1.MsgRotateKey{PatientId: id, NewKeyVersion: newVersion, Envelopes: envelopes, Rewrapped: rewrapped}}}
+}

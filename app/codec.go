@@ -1,0 +1,133 @@
+package app
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/cometbft/cometbft/crypto/tmhash"
+	"google.golang.org/protobuf/proto"
+
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// Sizes of the fixed-width byte fields.
+const (
+	AddressSize   = 20
+	PubKeySize    = 32 // ed25519 and X25519 public keys
+	SignatureSize = 64
+	PatientIDSize = 32
+	HashSize      = 32
+)
+
+// deterministic is the protobuf encoding used for every stored value and for
+// the canonical-encoding check of transactions.
+var deterministic = proto.MarshalOptions{Deterministic: true}
+
+// AddressOf derives a member's 20-byte address from its ed25519 public key
+// exactly as CometBFT does (first 20 bytes of SHA-256).
+func AddressOf(pubKey []byte) []byte { return tmhash.SumTruncated(pubKey) }
+
+// TxHash is the hash CometBFT indexes a transaction under.
+func TxHash(tx []byte) []byte {
+	sum := sha256.Sum256(tx)
+	return sum[:]
+}
+
+// RecordSignBytes is what an uploader signs for MsgAddRecord: a
+// domain-separated encoding of (patient id, category, ciphertext hash), so a
+// record's provenance can be checked off-chain without the transaction.
+func RecordSignBytes(patientID []byte, category string, ciphertextSHA256 []byte) []byte {
+	const domain = "emrchain/v1/record\x00"
+	out := make([]byte, 0, len(domain)+len(patientID)+2+len(category)+len(ciphertextSHA256))
+	out = append(out, domain...)
+	out = append(out, patientID...)
+	out = binary.BigEndian.AppendUint16(out, uint16(len(category)))
+	out = append(out, category...)
+	return append(out, ciphertextSHA256...)
+}
+
+// DecodedTx is a transaction whose envelope and body parsed, canonically
+// encoded and passed stateless validation. Its signature is not yet checked.
+type DecodedTx struct {
+	Hash      []byte
+	Body      *emrv1.TxBody
+	BodyBytes []byte
+	Signature []byte
+	Signer    []byte // address derived from Body.SignerPubKey
+}
+
+// DecodeTx parses a transaction and validates everything that needs no
+// state. It never panics on any input; errors wrap ErrTxDecode or
+// ErrInvalidMsg.
+func DecodeTx(raw []byte) (*DecodedTx, error) {
+	var tx emrv1.Tx
+	if err := decodeCanonical(raw, &tx); err != nil {
+		return nil, fmt.Errorf("%w: envelope: %v", ErrTxDecode, err)
+	}
+	if len(tx.Signature) != SignatureSize {
+		return nil, fmt.Errorf("%w: signature must be %d bytes, got %d", ErrTxDecode, SignatureSize, len(tx.Signature))
+	}
+	var body emrv1.TxBody
+	if err := decodeCanonical(tx.BodyBytes, &body); err != nil {
+		return nil, fmt.Errorf("%w: body: %v", ErrTxDecode, err)
+	}
+	if body.ChainId == "" {
+		return nil, fmt.Errorf("%w: empty chain id", ErrTxDecode)
+	}
+	if len(body.SignerPubKey) != PubKeySize {
+		return nil, fmt.Errorf("%w: signer public key must be %d bytes, got %d", ErrTxDecode, PubKeySize, len(body.SignerPubKey))
+	}
+	if err := ValidateMsg(body.Msg); err != nil {
+		return nil, err
+	}
+	return &DecodedTx{
+		Hash:      TxHash(raw),
+		Body:      &body,
+		BodyBytes: tx.BodyBytes,
+		Signature: tx.Signature,
+		Signer:    AddressOf(body.SignerPubKey),
+	}, nil
+}
+
+// decodeCanonical unmarshals raw into m and insists that raw is exactly the
+// deterministic encoding of m: unknown fields (which this version would
+// silently ignore) and alternative encodings are refused, so one signed body
+// has one meaning and one transaction hash.
+func decodeCanonical(raw []byte, m proto.Message) error {
+	if err := proto.Unmarshal(raw, m); err != nil {
+		return err
+	}
+	again, err := deterministic.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(again, raw) {
+		return fmt.Errorf("not canonically encoded (unknown fields or non-deterministic encoding)")
+	}
+	return nil
+}
+
+// EncodeTx builds a signed transaction. sign is called with the body bytes.
+func EncodeTx(body *emrv1.TxBody, sign func([]byte) ([]byte, error)) ([]byte, error) {
+	bodyBytes, err := deterministic.Marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("encode tx body: %w", err)
+	}
+	sig, err := sign(bodyBytes)
+	if err != nil {
+		return nil, fmt.Errorf("sign tx body: %w", err)
+	}
+	return deterministic.Marshal(&emrv1.Tx{BodyBytes: bodyBytes, Signature: sig})
+}
+
+func marshal(m proto.Message) []byte {
+	bz, err := deterministic.Marshal(m)
+	if err != nil {
+		// Marshalling a well-formed in-memory message cannot fail; if it
+		// does, state would diverge silently: halt instead.
+		panic(fmt.Sprintf("app: marshal %T: %v", m, err))
+	}
+	return bz
+}

@@ -1,0 +1,218 @@
+package app
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// grant: the patient's owner grants (or replaces) a permission.
+func (ctx *txContext) grant(m *emrv1.MsgGrant) error {
+	p, err := ctx.ownedPatient(m.PatientId)
+	if err != nil {
+		return err
+	}
+	grantee, err := ctx.st.member(m.Grantee)
+	if err != nil {
+		return err
+	}
+	if grantee == nil {
+		return fmt.Errorf("%w: no member %X", ErrNotFound, m.Grantee)
+	}
+	if grantee.Role != emrv1.Role_ROLE_CLINICIAN && grantee.Role != emrv1.Role_ROLE_RESEARCHER {
+		return fmt.Errorf("%w: consent can be given to clinicians and researchers, %X is a %s", ErrUnauthorized, m.Grantee, roleName(grantee.Role))
+	}
+	if !isActive(grantee) {
+		return fmt.Errorf("%w: %X is suspended", ErrGranteeSuspended, m.Grantee)
+	}
+	categories := slices.Clone(m.Categories)
+	slices.Sort(categories)
+	categories = slices.Compact(categories)
+	for _, c := range categories {
+		if err := ctx.knownCategory(c); err != nil {
+			return err
+		}
+	}
+	rights := slices.Clone(m.Rights)
+	slices.Sort(rights)
+	rights = slices.Compact(rights)
+	if !ctx.block.Time.Before(m.NotAfter.AsTime()) {
+		return fmt.Errorf("%w: not_after %s is not after the block time %s", ErrInvalidMsg, formatTime(m.NotAfter.AsTime()), formatTime(ctx.block.Time))
+	}
+	if uint64(len(m.WrappedKek)) > uint64(ctx.params.MaxWrappedKeyBytes) {
+		return fmt.Errorf("%w: wrapped key is %d bytes, the limit is %d", ErrTooLarge, len(m.WrappedKek), ctx.params.MaxWrappedKeyBytes)
+	}
+	if slices.Contains(rights, emrv1.Right_RIGHT_SHARE) {
+		study, err := ctx.st.study(m.StudyId)
+		if err != nil {
+			return err
+		}
+		if study == nil {
+			return fmt.Errorf("%w: no study %q", ErrNotFound, m.StudyId)
+		}
+	}
+	notBefore := m.NotBefore
+	if notBefore == nil {
+		notBefore = timestamp(ctx.block.Time)
+	}
+	ctx.attr("grantee", hex.EncodeToString(m.Grantee))
+	if err := ctx.st.put(permissionKey(p.Id, m.Grantee), &emrv1.Permission{
+		PatientId:     p.Id,
+		Grantee:       m.Grantee,
+		Rights:        rights,
+		Categories:    categories,
+		NotBefore:     notBefore,
+		NotAfter:      m.NotAfter,
+		WrappedKek:    m.WrappedKek,
+		KeyVersion:    p.KeyVersion,
+		StudyId:       m.StudyId,
+		Anonymise:     m.Anonymise,
+		GrantedHeight: ctx.block.Height,
+	}); err != nil {
+		return err
+	}
+	return ctx.st.mark(grantKey(m.Grantee, p.Id))
+}
+
+// revoke: the owner revokes a grant; it stops at this block.
+func (ctx *txContext) revoke(m *emrv1.MsgRevoke) error {
+	p, err := ctx.ownedPatient(m.PatientId)
+	if err != nil {
+		return err
+	}
+	perm, err := ctx.st.permission(p.Id, m.Grantee)
+	if err != nil {
+		return err
+	}
+	if perm == nil {
+		return fmt.Errorf("%w: the patient has granted %X nothing", ErrNoPermission, m.Grantee)
+	}
+	if perm.RevokedHeight != 0 {
+		return fmt.Errorf("%w: already revoked at height %d", ErrPermissionRevoked, perm.RevokedHeight)
+	}
+	perm.RevokedHeight = ctx.block.Height
+	perm.RevokedTime = timestamp(ctx.block.Time)
+	ctx.attr("grantee", hex.EncodeToString(m.Grantee))
+	return ctx.st.put(permissionKey(p.Id, m.Grantee), perm)
+}
+
+// rotateKey: the owner moves to KEK version current+1. It must hand the new
+// KEK to exactly the grantees that still stand and hold read or share, and
+// may re-wrap the data keys of existing records (records it does not
+// re-wrap keep the key version they were wrapped under).
+func (ctx *txContext) rotateKey(m *emrv1.MsgRotateKey) error {
+	p, err := ctx.ownedPatient(m.PatientId)
+	if err != nil {
+		return err
+	}
+	if m.NewKeyVersion != p.KeyVersion+1 {
+		return fmt.Errorf("%w: the current key version is %d, the new one must be %d, not %d", ErrKeyVersion, p.KeyVersion, p.KeyVersion+1, m.NewKeyVersion)
+	}
+	if uint64(len(m.Rewrapped)) > uint64(ctx.params.MaxRewrapsPerRotation) {
+		return fmt.Errorf("%w: %d re-wrapped keys, the limit is %d", ErrTooLarge, len(m.Rewrapped), ctx.params.MaxRewrapsPerRotation)
+	}
+	envelopes := make(map[string][]byte, len(m.Envelopes))
+	for _, e := range m.Envelopes {
+		if _, dup := envelopes[string(e.Grantee)]; dup {
+			return fmt.Errorf("%w: two envelopes for %X", ErrInvalidMsg, e.Grantee)
+		}
+		if err := ctx.checkWrappedKeySize(e.WrappedKek); err != nil {
+			return err
+		}
+		envelopes[string(e.Grantee)] = e.WrappedKek
+	}
+	var missing []string
+	err = ctx.forEachPermission(p.Id, func(perm *emrv1.Permission) error {
+		needs := permissionStands(perm, ctx.block.Time) &&
+			(slices.Contains(perm.Rights, emrv1.Right_RIGHT_READ) || slices.Contains(perm.Rights, emrv1.Right_RIGHT_SHARE))
+		env, has := envelopes[string(perm.Grantee)]
+		switch {
+		case needs && !has:
+			missing = append(missing, fmt.Sprintf("%X", perm.Grantee))
+			return nil
+		case !needs:
+			return nil
+		}
+		delete(envelopes, string(perm.Grantee))
+		perm.WrappedKek = env
+		perm.KeyVersion = m.NewKeyVersion
+		return ctx.st.put(permissionKey(p.Id, perm.Grantee), perm)
+	})
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: no new key envelope for standing grantee(s) %s", ErrInvalidMsg, strings.Join(missing, ", "))
+	}
+	if len(envelopes) > 0 {
+		return fmt.Errorf("%w: %d envelope(s) for members without a standing read or share grant", ErrInvalidMsg, len(envelopes))
+	}
+	seen := make(map[uint64]bool, len(m.Rewrapped))
+	for _, r := range m.Rewrapped {
+		if seen[r.RecordSequence] {
+			return fmt.Errorf("%w: record %d re-wrapped twice", ErrInvalidMsg, r.RecordSequence)
+		}
+		seen[r.RecordSequence] = true
+		if err := ctx.checkWrappedKeySize(r.WrappedFileKey); err != nil {
+			return err
+		}
+		rec, err := ctx.st.record(p.Id, r.RecordSequence)
+		if err != nil {
+			return err
+		}
+		if rec == nil {
+			return fmt.Errorf("%w: the patient has no record %d", ErrNotFound, r.RecordSequence)
+		}
+		rec.WrappedFileKey = r.WrappedFileKey
+		rec.KeyVersion = m.NewKeyVersion
+		if err := ctx.st.put(recordKey(p.Id, rec.Sequence), rec); err != nil {
+			return err
+		}
+	}
+	p.KeyVersion = m.NewKeyVersion
+	ctx.attr("key_version", fmt.Sprint(p.KeyVersion))
+	return ctx.st.put(patientKey(p.Id), p)
+}
+
+// forEachPermission visits a patient's permissions in grantee order.
+func (ctx *txContext) forEachPermission(patient []byte, visit func(*emrv1.Permission) error) error {
+	prefix := permissionPrefix(patient)
+	it, err := ctx.st.kv.Iterator(prefix, prefixEnd(prefix), true)
+	if err != nil {
+		return fmt.Errorf("iterate permissions: %w", err)
+	}
+	// Collect first: visit writes, and writing under an open iterator is
+	// not allowed by every store.
+	var perms []*emrv1.Permission
+	for ; it.Valid(); it.Next() {
+		perm := &emrv1.Permission{}
+		if err := unmarshalAt(it.Key(), it.Value(), perm); err != nil {
+			it.Close()
+			return err
+		}
+		perms = append(perms, perm)
+	}
+	if err := firstError(it.Error(), it.Close()); err != nil {
+		return fmt.Errorf("iterate permissions: %w", err)
+	}
+	for _, perm := range perms {
+		if !bytes.Equal(perm.PatientId, patient) {
+			return fmt.Errorf("permission under %x names patient %x", patient, perm.PatientId)
+		}
+		if err := visit(perm); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (ctx *txContext) checkWrappedKeySize(b []byte) error {
+	if uint64(len(b)) > uint64(ctx.params.MaxWrappedKeyBytes) {
+		return fmt.Errorf("%w: wrapped key is %d bytes, the limit is %d", ErrTooLarge, len(b), ctx.params.MaxWrappedKeyBytes)
+	}
+	return nil
+}

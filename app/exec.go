@@ -1,0 +1,238 @@
+package app
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+	"github.com/emrchain/emrchain/store"
+)
+
+// BlockInfo is what the state machine knows of the block it executes: its
+// height and the time in its header. It is the only source of time.
+type BlockInfo struct {
+	Height int64
+	Time   time.Time
+}
+
+// Attribute is one key/value of an event; Index asks CometBFT to index it
+// (tx_search).
+type Attribute struct {
+	Key, Value string
+	Index      bool
+}
+
+// Event is emitted by a successful transaction.
+type Event struct {
+	Type       string
+	Attributes []Attribute
+}
+
+// EventType is the type of every event emrchain emits; tx_search queries
+// read e.g. "emrchain.patient='<hex>'".
+const EventType = "emrchain"
+
+// Result is the outcome of one transaction. Code 0 is success.
+type Result struct {
+	Code      uint32
+	Codespace string
+	Log       string
+	Events    []Event
+}
+
+// OK reports whether the transaction succeeded.
+func (r Result) OK() bool { return r.Code == 0 }
+
+func resultOf(err error) Result {
+	return Result{Code: CodeOf(err), Codespace: Codespace, Log: err.Error()}
+}
+
+// txContext is one transaction being executed.
+type txContext struct {
+	st     state // the transaction's own cache
+	block  BlockInfo
+	params *emrv1.Params
+	tx     *DecodedTx
+	signer *emrv1.Member // nil only while enrolling
+	event  Event
+}
+
+// execTx runs one transaction against view. A rule violation is returned as
+// a failed Result and leaves view untouched; the error return is reserved
+// for storage faults (a broken invariant).
+func (a *App) execTx(view store.KV, b BlockInfo, raw []byte) (Result, error) {
+	if uint64(len(raw)) > a.params.MaxTxBytes {
+		return resultOf(fmt.Errorf("%w: %d bytes, the limit is %d", ErrTxTooLarge, len(raw), a.params.MaxTxBytes)), nil
+	}
+	dtx, err := DecodeTx(raw)
+	if err != nil {
+		return resultOf(err), nil
+	}
+	if !a.sigs.verify(dtx) {
+		return resultOf(fmt.Errorf("%w: the body is not signed by signer %X", ErrBadSignature, dtx.Signer)), nil
+	}
+	if dtx.Body.ChainId != a.chainID {
+		return resultOf(fmt.Errorf("%w: transaction is for %q, this chain is %q", ErrWrongChain, dtx.Body.ChainId, a.chainID)), nil
+	}
+	cache := store.NewCache(view)
+	ctx := &txContext{
+		st:     state{cache},
+		block:  b,
+		params: a.params,
+		tx:     dtx,
+		event:  Event{Type: EventType},
+	}
+	ctx.attr("action", MsgName(dtx.Body.Msg))
+	ctx.attr("signer", hex.EncodeToString(dtx.Signer))
+	err = ctx.authenticate()
+	if err == nil {
+		err = ctx.dispatch()
+	}
+	if err == nil {
+		err = ctx.st.setNextSequence(dtx.Signer, dtx.Body.Sequence+1)
+	}
+	if err != nil {
+		cache.Discard()
+		if CodeOf(err) == ErrInternal.Code() {
+			return Result{}, fmt.Errorf("tx %X: %w", dtx.Hash, err)
+		}
+		return resultOf(err), nil
+	}
+	if err := cache.Write(); err != nil {
+		return Result{}, fmt.Errorf("tx %X: write: %w", dtx.Hash, err)
+	}
+	return Result{Events: []Event{ctx.event}}, nil
+}
+
+// authenticate checks the signer's sequence and standing. The signature was
+// verified before.
+func (ctx *txContext) authenticate() error {
+	signer := ctx.tx.Signer
+	next, err := ctx.st.nextSequence(signer)
+	if err != nil {
+		return err
+	}
+	if ctx.tx.Body.Sequence != next {
+		return fmt.Errorf("%w: signer %X must use sequence %d, the transaction has %d", ErrBadSequence, signer, next, ctx.tx.Body.Sequence)
+	}
+	member, err := ctx.st.member(signer)
+	if err != nil {
+		return err
+	}
+	if _, enrolling := ctx.tx.Body.Msg.Sum.(*emrv1.Msg_EnrollPatient); enrolling {
+		if member != nil {
+			return fmt.Errorf("%w: account %X is already a %s", ErrAlreadyExists, signer, roleName(member.Role))
+		}
+		return nil
+	}
+	if member == nil {
+		return fmt.Errorf("%w: %X is not a member of the consortium", ErrUnknownSigner, signer)
+	}
+	if !bytes.Equal(member.SignPubKey, ctx.tx.Body.SignerPubKey) {
+		return fmt.Errorf("%w: signer key does not match member %X", ErrBadSignature, signer)
+	}
+	if !isActive(member) {
+		return fmt.Errorf("%w: member %X is suspended and can sign nothing", ErrSignerSuspended, signer)
+	}
+	ctx.signer = member
+	return nil
+}
+
+func (ctx *txContext) dispatch() error {
+	switch m := ctx.tx.Body.Msg.Sum.(type) {
+	case *emrv1.Msg_RegisterMember:
+		return ctx.registerMember(m.RegisterMember)
+	case *emrv1.Msg_SetMemberStatus:
+		return ctx.setMemberStatus(m.SetMemberStatus)
+	case *emrv1.Msg_EnrollPatient:
+		return ctx.enrollPatient(m.EnrollPatient)
+	case *emrv1.Msg_Grant:
+		return ctx.grant(m.Grant)
+	case *emrv1.Msg_Revoke:
+		return ctx.revoke(m.Revoke)
+	case *emrv1.Msg_RotateKey:
+		return ctx.rotateKey(m.RotateKey)
+	case *emrv1.Msg_AddRecord:
+		return ctx.addRecord(m.AddRecord)
+	case *emrv1.Msg_RecordAccess:
+		return ctx.recordAccess(m.RecordAccess)
+	case *emrv1.Msg_RegisterStudy:
+		return ctx.registerStudy(m.RegisterStudy)
+	case *emrv1.Msg_ShareRecord:
+		return ctx.shareRecord(m.ShareRecord)
+	}
+	// DecodeTx validated the message type.
+	return fmt.Errorf("%w: unhandled message %T", ErrTxDecode, ctx.tx.Body.Msg.Sum)
+}
+
+func (ctx *txContext) attr(key, value string) {
+	ctx.event.Attributes = append(ctx.event.Attributes, Attribute{Key: key, Value: value, Index: true})
+}
+
+// ownedPatient loads a patient and insists the signer owns it.
+func (ctx *txContext) ownedPatient(id []byte) (*emrv1.Patient, error) {
+	p, err := ctx.patient(id)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(p.Owner, ctx.tx.Signer) {
+		return nil, fmt.Errorf("%w: only the patient's owner may do this", ErrUnauthorized)
+	}
+	return p, nil
+}
+
+// patient loads an existing patient.
+func (ctx *txContext) patient(id []byte) (*emrv1.Patient, error) {
+	p, err := ctx.st.patient(id)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		return nil, fmt.Errorf("%w: no patient %x", ErrNotFound, id)
+	}
+	ctx.attr("patient", hex.EncodeToString(id))
+	return p, nil
+}
+
+// authorize checks that the signer may use right on category of patient p
+// at the block's time: the owner always may; anyone else needs a permission.
+func (ctx *txContext) authorize(p *emrv1.Patient, right emrv1.Right, category string) (*emrv1.Permission, error) {
+	if bytes.Equal(p.Owner, ctx.tx.Signer) {
+		return nil, nil
+	}
+	perm, err := ctx.st.permission(p.Id, ctx.tx.Signer)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPermission(perm, ctx.signer, right, category, ctx.block.Time); err != nil {
+		return nil, err
+	}
+	return perm, nil
+}
+
+func (ctx *txContext) knownCategory(c string) error {
+	for _, known := range ctx.params.Categories {
+		if c == known {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %q (known: %v)", ErrUnknownCategory, c, ctx.params.Categories)
+}
+
+func roleName(r emrv1.Role) string {
+	switch r {
+	case emrv1.Role_ROLE_PATIENT:
+		return "patient"
+	case emrv1.Role_ROLE_CLINICIAN:
+		return "clinician"
+	case emrv1.Role_ROLE_RESEARCHER:
+		return "researcher"
+	case emrv1.Role_ROLE_REGISTRAR:
+		return "registrar"
+	case emrv1.Role_ROLE_AUDITOR:
+		return "auditor"
+	}
+	return r.String()
+}

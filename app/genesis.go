@@ -1,0 +1,152 @@
+package app
+
+import (
+	"fmt"
+	"slices"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// DefaultCategories are the record categories of a new chain.
+var DefaultCategories = []string{
+	"history-and-physical",
+	"lab-results",
+	"radiation-dose",
+	"imaging",
+	"prescriptions",
+	"clinical-notes",
+}
+
+// DefaultParams are the parameters of a new chain.
+func DefaultParams() *emrv1.Params {
+	return &emrv1.Params{
+		Categories:             slices.Clone(DefaultCategories),
+		MaxTxBytes:             1 << 20,
+		MaxBlobBytes:           4 << 30,
+		MaxRecordsPerAccess:    100,
+		MaxRewrapsPerRotation:  5000,
+		MaxPageSize:            100,
+		EmergencyAccessSeconds: 3600,
+		MaxWrappedKeyBytes:     512,
+	}
+}
+
+// DefaultGenesis has default params and no organizations.
+func DefaultGenesis() *emrv1.GenesisState {
+	return &emrv1.GenesisState{Params: DefaultParams()}
+}
+
+// ParseGenesis decodes the app_state of a CometBFT genesis document
+// (protojson of GenesisState) and validates it.
+func ParseGenesis(appState []byte) (*emrv1.GenesisState, error) {
+	if len(appState) == 0 {
+		return nil, fmt.Errorf("%w: empty app_state", ErrInvalidGenesis)
+	}
+	var g emrv1.GenesisState
+	if err := (protojson.UnmarshalOptions{}).Unmarshal(appState, &g); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidGenesis, err)
+	}
+	if err := ValidateGenesis(&g); err != nil {
+		return nil, err
+	}
+	return &g, nil
+}
+
+// MarshalGenesis is the app_state JSON for g.
+func MarshalGenesis(g *emrv1.GenesisState) ([]byte, error) {
+	return protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(g)
+}
+
+// ValidateGenesis checks params, organizations and genesis members.
+func ValidateGenesis(g *emrv1.GenesisState) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidGenesis, fmt.Sprintf(format, args...))
+	}
+	p := g.GetParams()
+	if p == nil {
+		return bad("params missing")
+	}
+	if len(p.Categories) == 0 {
+		return bad("no record categories")
+	}
+	seen := map[string]bool{}
+	for _, c := range p.Categories {
+		if err := checkID("category", c); err != nil {
+			return bad("%v", err)
+		}
+		if seen[c] {
+			return bad("category %q listed twice", c)
+		}
+		seen[c] = true
+	}
+	if p.MaxTxBytes < 1024 || p.MaxBlobBytes == 0 || p.MaxRecordsPerAccess == 0 || p.MaxRewrapsPerRotation == 0 || p.MaxPageSize == 0 || p.MaxWrappedKeyBytes < 64 {
+		return bad("params limits must be positive (max_tx_bytes >= 1024, max_wrapped_key_bytes >= 64)")
+	}
+	orgs := map[string]*emrv1.Organization{}
+	for _, o := range g.Organizations {
+		if err := checkID("organization id", o.Id); err != nil {
+			return bad("%v", err)
+		}
+		if orgs[o.Id] != nil {
+			return bad("organization %q listed twice", o.Id)
+		}
+		if err := checkText("organization name", o.Name, true); err != nil {
+			return bad("organization %q: %v", o.Id, err)
+		}
+		if o.Kind == emrv1.OrganizationKind_ORGANIZATION_KIND_UNSPECIFIED || emrv1.OrganizationKind_name[int32(o.Kind)] == "" {
+			return bad("organization %q: kind must be hospital, lab, pharmacy or research", o.Id)
+		}
+		orgs[o.Id] = o
+	}
+	addrs := map[string]bool{}
+	for i, m := range g.Members {
+		if err := firstError(checkKey("signing key", m.SignPubKey), checkKey("encryption key", m.EncPubKey)); err != nil {
+			return bad("member %d: %v", i, err)
+		}
+		switch m.Role {
+		case emrv1.Role_ROLE_REGISTRAR, emrv1.Role_ROLE_CLINICIAN, emrv1.Role_ROLE_RESEARCHER, emrv1.Role_ROLE_AUDITOR:
+		default:
+			return bad("member %d: genesis members are registrars, clinicians, researchers or auditors, not %s", i, m.Role)
+		}
+		if orgs[m.OrganizationId] == nil {
+			return bad("member %d: unknown organization %q", i, m.OrganizationId)
+		}
+		addr := string(AddressOf(m.SignPubKey))
+		if addrs[addr] {
+			return bad("member %d: signing key listed twice", i)
+		}
+		addrs[addr] = true
+	}
+	return nil
+}
+
+// initGenesis writes a validated genesis and the chain id into st.
+func initGenesis(st state, chainID string, g *emrv1.GenesisState) error {
+	if err := st.kv.Set(keyChainID, []byte(chainID)); err != nil {
+		return err
+	}
+	if err := st.put(keyParams, g.Params); err != nil {
+		return err
+	}
+	for _, o := range g.Organizations {
+		if err := st.put(organizationKey(o.Id), o); err != nil {
+			return err
+		}
+	}
+	for _, m := range g.Members {
+		if err := st.putMember(&emrv1.Member{
+			Address:        AddressOf(m.SignPubKey),
+			SignPubKey:     m.SignPubKey,
+			EncPubKey:      m.EncPubKey,
+			Role:           m.Role,
+			OrganizationId: m.OrganizationId,
+			CredentialRef:  m.CredentialRef,
+			Status:         emrv1.MemberStatus_MEMBER_STATUS_ACTIVE,
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}

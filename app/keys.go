@@ -1,0 +1,101 @@
+package app
+
+import "encoding/binary"
+
+// Key layout of the single IAVL tree. One byte of prefix, then fixed-width
+// binary components (addresses are 20 bytes, patient ids and hashes 32,
+// sequences 8 big-endian so that byte order is numeric order) or
+// length-prefixed strings. Values are deterministic protobuf unless noted.
+// Index entries whose information is all in the key hold the single byte
+// indexMarker, because IAVL does not store empty values.
+//
+// This table is mirrored in store/README.md; change both together.
+const (
+	prefixMeta         byte = 0x00 // 0x00 | name                         → raw bytes (chain id, last block)
+	prefixParams       byte = 0x01 // 0x01                                → Params
+	prefixOrganization byte = 0x02 // 0x02 | org id                       → Organization
+	prefixMember       byte = 0x03 // 0x03 | address                      → Member
+	prefixOrgMember    byte = 0x04 // 0x04 | len | org id | address        → role (1 byte)
+	prefixAccount      byte = 0x05 // 0x05 | address                      → Account
+	prefixPatient      byte = 0x06 // 0x06 | patient id                   → Patient
+	prefixOwner        byte = 0x07 // 0x07 | owner address                → patient id
+	prefixPermission   byte = 0x08 // 0x08 | patient id | grantee         → Permission
+	prefixGrant        byte = 0x09 // 0x09 | grantee | patient id         → marker
+	prefixRecord       byte = 0x0a // 0x0a | patient id | seq             → Record
+	prefixRecordHash   byte = 0x0b // 0x0b | sha256 | patient id | seq    → marker
+	prefixAccess       byte = 0x0c // 0x0c | patient id | seq             → AccessEvent
+	prefixLastAccess   byte = 0x0d // 0x0d | patient id | record | member → access seq (8 bytes)
+	prefixStudy        byte = 0x0e // 0x0e | study id                     → Study
+	prefixShare        byte = 0x0f // 0x0f | patient id | seq             → Share
+	prefixShareHash    byte = 0x10 // 0x10 | sha256 | patient id | seq    → marker
+)
+
+const indexMarker = 1
+
+var (
+	keyChainID   = []byte{prefixMeta, 'c'}
+	keyLastBlock = []byte{prefixMeta, 'b'}
+	keyParams    = []byte{prefixParams}
+)
+
+func join(parts ...[]byte) []byte {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	out := make([]byte, 0, n)
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+// lenPrefixed encodes a string of at most 255 bytes (ids are validated to 64).
+func lenPrefixed(s string) []byte { return append([]byte{byte(len(s))}, s...) }
+
+func organizationKey(id string) []byte { return join([]byte{prefixOrganization}, []byte(id)) }
+func memberKey(addr []byte) []byte     { return join([]byte{prefixMember}, addr) }
+func orgMemberPrefix(org string) []byte {
+	return join([]byte{prefixOrgMember}, lenPrefixed(org))
+}
+func orgMemberKey(org string, addr []byte) []byte { return join(orgMemberPrefix(org), addr) }
+func accountKey(addr []byte) []byte               { return join([]byte{prefixAccount}, addr) }
+func patientKey(id []byte) []byte                 { return join([]byte{prefixPatient}, id) }
+func ownerKey(owner []byte) []byte                { return join([]byte{prefixOwner}, owner) }
+func permissionPrefix(patient []byte) []byte      { return join([]byte{prefixPermission}, patient) }
+func permissionKey(patient, grantee []byte) []byte {
+	return join(permissionPrefix(patient), grantee)
+}
+func grantPrefix(grantee []byte) []byte           { return join([]byte{prefixGrant}, grantee) }
+func grantKey(grantee, patient []byte) []byte     { return join(grantPrefix(grantee), patient) }
+func recordPrefix(patient []byte) []byte          { return join([]byte{prefixRecord}, patient) }
+func recordKey(patient []byte, seq uint64) []byte { return join(recordPrefix(patient), u64(seq)) }
+func recordHashPrefix(sum []byte) []byte          { return join([]byte{prefixRecordHash}, sum) }
+func recordHashKey(sum, patient []byte, seq uint64) []byte {
+	return join(recordHashPrefix(sum), patient, u64(seq))
+}
+func accessPrefix(patient []byte) []byte          { return join([]byte{prefixAccess}, patient) }
+func accessKey(patient []byte, seq uint64) []byte { return join(accessPrefix(patient), u64(seq)) }
+func lastAccessKey(patient []byte, record uint64, member []byte) []byte {
+	return join([]byte{prefixLastAccess}, patient, u64(record), member)
+}
+func studyKey(id string) []byte                  { return join([]byte{prefixStudy}, []byte(id)) }
+func sharePrefix(patient []byte) []byte          { return join([]byte{prefixShare}, patient) }
+func shareKey(patient []byte, seq uint64) []byte { return join(sharePrefix(patient), u64(seq)) }
+func shareHashKey(sum, patient []byte, seq uint64) []byte {
+	return join([]byte{prefixShareHash}, sum, patient, u64(seq))
+}
+
+// prefixEnd returns the smallest key greater than every key with prefix p.
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,124 @@
+package app
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// requireRegistrarOf insists the signer is an active registrar of org (the
+// signer is active, or authenticate would have refused it).
+func (ctx *txContext) requireRegistrarOf(org string) error {
+	if ctx.signer.Role != emrv1.Role_ROLE_REGISTRAR {
+		return fmt.Errorf("%w: only a registrar may do this, the signer is a %s", ErrUnauthorized, roleName(ctx.signer.Role))
+	}
+	if ctx.signer.OrganizationId != org {
+		return fmt.Errorf("%w: the signer is a registrar of %q, not of %q", ErrUnauthorized, ctx.signer.OrganizationId, org)
+	}
+	return nil
+}
+
+// registerMember: an active registrar of organization X registers a
+// clinician, researcher, auditor or registrar of X.
+func (ctx *txContext) registerMember(m *emrv1.MsgRegisterMember) error {
+	if err := ctx.requireRegistrarOf(m.OrganizationId); err != nil {
+		return err
+	}
+	org, err := ctx.st.organization(m.OrganizationId)
+	if err != nil {
+		return err
+	}
+	if org == nil {
+		return fmt.Errorf("%w: no organization %q", ErrNotFound, m.OrganizationId)
+	}
+	addr := AddressOf(m.SignPubKey)
+	existing, err := ctx.st.member(addr)
+	if err != nil {
+		return err
+	}
+	if existing != nil {
+		return fmt.Errorf("%w: %X is already a %s", ErrAlreadyExists, addr, roleName(existing.Role))
+	}
+	ctx.attr("member", hex.EncodeToString(addr))
+	return ctx.st.putMember(&emrv1.Member{
+		Address:          addr,
+		SignPubKey:       m.SignPubKey,
+		EncPubKey:        m.EncPubKey,
+		Role:             m.Role,
+		OrganizationId:   m.OrganizationId,
+		CredentialRef:    m.CredentialRef,
+		Status:           emrv1.MemberStatus_MEMBER_STATUS_ACTIVE,
+		RegisteredBy:     ctx.tx.Signer,
+		RegisteredHeight: ctx.block.Height,
+	})
+}
+
+// setMemberStatus: a registrar of X suspends or reactivates a member of X.
+func (ctx *txContext) setMemberStatus(m *emrv1.MsgSetMemberStatus) error {
+	target, err := ctx.st.member(m.Address)
+	if err != nil {
+		return err
+	}
+	if target == nil {
+		return fmt.Errorf("%w: no member %X", ErrNotFound, m.Address)
+	}
+	if target.Role == emrv1.Role_ROLE_PATIENT {
+		return fmt.Errorf("%w: patients are not members of an organization", ErrUnauthorized)
+	}
+	if err := ctx.requireRegistrarOf(target.OrganizationId); err != nil {
+		return err
+	}
+	if bytes.Equal(target.Address, ctx.tx.Signer) {
+		return fmt.Errorf("%w: a registrar cannot change its own status", ErrInvalidMsg)
+	}
+	if target.Status == m.Status {
+		return fmt.Errorf("%w: member %X is already %s", ErrInvalidMsg, m.Address, statusName(m.Status))
+	}
+	target.Status = m.Status
+	ctx.attr("member", hex.EncodeToString(target.Address))
+	return ctx.st.putMember(target)
+}
+
+// enrollPatient: a new account enrolls itself with a pseudonymous id.
+func (ctx *txContext) enrollPatient(m *emrv1.MsgEnrollPatient) error {
+	existing, err := ctx.st.patient(m.PatientId)
+	if err != nil {
+		return err
+	}
+	if existing != nil {
+		return fmt.Errorf("%w: patient id %x is already enrolled", ErrAlreadyExists, m.PatientId)
+	}
+	owner := ctx.tx.Signer
+	if err := ctx.st.putMember(&emrv1.Member{
+		Address:          owner,
+		SignPubKey:       ctx.tx.Body.SignerPubKey,
+		EncPubKey:        m.EncPubKey,
+		Role:             emrv1.Role_ROLE_PATIENT,
+		Status:           emrv1.MemberStatus_MEMBER_STATUS_ACTIVE,
+		RegisteredHeight: ctx.block.Height,
+	}); err != nil {
+		return err
+	}
+	if err := ctx.st.put(patientKey(m.PatientId), &emrv1.Patient{
+		Id:             m.PatientId,
+		Owner:          owner,
+		KeyVersion:     1,
+		EnrolledHeight: ctx.block.Height,
+	}); err != nil {
+		return err
+	}
+	ctx.attr("patient", hex.EncodeToString(m.PatientId))
+	return ctx.st.kv.Set(ownerKey(owner), m.PatientId)
+}
+
+func statusName(s emrv1.MemberStatus) string {
+	switch s {
+	case emrv1.MemberStatus_MEMBER_STATUS_ACTIVE:
+		return "active"
+	case emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED:
+		return "suspended"
+	}
+	return s.String()
+}

@@ -1,0 +1,507 @@
+package app
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	cmtcrypto "github.com/cometbft/cometbft/api/cometbft/crypto/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+	"github.com/emrchain/emrchain/store"
+)
+
+// QueryPathPrefix prefixes the ABCI query paths of the Query service:
+// "/emrchain.v1.Query/Member" and so on. RawKeyPath reads one raw key.
+const (
+	QueryPathPrefix = "/emrchain.v1.Query/"
+	RawKeyPath      = "/store/key"
+)
+
+// Query answers an ABCI query at height (0 = the last commit). For the
+// Query service paths, data is the request and the value the response
+// protobuf; with prove, the response carries a StoreProof for every key it
+// was built from, against the AppHash in header height+1.
+func (a *App) Query(path string, data []byte, height int64, prove bool) ([]byte, int64, error) {
+	if path == RawKeyPath {
+		value, _, h, err := a.QueryKey(data, height, false)
+		return value, h, err
+	}
+	method, ok := strings.CutPrefix(path, QueryPathPrefix)
+	if !ok {
+		return nil, 0, fmt.Errorf("%w: unknown path %q", ErrInvalidQuery, path)
+	}
+	var handler func(srv any, ctx context.Context, dec func(any) error, _ any) (any, error)
+	for _, m := range emrv1.Query_ServiceDesc.Methods {
+		if m.MethodName == method {
+			h := m.Handler
+			handler = func(srv any, ctx context.Context, dec func(any) error, _ any) (any, error) {
+				return h(srv, ctx, dec, nil)
+			}
+			break
+		}
+	}
+	if handler == nil {
+		return nil, 0, fmt.Errorf("%w: unknown query method %q", ErrInvalidQuery, method)
+	}
+	h, reader, err := a.readerAt(height)
+	if err != nil {
+		return nil, 0, err
+	}
+	rec := &recordingReader{Reader: reader, seen: map[string]bool{}}
+	q := &Querier{r: rec}
+	out, err := handler(q, context.Background(), func(in any) error {
+		if err := proto.Unmarshal(data, in.(proto.Message)); err != nil {
+			return fmt.Errorf("%w: decode request: %v", ErrInvalidQuery, err)
+		}
+		return nil
+	}, nil)
+	if err != nil {
+		return nil, h, err
+	}
+	resp := out.(proto.Message)
+	var proofs []*emrv1.StoreProof
+	if prove {
+		for _, key := range rec.keys {
+			value, ops, _, err := a.QueryKey(key, h, true)
+			if err != nil {
+				return nil, h, err
+			}
+			proofs = append(proofs, &emrv1.StoreProof{Key: key, Value: value, Ops: toProofOps(ops)})
+		}
+	}
+	setHeightAndProofs(resp, h, proofs)
+	bz, err := deterministic.Marshal(resp)
+	if err != nil {
+		return nil, h, fmt.Errorf("%w: encode response: %v", ErrInternal, err)
+	}
+	return bz, h, nil
+}
+
+// QueryKey reads one raw key at height (0 = last commit), with a
+// membership or absence proof when prove is set.
+func (a *App) QueryKey(key []byte, height int64, prove bool) ([]byte, *cmtcrypto.ProofOps, int64, error) {
+	if len(key) == 0 {
+		return nil, nil, 0, fmt.Errorf("%w: empty key", ErrInvalidQuery)
+	}
+	h, reader, err := a.readerAt(height)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	if !prove {
+		v, err := reader.Get(key)
+		return v, nil, h, err
+	}
+	v, ops, err := a.store.GetWithProof(key, h)
+	if err != nil {
+		return nil, nil, h, fmt.Errorf("%w: proof of %x at %d: %v", ErrInvalidQuery, key, h, err)
+	}
+	return v, ops, h, nil
+}
+
+func (a *App) readerAt(height int64) (int64, store.Reader, error) {
+	last, _ := a.store.LastCommit()
+	if height == 0 {
+		height = last
+	}
+	if height <= 0 || last == 0 {
+		return 0, nil, fmt.Errorf("%w: nothing committed yet", ErrNotFound)
+	}
+	if height > last {
+		return 0, nil, fmt.Errorf("%w: height %d is not committed yet (last is %d)", ErrInvalidQuery, height, last)
+	}
+	r, err := a.store.ReaderAt(height)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: height %d: %v", ErrInvalidQuery, height, err)
+	}
+	return height, r, nil
+}
+
+func toProofOps(ops *cmtcrypto.ProofOps) []*emrv1.ProofOp {
+	if ops == nil {
+		return nil
+	}
+	out := make([]*emrv1.ProofOp, len(ops.Ops))
+	for i, op := range ops.Ops {
+		out[i] = &emrv1.ProofOp{Type: op.Type, Key: op.Key, Data: op.Data}
+	}
+	return out
+}
+
+// FromProofOps converts a StoreProof's ops back to CometBFT's type.
+func FromProofOps(ops []*emrv1.ProofOp) *cmtcrypto.ProofOps {
+	out := &cmtcrypto.ProofOps{Ops: make([]cmtcrypto.ProofOp, len(ops))}
+	for i, op := range ops {
+		out.Ops[i] = cmtcrypto.ProofOp{Type: op.Type, Key: op.Key, Data: op.Data}
+	}
+	return out
+}
+
+// setHeightAndProofs fills the "height" and "proofs" fields every Query
+// response has.
+func setHeightAndProofs(resp proto.Message, height int64, proofs []*emrv1.StoreProof) {
+	m := resp.ProtoReflect()
+	fields := m.Descriptor().Fields()
+	if f := fields.ByName("height"); f != nil {
+		m.Set(f, protoreflect.ValueOfInt64(height))
+	}
+	if f := fields.ByName("proofs"); f != nil && len(proofs) > 0 {
+		list := m.Mutable(f).List()
+		for _, p := range proofs {
+			list.Append(protoreflect.ValueOfMessage(p.ProtoReflect()))
+		}
+	}
+}
+
+// recordingReader remembers every key a query read or iterated over, in
+// first-read order, so that each can be proven.
+type recordingReader struct {
+	store.Reader
+	seen map[string]bool
+	keys [][]byte
+}
+
+func (r *recordingReader) note(key []byte) {
+	if !r.seen[string(key)] {
+		r.seen[string(key)] = true
+		r.keys = append(r.keys, append([]byte(nil), key...))
+	}
+}
+
+func (r *recordingReader) Get(key []byte) ([]byte, error) {
+	r.note(key)
+	return r.Reader.Get(key)
+}
+
+func (r *recordingReader) Iterator(start, end []byte, ascending bool) (store.Iterator, error) {
+	it, err := r.Reader.Iterator(start, end, ascending)
+	if err != nil {
+		return nil, err
+	}
+	return &recordingIterator{Iterator: it, r: r}, nil
+}
+
+type recordingIterator struct {
+	store.Iterator
+	r *recordingReader
+}
+
+func (it *recordingIterator) Key() []byte {
+	k := it.Iterator.Key()
+	it.r.note(k)
+	return k
+}
+
+// Querier answers the Query service from one view of the state. It is what
+// both the ABCI query paths and the gRPC server call.
+type Querier struct {
+	emrv1.UnimplementedQueryServer
+	r store.Reader
+}
+
+// NewQuerier answers queries from r (e.g. a store.ReaderAt view).
+func NewQuerier(r store.Reader) *Querier { return &Querier{r: r} }
+
+var _ emrv1.QueryServer = (*Querier)(nil)
+
+func (q *Querier) st() state { return state{store.ReadOnly(q.r)} }
+
+func (q *Querier) Params(context.Context, *emrv1.QueryParamsRequest) (*emrv1.QueryParamsResponse, error) {
+	p, err := q.st().params()
+	if err != nil {
+		return nil, err
+	}
+	return &emrv1.QueryParamsResponse{Params: p}, nil
+}
+
+func (q *Querier) Organization(_ context.Context, req *emrv1.QueryOrganizationRequest) (*emrv1.QueryOrganizationResponse, error) {
+	org, err := q.st().organization(req.Id)
+	if err != nil {
+		return nil, err
+	}
+	if org == nil {
+		return nil, fmt.Errorf("%w: no organization %q", ErrNotFound, req.Id)
+	}
+	resp := &emrv1.QueryOrganizationResponse{Organization: org}
+	prefix := orgMemberPrefix(req.Id)
+	err = q.scan(prefix, prefixEnd(prefix), true, func(key, value []byte) (bool, error) {
+		if len(value) != 1 || emrv1.Role(value[0]) != emrv1.Role_ROLE_REGISTRAR {
+			return true, nil
+		}
+		m, err := q.st().member(key[len(prefix):])
+		if err != nil || m == nil {
+			return false, fmt.Errorf("registrar index %x without member: %v", key, err)
+		}
+		resp.Registrars = append(resp.Registrars, m)
+		return true, nil
+	})
+	return resp, err
+}
+
+func (q *Querier) Member(_ context.Context, req *emrv1.QueryMemberRequest) (*emrv1.QueryMemberResponse, error) {
+	addr, err := parseHex("address", req.Address, AddressSize)
+	if err != nil {
+		return nil, err
+	}
+	m, err := q.st().member(addr)
+	if err != nil {
+		return nil, err
+	}
+	if m == nil {
+		return nil, fmt.Errorf("%w: no member %X", ErrNotFound, addr)
+	}
+	return &emrv1.QueryMemberResponse{Member: m}, nil
+}
+
+func (q *Querier) Account(_ context.Context, req *emrv1.QueryAccountRequest) (*emrv1.QueryAccountResponse, error) {
+	addr, err := parseHex("address", req.Address, AddressSize)
+	if err != nil {
+		return nil, err
+	}
+	next, err := q.st().nextSequence(addr)
+	if err != nil {
+		return nil, err
+	}
+	return &emrv1.QueryAccountResponse{Account: &emrv1.Account{Address: addr, NextSequence: next}}, nil
+}
+
+func (q *Querier) Patient(_ context.Context, req *emrv1.QueryPatientRequest) (*emrv1.QueryPatientResponse, error) {
+	p, err := q.patient(req.PatientId)
+	if err != nil {
+		return nil, err
+	}
+	return &emrv1.QueryPatientResponse{Patient: p}, nil
+}
+
+func (q *Querier) PatientByOwner(_ context.Context, req *emrv1.QueryPatientByOwnerRequest) (*emrv1.QueryPatientResponse, error) {
+	owner, err := parseHex("owner", req.Owner, AddressSize)
+	if err != nil {
+		return nil, err
+	}
+	id, err := q.r.Get(ownerKey(owner))
+	if err != nil {
+		return nil, err
+	}
+	if id == nil {
+		return nil, fmt.Errorf("%w: account %X owns no patient", ErrNotFound, owner)
+	}
+	p, err := q.patient(hex.EncodeToString(id))
+	if err != nil {
+		return nil, err
+	}
+	return &emrv1.QueryPatientResponse{Patient: p}, nil
+}
+
+func (q *Querier) Permissions(_ context.Context, req *emrv1.QueryPermissionsRequest) (*emrv1.QueryPermissionsResponse, error) {
+	p, err := q.patient(req.PatientId)
+	if err != nil {
+		return nil, err
+	}
+	resp := &emrv1.QueryPermissionsResponse{}
+	prefix := permissionPrefix(p.Id)
+	err = q.scan(prefix, prefixEnd(prefix), true, func(key, value []byte) (bool, error) {
+		perm := &emrv1.Permission{}
+		if err := unmarshalAt(key, value, perm); err != nil {
+			return false, err
+		}
+		resp.Permissions = append(resp.Permissions, perm)
+		return true, nil
+	})
+	return resp, err
+}
+
+func (q *Querier) Grants(_ context.Context, req *emrv1.QueryGrantsRequest) (*emrv1.QueryGrantsResponse, error) {
+	grantee, err := parseHex("grantee", req.Grantee, AddressSize)
+	if err != nil {
+		return nil, err
+	}
+	resp := &emrv1.QueryGrantsResponse{}
+	prefix := grantPrefix(grantee)
+	err = q.scan(prefix, prefixEnd(prefix), true, func(key, _ []byte) (bool, error) {
+		perm, err := q.st().permission(key[len(prefix):], grantee)
+		if err != nil || perm == nil {
+			return false, fmt.Errorf("grant index %x without permission: %v", key, err)
+		}
+		resp.Permissions = append(resp.Permissions, perm)
+		return true, nil
+	})
+	return resp, err
+}
+
+func (q *Querier) Records(_ context.Context, req *emrv1.QueryRecordsRequest) (*emrv1.QueryRecordsResponse, error) {
+	p, err := q.patient(req.PatientId)
+	if err != nil {
+		return nil, err
+	}
+	limit, err := q.limit(req.Page)
+	if err != nil {
+		return nil, err
+	}
+	resp := &emrv1.QueryRecordsResponse{Page: &emrv1.PageResponse{Total: p.RecordCount}}
+	start := recordKey(p.Id, req.GetPage().GetAfter()+1)
+	err = q.scan(start, prefixEnd(recordPrefix(p.Id)), true, func(key, value []byte) (bool, error) {
+		rec := &emrv1.Record{}
+		if err := unmarshalAt(key, value, rec); err != nil {
+			return false, err
+		}
+		if req.Category != "" && rec.Category != req.Category {
+			return true, nil
+		}
+		if uint32(len(resp.Records)) == limit {
+			resp.Page.Next = resp.Records[len(resp.Records)-1].Sequence
+			return false, nil
+		}
+		resp.Records = append(resp.Records, rec)
+		return true, nil
+	})
+	return resp, err
+}
+
+func (q *Querier) Record(_ context.Context, req *emrv1.QueryRecordRequest) (*emrv1.QueryRecordResponse, error) {
+	id, err := parseHex("patient id", req.PatientId, PatientIDSize)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := q.st().record(id, req.Sequence)
+	if err != nil {
+		return nil, err
+	}
+	if rec == nil {
+		return nil, fmt.Errorf("%w: patient %x has no record %d", ErrNotFound, id, req.Sequence)
+	}
+	return &emrv1.QueryRecordResponse{Record: rec}, nil
+}
+
+func (q *Querier) AccessEvents(_ context.Context, req *emrv1.QueryAccessEventsRequest) (*emrv1.QueryAccessEventsResponse, error) {
+	p, err := q.patient(req.PatientId)
+	if err != nil {
+		return nil, err
+	}
+	limit, err := q.limit(req.Page)
+	if err != nil {
+		return nil, err
+	}
+	resp := &emrv1.QueryAccessEventsResponse{Page: &emrv1.PageResponse{Total: p.AccessCount}}
+	prefix := accessPrefix(p.Id)
+	end := prefixEnd(prefix)
+	if after := req.GetPage().GetAfter(); after > 0 {
+		end = accessKey(p.Id, after) // newest first: strictly older than after
+	}
+	err = q.scan(prefix, end, false, func(key, value []byte) (bool, error) {
+		ev := &emrv1.AccessEvent{}
+		if err := unmarshalAt(key, value, ev); err != nil {
+			return false, err
+		}
+		resp.Events = append(resp.Events, ev)
+		if uint32(len(resp.Events)) == limit {
+			if ev.Sequence > 1 {
+				resp.Page.Next = ev.Sequence
+			}
+			return false, nil
+		}
+		return true, nil
+	})
+	return resp, err
+}
+
+func (q *Querier) Shares(_ context.Context, req *emrv1.QuerySharesRequest) (*emrv1.QuerySharesResponse, error) {
+	p, err := q.patient(req.PatientId)
+	if err != nil {
+		return nil, err
+	}
+	limit, err := q.limit(req.Page)
+	if err != nil {
+		return nil, err
+	}
+	resp := &emrv1.QuerySharesResponse{Page: &emrv1.PageResponse{Total: p.ShareCount}}
+	start := shareKey(p.Id, req.GetPage().GetAfter()+1)
+	err = q.scan(start, prefixEnd(sharePrefix(p.Id)), true, func(key, value []byte) (bool, error) {
+		s := &emrv1.Share{}
+		if err := unmarshalAt(key, value, s); err != nil {
+			return false, err
+		}
+		resp.Shares = append(resp.Shares, s)
+		if uint32(len(resp.Shares)) == limit {
+			if s.Sequence < p.ShareCount {
+				resp.Page.Next = s.Sequence
+			}
+			return false, nil
+		}
+		return true, nil
+	})
+	return resp, err
+}
+
+func (q *Querier) Study(_ context.Context, req *emrv1.QueryStudyRequest) (*emrv1.QueryStudyResponse, error) {
+	if err := checkID("study id", req.Id); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
+	}
+	s, err := q.st().study(req.Id)
+	if err != nil {
+		return nil, err
+	}
+	if s == nil {
+		return nil, fmt.Errorf("%w: no study %q", ErrNotFound, req.Id)
+	}
+	return &emrv1.QueryStudyResponse{Study: s}, nil
+}
+
+func (q *Querier) patient(idHex string) (*emrv1.Patient, error) {
+	id, err := parseHex("patient id", idHex, PatientIDSize)
+	if err != nil {
+		return nil, err
+	}
+	p, err := q.st().patient(id)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		return nil, fmt.Errorf("%w: no patient %x", ErrNotFound, id)
+	}
+	return p, nil
+}
+
+// limit is the page size a request may have: the default is the maximum.
+func (q *Querier) limit(page *emrv1.PageRequest) (uint32, error) {
+	params, err := q.st().params()
+	if err != nil {
+		return 0, err
+	}
+	limit := page.GetLimit()
+	if limit == 0 {
+		return params.MaxPageSize, nil
+	}
+	if limit > params.MaxPageSize {
+		return 0, fmt.Errorf("%w: page size %d is above the maximum %d", ErrInvalidQuery, limit, params.MaxPageSize)
+	}
+	return limit, nil
+}
+
+// scan visits [start, end) until visit returns false or an error.
+func (q *Querier) scan(start, end []byte, ascending bool, visit func(key, value []byte) (bool, error)) error {
+	it, err := q.r.Iterator(start, end, ascending)
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ; it.Valid(); it.Next() {
+		more, err := visit(it.Key(), it.Value())
+		if err != nil || !more {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// parseHex decodes a fixed-size hex id (an optional 0x prefix, any case).
+func parseHex(what, s string, size int) ([]byte, error) {
+	s = strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != size {
+		return nil, fmt.Errorf("%w: %s must be %d hex characters, got %q", ErrInvalidQuery, what, 2*size, s)
+	}
+	return b, nil
+}

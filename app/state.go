@@ -1,0 +1,145 @@
+package app
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+	"github.com/emrchain/emrchain/store"
+)
+
+// state is typed access to the tree. Read errors are storage faults and are
+// returned wrapped in ErrInternal's sense (CodeOf maps them to code 1);
+// absence is (nil, nil).
+type state struct {
+	kv store.KV
+}
+
+func (s state) get(key []byte, m proto.Message) (bool, error) {
+	bz, err := s.kv.Get(key)
+	if err != nil {
+		return false, fmt.Errorf("read %x: %w", key, err)
+	}
+	if bz == nil {
+		return false, nil
+	}
+	if err := proto.Unmarshal(bz, m); err != nil {
+		return false, fmt.Errorf("decode %T at %x: %w", m, key, err)
+	}
+	return true, nil
+}
+
+func (s state) put(key []byte, m proto.Message) error {
+	if err := s.kv.Set(key, marshal(m)); err != nil {
+		return fmt.Errorf("write %x: %w", key, err)
+	}
+	return nil
+}
+
+func (s state) mark(key []byte) error {
+	if err := s.kv.Set(key, []byte{indexMarker}); err != nil {
+		return fmt.Errorf("write %x: %w", key, err)
+	}
+	return nil
+}
+
+func getTyped[T any, PT interface {
+	*T
+	proto.Message
+}](s state, key []byte) (*T, error) {
+	var v T
+	found, err := s.get(key, PT(&v))
+	if err != nil || !found {
+		return nil, err
+	}
+	return &v, nil
+}
+
+func (s state) params() (*emrv1.Params, error) {
+	p, err := getTyped[emrv1.Params](s, keyParams)
+	if err == nil && p == nil {
+		err = fmt.Errorf("params missing from state")
+	}
+	return p, err
+}
+
+func (s state) chainID() (string, error) {
+	bz, err := s.kv.Get(keyChainID)
+	return string(bz), err
+}
+
+func (s state) organization(id string) (*emrv1.Organization, error) {
+	return getTyped[emrv1.Organization](s, organizationKey(id))
+}
+
+func (s state) member(addr []byte) (*emrv1.Member, error) {
+	return getTyped[emrv1.Member](s, memberKey(addr))
+}
+
+func (s state) putMember(m *emrv1.Member) error {
+	if err := s.put(memberKey(m.Address), m); err != nil {
+		return err
+	}
+	if m.OrganizationId == "" {
+		return nil
+	}
+	return s.kv.Set(orgMemberKey(m.OrganizationId, m.Address), []byte{byte(m.Role)})
+}
+
+func (s state) nextSequence(addr []byte) (uint64, error) {
+	acct, err := getTyped[emrv1.Account](s, accountKey(addr))
+	if err != nil || acct == nil {
+		return 0, err
+	}
+	return acct.NextSequence, nil
+}
+
+func (s state) setNextSequence(addr []byte, next uint64) error {
+	return s.put(accountKey(addr), &emrv1.Account{Address: addr, NextSequence: next})
+}
+
+func (s state) patient(id []byte) (*emrv1.Patient, error) {
+	return getTyped[emrv1.Patient](s, patientKey(id))
+}
+
+func (s state) permission(patient, grantee []byte) (*emrv1.Permission, error) {
+	return getTyped[emrv1.Permission](s, permissionKey(patient, grantee))
+}
+
+func (s state) record(patient []byte, seq uint64) (*emrv1.Record, error) {
+	return getTyped[emrv1.Record](s, recordKey(patient, seq))
+}
+
+func (s state) study(id string) (*emrv1.Study, error) {
+	return getTyped[emrv1.Study](s, studyKey(id))
+}
+
+// lastBlock is the height and time of the last block executed into this view.
+func (s state) lastBlock() (int64, time.Time, error) {
+	bz, err := s.kv.Get(keyLastBlock)
+	if err != nil || bz == nil {
+		return 0, time.Time{}, err
+	}
+	if len(bz) != 20 {
+		return 0, time.Time{}, fmt.Errorf("last block record is %d bytes, want 20", len(bz))
+	}
+	height := int64(binary.BigEndian.Uint64(bz[0:8]))
+	t := time.Unix(int64(binary.BigEndian.Uint64(bz[8:16])), int64(binary.BigEndian.Uint32(bz[16:20]))).UTC()
+	return height, t, nil
+}
+
+func (s state) setLastBlock(b BlockInfo) error {
+	out := binary.BigEndian.AppendUint64(nil, uint64(b.Height))
+	out = binary.BigEndian.AppendUint64(out, uint64(b.Time.Unix()))
+	out = binary.BigEndian.AppendUint32(out, uint32(b.Time.Nanosecond()))
+	return s.kv.Set(keyLastBlock, out)
+}
+
+func timestamp(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }
+
+// formatTime is how times appear in rejection messages.
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }

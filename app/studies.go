@@ -1,0 +1,121 @@
+package app
+
+import (
+	"encoding/hex"
+	"fmt"
+
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// registerStudy: a registrar of a research organization registers a study
+// led by a researcher of the same organization.
+func (ctx *txContext) registerStudy(m *emrv1.MsgRegisterStudy) error {
+	if err := ctx.requireRegistrarOf(ctx.signer.OrganizationId); err != nil {
+		return err
+	}
+	org, err := ctx.st.organization(ctx.signer.OrganizationId)
+	if err != nil {
+		return err
+	}
+	if org == nil || org.Kind != emrv1.OrganizationKind_ORGANIZATION_KIND_RESEARCH {
+		return fmt.Errorf("%w: only registrars of a research organization register studies, %q is not one", ErrUnauthorized, ctx.signer.OrganizationId)
+	}
+	existing, err := ctx.st.study(m.StudyId)
+	if err != nil {
+		return err
+	}
+	if existing != nil {
+		return fmt.Errorf("%w: study %q is already registered", ErrAlreadyExists, m.StudyId)
+	}
+	pi, err := ctx.st.member(m.PrincipalInvestigator)
+	if err != nil {
+		return err
+	}
+	if pi == nil || pi.Role != emrv1.Role_ROLE_RESEARCHER || pi.OrganizationId != org.Id {
+		return fmt.Errorf("%w: the principal investigator %X must be a researcher of %q", ErrInvalidMsg, m.PrincipalInvestigator, org.Id)
+	}
+	if !isActive(pi) {
+		return fmt.Errorf("%w: the principal investigator %X is suspended", ErrGranteeSuspended, m.PrincipalInvestigator)
+	}
+	ctx.attr("study", m.StudyId)
+	return ctx.st.put(studyKey(m.StudyId), &emrv1.Study{
+		Id:                    m.StudyId,
+		Title:                 m.Title,
+		PrincipalInvestigator: m.PrincipalInvestigator,
+		OrganizationId:        org.Id,
+		StudyPubKey:           m.StudyPubKey,
+		RegisteredBy:          ctx.tx.Signer,
+		RegisteredHeight:      ctx.block.Height,
+	})
+}
+
+// shareRecord: a clinician with a share right for the study covering the
+// record's category records that it shared the record (re-encrypted to the
+// study key, anonymised when the consent demands it).
+func (ctx *txContext) shareRecord(m *emrv1.MsgShareRecord) error {
+	p, err := ctx.patient(m.PatientId)
+	if err != nil {
+		return err
+	}
+	if ctx.signer.Role != emrv1.Role_ROLE_CLINICIAN {
+		return fmt.Errorf("%w: only clinicians share records with studies, the signer is a %s", ErrUnauthorized, roleName(ctx.signer.Role))
+	}
+	rec, err := ctx.st.record(p.Id, m.RecordSequence)
+	if err != nil {
+		return err
+	}
+	if rec == nil {
+		return fmt.Errorf("%w: the patient has no record %d", ErrNotFound, m.RecordSequence)
+	}
+	study, err := ctx.st.study(m.StudyId)
+	if err != nil {
+		return err
+	}
+	if study == nil {
+		return fmt.Errorf("%w: no study %q", ErrNotFound, m.StudyId)
+	}
+	perm, err := ctx.authorize(p, emrv1.Right_RIGHT_SHARE, rec.Category)
+	if err != nil {
+		return err
+	}
+	if perm == nil {
+		// Only a patient owns records, and patients are not clinicians.
+		return fmt.Errorf("%w: the owner does not share through this message", ErrUnauthorized)
+	}
+	if perm.StudyId != m.StudyId {
+		return fmt.Errorf("%w: the share right is for study %q, not %q", ErrUnauthorized, perm.StudyId, m.StudyId)
+	}
+	if perm.Anonymise && !m.Anonymised {
+		return fmt.Errorf("%w: the patient consented to sharing with %q only if anonymised", ErrUnauthorized, m.StudyId)
+	}
+	if m.Size > ctx.params.MaxBlobBytes {
+		return fmt.Errorf("%w: file is %d bytes, the limit is %d", ErrTooLarge, m.Size, ctx.params.MaxBlobBytes)
+	}
+	if err := ctx.checkWrappedKeySize(m.WrappedStudyKey); err != nil {
+		return err
+	}
+	p.ShareCount++
+	share := &emrv1.Share{
+		PatientId:       p.Id,
+		Sequence:        p.ShareCount,
+		RecordSequence:  m.RecordSequence,
+		StudyId:         m.StudyId,
+		Sharer:          ctx.tx.Signer,
+		Anonymised:      m.Anonymised,
+		SharedSha256:    m.SharedSha256,
+		ObjectKey:       m.ObjectKey,
+		Size:            m.Size,
+		WrappedStudyKey: m.WrappedStudyKey,
+		Height:          ctx.block.Height,
+		Time:            timestamp(ctx.block.Time),
+		TxHash:          ctx.tx.Hash,
+	}
+	ctx.attr("record", recordRef(p.Id, m.RecordSequence))
+	ctx.attr("study", m.StudyId)
+	ctx.attr("sharer", hex.EncodeToString(ctx.tx.Signer))
+	return firstError(
+		ctx.st.put(shareKey(p.Id, share.Sequence), share),
+		ctx.st.mark(shareHashKey(m.SharedSha256, p.Id, share.Sequence)),
+		ctx.st.put(patientKey(p.Id), p),
+	)
+}

@@ -1,0 +1,312 @@
+package app
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"unicode/utf8"
+
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// Stateless limits. Limits that a consortium may want to tune are in Params.
+const (
+	maxIDLength         = 64
+	maxTextLength       = 256
+	maxObjectKeyLength  = 512
+	maxStaticWrappedKey = 4096 // hard ceiling; params.max_wrapped_key_bytes is the enforced one
+)
+
+// idPattern is the form of organization and study ids.
+var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+
+// ValidateMsg checks what needs no state: presence, sizes, enum values,
+// id formats. Errors wrap ErrInvalidMsg (or ErrTxDecode for a missing msg).
+func ValidateMsg(msg *emrv1.Msg) error {
+	if msg == nil || msg.Sum == nil {
+		return fmt.Errorf("%w: transaction carries no message", ErrTxDecode)
+	}
+	var err error
+	switch m := msg.Sum.(type) {
+	case *emrv1.Msg_RegisterMember:
+		err = validateRegisterMember(m.RegisterMember)
+	case *emrv1.Msg_SetMemberStatus:
+		err = validateSetMemberStatus(m.SetMemberStatus)
+	case *emrv1.Msg_EnrollPatient:
+		err = validateEnrollPatient(m.EnrollPatient)
+	case *emrv1.Msg_Grant:
+		err = validateGrant(m.Grant)
+	case *emrv1.Msg_Revoke:
+		err = firstError(checkPatientID(m.Revoke.GetPatientId()), checkAddress("grantee", m.Revoke.GetGrantee()))
+	case *emrv1.Msg_RotateKey:
+		err = validateRotateKey(m.RotateKey)
+	case *emrv1.Msg_AddRecord:
+		err = validateAddRecord(m.AddRecord)
+	case *emrv1.Msg_RecordAccess:
+		err = validateRecordAccess(m.RecordAccess)
+	case *emrv1.Msg_RegisterStudy:
+		err = validateRegisterStudy(m.RegisterStudy)
+	case *emrv1.Msg_ShareRecord:
+		err = validateShareRecord(m.ShareRecord)
+	default:
+		return fmt.Errorf("%w: unknown message type %T", ErrTxDecode, msg.Sum)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrInvalidMsg, MsgName(msg), err)
+	}
+	return nil
+}
+
+// MsgName is the short name of a message, used in logs and events.
+func MsgName(msg *emrv1.Msg) string {
+	switch msg.GetSum().(type) {
+	case *emrv1.Msg_RegisterMember:
+		return "register_member"
+	case *emrv1.Msg_SetMemberStatus:
+		return "set_member_status"
+	case *emrv1.Msg_EnrollPatient:
+		return "enroll_patient"
+	case *emrv1.Msg_Grant:
+		return "grant"
+	case *emrv1.Msg_Revoke:
+		return "revoke"
+	case *emrv1.Msg_RotateKey:
+		return "rotate_key"
+	case *emrv1.Msg_AddRecord:
+		return "add_record"
+	case *emrv1.Msg_RecordAccess:
+		return "record_access"
+	case *emrv1.Msg_RegisterStudy:
+		return "register_study"
+	case *emrv1.Msg_ShareRecord:
+		return "share_record"
+	}
+	return "unknown"
+}
+
+func validateRegisterMember(m *emrv1.MsgRegisterMember) error {
+	switch m.Role {
+	case emrv1.Role_ROLE_CLINICIAN, emrv1.Role_ROLE_RESEARCHER, emrv1.Role_ROLE_AUDITOR, emrv1.Role_ROLE_REGISTRAR:
+	default:
+		return fmt.Errorf("role must be clinician, researcher, auditor or registrar, got %s", m.Role)
+	}
+	return firstError(
+		checkKey("signing key", m.SignPubKey),
+		checkKey("encryption key", m.EncPubKey),
+		checkID("organization id", m.OrganizationId),
+		checkText("credential reference", m.CredentialRef, true),
+	)
+}
+
+func validateSetMemberStatus(m *emrv1.MsgSetMemberStatus) error {
+	if m.Status != emrv1.MemberStatus_MEMBER_STATUS_ACTIVE && m.Status != emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED {
+		return fmt.Errorf("status must be active or suspended, got %s", m.Status)
+	}
+	return checkAddress("address", m.Address)
+}
+
+func validateEnrollPatient(m *emrv1.MsgEnrollPatient) error {
+	return firstError(checkPatientID(m.PatientId), checkKey("encryption key", m.EncPubKey))
+}
+
+func validateGrant(m *emrv1.MsgGrant) error {
+	if err := firstError(checkPatientID(m.PatientId), checkAddress("grantee", m.Grantee)); err != nil {
+		return err
+	}
+	if len(m.Rights) == 0 {
+		return fmt.Errorf("no rights given")
+	}
+	for _, r := range m.Rights {
+		if r != emrv1.Right_RIGHT_READ && r != emrv1.Right_RIGHT_WRITE && r != emrv1.Right_RIGHT_SHARE {
+			return fmt.Errorf("unknown right %s", r)
+		}
+	}
+	for _, c := range m.Categories {
+		if err := checkID("category", c); err != nil {
+			return err
+		}
+	}
+	if m.NotAfter == nil {
+		return fmt.Errorf("not_after is required")
+	}
+	if err := m.NotAfter.CheckValid(); err != nil {
+		return fmt.Errorf("not_after: %v", err)
+	}
+	if m.NotBefore != nil {
+		if err := m.NotBefore.CheckValid(); err != nil {
+			return fmt.Errorf("not_before: %v", err)
+		}
+		if !m.NotBefore.AsTime().Before(m.NotAfter.AsTime()) {
+			return fmt.Errorf("not_before (%s) must be before not_after (%s)", formatTime(m.NotBefore.AsTime()), formatTime(m.NotAfter.AsTime()))
+		}
+	}
+	share := slices.Contains(m.Rights, emrv1.Right_RIGHT_SHARE)
+	needsKey := share || slices.Contains(m.Rights, emrv1.Right_RIGHT_READ)
+	if needsKey && len(m.WrappedKek) == 0 {
+		return fmt.Errorf("read and share rights need the patient key wrapped to the grantee")
+	}
+	if len(m.WrappedKek) > maxStaticWrappedKey {
+		return fmt.Errorf("wrapped key is %d bytes, more than %d", len(m.WrappedKek), maxStaticWrappedKey)
+	}
+	if share {
+		if err := checkID("study id", m.StudyId); err != nil {
+			return fmt.Errorf("share right: %v", err)
+		}
+	} else if m.StudyId != "" || m.Anonymise {
+		return fmt.Errorf("study id and anonymise belong to the share right")
+	}
+	return nil
+}
+
+func validateRotateKey(m *emrv1.MsgRotateKey) error {
+	if err := checkPatientID(m.PatientId); err != nil {
+		return err
+	}
+	if m.NewKeyVersion < 2 {
+		return fmt.Errorf("new key version must be at least 2")
+	}
+	for _, e := range m.Envelopes {
+		if err := firstError(checkAddress("envelope grantee", e.GetGrantee()), checkWrappedKey("envelope", e.GetWrappedKek())); err != nil {
+			return err
+		}
+	}
+	for _, r := range m.Rewrapped {
+		if r.GetRecordSequence() == 0 {
+			return fmt.Errorf("record sequence 0 does not exist")
+		}
+		if err := checkWrappedKey("re-wrapped file key", r.GetWrappedFileKey()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func validateAddRecord(m *emrv1.MsgAddRecord) error {
+	if m.Size == 0 {
+		return fmt.Errorf("size must be positive")
+	}
+	if m.KeyVersion == 0 {
+		return fmt.Errorf("key version must be at least 1")
+	}
+	if len(m.UploaderSignature) != SignatureSize {
+		return fmt.Errorf("uploader signature must be %d bytes", SignatureSize)
+	}
+	return firstError(
+		checkPatientID(m.PatientId),
+		checkID("category", m.Category),
+		checkText("object key", m.ObjectKey, true),
+		checkHash("ciphertext hash", m.CiphertextSha256),
+		checkWrappedKey("wrapped file key", m.WrappedFileKey),
+	)
+}
+
+func validateRecordAccess(m *emrv1.MsgRecordAccess) error {
+	if err := checkPatientID(m.PatientId); err != nil {
+		return err
+	}
+	switch m.Purpose {
+	case emrv1.Purpose_PURPOSE_TREATMENT, emrv1.Purpose_PURPOSE_RESEARCH, emrv1.Purpose_PURPOSE_EMERGENCY:
+	default:
+		return fmt.Errorf("purpose must be treatment, research or emergency, got %s", m.Purpose)
+	}
+	if len(m.RecordSequences) == 0 {
+		return fmt.Errorf("no records named")
+	}
+	seen := make(map[uint64]bool, len(m.RecordSequences))
+	for _, s := range m.RecordSequences {
+		if s == 0 {
+			return fmt.Errorf("record sequence 0 does not exist")
+		}
+		if seen[s] {
+			return fmt.Errorf("record %d named twice", s)
+		}
+		seen[s] = true
+	}
+	return nil
+}
+
+func validateRegisterStudy(m *emrv1.MsgRegisterStudy) error {
+	return firstError(
+		checkID("study id", m.StudyId),
+		checkText("title", m.Title, true),
+		checkAddress("principal investigator", m.PrincipalInvestigator),
+		checkKey("study key", m.StudyPubKey),
+	)
+}
+
+func validateShareRecord(m *emrv1.MsgShareRecord) error {
+	if m.RecordSequence == 0 {
+		return fmt.Errorf("record sequence 0 does not exist")
+	}
+	if m.Size == 0 {
+		return fmt.Errorf("size must be positive")
+	}
+	return firstError(
+		checkPatientID(m.PatientId),
+		checkID("study id", m.StudyId),
+		checkHash("shared ciphertext hash", m.SharedSha256),
+		checkText("object key", m.ObjectKey, true),
+		checkWrappedKey("wrapped study key", m.WrappedStudyKey),
+	)
+}
+
+func firstError(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkFixed(what string, b []byte, size int) error {
+	if len(b) != size {
+		return fmt.Errorf("%s must be %d bytes, got %d", what, size, len(b))
+	}
+	return nil
+}
+
+func checkPatientID(b []byte) error            { return checkFixed("patient id", b, PatientIDSize) }
+func checkAddress(what string, b []byte) error { return checkFixed(what, b, AddressSize) }
+func checkKey(what string, b []byte) error     { return checkFixed(what, b, PubKeySize) }
+func checkHash(what string, b []byte) error    { return checkFixed(what, b, HashSize) }
+
+func checkWrappedKey(what string, b []byte) error {
+	if len(b) == 0 {
+		return fmt.Errorf("%s is empty", what)
+	}
+	if len(b) > maxStaticWrappedKey {
+		return fmt.Errorf("%s is %d bytes, more than %d", what, len(b), maxStaticWrappedKey)
+	}
+	return nil
+}
+
+func checkID(what, id string) error {
+	if id == "" {
+		return fmt.Errorf("%s is empty", what)
+	}
+	if len(id) > maxIDLength {
+		return fmt.Errorf("%s is longer than %d characters", what, maxIDLength)
+	}
+	if !idPattern.MatchString(id) {
+		return fmt.Errorf("%s %q must be lowercase letters, digits, '.', '_' or '-'", what, id)
+	}
+	return nil
+}
+
+func checkText(what, s string, required bool) error {
+	if required && s == "" {
+		return fmt.Errorf("%s is empty", what)
+	}
+	limit := maxTextLength
+	if what == "object key" {
+		limit = maxObjectKeyLength
+	}
+	if len(s) > limit {
+		return fmt.Errorf("%s is longer than %d bytes", what, limit)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%s is not valid UTF-8", what)
+	}
+	return nil
+}
