@@ -82,8 +82,8 @@ type wMember struct {
 }
 
 type wPatient struct {
-	actor   *apptest.Actor
-	id      []byte
+	actor    *apptest.Actor
+	id       []byte
 	version  uint64
 	records  uint64
 	grantees []*apptest.Actor // granted at some point (maybe since expired or revoked)
