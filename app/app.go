@@ -148,7 +148,7 @@ func (a *App) CheckTx(tx []byte, recheck bool) Result {
 		return resultOf(fmt.Errorf("%w: the chain has no genesis yet", ErrNotEnabled))
 	}
 	b := BlockInfo{Height: a.last.Height + 1, Time: a.last.Time}
-	res, err := a.execTx(a.check, b, tx)
+	res, err := a.execTx(a.check, b, tx, nil)
 	if err != nil {
 		// A storage fault in the check state rejects the tx; consensus
 		// will hit (and halt on) the same fault if it is real.
@@ -162,19 +162,19 @@ func (a *App) CheckTx(tx []byte, recheck bool) Result {
 func (a *App) PrepareProposal(b BlockInfo, txs [][]byte, maxTxBytes int64) [][]byte {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.sigs.preverify(txs)
+	decoded := a.sigs.decodeAndPreverify(txs)
 	cache := store.NewCache(a.store.Working())
 	var (
 		selected [][]byte
 		results  []Result
 		size     int64
 	)
-	for _, tx := range txs {
+	for i, tx := range txs {
 		n := protoSizeOfTx(tx)
 		if size+n > maxTxBytes {
 			continue
 		}
-		res, err := a.execTx(cache, b, tx)
+		res, err := a.execTx(cache, b, tx, decoded[i])
 		if err != nil || !res.OK() {
 			continue
 		}
@@ -263,11 +263,11 @@ func (a *App) Commit() (int64, error) {
 
 // executeBlock runs txs in a cache over the committed state.
 func (a *App) executeBlock(b BlockInfo, txs [][]byte) (*executedBlock, error) {
-	a.sigs.preverify(txs)
+	decoded := a.sigs.decodeAndPreverify(txs)
 	cache := store.NewCache(a.store.Working())
 	results := make([]Result, len(txs))
 	for i, tx := range txs {
-		res, err := a.execTx(cache, b, tx)
+		res, err := a.execTx(cache, b, tx, decoded[i])
 		if err != nil {
 			return nil, fmt.Errorf("block %d tx %d: %w", b.Height, i, err)
 		}
@@ -328,5 +328,5 @@ func (a *App) Simulate(t time.Time, tx []byte) (Result, error) {
 	defer a.mu.Unlock()
 	cache := store.NewCache(a.store.Working())
 	defer cache.Discard()
-	return a.execTx(cache, BlockInfo{Height: a.last.Height + 1, Time: t}, tx)
+	return a.execTx(cache, BlockInfo{Height: a.last.Height + 1, Time: t}, tx, nil)
 }

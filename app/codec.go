@@ -8,6 +8,7 @@ import (
 
 	"github.com/cometbft/cometbft/crypto/tmhash"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
@@ -99,6 +100,9 @@ func decodeCanonical(raw []byte, m proto.Message) error {
 	if err := proto.Unmarshal(raw, m); err != nil {
 		return err
 	}
+	if hasUnknownFields(m.ProtoReflect()) {
+		return fmt.Errorf("not canonically encoded: unknown fields (from a newer or foreign encoder)")
+	}
 	again, err := deterministic.Marshal(m)
 	if err != nil {
 		return err
@@ -107,6 +111,31 @@ func decodeCanonical(raw []byte, m proto.Message) error {
 		return fmt.Errorf("not canonically encoded (unknown fields or non-deterministic encoding)")
 	}
 	return nil
+}
+
+// hasUnknownFields reports whether m or any message inside it carries
+// fields this version does not know. proto.Unmarshal keeps them and
+// Marshal writes them back, so the round trip alone would not notice.
+func hasUnknownFields(m protoreflect.Message) bool {
+	if len(m.GetUnknown()) > 0 {
+		return true
+	}
+	unknown := false
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsList() && fd.Message() != nil:
+			list := v.List()
+			for i := 0; i < list.Len() && !unknown; i++ {
+				unknown = hasUnknownFields(list.Get(i).Message())
+			}
+		case fd.IsMap():
+			// emrchain's messages have no maps.
+		case fd.Message() != nil:
+			unknown = hasUnknownFields(v.Message())
+		}
+		return !unknown
+	})
+	return unknown
 }
 
 // EncodeTx builds a signed transaction. sign is called with the body bytes.

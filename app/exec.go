@@ -62,16 +62,19 @@ type txContext struct {
 // execTx runs one transaction against view. A rule violation is returned as
 // a failed Result and leaves view untouched; the error return is reserved
 // for storage faults (a broken invariant).
-func (a *App) execTx(view store.KV, b BlockInfo, raw []byte) (Result, error) {
+// dtx is raw already decoded, or nil.
+func (a *App) execTx(view store.KV, b BlockInfo, raw []byte, dtx *DecodedTx) (Result, error) {
 	if uint64(len(raw)) > a.params.MaxTxBytes {
 		return resultOf(fmt.Errorf("%w: %d bytes, the limit is %d", ErrTxTooLarge, len(raw), a.params.MaxTxBytes)), nil
 	}
-	dtx, err := DecodeTx(raw)
-	if err != nil {
-		return resultOf(err), nil
+	if dtx == nil {
+		var err error
+		if dtx, err = DecodeTx(raw); err != nil {
+			return resultOf(err), nil
+		}
 	}
-	if !a.sigs.verify(dtx) {
-		return resultOf(fmt.Errorf("%w: the body is not signed by signer %X", ErrBadSignature, dtx.Signer)), nil
+	if err := a.sigs.verify(dtx); err != nil {
+		return resultOf(err), nil
 	}
 	if dtx.Body.ChainId != a.chainID {
 		return resultOf(fmt.Errorf("%w: transaction is for %q, this chain is %q", ErrWrongChain, dtx.Body.ChainId, a.chainID)), nil
@@ -86,7 +89,7 @@ func (a *App) execTx(view store.KV, b BlockInfo, raw []byte) (Result, error) {
 	}
 	ctx.attr("action", MsgName(dtx.Body.Msg))
 	ctx.attr("signer", hex.EncodeToString(dtx.Signer))
-	err = ctx.authenticate()
+	err := ctx.authenticate()
 	if err == nil {
 		err = ctx.dispatch()
 	}

@@ -341,6 +341,9 @@ func (q *Querier) Records(_ context.Context, req *emrv1.QueryRecordsRequest) (*e
 		return nil, err
 	}
 	resp := &emrv1.QueryRecordsResponse{Page: &emrv1.PageResponse{Total: p.RecordCount}}
+	if req.GetPage().GetAfter() >= p.RecordCount {
+		return resp, nil // past the end (and no overflow below)
+	}
 	start := recordKey(p.Id, req.GetPage().GetAfter()+1)
 	err = q.scan(start, prefixEnd(recordPrefix(p.Id)), true, func(key, value []byte) (bool, error) {
 		rec := &emrv1.Record{}
@@ -417,6 +420,9 @@ func (q *Querier) Shares(_ context.Context, req *emrv1.QuerySharesRequest) (*emr
 		return nil, err
 	}
 	resp := &emrv1.QuerySharesResponse{Page: &emrv1.PageResponse{Total: p.ShareCount}}
+	if req.GetPage().GetAfter() >= p.ShareCount {
+		return resp, nil // past the end (and no overflow below)
+	}
 	start := shareKey(p.Id, req.GetPage().GetAfter()+1)
 	err = q.scan(start, prefixEnd(sharePrefix(p.Id)), true, func(key, value []byte) (bool, error) {
 		s := &emrv1.Share{}

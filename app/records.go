@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 
-	"github.com/cometbft/cometbft/crypto/ed25519"
 	"google.golang.org/protobuf/proto"
 
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
@@ -33,10 +32,7 @@ func (ctx *txContext) addRecord(m *emrv1.MsgAddRecord) error {
 	if err := ctx.checkWrappedKeySize(m.WrappedFileKey); err != nil {
 		return err
 	}
-	signBytes := RecordSignBytes(m.PatientId, m.Category, m.CiphertextSha256)
-	if !ed25519.PubKey(ctx.tx.Body.SignerPubKey).VerifySignature(signBytes, m.UploaderSignature) {
-		return fmt.Errorf("%w: the uploader signature over (patient, category, hash) does not verify", ErrBadSignature)
-	}
+	// The uploader signature was verified with the tx's (sigcache.go).
 	p.RecordCount++
 	rec := &emrv1.Record{
 		PatientId:         p.Id,

@@ -1,16 +1,23 @@
 package app
 
 import (
+	"fmt"
 	"sync"
 
 	"github.com/cometbft/cometbft/crypto/ed25519"
+
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
-// sigCache remembers which transactions (by hash) carry a valid signature,
-// so each signature is verified once between CheckTx, PrepareProposal,
-// ProcessProposal and FinalizeBlock. Only successes are cached: the hash
-// covers the body, the public key and the signature, so a hit is exactly
-// as good as a verification. Eviction is FIFO and bounded.
+// Signatures need no state: the body carries the signer's public key, and
+// the uploader signature of an AddRecord is by that same key. So a
+// transaction's signatures are verified once, by hash, and remembered
+// between CheckTx, PrepareProposal, ProcessProposal and FinalizeBlock.
+
+// sigCache remembers which transactions (by hash) carry valid signatures.
+// Only successes are cached: the hash covers the body, the public key and
+// the signatures, so a hit is exactly as good as a verification. Eviction
+// is FIFO and bounded.
 type sigCache struct {
 	mu    sync.Mutex
 	valid map[[32]byte]struct{}
@@ -52,42 +59,93 @@ func (c *sigCache) add(h []byte) {
 	c.valid[k] = struct{}{}
 }
 
-// verify checks one transaction's signature, through the cache.
-func (c *sigCache) verify(tx *DecodedTx) bool {
-	if c.has(tx.Hash) {
-		return true
+// signedMessages lists the (message, signature) pairs of tx that its
+// signer's key must have signed: the body, and an AddRecord's
+// (patient, category, hash).
+func signedMessages(tx *DecodedTx) (msgs, sigs [][]byte) {
+	msgs, sigs = [][]byte{tx.BodyBytes}, [][]byte{tx.Signature}
+	if add, ok := tx.Body.Msg.Sum.(*emrv1.Msg_AddRecord); ok {
+		m := add.AddRecord
+		msgs = append(msgs, RecordSignBytes(m.PatientId, m.Category, m.CiphertextSha256))
+		sigs = append(sigs, m.UploaderSignature)
 	}
-	if !ed25519.PubKey(tx.Body.SignerPubKey).VerifySignature(tx.BodyBytes, tx.Signature) {
-		return false
-	}
-	c.add(tx.Hash)
-	return true
+	return msgs, sigs
 }
 
-// preverify batch-verifies the signatures of a block's decodable, uncached
-// transactions and caches the valid ones; execTx then finds them cached.
-// A transaction that fails here is verified again (and refused) in execTx,
-// so this only ever saves work.
-func (c *sigCache) preverify(raws [][]byte) {
-	bv := ed25519.NewBatchVerifier()
-	var pending []*DecodedTx
-	for _, raw := range raws {
-		tx, err := DecodeTx(raw)
-		if err != nil || c.has(tx.Hash) {
-			continue
-		}
-		if err := bv.Add(ed25519.PubKey(tx.Body.SignerPubKey), tx.BodyBytes, tx.Signature); err != nil {
-			continue
-		}
-		pending = append(pending, tx)
+// verify checks all of a transaction's signatures, through the cache.
+func (c *sigCache) verify(tx *DecodedTx) error {
+	if c.has(tx.Hash) {
+		return nil
 	}
-	if len(pending) < 2 {
-		return // one signature: execTx verifies it the ordinary way
+	key := ed25519.PubKey(tx.Body.SignerPubKey)
+	msgs, sigs := signedMessages(tx)
+	for i := range msgs {
+		if key.VerifySignature(msgs[i], sigs[i]) {
+			continue
+		}
+		if i == 0 {
+			return fmt.Errorf("%w: the transaction is not signed by signer %X", ErrBadSignature, tx.Signer)
+		}
+		return fmt.Errorf("%w: the uploader signature over (patient, category, hash) does not verify with the key of signer %X", ErrBadSignature, tx.Signer)
+	}
+	c.add(tx.Hash)
+	return nil
+}
+
+// decodeAndPreverify decodes a block's transactions (nil where one does
+// not decode) and batch-verifies the signatures of the uncached ones,
+// caching those whose signatures are all valid. A transaction that fails
+// here is verified again, one signature at a time, and refused by execTx,
+// so batching only ever saves work.
+func (c *sigCache) decodeAndPreverify(raws [][]byte) []*DecodedTx {
+	decoded := make([]*DecodedTx, len(raws))
+	bv := ed25519.NewBatchVerifier()
+	type span struct {
+		tx         *DecodedTx
+		first, end int // its signatures' positions in the batch
+	}
+	var pending []span
+	n := 0
+	for i, raw := range raws {
+		tx, err := DecodeTx(raw)
+		if err != nil {
+			continue
+		}
+		decoded[i] = tx
+		if c.has(tx.Hash) {
+			continue
+		}
+		key := ed25519.PubKey(tx.Body.SignerPubKey)
+		msgs, sigs := signedMessages(tx)
+		s := span{tx: tx, first: n}
+		ok := true
+		for j := range msgs {
+			if bv.Add(key, msgs[j], sigs[j]) != nil {
+				ok = false // malformed: execTx will refuse it
+				break
+			}
+			n++
+		}
+		if !ok {
+			// Keep the batch aligned: the pairs already added stay, the
+			// transaction is simply not cached.
+			continue
+		}
+		s.end = n
+		pending = append(pending, s)
+	}
+	if n < 2 {
+		return decoded // nothing worth a batch: execTx verifies as usual
 	}
 	_, valid := bv.Verify()
-	for i, tx := range pending {
-		if i < len(valid) && valid[i] {
-			c.add(tx.Hash)
+	for _, s := range pending {
+		all := true
+		for j := s.first; j < s.end; j++ {
+			all = all && j < len(valid) && valid[j]
+		}
+		if all {
+			c.add(s.tx.Hash)
 		}
 	}
+	return decoded
 }
