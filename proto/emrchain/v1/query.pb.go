@@ -206,7 +206,8 @@ type PageResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Pass as PageRequest.after for the next page; 0 when there is none.
 	Next uint64 `protobuf:"varint,1,opt,name=next,proto3" json:"next,omitempty"`
-	// Number of items in the whole list.
+	// Number of items in the whole list (for Records: all the patient's
+	// records, whatever the category filter).
 	Total         uint64 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -821,7 +821,9 @@ type MsgRotateKey struct {
 	PatientId []byte                 `protobuf:"bytes,1,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
 	// Must be the current version + 1.
 	NewKeyVersion uint64 `protobuf:"varint,2,opt,name=new_key_version,json=newKeyVersion,proto3" json:"new_key_version,omitempty"`
-	// One per active grant that holds read or share.
+	// Exactly one per standing grant (not revoked, not expired; suspended
+	// grantees included, their grant resumes on reactivation) that holds read
+	// or share.
 	Envelopes []*KeyEnvelope `protobuf:"bytes,3,rep,name=envelopes,proto3" json:"envelopes,omitempty"`
 	// Data keys of existing records under the new KEK.
 	Rewrapped     []*RewrappedKey `protobuf:"bytes,4,rep,name=rewrapped,proto3" json:"rewrapped,omitempty"`
