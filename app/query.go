@@ -511,3 +511,80 @@ func parseHex(what, s string, size int) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// maxByHash bounds the records or shares one hash lookup returns: the same
+// ciphertext uploaded again and again is not a reason to scan without end.
+const maxByHash = 100
+
+func (q *Querier) RecordsByHash(_ context.Context, req *emrv1.QueryRecordsByHashRequest) (*emrv1.QueryRecordsByHashResponse, error) {
+	sum, err := parseHex("sha256", req.Sha256, HashSize)
+	if err != nil {
+		return nil, err
+	}
+	resp := &emrv1.QueryRecordsByHashResponse{}
+	prefix := recordHashPrefix(sum)
+	err = q.scan(prefix, prefixEnd(prefix), true, func(key, _ []byte) (bool, error) {
+		rest := key[len(prefix):]
+		if len(rest) != PatientIDSize+8 {
+			return false, fmt.Errorf("malformed record hash index key %x", key)
+		}
+		seq, _ := decodeU64(rest[PatientIDSize:])
+		rec, err := q.st().record(rest[:PatientIDSize], seq)
+		if err != nil || rec == nil {
+			return false, fmt.Errorf("record hash index %x without record: %v", key, err)
+		}
+		resp.Records = append(resp.Records, rec)
+		return len(resp.Records) < maxByHash, nil
+	})
+	return resp, err
+}
+
+func (q *Querier) SharesByHash(_ context.Context, req *emrv1.QuerySharesByHashRequest) (*emrv1.QuerySharesByHashResponse, error) {
+	sum, err := parseHex("sha256", req.Sha256, HashSize)
+	if err != nil {
+		return nil, err
+	}
+	resp := &emrv1.QuerySharesByHashResponse{}
+	prefix := join([]byte{prefixShareHash}, sum)
+	err = q.scan(prefix, prefixEnd(prefix), true, func(key, _ []byte) (bool, error) {
+		rest := key[len(prefix):]
+		if len(rest) != PatientIDSize+8 {
+			return false, fmt.Errorf("malformed share hash index key %x", key)
+		}
+		seq, _ := decodeU64(rest[PatientIDSize:])
+		s, err := getTyped[emrv1.Share](q.st(), shareKey(rest[:PatientIDSize], seq))
+		if err != nil || s == nil {
+			return false, fmt.Errorf("share hash index %x without share: %v", key, err)
+		}
+		resp.Shares = append(resp.Shares, s)
+		return len(resp.Shares) < maxByHash, nil
+	})
+	return resp, err
+}
+
+func (q *Querier) LastAccess(_ context.Context, req *emrv1.QueryLastAccessRequest) (*emrv1.QueryLastAccessResponse, error) {
+	id, err := parseHex("patient id", req.PatientId, PatientIDSize)
+	if err != nil {
+		return nil, err
+	}
+	accessor, err := parseHex("accessor", req.Accessor, AddressSize)
+	if err != nil {
+		return nil, err
+	}
+	bz, err := q.r.Get(lastAccessKey(id, req.Sequence, accessor))
+	if err != nil {
+		return nil, err
+	}
+	if bz == nil {
+		return nil, fmt.Errorf("%w: %X has no access to record %d of patient %x", ErrNotFound, accessor, req.Sequence, id)
+	}
+	seq, err := decodeU64(bz)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := getTyped[emrv1.AccessEvent](q.st(), accessKey(id, seq))
+	if err != nil || ev == nil {
+		return nil, fmt.Errorf("last-access index without event %d: %v", seq, err)
+	}
+	return &emrv1.QueryLastAccessResponse{Event: ev}, nil
+}

@@ -31,6 +31,9 @@ const (
 	Query_Record_FullMethodName         = "/emrchain.v1.Query/Record"
 	Query_AccessEvents_FullMethodName   = "/emrchain.v1.Query/AccessEvents"
 	Query_Shares_FullMethodName         = "/emrchain.v1.Query/Shares"
+	Query_RecordsByHash_FullMethodName  = "/emrchain.v1.Query/RecordsByHash"
+	Query_SharesByHash_FullMethodName   = "/emrchain.v1.Query/SharesByHash"
+	Query_LastAccess_FullMethodName     = "/emrchain.v1.Query/LastAccess"
 	Query_Study_FullMethodName          = "/emrchain.v1.Query/Study"
 )
 
@@ -67,6 +70,13 @@ type QueryClient interface {
 	AccessEvents(ctx context.Context, in *QueryAccessEventsRequest, opts ...grpc.CallOption) (*QueryAccessEventsResponse, error)
 	// Shares lists a patient's records shared with studies, oldest first.
 	Shares(ctx context.Context, in *QuerySharesRequest, opts ...grpc.CallOption) (*QuerySharesResponse, error)
+	// RecordsByHash lists the records whose ciphertext has this SHA-256 (the
+	// blob sidecar's question before it stores or serves a blob).
+	RecordsByHash(ctx context.Context, in *QueryRecordsByHashRequest, opts ...grpc.CallOption) (*QueryRecordsByHashResponse, error)
+	// SharesByHash lists the shares whose shared ciphertext has this SHA-256.
+	SharesByHash(ctx context.Context, in *QuerySharesByHashRequest, opts ...grpc.CallOption) (*QuerySharesByHashResponse, error)
+	// LastAccess returns a member's most recent access event for one record.
+	LastAccess(ctx context.Context, in *QueryLastAccessRequest, opts ...grpc.CallOption) (*QueryLastAccessResponse, error)
 	// Study returns one study.
 	Study(ctx context.Context, in *QueryStudyRequest, opts ...grpc.CallOption) (*QueryStudyResponse, error)
 }
@@ -199,6 +209,36 @@ func (c *queryClient) Shares(ctx context.Context, in *QuerySharesRequest, opts .
 	return out, nil
 }
 
+func (c *queryClient) RecordsByHash(ctx context.Context, in *QueryRecordsByHashRequest, opts ...grpc.CallOption) (*QueryRecordsByHashResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QueryRecordsByHashResponse)
+	err := c.cc.Invoke(ctx, Query_RecordsByHash_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryClient) SharesByHash(ctx context.Context, in *QuerySharesByHashRequest, opts ...grpc.CallOption) (*QuerySharesByHashResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QuerySharesByHashResponse)
+	err := c.cc.Invoke(ctx, Query_SharesByHash_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryClient) LastAccess(ctx context.Context, in *QueryLastAccessRequest, opts ...grpc.CallOption) (*QueryLastAccessResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QueryLastAccessResponse)
+	err := c.cc.Invoke(ctx, Query_LastAccess_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *queryClient) Study(ctx context.Context, in *QueryStudyRequest, opts ...grpc.CallOption) (*QueryStudyResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(QueryStudyResponse)
@@ -242,6 +282,13 @@ type QueryServer interface {
 	AccessEvents(context.Context, *QueryAccessEventsRequest) (*QueryAccessEventsResponse, error)
 	// Shares lists a patient's records shared with studies, oldest first.
 	Shares(context.Context, *QuerySharesRequest) (*QuerySharesResponse, error)
+	// RecordsByHash lists the records whose ciphertext has this SHA-256 (the
+	// blob sidecar's question before it stores or serves a blob).
+	RecordsByHash(context.Context, *QueryRecordsByHashRequest) (*QueryRecordsByHashResponse, error)
+	// SharesByHash lists the shares whose shared ciphertext has this SHA-256.
+	SharesByHash(context.Context, *QuerySharesByHashRequest) (*QuerySharesByHashResponse, error)
+	// LastAccess returns a member's most recent access event for one record.
+	LastAccess(context.Context, *QueryLastAccessRequest) (*QueryLastAccessResponse, error)
 	// Study returns one study.
 	Study(context.Context, *QueryStudyRequest) (*QueryStudyResponse, error)
 	mustEmbedUnimplementedQueryServer()
@@ -289,6 +336,15 @@ func (UnimplementedQueryServer) AccessEvents(context.Context, *QueryAccessEvents
 }
 func (UnimplementedQueryServer) Shares(context.Context, *QuerySharesRequest) (*QuerySharesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Shares not implemented")
+}
+func (UnimplementedQueryServer) RecordsByHash(context.Context, *QueryRecordsByHashRequest) (*QueryRecordsByHashResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RecordsByHash not implemented")
+}
+func (UnimplementedQueryServer) SharesByHash(context.Context, *QuerySharesByHashRequest) (*QuerySharesByHashResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SharesByHash not implemented")
+}
+func (UnimplementedQueryServer) LastAccess(context.Context, *QueryLastAccessRequest) (*QueryLastAccessResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method LastAccess not implemented")
 }
 func (UnimplementedQueryServer) Study(context.Context, *QueryStudyRequest) (*QueryStudyResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Study not implemented")
@@ -530,6 +586,60 @@ func _Query_Shares_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Query_RecordsByHash_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QueryRecordsByHashRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServer).RecordsByHash(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Query_RecordsByHash_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServer).RecordsByHash(ctx, req.(*QueryRecordsByHashRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Query_SharesByHash_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QuerySharesByHashRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServer).SharesByHash(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Query_SharesByHash_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServer).SharesByHash(ctx, req.(*QuerySharesByHashRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Query_LastAccess_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QueryLastAccessRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServer).LastAccess(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Query_LastAccess_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServer).LastAccess(ctx, req.(*QueryLastAccessRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Query_Study_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(QueryStudyRequest)
 	if err := dec(in); err != nil {
@@ -602,6 +712,18 @@ var Query_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Shares",
 			Handler:    _Query_Shares_Handler,
+		},
+		{
+			MethodName: "RecordsByHash",
+			Handler:    _Query_RecordsByHash_Handler,
+		},
+		{
+			MethodName: "SharesByHash",
+			Handler:    _Query_SharesByHash_Handler,
+		},
+		{
+			MethodName: "LastAccess",
+			Handler:    _Query_LastAccess_Handler,
 		},
 		{
 			MethodName: "Study",

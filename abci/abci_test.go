@@ -1,0 +1,487 @@
+package abci_test
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	abcicli "github.com/cometbft/cometbft/abci/client"
+	abciserver "github.com/cometbft/cometbft/abci/server"
+	"github.com/cometbft/cometbft/abci/types"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/emrchain/emrchain/abci"
+	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/app/apptest"
+	emrchainv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+	"github.com/emrchain/emrchain/store"
+)
+
+const testChainID = "emr-abci-test"
+
+var genesisTime = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// badTx is not a Tx at all: the state machine must answer it with a code.
+var badTx = []byte{0xff, 0x00, 0x13, 0x37}
+
+// node is an adapter over a real store and app in a directory.
+type node struct {
+	dir string
+	st  *store.Store
+	app *abci.Application
+}
+
+// openNode opens (or reopens) the goleveldb store in dir.
+func openNode(t *testing.T, dir string) *node {
+	t.Helper()
+	opts := store.DefaultOptions()
+	opts.Backend = store.BackendGoLevelDB
+	st, err := store.Open(filepath.Join(dir, "app.db"), opts)
+	if err != nil {
+		t.Fatalf("store.Open: %v", err)
+	}
+	a, err := app.New(st, app.Options{SigCacheSize: 128})
+	if err != nil {
+		st.Close()
+		t.Fatalf("app.New: %v", err)
+	}
+	n := &node{dir: dir, st: st, app: abci.New(a, abci.Options{Version: "test"})}
+	t.Cleanup(n.close)
+	return n
+}
+
+// close closes the adapter, then the store; it is idempotent.
+func (n *node) close() {
+	if n.st == nil {
+		return
+	}
+	n.app.Close()
+	n.st.Close()
+	n.st = nil
+}
+
+func genesisAppState(t *testing.T) []byte {
+	t.Helper()
+	return appStateOf(t, app.DefaultGenesis())
+}
+
+func appStateOf(t *testing.T, gs *emrchainv1.GenesisState) []byte {
+	t.Helper()
+	b, err := protojson.Marshal(gs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// initChain runs InitChain with the default genesis and returns the
+// genesis app hash.
+func initChain(t *testing.T, conn types.Application) []byte {
+	t.Helper()
+	return initChainWith(t, conn, app.DefaultGenesis())
+}
+
+func initChainWith(t *testing.T, conn types.Application, gs *emrchainv1.GenesisState) []byte {
+	t.Helper()
+	ctx := context.Background()
+	info, err := conn.Info(ctx, &types.InfoRequest{})
+	if err != nil {
+		t.Fatalf("Info: %v", err)
+	}
+	if info.LastBlockHeight != 0 || len(info.LastBlockAppHash) != 0 {
+		t.Fatalf("fresh Info = height %d hash %X, want 0 and empty", info.LastBlockHeight, info.LastBlockAppHash)
+	}
+	if info.AppVersion != abci.AppVersion {
+		t.Fatalf("AppVersion = %d, want %d", info.AppVersion, abci.AppVersion)
+	}
+	res, err := conn.InitChain(ctx, &types.InitChainRequest{
+		Time: genesisTime, ChainId: testChainID, InitialHeight: 1, AppStateBytes: appStateOf(t, gs),
+	})
+	if err != nil {
+		t.Fatalf("InitChain: %v", err)
+	}
+	if len(res.AppHash) == 0 {
+		t.Fatal("InitChain returned an empty app hash")
+	}
+	if len(res.Validators) != 0 {
+		t.Fatalf("InitChain changed the validators: %v", res.Validators)
+	}
+	return res.AppHash
+}
+
+// block runs one height through FinalizeBlock and Commit, as CometBFT does,
+// and returns the results and the app hash.
+func block(t *testing.T, conn types.Application, height int64, txs ...[]byte) ([]*types.ExecTxResult, []byte) {
+	t.Helper()
+	ctx := context.Background()
+	fin, err := conn.FinalizeBlock(ctx, &types.FinalizeBlockRequest{
+		Height: height, Time: genesisTime.Add(time.Duration(height) * time.Second), Txs: txs,
+	})
+	if err != nil {
+		t.Fatalf("FinalizeBlock(%d): %v", height, err)
+	}
+	if len(fin.TxResults) != len(txs) {
+		t.Fatalf("FinalizeBlock(%d): %d results for %d txs", height, len(fin.TxResults), len(txs))
+	}
+	if len(fin.AppHash) == 0 {
+		t.Fatalf("FinalizeBlock(%d): empty app hash", height)
+	}
+	if _, err := conn.Commit(ctx, &types.CommitRequest{}); err != nil {
+		t.Fatalf("Commit(%d): %v", height, err)
+	}
+	return fin.TxResults, fin.AppHash
+}
+
+// transports runs the same scenario against the adapter directly, through
+// CometBFT's local client (what emrchaind uses) and over an ABCI socket (what
+// an out-of-process deployment would use).
+func transports(t *testing.T, scenario func(t *testing.T, conn types.Application)) {
+	t.Run("direct", func(t *testing.T) {
+		scenario(t, openNode(t, t.TempDir()).app)
+	})
+	t.Run("local-client", func(t *testing.T) {
+		cli := abcicli.NewLocalClient(nil, openNode(t, t.TempDir()).app)
+		scenario(t, cli)
+	})
+	t.Run("socket", func(t *testing.T) {
+		n := openNode(t, t.TempDir())
+		// Unix socket paths are short-limited; t.TempDir can be long.
+		sockDir, err := os.MkdirTemp("", "abci")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(sockDir) })
+		addr := "unix://" + filepath.Join(sockDir, "app.sock")
+		srv := abciserver.NewSocketServer(addr, n.app)
+		if err := srv.Start(); err != nil {
+			t.Fatalf("socket server: %v", err)
+		}
+		t.Cleanup(func() { _ = srv.Stop() })
+		cli := abcicli.NewSocketClient(addr, true)
+		if err := cli.Start(); err != nil {
+			t.Fatalf("socket client: %v", err)
+		}
+		t.Cleanup(func() { _ = cli.Stop() })
+		scenario(t, cli)
+	})
+}
+
+func TestChainLifecycle(t *testing.T) {
+	transports(t, func(t *testing.T, conn types.Application) {
+		ctx := context.Background()
+		initChain(t, conn)
+		var last []byte
+		for h := int64(1); h <= 3; h++ {
+			_, last = block(t, conn, h)
+		}
+		info, err := conn.Info(ctx, &types.InfoRequest{})
+		if err != nil {
+			t.Fatalf("Info: %v", err)
+		}
+		if info.LastBlockHeight != 3 || string(info.LastBlockAppHash) != string(last) {
+			t.Fatalf("Info = height %d hash %X, want 3 and %X", info.LastBlockHeight, info.LastBlockAppHash, last)
+		}
+
+		// A bad tx: a code and a log, never an error, in every step.
+		chk, err := conn.CheckTx(ctx, &types.CheckTxRequest{Tx: badTx, Type: types.CHECK_TX_TYPE_CHECK})
+		if err != nil {
+			t.Fatalf("CheckTx: %v", err)
+		}
+		if chk.Code == types.CodeTypeOK || chk.Log == "" {
+			t.Fatalf("CheckTx(bad) = code %d log %q, want a code and a log", chk.Code, chk.Log)
+		}
+		re, err := conn.CheckTx(ctx, &types.CheckTxRequest{Tx: badTx, Type: types.CHECK_TX_TYPE_RECHECK})
+		if err != nil || re.Code == types.CodeTypeOK {
+			t.Fatalf("CheckTx(bad, recheck) = %v, %v; want a code", re, err)
+		}
+		prep, err := conn.PrepareProposal(ctx, &types.PrepareProposalRequest{
+			Height: 4, Time: genesisTime.Add(4 * time.Second), Txs: [][]byte{badTx}, MaxTxBytes: 1 << 20,
+		})
+		if err != nil {
+			t.Fatalf("PrepareProposal: %v", err)
+		}
+		if len(prep.Txs) != 0 {
+			t.Fatalf("PrepareProposal kept a bad tx: %d txs", len(prep.Txs))
+		}
+		proc, err := conn.ProcessProposal(ctx, &types.ProcessProposalRequest{
+			Height: 4, Time: genesisTime.Add(4 * time.Second), Txs: [][]byte{badTx},
+		})
+		if err != nil {
+			t.Fatalf("ProcessProposal: %v", err)
+		}
+		if proc.Status != types.PROCESS_PROPOSAL_STATUS_REJECT {
+			t.Fatalf("ProcessProposal(bad) = %v, want REJECT", proc.Status)
+		}
+		empty, err := conn.ProcessProposal(ctx, &types.ProcessProposalRequest{Height: 4, Time: genesisTime.Add(4 * time.Second)})
+		if err != nil || empty.Status != types.PROCESS_PROPOSAL_STATUS_ACCEPT {
+			t.Fatalf("ProcessProposal(empty) = %v, %v; want ACCEPT", empty, err)
+		}
+		// A block decided with a bad tx in it (a faulty proposer's, accepted
+		// by +2/3 anyway) still executes: the tx fails, the block does not.
+		results, _ := block(t, conn, 4, badTx)
+		if results[0].Code == types.CodeTypeOK || results[0].Log == "" {
+			t.Fatalf("FinalizeBlock(bad tx) result = code %d log %q, want a code and a log", results[0].Code, results[0].Log)
+		}
+
+		// Queries.
+		params, err := conn.Query(ctx, &types.QueryRequest{Path: "/emrchain.v1.Query/Params"})
+		if err != nil {
+			t.Fatalf("Query(Params): %v", err)
+		}
+		if params.Code != 0 {
+			t.Fatalf("Query(Params) = code %d log %q", params.Code, params.Log)
+		}
+		var pr emrchainv1.QueryParamsResponse
+		if err := proto.Unmarshal(params.Value, &pr); err != nil || pr.Params == nil {
+			t.Fatalf("Query(Params) value does not decode: %v (%v)", err, pr.Params)
+		}
+		if params.Height != 4 {
+			t.Fatalf("Query(Params) height = %d, want 4", params.Height)
+		}
+	})
+}
+
+// TestValidTx follows a good transaction through every step: admitted,
+// proposed, accepted, executed with its events, committed, and queried with
+// proofs.
+func TestValidTx(t *testing.T) {
+	transports(t, func(t *testing.T, conn types.Application) {
+		ctx := context.Background()
+		initChainWith(t, conn, apptest.Consortium())
+		block(t, conn, 1)
+
+		registrar := apptest.Registrar(apptest.HospitalA)
+		clinician := apptest.NewActor("clinician")
+		tx := registrar.Tx(testChainID, 0, apptest.RegisterMember(clinician, emrchainv1.Role_ROLE_CLINICIAN, apptest.HospitalA))
+
+		chk, err := conn.CheckTx(ctx, &types.CheckTxRequest{Tx: tx, Type: types.CHECK_TX_TYPE_CHECK})
+		if err != nil || chk.Code != types.CodeTypeOK {
+			t.Fatalf("CheckTx = %v, %v; want code 0", chk, err)
+		}
+		// The check state now holds the tx: the same tx again is a replay.
+		again, err := conn.CheckTx(ctx, &types.CheckTxRequest{Tx: tx, Type: types.CHECK_TX_TYPE_CHECK})
+		if err != nil || again.Code == types.CodeTypeOK || again.Codespace != app.Codespace {
+			t.Fatalf("CheckTx(replay) = %v, %v; want an %s code", again, err, app.Codespace)
+		}
+		bt := genesisTime.Add(2 * time.Second)
+		prep, err := conn.PrepareProposal(ctx, &types.PrepareProposalRequest{Height: 2, Time: bt, Txs: [][]byte{tx, badTx}, MaxTxBytes: 1 << 20})
+		if err != nil || len(prep.Txs) != 1 || string(prep.Txs[0]) != string(tx) {
+			t.Fatalf("PrepareProposal = %v, %v; want just the good tx", prep, err)
+		}
+		proc, err := conn.ProcessProposal(ctx, &types.ProcessProposalRequest{Height: 2, Time: bt, Txs: prep.Txs})
+		if err != nil || proc.Status != types.PROCESS_PROPOSAL_STATUS_ACCEPT {
+			t.Fatalf("ProcessProposal = %v, %v; want ACCEPT", proc, err)
+		}
+		fin, err := conn.FinalizeBlock(ctx, &types.FinalizeBlockRequest{Height: 2, Time: bt, Txs: prep.Txs})
+		if err != nil {
+			t.Fatalf("FinalizeBlock: %v", err)
+		}
+		res := fin.TxResults[0]
+		if res.Code != types.CodeTypeOK {
+			t.Fatalf("FinalizeBlock: code %d log %q", res.Code, res.Log)
+		}
+		if len(res.Events) == 0 || res.Events[0].Type == "" || len(res.Events[0].Attributes) == 0 {
+			t.Fatalf("FinalizeBlock: events not carried over: %v", res.Events)
+		}
+		if _, err := conn.Commit(ctx, &types.CommitRequest{}); err != nil {
+			t.Fatalf("Commit: %v", err)
+		}
+		info, err := conn.Info(ctx, &types.InfoRequest{})
+		if err != nil || info.LastBlockHeight != 2 || string(info.LastBlockAppHash) != string(fin.AppHash) {
+			t.Fatalf("Info = %v, %v; want height 2 and the FinalizeBlock hash %X", info, err, fin.AppHash)
+		}
+
+		data, _ := proto.Marshal(&emrchainv1.QueryMemberRequest{Address: hex.EncodeToString(clinician.Address)})
+		q, err := conn.Query(ctx, &types.QueryRequest{Path: abci.QueryServicePrefix + "Member", Data: data, Prove: true})
+		if err != nil || q.Code != 0 {
+			t.Fatalf("Query(Member) = %v, %v", q, err)
+		}
+		var member emrchainv1.QueryMemberResponse
+		if err := proto.Unmarshal(q.Value, &member); err != nil {
+			t.Fatal(err)
+		}
+		if member.Member.GetRole() != emrchainv1.Role_ROLE_CLINICIAN || len(member.Proofs) == 0 || q.Height != 2 {
+			t.Fatalf("Query(Member) = %v at %d; want the clinician with proofs at height 2", &member, q.Height)
+		}
+	})
+}
+
+func TestQueryErrors(t *testing.T) {
+	transports(t, func(t *testing.T, conn types.Application) {
+		ctx := context.Background()
+		initChain(t, conn)
+		block(t, conn, 1)
+		for _, tc := range []struct {
+			name string
+			req  *types.QueryRequest
+		}{
+			{"unknown path", &types.QueryRequest{Path: "/no/such/path"}},
+			{"empty path", &types.QueryRequest{}},
+			{"service prefix without method", &types.QueryRequest{Path: abci.QueryServicePrefix}},
+			{"unknown method", &types.QueryRequest{Path: abci.QueryServicePrefix + "NoSuchMethod"}},
+			{"garbage request", &types.QueryRequest{Path: abci.QueryServicePrefix + "Member", Data: []byte{0xff, 0xff, 0xff}}},
+			{"negative height", &types.QueryRequest{Path: abci.QueryServicePrefix + "Params", Height: -1}},
+			{"future height", &types.QueryRequest{Path: abci.QueryServicePrefix + "Params", Height: 1000}},
+			{"store key without key", &types.QueryRequest{Path: abci.QueryStoreKeyPath, Prove: true}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				res, err := conn.Query(ctx, tc.req)
+				if err != nil {
+					t.Fatalf("Query returned an error instead of a code: %v", err)
+				}
+				if res.Code == types.CodeTypeOK {
+					t.Fatalf("Query(%q) = code 0, want non-zero", tc.req.Path)
+				}
+				if res.Log == "" {
+					t.Fatalf("Query(%q): code %d without a log", tc.req.Path, res.Code)
+				}
+			})
+		}
+	})
+}
+
+func TestQueryStoreKeyProof(t *testing.T) {
+	n := openNode(t, t.TempDir())
+	initChain(t, n.app)
+	block(t, n.app, 1)
+	// Whether or not the key exists, a proved query carries a proof op at
+	// the committed height.
+	res, err := n.app.Query(context.Background(), &types.QueryRequest{
+		Path: abci.QueryStoreKeyPath, Data: []byte("no-such-key"), Prove: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Code != 0 {
+		t.Fatalf("store query: code %d log %q", res.Code, res.Log)
+	}
+	if res.Height != 1 || string(res.Key) != "no-such-key" {
+		t.Fatalf("store query: height %d key %q, want 1 and the key", res.Height, res.Key)
+	}
+	if res.ProofOps == nil || len(res.ProofOps.Ops) == 0 {
+		t.Fatal("store query with prove=true returned no proof ops")
+	}
+	noProof, err := n.app.Query(context.Background(), &types.QueryRequest{Path: abci.QueryStoreKeyPath, Data: []byte("no-such-key")})
+	if err != nil || noProof.Code != 0 || noProof.ProofOps != nil {
+		t.Fatalf("store query without prove = %v, %v; want code 0 and no proof", noProof, err)
+	}
+}
+
+// TestRestart is crash recovery at the adapter: after the store is closed
+// and reopened, Info reports the last commit exactly, and the chain goes on.
+func TestRestart(t *testing.T) {
+	dir := t.TempDir()
+	n := openNode(t, dir)
+	initChain(t, n.app)
+	var last []byte
+	for h := int64(1); h <= 5; h++ {
+		_, last = block(t, n.app, h)
+	}
+	// A block finalized but never committed (a crash between FinalizeBlock
+	// and Commit) must leave no trace.
+	if _, err := n.app.FinalizeBlock(context.Background(), &types.FinalizeBlockRequest{
+		Height: 6, Time: genesisTime.Add(6 * time.Second), Txs: [][]byte{badTx},
+	}); err != nil {
+		t.Fatalf("FinalizeBlock(6): %v", err)
+	}
+	n.close()
+
+	n = openNode(t, dir)
+	info, err := n.app.Info(context.Background(), &types.InfoRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.LastBlockHeight != 5 || string(info.LastBlockAppHash) != string(last) {
+		t.Fatalf("after restart Info = height %d hash %X, want 5 and %X", info.LastBlockHeight, info.LastBlockAppHash, last)
+	}
+	// CometBFT replays block 6 and goes on.
+	block(t, n.app, 6, badTx)
+	block(t, n.app, 7)
+	info, _ = n.app.Info(context.Background(), &types.InfoRequest{})
+	if info.LastBlockHeight != 7 {
+		t.Fatalf("Info height = %d, want 7", info.LastBlockHeight)
+	}
+	// InitChain on a chain that has blocks is refused.
+	if _, err := n.app.InitChain(context.Background(), &types.InitChainRequest{
+		ChainId: testChainID, AppStateBytes: genesisAppState(t), Time: genesisTime,
+	}); err == nil {
+		t.Fatal("InitChain on a committed chain succeeded")
+	}
+}
+
+func TestInitChainRejectsBadGenesis(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		req  *types.InitChainRequest
+	}{
+		{"empty app_state", &types.InitChainRequest{ChainId: testChainID, Time: genesisTime}},
+		{"not json", &types.InitChainRequest{ChainId: testChainID, Time: genesisTime, AppStateBytes: []byte("{not json")}},
+		{"initial height", &types.InitChainRequest{ChainId: testChainID, Time: genesisTime, InitialHeight: 10, AppStateBytes: genesisAppState(t)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := openNode(t, t.TempDir())
+			if _, err := n.app.InitChain(context.Background(), tc.req); err == nil {
+				t.Fatal("InitChain accepted a bad genesis")
+			}
+		})
+	}
+}
+
+func TestSnapshotsRefused(t *testing.T) {
+	n := openNode(t, t.TempDir())
+	ctx := context.Background()
+	list, err := n.app.ListSnapshots(ctx, &types.ListSnapshotsRequest{})
+	if err != nil || len(list.Snapshots) != 0 {
+		t.Fatalf("ListSnapshots = %v, %v; want none", list, err)
+	}
+	offer, err := n.app.OfferSnapshot(ctx, &types.OfferSnapshotRequest{Snapshot: &types.Snapshot{Height: 10, Format: 1}, AppHash: []byte{1}})
+	if err != nil || offer.Result != types.OFFER_SNAPSHOT_RESULT_REJECT {
+		t.Fatalf("OfferSnapshot = %v, %v; want REJECT", offer, err)
+	}
+	chunk, err := n.app.LoadSnapshotChunk(ctx, &types.LoadSnapshotChunkRequest{Height: 10})
+	if err != nil || len(chunk.Chunk) != 0 {
+		t.Fatalf("LoadSnapshotChunk = %v, %v; want no chunk", chunk, err)
+	}
+	apply, err := n.app.ApplySnapshotChunk(ctx, &types.ApplySnapshotChunkRequest{Chunk: []byte{1}})
+	if err != nil || apply.Result != types.APPLY_SNAPSHOT_CHUNK_RESULT_ABORT {
+		t.Fatalf("ApplySnapshotChunk = %v, %v; want ABORT", apply, err)
+	}
+}
+
+func TestClosed(t *testing.T) {
+	n := openNode(t, t.TempDir())
+	initChain(t, n.app)
+	n.app.Close()
+	ctx := context.Background()
+	if _, err := n.app.CheckTx(ctx, &types.CheckTxRequest{Tx: badTx}); err != abci.ErrClosed {
+		t.Fatalf("CheckTx after Close: %v, want ErrClosed", err)
+	}
+	if _, err := n.app.FinalizeBlock(ctx, &types.FinalizeBlockRequest{Height: 1}); err != abci.ErrClosed {
+		t.Fatalf("FinalizeBlock after Close: %v, want ErrClosed", err)
+	}
+	res, err := n.app.Query(ctx, &types.QueryRequest{Path: "/emrchain.v1.Query/Params"})
+	if err != nil || res.Code != abci.CodeClosed {
+		t.Fatalf("Query after Close = %v, %v; want CodeClosed", res, err)
+	}
+}
+
+func ExampleApplication() {
+	dir, _ := os.MkdirTemp("", "emrchain-example")
+	defer os.RemoveAll(dir)
+	opts := store.DefaultOptions()
+	opts.Backend = store.BackendGoLevelDB
+	st, _ := store.Open(filepath.Join(dir, "app.db"), opts)
+	defer st.Close()
+	a, _ := app.New(st, app.Options{})
+	abciApp := abci.New(a, abci.Options{Version: "example"})
+	defer abciApp.Close()
+
+	info, _ := abciApp.Info(context.Background(), &types.InfoRequest{})
+	fmt.Println("height", info.LastBlockHeight)
+	// Output: height 0
+}

@@ -1,0 +1,92 @@
+package abci
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/cometbft/cometbft/abci/types"
+	"github.com/cometbft/cometbft/libs/log"
+
+	"github.com/emrchain/emrchain/app"
+)
+
+// AppVersion is the application protocol version reported in Info. It goes
+// into every block header (version.app); bump it only with a coordinated
+// upgrade of every validator.
+const AppVersion uint64 = 1
+
+// ErrClosed is returned by every method after Close.
+var ErrClosed = errors.New("abci: application closed")
+
+var _ types.Application = (*Application)(nil)
+
+// Options configure an Application.
+type Options struct {
+	// Logger receives the adapter's log lines; nil means no logging.
+	Logger log.Logger
+	// Version is the software version reported in Info (e.g. "v0.1.0").
+	Version string
+}
+
+// Application is the CometBFT ABCI application of emrchain: a thin adapter
+// over *app.App. Build one with New.
+type Application struct {
+	mu      sync.Mutex
+	app     *app.App
+	logger  log.Logger
+	version string
+	closed  bool
+}
+
+// New returns the ABCI adapter over a.
+func New(a *app.App, opts Options) *Application {
+	logger := opts.Logger
+	if logger == nil {
+		logger = log.NewNopLogger()
+	}
+	return &Application{app: a, logger: logger, version: opts.Version}
+}
+
+// Close waits for any ABCI call in flight to return and makes every later call
+// fail with ErrClosed. Call it after stopping the node and before closing the
+// store. It does not close the app or the store, which the caller owns.
+func (a *Application) Close() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.closed = true
+}
+
+// lock takes the adapter mutex; it fails, without holding the mutex, once the
+// adapter is closed.
+func (a *Application) lock() error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+// blockInfo converts the height and time CometBFT decided for a block. The
+// time is BFT time from the header, the only clock the state machine sees;
+// UTC keeps its representation identical on every node.
+func blockInfo(height int64, t time.Time) app.BlockInfo {
+	return app.BlockInfo{Height: height, Time: t.UTC()}
+}
+
+// events converts app events to ABCI events.
+func events(evs []app.Event) []types.Event {
+	if len(evs) == 0 {
+		return nil
+	}
+	out := make([]types.Event, len(evs))
+	for i, ev := range evs {
+		attrs := make([]types.EventAttribute, len(ev.Attributes))
+		for j, at := range ev.Attributes {
+			attrs[j] = types.EventAttribute{Key: at.Key, Value: at.Value, Index: at.Index}
+		}
+		out[i] = types.Event{Type: ev.Type, Attributes: attrs}
+	}
+	return out
+}

@@ -1,0 +1,33 @@
+package abci
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/cometbft/cometbft/abci/types"
+)
+
+// Commit persists the state staged by FinalizeBlock and resets the check
+// state to it. RetainHeight tells CometBFT which blocks the app no longer
+// needs (0 = keep all); emrchain's audit value lies in its blocks, so the app
+// keeps them unless the operator configured pruning.
+//
+// An error here halts the chain: the block is decided and its app hash
+// already agreed on, so a failure to persist it is a storage fault that no
+// amount of retrying in consensus can fix. On restart CometBFT replays the
+// block from its own store.
+func (a *Application) Commit(context.Context, *types.CommitRequest) (*types.CommitResponse, error) {
+	if err := a.lock(); err != nil {
+		return nil, err
+	}
+	defer a.mu.Unlock()
+
+	retain, err := a.app.Commit()
+	if err != nil {
+		return nil, fmt.Errorf("abci: Commit: %w", err)
+	}
+	if retain < 0 {
+		retain = 0
+	}
+	return &types.CommitResponse{RetainHeight: retain}, nil
+}

@@ -1,0 +1,52 @@
+// Package abci adapts the emrchain state machine (package app) to CometBFT's
+// ABCI 2.0 interface, github.com/cometbft/cometbft/abci/types.Application.
+//
+// The adapter is deliberately thin: it converts requests into the app's
+// plain Go types, converts results back, and decides which failures halt the
+// chain. All rules live in package app; nothing here reads the clock, the
+// network or randomness, so the adapter adds no non-determinism.
+//
+// # Flow
+//
+// One file per ABCI step:
+//
+//	info.go             Info: the last committed height and app hash
+//	init_chain.go       InitChain: genesis app_state -> first app hash
+//	check_tx.go         CheckTx: mempool admission against the check state
+//	prepare_proposal.go PrepareProposal: the proposer drops invalid txs
+//	process_proposal.go ProcessProposal: validators reject blocks with invalid txs
+//	vote_extension.go   ExtendVote / VerifyVoteExtension: unused, accept
+//	finalize_block.go   FinalizeBlock: execute the decided block, stage state
+//	commit.go           Commit: persist the staged state, report retain height
+//	query.go            Query: state reads, with ICS23 proofs on request
+//	snapshots.go        state sync: not offered yet (documented refusal)
+//
+// A node starts with Info. CometBFT compares the app's last committed height
+// with its own block store and replays the missing blocks through
+// FinalizeBlock and Commit (or calls InitChain at height 0). Because the app
+// persists only in Commit, a crash at any point — mid-block, between
+// FinalizeBlock and Commit, during Commit — leaves the app at a height
+// CometBFT can replay from; nothing is ever half-applied.
+//
+// # Errors and halting
+//
+// A bad transaction is never an error of the ABCI method: it gets a non-zero
+// code and a log in CheckTx or in its ExecTxResult, and the block goes on.
+// A bad query gets a non-zero code and a log in the QueryResponse.
+//
+// An error returned from InitChain, FinalizeBlock or Commit halts the node on
+// purpose. InitChain fails only for a genesis the app cannot accept; the node
+// must not start on it. FinalizeBlock and Commit fail only when an invariant
+// of the state machine or the store is broken (a storage fault, a state that
+// no longer decodes, a height out of order): executing further blocks on top
+// of such a state would commit a wrong app hash that the other validators do
+// not share, so the right thing is to stop and let the operator look. CometBFT
+// reports such an error as a consensus failure and stops making progress.
+//
+// Every method takes one mutex, so calls are serialised even if the adapter is
+// served by more than one ABCI connection (CometBFT's local client creator
+// already shares one mutex; other transports or in-process callers such as a
+// future gRPC query server might not). Close takes the same mutex, so after it
+// returns no call is in flight and every later call fails; the store can then
+// be closed safely.
+package abci

@@ -1,0 +1,49 @@
+package abci
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/cometbft/cometbft/abci/types"
+)
+
+// FinalizeBlock executes the decided block: every tx gets an ExecTxResult (a
+// failed tx has a non-zero code and is still part of the block) and the
+// response carries the app hash of the staged state. Nothing is persisted
+// here — Commit does that — so a crash after FinalizeBlock replays the block.
+//
+// An error returned here halts the chain, deliberately. The app returns one
+// only for a broken invariant (a storage fault, an undecodable state object,
+// a height that does not follow the last committed one). Carrying on would
+// commit an app hash this node cannot vouch for and that may differ from the
+// other validators'; stopping keeps the fault local and visible.
+func (a *Application) FinalizeBlock(_ context.Context, req *types.FinalizeBlockRequest) (*types.FinalizeBlockResponse, error) {
+	if err := a.lock(); err != nil {
+		return nil, err
+	}
+	defer a.mu.Unlock()
+
+	results, appHash, err := a.app.FinalizeBlock(blockInfo(req.Height, req.Time), req.Txs)
+	if err != nil {
+		return nil, fmt.Errorf("abci: FinalizeBlock at height %d: %w", req.Height, err)
+	}
+	if len(results) != len(req.Txs) {
+		return nil, fmt.Errorf("abci: FinalizeBlock at height %d: %d results for %d txs", req.Height, len(results), len(req.Txs))
+	}
+	txResults := make([]*types.ExecTxResult, len(results))
+	failed := 0
+	for i, r := range results {
+		if r.Code != types.CodeTypeOK {
+			failed++
+		}
+		txResults[i] = &types.ExecTxResult{
+			Code:      r.Code,
+			Log:       r.Log,
+			Codespace: r.Codespace,
+			Events:    events(r.Events),
+		}
+	}
+	a.logger.Debug("ABCI FinalizeBlock", "height", req.Height, "txs", len(req.Txs), "failed", failed,
+		"app_hash", fmt.Sprintf("%X", appHash))
+	return &types.FinalizeBlockResponse{TxResults: txResults, AppHash: appHash}, nil
+}

@@ -1,0 +1,105 @@
+package abci
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/cometbft/cometbft/abci/types"
+
+	"github.com/emrchain/emrchain/app"
+)
+
+// Query paths.
+const (
+	// QueryServicePrefix precedes the method name of a gRPC Query method
+	// served over ABCI: "/emrchain.v1.Query/Member". Data is the request
+	// proto, Value the response proto (with StoreProofs when prove is set).
+	QueryServicePrefix = "/emrchain.v1.Query/"
+	// QueryStoreKeyPath reads one raw key of the state tree. Data is the key;
+	// with prove, ProofOps holds one "ics23:iavl" op proving the value (or
+	// its absence) against the AppHash of the header at Height+1.
+	QueryStoreKeyPath = "/store/key"
+)
+
+// Query serves reads of committed state at req.Height (0 = the latest).
+//
+// Query never fails the call and never panics on bad input: an unknown path,
+// a malformed request, a pruned height or a missing object all come back as a
+// non-zero Code with a Log. Codes from the state machine are passed on
+// unchanged (app.CodeOf, in app.Codespace); the adapter's own codes are in
+// Codespace "abci".
+// Query reads only committed versions, so a recovered panic cannot have
+// touched consensus state; it is reported as CodeInternal and logged.
+func (a *Application) Query(_ context.Context, req *types.QueryRequest) (resp *types.QueryResponse, _ error) {
+	if err := a.lock(); err != nil {
+		return &types.QueryResponse{Code: CodeClosed, Codespace: Codespace, Log: err.Error()}, nil
+	}
+	defer a.mu.Unlock()
+	defer func() {
+		if r := recover(); r != nil {
+			a.logger.Error("ABCI Query panicked", "path", req.Path, "panic", r)
+			resp = &types.QueryResponse{
+				Code: CodeInternal, Codespace: Codespace, Height: req.Height,
+				Log: fmt.Sprintf("internal error serving %q", req.Path),
+			}
+		}
+	}()
+
+	if req.Height < 0 {
+		return &types.QueryResponse{
+			Code: CodeInvalidQuery, Codespace: Codespace,
+			Log: fmt.Sprintf("negative height %d", req.Height),
+		}, nil
+	}
+	if last, _ := a.app.LastCommit(); req.Height > last {
+		return &types.QueryResponse{
+			Code: CodeInvalidQuery, Codespace: Codespace, Height: req.Height,
+			Log: fmt.Sprintf("height %d is not committed yet (last committed height is %d)", req.Height, last),
+		}, nil
+	}
+
+	switch {
+	case req.Path == QueryStoreKeyPath:
+		if len(req.Data) == 0 {
+			return &types.QueryResponse{
+				Code: CodeInvalidQuery, Codespace: Codespace, Height: req.Height,
+				Log: "store query needs a key in data",
+			}, nil
+		}
+		value, proof, height, err := a.app.QueryKey(req.Data, req.Height, req.Prove)
+		if err != nil {
+			return queryError(req, err), nil
+		}
+		resp := &types.QueryResponse{Key: req.Data, Value: value, Height: height}
+		if req.Prove {
+			resp.ProofOps = proof
+		}
+		return resp, nil
+
+	case strings.HasPrefix(req.Path, QueryServicePrefix) && len(req.Path) > len(QueryServicePrefix):
+		value, height, err := a.app.Query(req.Path, req.Data, req.Height, req.Prove)
+		if err != nil {
+			return queryError(req, err), nil
+		}
+		return &types.QueryResponse{Value: value, Height: height}, nil
+
+	default:
+		return &types.QueryResponse{
+			Code: CodeUnknownPath, Codespace: Codespace, Height: req.Height,
+			Log: fmt.Sprintf("unknown query path %q (want %q or %s<Method>)", req.Path, QueryStoreKeyPath, QueryServicePrefix),
+		}, nil
+	}
+}
+
+// queryError turns a failed query into a response: the app's code when the
+// error carries one, CodeInternal otherwise, so a failure is never code 0.
+func queryError(req *types.QueryRequest, err error) *types.QueryResponse {
+	resp := &types.QueryResponse{Log: err.Error(), Height: req.Height}
+	if code := app.CodeOf(err); code != types.CodeTypeOK {
+		resp.Code, resp.Codespace = code, app.Codespace
+	} else {
+		resp.Code, resp.Codespace = CodeInternal, Codespace
+	}
+	return resp
+}

@@ -1,0 +1,68 @@
+package app_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/app/apptest"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// TestBlobQueries covers the questions the blob sidecar asks: which records
+// have this ciphertext, which shares, and when did a member last read a
+// record.
+func TestBlobQueries(t *testing.T) {
+	c := apptest.New(t, apptest.Options{})
+	regA, regR := apptest.Registrar(apptest.HospitalA), apptest.Registrar(apptest.Research)
+	doc, pi := apptest.NewActor("dr-blob"), apptest.NewActor("pi-blob")
+	pat, pid := apptest.NewActor("patient-blob"), apptest.PatientID("patient-blob")
+	c.Must(regA, apptest.RegisterMember(doc, emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA))
+	c.Must(regR, apptest.RegisterMember(pi, emrv1.Role_ROLE_RESEARCHER, apptest.Research))
+	c.Must(regR, apptest.RegisterStudy("blob-study", pi))
+	c.Must(pat, apptest.Enroll(pat, pid))
+	c.Must(pat, apptest.Grant(pid, doc, apptest.GrantSpec{
+		Rights: []emrv1.Right{emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_SHARE}, NotAfter: c.Now.Add(time.Hour), Study: "blob-study",
+	}))
+	c.Must(pat, apptest.AddRecord(pat, pid, "imaging", "ct-scan"))
+
+	var byHash emrv1.QueryRecordsByHashResponse
+	c.Query("RecordsByHash", &emrv1.QueryRecordsByHashRequest{Sha256: hexOf(apptest.Blob("ct-scan"))}, &byHash)
+	if len(byHash.Records) != 1 || byHash.Records[0].Sequence != 1 {
+		t.Fatalf("RecordsByHash = %v, want record 1", byHash.Records)
+	}
+	c.Query("RecordsByHash", &emrv1.QueryRecordsByHashRequest{Sha256: hexOf(apptest.Blob("unknown"))}, &byHash)
+	if len(byHash.Records) != 0 {
+		t.Fatalf("RecordsByHash of an unknown blob = %v", byHash.Records)
+	}
+
+	lastAccess := func() (*emrv1.AccessEvent, error) {
+		var resp emrv1.QueryLastAccessResponse
+		err := c.TryQuery("LastAccess", &emrv1.QueryLastAccessRequest{PatientId: hexOf(pid), Sequence: 1, Accessor: hexOf(doc.Address)}, &resp)
+		return resp.Event, err
+	}
+	if _, err := lastAccess(); app.CodeOf(err) != app.ErrNotFound.Code() {
+		t.Fatalf("LastAccess before any read: %v", err)
+	}
+	c.Must(doc, apptest.Access(pid, emrv1.Purpose_PURPOSE_TREATMENT, 1))
+	first, err := lastAccess()
+	if err != nil || first.Sequence != 1 {
+		t.Fatalf("LastAccess after one read: %v %v", first, err)
+	}
+	c.Must(doc, apptest.Access(pid, emrv1.Purpose_PURPOSE_TREATMENT, 1))
+	second, err := lastAccess()
+	if err != nil || second.Sequence != 2 || second.Height <= first.Height {
+		t.Fatalf("LastAccess after a second read: %v %v", second, err)
+	}
+
+	share := apptest.Share(pid, 1, "blob-study", false)
+	c.Must(doc, share)
+	var shares emrv1.QuerySharesByHashResponse
+	c.Query("SharesByHash", &emrv1.QuerySharesByHashRequest{Sha256: hexOf(share.GetShareRecord().SharedSha256)}, &shares)
+	if len(shares.Shares) != 1 || shares.Shares[0].StudyId != "blob-study" {
+		t.Fatalf("SharesByHash = %v", shares.Shares)
+	}
+	if err := c.TryQuery("RecordsByHash", &emrv1.QueryRecordsByHashRequest{Sha256: "zz"}, &byHash); app.CodeOf(err) != app.ErrInvalidQuery.Code() {
+		t.Fatalf("bad hash: %v", err)
+	}
+}

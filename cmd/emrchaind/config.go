@@ -1,0 +1,211 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	cmtcfg "github.com/cometbft/cometbft/config"
+	"github.com/mitchellh/mapstructure"
+
+	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/store"
+)
+
+// appConfigFile is config/app.toml: the emrchain settings CometBFT's
+// config.toml has no place for.
+const appConfigFile = "app.toml"
+
+// appDBDir is the application store's directory under the data directory.
+const appDBDir = "app.db"
+
+// errNotInitialized is returned when HOME has no config.toml.
+var errNotInitialized = errors.New("home directory is not initialized")
+
+// loadCometConfig reads HOME/config/config.toml over CometBFT's defaults,
+// exactly as CometBFT's own CLI does (same keys, same duration and list
+// syntax), and roots every path at home.
+func loadCometConfig(home string) (*cmtcfg.Config, error) {
+	path := filepath.Join(home, cmtcfg.DefaultConfigDir, cmtcfg.DefaultConfigFileName)
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s not found (run: emrchaind init --home %s --chain-id ID)", errNotInitialized, path, home)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var tree map[string]any
+	if _, err := toml.NewDecoder(bytes.NewReader(raw)).Decode(&tree); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", path, err)
+	}
+	conf := cmtcfg.DefaultConfig()
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		// The hooks viper uses for CometBFT: "500ms" durations, "a,b" lists.
+		DecodeHook: mapstructure.ComposeDecodeHookFunc(
+			mapstructure.StringToTimeDurationHookFunc(),
+			mapstructure.StringToSliceHookFunc(","),
+		),
+		WeaklyTypedInput: true,
+		Result:           conf,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := dec.Decode(tree); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", path, err)
+	}
+	conf.SetRoot(home)
+	if err := conf.ValidateBasic(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return conf, nil
+}
+
+// appConfig is config/app.toml.
+type appConfig struct {
+	Store storeConfig `toml:"store"`
+	App   appSettings `toml:"app"`
+}
+
+type storeConfig struct {
+	// Backend of data/app.db: goleveldb or pebble.
+	Backend string `toml:"backend"`
+	// IAVL node cache size, in nodes.
+	CacheSize int `toml:"cache_size"`
+	// Versions kept by pruning; 0 keeps every version.
+	PruningKeepRecent uint64 `toml:"pruning_keep_recent"`
+	// Blocks between pruning runs; 0 never prunes.
+	PruningInterval uint64 `toml:"pruning_interval"`
+}
+
+type appSettings struct {
+	// Entries of the signature-verification cache shared by CheckTx and
+	// FinalizeBlock.
+	SigCacheSize int `toml:"sig_cache_size"`
+}
+
+func defaultAppConfig() appConfig {
+	so := store.DefaultOptions()
+	return appConfig{
+		Store: storeConfig{
+			Backend:           store.BackendGoLevelDB,
+			CacheSize:         so.CacheSize,
+			PruningKeepRecent: so.KeepRecent,
+			PruningInterval:   so.PruneInterval,
+		},
+		App: appSettings{SigCacheSize: app.DefaultOptions().SigCacheSize},
+	}
+}
+
+// storeOptions converts the store section into store.Options.
+func (c appConfig) storeOptions() store.Options {
+	o := store.DefaultOptions()
+	o.Backend = c.Store.Backend
+	o.CacheSize = c.Store.CacheSize
+	o.KeepRecent = c.Store.PruningKeepRecent
+	o.PruneInterval = c.Store.PruningInterval
+	return o
+}
+
+func (c appConfig) validate() error {
+	if err := validateBackend(c.Store.Backend); err != nil {
+		return err
+	}
+	switch {
+	case c.Store.CacheSize < 0:
+		return errors.New("store.cache_size must not be negative")
+	case (c.Store.PruningKeepRecent == 0) != (c.Store.PruningInterval == 0):
+		return errors.New("pruning needs both store.pruning_keep_recent and store.pruning_interval (or neither)")
+	case c.App.SigCacheSize < 0:
+		return errors.New("app.sig_cache_size must not be negative")
+	}
+	return nil
+}
+
+// validateBackend accepts the persistent backends a node may use.
+func validateBackend(b string) error {
+	switch b {
+	case store.BackendGoLevelDB, store.BackendPebble:
+		return nil
+	}
+	return fmt.Errorf("unknown backend %q (want %s or %s)", b, store.BackendGoLevelDB, store.BackendPebble)
+}
+
+// cometBackend is CometBFT's name for the same database engine, so the block
+// store and the app store use one engine.
+func cometBackend(b string) string {
+	if b == store.BackendPebble {
+		return "pebbledb"
+	}
+	return "goleveldb"
+}
+
+const appConfigHeader = `# emrchain application settings. CometBFT itself is configured in config.toml.
+
+`
+
+const appConfigTemplate = `[store]
+# Database engine of data/app.db: "goleveldb" or "pebble". It must stay the one
+# the data was created with.
+backend = %q
+# IAVL node cache, in nodes: the largest lever on write speed. Size it to the
+# working set of the state.
+cache_size = %d
+# Versions of the state kept for historical queries and proofs; 0 keeps all.
+pruning_keep_recent = %d
+# Blocks between pruning runs; 0 never prunes.
+pruning_interval = %d
+
+[app]
+# Entries of the signature cache shared by CheckTx and FinalizeBlock.
+sig_cache_size = %d
+`
+
+// writeAppConfig writes HOME/config/app.toml.
+func writeAppConfig(home string, c appConfig) error {
+	body := fmt.Sprintf(appConfigHeader+appConfigTemplate, c.Store.Backend, c.Store.CacheSize,
+		c.Store.PruningKeepRecent, c.Store.PruningInterval, c.App.SigCacheSize)
+	return os.WriteFile(filepath.Join(home, cmtcfg.DefaultConfigDir, appConfigFile), []byte(body), 0o644)
+}
+
+// loadAppConfig reads HOME/config/app.toml over the defaults; a missing file
+// means the defaults.
+func loadAppConfig(home string) (appConfig, error) {
+	c := defaultAppConfig()
+	path := filepath.Join(home, cmtcfg.DefaultConfigDir, appConfigFile)
+	md, err := toml.DecodeFile(path, &c)
+	if errors.Is(err, os.ErrNotExist) {
+		return c, nil
+	}
+	if err != nil {
+		return c, fmt.Errorf("parse %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return c, fmt.Errorf("%s: unknown key %q", path, und[0].String())
+	}
+	if err := c.validate(); err != nil {
+		return c, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// lanConsensus sets consensus timeouts for validators on one LAN (or one
+// machine): round trips are milliseconds, so waiting seconds only slows
+// blocks down. Empty blocks are made at least every emptyInterval while the
+// chain is idle (0 = continuously), so block time — which decides when a
+// permission expires — keeps moving.
+func lanConsensus(c *cmtcfg.ConsensusConfig, timeoutCommit, emptyInterval time.Duration) {
+	c.TimeoutPropose = 1000 * time.Millisecond
+	c.TimeoutProposeDelta = 200 * time.Millisecond
+	c.TimeoutPrevote = 500 * time.Millisecond
+	c.TimeoutPrevoteDelta = 200 * time.Millisecond
+	c.TimeoutPrecommit = 500 * time.Millisecond
+	c.TimeoutPrecommitDelta = 200 * time.Millisecond
+	c.TimeoutCommit = timeoutCommit
+	c.CreateEmptyBlocks = true
+	c.CreateEmptyBlocksInterval = emptyInterval
+}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"crypto/ecdh"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/cometbft/cometbft/crypto/ed25519"
+
+	"github.com/emrchain/emrchain/app"
+	emrchainv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// devKeysDir is where init writes development member keys, under HOME.
+const devKeysDir = "dev-keys"
+
+// devKeyFormatHelp documents the dev key file for --help; emrcli reads it.
+const devKeyFormatHelp = `Development key files (HOME/dev-keys/NAME.json, mode 0600) are JSON:
+
+  {
+    "name":            "registrar",
+    "address":         "<40 hex chars: first 20 bytes of SHA-256(sign_pub_key)>",
+    "sign_priv_key":   "<base64, 64 bytes: ed25519 private key, seed || public key>",
+    "sign_pub_key":    "<base64, 32 bytes: ed25519 public key>",
+    "enc_priv_key":    "<base64, 32 bytes: X25519 private key (crypto/ecdh)>",
+    "enc_pub_key":     "<base64, 32 bytes: X25519 public key>",
+    "role":            "registrar",
+    "organization_id": "dev-hospital"
+  }
+
+role is one of patient, clinician, researcher, registrar, auditor. The keys
+are generated on this machine and written in the clear: they are for
+development and testing, never for a production consortium.`
+
+// devKey is the dev key file format (see devKeyFormatHelp).
+type devKey struct {
+	Name           string `json:"name"`
+	Address        string `json:"address"`
+	SignPrivKey    []byte `json:"sign_priv_key"`
+	SignPubKey     []byte `json:"sign_pub_key"`
+	EncPrivKey     []byte `json:"enc_priv_key"`
+	EncPubKey      []byte `json:"enc_pub_key"`
+	Role           string `json:"role"`
+	OrganizationID string `json:"organization_id"`
+}
+
+// keyNameRE keeps key names usable as file names on every platform.
+var keyNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// newDevKey generates a signing and an encryption key pair for a member.
+func newDevKey(name string, role emrchainv1.Role, orgID string) (*devKey, error) {
+	if !keyNameRE.MatchString(name) {
+		return nil, fmt.Errorf("key name %q: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
+	}
+	sign := ed25519.GenPrivKey()
+	enc, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate X25519 key: %w", err)
+	}
+	pub := sign.PubKey().Bytes()
+	return &devKey{
+		Name:           name,
+		Address:        hex.EncodeToString(app.AddressOf(pub)),
+		SignPrivKey:    sign.Bytes(),
+		SignPubKey:     pub,
+		EncPrivKey:     enc.Bytes(),
+		EncPubKey:      enc.PublicKey().Bytes(),
+		Role:           roleName(role),
+		OrganizationID: orgID,
+	}, nil
+}
+
+// genesisMember is the key's entry in GenesisState.members.
+func (k *devKey) genesisMember(role emrchainv1.Role) *emrchainv1.GenesisMember {
+	return &emrchainv1.GenesisMember{
+		SignPubKey:     k.SignPubKey,
+		EncPubKey:      k.EncPubKey,
+		Role:           role,
+		OrganizationId: k.OrganizationID,
+		CredentialRef:  "dev-key:" + k.Name,
+	}
+}
+
+// path is the key's file under home.
+func (k *devKey) path(home string) string {
+	return filepath.Join(home, devKeysDir, k.Name+".json")
+}
+
+// write saves the key file with mode 0600, refusing to overwrite one.
+func (k *devKey) write(home string) error {
+	if err := os.MkdirAll(filepath.Join(home, devKeysDir), 0o700); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(k, "", "  ")
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(k.path(home), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// roleName is the short lowercase name of a role ("registrar").
+func roleName(r emrchainv1.Role) string {
+	return strings.ToLower(strings.TrimPrefix(r.String(), "ROLE_"))
+}

@@ -1,0 +1,382 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	cmtcfg "github.com/cometbft/cometbft/config"
+	"github.com/cometbft/cometbft/p2p"
+	"github.com/cometbft/cometbft/privval"
+	cmttypes "github.com/cometbft/cometbft/types"
+	cmttime "github.com/cometbft/cometbft/types/time"
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/emrchain/emrchain/abci"
+	"github.com/emrchain/emrchain/app"
+	emrchainv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+	"github.com/emrchain/emrchain/store"
+)
+
+// The development organization init creates when given no organization.
+const (
+	devOrgID        = "dev-hospital"
+	devOrgName      = "Development Hospital"
+	devRegistrarKey = "registrar"
+)
+
+// initOptions are the flags of init.
+type initOptions struct {
+	home            string
+	chainID         string
+	moniker         string
+	orgs            []string
+	registrars      []string
+	appStateFile    string
+	backend         string
+	force           bool
+	rpcAddr         string
+	p2pAddr         string
+	persistentPeers string
+	timeoutCommit   time.Duration
+	emptyBlocks     time.Duration
+}
+
+func newInitCmd() *cobra.Command {
+	var o initOptions
+	cmd := &cobra.Command{
+		Use:   "init --chain-id ID",
+		Short: "Write the node's configuration, keys and genesis into --home",
+		Long: `init prepares a node home directory:
+
+  config/config.toml              CometBFT settings tuned for a LAN consortium
+                                  (timeout_commit 500ms, kv tx indexer, RPC and
+                                  P2P on loopback unless told otherwise)
+  config/app.toml                 emrchain settings (store backend, pruning, caches)
+  config/genesis.json             this node as the only validator; app_state is
+                                  the protojson of emrchainv1.GenesisState
+  config/node_key.json            P2P identity
+  config/priv_validator_key.json  validator key
+  data/priv_validator_state.json  double-sign protection
+
+The genesis app_state starts from the default parameters (or --genesis-app-state)
+and adds every --org and --registrar. Without --org and --genesis-app-state, init
+adds a development organization "dev-hospital" (a hospital) with one registrar,
+so a single node is usable at once. Every registrar init creates gets a fresh
+ed25519 signing key and X25519 encryption key, written to HOME/dev-keys/NAME.json
+(the dev-hospital registrar is "registrar").
+
+Before writing anything, init runs the genesis through the state machine, so a
+genesis the chain would reject fails here, not at start. init refuses to touch
+a home that already holds a node unless --force is given; --force DELETES
+HOME/config, HOME/data and HOME/dev-keys (the chain, its state and its keys)
+and starts over.
+
+` + devKeyFormatHelp,
+		Example: `  # one development node with a dev hospital and its registrar
+  emrchaind init --home ./node0 --chain-id emr-dev
+
+  # a consortium genesis: two hospitals and a lab, one registrar each
+  emrchaind init --home ./node0 --chain-id emr-test-1 \
+    --org st-mary:"St Mary's Hospital":hospital --org city-gen:"City General":hospital \
+    --org north-lab:"North Lab":lab \
+    --registrar st-mary:alice --registrar city-gen:bob --registrar north-lab:carol
+
+  # start from a prepared app_state, on pebble, other ports
+  emrchaind init --home ./node1 --chain-id emr-test-1 --genesis-app-state app_state.json \
+    --backend pebble --rpc.laddr tcp://127.0.0.1:27657 --p2p.laddr tcp://127.0.0.1:27656`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			home, err := homeFlag(cmd)
+			if err != nil {
+				return err
+			}
+			o.home = home
+			return runInit(cmd.OutOrStdout(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.chainID, "chain-id", "", "chain id (required; at most 50 characters)")
+	f.StringVar(&o.moniker, "moniker", "", "node name (default: the host name)")
+	f.StringArrayVar(&o.orgs, "org", nil, `organization "id:name:kind", kind one of hospital, lab, pharmacy, research (repeatable)`)
+	f.StringArrayVar(&o.registrars, "registrar", nil, `registrar "org-id:NAME" with fresh keys in HOME/dev-keys/NAME.json (repeatable)`)
+	f.StringVar(&o.appStateFile, "genesis-app-state", "", "start the app_state from this protojson emrchainv1.GenesisState file")
+	f.StringVar(&o.backend, "backend", store.BackendGoLevelDB, "database engine of the app store and CometBFT: goleveldb or pebble")
+	f.BoolVar(&o.force, "force", false, "wipe HOME/config, HOME/data and HOME/dev-keys of an existing node first")
+	f.StringVar(&o.rpcAddr, "rpc.laddr", "tcp://127.0.0.1:26657", "CometBFT RPC listen address")
+	f.StringVar(&o.p2pAddr, "p2p.laddr", "tcp://127.0.0.1:26656", "P2P listen address")
+	f.StringVar(&o.persistentPeers, "p2p.persistent_peers", "", "comma-separated ID@host:port peers to keep connected to")
+	f.DurationVar(&o.timeoutCommit, "timeout-commit", 500*time.Millisecond, "consensus timeout_commit: pause after each block")
+	f.DurationVar(&o.emptyBlocks, "empty-blocks-interval", 10*time.Second, "make an empty block at least this often when idle (0 = continuously)")
+	_ = cmd.MarkFlagRequired("chain-id")
+	return cmd
+}
+
+func runInit(w io.Writer, o initOptions) error {
+	if err := validateBackend(o.backend); err != nil {
+		return err
+	}
+	if o.chainID == "" || len(o.chainID) > cmttypes.MaxChainIDLen || strings.ContainsAny(o.chainID, " \t\n") {
+		return fmt.Errorf("--chain-id %q: want 1-%d characters without spaces", o.chainID, cmttypes.MaxChainIDLen)
+	}
+	if o.timeoutCommit < 0 || o.emptyBlocks < 0 {
+		return errors.New("--timeout-commit and --empty-blocks-interval must not be negative")
+	}
+	if o.moniker == "" {
+		o.moniker, _ = os.Hostname()
+		if o.moniker == "" {
+			o.moniker = "emrchain-node"
+		}
+	}
+	if err := checkHome(o.home, o.force); err != nil {
+		return err
+	}
+
+	// Everything that can fail on bad input is done in memory first.
+	gs, keys, err := buildGenesisState(o)
+	if err != nil {
+		return err
+	}
+	appState, err := protojson.MarshalOptions{Indent: "  ", UseProtoNames: true}.Marshal(gs)
+	if err != nil {
+		return fmt.Errorf("encode app_state: %w", err)
+	}
+	genesisTime := cmttime.Now()
+	if err := dryRunGenesis(o.chainID, appState, genesisTime); err != nil {
+		return err
+	}
+
+	conf := cmtcfg.DefaultConfig()
+	conf.SetRoot(o.home)
+	conf.Moniker = o.moniker
+	conf.DBBackend = cometBackend(o.backend)
+	conf.RPC.ListenAddress = o.rpcAddr
+	conf.P2P.ListenAddress = o.p2pAddr
+	conf.P2P.PersistentPeers = o.persistentPeers
+	// Consortium validators sit on private networks (or one machine) and
+	// know each other's addresses: private and duplicate IPs are normal.
+	conf.P2P.AddrBookStrict = false
+	conf.P2P.AllowDuplicateIP = true
+	conf.TxIndex.Indexer = "kv"
+	lanConsensus(conf.Consensus, o.timeoutCommit, o.emptyBlocks)
+	if err := conf.ValidateBasic(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	appConf := defaultAppConfig()
+	appConf.Store.Backend = o.backend
+
+	// Write.
+	if o.force {
+		for _, d := range []string{cmtcfg.DefaultConfigDir, cmtcfg.DefaultDataDir, devKeysDir} {
+			if err := os.RemoveAll(filepath.Join(o.home, d)); err != nil {
+				return fmt.Errorf("--force: %w", err)
+			}
+		}
+	}
+	for _, d := range []string{o.home, filepath.Join(o.home, cmtcfg.DefaultConfigDir), filepath.Join(o.home, cmtcfg.DefaultDataDir)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+	}
+	cmtcfg.WriteConfigFile(filepath.Join(o.home, cmtcfg.DefaultConfigDir, cmtcfg.DefaultConfigFileName), conf)
+	if err := writeAppConfig(o.home, appConf); err != nil {
+		return err
+	}
+	nodeKey, err := p2p.LoadOrGenNodeKey(conf.NodeKeyFile())
+	if err != nil {
+		return fmt.Errorf("node key: %w", err)
+	}
+	pv, err := privval.GenFilePV(conf.PrivValidatorKeyFile(), conf.PrivValidatorStateFile(), nil)
+	if err != nil {
+		return fmt.Errorf("validator key: %w", err)
+	}
+	pv.Save()
+	pub, err := pv.GetPubKey()
+	if err != nil {
+		return err
+	}
+	params := cmttypes.DefaultConsensusParams()
+	// The app reports abci.AppVersion in Info; the genesis says the same.
+	params.Version.App = abci.AppVersion
+	genDoc := cmttypes.GenesisDoc{
+		GenesisTime:     genesisTime,
+		ChainID:         o.chainID,
+		InitialHeight:   1,
+		ConsensusParams: params,
+		Validators:      []cmttypes.GenesisValidator{{Address: pub.Address(), PubKey: pub, Power: 10, Name: o.moniker}},
+		AppState:        appState,
+	}
+	if err := genDoc.ValidateAndComplete(); err != nil {
+		return fmt.Errorf("genesis: %w", err)
+	}
+	if err := genDoc.SaveAs(conf.GenesisFile()); err != nil {
+		return fmt.Errorf("write genesis: %w", err)
+	}
+	for _, k := range keys {
+		if err := k.write(o.home); err != nil {
+			return fmt.Errorf("write dev key %s: %w", k.Name, err)
+		}
+	}
+
+	fmt.Fprintf(w, "Initialized emrchain node in %s\n", o.home)
+	fmt.Fprintf(w, "  chain id:          %s\n", o.chainID)
+	fmt.Fprintf(w, "  moniker:           %s\n", o.moniker)
+	fmt.Fprintf(w, "  node id:           %s\n", nodeKey.ID())
+	fmt.Fprintf(w, "  validator address: %s\n", pub.Address())
+	fmt.Fprintf(w, "  genesis:           %s\n", conf.GenesisFile())
+	fmt.Fprintf(w, "  rpc:               %s\n", conf.RPC.ListenAddress)
+	fmt.Fprintf(w, "  p2p:               %s\n", conf.P2P.ListenAddress)
+	fmt.Fprintf(w, "  backend:           %s\n", o.backend)
+	fmt.Fprintf(w, "  organizations:     %d, genesis members: %d\n", len(gs.Organizations), len(gs.Members))
+	if len(keys) > 0 {
+		fmt.Fprintf(w, "Development keys (unencrypted, for development only):\n")
+		for _, k := range keys {
+			fmt.Fprintf(w, "  %-12s %s of %s  address %s  %s\n", k.Name, k.Role, k.OrganizationID, k.Address, k.path(o.home))
+		}
+	}
+	fmt.Fprintf(w, "Start the node with: emrchaind start --home %s\n", o.home)
+	return nil
+}
+
+// checkHome refuses a home that already holds a node, unless force.
+func checkHome(home string, force bool) error {
+	candidates := []string{
+		filepath.Join(home, cmtcfg.DefaultConfigDir, cmtcfg.DefaultGenesisJSONName),
+		filepath.Join(home, cmtcfg.DefaultConfigDir, cmtcfg.DefaultConfigFileName),
+		filepath.Join(home, cmtcfg.DefaultConfigDir, cmtcfg.DefaultPrivValKeyName),
+		filepath.Join(home, cmtcfg.DefaultDataDir),
+		filepath.Join(home, devKeysDir),
+	}
+	for _, p := range candidates {
+		if !nonEmpty(p) {
+			continue
+		}
+		if force {
+			return nil
+		}
+		return fmt.Errorf("%s already holds a node (found %s); refusing to overwrite it: pass --force to delete its config/, data/ and dev-keys/ and start over", home, p)
+	}
+	return nil
+}
+
+// nonEmpty reports whether p is a file or a non-empty directory.
+func nonEmpty(p string) bool {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return false
+	}
+	if !fi.IsDir() {
+		return true
+	}
+	entries, err := os.ReadDir(p)
+	return err != nil || len(entries) > 0
+}
+
+// buildGenesisState assembles the app_state and generates the keys of the
+// registrars it creates.
+func buildGenesisState(o initOptions) (*emrchainv1.GenesisState, []*devKey, error) {
+	gs := app.DefaultGenesis()
+	if o.appStateFile != "" {
+		raw, err := os.ReadFile(o.appStateFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--genesis-app-state: %w", err)
+		}
+		gs = &emrchainv1.GenesisState{}
+		if err := protojson.Unmarshal(raw, gs); err != nil {
+			return nil, nil, fmt.Errorf("--genesis-app-state %s: %w", o.appStateFile, err)
+		}
+	}
+	orgs := map[string]bool{}
+	for _, org := range gs.Organizations {
+		orgs[org.Id] = true
+	}
+	for _, s := range o.orgs {
+		org, err := parseOrg(s)
+		if err != nil {
+			return nil, nil, err
+		}
+		if orgs[org.Id] {
+			return nil, nil, fmt.Errorf("--org %q: organization %q defined twice", s, org.Id)
+		}
+		orgs[org.Id] = true
+		gs.Organizations = append(gs.Organizations, org)
+	}
+	registrars := o.registrars
+	if len(o.orgs) == 0 && o.appStateFile == "" {
+		gs.Organizations = append(gs.Organizations, &emrchainv1.Organization{
+			Id: devOrgID, Name: devOrgName, Kind: emrchainv1.OrganizationKind_ORGANIZATION_KIND_HOSPITAL,
+		})
+		orgs[devOrgID] = true
+		if len(registrars) == 0 {
+			registrars = []string{devOrgID + ":" + devRegistrarKey}
+		}
+	}
+	var keys []*devKey
+	names := map[string]bool{}
+	for _, s := range registrars {
+		orgID, name, ok := strings.Cut(s, ":")
+		if !ok || orgID == "" || name == "" {
+			return nil, nil, fmt.Errorf("--registrar %q: want org-id:NAME", s)
+		}
+		if !orgs[orgID] {
+			return nil, nil, fmt.Errorf("--registrar %q: no organization %q in the genesis", s, orgID)
+		}
+		if names[name] {
+			return nil, nil, fmt.Errorf("--registrar %q: key name %q used twice", s, name)
+		}
+		names[name] = true
+		k, err := newDevKey(name, emrchainv1.Role_ROLE_REGISTRAR, orgID)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--registrar %q: %w", s, err)
+		}
+		keys = append(keys, k)
+		gs.Members = append(gs.Members, k.genesisMember(emrchainv1.Role_ROLE_REGISTRAR))
+	}
+	return gs, keys, nil
+}
+
+// parseOrg parses "id:name:kind"; the name may contain colons.
+func parseOrg(s string) (*emrchainv1.Organization, error) {
+	i, j := strings.Index(s, ":"), strings.LastIndex(s, ":")
+	if i <= 0 || j <= i+1 || j == len(s)-1 {
+		return nil, fmt.Errorf("--org %q: want id:name:kind", s)
+	}
+	kind, err := parseOrgKind(s[j+1:])
+	if err != nil {
+		return nil, fmt.Errorf("--org %q: %w", s, err)
+	}
+	return &emrchainv1.Organization{Id: s[:i], Name: s[i+1 : j], Kind: kind}, nil
+}
+
+func parseOrgKind(s string) (emrchainv1.OrganizationKind, error) {
+	name := "ORGANIZATION_KIND_" + strings.ToUpper(strings.TrimPrefix(strings.ToUpper(s), "ORGANIZATION_KIND_"))
+	if v, ok := emrchainv1.OrganizationKind_value[name]; ok && v != 0 {
+		return emrchainv1.OrganizationKind(v), nil
+	}
+	return 0, fmt.Errorf("unknown organization kind %q (want hospital, lab, pharmacy or research)", s)
+}
+
+// dryRunGenesis applies the app_state to a throw-away in-memory state, so a
+// genesis the chain would refuse at start is refused now.
+func dryRunGenesis(chainID string, appState []byte, t time.Time) error {
+	opts := store.DefaultOptions()
+	opts.Backend = store.BackendMemDB
+	st, err := store.Open("", opts)
+	if err != nil {
+		return fmt.Errorf("check genesis: %w", err)
+	}
+	defer st.Close()
+	a, err := app.New(st, app.Options{})
+	if err != nil {
+		return fmt.Errorf("check genesis: %w", err)
+	}
+	if _, err := a.InitChain(chainID, appState, t); err != nil {
+		return fmt.Errorf("genesis rejected by the state machine: %w", err)
+	}
+	return nil
+}

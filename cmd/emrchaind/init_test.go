@@ -1,0 +1,356 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ecdh"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	cmtcfg "github.com/cometbft/cometbft/config"
+	"github.com/cometbft/cometbft/crypto/ed25519"
+	cmttypes "github.com/cometbft/cometbft/types"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/emrchain/emrchain/abci"
+	"github.com/emrchain/emrchain/app"
+	emrchainv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// run executes emrchaind in-process with args and returns stdout and the
+// error Execute returned.
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := newRootCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	return out.String(), err
+}
+
+func readGenesis(t *testing.T, home string) (*cmttypes.GenesisDoc, *emrchainv1.GenesisState) {
+	t.Helper()
+	doc, err := cmttypes.GenesisDocFromFile(filepath.Join(home, "config", "genesis.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gs emrchainv1.GenesisState
+	if err := protojson.Unmarshal(doc.AppState, &gs); err != nil {
+		t.Fatalf("app_state: %v", err)
+	}
+	return doc, &gs
+}
+
+func readDevKey(t *testing.T, path string) *devKey {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("%s has mode %v, want 0600", path, fi.Mode().Perm())
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k devKey
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&k); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return &k
+}
+
+func TestInitDevNode(t *testing.T) {
+	home := t.TempDir()
+	out, err := run(t, "init", "--home", home, "--chain-id", "emr-dev", "--moniker", "node0")
+	if err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	for _, f := range []string{"config/config.toml", "config/app.toml", "config/genesis.json", "config/node_key.json",
+		"config/priv_validator_key.json", "data/priv_validator_state.json", "dev-keys/registrar.json"} {
+		if _, err := os.Stat(filepath.Join(home, f)); err != nil {
+			t.Errorf("missing %s: %v", f, err)
+		}
+	}
+	doc, gs := readGenesis(t, home)
+	if doc.ChainID != "emr-dev" || len(doc.Validators) != 1 || doc.Validators[0].Name != "node0" {
+		t.Fatalf("genesis: chain %q validators %v", doc.ChainID, doc.Validators)
+	}
+	if doc.ConsensusParams.Version.App != abci.AppVersion {
+		t.Fatalf("genesis version.app = %d, want %d", doc.ConsensusParams.Version.App, abci.AppVersion)
+	}
+	if len(gs.Organizations) != 1 || gs.Organizations[0].Id != devOrgID ||
+		gs.Organizations[0].Kind != emrchainv1.OrganizationKind_ORGANIZATION_KIND_HOSPITAL {
+		t.Fatalf("organizations = %v, want the dev hospital", gs.Organizations)
+	}
+	if gs.Params == nil || len(gs.Params.Categories) == 0 {
+		t.Fatalf("params missing from app_state: %v", gs.Params)
+	}
+	if len(gs.Members) != 1 {
+		t.Fatalf("members = %v, want one registrar", gs.Members)
+	}
+	m := gs.Members[0]
+	k := readDevKey(t, filepath.Join(home, "dev-keys", "registrar.json"))
+	if k.Role != "registrar" || k.OrganizationID != devOrgID || k.Name != "registrar" ||
+		m.Role != emrchainv1.Role_ROLE_REGISTRAR || m.OrganizationId != devOrgID {
+		t.Fatalf("key %+v / member %v", k, m)
+	}
+	// The file's keys are the genesis member's and are consistent.
+	if !bytes.Equal(k.SignPubKey, m.SignPubKey) || !bytes.Equal(k.EncPubKey, m.EncPubKey) {
+		t.Fatal("dev key and genesis member disagree")
+	}
+	if len(k.SignPrivKey) != 64 || !bytes.Equal(ed25519.PrivKey(k.SignPrivKey).PubKey().Bytes(), k.SignPubKey) {
+		t.Fatal("sign_priv_key does not match sign_pub_key")
+	}
+	enc, err := ecdh.X25519().NewPrivateKey(k.EncPrivKey)
+	if err != nil || !bytes.Equal(enc.PublicKey().Bytes(), k.EncPubKey) {
+		t.Fatalf("enc_priv_key does not match enc_pub_key: %v", err)
+	}
+	if k.Address != hex.EncodeToString(app.AddressOf(k.SignPubKey)) {
+		t.Fatalf("address %s is not AddressOf(sign_pub_key)", k.Address)
+	}
+	if !strings.Contains(out, k.Address) || !strings.Contains(out, filepath.Join(home, "dev-keys", "registrar.json")) {
+		t.Fatalf("init output does not show the registrar's address and key path:\n%s", out)
+	}
+
+	// The written config loads back as written, with the LAN settings.
+	conf, err := loadCometConfig(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conf.Consensus.TimeoutCommit != 500*time.Millisecond || conf.Consensus.CreateEmptyBlocksInterval != 10*time.Second ||
+		conf.RPC.ListenAddress != "tcp://127.0.0.1:26657" || conf.P2P.ListenAddress != "tcp://127.0.0.1:26656" ||
+		conf.TxIndex.Indexer != "kv" || conf.DBBackend != "goleveldb" || conf.Moniker != "node0" {
+		t.Fatalf("config: %+v %+v %+v", conf.Consensus, conf.RPC, conf.P2P)
+	}
+	appConf, err := loadAppConfig(home)
+	if err != nil || appConf != defaultAppConfig() {
+		t.Fatalf("app.toml = %+v, %v; want the defaults", appConf, err)
+	}
+}
+
+func TestInitTwiceNeedsForce(t *testing.T) {
+	home := t.TempDir()
+	if out, err := run(t, "init", "--home", home, "--chain-id", "emr-a"); err != nil {
+		t.Fatalf("first init: %v\n%s", err, out)
+	}
+	_, gsBefore := readGenesis(t, home)
+
+	_, err := run(t, "init", "--home", home, "--chain-id", "emr-b")
+	if err == nil {
+		t.Fatal("second init without --force succeeded")
+	}
+	if msg := err.Error(); !strings.Contains(msg, "already holds a node") || !strings.Contains(msg, "--force") {
+		t.Fatalf("unclear error: %q", msg)
+	}
+	doc, gsAfter := readGenesis(t, home)
+	if doc.ChainID != "emr-a" || !bytes.Equal(gsBefore.Members[0].SignPubKey, gsAfter.Members[0].SignPubKey) {
+		t.Fatal("the refused init changed the home")
+	}
+
+	if out, err := run(t, "init", "--home", home, "--chain-id", "emr-b", "--force"); err != nil {
+		t.Fatalf("init --force: %v\n%s", err, out)
+	}
+	doc, gsAfter = readGenesis(t, home)
+	if doc.ChainID != "emr-b" || bytes.Equal(gsBefore.Members[0].SignPubKey, gsAfter.Members[0].SignPubKey) {
+		t.Fatal("init --force did not start over")
+	}
+}
+
+func TestInitConsortium(t *testing.T) {
+	home := t.TempDir()
+	out, err := run(t, "init", "--home", home, "--chain-id", "emr-c", "--backend", "pebble",
+		"--org", "st-mary:St Mary's: Hospital:hospital", "--org", "north-lab:North Lab:LAB",
+		"--registrar", "st-mary:alice", "--registrar", "north-lab:carol",
+		"--rpc.laddr", "tcp://127.0.0.1:27657", "--p2p.laddr", "tcp://127.0.0.1:27656",
+		"--timeout-commit", "300ms", "--empty-blocks-interval", "0s")
+	if err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	_, gs := readGenesis(t, home)
+	want := []*emrchainv1.Organization{
+		{Id: "st-mary", Name: "St Mary's: Hospital", Kind: emrchainv1.OrganizationKind_ORGANIZATION_KIND_HOSPITAL},
+		{Id: "north-lab", Name: "North Lab", Kind: emrchainv1.OrganizationKind_ORGANIZATION_KIND_LAB},
+	}
+	if len(gs.Organizations) != 2 {
+		t.Fatalf("organizations = %v", gs.Organizations)
+	}
+	for i, o := range gs.Organizations {
+		if o.Id != want[i].Id || o.Name != want[i].Name || o.Kind != want[i].Kind {
+			t.Fatalf("organization %d = %v, want %v", i, o, want[i])
+		}
+	}
+	if len(gs.Members) != 2 {
+		t.Fatalf("members = %v", gs.Members)
+	}
+	for i, name := range []string{"alice", "carol"} {
+		k := readDevKey(t, filepath.Join(home, "dev-keys", name+".json"))
+		if !bytes.Equal(k.SignPubKey, gs.Members[i].SignPubKey) || k.OrganizationID != gs.Members[i].OrganizationId {
+			t.Fatalf("key %s does not match member %d", name, i)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(home, "dev-keys", "registrar.json")); err == nil {
+		t.Fatal("a dev registrar was created although organizations were given")
+	}
+	conf, err := loadCometConfig(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conf.DBBackend != "pebbledb" || conf.RPC.ListenAddress != "tcp://127.0.0.1:27657" ||
+		conf.Consensus.TimeoutCommit != 300*time.Millisecond || conf.Consensus.CreateEmptyBlocksInterval != 0 {
+		t.Fatalf("config not as flagged: backend %s rpc %s consensus %+v", conf.DBBackend, conf.RPC.ListenAddress, conf.Consensus)
+	}
+	appConf, err := loadAppConfig(home)
+	if err != nil || appConf.Store.Backend != "pebble" {
+		t.Fatalf("app.toml backend = %q, %v", appConf.Store.Backend, err)
+	}
+}
+
+func TestInitGenesisAppStateFile(t *testing.T) {
+	gs := app.DefaultGenesis()
+	gs.Organizations = append(gs.Organizations, &emrchainv1.Organization{
+		Id: "lab-1", Name: "Lab One", Kind: emrchainv1.OrganizationKind_ORGANIZATION_KIND_LAB,
+	})
+	raw, err := protojson.Marshal(gs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "app_state.json")
+	if err := os.WriteFile(file, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	home := t.TempDir()
+	if out, err := run(t, "init", "--home", home, "--chain-id", "emr-f", "--genesis-app-state", file, "--registrar", "lab-1:lee"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	_, got := readGenesis(t, home)
+	if len(got.Organizations) != 1 || got.Organizations[0].Id != "lab-1" || len(got.Members) != 1 {
+		t.Fatalf("app_state = %v", got)
+	}
+	readDevKey(t, filepath.Join(home, "dev-keys", "lee.json"))
+}
+
+func TestInitRejectsBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no chain id", nil, "chain-id"},
+		{"bad org", []string{"--chain-id", "c", "--org", "just-an-id"}, "id:name:kind"},
+		{"bad org kind", []string{"--chain-id", "c", "--org", "a:A:bakery"}, "organization kind"},
+		{"duplicate org", []string{"--chain-id", "c", "--org", "a:A:lab", "--org", "a:B:lab"}, "twice"},
+		{"registrar of unknown org", []string{"--chain-id", "c", "--registrar", "nowhere:bob"}, "no organization"},
+		{"bad registrar", []string{"--chain-id", "c", "--registrar", "bob"}, "org-id:NAME"},
+		{"bad key name", []string{"--chain-id", "c", "--registrar", "dev-hospital:../evil"}, "key name"},
+		{"duplicate key name", []string{"--chain-id", "c", "--registrar", "dev-hospital:x", "--registrar", "dev-hospital:x"}, "twice"},
+		{"bad backend", []string{"--chain-id", "c", "--backend", "memdb"}, "backend"},
+		{"missing app state file", []string{"--chain-id", "c", "--genesis-app-state", "/nonexistent/app.json"}, "genesis-app-state"},
+		{"long chain id", []string{"--chain-id", strings.Repeat("x", 51)}, "chain-id"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			home := t.TempDir()
+			_, err := run(t, append([]string{"init", "--home", home}, tc.args...)...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one mentioning %q", err, tc.want)
+			}
+			if entries, _ := os.ReadDir(home); len(entries) != 0 {
+				t.Fatalf("a refused init wrote %d entries into the home", len(entries))
+			}
+		})
+	}
+}
+
+// TestCometConfigRoundTrip: what init writes with CometBFT's template reads
+// back identically through loadCometConfig.
+func TestCometConfigRoundTrip(t *testing.T) {
+	home := t.TempDir()
+	conf := cmtcfg.DefaultConfig()
+	conf.SetRoot(home)
+	conf.Moniker = "round-trip"
+	conf.P2P.PersistentPeers = "a@127.0.0.1:1,b@127.0.0.1:2"
+	conf.RPC.CORSAllowedOrigins = []string{"http://x", "http://y"}
+	lanConsensus(conf.Consensus, 250*time.Millisecond, 3*time.Second)
+	if err := os.MkdirAll(filepath.Join(home, "config"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cmtcfg.WriteConfigFile(filepath.Join(home, "config", "config.toml"), conf)
+	got, err := loadCometConfig(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The template writes the empty list as "", which reads back as an
+	// empty, non-nil slice (as it does through viper in CometBFT's CLI).
+	conf.StateSync.RPCServers = []string{}
+	gv, wv := reflect.ValueOf(got).Elem(), reflect.ValueOf(conf).Elem()
+	for i := 0; i < gv.NumField(); i++ {
+		if !reflect.DeepEqual(gv.Field(i).Interface(), wv.Field(i).Interface()) {
+			t.Errorf("section %s changed through the file:\n got %+v\nwant %+v",
+				gv.Type().Field(i).Name, reflect.Indirect(gv.Field(i)), reflect.Indirect(wv.Field(i)))
+		}
+	}
+}
+
+func TestAppConfig(t *testing.T) {
+	home := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(home, "config"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := loadAppConfig(home); err != nil || c != defaultAppConfig() {
+		t.Fatalf("missing app.toml = %+v, %v; want the defaults", c, err)
+	}
+	c := defaultAppConfig()
+	c.Store.Backend = "pebble"
+	c.Store.PruningKeepRecent, c.Store.PruningInterval = 1000, 100
+	if err := writeAppConfig(home, c); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := loadAppConfig(home); err != nil || got != c {
+		t.Fatalf("app.toml = %+v, %v; want %+v", got, err, c)
+	}
+	so := c.storeOptions()
+	if so.Backend != "pebble" || so.KeepRecent != 1000 || so.PruneInterval != 100 || so.CacheSize != c.Store.CacheSize {
+		t.Fatalf("store options %+v", so)
+	}
+	for name, body := range map[string]string{
+		"unknown key":  "[store]\nbackend = \"goleveldb\"\nbogus = 1\n",
+		"bad backend":  "[store]\nbackend = \"memdb\"\n",
+		"half pruning": "[store]\npruning_keep_recent = 10\n",
+		"not toml":     "[store\n",
+	} {
+		if err := os.WriteFile(filepath.Join(home, "config", appConfigFile), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := loadAppConfig(home); err == nil {
+			t.Errorf("%s: loadAppConfig accepted %q", name, body)
+		}
+	}
+}
+
+func TestParseOrg(t *testing.T) {
+	for in, want := range map[string]*emrchainv1.Organization{
+		"h:Hospital:hospital":            {Id: "h", Name: "Hospital", Kind: emrchainv1.OrganizationKind_ORGANIZATION_KIND_HOSPITAL},
+		"r:A: B:research":                {Id: "r", Name: "A: B", Kind: emrchainv1.OrganizationKind_ORGANIZATION_KIND_RESEARCH},
+		"p:P:ORGANIZATION_KIND_PHARMACY": {Id: "p", Name: "P", Kind: emrchainv1.OrganizationKind_ORGANIZATION_KIND_PHARMACY},
+	} {
+		got, err := parseOrg(in)
+		if err != nil || got.Id != want.Id || got.Name != want.Name || got.Kind != want.Kind {
+			t.Errorf("parseOrg(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "a", "a:b", ":A:lab", "a::lab", "a:A:", "a:A:unspecified", "a:A:ORGANIZATION_KIND_UNSPECIFIED"} {
+		if _, err := parseOrg(in); err == nil {
+			t.Errorf("parseOrg(%q) succeeded", in)
+		}
+	}
+}

@@ -1,0 +1,392 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cometbft/cometbft/crypto/ed25519"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/emrchain/emrchain/app"
+	emrchainv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// The node tests run the real binary: init, start, and the CometBFT
+// handshake on restart, over loopback only.
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds emrchaind once per test run.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "emrchaind-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "emrchaind")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// proc is one running emrchaind.
+type proc struct {
+	cmd  *exec.Cmd
+	log  string
+	done chan error
+}
+
+func startNode(t *testing.T, home, logName string) *proc {
+	t.Helper()
+	logPath := filepath.Join(home, logName)
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary(t), "start", "--home", home, "--log-level", "info")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, log: logPath, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait(); logFile.Close() }()
+	t.Cleanup(func() {
+		if p.running() {
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			p.dumpLog(t)
+		}
+	})
+	return p
+}
+
+func (p *proc) running() bool { return !p.exited() }
+
+func (p *proc) exited() bool {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return true
+	default:
+		return false
+	}
+}
+
+// stop signals the node and waits for it to exit; it returns the exit error.
+func (p *proc) stop(t *testing.T, sig syscall.Signal) error {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal %v: %v", sig, err)
+	}
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return err
+	case <-time.After(20 * time.Second):
+		_ = p.cmd.Process.Kill()
+		t.Fatalf("node did not exit within 20s of %v", sig)
+		return nil
+	}
+}
+
+func (p *proc) dumpLog(t *testing.T) {
+	b, _ := os.ReadFile(p.log)
+	if len(b) > 6000 {
+		b = b[len(b)-6000:]
+	}
+	t.Logf("--- tail of %s ---\n%s", p.log, b)
+}
+
+// rpc calls a CometBFT JSON-RPC method over GET and decodes "result".
+func rpc(ctx context.Context, port int, method string, params url.Values, result any) error {
+	u := fmt.Sprintf("http://127.0.0.1:%d/%s?%s", port, method, params.Encode())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	var env struct {
+		Result json.RawMessage `json:"result"`
+		Error  *struct {
+			Message string `json:"message"`
+			Data    string `json:"data"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		return fmt.Errorf("%s: %v: %s", method, err, body)
+	}
+	if env.Error != nil {
+		return fmt.Errorf("%s: %s: %s", method, env.Error.Message, env.Error.Data)
+	}
+	return json.Unmarshal(env.Result, result)
+}
+
+type status struct {
+	SyncInfo struct {
+		Height  string `json:"latest_block_height"`
+		AppHash string `json:"latest_app_hash"`
+	} `json:"sync_info"`
+}
+
+// waitHeight polls /status until the node is at least at height min.
+func waitHeight(ctx context.Context, t *testing.T, p *proc, port int, min int64) (int64, string) {
+	t.Helper()
+	for {
+		var st status
+		if err := rpc(ctx, port, "status", nil, &st); err == nil {
+			h, _ := strconv.ParseInt(st.SyncInfo.Height, 10, 64)
+			if h >= min {
+				return h, st.SyncInfo.AppHash
+			}
+		}
+		if p.exited() {
+			t.Fatalf("node exited while waiting for height %d", min)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("node did not reach height %d in time", min)
+		case <-time.After(150 * time.Millisecond):
+		}
+	}
+}
+
+type abciQueryResult struct {
+	Response struct {
+		Code   uint32 `json:"code"`
+		Log    string `json:"log"`
+		Value  []byte `json:"value"`
+		Height string `json:"height"`
+	} `json:"response"`
+}
+
+func abciQuery(ctx context.Context, t *testing.T, port int, path string, data []byte) abciQueryResult {
+	t.Helper()
+	var res abciQueryResult
+	params := url.Values{"path": {strconv.Quote(path)}, "data": {"0x" + hex.EncodeToString(data)}}
+	if err := rpc(ctx, port, "abci_query", params, &res); err != nil {
+		t.Fatalf("abci_query %s: %v", path, err)
+	}
+	return res
+}
+
+// TestNodeRestart runs a single-validator chain through a clean stop
+// (SIGTERM) and a crash (SIGKILL); each time the chain must resume above
+// the height it had, with its state intact, through CometBFT's handshake.
+func TestNodeRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the node binary")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	bin := binary(t)
+	home := t.TempDir()
+	rpcPort, p2pPort := freePort(t), freePort(t)
+	out, err := exec.Command(bin, "init", "--home", home, "--chain-id", "emr-node-test",
+		"--rpc.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", rpcPort),
+		"--p2p.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", p2pPort),
+		"--timeout-commit", "200ms", "--empty-blocks-interval", "0s").CombinedOutput()
+	if err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+
+	// Run 1: blocks, a registrar's tx signed with the dev key, queries.
+	node := startNode(t, home, "run1.log")
+	h1, hash1 := waitHeight(ctx, t, node, rpcPort, 3)
+	if hash1 == "" {
+		t.Fatal("empty app hash at height", h1)
+	}
+	clinician := ed25519.GenPrivKey()
+	registerClinician(ctx, t, home, rpcPort, clinician)
+	if q := abciQuery(ctx, t, rpcPort, "/no/such/path", nil); q.Response.Code == 0 {
+		t.Fatal("abci_query with a bad path returned code 0")
+	}
+	var bad struct {
+		Code uint32 `json:"code"`
+	}
+	if err := rpc(ctx, rpcPort, "broadcast_tx_sync", url.Values{"tx": {"0xff0013"}}, &bad); err == nil && bad.Code == 0 {
+		t.Fatal("a malformed tx was admitted to the mempool")
+	}
+	h1, _ = waitHeight(ctx, t, node, rpcPort, h1+1)
+	if err := node.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("node did not exit cleanly on SIGTERM: %v", err)
+	}
+
+	// Run 2: after a clean stop the chain goes on.
+	node = startNode(t, home, "run2.log")
+	h2, _ := waitHeight(ctx, t, node, rpcPort, h1+2)
+	t.Logf("run 1 stopped (SIGTERM) at height >= %d; run 2 reached %d", h1, h2)
+	checkClinician(ctx, t, rpcPort, clinician)
+	if err := node.stop(t, syscall.SIGKILL); err == nil {
+		t.Fatal("SIGKILL did not kill the node")
+	}
+
+	// Run 3: after a crash the handshake replays what the app lacks.
+	node = startNode(t, home, "run3.log")
+	h3, _ := waitHeight(ctx, t, node, rpcPort, h2+2)
+	t.Logf("run 2 killed (SIGKILL) at height >= %d; run 3 reached %d", h2, h3)
+	checkClinician(ctx, t, rpcPort, clinician)
+	var info struct {
+		Response struct {
+			Height  string `json:"last_block_height"`
+			AppHash []byte `json:"last_block_app_hash"`
+		} `json:"response"`
+	}
+	if err := rpc(ctx, rpcPort, "abci_info", nil, &info); err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := strconv.ParseInt(info.Response.Height, 10, 64); h <= h2 || len(info.Response.AppHash) == 0 {
+		t.Fatalf("abci_info = height %s hash %X after restart at %d", info.Response.Height, info.Response.AppHash, h2)
+	}
+	if err := node.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("node did not exit cleanly on SIGTERM: %v", err)
+	}
+}
+
+// registerClinician has the dev registrar (HOME/dev-keys/registrar.json)
+// register a clinician, committed through broadcast_tx_commit.
+func registerClinician(ctx context.Context, t *testing.T, home string, port int, clinician ed25519.PrivKey) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(home, devKeysDir, devRegistrarKey+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k devKey
+	if err := json.Unmarshal(raw, &k); err != nil {
+		t.Fatal(err)
+	}
+	registrar := ed25519.PrivKey(k.SignPrivKey)
+	tx, err := app.EncodeTx(&emrchainv1.TxBody{
+		ChainId:      "emr-node-test",
+		SignerPubKey: registrar.PubKey().Bytes(),
+		Sequence:     0,
+		Msg: &emrchainv1.Msg{Sum: &emrchainv1.Msg_RegisterMember{RegisterMember: &emrchainv1.MsgRegisterMember{
+			SignPubKey:     clinician.PubKey().Bytes(),
+			EncPubKey:      bytes.Repeat([]byte{9}, 32),
+			Role:           emrchainv1.Role_ROLE_CLINICIAN,
+			OrganizationId: k.OrganizationID,
+			CredentialRef:  "licence:test",
+		}}},
+	}, registrar.Sign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		CheckTx struct {
+			Code uint32 `json:"code"`
+			Log  string `json:"log"`
+		} `json:"check_tx"`
+		TxResult struct {
+			Code uint32 `json:"code"`
+			Log  string `json:"log"`
+		} `json:"tx_result"`
+		Height string `json:"height"`
+	}
+	if err := rpc(ctx, port, "broadcast_tx_commit", url.Values{"tx": {"0x" + hex.EncodeToString(tx)}}, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.CheckTx.Code != 0 || res.TxResult.Code != 0 {
+		t.Fatalf("register clinician: check %d %q, exec %d %q", res.CheckTx.Code, res.CheckTx.Log, res.TxResult.Code, res.TxResult.Log)
+	}
+	checkClinician(ctx, t, port, clinician)
+}
+
+// checkClinician queries the clinician's membership through ABCI Query.
+func checkClinician(ctx context.Context, t *testing.T, port int, clinician ed25519.PrivKey) {
+	t.Helper()
+	req, _ := proto.Marshal(&emrchainv1.QueryMemberRequest{Address: hex.EncodeToString(app.AddressOf(clinician.PubKey().Bytes()))})
+	q := abciQuery(ctx, t, port, "/emrchain.v1.Query/Member", req)
+	if q.Response.Code != 0 {
+		t.Fatalf("query member: code %d %q", q.Response.Code, q.Response.Log)
+	}
+	var resp emrchainv1.QueryMemberResponse
+	if err := proto.Unmarshal(q.Response.Value, &resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp.Member.GetRole() != emrchainv1.Role_ROLE_CLINICIAN {
+		t.Fatalf("member = %v, want the clinician", resp.Member)
+	}
+}
+
+// TestStartErrors: start fails fast, on one line, for a home it cannot run.
+func TestStartErrors(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the node binary")
+	}
+	bin := binary(t)
+	empty := t.TempDir()
+	out, err := exec.Command(bin, "start", "--home", empty).CombinedOutput()
+	if err == nil || !bytes.Contains(out, []byte("not initialized")) || bytes.Count(bytes.TrimSpace(out), []byte("\n")) != 0 {
+		t.Fatalf("start on an empty home: %v, output %q; want one line saying it is not initialized", err, out)
+	}
+	home := t.TempDir()
+	if out, err := exec.Command(bin, "init", "--home", home, "--chain-id", "emr-x").CombinedOutput(); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	if err := os.MkdirAll(filepath.Join(home, "data", appDBDir, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(bin, "start", "--home", home, "--backend", "pebble").CombinedOutput()
+	if err == nil || !bytes.Contains(out, []byte("created with goleveldb")) {
+		t.Fatalf("start with another backend: %v, output %q", err, out)
+	}
+	out, err = exec.Command(bin, "version").CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("cometbft:    1.0.1")) {
+		t.Fatalf("version: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	cmtcfg "github.com/cometbft/cometbft/config"
+	cmtflags "github.com/cometbft/cometbft/libs/cli/flags"
+	"github.com/cometbft/cometbft/libs/log"
+	"github.com/cometbft/cometbft/node"
+	"github.com/cometbft/cometbft/p2p"
+	"github.com/cometbft/cometbft/privval"
+	"github.com/cometbft/cometbft/proxy"
+	"github.com/spf13/cobra"
+
+	"github.com/emrchain/emrchain/abci"
+	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/store"
+)
+
+// stopTimeout bounds how long start waits for the extra services to stop.
+const stopTimeout = 10 * time.Second
+
+func newStartCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "start",
+		Short: "Run the node until SIGINT or SIGTERM",
+		Long: `start opens the application store (HOME/data/app.db), runs the CometBFT node
+in-process with the emrchain state machine, and serves until SIGINT or SIGTERM,
+then stops the node and closes the store.
+
+On start CometBFT asks the app for its last committed height (ABCI Info) and
+replays any blocks the app has not committed, so a node that crashed or was
+killed at any moment resumes where it stopped.
+
+Settings come from HOME/config/config.toml (CometBFT) and HOME/config/app.toml
+(emrchain); the flags below override them for this run only.`,
+		Example: `  emrchaind start --home ./node0
+  emrchaind start --home ./node0 --log-level "consensus:info,*:error"
+  emrchaind start --home ./node0 --pruning-keep-recent 100000 --pruning-interval 1000
+  emrchaind start --home ./node1 --p2p.persistent_peers ID@127.0.0.1:26656`,
+		Args: cobra.NoArgs,
+		RunE: runStart,
+	}
+	f := cmd.Flags()
+	f.String("backend", "", "database engine of data/app.db: goleveldb or pebble (must match the data; default: app.toml)")
+	f.Uint64("pruning-keep-recent", 0, "keep this many recent versions of the state, 0 = all (default: app.toml)")
+	f.Uint64("pruning-interval", 0, "prune every N blocks, 0 = never (default: app.toml)")
+	f.String("rpc.laddr", "", "CometBFT RPC listen address (default: config.toml)")
+	f.String("p2p.laddr", "", "P2P listen address (default: config.toml)")
+	f.String("p2p.persistent_peers", "", "comma-separated ID@host:port peers (default: config.toml)")
+	f.String("p2p.external_address", "", "host:port to advertise to peers (default: config.toml)")
+	return cmd
+}
+
+// nodeSettings is what start needs before it opens anything.
+type nodeSettings struct {
+	home   string
+	config *cmtcfg.Config
+	app    appConfig
+	logger log.Logger
+}
+
+func loadNodeSettings(cmd *cobra.Command) (*nodeSettings, error) {
+	home, err := homeFlag(cmd)
+	if err != nil {
+		return nil, err
+	}
+	conf, err := loadCometConfig(home)
+	if err != nil {
+		return nil, err
+	}
+	appConf, err := loadAppConfig(home)
+	if err != nil {
+		return nil, err
+	}
+	f := cmd.Flags()
+	recorded := appConf.Store.Backend
+	for name, dst := range map[string]*string{
+		"rpc.laddr":            &conf.RPC.ListenAddress,
+		"p2p.laddr":            &conf.P2P.ListenAddress,
+		"p2p.persistent_peers": &conf.P2P.PersistentPeers,
+		"p2p.external_address": &conf.P2P.ExternalAddress,
+		"backend":              &appConf.Store.Backend,
+	} {
+		if f.Changed(name) {
+			*dst, _ = f.GetString(name)
+		}
+	}
+	if f.Changed("pruning-keep-recent") {
+		appConf.Store.PruningKeepRecent, _ = f.GetUint64("pruning-keep-recent")
+	}
+	if f.Changed("pruning-interval") {
+		appConf.Store.PruningInterval, _ = f.GetUint64("pruning-interval")
+	}
+	if err := appConf.validate(); err != nil {
+		return nil, err
+	}
+	if err := conf.ValidateBasic(); err != nil {
+		return nil, err
+	}
+	dbDir := filepath.Join(conf.DBDir(), appDBDir)
+	if appConf.Store.Backend != recorded && nonEmpty(dbDir) {
+		return nil, fmt.Errorf("--backend %s: %s was created with %s (config/app.toml); opening it with another engine would fail or corrupt it",
+			appConf.Store.Backend, dbDir, recorded)
+	}
+
+	level, _ := cmd.Flags().GetString(flagLogLevel)
+	if level == "" {
+		level = conf.LogLevel
+	}
+	var logger log.Logger
+	if conf.LogFormat == cmtcfg.LogFormatJSON {
+		logger = log.NewTMJSONLogger(log.NewSyncWriter(os.Stdout))
+	} else {
+		logger = log.NewTMLogger(log.NewSyncWriter(os.Stdout))
+	}
+	logger, err = cmtflags.ParseLogLevel(level, logger, cmtcfg.DefaultLogLevel)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	return &nodeSettings{home: home, config: conf, app: appConf, logger: logger}, nil
+}
+
+func runStart(cmd *cobra.Command, _ []string) error {
+	s, err := loadNodeSettings(cmd)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		// After the first signal, a second one kills the process the
+		// default way, in case a clean stop hangs.
+		<-ctx.Done()
+		stop()
+	}()
+	return runNode(ctx, s)
+}
+
+// runNode runs the node until ctx ends or the node stops by itself.
+func runNode(ctx context.Context, s *nodeSettings) (err error) {
+	logger := s.logger.With("module", "main")
+	conf := s.config
+	for _, w := range conf.CheckDeprecated() {
+		logger.Info("deprecated setting in config.toml", "usage", w)
+	}
+
+	genProvider := node.DefaultGenesisDocProviderFunc(conf)
+	gen, err := genProvider()
+	if err != nil {
+		return fmt.Errorf("genesis: %w", err)
+	}
+
+	st, err := store.Open(filepath.Join(conf.DBDir(), appDBDir), s.app.storeOptions())
+	if err != nil {
+		return fmt.Errorf("open app store: %w", err)
+	}
+	// The store closes last, after the node and the adapter: by then no ABCI
+	// call can be in flight.
+	defer func() {
+		if cerr := st.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close app store: %w", cerr)
+		}
+	}()
+	a, err := app.New(st, app.Options{SigCacheSize: s.app.App.SigCacheSize})
+	if err != nil {
+		return fmt.Errorf("load app state: %w", err)
+	}
+	if id := a.ChainID(); id != "" && id != gen.GenesisDoc.ChainID {
+		return fmt.Errorf("app store %s holds chain %q but the genesis is for %q",
+			filepath.Join(conf.DBDir(), appDBDir), id, gen.GenesisDoc.ChainID)
+	}
+	h, hash := a.LastCommit()
+	logger.Info("app state loaded", "height", h, "app_hash", fmt.Sprintf("%X", hash),
+		"backend", s.app.Store.Backend)
+
+	abciApp := abci.New(a, abci.Options{Logger: s.logger.With("module", "abci"), Version: version})
+	defer abciApp.Close()
+
+	nodeKey, err := p2p.LoadOrGenNodeKey(conf.NodeKeyFile())
+	if err != nil {
+		return fmt.Errorf("node key %s: %w", conf.NodeKeyFile(), err)
+	}
+	pv, err := privval.LoadOrGenFilePV(conf.PrivValidatorKeyFile(), conf.PrivValidatorStateFile(), nil)
+	if err != nil {
+		return fmt.Errorf("validator key %s: %w", conf.PrivValidatorKeyFile(), err)
+	}
+	n, err := node.NewNode(ctx, conf, pv, nodeKey,
+		proxy.NewLocalClientCreator(abciApp),
+		func() (node.ChecksummedGenesisDoc, error) { return gen, nil },
+		cmtcfg.DefaultDBProvider,
+		node.DefaultMetricsProvider(conf.Instrumentation),
+		s.logger,
+	)
+	if err != nil {
+		return fmt.Errorf("create node: %w", err)
+	}
+	if err := n.Start(); err != nil {
+		return fmt.Errorf("start node: %w", err)
+	}
+	logger.Info("node started", "node_id", nodeKey.ID(), "chain_id", gen.GenesisDoc.ChainID,
+		"rpc", conf.RPC.ListenAddress, "p2p", conf.P2P.ListenAddress)
+
+	services, err := startServices(ctx, serviceEnv{
+		home: s.home, config: conf, node: n, abci: abciApp, app: a, logger: s.logger,
+	})
+	if err != nil {
+		stopNode(logger, n)
+		return fmt.Errorf("start services: %w", err)
+	}
+
+	select {
+	case <-ctx.Done():
+		logger.Info("signal received, shutting down")
+	case <-n.Quit():
+		logger.Error("node stopped by itself, shutting down")
+		err = errors.New("node stopped unexpectedly")
+	}
+
+	stopCtx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	for i := len(services) - 1; i >= 0; i-- {
+		if serr := services[i].Stop(stopCtx); serr != nil {
+			logger.Error("stopping service", "service", services[i].Name(), "err", serr)
+		}
+	}
+	stopNode(logger, n)
+	abciApp.Close()
+	logger.Info("node stopped")
+	return err
+}
+
+func stopNode(logger log.Logger, n *node.Node) {
+	if !n.IsRunning() {
+		return
+	}
+	if err := n.Stop(); err != nil {
+		logger.Error("stopping node", "err", err)
+	}
+	n.Wait()
+}
