@@ -1,8 +1,11 @@
 package app_test
 
 import (
+	"context"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/app/apptest"
@@ -64,5 +67,33 @@ func TestBlobQueries(t *testing.T) {
 	}
 	if err := c.TryQuery("RecordsByHash", &emrv1.QueryRecordsByHashRequest{Sha256: "zz"}, &byHash); app.CodeOf(err) != app.ErrInvalidQuery.Code() {
 		t.Fatalf("bad hash: %v", err)
+	}
+}
+
+// TestQueryServiceMatchesABCI: the gRPC service answers exactly what the
+// ABCI path answers, at the height asked for.
+func TestQueryServiceMatchesABCI(t *testing.T) {
+	c := apptest.New(t, apptest.Options{})
+	pat, pid := apptest.NewActor("patient-svc"), apptest.PatientID("patient-svc")
+	c.Must(pat, apptest.Enroll(pat, pid))
+	before := c.Height()
+	c.Must(pat, apptest.AddRecord(pat, pid, "imaging", "svc"))
+	svc := app.NewQueryService(c.App)
+
+	now, err := svc.Patient(context.Background(), &emrv1.QueryPatientRequest{PatientId: hexOf(pid)})
+	if err != nil || now.Patient.RecordCount != 1 || now.Height != c.Height() {
+		t.Fatalf("latest: %v %v", now, err)
+	}
+	then, err := svc.Patient(app.WithHeight(context.Background(), before), &emrv1.QueryPatientRequest{PatientId: hexOf(pid)})
+	if err != nil || then.Patient.RecordCount != 0 || then.Height != before {
+		t.Fatalf("at %d: %v %v", before, then, err)
+	}
+	var viaABCI emrv1.QueryPatientResponse
+	c.Query("Patient", &emrv1.QueryPatientRequest{PatientId: hexOf(pid)}, &viaABCI)
+	if !proto.Equal(&viaABCI, now) {
+		t.Fatalf("gRPC %v, ABCI %v", now, &viaABCI)
+	}
+	if _, err := svc.Record(context.Background(), &emrv1.QueryRecordRequest{PatientId: hexOf(pid), Sequence: 9}); app.CodeOf(err) != app.ErrNotFound.Code() {
+		t.Fatalf("missing record: %v", err)
 	}
 }

@@ -1,0 +1,104 @@
+package app
+
+import (
+	"context"
+
+	"google.golang.org/protobuf/proto"
+
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+type heightKey struct{}
+
+// WithHeight asks the QueryService to answer at height (0 = the last
+// commit); the gRPC server sets it from the request metadata.
+func WithHeight(ctx context.Context, height int64) context.Context {
+	return context.WithValue(ctx, heightKey{}, height)
+}
+
+func heightOf(ctx context.Context) int64 {
+	h, _ := ctx.Value(heightKey{}).(int64)
+	return h
+}
+
+// QueryService serves the gRPC Query service through App.Query: the same
+// code, the same snapshot rules and the same errors as ABCI queries, so
+// REST, gRPC and ABCI cannot disagree. Errors are the app's coded errors;
+// the server maps their codes to gRPC status codes.
+type QueryService struct {
+	emrv1.UnimplementedQueryServer
+	app *App
+}
+
+// NewQueryService serves queries from a.
+func NewQueryService(a *App) *QueryService { return &QueryService{app: a} }
+
+var _ emrv1.QueryServer = (*QueryService)(nil)
+
+func call[Resp any, PResp interface {
+	*Resp
+	proto.Message
+}](ctx context.Context, s *QueryService, method string, req proto.Message) (PResp, error) {
+	data, err := proto.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	out, _, err := s.app.Query(QueryPathPrefix+method, data, heightOf(ctx), false)
+	if err != nil {
+		return nil, err
+	}
+	resp := PResp(new(Resp))
+	if err := proto.Unmarshal(out, resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+func (s *QueryService) Params(ctx context.Context, r *emrv1.QueryParamsRequest) (*emrv1.QueryParamsResponse, error) {
+	return call[emrv1.QueryParamsResponse](ctx, s, "Params", r)
+}
+func (s *QueryService) Organization(ctx context.Context, r *emrv1.QueryOrganizationRequest) (*emrv1.QueryOrganizationResponse, error) {
+	return call[emrv1.QueryOrganizationResponse](ctx, s, "Organization", r)
+}
+func (s *QueryService) Member(ctx context.Context, r *emrv1.QueryMemberRequest) (*emrv1.QueryMemberResponse, error) {
+	return call[emrv1.QueryMemberResponse](ctx, s, "Member", r)
+}
+func (s *QueryService) Account(ctx context.Context, r *emrv1.QueryAccountRequest) (*emrv1.QueryAccountResponse, error) {
+	return call[emrv1.QueryAccountResponse](ctx, s, "Account", r)
+}
+func (s *QueryService) Patient(ctx context.Context, r *emrv1.QueryPatientRequest) (*emrv1.QueryPatientResponse, error) {
+	return call[emrv1.QueryPatientResponse](ctx, s, "Patient", r)
+}
+func (s *QueryService) PatientByOwner(ctx context.Context, r *emrv1.QueryPatientByOwnerRequest) (*emrv1.QueryPatientResponse, error) {
+	return call[emrv1.QueryPatientResponse](ctx, s, "PatientByOwner", r)
+}
+func (s *QueryService) Permissions(ctx context.Context, r *emrv1.QueryPermissionsRequest) (*emrv1.QueryPermissionsResponse, error) {
+	return call[emrv1.QueryPermissionsResponse](ctx, s, "Permissions", r)
+}
+func (s *QueryService) Grants(ctx context.Context, r *emrv1.QueryGrantsRequest) (*emrv1.QueryGrantsResponse, error) {
+	return call[emrv1.QueryGrantsResponse](ctx, s, "Grants", r)
+}
+func (s *QueryService) Records(ctx context.Context, r *emrv1.QueryRecordsRequest) (*emrv1.QueryRecordsResponse, error) {
+	return call[emrv1.QueryRecordsResponse](ctx, s, "Records", r)
+}
+func (s *QueryService) Record(ctx context.Context, r *emrv1.QueryRecordRequest) (*emrv1.QueryRecordResponse, error) {
+	return call[emrv1.QueryRecordResponse](ctx, s, "Record", r)
+}
+func (s *QueryService) AccessEvents(ctx context.Context, r *emrv1.QueryAccessEventsRequest) (*emrv1.QueryAccessEventsResponse, error) {
+	return call[emrv1.QueryAccessEventsResponse](ctx, s, "AccessEvents", r)
+}
+func (s *QueryService) Shares(ctx context.Context, r *emrv1.QuerySharesRequest) (*emrv1.QuerySharesResponse, error) {
+	return call[emrv1.QuerySharesResponse](ctx, s, "Shares", r)
+}
+func (s *QueryService) RecordsByHash(ctx context.Context, r *emrv1.QueryRecordsByHashRequest) (*emrv1.QueryRecordsByHashResponse, error) {
+	return call[emrv1.QueryRecordsByHashResponse](ctx, s, "RecordsByHash", r)
+}
+func (s *QueryService) SharesByHash(ctx context.Context, r *emrv1.QuerySharesByHashRequest) (*emrv1.QuerySharesByHashResponse, error) {
+	return call[emrv1.QuerySharesByHashResponse](ctx, s, "SharesByHash", r)
+}
+func (s *QueryService) LastAccess(ctx context.Context, r *emrv1.QueryLastAccessRequest) (*emrv1.QueryLastAccessResponse, error) {
+	return call[emrv1.QueryLastAccessResponse](ctx, s, "LastAccess", r)
+}
+func (s *QueryService) Study(ctx context.Context, r *emrv1.QueryStudyRequest) (*emrv1.QueryStudyResponse, error) {
+	return call[emrv1.QueryStudyResponse](ctx, s, "Study", r)
+}
