@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -67,8 +70,11 @@ func loadCometConfig(home string) (*cmtcfg.Config, error) {
 
 // appConfig is config/app.toml.
 type appConfig struct {
-	Store storeConfig `toml:"store"`
-	App   appSettings `toml:"app"`
+	Store   storeConfig   `toml:"store"`
+	App     appSettings   `toml:"app"`
+	GRPC    grpcConfig    `toml:"grpc"`
+	API     apiConfig     `toml:"api"`
+	Sidecar sidecarConfig `toml:"sidecar"`
 }
 
 type storeConfig struct {
@@ -88,6 +94,37 @@ type appSettings struct {
 	SigCacheSize int `toml:"sig_cache_size"`
 }
 
+// grpcConfig is the [grpc] section: the gRPC Query and TxService server.
+type grpcConfig struct {
+	// Serve gRPC at all.
+	Enable bool `toml:"enable"`
+	// host:port to listen on.
+	Address string `toml:"address"`
+	// How long BroadcastTx (gRPC and REST) waits for a tx to be committed
+	// before it answers DEADLINE_EXCEEDED.
+	BroadcastTimeout time.Duration `toml:"broadcast_timeout"`
+}
+
+// apiConfig is the [api] section: the REST gateway (grpc-gateway) and the
+// OpenAPI document.
+type apiConfig struct {
+	// Serve REST at all.
+	Enable bool `toml:"enable"`
+	// host:port to listen on.
+	Address string `toml:"address"`
+	// Origins browsers may call the API from ("https://app.example.org",
+	// "*" for any); empty turns CORS off.
+	CORSAllowedOrigins []string `toml:"cors_allowed_origins"`
+}
+
+// Default listen addresses of the gRPC and REST servers: loopback only, so a
+// node exposes nothing beyond CometBFT's P2P port unless told to.
+const (
+	defaultGRPCAddress      = "127.0.0.1:9090"
+	defaultAPIAddress       = "127.0.0.1:1317"
+	defaultBroadcastTimeout = 30 * time.Second
+)
+
 func defaultAppConfig() appConfig {
 	so := store.DefaultOptions()
 	return appConfig{
@@ -97,7 +134,10 @@ func defaultAppConfig() appConfig {
 			PruningKeepRecent: so.KeepRecent,
 			PruningInterval:   so.PruneInterval,
 		},
-		App: appSettings{SigCacheSize: app.DefaultOptions().SigCacheSize},
+		App:     appSettings{SigCacheSize: app.DefaultOptions().SigCacheSize},
+		GRPC:    grpcConfig{Enable: true, Address: defaultGRPCAddress, BroadcastTimeout: defaultBroadcastTimeout},
+		API:     apiConfig{Enable: true, Address: defaultAPIAddress, CORSAllowedOrigins: []string{}},
+		Sidecar: defaultSidecarConfig(),
 	}
 }
 
@@ -122,6 +162,40 @@ func (c appConfig) validate() error {
 		return errors.New("pruning needs both store.pruning_keep_recent and store.pruning_interval (or neither)")
 	case c.App.SigCacheSize < 0:
 		return errors.New("app.sig_cache_size must not be negative")
+	case c.GRPC.BroadcastTimeout <= 0:
+		return errors.New("grpc.broadcast_timeout must be positive")
+	}
+	if err := validateListenAddress("grpc.address", c.GRPC.Address, c.GRPC.Enable); err != nil {
+		return err
+	}
+	if err := validateListenAddress("api.address", c.API.Address, c.API.Enable); err != nil {
+		return err
+	}
+	if err := validateListenAddress("sidecar.listen", c.Sidecar.Listen, c.Sidecar.Enable); err != nil {
+		return err
+	}
+	for _, o := range c.API.CORSAllowedOrigins {
+		if o == "" || strings.ContainsAny(o, " \t\r\n,") {
+			return fmt.Errorf("api.cors_allowed_origins: bad origin %q (want e.g. \"https://app.example.org\" or \"*\")", o)
+		}
+	}
+	return nil
+}
+
+// validateListenAddress accepts host:port with a numeric port; an empty
+// address only when the server is disabled.
+func validateListenAddress(key, addr string, enabled bool) error {
+	if addr == "" && !enabled {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err == nil {
+		if n, perr := strconv.ParseUint(port, 10, 16); perr != nil || (n == 0 && enabled) {
+			err = fmt.Errorf("bad port %q", port)
+		}
+	}
+	if err != nil || strings.Contains(host, "/") {
+		return fmt.Errorf("%s %q: want host:port, e.g. %q", key, addr, "127.0.0.1:9090")
 	}
 	return nil
 }
@@ -163,13 +237,45 @@ pruning_interval = %d
 [app]
 # Entries of the signature cache shared by CheckTx and FinalizeBlock.
 sig_cache_size = %d
+
+[grpc]
+# The gRPC server: emrchain.v1.Query, emrchain.v1.TxService, server
+# reflection and grpc.health.v1.
+enable = %t
+# host:port to listen on. Loopback by default: put a TLS-terminating proxy in
+# front of it (or bind another address) to expose it.
+address = %q
+# How long BroadcastTx (gRPC and REST) waits for a tx to be committed before
+# it answers DEADLINE_EXCEEDED (the tx may still be committed later).
+broadcast_timeout = %q
+
+[api]
+# The REST gateway over the same services (grpc-gateway), with the OpenAPI
+# document at /openapi.json.
+enable = %t
+# host:port to listen on; loopback by default.
+address = %q
+# Origins a browser may call the REST API from, e.g. ["https://app.example.org"];
+# ["*"] allows any. Empty turns CORS off.
+cors_allowed_origins = %s
 `
 
 // writeAppConfig writes HOME/config/app.toml.
 func writeAppConfig(home string, c appConfig) error {
 	body := fmt.Sprintf(appConfigHeader+appConfigTemplate, c.Store.Backend, c.Store.CacheSize,
-		c.Store.PruningKeepRecent, c.Store.PruningInterval, c.App.SigCacheSize)
+		c.Store.PruningKeepRecent, c.Store.PruningInterval, c.App.SigCacheSize,
+		c.GRPC.Enable, c.GRPC.Address, c.GRPC.BroadcastTimeout.String(),
+		c.API.Enable, c.API.Address, tomlStrings(c.API.CORSAllowedOrigins)) + renderSidecarConfig(c.Sidecar)
 	return os.WriteFile(filepath.Join(home, cmtcfg.DefaultConfigDir, appConfigFile), []byte(body), 0o644)
+}
+
+// tomlStrings formats a TOML array of strings.
+func tomlStrings(list []string) string {
+	quoted := make([]string, len(list))
+	for i, s := range list {
+		quoted[i] = strconv.Quote(s)
+	}
+	return "[" + strings.Join(quoted, ", ") + "]"
 }
 
 // loadAppConfig reads HOME/config/app.toml over the defaults; a missing file
@@ -184,8 +290,8 @@ func loadAppConfig(home string) (appConfig, error) {
 	if err != nil {
 		return c, fmt.Errorf("parse %s: %w", path, err)
 	}
-	if und := md.Undecoded(); len(und) > 0 {
-		return c, fmt.Errorf("%s: unknown key %q", path, und[0].String())
+	for _, key := range md.Undecoded() {
+		return c, fmt.Errorf("%s: unknown key %q", path, key.String())
 	}
 	if err := c.validate(); err != nil {
 		return c, fmt.Errorf("%s: %w", path, err)

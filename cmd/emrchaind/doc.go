@@ -2,13 +2,14 @@
 // the emrchain state machine in one process.
 //
 //	emrchaind init  --home DIR --chain-id ID   write config, keys and genesis
-//	emrchaind start --home DIR                 run the node until SIGINT/SIGTERM
+//	emrchaind start --home DIR                 run the node (and its gRPC and REST servers) until SIGINT/SIGTERM
+//	emrchaind testnet --output DIR             write an N-validator consortium on 127.0.0.1 (testnet.go)
 //	emrchaind version                          print versions
 //
 // The home directory follows CometBFT's layout, plus two emrchain files:
 //
 //	config/config.toml              CometBFT node configuration
-//	config/app.toml                 emrchain store and app settings
+//	config/app.toml                 emrchain store and app settings, [grpc] and [api] servers
 //	config/genesis.json             app_state = protojson of emrchainv1.GenesisState
 //	config/node_key.json            P2P identity
 //	config/priv_validator_key.json  validator signing key
@@ -16,6 +17,15 @@
 //	data/priv_validator_state.json  double-sign protection
 //	data/app.db/                    the application's IAVL store
 //	dev-keys/NAME.json              development member keys written by init
+//
+// Beside the node, start serves the emrchain.v1.Query and emrchain.v1.TxService
+// gRPC services (grpc_server.go, default 127.0.0.1:9090) and the same routes
+// over REST through grpc-gateway (rest_server.go, default 127.0.0.1:1317, the
+// OpenAPI document at /openapi.json). Both run the same queryServer and
+// txServer: a query can be pinned to a height with x-emrchain-height
+// (metadata, header or ?height=), app errors become gRPC status codes
+// (grpc_codes.go) and, over REST, JSON {"code", "status", "message"} with the
+// matching HTTP status.
 //
 // start runs CometBFT in-process over a local ABCI client (package abci). The
 // app persists only in Commit and reports its last commit in Info, so a crash

@@ -42,6 +42,9 @@ type initOptions struct {
 	force           bool
 	rpcAddr         string
 	p2pAddr         string
+	grpcAddr        string
+	apiAddr         string
+	sidecarAddr     string
 	persistentPeers string
 	timeoutCommit   time.Duration
 	emptyBlocks     time.Duration
@@ -57,7 +60,8 @@ func newInitCmd() *cobra.Command {
   config/config.toml              CometBFT settings tuned for a LAN consortium
                                   (timeout_commit 500ms, kv tx indexer, RPC and
                                   P2P on loopback unless told otherwise)
-  config/app.toml                 emrchain settings (store backend, pruning, caches)
+  config/app.toml                 emrchain settings (store backend, pruning, caches,
+                                  gRPC on 127.0.0.1:9090, REST on 127.0.0.1:1317)
   config/genesis.json             this node as the only validator; app_state is
                                   the protojson of emrchainv1.GenesisState
   config/node_key.json            P2P identity
@@ -89,7 +93,8 @@ and starts over.
 
   # start from a prepared app_state, on pebble, other ports
   emrchaind init --home ./node1 --chain-id emr-test-1 --genesis-app-state app_state.json \
-    --backend pebble --rpc.laddr tcp://127.0.0.1:27657 --p2p.laddr tcp://127.0.0.1:27656`,
+    --backend pebble --rpc.laddr tcp://127.0.0.1:27657 --p2p.laddr tcp://127.0.0.1:27656 \
+    --grpc.address 127.0.0.1:9190 --api.address 127.0.0.1:1417`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			home, err := homeFlag(cmd)
@@ -110,6 +115,9 @@ and starts over.
 	f.BoolVar(&o.force, "force", false, "wipe HOME/config, HOME/data and HOME/dev-keys of an existing node first")
 	f.StringVar(&o.rpcAddr, "rpc.laddr", "tcp://127.0.0.1:26657", "CometBFT RPC listen address")
 	f.StringVar(&o.p2pAddr, "p2p.laddr", "tcp://127.0.0.1:26656", "P2P listen address")
+	f.StringVar(&o.grpcAddr, "grpc.address", defaultGRPCAddress, "gRPC server listen address, host:port (app.toml [grpc] address)")
+	f.StringVar(&o.apiAddr, "api.address", defaultAPIAddress, "REST gateway listen address, host:port (app.toml [api] address)")
+	f.StringVar(&o.sidecarAddr, "sidecar.listen", defaultSidecarListen, "blob sidecar listen address, host:port (app.toml [sidecar] listen)")
 	f.StringVar(&o.persistentPeers, "p2p.persistent_peers", "", "comma-separated ID@host:port peers to keep connected to")
 	f.DurationVar(&o.timeoutCommit, "timeout-commit", 500*time.Millisecond, "consensus timeout_commit: pause after each block")
 	f.DurationVar(&o.emptyBlocks, "empty-blocks-interval", 10*time.Second, "make an empty block at least this often when idle (0 = continuously)")
@@ -169,6 +177,20 @@ func runInit(w io.Writer, o initOptions) error {
 	}
 	appConf := defaultAppConfig()
 	appConf.Store.Backend = o.backend
+	// Empty addresses (callers that build initOptions themselves) keep the
+	// defaults.
+	if o.grpcAddr != "" {
+		appConf.GRPC.Address = o.grpcAddr
+	}
+	if o.sidecarAddr != "" {
+		appConf.Sidecar.Listen = o.sidecarAddr
+	}
+	if o.apiAddr != "" {
+		appConf.API.Address = o.apiAddr
+	}
+	if err := appConf.validate(); err != nil {
+		return fmt.Errorf("app config: %w", err)
+	}
 
 	// Write.
 	if o.force {
@@ -231,6 +253,8 @@ func runInit(w io.Writer, o initOptions) error {
 	fmt.Fprintf(w, "  genesis:           %s\n", conf.GenesisFile())
 	fmt.Fprintf(w, "  rpc:               %s\n", conf.RPC.ListenAddress)
 	fmt.Fprintf(w, "  p2p:               %s\n", conf.P2P.ListenAddress)
+	fmt.Fprintf(w, "  grpc:              %s\n", appConf.GRPC.Address)
+	fmt.Fprintf(w, "  rest:              http://%s (OpenAPI: /openapi.json)\n", appConf.API.Address)
 	fmt.Fprintf(w, "  backend:           %s\n", o.backend)
 	fmt.Fprintf(w, "  organizations:     %d, genesis members: %d\n", len(gs.Organizations), len(gs.Members))
 	if len(keys) > 0 {

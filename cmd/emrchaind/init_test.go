@@ -134,7 +134,7 @@ func TestInitDevNode(t *testing.T) {
 		t.Fatalf("config: %+v %+v %+v", conf.Consensus, conf.RPC, conf.P2P)
 	}
 	appConf, err := loadAppConfig(home)
-	if err != nil || appConf != defaultAppConfig() {
+	if err != nil || !reflect.DeepEqual(appConf, defaultAppConfig()) {
 		t.Fatalf("app.toml = %+v, %v; want the defaults", appConf, err)
 	}
 }
@@ -306,7 +306,7 @@ func TestAppConfig(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(home, "config"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if c, err := loadAppConfig(home); err != nil || c != defaultAppConfig() {
+	if c, err := loadAppConfig(home); err != nil || !reflect.DeepEqual(c, defaultAppConfig()) {
 		t.Fatalf("missing app.toml = %+v, %v; want the defaults", c, err)
 	}
 	c := defaultAppConfig()
@@ -315,7 +315,7 @@ func TestAppConfig(t *testing.T) {
 	if err := writeAppConfig(home, c); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := loadAppConfig(home); err != nil || got != c {
+	if got, err := loadAppConfig(home); err != nil || !reflect.DeepEqual(got, c) {
 		t.Fatalf("app.toml = %+v, %v; want %+v", got, err, c)
 	}
 	so := c.storeOptions()

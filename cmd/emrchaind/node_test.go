@@ -240,6 +240,9 @@ func TestNodeRestart(t *testing.T) {
 	out, err := exec.Command(bin, "init", "--home", home, "--chain-id", "emr-node-test",
 		"--rpc.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", rpcPort),
 		"--p2p.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", p2pPort),
+		"--grpc.address", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		"--api.address", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		"--sidecar.listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		"--timeout-commit", "200ms", "--empty-blocks-interval", "0s").CombinedOutput()
 	if err != nil {
 		t.Fatalf("init: %v\n%s", err, out)

@@ -39,12 +39,18 @@ On start CometBFT asks the app for its last committed height (ABCI Info) and
 replays any blocks the app has not committed, so a node that crashed or was
 killed at any moment resumes where it stopped.
 
+Beside the node, start serves (as app.toml [grpc] and [api] say) the gRPC
+Query and TxService services on 127.0.0.1:9090 and the REST gateway over them
+on 127.0.0.1:1317, with the OpenAPI document at /openapi.json. A listen
+address already in use stops start with an error.
+
 Settings come from HOME/config/config.toml (CometBFT) and HOME/config/app.toml
 (emrchain); the flags below override them for this run only.`,
 		Example: `  emrchaind start --home ./node0
   emrchaind start --home ./node0 --log-level "consensus:info,*:error"
   emrchaind start --home ./node0 --pruning-keep-recent 100000 --pruning-interval 1000
-  emrchaind start --home ./node1 --p2p.persistent_peers ID@127.0.0.1:26656`,
+  emrchaind start --home ./node1 --p2p.persistent_peers ID@127.0.0.1:26656
+  emrchaind start --home ./node1 --grpc.address 127.0.0.1:9190 --api.address 127.0.0.1:1417`,
 		Args: cobra.NoArgs,
 		RunE: runStart,
 	}
@@ -56,6 +62,9 @@ Settings come from HOME/config/config.toml (CometBFT) and HOME/config/app.toml
 	f.String("p2p.laddr", "", "P2P listen address (default: config.toml)")
 	f.String("p2p.persistent_peers", "", "comma-separated ID@host:port peers (default: config.toml)")
 	f.String("p2p.external_address", "", "host:port to advertise to peers (default: config.toml)")
+	f.String("grpc.address", "", "gRPC server listen address, host:port (default: app.toml [grpc] address)")
+	f.String("sidecar.listen", "", "blob sidecar listen address, host:port (default: app.toml [sidecar] listen)")
+	f.String("api.address", "", "REST gateway listen address, host:port (default: app.toml [api] address)")
 	return cmd
 }
 
@@ -88,6 +97,9 @@ func loadNodeSettings(cmd *cobra.Command) (*nodeSettings, error) {
 		"p2p.persistent_peers": &conf.P2P.PersistentPeers,
 		"p2p.external_address": &conf.P2P.ExternalAddress,
 		"backend":              &appConf.Store.Backend,
+		"grpc.address":         &appConf.GRPC.Address,
+		"api.address":          &appConf.API.Address,
+		"sidecar.listen":       &appConf.Sidecar.Listen,
 	} {
 		if f.Changed(name) {
 			*dst, _ = f.GetString(name)
@@ -209,7 +221,7 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 		"rpc", conf.RPC.ListenAddress, "p2p", conf.P2P.ListenAddress)
 
 	services, err := startServices(ctx, serviceEnv{
-		home: s.home, config: conf, node: n, abci: abciApp, app: a, logger: s.logger,
+		home: s.home, config: conf, appConfig: s.app, node: n, abci: abciApp, app: a, logger: s.logger,
 	})
 	if err != nil {
 		stopNode(logger, n)

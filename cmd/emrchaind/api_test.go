@@ -1,0 +1,657 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdh"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cometbft/cometbft/crypto/ed25519"
+	cmttypes "github.com/cometbft/cometbft/types"
+	"google.golang.org/genproto/googleapis/api/annotations"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	grpcstatus "google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/app/apptest"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// apiNode is a running single-validator emrchaind with gRPC and REST on
+// free loopback ports.
+type apiNode struct {
+	proc              *proc
+	home              string
+	rpcPort           int
+	grpcAddr, apiAddr string
+	conn              *grpc.ClientConn
+	query             emrv1.QueryClient
+	txs               emrv1.TxServiceClient
+}
+
+const apiChainID = "emr-api-test"
+
+// startAPINode inits a home with a hospital and a research institute (one
+// registrar each), turns CORS on for corsOrigin and starts the node.
+func startAPINode(ctx context.Context, t *testing.T, corsOrigin string) *apiNode {
+	t.Helper()
+	home := t.TempDir()
+	n := &apiNode{home: home, rpcPort: freePort(t),
+		grpcAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), apiAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	out, err := exec.Command(binary(t), "init", "--home", home, "--chain-id", apiChainID,
+		"--org", "dev-hospital:Dev Hospital:hospital", "--org", "dev-research:Dev Research:research",
+		"--registrar", "dev-hospital:registrar", "--registrar", "dev-research:research-registrar",
+		"--rpc.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", n.rpcPort),
+		"--p2p.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t)),
+		"--grpc.address", n.grpcAddr, "--api.address", n.apiAddr,
+		"--sidecar.listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		"--timeout-commit", "100ms", "--empty-blocks-interval", "0s").CombinedOutput()
+	if err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	conf, err := loadAppConfig(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conf.GRPC.Address != n.grpcAddr || conf.API.Address != n.apiAddr || !conf.GRPC.Enable || !conf.API.Enable {
+		t.Fatalf("init wrote [grpc] %+v [api] %+v", conf.GRPC, conf.API)
+	}
+	conf.API.CORSAllowedOrigins = []string{corsOrigin}
+	if err := writeAppConfig(home, conf); err != nil {
+		t.Fatal(err)
+	}
+	n.proc = startNode(t, home, "node.log")
+	waitHeight(ctx, t, n.proc, n.rpcPort, 1)
+	for {
+		resp, err := http.Get("http://" + n.apiAddr + "/openapi.json")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if n.proc.exited() || ctx.Err() != nil {
+			t.Fatalf("REST server did not come up: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	n.conn, err = grpc.NewClient(n.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.conn.Close() })
+	n.query, n.txs = emrv1.NewQueryClient(n.conn), emrv1.NewTxServiceClient(n.conn)
+	return n
+}
+
+// devActor loads HOME/dev-keys/NAME.json as an apptest actor.
+func devActor(t *testing.T, home, name string) *apptest.Actor {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(home, devKeysDir, name+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k devKey
+	if err := json.Unmarshal(raw, &k); err != nil {
+		t.Fatal(err)
+	}
+	enc, err := ecdh.X25519().NewPrivateKey(k.EncPrivKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := ed25519.PrivKey(k.SignPrivKey)
+	return &apptest.Actor{Name: name, Sign: sign, Enc: enc, Address: sign.PubKey().Address()}
+}
+
+// restCall is one HTTP request to the REST server.
+type restCall struct {
+	method, path string
+	body         []byte
+	header       http.Header
+}
+
+type restReply struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (n *apiNode) rest(ctx context.Context, t *testing.T, c restCall) restReply {
+	t.Helper()
+	var body io.Reader
+	if c.body != nil {
+		body = bytes.NewReader(c.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, c.method, "http://"+n.apiAddr+c.path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, vs := range c.header {
+		req.Header[k] = vs
+	}
+	if c.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", c.method, c.path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return restReply{resp.StatusCode, resp.Header, b}
+}
+
+// broadcastREST sends tx through POST /emrchain/v1/txs as JSON.
+func (n *apiNode) broadcastREST(ctx context.Context, t *testing.T, tx []byte) *emrv1.BroadcastTxResponse {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"tx": base64.StdEncoding.EncodeToString(tx)})
+	r := n.rest(ctx, t, restCall{method: http.MethodPost, path: "/emrchain/v1/txs", body: body})
+	if r.status != http.StatusOK {
+		t.Fatalf("POST /emrchain/v1/txs: %d %s", r.status, r.body)
+	}
+	var resp emrv1.BroadcastTxResponse
+	if err := protojson.Unmarshal(r.body, &resp); err != nil {
+		t.Fatalf("broadcast response %s: %v", r.body, err)
+	}
+	return &resp
+}
+
+func (n *apiNode) broadcastGRPC(ctx context.Context, t *testing.T, tx []byte, async bool) *emrv1.BroadcastTxResponse {
+	t.Helper()
+	resp, err := n.txs.BroadcastTx(ctx, &emrv1.BroadcastTxRequest{Tx: tx, Async: async})
+	if err != nil {
+		t.Fatalf("gRPC BroadcastTx: %v", err)
+	}
+	return resp
+}
+
+// mustCommit checks a broadcast committed successfully.
+func mustCommit(t *testing.T, what string, tx []byte, r *emrv1.BroadcastTxResponse) {
+	t.Helper()
+	if r.Code != 0 || r.Height <= 0 || r.Hash != hex.EncodeToString(txHash(tx)) {
+		t.Fatalf("%s: %+v; want code 0 at a height, hash %x", what, r, txHash(tx))
+	}
+}
+
+// txHash is CometBFT's hash of a tx.
+func txHash(tx []byte) []byte { return cmttypes.Tx(tx).Hash() }
+
+// queryRoute is one Query method over both transports.
+type queryRoute struct {
+	method string
+	path   string // REST path and query, without height
+	grpc   func(ctx context.Context, opts ...grpc.CallOption) (proto.Message, error)
+	resp   func() proto.Message
+}
+
+// TestAPIServers runs a node with gRPC and REST: txs broadcast through both
+// (POST /emrchain/v1/txs and TxService.BroadcastTx), every Query route
+// answering the same over both at a pinned height, a sweep of bad inputs
+// that must all be 4xx JSON errors, /openapi.json against the protos, CORS,
+// reflection, and a clean stop.
+func TestAPIServers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the node binary")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	const origin = "https://emr.example"
+	n := startAPINode(ctx, t, origin)
+
+	regH, regR := devActor(t, n.home, "registrar"), devActor(t, n.home, "research-registrar")
+	doc, pi := apptest.NewActor("api-doc"), apptest.NewActor("api-pi")
+	pat, pid := apptest.NewActor("api-patient"), apptest.PatientID("api-patient")
+	const study = "api-study"
+
+	// Txs, alternating REST and gRPC.
+	tx1 := regH.Tx(apiChainID, 0, apptest.RegisterMember(doc, emrv1.Role_ROLE_CLINICIAN, "dev-hospital"))
+	first := n.broadcastREST(ctx, t, tx1)
+	mustCommit(t, "register clinician (REST)", tx1, first)
+	tx := regR.Tx(apiChainID, 0, apptest.RegisterMember(pi, emrv1.Role_ROLE_RESEARCHER, "dev-research"))
+	mustCommit(t, "register researcher (gRPC)", tx, n.broadcastGRPC(ctx, t, tx, false))
+	tx = regR.Tx(apiChainID, 1, apptest.RegisterStudy(study, pi))
+	if r := n.broadcastGRPC(ctx, t, tx, true); r.Code != 0 || r.Height != 0 || r.Hash != hex.EncodeToString(txHash(tx)) {
+		t.Fatalf("async broadcast: %+v", r)
+	}
+	tx = pat.Tx(apiChainID, 0, apptest.Enroll(pat, pid))
+	mustCommit(t, "enroll (REST)", tx, n.broadcastREST(ctx, t, tx))
+	for { // the async study tx
+		if _, err := n.query.Study(ctx, &emrv1.QueryStudyRequest{Id: study}); err == nil {
+			break
+		} else if grpcstatus.Code(err) != codes.NotFound || ctx.Err() != nil {
+			t.Fatalf("study after async broadcast: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tx = pat.Tx(apiChainID, 1, apptest.Grant(pid, doc, apptest.GrantSpec{
+		Rights:   []emrv1.Right{emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_WRITE, emrv1.Right_RIGHT_SHARE},
+		NotAfter: time.Now().Add(365 * 24 * time.Hour), Study: study,
+	}))
+	mustCommit(t, "grant (gRPC)", tx, n.broadcastGRPC(ctx, t, tx, false))
+	tx = doc.Tx(apiChainID, 0, apptest.AddRecord(doc, pid, "lab-results", "api-cbc"))
+	mustCommit(t, "add record (REST)", tx, n.broadcastREST(ctx, t, tx))
+	tx = doc.Tx(apiChainID, 1, apptest.Access(pid, emrv1.Purpose_PURPOSE_TREATMENT, 1))
+	mustCommit(t, "access (gRPC)", tx, n.broadcastGRPC(ctx, t, tx, false))
+	share := apptest.Share(pid, 1, study, false)
+	tx = doc.Tx(apiChainID, 2, share)
+	mustCommit(t, "share (REST)", tx, n.broadcastREST(ctx, t, tx))
+
+	// Rejections are answers, not transport errors.
+	if r := n.broadcastREST(ctx, t, doc.Tx(apiChainID, 0, apptest.Access(pid, emrv1.Purpose_PURPOSE_TREATMENT, 1))); r.Code != app.ErrBadSequence.Code() ||
+		r.Codespace != app.Codespace || r.Height != 0 || r.Log == "" {
+		t.Fatalf("stale sequence: %+v", r)
+	}
+	if r := n.broadcastGRPC(ctx, t, []byte{0xff, 0x00, 0x13}, false); r.Code == 0 || r.Height != 0 {
+		t.Fatalf("garbage tx: %+v", r)
+	}
+	// A tx already committed answers its result again.
+	if r := n.broadcastREST(ctx, t, tx1); r.Code != 0 || r.Height != first.Height || r.Hash != first.Hash {
+		t.Fatalf("rebroadcast of a committed tx: %+v, want %+v", r, first)
+	}
+
+	// Pin a height, then change the state: the pinned answers must not move.
+	var hdr metadata.MD
+	if _, err := n.query.Params(ctx, &emrv1.QueryParamsRequest{}, grpc.Header(&hdr)); err != nil {
+		t.Fatal(err)
+	}
+	height, err := strconv.ParseInt(strings.Join(hdr.Get(heightMD), ""), 10, 64)
+	if err != nil || height <= 0 {
+		t.Fatalf("gRPC %s header %q", heightMD, hdr.Get(heightMD))
+	}
+	tx = doc.Tx(apiChainID, 3, apptest.Access(pid, emrv1.Purpose_PURPOSE_TREATMENT, 1))
+	mustCommit(t, "second access (gRPC)", tx, n.broadcastGRPC(ctx, t, tx, false))
+
+	hx := hex.EncodeToString
+	pidHex, docHex := hx(pid), hx(doc.Address)
+	routes := []queryRoute{
+		{"Params", "/emrchain/v1/params", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.Params(ctx, &emrv1.QueryParamsRequest{}, o...)
+		}, func() proto.Message { return new(emrv1.QueryParamsResponse) }},
+		{"Organization", "/emrchain/v1/organizations/dev-hospital", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.Organization(ctx, &emrv1.QueryOrganizationRequest{Id: "dev-hospital"}, o...)
+		}, func() proto.Message { return new(emrv1.QueryOrganizationResponse) }},
+		{"Member", "/emrchain/v1/members/" + docHex, func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.Member(ctx, &emrv1.QueryMemberRequest{Address: docHex}, o...)
+		}, func() proto.Message { return new(emrv1.QueryMemberResponse) }},
+		{"Account", "/emrchain/v1/accounts/" + docHex, func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.Account(ctx, &emrv1.QueryAccountRequest{Address: docHex}, o...)
+		}, func() proto.Message { return new(emrv1.QueryAccountResponse) }},
+		{"Patient", "/emrchain/v1/patients/" + pidHex, func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.Patient(ctx, &emrv1.QueryPatientRequest{PatientId: pidHex}, o...)
+		}, func() proto.Message { return new(emrv1.QueryPatientResponse) }},
+		{"PatientByOwner", "/emrchain/v1/accounts/" + hx(pat.Address) + "/patient", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.PatientByOwner(ctx, &emrv1.QueryPatientByOwnerRequest{Owner: hx(pat.Address)}, o...)
+		}, func() proto.Message { return new(emrv1.QueryPatientResponse) }},
+		{"Permissions", "/emrchain/v1/patients/" + pidHex + "/permissions", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.Permissions(ctx, &emrv1.QueryPermissionsRequest{PatientId: pidHex}, o...)
+		}, func() proto.Message { return new(emrv1.QueryPermissionsResponse) }},
+		{"Grants", "/emrchain/v1/members/" + docHex + "/grants", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.Grants(ctx, &emrv1.QueryGrantsRequest{Grantee: docHex}, o...)
+		}, func() proto.Message { return new(emrv1.QueryGrantsResponse) }},
+		{"Records", "/emrchain/v1/patients/" + pidHex + "/records?category=lab-results&page.limit=5", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.Records(ctx, &emrv1.QueryRecordsRequest{PatientId: pidHex, Category: "lab-results", Page: &emrv1.PageRequest{Limit: 5}}, o...)
+		}, func() proto.Message { return new(emrv1.QueryRecordsResponse) }},
+		{"Record", "/emrchain/v1/patients/" + pidHex + "/records/1", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.Record(ctx, &emrv1.QueryRecordRequest{PatientId: pidHex, Sequence: 1}, o...)
+		}, func() proto.Message { return new(emrv1.QueryRecordResponse) }},
+		{"AccessEvents", "/emrchain/v1/patients/" + pidHex + "/access_events?page.limit=1", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.AccessEvents(ctx, &emrv1.QueryAccessEventsRequest{PatientId: pidHex, Page: &emrv1.PageRequest{Limit: 1}}, o...)
+		}, func() proto.Message { return new(emrv1.QueryAccessEventsResponse) }},
+		{"Shares", "/emrchain/v1/patients/" + pidHex + "/shares", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.Shares(ctx, &emrv1.QuerySharesRequest{PatientId: pidHex}, o...)
+		}, func() proto.Message { return new(emrv1.QuerySharesResponse) }},
+		{"RecordsByHash", "/emrchain/v1/blobs/" + hx(apptest.Blob("api-cbc")) + "/records", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.RecordsByHash(ctx, &emrv1.QueryRecordsByHashRequest{Sha256: hx(apptest.Blob("api-cbc"))}, o...)
+		}, func() proto.Message { return new(emrv1.QueryRecordsByHashResponse) }},
+		{"SharesByHash", "/emrchain/v1/blobs/" + hx(share.GetShareRecord().SharedSha256) + "/shares", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.SharesByHash(ctx, &emrv1.QuerySharesByHashRequest{Sha256: hx(share.GetShareRecord().SharedSha256)}, o...)
+		}, func() proto.Message { return new(emrv1.QuerySharesByHashResponse) }},
+		{"LastAccess", "/emrchain/v1/patients/" + pidHex + "/records/1/access/" + docHex, func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.LastAccess(ctx, &emrv1.QueryLastAccessRequest{PatientId: pidHex, Sequence: 1, Accessor: docHex}, o...)
+		}, func() proto.Message { return new(emrv1.QueryLastAccessResponse) }},
+		{"Study", "/emrchain/v1/studies/" + study, func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.Study(ctx, &emrv1.QueryStudyRequest{Id: study}, o...)
+		}, func() proto.Message { return new(emrv1.QueryStudyResponse) }},
+	}
+	covered := map[string]bool{}
+	for _, r := range routes {
+		covered[r.method] = true
+	}
+	for _, m := range emrv1.Query_ServiceDesc.Methods {
+		if !covered[m.MethodName] {
+			t.Errorf("Query/%s has no route in this test", m.MethodName)
+		}
+	}
+
+	t.Run("gRPC equals REST at a pinned height", func(t *testing.T) {
+		pinned := metadata.AppendToOutgoingContext(ctx, heightMD, strconv.FormatInt(height, 10))
+		for i, r := range routes {
+			var hdr metadata.MD
+			viaGRPC, err := r.grpc(pinned, grpc.Header(&hdr))
+			if err != nil {
+				t.Errorf("%s over gRPC at %d: %v", r.method, height, err)
+				continue
+			}
+			if got := hdr.Get(heightMD); len(got) != 1 || got[0] != strconv.FormatInt(height, 10) {
+				t.Errorf("%s over gRPC: header %s = %q, want %d", r.method, heightMD, got, height)
+			}
+			// Half the routes pin the height by ?height=, half by the header.
+			call := restCall{method: http.MethodGet, path: r.path}
+			if i%2 == 0 {
+				sep := "?"
+				if strings.Contains(r.path, "?") {
+					sep = "&"
+				}
+				call.path += sep + "height=" + strconv.FormatInt(height, 10)
+			} else {
+				call.header = http.Header{"X-Emrchain-Height": {strconv.FormatInt(height, 10)}}
+			}
+			rep := n.rest(ctx, t, call)
+			if rep.status != http.StatusOK {
+				t.Errorf("%s over REST: %d %s", call.path, rep.status, rep.body)
+				continue
+			}
+			if got := rep.header.Get("X-Emrchain-Height"); got != strconv.FormatInt(height, 10) {
+				t.Errorf("%s over REST: X-Emrchain-Height %q, want %d", r.method, got, height)
+			}
+			viaREST := r.resp()
+			if err := protojson.Unmarshal(rep.body, viaREST); err != nil {
+				t.Errorf("%s over REST: %v\n%s", r.method, err, rep.body)
+				continue
+			}
+			if !proto.Equal(viaGRPC, viaREST) {
+				t.Errorf("%s at %d:\n gRPC %v\n REST %v", r.method, height, viaGRPC, viaREST)
+			}
+			if viaGRPC.(heightResponse).GetHeight() != height {
+				t.Errorf("%s answered height %d, want %d", r.method, viaGRPC.(heightResponse).GetHeight(), height)
+			}
+		}
+		// The pin matters: the latest state has the second read.
+		var pinnedEvents, latest emrv1.QueryAccessEventsResponse
+		rep := n.rest(ctx, t, restCall{method: http.MethodGet, path: "/emrchain/v1/patients/" + pidHex + "/access_events?height=" + strconv.FormatInt(height, 10)})
+		_ = protojson.Unmarshal(rep.body, &pinnedEvents)
+		rep = n.rest(ctx, t, restCall{method: http.MethodGet, path: "/emrchain/v1/patients/" + pidHex + "/access_events"})
+		_ = protojson.Unmarshal(rep.body, &latest)
+		if len(pinnedEvents.Events) != 1 || len(latest.Events) != 2 || latest.Height <= height {
+			t.Errorf("access events: %d at %d, %d at latest %d; want 1 and 2", len(pinnedEvents.Events), height, len(latest.Events), latest.Height)
+		}
+	})
+
+	t.Run("bad input is a 4xx JSON error", func(t *testing.T) {
+		unknownAddr, unknownPid := hx(bytes.Repeat([]byte{0xab}, 20)), hx(apptest.PatientID("nobody"))
+		records := "/emrchain/v1/patients/" + pidHex + "/records"
+		big := bytes.Repeat([]byte("A"), 4<<20)
+		type badCase struct {
+			call restCall
+			want int // 0 = any 4xx
+		}
+		get := func(path string, want int) badCase {
+			return badCase{restCall{method: http.MethodGet, path: path}, want}
+		}
+		post := func(body string, want int) badCase {
+			return badCase{restCall{method: http.MethodPost, path: "/emrchain/v1/txs", body: []byte(body)}, want}
+		}
+		withHeader := func(c badCase, h string) badCase {
+			c.call.header = http.Header{"X-Emrchain-Height": {h}}
+			return c
+		}
+		cases := []badCase{
+			get("/emrchain/v1/members/zz", 400),
+			get("/emrchain/v1/members/"+unknownAddr, 404),
+			get("/emrchain/v1/accounts/not-hex", 400),
+			get("/emrchain/v1/accounts/"+unknownAddr+"/patient", 404),
+			get("/emrchain/v1/patients/not-hex", 400),
+			get("/emrchain/v1/patients/"+unknownPid, 404),
+			get("/emrchain/v1/patients/"+unknownPid+"/records", 404),
+			get("/emrchain/v1/patients/"+unknownPid+"/permissions", 404),
+			get("/emrchain/v1/patients/"+unknownPid+"/access_events", 404),
+			get("/emrchain/v1/patients/"+unknownPid+"/shares", 404),
+			get("/emrchain/v1/patients/"+unknownPid+"/records/1/access/"+docHex, 404),
+			get(records+"/abc", 400),
+			get(records+"/-1", 400),
+			get(records+"/99999999999999999999999", 400),
+			get(records+"/999", 404),
+			get(records+"?page.limit=100000", 400),
+			get(records+"?page.limit=-1", 400),
+			get(records+"?page.limit=99999999999", 400),
+			get(records+"?page.after=x", 400),
+			get(records+"?page.limit=%zz", 400),
+			get(records+"?height=1&page.limit=%zz", 400),
+			get("/emrchain/v1/blobs/zz/records", 400),
+			get("/emrchain/v1/blobs/"+strings.Repeat("0", 63)+"/shares", 400),
+			get("/emrchain/v1/organizations/no-such-org", 404),
+			get("/emrchain/v1/studies/no-such-study", 404),
+			get("/emrchain/v1/params?height=abc", 400),
+			get("/emrchain/v1/params?height=-5", 400),
+			get("/emrchain/v1/params?height=999999999", 400),
+			get("/emrchain/v1/params?height=1&height=2", 400),
+			withHeader(get("/emrchain/v1/params", 400), "x"),
+			withHeader(get("/emrchain/v1/params?height=1", 400), "2"),
+			get("/emrchain/v1/nope", 404),
+			get("/nope", 404),
+			{restCall{method: http.MethodDelete, path: "/emrchain/v1/params"}, 405},
+			get("/emrchain/v1/txs", 405),
+			{restCall{method: http.MethodPost, path: "/openapi.json", body: []byte("{}")}, 405},
+			post("{", 400),
+			post(`[1,2]`, 400),
+			post(`{}`, 400),
+			post(`{"tx": ""}`, 400),
+			post(`{"tx": "%%%"}`, 400),
+			post(`{"bogus": 1, "tx": "AAAA"}`, 400),
+			post(`{"tx": "AAAA", "async": "maybe"}`, 400),
+			post(`{"tx": "`+string(big)+`"}`, 413),
+		}
+		for _, c := range cases {
+			rep := n.rest(ctx, t, c.call)
+			name := c.call.method + " " + c.call.path
+			if len(name) > 120 {
+				name = name[:120] + "..."
+			}
+			if rep.status < 400 || rep.status > 499 || (c.want != 0 && rep.status != c.want) {
+				t.Errorf("%s: HTTP %d %s; want %d", name, rep.status, rep.body, c.want)
+				continue
+			}
+			var e struct {
+				Code    *int    `json:"code"`
+				Status  *string `json:"status"`
+				Message *string `json:"message"`
+			}
+			dec := json.NewDecoder(bytes.NewReader(rep.body))
+			dec.DisallowUnknownFields()
+			if ct := rep.header.Get("Content-Type"); ct != "application/json" {
+				t.Errorf("%s: Content-Type %q", name, ct)
+			}
+			if err := dec.Decode(&e); err != nil || e.Code == nil || e.Status == nil || e.Message == nil ||
+				*e.Code == 0 || *e.Message == "" || codes.Code(*e.Code).String() != *e.Status {
+				t.Errorf("%s: error body %s (%v)", name, rep.body, err)
+			}
+		}
+		// The same mistakes over gRPC.
+		pinned := func(h string) context.Context { return metadata.AppendToOutgoingContext(ctx, heightMD, h) }
+		for _, c := range []struct {
+			name string
+			err  error
+			want codes.Code
+		}{
+			{"malformed address", second(n.query.Member(ctx, &emrv1.QueryMemberRequest{Address: "zz"})), codes.InvalidArgument},
+			{"unknown patient", second(n.query.Patient(ctx, &emrv1.QueryPatientRequest{PatientId: unknownPid})), codes.NotFound},
+			{"huge page", second(n.query.Records(ctx, &emrv1.QueryRecordsRequest{PatientId: pidHex, Page: &emrv1.PageRequest{Limit: 1 << 30}})), codes.InvalidArgument},
+			{"bad height", second(n.query.Params(pinned("x"), &emrv1.QueryParamsRequest{})), codes.InvalidArgument},
+			{"future height", second(n.query.Params(pinned("999999999"), &emrv1.QueryParamsRequest{})), codes.InvalidArgument},
+			{"empty tx", second(n.txs.BroadcastTx(ctx, &emrv1.BroadcastTxRequest{})), codes.InvalidArgument},
+		} {
+			if got := grpcstatus.Code(c.err); got != c.want {
+				t.Errorf("gRPC %s: %v, want %v", c.name, c.err, c.want)
+			}
+		}
+	})
+
+	t.Run("OpenAPI lists every route", func(t *testing.T) {
+		rep := n.rest(ctx, t, restCall{method: http.MethodGet, path: "/openapi.json"})
+		var doc struct {
+			Swagger string                                `json:"swagger"`
+			Paths   map[string]map[string]json.RawMessage `json:"paths"`
+		}
+		if rep.status != http.StatusOK || json.Unmarshal(rep.body, &doc) != nil || doc.Swagger != "2.0" {
+			t.Fatalf("/openapi.json: %d %.200s", rep.status, rep.body)
+		}
+		if !bytes.Equal(rep.body, emrv1.OpenAPI) {
+			t.Error("/openapi.json is not the generated document")
+		}
+		param := regexp.MustCompile(`\{[^}]*\}`)
+		served := map[string]bool{}
+		for p, ops := range doc.Paths {
+			for op := range ops {
+				served[strings.ToUpper(op)+" "+param.ReplaceAllString(p, "{}")] = true
+			}
+		}
+		var want []string
+		for _, svc := range []protoreflect.ServiceDescriptor{
+			emrv1.File_emrchain_v1_query_proto.Services().ByName("Query"),
+			emrv1.File_emrchain_v1_tx_service_proto.Services().ByName("TxService"),
+		} {
+			for i := 0; i < svc.Methods().Len(); i++ {
+				m := svc.Methods().Get(i)
+				rule, _ := proto.GetExtension(m.Options(), annotations.E_Http).(*annotations.HttpRule)
+				switch {
+				case rule.GetGet() != "":
+					want = append(want, "GET "+param.ReplaceAllString(rule.GetGet(), "{}"))
+				case rule.GetPost() != "":
+					want = append(want, "POST "+param.ReplaceAllString(rule.GetPost(), "{}"))
+				default:
+					t.Errorf("%s has no GET or POST route", m.FullName())
+				}
+			}
+		}
+		sort.Strings(want)
+		if len(want) != len(served) {
+			t.Errorf("OpenAPI serves %d operations, the protos define %d", len(served), len(want))
+		}
+		for _, w := range want {
+			if !served[w] {
+				t.Errorf("OpenAPI lacks %s", w)
+			}
+		}
+		if len(want) != len(emrv1.Query_ServiceDesc.Methods)+1 {
+			t.Errorf("routes from the protos: %v", want)
+		}
+	})
+
+	t.Run("CORS", func(t *testing.T) {
+		rep := n.rest(ctx, t, restCall{method: http.MethodGet, path: "/emrchain/v1/params", header: http.Header{"Origin": {origin}}})
+		if rep.status != http.StatusOK || rep.header.Get("Access-Control-Allow-Origin") != origin ||
+			!strings.Contains(rep.header.Get("Access-Control-Expose-Headers"), "X-Emrchain-Height") {
+			t.Errorf("GET from %s: %d, headers %v", origin, rep.status, rep.header)
+		}
+		rep = n.rest(ctx, t, restCall{method: http.MethodOptions, path: "/emrchain/v1/txs", header: http.Header{
+			"Origin": {origin}, "Access-Control-Request-Method": {"POST"}, "Access-Control-Request-Headers": {"content-type"}}})
+		if rep.status/100 != 2 || rep.header.Get("Access-Control-Allow-Origin") != origin {
+			t.Errorf("preflight from %s: %d, headers %v", origin, rep.status, rep.header)
+		}
+		rep = n.rest(ctx, t, restCall{method: http.MethodGet, path: "/emrchain/v1/params", header: http.Header{"Origin": {"https://other.example"}}})
+		if got := rep.header.Get("Access-Control-Allow-Origin"); got != "" {
+			t.Errorf("a foreign origin got Access-Control-Allow-Origin %q", got)
+		}
+	})
+
+	t.Run("reflection", func(t *testing.T) {
+		stream, err := reflectionpb.NewServerReflectionClient(n.conn).ServerReflectionInfo(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = stream.CloseSend()
+		found := map[string]bool{}
+		for _, s := range resp.GetListServicesResponse().GetService() {
+			found[s.Name] = true
+		}
+		if !found["emrchain.v1.Query"] || !found["emrchain.v1.TxService"] {
+			t.Errorf("reflection lists %v", found)
+		}
+	})
+
+	if err := n.proc.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("node did not exit cleanly on SIGTERM: %v", err)
+	}
+	logText, _ := os.ReadFile(n.proc.log)
+	for _, line := range []string{"gRPC server stopped", "REST server stopped"} {
+		if !bytes.Contains(logText, []byte(line)) {
+			t.Errorf("log lacks %q", line)
+		}
+	}
+}
+
+// second returns the error of a call's two results.
+func second[T any](_ T, err error) error { return err }
+
+// TestAPIPortInUse: a listen address already taken stops start with an
+// error naming the server and the address.
+func TestAPIPortInUse(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the node binary")
+	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	home := t.TempDir()
+	bin := binary(t)
+	out, err := exec.Command(bin, "init", "--home", home, "--chain-id", "emr-port-test",
+		"--rpc.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t)),
+		"--p2p.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t)),
+		"--grpc.address", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		"--api.address", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		"--sidecar.listen", fmt.Sprintf("127.0.0.1:%d", freePort(t))).CombinedOutput()
+	if err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	for _, flag := range []string{"--grpc.address", "--api.address"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := exec.CommandContext(ctx, bin, "start", "--home", home, "--log-level", "error", flag, taken.Addr().String()).CombinedOutput()
+		timedOut := ctx.Err() != nil
+		cancel()
+		// The error line (log lines of the node stopping may interleave).
+		var errLine string
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(line, "emrchaind: ") {
+				errLine = line
+			}
+		}
+		if err == nil || timedOut || !strings.Contains(errLine, "address already in use") || !strings.Contains(errLine, taken.Addr().String()) {
+			t.Errorf("start %s %s: %v; error line %q\n%s", flag, taken.Addr(), err, errLine, out)
+		}
+	}
+}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/cometbft/cometbft/libs/log"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// grpcMsgMargin is what a BroadcastTxRequest may carry beyond the tx itself.
+const grpcMsgMargin = 64 << 10
+
+// grpcService is the gRPC server: emrchain.v1.Query, emrchain.v1.TxService,
+// server reflection (grpcurl, grpc_cli) and grpc.health.v1.
+type grpcService struct {
+	srv    *grpc.Server
+	health *health.Server
+	txs    *txServer
+	addr   string
+	done   chan error
+	logger log.Logger
+}
+
+// startGRPC listens on [grpc] address and serves in the background. A port
+// already in use is an error here, before anything is served.
+func startGRPC(env serviceEnv, queries *queryServer, txs *txServer) (*grpcService, error) {
+	addr := env.appConfig.GRPC.Address
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("grpc server: listen on %s ([grpc] address in app.toml or --grpc.address): %w", addr, err)
+	}
+	maxMsg := txs.maxTxBytes() + grpcMsgMargin
+	if maxMsg < 4<<20 {
+		maxMsg = 4 << 20 // gRPC's default
+	}
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(maxMsg))
+	emrv1.RegisterQueryServer(srv, queries)
+	emrv1.RegisterTxServiceServer(srv, txs)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	reflection.Register(srv)
+
+	s := &grpcService{
+		srv: srv, health: hs, txs: txs, addr: lis.Addr().String(),
+		done: make(chan error, 1), logger: env.logger.With("module", "grpc"),
+	}
+	go func() { s.done <- srv.Serve(lis) }()
+	s.logger.Info("gRPC server listening", "address", s.addr)
+	return s, nil
+}
+
+// Name implements service.
+func (s *grpcService) Name() string { return "grpc" }
+
+// Stop ends waiting broadcasts, then stops gracefully: in-flight calls
+// finish unless ctx ends first, when the rest are cut off.
+func (s *grpcService) Stop(ctx context.Context) error {
+	s.health.Shutdown()
+	s.txs.close()
+	stopped := make(chan struct{})
+	go func() {
+		s.srv.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		s.srv.Stop()
+		<-stopped
+	}
+	if err := <-s.done; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return err
+	}
+	s.logger.Info("gRPC server stopped", "address", s.addr)
+	return nil
+}

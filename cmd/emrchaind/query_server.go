@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"runtime/debug"
+	"strconv"
+	"strings"
+
+	"github.com/cometbft/cometbft/libs/log"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	grpcstatus "google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/emrchain/emrchain/app"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// heightMD is the metadata key (gRPC) and header (REST, also settable as the
+// ?height= query parameter) that pins a query to a block height, and the
+// response header that says which height answered. 0 or absent = the last
+// committed height.
+const heightMD = "x-emrchain-height"
+
+// queryServer is the emrchain.v1.Query service both API servers expose: it
+// reads the height from the request metadata, calls app.QueryService (the
+// same code as ABCI queries), sets the answered height as a response header
+// and turns app errors into gRPC status errors (grpc_codes.go).
+//
+// It does this in the methods rather than in gRPC interceptors because the
+// REST gateway calls it in-process (Register*HandlerServer), where gRPC
+// interceptors do not run; the gateway does carry incoming metadata and
+// response headers in-process, so REST and gRPC go through exactly this code.
+type queryServer struct {
+	emrv1.UnimplementedQueryServer
+	inner  *app.QueryService
+	logger log.Logger
+}
+
+var _ emrv1.QueryServer = (*queryServer)(nil)
+
+func newQueryServer(env serviceEnv) *queryServer {
+	return &queryServer{inner: app.NewQueryService(env.app), logger: env.logger.With("module", "query")}
+}
+
+// requestHeight is the height the request's metadata asks for; 0 = latest.
+func requestHeight(ctx context.Context) (int64, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	vals := md.Get(heightMD)
+	if len(vals) == 0 {
+		return 0, nil
+	}
+	for _, v := range vals[1:] {
+		if strings.TrimSpace(v) != strings.TrimSpace(vals[0]) {
+			return 0, grpcstatus.Errorf(codes.InvalidArgument, "conflicting %s values %q", heightMD, vals)
+		}
+	}
+	h, err := strconv.ParseInt(strings.TrimSpace(vals[0]), 10, 64)
+	if err != nil || h < 0 {
+		return 0, grpcstatus.Errorf(codes.InvalidArgument, "invalid %s %q: want a block height, 0 or absent for the latest", heightMD, vals[0])
+	}
+	return h, nil
+}
+
+// heightResponse is every Query response: each carries the height it was
+// read at.
+type heightResponse interface {
+	proto.Message
+	GetHeight() int64
+}
+
+// serveQuery runs one query method for s.
+func serveQuery[Req any, Resp heightResponse](ctx context.Context, s *queryServer, method string, req Req,
+	call func(context.Context, Req) (Resp, error)) (resp Resp, err error) {
+	var zero Resp
+	defer func() {
+		if r := recover(); r != nil {
+			s.logger.Error("query panicked", "method", method, "panic", r, "stack", string(debug.Stack()))
+			resp, err = zero, grpcstatus.Errorf(codes.Internal, "internal error serving %s", method)
+		}
+	}()
+	h, err := requestHeight(ctx)
+	if err != nil {
+		return zero, err
+	}
+	resp, err = call(app.WithHeight(ctx, h), req)
+	if err != nil {
+		err = grpcError(err)
+		if grpcstatus.Code(err) == codes.Internal {
+			s.logger.Error("query failed", "method", method, "height", h, "err", err)
+		}
+		return zero, err
+	}
+	// Fails only outside a gRPC call (never here); the height is also in
+	// the response body.
+	_ = grpc.SetHeader(ctx, metadata.Pairs(heightMD, strconv.FormatInt(resp.GetHeight(), 10)))
+	return resp, nil
+}
+
+func (s *queryServer) Params(ctx context.Context, r *emrv1.QueryParamsRequest) (*emrv1.QueryParamsResponse, error) {
+	return serveQuery(ctx, s, "Params", r, s.inner.Params)
+}
+func (s *queryServer) Organization(ctx context.Context, r *emrv1.QueryOrganizationRequest) (*emrv1.QueryOrganizationResponse, error) {
+	return serveQuery(ctx, s, "Organization", r, s.inner.Organization)
+}
+func (s *queryServer) Member(ctx context.Context, r *emrv1.QueryMemberRequest) (*emrv1.QueryMemberResponse, error) {
+	return serveQuery(ctx, s, "Member", r, s.inner.Member)
+}
+func (s *queryServer) Account(ctx context.Context, r *emrv1.QueryAccountRequest) (*emrv1.QueryAccountResponse, error) {
+	return serveQuery(ctx, s, "Account", r, s.inner.Account)
+}
+func (s *queryServer) Patient(ctx context.Context, r *emrv1.QueryPatientRequest) (*emrv1.QueryPatientResponse, error) {
+	return serveQuery(ctx, s, "Patient", r, s.inner.Patient)
+}
+func (s *queryServer) PatientByOwner(ctx context.Context, r *emrv1.QueryPatientByOwnerRequest) (*emrv1.QueryPatientResponse, error) {
+	return serveQuery(ctx, s, "PatientByOwner", r, s.inner.PatientByOwner)
+}
+func (s *queryServer) Permissions(ctx context.Context, r *emrv1.QueryPermissionsRequest) (*emrv1.QueryPermissionsResponse, error) {
+	return serveQuery(ctx, s, "Permissions", r, s.inner.Permissions)
+}
+func (s *queryServer) Grants(ctx context.Context, r *emrv1.QueryGrantsRequest) (*emrv1.QueryGrantsResponse, error) {
+	return serveQuery(ctx, s, "Grants", r, s.inner.Grants)
+}
+func (s *queryServer) Records(ctx context.Context, r *emrv1.QueryRecordsRequest) (*emrv1.QueryRecordsResponse, error) {
+	return serveQuery(ctx, s, "Records", r, s.inner.Records)
+}
+func (s *queryServer) Record(ctx context.Context, r *emrv1.QueryRecordRequest) (*emrv1.QueryRecordResponse, error) {
+	return serveQuery(ctx, s, "Record", r, s.inner.Record)
+}
+func (s *queryServer) AccessEvents(ctx context.Context, r *emrv1.QueryAccessEventsRequest) (*emrv1.QueryAccessEventsResponse, error) {
+	return serveQuery(ctx, s, "AccessEvents", r, s.inner.AccessEvents)
+}
+func (s *queryServer) Shares(ctx context.Context, r *emrv1.QuerySharesRequest) (*emrv1.QuerySharesResponse, error) {
+	return serveQuery(ctx, s, "Shares", r, s.inner.Shares)
+}
+func (s *queryServer) RecordsByHash(ctx context.Context, r *emrv1.QueryRecordsByHashRequest) (*emrv1.QueryRecordsByHashResponse, error) {
+	return serveQuery(ctx, s, "RecordsByHash", r, s.inner.RecordsByHash)
+}
+func (s *queryServer) SharesByHash(ctx context.Context, r *emrv1.QuerySharesByHashRequest) (*emrv1.QuerySharesByHashResponse, error) {
+	return serveQuery(ctx, s, "SharesByHash", r, s.inner.SharesByHash)
+}
+func (s *queryServer) LastAccess(ctx context.Context, r *emrv1.QueryLastAccessRequest) (*emrv1.QueryLastAccessResponse, error) {
+	return serveQuery(ctx, s, "LastAccess", r, s.inner.LastAccess)
+}
+func (s *queryServer) Study(ctx context.Context, r *emrv1.QueryStudyRequest) (*emrv1.QueryStudyResponse, error) {
+	return serveQuery(ctx, s, "Study", r, s.inner.Study)
+}

@@ -1,0 +1,279 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	stdlog "log"
+	"net"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/cometbft/cometbft/libs/log"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/rs/cors"
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// REST server limits.
+const (
+	// restMaxBody bounds the body of every request but a broadcast (queries
+	// have none).
+	restMaxBody = 64 << 10
+	// restTxBodyMargin is what a broadcast's JSON may carry beyond the
+	// base64 of the largest tx.
+	restTxBodyMargin = 16 << 10
+	// restTxPath is the broadcast route (tx_service.proto).
+	restTxPath = "/emrchain/v1/txs"
+	// openAPIPath serves emrv1.OpenAPI.
+	openAPIPath = "/openapi.json"
+)
+
+// heightHeader is heightMD as an HTTP header.
+var heightHeader = textproto.CanonicalMIMEHeaderKey(heightMD)
+
+// restService is the REST gateway: grpc-gateway's ServeMux with the Query
+// and TxService handlers registered in-process (Register*HandlerServer), so
+// a REST call runs the very queryServer and txServer methods the gRPC server
+// runs, without a loopback connection. Incoming x-emrchain-height and the
+// answered height travel as metadata, which the in-process handlers carry
+// (see queryServer). REST keeps working with [grpc] disabled.
+type restService struct {
+	srv    *http.Server
+	txs    *txServer
+	addr   string
+	done   chan error
+	logger log.Logger
+}
+
+// startREST listens on [api] address and serves in the background. A port
+// already in use is an error here, before anything is served.
+func startREST(env serviceEnv, queries *queryServer, txs *txServer) (*restService, error) {
+	logger := env.logger.With("module", "rest")
+	handler, err := newRESTHandler(queries, txs, env.appConfig.API.CORSAllowedOrigins, logger)
+	if err != nil {
+		return nil, err
+	}
+	addr := env.appConfig.API.Address
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("rest server: listen on %s ([api] address in app.toml or --api.address): %w", addr, err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		// A broadcast may wait broadcast_timeout for its block.
+		WriteTimeout:   txs.timeout + 30*time.Second,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       stdlog.New(logWriter{logger}, "", 0),
+	}
+	s := &restService{srv: srv, txs: txs, addr: lis.Addr().String(), done: make(chan error, 1), logger: logger}
+	go func() { s.done <- srv.Serve(lis) }()
+	logger.Info("REST server listening", "address", s.addr, "openapi", "http://"+s.addr+openAPIPath,
+		"cors_allowed_origins", strings.Join(env.appConfig.API.CORSAllowedOrigins, ","))
+	return s, nil
+}
+
+// Name implements service.
+func (s *restService) Name() string { return "rest" }
+
+// Stop ends waiting broadcasts, then shuts the server down gracefully; when
+// ctx ends first, the remaining connections are closed.
+func (s *restService) Stop(ctx context.Context) error {
+	s.txs.close()
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		_ = s.srv.Close()
+	}
+	if serr := <-s.done; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		return serr
+	}
+	if err == nil {
+		s.logger.Info("REST server stopped", "address", s.addr)
+	}
+	return err
+}
+
+// newRESTHandler is the whole REST API: the gateway, /openapi.json, body
+// limits, ?height=, CORS (when origins are given) and panic recovery.
+func newRESTHandler(queries *queryServer, txs *txServer, corsOrigins []string, logger log.Logger) (http.Handler, error) {
+	ctx := context.Background()
+	gw := runtime.NewServeMux(
+		runtime.WithErrorHandler(restError),
+		runtime.WithRoutingErrorHandler(restRoutingError),
+		runtime.WithIncomingHeaderMatcher(func(key string) (string, bool) {
+			if textproto.CanonicalMIMEHeaderKey(key) == heightHeader {
+				return heightMD, true
+			}
+			return runtime.DefaultHeaderMatcher(key)
+		}),
+		runtime.WithOutgoingHeaderMatcher(func(key string) (string, bool) {
+			if key == heightMD {
+				return heightHeader, true
+			}
+			return "", false
+		}),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: &runtime.JSONPb{
+			MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true},
+			// A misspelt field ("asynch") is an error, not silently ignored.
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+		}}),
+	)
+	if err := emrv1.RegisterQueryHandlerServer(ctx, gw, queries); err != nil {
+		return nil, fmt.Errorf("rest server: %w", err)
+	}
+	if err := emrv1.RegisterTxServiceHandlerServer(ctx, gw, txs); err != nil {
+		return nil, fmt.Errorf("rest server: %w", err)
+	}
+
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == openAPIPath {
+			serveOpenAPI(w, r)
+			return
+		}
+		limit := int64(restMaxBody)
+		if r.URL.Path == restTxPath {
+			limit = int64(base64.StdEncoding.EncodedLen(txs.maxTxBytes()) + restTxBodyMargin)
+		}
+		if r.ContentLength > limit {
+			writeRESTError(w, http.StatusRequestEntityTooLarge, codes.InvalidArgument,
+				fmt.Sprintf("request body of %d bytes is above the limit of %d", r.ContentLength, limit))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		if err := heightParam(r); err != nil {
+			writeRESTError(w, http.StatusBadRequest, codes.InvalidArgument, err.Error())
+			return
+		}
+		gw.ServeHTTP(w, r)
+	})
+	if len(corsOrigins) > 0 {
+		h = cors.New(cors.Options{
+			AllowedOrigins: corsOrigins,
+			AllowedMethods: []string{http.MethodGet, http.MethodHead, http.MethodPost},
+			AllowedHeaders: []string{"Content-Type", heightHeader},
+			ExposedHeaders: []string{heightHeader},
+			MaxAge:         600,
+		}).Handler(h)
+	}
+	return recoverREST(h, logger), nil
+}
+
+// heightParam moves ?height=N into the x-emrchain-height header, which the
+// gateway passes on as metadata; the query parameter and the header may not
+// disagree.
+func heightParam(r *http.Request) error {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return fmt.Errorf("malformed query string: %v", err)
+	}
+	vals, ok := q["height"]
+	if !ok {
+		return nil
+	}
+	for _, v := range append(vals[1:], r.Header.Values(heightHeader)...) {
+		if v != vals[0] {
+			return fmt.Errorf("conflicting heights: ?height=%s and %q", vals[0], v)
+		}
+	}
+	r.Header.Set(heightHeader, vals[0])
+	q.Del("height")
+	r.URL.RawQuery = q.Encode()
+	return nil
+}
+
+// serveOpenAPI serves the OpenAPI document generated from the protos.
+func serveOpenAPI(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeRESTError(w, http.StatusMethodNotAllowed, codes.Unimplemented, "method "+r.Method+" not allowed on "+openAPIPath)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	if r.Method == http.MethodGet {
+		_, _ = w.Write(emrv1.OpenAPI)
+	}
+}
+
+// restErrorBody is every REST error: the gRPC status code (as a number and
+// by name) and the message, which for app errors is the app's error text.
+type restErrorBody struct {
+	Code    codes.Code `json:"code"`
+	Status  string     `json:"status"`
+	Message string     `json:"message"`
+}
+
+func writeRESTError(w http.ResponseWriter, httpStatus int, code codes.Code, msg string) {
+	body, _ := json.Marshal(restErrorBody{Code: code, Status: code.String(), Message: msg})
+	h := w.Header()
+	h.Del(heightHeader)
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(httpStatus)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+// restError is the gateway's error handler: the HTTP status follows the
+// gRPC code (InvalidArgument 400, PermissionDenied 403, NotFound 404,
+// AlreadyExists 409, ...).
+func restError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, _ *http.Request, err error) {
+	st := grpcstatus.Convert(err)
+	code := st.Code()
+	if code == codes.Unknown {
+		// Errors the gateway itself raises without a status are about the
+		// request (its body or parameters), never about the node.
+		code = codes.InvalidArgument
+	}
+	writeRESTError(w, runtime.HTTPStatusFromCode(code), code, st.Message())
+}
+
+// restRoutingError answers requests no route matches: 404, or 405 when the
+// path exists for another method.
+func restRoutingError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	switch httpStatus {
+	case http.StatusMethodNotAllowed:
+		writeRESTError(w, httpStatus, codes.Unimplemented, fmt.Sprintf("method %s not allowed on %s", r.Method, r.URL.Path))
+	case http.StatusNotFound:
+		writeRESTError(w, httpStatus, codes.NotFound, fmt.Sprintf("no route %s %s (the routes are in %s)", r.Method, r.URL.Path, openAPIPath))
+	default:
+		writeRESTError(w, http.StatusBadRequest, codes.InvalidArgument, http.StatusText(httpStatus))
+	}
+}
+
+// recoverREST turns a panic in a handler into a JSON 500 instead of a
+// dropped connection.
+func recoverREST(next http.Handler, logger log.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				logger.Error("REST handler panicked", "method", r.Method, "path", r.URL.Path, "panic", v)
+				writeRESTError(w, http.StatusInternalServerError, codes.Internal, "internal error")
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// logWriter sends net/http's own log lines (TLS handshakes, bad requests)
+// to the node's logger.
+type logWriter struct{ logger log.Logger }
+
+func (l logWriter) Write(p []byte) (int, error) {
+	l.logger.Debug("http server", "msg", strings.TrimSpace(string(p)))
+	return len(p), nil
+}

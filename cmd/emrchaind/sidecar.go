@@ -1,0 +1,408 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	cmtflags "github.com/cometbft/cometbft/libs/cli/flags"
+	"github.com/cometbft/cometbft/libs/log"
+	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
+	rpclocal "github.com/cometbft/cometbft/rpc/client/local"
+	"github.com/spf13/cobra"
+
+	"github.com/emrchain/emrchain/offchain/blobstore"
+	"github.com/emrchain/emrchain/offchain/sidecar"
+)
+
+// Environment variables that override the MinIO credentials of app.toml.
+const (
+	envMinIOAccessKey = "MINIO_ACCESS_KEY"
+	envMinIOSecretKey = "MINIO_SECRET_KEY"
+)
+
+// Sidecar backends.
+const (
+	sidecarBackendFS    = "fs"
+	sidecarBackendMinIO = "minio"
+)
+
+// sidecarConfig is the [sidecar] table of HOME/config/app.toml.
+type sidecarConfig struct {
+	// Enable runs the sidecar inside `emrchaind start`.
+	Enable bool `toml:"enable"`
+	// Listen is the sidecar's HTTP address.
+	Listen string `toml:"listen"`
+	// Node is the CometBFT RPC address `emrchaind sidecar` asks (start
+	// uses the node in its own process).
+	Node string `toml:"node"`
+	// Backend is "fs" or "minio"; empty picks minio when minio_endpoint is
+	// set, fs otherwise.
+	Backend string `toml:"backend"`
+	// Dir of the fs backend, relative to HOME unless absolute.
+	Dir            string `toml:"dir"`
+	MinIOEndpoint  string `toml:"minio_endpoint"`
+	MinIOBucket    string `toml:"minio_bucket"`
+	MinIOAccessKey string `toml:"minio_access_key"`
+	MinIOSecretKey string `toml:"minio_secret_key"`
+	MinIOSecure    bool   `toml:"minio_secure"`
+	MinIORegion    string `toml:"minio_region"`
+	MinIOPrefix    string `toml:"minio_prefix"`
+	// AccessWindow: how long (block time) a committed access event lets
+	// its member download.
+	AccessWindow duration `toml:"access_window"`
+	// MaxClockSkew between a request's timestamp and the sidecar's clock.
+	MaxClockSkew    duration `toml:"max_clock_skew"`
+	ReplayCacheSize int      `toml:"replay_cache_size"`
+	// SweepInterval between garbage-collection passes; "0s" disables them.
+	SweepInterval   duration `toml:"sweep_interval"`
+	SweepGrace      duration `toml:"sweep_grace"`
+	SweepMaxDeletes int      `toml:"sweep_max_deletes"`
+	SweepMaxChecks  int      `toml:"sweep_max_checks"`
+}
+
+// duration is a time.Duration written "10m" in TOML.
+type duration time.Duration
+
+func (d *duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = duration(v)
+	return nil
+}
+
+func (d duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// Default sidecar settings.
+const (
+	defaultSidecarListen = "127.0.0.1:7070"
+	defaultSidecarDir    = "data/blobs"
+	defaultMinIOBucket   = "emrchain-blobs"
+)
+
+func defaultSidecarConfig() sidecarConfig {
+	return sidecarConfig{
+		Enable:          true,
+		Listen:          defaultSidecarListen,
+		Dir:             defaultSidecarDir,
+		MinIOBucket:     defaultMinIOBucket,
+		AccessWindow:    duration(sidecar.DefaultAccessWindow),
+		MaxClockSkew:    duration(sidecar.DefaultMaxClockSkew),
+		ReplayCacheSize: sidecar.DefaultReplayCacheSize,
+		SweepInterval:   duration(sidecar.DefaultSweepInterval),
+		SweepGrace:      duration(sidecar.DefaultSweepGrace),
+		SweepMaxDeletes: sidecar.DefaultSweepMaxDeletes,
+		SweepMaxChecks:  sidecar.DefaultSweepMaxChecks,
+	}
+}
+
+// renderSidecarConfig is the [sidecar] table of app.toml holding c, with
+// comments; writeAppConfig appends it.
+func renderSidecarConfig(c sidecarConfig) string {
+	return fmt.Sprintf(`
+[sidecar]
+# Run the blob sidecar (HTTP) inside "emrchaind start". "emrchaind sidecar"
+# runs it on its own with the same settings (and ignores enable).
+enable = %t
+# HTTP listen address. Keep it on loopback unless a TLS proxy fronts it.
+listen = %q
+# CometBFT RPC the standalone sidecar asks (empty: rpc.laddr of config.toml).
+node = %q
+# "fs" (embedded store under dir) or "minio"; empty: minio when
+# minio_endpoint is set, else fs.
+backend = %q
+# Directory of the fs backend, relative to the home directory.
+dir = %q
+# MinIO / S3: "host:port" or "http(s)://host:port"; the bucket is created if
+# missing. MINIO_ACCESS_KEY and MINIO_SECRET_KEY in the environment override
+# the keys below.
+minio_endpoint = %q
+minio_bucket = %q
+minio_access_key = %q
+minio_secret_key = %q
+minio_secure = %t
+minio_region = %q
+# Prefix of every object name, to share a bucket between nodes ("node0/").
+minio_prefix = %q
+# How long, in block time, a committed access event lets its member download
+# the record's ciphertext.
+access_window = %q
+# Largest difference between a request's timestamp and this machine's clock;
+# a request seen before within it is refused as a replay.
+max_clock_skew = %q
+# Signed requests remembered for replay protection.
+replay_cache_size = %d
+# Garbage collection of blobs no committed record or share references: how
+# often ("0s" disables it), how old a blob must be, and bounds per pass.
+sweep_interval = %q
+sweep_grace = %q
+sweep_max_deletes = %d
+sweep_max_checks = %d
+`, c.Enable, c.Listen, c.Node, c.Backend, c.Dir, c.MinIOEndpoint, c.MinIOBucket, c.MinIOAccessKey, c.MinIOSecretKey,
+		c.MinIOSecure, c.MinIORegion, c.MinIOPrefix, time.Duration(c.AccessWindow).String(), time.Duration(c.MaxClockSkew).String(),
+		c.ReplayCacheSize, time.Duration(c.SweepInterval).String(), time.Duration(c.SweepGrace).String(), c.SweepMaxDeletes, c.SweepMaxChecks)
+}
+
+// loadSidecarConfig reads the [sidecar] table of HOME/config/app.toml over
+// the defaults (a missing file or table means the defaults), with the rest
+// of app.toml: one parser, so an unknown key anywhere is an error.
+func loadSidecarConfig(home string) (sidecarConfig, error) {
+	c, err := loadAppConfig(home)
+	return c.Sidecar, err
+}
+
+// resolve applies the environment, picks the backend and checks the
+// settings; home roots a relative dir.
+func (c *sidecarConfig) resolve(home string) error {
+	if v := os.Getenv(envMinIOAccessKey); v != "" {
+		c.MinIOAccessKey = v
+	}
+	if v := os.Getenv(envMinIOSecretKey); v != "" {
+		c.MinIOSecretKey = v
+	}
+	if c.Backend == "" {
+		c.Backend = sidecarBackendFS
+		if c.MinIOEndpoint != "" {
+			c.Backend = sidecarBackendMinIO
+		}
+	}
+	if c.Dir == "" {
+		c.Dir = defaultSidecarDir
+	}
+	if !filepath.IsAbs(c.Dir) {
+		c.Dir = filepath.Join(home, c.Dir)
+	}
+	switch c.Backend {
+	case sidecarBackendFS:
+	case sidecarBackendMinIO:
+		if c.MinIOEndpoint == "" || c.MinIOBucket == "" {
+			return errors.New("sidecar: the minio backend needs minio_endpoint and minio_bucket")
+		}
+		if c.MinIOAccessKey == "" || c.MinIOSecretKey == "" {
+			return fmt.Errorf("sidecar: the minio backend needs credentials: set %s and %s (or minio_access_key and minio_secret_key in app.toml)",
+				envMinIOAccessKey, envMinIOSecretKey)
+		}
+	default:
+		return fmt.Errorf("sidecar: unknown backend %q (want %s or %s)", c.Backend, sidecarBackendFS, sidecarBackendMinIO)
+	}
+	switch {
+	case c.Listen == "":
+		return errors.New("sidecar: listen address is empty")
+	case c.AccessWindow <= 0:
+		return errors.New("sidecar: access_window must be positive")
+	case c.MaxClockSkew <= 0:
+		return errors.New("sidecar: max_clock_skew must be positive")
+	case c.SweepInterval < 0 || c.SweepGrace < 0:
+		return errors.New("sidecar: sweep_interval and sweep_grace must not be negative")
+	case c.ReplayCacheSize < 0 || c.SweepMaxDeletes < 0 || c.SweepMaxChecks < 0:
+		return errors.New("sidecar: replay_cache_size, sweep_max_deletes and sweep_max_checks must not be negative")
+	}
+	return nil
+}
+
+// openBlobStore opens the configured backend.
+func (c *sidecarConfig) openBlobStore(ctx context.Context) (blobstore.Store, error) {
+	if c.Backend == sidecarBackendMinIO {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		return blobstore.OpenMinIO(ctx, blobstore.MinIOConfig{
+			Endpoint: c.MinIOEndpoint, Bucket: c.MinIOBucket, AccessKey: c.MinIOAccessKey, SecretKey: c.MinIOSecretKey,
+			Secure: c.MinIOSecure, Region: c.MinIORegion, Prefix: c.MinIOPrefix,
+		})
+	}
+	return blobstore.OpenFS(c.Dir)
+}
+
+// newSidecarServer builds (but does not start) a sidecar from c.
+func newSidecarServer(ctx context.Context, c sidecarConfig, chain sidecar.ChainView, logger log.Logger) (*sidecar.Server, error) {
+	store, err := c.openBlobStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sweep := time.Duration(c.SweepInterval)
+	if sweep == 0 {
+		sweep = -1 // disabled
+	}
+	return sidecar.New(sidecar.Options{
+		Store:           store,
+		Chain:           chain,
+		Logger:          logger,
+		AccessWindow:    time.Duration(c.AccessWindow),
+		MaxClockSkew:    time.Duration(c.MaxClockSkew),
+		ReplayCacheSize: c.ReplayCacheSize,
+		SweepInterval:   sweep,
+		SweepGrace:      time.Duration(c.SweepGrace),
+		SweepMaxDeletes: c.SweepMaxDeletes,
+		SweepMaxChecks:  c.SweepMaxChecks,
+	})
+}
+
+// sidecarService runs the sidecar beside the node in `emrchaind start`.
+type sidecarService struct{ srv *sidecar.Server }
+
+func (s *sidecarService) Name() string { return "sidecar" }
+
+func (s *sidecarService) Stop(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+
+// startSidecarService starts the blob sidecar inside `emrchaind start` when
+// [sidecar] enable is true, and returns nil (no service) when it is not. It
+// asks the node in this process through CometBFT's local RPC client: no
+// network hop, the same ABCI query path (serialised with consensus) as a
+// remote client would take.
+func startSidecarService(ctx context.Context, env serviceEnv) (service, error) {
+	c := env.appConfig.Sidecar
+	if !c.Enable {
+		return nil, nil
+	}
+	if err := c.resolve(env.home); err != nil {
+		return nil, err
+	}
+	logger := env.logger.With("module", "sidecar")
+	chain := sidecar.NewNodeChainView(rpclocal.New(env.node))
+	srv, err := newSidecarServer(ctx, c, chain, logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.Start(c.Listen); err != nil {
+		return nil, err
+	}
+	return &sidecarService{srv: srv}, nil
+}
+
+func newSidecarCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "sidecar",
+		Short: "Run the blob sidecar on its own, beside a node",
+		Long: `sidecar runs the blob sidecar: an HTTP server that stores ciphertext under its
+SHA-256 (PUT /v1/blobs) and serves it (GET /v1/blobs/{sha256}, with ranges)
+only to members the chain allows: the patient's owner, or a member whose
+RecordAccess for a record with that hash is committed and younger than the
+access window. Requests are signed with the member's ed25519 key
+(X-Emr-Address, X-Emr-Timestamp, X-Emr-Body-SHA256, X-Emr-Signature);
+stale or replayed requests are refused. GET /healthz and GET /metrics
+(Prometheus) need no signature.
+
+Settings come from the [sidecar] table of HOME/config/app.toml (defaults if
+there is none); the flags override them. The backend is the embedded
+filesystem store (HOME/data/blobs) unless a MinIO endpoint is configured;
+MinIO credentials come from MINIO_ACCESS_KEY and MINIO_SECRET_KEY or from
+app.toml. The sidecar asks the node at --node (default: rpc.laddr of
+HOME/config/config.toml, else tcp://127.0.0.1:26657) over CometBFT RPC and
+trusts it: run it beside your own node. "emrchaind start" runs the same
+sidecar in-process when [sidecar] enable = true.`,
+		Example: `  emrchaind sidecar --home ./node0
+  emrchaind sidecar --home ./node0 --listen 127.0.0.1:7071 --node tcp://127.0.0.1:26657
+  MINIO_ACCESS_KEY=... MINIO_SECRET_KEY=... emrchaind sidecar --home ./node0 \
+    --backend minio --minio-endpoint http://127.0.0.1:9000 --minio-bucket emr`,
+		Args: cobra.NoArgs,
+		RunE: runSidecar,
+	}
+	f := cmd.Flags()
+	f.String("listen", "", "HTTP listen address (default: app.toml, else "+defaultSidecarListen+")")
+	f.String("node", "", "CometBFT RPC address of the node to ask (default: app.toml, else config.toml's rpc.laddr)")
+	f.String("backend", "", "blob store: fs or minio (default: app.toml, else minio if an endpoint is set, else fs)")
+	f.String("dir", "", "directory of the fs backend (default: app.toml, else HOME/"+defaultSidecarDir+")")
+	f.String("minio-endpoint", "", "MinIO endpoint, host:port or http(s)://host:port")
+	f.String("minio-bucket", "", "MinIO bucket, created if missing (default: app.toml, else "+defaultMinIOBucket+")")
+	f.Bool("minio-secure", false, "use TLS to MinIO (for a host:port endpoint)")
+	f.Duration("access-window", 0, "how long a committed access event allows a download, in block time (default: app.toml, else 10m)")
+	f.Duration("max-clock-skew", 0, "accepted request timestamp skew (default: app.toml, else 60s)")
+	f.Duration("sweep-interval", 0, "garbage-collection interval (default: app.toml, else 10m)")
+	f.Duration("sweep-grace", 0, "never sweep blobs younger than this (default: app.toml, else 1h)")
+	return cmd
+}
+
+// sidecarFromFlags loads app.toml and applies the command's flags.
+func sidecarFromFlags(cmd *cobra.Command, home string) (sidecarConfig, error) {
+	c, err := loadSidecarConfig(home)
+	if err != nil {
+		return c, err
+	}
+	f := cmd.Flags()
+	for name, dst := range map[string]*string{
+		"listen": &c.Listen, "node": &c.Node, "backend": &c.Backend, "dir": &c.Dir,
+		"minio-endpoint": &c.MinIOEndpoint, "minio-bucket": &c.MinIOBucket,
+	} {
+		if f.Changed(name) {
+			*dst, _ = f.GetString(name)
+		}
+	}
+	if f.Changed("dir") && !filepath.IsAbs(c.Dir) {
+		// A flag is relative to the working directory, like every path flag.
+		c.Dir, _ = filepath.Abs(c.Dir)
+	}
+	if f.Changed("minio-secure") {
+		c.MinIOSecure, _ = f.GetBool("minio-secure")
+	}
+	for name, dst := range map[string]*duration{
+		"access-window": &c.AccessWindow, "max-clock-skew": &c.MaxClockSkew,
+		"sweep-interval": &c.SweepInterval, "sweep-grace": &c.SweepGrace,
+	} {
+		if f.Changed(name) {
+			v, _ := f.GetDuration(name)
+			*dst = duration(v)
+		}
+	}
+	if c.Node == "" {
+		c.Node = "tcp://127.0.0.1:26657"
+		if conf, err := loadCometConfig(home); err == nil {
+			c.Node = conf.RPC.ListenAddress
+		}
+	}
+	return c, c.resolve(home)
+}
+
+func runSidecar(cmd *cobra.Command, _ []string) error {
+	home, err := homeFlag(cmd)
+	if err != nil {
+		return err
+	}
+	c, err := sidecarFromFlags(cmd, home)
+	if err != nil {
+		return err
+	}
+	level, _ := cmd.Flags().GetString(flagLogLevel)
+	if level == "" {
+		level = "info"
+	}
+	logger, err := cmtflags.ParseLogLevel(level, log.NewTMLogger(log.NewSyncWriter(os.Stdout)), "info")
+	if err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	logger = logger.With("module", "sidecar")
+
+	rpc, err := rpchttp.NewWithTimeout(c.Node, 30)
+	if err != nil {
+		return fmt.Errorf("node %s: %w", c.Node, err)
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv, err := newSidecarServer(ctx, c, sidecar.NewNodeChainView(rpc), logger)
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(c.Listen); err != nil {
+		return err
+	}
+	backend := c.Backend
+	if backend == sidecarBackendFS {
+		backend += " " + c.Dir
+	} else {
+		backend += " " + strings.TrimSuffix(c.MinIOEndpoint, "/") + "/" + c.MinIOBucket
+	}
+	logger.Info("sidecar started", "listen", srv.Addr().String(), "node", c.Node, "backend", backend)
+	<-ctx.Done()
+	stop()
+	logger.Info("signal received, shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}

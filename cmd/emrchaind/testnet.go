@@ -1,0 +1,420 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	cmtcfg "github.com/cometbft/cometbft/config"
+	"github.com/cometbft/cometbft/p2p"
+	"github.com/cometbft/cometbft/privval"
+	cmttypes "github.com/cometbft/cometbft/types"
+	"github.com/emrchain/emrchain/store"
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+// Names and defaults of the testnet command.
+const (
+	testnetFile        = "testnet.json"
+	testnetKeysDir     = "keys"
+	testnetChainID     = "emrchain-localnet"
+	testnetBasePort    = 26600
+	testnetHost        = "127.0.0.1"
+	testnetMaxNodes    = 64
+	testnetPortStride  = 10
+	testnetMinioAddr   = "127.0.0.1:9000"
+	testnetMinioBucket = "emrchain"
+)
+
+// Offsets of each node's ports from its block of testnetPortStride ports.
+const (
+	portOffsetP2P = iota
+	portOffsetRPC
+	portOffsetGRPC
+	portOffsetAPI
+	portOffsetSidecar
+)
+
+// The default consortium: two hospitals and a research institute, one
+// registrar each (key "registrar-<org id>").
+var testnetDefaultOrgs = []string{
+	"hospital-a:Hospital A:hospital",
+	"hospital-b:Hospital B:hospital",
+	"research-institute:Research Institute:research",
+}
+
+// testnetOptions are the flags of testnet.
+type testnetOptions struct {
+	validators    int
+	output        string
+	chainID       string
+	orgs          []string
+	registrars    []string
+	basePort      int
+	blob          string
+	minioAddr     string
+	backend       string
+	timeoutCommit time.Duration
+	emptyBlocks   time.Duration
+	force         bool
+}
+
+// Testnet is DIR/testnet.json: everything a script or test needs to reach
+// the nodes of a testnet and act as its registrars.
+type Testnet struct {
+	ChainID string        `json:"chain_id"`
+	Blob    TestnetBlob   `json:"blob"`
+	Nodes   []TestnetNode `json:"nodes"`
+	Orgs    []TestnetOrg  `json:"organizations"`
+	Keys    []TestnetKey  `json:"keys"`
+}
+
+// TestnetNode is one validator of a testnet.
+type TestnetNode struct {
+	Name             string `json:"name"`
+	Home             string `json:"home"`
+	NodeID           string `json:"node_id"`
+	ValidatorAddress string `json:"validator_address"`
+	// RPC and P2P are CometBFT listen addresses (tcp://host:port).
+	RPC string `json:"rpc"`
+	P2P string `json:"p2p"`
+	// GRPC is host:port; API and Sidecar are http:// URLs.
+	GRPC    string `json:"grpc"`
+	API     string `json:"api"`
+	Sidecar string `json:"sidecar"`
+	// PersistentPeers is the node's p2p.persistent_peers.
+	PersistentPeers string `json:"persistent_peers"`
+}
+
+// TestnetBlob is where the sidecars keep ciphertext.
+type TestnetBlob struct {
+	// Kind is "fs" (each sidecar's embedded store under HOME/data/blobs) or
+	// "minio" (one MinIO server shared by all sidecars).
+	Kind        string `json:"kind"`
+	MinioAddr   string `json:"minio_addr,omitempty"`
+	MinioBucket string `json:"minio_bucket,omitempty"`
+}
+
+// TestnetOrg is one organization of the genesis.
+type TestnetOrg struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	Kind string `json:"kind"`
+}
+
+// TestnetKey is one development key written under DIR/keys.
+type TestnetKey struct {
+	Name           string `json:"name"`
+	Role           string `json:"role"`
+	OrganizationID string `json:"organization_id"`
+	Address        string `json:"address"`
+	File           string `json:"file"`
+}
+
+func newTestnetCmd() *cobra.Command {
+	var o testnetOptions
+	cmd := &cobra.Command{
+		Use:   "testnet --output DIR",
+		Short: "Write the homes of a multi-validator consortium on this machine",
+		Long: `testnet writes a consortium of validators that run on one machine, all on
+127.0.0.1:
+
+  DIR/node0 .. DIR/nodeN-1   one home per validator (as written by init), with
+                             its own ports, every other node as a persistent
+                             peer, and the same genesis listing all validators
+  DIR/keys/NAME.json         the registrars' development keys (see init --help
+                             for the format)
+  DIR/testnet.json           the chain id and, per node, its home and its RPC,
+                             P2P, gRPC, REST and sidecar addresses; the
+                             organizations; the key files
+
+Node i uses the ten ports from --base-port + 10*i: P2P +0, RPC +1, gRPC +2,
+REST +3, sidecar +4. The default consortium is two hospitals (hospital-a,
+hospital-b) and a research institute (research-institute), each with a
+registrar "registrar-<org id>"; --org replaces it, and without --registrar
+each --org gets such a registrar.
+
+Start each node with: emrchaind start --home DIR/nodeI (or make localnet).
+testnet refuses a non-empty DIR; --force deletes a DIR that holds a testnet
+(DIR/testnet.json) and writes a new one.`,
+		Example: `  emrchaind testnet --output ./localnet
+  emrchaind testnet --output /tmp/net --validators 7 --base-port 30000 --chain-id emr-test-2
+  emrchaind testnet --output ./localnet --force --org st-mary:"St Mary's":hospital --org lab-1:"Lab 1":lab`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := runTestnet(cmd.OutOrStdout(), o)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.validators, "validators", 4, "number of validators")
+	f.StringVar(&o.output, "output", "", "directory to write the testnet into (required)")
+	f.StringVar(&o.chainID, "chain-id", testnetChainID, "chain id")
+	f.StringArrayVar(&o.orgs, "org", nil, `organization "id:name:kind" (repeatable; default: hospital-a, hospital-b, research-institute)`)
+	f.StringArrayVar(&o.registrars, "registrar", nil, `registrar "org-id:NAME" (repeatable; default: "registrar-<org id>" for every organization)`)
+	f.IntVar(&o.basePort, "base-port", testnetBasePort, "first port; node i uses the ten ports from base-port + 10*i")
+	f.StringVar(&o.blob, "blob", "fs", `blob store of the sidecars: "fs" (embedded, per node) or "minio" (one shared MinIO server)`)
+	f.StringVar(&o.minioAddr, "minio-addr", testnetMinioAddr, "MinIO server address with --blob minio")
+	f.StringVar(&o.backend, "backend", store.BackendGoLevelDB, "database engine: goleveldb or pebble")
+	f.DurationVar(&o.timeoutCommit, "timeout-commit", 500*time.Millisecond, "consensus timeout_commit")
+	f.DurationVar(&o.emptyBlocks, "empty-blocks-interval", 10*time.Second, "make an empty block at least this often when idle (0 = continuously)")
+	f.BoolVar(&o.force, "force", false, "delete an existing testnet in --output first")
+	_ = cmd.MarkFlagRequired("output")
+	return cmd
+}
+
+// runTestnet writes the testnet and returns its description.
+func runTestnet(w io.Writer, o testnetOptions) (*Testnet, error) {
+	if o.validators < 1 || o.validators > testnetMaxNodes {
+		return nil, fmt.Errorf("--validators %d: want 1 to %d", o.validators, testnetMaxNodes)
+	}
+	if o.basePort < 1024 || o.basePort+testnetPortStride*o.validators > 65535 {
+		return nil, fmt.Errorf("--base-port %d: the ports of %d validators must lie within 1024-65535", o.basePort, o.validators)
+	}
+	if o.blob != "fs" && o.blob != "minio" {
+		return nil, fmt.Errorf(`--blob %q: want "fs" or "minio"`, o.blob)
+	}
+	if err := validateBackend(o.backend); err != nil {
+		return nil, err
+	}
+	out, err := filepath.Abs(o.output)
+	if err != nil {
+		return nil, err
+	}
+	orgs := o.orgs
+	if len(orgs) == 0 {
+		orgs = testnetDefaultOrgs
+	}
+	registrars := o.registrars
+	if len(registrars) == 0 {
+		for _, s := range orgs {
+			id, _, _ := strings.Cut(s, ":")
+			registrars = append(registrars, id+":registrar-"+id)
+		}
+	}
+
+	// Everything that can fail on bad input is checked before DIR is touched.
+	base := initOptions{
+		chainID:       o.chainID,
+		orgs:          orgs,
+		registrars:    registrars,
+		backend:       o.backend,
+		timeoutCommit: o.timeoutCommit,
+		emptyBlocks:   o.emptyBlocks,
+	}
+	gs, keys, err := buildGenesisState(base)
+	if err != nil {
+		return nil, err
+	}
+	appState, err := protojson.MarshalOptions{Indent: "  ", UseProtoNames: true}.Marshal(gs)
+	if err != nil {
+		return nil, fmt.Errorf("encode app_state: %w", err)
+	}
+	if err := prepareTestnetDir(out, o.force); err != nil {
+		return nil, err
+	}
+
+	// The consortium's app_state, read by init for every node.
+	appStateFile := filepath.Join(out, ".app_state.json")
+	if err := os.WriteFile(appStateFile, appState, 0o600); err != nil {
+		return nil, err
+	}
+	defer os.Remove(appStateFile)
+
+	net := &Testnet{ChainID: o.chainID, Blob: TestnetBlob{Kind: o.blob}}
+	if o.blob == "minio" {
+		net.Blob.MinioAddr, net.Blob.MinioBucket = o.minioAddr, testnetMinioBucket
+	}
+	var validators []cmttypes.GenesisValidator
+	for i := range o.validators {
+		port := func(off int) int { return o.basePort + testnetPortStride*i + off }
+		n := TestnetNode{
+			Name:    fmt.Sprintf("node%d", i),
+			Home:    filepath.Join(out, fmt.Sprintf("node%d", i)),
+			RPC:     fmt.Sprintf("tcp://%s:%d", testnetHost, port(portOffsetRPC)),
+			P2P:     fmt.Sprintf("tcp://%s:%d", testnetHost, port(portOffsetP2P)),
+			GRPC:    fmt.Sprintf("%s:%d", testnetHost, port(portOffsetGRPC)),
+			API:     fmt.Sprintf("http://%s:%d", testnetHost, port(portOffsetAPI)),
+			Sidecar: fmt.Sprintf("http://%s:%d", testnetHost, port(portOffsetSidecar)),
+		}
+		ni := base
+		ni.home, ni.moniker, ni.appStateFile = n.Home, n.Name, appStateFile
+		ni.orgs, ni.registrars = nil, nil // all in the app_state already
+		ni.rpcAddr, ni.p2pAddr, ni.grpcAddr, ni.apiAddr = n.RPC, n.P2P, n.GRPC, strings.TrimPrefix(n.API, "http://")
+		// testnet prints one summary of its own, not init's per node.
+		if err := runInit(io.Discard, ni); err != nil {
+			return nil, fmt.Errorf("%s: %w", n.Name, err)
+		}
+		conf := cmtcfg.DefaultConfig()
+		conf.SetRoot(n.Home)
+		nodeKey, err := p2p.LoadNodeKey(conf.NodeKeyFile())
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", n.Name, err)
+		}
+		pv := privval.LoadFilePV(conf.PrivValidatorKeyFile(), conf.PrivValidatorStateFile())
+		pub, err := pv.GetPubKey()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", n.Name, err)
+		}
+		n.NodeID = string(nodeKey.ID())
+		n.ValidatorAddress = pub.Address().String()
+		validators = append(validators, cmttypes.GenesisValidator{Address: pub.Address(), PubKey: pub, Power: 10, Name: n.Name})
+		net.Nodes = append(net.Nodes, n)
+	}
+
+	// One genesis, every validator in it, every node with the others as peers.
+	genDoc, err := cmttypes.GenesisDocFromFile(filepath.Join(net.Nodes[0].Home, cmtcfg.DefaultConfigDir, cmtcfg.DefaultGenesisJSONName))
+	if err != nil {
+		return nil, err
+	}
+	genDoc.Validators = validators
+	if err := genDoc.ValidateAndComplete(); err != nil {
+		return nil, fmt.Errorf("genesis: %w", err)
+	}
+	for i := range net.Nodes {
+		n := &net.Nodes[i]
+		var peers []string
+		for j, m := range net.Nodes {
+			if j != i {
+				peers = append(peers, m.NodeID+"@"+strings.TrimPrefix(m.P2P, "tcp://"))
+			}
+		}
+		n.PersistentPeers = strings.Join(peers, ",")
+		if err := genDoc.SaveAs(filepath.Join(n.Home, cmtcfg.DefaultConfigDir, cmtcfg.DefaultGenesisJSONName)); err != nil {
+			return nil, fmt.Errorf("%s: write genesis: %w", n.Name, err)
+		}
+		conf, err := loadCometConfig(n.Home)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", n.Name, err)
+		}
+		conf.P2P.PersistentPeers = n.PersistentPeers
+		cmtcfg.WriteConfigFile(filepath.Join(n.Home, cmtcfg.DefaultConfigDir, cmtcfg.DefaultConfigFileName), conf)
+		if err := configureTestnetServices(n.Home, *n, net.Blob); err != nil {
+			return nil, fmt.Errorf("%s: %w", n.Name, err)
+		}
+	}
+
+	// The registrars' keys, and the description of the whole net.
+	for _, k := range keys {
+		if err := writeKeyFile(filepath.Join(out, testnetKeysDir), k); err != nil {
+			return nil, fmt.Errorf("write key %s: %w", k.Name, err)
+		}
+		net.Keys = append(net.Keys, TestnetKey{
+			Name: k.Name, Role: k.Role, OrganizationID: k.OrganizationID, Address: k.Address,
+			File: filepath.Join(out, testnetKeysDir, k.Name+".json"),
+		})
+	}
+	for _, org := range gs.Organizations {
+		net.Orgs = append(net.Orgs, TestnetOrg{
+			ID: org.Id, Name: org.Name,
+			Kind: strings.ToLower(strings.TrimPrefix(org.Kind.String(), "ORGANIZATION_KIND_")),
+		})
+	}
+	desc, err := json.MarshalIndent(net, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(out, testnetFile), append(desc, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+
+	fmt.Fprintf(w, "Wrote a %d-validator testnet of chain %s in %s\n", len(net.Nodes), net.ChainID, out)
+	for _, n := range net.Nodes {
+		fmt.Fprintf(w, "  %-6s rpc %s  p2p %s  grpc %s  api %s  sidecar %s\n", n.Name, n.RPC, n.P2P, n.GRPC, n.API, n.Sidecar)
+	}
+	for _, k := range net.Keys {
+		fmt.Fprintf(w, "  key %-28s %s of %s  %s\n", k.Name, k.Role, k.OrganizationID, k.File)
+	}
+	fmt.Fprintf(w, "Description: %s\n", filepath.Join(out, testnetFile))
+	fmt.Fprintf(w, "Start each node with: emrchaind start --home %s/nodeI\n", out)
+	return net, nil
+}
+
+// prepareTestnetDir makes out an empty directory. A non-empty out is
+// refused, unless force is set and out holds a testnet (testnet.json): only
+// then is it deleted, so a mistyped --output never wipes unrelated files.
+func prepareTestnetDir(out string, force bool) error {
+	entries, err := os.ReadDir(out)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return os.MkdirAll(out, 0o755)
+	case err != nil:
+		return err
+	case len(entries) == 0:
+		return nil
+	case !force:
+		return fmt.Errorf("%s is not empty; refusing to overwrite it: pass --force to delete the testnet in it and write a new one", out)
+	}
+	if _, err := os.Stat(filepath.Join(out, testnetFile)); err != nil {
+		return fmt.Errorf("--force: %s holds no %s, so it is not a testnet; not deleting it", out, testnetFile)
+	}
+	if err := os.RemoveAll(out); err != nil {
+		return fmt.Errorf("--force: %w", err)
+	}
+	return os.MkdirAll(out, 0o755)
+}
+
+// writeKeyFile writes k as dir/NAME.json (mode 0600), refusing to overwrite.
+func writeKeyFile(dir string, k *devKey) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(k, "", "  ")
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, k.Name+".json"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// configureTestnetServices gives the node's blob sidecar its own listen
+// address and blob store: the [sidecar] table of app.toml (init sets the
+// gRPC and REST addresses). With minio, all sidecars share one server and
+// bucket, each under its own prefix ("node0/"): one storage operator, each
+// hospital's objects apart. The MinIO credentials are not written: the
+// sidecars take them from MINIO_ACCESS_KEY and MINIO_SECRET_KEY.
+func configureTestnetServices(home string, n TestnetNode, blob TestnetBlob) error {
+	c := defaultSidecarConfig()
+	c.Listen = strings.TrimPrefix(n.Sidecar, "http://")
+	c.Backend = blob.Kind
+	if blob.Kind == sidecarBackendMinIO {
+		c.MinIOEndpoint, c.MinIOBucket, c.MinIOPrefix = blob.MinioAddr, blob.MinioBucket, n.Name+"/"
+	}
+	path := filepath.Join(home, cmtcfg.DefaultConfigDir, appConfigFile)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	body := strings.TrimRight(withoutTOMLTable(string(raw), "sidecar"), "\n") + "\n" + renderSidecarConfig(c)
+	return os.WriteFile(path, []byte(body), 0o644)
+}
+
+// withoutTOMLTable removes the table [name] (its header line up to the next
+// table header) from a TOML document written by this command.
+func withoutTOMLTable(doc, name string) string {
+	lines := strings.SplitAfter(doc, "\n")
+	var out []string
+	skipping := false
+	for _, l := range lines {
+		if t := strings.TrimSpace(l); strings.HasPrefix(t, "[") {
+			skipping = t == "["+name+"]"
+		}
+		if !skipping {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "")
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	abcitypes "github.com/cometbft/cometbft/abci/types"
+	"github.com/cometbft/cometbft/libs/log"
+	cmtpubsub "github.com/cometbft/cometbft/libs/pubsub"
+	ctypes "github.com/cometbft/cometbft/rpc/core/types"
+	cmttypes "github.com/cometbft/cometbft/types"
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
+)
+
+// fakeSub is an event subscription the test drives.
+type fakeSub struct {
+	out      chan cmtpubsub.Message
+	canceled chan struct{}
+}
+
+func newFakeSub() *fakeSub {
+	return &fakeSub{out: make(chan cmtpubsub.Message, 1), canceled: make(chan struct{})}
+}
+
+func (s *fakeSub) Out() <-chan cmtpubsub.Message { return s.out }
+func (s *fakeSub) Canceled() <-chan struct{}     { return s.canceled }
+func (s *fakeSub) Err() error                    { return errors.New("canceled by the test") }
+
+var _ cmttypes.Subscription = (*fakeSub)(nil)
+
+// TestTxServerWait covers every way a waiting broadcast ends.
+func TestTxServerWait(t *testing.T) {
+	hash := []byte{0xab, 0xcd}
+	notIndexed := func([]byte) (*ctypes.ResultTx, error) { return nil, errors.New("tx not found") }
+	newServer := func(timeout time.Duration, lookup func([]byte) (*ctypes.ResultTx, error)) *txServer {
+		return &txServer{timeout: timeout, lookupTx: lookup, logger: log.NewNopLogger(), done: make(chan struct{})}
+	}
+
+	t.Run("event", func(t *testing.T) {
+		s, sub := newServer(time.Minute, notIndexed), newFakeSub()
+		sub.out <- cmtpubsub.NewMessage(cmttypes.EventDataTx{TxResult: abcitypes.TxResult{
+			Height: 7, Result: abcitypes.ExecTxResult{Code: 13, Codespace: "emrchain", Log: "no permission"}}}, nil)
+		r, err := s.wait(context.Background(), sub, hash)
+		if err != nil || r.Hash != "abcd" || r.Height != 7 || r.Code != 13 || r.Codespace != "emrchain" || r.Log != "no permission" {
+			t.Fatalf("wait = %+v, %v", r, err)
+		}
+	})
+	t.Run("subscription cancelled, found by polling", func(t *testing.T) {
+		found := func([]byte) (*ctypes.ResultTx, error) {
+			return &ctypes.ResultTx{Height: 9, TxResult: abcitypes.ExecTxResult{}}, nil
+		}
+		s, sub := newServer(time.Minute, found), newFakeSub()
+		close(sub.canceled)
+		r, err := s.wait(context.Background(), sub, hash)
+		if err != nil || r.Height != 9 || r.Code != 0 {
+			t.Fatalf("wait = %+v, %v", r, err)
+		}
+	})
+	for _, c := range []struct {
+		name string
+		end  func(s *txServer, cancel context.CancelFunc)
+		want codes.Code
+	}{
+		{"timeout", func(*txServer, context.CancelFunc) {}, codes.DeadlineExceeded},
+		{"caller gone", func(_ *txServer, cancel context.CancelFunc) { cancel() }, codes.Canceled},
+		{"services stopping", func(s *txServer, _ context.CancelFunc) { s.close(); s.close() }, codes.Unavailable},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			timeout := time.Minute
+			if c.want == codes.DeadlineExceeded {
+				timeout = 50 * time.Millisecond
+			}
+			s := newServer(timeout, notIndexed)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			c.end(s, cancel)
+			_, err := s.wait(ctx, newFakeSub(), hash)
+			if grpcstatus.Code(err) != c.want {
+				t.Fatalf("wait: %v, want %v", err, c.want)
+			}
+		})
+	}
+}

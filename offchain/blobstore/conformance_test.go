@@ -1,0 +1,310 @@
+package blobstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testData is deterministic pseudo-random bytes.
+func testData(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+func sumOf(b []byte) Sum { return sha256.Sum256(b) }
+
+func mustPut(t *testing.T, s Store, data []byte) Sum {
+	t.Helper()
+	sum := sumOf(data)
+	if err := s.Put(context.Background(), sum, bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatalf("Put %d bytes: %v", len(data), err)
+	}
+	return sum
+}
+
+func readAll(t *testing.T, s Store, sum Sum, off, n int64) ([]byte, int64) {
+	t.Helper()
+	rc, size, err := s.Get(context.Background(), sum, off, n)
+	if err != nil {
+		t.Fatalf("Get(%d, %d): %v", off, n, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return b, size
+}
+
+func listAll(t *testing.T, s Store) []Info {
+	t.Helper()
+	var out []Info
+	if err := s.List(context.Background(), func(i Info) bool { out = append(out, i); return true }); err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	return out
+}
+
+// onlyReader hides every interface but io.Reader.
+type onlyReader struct{ io.Reader }
+
+// runConformance is the behaviour every Store must have.
+func runConformance(t *testing.T, open func(t *testing.T) Store) {
+	ctx := context.Background()
+
+	t.Run("RoundTrip", func(t *testing.T) {
+		s := open(t)
+		data := testData(1, 100_000)
+		sum := mustPut(t, s, data)
+		got, size := readAll(t, s, sum, 0, -1)
+		if size != int64(len(data)) || !bytes.Equal(got, data) {
+			t.Fatalf("Get returned %d bytes (size %d), want the %d put", len(got), size, len(data))
+		}
+		info, err := s.Stat(ctx, sum)
+		if err != nil || info.Size != int64(len(data)) || info.Sum != sum || info.ModTime.IsZero() {
+			t.Fatalf("Stat = %+v, %v", info, err)
+		}
+		if d := time.Since(info.ModTime); d < -time.Minute || d > time.Minute {
+			t.Fatalf("ModTime %v is not about now", info.ModTime)
+		}
+		if err := s.Ping(ctx); err != nil {
+			t.Fatalf("Ping: %v", err)
+		}
+	})
+
+	t.Run("EmptyBlob", func(t *testing.T) {
+		s := open(t)
+		sum := mustPut(t, s, nil)
+		got, size := readAll(t, s, sum, 0, -1)
+		if size != 0 || len(got) != 0 {
+			t.Fatalf("empty blob: %d bytes, size %d", len(got), size)
+		}
+	})
+
+	t.Run("HashMismatchStoresNothing", func(t *testing.T) {
+		s := open(t)
+		data := testData(2, 50_000)
+		claimed := sumOf([]byte("something else"))
+		err := s.Put(ctx, claimed, bytes.NewReader(data), int64(len(data)))
+		if !errors.Is(err, ErrHashMismatch) {
+			t.Fatalf("Put with a wrong sum: %v, want ErrHashMismatch", err)
+		}
+		if _, err := s.Stat(ctx, claimed); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Stat after a refused Put: %v, want ErrNotFound", err)
+		}
+		if _, err := s.Stat(ctx, sumOf(data)); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("the body was stored under its real sum: %v", err)
+		}
+		if l := listAll(t, s); len(l) != 0 {
+			t.Fatalf("List after a refused Put = %v", l)
+		}
+		if n, err := s.CleanTemp(ctx, 0); err != nil || n != 0 {
+			t.Fatalf("CleanTemp after a refused Put removed %d (%v): a temporary object survived", n, err)
+		}
+	})
+
+	t.Run("SizeMismatch", func(t *testing.T) {
+		s := open(t)
+		data := testData(3, 10_000)
+		sum := sumOf(data)
+		if err := s.Put(ctx, sum, bytes.NewReader(data[:5000]), int64(len(data))); !errors.Is(err, ErrSizeMismatch) {
+			t.Fatalf("short body: %v, want ErrSizeMismatch", err)
+		}
+		if err := s.Put(ctx, sum, bytes.NewReader(append(data, 1)), int64(len(data))); !errors.Is(err, ErrSizeMismatch) {
+			t.Fatalf("long body: %v, want ErrSizeMismatch", err)
+		}
+		if err := s.Put(ctx, sum, bytes.NewReader(data), -1); !errors.Is(err, ErrSizeMismatch) {
+			t.Fatalf("unknown size: %v, want ErrSizeMismatch", err)
+		}
+		if _, err := s.Stat(ctx, sum); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Stat after refused Puts: %v", err)
+		}
+	})
+
+	t.Run("Idempotent", func(t *testing.T) {
+		s := open(t)
+		data := testData(4, 30_000)
+		sum := mustPut(t, s, data)
+		mustPut(t, s, data)
+		// A wrong body for a stored sum is refused and the stored copy kept.
+		bad := testData(5, len(data))
+		if err := s.Put(ctx, sum, bytes.NewReader(bad), int64(len(bad))); !errors.Is(err, ErrHashMismatch) {
+			t.Fatalf("wrong body for a stored sum: %v, want ErrHashMismatch", err)
+		}
+		got, _ := readAll(t, s, sum, 0, -1)
+		if !bytes.Equal(got, data) {
+			t.Fatal("stored blob changed")
+		}
+		if l := listAll(t, s); len(l) != 1 {
+			t.Fatalf("List = %d blobs, want 1", len(l))
+		}
+	})
+
+	t.Run("ConcurrentIdenticalPuts", func(t *testing.T) {
+		s := open(t)
+		data := testData(6, 200_000)
+		sum := sumOf(data)
+		const n = 8
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs <- s.Put(ctx, sum, onlyReader{bytes.NewReader(data)}, int64(len(data)))
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatalf("concurrent Put: %v", err)
+			}
+		}
+		got, _ := readAll(t, s, sum, 0, -1)
+		if !bytes.Equal(got, data) {
+			t.Fatal("blob differs after concurrent Puts")
+		}
+		if l := listAll(t, s); len(l) != 1 {
+			t.Fatalf("List = %d blobs, want 1", len(l))
+		}
+	})
+
+	t.Run("Ranges", func(t *testing.T) {
+		s := open(t)
+		data := testData(7, 70_001)
+		sum := mustPut(t, s, data)
+		size := int64(len(data))
+		for _, c := range []struct{ off, n int64 }{
+			{0, 1}, {0, 100}, {12345, 1000}, {size - 1, 1}, {size - 10, -1}, {size, 0}, {size, -1}, {0, size}, {5, 0},
+		} {
+			got, total := readAll(t, s, sum, c.off, c.n)
+			end := size
+			if c.n >= 0 {
+				end = c.off + c.n
+			}
+			if total != size || !bytes.Equal(got, data[c.off:end]) {
+				t.Fatalf("Get(%d, %d): %d bytes (size %d), want data[%d:%d]", c.off, c.n, len(got), total, c.off, end)
+			}
+		}
+		for _, c := range []struct{ off, n int64 }{{size + 1, -1}, {-1, 5}, {size - 5, 6}, {0, size + 1}} {
+			if _, _, err := s.Get(ctx, sum, c.off, c.n); !errors.Is(err, ErrInvalidRange) {
+				t.Fatalf("Get(%d, %d) = %v, want ErrInvalidRange", c.off, c.n, err)
+			}
+		}
+	})
+
+	t.Run("NotFound", func(t *testing.T) {
+		s := open(t)
+		missing := sumOf([]byte("missing"))
+		if _, _, err := s.Get(ctx, missing, 0, -1); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Get missing: %v", err)
+		}
+		if _, err := s.Stat(ctx, missing); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Stat missing: %v", err)
+		}
+		if err := s.Delete(ctx, missing); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Delete missing: %v", err)
+		}
+	})
+
+	t.Run("DeleteAndList", func(t *testing.T) {
+		s := open(t)
+		var sums []Sum
+		for i := range 5 {
+			sums = append(sums, mustPut(t, s, testData(uint64(100+i), 1000+i)))
+		}
+		l := listAll(t, s)
+		if len(l) != 5 {
+			t.Fatalf("List = %d blobs, want 5", len(l))
+		}
+		for i := 1; i < len(l); i++ {
+			if strings.Compare(l[i-1].Sum.String(), l[i].Sum.String()) >= 0 {
+				t.Fatalf("List is not in ascending order: %s then %s", l[i-1].Sum, l[i].Sum)
+			}
+		}
+		for _, i := range l {
+			if i.Size < 1000 || i.ModTime.IsZero() {
+				t.Fatalf("List entry %+v", i)
+			}
+		}
+		seen := 0
+		if err := s.List(ctx, func(Info) bool { seen++; return seen < 2 }); err != nil || seen != 2 {
+			t.Fatalf("List stopping early visited %d (%v), want 2", seen, err)
+		}
+		if err := s.Delete(ctx, sums[2]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Stat(ctx, sums[2]); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Stat after Delete: %v", err)
+		}
+		if l := listAll(t, s); len(l) != 4 {
+			t.Fatalf("List after Delete = %d blobs, want 4", len(l))
+		}
+	})
+
+	t.Run("MultipartSized", func(t *testing.T) {
+		// Above minio-go's 16 MiB part size, so the MinIO backend uploads
+		// in parts; the FS backend streams it the same way.
+		s := open(t)
+		data := testData(8, 17<<20+123)
+		sum := sumOf(data)
+		if err := s.Put(ctx, sum, onlyReader{bytes.NewReader(data)}, int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := readAll(t, s, sum, 16<<20-10, 100)
+		if !bytes.Equal(got, data[16<<20-10:16<<20+90]) {
+			t.Fatal("range across the part boundary differs")
+		}
+		bad := append([]byte(nil), data...)
+		bad[len(bad)-1] ^= 1
+		if err := s.Put(ctx, sumOf([]byte("x")), onlyReader{bytes.NewReader(bad)}, int64(len(bad))); !errors.Is(err, ErrHashMismatch) {
+			t.Fatalf("large wrong body: %v", err)
+		}
+	})
+
+	t.Run("CancelledPut", func(t *testing.T) {
+		s := open(t)
+		data := testData(9, 1<<20)
+		cctx, cancel := context.WithCancel(ctx)
+		r := &cancelAfter{r: bytes.NewReader(data), n: 100_000, cancel: cancel}
+		if err := s.Put(cctx, sumOf(data), r, int64(len(data))); err == nil {
+			t.Fatal("Put with a context cancelled mid-body succeeded")
+		}
+		if _, err := s.Stat(ctx, sumOf(data)); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Stat after a cancelled Put: %v", err)
+		}
+	})
+}
+
+// cancelAfter cancels a context after n bytes were read.
+type cancelAfter struct {
+	r      io.Reader
+	n      int
+	read   int
+	cancel func()
+}
+
+func (c *cancelAfter) Read(p []byte) (int, error) {
+	if c.read >= c.n {
+		c.cancel()
+	}
+	if len(p) > 8192 {
+		p = p[:8192]
+	}
+	n, err := c.r.Read(p)
+	c.read += n
+	return n, err
+}

@@ -1,0 +1,293 @@
+package blobstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// FS is the embedded filesystem Store: blobs in DIR/sha256/ab/cd/<hex>,
+// temporary files in DIR/tmp. See the package documentation for the crash
+// guarantees.
+type FS struct {
+	root string
+	data string
+	tmp  string
+}
+
+var _ Store = (*FS)(nil)
+
+// OpenFS opens (creating if needed) a filesystem store in dir.
+func OpenFS(dir string) (*FS, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &FS{root: abs, data: filepath.Join(abs, "sha256"), tmp: filepath.Join(abs, "tmp")}
+	for _, d := range []string{abs, s.data, s.tmp} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("blobstore: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Dir is the store's directory.
+func (s *FS) Dir() string { return s.root }
+
+// Name implements Store.
+func (s *FS) Name() string { return "fs" }
+
+func (s *FS) path(sum Sum) string {
+	h := sum.String()
+	return filepath.Join(s.data, h[:2], h[2:4], h)
+}
+
+// Put implements Store.
+func (s *FS) Put(ctx context.Context, sum Sum, r io.Reader, size int64) (err error) {
+	if err := validPut(size); err != nil {
+		return err
+	}
+	final := s.path(sum)
+	if _, err := os.Stat(final); err == nil {
+		if err := drainVerify(ctx, r, sum, size); err != nil {
+			return err
+		}
+		now := time.Now()
+		terr := os.Chtimes(final, now, now)
+		switch {
+		case terr == nil:
+			return nil
+		case errors.Is(terr, fs.ErrNotExist):
+			// Deleted meanwhile (by a sweep): the body is consumed, so the
+			// caller must retry.
+			return fmt.Errorf("blobstore: %s was deleted while it was being re-put: %w", sum, ErrNotFound)
+		default:
+			return fmt.Errorf("blobstore: touch %s: %w", sum, terr)
+		}
+	}
+
+	f, err := os.CreateTemp(s.tmp, "put-*")
+	if err != nil {
+		return fmt.Errorf("blobstore: %w", err)
+	}
+	tmpName := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmpName)
+		}
+	}()
+	v := newVerifier(ctx, r, size)
+	buf := make([]byte, 256<<10)
+	if _, err := io.CopyBuffer(struct{ io.Writer }{f}, v, buf); err != nil {
+		if errors.Is(err, ErrSizeMismatch) || ctx.Err() != nil {
+			return err
+		}
+		return fmt.Errorf("blobstore: write %s: %w", sum, err)
+	}
+	if err := v.finish(sum); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("blobstore: fsync: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("blobstore: close: %w", err)
+	}
+	if err := s.mkdirSynced(filepath.Dir(final)); err != nil {
+		return err
+	}
+	if err := os.Rename(tmpName, final); err != nil {
+		return fmt.Errorf("blobstore: commit %s: %w", sum, err)
+	}
+	return syncDir(filepath.Dir(final))
+}
+
+// mkdirSynced creates the shard directories of a blob and makes their
+// entries durable.
+func (s *FS) mkdirSynced(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("blobstore: %w", err)
+	}
+	if err := syncDir(parent); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(parent))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("blobstore: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("blobstore: fsync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Get implements Store.
+func (s *FS) Get(_ context.Context, sum Sum, offset, length int64) (io.ReadCloser, int64, error) {
+	f, err := os.Open(s.path(sum))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, fmt.Errorf("%w: %s", ErrNotFound, sum)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("blobstore: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("blobstore: %w", err)
+	}
+	n, err := checkRange(offset, length, fi.Size())
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return &sectionCloser{Reader: io.NewSectionReader(f, offset, n), f: f}, fi.Size(), nil
+}
+
+type sectionCloser struct {
+	io.Reader
+	f *os.File
+}
+
+func (s *sectionCloser) Close() error { return s.f.Close() }
+
+// Stat implements Store.
+func (s *FS) Stat(_ context.Context, sum Sum) (Info, error) {
+	fi, err := os.Stat(s.path(sum))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Info{}, fmt.Errorf("%w: %s", ErrNotFound, sum)
+	}
+	if err != nil {
+		return Info{}, fmt.Errorf("blobstore: %w", err)
+	}
+	return Info{Sum: sum, Size: fi.Size(), ModTime: fi.ModTime()}, nil
+}
+
+// Delete implements Store.
+func (s *FS) Delete(_ context.Context, sum Sum) error {
+	p := s.path(sum)
+	err := os.Remove(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %s", ErrNotFound, sum)
+	}
+	if err != nil {
+		return fmt.Errorf("blobstore: %w", err)
+	}
+	return syncDir(filepath.Dir(p))
+}
+
+// List implements Store. It reads one shard directory at a time, so its
+// memory does not grow with the number of blobs.
+func (s *FS) List(ctx context.Context, fn func(Info) bool) error {
+	level1, err := readDirNames(s.data)
+	if err != nil {
+		return err
+	}
+	for _, a := range level1 {
+		if len(a) != 2 {
+			continue
+		}
+		level2, err := readDirNames(filepath.Join(s.data, a))
+		if err != nil {
+			return err
+		}
+		for _, b := range level2 {
+			if len(b) != 2 {
+				continue
+			}
+			dir := filepath.Join(s.data, a, b)
+			names, err := readDirNames(dir)
+			if err != nil {
+				return err
+			}
+			for _, name := range names {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				if !isHexName(name) || !strings.HasPrefix(name, a+b) {
+					continue
+				}
+				fi, err := os.Stat(filepath.Join(dir, name))
+				if errors.Is(err, fs.ErrNotExist) {
+					continue // deleted meanwhile
+				}
+				if err != nil {
+					return fmt.Errorf("blobstore: %w", err)
+				}
+				sum, _ := ParseSum(name)
+				if !fn(Info{Sum: sum, Size: fi.Size(), ModTime: fi.ModTime()}) {
+					return nil
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func readDirNames(dir string) ([]string, error) {
+	d, err := os.Open(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("blobstore: %w", err)
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("blobstore: %w", err)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// CleanTemp implements Store.
+func (s *FS) CleanTemp(ctx context.Context, olderThan time.Duration) (int, error) {
+	entries, err := os.ReadDir(s.tmp)
+	if err != nil {
+		return 0, fmt.Errorf("blobstore: %w", err)
+	}
+	cutoff := time.Now().Add(-olderThan)
+	removed := 0
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return removed, err
+		}
+		fi, err := e.Info()
+		if err != nil || fi.IsDir() || !fi.ModTime().Before(cutoff) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(s.tmp, e.Name())); err == nil {
+			removed++
+		}
+	}
+	return removed, nil
+}
+
+// Ping implements Store: the directories exist and are writable.
+func (s *FS) Ping(context.Context) error {
+	f, err := os.CreateTemp(s.tmp, "ping-*")
+	if err != nil {
+		return fmt.Errorf("blobstore: %s is not writable: %w", s.tmp, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}

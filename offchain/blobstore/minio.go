@@ -1,0 +1,330 @@
+package blobstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// MinIOConfig locates a bucket on a MinIO (or other S3-compatible) server.
+type MinIOConfig struct {
+	// Endpoint is "host:port", or a URL "http://host:port" /
+	// "https://host:port" (the scheme then decides Secure).
+	Endpoint string
+	// Bucket is created if it does not exist.
+	Bucket    string
+	AccessKey string
+	SecretKey string
+	// Secure uses TLS (for a bare host:port endpoint).
+	Secure bool
+	// Region of the bucket; empty lets the server decide.
+	Region string
+	// Prefix is prepended to every object name (e.g. "node0/"), so several
+	// stores can share a bucket.
+	Prefix string
+}
+
+// MinIO is the Store on an S3-compatible server: objects PREFIX/blobs/<hex>
+// in one bucket, temporary uploads in PREFIX/tmp/.
+type MinIO struct {
+	c      *minio.Client
+	bucket string
+	prefix string
+}
+
+var _ Store = (*MinIO)(nil)
+
+// maxCopySize is the largest object a single server-side CopyObject may
+// copy (S3's limit); larger ones are copied with ComposeObject (multipart).
+const maxCopySize = 5 << 30
+
+// OpenMinIO connects to the server and creates the bucket if it is missing.
+func OpenMinIO(ctx context.Context, cfg MinIOConfig) (*MinIO, error) {
+	endpoint, secure := cfg.Endpoint, cfg.Secure
+	if strings.Contains(endpoint, "://") {
+		u, err := url.Parse(endpoint)
+		if err != nil {
+			return nil, fmt.Errorf("blobstore: minio endpoint %q: %w", cfg.Endpoint, err)
+		}
+		switch u.Scheme {
+		case "http":
+			secure = false
+		case "https":
+			secure = true
+		default:
+			return nil, fmt.Errorf("blobstore: minio endpoint %q: scheme must be http or https", cfg.Endpoint)
+		}
+		if u.Path != "" && u.Path != "/" {
+			return nil, fmt.Errorf("blobstore: minio endpoint %q must not have a path", cfg.Endpoint)
+		}
+		endpoint = u.Host
+	}
+	if endpoint == "" {
+		return nil, errors.New("blobstore: minio endpoint is empty")
+	}
+	if cfg.Bucket == "" {
+		return nil, errors.New("blobstore: minio bucket is empty")
+	}
+	if cfg.AccessKey == "" || cfg.SecretKey == "" {
+		return nil, errors.New("blobstore: minio credentials are missing (access key and secret key)")
+	}
+	c, err := minio.New(endpoint, &minio.Options{
+		Creds:  credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
+		Secure: secure,
+		Region: cfg.Region,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("blobstore: minio client: %w", err)
+	}
+	s := &MinIO{c: c, bucket: cfg.Bucket, prefix: cfg.Prefix}
+	var exists bool
+	// A server that is still starting answers "not initialized": wait for
+	// it a little (bounded), as a sidecar started beside MinIO must.
+	for attempt := 0; ; attempt++ {
+		exists, err = c.BucketExists(ctx, cfg.Bucket)
+		if err == nil || errorCode(err) != "XMinioServerNotInitialized" || attempt >= 40 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("blobstore: minio %s: %w", endpoint, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("blobstore: minio %s: bucket %q: %w", endpoint, cfg.Bucket, err)
+	}
+	if !exists {
+		err := c.MakeBucket(ctx, cfg.Bucket, minio.MakeBucketOptions{Region: cfg.Region})
+		if err != nil {
+			if code := errorCode(err); code != "BucketAlreadyOwnedByYou" && code != "BucketAlreadyExists" {
+				return nil, fmt.Errorf("blobstore: minio %s: create bucket %q: %w", endpoint, cfg.Bucket, err)
+			}
+		}
+	}
+	return s, nil
+}
+
+// Name implements Store.
+func (s *MinIO) Name() string { return "minio" }
+
+func (s *MinIO) key(sum Sum) string { return s.prefix + "blobs/" + sum.String() }
+
+func (s *MinIO) tmpPrefix() string { return s.prefix + "tmp/" }
+
+func errorCode(err error) string {
+	var resp minio.ErrorResponse
+	if errors.As(err, &resp) {
+		return resp.Code
+	}
+	return ""
+}
+
+func isNoSuchKey(err error) bool {
+	code := errorCode(err)
+	return code == "NoSuchKey" || code == "NotFound"
+}
+
+// Put implements Store: upload to a temporary object while hashing, then
+// server-side copy to the final name only if the hash matches.
+func (s *MinIO) Put(ctx context.Context, sum Sum, r io.Reader, size int64) (err error) {
+	if err := validPut(size); err != nil {
+		return err
+	}
+	final := s.key(sum)
+	if info, err := s.Stat(ctx, sum); err == nil {
+		if err := drainVerify(ctx, r, sum, size); err != nil {
+			return err
+		}
+		return s.touch(ctx, final, info.Size)
+	} else if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+
+	var rnd [12]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return err
+	}
+	tmp := s.tmpPrefix() + sum.String() + "." + hex.EncodeToString(rnd[:])
+	v := newVerifier(ctx, r, size)
+	_, perr := s.c.PutObject(ctx, s.bucket, tmp, v, size, minio.PutObjectOptions{
+		ContentType: "application/octet-stream",
+	})
+	defer func() {
+		// The temporary object goes in every case, even if ctx ended.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = s.c.RemoveObject(rctx, s.bucket, tmp, minio.RemoveObjectOptions{})
+	}()
+	if perr != nil {
+		if v.short || errors.Is(perr, ErrSizeMismatch) {
+			return fmt.Errorf("%w: body ended after %d of %d bytes", ErrSizeMismatch, v.n, size)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("blobstore: minio upload of %s: %w", sum, perr)
+	}
+	if err := v.finish(sum); err != nil {
+		return err
+	}
+	if err := s.copy(ctx, tmp, final, size, false); err != nil {
+		return fmt.Errorf("blobstore: minio commit of %s: %w", sum, err)
+	}
+	return nil
+}
+
+// copy copies src to dst server-side; with replace the metadata is
+// replaced (which S3 requires to copy an object onto itself).
+func (s *MinIO) copy(ctx context.Context, src, dst string, size int64, replace bool) error {
+	dstOpts := minio.CopyDestOptions{Bucket: s.bucket, Object: dst}
+	if replace {
+		dstOpts.ReplaceMetadata = true
+		dstOpts.UserMetadata = map[string]string{"Emr-Touched": time.Now().UTC().Format(time.RFC3339Nano)}
+	}
+	srcOpts := minio.CopySrcOptions{Bucket: s.bucket, Object: src}
+	var err error
+	if size > maxCopySize {
+		_, err = s.c.ComposeObject(ctx, dstOpts, srcOpts)
+	} else {
+		_, err = s.c.CopyObject(ctx, dstOpts, srcOpts)
+	}
+	return err
+}
+
+// touch refreshes an object's modification time by copying it onto itself.
+func (s *MinIO) touch(ctx context.Context, key string, size int64) error {
+	if err := s.copy(ctx, key, key, size, true); err != nil {
+		if isNoSuchKey(err) {
+			return fmt.Errorf("blobstore: %s was deleted while it was being re-put: %w", key, ErrNotFound)
+		}
+		return fmt.Errorf("blobstore: minio touch %s: %w", key, err)
+	}
+	return nil
+}
+
+// Get implements Store.
+func (s *MinIO) Get(ctx context.Context, sum Sum, offset, length int64) (io.ReadCloser, int64, error) {
+	info, err := s.Stat(ctx, sum)
+	if err != nil {
+		return nil, 0, err
+	}
+	n, err := checkRange(offset, length, info.Size)
+	if err != nil {
+		return nil, 0, err
+	}
+	if n == 0 {
+		return io.NopCloser(strings.NewReader("")), info.Size, nil
+	}
+	var opts minio.GetObjectOptions
+	if offset != 0 || n != info.Size {
+		if err := opts.SetRange(offset, offset+n-1); err != nil {
+			return nil, 0, fmt.Errorf("%w: %v", ErrInvalidRange, err)
+		}
+	}
+	obj, err := s.c.GetObject(ctx, s.bucket, s.key(sum), opts)
+	if err != nil {
+		if isNoSuchKey(err) {
+			return nil, 0, fmt.Errorf("%w: %s", ErrNotFound, sum)
+		}
+		return nil, 0, fmt.Errorf("blobstore: minio get %s: %w", sum, err)
+	}
+	// Never hand out more than n bytes, whatever the server sends.
+	return &limitedCloser{Reader: io.LimitReader(obj, n), c: obj}, info.Size, nil
+}
+
+type limitedCloser struct {
+	io.Reader
+	c io.Closer
+}
+
+func (l *limitedCloser) Close() error { return l.c.Close() }
+
+// Stat implements Store.
+func (s *MinIO) Stat(ctx context.Context, sum Sum) (Info, error) {
+	oi, err := s.c.StatObject(ctx, s.bucket, s.key(sum), minio.StatObjectOptions{})
+	if err != nil {
+		if isNoSuchKey(err) {
+			return Info{}, fmt.Errorf("%w: %s", ErrNotFound, sum)
+		}
+		return Info{}, fmt.Errorf("blobstore: minio stat %s: %w", sum, err)
+	}
+	return Info{Sum: sum, Size: oi.Size, ModTime: oi.LastModified}, nil
+}
+
+// Delete implements Store.
+func (s *MinIO) Delete(ctx context.Context, sum Sum) error {
+	if _, err := s.Stat(ctx, sum); err != nil {
+		return err
+	}
+	if err := s.c.RemoveObject(ctx, s.bucket, s.key(sum), minio.RemoveObjectOptions{}); err != nil {
+		return fmt.Errorf("blobstore: minio delete %s: %w", sum, err)
+	}
+	return nil
+}
+
+// List implements Store. Objects are listed page by page (S3 returns keys
+// in ascending order), so memory does not grow with the bucket.
+func (s *MinIO) List(ctx context.Context, fn func(Info) bool) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops the listing goroutine when fn stops early
+	prefix := s.prefix + "blobs/"
+	for oi := range s.c.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if oi.Err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("blobstore: minio list: %w", oi.Err)
+		}
+		name := strings.TrimPrefix(oi.Key, prefix)
+		if !isHexName(name) {
+			continue
+		}
+		sum, _ := ParseSum(name)
+		if !fn(Info{Sum: sum, Size: oi.Size, ModTime: oi.LastModified}) {
+			return nil
+		}
+	}
+	return ctx.Err()
+}
+
+// CleanTemp implements Store.
+func (s *MinIO) CleanTemp(ctx context.Context, olderThan time.Duration) (int, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cutoff := time.Now().Add(-olderThan)
+	removed := 0
+	for oi := range s.c.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.tmpPrefix(), Recursive: true}) {
+		if oi.Err != nil {
+			return removed, fmt.Errorf("blobstore: minio list: %w", oi.Err)
+		}
+		if !oi.LastModified.Before(cutoff) {
+			continue
+		}
+		if err := s.c.RemoveObject(ctx, s.bucket, oi.Key, minio.RemoveObjectOptions{}); err == nil {
+			removed++
+		}
+	}
+	return removed, ctx.Err()
+}
+
+// Ping implements Store: the bucket exists and is reachable.
+func (s *MinIO) Ping(ctx context.Context) error {
+	ok, err := s.c.BucketExists(ctx, s.bucket)
+	if err != nil {
+		return fmt.Errorf("blobstore: minio: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("blobstore: minio bucket %q is gone", s.bucket)
+	}
+	return nil
+}

@@ -1,0 +1,228 @@
+package deid
+
+import (
+	"net/url"
+	"strings"
+)
+
+// References. Every kept resource gets a position token (see token); a
+// reference is rewritten to the token of its target when the target is a
+// kept resource of the same input, and removed otherwise (a dangling
+// reference would carry the source system's identifier for nothing). A
+// target is found by, in order:
+//
+//   - the entry's fullUrl ("urn:uuid:…" or "https://ehr.example/fhir/Patient/123");
+//   - "Type/id" (relative), or the trailing "Type/id" of an absolute URL,
+//     matched against the resources' type and id ("/_history/v" is ignored);
+//   - a conditional reference "Type?identifier=[system|]value" with exactly
+//     one matching resource in the input (Synthea writes these).
+//
+// A key that two resources share is ambiguous and resolves to nothing.
+
+// index assigns the tokens and builds the reference index.
+func (d *deidentifier) index() {
+	d.refs = make(map[string]int)
+	add := func(k string, n int) {
+		if k == "" {
+			return
+		}
+		if old, ok := d.refs[k]; ok && old != n {
+			d.refs[k] = -1
+			return
+		}
+		d.refs[k] = n
+	}
+	for i, r := range d.entries {
+		r.n = i + 1
+		add(r.fullURL, r.n)
+		if id, ok := r.res["id"].(string); ok && id != "" {
+			add(r.typ+"/"+id, r.n)
+		}
+		if tid := trailingTypeID(r.fullURL); tid != "" && strings.HasPrefix(tid, r.typ+"/") {
+			add(tid, r.n)
+		}
+	}
+}
+
+// resolve returns the position of the resource a reference points to.
+func (d *deidentifier) resolve(ref string) (int, bool) {
+	if ref == "" || strings.HasPrefix(ref, "#") {
+		return 0, false // contained resources are removed
+	}
+	if i := strings.Index(ref, "/_history/"); i >= 0 {
+		ref = ref[:i]
+	}
+	if n, ok := d.refs[ref]; ok {
+		return n, n > 0
+	}
+	if typ, query, ok := strings.Cut(ref, "?"); ok {
+		return d.resolveConditional(typ, query)
+	}
+	if tid := trailingTypeID(ref); tid != "" && tid != ref {
+		if n, ok := d.refs[tid]; ok {
+			return n, n > 0
+		}
+	}
+	return 0, false
+}
+
+// trailingTypeID returns the last two path segments of u ("Patient/123" of
+// "https://ehr.example/fhir/Patient/123"), "" if they are not a type and an
+// id.
+func trailingTypeID(u string) string {
+	if i := strings.Index(u, "/_history/"); i >= 0 {
+		u = u[:i]
+	}
+	parts := strings.Split(u, "/")
+	if len(parts) < 2 {
+		return ""
+	}
+	typ, id := parts[len(parts)-2], parts[len(parts)-1]
+	if !typeName.MatchString(typ) || id == "" {
+		return ""
+	}
+	return typ + "/" + id
+}
+
+func (d *deidentifier) resolveConditional(typ, query string) (int, bool) {
+	q, err := url.ParseQuery(query)
+	if err != nil || len(q) != 1 || len(q["identifier"]) != 1 {
+		return 0, false
+	}
+	system, value, hasSystem := strings.Cut(q["identifier"][0], "|")
+	if !hasSystem {
+		system, value = "", system
+	}
+	found := 0
+	for _, r := range d.entries {
+		if r.typ != typ || !hasIdentifier(r.res, system, value, hasSystem) {
+			continue
+		}
+		if found != 0 {
+			return 0, false // ambiguous
+		}
+		found = r.n
+	}
+	return found, found != 0
+}
+
+func hasIdentifier(res map[string]any, system, value string, hasSystem bool) bool {
+	ids, _ := res["identifier"].([]any)
+	for _, x := range ids {
+		m, _ := x.(map[string]any)
+		s, _ := m["system"].(string)
+		v, _ := m["value"].(string)
+		if v == value && v != "" && (!hasSystem || s == system) {
+			return true
+		}
+	}
+	return false
+}
+
+// Needles: the identifying strings of the input that the sweep (text) keeps
+// out of the output wherever they would appear. They are, from every resource
+// of the input (kept or dropped):
+//
+//   - identifier[].value;
+//   - of a Patient, Practitioner, RelatedPerson or Person: name (text,
+//     family, given, prefix, suffix), telecom value, address (text, line,
+//     city, district, postalCode), photo url;
+//   - of a Patient: the same in contact[], and the values (string, address,
+//     name, contact point, identifier) of its extensions that are not
+//     whitelisted (mothersMaidenName, birthPlace, ...).
+//
+// Each is taken as it is and trimmed of white space, lower-cased, if it is at
+// least 4 bytes long: shorter strings ("Li", "Al", a state code) would remove
+// too much, and do not identify on their own.
+func (d *deidentifier) collectNeedles(res map[string]any) {
+	set := map[string]bool{}
+	for _, n := range d.needles {
+		set[n] = true
+	}
+	add := func(s string) {
+		for _, c := range []string{s, strings.TrimSpace(s)} {
+			if len(c) >= 4 {
+				set[strings.ToLower(c)] = true
+			}
+		}
+	}
+	eachMember(res["identifier"], add, "value")
+	rt, _ := res["resourceType"].(string)
+	switch rt {
+	case "Patient", "Practitioner", "RelatedPerson", "Person":
+		personNeedles(res, add)
+	}
+	if rt == "Patient" {
+		each(res["contact"], func(c map[string]any) { personNeedles(c, add) })
+		each(res["extension"], func(e map[string]any) {
+			if u, _ := e["url"].(string); patientExtensions[u] != nil {
+				return
+			}
+			leaves(e["valueString"], add)
+			addressNeedles(e["valueAddress"], add)
+			nameNeedles(e["valueHumanName"], add)
+			eachMember(e["valueContactPoint"], add, "value")
+			eachMember(e["valueIdentifier"], add, "value")
+		})
+	}
+	d.needles = d.needles[:0]
+	for n := range set {
+		d.needles = append(d.needles, n)
+	}
+	sortStrings(d.needles)
+}
+
+func personNeedles(m map[string]any, add func(string)) {
+	nameNeedles(m["name"], add)
+	eachMember(m["telecom"], add, "value")
+	addressNeedles(m["address"], add)
+	eachMember(m["photo"], add, "url")
+}
+
+func nameNeedles(v any, add func(string)) {
+	eachMember(v, add, "text", "family", "given", "prefix", "suffix")
+}
+
+func addressNeedles(v any, add func(string)) {
+	eachMember(v, add, "text", "line", "city", "district", "postalCode")
+}
+
+// eachMember calls add with every string found, at any depth, under the
+// given members of v (an object, or an array of objects).
+func eachMember(v any, add func(string), members ...string) {
+	each(v, func(m map[string]any) {
+		for _, k := range members {
+			leaves(m[k], add)
+		}
+	})
+}
+
+// each calls f with v, or with each object element of v.
+func each(v any, f func(map[string]any)) {
+	switch x := v.(type) {
+	case map[string]any:
+		f(x)
+	case []any:
+		for _, e := range x {
+			if m, ok := e.(map[string]any); ok {
+				f(m)
+			}
+		}
+	}
+}
+
+// leaves calls add with every string in v, at any depth.
+func leaves(v any, add func(string)) {
+	switch x := v.(type) {
+	case string:
+		add(x)
+	case []any:
+		for _, e := range x {
+			leaves(e, add)
+		}
+	case map[string]any:
+		for _, e := range x {
+			leaves(e, add)
+		}
+	}
+}

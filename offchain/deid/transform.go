@@ -1,0 +1,505 @@
+package deid
+
+import (
+	"encoding/json"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// fields applies schema s to the JSON object in, at path p. Members not in s
+// are removed (and reported). For a resource (isResource), resourceType and
+// id are left to the caller.
+func (d *deidentifier) fields(p string, in map[string]any, s *schema, isResource bool) *object {
+	kept := make(map[string]any)
+	for _, k := range sortedKeys(in) {
+		if isResource && (k == "resourceType" || k == "id") {
+			continue
+		}
+		i, ok := s.index[k]
+		if !ok {
+			d.removed(p + "." + k)
+			continue
+		}
+		if in[k] == nil { // JSON null: absent
+			continue
+		}
+		if v := d.elem(p+"."+k, in[k], s.fields[i].e); v != nil {
+			kept[k] = v
+		}
+	}
+	out := &object{}
+	for _, f := range s.fields {
+		if v, ok := kept[f.name]; ok {
+			out.set(f.name, v)
+		}
+	}
+	return out
+}
+
+// elem transforms one element (a single value or an array of them). It
+// returns nil when nothing is kept.
+func (d *deidentifier) elem(p string, v any, e elem) any {
+	arr, isArr := v.([]any)
+	if isArr != e.many {
+		d.removed(p) // wrong cardinality: malformed
+		return nil
+	}
+	if !e.many {
+		return d.one(p, v, e)
+	}
+	var out []any
+	for i, x := range arr {
+		if x == nil {
+			continue
+		}
+		if r := d.one(p+"["+strconv.Itoa(i)+"]", x, e); r != nil {
+			out = append(out, r)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+func (d *deidentifier) one(p string, v any, e elem) any {
+	switch e.kind {
+	case kString:
+		s, ok := v.(string)
+		if !ok {
+			d.removed(p)
+			return nil
+		}
+		if s, ok = d.text(p, s); ok {
+			return s
+		}
+	case kBool:
+		if b, ok := v.(bool); ok {
+			return b
+		}
+		d.removed(p)
+	case kNumber:
+		if n, ok := v.(json.Number); ok {
+			return n
+		}
+		d.removed(p)
+	case kDate:
+		return d.date(p, v)
+	case kReference:
+		if o := d.reference(p, v); o != nil {
+			return o
+		}
+	case kExtension:
+		if o := d.extension(p, v); o != nil {
+			return o
+		}
+	case kObject:
+		m, ok := v.(map[string]any)
+		if !ok {
+			d.removed(p)
+			return nil
+		}
+		if hasModifierExtension(m) {
+			// The element's meaning depends on an extension we cannot
+			// vouch for: drop the element rather than change its meaning.
+			d.removed(p)
+			return nil
+		}
+		out := d.fields(p, m, e.sub, false)
+		if e.sub.requires != "" && !out.has(e.sub.requires) {
+			if !out.empty() {
+				d.removed(p)
+			}
+			return nil
+		}
+		if out.empty() {
+			return nil
+		}
+		if e.sub.post != nil {
+			out = e.sub.post(d, p, m, out)
+		}
+		if out != nil {
+			return out
+		}
+	}
+	return nil
+}
+
+// text passes a string that is about to be copied into the output through
+// the sweep: it is removed if it contains (case-insensitively) an identifying
+// string of the input (a name, a telecom value, an address part, an
+// identifier value, ...) or looks like a full date or an e-mail address.
+// This is defence in depth behind the whitelist: a patient's name typed into
+// a coding's display, or a date into a code, does not get through.
+func (d *deidentifier) text(p, s string) (string, bool) {
+	if s == "" || strings.ContainsRune(s, '@') || dateLike.MatchString(s) {
+		d.removed(p)
+		return "", false
+	}
+	ls := strings.ToLower(s)
+	for _, n := range d.needles {
+		if strings.Contains(ls, n) {
+			d.removed(p)
+			return "", false
+		}
+	}
+	return s, true
+}
+
+// dateLike matches ISO (2019-03 and 2019-03-04) and US (3/4/2019, 03/04/19)
+// dates anywhere in a string.
+var dateLike = regexp.MustCompile(`[0-9]{4}-[0-9]{2}|[0-9]{1,2}/[0-9]{1,2}/[0-9]{2}`)
+
+// fhirDate matches FHIR date, dateTime and instant values; group 1 is the year.
+var fhirDate = regexp.MustCompile(`^([0-9]{4})(-[0-9]{2}(-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?)?)?$`)
+
+// date reduces a date or dateTime to its year ("2019-03-04T10:00:00Z" →
+// "2019"); a value that does not parse is removed.
+func (d *deidentifier) date(p string, v any) any {
+	s, ok := v.(string)
+	if !ok || d.opts.DropYears {
+		d.removed(p)
+		return nil
+	}
+	m := fhirDate.FindStringSubmatch(s)
+	if m == nil {
+		d.removed(p)
+		return nil
+	}
+	year, ok := d.text(p, m[1])
+	if !ok {
+		return nil
+	}
+	if len(s) > 4 {
+		d.generalized(p)
+	}
+	if y, _ := strconv.Atoi(year); y > d.maxYear {
+		d.maxYear = y
+	}
+	return year
+}
+
+// reference rewrites a Reference to {"reference": "urn:uuid:TOKEN"} of its
+// target, when the target is a resource of the output; otherwise it is
+// removed. display, identifier, type and the rest are always removed.
+func (d *deidentifier) reference(p string, v any) *object {
+	m, ok := v.(map[string]any)
+	if !ok {
+		d.removed(p)
+		return nil
+	}
+	for _, k := range sortedKeys(m) {
+		if k != "reference" {
+			d.removed(p + "." + k)
+		}
+	}
+	s, ok := m["reference"].(string)
+	if !ok {
+		if _, present := m["reference"]; present {
+			d.removed(p + ".reference")
+		}
+		return nil
+	}
+	n, ok := d.resolve(s)
+	if !ok {
+		d.removed(p + ".reference")
+		return nil
+	}
+	out := &object{}
+	out.set("reference", "urn:uuid:"+token(n))
+	return out
+}
+
+// extension keeps the whitelisted extensions of a Patient.
+func (d *deidentifier) extension(p string, v any) *object {
+	m, ok := v.(map[string]any)
+	if !ok {
+		d.removed(p)
+		return nil
+	}
+	url, _ := m["url"].(string)
+	spec := patientExtensions[url]
+	if spec == nil {
+		d.removed(p)
+		return nil
+	}
+	return d.extensionOf(p, m, spec)
+}
+
+func (d *deidentifier) extensionOf(p string, m map[string]any, spec *extSpec) *object {
+	out := &object{}
+	out.set("url", spec.url) // the whitelist's constant, not the input's string
+	allowed := map[string]elem{}
+	for _, f := range spec.values {
+		allowed[f.name] = f.e
+	}
+	var subs []any
+	for _, k := range sortedKeys(m) {
+		v := m[k]
+		switch e, isValue := allowed[k]; {
+		case k == "url":
+		case isValue && v != nil:
+			if r := d.elem(p+"."+k, v, e); r != nil {
+				out.set(k, r)
+			}
+		case k == "extension" && spec.subs != nil:
+			arr, ok := v.([]any)
+			if !ok {
+				d.removed(p + "." + k)
+				continue
+			}
+			for i, x := range arr {
+				sp := p + ".extension[" + strconv.Itoa(i) + "]"
+				sm, ok := x.(map[string]any)
+				if !ok {
+					d.removed(sp)
+					continue
+				}
+				surl, _ := sm["url"].(string)
+				sub := spec.subs[surl]
+				if sub == nil {
+					d.removed(sp)
+					continue
+				}
+				if r := d.extensionOf(sp, sm, sub); r != nil {
+					subs = append(subs, r)
+				}
+			}
+		default:
+			d.removed(p + "." + k)
+		}
+	}
+	if len(subs) > 0 {
+		out.set("extension", subs)
+	}
+	if len(out.keys) == 1 { // url alone: nothing left
+		return nil
+	}
+	return out
+}
+
+// Ages. Safe Harbor: "all ages over 89 and all elements of dates (including
+// year) indicative of such age ... may be aggregated into a single category of
+// age 90 or older".
+
+type qmode uint8
+
+const (
+	qAny     qmode = iota // Quantity: an age of 90 years or more becomes ">= 90 a"
+	qAge                  // Age: the same, and a value not in a unit of time is removed
+	qLow                  // SimpleQuantity, a Range's low: 90 years or more becomes 90 a
+	qHigh                 // a Range's high: 90 years or more is removed
+	qAgeLow               // qLow of an Age range (not in a unit of time: removed)
+	qAgeHigh              // qHigh of an Age range (not in a unit of time: removed)
+)
+
+// UCUM codes of units of time, case-sensitive ("A" is the ampere), and the
+// common spellings found in Quantity.unit, compared in lower case; in years.
+var (
+	ucumTime = map[string]float64{
+		"a": 1, "a_j": 1, "a_g": 1, "mo": 1.0 / 12, "mo_j": 1.0 / 12, "mo_g": 1.0 / 12,
+		"wk": 7 / 365.25, "d": 1 / 365.25, "h": 1 / 8766.0, "min": 1 / 525960.0, "s": 1 / 31557600.0,
+	}
+	textTime = map[string]float64{
+		"y": 1, "yr": 1, "yrs": 1, "year": 1, "years": 1,
+		"month": 1.0 / 12, "months": 1.0 / 12,
+		"wk": 7 / 365.25, "wks": 7 / 365.25, "week": 7 / 365.25, "weeks": 7 / 365.25,
+		"day": 1 / 365.25, "days": 1 / 365.25,
+		"hr": 1 / 8766.0, "hrs": 1 / 8766.0, "hour": 1 / 8766.0, "hours": 1 / 8766.0,
+	}
+)
+
+// years returns a Quantity's value in years, when its unit is one of time.
+func years(q *object) (float64, bool) {
+	n, _ := q.get("value")
+	f, err := strconv.ParseFloat(string(n.(json.Number)), 64)
+	if err != nil && !math.IsInf(f, 0) {
+		return 0, false
+	}
+	for _, k := range []string{"code", "unit"} {
+		u, _ := q.get(k)
+		s, _ := u.(string)
+		if y, ok := ucumTime[s]; ok {
+			return f * y, true
+		}
+		if y, ok := textTime[strings.ToLower(s)]; ok {
+			return f * y, true
+		}
+	}
+	return 0, false
+}
+
+// age90 is the aggregated category: 90 years or more. Its strings go through
+// the sweep like copied ones (so that the only unswept strings of the output
+// are resource types, tokens and extension URLs).
+func (d *deidentifier) age90(p string, comparator bool) *object {
+	q := &object{}
+	q.set("value", json.Number("90"))
+	add := func(k, v string) {
+		if s, ok := d.text(p+"."+k, v); ok {
+			q.set(k, s)
+		}
+	}
+	if comparator {
+		add("comparator", ">=")
+	}
+	add("unit", "years")
+	add("system", "http://unitsofmeasure.org")
+	add("code", "a")
+	return q
+}
+
+func quantityPost(m qmode) func(d *deidentifier, p string, in map[string]any, out *object) *object {
+	return func(d *deidentifier, p string, in map[string]any, out *object) *object {
+		y, isTime := years(out)
+		if !isTime {
+			if m == qAge || m == qAgeLow || m == qAgeHigh {
+				d.removed(p) // an age we cannot read cannot be judged
+				return nil
+			}
+			return out
+		}
+		if y < 90 {
+			return out
+		}
+		switch m {
+		case qAny, qAge:
+			if c, _ := out.get("comparator"); c == nil || c == ">" || c == ">=" {
+				d.generalized(p)
+				return d.age90(p, true)
+			}
+			d.removed(p) // "< 95 years": no faithful 90+ form
+			return nil
+		case qLow, qAgeLow:
+			d.generalized(p)
+			return d.age90(p, false)
+		default: // qHigh, qAgeHigh: open the range upwards
+			d.removed(p)
+			return nil
+		}
+	}
+}
+
+// observationPost aggregates the value of an age observation (LOINC 30525-0
+// Age, 21612-7 Age - Reported, 29553-5 Age calculated, 21611-9 Age -
+// Estimated) of 90 or more, whatever its unit (years assumed when none).
+func observationPost(d *deidentifier, r *resourceEntry, out *object) {
+	if !hasAgeCode(r.res["code"]) {
+		return
+	}
+	p := r.path
+	if v, ok := out.get("valueInteger"); ok {
+		if f, err := strconv.ParseFloat(string(v.(json.Number)), 64); err != nil || f >= 90 {
+			d.generalized(p + ".valueInteger")
+			out.replace("valueInteger", "valueQuantity", d.age90(p+".valueInteger", true))
+		}
+		return
+	}
+	if v, ok := out.get("valueQuantity"); ok {
+		q := v.(*object)
+		if _, isTime := years(q); isTime {
+			return // already judged by quantityPost
+		}
+		n, _ := q.get("value")
+		if f, err := strconv.ParseFloat(string(n.(json.Number)), 64); err != nil || f >= 90 {
+			d.generalized(p + ".valueQuantity")
+			out.set("valueQuantity", d.age90(p+".valueQuantity", true))
+		}
+	}
+}
+
+var ageCodes = map[string]bool{"30525-0": true, "21612-7": true, "29553-5": true, "21611-9": true}
+
+func hasAgeCode(code any) bool {
+	m, _ := code.(map[string]any)
+	arr, _ := m["coding"].([]any)
+	for _, c := range arr {
+		cm, _ := c.(map[string]any)
+		sys, _ := cm["system"].(string)
+		cd, _ := cm["code"].(string)
+		if sys == "http://loinc.org" && ageCodes[cd] {
+			return true
+		}
+	}
+	return false
+}
+
+// patientPost records what patchAges needs.
+func patientPost(d *deidentifier, r *resourceEntry, out *object) {
+	pi := patientInfo{path: r.path, out: out, alive: true}
+	if by, ok := out.get("birthDate"); ok {
+		pi.birthYear, _ = strconv.Atoi(by.(string))
+	}
+	if b, _ := r.res["deceasedBoolean"].(bool); b {
+		pi.alive = false
+	}
+	if v, ok := r.res["deceasedDateTime"]; ok && v != nil {
+		pi.alive = false
+	}
+	d.patients = append(d.patients, pi)
+}
+
+// patchAges removes the year of birth of every patient who is 90 or older, or
+// was at the latest date of the output, or may be today (when alive). Ages
+// are compared in calendar years (reference year − birth year ≥ 90), which
+// errs on the side of generalizing: a patient born in December 1935 is
+// generalized from January 2025. The birthDate is replaced by
+// "_birthDate": {"extension": [data-absent-reason "masked"]} and the patient
+// gets the URLAge90OrOlder extension.
+func (d *deidentifier) patchAges() {
+	for _, pi := range d.patients {
+		if pi.birthYear == 0 {
+			continue
+		}
+		ref := d.maxYear
+		if pi.alive && d.nowYear > ref {
+			ref = d.nowYear
+		}
+		if ref-pi.birthYear < 90 {
+			continue
+		}
+		d.removed(pi.path + ".birthDate")
+		d.report.Generalized = without(d.report.Generalized, pi.path+".birthDate")
+		if code, ok := d.text(pi.path+"._birthDate", "masked"); ok {
+			dar := &object{}
+			dar.set("url", URLDataAbsentReason)
+			dar.set("valueCode", code)
+			ext := &object{}
+			ext.set("extension", []any{dar})
+			pi.out.replace("birthDate", "_birthDate", ext)
+		} else {
+			pi.out.del("birthDate")
+		}
+		marker := &object{}
+		marker.set("url", URLAge90OrOlder)
+		marker.set("valueBoolean", true)
+		if v, ok := pi.out.get("extension"); ok {
+			if !hasMarker(v.([]any)) {
+				pi.out.set("extension", append(v.([]any), marker))
+			}
+		} else {
+			pi.out.insertAfter("id", "extension", []any{marker})
+		}
+	}
+}
+
+func without(list []string, s string) []string {
+	out := list[:0]
+	for _, x := range list {
+		if x != s {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func hasMarker(exts []any) bool {
+	for _, e := range exts {
+		if u, _ := e.(*object).get("url"); u == URLAge90OrOlder {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,287 @@
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// apiError is an HTTP error answer: status, a machine-readable code and a
+// human-readable reason, sent as JSON {"error": reason, "code": code}.
+type apiError struct {
+	status int
+	code   string
+	reason string
+}
+
+func (e *apiError) Error() string { return e.reason }
+
+func errf(status int, code, format string, args ...any) *apiError {
+	return &apiError{status: status, code: code, reason: fmt.Sprintf(format, args...)}
+}
+
+func forbidden(format string, args ...any) *apiError {
+	return errf(http.StatusForbidden, "forbidden", format, args...)
+}
+
+// chainError turns a ChainView failure into an answer: 503 when the chain
+// cannot be asked, 500 otherwise. Nothing is ever served on an error.
+func chainError(err error) *apiError {
+	if errors.Is(err, ErrChainUnavailable) {
+		return errf(http.StatusServiceUnavailable, "chain_unavailable", "cannot reach the chain to authorize the request: %v", err)
+	}
+	return errf(http.StatusInternalServerError, "chain_error", "chain query failed: %v", err)
+}
+
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// standing explains why perm does not let its grantee act with one of
+// rights at t ("" when it does). It mirrors app.checkPermission, minus the
+// category: a blob is not tied to a category until its record is added.
+func standing(perm *emrv1.Permission, t time.Time, rights ...emrv1.Right) string {
+	switch {
+	case perm == nil:
+		return "the patient has granted you nothing"
+	case perm.RevokedHeight != 0:
+		return fmt.Sprintf("your permission was revoked at height %d", perm.RevokedHeight)
+	case perm.NotBefore != nil && t.Before(perm.NotBefore.AsTime()):
+		return "your permission starts at " + formatTime(perm.NotBefore.AsTime())
+	case !t.Before(perm.NotAfter.AsTime()):
+		return "your permission expired at " + formatTime(perm.NotAfter.AsTime())
+	}
+	for _, r := range rights {
+		if slices.Contains(perm.Rights, r) {
+			return ""
+		}
+	}
+	names := make([]string, len(rights))
+	for i, r := range rights {
+		names[i] = rightName(r)
+	}
+	return "your permission does not include " + strings.Join(names, " or ")
+}
+
+func rightName(r emrv1.Right) string {
+	switch r {
+	case emrv1.Right_RIGHT_READ:
+		return "read"
+	case emrv1.Right_RIGHT_WRITE:
+		return "write"
+	case emrv1.Right_RIGHT_SHARE:
+		return "share"
+	}
+	return r.String()
+}
+
+func isActive(m *emrv1.Member) bool {
+	return m != nil && m.Status == emrv1.MemberStatus_MEMBER_STATUS_ACTIVE
+}
+
+// authState answers the questions of one request against the chain. Its
+// memo lives only as long as the request.
+type authState struct {
+	chain  ChainView
+	caller *emrv1.Member
+	head   Head
+	window time.Duration
+
+	patients map[string]*emrv1.Patient
+	perms    map[string]*emrv1.Permission // the caller's permission per patient (nil: none)
+}
+
+func newAuthState(chain ChainView, caller *emrv1.Member, head Head, window time.Duration) *authState {
+	return &authState{
+		chain: chain, caller: caller, head: head, window: window,
+		patients: map[string]*emrv1.Patient{}, perms: map[string]*emrv1.Permission{},
+	}
+}
+
+func (a *authState) patient(ctx context.Context, id []byte) (*emrv1.Patient, error) {
+	if p, ok := a.patients[string(id)]; ok {
+		return p, nil
+	}
+	p, err := a.chain.Patient(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	a.patients[string(id)] = p
+	return p, nil
+}
+
+func (a *authState) owns(ctx context.Context, patientID []byte) (bool, error) {
+	p, err := a.patient(ctx, patientID)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(p.Owner, a.caller.Address), nil
+}
+
+func (a *authState) permission(ctx context.Context, patientID []byte) (*emrv1.Permission, error) {
+	if p, ok := a.perms[string(patientID)]; ok {
+		return p, nil
+	}
+	perms, err := a.chain.Permissions(ctx, patientID)
+	if err != nil {
+		return nil, err
+	}
+	var mine *emrv1.Permission
+	for _, p := range perms {
+		if bytes.Equal(p.Grantee, a.caller.Address) {
+			mine = p
+			break
+		}
+	}
+	a.perms[string(patientID)] = mine
+	return mine, nil
+}
+
+// authorizePut: the patient's owner, or a member whose permission stands at
+// the latest block time with the write right, may upload ciphertext for the
+// patient. The share right also suffices: sharing re-encrypts a record to a
+// study key, and that ciphertext is uploaded before ShareRecord is
+// committed. The upload comes before AddRecord or ShareRecord, so there is
+// no record to check yet; the category is checked by the chain when the
+// record is added (a blob no record references is swept later).
+func (a *authState) authorizePut(ctx context.Context, patientID []byte) *apiError {
+	p, err := a.patient(ctx, patientID)
+	if errors.Is(err, ErrNotFound) {
+		return forbidden("patient %x is not enrolled on the chain", patientID)
+	}
+	if err != nil {
+		return chainError(err)
+	}
+	if bytes.Equal(p.Owner, a.caller.Address) {
+		return nil
+	}
+	perm, err := a.permission(ctx, patientID)
+	if err != nil {
+		return chainError(err)
+	}
+	if why := standing(perm, a.head.Time, emrv1.Right_RIGHT_WRITE, emrv1.Right_RIGHT_SHARE); why != "" {
+		return forbidden("you may not upload for patient %x: %s (block time %s)", patientID, why, formatTime(a.head.Time))
+	}
+	return nil
+}
+
+// maxReasons bounds the reasons a 403 lists.
+const maxReasons = 4
+
+// maxRefs bounds the records and shares a GET looks at (the chain returns
+// at most 100 of each).
+const maxRefs = 200
+
+// authorizeGet: the blob is served to the owner of a patient one of whose
+// committed records (or shares) has this hash; to a member whose access
+// event for such a record is committed, no older than the access window
+// (measured in block time) and whose permission still stands; and, for a
+// blob shared with a study, to the study's principal investigator and the
+// researchers of the study's organization.
+func (a *authState) authorizeGet(ctx context.Context, sum [32]byte) *apiError {
+	records, err := a.chain.RecordsByHash(ctx, sum)
+	if err != nil {
+		return chainError(err)
+	}
+	shares, err := a.chain.SharesByHash(ctx, sum)
+	if err != nil {
+		return chainError(err)
+	}
+	if len(records) == 0 && len(shares) == 0 {
+		return forbidden("no committed record or share references blob %x", sum)
+	}
+	var reasons []string
+	looked := 0
+	for _, rec := range records {
+		if looked++; looked > maxRefs {
+			break
+		}
+		why, err := a.mayReadRecord(ctx, rec)
+		if err != nil {
+			return chainError(err)
+		}
+		if why == "" {
+			return nil
+		}
+		reasons = append(reasons, fmt.Sprintf("record %x/%d: %s", rec.PatientId, rec.Sequence, why))
+	}
+	for _, sh := range shares {
+		if looked++; looked > maxRefs {
+			break
+		}
+		why, err := a.mayReadShare(ctx, sh)
+		if err != nil {
+			return chainError(err)
+		}
+		if why == "" {
+			return nil
+		}
+		reasons = append(reasons, fmt.Sprintf("share %x/%d with study %q: %s", sh.PatientId, sh.Sequence, sh.StudyId, why))
+	}
+	if len(reasons) > maxReasons {
+		reasons = append(reasons[:maxReasons], fmt.Sprintf("and %d more", len(reasons)-maxReasons))
+	}
+	return forbidden("%s", strings.Join(reasons, "; "))
+}
+
+// mayReadRecord explains why the caller may not read rec's ciphertext now
+// ("" when it may).
+func (a *authState) mayReadRecord(ctx context.Context, rec *emrv1.Record) (string, error) {
+	owner, err := a.owns(ctx, rec.PatientId)
+	if err != nil || owner {
+		return "", err
+	}
+	ev, err := a.chain.LastAccess(ctx, rec.PatientId, rec.Sequence, a.caller.Address)
+	if errors.Is(err, ErrNotFound) {
+		return "no committed access event for this record (submit RecordAccess first)", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	at := ev.Time.AsTime()
+	if expires := at.Add(a.window); a.head.Time.After(expires) {
+		return fmt.Sprintf("your access event at height %d expired at %s (access window %s, block time %s)",
+			ev.Height, formatTime(expires), a.window, formatTime(a.head.Time)), nil
+	}
+	// The event proves the read was allowed when it was committed; the
+	// permission must also still stand, so a revocation ends the window.
+	perm, err := a.permission(ctx, rec.PatientId)
+	if err != nil {
+		return "", err
+	}
+	right := emrv1.Right_RIGHT_READ
+	if ev.Purpose == emrv1.Purpose_PURPOSE_RESEARCH {
+		right = emrv1.Right_RIGHT_SHARE
+	}
+	return standing(perm, a.head.Time, right), nil
+}
+
+// mayReadShare explains why the caller may not read a shared blob.
+func (a *authState) mayReadShare(ctx context.Context, sh *emrv1.Share) (string, error) {
+	owner, err := a.owns(ctx, sh.PatientId)
+	if err != nil || owner {
+		return "", err
+	}
+	study, err := a.chain.Study(ctx, sh.StudyId)
+	if errors.Is(err, ErrNotFound) {
+		return "the study is not registered", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if bytes.Equal(study.PrincipalInvestigator, a.caller.Address) {
+		return "", nil
+	}
+	if a.caller.Role == emrv1.Role_ROLE_RESEARCHER && a.caller.OrganizationId == study.OrganizationId {
+		return "", nil
+	}
+	return fmt.Sprintf("you are neither its principal investigator nor a researcher of %q", study.OrganizationId), nil
+}

@@ -1,0 +1,180 @@
+package sidecar
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emrchain/emrchain/offchain/blobstore"
+)
+
+// ErrHashMismatch: a downloaded blob does not hash to the sum it was asked
+// for. The bytes were already written; the caller must discard them.
+var ErrHashMismatch = errors.New("downloaded blob does not hash to the requested sha256")
+
+// Error is a sidecar's refusal: the HTTP status and the JSON reason.
+type Error struct {
+	StatusCode int
+	Code       string
+	Reason     string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("sidecar: %d %s: %s", e.StatusCode, http.StatusText(e.StatusCode), e.Reason)
+}
+
+// Client talks to a sidecar on behalf of one member.
+type Client struct {
+	base   string
+	signer Signer
+	http   *http.Client
+}
+
+// NewClient returns a client for the sidecar at baseURL
+// ("http://127.0.0.1:7070"). httpClient nil means a client with
+// "Expect: 100-continue" support, so a refused upload is refused before its
+// body is sent.
+func NewClient(baseURL string, signer Signer, httpClient *http.Client) *Client {
+	if httpClient == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.ExpectContinueTimeout = 2 * time.Second
+		httpClient = &http.Client{Transport: tr}
+	}
+	return &Client{base: strings.TrimRight(baseURL, "/"), signer: signer, http: httpClient}
+}
+
+// Put uploads size bytes of ciphertext from r for patientID under sum. The
+// sidecar hashes the body and refuses it (400) if it does not match.
+func (c *Client) Put(ctx context.Context, patientID []byte, sum [32]byte, r io.Reader, size int64) (*PutResult, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.base+"/v1/blobs/"+hex.EncodeToString(sum[:]), io.NopCloser(r))
+	if err != nil {
+		return nil, err
+	}
+	req.ContentLength = size
+	if size == 0 {
+		req.Body = http.NoBody
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("Expect", "100-continue")
+	req.Header.Set(HeaderPatient, hex.EncodeToString(patientID))
+	if err := SignRequest(req, c.signer, hex.EncodeToString(sum[:])); err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("sidecar: put %x: %w", sum, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
+		return nil, readError(resp)
+	}
+	var res PutResult
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&res); err != nil {
+		return nil, fmt.Errorf("sidecar: put %x: decode answer: %w", sum, err)
+	}
+	return &res, nil
+}
+
+// Range selects bytes [Start, Start+Length) of a blob.
+type Range struct {
+	Start, Length int64
+}
+
+// Get downloads the blob sum (or one range of it) into w and returns the
+// number of bytes written. It streams: memory does not grow with the blob.
+// A whole-blob download is hashed on the way and ErrHashMismatch returned
+// if it does not match sum — after the bytes were written, so callers write
+// to a temporary place and discard it on any error. A range (which cannot
+// be checked against the sum) must come back as exactly the 206 asked for;
+// a range that runs past the end of the blob is cut at the end.
+func (c *Client) Get(ctx context.Context, sum [32]byte, w io.Writer, rng *Range) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/blobs/"+hex.EncodeToString(sum[:]), nil)
+	if err != nil {
+		return 0, err
+	}
+	if rng != nil {
+		if rng.Start < 0 || rng.Length <= 0 {
+			return 0, fmt.Errorf("sidecar: invalid range %d+%d", rng.Start, rng.Length)
+		}
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", rng.Start, rng.Start+rng.Length-1))
+	}
+	if err := SignRequest(req, c.signer, ""); err != nil {
+		return 0, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("sidecar: get %x: %w", sum, err)
+	}
+	defer resp.Body.Close()
+	switch {
+	case rng == nil && resp.StatusCode == http.StatusOK:
+		h := sha256.New()
+		n, err := io.Copy(io.MultiWriter(w, h), resp.Body)
+		if err != nil {
+			return n, fmt.Errorf("sidecar: get %x: %w", sum, err)
+		}
+		if got := blobstore.Sum(h.Sum(nil)); got != sum {
+			return n, fmt.Errorf("%w: got %s, want %x", ErrHashMismatch, got, sum)
+		}
+		return n, nil
+	case rng != nil && resp.StatusCode == http.StatusPartialContent:
+		first, last, ok := parseContentRange(resp.Header.Get("Content-Range"))
+		if !ok || first != rng.Start || last < first || last-first+1 > rng.Length {
+			return 0, fmt.Errorf("sidecar: get %x: Content-Range %q does not answer bytes %d+%d",
+				sum, resp.Header.Get("Content-Range"), rng.Start, rng.Length)
+		}
+		want := last - first + 1
+		n, err := io.Copy(w, io.LimitReader(resp.Body, want))
+		if err == nil && n != want {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return n, fmt.Errorf("sidecar: get %x: %w", sum, err)
+		}
+		return n, nil
+	case resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent:
+		return 0, fmt.Errorf("sidecar: get %x: unexpected %d to a request with range %v", sum, resp.StatusCode, rng != nil)
+	default:
+		return 0, readError(resp)
+	}
+}
+
+// parseContentRange parses "bytes first-last/size".
+func parseContentRange(s string) (first, last int64, ok bool) {
+	spec, found := strings.CutPrefix(s, "bytes ")
+	if !found {
+		return 0, 0, false
+	}
+	spec, _, found = strings.Cut(spec, "/")
+	if !found {
+		return 0, 0, false
+	}
+	a, b, found := strings.Cut(spec, "-")
+	if !found {
+		return 0, 0, false
+	}
+	first, err1 := strconv.ParseInt(a, 10, 64)
+	last, err2 := strconv.ParseInt(b, 10, 64)
+	return first, last, err1 == nil && err2 == nil
+}
+
+// readError turns an error answer into an *Error.
+func readError(resp *http.Response) error {
+	e := &Error{StatusCode: resp.StatusCode}
+	var body ErrorBody
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if json.Unmarshal(raw, &body) == nil && body.Error != "" {
+		e.Code, e.Reason = body.Code, body.Error
+	} else {
+		e.Reason = strings.TrimSpace(string(raw))
+	}
+	return e
+}

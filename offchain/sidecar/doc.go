@@ -1,0 +1,69 @@
+// Package sidecar is the blob sidecar: an HTTP server that moves encrypted
+// medical records (ciphertext only) in and out of a blobstore.Store — MinIO
+// or the embedded filesystem store — and serves them only to members the
+// chain allows. It also holds the client side: SignRequest and Client.
+//
+// # API
+//
+//	PUT /v1/blobs            (or PUT /v1/blobs/{sha256})
+//	    X-Emr-Patient: <patient id hex>   X-Emr-Body-SHA256: <sum hex>
+//	    Content-Length: <size>            body: the ciphertext
+//	  201 {"sha256","size","created":true}, or 200 with created=false if the
+//	  blob was already stored (idempotent). 400 hash_mismatch / size_mismatch
+//	  (nothing is stored), 403 (not allowed for this patient), 411 (no
+//	  Content-Length), 413 (above the chain's params.max_blob_bytes).
+//	GET /v1/blobs/{sha256}   (single-range requests: 206 + Content-Range,
+//	  416 when unsatisfiable); streamed as application/octet-stream.
+//	GET /healthz             200/503 JSON: the store and the chain reachable.
+//	GET /metrics             Prometheus: emrchain_sidecar_bytes_in_total,
+//	  bytes_out_total, requests_total{route,outcome},
+//	  request_duration_seconds{route}, sweep_* counters.
+//
+// Every error is JSON {"error": reason, "code": code}; the reason says what
+// is missing ("no committed access event for this record", "your access
+// event at height 12 expired at ...", "your permission was revoked at
+// height 40", ...).
+//
+// # Authentication
+//
+// Each request is signed with the member's ed25519 signing key (verified
+// with CometBFT's crypto/ed25519, like every signature in emrchain) over
+// SigningString: a domain tag, the method, the request URI, and the
+// X-Emr-Address, X-Emr-Timestamp, X-Emr-Body-SHA256 and X-Emr-Patient
+// headers. The sidecar looks the address up on chain (Member) and verifies
+// with the registered key. A timestamp further than MaxClockSkew (60 s) from
+// the sidecar's clock is refused (401), and so is a request seen before
+// within that window (401: a bounded replay cache keyed by the hash of
+// address and signed string — not by signature bytes, which ZIP-215 lets an
+// attacker re-encode). The body hash is signed, and for PUT the body is
+// hashed while it streams into the store, so a tampered body is refused.
+// A suspended member is refused (403) even with a valid signature.
+//
+// # Authorization (asked of the chain on every request; nothing cached)
+//
+// PUT: the patient's owner, or a member whose permission for the patient
+// stands at the latest block time (not revoked, not_before <= t < not_after)
+// with the write right (or the share right, for ciphertext re-encrypted to a
+// study). The upload precedes AddRecord, so there is no record to check.
+//
+// GET: RecordsByHash(sum) and SharesByHash(sum). Served to the owner of a
+// referenced patient; to a member whose last access event (LastAccess) for a
+// referenced record is committed and at most AccessWindow (10 min) old in
+// block time, and whose permission still stands (so revocation ends the
+// window early); for shared blobs, to the study's principal investigator and
+// active researchers of the study's organization. Everything else is 403.
+//
+// # Trust
+//
+// NewNodeChainView trusts the co-located node (same operator, same trust
+// domain; see its documentation). Clients never trust the sidecar: they
+// check the SHA-256 of what they download against a record proven with the
+// light client before decrypting. NewQueryChainView lets a verifying client
+// back the sidecar instead.
+//
+// # Garbage collection
+//
+// Sweep (every SweepInterval) deletes blobs older than SweepGrace (1 h) that
+// no committed record or share references, a bounded number per pass, each
+// deletion logged and counted.
+package sidecar

@@ -1,0 +1,216 @@
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cometbft/cometbft/crypto/ed25519"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// fakeChain is an in-memory ChainView for unit tests.
+type fakeChain struct {
+	mu       sync.Mutex
+	head     Head
+	params   *emrv1.Params
+	members  map[string]*emrv1.Member
+	patients map[string]*emrv1.Patient
+	perms    map[string][]*emrv1.Permission
+	records  []*emrv1.Record
+	shares   []*emrv1.Share
+	access   map[string]*emrv1.AccessEvent
+	studies  map[string]*emrv1.Study
+	down     bool
+}
+
+func newFakeChain(now time.Time) *fakeChain {
+	return &fakeChain{
+		head:     Head{Height: 10, Time: now},
+		params:   &emrv1.Params{MaxBlobBytes: 1 << 20},
+		members:  map[string]*emrv1.Member{},
+		patients: map[string]*emrv1.Patient{},
+		perms:    map[string][]*emrv1.Permission{},
+		access:   map[string]*emrv1.AccessEvent{},
+		studies:  map[string]*emrv1.Study{},
+	}
+}
+
+func (f *fakeChain) check() error {
+	if f.down {
+		return fmt.Errorf("%w: fake chain is down", ErrChainUnavailable)
+	}
+	return nil
+}
+
+func (f *fakeChain) Head(context.Context) (Head, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.head, f.check()
+}
+
+func (f *fakeChain) Params(context.Context) (*emrv1.Params, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.params, f.check()
+}
+
+func (f *fakeChain) Member(_ context.Context, addr []byte) (*emrv1.Member, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	m, ok := f.members[string(addr)]
+	if !ok {
+		return nil, fmt.Errorf("%w: member", ErrNotFound)
+	}
+	return m, nil
+}
+
+func (f *fakeChain) Patient(_ context.Context, id []byte) (*emrv1.Patient, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	p, ok := f.patients[string(id)]
+	if !ok {
+		return nil, fmt.Errorf("%w: patient", ErrNotFound)
+	}
+	return p, nil
+}
+
+func (f *fakeChain) Permissions(_ context.Context, id []byte) ([]*emrv1.Permission, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.perms[string(id)], f.check()
+}
+
+func (f *fakeChain) RecordsByHash(_ context.Context, sum [32]byte) ([]*emrv1.Record, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*emrv1.Record
+	for _, r := range f.records {
+		if bytes.Equal(r.CiphertextSha256, sum[:]) {
+			out = append(out, r)
+		}
+	}
+	return out, f.check()
+}
+
+func (f *fakeChain) SharesByHash(_ context.Context, sum [32]byte) ([]*emrv1.Share, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*emrv1.Share
+	for _, s := range f.shares {
+		if bytes.Equal(s.SharedSha256, sum[:]) {
+			out = append(out, s)
+		}
+	}
+	return out, f.check()
+}
+
+func accessKey(id []byte, seq uint64, who []byte) string {
+	return fmt.Sprintf("%x/%d/%x", id, seq, who)
+}
+
+func (f *fakeChain) LastAccess(_ context.Context, id []byte, seq uint64, who []byte) (*emrv1.AccessEvent, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	ev, ok := f.access[accessKey(id, seq, who)]
+	if !ok {
+		return nil, fmt.Errorf("%w: access", ErrNotFound)
+	}
+	return ev, nil
+}
+
+func (f *fakeChain) Study(_ context.Context, id string) (*emrv1.Study, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	s, ok := f.studies[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: study", ErrNotFound)
+	}
+	return s, nil
+}
+
+// actor is a test member.
+type actor struct {
+	KeySigner
+	member *emrv1.Member
+}
+
+func (f *fakeChain) addMember(name string, role emrv1.Role, org string) *actor {
+	key := ed25519.GenPrivKeyFromSecret([]byte("sidecar-test/" + name))
+	a := &actor{KeySigner: KeySigner{Key: key}}
+	a.member = &emrv1.Member{
+		Address: a.Address(), SignPubKey: a.PubKey(), Role: role, OrganizationId: org,
+		Status: emrv1.MemberStatus_MEMBER_STATUS_ACTIVE,
+	}
+	f.mu.Lock()
+	f.members[string(a.Address())] = a.member
+	f.mu.Unlock()
+	return a
+}
+
+func (f *fakeChain) setStatus(a *actor, st emrv1.MemberStatus) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a.member.Status = st
+}
+
+func (f *fakeChain) enroll(owner *actor, id []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.patients[string(id)] = &emrv1.Patient{Id: id, Owner: owner.Address(), KeyVersion: 1}
+}
+
+func (f *fakeChain) grant(id []byte, to *actor, notAfter time.Time, rights ...emrv1.Right) *emrv1.Permission {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := &emrv1.Permission{PatientId: id, Grantee: to.Address(), Rights: rights, NotAfter: timestamppb.New(notAfter), GrantedHeight: f.head.Height}
+	f.perms[string(id)] = append(f.perms[string(id)], p)
+	return p
+}
+
+func (f *fakeChain) revoke(p *emrv1.Permission) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p.RevokedHeight = f.head.Height
+}
+
+func (f *fakeChain) addRecord(id []byte, sum [32]byte, uploader *actor) *emrv1.Record {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := &emrv1.Record{PatientId: id, Sequence: uint64(len(f.records) + 1), CiphertextSha256: sum[:], Uploader: uploader.Address(),
+		Time: timestamppb.New(f.head.Time), Height: f.head.Height}
+	f.records = append(f.records, r)
+	return r
+}
+
+func (f *fakeChain) recordAccess(r *emrv1.Record, who *actor, purpose emrv1.Purpose) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.access[accessKey(r.PatientId, r.Sequence, who.Address())] = &emrv1.AccessEvent{
+		PatientId: r.PatientId, RecordSequence: r.Sequence, Accessor: who.Address(), Purpose: purpose,
+		Height: f.head.Height, Time: timestamppb.New(f.head.Time),
+	}
+}
+
+func (f *fakeChain) advance(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.head.Height++
+	f.head.Time = f.head.Time.Add(d)
+}

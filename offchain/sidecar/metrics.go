@@ -1,0 +1,152 @@
+package sidecar
+
+import (
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the sidecar's Prometheus series (namespace emrchain_sidecar).
+type metrics struct {
+	reg        *prometheus.Registry
+	bytesIn    prometheus.Counter
+	bytesOut   prometheus.Counter
+	requests   *prometheus.CounterVec
+	latency    *prometheus.HistogramVec
+	sweepRuns  prometheus.Counter
+	sweepDel   prometheus.Counter
+	sweepErrs  prometheus.Counter
+	sweepBytes prometheus.Counter
+}
+
+func newMetrics(reg *prometheus.Registry) *metrics {
+	const ns, sub = "emrchain", "sidecar"
+	m := &metrics{
+		reg: reg,
+		bytesIn: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "bytes_in_total", Help: "Ciphertext bytes received in PUT bodies."}),
+		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "bytes_out_total", Help: "Ciphertext bytes sent in GET responses."}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "requests_total", Help: "Requests by route and outcome."}, []string{"route", "outcome"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+			Name: "request_duration_seconds", Help: "Request latency by route, until the last byte.",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}},
+			[]string{"route"}),
+		sweepRuns: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "sweep_runs_total", Help: "Garbage-collection passes."}),
+		sweepDel: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "sweep_deleted_total", Help: "Unreferenced blobs deleted by the sweep."}),
+		sweepErrs: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "sweep_errors_total", Help: "Blobs the sweep could not check or delete."}),
+		sweepBytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "sweep_deleted_bytes_total", Help: "Bytes freed by the sweep."}),
+	}
+	reg.MustRegister(m.bytesIn, m.bytesOut, m.requests, m.latency, m.sweepRuns, m.sweepDel, m.sweepErrs, m.sweepBytes)
+	return m
+}
+
+// defaultRegistry is a fresh registry with the Go and process collectors.
+func defaultRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// outcome names a status code for the requests_total label.
+func outcome(status int) string {
+	switch {
+	case status == http.StatusOK, status == http.StatusCreated:
+		return "ok"
+	case status == http.StatusPartialContent:
+		return "partial"
+	case status == http.StatusBadRequest:
+		return "bad_request"
+	case status == http.StatusUnauthorized:
+		return "unauthenticated"
+	case status == http.StatusForbidden:
+		return "forbidden"
+	case status == http.StatusNotFound:
+		return "not_found"
+	case status == http.StatusLengthRequired:
+		return "length_required"
+	case status == http.StatusRequestEntityTooLarge:
+		return "too_large"
+	case status == http.StatusRequestedRangeNotSatisfiable:
+		return "range_not_satisfiable"
+	case status == http.StatusServiceUnavailable:
+		return "unavailable"
+	case status >= 500:
+		return "error"
+	}
+	return strconv.Itoa(status)
+}
+
+// instrument counts and times a route.
+func (m *metrics) instrument(route string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		h(rec, r)
+		status := rec.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		m.requests.WithLabelValues(route, outcome(status)).Inc()
+		m.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	}
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// countingReader counts the bytes read through it into a counter.
+type countingReader struct {
+	r io.Reader
+	c prometheus.Counter
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	c.c.Add(float64(n))
+	return n, err
+}
+
+// countingWriter counts the bytes written through it into a counter.
+type countingWriter struct {
+	w io.Writer
+	c prometheus.Counter
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	c.c.Add(float64(n))
+	return n, err
+}

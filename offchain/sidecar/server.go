@@ -1,0 +1,546 @@
+package sidecar
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/emrchain/emrchain/offchain/blobstore"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// Defaults of Options.
+const (
+	DefaultAccessWindow    = 10 * time.Minute
+	DefaultMaxClockSkew    = 60 * time.Second
+	DefaultReplayCacheSize = 100_000
+	DefaultSweepInterval   = 10 * time.Minute
+	DefaultSweepGrace      = time.Hour
+	DefaultSweepMaxDeletes = 1000
+	DefaultSweepMaxChecks  = 10_000
+)
+
+// Logger is the logging the sidecar needs; CometBFT's log.Logger has it.
+type Logger interface {
+	Info(msg string, keyvals ...any)
+	Error(msg string, keyvals ...any)
+}
+
+type nopLogger struct{}
+
+func (nopLogger) Info(string, ...any)  {}
+func (nopLogger) Error(string, ...any) {}
+
+// Options configure a Server. Zero values take the defaults above.
+type Options struct {
+	Store  blobstore.Store
+	Chain  ChainView
+	Logger Logger
+	// AccessWindow: how long, in block time, a committed access event lets
+	// its member download the record's ciphertext.
+	AccessWindow time.Duration
+	// MaxClockSkew: how far a request's timestamp may be from the
+	// sidecar's clock.
+	MaxClockSkew time.Duration
+	// ReplayCacheSize bounds the remembered request signatures.
+	ReplayCacheSize int
+	// SweepInterval between garbage-collection passes; negative disables
+	// the background sweep (Sweep can still be called).
+	SweepInterval time.Duration
+	// SweepGrace: blobs younger than this are never swept (an upload comes
+	// before the transaction that references it).
+	SweepGrace time.Duration
+	// SweepMaxDeletes bounds deletions per pass.
+	SweepMaxDeletes int
+	// SweepMaxChecks bounds the blobs a pass asks the chain about.
+	SweepMaxChecks int
+	// Registry receives the metrics; nil means a fresh one with the Go and
+	// process collectors. /metrics serves it.
+	Registry *prometheus.Registry
+	// Now is the wall clock (timestamps, sweep ages); nil means time.Now.
+	Now func() time.Time
+}
+
+// Server is the blob sidecar.
+type Server struct {
+	opts    Options
+	store   blobstore.Store
+	chain   ChainView
+	log     Logger
+	metrics *metrics
+	replay  *replayCache
+	handler http.Handler
+	bufs    sync.Pool
+
+	mu       sync.Mutex
+	http     *http.Server
+	listener net.Listener
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	cursor   blobstore.Sum // where the next sweep pass starts
+}
+
+// New builds a Server.
+func New(opts Options) (*Server, error) {
+	if opts.Store == nil || opts.Chain == nil {
+		return nil, errors.New("sidecar: a store and a chain view are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = nopLogger{}
+	}
+	if opts.AccessWindow <= 0 {
+		opts.AccessWindow = DefaultAccessWindow
+	}
+	if opts.MaxClockSkew <= 0 {
+		opts.MaxClockSkew = DefaultMaxClockSkew
+	}
+	if opts.ReplayCacheSize <= 0 {
+		opts.ReplayCacheSize = DefaultReplayCacheSize
+	}
+	if opts.SweepInterval == 0 {
+		opts.SweepInterval = DefaultSweepInterval
+	}
+	if opts.SweepGrace <= 0 {
+		opts.SweepGrace = DefaultSweepGrace
+	}
+	if opts.SweepMaxDeletes <= 0 {
+		opts.SweepMaxDeletes = DefaultSweepMaxDeletes
+	}
+	if opts.SweepMaxChecks <= 0 {
+		opts.SweepMaxChecks = DefaultSweepMaxChecks
+	}
+	if opts.Registry == nil {
+		opts.Registry = defaultRegistry()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Server{
+		opts:    opts,
+		store:   opts.Store,
+		chain:   opts.Chain,
+		log:     opts.Logger,
+		metrics: newMetrics(opts.Registry),
+		replay:  newReplayCache(opts.ReplayCacheSize),
+		bufs:    sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }},
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /v1/blobs", s.metrics.instrument("put_blob", s.handlePut))
+	mux.HandleFunc("PUT /v1/blobs/{sha256}", s.metrics.instrument("put_blob", s.handlePut))
+	mux.HandleFunc("GET /v1/blobs/{sha256}", s.metrics.instrument("get_blob", s.handleGet))
+	mux.HandleFunc("GET /healthz", s.metrics.instrument("healthz", s.handleHealth))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
+	s.handler = mux
+	return s, nil
+}
+
+// Handler serves the sidecar's HTTP API.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Start listens on addr (host:port; port 0 picks one) and serves in the
+// background; it also starts the periodic sweep unless disabled.
+func (s *Server) Start(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("sidecar: listen %s: %w", addr, err)
+	}
+	return s.Serve(l)
+}
+
+// Serve serves on l in the background (see Start).
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.http != nil {
+		return errors.New("sidecar: already started")
+	}
+	s.listener = l
+	s.http = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	s.stop = make(chan struct{})
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.http.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("sidecar HTTP server stopped", "err", err)
+		}
+	}()
+	if s.opts.SweepInterval > 0 {
+		s.wg.Add(1)
+		go s.sweepLoop(s.stop)
+	}
+	s.log.Info("sidecar listening", "addr", l.Addr().String(), "backend", s.store.Name(),
+		"access_window", s.opts.AccessWindow.String(), "sweep_interval", s.opts.SweepInterval.String())
+	return nil
+}
+
+// Addr is the address the server listens on (nil before Start).
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.listener == nil {
+		return nil
+	}
+	return s.listener.Addr()
+}
+
+// Shutdown stops accepting requests, waits for those in flight (until ctx
+// ends, then closes their connections) and stops the sweep.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	srv, stop := s.http, s.stop
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	close(stop)
+	err := srv.Shutdown(ctx)
+	if err != nil {
+		_ = srv.Close()
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("sidecar: shutdown: %w", ctx.Err())
+	}
+	return err
+}
+
+// writeJSON answers with a JSON body.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// ErrorBody is the JSON body of every error answer.
+type ErrorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+func writeError(w http.ResponseWriter, e *apiError) {
+	if e.status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `EMR-Signature realm="emrchain-sidecar"`)
+	}
+	writeJSON(w, e.status, ErrorBody{Error: e.reason, Code: e.code})
+}
+
+func unauthenticated(format string, args ...any) *apiError {
+	return errf(http.StatusUnauthorized, "unauthenticated", format, args...)
+}
+
+// authenticate checks the request signature against the member's key on
+// the chain, the timestamp against the clock and the replay cache, and
+// that the member is active. It returns the calling member.
+func (s *Server) authenticate(r *http.Request) (*emrv1.Member, *signedRequest, *apiError) {
+	sr, err := parseSigned(r)
+	if err != nil {
+		return nil, nil, unauthenticated("%v", err)
+	}
+	now := s.opts.Now()
+	if d := now.Sub(sr.timestamp); d > s.opts.MaxClockSkew || d < -s.opts.MaxClockSkew {
+		return nil, nil, unauthenticated("stale timestamp: %s is %s away from the sidecar's clock %s (allowed skew %s)",
+			sr.timestamp.UTC().Format(time.RFC3339Nano), d.Round(time.Millisecond), now.UTC().Format(time.RFC3339Nano), s.opts.MaxClockSkew)
+	}
+	member, err := s.chain.Member(r.Context(), sr.address)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil, unauthenticated("%x is not a member of the chain", sr.address)
+	}
+	if err != nil {
+		return nil, nil, chainError(err)
+	}
+	if !sr.verify(member.SignPubKey) {
+		return nil, nil, unauthenticated("bad signature: it does not verify with the signing key %x registered for %x", member.SignPubKey, sr.address)
+	}
+	fresh, err := s.replay.add(sr.replayKey(), sr.timestamp.Add(s.opts.MaxClockSkew), now)
+	if err != nil {
+		return nil, nil, errf(http.StatusServiceUnavailable, "busy", "too many requests in the replay window; retry later")
+	}
+	if !fresh {
+		return nil, nil, unauthenticated("replayed request: this signed request was already received; sign each request anew")
+	}
+	if !isActive(member) {
+		return nil, nil, forbidden("member %x is %s", sr.address, statusName(member.Status))
+	}
+	return member, sr, nil
+}
+
+func statusName(st emrv1.MemberStatus) string {
+	switch st {
+	case emrv1.MemberStatus_MEMBER_STATUS_ACTIVE:
+		return "active"
+	case emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED:
+		return "suspended"
+	}
+	return st.String()
+}
+
+// PutResult is the JSON answer to a successful PUT.
+type PutResult struct {
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+	// Created is false when the blob was already stored.
+	Created bool `json:"created"`
+}
+
+func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
+	caller, sr, aerr := s.authenticate(r)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	sum := blobstore.Sum(sr.bodySum)
+	if p := r.PathValue("sha256"); p != "" {
+		pathSum, err := blobstore.ParseSum(p)
+		if err != nil {
+			writeError(w, errf(http.StatusBadRequest, "bad_request", "path: %v", err))
+			return
+		}
+		if pathSum != sum {
+			writeError(w, errf(http.StatusBadRequest, "bad_request", "the path names blob %s but %s says %s", pathSum, HeaderBodySHA256, sum))
+			return
+		}
+	}
+	patientID, err := hex.DecodeString(r.Header.Get(HeaderPatient))
+	if err != nil || len(patientID) != 32 {
+		writeError(w, errf(http.StatusBadRequest, "bad_request", "%s must be the patient id, 64 hex characters", HeaderPatient))
+		return
+	}
+	size := r.ContentLength
+	if size < 0 {
+		writeError(w, errf(http.StatusLengthRequired, "length_required", "Content-Length is required"))
+		return
+	}
+	ctx := r.Context()
+	head, err := s.chain.Head(ctx)
+	if err != nil {
+		writeError(w, chainError(err))
+		return
+	}
+	params, err := s.chain.Params(ctx)
+	if err != nil {
+		writeError(w, chainError(err))
+		return
+	}
+	if uint64(size) > params.MaxBlobBytes {
+		writeError(w, errf(http.StatusRequestEntityTooLarge, "too_large",
+			"blob is %d bytes; the chain's limit (params.max_blob_bytes) is %d", size, params.MaxBlobBytes))
+		return
+	}
+	if aerr := newAuthState(s.chain, caller, head, s.opts.AccessWindow).authorizePut(ctx, patientID); aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	_, statErr := s.store.Stat(ctx, sum)
+	existed := statErr == nil
+	body := &countingReader{r: http.MaxBytesReader(w, r.Body, size), c: s.metrics.bytesIn}
+	if err := s.store.Put(ctx, sum, body, size); err != nil {
+		switch {
+		case errors.Is(err, blobstore.ErrHashMismatch):
+			writeError(w, errf(http.StatusBadRequest, "hash_mismatch", "the body does not hash to %s: nothing was stored (%v)", sum, err))
+		case errors.Is(err, blobstore.ErrSizeMismatch):
+			writeError(w, errf(http.StatusBadRequest, "size_mismatch", "the body is not the %d bytes announced: nothing was stored (%v)", size, err))
+		case ctx.Err() != nil:
+			writeError(w, errf(http.StatusBadRequest, "aborted", "upload aborted: %v", ctx.Err()))
+		default:
+			s.log.Error("blob store failed", "sha256", sum.String(), "err", err)
+			writeError(w, errf(http.StatusInternalServerError, "store_error", "storing the blob failed"))
+		}
+		return
+	}
+	s.log.Info("blob stored", "sha256", sum.String(), "size", size, "uploader", hex.EncodeToString(caller.Address),
+		"patient", hex.EncodeToString(patientID), "created", !existed)
+	status := http.StatusCreated
+	if existed {
+		status = http.StatusOK
+	}
+	writeJSON(w, status, PutResult{SHA256: sum.String(), Size: size, Created: !existed})
+}
+
+func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
+	caller, sr, aerr := s.authenticate(r)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	if sr.bodySum != [32]byte(mustHex(emptySHA256)) {
+		writeError(w, errf(http.StatusBadRequest, "bad_request", "a GET has no body: %s must be the SHA-256 of nothing (%s)", HeaderBodySHA256, emptySHA256))
+		return
+	}
+	sum, err := blobstore.ParseSum(r.PathValue("sha256"))
+	if err != nil {
+		writeError(w, errf(http.StatusBadRequest, "bad_request", "path: %v", err))
+		return
+	}
+	ctx := r.Context()
+	head, err := s.chain.Head(ctx)
+	if err != nil {
+		writeError(w, chainError(err))
+		return
+	}
+	if aerr := newAuthState(s.chain, caller, head, s.opts.AccessWindow).authorizeGet(ctx, sum); aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	info, err := s.store.Stat(ctx, sum)
+	if errors.Is(err, blobstore.ErrNotFound) {
+		writeError(w, errf(http.StatusNotFound, "not_found", "blob %s is referenced on chain but not stored on this sidecar", sum))
+		return
+	}
+	if err != nil {
+		s.log.Error("blob stat failed", "sha256", sum.String(), "err", err)
+		writeError(w, errf(http.StatusInternalServerError, "store_error", "reading the blob failed"))
+		return
+	}
+	start, length, partial, rerr := parseRange(r.Header.Get("Range"), info.Size)
+	if rerr != nil {
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", info.Size))
+		writeError(w, errf(http.StatusRequestedRangeNotSatisfiable, "range_not_satisfiable", "%v", rerr))
+		return
+	}
+	rc, size, err := s.store.Get(ctx, sum, start, length)
+	if err != nil {
+		if errors.Is(err, blobstore.ErrNotFound) {
+			writeError(w, errf(http.StatusNotFound, "not_found", "blob %s is not stored on this sidecar", sum))
+			return
+		}
+		if errors.Is(err, blobstore.ErrInvalidRange) { // the blob changed size meanwhile: impossible for a hash, but be exact
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", size))
+			writeError(w, errf(http.StatusRequestedRangeNotSatisfiable, "range_not_satisfiable", "%v", err))
+			return
+		}
+		s.log.Error("blob read failed", "sha256", sum.String(), "err", err)
+		writeError(w, errf(http.StatusInternalServerError, "store_error", "reading the blob failed"))
+		return
+	}
+	defer rc.Close()
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Length", strconv.FormatInt(length, 10))
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("ETag", `"`+sum.String()+`"`)
+	h.Set("Cache-Control", "private, no-store")
+	status := http.StatusOK
+	if partial {
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+length-1, size))
+		status = http.StatusPartialContent
+	}
+	w.WriteHeader(status)
+	var n int64
+	if r.Method != http.MethodHead {
+		bp := s.bufs.Get().(*[]byte)
+		cw := &countingWriter{w: w, c: s.metrics.bytesOut}
+		_, err = io.CopyBuffer(cw, struct{ io.Reader }{rc}, *bp)
+		s.bufs.Put(bp)
+		n = cw.n
+		if err != nil {
+			s.log.Error("blob transfer interrupted", "sha256", sum.String(), "reader", hex.EncodeToString(caller.Address), "sent", n, "err", err)
+			return
+		}
+	}
+	s.log.Info("blob served", "sha256", sum.String(), "reader", hex.EncodeToString(caller.Address),
+		"bytes", n, "range", r.Header.Get("Range"), "height", head.Height)
+}
+
+func mustHex(s string) []byte {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// parseRange interprets a Range header for a blob of size bytes: one range
+// "bytes=a-b", "bytes=a-" or "bytes=-n". It returns the start, the length
+// and whether the answer is partial. A header that is absent, malformed or
+// asks for several ranges is ignored (the whole blob, 200), as HTTP allows;
+// a well-formed single range that lies outside the blob is an error (416).
+func parseRange(h string, size int64) (start, length int64, partial bool, err error) {
+	if h == "" {
+		return 0, size, false, nil
+	}
+	spec, ok := strings.CutPrefix(h, "bytes=")
+	if !ok || strings.Contains(spec, ",") {
+		return 0, size, false, nil
+	}
+	a, b, ok := strings.Cut(strings.TrimSpace(spec), "-")
+	if !ok {
+		return 0, size, false, nil
+	}
+	if a == "" { // suffix: the last n bytes
+		n, perr := strconv.ParseInt(b, 10, 64)
+		if perr != nil || n < 0 {
+			return 0, size, false, nil
+		}
+		if n == 0 || size == 0 {
+			return 0, 0, false, fmt.Errorf("range %q selects nothing of a %d-byte blob", h, size)
+		}
+		n = min(n, size)
+		return size - n, n, true, nil
+	}
+	first, perr := strconv.ParseInt(a, 10, 64)
+	if perr != nil || first < 0 {
+		return 0, size, false, nil
+	}
+	last := size - 1
+	if b != "" {
+		l, perr := strconv.ParseInt(b, 10, 64)
+		if perr != nil || l < first {
+			return 0, size, false, nil
+		}
+		last = min(l, size-1)
+	}
+	if first >= size {
+		return 0, 0, false, fmt.Errorf("range %q starts beyond the %d-byte blob", h, size)
+	}
+	return first, last - first + 1, true, nil
+}
+
+// Health is the JSON answer of /healthz.
+type Health struct {
+	Status       string `json:"status"`
+	Backend      string `json:"backend"`
+	BackendError string `json:"backend_error,omitempty"`
+	Height       int64  `json:"height,omitempty"`
+	BlockTime    string `json:"block_time,omitempty"`
+	ChainError   string `json:"chain_error,omitempty"`
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	h := Health{Status: "ok", Backend: s.store.Name()}
+	if err := s.store.Ping(ctx); err != nil {
+		h.Status, h.BackendError = "unavailable", err.Error()
+	}
+	if head, err := s.chain.Head(ctx); err != nil {
+		h.Status, h.ChainError = "unavailable", err.Error()
+	} else {
+		h.Height, h.BlockTime = head.Height, head.Time.UTC().Format(time.RFC3339Nano)
+	}
+	status := http.StatusOK
+	if h.Status != "ok" {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, h)
+}

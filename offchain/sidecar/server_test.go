@@ -1,0 +1,687 @@
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emrchain/emrchain/offchain/blobstore"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+type env struct {
+	t       *testing.T
+	chain   *fakeChain
+	store   *blobstore.FS
+	srv     *Server
+	ts      *httptest.Server
+	patient *actor
+	writer  *actor
+	reader  *actor
+	pid     []byte
+	wperm   *emrv1.Permission
+	rperm   *emrv1.Permission
+}
+
+func newEnv(t *testing.T, mod func(*Options)) *env {
+	t.Helper()
+	now := time.Now()
+	chain := newFakeChain(now)
+	store, err := blobstore.OpenFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{Store: store, Chain: chain, SweepInterval: -1}
+	if mod != nil {
+		mod(&opts)
+	}
+	srv, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	e := &env{t: t, chain: chain, store: store, srv: srv, ts: ts}
+	e.patient = chain.addMember("patient", emrv1.Role_ROLE_PATIENT, "")
+	e.writer = chain.addMember("writer", emrv1.Role_ROLE_CLINICIAN, "hospital-a")
+	e.reader = chain.addMember("reader", emrv1.Role_ROLE_CLINICIAN, "hospital-b")
+	e.pid = bytes.Repeat([]byte{0xaa}, 32)
+	chain.enroll(e.patient, e.pid)
+	e.wperm = chain.grant(e.pid, e.writer, now.Add(24*time.Hour), emrv1.Right_RIGHT_WRITE)
+	e.rperm = chain.grant(e.pid, e.reader, now.Add(24*time.Hour), emrv1.Right_RIGHT_READ)
+	return e
+}
+
+func (e *env) client(a *actor) *Client { return NewClient(e.ts.URL, a, nil) }
+
+func statusOf(err error) int {
+	var se *Error
+	if errors.As(err, &se) {
+		return se.StatusCode
+	}
+	return 0
+}
+
+func wantStatus(t *testing.T, err error, status int, reasonPart string) {
+	t.Helper()
+	var se *Error
+	if !errors.As(err, &se) || se.StatusCode != status {
+		t.Fatalf("got %v, want HTTP %d", err, status)
+	}
+	if reasonPart != "" && !strings.Contains(se.Reason, reasonPart) {
+		t.Fatalf("reason %q does not say %q", se.Reason, reasonPart)
+	}
+}
+
+func (e *env) put(a *actor, data []byte) (*PutResult, error) {
+	return e.client(a).Put(context.Background(), e.pid, sha256.Sum256(data), bytes.NewReader(data), int64(len(data)))
+}
+
+func (e *env) get(a *actor, sum [32]byte, rng *Range) ([]byte, error) {
+	var buf bytes.Buffer
+	_, err := e.client(a).Get(context.Background(), sum, &buf, rng)
+	return buf.Bytes(), err
+}
+
+func TestPutAuthorization(t *testing.T) {
+	e := newEnv(t, nil)
+	data := []byte("ciphertext of a lab result")
+	res, err := e.put(e.writer, data)
+	if err != nil || !res.Created || res.Size != int64(len(data)) {
+		t.Fatalf("writer put: %+v %v", res, err)
+	}
+	res, err = e.put(e.patient, data)
+	if err != nil || res.Created {
+		t.Fatalf("owner re-put: %+v %v (want 200, created=false)", res, err)
+	}
+	_, err = e.put(e.reader, []byte("other"))
+	wantStatus(t, err, 403, "does not include write or share")
+
+	stranger := e.chain.addMember("stranger", emrv1.Role_ROLE_CLINICIAN, "hospital-a")
+	_, err = e.put(stranger, []byte("other"))
+	wantStatus(t, err, 403, "granted you nothing")
+
+	e.chain.revoke(e.wperm)
+	_, err = e.put(e.writer, []byte("after revoke"))
+	wantStatus(t, err, 403, "revoked at height")
+
+	// Expired: block time past not_after.
+	w2 := e.chain.addMember("writer2", emrv1.Role_ROLE_CLINICIAN, "hospital-a")
+	e.chain.grant(e.pid, w2, e.chain.head.Time.Add(time.Minute), emrv1.Right_RIGHT_WRITE)
+	if _, err := e.put(w2, []byte("in time")); err != nil {
+		t.Fatal(err)
+	}
+	e.chain.advance(2 * time.Minute)
+	_, err = e.put(w2, []byte("too late"))
+	wantStatus(t, err, 403, "expired at")
+
+	// Unknown patient.
+	c := e.client(e.patient)
+	d := []byte("x")
+	_, err = c.Put(context.Background(), bytes.Repeat([]byte{1}, 32), sha256.Sum256(d), bytes.NewReader(d), 1)
+	wantStatus(t, err, 403, "not enrolled")
+
+	// Suspended members are refused even for their own patient.
+	e.chain.setStatus(e.patient, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED)
+	_, err = e.put(e.patient, []byte("suspended"))
+	wantStatus(t, err, 403, "suspended")
+}
+
+func TestPutValidation(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	c := e.client(e.writer)
+
+	// A body that does not hash to the claimed sum: 400, nothing stored.
+	data := []byte("the real ciphertext")
+	claimed := sha256.Sum256([]byte("something else"))
+	_, err := c.Put(ctx, e.pid, claimed, bytes.NewReader(data), int64(len(data)))
+	wantStatus(t, err, 400, "does not hash")
+	if _, err := e.store.Stat(ctx, claimed); !errors.Is(err, blobstore.ErrNotFound) {
+		t.Fatalf("a mismatching body was stored: %v", err)
+	}
+	// Too large for the chain's params: 413, before the body is read.
+	big := make([]byte, e.chain.params.MaxBlobBytes+1)
+	_, err = c.Put(ctx, e.pid, sha256.Sum256(big), bytes.NewReader(big), int64(len(big)))
+	wantStatus(t, err, 413, "max_blob_bytes")
+
+	// Path sum and header sum disagree.
+	req := e.signed(e.writer, http.MethodPut, "/v1/blobs/"+hex.EncodeToString(claimed[:]), data, true)
+	resp := do(t, req)
+	if resp.StatusCode != 400 {
+		t.Fatalf("path/header mismatch: %d", resp.StatusCode)
+	}
+	// PUT /v1/blobs (sum only in the header) works.
+	req = e.signed(e.writer, http.MethodPut, "/v1/blobs", data, true)
+	if resp := do(t, req); resp.StatusCode != 201 {
+		t.Fatalf("PUT /v1/blobs: %d", resp.StatusCode)
+	}
+	// Missing patient header.
+	req = e.signed(e.writer, http.MethodPut, "/v1/blobs", data, false)
+	if resp := do(t, req); resp.StatusCode != 400 {
+		t.Fatalf("no patient header: %d", resp.StatusCode)
+	}
+	// No Content-Length (chunked): 411.
+	sum := sha256.Sum256(data)
+	req, _ = http.NewRequest(http.MethodPut, e.ts.URL+"/v1/blobs", io.NopCloser(bytes.NewReader(data)))
+	req.ContentLength = -1
+	req.Header.Set(HeaderPatient, hex.EncodeToString(e.pid))
+	if err := SignRequest(req, e.writer, hex.EncodeToString(sum[:])); err != nil {
+		t.Fatal(err)
+	}
+	if resp := do(t, req); resp.StatusCode != http.StatusLengthRequired {
+		t.Fatalf("chunked PUT: %d", resp.StatusCode)
+	}
+}
+
+// signed builds a signed request for data (PUT) or nothing (GET).
+func (e *env) signed(a *actor, method, path string, data []byte, withPatient bool) *http.Request {
+	var body io.Reader
+	if data != nil {
+		body = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, e.ts.URL+path, body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if withPatient {
+		req.Header.Set(HeaderPatient, hex.EncodeToString(e.pid))
+	}
+	sum := ""
+	if data != nil {
+		s := sha256.Sum256(data)
+		sum = hex.EncodeToString(s[:])
+	}
+	if err := SignRequest(req, a, sum); err != nil {
+		e.t.Fatal(err)
+	}
+	return req
+}
+
+func do(t *testing.T, req *http.Request) *http.Response {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+func doJSON(t *testing.T, req *http.Request) (int, ErrorBody) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body ErrorBody
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	if resp.StatusCode >= 400 && resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("error answer with Content-Type %q", resp.Header.Get("Content-Type"))
+	}
+	return resp.StatusCode, body
+}
+
+func TestGetAuthorization(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.AccessWindow = 5 * time.Minute })
+	data := bytes.Repeat([]byte("0123456789"), 1000)
+	sum := sha256.Sum256(data)
+	if _, err := e.put(e.writer, data); err != nil {
+		t.Fatal(err)
+	}
+	// Not referenced by any committed record yet: nobody reads it.
+	_, err := e.get(e.patient, sum, nil)
+	wantStatus(t, err, 403, "no committed record or share")
+
+	rec := e.chain.addRecord(e.pid, sum, e.writer)
+	// The owner reads without an access event.
+	if got, err := e.get(e.patient, sum, nil); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("owner get: %v", err)
+	}
+	// The reader needs its access event.
+	_, err = e.get(e.reader, sum, nil)
+	wantStatus(t, err, 403, "no committed access event")
+	// The writer (no read right, no event) neither.
+	_, err = e.get(e.writer, sum, nil)
+	wantStatus(t, err, 403, "no committed access event")
+
+	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	if got, err := e.get(e.reader, sum, nil); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("reader get after access: %v", err)
+	}
+	// Ranges.
+	got, err := e.get(e.reader, sum, &Range{Start: 100, Length: 50})
+	if err != nil || !bytes.Equal(got, data[100:150]) {
+		t.Fatalf("range get: %q %v", got, err)
+	}
+	// The window is block time: 4 min later still fine, 6 min later not.
+	e.chain.advance(4 * time.Minute)
+	if _, err := e.get(e.reader, sum, nil); err != nil {
+		t.Fatalf("within window: %v", err)
+	}
+	e.chain.advance(2 * time.Minute)
+	_, err = e.get(e.reader, sum, nil)
+	wantStatus(t, err, 403, "expired at")
+
+	// A new event opens a new window; revocation ends it early.
+	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	if _, err := e.get(e.reader, sum, nil); err != nil {
+		t.Fatalf("after a new event: %v", err)
+	}
+	e.chain.revoke(e.rperm)
+	_, err = e.get(e.reader, sum, nil)
+	wantStatus(t, err, 403, "revoked at height")
+
+	// A suspended member is refused whatever the chain says about its events.
+	other := e.chain.addMember("other", emrv1.Role_ROLE_CLINICIAN, "hospital-b")
+	e.chain.grant(e.pid, other, e.chain.head.Time.Add(time.Hour), emrv1.Right_RIGHT_READ)
+	e.chain.recordAccess(rec, other, emrv1.Purpose_PURPOSE_TREATMENT)
+	if _, err := e.get(other, sum, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.chain.setStatus(other, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED)
+	_, err = e.get(other, sum, nil)
+	wantStatus(t, err, 403, "suspended")
+
+	// Referenced on chain but not stored here: 404 (only after authorization).
+	missing := sha256.Sum256([]byte("never uploaded"))
+	e.chain.addRecord(e.pid, missing, e.writer)
+	_, err = e.get(e.patient, missing, nil)
+	wantStatus(t, err, 404, "not stored")
+	_, err = e.get(e.reader, missing, nil)
+	wantStatus(t, err, 403, "")
+}
+
+func TestGetShares(t *testing.T) {
+	e := newEnv(t, nil)
+	data := []byte("ciphertext re-encrypted to a study key")
+	sum := sha256.Sum256(data)
+	sharer := e.chain.addMember("sharer", emrv1.Role_ROLE_CLINICIAN, "hospital-a")
+	e.chain.grant(e.pid, sharer, e.chain.head.Time.Add(time.Hour), emrv1.Right_RIGHT_SHARE)
+	if _, err := e.put(sharer, data); err != nil {
+		t.Fatalf("share-right upload: %v", err)
+	}
+	pi := e.chain.addMember("pi", emrv1.Role_ROLE_RESEARCHER, "research")
+	colleague := e.chain.addMember("colleague", emrv1.Role_ROLE_RESEARCHER, "research")
+	outsider := e.chain.addMember("outsider", emrv1.Role_ROLE_RESEARCHER, "elsewhere")
+	e.chain.studies["s1"] = &emrv1.Study{Id: "s1", PrincipalInvestigator: pi.Address(), OrganizationId: "research"}
+	e.chain.shares = append(e.chain.shares, &emrv1.Share{PatientId: e.pid, Sequence: 1, StudyId: "s1", SharedSha256: sum[:]})
+	for _, a := range []*actor{pi, colleague, e.patient} {
+		if got, err := e.get(a, sum, nil); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%x: %v", a.Address(), err)
+		}
+	}
+	_, err := e.get(outsider, sum, nil)
+	wantStatus(t, err, 403, "neither its principal investigator")
+	_, err = e.get(e.reader, sum, nil)
+	wantStatus(t, err, 403, "study")
+}
+
+func TestAuthentication(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.MaxClockSkew = 30 * time.Second })
+	data := []byte("blob")
+	sum := sha256.Sum256(data)
+	if _, err := e.put(e.patient, data); err != nil {
+		t.Fatal(err)
+	}
+	e.chain.addRecord(e.pid, sum, e.patient)
+	path := "/v1/blobs/" + hex.EncodeToString(sum[:])
+
+	// Unsigned.
+	req, _ := http.NewRequest(http.MethodGet, e.ts.URL+path, nil)
+	status, body := doJSON(t, req)
+	if status != 401 || !strings.Contains(body.Error, "unsigned") {
+		t.Fatalf("unsigned: %d %+v", status, body)
+	}
+	// Stale and future timestamps.
+	for _, skew := range []time.Duration{-time.Minute, time.Minute} {
+		req, _ := http.NewRequest(http.MethodGet, e.ts.URL+path, nil)
+		if err := signRequestAt(req, e.patient, "", time.Now().Add(skew)); err != nil {
+			t.Fatal(err)
+		}
+		status, body := doJSON(t, req)
+		if status != 401 || !strings.Contains(body.Error, "stale timestamp") {
+			t.Fatalf("skew %v: %d %+v", skew, status, body)
+		}
+	}
+	// Unix milliseconds are accepted.
+	req, _ = http.NewRequest(http.MethodGet, e.ts.URL+path, nil)
+	ts := strconvMs(time.Now())
+	addr := hex.EncodeToString(e.patient.Address())
+	sig, _ := e.patient.Sign(SigningString("GET", path, addr, ts, emptySHA256, ""))
+	req.Header.Set(HeaderAddress, addr)
+	req.Header.Set(HeaderTimestamp, ts)
+	req.Header.Set(HeaderBodySHA256, emptySHA256)
+	req.Header.Set(HeaderSignature, base64.StdEncoding.EncodeToString(sig))
+	if status, body := doJSON(t, req); status != 200 {
+		t.Fatalf("unix-ms timestamp: %d %+v", status, body)
+	}
+	// Replay of the very same request.
+	req2, _ := http.NewRequest(http.MethodGet, e.ts.URL+path, nil)
+	req2.Header = req.Header.Clone()
+	if status, body := doJSON(t, req2); status != 401 || !strings.Contains(body.Error, "replayed") {
+		t.Fatalf("replay: %d %+v", status, body)
+	}
+	// Signed by another key than the address's.
+	req, _ = http.NewRequest(http.MethodGet, e.ts.URL+path, nil)
+	if err := SignRequest(req, e.reader, ""); err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set(HeaderAddress, addr)
+	if status, body := doJSON(t, req); status != 401 || !strings.Contains(body.Error, "bad signature") {
+		t.Fatalf("wrong key: %d %+v", status, body)
+	}
+	// Tampering with any signed part.
+	for name, tamper := range map[string]func(*http.Request){
+		"path":    func(r *http.Request) { r.URL.Path = "/v1/blobs/" + strings.Repeat("0", 64) },
+		"query":   func(r *http.Request) { r.URL.RawQuery = "x=1" },
+		"method":  func(r *http.Request) { r.Method = http.MethodPut },
+		"patient": func(r *http.Request) { r.Header.Set(HeaderPatient, strings.Repeat("bb", 32)) },
+		"time": func(r *http.Request) {
+			r.Header.Set(HeaderTimestamp, time.Now().UTC().Format(time.RFC3339Nano))
+		},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, e.ts.URL+path, nil)
+		if err := SignRequest(req, e.patient, ""); err != nil {
+			t.Fatal(err)
+		}
+		tamper(req)
+		if status, body := doJSON(t, req); status != 401 {
+			t.Fatalf("tampered %s: %d %+v", name, status, body)
+		}
+	}
+	// Unknown member.
+	ghost := &actor{KeySigner: KeySigner{Key: newKey("ghost")}}
+	_, err := e.get(ghost, sum, nil)
+	wantStatus(t, err, 401, "not a member")
+	// A GET that claims a body.
+	req, _ = http.NewRequest(http.MethodGet, e.ts.URL+path, nil)
+	if err := SignRequest(req, e.patient, hex.EncodeToString(sum[:])); err != nil {
+		t.Fatal(err)
+	}
+	if status, _ := doJSON(t, req); status != 400 {
+		t.Fatalf("GET with a body hash: %d", status)
+	}
+	// Chain down: 503, never served.
+	e.chain.down = true
+	_, err = e.get(e.patient, sum, nil)
+	wantStatus(t, err, 503, "")
+	e.chain.down = false
+}
+
+func TestReplayCacheBounded(t *testing.T) {
+	c := newReplayCache(3)
+	now := time.Now()
+	for i := range 3 {
+		if ok, err := c.add([32]byte{byte(i)}, now.Add(time.Minute), now); !ok || err != nil {
+			t.Fatal(i, ok, err)
+		}
+	}
+	if ok, _ := c.add([32]byte{1}, now.Add(time.Minute), now); ok {
+		t.Fatal("duplicate accepted")
+	}
+	if _, err := c.add([32]byte{9}, now.Add(time.Minute), now); !errors.Is(err, errReplayCacheFull) {
+		t.Fatalf("full cache: %v", err)
+	}
+	later := now.Add(2 * time.Minute)
+	if ok, err := c.add([32]byte{9}, later.Add(time.Minute), later); !ok || err != nil {
+		t.Fatalf("after expiry: %v %v", ok, err)
+	}
+	if c.len() != 1 {
+		t.Fatalf("len = %d after expiry, want 1", c.len())
+	}
+}
+
+func TestParseRange(t *testing.T) {
+	const size = 100
+	for _, c := range []struct {
+		h             string
+		start, length int64
+		partial, err  bool
+	}{
+		{"", 0, 100, false, false},
+		{"bytes=0-9", 0, 10, true, false},
+		{"bytes=90-", 90, 10, true, false},
+		{"bytes=90-200", 90, 10, true, false},
+		{"bytes=-5", 95, 5, true, false},
+		{"bytes=-500", 0, 100, true, false},
+		{"bytes=99-99", 99, 1, true, false},
+		{"bytes=100-", 0, 0, false, true},
+		{"bytes=-0", 0, 0, false, true},
+		{"bytes=5-1", 0, 100, false, false},     // invalid: ignored
+		{"bytes=0-1,5-6", 0, 100, false, false}, // several: ignored
+		{"items=0-1", 0, 100, false, false},
+		{"bytes=x-1", 0, 100, false, false},
+	} {
+		start, length, partial, err := parseRange(c.h, size)
+		if start != c.start || length != c.length || partial != c.partial || (err != nil) != c.err {
+			t.Errorf("parseRange(%q) = %d %d %v %v", c.h, start, length, partial, err)
+		}
+	}
+}
+
+func TestRangeHTTP(t *testing.T) {
+	e := newEnv(t, nil)
+	data := []byte("0123456789abcdefghij")
+	sum := sha256.Sum256(data)
+	if _, err := e.put(e.patient, data); err != nil {
+		t.Fatal(err)
+	}
+	e.chain.addRecord(e.pid, sum, e.patient)
+	path := "/v1/blobs/" + hex.EncodeToString(sum[:])
+	get := func(rng string) *http.Response {
+		req := e.signed(e.patient, http.MethodGet, path, nil, false)
+		if rng != "" {
+			req.Header.Set("Range", rng)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	resp := get("bytes=5-9")
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 206 || string(b) != "56789" || resp.Header.Get("Content-Range") != "bytes 5-9/20" {
+		t.Fatalf("range: %d %q %q", resp.StatusCode, b, resp.Header.Get("Content-Range"))
+	}
+	resp = get("bytes=-3")
+	b, _ = io.ReadAll(resp.Body)
+	if resp.StatusCode != 206 || string(b) != "hij" {
+		t.Fatalf("suffix range: %d %q", resp.StatusCode, b)
+	}
+	// The client cuts a range at the end of the blob.
+	if got, err := e.get(e.patient, sum, &Range{Start: 15, Length: 100}); err != nil || string(got) != "fghij" {
+		t.Fatalf("client range past the end: %q %v", got, err)
+	}
+	if _, err := e.get(e.patient, sum, &Range{Start: 20, Length: 1}); statusOf(err) != 416 {
+		t.Fatalf("client range beyond the end: %v", err)
+	}
+	resp = get("bytes=20-")
+	if resp.StatusCode != 416 || resp.Header.Get("Content-Range") != "bytes */20" {
+		t.Fatalf("unsatisfiable: %d %q", resp.StatusCode, resp.Header.Get("Content-Range"))
+	}
+	resp = get("")
+	b, _ = io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !bytes.Equal(b, data) || resp.Header.Get("Content-Type") != "application/octet-stream" ||
+		resp.Header.Get("Accept-Ranges") != "bytes" || resp.Header.Get("ETag") != `"`+hex.EncodeToString(sum[:])+`"` {
+		t.Fatalf("full: %d %v", resp.StatusCode, resp.Header)
+	}
+}
+
+func TestClientDetectsTamperedBlob(t *testing.T) {
+	e := newEnv(t, nil)
+	data := []byte("honest ciphertext")
+	sum := sha256.Sum256(data)
+	if _, err := e.put(e.patient, data); err != nil {
+		t.Fatal(err)
+	}
+	e.chain.addRecord(e.pid, sum, e.patient)
+	// The storage lies: flip a byte on disk.
+	h := hex.EncodeToString(sum[:])
+	p := e.store.Dir() + "/sha256/" + h[:2] + "/" + h[2:4] + "/" + h
+	corrupt := append([]byte(nil), data...)
+	corrupt[0] ^= 1
+	if err := writeFile(p, corrupt); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.get(e.patient, sum, nil)
+	if !errors.Is(err, ErrHashMismatch) {
+		t.Fatalf("tampered download: %v, want ErrHashMismatch", err)
+	}
+}
+
+func TestHealthAndMetrics(t *testing.T) {
+	e := newEnv(t, nil)
+	data := []byte("metrics")
+	if _, err := e.put(e.writer, data); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = e.put(e.reader, data) // 403
+	resp, err := http.Get(e.ts.URL + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h Health
+	_ = json.NewDecoder(resp.Body).Decode(&h)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || h.Status != "ok" || h.Backend != "fs" || h.Height != 10 {
+		t.Fatalf("healthz: %d %+v", resp.StatusCode, h)
+	}
+	e.chain.down = true
+	resp, _ = http.Get(e.ts.URL + "/healthz")
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Fatalf("healthz with the chain down: %d", resp.StatusCode)
+	}
+	e.chain.down = false
+	resp, err = http.Get(e.ts.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`emrchain_sidecar_requests_total{outcome="ok",route="put_blob"} 1`,
+		`emrchain_sidecar_requests_total{outcome="forbidden",route="put_blob"} 1`,
+		`emrchain_sidecar_bytes_in_total 7`,
+		`emrchain_sidecar_request_duration_seconds_bucket{route="put_blob"`,
+		`emrchain_sidecar_bytes_out_total`,
+		`go_goroutines`,
+	} {
+		if !bytes.Contains(body, []byte(want)) {
+			t.Fatalf("/metrics lacks %q", want)
+		}
+	}
+}
+
+func TestSweep(t *testing.T) {
+	var clock time.Time
+	e := newEnv(t, func(o *Options) {
+		o.SweepGrace = time.Hour
+		o.SweepMaxDeletes = 2
+		o.Now = func() time.Time {
+			if clock.IsZero() {
+				return time.Now()
+			}
+			return clock
+		}
+	})
+	ctx := context.Background()
+	var orphans [][32]byte
+	for i := range 5 {
+		d := []byte{byte(i), 'o'}
+		if _, err := e.put(e.writer, d); err != nil {
+			t.Fatal(err)
+		}
+		orphans = append(orphans, sha256.Sum256(d))
+	}
+	kept := []byte("referenced")
+	keptSum := sha256.Sum256(kept)
+	if _, err := e.put(e.writer, kept); err != nil {
+		t.Fatal(err)
+	}
+	e.chain.addRecord(e.pid, keptSum, e.writer)
+
+	// Young blobs are never swept.
+	rep, err := e.srv.Sweep(ctx)
+	if err != nil || rep.Deleted != 0 || rep.Checked != 0 {
+		t.Fatalf("sweep of young blobs: %+v %v", rep, err)
+	}
+	clock = time.Now().Add(2 * time.Hour)
+	// The chain down: nothing is deleted.
+	e.chain.down = true
+	rep, _ = e.srv.Sweep(ctx)
+	if rep.Deleted != 0 || rep.Errors == 0 {
+		t.Fatalf("sweep with the chain down: %+v", rep)
+	}
+	e.chain.down = false
+	total := 0
+	for pass := 0; pass < 6 && total < 5; pass++ {
+		rep, err := e.srv.Sweep(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Deleted > 2 {
+			t.Fatalf("pass deleted %d, bound is 2", rep.Deleted)
+		}
+		total += rep.Deleted
+	}
+	if total != 5 {
+		t.Fatalf("deleted %d orphans in 6 passes, want 5", total)
+	}
+	for _, s := range orphans {
+		if _, err := e.store.Stat(ctx, s); !errors.Is(err, blobstore.ErrNotFound) {
+			t.Fatalf("orphan %x survived: %v", s, err)
+		}
+	}
+	if _, err := e.store.Stat(ctx, keptSum); err != nil {
+		t.Fatalf("referenced blob was swept: %v", err)
+	}
+}
+
+// TestServerLifecycle: Start on a loopback port, serve, Shutdown.
+func TestServerLifecycle(t *testing.T) {
+	chain := newFakeChain(time.Now())
+	store, err := blobstore.OpenFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Options{Store: store, Chain: chain, SweepInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + srv.Addr().String() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("healthz %d", resp.StatusCode)
+	}
+	time.Sleep(120 * time.Millisecond) // a sweep or two
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := http.Get("http://" + srv.Addr().String() + "/healthz"); err == nil {
+		t.Fatal("still serving after Shutdown")
+	}
+}

@@ -1,0 +1,197 @@
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"time"
+
+	"github.com/emrchain/emrchain/offchain/blobstore"
+)
+
+// SweepReport says what one sweep pass did.
+type SweepReport struct {
+	// Checked: blobs older than the grace period asked about on chain.
+	Checked int
+	// Deleted: unreferenced blobs removed, and their bytes.
+	Deleted      int
+	DeletedBytes int64
+	// Kept: checked blobs that a committed record or share references.
+	Kept int
+	// Errors: blobs that could not be checked or deleted (kept).
+	Errors int
+	// TempRemoved: leftovers of interrupted uploads removed.
+	TempRemoved int
+	// Wrapped: the pass reached the end of the store (the next one starts
+	// from the beginning).
+	Wrapped bool
+}
+
+// Sweep runs one garbage-collection pass: blobs older than the grace
+// period that no committed record and no committed share references are
+// deleted. A pass asks the chain about at most SweepMaxChecks blobs and
+// deletes at most SweepMaxDeletes; the next pass continues where it
+// stopped, so every blob is visited in turn. A blob is kept whenever the
+// chain cannot be asked.
+func (s *Server) Sweep(ctx context.Context) (SweepReport, error) {
+	var rep SweepReport
+	s.metrics.sweepRuns.Inc()
+	now := s.opts.Now()
+	cutoff := now.Add(-s.opts.SweepGrace)
+
+	s.mu.Lock()
+	cursor := s.cursor
+	s.mu.Unlock()
+
+	// Collect candidates after the cursor first (bounded), then ask the
+	// chain: listing never waits on the chain.
+	var candidates []blobstore.Info
+	var last blobstore.Sum
+	full := false
+	err := s.store.List(ctx, func(i blobstore.Info) bool {
+		if bytes.Compare(i.Sum[:], cursor[:]) <= 0 && cursor != (blobstore.Sum{}) {
+			return true
+		}
+		last = i.Sum
+		if i.ModTime.After(cutoff) {
+			return true
+		}
+		candidates = append(candidates, i)
+		if len(candidates) >= s.opts.SweepMaxChecks {
+			full = true
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return rep, err
+	}
+	rep.Wrapped = !full
+
+	for _, c := range candidates {
+		if rep.Deleted >= s.opts.SweepMaxDeletes {
+			last = c.Sum
+			rep.Wrapped = false
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		rep.Checked++
+		referenced, err := s.referenced(ctx, c.Sum)
+		if err != nil {
+			rep.Errors++
+			s.metrics.sweepErrs.Inc()
+			s.log.Error("sweep: cannot check blob, keeping it", "sha256", c.Sum.String(), "err", err)
+			continue
+		}
+		if referenced {
+			rep.Kept++
+			continue
+		}
+		// Re-check the age just before deleting: a client may have put the
+		// blob again (which refreshes its time) since it was listed.
+		info, err := s.store.Stat(ctx, c.Sum)
+		if errors.Is(err, blobstore.ErrNotFound) {
+			continue
+		}
+		if err != nil || info.ModTime.After(cutoff) {
+			if err != nil {
+				rep.Errors++
+				s.metrics.sweepErrs.Inc()
+			}
+			continue
+		}
+		if err := s.store.Delete(ctx, c.Sum); err != nil && !errors.Is(err, blobstore.ErrNotFound) {
+			rep.Errors++
+			s.metrics.sweepErrs.Inc()
+			s.log.Error("sweep: delete failed", "sha256", c.Sum.String(), "err", err)
+			continue
+		}
+		rep.Deleted++
+		rep.DeletedBytes += info.Size
+		s.metrics.sweepDel.Inc()
+		s.metrics.sweepBytes.Add(float64(info.Size))
+		s.log.Info("sweep: deleted unreferenced blob", "sha256", c.Sum.String(), "size", info.Size,
+			"age", now.Sub(info.ModTime).Round(time.Second).String())
+	}
+
+	s.mu.Lock()
+	if rep.Wrapped {
+		s.cursor = blobstore.Sum{}
+	} else {
+		// Resume after the last blob this pass finished with; a blob that
+		// stopped the pass on the deletion bound is visited again.
+		s.cursor = last
+		if rep.Deleted >= s.opts.SweepMaxDeletes {
+			s.cursor = prevSum(last)
+		}
+	}
+	s.mu.Unlock()
+
+	n, err := s.store.CleanTemp(ctx, s.opts.SweepGrace)
+	rep.TempRemoved = n
+	if err != nil {
+		s.log.Error("sweep: cleaning temporary uploads failed", "err", err)
+	}
+	return rep, nil
+}
+
+// prevSum is the sum just before s, so that a listing "after" it includes s.
+func prevSum(s blobstore.Sum) blobstore.Sum {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] > 0 {
+			s[i]--
+			return s
+		}
+		s[i] = 0xff
+	}
+	return blobstore.Sum{}
+}
+
+// referenced asks the chain whether a committed record or share has sum.
+func (s *Server) referenced(ctx context.Context, sum blobstore.Sum) (bool, error) {
+	records, err := s.chain.RecordsByHash(ctx, sum)
+	if err != nil {
+		return false, err
+	}
+	if len(records) > 0 {
+		return true, nil
+	}
+	shares, err := s.chain.SharesByHash(ctx, sum)
+	if err != nil {
+		return false, err
+	}
+	return len(shares) > 0, nil
+}
+
+func (s *Server) sweepLoop(stop <-chan struct{}) {
+	defer s.wg.Done()
+	t := time.NewTicker(s.opts.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.SweepInterval)
+		go func() {
+			select {
+			case <-stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		start := time.Now()
+		rep, err := s.Sweep(ctx)
+		cancel()
+		if err != nil {
+			s.log.Error("sweep failed", "err", err)
+			continue
+		}
+		s.log.Info("sweep done", "checked", rep.Checked, "deleted", rep.Deleted, "deleted_bytes", rep.DeletedBytes,
+			"kept", rep.Kept, "errors", rep.Errors, "temp_removed", rep.TempRemoved, "wrapped", rep.Wrapped,
+			"took", time.Since(start).Round(time.Millisecond).String())
+	}
+}
