@@ -1,0 +1,82 @@
+package store
+
+import (
+	"fmt"
+	"os"
+
+	corestore "cosmossdk.io/core/store"
+	dbm "github.com/cosmos/cosmos-db"
+	iavldb "github.com/cosmos/iavl/db"
+)
+
+// Backend names accepted in Options.Backend.
+const (
+	BackendGoLevelDB = "goleveldb"
+	BackendPebble    = "pebble"
+	BackendMemDB     = "memdb"
+)
+
+// dbName is the database name inside the data directory: <dir>/state.db.
+const dbName = "state"
+
+// openDB opens the cosmos-db database for a backend name. "pebbledb" is
+// accepted as an alias of "pebble" (it is cosmos-db's own spelling).
+func openDB(dir, backend string) (dbm.DB, error) {
+	var bt dbm.BackendType
+	switch backend {
+	case "", BackendGoLevelDB:
+		bt = dbm.GoLevelDBBackend
+	case BackendPebble, string(dbm.PebbleDBBackend):
+		bt = dbm.PebbleDBBackend
+	case BackendMemDB:
+		return dbm.NewMemDB(), nil
+	default:
+		return nil, fmt.Errorf("store: unknown backend %q (want %q, %q or %q)",
+			backend, BackendGoLevelDB, BackendPebble, BackendMemDB)
+	}
+	if dir == "" {
+		return nil, fmt.Errorf("store: backend %q needs a directory", backend)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: create data directory: %w", err)
+	}
+	db, err := dbm.NewDB(dbName, bt, dir)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s database in %s: %w", backend, dir, err)
+	}
+	return db, nil
+}
+
+// iavlDB adapts a cosmos-db database to the database interface of iavl v1.3
+// (github.com/cosmos/iavl/db), whose iterators and batches are the
+// cosmossdk.io/core/store types. The method sets are identical; only the
+// named return types differ, so every method is a plain forward.
+type iavlDB struct {
+	db dbm.DB
+}
+
+var _ iavldb.DB = iavlDB{}
+
+func (a iavlDB) Get(key []byte) ([]byte, error) { return a.db.Get(key) }
+func (a iavlDB) Has(key []byte) (bool, error)   { return a.db.Has(key) }
+func (a iavlDB) Close() error                   { return a.db.Close() }
+func (a iavlDB) NewBatch() corestore.Batch      { return a.db.NewBatch() }
+func (a iavlDB) NewBatchWithSize(n int) corestore.Batch {
+	return a.db.NewBatchWithSize(n)
+}
+
+func (a iavlDB) Iterator(start, end []byte) (corestore.Iterator, error) {
+	it, err := a.db.Iterator(start, end)
+	if err != nil {
+		return nil, err
+	}
+	return it, nil
+}
+
+func (a iavlDB) ReverseIterator(start, end []byte) (corestore.Iterator, error) {
+	it, err := a.db.ReverseIterator(start, end)
+	if err != nil {
+		return nil, err
+	}
+	return it, nil
+}

@@ -1,0 +1,487 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sync"
+
+	cmtcrypto "github.com/cometbft/cometbft/api/cometbft/crypto/v1"
+	dbm "github.com/cosmos/cosmos-db"
+	"github.com/cosmos/iavl"
+)
+
+// Reader is a read-only view of key/value state.
+type Reader interface {
+	// Get returns the value stored at key, or nil, nil when it is absent.
+	Get(key []byte) ([]byte, error)
+	Has(key []byte) (bool, error)
+	// Iterator walks [start, end) in key order (descending when ascending is
+	// false). A nil (or empty) bound is open. Close it when done; do not
+	// write to the view while an iterator over it is open.
+	Iterator(start, end []byte, ascending bool) (Iterator, error)
+}
+
+// KV is a readable and writable view.
+type KV interface {
+	Reader
+	// Set stores value at key. Empty keys and empty or nil values are errors
+	// (ErrEmptyKey, ErrEmptyValue): IAVL forbids nil values, and absence is
+	// expressed only by Delete.
+	Set(key, value []byte) error
+	// Delete removes key; deleting an absent key is not an error.
+	Delete(key []byte) error
+}
+
+// Iterator walks keys in order. Key and Value must not be modified by the
+// caller. Valid is false once the range is exhausted; check Error after.
+type Iterator interface {
+	Valid() bool
+	Next()
+	Key() []byte
+	Value() []byte
+	Error() error
+	Close() error
+}
+
+// Options configure Open.
+type Options struct {
+	// Backend is "goleveldb" (default), "pebble" or "memdb" (tests only:
+	// nothing survives Close).
+	Backend string
+	// CacheSize is the IAVL node cache size, in nodes. Size it to the
+	// working set: it is the largest lever on write speed.
+	CacheSize int
+	// KeepRecent is the number of most recent versions always kept when
+	// pruning (0 = keep everything).
+	KeepRecent uint64
+	// PruneInterval prunes when the committed version is a multiple of it
+	// (0 = never prune). Pruning needs both KeepRecent and PruneInterval.
+	PruneInterval uint64
+}
+
+// DefaultBackend is the backend DefaultOptions chooses (see README.md and
+// BENCH_RESULTS.md for the measurement behind the choice).
+const DefaultBackend = BackendGoLevelDB
+
+// DefaultCacheSize is the default IAVL node cache size, in nodes.
+const DefaultCacheSize = 500_000
+
+// DefaultOptions returns the default options: DefaultBackend, a 500k-node
+// cache and no pruning (every version is kept: the audit trail is the point
+// of the chain).
+func DefaultOptions() Options {
+	return Options{
+		Backend:   DefaultBackend,
+		CacheSize: DefaultCacheSize,
+	}
+}
+
+func (o Options) pruning() bool { return o.KeepRecent > 0 && o.PruneInterval > 0 }
+
+// Store is the application state: one IAVL tree over one cosmos-db database.
+//
+// The working tree (Working) is meant to be written by one goroutine (the
+// consensus connection); ReaderAt views and GetWithProof may be used from
+// any goroutine at the same time. Every method is safe for concurrent use,
+// but iterators are not synchronised: do not write to a view while an
+// iterator over it is open.
+type Store struct {
+	mu   sync.RWMutex
+	db   dbm.DB
+	tree *iavl.MutableTree
+	opts Options
+
+	lastVersion int64
+	lastHash    []byte
+	// firstVersion is the lowest stored version (0 when none); it is only
+	// maintained when pruning is enabled.
+	firstVersion int64
+	closed       bool
+}
+
+// Open opens (or creates) the state database in dir and loads the latest
+// saved version: after a crash the store is exactly at its last Commit and
+// uncommitted writes are gone.
+func Open(dir string, opts Options) (*Store, error) {
+	if opts.Backend == "" {
+		opts.Backend = DefaultBackend
+	}
+	if opts.CacheSize <= 0 {
+		opts.CacheSize = DefaultCacheSize
+	}
+	db, err := openDB(dir, opts.Backend)
+	if err != nil {
+		return nil, err
+	}
+	tree := iavl.NewMutableTree(iavlDB{db: db}, opts.CacheSize, false, iavl.NewNopLogger())
+	if _, err := tree.Load(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("store: load latest version: %w", err)
+	}
+	s := &Store{db: db, tree: tree, opts: opts}
+	s.lastVersion = tree.Version()
+	s.lastHash = tree.Hash()
+	if opts.pruning() && s.lastVersion > 0 {
+		s.firstVersion = s.findFirstVersion()
+	}
+	return s, nil
+}
+
+// findFirstVersion finds the lowest stored version by binary search: the
+// stored versions of an IAVL v1 tree are the contiguous range
+// [first, latest].
+func (s *Store) findFirstVersion() int64 {
+	lo, hi := int64(1), s.lastVersion
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if s.tree.VersionExists(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
+}
+
+// SetInitialVersion makes the first Commit save version v instead of 1, for
+// a chain whose genesis has initial_height v. It fails once a version has
+// been committed.
+func (s *Store) SetInitialVersion(v int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if v < 1 {
+		return fmt.Errorf("store: initial version %d, want >= 1", v)
+	}
+	if s.lastVersion > 0 {
+		return fmt.Errorf("store: cannot set initial version %d: version %d already committed", v, s.lastVersion)
+	}
+	s.tree.SetInitialVersion(uint64(v))
+	return nil
+}
+
+// Working returns the mutable working tree. Writes are staged in memory
+// until Commit and are visible to reads through Working at once.
+func (s *Store) Working() KV { return workingKV{s: s} }
+
+// WorkingHash returns the root hash the working tree would commit to now.
+func (s *Store) WorkingHash() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	return bytes.Clone(s.tree.WorkingHash())
+}
+
+// Commit saves the working tree as the next version, then prunes according
+// to the options. It returns the new root hash (the AppHash) and version.
+func (s *Store) Commit() ([]byte, int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, 0, ErrClosed
+	}
+	hash, version, err := s.tree.SaveVersion()
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: save version: %w", err)
+	}
+	s.lastVersion, s.lastHash = version, bytes.Clone(hash)
+	if s.opts.pruning() {
+		if s.firstVersion == 0 {
+			s.firstVersion = version
+		}
+		if err := s.prune(version); err != nil {
+			// The version is saved; only the clean-up failed. Report it,
+			// the next prune point retries the whole range.
+			return bytes.Clone(hash), version, err
+		}
+	}
+	return bytes.Clone(hash), version, nil
+}
+
+// prune deletes every version <= version-KeepRecent when version is a prune
+// point. Called with s.mu held.
+func (s *Store) prune(version int64) error {
+	if uint64(version)%s.opts.PruneInterval != 0 || uint64(version) <= s.opts.KeepRecent {
+		return nil
+	}
+	to := version - int64(s.opts.KeepRecent)
+	if to < s.firstVersion {
+		return nil
+	}
+	if err := s.tree.DeleteVersionsTo(to); err != nil {
+		return fmt.Errorf("store: prune versions up to %d: %w", to, err)
+	}
+	s.firstVersion = to + 1
+	return nil
+}
+
+// LastCommit returns the latest committed version and its root hash; before
+// the first commit that is version 0 and the hash of the empty tree
+// (SHA-256 of nothing).
+func (s *Store) LastCommit() (int64, []byte) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.lastVersion, bytes.Clone(s.lastHash)
+}
+
+// RetainHeight returns the lowest version the store still holds under its
+// pruning policy, for ABCI CommitResponse.RetainHeight; 0 when pruning is
+// off (everything is kept).
+func (s *Store) RetainHeight() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if !s.opts.pruning() {
+		return 0
+	}
+	return s.firstVersion
+}
+
+// Rollback discards every uncommitted change to the working tree.
+func (s *Store) Rollback() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.tree.Rollback()
+}
+
+// ReaderAt returns an immutable view of a committed version. Version 0 is
+// the empty state before the first commit (only while nothing has been
+// committed). A version that was never saved or has been pruned gives
+// ErrVersionNotFound.
+func (s *Store) ReaderAt(version int64) (Reader, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if version == 0 && s.lastVersion == 0 {
+		return emptyReader{}, nil
+	}
+	t, err := s.immutable(version)
+	if err != nil {
+		return nil, err
+	}
+	return &versionReader{s: s, t: t, version: version}, nil
+}
+
+// immutable loads the tree of a saved version. Called with s.mu held.
+func (s *Store) immutable(version int64) (*iavl.ImmutableTree, error) {
+	if version <= 0 || !s.tree.VersionExists(version) {
+		return nil, fmt.Errorf("%w: version %d (latest %d)", ErrVersionNotFound, version, s.lastVersion)
+	}
+	t, err := s.tree.GetImmutable(version)
+	if err != nil {
+		if errors.Is(err, iavl.ErrVersionDoesNotExist) {
+			return nil, fmt.Errorf("%w: version %d", ErrVersionNotFound, version)
+		}
+		return nil, fmt.Errorf("store: load version %d: %w", version, err)
+	}
+	return t, nil
+}
+
+// GetWithProof returns the value of key at a committed version with an
+// ics23:iavl proof: a membership proof when the key is present, an absence
+// proof (and a nil value) when it is not. Verify it against the AppHash of
+// the block after version (VerifyMembership / VerifyAbsence).
+func (s *Store) GetWithProof(key []byte, version int64) ([]byte, *cmtcrypto.ProofOps, error) {
+	if len(key) == 0 {
+		return nil, nil, ErrEmptyKey
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, nil, ErrClosed
+	}
+	t, err := s.immutable(version)
+	if err != nil {
+		return nil, nil, err
+	}
+	if t.Size() == 0 {
+		return nil, nil, fmt.Errorf("%w: version %d", ErrEmptyTree, version)
+	}
+	proof, err := t.GetProof(key)
+	if err != nil {
+		return nil, nil, s.readErr(version, fmt.Errorf("store: prove key %X at version %d: %w", key, version, err))
+	}
+	var value []byte
+	if ex := proof.GetExist(); ex != nil {
+		// The value is taken from the proven leaf itself, so value and
+		// proof cannot disagree.
+		value = bytes.Clone(ex.Value)
+	}
+	op := CommitmentOp{Key: bytes.Clone(key), Proof: proof}
+	return value, &cmtcrypto.ProofOps{Ops: []cmtcrypto.ProofOp{op.ProofOp()}}, nil
+}
+
+// readErr maps a failed read of a version that has meanwhile been pruned to
+// ErrVersionNotFound. Called with s.mu held.
+func (s *Store) readErr(version int64, err error) error {
+	if version > 0 && !s.tree.VersionExists(version) {
+		return fmt.Errorf("%w: version %d was pruned during the read: %v", ErrVersionNotFound, version, err)
+	}
+	return err
+}
+
+// Close releases the tree and the database. Uncommitted writes are lost.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	errTree := s.tree.Close()
+	errDB := s.db.Close()
+	return errors.Join(errTree, errDB)
+}
+
+func checkKey(key []byte) error {
+	if len(key) == 0 {
+		return ErrEmptyKey
+	}
+	return nil
+}
+
+func checkKV(key, value []byte) error {
+	if len(key) == 0 {
+		return ErrEmptyKey
+	}
+	if len(value) == 0 {
+		return fmt.Errorf("%w (key %X)", ErrEmptyValue, key)
+	}
+	return nil
+}
+
+// openBound turns an empty bound into an open (nil) one.
+func openBound(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// workingKV is the KV over the mutable working tree.
+type workingKV struct{ s *Store }
+
+func (w workingKV) Get(key []byte) ([]byte, error) {
+	if len(key) == 0 {
+		return nil, nil
+	}
+	w.s.mu.RLock()
+	defer w.s.mu.RUnlock()
+	if w.s.closed {
+		return nil, ErrClosed
+	}
+	v, err := w.s.tree.Get(key)
+	if err != nil {
+		return nil, fmt.Errorf("store: get %X: %w", key, err)
+	}
+	return bytes.Clone(v), nil
+}
+
+func (w workingKV) Has(key []byte) (bool, error) {
+	v, err := w.Get(key)
+	return v != nil, err
+}
+
+func (w workingKV) Iterator(start, end []byte, ascending bool) (Iterator, error) {
+	w.s.mu.RLock()
+	defer w.s.mu.RUnlock()
+	if w.s.closed {
+		return nil, ErrClosed
+	}
+	it, err := w.s.tree.Iterator(openBound(start), openBound(end), ascending)
+	if err != nil {
+		return nil, fmt.Errorf("store: working iterator: %w", err)
+	}
+	return it, nil
+}
+
+func (w workingKV) Set(key, value []byte) error {
+	if err := checkKV(key, value); err != nil {
+		return err
+	}
+	// IAVL keeps the slices it is given: copy, so callers may reuse buffers.
+	key, value = bytes.Clone(key), bytes.Clone(value)
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	if w.s.closed {
+		return ErrClosed
+	}
+	if _, err := w.s.tree.Set(key, value); err != nil {
+		return fmt.Errorf("store: set %X: %w", key, err)
+	}
+	return nil
+}
+
+func (w workingKV) Delete(key []byte) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	if w.s.closed {
+		return ErrClosed
+	}
+	if _, _, err := w.s.tree.Remove(key); err != nil {
+		return fmt.Errorf("store: delete %X: %w", key, err)
+	}
+	return nil
+}
+
+// versionReader is a Reader over one saved version.
+type versionReader struct {
+	s       *Store
+	t       *iavl.ImmutableTree
+	version int64
+}
+
+func (r *versionReader) Get(key []byte) ([]byte, error) {
+	if len(key) == 0 {
+		return nil, nil
+	}
+	r.s.mu.RLock()
+	defer r.s.mu.RUnlock()
+	if r.s.closed {
+		return nil, ErrClosed
+	}
+	v, err := r.t.Get(key)
+	if err != nil {
+		return nil, r.s.readErr(r.version, fmt.Errorf("store: get %X at version %d: %w", key, r.version, err))
+	}
+	return bytes.Clone(v), nil
+}
+
+func (r *versionReader) Has(key []byte) (bool, error) {
+	v, err := r.Get(key)
+	return v != nil, err
+}
+
+func (r *versionReader) Iterator(start, end []byte, ascending bool) (Iterator, error) {
+	r.s.mu.RLock()
+	defer r.s.mu.RUnlock()
+	if r.s.closed {
+		return nil, ErrClosed
+	}
+	it, err := r.t.Iterator(openBound(start), openBound(end), ascending)
+	if err != nil {
+		return nil, r.s.readErr(r.version, fmt.Errorf("store: iterator at version %d: %w", r.version, err))
+	}
+	return it, nil
+}
+
+// emptyReader is the state before the first commit.
+type emptyReader struct{}
+
+func (emptyReader) Get([]byte) ([]byte, error) { return nil, nil }
+func (emptyReader) Has([]byte) (bool, error)   { return false, nil }
+func (emptyReader) Iterator(_, _ []byte, _ bool) (Iterator, error) {
+	return &sliceIterator{}, nil
+}
