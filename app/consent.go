@@ -101,7 +101,8 @@ func (ctx *txContext) revoke(m *emrv1.MsgRevoke) error {
 }
 
 // rotateKey: the owner moves to KEK version current+1. It must hand the new
-// KEK to exactly the grantees that still stand and hold read or share, and
+// KEK to exactly the grantees whose grant still stands (any right: writers
+// wrap file keys under the KEK), and
 // may re-wrap the data keys of existing records (records it does not
 // re-wrap keep the key version they were wrapped under).
 func (ctx *txContext) rotateKey(m *emrv1.MsgRotateKey) error {
@@ -127,8 +128,7 @@ func (ctx *txContext) rotateKey(m *emrv1.MsgRotateKey) error {
 	}
 	var missing []string
 	err = ctx.forEachPermission(p.Id, func(perm *emrv1.Permission) error {
-		needs := permissionStands(perm, ctx.block.Time) &&
-			(slices.Contains(perm.Rights, emrv1.Right_RIGHT_READ) || slices.Contains(perm.Rights, emrv1.Right_RIGHT_SHARE))
+		needs := permissionStands(perm, ctx.block.Time)
 		env, has := envelopes[string(perm.Grantee)]
 		switch {
 		case needs && !has:
@@ -149,7 +149,7 @@ func (ctx *txContext) rotateKey(m *emrv1.MsgRotateKey) error {
 		return fmt.Errorf("%w: no new key envelope for standing grantee(s) %s", ErrInvalidMsg, strings.Join(missing, ", "))
 	}
 	if len(envelopes) > 0 {
-		return fmt.Errorf("%w: %d envelope(s) for members without a standing read or share grant", ErrInvalidMsg, len(envelopes))
+		return fmt.Errorf("%w: %d envelope(s) for members without a standing grant", ErrInvalidMsg, len(envelopes))
 	}
 	seen := make(map[uint64]bool, len(m.Rewrapped))
 	for _, r := range m.Rewrapped {

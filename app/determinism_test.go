@@ -249,9 +249,7 @@ func (w *workload) tx() []byte {
 		w.chain.Query("Permissions", &emrv1.QueryPermissionsRequest{PatientId: hexOf(p.id)}, &perms)
 		var envs []*emrv1.KeyEnvelope
 		for _, perm := range perms.Permissions {
-			stands := perm.RevokedHeight == 0 && w.chain.Now.Before(perm.NotAfter.AsTime())
-			reads := slices.Contains(perm.Rights, emrv1.Right_RIGHT_READ) || slices.Contains(perm.Rights, emrv1.Right_RIGHT_SHARE)
-			if stands && reads {
+			if perm.RevokedHeight == 0 && w.chain.Now.Before(perm.NotAfter.AsTime()) {
 				envs = append(envs, &emrv1.KeyEnvelope{Grantee: perm.Grantee, WrappedKek: []byte(fmt.Sprintf("kek-%d", w.n))})
 			}
 		}

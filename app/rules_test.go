@@ -845,10 +845,12 @@ func TestGrantRules(t *testing.T) {
 			[]string{fmt.Sprintf("not_before (%s) must be before not_after (%s)", ruleRFC3339(w.year), ruleRFC3339(w.year))}},
 		{"not_before after not_after", w.pat, grant(w.doc, apptest.GrantSpec{Rights: []emrv1.Right{rRead}, NotBefore: w.year.Add(time.Hour)}), app.ErrInvalidMsg,
 			[]string{"must be before not_after"}},
-		{"read without wrapped KEK", w.pat, noKEK(grant(w.doc, read)), app.ErrInvalidMsg, []string{"read and share rights need the patient key wrapped to the grantee"}},
+		{"read without wrapped KEK", w.pat, noKEK(grant(w.doc, read)), app.ErrInvalidMsg, []string{"a grant needs the patient key wrapped to the grantee"}},
 		{"share without wrapped KEK", w.pat, noKEK(grant(w.doc, apptest.GrantSpec{Rights: []emrv1.Right{rShare}, Study: ruleStudy})), app.ErrInvalidMsg,
-			[]string{"need the patient key"}},
-		{"write-only without wrapped KEK", w.pat, noKEK(grant(w.doc, apptest.GrantSpec{Rights: []emrv1.Right{rWrite}})), nil, nil},
+			[]string{"needs the patient key"}},
+		// A writer wraps new file keys under the KEK, so it needs it too.
+		{"write-only without wrapped KEK", w.pat, noKEK(grant(w.doc, apptest.GrantSpec{Rights: []emrv1.Right{rWrite}})), app.ErrInvalidMsg,
+			[]string{"needs the patient key"}},
 		{"wrapped KEK above max_wrapped_key_bytes", w.pat, bigKEK, app.ErrTooLarge, []string{"wrapped key is 513 bytes, the limit is 512"}},
 		{"wrapped KEK at max_wrapped_key_bytes", w.pat, maxKEK, nil, nil},
 		{"share with a registered study", w.pat, grant(w.doc, apptest.GrantSpec{Rights: []emrv1.Right{rShare}, Study: ruleStudy, Anonymise: true}), nil, nil},
@@ -1023,7 +1025,7 @@ func TestRotateKeyRules(t *testing.T) {
 	env := func(a *apptest.Actor) *emrv1.KeyEnvelope {
 		return &emrv1.KeyEnvelope{Grantee: a.Address, WrappedKek: []byte("kek-v2-" + a.Name)}
 	}
-	standing := []*emrv1.KeyEnvelope{env(w.doc), env(w.sci), env(docF)}
+	standing := []*emrv1.KeyEnvelope{env(w.doc), env(w.sci), env(docW), env(docF)}
 	with := func(extra ...*emrv1.KeyEnvelope) []*emrv1.KeyEnvelope { return slices.Concat(standing, extra) }
 	without := func(a *apptest.Actor) []*emrv1.KeyEnvelope {
 		return slices.DeleteFunc(slices.Clone(standing), func(e *emrv1.KeyEnvelope) bool { return string(e.Grantee) == string(a.Address) })
@@ -1040,7 +1042,7 @@ func TestRotateKeyRules(t *testing.T) {
 	}
 	bigEnv := env(w.doc)
 	bigEnv.WrappedKek = make([]byte, 513)
-	const notStanding = "1 envelope(s) for members without a standing read or share grant"
+	const notStanding = "1 envelope(s) for members without a standing grant"
 
 	ruleRun(t, c, c.Now, []ruleCase{
 		{"owner, all standing grantees", w.pat, rot(2, standing, rewrap(1)), nil, nil},
@@ -1055,10 +1057,10 @@ func TestRotateKeyRules(t *testing.T) {
 		{"missing envelope for a not-yet-valid grantee", w.pat, rot(2, without(docF), nil), app.ErrInvalidMsg, []string{ruleAddr(docF)}},
 		{"envelope for a revoked grantee", w.pat, rot(2, with(env(docR)), nil), app.ErrInvalidMsg, []string{notStanding}},
 		{"envelope for an expired grantee", w.pat, rot(2, with(env(docE)), nil), app.ErrInvalidMsg, []string{notStanding}},
-		{"envelope for a write-only grantee", w.pat, rot(2, with(env(docW)), nil), app.ErrInvalidMsg, []string{notStanding}},
+		{"missing envelope for a write-only grantee", w.pat, rot(2, without(docW), nil), app.ErrInvalidMsg, []string{ruleAddr(docW)}},
 		{"envelope for a non-grantee", w.pat, rot(2, with(env(w.doc2)), nil), app.ErrInvalidMsg, []string{notStanding}},
 		{"duplicate envelope", w.pat, rot(2, with(env(w.doc)), nil), app.ErrInvalidMsg, []string{"two envelopes for " + ruleAddr(w.doc)}},
-		{"envelope above max_wrapped_key_bytes", w.pat, rot(2, []*emrv1.KeyEnvelope{bigEnv, env(w.sci), env(docF)}, nil), app.ErrTooLarge,
+		{"envelope above max_wrapped_key_bytes", w.pat, rot(2, []*emrv1.KeyEnvelope{bigEnv, env(w.sci), env(docW), env(docF)}, nil), app.ErrTooLarge,
 			[]string{"the limit is 512"}},
 		{"empty envelope", w.pat, rot(2, with(&emrv1.KeyEnvelope{Grantee: w.doc2.Address}), nil), app.ErrInvalidMsg, []string{"envelope is empty"}},
 		{"rewrap of an unknown record", w.pat, rot(2, standing, rewrap(1, 9)), app.ErrNotFound, []string{"the patient has no record 9"}},
@@ -1073,14 +1075,14 @@ func TestRotateKeyRules(t *testing.T) {
 	for _, p := range rulePermissions(c, w.pid) {
 		old := before[string(p.Grantee)]
 		switch string(p.Grantee) {
-		case string(w.doc.Address), string(w.sci.Address), string(docF.Address):
+		case string(w.doc.Address), string(w.sci.Address), string(docW.Address), string(docF.Address):
 			if p.KeyVersion != 2 || !strings.HasPrefix(string(p.WrappedKek), "kek-v2-") {
 				t.Errorf("standing grantee %x: key version %d, kek %q; want the new envelope at version 2", p.Grantee, p.KeyVersion, p.WrappedKek)
 			}
 			if p.RevokedHeight != old.RevokedHeight || !slices.Equal(p.Rights, old.Rights) {
 				t.Errorf("rotation changed the terms of %x: %v", p.Grantee, p)
 			}
-		default: // write-only, revoked, expired: untouched
+		default: // revoked, expired: untouched
 			if !proto.Equal(p, old) {
 				t.Errorf("rotation changed %x:\n got %v\nwant %v", p.Grantee, p, old)
 			}

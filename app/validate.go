@@ -140,10 +140,13 @@ func validateGrant(m *emrv1.MsgGrant) error {
 			return fmt.Errorf("not_before (%s) must be before not_after (%s)", formatTime(m.NotBefore.AsTime()), formatTime(m.NotAfter.AsTime()))
 		}
 	}
+	// Every right needs the patient's KEK: readers and sharers unwrap file
+	// keys with it, writers wrap new file keys under it. Holding the KEK
+	// does not let a writer read: ciphertext is served only after a
+	// committed RecordAccess, which needs the read (or share) right.
 	share := slices.Contains(m.Rights, emrv1.Right_RIGHT_SHARE)
-	needsKey := share || slices.Contains(m.Rights, emrv1.Right_RIGHT_READ)
-	if needsKey && len(m.WrappedKek) == 0 {
-		return fmt.Errorf("read and share rights need the patient key wrapped to the grantee")
+	if len(m.WrappedKek) == 0 {
+		return fmt.Errorf("a grant needs the patient key wrapped to the grantee")
 	}
 	if len(m.WrappedKek) > maxStaticWrappedKey {
 		return fmt.Errorf("wrapped key is %d bytes, more than %d", len(m.WrappedKek), maxStaticWrappedKey)

@@ -555,7 +555,8 @@ type MsgGrant struct {
 	Categories []string               `protobuf:"bytes,4,rep,name=categories,proto3" json:"categories,omitempty"`
 	NotBefore  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
 	NotAfter   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
-	// The patient's current KEK wrapped to the grantee; needed for read and share.
+	// The patient's current KEK wrapped to the grantee; every grant needs it
+	// (readers unwrap file keys with it, writers wrap new ones under it).
 	WrappedKek    []byte `protobuf:"bytes,7,opt,name=wrapped_kek,json=wrappedKek,proto3" json:"wrapped_kek,omitempty"`
 	StudyId       string `protobuf:"bytes,8,opt,name=study_id,json=studyId,proto3" json:"study_id,omitempty"`
 	Anonymise     bool   `protobuf:"varint,9,opt,name=anonymise,proto3" json:"anonymise,omitempty"`
@@ -822,8 +823,8 @@ type MsgRotateKey struct {
 	// Must be the current version + 1.
 	NewKeyVersion uint64 `protobuf:"varint,2,opt,name=new_key_version,json=newKeyVersion,proto3" json:"new_key_version,omitempty"`
 	// Exactly one per standing grant (not revoked, not expired; suspended
-	// grantees included, their grant resumes on reactivation) that holds read
-	// or share.
+	// grantees included, their grant resumes on reactivation), whatever its
+	// rights.
 	Envelopes []*KeyEnvelope `protobuf:"bytes,3,rep,name=envelopes,proto3" json:"envelopes,omitempty"`
 	// Data keys of existing records under the new KEK.
 	Rewrapped     []*RewrappedKey `protobuf:"bytes,4,rep,name=rewrapped,proto3" json:"rewrapped,omitempty"`

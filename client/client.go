@@ -1,0 +1,185 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	dbm "github.com/cometbft/cometbft-db"
+	"github.com/cometbft/cometbft/light"
+	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
+)
+
+// Defaults of Config.
+const (
+	DefaultNode    = "http://127.0.0.1:26657"
+	DefaultTimeout = 30 * time.Second
+	// DefaultTrustPeriod is how long a trusted header stays usable to verify
+	// the next one. A consortium's validator set changes rarely and only by
+	// agreement, so two weeks is a conservative window; a client idle for
+	// longer must be given a new trust root (emrcli light init).
+	DefaultTrustPeriod = 14 * 24 * time.Hour
+)
+
+// Config configures a Client.
+type Config struct {
+	// Node is the CometBFT RPC endpoint of the full node queries and
+	// transactions go to (the light client's primary). Default DefaultNode.
+	Node string
+	// ChainID of the chain. Verified mode takes it from the trust root (and
+	// refuses a different one); otherwise empty means "ask the node".
+	ChainID string
+	// Witnesses are the RPC endpoints of other full nodes (the other
+	// validators) the light client cross-checks every header with. Empty
+	// means the primary is its own witness, which cross-checks nothing.
+	Witnesses []string
+	// Home is the directory of the light client's trusted store and trust
+	// root (trust.json); "" keeps them in memory for this Client only.
+	Home string
+	// Verify turns on light-client verification of every query result and
+	// every transaction result.
+	Verify bool
+	// Trust is the root of trust. Required in verified mode unless Home
+	// already holds a trusted store.
+	Trust *TrustOptions
+	// Timeout bounds each RPC and each wait (for a block, for a commit).
+	// Default DefaultTimeout.
+	Timeout time.Duration
+}
+
+// TrustOptions is a header the operator trusts: its height and hash, and
+// how long a trusted header may be used to verify the next one.
+type TrustOptions struct {
+	Height int64
+	Hash   []byte
+	// Period is the trusting period; 0 means DefaultTrustPeriod.
+	Period time.Duration
+}
+
+// Client talks to one full node over CometBFT RPC and, in verified mode,
+// checks everything it reads against headers verified by the CometBFT
+// light client. It is safe for concurrent use.
+type Client struct {
+	cfg     Config
+	rpc     *rpchttp.HTTP
+	chainID string
+
+	// Verified mode only.
+	lightMu sync.Mutex
+	light   *light.Client
+	lightDB dbm.DB
+}
+
+// New connects to cfg.Node. In verified mode it opens (or creates, from
+// cfg.Trust) the light client's trusted store under cfg.Home; a trust root
+// the store does not match is refused.
+func New(ctx context.Context, cfg Config) (*Client, error) {
+	if cfg.Node == "" {
+		cfg.Node = DefaultNode
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Trust != nil && cfg.Trust.Period == 0 {
+		t := *cfg.Trust
+		t.Period = DefaultTrustPeriod
+		cfg.Trust = &t
+	}
+	rpc, err := rpchttp.NewWithTimeout(cfg.Node, uint(math.Ceil(cfg.Timeout.Seconds())))
+	if err != nil {
+		return nil, fmt.Errorf("node %q: %w", cfg.Node, err)
+	}
+	c := &Client{cfg: cfg, rpc: rpc, chainID: cfg.ChainID}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	if cfg.Verify {
+		if err := c.openLight(ctx); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	}
+	if c.chainID == "" {
+		st, err := c.rpc.Status(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: status: %w", cfg.Node, err)
+		}
+		c.chainID = st.NodeInfo.Network
+	}
+	return c, nil
+}
+
+// Close releases the light client's store.
+func (c *Client) Close() error {
+	c.lightMu.Lock()
+	defer c.lightMu.Unlock()
+	var err error
+	if c.lightDB != nil {
+		err = c.lightDB.Close()
+		c.lightDB = nil
+	}
+	c.light = nil
+	return err
+}
+
+// ChainID is the chain the client signs for and verifies.
+func (c *Client) ChainID() string { return c.chainID }
+
+// Verified reports whether results are verified by the light client.
+func (c *Client) Verified() bool { return c.cfg.Verify }
+
+// Node is the RPC endpoint the client talks to.
+func (c *Client) Node() string { return c.cfg.Node }
+
+// withTimeout bounds ctx by the configured timeout unless it has a
+// sooner deadline.
+func (c *Client) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < c.cfg.Timeout {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, c.cfg.Timeout)
+}
+
+// LatestHeight is the node's latest block height (unverified: use it only
+// to decide what to wait for).
+func (c *Client) LatestHeight(ctx context.Context) (int64, error) {
+	st, err := c.rpc.Status(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("node %s: status: %w", c.cfg.Node, err)
+	}
+	return st.SyncInfo.LatestBlockHeight, nil
+}
+
+// waitHeight polls the node until it has a block at height, within the
+// timeout.
+func (c *Client) waitHeight(ctx context.Context, height int64) error {
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		latest, err := c.LatestHeight(ctx)
+		if err == nil && latest >= height {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = fmt.Errorf("the node is at height %d", latest)
+			}
+			return fmt.Errorf("waiting for block %d: %w (%v)", height, ctx.Err(), err)
+		case <-tick.C:
+		}
+	}
+}
+
+// isNotFoundRPC recognises CometBFT RPC's "not found" answers.
+func isNotFoundRPC(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "not found")
+}
+
+var errClosed = errors.New("client closed")

@@ -1,0 +1,604 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/client"
+	"github.com/emrchain/emrchain/client/clienttest"
+	"github.com/emrchain/emrchain/client/keyring"
+	"github.com/emrchain/emrchain/offchain/crypto"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	clienttest.Cleanup()
+	os.Exit(code)
+}
+
+// world is a chain with a registrar, a clinician, a patient with a grant,
+// three records and two reads.
+type world struct {
+	node      *clienttest.Node
+	chainID   string
+	trust     *client.TrustOptions
+	registrar *keyring.Key
+	clinician *keyring.Key
+	patient   *keyring.Key
+	patientID []byte
+}
+
+func (w *world) kek(v uint64) ([]byte, error) {
+	if k, ok := w.patient.KEKs[v]; ok {
+		return k, nil
+	}
+	k, err := crypto.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	w.patient.KEKs[v] = k
+	return k, nil
+}
+
+// newClient is a verified client with an in-memory light store, talking to
+// node (a URL: the node or a proxy) with node itself as witness.
+func (w *world) newClient(t *testing.T, node string) (*client.Client, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return client.New(ctx, client.Config{Node: node, Verify: true, Trust: w.trust, Timeout: 10 * time.Second})
+}
+
+func (w *world) mustClient(t *testing.T, node string) *client.Client {
+	t.Helper()
+	c, err := w.newClient(t, node)
+	if err != nil {
+		t.Fatalf("client.New(%s): %v", node, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func setup(t *testing.T) *world {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	node := clienttest.StartNode(t, clienttest.NodeOptions{})
+	gen, err := os.ReadFile(node.Genesis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chainID, trust, err := client.TrustFromGenesis(ctx, node.RPC, gen, 0)
+	if err != nil {
+		t.Fatalf("TrustFromGenesis: %v", err)
+	}
+	if chainID != node.ChainID || trust.Height != 1 {
+		t.Fatalf("TrustFromGenesis = %q %+v", chainID, trust)
+	}
+	w := &world{node: node, chainID: chainID, trust: trust}
+	raw, err := os.ReadFile(node.RegistrarKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := keyring.Open(keyring.BackendTest, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.registrar, _, err = kr.ImportDev("", raw); err != nil {
+		t.Fatal(err)
+	}
+	w.clinician, _ = keyring.Generate("clinician")
+	w.patient, _ = keyring.Generate("patient")
+	w.patient.KEKs = map[uint64][]byte{}
+	identity, _ := client.IdentityFromNameAndBirth("Ada Lovelace", "1815-12-10")
+	w.patientID, _ = client.PatientID(w.patient.PatientSecret, identity)
+
+	c := w.mustClient(t, node.RPC)
+	submit := func(s client.Signer, msg *emrv1.Msg) *client.TxResult {
+		t.Helper()
+		res, err := c.Submit(ctx, s, msg)
+		if err != nil {
+			t.Fatalf("%s: %v", app.MsgName(msg), err)
+		}
+		if res.Height <= 0 || res.Code != 0 || !res.Verified {
+			t.Fatalf("%s: result %+v", app.MsgName(msg), res)
+		}
+		return res
+	}
+	submit(w.registrar, &emrv1.Msg{Sum: &emrv1.Msg_RegisterMember{RegisterMember: &emrv1.MsgRegisterMember{
+		SignPubKey: w.clinician.PubKey(), EncPubKey: w.clinician.EncPubKey(), Role: emrv1.Role_ROLE_CLINICIAN,
+		OrganizationId: "dev-hospital", CredentialRef: "licence:GMC-1234",
+	}}})
+	if _, err := w.kek(1); err != nil {
+		t.Fatal(err)
+	}
+	submit(w.patient, &emrv1.Msg{Sum: &emrv1.Msg_EnrollPatient{EnrollPatient: &emrv1.MsgEnrollPatient{PatientId: w.patientID, EncPubKey: w.patient.EncPubKey()}}})
+	grant, err := c.GrantMsg(ctx, w.patientID, client.GrantSpec{
+		Grantee: w.clinician.Address(), Rights: []emrv1.Right{emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_WRITE},
+		Categories: []string{"lab-results"}, NotAfter: time.Now().Add(365 * 24 * time.Hour),
+	}, w.kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	submit(w.patient, grant)
+	kek, version, err := c.GranteeKEK(ctx, w.clinician.EncPrivKey(), w.patientID, w.clinician.Address())
+	if err != nil || version != 1 || !bytes.Equal(kek, w.patient.KEKs[1]) {
+		t.Fatalf("GranteeKEK = v%d, %v; want the patient's KEK v1", version, err)
+	}
+	for i, cat := range []string{"lab-results", "lab-results"} {
+		sum := sha256.Sum256([]byte(fmt.Sprint("blob", i)))
+		dk, _ := crypto.GenerateKey()
+		msg, err := client.AddRecordMsg(w.clinician, w.patientID, client.RecordSpec{Category: cat, ObjectKey: fmt.Sprintf("blobs/%x", sum), SHA256: sum[:], Size: 100}, kek, version, dk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		submit(w.clinician, msg)
+	}
+	// The patient adds one of another category.
+	sum := sha256.Sum256([]byte("xray"))
+	dk, _ := crypto.GenerateKey()
+	msg, _ := client.AddRecordMsg(w.patient, w.patientID, client.RecordSpec{Category: "imaging", ObjectKey: "blobs/xray", SHA256: sum[:], Size: 5000}, w.patient.KEKs[1], 1, dk)
+	submit(w.patient, msg)
+	submit(w.clinician, &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{PatientId: w.patientID, RecordSequences: []uint64{1}, Purpose: emrv1.Purpose_PURPOSE_TREATMENT}}})
+	submit(w.clinician, &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{PatientId: w.patientID, RecordSequences: []uint64{2, 1}, Purpose: emrv1.Purpose_PURPOSE_TREATMENT}}})
+	return w
+}
+
+func hexs(b []byte) string { return hex.EncodeToString(b) }
+
+// queries is one request of every Query method, for the world.
+func (w *world) queries() []struct {
+	method    string
+	req, resp proto.Message
+} {
+	pid := hexs(w.patientID)
+	return []struct {
+		method    string
+		req, resp proto.Message
+	}{
+		{"Params", &emrv1.QueryParamsRequest{}, &emrv1.QueryParamsResponse{}},
+		{"Organization", &emrv1.QueryOrganizationRequest{Id: "dev-hospital"}, &emrv1.QueryOrganizationResponse{}},
+		{"Member", &emrv1.QueryMemberRequest{Address: hexs(w.clinician.Address())}, &emrv1.QueryMemberResponse{}},
+		{"Account", &emrv1.QueryAccountRequest{Address: hexs(w.clinician.Address())}, &emrv1.QueryAccountResponse{}},
+		{"Patient", &emrv1.QueryPatientRequest{PatientId: pid}, &emrv1.QueryPatientResponse{}},
+		{"PatientByOwner", &emrv1.QueryPatientByOwnerRequest{Owner: hexs(w.patient.Address())}, &emrv1.QueryPatientResponse{}},
+		{"Permissions", &emrv1.QueryPermissionsRequest{PatientId: pid}, &emrv1.QueryPermissionsResponse{}},
+		{"Grants", &emrv1.QueryGrantsRequest{Grantee: hexs(w.clinician.Address())}, &emrv1.QueryGrantsResponse{}},
+		{"Records", &emrv1.QueryRecordsRequest{PatientId: pid}, &emrv1.QueryRecordsResponse{}},
+		{"Record", &emrv1.QueryRecordRequest{PatientId: pid, Sequence: 2}, &emrv1.QueryRecordResponse{}},
+		{"AccessEvents", &emrv1.QueryAccessEventsRequest{PatientId: pid}, &emrv1.QueryAccessEventsResponse{}},
+		{"Shares", &emrv1.QuerySharesRequest{PatientId: pid}, &emrv1.QuerySharesResponse{}},
+		{"LastAccess", &emrv1.QueryLastAccessRequest{PatientId: pid, Sequence: 1, Accessor: hexs(w.clinician.Address())}, &emrv1.QueryLastAccessResponse{}},
+	}
+}
+
+func TestClientAgainstNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs emrchaind")
+	}
+	start := time.Now()
+	// The fork (same chain id, another validator) starts first, so it is
+	// always ahead of the real chain and has every header the client asks.
+	fork := clienttest.StartNode(t, clienttest.NodeOptions{})
+	w := setup(t)
+	t.Logf("setup (node, 9 verified txs) took %s", time.Since(start).Round(time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	t.Run("VerifiedQueries", func(t *testing.T) {
+		c := w.mustClient(t, w.node.RPC)
+		for _, q := range w.queries() {
+			info, err := c.QueryInfo(ctx, q.method, q.req, q.resp)
+			if err != nil {
+				t.Fatalf("%s: %v", q.method, err)
+			}
+			if !info.Verified || info.Height <= 0 {
+				t.Fatalf("%s: info %+v", q.method, info)
+			}
+		}
+		var recs emrv1.QueryRecordsResponse
+		if err := c.Query(ctx, "Records", &emrv1.QueryRecordsRequest{PatientId: hexs(w.patientID), Category: "lab-results"}, &recs); err != nil || len(recs.Records) != 2 {
+			t.Fatalf("Records by category: %d records, %v", len(recs.Records), err)
+		}
+		if err := c.Query(ctx, "Records", &emrv1.QueryRecordsRequest{PatientId: hexs(w.patientID), Page: &emrv1.PageRequest{Limit: 1, After: 1}}, &recs); err != nil || len(recs.Records) != 1 || recs.Page.Next != 2 {
+			t.Fatalf("Records page: %v %v", recs.Page, err)
+		}
+		var evs emrv1.QueryAccessEventsResponse
+		if err := c.Query(ctx, "AccessEvents", &emrv1.QueryAccessEventsRequest{PatientId: hexs(w.patientID), Page: &emrv1.PageRequest{Limit: 2}}, &evs); err != nil || len(evs.Events) != 2 || evs.Page.Next != 2 {
+			t.Fatalf("AccessEvents page: %v %v", evs.Page, err)
+		}
+		events, err := c.AllAccessEvents(ctx, w.patientID)
+		if err != nil || len(events) != 3 || events[0].Sequence != 3 {
+			t.Fatalf("AllAccessEvents: %d, %v", len(events), err)
+		}
+		// A verified "not found".
+		_, err = c.Member(ctx, bytes.Repeat([]byte{0xab}, 20))
+		var cerr *client.ChainError
+		if !errors.Is(err, client.ErrNotFound) || !errors.As(err, &cerr) {
+			t.Fatalf("unknown member: %v, want a verified ErrNotFound", err)
+		}
+		// A verified invalid query.
+		if err := c.Query(ctx, "Member", &emrv1.QueryMemberRequest{Address: "zz"}, &emrv1.QueryMemberResponse{}); !errors.Is(err, app.ErrInvalidQuery) {
+			t.Fatalf("bad address: %v", err)
+		}
+		seq, err := c.Sequence(ctx, w.clinician.Address())
+		if err != nil || seq != 4 {
+			t.Fatalf("clinician sequence = %d, %v; want 4", seq, err)
+		}
+	})
+
+	t.Run("TxStatus", func(t *testing.T) {
+		c := w.mustClient(t, w.node.RPC)
+		tx, err := c.SignTx(ctx, w.clinician, &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{
+			PatientId: w.patientID, RecordSequences: []uint64{3}, Purpose: emrv1.Purpose_PURPOSE_TREATMENT}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Record 3 is imaging, not granted: CheckTx refuses it.
+		_, err = c.Broadcast(ctx, tx, true)
+		if !errors.Is(err, client.ErrTxRejected) || !errors.Is(err, app.ErrCategoryNotGranted) {
+			t.Fatalf("read of a non-granted category: %v", err)
+		}
+		if _, err := c.TxStatus(ctx, app.TxHash(tx)); !errors.Is(err, client.ErrNotFound) {
+			t.Fatalf("status of a rejected tx: %v", err)
+		}
+		res, err := c.Submit(ctx, w.clinician, &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{
+			PatientId: w.patientID, RecordSequences: []uint64{1}, Purpose: emrv1.Purpose_PURPOSE_TREATMENT}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := c.TxStatus(ctx, res.Hash)
+		if err != nil || st.Height != res.Height || st.Code != 0 || !st.Verified {
+			t.Fatalf("TxStatus = %+v, %v", st, err)
+		}
+	})
+
+	t.Run("LyingNode", func(t *testing.T) { testLyingNode(t, w) })
+	t.Run("Fork", func(t *testing.T) { testFork(t, w, fork) })
+
+	t.Run("RevokeAndRotate", func(t *testing.T) {
+		c := w.mustClient(t, w.node.RPC)
+		res, err := c.RevokeAndRotate(ctx, w.patient, w.patientID, w.clinician.Address(), w.kek, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Revoke == nil || res.Rotation == nil || res.Rotation.NewVersion != 2 || len(res.Rotation.Grantees) != 0 {
+			t.Fatalf("RevokeAndRotate = %+v", res)
+		}
+		p, err := c.Patient(ctx, w.patientID)
+		if err != nil || p.KeyVersion != 2 {
+			t.Fatalf("patient after rotation: %v %v", p, err)
+		}
+		_, err = c.Submit(ctx, w.clinician, &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{
+			PatientId: w.patientID, RecordSequences: []uint64{1}, Purpose: emrv1.Purpose_PURPOSE_TREATMENT}}})
+		if !errors.Is(err, app.ErrPermissionRevoked) {
+			t.Fatalf("read after revoke: %v", err)
+		}
+		// Run again: nothing left to do.
+		again, err := c.RevokeAndRotate(ctx, w.patient, w.patientID, w.clinician.Address(), w.kek, nil)
+		if err != nil || again.Revoke != nil || again.Rotation != nil {
+			t.Fatalf("second RevokeAndRotate = %+v, %v", again, err)
+		}
+	})
+}
+
+// --- the lying node ---------------------------------------------------
+
+// queryRewrite rewrites the ABCI answers to one query method: fn gets the
+// decoded response (and may return a replacement ABCI response body).
+func queryRewrite(method string, fn func(resp proto.Message)) func(clienttest.Call, json.RawMessage) json.RawMessage {
+	return func(call clienttest.Call, result json.RawMessage) json.RawMessage {
+		if call.Method != "abci_query" {
+			return result
+		}
+		var params struct {
+			Path string `json:"path"`
+		}
+		_ = json.Unmarshal(call.Params, &params)
+		if params.Path != app.QueryPathPrefix+method {
+			return result
+		}
+		var res struct {
+			Response map[string]any `json:"response"`
+		}
+		if err := json.Unmarshal(result, &res); err != nil {
+			return result
+		}
+		value, _ := res.Response["value"].(string)
+		raw, _ := base64.StdEncoding.DecodeString(value)
+		resp := responseFor(method)
+		if err := proto.Unmarshal(raw, resp); err != nil {
+			return result
+		}
+		fn(resp)
+		out, _ := proto.Marshal(resp)
+		res.Response["value"] = base64.StdEncoding.EncodeToString(out)
+		// Keep the ABCI height consistent with the (possibly changed) one inside.
+		r := resp.ProtoReflect()
+		if f := r.Descriptor().Fields().ByName("height"); f != nil {
+			res.Response["height"] = strconv.FormatInt(r.Get(f).Int(), 10)
+		}
+		b, _ := json.Marshal(res)
+		return b
+	}
+}
+
+func responseFor(method string) proto.Message {
+	switch method {
+	case "Member":
+		return &emrv1.QueryMemberResponse{}
+	case "Records":
+		return &emrv1.QueryRecordsResponse{}
+	case "AccessEvents":
+		return &emrv1.QueryAccessEventsResponse{}
+	case "Permissions":
+		return &emrv1.QueryPermissionsResponse{}
+	case "Patient":
+		return &emrv1.QueryPatientResponse{}
+	case "Grants":
+		return &emrv1.QueryGrantsResponse{}
+	}
+	panic(method)
+}
+
+// notFound replaces every answer to method by a "not found" error.
+func notFound(method string) func(clienttest.Call, json.RawMessage) json.RawMessage {
+	return func(call clienttest.Call, result json.RawMessage) json.RawMessage {
+		var params struct {
+			Path string `json:"path"`
+		}
+		_ = json.Unmarshal(call.Params, &params)
+		if call.Method != "abci_query" || params.Path != app.QueryPathPrefix+method {
+			return result
+		}
+		b, _ := json.Marshal(map[string]any{"response": map[string]any{
+			"code": app.ErrNotFound.Code(), "codespace": app.Codespace, "log": "not found: no such thing", "height": "0",
+		}})
+		return b
+	}
+}
+
+func testLyingNode(t *testing.T, w *world) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	proxy := clienttest.NewProxy(t, w.node.RPC)
+	pid := hexs(w.patientID)
+	clinician := hexs(w.clinician.Address())
+
+	cases := []struct {
+		name    string
+		rewrite func(clienttest.Call, json.RawMessage) json.RawMessage
+		method  string
+		req     proto.Message
+	}{
+		{"AlterValue", queryRewrite("Member", func(m proto.Message) {
+			m.(*emrv1.QueryMemberResponse).Member.Role = emrv1.Role_ROLE_REGISTRAR
+		}), "Member", &emrv1.QueryMemberRequest{Address: clinician}},
+		{"AlterValueAndProofValue", queryRewrite("Member", func(m proto.Message) {
+			r := m.(*emrv1.QueryMemberResponse)
+			r.Member.Role = emrv1.Role_ROLE_REGISTRAR
+			for _, p := range r.Proofs {
+				if len(p.Value) > 0 {
+					v := &emrv1.Member{}
+					if proto.Unmarshal(p.Value, v) == nil && bytes.Equal(v.Address, r.Member.Address) {
+						v.Role = emrv1.Role_ROLE_REGISTRAR
+						p.Value, _ = proto.MarshalOptions{Deterministic: true}.Marshal(v)
+					}
+				}
+			}
+		}), "Member", &emrv1.QueryMemberRequest{Address: clinician}},
+		{"DropProof", queryRewrite("Member", func(m proto.Message) {
+			m.(*emrv1.QueryMemberResponse).Proofs = nil
+		}), "Member", &emrv1.QueryMemberRequest{Address: clinician}},
+		{"SwapProofs", queryRewrite("Records", func(m proto.Message) {
+			ps := m.(*emrv1.QueryRecordsResponse).Proofs
+			// Keep the keys, swap what proves them.
+			a, b := ps[len(ps)-1], ps[len(ps)-2]
+			a.Value, b.Value = b.Value, a.Value
+			a.Ops, b.Ops = b.Ops, a.Ops
+		}), "Records", &emrv1.QueryRecordsRequest{PatientId: pid}},
+		{"SwapProofOpsOnly", queryRewrite("Records", func(m proto.Message) {
+			ps := m.(*emrv1.QueryRecordsResponse).Proofs
+			a, b := ps[len(ps)-1], ps[len(ps)-2]
+			a.Ops, b.Ops = b.Ops, a.Ops
+		}), "Records", &emrv1.QueryRecordsRequest{PatientId: pid}},
+		{"DropRecordAndItsProof", queryRewrite("Records", func(m proto.Message) {
+			r := m.(*emrv1.QueryRecordsResponse)
+			drop := r.Records[1]
+			r.Records = append(r.Records[:1], r.Records[2:]...)
+			dropProofOf(&r.Proofs, drop)
+		}), "Records", &emrv1.QueryRecordsRequest{PatientId: pid}},
+		{"DropFilteredRecordProof", queryRewrite("Records", func(m proto.Message) {
+			r := m.(*emrv1.QueryRecordsResponse)
+			// Hide record 1 (lab-results) from a category listing.
+			var kept []*emrv1.Record
+			for _, rec := range r.Records {
+				if rec.Sequence != 1 {
+					kept = append(kept, rec)
+				} else {
+					dropProofOf(&r.Proofs, rec)
+				}
+			}
+			r.Records = kept
+		}), "Records", &emrv1.QueryRecordsRequest{PatientId: pid, Category: "lab-results"}},
+		{"DropAccessEvent", queryRewrite("AccessEvents", func(m proto.Message) {
+			r := m.(*emrv1.QueryAccessEventsResponse)
+			drop := r.Events[0] // hide the newest read
+			r.Events = r.Events[1:]
+			for i, p := range r.Proofs {
+				v := &emrv1.AccessEvent{}
+				if proto.Unmarshal(p.Value, v) == nil && v.Sequence == drop.Sequence && bytes.Equal(v.PatientId, drop.PatientId) && bytes.Equal(v.TxHash, drop.TxHash) {
+					r.Proofs = append(r.Proofs[:i], r.Proofs[i+1:]...)
+					break
+				}
+			}
+		}), "AccessEvents", &emrv1.QueryAccessEventsRequest{PatientId: pid}},
+		{"ExtendPermission", queryRewrite("Permissions", func(m proto.Message) {
+			r := m.(*emrv1.QueryPermissionsResponse)
+			r.Permissions[0].NotAfter.Seconds += 86400 * 365
+		}), "Permissions", &emrv1.QueryPermissionsRequest{PatientId: pid}},
+		{"HidePermission", queryRewrite("Permissions", func(m proto.Message) {
+			// Leave the consent and its proof out: the list looks empty.
+			r := m.(*emrv1.QueryPermissionsResponse)
+			r.Permissions = nil
+			r.Proofs = r.Proofs[:1] // the patient's proof only
+		}), "Permissions", &emrv1.QueryPermissionsRequest{PatientId: pid}},
+		{"HideGrant", queryRewrite("Grants", func(m proto.Message) {
+			r := m.(*emrv1.QueryGrantsResponse)
+			r.Permissions = nil
+			r.Proofs = nil
+		}), "Grants", &emrv1.QueryGrantsRequest{Grantee: clinician}},
+		{"WrongHeight", queryRewrite("Patient", func(m proto.Message) {
+			m.(*emrv1.QueryPatientResponse).Height--
+		}), "Patient", &emrv1.QueryPatientRequest{PatientId: pid}},
+		{"ExtraUnknownField", queryRewrite("Patient", func(m proto.Message) {
+			m.ProtoReflect().SetUnknown([]byte{0xa8, 0x1f, 0x01}) // field 501 = 1
+		}), "Patient", &emrv1.QueryPatientRequest{PatientId: pid}},
+		{"FalseNotFound", notFound("Member"), "Member", &emrv1.QueryMemberRequest{Address: clinician}},
+		{"FalseNotFoundPatient", notFound("Records"), "Records", &emrv1.QueryRecordsRequest{PatientId: pid}},
+		{"TamperedHeader", func(call clienttest.Call, result json.RawMessage) json.RawMessage {
+			if call.Method != "commit" || bytes.Contains(call.Params, []byte(`"1"`)) {
+				return result
+			}
+			var res map[string]any
+			if json.Unmarshal(result, &res) != nil {
+				return result
+			}
+			sh := res["signed_header"].(map[string]any)
+			hdr := sh["header"].(map[string]any)
+			hdr["app_hash"] = "00000000000000000000000000000000000000000000000000000000000000AA"
+			b, _ := json.Marshal(res)
+			return b
+		}, "Patient", &emrv1.QueryPatientRequest{PatientId: pid}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			proxy.Honest()
+			c := w.mustClient(t, proxy.URL)
+			// Honest first: the same query verifies through the proxy.
+			if err := c.Query(ctx, tc.method, tc.req, responseForAny(tc.method)); err != nil {
+				t.Fatalf("honest %s through the proxy: %v", tc.method, err)
+			}
+			proxy.SetRewrite(tc.rewrite)
+			defer proxy.Honest()
+			c2 := w.mustClient(t, proxy.URL)
+			resp := responseForAny(tc.method)
+			err := c2.Query(ctx, tc.method, tc.req, resp)
+			if !errors.Is(err, client.ErrVerification) {
+				t.Fatalf("lying %s: err = %v, want ErrVerification", tc.method, err)
+			}
+			t.Logf("refused: %v", err)
+		})
+	}
+
+	t.Run("TxStatusLies", func(t *testing.T) {
+		proxy.Honest()
+		c := w.mustClient(t, proxy.URL)
+		res, err := c.Submit(ctx, w.clinician, &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{
+			PatientId: w.patientID, RecordSequences: []uint64{2}, Purpose: emrv1.Purpose_PURPOSE_TREATMENT}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Claim the tx failed.
+		proxy.SetRewrite(func(call clienttest.Call, result json.RawMessage) json.RawMessage {
+			if call.Method != "tx" {
+				return result
+			}
+			var r map[string]any
+			_ = json.Unmarshal(result, &r)
+			r["tx_result"].(map[string]any)["code"] = 16
+			b, _ := json.Marshal(r)
+			return b
+		})
+		defer proxy.Honest()
+		if _, err := c.TxStatus(ctx, res.Hash); !errors.Is(err, client.ErrVerification) {
+			t.Fatalf("altered tx code: %v", err)
+		}
+		// Claim it is in another block.
+		proxy.SetRewrite(func(call clienttest.Call, result json.RawMessage) json.RawMessage {
+			if call.Method != "tx" {
+				return result
+			}
+			var r map[string]any
+			_ = json.Unmarshal(result, &r)
+			r["height"] = strconv.FormatInt(res.Height-1, 10)
+			b, _ := json.Marshal(r)
+			return b
+		})
+		if _, err := c.TxStatus(ctx, res.Hash); !errors.Is(err, client.ErrVerification) {
+			t.Fatalf("altered tx height: %v", err)
+		}
+	})
+}
+
+func responseForAny(method string) proto.Message {
+	switch method {
+	case "Member":
+		return &emrv1.QueryMemberResponse{}
+	case "Records":
+		return &emrv1.QueryRecordsResponse{}
+	case "AccessEvents":
+		return &emrv1.QueryAccessEventsResponse{}
+	case "Permissions":
+		return &emrv1.QueryPermissionsResponse{}
+	case "Patient":
+		return &emrv1.QueryPatientResponse{}
+	case "Grants":
+		return &emrv1.QueryGrantsResponse{}
+	}
+	panic(method)
+}
+
+// dropProofOf removes the proof whose value is rec.
+func dropProofOf(proofs *[]*emrv1.StoreProof, rec *emrv1.Record) {
+	for i, p := range *proofs {
+		v := &emrv1.Record{}
+		if proto.Unmarshal(p.Value, v) == nil && v.Sequence == rec.Sequence && bytes.Equal(v.CiphertextSha256, rec.CiphertextSha256) {
+			*proofs = append((*proofs)[:i], (*proofs)[i+1:]...)
+			return
+		}
+	}
+}
+
+// testFork: a second chain with the same chain id (another validator)
+// serves the headers; the light client, trusting the real chain's genesis
+// header, must refuse them.
+func testFork(t *testing.T, w *world, fork *clienttest.Node) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if fork.ChainID != w.chainID {
+		t.Fatalf("fork chain id %q, real %q", fork.ChainID, w.chainID)
+	}
+	proxy := clienttest.NewProxy(t, w.node.RPC)
+	c := w.mustClient(t, proxy.URL) // trusts block 1 of the real chain
+	proxy.SetRoute(func(call clienttest.Call) string {
+		switch call.Method {
+		case "commit", "validators", "status":
+			return fork.RPC
+		}
+		return ""
+	})
+	err := c.Query(ctx, "Patient", &emrv1.QueryPatientRequest{PatientId: hexs(w.patientID)}, &emrv1.QueryPatientResponse{})
+	if !errors.Is(err, client.ErrVerification) {
+		t.Fatalf("headers from a fork: %v, want ErrVerification", err)
+	}
+	t.Logf("refused: %v", err)
+	// A fresh client cannot even start from the fork's genesis header.
+	if _, err := w.newClient(t, fork.RPC); !errors.Is(err, client.ErrVerification) {
+		t.Fatalf("light client on the fork: %v", err)
+	}
+}

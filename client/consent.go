@@ -1,0 +1,369 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdh"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/offchain/crypto"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// Typed, verified reads used by the flows below and by emrcli.
+
+// Member returns the member with address addr.
+func (c *Client) Member(ctx context.Context, addr []byte) (*emrv1.Member, error) {
+	var resp emrv1.QueryMemberResponse
+	if err := c.Query(ctx, "Member", &emrv1.QueryMemberRequest{Address: hex.EncodeToString(addr)}, &resp); err != nil {
+		return nil, err
+	}
+	return resp.Member, nil
+}
+
+// Patient returns the patient with pseudonymous id.
+func (c *Client) Patient(ctx context.Context, id []byte) (*emrv1.Patient, error) {
+	var resp emrv1.QueryPatientResponse
+	if err := c.Query(ctx, "Patient", &emrv1.QueryPatientRequest{PatientId: hex.EncodeToString(id)}, &resp); err != nil {
+		return nil, err
+	}
+	return resp.Patient, nil
+}
+
+// PatientByOwner returns the patient an account owns.
+func (c *Client) PatientByOwner(ctx context.Context, owner []byte) (*emrv1.Patient, error) {
+	var resp emrv1.QueryPatientResponse
+	if err := c.Query(ctx, "PatientByOwner", &emrv1.QueryPatientByOwnerRequest{Owner: hex.EncodeToString(owner)}, &resp); err != nil {
+		return nil, err
+	}
+	return resp.Patient, nil
+}
+
+// Permissions returns a patient's permissions (each one proven; see the
+// package documentation on completeness) and the query's provenance.
+func (c *Client) Permissions(ctx context.Context, patientID []byte) ([]*emrv1.Permission, *QueryInfo, error) {
+	var resp emrv1.QueryPermissionsResponse
+	info, err := c.QueryInfo(ctx, "Permissions", &emrv1.QueryPermissionsRequest{PatientId: hex.EncodeToString(patientID)}, &resp)
+	if err != nil {
+		return nil, nil, err
+	}
+	return resp.Permissions, info, nil
+}
+
+// maxPages bounds the paging loops: far more than any page size allows.
+const maxPages = 100_000
+
+// AllRecords pages through a patient's records (oldest first), optionally
+// of one category.
+func (c *Client) AllRecords(ctx context.Context, patientID []byte, category string) ([]*emrv1.Record, error) {
+	var out []*emrv1.Record
+	var after uint64
+	for range maxPages {
+		var resp emrv1.QueryRecordsResponse
+		req := &emrv1.QueryRecordsRequest{PatientId: hex.EncodeToString(patientID), Category: category, Page: &emrv1.PageRequest{After: after}}
+		if err := c.Query(ctx, "Records", req, &resp); err != nil {
+			return nil, err
+		}
+		out = append(out, resp.Records...)
+		if resp.GetPage().GetNext() == 0 {
+			return out, nil
+		}
+		after = resp.Page.Next
+	}
+	return nil, errors.New("records: too many pages")
+}
+
+// AllAccessEvents pages through a patient's access log (newest first).
+func (c *Client) AllAccessEvents(ctx context.Context, patientID []byte) ([]*emrv1.AccessEvent, error) {
+	var out []*emrv1.AccessEvent
+	var after uint64
+	for range maxPages {
+		var resp emrv1.QueryAccessEventsResponse
+		req := &emrv1.QueryAccessEventsRequest{PatientId: hex.EncodeToString(patientID), Page: &emrv1.PageRequest{After: after}}
+		if err := c.Query(ctx, "AccessEvents", req, &resp); err != nil {
+			return nil, err
+		}
+		out = append(out, resp.Events...)
+		if resp.GetPage().GetNext() == 0 {
+			return out, nil
+		}
+		after = resp.Page.Next
+	}
+	return nil, errors.New("access events: too many pages")
+}
+
+// KEK envelopes.
+
+// SealKEK wraps a patient KEK of the given version to grantee's registered
+// X25519 key, bound to (patient, grantee address, version).
+func SealKEK(grantee *emrv1.Member, patientID []byte, version uint64, kek []byte) ([]byte, error) {
+	pub, err := crypto.ParseEncryptionPublicKey(grantee.GetEncPubKey())
+	if err != nil {
+		return nil, fmt.Errorf("encryption key of %X: %w", grantee.GetAddress(), err)
+	}
+	return crypto.SealEnvelope(pub, kek, crypto.EnvelopeBinding{PatientID: patientID, Grantee: grantee.Address, KeyVersion: version})
+}
+
+// OpenKEK opens the KEK envelope of a permission with the grantee's
+// X25519 private key.
+func OpenKEK(encPriv *ecdh.PrivateKey, perm *emrv1.Permission) ([]byte, error) {
+	if len(perm.GetWrappedKek()) == 0 {
+		return nil, errors.New("the permission carries no key envelope")
+	}
+	return crypto.OpenEnvelope(encPriv, perm.WrappedKek, crypto.EnvelopeBinding{
+		PatientID: perm.PatientId, Grantee: perm.Grantee, KeyVersion: perm.KeyVersion,
+	})
+}
+
+// KEKFunc returns a patient's KEK of a version. For a new version it must
+// create the KEK and store it durably before returning, so that a crash
+// after the transaction that uses it never loses it.
+type KEKFunc func(version uint64) ([]byte, error)
+
+// GrantSpec is a consent in client terms.
+type GrantSpec struct {
+	Grantee    []byte
+	Rights     []emrv1.Right
+	Categories []string
+	// NotBefore zero means "from the grant's block".
+	NotBefore time.Time
+	NotAfter  time.Time
+	StudyID   string
+	Anonymise bool
+}
+
+// GrantMsg builds a Grant: the patient's current KEK (by the verified
+// patient's key version) sealed to the grantee's verified encryption key.
+func (c *Client) GrantMsg(ctx context.Context, patientID []byte, spec GrantSpec, kek KEKFunc) (*emrv1.Msg, error) {
+	p, err := c.Patient(ctx, patientID)
+	if err != nil {
+		return nil, fmt.Errorf("patient %x: %w", patientID, err)
+	}
+	m, err := c.Member(ctx, spec.Grantee)
+	if err != nil {
+		return nil, fmt.Errorf("grantee %X: %w", spec.Grantee, err)
+	}
+	key, err := kek(p.KeyVersion)
+	if err != nil {
+		return nil, fmt.Errorf("patient key version %d: %w", p.KeyVersion, err)
+	}
+	env, err := SealKEK(m, patientID, p.KeyVersion, key)
+	if err != nil {
+		return nil, err
+	}
+	g := &emrv1.MsgGrant{
+		PatientId: patientID, Grantee: spec.Grantee, Rights: spec.Rights, Categories: spec.Categories,
+		NotAfter: timestamppb.New(spec.NotAfter), WrappedKek: env, StudyId: spec.StudyID, Anonymise: spec.Anonymise,
+	}
+	if !spec.NotBefore.IsZero() {
+		g.NotBefore = timestamppb.New(spec.NotBefore)
+	}
+	return &emrv1.Msg{Sum: &emrv1.Msg_Grant{Grant: g}}, nil
+}
+
+// needsEnvelope mirrors the chain's rule for RotateKey: a grant that is
+// not revoked and not expired at t, whatever its rights (writers wrap file
+// keys under the KEK too).
+func needsEnvelope(perm *emrv1.Permission, t time.Time) bool {
+	return perm.RevokedHeight == 0 && t.Before(perm.GetNotAfter().AsTime())
+}
+
+// Rewrapper re-wraps the data key of an existing record under the new KEK
+// during a rotation: it returns the new wrapped key, or nil to leave the
+// record under its old key version. It is the extension point for
+// re-wrapping file keys (unwrap with the record's old KEK version, wrap
+// with crypto.WrapKey under newKEK and crypto.FileKeyAAD(patient,
+// category, newVersion)); a nil Rewrapper re-wraps nothing.
+type Rewrapper func(ctx context.Context, rec *emrv1.Record, newVersion uint64, newKEK []byte) ([]byte, error)
+
+// RotationResult says what a key rotation did.
+type RotationResult struct {
+	OldVersion, NewVersion uint64
+	// Grantees that received an envelope of the new KEK.
+	Grantees [][]byte
+	// Records whose data keys were re-wrapped under the new KEK.
+	Rewrapped []uint64
+	Tx        *TxResult
+}
+
+// RotateKey moves a patient to KEK version current+1: envelopes of the new
+// KEK for every standing read or share grant (from verified state), data
+// keys re-wrapped by rewrap (may be nil). If the set of standing grants
+// changed before the block (an expiry), it rebuilds and submits once more.
+func (c *Client) RotateKey(ctx context.Context, s Signer, patientID []byte, newKEK KEKFunc, rewrap Rewrapper) (*RotationResult, error) {
+	for attempt := 0; ; attempt++ {
+		res, msg, err := c.rotationMsg(ctx, patientID, newKEK, rewrap)
+		if err != nil {
+			return nil, err
+		}
+		res.Tx, err = c.Submit(ctx, s, msg)
+		if attempt == 0 && errors.Is(err, app.ErrInvalidMsg) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return res, nil
+	}
+}
+
+func (c *Client) rotationMsg(ctx context.Context, patientID []byte, newKEK KEKFunc, rewrap Rewrapper) (*RotationResult, *emrv1.Msg, error) {
+	p, err := c.Patient(ctx, patientID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("patient %x: %w", patientID, err)
+	}
+	perms, info, err := c.Permissions(ctx, patientID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("permissions of %x: %w", patientID, err)
+	}
+	now := info.Time
+	if now.IsZero() {
+		now = time.Now()
+	}
+	next := p.KeyVersion + 1
+	kek, err := newKEK(next)
+	if err != nil {
+		return nil, nil, fmt.Errorf("new key version %d: %w", next, err)
+	}
+	res := &RotationResult{OldVersion: p.KeyVersion, NewVersion: next}
+	rot := &emrv1.MsgRotateKey{PatientId: patientID, NewKeyVersion: next}
+	for _, perm := range perms {
+		if !needsEnvelope(perm, now) {
+			continue
+		}
+		m, err := c.Member(ctx, perm.Grantee)
+		if err != nil {
+			return nil, nil, fmt.Errorf("grantee %X: %w", perm.Grantee, err)
+		}
+		env, err := SealKEK(m, patientID, next, kek)
+		if err != nil {
+			return nil, nil, err
+		}
+		rot.Envelopes = append(rot.Envelopes, &emrv1.KeyEnvelope{Grantee: perm.Grantee, WrappedKek: env})
+		res.Grantees = append(res.Grantees, perm.Grantee)
+	}
+	if rewrap != nil {
+		recs, err := c.AllRecords(ctx, patientID, "")
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, rec := range recs {
+			wrapped, err := rewrap(ctx, rec, next, kek)
+			if err != nil {
+				return nil, nil, fmt.Errorf("re-wrap record %d: %w", rec.Sequence, err)
+			}
+			if wrapped != nil {
+				rot.Rewrapped = append(rot.Rewrapped, &emrv1.RewrappedKey{RecordSequence: rec.Sequence, WrappedFileKey: wrapped})
+				res.Rewrapped = append(res.Rewrapped, rec.Sequence)
+			}
+		}
+	}
+	return res, &emrv1.Msg{Sum: &emrv1.Msg_RotateKey{RotateKey: rot}}, nil
+}
+
+// RevokeResult says what RevokeAndRotate did.
+type RevokeResult struct {
+	Grantee []byte
+	// Revoke is the revocation; nil when the grant was already revoked
+	// (an earlier run stopped before its rotation).
+	Revoke        *TxResult
+	RevokedHeight int64
+	// Rotation is nil when the grantee never held the current KEK.
+	Rotation *RotationResult
+}
+
+// RevokeAndRotate revokes grantee's permission and then rotates the
+// patient's KEK so the revoked grantee holds no key for anything written
+// from now on. Both steps are idempotent: run again after a failure, it
+// completes what is missing.
+func (c *Client) RevokeAndRotate(ctx context.Context, s Signer, patientID, grantee []byte, newKEK KEKFunc, rewrap Rewrapper) (*RevokeResult, error) {
+	perms, _, err := c.Permissions(ctx, patientID)
+	if err != nil {
+		return nil, err
+	}
+	var perm *emrv1.Permission
+	for _, p := range perms {
+		if bytes.Equal(p.Grantee, grantee) {
+			perm = p
+		}
+	}
+	if perm == nil {
+		return nil, fmt.Errorf("%w: the patient has granted %X nothing", ErrNotFound, grantee)
+	}
+	res := &RevokeResult{Grantee: grantee, RevokedHeight: perm.RevokedHeight}
+	if perm.RevokedHeight == 0 {
+		msg := &emrv1.Msg{Sum: &emrv1.Msg_Revoke{Revoke: &emrv1.MsgRevoke{PatientId: patientID, Grantee: grantee}}}
+		res.Revoke, err = c.Submit(ctx, s, msg)
+		if err != nil {
+			return nil, err
+		}
+		res.RevokedHeight = res.Revoke.Height
+	}
+	p, err := c.Patient(ctx, patientID)
+	if err != nil {
+		return nil, err
+	}
+	if len(perm.WrappedKek) == 0 || perm.KeyVersion < p.KeyVersion {
+		return res, nil // the grantee holds no current key: nothing to rotate
+	}
+	res.Rotation, err = c.RotateKey(ctx, s, patientID, newKEK, rewrap)
+	if err != nil {
+		return res, fmt.Errorf("revoked at height %d, but the key rotation failed (run revoke again to finish it): %w", res.RevokedHeight, err)
+	}
+	return res, nil
+}
+
+// GranteeKEK opens the KEK a member holds for a patient, from the member's
+// verified permission. It returns the KEK and its version.
+func (c *Client) GranteeKEK(ctx context.Context, encPriv *ecdh.PrivateKey, patientID, grantee []byte) ([]byte, uint64, error) {
+	perms, _, err := c.Permissions(ctx, patientID)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, perm := range perms {
+		if !bytes.Equal(perm.Grantee, grantee) {
+			continue
+		}
+		if perm.RevokedHeight != 0 {
+			return nil, 0, fmt.Errorf("%w at height %d", app.ErrPermissionRevoked, perm.RevokedHeight)
+		}
+		kek, err := OpenKEK(encPriv, perm)
+		if err != nil {
+			return nil, 0, fmt.Errorf("open the patient key envelope: %w", err)
+		}
+		return kek, perm.KeyVersion, nil
+	}
+	return nil, 0, fmt.Errorf("%w: the patient has granted %X nothing", app.ErrNoPermission, grantee)
+}
+
+// RecordSpec is the metadata of an uploaded (encrypted) file.
+type RecordSpec struct {
+	Category  string
+	ObjectKey string
+	SHA256    []byte
+	Size      uint64
+}
+
+// AddRecordMsg builds an AddRecord: dataKey wrapped under the patient's
+// KEK of version (bound to patient, category and version), and the
+// uploader's signature over app.RecordSignBytes.
+func AddRecordMsg(s Signer, patientID []byte, spec RecordSpec, kek []byte, version uint64, dataKey []byte) (*emrv1.Msg, error) {
+	wrapped, err := crypto.WrapKey(kek, dataKey, crypto.FileKeyAAD(patientID, spec.Category, version))
+	if err != nil {
+		return nil, err
+	}
+	sig, err := s.Sign(app.RecordSignBytes(patientID, spec.Category, spec.SHA256))
+	if err != nil {
+		return nil, err
+	}
+	return &emrv1.Msg{Sum: &emrv1.Msg_AddRecord{AddRecord: &emrv1.MsgAddRecord{
+		PatientId: patientID, Category: spec.Category, ObjectKey: spec.ObjectKey, CiphertextSha256: spec.SHA256,
+		Size: spec.Size, KeyVersion: version, WrappedFileKey: wrapped, UploaderSignature: sig,
+	}}}, nil
+}

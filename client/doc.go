@@ -1,0 +1,97 @@
+// Package client is emrchain's client library, shared by emrcli, the blob
+// sidecar and the tests: it signs and submits transactions, and it reads
+// the chain through CometBFT RPC without trusting the node it talks to.
+// It never links the node (no abci/ or cmd/ imports); it reuses the state
+// machine's own query code (app.NewQuerier) to check answers.
+//
+// # Verified queries: re-execute over proven state
+//
+// With Config.Verify, Query (and every typed helper built on it) does:
+//
+//  1. abci_query with prove=true at the latest height H. The answer carries
+//     one StoreProof (key, value, ICS23 proof) per state key the node's
+//     query code read, including proofs of absence for keys it found empty.
+//  2. The CometBFT light client (github.com/cometbft/cometbft/light)
+//     verifies the header at H+1 from the root of trust (TrustOptions, or
+//     the store under Config.Home), cross-checking it with the witnesses;
+//     the client waits briefly for H+1 to exist.
+//  3. Every StoreProof is verified against that header's AppHash
+//     (store.VerifyMembership, or store.VerifyAbsence for an empty value).
+//  4. The request is run again, here, by app.NewQuerier over a store.Reader
+//     holding exactly the proven key/values: reading a key without a proof
+//     is a verification failure, and iteration yields only proven keys.
+//  5. The node's answer, without its height and proofs, must be
+//     proto.Equal to the local one (unknown fields included).
+//  6. Lists must be complete (below).
+//
+// Any failure wraps ErrVerification and the answer is not returned. A
+// failure the node reports (a "not found", an invalid request) is verified
+// too: the query is re-run over keys fetched one by one with proofs
+// (/store/key at one height); the error stands only if the proven state
+// fails the same way, and its message is then the locally computed one.
+// An honest "no" that would need a range to be proven (a node claiming a
+// list query fails after the list's anchor exists) is a verification
+// failure, never an answer.
+//
+// # Completeness of lists
+//
+// A proof shows that a key holds a value; on its own it cannot show that a
+// list left nothing out. So:
+//
+//   - Records, AccessEvents and Shares are numbered by sequence. The items
+//     must be consecutive and reach the end that the proven Patient
+//     counters (record_count, access_count, share_count) say the list has;
+//     for Records every record the query walked (also under a category
+//     filter) must have been proven. A node cannot hide a record or a read.
+//   - Permissions, Grants, RecordsByHash and SharesByHash have no counter.
+//     For them the client proves every range the query walked complete
+//     with ICS23 non-existence proofs of its gaps: for each gap between
+//     two listed keys (and before the first, and after the last when the
+//     query walked to the end), a proof that the gap's first key is absent
+//     whose authenticated right neighbour is the next listed key. This
+//     costs one extra round trip per listed item. (The design first
+//     accepted "item by item, not complete" for these lists; the gap
+//     proofs close that hole. The chain enforces the rest anyway: a
+//     RotateKey built from a list missing a standing grant is refused.)
+//   - Organization lists the organization's registrars: each one is
+//     proven, but the list is not proven complete, because the query walks
+//     every member of the organization (not only registrars) and proving
+//     its gaps would cost one proof per member. Do not rely on it to learn
+//     that someone is not a registrar; query Member instead.
+//
+// # Transactions
+//
+// SignTx/Submit sign with a Signer (ed25519) over the deterministic body
+// (app.EncodeTx), with the account's next sequence. Sequence is read
+// without verification on purpose: a wrong one can only make the
+// transaction fail. Broadcast uses broadcast_tx_sync (a CheckTx refusal is
+// a *ChainError matching ErrTxRejected and the app's coded error, e.g.
+// errors.Is(err, app.ErrPermissionRevoked)), then polls until the
+// transaction is committed. In verified mode TxStatus (and so every wait)
+// checks the transaction's inclusion proof against the verified header's
+// DataHash and its result code against the next header's LastResultsHash;
+// the log message and events are not covered by any hash and are
+// informational.
+//
+// # Consent flows
+//
+// GrantMsg seals the patient's current KEK to the grantee's verified
+// encryption key, bound to (patient, grantee, key version). RevokeAndRotate
+// revokes and then rotates the KEK, sealing the new one to every standing
+// read or share grantee (from verified state); it is idempotent, so a run
+// interrupted between its two transactions is completed by running it
+// again. KEKFunc must store a new KEK durably before returning it.
+// Rewrapper is the extension point for re-wrapping existing records' data
+// keys under the new KEK (nil re-wraps nothing).
+//
+// # What is trusted
+//
+// The root of trust (a header the operator vouches for, or the genesis
+// validator set, TrustFromGenesis) and, within the trusting period, that
+// more than a third of that validator set's power is honest (CometBFT's
+// light client assumption); the local clock, for the trusting period and
+// clock drift checks. With no witness configured, the node is its own
+// witness: header verification still holds, but a fork that fooled the
+// whole validator set would not be cross-checked; configure one witness
+// per other validator. Nothing a full node says is trusted.
+package client

@@ -1,0 +1,106 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/emrchain/emrchain/app"
+)
+
+// Sentinel errors. Test for them with errors.Is: the errors this package
+// returns wrap them with the detail a user needs.
+var (
+	// ErrVerification means a node's answer did not verify: a proof that
+	// does not reach the light-client-verified AppHash, a response that the
+	// proven state does not produce, a list with a hole in it, a header the
+	// light client refuses. The answer is never returned.
+	ErrVerification = errors.New("verification failed")
+
+	// ErrTxRejected means the chain refused a transaction, in CheckTx or in
+	// its block. The error is a *ChainError carrying the code and log.
+	ErrTxRejected = errors.New("transaction rejected")
+
+	// ErrNotFound means the chain answered "not found" (app.ErrNotFound),
+	// or that a transaction hash is unknown to the node.
+	ErrNotFound = errors.New("not found")
+)
+
+// ChainError is a failure reported by the chain: a query or a transaction
+// with a non-zero result code. errors.Is matches it against ErrTxRejected
+// (for transactions), ErrNotFound (code app.ErrNotFound) and against the
+// app's coded sentinels, e.g. errors.Is(err, app.ErrPermissionRevoked).
+type ChainError struct {
+	Code      uint32
+	Codespace string
+	// Log is the chain's human-readable reason, e.g. "record 1: permission
+	// revoked at height 42".
+	Log string
+	// Tx is set for transaction failures; Hash and Height (0 when it failed
+	// in CheckTx) identify it.
+	Tx     bool
+	Hash   []byte
+	Height int64
+}
+
+func (e *ChainError) Error() string {
+	reason := strings.TrimSpace(e.Log)
+	if reason == "" {
+		reason = "no reason given"
+	}
+	where := e.Codespace
+	if where == "" {
+		where = "chain"
+	}
+	if e.Tx {
+		if e.Height > 0 {
+			return fmt.Sprintf("transaction %X failed in block %d: %s (%s code %d)", e.Hash, e.Height, reason, where, e.Code)
+		}
+		return fmt.Sprintf("transaction rejected: %s (%s code %d)", reason, where, e.Code)
+	}
+	return fmt.Sprintf("%s (%s code %d)", reason, where, e.Code)
+}
+
+// Is reports whether e matches target (see ChainError).
+func (e *ChainError) Is(target error) bool {
+	switch target {
+	case ErrTxRejected:
+		return e.Tx
+	case ErrNotFound:
+		return e.Codespace == app.Codespace && e.Code == app.ErrNotFound.Code()
+	}
+	var coded *app.CodedError
+	if errors.As(target, &coded) {
+		return e.Codespace == app.Codespace && e.Code == coded.Code()
+	}
+	return false
+}
+
+// verificationError wraps ErrVerification with a formatted reason.
+func verificationError(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrVerification, OneLine(fmt.Sprintf(format, args...)))
+}
+
+// OneLine makes an error text printable on one line: newlines and tabs
+// become spaces and bytes that are not printable UTF-8 (proof libraries
+// like to embed raw keys) are escaped.
+func OneLine(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == '\n' || r == '\r' || r == '\t':
+			b.WriteByte(' ')
+		case !unicode.IsPrint(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+		i += max(size, 1)
+	}
+	return strings.Join(strings.Fields(b.String()), " ")
+}

@@ -1,0 +1,472 @@
+package keyring
+
+import (
+	"bytes"
+	"crypto/ecdh"
+	stded25519 "crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cometbft/cometbft/crypto/ed25519"
+
+	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/client"
+	"github.com/emrchain/emrchain/offchain/crypto"
+)
+
+// Backends.
+const (
+	// BackendFile encrypts every key at rest (argon2id + AES-256-GCM).
+	BackendFile = "file"
+	// BackendTest stores keys UNENCRYPTED, for scripts and tests only.
+	BackendTest = "test"
+)
+
+// Errors. Test with errors.Is.
+var (
+	ErrNotFound        = errors.New("keyring: no such key")
+	ErrExists          = errors.New("keyring: a key with this name already exists")
+	ErrWrongPassphrase = errors.New("keyring: wrong passphrase (or the key file was modified)")
+	ErrBadName         = errors.New("keyring: invalid key name")
+	ErrCorrupt         = errors.New("keyring: key file is corrupt")
+)
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// CheckName reports whether name can name a key (and a file).
+func CheckName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("%w %q: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", ErrBadName, name)
+	}
+	return nil
+}
+
+// Key is one keyring entry: a member's ed25519 signing key and X25519
+// encryption key, the patient secret its pseudonymous id derives from, and
+// (once enrolled as a patient) the patient id and every version of its
+// KEK, so records under old versions stay readable.
+type Key struct {
+	Name          string
+	Created       time.Time
+	PatientSecret []byte
+	PatientID     []byte
+	KEKs          map[uint64][]byte
+
+	sign ed25519.PrivKey
+	enc  *ecdh.PrivateKey
+}
+
+var _ client.Signer = (*Key)(nil)
+
+// Generate makes a key with fresh random keys and patient secret.
+func Generate(name string) (*Key, error) {
+	if err := CheckName(name); err != nil {
+		return nil, err
+	}
+	enc, err := crypto.GenerateEncryptionKey()
+	if err != nil {
+		return nil, err
+	}
+	secret := make([]byte, client.PatientSecretSize)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, err
+	}
+	return &Key{Name: name, Created: time.Now().UTC().Truncate(time.Second), PatientSecret: secret, sign: ed25519.GenPrivKey(), enc: enc}, nil
+}
+
+// FromKeys makes a key from existing key material (e.g. a dev key file).
+// A nil secret gets a fresh random one.
+func FromKeys(name string, signPriv, encPriv, secret []byte) (*Key, error) {
+	if err := CheckName(name); err != nil {
+		return nil, err
+	}
+	if len(signPriv) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("ed25519 private key is %d bytes, want %d", len(signPriv), ed25519.PrivateKeySize)
+	}
+	sign := ed25519.PrivKey(bytes.Clone(signPriv))
+	// An ed25519 private key is seed || public key: check the halves agree.
+	if !bytes.Equal(stded25519.NewKeyFromSeed(signPriv[:32])[32:], signPriv[32:]) {
+		return nil, errors.New("ed25519 private key: public half does not match the seed")
+	}
+	enc, err := crypto.ParseEncryptionPrivateKey(encPriv)
+	if err != nil {
+		return nil, err
+	}
+	if secret == nil {
+		secret = make([]byte, client.PatientSecretSize)
+		if _, err := rand.Read(secret); err != nil {
+			return nil, err
+		}
+	}
+	if len(secret) != client.PatientSecretSize {
+		return nil, fmt.Errorf("patient secret is %d bytes, want %d", len(secret), client.PatientSecretSize)
+	}
+	return &Key{Name: name, Created: time.Now().UTC().Truncate(time.Second), PatientSecret: bytes.Clone(secret), sign: sign, enc: enc}, nil
+}
+
+// PubKey is the ed25519 public key.
+func (k *Key) PubKey() []byte { return k.sign.PubKey().Bytes() }
+
+// Address is the member address derived from the signing key.
+func (k *Key) Address() []byte { return app.AddressOf(k.PubKey()) }
+
+// Sign signs msg with the ed25519 key.
+func (k *Key) Sign(msg []byte) ([]byte, error) { return k.sign.Sign(msg) }
+
+// EncPrivKey is the X25519 private key KEK envelopes are opened with.
+func (k *Key) EncPrivKey() *ecdh.PrivateKey { return k.enc }
+
+// EncPubKey is the X25519 public key registered on chain.
+func (k *Key) EncPubKey() []byte { return k.enc.PublicKey().Bytes() }
+
+// KEK returns the patient KEK of a version.
+func (k *Key) KEK(version uint64) ([]byte, bool) {
+	kek, ok := k.KEKs[version]
+	return kek, ok
+}
+
+// KEKVersions lists the versions held, ascending.
+func (k *Key) KEKVersions() []uint64 {
+	out := make([]uint64, 0, len(k.KEKs))
+	for v := range k.KEKs {
+		out = append(out, v)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Info is the public part of the key.
+func (k *Key) Info(backend string) Info {
+	return Info{Name: k.Name, Backend: backend, Address: k.Address(), SignPubKey: k.PubKey(), EncPubKey: k.EncPubKey(),
+		PatientID: k.PatientID, Created: k.Created}
+}
+
+// Info is what the keyring shows without a passphrase.
+type Info struct {
+	Name       string
+	Backend    string
+	Address    []byte
+	SignPubKey []byte
+	EncPubKey  []byte
+	// PatientID is set once the key enrolled as a patient.
+	PatientID []byte
+	Created   time.Time
+}
+
+// Purpose says why a passphrase is asked for.
+type Purpose int
+
+const (
+	// Unlock an existing key.
+	Unlock Purpose = iota
+	// NewKey protects a key being created or imported: ask twice.
+	NewKey
+	// ExportKey protects an export file: ask twice.
+	ExportKey
+	// ImportKey opens an export file.
+	ImportKey
+)
+
+// PassphraseFunc supplies a passphrase (from a prompt or the environment).
+type PassphraseFunc func(p Purpose, keyName string) ([]byte, error)
+
+// MinPassphraseLen is the shortest passphrase accepted for a new key.
+const MinPassphraseLen = 8
+
+// Keyring is a directory of key files, one per name: HOME/keyring-file or
+// HOME/keyring-test (mode 0700, files 0600).
+type Keyring struct {
+	backend string
+	dir     string
+	pass    PassphraseFunc
+	kdf     KDFParams
+	// derived caches the file key of each unlocked entry, so saving it
+	// back (new KEK, patient id) does not ask again.
+	derived map[string]*derivedKey
+}
+
+// Option configures Open.
+type Option func(*Keyring)
+
+// WithKDF sets the argon2id cost for keys written from now on (tests use
+// a cheap one; files record their own parameters).
+func WithKDF(p KDFParams) Option { return func(k *Keyring) { k.kdf = p } }
+
+// Open opens (creating it if needed) the keyring of backend under home.
+func Open(backend, home string, pass PassphraseFunc, opts ...Option) (*Keyring, error) {
+	switch backend {
+	case BackendFile, BackendTest:
+	default:
+		return nil, fmt.Errorf("keyring backend %q: want %q or %q", backend, BackendFile, BackendTest)
+	}
+	if home == "" {
+		return nil, errors.New("keyring: empty home directory")
+	}
+	kr := &Keyring{backend: backend, dir: filepath.Join(home, "keyring-"+backend), pass: pass, kdf: DefaultKDF, derived: map[string]*derivedKey{}}
+	for _, o := range opts {
+		o(kr)
+	}
+	if err := os.MkdirAll(kr.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("keyring: %w", err)
+	}
+	if err := os.Chmod(kr.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("keyring: %w", err)
+	}
+	return kr, nil
+}
+
+// Backend is "file" or "test".
+func (kr *Keyring) Backend() string { return kr.backend }
+
+// Dir is the directory of the key files.
+func (kr *Keyring) Dir() string { return kr.dir }
+
+func (kr *Keyring) path(name string) string { return filepath.Join(kr.dir, name+".json") }
+
+// List returns the public part of every key, by name.
+func (kr *Keyring) List() ([]Info, error) {
+	entries, err := os.ReadDir(kr.dir)
+	if err != nil {
+		return nil, fmt.Errorf("keyring: %w", err)
+	}
+	var out []Info
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || e.IsDir() || CheckName(name) != nil {
+			continue
+		}
+		info, err := kr.Info(name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, info)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Info returns the public part of a key (no passphrase needed).
+func (kr *Keyring) Info(name string) (Info, error) {
+	f, err := kr.read(name)
+	if err != nil {
+		return Info{}, err
+	}
+	return f.info()
+}
+
+// Has reports whether a key named name exists.
+func (kr *Keyring) Has(name string) bool {
+	if CheckName(name) != nil {
+		return false
+	}
+	_, err := os.Stat(kr.path(name))
+	return err == nil
+}
+
+// Get loads and (file backend) decrypts a key.
+func (kr *Keyring) Get(name string) (*Key, error) {
+	f, err := kr.read(name)
+	if err != nil {
+		return nil, err
+	}
+	if kr.backend == BackendTest {
+		return f.openClear()
+	}
+	pass, err := kr.askPass(Unlock, name)
+	if err != nil {
+		return nil, err
+	}
+	k, dk, err := f.open(pass)
+	if err != nil {
+		return nil, err
+	}
+	kr.derived[name] = dk
+	return k, nil
+}
+
+// Add generates a new key and stores it.
+func (kr *Keyring) Add(name string) (*Key, error) {
+	k, err := Generate(name)
+	if err != nil {
+		return nil, err
+	}
+	return k, kr.Create(k)
+}
+
+// Create stores a new key, refusing to overwrite one.
+func (kr *Keyring) Create(k *Key) error {
+	if err := CheckName(k.Name); err != nil {
+		return err
+	}
+	if kr.Has(k.Name) {
+		return fmt.Errorf("%w: %q (in %s)", ErrExists, k.Name, kr.dir)
+	}
+	return kr.store(k, true)
+}
+
+// Save writes back a key loaded with Get (after a change: patient id, a
+// new KEK). It never asks for the passphrase again.
+func (kr *Keyring) Save(k *Key) error {
+	if !kr.Has(k.Name) {
+		return fmt.Errorf("%w: %q", ErrNotFound, k.Name)
+	}
+	return kr.store(k, false)
+}
+
+// Delete removes a key file.
+func (kr *Keyring) Delete(name string) error {
+	if err := CheckName(name); err != nil {
+		return err
+	}
+	if err := os.Remove(kr.path(name)); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w: %q", ErrNotFound, name)
+		}
+		return err
+	}
+	delete(kr.derived, name)
+	return nil
+}
+
+// Export returns the key encrypted under an export passphrase (asked with
+// purpose ExportKey), whatever the backend.
+func (kr *Keyring) Export(name string) ([]byte, error) {
+	k, err := kr.Get(name)
+	if err != nil {
+		return nil, err
+	}
+	pass, err := kr.askPass(ExportKey, name)
+	if err != nil {
+		return nil, err
+	}
+	if len(pass) < MinPassphraseLen {
+		return nil, fmt.Errorf("keyring: export passphrase must have at least %d characters", MinPassphraseLen)
+	}
+	f, _, err := seal(formatExport, BackendFile, k, pass, kr.kdf, nil)
+	if err != nil {
+		return nil, err
+	}
+	return f.encode()
+}
+
+// Import decrypts an export (passphrase asked with purpose ImportKey) and
+// stores it as name ("" = the exported name).
+func (kr *Keyring) Import(name string, data []byte) (*Key, error) {
+	f, err := decodeFile(data)
+	if err != nil {
+		return nil, err
+	}
+	if f.Format != formatExport {
+		return nil, fmt.Errorf("%w: not an emrcli key export (format %q)", ErrCorrupt, f.Format)
+	}
+	pass, err := kr.askPass(ImportKey, f.Name)
+	if err != nil {
+		return nil, err
+	}
+	k, _, err := f.open(pass)
+	if err != nil {
+		return nil, err
+	}
+	if name != "" {
+		k.Name = name
+	}
+	return k, kr.Create(k)
+}
+
+func (kr *Keyring) askPass(p Purpose, name string) ([]byte, error) {
+	if kr.pass == nil {
+		return nil, errors.New("keyring: a passphrase is needed and there is no way to ask for one")
+	}
+	return kr.pass(p, name)
+}
+
+func (kr *Keyring) read(name string) (*keyFile, error) {
+	if err := CheckName(name); err != nil {
+		return nil, err
+	}
+	raw, err := os.ReadFile(kr.path(name))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %q (in %s)", ErrNotFound, name, kr.dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keyring: %w", err)
+	}
+	f, err := decodeFile(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", kr.path(name), err)
+	}
+	if f.Format != formatKey || f.Backend != kr.backend {
+		return nil, fmt.Errorf("%w: %s is a %q file of backend %q", ErrCorrupt, kr.path(name), f.Format, f.Backend)
+	}
+	if f.Name != name {
+		return nil, fmt.Errorf("%w: %s holds key %q", ErrCorrupt, kr.path(name), f.Name)
+	}
+	return f, nil
+}
+
+func (kr *Keyring) store(k *Key, isNew bool) error {
+	var f *keyFile
+	var err error
+	if kr.backend == BackendTest {
+		f = sealClear(k)
+	} else {
+		dk := kr.derived[k.Name]
+		var pass []byte
+		if dk == nil || isNew {
+			dk = nil
+			if pass, err = kr.askPass(NewKey, k.Name); err != nil {
+				return err
+			}
+			if len(pass) < MinPassphraseLen {
+				return fmt.Errorf("keyring: passphrase must have at least %d characters", MinPassphraseLen)
+			}
+		}
+		f, dk, err = seal(formatKey, kr.backend, k, pass, kr.kdf, dk)
+		if err != nil {
+			return err
+		}
+		kr.derived[k.Name] = dk
+	}
+	raw, err := f.encode()
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(kr.dir, k.Name+".json", raw)
+}
+
+// writeFileAtomic writes dir/name with mode 0600 through a temporary file
+// and a rename, so a crash leaves the old or the new file, never half.
+func writeFileAtomic(dir, name string, data []byte) error {
+	tmp, err := os.CreateTemp(dir, "."+name+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("keyring: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), filepath.Join(dir, name))
+}
+
+func hexOf(b []byte) string { return hex.EncodeToString(b) }

@@ -1,0 +1,309 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	dbm "github.com/cometbft/cometbft-db"
+	"github.com/cometbft/cometbft/libs/log"
+	"github.com/cometbft/cometbft/light"
+	"github.com/cometbft/cometbft/light/provider"
+	lighthttp "github.com/cometbft/cometbft/light/provider/http"
+	lightdb "github.com/cometbft/cometbft/light/store/db"
+	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
+	cmttypes "github.com/cometbft/cometbft/types"
+)
+
+// Files under Config.Home.
+const (
+	trustFileName = "trust.json"
+	lightDBName   = "light" // goleveldb directory light.db
+	lightPrefix   = "emrchain-light"
+)
+
+// TrustRoot is what the trusted store was initialized from, as kept in
+// HOME/trust.json.
+type TrustRoot struct {
+	ChainID string        `json:"chain_id"`
+	Height  int64         `json:"height"`
+	Hash    string        `json:"hash"` // uppercase hex
+	Period  time.Duration `json:"period_ns"`
+	Created time.Time     `json:"created"`
+}
+
+// ReadTrustRoot returns the trust root kept under home, or nil when there
+// is none.
+func ReadTrustRoot(home string) (*TrustRoot, error) {
+	if home == "" {
+		return nil, nil
+	}
+	raw, err := os.ReadFile(filepath.Join(home, trustFileName))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var tr TrustRoot
+	if err := json.Unmarshal(raw, &tr); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(home, trustFileName), err)
+	}
+	if tr.ChainID == "" || tr.Height <= 0 || tr.Period <= 0 {
+		return nil, fmt.Errorf("%s: incomplete trust root", filepath.Join(home, trustFileName))
+	}
+	return &tr, nil
+}
+
+func writeTrustRoot(home string, tr *TrustRoot) error {
+	raw, err := json.MarshalIndent(tr, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(home, trustFileName+".tmp")
+	if err := os.WriteFile(tmp, append(raw, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(home, trustFileName))
+}
+
+// TrustRoot returns the root the client's light store trusts (nil when
+// not in verified mode).
+func (c *Client) TrustRoot() *TrustRoot {
+	if !c.cfg.Verify {
+		return nil
+	}
+	if tr, err := ReadTrustRoot(c.cfg.Home); err == nil && tr != nil {
+		return tr
+	}
+	if c.cfg.Trust == nil {
+		return nil
+	}
+	return &TrustRoot{ChainID: c.chainID, Height: c.cfg.Trust.Height, Hash: strings.ToUpper(hex.EncodeToString(c.cfg.Trust.Hash)), Period: c.cfg.Trust.Period}
+}
+
+// LatestTrusted returns the height and time of the newest header the
+// light client has verified.
+func (c *Client) LatestTrusted() (int64, time.Time, error) {
+	c.lightMu.Lock()
+	defer c.lightMu.Unlock()
+	if c.light == nil {
+		return 0, time.Time{}, errors.New("not in verified mode")
+	}
+	lb, err := c.light.TrustedLightBlock(0)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	return lb.Height, lb.Time, nil
+}
+
+func (c *Client) openLight(ctx context.Context) error {
+	stored, err := ReadTrustRoot(c.cfg.Home)
+	if err != nil {
+		return err
+	}
+	switch {
+	case stored != nil && c.chainID != "" && c.chainID != stored.ChainID:
+		return fmt.Errorf("chain id %q differs from the trust root's %q (in %s)", c.chainID, stored.ChainID, c.cfg.Home)
+	case stored != nil:
+		c.chainID = stored.ChainID
+	case c.cfg.Trust == nil:
+		return errors.New("no trust root: verified mode needs a trusted header (emrcli light init) or --no-verify")
+	case c.chainID == "":
+		// The trusted hash pins the chain: a header of another chain id
+		// cannot have it, so asking the node is safe here.
+		st, err := c.rpc.Status(ctx)
+		if err != nil {
+			return fmt.Errorf("node %s: status: %w", c.cfg.Node, err)
+		}
+		c.chainID = st.NodeInfo.Network
+	}
+	trust := c.cfg.Trust
+	if trust != nil && stored != nil {
+		if trust.Height != stored.Height || !strings.EqualFold(hex.EncodeToString(trust.Hash), stored.Hash) {
+			return fmt.Errorf("the light store in %s trusts height %d hash %s, not height %d hash %X: remove it (emrcli light init --force) to change the trust root",
+				c.cfg.Home, stored.Height, stored.Hash, trust.Height, trust.Hash)
+		}
+	}
+	if trust == nil {
+		hash, err := hex.DecodeString(stored.Hash)
+		if err != nil {
+			return fmt.Errorf("trust root hash: %w", err)
+		}
+		trust = &TrustOptions{Height: stored.Height, Hash: hash, Period: stored.Period}
+	}
+
+	if c.cfg.Home == "" {
+		c.lightDB = dbm.NewMemDB()
+	} else {
+		if err := os.MkdirAll(c.cfg.Home, 0o700); err != nil {
+			return err
+		}
+		db, err := dbm.NewGoLevelDB(lightDBName, c.cfg.Home)
+		if err != nil {
+			return fmt.Errorf("open the light store in %s (is another emrcli using it?): %w", c.cfg.Home, err)
+		}
+		c.lightDB = db
+	}
+	lstore := lightdb.New(c.lightDB, lightPrefix)
+
+	primary, err := newProvider(c.chainID, c.cfg.Node, c.cfg.Timeout)
+	if err != nil {
+		return err
+	}
+	witnessURLs := c.cfg.Witnesses
+	if len(witnessURLs) == 0 {
+		witnessURLs = []string{c.cfg.Node}
+	}
+	var witnesses []provider.Provider
+	for _, w := range witnessURLs {
+		p, err := newProvider(c.chainID, w, c.cfg.Timeout)
+		if err != nil {
+			return err
+		}
+		witnesses = append(witnesses, p)
+	}
+	opts := []light.Option{light.Logger(log.NewNopLogger())}
+	last, err := lstore.LastLightBlockHeight()
+	if err != nil {
+		return fmt.Errorf("light store: %w", err)
+	}
+	var lc *light.Client
+	if last > 0 {
+		lc, err = light.NewClientFromTrustedStore(c.chainID, trust.Period, primary, witnesses, lstore, opts...)
+	} else {
+		lc, err = light.NewClient(ctx, c.chainID, light.TrustOptions{Period: trust.Period, Height: trust.Height, Hash: trust.Hash},
+			primary, witnesses, lstore, opts...)
+	}
+	if err != nil {
+		return verificationError("light client: %v", err)
+	}
+	c.light = lc
+	if c.cfg.Home != "" && stored == nil {
+		return writeTrustRoot(c.cfg.Home, &TrustRoot{
+			ChainID: c.chainID, Height: trust.Height, Hash: strings.ToUpper(hex.EncodeToString(trust.Hash)),
+			Period: trust.Period, Created: time.Now().UTC(),
+		})
+	}
+	return nil
+}
+
+func newProvider(chainID, node string, timeout time.Duration) (provider.Provider, error) {
+	rc, err := rpchttp.NewWithTimeout(node, uint(timeout.Seconds()+0.999))
+	if err != nil {
+		return nil, fmt.Errorf("witness %q: %w", node, err)
+	}
+	return lighthttp.NewWithClient(chainID, rc), nil
+}
+
+// verifiedBlock returns the light block at height, verified by the light
+// client from the trust root (waiting for the node to produce it).
+func (c *Client) verifiedBlock(ctx context.Context, height int64) (*cmttypes.LightBlock, error) {
+	if err := c.waitHeight(ctx, height); err != nil {
+		return nil, err
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	c.lightMu.Lock()
+	defer c.lightMu.Unlock()
+	if c.light == nil {
+		return nil, errClosed
+	}
+	lb, err := c.light.VerifyLightBlockAtHeight(ctx, height, time.Now())
+	if err != nil {
+		var expired light.ErrOldHeaderExpired
+		if errors.As(err, &expired) {
+			return nil, fmt.Errorf("%w: header %d: the newest trusted header expired at %s (trusting period): set a new trust root with emrcli light init --force",
+				ErrVerification, height, expired.At.Format(time.RFC3339))
+		}
+		return nil, verificationError("header %d: %v", height, err)
+	}
+	if lb.Height != height || lb.ChainID != c.chainID {
+		return nil, verificationError("light client returned header %d of %q for height %d", lb.Height, lb.ChainID, height)
+	}
+	return lb, nil
+}
+
+// TrustFromGenesis derives a trust root from a genesis document the
+// operator handed over: it fetches the signed header at the genesis'
+// initial height from node, checks its chain id, that its validator set is
+// the genesis validator set, and that +2/3 of that set signed it. It
+// returns the chain id and the header to trust.
+func TrustFromGenesis(ctx context.Context, node string, genesisJSON []byte, period time.Duration) (string, *TrustOptions, error) {
+	gen, err := cmttypes.GenesisDocFromJSON(genesisJSON)
+	if err != nil {
+		return "", nil, fmt.Errorf("genesis: %w", err)
+	}
+	if len(gen.Validators) == 0 {
+		return "", nil, errors.New("genesis: no validators (a chain whose validators come from the app cannot be trusted from genesis; use --height/--hash)")
+	}
+	vals := make([]*cmttypes.Validator, len(gen.Validators))
+	for i, v := range gen.Validators {
+		vals[i] = cmttypes.NewValidator(v.PubKey, v.Power)
+	}
+	valSet := cmttypes.NewValidatorSet(vals)
+	if node == "" {
+		node = DefaultNode
+	}
+	rpc, err := rpchttp.New(node)
+	if err != nil {
+		return "", nil, fmt.Errorf("node %q: %w", node, err)
+	}
+	height := gen.InitialHeight
+	var commit *cmttypes.SignedHeader
+	for attempt := 0; ; attempt++ {
+		res, err := rpc.Commit(ctx, &height)
+		if err == nil && !res.SignedHeader.IsEmpty() {
+			commit = &res.SignedHeader
+			break
+		}
+		if attempt >= 50 {
+			return "", nil, fmt.Errorf("node %s: no commit for height %d: %v", node, height, err)
+		}
+		select {
+		case <-ctx.Done():
+			return "", nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if commit.ChainID != gen.ChainID {
+		return "", nil, verificationError("the node's header %d is of chain %q, the genesis is of %q", height, commit.ChainID, gen.ChainID)
+	}
+	if err := commit.ValidateBasic(gen.ChainID); err != nil {
+		return "", nil, verificationError("header %d: %v", height, err)
+	}
+	if !bytes.Equal(commit.ValidatorsHash, valSet.Hash()) {
+		return "", nil, verificationError("header %d has validators hash %X, the genesis validator set hashes to %X", height, commit.ValidatorsHash, valSet.Hash())
+	}
+	if err := valSet.VerifyCommitLight(gen.ChainID, commit.Commit.BlockID, height, commit.Commit); err != nil {
+		return "", nil, verificationError("header %d is not signed by +2/3 of the genesis validators: %v", height, err)
+	}
+	if period == 0 {
+		period = DefaultTrustPeriod
+	}
+	return gen.ChainID, &TrustOptions{Height: height, Hash: commit.Hash(), Period: period}, nil
+}
+
+// VerifyLatest verifies the node's latest header with the light client
+// and returns its height, time and app hash.
+func (c *Client) VerifyLatest(ctx context.Context) (*cmttypes.Header, error) {
+	if !c.cfg.Verify {
+		return nil, errors.New("not in verified mode")
+	}
+	h, err := c.LatestHeight(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lb, err := c.verifiedBlock(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	return lb.Header, nil
+}

@@ -1,0 +1,272 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	rpcclient "github.com/cometbft/cometbft/rpc/client"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/emrchain/emrchain/app"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+	"github.com/emrchain/emrchain/store"
+)
+
+// QueryInfo says where a query answer comes from.
+type QueryInfo struct {
+	// Height of the state the answer was read from.
+	Height int64
+	// Time of the header at Height+1, whose AppHash the proofs were
+	// checked against (zero when not verified).
+	Time time.Time
+	// Verified is true when the answer was verified.
+	Verified bool
+}
+
+// Query calls a method of the Query service ("Member", "Records", ...)
+// over ABCI query. In verified mode the answer is checked as described in
+// the package documentation; any failure wraps ErrVerification and resp is
+// then not to be used. A "not found" from the chain wraps ErrNotFound and,
+// in verified mode, is itself verified.
+func (c *Client) Query(ctx context.Context, method string, req, resp proto.Message) error {
+	_, err := c.QueryInfo(ctx, method, req, resp)
+	return err
+}
+
+// QueryInfo is Query that also says at which height (and, verified, at
+// which header time) the answer holds.
+func (c *Client) QueryInfo(ctx context.Context, method string, req, resp proto.Message) (*QueryInfo, error) {
+	handler := queryHandler(method)
+	if handler == nil {
+		return nil, fmt.Errorf("unknown query method %q", method)
+	}
+	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s request: %w", method, err)
+	}
+	qctx, cancel := c.withTimeout(ctx)
+	res, err := c.rpc.ABCIQueryWithOptions(qctx, app.QueryPathPrefix+method, data, rpcclient.ABCIQueryOptions{Prove: c.cfg.Verify})
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("query %s at %s: %w", method, c.cfg.Node, err)
+	}
+	q := res.Response
+	if q.Code != 0 {
+		cerr := &ChainError{Code: q.Code, Codespace: q.Codespace, Log: q.Log}
+		if c.cfg.Verify && q.Codespace == app.Codespace {
+			return nil, c.verifyFailure(ctx, handler, req, cerr)
+		}
+		return nil, cerr
+	}
+	proto.Reset(resp)
+	if err := proto.Unmarshal(q.Value, resp); err != nil {
+		if c.cfg.Verify {
+			return nil, verificationError("%s response does not decode: %v", method, err)
+		}
+		return nil, fmt.Errorf("decode %s response: %w", method, err)
+	}
+	height := heightOf(resp)
+	if !c.cfg.Verify {
+		return &QueryInfo{Height: height}, nil
+	}
+	if height <= 0 || (q.Height != 0 && q.Height != height) {
+		return nil, verificationError("%s answered for height %d (ABCI height %d)", method, height, q.Height)
+	}
+	lb, err := c.verifiedBlock(ctx, height+1)
+	if err != nil {
+		return nil, err
+	}
+	pr, err := newProvenReader(lb.AppHash, proofsOf(resp))
+	if err != nil {
+		return nil, err
+	}
+	local, err := callQuerier(ctx, handler, pr, req)
+	if pr.missing != nil {
+		return nil, verificationError("%s: the answer depends on key %X, which the node did not prove", method, pr.missing)
+	}
+	if err != nil {
+		return nil, verificationError("%s: the proven state gives no answer (%v) but the node gave one", method, err)
+	}
+	stripped := proto.Clone(resp)
+	clearHeightAndProofs(stripped)
+	if !proto.Equal(stripped, local) {
+		return nil, verificationError("%s: the node's answer differs from what its proofs show", method)
+	}
+	if err := checkComplete(ctx, method, req, local, pr); err != nil {
+		return nil, err
+	}
+	if rangeProven[method] {
+		if err := c.proveRangesComplete(ctx, height, lb.AppHash, pr); err != nil {
+			return nil, fmt.Errorf("%s: %w", method, err)
+		}
+	}
+	return &QueryInfo{Height: height, Time: lb.Time, Verified: true}, nil
+}
+
+// queryUnverified asks the node and trusts the answer (see Sequence).
+func (c *Client) queryUnverified(ctx context.Context, method string, req, resp proto.Message) error {
+	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
+	if err != nil {
+		return err
+	}
+	qctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	res, err := c.rpc.ABCIQueryWithOptions(qctx, app.QueryPathPrefix+method, data, rpcclient.ABCIQueryOptions{})
+	if err != nil {
+		return fmt.Errorf("query %s at %s: %w", method, c.cfg.Node, err)
+	}
+	if q := res.Response; q.Code != 0 {
+		return &ChainError{Code: q.Code, Codespace: q.Codespace, Log: q.Log}
+	}
+	proto.Reset(resp)
+	return proto.Unmarshal(res.Response.Value, resp)
+}
+
+// verifyFailure re-runs a query the node failed over state proven key by
+// key at one height: the failure stands only when the proven state fails
+// the same way (its message is then computed locally, not the node's).
+func (c *Client) verifyFailure(ctx context.Context, handler grpc.MethodHandler, req proto.Message, nodeErr *ChainError) error {
+	lr := &lazyReader{ctx: ctx, c: c}
+	_, err := callQuerier(ctx, handler, lr, req)
+	switch {
+	case lr.err != nil:
+		return fmt.Errorf("checking the node's answer %q: %w", nodeErr.Log, lr.err)
+	case lr.iterated:
+		return verificationError("the node answered %q, which cannot be checked key by key", nodeErr.Log)
+	case err == nil:
+		return verificationError("the node answered %q, but the proven state answers the query", nodeErr.Log)
+	case app.CodeOf(err) != nodeErr.Code:
+		return verificationError("the node answered %q (code %d), the proven state says %q (code %d)", nodeErr.Log, nodeErr.Code, err, app.CodeOf(err))
+	}
+	return &ChainError{Code: nodeErr.Code, Codespace: app.Codespace, Log: err.Error()}
+}
+
+// queryHandler finds a method of the Query service by name.
+func queryHandler(method string) grpc.MethodHandler {
+	for _, m := range emrv1.Query_ServiceDesc.Methods {
+		if m.MethodName == method {
+			return m.Handler
+		}
+	}
+	return nil
+}
+
+// callQuerier runs the app's own query code over r: the answer the node
+// should have given if r is the state.
+func callQuerier(ctx context.Context, handler grpc.MethodHandler, r store.Reader, req proto.Message) (proto.Message, error) {
+	out, err := handler(app.NewQuerier(r), ctx, func(in any) error {
+		proto.Merge(in.(proto.Message), req)
+		return nil
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return out.(proto.Message), nil
+}
+
+func heightOf(m proto.Message) int64 {
+	r := m.ProtoReflect()
+	if f := r.Descriptor().Fields().ByName("height"); f != nil {
+		return r.Get(f).Int()
+	}
+	return 0
+}
+
+func proofsOf(m proto.Message) []*emrv1.StoreProof {
+	r := m.ProtoReflect()
+	f := r.Descriptor().Fields().ByName("proofs")
+	if f == nil {
+		return nil
+	}
+	list := r.Get(f).List()
+	out := make([]*emrv1.StoreProof, list.Len())
+	for i := range out {
+		out[i] = list.Get(i).Message().Interface().(*emrv1.StoreProof)
+	}
+	return out
+}
+
+func clearHeightAndProofs(m proto.Message) {
+	r := m.ProtoReflect()
+	for _, name := range []protoreflect.Name{"height", "proofs"} {
+		if f := r.Descriptor().Fields().ByName(name); f != nil {
+			r.Clear(f)
+		}
+	}
+}
+
+// rangeProven are the list queries whose completeness no counter in the
+// state vouches for: each range they walk is proven complete with
+// non-existence proofs of the gaps (one raw-key proof per gap). The
+// sequence-numbered lists (Records, AccessEvents, Shares) are checked
+// against the proven patient counters instead (checkComplete).
+var rangeProven = map[string]bool{
+	"Permissions": true, "Grants": true, "RecordsByHash": true, "SharesByHash": true,
+}
+
+// checkComplete makes sure a node cannot shorten a sequence-numbered list
+// by leaving items (and their proofs) out: the items must be consecutive
+// and reach the end the proven patient counters say the list has.
+func checkComplete(ctx context.Context, method string, req, resp proto.Message, pr *provenReader) error {
+	switch method {
+	case "Records":
+		rq, rs := req.(*emrv1.QueryRecordsRequest), resp.(*emrv1.QueryRecordsResponse)
+		after, last := rq.GetPage().GetAfter(), rs.GetPage().GetNext()
+		if last == 0 {
+			last = rs.GetPage().GetTotal()
+		}
+		// The app visited every record from after+1 to the page end; each
+		// must have been proven, whatever the category filter.
+		q := app.NewQuerier(pr)
+		for seq := after + 1; seq <= last && seq > after; seq++ {
+			pr.missing = nil
+			_, err := q.Record(ctx, &emrv1.QueryRecordRequest{PatientId: rq.PatientId, Sequence: seq})
+			if pr.missing != nil || err != nil {
+				return verificationError("Records: record %d of %d is missing from the node's proofs", seq, rs.GetPage().GetTotal())
+			}
+		}
+		for i, r := range rs.Records {
+			if i > 0 && r.Sequence <= rs.Records[i-1].Sequence {
+				return verificationError("Records: out of order at %d", r.Sequence)
+			}
+		}
+	case "AccessEvents":
+		rq, rs := req.(*emrv1.QueryAccessEventsRequest), resp.(*emrv1.QueryAccessEventsResponse)
+		total, after := rs.GetPage().GetTotal(), rq.GetPage().GetAfter()
+		start := total
+		if after > 0 && after-1 < total {
+			start = after - 1
+		}
+		for i, ev := range rs.Events {
+			if uint64(i) >= start || ev.Sequence != start-uint64(i) {
+				return verificationError("AccessEvents: event %d where %d was due: events are missing", ev.Sequence, start-uint64(i))
+			}
+		}
+		n := uint64(len(rs.Events))
+		switch next := rs.GetPage().GetNext(); {
+		case next == 0 && n != start:
+			return verificationError("AccessEvents: %d events listed where %d are due: events are missing", n, start)
+		case next != 0 && (n == 0 || next != rs.Events[n-1].Sequence):
+			return verificationError("AccessEvents: inconsistent next page %d", next)
+		}
+	case "Shares":
+		rq, rs := req.(*emrv1.QuerySharesRequest), resp.(*emrv1.QuerySharesResponse)
+		total, after := rs.GetPage().GetTotal(), rq.GetPage().GetAfter()
+		for i, s := range rs.Shares {
+			if s.Sequence != after+1+uint64(i) {
+				return verificationError("Shares: share %d where %d was due: shares are missing", s.Sequence, after+1+uint64(i))
+			}
+		}
+		n := uint64(len(rs.Shares))
+		switch next := rs.GetPage().GetNext(); {
+		case next == 0 && after < total && after+n != total:
+			return verificationError("Shares: the list stops at %d of %d: shares are missing", after+n, total)
+		case next != 0 && (n == 0 || next != rs.Shares[n-1].Sequence):
+			return verificationError("Shares: inconsistent next page %d", next)
+		}
+	}
+	return nil
+}

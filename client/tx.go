@@ -1,0 +1,278 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"time"
+
+	cmttypes "github.com/cometbft/cometbft/types"
+
+	"github.com/emrchain/emrchain/app"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// Signer signs transactions: an ed25519 key (client/keyring's keys, test
+// actors, an HSM).
+type Signer interface {
+	// PubKey is the 32-byte ed25519 public key.
+	PubKey() []byte
+	// Address is app.AddressOf(PubKey()).
+	Address() []byte
+	// Sign returns the 64-byte ed25519 signature of msg.
+	Sign(msg []byte) ([]byte, error)
+}
+
+// TxResult is the outcome of a transaction.
+type TxResult struct {
+	Hash []byte
+	// Height of the block that holds the transaction; 0 when not waited for.
+	Height int64
+	// Code 0 is success; otherwise an app result code (app/errors.go).
+	Code      uint32
+	Codespace string
+	// Log is the chain's message. Unlike Code, it is not part of the
+	// block's results hash, so it is informational even when verified.
+	Log string
+	// Verified is true when inclusion and Code were checked against
+	// light-client-verified headers.
+	Verified bool
+	// Events the transaction emitted (not covered by the results hash:
+	// informational, like Log).
+	Events []TxEvent
+}
+
+// TxEvent is one event of a transaction result.
+type TxEvent struct {
+	Type       string
+	Attributes []TxAttribute
+}
+
+// TxAttribute is one key/value of an event.
+type TxAttribute struct{ Key, Value string }
+
+// Attribute returns the values of every attribute key in the events of
+// type typ.
+func (r *TxResult) Attribute(typ, key string) []string {
+	var out []string
+	for _, e := range r.Events {
+		if e.Type != typ {
+			continue
+		}
+		for _, a := range e.Attributes {
+			if a.Key == key {
+				out = append(out, a.Value)
+			}
+		}
+	}
+	return out
+}
+
+// Sequence returns the sequence the next transaction of addr must carry.
+// It is deliberately not verified: a wrong sequence can only make the
+// transaction fail, and skipping the proof saves waiting for a header.
+func (c *Client) Sequence(ctx context.Context, addr []byte) (uint64, error) {
+	var resp emrv1.QueryAccountResponse
+	if err := c.queryUnverified(ctx, "Account", &emrv1.QueryAccountRequest{Address: fmt.Sprintf("%x", addr)}, &resp); err != nil {
+		return 0, fmt.Errorf("sequence of %X: %w", addr, err)
+	}
+	return resp.GetAccount().GetNextSequence(), nil
+}
+
+// SignTx builds and signs a transaction carrying msg, with the signer's
+// next sequence.
+func (c *Client) SignTx(ctx context.Context, s Signer, msg *emrv1.Msg) ([]byte, error) {
+	seq, err := c.Sequence(ctx, s.Address())
+	if err != nil {
+		return nil, err
+	}
+	return c.SignTxWithSequence(s, seq, msg)
+}
+
+// SignTxWithSequence signs msg with an explicit sequence.
+func (c *Client) SignTxWithSequence(s Signer, seq uint64, msg *emrv1.Msg) ([]byte, error) {
+	if !bytes.Equal(app.AddressOf(s.PubKey()), s.Address()) {
+		return nil, errors.New("signer's address does not match its public key")
+	}
+	return app.EncodeTx(&emrv1.TxBody{
+		ChainId:      c.chainID,
+		SignerPubKey: s.PubKey(),
+		Sequence:     seq,
+		Msg:          msg,
+	}, s.Sign)
+}
+
+// Broadcast submits tx with broadcast_tx_sync. A CheckTx rejection is a
+// *ChainError matching ErrTxRejected. With wait, it then polls the node
+// until the transaction is in a committed block (within the timeout) and
+// returns its result; a non-zero block result is also a *ChainError. In
+// verified mode the inclusion and code are verified (TxStatus).
+func (c *Client) Broadcast(ctx context.Context, tx []byte, wait bool) (*TxResult, error) {
+	hash := app.TxHash(tx)
+	bctx, cancel := c.withTimeout(ctx)
+	res, err := c.rpc.BroadcastTxSync(bctx, tx)
+	cancel()
+	if cerr := checkTxRejection(err, hash); cerr != nil {
+		return nil, cerr
+	}
+	if err != nil {
+		if wait && (errors.Is(err, context.DeadlineExceeded) || isAlreadyInCache(err)) {
+			// Maybe it did get in: look for it below.
+		} else {
+			return nil, fmt.Errorf("broadcast to %s: %w", c.cfg.Node, err)
+		}
+	} else {
+		if res.Code != 0 {
+			return nil, &ChainError{Tx: true, Hash: hash, Code: res.Code, Codespace: res.Codespace, Log: res.Log}
+		}
+		if len(res.Hash) > 0 && !bytes.Equal(res.Hash, hash) {
+			return nil, fmt.Errorf("node reports hash %X for transaction %X", res.Hash, hash)
+		}
+	}
+	if !wait {
+		return &TxResult{Hash: hash}, nil
+	}
+	return c.waitTx(ctx, hash)
+}
+
+// invalidTxRE parses CometBFT's mempool.ErrInvalidTx, which broadcast_tx_sync
+// returns as an RPC error (not as a result with a code) when CheckTx fails.
+var invalidTxRE = regexp.MustCompile(`(?s)is invalid: code=(\d+), data=[0-9A-Fa-f]*, log='(.*)', codespace='([^']*)'`)
+
+// checkTxRejection turns a CheckTx rejection reported as an RPC error into
+// a *ChainError; nil when err is something else.
+func checkTxRejection(err error, hash []byte) error {
+	if err == nil {
+		return nil
+	}
+	m := invalidTxRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return nil
+	}
+	code, perr := strconv.ParseUint(m[1], 10, 32)
+	if perr != nil || code == 0 {
+		return nil
+	}
+	return &ChainError{Tx: true, Hash: hash, Code: uint32(code), Codespace: m[3], Log: m[2]}
+}
+
+func isAlreadyInCache(err error) bool {
+	return err != nil && bytes.Contains([]byte(err.Error()), []byte("already exists in cache"))
+}
+
+// waitTx polls for hash until it is committed or the timeout passes.
+func (c *Client) waitTx(ctx context.Context, hash []byte) (*TxResult, error) {
+	wctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		r, err := c.TxStatus(wctx, hash)
+		if err == nil {
+			if r.Code != 0 {
+				return r, &ChainError{Tx: true, Hash: hash, Height: r.Height, Code: r.Code, Codespace: r.Codespace, Log: r.Log}
+			}
+			return r, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		select {
+		case <-wctx.Done():
+			return nil, fmt.Errorf("transaction %X not committed within %s (it may still be; check with: emrcli tx status %X)", hash, c.cfg.Timeout, hash)
+		case <-tick.C:
+		}
+	}
+}
+
+// Submit signs msg with the signer's next sequence, broadcasts it and
+// waits for its block. If the sequence was taken in between (another
+// transaction of the same signer), it signs again once.
+func (c *Client) Submit(ctx context.Context, s Signer, msg *emrv1.Msg) (*TxResult, error) {
+	for attempt := 0; ; attempt++ {
+		tx, err := c.SignTx(ctx, s, msg)
+		if err != nil {
+			return nil, err
+		}
+		res, err := c.Broadcast(ctx, tx, true)
+		if attempt == 0 && errors.Is(err, app.ErrBadSequence) {
+			continue
+		}
+		return res, err
+	}
+}
+
+// TxStatus looks a committed transaction up by hash (ErrNotFound when the
+// node does not know it). In verified mode it checks, against
+// light-client-verified headers, that the transaction is in the block's
+// data (DataHash) and that its result code is the one committed in the
+// next header's LastResultsHash.
+func (c *Client) TxStatus(ctx context.Context, hash []byte) (*TxResult, error) {
+	qctx, cancel := c.withTimeout(ctx)
+	r, err := c.rpc.Tx(qctx, hash, c.cfg.Verify)
+	cancel()
+	if isNotFoundRPC(err) {
+		return nil, fmt.Errorf("%w: transaction %X", ErrNotFound, hash)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("transaction %X: %w", hash, err)
+	}
+	res := &TxResult{
+		Hash: hash, Height: r.Height, Code: r.TxResult.Code, Codespace: r.TxResult.Codespace, Log: r.TxResult.Log,
+	}
+	for _, e := range r.TxResult.Events {
+		ev := TxEvent{Type: e.Type}
+		for _, a := range e.Attributes {
+			ev.Attributes = append(ev.Attributes, TxAttribute{Key: a.Key, Value: a.Value})
+		}
+		res.Events = append(res.Events, ev)
+	}
+	if !c.cfg.Verify {
+		return res, nil
+	}
+	if err := c.verifyTx(ctx, hash, r.Height, r.Index, r.Tx, r.Proof, r.TxResult.Code); err != nil {
+		return nil, err
+	}
+	res.Verified = true
+	return res, nil
+}
+
+func (c *Client) verifyTx(ctx context.Context, hash []byte, height int64, index uint32, tx cmttypes.Tx, proof cmttypes.TxProof, code uint32) error {
+	if !bytes.Equal(app.TxHash(tx), hash) {
+		return verificationError("the node returned a transaction whose hash is %X, not %X", app.TxHash(tx), hash)
+	}
+	if height <= 0 {
+		return verificationError("transaction %X at height %d", hash, height)
+	}
+	block, err := c.verifiedBlock(ctx, height)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(proof.Data, tx) || proof.Proof.Index != int64(index) {
+		return verificationError("the inclusion proof of transaction %X is for another transaction or position", hash)
+	}
+	if err := proof.Validate(block.DataHash); err != nil {
+		return verificationError("transaction %X is not in block %d: %v", hash, height, err)
+	}
+	next, err := c.verifiedBlock(ctx, height+1)
+	if err != nil {
+		return err
+	}
+	qctx, cancel := c.withTimeout(ctx)
+	br, err := c.rpc.BlockResults(qctx, &height)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("results of block %d: %w", height, err)
+	}
+	results := cmttypes.NewResults(br.TxResults)
+	if !bytes.Equal(results.Hash(), next.LastResultsHash) {
+		return verificationError("the results of block %d do not match header %d's results hash", height, height+1)
+	}
+	if int(index) >= len(br.TxResults) || br.TxResults[index].Code != code {
+		return verificationError("the node reports code %d for transaction %X, the committed results say otherwise", code, hash)
+	}
+	return nil
+}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+)
+
+// runCLI runs emrcli in-process.
+func runCLI(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), append([]string{"--home", t.TempDir()}, args...), strings.NewReader(""), &out, &errOut)
+	return out.String(), errOut.String(), code
+}
+
+func TestEveryCommandHasHelpWithExamples(t *testing.T) {
+	root := newRootCmd(&cli{})
+	var walk func(c *cobra.Command)
+	n := 0
+	walk = func(c *cobra.Command) {
+		n++
+		if c.Example == "" {
+			t.Errorf("%q has no examples in --help", c.CommandPath())
+		}
+		if c.Short == "" {
+			t.Errorf("%q has no short description", c.CommandPath())
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+	if n < 30 {
+		t.Fatalf("only %d commands", n)
+	}
+	// Every command has --json (a persistent flag of the root).
+	if root.PersistentFlags().Lookup("json") == nil || root.PersistentFlags().Lookup("no-verify") == nil {
+		t.Fatal("no --json/--no-verify")
+	}
+}
+
+func TestUsageErrorsExit2OnOneLine(t *testing.T) {
+	for _, args := range [][]string{
+		{"no-such-command"},
+		{"audit", "--bogus"},
+		{"grant", "--from", "a", "--to", "b", "--rights", "fly", "--until", "2027-01-01"},
+		{"grant", "--from", "a", "--to", "b", "--rights", "read", "--until", "soon"},
+		{"keys", "show"},
+		{"tx", "status", "nothex"},
+		{"read", "--from", "a", "--patient", "b", "--record", "x"},
+		{"member", "register", "--from", "r", "--role", "patient", "--key", "k"},
+		{"light", "init"},
+		{"--keyring-backend", "os", "keys", "list"},
+	} {
+		out, errOut, code := runCLI(t, args...)
+		if code != exitUsage || out != "" || !strings.HasPrefix(errOut, "Error: ") || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("emrcli %v: exit %d, stdout %q, stderr %q; want exit 2 and one Error line", args, code, out, errOut)
+		}
+	}
+}
+
+func TestFailuresExit1(t *testing.T) {
+	// No root of trust yet: queries refuse to run unverified.
+	_, errOut, code := runCLI(t, "params", "--node", "http://127.0.0.1:1")
+	if code != exitFailure || !strings.Contains(errOut, "light init") {
+		t.Fatalf("params without trust root: %d %q", code, errOut)
+	}
+	_, errOut, code = runCLI(t, "keys", "show", "nobody")
+	if code != exitFailure || !strings.Contains(errOut, "no such key") {
+		t.Fatalf("unknown key: %d %q", code, errOut)
+	}
+}

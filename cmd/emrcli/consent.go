@@ -1,0 +1,227 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/emrchain/emrchain/client"
+	"github.com/emrchain/emrchain/client/keyring"
+)
+
+func newGrantCmd(a *cli) *cobra.Command {
+	var (
+		from, to, until, fromTime, study string
+		rights, categories               []string
+		anonymise, async                 bool
+	)
+	cmd := &cobra.Command{
+		Use:   "grant --from PATIENT --to MEMBER --rights R[,R] [--categories C[,C]] --until TIME",
+		Short: "Give a clinician or researcher consent over your records",
+		Long: `grant records the patient's consent on chain: rights (read, write, share)
+over categories (none = all) between --from-time (default: now) and --until.
+It seals the patient's current key-encryption key to the grantee's encryption
+key, fetched from the chain and verified, bound to (patient, grantee, key
+version); only that grantee can open it. A grant to the same member replaces
+the previous one. The share right needs --study (and --anonymise if shared
+data must be anonymised).`,
+		Example: `  emrcli grant --from alice --to dr-who --rights read,write --categories lab-results --until 2027-01-01
+  emrcli grant --from alice --to 3F2A0C9D5E6B7A8190AB3F2A0C9D5E6B7A8190AB --rights read --until 2026-12-31T18:00:00Z
+  emrcli grant --from alice --to dr-lab --rights share --study covid-19 --anonymise --until 2027-06-30`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			rs, err := parseRights(splitList(rights))
+			if err != nil {
+				return err
+			}
+			if until == "" {
+				return usagef("--until is required: consent always ends")
+			}
+			notAfter, err := parseTime("until", until)
+			if err != nil {
+				return err
+			}
+			var notBefore time.Time
+			if fromTime != "" {
+				if notBefore, err = parseTime("from-time", fromTime); err != nil {
+					return err
+				}
+			}
+			grantee, err := a.address(to)
+			if err != nil {
+				return err
+			}
+			k, err := a.key(from)
+			if err != nil {
+				return err
+			}
+			pid, err := a.ownPatient(ctx, k)
+			if err != nil {
+				return err
+			}
+			c, err := a.client(ctx)
+			if err != nil {
+				return err
+			}
+			msg, err := c.GrantMsg(ctx, pid, client.GrantSpec{
+				Grantee: grantee, Rights: rs, Categories: splitList(categories), NotBefore: notBefore, NotAfter: notAfter,
+				StudyID: study, Anonymise: anonymise,
+			}, existingKEK(k))
+			if err != nil {
+				return err
+			}
+			res, err := a.submit(ctx, k, msg, async)
+			if err != nil {
+				return err
+			}
+			g := msg.GetGrant()
+			out := struct {
+				PatientID  string   `json:"patient_id"`
+				Grantee    string   `json:"grantee"`
+				Rights     []string `json:"rights"`
+				Categories []string `json:"categories"`
+				NotAfter   string   `json:"not_after"`
+				Tx         *txView  `json:"tx"`
+			}{hexStr(pid), upperHex(grantee), splitList(rights), splitList(categories), ts(g.NotAfter), viewTx(res)}
+			return a.emit(out, func(w io.Writer) {
+				cats := strings.Join(out.Categories, ",")
+				if cats == "" {
+					cats = "all categories"
+				}
+				fmt.Fprintf(w, "granted %s %s on %s until %s\n", out.Grantee, strings.Join(out.Rights, "+"), cats, out.NotAfter)
+				out.Tx.text(w)
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&from, "from", "", "the patient's key")
+	f.StringVar(&to, "to", "", "grantee: address or key name")
+	f.StringSliceVar(&rights, "rights", nil, "read, write and/or share")
+	f.StringSliceVar(&categories, "categories", nil, "record categories (default: all)")
+	f.StringVar(&until, "until", "", "end of the consent: YYYY-MM-DD (midnight UTC) or RFC 3339")
+	f.StringVar(&fromTime, "from-time", "", "start of the consent (default: the grant's block)")
+	f.StringVar(&study, "study", "", "study the share right is for")
+	f.BoolVar(&anonymise, "anonymise", false, "shared data must be anonymised")
+	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
+	_ = cmd.RegisterFlagCompletionFunc("from", a.completeKeys)
+	_ = cmd.RegisterFlagCompletionFunc("to", a.completeKeys)
+	_ = cmd.RegisterFlagCompletionFunc("rights", cobra.FixedCompletions([]string{"read", "write", "share"}, cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
+
+func splitList(in []string) []string {
+	out := []string{}
+	for _, s := range in {
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// newKEK is the KEKFunc of a rotation: reuse a stored version (an earlier
+// attempt may have used it), else create, save, then use it.
+func newKEK(kr *keyring.Keyring, k *keyring.Key) client.KEKFunc {
+	return func(v uint64) ([]byte, error) { return ensureKEK(kr, k, v) }
+}
+
+func newRevokeCmd(a *cli) *cobra.Command {
+	var from, to string
+	cmd := &cobra.Command{
+		Use:   "revoke --from PATIENT --to MEMBER",
+		Short: "Revoke a consent and rotate your key so it stops every future read",
+		Long: `revoke submits two transactions: Revoke (from its block on, the chain refuses
+the member's reads and writes), then RotateKey: a new version of the patient's
+key-encryption key (saved in the key before it is used), sealed to every
+member whose read or share consent still stands, so the revoked member holds
+no key for anything written from now on. Run it again after a failure: it
+completes whatever is missing. It prints what was rotated. It always waits for
+each transaction to commit (there is no --async): the rotation must see the
+revocation committed.
+
+Honest limits: a file the member already downloaded and decrypted cannot be
+taken back. Existing records keep their data keys under the old key version
+(re-wrapping them is a later extension).`,
+		Example: `  emrcli revoke --from alice --to dr-who`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			grantee, err := a.address(to)
+			if err != nil {
+				return err
+			}
+			k, err := a.key(from)
+			if err != nil {
+				return err
+			}
+			pid, err := a.ownPatient(ctx, k)
+			if err != nil {
+				return err
+			}
+			c, err := a.client(ctx)
+			if err != nil {
+				return err
+			}
+			// Rewrapper nil: file keys are not re-wrapped yet (see client.Rewrapper).
+			res, err := c.RevokeAndRotate(ctx, k, pid, grantee, newKEK(a.kr, k), nil)
+			if err != nil {
+				return err
+			}
+			type rotationView struct {
+				OldVersion uint64   `json:"old_key_version"`
+				NewVersion uint64   `json:"new_key_version"`
+				Envelopes  []string `json:"new_envelopes_for"`
+				Rewrapped  []uint64 `json:"rewrapped_records"`
+				Tx         *txView  `json:"tx"`
+			}
+			out := struct {
+				PatientID     string        `json:"patient_id"`
+				Grantee       string        `json:"grantee"`
+				RevokedHeight int64         `json:"revoked_height"`
+				RevokeTx      *txView       `json:"revoke_tx"`
+				Rotation      *rotationView `json:"rotation"`
+			}{PatientID: hexStr(pid), Grantee: upperHex(grantee), RevokedHeight: res.RevokedHeight, RevokeTx: viewTx(res.Revoke)}
+			if r := res.Rotation; r != nil {
+				rv := &rotationView{OldVersion: r.OldVersion, NewVersion: r.NewVersion, Envelopes: []string{}, Rewrapped: r.Rewrapped, Tx: viewTx(r.Tx)}
+				for _, g := range r.Grantees {
+					rv.Envelopes = append(rv.Envelopes, upperHex(g))
+				}
+				if rv.Rewrapped == nil {
+					rv.Rewrapped = []uint64{}
+				}
+				out.Rotation = rv
+			}
+			return a.emit(out, func(w io.Writer) {
+				if out.RevokeTx != nil {
+					fmt.Fprintf(w, "revoked %s at height %d\n", out.Grantee, out.RevokedHeight)
+					out.RevokeTx.text(w)
+				} else {
+					fmt.Fprintf(w, "%s was already revoked at height %d\n", out.Grantee, out.RevokedHeight)
+				}
+				if rv := out.Rotation; rv != nil {
+					fmt.Fprintf(w, "rotated the patient key: version %d -> %d\n", rv.OldVersion, rv.NewVersion)
+					if len(rv.Envelopes) == 0 {
+						fmt.Fprintln(w, "  new key sealed to: nobody (no other standing read or share consent)")
+					} else {
+						fmt.Fprintf(w, "  new key sealed to: %s\n", strings.Join(rv.Envelopes, ", "))
+					}
+					fmt.Fprintf(w, "  record keys re-wrapped: %d (existing records stay under version %d)\n", len(rv.Rewrapped), rv.OldVersion)
+					rv.Tx.text(w)
+				} else {
+					fmt.Fprintln(w, "no key rotation needed: the member holds no current key")
+				}
+			})
+		},
+	}
+	cmd.Flags().StringVar(&from, "from", "", "the patient's key")
+	cmd.Flags().StringVar(&to, "to", "", "member to revoke: address or key name")
+	_ = cmd.RegisterFlagCompletionFunc("from", a.completeKeys)
+	_ = cmd.RegisterFlagCompletionFunc("to", a.completeKeys)
+	return cmd
+}

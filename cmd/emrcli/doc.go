@@ -1,0 +1,11 @@
+// Command emrcli is emrchain's client: keys (encrypted at rest), patient
+// enrollment, consents (grant, revoke with key rotation), record metadata,
+// logged reads, and queries whose every answer is verified by the CometBFT
+// light client and the state proofs (package client). Run "emrcli --help".
+//
+// The command line is the interface scripts use: --json on every command,
+// exit code 0 on success, 1 on failure, 2 on a wrong command line, and on
+// failure one line on stderr, "Error: <reason>", with the chain's own
+// message when the chain refused (e.g. "record 1: permission revoked at
+// height 42").
+package main

@@ -1,0 +1,367 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/client/clienttest"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	clienttest.Cleanup()
+	os.Exit(code)
+}
+
+// cliEnv runs the built emrcli against one home.
+type cliEnv struct {
+	t    *testing.T
+	bin  string
+	home string
+	env  []string
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (e *cliEnv) run(args ...string) result {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, e.bin, args...)
+	cmd.Env = append(os.Environ(), e.env...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			e.t.Fatalf("emrcli %s: %v", strings.Join(args, " "), err)
+		}
+		code = ee.ExitCode()
+	}
+	return result{out.String(), errOut.String(), code}
+}
+
+// ok runs a command that must succeed and returns its stdout.
+func (e *cliEnv) ok(args ...string) string {
+	e.t.Helper()
+	r := e.run(args...)
+	if r.code != 0 {
+		e.t.Fatalf("emrcli %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r.stdout
+}
+
+// fails runs a command that must fail with code, printing one "Error:"
+// line that contains want, and nothing on stdout.
+func (e *cliEnv) fails(code int, want string, args ...string) string {
+	e.t.Helper()
+	r := e.run(args...)
+	stderr := strings.TrimRight(r.stderr, "\n")
+	if r.code != code || !strings.Contains(stderr, want) {
+		e.t.Fatalf("emrcli %s: exit %d, stderr %q; want exit %d and %q", strings.Join(args, " "), r.code, r.stderr, code, want)
+	}
+	lines := strings.Split(stderr, "\n")
+	last := lines[len(lines)-1]
+	if !strings.HasPrefix(last, "Error: ") || strings.Contains(last, "\n") {
+		e.t.Fatalf("emrcli %s: error is not one \"Error:\" line: %q", strings.Join(args, " "), r.stderr)
+	}
+	if strings.TrimSpace(r.stdout) != "" {
+		e.t.Fatalf("emrcli %s failed but printed output: %q", strings.Join(args, " "), r.stdout)
+	}
+	return last
+}
+
+func (e *cliEnv) json(v any, args ...string) {
+	e.t.Helper()
+	out := e.ok(append(args, "--json")...)
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		e.t.Fatalf("emrcli %s --json: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// TestFlow runs the whole consent flow through the emrcli binary against
+// a real single-validator emrchaind: a registrar registers a clinician; a
+// patient enrolls and grants read+write on lab-results until a date; the
+// clinician adds a record and reads it; the patient sees the read in the
+// audit log, revokes, and the clinician's next read is refused.
+func TestFlow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs emrchaind and emrcli")
+	}
+	start := time.Now()
+	node := clienttest.StartNode(t, clienttest.NodeOptions{ChainID: "emr-cli-test"})
+	e := &cliEnv{t: t, bin: clienttest.Build(t, "github.com/emrchain/emrchain/cmd/emrcli"), home: t.TempDir()}
+	e.env = []string{"EMRCLI_HOME=" + e.home, "EMRCLI_NODE=" + node.RPC, "EMRCLI_PASSPHRASE=correct horse battery", "EMRCLI_KEYRING_BACKEND="}
+	t.Logf("node and binaries ready in %s", time.Since(start).Round(time.Millisecond))
+
+	// Before a root of trust exists, queries refuse to run unverified.
+	e.fails(1, "light init", "params")
+	out := e.ok("light", "init", "--genesis", node.Genesis)
+	if !strings.Contains(out, "Trusting emr-cli-test at height 1") {
+		t.Fatalf("light init: %s", out)
+	}
+	e.fails(1, "already trusts", "light", "init", "--genesis", node.Genesis)
+
+	// Keys.
+	e.ok("keys", "import-dev", node.RegistrarKey)
+	e.ok("keys", "add", "clinician")
+	e.ok("keys", "add", "alice")
+	clinician := strings.TrimSpace(e.ok("keys", "show", "clinician", "--address"))
+
+	// The registrar registers the clinician.
+	var reg struct {
+		Address string `json:"address"`
+		Tx      struct {
+			Hash     string `json:"hash"`
+			Height   int64  `json:"height"`
+			Code     uint32 `json:"code"`
+			Verified bool   `json:"verified"`
+		} `json:"tx"`
+	}
+	e.json(&reg, "member", "register", "--from", "registrar", "--key", "clinician", "--role", "clinician", "--credential", "GMC-1234")
+	if reg.Address != clinician || reg.Tx.Height <= 0 || reg.Tx.Code != 0 || !reg.Tx.Verified {
+		t.Fatalf("member register: %+v", reg)
+	}
+	out = e.ok("tx", "status", reg.Tx.Hash)
+	if !strings.Contains(out, fmt.Sprintf("height %d, code 0 (verified)", reg.Tx.Height)) {
+		t.Fatalf("tx status: %s", out)
+	}
+	out = e.ok("member", "show", "clinician")
+	for _, want := range []string{clinician, "clinician", "dev-hospital", "GMC-1234", "active", "verified against"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("member show lacks %q:\n%s", want, out)
+		}
+	}
+
+	// The patient enrolls and grants.
+	var enroll struct {
+		PatientID string `json:"patient_id"`
+	}
+	e.json(&enroll, "patient", "enroll", "--from", "alice", "--name", "Ada  LOVELACE", "--birth-date", "1815-12-10")
+	pid := enroll.PatientID
+	if len(pid) != 64 {
+		t.Fatalf("patient id %q", pid)
+	}
+	until := time.Now().AddDate(1, 0, 0).Format("2006-01-02")
+	out = e.ok("grant", "--from", "alice", "--to", "clinician", "--rights", "read,write", "--categories", "lab-results", "--until", until)
+	if !strings.Contains(out, "granted "+clinician+" read+write on lab-results until "+until) {
+		t.Fatalf("grant: %s", out)
+	}
+
+	// The clinician adds a record and reads it.
+	sum := sha256.Sum256([]byte("ciphertext of a lab report"))
+	var added struct {
+		Record uint64 `json:"record"`
+	}
+	e.json(&added, "add-record", "--from", "clinician", "--patient", pid, "--category", "lab-results",
+		"--sha256", hex.EncodeToString(sum[:]), "--size", "4096", "--object-key", "blobs/lab-1")
+	if added.Record != 1 {
+		t.Fatalf("add-record: record %d", added.Record)
+	}
+	out = e.ok("read", "--from", "clinician", "--patient", pid, "--record", "1")
+	for _, want := range []string{"read logged (treatment)", hex.EncodeToString(sum[:]), "blobs/lab-1", "lab-results"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("read lacks %q:\n%s", want, out)
+		}
+	}
+	// A category the grant does not cover is refused by the chain.
+	e.fails(1, "not granted", "add-record", "--from", "clinician", "--patient", pid, "--category", "imaging",
+		"--sha256", hex.EncodeToString(sum[:]), "--size", "1", "--object-key", "x")
+
+	// The patient sees the read in the audit log.
+	out = e.ok("audit", "--from", "alice")
+	auditLine := regexp.MustCompile(clinician + ` \(clinician\)\s+dev-hospital\s+clinician\s+treatment\s+1\s+\d+`)
+	if !strings.Contains(out, "WHEN") || !auditLine.MatchString(out) {
+		t.Fatalf("audit does not show the clinician's read:\n%s", out)
+	}
+	var audit struct {
+		Reads []struct {
+			Accessor, Organization, Role, Purpose string
+			Records                               []uint64
+		} `json:"reads"`
+		Verified bool `json:"verified"`
+	}
+	e.json(&audit, "audit", "--patient", pid)
+	if len(audit.Reads) != 1 || audit.Reads[0].Accessor != clinician || audit.Reads[0].Role != "clinician" || !audit.Verified {
+		t.Fatalf("audit --json: %+v", audit)
+	}
+	out = e.ok("records", "--from", "alice")
+	if !strings.Contains(out, "lab-results") {
+		t.Fatalf("records: %s", out)
+	}
+
+	// The registrar suspends the clinician: nothing it signs is accepted.
+	e.ok("member", "suspend", "--from", "registrar", "clinician")
+	e.fails(1, "suspended", "read", "--from", "clinician", "--patient", pid, "--record", "1")
+	e.ok("member", "reactivate", "--from", "registrar", "clinician")
+	e.fails(1, "no study", "study", "show", "no-such-study")
+
+	// Revoke: two transactions, the key rotates.
+	out = e.ok("revoke", "--from", "alice", "--to", "clinician")
+	for _, want := range []string{"revoked " + clinician + " at height", "rotated the patient key: version 1 -> 2", "sealed to: nobody"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("revoke lacks %q:\n%s", want, out)
+		}
+	}
+	out = e.ok("permissions", "--from", "alice")
+	if !strings.Contains(out, "revoked at height") {
+		t.Fatalf("permissions after revoke: %s", out)
+	}
+	out = e.ok("patient", "show", "--from", "alice")
+	if !regexp.MustCompile(`key version:\s+2`).MatchString(out) {
+		t.Fatalf("patient show: %s", out)
+	}
+
+	// The clinician's next read is refused with the chain's reason.
+	line := e.fails(1, "permission revoked at height", "read", "--from", "clinician", "--patient", pid, "--record", "1")
+	t.Logf("refused read: %s", line)
+
+	// Usage errors exit 2; --no-verify says so.
+	e.fails(2, "unknown right", "grant", "--from", "alice", "--to", "clinician", "--rights", "admin", "--until", until)
+	e.fails(2, "unknown flag", "audit", "--bogus")
+	r := e.run("params", "--no-verify")
+	if r.code != 0 || !strings.Contains(r.stdout, "NOT VERIFIED") || !strings.Contains(r.stderr, "NOT verified") {
+		t.Fatalf("--no-verify: %+v", r)
+	}
+	var params struct {
+		Verified bool `json:"verified"`
+	}
+	e.json(&params, "params", "--no-verify")
+	if params.Verified {
+		t.Fatal("--no-verify --json claims verified")
+	}
+	e.json(&params, "params")
+	if !params.Verified {
+		t.Fatal("params not verified")
+	}
+
+	// A lying node: the answer is altered on the way; emrcli prints nothing
+	// and fails.
+	proxy := clienttest.NewProxy(t, node.RPC)
+	proxy.SetRewrite(alterMember)
+	line = e.fails(1, "verification failed", "member", "show", "clinician", "--node", proxy.URL)
+	t.Logf("lying node: %s", line)
+	proxy.SetRewrite(dropProofs)
+	e.fails(1, "verification failed", "audit", "--from", "alice", "--node", proxy.URL)
+	t.Logf("whole flow took %s", time.Since(start).Round(time.Millisecond))
+}
+
+// alterMember makes every Member answer say "registrar".
+func alterMember(call clienttest.Call, result json.RawMessage) json.RawMessage {
+	return rewriteQuery(call, result, "Member", func(raw []byte) []byte {
+		var m emrv1.QueryMemberResponse
+		if proto.Unmarshal(raw, &m) != nil || m.Member == nil {
+			return raw
+		}
+		m.Member.Role = emrv1.Role_ROLE_REGISTRAR
+		out, _ := proto.Marshal(&m)
+		return out
+	})
+}
+
+// dropProofs drops the newest access event and its proof.
+func dropProofs(call clienttest.Call, result json.RawMessage) json.RawMessage {
+	return rewriteQuery(call, result, "AccessEvents", func(raw []byte) []byte {
+		var m emrv1.QueryAccessEventsResponse
+		if proto.Unmarshal(raw, &m) != nil || len(m.Events) == 0 {
+			return raw
+		}
+		m.Events = m.Events[1:]
+		m.Proofs = m.Proofs[:len(m.Proofs)-1]
+		out, _ := proto.Marshal(&m)
+		return out
+	})
+}
+
+func rewriteQuery(call clienttest.Call, result json.RawMessage, method string, fn func([]byte) []byte) json.RawMessage {
+	var params struct {
+		Path string `json:"path"`
+	}
+	_ = json.Unmarshal(call.Params, &params)
+	if call.Method != "abci_query" || params.Path != app.QueryPathPrefix+method {
+		return result
+	}
+	var res struct {
+		Response map[string]any `json:"response"`
+	}
+	if json.Unmarshal(result, &res) != nil {
+		return result
+	}
+	s, _ := res.Response["value"].(string)
+	raw, _ := base64.StdEncoding.DecodeString(s)
+	res.Response["value"] = base64.StdEncoding.EncodeToString(fn(raw))
+	b, _ := json.Marshal(res)
+	return b
+}
+
+// TestKeysThroughBinary: wrong passphrase fails cleanly, files are 0600,
+// an exported key re-imports to the same address.
+func TestKeysThroughBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds emrcli")
+	}
+	e := &cliEnv{t: t, bin: clienttest.Build(t, "github.com/emrchain/emrchain/cmd/emrcli"), home: t.TempDir()}
+	e.env = []string{"EMRCLI_HOME=" + e.home, "EMRCLI_PASSPHRASE=first passphrase", "EMRCLI_EXPORT_PASSPHRASE=export passphrase", "EMRCLI_KEYRING_BACKEND="}
+	e.ok("keys", "add", "bob")
+	addr := strings.TrimSpace(e.ok("keys", "show", "bob", "--address"))
+	fi, err := os.Stat(filepath.Join(e.home, "keyring-file", "bob.json"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v %v", fi.Mode(), err)
+	}
+	exportFile := filepath.Join(t.TempDir(), "bob.key")
+	e.ok("keys", "export", "bob", "--output", exportFile)
+	if fi, err := os.Stat(exportFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("export file: %v", err)
+	}
+
+	wrong := &cliEnv{t: t, bin: e.bin, home: e.home, env: []string{"EMRCLI_HOME=" + e.home, "EMRCLI_PASSPHRASE=not the passphrase", "EMRCLI_EXPORT_PASSPHRASE=x"}}
+	wrong.fails(1, "wrong passphrase", "keys", "export", "bob")
+
+	other := &cliEnv{t: t, bin: e.bin, home: t.TempDir()}
+	other.env = []string{"EMRCLI_HOME=" + other.home, "EMRCLI_PASSPHRASE=second passphrase", "EMRCLI_EXPORT_PASSPHRASE=export passphrase"}
+	other.ok("keys", "import", "bob-copy", exportFile)
+	if got := strings.TrimSpace(other.ok("keys", "show", "bob-copy", "--address")); got != addr {
+		t.Fatalf("re-imported address %s, want %s", got, addr)
+	}
+	bad := &cliEnv{t: t, bin: e.bin, home: t.TempDir()}
+	bad.env = []string{"EMRCLI_HOME=" + bad.home, "EMRCLI_PASSPHRASE=second passphrase", "EMRCLI_EXPORT_PASSPHRASE=wrong export pass"}
+	bad.fails(1, "wrong passphrase", "keys", "import", "bob", exportFile)
+
+	// The test keyring is separate and says it is unencrypted.
+	e.ok("keys", "add", "script", "--keyring-backend", "test")
+	raw, _ := os.ReadFile(filepath.Join(e.home, "keyring-test", "script.json"))
+	if !bytes.Contains(raw, []byte("UNENCRYPTED")) {
+		t.Fatal("test keyring file does not warn")
+	}
+	e.fails(1, "no such key", "keys", "show", "script")
+	e.fails(2, "exactly one key NAME", "keys", "show")
+	// Help has examples everywhere.
+	out := e.ok("grant", "--help")
+	if !strings.Contains(out, "Examples:") {
+		t.Fatalf("grant --help has no examples:\n%s", out)
+	}
+	if out := e.ok("completion", "bash"); !strings.Contains(out, "emrcli") {
+		t.Fatal("no bash completion")
+	}
+}

@@ -1,0 +1,316 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/emrchain/emrchain/client/keyring"
+)
+
+type keyView struct {
+	Name       string `json:"name"`
+	Backend    string `json:"backend"`
+	Address    string `json:"address"`
+	SignPubKey string `json:"sign_pub_key"`
+	EncPubKey  string `json:"enc_pub_key"`
+	PatientID  string `json:"patient_id,omitempty"`
+	Created    string `json:"created"`
+}
+
+func viewKey(i keyring.Info) keyView {
+	return keyView{Name: i.Name, Backend: i.Backend, Address: upperHex(i.Address), SignPubKey: hexStr(i.SignPubKey),
+		EncPubKey: hexStr(i.EncPubKey), PatientID: hexStr(i.PatientID), Created: i.Created.Format(time.RFC3339)}
+}
+
+func (k keyView) text(w io.Writer) {
+	fields(w, "name", k.Name, "address", k.Address, "signing key", k.SignPubKey, "encryption key", k.EncPubKey,
+		"patient id", k.PatientID, "keyring", k.Backend, "created", k.Created)
+}
+
+// completeKeys completes key names.
+func (a *cli) completeKeys(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	if err := a.setup(cmd, args); err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	kr, err := a.keyring()
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	infos, _ := kr.List()
+	var names []string
+	for _, i := range infos {
+		names = append(names, i.Name)
+	}
+	return names, cobra.ShellCompDirectiveNoFileComp
+}
+
+func oneName(a *cli) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) != 1 {
+			return usagef("want exactly one key NAME, got %d arguments", len(args))
+		}
+		return nil
+	}
+}
+
+func newKeysCmd(a *cli) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "keys",
+		Short: "Manage keys: a signing and an encryption key per name, encrypted at rest",
+		Long: `Each key has an ed25519 signing key (its address is the member's account), an
+X25519 encryption key (patients seal their key-encryption key to it), and a
+random patient secret (the pseudonymous patient id derives from it). Keys
+that enroll as patients also keep the patient id and every version of the
+patient's key-encryption key.
+
+The "file" keyring (HOME/keyring-file, files 0600) encrypts each key with
+AES-256-GCM under an argon2id-derived key; the passphrase comes from
+EMRCLI_PASSPHRASE or a prompt. The "test" keyring (HOME/keyring-test) keeps
+keys UNENCRYPTED, for scripts and tests only.`,
+		Example: `  emrcli keys add alice
+  EMRCLI_PASSPHRASE=... emrcli keys list
+  emrcli keys show alice --address
+  emrcli keys import-dev ./node0/dev-keys/registrar.json --keyring-backend test`,
+	}
+	cmd.AddCommand(
+		&cobra.Command{
+			Use:               "add NAME",
+			Short:             "Generate a new key",
+			Example:           "  emrcli keys add alice\n  emrcli keys add ci-bot --keyring-backend test",
+			Args:              oneName(a),
+			ValidArgsFunction: cobra.NoFileCompletions,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				kr, err := a.keyring()
+				if err != nil {
+					return err
+				}
+				k, err := kr.Add(args[0])
+				if err != nil {
+					return err
+				}
+				v := viewKey(k.Info(kr.Backend()))
+				return a.emit(v, func(w io.Writer) {
+					fmt.Fprintf(w, "Created key %q in %s\n", v.Name, kr.Dir())
+					v.text(w)
+				})
+			},
+		},
+		&cobra.Command{
+			Use:     "list",
+			Short:   "List the keys (no passphrase needed)",
+			Example: "  emrcli keys list\n  emrcli keys list --json",
+			Args:    cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				kr, err := a.keyring()
+				if err != nil {
+					return err
+				}
+				infos, err := kr.List()
+				if err != nil {
+					return err
+				}
+				views := []keyView{}
+				var rows [][]string
+				for _, i := range infos {
+					v := viewKey(i)
+					views = append(views, v)
+					rows = append(rows, []string{v.Name, v.Address, v.PatientID})
+				}
+				return a.emit(views, func(w io.Writer) { table(w, []string{"NAME", "ADDRESS", "PATIENT ID"}, rows) })
+			},
+		},
+		newKeysShowCmd(a), newKeysDeleteCmd(a), newKeysExportCmd(a), newKeysImportCmd(a), newKeysImportDevCmd(a),
+	)
+	return cmd
+}
+
+func newKeysShowCmd(a *cli) *cobra.Command {
+	var onlyAddr bool
+	cmd := &cobra.Command{
+		Use:               "show NAME",
+		Short:             "Show a key's address and public keys",
+		Example:           "  emrcli keys show alice\n  emrcli keys show alice --address",
+		Args:              oneName(a),
+		ValidArgsFunction: a.completeKeys,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kr, err := a.keyring()
+			if err != nil {
+				return err
+			}
+			info, err := kr.Info(args[0])
+			if err != nil {
+				return err
+			}
+			v := viewKey(info)
+			if onlyAddr && !a.jsonOut {
+				fmt.Fprintln(a.stdout, v.Address)
+				return nil
+			}
+			return a.emit(v, v.text)
+		},
+	}
+	cmd.Flags().BoolVar(&onlyAddr, "address", false, "print only the address")
+	return cmd
+}
+
+func newKeysDeleteCmd(a *cli) *cobra.Command {
+	var yes bool
+	cmd := &cobra.Command{
+		Use:               "delete NAME",
+		Short:             "Delete a key (irreversibly: export it first)",
+		Example:           "  emrcli keys delete old-key --yes",
+		Args:              oneName(a),
+		ValidArgsFunction: a.completeKeys,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kr, err := a.keyring()
+			if err != nil {
+				return err
+			}
+			if _, err := kr.Info(args[0]); err != nil {
+				return err
+			}
+			if !yes {
+				fmt.Fprintf(a.stderr, "Delete key %q? Its patient keys go with it. [y/N] ", args[0])
+				line, _ := bufio.NewReader(a.stdin).ReadString('\n')
+				if s := strings.ToLower(strings.TrimSpace(line)); s != "y" && s != "yes" {
+					return fmt.Errorf("not deleted")
+				}
+			}
+			if err := kr.Delete(args[0]); err != nil {
+				return err
+			}
+			return a.emit(map[string]string{"deleted": args[0]}, func(w io.Writer) { fmt.Fprintf(w, "Deleted key %q\n", args[0]) })
+		},
+	}
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+	return cmd
+}
+
+func newKeysExportCmd(a *cli) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "export NAME",
+		Short: "Export a key, encrypted under an export passphrase",
+		Long: `export writes the whole key (signing and encryption keys, patient secret,
+patient id, every key-encryption key version) encrypted with AES-256-GCM under
+an argon2id key from an export passphrase (EMRCLI_EXPORT_PASSPHRASE or a
+prompt), to --output (mode 0600) or standard output.`,
+		Example:           "  emrcli keys export alice --output alice.key\n  emrcli keys import alice alice.key",
+		Args:              oneName(a),
+		ValidArgsFunction: a.completeKeys,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kr, err := a.keyring()
+			if err != nil {
+				return err
+			}
+			blob, err := kr.Export(args[0])
+			if err != nil {
+				return err
+			}
+			if output == "" || output == "-" {
+				_, err = a.stdout.Write(blob)
+				return err
+			}
+			f, err := os.OpenFile(output, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return err
+			}
+			if _, err := f.Write(blob); err != nil {
+				f.Close()
+				return err
+			}
+			if err := f.Close(); err != nil {
+				return err
+			}
+			return a.emit(map[string]string{"exported": args[0], "file": output}, func(w io.Writer) {
+				fmt.Fprintf(w, "Exported key %q to %s\n", args[0], output)
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "write to this file (created, mode 0600) instead of standard output")
+	return cmd
+}
+
+func newKeysImportCmd(a *cli) *cobra.Command {
+	return &cobra.Command{
+		Use:     "import NAME FILE",
+		Short:   "Import a key exported with emrcli keys export",
+		Example: "  EMRCLI_EXPORT_PASSPHRASE=... emrcli keys import alice alice.key",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 2 {
+				return usagef("want NAME FILE, got %d arguments", len(args))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			raw, err := os.ReadFile(args[1])
+			if err != nil {
+				return err
+			}
+			kr, err := a.keyring()
+			if err != nil {
+				return err
+			}
+			k, err := kr.Import(args[0], raw)
+			if err != nil {
+				return err
+			}
+			v := viewKey(k.Info(kr.Backend()))
+			return a.emit(v, func(w io.Writer) {
+				fmt.Fprintf(w, "Imported key %q\n", v.Name)
+				v.text(w)
+			})
+		},
+	}
+}
+
+func newKeysImportDevCmd(a *cli) *cobra.Command {
+	var name string
+	return withFlags(&cobra.Command{
+		Use:   "import-dev FILE",
+		Short: "Import an emrchaind development key file (HOME/dev-keys/NAME.json)",
+		Long: `import-dev reads a development key file written in the clear by
+"emrchaind init" (e.g. the dev registrar) and stores it in the keyring, so
+scripts can sign as that member. Development keys are for development only.`,
+		Example: "  emrcli keys import-dev ./node0/dev-keys/registrar.json --keyring-backend test",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("want one FILE, got %d arguments", len(args))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			raw, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			kr, err := a.keyring()
+			if err != nil {
+				return err
+			}
+			k, d, err := kr.ImportDev(name, raw)
+			if err != nil {
+				return err
+			}
+			v := viewKey(k.Info(kr.Backend()))
+			return a.emit(v, func(w io.Writer) {
+				fmt.Fprintf(w, "Imported dev key %q (%s of %s)\n", v.Name, d.Role, d.OrganizationID)
+				v.text(w)
+			})
+		},
+	}, func(cmd *cobra.Command) {
+		cmd.Flags().StringVar(&name, "name", "", "store under this name (default: the name in the file)")
+	})
+}
+
+// withFlags lets a command literal register its flags inline.
+func withFlags(cmd *cobra.Command, f func(*cobra.Command)) *cobra.Command {
+	f(cmd)
+	return cmd
+}

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/emrchain/emrchain/client"
+)
+
+func newLightCmd(a *cli) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "light",
+		Short: "Manage the light client's root of trust",
+		Long: `emrcli verifies every answer against headers checked by the CometBFT light
+client, starting from a root of trust: a header the operator vouches for.
+"light init" sets it; its store lives in HOME/light.`,
+		Example: `  emrcli light init --genesis ./genesis.json --node http://10.0.0.1:26657 \
+    --witness http://10.0.0.2:26657 --witness http://10.0.0.3:26657
+  emrcli light init --height 1200 --hash 6F1C...E2 --chain-id emr-prod-1
+  emrcli light status`,
+	}
+	cmd.AddCommand(newLightInitCmd(a), newLightStatusCmd(a))
+	return cmd
+}
+
+func newLightInitCmd(a *cli) *cobra.Command {
+	var (
+		height  int64
+		hashHex string
+		genesis string
+		period  time.Duration
+		force   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "init (--genesis FILE | --height H --hash HEX)",
+		Short: "Set the root of trust: a trusted header, or the genesis the operator handed over",
+		Long: `init sets the header the light client trusts and verifies everything else from.
+
+With --height and --hash, the operator vouches for that header (get them from
+a validator operator you trust, out of band). With --genesis, emrcli fetches
+the first block's header and commit from --node and checks that its chain id
+is the genesis' and that it is signed by more than two thirds of the genesis
+validators; that header becomes the root.
+
+A trusted header is usable to verify the next one for --trust-period; a client
+idle for longer needs a new root (init --force). init also records --node,
+--chain-id and --witness in HOME/config.json as defaults for later commands.`,
+		Example: `  emrcli light init --genesis ./node0/config/genesis.json --node http://127.0.0.1:26657
+  emrcli light init --height 1200 --hash 6F1CA3...E2 --witness http://10.0.0.2:26657
+  emrcli light init --genesis genesis.json --force`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if (genesis == "") == (height == 0 && hashHex == "") {
+				return usagef("give either --genesis FILE or --height and --hash")
+			}
+			trust := &client.TrustOptions{Height: height, Period: period}
+			chainID := a.chainID
+			if genesis != "" {
+				raw, err := os.ReadFile(genesis)
+				if err != nil {
+					return err
+				}
+				id, t, err := client.TrustFromGenesis(ctx, a.node, raw, period)
+				if err != nil {
+					return err
+				}
+				if chainID != "" && chainID != id {
+					return usagef("--chain-id %q differs from the genesis' %q", chainID, id)
+				}
+				chainID, trust = id, t
+			} else {
+				if height <= 0 {
+					return usagef("--height must be positive")
+				}
+				h, err := hex.DecodeString(strings.TrimPrefix(hashHex, "0x"))
+				if err != nil || len(h) != 32 {
+					return usagef("--hash %q: want the 64 hex characters of a block hash", hashHex)
+				}
+				trust.Hash = h
+			}
+			if tr, _ := client.ReadTrustRoot(a.lightHome()); tr != nil {
+				if !force {
+					return fmt.Errorf("%s already trusts height %d of %s: pass --force to replace the root of trust", a.lightHome(), tr.Height, tr.ChainID)
+				}
+			}
+			if force {
+				if err := os.RemoveAll(a.lightHome()); err != nil {
+					return err
+				}
+			}
+			if err := os.MkdirAll(a.home, 0o700); err != nil {
+				return err
+			}
+			c, err := client.New(ctx, client.Config{
+				Node: a.node, ChainID: chainID, Witnesses: a.witnesses, Home: a.lightHome(),
+				Verify: true, Trust: trust, Timeout: a.timeout,
+			})
+			if err != nil {
+				// Leave nothing half-initialized behind.
+				_ = os.RemoveAll(a.lightHome())
+				return err
+			}
+			a.c = c
+			conf, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			conf.Node, conf.ChainID = a.node, c.ChainID()
+			if len(a.witnesses) > 0 {
+				conf.Witnesses = a.witnesses
+			}
+			if err := a.saveConfig(conf); err != nil {
+				return err
+			}
+			tr := c.TrustRoot()
+			out := map[string]any{"chain_id": tr.ChainID, "height": tr.Height, "hash": tr.Hash, "trust_period": tr.Period.String(),
+				"node": a.node, "witnesses": a.witnesses, "store": a.lightHome()}
+			return a.emit(out, func(w io.Writer) {
+				fmt.Fprintf(w, "Trusting %s at height %d, header hash %s (trust period %s)\n", tr.ChainID, tr.Height, tr.Hash, tr.Period)
+				fmt.Fprintf(w, "Light client store: %s; node %s", a.lightHome(), a.node)
+				if len(a.witnesses) > 0 {
+					fmt.Fprintf(w, "; witnesses %s", strings.Join(a.witnesses, ", "))
+				} else {
+					fmt.Fprint(w, "; no other witness (the node is its own: add --witness for each other validator)")
+				}
+				fmt.Fprintln(w)
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&genesis, "genesis", "", "genesis.json the operator handed over: trust its validators' first block")
+	f.Int64Var(&height, "height", 0, "height of the header to trust")
+	f.StringVar(&hashHex, "hash", "", "hash of the header to trust (hex)")
+	f.DurationVar(&period, "trust-period", client.DefaultTrustPeriod, "how long a trusted header may verify the next")
+	f.BoolVar(&force, "force", false, "replace an existing root of trust (deletes HOME/light)")
+	cmd.MarkFlagsMutuallyExclusive("genesis", "height")
+	cmd.MarkFlagsMutuallyExclusive("genesis", "hash")
+	return cmd
+}
+
+func newLightStatusCmd(a *cli) *cobra.Command {
+	return &cobra.Command{
+		Use:     "status",
+		Short:   "Show the root of trust and verify the node's latest header",
+		Example: "  emrcli light status\n  emrcli light status --json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			tr, err := client.ReadTrustRoot(a.lightHome())
+			if err != nil {
+				return err
+			}
+			if tr == nil {
+				return errors.New("no root of trust: run emrcli light init")
+			}
+			if a.noVerify {
+				return usagef("light status verifies; it makes no sense with --no-verify")
+			}
+			c, err := a.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			h, err := c.VerifyLatest(cmd.Context())
+			if err != nil {
+				return err
+			}
+			out := map[string]any{"chain_id": tr.ChainID, "trusted_height": tr.Height, "trusted_hash": tr.Hash,
+				"trust_period": tr.Period.String(), "latest_verified_height": h.Height,
+				"latest_verified_time": h.Time.UTC().Format(time.RFC3339), "latest_app_hash": h.AppHash.String()}
+			return a.emit(out, func(w io.Writer) {
+				fields(w, "chain id", tr.ChainID, "root of trust", fmt.Sprintf("height %d, hash %s", tr.Height, tr.Hash),
+					"trust period", tr.Period.String(),
+					"latest verified header", fmt.Sprintf("height %d at %s, app hash %s", h.Height, h.Time.UTC().Format(time.RFC3339), h.AppHash))
+			})
+		},
+	}
+}

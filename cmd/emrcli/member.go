@@ -1,0 +1,196 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+func newMemberCmd(a *cli) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "member",
+		Short: "Register, suspend, reactivate and show members",
+		Example: `  emrcli member register --from registrar --key dr-who --role clinician --credential GMC-1234
+  emrcli member suspend --from registrar dr-who
+  emrcli member show dr-who`,
+	}
+	cmd.AddCommand(newMemberRegisterCmd(a), newMemberStatusCmd(a, "suspend", emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED),
+		newMemberStatusCmd(a, "reactivate", emrv1.MemberStatus_MEMBER_STATUS_ACTIVE), newMemberShowCmd(a))
+	return cmd
+}
+
+func newMemberRegisterCmd(a *cli) *cobra.Command {
+	var from, keyName, signPub, encPub, roleStr, org, credential string
+	var async bool
+	cmd := &cobra.Command{
+		Use:   "register --from REGISTRAR (--key NAME | --sign-pub-key HEX --enc-pub-key HEX) --role ROLE --credential REF",
+		Short: "Register a clinician, researcher, auditor or registrar of your organization",
+		Long: `A registrar registers a member of its own organization, attesting its
+credential (e.g. a licence number). The member's public keys come from a key
+in this keyring (--key) or are given in hex (the member runs
+"emrcli keys show NAME --json" and sends them). Patients enroll themselves.`,
+		Example: `  emrcli member register --from registrar --key dr-who --role clinician --credential GMC-1234
+  emrcli member register --from registrar --sign-pub-key 1f2e... --enc-pub-key 9a8b... --role researcher --credential ORCID-0000-0002`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			role, err := parseRole(roleStr)
+			if err != nil {
+				return err
+			}
+			var sp, ep []byte
+			switch {
+			case keyName != "" && (signPub != "" || encPub != ""):
+				return usagef("give --key or --sign-pub-key/--enc-pub-key, not both")
+			case keyName != "":
+				kr, err := a.keyring()
+				if err != nil {
+					return err
+				}
+				info, err := kr.Info(keyName)
+				if err != nil {
+					return err
+				}
+				sp, ep = info.SignPubKey, info.EncPubKey
+			default:
+				var ok1, ok2 bool
+				sp, ok1 = decodeHex(signPub, 32)
+				ep, ok2 = decodeHex(encPub, 32)
+				if !ok1 || !ok2 {
+					return usagef("--sign-pub-key and --enc-pub-key: want 64 hex characters each (or use --key)")
+				}
+			}
+			k, err := a.key(from)
+			if err != nil {
+				return err
+			}
+			if org == "" {
+				c, err := a.client(ctx)
+				if err != nil {
+					return err
+				}
+				reg, err := c.Member(ctx, k.Address())
+				if err != nil {
+					return fmt.Errorf("registrar %q: %w", from, err)
+				}
+				org = reg.OrganizationId
+			}
+			msg := &emrv1.Msg{Sum: &emrv1.Msg_RegisterMember{RegisterMember: &emrv1.MsgRegisterMember{
+				SignPubKey: sp, EncPubKey: ep, Role: role, OrganizationId: org, CredentialRef: credential,
+			}}}
+			res, err := a.submit(ctx, k, msg, async)
+			if err != nil {
+				return err
+			}
+			out := struct {
+				Address      string  `json:"address"`
+				Role         string  `json:"role"`
+				Organization string  `json:"organization"`
+				Tx           *txView `json:"tx"`
+			}{upperHex(appAddress(sp)), roleName(role), org, viewTx(res)}
+			return a.emit(out, func(w io.Writer) {
+				fmt.Fprintf(w, "registered %s as %s of %s\n", out.Address, out.Role, out.Organization)
+				out.Tx.text(w)
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&from, "from", "", "registrar key that signs")
+	f.StringVar(&keyName, "key", "", "the new member's key, in this keyring")
+	f.StringVar(&signPub, "sign-pub-key", "", "the new member's ed25519 public key (hex)")
+	f.StringVar(&encPub, "enc-pub-key", "", "the new member's X25519 public key (hex)")
+	f.StringVar(&roleStr, "role", "", "clinician, researcher, auditor or registrar")
+	f.StringVar(&org, "org", "", "organization id (default: the registrar's own)")
+	f.StringVar(&credential, "credential", "", "credential reference the registrar attests (e.g. a licence number)")
+	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
+	_ = cmd.MarkFlagRequired("role")
+	_ = cmd.RegisterFlagCompletionFunc("from", a.completeKeys)
+	_ = cmd.RegisterFlagCompletionFunc("key", a.completeKeys)
+	_ = cmd.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"clinician", "researcher", "auditor", "registrar"}, cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
+
+func newMemberStatusCmd(a *cli, verb string, status emrv1.MemberStatus) *cobra.Command {
+	var from string
+	var async bool
+	cmd := &cobra.Command{
+		Use:     verb + " --from REGISTRAR MEMBER",
+		Short:   map[string]string{"suspend": "Suspend a member of your organization: it can sign nothing, its grants pause", "reactivate": "Reactivate a suspended member"}[verb],
+		Example: fmt.Sprintf("  emrcli member %s --from registrar dr-who\n  emrcli member %s --from registrar 3F2A0C9D5E6B7A8190AB3F2A0C9D5E6B7A8190AB", verb, verb),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("want one MEMBER (address or key name), got %d arguments", len(args))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			addr, err := a.address(args[0])
+			if err != nil {
+				return err
+			}
+			k, err := a.key(from)
+			if err != nil {
+				return err
+			}
+			msg := &emrv1.Msg{Sum: &emrv1.Msg_SetMemberStatus{SetMemberStatus: &emrv1.MsgSetMemberStatus{Address: addr, Status: status}}}
+			res, err := a.submit(cmd.Context(), k, msg, async)
+			if err != nil {
+				return err
+			}
+			out := struct {
+				Address string  `json:"address"`
+				Status  string  `json:"status"`
+				Tx      *txView `json:"tx"`
+			}{upperHex(addr), statusName(status), viewTx(res)}
+			return a.emit(out, func(w io.Writer) {
+				fmt.Fprintf(w, "%s is now %s\n", out.Address, out.Status)
+				out.Tx.text(w)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&from, "from", "", "registrar key that signs")
+	cmd.Flags().BoolVar(&async, "async", false, "do not wait for the transaction to commit")
+	_ = cmd.RegisterFlagCompletionFunc("from", a.completeKeys)
+	cmd.ValidArgsFunction = a.completeKeys
+	return cmd
+}
+
+func newMemberShowCmd(a *cli) *cobra.Command {
+	return &cobra.Command{
+		Use:               "show MEMBER",
+		Short:             "Show a member (verified)",
+		Example:           "  emrcli member show dr-who\n  emrcli member show 3F2A0C9D5E6B7A8190AB3F2A0C9D5E6B7A8190AB --json",
+		ValidArgsFunction: a.completeKeys,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("want one MEMBER (address or key name), got %d arguments", len(args))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			addr, err := a.address(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := a.client(ctx)
+			if err != nil {
+				return err
+			}
+			var resp emrv1.QueryMemberResponse
+			info, err := c.QueryInfo(ctx, "Member", &emrv1.QueryMemberRequest{Address: hexStr(addr)}, &resp)
+			if err != nil {
+				return err
+			}
+			v := viewMember(resp.Member)
+			out := struct {
+				memberView
+				provenance
+			}{v, viewInfo(info)}
+			return a.emit(out, func(w io.Writer) { v.text(w); out.provenance.text(w) })
+		},
+	}
+}

@@ -1,0 +1,292 @@
+package main
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/emrchain/emrchain/client"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// emit prints v as JSON (--json) or through text.
+func (a *cli) emit(v any, text func(w io.Writer)) error {
+	if a.jsonOut {
+		enc := json.NewEncoder(a.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	if a.noVerify {
+		fmt.Fprintln(a.stdout, "NOT VERIFIED (--no-verify): the node's answers below were not checked")
+	}
+	text(a.stdout)
+	return nil
+}
+
+func hexStr(b []byte) string { return hex.EncodeToString(b) }
+
+func upperHex(b []byte) string { return strings.ToUpper(hex.EncodeToString(b)) }
+
+func ts(t *timestamppb.Timestamp) string {
+	if t == nil {
+		return ""
+	}
+	return t.AsTime().UTC().Format(time.RFC3339)
+}
+
+func enumName(s, prefix string) string {
+	return strings.ToLower(strings.TrimPrefix(s, prefix))
+}
+
+func roleName(r emrv1.Role) string { return enumName(r.String(), "ROLE_") }
+
+func statusName(s emrv1.MemberStatus) string { return enumName(s.String(), "MEMBER_STATUS_") }
+
+func rightName(r emrv1.Right) string { return enumName(r.String(), "RIGHT_") }
+
+func purposeName(p emrv1.Purpose) string { return enumName(p.String(), "PURPOSE_") }
+
+// table writes aligned columns.
+func table(w io.Writer, header []string, rows [][]string) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	tw.Flush()
+}
+
+// fields writes "key: value" lines, aligned.
+func fields(w io.Writer, kv ...string) {
+	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] == "" {
+			continue
+		}
+		fmt.Fprintf(tw, "%s:\t%s\n", kv[i], kv[i+1])
+	}
+	tw.Flush()
+}
+
+// --- views: what --json prints ------------------------------------------
+
+type txView struct {
+	Hash      string `json:"hash"`
+	Height    int64  `json:"height"`
+	Code      uint32 `json:"code"`
+	Codespace string `json:"codespace,omitempty"`
+	Log       string `json:"log,omitempty"`
+	Committed bool   `json:"committed"`
+	Verified  bool   `json:"verified"`
+}
+
+func viewTx(r *client.TxResult) *txView {
+	if r == nil {
+		return nil
+	}
+	return &txView{Hash: upperHex(r.Hash), Height: r.Height, Code: r.Code, Codespace: r.Codespace, Log: r.Log, Committed: r.Height > 0, Verified: r.Verified}
+}
+
+func (t *txView) text(w io.Writer) {
+	if !t.Committed {
+		fmt.Fprintf(w, "tx %s broadcast (not waited for; see: emrcli tx status %s)\n", t.Hash, t.Hash)
+		return
+	}
+	v := "verified"
+	if !t.Verified {
+		v = "NOT verified"
+	}
+	fmt.Fprintf(w, "tx %s committed: height %d, code %d (%s)\n", t.Hash, t.Height, t.Code, v)
+}
+
+type memberView struct {
+	Address          string `json:"address"`
+	Role             string `json:"role"`
+	Organization     string `json:"organization,omitempty"`
+	CredentialRef    string `json:"credential_ref,omitempty"`
+	Status           string `json:"status"`
+	SignPubKey       string `json:"sign_pub_key"`
+	EncPubKey        string `json:"enc_pub_key"`
+	RegisteredBy     string `json:"registered_by,omitempty"`
+	RegisteredHeight int64  `json:"registered_height"`
+}
+
+func viewMember(m *emrv1.Member) memberView {
+	return memberView{
+		Address: upperHex(m.Address), Role: roleName(m.Role), Organization: m.OrganizationId, CredentialRef: m.CredentialRef,
+		Status: statusName(m.Status), SignPubKey: hexStr(m.SignPubKey), EncPubKey: hexStr(m.EncPubKey),
+		RegisteredBy: upperHex(m.RegisteredBy), RegisteredHeight: m.RegisteredHeight,
+	}
+}
+
+func (m memberView) text(w io.Writer) {
+	fields(w, "address", m.Address, "role", m.Role, "organization", m.Organization, "credential", m.CredentialRef,
+		"status", m.Status, "signing key", m.SignPubKey, "encryption key", m.EncPubKey,
+		"registered by", m.RegisteredBy, "registered at", fmt.Sprint("height ", m.RegisteredHeight))
+}
+
+type patientView struct {
+	ID             string `json:"id"`
+	Owner          string `json:"owner"`
+	KeyVersion     uint64 `json:"key_version"`
+	RecordCount    uint64 `json:"record_count"`
+	AccessCount    uint64 `json:"access_count"`
+	ShareCount     uint64 `json:"share_count"`
+	EnrolledHeight int64  `json:"enrolled_height"`
+}
+
+func viewPatient(p *emrv1.Patient) patientView {
+	return patientView{ID: hexStr(p.Id), Owner: upperHex(p.Owner), KeyVersion: p.KeyVersion, RecordCount: p.RecordCount,
+		AccessCount: p.AccessCount, ShareCount: p.ShareCount, EnrolledHeight: p.EnrolledHeight}
+}
+
+func (p patientView) text(w io.Writer) {
+	fields(w, "patient id", p.ID, "owner", p.Owner, "key version", fmt.Sprint(p.KeyVersion), "records", fmt.Sprint(p.RecordCount),
+		"reads logged", fmt.Sprint(p.AccessCount), "shares", fmt.Sprint(p.ShareCount), "enrolled at", fmt.Sprint("height ", p.EnrolledHeight))
+}
+
+type permissionView struct {
+	PatientID     string   `json:"patient_id"`
+	Grantee       string   `json:"grantee"`
+	Rights        []string `json:"rights"`
+	Categories    []string `json:"categories"`
+	NotBefore     string   `json:"not_before,omitempty"`
+	NotAfter      string   `json:"not_after"`
+	KeyVersion    uint64   `json:"key_version"`
+	StudyID       string   `json:"study_id,omitempty"`
+	Anonymise     bool     `json:"anonymise,omitempty"`
+	GrantedHeight int64    `json:"granted_height"`
+	RevokedHeight int64    `json:"revoked_height,omitempty"`
+	RevokedTime   string   `json:"revoked_time,omitempty"`
+	State         string   `json:"state"`
+}
+
+// viewPermission describes p as of block time now.
+func viewPermission(p *emrv1.Permission, now time.Time) permissionView {
+	v := permissionView{
+		PatientID: hexStr(p.PatientId), Grantee: upperHex(p.Grantee), Categories: p.Categories,
+		NotBefore: ts(p.NotBefore), NotAfter: ts(p.NotAfter), KeyVersion: p.KeyVersion, StudyID: p.StudyId,
+		Anonymise: p.Anonymise, GrantedHeight: p.GrantedHeight, RevokedHeight: p.RevokedHeight, RevokedTime: ts(p.RevokedTime),
+	}
+	if v.Categories == nil {
+		v.Categories = []string{}
+	}
+	for _, r := range p.Rights {
+		v.Rights = append(v.Rights, rightName(r))
+	}
+	switch {
+	case p.RevokedHeight != 0:
+		v.State = fmt.Sprintf("revoked at height %d", p.RevokedHeight)
+	case !now.Before(p.GetNotAfter().AsTime()):
+		v.State = "expired"
+	case p.NotBefore != nil && now.Before(p.NotBefore.AsTime()):
+		v.State = "not yet valid"
+	default:
+		v.State = "active"
+	}
+	return v
+}
+
+func permissionRows(ps []permissionView, who func(p permissionView) string) [][]string {
+	var rows [][]string
+	for _, p := range ps {
+		cats := strings.Join(p.Categories, ",")
+		if cats == "" {
+			cats = "(all)"
+		}
+		window := p.NotBefore + " .. " + p.NotAfter
+		if p.StudyID != "" {
+			cats += " study=" + p.StudyID
+			if p.Anonymise {
+				cats += " (anonymised)"
+			}
+		}
+		rows = append(rows, []string{who(p), strings.Join(p.Rights, ","), cats, window, fmt.Sprint(p.KeyVersion), p.State})
+	}
+	return rows
+}
+
+type recordView struct {
+	PatientID        string `json:"patient_id"`
+	Sequence         uint64 `json:"sequence"`
+	Category         string `json:"category"`
+	Uploader         string `json:"uploader"`
+	ObjectKey        string `json:"object_key"`
+	CiphertextSHA256 string `json:"ciphertext_sha256"`
+	Size             uint64 `json:"size"`
+	KeyVersion       uint64 `json:"key_version"`
+	Height           int64  `json:"height"`
+	Time             string `json:"time"`
+	TxHash           string `json:"tx_hash"`
+}
+
+func viewRecord(r *emrv1.Record) recordView {
+	return recordView{
+		PatientID: hexStr(r.PatientId), Sequence: r.Sequence, Category: r.Category, Uploader: upperHex(r.Uploader),
+		ObjectKey: r.ObjectKey, CiphertextSHA256: hexStr(r.CiphertextSha256), Size: r.Size, KeyVersion: r.KeyVersion,
+		Height: r.Height, Time: ts(r.Time), TxHash: upperHex(r.TxHash),
+	}
+}
+
+func (r recordView) text(w io.Writer) {
+	fields(w, "patient", r.PatientID, "record", fmt.Sprint(r.Sequence), "category", r.Category, "uploader", r.Uploader,
+		"object key", r.ObjectKey, "ciphertext sha256", r.CiphertextSHA256, "size", fmt.Sprint(r.Size, " bytes"),
+		"key version", fmt.Sprint(r.KeyVersion), "added", fmt.Sprintf("%s (height %d, tx %s)", r.Time, r.Height, r.TxHash))
+}
+
+func recordRows(rs []recordView) [][]string {
+	var rows [][]string
+	for _, r := range rs {
+		rows = append(rows, []string{fmt.Sprint(r.Sequence), r.Category, fmt.Sprint(r.Size), r.Uploader, r.Time, r.CiphertextSHA256[:16] + "…"})
+	}
+	return rows
+}
+
+type studyView struct {
+	ID                    string `json:"id"`
+	Title                 string `json:"title"`
+	PrincipalInvestigator string `json:"principal_investigator"`
+	Organization          string `json:"organization"`
+	StudyPubKey           string `json:"study_pub_key"`
+	RegisteredBy          string `json:"registered_by"`
+	RegisteredHeight      int64  `json:"registered_height"`
+}
+
+func viewStudy(s *emrv1.Study) studyView {
+	return studyView{ID: s.Id, Title: s.Title, PrincipalInvestigator: upperHex(s.PrincipalInvestigator), Organization: s.OrganizationId,
+		StudyPubKey: hexStr(s.StudyPubKey), RegisteredBy: upperHex(s.RegisteredBy), RegisteredHeight: s.RegisteredHeight}
+}
+
+func (s studyView) text(w io.Writer) {
+	fields(w, "study", s.ID, "title", s.Title, "principal investigator", s.PrincipalInvestigator, "organization", s.Organization,
+		"study key", s.StudyPubKey, "registered by", s.RegisteredBy, "registered at", fmt.Sprint("height ", s.RegisteredHeight))
+}
+
+// provenance is printed with query results.
+type provenance struct {
+	Height   int64  `json:"height"`
+	Verified bool   `json:"verified"`
+	Header   string `json:"verified_header_time,omitempty"`
+}
+
+func viewInfo(i *client.QueryInfo) provenance {
+	p := provenance{Height: i.Height, Verified: i.Verified}
+	if i.Verified {
+		p.Header = i.Time.UTC().Format(time.RFC3339)
+	}
+	return p
+}
+
+func (p provenance) text(w io.Writer) {
+	if p.Verified {
+		fmt.Fprintf(w, "(state at height %d, verified against the light-client-verified header %d)\n", p.Height, p.Height+1)
+	} else {
+		fmt.Fprintf(w, "(state at height %d, NOT verified)\n", p.Height)
+	}
+}

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/emrchain/emrchain/client/keyring"
+)
+
+// passphrase answers the keyring: EMRCLI_PASSPHRASE (EMRCLI_EXPORT_PASSPHRASE
+// for export files) when set, else a prompt on the terminal (without echo),
+// else one line of standard input.
+func (a *cli) passphrase(p keyring.Purpose, name string) ([]byte, error) {
+	env, what := envPassphrase, fmt.Sprintf("Passphrase for key %q", name)
+	switch p {
+	case keyring.NewKey:
+		what = fmt.Sprintf("New passphrase for key %q (at least %d characters)", name, keyring.MinPassphraseLen)
+	case keyring.ExportKey:
+		env, what = envExportPassphrase, fmt.Sprintf("Passphrase to protect the export of %q", name)
+	case keyring.ImportKey:
+		env, what = envExportPassphrase, fmt.Sprintf("Passphrase of the export file (key %q)", name)
+	}
+	if v, ok := os.LookupEnv(env); ok {
+		return []byte(v), nil
+	}
+	first, err := a.readSecret(what + ": ")
+	if err != nil {
+		return nil, err
+	}
+	if p == keyring.NewKey || p == keyring.ExportKey {
+		again, err := a.readSecret("Repeat it: ")
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(first, again) {
+			return nil, errors.New("the passphrases do not match")
+		}
+	}
+	return first, nil
+}
+
+var stdinLines *bufio.Reader
+
+func (a *cli) readSecret(prompt string) ([]byte, error) {
+	if f, ok := a.stdin.(*os.File); ok && isTerminal(f) {
+		fmt.Fprint(a.stderr, prompt)
+		b, err := readNoEcho(f)
+		fmt.Fprintln(a.stderr)
+		if err != nil {
+			return nil, fmt.Errorf("read passphrase: %w", err)
+		}
+		return b, nil
+	}
+	if stdinLines == nil {
+		stdinLines = bufio.NewReader(a.stdin)
+	}
+	line, err := stdinLines.ReadString('\n')
+	if err != nil && (err != io.EOF || line == "") {
+		return nil, fmt.Errorf("a passphrase is needed: set %s or type it (stdin: %v)", envPassphrase, err)
+	}
+	return []byte(strings.TrimRight(line, "\r\n")), nil
+}

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/emrchain/emrchain/client"
+	"github.com/emrchain/emrchain/client/keyring"
+	"github.com/emrchain/emrchain/offchain/crypto"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+func newPatientCmd(a *cli) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "patient",
+		Short: "Enroll as a patient, show a patient",
+		Example: `  emrcli patient enroll --from alice --name "Ada Lovelace" --birth-date 1815-12-10
+  emrcli patient show --from alice`,
+	}
+	cmd.AddCommand(newPatientEnrollCmd(a), newPatientShowCmd(a))
+	return cmd
+}
+
+// ensureKEK returns the key's KEK of version, creating and saving it
+// first when it does not exist (so a crash never loses a KEK the chain
+// may already reference).
+func ensureKEK(kr *keyring.Keyring, k *keyring.Key, version uint64) ([]byte, error) {
+	if kek, ok := k.KEK(version); ok {
+		return kek, nil
+	}
+	kek, err := crypto.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	if k.KEKs == nil {
+		k.KEKs = map[uint64][]byte{}
+	}
+	k.KEKs[version] = kek
+	if err := kr.Save(k); err != nil {
+		return nil, fmt.Errorf("save the new key-encryption key: %w", err)
+	}
+	return kek, nil
+}
+
+// existingKEK is the KEKFunc of commands that must not create KEKs.
+func existingKEK(k *keyring.Key) client.KEKFunc {
+	return func(v uint64) ([]byte, error) {
+		if kek, ok := k.KEK(v); ok {
+			return kek, nil
+		}
+		return nil, fmt.Errorf("key %q holds no key-encryption key version %d of its patient (was it rotated from another copy of the key?)", k.Name, v)
+	}
+}
+
+func newPatientEnrollCmd(a *cli) *cobra.Command {
+	var from, identityFile, name, birth string
+	var async bool
+	cmd := &cobra.Command{
+		Use:   "enroll --from KEY (--identity FILE | --name NAME --birth-date YYYY-MM-DD)",
+		Short: "Enroll the key as a patient under a pseudonymous id",
+		Long: `enroll derives the patient's pseudonymous id on this machine,
+HMAC-SHA256(patient secret, normalized identifying information), where the
+patient secret is kept in the key (it never leaves the keyring), creates the
+patient's first key-encryption key (kept in the key as well), and submits
+EnrollPatient. The identifying information never leaves this machine.
+
+Identifying information is either --name and --birth-date (the name is
+lowercased and its whitespace normalized) or an --identity JSON file (an
+object, canonicalized: keys sorted, strings trimmed). Enrolling the same key
+with the same information always gives the same id.`,
+		Example: `  emrcli patient enroll --from alice --name "Ada Lovelace" --birth-date 1815-12-10
+  emrcli patient enroll --from bob --identity ./bob-identity.json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			var identity []byte
+			var err error
+			switch {
+			case identityFile != "" && (name != "" || birth != ""):
+				return usagef("give --identity or --name/--birth-date, not both")
+			case identityFile != "":
+				raw, err := os.ReadFile(identityFile)
+				if err != nil {
+					return err
+				}
+				if identity, err = client.IdentityFromJSON(raw); err != nil {
+					return usageError{err}
+				}
+			case name != "" && birth != "":
+				if identity, err = client.IdentityFromNameAndBirth(name, birth); err != nil {
+					return usageError{err}
+				}
+			default:
+				return usagef("give --identity FILE, or --name and --birth-date")
+			}
+			k, err := a.key(from)
+			if err != nil {
+				return err
+			}
+			id, err := client.PatientID(k.PatientSecret, identity)
+			if err != nil {
+				return err
+			}
+			if k.PatientID != nil && !bytes.Equal(k.PatientID, id) {
+				return fmt.Errorf("key %q already enrolled as patient %x; this identifying information gives another id", from, k.PatientID)
+			}
+			if _, err := ensureKEK(a.kr, k, 1); err != nil {
+				return err
+			}
+			msg := &emrv1.Msg{Sum: &emrv1.Msg_EnrollPatient{EnrollPatient: &emrv1.MsgEnrollPatient{PatientId: id, EncPubKey: k.EncPubKey()}}}
+			res, err := a.submit(ctx, k, msg, async)
+			if err != nil {
+				return err
+			}
+			if res.Height > 0 && k.PatientID == nil {
+				k.PatientID = id
+				if err := a.kr.Save(k); err != nil {
+					return err
+				}
+			}
+			out := struct {
+				PatientID string  `json:"patient_id"`
+				Tx        *txView `json:"tx"`
+			}{hexStr(id), viewTx(res)}
+			return a.emit(out, func(w io.Writer) {
+				fmt.Fprintf(w, "patient id: %s\n", out.PatientID)
+				out.Tx.text(w)
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&from, "from", "", "key that becomes the patient's account")
+	f.StringVar(&identityFile, "identity", "", "JSON file of identifying information")
+	f.StringVar(&name, "name", "", "the patient's full name")
+	f.StringVar(&birth, "birth-date", "", "the patient's birth date, YYYY-MM-DD")
+	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
+	_ = cmd.RegisterFlagCompletionFunc("from", a.completeKeys)
+	return cmd
+}
+
+func newPatientShowCmd(a *cli) *cobra.Command {
+	var from, patient string
+	cmd := &cobra.Command{
+		Use:     "show [--patient ID | --from KEY]",
+		Short:   "Show a patient (verified)",
+		Example: "  emrcli patient show --from alice\n  emrcli patient show --patient 5be1...9f",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			id, err := a.patientID(ctx, patient, from)
+			if err != nil {
+				return err
+			}
+			c, err := a.client(ctx)
+			if err != nil {
+				return err
+			}
+			var resp emrv1.QueryPatientResponse
+			info, err := c.QueryInfo(ctx, "Patient", &emrv1.QueryPatientRequest{PatientId: hexStr(id)}, &resp)
+			if err != nil {
+				return err
+			}
+			if resp.Patient == nil {
+				return errors.New("no patient in the answer")
+			}
+			v := viewPatient(resp.Patient)
+			out := struct {
+				patientView
+				provenance
+			}{v, viewInfo(info)}
+			return a.emit(out, func(w io.Writer) { v.text(w); out.provenance.text(w) })
+		},
+	}
+	cmd.Flags().StringVar(&patient, "patient", "", "patient id (hex) or an enrolled key's name")
+	cmd.Flags().StringVar(&from, "from", "", "the patient owned by this key")
+	_ = cmd.RegisterFlagCompletionFunc("from", a.completeKeys)
+	return cmd
+}

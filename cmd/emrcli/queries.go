@@ -1,0 +1,333 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/emrchain/emrchain/client"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// blockTime is the time to judge consents by: the verified header's, else
+// the local clock.
+func blockTime(info *client.QueryInfo) time.Time {
+	if info != nil && !info.Time.IsZero() {
+		return info.Time
+	}
+	return time.Now()
+}
+
+func newPermissionsCmd(a *cli) *cobra.Command {
+	var from, patient string
+	cmd := &cobra.Command{
+		Use:   "permissions [--patient ID | --from KEY]",
+		Short: "List the consents a patient has given (verified)",
+		Long: `permissions lists every consent the patient has given, active, expired and
+revoked, each proven against a light-client-verified header.`,
+		Example: "  emrcli permissions --from alice\n  emrcli permissions --patient 5be1...9f --json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			pid, err := a.patientID(ctx, patient, from)
+			if err != nil {
+				return err
+			}
+			c, err := a.client(ctx)
+			if err != nil {
+				return err
+			}
+			perms, info, err := c.Permissions(ctx, pid)
+			if err != nil {
+				return err
+			}
+			now := blockTime(info)
+			out := struct {
+				PatientID   string           `json:"patient_id"`
+				Permissions []permissionView `json:"permissions"`
+				provenance
+			}{hexStr(pid), []permissionView{}, viewInfo(info)}
+			for _, p := range perms {
+				out.Permissions = append(out.Permissions, viewPermission(p, now))
+			}
+			return a.emit(out, func(w io.Writer) {
+				if len(out.Permissions) == 0 {
+					fmt.Fprintln(w, "no consents given")
+				} else {
+					table(w, []string{"GRANTEE", "RIGHTS", "CATEGORIES", "WINDOW", "KEY V", "STATE"},
+						permissionRows(out.Permissions, func(p permissionView) string { return a.label(p.Grantee) }))
+				}
+				out.provenance.text(w)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&patient, "patient", "", "patient id (hex) or enrolled key name")
+	cmd.Flags().StringVar(&from, "from", "", "the patient owned by this key")
+	_ = cmd.RegisterFlagCompletionFunc("from", a.completeKeys)
+	return cmd
+}
+
+func newGrantsCmd(a *cli) *cobra.Command {
+	return &cobra.Command{
+		Use:               "grants MEMBER",
+		Short:             "List the consents a member holds (verified)",
+		Example:           "  emrcli grants dr-who\n  emrcli grants 3F2A0C9D5E6B7A8190AB3F2A0C9D5E6B7A8190AB --json",
+		ValidArgsFunction: a.completeKeys,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("want one MEMBER (address or key name), got %d arguments", len(args))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			addr, err := a.address(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := a.client(ctx)
+			if err != nil {
+				return err
+			}
+			var resp emrv1.QueryGrantsResponse
+			info, err := c.QueryInfo(ctx, "Grants", &emrv1.QueryGrantsRequest{Grantee: hexStr(addr)}, &resp)
+			if err != nil {
+				return err
+			}
+			now := blockTime(info)
+			out := struct {
+				Grantee     string           `json:"grantee"`
+				Permissions []permissionView `json:"permissions"`
+				provenance
+			}{upperHex(addr), []permissionView{}, viewInfo(info)}
+			for _, p := range resp.Permissions {
+				out.Permissions = append(out.Permissions, viewPermission(p, now))
+			}
+			return a.emit(out, func(w io.Writer) {
+				if len(out.Permissions) == 0 {
+					fmt.Fprintln(w, "no consents held")
+				} else {
+					table(w, []string{"PATIENT", "RIGHTS", "CATEGORIES", "WINDOW", "KEY V", "STATE"},
+						permissionRows(out.Permissions, func(p permissionView) string { return p.PatientID }))
+				}
+				out.provenance.text(w)
+			})
+		},
+	}
+}
+
+// label shows an address with the name of the local key that has it.
+func (a *cli) label(addrHex string) string {
+	kr, err := a.keyring()
+	if err != nil {
+		return addrHex
+	}
+	infos, _ := kr.List()
+	for _, i := range infos {
+		if strings.EqualFold(hexStr(i.Address), addrHex) {
+			return fmt.Sprintf("%s (%s)", addrHex, i.Name)
+		}
+	}
+	return addrHex
+}
+
+type auditRow struct {
+	Time         string   `json:"time"`
+	Accessor     string   `json:"accessor"`
+	Organization string   `json:"organization"`
+	Role         string   `json:"role"`
+	Purpose      string   `json:"purpose"`
+	Records      []uint64 `json:"records"`
+	Height       int64    `json:"height"`
+	TxHash       string   `json:"tx_hash"`
+	Events       []uint64 `json:"events"`
+}
+
+// auditRows groups a patient's access events (newest first) by
+// transaction and resolves each accessor's organization and role, verified.
+func auditRows(ctx context.Context, c *client.Client, events []*emrv1.AccessEvent) ([]auditRow, error) {
+	members := map[string]*emrv1.Member{}
+	var rows []auditRow
+	for _, ev := range events {
+		if n := len(rows); n > 0 && bytes.Equal(decodeUpper(rows[n-1].TxHash), ev.TxHash) {
+			rows[n-1].Records = append([]uint64{ev.RecordSequence}, rows[n-1].Records...)
+			rows[n-1].Events = append(rows[n-1].Events, ev.Sequence)
+			continue
+		}
+		m, ok := members[string(ev.Accessor)]
+		if !ok {
+			var err error
+			if m, err = c.Member(ctx, ev.Accessor); err != nil {
+				return nil, fmt.Errorf("accessor %X: %w", ev.Accessor, err)
+			}
+			members[string(ev.Accessor)] = m
+		}
+		org := m.OrganizationId
+		if org == "" {
+			org = "-"
+		}
+		rows = append(rows, auditRow{
+			Time: ts(ev.Time), Accessor: upperHex(ev.Accessor), Organization: org, Role: roleName(m.Role),
+			Purpose: purposeName(ev.Purpose), Records: []uint64{ev.RecordSequence}, Height: ev.Height,
+			TxHash: upperHex(ev.TxHash), Events: []uint64{ev.Sequence},
+		})
+	}
+	return rows, nil
+}
+
+func decodeUpper(s string) []byte {
+	b, _ := decodeHex(s, 32)
+	return b
+}
+
+func newAuditCmd(a *cli) *cobra.Command {
+	var from, patient string
+	cmd := &cobra.Command{
+		Use:   "audit [--patient ID | --from KEY]",
+		Short: "Show a patient's access log: who read which records, when and why (verified, complete)",
+		Long: `audit shows the patient's access log as a table: when, who (address, and the
+local key name if any), their organization and role (from their verified
+membership), the purpose, the records read, and the block. Every event is
+proven, and the log is checked for completeness: a node cannot hide a read.`,
+		Example: "  emrcli audit --from alice\n  emrcli audit --patient 5be1...9f --json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			pid, err := a.patientID(ctx, patient, from)
+			if err != nil {
+				return err
+			}
+			c, err := a.client(ctx)
+			if err != nil {
+				return err
+			}
+			events, err := c.AllAccessEvents(ctx, pid)
+			if err != nil {
+				return err
+			}
+			rows, err := auditRows(ctx, c, events)
+			if err != nil {
+				return err
+			}
+			out := struct {
+				PatientID string     `json:"patient_id"`
+				Reads     []auditRow `json:"reads"`
+				Verified  bool       `json:"verified"`
+			}{hexStr(pid), rows, c.Verified()}
+			if out.Reads == nil {
+				out.Reads = []auditRow{}
+			}
+			return a.emit(out, func(w io.Writer) {
+				if len(rows) == 0 {
+					fmt.Fprintln(w, "no reads logged")
+					return
+				}
+				var tr [][]string
+				for _, r := range rows {
+					var recs []string
+					for _, s := range r.Records {
+						recs = append(recs, fmt.Sprint(s))
+					}
+					tr = append(tr, []string{r.Time, a.label(r.Accessor), r.Organization, r.Role, r.Purpose, strings.Join(recs, ","), fmt.Sprint(r.Height)})
+				}
+				table(w, []string{"WHEN", "WHO", "ORGANIZATION", "ROLE", "PURPOSE", "RECORDS", "BLOCK"}, tr)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&patient, "patient", "", "patient id (hex) or enrolled key name")
+	cmd.Flags().StringVar(&from, "from", "", "the patient owned by this key")
+	_ = cmd.RegisterFlagCompletionFunc("from", a.completeKeys)
+	return cmd
+}
+
+func newParamsCmd(a *cli) *cobra.Command {
+	return &cobra.Command{
+		Use:     "params",
+		Short:   "Show the consortium parameters (verified)",
+		Example: "  emrcli params\n  emrcli params --json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			c, err := a.client(ctx)
+			if err != nil {
+				return err
+			}
+			var resp emrv1.QueryParamsResponse
+			info, err := c.QueryInfo(ctx, "Params", &emrv1.QueryParamsRequest{}, &resp)
+			if err != nil {
+				return err
+			}
+			p := resp.Params
+			out := struct {
+				Categories             []string `json:"categories"`
+				MaxTxBytes             uint64   `json:"max_tx_bytes"`
+				MaxBlobBytes           uint64   `json:"max_blob_bytes"`
+				MaxRecordsPerAccess    uint32   `json:"max_records_per_access"`
+				MaxRewrapsPerRotation  uint32   `json:"max_rewraps_per_rotation"`
+				MaxPageSize            uint32   `json:"max_page_size"`
+				EmergencyAccessSeconds uint64   `json:"emergency_access_seconds"`
+				MaxWrappedKeyBytes     uint32   `json:"max_wrapped_key_bytes"`
+				provenance
+			}{p.Categories, p.MaxTxBytes, p.MaxBlobBytes, p.MaxRecordsPerAccess, p.MaxRewrapsPerRotation, p.MaxPageSize,
+				p.EmergencyAccessSeconds, p.MaxWrappedKeyBytes, viewInfo(info)}
+			return a.emit(out, func(w io.Writer) {
+				fields(w, "categories", strings.Join(p.Categories, ", "), "max tx bytes", fmt.Sprint(p.MaxTxBytes),
+					"max file bytes", fmt.Sprint(p.MaxBlobBytes), "max records per read", fmt.Sprint(p.MaxRecordsPerAccess),
+					"max re-wraps per rotation", fmt.Sprint(p.MaxRewrapsPerRotation), "max page size", fmt.Sprint(p.MaxPageSize),
+					"emergency access", (time.Duration(p.EmergencyAccessSeconds) * time.Second).String(),
+					"max wrapped key bytes", fmt.Sprint(p.MaxWrappedKeyBytes))
+				out.provenance.text(w)
+			})
+		},
+	}
+}
+
+func newTxCmd(a *cli) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "tx",
+		Short:   "Transactions",
+		Example: "  emrcli tx status 5C1E...A9",
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "status HASH",
+		Short: "Show a committed transaction's block and result code (verified)",
+		Long: `status looks a transaction up by hash. Verified, it checks that the
+transaction is in its block (against the header's data hash) and that its result
+code is the one committed in the next header's results hash. The log message is
+informational (it is not part of any hash).`,
+		Example: "  emrcli tx status 5C1EA9D0E1F2A3B4C5D6E7F8091A2B3C4D5E6F708192A3B4C5D6E7F8091A2B3C",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("want one transaction HASH")
+			}
+			if _, ok := decodeHex(args[0], 32); !ok {
+				return usagef("%q is not a transaction hash (64 hex characters)", args[0])
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			hash, _ := decodeHex(args[0], 32)
+			c, err := a.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			res, err := c.TxStatus(cmd.Context(), hash)
+			if err != nil {
+				return err
+			}
+			v := viewTx(res)
+			return a.emit(v, func(w io.Writer) {
+				v.text(w)
+				if res.Code != 0 {
+					fmt.Fprintf(w, "failed: %s\n", client.OneLine(res.Log))
+				}
+			})
+		},
+	})
+	return cmd
+}

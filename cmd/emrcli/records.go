@@ -1,0 +1,299 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/emrchain/emrchain/client"
+	"github.com/emrchain/emrchain/client/keyring"
+	"github.com/emrchain/emrchain/offchain/crypto"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// kekFor returns the KEK k may wrap a patient's data keys with, and its
+// version: the owner's own (current version), else the one in k's grant.
+func (a *cli) kekFor(ctx context.Context, c *client.Client, k *keyring.Key, pid []byte) ([]byte, uint64, error) {
+	if bytes.Equal(k.PatientID, pid) {
+		p, err := c.Patient(ctx, pid)
+		if err != nil {
+			return nil, 0, err
+		}
+		kek, err := existingKEK(k)(p.KeyVersion)
+		return kek, p.KeyVersion, err
+	}
+	kek, v, err := c.GranteeKEK(ctx, k.EncPrivKey(), pid, k.Address())
+	if err != nil {
+		return nil, 0, err
+	}
+	p, err := c.Patient(ctx, pid)
+	if err != nil {
+		return nil, 0, err
+	}
+	if v != p.KeyVersion {
+		return nil, 0, fmt.Errorf("your consent carries key version %d, the patient's key is at version %d: ask the patient to grant again", v, p.KeyVersion)
+	}
+	return kek, v, nil
+}
+
+func newAddRecordCmd(a *cli) *cobra.Command {
+	var from, patient, category, sum, objectKey string
+	var size uint64
+	var async bool
+	cmd := &cobra.Command{
+		Use:   "add-record --from KEY --patient ID --category C --sha256 HEX --size N --object-key KEY",
+		Short: "Add the metadata of an encrypted file to a patient's records",
+		Long: `add-record adds a record's metadata: category, where the ciphertext lives
+(--object-key), its SHA-256 and size. A fresh data key is wrapped under the
+patient's key-encryption key (the patient's own, or the one sealed to you in
+your consent), and you sign (patient, category, hash) as the uploader. The
+signer must be the patient or hold a write consent covering the category.
+
+(Uploading and encrypting the file itself is "emrcli upload", which comes with
+the blob sidecar; this command records metadata only.)`,
+		Example: `  emrcli add-record --from dr-who --patient 5be1...9f --category lab-results \
+    --sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 --size 4096 --object-key blobs/9f86d0`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			h, ok := decodeHex(sum, 32)
+			if !ok {
+				return usagef("--sha256: want 64 hex characters")
+			}
+			if category == "" || objectKey == "" {
+				return usagef("--category and --object-key are required")
+			}
+			k, err := a.key(from)
+			if err != nil {
+				return err
+			}
+			pid, err := a.patientID(ctx, patient, from)
+			if err != nil {
+				return err
+			}
+			c, err := a.client(ctx)
+			if err != nil {
+				return err
+			}
+			kek, version, err := a.kekFor(ctx, c, k, pid)
+			if err != nil {
+				return err
+			}
+			dataKey, err := crypto.GenerateKey()
+			if err != nil {
+				return err
+			}
+			msg, err := client.AddRecordMsg(k, pid, client.RecordSpec{Category: category, ObjectKey: objectKey, SHA256: h, Size: size}, kek, version, dataKey)
+			if err != nil {
+				return err
+			}
+			res, err := a.submit(ctx, k, msg, async)
+			if err != nil {
+				return err
+			}
+			out := struct {
+				PatientID string  `json:"patient_id"`
+				Record    uint64  `json:"record,omitempty"`
+				Tx        *txView `json:"tx"`
+			}{PatientID: hexStr(pid), Tx: viewTx(res)}
+			if res.Height > 0 {
+				out.Record = recordFromEvents(c, ctx, res, pid)
+			}
+			return a.emit(out, func(w io.Writer) {
+				if out.Record > 0 {
+					fmt.Fprintf(w, "added record %d of patient %s\n", out.Record, out.PatientID)
+				}
+				out.Tx.text(w)
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&from, "from", "", "uploader key (the patient or a member with write consent)")
+	f.StringVar(&patient, "patient", "", "patient id (hex) or enrolled key name (default: --from's own patient)")
+	f.StringVar(&category, "category", "", "record category, e.g. lab-results")
+	f.StringVar(&sum, "sha256", "", "SHA-256 of the ciphertext (hex)")
+	f.Uint64Var(&size, "size", 0, "size of the ciphertext in bytes")
+	f.StringVar(&objectKey, "object-key", "", "where the ciphertext is stored")
+	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
+	_ = cmd.RegisterFlagCompletionFunc("from", a.completeKeys)
+	return cmd
+}
+
+// recordFromEvents finds the record a committed AddRecord created: the
+// event names it, and the verified record must carry the tx's hash.
+func recordFromEvents(c *client.Client, ctx context.Context, res *client.TxResult, pid []byte) uint64 {
+	for _, ref := range res.Attribute("emrchain", "record") {
+		_, seqStr, ok := strings.Cut(ref, "/")
+		if !ok {
+			continue
+		}
+		seq, err := strconv.ParseUint(seqStr, 10, 64)
+		if err != nil {
+			continue
+		}
+		var resp emrv1.QueryRecordResponse
+		if c.Query(ctx, "Record", &emrv1.QueryRecordRequest{PatientId: hexStr(pid), Sequence: seq}, &resp) == nil &&
+			bytes.Equal(resp.Record.GetTxHash(), res.Hash) {
+			return seq
+		}
+	}
+	return 0
+}
+
+func newReadCmd(a *cli) *cobra.Command {
+	var from, patient, purposeStr string
+	var records []string
+	var async bool
+	cmd := &cobra.Command{
+		Use:   "read --from KEY --patient ID --record N[,N]",
+		Short: "Log a read of records on chain (the audit trail), then show their verified metadata",
+		Long: `read submits RecordAccess: the chain checks, at block time, that you are the
+patient or hold a consent with the right for the purpose (read for treatment,
+share for research) over each record's category, and logs one access event per
+record before any ciphertext may be served. A refused read exits non-zero with
+the chain's reason. Then it shows each record's metadata, verified.
+
+(Downloading and decrypting the file is "emrcli download", which comes with the
+blob sidecar.)`,
+		Example: `  emrcli read --from dr-who --patient 5be1...9f --record 1
+  emrcli read --from dr-who --patient 5be1...9f --record 1,2 --purpose treatment`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			purpose, err := parsePurpose(purposeStr)
+			if err != nil {
+				return err
+			}
+			var seqs []uint64
+			for _, s := range splitList(records) {
+				n, err := strconv.ParseUint(s, 10, 64)
+				if err != nil || n == 0 {
+					return usagef("--record %q: want record numbers (1, 2, ...)", s)
+				}
+				seqs = append(seqs, n)
+			}
+			if len(seqs) == 0 {
+				return usagef("--record is required")
+			}
+			k, err := a.key(from)
+			if err != nil {
+				return err
+			}
+			pid, err := a.patientID(ctx, patient, from)
+			if err != nil {
+				return err
+			}
+			msg := &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{PatientId: pid, RecordSequences: seqs, Purpose: purpose}}}
+			res, err := a.submit(ctx, k, msg, async)
+			if err != nil {
+				return err
+			}
+			c, err := a.client(ctx)
+			if err != nil {
+				return err
+			}
+			out := struct {
+				Records []recordView `json:"records"`
+				Tx      *txView      `json:"tx"`
+			}{Tx: viewTx(res), Records: []recordView{}}
+			for _, seq := range seqs {
+				var resp emrv1.QueryRecordResponse
+				if err := c.Query(ctx, "Record", &emrv1.QueryRecordRequest{PatientId: hexStr(pid), Sequence: seq}, &resp); err != nil {
+					return fmt.Errorf("record %d: %w", seq, err)
+				}
+				out.Records = append(out.Records, viewRecord(resp.Record))
+			}
+			return a.emit(out, func(w io.Writer) {
+				fmt.Fprintf(w, "read logged (%s)\n", purposeName(purpose))
+				out.Tx.text(w)
+				for _, r := range out.Records {
+					fmt.Fprintln(w)
+					r.text(w)
+				}
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&from, "from", "", "reader key")
+	f.StringVar(&patient, "patient", "", "patient id (hex) or enrolled key name (default: --from's own patient)")
+	f.StringSliceVar(&records, "record", nil, "record number(s)")
+	f.StringVar(&purposeStr, "purpose", "treatment", "treatment, research or emergency")
+	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
+	_ = cmd.RegisterFlagCompletionFunc("from", a.completeKeys)
+	_ = cmd.RegisterFlagCompletionFunc("purpose", cobra.FixedCompletions([]string{"treatment", "research", "emergency"}, cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
+
+func newRecordsCmd(a *cli) *cobra.Command {
+	var from, patient, category string
+	var after uint64
+	var limit uint32
+	cmd := &cobra.Command{
+		Use:   "records [--patient ID | --from KEY] [--category C]",
+		Short: "List a patient's records, oldest first (verified, complete)",
+		Long: `records lists record metadata. Each record is proven against a
+light-client-verified header, and the list is checked for completeness: a node
+cannot leave a record out. Without --limit it pages through all records.`,
+		Example: `  emrcli records --from alice
+  emrcli records --patient 5be1...9f --category lab-results --json
+  emrcli records --from alice --after 20 --limit 10`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			pid, err := a.patientID(ctx, patient, from)
+			if err != nil {
+				return err
+			}
+			c, err := a.client(ctx)
+			if err != nil {
+				return err
+			}
+			var recs []*emrv1.Record
+			var next uint64
+			if limit > 0 {
+				var resp emrv1.QueryRecordsResponse
+				req := &emrv1.QueryRecordsRequest{PatientId: hexStr(pid), Category: category, Page: &emrv1.PageRequest{After: after, Limit: limit}}
+				if err := c.Query(ctx, "Records", req, &resp); err != nil {
+					return err
+				}
+				recs, next = resp.Records, resp.GetPage().GetNext()
+			} else if recs, err = c.AllRecords(ctx, pid, category); err != nil {
+				return err
+			}
+			out := struct {
+				PatientID string       `json:"patient_id"`
+				Records   []recordView `json:"records"`
+				Next      uint64       `json:"next,omitempty"`
+				Verified  bool         `json:"verified"`
+			}{hexStr(pid), []recordView{}, next, c.Verified()}
+			for _, r := range recs {
+				if r.Sequence > after {
+					out.Records = append(out.Records, viewRecord(r))
+				}
+			}
+			return a.emit(out, func(w io.Writer) {
+				if len(out.Records) == 0 {
+					fmt.Fprintln(w, "no records")
+					return
+				}
+				table(w, []string{"#", "CATEGORY", "SIZE", "UPLOADER", "ADDED", "SHA-256"}, recordRows(out.Records))
+				if next > 0 {
+					fmt.Fprintf(w, "more: --after %d\n", next)
+				}
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&patient, "patient", "", "patient id (hex) or enrolled key name")
+	f.StringVar(&from, "from", "", "the patient owned by this key")
+	f.StringVar(&category, "category", "", "only this category")
+	f.Uint64Var(&after, "after", 0, "start after this record number")
+	f.Uint32Var(&limit, "limit", 0, "records per page (default: all)")
+	_ = cmd.RegisterFlagCompletionFunc("from", a.completeKeys)
+	return cmd
+}
