@@ -85,7 +85,7 @@ func Deidentify(in []byte, opts Options) ([]byte, *Report, error) {
 	} else {
 		r := d.classify("$", root)
 		if r.schema == nil {
-			return nil, nil, fmt.Errorf("%w: %s", ErrUnsupported, r.why)
+			return nil, nil, fmt.Errorf("%w: %s: %s", ErrUnsupported, r.typ, r.why)
 		}
 		d.entries = []*resourceEntry{r}
 		d.collectNeedles(root)
@@ -158,7 +158,7 @@ type deidentifier struct {
 	nowYear  int
 	report   *Report
 	entries  []*resourceEntry // the kept ones
-	needles  []string         // lower-cased identifying strings of the input
+	needles  needles          // the identifying strings of the input
 	refs     map[string]int   // reference key → entry position; -1 when ambiguous
 	maxYear  int              // the latest year of any date in the output
 	patients []patientInfo
@@ -250,7 +250,11 @@ func (d *deidentifier) bundle(root map[string]any) *object {
 					d.removed(ep + "." + k)
 				}
 			}
-			r.fullURL, _ = em["fullUrl"].(string)
+			if fu, ok := em["fullUrl"]; ok {
+				if r.fullURL, ok = fu.(string); !ok && fu != nil {
+					d.removed(ep + ".fullUrl")
+				}
+			}
 			d.entries = append(d.entries, r)
 		}
 	}
@@ -304,5 +308,3 @@ func sortedKeys(m map[string]any) []string {
 	sort.Strings(keys)
 	return keys
 }
-
-func sortStrings(s []string) { sort.Strings(s) }

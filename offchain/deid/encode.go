@@ -127,11 +127,15 @@ func encode(buf *bytes.Buffer, v any) error {
 	return nil
 }
 
+// encodeString writes s as a JSON string, without the HTML escaping of
+// encoding/json ("<", ">" and "&" stay as they are: ">=" is a comparator).
 func encodeString(buf *bytes.Buffer, s string) error {
-	b, err := json.Marshal(s)
-	if err != nil {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(s); err != nil {
 		return err
 	}
-	buf.Write(b)
+	buf.Write(bytes.TrimSuffix(b.Bytes(), []byte("\n")))
 	return nil
 }

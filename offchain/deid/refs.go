@@ -135,14 +135,10 @@ func hasIdentifier(res map[string]any, system, value string, hasSystem bool) boo
 // least 4 bytes long: shorter strings ("Li", "Al", a state code) would remove
 // too much, and do not identify on their own.
 func (d *deidentifier) collectNeedles(res map[string]any) {
-	set := map[string]bool{}
-	for _, n := range d.needles {
-		set[n] = true
-	}
 	add := func(s string) {
 		for _, c := range []string{s, strings.TrimSpace(s)} {
 			if len(c) >= 4 {
-				set[strings.ToLower(c)] = true
+				d.needles.add(strings.ToLower(c))
 			}
 		}
 	}
@@ -165,11 +161,51 @@ func (d *deidentifier) collectNeedles(res map[string]any) {
 			eachMember(e["valueIdentifier"], add, "value")
 		})
 	}
-	d.needles = d.needles[:0]
-	for n := range set {
-		d.needles = append(d.needles, n)
+}
+
+// needles is a set of lower-cased strings, indexed by their first 4 bytes so
+// that finding which of thousands (a long record has an identifier per
+// encounter and claim) occur in a string costs about the length of the
+// string, not the number of needles.
+type needles struct {
+	byPrefix map[string][]string
+	short    []string // shorter than 4 bytes once lower-cased ("İİİ" → "iii")
+	seen     map[string]bool
+}
+
+func (n *needles) add(s string) {
+	if n.seen[s] {
+		return
 	}
-	sortStrings(d.needles)
+	if n.seen == nil {
+		n.seen, n.byPrefix = map[string]bool{}, map[string][]string{}
+	}
+	n.seen[s] = true
+	if len(s) < 4 {
+		n.short = append(n.short, s)
+		return
+	}
+	n.byPrefix[s[:4]] = append(n.byPrefix[s[:4]], s)
+}
+
+// in reports whether one of the needles occurs in s (already lower-cased).
+func (n *needles) in(s string) bool {
+	for _, x := range n.short {
+		if strings.Contains(s, x) {
+			return true
+		}
+	}
+	if len(n.byPrefix) == 0 {
+		return false
+	}
+	for i := 0; i+4 <= len(s); i++ {
+		for _, x := range n.byPrefix[s[i:i+4]] {
+			if strings.HasPrefix(s[i:], x) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func personNeedles(m map[string]any, add func(string)) {

@@ -138,12 +138,9 @@ func (d *deidentifier) text(p, s string) (string, bool) {
 		d.removed(p)
 		return "", false
 	}
-	ls := strings.ToLower(s)
-	for _, n := range d.needles {
-		if strings.Contains(ls, n) {
-			d.removed(p)
-			return "", false
-		}
+	if d.needles.in(strings.ToLower(s)) {
+		d.removed(p)
+		return "", false
 	}
 	return s, true
 }
@@ -152,8 +149,11 @@ func (d *deidentifier) text(p, s string) (string, bool) {
 // dates anywhere in a string.
 var dateLike = regexp.MustCompile(`[0-9]{4}-[0-9]{2}|[0-9]{1,2}/[0-9]{1,2}/[0-9]{2}`)
 
-// fhirDate matches FHIR date, dateTime and instant values; group 1 is the year.
-var fhirDate = regexp.MustCompile(`^([0-9]{4})(-[0-9]{2}(-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?)?)?$`)
+// fhirDate matches FHIR date and dateTime values (and instants), leniently
+// about missing seconds and time zones, strictly about the ranges of months,
+// days, hours and minutes; group 1 is the year.
+var fhirDate = regexp.MustCompile(`^([0-9]{4})(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01])` +
+	`(T([01][0-9]|2[0-3]):[0-5][0-9](:([0-5][0-9]|60)(\.[0-9]+)?)?(Z|[+-]((0[0-9]|1[0-3]):[0-5][0-9]|14:00))?)?)?)?$`)
 
 // date reduces a date or dateTime to its year ("2019-03-04T10:00:00Z" →
 // "2019"); a value that does not parse is removed.

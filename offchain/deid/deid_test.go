@@ -1,0 +1,762 @@
+package deid
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+var testNow = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+
+func readBundle(t testing.TB) []byte {
+	t.Helper()
+	in, err := os.ReadFile("testdata/synthetic-bundle.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+func mustDeidentify(t testing.TB, in []byte, opts Options) ([]byte, *Report) {
+	t.Helper()
+	out, rep, err := Deidentify(in, opts)
+	if err != nil {
+		t.Fatalf("Deidentify: %v", err)
+	}
+	if !json.Valid(out) {
+		t.Fatalf("output is not valid JSON:\n%s", out)
+	}
+	return out, rep
+}
+
+func decode(t testing.TB, b []byte) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// leaf is a string of the output, with the member it is the value of.
+type leaf struct {
+	path, key, val string
+}
+
+func stringLeaves(v any, path, key string, out *[]leaf) {
+	switch x := v.(type) {
+	case string:
+		*out = append(*out, leaf{path, key, x})
+	case []any:
+		for i, e := range x {
+			stringLeaves(e, path+"["+itoa(i)+"]", key, out)
+		}
+	case map[string]any:
+		for k, e := range x {
+			stringLeaves(e, path+"."+k, k, out)
+		}
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// resourcesByType returns the resources of a de-identified Bundle.
+func resourcesByType(t testing.TB, bundle map[string]any) map[string][]map[string]any {
+	t.Helper()
+	out := map[string][]map[string]any{}
+	entries, _ := bundle["entry"].([]any)
+	for _, e := range entries {
+		r := e.(map[string]any)["resource"].(map[string]any)
+		rt := r["resourceType"].(string)
+		out[rt] = append(out[rt], r)
+	}
+	return out
+}
+
+func get(v any, path ...any) any {
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, _ := v.(map[string]any)
+			v = m[k]
+		case int:
+			a, _ := v.([]any)
+			if k >= len(a) {
+				return nil
+			}
+			v = a[k]
+		}
+	}
+	return v
+}
+
+// Every identifying value planted in testdata/synthetic-bundle.json.
+var planted = []string{
+	// names (patient, maiden name, mother's maiden name, next of kin, practitioner, organization)
+	"Karina", "Oberbrunner", "Lavinia", "Quigley", "Wilhelmina", "Harold", "Gregory", "House", "Ratched",
+	"Springfield General Hospital", "Evergreen Pharmacy",
+	// telecom
+	"555-283-4417", "555-283-4499", "555-610-9921", "413-555-0100",
+	"karina.oberbrunner@example.com", "gregory.house@springfield-general.example.org",
+	// geography below the state
+	"742 Evergreen Terrace", "Apt 5B", "Springfield", "Hampden", "01109", "9 Elm Street", "Chicopee", "01020",
+	"100 Main Street", "01103", "Fall River", "Massachusetts", "42.1015", "72.5898",
+	// identifiers
+	"MRN-7734120", "999-41-7352", "S99948706", "X41225687X", "HPB-5520019-01", "9999934017", "MD-MA-228811",
+	"V-7731-0012", "PRE-ADM-99812", "RX-55512-A", "GRP-7781", "LAB-REP-881", "LOT-88231Z", "CLM-2019-004417",
+	"SN-443-992-1187", "09504000059118", "7654321D", "88-1120-7734", "SPEC-8841", "EXPORT-20190305-17",
+	"org-3c5e7a", "prac-77f1", "loc-445", "bundle-karina-0304", "pharmacy-1",
+	// the input's resource ids / fullUrls
+	"3f1c9a52-7d4e-4b8a-9c21-5e6f7a8b9c0d", "8a2b4c6d-1e3f-4a5b-8c7d-9e0f1a2b3c4d", "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f",
+	"0a1b2c3d-4e5f-4607-8192-a3b4c5d6e7f8", "60718293-a4b5-4c6d-a7f8-091a2b3c4d5e",
+	// URLs and IP addresses
+	"ehr.example.org", "karina-oberbrunner.example.net", "192.0.2.44", "hospital.example.org", "smarthealthit",
+	// photo and attached report (base64 prefixes)
+	"/9j/4", "TGFiIHJlcG9ydC", "image/jpeg", "text/plain",
+	// narrative, notes and other free text
+	"xhtml", "Exam Room", "fasting", "dinner", "refill", "take with food", "picnic", "follow up",
+	"Health plan beneficiary", "portrait",
+	// a fixed birth time and a server-side version
+	"03:25", "versionId",
+	// unknown resources
+	"Claim", "Device", "129.16", "glucose meters",
+}
+
+func TestSyntheticBundle(t *testing.T) {
+	in := readBundle(t)
+	out, rep := mustDeidentify(t, in, Options{Now: testNow})
+	lower := bytes.ToLower(out)
+
+	t.Run("no planted identifier remains", func(t *testing.T) {
+		for _, s := range planted {
+			if bytes.Contains(lower, []byte(strings.ToLower(s))) {
+				t.Errorf("output contains %q", s)
+			}
+		}
+	})
+
+	t.Run("no date finer than a year", func(t *testing.T) {
+		for _, re := range []*regexp.Regexp{
+			regexp.MustCompile(`[0-9]{4}-[0-9]{2}`),      // YYYY-MM and YYYY-MM-DD
+			regexp.MustCompile(`[0-9]{1,2}/[0-9]{1,2}/`), // US dates
+			regexp.MustCompile(`T[0-9]{2}:[0-9]{2}`),     // times of day
+		} {
+			if m := re.Find(out); m != nil {
+				t.Errorf("output contains %q (%v)", m, re)
+			}
+		}
+	})
+
+	doc := decode(t, out)
+	var leaves []leaf
+	stringLeaves(doc, "$", "", &leaves)
+
+	t.Run("URIs only as code systems, extension URLs and tokens", func(t *testing.T) {
+		uri := regexp.MustCompile(`^(https?|urn|ftp|file):|://`)
+		token := regexp.MustCompile(`^urn:uuid:de1d0c5e-de1d-8de1-ade1-[0-9]{12}$`)
+		for _, l := range leaves {
+			if !uri.MatchString(l.val) {
+				continue
+			}
+			switch {
+			case l.key == "system" || l.key == "url":
+			case (l.key == "reference" || l.key == "fullUrl") && token.MatchString(l.val):
+			default:
+				t.Errorf("%s = %q: a URI outside a code system, extension URL or token", l.path, l.val)
+			}
+		}
+	})
+
+	t.Run("clinical content kept", func(t *testing.T) {
+		for _, s := range []string{
+			`"2339-0"`, `"4548-4"`, `"85354-9"`, `"8480-6"`, `"8462-4"`, `"29463-7"`, `"51990-0"`, // LOINC
+			`"value": 98.4`, `"value": 7.20`, `"value": 128`, `"value": 82`, `"value": 72.5`,
+			`"mg/dL"`, `"mm[Hg]"`, `"kg"`, `"%"`,
+			`"44054006"`, `"185349003"`, `"430193006"`, `"91935009"`, `"247472004"`, // SNOMED CT
+			`"860975"`, `"140"`, // RxNorm, CVX
+			`"birthDate": "1968"`, `"gender": "female"`, `"state": "MA"`, `"2106-3"`, `"2186-5"`,
+			`"onsetDateTime": "2015"`, `"effectiveDateTime": "2019"`, `"recordedDate": "2012"`,
+			`"Diabetes mellitus type 2 (disorder)"`, `"Glucose [Mass/volume] in Blood"`,
+		} {
+			if !bytes.Contains(out, []byte(s)) {
+				t.Errorf("output lacks %s", s)
+			}
+		}
+		rs := resourcesByType(t, doc)
+		counts := map[string]int{"Patient": 1, "Practitioner": 1, "Organization": 1, "Encounter": 1, "Observation": 4,
+			"Condition": 1, "MedicationRequest": 1, "DiagnosticReport": 1, "Procedure": 1, "AllergyIntolerance": 1, "Immunization": 1}
+		for typ, n := range counts {
+			if len(rs[typ]) != n {
+				t.Errorf("%d %s in the output, want %d", len(rs[typ]), typ, n)
+			}
+		}
+		if got := get(rs["Observation"][2], "component", 0, "valueQuantity", "value"); got != 128.0 {
+			t.Errorf("systolic = %v", got)
+		}
+		if got := get(rs["Encounter"][0], "period", "start"); got != "2019" {
+			t.Errorf("Encounter.period.start = %v", got)
+		}
+		if got := get(rs["MedicationRequest"][0], "dosageInstruction", 0, "timing", "repeat", "periodUnit"); got != "d" {
+			t.Errorf("dosage timing = %v", got)
+		}
+	})
+
+	t.Run("references consistent", func(t *testing.T) {
+		fullURLs := map[string]string{} // fullUrl → resourceType
+		for _, e := range doc["entry"].([]any) {
+			em := e.(map[string]any)
+			fu, r := em["fullUrl"].(string), em["resource"].(map[string]any)
+			if _, dup := fullURLs[fu]; dup {
+				t.Errorf("duplicate fullUrl %s", fu)
+			}
+			fullURLs[fu] = r["resourceType"].(string)
+			if fu != "urn:uuid:"+r["id"].(string) {
+				t.Errorf("fullUrl %s does not match id %s", fu, r["id"])
+			}
+		}
+		n := 0
+		for _, l := range leaves {
+			if l.key == "reference" {
+				n++
+				if _, ok := fullURLs[l.val]; !ok {
+					t.Errorf("%s = %s resolves to nothing in the output", l.path, l.val)
+				}
+			}
+		}
+		if n < 25 {
+			t.Errorf("only %d references kept", n)
+		}
+		rs := resourcesByType(t, doc)
+		target := func(r map[string]any, path ...any) string {
+			s, _ := get(r, append(path, "reference")...).(string)
+			return fullURLs[s]
+		}
+		for _, c := range []struct {
+			res  map[string]any
+			path []any
+			want string
+		}{
+			{rs["Patient"][0], []any{"generalPractitioner", 0}, "Practitioner"}, // conditional reference
+			{rs["Patient"][0], []any{"managingOrganization"}, "Organization"},   // relative vs RESTful fullUrl
+			{rs["Observation"][0], []any{"subject"}, "Patient"},                 // urn:uuid
+			{rs["Observation"][0], []any{"encounter"}, "Encounter"},
+			{rs["Encounter"][0], []any{"participant", 0, "individual"}, "Practitioner"},
+			{rs["DiagnosticReport"][0], []any{"result", 0}, "Observation"},
+			{rs["DiagnosticReport"][0], []any{"result", 1}, "Observation"},
+			{rs["MedicationRequest"][0], []any{"reasonReference", 0}, "Condition"},
+		} {
+			if got := target(c.res, c.path...); got != c.want {
+				t.Errorf("%s.%v → %q, want %s", c.res["resourceType"], c.path, got, c.want)
+			}
+		}
+		// References to what is not in the output are removed.
+		if get(rs["Encounter"][0], "location") != nil || get(rs["Observation"][0], "specimen") != nil {
+			t.Error("a reference to a resource absent from the output was kept")
+		}
+	})
+
+	t.Run("report", func(t *testing.T) {
+		if len(rep.DroppedResources) != 2 ||
+			rep.DroppedResources[0] != "$.entry[14] (Claim): resource type not supported" ||
+			rep.DroppedResources[1] != "$.entry[15] (Device): resource type not supported" {
+			t.Errorf("DroppedResources = %q", rep.DroppedResources)
+		}
+		for _, p := range []string{
+			"$.entry[14]", "$.entry[15]", "$.identifier", "$.timestamp",
+			"$.entry[0].resource.name", "$.entry[0].resource.telecom", "$.entry[0].resource.identifier",
+			"$.entry[0].resource.photo", "$.entry[0].resource.contact", "$.entry[0].resource.text",
+			"$.entry[0].resource.address[0].line", "$.entry[0].resource.address[0].postalCode",
+			"$.entry[0].resource.extension[2]", // mothersMaidenName
+			"$.entry[0].resource.extension[4]", // birthPlace
+			"$.entry[0].resource._birthDate",   // birthTime
+			"$.entry[3].resource.location",
+			"$.entry[4].resource.note", "$.entry[4].resource.issued", "$.entry[4].resource.subject.display",
+			"$.entry[9].resource.note", "$.entry[9].resource.dosageInstruction[0].text",
+			"$.entry[10].resource.presentedForm", "$.entry[10].resource.conclusion",
+			"$.entry[13].resource.lotNumber",
+		} {
+			if !slices.Contains(rep.Removed, p) {
+				t.Errorf("Removed lacks %s", p)
+			}
+		}
+		for _, p := range []string{
+			"$.type", "$.entry[0].resource.birthDate", "$.entry[3].resource.period.start",
+			"$.entry[4].resource.effectiveDateTime", "$.entry[8].resource.onsetDateTime",
+			"$.entry[9].resource.authoredOn", "$.entry[11].resource.performedPeriod.end",
+		} {
+			if !slices.Contains(rep.Generalized, p) {
+				t.Errorf("Generalized lacks %s", p)
+			}
+		}
+		// The report names paths, never values.
+		all := strings.ToLower(strings.Join(slices.Concat(rep.Removed, rep.Generalized, rep.DroppedResources), "\n"))
+		for _, s := range []string{"karina", "oberbrunner", "555-", "mrn-", "springfield", "1968", "2019"} {
+			if strings.Contains(all, s) {
+				t.Errorf("report contains %q", s)
+			}
+		}
+	})
+
+	t.Run("idempotent", func(t *testing.T) {
+		again, _ := mustDeidentify(t, out, Options{Now: testNow})
+		if !bytes.Equal(again, out) {
+			t.Errorf("de-identifying the output changes it:\n%s", again)
+		}
+	})
+}
+
+func TestDeterministic(t *testing.T) {
+	in := readBundle(t)
+	for _, opts := range []Options{{Now: testNow}, {}} {
+		a, ra := mustDeidentify(t, in, opts)
+		b, rb := mustDeidentify(t, in, opts)
+		if !bytes.Equal(a, b) {
+			t.Fatal("two runs gave different bytes")
+		}
+		if !slices.Equal(ra.Removed, rb.Removed) || !slices.Equal(ra.Generalized, rb.Generalized) {
+			t.Fatal("two runs gave different reports")
+		}
+	}
+	// The order of members in the input does not matter: re-encode it with
+	// Go's sorted map keys (numbers kept as literals).
+	dec := json.NewDecoder(bytes.NewReader(in))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		t.Fatal(err)
+	}
+	sorted, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := mustDeidentify(t, in, Options{Now: testNow})
+	b, _ := mustDeidentify(t, sorted, Options{Now: testNow})
+	if !bytes.Equal(a, b) {
+		t.Error("output depends on the member order of the input")
+	}
+}
+
+func TestNotFHIR(t *testing.T) {
+	for name, in := range map[string]string{
+		"empty":                 "",
+		"white space":           " \n\t",
+		"text":                  "Patient Karina Oberbrunner, DOB 1968-04-12",
+		"PDF":                   "%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj",
+		"HL7 v2":                "MSH|^~\\&|EPIC|HOSP|||20190304||ADT^A01|1|P|2.5\rPID|||MRN-7734120||Oberbrunner^Karina",
+		"FHIR XML":              `<Patient xmlns="http://hl7.org/fhir"><id value="1"/></Patient>`,
+		"DICOM":                 strings.Repeat("\x00", 128) + "DICM",
+		"JSON array":            `[{"resourceType":"Patient"}]`,
+		"JSON string":           `"Patient"`,
+		"JSON number":           `42`,
+		"JSON null":             `null`,
+		"no resourceType":       `{"name":[{"family":"Oberbrunner"}],"birthDate":"1968-04-12"}`,
+		"numeric resourceType":  `{"resourceType":7}`,
+		"empty resourceType":    `{"resourceType":""}`,
+		"non-type resourceType": `{"resourceType":"patient record"}`,
+		"trailing data":         `{"resourceType":"Patient"} {"resourceType":"Patient"}`,
+		"truncated":             `{"resourceType":"Patient","name":[{"family":"Ober`,
+	} {
+		out, rep, err := Deidentify([]byte(in), Options{Now: testNow})
+		if !errors.Is(err, ErrNotFHIR) {
+			t.Errorf("%s: err = %v, want ErrNotFHIR", name, err)
+		}
+		if out != nil || rep != nil {
+			t.Errorf("%s: output with an error", name)
+		}
+		if err != nil && (strings.Contains(err.Error(), "Oberbrunner") || strings.Contains(err.Error(), "MRN")) {
+			t.Errorf("%s: error %q repeats the input", name, err)
+		}
+	}
+	// A byte order mark is tolerated.
+	if _, _, err := Deidentify([]byte("\xef\xbb\xbf{\"resourceType\":\"Patient\"}"), Options{Now: testNow}); err != nil {
+		t.Errorf("BOM: %v", err)
+	}
+}
+
+func TestUnsupported(t *testing.T) {
+	for name, in := range map[string]string{
+		"Claim":             `{"resourceType":"Claim","id":"c1","patient":{"reference":"Patient/p1"}}`,
+		"DocumentReference": `{"resourceType":"DocumentReference","content":[{"attachment":{"data":"S2FyaW5h"}}]}`,
+		"modifierExtension": `{"resourceType":"Patient","modifierExtension":[{"url":"http://example.org/x","valueBoolean":true}],"name":[{"family":"Oberbrunner"}]}`,
+	} {
+		_, _, err := Deidentify([]byte(in), Options{Now: testNow})
+		if !errors.Is(err, ErrUnsupported) || errors.Is(err, ErrNotFHIR) {
+			t.Errorf("%s: err = %v, want ErrUnsupported", name, err)
+		}
+	}
+}
+
+func TestSingleResource(t *testing.T) {
+	in := `{"resourceType":"Observation","id":"obs-1","meta":{"lastUpdated":"2020-01-01T00:00:00Z"},
+	  "status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4","display":"Heart rate"}],"text":"HR"},
+	  "subject":{"reference":"Patient/mrn-7734120","display":"Karina Oberbrunner"},
+	  "effectiveDateTime":"2020-02-29T23:59:59+14:00",
+	  "valueQuantity":{"value":72,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}}`
+	out, rep := mustDeidentify(t, []byte(in), Options{Now: testNow})
+	want := `{
+  "resourceType": "Observation",
+  "id": "de1d0c5e-de1d-8de1-ade1-000000000001",
+  "status": "final",
+  "code": {
+    "coding": [
+      {
+        "system": "http://loinc.org",
+        "code": "8867-4",
+        "display": "Heart rate"
+      }
+    ]
+  },
+  "effectiveDateTime": "2020",
+  "valueQuantity": {
+    "value": 72,
+    "unit": "/min",
+    "system": "http://unitsofmeasure.org",
+    "code": "/min"
+  }
+}
+`
+	if string(out) != want {
+		t.Errorf("got\n%s\nwant\n%s", out, want)
+	}
+	wantRemoved := []string{"$.code.text", "$.meta", "$.subject.display", "$.subject.reference"}
+	if !slices.Equal(rep.Removed, wantRemoved) {
+		t.Errorf("Removed = %q, want %q", rep.Removed, wantRemoved)
+	}
+	if !slices.Equal(rep.Generalized, []string{"$.effectiveDateTime"}) {
+		t.Errorf("Generalized = %q", rep.Generalized)
+	}
+}
+
+// patientBundle is a Bundle of one Patient (with the given members) and the
+// extra resources.
+func patientBundle(patient string, extra ...string) []byte {
+	var b strings.Builder
+	b.WriteString(`{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient","id":"p"`)
+	if patient != "" {
+		b.WriteString("," + patient)
+	}
+	b.WriteString("}}")
+	for _, r := range extra {
+		b.WriteString(`,{"resource":` + r + "}")
+	}
+	b.WriteString("]}")
+	return []byte(b.String())
+}
+
+func TestAgeOver89(t *testing.T) {
+	masked := map[string]any{"extension": []any{map[string]any{"url": URLDataAbsentReason, "valueCode": "masked"}}}
+	marker := map[string]any{"url": URLAge90OrOlder, "valueBoolean": true}
+	for _, c := range []struct {
+		name      string
+		in        []byte
+		now       time.Time
+		birthDate any // want; nil: removed and marked
+	}{
+		{"alive, 93", patientBundle(`"birthDate":"1931-07-20"`), testNow, nil},
+		{"alive, 89", patientBundle(`"birthDate":"1936-06-01"`), testNow, "1936"},
+		{"alive, turns 90 this calendar year", patientBundle(`"birthDate":"1936-06-01"`), time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), nil},
+		{"year-only birthDate", patientBundle(`"birthDate":"1930"`), testNow, nil},
+		{"died at 83", patientBundle(`"birthDate":"1931-07-20","deceasedDateTime":"2015-02-01"`), testNow, "1931"},
+		{"died at 90", patientBundle(`"birthDate":"1931-07-20","deceasedDateTime":"2021-02-01T10:00:00Z"`), testNow, nil},
+		{"deceased, last seen at 91", patientBundle(`"birthDate":"1931-07-20","deceasedBoolean":true`,
+			`{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},"subject":{"reference":"urn:uuid:p"},"period":{"start":"2022-05-01"}}`),
+			testNow, nil},
+		{"deceased, last seen at 71", patientBundle(`"birthDate":"1931-07-20","deceasedBoolean":true`,
+			`{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},"period":{"start":"2002-05-01"}}`),
+			testNow, "1931"},
+		{"already marked", patientBundle(`"birthDate":"1930","extension":[{"url":"` + URLAge90OrOlder + `","valueBoolean":true}]`), testNow, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, rep := mustDeidentify(t, c.in, Options{Now: c.now})
+			p := resourcesByType(t, decode(t, out))["Patient"][0]
+			if c.birthDate != nil {
+				if p["birthDate"] != c.birthDate || p["_birthDate"] != nil || p["extension"] != nil {
+					t.Errorf("birthDate = %v, _birthDate = %v, extension = %v; want %v", p["birthDate"], p["_birthDate"], p["extension"], c.birthDate)
+				}
+				return
+			}
+			if _, ok := p["birthDate"]; ok {
+				t.Errorf("birthDate %v kept for a patient 90 or older", p["birthDate"])
+			}
+			if b, _ := json.Marshal(p["_birthDate"]); !bytes.Equal(b, mustMarshal(masked)) {
+				t.Errorf("_birthDate = %s", b)
+			}
+			if b, _ := json.Marshal(p["extension"]); !bytes.Equal(b, mustMarshal([]any{marker})) {
+				t.Errorf("extension = %s", b)
+			}
+			if !slices.Contains(rep.Removed, "$.entry[0].resource.birthDate") || slices.Contains(rep.Generalized, "$.entry[0].resource.birthDate") {
+				t.Errorf("report: Removed %q, Generalized %q", rep.Removed, rep.Generalized)
+			}
+			if regexp.MustCompile(`"19[0-3][0-9]"`).Match(out) {
+				t.Errorf("a birth year remains:\n%s", out)
+			}
+		})
+	}
+}
+
+func mustMarshal(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func TestAgeQuantities(t *testing.T) {
+	q := func(v, unit, code string) string {
+		s := `{"value":` + v
+		if unit != "" {
+			s += `,"unit":"` + unit + `"`
+		}
+		if code != "" {
+			s += `,"system":"http://unitsofmeasure.org","code":"` + code + `"`
+		}
+		return s + "}"
+	}
+	cond := func(member string) string {
+		return `{"resourceType":"Condition","code":{"coding":[{"system":"http://snomed.info/sct","code":"53741008"}]},` + member + `}`
+	}
+	obs := func(loinc, member string) string {
+		return `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"` + loinc + `"}]},` + member + `}`
+	}
+	over := `{"value":90,"comparator":">=","unit":"years","system":"http://unitsofmeasure.org","code":"a"}`
+	for _, c := range []struct {
+		name, res, path, want string // want "": removed
+	}{
+		{"onsetAge 45 a kept", cond(`"onsetAge":` + q("45", "years", "a")), "onsetAge", q("45", "years", "a")},
+		{"onsetAge 93 a", cond(`"onsetAge":` + q("93", "years", "a")), "onsetAge", over},
+		{"onsetAge 90 a", cond(`"onsetAge":` + q("90", "yr", "")), "onsetAge", over},
+		{"onsetAge 89.9 a kept", cond(`"onsetAge":` + q("89.9", "", "a")), "onsetAge", q("89.9", "", "a")},
+		{"onsetAge 1100 mo", cond(`"onsetAge":` + q("1100", "months", "mo")), "onsetAge", over},
+		{"onsetAge 34000 d", cond(`"onsetAge":` + q("34000", "", "d")), "onsetAge", over},
+		{"onsetAge < 95 a", cond(`"onsetAge":{"value":95,"comparator":"<","unit":"a"}`), "onsetAge", ""},
+		{"onsetAge not in time", cond(`"onsetAge":` + q("93", "kg", "kg")), "onsetAge", ""},
+		{"onsetAge ampere is not annum", cond(`"onsetAge":` + q("93", "", "A")), "onsetAge", ""},
+		{"onsetRange 85-95 a", cond(`"onsetRange":{"low":` + q("85", "", "a") + `,"high":` + q("95", "", "a") + `}`),
+			"onsetRange", `{"low":` + q("85", "", "a") + `}`},
+		{"onsetRange 92-95 a", cond(`"onsetRange":{"low":` + q("92", "", "a") + `,"high":` + q("95", "", "a") + `}`),
+			"onsetRange", `{"low":{"value":90,"unit":"years","system":"http://unitsofmeasure.org","code":"a"}}`},
+		{"age observation 94 a", obs("30525-0", `"valueQuantity":`+q("94", "", "a")), "valueQuantity", over},
+		{"age observation 94, no unit", obs("30525-0", `"valueQuantity":{"value":94}`), "valueQuantity", over},
+		{"age observation valueInteger 97", obs("21612-7", `"valueInteger":97`), "valueQuantity", over},
+		{"age observation 61 kept", obs("30525-0", `"valueInteger":61`), "valueInteger", "61"},
+		{"other observation 94 kept", obs("2339-0", `"valueQuantity":`+q("94", "mg/dL", "mg/dL")), "valueQuantity", q("94", "mg/dL", "mg/dL")},
+		{"time quantity 95 a in any observation", obs("11369-6", `"valueQuantity":`+q("95", "", "a")), "valueQuantity", over},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, _ := mustDeidentify(t, patientBundle("", c.res), Options{Now: testNow})
+			entries := decode(t, out)["entry"].([]any)
+			r := entries[1].(map[string]any)["resource"].(map[string]any)
+			got, ok := r[c.path]
+			if c.want == "" {
+				if ok {
+					t.Errorf("%s = %v, want it removed", c.path, got)
+				}
+				return
+			}
+			var want any
+			if err := json.Unmarshal([]byte(c.want), &want); err != nil {
+				t.Fatal(err)
+			}
+			if g, w := mustMarshal(got), mustMarshal(want); !bytes.Equal(g, w) {
+				t.Errorf("%s = %s, want %s", c.path, g, w)
+			}
+		})
+	}
+	// Reference ranges: an age bound of 90 or more is aggregated too.
+	out, _ := mustDeidentify(t, patientBundle("", obs("2339-0",
+		`"referenceRange":[{"low":{"value":70},"high":{"value":99},"age":{"low":`+q("18", "", "a")+`,"high":`+q("120", "", "a")+`}}]`)),
+		Options{Now: testNow})
+	age := get(resourcesByType(t, decode(t, out))["Observation"][0], "referenceRange", 0, "age")
+	if got, want := string(mustMarshal(age)), `{"low":{"code":"a","system":"http://unitsofmeasure.org","value":18}}`; got != want {
+		t.Errorf("referenceRange.age = %s, want %s", got, want)
+	}
+}
+
+func TestSweep(t *testing.T) {
+	// A patient whose names collide with kept coded strings: the strings
+	// that contain them go, the codes stay.
+	in := patientBundle(
+		`"name":[{"family":"White","given":["Peanut"]}],"telecom":[{"system":"phone","value":"8302"}],"gender":"female",
+		 "extension":[{"url":"`+URLRace+`","extension":[
+		   {"url":"ombCategory","valueCoding":{"system":"urn:oid:2.16.840.1.113883.6.238","code":"2106-3","display":"White"}},
+		   {"url":"text","valueString":"White"}]}]`,
+		`{"resourceType":"AllergyIntolerance","code":{"coding":[{"system":"http://snomed.info/sct","code":"91935009","display":"Allergy to peanuts"}]},"patient":{"reference":"urn:uuid:p"}}`,
+		`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8302-2","display":"Body height"}]},
+		  "valueCodeableConcept":{"coding":[{"system":"http://example.org/local","code":"2019-03-04","display":"mail karina@example.com"}]}}`,
+	)
+	out, rep := mustDeidentify(t, in, Options{Now: testNow})
+	for _, s := range []string{"White", "white", "Peanut", "peanut", "8302", "2019-03-04", "@"} {
+		if bytes.Contains(out, []byte(s)) {
+			t.Errorf("output contains %q:\n%s", s, out)
+		}
+	}
+	for _, s := range []string{`"2106-3"`, `"91935009"`, `"female"`} {
+		if !bytes.Contains(out, []byte(s)) {
+			t.Errorf("output lacks %s", s)
+		}
+	}
+	for _, p := range []string{
+		"$.entry[0].resource.extension[0].extension[0].valueCoding.display",
+		"$.entry[0].resource.extension[0].extension[1].valueString",
+		"$.entry[1].resource.code.coding[0].display",
+		"$.entry[2].resource.code.coding[0].code",                    // "8302-2" contains the phone number "8302": the coding goes
+		"$.entry[2].resource.valueCodeableConcept.coding[0].code",    // a date
+		"$.entry[2].resource.valueCodeableConcept.coding[0].display", // an e-mail address
+	} {
+		if !slices.Contains(rep.Removed, p) {
+			t.Errorf("Removed lacks %s", p)
+		}
+	}
+}
+
+func TestDropYears(t *testing.T) {
+	out, _ := mustDeidentify(t, readBundle(t), Options{Now: testNow, DropYears: true})
+	if m := regexp.MustCompile(`"(19|20)[0-9]{2}"`).Find(out); m != nil {
+		t.Errorf("DropYears: output contains %s", m)
+	}
+	if bytes.Contains(out, []byte("birthDate")) || bytes.Contains(out, []byte("effectiveDateTime")) || bytes.Contains(out, []byte(`"period": {`)) {
+		t.Error("DropYears: a date element remains")
+	}
+}
+
+func TestBundleEdgeCases(t *testing.T) {
+	in := `{"resourceType":"Bundle","type":"searchset","total":3,"link":[{"relation":"self","url":"https://ehr.example.org/fhir/Patient?name=karina"}],
+	"entry":[
+	  {"fullUrl":"https://ehr.example.org/fhir/Patient/a","resource":{"resourceType":"Patient","id":"a","gender":"female",
+	     "contained":[{"resourceType":"Practitioner","id":"c1","name":[{"family":"Contained"}]}],
+	     "generalPractitioner":[{"reference":"#c1"}]},"search":{"mode":"match","score":1}},
+	  {"fullUrl":"https://other.example.org/fhir/Patient/a","resource":{"resourceType":"Patient","id":"a","gender":"male"}},
+	  {"request":{"method":"DELETE","url":"Patient/zz"}},
+	  "not an object",
+	  {"resource":{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Patient","name":[{"family":"Nested"}]}}]}},
+	  {"resource":{"name":"no resourceType"}},
+	  {"resource":{"resourceType":"Condition","modifierExtension":[{"url":"http://example.org/negated","valueBoolean":true}],
+	     "code":{"coding":[{"system":"http://snomed.info/sct","code":"44054006"}]}}},
+	  {"resource":{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},
+	     "subject":{"reference":"Patient/a"},
+	     "participant":[{"individual":{"reference":"Practitioner/x"},"modifierExtension":[{"url":"http://example.org/m"}]}],
+	     "episodeOfCare":[{"reference":"EpisodeOfCare/e"}],
+	     "reasonReference":[{"reference":"https://ehr.example.org/fhir/Patient/a/_history/3"}]}},
+	  {"resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},
+	     "subject":{"reference":"https://other.example.org/fhir/Patient/a"},
+	     "valueString":"Karina says fine","effectiveInstant":"2019-03-04T09:30:00.000Z",
+	     "category":{"coding":[{"code":"not-an-array"}]},
+	     "status_":"x","valueBoolean":"true"}}
+	]}`
+	out, rep := mustDeidentify(t, []byte(in), Options{Now: testNow})
+	doc := decode(t, out)
+	if doc["type"] != "collection" || doc["total"] != nil || doc["link"] != nil {
+		t.Errorf("bundle header: %v", doc)
+	}
+	rs := resourcesByType(t, doc)
+	if len(rs["Patient"]) != 2 || len(rs["Encounter"]) != 1 || len(rs["Observation"]) != 1 || len(rs["Condition"]) != 0 || len(rs["Bundle"]) != 0 {
+		t.Fatalf("resources: %v", rs)
+	}
+	for _, s := range []string{"Contained", "Nested", "karina", "Karina", "searchset", "ehr.example.org", "other.example.org", "episode", "not-an-array"} {
+		if bytes.Contains(out, []byte(s)) {
+			t.Errorf("output contains %q", s)
+		}
+	}
+	enc := rs["Encounter"][0]
+	// "Patient/a" is ambiguous (two servers): removed. The absolute URLs
+	// resolve through fullUrl.
+	if enc["subject"] != nil || enc["participant"] != nil || enc["episodeOfCare"] != nil {
+		t.Errorf("Encounter = %v", enc)
+	}
+	if got := get(enc, "reasonReference", 0, "reference"); got != "urn:uuid:"+token(1) {
+		t.Errorf("versioned absolute reference → %v", got)
+	}
+	if got := get(rs["Observation"][0], "subject", "reference"); got != "urn:uuid:"+token(2) {
+		t.Errorf("absolute reference → %v", got)
+	}
+	if rs["Patient"][0]["generalPractitioner"] != nil {
+		t.Error("a reference to a contained resource was kept")
+	}
+	want := []string{
+		"$.entry[2]: entry without a resource",
+		"$.entry[4] (Bundle): nested Bundle not supported",
+		"$.entry[5]: no resourceType",
+		"$.entry[6] (Condition): modifierExtension present",
+	}
+	if !slices.Equal(rep.DroppedResources, want) {
+		t.Errorf("DroppedResources = %q, want %q", rep.DroppedResources, want)
+	}
+	for _, p := range []string{"$.entry[3]", "$.entry[0].search", "$.link", "$.total",
+		"$.entry[7].resource.participant[0]", "$.entry[8].resource.category", "$.entry[8].resource.valueBoolean",
+		"$.entry[8].resource.valueString", "$.entry[8].resource.effectiveInstant", "$.entry[8].resource.status_"} {
+		if !slices.Contains(rep.Removed, p) {
+			t.Errorf("Removed lacks %s", p)
+		}
+	}
+}
+
+// TestTaintEveryField puts identifying text, then a full date, into every
+// string of the synthetic bundle in turn (a patient's name typed into a
+// coding's display, an MRN into a unit, a date into a code, ...) and checks
+// that none of it reaches the output, whichever field carried it.
+func TestTaintEveryField(t *testing.T) {
+	dec := json.NewDecoder(bytes.NewReader(readBundle(t)))
+	dec.UseNumber()
+	var doc any
+	if err := dec.Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	// Setters for every string of the document.
+	var setters []func(string) (restore func())
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				if s, ok := e.(string); ok {
+					setters = append(setters, func(n string) func() { x[k] = n; return func() { x[k] = s } })
+				} else {
+					walk(e)
+				}
+			}
+		case []any:
+			for i, e := range x {
+				if s, ok := e.(string); ok {
+					setters = append(setters, func(n string) func() { x[i] = n; return func() { x[i] = s } })
+				} else {
+					walk(e)
+				}
+			}
+		}
+	}
+	walk(doc)
+	if len(setters) < 500 {
+		t.Fatalf("only %d strings", len(setters))
+	}
+	dateRE := regexp.MustCompile(`[0-9]{4}-[0-9]{2}`)
+	for _, taint := range []string{"Dr Oberbrunner298 (MRN-7734120) rang 555-283-4417", "2019-03-04"} {
+		for i, set := range setters {
+			restore := set(taint)
+			in := mustMarshal(doc)
+			restore()
+			out, _, err := Deidentify(in, Options{Now: testNow})
+			if err != nil {
+				if errors.Is(err, ErrNotFHIR) { // the root resourceType
+					continue
+				}
+				t.Fatalf("string %d: %v", i, err)
+			}
+			for _, bad := range []string{"oberbrunner", "7734120", "4417"} {
+				if bytes.Contains(bytes.ToLower(out), []byte(bad)) {
+					t.Fatalf("string %d = %q: output contains %q", i, taint, bad)
+				}
+			}
+			if m := dateRE.Find(out); m != nil {
+				t.Fatalf("string %d = %q: output contains %q", i, taint, m)
+			}
+		}
+	}
+}

@@ -1,0 +1,300 @@
+package deid
+
+// FuzzDeidentify: Deidentify never panics; it fails only with ErrNotFHIR or
+// ErrUnsupported; when it succeeds its output is valid JSON, deterministic,
+// its references resolve inside it, and none of its strings contains a
+// Patient name, telecom or address value of the input (of 4 characters or
+// more) or a full date. The seed corpus in testdata/fuzz/FuzzDeidentify/ is
+// written by `go test -run TestWriteFuzzSeeds -write-seeds` from the inputs
+// of fuzzSeeds; `go test` runs it, `go test -fuzz=FuzzDeidentify` explores.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func FuzzDeidentify(f *testing.F) {
+	f.Fuzz(func(t *testing.T, in []byte) {
+		opts := Options{Now: testNow}
+		out, rep, err := Deidentify(in, opts)
+		if err != nil {
+			if !errors.Is(err, ErrNotFHIR) && !errors.Is(err, ErrUnsupported) {
+				t.Fatalf("unexpected error %v", err)
+			}
+			if out != nil || rep != nil {
+				t.Fatal("output with an error")
+			}
+			return
+		}
+		if rep == nil || !json.Valid(out) {
+			t.Fatalf("invalid output:\n%s", out)
+		}
+		again, _, err := Deidentify(in, opts)
+		if err != nil || !bytes.Equal(out, again) {
+			t.Fatal("not deterministic")
+		}
+		checkOutput(t, patientValues(in), out)
+	})
+}
+
+var (
+	tokenRE    = regexp.MustCompile(`^de1d0c5e-de1d-8de1-ade1-[0-9]{12}$`)
+	fullDateRE = regexp.MustCompile(`[0-9]{4}-[0-9]{2}`)
+)
+
+// allowedURLs are the extension URLs the output may contain.
+func allowedURLs() map[string]bool {
+	m := map[string]bool{URLDataAbsentReason: true, URLAge90OrOlder: true}
+	var add func(*extSpec)
+	add = func(s *extSpec) {
+		m[s.url] = true
+		for _, sub := range s.subs {
+			add(sub)
+		}
+	}
+	for _, s := range patientExtensions {
+		add(s)
+	}
+	return m
+}
+
+// checkOutput checks a successful output against the identifying values of
+// its input.
+func checkOutput(t *testing.T, needles []string, out []byte) {
+	t.Helper()
+	var doc map[string]any
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatalf("output is not a JSON object: %v", err)
+	}
+	var leaves []leaf
+	stringLeaves(doc, "$", "", &leaves)
+	urls := allowedURLs()
+	targets := map[string]bool{}
+	if doc["resourceType"] == "Bundle" {
+		entries, _ := doc["entry"].([]any)
+		for _, e := range entries {
+			fu, _ := get(e, "fullUrl").(string)
+			targets[fu] = true
+		}
+	} else {
+		id, _ := doc["id"].(string)
+		targets["urn:uuid:"+id] = true
+	}
+	for _, l := range leaves {
+		// The fixed strings of the output, which do not go through the
+		// sweep: check that they are fixed.
+		switch {
+		case l.key == "resourceType":
+			if resources[l.val] == nil && !(l.val == "Bundle" && l.path == "$.resourceType") {
+				t.Errorf("%s = %q", l.path, l.val)
+			}
+			continue
+		case l.key == "id":
+			if !tokenRE.MatchString(l.val) {
+				t.Errorf("%s = %q is not a token", l.path, l.val)
+			}
+			continue
+		case l.key == "fullUrl" || l.key == "reference":
+			if !strings.HasPrefix(l.val, "urn:uuid:") || !tokenRE.MatchString(l.val[9:]) {
+				t.Errorf("%s = %q is not a token", l.path, l.val)
+			}
+			if l.key == "reference" && !targets[l.val] {
+				t.Errorf("%s = %q resolves to nothing in the output", l.path, l.val)
+			}
+			continue
+		case l.key == "url":
+			if !urls[l.val] {
+				t.Errorf("%s = %q is not a whitelisted extension URL", l.path, l.val)
+			}
+			continue
+		case l.path == "$.type":
+			if l.val != "collection" {
+				t.Errorf("Bundle.type = %q", l.val)
+			}
+			continue
+		}
+		for _, n := range needles {
+			if strings.Contains(l.val, n) {
+				t.Errorf("%s = %q contains the patient's %q", l.path, l.val, n)
+			}
+		}
+		if fullDateRE.MatchString(l.val) || strings.Contains(l.val, "@") {
+			t.Errorf("%s = %q looks like a date or an e-mail address", l.path, l.val)
+		}
+	}
+}
+
+// patientValues returns the name, telecom and address values (state and
+// country excepted, Safe Harbor keeps them) of the Patients of a FHIR JSON
+// input, as they are and trimmed, when 4 characters or longer.
+func patientValues(in []byte) []string {
+	in = bytes.TrimPrefix(in, []byte("\xef\xbb\xbf"))
+	var root map[string]any
+	if json.Unmarshal(in, &root) != nil {
+		return nil
+	}
+	var patients []map[string]any
+	switch root["resourceType"] {
+	case "Patient":
+		patients = append(patients, root)
+	case "Bundle":
+		entries, _ := root["entry"].([]any)
+		for _, e := range entries {
+			if r, ok := get(e, "resource").(map[string]any); ok && r["resourceType"] == "Patient" {
+				patients = append(patients, r)
+			}
+		}
+	}
+	var out []string
+	var collect func(v any)
+	collect = func(v any) {
+		switch x := v.(type) {
+		case string:
+			for _, s := range []string{x, strings.TrimSpace(x)} {
+				if utf8.RuneCountInString(s) >= 4 {
+					out = append(out, s)
+				}
+			}
+		case []any:
+			for _, e := range x {
+				collect(e)
+			}
+		case map[string]any:
+			for _, e := range x {
+				collect(e)
+			}
+		}
+	}
+	members := func(v any, keys ...string) {
+		objs, ok := v.([]any)
+		if !ok {
+			objs = []any{v}
+		}
+		for _, o := range objs {
+			if m, ok := o.(map[string]any); ok {
+				for _, k := range keys {
+					collect(m[k])
+				}
+			}
+		}
+	}
+	for _, p := range patients {
+		members(p["name"], "text", "family", "given", "prefix", "suffix")
+		members(p["telecom"], "value")
+		members(p["address"], "text", "line", "city", "district", "postalCode")
+	}
+	return out
+}
+
+var writeSeeds = flag.Bool("write-seeds", false, "rewrite testdata/fuzz/FuzzDeidentify from fuzzSeeds")
+
+// fuzzSeeds are the inputs of the seed corpus.
+func fuzzSeeds(t *testing.T) map[string][]byte {
+	old := func(member string) string {
+		return `{"resourceType":"Bundle","type":"transaction","entry":[
+{"fullUrl":"urn:uuid:p1","resource":{"resourceType":"Patient","id":"p1","name":[{"family":"Abernathy","given":["Eldon"]}],
+ "birthDate":"1929-01-30",` + member + `"telecom":[{"system":"phone","value":"555-201-7788"}],
+ "address":[{"line":["1 Old Mill Rd"],"city":"Pittsfield","state":"MA","postalCode":"01201"}]}},
+{"fullUrl":"urn:uuid:o1","resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"30525-0","display":"Age"}]},
+ "subject":{"reference":"urn:uuid:p1"},"effectiveDateTime":"2020-05-05","valueQuantity":{"value":91,"unit":"years","system":"http://unitsofmeasure.org","code":"a"}}},
+{"fullUrl":"urn:uuid:c1","resource":{"resourceType":"Condition","code":{"coding":[{"system":"http://snomed.info/sct","code":"49436004","display":"Atrial fibrillation"}]},
+ "subject":{"reference":"urn:uuid:p1"},"onsetAge":{"value":1090,"unit":"months","system":"http://unitsofmeasure.org","code":"mo"},
+ "onsetRange":{"low":{"value":88,"code":"a"},"high":{"value":93,"code":"a"}}}}]}`
+	}
+	return map[string][]byte{
+		"synthetic_bundle": readBundle(t),
+		"patient": []byte(`{"resourceType":"Patient","id":"p","identifier":[{"value":"MRN-1"}],
+ "name":[{"text":"Ana Lucia Souza","family":"Souza","given":["Ana","Lucia"]}],
+ "telecom":[{"system":"email","value":"ana@example.org"},{"system":"phone","value":"+55 11 5555-0101"}],
+ "gender":"female","birthDate":"1990-02-03","address":[{"line":["Rua Augusta 1500"],"city":"Sao Paulo","state":"SP","country":"BR","postalCode":"01304-001"}],
+ "maritalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-MaritalStatus","code":"S","display":"Never Married"}]}}`),
+		"old_patient":          []byte(old("")),
+		"old_patient_deceased": []byte(old(`"deceasedDateTime":"2010-01-01",`)),
+		// Names that collide with the strings the output would contain.
+		"colliding_names": []byte(`{"resourceType":"Bundle","type":"collection","entry":[
+{"fullUrl":"urn:uuid:x","resource":{"resourceType":"Patient","id":"x","gender":"male",
+ "name":[{"family":"Patient","given":["final","male","collection","masked","years","2019"],"prefix":["http"],"suffix":["urn:uuid:"]}],
+ "telecom":[{"system":"phone","value":"2106-3"},{"value":"unitsofmeasure"}],
+ "address":[{"city":"Observation","district":"loinc","line":["Body Weight","de1d0c5e"],"state":"Massachusetts","postalCode":"ombCategory"}],
+ "birthDate":"2019-01-01","extension":[{"url":"http://hl7.org/fhir/us/core/StructureDefinition/us-core-race",
+ "extension":[{"url":"ombCategory","valueCoding":{"system":"urn:oid:2.16.840.1.113883.6.238","code":"2106-3","display":"White"}},{"url":"text","valueString":"White"}]}]}},
+{"resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"29463-7","display":"Body Weight"}]},
+ "subject":{"reference":"Patient/x"},"effectiveDateTime":"2019-04-04","valueQuantity":{"value":70,"unit":"kg","system":"http://unitsofmeasure.org","code":"kg"}}}]}`),
+		// Malformed shapes: objects for arrays and back, strings for numbers, nulls.
+		"malformed": []byte(`{"resourceType":"Bundle","type":7,"entry":[
+{"resource":{"resourceType":"Patient","name":{"family":"Kowalczyk","given":"Zofia"},"telecom":{"value":"555-0199"},
+ "address":{"line":"12 Quay St","city":["Cork"]},"birthDate":19800101,"gender":null,"active":"true",
+ "extension":{"url":"http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex","valueCode":"F"}}},
+{"resource":{"resourceType":"Observation","status":["final"],"code":{"coding":{"code":"x"}},"valueQuantity":{"value":"98","unit":7},
+ "subject":{"reference":null},"effectiveDateTime":"yesterday","component":[null,{"code":null},{"code":{"coding":[{"code":"8480-6"}]},"valueQuantity":{"value":1e400,"code":"a"}}]}},
+{"resource":null},{"resource":{"resourceType":"Encounter","period":{"start":"2019-13-45T99:99"},"class":"AMB"}},
+null,[],{"fullUrl":7,"resource":{"resourceType":"Condition","subject":"Patient/1","onsetAge":{"value":-5,"unit":"a"}}}]}`),
+		"unicode": []byte("{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"\u017b\u00f3\u0142\u0107\",\"given\":[\"\u0141ukasz\",\"\u738b\u82b3\"],\"text\":\"\xff\xfeBad UTF-8 name\"}]," +
+			"\"address\":[{\"city\":\"\u0130STANBUL\",\"country\":\"TR\"}],\"telecom\":[{\"value\":\"\\u0000\\ud800tel\"}]," +
+			"\"maritalStatus\":{\"coding\":[{\"code\":\"M\",\"display\":\"istanbul \u017c\u00f3\u0142\u0107 \u738b\u82b3\"}]}}"),
+		"references": []byte(`{"resourceType":"Bundle","type":"searchset","entry":[
+{"fullUrl":"https://ehr.example.org/fhir/Practitioner/d1","resource":{"resourceType":"Practitioner","id":"d1","identifier":[{"system":"http://hl7.org/fhir/sid/us-npi","value":"1234567893"}],"name":[{"family":"Osei"}]}},
+{"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient","id":"p","contained":[{"resourceType":"RelatedPerson","id":"r"}],
+ "generalPractitioner":[{"reference":"Practitioner?identifier=http://hl7.org/fhir/sid/us-npi%7C1234567893"},{"reference":"#r"},{"reference":"Practitioner/d1/_history/2"}],
+ "managingOrganization":{"reference":"Organization/nowhere","display":"Nowhere Clinic"}}},
+{"resource":{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","name":[{"family":"Hidden"}]}}]}},
+{"resource":{"resourceType":"Encounter","status":"finished","subject":{"reference":"urn:uuid:p"},"participant":[{"individual":{"reference":"Practitioner?identifier=1234567893"}}],
+ "modifierExtension":[]}}]}`),
+		"unsupported":         []byte(`{"resourceType":"Claim","patient":{"reference":"Patient/1"}}`),
+		"modifier_extension":  []byte(`{"resourceType":"Patient","modifierExtension":[{"url":"x"}]}`),
+		"not_fhir_empty":      []byte(``),
+		"not_fhir_object":     []byte(`{"name":"Karina"}`),
+		"not_fhir_array":      []byte(`[{"resourceType":"Patient"}]`),
+		"not_fhir_xml":        []byte(`<Patient xmlns="http://hl7.org/fhir"/>`),
+		"not_fhir_trailing":   []byte(`{"resourceType":"Patient"}x`),
+		"not_fhir_bad_type":   []byte(`{"resourceType":"not a type"}`),
+		"bom_single_resource": []byte("\xef\xbb\xbf{\"resourceType\":\"Immunization\",\"vaccineCode\":{\"coding\":[{\"code\":\"140\"}]},\"occurrenceDateTime\":\"2021-10-01\",\"lotNumber\":\"L1\"}"),
+	}
+}
+
+func TestWriteFuzzSeeds(t *testing.T) {
+	if !*writeSeeds {
+		t.Skip("run with -write-seeds to rewrite the seed corpus")
+	}
+	dir := filepath.Join("testdata", "fuzz", "FuzzDeidentify")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, in := range fuzzSeeds(t) {
+		body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", in)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestFuzzSeeds runs the checks of FuzzDeidentify on the seeds, with the
+// expected outcome of each (the corpus files may be stale; these are not).
+func TestFuzzSeeds(t *testing.T) {
+	for name, in := range fuzzSeeds(t) {
+		out, _, err := Deidentify(in, Options{Now: testNow})
+		switch {
+		case strings.HasPrefix(name, "not_fhir"):
+			if !errors.Is(err, ErrNotFHIR) {
+				t.Errorf("%s: err = %v, want ErrNotFHIR", name, err)
+			}
+		case name == "unsupported" || name == "modifier_extension":
+			if !errors.Is(err, ErrUnsupported) {
+				t.Errorf("%s: err = %v, want ErrUnsupported", name, err)
+			}
+		case err != nil:
+			t.Errorf("%s: %v", name, err)
+		default:
+			t.Run(name, func(t *testing.T) { checkOutput(t, patientValues(in), out) })
+		}
+	}
+}
