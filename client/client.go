@@ -72,6 +72,9 @@ type Client struct {
 	lightMu sync.Mutex
 	light   *light.Client
 	lightDB dbm.DB
+	// witnesses are the light client's witnesses, asked for their height
+	// before a header is verified (see verifiedBlock).
+	witnesses []*rpchttp.HTTP
 }
 
 // New connects to cfg.Node. In verified mode it opens (or creates, from

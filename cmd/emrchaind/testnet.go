@@ -94,8 +94,9 @@ type TestnetNode struct {
 
 // TestnetBlob is where the sidecars keep ciphertext.
 type TestnetBlob struct {
-	// Kind is "fs" (each sidecar's embedded store under HOME/data/blobs) or
-	// "minio" (one MinIO server shared by all sidecars).
+	// Kind is "fs" (each sidecar's embedded store under HOME/data/blobs: a
+	// blob is served only by the sidecar it was uploaded to) or "minio" (one
+	// MinIO server and bucket shared by all sidecars).
 	Kind        string `json:"kind"`
 	MinioAddr   string `json:"minio_addr,omitempty"`
 	MinioBucket string `json:"minio_bucket,omitempty"`
@@ -140,6 +141,11 @@ hospital-b) and a research institute (research-institute), each with a
 registrar "registrar-<org id>"; --org replaces it, and without --registrar
 each --org gets such a registrar.
 
+Each node runs its own blob sidecar. With --blob fs (the default) each keeps
+its blobs under its home; with --blob minio all use one MinIO server at
+--minio-addr and one bucket, and take the credentials from MINIO_ACCESS_KEY
+and MINIO_SECRET_KEY (start MinIO yourself, or use make localnet BLOB=minio).
+
 Start each node with: emrchaind start --home DIR/nodeI (or make localnet).
 testnet refuses a non-empty DIR; --force deletes a DIR that holds a testnet
 (DIR/testnet.json) and writes a new one.`,
@@ -159,7 +165,7 @@ testnet refuses a non-empty DIR; --force deletes a DIR that holds a testnet
 	f.StringArrayVar(&o.orgs, "org", nil, `organization "id:name:kind" (repeatable; default: hospital-a, hospital-b, research-institute)`)
 	f.StringArrayVar(&o.registrars, "registrar", nil, `registrar "org-id:NAME" (repeatable; default: "registrar-<org id>" for every organization)`)
 	f.IntVar(&o.basePort, "base-port", testnetBasePort, "first port; node i uses the ten ports from base-port + 10*i")
-	f.StringVar(&o.blob, "blob", "fs", `blob store of the sidecars: "fs" (embedded, per node) or "minio" (one shared MinIO server)`)
+	f.StringVar(&o.blob, "blob", "fs", `blob store of the sidecars: "fs" (embedded, per node) or "minio" (one MinIO server and bucket shared by all; credentials from MINIO_ACCESS_KEY and MINIO_SECRET_KEY)`)
 	f.StringVar(&o.minioAddr, "minio-addr", testnetMinioAddr, "MinIO server address with --blob minio")
 	f.StringVar(&o.backend, "backend", store.BackendGoLevelDB, "database engine: goleveldb or pebble")
 	f.DurationVar(&o.timeoutCommit, "timeout-commit", 500*time.Millisecond, "consensus timeout_commit")
@@ -169,8 +175,9 @@ testnet refuses a non-empty DIR; --force deletes a DIR that holds a testnet
 	return cmd
 }
 
-// runTestnet writes the testnet and returns its description.
-func runTestnet(w io.Writer, o testnetOptions) (*Testnet, error) {
+// runTestnet writes the testnet and returns its description. If it fails
+// after it has emptied DIR, it removes what it wrote there.
+func runTestnet(w io.Writer, o testnetOptions) (_ *Testnet, err error) {
 	if o.validators < 1 || o.validators > testnetMaxNodes {
 		return nil, fmt.Errorf("--validators %d: want 1 to %d", o.validators, testnetMaxNodes)
 	}
@@ -219,6 +226,11 @@ func runTestnet(w io.Writer, o testnetOptions) (*Testnet, error) {
 	if err := prepareTestnetDir(out, o.force); err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(out)
+		}
+	}()
 
 	// The consortium's app_state, read by init for every node.
 	appStateFile := filepath.Join(out, ".app_state.json")
@@ -246,7 +258,8 @@ func runTestnet(w io.Writer, o testnetOptions) (*Testnet, error) {
 		ni := base
 		ni.home, ni.moniker, ni.appStateFile = n.Home, n.Name, appStateFile
 		ni.orgs, ni.registrars = nil, nil // all in the app_state already
-		ni.rpcAddr, ni.p2pAddr, ni.grpcAddr, ni.apiAddr = n.RPC, n.P2P, n.GRPC, strings.TrimPrefix(n.API, "http://")
+		ni.rpcAddr, ni.p2pAddr = n.RPC, n.P2P
+		ni.grpcAddr, ni.apiAddr, ni.sidecarAddr = n.GRPC, strings.TrimPrefix(n.API, "http://"), strings.TrimPrefix(n.Sidecar, "http://")
 		// testnet prints one summary of its own, not init's per node.
 		if err := runInit(io.Discard, ni); err != nil {
 			return nil, fmt.Errorf("%s: %w", n.Name, err)
@@ -380,41 +393,22 @@ func writeKeyFile(dir string, k *devKey) error {
 	return f.Close()
 }
 
-// configureTestnetServices gives the node's blob sidecar its own listen
-// address and blob store: the [sidecar] table of app.toml (init sets the
-// gRPC and REST addresses). With minio, all sidecars share one server and
-// bucket, each under its own prefix ("node0/"): one storage operator, each
-// hospital's objects apart. The MinIO credentials are not written: the
-// sidecars take them from MINIO_ACCESS_KEY and MINIO_SECRET_KEY.
+// configureTestnetServices gives the node's blob sidecar its blob store in
+// app.toml's [sidecar] table (init has set the gRPC, REST and sidecar
+// listen addresses). With minio, all sidecars share one server and one
+// bucket — one storage operator — so a blob uploaded through any sidecar
+// can be fetched from any other, as a reader checking it against the chain
+// may do. The MinIO credentials are not written: the sidecars take them
+// from MINIO_ACCESS_KEY and MINIO_SECRET_KEY.
 func configureTestnetServices(home string, n TestnetNode, blob TestnetBlob) error {
-	c := defaultSidecarConfig()
-	c.Listen = strings.TrimPrefix(n.Sidecar, "http://")
-	c.Backend = blob.Kind
-	if blob.Kind == sidecarBackendMinIO {
-		c.MinIOEndpoint, c.MinIOBucket, c.MinIOPrefix = blob.MinioAddr, blob.MinioBucket, n.Name+"/"
-	}
-	path := filepath.Join(home, cmtcfg.DefaultConfigDir, appConfigFile)
-	raw, err := os.ReadFile(path)
+	c, err := loadAppConfig(home)
 	if err != nil {
 		return err
 	}
-	body := strings.TrimRight(withoutTOMLTable(string(raw), "sidecar"), "\n") + "\n" + renderSidecarConfig(c)
-	return os.WriteFile(path, []byte(body), 0o644)
-}
-
-// withoutTOMLTable removes the table [name] (its header line up to the next
-// table header) from a TOML document written by this command.
-func withoutTOMLTable(doc, name string) string {
-	lines := strings.SplitAfter(doc, "\n")
-	var out []string
-	skipping := false
-	for _, l := range lines {
-		if t := strings.TrimSpace(l); strings.HasPrefix(t, "[") {
-			skipping = t == "["+name+"]"
-		}
-		if !skipping {
-			out = append(out, l)
-		}
+	c.Sidecar.Listen = strings.TrimPrefix(n.Sidecar, "http://")
+	c.Sidecar.Backend = blob.Kind
+	if blob.Kind == sidecarBackendMinIO {
+		c.Sidecar.MinIOEndpoint, c.Sidecar.MinIOBucket = blob.MinioAddr, blob.MinioBucket
 	}
-	return strings.Join(out, "")
+	return writeAppConfig(home, c)
 }

@@ -170,7 +170,7 @@ func TestTestnetOverwriteAndFlags(t *testing.T) {
 			t.Fatal(err)
 		}
 		if sc.Backend != "minio" || sc.MinIOEndpoint != net.Blob.MinioAddr || sc.MinIOBucket != net.Blob.MinioBucket ||
-			sc.MinIOPrefix != n.Name+"/" || sc.MinIOSecretKey != "" {
+			sc.MinIOPrefix != "" || sc.MinIOSecretKey != "" {
 			t.Errorf("%s [sidecar] = %+v", n.Name, sc)
 		}
 	}
@@ -209,12 +209,5 @@ func TestTestnetOverwriteAndFlags(t *testing.T) {
 		if _, serr := os.Stat(empty); !os.IsNotExist(serr) {
 			t.Errorf("testnet %v failed but created %s", tc.args, empty)
 		}
-	}
-}
-
-func TestWithoutTOMLTable(t *testing.T) {
-	doc := "[store]\na = 1\n\n[sidecar]\nlisten = \"x\"\n# c\n\n[api]\nb = 2\n[sidecar.sub]\nc = 3\n"
-	if got, want := withoutTOMLTable(doc, "sidecar"), "[store]\na = 1\n\n[api]\nb = 2\n[sidecar.sub]\nc = 3\n"; got != want {
-		t.Fatalf("got %q, want %q", got, want)
 	}
 }

@@ -1,0 +1,171 @@
+package testnet_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/emrchain/emrchain/app/apptest"
+	"github.com/emrchain/emrchain/offchain/sidecar"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+	"github.com/emrchain/emrchain/testnet"
+)
+
+// TestSidecarStorageKilled: the object store under the sidecars dies. The
+// chain does not notice — blocks and transactions go on, consensus never
+// waits on storage — while every sidecar answers uploads and downloads
+// with a clear server error (and /healthz says the backend is down), never
+// with wrong bytes. Restarted on its data, the store serves the blob it
+// held again, through any sidecar.
+func TestSidecarStorageKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a 4-validator testnet and MinIO")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	net := testnet.Start(t, testnet.Options{Validators: 4, Blob: "minio"})
+	tr := testnet.Transport{Net: net}
+	org := apptest.HospitalA
+	clinician := apptest.NewActor("storage-clinician")
+	patient := apptest.NewActor("storage-patient")
+	id := apptest.PatientID(patient.Name)
+	must := func(step string, a *apptest.Actor, msg *emrv1.Msg) {
+		t.Helper()
+		out, err := tr.Submit(a, msg)
+		if err != nil || out.Code != 0 {
+			t.Fatalf("%s: %v, code %d %s", step, err, out.Code, out.Log)
+		}
+	}
+	must("register clinician", net.Registrar(org), apptest.RegisterMember(clinician, emrv1.Role_ROLE_CLINICIAN, org))
+	must("enroll", patient, apptest.Enroll(patient, id))
+	must("grant", patient, apptest.Grant(id, clinician, apptest.GrantSpec{
+		Rights: []emrv1.Right{emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_WRITE}, NotAfter: time.Now().Add(24 * time.Hour),
+	}))
+
+	// Upload through node0's sidecar, record it, log the read, download
+	// through node2's: one shared store.
+	blob := make([]byte, 8<<10)
+	rand.Read(blob)
+	sum := sha256.Sum256(blob)
+	sc := func(i int) *sidecar.Client {
+		return sidecar.NewClient(net.SidecarURL(i), sidecar.KeySigner{Key: clinician.Sign}, nil)
+	}
+	if _, err := sc(0).Put(ctx, id, sum, bytes.NewReader(blob), int64(len(blob))); err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+	must("add record", clinician, addRecord(clinician, id, sum, len(blob)))
+	must("log the read", clinician, apptest.Access(id, emrv1.Purpose_PURPOSE_TREATMENT, 1))
+	download := func(i int) ([]byte, error) {
+		cctx, ccancel := context.WithTimeout(ctx, 15*time.Second)
+		defer ccancel()
+		var buf bytes.Buffer
+		_, err := sc(i).Get(cctx, sum, &buf, nil)
+		return buf.Bytes(), err
+	}
+	if got, err := download(2); err != nil || !bytes.Equal(got, blob) {
+		t.Fatalf("download through node2: %v (%d bytes)", err, len(got))
+	}
+
+	net.KillStorage()
+	h := net.MaxHeight()
+	for i := range net.Len() {
+		if err := net.WaitHeight(ctx, i, h+3); err != nil {
+			t.Fatalf("blocks stopped with the storage down: %v", err)
+		}
+	}
+	other := sha256.Sum256([]byte("stored later"))
+	must("add a record while the storage is down", clinician, addRecord(clinician, id, other, 12))
+	t.Logf("storage killed: the chain went on from %d to %d and committed a record", h, net.MaxHeight())
+
+	// Every sidecar at once (the store client's retries make each answer
+	// take seconds): downloads, an upload and the health check.
+	type answer struct {
+		what string
+		err  error
+		n    int
+	}
+	answers := make(chan answer, net.Len()+1)
+	for i := range net.Len() {
+		go func() {
+			got, err := download(i)
+			answers <- answer{fmt.Sprintf("node%d download", i), err, len(got)}
+		}()
+	}
+	go func() {
+		cctx, ccancel := context.WithTimeout(ctx, 15*time.Second)
+		defer ccancel()
+		_, err := sc(1).Put(cctx, id, other, bytes.NewReader([]byte("stored later")), 12)
+		answers <- answer{"node1 upload", err, 0}
+	}()
+	if status, backendErr := health(ctx, t, net.SidecarURL(3)); status != "unavailable" || backendErr == "" {
+		t.Fatalf("/healthz with the storage down: status %q, backend error %q", status, backendErr)
+	}
+	var reason string
+	for range net.Len() + 1 {
+		a := <-answers
+		var se *sidecar.Error
+		if !errors.As(a.err, &se) || se.StatusCode < 500 || a.n != 0 {
+			t.Fatalf("%s with the storage down: %v, %d bytes; want a 5xx and no bytes", a.what, a.err, a.n)
+		}
+		reason = se.Reason
+	}
+	t.Logf("storage down: every sidecar refuses with a server error (e.g. %q) and reports the backend down", reason)
+
+	net.StartStorage()
+	var got []byte
+	waitFor(ctx, t, "the sidecars to reach the restarted storage", func() bool {
+		var err error
+		got, err = download(3)
+		return err == nil
+	})
+	if !bytes.Equal(got, blob) {
+		t.Fatal("the blob downloaded after the restart differs")
+	}
+	cctx, ccancel := context.WithTimeout(ctx, 15*time.Second)
+	defer ccancel()
+	if _, err := sc(1).Put(cctx, id, other, bytes.NewReader([]byte("stored later")), 12); err != nil {
+		t.Fatalf("upload after the restart: %v", err)
+	}
+	if status, _ := health(ctx, t, net.SidecarURL(3)); status != "ok" {
+		t.Fatalf("/healthz after the restart: %q", status)
+	}
+	agree(ctx, t, net)
+}
+
+// addRecord is the AddRecord message for a blob of size bytes with SHA-256
+// sum, uploaded by a.
+func addRecord(a *apptest.Actor, id []byte, sum [32]byte, size int) *emrv1.Msg {
+	return &emrv1.Msg{Sum: &emrv1.Msg_AddRecord{AddRecord: &emrv1.MsgAddRecord{
+		PatientId: id, Category: "lab-results", ObjectKey: fmt.Sprintf("blobs/%x", sum), CiphertextSha256: sum[:],
+		Size: uint64(size), KeyVersion: 1, WrappedFileKey: []byte("file-key"),
+		UploaderSignature: a.RecordSignature(id, "lab-results", sum[:]),
+	}}}
+}
+
+// health reads a sidecar's /healthz.
+func health(ctx context.Context, t *testing.T, base string) (status, backendErr string) {
+	t.Helper()
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(cctx, http.MethodGet, base+"/healthz", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("healthz: %v", err)
+	}
+	defer resp.Body.Close()
+	var h struct {
+		Status       string `json:"status"`
+		BackendError string `json:"backend_error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+		t.Fatalf("healthz: %v", err)
+	}
+	return h.Status, h.BackendError
+}
