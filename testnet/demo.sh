@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# demo.sh — the consortium's story through emrcli, across two hospitals, on
-# the running localnet (make localnet):
+# demo.sh — an oncology story through emrcli, across two hospitals, on a
+# running localnet (make localnet; `make demo` starts a fresh one, runs this
+# and stops it):
 #
-#   1. each hospital's registrar registers a clinician (dr-alice at hospital-a,
-#      dr-bob at hospital-b), each through its own hospital's node;
-#   2. a patient, ada, enrolls and consents: dr-alice may read and write her
-#      lab results, dr-bob may read them;
-#   3. dr-alice encrypts a lab report and uploads it through hospital-a's
-#      sidecar; its metadata (hash, wrapped key) goes on chain;
-#   4. dr-bob, at hospital-b, downloads it: the read is logged on chain first,
-#      the ciphertext is checked against the proven hash, then decrypted;
-#   5. ada's audit log shows dr-bob's read; ada revokes dr-bob (the key
-#      rotates) and his next download is refused with the chain's reason.
+#   1. each hospital's registrar registers its clinician, through its own
+#      hospital's node: dr-alice, oncologist at hospital-a; dr-bob,
+#      radiologist at hospital-b;
+#   2. a patient, ada, enrolls and consents: dr-alice may read and write all
+#      her records for a year, dr-bob may read her radiation-dose records for
+#      a week;
+#   3. dr-alice encrypts a radiation dose report and uploads it through
+#      hospital-a's sidecar; its metadata (hash, wrapped key) goes on chain;
+#   4. dr-bob downloads it through hospital-b's own sidecar (which fetches
+#      the ciphertext from hospital-a's on his authorization): the read is
+#      logged on chain first, the ciphertext is checked against the proven
+#      hash, then decrypted;
+#   5. ada reads her audit log; she revokes hospital-b's access (her key
+#      rotates) and dr-bob's next download is refused with the chain's
+#      reason.
 #
 # Every query is verified by the light client against a root of trust taken
 # from the genesis. Environment: LOCALNET_DIR [./localnet], EMRCLI
@@ -41,11 +47,7 @@ RPC_A=$(rpc node0) RPC_B=$(rpc node1)
 SIDECAR_A=$(field node0 sidecar) SIDECAR_B=$(field node1 sidecar)
 [[ -n $RPC_A && -n $RPC_B && -n $SIDECAR_A ]] || die "cannot read the node addresses from $DIR/testnet.json"
 curl -fsS --max-time 3 "$RPC_A/status" >/dev/null || die "node0 does not answer at $RPC_A: is the localnet running (make localnet)?"
-# With the fs blob store each sidecar keeps its own blobs: dr-bob reads
-# through the sidecar the report was uploaded to. With MinIO (BLOB=minio)
-# all sidecars share the store and he uses his own hospital's.
-SIDECAR_READ=$SIDECAR_A
-grep -q '"kind": *"minio"' "$DIR/testnet.json" && SIDECAR_READ=$SIDECAR_B
+[[ -n $SIDECAR_B ]] || die "cannot read node1's sidecar address from $DIR/testnet.json"
 
 export EMRCLI_HOME=$ABS_DIR/demo EMRCLI_KEYRING_BACKEND=test
 rm -rf "$EMRCLI_HOME"
@@ -61,35 +63,36 @@ cli keys import-dev "$ABS_DIR/keys/registrar-hospital-b.json"
 for k in dr-alice dr-bob ada; do cli keys add "$k"; done
 
 step "Each hospital registers its clinician, through its own node"
-cli member register --from registrar-hospital-a --key dr-alice --role clinician --credential GMC-1001 --node "$RPC_A"
-cli member register --from registrar-hospital-b --key dr-bob --role clinician --credential GMC-2002 --node "$RPC_B"
+cli member register --from registrar-hospital-a --key dr-alice --role clinician --credential oncology:GMC-1001 --node "$RPC_A"
+cli member register --from registrar-hospital-b --key dr-bob --role clinician --credential radiology:GMC-2002 --node "$RPC_B"
 
 step "Ada enrolls and consents"
 PID=$(cli patient enroll --from ada --name "Ada Lovelace" --birth-date 1815-12-10 --json | grep -o '"patient_id": *"[0-9a-f]*"' | grep -o '[0-9a-f]\{64\}')
 echo "patient id: $PID"
-UNTIL=$(date -u -d '+1 year' +%Y-%m-%d)
-cli grant --from ada --to dr-alice --rights read,write --categories lab-results --until "$UNTIL"
-cli grant --from ada --to dr-bob --rights read --categories lab-results --until "$UNTIL"
+echo "Dr Alice (oncology, hospital-a): read and write, every category, for a year"
+cli grant --from ada --to dr-alice --rights read,write --until "$(date -u -d '+1 year' +%Y-%m-%d)"
+echo "Dr Bob (radiology, hospital-b): read radiation-dose records, for a week"
+cli grant --from ada --to dr-bob --rights read --categories radiation-dose --until "$(date -u -d '+7 days' +%Y-%m-%d)"
 
-step "Dr Alice (hospital-a) encrypts and uploads a lab report"
+step "Dr Alice (hospital-a) encrypts and uploads a radiation dose report"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-printf '{"test":"CBC","hemoglobin_g_dl":13.9,"wbc_10e9_l":6.1,"date":"%s"}\n' "$(date -u +%F)" >"$WORK/cbc.json"
-cli upload --from dr-alice --patient "$PID" --category lab-results --sidecar "$SIDECAR_A" --node "$RPC_A" "$WORK/cbc.json"
+printf '{"course":"breast, left, adjuvant","fractions":15,"dose_per_fraction_gy":2.67,"total_dose_gy":40.05,"date":"%s"}\n' "$(date -u +%F)" >"$WORK/dose.json"
+cli upload --from dr-alice --patient "$PID" --category radiation-dose --sidecar "$SIDECAR_A" --node "$RPC_A" "$WORK/dose.json"
 
-step "Dr Bob (hospital-b) downloads it: read logged, hash checked, decrypted"
-cli download --from dr-bob --patient "$PID" --record 1 -o "$WORK/cbc-at-b.json" --sidecar "$SIDECAR_READ" --node "$RPC_B"
-cmp "$WORK/cbc.json" "$WORK/cbc-at-b.json" || die "the downloaded report differs from the uploaded one"
+step "Dr Bob (hospital-b) downloads it through hospital-b's sidecar: read logged, hash checked, decrypted"
+cli download --from dr-bob --patient "$PID" --record 1 -o "$WORK/dose-at-b.json" --sidecar "$SIDECAR_B" --node "$RPC_B"
+cmp "$WORK/dose.json" "$WORK/dose-at-b.json" || die "the downloaded report differs from the uploaded one"
 echo "the report arrived intact at hospital-b"
 
 step "Ada's audit log"
 cli audit --from ada
 
-step "Ada revokes Dr Bob; the patient key rotates"
+step "Ada revokes hospital-b (Dr Bob); her key rotates"
 cli revoke --from ada --to dr-bob
 
 step "Dr Bob's next download is refused by the chain"
-if cli download --from dr-bob --patient "$PID" --record 1 -o "$WORK/again.json" --sidecar "$SIDECAR_READ" --node "$RPC_B"; then
+if cli download --from dr-bob --patient "$PID" --record 1 -o "$WORK/again.json" --sidecar "$SIDECAR_B" --node "$RPC_B"; then
   die "the download after the revocation succeeded"
 fi
 echo

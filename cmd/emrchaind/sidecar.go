@@ -65,6 +65,10 @@ type sidecarConfig struct {
 	SweepGrace      duration `toml:"sweep_grace"`
 	SweepMaxDeletes int      `toml:"sweep_max_deletes"`
 	SweepMaxChecks  int      `toml:"sweep_max_checks"`
+	// Peers are the other hospitals' sidecars (base URLs): a blob this
+	// sidecar lacks is fetched through them on the member's own signed
+	// request and kept (read-through replication).
+	Peers []string `toml:"peers"`
 }
 
 // duration is a time.Duration written "10m" in TOML.
@@ -146,9 +150,14 @@ sweep_interval = %q
 sweep_grace = %q
 sweep_max_deletes = %d
 sweep_max_checks = %d
+# The other sidecars of the consortium ("http://host:port"): a blob this one
+# does not hold is fetched through them with the member's own signed request,
+# checked against its SHA-256 and kept. Empty: serve only local blobs.
+peers = %s
 `, c.Enable, c.Listen, c.Node, c.Backend, c.Dir, c.MinIOEndpoint, c.MinIOBucket, c.MinIOAccessKey, c.MinIOSecretKey,
 		c.MinIOSecure, c.MinIORegion, c.MinIOPrefix, time.Duration(c.AccessWindow).String(), time.Duration(c.MaxClockSkew).String(),
-		c.ReplayCacheSize, time.Duration(c.SweepInterval).String(), time.Duration(c.SweepGrace).String(), c.SweepMaxDeletes, c.SweepMaxChecks)
+		c.ReplayCacheSize, time.Duration(c.SweepInterval).String(), time.Duration(c.SweepGrace).String(), c.SweepMaxDeletes, c.SweepMaxChecks,
+		tomlStrings(c.Peers))
 }
 
 // loadSidecarConfig reads the [sidecar] table of HOME/config/app.toml over
@@ -242,6 +251,7 @@ func newSidecarServer(ctx context.Context, c sidecarConfig, chain sidecar.ChainV
 		SweepGrace:      time.Duration(c.SweepGrace),
 		SweepMaxDeletes: c.SweepMaxDeletes,
 		SweepMaxChecks:  c.SweepMaxChecks,
+		Peers:           c.Peers,
 	})
 }
 

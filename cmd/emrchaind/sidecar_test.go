@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"syscall"
@@ -531,7 +532,7 @@ func TestSidecarConfig(t *testing.T) {
 
 	// No file: defaults (enabled, fs under HOME/data/blobs).
 	c, err := loadSidecarConfig(home)
-	if err != nil || c != defaultSidecarConfig() {
+	if err != nil || !reflect.DeepEqual(c, defaultSidecarConfig()) {
 		t.Fatalf("defaults: %+v %v", c, err)
 	}
 	if err := c.resolve(home); err != nil || c.Backend != "fs" || c.Dir != filepath.Join(home, "data", "blobs") {
@@ -543,13 +544,14 @@ func TestSidecarConfig(t *testing.T) {
 	want.AccessWindow = duration(90 * time.Second)
 	want.MinIOEndpoint = "http://127.0.0.1:9000"
 	want.SweepInterval = 0
+	want.Peers = []string{"http://127.0.0.1:7171", "http://127.0.0.1:7272"}
 	conf := defaultAppConfig()
 	conf.Sidecar = want
 	if err := writeAppConfig(home, conf); err != nil {
 		t.Fatal(err)
 	}
 	got, err := loadSidecarConfig(home)
-	if err != nil || got != want {
+	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("round trip:\n got %+v %v\nwant %+v", got, err, want)
 	}
 	if _, err := loadAppConfig(home); err != nil {

@@ -308,7 +308,13 @@ func runTestnet(w io.Writer, o testnetOptions) (_ *Testnet, err error) {
 		}
 		conf.P2P.PersistentPeers = n.PersistentPeers
 		cmtcfg.WriteConfigFile(filepath.Join(n.Home, cmtcfg.DefaultConfigDir, cmtcfg.DefaultConfigFileName), conf)
-		if err := configureTestnetServices(n.Home, *n, net.Blob); err != nil {
+		var sidecarPeers []string
+		for _, other := range net.Nodes {
+			if other.Name != n.Name {
+				sidecarPeers = append(sidecarPeers, other.Sidecar)
+			}
+		}
+		if err := configureTestnetServices(n.Home, *n, net.Blob, sidecarPeers); err != nil {
 			return nil, fmt.Errorf("%s: %w", n.Name, err)
 		}
 	}
@@ -399,8 +405,10 @@ func writeKeyFile(dir string, k *devKey) error {
 // bucket — one storage operator — so a blob uploaded through any sidecar
 // can be fetched from any other, as a reader checking it against the chain
 // may do. The MinIO credentials are not written: the sidecars take them
-// from MINIO_ACCESS_KEY and MINIO_SECRET_KEY.
-func configureTestnetServices(home string, n TestnetNode, blob TestnetBlob) error {
+// from MINIO_ACCESS_KEY and MINIO_SECRET_KEY. With the fs store each
+// hospital keeps its own blobs, and its sidecar reads through its peers'
+// (peers: the other nodes' sidecars).
+func configureTestnetServices(home string, n TestnetNode, blob TestnetBlob, peers []string) error {
 	c, err := loadAppConfig(home)
 	if err != nil {
 		return err
@@ -409,6 +417,8 @@ func configureTestnetServices(home string, n TestnetNode, blob TestnetBlob) erro
 	c.Sidecar.Backend = blob.Kind
 	if blob.Kind == sidecarBackendMinIO {
 		c.Sidecar.MinIOEndpoint, c.Sidecar.MinIOBucket = blob.MinioAddr, blob.MinioBucket
+	} else {
+		c.Sidecar.Peers = peers
 	}
 	return writeAppConfig(home, c)
 }

@@ -71,6 +71,10 @@ type Options struct {
 	Registry *prometheus.Registry
 	// Now is the wall clock (timestamps, sweep ages); nil means time.Now.
 	Now func() time.Time
+	// Peers are the other sidecars of the consortium (base URLs): a blob
+	// this sidecar does not hold is fetched through them on the member's
+	// own authorization (peers.go).
+	Peers []string
 }
 
 // Server is the blob sidecar.
@@ -83,6 +87,8 @@ type Server struct {
 	replay  *replayCache
 	handler http.Handler
 	bufs    sync.Pool
+	// peerClient fetches blobs from peer sidecars.
+	peerClient *http.Client
 
 	mu       sync.Mutex
 	http     *http.Server
@@ -135,6 +141,10 @@ func New(opts Options) (*Server, error) {
 		metrics: newMetrics(opts.Registry),
 		replay:  newReplayCache(opts.ReplayCacheSize),
 		bufs:    sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }},
+		peerClient: &http.Client{Transport: &http.Transport{
+			ResponseHeaderTimeout: 30 * time.Second,
+			MaxIdleConnsPerHost:   4,
+		}},
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /v1/blobs", s.metrics.instrument("put_blob", s.handlePut))
@@ -404,8 +414,11 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 	}
 	info, err := s.store.Stat(ctx, sum)
 	if errors.Is(err, blobstore.ErrNotFound) {
-		writeError(w, errf(http.StatusNotFound, "not_found", "blob %s is referenced on chain but not stored on this sidecar", sum))
-		return
+		if perr := s.fetchFromPeers(ctx, r, sum); perr != nil {
+			writeError(w, errf(http.StatusNotFound, "not_found", "blob %s is referenced on chain but not stored on this sidecar: %v", sum, perr))
+			return
+		}
+		info, err = s.store.Stat(ctx, sum)
 	}
 	if err != nil {
 		s.log.Error("blob stat failed", "sha256", sum.String(), "err", err)

@@ -1,0 +1,80 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/emrchain/emrchain/offchain/blobstore"
+)
+
+// Read-through replication between the consortium's sidecars.
+//
+// Each hospital's sidecar stores what is uploaded to it. When a member asks
+// a sidecar for a blob it does not hold, the sidecar forwards the member's
+// own signed request to its peers (Options.Peers). A peer authorizes it
+// exactly as it would the member's direct request — same signature, same
+// chain rules, its own view of the chain — so forwarding grants nothing the
+// member does not already have. The first peer that serves the blob is
+// read into the local store, which checks its SHA-256 while writing
+// (blobs are content-addressed, so a lying peer can only fail the
+// transfer); then the member is served from the local copy. A forwarded
+// request carries HeaderForwarded, and is never forwarded again.
+
+// HeaderForwarded marks a GET one sidecar forwards to another.
+const HeaderForwarded = "X-Emr-Forwarded"
+
+// signedHeaders are the member's request headers a forward carries.
+var signedHeaders = []string{HeaderAddress, HeaderTimestamp, HeaderBodySHA256, HeaderSignature}
+
+// peerTimeout bounds one peer transfer.
+const peerTimeout = 5 * time.Minute
+
+var errNoPeerHasIt = errors.New("no peer sidecar has the blob")
+
+// fetchFromPeers copies blob sum from the first peer that serves it to the
+// member whose request r is, into the local store.
+func (s *Server) fetchFromPeers(ctx context.Context, r *http.Request, sum blobstore.Sum) error {
+	if len(s.opts.Peers) == 0 || r.Header.Get(HeaderForwarded) != "" {
+		return errNoPeerHasIt
+	}
+	var reasons []string
+	for _, peer := range s.opts.Peers {
+		err := s.fetchFromPeer(ctx, peer, r, sum)
+		if err == nil {
+			s.log.Info("blob replicated from a peer sidecar", "sha256", sum.String(), "peer", peer)
+			return nil
+		}
+		reasons = append(reasons, fmt.Sprintf("%s: %v", peer, err))
+	}
+	return fmt.Errorf("%w (%s)", errNoPeerHasIt, strings.Join(reasons, "; "))
+}
+
+func (s *Server) fetchFromPeer(ctx context.Context, peer string, r *http.Request, sum blobstore.Sum) error {
+	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(peer, "/")+"/v1/blobs/"+sum.String(), nil)
+	if err != nil {
+		return err
+	}
+	for _, h := range signedHeaders {
+		req.Header.Set(h, r.Header.Get(h))
+	}
+	req.Header.Set(HeaderForwarded, "1")
+	resp, err := s.peerClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	if resp.ContentLength < 0 {
+		return errors.New("no Content-Length")
+	}
+	// Put hashes while it writes and keeps nothing that does not match.
+	return s.store.Put(ctx, sum, resp.Body, resp.ContentLength)
+}

@@ -1,0 +1,100 @@
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/emrchain/emrchain/offchain/blobstore"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// peerOf starts a second sidecar on e's chain with its own store, whose
+// peers are peers.
+func peerOf(t *testing.T, e *env, peers ...string) (*httptest.Server, *blobstore.FS) {
+	t.Helper()
+	store, err := blobstore.OpenFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Options{Store: store, Chain: e.chain, SweepInterval: -1, Peers: peers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	return ts, store
+}
+
+// TestReadThroughPeers: a sidecar that lacks a blob fetches it from a peer
+// on the member's own authorization, checks its hash, keeps it, and
+// serves it; the peer refuses whom it would refuse directly; forwarded
+// requests are not forwarded again.
+func TestReadThroughPeers(t *testing.T) {
+	e := newEnv(t, nil) // hospital A's sidecar: holds the upload
+	data := bytes.Repeat([]byte("encrypted lab report "), 500)
+	sum := sha256.Sum256(data)
+	if _, err := e.put(e.writer, data); err != nil {
+		t.Fatal(err)
+	}
+	rec := e.chain.addRecord(e.pid, sum, e.writer)
+	b, bStore := peerOf(t, e, e.ts.URL) // hospital B's sidecar, peered with A
+	viaB := func(a *actor) ([]byte, error) {
+		var buf bytes.Buffer
+		_, err := NewClient(b.URL, a, nil).Get(context.Background(), sum, &buf, nil)
+		return buf.Bytes(), err
+	}
+
+	// No access event: B forwards, A refuses, B refuses.
+	_, err := viaB(e.reader)
+	wantStatus(t, err, 403, "no committed access event")
+	if _, err := bStore.Stat(context.Background(), blobstore.Sum(sum)); err == nil {
+		t.Fatal("B kept a blob the member may not read")
+	}
+
+	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	got, err := viaB(e.reader)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read through B: %v", err)
+	}
+	if _, err := bStore.Stat(context.Background(), blobstore.Sum(sum)); err != nil {
+		t.Fatalf("B did not keep the replicated blob: %v", err)
+	}
+
+	// A peer that serves other bytes under the hash is caught by the hash.
+	liar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "5")
+		w.Write([]byte("forge"))
+	}))
+	t.Cleanup(liar.Close)
+	other := bytes.Repeat([]byte("another report "), 100)
+	otherSum := sha256.Sum256(other)
+	rec2 := e.chain.addRecord(e.pid, otherSum, e.writer)
+	e.chain.recordAccess(rec2, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	c, cStore := peerOf(t, e, liar.URL)
+	var buf bytes.Buffer
+	_, err = NewClient(c.URL, e.reader, nil).Get(context.Background(), otherSum, &buf, nil)
+	wantStatus(t, err, 404, "no peer sidecar has the blob")
+	if _, err := cStore.Stat(context.Background(), blobstore.Sum(otherSum)); err == nil {
+		t.Fatal("a forged blob was stored")
+	}
+
+	// Two sidecars peered with each other, neither holding the blob: the
+	// forwarded request is not forwarded back, so the answer is a 404, not
+	// a loop.
+	var yHandler http.Handler
+	y := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { yHandler.ServeHTTP(w, r) }))
+	t.Cleanup(y.Close)
+	x, _ := peerOf(t, e, y.URL)
+	yStore, _ := blobstore.OpenFS(t.TempDir())
+	ySrv, err := New(Options{Store: yStore, Chain: e.chain, SweepInterval: -1, Peers: []string{x.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	yHandler = ySrv.Handler()
+	_, err = NewClient(y.URL, e.reader, nil).Get(context.Background(), otherSum, &buf, nil)
+	wantStatus(t, err, 404, "no peer sidecar has the blob")
+}
