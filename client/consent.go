@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -176,24 +177,43 @@ func needsEnvelope(perm *emrv1.Permission, t time.Time) bool {
 
 // Rewrapper re-wraps the data key of an existing record under the new KEK
 // during a rotation: it returns the new wrapped key, or nil to leave the
-// record under its old key version. It is the extension point for
-// re-wrapping file keys (unwrap with the record's old KEK version, wrap
-// with crypto.WrapKey under newKEK and crypto.FileKeyAAD(patient,
-// category, newVersion)); a nil Rewrapper re-wraps nothing.
+// record under its old key version. FileKeyRewrapper is the implementation
+// (unwrap with the record's old KEK version, wrap with crypto.WrapKey under
+// newKEK and crypto.FileKeyAAD(patient, category, newVersion)); a nil
+// Rewrapper re-wraps nothing. An error wrapping ErrCannotRewrap leaves the
+// record under its old version (RotationResult.Skipped says why); any other
+// error aborts the rotation.
 type Rewrapper func(ctx context.Context, rec *emrv1.Record, newVersion uint64, newKEK []byte) ([]byte, error)
+
+// SkippedRecord is a record a rotation left under its old key version.
+type SkippedRecord struct {
+	Sequence   uint64
+	KeyVersion uint64
+	// Reason: over the chain's per-rotation limit, or why its key could
+	// not be re-wrapped.
+	Reason string
+}
 
 // RotationResult says what a key rotation did.
 type RotationResult struct {
 	OldVersion, NewVersion uint64
 	// Grantees that received an envelope of the new KEK.
 	Grantees [][]byte
-	// Records whose data keys were re-wrapped under the new KEK.
+	// Records whose data keys were re-wrapped under the new KEK, ascending.
 	Rewrapped []uint64
-	Tx        *TxResult
+	// Skipped lists the records (ascending) left under their old key
+	// version: the patient can still read them (its keyring holds every
+	// version), grantees cannot until they are re-wrapped. A rotation
+	// re-wraps at most params.max_rewraps_per_rotation (RewrapLimit)
+	// records, the newest first; the chain has no follow-up message to
+	// re-wrap the rest.
+	Skipped     []SkippedRecord
+	RewrapLimit uint32
+	Tx          *TxResult
 }
 
 // RotateKey moves a patient to KEK version current+1: envelopes of the new
-// KEK for every standing read or share grant (from verified state), data
+// KEK for every standing grant (from verified state), data
 // keys re-wrapped by rewrap (may be nil). If the set of standing grants
 // changed before the block (an expiry), it rebuilds and submits once more.
 func (c *Client) RotateKey(ctx context.Context, s Signer, patientID []byte, newKEK KEKFunc, rewrap Rewrapper) (*RotationResult, error) {
@@ -249,22 +269,64 @@ func (c *Client) rotationMsg(ctx context.Context, patientID []byte, newKEK KEKFu
 		res.Grantees = append(res.Grantees, perm.Grantee)
 	}
 	if rewrap != nil {
-		recs, err := c.AllRecords(ctx, patientID, "")
-		if err != nil {
+		if err := c.rewrapAll(ctx, patientID, next, kek, rewrap, res, rot); err != nil {
 			return nil, nil, err
-		}
-		for _, rec := range recs {
-			wrapped, err := rewrap(ctx, rec, next, kek)
-			if err != nil {
-				return nil, nil, fmt.Errorf("re-wrap record %d: %w", rec.Sequence, err)
-			}
-			if wrapped != nil {
-				rot.Rewrapped = append(rot.Rewrapped, &emrv1.RewrappedKey{RecordSequence: rec.Sequence, WrappedFileKey: wrapped})
-				res.Rewrapped = append(res.Rewrapped, rec.Sequence)
-			}
 		}
 	}
 	return res, &emrv1.Msg{Sum: &emrv1.Msg_RotateKey{RotateKey: rot}}, nil
+}
+
+// rewrapAll re-wraps the data keys of a patient's records (verified,
+// every page) into rot, up to the chain's limit per rotation (see
+// rewrapRecords).
+func (c *Client) rewrapAll(ctx context.Context, patientID []byte, next uint64, kek []byte, rewrap Rewrapper, res *RotationResult, rot *emrv1.MsgRotateKey) error {
+	params, err := c.Params(ctx)
+	if err != nil {
+		return fmt.Errorf("params: %w", err)
+	}
+	res.RewrapLimit = params.MaxRewrapsPerRotation
+	recs, err := c.AllRecords(ctx, patientID, "")
+	if err != nil {
+		return err
+	}
+	rot.Rewrapped, res.Skipped, err = rewrapRecords(ctx, recs, params.MaxRewrapsPerRotation, next, kek, rewrap)
+	if err != nil {
+		return err
+	}
+	for _, r := range rot.Rewrapped {
+		res.Rewrapped = append(res.Rewrapped, r.RecordSequence)
+	}
+	return nil
+}
+
+// rewrapRecords re-wraps recs (ascending) the newest first, at most limit
+// of them; the older ones beyond the limit, and those rewrap cannot handle
+// (ErrCannotRewrap), are returned as skipped. Both lists are ascending.
+func rewrapRecords(ctx context.Context, recs []*emrv1.Record, limit uint32, next uint64, kek []byte, rewrap Rewrapper) ([]*emrv1.RewrappedKey, []SkippedRecord, error) {
+	var done []*emrv1.RewrappedKey
+	var skipped []SkippedRecord
+	for i := len(recs) - 1; i >= 0; i-- {
+		rec := recs[i]
+		if uint64(len(done)) >= uint64(limit) {
+			skipped = append(skipped, SkippedRecord{Sequence: rec.Sequence, KeyVersion: rec.KeyVersion,
+				Reason: fmt.Sprintf("over the chain's limit of %d re-wrapped keys per rotation (params.max_rewraps_per_rotation)", limit)})
+			continue
+		}
+		wrapped, err := rewrap(ctx, rec, next, kek)
+		if errors.Is(err, ErrCannotRewrap) {
+			skipped = append(skipped, SkippedRecord{Sequence: rec.Sequence, KeyVersion: rec.KeyVersion, Reason: err.Error()})
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("re-wrap record %d: %w", rec.Sequence, err)
+		}
+		if wrapped != nil {
+			done = append(done, &emrv1.RewrappedKey{RecordSequence: rec.Sequence, WrappedFileKey: wrapped})
+		}
+	}
+	slices.Reverse(done)
+	slices.Reverse(skipped)
+	return done, skipped, nil
 }
 
 // RevokeResult says what RevokeAndRotate did.

@@ -78,11 +78,23 @@
 // GrantMsg seals the patient's current KEK to the grantee's verified
 // encryption key, bound to (patient, grantee, key version). RevokeAndRotate
 // revokes and then rotates the KEK, sealing the new one to every standing
-// read or share grantee (from verified state); it is idempotent, so a run
-// interrupted between its two transactions is completed by running it
-// again. KEKFunc must store a new KEK durably before returning it.
-// Rewrapper is the extension point for re-wrapping existing records' data
-// keys under the new KEK (nil re-wraps nothing).
+// grantee (from verified state); it is idempotent, so a run interrupted
+// between its two transactions is completed by running it again. KEKFunc
+// must store a new KEK durably before returning it. FileKeyRewrapper
+// re-wraps existing records' data keys under the new KEK (the newest
+// params.max_rewraps_per_rotation of them; RotationResult.Skipped lists
+// the rest, which stay readable by the patient only).
+//
+// # Blob transfer
+//
+// Upload (encrypt → PUT to a sidecar → AddRecord), Download (verified
+// record → RecordAccess → GET from any sidecar → SHA-256 check → decrypt →
+// atomic write), ShareRecord (download, de-identify if the consent says
+// anonymise, re-encrypt to the study key, PUT, ShareRecord) and
+// DownloadShare are the pipelines emrcli's upload, download and share
+// commands run; blob.go describes each step, the formats
+// (RecordStreamAAD, ShareStreamAAD, StudyKeyBinding) and the temporary
+// files.
 //
 // # What is trusted
 //

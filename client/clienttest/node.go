@@ -88,6 +88,8 @@ type Node struct {
 	// RegistrarKey is the path of the dev registrar key file (organization
 	// "dev-hospital").
 	RegistrarKey string
+	// SidecarURL is the in-process blob sidecar, http://127.0.0.1:PORT.
+	SidecarURL string
 
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -99,6 +101,14 @@ type NodeOptions struct {
 	ChainID string
 	// TimeoutCommit; default 150ms, so tests wait little for the next header.
 	TimeoutCommit time.Duration
+	// InitArgs are extra flags of "emrchaind init" (e.g. --org, --registrar;
+	// with --org, name a registrar "registrar" to keep RegistrarKey valid).
+	InitArgs []string
+	// Configure runs after init, before start, on the node's home (e.g.
+	// SetAppConfig to point the sidecar at MinIO).
+	Configure func(home string) error
+	// Env is added to the environment of "emrchaind start".
+	Env []string
 }
 
 // StartNode inits a home and starts emrchaind in it, waiting until it has
@@ -113,21 +123,28 @@ func StartNode(t testing.TB, opts NodeOptions) *Node {
 	}
 	bin := NodeBinary(t)
 	home := t.TempDir()
-	rpcPort, p2pPort := FreePort(t), FreePort(t)
-	out, err := exec.Command(bin, "init", "--home", home, "--chain-id", opts.ChainID,
+	rpcPort, p2pPort, sidecarPort := FreePort(t), FreePort(t), FreePort(t)
+	args := []string{"init", "--home", home, "--chain-id", opts.ChainID,
 		"--rpc.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", rpcPort),
 		"--p2p.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", p2pPort),
 		"--grpc.address", fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
 		"--api.address", fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
-		"--sidecar.listen", fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
-		"--timeout-commit", opts.TimeoutCommit.String(), "--empty-blocks-interval", "0s").CombinedOutput()
+		"--sidecar.listen", fmt.Sprintf("127.0.0.1:%d", sidecarPort),
+		"--timeout-commit", opts.TimeoutCommit.String(), "--empty-blocks-interval", "0s"}
+	out, err := exec.Command(bin, append(args, opts.InitArgs...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("emrchaind init: %v\n%s", err, out)
+	}
+	if opts.Configure != nil {
+		if err := opts.Configure(home); err != nil {
+			t.Fatalf("configure the node: %v", err)
+		}
 	}
 	n := &Node{
 		Home: home, ChainID: opts.ChainID, RPC: fmt.Sprintf("http://127.0.0.1:%d", rpcPort),
 		Genesis:      filepath.Join(home, "config", "genesis.json"),
 		RegistrarKey: filepath.Join(home, "dev-keys", "registrar.json"),
+		SidecarURL:   fmt.Sprintf("http://127.0.0.1:%d", sidecarPort),
 		log:          filepath.Join(home, "node.log"), done: make(chan struct{}),
 	}
 	logFile, err := os.Create(n.log)
@@ -135,6 +152,9 @@ func StartNode(t testing.TB, opts NodeOptions) *Node {
 		t.Fatal(err)
 	}
 	n.cmd = exec.Command(bin, "start", "--home", home, "--log-level", "error")
+	if len(opts.Env) > 0 {
+		n.cmd.Env = append(os.Environ(), opts.Env...)
+	}
 	n.cmd.Stdout, n.cmd.Stderr = logFile, logFile
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -216,4 +236,32 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// SetAppConfig sets key = value (value is TOML: quote strings) in the
+// [table] of HOME/config/app.toml, as written by "emrchaind init". The key
+// must already be there.
+func SetAppConfig(home, table, key, value string) error {
+	path := filepath.Join(home, "config", "app.toml")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(string(raw), "\n")
+	in, done := false, false
+	for i, l := range lines {
+		trimmed := strings.TrimSpace(l)
+		if strings.HasPrefix(trimmed, "[") {
+			in = trimmed == "["+table+"]"
+			continue
+		}
+		if k, _, ok := strings.Cut(trimmed, "="); in && ok && strings.TrimSpace(k) == key {
+			lines[i] = key + " = " + value
+			done = true
+		}
+	}
+	if !done {
+		return fmt.Errorf("%s: no %s in [%s]", path, key, table)
+	}
+	return os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o600)
 }

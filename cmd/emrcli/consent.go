@@ -139,15 +139,24 @@ func newRevokeCmd(a *cli) *cobra.Command {
 		Long: `revoke submits two transactions: Revoke (from its block on, the chain refuses
 the member's reads and writes), then RotateKey: a new version of the patient's
 key-encryption key (saved in the key before it is used), sealed to every
-member whose read or share consent still stands, so the revoked member holds
+member whose consent still stands (any right), so the revoked member holds
 no key for anything written from now on. Run it again after a failure: it
 completes whatever is missing. It prints what was rotated. It always waits for
 each transaction to commit (there is no --async): the rotation must see the
 revocation committed.
 
+The rotation also re-wraps the data key of every existing record under the new
+key (unwrapped with the version each record was wrapped under, which this key
+holds), so the remaining grantees can still read them while the revoked
+member's old key opens nothing new. The chain takes at most
+params.max_rewraps_per_rotation re-wrapped keys per rotation and has no
+follow-up message yet: if the patient has more records, the newest are
+re-wrapped and revoke lists the others, which stay readable by the patient
+only. Records whose key this key cannot unwrap are listed the same way.
+
 Honest limits: a file the member already downloaded and decrypted cannot be
-taken back. Existing records keep their data keys under the old key version
-(re-wrapping them is a later extension).`,
+taken back, and neither can a data key it already unwrapped: only
+re-encrypting such a file (download, upload again) takes it out of reach.`,
 		Example: `  emrcli revoke --from alice --to dr-who`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -168,17 +177,22 @@ taken back. Existing records keep their data keys under the old key version
 			if err != nil {
 				return err
 			}
-			// Rewrapper nil: file keys are not re-wrapped yet (see client.Rewrapper).
-			res, err := c.RevokeAndRotate(ctx, k, pid, grantee, newKEK(a.kr, k), nil)
+			res, err := c.RevokeAndRotate(ctx, k, pid, grantee, newKEK(a.kr, k), client.FileKeyRewrapper(pid, existingKEK(k)))
 			if err != nil {
 				return err
 			}
+			type skippedView struct {
+				Record     uint64 `json:"record"`
+				KeyVersion uint64 `json:"key_version"`
+				Reason     string `json:"reason"`
+			}
 			type rotationView struct {
-				OldVersion uint64   `json:"old_key_version"`
-				NewVersion uint64   `json:"new_key_version"`
-				Envelopes  []string `json:"new_envelopes_for"`
-				Rewrapped  []uint64 `json:"rewrapped_records"`
-				Tx         *txView  `json:"tx"`
+				OldVersion   uint64        `json:"old_key_version"`
+				NewVersion   uint64        `json:"new_key_version"`
+				Envelopes    []string      `json:"new_envelopes_for"`
+				Rewrapped    []uint64      `json:"rewrapped_records"`
+				NotRewrapped []skippedView `json:"not_rewrapped_records"`
+				Tx           *txView       `json:"tx"`
 			}
 			out := struct {
 				PatientID     string        `json:"patient_id"`
@@ -188,7 +202,11 @@ taken back. Existing records keep their data keys under the old key version
 				Rotation      *rotationView `json:"rotation"`
 			}{PatientID: hexStr(pid), Grantee: upperHex(grantee), RevokedHeight: res.RevokedHeight, RevokeTx: viewTx(res.Revoke)}
 			if r := res.Rotation; r != nil {
-				rv := &rotationView{OldVersion: r.OldVersion, NewVersion: r.NewVersion, Envelopes: []string{}, Rewrapped: r.Rewrapped, Tx: viewTx(r.Tx)}
+				rv := &rotationView{OldVersion: r.OldVersion, NewVersion: r.NewVersion, Envelopes: []string{}, Rewrapped: r.Rewrapped,
+					NotRewrapped: []skippedView{}, Tx: viewTx(r.Tx)}
+				for _, sk := range r.Skipped {
+					rv.NotRewrapped = append(rv.NotRewrapped, skippedView{sk.Sequence, sk.KeyVersion, sk.Reason})
+				}
 				for _, g := range r.Grantees {
 					rv.Envelopes = append(rv.Envelopes, upperHex(g))
 				}
@@ -211,7 +229,20 @@ taken back. Existing records keep their data keys under the old key version
 					} else {
 						fmt.Fprintf(w, "  new key sealed to: %s\n", strings.Join(rv.Envelopes, ", "))
 					}
-					fmt.Fprintf(w, "  record keys re-wrapped: %d (existing records stay under version %d)\n", len(rv.Rewrapped), rv.OldVersion)
+					fmt.Fprintf(w, "  record keys re-wrapped under version %d: %d of %d records\n", rv.NewVersion, len(rv.Rewrapped), len(rv.Rewrapped)+len(rv.NotRewrapped))
+					if n := len(rv.NotRewrapped); n > 0 {
+						seqs := make([]string, 0, n)
+						for i, sk := range rv.NotRewrapped {
+							if i == 20 {
+								seqs = append(seqs, fmt.Sprintf("and %d more", n-i))
+								break
+							}
+							seqs = append(seqs, fmt.Sprint(sk.Record))
+						}
+						fmt.Fprintf(w, "  NOT re-wrapped: %d record(s) (%s) stay under older key versions: you can still read them, your grantees cannot.\n",
+							n, strings.Join(seqs, ", "))
+						fmt.Fprintf(w, "    reason (record %d): %s\n", rv.NotRewrapped[0].Record, rv.NotRewrapped[0].Reason)
+					}
 					rv.Tx.text(w)
 				} else {
 					fmt.Fprintln(w, "no key rotation needed: the member holds no current key")

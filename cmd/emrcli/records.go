@@ -54,8 +54,9 @@ patient's key-encryption key (the patient's own, or the one sealed to you in
 your consent), and you sign (patient, category, hash) as the uploader. The
 signer must be the patient or hold a write consent covering the category.
 
-(Uploading and encrypting the file itself is "emrcli upload", which comes with
-the blob sidecar; this command records metadata only.)`,
+This command records metadata only, for ciphertext stored by other means;
+"emrcli upload" encrypts a file, uploads it to a blob sidecar and adds its
+record in one go.`,
 		Example: `  emrcli add-record --from dr-who --patient 5be1...9f --category lab-results \
     --sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 --size 4096 --object-key blobs/9f86d0`,
 		Args: cobra.NoArgs,
@@ -158,8 +159,8 @@ share for research) over each record's category, and logs one access event per
 record before any ciphertext may be served. A refused read exits non-zero with
 the chain's reason. Then it shows each record's metadata, verified.
 
-(Downloading and decrypting the file is "emrcli download", which comes with the
-blob sidecar.)`,
+To fetch, verify and decrypt the file as well, use "emrcli download" (which
+logs the read the same way).`,
 		Example: `  emrcli read --from dr-who --patient 5be1...9f --record 1
   emrcli read --from dr-who --patient 5be1...9f --record 1,2 --purpose treatment`,
 		Args: cobra.NoArgs,

@@ -34,6 +34,9 @@ type fileConfig struct {
 	ChainID        string   `json:"chain_id,omitempty"`
 	Witnesses      []string `json:"witnesses,omitempty"`
 	KeyringBackend string   `json:"keyring_backend,omitempty"`
+	// Sidecars are the default blob sidecar URLs of upload, download and
+	// share.
+	Sidecars []string `json:"sidecars,omitempty"`
 }
 
 // cli is the state shared by every command of one run.
@@ -82,7 +85,7 @@ against that header's AppHash. A node that lies gets an error, never output.
 --no-verify turns this off and says so.
 
 Settings come from flags, then EMRCLI_HOME, EMRCLI_NODE, EMRCLI_KEYRING_BACKEND,
-then HOME/config.json (written by "emrcli light init").
+EMRCLI_SIDECAR, then HOME/config.json (written by "emrcli light init").
 
 Exit codes: 0 success, 1 failure (the chain refused, verification failed, I/O),
 2 wrong command line. Failures print one line: "Error: <reason>".`,
@@ -90,6 +93,8 @@ Exit codes: 0 success, 1 failure (the chain refused, verification failed, I/O),
   emrcli keys add alice
   emrcli patient enroll --from alice --name "Ada Lovelace" --birth-date 1815-12-10
   emrcli grant --from alice --to 3F2A...9C --rights read,write --categories lab-results --until 2027-01-01
+  emrcli upload --from dr-who --patient 5be1...9f --category lab-results ./cbc.json
+  emrcli download --from dr-who --patient 5be1...9f --record 1 -o cbc.json
   emrcli audit --from alice`,
 		SilenceUsage:      true,
 		SilenceErrors:     true,
@@ -112,6 +117,7 @@ Exit codes: 0 success, 1 failure (the chain refused, verification failed, I/O),
 	root.AddCommand(
 		newKeysCmd(a), newLightCmd(a), newPatientCmd(a), newMemberCmd(a), newStudyCmd(a),
 		newGrantCmd(a), newRevokeCmd(a), newAddRecordCmd(a), newReadCmd(a),
+		newUploadCmd(a), newDownloadCmd(a), newShareCmd(a),
 		newRecordsCmd(a), newPermissionsCmd(a), newGrantsCmd(a), newAuditCmd(a), newParamsCmd(a),
 		newTxCmd(a),
 	)

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"encoding/hex"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/offchain/crypto"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -18,7 +21,7 @@ func newStudyCmd(a *cli) *cobra.Command {
 		Short:   "Register and show research studies",
 		Example: "  emrcli study register --from research-registrar --id covid-19 --title \"COVID-19 outcomes\" --pi dr-who\n  emrcli study show covid-19",
 	}
-	cmd.AddCommand(newStudyRegisterCmd(a), newStudyShowCmd(a))
+	cmd.AddCommand(newStudyRegisterCmd(a), newStudyShowCmd(a), newStudyKeygenCmd(a))
 	return cmd
 }
 
@@ -30,7 +33,10 @@ func newStudyRegisterCmd(a *cli) *cobra.Command {
 		Short: "Register a study of your (research) organization",
 		Long: `A registrar of a research organization registers a study led by one of its
 researchers (--pi). Shared data is encrypted to the study key: --study-key in
-hex, or by default the principal investigator's registered encryption key.`,
+hex, or by default the principal investigator's registered encryption key, so
+the PI decrypts shares with the key in their own keyring (emrcli download
+--share). A separate study key (emrcli study keygen) can be handed to several
+researchers of the study; they pass its file to download --study-key-file.`,
 		Example: `  emrcli study register --from research-registrar --id covid-19 --title "COVID-19 outcomes" --pi dr-who`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -121,4 +127,56 @@ func newStudyShowCmd(a *cli) *cobra.Command {
 			return a.emit(out, func(w io.Writer) { v.text(w); out.provenance.text(w) })
 		},
 	}
+}
+
+func newStudyKeygenCmd(a *cli) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "keygen --output FILE",
+		Short: "Generate a study key pair: the private key to FILE (0600), the public key printed",
+		Long: `keygen makes an X25519 key pair for a study whose shared data several
+researchers should decrypt. The private key is written in hex to FILE (mode
+0600, never overwritten): hand it to the study's researchers out of band. Give
+the printed public key to the registrar (emrcli study register --study-key);
+researchers decrypt shares with emrcli download --share N --study-key-file FILE.
+Without a study key of its own, a study uses the principal investigator's
+encryption key and needs none of this.`,
+		Example: `  emrcli study keygen --output covid-19.studykey
+  emrcli study register --from research-registrar --id covid-19 --title "COVID-19 outcomes" --pi dr-lab --study-key <printed hex>`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output == "" {
+				return usagef("--output FILE is required")
+			}
+			k, err := crypto.GenerateEncryptionKey()
+			if err != nil {
+				return err
+			}
+			f, err := os.OpenFile(output, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(f, hex.EncodeToString(crypto.MarshalEncryptionPrivateKey(k)))
+			if err == nil {
+				err = f.Sync()
+			}
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				os.Remove(output)
+				return err
+			}
+			out := struct {
+				PublicKey string `json:"study_pub_key"`
+				File      string `json:"private_key_file"`
+			}{hex.EncodeToString(crypto.MarshalEncryptionPublicKey(k.PublicKey())), output}
+			return a.emit(out, func(w io.Writer) {
+				fmt.Fprintf(w, "study private key written to %s (keep it secret)\n", out.File)
+				fmt.Fprintf(w, "study public key: %s\n", out.PublicKey)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&output, "output", "", "file for the private key (must not exist)")
+	return cmd
 }

@@ -1,0 +1,1035 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdh"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emrchain/emrchain/offchain/crypto"
+	"github.com/emrchain/emrchain/offchain/deid"
+	"github.com/emrchain/emrchain/offchain/sidecar"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// Blob transfer: the pipelines that move encrypted files between a client
+// and the blob sidecars, shared by emrcli, the demo and the tests.
+//
+// # Upload (Upload)
+//
+//	plaintext ─▶ crypto.NewEncryptWriter(fresh data key, RecordStreamAAD) ─▶ scratch file
+//	                                                   └─▶ SHA-256, size
+//	scratch file ─▶ PUT /v1/blobs/<sha256> (first sidecar that stores it) ─▶ AddRecord
+//
+// The sidecar must know the body's SHA-256 before the body (it is signed
+// into the request and names the blob), and the stream cipher draws a
+// random salt per file, so encrypting twice (once to hash, once to send)
+// would produce two different ciphertexts. The plaintext is therefore
+// encrypted once into a scratch file (mode 0600, nameless on Linux:
+// O_TMPFILE; elsewhere unlinked at once where possible) and that file is
+// streamed to the sidecar. The trade-off: disk space for one ciphertext
+// (plaintext + 16 bytes per 64 KiB) in TransferOptions.TempDir and one
+// extra sequential write and read of it, against encrypting once; memory
+// stays constant (one 64 KiB segment and copy buffers) whatever the size.
+// Only after a sidecar answered 200/201 is AddRecord submitted, with the
+// data key wrapped under the patient KEK (crypto.FileKeyAAD) and the
+// object key the hex SHA-256. If no sidecar stores the ciphertext (sidecar
+// down, storage down) the error wraps ErrStorageUnavailable and no
+// transaction is sent.
+//
+// # Download (Download)
+//
+//	verified Record ─▶ unwrap data key (KEK of record.key_version) ─▶ RecordAccess (committed)
+//	─▶ GET from each sidecar in turn ─▶ scratch file, hashed, bounded by record.size
+//	─▶ SHA-256 == record.ciphertext_sha256 ? ─▶ decrypt (authenticated) ─▶ pending file ─▶ fsync, link/rename
+//
+// The record (and so its hash, size, key version and wrapped key) comes
+// from light-client-verified state. The data key is unwrapped before the
+// read is logged, so a read that cannot succeed for lack of a key is not
+// logged. Ciphertext is hashed while it lands in a scratch file beside the
+// output; a sidecar whose bytes do not hash to the record's SHA-256 (or
+// that sends more or fewer than record.size) is skipped and the next one
+// tried; if none serves intact ciphertext the error wraps
+// ErrCiphertextMismatch (when one lied) and nothing is written. Only then
+// is the ciphertext decrypted, into a pending file that has no name until
+// it is complete and authentic (O_TMPFILE on Linux; elsewhere a hidden
+// ".NAME.emr-partial-*" removed on failure), then fsynced and linked under
+// the output name (no overwrite unless asked) or renamed over it. No partial
+// or unauthenticated plaintext is ever left under the output name.
+//
+// # Research sharing (ShareRecord, DownloadShare)
+//
+// A clinician with a standing share right for a study downloads the record
+// as above (RecordAccess with purpose research, which the chain ties to the
+// share right), and, when the patient's consent says anonymise, runs the
+// plaintext through deid.Deidentify (FHIR R4 JSON only: anything else is
+// refused with ErrCannotAnonymise and nothing is uploaded). The result is
+// encrypted under a fresh data key with ShareStreamAAD, the data key is
+// sealed to the study's X25519 key (Study.study_pub_key, verified) in a
+// crypto envelope bound by StudyKeyBinding, the ciphertext is PUT (the
+// sidecar lets share grantees upload) and ShareRecord is submitted.
+// Non-anonymised shares stream from the decrypting reader straight into the
+// encrypting writer; anonymised ones hold the plaintext in memory (bounded
+// by ShareRequest.MaxAnonymiseBytes) because de-identification parses the
+// whole document. No plaintext of a share touches the disk.
+//
+// The holder of the study's private key downloads and decrypts a share
+// with DownloadShare. "emrcli study register" uses the principal
+// investigator's registered encryption key as the study key unless given
+// another, so by default the PI decrypts with the key in their keyring; a
+// study registered with a separate key needs that key's private half.
+
+// Errors of the blob pipelines. Test with errors.Is.
+var (
+	// ErrCiphertextMismatch: a sidecar served bytes that do not hash to the
+	// light-client-verified record's SHA-256 (or are not its size). Nothing
+	// was decrypted or written.
+	ErrCiphertextMismatch = errors.New("ciphertext hash mismatch: storage or sidecar returned altered data")
+
+	// ErrStorageUnavailable: no sidecar stored (or served) the ciphertext
+	// because a sidecar or its storage is down or failing. For an upload,
+	// no transaction was sent.
+	ErrStorageUnavailable = errors.New("no sidecar could store the ciphertext (sidecar or storage unavailable)")
+
+	// ErrCannotAnonymise: the consent requires anonymisation and the record
+	// is not content deid can de-identify (FHIR R4 JSON). Nothing was
+	// uploaded or recorded.
+	ErrCannotAnonymise = errors.New("cannot anonymise")
+
+	// ErrCannotRewrap: a record's data key cannot be re-wrapped during a
+	// key rotation (its KEK version is not held, or it does not unwrap).
+	// The rotation leaves such records under their old version.
+	ErrCannotRewrap = errors.New("cannot re-wrap the record's data key")
+)
+
+// TransferOptions configure the blob pipelines.
+type TransferOptions struct {
+	// Sidecars are the base URLs of blob sidecars ("http://127.0.0.1:7070"),
+	// tried in order: an upload goes to the first that stores it, a
+	// download comes from the first that serves intact ciphertext.
+	Sidecars []string
+	// HTTPClient talks to the sidecars; nil means a client shared by the
+	// process with "Expect: 100-continue" (a refused upload is refused
+	// before its body is sent) and kept-alive connections.
+	HTTPClient *http.Client
+	// TempDir holds the ciphertext scratch file of uploads and shares (""
+	// means os.TempDir()). Downloads keep theirs beside the output file.
+	TempDir string
+	// Progress, when set, is called as bytes move: phase is "encrypt",
+	// "upload", "download" or "decrypt", total is -1 when unknown. It is
+	// called often (every few KiB); throttle in the callback.
+	Progress func(phase string, done, total int64)
+	// RetryDelay between rounds over the sidecars when every one refused a
+	// download just after its access event was committed (a sidecar whose
+	// node is a block behind); 0 means 500ms. Negative disables retries.
+	RetryDelay time.Duration
+}
+
+// sidecarHTTP is the HTTP client of TransferOptions without one: shared,
+// so connections to a sidecar are reused across requests.
+var sidecarHTTP = sync.OnceValue(func() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.ExpectContinueTimeout = 2 * time.Second
+	tr.MaxIdleConnsPerHost = 8
+	return &http.Client{Transport: tr}
+})
+
+// sidecarClient is the sidecar client of url for signer s.
+func (o *TransferOptions) sidecarClient(url string, s Signer) *sidecar.Client {
+	hc := o.HTTPClient
+	if hc == nil {
+		hc = sidecarHTTP()
+	}
+	return sidecar.NewClient(url, s, hc)
+}
+
+// Associated-data and binding labels. These encodings are persistent
+// (ciphertext lives in storage for years): they must never change.
+const (
+	recordStreamLabel = "emrchain/v1/record-stream"
+	shareStreamLabel  = "emrchain/v1/share-stream"
+	studyKeyLabel     = "emrchain/v1/study-share-key"
+)
+
+// RecordStreamAAD is the associated data of a record's ciphertext stream:
+//
+//	"emrchain/v1/record-stream" || u32(len(patientID)) || patientID ||
+//	u32(len(category)) || category                           (big-endian)
+//
+// It binds the file to its patient and category, so a blob cannot be
+// presented as another patient's or category's record even under the same
+// data key. It holds no key version: re-wrapping a data key under a new
+// KEK must not require re-encrypting the file.
+func RecordStreamAAD(patientID []byte, category string) []byte {
+	return lengthPrefixed(recordStreamLabel, patientID, []byte(category))
+}
+
+// ShareStreamAAD is the associated data of a shared (re-encrypted)
+// record's ciphertext stream:
+//
+//	"emrchain/v1/share-stream" || u32(len(patientID)) || patientID ||
+//	u32(len(studyID)) || studyID || u64(recordSequence)      (big-endian)
+func ShareStreamAAD(patientID []byte, studyID string, recordSequence uint64) []byte {
+	return binary.BigEndian.AppendUint64(lengthPrefixed(shareStreamLabel, patientID, []byte(studyID)), recordSequence)
+}
+
+// StudyKeyBinding is the binding of the envelope that seals a shared
+// record's data key to the study's X25519 key. It reuses the KEK envelope
+// format (crypto.SealEnvelope) with:
+//
+//	PatientID  = the patient id
+//	Grantee    = first 20 bytes of SHA-256("emrchain/v1/study-share-key" || u32(len(studyID)) || studyID)
+//	KeyVersion = the shared record's sequence number
+//
+// so a wrapped study key opens only for its (patient, study, source
+// record) — the values the verified Share carries — and cannot be moved to
+// another share. The pseudo-grantee is a hash under its own label; a
+// member address is the first 20 bytes of SHA-256 of an ed25519 key, and
+// making the two coincide takes a 160-bit second preimage (or, choosing
+// both freely, an 80-bit collision plus the study key equal to that
+// member's encryption key), so a study envelope is never mistaken for a
+// member's KEK envelope.
+func StudyKeyBinding(patientID []byte, studyID string, recordSequence uint64) crypto.EnvelopeBinding {
+	h := sha256.Sum256(lengthPrefixed(studyKeyLabel, []byte(studyID)))
+	return crypto.EnvelopeBinding{PatientID: patientID, Grantee: h[:crypto.GranteeAddressSize], KeyVersion: recordSequence}
+}
+
+// lengthPrefixed encodes label || (u32(len(f)) || f)...
+func lengthPrefixed(label string, fields ...[]byte) []byte {
+	n := len(label)
+	for _, f := range fields {
+		if uint64(len(f)) > math.MaxUint32 {
+			panic("client: associated-data field longer than 2^32-1 bytes")
+		}
+		n += 4 + len(f)
+	}
+	b := make([]byte, 0, n+8)
+	b = append(b, label...)
+	for _, f := range fields {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
+		b = append(b, f...)
+	}
+	return b
+}
+
+// --- typed verified reads ----------------------------------------------
+
+// Record returns a patient's record by sequence number.
+func (c *Client) Record(ctx context.Context, patientID []byte, sequence uint64) (*emrv1.Record, error) {
+	var resp emrv1.QueryRecordResponse
+	if err := c.Query(ctx, "Record", &emrv1.QueryRecordRequest{PatientId: hex.EncodeToString(patientID), Sequence: sequence}, &resp); err != nil {
+		return nil, err
+	}
+	return resp.Record, nil
+}
+
+// Share returns a patient's share by sequence number.
+func (c *Client) Share(ctx context.Context, patientID []byte, sequence uint64) (*emrv1.Share, error) {
+	if sequence == 0 {
+		return nil, fmt.Errorf("%w: share 0 does not exist (shares are numbered from 1)", ErrNotFound)
+	}
+	var resp emrv1.QuerySharesResponse
+	req := &emrv1.QuerySharesRequest{PatientId: hex.EncodeToString(patientID), Page: &emrv1.PageRequest{After: sequence - 1, Limit: 1}}
+	if err := c.Query(ctx, "Shares", req, &resp); err != nil {
+		return nil, err
+	}
+	if len(resp.Shares) == 0 || resp.Shares[0].Sequence != sequence {
+		return nil, fmt.Errorf("%w: patient %x has no share %d (it has %d)", ErrNotFound, patientID, sequence, resp.GetPage().GetTotal())
+	}
+	return resp.Shares[0], nil
+}
+
+// Study returns a registered study.
+func (c *Client) Study(ctx context.Context, id string) (*emrv1.Study, error) {
+	var resp emrv1.QueryStudyResponse
+	if err := c.Query(ctx, "Study", &emrv1.QueryStudyRequest{Id: id}, &resp); err != nil {
+		return nil, err
+	}
+	return resp.Study, nil
+}
+
+// Params returns the chain's parameters.
+func (c *Client) Params(ctx context.Context) (*emrv1.Params, error) {
+	var resp emrv1.QueryParamsResponse
+	if err := c.Query(ctx, "Params", &emrv1.QueryParamsRequest{}, &resp); err != nil {
+		return nil, err
+	}
+	return resp.Params, nil
+}
+
+// GranteeKEKFunc is the KEKFunc of a grantee: the KEK sealed to encPriv in
+// its verified permission. A grantee holds one version only, its
+// permission's; asking for another one is an error that says so.
+func (c *Client) GranteeKEKFunc(ctx context.Context, encPriv *ecdh.PrivateKey, patientID, grantee []byte) KEKFunc {
+	return func(version uint64) ([]byte, error) {
+		kek, have, err := c.GranteeKEK(ctx, encPriv, patientID, grantee)
+		if err != nil {
+			return nil, err
+		}
+		if have != version {
+			clear(kek)
+			return nil, fmt.Errorf("the data key is wrapped under patient key version %d but your consent carries version %d: "+
+				"only the patient can unwrap it until it is re-wrapped under the current key (emrcli revoke re-wraps records when it rotates)", version, have)
+		}
+		return kek, nil
+	}
+}
+
+// --- upload --------------------------------------------------------------
+
+// UploadRequest is a file to encrypt, upload and record.
+type UploadRequest struct {
+	PatientID []byte
+	Category  string
+	// Source is the plaintext; Size its length for progress (-1: unknown).
+	Source io.Reader
+	Size   int64
+	// KEK is the patient's current key-encryption key and KeyVersion its
+	// version (the patient's keyring, or the uploader's consent: GranteeKEK).
+	KEK        []byte
+	KeyVersion uint64
+}
+
+// UploadResult says what Upload did.
+type UploadResult struct {
+	// Sequence of the new record (0 if it could not be looked up after the
+	// transaction committed; the transaction is in Tx either way).
+	Sequence       uint64
+	Record         *emrv1.Record // verified; nil when Sequence is 0
+	SHA256         [32]byte      // of the ciphertext
+	CiphertextSize int64
+	PlaintextSize  int64
+	// Sidecar that stored the ciphertext, and whether it was new there.
+	Sidecar string
+	Created bool
+	Tx      *TxResult
+}
+
+// Upload encrypts req.Source under a fresh data key, uploads the
+// ciphertext to a sidecar and, only once it is stored, submits AddRecord
+// signed by s. See the pipeline description above.
+func (c *Client) Upload(ctx context.Context, s Signer, req UploadRequest, opts TransferOptions) (*UploadResult, error) {
+	if req.Category == "" {
+		return nil, errors.New("upload: no category")
+	}
+	if len(opts.Sidecars) == 0 {
+		return nil, errors.New("upload: no sidecar URL configured")
+	}
+	dataKey, err := crypto.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	defer clear(dataKey)
+	sealed, err := sealToScratch(ctx, opts.TempDir, req.Source, req.Size, dataKey, RecordStreamAAD(req.PatientID, req.Category), opts.Progress)
+	if err != nil {
+		return nil, fmt.Errorf("encrypt: %w", err)
+	}
+	defer sealed.file.Discard()
+	// Build the transaction before uploading, so a bad KEK fails first.
+	msg, err := AddRecordMsg(s, req.PatientID, RecordSpec{
+		Category: req.Category, ObjectKey: hex.EncodeToString(sealed.sum[:]), SHA256: sealed.sum[:], Size: uint64(sealed.size),
+	}, req.KEK, req.KeyVersion, dataKey)
+	if err != nil {
+		return nil, err
+	}
+	url, put, err := putBlob(ctx, s, req.PatientID, sealed, opts)
+	if err != nil {
+		return nil, fmt.Errorf("upload failed, no record was added: %w", err)
+	}
+	res := &UploadResult{
+		SHA256: sealed.sum, CiphertextSize: sealed.size, PlaintextSize: sealed.plainSize,
+		Sidecar: url, Created: put.Created,
+	}
+	res.Tx, err = c.Submit(ctx, s, msg)
+	if err != nil {
+		return nil, fmt.Errorf("the ciphertext is stored (sha256 %x) but the record was not added: %w", sealed.sum, err)
+	}
+	if rec := c.recordCreatedBy(ctx, res.Tx, req.PatientID); rec != nil {
+		res.Sequence, res.Record = rec.Sequence, rec
+	}
+	return res, nil
+}
+
+// recordCreatedBy finds the record a committed AddRecord created: the
+// event names it, and the verified record must carry the tx's hash.
+func (c *Client) recordCreatedBy(ctx context.Context, tx *TxResult, patientID []byte) *emrv1.Record {
+	for _, ref := range tx.Attribute("emrchain", "record") {
+		_, seqStr, ok := strings.Cut(ref, "/")
+		if !ok {
+			continue
+		}
+		seq, err := strconv.ParseUint(seqStr, 10, 64)
+		if err != nil {
+			continue
+		}
+		if rec, err := c.Record(ctx, patientID, seq); err == nil && bytes.Equal(rec.TxHash, tx.Hash) {
+			return rec
+		}
+	}
+	return nil
+}
+
+// sealed is ciphertext in a scratch file.
+type sealed struct {
+	file      *scratchFile
+	sum       [32]byte
+	size      int64
+	plainSize int64
+}
+
+// sealToScratch encrypts src into a scratch file in dir, hashing the
+// ciphertext on the way.
+func sealToScratch(ctx context.Context, dir string, src io.Reader, plainSize int64, dataKey, aad []byte, progress func(string, int64, int64)) (*sealed, error) {
+	f, err := newScratch(dir)
+	if err != nil {
+		return nil, fmt.Errorf("scratch file for the ciphertext: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Discard()
+		}
+	}()
+	h := sha256.New()
+	cw := &countWriter{w: io.MultiWriter(f, h)}
+	enc, err := crypto.NewEncryptWriter(cw, dataKey, aad)
+	if err != nil {
+		return nil, err
+	}
+	n, err := io.Copy(enc, &progressReader{ctx: ctx, r: src, phase: "encrypt", total: plainSize, progress: progress})
+	if err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	if want := crypto.CiphertextSize(n); cw.n != want {
+		return nil, fmt.Errorf("internal error: %d bytes of ciphertext for %d of plaintext, want %d", cw.n, n, want)
+	}
+	s := &sealed{file: f, size: cw.n, plainSize: n}
+	h.Sum(s.sum[:0])
+	ok = true
+	return s, nil
+}
+
+// putBlob uploads the sealed ciphertext to the first sidecar that stores
+// it. A refusal (4xx: not authorized, too large) is final; a sidecar that
+// cannot be reached or fails (5xx) is skipped for the next one.
+func putBlob(ctx context.Context, s Signer, patientID []byte, b *sealed, opts TransferOptions) (string, *sidecar.PutResult, error) {
+	var fails []string
+	for _, u := range opts.Sidecars {
+		sc := opts.sidecarClient(u, s)
+		body := &progressReader{ctx: ctx, r: io.NewSectionReader(b.file, 0, b.size), phase: "upload", total: b.size, progress: opts.Progress}
+		res, err := sc.Put(ctx, patientID, b.sum, body, b.size)
+		if err == nil {
+			return u, res, nil
+		}
+		if ctx.Err() != nil {
+			return "", nil, ctx.Err()
+		}
+		var se *sidecar.Error
+		if errors.As(err, &se) && se.StatusCode >= 400 && se.StatusCode < 500 &&
+			se.StatusCode != http.StatusRequestTimeout && se.StatusCode != http.StatusTooManyRequests {
+			return "", nil, fmt.Errorf("sidecar %s refused the upload: %w", u, err)
+		}
+		fails = append(fails, fmt.Sprintf("%s: %v", u, err))
+	}
+	return "", nil, fmt.Errorf("%w: %s", ErrStorageUnavailable, strings.Join(fails, "; "))
+}
+
+// --- download ------------------------------------------------------------
+
+// DownloadRequest names a record to download and where to write it.
+type DownloadRequest struct {
+	PatientID []byte
+	Record    uint64
+	// Purpose of the logged read; zero means treatment.
+	Purpose emrv1.Purpose
+	// ReuseAccess does not log a new read: it relies on an access event of
+	// the signer for this record committed within the sidecar's access
+	// window (to retry a failed download without a second audit entry).
+	// The patient needs none.
+	ReuseAccess bool
+	// KEK returns the patient KEK of a version: the patient's keyring, or
+	// GranteeKEKFunc for a grantee.
+	KEK KEKFunc
+	// Output is the file to write (mode 0600); Overwrite replaces an
+	// existing one.
+	Output    string
+	Overwrite bool
+}
+
+// DownloadResult says what Download did.
+type DownloadResult struct {
+	Record *emrv1.Record // verified
+	// Access is the RecordAccess transaction (nil with ReuseAccess).
+	Access *TxResult
+	// Sidecar that served the intact ciphertext.
+	Sidecar string
+	// Size of the plaintext written to Path.
+	Size int64
+	Path string
+}
+
+// Download logs a read of a record (RecordAccess, committed) and fetches,
+// verifies and decrypts its ciphertext into req.Output. See the pipeline
+// description above.
+func (c *Client) Download(ctx context.Context, s Signer, req DownloadRequest, opts TransferOptions) (*DownloadResult, error) {
+	if req.Record == 0 {
+		return nil, errors.New("download: record 0 does not exist (records are numbered from 1)")
+	}
+	if req.KEK == nil {
+		return nil, errors.New("download: no key-encryption key source")
+	}
+	if len(opts.Sidecars) == 0 {
+		return nil, errors.New("download: no sidecar URL configured")
+	}
+	purpose := req.Purpose
+	if purpose == emrv1.Purpose_PURPOSE_UNSPECIFIED {
+		purpose = emrv1.Purpose_PURPOSE_TREATMENT
+	}
+	rec, err := c.Record(ctx, req.PatientID, req.Record)
+	if err != nil {
+		return nil, fmt.Errorf("record %d: %w", req.Record, err)
+	}
+	dataKey, err := unwrapRecordKey(rec, req.KEK)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(dataKey)
+	out, err := newPending(req.Output, req.Overwrite)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Discard()
+	res := &DownloadResult{Record: rec}
+	if !req.ReuseAccess {
+		msg := &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{
+			PatientId: req.PatientID, RecordSequences: []uint64{req.Record}, Purpose: purpose,
+		}}}
+		if res.Access, err = c.Submit(ctx, s, msg); err != nil {
+			return nil, fmt.Errorf("log the read of record %d: %w", req.Record, err)
+		}
+	}
+	ct, url, err := fetchBlob(ctx, s, rec.CiphertextSha256, rec.Size, filepath.Dir(req.Output), opts, !req.ReuseAccess)
+	if err != nil {
+		return nil, fmt.Errorf("record %d: %w", req.Record, err)
+	}
+	defer ct.Discard()
+	n, err := decryptInto(ctx, ct, int64(rec.Size), dataKey, RecordStreamAAD(req.PatientID, rec.Category), out, opts.Progress)
+	if err != nil {
+		return nil, fmt.Errorf("record %d: decrypt: %w", req.Record, err)
+	}
+	if err := out.Commit(req.Overwrite); err != nil {
+		return nil, fmt.Errorf("write %s: %w", req.Output, err)
+	}
+	res.Sidecar, res.Size, res.Path = url, n, req.Output
+	return res, nil
+}
+
+// unwrapRecordKey unwraps a record's data key with the KEK of its version.
+func unwrapRecordKey(rec *emrv1.Record, kekOf KEKFunc) ([]byte, error) {
+	kek, err := kekOf(rec.KeyVersion)
+	if err != nil {
+		return nil, fmt.Errorf("record %d: %w", rec.Sequence, err)
+	}
+	defer clear(kek)
+	dataKey, err := crypto.UnwrapKey(kek, rec.WrappedFileKey, crypto.FileKeyAAD(rec.PatientId, rec.Category, rec.KeyVersion))
+	if err != nil {
+		return nil, fmt.Errorf("record %d: unwrap its data key with patient key version %d: %w", rec.Sequence, rec.KeyVersion, err)
+	}
+	return dataKey, nil
+}
+
+// fetchBlob downloads the blob sum (size bytes) from the first sidecar that
+// serves it intact, into a scratch file in dir positioned at its start.
+// retry allows two more rounds when every sidecar refused or failed (not
+// when one lied): a sidecar behind a node a block late has not seen an
+// access event committed a moment ago.
+func fetchBlob(ctx context.Context, s Signer, sum []byte, size uint64, dir string, opts TransferOptions, retry bool) (*scratchFile, string, error) {
+	if len(sum) != sha256.Size {
+		return nil, "", fmt.Errorf("%w: the record's hash is %d bytes", ErrCiphertextMismatch, len(sum))
+	}
+	if size > math.MaxInt64 {
+		return nil, "", fmt.Errorf("record size %d out of range", size)
+	}
+	rounds := 1
+	delay := opts.RetryDelay
+	if delay == 0 {
+		delay = 500 * time.Millisecond
+	}
+	if retry && delay > 0 {
+		rounds = 3
+	}
+	var fails []string
+	for round := 0; round < rounds; round++ {
+		if round > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, "", ctx.Err()
+			case <-time.After(delay):
+			}
+		}
+		fails = fails[:0]
+		lied := false
+		for _, u := range opts.Sidecars {
+			f, u, err := fetchFrom(ctx, s, u, [32]byte(sum), int64(size), dir, opts)
+			if err == nil {
+				return f, u, nil
+			}
+			if ctx.Err() != nil {
+				return nil, "", ctx.Err()
+			}
+			var m *mismatchError
+			if errors.As(err, &m) {
+				lied = true
+				fails = append(fails, fmt.Sprintf("%s: %s", u, m.detail))
+				continue
+			}
+			fails = append(fails, fmt.Sprintf("%s: %v", u, err))
+		}
+		if lied {
+			return nil, "", fmt.Errorf("%w (no sidecar served intact ciphertext): %s", ErrCiphertextMismatch, strings.Join(fails, "; "))
+		}
+	}
+	return nil, "", fmt.Errorf("no sidecar served the ciphertext: %s", strings.Join(fails, "; "))
+}
+
+// mismatchError is a sidecar's answer that is not the verified blob.
+type mismatchError struct{ detail string }
+
+func (m *mismatchError) Error() string { return ErrCiphertextMismatch.Error() + ": " + m.detail }
+func (m *mismatchError) Unwrap() error { return ErrCiphertextMismatch }
+
+// errTooLong: the sidecar sent more bytes than the record says the blob has.
+var errTooLong = errors.New("more bytes than the record's size")
+
+func fetchFrom(ctx context.Context, s Signer, url string, sum [32]byte, size int64, dir string, opts TransferOptions) (*scratchFile, string, error) {
+	f, err := newScratch(dir)
+	if err != nil {
+		return nil, url, fmt.Errorf("scratch file for the ciphertext: %w", err)
+	}
+	sc := opts.sidecarClient(url, s)
+	w := &boundedWriter{w: f, limit: size, total: size, progress: opts.Progress}
+	n, err := sc.Get(ctx, sum, w, nil)
+	switch {
+	case errors.Is(err, sidecar.ErrHashMismatch):
+		err = &mismatchError{err.Error()}
+	case errors.Is(err, errTooLong):
+		err = &mismatchError{fmt.Sprintf("the sidecar sent more than the record's %d bytes", size)}
+	case err == nil && n != size:
+		err = &mismatchError{fmt.Sprintf("%d bytes served, the record says %d", n, size)}
+	}
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		f.Discard()
+		return nil, url, err
+	}
+	return f, url, nil
+}
+
+// decryptInto decrypts the ciphertext stream src (ctSize bytes) into dst.
+// It returns only after the final segment authenticated and EOF followed.
+func decryptInto(ctx context.Context, src io.Reader, ctSize int64, dataKey, aad []byte, dst io.Writer, progress func(string, int64, int64)) (int64, error) {
+	r, err := crypto.NewDecryptReader(&progressReader{ctx: ctx, r: src, phase: "decrypt", total: ctSize, progress: progress}, dataKey, aad)
+	if err != nil {
+		return 0, err
+	}
+	return io.Copy(onlyWriter{dst}, r)
+}
+
+// --- research sharing ----------------------------------------------------
+
+// DefaultMaxAnonymiseBytes bounds the plaintext ShareRecord holds in
+// memory to de-identify it.
+const DefaultMaxAnonymiseBytes = 64 << 20
+
+// ShareRequest is a record to share with a study.
+type ShareRequest struct {
+	PatientID []byte
+	Record    uint64
+	StudyID   string
+	// EncKey is the sharer's X25519 key: it opens the KEK envelope of the
+	// sharer's consent.
+	EncKey *ecdh.PrivateKey
+	// ReuseAccess: see DownloadRequest (here the purpose is research).
+	ReuseAccess bool
+	// Deid tunes de-identification when the consent requires it.
+	Deid deid.Options
+	// MaxAnonymiseBytes bounds the plaintext held in memory for
+	// de-identification; 0 means DefaultMaxAnonymiseBytes.
+	MaxAnonymiseBytes int64
+}
+
+// ShareResult says what ShareRecord did.
+type ShareResult struct {
+	// Share is the verified share (nil if it could not be looked up after
+	// the transaction committed; the transaction is in Tx either way).
+	Share      *emrv1.Share
+	Anonymised bool
+	// Report of the de-identification (nil when not anonymised). It names
+	// paths of the input, never values; it is for the sharer only.
+	Report *deid.Report
+	SHA256 [32]byte
+	Size   int64
+	// Access is the RecordAccess (purpose research); nil with ReuseAccess.
+	Access  *TxResult
+	Sidecar string
+	Tx      *TxResult
+}
+
+// ShareRecord shares a record with a study (see the pipeline description
+// above): download and decrypt it, de-identify it if the consent says
+// anonymise, re-encrypt it to the study key, upload it and submit
+// ShareRecord.
+func (c *Client) ShareRecord(ctx context.Context, s Signer, req ShareRequest, opts TransferOptions) (*ShareResult, error) {
+	if len(opts.Sidecars) == 0 {
+		return nil, errors.New("share: no sidecar URL configured")
+	}
+	perm, err := c.shareConsent(ctx, s.Address(), req.PatientID, req.StudyID)
+	if err != nil {
+		return nil, err
+	}
+	study, err := c.Study(ctx, req.StudyID)
+	if err != nil {
+		return nil, fmt.Errorf("study %q: %w", req.StudyID, err)
+	}
+	studyPub, err := crypto.ParseEncryptionPublicKey(study.StudyPubKey)
+	if err != nil {
+		return nil, fmt.Errorf("study %q key: %w", req.StudyID, err)
+	}
+	rec, err := c.Record(ctx, req.PatientID, req.Record)
+	if err != nil {
+		return nil, fmt.Errorf("record %d: %w", req.Record, err)
+	}
+	if rec.KeyVersion != perm.KeyVersion {
+		return nil, fmt.Errorf("record %d: its data key is wrapped under patient key version %d but your consent carries version %d: "+
+			"only the patient can unwrap it until it is re-wrapped", rec.Sequence, rec.KeyVersion, perm.KeyVersion)
+	}
+	dataKey, err := unwrapRecordKey(rec, func(uint64) ([]byte, error) {
+		kek, err := OpenKEK(req.EncKey, perm)
+		if err != nil {
+			return nil, fmt.Errorf("open the patient key envelope of your consent: %w", err)
+		}
+		return kek, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer clear(dataKey)
+	res := &ShareResult{Anonymised: perm.Anonymise}
+	if !req.ReuseAccess {
+		msg := &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{
+			PatientId: req.PatientID, RecordSequences: []uint64{req.Record}, Purpose: emrv1.Purpose_PURPOSE_RESEARCH,
+		}}}
+		if res.Access, err = c.Submit(ctx, s, msg); err != nil {
+			return nil, fmt.Errorf("log the research read of record %d: %w", req.Record, err)
+		}
+	}
+	ct, _, err := fetchBlob(ctx, s, rec.CiphertextSha256, rec.Size, opts.TempDir, opts, !req.ReuseAccess)
+	if err != nil {
+		return nil, fmt.Errorf("record %d: %w", req.Record, err)
+	}
+	defer ct.Discard()
+	plain, err := crypto.NewDecryptReader(&progressReader{ctx: ctx, r: ct, phase: "decrypt", total: int64(rec.Size), progress: opts.Progress},
+		dataKey, RecordStreamAAD(req.PatientID, rec.Category))
+	if err != nil {
+		return nil, fmt.Errorf("record %d: decrypt: %w", req.Record, err)
+	}
+	src, plainSize := plain, int64(-1)
+	if perm.Anonymise {
+		out, report, err := anonymise(plain, rec, req)
+		if err != nil {
+			return nil, err
+		}
+		res.Report = report
+		src, plainSize = bytes.NewReader(out), int64(len(out))
+	}
+	shareKey, err := crypto.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	defer clear(shareKey)
+	sl, err := sealToScratch(ctx, opts.TempDir, src, plainSize, shareKey, ShareStreamAAD(req.PatientID, req.StudyID, rec.Sequence), opts.Progress)
+	if err != nil {
+		return nil, fmt.Errorf("record %d: re-encrypt for study %q: %w", req.Record, req.StudyID, err)
+	}
+	defer sl.file.Discard()
+	wrapped, err := crypto.SealEnvelope(studyPub, shareKey, StudyKeyBinding(req.PatientID, req.StudyID, rec.Sequence))
+	if err != nil {
+		return nil, err
+	}
+	url, _, err := putBlob(ctx, s, req.PatientID, sl, opts)
+	if err != nil {
+		return nil, fmt.Errorf("upload failed, nothing was shared: %w", err)
+	}
+	res.SHA256, res.Size, res.Sidecar = sl.sum, sl.size, url
+	msg := &emrv1.Msg{Sum: &emrv1.Msg_ShareRecord{ShareRecord: &emrv1.MsgShareRecord{
+		PatientId: req.PatientID, RecordSequence: rec.Sequence, StudyId: req.StudyID, Anonymised: perm.Anonymise,
+		SharedSha256: sl.sum[:], ObjectKey: hex.EncodeToString(sl.sum[:]), Size: uint64(sl.size), WrappedStudyKey: wrapped,
+	}}}
+	if res.Tx, err = c.Submit(ctx, s, msg); err != nil {
+		return nil, fmt.Errorf("the shared ciphertext is stored (sha256 %x) but the share was not recorded: %w", sl.sum, err)
+	}
+	res.Share = c.shareCreatedBy(ctx, res.Tx, req.PatientID)
+	return res, nil
+}
+
+// shareConsent returns the signer's verified permission if it stands and
+// carries the share right for the study; otherwise an error that says why.
+func (c *Client) shareConsent(ctx context.Context, grantee, patientID []byte, studyID string) (*emrv1.Permission, error) {
+	perms, info, err := c.Permissions(ctx, patientID)
+	if err != nil {
+		return nil, fmt.Errorf("permissions of patient %x: %w", patientID, err)
+	}
+	now := info.Time
+	if now.IsZero() {
+		now = time.Now()
+	}
+	for _, p := range perms {
+		if !bytes.Equal(p.Grantee, grantee) {
+			continue
+		}
+		switch {
+		case p.RevokedHeight != 0:
+			return nil, fmt.Errorf("your consent from patient %x was revoked at height %d", patientID, p.RevokedHeight)
+		case p.NotBefore != nil && now.Before(p.NotBefore.AsTime()):
+			return nil, fmt.Errorf("your consent from patient %x starts at %s", patientID, p.NotBefore.AsTime().UTC().Format(time.RFC3339))
+		case !now.Before(p.GetNotAfter().AsTime()):
+			return nil, fmt.Errorf("your consent from patient %x expired at %s", patientID, p.GetNotAfter().AsTime().UTC().Format(time.RFC3339))
+		}
+		hasShare := false
+		for _, r := range p.Rights {
+			hasShare = hasShare || r == emrv1.Right_RIGHT_SHARE
+		}
+		if !hasShare {
+			return nil, fmt.Errorf("your consent from patient %x does not include the share right", patientID)
+		}
+		if p.StudyId != studyID {
+			return nil, fmt.Errorf("your share consent from patient %x is for study %q, not %q", patientID, p.StudyId, studyID)
+		}
+		return p, nil
+	}
+	return nil, fmt.Errorf("patient %x has granted you nothing", patientID)
+}
+
+// anonymise reads the whole plaintext (bounded) and de-identifies it.
+func anonymise(plain io.Reader, rec *emrv1.Record, req ShareRequest) ([]byte, *deid.Report, error) {
+	limit := req.MaxAnonymiseBytes
+	if limit <= 0 {
+		limit = DefaultMaxAnonymiseBytes
+	}
+	in, err := io.ReadAll(io.LimitReader(plain, limit+1))
+	defer clear(in)
+	if err != nil {
+		return nil, nil, fmt.Errorf("record %d: decrypt: %w", rec.Sequence, err)
+	}
+	if int64(len(in)) > limit {
+		return nil, nil, fmt.Errorf("%w: record %d is larger than %d bytes, the most this client de-identifies in memory: nothing was shared",
+			ErrCannotAnonymise, rec.Sequence, limit)
+	}
+	out, report, err := deid.Deidentify(in, req.Deid)
+	switch {
+	case errors.Is(err, deid.ErrNotFHIR):
+		return nil, nil, fmt.Errorf("%w: record %d (%s) is not a FHIR R4 JSON resource, and the patient's consent for study %q requires anonymisation, "+
+			"which only FHIR JSON supports: nothing was shared", ErrCannotAnonymise, rec.Sequence, rec.Category, req.StudyID)
+	case errors.Is(err, deid.ErrUnsupported):
+		return nil, nil, fmt.Errorf("%w: record %d (%s): %v: nothing was shared", ErrCannotAnonymise, rec.Sequence, rec.Category, err)
+	case err != nil:
+		return nil, nil, fmt.Errorf("%w: record %d: %v: nothing was shared", ErrCannotAnonymise, rec.Sequence, err)
+	}
+	return out, report, nil
+}
+
+// shareCreatedBy finds the share a committed ShareRecord created: the
+// newest shares are searched for one carrying the tx's hash.
+func (c *Client) shareCreatedBy(ctx context.Context, tx *TxResult, patientID []byte) *emrv1.Share {
+	p, err := c.Patient(ctx, patientID)
+	if err != nil || p.ShareCount == 0 {
+		return nil
+	}
+	after := uint64(0)
+	if p.ShareCount > 20 {
+		after = p.ShareCount - 20
+	}
+	var resp emrv1.QuerySharesResponse
+	req := &emrv1.QuerySharesRequest{PatientId: hex.EncodeToString(patientID), Page: &emrv1.PageRequest{After: after}}
+	if c.Query(ctx, "Shares", req, &resp) != nil {
+		return nil
+	}
+	for i := len(resp.Shares) - 1; i >= 0; i-- {
+		if bytes.Equal(resp.Shares[i].TxHash, tx.Hash) {
+			return resp.Shares[i]
+		}
+	}
+	return nil
+}
+
+// ShareDownloadRequest names a share to download and decrypt.
+type ShareDownloadRequest struct {
+	PatientID []byte
+	Share     uint64
+	// StudyKey is the private half of the study's registered key (by
+	// default the principal investigator's encryption key).
+	StudyKey  *ecdh.PrivateKey
+	Output    string
+	Overwrite bool
+}
+
+// ShareDownloadResult says what DownloadShare did.
+type ShareDownloadResult struct {
+	Share   *emrv1.Share // verified
+	Sidecar string
+	Size    int64
+	Path    string
+}
+
+// DownloadShare fetches a shared record (the sidecar serves it to the
+// study's principal investigator and the researchers of its organization,
+// without an access event: the share is the logged event), checks it
+// against the verified Share, and decrypts it with the study key into
+// req.Output (atomically, as Download).
+func (c *Client) DownloadShare(ctx context.Context, s Signer, req ShareDownloadRequest, opts TransferOptions) (*ShareDownloadResult, error) {
+	if len(opts.Sidecars) == 0 {
+		return nil, errors.New("download: no sidecar URL configured")
+	}
+	if req.StudyKey == nil {
+		return nil, errors.New("download: no study key")
+	}
+	sh, err := c.Share(ctx, req.PatientID, req.Share)
+	if err != nil {
+		return nil, fmt.Errorf("share %d: %w", req.Share, err)
+	}
+	study, err := c.Study(ctx, sh.StudyId)
+	if err != nil {
+		return nil, fmt.Errorf("study %q: %w", sh.StudyId, err)
+	}
+	if !bytes.Equal(study.StudyPubKey, req.StudyKey.PublicKey().Bytes()) {
+		return nil, fmt.Errorf("share %d is encrypted to the key of study %q (%x), and the key you hold (%x) is not it: "+
+			"by default the study key is the principal investigator's encryption key; a study registered with its own key needs that key",
+			req.Share, sh.StudyId, study.StudyPubKey, req.StudyKey.PublicKey().Bytes())
+	}
+	dataKey, err := crypto.OpenEnvelope(req.StudyKey, sh.WrappedStudyKey, StudyKeyBinding(req.PatientID, sh.StudyId, sh.RecordSequence))
+	if err != nil {
+		return nil, fmt.Errorf("share %d: open its study key envelope: %w", req.Share, err)
+	}
+	defer clear(dataKey)
+	out, err := newPending(req.Output, req.Overwrite)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Discard()
+	ct, url, err := fetchBlob(ctx, s, sh.SharedSha256, sh.Size, filepath.Dir(req.Output), opts, true)
+	if err != nil {
+		return nil, fmt.Errorf("share %d: %w", req.Share, err)
+	}
+	defer ct.Discard()
+	n, err := decryptInto(ctx, ct, int64(sh.Size), dataKey, ShareStreamAAD(req.PatientID, sh.StudyId, sh.RecordSequence), out, opts.Progress)
+	if err != nil {
+		return nil, fmt.Errorf("share %d: decrypt: %w", req.Share, err)
+	}
+	if err := out.Commit(req.Overwrite); err != nil {
+		return nil, fmt.Errorf("write %s: %w", req.Output, err)
+	}
+	return &ShareDownloadResult{Share: sh, Sidecar: url, Size: n, Path: req.Output}, nil
+}
+
+// --- key rotation: re-wrapping file keys -------------------------------
+
+// FileKeyRewrapper is the Rewrapper of a key rotation run by the patient:
+// it unwraps each record's data key with the KEK of the record's version
+// (kek: the patient's keyring holds every version) and wraps it under the
+// new KEK, bound to (patient, category, new version). A record whose KEK
+// version is not held, or whose wrapped key does not unwrap (a writer may
+// have recorded garbage), yields an error wrapping ErrCannotRewrap: the
+// rotation leaves it under its old version and says so, rather than
+// failing (a revocation must always be able to rotate).
+func FileKeyRewrapper(patientID []byte, kek KEKFunc) Rewrapper {
+	return func(_ context.Context, rec *emrv1.Record, newVersion uint64, newKEK []byte) ([]byte, error) {
+		old, err := kek(rec.KeyVersion)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrCannotRewrap, err)
+		}
+		dk, err := crypto.UnwrapKey(old, rec.WrappedFileKey, crypto.FileKeyAAD(patientID, rec.Category, rec.KeyVersion))
+		if err != nil {
+			return nil, fmt.Errorf("%w: its wrapped key does not open with key version %d: %v", ErrCannotRewrap, rec.KeyVersion, err)
+		}
+		defer clear(dk)
+		return crypto.WrapKey(newKEK, dk, crypto.FileKeyAAD(patientID, rec.Category, newVersion))
+	}
+}
+
+// --- small I/O helpers -----------------------------------------------
+
+// progressReader reports progress and stops when ctx ends.
+type progressReader struct {
+	ctx      context.Context
+	r        io.Reader
+	phase    string
+	n, total int64
+	progress func(string, int64, int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	if err := p.ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	if p.progress != nil && n > 0 {
+		p.progress(p.phase, p.n, p.total)
+	}
+	return n, err
+}
+
+// boundedWriter refuses to write past limit bytes and reports progress.
+type boundedWriter struct {
+	w        io.Writer
+	n, limit int64
+	total    int64
+	progress func(string, int64, int64)
+}
+
+func (b *boundedWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > b.limit-b.n {
+		return 0, errTooLong
+	}
+	n, err := b.w.Write(p)
+	b.n += int64(n)
+	if b.progress != nil && n > 0 {
+		b.progress("download", b.n, b.total)
+	}
+	return n, err
+}
+
+// countWriter counts the bytes written through it.
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// onlyWriter hides a writer's ReadFrom, so io.Copy pulls from the reader
+// through one buffer instead of asking the file to read from it.
+type onlyWriter struct{ w io.Writer }
+
+func (o onlyWriter) Write(p []byte) (int, error) { return o.w.Write(p) }

@@ -1,0 +1,408 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/emrchain/emrchain/offchain/crypto"
+	"github.com/emrchain/emrchain/offchain/sidecar"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// upload runs the data path of Upload (everything but AddRecord) and
+// registers the blob as the owner's record.
+func (e *blobEnv) upload(t *testing.T, plain []byte, opts TransferOptions) (*sealed, []byte) {
+	t.Helper()
+	key, err := crypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl, err := sealToScratch(context.Background(), t.TempDir(), bytes.NewReader(plain), int64(len(plain)), key, RecordStreamAAD(e.patientID, "lab-results"), opts.Progress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sl.file.Discard)
+	if _, _, err := putBlob(context.Background(), e.signer, e.patientID, sl, opts); err != nil {
+		t.Fatal(err)
+	}
+	e.view.addBlob(sl.sum, sl.size)
+	return sl, key
+}
+
+// download runs the data path of Download (everything but RecordAccess and
+// the verified record query).
+func (e *blobEnv) download(sl *sealed, key []byte, out string, opts TransferOptions) error {
+	ctx := context.Background()
+	p, err := newPending(out, false)
+	if err != nil {
+		return err
+	}
+	defer p.Discard()
+	ct, _, err := fetchBlob(ctx, e.signer, sl.sum[:], uint64(sl.size), filepath.Dir(out), opts, false)
+	if err != nil {
+		return err
+	}
+	defer ct.Discard()
+	if _, err := decryptInto(ctx, ct, sl.size, key, RecordStreamAAD(e.patientID, "lab-results"), p, opts.Progress); err != nil {
+		return err
+	}
+	return p.Commit(false)
+}
+
+func randomBytes(t testing.TB, n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// dirNames lists a directory (hidden files included).
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+func TestBlobRoundTrip(t *testing.T) {
+	e := newBlobEnv(t, 1)
+	for _, n := range []int{0, 1, 64<<10 - 1, 64 << 10, 64<<10 + 1, 300 << 10} {
+		plain := randomBytes(t, n)
+		var phases []string
+		opts := TransferOptions{Sidecars: e.urls, Progress: func(phase string, done, total int64) {
+			if len(phases) == 0 || phases[len(phases)-1] != phase {
+				phases = append(phases, phase)
+			}
+			if total >= 0 && done > total {
+				t.Errorf("%s: %d of %d", phase, done, total)
+			}
+		}}
+		sl, key := e.upload(t, plain, opts)
+		if sl.size != crypto.CiphertextSize(int64(n)) || sl.plainSize != int64(n) {
+			t.Fatalf("%d bytes: sealed %d/%d", n, sl.size, sl.plainSize)
+		}
+		dir := t.TempDir()
+		out := filepath.Join(dir, "record.bin")
+		if err := e.download(sl, key, out, opts); err != nil {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+		got, err := os.ReadFile(out)
+		if err != nil || !bytes.Equal(got, plain) {
+			t.Fatalf("%d bytes: round trip differs (%v)", n, err)
+		}
+		if fi, _ := os.Stat(out); fi.Mode().Perm() != 0o600 {
+			t.Fatalf("output mode %v", fi.Mode())
+		}
+		if names := dirNames(t, dir); len(names) != 1 {
+			t.Fatalf("leftovers beside the output: %v", names)
+		}
+		// The output exists now: a second download refuses to replace it.
+		if err := e.download(sl, key, out, opts); !errors.Is(err, ErrOutputExists) {
+			t.Fatalf("second download: %v", err)
+		}
+		if n > 0 && strings.Join(phases, ",") != "encrypt,upload,download,decrypt" {
+			t.Fatalf("progress phases %v", phases)
+		}
+	}
+}
+
+// A sidecar (or its storage) that alters bytes is detected by the hash;
+// the next sidecar serves intact data; with no honest one nothing is
+// written, not even scratch files.
+func TestBlobTamperedSidecar(t *testing.T) {
+	e := newBlobEnv(t, 1)
+	opts := TransferOptions{Sidecars: e.urls}
+	plain := randomBytes(t, 200<<10)
+	sl, key := e.upload(t, plain, opts)
+
+	// Flip one byte of the stored blob in the fs store itself.
+	var path string
+	_ = filepath.WalkDir(e.stores[0].Dir(), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Name() == hex.EncodeToString(sl.sum[:]) {
+			path = p
+		}
+		return nil
+	})
+	if path == "" {
+		t.Fatal("blob file not found in the store")
+	}
+	blob, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := bytes.Clone(blob)
+	blob[len(blob)/2] ^= 0x01
+	if err := os.WriteFile(path, blob, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "x")
+	err = e.download(sl, key, out, opts)
+	if !errors.Is(err, ErrCiphertextMismatch) || !strings.Contains(err.Error(), "ciphertext hash mismatch: storage or sidecar returned altered data") {
+		t.Fatalf("tampered store: %v", err)
+	}
+	if names := dirNames(t, dir); len(names) != 0 {
+		t.Fatalf("files left after a hash mismatch: %v", names)
+	}
+
+	// A lying sidecar first, an honest one second: the honest one serves.
+	if err := os.WriteFile(path, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	liar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b := bytes.Clone(good)
+		b[0] ^= 0xff
+		w.Write(b)
+	}))
+	defer liar.Close()
+	long := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write(good)
+		w.Write(good) // more than the record's size
+	}))
+	defer long.Close()
+	opts.Sidecars = []string{liar.URL, long.URL, e.urls[0]}
+	if err := e.download(sl, key, out, opts); err != nil {
+		t.Fatalf("liar, then honest sidecar: %v", err)
+	}
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, plain) {
+		t.Fatal("wrong plaintext")
+	}
+	os.Remove(out)
+	opts.Sidecars = []string{liar.URL, long.URL}
+	if err := e.download(sl, key, out, opts); !errors.Is(err, ErrCiphertextMismatch) {
+		t.Fatalf("only liars: %v", err)
+	}
+	if names := dirNames(t, dir); len(names) != 0 {
+		t.Fatalf("files left: %v", names)
+	}
+}
+
+// Decryption failures (wrong key, wrong binding) leave nothing behind.
+func TestBlobDecryptFailureWritesNothing(t *testing.T) {
+	e := newBlobEnv(t, 1)
+	opts := TransferOptions{Sidecars: e.urls}
+	sl, _ := e.upload(t, randomBytes(t, 150<<10), opts)
+	dir := t.TempDir()
+	wrong, _ := crypto.GenerateKey()
+	err := e.download(sl, wrong, filepath.Join(dir, "out"), opts)
+	if !errors.Is(err, crypto.ErrCorrupt) {
+		t.Fatalf("wrong key: %v", err)
+	}
+	if names := dirNames(t, dir); len(names) != 0 {
+		t.Fatalf("files left after a failed decryption: %v", names)
+	}
+}
+
+// Upload failures: a sidecar that is down is skipped for the next one; with
+// none up the error says the storage is unavailable; a refusal is final.
+func TestBlobPutFailures(t *testing.T) {
+	e := newBlobEnv(t, 1)
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close()
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+		io.WriteString(w, `{"error":"storing the blob failed","code":"store_error"}`)
+	}))
+	defer failing.Close()
+	key, _ := crypto.GenerateKey()
+	sl, err := sealToScratch(context.Background(), "", bytes.NewReader([]byte("x")), 1, key, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sl.file.Discard()
+	url, _, err := putBlob(context.Background(), e.signer, e.patientID, sl, TransferOptions{Sidecars: []string{down.URL, failing.URL, e.urls[0]}})
+	if err != nil || url != e.urls[0] {
+		t.Fatalf("fallback to the working sidecar: %q %v", url, err)
+	}
+	_, _, err = putBlob(context.Background(), e.signer, e.patientID, sl, TransferOptions{Sidecars: []string{down.URL, failing.URL}})
+	if !errors.Is(err, ErrStorageUnavailable) || !strings.Contains(err.Error(), "storing the blob failed") {
+		t.Fatalf("all down: %v", err)
+	}
+	other := bytes.Repeat([]byte{1}, 32) // not enrolled: 403, final
+	_, _, err = putBlob(context.Background(), e.signer, other, sl, TransferOptions{Sidecars: []string{e.urls[0], failing.URL}})
+	var se *sidecar.Error
+	if !errors.As(err, &se) || se.StatusCode != http.StatusForbidden || errors.Is(err, ErrStorageUnavailable) {
+		t.Fatalf("refusal: %v", err)
+	}
+}
+
+// The fallback for systems without O_TMPFILE: named temporary files,
+// removed on every path.
+func TestBlobNamedTempFallback(t *testing.T) {
+	if _, err := openAnonymous(t.TempDir()); err != nil {
+		t.Logf("nameless files unsupported here (%v): the other tests already ran the fallback", err)
+	}
+	openAnon = func(string) (*os.File, error) { return nil, errors.New("disabled by the test") }
+	t.Cleanup(func() { openAnon = openAnonymous })
+	t.Run("RoundTrip", TestBlobRoundTrip)
+	t.Run("Tampered", TestBlobTamperedSidecar)
+	t.Run("DecryptFailure", TestBlobDecryptFailureWritesNothing)
+	t.Run("Pending", TestPendingFileOverwrite)
+}
+
+func TestPendingFileOverwrite(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "f")
+	if err := os.WriteFile(out, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newPending(out, false); !errors.Is(err, ErrOutputExists) {
+		t.Fatalf("existing output: %v", err)
+	}
+	p, err := newPending(out, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(p, "new")
+	if got, _ := os.ReadFile(out); string(got) != "old" {
+		t.Fatal("the output changed before Commit")
+	}
+	if err := p.Commit(true); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(out); string(got) != "new" {
+		t.Fatalf("after commit: %q", got)
+	}
+	if fi, _ := os.Stat(out); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v", fi.Mode())
+	}
+	if names := dirNames(t, dir); len(names) != 1 {
+		t.Fatalf("leftovers: %v", names)
+	}
+	// Discard before Commit leaves nothing.
+	p, _ = newPending(filepath.Join(dir, "g"), false)
+	io.WriteString(p, "partial")
+	p.Discard()
+	if names := dirNames(t, dir); len(names) != 1 {
+		t.Fatalf("leftovers after discard: %v", names)
+	}
+}
+
+func TestFileKeyRewrapper(t *testing.T) {
+	pid := bytes.Repeat([]byte{7}, 32)
+	kek1, _ := crypto.GenerateKey()
+	kek2, _ := crypto.GenerateKey()
+	dk, _ := crypto.GenerateKey()
+	w1, err := crypto.WrapKey(kek1, dk, crypto.FileKeyAAD(pid, "imaging", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keks := map[uint64][]byte{1: kek1}
+	kekOf := func(v uint64) ([]byte, error) {
+		if k, ok := keks[v]; ok {
+			return k, nil
+		}
+		return nil, errors.New("no such version")
+	}
+	rw := FileKeyRewrapper(pid, kekOf)
+	rec := &emrv1.Record{PatientId: pid, Sequence: 1, Category: "imaging", KeyVersion: 1, WrappedFileKey: w1}
+	w2, err := rw(context.Background(), rec, 2, kek2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := crypto.UnwrapKey(kek2, w2, crypto.FileKeyAAD(pid, "imaging", 2))
+	if err != nil || !bytes.Equal(got, dk) {
+		t.Fatalf("re-wrapped key does not open under version 2: %v", err)
+	}
+	if _, err := crypto.UnwrapKey(kek2, w2, crypto.FileKeyAAD(pid, "lab-results", 2)); err == nil {
+		t.Fatal("re-wrapped key not bound to its category")
+	}
+	// A version the keyring lacks, or garbage: ErrCannotRewrap (skipped).
+	rec3 := &emrv1.Record{PatientId: pid, Sequence: 2, Category: "imaging", KeyVersion: 3, WrappedFileKey: w1}
+	if _, err := rw(context.Background(), rec3, 4, kek2); !errors.Is(err, ErrCannotRewrap) {
+		t.Fatalf("missing version: %v", err)
+	}
+	bad := &emrv1.Record{PatientId: pid, Sequence: 3, Category: "imaging", KeyVersion: 1, WrappedFileKey: bytes.Repeat([]byte{1}, crypto.WrappedKeySize)}
+	if _, err := rw(context.Background(), bad, 2, kek2); !errors.Is(err, ErrCannotRewrap) {
+		t.Fatalf("garbage wrapped key: %v", err)
+	}
+}
+
+// A rotation re-wraps the newest records up to the chain's limit and
+// reports the rest, and the records it cannot re-wrap, as skipped.
+func TestRewrapRecordsLimit(t *testing.T) {
+	pid := bytes.Repeat([]byte{7}, 32)
+	kek1, _ := crypto.GenerateKey()
+	kek2, _ := crypto.GenerateKey()
+	var recs []*emrv1.Record
+	for seq := uint64(1); seq <= 5; seq++ {
+		dk, _ := crypto.GenerateKey()
+		w, _ := crypto.WrapKey(kek1, dk, crypto.FileKeyAAD(pid, "imaging", 1))
+		if seq == 4 {
+			w = bytes.Repeat([]byte{1}, crypto.WrappedKeySize) // garbage a writer recorded
+		}
+		recs = append(recs, &emrv1.Record{PatientId: pid, Sequence: seq, Category: "imaging", KeyVersion: 1, WrappedFileKey: w})
+	}
+	rw := FileKeyRewrapper(pid, func(v uint64) ([]byte, error) { return kek1, nil })
+	done, skipped, err := rewrapRecords(context.Background(), recs, 3, 2, kek2, rw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []uint64
+	for _, d := range done {
+		got = append(got, d.RecordSequence)
+	}
+	if len(got) != 3 || got[0] != 2 || got[1] != 3 || got[2] != 5 {
+		t.Fatalf("re-wrapped %v, want the newest three that can be: [2 3 5]", got)
+	}
+	if len(skipped) != 2 || skipped[0].Sequence != 1 || !strings.Contains(skipped[0].Reason, "limit of 3") ||
+		skipped[1].Sequence != 4 || !strings.Contains(skipped[1].Reason, "does not open") {
+		t.Fatalf("skipped %+v", skipped)
+	}
+	// Any other error aborts the rotation.
+	boom := errors.New("boom")
+	if _, _, err := rewrapRecords(context.Background(), recs, 3, 2, kek2, func(context.Context, *emrv1.Record, uint64, []byte) ([]byte, error) {
+		return nil, boom
+	}); !errors.Is(err, boom) {
+		t.Fatalf("error: %v", err)
+	}
+}
+
+// The study envelope opens only for its (patient, study, record).
+func TestStudyKeyBinding(t *testing.T) {
+	pid := bytes.Repeat([]byte{9}, 32)
+	study, _ := crypto.GenerateEncryptionKey()
+	dk, _ := crypto.GenerateKey()
+	env, err := crypto.SealEnvelope(study.PublicKey(), dk, StudyKeyBinding(pid, "s1", 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := crypto.OpenEnvelope(study, env, StudyKeyBinding(pid, "s1", 4)); err != nil || !bytes.Equal(got, dk) {
+		t.Fatalf("open: %v", err)
+	}
+	for _, b := range []struct {
+		pid   []byte
+		study string
+		rec   uint64
+	}{{bytes.Repeat([]byte{8}, 32), "s1", 4}, {pid, "s2", 4}, {pid, "s1", 5}} {
+		if _, err := crypto.OpenEnvelope(study, env, StudyKeyBinding(b.pid, b.study, b.rec)); !errors.Is(err, crypto.ErrDecrypt) {
+			t.Fatalf("opened under %x/%s/%d", b.pid[:2], b.study, b.rec)
+		}
+	}
+	// Distinct labels: a record stream and a share stream never share aad.
+	if bytes.Equal(RecordStreamAAD(pid, "s1"), ShareStreamAAD(pid, "s1", 0)[:len(RecordStreamAAD(pid, "s1"))]) {
+		t.Fatal("record and share stream aad overlap")
+	}
+	// Length prefixes make the encoding injective.
+	if bytes.Equal(RecordStreamAAD([]byte("ab"), "c"), RecordStreamAAD([]byte("a"), "bc")) {
+		t.Fatal("record stream aad is not injective")
+	}
+}

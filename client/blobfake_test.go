@@ -1,0 +1,121 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cometbft/cometbft/crypto/ed25519"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/emrchain/emrchain/offchain/blobstore"
+	"github.com/emrchain/emrchain/offchain/sidecar"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// ownerView is a sidecar.ChainView for the blob pipeline tests and the
+// transfer benchmark: one active member who owns one patient, and the
+// blobs registered with addBlob as that patient's records. The sidecar
+// authorizes the owner (PUT: owner; GET: owner of a patient whose record
+// has the hash) with two or three lookups per request, all from memory, so
+// what is measured through it is the data path.
+type ownerView struct {
+	mu      sync.Mutex
+	member  *emrv1.Member
+	patient *emrv1.Patient
+	records map[[32]byte]*emrv1.Record
+}
+
+func newOwnerView(s sidecar.KeySigner, patientID []byte) *ownerView {
+	return &ownerView{
+		member: &emrv1.Member{Address: s.Address(), SignPubKey: s.PubKey(), Role: emrv1.Role_ROLE_PATIENT,
+			Status: emrv1.MemberStatus_MEMBER_STATUS_ACTIVE},
+		patient: &emrv1.Patient{Id: patientID, Owner: s.Address(), KeyVersion: 1},
+		records: map[[32]byte]*emrv1.Record{},
+	}
+}
+
+func (v *ownerView) addBlob(sum [32]byte, size int64) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.records[sum] = &emrv1.Record{PatientId: v.patient.Id, Sequence: uint64(len(v.records) + 1), CiphertextSha256: sum[:], Size: uint64(size)}
+}
+
+func (v *ownerView) Head(context.Context) (sidecar.Head, error) {
+	return sidecar.Head{Height: 10, Time: time.Now()}, nil
+}
+
+func (v *ownerView) Params(context.Context) (*emrv1.Params, error) {
+	return &emrv1.Params{MaxBlobBytes: 4 << 30}, nil
+}
+
+func (v *ownerView) Member(_ context.Context, addr []byte) (*emrv1.Member, error) {
+	if !bytes.Equal(addr, v.member.Address) {
+		return nil, fmt.Errorf("%w: member", sidecar.ErrNotFound)
+	}
+	return v.member, nil
+}
+
+func (v *ownerView) Patient(_ context.Context, id []byte) (*emrv1.Patient, error) {
+	if !bytes.Equal(id, v.patient.Id) {
+		return nil, fmt.Errorf("%w: patient", sidecar.ErrNotFound)
+	}
+	return v.patient, nil
+}
+
+func (v *ownerView) Permissions(context.Context, []byte) ([]*emrv1.Permission, error) {
+	return nil, nil
+}
+
+func (v *ownerView) RecordsByHash(_ context.Context, sum [32]byte) ([]*emrv1.Record, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if r, ok := v.records[sum]; ok {
+		return []*emrv1.Record{r}, nil
+	}
+	return nil, nil
+}
+
+func (v *ownerView) SharesByHash(context.Context, [32]byte) ([]*emrv1.Share, error) { return nil, nil }
+
+func (v *ownerView) LastAccess(context.Context, []byte, uint64, []byte) (*emrv1.AccessEvent, error) {
+	return nil, fmt.Errorf("%w: access", sidecar.ErrNotFound)
+}
+
+func (v *ownerView) Study(context.Context, string) (*emrv1.Study, error) {
+	return nil, fmt.Errorf("%w: study", sidecar.ErrNotFound)
+}
+
+// blobEnv is a patient-owner signer and sidecars over fs stores.
+type blobEnv struct {
+	signer    sidecar.KeySigner
+	patientID []byte
+	view      *ownerView
+	urls      []string
+	stores    []*blobstore.FS
+}
+
+func newBlobEnv(t testing.TB, sidecars int) *blobEnv {
+	t.Helper()
+	e := &blobEnv{signer: sidecar.KeySigner{Key: ed25519.GenPrivKeyFromSecret([]byte("blob-test"))}, patientID: bytes.Repeat([]byte{0x5b}, 32)}
+	e.view = newOwnerView(e.signer, e.patientID)
+	for range sidecars {
+		st, err := blobstore.OpenFS(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, err := sidecar.New(sidecar.Options{Store: st, Chain: e.view, SweepInterval: -1, Registry: prometheus.NewRegistry()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := httptest.NewServer(srv.Handler())
+		t.Cleanup(ts.Close)
+		e.urls = append(e.urls, ts.URL)
+		e.stores = append(e.stores, st)
+	}
+	return e
+}

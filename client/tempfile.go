@@ -1,0 +1,185 @@
+package client
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Temporary files of the blob pipelines (blob.go).
+//
+// Two kinds, both mode 0600 and both in a directory the caller picks:
+//
+//   - scratch files hold ciphertext on its way up (encrypted once, hashed,
+//     then streamed to the sidecar) or down (fetched and hashed before
+//     anything is decrypted). They never need a name: on Linux they are
+//     opened with O_TMPFILE, elsewhere created and unlinked at once where
+//     the system allows it, so nothing is left behind even if the process
+//     is killed.
+//   - pending files hold decrypted plaintext until it is complete and
+//     authentic. On Linux they too are nameless (O_TMPFILE) until Commit
+//     links them into place, so no partial plaintext is ever visible under
+//     any name, whatever happens to the process. Elsewhere they are
+//     ".NAME.emr-partial-RANDOM" beside the target, removed on Discard.
+
+// openAnon opens nameless files; tests replace it to exercise the
+// fallback to named temporary files.
+var openAnon = openAnonymous
+
+// scratchFile is a read-write temporary file that disappears on Discard
+// (and, where the system allows, has no name at all).
+type scratchFile struct {
+	*os.File
+	name string // still linked under this name ("" when nameless)
+}
+
+// newScratch creates a scratch file in dir ("" means os.TempDir()).
+func newScratch(dir string) (*scratchFile, error) {
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	if f, err := openAnon(dir); err == nil {
+		return &scratchFile{File: f}, nil
+	}
+	f, err := os.CreateTemp(dir, ".emr-scratch-*")
+	if err != nil {
+		return nil, err
+	}
+	s := &scratchFile{File: f, name: f.Name()}
+	if os.Remove(f.Name()) == nil { // POSIX: the open file lives on, nameless
+		s.name = ""
+	}
+	return s, nil
+}
+
+// Discard closes and removes the file.
+func (s *scratchFile) Discard() {
+	if s == nil || s.File == nil {
+		return
+	}
+	_ = s.File.Close()
+	if s.name != "" {
+		_ = os.Remove(s.name)
+	}
+	s.File = nil
+}
+
+// pendingFile is plaintext being written for target; it becomes visible
+// under target only through Commit.
+type pendingFile struct {
+	*os.File
+	target string
+	name   string // the partial file's name ("" when nameless)
+	done   bool
+}
+
+// ErrOutputExists is returned when the output file exists and overwriting
+// was not asked for.
+var ErrOutputExists = errors.New("output file exists (use --force to replace it)")
+
+// newPending prepares to write target (mode 0600). It refuses at once if
+// target exists and overwrite is false.
+func newPending(target string, overwrite bool) (*pendingFile, error) {
+	if target == "" {
+		return nil, errors.New("no output file named")
+	}
+	if !overwrite {
+		if _, err := os.Lstat(target); err == nil {
+			return nil, fmt.Errorf("%s: %w", target, ErrOutputExists)
+		}
+	}
+	dir := filepath.Dir(target)
+	if f, err := openAnon(dir); err == nil {
+		return &pendingFile{File: f, target: target}, nil
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(target)+".emr-partial-*")
+	if err != nil {
+		return nil, err
+	}
+	return &pendingFile{File: f, target: target, name: f.Name()}, nil
+}
+
+// Commit makes the complete file visible under target: fsync, then an
+// atomic link (no overwrite) or rename (overwrite), then fsync of the
+// directory. After an error the pending file is discarded.
+func (p *pendingFile) Commit(overwrite bool) error {
+	err := p.commit(overwrite)
+	if err != nil {
+		p.Discard()
+	}
+	return err
+}
+
+// syncOutput makes Commit fsync the file (and its directory). Only the
+// transfer benchmark turns it off, to show what durability costs.
+var syncOutput = true
+
+func (p *pendingFile) commit(overwrite bool) error {
+	if syncOutput {
+		if err := p.File.Sync(); err != nil {
+			return err
+		}
+	}
+	dir := filepath.Dir(p.target)
+	if p.name == "" {
+		if err := linkAnonymous(p.File, p.target, overwrite); err != nil {
+			return err
+		}
+	} else {
+		if !overwrite {
+			if _, err := os.Lstat(p.target); err == nil {
+				return fmt.Errorf("%s: %w", p.target, ErrOutputExists)
+			}
+		}
+		if err := os.Rename(p.name, p.target); err != nil {
+			return err
+		}
+		p.name = ""
+	}
+	p.done = true
+	if err := p.File.Close(); err != nil {
+		return err
+	}
+	p.File = nil
+	if !syncOutput {
+		return nil
+	}
+	return syncDir(dir)
+}
+
+// Discard closes and removes the pending file (a no-op after Commit).
+func (p *pendingFile) Discard() {
+	if p == nil || p.done {
+		return
+	}
+	if p.File != nil {
+		_ = p.File.Close()
+		p.File = nil
+	}
+	if p.name != "" {
+		_ = os.Remove(p.name)
+		p.name = ""
+	}
+}
+
+// tempName is a fresh name beside target.
+func tempName(target string) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return filepath.Join(filepath.Dir(target), "."+filepath.Base(target)+".emr-"+hex.EncodeToString(b[:]))
+}
+
+// syncDir makes a directory entry change durable (best effort where
+// directories cannot be opened for sync).
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil
+	}
+	defer d.Close()
+	_ = d.Sync()
+	return nil
+}

@@ -1,0 +1,17 @@
+//go:build !linux
+
+package client
+
+import (
+	"errors"
+	"os"
+)
+
+var errNoAnonymous = errors.New("nameless temporary files need Linux O_TMPFILE")
+
+// openAnonymous is Linux only; elsewhere the callers fall back to named
+// temporary files.
+func openAnonymous(string) (*os.File, error) { return nil, errNoAnonymous }
+
+// linkAnonymous is never reached: openAnonymous always fails here.
+func linkAnonymous(*os.File, string, bool) error { return errNoAnonymous }
