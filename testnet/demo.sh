@@ -55,7 +55,8 @@ mkdir -p "$EMRCLI_HOME"
 cli() { echo "\$ emrcli $*" >&2; "$EMRCLI" "$@"; }
 
 step "Trust the chain from its genesis (light client root of trust)"
-cli light init --genesis "$ABS_DIR/node0/config/genesis.json" --node "$RPC_A"
+cli light init --genesis "$ABS_DIR/node0/config/genesis.json" --node "$RPC_A" \
+  --witness "$RPC_B" --witness "$(rpc node2)" --witness "$(rpc node3)"
 
 step "Keys: the registrars' dev keys, two clinicians and a patient"
 cli keys import-dev "$ABS_DIR/keys/registrar-hospital-a.json"

@@ -59,6 +59,12 @@ height() {
     grep -o '"latest_block_height": *"[0-9]*"' | grep -o '[0-9]*' || true
 }
 
+# network PORT: the chain id of the node answering on the RPC port.
+network() {
+  curl -fsS --max-time 2 "http://127.0.0.1:$1/status" 2>/dev/null |
+    grep -o '"network": *"[^"]*"' | cut -d'"' -f4 || true
+}
+
 nodes() { ls -d "$DIR"/node* 2>/dev/null | sort -V; }
 
 start() {
@@ -77,6 +83,16 @@ start() {
     start_minio
     export MINIO_ACCESS_KEY=$MINIO_DEV_USER MINIO_SECRET_KEY=$MINIO_DEV_PASSWORD
   fi
+
+  # Every RPC port must be free (or ours): a node that cannot bind exits, and
+  # another chain answering on the port must not pass for this one.
+  local chain port
+  chain=$(grep -o '"chain_id": *"[^"]*"' "$DIR/testnet.json" | cut -d'"' -f4)
+  for port in $(rpc_ports); do
+    if curl -fsS --max-time 2 "http://127.0.0.1:$port/status" >/dev/null 2>&1 && [[ $(network "$port") != "$chain" ]]; then
+      die "port $port already serves chain \"$(network "$port")\", not $chain: stop it, or use another BASE_PORT"
+    fi
+  done
 
   local home name pidf
   for home in $(nodes); do
@@ -97,7 +113,7 @@ start() {
     ready=0
     for port in $(rpc_ports); do
       h=$(height "$port")
-      [[ -n $h && $h -ge 2 ]] && ready=$((ready + 1))
+      [[ -n $h && $h -ge 2 && $(network "$port") == "$chain" ]] && ready=$((ready + 1))
     done
     [[ $ready -eq $(rpc_ports | wc -l) ]] && break
     for pidf in "$DIR"/pids/node*.pid; do
