@@ -19,12 +19,16 @@ const (
 // dbName is the database name inside the data directory: <dir>/state.db.
 const dbName = "state"
 
-// openDB opens the cosmos-db database for a backend name. "pebbledb" is
-// accepted as an alias of "pebble" (it is cosmos-db's own spelling).
+// openDB opens the cosmos-db database for a backend name ("" means
+// DefaultBackend). "pebbledb" is accepted as an alias of "pebble" (it is
+// cosmos-db's and CometBFT's own spelling).
 func openDB(dir, backend string) (dbm.DB, error) {
+	if backend == "" {
+		backend = DefaultBackend
+	}
 	var bt dbm.BackendType
 	switch backend {
-	case "", BackendGoLevelDB:
+	case BackendGoLevelDB:
 		bt = dbm.GoLevelDBBackend
 	case BackendPebble, string(dbm.PebbleDBBackend):
 		bt = dbm.PebbleDBBackend
@@ -61,9 +65,21 @@ func (a iavlDB) Get(key []byte) ([]byte, error) { return a.db.Get(key) }
 func (a iavlDB) Has(key []byte) (bool, error)   { return a.db.Has(key) }
 func (a iavlDB) Close() error                   { return a.db.Close() }
 func (a iavlDB) NewBatch() corestore.Batch      { return a.db.NewBatch() }
+
+// NewBatchWithSize caps the pre-allocation hint. The store sets iavl's
+// flush threshold to "never" so that a version is written in one atomic
+// batch (see atomicVersions in store.go), and iavl passes that threshold
+// here as the size to pre-allocate.
 func (a iavlDB) NewBatchWithSize(n int) corestore.Batch {
+	if n > maxBatchPrealloc {
+		n = maxBatchPrealloc
+	}
 	return a.db.NewBatchWithSize(n)
 }
+
+// maxBatchPrealloc bounds the memory pre-allocated for a write batch; the
+// batch still grows as needed.
+const maxBatchPrealloc = 1 << 20
 
 func (a iavlDB) Iterator(start, end []byte) (corestore.Iterator, error) {
 	it, err := a.db.Iterator(start, end)

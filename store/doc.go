@@ -23,7 +23,8 @@
 //     Commit; Rollback discards it; a crash or Close loses it.
 //   - Open reloads the latest committed version and its hash, so after a
 //     crash at any point the node restarts exactly at its last Commit and
-//     CometBFT replays the blocks after it.
+//     CometBFT replays the blocks after it. Each Commit is written as one
+//     atomic database batch, so a crash never leaves a torn version.
 //   - Insertion order matters. The shape of an IAVL tree, and therefore its
 //     root hash, depends on the order in which keys are inserted, not only
 //     on the final set of keys. Every node must apply a block's writes in

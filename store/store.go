@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 
 	cmtcrypto "github.com/cometbft/cometbft/api/cometbft/crypto/v1"
@@ -46,7 +47,7 @@ type Iterator interface {
 
 // Options configure Open.
 type Options struct {
-	// Backend is "goleveldb" (default), "pebble" or "memdb" (tests only:
+	// Backend is "pebble" (default), "goleveldb" or "memdb" (tests only:
 	// nothing survives Close).
 	Backend string
 	// CacheSize is the IAVL node cache size, in nodes. Size it to the
@@ -62,7 +63,7 @@ type Options struct {
 
 // DefaultBackend is the backend DefaultOptions chooses (see README.md and
 // BENCH_RESULTS.md for the measurement behind the choice).
-const DefaultBackend = BackendGoLevelDB
+const DefaultBackend = BackendPebble
 
 // DefaultCacheSize is the default IAVL node cache size, in nodes.
 const DefaultCacheSize = 500_000
@@ -114,9 +115,29 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	tree := iavl.NewMutableTree(iavlDB{db: db}, opts.CacheSize, false, iavl.NewNopLogger())
-	if _, err := tree.Load(); err != nil {
+	s, err := openWithDB(db, opts)
+	if err != nil {
 		_ = db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// atomicVersions is iavl's flush threshold: never flush a version's batch
+// part-way. By default iavl writes a version in 100 kB batches, so a crash
+// in the middle of SaveVersion leaves nodes of a version without its root,
+// and iavl v1 then takes that half-written version as the latest and fails
+// to load it. With one batch per SaveVersion (and per prune), the database
+// applies a version entirely or not at all; the memory cost is the size of
+// one block's new nodes.
+const atomicVersions = math.MaxInt
+
+// openWithDB builds the store over an open database (tests inject faults
+// here).
+func openWithDB(db dbm.DB, opts Options) (*Store, error) {
+	tree := iavl.NewMutableTree(iavlDB{db: db}, opts.CacheSize, false, iavl.NewNopLogger(),
+		iavl.FlushThresholdOption(atomicVersions))
+	if _, err := tree.Load(); err != nil {
 		return nil, fmt.Errorf("store: load latest version: %w", err)
 	}
 	s := &Store{db: db, tree: tree, opts: opts}
@@ -177,8 +198,10 @@ func (s *Store) WorkingHash() []byte {
 	return bytes.Clone(s.tree.WorkingHash())
 }
 
-// Commit saves the working tree as the next version, then prunes according
-// to the options. It returns the new root hash (the AppHash) and version.
+// Commit saves the working tree as the next version (one atomic database
+// batch), then prunes according to the options. It returns the new root
+// hash (the AppHash) and version. If only the pruning fails, the version is
+// saved and is returned together with the error.
 func (s *Store) Commit() ([]byte, int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

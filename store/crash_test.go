@@ -1,0 +1,155 @@
+package store
+
+import (
+	"bytes"
+	"math/rand"
+	"sync"
+	"testing"
+
+	dbm "github.com/cosmos/cosmos-db"
+)
+
+// faultDB wraps a database to simulate a crash between two batch writes:
+// once failAfter batches have been written, later batches are silently
+// dropped (they never reach the disk), while the process carries on as if
+// they had been written. It counts every batch write attempted, and ignores
+// Close so that a "crashed" store can be reopened on the surviving data.
+type faultDB struct {
+	dbm.DB
+	mu        sync.Mutex
+	writes    int
+	failAfter int // -1: never drop
+}
+
+func (f *faultDB) NewBatch() dbm.Batch { return &faultBatch{Batch: f.DB.NewBatch(), f: f} }
+func (f *faultDB) NewBatchWithSize(n int) dbm.Batch {
+	return &faultBatch{Batch: f.DB.NewBatchWithSize(n), f: f}
+}
+func (f *faultDB) Close() error { return nil }
+
+// reaches reports whether the next batch write reaches the disk.
+func (f *faultDB) reaches() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.writes++
+	return f.failAfter < 0 || f.writes <= f.failAfter
+}
+
+type faultBatch struct {
+	dbm.Batch
+	f *faultDB
+}
+
+func (b *faultBatch) Write() error {
+	if !b.f.reaches() {
+		return nil // lost in the crash
+	}
+	return b.Batch.Write()
+}
+
+func (b *faultBatch) WriteSync() error {
+	if !b.f.reaches() {
+		return nil
+	}
+	return b.Batch.WriteSync()
+}
+
+// TestCommitIsAtomic crashes a large Commit after 0, 1, 2, ... of its batch
+// writes reached the disk. Every time, the reopened store must load and be
+// exactly at the previous version, until the crash point is past all of the
+// commit's writes; then the new version must be complete. With iavl's
+// default 100 kB flush threshold this fails: a version is written in many
+// batches, and a half-written one is taken as the latest and cannot be
+// loaded.
+func TestCommitIsAtomic(t *testing.T) {
+	f := &faultDB{DB: dbm.NewMemDB(), failAfter: -1}
+	opts := Options{Backend: BackendMemDB, CacheSize: 10_000}
+	open := func() *Store {
+		t.Helper()
+		s, err := openWithDB(f, opts)
+		if err != nil {
+			t.Fatalf("reopen after crash: %v", err)
+		}
+		return s
+	}
+	s := open()
+	rng := rand.New(rand.NewSource(5))
+	for i := 0; i < 2000; i++ {
+		if err := s.Working().Set([]byte(keyN(i)), benchValue(rng)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h1, v1 := mustCommit(t, s)
+
+	// a block big enough for many 100 kB flushes: 3,000 writes x 300 bytes
+	block := func(s *Store) {
+		c := NewCache(s.Working())
+		r := rand.New(rand.NewSource(6))
+		for i := 0; i < 3000; i++ {
+			if err := c.Set([]byte(keyN(r.Intn(6000))), benchValue(r)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := c.Write(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ref := memStore(t)
+	r := rand.New(rand.NewSource(5))
+	for i := 0; i < 2000; i++ {
+		mustSet(t, ref.Working(), keyN(i), string(benchValue(r)))
+	}
+	mustCommit(t, ref)
+	block(ref)
+	hRef, vRef := mustCommit(t, ref)
+
+	for crashAfter := 0; crashAfter < 1000; crashAfter++ {
+		s = open()
+		block(s)
+		f.mu.Lock()
+		f.writes, f.failAfter = 0, crashAfter
+		f.mu.Unlock()
+		mustCommit(t, s) // in memory it "succeeds"; then the machine dies
+		f.mu.Lock()
+		attempted := f.writes
+		f.failAfter = -1
+		f.mu.Unlock()
+		// abandon s without Close
+
+		s = open()
+		v, h := s.LastCommit()
+		if crashAfter < attempted {
+			if v != v1 || !bytes.Equal(h, h1) {
+				t.Fatalf("crash after %d of %d batch writes: reopened at %d %X, want %d %X", crashAfter, attempted, v, h, v1, h1)
+			}
+			continue
+		}
+		if attempted != 1 {
+			t.Fatalf("a version took %d batch writes, want 1 (atomic)", attempted)
+		}
+		if v != vRef || !bytes.Equal(h, hRef) {
+			t.Fatalf("after the completed commit: reopened at %d %X, want %d %X", v, h, vRef, hRef)
+		}
+		return
+	}
+	t.Fatal("commit never completed")
+}
+
+func TestFaultDBSanity(t *testing.T) {
+	// the fault injector itself: a dropped batch leaves nothing behind, an
+	// allowed one is written
+	f := &faultDB{DB: dbm.NewMemDB(), failAfter: 1}
+	for i, k := range []string{"first", "second"} {
+		b := f.NewBatch()
+		if err := b.Set([]byte(k), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Write(); err != nil {
+			t.Fatal(err)
+		}
+		v, _ := f.Get([]byte(k))
+		if (i == 0) != (v != nil) {
+			t.Fatalf("batch %d (%s): stored %q", i, k, v)
+		}
+	}
+}
