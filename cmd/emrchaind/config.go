@@ -129,7 +129,7 @@ func defaultAppConfig() appConfig {
 	so := store.DefaultOptions()
 	return appConfig{
 		Store: storeConfig{
-			Backend:           store.BackendGoLevelDB,
+			Backend:           store.DefaultBackend,
 			CacheSize:         so.CacheSize,
 			PruningKeepRecent: so.KeepRecent,
 			PruningInterval:   so.PruneInterval,

@@ -111,7 +111,7 @@ and starts over.
 	f.StringArrayVar(&o.orgs, "org", nil, `organization "id:name:kind", kind one of hospital, lab, pharmacy, research (repeatable)`)
 	f.StringArrayVar(&o.registrars, "registrar", nil, `registrar "org-id:NAME" with fresh keys in HOME/dev-keys/NAME.json (repeatable)`)
 	f.StringVar(&o.appStateFile, "genesis-app-state", "", "start the app_state from this protojson emrchainv1.GenesisState file")
-	f.StringVar(&o.backend, "backend", store.BackendGoLevelDB, "database engine of the app store and CometBFT: goleveldb or pebble")
+	f.StringVar(&o.backend, "backend", store.DefaultBackend, "database engine of the app store and CometBFT: pebble or goleveldb")
 	f.BoolVar(&o.force, "force", false, "wipe HOME/config, HOME/data and HOME/dev-keys of an existing node first")
 	f.StringVar(&o.rpcAddr, "rpc.laddr", "tcp://127.0.0.1:26657", "CometBFT RPC listen address")
 	f.StringVar(&o.p2pAddr, "p2p.laddr", "tcp://127.0.0.1:26656", "P2P listen address")

@@ -130,7 +130,7 @@ func TestInitDevNode(t *testing.T) {
 	}
 	if conf.Consensus.TimeoutCommit != 500*time.Millisecond || conf.Consensus.CreateEmptyBlocksInterval != 10*time.Second ||
 		conf.RPC.ListenAddress != "tcp://127.0.0.1:26657" || conf.P2P.ListenAddress != "tcp://127.0.0.1:26656" ||
-		conf.TxIndex.Indexer != "kv" || conf.DBBackend != "goleveldb" || conf.Moniker != "node0" {
+		conf.TxIndex.Indexer != "kv" || conf.DBBackend != "pebbledb" || conf.Moniker != "node0" {
 		t.Fatalf("config: %+v %+v %+v", conf.Consensus, conf.RPC, conf.P2P)
 	}
 	appConf, err := loadAppConfig(home)

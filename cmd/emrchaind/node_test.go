@@ -378,7 +378,7 @@ func TestStartErrors(t *testing.T) {
 		t.Fatalf("start on an empty home: %v, output %q; want one line saying it is not initialized", err, out)
 	}
 	home := t.TempDir()
-	if out, err := exec.Command(bin, "init", "--home", home, "--chain-id", "emr-x").CombinedOutput(); err != nil {
+	if out, err := exec.Command(bin, "init", "--home", home, "--chain-id", "emr-x", "--backend", "goleveldb").CombinedOutput(); err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
 	}
 	if err := os.MkdirAll(filepath.Join(home, "data", appDBDir, "x"), 0o700); err != nil {

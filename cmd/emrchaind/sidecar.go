@@ -105,6 +105,7 @@ func defaultSidecarConfig() sidecarConfig {
 		SweepGrace:      duration(sidecar.DefaultSweepGrace),
 		SweepMaxDeletes: sidecar.DefaultSweepMaxDeletes,
 		SweepMaxChecks:  sidecar.DefaultSweepMaxChecks,
+		Peers:           []string{},
 	}
 }
 

@@ -167,7 +167,7 @@ testnet refuses a non-empty DIR; --force deletes a DIR that holds a testnet
 	f.IntVar(&o.basePort, "base-port", testnetBasePort, "first port; node i uses the ten ports from base-port + 10*i")
 	f.StringVar(&o.blob, "blob", "fs", `blob store of the sidecars: "fs" (embedded, per node) or "minio" (one MinIO server and bucket shared by all; credentials from MINIO_ACCESS_KEY and MINIO_SECRET_KEY)`)
 	f.StringVar(&o.minioAddr, "minio-addr", testnetMinioAddr, "MinIO server address with --blob minio")
-	f.StringVar(&o.backend, "backend", store.BackendGoLevelDB, "database engine: goleveldb or pebble")
+	f.StringVar(&o.backend, "backend", store.DefaultBackend, "database engine: pebble or goleveldb")
 	f.DurationVar(&o.timeoutCommit, "timeout-commit", 500*time.Millisecond, "consensus timeout_commit")
 	f.DurationVar(&o.emptyBlocks, "empty-blocks-interval", 10*time.Second, "make an empty block at least this often when idle (0 = continuously)")
 	f.BoolVar(&o.force, "force", false, "delete an existing testnet in --output first")
