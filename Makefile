@@ -101,3 +101,23 @@ demo: build ## Build, start a fresh 4-validator consortium (embedded blob store)
 .PHONY: demo-localnet
 demo-localnet: build ## Run the emrcli story on the running ./localnet (make localnet first).
 	LOCALNET_DIR=$(LOCALNET_DIR) EMRCLI=$(BIN)/emrcli ./testnet/demo.sh
+
+# --- emrchain against CometBFT's kvstore -------------------------------------
+# testnet/bench_chain.sh does the work (see its header for the knobs:
+# DURATION, RATE_FRACTION, BACKEND, NODE_GOGC, ...). Not part of make test.
+COMETBFT_VERSION := v1.0.1
+BENCH_OUT ?= $(CURDIR)/bench-chain
+
+.PHONY: bench-chain
+bench-chain: $(BIN)/cometbft $(BIN)/load ## Load a 4-validator emrchain and a 4-validator CometBFT kvstore in turn (~7 min); prints "emrchain N tx/s, kvstore M tx/s, ratio R", results in ./bench-chain.
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/emrchaind ./cmd/emrchaind
+	BIN=$(BIN) BENCH_OUT=$(BENCH_OUT) ./testnet/bench_chain.sh
+
+$(BIN)/cometbft:
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN) $(GO) install github.com/cometbft/cometbft/cmd/cometbft@$(COMETBFT_VERSION)
+
+$(BIN)/load:
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN) $(GO) install github.com/cometbft/cometbft/test/loadtime/cmd/load@$(COMETBFT_VERSION)

@@ -2,6 +2,8 @@ package app_test
 
 import (
 	"fmt"
+	"io/fs"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ type benchNet struct {
 	doc      *apptest.Actor
 	patients [][]byte
 	docSeq   uint64
+	dir      string // the store's directory ("" in memory)
 }
 
 func newBenchNet(b *testing.B, backend string, patients int) *benchNet {
@@ -32,7 +35,7 @@ func newBenchNet(b *testing.B, backend string, patients int) *benchNet {
 	reg := apptest.Registrar(apptest.HospitalA)
 	doc := apptest.NewActor("bench-doc")
 	c.Must(reg, apptest.RegisterMember(doc, emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA))
-	n := &benchNet{c: c, doc: doc}
+	n := &benchNet{c: c, doc: doc, dir: opts.Dir}
 	var enroll, grants [][]byte
 	for i := range patients {
 		p := apptest.NewActor(fmt.Sprintf("bench-patient-%d", i))
@@ -111,6 +114,25 @@ func BenchmarkFinalizeBlock(b *testing.B) {
 	}
 }
 
+// dirSize is the bytes of the files under dir.
+func dirSize(b *testing.B, dir string) int64 {
+	var total int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err == nil {
+			total += info.Size()
+		}
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return total
+}
+
 // BenchmarkCommitWithRecords measures one 1,000-AddRecord block
 // (FinalizeBlock + Commit) on a state already holding N records.
 // The 1M case takes minutes to fill: run it with -bench 'CommitWithRecords/1000000'.
@@ -144,6 +166,9 @@ func BenchmarkCommitWithRecords(b *testing.B) {
 			}
 			b.ReportMetric(float64(commit.Microseconds())/1000/float64(b.N), "commit-ms/block")
 			b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "txs/s")
+			// State bytes per record: the database on disk (every version
+			// kept, as a node without pruning) over the records in it.
+			b.ReportMetric(float64(dirSize(b, n.dir))/float64(stored+b.N*1000), "state-B/record")
 		})
 	}
 }

@@ -15,7 +15,7 @@ import (
 // are in BENCH_RESULTS.md. The 1M-key case takes minutes to preload; it runs
 // only with -store.bench1m:
 //
-//	go test ./store -run x -bench . -benchtime 100x -args -store.bench1m
+//	go test ./store -run x -bench . -benchtime 30x -args -store.bench1m
 var bench1M = flag.Bool("store.bench1m", false, "include the 1,000,000-key Commit benchmark (slow preload)")
 
 const (
@@ -171,7 +171,8 @@ func preload(b *testing.B, p *preloaded) {
 // Write and Commit) and commit-ms.
 //
 //   - insert: 1,000 new keys per block, the tree grows from empty.
-//   - update/keys=100000: 1,000 updates of random keys of a 100k-key tree.
+//   - update/keys=N: 1,000 updates of random keys of an N-key tree
+//     (100k; also 1M with -store.bench1m).
 func BenchmarkBackendsPaired(b *testing.B) {
 	type side struct {
 		s      *Store
@@ -217,45 +218,54 @@ func BenchmarkBackendsPaired(b *testing.B) {
 		run(b, sides, func(i, j int) []byte { return benchKey(uint64(i*benchBlock + j + 1)) })
 	})
 
-	const size = 100_000
-	var preloadedSides []*side
+	sizes := []int64{100_000}
+	if *bench1M {
+		sizes = append(sizes, 1_000_000)
+	}
+	preloadedSides := map[int64][]*side{}
 	var dirs []string
 	b.Cleanup(func() {
-		for _, sd := range preloadedSides {
-			_ = sd.s.Close()
+		for _, sides := range preloadedSides {
+			for _, sd := range sides {
+				_ = sd.s.Close()
+			}
 		}
 		for _, d := range dirs {
 			_ = os.RemoveAll(d)
 		}
 	})
-	b.Run(fmt.Sprintf("update/keys=%d", size), func(b *testing.B) {
-		if testing.Short() {
-			b.Skip("-short")
-		}
-		if preloadedSides == nil {
-			preloadedSides = openSides(b, func() string {
-				d, err := os.MkdirTemp("", "emrchain-bench-")
-				if err != nil {
-					b.Fatal(err)
+	for _, size := range sizes {
+		b.Run(fmt.Sprintf("update/keys=%d", size), func(b *testing.B) {
+			if testing.Short() {
+				b.Skip("-short")
+			}
+			sides := preloadedSides[size]
+			if sides == nil {
+				sides = openSides(b, func() string {
+					d, err := os.MkdirTemp("", "emrchain-bench-")
+					if err != nil {
+						b.Fatal(err)
+					}
+					dirs = append(dirs, d)
+					return d
+				})
+				for _, sd := range sides {
+					preload(b, &preloaded{s: sd.s, size: uint64(size), rng: rand.New(rand.NewSource(2))})
 				}
-				dirs = append(dirs, d)
-				return d
+				preloadedSides[size] = sides
+			}
+			rng := rand.New(rand.NewSource(4))
+			var blockKeys [benchBlock][]byte
+			lastI := -1
+			run(b, sides, func(i, j int) []byte {
+				if i != lastI { // both backends get the same keys for op i
+					for n := range blockKeys {
+						blockKeys[n] = benchKey(uint64(rng.Int63n(size)) + 1)
+					}
+					lastI = i
+				}
+				return blockKeys[j]
 			})
-			for _, sd := range preloadedSides {
-				preload(b, &preloaded{s: sd.s, size: size, rng: rand.New(rand.NewSource(2))})
-			}
-		}
-		rng := rand.New(rand.NewSource(4))
-		var blockKeys [benchBlock][]byte
-		lastI := -1
-		run(b, preloadedSides, func(i, j int) []byte {
-			if i != lastI { // both backends get the same keys for op i
-				for n := range blockKeys {
-					blockKeys[n] = benchKey(uint64(rng.Int63n(size)) + 1)
-				}
-				lastI = i
-			}
-			return blockKeys[j]
 		})
-	})
+	}
 }

@@ -4,6 +4,7 @@
 //	emrchaind init  --home DIR --chain-id ID   write config, keys and genesis
 //	emrchaind start --home DIR                 run the node (and its gRPC and REST servers) until SIGINT/SIGTERM
 //	emrchaind testnet --output DIR             write an N-validator consortium on 127.0.0.1 (testnet.go)
+//	emrchaind load --testnet DIR               load it with signed txs and measure commits (load.go, package testnet/load)
 //	emrchaind version                          print versions
 //
 // The home directory follows CometBFT's layout, plus two emrchain files:

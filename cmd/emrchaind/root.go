@@ -42,7 +42,7 @@ of its registrar; start runs the node.`,
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.PersistentFlags().String(flagHome, defaultHome(), "node home directory (config/, data/, dev-keys/)")
 	root.PersistentFlags().String(flagLogLevel, "", `log level, e.g. "info", "debug" or "consensus:info,*:error" (default: log_level in config.toml)`)
-	root.AddCommand(newInitCmd(), newStartCmd(), newSidecarCmd(), newTestnetCmd(), newVersionCmd())
+	root.AddCommand(newInitCmd(), newStartCmd(), newSidecarCmd(), newTestnetCmd(), newLoadCmd(), newVersionCmd())
 	return root
 }
 

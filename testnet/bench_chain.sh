@@ -1,0 +1,273 @@
+#!/usr/bin/env bash
+# bench_chain.sh — emrchain against CometBFT's kvstore, in one run.
+#
+# Writes two 4-validator networks with `emrchaind testnet` (so both get the
+# very same config.toml: consensus timeouts, mempool, block and database
+# settings, and the same genesis consensus params), runs them in turn with
+# testnet/localnet.sh on 127.0.0.1, and loads each at saturation:
+#
+#   emrchain  emrchaind start, loaded by `emrchaind load` (signed, valid txs:
+#             60% AddRecord, 30% RecordAccess, 10% Grant/Revoke/RotateKey)
+#   kvstore   cometbft start with proxy_app = "kvstore", loaded by CometBFT's
+#             loadtime `load` with txs of emrchain's mean size, measured by
+#             `emrchaind load watch` (same block observer as emrchain's)
+#
+# then each again at RATE_FRACTION of its saturation throughput for
+# latency. It prints the summaries and, last, the line
+#   emrchain <N> tx/s, kvstore <M> tx/s, ratio <N/M>
+#
+# Results go to $BENCH_OUT: *.json summaries, *.csv series and blocks, a PNG
+# plot, a CPU profile of one emrchain validator under saturation (and its
+# top functions as text), CPU seconds per committed tx of each network, the
+# commands run (commands.txt) and the nodes' logs.
+#
+# Environment (defaults in brackets):
+#   BIN            directory with emrchaind, cometbft and load [./bin]
+#   BENCH_OUT      results directory [./bench-chain]
+#   DURATION       seconds of each measured phase [45]
+#   WARMUP         seconds at the start of a phase left out of the figures [10]
+#   RATE_FRACTION  the latency phase runs at this share of saturation [0.7]
+#   BACKEND        database of both networks: pebble or goleveldb [pebble]
+#   NODE_GOGC      GOGC of every node process of both networks [300]
+#   TIMEOUT_PROPOSE  consensus timeout_propose of both networks [3s, CometBFT's
+#                  default; "" keeps the 1s emrchaind testnet writes, which
+#                  under saturation on 2 shared cores fails rounds]
+#   KV_RATE        loadtime's rate per endpoint at saturation, tx/s [1500]
+#   CONNS          emrchaind load senders per node [8]
+#   KEEP           1 keeps the networks' directories [0]
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${BIN:-$ROOT/bin}
+OUT=${BENCH_OUT:-$ROOT/bench-chain}
+DURATION=${DURATION:-45}
+WARMUP=${WARMUP:-10}
+RATE_FRACTION=${RATE_FRACTION:-0.7}
+BACKEND=${BACKEND:-pebble}
+NODE_GOGC=${NODE_GOGC:-300}
+TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE-3s}
+KV_RATE=${KV_RATE:-1500}
+CONNS=${CONNS:-8}
+KEEP=${KEEP:-0}
+LOCALNET=$ROOT/testnet/localnet.sh
+EMRCHAIND=$BIN/emrchaind
+COMETBFT=$BIN/cometbft
+LOADTIME=$BIN/load
+
+die() { echo "bench-chain: $*" >&2; exit 1; }
+say() { echo "bench-chain: $*"; }
+# run: log a command to commands.txt and stdout, then run it.
+run() { echo "+ $*" | tee -a "$OUT/commands.txt"; "$@"; }
+
+for b in "$EMRCHAIND" "$COMETBFT" "$LOADTIME"; do
+  [[ -x $b ]] || die "$b not found (make bench-chain builds and installs them)"
+done
+command -v jq >/dev/null || die "jq is needed to read the summaries"
+command -v curl >/dev/null || die "curl is needed"
+[[ $DURATION -ge 15 && $DURATION -le 600 ]] || die "DURATION must be 15..600 seconds"
+[[ $WARMUP -lt $DURATION ]] || die "WARMUP must be shorter than DURATION"
+
+mkdir -p "$OUT"
+rm -f "$OUT"/*.json "$OUT"/*.csv "$OUT"/*.png "$OUT"/*.pprof "$OUT"/*.txt
+rm -rf "$OUT/logs"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/emrchain-bench.XXXXXX")
+BG=() # pids of background jobs this script started
+
+cleanup() {
+  local rc=$?
+  set +e
+  for pid in "${BG[@]}"; do kill "$pid" 2>/dev/null; done
+  for net in emr kv; do
+    [[ -d $WORK/$net/pids ]] && LOCALNET_DIR=$WORK/$net "$LOCALNET" stop >/dev/null 2>&1
+  done
+  for pid in "${BG[@]}"; do wait "$pid" 2>/dev/null; done
+  for net in emr kv; do
+    if [[ -d $WORK/$net/logs ]]; then
+      mkdir -p "$OUT/logs/$net"
+      cp "$WORK/$net"/logs/*.log "$OUT/logs/$net/" 2>/dev/null
+    fi
+  done
+  if [[ $KEEP == 1 ]]; then
+    say "kept the networks in $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+  [[ $rc -ne 0 ]] && say "FAILED (exit $rc); logs in $OUT/logs"
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# free_base: a base port whose block of 40 ports (4 nodes x 10) nobody
+# listens on, below the ephemeral range like the test harness.
+free_base() {
+  local listening base p ok
+  listening=$(awk 'NR > 1 && $4 == "0A" { split($2, a, ":"); print strtonum("0x" a[2]) }' /proc/net/tcp /proc/net/tcp6 2>/dev/null | sort -un)
+  for _ in $(seq 50); do
+    base=$((20000 + (RANDOM % 1100) * 10))
+    ok=1
+    for p in $(seq "$base" $((base + 39))); do
+      if grep -qx "$p" <<<"$listening"; then ok=0; break; fi
+    done
+    if [[ $ok == 1 ]]; then echo "$base"; return; fi
+  done
+  die "no free block of ports found"
+}
+
+# node_cpu DIR: CPU seconds (user + system) used so far by the nodes of the
+# network in DIR (its localnet pid files).
+node_cpu() {
+  local ticks=0 f pid u s
+  for f in "$1"/pids/node*.pid; do
+    pid=$(cat "$f")
+    read -r u s < <(awk '{ print $14, $15 }' "/proc/$pid/stat")
+    ticks=$((ticks + u + s))
+  done
+  awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
+}
+
+# configure DIR: the settings this run applies to both networks alike.
+configure() {
+  local f
+  for f in "$1"/node*/config/config.toml; do
+    if [[ -n $TIMEOUT_PROPOSE ]]; then
+      sed -i "s|^timeout_propose = .*|timeout_propose = \"$TIMEOUT_PROPOSE\"|" "$f"
+    fi
+  done
+}
+
+# enable_pprof DIR NODE PORT
+enable_pprof() {
+  sed -i "s|^pprof_laddr = .*|pprof_laddr = \"127.0.0.1:$3\"|" "$1/node$2/config/config.toml"
+}
+
+# enable_metrics DIR NODE PORT: CometBFT's Prometheus metrics on node NODE.
+enable_metrics() {
+  sed -i "s|^prometheus = .*|prometheus = true|; s|^prometheus_listen_addr = .*|prometheus_listen_addr = \"127.0.0.1:$3\"|" \
+    "$1/node$2/config/config.toml"
+}
+
+# scrape PORT FILE: the mempool, ABCI timing and consensus counters.
+scrape() {
+  curl -fsS --max-time 5 "http://127.0.0.1:$1/metrics" 2>/dev/null |
+    grep -E '^cometbft_(mempool_|abci_connection_method_timing_seconds_(sum|count)|consensus_(rounds|total_txs|block_interval_seconds_(sum|count))|state_block_processing_time_(sum|count))' >"$2" || true
+}
+
+# rpc DIR I: the RPC URL of node I.
+rpc() { jq -r ".nodes[$2].rpc" "$1/testnet.json" | sed 's|^tcp://|http://|'; }
+
+start_net() { # DIR BINARY
+  say "starting $(basename "$1") ($(basename "$2"), NODE_GOGC=$NODE_GOGC)"
+  GOGC=$NODE_GOGC LOCALNET_DIR=$1 EMRCHAIND=$2 WAIT=90 "$LOCALNET" start | tail -n 6
+}
+
+stop_net() { LOCALNET_DIR=$1 "$LOCALNET" stop | tail -n 1; }
+
+# cpu_per_tx CPU0 CPU1 SUMMARY: node CPU ms per committed tx.
+cpu_per_tx() {
+  local committed
+  committed=$(jq .committed "$3")
+  awk -v a="$1" -v b="$2" -v n="$committed" 'BEGIN { if (n > 0) printf "%.3f", 1000 * (b - a) / n; else print "n/a" }'
+}
+
+{
+  echo "# bench-chain $(date -u +%FT%TZ) on $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "# commit $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet 2>/dev/null || echo '+changes'); emrchaind $("$EMRCHAIND" version 2>/dev/null | awk '/^emrchaind:/ {print $2}'); cometbft $("$COMETBFT" version 2>/dev/null); $(go version 2>/dev/null | cut -d' ' -f3)"
+  echo "# DURATION=$DURATION WARMUP=$WARMUP RATE_FRACTION=$RATE_FRACTION BACKEND=$BACKEND NODE_GOGC=$NODE_GOGC TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE:-default} KV_RATE=$KV_RATE CONNS=$CONNS"
+} | tee "$OUT/commands.txt"
+
+# --- emrchain ----------------------------------------------------------------
+EMR=$WORK/emr
+BASE=$(free_base)
+run "$EMRCHAIND" testnet --output "$EMR" --base-port "$BASE" --chain-id emrchain-bench --backend "$BACKEND" >/dev/null
+configure "$EMR"
+PPROF_PORT=$((BASE + 18)) # spare ports of node1's block
+METRICS_PORT=$((BASE + 17))
+enable_pprof "$EMR" 1 "$PPROF_PORT"
+enable_metrics "$EMR" 1 "$METRICS_PORT"
+start_net "$EMR" "$EMRCHAIND"
+
+say "emrchain at saturation for ${DURATION}s"
+c0=$(node_cpu "$EMR")
+( sleep $((WARMUP + 20)) && curl -fsS -o "$OUT/emrchaind-node1.cpu.pprof" \
+    "http://127.0.0.1:$PPROF_PORT/debug/pprof/profile?seconds=$(( DURATION - WARMUP > 40 ? 30 : (DURATION - WARMUP) / 2 ))" ) &
+BG+=($!)
+run "$EMRCHAIND" load --testnet "$EMR" --name emrchain --duration "${DURATION}s" --warmup "${WARMUP}s" --conns "$CONNS" \
+  --prefix bench-sat --json "$OUT/emrchain-saturation.json" --csv "$OUT/emrchain-saturation.csv" \
+  --blocks-csv "$OUT/emrchain-saturation-blocks.csv"
+c1=$(node_cpu "$EMR")
+scrape "$METRICS_PORT" "$OUT/emrchain-node1-metrics.txt"
+EMR_CPU=$(cpu_per_tx "$c0" "$c1" "$OUT/emrchain-saturation.json")
+wait "${BG[-1]}" || say "no CPU profile collected"
+
+EMR_TPS=$(jq .tps "$OUT/emrchain-saturation.json")
+EMR_BYTES=$(jq '.mean_tx_bytes | floor' "$OUT/emrchain-saturation.json")
+EMR_RATE=$(awk -v t="$EMR_TPS" -v f="$RATE_FRACTION" 'BEGIN { printf "%.0f", t * f }')
+say "emrchain at $EMR_RATE tx/s ($RATE_FRACTION of saturation) for ${DURATION}s"
+run "$EMRCHAIND" load --testnet "$EMR" --name "emrchain-$RATE_FRACTION" --rate "$EMR_RATE" --duration "${DURATION}s" \
+  --warmup "${WARMUP}s" --conns "$CONNS" --prefix bench-rate \
+  --json "$OUT/emrchain-rate.json" --csv "$OUT/emrchain-rate.csv" --blocks-csv "$OUT/emrchain-rate-blocks.csv"
+stop_net "$EMR"
+
+# --- kvstore -----------------------------------------------------------------
+KV=$WORK/kv
+BASE=$(free_base)
+run "$EMRCHAIND" testnet --output "$KV" --base-port "$BASE" --chain-id kvstore-bench --backend "$BACKEND" >/dev/null
+configure "$KV"
+for f in "$KV"/node*/config/config.toml; do
+  sed -i 's|^proxy_app = .*|proxy_app = "kvstore"|' "$f"
+done
+METRICS_PORT=$((BASE + 17))
+enable_metrics "$KV" 1 "$METRICS_PORT"
+start_net "$KV" "$COMETBFT"
+ENDPOINTS=$(for i in 0 1 2 3; do rpc "$KV" $i | sed 's|^http://|ws://|; s|$|/v1/websocket|'; done | paste -sd,)
+
+# kv_phase NAME RATE_PER_ENDPOINT: loadtime load with the watcher around it.
+kv_phase() {
+  local name=$1 rate=$2 w
+  run "$EMRCHAIND" load watch --node "$(rpc "$KV" 0)" --name "$name" --duration "${DURATION}s" --warmup "${WARMUP}s" \
+    --json "$OUT/$name.json" --csv "$OUT/$name.csv" --blocks-csv "$OUT/$name-blocks.csv" >"$WORK/$name.watch.txt" 2>&1 &
+  w=$!
+  BG+=("$w")
+  sleep 0.5
+  run timeout $((DURATION + 60)) "$LOADTIME" -c 1 -T "$DURATION" -r "$rate" -s "$EMR_BYTES" \
+    --broadcast-tx-method async --endpoints "$ENDPOINTS" >"$WORK/$name.loadtime.log" 2>&1 ||
+    { tail -n 20 "$WORK/$name.loadtime.log"; die "loadtime failed"; }
+  wait "$w" || { cat "$WORK/$name.watch.txt"; die "watch failed"; }
+  cat "$WORK/$name.watch.txt"
+}
+
+say "kvstore at saturation for ${DURATION}s (loadtime: $KV_RATE tx/s to each of 4 endpoints, $EMR_BYTES-byte txs)"
+c0=$(node_cpu "$KV")
+kv_phase kvstore "$KV_RATE"
+c1=$(node_cpu "$KV")
+scrape "$METRICS_PORT" "$OUT/kvstore-node1-metrics.txt"
+KV_CPU=$(cpu_per_tx "$c0" "$c1" "$OUT/kvstore.json")
+cp "$OUT/kvstore.json" "$OUT/kvstore-saturation.json"
+mv "$OUT/kvstore.csv" "$OUT/kvstore-saturation.csv"
+mv "$OUT/kvstore-blocks.csv" "$OUT/kvstore-saturation-blocks.csv"
+
+KV_TPS=$(jq .tps "$OUT/kvstore-saturation.json")
+KV_RATE_EP=$(awk -v t="$KV_TPS" -v f="$RATE_FRACTION" 'BEGIN { r = t * f / 4; printf "%d", (r < 1 ? 1 : r) }')
+say "kvstore at $((KV_RATE_EP * 4)) tx/s ($RATE_FRACTION of saturation) for ${DURATION}s"
+kv_phase kvstore-rate "$KV_RATE_EP"
+stop_net "$KV"
+
+# --- report ------------------------------------------------------------------
+run "$EMRCHAIND" load plot --out "$OUT/bench-chain.png" \
+  --title "4 validators on 127.0.0.1, $(nproc) cores: emrchain vs CometBFT kvstore" \
+  "emrchain saturation=$OUT/emrchain-saturation.csv" "emrchain $RATE_FRACTION=$OUT/emrchain-rate.csv" \
+  "kvstore saturation=$OUT/kvstore-saturation.csv" "kvstore $RATE_FRACTION=$OUT/kvstore-rate.csv"
+if [[ -s $OUT/emrchaind-node1.cpu.pprof ]]; then
+  go tool pprof -top -nodecount=40 "$EMRCHAIND" "$OUT/emrchaind-node1.cpu.pprof" >"$OUT/emrchaind-node1.cpu-top.txt" 2>/dev/null || true
+  go tool pprof -top -cum -nodecount=60 "$EMRCHAIND" "$OUT/emrchaind-node1.cpu.pprof" >"$OUT/emrchaind-node1.cpu-cum.txt" 2>/dev/null || true
+fi
+printf 'network cpu_ms_per_committed_tx\nemrchain %s\nkvstore %s\n' "$EMR_CPU" "$KV_CPU" >"$OUT/cpu-per-tx.txt"
+
+echo
+for f in emrchain-saturation emrchain-rate kvstore-saturation kvstore-rate; do
+  jq -r '"\(.name): \(.mode)\(if .target_rate > 0 then " \(.target_rate|floor) tx/s" else "" end): \(.tps|floor) tx/s committed, latency p50 \(.latency_ms.p50) ms, p95 \(.latency_ms.p95) ms, p99 \(.latency_ms.p99) ms; blocks every \(.blocks.mean_interval_ms|floor) ms with \(.blocks.mean_txs|floor) txs"' "$OUT/$f.json"
+done
+echo "node CPU per committed tx (4 nodes, user+system): emrchain $EMR_CPU ms, kvstore $KV_CPU ms"
+echo "load average now: $(cut -d' ' -f1-3 /proc/loadavg); results in $OUT"
+"$EMRCHAIND" load compare "$OUT/emrchain-saturation.json" "$OUT/kvstore-saturation.json" | tail -n 1

@@ -1,0 +1,41 @@
+// Package load is emrchain's load generator and its measurement: what
+// `emrchaind load` runs against a consortium, and what `make bench-chain`
+// uses to compare emrchain with CometBFT's kvstore on the same machine.
+//
+// # What a run does
+//
+// Setup registers clinicians (signed by the registrars' development keys of
+// the testnet), enrolls patients who grant their clinician read and write,
+// and adds one record per patient; every step waits until its transactions
+// are in blocks. Then the measured phase sends, for a fixed duration and
+// bounded by a fixed number of transactions signed before it starts,
+// a realistic mix (by default 60% AddRecord, 30% RecordAccess and 10%
+// consent changes: Grant, Revoke and RotateKey in turn by patients of their
+// own) either at a target rate or as fast as the nodes take them in.
+//
+// Every signer has its own sequence stream and is pinned to one validator,
+// and a signer's transactions are sent in order by one worker, so a
+// transaction never reaches its node before its predecessor. Transactions
+// are sent with broadcast_tx_sync; a full mempool is retried after a short
+// pause, a rejection with a code is counted by code and ends that signer's
+// stream (its later transactions would have a sequence gap).
+//
+// # What it measures
+//
+// Commits are counted from the blocks, never from sends: an observer polls
+// one node's RPC for every block and its results, hashes every transaction
+// and matches it to its send time. Submit-to-commit latency is the time from
+// the broadcast of the (last, accepted) attempt of a transaction to the
+// moment the observer first sees the block that holds it. Throughput is the
+// number of committed transactions observed after the warm-up divided by the
+// length of that window. Block time is the difference of consecutive block
+// header times; block size is the number of transactions and their bytes.
+//
+// Watch measures load sent by someone else — CometBFT's loadtime `load`
+// against kvstore — in exactly the same way; latency then runs from the
+// timestamp loadtime puts in each payload.
+//
+// Results are a JSON summary, a CSV time series (per second: committed tx/s
+// and latency percentiles) and a CSV of blocks; Plot draws the time series
+// of one or more runs into a PNG without any plotting library.
+package load

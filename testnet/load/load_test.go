@@ -1,0 +1,239 @@
+package load
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"image/png"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cometbft/cometbft/test/loadtime/payload"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/emrchain/emrchain/app/apptest"
+)
+
+func TestParseMix(t *testing.T) {
+	m, err := ParseMix("add-record=60, record-access=30,consent=10")
+	if err != nil || m != DefaultMix {
+		t.Fatalf("ParseMix = %+v, %v", m, err)
+	}
+	if m, err := ParseMix(DefaultMix.String()); err != nil || m != DefaultMix {
+		t.Fatalf("round trip: %+v, %v", m, err)
+	}
+	if m, err := ParseMix("add-record=1"); err != nil || m != (Mix{AddRecord: 1}) {
+		t.Fatalf("one kind: %+v, %v", m, err)
+	}
+	for _, bad := range []string{"", "add-record=0", "reads=5", "add-record", "add-record=-1", "consent=x"} {
+		if _, err := ParseMix(bad); err == nil {
+			t.Errorf("ParseMix(%q) accepted", bad)
+		}
+	}
+}
+
+func TestCheckLoopback(t *testing.T) {
+	for _, ok := range []string{"http://127.0.0.1:26657", "http://localhost:1", "tcp://127.0.0.1:26657"} {
+		if err := checkLoopback(ok); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"http://10.0.0.1:26657", "http://example.org:26657", "https://127.0.0.1:1", "127.0.0.1:26657", "http://0.0.0.0:1"} {
+		if err := checkLoopback(bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
+
+func TestPercentiles(t *testing.T) {
+	var v []float64
+	for i := 1; i <= 100; i++ {
+		v = append(v, float64(101-i))
+	}
+	s := latencyStats(v)
+	if s.Count != 100 || s.P50 != 50 || s.P95 != 95 || s.P99 != 99 || s.Max != 100 || s.Mean != 50.5 {
+		t.Fatalf("latencyStats = %+v", s)
+	}
+	if latencyStats(nil) != (LatencyStats{}) || pct(nil, 50) != 0 {
+		t.Fatal("empty input must give zeros")
+	}
+	if got := pct([]float64{7}, 99); got != 7 {
+		t.Fatalf("pct of one = %v", got)
+	}
+}
+
+// TestPlanExecutes runs a load's setup and a measured mix through the state
+// machine block by block: every planned transaction must succeed, in plan
+// order, which is what the sender relies on (sequences, key versions,
+// grants before records, records before reads, revoke after grant).
+func TestPlanExecutes(t *testing.T) {
+	c := apptest.New(t, apptest.Options{})
+	var regs []*registrar
+	var next []uint64
+	for _, org := range []string{apptest.HospitalA, apptest.HospitalB} {
+		a := apptest.Registrar(org)
+		pub := a.SignPub()
+		regs = append(regs, &registrar{signer: &signer{name: a.Name, sign: a.Sign, pub: pub, address: a.Address}, org: org})
+		next = append(next, c.Seq(a.Address))
+	}
+	p := newPlan(apptest.ChainID, "t", 7, regs, next, PlanConfig{Clinicians: 5, PatientsPerClinician: 3, ConsentPatients: 4})
+	steps := [][]*plannedTx{p.setupRegister(), p.setupPatients(c.Now), p.setupRecords(), p.measured(600, DefaultMix, c.Now)}
+	kinds := map[uint8]int{}
+	for i, txs := range steps {
+		if err := p.sign(txs); err != nil {
+			t.Fatal(err)
+		}
+		for start := 0; start < len(txs); start += 100 {
+			batch := txs[start:min(start+100, len(txs))]
+			raws := make([][]byte, len(batch))
+			for j, tx := range batch {
+				raws[j] = tx.raw
+				if tx.hash != sha256.Sum256(tx.raw) {
+					t.Fatal("hash is not the tx hash")
+				}
+			}
+			for j, r := range c.Block(raws...) {
+				if !r.OK() {
+					tx := batch[j]
+					t.Fatalf("step %d: %s by %s seq %d: code %d: %s", i, kindNames[tx.kind], p.signers[tx.signer].name, tx.seq, r.Code, r.Log)
+				}
+				kinds[batch[j].kind]++
+			}
+		}
+	}
+	for k := range numKinds {
+		if kinds[k] == 0 {
+			t.Errorf("no %s in the plan", kindNames[k])
+		}
+	}
+	// The measured mix is close to the default shares.
+	mc := kindCounts(steps[3])
+	if n := mc["add-record"]; n < 300 || n > 420 {
+		t.Errorf("add-record %d of 600", n)
+	}
+	if n := mc["record-access"]; n < 120 || n > 240 {
+		t.Errorf("record-access %d of 600", n)
+	}
+	if n := mc["grant"] + mc["revoke"] + mc["rotate-key"]; n < 30 || n > 100 {
+		t.Errorf("consent %d of 600", n)
+	}
+}
+
+func TestWorkerPinning(t *testing.T) {
+	s := &sender{nodes: make([]*rpc, 4), conns: 3}
+	seen := map[int]bool{}
+	for signer := range 100 {
+		w := s.workerOf(signer)
+		if w%4 != signer%4 {
+			t.Fatalf("signer %d on worker %d: not its node", signer, w)
+		}
+		if w != s.workerOf(signer) {
+			t.Fatal("not stable")
+		}
+		seen[w] = true
+	}
+	if len(seen) != 12 {
+		t.Fatalf("signers spread over %d of 12 workers", len(seen))
+	}
+}
+
+func TestObserverMatches(t *testing.T) {
+	o := newObserver(nil, true)
+	mine := &plannedTx{raw: []byte("mine")}
+	mine.hash = sha256.Sum256(mine.raw)
+	mine.sendNs.Store(time.Unix(100, 0).UnixNano())
+	mine.accepted.Store(true)
+	o.track([]*plannedTx{mine})
+	sent := time.Unix(99, 0)
+	lt, err := payload.NewBytes(&payload.Payload{Size: 300, Time: timestamppb.New(sent)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b block
+	b.Header.Time = time.Unix(101, 0)
+	b.Data.Txs = [][]byte{mine.raw, lt, []byte("other")}
+	seen := time.Unix(102, 0)
+	o.record(7, &b, []txResult{{}, {}, {Code: 3, Codespace: "x"}}, seen, seen.Add(time.Second))
+	if mine.commitNs != seen.UnixNano() || mine.height != 7 || o.committed != 1 {
+		t.Fatalf("planned tx not matched: %+v", mine)
+	}
+	if len(o.watched) != 1 || o.watched[0].sendNs != sent.UnixNano() || o.foreign != 1 {
+		t.Fatalf("watched %+v foreign %d", o.watched, o.foreign)
+	}
+	if got := o.blocks[0]; got.Txs != 3 || got.Ours != 2 || got.Bytes != len(mine.raw)+len(lt)+5 {
+		t.Fatalf("block stat %+v", got)
+	}
+	// A second sighting of the same bytes is not counted again.
+	o.record(8, &b, nil, seen.Add(time.Second), time.Time{})
+	if o.committed != 1 || mine.height != 7 {
+		t.Fatal("counted twice")
+	}
+}
+
+func TestResultAndPlot(t *testing.T) {
+	start := time.Unix(1000, 0)
+	o := newObserver(nil, false)
+	var txs []*plannedTx
+	for i := range 50 {
+		tx := &plannedTx{raw: []byte{byte(i)}}
+		tx.sendNs.Store(start.Add(time.Duration(i) * 100 * time.Millisecond).UnixNano())
+		tx.accepted.Store(true)
+		tx.commitNs = start.Add(time.Duration(i)*100*time.Millisecond + time.Second).UnixNano()
+		txs = append(txs, tx)
+	}
+	o.blocks = []blockStat{{Height: 1, Time: start, Observed: start.Add(time.Second), Txs: 10}, {Height: 2, Time: start.Add(time.Second), Observed: start.Add(2 * time.Second), Txs: 40}}
+	cfg := Config{Name: "x", Duration: 5 * time.Second, Warmup: time.Second, Mix: DefaultMix, Conns: 1, Target: Target{RPC: []string{"http://127.0.0.1:1"}}}
+	r := buildResult(cfg, o, newSendStats(), txs, start, start.Add(5*time.Second))
+	s := r.Summary
+	// Commits at 1.0s..5.9s; the window is [1s, 5s]: 41 of them.
+	if s.Committed != 50 || s.CommittedInWindow != 41 || s.TPS != 41.0/4 {
+		t.Fatalf("summary %+v", s)
+	}
+	if s.Latency.P50 != 1000 || s.Latency.P99 != 1000 {
+		t.Fatalf("latency %+v", s.Latency)
+	}
+	if s.Blocks.Count != 2 || s.Blocks.MeanIntervalMs != 1000 {
+		t.Fatalf("blocks %+v", s.Blocks)
+	}
+	dir := t.TempDir()
+	jsonPath, csvPath, blocksPath := filepath.Join(dir, "s.json"), filepath.Join(dir, "s.csv"), filepath.Join(dir, "b.csv")
+	if err := r.WriteFiles(jsonPath, csvPath, blocksPath); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadSummary(jsonPath)
+	if err != nil || back.TPS != s.TPS {
+		t.Fatalf("ReadSummary: %+v, %v", back, err)
+	}
+	pts, err := ReadSeriesCSV(csvPath)
+	if err != nil || len(pts) != len(r.Series) {
+		t.Fatalf("ReadSeriesCSV: %d points, %v", len(pts), err)
+	}
+	var png1 bytes.Buffer
+	if err := Plot(&png1, "test: emrchain vs kvstore", []PlotSeries{{Label: "a", Points: pts}, {Label: "b", Points: nil}}); err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(&png1)
+	if err != nil || img.Bounds().Dx() != plotW {
+		t.Fatalf("PNG: %v", err)
+	}
+	var text, cmp bytes.Buffer
+	r.WriteText(&text)
+	Compare(&cmp, &s, &Summary{Name: "kvstore", TPS: s.TPS * 2})
+	if !bytes.Contains(cmp.Bytes(), []byte("ratio 0.50\n")) || text.Len() == 0 {
+		t.Fatalf("compare:\n%s", cmp.String())
+	}
+	if _, err := os.Stat(blocksPath); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPlotGlyphs(t *testing.T) {
+	for r, g := range glyphs {
+		for _, row := range g {
+			if len(row) != 5 {
+				t.Fatalf("glyph %q: row %q", r, row)
+			}
+		}
+	}
+}

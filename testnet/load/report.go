@@ -1,0 +1,446 @@
+package load
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Result is what a run measured.
+type Result struct {
+	Summary Summary
+	// Series is the run second by second, from the start of the measured
+	// phase to the end of the drain.
+	Series []Point
+	// Blocks are the blocks observed from the start of the measured phase.
+	Blocks []BlockRow
+}
+
+// Summary is the JSON summary of a run.
+type Summary struct {
+	Name  string `json:"name"`
+	Mode  string `json:"mode"` // "saturation", "rate" or "watch"
+	Nodes int    `json:"nodes"`
+	// TargetRate in tx/s (0: as fast as accepted).
+	TargetRate    float64        `json:"target_rate"`
+	DurationS     float64        `json:"duration_s"`
+	WarmupS       float64        `json:"warmup_s"`
+	Mix           string         `json:"mix,omitempty"`
+	Signers       int            `json:"signers,omitempty"`
+	ConnsPerNode  int            `json:"conns_per_node,omitempty"`
+	Planned       int            `json:"planned"`
+	PlannedByKind map[string]int `json:"planned_by_kind,omitempty"`
+	MeanTxBytes   float64        `json:"mean_tx_bytes"`
+	// Exhausted: every signed tx was sent before the duration was over.
+	Exhausted bool `json:"exhausted"`
+
+	Attempts    int64 `json:"attempts"`
+	Accepted    int64 `json:"accepted"`
+	MempoolFull int64 `json:"mempool_full_retries"`
+	RPCErrors   int64 `json:"rpc_errors"`
+	Skipped     int64 `json:"skipped_after_rejection"`
+	Unsent      int64 `json:"unsent"`
+	// Rejected by CheckTx, by "codespace/code"; RejectedLog has one log
+	// line per code.
+	Rejected    map[string]int    `json:"rejected"`
+	RejectedLog map[string]string `json:"rejected_log,omitempty"`
+
+	// Committed counts the load's txs found in blocks (whenever);
+	// CommittedFailed those among them with a non-zero code, by code.
+	Committed       int            `json:"committed"`
+	CommittedFailed map[string]int `json:"committed_failed"`
+	Uncommitted     int64          `json:"accepted_not_committed"`
+	Foreign         int            `json:"foreign_txs"`
+	// TPS is the successful commits observed in the window (after the
+	// warm-up, until the end of the measured phase) per second.
+	WindowS           float64 `json:"window_s"`
+	CommittedInWindow int     `json:"committed_in_window"`
+	TPS               float64 `json:"tps"`
+
+	Latency LatencyStats `json:"latency_ms"`
+	Blocks  BlockStats   `json:"blocks"`
+
+	ObserverErrors int    `json:"observer_errors"`
+	ObserverError  string `json:"observer_last_error,omitempty"`
+}
+
+// LatencyStats are submit-to-commit latencies of the txs sent in the
+// window, in milliseconds.
+type LatencyStats struct {
+	Count int     `json:"count"`
+	P50   float64 `json:"p50"`
+	P95   float64 `json:"p95"`
+	P99   float64 `json:"p99"`
+	Mean  float64 `json:"mean"`
+	Max   float64 `json:"max"`
+}
+
+// BlockStats describe the blocks observed in the window.
+type BlockStats struct {
+	Count          int     `json:"count"`
+	MeanIntervalMs float64 `json:"mean_interval_ms"`
+	P50IntervalMs  float64 `json:"p50_interval_ms"`
+	MaxIntervalMs  float64 `json:"max_interval_ms"`
+	MeanTxs        float64 `json:"mean_txs"`
+	MaxTxs         int     `json:"max_txs"`
+	MeanBytes      float64 `json:"mean_bytes"`
+	MaxBytes       int     `json:"max_bytes"`
+	// ExecMs is the mean time from a block being served (decided) to its
+	// results being served (executed and committed by the node).
+	ExecMs float64 `json:"mean_exec_ms"`
+}
+
+// Point is one second of a run.
+type Point struct {
+	T         int     `json:"t_s"` // seconds since the start of the measured phase
+	Sent      int     `json:"sent"`
+	Committed int     `json:"committed"`
+	Blocks    int     `json:"blocks"`
+	P50       float64 `json:"p50_ms"`
+	P95       float64 `json:"p95_ms"`
+	P99       float64 `json:"p99_ms"`
+}
+
+// BlockRow is one observed block.
+type BlockRow struct {
+	Height     int64   `json:"height"`
+	T          float64 `json:"t_s"` // observed, seconds since the start
+	IntervalMs float64 `json:"interval_ms"`
+	Txs        int     `json:"txs"`
+	Bytes      int     `json:"bytes"`
+	Ours       int     `json:"ours"`
+	Failed     int     `json:"failed"`
+	ExecMs     float64 `json:"exec_ms"`
+}
+
+func buildResult(cfg Config, obs *observer, st *sendStats, txs []*plannedTx, start, end time.Time) *Result {
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	s := Summary{
+		Name: cfg.Name, Nodes: len(cfg.Target.RPC), TargetRate: cfg.Rate,
+		DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds(),
+		Planned: len(txs), Attempts: st.attempts.Load(), Accepted: st.accepted.Load(),
+		MempoolFull: st.full.Load(), RPCErrors: st.rpcErrors.Load(), Skipped: st.skipped.Load(), Unsent: st.unsent.Load(),
+		Rejected: map[string]int{}, RejectedLog: map[string]string{}, CommittedFailed: map[string]int{},
+		Foreign: obs.foreign, ObserverErrors: obs.errs,
+	}
+	switch {
+	case txs == nil:
+		s.Mode = "watch"
+	case cfg.Rate > 0:
+		s.Mode = "rate"
+	default:
+		s.Mode = "saturation"
+	}
+	if txs != nil {
+		s.Mix, s.ConnsPerNode, s.PlannedByKind = cfg.Mix.String(), cfg.Conns, kindCounts(txs)
+	}
+	if obs.lastErr != nil {
+		s.ObserverError = obs.lastErr.Error()
+	}
+	st.mu.Lock()
+	for k, v := range st.rejected {
+		s.Rejected[k] = v
+		s.RejectedLog[k] = st.sampleLog[k]
+	}
+	st.mu.Unlock()
+	for k, v := range obs.failed {
+		s.CommittedFailed[k] = v
+	}
+
+	from, to := start.Add(cfg.Warmup).UnixNano(), end.UnixNano()
+	s.WindowS = float64(to-from) / 1e9
+	startNs := start.UnixNano()
+
+	// Every committed (or watched) tx as (send, commit, ok).
+	type sample struct {
+		send, commit int64
+		ok           bool
+	}
+	var samples []sample
+	var bytes int
+	for _, t := range txs {
+		if t.commitNs != 0 {
+			s.Committed++
+			bytes += len(t.raw)
+			samples = append(samples, sample{t.sendNs.Load(), t.commitNs, t.code == 0})
+		} else if t.accepted.Load() {
+			s.Uncommitted++
+		}
+	}
+	if s.Committed > 0 {
+		s.MeanTxBytes = float64(bytes) / float64(s.Committed)
+	}
+	for _, w := range obs.watched {
+		s.Committed++
+		samples = append(samples, sample{w.sendNs, w.commitNs, true})
+	}
+	if txs == nil {
+		var n, b int
+		for _, bl := range obs.blocks {
+			n += bl.Ours
+			b += bl.Bytes
+		}
+		if n > 0 {
+			s.MeanTxBytes = float64(b) / float64(n)
+		}
+	}
+
+	var lat []float64
+	horizon := int(math.Ceil(float64(end.Sub(start))/float64(time.Second))) + 1
+	buckets := make([][]float64, horizon)
+	series := make([]Point, horizon)
+	for i := range series {
+		series[i].T = i
+	}
+	bucket := func(ns int64) int {
+		if ns < startNs {
+			return -1
+		}
+		return int((ns - startNs) / int64(time.Second))
+	}
+	for _, sm := range samples {
+		if !sm.ok {
+			continue
+		}
+		ms := float64(sm.commit-sm.send) / 1e6
+		if sm.commit >= from && sm.commit <= to {
+			s.CommittedInWindow++
+		}
+		if sm.send >= from && sm.send <= to {
+			lat = append(lat, ms)
+		}
+		if b := bucket(sm.commit); b >= 0 {
+			for b >= len(series) {
+				series = append(series, Point{T: len(series)})
+				buckets = append(buckets, nil)
+			}
+			series[b].Committed++
+			buckets[b] = append(buckets[b], ms)
+		}
+	}
+	for _, t := range txs {
+		if ns := t.sendNs.Load(); ns != 0 {
+			if b := bucket(ns); b >= 0 && b < len(series) {
+				series[b].Sent++
+			}
+		}
+	}
+	for i := range series {
+		series[i].P50, series[i].P95, series[i].P99 = pct(buckets[i], 50), pct(buckets[i], 95), pct(buckets[i], 99)
+	}
+	if s.WindowS > 0 {
+		s.TPS = float64(s.CommittedInWindow) / s.WindowS
+	}
+	s.Latency = latencyStats(lat)
+
+	var rows []BlockRow
+	var intervals []float64
+	var prev time.Time
+	for _, b := range obs.blocks {
+		row := BlockRow{Height: b.Height, T: float64(b.Observed.UnixNano()-startNs) / 1e9, Txs: b.Txs, Bytes: b.Bytes, Ours: b.Ours, Failed: b.Failed}
+		if !b.Executed.IsZero() {
+			row.ExecMs = float64(b.Executed.Sub(b.Observed)) / 1e6
+		}
+		if !prev.IsZero() {
+			row.IntervalMs = float64(b.Time.Sub(prev)) / 1e6
+		}
+		prev = b.Time
+		if b.Observed.UnixNano() < startNs {
+			continue
+		}
+		if bk := bucket(b.Observed.UnixNano()); bk >= 0 && bk < len(series) {
+			series[bk].Blocks++
+		}
+		rows = append(rows, row)
+		if ns := b.Observed.UnixNano(); ns >= from && ns <= to {
+			s.Blocks.Count++
+			s.Blocks.MeanTxs += float64(b.Txs)
+			s.Blocks.MeanBytes += float64(b.Bytes)
+			s.Blocks.MaxTxs = max(s.Blocks.MaxTxs, b.Txs)
+			s.Blocks.MaxBytes = max(s.Blocks.MaxBytes, b.Bytes)
+			s.Blocks.ExecMs += row.ExecMs
+			if row.IntervalMs > 0 {
+				intervals = append(intervals, row.IntervalMs)
+			}
+		}
+	}
+	if s.Blocks.Count > 0 {
+		s.Blocks.MeanTxs /= float64(s.Blocks.Count)
+		s.Blocks.MeanBytes /= float64(s.Blocks.Count)
+		s.Blocks.ExecMs = round1(s.Blocks.ExecMs / float64(s.Blocks.Count))
+	}
+	if len(intervals) > 0 {
+		il := latencyStats(intervals)
+		s.Blocks.MeanIntervalMs, s.Blocks.P50IntervalMs, s.Blocks.MaxIntervalMs = il.Mean, il.P50, il.Max
+	}
+	return &Result{Summary: s, Series: series, Blocks: rows}
+}
+
+func latencyStats(v []float64) LatencyStats {
+	if len(v) == 0 {
+		return LatencyStats{}
+	}
+	slices.Sort(v)
+	var sum float64
+	for _, x := range v {
+		sum += x
+	}
+	return LatencyStats{Count: len(v), P50: pctSorted(v, 50), P95: pctSorted(v, 95), P99: pctSorted(v, 99), Mean: round1(sum / float64(len(v))), Max: round1(v[len(v)-1])}
+}
+
+// pct is the p-th percentile (nearest rank) of v; 0 for none.
+func pct(v []float64, p float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	c := slices.Clone(v)
+	slices.Sort(c)
+	return pctSorted(c, p)
+}
+
+func pctSorted(v []float64, p float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	rank := int(math.Ceil(p / 100 * float64(len(v))))
+	rank = min(max(rank, 1), len(v))
+	return round1(v[rank-1])
+}
+
+func round1(x float64) float64 { return math.Round(x*10) / 10 }
+
+// WriteJSON writes the summary as indented JSON.
+func (r *Result) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r.Summary)
+}
+
+// SeriesHeader is the header of the time-series CSV.
+var SeriesHeader = []string{"t_s", "sent", "committed", "blocks", "p50_ms", "p95_ms", "p99_ms"}
+
+// WriteSeriesCSV writes the per-second series.
+func (r *Result) WriteSeriesCSV(w io.Writer) error {
+	cw := csv.NewWriter(w)
+	_ = cw.Write(SeriesHeader)
+	for _, p := range r.Series {
+		_ = cw.Write([]string{strconv.Itoa(p.T), strconv.Itoa(p.Sent), strconv.Itoa(p.Committed), strconv.Itoa(p.Blocks),
+			ff(p.P50), ff(p.P95), ff(p.P99)})
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// WriteBlocksCSV writes the observed blocks.
+func (r *Result) WriteBlocksCSV(w io.Writer) error {
+	cw := csv.NewWriter(w)
+	_ = cw.Write([]string{"height", "t_s", "interval_ms", "txs", "bytes", "ours", "failed", "exec_ms"})
+	for _, b := range r.Blocks {
+		_ = cw.Write([]string{strconv.FormatInt(b.Height, 10), strconv.FormatFloat(b.T, 'f', 3, 64), ff(b.IntervalMs),
+			strconv.Itoa(b.Txs), strconv.Itoa(b.Bytes), strconv.Itoa(b.Ours), strconv.Itoa(b.Failed), ff(b.ExecMs)})
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+func ff(x float64) string { return strconv.FormatFloat(x, 'f', 1, 64) }
+
+// WriteText writes a human summary.
+func (r *Result) WriteText(w io.Writer) {
+	s := r.Summary
+	mode := s.Mode
+	if s.Mode == "rate" {
+		mode = fmt.Sprintf("rate %.0f tx/s", s.TargetRate)
+	}
+	fmt.Fprintf(w, "%s: %s, %d node(s), %.0fs (warm-up %.0fs)", s.Name, mode, s.Nodes, s.DurationS, s.WarmupS)
+	if s.Mix != "" {
+		fmt.Fprintf(w, ", mix %s, %d signers, %d senders/node", s.Mix, s.Signers, s.ConnsPerNode)
+	}
+	fmt.Fprintln(w)
+	if s.Mode != "watch" {
+		fmt.Fprintf(w, "  sent       %d accepted of %d signed (%d attempts, %d mempool-full retries, %d rpc errors, %d unsent, %d skipped)%s\n",
+			s.Accepted, s.Planned, s.Attempts, s.MempoolFull, s.RPCErrors, s.Unsent, s.Skipped, map[bool]string{true: " EXHAUSTED", false: ""}[s.Exhausted])
+		fmt.Fprintf(w, "  rejected   %s\n", formatCounts(s.Rejected))
+	}
+	fmt.Fprintf(w, "  committed  %d (%d in the %.0fs window), failed in blocks %s, accepted but not committed %d, foreign %d\n",
+		s.Committed, s.CommittedInWindow, s.WindowS, formatCounts(s.CommittedFailed), s.Uncommitted, s.Foreign)
+	fmt.Fprintf(w, "  throughput %.0f tx/s committed\n", s.TPS)
+	fmt.Fprintf(w, "  latency    p50 %.0f ms, p95 %.0f ms, p99 %.0f ms, max %.0f ms (%d txs, submit to commit)\n",
+		s.Latency.P50, s.Latency.P95, s.Latency.P99, s.Latency.Max, s.Latency.Count)
+	fmt.Fprintf(w, "  blocks     %d, interval mean %.0f ms (p50 %.0f, max %.0f), %.0f txs and %.0f KiB per block (max %d txs), %.0f B/tx, results %.0f ms after the block\n",
+		s.Blocks.Count, s.Blocks.MeanIntervalMs, s.Blocks.P50IntervalMs, s.Blocks.MaxIntervalMs, s.Blocks.MeanTxs, s.Blocks.MeanBytes/1024, s.Blocks.MaxTxs, s.MeanTxBytes, s.Blocks.ExecMs)
+	if s.ObserverErrors > 0 {
+		fmt.Fprintf(w, "  observer   %d RPC errors, last: %s\n", s.ObserverErrors, s.ObserverError)
+	}
+}
+
+func formatCounts(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, k := range sortedKeys(m) {
+		parts = append(parts, fmt.Sprintf("%s: %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// WriteFiles writes the summary JSON, the series CSV and the blocks CSV to
+// the paths that are not empty.
+func (r *Result) WriteFiles(jsonPath, seriesPath, blocksPath string) error {
+	for _, f := range []struct {
+		path  string
+		write func(io.Writer) error
+	}{{jsonPath, r.WriteJSON}, {seriesPath, r.WriteSeriesCSV}, {blocksPath, r.WriteBlocksCSV}} {
+		if f.path == "" {
+			continue
+		}
+		out, err := os.Create(f.path)
+		if err != nil {
+			return err
+		}
+		if err := f.write(out); err != nil {
+			out.Close()
+			return err
+		}
+		if err := out.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ReadSummary reads a summary JSON written by WriteJSON.
+func ReadSummary(path string) (*Summary, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var s Summary
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &s, nil
+}
+
+// Compare writes the latencies of both runs and the final line
+// "emrchain <N> tx/s, kvstore <M> tx/s, ratio <N/M>".
+func Compare(w io.Writer, emr, kv *Summary) {
+	for _, s := range []*Summary{emr, kv} {
+		fmt.Fprintf(w, "%-9s %6.0f tx/s committed (%s), latency p50 %.0f ms, p95 %.0f ms, p99 %.0f ms; blocks every %.0f ms, %.0f txs each, %.0f B/tx\n",
+			s.Name, s.TPS, s.Mode, s.Latency.P50, s.Latency.P95, s.Latency.P99, s.Blocks.MeanIntervalMs, s.Blocks.MeanTxs, s.MeanTxBytes)
+	}
+	ratio := 0.0
+	if kv.TPS > 0 {
+		ratio = emr.TPS / kv.TPS
+	}
+	fmt.Fprintf(w, "emrchain %.0f tx/s, kvstore %.0f tx/s, ratio %.2f\n", emr.TPS, kv.TPS, ratio)
+}

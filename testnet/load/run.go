@@ -1,0 +1,302 @@
+package load
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/emrchain/emrchain/app"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// Bounds of a run.
+const (
+	// MaxTxsLimit bounds the transactions one run signs and sends.
+	MaxTxsLimit = 5_000_000
+	// MaxDuration bounds the measured phase.
+	MaxDuration = 30 * time.Minute
+	// saturationBudget is how many txs per second of the measured phase
+	// are signed ahead for a run without a rate (more than any 2-core
+	// machine commits; a run that uses them up says so).
+	saturationBudget = 6000
+)
+
+// Config is one load run.
+type Config struct {
+	// Name labels the results ("emrchain").
+	Name   string
+	Target Target
+	// Prefix makes the actors' names, and so their keys and patient ids,
+	// unique on the chain; empty means one derived from the clock. Two runs
+	// on one chain need different prefixes.
+	Prefix string
+	Plan   PlanConfig
+	Mix    Mix
+	// Rate is the target rate of the measured phase in tx/s; 0 sends as
+	// fast as the nodes take transactions in (saturation).
+	Rate float64
+	// Duration of the measured phase.
+	Duration time.Duration
+	// Warmup is the start of the measured phase left out of the
+	// throughput and latency figures; 0 means none.
+	Warmup time.Duration
+	// MaxTxs bounds the transactions signed for the measured phase; 0
+	// means Rate×Duration+10% (or 6,000 per second without a rate).
+	MaxTxs int
+	// Conns is the number of concurrent senders per node; 0 means 8.
+	Conns int
+	// Drain is how long to wait, after the measured phase, for accepted
+	// transactions to be committed; 0 means 20s.
+	Drain time.Duration
+	// SetupTimeout bounds each setup step; 0 means 3 minutes.
+	SetupTimeout time.Duration
+	// Seed of the mix; 0 means 1.
+	Seed uint64
+	// Log receives progress lines; nil means none.
+	Log io.Writer
+}
+
+func (c *Config) defaults() error {
+	if c.Name == "" {
+		c.Name = "emrchain"
+	}
+	if c.Prefix == "" {
+		c.Prefix = fmt.Sprintf("load-%d", time.Now().UnixNano())
+	}
+	if c.Mix.total() == 0 {
+		c.Mix = DefaultMix
+	}
+	if c.Conns <= 0 {
+		c.Conns = 8
+	}
+	if c.Drain <= 0 {
+		c.Drain = 20 * time.Second
+	}
+	if c.SetupTimeout <= 0 {
+		c.SetupTimeout = 3 * time.Minute
+	}
+	if c.Seed == 0 {
+		c.Seed = 1
+	}
+	switch {
+	case c.Duration <= 0 || c.Duration > MaxDuration:
+		return fmt.Errorf("duration %s: want more than 0 and at most %s", c.Duration, MaxDuration)
+	case c.Warmup < 0 || c.Warmup >= c.Duration:
+		return fmt.Errorf("warm-up %s: want at least 0 and less than the duration %s", c.Warmup, c.Duration)
+	case c.Rate < 0:
+		return fmt.Errorf("rate %g: want 0 (saturation) or more", c.Rate)
+	case c.MaxTxs < 0 || c.MaxTxs > MaxTxsLimit:
+		return fmt.Errorf("max txs %d: want 0 to %d", c.MaxTxs, MaxTxsLimit)
+	}
+	if c.MaxTxs == 0 {
+		if c.Rate > 0 {
+			c.MaxTxs = int(c.Rate*c.Duration.Seconds()*1.1) + 100
+		} else {
+			c.MaxTxs = int(saturationBudget * c.Duration.Seconds())
+		}
+		c.MaxTxs = min(c.MaxTxs, MaxTxsLimit)
+	}
+	if len(c.Target.Registrars) == 0 {
+		return errors.New("no registrar key: the load needs a hospital registrar to register its clinicians")
+	}
+	return c.Target.validate()
+}
+
+func (c *Config) logf(format string, args ...any) {
+	if c.Log != nil {
+		fmt.Fprintf(c.Log, "load: "+format+"\n", args...)
+	}
+}
+
+// Run sets the load's population up on the target, then runs the measured
+// phase and returns its results. Everything it does is bounded: setup by
+// SetupTimeout per step, the measured phase by Duration and MaxTxs, the
+// wait for the last commits by Drain.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	var regs []*registrar
+	for _, f := range cfg.Target.Registrars {
+		r, err := readRegistrar(f)
+		if err != nil {
+			return nil, err
+		}
+		regs = append(regs, r)
+	}
+	nodes := make([]*rpc, len(cfg.Target.RPC))
+	for i, u := range cfg.Target.RPC {
+		nodes[i] = newRPC(u, cfg.Conns)
+	}
+	defer func() {
+		for _, n := range nodes {
+			n.close()
+		}
+	}()
+	obsRPC := newRPC(cfg.Target.RPC[0], 2)
+	defer obsRPC.close()
+
+	regNext := make([]uint64, len(regs))
+	for i, r := range regs {
+		seq, err := nextSequence(ctx, nodes[0], r.address)
+		if err != nil {
+			return nil, fmt.Errorf("sequence of %s: %w", r.name, err)
+		}
+		regNext[i] = seq
+	}
+	p := newPlan(cfg.Target.ChainID, cfg.Prefix, cfg.Seed, regs, regNext, cfg.Plan)
+
+	obs := newObserver(obsRPC, false)
+	if err := obs.start(ctx); err != nil {
+		return nil, fmt.Errorf("observer: %w", err)
+	}
+	obsCtx, stopObs := context.WithCancel(ctx)
+	obsDone := make(chan struct{})
+	go func() { defer close(obsDone); obs.run(obsCtx) }()
+	defer func() { stopObs(); <-obsDone }()
+
+	snd := &sender{nodes: nodes, conns: cfg.Conns}
+	now := time.Now()
+	steps := []struct {
+		name string
+		txs  []*plannedTx
+	}{
+		{"register clinicians", p.setupRegister()},
+		{"enroll patients and grant their clinicians", p.setupPatients(now)},
+		{"add a record to every patient", p.setupRecords()},
+	}
+	for _, s := range steps {
+		start := time.Now()
+		if err := p.sign(s.txs); err != nil {
+			return nil, err
+		}
+		obs.track(s.txs)
+		snd.stats = newSendStats()
+		sctx, cancel := context.WithTimeout(ctx, cfg.SetupTimeout)
+		snd.send(sctx, s.txs, 0, time.Now().Add(cfg.SetupTimeout))
+		missing := obs.waitCommitted(sctx, s.txs)
+		cancel()
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if n := len(snd.stats.rejected); n > 0 || snd.stats.accepted.Load() != int64(len(s.txs)) || missing > 0 {
+			return nil, fmt.Errorf("setup step %q: %d of %d txs accepted, %d not committed within %s, rejected: %v %v",
+				s.name, snd.stats.accepted.Load(), len(s.txs), missing, cfg.SetupTimeout, snd.stats.rejected, snd.stats.sampleLog)
+		}
+		cfg.logf("setup: %s: %d txs committed in %s", s.name, len(s.txs), time.Since(start).Round(time.Millisecond))
+	}
+
+	// The measured phase: sign everything first, then send.
+	signStart := time.Now()
+	txs := p.measured(cfg.MaxTxs, cfg.Mix, time.Now())
+	if err := p.sign(txs); err != nil {
+		return nil, err
+	}
+	obs.track(txs)
+	cfg.logf("signed %d txs (%s) in %s; sending for %s at %s, %d senders per node on %d nodes",
+		len(txs), cfg.Mix, time.Since(signStart).Round(time.Millisecond), cfg.Duration, rateName(cfg.Rate), cfg.Conns, len(nodes))
+
+	snd.stats = newSendStats()
+	start := time.Now()
+	end := start.Add(cfg.Duration)
+	snd.send(ctx, txs, cfg.Rate, end)
+	sendEnd := time.Now()
+	exhausted := sendEnd.Before(end.Add(-time.Second)) && ctx.Err() == nil
+	if exhausted {
+		cfg.logf("all %d signed txs sent %s before the end: raise --max-txs", len(txs), end.Sub(sendEnd).Round(time.Millisecond))
+	}
+	dctx, cancel := context.WithTimeout(ctx, cfg.Drain)
+	missing := obs.waitCommitted(dctx, txs)
+	cancel()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if missing > 0 {
+		cfg.logf("%d accepted txs not committed within %s of the end", missing, cfg.Drain)
+	}
+	stopObs()
+	<-obsDone
+
+	r := buildResult(cfg, obs, snd.stats, txs, start, end)
+	r.Summary.Exhausted = exhausted
+	r.Summary.Signers = len(p.signers)
+	return r, nil
+}
+
+func rateName(rate float64) string {
+	if rate == 0 {
+		return "saturation"
+	}
+	return fmt.Sprintf("%.0f tx/s", rate)
+}
+
+// nextSequence asks a node for addr's next sequence.
+func nextSequence(ctx context.Context, c *rpc, addr []byte) (uint64, error) {
+	req, err := proto.Marshal(&emrv1.QueryAccountRequest{Address: hex.EncodeToString(addr)})
+	if err != nil {
+		return 0, err
+	}
+	raw, err := c.abciQuery(ctx, app.QueryPathPrefix+"Account", req)
+	if err != nil {
+		return 0, err
+	}
+	var resp emrv1.QueryAccountResponse
+	if err := proto.Unmarshal(raw, &resp); err != nil {
+		return 0, err
+	}
+	return resp.GetAccount().GetNextSequence(), nil
+}
+
+// WatchConfig is a measurement of load someone else sends (CometBFT's
+// loadtime `load`), made exactly as Run measures its own.
+type WatchConfig struct {
+	Name     string
+	RPC      string
+	Duration time.Duration
+	Warmup   time.Duration
+	// Drain: how long to keep following blocks after Duration; 0 means 5s.
+	Drain time.Duration
+	Log   io.Writer
+}
+
+// Watch follows a node's blocks for Duration (+Drain) from now and
+// measures committed tx/s and, from loadtime's payload timestamps,
+// latency.
+func Watch(ctx context.Context, cfg WatchConfig) (*Result, error) {
+	if cfg.Name == "" {
+		cfg.Name = "watched"
+	}
+	if cfg.Duration <= 0 || cfg.Duration > MaxDuration {
+		return nil, fmt.Errorf("duration %s: want more than 0 and at most %s", cfg.Duration, MaxDuration)
+	}
+	if cfg.Warmup < 0 || cfg.Warmup >= cfg.Duration {
+		return nil, fmt.Errorf("warm-up %s: want at least 0 and less than the duration", cfg.Warmup)
+	}
+	if cfg.Drain <= 0 {
+		cfg.Drain = 5 * time.Second
+	}
+	if err := checkLoopback(cfg.RPC); err != nil {
+		return nil, err
+	}
+	c := newRPC(cfg.RPC, 2)
+	defer c.close()
+	obs := newObserver(c, true)
+	if err := obs.start(ctx); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	end := start.Add(cfg.Duration)
+	octx, cancel := context.WithDeadline(ctx, end.Add(cfg.Drain))
+	defer cancel()
+	obs.run(octx)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	wc := Config{Name: cfg.Name, Duration: cfg.Duration, Warmup: cfg.Warmup, Target: Target{RPC: []string{cfg.RPC}}}
+	return buildResult(wc, obs, newSendStats(), nil, start, end), nil
+}

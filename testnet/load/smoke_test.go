@@ -1,0 +1,84 @@
+package load_test
+
+import (
+	"context"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emrchain/emrchain/testnet"
+	"github.com/emrchain/emrchain/testnet/load"
+)
+
+func TestMain(m *testing.M) { os.Exit(testnet.Main(m)) }
+
+// TestSmoke runs the whole tool for a few seconds against a one-validator
+// chain, with Watch following the same blocks.
+func TestSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a node")
+	}
+	n := testnet.Start(t, testnet.Options{Validators: 1, TimeoutCommit: 200 * time.Millisecond})
+	target, err := load.ReadTestnet(n.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(target.RPC) != 1 || len(target.Registrars) != 2 || target.ChainID != n.ChainID {
+		t.Fatalf("target %+v", target)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	var (
+		wg      sync.WaitGroup
+		watched *load.Result
+		werr    error
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		watched, werr = load.Watch(ctx, load.WatchConfig{Name: "w", RPC: target.RPC[0], Duration: 6 * time.Second, Drain: time.Second})
+	}()
+	r, err := load.Run(ctx, load.Config{
+		Name:     "smoke",
+		Target:   target,
+		Plan:     load.PlanConfig{Clinicians: 8, PatientsPerClinician: 2, ConsentPatients: 8},
+		Rate:     150,
+		Duration: 4 * time.Second,
+		Warmup:   time.Second,
+		Conns:    2,
+		Drain:    10 * time.Second,
+		Log:      testWriter{t},
+	})
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := r.Summary
+	t.Logf("%+v", s)
+	if len(s.Rejected) != 0 || len(s.CommittedFailed) != 0 || s.RPCErrors != 0 {
+		t.Fatalf("rejections or failures: %v %v %v, %d rpc errors", s.Rejected, s.RejectedLog, s.CommittedFailed, s.RPCErrors)
+	}
+	if s.Planned > 4*150*11/10+100 || s.Accepted == 0 || s.Committed == 0 || s.Uncommitted != 0 {
+		t.Fatalf("planned %d accepted %d committed %d uncommitted %d", s.Planned, s.Accepted, s.Committed, s.Uncommitted)
+	}
+	if s.TPS <= 0 || s.Latency.Count == 0 || s.Latency.P50 <= 0 || s.Blocks.Count == 0 {
+		t.Fatalf("nothing measured: %+v", s)
+	}
+	if werr != nil {
+		t.Fatal(werr)
+	}
+	// The watcher saw the load's (and setup's) txs as foreign: they are
+	// not loadtime payloads.
+	if watched.Summary.Foreign == 0 || watched.Summary.Committed != 0 || len(watched.Blocks) == 0 {
+		t.Fatalf("watch: %+v", watched.Summary)
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}
