@@ -332,11 +332,7 @@ func (q *Querier) Grants(_ context.Context, req *emrv1.QueryGrantsRequest) (*emr
 }
 
 func (q *Querier) Records(_ context.Context, req *emrv1.QueryRecordsRequest) (*emrv1.QueryRecordsResponse, error) {
-	p, err := q.patient(req.PatientId)
-	if err != nil {
-		return nil, err
-	}
-	limit, err := q.limit(req.Page)
+	p, limit, err := q.patientPage(req.PatientId, req.Page)
 	if err != nil {
 		return nil, err
 	}
@@ -379,11 +375,7 @@ func (q *Querier) Record(_ context.Context, req *emrv1.QueryRecordRequest) (*emr
 }
 
 func (q *Querier) AccessEvents(_ context.Context, req *emrv1.QueryAccessEventsRequest) (*emrv1.QueryAccessEventsResponse, error) {
-	p, err := q.patient(req.PatientId)
-	if err != nil {
-		return nil, err
-	}
-	limit, err := q.limit(req.Page)
+	p, limit, err := q.patientPage(req.PatientId, req.Page)
 	if err != nil {
 		return nil, err
 	}
@@ -411,11 +403,7 @@ func (q *Querier) AccessEvents(_ context.Context, req *emrv1.QueryAccessEventsRe
 }
 
 func (q *Querier) Shares(_ context.Context, req *emrv1.QuerySharesRequest) (*emrv1.QuerySharesResponse, error) {
-	p, err := q.patient(req.PatientId)
-	if err != nil {
-		return nil, err
-	}
-	limit, err := q.limit(req.Page)
+	p, limit, err := q.patientPage(req.PatientId, req.Page)
 	if err != nil {
 		return nil, err
 	}
@@ -468,6 +456,16 @@ func (q *Querier) patient(idHex string) (*emrv1.Patient, error) {
 		return nil, fmt.Errorf("%w: no patient %x", ErrNotFound, id)
 	}
 	return p, nil
+}
+
+// patientPage loads the patient a paged list belongs to, and the page size.
+func (q *Querier) patientPage(idHex string, page *emrv1.PageRequest) (*emrv1.Patient, uint32, error) {
+	p, err := q.patient(idHex)
+	if err != nil {
+		return nil, 0, err
+	}
+	limit, err := q.limit(page)
+	return p, limit, err
 }
 
 // limit is the page size a request may have: the default is the maximum.
