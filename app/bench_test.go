@@ -2,8 +2,6 @@ package app_test
 
 import (
 	"fmt"
-	"io/fs"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -20,7 +18,6 @@ type benchNet struct {
 	doc      *apptest.Actor
 	patients [][]byte
 	docSeq   uint64
-	dir      string // the store's directory ("" in memory)
 }
 
 func newBenchNet(b *testing.B, backend string, patients int) *benchNet {
@@ -35,7 +32,7 @@ func newBenchNet(b *testing.B, backend string, patients int) *benchNet {
 	reg := apptest.Registrar(apptest.HospitalA)
 	doc := apptest.NewActor("bench-doc")
 	c.Must(reg, apptest.RegisterMember(doc, emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA))
-	n := &benchNet{c: c, doc: doc, dir: opts.Dir}
+	n := &benchNet{c: c, doc: doc}
 	var enroll, grants [][]byte
 	for i := range patients {
 		p := apptest.NewActor(fmt.Sprintf("bench-patient-%d", i))
@@ -110,65 +107,6 @@ func BenchmarkFinalizeBlock(b *testing.B) {
 				mustAllB(b, n.c.Block(blocks[i]...))
 			}
 			b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "txs/s")
-		})
-	}
-}
-
-// dirSize is the bytes of the files under dir.
-func dirSize(b *testing.B, dir string) int64 {
-	var total int64
-	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		info, err := d.Info()
-		if err == nil {
-			total += info.Size()
-		}
-		return err
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return total
-}
-
-// BenchmarkCommitWithRecords measures one 1,000-AddRecord block
-// (FinalizeBlock + Commit) on a state already holding N records.
-// The 1M case takes minutes to fill: run it with -bench 'CommitWithRecords/1000000'.
-func BenchmarkCommitWithRecords(b *testing.B) {
-	for _, stored := range []int{10_000, 100_000, 1_000_000} {
-		b.Run(fmt.Sprint(stored), func(b *testing.B) {
-			if stored >= 1_000_000 && testing.Short() {
-				b.Skip("-short")
-			}
-			n := newBenchNet(b, "goleveldb", 1000)
-			for filled := 0; filled < stored; filled += 1000 {
-				mustAllB(b, n.c.Block(n.addRecords(1000, fmt.Sprintf("fill%d", filled))...))
-			}
-			blocks := make([][][]byte, b.N)
-			for i := range blocks {
-				blocks[i] = n.addRecords(1000, fmt.Sprintf("b%d", i))
-			}
-			b.ResetTimer()
-			var commit time.Duration
-			for i := range b.N {
-				bi := app.BlockInfo{Height: n.c.Height() + 1, Time: n.c.Now}
-				if _, _, err := n.c.App.FinalizeBlock(bi, blocks[i]); err != nil {
-					b.Fatal(err)
-				}
-				start := time.Now()
-				if _, err := n.c.App.Commit(); err != nil {
-					b.Fatal(err)
-				}
-				commit += time.Since(start)
-				n.c.Now = n.c.Now.Add(time.Second)
-			}
-			b.ReportMetric(float64(commit.Microseconds())/1000/float64(b.N), "commit-ms/block")
-			b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "txs/s")
-			// State bytes per record: the database on disk (every version
-			// kept, as a node without pruning) over the records in it.
-			b.ReportMetric(float64(dirSize(b, n.dir))/float64(stored+b.N*1000), "state-B/record")
 		})
 	}
 }

@@ -67,13 +67,13 @@ func (a *App) execTx(view store.KV, b BlockInfo, raw []byte, dtx *DecodedTx) (Re
 	if uint64(len(raw)) > a.params.MaxTxBytes {
 		return resultOf(fmt.Errorf("%w: %d bytes, the limit is %d", ErrTxTooLarge, len(raw), a.params.MaxTxBytes)), nil
 	}
+	var err error
 	if dtx == nil {
-		var err error
-		if dtx, err = DecodeTx(raw); err != nil {
-			return resultOf(err), nil
-		}
+		dtx, err = a.sigs.decodeVerified(raw)
+	} else {
+		err = a.sigs.verify(dtx)
 	}
-	if err := a.sigs.verify(dtx); err != nil {
+	if err != nil {
 		return resultOf(err), nil
 	}
 	if dtx.Body.ChainId != a.chainID {
@@ -89,7 +89,7 @@ func (a *App) execTx(view store.KV, b BlockInfo, raw []byte, dtx *DecodedTx) (Re
 	}
 	ctx.attr("action", MsgName(dtx.Body.Msg))
 	ctx.attr("signer", hex.EncodeToString(dtx.Signer))
-	err := ctx.authenticate()
+	err = ctx.authenticate()
 	if err == nil {
 		err = ctx.dispatch()
 	}

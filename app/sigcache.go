@@ -1,6 +1,7 @@
 package app
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"sync"
 
@@ -11,16 +12,19 @@ import (
 
 // Signatures need no state: the body carries the signer's public key, and
 // the uploader signature of an AddRecord is by that same key. So a
-// transaction's signatures are verified once, by hash, and remembered
-// between CheckTx, PrepareProposal, ProcessProposal and FinalizeBlock.
+// transaction is decoded and its signatures verified once, and the decoded
+// transaction is remembered by the hash of its bytes between CheckTx, its
+// rechecks, PrepareProposal, ProcessProposal and FinalizeBlock: a node
+// decodes and verifies each transaction once, not once per step.
 
-// sigCache remembers which transactions (by hash) carry valid signatures.
-// Only successes are cached: the hash covers the body, the public key and
-// the signatures, so a hit is exactly as good as a verification. Eviction
-// is FIFO and bounded.
+// sigCache remembers decoded transactions (by hash of their raw bytes) whose
+// signatures are valid. Only successes are cached: the hash covers the
+// body, the public key and the signatures, so a hit is exactly as good as
+// decoding and verifying again. Cached transactions are never modified.
+// Eviction is FIFO and bounded.
 type sigCache struct {
 	mu    sync.Mutex
-	valid map[[32]byte]struct{}
+	valid map[[32]byte]*DecodedTx
 	order [][32]byte // ring of inserted hashes
 	next  int
 }
@@ -29,7 +33,7 @@ func newSigCache(size int) *sigCache {
 	if size <= 0 {
 		size = 1
 	}
-	return &sigCache{valid: make(map[[32]byte]struct{}, size), order: make([][32]byte, size)}
+	return &sigCache{valid: make(map[[32]byte]*DecodedTx, size), order: make([][32]byte, size)}
 }
 
 func hashKey(h []byte) (k [32]byte) {
@@ -37,15 +41,17 @@ func hashKey(h []byte) (k [32]byte) {
 	return k
 }
 
-func (c *sigCache) has(h []byte) bool {
+// get returns the verified transaction whose raw bytes hash to h, or nil.
+func (c *sigCache) get(h [32]byte) *DecodedTx {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_, ok := c.valid[hashKey(h)]
-	return ok
+	return c.valid[h]
 }
 
-func (c *sigCache) add(h []byte) {
-	k := hashKey(h)
+func (c *sigCache) has(h []byte) bool { return c.get(hashKey(h)) != nil }
+
+func (c *sigCache) add(tx *DecodedTx) {
+	k := hashKey(tx.Hash)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.valid[k]; ok {
@@ -56,7 +62,23 @@ func (c *sigCache) add(h []byte) {
 	}
 	c.order[c.next] = k
 	c.next = (c.next + 1) % len(c.order)
-	c.valid[k] = struct{}{}
+	c.valid[k] = tx
+}
+
+// decodeVerified returns raw decoded with its signatures verified: from
+// the cache, or decoded and verified now (and cached).
+func (c *sigCache) decodeVerified(raw []byte) (*DecodedTx, error) {
+	if tx := c.get(sha256.Sum256(raw)); tx != nil {
+		return tx, nil
+	}
+	tx, err := DecodeTx(raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.verify(tx); err != nil {
+		return nil, err
+	}
+	return tx, nil
 }
 
 // signedMessages lists the (message, signature) pairs of tx that its
@@ -88,7 +110,7 @@ func (c *sigCache) verify(tx *DecodedTx) error {
 		}
 		return fmt.Errorf("%w: the uploader signature over (patient, category, hash) does not verify with the key of signer %X", ErrBadSignature, tx.Signer)
 	}
-	c.add(tx.Hash)
+	c.add(tx)
 	return nil
 }
 
@@ -107,14 +129,15 @@ func (c *sigCache) decodeAndPreverify(raws [][]byte) []*DecodedTx {
 	var pending []span
 	n := 0
 	for i, raw := range raws {
+		if tx := c.get(sha256.Sum256(raw)); tx != nil {
+			decoded[i] = tx
+			continue
+		}
 		tx, err := DecodeTx(raw)
 		if err != nil {
 			continue
 		}
 		decoded[i] = tx
-		if c.has(tx.Hash) {
-			continue
-		}
 		key := ed25519.PubKey(tx.Body.SignerPubKey)
 		msgs, sigs := signedMessages(tx)
 		s := span{tx: tx, first: n}
@@ -144,7 +167,7 @@ func (c *sigCache) decodeAndPreverify(raws [][]byte) []*DecodedTx {
 			all = all && j < len(valid) && valid[j]
 		}
 		if all {
-			c.add(s.tx.Hash)
+			c.add(s.tx)
 		}
 	}
 	return decoded

@@ -53,6 +53,9 @@ type Options struct {
 	// CacheSize is the IAVL node cache size, in nodes. Size it to the
 	// working set: it is the largest lever on write speed.
 	CacheSize int
+	// ValueCacheSize is the number of values of the latest version kept
+	// in memory for reads (0 = DefaultValueCacheSize, negative = none).
+	ValueCacheSize int
 	// KeepRecent is the number of most recent versions always kept when
 	// pruning (0 = keep everything).
 	KeepRecent uint64
@@ -68,13 +71,18 @@ const DefaultBackend = BackendPebble
 // DefaultCacheSize is the default IAVL node cache size, in nodes.
 const DefaultCacheSize = 500_000
 
+// DefaultValueCacheSize is the default number of latest-version values kept
+// in memory (a few hundred bytes each).
+const DefaultValueCacheSize = 100_000
+
 // DefaultOptions returns the default options: DefaultBackend, a 500k-node
 // cache and no pruning (every version is kept: the audit trail is the point
 // of the chain).
 func DefaultOptions() Options {
 	return Options{
-		Backend:   DefaultBackend,
-		CacheSize: DefaultCacheSize,
+		Backend:        DefaultBackend,
+		CacheSize:      DefaultCacheSize,
+		ValueCacheSize: DefaultValueCacheSize,
 	}
 }
 
@@ -99,6 +107,13 @@ type Store struct {
 	// maintained when pruning is enabled.
 	firstVersion int64
 	closed       bool
+
+	// dirty holds the working tree's writes since the last commit (nil
+	// value: deleted); guarded by mu. Commit hands them to values.
+	dirty map[string][]byte
+	// values caches the latest version's values (nil when disabled).
+	valuesMu sync.Mutex
+	values   *latestValues
 }
 
 // Open opens (or creates) the state database in dir and loads the latest
@@ -135,13 +150,23 @@ const atomicVersions = math.MaxInt
 // openWithDB builds the store over an open database (tests inject faults
 // here).
 func openWithDB(db dbm.DB, opts Options) (*Store, error) {
-	tree := iavl.NewMutableTree(iavlDB{db: db}, opts.CacheSize, false, iavl.NewNopLogger(),
+	// No fast-node index: reads of the latest version come from
+	// latestValues, and the index would cost a second, randomly keyed
+	// write (and its compaction) for every key a block sets.
+	tree := iavl.NewMutableTree(iavlDB{db: db}, opts.CacheSize, true, iavl.NewNopLogger(),
 		iavl.FlushThresholdOption(atomicVersions))
 	if _, err := tree.Load(); err != nil {
 		return nil, fmt.Errorf("store: load latest version: %w", err)
 	}
-	s := &Store{db: db, tree: tree, opts: opts}
+	s := &Store{db: db, tree: tree, opts: opts, dirty: map[string][]byte{}}
 	s.lastVersion = tree.Version()
+	switch {
+	case opts.ValueCacheSize == 0:
+		s.values = newLatestValues(DefaultValueCacheSize)
+	case opts.ValueCacheSize > 0:
+		s.values = newLatestValues(opts.ValueCacheSize)
+	}
+	s.values.reset(s.lastVersion)
 	s.lastHash = tree.Hash()
 	if opts.pruning() && s.lastVersion > 0 {
 		s.firstVersion = s.findFirstVersion()
@@ -213,6 +238,10 @@ func (s *Store) Commit() ([]byte, int64, error) {
 		return nil, 0, fmt.Errorf("store: save version: %w", err)
 	}
 	s.lastVersion, s.lastHash = version, bytes.Clone(hash)
+	s.valuesMu.Lock()
+	s.values.advance(version, s.dirty)
+	s.valuesMu.Unlock()
+	s.dirty = map[string][]byte{}
 	if s.opts.pruning() {
 		if s.firstVersion == 0 {
 			s.firstVersion = version
@@ -272,6 +301,7 @@ func (s *Store) Rollback() {
 		return
 	}
 	s.tree.Rollback()
+	s.dirty = map[string][]byte{}
 }
 
 // ReaderAt returns an immutable view of a committed version. Version 0 is
@@ -402,11 +432,16 @@ func (w workingKV) Get(key []byte) ([]byte, error) {
 	if w.s.closed {
 		return nil, ErrClosed
 	}
-	v, err := w.s.tree.Get(key)
+	if v, ok := w.s.dirty[string(key)]; ok {
+		return cloneValue(v), nil
+	}
+	// A key unchanged since the last commit has its latest committed value
+	// (before the first commit there is none to cache).
+	v, err := w.s.get(key, w.s.lastVersion > 0, func() ([]byte, error) { return w.s.tree.Get(key) })
 	if err != nil {
 		return nil, fmt.Errorf("store: get %X: %w", key, err)
 	}
-	return bytes.Clone(v), nil
+	return v, nil
 }
 
 func (w workingKV) Has(key []byte) (bool, error) {
@@ -441,6 +476,7 @@ func (w workingKV) Set(key, value []byte) error {
 	if _, err := w.s.tree.Set(key, value); err != nil {
 		return fmt.Errorf("store: set %X: %w", key, err)
 	}
+	w.s.dirty[string(key)] = value
 	return nil
 }
 
@@ -456,7 +492,33 @@ func (w workingKV) Delete(key []byte) error {
 	if _, _, err := w.s.tree.Remove(key); err != nil {
 		return fmt.Errorf("store: delete %X: %w", key, err)
 	}
+	w.s.dirty[string(key)] = nil
 	return nil
+}
+
+// get reads key with read, through the latest version's value cache when
+// atLatest (read then reads the latest version). Called with s.mu held for
+// reading, so the latest version cannot move meanwhile. The value returned
+// is the caller's to keep.
+func (s *Store) get(key []byte, atLatest bool, read func() ([]byte, error)) ([]byte, error) {
+	if !atLatest || s.values == nil {
+		v, err := read()
+		return cloneValue(v), err
+	}
+	s.valuesMu.Lock()
+	v, ok := s.values.get(s.lastVersion, key)
+	s.valuesMu.Unlock()
+	if ok {
+		return cloneValue(v), nil
+	}
+	v, err := read()
+	if err != nil {
+		return nil, err
+	}
+	s.valuesMu.Lock()
+	s.values.put(s.lastVersion, key, v) // IAVL never modifies a value it returned
+	s.valuesMu.Unlock()
+	return cloneValue(v), nil
 }
 
 // versionReader is a Reader over one saved version.
@@ -475,11 +537,11 @@ func (r *versionReader) Get(key []byte) ([]byte, error) {
 	if r.s.closed {
 		return nil, ErrClosed
 	}
-	v, err := r.t.Get(key)
+	v, err := r.s.get(key, r.version == r.s.lastVersion, func() ([]byte, error) { return r.t.Get(key) })
 	if err != nil {
 		return nil, r.s.readErr(r.version, fmt.Errorf("store: get %X at version %d: %w", key, r.version, err))
 	}
-	return bytes.Clone(v), nil
+	return v, nil
 }
 
 func (r *versionReader) Has(key []byte) (bool, error) {
@@ -497,7 +559,53 @@ func (r *versionReader) Iterator(start, end []byte, ascending bool) (Iterator, e
 	if err != nil {
 		return nil, r.s.readErr(r.version, fmt.Errorf("store: iterator at version %d: %w", r.version, err))
 	}
-	return it, nil
+	return &lockedIterator{mu: &r.s.mu, it: it}, nil
+}
+
+// lockedIterator walks a saved version under the store's read lock, one
+// step at a time. A saved version shares nodes with the working tree, and
+// IAVL clears the child pointers of a shared node when the working tree
+// changes above it (Node.clone): a step must not overlap a write. Between
+// steps the writer may run; the version's content never changes.
+type lockedIterator struct {
+	mu *sync.RWMutex
+	it Iterator
+}
+
+func (l *lockedIterator) Valid() bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.it.Valid()
+}
+
+func (l *lockedIterator) Next() {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	l.it.Next()
+}
+
+func (l *lockedIterator) Key() []byte {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.it.Key()
+}
+
+func (l *lockedIterator) Value() []byte {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.it.Value()
+}
+
+func (l *lockedIterator) Error() error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.it.Error()
+}
+
+func (l *lockedIterator) Close() error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.it.Close()
 }
 
 // emptyReader is the state before the first commit.

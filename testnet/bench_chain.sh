@@ -28,12 +28,14 @@
 #   WARMUP         seconds at the start of a phase left out of the figures [10]
 #   RATE_FRACTION  the latency phase runs at this share of saturation [0.7]
 #   BACKEND        database of both networks: pebble or goleveldb [pebble]
-#   NODE_GOGC      GOGC of every node process of both networks [300]
+#   NODE_GOGC      GOGC of every node process of both networks [1000; see
+#                  BENCHMARKS.md: at 300, once emrchain's IAVL node cache is
+#                  full, garbage collection slows its blocks down]
 #   TIMEOUT_PROPOSE  consensus timeout_propose of both networks [3s, CometBFT's
 #                  default; "" keeps the 1s emrchaind testnet writes, which
 #                  under saturation on 2 shared cores fails rounds]
 #   KV_RATE        loadtime's rate per endpoint at saturation, tx/s [1500]
-#   CONNS          emrchaind load senders per node [8]
+#   CONNS          emrchaind load senders per node [0: 8 at saturation, 2 at a rate]
 #   KEEP           1 keeps the networks' directories [0]
 set -euo pipefail
 
@@ -44,10 +46,10 @@ DURATION=${DURATION:-45}
 WARMUP=${WARMUP:-10}
 RATE_FRACTION=${RATE_FRACTION:-0.7}
 BACKEND=${BACKEND:-pebble}
-NODE_GOGC=${NODE_GOGC:-300}
+NODE_GOGC=${NODE_GOGC:-1000}
 TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE-3s}
 KV_RATE=${KV_RATE:-1500}
-CONNS=${CONNS:-8}
+CONNS=${CONNS:-0}
 KEEP=${KEEP:-0}
 LOCALNET=$ROOT/testnet/localnet.sh
 EMRCHAIND=$BIN/emrchaind
@@ -129,20 +131,24 @@ node_cpu() {
 # configure DIR: the settings this run applies to both networks alike.
 configure() {
   local f
+  [[ -n $TIMEOUT_PROPOSE ]] && note "config.toml of every node of $1: timeout_propose = \"$TIMEOUT_PROPOSE\""
   for f in "$1"/node*/config/config.toml; do
     if [[ -n $TIMEOUT_PROPOSE ]]; then
       sed -i "s|^timeout_propose = .*|timeout_propose = \"$TIMEOUT_PROPOSE\"|" "$f"
     fi
   done
+  return 0
 }
 
 # enable_pprof DIR NODE PORT
 enable_pprof() {
+  note "config.toml of $1/node$2: pprof_laddr = \"127.0.0.1:$3\""
   sed -i "s|^pprof_laddr = .*|pprof_laddr = \"127.0.0.1:$3\"|" "$1/node$2/config/config.toml"
 }
 
 # enable_metrics DIR NODE PORT: CometBFT's Prometheus metrics on node NODE.
 enable_metrics() {
+  note "config.toml of $1/node$2: prometheus = true, prometheus_listen_addr = \"127.0.0.1:$3\""
   sed -i "s|^prometheus = .*|prometheus = true|; s|^prometheus_listen_addr = .*|prometheus_listen_addr = \"127.0.0.1:$3\"|" \
     "$1/node$2/config/config.toml"
 }
@@ -157,11 +163,17 @@ scrape() {
 rpc() { jq -r ".nodes[$2].rpc" "$1/testnet.json" | sed 's|^tcp://|http://|'; }
 
 start_net() { # DIR BINARY
-  say "starting $(basename "$1") ($(basename "$2"), NODE_GOGC=$NODE_GOGC)"
+  echo "+ GOGC=$NODE_GOGC LOCALNET_DIR=$1 EMRCHAIND=$2 WAIT=90 $LOCALNET start" | tee -a "$OUT/commands.txt"
   GOGC=$NODE_GOGC LOCALNET_DIR=$1 EMRCHAIND=$2 WAIT=90 "$LOCALNET" start | tail -n 6
 }
 
-stop_net() { LOCALNET_DIR=$1 "$LOCALNET" stop | tail -n 1; }
+stop_net() {
+  echo "+ LOCALNET_DIR=$1 $LOCALNET stop" >>"$OUT/commands.txt"
+  LOCALNET_DIR=$1 "$LOCALNET" stop | tail -n 1
+}
+
+# note: a line for commands.txt about an edit made without a command line.
+note() { echo "# $*" >>"$OUT/commands.txt"; }
 
 # cpu_per_tx CPU0 CPU1 SUMMARY: node CPU ms per committed tx.
 cpu_per_tx() {
@@ -214,6 +226,7 @@ KV=$WORK/kv
 BASE=$(free_base)
 run "$EMRCHAIND" testnet --output "$KV" --base-port "$BASE" --chain-id kvstore-bench --backend "$BACKEND" >/dev/null
 configure "$KV"
+note "config.toml of every node of $KV: proxy_app = \"kvstore\" (CometBFT's built-in in-memory kvstore)"
 for f in "$KV"/node*/config/config.toml; do
   sed -i 's|^proxy_app = .*|proxy_app = "kvstore"|' "$f"
 done

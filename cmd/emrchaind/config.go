@@ -89,8 +89,8 @@ type storeConfig struct {
 }
 
 type appSettings struct {
-	// Entries of the signature-verification cache shared by CheckTx and
-	// FinalizeBlock.
+	// Entries of the cache of decoded, signature-verified transactions
+	// shared by CheckTx, rechecks and block execution (about 1 KiB each).
 	SigCacheSize int `toml:"sig_cache_size"`
 }
 
@@ -235,7 +235,8 @@ pruning_keep_recent = %d
 pruning_interval = %d
 
 [app]
-# Entries of the signature cache shared by CheckTx and FinalizeBlock.
+# Decoded, signature-verified transactions kept between CheckTx, rechecks and
+# block execution (about 1 KiB each): each is decoded and verified once.
 sig_cache_size = %d
 
 [grpc]

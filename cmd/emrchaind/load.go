@@ -48,7 +48,10 @@ load sends a mix of transactions (default: 60% AddRecord, 30% RecordAccess,
 10% Grant / Revoke / RotateKey by patients of their own), all signed before
 the clock starts, at --rate tx/s or, with --rate 0, as fast as the nodes
 take them in. Every signer has its own sequence and sends to one validator;
-the signers are spread over all validators.
+the signers are spread over all validators. Transactions go out with
+broadcast_tx_sync in JSON-RPC batches of up to 10 (CometBFT's default
+rpc.max_request_batch_size), so the generator takes little of the CPU the
+nodes it measures need.
 
 Commits are counted from the blocks (one node's RPC, every block and its
 results), not from sends. It reports committed tx/s after the --warmup,
@@ -106,7 +109,7 @@ endpoints are accepted. Every run needs a fresh --prefix on the same chain
 	f.DurationVar(&cfg.Drain, "drain", 20*time.Second, "how long to wait after the measured phase for accepted txs to be committed")
 	f.StringVar(&mix, "mix", load.DefaultMix.String(), "weights of add-record, record-access and consent (grant, revoke, rotate-key in turn)")
 	f.IntVar(&cfg.MaxTxs, "max-txs", 0, fmt.Sprintf("txs signed for the measured phase, at most %d (default: rate x duration + 10%%, or 6000/s without --rate)", load.MaxTxsLimit))
-	f.IntVar(&cfg.Conns, "conns", 8, "concurrent senders per node")
+	f.IntVar(&cfg.Conns, "conns", 0, "concurrent senders per node (default 8 at saturation, 2 at a --rate)")
 	f.IntVar(&cfg.Plan.Clinicians, "clinicians", 128, "clinicians, each its own sequence stream")
 	f.IntVar(&cfg.Plan.PatientsPerClinician, "patients-per-clinician", 8, "patients of each clinician (enrolled, granting read+write, one record each at setup)")
 	f.IntVar(&cfg.Plan.ConsentPatients, "consent-patients", 256, "patients that grant, revoke and rotate their key during the run")

@@ -237,3 +237,41 @@ func TestPlotGlyphs(t *testing.T) {
 		}
 	}
 }
+
+// TestSettleKeepsSignerOrder: a tx the node did not take is sent again with
+// every later tx of its signer in the batch, whatever their answers, while
+// other signers' txs are booked as answered.
+func TestSettleKeepsSignerOrder(t *testing.T) {
+	full := &rpcError{Code: -32603, Message: "Internal error", Data: "mempool is full: number of txs 5000 (max: 5000)"}
+	badSeq := checkResult{Code: 4, Codespace: "emrchain", Log: "bad sequence"}
+	item := func(signer int32, pos int) queued { return queued{t: &plannedTx{signer: signer}, pos: pos} }
+	batch := []queued{item(1, 0), item(2, 1), item(1, 2), item(3, 3), item(2, 4)}
+	outs := []outcome{
+		{err: full},   // signer 1: not taken
+		{},            // signer 2: accepted
+		{res: badSeq}, // signer 1: refused only because its predecessor was not taken
+		{res: badSeq}, // signer 3: a real rejection
+		{},            // signer 2: accepted
+	}
+	s := &sender{stats: newSendStats()}
+	broken := map[int32]bool{}
+	retry, wasFull := s.settle(batch, outs, broken)
+	if !wasFull {
+		t.Error("a full mempool was not reported")
+	}
+	if len(retry) != 2 || retry[0].pos != 0 || retry[1].pos != 2 {
+		t.Fatalf("retry = %+v, want signer 1's two txs in order", retry)
+	}
+	if !batch[1].t.accepted.Load() || !batch[4].t.accepted.Load() || batch[0].t.accepted.Load() {
+		t.Error("accepted flags wrong")
+	}
+	if !broken[3] || broken[1] {
+		t.Errorf("broken = %v, want only signer 3", broken)
+	}
+	if got := s.stats.rejected[codeKey("emrchain", 4)]; got != 1 {
+		t.Errorf("rejections counted %d, want 1", got)
+	}
+	if s.stats.accepted.Load() != 2 || s.stats.full.Load() != 1 {
+		t.Errorf("accepted %d full %d", s.stats.accepted.Load(), s.stats.full.Load())
+	}
+}

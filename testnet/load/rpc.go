@@ -53,17 +53,7 @@ func (e *rpcError) Error() string {
 
 // post sends a JSON-RPC request body and decodes result into out.
 func (c *rpc) post(ctx context.Context, body []byte, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
+	raw, err := c.postRaw(ctx, body)
 	if err != nil {
 		return err
 	}
@@ -72,12 +62,34 @@ func (c *rpc) post(ctx context.Context, body []byte, out any) error {
 		Error  *rpcError       `json:"error"`
 	}
 	if err := json.Unmarshal(raw, &env); err != nil {
-		return fmt.Errorf("%s: bad answer (HTTP %d): %w", c.url, resp.StatusCode, err)
+		return fmt.Errorf("%s: bad answer: %w", c.url, err)
 	}
 	if env.Error != nil {
 		return env.Error
 	}
 	return json.Unmarshal(env.Result, out)
+}
+
+// postRaw sends a JSON-RPC request body and returns the answer's body.
+func (c *rpc) postRaw(ctx context.Context, body []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK && !json.Valid(raw) {
+		return nil, fmt.Errorf("%s: HTTP %d: %.200s", c.url, resp.StatusCode, raw)
+	}
+	return raw, nil
 }
 
 func (c *rpc) call(ctx context.Context, method string, params map[string]any, out any) error {
@@ -95,26 +107,70 @@ type checkResult struct {
 	Log       string `json:"log"`
 }
 
-var (
-	bcastHead = []byte(`{"jsonrpc":"2.0","id":1,"method":"broadcast_tx_sync","params":{"tx":"`)
-	bcastTail = []byte(`"}}`)
-)
+// maxBatch is the most broadcasts sent in one JSON-RPC batch: CometBFT's
+// default rpc.max_request_batch_size.
+const maxBatch = 10
 
-// broadcast sends tx with broadcast_tx_sync: it returns once CheckTx has
-// answered on that node.
-func (c *rpc) broadcast(ctx context.Context, tx []byte, buf []byte) (checkResult, []byte, error) {
-	n := base64.StdEncoding.EncodedLen(len(tx))
-	need := len(bcastHead) + n + len(bcastTail)
-	if cap(buf) < need {
-		buf = make([]byte, need)
+// outcome is one broadcast's answer within a batch: a CheckTx result, or
+// the RPC error CometBFT gave for that element (e.g. mempool full).
+type outcome struct {
+	res checkResult
+	err error
+}
+
+// broadcastBatch sends txs as one JSON-RPC batch of broadcast_tx_sync calls,
+// which the node runs one after the other, in order; it returns their
+// answers in the same order. One HTTP request and one JSON answer carry up
+// to maxBatch transactions. err is a failure of the whole request.
+func (c *rpc) broadcastBatch(ctx context.Context, txs [][]byte, buf []byte) ([]outcome, []byte, error) {
+	buf = append(buf[:0], '[')
+	for i, tx := range txs {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, `{"jsonrpc":"2.0","id":`...)
+		buf = strconv.AppendInt(buf, int64(i), 10)
+		buf = append(buf, `,"method":"broadcast_tx_sync","params":{"tx":"`...)
+		buf = base64.StdEncoding.AppendEncode(buf, tx)
+		buf = append(buf, `"}}`...)
 	}
-	buf = buf[:need]
-	copy(buf, bcastHead)
-	base64.StdEncoding.Encode(buf[len(bcastHead):], tx)
-	copy(buf[len(bcastHead)+n:], bcastTail)
-	var res checkResult
-	err := c.post(ctx, buf, &res)
-	return res, buf, err
+	buf = append(buf, ']')
+	raw, err := c.postRaw(ctx, buf)
+	if err != nil {
+		return nil, buf, err
+	}
+	type answer struct {
+		ID     int             `json:"id"`
+		Result json.RawMessage `json:"result"`
+		Error  *rpcError       `json:"error"`
+	}
+	var answers []answer
+	if trimmed := bytes.TrimSpace(raw); len(trimmed) > 0 && trimmed[0] == '{' {
+		// A batch of one is answered with a single object.
+		var a answer
+		if err := json.Unmarshal(trimmed, &a); err != nil {
+			return nil, buf, fmt.Errorf("%s: bad answer: %w", c.url, err)
+		}
+		answers = []answer{a}
+	} else if err := json.Unmarshal(raw, &answers); err != nil {
+		return nil, buf, fmt.Errorf("%s: bad answer: %w", c.url, err)
+	}
+	if len(answers) != len(txs) {
+		return nil, buf, fmt.Errorf("%s: %d answers to a batch of %d", c.url, len(answers), len(txs))
+	}
+	out := make([]outcome, len(txs))
+	for _, a := range answers {
+		if a.ID < 0 || a.ID >= len(txs) {
+			return nil, buf, fmt.Errorf("%s: answer id %d in a batch of %d", c.url, a.ID, len(txs))
+		}
+		switch {
+		case a.Error != nil:
+			out[a.ID].err = a.Error
+		default:
+			out[a.ID].err = json.Unmarshal(a.Result, &out[a.ID].res)
+		}
+	}
+	return out, buf, nil
 }
 
 // Mempool refusals CometBFT reports as RPC errors, by their text.

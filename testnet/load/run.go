@@ -48,7 +48,8 @@ type Config struct {
 	// MaxTxs bounds the transactions signed for the measured phase; 0
 	// means Rate×Duration+10% (or 6,000 per second without a rate).
 	MaxTxs int
-	// Conns is the number of concurrent senders per node; 0 means 8.
+	// Conns is the number of concurrent senders per node; 0 means 8 at
+	// saturation and 2 at a target rate (fewer senders fill their batches).
 	Conns int
 	// Drain is how long to wait, after the measured phase, for accepted
 	// transactions to be committed; 0 means 20s.
@@ -73,6 +74,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Conns <= 0 {
 		c.Conns = 8
+		if c.Rate > 0 {
+			c.Conns = 2
+		}
 	}
 	if c.Drain <= 0 {
 		c.Drain = 20 * time.Second

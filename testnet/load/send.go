@@ -15,6 +15,10 @@ const (
 	fullBackoff    = 10 * time.Millisecond
 	maxFullBackoff = 160 * time.Millisecond
 	errorBackoff   = 100 * time.Millisecond // after a transport error
+	// rateTick is the least time between two batches of a worker at a
+	// target rate: what fell due meanwhile goes in one request, at the
+	// cost of at most this much added latency.
+	rateTick = 20 * time.Millisecond
 )
 
 // sendStats counts what the sender did.
@@ -89,71 +93,124 @@ func (s *sender) workerOf(signer int) int {
 	return (signer/n%s.conns)*n + signer%n
 }
 
+// queued is a planned tx waiting in a worker's queue; pos is its place in
+// the worker's list, which fixes when it is due at a target rate.
+type queued struct {
+	t   *plannedTx
+	pos int
+}
+
+// worker sends its list in order, in JSON-RPC batches of up to maxBatch
+// broadcasts: what is due goes out in one HTTP request. A tx the node did
+// not take (mempool full, an RPC error) is sent again, at the head of the
+// next batch, together with every later tx of its signer in the batch (a
+// signer's txs must reach the mempool in sequence order).
 func (s *sender) worker(ctx context.Context, node *rpc, list []*plannedTx, interval time.Duration) {
+	queue := make([]queued, len(list))
+	for i, t := range list {
+		queue[i] = queued{t: t, pos: i}
+	}
 	broken := map[int32]bool{}
-	var buf []byte
+	var (
+		buf   []byte
+		raws  [][]byte
+		batch []queued
+	)
 	backoff := fullBackoff
 	start := time.Now()
-	for i, t := range list {
+	var lastBatch time.Time
+	for len(queue) > 0 {
+		if interval > 0 {
+			sleepCtx(ctx, time.Until(lastBatch.Add(rateTick)))
+		}
 		if ctx.Err() != nil {
-			s.stats.unsent.Add(int64(len(list) - i))
+			s.stats.unsent.Add(int64(len(queue)))
 			return
 		}
-		if broken[t.signer] {
-			s.stats.skipped.Add(1)
+		// The batch: the txs at the head of the queue that are due.
+		batch, raws = batch[:0], raws[:0]
+		for len(queue) > 0 && len(batch) < maxBatch {
+			q := queue[0]
+			if broken[q.t.signer] {
+				s.stats.skipped.Add(1)
+				queue = queue[1:]
+				continue
+			}
+			if interval > 0 && time.Until(start.Add(time.Duration(q.pos)*interval)) > 0 {
+				break
+			}
+			batch = append(batch, q)
+			raws = append(raws, q.t.raw)
+			queue = queue[1:]
+		}
+		if len(batch) == 0 {
+			if len(queue) > 0 {
+				sleepCtx(ctx, time.Until(start.Add(time.Duration(queue[0].pos)*interval)))
+			}
 			continue
 		}
-		if interval > 0 {
-			if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
-				sleepCtx(ctx, wait)
-			}
+		lastBatch = time.Now()
+		now := lastBatch.UnixNano()
+		for _, q := range batch {
+			q.t.sendNs.Store(now)
 		}
-		ok, rejected := s.sendOne(ctx, node, t, &buf, &backoff)
-		switch {
-		case rejected:
-			broken[t.signer] = true
-		case !ok:
-			s.stats.unsent.Add(int64(len(list) - i))
-			return
+		s.stats.attempts.Add(int64(len(batch)))
+		outs, b, err := node.broadcastBatch(ctx, raws, buf)
+		buf = b
+		if err != nil {
+			queue = append(batch[:len(batch):len(batch)], queue...)
+			if ctx.Err() != nil {
+				continue // counted as unsent above
+			}
+			s.stats.rpcErrors.Add(1)
+			sleepCtx(ctx, errorBackoff)
+			continue
+		}
+		retry, full := s.settle(batch, outs, broken)
+		queue = append(retry, queue...)
+		if full {
+			sleepCtx(ctx, backoff)
+			backoff = min(2*backoff, maxFullBackoff)
+		} else if len(retry) == 0 {
+			backoff = fullBackoff
 		}
 	}
 }
 
-// sendOne sends t until the node takes it, refuses it with a code, or ctx
-// ends. It reports whether t was accepted and whether it was rejected.
-func (s *sender) sendOne(ctx context.Context, node *rpc, t *plannedTx, buf *[]byte, backoff *time.Duration) (ok, rejected bool) {
-	for ctx.Err() == nil {
-		t.sendNs.Store(time.Now().UnixNano())
-		s.stats.attempts.Add(1)
-		res, b, err := node.broadcast(ctx, t.raw, *buf)
-		*buf = b
+// settle books a batch's answers and returns, in order, the txs to send
+// again, and whether the mempool was full.
+func (s *sender) settle(batch []queued, outs []outcome, broken map[int32]bool) (retry []queued, full bool) {
+	stalled := map[int32]bool{} // signers with a tx of this batch not taken
+	for j, q := range batch {
+		t, o := q.t, outs[j]
 		switch {
-		case err == nil && res.Code == 0:
+		case broken[t.signer]:
+			// Refused after an earlier tx of its signer was rejected.
+			s.stats.skipped.Add(1)
+		case stalled[t.signer]:
+			retry = append(retry, q)
+		case o.err == nil && o.res.Code == 0:
 			t.accepted.Store(true)
 			s.stats.accepted.Add(1)
-			*backoff = fullBackoff
-			return true, false
-		case err == nil:
-			s.stats.reject(codeKey(res.Codespace, res.Code), res.Log)
-			return false, true
-		case isMempoolFull(err):
-			s.stats.full.Add(1)
-			sleepCtx(ctx, *backoff)
-			*backoff = min(2**backoff, maxFullBackoff)
-		case isInCache(err):
+		case o.err == nil:
+			s.stats.reject(codeKey(o.res.Codespace, o.res.Code), o.res.Log)
+			broken[t.signer] = true
+		case isInCache(o.err):
 			// Sent before (a retry after a lost answer): it is in the
 			// mempool or committed already.
 			t.accepted.Store(true)
 			s.stats.inCache.Add(1)
 			s.stats.accepted.Add(1)
-			return true, false
+		case isMempoolFull(o.err):
+			s.stats.full.Add(1)
+			full = true
+			stalled[t.signer] = true
+			retry = append(retry, q)
 		default:
-			if ctx.Err() != nil {
-				return false, false
-			}
 			s.stats.rpcErrors.Add(1)
-			sleepCtx(ctx, errorBackoff)
+			stalled[t.signer] = true
+			retry = append(retry, q)
 		}
 	}
-	return false, false
+	return retry, full
 }

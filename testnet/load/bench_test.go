@@ -1,0 +1,160 @@
+package load
+
+import (
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/app/apptest"
+	"github.com/emrchain/emrchain/store"
+)
+
+// BenchmarkValidatorPath is the state machine's share of a validator's work
+// under `emrchaind load`, in-process, on pebble, with the node's default
+// store options: the load's default mix (1,024 patients of 128 clinicians,
+// 256 consent patients) in blocks of 2,000, each transaction going through
+// what a validator runs for it at saturation: CheckTx when it arrives
+// (while the previous block is being decided), one recheck after that
+// block commits, then ProcessProposal (execution), FinalizeBlock (reusing
+// it) and Commit.
+//
+// The sub-benchmarks first fill the chain with that many AddRecords (the
+// state a hospital consortium accumulates), so the figures show how the
+// cost grows with the stored records. Reported per run: us/tx (wall time of
+// everything above, per transaction), finalize-ms and commit-ms (per block:
+// FinalizeBlock, Commit), and state-B/record (the database on disk, every
+// version kept, over the records in it). The figures are free of
+// consensus and of other processes' noise: compare them before and after a
+// change.
+//
+//	go test ./testnet/load -run '^$' -bench ValidatorPath -benchtime 10x
+//	go test ./testnet/load -run '^$' -bench 'ValidatorPath/records=1000000' -benchtime 10x -timeout 60m
+func BenchmarkValidatorPath(b *testing.B) {
+	for _, fill := range []int{0, 100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("records=%d", fill), func(b *testing.B) {
+			if fill >= 1_000_000 && testing.Short() {
+				b.Skip("-short")
+			}
+			benchValidatorPath(b, fill)
+		})
+	}
+}
+
+func benchValidatorPath(b *testing.B, fill int) {
+	const blockTxs = 2000
+	so := store.DefaultOptions()
+	dir := b.TempDir()
+	c := apptest.New(b, apptest.Options{Dir: dir, Store: &so})
+	var regs []*registrar
+	var next []uint64
+	for _, org := range []string{apptest.HospitalA, apptest.HospitalB} {
+		a := apptest.Registrar(org)
+		regs = append(regs, &registrar{signer: &signer{name: a.Name, sign: a.Sign, pub: a.SignPub(), address: a.Address}, org: org})
+		next = append(next, c.Seq(a.Address))
+	}
+	p := newPlan(apptest.ChainID, "bench", 1, regs, next, PlanConfig{})
+	raws := func(txs []*plannedTx) [][]byte {
+		if err := p.sign(txs); err != nil {
+			b.Fatal(err)
+		}
+		out := make([][]byte, len(txs))
+		for i, t := range txs {
+			out[i] = t.raw
+		}
+		return out
+	}
+	setupRecords := p.setupRecords()
+	for _, step := range [][]*plannedTx{p.setupRegister(), p.setupPatients(c.Now), setupRecords} {
+		all := raws(step)
+		for i := 0; i < len(all); i += blockTxs {
+			mustOK(b, c.Block(all[i:min(i+blockTxs, len(all))]...))
+		}
+	}
+	records := len(setupRecords)
+	start := time.Now()
+	for records < fill {
+		mustOK(b, c.Block(raws(p.measured(blockTxs, Mix{AddRecord: 1}, c.Now))...))
+		records += blockTxs
+		if records%100_000 == 0 {
+			b.Logf("filled %d records in %s", records, time.Since(start).Round(time.Second))
+		}
+	}
+	// b.N+1 blocks: the first is only checked, to fill the pipeline.
+	blocks := make([][][]byte, b.N+1)
+	for i := range blocks {
+		planned := p.measured(blockTxs, DefaultMix, c.Now)
+		blocks[i] = raws(planned)
+		if i < b.N {
+			records += kindCounts(planned)["add-record"]
+		}
+	}
+	check := func(txs [][]byte, recheck bool) {
+		for _, tx := range txs {
+			if r := c.App.CheckTx(tx, recheck); !r.OK() {
+				b.Fatalf("CheckTx (recheck %v): %d %s", recheck, r.Code, r.Log)
+			}
+		}
+	}
+	check(blocks[0], false)
+	var finalize, commit time.Duration
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		check(blocks[i+1], false) // arrives while block i is decided
+		info := app.BlockInfo{Height: c.Height() + 1, Time: c.Now}
+		if err := c.App.ProcessProposal(info, blocks[i]); err != nil {
+			b.Fatal(err)
+		}
+		t0 := time.Now()
+		results, _, err := c.App.FinalizeBlock(info, blocks[i])
+		if err != nil {
+			b.Fatal(err)
+		}
+		mustOK(b, results)
+		t1 := time.Now()
+		if _, err := c.App.Commit(); err != nil {
+			b.Fatal(err)
+		}
+		finalize += t1.Sub(t0)
+		commit += time.Since(t1)
+		c.Now = c.Now.Add(c.BlockInterval)
+		check(blocks[i+1], true)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*blockTxs), "us/tx")
+	b.ReportMetric(float64(finalize.Microseconds())/1000/float64(b.N), "finalize-ms")
+	b.ReportMetric(float64(commit.Microseconds())/1000/float64(b.N), "commit-ms")
+	b.ReportMetric(float64(dirSize(b, dir))/float64(records), "state-B/record")
+	b.ReportMetric(0, "ns/op")
+}
+
+func mustOK(b *testing.B, results []app.Result) {
+	b.Helper()
+	for i, r := range results {
+		if !r.OK() {
+			b.Fatalf("tx %d: %d %s", i, r.Code, r.Log)
+		}
+	}
+}
+
+// dirSize is the bytes of the files under dir (a file a compaction removes
+// meanwhile is not counted).
+func dirSize(b *testing.B, dir string) int64 {
+	var total int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if info, err := d.Info(); err == nil {
+			total += info.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return total
+}
