@@ -82,6 +82,8 @@ type storeConfig struct {
 	Backend string `toml:"backend"`
 	// IAVL node cache size, in nodes.
 	CacheSize int `toml:"cache_size"`
+	// Values of the latest version kept in memory for reads; 0 keeps none.
+	ValueCacheSize int `toml:"value_cache_size"`
 	// Versions kept by pruning; 0 keeps every version.
 	PruningKeepRecent uint64 `toml:"pruning_keep_recent"`
 	// Blocks between pruning runs; 0 never prunes.
@@ -131,6 +133,7 @@ func defaultAppConfig() appConfig {
 		Store: storeConfig{
 			Backend:           store.DefaultBackend,
 			CacheSize:         so.CacheSize,
+			ValueCacheSize:    so.ValueCacheSize,
 			PruningKeepRecent: so.KeepRecent,
 			PruningInterval:   so.PruneInterval,
 		},
@@ -146,6 +149,10 @@ func (c appConfig) storeOptions() store.Options {
 	o := store.DefaultOptions()
 	o.Backend = c.Store.Backend
 	o.CacheSize = c.Store.CacheSize
+	o.ValueCacheSize = c.Store.ValueCacheSize
+	if o.ValueCacheSize == 0 {
+		o.ValueCacheSize = -1 // none (for the store, 0 means its default)
+	}
 	o.KeepRecent = c.Store.PruningKeepRecent
 	o.PruneInterval = c.Store.PruningInterval
 	return o
@@ -158,6 +165,8 @@ func (c appConfig) validate() error {
 	switch {
 	case c.Store.CacheSize < 0:
 		return errors.New("store.cache_size must not be negative")
+	case c.Store.ValueCacheSize < 0:
+		return errors.New("store.value_cache_size must not be negative")
 	case (c.Store.PruningKeepRecent == 0) != (c.Store.PruningInterval == 0):
 		return errors.New("pruning needs both store.pruning_keep_recent and store.pruning_interval (or neither)")
 	case c.App.SigCacheSize < 0:
@@ -229,6 +238,9 @@ backend = %q
 # IAVL node cache, in nodes: the largest lever on write speed. Size it to the
 # working set of the state.
 cache_size = %d
+# Values of the latest version kept in memory (a few hundred bytes each): what
+# CheckTx and block execution read. 0 keeps none.
+value_cache_size = %d
 # Versions of the state kept for historical queries and proofs; 0 keeps all.
 pruning_keep_recent = %d
 # Blocks between pruning runs; 0 never prunes.
@@ -263,7 +275,7 @@ cors_allowed_origins = %s
 
 // writeAppConfig writes HOME/config/app.toml.
 func writeAppConfig(home string, c appConfig) error {
-	body := fmt.Sprintf(appConfigHeader+appConfigTemplate, c.Store.Backend, c.Store.CacheSize,
+	body := fmt.Sprintf(appConfigHeader+appConfigTemplate, c.Store.Backend, c.Store.CacheSize, c.Store.ValueCacheSize,
 		c.Store.PruningKeepRecent, c.Store.PruningInterval, c.App.SigCacheSize,
 		c.GRPC.Enable, c.GRPC.Address, c.GRPC.BroadcastTimeout.String(),
 		c.API.Enable, c.API.Address, tomlStrings(c.API.CORSAllowedOrigins)) + renderSidecarConfig(c.Sidecar)

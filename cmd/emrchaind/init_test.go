@@ -319,14 +319,20 @@ func TestAppConfig(t *testing.T) {
 		t.Fatalf("app.toml = %+v, %v; want %+v", got, err, c)
 	}
 	so := c.storeOptions()
-	if so.Backend != "pebble" || so.KeepRecent != 1000 || so.PruneInterval != 100 || so.CacheSize != c.Store.CacheSize {
+	if so.Backend != "pebble" || so.KeepRecent != 1000 || so.PruneInterval != 100 || so.CacheSize != c.Store.CacheSize ||
+		so.ValueCacheSize != c.Store.ValueCacheSize || so.ValueCacheSize <= 0 {
 		t.Fatalf("store options %+v", so)
 	}
+	c.Store.ValueCacheSize = 0
+	if so := c.storeOptions(); so.ValueCacheSize >= 0 {
+		t.Fatalf("value_cache_size = 0 gives the store %d, want none (negative)", so.ValueCacheSize)
+	}
 	for name, body := range map[string]string{
-		"unknown key":  "[store]\nbackend = \"goleveldb\"\nbogus = 1\n",
-		"bad backend":  "[store]\nbackend = \"memdb\"\n",
-		"half pruning": "[store]\npruning_keep_recent = 10\n",
-		"not toml":     "[store\n",
+		"unknown key":          "[store]\nbackend = \"goleveldb\"\nbogus = 1\n",
+		"bad backend":          "[store]\nbackend = \"memdb\"\n",
+		"half pruning":         "[store]\npruning_keep_recent = 10\n",
+		"negative value cache": "[store]\nvalue_cache_size = -1\n",
+		"not toml":             "[store\n",
 	} {
 		if err := os.WriteFile(filepath.Join(home, "config", appConfigFile), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
