@@ -174,7 +174,7 @@ func (ctx *txContext) rotateKey(m *emrv1.MsgRotateKey) error {
 		}
 	}
 	p.KeyVersion = m.NewKeyVersion
-	ctx.attr("key_version", fmt.Sprint(p.KeyVersion))
+	ctx.detail("key_version", fmt.Sprint(p.KeyVersion))
 	return ctx.st.put(patientKey(p.Id), p)
 }
 

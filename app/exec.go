@@ -170,8 +170,17 @@ func (ctx *txContext) dispatch() error {
 	return fmt.Errorf("%w: unhandled message %T", ErrTxDecode, ctx.tx.Body.Msg.Sum)
 }
 
+// attr adds an attribute CometBFT indexes: who and what a transaction is
+// about (action, signer, patient, member, grantee, record, study), what an
+// auditor searches by with tx_search.
 func (ctx *txContext) attr(key, value string) {
 	ctx.event.Attributes = append(ctx.event.Attributes, Attribute{Key: key, Value: value, Index: true})
+}
+
+// detail adds an attribute that is reported but not indexed (each indexed
+// attribute is one more write into the node's tx index per transaction).
+func (ctx *txContext) detail(key, value string) {
+	ctx.event.Attributes = append(ctx.event.Attributes, Attribute{Key: key, Value: value})
 }
 
 // ownedPatient loads a patient and insists the signer owns it.

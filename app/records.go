@@ -50,7 +50,7 @@ func (ctx *txContext) addRecord(m *emrv1.MsgAddRecord) error {
 		TxHash:            ctx.tx.Hash,
 	}
 	ctx.attr("record", recordRef(p.Id, rec.Sequence))
-	ctx.attr("category", m.Category)
+	ctx.detail("category", m.Category)
 	return firstError(
 		ctx.st.put(recordKey(p.Id, rec.Sequence), rec),
 		ctx.st.mark(recordHashKey(m.CiphertextSha256, p.Id, rec.Sequence)),
@@ -79,8 +79,8 @@ func (ctx *txContext) recordAccess(m *emrv1.MsgRecordAccess) error {
 	default:
 		return fmt.Errorf("%w: emergency access is not enabled on this chain yet", ErrNotEnabled)
 	}
-	ctx.attr("accessor", hex.EncodeToString(ctx.tx.Signer))
-	ctx.attr("purpose", purposeName(m.Purpose))
+	ctx.detail("accessor", hex.EncodeToString(ctx.tx.Signer))
+	ctx.detail("purpose", purposeName(m.Purpose))
 	for _, seq := range m.RecordSequences {
 		rec, err := ctx.st.record(p.Id, seq)
 		if err != nil {

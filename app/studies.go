@@ -112,7 +112,7 @@ func (ctx *txContext) shareRecord(m *emrv1.MsgShareRecord) error {
 	}
 	ctx.attr("record", recordRef(p.Id, m.RecordSequence))
 	ctx.attr("study", m.StudyId)
-	ctx.attr("sharer", hex.EncodeToString(ctx.tx.Signer))
+	ctx.detail("sharer", hex.EncodeToString(ctx.tx.Signer))
 	return firstError(
 		ctx.st.put(shareKey(p.Id, share.Sequence), share),
 		ctx.st.mark(shareHashKey(m.SharedSha256, p.Id, share.Sequence)),

@@ -3,7 +3,10 @@ package load
 import (
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
+	"runtime/pprof"
+	"strconv"
 	"testing"
 	"time"
 
@@ -32,6 +35,10 @@ import (
 //
 //	go test ./testnet/load -run '^$' -bench ValidatorPath -benchtime 10x
 //	go test ./testnet/load -run '^$' -bench 'ValidatorPath/records=1000000' -benchtime 10x -timeout 60m
+//
+// VALIDATOR_PATH_CPUPROFILE=FILE writes a CPU profile of the measured
+// blocks alone (with -benchtime 1x the fill runs once), and
+// VALIDATOR_PATH_NODE_CACHE=N measures with an IAVL node cache of N nodes.
 func BenchmarkValidatorPath(b *testing.B) {
 	for _, fill := range []int{0, 100_000, 1_000_000} {
 		b.Run(fmt.Sprintf("records=%d", fill), func(b *testing.B) {
@@ -46,6 +53,9 @@ func BenchmarkValidatorPath(b *testing.B) {
 func benchValidatorPath(b *testing.B, fill int) {
 	const blockTxs = 2000
 	so := store.DefaultOptions()
+	if n, err := strconv.Atoi(os.Getenv("VALIDATOR_PATH_NODE_CACHE")); err == nil {
+		so.CacheSize = n // the IAVL node cache to measure with (app.toml store.cache_size)
+	}
 	dir := b.TempDir()
 	c := apptest.New(b, apptest.Options{Dir: dir, Store: &so})
 	var regs []*registrar
@@ -100,6 +110,17 @@ func benchValidatorPath(b *testing.B, fill int) {
 	}
 	check(blocks[0], false)
 	var finalize, commit time.Duration
+	if path := os.Getenv("VALIDATOR_PATH_CPUPROFILE"); path != "" {
+		// A profile of the measured blocks only, without the fill.
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {

@@ -1,0 +1,64 @@
+package app_test
+
+import (
+	"encoding/hex"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/app/apptest"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// TestEventsIndexWhoAndWhat: a transaction's event names who and what it
+// is about as indexed attributes (what an auditor searches with tx_search),
+// and reports the rest unindexed.
+func TestEventsIndexWhoAndWhat(t *testing.T) {
+	c := apptest.New(t, apptest.Options{})
+	doc := apptest.NewActor("events-doc")
+	c.Must(apptest.Registrar(apptest.HospitalA), apptest.RegisterMember(doc, emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA))
+	p := apptest.NewActor("events-patient")
+	id := apptest.PatientID(p.Name)
+	c.Must(p, apptest.Enroll(p, id))
+	c.Must(p, apptest.Grant(id, doc, apptest.GrantSpec{
+		Rights:   []emrv1.Right{emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_WRITE},
+		NotAfter: apptest.GenesisTime.Add(24 * time.Hour),
+	}))
+	patient, signer := hex.EncodeToString(id), hex.EncodeToString(doc.Address)
+	record := fmt.Sprintf("%s/1", patient)
+	for _, tc := range []struct {
+		name      string
+		msg       *emrv1.Msg
+		indexed   map[string]string
+		unindexed []string
+	}{
+		{"AddRecord", apptest.AddRecord(doc, id, "lab-results", "events"),
+			map[string]string{"action": "add_record", "signer": signer, "patient": patient, "record": record},
+			[]string{"category"}},
+		{"RecordAccess", apptest.Access(id, emrv1.Purpose_PURPOSE_TREATMENT, 1),
+			map[string]string{"action": "record_access", "signer": signer, "patient": patient, "record": record},
+			[]string{"accessor", "purpose"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := c.Must(doc, tc.msg)
+			if len(res.Events) != 1 || res.Events[0].Type != app.EventType {
+				t.Fatalf("events %+v", res.Events)
+			}
+			got := map[string]app.Attribute{}
+			for _, a := range res.Events[0].Attributes {
+				got[a.Key] = a
+			}
+			for k, v := range tc.indexed {
+				if a, ok := got[k]; !ok || !a.Index || a.Value != v {
+					t.Errorf("%s = %+v, want %q indexed", k, a, v)
+				}
+			}
+			for _, k := range tc.unindexed {
+				if a, ok := got[k]; !ok || a.Index {
+					t.Errorf("%s = %+v, want it reported, not indexed", k, a)
+				}
+			}
+		})
+	}
+}
