@@ -113,7 +113,7 @@ func (c *Cache) Delete(key []byte) error {
 func (c *Cache) Write() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if p, ok := c.parent.(*Cache); ok && p != c {
+	if p, ok := c.parent.(*Cache); ok {
 		// Into another overlay (a transaction's into its block's): hand
 		// the entries over as they are. They are never modified once
 		// staged, and this overlay lets go of them below.

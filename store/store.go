@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -160,13 +161,9 @@ func openWithDB(db dbm.DB, opts Options) (*Store, error) {
 	}
 	s := &Store{db: db, tree: tree, opts: opts, dirty: map[string][]byte{}}
 	s.lastVersion = tree.Version()
-	switch {
-	case opts.ValueCacheSize == 0:
-		s.values = newLatestValues(DefaultValueCacheSize)
-	case opts.ValueCacheSize > 0:
-		s.values = newLatestValues(opts.ValueCacheSize)
+	if size := cmp.Or(opts.ValueCacheSize, DefaultValueCacheSize); size > 0 {
+		s.values = newLatestValues(size)
 	}
-	s.values.reset(s.lastVersion)
 	s.lastHash = tree.Hash()
 	if opts.pruning() && s.lastVersion > 0 {
 		s.firstVersion = s.findFirstVersion()
@@ -239,7 +236,7 @@ func (s *Store) Commit() ([]byte, int64, error) {
 	}
 	s.lastVersion, s.lastHash = version, bytes.Clone(hash)
 	s.valuesMu.Lock()
-	s.values.advance(version, s.dirty)
+	s.values.apply(s.dirty)
 	s.valuesMu.Unlock()
 	s.dirty = map[string][]byte{}
 	if s.opts.pruning() {
@@ -506,7 +503,7 @@ func (s *Store) get(key []byte, atLatest bool, read func() ([]byte, error)) ([]b
 		return cloneValue(v), err
 	}
 	s.valuesMu.Lock()
-	v, ok := s.values.get(s.lastVersion, key)
+	v, ok := s.values.get(key)
 	s.valuesMu.Unlock()
 	if ok {
 		return cloneValue(v), nil
@@ -516,7 +513,7 @@ func (s *Store) get(key []byte, atLatest bool, read func() ([]byte, error)) ([]b
 		return nil, err
 	}
 	s.valuesMu.Lock()
-	s.values.put(s.lastVersion, key, v) // IAVL never modifies a value it returned
+	s.values.put(string(key), v) // IAVL never modifies a value it returned
 	s.valuesMu.Unlock()
 	return cloneValue(v), nil
 }
@@ -559,53 +556,25 @@ func (r *versionReader) Iterator(start, end []byte, ascending bool) (Iterator, e
 	if err != nil {
 		return nil, r.s.readErr(r.version, fmt.Errorf("store: iterator at version %d: %w", r.version, err))
 	}
-	return &lockedIterator{mu: &r.s.mu, it: it}, nil
+	return &lockedIterator{mu: &r.s.mu, Iterator: it}, nil
 }
 
 // lockedIterator walks a saved version under the store's read lock, one
 // step at a time. A saved version shares nodes with the working tree, and
 // IAVL clears the child pointers of a shared node when the working tree
 // changes above it (Node.clone): a step must not overlap a write. Between
-// steps the writer may run; the version's content never changes.
+// steps the writer may run; the version's content never changes. Only Next
+// walks the tree: IAVL's Valid, Key, Value, Error and Close read what the
+// last step left in the iterator.
 type lockedIterator struct {
 	mu *sync.RWMutex
-	it Iterator
-}
-
-func (l *lockedIterator) Valid() bool {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.it.Valid()
+	Iterator
 }
 
 func (l *lockedIterator) Next() {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	l.it.Next()
-}
-
-func (l *lockedIterator) Key() []byte {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.it.Key()
-}
-
-func (l *lockedIterator) Value() []byte {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.it.Value()
-}
-
-func (l *lockedIterator) Error() error {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.it.Error()
-}
-
-func (l *lockedIterator) Close() error {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.it.Close()
+	l.Iterator.Next()
 }
 
 // emptyReader is the state before the first commit.
