@@ -48,8 +48,6 @@ func (c *sigCache) get(h [32]byte) *DecodedTx {
 	return c.valid[h]
 }
 
-func (c *sigCache) has(h []byte) bool { return c.get(hashKey(h)) != nil }
-
 func (c *sigCache) add(tx *DecodedTx) {
 	k := hashKey(tx.Hash)
 	c.mu.Lock()
@@ -75,7 +73,7 @@ func (c *sigCache) decodeVerified(raw []byte) (*DecodedTx, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := c.verify(tx); err != nil {
+	if err := c.verifyNow(tx); err != nil {
 		return nil, err
 	}
 	return tx, nil
@@ -96,9 +94,15 @@ func signedMessages(tx *DecodedTx) (msgs, sigs [][]byte) {
 
 // verify checks all of a transaction's signatures, through the cache.
 func (c *sigCache) verify(tx *DecodedTx) error {
-	if c.has(tx.Hash) {
+	if c.get(hashKey(tx.Hash)) != nil {
 		return nil
 	}
+	return c.verifyNow(tx)
+}
+
+// verifyNow checks all of a transaction's signatures one by one, and caches
+// the transaction if they verify.
+func (c *sigCache) verifyNow(tx *DecodedTx) error {
 	key := ed25519.PubKey(tx.Body.SignerPubKey)
 	msgs, sigs := signedMessages(tx)
 	for i := range msgs {
