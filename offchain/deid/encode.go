@@ -130,12 +130,11 @@ func encode(buf *bytes.Buffer, v any) error {
 // encodeString writes s as a JSON string, without the HTML escaping of
 // encoding/json ("<", ">" and "&" stay as they are: ">=" is a comparator).
 func encodeString(buf *bytes.Buffer, s string) error {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
+	enc := json.NewEncoder(buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(s); err != nil {
 		return err
 	}
-	buf.Write(bytes.TrimSuffix(b.Bytes(), []byte("\n")))
+	buf.Truncate(buf.Len() - 1) // Encode ends what it writes with a newline
 	return nil
 }
