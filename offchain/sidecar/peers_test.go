@@ -48,7 +48,8 @@ func TestReadThroughPeers(t *testing.T) {
 		return buf.Bytes(), err
 	}
 
-	// No access event: B forwards, A refuses, B refuses.
+	// No access event: B refuses before it asks any peer (it authorizes
+	// the member on its own view of the chain first), and keeps nothing.
 	_, err := viaB(e.reader)
 	wantStatus(t, err, 403, "no committed access event")
 	if _, err := bStore.Stat(context.Background(), blobstore.Sum(sum)); err == nil {
