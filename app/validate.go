@@ -144,14 +144,13 @@ func validateGrant(m *emrv1.MsgGrant) error {
 	// keys with it, writers wrap new file keys under it. Holding the KEK
 	// does not let a writer read: ciphertext is served only after a
 	// committed RecordAccess, which needs the read (or share) right.
-	share := slices.Contains(m.Rights, emrv1.Right_RIGHT_SHARE)
 	if len(m.WrappedKek) == 0 {
 		return fmt.Errorf("a grant needs the patient key wrapped to the grantee")
 	}
 	if len(m.WrappedKek) > maxStaticWrappedKey {
 		return fmt.Errorf("wrapped key is %d bytes, more than %d", len(m.WrappedKek), maxStaticWrappedKey)
 	}
-	if share {
+	if slices.Contains(m.Rights, emrv1.Right_RIGHT_SHARE) {
 		if err := checkID("study id", m.StudyId); err != nil {
 			return fmt.Errorf("share right: %v", err)
 		}
