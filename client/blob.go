@@ -13,6 +13,7 @@ import (
 	"math"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -516,11 +517,8 @@ func (c *Client) Download(ctx context.Context, s Signer, req DownloadRequest, op
 	defer out.Discard()
 	res := &DownloadResult{Record: rec}
 	if !req.ReuseAccess {
-		msg := &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{
-			PatientId: req.PatientID, RecordSequences: []uint64{req.Record}, Purpose: purpose,
-		}}}
-		if res.Access, err = c.Submit(ctx, s, msg); err != nil {
-			return nil, fmt.Errorf("log the read of record %d: %w", req.Record, err)
+		if res.Access, err = c.logRead(ctx, s, req.PatientID, req.Record, purpose); err != nil {
+			return nil, err
 		}
 	}
 	ct, url, err := fetchBlob(ctx, s, rec.CiphertextSha256, rec.Size, filepath.Dir(req.Output), opts, !req.ReuseAccess)
@@ -532,10 +530,27 @@ func (c *Client) Download(ctx context.Context, s Signer, req DownloadRequest, op
 	if err != nil {
 		return nil, fmt.Errorf("record %d: decrypt: %w", req.Record, err)
 	}
-	if err := out.Commit(req.Overwrite); err != nil {
+	if err := out.Commit(); err != nil {
 		return nil, fmt.Errorf("write %s: %w", req.Output, err)
 	}
 	res.Sidecar, res.Size, res.Path = url, n, req.Output
+	return res, nil
+}
+
+// logRead submits the RecordAccess that logs a read of a record and
+// waits for its block.
+func (c *Client) logRead(ctx context.Context, s Signer, patientID []byte, record uint64, purpose emrv1.Purpose) (*TxResult, error) {
+	msg := &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{
+		PatientId: patientID, RecordSequences: []uint64{record}, Purpose: purpose,
+	}}}
+	res, err := c.Submit(ctx, s, msg)
+	if err != nil {
+		what := "read"
+		if purpose == emrv1.Purpose_PURPOSE_RESEARCH {
+			what = "research read"
+		}
+		return nil, fmt.Errorf("log the %s of record %d: %w", what, record, err)
+	}
 	return res, nil
 }
 
@@ -585,7 +600,7 @@ func fetchBlob(ctx context.Context, s Signer, sum []byte, size uint64, dir strin
 		fails = fails[:0]
 		lied := false
 		for _, u := range opts.Sidecars {
-			f, u, err := fetchFrom(ctx, s, u, [32]byte(sum), int64(size), dir, opts)
+			f, err := fetchFrom(ctx, s, u, [32]byte(sum), int64(size), dir, opts)
 			if err == nil {
 				return f, u, nil
 			}
@@ -616,13 +631,15 @@ func (m *mismatchError) Unwrap() error { return ErrCiphertextMismatch }
 // errTooLong: the sidecar sent more bytes than the record says the blob has.
 var errTooLong = errors.New("more bytes than the record's size")
 
-func fetchFrom(ctx context.Context, s Signer, url string, sum [32]byte, size int64, dir string, opts TransferOptions) (*scratchFile, string, error) {
+// fetchFrom downloads the blob sum (size bytes) from the sidecar at url
+// into a scratch file in dir positioned at its start.
+func fetchFrom(ctx context.Context, s Signer, url string, sum [32]byte, size int64, dir string, opts TransferOptions) (*scratchFile, error) {
 	f, err := newScratch(dir)
 	if err != nil {
-		return nil, url, fmt.Errorf("scratch file for the ciphertext: %w", err)
+		return nil, fmt.Errorf("scratch file for the ciphertext: %w", err)
 	}
 	sc := opts.sidecarClient(url, s)
-	w := &boundedWriter{w: f, limit: size, total: size, progress: opts.Progress}
+	w := &boundedWriter{w: f, limit: size, progress: opts.Progress}
 	n, err := sc.Get(ctx, sum, w, nil)
 	switch {
 	case errors.Is(err, sidecar.ErrHashMismatch):
@@ -637,19 +654,25 @@ func fetchFrom(ctx context.Context, s Signer, url string, sum [32]byte, size int
 	}
 	if err != nil {
 		f.Discard()
-		return nil, url, err
+		return nil, err
 	}
-	return f, url, nil
+	return f, nil
 }
 
 // decryptInto decrypts the ciphertext stream src (ctSize bytes) into dst.
 // It returns only after the final segment authenticated and EOF followed.
 func decryptInto(ctx context.Context, src io.Reader, ctSize int64, dataKey, aad []byte, dst io.Writer, progress func(string, int64, int64)) (int64, error) {
-	r, err := crypto.NewDecryptReader(&progressReader{ctx: ctx, r: src, phase: "decrypt", total: ctSize, progress: progress}, dataKey, aad)
+	r, err := decryptReader(ctx, src, ctSize, dataKey, aad, progress)
 	if err != nil {
 		return 0, err
 	}
 	return io.Copy(onlyWriter{dst}, r)
+}
+
+// decryptReader decrypts the ciphertext stream src (ctSize bytes),
+// reporting progress as "decrypt".
+func decryptReader(ctx context.Context, src io.Reader, ctSize int64, dataKey, aad []byte, progress func(string, int64, int64)) (io.Reader, error) {
+	return crypto.NewDecryptReader(&progressReader{ctx: ctx, r: src, phase: "decrypt", total: ctSize, progress: progress}, dataKey, aad)
 }
 
 // --- research sharing ----------------------------------------------------
@@ -733,11 +756,8 @@ func (c *Client) ShareRecord(ctx context.Context, s Signer, req ShareRequest, op
 	defer clear(dataKey)
 	res := &ShareResult{Anonymised: perm.Anonymise}
 	if !req.ReuseAccess {
-		msg := &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{
-			PatientId: req.PatientID, RecordSequences: []uint64{req.Record}, Purpose: emrv1.Purpose_PURPOSE_RESEARCH,
-		}}}
-		if res.Access, err = c.Submit(ctx, s, msg); err != nil {
-			return nil, fmt.Errorf("log the research read of record %d: %w", req.Record, err)
+		if res.Access, err = c.logRead(ctx, s, req.PatientID, req.Record, emrv1.Purpose_PURPOSE_RESEARCH); err != nil {
+			return nil, err
 		}
 	}
 	ct, _, err := fetchBlob(ctx, s, rec.CiphertextSha256, rec.Size, opts.TempDir, opts, !req.ReuseAccess)
@@ -745,8 +765,7 @@ func (c *Client) ShareRecord(ctx context.Context, s Signer, req ShareRequest, op
 		return nil, fmt.Errorf("record %d: %w", req.Record, err)
 	}
 	defer ct.Discard()
-	plain, err := crypto.NewDecryptReader(&progressReader{ctx: ctx, r: ct, phase: "decrypt", total: int64(rec.Size), progress: opts.Progress},
-		dataKey, RecordStreamAAD(req.PatientID, rec.Category))
+	plain, err := decryptReader(ctx, ct, int64(rec.Size), dataKey, RecordStreamAAD(req.PatientID, rec.Category), opts.Progress)
 	if err != nil {
 		return nil, fmt.Errorf("record %d: decrypt: %w", req.Record, err)
 	}
@@ -796,10 +815,7 @@ func (c *Client) shareConsent(ctx context.Context, grantee, patientID []byte, st
 	if err != nil {
 		return nil, fmt.Errorf("permissions of patient %x: %w", patientID, err)
 	}
-	now := info.Time
-	if now.IsZero() {
-		now = time.Now()
-	}
+	now := info.timeOrNow()
 	for _, p := range perms {
 		if !bytes.Equal(p.Grantee, grantee) {
 			continue
@@ -812,11 +828,7 @@ func (c *Client) shareConsent(ctx context.Context, grantee, patientID []byte, st
 		case !now.Before(p.GetNotAfter().AsTime()):
 			return nil, fmt.Errorf("your consent from patient %x expired at %s", patientID, p.GetNotAfter().AsTime().UTC().Format(time.RFC3339))
 		}
-		hasShare := false
-		for _, r := range p.Rights {
-			hasShare = hasShare || r == emrv1.Right_RIGHT_SHARE
-		}
-		if !hasShare {
+		if !slices.Contains(p.Rights, emrv1.Right_RIGHT_SHARE) {
 			return nil, fmt.Errorf("your consent from patient %x does not include the share right", patientID)
 		}
 		if p.StudyId != studyID {
@@ -942,7 +954,7 @@ func (c *Client) DownloadShare(ctx context.Context, s Signer, req ShareDownloadR
 	if err != nil {
 		return nil, fmt.Errorf("share %d: decrypt: %w", req.Share, err)
 	}
-	if err := out.Commit(req.Overwrite); err != nil {
+	if err := out.Commit(); err != nil {
 		return nil, fmt.Errorf("write %s: %w", req.Output, err)
 	}
 	return &ShareDownloadResult{Share: sh, Sidecar: url, Size: n, Path: req.Output}, nil
@@ -996,11 +1008,11 @@ func (p *progressReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// boundedWriter refuses to write past limit bytes and reports progress.
+// boundedWriter refuses to write past limit bytes and reports progress
+// (of limit bytes in all).
 type boundedWriter struct {
 	w        io.Writer
 	n, limit int64
-	total    int64
 	progress func(string, int64, int64)
 }
 
@@ -1011,7 +1023,7 @@ func (b *boundedWriter) Write(p []byte) (int, error) {
 	n, err := b.w.Write(p)
 	b.n += int64(n)
 	if b.progress != nil && n > 0 {
-		b.progress("download", b.n, b.total)
+		b.progress("download", b.n, b.limit)
 	}
 	return n, err
 }

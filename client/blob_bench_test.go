@@ -104,6 +104,18 @@ func BenchmarkTransfer(b *testing.B) {
 			name = fmt.Sprintf("%dMiB", size>>20)
 		}
 		data := randomBytes(b, size)
+		// seal encrypts data under a fresh data key into a scratch file.
+		seal := func(b *testing.B) (*sealed, []byte) {
+			key, err := crypto.GenerateKey()
+			if err != nil {
+				b.Fatal(err)
+			}
+			sl, err := sealToScratch(ctx, opts.TempDir, bytes.NewReader(data), int64(size), key, aad, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return sl, key
+		}
 
 		b.Run(name+"/upload", func(b *testing.B) {
 			ct := randomBytes(b, int(crypto.CiphertextSize(int64(size))))
@@ -122,14 +134,7 @@ func BenchmarkTransfer(b *testing.B) {
 				}
 			})
 			v.add("sidecar", func() {
-				key, err := crypto.GenerateKey()
-				if err != nil {
-					b.Fatal(err)
-				}
-				sl, err := sealToScratch(ctx, opts.TempDir, bytes.NewReader(data), int64(size), key, aad, nil)
-				if err != nil {
-					b.Fatal(err)
-				}
+				sl, _ := seal(b)
 				defer sl.file.Discard()
 				if _, _, err := putBlob(ctx, signer, pid, sl, opts); err != nil {
 					b.Fatal(err)
@@ -146,14 +151,7 @@ func BenchmarkTransfer(b *testing.B) {
 			if _, err := raw.PutObject(ctx, bucket, obj, bytes.NewReader(data), int64(size), minio.PutObjectOptions{}); err != nil {
 				b.Fatal(err)
 			}
-			key, err := crypto.GenerateKey()
-			if err != nil {
-				b.Fatal(err)
-			}
-			sl, err := sealToScratch(ctx, opts.TempDir, bytes.NewReader(data), int64(size), key, aad, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
+			sl, key := seal(b)
 			if _, _, err := putBlob(ctx, signer, pid, sl, opts); err != nil {
 				b.Fatal(err)
 			}
@@ -175,7 +173,7 @@ func BenchmarkTransfer(b *testing.B) {
 				if err != nil || n != int64(size) {
 					b.Fatalf("decrypt: %d bytes, %v", n, err)
 				}
-				if err := p.Commit(false); err != nil {
+				if err := p.Commit(); err != nil {
 					b.Fatal(err)
 				}
 			}

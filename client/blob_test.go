@@ -57,7 +57,7 @@ func (e *blobEnv) download(sl *sealed, key []byte, out string, opts TransferOpti
 	if _, err := decryptInto(ctx, ct, sl.size, key, RecordStreamAAD(e.patientID, "lab-results"), p, opts.Progress); err != nil {
 		return err
 	}
-	return p.Commit(false)
+	return p.Commit()
 }
 
 func randomBytes(t testing.TB, n int) []byte {
@@ -275,7 +275,7 @@ func TestPendingFileOverwrite(t *testing.T) {
 	if got, _ := os.ReadFile(out); string(got) != "old" {
 		t.Fatal("the output changed before Commit")
 	}
-	if err := p.Commit(true); err != nil {
+	if err := p.Commit(); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(out); string(got) != "new" {

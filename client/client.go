@@ -92,7 +92,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		t.Period = DefaultTrustPeriod
 		cfg.Trust = &t
 	}
-	rpc, err := rpchttp.NewWithTimeout(cfg.Node, uint(math.Ceil(cfg.Timeout.Seconds())))
+	rpc, err := newRPC(cfg.Node, cfg.Timeout)
 	if err != nil {
 		return nil, fmt.Errorf("node %q: %w", cfg.Node, err)
 	}
@@ -114,6 +114,12 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		c.chainID = st.NodeInfo.Network
 	}
 	return c, nil
+}
+
+// newRPC is an RPC client of node whose requests time out after timeout
+// (rounded up to whole seconds).
+func newRPC(node string, timeout time.Duration) (*rpchttp.HTTP, error) {
+	return rpchttp.NewWithTimeout(node, uint(math.Ceil(timeout.Seconds())))
 }
 
 // Close releases the light client's store.

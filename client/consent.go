@@ -63,40 +63,41 @@ const maxPages = 100_000
 // AllRecords pages through a patient's records (oldest first), optionally
 // of one category.
 func (c *Client) AllRecords(ctx context.Context, patientID []byte, category string) ([]*emrv1.Record, error) {
-	var out []*emrv1.Record
-	var after uint64
-	for range maxPages {
+	return allPages("records", func(page *emrv1.PageRequest) ([]*emrv1.Record, *emrv1.PageResponse, error) {
 		var resp emrv1.QueryRecordsResponse
-		req := &emrv1.QueryRecordsRequest{PatientId: hex.EncodeToString(patientID), Category: category, Page: &emrv1.PageRequest{After: after}}
-		if err := c.Query(ctx, "Records", req, &resp); err != nil {
-			return nil, err
-		}
-		out = append(out, resp.Records...)
-		if resp.GetPage().GetNext() == 0 {
-			return out, nil
-		}
-		after = resp.Page.Next
-	}
-	return nil, errors.New("records: too many pages")
+		req := &emrv1.QueryRecordsRequest{PatientId: hex.EncodeToString(patientID), Category: category, Page: page}
+		err := c.Query(ctx, "Records", req, &resp)
+		return resp.Records, resp.Page, err
+	})
 }
 
 // AllAccessEvents pages through a patient's access log (newest first).
 func (c *Client) AllAccessEvents(ctx context.Context, patientID []byte) ([]*emrv1.AccessEvent, error) {
-	var out []*emrv1.AccessEvent
+	return allPages("access events", func(page *emrv1.PageRequest) ([]*emrv1.AccessEvent, *emrv1.PageResponse, error) {
+		var resp emrv1.QueryAccessEventsResponse
+		req := &emrv1.QueryAccessEventsRequest{PatientId: hex.EncodeToString(patientID), Page: page}
+		err := c.Query(ctx, "AccessEvents", req, &resp)
+		return resp.Events, resp.Page, err
+	})
+}
+
+// allPages calls query for one page after another, from the first, until
+// a page has no next one, and returns every item.
+func allPages[T any](what string, query func(*emrv1.PageRequest) ([]T, *emrv1.PageResponse, error)) ([]T, error) {
+	var out []T
 	var after uint64
 	for range maxPages {
-		var resp emrv1.QueryAccessEventsResponse
-		req := &emrv1.QueryAccessEventsRequest{PatientId: hex.EncodeToString(patientID), Page: &emrv1.PageRequest{After: after}}
-		if err := c.Query(ctx, "AccessEvents", req, &resp); err != nil {
+		items, page, err := query(&emrv1.PageRequest{After: after})
+		if err != nil {
 			return nil, err
 		}
-		out = append(out, resp.Events...)
-		if resp.GetPage().GetNext() == 0 {
+		out = append(out, items...)
+		if page.GetNext() == 0 {
 			return out, nil
 		}
-		after = resp.Page.Next
+		after = page.GetNext()
 	}
-	return nil, errors.New("access events: too many pages")
+	return nil, fmt.Errorf("%s: too many pages", what)
 }
 
 // KEK envelopes.
@@ -242,10 +243,7 @@ func (c *Client) rotationMsg(ctx context.Context, patientID []byte, newKEK KEKFu
 	if err != nil {
 		return nil, nil, fmt.Errorf("permissions of %x: %w", patientID, err)
 	}
-	now := info.Time
-	if now.IsZero() {
-		now = time.Now()
-	}
+	now := info.timeOrNow()
 	next := p.KeyVersion + 1
 	kek, err := newKEK(next)
 	if err != nil {

@@ -86,7 +86,7 @@ func (c *Client) TrustRoot() *TrustRoot {
 	if c.cfg.Trust == nil {
 		return nil
 	}
-	return &TrustRoot{ChainID: c.chainID, Height: c.cfg.Trust.Height, Hash: strings.ToUpper(hex.EncodeToString(c.cfg.Trust.Hash)), Period: c.cfg.Trust.Period}
+	return &TrustRoot{ChainID: c.chainID, Height: c.cfg.Trust.Height, Hash: fmt.Sprintf("%X", c.cfg.Trust.Hash), Period: c.cfg.Trust.Period}
 }
 
 // LatestTrusted returns the height and time of the newest header the
@@ -154,28 +154,22 @@ func (c *Client) openLight(ctx context.Context) error {
 	}
 	lstore := lightdb.New(c.lightDB, lightPrefix)
 
-	primary, err := newProvider(c.chainID, c.cfg.Node, c.cfg.Timeout)
-	if err != nil {
-		return err
-	}
-	witnessURLs := c.cfg.Witnesses
-	if len(witnessURLs) == 0 {
-		witnessURLs = []string{c.cfg.Node}
-	}
+	primary := lighthttp.NewWithClient(c.chainID, c.rpc)
 	var witnesses []provider.Provider
-	for _, w := range witnessURLs {
-		p, err := newProvider(c.chainID, w, c.cfg.Timeout)
+	for _, w := range c.cfg.Witnesses {
+		if w == c.cfg.Node {
+			witnesses = append(witnesses, primary)
+			continue
+		}
+		rc, err := newRPC(w, c.cfg.Timeout)
 		if err != nil {
-			return err
+			return fmt.Errorf("witness %q: %w", w, err)
 		}
-		witnesses = append(witnesses, p)
-		if w != c.cfg.Node {
-			rc, err := rpchttp.NewWithTimeout(w, uint(c.cfg.Timeout.Seconds()+0.999))
-			if err != nil {
-				return fmt.Errorf("witness %s: %w", w, err)
-			}
-			c.witnesses = append(c.witnesses, rc)
-		}
+		witnesses = append(witnesses, lighthttp.NewWithClient(c.chainID, rc))
+		c.witnesses = append(c.witnesses, rc)
+	}
+	if len(witnesses) == 0 {
+		witnesses = []provider.Provider{primary}
 	}
 	opts := []light.Option{
 		light.Logger(log.NewNopLogger()),
@@ -203,19 +197,11 @@ func (c *Client) openLight(ctx context.Context) error {
 	c.light = lc
 	if c.cfg.Home != "" && stored == nil {
 		return writeTrustRoot(c.cfg.Home, &TrustRoot{
-			ChainID: c.chainID, Height: trust.Height, Hash: strings.ToUpper(hex.EncodeToString(trust.Hash)),
+			ChainID: c.chainID, Height: trust.Height, Hash: fmt.Sprintf("%X", trust.Hash),
 			Period: trust.Period, Created: time.Now().UTC(),
 		})
 	}
 	return nil
-}
-
-func newProvider(chainID, node string, timeout time.Duration) (provider.Provider, error) {
-	rc, err := rpchttp.NewWithTimeout(node, uint(timeout.Seconds()+0.999))
-	if err != nil {
-		return nil, fmt.Errorf("witness %q: %w", node, err)
-	}
-	return lighthttp.NewWithClient(chainID, rc), nil
 }
 
 // verifiedBlock returns the light block at height, verified by the light

@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
+	cmtcrypto "github.com/cometbft/cometbft/api/cometbft/crypto/v1"
 	rpcclient "github.com/cometbft/cometbft/rpc/client"
 	ics23 "github.com/cosmos/ics23/go"
 
@@ -51,14 +53,7 @@ func newProvenReader(root []byte, proofs []*emrv1.StoreProof) (*provenReader, er
 		if _, dup := r.values[string(p.Key)]; dup {
 			return nil, verificationError("key %X is proven twice", p.Key)
 		}
-		ops := app.FromProofOps(p.Ops)
-		var err error
-		if len(p.Value) == 0 {
-			err = store.VerifyAbsence(root, p.Key, ops)
-		} else {
-			err = store.VerifyMembership(root, p.Key, p.Value, ops)
-		}
-		if err != nil {
+		if err := verifyKey(root, p.Key, p.Value, app.FromProofOps(p.Ops)); err != nil {
 			return nil, verificationError("proof of key %X against app hash %X: %v", p.Key, root, err)
 		}
 		if len(p.Value) == 0 {
@@ -70,6 +65,15 @@ func newProvenReader(root []byte, proofs []*emrv1.StoreProof) (*provenReader, er
 	}
 	sort.Slice(r.keys, func(i, j int) bool { return bytes.Compare(r.keys[i], r.keys[j]) < 0 })
 	return r, nil
+}
+
+// verifyKey checks proof against root: that key holds value or, when
+// value is empty, that key is absent.
+func verifyKey(root, key, value []byte, proof *cmtcrypto.ProofOps) error {
+	if len(value) == 0 {
+		return store.VerifyAbsence(root, key, proof)
+	}
+	return store.VerifyMembership(root, key, value, proof)
 }
 
 func (r *provenReader) Get(key []byte) ([]byte, error) {
@@ -100,9 +104,7 @@ func (r *provenReader) Iterator(start, end []byte, ascending bool) (store.Iterat
 		sel = append(sel, k)
 	}
 	if !ascending {
-		for i, j := 0, len(sel)-1; i < j; i, j = i+1, j-1 {
-			sel[i], sel[j] = sel[j], sel[i]
-		}
+		slices.Reverse(sel)
 	}
 	rec := &iteration{start: bytes.Clone(start), end: bytes.Clone(end), ascending: ascending}
 	r.iterations = append(r.iterations, rec)
@@ -190,12 +192,7 @@ func (r *lazyReader) Get(key []byte) ([]byte, error) {
 		}
 		r.height, r.root = q.Height, lb.AppHash
 	}
-	if len(q.Value) == 0 {
-		err = store.VerifyAbsence(r.root, key, q.ProofOps)
-	} else {
-		err = store.VerifyMembership(r.root, key, q.Value, q.ProofOps)
-	}
-	if err != nil {
+	if err := verifyKey(r.root, key, q.Value, q.ProofOps); err != nil {
 		return nil, r.fail(verificationError("proof of key %X at height %d: %v", key, r.height, err))
 	}
 	return q.Value, nil

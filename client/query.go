@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	abci "github.com/cometbft/cometbft/abci/types"
 	rpcclient "github.com/cometbft/cometbft/rpc/client"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -26,6 +27,15 @@ type QueryInfo struct {
 	Verified bool
 }
 
+// timeOrNow is the verified header time, or the local clock when the
+// answer was not verified.
+func (q *QueryInfo) timeOrNow() time.Time {
+	if q.Time.IsZero() {
+		return time.Now()
+	}
+	return q.Time
+}
+
 // Query calls a method of the Query service ("Member", "Records", ...)
 // over ABCI query. In verified mode the answer is checked as described in
 // the package documentation; any failure wraps ErrVerification and resp is
@@ -43,17 +53,10 @@ func (c *Client) QueryInfo(ctx context.Context, method string, req, resp proto.M
 	if handler == nil {
 		return nil, fmt.Errorf("unknown query method %q", method)
 	}
-	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
+	q, err := c.abciQuery(ctx, method, req, c.cfg.Verify)
 	if err != nil {
-		return nil, fmt.Errorf("encode %s request: %w", method, err)
+		return nil, err
 	}
-	qctx, cancel := c.withTimeout(ctx)
-	res, err := c.rpc.ABCIQueryWithOptions(qctx, app.QueryPathPrefix+method, data, rpcclient.ABCIQueryOptions{Prove: c.cfg.Verify})
-	cancel()
-	if err != nil {
-		return nil, fmt.Errorf("query %s at %s: %w", method, c.cfg.Node, err)
-	}
-	q := res.Response
 	if q.Code != 0 {
 		cerr := &ChainError{Code: q.Code, Codespace: q.Codespace, Log: q.Log}
 		if c.cfg.Verify && q.Codespace == app.Codespace {
@@ -108,21 +111,31 @@ func (c *Client) QueryInfo(ctx context.Context, method string, req, resp proto.M
 
 // queryUnverified asks the node and trusts the answer (see Sequence).
 func (c *Client) queryUnverified(ctx context.Context, method string, req, resp proto.Message) error {
-	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
+	q, err := c.abciQuery(ctx, method, req, false)
 	if err != nil {
 		return err
 	}
-	qctx, cancel := c.withTimeout(ctx)
-	defer cancel()
-	res, err := c.rpc.ABCIQueryWithOptions(qctx, app.QueryPathPrefix+method, data, rpcclient.ABCIQueryOptions{})
-	if err != nil {
-		return fmt.Errorf("query %s at %s: %w", method, c.cfg.Node, err)
-	}
-	if q := res.Response; q.Code != 0 {
+	if q.Code != 0 {
 		return &ChainError{Code: q.Code, Codespace: q.Codespace, Log: q.Log}
 	}
 	proto.Reset(resp)
-	return proto.Unmarshal(res.Response.Value, resp)
+	return proto.Unmarshal(q.Value, resp)
+}
+
+// abciQuery sends req to a method of the Query service, with proofs when
+// prove, and returns the node's answer whatever its code.
+func (c *Client) abciQuery(ctx context.Context, method string, req proto.Message, prove bool) (*abci.QueryResponse, error) {
+	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s request: %w", method, err)
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	res, err := c.rpc.ABCIQueryWithOptions(ctx, app.QueryPathPrefix+method, data, rpcclient.ABCIQueryOptions{Prove: prove})
+	if err != nil {
+		return nil, fmt.Errorf("query %s at %s: %w", method, c.cfg.Node, err)
+	}
+	return &res.Response, nil
 }
 
 // verifyFailure re-runs a query the node failed over state proven key by

@@ -71,9 +71,10 @@ func (s *scratchFile) Discard() {
 // under target only through Commit.
 type pendingFile struct {
 	*os.File
-	target string
-	name   string // the partial file's name ("" when nameless)
-	done   bool
+	target    string
+	overwrite bool   // Commit may replace an existing target
+	name      string // the partial file's name ("" when nameless)
+	done      bool
 }
 
 // ErrOutputExists is returned when the output file exists and overwriting
@@ -93,20 +94,21 @@ func newPending(target string, overwrite bool) (*pendingFile, error) {
 	}
 	dir := filepath.Dir(target)
 	if f, err := openAnon(dir); err == nil {
-		return &pendingFile{File: f, target: target}, nil
+		return &pendingFile{File: f, target: target, overwrite: overwrite}, nil
 	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(target)+".emr-partial-*")
 	if err != nil {
 		return nil, err
 	}
-	return &pendingFile{File: f, target: target, name: f.Name()}, nil
+	return &pendingFile{File: f, target: target, overwrite: overwrite, name: f.Name()}, nil
 }
 
 // Commit makes the complete file visible under target: fsync, then an
-// atomic link (no overwrite) or rename (overwrite), then fsync of the
-// directory. After an error the pending file is discarded.
-func (p *pendingFile) Commit(overwrite bool) error {
-	err := p.commit(overwrite)
+// atomic link (no overwrite) or rename (overwrite, as given to
+// newPending), then fsync of the directory. After an error the pending
+// file is discarded.
+func (p *pendingFile) Commit() error {
+	err := p.commit()
 	if err != nil {
 		p.Discard()
 	}
@@ -117,7 +119,7 @@ func (p *pendingFile) Commit(overwrite bool) error {
 // transfer benchmark turns it off, to show what durability costs.
 var syncOutput = true
 
-func (p *pendingFile) commit(overwrite bool) error {
+func (p *pendingFile) commit() error {
 	if syncOutput {
 		if err := p.File.Sync(); err != nil {
 			return err
@@ -125,11 +127,11 @@ func (p *pendingFile) commit(overwrite bool) error {
 	}
 	dir := filepath.Dir(p.target)
 	if p.name == "" {
-		if err := linkAnonymous(p.File, p.target, overwrite); err != nil {
+		if err := linkAnonymous(p.File, p.target, p.overwrite); err != nil {
 			return err
 		}
 	} else {
-		if !overwrite {
+		if !p.overwrite {
 			if _, err := os.Lstat(p.target); err == nil {
 				return fmt.Errorf("%s: %w", p.target, ErrOutputExists)
 			}

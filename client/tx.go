@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	cmttypes "github.com/cometbft/cometbft/types"
@@ -160,7 +161,7 @@ func checkTxRejection(err error, hash []byte) error {
 }
 
 func isAlreadyInCache(err error) bool {
-	return err != nil && bytes.Contains([]byte(err.Error()), []byte("already exists in cache"))
+	return err != nil && strings.Contains(err.Error(), "already exists in cache")
 }
 
 // waitTx polls for hash until it is committed or the timeout passes.

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 
 	"golang.org/x/crypto/argon2"
@@ -139,10 +138,9 @@ func header(format, backend string, k *Key) *keyFile {
 
 func secretsOf(k *Key) *secrets {
 	s := &secrets{SignPrivKey: k.sign.Bytes(), EncPrivKey: k.enc.Bytes(), PatientSecret: k.PatientSecret, PatientID: k.PatientID}
-	for _, v := range k.KEKVersions() {
+	for _, v := range k.KEKVersions() { // ascending
 		s.KEKs = append(s.KEKs, kekJSON{Version: v, Key: k.KEKs[v]})
 	}
-	sort.Slice(s.KEKs, func(i, j int) bool { return s.KEKs[i].Version < s.KEKs[j].Version })
 	return s
 }
 

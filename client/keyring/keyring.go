@@ -76,8 +76,8 @@ func Generate(name string) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	secret := make([]byte, client.PatientSecretSize)
-	if _, err := rand.Read(secret); err != nil {
+	secret, err := newSecret()
+	if err != nil {
 		return nil, err
 	}
 	return &Key{Name: name, Created: time.Now().UTC().Truncate(time.Second), PatientSecret: secret, sign: ed25519.GenPrivKey(), enc: enc}, nil
@@ -102,8 +102,7 @@ func FromKeys(name string, signPriv, encPriv, secret []byte) (*Key, error) {
 		return nil, err
 	}
 	if secret == nil {
-		secret = make([]byte, client.PatientSecretSize)
-		if _, err := rand.Read(secret); err != nil {
+		if secret, err = newSecret(); err != nil {
 			return nil, err
 		}
 	}
@@ -111,6 +110,15 @@ func FromKeys(name string, signPriv, encPriv, secret []byte) (*Key, error) {
 		return nil, fmt.Errorf("patient secret is %d bytes, want %d", len(secret), client.PatientSecretSize)
 	}
 	return &Key{Name: name, Created: time.Now().UTC().Truncate(time.Second), PatientSecret: bytes.Clone(secret), sign: sign, enc: enc}, nil
+}
+
+// newSecret is a fresh random patient secret.
+func newSecret() ([]byte, error) {
+	secret := make([]byte, client.PatientSecretSize)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, err
+	}
+	return secret, nil
 }
 
 // PubKey is the ed25519 public key.
