@@ -325,6 +325,9 @@ func (c *Client) Upload(ctx context.Context, s Signer, req UploadRequest, opts T
 	if req.Category == "" {
 		return nil, errors.New("upload: no category")
 	}
+	if req.Source == nil {
+		return nil, errors.New("upload: no source to read the file from")
+	}
 	if len(opts.Sidecars) == 0 {
 		return nil, errors.New("upload: no sidecar URL configured")
 	}
@@ -816,27 +819,22 @@ func (c *Client) shareConsent(ctx context.Context, grantee, patientID []byte, st
 		return nil, fmt.Errorf("permissions of patient %x: %w", patientID, err)
 	}
 	now := info.timeOrNow()
-	for _, p := range perms {
-		if !bytes.Equal(p.Grantee, grantee) {
-			continue
-		}
-		switch {
-		case p.RevokedHeight != 0:
-			return nil, fmt.Errorf("your consent from patient %x was revoked at height %d", patientID, p.RevokedHeight)
-		case p.NotBefore != nil && now.Before(p.NotBefore.AsTime()):
-			return nil, fmt.Errorf("your consent from patient %x starts at %s", patientID, p.NotBefore.AsTime().UTC().Format(time.RFC3339))
-		case !now.Before(p.GetNotAfter().AsTime()):
-			return nil, fmt.Errorf("your consent from patient %x expired at %s", patientID, p.GetNotAfter().AsTime().UTC().Format(time.RFC3339))
-		}
-		if !slices.Contains(p.Rights, emrv1.Right_RIGHT_SHARE) {
-			return nil, fmt.Errorf("your consent from patient %x does not include the share right", patientID)
-		}
-		if p.StudyId != studyID {
-			return nil, fmt.Errorf("your share consent from patient %x is for study %q, not %q", patientID, p.StudyId, studyID)
-		}
-		return p, nil
+	p := permissionOf(perms, grantee)
+	switch {
+	case p == nil:
+		return nil, fmt.Errorf("patient %x has granted you nothing", patientID)
+	case p.RevokedHeight != 0:
+		return nil, fmt.Errorf("your consent from patient %x was revoked at height %d", patientID, p.RevokedHeight)
+	case p.NotBefore != nil && now.Before(p.NotBefore.AsTime()):
+		return nil, fmt.Errorf("your consent from patient %x starts at %s", patientID, p.NotBefore.AsTime().UTC().Format(time.RFC3339))
+	case !now.Before(p.GetNotAfter().AsTime()):
+		return nil, fmt.Errorf("your consent from patient %x expired at %s", patientID, p.GetNotAfter().AsTime().UTC().Format(time.RFC3339))
+	case !slices.Contains(p.Rights, emrv1.Right_RIGHT_SHARE):
+		return nil, fmt.Errorf("your consent from patient %x does not include the share right", patientID)
+	case p.StudyId != studyID:
+		return nil, fmt.Errorf("your share consent from patient %x is for study %q, not %q", patientID, p.StudyId, studyID)
 	}
-	return nil, fmt.Errorf("patient %x has granted you nothing", patientID)
+	return p, nil
 }
 
 // anonymise reads the whole plaintext (bounded) and de-identifies it.

@@ -347,12 +347,7 @@ func (c *Client) RevokeAndRotate(ctx context.Context, s Signer, patientID, grant
 	if err != nil {
 		return nil, err
 	}
-	var perm *emrv1.Permission
-	for _, p := range perms {
-		if bytes.Equal(p.Grantee, grantee) {
-			perm = p
-		}
-	}
+	perm := permissionOf(perms, grantee)
 	if perm == nil {
 		return nil, fmt.Errorf("%w: the patient has granted %X nothing", ErrNotFound, grantee)
 	}
@@ -386,20 +381,29 @@ func (c *Client) GranteeKEK(ctx context.Context, encPriv *ecdh.PrivateKey, patie
 	if err != nil {
 		return nil, 0, err
 	}
-	for _, perm := range perms {
-		if !bytes.Equal(perm.Grantee, grantee) {
-			continue
-		}
-		if perm.RevokedHeight != 0 {
-			return nil, 0, fmt.Errorf("%w at height %d", app.ErrPermissionRevoked, perm.RevokedHeight)
-		}
-		kek, err := OpenKEK(encPriv, perm)
-		if err != nil {
-			return nil, 0, fmt.Errorf("open the patient key envelope: %w", err)
-		}
-		return kek, perm.KeyVersion, nil
+	perm := permissionOf(perms, grantee)
+	switch {
+	case perm == nil:
+		return nil, 0, fmt.Errorf("%w: the patient has granted %X nothing", app.ErrNoPermission, grantee)
+	case perm.RevokedHeight != 0:
+		return nil, 0, fmt.Errorf("%w at height %d", app.ErrPermissionRevoked, perm.RevokedHeight)
 	}
-	return nil, 0, fmt.Errorf("%w: the patient has granted %X nothing", app.ErrNoPermission, grantee)
+	kek, err := OpenKEK(encPriv, perm)
+	if err != nil {
+		return nil, 0, fmt.Errorf("open the patient key envelope: %w", err)
+	}
+	return kek, perm.KeyVersion, nil
+}
+
+// permissionOf returns grantee's permission among perms (the chain keeps
+// one per patient and grantee), or nil.
+func permissionOf(perms []*emrv1.Permission, grantee []byte) *emrv1.Permission {
+	for _, p := range perms {
+		if bytes.Equal(p.Grantee, grantee) {
+			return p
+		}
+	}
+	return nil
 }
 
 // RecordSpec is the metadata of an uploaded (encrypted) file.

@@ -119,19 +119,18 @@ func (c *Client) Broadcast(ctx context.Context, tx []byte, wait bool) (*TxResult
 	if cerr := checkTxRejection(err, hash); cerr != nil {
 		return nil, cerr
 	}
-	if err != nil {
-		if wait && (errors.Is(err, context.DeadlineExceeded) || isAlreadyInCache(err)) {
-			// Maybe it did get in: look for it below.
-		} else {
-			return nil, fmt.Errorf("broadcast to %s: %w", c.cfg.Node, err)
-		}
-	} else {
+	switch {
+	case err == nil:
 		if res.Code != 0 {
 			return nil, &ChainError{Tx: true, Hash: hash, Code: res.Code, Codespace: res.Codespace, Log: res.Log}
 		}
 		if len(res.Hash) > 0 && !bytes.Equal(res.Hash, hash) {
 			return nil, fmt.Errorf("node reports hash %X for transaction %X", res.Hash, hash)
 		}
+	case wait && (errors.Is(err, context.DeadlineExceeded) || isAlreadyInCache(err)):
+		// Maybe it did get in: look for it below.
+	default:
+		return nil, fmt.Errorf("broadcast to %s: %w", c.cfg.Node, err)
 	}
 	if !wait {
 		return &TxResult{Hash: hash}, nil

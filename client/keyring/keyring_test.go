@@ -121,7 +121,7 @@ func TestShortPassphraseRefused(t *testing.T) {
 func TestTamperedFileFails(t *testing.T) {
 	home := t.TempDir()
 	kr, _ := Open(BackendFile, home, fixedPass("correct horse", "x"), WithKDF(cheap))
-	a, _ := kr.Add("a")
+	kr.Add("a")
 	b, _ := kr.Add("b")
 	path := filepath.Join(home, "keyring-file", "a.json")
 	raw, _ := os.ReadFile(path)
@@ -149,7 +149,6 @@ func TestTamperedFileFails(t *testing.T) {
 	if _, err := kr.Get("a"); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("renamed file: %v", err)
 	}
-	_ = a
 }
 
 func TestExportImportSameAddress(t *testing.T) {
