@@ -298,18 +298,23 @@ func TestClientAgainstNode(t *testing.T) {
 
 // --- the lying node ---------------------------------------------------
 
+// isQuery reports whether call is an ABCI query of a Query service method.
+func isQuery(call clienttest.Call, method string) bool {
+	if call.Method != "abci_query" {
+		return false
+	}
+	var params struct {
+		Path string `json:"path"`
+	}
+	_ = json.Unmarshal(call.Params, &params)
+	return params.Path == app.QueryPathPrefix+method
+}
+
 // queryRewrite rewrites the ABCI answers to one query method: fn gets the
-// decoded response (and may return a replacement ABCI response body).
+// decoded response and may change it in place.
 func queryRewrite(method string, fn func(resp proto.Message)) func(clienttest.Call, json.RawMessage) json.RawMessage {
 	return func(call clienttest.Call, result json.RawMessage) json.RawMessage {
-		if call.Method != "abci_query" {
-			return result
-		}
-		var params struct {
-			Path string `json:"path"`
-		}
-		_ = json.Unmarshal(call.Params, &params)
-		if params.Path != app.QueryPathPrefix+method {
+		if !isQuery(call, method) {
 			return result
 		}
 		var res struct {
@@ -358,11 +363,7 @@ func responseFor(method string) proto.Message {
 // notFound replaces every answer to method by a "not found" error.
 func notFound(method string) func(clienttest.Call, json.RawMessage) json.RawMessage {
 	return func(call clienttest.Call, result json.RawMessage) json.RawMessage {
-		var params struct {
-			Path string `json:"path"`
-		}
-		_ = json.Unmarshal(call.Params, &params)
-		if call.Method != "abci_query" || params.Path != app.QueryPathPrefix+method {
+		if !isQuery(call, method) {
 			return result
 		}
 		b, _ := json.Marshal(map[string]any{"response": map[string]any{
