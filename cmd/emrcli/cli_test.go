@@ -74,3 +74,27 @@ func TestFailuresExit1(t *testing.T) {
 		t.Fatalf("unknown key: %d %q", code, errOut)
 	}
 }
+
+func TestRecordRowsShortHash(t *testing.T) {
+	rows := recordRows([]recordView{
+		{Sequence: 1, CiphertextSHA256: strings.Repeat("ab", 32)},
+		{Sequence: 2, CiphertextSHA256: "abcd"}, // an unverified node's answer: shown, not a panic
+	})
+	if got := rows[0][5]; got != strings.Repeat("ab", 8)+"…" {
+		t.Fatalf("full hash shown as %q", got)
+	}
+	if got := rows[1][5]; got != "abcd" {
+		t.Fatalf("short hash shown as %q", got)
+	}
+}
+
+func TestExactArgs(t *testing.T) {
+	check := exactArgs(2, "NAME FILE")
+	if err := check(nil, []string{"a", "b"}); err != nil {
+		t.Fatal(err)
+	}
+	err := check(nil, []string{"a"})
+	if !isUsage(err) || err.Error() != "want NAME FILE, got 1 arguments" {
+		t.Fatalf("one argument: %v", err)
+	}
+}

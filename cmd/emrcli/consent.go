@@ -55,15 +55,7 @@ data must be anonymised).`,
 			if err != nil {
 				return err
 			}
-			k, err := a.key(from)
-			if err != nil {
-				return err
-			}
-			pid, err := a.ownPatient(ctx, k)
-			if err != nil {
-				return err
-			}
-			c, err := a.client(ctx)
+			k, pid, c, err := a.signer(ctx, from, "")
 			if err != nil {
 				return err
 			}
@@ -98,8 +90,8 @@ data must be anonymised).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&from, "from", "", "the patient's key")
-	f.StringVar(&to, "to", "", "grantee: address or key name")
+	a.keyFlag(cmd, &from, "from", "the patient's key")
+	a.keyFlag(cmd, &to, "to", "grantee: address or key name")
 	f.StringSliceVar(&rights, "rights", nil, "read, write and/or share")
 	f.StringSliceVar(&categories, "categories", nil, "record categories (default: all)")
 	f.StringVar(&until, "until", "", "end of the consent: YYYY-MM-DD (midnight UTC) or RFC 3339")
@@ -107,8 +99,6 @@ data must be anonymised).`,
 	f.StringVar(&study, "study", "", "study the share right is for")
 	f.BoolVar(&anonymise, "anonymise", false, "shared data must be anonymised")
 	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
-	_ = cmd.RegisterFlagCompletionFunc("from", a.completeKeys)
-	_ = cmd.RegisterFlagCompletionFunc("to", a.completeKeys)
 	_ = cmd.RegisterFlagCompletionFunc("rights", cobra.FixedCompletions([]string{"read", "write", "share"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
@@ -165,15 +155,7 @@ re-encrypting such a file (download, upload again) takes it out of reach.`,
 			if err != nil {
 				return err
 			}
-			k, err := a.key(from)
-			if err != nil {
-				return err
-			}
-			pid, err := a.ownPatient(ctx, k)
-			if err != nil {
-				return err
-			}
-			c, err := a.client(ctx)
+			k, pid, c, err := a.signer(ctx, from, "")
 			if err != nil {
 				return err
 			}
@@ -250,9 +232,7 @@ re-encrypting such a file (download, upload again) takes it out of reach.`,
 			})
 		},
 	}
-	cmd.Flags().StringVar(&from, "from", "", "the patient's key")
-	cmd.Flags().StringVar(&to, "to", "", "member to revoke: address or key name")
-	_ = cmd.RegisterFlagCompletionFunc("from", a.completeKeys)
-	_ = cmd.RegisterFlagCompletionFunc("to", a.completeKeys)
+	a.keyFlag(cmd, &from, "from", "the patient's key")
+	a.keyFlag(cmd, &to, "to", "member to revoke: address or key name")
 	return cmd
 }

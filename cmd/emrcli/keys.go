@@ -50,15 +50,6 @@ func (a *cli) completeKeys(cmd *cobra.Command, args []string, _ string) ([]strin
 	return names, cobra.ShellCompDirectiveNoFileComp
 }
 
-func oneName(a *cli) cobra.PositionalArgs {
-	return func(_ *cobra.Command, args []string) error {
-		if len(args) != 1 {
-			return usagef("want exactly one key NAME, got %d arguments", len(args))
-		}
-		return nil
-	}
-}
-
 func newKeysCmd(a *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "keys",
@@ -83,7 +74,7 @@ keys UNENCRYPTED, for scripts and tests only.`,
 			Use:               "add NAME",
 			Short:             "Generate a new key",
 			Example:           "  emrcli keys add alice\n  emrcli keys add ci-bot --keyring-backend test",
-			Args:              oneName(a),
+			Args:              exactArgs(1, "exactly one key NAME"),
 			ValidArgsFunction: cobra.NoFileCompletions,
 			RunE: func(cmd *cobra.Command, args []string) error {
 				kr, err := a.keyring()
@@ -136,14 +127,10 @@ func newKeysShowCmd(a *cli) *cobra.Command {
 		Use:               "show NAME",
 		Short:             "Show a key's address and public keys",
 		Example:           "  emrcli keys show alice\n  emrcli keys show alice --address",
-		Args:              oneName(a),
+		Args:              exactArgs(1, "exactly one key NAME"),
 		ValidArgsFunction: a.completeKeys,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			kr, err := a.keyring()
-			if err != nil {
-				return err
-			}
-			info, err := kr.Info(args[0])
+			info, err := a.info(args[0])
 			if err != nil {
 				return err
 			}
@@ -165,14 +152,10 @@ func newKeysDeleteCmd(a *cli) *cobra.Command {
 		Use:               "delete NAME",
 		Short:             "Delete a key (irreversibly: export it first)",
 		Example:           "  emrcli keys delete old-key --yes",
-		Args:              oneName(a),
+		Args:              exactArgs(1, "exactly one key NAME"),
 		ValidArgsFunction: a.completeKeys,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			kr, err := a.keyring()
-			if err != nil {
-				return err
-			}
-			if _, err := kr.Info(args[0]); err != nil {
+			if _, err := a.info(args[0]); err != nil {
 				return err
 			}
 			if !yes {
@@ -182,7 +165,7 @@ func newKeysDeleteCmd(a *cli) *cobra.Command {
 					return fmt.Errorf("not deleted")
 				}
 			}
-			if err := kr.Delete(args[0]); err != nil {
+			if err := a.kr.Delete(args[0]); err != nil {
 				return err
 			}
 			return a.emit(map[string]string{"deleted": args[0]}, func(w io.Writer) { fmt.Fprintf(w, "Deleted key %q\n", args[0]) })
@@ -202,7 +185,7 @@ patient id, every key-encryption key version) encrypted with AES-256-GCM under
 an argon2id key from an export passphrase (EMRCLI_EXPORT_PASSPHRASE or a
 prompt), to --output (mode 0600) or standard output.`,
 		Example:           "  emrcli keys export alice --output alice.key\n  emrcli keys import alice alice.key",
-		Args:              oneName(a),
+		Args:              exactArgs(1, "exactly one key NAME"),
 		ValidArgsFunction: a.completeKeys,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kr, err := a.keyring()
@@ -242,12 +225,7 @@ func newKeysImportCmd(a *cli) *cobra.Command {
 		Use:     "import NAME FILE",
 		Short:   "Import a key exported with emrcli keys export",
 		Example: "  EMRCLI_EXPORT_PASSPHRASE=... emrcli keys import alice alice.key",
-		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) != 2 {
-				return usagef("want NAME FILE, got %d arguments", len(args))
-			}
-			return nil
-		},
+		Args:    exactArgs(2, "NAME FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			raw, err := os.ReadFile(args[1])
 			if err != nil {
@@ -272,19 +250,14 @@ func newKeysImportCmd(a *cli) *cobra.Command {
 
 func newKeysImportDevCmd(a *cli) *cobra.Command {
 	var name string
-	return withFlags(&cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "import-dev FILE",
 		Short: "Import an emrchaind development key file (HOME/dev-keys/NAME.json)",
 		Long: `import-dev reads a development key file written in the clear by
 "emrchaind init" (e.g. the dev registrar) and stores it in the keyring, so
 scripts can sign as that member. Development keys are for development only.`,
 		Example: "  emrcli keys import-dev ./node0/dev-keys/registrar.json --keyring-backend test",
-		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return usagef("want one FILE, got %d arguments", len(args))
-			}
-			return nil
-		},
+		Args:    exactArgs(1, "one FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			raw, err := os.ReadFile(args[0])
 			if err != nil {
@@ -304,13 +277,7 @@ scripts can sign as that member. Development keys are for development only.`,
 				v.text(w)
 			})
 		},
-	}, func(cmd *cobra.Command) {
-		cmd.Flags().StringVar(&name, "name", "", "store under this name (default: the name in the file)")
-	})
-}
-
-// withFlags lets a command literal register its flags inline.
-func withFlags(cmd *cobra.Command, f func(*cobra.Command)) *cobra.Command {
-	f(cmd)
+	}
+	cmd.Flags().StringVar(&name, "name", "", "store under this name (default: the name in the file)")
 	return cmd
 }

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 
 	"github.com/spf13/cobra"
 
+	"github.com/emrchain/emrchain/app"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -17,8 +19,10 @@ func newMemberCmd(a *cli) *cobra.Command {
   emrcli member suspend --from registrar dr-who
   emrcli member show dr-who`,
 	}
-	cmd.AddCommand(newMemberRegisterCmd(a), newMemberStatusCmd(a, "suspend", emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED),
-		newMemberStatusCmd(a, "reactivate", emrv1.MemberStatus_MEMBER_STATUS_ACTIVE), newMemberShowCmd(a))
+	cmd.AddCommand(newMemberRegisterCmd(a),
+		newMemberStatusCmd(a, "suspend", "Suspend a member of your organization: it can sign nothing, its grants pause", emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED),
+		newMemberStatusCmd(a, "reactivate", "Reactivate a suspended member", emrv1.MemberStatus_MEMBER_STATUS_ACTIVE),
+		newMemberShowCmd(a))
 	return cmd
 }
 
@@ -46,11 +50,7 @@ in this keyring (--key) or are given in hex (the member runs
 			case keyName != "" && (signPub != "" || encPub != ""):
 				return usagef("give --key or --sign-pub-key/--enc-pub-key, not both")
 			case keyName != "":
-				kr, err := a.keyring()
-				if err != nil {
-					return err
-				}
-				info, err := kr.Info(keyName)
+				info, err := a.info(keyName)
 				if err != nil {
 					return err
 				}
@@ -90,7 +90,7 @@ in this keyring (--key) or are given in hex (the member runs
 				Role         string  `json:"role"`
 				Organization string  `json:"organization"`
 				Tx           *txView `json:"tx"`
-			}{upperHex(appAddress(sp)), roleName(role), org, viewTx(res)}
+			}{upperHex(app.AddressOf(sp)), roleName(role), org, viewTx(res)}
 			return a.emit(out, func(w io.Writer) {
 				fmt.Fprintf(w, "registered %s as %s of %s\n", out.Address, out.Role, out.Organization)
 				out.Tx.text(w)
@@ -98,8 +98,8 @@ in this keyring (--key) or are given in hex (the member runs
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&from, "from", "", "registrar key that signs")
-	f.StringVar(&keyName, "key", "", "the new member's key, in this keyring")
+	a.keyFlag(cmd, &from, "from", "registrar key that signs")
+	a.keyFlag(cmd, &keyName, "key", "the new member's key, in this keyring")
 	f.StringVar(&signPub, "sign-pub-key", "", "the new member's ed25519 public key (hex)")
 	f.StringVar(&encPub, "enc-pub-key", "", "the new member's X25519 public key (hex)")
 	f.StringVar(&roleStr, "role", "", "clinician, researcher, auditor or registrar")
@@ -107,25 +107,18 @@ in this keyring (--key) or are given in hex (the member runs
 	f.StringVar(&credential, "credential", "", "credential reference the registrar attests (e.g. a licence number)")
 	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
 	_ = cmd.MarkFlagRequired("role")
-	_ = cmd.RegisterFlagCompletionFunc("from", a.completeKeys)
-	_ = cmd.RegisterFlagCompletionFunc("key", a.completeKeys)
 	_ = cmd.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"clinician", "researcher", "auditor", "registrar"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
-func newMemberStatusCmd(a *cli, verb string, status emrv1.MemberStatus) *cobra.Command {
+func newMemberStatusCmd(a *cli, verb, short string, status emrv1.MemberStatus) *cobra.Command {
 	var from string
 	var async bool
 	cmd := &cobra.Command{
 		Use:     verb + " --from REGISTRAR MEMBER",
-		Short:   map[string]string{"suspend": "Suspend a member of your organization: it can sign nothing, its grants pause", "reactivate": "Reactivate a suspended member"}[verb],
+		Short:   short,
 		Example: fmt.Sprintf("  emrcli member %s --from registrar dr-who\n  emrcli member %s --from registrar 3F2A0C9D5E6B7A8190AB3F2A0C9D5E6B7A8190AB", verb, verb),
-		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return usagef("want one MEMBER (address or key name), got %d arguments", len(args))
-			}
-			return nil
-		},
+		Args:    exactArgs(1, "one MEMBER (address or key name)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			addr, err := a.address(args[0])
 			if err != nil {
@@ -151,9 +144,8 @@ func newMemberStatusCmd(a *cli, verb string, status emrv1.MemberStatus) *cobra.C
 			})
 		},
 	}
-	cmd.Flags().StringVar(&from, "from", "", "registrar key that signs")
+	a.keyFlag(cmd, &from, "from", "registrar key that signs")
 	cmd.Flags().BoolVar(&async, "async", false, "do not wait for the transaction to commit")
-	_ = cmd.RegisterFlagCompletionFunc("from", a.completeKeys)
 	cmd.ValidArgsFunction = a.completeKeys
 	return cmd
 }
@@ -164,12 +156,7 @@ func newMemberShowCmd(a *cli) *cobra.Command {
 		Short:             "Show a member (verified)",
 		Example:           "  emrcli member show dr-who\n  emrcli member show 3F2A0C9D5E6B7A8190AB3F2A0C9D5E6B7A8190AB --json",
 		ValidArgsFunction: a.completeKeys,
-		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return usagef("want one MEMBER (address or key name), got %d arguments", len(args))
-			}
-			return nil
-		},
+		Args:              exactArgs(1, "one MEMBER (address or key name)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			addr, err := a.address(args[0])
@@ -184,6 +171,9 @@ func newMemberShowCmd(a *cli) *cobra.Command {
 			info, err := c.QueryInfo(ctx, "Member", &emrv1.QueryMemberRequest{Address: hexStr(addr)}, &resp)
 			if err != nil {
 				return err
+			}
+			if resp.Member == nil {
+				return errors.New("no member in the answer")
 			}
 			v := viewMember(resp.Member)
 			out := struct {

@@ -243,7 +243,11 @@ func (r recordView) text(w io.Writer) {
 func recordRows(rs []recordView) [][]string {
 	var rows [][]string
 	for _, r := range rs {
-		rows = append(rows, []string{fmt.Sprint(r.Sequence), r.Category, fmt.Sprint(r.Size), r.Uploader, r.Time, r.CiphertextSHA256[:16] + "…"})
+		sum := r.CiphertextSHA256
+		if len(sum) >= 16 { // a short hash (an unverified node's) is shown whole, not sliced out of range
+			sum = sum[:16] + "…"
+		}
+		rows = append(rows, []string{fmt.Sprint(r.Sequence), r.Category, fmt.Sprint(r.Size), r.Uploader, r.Time, sum})
 	}
 	return rows
 }

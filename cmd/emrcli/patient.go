@@ -134,12 +134,11 @@ with the same information always gives the same id.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&from, "from", "", "key that becomes the patient's account")
+	a.keyFlag(cmd, &from, "from", "key that becomes the patient's account")
 	f.StringVar(&identityFile, "identity", "", "JSON file of identifying information")
 	f.StringVar(&name, "name", "", "the patient's full name")
 	f.StringVar(&birth, "birth-date", "", "the patient's birth date, YYYY-MM-DD")
 	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
-	_ = cmd.RegisterFlagCompletionFunc("from", a.completeKeys)
 	return cmd
 }
 
@@ -152,11 +151,7 @@ func newPatientShowCmd(a *cli) *cobra.Command {
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			id, err := a.patientID(ctx, patient, from)
-			if err != nil {
-				return err
-			}
-			c, err := a.client(ctx)
+			id, c, err := a.queriedPatient(ctx, patient, from)
 			if err != nil {
 				return err
 			}
@@ -177,7 +172,6 @@ func newPatientShowCmd(a *cli) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&patient, "patient", "", "patient id (hex) or an enrolled key's name")
-	cmd.Flags().StringVar(&from, "from", "", "the patient owned by this key")
-	_ = cmd.RegisterFlagCompletionFunc("from", a.completeKeys)
+	a.keyFlag(cmd, &from, "from", "the patient owned by this key")
 	return cmd
 }

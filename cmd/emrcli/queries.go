@@ -34,11 +34,7 @@ revoked, each proven against a light-client-verified header.`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			pid, err := a.patientID(ctx, patient, from)
-			if err != nil {
-				return err
-			}
-			c, err := a.client(ctx)
+			pid, c, err := a.queriedPatient(ctx, patient, from)
 			if err != nil {
 				return err
 			}
@@ -59,16 +55,15 @@ revoked, each proven against a light-client-verified header.`,
 				if len(out.Permissions) == 0 {
 					fmt.Fprintln(w, "no consents given")
 				} else {
+					label := a.labeler()
 					table(w, []string{"GRANTEE", "RIGHTS", "CATEGORIES", "WINDOW", "KEY V", "STATE"},
-						permissionRows(out.Permissions, func(p permissionView) string { return a.label(p.Grantee) }))
+						permissionRows(out.Permissions, func(p permissionView) string { return label(p.Grantee) }))
 				}
 				out.provenance.text(w)
 			})
 		},
 	}
-	cmd.Flags().StringVar(&patient, "patient", "", "patient id (hex) or enrolled key name")
-	cmd.Flags().StringVar(&from, "from", "", "the patient owned by this key")
-	_ = cmd.RegisterFlagCompletionFunc("from", a.completeKeys)
+	a.patientFlags(cmd, &patient, &from)
 	return cmd
 }
 
@@ -78,12 +73,7 @@ func newGrantsCmd(a *cli) *cobra.Command {
 		Short:             "List the consents a member holds (verified)",
 		Example:           "  emrcli grants dr-who\n  emrcli grants 3F2A0C9D5E6B7A8190AB3F2A0C9D5E6B7A8190AB --json",
 		ValidArgsFunction: a.completeKeys,
-		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return usagef("want one MEMBER (address or key name), got %d arguments", len(args))
-			}
-			return nil
-		},
+		Args:              exactArgs(1, "one MEMBER (address or key name)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			addr, err := a.address(args[0])
@@ -121,19 +111,22 @@ func newGrantsCmd(a *cli) *cobra.Command {
 	}
 }
 
-// label shows an address with the name of the local key that has it.
-func (a *cli) label(addrHex string) string {
-	kr, err := a.keyring()
-	if err != nil {
-		return addrHex
-	}
-	infos, _ := kr.List()
-	for _, i := range infos {
-		if strings.EqualFold(hexStr(i.Address), addrHex) {
-			return fmt.Sprintf("%s (%s)", addrHex, i.Name)
+// labeler returns a function that shows an address with the name of the
+// local key that has it. It lists the keyring once, not once per row.
+func (a *cli) labeler() func(addrHex string) string {
+	names := map[string]string{}
+	if kr, err := a.keyring(); err == nil {
+		infos, _ := kr.List()
+		for i := len(infos) - 1; i >= 0; i-- { // the first key with an address names it
+			names[upperHex(infos[i].Address)] = infos[i].Name
 		}
 	}
-	return addrHex
+	return func(addrHex string) string {
+		if name, ok := names[strings.ToUpper(addrHex)]; ok {
+			return fmt.Sprintf("%s (%s)", addrHex, name)
+		}
+		return addrHex
+	}
 }
 
 type auditRow struct {
@@ -153,8 +146,9 @@ type auditRow struct {
 func auditRows(ctx context.Context, c *client.Client, events []*emrv1.AccessEvent) ([]auditRow, error) {
 	members := map[string]*emrv1.Member{}
 	var rows []auditRow
+	var lastTx []byte // the transaction of rows[len(rows)-1]
 	for _, ev := range events {
-		if n := len(rows); n > 0 && bytes.Equal(decodeUpper(rows[n-1].TxHash), ev.TxHash) {
+		if n := len(rows); n > 0 && bytes.Equal(lastTx, ev.TxHash) {
 			rows[n-1].Records = append([]uint64{ev.RecordSequence}, rows[n-1].Records...)
 			rows[n-1].Events = append(rows[n-1].Events, ev.Sequence)
 			continue
@@ -167,22 +161,18 @@ func auditRows(ctx context.Context, c *client.Client, events []*emrv1.AccessEven
 			}
 			members[string(ev.Accessor)] = m
 		}
-		org := m.OrganizationId
+		org := m.GetOrganizationId()
 		if org == "" {
 			org = "-"
 		}
 		rows = append(rows, auditRow{
-			Time: ts(ev.Time), Accessor: upperHex(ev.Accessor), Organization: org, Role: roleName(m.Role),
+			Time: ts(ev.Time), Accessor: upperHex(ev.Accessor), Organization: org, Role: roleName(m.GetRole()),
 			Purpose: purposeName(ev.Purpose), Records: []uint64{ev.RecordSequence}, Height: ev.Height,
 			TxHash: upperHex(ev.TxHash), Events: []uint64{ev.Sequence},
 		})
+		lastTx = ev.TxHash
 	}
 	return rows, nil
-}
-
-func decodeUpper(s string) []byte {
-	b, _ := decodeHex(s, 32)
-	return b
 }
 
 func newAuditCmd(a *cli) *cobra.Command {
@@ -198,11 +188,7 @@ proven, and the log is checked for completeness: a node cannot hide a read.`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			pid, err := a.patientID(ctx, patient, from)
-			if err != nil {
-				return err
-			}
-			c, err := a.client(ctx)
+			pid, c, err := a.queriedPatient(ctx, patient, from)
 			if err != nil {
 				return err
 			}
@@ -227,21 +213,20 @@ proven, and the log is checked for completeness: a node cannot hide a read.`,
 					fmt.Fprintln(w, "no reads logged")
 					return
 				}
+				label := a.labeler()
 				var tr [][]string
 				for _, r := range rows {
 					var recs []string
 					for _, s := range r.Records {
 						recs = append(recs, fmt.Sprint(s))
 					}
-					tr = append(tr, []string{r.Time, a.label(r.Accessor), r.Organization, r.Role, r.Purpose, strings.Join(recs, ","), fmt.Sprint(r.Height)})
+					tr = append(tr, []string{r.Time, label(r.Accessor), r.Organization, r.Role, r.Purpose, strings.Join(recs, ","), fmt.Sprint(r.Height)})
 				}
 				table(w, []string{"WHEN", "WHO", "ORGANIZATION", "ROLE", "PURPOSE", "RECORDS", "BLOCK"}, tr)
 			})
 		},
 	}
-	cmd.Flags().StringVar(&patient, "patient", "", "patient id (hex) or enrolled key name")
-	cmd.Flags().StringVar(&from, "from", "", "the patient owned by this key")
-	_ = cmd.RegisterFlagCompletionFunc("from", a.completeKeys)
+	a.patientFlags(cmd, &patient, &from)
 	return cmd
 }
 

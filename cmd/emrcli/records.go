@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -69,15 +70,7 @@ record in one go.`,
 			if category == "" || objectKey == "" {
 				return usagef("--category and --object-key are required")
 			}
-			k, err := a.key(from)
-			if err != nil {
-				return err
-			}
-			pid, err := a.patientID(ctx, patient, from)
-			if err != nil {
-				return err
-			}
-			c, err := a.client(ctx)
+			k, pid, c, err := a.signer(ctx, from, patient)
 			if err != nil {
 				return err
 			}
@@ -103,7 +96,7 @@ record in one go.`,
 				Tx        *txView `json:"tx"`
 			}{PatientID: hexStr(pid), Tx: viewTx(res)}
 			if res.Height > 0 {
-				out.Record = recordFromEvents(c, ctx, res, pid)
+				out.Record = recordFromEvents(ctx, c, res, pid)
 			}
 			return a.emit(out, func(w io.Writer) {
 				if out.Record > 0 {
@@ -114,20 +107,19 @@ record in one go.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&from, "from", "", "uploader key (the patient or a member with write consent)")
+	a.keyFlag(cmd, &from, "from", "uploader key (the patient or a member with write consent)")
 	f.StringVar(&patient, "patient", "", "patient id (hex) or enrolled key name (default: --from's own patient)")
 	f.StringVar(&category, "category", "", "record category, e.g. lab-results")
 	f.StringVar(&sum, "sha256", "", "SHA-256 of the ciphertext (hex)")
 	f.Uint64Var(&size, "size", 0, "size of the ciphertext in bytes")
 	f.StringVar(&objectKey, "object-key", "", "where the ciphertext is stored")
 	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
-	_ = cmd.RegisterFlagCompletionFunc("from", a.completeKeys)
 	return cmd
 }
 
 // recordFromEvents finds the record a committed AddRecord created: the
 // event names it, and the verified record must carry the tx's hash.
-func recordFromEvents(c *client.Client, ctx context.Context, res *client.TxResult, pid []byte) uint64 {
+func recordFromEvents(ctx context.Context, c *client.Client, res *client.TxResult, pid []byte) uint64 {
 	for _, ref := range res.Attribute("emrchain", "record") {
 		_, seqStr, ok := strings.Cut(ref, "/")
 		if !ok {
@@ -137,9 +129,7 @@ func recordFromEvents(c *client.Client, ctx context.Context, res *client.TxResul
 		if err != nil {
 			continue
 		}
-		var resp emrv1.QueryRecordResponse
-		if c.Query(ctx, "Record", &emrv1.QueryRecordRequest{PatientId: hexStr(pid), Sequence: seq}, &resp) == nil &&
-			bytes.Equal(resp.Record.GetTxHash(), res.Hash) {
+		if r, err := c.Record(ctx, pid, seq); err == nil && bytes.Equal(r.GetTxHash(), res.Hash) {
 			return seq
 		}
 	}
@@ -181,11 +171,7 @@ logs the read the same way).`,
 			if len(seqs) == 0 {
 				return usagef("--record is required")
 			}
-			k, err := a.key(from)
-			if err != nil {
-				return err
-			}
-			pid, err := a.patientID(ctx, patient, from)
+			k, pid, c, err := a.signer(ctx, from, patient)
 			if err != nil {
 				return err
 			}
@@ -194,20 +180,19 @@ logs the read the same way).`,
 			if err != nil {
 				return err
 			}
-			c, err := a.client(ctx)
-			if err != nil {
-				return err
-			}
 			out := struct {
 				Records []recordView `json:"records"`
 				Tx      *txView      `json:"tx"`
 			}{Tx: viewTx(res), Records: []recordView{}}
 			for _, seq := range seqs {
-				var resp emrv1.QueryRecordResponse
-				if err := c.Query(ctx, "Record", &emrv1.QueryRecordRequest{PatientId: hexStr(pid), Sequence: seq}, &resp); err != nil {
+				r, err := c.Record(ctx, pid, seq)
+				if err == nil && r == nil {
+					err = errors.New("no record in the answer")
+				}
+				if err != nil {
 					return fmt.Errorf("record %d: %w", seq, err)
 				}
-				out.Records = append(out.Records, viewRecord(resp.Record))
+				out.Records = append(out.Records, viewRecord(r))
 			}
 			return a.emit(out, func(w io.Writer) {
 				fmt.Fprintf(w, "read logged (%s)\n", purposeName(purpose))
@@ -220,12 +205,11 @@ logs the read the same way).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&from, "from", "", "reader key")
+	a.keyFlag(cmd, &from, "from", "reader key")
 	f.StringVar(&patient, "patient", "", "patient id (hex) or enrolled key name (default: --from's own patient)")
 	f.StringSliceVar(&records, "record", nil, "record number(s)")
 	f.StringVar(&purposeStr, "purpose", "treatment", "treatment, research or emergency")
 	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
-	_ = cmd.RegisterFlagCompletionFunc("from", a.completeKeys)
 	_ = cmd.RegisterFlagCompletionFunc("purpose", cobra.FixedCompletions([]string{"treatment", "research", "emergency"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
@@ -246,11 +230,7 @@ cannot leave a record out. Without --limit it pages through all records.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			pid, err := a.patientID(ctx, patient, from)
-			if err != nil {
-				return err
-			}
-			c, err := a.client(ctx)
+			pid, c, err := a.queriedPatient(ctx, patient, from)
 			if err != nil {
 				return err
 			}
@@ -290,11 +270,9 @@ cannot leave a record out. Without --limit it pages through all records.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&patient, "patient", "", "patient id (hex) or enrolled key name")
-	f.StringVar(&from, "from", "", "the patient owned by this key")
+	a.patientFlags(cmd, &patient, &from)
 	f.StringVar(&category, "category", "", "only this category")
 	f.Uint64Var(&after, "after", 0, "start after this record number")
 	f.Uint32Var(&limit, "limit", 0, "records per page (default: all)")
-	_ = cmd.RegisterFlagCompletionFunc("from", a.completeKeys)
 	return cmd
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/emrchain/emrchain/client"
 	"github.com/emrchain/emrchain/client/keyring"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
@@ -20,6 +22,15 @@ func decodeHex(s string, size int) ([]byte, bool) {
 	return b, err == nil && len(b) == size
 }
 
+// info reads the public entry of the key called name (no passphrase).
+func (a *cli) info(name string) (keyring.Info, error) {
+	kr, err := a.keyring()
+	if err != nil {
+		return keyring.Info{}, err
+	}
+	return kr.Info(name)
+}
+
 // address resolves a member reference: 40 hex characters, or the name of
 // a key in the keyring.
 func (a *cli) address(ref string) ([]byte, error) {
@@ -27,11 +38,7 @@ func (a *cli) address(ref string) ([]byte, error) {
 		return b, nil
 	}
 	if keyring.CheckName(ref) == nil {
-		kr, err := a.keyring()
-		if err != nil {
-			return nil, err
-		}
-		if info, err := kr.Info(ref); err == nil {
+		if info, err := a.info(ref); err == nil {
 			return info.Address, nil
 		} else if !errors.Is(err, keyring.ErrNotFound) {
 			return nil, err
@@ -62,43 +69,95 @@ func (a *cli) patientID(ctx context.Context, patient, from string) ([]byte, erro
 	if from == "" {
 		return nil, usagef("say which patient: --patient ID or --from PATIENT-KEY")
 	}
-	kr, err := a.keyring()
+	info, err := a.info(from)
 	if err != nil {
 		return nil, err
 	}
-	info, err := kr.Info(from)
-	if err != nil {
-		return nil, err
-	}
-	if info.PatientID != nil {
-		return info.PatientID, nil
-	}
-	c, err := a.client(ctx)
-	if err != nil {
-		return nil, err
-	}
-	p, err := c.PatientByOwner(ctx, info.Address)
-	if err != nil {
-		return nil, fmt.Errorf("key %q: %w", from, err)
-	}
-	return p.Id, nil
+	return a.ownedPatient(ctx, from, info.Address, info.PatientID)
 }
 
 // ownPatient is the patient k owns: from the key's (encrypted) entry, else
 // from the chain, verified.
 func (a *cli) ownPatient(ctx context.Context, k *keyring.Key) ([]byte, error) {
-	if k.PatientID != nil {
-		return k.PatientID, nil
+	return a.ownedPatient(ctx, k.Name, k.Address(), k.PatientID)
+}
+
+// ownedPatient is the patient of the key called name: stored (the id the
+// keyring keeps), else the one the chain says owner owns, verified.
+func (a *cli) ownedPatient(ctx context.Context, name string, owner, stored []byte) ([]byte, error) {
+	if stored != nil {
+		return stored, nil
 	}
 	c, err := a.client(ctx)
 	if err != nil {
 		return nil, err
 	}
-	p, err := c.PatientByOwner(ctx, k.Address())
+	p, err := c.PatientByOwner(ctx, owner)
 	if err != nil {
-		return nil, fmt.Errorf("key %q: %w", k.Name, err)
+		return nil, fmt.Errorf("key %q: %w", name, err)
 	}
 	return p.Id, nil
+}
+
+// signer loads the signing key --from, the patient the command acts on
+// (--patient, else the one --from owns) and the client.
+func (a *cli) signer(ctx context.Context, from, patient string) (*keyring.Key, []byte, *client.Client, error) {
+	k, err := a.key(from)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var pid []byte
+	if patient == "" {
+		pid, err = a.ownPatient(ctx, k)
+	} else {
+		pid, err = a.patientID(ctx, patient, "")
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	c, err := a.client(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return k, pid, c, nil
+}
+
+// queriedPatient resolves the patient of a query (see patientID) and
+// the client.
+func (a *cli) queriedPatient(ctx context.Context, patient, from string) ([]byte, *client.Client, error) {
+	pid, err := a.patientID(ctx, patient, from)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := a.client(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pid, c, nil
+}
+
+// keyFlag adds a flag that names a key (or member) and completes key names.
+func (a *cli) keyFlag(cmd *cobra.Command, p *string, name, usage string) {
+	cmd.Flags().StringVar(p, name, "", usage)
+	_ = cmd.RegisterFlagCompletionFunc(name, a.completeKeys)
+}
+
+// patientFlags adds the --patient/--from pair of the commands that show
+// a patient's state.
+func (a *cli) patientFlags(cmd *cobra.Command, patient, from *string) {
+	cmd.Flags().StringVar(patient, "patient", "", "patient id (hex) or enrolled key name")
+	a.keyFlag(cmd, from, "from", "the patient owned by this key")
+}
+
+// exactArgs refuses a command line without exactly n arguments, with
+// "want WHAT, got N arguments".
+func exactArgs(n int, what string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usagef("want %s, got %d arguments", what, len(args))
+		}
+		return nil
+	}
 }
 
 // parseTime accepts a date (YYYY-MM-DD, midnight UTC) or RFC 3339.

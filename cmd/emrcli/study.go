@@ -2,18 +2,16 @@ package main
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 
 	"github.com/spf13/cobra"
 
-	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/offchain/crypto"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
-
-func appAddress(pub []byte) []byte { return app.AddressOf(pub) }
 
 func newStudyCmd(a *cli) *cobra.Command {
 	cmd := &cobra.Command{
@@ -87,13 +85,12 @@ researchers of the study; they pass its file to download --study-key-file.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&from, "from", "", "registrar key that signs")
+	a.keyFlag(cmd, &from, "from", "registrar key that signs")
 	f.StringVar(&id, "id", "", "study id")
 	f.StringVar(&title, "title", "", "study title")
 	f.StringVar(&pi, "pi", "", "principal investigator (address or key name)")
 	f.StringVar(&studyKey, "study-key", "", "X25519 public key shared data is encrypted to (hex; default: the PI's)")
 	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
-	_ = cmd.RegisterFlagCompletionFunc("from", a.completeKeys)
 	return cmd
 }
 
@@ -102,12 +99,7 @@ func newStudyShowCmd(a *cli) *cobra.Command {
 		Use:     "show ID",
 		Short:   "Show a study (verified)",
 		Example: "  emrcli study show covid-19",
-		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return usagef("want one study ID, got %d arguments", len(args))
-			}
-			return nil
-		},
+		Args:    exactArgs(1, "one study ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			c, err := a.client(ctx)
@@ -118,6 +110,9 @@ func newStudyShowCmd(a *cli) *cobra.Command {
 			info, err := c.QueryInfo(ctx, "Study", &emrv1.QueryStudyRequest{Id: args[0]}, &resp)
 			if err != nil {
 				return err
+			}
+			if resp.Study == nil {
+				return errors.New("no study in the answer")
 			}
 			v := viewStudy(resp.Study)
 			out := struct {

@@ -161,12 +161,7 @@ stderr when it is a terminal.`,
 		Example: `  emrcli upload --from dr-who --patient 5be1...9f --category lab-results ./cbc-2026-03-01.json
   emrcli upload --from alice --category imaging ./ct-head.dcm --sidecar http://10.0.0.5:7070
   emrcli upload --from dr-who --patient alice --category lab-results report.pdf --json`,
-		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return usagef("want exactly one FILE to upload, got %d arguments", len(args))
-			}
-			return nil
-		},
+		Args: exactArgs(1, "exactly one FILE to upload"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			if category == "" {
@@ -188,15 +183,7 @@ stderr when it is a terminal.`,
 			if !st.Mode().IsRegular() {
 				return usagef("%s is not a regular file", args[0])
 			}
-			k, err := a.key(from)
-			if err != nil {
-				return err
-			}
-			pid, err := a.patientID(ctx, patient, from)
-			if err != nil {
-				return err
-			}
-			c, err := a.client(ctx)
+			k, pid, c, err := a.signer(ctx, from, patient)
 			if err != nil {
 				return err
 			}
@@ -243,12 +230,11 @@ stderr when it is a terminal.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&from, "from", "", "uploader key (the patient or a member with write consent)")
+	a.keyFlag(cmd, &from, "from", "uploader key (the patient or a member with write consent)")
 	f.StringVar(&patient, "patient", "", "patient id (hex) or enrolled key name (default: --from's own patient)")
 	f.StringVar(&category, "category", "", "record category, e.g. lab-results")
 	f.StringVar(&tempDir, "temp-dir", "", "directory of the ciphertext scratch file (default: FILE's directory, else the system's)")
 	sidecarFlag(cmd, &sidecars)
-	_ = cmd.RegisterFlagCompletionFunc("from", a.completeKeys)
 	return cmd
 }
 
@@ -310,15 +296,7 @@ study's X25519 private key in hex (emrcli study keygen).`,
 			if err != nil {
 				return err
 			}
-			k, err := a.key(from)
-			if err != nil {
-				return err
-			}
-			pid, err := a.patientID(ctx, patient, from)
-			if err != nil {
-				return err
-			}
-			c, err := a.client(ctx)
+			k, pid, c, err := a.signer(ctx, from, patient)
 			if err != nil {
 				return err
 			}
@@ -391,7 +369,7 @@ study's X25519 private key in hex (emrcli study keygen).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&from, "from", "", "reader key")
+	a.keyFlag(cmd, &from, "from", "reader key")
 	f.StringVar(&patient, "patient", "", "patient id (hex) or enrolled key name (default: --from's own patient)")
 	f.Uint64Var(&record, "record", 0, "record number to download")
 	f.Uint64Var(&share, "share", 0, "share number to download (researchers of the study)")
@@ -401,7 +379,6 @@ study's X25519 private key in hex (emrcli study keygen).`,
 	f.BoolVar(&force, "force", false, "replace the output file if it exists")
 	f.StringVar(&studyKeyFile, "study-key-file", "", "with --share: file holding the study's X25519 private key in hex (default: your encryption key)")
 	sidecarFlag(cmd, &sidecars)
-	_ = cmd.RegisterFlagCompletionFunc("from", a.completeKeys)
 	_ = cmd.RegisterFlagCompletionFunc("purpose", cobra.FixedCompletions([]string{"treatment", "research"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
@@ -454,15 +431,7 @@ The study's researchers then fetch it with "emrcli download --share N".`,
 			if err != nil {
 				return err
 			}
-			k, err := a.key(from)
-			if err != nil {
-				return err
-			}
-			pid, err := a.patientID(ctx, patient, from)
-			if err != nil {
-				return err
-			}
-			c, err := a.client(ctx)
+			k, pid, c, err := a.signer(ctx, from, patient)
 			if err != nil {
 				return err
 			}
@@ -515,13 +484,12 @@ The study's researchers then fetch it with "emrcli download --share N".`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&from, "from", "", "sharing clinician's key")
+	a.keyFlag(cmd, &from, "from", "sharing clinician's key")
 	f.StringVar(&patient, "patient", "", "patient id (hex) or enrolled key name")
 	f.Uint64Var(&record, "record", 0, "record number to share")
 	f.StringVar(&study, "study", "", "study id")
 	f.BoolVar(&reuseAccess, "reuse-access", false, "do not log a new research read: use yours committed within the sidecar's window")
 	f.StringVar(&tempDir, "temp-dir", "", "directory of the ciphertext scratch files (default: the system's)")
 	sidecarFlag(cmd, &sidecars)
-	_ = cmd.RegisterFlagCompletionFunc("from", a.completeKeys)
 	return cmd
 }
