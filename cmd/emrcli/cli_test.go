@@ -98,3 +98,17 @@ func TestExactArgs(t *testing.T) {
 		t.Fatalf("one argument: %v", err)
 	}
 }
+
+func TestReadSecretReadsThisRunsStdin(t *testing.T) {
+	for _, want := range []string{"first secret", "second secret"} {
+		a := &cli{stdin: strings.NewReader(want + "\n")}
+		if got, err := a.readSecret("passphrase: ", envPassphrase); err != nil || string(got) != want {
+			t.Fatalf("read %q, %v; want %q", got, err, want)
+		}
+	}
+	// No input: the error names the variable that would have given it.
+	_, err := (&cli{stdin: strings.NewReader("")}).readSecret("passphrase: ", envExportPassphrase)
+	if err == nil || !strings.Contains(err.Error(), envExportPassphrase) {
+		t.Fatalf("no input: %v", err)
+	}
+}

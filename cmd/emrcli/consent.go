@@ -34,7 +34,8 @@ data must be anonymised).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			rs, err := parseRights(splitList(rights))
+			rightNames, cats := splitList(rights), splitList(categories)
+			rs, err := parseRights(rightNames)
 			if err != nil {
 				return err
 			}
@@ -60,7 +61,7 @@ data must be anonymised).`,
 				return err
 			}
 			msg, err := c.GrantMsg(ctx, pid, client.GrantSpec{
-				Grantee: grantee, Rights: rs, Categories: splitList(categories), NotBefore: notBefore, NotAfter: notAfter,
+				Grantee: grantee, Rights: rs, Categories: cats, NotBefore: notBefore, NotAfter: notAfter,
 				StudyID: study, Anonymise: anonymise,
 			}, existingKEK(k))
 			if err != nil {
@@ -78,7 +79,7 @@ data must be anonymised).`,
 				Categories []string `json:"categories"`
 				NotAfter   string   `json:"not_after"`
 				Tx         *txView  `json:"tx"`
-			}{hexStr(pid), upperHex(grantee), splitList(rights), splitList(categories), ts(g.NotAfter), viewTx(res)}
+			}{hexStr(pid), upperHex(grantee), rightNames, cats, ts(g.NotAfter), viewTx(res)}
 			return a.emit(out, func(w io.Writer) {
 				cats := strings.Join(out.Categories, ",")
 				if cats == "" {

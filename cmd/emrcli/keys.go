@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -160,7 +159,7 @@ func newKeysDeleteCmd(a *cli) *cobra.Command {
 			}
 			if !yes {
 				fmt.Fprintf(a.stderr, "Delete key %q? Its patient keys go with it. [y/N] ", args[0])
-				line, _ := bufio.NewReader(a.stdin).ReadString('\n')
+				line, _ := a.readLine()
 				if s := strings.ToLower(strings.TrimSpace(line)); s != "y" && s != "yes" {
 					return fmt.Errorf("not deleted")
 				}

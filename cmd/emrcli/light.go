@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -80,8 +79,8 @@ idle for longer needs a new root (init --force). init also records --node,
 				if height <= 0 {
 					return usagef("--height must be positive")
 				}
-				h, err := hex.DecodeString(strings.TrimPrefix(hashHex, "0x"))
-				if err != nil || len(h) != 32 {
+				h, ok := decodeHex(hashHex, 32)
+				if !ok {
 					return usagef("--hash %q: want the 64 hex characters of a block hash", hashHex)
 				}
 				trust.Hash = h

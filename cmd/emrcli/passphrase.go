@@ -28,12 +28,12 @@ func (a *cli) passphrase(p keyring.Purpose, name string) ([]byte, error) {
 	if v, ok := os.LookupEnv(env); ok {
 		return []byte(v), nil
 	}
-	first, err := a.readSecret(what + ": ")
+	first, err := a.readSecret(what+": ", env)
 	if err != nil {
 		return nil, err
 	}
 	if p == keyring.NewKey || p == keyring.ExportKey {
-		again, err := a.readSecret("Repeat it: ")
+		again, err := a.readSecret("Repeat it: ", env)
 		if err != nil {
 			return nil, err
 		}
@@ -44,9 +44,19 @@ func (a *cli) passphrase(p keyring.Purpose, name string) ([]byte, error) {
 	return first, nil
 }
 
-var stdinLines *bufio.Reader
+// readLine reads one line of standard input. Every reader of stdin in a
+// run (passphrases, confirmations) shares one buffer, so none loses what
+// another read ahead.
+func (a *cli) readLine() (string, error) {
+	if a.stdinLines == nil {
+		a.stdinLines = bufio.NewReader(a.stdin)
+	}
+	return a.stdinLines.ReadString('\n')
+}
 
-func (a *cli) readSecret(prompt string) ([]byte, error) {
+// readSecret prompts for a secret on the terminal, else reads a line of
+// standard input; env is the variable that would have provided it.
+func (a *cli) readSecret(prompt, env string) ([]byte, error) {
 	if f, ok := a.stdin.(*os.File); ok && isTerminal(f) {
 		fmt.Fprint(a.stderr, prompt)
 		b, err := readNoEcho(f)
@@ -56,12 +66,9 @@ func (a *cli) readSecret(prompt string) ([]byte, error) {
 		}
 		return b, nil
 	}
-	if stdinLines == nil {
-		stdinLines = bufio.NewReader(a.stdin)
-	}
-	line, err := stdinLines.ReadString('\n')
+	line, err := a.readLine()
 	if err != nil && (err != io.EOF || line == "") {
-		return nil, fmt.Errorf("a passphrase is needed: set %s or type it (stdin: %v)", envPassphrase, err)
+		return nil, fmt.Errorf("a passphrase is needed: set %s or type it (stdin: %v)", env, err)
 	}
 	return []byte(strings.TrimRight(line, "\r\n")), nil
 }

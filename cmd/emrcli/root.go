@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -43,6 +44,7 @@ type fileConfig struct {
 type cli struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	stdinLines     *bufio.Reader // see readLine
 
 	home, node, chainID, backend string
 	witnesses                    []string

@@ -296,6 +296,12 @@ study's X25519 private key in hex (emrcli study keygen).`,
 			if err != nil {
 				return err
 			}
+			var studyKey *ecdh.PrivateKey // read before any passphrase prompt or network call
+			if share > 0 && studyKeyFile != "" {
+				if studyKey, err = readStudyKey(studyKeyFile); err != nil {
+					return err
+				}
+			}
 			k, pid, c, err := a.signer(ctx, from, patient)
 			if err != nil {
 				return err
@@ -303,11 +309,8 @@ study's X25519 private key in hex (emrcli study keygen).`,
 			prog := a.newProgress()
 			opts := client.TransferOptions{Sidecars: urls, Progress: prog.callback()}
 			if share > 0 {
-				studyKey := k.EncPrivKey()
-				if studyKeyFile != "" {
-					if studyKey, err = readStudyKey(studyKeyFile); err != nil {
-						return err
-					}
+				if studyKey == nil {
+					studyKey = k.EncPrivKey()
 				}
 				res, err := c.DownloadShare(ctx, k, client.ShareDownloadRequest{
 					PatientID: pid, Share: share, StudyKey: studyKey, Output: output, Overwrite: force,
