@@ -44,6 +44,9 @@ func (e *transferEnv) maxRSS(args ...string) int64 {
 			if err != nil {
 				e.t.Fatalf("emrcli %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
 			}
+			if hwm == 0 { // else the memory check would compare 0 with 0 and always pass
+				e.t.Fatalf("emrcli %s: no VmHWM read from %s", strings.Join(args, " "), status)
+			}
 			return hwm
 		case <-tick.C:
 		}
