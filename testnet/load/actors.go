@@ -54,6 +54,18 @@ type keyFile struct {
 	OrganizationID string `json:"organization_id"`
 }
 
+// readJSON decodes the JSON file at path into v; its errors name the file.
+func readJSON(path string, v any) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
 // registrar is a registrar's key and its organization.
 type registrar struct {
 	*signer
@@ -62,13 +74,9 @@ type registrar struct {
 
 // readRegistrar reads a development key file of a registrar.
 func readRegistrar(path string) (*registrar, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
 	var k keyFile
-	if err := json.Unmarshal(raw, &k); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if err := readJSON(path, &k); err != nil {
+		return nil, err
 	}
 	if len(k.SignPrivKey) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("%s: sign_priv_key has %d bytes, want %d", path, len(k.SignPrivKey), ed25519.PrivateKeySize)
@@ -116,13 +124,9 @@ type testnetJSON struct {
 // ReadTestnet reads the target from DIR/testnet.json as `emrchaind
 // testnet` writes it: every node's RPC and the registrars of its hospitals.
 func ReadTestnet(dir string) (Target, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, "testnet.json"))
-	if err != nil {
-		return Target{}, err
-	}
 	var d testnetJSON
-	if err := json.Unmarshal(raw, &d); err != nil {
-		return Target{}, fmt.Errorf("testnet.json: %w", err)
+	if err := readJSON(filepath.Join(dir, "testnet.json"), &d); err != nil {
+		return Target{}, err
 	}
 	t := Target{ChainID: d.ChainID}
 	for _, n := range d.Nodes {

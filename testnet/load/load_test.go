@@ -55,10 +55,10 @@ func TestPercentiles(t *testing.T) {
 	if s.Count != 100 || s.P50 != 50 || s.P95 != 95 || s.P99 != 99 || s.Max != 100 || s.Mean != 50.5 {
 		t.Fatalf("latencyStats = %+v", s)
 	}
-	if latencyStats(nil) != (LatencyStats{}) || pct(nil, 50) != 0 {
+	if latencyStats(nil) != (LatencyStats{}) || pctSorted(nil, 50) != 0 {
 		t.Fatal("empty input must give zeros")
 	}
-	if got := pct([]float64{7}, 99); got != 7 {
+	if got := pctSorted([]float64{7}, 99); got != 7 {
 		t.Fatalf("pct of one = %v", got)
 	}
 }

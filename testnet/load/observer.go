@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -221,20 +222,22 @@ func codeKey(codespace string, code uint32) string {
 }
 
 // waitCommitted waits until every tx of txs that was accepted is committed,
-// or ctx ends. It returns how many are still missing.
+// or ctx ends. It returns how many are still missing. Call it once txs are
+// sent: after every block it looks again only at the txs still missing.
 func (o *observer) waitCommitted(ctx context.Context, txs []*plannedTx) int {
+	var missing []*plannedTx
+	for _, t := range txs {
+		if t.accepted.Load() {
+			missing = append(missing, t)
+		}
+	}
 	for {
 		o.mu.Lock()
-		missing := 0
-		for _, t := range txs {
-			if t.accepted.Load() && t.commitNs == 0 {
-				missing++
-			}
-		}
+		missing = slices.DeleteFunc(missing, func(t *plannedTx) bool { return t.commitNs != 0 })
 		ch := o.changed
 		o.mu.Unlock()
-		if missing == 0 || ctx.Err() != nil {
-			return missing
+		if len(missing) == 0 || ctx.Err() != nil {
+			return len(missing)
 		}
 		select {
 		case <-ch:

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,6 +48,9 @@ func (m Mix) String() string {
 	return fmt.Sprintf("add-record=%d,record-access=%d,consent=%d", m.AddRecord, m.RecordAccess, m.Consent)
 }
 
+// maxWeight bounds a weight of the mix, so that their sum cannot overflow.
+const maxWeight = 1_000_000
+
 // ParseMix reads "add-record=60,record-access=30,consent=10" (weights, any
 // scale; a kind left out weighs 0).
 func ParseMix(s string) (Mix, error) {
@@ -60,8 +62,8 @@ func ParseMix(s string) (Mix, error) {
 		}
 		k, v, ok := strings.Cut(part, "=")
 		n, err := strconv.Atoi(strings.TrimSpace(v))
-		if !ok || err != nil || n < 0 {
-			return m, fmt.Errorf("mix %q: want kind=weight, e.g. add-record=60", part)
+		if !ok || err != nil || n < 0 || n > maxWeight {
+			return m, fmt.Errorf("mix %q: want kind=weight, a weight from 0 to %d, e.g. add-record=60", part, maxWeight)
 		}
 		switch strings.TrimSpace(k) {
 		case "add-record":
@@ -390,10 +392,8 @@ func (p *plan) sign(txs []*plannedTx) error {
 		}()
 	}
 	wg.Wait()
-	if err, _ := first.Load().(error); err != nil {
-		return err
-	}
-	return nil
+	err, _ := first.Load().(error)
+	return err
 }
 
 // kindCounts counts txs by kind, for the report.
@@ -403,14 +403,4 @@ func kindCounts(txs []*plannedTx) map[string]int {
 		out[kindNames[t.kind]]++
 	}
 	return out
-}
-
-// sortedKeys returns m's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"slices"
@@ -233,8 +234,9 @@ func buildResult(cfg Config, obs *observer, st *sendStats, txs []*plannedTx, sta
 			}
 		}
 	}
-	for i := range series {
-		series[i].P50, series[i].P95, series[i].P99 = pct(buckets[i], 50), pct(buckets[i], 95), pct(buckets[i], 99)
+	for i, b := range buckets {
+		slices.Sort(b) // b is this second's own: no copy needed
+		series[i].P50, series[i].P95, series[i].P99 = pctSorted(b, 50), pctSorted(b, 95), pctSorted(b, 99)
 	}
 	if s.WindowS > 0 {
 		s.TPS = float64(s.CommittedInWindow) / s.WindowS
@@ -296,16 +298,8 @@ func latencyStats(v []float64) LatencyStats {
 	return LatencyStats{Count: len(v), P50: pctSorted(v, 50), P95: pctSorted(v, 95), P99: pctSorted(v, 99), Mean: round1(sum / float64(len(v))), Max: round1(v[len(v)-1])}
 }
 
-// pct is the p-th percentile (nearest rank) of v; 0 for none.
-func pct(v []float64, p float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	c := slices.Clone(v)
-	slices.Sort(c)
-	return pctSorted(c, p)
-}
-
+// pctSorted is the p-th percentile (nearest rank) of v, sorted; 0 for
+// none.
 func pctSorted(v []float64, p float64) float64 {
 	if len(v) == 0 {
 		return 0
@@ -387,7 +381,7 @@ func formatCounts(m map[string]int) string {
 		return "none"
 	}
 	var parts []string
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		parts = append(parts, fmt.Sprintf("%s: %d", k, m[k]))
 	}
 	return strings.Join(parts, ", ")
@@ -420,13 +414,9 @@ func (r *Result) WriteFiles(jsonPath, seriesPath, blocksPath string) error {
 
 // ReadSummary reads a summary JSON written by WriteJSON.
 func ReadSummary(path string) (*Summary, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
 	var s Summary
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if err := readJSON(path, &s); err != nil {
+		return nil, err
 	}
 	return &s, nil
 }

@@ -27,7 +27,13 @@ type rpc struct {
 	hc  *http.Client
 }
 
+// newRPC makes a client of the node at url; a tcp:// URL (as CometBFT's
+// config and testnet.json write it, and checkLoopback accepts) is spoken to
+// over http://.
 func newRPC(url string, conns int) *rpc {
+	if rest, ok := strings.CutPrefix(url, "tcp://"); ok {
+		url = "http://" + rest
+	}
 	tr := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:        conns + 4,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -24,6 +25,9 @@ const (
 	// are signed ahead for a run without a rate (more than any 2-core
 	// machine commits; a run that uses them up says so).
 	saturationBudget = 6000
+	// maxConns bounds the senders per node (each is a goroutine and a
+	// connection).
+	maxConns = 1024
 )
 
 // Config is one load run.
@@ -92,18 +96,20 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("duration %s: want more than 0 and at most %s", c.Duration, MaxDuration)
 	case c.Warmup < 0 || c.Warmup >= c.Duration:
 		return fmt.Errorf("warm-up %s: want at least 0 and less than the duration %s", c.Warmup, c.Duration)
-	case c.Rate < 0:
-		return fmt.Errorf("rate %g: want 0 (saturation) or more", c.Rate)
+	case c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0):
+		return fmt.Errorf("rate %g: want 0 (saturation) or a number of tx/s", c.Rate)
+	case c.Conns > maxConns:
+		return fmt.Errorf("conns %d: want at most %d senders per node", c.Conns, maxConns)
 	case c.MaxTxs < 0 || c.MaxTxs > MaxTxsLimit:
 		return fmt.Errorf("max txs %d: want 0 to %d", c.MaxTxs, MaxTxsLimit)
 	}
 	if c.MaxTxs == 0 {
+		// In float up to the bound: a huge rate must not overflow the int.
+		n := saturationBudget * c.Duration.Seconds()
 		if c.Rate > 0 {
-			c.MaxTxs = int(c.Rate*c.Duration.Seconds()*1.1) + 100
-		} else {
-			c.MaxTxs = int(saturationBudget * c.Duration.Seconds())
+			n = math.Floor(c.Rate*c.Duration.Seconds()*1.1) + 100
 		}
-		c.MaxTxs = min(c.MaxTxs, MaxTxsLimit)
+		c.MaxTxs = int(min(n, MaxTxsLimit))
 	}
 	if len(c.Target.Registrars) == 0 {
 		return errors.New("no registrar key: the load needs a hospital registrar to register its clinicians")

@@ -67,16 +67,18 @@ func (s *sender) send(ctx context.Context, txs []*plannedTx, rate float64, deadl
 		w := s.workerOf(int(t.signer))
 		lists[w] = append(lists[w], t)
 	}
+	var interval time.Duration
+	if rate > 0 {
+		// At most MaxDuration, which no run outlasts: a tiny rate must not
+		// overflow the Duration into a negative interval (saturation).
+		interval = time.Duration(min(float64(time.Second)*float64(workers)/rate, float64(MaxDuration)))
+	}
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	var wg sync.WaitGroup
 	for w, list := range lists {
 		if len(list) == 0 {
 			continue
-		}
-		var interval time.Duration
-		if rate > 0 {
-			interval = time.Duration(float64(time.Second) * float64(workers) / rate)
 		}
 		wg.Add(1)
 		go func() {

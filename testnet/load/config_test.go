@@ -1,0 +1,151 @@
+package load
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestConfigBounds: the bounds of `emrchaind load --help` are enforced, bad
+// flags are refused with an error (never a panic), and the defaults are
+// derived as documented.
+func TestConfigBounds(t *testing.T) {
+	good := func() Config {
+		return Config{Duration: 10 * time.Second, Target: Target{ChainID: "c", RPC: []string{"http://127.0.0.1:1"}, Registrars: []string{"r.json"}}}
+	}
+	for name, edit := range map[string]func(*Config){
+		"no duration":        func(c *Config) { c.Duration = 0 },
+		"long duration":      func(c *Config) { c.Duration = MaxDuration + time.Second },
+		"warm-up too long":   func(c *Config) { c.Warmup = c.Duration },
+		"negative warm-up":   func(c *Config) { c.Warmup = -time.Second },
+		"negative rate":      func(c *Config) { c.Rate = -1 },
+		"NaN rate":           func(c *Config) { c.Rate = math.NaN() },
+		"infinite rate":      func(c *Config) { c.Rate = math.Inf(1) },
+		"negative max txs":   func(c *Config) { c.MaxTxs = -1 },
+		"too many max txs":   func(c *Config) { c.MaxTxs = MaxTxsLimit + 1 },
+		"too many conns":     func(c *Config) { c.Conns = maxConns + 1 },
+		"no registrar":       func(c *Config) { c.Target.Registrars = nil },
+		"no chain id":        func(c *Config) { c.Target.ChainID = "" },
+		"remote endpoint":    func(c *Config) { c.Target.RPC = []string{"http://10.0.0.1:26657"} },
+		"no endpoint at all": func(c *Config) { c.Target.RPC = nil },
+	} {
+		c := good()
+		edit(&c)
+		if err := c.defaults(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	for _, tc := range []struct {
+		rate              float64
+		maxTxs, wantConns int
+	}{
+		{0, 6000 * 10, 8},                 // saturation budget
+		{100, 100*10*11/10 + 100, 2},      // rate x duration + 10% + 100
+		{0.01, 100, 2},                    // tiny rate
+		{1e300, MaxTxsLimit, 2},           // capped, no overflow
+		{math.MaxFloat64, MaxTxsLimit, 2}, // capped, no overflow
+	} {
+		c := good()
+		c.Rate = tc.rate
+		if err := c.defaults(); err != nil {
+			t.Fatalf("rate %g: %v", tc.rate, err)
+		}
+		if c.MaxTxs != tc.maxTxs || c.Conns != tc.wantConns || c.Mix != DefaultMix {
+			t.Errorf("rate %g: max txs %d conns %d mix %v, want %d, %d, default", tc.rate, c.MaxTxs, c.Conns, c.Mix, tc.maxTxs, tc.wantConns)
+		}
+	}
+}
+
+func TestParseMixRefusesOverflow(t *testing.T) {
+	if _, err := ParseMix("add-record=9223372036854775807,consent=1"); err == nil {
+		t.Fatal("weights whose sum overflows accepted")
+	}
+	if m, err := ParseMix("add-record=1000000,consent=1000000"); err != nil || m.total() != 2_000_000 {
+		t.Fatalf("largest weights: %+v, %v", m, err)
+	}
+}
+
+// fakeNode answers JSON-RPC batches of broadcast_tx_sync as CometBFT does
+// (a batch of one with a single object), in reverse order, and refuses a
+// tx "full" as a full mempool.
+func fakeNode(t *testing.T, requests *atomic.Int64) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		body, _ := io.ReadAll(r.Body)
+		var reqs []struct {
+			ID     int `json:"id"`
+			Params struct {
+				Tx []byte `json:"tx"`
+			} `json:"params"`
+		}
+		if err := json.Unmarshal(body, &reqs); err != nil {
+			t.Errorf("not a batch: %s", body)
+		}
+		var answers []any
+		for i := len(reqs) - 1; i >= 0; i-- {
+			q := reqs[i]
+			if string(q.Params.Tx) == "full" {
+				answers = append(answers, map[string]any{"jsonrpc": "2.0", "id": q.ID, "error": map[string]any{"code": -32603, "message": "Internal error", "data": "mempool is full"}})
+				continue
+			}
+			answers = append(answers, map[string]any{"jsonrpc": "2.0", "id": q.ID, "result": map[string]any{"code": len(q.Params.Tx), "log": string(q.Params.Tx)}})
+		}
+		var out any = answers
+		if len(answers) == 1 {
+			out = answers[0]
+		}
+		_ = json.NewEncoder(w).Encode(out)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestBroadcastBatch: answers are matched to their txs by id, whatever
+// their order; a batch of one is answered with one object; a tcp:// URL
+// (accepted by checkLoopback) is spoken to over HTTP.
+func TestBroadcastBatch(t *testing.T) {
+	var requests atomic.Int64
+	srv := fakeNode(t, &requests)
+	c := newRPC(strings.Replace(srv.URL, "http://", "tcp://", 1), 1)
+	defer c.close()
+	outs, _, err := c.broadcastBatch(context.Background(), [][]byte{[]byte("a"), []byte("full"), []byte("ccc")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if outs[0].res.Code != 1 || outs[0].res.Log != "a" || !isMempoolFull(outs[1].err) || outs[2].res.Code != 3 {
+		t.Fatalf("outcomes %+v", outs)
+	}
+	outs, _, err = c.broadcastBatch(context.Background(), [][]byte{[]byte("bb")}, nil)
+	if err != nil || len(outs) != 1 || outs[0].res.Code != 2 {
+		t.Fatalf("batch of one: %+v, %v", outs, err)
+	}
+	if requests.Load() != 2 {
+		t.Fatalf("%d requests for 2 batches", requests.Load())
+	}
+}
+
+// TestSendAtTinyRate: at a rate so low that the interval between two txs
+// exceeds any run, only each worker's first tx is sent (it used to overflow
+// into a negative interval and send everything at once).
+func TestSendAtTinyRate(t *testing.T) {
+	var requests atomic.Int64
+	srv := fakeNode(t, &requests)
+	node := newRPC(srv.URL, 1)
+	defer node.close()
+	var txs []*plannedTx
+	for i := range 3 {
+		txs = append(txs, &plannedTx{signer: 0, seq: uint64(i), raw: []byte{}})
+	}
+	s := &sender{nodes: []*rpc{node}, conns: 1, stats: newSendStats()}
+	s.send(context.Background(), txs, 1e-12, time.Now().Add(300*time.Millisecond))
+	if s.stats.attempts.Load() != 1 || s.stats.unsent.Load() != 2 {
+		t.Fatalf("attempts %d unsent %d, want 1 and 2", s.stats.attempts.Load(), s.stats.unsent.Load())
+	}
+}
