@@ -66,8 +66,13 @@ for b in "$EMRCHAIND" "$COMETBFT" "$LOADTIME"; do
 done
 command -v jq >/dev/null || die "jq is needed to read the summaries"
 command -v curl >/dev/null || die "curl is needed"
-[[ $DURATION -ge 15 && $DURATION -le 600 ]] || die "DURATION must be 15..600 seconds"
-[[ $WARMUP -lt $DURATION ]] || die "WARMUP must be shorter than DURATION"
+# Checked as text first: [[ -ge ]] on "45s" is a bash syntax error, and
+# RATE_FRACTION 0 would ask for --rate 0, which is saturation.
+[[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 15 && $DURATION -le 600 ]] || die "DURATION must be 15..600 seconds (a number, no unit)"
+[[ $WARMUP =~ ^[0-9]+$ && $WARMUP -lt $DURATION ]] || die "WARMUP must be a number of seconds shorter than DURATION"
+[[ $RATE_FRACTION =~ ^(0?\.[0-9]*[1-9][0-9]*|1(\.0*)?)$ ]] || die "RATE_FRACTION must be more than 0 and at most 1"
+[[ $KV_RATE =~ ^[1-9][0-9]*$ ]] || die "KV_RATE must be a positive number of tx/s"
+[[ $CONNS =~ ^[0-9]+$ ]] || die "CONNS must be a number (0: the load's default)"
 
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/*.csv "$OUT"/*.png "$OUT"/*.pprof "$OUT"/*.txt
@@ -130,14 +135,9 @@ node_cpu() {
 
 # configure DIR: the settings this run applies to both networks alike.
 configure() {
-  local f
-  [[ -n $TIMEOUT_PROPOSE ]] && note "config.toml of every node of $1: timeout_propose = \"$TIMEOUT_PROPOSE\""
-  for f in "$1"/node*/config/config.toml; do
-    if [[ -n $TIMEOUT_PROPOSE ]]; then
-      sed -i "s|^timeout_propose = .*|timeout_propose = \"$TIMEOUT_PROPOSE\"|" "$f"
-    fi
-  done
-  return 0
+  [[ -n $TIMEOUT_PROPOSE ]] || return 0
+  note "config.toml of every node of $1: timeout_propose = \"$TIMEOUT_PROPOSE\""
+  sed -i "s|^timeout_propose = .*|timeout_propose = \"$TIMEOUT_PROPOSE\"|" "$1"/node*/config/config.toml
 }
 
 # enable_pprof DIR NODE PORT
@@ -215,6 +215,7 @@ wait "${BG[-1]}" || say "no CPU profile collected"
 EMR_TPS=$(jq .tps "$OUT/emrchain-saturation.json")
 EMR_BYTES=$(jq '.mean_tx_bytes | floor' "$OUT/emrchain-saturation.json")
 EMR_RATE=$(awk -v t="$EMR_TPS" -v f="$RATE_FRACTION" 'BEGIN { printf "%.0f", t * f }')
+[[ $EMR_RATE -ge 1 ]] || die "emrchain committed $EMR_TPS tx/s at saturation: no rate to measure latency at"
 say "emrchain at $EMR_RATE tx/s ($RATE_FRACTION of saturation) for ${DURATION}s"
 run "$EMRCHAIND" load --testnet "$EMR" --name "emrchain-$RATE_FRACTION" --rate "$EMR_RATE" --duration "${DURATION}s" \
   --warmup "${WARMUP}s" --conns "$CONNS" --prefix bench-rate \
@@ -235,11 +236,12 @@ enable_metrics "$KV" 1 "$METRICS_PORT"
 start_net "$KV" "$COMETBFT"
 ENDPOINTS=$(for i in 0 1 2 3; do rpc "$KV" $i | sed 's|^http://|ws://|; s|$|/v1/websocket|'; done | paste -sd,)
 
-# kv_phase NAME RATE_PER_ENDPOINT: loadtime load with the watcher around it.
+# kv_phase NAME FILE RATE_PER_ENDPOINT: loadtime load with the watcher
+# around it; the results are labelled NAME and written to $OUT/FILE*.
 kv_phase() {
-  local name=$1 rate=$2 w
+  local name=$1 file=$2 rate=$3 w
   run "$EMRCHAIND" load watch --node "$(rpc "$KV" 0)" --name "$name" --duration "${DURATION}s" --warmup "${WARMUP}s" \
-    --json "$OUT/$name.json" --csv "$OUT/$name.csv" --blocks-csv "$OUT/$name-blocks.csv" >"$WORK/$name.watch.txt" 2>&1 &
+    --json "$OUT/$file.json" --csv "$OUT/$file.csv" --blocks-csv "$OUT/$file-blocks.csv" >"$WORK/$name.watch.txt" 2>&1 &
   w=$!
   BG+=("$w")
   sleep 0.5
@@ -252,18 +254,15 @@ kv_phase() {
 
 say "kvstore at saturation for ${DURATION}s (loadtime: $KV_RATE tx/s to each of 4 endpoints, $EMR_BYTES-byte txs)"
 c0=$(node_cpu "$KV")
-kv_phase kvstore "$KV_RATE"
+kv_phase kvstore kvstore-saturation "$KV_RATE"
 c1=$(node_cpu "$KV")
 scrape "$METRICS_PORT" "$OUT/kvstore-node1-metrics.txt"
-KV_CPU=$(cpu_per_tx "$c0" "$c1" "$OUT/kvstore.json")
-cp "$OUT/kvstore.json" "$OUT/kvstore-saturation.json"
-mv "$OUT/kvstore.csv" "$OUT/kvstore-saturation.csv"
-mv "$OUT/kvstore-blocks.csv" "$OUT/kvstore-saturation-blocks.csv"
+KV_CPU=$(cpu_per_tx "$c0" "$c1" "$OUT/kvstore-saturation.json")
 
 KV_TPS=$(jq .tps "$OUT/kvstore-saturation.json")
 KV_RATE_EP=$(awk -v t="$KV_TPS" -v f="$RATE_FRACTION" 'BEGIN { r = t * f / 4; printf "%d", (r < 1 ? 1 : r) }')
 say "kvstore at $((KV_RATE_EP * 4)) tx/s ($RATE_FRACTION of saturation) for ${DURATION}s"
-kv_phase kvstore-rate "$KV_RATE_EP"
+kv_phase kvstore-rate kvstore-rate "$KV_RATE_EP"
 stop_net "$KV"
 
 # --- report ------------------------------------------------------------------
