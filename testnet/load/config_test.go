@@ -1,12 +1,16 @@
 package load
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -147,5 +151,88 @@ func TestSendAtTinyRate(t *testing.T) {
 	s.send(context.Background(), txs, 1e-12, time.Now().Add(300*time.Millisecond))
 	if s.stats.attempts.Load() != 1 || s.stats.unsent.Load() != 2 {
 		t.Fatalf("attempts %d unsent %d, want 1 and 2", s.stats.attempts.Load(), s.stats.unsent.Load())
+	}
+}
+
+func TestReadSeriesCSVRefusesBadValues(t *testing.T) {
+	dir := t.TempDir()
+	header := strings.Join(SeriesHeader, ",") + "\n"
+	for name, body := range map[string]string{
+		"ok":       header + "0,1,2,3,4.5,5,6\n1,0,0,0,0,0,0\n",
+		"text":     header + "0,1,x,3,4,5,6\n",
+		"nan":      header + "0,1,2,3,NaN,5,6\n",
+		"inf":      header + "0,1,2,3,4,5,+Inf\n",
+		"negative": header + "-1,1,2,3,4,5,6\n",
+		"fraction": header + "0,1.5,2,3,4,5,6\n",
+		"header":   "t,sent\n0,1\n",
+	} {
+		path := filepath.Join(dir, name+".csv")
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		pts, err := ReadSeriesCSV(path)
+		if name == "ok" {
+			if err != nil || len(pts) != 2 || pts[0] != (Point{T: 0, Sent: 1, Committed: 2, Blocks: 3, P50: 4.5, P95: 5, P99: 6}) {
+				t.Errorf("ok: %+v, %v", pts, err)
+			}
+		} else if err == nil {
+			t.Errorf("%s: accepted: %+v", name, pts)
+		}
+	}
+}
+
+// TestReadTestnet: the target is every node's RPC (over http) and the
+// registrar keys of hospitals alone, relative paths from DIR; a key file
+// of another role or whose address is not its key's is refused.
+func TestReadTestnet(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, v any) string {
+		raw, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	s := newSigner("reg")
+	key := func(role, addr string) keyFile {
+		return keyFile{Name: "reg", Address: addr, SignPrivKey: s.sign, Role: role, OrganizationID: "h1"}
+	}
+	addr := strings.ToUpper(hex.EncodeToString(s.address))
+	reg := write("reg.json", key("registrar", addr))
+	write("testnet.json", map[string]any{
+		"chain_id": "c",
+		"nodes":    []any{map[string]any{"rpc": "tcp://127.0.0.1:26657"}, map[string]any{"rpc": "tcp://127.0.0.1:26667"}},
+		"organizations": []any{
+			map[string]any{"id": "h1", "kind": "hospital"}, map[string]any{"id": "lab", "kind": "laboratory"},
+		},
+		"keys": []any{
+			map[string]any{"role": "registrar", "organization_id": "h1", "file": "reg.json"},
+			map[string]any{"role": "registrar", "organization_id": "lab", "file": "lab.json"},
+			map[string]any{"role": "clinician", "organization_id": "h1", "file": "/abs/clin.json"},
+		},
+	})
+	tg, err := ReadTestnet(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tg.ChainID != "c" || len(tg.RPC) != 2 || tg.RPC[1] != "http://127.0.0.1:26667" || len(tg.Registrars) != 1 || tg.Registrars[0] != reg {
+		t.Fatalf("target %+v", tg)
+	}
+	r, err := readRegistrar(reg)
+	if err != nil || !bytes.Equal(r.address, s.address) || r.org != "h1" {
+		t.Fatalf("readRegistrar: %+v, %v", r, err)
+	}
+	for name, k := range map[string]keyFile{
+		"clinician":     key("clinician", addr),
+		"wrong address": key("registrar", hex.EncodeToString(newSigner("other").address)),
+		"short key":     {Role: "registrar", Address: addr, SignPrivKey: s.sign[:10]},
+	} {
+		if _, err := readRegistrar(write("bad.json", k)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
 }

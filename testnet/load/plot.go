@@ -31,19 +31,21 @@ func ReadSeriesCSV(path string) ([]Point, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if len(rows) == 0 || strings.Join(rows[0], ",") != strings.Join(SeriesHeader, ",") {
-		return nil, fmt.Errorf("%s: not a load series CSV (header %v)", path, SeriesHeader)
+		return nil, fmt.Errorf("%s: not a load series CSV (want the header %s)", path, strings.Join(SeriesHeader, ","))
 	}
 	var pts []Point
-	for _, r := range rows[1:] {
-		var p Point
-		p.T, _ = strconv.Atoi(r[0])
-		p.Sent, _ = strconv.Atoi(r[1])
-		p.Committed, _ = strconv.Atoi(r[2])
-		p.Blocks, _ = strconv.Atoi(r[3])
-		p.P50, _ = strconv.ParseFloat(r[4], 64)
-		p.P95, _ = strconv.ParseFloat(r[5], 64)
-		p.P99, _ = strconv.ParseFloat(r[6], 64)
-		pts = append(pts, p)
+	for i, r := range rows[1:] { // every row has the header's 7 fields
+		var v [7]float64
+		for j, field := range r {
+			x, err := strconv.ParseFloat(field, 64)
+			// Negative, non-finite or (for counts) fractional values
+			// would only wreck the plot's scales.
+			if err != nil || !(x >= 0 && x <= math.MaxInt32) || (j < 4 && x != math.Trunc(x)) {
+				return nil, fmt.Errorf("%s: line %d: %s %q: want a number from 0 to %d", path, i+2, SeriesHeader[j], field, math.MaxInt32)
+			}
+			v[j] = x
+		}
+		pts = append(pts, Point{T: int(v[0]), Sent: int(v[1]), Committed: int(v[2]), Blocks: int(v[3]), P50: v[4], P95: v[5], P99: v[6]})
 	}
 	return pts, nil
 }
