@@ -15,13 +15,13 @@ import (
 	"github.com/cometbft/cometbft/privval"
 	cmttypes "github.com/cometbft/cometbft/types"
 	"github.com/emrchain/emrchain/store"
+	"github.com/emrchain/emrchain/testnet/manifest"
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // Names and defaults of the testnet command.
 const (
-	testnetFile        = "testnet.json"
 	testnetKeysDir     = "keys"
 	testnetChainID     = "emrchain-localnet"
 	testnetBasePort    = 26600
@@ -63,59 +63,6 @@ type testnetOptions struct {
 	timeoutCommit time.Duration
 	emptyBlocks   time.Duration
 	force         bool
-}
-
-// Testnet is DIR/testnet.json: everything a script or test needs to reach
-// the nodes of a testnet and act as its registrars.
-type Testnet struct {
-	ChainID string        `json:"chain_id"`
-	Blob    TestnetBlob   `json:"blob"`
-	Nodes   []TestnetNode `json:"nodes"`
-	Orgs    []TestnetOrg  `json:"organizations"`
-	Keys    []TestnetKey  `json:"keys"`
-}
-
-// TestnetNode is one validator of a testnet.
-type TestnetNode struct {
-	Name             string `json:"name"`
-	Home             string `json:"home"`
-	NodeID           string `json:"node_id"`
-	ValidatorAddress string `json:"validator_address"`
-	// RPC and P2P are CometBFT listen addresses (tcp://host:port).
-	RPC string `json:"rpc"`
-	P2P string `json:"p2p"`
-	// GRPC is host:port; API and Sidecar are http:// URLs.
-	GRPC    string `json:"grpc"`
-	API     string `json:"api"`
-	Sidecar string `json:"sidecar"`
-	// PersistentPeers is the node's p2p.persistent_peers.
-	PersistentPeers string `json:"persistent_peers"`
-}
-
-// TestnetBlob is where the sidecars keep ciphertext.
-type TestnetBlob struct {
-	// Kind is "fs" (each sidecar's embedded store under HOME/data/blobs: a
-	// blob is served only by the sidecar it was uploaded to) or "minio" (one
-	// MinIO server and bucket shared by all sidecars).
-	Kind        string `json:"kind"`
-	MinioAddr   string `json:"minio_addr,omitempty"`
-	MinioBucket string `json:"minio_bucket,omitempty"`
-}
-
-// TestnetOrg is one organization of the genesis.
-type TestnetOrg struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
-	Kind string `json:"kind"`
-}
-
-// TestnetKey is one development key written under DIR/keys.
-type TestnetKey struct {
-	Name           string `json:"name"`
-	Role           string `json:"role"`
-	OrganizationID string `json:"organization_id"`
-	Address        string `json:"address"`
-	File           string `json:"file"`
 }
 
 func newTestnetCmd() *cobra.Command {
@@ -177,7 +124,7 @@ testnet refuses a non-empty DIR; --force deletes a DIR that holds a testnet
 
 // runTestnet writes the testnet and returns its description. If it fails
 // after it has emptied DIR, it removes what it wrote there.
-func runTestnet(w io.Writer, o testnetOptions) (_ *Testnet, err error) {
+func runTestnet(w io.Writer, o testnetOptions) (_ *manifest.Testnet, err error) {
 	if o.validators < 1 || o.validators > testnetMaxNodes {
 		return nil, fmt.Errorf("--validators %d: want 1 to %d", o.validators, testnetMaxNodes)
 	}
@@ -239,14 +186,14 @@ func runTestnet(w io.Writer, o testnetOptions) (_ *Testnet, err error) {
 	}
 	defer os.Remove(appStateFile)
 
-	net := &Testnet{ChainID: o.chainID, Blob: TestnetBlob{Kind: o.blob}}
+	net := &manifest.Testnet{ChainID: o.chainID, Blob: manifest.Blob{Kind: o.blob}}
 	if o.blob == "minio" {
 		net.Blob.MinioAddr, net.Blob.MinioBucket = o.minioAddr, testnetMinioBucket
 	}
 	var validators []cmttypes.GenesisValidator
 	for i := range o.validators {
 		port := func(off int) int { return o.basePort + testnetPortStride*i + off }
-		n := TestnetNode{
+		n := manifest.Node{
 			Name:    fmt.Sprintf("node%d", i),
 			Home:    filepath.Join(out, fmt.Sprintf("node%d", i)),
 			RPC:     fmt.Sprintf("tcp://%s:%d", testnetHost, port(portOffsetRPC)),
@@ -324,13 +271,13 @@ func runTestnet(w io.Writer, o testnetOptions) (_ *Testnet, err error) {
 		if err := writeKeyFile(filepath.Join(out, testnetKeysDir), k); err != nil {
 			return nil, fmt.Errorf("write key %s: %w", k.Name, err)
 		}
-		net.Keys = append(net.Keys, TestnetKey{
+		net.Keys = append(net.Keys, manifest.Key{
 			Name: k.Name, Role: k.Role, OrganizationID: k.OrganizationID, Address: k.Address,
 			File: filepath.Join(out, testnetKeysDir, k.Name+".json"),
 		})
 	}
 	for _, org := range gs.Organizations {
-		net.Orgs = append(net.Orgs, TestnetOrg{
+		net.Orgs = append(net.Orgs, manifest.Org{
 			ID: org.Id, Name: org.Name,
 			Kind: strings.ToLower(strings.TrimPrefix(org.Kind.String(), "ORGANIZATION_KIND_")),
 		})
@@ -339,7 +286,7 @@ func runTestnet(w io.Writer, o testnetOptions) (_ *Testnet, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(out, testnetFile), append(desc, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(out, manifest.File), append(desc, '\n'), 0o644); err != nil {
 		return nil, err
 	}
 
@@ -350,7 +297,7 @@ func runTestnet(w io.Writer, o testnetOptions) (_ *Testnet, err error) {
 	for _, k := range net.Keys {
 		fmt.Fprintf(w, "  key %-28s %s of %s  %s\n", k.Name, k.Role, k.OrganizationID, k.File)
 	}
-	fmt.Fprintf(w, "Description: %s\n", filepath.Join(out, testnetFile))
+	fmt.Fprintf(w, "Description: %s\n", filepath.Join(out, manifest.File))
 	fmt.Fprintf(w, "Start each node with: emrchaind start --home %s/nodeI\n", out)
 	return net, nil
 }
@@ -370,8 +317,8 @@ func prepareTestnetDir(out string, force bool) error {
 	case !force:
 		return fmt.Errorf("%s is not empty; refusing to overwrite it: pass --force to delete the testnet in it and write a new one", out)
 	}
-	if _, err := os.Stat(filepath.Join(out, testnetFile)); err != nil {
-		return fmt.Errorf("--force: %s holds no %s, so it is not a testnet; not deleting it", out, testnetFile)
+	if _, err := os.Stat(filepath.Join(out, manifest.File)); err != nil {
+		return fmt.Errorf("--force: %s holds no %s, so it is not a testnet; not deleting it", out, manifest.File)
 	}
 	if err := os.RemoveAll(out); err != nil {
 		return fmt.Errorf("--force: %w", err)
@@ -408,7 +355,7 @@ func writeKeyFile(dir string, k *devKey) error {
 // from MINIO_ACCESS_KEY and MINIO_SECRET_KEY. With the fs store each
 // hospital keeps its own blobs, and its sidecar reads through its peers'
 // (peers: the other nodes' sidecars).
-func configureTestnetServices(home string, n TestnetNode, blob TestnetBlob, peers []string) error {
+func configureTestnetServices(home string, n manifest.Node, blob manifest.Blob, peers []string) error {
 	c, err := loadAppConfig(home)
 	if err != nil {
 		return err

@@ -12,15 +12,16 @@ import (
 	"github.com/cometbft/cometbft/privval"
 
 	emrchainv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+	"github.com/emrchain/emrchain/testnet/manifest"
 )
 
-func readTestnet(t *testing.T, dir string) *Testnet {
+func readTestnet(t *testing.T, dir string) *manifest.Testnet {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(dir, testnetFile))
+	raw, err := os.ReadFile(filepath.Join(dir, manifest.File))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var net Testnet
+	var net manifest.Testnet
 	dec := json.NewDecoder(strings.NewReader(string(raw)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&net); err != nil {
