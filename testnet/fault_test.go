@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/emrchain/emrchain/app/apptest"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 	"github.com/emrchain/emrchain/testnet"
 	"github.com/emrchain/emrchain/testnet/scenario"
 )
@@ -25,12 +26,43 @@ func TestMain(m *testing.M) { os.Exit(testnet.Main(m)) }
 
 func setup(t *testing.T) (context.Context, *testnet.Net) {
 	t.Helper()
+	return setupWith(t, testnet.Options{Validators: 4})
+}
+
+// setupWith starts a testnet of o (skipped under -short) and returns it
+// with a context bounded by testTimeout.
+func setupWith(t *testing.T, o testnet.Options) (context.Context, *testnet.Net) {
+	t.Helper()
 	if testing.Short() {
-		t.Skip("runs a 4-validator testnet of real processes")
+		t.Skip("runs a testnet of real processes")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	t.Cleanup(cancel)
-	return ctx, testnet.Start(t, testnet.Options{Validators: 4})
+	return ctx, testnet.Start(t, o)
+}
+
+// mustSubmit submits msg signed by a through tr and fails the test unless
+// it is committed with code 0.
+func mustSubmit(t *testing.T, tr testnet.Transport, step string, a *apptest.Actor, msg *emrv1.Msg) {
+	t.Helper()
+	if out, err := tr.Submit(a, msg); err != nil || out.Code != 0 {
+		t.Fatalf("%s: %v, code %d %s", step, err, out.Code, out.Log)
+	}
+}
+
+// careTeam has org's registrar register NAME-clinician and enrolls
+// NAME-patient, who grants the clinician read and write for a day.
+func careTeam(t *testing.T, tr testnet.Transport, org, name string) (clinician, patient *apptest.Actor, id []byte) {
+	t.Helper()
+	clinician = apptest.NewActor(name + "-clinician")
+	patient = apptest.NewActor(name + "-patient")
+	id = apptest.PatientID(patient.Name)
+	mustSubmit(t, tr, "register clinician", tr.Net.Registrar(org), apptest.RegisterMember(clinician, emrv1.Role_ROLE_CLINICIAN, org))
+	mustSubmit(t, tr, "enroll", patient, apptest.Enroll(patient, id))
+	mustSubmit(t, tr, "grant", patient, apptest.Grant(id, clinician, apptest.GrantSpec{
+		Rights: []emrv1.Right{emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_WRITE}, NotAfter: time.Now().Add(24 * time.Hour),
+	}))
+	return clinician, patient, id
 }
 
 // waitFor polls cond until it holds or ctx ends.
@@ -83,12 +115,7 @@ func agree(ctx context.Context, t *testing.T, net *testnet.Net) {
 // load saw committed is in every node's index, at the same height.
 func TestKillValidatorUnderLoad(t *testing.T) {
 	ctx, net := setup(t)
-	load := testnet.NewLoad(net, testnet.LoadOptions{Workers: 4})
-	if err := load.Setup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	load.Start(ctx)
-	defer load.Stop()
+	load := startLoad(ctx, t, net, 4)
 	waitCommitted(ctx, t, load, 12)
 
 	const victim = 3
@@ -107,6 +134,27 @@ func TestKillValidatorUnderLoad(t *testing.T) {
 	caught := catchUp(ctx, t, net, victim)
 	t.Logf("node%d restarted and caught up to %d", victim, caught)
 	waitCommitted(ctx, t, load, load.Committed()+4) // the load goes on with four nodes
+	stopAndVerify(ctx, t, net, load, victim)
+}
+
+// startLoad sets up and starts a load of workers on net; it is stopped at
+// the end of the test at the latest.
+func startLoad(ctx context.Context, t *testing.T, net *testnet.Net, workers int) *testnet.Load {
+	t.Helper()
+	load := testnet.NewLoad(net, testnet.LoadOptions{Workers: workers})
+	if err := load.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	load.Start(ctx)
+	t.Cleanup(func() { load.Stop() })
+	return load
+}
+
+// stopAndVerify stops the load, lets the restarted victim catch up and
+// checks that the running nodes agree and all have every transaction the
+// load saw committed.
+func stopAndVerify(ctx context.Context, t *testing.T, net *testnet.Net, load *testnet.Load, victim int) {
+	t.Helper()
 	if err := load.Stop(); err != nil {
 		t.Fatalf("load: %v", err)
 	}
@@ -174,12 +222,7 @@ func TestRandomKillsUnderLoad(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(seed, 3))
 	victim := rnd.IntN(net.Len())
 	t.Logf("seed %d: victim node%d", seed, victim)
-	load := testnet.NewLoad(net, testnet.LoadOptions{Workers: 3})
-	if err := load.Setup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	load.Start(ctx)
-	defer load.Stop()
+	load := startLoad(ctx, t, net, 3)
 	waitCommitted(ctx, t, load, 6)
 
 	handshake := []byte("Completed ABCI Handshake")
@@ -200,15 +243,7 @@ func TestRandomKillsUnderLoad(t *testing.T) {
 		t.Logf("kill %d at height %d: restarted through the handshake, caught up to %d; %d txs committed so far", k+1, h, caught, load.Committed())
 		agree(ctx, t, net)
 	}
-	if err := load.Stop(); err != nil {
-		t.Fatalf("load: %v", err)
-	}
-	catchUp(ctx, t, net, victim)
-	agree(ctx, t, net)
-	if err := load.Verify(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("all %d txs the load saw committed are on every node (%d admitted again after a lost admission)", load.Committed(), net.Rebroadcasts())
+	stopAndVerify(ctx, t, net, load, victim)
 }
 
 var switchRE = regexp.MustCompile(`Time to switch to consensus mode!.*\bheight=(\d+)`)

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -196,10 +197,7 @@ func (l *Load) Committed() int {
 // running node: each must have it, at the height first reported.
 func (l *Load) Verify(ctx context.Context) error {
 	l.mu.Lock()
-	committed := make(map[string]int64, len(l.committed))
-	for h, height := range l.committed {
-		committed[h] = height
-	}
+	committed := maps.Clone(l.committed)
 	l.mu.Unlock()
 	var errs []error
 	for i := range l.net.Len() {

@@ -32,22 +32,8 @@ import (
 func TestLyingNodeRefused(t *testing.T) {
 	ctx, net := setup(t)
 	tr := testnet.Transport{Net: net}
-	org := apptest.HospitalB
-	clinician := apptest.NewActor("lying-clinician")
-	patient := apptest.NewActor("lying-patient")
-	id := apptest.PatientID(patient.Name)
-	must := func(step string, a *apptest.Actor, msg *emrv1.Msg) {
-		t.Helper()
-		if out, err := tr.Submit(a, msg); err != nil || out.Code != 0 {
-			t.Fatalf("%s: %v, code %d %s", step, err, out.Code, out.Log)
-		}
-	}
-	must("register clinician", net.Registrar(org), apptest.RegisterMember(clinician, emrv1.Role_ROLE_CLINICIAN, org))
-	must("enroll", patient, apptest.Enroll(patient, id))
-	must("grant", patient, apptest.Grant(id, clinician, apptest.GrantSpec{
-		Rights: []emrv1.Right{emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_WRITE}, NotAfter: time.Now().Add(24 * time.Hour),
-	}))
-	must("add record", clinician, apptest.AddRecord(clinician, id, "imaging", "lying-ct"))
+	clinician, _, id := careTeam(t, tr, apptest.HospitalB, "lying")
+	mustSubmit(t, tr, "add record", clinician, apptest.AddRecord(clinician, id, "imaging", "lying-ct"))
 	seq, err := net.NextSequence(ctx, clinician.Address)
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package testnet
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/app/apptest"
+	"github.com/emrchain/emrchain/testnet/manifest"
 )
 
 // Bounds of the harness's waits.
@@ -79,53 +79,6 @@ func (o *Options) defaults() {
 	}
 }
 
-// Description is DIR/testnet.json as emrchaind testnet writes it.
-type Description struct {
-	ChainID string `json:"chain_id"`
-	Blob    struct {
-		Kind        string `json:"kind"`
-		MinioAddr   string `json:"minio_addr"`
-		MinioBucket string `json:"minio_bucket"`
-	} `json:"blob"`
-	Nodes []struct {
-		Name             string `json:"name"`
-		Home             string `json:"home"`
-		NodeID           string `json:"node_id"`
-		ValidatorAddress string `json:"validator_address"`
-		RPC              string `json:"rpc"`
-		P2P              string `json:"p2p"`
-		GRPC             string `json:"grpc"`
-		API              string `json:"api"`
-		Sidecar          string `json:"sidecar"`
-		PersistentPeers  string `json:"persistent_peers"`
-	} `json:"nodes"`
-	Organizations []struct {
-		ID   string `json:"id"`
-		Name string `json:"name"`
-		Kind string `json:"kind"`
-	} `json:"organizations"`
-	Keys []struct {
-		Name           string `json:"name"`
-		Role           string `json:"role"`
-		OrganizationID string `json:"organization_id"`
-		Address        string `json:"address"`
-		File           string `json:"file"`
-	} `json:"keys"`
-}
-
-// ReadDescription reads DIR/testnet.json.
-func ReadDescription(dir string) (*Description, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, "testnet.json"))
-	if err != nil {
-		return nil, err
-	}
-	var d Description
-	if err := json.Unmarshal(raw, &d); err != nil {
-		return nil, fmt.Errorf("testnet.json: %w", err)
-	}
-	return &d, nil
-}
-
 // Net is a running testnet.
 type Net struct {
 	t       testing.TB
@@ -133,7 +86,7 @@ type Net struct {
 	opts    Options
 	Dir     string
 	LogDir  string
-	Desc    *Description
+	Desc    *manifest.Testnet
 	ChainID string
 
 	nodes []*node
@@ -211,7 +164,7 @@ func Start(t testing.TB, o Options) *Net {
 	if out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput(); err != nil {
 		t.Fatalf("emrchaind %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	n.Desc, err = ReadDescription(n.Dir)
+	n.Desc, err = manifest.Read(n.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,20 +201,23 @@ func freeBasePort(validators int) (int, error) {
 	span := portStride * validators
 	for range portSearchTries {
 		base := portRangeLow + rand.IntN((portRangeHigh-portRangeLow-span)/portStride)*portStride
-		free := true
-		for p := base; p < base+span && free; p++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-			if err != nil {
-				free = false
-				break
-			}
-			l.Close()
-		}
-		if free {
+		if portsFree(base, span) {
 			return base, nil
 		}
 	}
 	return 0, fmt.Errorf("no block of %d free ports in %d-%d after %d tries", span, portRangeLow, portRangeHigh, portSearchTries)
+}
+
+// portsFree reports whether the n ports from base can be listened on.
+func portsFree(base, n int) bool {
+	for p := base; p < base+n; p++ {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			return false
+		}
+		l.Close()
+	}
+	return true
 }
 
 // Len is the number of validators.
@@ -380,22 +336,29 @@ func (n *Net) signal(i int, sig syscall.Signal, wait time.Duration) error {
 	nd.mu.Lock()
 	p := nd.proc
 	nd.mu.Unlock()
+	return p.signal(nd.name, sig, wait)
+}
+
+// signal sends p (called name in errors) sig and waits for it to exit. A
+// process that does not exit within wait is killed and an error; so is one
+// that exits uncleanly after SIGTERM.
+func (p *process) signal(name string, sig syscall.Signal, wait time.Duration) error {
 	if p == nil || p.exited() {
-		return fmt.Errorf("%s is not running", nd.name)
+		return fmt.Errorf("%s is not running", name)
 	}
 	if err := p.cmd.Process.Signal(sig); err != nil {
-		return fmt.Errorf("%s: signal %v: %w", nd.name, sig, err)
+		return fmt.Errorf("%s: signal %v: %w", name, sig, err)
 	}
 	select {
 	case <-p.done:
 		if sig == syscall.SIGTERM && p.err != nil {
-			return fmt.Errorf("%s exited uncleanly after SIGTERM: %v", nd.name, p.err)
+			return fmt.Errorf("%s exited uncleanly after SIGTERM: %v", name, p.err)
 		}
 		return nil
 	case <-time.After(wait):
 		_ = p.cmd.Process.Kill()
 		<-p.done
-		return fmt.Errorf("%s did not exit within %v of %v; killed", nd.name, wait, sig)
+		return fmt.Errorf("%s did not exit within %v of %v; killed", name, wait, sig)
 	}
 }
 

@@ -103,18 +103,11 @@ func (n *Net) StartStorage() {
 // KillStorage kills the MinIO server (SIGKILL) and waits for it to exit.
 func (n *Net) KillStorage() {
 	n.t.Helper()
-	s := &n.storage
-	s.mu.Lock()
-	p := s.proc
-	s.mu.Unlock()
-	if p == nil || p.exited() {
-		n.t.Fatal("MinIO is not running")
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-p.done:
-	case <-time.After(killWait):
-		n.t.Fatalf("minio did not exit within %v of SIGKILL", killWait)
+	n.storage.mu.Lock()
+	p := n.storage.proc
+	n.storage.mu.Unlock()
+	if err := p.signal("minio", syscall.SIGKILL, killWait); err != nil {
+		n.t.Fatal(err)
 	}
 }
 

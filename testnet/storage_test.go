@@ -25,29 +25,9 @@ import (
 // with wrong bytes. Restarted on its data, the store serves the blob it
 // held again, through any sidecar.
 func TestSidecarStorageKilled(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a 4-validator testnet and MinIO")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	net := testnet.Start(t, testnet.Options{Validators: 4, Blob: "minio"})
+	ctx, net := setupWith(t, testnet.Options{Validators: 4, Blob: "minio"})
 	tr := testnet.Transport{Net: net}
-	org := apptest.HospitalA
-	clinician := apptest.NewActor("storage-clinician")
-	patient := apptest.NewActor("storage-patient")
-	id := apptest.PatientID(patient.Name)
-	must := func(step string, a *apptest.Actor, msg *emrv1.Msg) {
-		t.Helper()
-		out, err := tr.Submit(a, msg)
-		if err != nil || out.Code != 0 {
-			t.Fatalf("%s: %v, code %d %s", step, err, out.Code, out.Log)
-		}
-	}
-	must("register clinician", net.Registrar(org), apptest.RegisterMember(clinician, emrv1.Role_ROLE_CLINICIAN, org))
-	must("enroll", patient, apptest.Enroll(patient, id))
-	must("grant", patient, apptest.Grant(id, clinician, apptest.GrantSpec{
-		Rights: []emrv1.Right{emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_WRITE}, NotAfter: time.Now().Add(24 * time.Hour),
-	}))
+	clinician, _, id := careTeam(t, tr, apptest.HospitalA, "storage")
 
 	// Upload through node0's sidecar, record it, log the read, download
 	// through node2's: one shared store.
@@ -60,8 +40,8 @@ func TestSidecarStorageKilled(t *testing.T) {
 	if _, err := sc(0).Put(ctx, id, sum, bytes.NewReader(blob), int64(len(blob))); err != nil {
 		t.Fatalf("upload: %v", err)
 	}
-	must("add record", clinician, addRecord(clinician, id, sum, len(blob)))
-	must("log the read", clinician, apptest.Access(id, emrv1.Purpose_PURPOSE_TREATMENT, 1))
+	mustSubmit(t, tr, "add record", clinician, addRecord(clinician, id, sum, len(blob)))
+	mustSubmit(t, tr, "log the read", clinician, apptest.Access(id, emrv1.Purpose_PURPOSE_TREATMENT, 1))
 	download := func(i int) ([]byte, error) {
 		cctx, ccancel := context.WithTimeout(ctx, 15*time.Second)
 		defer ccancel()
@@ -81,7 +61,7 @@ func TestSidecarStorageKilled(t *testing.T) {
 		}
 	}
 	other := sha256.Sum256([]byte("stored later"))
-	must("add a record while the storage is down", clinician, addRecord(clinician, id, other, 12))
+	mustSubmit(t, tr, "add a record while the storage is down", clinician, addRecord(clinician, id, other, 12))
 	t.Logf("storage killed: the chain went on from %d to %d and committed a record", h, net.MaxHeight())
 
 	// Every sidecar at once (the store client's retries make each answer

@@ -69,7 +69,7 @@ type wTx struct {
 // members; prefix keeps its actors' names unique on the chain.
 func NewWorkload(n *Net, seed uint64, prefix string) *Workload {
 	w := &Workload{net: n, rnd: rand.New(rand.NewPCG(seed, 7)), prefix: prefix, Codes: map[uint32]int{}}
-	for _, o := range n.Desc.Organizations {
+	for _, o := range n.Desc.Orgs {
 		w.orgs = append(w.orgs, o.ID)
 		w.members = append(w.members, &wMember{actor: n.Registrar(o.ID), org: o.ID, role: emrv1.Role_ROLE_REGISTRAR})
 	}
