@@ -14,6 +14,7 @@ import (
 	"github.com/cometbft/cometbft/crypto/ed25519"
 
 	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/client/keyring"
 	emrchainv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -38,17 +39,9 @@ role is one of patient, clinician, researcher, registrar, auditor. The keys
 are generated on this machine and written in the clear: they are for
 development and testing, never for a production consortium.`
 
-// devKey is the dev key file format (see devKeyFormatHelp).
-type devKey struct {
-	Name           string `json:"name"`
-	Address        string `json:"address"`
-	SignPrivKey    []byte `json:"sign_priv_key"`
-	SignPubKey     []byte `json:"sign_pub_key"`
-	EncPrivKey     []byte `json:"enc_priv_key"`
-	EncPubKey      []byte `json:"enc_pub_key"`
-	Role           string `json:"role"`
-	OrganizationID string `json:"organization_id"`
-}
+// devKey is the dev key file format (see devKeyFormatHelp): emrcli's
+// keyring.DevKey, which it reads, with what init and testnet do with one.
+type devKey struct{ keyring.DevKey }
 
 // keyNameRE keeps key names usable as file names on every platform.
 var keyNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -64,7 +57,7 @@ func newDevKey(name string, role emrchainv1.Role, orgID string) (*devKey, error)
 		return nil, fmt.Errorf("generate X25519 key: %w", err)
 	}
 	pub := sign.PubKey().Bytes()
-	return &devKey{
+	return &devKey{keyring.DevKey{
 		Name:           name,
 		Address:        hex.EncodeToString(app.AddressOf(pub)),
 		SignPrivKey:    sign.Bytes(),
@@ -73,7 +66,7 @@ func newDevKey(name string, role emrchainv1.Role, orgID string) (*devKey, error)
 		EncPubKey:      enc.PublicKey().Bytes(),
 		Role:           roleName(role),
 		OrganizationID: orgID,
-	}, nil
+	}}, nil
 }
 
 // genesisMember is the key's entry in GenesisState.members.
@@ -92,16 +85,22 @@ func (k *devKey) path(home string) string {
 	return filepath.Join(home, devKeysDir, k.Name+".json")
 }
 
-// write saves the key file with mode 0600, refusing to overwrite one.
+// write saves the key file under home with mode 0600, refusing to overwrite
+// one.
 func (k *devKey) write(home string) error {
-	if err := os.MkdirAll(filepath.Join(home, devKeysDir), 0o700); err != nil {
+	return writeKeyFile(filepath.Join(home, devKeysDir), k)
+}
+
+// writeKeyFile writes k as dir/NAME.json (mode 0600), refusing to overwrite.
+func writeKeyFile(dir string, k *devKey) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	b, err := json.MarshalIndent(k, "", "  ")
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(k.path(home), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.OpenFile(filepath.Join(dir, k.Name+".json"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}

@@ -326,26 +326,6 @@ func prepareTestnetDir(out string, force bool) error {
 	return os.MkdirAll(out, 0o755)
 }
 
-// writeKeyFile writes k as dir/NAME.json (mode 0600), refusing to overwrite.
-func writeKeyFile(dir string, k *devKey) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	b, err := json.MarshalIndent(k, "", "  ")
-	if err != nil {
-		return err
-	}
-	f, err := os.OpenFile(filepath.Join(dir, k.Name+".json"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
 // configureTestnetServices gives the node's blob sidecar its blob store in
 // app.toml's [sidecar] table (init has set the gRPC, REST and sidecar
 // listen addresses). With minio, all sidecars share one server and one
