@@ -3,7 +3,6 @@ package load
 import (
 	"crypto/ecdh"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -14,7 +13,9 @@ import (
 	"github.com/cometbft/cometbft/crypto/ed25519"
 
 	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/client/keyring"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+	"github.com/emrchain/emrchain/testnet/manifest"
 )
 
 // signer holds one member's keys. Load actors derive theirs from a name, so
@@ -44,42 +45,22 @@ func (s *signer) tx(chainID string, seq uint64, msg *emrv1.Msg) ([]byte, error) 
 	return app.EncodeTx(&emrv1.TxBody{ChainId: chainID, SignerPubKey: s.pub, Sequence: seq, Msg: msg}, s.sign.Sign)
 }
 
-// keyFile is the development key file of emrchaind (init/testnet write
-// them; see `emrchaind init --help`).
-type keyFile struct {
-	Name           string `json:"name"`
-	Address        string `json:"address"`
-	SignPrivKey    []byte `json:"sign_priv_key"`
-	Role           string `json:"role"`
-	OrganizationID string `json:"organization_id"`
-}
-
-// readJSON decodes the JSON file at path into v; its errors name the file.
-func readJSON(path string, v any) error {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return nil
-}
-
 // registrar is a registrar's key and its organization.
 type registrar struct {
 	*signer
 	org string
 }
 
-// readRegistrar reads a development key file of a registrar.
+// readRegistrar reads a development key file of a registrar (checked by
+// keyring.ParseDevKey, the parser emrcli imports them with).
 func readRegistrar(path string) (*registrar, error) {
-	var k keyFile
-	if err := readJSON(path, &k); err != nil {
+	raw, err := os.ReadFile(path)
+	if err != nil {
 		return nil, err
 	}
-	if len(k.SignPrivKey) != ed25519.PrivateKeySize {
-		return nil, fmt.Errorf("%s: sign_priv_key has %d bytes, want %d", path, len(k.SignPrivKey), ed25519.PrivateKeySize)
+	k, err := keyring.ParseDevKey(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if k.Role != "registrar" {
 		return nil, fmt.Errorf("%s: role %q, want registrar", path, k.Role)
@@ -87,9 +68,6 @@ func readRegistrar(path string) (*registrar, error) {
 	priv := ed25519.PrivKey(k.SignPrivKey)
 	pub := priv.PubKey().Bytes()
 	s := &signer{name: k.Name, sign: priv, pub: pub, address: app.AddressOf(pub)}
-	if got := fmt.Sprintf("%x", s.address); got != strings.ToLower(k.Address) {
-		return nil, fmt.Errorf("%s: address %s does not match the key (%s)", path, k.Address, got)
-	}
 	return &registrar{signer: s, org: k.OrganizationID}, nil
 }
 
@@ -103,29 +81,11 @@ type Target struct {
 	Registrars []string
 }
 
-// testnetJSON is the part of DIR/testnet.json (emrchaind testnet) a load
-// needs.
-type testnetJSON struct {
-	ChainID string `json:"chain_id"`
-	Nodes   []struct {
-		RPC string `json:"rpc"`
-	} `json:"nodes"`
-	Orgs []struct {
-		ID   string `json:"id"`
-		Kind string `json:"kind"`
-	} `json:"organizations"`
-	Keys []struct {
-		Role           string `json:"role"`
-		OrganizationID string `json:"organization_id"`
-		File           string `json:"file"`
-	} `json:"keys"`
-}
-
 // ReadTestnet reads the target from DIR/testnet.json as `emrchaind
 // testnet` writes it: every node's RPC and the registrars of its hospitals.
 func ReadTestnet(dir string) (Target, error) {
-	var d testnetJSON
-	if err := readJSON(filepath.Join(dir, "testnet.json"), &d); err != nil {
+	d, err := manifest.Read(dir)
+	if err != nil {
 		return Target{}, err
 	}
 	t := Target{ChainID: d.ChainID}

@@ -3,6 +3,7 @@ package load
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
 	"encoding/hex"
 	"encoding/json"
 	"io"
@@ -15,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/emrchain/emrchain/client/keyring"
 )
 
 // TestConfigBounds: the bounds of `emrchaind load --help` are enforced, bad
@@ -198,8 +201,15 @@ func TestReadTestnet(t *testing.T) {
 		return path
 	}
 	s := newSigner("reg")
-	key := func(role, addr string) keyFile {
-		return keyFile{Name: "reg", Address: addr, SignPrivKey: s.sign, Role: role, OrganizationID: "h1"}
+	enc, err := ecdh.X25519().NewPrivateKey(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := func(role, addr string) keyring.DevKey {
+		return keyring.DevKey{
+			Name: "reg", Address: addr, SignPrivKey: s.sign, SignPubKey: s.pub,
+			EncPrivKey: enc.Bytes(), EncPubKey: enc.PublicKey().Bytes(), Role: role, OrganizationID: "h1",
+		}
 	}
 	addr := strings.ToUpper(hex.EncodeToString(s.address))
 	reg := write("reg.json", key("registrar", addr))
@@ -226,10 +236,12 @@ func TestReadTestnet(t *testing.T) {
 	if err != nil || !bytes.Equal(r.address, s.address) || r.org != "h1" {
 		t.Fatalf("readRegistrar: %+v, %v", r, err)
 	}
-	for name, k := range map[string]keyFile{
+	short := key("registrar", addr)
+	short.SignPrivKey = s.sign[:10]
+	for name, k := range map[string]keyring.DevKey{
 		"clinician":     key("clinician", addr),
 		"wrong address": key("registrar", hex.EncodeToString(newSigner("other").address)),
-		"short key":     {Role: "registrar", Address: addr, SignPrivKey: s.sign[:10]},
+		"short key":     short,
 	} {
 		if _, err := readRegistrar(write("bad.json", k)); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -434,3 +434,15 @@ func Compare(w io.Writer, emr, kv *Summary) {
 	}
 	fmt.Fprintf(w, "emrchain %.0f tx/s, kvstore %.0f tx/s, ratio %.2f\n", emr.TPS, kv.TPS, ratio)
 }
+
+// readJSON decodes the JSON file at path into v; its errors name the file.
+func readJSON(path string, v any) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
