@@ -31,14 +31,14 @@ func TestEventsIndexWhoAndWhat(t *testing.T) {
 		name      string
 		msg       *emrv1.Msg
 		indexed   map[string]string
-		unindexed []string
+		unindexed map[string]string // "": any value
 	}{
 		{"AddRecord", apptest.AddRecord(doc, id, "lab-results", "events"),
 			map[string]string{"action": "add_record", "signer": signer, "patient": patient, "record": record},
-			[]string{"category"}},
+			map[string]string{"category": "lab-results", app.BlobAttribute: hex.EncodeToString(apptest.Blob("events"))}},
 		{"RecordAccess", apptest.Access(id, emrv1.Purpose_PURPOSE_TREATMENT, 1),
 			map[string]string{"action": "record_access", "signer": signer, "patient": patient, "record": record},
-			[]string{"accessor", "purpose"}},
+			map[string]string{"accessor": "", "purpose": ""}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := c.Must(doc, tc.msg)
@@ -54,8 +54,8 @@ func TestEventsIndexWhoAndWhat(t *testing.T) {
 					t.Errorf("%s = %+v, want %q indexed", k, a, v)
 				}
 			}
-			for _, k := range tc.unindexed {
-				if a, ok := got[k]; !ok || a.Index {
+			for k, v := range tc.unindexed {
+				if a, ok := got[k]; !ok || a.Index || (v != "" && a.Value != v) {
 					t.Errorf("%s = %+v, want it reported, not indexed", k, a)
 				}
 			}

@@ -34,6 +34,12 @@ type Event struct {
 // read e.g. "emrchain.patient='<hex>'".
 const EventType = "emrchain"
 
+// BlobAttribute is the (unindexed) event attribute that names, in lowercase
+// hex, the SHA-256 of the ciphertext an AddRecord or ShareRecord references.
+// Blob sidecars read it from block results to learn which blobs committed
+// state references (offchain/sidecar); the state keeps no index by hash.
+const BlobAttribute = "blob"
+
 // Result is the outcome of one transaction. Code 0 is success.
 type Result struct {
 	Code      uint32

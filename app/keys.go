@@ -22,12 +22,12 @@ const (
 	prefixPermission   byte = 0x08 // 0x08 | patient id | grantee         → Permission
 	prefixGrant        byte = 0x09 // 0x09 | grantee | patient id         → marker
 	prefixRecord       byte = 0x0a // 0x0a | patient id | seq             → Record
-	prefixRecordHash   byte = 0x0b // 0x0b | sha256 | patient id | seq    → marker
+	_                  byte = 0x0b // retired: was sha256 | patient id | seq (see docs/decisions.md)
 	prefixAccess       byte = 0x0c // 0x0c | patient id | seq             → AccessEvent
 	prefixLastAccess   byte = 0x0d // 0x0d | patient id | record | member → access seq (8 bytes)
 	prefixStudy        byte = 0x0e // 0x0e | study id                     → Study
 	prefixShare        byte = 0x0f // 0x0f | patient id | seq             → Share
-	prefixShareHash    byte = 0x10 // 0x10 | sha256 | patient id | seq    → marker
+	_                  byte = 0x10 // retired: was sha256 | patient id | seq (see docs/decisions.md)
 )
 
 const indexMarker = 1
@@ -72,10 +72,6 @@ func grantPrefix(grantee []byte) []byte           { return join([]byte{prefixGra
 func grantKey(grantee, patient []byte) []byte     { return join(grantPrefix(grantee), patient) }
 func recordPrefix(patient []byte) []byte          { return join([]byte{prefixRecord}, patient) }
 func recordKey(patient []byte, seq uint64) []byte { return join(recordPrefix(patient), u64(seq)) }
-func recordHashPrefix(sum []byte) []byte          { return join([]byte{prefixRecordHash}, sum) }
-func recordHashKey(sum, patient []byte, seq uint64) []byte {
-	return join(recordHashPrefix(sum), patient, u64(seq))
-}
 func accessPrefix(patient []byte) []byte          { return join([]byte{prefixAccess}, patient) }
 func accessKey(patient []byte, seq uint64) []byte { return join(accessPrefix(patient), u64(seq)) }
 func lastAccessKey(patient []byte, record uint64, member []byte) []byte {
@@ -84,9 +80,6 @@ func lastAccessKey(patient []byte, record uint64, member []byte) []byte {
 func studyKey(id string) []byte                  { return join([]byte{prefixStudy}, []byte(id)) }
 func sharePrefix(patient []byte) []byte          { return join([]byte{prefixShare}, patient) }
 func shareKey(patient []byte, seq uint64) []byte { return join(sharePrefix(patient), u64(seq)) }
-func shareHashKey(sum, patient []byte, seq uint64) []byte {
-	return join([]byte{prefixShareHash}, sum, patient, u64(seq))
-}
 
 // prefixEnd returns the smallest key greater than every key with prefix p.
 func prefixEnd(p []byte) []byte {

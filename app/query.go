@@ -374,6 +374,21 @@ func (q *Querier) Record(_ context.Context, req *emrv1.QueryRecordRequest) (*emr
 	return &emrv1.QueryRecordResponse{Record: rec}, nil
 }
 
+func (q *Querier) Share(_ context.Context, req *emrv1.QueryShareRequest) (*emrv1.QueryShareResponse, error) {
+	id, err := parseHex("patient id", req.PatientId, PatientIDSize)
+	if err != nil {
+		return nil, err
+	}
+	sh, err := getTyped[emrv1.Share](q.st(), shareKey(id, req.Sequence))
+	if err != nil {
+		return nil, err
+	}
+	if sh == nil {
+		return nil, fmt.Errorf("%w: patient %x has no share %d", ErrNotFound, id, req.Sequence)
+	}
+	return &emrv1.QueryShareResponse{Share: sh}, nil
+}
+
 func (q *Querier) AccessEvents(_ context.Context, req *emrv1.QueryAccessEventsRequest) (*emrv1.QueryAccessEventsResponse, error) {
 	p, limit, err := q.patientPage(req.PatientId, req.Page)
 	if err != nil {
@@ -508,56 +523,6 @@ func parseHex(what, s string, size int) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %s must be %d hex characters, got %q", ErrInvalidQuery, what, 2*size, s)
 	}
 	return b, nil
-}
-
-// maxByHash bounds the records or shares one hash lookup returns: the same
-// ciphertext uploaded again and again is not a reason to scan without end.
-const maxByHash = 100
-
-func (q *Querier) RecordsByHash(_ context.Context, req *emrv1.QueryRecordsByHashRequest) (*emrv1.QueryRecordsByHashResponse, error) {
-	sum, err := parseHex("sha256", req.Sha256, HashSize)
-	if err != nil {
-		return nil, err
-	}
-	resp := &emrv1.QueryRecordsByHashResponse{}
-	prefix := recordHashPrefix(sum)
-	err = q.scan(prefix, prefixEnd(prefix), true, func(key, _ []byte) (bool, error) {
-		rest := key[len(prefix):]
-		if len(rest) != PatientIDSize+8 {
-			return false, fmt.Errorf("malformed record hash index key %x", key)
-		}
-		seq, _ := decodeU64(rest[PatientIDSize:])
-		rec, err := q.st().record(rest[:PatientIDSize], seq)
-		if err != nil || rec == nil {
-			return false, fmt.Errorf("record hash index %x without record: %v", key, err)
-		}
-		resp.Records = append(resp.Records, rec)
-		return len(resp.Records) < maxByHash, nil
-	})
-	return resp, err
-}
-
-func (q *Querier) SharesByHash(_ context.Context, req *emrv1.QuerySharesByHashRequest) (*emrv1.QuerySharesByHashResponse, error) {
-	sum, err := parseHex("sha256", req.Sha256, HashSize)
-	if err != nil {
-		return nil, err
-	}
-	resp := &emrv1.QuerySharesByHashResponse{}
-	prefix := join([]byte{prefixShareHash}, sum)
-	err = q.scan(prefix, prefixEnd(prefix), true, func(key, _ []byte) (bool, error) {
-		rest := key[len(prefix):]
-		if len(rest) != PatientIDSize+8 {
-			return false, fmt.Errorf("malformed share hash index key %x", key)
-		}
-		seq, _ := decodeU64(rest[PatientIDSize:])
-		s, err := getTyped[emrv1.Share](q.st(), shareKey(rest[:PatientIDSize], seq))
-		if err != nil || s == nil {
-			return false, fmt.Errorf("share hash index %x without share: %v", key, err)
-		}
-		resp.Shares = append(resp.Shares, s)
-		return len(resp.Shares) < maxByHash, nil
-	})
-	return resp, err
 }
 
 func (q *Querier) LastAccess(_ context.Context, req *emrv1.QueryLastAccessRequest) (*emrv1.QueryLastAccessResponse, error) {

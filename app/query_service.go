@@ -90,11 +90,8 @@ func (s *QueryService) AccessEvents(ctx context.Context, r *emrv1.QueryAccessEve
 func (s *QueryService) Shares(ctx context.Context, r *emrv1.QuerySharesRequest) (*emrv1.QuerySharesResponse, error) {
 	return call[emrv1.QuerySharesResponse](ctx, s, "Shares", r)
 }
-func (s *QueryService) RecordsByHash(ctx context.Context, r *emrv1.QueryRecordsByHashRequest) (*emrv1.QueryRecordsByHashResponse, error) {
-	return call[emrv1.QueryRecordsByHashResponse](ctx, s, "RecordsByHash", r)
-}
-func (s *QueryService) SharesByHash(ctx context.Context, r *emrv1.QuerySharesByHashRequest) (*emrv1.QuerySharesByHashResponse, error) {
-	return call[emrv1.QuerySharesByHashResponse](ctx, s, "SharesByHash", r)
+func (s *QueryService) Share(ctx context.Context, r *emrv1.QueryShareRequest) (*emrv1.QueryShareResponse, error) {
+	return call[emrv1.QueryShareResponse](ctx, s, "Share", r)
 }
 func (s *QueryService) LastAccess(ctx context.Context, r *emrv1.QueryLastAccessRequest) (*emrv1.QueryLastAccessResponse, error) {
 	return call[emrv1.QueryLastAccessResponse](ctx, s, "LastAccess", r)

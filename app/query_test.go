@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
 	"testing"
 	"time"
@@ -12,9 +13,8 @@ import (
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
-// TestBlobQueries covers the questions the blob sidecar asks: which records
-// have this ciphertext, which shares, and when did a member last read a
-// record.
+// TestBlobQueries covers the questions the blob sidecar asks: a member's
+// last read of a record, and one share of a record with a study.
 func TestBlobQueries(t *testing.T) {
 	c := apptest.New(t, apptest.Options{})
 	regA, regR := apptest.Registrar(apptest.HospitalA), apptest.Registrar(apptest.Research)
@@ -28,16 +28,6 @@ func TestBlobQueries(t *testing.T) {
 		Rights: []emrv1.Right{emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_SHARE}, NotAfter: c.Now.Add(time.Hour), Study: "blob-study",
 	}))
 	c.Must(pat, apptest.AddRecord(pat, pid, "imaging", "ct-scan"))
-
-	var byHash emrv1.QueryRecordsByHashResponse
-	c.Query("RecordsByHash", &emrv1.QueryRecordsByHashRequest{Sha256: hexOf(apptest.Blob("ct-scan"))}, &byHash)
-	if len(byHash.Records) != 1 || byHash.Records[0].Sequence != 1 {
-		t.Fatalf("RecordsByHash = %v, want record 1", byHash.Records)
-	}
-	c.Query("RecordsByHash", &emrv1.QueryRecordsByHashRequest{Sha256: hexOf(apptest.Blob("unknown"))}, &byHash)
-	if len(byHash.Records) != 0 {
-		t.Fatalf("RecordsByHash of an unknown blob = %v", byHash.Records)
-	}
 
 	lastAccess := func() (*emrv1.AccessEvent, error) {
 		var resp emrv1.QueryLastAccessResponse
@@ -60,13 +50,16 @@ func TestBlobQueries(t *testing.T) {
 
 	share := apptest.Share(pid, 1, "blob-study", false)
 	c.Must(doc, share)
-	var shares emrv1.QuerySharesByHashResponse
-	c.Query("SharesByHash", &emrv1.QuerySharesByHashRequest{Sha256: hexOf(share.GetShareRecord().SharedSha256)}, &shares)
-	if len(shares.Shares) != 1 || shares.Shares[0].StudyId != "blob-study" {
-		t.Fatalf("SharesByHash = %v", shares.Shares)
+	var got emrv1.QueryShareResponse
+	c.Query("Share", &emrv1.QueryShareRequest{PatientId: hexOf(pid), Sequence: 1}, &got)
+	if got.Share.GetStudyId() != "blob-study" || !bytes.Equal(got.Share.GetSharedSha256(), share.GetShareRecord().SharedSha256) {
+		t.Fatalf("Share = %v", got.Share)
 	}
-	if err := c.TryQuery("RecordsByHash", &emrv1.QueryRecordsByHashRequest{Sha256: "zz"}, &byHash); app.CodeOf(err) != app.ErrInvalidQuery.Code() {
-		t.Fatalf("bad hash: %v", err)
+	if err := c.TryQuery("Share", &emrv1.QueryShareRequest{PatientId: hexOf(pid), Sequence: 2}, &got); app.CodeOf(err) != app.ErrNotFound.Code() {
+		t.Fatalf("a share that does not exist: %v", err)
+	}
+	if err := c.TryQuery("Share", &emrv1.QueryShareRequest{PatientId: "zz", Sequence: 1}, &got); app.CodeOf(err) != app.ErrInvalidQuery.Code() {
+		t.Fatalf("bad patient id: %v", err)
 	}
 }
 

@@ -51,9 +51,9 @@ func (ctx *txContext) addRecord(m *emrv1.MsgAddRecord) error {
 	}
 	ctx.attr("record", recordRef(p.Id, rec.Sequence))
 	ctx.detail("category", m.Category)
+	ctx.detail(BlobAttribute, hex.EncodeToString(m.CiphertextSha256))
 	return firstError(
 		ctx.st.put(recordKey(p.Id, rec.Sequence), rec),
-		ctx.st.mark(recordHashKey(m.CiphertextSha256, p.Id, rec.Sequence)),
 		ctx.st.put(patientKey(p.Id), p),
 	)
 }

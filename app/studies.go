@@ -113,9 +113,9 @@ func (ctx *txContext) shareRecord(m *emrv1.MsgShareRecord) error {
 	ctx.attr("record", recordRef(p.Id, m.RecordSequence))
 	ctx.attr("study", m.StudyId)
 	ctx.detail("sharer", hex.EncodeToString(ctx.tx.Signer))
+	ctx.detail(BlobAttribute, hex.EncodeToString(m.SharedSha256))
 	return firstError(
 		ctx.st.put(shareKey(p.Id, share.Sequence), share),
-		ctx.st.mark(shareHashKey(m.SharedSha256, p.Id, share.Sequence)),
 		ctx.st.put(patientKey(p.Id), p),
 	)
 }

@@ -53,7 +53,7 @@ import (
 // # Download (Download)
 //
 //	verified Record ─▶ unwrap data key (KEK of record.key_version) ─▶ RecordAccess (committed)
-//	─▶ GET from each sidecar in turn ─▶ scratch file, hashed, bounded by record.size
+//	─▶ GET the record's blob from each sidecar in turn ─▶ scratch file, hashed, bounded by record.size
 //	─▶ SHA-256 == record.ciphertext_sha256 ? ─▶ decrypt (authenticated) ─▶ pending file ─▶ fsync, link/rename
 //
 // The record (and so its hash, size, key version and wrapped key) comes
@@ -524,7 +524,7 @@ func (c *Client) Download(ctx context.Context, s Signer, req DownloadRequest, op
 			return nil, err
 		}
 	}
-	ct, url, err := fetchBlob(ctx, s, rec.CiphertextSha256, rec.Size, filepath.Dir(req.Output), opts, !req.ReuseAccess)
+	ct, url, err := fetchBlob(ctx, s, sidecar.RecordRef(rec.PatientId, rec.Sequence), rec.CiphertextSha256, rec.Size, filepath.Dir(req.Output), opts, !req.ReuseAccess)
 	if err != nil {
 		return nil, fmt.Errorf("record %d: %w", req.Record, err)
 	}
@@ -576,7 +576,7 @@ func unwrapRecordKey(rec *emrv1.Record, kekOf KEKFunc) ([]byte, error) {
 // retry allows two more rounds when every sidecar refused or failed (not
 // when one lied): a sidecar behind a node a block late has not seen an
 // access event committed a moment ago.
-func fetchBlob(ctx context.Context, s Signer, sum []byte, size uint64, dir string, opts TransferOptions, retry bool) (*scratchFile, string, error) {
+func fetchBlob(ctx context.Context, s Signer, ref sidecar.BlobRef, sum []byte, size uint64, dir string, opts TransferOptions, retry bool) (*scratchFile, string, error) {
 	if len(sum) != sha256.Size {
 		return nil, "", fmt.Errorf("%w: the record's hash is %d bytes", ErrCiphertextMismatch, len(sum))
 	}
@@ -603,7 +603,7 @@ func fetchBlob(ctx context.Context, s Signer, sum []byte, size uint64, dir strin
 		fails = fails[:0]
 		lied := false
 		for _, u := range opts.Sidecars {
-			f, err := fetchFrom(ctx, s, u, [32]byte(sum), int64(size), dir, opts)
+			f, err := fetchFrom(ctx, s, u, ref, [32]byte(sum), int64(size), dir, opts)
 			if err == nil {
 				return f, u, nil
 			}
@@ -636,14 +636,14 @@ var errTooLong = errors.New("more bytes than the record's size")
 
 // fetchFrom downloads the blob sum (size bytes) from the sidecar at url
 // into a scratch file in dir positioned at its start.
-func fetchFrom(ctx context.Context, s Signer, url string, sum [32]byte, size int64, dir string, opts TransferOptions) (*scratchFile, error) {
+func fetchFrom(ctx context.Context, s Signer, url string, ref sidecar.BlobRef, sum [32]byte, size int64, dir string, opts TransferOptions) (*scratchFile, error) {
 	f, err := newScratch(dir)
 	if err != nil {
 		return nil, fmt.Errorf("scratch file for the ciphertext: %w", err)
 	}
 	sc := opts.sidecarClient(url, s)
 	w := &boundedWriter{w: f, limit: size, progress: opts.Progress}
-	n, err := sc.Get(ctx, sum, w, nil)
+	n, err := sc.Get(ctx, ref, sum, w, nil)
 	switch {
 	case errors.Is(err, sidecar.ErrHashMismatch):
 		err = &mismatchError{err.Error()}
@@ -763,7 +763,7 @@ func (c *Client) ShareRecord(ctx context.Context, s Signer, req ShareRequest, op
 			return nil, err
 		}
 	}
-	ct, _, err := fetchBlob(ctx, s, rec.CiphertextSha256, rec.Size, opts.TempDir, opts, !req.ReuseAccess)
+	ct, _, err := fetchBlob(ctx, s, sidecar.RecordRef(rec.PatientId, rec.Sequence), rec.CiphertextSha256, rec.Size, opts.TempDir, opts, !req.ReuseAccess)
 	if err != nil {
 		return nil, fmt.Errorf("record %d: %w", req.Record, err)
 	}
@@ -943,7 +943,7 @@ func (c *Client) DownloadShare(ctx context.Context, s Signer, req ShareDownloadR
 		return nil, err
 	}
 	defer out.Discard()
-	ct, url, err := fetchBlob(ctx, s, sh.SharedSha256, sh.Size, filepath.Dir(req.Output), opts, true)
+	ct, url, err := fetchBlob(ctx, s, sidecar.ShareRef(sh.PatientId, sh.Sequence), sh.SharedSha256, sh.Size, filepath.Dir(req.Output), opts, true)
 	if err != nil {
 		return nil, fmt.Errorf("share %d: %w", req.Share, err)
 	}

@@ -45,6 +45,14 @@ func (v *ownerView) addBlob(sum [32]byte, size int64) {
 	v.records[sum] = &emrv1.Record{PatientId: v.patient.Id, Sequence: uint64(len(v.records) + 1), CiphertextSha256: sum[:], Size: uint64(size)}
 }
 
+// ref names the record addBlob registered for sum.
+func (v *ownerView) ref(sum [32]byte) sidecar.BlobRef {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	r := v.records[sum]
+	return sidecar.RecordRef(r.PatientId, r.Sequence)
+}
+
 func (v *ownerView) Head(context.Context) (sidecar.Head, error) {
 	return sidecar.Head{Height: 10, Time: time.Now()}, nil
 }
@@ -71,16 +79,24 @@ func (v *ownerView) Permissions(context.Context, []byte) ([]*emrv1.Permission, e
 	return nil, nil
 }
 
-func (v *ownerView) RecordsByHash(_ context.Context, sum [32]byte) ([]*emrv1.Record, error) {
+func (v *ownerView) Record(_ context.Context, id []byte, seq uint64) (*emrv1.Record, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if r, ok := v.records[sum]; ok {
-		return []*emrv1.Record{r}, nil
+	for _, r := range v.records {
+		if bytes.Equal(r.PatientId, id) && r.Sequence == seq {
+			return r, nil
+		}
 	}
-	return nil, nil
+	return nil, fmt.Errorf("%w: record", sidecar.ErrNotFound)
 }
 
-func (v *ownerView) SharesByHash(context.Context, [32]byte) ([]*emrv1.Share, error) { return nil, nil }
+func (v *ownerView) Share(context.Context, []byte, uint64) (*emrv1.Share, error) {
+	return nil, fmt.Errorf("%w: share", sidecar.ErrNotFound)
+}
+
+func (v *ownerView) BlockBlobs(context.Context, int64, int) ([]sidecar.BlockBlobs, error) {
+	return nil, nil
+}
 
 func (v *ownerView) LastAccess(context.Context, []byte, uint64, []byte) (*emrv1.AccessEvent, error) {
 	return nil, fmt.Errorf("%w: access", sidecar.ErrNotFound)

@@ -43,7 +43,7 @@
 //     counters (record_count, access_count, share_count) say the list has;
 //     for Records every record the query walked (also under a category
 //     filter) must have been proven. A node cannot hide a record or a read.
-//   - Permissions, Grants, RecordsByHash and SharesByHash have no counter.
+//   - Permissions and Grants have no counter.
 //     For them the client proves every range the query walked complete
 //     with ICS23 non-existence proofs of its gaps: for each gap between
 //     two listed keys (and before the first, and after the last when the

@@ -217,7 +217,7 @@ func clearHeightAndProofs(m proto.Message) {
 // sequence-numbered lists (Records, AccessEvents, Shares) are checked
 // against the proven patient counters instead (checkComplete).
 var rangeProven = map[string]bool{
-	"Permissions": true, "Grants": true, "RecordsByHash": true, "SharesByHash": true,
+	"Permissions": true, "Grants": true,
 }
 
 // checkComplete makes sure a node cannot shorten a sequence-numbered list

@@ -46,7 +46,7 @@ func TestSidecarStorageKilled(t *testing.T) {
 		cctx, ccancel := context.WithTimeout(ctx, 15*time.Second)
 		defer ccancel()
 		var buf bytes.Buffer
-		_, err := sc(i).Get(cctx, sum, &buf, nil)
+		_, err := sc(i).Get(cctx, sidecar.RecordRef(id, 1), sum, &buf, nil)
 		return buf.Bytes(), err
 	}
 	if got, err := download(2); err != nil || !bytes.Equal(got, blob) {

@@ -326,12 +326,9 @@ func TestAPIServers(t *testing.T) {
 		{"Shares", "/emrchain/v1/patients/" + pidHex + "/shares", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
 			return n.query.Shares(ctx, &emrv1.QuerySharesRequest{PatientId: pidHex}, o...)
 		}, func() proto.Message { return new(emrv1.QuerySharesResponse) }},
-		{"RecordsByHash", "/emrchain/v1/blobs/" + hx(apptest.Blob("api-cbc")) + "/records", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
-			return n.query.RecordsByHash(ctx, &emrv1.QueryRecordsByHashRequest{Sha256: hx(apptest.Blob("api-cbc"))}, o...)
-		}, func() proto.Message { return new(emrv1.QueryRecordsByHashResponse) }},
-		{"SharesByHash", "/emrchain/v1/blobs/" + hx(share.GetShareRecord().SharedSha256) + "/shares", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
-			return n.query.SharesByHash(ctx, &emrv1.QuerySharesByHashRequest{Sha256: hx(share.GetShareRecord().SharedSha256)}, o...)
-		}, func() proto.Message { return new(emrv1.QuerySharesByHashResponse) }},
+		{"Share", "/emrchain/v1/patients/" + pidHex + "/shares/1", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.Share(ctx, &emrv1.QueryShareRequest{PatientId: pidHex, Sequence: 1}, o...)
+		}, func() proto.Message { return new(emrv1.QueryShareResponse) }},
 		{"LastAccess", "/emrchain/v1/patients/" + pidHex + "/records/1/access/" + docHex, func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
 			return n.query.LastAccess(ctx, &emrv1.QueryLastAccessRequest{PatientId: pidHex, Sequence: 1, Accessor: docHex}, o...)
 		}, func() proto.Message { return new(emrv1.QueryLastAccessResponse) }},
@@ -443,8 +440,9 @@ func TestAPIServers(t *testing.T) {
 			get(records+"?page.after=x", 400),
 			get(records+"?page.limit=%zz", 400),
 			get(records+"?height=1&page.limit=%zz", 400),
-			get("/emrchain/v1/blobs/zz/records", 400),
-			get("/emrchain/v1/blobs/"+strings.Repeat("0", 63)+"/shares", 400),
+			get("/emrchain/v1/patients/zz/shares/1", 400),
+			get("/emrchain/v1/patients/"+strings.Repeat("0", 63)+"/shares/1", 400),
+			get(records[:len(records)-len("records")]+"shares/999", 404),
 			get("/emrchain/v1/organizations/no-such-org", 404),
 			get("/emrchain/v1/studies/no-such-study", 404),
 			get("/emrchain/v1/params?height=abc", 400),

@@ -134,11 +134,8 @@ func (s *queryServer) AccessEvents(ctx context.Context, r *emrv1.QueryAccessEven
 func (s *queryServer) Shares(ctx context.Context, r *emrv1.QuerySharesRequest) (*emrv1.QuerySharesResponse, error) {
 	return serveQuery(ctx, s, "Shares", r, s.inner.Shares)
 }
-func (s *queryServer) RecordsByHash(ctx context.Context, r *emrv1.QueryRecordsByHashRequest) (*emrv1.QueryRecordsByHashResponse, error) {
-	return serveQuery(ctx, s, "RecordsByHash", r, s.inner.RecordsByHash)
-}
-func (s *queryServer) SharesByHash(ctx context.Context, r *emrv1.QuerySharesByHashRequest) (*emrv1.QuerySharesByHashResponse, error) {
-	return serveQuery(ctx, s, "SharesByHash", r, s.inner.SharesByHash)
+func (s *queryServer) Share(ctx context.Context, r *emrv1.QueryShareRequest) (*emrv1.QueryShareResponse, error) {
+	return serveQuery(ctx, s, "Share", r, s.inner.Share)
 }
 func (s *queryServer) LastAccess(ctx context.Context, r *emrv1.QueryLastAccessRequest) (*emrv1.QueryLastAccessResponse, error) {
 	return serveQuery(ctx, s, "LastAccess", r, s.inner.LastAccess)

@@ -46,7 +46,11 @@ type sidecarConfig struct {
 	// set, fs otherwise.
 	Backend string `toml:"backend"`
 	// Dir of the fs backend, relative to HOME unless absolute.
-	Dir            string `toml:"dir"`
+	Dir string `toml:"dir"`
+	// RefIndexDir holds the sweep's reference index (the blobs committed
+	// blocks reference, read from block results), relative to HOME unless
+	// absolute.
+	RefIndexDir    string `toml:"ref_index_dir"`
 	MinIOEndpoint  string `toml:"minio_endpoint"`
 	MinIOBucket    string `toml:"minio_bucket"`
 	MinIOAccessKey string `toml:"minio_access_key"`
@@ -89,6 +93,7 @@ func (d duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d)
 const (
 	defaultSidecarListen = "127.0.0.1:7070"
 	defaultSidecarDir    = "data/blobs"
+	defaultRefIndexDir   = "data/sidecar-refs"
 	defaultMinIOBucket   = "emrchain-blobs"
 )
 
@@ -97,6 +102,7 @@ func defaultSidecarConfig() sidecarConfig {
 		Enable:          true,
 		Listen:          defaultSidecarListen,
 		Dir:             defaultSidecarDir,
+		RefIndexDir:     defaultRefIndexDir,
 		MinIOBucket:     defaultMinIOBucket,
 		AccessWindow:    duration(sidecar.DefaultAccessWindow),
 		MaxClockSkew:    duration(sidecar.DefaultMaxClockSkew),
@@ -126,6 +132,9 @@ node = %q
 backend = %q
 # Directory of the fs backend, relative to the home directory.
 dir = %q
+# Directory of the sweep's reference index, relative to the home directory:
+# the blobs committed blocks reference, read from the node's block results.
+ref_index_dir = %q
 # MinIO / S3: "host:port" or "http(s)://host:port"; the bucket is created if
 # missing. MINIO_ACCESS_KEY and MINIO_SECRET_KEY in the environment override
 # the keys below.
@@ -146,7 +155,11 @@ max_clock_skew = %q
 # Signed requests remembered for replay protection.
 replay_cache_size = %d
 # Garbage collection of blobs no committed record or share references: how
-# often ("0s" disables it), how old a blob must be, and bounds per pass.
+# often ("0s" disables it), how old a blob must be, and bounds per pass. A
+# pass deletes nothing until the reference index has read every block from
+# height 1: the node must keep the blocks and ABCI responses it has not read
+# yet (storage.discard_abci_responses = false; with [store] pruning, CometBFT
+# prunes blocks too).
 sweep_interval = %q
 sweep_grace = %q
 sweep_max_deletes = %d
@@ -155,7 +168,7 @@ sweep_max_checks = %d
 # does not hold is fetched through them with the member's own signed request,
 # checked against its SHA-256 and kept. Empty: serve only local blobs.
 peers = %s
-`, c.Enable, c.Listen, c.Node, c.Backend, c.Dir, c.MinIOEndpoint, c.MinIOBucket, c.MinIOAccessKey, c.MinIOSecretKey,
+`, c.Enable, c.Listen, c.Node, c.Backend, c.Dir, c.RefIndexDir, c.MinIOEndpoint, c.MinIOBucket, c.MinIOAccessKey, c.MinIOSecretKey,
 		c.MinIOSecure, c.MinIORegion, c.MinIOPrefix, time.Duration(c.AccessWindow).String(), time.Duration(c.MaxClockSkew).String(),
 		c.ReplayCacheSize, time.Duration(c.SweepInterval).String(), time.Duration(c.SweepGrace).String(), c.SweepMaxDeletes, c.SweepMaxChecks,
 		tomlStrings(c.Peers))
@@ -189,6 +202,12 @@ func (c *sidecarConfig) resolve(home string) error {
 	}
 	if !filepath.IsAbs(c.Dir) {
 		c.Dir = filepath.Join(home, c.Dir)
+	}
+	if c.RefIndexDir == "" {
+		c.RefIndexDir = defaultRefIndexDir
+	}
+	if !filepath.IsAbs(c.RefIndexDir) {
+		c.RefIndexDir = filepath.Join(home, c.RefIndexDir)
 	}
 	switch c.Backend {
 	case sidecarBackendFS:
@@ -252,6 +271,7 @@ func newSidecarServer(ctx context.Context, c sidecarConfig, chain sidecar.ChainV
 		SweepGrace:      time.Duration(c.SweepGrace),
 		SweepMaxDeletes: c.SweepMaxDeletes,
 		SweepMaxChecks:  c.SweepMaxChecks,
+		RefIndexDir:     c.RefIndexDir,
 		Peers:           c.Peers,
 	})
 }
@@ -293,10 +313,10 @@ func newSidecarCmd() *cobra.Command {
 		Use:   "sidecar",
 		Short: "Run the blob sidecar on its own, beside a node",
 		Long: `sidecar runs the blob sidecar: an HTTP server that stores ciphertext under its
-SHA-256 (PUT /v1/blobs) and serves it (GET /v1/blobs/{sha256}, with ranges)
-only to members the chain allows: the patient's owner, or a member whose
-RecordAccess for a record with that hash is committed and younger than the
-access window. Requests are signed with the member's ed25519 key
+SHA-256 (PUT /v1/blobs) and serves it (GET /v1/blobs/{sha256}?record=
+<patient>/<seq>, with ranges) only to members the chain allows: the patient's
+owner, or a member whose RecordAccess for that record is committed and
+younger than the access window; the record must have exactly that blob. Requests are signed with the member's ed25519 key
 (X-Emr-Address, X-Emr-Timestamp, X-Emr-Body-SHA256, X-Emr-Signature);
 stale or replayed requests are refused. GET /healthz and GET /metrics
 (Prometheus) need no signature.
@@ -308,7 +328,16 @@ MinIO credentials come from MINIO_ACCESS_KEY and MINIO_SECRET_KEY or from
 app.toml. The sidecar asks the node at --node (default: rpc.laddr of
 HOME/config/config.toml, else tcp://127.0.0.1:26657) over CometBFT RPC and
 trusts it: run it beside your own node. "emrchaind start" runs the same
-sidecar in-process when [sidecar] enable = true.`,
+sidecar in-process when [sidecar] enable = true.
+
+The sweep deletes blobs older than the grace period that no committed
+record or share references. It learns the references from the node's block
+results (the event attribute emrchain.blob) and keeps them in a reference
+index (HOME/data/sidecar-refs, or ref_index_dir); a pass deletes nothing
+unless it has read every block from height 1 to the head, so the node must
+keep the blocks and ABCI responses it has not read yet. Two sidecars cannot
+share a reference index: give a second one on the same home its own
+--ref-index-dir.`,
 		Example: `  emrchaind sidecar --home ./node0
   emrchaind sidecar --home ./node0 --listen 127.0.0.1:7071 --node tcp://127.0.0.1:26657
   MINIO_ACCESS_KEY=... MINIO_SECRET_KEY=... emrchaind sidecar --home ./node0 \
@@ -321,6 +350,7 @@ sidecar in-process when [sidecar] enable = true.`,
 	f.String("node", "", "CometBFT RPC address of the node to ask (default: app.toml, else config.toml's rpc.laddr)")
 	f.String("backend", "", "blob store: fs or minio (default: app.toml, else minio if an endpoint is set, else fs)")
 	f.String("dir", "", "directory of the fs backend (default: app.toml, else HOME/"+defaultSidecarDir+")")
+	f.String("ref-index-dir", "", "directory of the sweep's reference index (default: app.toml, else HOME/"+defaultRefIndexDir+")")
 	f.String("minio-endpoint", "", "MinIO endpoint, host:port or http(s)://host:port")
 	f.String("minio-bucket", "", "MinIO bucket, created if missing (default: app.toml, else "+defaultMinIOBucket+")")
 	f.Bool("minio-secure", false, "use TLS to MinIO (for a host:port endpoint)")
@@ -339,16 +369,18 @@ func sidecarFromFlags(cmd *cobra.Command, home string) (sidecarConfig, error) {
 	}
 	f := cmd.Flags()
 	for name, dst := range map[string]*string{
-		"listen": &c.Listen, "node": &c.Node, "backend": &c.Backend, "dir": &c.Dir,
+		"listen": &c.Listen, "node": &c.Node, "backend": &c.Backend, "dir": &c.Dir, "ref-index-dir": &c.RefIndexDir,
 		"minio-endpoint": &c.MinIOEndpoint, "minio-bucket": &c.MinIOBucket,
 	} {
 		if f.Changed(name) {
 			*dst, _ = f.GetString(name)
 		}
 	}
-	if f.Changed("dir") && !filepath.IsAbs(c.Dir) {
-		// A flag is relative to the working directory, like every path flag.
-		c.Dir, _ = filepath.Abs(c.Dir)
+	for name, dst := range map[string]*string{"dir": &c.Dir, "ref-index-dir": &c.RefIndexDir} {
+		if f.Changed(name) && !filepath.IsAbs(*dst) {
+			// A flag is relative to the working directory, like every path flag.
+			*dst, _ = filepath.Abs(*dst)
+		}
 	}
 	if f.Changed("minio-secure") {
 		c.MinIOSecure, _ = f.GetBool("minio-secure")

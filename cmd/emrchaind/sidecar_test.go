@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -168,8 +169,11 @@ func startSidecarProc(ctx context.Context, t *testing.T, home string, port int, 
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait(); logFile.Close() }()
+	// done is closed when the process has exited (waitErr then holds why),
+	// so both waitHealthy and the cleanup can wait on it.
+	done := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); logFile.Close(); close(done) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -187,11 +191,14 @@ func startSidecarProc(ctx context.Context, t *testing.T, home string, port int, 
 		}
 	})
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	waitHealthy(ctx, t, base, done)
+	waitHealthy(ctx, t, base, done, func() error { return waitErr })
 	return base
 }
 
-func waitHealthy(ctx context.Context, t *testing.T, base string, exited <-chan error) {
+// waitHealthy waits until base answers /healthz with 200; exited (nil for
+// an in-process sidecar) is closed if the sidecar process exits first, and
+// why says how it exited.
+func waitHealthy(ctx context.Context, t *testing.T, base string, exited <-chan struct{}, why func() error) {
 	t.Helper()
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
@@ -202,8 +209,8 @@ func waitHealthy(ctx context.Context, t *testing.T, base string, exited <-chan e
 			}
 		}
 		select {
-		case err := <-exited:
-			t.Fatalf("sidecar exited during start-up: %v", err)
+		case <-exited:
+			t.Fatalf("sidecar exited during start-up: %v", why())
 		case <-ctx.Done():
 			t.Fatalf("sidecar at %s not healthy in time", base)
 		case <-time.After(100 * time.Millisecond):
@@ -234,9 +241,9 @@ func addRecordMsg(uploader *apptest.Actor, pid []byte, data []byte) *emrv1.Msg {
 	}}}
 }
 
-func getBlob(ctx context.Context, c *sidecar.Client, sum [32]byte, rng *sidecar.Range) ([]byte, error) {
+func getBlob(ctx context.Context, c *sidecar.Client, ref sidecar.BlobRef, sum [32]byte, rng *sidecar.Range) ([]byte, error) {
 	var buf bytes.Buffer
-	_, err := c.Get(ctx, sum, &buf, rng)
+	_, err := c.Get(ctx, ref, sum, &buf, rng)
 	return buf.Bytes(), err
 }
 
@@ -301,14 +308,17 @@ func TestSidecarAgainstNode(t *testing.T) {
 		chain.must(ctx, patient, apptest.Grant(pid, a, apptest.GrantSpec{Rights: []emrv1.Right{emrv1.Right_RIGHT_READ}, NotAfter: until}))
 	}
 
-	// `emrchaind sidecar` with app.toml's settings (fs backend in HOME/data/blobs).
-	base := startSidecarProc(ctx, t, chain.home, freePort(t))
+	// `emrchaind sidecar` with app.toml's settings (fs backend in
+	// HOME/data/blobs) but its own reference index: the sidecar inside
+	// start holds HOME/data/sidecar-refs.
+	procRefs := filepath.Join(t.TempDir(), "refs")
+	base := startSidecarProc(ctx, t, chain.home, freePort(t), "--ref-index-dir", procRefs)
 	cl := func(a *apptest.Actor) *sidecar.Client { return sidecar.NewClient(base, signer(a), nil) }
 
 	// The in-start sidecar, when start runs it (app.toml enable = true).
 	inStart := false
 	if src, err := os.ReadFile("services.go"); err == nil && bytes.Contains(src, []byte("startSidecarService(")) {
-		waitHealthy(ctx, t, "http://"+sc.Listen, nil)
+		waitHealthy(ctx, t, "http://"+sc.Listen, nil, nil)
 		inStart = true
 	} else {
 		t.Logf("start does not run the sidecar yet (startServices does not call startSidecarService); skipping that check")
@@ -316,7 +326,9 @@ func TestSidecarAgainstNode(t *testing.T) {
 
 	data := bytes.Repeat([]byte("ciphertext-1 "), 1000)
 	sum := sha256.Sum256(data)
-	path := "/v1/blobs/" + hex.EncodeToString(sum[:])
+	// A GET names the record it reads: data is record 1, data2 record 2.
+	rec1, rec2 := sidecar.RecordRef(pid, 1), sidecar.RecordRef(pid, 2)
+	path := fmt.Sprintf("/v1/blobs/%x?record=%x/1", sum, pid)
 
 	// Unsigned: 401.
 	if status, body := statusOfRequest(t, mustRequest(t, http.MethodGet, base+path)); status != 401 || !strings.Contains(body, "unsigned") {
@@ -341,31 +353,31 @@ func TestSidecarAgainstNode(t *testing.T) {
 	}
 
 	// Not referenced yet: nobody reads it.
-	_, err = getBlob(ctx, cl(patient), sum, nil)
+	_, err = getBlob(ctx, cl(patient), rec1, sum, nil)
 	wantHTTP(t, err, 403, "no committed record")
 	chain.must(ctx, writer, addRecordMsg(writer, pid, data))
-	const seq1 = 1
+	seq1 := rec1.Sequence
 
 	// The owner reads; the reader only after its RecordAccess is committed.
-	if got, err := getBlob(ctx, cl(patient), sum, nil); err != nil || !bytes.Equal(got, data) {
+	if got, err := getBlob(ctx, cl(patient), rec1, sum, nil); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("owner GET: %v", err)
 	}
-	_, err = getBlob(ctx, cl(reader), sum, nil)
+	_, err = getBlob(ctx, cl(reader), rec1, sum, nil)
 	wantHTTP(t, err, 403, "no committed access event")
 	chain.must(ctx, reader, apptest.Access(pid, emrv1.Purpose_PURPOSE_TREATMENT, seq1))
-	if got, err := getBlob(ctx, cl(reader), sum, nil); err != nil || !bytes.Equal(got, data) {
+	if got, err := getBlob(ctx, cl(reader), rec1, sum, nil); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("reader GET after RecordAccess: %v", err)
 	}
-	if got, err := getBlob(ctx, cl(reader), sum, &sidecar.Range{Start: 1000, Length: 300}); err != nil || !bytes.Equal(got, data[1000:1300]) {
+	if got, err := getBlob(ctx, cl(reader), rec1, sum, &sidecar.Range{Start: 1000, Length: 300}); err != nil || !bytes.Equal(got, data[1000:1300]) {
 		t.Fatalf("range GET: %v", err)
 	}
 	if inStart {
 		// The sidecar inside start shares HOME/data/blobs and the rules.
 		startCl := sidecar.NewClient("http://"+sc.Listen, signer(reader), nil)
-		if got, err := getBlob(ctx, startCl, sum, nil); err != nil || !bytes.Equal(got, data) {
+		if got, err := getBlob(ctx, startCl, rec1, sum, nil); err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("GET from the sidecar inside start: %v", err)
 		}
-		_, err := getBlob(ctx, sidecar.NewClient("http://"+sc.Listen, signer(late), nil), sum, nil)
+		_, err := getBlob(ctx, sidecar.NewClient("http://"+sc.Listen, signer(late), nil), rec1, sum, nil)
 		wantHTTP(t, err, 403, "no committed access event")
 	}
 	// Stale and replayed requests: 401.
@@ -403,16 +415,16 @@ func TestSidecarAgainstNode(t *testing.T) {
 		_, err = mcl(reader).Put(ctx, pid, sum2, bytes.NewReader(data2), int64(len(data2)))
 		wantHTTP(t, err, 403, "")
 		chain.must(ctx, writer, addRecordMsg(writer, pid, data2))
-		_, err = getBlob(ctx, mcl(reader), sum2, nil)
+		_, err = getBlob(ctx, mcl(reader), rec2, sum2, nil)
 		wantHTTP(t, err, 403, "no committed access event")
-		chain.must(ctx, reader, apptest.Access(pid, emrv1.Purpose_PURPOSE_TREATMENT, 2))
-		if got, err := getBlob(ctx, mcl(reader), sum2, nil); err != nil || !bytes.Equal(got, data2) {
+		chain.must(ctx, reader, apptest.Access(pid, emrv1.Purpose_PURPOSE_TREATMENT, rec2.Sequence))
+		if got, err := getBlob(ctx, mcl(reader), rec2, sum2, nil); err != nil || !bytes.Equal(got, data2) {
 			t.Fatalf("GET from MinIO: %v", err)
 		}
-		if got, err := getBlob(ctx, mcl(reader), sum2, &sidecar.Range{Start: 7, Length: 100}); err != nil || !bytes.Equal(got, data2[7:107]) {
+		if got, err := getBlob(ctx, mcl(reader), rec2, sum2, &sidecar.Range{Start: 7, Length: 100}); err != nil || !bytes.Equal(got, data2[7:107]) {
 			t.Fatalf("range GET from MinIO: %v", err)
 		}
-		if got, err := getBlob(ctx, mcl(patient), sum2, nil); err != nil || !bytes.Equal(got, data2) {
+		if got, err := getBlob(ctx, mcl(patient), rec2, sum2, nil); err != nil || !bytes.Equal(got, data2) {
 			t.Fatalf("owner GET from MinIO: %v", err)
 		}
 	})
@@ -428,7 +440,7 @@ func TestSidecarAgainstNode(t *testing.T) {
 		side := chain.inProcessSidecar(store, func(o *sidecar.Options) { o.AccessWindow = window })
 		wcl := sidecar.NewClient("http://"+side.Addr().String(), signer(late), nil)
 		h := chain.must(ctx, late, apptest.Access(pid, emrv1.Purpose_PURPOSE_TREATMENT, seq1))
-		if _, err := getBlob(ctx, wcl, sum, nil); err != nil {
+		if _, err := getBlob(ctx, wcl, rec1, sum, nil); err != nil {
 			t.Fatalf("GET right after RecordAccess (height %d): %v", h, err)
 		}
 		evTime := chain.blockTime(ctx)
@@ -439,27 +451,27 @@ func TestSidecarAgainstNode(t *testing.T) {
 			case <-time.After(200 * time.Millisecond):
 			}
 		}
-		_, err = getBlob(ctx, wcl, sum, nil)
+		_, err = getBlob(ctx, wcl, rec1, sum, nil)
 		wantHTTP(t, err, 403, "expired at")
 		// The long-window sidecar still serves it.
-		if _, err := getBlob(ctx, cl(late), sum, nil); err != nil {
+		if _, err := getBlob(ctx, cl(late), rec1, sum, nil); err != nil {
 			t.Fatalf("10-minute window: %v", err)
 		}
 	})
 
 	t.Run("Suspended", func(t *testing.T) {
 		chain.must(ctx, susp, apptest.Access(pid, emrv1.Purpose_PURPOSE_TREATMENT, seq1))
-		if _, err := getBlob(ctx, cl(susp), sum, nil); err != nil {
+		if _, err := getBlob(ctx, cl(susp), rec1, sum, nil); err != nil {
 			t.Fatalf("GET before suspension: %v", err)
 		}
 		chain.must(ctx, registrar, apptest.SetStatus(susp, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED))
-		_, err := getBlob(ctx, cl(susp), sum, nil)
+		_, err := getBlob(ctx, cl(susp), rec1, sum, nil)
 		wantHTTP(t, err, 403, "suspended")
 	})
 
 	t.Run("Revoked", func(t *testing.T) {
 		chain.must(ctx, patient, apptest.Revoke(pid, reader))
-		_, err := getBlob(ctx, cl(reader), sum, nil)
+		_, err := getBlob(ctx, cl(reader), rec1, sum, nil)
 		wantHTTP(t, err, 403, "revoked at height")
 		_, err = cl(writer).Put(ctx, pid, sum, bytes.NewReader(data), int64(len(data)))
 		if err != nil {
@@ -473,27 +485,56 @@ func TestSidecarAgainstNode(t *testing.T) {
 		if _, err := cl(writer).Put(ctx, pid, osum, bytes.NewReader(orphan), int64(len(orphan))); err != nil {
 			t.Fatal(err)
 		}
+		// The node lists a committed AddRecord's blob in its block.
+		late := []byte("uploaded, then added")
+		lsum := sha256.Sum256(late)
+		if _, err := cl(writer).Put(ctx, pid, lsum, bytes.NewReader(late), int64(len(late))); err != nil {
+			t.Fatal(err)
+		}
+		h := chain.must(ctx, writer, addRecordMsg(writer, pid, late))
+		blocks, err := chain.chainView().BlockBlobs(ctx, h-1, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(blocks) < 2 || blocks[0].Height != h-1 || blocks[1].Height != h || len(blocks[0].Sums) != 0 ||
+			!slices.Equal(blocks[1].Sums, [][32]byte{lsum}) {
+			t.Fatalf("BlockBlobs(%d, 3) = %+v, want block %d with blob %x only", h-1, blocks, h, lsum)
+		}
 		store, err := blobstore.OpenFS(filepath.Join(chain.home, "data", "blobs"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		// A sweeper whose clock is two hours ahead: every blob is past the
-		// one-hour grace period.
+		// one-hour grace period. Its reference index reads every block of
+		// the node from height 1.
 		side := chain.inProcessSidecar(store, func(o *sidecar.Options) {
 			o.Now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+			o.RefIndexDir = t.TempDir()
 		})
 		rep, err := side.Sweep(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rep.Deleted != 1 || rep.Kept != 1 || rep.Errors != 0 {
-			t.Fatalf("sweep = %+v, want the orphan deleted and the record's blob kept", rep)
+		if rep.Deleted != 1 || rep.Kept != 2 || rep.Errors != 0 || rep.Height < h {
+			t.Fatalf("sweep = %+v, want the orphan deleted and the records' blobs kept, blocks read through %d", rep, h)
 		}
 		if _, err := store.Stat(ctx, osum); !errors.Is(err, blobstore.ErrNotFound) {
 			t.Fatalf("orphan survived: %v", err)
 		}
-		if _, err := store.Stat(ctx, sum); err != nil {
-			t.Fatalf("referenced blob swept: %v", err)
+		for _, s := range [][32]byte{sum, lsum} {
+			if _, err := store.Stat(ctx, s); err != nil {
+				t.Fatalf("referenced blob %x swept: %v", s, err)
+			}
+		}
+		// Both sidecars of the node keep their reference index on disk.
+		dirs := []string{procRefs}
+		if inStart {
+			dirs = append(dirs, filepath.Join(chain.home, "data", "sidecar-refs"))
+		}
+		for _, dir := range dirs {
+			if _, err := os.Stat(filepath.Join(dir, "refs.db")); err != nil {
+				t.Fatalf("reference index: %v", err)
+			}
 		}
 	})
 
@@ -535,7 +576,8 @@ func TestSidecarConfig(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(c, defaultSidecarConfig()) {
 		t.Fatalf("defaults: %+v %v", c, err)
 	}
-	if err := c.resolve(home); err != nil || c.Backend != "fs" || c.Dir != filepath.Join(home, "data", "blobs") {
+	if err := c.resolve(home); err != nil || c.Backend != "fs" || c.Dir != filepath.Join(home, "data", "blobs") ||
+		c.RefIndexDir != filepath.Join(home, "data", "sidecar-refs") {
 		t.Fatalf("resolve defaults: %+v %v", c, err)
 	}
 
@@ -543,6 +585,7 @@ func TestSidecarConfig(t *testing.T) {
 	want.Listen = "127.0.0.1:7171"
 	want.AccessWindow = duration(90 * time.Second)
 	want.MinIOEndpoint = "http://127.0.0.1:9000"
+	want.RefIndexDir = "/var/lib/emrchain/refs"
 	want.SweepInterval = 0
 	want.Peers = []string{"http://127.0.0.1:7171", "http://127.0.0.1:7272"}
 	conf := defaultAppConfig()

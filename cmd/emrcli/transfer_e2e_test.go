@@ -267,7 +267,8 @@ func TestTransferFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	sum, _ := hex.DecodeString(shared.SHA256)
-	_, err = sidecar.NewClient(e.node.SidecarURL, readerKey, nil).Get(context.Background(), [32]byte(sum), io.Discard, nil)
+	pidBytes, _ := hex.DecodeString(pid)
+	_, err = sidecar.NewClient(e.node.SidecarURL, readerKey, nil).Get(context.Background(), sidecar.ShareRef(pidBytes, shared.Share), [32]byte(sum), io.Discard, nil)
 	var se *sidecar.Error
 	if !errors.As(err, &se) || se.StatusCode != 403 || !strings.Contains(se.Reason, "neither its principal investigator nor a researcher") {
 		t.Fatalf("the sidecar served a share to a clinician outside the study: %v", err)

@@ -173,63 +173,51 @@ func (a *authState) authorizePut(ctx context.Context, patientID []byte) *apiErro
 	return nil
 }
 
-// maxReasons bounds the reasons a 403 lists.
-const maxReasons = 4
-
-// maxRefs bounds the records and shares a GET looks at (the chain returns
-// at most 100 of each).
-const maxRefs = 200
-
-// authorizeGet: the blob is served to the owner of a patient one of whose
-// committed records (or shares) has this hash; to a member whose access
-// event for such a record is committed, no older than the access window
-// (measured in block time) and whose permission still stands; and, for a
-// blob shared with a study, to the study's principal investigator and the
+// authorizeGet: a GET names the committed record or share whose
+// ciphertext it wants (ref), and the blob must be that record's or share's.
+// A record's blob is served to the patient's owner and to a member whose
+// access event for that record is committed, no older than the access
+// window (measured in block time) and whose permission still stands; a
+// share's blob to the owner, the study's principal investigator and the
 // researchers of the study's organization.
-func (a *authState) authorizeGet(ctx context.Context, sum [32]byte) *apiError {
-	records, err := a.chain.RecordsByHash(ctx, sum)
-	if err != nil {
+func (a *authState) authorizeGet(ctx context.Context, ref BlobRef, sum [32]byte) *apiError {
+	why, err := a.mayRead(ctx, ref, sum)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return forbidden("no committed %s", ref)
+	case err != nil:
 		return chainError(err)
+	case why != "":
+		return forbidden("%s: %s", ref, why)
 	}
-	shares, err := a.chain.SharesByHash(ctx, sum)
-	if err != nil {
-		return chainError(err)
-	}
-	if len(records) == 0 && len(shares) == 0 {
-		return forbidden("no committed record or share references blob %x", sum)
-	}
-	var reasons []string
-	looked := 0
-	for _, rec := range records {
-		if looked++; looked > maxRefs {
-			break
-		}
-		why, err := a.mayReadRecord(ctx, rec)
+	return nil
+}
+
+// mayRead explains why the caller may not read blob sum as the ciphertext
+// of ref ("" when it may).
+func (a *authState) mayRead(ctx context.Context, ref BlobRef, sum [32]byte) (string, error) {
+	if ref.Share {
+		sh, err := a.chain.Share(ctx, ref.PatientID, ref.Sequence)
 		if err != nil {
-			return chainError(err)
+			return "", err
 		}
-		if why == "" {
-			return nil
-		}
-		reasons = append(reasons, fmt.Sprintf("record %x/%d: %s", rec.PatientId, rec.Sequence, why))
-	}
-	for _, sh := range shares {
-		if looked++; looked > maxRefs {
-			break
+		if !bytes.Equal(sh.SharedSha256, sum[:]) {
+			return fmt.Sprintf("it is blob %x, not %x", sh.SharedSha256, sum), nil
 		}
 		why, err := a.mayReadShare(ctx, sh)
-		if err != nil {
-			return chainError(err)
+		if why != "" {
+			why = fmt.Sprintf("shared with study %q: %s", sh.StudyId, why)
 		}
-		if why == "" {
-			return nil
-		}
-		reasons = append(reasons, fmt.Sprintf("share %x/%d with study %q: %s", sh.PatientId, sh.Sequence, sh.StudyId, why))
+		return why, err
 	}
-	if len(reasons) > maxReasons {
-		reasons = append(reasons[:maxReasons], fmt.Sprintf("and %d more", len(reasons)-maxReasons))
+	rec, err := a.chain.Record(ctx, ref.PatientID, ref.Sequence)
+	if err != nil {
+		return "", err
 	}
-	return forbidden("%s", strings.Join(reasons, "; "))
+	if !bytes.Equal(rec.CiphertextSha256, sum[:]) {
+		return fmt.Sprintf("it is blob %x, not %x", rec.CiphertextSha256, sum), nil
+	}
+	return a.mayReadRecord(ctx, rec)
 }
 
 // mayReadRecord explains why the caller may not read rec's ciphertext now

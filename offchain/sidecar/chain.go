@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"time"
 
+	abci "github.com/cometbft/cometbft/abci/types"
 	rpcclient "github.com/cometbft/cometbft/rpc/client"
+	ctypes "github.com/cometbft/cometbft/rpc/core/types"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/emrchain/emrchain/offchain/blobstore"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -23,11 +26,15 @@ var (
 	ErrChainUnavailable = errors.New("chain unavailable")
 )
 
-// Result code and codespace of app.ErrNotFound. The sidecar does not link
-// the state machine; a test pins these to the app's values.
+// Result code and codespace of app.ErrNotFound, and the event type and
+// attribute (app.EventType, app.BlobAttribute) that name the blob an
+// AddRecord or ShareRecord references. The sidecar does not link the state
+// machine; a test pins these to the app's values.
 const (
-	appCodespace    = "emrchain"
-	appCodeNotFound = 11
+	appCodespace     = "emrchain"
+	appCodeNotFound  = 11
+	appEventType     = "emrchain"
+	appBlobAttribute = "blob"
 )
 
 // QueryPathPrefix is the ABCI query path prefix of the Query service.
@@ -41,6 +48,14 @@ type Head struct {
 	Time time.Time
 }
 
+// BlockBlobs is one committed block as the sweep's reference index sees it.
+type BlockBlobs struct {
+	Height int64
+	Time   time.Time
+	// Sums are the blobs the block's successful transactions reference.
+	Sums [][32]byte
+}
+
 // ChainView is everything the sidecar asks the chain. Every call reads the
 // latest committed state; the sidecar caches none of it, so a revoked grant
 // or a suspended member takes effect with the next committed block.
@@ -50,8 +65,14 @@ type ChainView interface {
 	Member(ctx context.Context, address []byte) (*emrv1.Member, error)
 	Patient(ctx context.Context, patientID []byte) (*emrv1.Patient, error)
 	Permissions(ctx context.Context, patientID []byte) ([]*emrv1.Permission, error)
-	RecordsByHash(ctx context.Context, sum [32]byte) ([]*emrv1.Record, error)
-	SharesByHash(ctx context.Context, sum [32]byte) ([]*emrv1.Share, error)
+	Record(ctx context.Context, patientID []byte, sequence uint64) (*emrv1.Record, error)
+	Share(ctx context.Context, patientID []byte, sequence uint64) (*emrv1.Share, error)
+	// BlockBlobs lists committed blocks from height from on, oldest first
+	// and at most max of them (fewer when the chain is shorter): each
+	// block's time and the SHA-256 of every blob its successful
+	// transactions reference (AddRecord, ShareRecord: the event attribute
+	// app.BlobAttribute). The sweep builds its reference index from it.
+	BlockBlobs(ctx context.Context, from int64, max int) ([]BlockBlobs, error)
 	LastAccess(ctx context.Context, patientID []byte, sequence uint64, accessor []byte) (*emrv1.AccessEvent, error)
 	Study(ctx context.Context, id string) (*emrv1.Study, error)
 }
@@ -66,11 +87,17 @@ type QueryFunc func(ctx context.Context, method string, req, resp proto.Message)
 // HeadFunc returns the latest block.
 type HeadFunc func(ctx context.Context) (Head, error)
 
-// NewQueryChainView builds a ChainView from a query function and a head
-// function. This is the switch between trusting the co-located node
-// (NewNodeChainView) and verifying every answer with the light client.
-func NewQueryChainView(query QueryFunc, head HeadFunc) ChainView {
-	return &queryView{query: query, head: head}
+// BlocksFunc lists committed blocks and the blobs they reference, as
+// ChainView.BlockBlobs.
+type BlocksFunc func(ctx context.Context, from int64, max int) ([]BlockBlobs, error)
+
+// NewQueryChainView builds a ChainView from a query function, a head
+// function and a block function. This is the switch between trusting the
+// co-located node (NewNodeChainView) and verifying every answer with the
+// light client. blocks may be nil: then BlockBlobs fails and the sweep
+// never deletes anything.
+func NewQueryChainView(query QueryFunc, head HeadFunc, blocks BlocksFunc) ChainView {
+	return &queryView{query: query, head: head, blocks: blocks}
 }
 
 // NodeClient is the part of a CometBFT RPC client the sidecar uses. Both
@@ -79,6 +106,10 @@ func NewQueryChainView(query QueryFunc, head HeadFunc) ChainView {
 type NodeClient interface {
 	rpcclient.ABCIClient
 	rpcclient.StatusClient
+	// HistoryClient's BlockchainInfo and SignClient's BlockResults feed
+	// BlockBlobs.
+	rpcclient.HistoryClient
+	rpcclient.SignClient
 }
 
 // NewNodeChainView asks the node behind c, without verifying its answers.
@@ -107,7 +138,105 @@ func NewNodeChainView(c NodeClient) ChainView {
 			}
 			return Head{Height: st.SyncInfo.LatestBlockHeight, Time: st.SyncInfo.LatestBlockTime}, nil
 		},
+		func(ctx context.Context, from int64, max int) ([]BlockBlobs, error) {
+			return nodeBlockBlobs(ctx, c, from, max)
+		},
 	)
+}
+
+// nodeBlocksPerCall is the most block metas CometBFT's BlockchainInfo
+// returns at once.
+const nodeBlocksPerCall = 20
+
+// A node stores a block before it executes it, so the results of its latest
+// block can lag for a moment: those are asked again every nodeResultsPoll
+// for up to nodeResultsWait.
+const (
+	nodeResultsWait = 5 * time.Second
+	nodeResultsPoll = 100 * time.Millisecond
+)
+
+// nodeBlockBlobs reads blocks from..from+max-1 (at most nodeBlocksPerCall)
+// from the node: their metas with BlockchainInfo, and with BlockResults the
+// results of those that hold transactions. A block the node no longer has
+// (pruned blocks, discarded ABCI responses) is an error, never a gap.
+func nodeBlockBlobs(ctx context.Context, c NodeClient, from int64, max int) ([]BlockBlobs, error) {
+	if from < 1 || max < 1 {
+		return nil, fmt.Errorf("block blobs: bad range: from %d, max %d", from, max)
+	}
+	to := from + int64(min(max, nodeBlocksPerCall)) - 1
+	info, err := c.BlockchainInfo(ctx, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("%w: blockchain %d-%d: %v", ErrChainUnavailable, from, to, err)
+	}
+	// Highest first. A node that pruned the lower blocks silently starts at
+	// its base, so every height is checked.
+	metas := info.BlockMetas
+	out := make([]BlockBlobs, 0, len(metas))
+	for i := len(metas) - 1; i >= 0; i-- {
+		m, want := metas[i], from+int64(len(out))
+		if m == nil || m.Header.Height != want {
+			return nil, fmt.Errorf("block blobs: the node did not return block %d (pruned? the sweep needs every block from height 1)", want)
+		}
+		b := BlockBlobs{Height: want, Time: m.Header.Time}
+		if m.NumTxs > 0 {
+			res, err := blockResults(ctx, c, want, info.LastHeight)
+			if err != nil {
+				return nil, fmt.Errorf("%w: block_results %d (a node that discards ABCI responses cannot serve the sweep): %v", ErrChainUnavailable, want, err)
+			}
+			if len(res.TxResults) != m.NumTxs {
+				return nil, fmt.Errorf("block blobs: block %d has %d transactions but %d results", want, m.NumTxs, len(res.TxResults))
+			}
+			if b.Sums, err = blobSums(res.TxResults); err != nil {
+				return nil, fmt.Errorf("block blobs: block %d: %w", want, err)
+			}
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// blockResults asks for the results of block h; last is the node's latest
+// block, whose results may not be stored yet.
+func blockResults(ctx context.Context, c rpcclient.SignClient, h, last int64) (*ctypes.ResultBlockResults, error) {
+	deadline := time.Now().Add(nodeResultsWait)
+	for {
+		res, err := c.BlockResults(ctx, &h)
+		if err == nil || h < last || time.Now().After(deadline) {
+			return res, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(nodeResultsPoll):
+		}
+	}
+}
+
+// blobSums are the blobs named by the successful transactions of results.
+func blobSums(results []*abci.ExecTxResult) ([][32]byte, error) {
+	var sums [][32]byte
+	for i, r := range results {
+		if r == nil || r.Code != 0 {
+			continue
+		}
+		for _, ev := range r.Events {
+			if ev.Type != appEventType {
+				continue
+			}
+			for _, a := range ev.Attributes {
+				if a.Key != appBlobAttribute {
+					continue
+				}
+				sum, err := blobstore.ParseSum(a.Value)
+				if err != nil {
+					return nil, fmt.Errorf("transaction %d: event attribute %s.%s: %w", i, appEventType, appBlobAttribute, err)
+				}
+				sums = append(sums, sum)
+			}
+		}
+	}
+	return sums, nil
 }
 
 // abciQuery runs one Query method over ABCI at the latest committed height.
@@ -134,8 +263,9 @@ func abciQuery(ctx context.Context, c rpcclient.ABCIClient, method string, req, 
 }
 
 type queryView struct {
-	query QueryFunc
-	head  HeadFunc
+	query  QueryFunc
+	head   HeadFunc
+	blocks BlocksFunc
 }
 
 func (v *queryView) Head(ctx context.Context) (Head, error) { return v.head(ctx) }
@@ -181,20 +311,33 @@ func (v *queryView) Permissions(ctx context.Context, id []byte) ([]*emrv1.Permis
 	return resp.Permissions, nil
 }
 
-func (v *queryView) RecordsByHash(ctx context.Context, sum [32]byte) ([]*emrv1.Record, error) {
-	var resp emrv1.QueryRecordsByHashResponse
-	if err := v.query(ctx, "RecordsByHash", &emrv1.QueryRecordsByHashRequest{Sha256: hex.EncodeToString(sum[:])}, &resp); err != nil {
+func (v *queryView) Record(ctx context.Context, id []byte, seq uint64) (*emrv1.Record, error) {
+	var resp emrv1.QueryRecordResponse
+	if err := v.query(ctx, "Record", &emrv1.QueryRecordRequest{PatientId: hex.EncodeToString(id), Sequence: seq}, &resp); err != nil {
 		return nil, err
 	}
-	return resp.Records, nil
+	if resp.Record == nil {
+		return nil, fmt.Errorf("%w: record %x/%d", ErrNotFound, id, seq)
+	}
+	return resp.Record, nil
 }
 
-func (v *queryView) SharesByHash(ctx context.Context, sum [32]byte) ([]*emrv1.Share, error) {
-	var resp emrv1.QuerySharesByHashResponse
-	if err := v.query(ctx, "SharesByHash", &emrv1.QuerySharesByHashRequest{Sha256: hex.EncodeToString(sum[:])}, &resp); err != nil {
+func (v *queryView) Share(ctx context.Context, id []byte, seq uint64) (*emrv1.Share, error) {
+	var resp emrv1.QueryShareResponse
+	if err := v.query(ctx, "Share", &emrv1.QueryShareRequest{PatientId: hex.EncodeToString(id), Sequence: seq}, &resp); err != nil {
 		return nil, err
 	}
-	return resp.Shares, nil
+	if resp.Share == nil {
+		return nil, fmt.Errorf("%w: share %x/%d", ErrNotFound, id, seq)
+	}
+	return resp.Share, nil
+}
+
+func (v *queryView) BlockBlobs(ctx context.Context, from int64, max int) ([]BlockBlobs, error) {
+	if v.blocks == nil {
+		return nil, errors.New("this chain view lists no blocks (NewQueryChainView without a BlocksFunc): the sweep cannot tell which blobs are referenced")
+	}
+	return v.blocks(ctx, from, max)
 }
 
 func (v *queryView) LastAccess(ctx context.Context, id []byte, seq uint64, accessor []byte) (*emrv1.AccessEvent, error) {

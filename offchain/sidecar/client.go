@@ -88,15 +88,16 @@ type Range struct {
 	Start, Length int64
 }
 
-// Get downloads the blob sum (or one range of it) into w and returns the
+// Get downloads the blob sum of the record or share ref (or one range of
+// it) into w and returns the
 // number of bytes written. It streams: memory does not grow with the blob.
 // A whole-blob download is hashed on the way and ErrHashMismatch returned
 // if it does not match sum — after the bytes were written, so callers write
 // to a temporary place and discard it on any error. A range (which cannot
 // be checked against the sum) must come back as exactly the 206 asked for;
 // a range that runs past the end of the blob is cut at the end.
-func (c *Client) Get(ctx context.Context, sum [32]byte, w io.Writer, rng *Range) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/blobs/"+hex.EncodeToString(sum[:]), nil)
+func (c *Client) Get(ctx context.Context, ref BlobRef, sum [32]byte, w io.Writer, rng *Range) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/blobs/"+hex.EncodeToString(sum[:])+"?"+ref.query(), nil)
 	if err != nil {
 		return 0, err
 	}

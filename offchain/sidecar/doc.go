@@ -12,7 +12,10 @@
 //	  blob was already stored (idempotent). 400 hash_mismatch / size_mismatch
 //	  (nothing is stored), 403 (not allowed for this patient), 411 (no
 //	  Content-Length), 413 (above the chain's params.max_blob_bytes).
-//	GET /v1/blobs/{sha256}   (single-range requests: 206 + Content-Range,
+//	GET /v1/blobs/{sha256}?record=<patient id hex>/<seq>
+//	GET /v1/blobs/{sha256}?share=<patient id hex>/<seq>
+//	  names the committed record (or share) whose ciphertext it reads; 400
+//	  without exactly one of the two. (single-range requests: 206 + Content-Range,
 //	  416 when unsatisfiable); streamed as application/octet-stream.
 //	GET /healthz             200/503 JSON: the store and the chain reachable.
 //	GET /metrics             Prometheus: emrchain_sidecar_bytes_in_total,
@@ -46,9 +49,11 @@
 // with the write right (or the share right, for ciphertext re-encrypted to a
 // study). The upload precedes AddRecord, so there is no record to check.
 //
-// GET: RecordsByHash(sum) and SharesByHash(sum). Served to the owner of a
-// referenced patient; to a member whose last access event (LastAccess) for a
-// referenced record is committed and at most AccessWindow (10 min) old in
+// GET: the named record (Record) or share (Share) must exist and have
+// exactly this blob, or the answer is 403 — the chain keeps no index from a
+// hash to what references it (see BlobRef). Served to the owner of the
+// record's patient; to a member whose last access event (LastAccess) for the
+// record is committed and at most AccessWindow (10 min) old in
 // block time, and whose permission still stands (so revocation ends the
 // window early); for shared blobs, to the study's principal investigator and
 // active researchers of the study's organization. Everything else is 403.
@@ -66,4 +71,23 @@
 // Sweep (every SweepInterval) deletes blobs older than SweepGrace (1 h) that
 // no committed record or share references, a bounded number per pass, each
 // deletion logged and counted.
+//
+// The chain keeps no index from a blob's hash to what references it, so the
+// sidecar keeps its own reference index: the SHA-256 of every blob named by
+// a successful transaction of a committed block (the unindexed event
+// attribute emrchain.blob of AddRecord and ShareRecord, read from block
+// results; ChainView.BlockBlobs), with the height and block time it is
+// complete through. It lives in a pebble database under
+// Options.RefIndexDir, or in memory (read again from height 1 at each
+// start); each page of blocks is one synced batch with the new cursor, so
+// a crash never leaves the cursor ahead of its sums.
+//
+// Each pass first reads every block after the cursor up to the chain's
+// head. If it cannot — the node is down, pruned the blocks the index has not
+// read, or discards ABCI responses; or the block at the cursor is not the
+// one the index read (another chain under the same directory) — the pass
+// deletes nothing and returns the error. A blob is deleted only if the
+// index, complete from height 1 to the head, does not have it; a reference
+// committed after the catch-up is covered by the grace period, since the
+// upload comes before the transaction.
 package sidecar

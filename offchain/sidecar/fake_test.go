@@ -26,10 +26,16 @@ type fakeChain struct {
 	access   map[string]*emrv1.AccessEvent
 	studies  map[string]*emrv1.Study
 	down     bool
+	// times are the block times of heights 1 to head.
+	times map[int64]time.Time
+	// blockCalls are the from heights BlockBlobs was asked for; a call
+	// whose blocks include failBlock fails.
+	blockCalls []int64
+	failBlock  int64
 }
 
 func newFakeChain(now time.Time) *fakeChain {
-	return &fakeChain{
+	f := &fakeChain{
 		head:     Head{Height: 10, Time: now},
 		params:   &emrv1.Params{MaxBlobBytes: 1 << 20},
 		members:  map[string]*emrv1.Member{},
@@ -37,7 +43,12 @@ func newFakeChain(now time.Time) *fakeChain {
 		perms:    map[string][]*emrv1.Permission{},
 		access:   map[string]*emrv1.AccessEvent{},
 		studies:  map[string]*emrv1.Study{},
+		times:    map[int64]time.Time{},
 	}
+	for h := int64(1); h <= f.head.Height; h++ {
+		f.times[h] = now.Add(time.Duration(h-f.head.Height) * time.Second)
+	}
+	return f
 }
 
 func (f *fakeChain) check() error {
@@ -91,28 +102,63 @@ func (f *fakeChain) Permissions(_ context.Context, id []byte) ([]*emrv1.Permissi
 	return f.perms[string(id)], f.check()
 }
 
-func (f *fakeChain) RecordsByHash(_ context.Context, sum [32]byte) ([]*emrv1.Record, error) {
+func (f *fakeChain) Record(_ context.Context, id []byte, seq uint64) (*emrv1.Record, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []*emrv1.Record
+	if err := f.check(); err != nil {
+		return nil, err
+	}
 	for _, r := range f.records {
-		if bytes.Equal(r.CiphertextSha256, sum[:]) {
-			out = append(out, r)
+		if bytes.Equal(r.PatientId, id) && r.Sequence == seq {
+			return r, nil
 		}
 	}
-	return out, f.check()
+	return nil, fmt.Errorf("%w: record", ErrNotFound)
 }
 
-func (f *fakeChain) SharesByHash(_ context.Context, sum [32]byte) ([]*emrv1.Share, error) {
+func (f *fakeChain) Share(_ context.Context, id []byte, seq uint64) (*emrv1.Share, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []*emrv1.Share
+	if err := f.check(); err != nil {
+		return nil, err
+	}
 	for _, s := range f.shares {
-		if bytes.Equal(s.SharedSha256, sum[:]) {
-			out = append(out, s)
+		if bytes.Equal(s.PatientId, id) && s.Sequence == seq {
+			return s, nil
 		}
 	}
-	return out, f.check()
+	return nil, fmt.Errorf("%w: share", ErrNotFound)
+}
+
+// BlockBlobs lists the heights from..head (at most max) with the sums of
+// the records and shares added at each.
+func (f *fakeChain) BlockBlobs(_ context.Context, from int64, max int) ([]BlockBlobs, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.blockCalls = append(f.blockCalls, from)
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	to := min(f.head.Height, from+int64(max)-1)
+	if f.failBlock >= from && f.failBlock <= to {
+		return nil, fmt.Errorf("%w: fake chain cannot read block %d", ErrChainUnavailable, f.failBlock)
+	}
+	var out []BlockBlobs
+	for h := from; h <= to; h++ {
+		b := BlockBlobs{Height: h, Time: f.times[h]}
+		for _, r := range f.records {
+			if r.Height == h {
+				b.Sums = append(b.Sums, [32]byte(r.CiphertextSha256))
+			}
+		}
+		for _, s := range f.shares {
+			if s.Height == h {
+				b.Sums = append(b.Sums, [32]byte(s.SharedSha256))
+			}
+		}
+		out = append(out, b)
+	}
+	return out, nil
 }
 
 func accessKey(id []byte, seq uint64, who []byte) string {
@@ -199,6 +245,15 @@ func (f *fakeChain) addRecord(id []byte, sum [32]byte, uploader *actor) *emrv1.R
 	return r
 }
 
+func (f *fakeChain) addShare(id []byte, sum [32]byte, sharer *actor) *emrv1.Share {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := &emrv1.Share{PatientId: id, Sequence: uint64(len(f.shares) + 1), SharedSha256: sum[:], Sharer: sharer.Address(),
+		Time: timestamppb.New(f.head.Time), Height: f.head.Height}
+	f.shares = append(f.shares, s)
+	return s
+}
+
 func (f *fakeChain) recordAccess(r *emrv1.Record, who *actor, purpose emrv1.Purpose) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -213,4 +268,5 @@ func (f *fakeChain) advance(d time.Duration) {
 	defer f.mu.Unlock()
 	f.head.Height++
 	f.head.Time = f.head.Time.Add(d)
+	f.times[f.head.Height] = f.head.Time
 }

@@ -53,10 +53,13 @@ func (s *Server) fetchFromPeers(ctx context.Context, r *http.Request, sum blobst
 	return fmt.Errorf("%w (%s)", errNoPeerHasIt, strings.Join(reasons, "; "))
 }
 
+// The forward asks for exactly what the member asked (r.URL.RequestURI():
+// the blob and the record or share it names), which the member's signature
+// covers.
 func (s *Server) fetchFromPeer(ctx context.Context, peer string, r *http.Request, sum blobstore.Sum) error {
 	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(peer, "/")+"/v1/blobs/"+sum.String(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(peer, "/")+r.URL.RequestURI(), nil)
 	if err != nil {
 		return err
 	}

@@ -44,7 +44,7 @@ func TestReadThroughPeers(t *testing.T) {
 	b, bStore := peerOf(t, e, e.ts.URL) // hospital B's sidecar, peered with A
 	viaB := func(a *actor) ([]byte, error) {
 		var buf bytes.Buffer
-		_, err := NewClient(b.URL, a, nil).Get(context.Background(), sum, &buf, nil)
+		_, err := NewClient(b.URL, a, nil).Get(context.Background(), RecordRef(rec.PatientId, rec.Sequence), sum, &buf, nil)
 		return buf.Bytes(), err
 	}
 
@@ -77,7 +77,7 @@ func TestReadThroughPeers(t *testing.T) {
 	e.chain.recordAccess(rec2, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
 	c, cStore := peerOf(t, e, liar.URL)
 	var buf bytes.Buffer
-	_, err = NewClient(c.URL, e.reader, nil).Get(context.Background(), otherSum, &buf, nil)
+	_, err = NewClient(c.URL, e.reader, nil).Get(context.Background(), RecordRef(rec2.PatientId, rec2.Sequence), otherSum, &buf, nil)
 	wantStatus(t, err, 404, "no peer sidecar has the blob")
 	if _, err := cStore.Stat(context.Background(), blobstore.Sum(otherSum)); err == nil {
 		t.Fatal("a forged blob was stored")
@@ -96,6 +96,6 @@ func TestReadThroughPeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	yHandler = ySrv.Handler()
-	_, err = NewClient(y.URL, e.reader, nil).Get(context.Background(), otherSum, &buf, nil)
+	_, err = NewClient(y.URL, e.reader, nil).Get(context.Background(), RecordRef(rec2.PatientId, rec2.Sequence), otherSum, &buf, nil)
 	wantStatus(t, err, 404, "no peer sidecar has the blob")
 }

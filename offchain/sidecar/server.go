@@ -64,8 +64,14 @@ type Options struct {
 	SweepGrace time.Duration
 	// SweepMaxDeletes bounds deletions per pass.
 	SweepMaxDeletes int
-	// SweepMaxChecks bounds the blobs a pass asks the chain about.
+	// SweepMaxChecks bounds the blobs a pass checks.
 	SweepMaxChecks int
+	// RefIndexDir holds the sweep's reference index (a pebble database):
+	// the blobs every committed block referenced, read from block results.
+	// Empty keeps it in memory, read again from height 1 at each start;
+	// either way the sweep deletes nothing until it has read every block up
+	// to the chain's head.
+	RefIndexDir string
 	// Registry receives the metrics; nil means a fresh one with the Go and
 	// process collectors. /metrics serves it.
 	Registry *prometheus.Registry
@@ -85,6 +91,7 @@ type Server struct {
 	log     Logger
 	metrics *metrics
 	replay  *replayCache
+	refs    *refIndex // what committed blocks reference, for the sweep
 	handler http.Handler
 	bufs    sync.Pool
 	// peerClient fetches blobs from peer sidecars.
@@ -133,6 +140,10 @@ func New(opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	refs, err := openRefIndex(opts.RefIndexDir)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		opts:    opts,
 		store:   opts.Store,
@@ -140,6 +151,7 @@ func New(opts Options) (*Server, error) {
 		log:     opts.Logger,
 		metrics: newMetrics(opts.Registry),
 		replay:  newReplayCache(opts.ReplayCacheSize),
+		refs:    refs,
 		bufs:    sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }},
 		peerClient: &http.Client{Transport: &http.Transport{
 			ResponseHeaderTimeout: 30 * time.Second,
@@ -211,13 +223,14 @@ func (s *Server) Addr() net.Addr {
 }
 
 // Shutdown stops accepting requests, waits for those in flight (until ctx
-// ends, then closes their connections) and stops the sweep.
+// ends, then closes their connections), stops the sweep and closes the
+// reference index (also when the server was never started).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	srv, stop := s.http, s.stop
 	s.mu.Unlock()
 	if srv == nil {
-		return nil
+		return s.refs.close()
 	}
 	close(stop)
 	err := srv.Shutdown(ctx)
@@ -229,9 +242,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		return fmt.Errorf("sidecar: shutdown: %w", ctx.Err())
+		err = fmt.Errorf("sidecar: shutdown: %w", ctx.Err())
 	}
-	return err
+	return errors.Join(err, s.refs.close())
 }
 
 // writeJSON answers with a JSON body.
@@ -402,13 +415,18 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errf(http.StatusBadRequest, "bad_request", "path: %v", err))
 		return
 	}
+	ref, err := parseBlobRef(r.URL.Query())
+	if err != nil {
+		writeError(w, errf(http.StatusBadRequest, "bad_request", "%v", err))
+		return
+	}
 	ctx := r.Context()
 	head, err := s.chain.Head(ctx)
 	if err != nil {
 		writeError(w, chainError(err))
 		return
 	}
-	if aerr := newAuthState(s.chain, caller, head, s.opts.AccessWindow).authorizeGet(ctx, sum); aerr != nil {
+	if aerr := newAuthState(s.chain, caller, head, s.opts.AccessWindow).authorizeGet(ctx, ref, sum); aerr != nil {
 		writeError(w, aerr)
 		return
 	}

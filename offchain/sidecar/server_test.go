@@ -87,9 +87,9 @@ func (e *env) put(a *actor, data []byte) (*PutResult, error) {
 	return e.client(a).Put(context.Background(), e.pid, sha256.Sum256(data), bytes.NewReader(data), int64(len(data)))
 }
 
-func (e *env) get(a *actor, sum [32]byte, rng *Range) ([]byte, error) {
+func (e *env) get(a *actor, ref BlobRef, sum [32]byte, rng *Range) ([]byte, error) {
 	var buf bytes.Buffer
-	_, err := e.client(a).Get(context.Background(), sum, &buf, rng)
+	_, err := e.client(a).Get(context.Background(), ref, sum, &buf, rng)
 	return buf.Bytes(), err
 }
 
@@ -242,65 +242,66 @@ func TestGetAuthorization(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Not referenced by any committed record yet: nobody reads it.
-	_, err := e.get(e.patient, sum, nil)
-	wantStatus(t, err, 403, "no committed record or share")
+	_, err := e.get(e.patient, RecordRef(e.pid, 1), sum, nil)
+	wantStatus(t, err, 403, "no committed record")
 
 	rec := e.chain.addRecord(e.pid, sum, e.writer)
+	ref := RecordRef(rec.PatientId, rec.Sequence)
 	// The owner reads without an access event.
-	if got, err := e.get(e.patient, sum, nil); err != nil || !bytes.Equal(got, data) {
+	if got, err := e.get(e.patient, ref, sum, nil); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("owner get: %v", err)
 	}
 	// The reader needs its access event.
-	_, err = e.get(e.reader, sum, nil)
+	_, err = e.get(e.reader, ref, sum, nil)
 	wantStatus(t, err, 403, "no committed access event")
 	// The writer (no read right, no event) neither.
-	_, err = e.get(e.writer, sum, nil)
+	_, err = e.get(e.writer, ref, sum, nil)
 	wantStatus(t, err, 403, "no committed access event")
 
 	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
-	if got, err := e.get(e.reader, sum, nil); err != nil || !bytes.Equal(got, data) {
+	if got, err := e.get(e.reader, ref, sum, nil); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("reader get after access: %v", err)
 	}
 	// Ranges.
-	got, err := e.get(e.reader, sum, &Range{Start: 100, Length: 50})
+	got, err := e.get(e.reader, ref, sum, &Range{Start: 100, Length: 50})
 	if err != nil || !bytes.Equal(got, data[100:150]) {
 		t.Fatalf("range get: %q %v", got, err)
 	}
 	// The window is block time: 4 min later still fine, 6 min later not.
 	e.chain.advance(4 * time.Minute)
-	if _, err := e.get(e.reader, sum, nil); err != nil {
+	if _, err := e.get(e.reader, ref, sum, nil); err != nil {
 		t.Fatalf("within window: %v", err)
 	}
 	e.chain.advance(2 * time.Minute)
-	_, err = e.get(e.reader, sum, nil)
+	_, err = e.get(e.reader, ref, sum, nil)
 	wantStatus(t, err, 403, "expired at")
 
 	// A new event opens a new window; revocation ends it early.
 	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
-	if _, err := e.get(e.reader, sum, nil); err != nil {
+	if _, err := e.get(e.reader, ref, sum, nil); err != nil {
 		t.Fatalf("after a new event: %v", err)
 	}
 	e.chain.revoke(e.rperm)
-	_, err = e.get(e.reader, sum, nil)
+	_, err = e.get(e.reader, ref, sum, nil)
 	wantStatus(t, err, 403, "revoked at height")
 
 	// A suspended member is refused whatever the chain says about its events.
 	other := e.chain.addMember("other", emrv1.Role_ROLE_CLINICIAN, "hospital-b")
 	e.chain.grant(e.pid, other, e.chain.head.Time.Add(time.Hour), emrv1.Right_RIGHT_READ)
 	e.chain.recordAccess(rec, other, emrv1.Purpose_PURPOSE_TREATMENT)
-	if _, err := e.get(other, sum, nil); err != nil {
+	if _, err := e.get(other, ref, sum, nil); err != nil {
 		t.Fatal(err)
 	}
 	e.chain.setStatus(other, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED)
-	_, err = e.get(other, sum, nil)
+	_, err = e.get(other, ref, sum, nil)
 	wantStatus(t, err, 403, "suspended")
 
 	// Referenced on chain but not stored here: 404 (only after authorization).
 	missing := sha256.Sum256([]byte("never uploaded"))
-	e.chain.addRecord(e.pid, missing, e.writer)
-	_, err = e.get(e.patient, missing, nil)
+	mrec := e.chain.addRecord(e.pid, missing, e.writer)
+	_, err = e.get(e.patient, RecordRef(mrec.PatientId, mrec.Sequence), missing, nil)
 	wantStatus(t, err, 404, "not stored")
-	_, err = e.get(e.reader, missing, nil)
+	_, err = e.get(e.reader, RecordRef(mrec.PatientId, mrec.Sequence), missing, nil)
 	wantStatus(t, err, 403, "")
 }
 
@@ -319,14 +320,61 @@ func TestGetShares(t *testing.T) {
 	e.chain.studies["s1"] = &emrv1.Study{Id: "s1", PrincipalInvestigator: pi.Address(), OrganizationId: "research"}
 	e.chain.shares = append(e.chain.shares, &emrv1.Share{PatientId: e.pid, Sequence: 1, StudyId: "s1", SharedSha256: sum[:]})
 	for _, a := range []*actor{pi, colleague, e.patient} {
-		if got, err := e.get(a, sum, nil); err != nil || !bytes.Equal(got, data) {
+		if got, err := e.get(a, ShareRef(e.pid, 1), sum, nil); err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("%x: %v", a.Address(), err)
 		}
 	}
-	_, err := e.get(outsider, sum, nil)
+	_, err := e.get(outsider, ShareRef(e.pid, 1), sum, nil)
 	wantStatus(t, err, 403, "neither its principal investigator")
-	_, err = e.get(e.reader, sum, nil)
+	_, err = e.get(e.reader, ShareRef(e.pid, 1), sum, nil)
 	wantStatus(t, err, 403, "study")
+}
+
+// TestGetNamesWhatItReads: a GET names the committed record or share it
+// reads, and is authorized for that one only if it has exactly this blob.
+func TestGetNamesWhatItReads(t *testing.T) {
+	e := newEnv(t, nil)
+	data, other := []byte("the blob asked for"), []byte("another record's blob")
+	sum, otherSum := sha256.Sum256(data), sha256.Sum256(other)
+	for _, d := range [][]byte{data, other} {
+		if _, err := e.put(e.patient, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := e.chain.addRecord(e.pid, sum, e.patient)
+	otherRec := e.chain.addRecord(e.pid, otherSum, e.patient)
+	e.chain.shares = append(e.chain.shares, &emrv1.Share{PatientId: e.pid, Sequence: 1, StudyId: "s1", SharedSha256: otherSum[:]})
+	if got, err := e.get(e.patient, RecordRef(e.pid, rec.Sequence), sum, nil); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the owner reading its record: %v", err)
+	}
+	// The owner may read both blobs, but only under the record that has it.
+	_, err := e.get(e.patient, RecordRef(e.pid, otherRec.Sequence), sum, nil)
+	wantStatus(t, err, 403, "is blob")
+	_, err = e.get(e.patient, ShareRef(e.pid, 1), sum, nil)
+	wantStatus(t, err, 403, "is blob")
+	_, err = e.get(e.patient, RecordRef(e.pid, 99), sum, nil)
+	wantStatus(t, err, 403, "no committed record")
+	_, err = e.get(e.patient, ShareRef(e.pid, 2), sum, nil)
+	wantStatus(t, err, 403, "no committed share")
+
+	base := "/v1/blobs/" + hex.EncodeToString(sum[:])
+	pid := hex.EncodeToString(e.pid)
+	for _, query := range []string{
+		"",                            // names nothing
+		"?x=1",                        // names nothing it knows
+		"?record=" + pid,              // no sequence
+		"?record=" + pid + "/0",       // sequences start at 1
+		"?record=" + pid + "/-1",      // not a number
+		"?record=" + pid[:10] + "/1",  // short patient id
+		"?record=zz" + pid[2:] + "/1", // not hex
+		"?record=" + pid + "/1&share=" + pid + "/1",  // two
+		"?record=" + pid + "/1&record=" + pid + "/2", // twice
+	} {
+		req := e.signed(e.patient, http.MethodGet, base+query, nil, false)
+		if status, body := doJSON(t, req); status != 400 || !strings.Contains(body.Error, "names the record or share") {
+			t.Errorf("GET %s: %d %+v, want 400", query, status, body)
+		}
+	}
 }
 
 func TestAuthentication(t *testing.T) {
@@ -336,8 +384,8 @@ func TestAuthentication(t *testing.T) {
 	if _, err := e.put(e.patient, data); err != nil {
 		t.Fatal(err)
 	}
-	e.chain.addRecord(e.pid, sum, e.patient)
-	path := "/v1/blobs/" + hex.EncodeToString(sum[:])
+	rec := e.chain.addRecord(e.pid, sum, e.patient)
+	path := "/v1/blobs/" + hex.EncodeToString(sum[:]) + "?" + RecordRef(rec.PatientId, rec.Sequence).query()
 
 	// Unsigned.
 	req, _ := http.NewRequest(http.MethodGet, e.ts.URL+path, nil)
@@ -404,7 +452,7 @@ func TestAuthentication(t *testing.T) {
 	}
 	// Unknown member.
 	ghost := &actor{KeySigner: KeySigner{Key: newKey("ghost")}}
-	_, err := e.get(ghost, sum, nil)
+	_, err := e.get(ghost, RecordRef(rec.PatientId, rec.Sequence), sum, nil)
 	wantStatus(t, err, 401, "not a member")
 	// A GET that claims a body.
 	req, _ = http.NewRequest(http.MethodGet, e.ts.URL+path, nil)
@@ -416,7 +464,7 @@ func TestAuthentication(t *testing.T) {
 	}
 	// Chain down: 503, never served.
 	e.chain.down = true
-	_, err = e.get(e.patient, sum, nil)
+	_, err = e.get(e.patient, RecordRef(rec.PatientId, rec.Sequence), sum, nil)
 	wantStatus(t, err, 503, "")
 	e.chain.down = false
 }
@@ -479,8 +527,8 @@ func TestRangeHTTP(t *testing.T) {
 	if _, err := e.put(e.patient, data); err != nil {
 		t.Fatal(err)
 	}
-	e.chain.addRecord(e.pid, sum, e.patient)
-	path := "/v1/blobs/" + hex.EncodeToString(sum[:])
+	rec := e.chain.addRecord(e.pid, sum, e.patient)
+	path := "/v1/blobs/" + hex.EncodeToString(sum[:]) + "?" + RecordRef(rec.PatientId, rec.Sequence).query()
 	get := func(rng string) *http.Response {
 		req := e.signed(e.patient, http.MethodGet, path, nil, false)
 		if rng != "" {
@@ -504,10 +552,10 @@ func TestRangeHTTP(t *testing.T) {
 		t.Fatalf("suffix range: %d %q", resp.StatusCode, b)
 	}
 	// The client cuts a range at the end of the blob.
-	if got, err := e.get(e.patient, sum, &Range{Start: 15, Length: 100}); err != nil || string(got) != "fghij" {
+	if got, err := e.get(e.patient, RecordRef(rec.PatientId, rec.Sequence), sum, &Range{Start: 15, Length: 100}); err != nil || string(got) != "fghij" {
 		t.Fatalf("client range past the end: %q %v", got, err)
 	}
-	if _, err := e.get(e.patient, sum, &Range{Start: 20, Length: 1}); statusOf(err) != 416 {
+	if _, err := e.get(e.patient, RecordRef(rec.PatientId, rec.Sequence), sum, &Range{Start: 20, Length: 1}); statusOf(err) != 416 {
 		t.Fatalf("client range beyond the end: %v", err)
 	}
 	resp = get("bytes=20-")
@@ -529,7 +577,7 @@ func TestClientDetectsTamperedBlob(t *testing.T) {
 	if _, err := e.put(e.patient, data); err != nil {
 		t.Fatal(err)
 	}
-	e.chain.addRecord(e.pid, sum, e.patient)
+	rec := e.chain.addRecord(e.pid, sum, e.patient)
 	// The storage lies: flip a byte on disk.
 	h := hex.EncodeToString(sum[:])
 	p := e.store.Dir() + "/sha256/" + h[:2] + "/" + h[2:4] + "/" + h
@@ -538,7 +586,7 @@ func TestClientDetectsTamperedBlob(t *testing.T) {
 	if err := writeFile(p, corrupt); err != nil {
 		t.Fatal(err)
 	}
-	_, err := e.get(e.patient, sum, nil)
+	_, err := e.get(e.patient, RecordRef(rec.PatientId, rec.Sequence), sum, nil)
 	if !errors.Is(err, ErrHashMismatch) {
 		t.Fatalf("tampered download: %v, want ErrHashMismatch", err)
 	}
@@ -585,71 +633,6 @@ func TestHealthAndMetrics(t *testing.T) {
 		if !bytes.Contains(body, []byte(want)) {
 			t.Fatalf("/metrics lacks %q", want)
 		}
-	}
-}
-
-func TestSweep(t *testing.T) {
-	var clock time.Time
-	e := newEnv(t, func(o *Options) {
-		o.SweepGrace = time.Hour
-		o.SweepMaxDeletes = 2
-		o.Now = func() time.Time {
-			if clock.IsZero() {
-				return time.Now()
-			}
-			return clock
-		}
-	})
-	ctx := context.Background()
-	var orphans [][32]byte
-	for i := range 5 {
-		d := []byte{byte(i), 'o'}
-		if _, err := e.put(e.writer, d); err != nil {
-			t.Fatal(err)
-		}
-		orphans = append(orphans, sha256.Sum256(d))
-	}
-	kept := []byte("referenced")
-	keptSum := sha256.Sum256(kept)
-	if _, err := e.put(e.writer, kept); err != nil {
-		t.Fatal(err)
-	}
-	e.chain.addRecord(e.pid, keptSum, e.writer)
-
-	// Young blobs are never swept.
-	rep, err := e.srv.Sweep(ctx)
-	if err != nil || rep.Deleted != 0 || rep.Checked != 0 {
-		t.Fatalf("sweep of young blobs: %+v %v", rep, err)
-	}
-	clock = time.Now().Add(2 * time.Hour)
-	// The chain down: nothing is deleted.
-	e.chain.down = true
-	rep, _ = e.srv.Sweep(ctx)
-	if rep.Deleted != 0 || rep.Errors == 0 {
-		t.Fatalf("sweep with the chain down: %+v", rep)
-	}
-	e.chain.down = false
-	total := 0
-	for pass := 0; pass < 6 && total < 5; pass++ {
-		rep, err := e.srv.Sweep(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if rep.Deleted > 2 {
-			t.Fatalf("pass deleted %d, bound is 2", rep.Deleted)
-		}
-		total += rep.Deleted
-	}
-	if total != 5 {
-		t.Fatalf("deleted %d orphans in 6 passes, want 5", total)
-	}
-	for _, s := range orphans {
-		if _, err := e.store.Stat(ctx, s); !errors.Is(err, blobstore.ErrNotFound) {
-			t.Fatalf("orphan %x survived: %v", s, err)
-		}
-	}
-	if _, err := e.store.Stat(ctx, keptSum); err != nil {
-		t.Fatalf("referenced blob was swept: %v", err)
 	}
 }
 

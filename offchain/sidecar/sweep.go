@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/emrchain/emrchain/offchain/blobstore"
@@ -11,7 +12,8 @@ import (
 
 // SweepReport says what one sweep pass did.
 type SweepReport struct {
-	// Checked: blobs older than the grace period asked about on chain.
+	// Checked: blobs older than the grace period looked up in the
+	// reference index.
 	Checked int
 	// Deleted: unreferenced blobs removed, and their bytes.
 	Deleted      int
@@ -25,17 +27,29 @@ type SweepReport struct {
 	// Wrapped: the pass reached the end of the store (the next one starts
 	// from the beginning).
 	Wrapped bool
+	// Height: the reference index held every block up to this one when
+	// the pass checked blobs.
+	Height int64
 }
 
 // Sweep runs one garbage-collection pass: blobs older than the grace
 // period that no committed record and no committed share references are
-// deleted. A pass asks the chain about at most SweepMaxChecks blobs and
-// deletes at most SweepMaxDeletes; the next pass continues where it
-// stopped, so every blob is visited in turn. A blob is kept whenever the
-// chain cannot be asked.
+// deleted. The pass first reads every block up to the chain's head into the
+// reference index (refindex.go); if it cannot, it deletes nothing and
+// returns the error. A pass checks at most SweepMaxChecks blobs against the
+// index and deletes at most SweepMaxDeletes; the next pass continues where
+// it stopped, so every blob is visited in turn. A reference committed after
+// the index caught up is protected by the grace period: the upload comes
+// before the transaction.
 func (s *Server) Sweep(ctx context.Context) (SweepReport, error) {
 	var rep SweepReport
 	s.metrics.sweepRuns.Inc()
+	ix, err := s.refs.catchUp(ctx, s.chain, s.log)
+	if err != nil {
+		return rep, fmt.Errorf("sweep: nothing deleted: the reference index could not read every block up to the chain's head (it is complete through height %d): %w",
+			ix.Height, err)
+	}
+	rep.Height = ix.Height
 	now := s.opts.Now()
 	cutoff := now.Add(-s.opts.SweepGrace)
 
@@ -48,7 +62,7 @@ func (s *Server) Sweep(ctx context.Context) (SweepReport, error) {
 	var candidates []blobstore.Info
 	var last blobstore.Sum
 	full := false
-	err := s.store.List(ctx, func(i blobstore.Info) bool {
+	err = s.store.List(ctx, func(i blobstore.Info) bool {
 		if bytes.Compare(i.Sum[:], cursor[:]) <= 0 && cursor != (blobstore.Sum{}) {
 			return true
 		}
@@ -78,7 +92,7 @@ func (s *Server) Sweep(ctx context.Context) (SweepReport, error) {
 			return rep, err
 		}
 		rep.Checked++
-		referenced, err := s.referenced(ctx, c.Sum)
+		referenced, err := s.refs.has(c.Sum)
 		if err != nil {
 			rep.Errors++
 			s.metrics.sweepErrs.Inc()
@@ -149,22 +163,6 @@ func prevSum(s blobstore.Sum) blobstore.Sum {
 	return blobstore.Sum{}
 }
 
-// referenced asks the chain whether a committed record or share has sum.
-func (s *Server) referenced(ctx context.Context, sum blobstore.Sum) (bool, error) {
-	records, err := s.chain.RecordsByHash(ctx, sum)
-	if err != nil {
-		return false, err
-	}
-	if len(records) > 0 {
-		return true, nil
-	}
-	shares, err := s.chain.SharesByHash(ctx, sum)
-	if err != nil {
-		return false, err
-	}
-	return len(shares) > 0, nil
-}
-
 func (s *Server) sweepLoop(stop <-chan struct{}) {
 	defer s.wg.Done()
 	t := time.NewTicker(s.opts.SweepInterval)
@@ -191,7 +189,7 @@ func (s *Server) sweepLoop(stop <-chan struct{}) {
 			continue
 		}
 		s.log.Info("sweep done", "checked", rep.Checked, "deleted", rep.Deleted, "deleted_bytes", rep.DeletedBytes,
-			"kept", rep.Kept, "errors", rep.Errors, "temp_removed", rep.TempRemoved, "wrapped", rep.Wrapped,
+			"kept", rep.Kept, "errors", rep.Errors, "temp_removed", rep.TempRemoved, "wrapped", rep.Wrapped, "height", rep.Height,
 			"took", time.Since(start).Round(time.Millisecond).String())
 	}
 }

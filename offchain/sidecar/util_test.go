@@ -28,6 +28,10 @@ func TestAppCodes(t *testing.T) {
 	if app.QueryPathPrefix != QueryPathPrefix {
 		t.Fatalf("query path prefix %q != %q", app.QueryPathPrefix, QueryPathPrefix)
 	}
+	if app.EventType != appEventType || app.BlobAttribute != appBlobAttribute {
+		t.Fatalf("the app names blobs in event attribute %s.%s; the sidecar reads %s.%s",
+			app.EventType, app.BlobAttribute, appEventType, appBlobAttribute)
+	}
 }
 
 // TestKeySignerAddress: the signer's address is the chain's address of its key.

@@ -1615,28 +1615,28 @@ func (x *QueryStudyResponse) GetProofs() []*StoreProof {
 	return nil
 }
 
-type QueryRecordsByHashRequest struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Lowercase hex SHA-256 of the ciphertext.
-	Sha256        string `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"`
+type QueryShareRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PatientId     string                 `protobuf:"bytes,1,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
+	Sequence      uint64                 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *QueryRecordsByHashRequest) Reset() {
-	*x = QueryRecordsByHashRequest{}
+func (x *QueryShareRequest) Reset() {
+	*x = QueryShareRequest{}
 	mi := &file_emrchain_v1_query_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *QueryRecordsByHashRequest) String() string {
+func (x *QueryShareRequest) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*QueryRecordsByHashRequest) ProtoMessage() {}
+func (*QueryShareRequest) ProtoMessage() {}
 
-func (x *QueryRecordsByHashRequest) ProtoReflect() protoreflect.Message {
+func (x *QueryShareRequest) ProtoReflect() protoreflect.Message {
 	mi := &file_emrchain_v1_query_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -1648,41 +1648,48 @@ func (x *QueryRecordsByHashRequest) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use QueryRecordsByHashRequest.ProtoReflect.Descriptor instead.
-func (*QueryRecordsByHashRequest) Descriptor() ([]byte, []int) {
+// Deprecated: Use QueryShareRequest.ProtoReflect.Descriptor instead.
+func (*QueryShareRequest) Descriptor() ([]byte, []int) {
 	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{29}
 }
 
-func (x *QueryRecordsByHashRequest) GetSha256() string {
+func (x *QueryShareRequest) GetPatientId() string {
 	if x != nil {
-		return x.Sha256
+		return x.PatientId
 	}
 	return ""
 }
 
-type QueryRecordsByHashResponse struct {
+func (x *QueryShareRequest) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+type QueryShareResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Records       []*Record              `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	Share         *Share                 `protobuf:"bytes,1,opt,name=share,proto3" json:"share,omitempty"`
 	Height        int64                  `protobuf:"varint,14,opt,name=height,proto3" json:"height,omitempty"`
 	Proofs        []*StoreProof          `protobuf:"bytes,15,rep,name=proofs,proto3" json:"proofs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *QueryRecordsByHashResponse) Reset() {
-	*x = QueryRecordsByHashResponse{}
+func (x *QueryShareResponse) Reset() {
+	*x = QueryShareResponse{}
 	mi := &file_emrchain_v1_query_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *QueryRecordsByHashResponse) String() string {
+func (x *QueryShareResponse) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*QueryRecordsByHashResponse) ProtoMessage() {}
+func (*QueryShareResponse) ProtoMessage() {}
 
-func (x *QueryRecordsByHashResponse) ProtoReflect() protoreflect.Message {
+func (x *QueryShareResponse) ProtoReflect() protoreflect.Message {
 	mi := &file_emrchain_v1_query_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -1694,130 +1701,26 @@ func (x *QueryRecordsByHashResponse) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use QueryRecordsByHashResponse.ProtoReflect.Descriptor instead.
-func (*QueryRecordsByHashResponse) Descriptor() ([]byte, []int) {
+// Deprecated: Use QueryShareResponse.ProtoReflect.Descriptor instead.
+func (*QueryShareResponse) Descriptor() ([]byte, []int) {
 	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{30}
 }
 
-func (x *QueryRecordsByHashResponse) GetRecords() []*Record {
+func (x *QueryShareResponse) GetShare() *Share {
 	if x != nil {
-		return x.Records
+		return x.Share
 	}
 	return nil
 }
 
-func (x *QueryRecordsByHashResponse) GetHeight() int64 {
+func (x *QueryShareResponse) GetHeight() int64 {
 	if x != nil {
 		return x.Height
 	}
 	return 0
 }
 
-func (x *QueryRecordsByHashResponse) GetProofs() []*StoreProof {
-	if x != nil {
-		return x.Proofs
-	}
-	return nil
-}
-
-type QuerySharesByHashRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Sha256        string                 `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *QuerySharesByHashRequest) Reset() {
-	*x = QuerySharesByHashRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[31]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *QuerySharesByHashRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*QuerySharesByHashRequest) ProtoMessage() {}
-
-func (x *QuerySharesByHashRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[31]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use QuerySharesByHashRequest.ProtoReflect.Descriptor instead.
-func (*QuerySharesByHashRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{31}
-}
-
-func (x *QuerySharesByHashRequest) GetSha256() string {
-	if x != nil {
-		return x.Sha256
-	}
-	return ""
-}
-
-type QuerySharesByHashResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Shares        []*Share               `protobuf:"bytes,1,rep,name=shares,proto3" json:"shares,omitempty"`
-	Height        int64                  `protobuf:"varint,14,opt,name=height,proto3" json:"height,omitempty"`
-	Proofs        []*StoreProof          `protobuf:"bytes,15,rep,name=proofs,proto3" json:"proofs,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *QuerySharesByHashResponse) Reset() {
-	*x = QuerySharesByHashResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[32]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *QuerySharesByHashResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*QuerySharesByHashResponse) ProtoMessage() {}
-
-func (x *QuerySharesByHashResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[32]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use QuerySharesByHashResponse.ProtoReflect.Descriptor instead.
-func (*QuerySharesByHashResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{32}
-}
-
-func (x *QuerySharesByHashResponse) GetShares() []*Share {
-	if x != nil {
-		return x.Shares
-	}
-	return nil
-}
-
-func (x *QuerySharesByHashResponse) GetHeight() int64 {
-	if x != nil {
-		return x.Height
-	}
-	return 0
-}
-
-func (x *QuerySharesByHashResponse) GetProofs() []*StoreProof {
+func (x *QueryShareResponse) GetProofs() []*StoreProof {
 	if x != nil {
 		return x.Proofs
 	}
@@ -1835,7 +1738,7 @@ type QueryLastAccessRequest struct {
 
 func (x *QueryLastAccessRequest) Reset() {
 	*x = QueryLastAccessRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[33]
+	mi := &file_emrchain_v1_query_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1847,7 +1750,7 @@ func (x *QueryLastAccessRequest) String() string {
 func (*QueryLastAccessRequest) ProtoMessage() {}
 
 func (x *QueryLastAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[33]
+	mi := &file_emrchain_v1_query_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1860,7 +1763,7 @@ func (x *QueryLastAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryLastAccessRequest.ProtoReflect.Descriptor instead.
 func (*QueryLastAccessRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{33}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *QueryLastAccessRequest) GetPatientId() string {
@@ -1895,7 +1798,7 @@ type QueryLastAccessResponse struct {
 
 func (x *QueryLastAccessResponse) Reset() {
 	*x = QueryLastAccessResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[34]
+	mi := &file_emrchain_v1_query_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1907,7 +1810,7 @@ func (x *QueryLastAccessResponse) String() string {
 func (*QueryLastAccessResponse) ProtoMessage() {}
 
 func (x *QueryLastAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[34]
+	mi := &file_emrchain_v1_query_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1920,7 +1823,7 @@ func (x *QueryLastAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryLastAccessResponse.ProtoReflect.Descriptor instead.
 func (*QueryLastAccessResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{34}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *QueryLastAccessResponse) GetEvent() *AccessEvent {
@@ -2053,17 +1956,13 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"\x12QueryStudyResponse\x12(\n" +
 	"\x05study\x18\x01 \x01(\v2\x12.emrchain.v1.StudyR\x05study\x12\x16\n" +
 	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
-	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"3\n" +
-	"\x19QueryRecordsByHashRequest\x12\x16\n" +
-	"\x06sha256\x18\x01 \x01(\tR\x06sha256\"\x94\x01\n" +
-	"\x1aQueryRecordsByHashResponse\x12-\n" +
-	"\arecords\x18\x01 \x03(\v2\x13.emrchain.v1.RecordR\arecords\x12\x16\n" +
-	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
-	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"2\n" +
-	"\x18QuerySharesByHashRequest\x12\x16\n" +
-	"\x06sha256\x18\x01 \x01(\tR\x06sha256\"\x90\x01\n" +
-	"\x19QuerySharesByHashResponse\x12*\n" +
-	"\x06shares\x18\x01 \x03(\v2\x12.emrchain.v1.ShareR\x06shares\x12\x16\n" +
+	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"N\n" +
+	"\x11QueryShareRequest\x12\x1d\n" +
+	"\n" +
+	"patient_id\x18\x01 \x01(\tR\tpatientId\x12\x1a\n" +
+	"\bsequence\x18\x02 \x01(\x04R\bsequence\"\x87\x01\n" +
+	"\x12QueryShareResponse\x12(\n" +
+	"\x05share\x18\x01 \x01(\v2\x12.emrchain.v1.ShareR\x05share\x12\x16\n" +
 	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
 	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"o\n" +
 	"\x16QueryLastAccessRequest\x12\x1d\n" +
@@ -2074,7 +1973,7 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"\x17QueryLastAccessResponse\x12.\n" +
 	"\x05event\x18\x01 \x01(\v2\x18.emrchain.v1.AccessEventR\x05event\x12\x16\n" +
 	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
-	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs2\xe3\x10\n" +
+	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs2\xd0\x0f\n" +
 	"\x05Query\x12h\n" +
 	"\x06Params\x12\x1f.emrchain.v1.QueryParamsRequest\x1a .emrchain.v1.QueryParamsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/emrchain/v1/params\x12\x86\x01\n" +
 	"\fOrganization\x12%.emrchain.v1.QueryOrganizationRequest\x1a&.emrchain.v1.QueryOrganizationResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/emrchain/v1/organizations/{id}\x12s\n" +
@@ -2087,9 +1986,8 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"\aRecords\x12 .emrchain.v1.QueryRecordsRequest\x1a!.emrchain.v1.QueryRecordsResponse\"2\x82\xd3\xe4\x93\x02,\x12*/emrchain/v1/patients/{patient_id}/records\x12\x8a\x01\n" +
 	"\x06Record\x12\x1f.emrchain.v1.QueryRecordRequest\x1a .emrchain.v1.QueryRecordResponse\"=\x82\xd3\xe4\x93\x027\x125/emrchain/v1/patients/{patient_id}/records/{sequence}\x12\x97\x01\n" +
 	"\fAccessEvents\x12%.emrchain.v1.QueryAccessEventsRequest\x1a&.emrchain.v1.QueryAccessEventsResponse\"8\x82\xd3\xe4\x93\x022\x120/emrchain/v1/patients/{patient_id}/access_events\x12~\n" +
-	"\x06Shares\x12\x1f.emrchain.v1.QuerySharesRequest\x1a .emrchain.v1.QuerySharesResponse\"1\x82\xd3\xe4\x93\x02+\x12)/emrchain/v1/patients/{patient_id}/shares\x12\x8d\x01\n" +
-	"\rRecordsByHash\x12&.emrchain.v1.QueryRecordsByHashRequest\x1a'.emrchain.v1.QueryRecordsByHashResponse\"+\x82\xd3\xe4\x93\x02%\x12#/emrchain/v1/blobs/{sha256}/records\x12\x89\x01\n" +
-	"\fSharesByHash\x12%.emrchain.v1.QuerySharesByHashRequest\x1a&.emrchain.v1.QuerySharesByHashResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/emrchain/v1/blobs/{sha256}/shares\x12\xa8\x01\n" +
+	"\x06Shares\x12\x1f.emrchain.v1.QuerySharesRequest\x1a .emrchain.v1.QuerySharesResponse\"1\x82\xd3\xe4\x93\x02+\x12)/emrchain/v1/patients/{patient_id}/shares\x12\x86\x01\n" +
+	"\x05Share\x12\x1e.emrchain.v1.QueryShareRequest\x1a\x1f.emrchain.v1.QueryShareResponse\"<\x82\xd3\xe4\x93\x026\x124/emrchain/v1/patients/{patient_id}/shares/{sequence}\x12\xa8\x01\n" +
 	"\n" +
 	"LastAccess\x12#.emrchain.v1.QueryLastAccessRequest\x1a$.emrchain.v1.QueryLastAccessResponse\"O\x82\xd3\xe4\x93\x02I\x12G/emrchain/v1/patients/{patient_id}/records/{sequence}/access/{accessor}\x12k\n" +
 	"\x05Study\x12\x1e.emrchain.v1.QueryStudyRequest\x1a\x1f.emrchain.v1.QueryStudyResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/emrchain/v1/studies/{id}B;Z9github.com/emrchain/emrchain/proto/emrchain/v1;emrchainv1b\x06proto3"
@@ -2106,7 +2004,7 @@ func file_emrchain_v1_query_proto_rawDescGZIP() []byte {
 	return file_emrchain_v1_query_proto_rawDescData
 }
 
-var file_emrchain_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_emrchain_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_emrchain_v1_query_proto_goTypes = []any{
 	(*StoreProof)(nil),                 // 0: emrchain.v1.StoreProof
 	(*ProofOp)(nil),                    // 1: emrchain.v1.ProofOp
@@ -2137,99 +2035,93 @@ var file_emrchain_v1_query_proto_goTypes = []any{
 	(*QuerySharesResponse)(nil),        // 26: emrchain.v1.QuerySharesResponse
 	(*QueryStudyRequest)(nil),          // 27: emrchain.v1.QueryStudyRequest
 	(*QueryStudyResponse)(nil),         // 28: emrchain.v1.QueryStudyResponse
-	(*QueryRecordsByHashRequest)(nil),  // 29: emrchain.v1.QueryRecordsByHashRequest
-	(*QueryRecordsByHashResponse)(nil), // 30: emrchain.v1.QueryRecordsByHashResponse
-	(*QuerySharesByHashRequest)(nil),   // 31: emrchain.v1.QuerySharesByHashRequest
-	(*QuerySharesByHashResponse)(nil),  // 32: emrchain.v1.QuerySharesByHashResponse
-	(*QueryLastAccessRequest)(nil),     // 33: emrchain.v1.QueryLastAccessRequest
-	(*QueryLastAccessResponse)(nil),    // 34: emrchain.v1.QueryLastAccessResponse
-	(*Params)(nil),                     // 35: emrchain.v1.Params
-	(*Organization)(nil),               // 36: emrchain.v1.Organization
-	(*Member)(nil),                     // 37: emrchain.v1.Member
-	(*Account)(nil),                    // 38: emrchain.v1.Account
-	(*Patient)(nil),                    // 39: emrchain.v1.Patient
-	(*Permission)(nil),                 // 40: emrchain.v1.Permission
-	(*Record)(nil),                     // 41: emrchain.v1.Record
-	(*AccessEvent)(nil),                // 42: emrchain.v1.AccessEvent
-	(*Share)(nil),                      // 43: emrchain.v1.Share
-	(*Study)(nil),                      // 44: emrchain.v1.Study
+	(*QueryShareRequest)(nil),          // 29: emrchain.v1.QueryShareRequest
+	(*QueryShareResponse)(nil),         // 30: emrchain.v1.QueryShareResponse
+	(*QueryLastAccessRequest)(nil),     // 31: emrchain.v1.QueryLastAccessRequest
+	(*QueryLastAccessResponse)(nil),    // 32: emrchain.v1.QueryLastAccessResponse
+	(*Params)(nil),                     // 33: emrchain.v1.Params
+	(*Organization)(nil),               // 34: emrchain.v1.Organization
+	(*Member)(nil),                     // 35: emrchain.v1.Member
+	(*Account)(nil),                    // 36: emrchain.v1.Account
+	(*Patient)(nil),                    // 37: emrchain.v1.Patient
+	(*Permission)(nil),                 // 38: emrchain.v1.Permission
+	(*Record)(nil),                     // 39: emrchain.v1.Record
+	(*AccessEvent)(nil),                // 40: emrchain.v1.AccessEvent
+	(*Share)(nil),                      // 41: emrchain.v1.Share
+	(*Study)(nil),                      // 42: emrchain.v1.Study
 }
 var file_emrchain_v1_query_proto_depIdxs = []int32{
 	1,  // 0: emrchain.v1.StoreProof.ops:type_name -> emrchain.v1.ProofOp
-	35, // 1: emrchain.v1.QueryParamsResponse.params:type_name -> emrchain.v1.Params
+	33, // 1: emrchain.v1.QueryParamsResponse.params:type_name -> emrchain.v1.Params
 	0,  // 2: emrchain.v1.QueryParamsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	36, // 3: emrchain.v1.QueryOrganizationResponse.organization:type_name -> emrchain.v1.Organization
-	37, // 4: emrchain.v1.QueryOrganizationResponse.registrars:type_name -> emrchain.v1.Member
+	34, // 3: emrchain.v1.QueryOrganizationResponse.organization:type_name -> emrchain.v1.Organization
+	35, // 4: emrchain.v1.QueryOrganizationResponse.registrars:type_name -> emrchain.v1.Member
 	0,  // 5: emrchain.v1.QueryOrganizationResponse.proofs:type_name -> emrchain.v1.StoreProof
-	37, // 6: emrchain.v1.QueryMemberResponse.member:type_name -> emrchain.v1.Member
+	35, // 6: emrchain.v1.QueryMemberResponse.member:type_name -> emrchain.v1.Member
 	0,  // 7: emrchain.v1.QueryMemberResponse.proofs:type_name -> emrchain.v1.StoreProof
-	38, // 8: emrchain.v1.QueryAccountResponse.account:type_name -> emrchain.v1.Account
+	36, // 8: emrchain.v1.QueryAccountResponse.account:type_name -> emrchain.v1.Account
 	0,  // 9: emrchain.v1.QueryAccountResponse.proofs:type_name -> emrchain.v1.StoreProof
-	39, // 10: emrchain.v1.QueryPatientResponse.patient:type_name -> emrchain.v1.Patient
+	37, // 10: emrchain.v1.QueryPatientResponse.patient:type_name -> emrchain.v1.Patient
 	0,  // 11: emrchain.v1.QueryPatientResponse.proofs:type_name -> emrchain.v1.StoreProof
-	40, // 12: emrchain.v1.QueryPermissionsResponse.permissions:type_name -> emrchain.v1.Permission
+	38, // 12: emrchain.v1.QueryPermissionsResponse.permissions:type_name -> emrchain.v1.Permission
 	0,  // 13: emrchain.v1.QueryPermissionsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	40, // 14: emrchain.v1.QueryGrantsResponse.permissions:type_name -> emrchain.v1.Permission
+	38, // 14: emrchain.v1.QueryGrantsResponse.permissions:type_name -> emrchain.v1.Permission
 	0,  // 15: emrchain.v1.QueryGrantsResponse.proofs:type_name -> emrchain.v1.StoreProof
 	2,  // 16: emrchain.v1.QueryRecordsRequest.page:type_name -> emrchain.v1.PageRequest
-	41, // 17: emrchain.v1.QueryRecordsResponse.records:type_name -> emrchain.v1.Record
+	39, // 17: emrchain.v1.QueryRecordsResponse.records:type_name -> emrchain.v1.Record
 	3,  // 18: emrchain.v1.QueryRecordsResponse.page:type_name -> emrchain.v1.PageResponse
 	0,  // 19: emrchain.v1.QueryRecordsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	41, // 20: emrchain.v1.QueryRecordResponse.record:type_name -> emrchain.v1.Record
+	39, // 20: emrchain.v1.QueryRecordResponse.record:type_name -> emrchain.v1.Record
 	0,  // 21: emrchain.v1.QueryRecordResponse.proofs:type_name -> emrchain.v1.StoreProof
 	2,  // 22: emrchain.v1.QueryAccessEventsRequest.page:type_name -> emrchain.v1.PageRequest
-	42, // 23: emrchain.v1.QueryAccessEventsResponse.events:type_name -> emrchain.v1.AccessEvent
+	40, // 23: emrchain.v1.QueryAccessEventsResponse.events:type_name -> emrchain.v1.AccessEvent
 	3,  // 24: emrchain.v1.QueryAccessEventsResponse.page:type_name -> emrchain.v1.PageResponse
 	0,  // 25: emrchain.v1.QueryAccessEventsResponse.proofs:type_name -> emrchain.v1.StoreProof
 	2,  // 26: emrchain.v1.QuerySharesRequest.page:type_name -> emrchain.v1.PageRequest
-	43, // 27: emrchain.v1.QuerySharesResponse.shares:type_name -> emrchain.v1.Share
+	41, // 27: emrchain.v1.QuerySharesResponse.shares:type_name -> emrchain.v1.Share
 	3,  // 28: emrchain.v1.QuerySharesResponse.page:type_name -> emrchain.v1.PageResponse
 	0,  // 29: emrchain.v1.QuerySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
-	44, // 30: emrchain.v1.QueryStudyResponse.study:type_name -> emrchain.v1.Study
+	42, // 30: emrchain.v1.QueryStudyResponse.study:type_name -> emrchain.v1.Study
 	0,  // 31: emrchain.v1.QueryStudyResponse.proofs:type_name -> emrchain.v1.StoreProof
-	41, // 32: emrchain.v1.QueryRecordsByHashResponse.records:type_name -> emrchain.v1.Record
-	0,  // 33: emrchain.v1.QueryRecordsByHashResponse.proofs:type_name -> emrchain.v1.StoreProof
-	43, // 34: emrchain.v1.QuerySharesByHashResponse.shares:type_name -> emrchain.v1.Share
-	0,  // 35: emrchain.v1.QuerySharesByHashResponse.proofs:type_name -> emrchain.v1.StoreProof
-	42, // 36: emrchain.v1.QueryLastAccessResponse.event:type_name -> emrchain.v1.AccessEvent
-	0,  // 37: emrchain.v1.QueryLastAccessResponse.proofs:type_name -> emrchain.v1.StoreProof
-	4,  // 38: emrchain.v1.Query.Params:input_type -> emrchain.v1.QueryParamsRequest
-	6,  // 39: emrchain.v1.Query.Organization:input_type -> emrchain.v1.QueryOrganizationRequest
-	8,  // 40: emrchain.v1.Query.Member:input_type -> emrchain.v1.QueryMemberRequest
-	10, // 41: emrchain.v1.Query.Account:input_type -> emrchain.v1.QueryAccountRequest
-	12, // 42: emrchain.v1.Query.Patient:input_type -> emrchain.v1.QueryPatientRequest
-	13, // 43: emrchain.v1.Query.PatientByOwner:input_type -> emrchain.v1.QueryPatientByOwnerRequest
-	15, // 44: emrchain.v1.Query.Permissions:input_type -> emrchain.v1.QueryPermissionsRequest
-	17, // 45: emrchain.v1.Query.Grants:input_type -> emrchain.v1.QueryGrantsRequest
-	19, // 46: emrchain.v1.Query.Records:input_type -> emrchain.v1.QueryRecordsRequest
-	21, // 47: emrchain.v1.Query.Record:input_type -> emrchain.v1.QueryRecordRequest
-	23, // 48: emrchain.v1.Query.AccessEvents:input_type -> emrchain.v1.QueryAccessEventsRequest
-	25, // 49: emrchain.v1.Query.Shares:input_type -> emrchain.v1.QuerySharesRequest
-	29, // 50: emrchain.v1.Query.RecordsByHash:input_type -> emrchain.v1.QueryRecordsByHashRequest
-	31, // 51: emrchain.v1.Query.SharesByHash:input_type -> emrchain.v1.QuerySharesByHashRequest
-	33, // 52: emrchain.v1.Query.LastAccess:input_type -> emrchain.v1.QueryLastAccessRequest
-	27, // 53: emrchain.v1.Query.Study:input_type -> emrchain.v1.QueryStudyRequest
-	5,  // 54: emrchain.v1.Query.Params:output_type -> emrchain.v1.QueryParamsResponse
-	7,  // 55: emrchain.v1.Query.Organization:output_type -> emrchain.v1.QueryOrganizationResponse
-	9,  // 56: emrchain.v1.Query.Member:output_type -> emrchain.v1.QueryMemberResponse
-	11, // 57: emrchain.v1.Query.Account:output_type -> emrchain.v1.QueryAccountResponse
-	14, // 58: emrchain.v1.Query.Patient:output_type -> emrchain.v1.QueryPatientResponse
-	14, // 59: emrchain.v1.Query.PatientByOwner:output_type -> emrchain.v1.QueryPatientResponse
-	16, // 60: emrchain.v1.Query.Permissions:output_type -> emrchain.v1.QueryPermissionsResponse
-	18, // 61: emrchain.v1.Query.Grants:output_type -> emrchain.v1.QueryGrantsResponse
-	20, // 62: emrchain.v1.Query.Records:output_type -> emrchain.v1.QueryRecordsResponse
-	22, // 63: emrchain.v1.Query.Record:output_type -> emrchain.v1.QueryRecordResponse
-	24, // 64: emrchain.v1.Query.AccessEvents:output_type -> emrchain.v1.QueryAccessEventsResponse
-	26, // 65: emrchain.v1.Query.Shares:output_type -> emrchain.v1.QuerySharesResponse
-	30, // 66: emrchain.v1.Query.RecordsByHash:output_type -> emrchain.v1.QueryRecordsByHashResponse
-	32, // 67: emrchain.v1.Query.SharesByHash:output_type -> emrchain.v1.QuerySharesByHashResponse
-	34, // 68: emrchain.v1.Query.LastAccess:output_type -> emrchain.v1.QueryLastAccessResponse
-	28, // 69: emrchain.v1.Query.Study:output_type -> emrchain.v1.QueryStudyResponse
-	54, // [54:70] is the sub-list for method output_type
-	38, // [38:54] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	41, // 32: emrchain.v1.QueryShareResponse.share:type_name -> emrchain.v1.Share
+	0,  // 33: emrchain.v1.QueryShareResponse.proofs:type_name -> emrchain.v1.StoreProof
+	40, // 34: emrchain.v1.QueryLastAccessResponse.event:type_name -> emrchain.v1.AccessEvent
+	0,  // 35: emrchain.v1.QueryLastAccessResponse.proofs:type_name -> emrchain.v1.StoreProof
+	4,  // 36: emrchain.v1.Query.Params:input_type -> emrchain.v1.QueryParamsRequest
+	6,  // 37: emrchain.v1.Query.Organization:input_type -> emrchain.v1.QueryOrganizationRequest
+	8,  // 38: emrchain.v1.Query.Member:input_type -> emrchain.v1.QueryMemberRequest
+	10, // 39: emrchain.v1.Query.Account:input_type -> emrchain.v1.QueryAccountRequest
+	12, // 40: emrchain.v1.Query.Patient:input_type -> emrchain.v1.QueryPatientRequest
+	13, // 41: emrchain.v1.Query.PatientByOwner:input_type -> emrchain.v1.QueryPatientByOwnerRequest
+	15, // 42: emrchain.v1.Query.Permissions:input_type -> emrchain.v1.QueryPermissionsRequest
+	17, // 43: emrchain.v1.Query.Grants:input_type -> emrchain.v1.QueryGrantsRequest
+	19, // 44: emrchain.v1.Query.Records:input_type -> emrchain.v1.QueryRecordsRequest
+	21, // 45: emrchain.v1.Query.Record:input_type -> emrchain.v1.QueryRecordRequest
+	23, // 46: emrchain.v1.Query.AccessEvents:input_type -> emrchain.v1.QueryAccessEventsRequest
+	25, // 47: emrchain.v1.Query.Shares:input_type -> emrchain.v1.QuerySharesRequest
+	29, // 48: emrchain.v1.Query.Share:input_type -> emrchain.v1.QueryShareRequest
+	31, // 49: emrchain.v1.Query.LastAccess:input_type -> emrchain.v1.QueryLastAccessRequest
+	27, // 50: emrchain.v1.Query.Study:input_type -> emrchain.v1.QueryStudyRequest
+	5,  // 51: emrchain.v1.Query.Params:output_type -> emrchain.v1.QueryParamsResponse
+	7,  // 52: emrchain.v1.Query.Organization:output_type -> emrchain.v1.QueryOrganizationResponse
+	9,  // 53: emrchain.v1.Query.Member:output_type -> emrchain.v1.QueryMemberResponse
+	11, // 54: emrchain.v1.Query.Account:output_type -> emrchain.v1.QueryAccountResponse
+	14, // 55: emrchain.v1.Query.Patient:output_type -> emrchain.v1.QueryPatientResponse
+	14, // 56: emrchain.v1.Query.PatientByOwner:output_type -> emrchain.v1.QueryPatientResponse
+	16, // 57: emrchain.v1.Query.Permissions:output_type -> emrchain.v1.QueryPermissionsResponse
+	18, // 58: emrchain.v1.Query.Grants:output_type -> emrchain.v1.QueryGrantsResponse
+	20, // 59: emrchain.v1.Query.Records:output_type -> emrchain.v1.QueryRecordsResponse
+	22, // 60: emrchain.v1.Query.Record:output_type -> emrchain.v1.QueryRecordResponse
+	24, // 61: emrchain.v1.Query.AccessEvents:output_type -> emrchain.v1.QueryAccessEventsResponse
+	26, // 62: emrchain.v1.Query.Shares:output_type -> emrchain.v1.QuerySharesResponse
+	30, // 63: emrchain.v1.Query.Share:output_type -> emrchain.v1.QueryShareResponse
+	32, // 64: emrchain.v1.Query.LastAccess:output_type -> emrchain.v1.QueryLastAccessResponse
+	28, // 65: emrchain.v1.Query.Study:output_type -> emrchain.v1.QueryStudyResponse
+	51, // [51:66] is the sub-list for method output_type
+	36, // [36:51] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_emrchain_v1_query_proto_init() }
@@ -2244,7 +2136,7 @@ func file_emrchain_v1_query_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_emrchain_v1_query_proto_rawDesc), len(file_emrchain_v1_query_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   35,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,8 +31,7 @@ const (
 	Query_Record_FullMethodName         = "/emrchain.v1.Query/Record"
 	Query_AccessEvents_FullMethodName   = "/emrchain.v1.Query/AccessEvents"
 	Query_Shares_FullMethodName         = "/emrchain.v1.Query/Shares"
-	Query_RecordsByHash_FullMethodName  = "/emrchain.v1.Query/RecordsByHash"
-	Query_SharesByHash_FullMethodName   = "/emrchain.v1.Query/SharesByHash"
+	Query_Share_FullMethodName          = "/emrchain.v1.Query/Share"
 	Query_LastAccess_FullMethodName     = "/emrchain.v1.Query/LastAccess"
 	Query_Study_FullMethodName          = "/emrchain.v1.Query/Study"
 )
@@ -70,11 +69,9 @@ type QueryClient interface {
 	AccessEvents(ctx context.Context, in *QueryAccessEventsRequest, opts ...grpc.CallOption) (*QueryAccessEventsResponse, error)
 	// Shares lists a patient's records shared with studies, oldest first.
 	Shares(ctx context.Context, in *QuerySharesRequest, opts ...grpc.CallOption) (*QuerySharesResponse, error)
-	// RecordsByHash lists the records whose ciphertext has this SHA-256 (the
-	// blob sidecar's question before it stores or serves a blob).
-	RecordsByHash(ctx context.Context, in *QueryRecordsByHashRequest, opts ...grpc.CallOption) (*QueryRecordsByHashResponse, error)
-	// SharesByHash lists the shares whose shared ciphertext has this SHA-256.
-	SharesByHash(ctx context.Context, in *QuerySharesByHashRequest, opts ...grpc.CallOption) (*QuerySharesByHashResponse, error)
+	// Share returns one share of a patient's record with a study (the blob
+	// sidecar's question before it serves shared ciphertext).
+	Share(ctx context.Context, in *QueryShareRequest, opts ...grpc.CallOption) (*QueryShareResponse, error)
 	// LastAccess returns a member's most recent access event for one record.
 	LastAccess(ctx context.Context, in *QueryLastAccessRequest, opts ...grpc.CallOption) (*QueryLastAccessResponse, error)
 	// Study returns one study.
@@ -209,20 +206,10 @@ func (c *queryClient) Shares(ctx context.Context, in *QuerySharesRequest, opts .
 	return out, nil
 }
 
-func (c *queryClient) RecordsByHash(ctx context.Context, in *QueryRecordsByHashRequest, opts ...grpc.CallOption) (*QueryRecordsByHashResponse, error) {
+func (c *queryClient) Share(ctx context.Context, in *QueryShareRequest, opts ...grpc.CallOption) (*QueryShareResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(QueryRecordsByHashResponse)
-	err := c.cc.Invoke(ctx, Query_RecordsByHash_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func (c *queryClient) SharesByHash(ctx context.Context, in *QuerySharesByHashRequest, opts ...grpc.CallOption) (*QuerySharesByHashResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(QuerySharesByHashResponse)
-	err := c.cc.Invoke(ctx, Query_SharesByHash_FullMethodName, in, out, cOpts...)
+	out := new(QueryShareResponse)
+	err := c.cc.Invoke(ctx, Query_Share_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -282,11 +269,9 @@ type QueryServer interface {
 	AccessEvents(context.Context, *QueryAccessEventsRequest) (*QueryAccessEventsResponse, error)
 	// Shares lists a patient's records shared with studies, oldest first.
 	Shares(context.Context, *QuerySharesRequest) (*QuerySharesResponse, error)
-	// RecordsByHash lists the records whose ciphertext has this SHA-256 (the
-	// blob sidecar's question before it stores or serves a blob).
-	RecordsByHash(context.Context, *QueryRecordsByHashRequest) (*QueryRecordsByHashResponse, error)
-	// SharesByHash lists the shares whose shared ciphertext has this SHA-256.
-	SharesByHash(context.Context, *QuerySharesByHashRequest) (*QuerySharesByHashResponse, error)
+	// Share returns one share of a patient's record with a study (the blob
+	// sidecar's question before it serves shared ciphertext).
+	Share(context.Context, *QueryShareRequest) (*QueryShareResponse, error)
 	// LastAccess returns a member's most recent access event for one record.
 	LastAccess(context.Context, *QueryLastAccessRequest) (*QueryLastAccessResponse, error)
 	// Study returns one study.
@@ -337,11 +322,8 @@ func (UnimplementedQueryServer) AccessEvents(context.Context, *QueryAccessEvents
 func (UnimplementedQueryServer) Shares(context.Context, *QuerySharesRequest) (*QuerySharesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Shares not implemented")
 }
-func (UnimplementedQueryServer) RecordsByHash(context.Context, *QueryRecordsByHashRequest) (*QueryRecordsByHashResponse, error) {
-	return nil, status.Errorf(codes.Unimplemented, "method RecordsByHash not implemented")
-}
-func (UnimplementedQueryServer) SharesByHash(context.Context, *QuerySharesByHashRequest) (*QuerySharesByHashResponse, error) {
-	return nil, status.Errorf(codes.Unimplemented, "method SharesByHash not implemented")
+func (UnimplementedQueryServer) Share(context.Context, *QueryShareRequest) (*QueryShareResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Share not implemented")
 }
 func (UnimplementedQueryServer) LastAccess(context.Context, *QueryLastAccessRequest) (*QueryLastAccessResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method LastAccess not implemented")
@@ -586,38 +568,20 @@ func _Query_Shares_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
-func _Query_RecordsByHash_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(QueryRecordsByHashRequest)
+func _Query_Share_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QueryShareRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(QueryServer).RecordsByHash(ctx, in)
+		return srv.(QueryServer).Share(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: Query_RecordsByHash_FullMethodName,
+		FullMethod: Query_Share_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(QueryServer).RecordsByHash(ctx, req.(*QueryRecordsByHashRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
-func _Query_SharesByHash_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(QuerySharesByHashRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(QueryServer).SharesByHash(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: Query_SharesByHash_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(QueryServer).SharesByHash(ctx, req.(*QuerySharesByHashRequest))
+		return srv.(QueryServer).Share(ctx, req.(*QueryShareRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -714,12 +678,8 @@ var Query_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Query_Shares_Handler,
 		},
 		{
-			MethodName: "RecordsByHash",
-			Handler:    _Query_RecordsByHash_Handler,
-		},
-		{
-			MethodName: "SharesByHash",
-			Handler:    _Query_SharesByHash_Handler,
+			MethodName: "Share",
+			Handler:    _Query_Share_Handler,
 		},
 		{
 			MethodName: "LastAccess",

@@ -1,0 +1,235 @@
+package sidecar
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	dbm "github.com/cosmos/cosmos-db"
+)
+
+// refIndex is the sweep's reference index: the SHA-256 of every blob that
+// the successful transactions of a committed block referenced
+// (ChainView.BlockBlobs), complete from height 1 through its cursor. The
+// chain keeps no index by hash (docs/decisions.md), so the sidecar keeps its
+// own, read from block results.
+//
+// It lives in a cosmos-db database: pebble in a directory, which only
+// spares re-reading the chain at each start, or in memory. Each page of
+// blocks is written as one synced batch holding the page's sums and the new
+// cursor, so the cursor is never ahead of the sums it vouches for.
+type refIndex struct {
+	catchUpMu sync.Mutex // one catch-up at a time
+
+	mu  sync.Mutex // guards db and cur
+	db  dbm.DB     // nil once closed
+	cur refCursor
+}
+
+// refCursor says how far the index is complete: every blob of blocks 1
+// through Height is in it. Time is block Height's time; a catch-up checks
+// it against the chain, so an index built from another chain is refused.
+type refCursor struct {
+	Height int64
+	Time   time.Time
+}
+
+// Keys of the reference index: the cursor, and one key per blob.
+var (
+	refCursorKey = []byte{0x00}
+	refSumPrefix = byte(0x01)
+)
+
+func refSumKey(sum [32]byte) []byte { return append([]byte{refSumPrefix}, sum[:]...) }
+
+// refIndexName is the database's name in its directory (<dir>/refs.db).
+const refIndexName = "refs"
+
+// Catch-up: blocks asked per BlockBlobs call (CometBFT's BlockchainInfo
+// returns at most 20), and when a long catch-up logs its progress.
+const (
+	refPageBlocks = nodeBlocksPerCall
+	refLogEvery   = 5 * time.Second
+)
+
+var errRefIndexClosed = errors.New("the reference index is closed")
+
+// openRefIndex opens the index kept in dir, or a new one in memory when dir
+// is empty.
+func openRefIndex(dir string) (*refIndex, error) {
+	if dir == "" {
+		return newRefIndex(dbm.NewMemDB())
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("sidecar: reference index: %w", err)
+	}
+	db, err := dbm.NewPebbleDB(refIndexName, dir, nil)
+	if err != nil {
+		return nil, fmt.Errorf("sidecar: open the reference index in %s (is another sidecar using it?): %w", dir, err)
+	}
+	x, err := newRefIndex(db)
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("sidecar: reference index in %s: %w", dir, err)
+	}
+	return x, nil
+}
+
+// newRefIndex reads the cursor of the index kept in db.
+func newRefIndex(db dbm.DB) (*refIndex, error) {
+	v, err := db.Get(refCursorKey)
+	if err != nil {
+		return nil, fmt.Errorf("read the cursor: %w", err)
+	}
+	x := &refIndex{db: db}
+	if v != nil {
+		if len(v) != 16 {
+			return nil, fmt.Errorf("the cursor is %d bytes, want 16: remove the directory to rebuild the index", len(v))
+		}
+		x.cur = refCursor{
+			Height: int64(binary.BigEndian.Uint64(v)),
+			Time:   time.Unix(0, int64(binary.BigEndian.Uint64(v[8:]))).UTC(),
+		}
+	}
+	return x, nil
+}
+
+func (c refCursor) encode() []byte {
+	b := binary.BigEndian.AppendUint64(nil, uint64(c.Height))
+	return binary.BigEndian.AppendUint64(b, uint64(c.Time.UnixNano()))
+}
+
+// cursor is how far the index is complete.
+func (x *refIndex) cursor() (refCursor, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.db == nil {
+		return refCursor{}, errRefIndexClosed
+	}
+	return x.cur, nil
+}
+
+// has reports whether a block the index has read referenced sum.
+func (x *refIndex) has(sum [32]byte) (bool, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.db == nil {
+		return false, errRefIndexClosed
+	}
+	return x.db.Has(refSumKey(sum))
+}
+
+// close closes the database; later calls fail. It may be called again.
+func (x *refIndex) close() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.db == nil {
+		return nil
+	}
+	err := x.db.Close()
+	x.db = nil
+	return err
+}
+
+// catchUp reads every block after the cursor up to the chain's head into
+// the index and returns the new cursor. It first reads the block at the
+// cursor again: a different time there means the index was built from
+// another chain, and nothing in it is trusted. On error the index keeps
+// every page it completed.
+func (x *refIndex) catchUp(ctx context.Context, chain ChainView, log Logger) (refCursor, error) {
+	x.catchUpMu.Lock()
+	defer x.catchUpMu.Unlock()
+	cur, err := x.cursor()
+	if err != nil {
+		return cur, err
+	}
+	head, err := chain.Head(ctx)
+	if err != nil {
+		return cur, fmt.Errorf("the chain's head: %w", err)
+	}
+	if head.Height < cur.Height {
+		return cur, fmt.Errorf("the index is complete through height %d but the chain's head is %d: another chain, or a rolled-back one (remove the index directory to rebuild it)",
+			cur.Height, head.Height)
+	}
+	started, lastLog, startHeight := time.Now(), time.Now(), cur.Height
+	verify := cur.Height > 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return cur, err
+		}
+		from := cur.Height + 1
+		if verify {
+			from = cur.Height
+		}
+		blocks, err := chain.BlockBlobs(ctx, from, refPageBlocks)
+		if err != nil {
+			return cur, fmt.Errorf("blocks from height %d: %w", from, err)
+		}
+		if verify {
+			if len(blocks) == 0 || blocks[0].Height != cur.Height || !blocks[0].Time.Equal(cur.Time) {
+				return cur, fmt.Errorf("block %d of the chain is not the one the index read (at %s): another chain? remove the index directory to rebuild it",
+					cur.Height, cur.Time.Format(time.RFC3339Nano))
+			}
+			blocks, verify = blocks[1:], false
+		}
+		if len(blocks) == 0 {
+			if cur.Height >= head.Height {
+				break
+			}
+			return cur, fmt.Errorf("the chain listed no block from height %d (its head is %d)", cur.Height+1, head.Height)
+		}
+		if cur, err = x.add(cur, blocks); err != nil {
+			return cur, err
+		}
+		if cur.Height >= head.Height {
+			break
+		}
+		if time.Since(lastLog) >= refLogEvery {
+			log.Info("sweep: reading the chain into the reference index", "height", cur.Height, "head", head.Height)
+			lastLog = time.Now()
+		}
+	}
+	if took := time.Since(started); took >= refLogEvery {
+		log.Info("sweep: reference index caught up", "height", cur.Height, "blocks", cur.Height-startHeight,
+			"took", took.Round(time.Millisecond).String())
+	}
+	return cur, nil
+}
+
+// add writes blocks, which must directly follow cur, as one synced batch:
+// their sums and the new cursor.
+func (x *refIndex) add(cur refCursor, blocks []BlockBlobs) (refCursor, error) {
+	for i, b := range blocks {
+		if want := cur.Height + 1 + int64(i); b.Height != want {
+			return cur, fmt.Errorf("the chain listed block %d where block %d was expected", b.Height, want)
+		}
+	}
+	last := blocks[len(blocks)-1]
+	next := refCursor{Height: last.Height, Time: last.Time}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.db == nil {
+		return cur, errRefIndexClosed
+	}
+	batch := x.db.NewBatch()
+	defer batch.Close()
+	for _, b := range blocks {
+		for _, sum := range b.Sums {
+			if err := batch.Set(refSumKey(sum), []byte{1}); err != nil {
+				return cur, fmt.Errorf("reference index: %w", err)
+			}
+		}
+	}
+	if err := batch.Set(refCursorKey, next.encode()); err != nil {
+		return cur, fmt.Errorf("reference index: %w", err)
+	}
+	if err := batch.WriteSync(); err != nil {
+		return cur, fmt.Errorf("reference index: write blocks %d-%d: %w", blocks[0].Height, last.Height, err)
+	}
+	x.cur = next
+	return next, nil
+}

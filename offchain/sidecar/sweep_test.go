@@ -1,0 +1,357 @@
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	dbm "github.com/cosmos/cosmos-db"
+
+	"github.com/emrchain/emrchain/offchain/blobstore"
+)
+
+// sweepLater is a clock two hours ahead: every blob is past a one-hour
+// grace period.
+func sweepLater() time.Time { return time.Now().Add(2 * time.Hour) }
+
+// storeBlob puts data into the store directly and returns its sum.
+func storeBlob(t *testing.T, store blobstore.Store, data string) [32]byte {
+	t.Helper()
+	sum := sha256.Sum256([]byte(data))
+	if err := store.Put(context.Background(), sum, strings.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	return sum
+}
+
+// wantStored fails unless each blob is stored (want true) or gone.
+func wantStored(t *testing.T, store blobstore.Store, want bool, sums ...[32]byte) {
+	t.Helper()
+	for _, s := range sums {
+		_, err := store.Stat(context.Background(), s)
+		switch {
+		case want && err != nil:
+			t.Fatalf("blob %x was deleted: %v", s, err)
+		case !want && !errors.Is(err, blobstore.ErrNotFound):
+			t.Fatalf("blob %x survived: %v", s, err)
+		}
+	}
+}
+
+// newSweeper is a second server over e's store and chain, sweeping with a
+// clock two hours ahead and its reference index in dir.
+func newSweeper(t *testing.T, e *env, dir string) *Server {
+	t.Helper()
+	srv, err := New(Options{Store: e.store, Chain: e.chain, SweepInterval: -1, Now: sweepLater, RefIndexDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv
+}
+
+func shutdown(t *testing.T, srv *Server) {
+	t.Helper()
+	if err := srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSweep(t *testing.T) {
+	var clock time.Time
+	e := newEnv(t, func(o *Options) {
+		o.SweepGrace = time.Hour
+		o.SweepMaxDeletes = 2
+		o.Now = func() time.Time {
+			if clock.IsZero() {
+				return time.Now()
+			}
+			return clock
+		}
+	})
+	ctx := context.Background()
+	var orphans [][32]byte
+	for i := range 5 {
+		d := []byte{byte(i), 'o'}
+		if _, err := e.put(e.writer, d); err != nil {
+			t.Fatal(err)
+		}
+		orphans = append(orphans, sha256.Sum256(d))
+	}
+	kept := []byte("referenced")
+	keptSum := sha256.Sum256(kept)
+	if _, err := e.put(e.writer, kept); err != nil {
+		t.Fatal(err)
+	}
+	e.chain.addRecord(e.pid, keptSum, e.writer)
+	e.chain.advance(time.Second)
+	shared := []byte("shared with a study")
+	sharedSum := sha256.Sum256(shared)
+	if _, err := e.put(e.writer, shared); err != nil {
+		t.Fatal(err)
+	}
+	e.chain.addShare(e.pid, sharedSum, e.writer)
+
+	// Young blobs are never swept.
+	rep, err := e.srv.Sweep(ctx)
+	if err != nil || rep.Deleted != 0 || rep.Checked != 0 || rep.Height != 11 {
+		t.Fatalf("sweep of young blobs: %+v %v", rep, err)
+	}
+	clock = time.Now().Add(2 * time.Hour)
+	// The chain down: the index cannot catch up, nothing is deleted.
+	e.chain.down = true
+	rep, err = e.srv.Sweep(ctx)
+	if err == nil || !errors.Is(err, ErrChainUnavailable) || !strings.Contains(err.Error(), "nothing deleted") || rep.Deleted != 0 || rep.Checked != 0 {
+		t.Fatalf("sweep with the chain down: %+v %v", rep, err)
+	}
+	wantStored(t, e.store, true, orphans...)
+	e.chain.down = false
+	total := 0
+	for pass := 0; pass < 6 && total < 5; pass++ {
+		rep, err := e.srv.Sweep(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Deleted > 2 {
+			t.Fatalf("pass deleted %d, bound is 2", rep.Deleted)
+		}
+		total += rep.Deleted
+	}
+	if total != 5 {
+		t.Fatalf("deleted %d orphans in 6 passes, want 5", total)
+	}
+	wantStored(t, e.store, false, orphans...)
+	wantStored(t, e.store, true, keptSum, sharedSum)
+	// A reference committed later (the upload is older than the grace
+	// period, the transaction newer than the last catch-up) is read by the
+	// next pass before it deletes anything.
+	late := storeBlob(t, e.store, "referenced late")
+	e.chain.advance(time.Second)
+	e.chain.addRecord(e.pid, late, e.writer)
+	if rep, err := e.srv.Sweep(ctx); err != nil || rep.Deleted != 0 || rep.Height != 12 {
+		t.Fatalf("sweep after a new record: %+v %v", rep, err)
+	}
+	wantStored(t, e.store, true, late, keptSum, sharedSum)
+}
+
+// TestSweepIndexPersists: a sweeper restarted over the same index
+// directory reads only the blocks after its cursor (and the cursor's block
+// again, to check it is the same chain), not the chain from height 1, and
+// still knows the references it read before. An index from another chain
+// is refused.
+func TestSweepIndexPersists(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	dir := t.TempDir()
+	kept := storeBlob(t, e.store, "record at height 10")
+	e.chain.addRecord(e.pid, kept, e.writer)
+	e.chain.advance(time.Second) // head 11
+
+	first := newSweeper(t, e, dir)
+	if rep, err := first.Sweep(ctx); err != nil || rep.Height != 11 || rep.Kept != 1 {
+		t.Fatalf("first sweep: %+v %v", rep, err)
+	}
+	if !slices.Equal(e.chain.blockCalls, []int64{1}) {
+		t.Fatalf("first sweep asked for blocks from %v, want [1]", e.chain.blockCalls)
+	}
+	shutdown(t, first)
+
+	orphan := storeBlob(t, e.store, "never referenced")
+	e.chain.advance(time.Second) // head 12
+	e.chain.blockCalls = nil
+	again := newSweeper(t, e, dir)
+	rep, err := again.Sweep(ctx)
+	if err != nil || rep.Height != 12 || rep.Kept != 1 || rep.Deleted != 1 {
+		t.Fatalf("sweep after the restart: %+v %v", rep, err)
+	}
+	if !slices.Equal(e.chain.blockCalls, []int64{11}) {
+		t.Fatalf("restarted sweep asked for blocks from %v, want [11]: the index was read again", e.chain.blockCalls)
+	}
+	wantStored(t, e.store, true, kept)
+	wantStored(t, e.store, false, orphan)
+	shutdown(t, again)
+
+	// The same directory over another chain (block 12 has another time).
+	other := storeBlob(t, e.store, "orphan of the other chain")
+	e.chain.times[12] = e.chain.times[12].Add(time.Millisecond)
+	moved := newSweeper(t, e, dir)
+	defer shutdown(t, moved)
+	if rep, err := moved.Sweep(ctx); err == nil || !strings.Contains(err.Error(), "another chain") || rep.Deleted != 0 {
+		t.Fatalf("sweep over another chain: %+v %v", rep, err)
+	}
+	wantStored(t, e.store, true, other)
+}
+
+// TestSweepCatchUpFails: a block that cannot be read in the middle of a
+// catch-up stops the pass before it deletes anything; the next pass
+// resumes after the last complete page.
+func TestSweepCatchUpFails(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	for range 40 {
+		e.chain.advance(time.Second)
+	}
+	kept := storeBlob(t, e.store, "record at height 50")
+	e.chain.addRecord(e.pid, kept, e.writer)
+	orphan := storeBlob(t, e.store, "orphan")
+	srv := newSweeper(t, e, "")
+	defer shutdown(t, srv)
+
+	e.chain.failBlock = 30
+	rep, err := srv.Sweep(ctx)
+	if !errors.Is(err, ErrChainUnavailable) || rep.Deleted != 0 || rep.Checked != 0 {
+		t.Fatalf("sweep with block 30 unreadable: %+v %v", rep, err)
+	}
+	wantStored(t, e.store, true, kept, orphan)
+	if cur, _ := srv.refs.cursor(); cur.Height != refPageBlocks {
+		t.Fatalf("index complete through %d after the failure, want %d (the first page)", cur.Height, refPageBlocks)
+	}
+
+	e.chain.failBlock = 0
+	e.chain.blockCalls = nil
+	rep, err = srv.Sweep(ctx)
+	if err != nil || rep.Height != 50 || rep.Deleted != 1 || rep.Kept != 1 {
+		t.Fatalf("sweep once block 30 is readable: %+v %v", rep, err)
+	}
+	if e.chain.blockCalls[0] != refPageBlocks {
+		t.Fatalf("the second pass started at %d, want %d", e.chain.blockCalls[0], refPageBlocks)
+	}
+	wantStored(t, e.store, true, kept)
+	wantStored(t, e.store, false, orphan)
+}
+
+// TestSweepWithoutBlocks: a chain view without block listing never lets
+// the sweep delete.
+func TestSweepWithoutBlocks(t *testing.T) {
+	e := newEnv(t, nil)
+	view := NewQueryChainView(nil, e.chain.Head, nil)
+	orphan := storeBlob(t, e.store, "orphan")
+	srv, err := New(Options{Store: e.store, Chain: view, SweepInterval: -1, Now: sweepLater})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown(t, srv)
+	if rep, err := srv.Sweep(context.Background()); err == nil || !strings.Contains(err.Error(), "BlocksFunc") || rep.Deleted != 0 {
+		t.Fatalf("sweep without BlocksFunc: %+v %v", rep, err)
+	}
+	wantStored(t, e.store, true, orphan)
+}
+
+// writeLog records every write that reaches a database as a unit: one
+// batch, or one Set or Delete outside a batch.
+type writeLog struct {
+	dbm.DB
+	units  [][]writeOp
+	synced []bool
+}
+
+type writeOp struct {
+	key, value []byte // value nil: delete
+}
+
+type loggedBatch struct {
+	dbm.Batch
+	log *writeLog
+	ops []writeOp
+}
+
+func (l *writeLog) NewBatch() dbm.Batch { return &loggedBatch{Batch: l.DB.NewBatch(), log: l} }
+
+func (l *writeLog) unit(sync bool, ops ...writeOp) {
+	l.units = append(l.units, ops)
+	l.synced = append(l.synced, sync)
+}
+
+func (l *writeLog) Set(k, v []byte) error     { l.unit(false, writeOp{k, v}); return l.DB.Set(k, v) }
+func (l *writeLog) SetSync(k, v []byte) error { l.unit(true, writeOp{k, v}); return l.DB.SetSync(k, v) }
+func (l *writeLog) Delete(k []byte) error     { l.unit(false, writeOp{k, nil}); return l.DB.Delete(k) }
+func (l *writeLog) DeleteSync(k []byte) error {
+	l.unit(true, writeOp{k, nil})
+	return l.DB.DeleteSync(k)
+}
+
+func (b *loggedBatch) Set(k, v []byte) error {
+	b.ops = append(b.ops, writeOp{bytes.Clone(k), bytes.Clone(v)})
+	return b.Batch.Set(k, v)
+}
+
+func (b *loggedBatch) Delete(k []byte) error {
+	b.ops = append(b.ops, writeOp{bytes.Clone(k), nil})
+	return b.Batch.Delete(k)
+}
+
+func (b *loggedBatch) Write() error     { b.log.unit(false, b.ops...); return b.Batch.Write() }
+func (b *loggedBatch) WriteSync() error { b.log.unit(true, b.ops...); return b.Batch.WriteSync() }
+
+// TestRefIndexCrashConsistency: a crash after any write leaves an index
+// whose cursor vouches only for sums it holds. Every write unit is replayed
+// in turn into a fresh database, as a crash right after it would leave the
+// disk, and the reopened index must hold every blob of blocks 1 through its
+// cursor. Each unit is synced.
+func TestRefIndexCrashConsistency(t *testing.T) {
+	chain := newFakeChain(time.Now())
+	writer := chain.addMember("writer", 0, "")
+	pid := bytes.Repeat([]byte{1}, 32)
+	for i := range 45 {
+		if i%3 == 0 {
+			chain.addRecord(pid, sha256.Sum256([]byte{byte(i), 'r'}), writer)
+		}
+		if i%7 == 0 {
+			chain.addShare(pid, sha256.Sum256([]byte{byte(i), 's'}), writer)
+		}
+		chain.advance(time.Second)
+	}
+	log := &writeLog{DB: dbm.NewMemDB()}
+	x, err := newRefIndex(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur, err := x.catchUp(context.Background(), chain, nopLogger{}); err != nil || cur.Height != chain.head.Height {
+		t.Fatalf("catch-up: %+v %v", cur, err)
+	}
+	if len(log.units) < 3 {
+		t.Fatalf("%d writes for %d blocks: want one per page", len(log.units), chain.head.Height)
+	}
+	disk := dbm.NewMemDB()
+	for i, unit := range log.units {
+		if !log.synced[i] {
+			t.Fatalf("write %d is not synced", i)
+		}
+		for _, op := range unit {
+			if op.value == nil {
+				err = disk.Delete(op.key)
+			} else {
+				err = disk.Set(op.key, op.value)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		after, err := newRefIndex(disk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur, _ := after.cursor()
+		if cur.Height == 0 {
+			t.Fatalf("write %d moved no cursor", i)
+		}
+		if !cur.Time.Equal(chain.times[cur.Height]) {
+			t.Fatalf("after write %d the cursor is at height %d, time %s; the block's time is %s", i, cur.Height, cur.Time, chain.times[cur.Height])
+		}
+		blocks, err := chain.BlockBlobs(context.Background(), 1, int(cur.Height))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range blocks {
+			for _, s := range b.Sums {
+				if ok, err := after.has(s); err != nil || !ok {
+					t.Fatalf("after write %d the cursor is at height %d but blob %x of block %d is missing", i, cur.Height, s, b.Height)
+				}
+			}
+		}
+	}
+}
