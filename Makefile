@@ -114,6 +114,17 @@ bench-chain: $(BIN)/cometbft $(BIN)/load ## Load a 4-validator emrchain and a 4-
 	$(GO) build -o $(BIN)/emrchaind ./cmd/emrchaind
 	BIN=$(BIN) BENCH_OUT=$(BENCH_OUT) ./testnet/bench_chain.sh
 
+# testnet/bench_fill.sh: one emrchain network at saturation on a fresh state,
+# then filled with FILL (default 1,000,000) AddRecords, then at saturation
+# again (~15 min). Not part of make test.
+BENCH_FILL_OUT ?= $(CURDIR)/bench-fill
+
+.PHONY: bench-fill
+bench-fill: ## Throughput and per-block FinalizeBlock/Commit time of a 4-validator emrchain, fresh and with 1M records (~15 min); results in ./bench-fill.
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/emrchaind ./cmd/emrchaind
+	BIN=$(BIN) BENCH_OUT=$(BENCH_FILL_OUT) ./testnet/bench_fill.sh
+
 $(BIN)/cometbft:
 	@mkdir -p $(BIN)
 	GOBIN=$(BIN) $(GO) install github.com/cometbft/cometbft/cmd/cometbft@$(COMETBFT_VERSION)

@@ -56,10 +56,9 @@ EMRCHAIND=$BIN/emrchaind
 COMETBFT=$BIN/cometbft
 LOADTIME=$BIN/load
 
-die() { echo "bench-chain: $*" >&2; exit 1; }
-say() { echo "bench-chain: $*"; }
-# run: log a command to commands.txt and stdout, then run it.
-run() { echo "+ $*" | tee -a "$OUT/commands.txt"; "$@"; }
+BENCH_NAME=bench-chain
+# shellcheck source=testnet/bench_lib.sh
+source "$ROOT/testnet/bench_lib.sh"
 
 for b in "$EMRCHAIND" "$COMETBFT" "$LOADTIME"; do
   [[ -x $b ]] || die "$b not found (make bench-chain builds and installs them)"
@@ -105,82 +104,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# free_base: a base port whose block of 40 ports (4 nodes x 10) nobody
-# listens on, below the ephemeral range like the test harness.
-free_base() {
-  local listening base p ok
-  listening=$(awk 'NR > 1 && $4 == "0A" { split($2, a, ":"); print strtonum("0x" a[2]) }' /proc/net/tcp /proc/net/tcp6 2>/dev/null | sort -un)
-  for _ in $(seq 50); do
-    base=$((20000 + (RANDOM % 1100) * 10))
-    ok=1
-    for p in $(seq "$base" $((base + 39))); do
-      if grep -qx "$p" <<<"$listening"; then ok=0; break; fi
-    done
-    if [[ $ok == 1 ]]; then echo "$base"; return; fi
-  done
-  die "no free block of ports found"
-}
-
-# node_cpu DIR: CPU seconds (user + system) used so far by the nodes of the
-# network in DIR (its localnet pid files).
-node_cpu() {
-  local ticks=0 f pid u s
-  for f in "$1"/pids/node*.pid; do
-    pid=$(cat "$f")
-    read -r u s < <(awk '{ print $14, $15 }' "/proc/$pid/stat")
-    ticks=$((ticks + u + s))
-  done
-  awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
-}
-
-# configure DIR: the settings this run applies to both networks alike.
-configure() {
-  [[ -n $TIMEOUT_PROPOSE ]] || return 0
-  note "config.toml of every node of $1: timeout_propose = \"$TIMEOUT_PROPOSE\""
-  sed -i "s|^timeout_propose = .*|timeout_propose = \"$TIMEOUT_PROPOSE\"|" "$1"/node*/config/config.toml
-}
-
-# enable_pprof DIR NODE PORT
-enable_pprof() {
-  note "config.toml of $1/node$2: pprof_laddr = \"127.0.0.1:$3\""
-  sed -i "s|^pprof_laddr = .*|pprof_laddr = \"127.0.0.1:$3\"|" "$1/node$2/config/config.toml"
-}
-
-# enable_metrics DIR NODE PORT: CometBFT's Prometheus metrics on node NODE.
-enable_metrics() {
-  note "config.toml of $1/node$2: prometheus = true, prometheus_listen_addr = \"127.0.0.1:$3\""
-  sed -i "s|^prometheus = .*|prometheus = true|; s|^prometheus_listen_addr = .*|prometheus_listen_addr = \"127.0.0.1:$3\"|" \
-    "$1/node$2/config/config.toml"
-}
-
-# scrape PORT FILE: the mempool, ABCI timing and consensus counters.
-scrape() {
-  curl -fsS --max-time 5 "http://127.0.0.1:$1/metrics" 2>/dev/null |
-    grep -E '^cometbft_(mempool_|abci_connection_method_timing_seconds_(sum|count)|consensus_(rounds|total_txs|block_interval_seconds_(sum|count))|state_block_processing_time_(sum|count))' >"$2" || true
-}
-
-# rpc DIR I: the RPC URL of node I.
-rpc() { jq -r ".nodes[$2].rpc" "$1/testnet.json" | sed 's|^tcp://|http://|'; }
-
-start_net() { # DIR BINARY
-  echo "+ GOGC=$NODE_GOGC LOCALNET_DIR=$1 EMRCHAIND=$2 WAIT=90 $LOCALNET start" | tee -a "$OUT/commands.txt"
-  GOGC=$NODE_GOGC LOCALNET_DIR=$1 EMRCHAIND=$2 WAIT=90 "$LOCALNET" start | tail -n 6
-}
-
-stop_net() {
-  echo "+ LOCALNET_DIR=$1 $LOCALNET stop" >>"$OUT/commands.txt"
-  LOCALNET_DIR=$1 "$LOCALNET" stop | tail -n 1
-}
-
-# note: a line for commands.txt about an edit made without a command line.
-note() { echo "# $*" >>"$OUT/commands.txt"; }
-
-# cpu_per_tx CPU0 CPU1 SUMMARY: node CPU ms per committed tx.
-cpu_per_tx() {
-  local committed
-  committed=$(jq .committed "$3")
-  awk -v a="$1" -v b="$2" -v n="$committed" 'BEGIN { if (n > 0) printf "%.3f", 1000 * (b - a) / n; else print "n/a" }'
-}
 
 {
   echo "# bench-chain $(date -u +%FT%TZ) on $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
