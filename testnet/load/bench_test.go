@@ -31,10 +31,12 @@ import (
 // FinalizeBlock, Commit), and state-B/record (the database on disk, every
 // version kept, over the records in it). The figures are free of
 // consensus and of other processes' noise: compare them before and after a
-// change.
+// change. Measure 30 blocks or more (-benchtime 30x): pebble's compactions
+// land in some blocks and not others, and with 6 blocks the figures move
+// by a quarter from run to run.
 //
-//	go test ./testnet/load -run '^$' -bench ValidatorPath -benchtime 10x
-//	go test ./testnet/load -run '^$' -bench 'ValidatorPath/records=1000000' -benchtime 10x -timeout 60m
+//	go test ./testnet/load -run '^$' -bench ValidatorPath -benchtime 30x -timeout 60m
+//	go test ./testnet/load -run '^$' -bench 'ValidatorPath/records=1000000' -benchtime 30x -timeout 60m
 //
 // VALIDATOR_PATH_CPUPROFILE=FILE writes a CPU profile of the measured
 // blocks alone (with -benchtime 1x the fill runs once), and
