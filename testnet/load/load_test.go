@@ -228,6 +228,23 @@ func TestResultAndPlot(t *testing.T) {
 	}
 }
 
+// TestTextSaysWhenTheRateWasNotOffered: a rate run whose senders fell
+// behind says so; one that kept up does not.
+func TestTextSaysWhenTheRateWasNotOffered(t *testing.T) {
+	for accepted, want := range map[int64]string{
+		30_000: "  offered    667 tx/s accepted, short of the 1000 asked",
+		44_000: "", // 978 tx/s: kept up
+	} {
+		r := &Result{Summary: Summary{Name: "x", Mode: "rate", TargetRate: 1000, DurationS: 45, Accepted: accepted}}
+		var text bytes.Buffer
+		r.WriteText(&text)
+		said := bytes.Contains(text.Bytes(), []byte("offered"))
+		if said != (want != "") || !bytes.Contains(text.Bytes(), []byte(want)) {
+			t.Errorf("accepted %d: %q", accepted, text.String())
+		}
+	}
+}
+
 func TestPlotGlyphs(t *testing.T) {
 	for r, g := range glyphs {
 		for _, row := range g {

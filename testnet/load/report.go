@@ -362,6 +362,12 @@ func (r *Result) WriteText(w io.Writer) {
 	if s.Mode != "watch" {
 		fmt.Fprintf(w, "  sent       %d accepted of %d signed (%d attempts, %d mempool-full retries, %d rpc errors, %d unsent, %d skipped)%s\n",
 			s.Accepted, s.Planned, s.Attempts, s.MempoolFull, s.RPCErrors, s.Unsent, s.Skipped, map[bool]string{true: " EXHAUSTED", false: ""}[s.Exhausted])
+		if offered := float64(s.Accepted) / s.DurationS; s.Mode == "rate" && s.DurationS > 0 && offered < 0.95*s.TargetRate {
+			// Senders wait for CheckTx: on busy nodes they fall behind the
+			// rate, and latency is then measured at a lower one.
+			fmt.Fprintf(w, "  offered    %.0f tx/s accepted, short of the %.0f asked: the nodes took them in more slowly (more --conns?)\n",
+				offered, s.TargetRate)
+		}
 		fmt.Fprintf(w, "  rejected   %s\n", formatCounts(s.Rejected))
 	}
 	fmt.Fprintf(w, "  committed  %d (%d in the %.0fs window), failed in blocks %s, accepted but not committed %d, foreign %d\n",
