@@ -316,9 +316,10 @@ func newSidecarCmd() *cobra.Command {
 SHA-256 (PUT /v1/blobs) and serves it (GET /v1/blobs/{sha256}?record=
 <patient>/<seq>, with ranges) only to members the chain allows: the patient's
 owner, or a member whose RecordAccess for that record is committed and
-younger than the access window; the record must have exactly that blob. Requests are signed with the member's ed25519 key
-(X-Emr-Address, X-Emr-Timestamp, X-Emr-Body-SHA256, X-Emr-Signature);
-stale or replayed requests are refused. GET /healthz and GET /metrics
+younger than the access window; the record must have exactly that blob.
+Requests are signed with the member's ed25519 key (X-Emr-Address,
+X-Emr-Timestamp, X-Emr-Body-SHA256, X-Emr-Signature); stale or replayed
+requests are refused. GET /healthz and GET /metrics
 (Prometheus) need no signature.
 
 Settings come from the [sidecar] table of HOME/config/app.toml (defaults if
