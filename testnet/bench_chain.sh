@@ -13,7 +13,9 @@
 #             `emrchaind load watch` (same block observer as emrchain's)
 #
 # then each again at RATE_FRACTION of its saturation throughput for
-# latency. It prints the summaries and, last, the line
+# latency, on a fresh network of the same settings (RATE_FRESH=0: on the one
+# just saturated, whose compactions and caches still carry that phase). It
+# prints the summaries and, last, the line
 #   emrchain <N> tx/s, kvstore <M> tx/s, ratio <N/M>
 #
 # Results go to $BENCH_OUT: *.json summaries, *.csv series and blocks, a PNG
@@ -36,6 +38,7 @@
 #                  under saturation on 2 shared cores fails rounds]
 #   KV_RATE        loadtime's rate per endpoint at saturation, tx/s [1500]
 #   CONNS          emrchaind load senders per node [0: 8 at saturation, 2 at a rate]
+#   RATE_FRESH     1 runs the latency phase on a fresh network [1]
 #   KEEP           1 keeps the networks' directories [0]
 set -euo pipefail
 
@@ -51,6 +54,7 @@ TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE-3s}
 KV_RATE=${KV_RATE:-1500}
 CONNS=${CONNS:-0}
 KEEP=${KEEP:-0}
+RATE_FRESH=${RATE_FRESH:-1}
 LOCALNET=$ROOT/testnet/localnet.sh
 EMRCHAIND=$BIN/emrchaind
 COMETBFT=$BIN/cometbft
@@ -72,6 +76,7 @@ command -v curl >/dev/null || die "curl is needed"
 [[ $RATE_FRACTION =~ ^(0?\.[0-9]*[1-9][0-9]*|1(\.0*)?)$ ]] || die "RATE_FRACTION must be more than 0 and at most 1"
 [[ $KV_RATE =~ ^[1-9][0-9]*$ ]] || die "KV_RATE must be a positive number of tx/s"
 [[ $CONNS =~ ^[0-9]+$ ]] || die "CONNS must be a number (0: the load's default)"
+[[ $RATE_FRESH =~ ^[01]$ ]] || die "RATE_FRESH must be 0 or 1"
 
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/*.csv "$OUT"/*.png "$OUT"/*.pprof "$OUT"/*.txt
@@ -83,11 +88,11 @@ cleanup() {
   local rc=$?
   set +e
   for pid in "${BG[@]}"; do kill "$pid" 2>/dev/null; done
-  for net in emr kv; do
+  for net in emr emr-rate kv kv-rate; do
     [[ -d $WORK/$net/pids ]] && LOCALNET_DIR=$WORK/$net "$LOCALNET" stop >/dev/null 2>&1
   done
   for pid in "${BG[@]}"; do wait "$pid" 2>/dev/null; done
-  for net in emr kv; do
+  for net in emr emr-rate kv kv-rate; do
     if [[ -d $WORK/$net/logs ]]; then
       mkdir -p "$OUT/logs/$net"
       cp "$WORK/$net"/logs/*.log "$OUT/logs/$net/" 2>/dev/null
@@ -108,19 +113,43 @@ trap 'exit 130' INT TERM
 {
   echo "# bench-chain $(date -u +%FT%TZ) on $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "# commit $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet 2>/dev/null || echo '+changes'); emrchaind $("$EMRCHAIND" version 2>/dev/null | awk '/^emrchaind:/ {print $2}'); cometbft $("$COMETBFT" version 2>/dev/null); $(go version 2>/dev/null | cut -d' ' -f3)"
-  echo "# DURATION=$DURATION WARMUP=$WARMUP RATE_FRACTION=$RATE_FRACTION BACKEND=$BACKEND NODE_GOGC=$NODE_GOGC TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE:-default} KV_RATE=$KV_RATE CONNS=$CONNS"
+  echo "# DURATION=$DURATION WARMUP=$WARMUP RATE_FRACTION=$RATE_FRACTION RATE_FRESH=$RATE_FRESH BACKEND=$BACKEND NODE_GOGC=$NODE_GOGC TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE:-default} KV_RATE=$KV_RATE CONNS=$CONNS"
 } | tee "$OUT/commands.txt"
+
+# emr_net DIR: writes and starts a 4-validator emrchain network in DIR;
+# sets PPROF_PORT and METRICS_PORT (node1's).
+emr_net() {
+  local base
+  base=$(free_base)
+  run "$EMRCHAIND" testnet --output "$1" --base-port "$base" --chain-id emrchain-bench --backend "$BACKEND" >/dev/null
+  configure "$1"
+  PPROF_PORT=$((base + 18)) # spare ports of node1's block
+  METRICS_PORT=$((base + 17))
+  enable_pprof "$1" 1 "$PPROF_PORT"
+  enable_metrics "$1" 1 "$METRICS_PORT"
+  start_net "$1" "$EMRCHAIND"
+}
+
+# kv_net DIR: the same network running CometBFT's kvstore; sets
+# METRICS_PORT and ENDPOINTS (loadtime's websockets).
+kv_net() {
+  local base f
+  base=$(free_base)
+  run "$EMRCHAIND" testnet --output "$1" --base-port "$base" --chain-id kvstore-bench --backend "$BACKEND" >/dev/null
+  configure "$1"
+  note "config.toml of every node of $1: proxy_app = \"kvstore\" (CometBFT's built-in in-memory kvstore)"
+  for f in "$1"/node*/config/config.toml; do
+    sed -i 's|^proxy_app = .*|proxy_app = "kvstore"|' "$f"
+  done
+  METRICS_PORT=$((base + 17))
+  enable_metrics "$1" 1 "$METRICS_PORT"
+  start_net "$1" "$COMETBFT"
+  ENDPOINTS=$(for i in 0 1 2 3; do rpc "$1" $i | sed 's|^http://|ws://|; s|$|/v1/websocket|'; done | paste -sd,)
+}
 
 # --- emrchain ----------------------------------------------------------------
 EMR=$WORK/emr
-BASE=$(free_base)
-run "$EMRCHAIND" testnet --output "$EMR" --base-port "$BASE" --chain-id emrchain-bench --backend "$BACKEND" >/dev/null
-configure "$EMR"
-PPROF_PORT=$((BASE + 18)) # spare ports of node1's block
-METRICS_PORT=$((BASE + 17))
-enable_pprof "$EMR" 1 "$PPROF_PORT"
-enable_metrics "$EMR" 1 "$METRICS_PORT"
-start_net "$EMR" "$EMRCHAIND"
+emr_net "$EMR"
 
 say "emrchain at saturation for ${DURATION}s"
 c0=$(node_cpu "$EMR")
@@ -139,6 +168,11 @@ EMR_TPS=$(jq .tps "$OUT/emrchain-saturation.json")
 EMR_BYTES=$(jq '.mean_tx_bytes | floor' "$OUT/emrchain-saturation.json")
 EMR_RATE=$(awk -v t="$EMR_TPS" -v f="$RATE_FRACTION" 'BEGIN { printf "%.0f", t * f }')
 [[ $EMR_RATE -ge 1 ]] || die "emrchain committed $EMR_TPS tx/s at saturation: no rate to measure latency at"
+if [[ $RATE_FRESH == 1 ]]; then
+  stop_net "$EMR"
+  EMR=$WORK/emr-rate
+  emr_net "$EMR"
+fi
 say "emrchain at $EMR_RATE tx/s ($RATE_FRACTION of saturation) for ${DURATION}s"
 run "$EMRCHAIND" load --testnet "$EMR" --name "emrchain-$RATE_FRACTION" --rate "$EMR_RATE" --duration "${DURATION}s" \
   --warmup "${WARMUP}s" --conns "$CONNS" --prefix bench-rate \
@@ -147,17 +181,7 @@ stop_net "$EMR"
 
 # --- kvstore -----------------------------------------------------------------
 KV=$WORK/kv
-BASE=$(free_base)
-run "$EMRCHAIND" testnet --output "$KV" --base-port "$BASE" --chain-id kvstore-bench --backend "$BACKEND" >/dev/null
-configure "$KV"
-note "config.toml of every node of $KV: proxy_app = \"kvstore\" (CometBFT's built-in in-memory kvstore)"
-for f in "$KV"/node*/config/config.toml; do
-  sed -i 's|^proxy_app = .*|proxy_app = "kvstore"|' "$f"
-done
-METRICS_PORT=$((BASE + 17))
-enable_metrics "$KV" 1 "$METRICS_PORT"
-start_net "$KV" "$COMETBFT"
-ENDPOINTS=$(for i in 0 1 2 3; do rpc "$KV" $i | sed 's|^http://|ws://|; s|$|/v1/websocket|'; done | paste -sd,)
+kv_net "$KV"
 
 # kv_phase NAME FILE RATE_PER_ENDPOINT: loadtime load with the watcher
 # around it; the results are labelled NAME and written to $OUT/FILE*.
@@ -184,6 +208,11 @@ KV_CPU=$(cpu_per_tx "$c0" "$c1" "$OUT/kvstore-saturation.json")
 
 KV_TPS=$(jq .tps "$OUT/kvstore-saturation.json")
 KV_RATE_EP=$(awk -v t="$KV_TPS" -v f="$RATE_FRACTION" 'BEGIN { r = t * f / 4; printf "%d", (r < 1 ? 1 : r) }')
+if [[ $RATE_FRESH == 1 ]]; then
+  stop_net "$KV"
+  KV=$WORK/kv-rate
+  kv_net "$KV"
+fi
 say "kvstore at $((KV_RATE_EP * 4)) tx/s ($RATE_FRACTION of saturation) for ${DURATION}s"
 kv_phase kvstore-rate kvstore-rate "$KV_RATE_EP"
 stop_net "$KV"
