@@ -54,7 +54,8 @@ func (r BlobRef) query() string {
 	return url.Values{r.kind(): {fmt.Sprintf("%x/%d", r.PatientID, r.Sequence)}}.Encode()
 }
 
-// patientIDSize is the size of a patient id (app.PatientIDSize).
+// patientIDSize is the size of a patient id (app.PatientIDSize; a test
+// pins it).
 const patientIDSize = 32
 
 var errBadRef = errors.New("a GET names the record or share it reads: ?record=<patient id hex>/<sequence> or ?share=<patient id hex>/<sequence>")

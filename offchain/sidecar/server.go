@@ -345,8 +345,8 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	patientID, err := hex.DecodeString(r.Header.Get(HeaderPatient))
-	if err != nil || len(patientID) != 32 {
-		writeError(w, errf(http.StatusBadRequest, "bad_request", "%s must be the patient id, 64 hex characters", HeaderPatient))
+	if err != nil || len(patientID) != patientIDSize {
+		writeError(w, errf(http.StatusBadRequest, "bad_request", "%s must be the patient id, %d hex characters", HeaderPatient, 2*patientIDSize))
 		return
 	}
 	size := r.ContentLength

@@ -28,6 +28,9 @@ func TestAppCodes(t *testing.T) {
 	if app.QueryPathPrefix != QueryPathPrefix {
 		t.Fatalf("query path prefix %q != %q", app.QueryPathPrefix, QueryPathPrefix)
 	}
+	if app.PatientIDSize != patientIDSize {
+		t.Fatalf("patient ids are %d bytes; the sidecar expects %d", app.PatientIDSize, patientIDSize)
+	}
 	if app.EventType != appEventType || app.BlobAttribute != appBlobAttribute {
 		t.Fatalf("the app names blobs in event attribute %s.%s; the sidecar reads %s.%s",
 			app.EventType, app.BlobAttribute, appEventType, appBlobAttribute)
