@@ -37,8 +37,16 @@ func TestSidecarStorageKilled(t *testing.T) {
 	sc := func(i int) *sidecar.Client {
 		return sidecar.NewClient(net.SidecarURL(i), sidecar.KeySigner{Key: clinician.Sign}, nil)
 	}
-	if _, err := sc(0).Put(ctx, id, sum, bytes.NewReader(blob), int64(len(blob))); err != nil {
-		t.Fatalf("upload: %v", err)
+	// The grant is committed on the node the transport asked; node0's
+	// sidecar may be a block behind it, and answers 403 until it is not.
+	var putErr error
+	waitFor(ctx, t, "node0's sidecar to see the grant", func() bool {
+		_, putErr = sc(0).Put(ctx, id, sum, bytes.NewReader(blob), int64(len(blob)))
+		var se *sidecar.Error
+		return !errors.As(putErr, &se) || se.StatusCode != http.StatusForbidden
+	})
+	if putErr != nil {
+		t.Fatalf("upload: %v", putErr)
 	}
 	mustSubmit(t, tr, "add record", clinician, addRecord(clinician, id, sum, len(blob)))
 	mustSubmit(t, tr, "log the read", clinician, apptest.Access(id, emrv1.Purpose_PURPOSE_TREATMENT, 1))
