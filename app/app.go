@@ -150,7 +150,7 @@ func (a *App) CheckTx(tx []byte, recheck bool) Result {
 		return resultOf(fmt.Errorf("%w: the chain has no genesis yet", ErrNotEnabled))
 	}
 	b := BlockInfo{Height: a.last.Height + 1, Time: a.last.Time}
-	res, err := a.execTx(a.check, b, tx, nil)
+	res, err := a.execTx(a.check, b, tx, nil, false)
 	if err != nil {
 		// A storage fault in the check state rejects the tx; consensus
 		// will hit (and halt on) the same fault if it is real.
@@ -176,7 +176,7 @@ func (a *App) PrepareProposal(b BlockInfo, txs [][]byte, maxTxBytes int64) [][]b
 		if size+n > maxTxBytes {
 			continue
 		}
-		res, err := a.execTx(cache, b, tx, decoded[i])
+		res, err := a.execTx(cache, b, tx, decoded[i], true)
 		if err != nil || !res.OK() {
 			continue
 		}
@@ -269,7 +269,7 @@ func (a *App) executeBlock(b BlockInfo, txs [][]byte) (*executedBlock, error) {
 	cache := store.NewCache(a.store.Working())
 	results := make([]Result, len(txs))
 	for i, tx := range txs {
-		res, err := a.execTx(cache, b, tx, decoded[i])
+		res, err := a.execTx(cache, b, tx, decoded[i], true)
 		if err != nil {
 			return nil, fmt.Errorf("block %d tx %d: %w", b.Height, i, err)
 		}
@@ -330,5 +330,5 @@ func (a *App) Simulate(t time.Time, tx []byte) (Result, error) {
 	defer a.mu.Unlock()
 	cache := store.NewCache(a.store.Working())
 	defer cache.Discard()
-	return a.execTx(cache, BlockInfo{Height: a.last.Height + 1, Time: t}, tx, nil)
+	return a.execTx(cache, BlockInfo{Height: a.last.Height + 1, Time: t}, tx, nil, true)
 }

@@ -156,8 +156,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 	// Block 2: the study and the owner's two records (1: lab-results, 2: imaging).
 	mustAll(t, c.Block(
 		regR.Tx(apptest.ChainID, seqR, apptest.RegisterStudy(study, pi)),
-		owner.Tx(apptest.ChainID, 1, apptest.AddRecord(owner, pid, "lab-results", "matrix-lab")),
-		owner.Tx(apptest.ChainID, 2, apptest.AddRecord(owner, pid, "imaging", "matrix-img")),
+		owner.Tx(apptest.ChainID, 1, apptest.AddRecord(pid, "lab-results", "matrix-lab")),
+		owner.Tx(apptest.ChainID, 2, apptest.AddRecord(pid, "imaging", "matrix-img")),
 	))
 	seqR++
 
@@ -226,7 +226,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 					var m *emrv1.Msg
 					switch msg {
 					case msgWrite:
-						m = apptest.AddRecord(g.actor, pid, category, "matrix-new")
+						m = apptest.AddRecord(pid, category, "matrix-new")
 					case msgReadTreatment:
 						m = apptest.Access(pid, emrv1.Purpose_PURPOSE_TREATMENT, records[category])
 					case msgAccessResearch:

@@ -66,7 +66,7 @@ func (n *benchNet) addRecords(count int, tag string) [][]byte {
 	txs := make([][]byte, count)
 	for i := range txs {
 		id := n.patients[i%len(n.patients)]
-		txs[i] = n.doc.Tx(apptest.ChainID, n.docSeq, apptest.AddRecord(n.doc, id, "lab-results", fmt.Sprintf("%s-%d", tag, i)))
+		txs[i] = n.doc.Tx(apptest.ChainID, n.docSeq, apptest.AddRecord(id, "lab-results", fmt.Sprintf("%s-%d", tag, i)))
 		n.docSeq++
 	}
 	return txs

@@ -36,17 +36,42 @@ func TxHash(tx []byte) []byte {
 	return sum[:]
 }
 
-// RecordSignBytes is what an uploader signs for MsgAddRecord: a
-// domain-separated encoding of (patient id, category, ciphertext hash), so a
-// record's provenance can be checked off-chain without the transaction.
-func RecordSignBytes(patientID []byte, category string, ciphertextSHA256 []byte) []byte {
-	const domain = "emrchain/v1/record\x00"
-	out := make([]byte, 0, len(domain)+len(patientID)+2+len(category)+len(ciphertextSHA256))
+// RecordSignBytes is what the signer of an AddRecord signs: a
+// domain-separated encoding of (patient id, category, ciphertext hash) and
+// the SHA-256 of the transaction body. The one signature thus authenticates
+// the transaction (through the body hash) and is the record's uploader
+// signature: the record keeps it with the body hash, so its provenance can be
+// checked off-chain without the transaction (RecordSignBytesOf).
+//
+// It cannot be mistaken for a body: a body is signed as its canonical
+// protobuf encoding, whose first byte is a tag of a TxBody field (1-4),
+// never the domain's 'e' (0x65, field 12).
+func RecordSignBytes(patientID []byte, category string, ciphertextSHA256, bodySHA256 []byte) []byte {
+	const domain = "emrchain/v1/record-tx\x00"
+	out := make([]byte, 0, len(domain)+len(patientID)+2+len(category)+len(ciphertextSHA256)+len(bodySHA256))
 	out = append(out, domain...)
 	out = append(out, patientID...)
 	out = binary.BigEndian.AppendUint16(out, uint16(len(category)))
 	out = append(out, category...)
-	return append(out, ciphertextSHA256...)
+	out = append(out, ciphertextSHA256...)
+	return append(out, bodySHA256...)
+}
+
+// RecordSignBytesOf is what a stored record's uploader signature signs.
+func RecordSignBytesOf(r *emrv1.Record) []byte {
+	return RecordSignBytes(r.PatientId, r.Category, r.CiphertextSha256, r.BodySha256)
+}
+
+// SignBytes is what a transaction's signer signs: the body bytes, except for
+// an AddRecord, whose signature is also the record's uploader signature
+// (RecordSignBytes).
+func SignBytes(body *emrv1.TxBody, bodyBytes []byte) []byte {
+	if add, ok := body.GetMsg().GetSum().(*emrv1.Msg_AddRecord); ok {
+		m := add.AddRecord
+		sum := sha256.Sum256(bodyBytes)
+		return RecordSignBytes(m.PatientId, m.Category, m.CiphertextSha256, sum[:])
+	}
+	return bodyBytes
 }
 
 // DecodedTx is a transaction whose envelope and body parsed, canonically
@@ -58,6 +83,9 @@ type DecodedTx struct {
 	Signature []byte
 	Signer    []byte // address derived from Body.SignerPubKey
 }
+
+// SignBytes is what the transaction's signature signs (SignBytes).
+func (tx *DecodedTx) SignBytes() []byte { return SignBytes(tx.Body, tx.BodyBytes) }
 
 // DecodeTx parses a transaction and validates everything that needs no
 // state. It never panics on any input; errors wrap ErrTxDecode or
@@ -138,13 +166,14 @@ func hasUnknownFields(m protoreflect.Message) bool {
 	return unknown
 }
 
-// EncodeTx builds a signed transaction. sign is called with the body bytes.
+// EncodeTx builds a signed transaction. sign is called with the body's
+// SignBytes.
 func EncodeTx(body *emrv1.TxBody, sign func([]byte) ([]byte, error)) ([]byte, error) {
 	bodyBytes, err := deterministic.Marshal(body)
 	if err != nil {
 		return nil, fmt.Errorf("encode tx body: %w", err)
 	}
-	sig, err := sign(bodyBytes)
+	sig, err := sign(SignBytes(body, bodyBytes))
 	if err != nil {
 		return nil, fmt.Errorf("sign tx body: %w", err)
 	}

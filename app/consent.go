@@ -2,7 +2,6 @@ package app
 
 import (
 	"bytes"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -59,7 +58,7 @@ func (ctx *txContext) grant(m *emrv1.MsgGrant) error {
 	if notBefore == nil {
 		notBefore = timestamp(ctx.block.Time)
 	}
-	ctx.attr("grantee", hex.EncodeToString(m.Grantee))
+	ctx.attrHex("grantee", m.Grantee)
 	if err := ctx.st.put(permissionKey(p.Id, m.Grantee), &emrv1.Permission{
 		PatientId:     p.Id,
 		Grantee:       m.Grantee,
@@ -96,7 +95,7 @@ func (ctx *txContext) revoke(m *emrv1.MsgRevoke) error {
 	}
 	perm.RevokedHeight = ctx.block.Height
 	perm.RevokedTime = timestamp(ctx.block.Time)
-	ctx.attr("grantee", hex.EncodeToString(m.Grantee))
+	ctx.attrHex("grantee", m.Grantee)
 	return ctx.st.put(permissionKey(p.Id, m.Grantee), perm)
 }
 

@@ -219,7 +219,7 @@ func (w *workload) tx() []byte {
 			uploader = w.someone(p, emrv1.Role_ROLE_CLINICIAN, emrv1.Role_ROLE_RESEARCHER)
 		}
 		learn = func() { p.records++ }
-		return w.sign(uploader, apptest.AddRecordAt(uploader, p.id, pick(w.rnd, cats), fmt.Sprintf("w-blob-%d", w.n), p.version))
+		return w.sign(uploader, apptest.AddRecordAt(p.id, pick(w.rnd, cats), fmt.Sprintf("w-blob-%d", w.n), p.version))
 	case roll < 76: // read records, sometimes ones that do not exist
 		p := pick(w.rnd, w.patients)
 		reader := w.someone(p, emrv1.Role_ROLE_CLINICIAN, emrv1.Role_ROLE_RESEARCHER, emrv1.Role_ROLE_AUDITOR)

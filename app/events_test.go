@@ -33,7 +33,7 @@ func TestEventsIndexWhoAndWhat(t *testing.T) {
 		indexed   map[string]string
 		unindexed map[string]string // "": any value
 	}{
-		{"AddRecord", apptest.AddRecord(doc, id, "lab-results", "events"),
+		{"AddRecord", apptest.AddRecord(id, "lab-results", "events"),
 			map[string]string{"action": "add_record", "signer": signer, "patient": patient, "record": record},
 			map[string]string{"category": "lab-results", app.BlobAttribute: hex.EncodeToString(apptest.Blob("events"))}},
 		{"RecordAccess", apptest.Access(id, emrv1.Purpose_PURPOSE_TREATMENT, 1),

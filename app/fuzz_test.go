@@ -29,7 +29,7 @@ func seedMsgs() map[string]*emrv1.Msg {
 		}),
 		"revoke":         apptest.Revoke(pid, doc),
 		"rotate_key":     apptest.RotateKey(pid, 2, []*emrv1.KeyEnvelope{{Grantee: doc.Address, WrappedKek: []byte("k")}}, []*emrv1.RewrappedKey{{RecordSequence: 1, WrappedFileKey: []byte("f")}}),
-		"add_record":     apptest.AddRecord(doc, pid, "imaging", "fuzz"),
+		"add_record":     apptest.AddRecord(pid, "imaging", "fuzz"),
 		"record_access":  apptest.Access(pid, emrv1.Purpose_PURPOSE_TREATMENT, 1, 2),
 		"register_study": apptest.RegisterStudy("s1", doc),
 		"share_record":   apptest.Share(pid, 1, "s1", true),

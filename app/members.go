@@ -2,7 +2,6 @@ package app
 
 import (
 	"bytes"
-	"encoding/hex"
 	"fmt"
 
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
@@ -41,7 +40,7 @@ func (ctx *txContext) registerMember(m *emrv1.MsgRegisterMember) error {
 	if existing != nil {
 		return fmt.Errorf("%w: %X is already a %s", ErrAlreadyExists, addr, roleName(existing.Role))
 	}
-	ctx.attr("member", hex.EncodeToString(addr))
+	ctx.attrHex("member", addr)
 	return ctx.st.putMember(&emrv1.Member{
 		Address:          addr,
 		SignPubKey:       m.SignPubKey,
@@ -77,7 +76,7 @@ func (ctx *txContext) setMemberStatus(m *emrv1.MsgSetMemberStatus) error {
 		return fmt.Errorf("%w: member %X is already %s", ErrInvalidMsg, m.Address, statusName(m.Status))
 	}
 	target.Status = m.Status
-	ctx.attr("member", hex.EncodeToString(target.Address))
+	ctx.attrHex("member", target.Address)
 	return ctx.st.putMember(target)
 }
 
@@ -109,7 +108,7 @@ func (ctx *txContext) enrollPatient(m *emrv1.MsgEnrollPatient) error {
 	}); err != nil {
 		return err
 	}
-	ctx.attr("patient", hex.EncodeToString(m.PatientId))
+	ctx.attrHex("patient", m.PatientId)
 	return ctx.st.kv.Set(ownerKey(owner), m.PatientId)
 }
 

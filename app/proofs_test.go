@@ -37,9 +37,9 @@ func TestQueryProofs(t *testing.T) {
 	pid := apptest.PatientID("patient-proof")
 	c.Must(reg, apptest.RegisterMember(doc, emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA))
 	c.Must(pat, apptest.Enroll(pat, pid))
-	c.Must(pat, apptest.AddRecord(pat, pid, "imaging", "xray-1"))
+	c.Must(pat, apptest.AddRecord(pid, "imaging", "xray-1"))
 	rootBefore, heightBefore := c.AppHash(), c.Height()
-	c.Must(pat, apptest.AddRecord(pat, pid, "imaging", "xray-2"))
+	c.Must(pat, apptest.AddRecord(pid, "imaging", "xray-2"))
 	root, height := c.AppHash(), c.Height()
 
 	var records emrv1.QueryRecordsResponse

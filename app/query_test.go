@@ -27,7 +27,7 @@ func TestBlobQueries(t *testing.T) {
 	c.Must(pat, apptest.Grant(pid, doc, apptest.GrantSpec{
 		Rights: []emrv1.Right{emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_SHARE}, NotAfter: c.Now.Add(time.Hour), Study: "blob-study",
 	}))
-	c.Must(pat, apptest.AddRecord(pat, pid, "imaging", "ct-scan"))
+	c.Must(pat, apptest.AddRecord(pid, "imaging", "ct-scan"))
 
 	lastAccess := func() (*emrv1.AccessEvent, error) {
 		var resp emrv1.QueryLastAccessResponse
@@ -70,7 +70,7 @@ func TestQueryServiceMatchesABCI(t *testing.T) {
 	pat, pid := apptest.NewActor("patient-svc"), apptest.PatientID("patient-svc")
 	c.Must(pat, apptest.Enroll(pat, pid))
 	before := c.Height()
-	c.Must(pat, apptest.AddRecord(pat, pid, "imaging", "svc"))
+	c.Must(pat, apptest.AddRecord(pid, "imaging", "svc"))
 	svc := app.NewQueryService(c.App)
 
 	now, err := svc.Patient(context.Background(), &emrv1.QueryPatientRequest{PatientId: hexOf(pid)})

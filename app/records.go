@@ -1,8 +1,8 @@
 package app
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 
 	"google.golang.org/protobuf/proto"
@@ -32,7 +32,9 @@ func (ctx *txContext) addRecord(m *emrv1.MsgAddRecord) error {
 	if err := ctx.checkWrappedKeySize(m.WrappedFileKey); err != nil {
 		return err
 	}
-	// The uploader signature was verified with the tx's (sigcache.go).
+	// The transaction's signature, verified before (sigcache.go), is over
+	// RecordSignBytes: it is the record's uploader signature.
+	bodySum := sha256.Sum256(ctx.tx.BodyBytes)
 	p.RecordCount++
 	rec := &emrv1.Record{
 		PatientId:         p.Id,
@@ -44,14 +46,15 @@ func (ctx *txContext) addRecord(m *emrv1.MsgAddRecord) error {
 		Size:              m.Size,
 		KeyVersion:        m.KeyVersion,
 		WrappedFileKey:    m.WrappedFileKey,
-		UploaderSignature: m.UploaderSignature,
+		UploaderSignature: ctx.tx.Signature,
 		Height:            ctx.block.Height,
 		Time:              timestamp(ctx.block.Time),
 		TxHash:            ctx.tx.Hash,
+		BodySha256:        bodySum[:],
 	}
-	ctx.attr("record", recordRef(p.Id, rec.Sequence))
+	ctx.attrRecord(p.Id, rec.Sequence)
 	ctx.detail("category", m.Category)
-	ctx.detail(BlobAttribute, hex.EncodeToString(m.CiphertextSha256))
+	ctx.detailHex(BlobAttribute, m.CiphertextSha256)
 	return firstError(
 		ctx.st.put(recordKey(p.Id, rec.Sequence), rec),
 		ctx.st.put(patientKey(p.Id), p),
@@ -79,7 +82,7 @@ func (ctx *txContext) recordAccess(m *emrv1.MsgRecordAccess) error {
 	default:
 		return fmt.Errorf("%w: emergency access is not enabled on this chain yet", ErrNotEnabled)
 	}
-	ctx.detail("accessor", hex.EncodeToString(ctx.tx.Signer))
+	ctx.detailHex("accessor", ctx.tx.Signer)
 	ctx.detail("purpose", purposeName(m.Purpose))
 	for _, seq := range m.RecordSequences {
 		rec, err := ctx.st.record(p.Id, seq)
@@ -109,7 +112,7 @@ func (ctx *txContext) recordAccess(m *emrv1.MsgRecordAccess) error {
 		if err := ctx.st.kv.Set(lastAccessKey(p.Id, seq, ctx.tx.Signer), u64(ev.Sequence)); err != nil {
 			return err
 		}
-		ctx.attr("record", recordRef(p.Id, seq))
+		ctx.attrRecord(p.Id, seq)
 	}
 	return ctx.st.put(patientKey(p.Id), p)
 }

@@ -16,7 +16,7 @@ func TestRestartAfterCommit(t *testing.T) {
 	pat := apptest.NewActor("patient-crash")
 	pid := apptest.PatientID("patient-crash")
 	c.Must(pat, apptest.Enroll(pat, pid))
-	c.Must(pat, apptest.AddRecord(pat, pid, "lab-results", "a"))
+	c.Must(pat, apptest.AddRecord(pid, "lab-results", "a"))
 	height, hash := c.Height(), c.AppHash()
 
 	c = c.Reopen()
@@ -27,10 +27,10 @@ func TestRestartAfterCommit(t *testing.T) {
 		t.Fatalf("chain id after restart: %q", c.App.ChainID())
 	}
 	// The check state is there too: the next sequence is known.
-	if res := c.App.CheckTx(pat.Tx(apptest.ChainID, 2, apptest.AddRecord(pat, pid, "lab-results", "b")), false); !res.OK() {
+	if res := c.App.CheckTx(pat.Tx(apptest.ChainID, 2, apptest.AddRecord(pid, "lab-results", "b")), false); !res.OK() {
 		t.Fatalf("CheckTx after restart: %d %s", res.Code, res.Log)
 	}
-	c.Must(pat, apptest.AddRecord(pat, pid, "lab-results", "b"))
+	c.Must(pat, apptest.AddRecord(pid, "lab-results", "b"))
 	if c.Height() != height+1 {
 		t.Fatalf("height %d after one more block, want %d", c.Height(), height+1)
 	}
@@ -45,7 +45,7 @@ func TestCrashBeforeCommit(t *testing.T) {
 	c.Must(pat, apptest.Enroll(pat, pid))
 	height, hash := c.Height(), c.AppHash()
 
-	tx := c.Tx(pat, apptest.AddRecord(pat, pid, "imaging", "ct"))
+	tx := c.Tx(pat, apptest.AddRecord(pid, "imaging", "ct"))
 	b := app.BlockInfo{Height: height + 1, Time: c.Now}
 	results, finalized, err := c.App.FinalizeBlock(b, [][]byte{tx})
 	if err != nil || !results[0].OK() {

@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"math"
 	"slices"
@@ -91,7 +92,7 @@ func (w *ruleWorld) patient(name string) (*apptest.Actor, []byte) {
 func (w *ruleWorld) records(categories ...string) {
 	msgs := make([]*emrv1.Msg, len(categories))
 	for i, cat := range categories {
-		msgs[i] = apptest.AddRecord(w.pat, w.pid, cat, fmt.Sprintf("rules-rec-%d", i))
+		msgs[i] = apptest.AddRecord(w.pid, cat, fmt.Sprintf("rules-rec-%d", i))
 	}
 	ruleAllOK(w.c.TB, w.c.Block(ruleSigned(w.c, w.pat, msgs...)...))
 }
@@ -109,6 +110,29 @@ func ruleSigned(c *apptest.Chain, a *apptest.Actor, msgs ...*emrv1.Msg) [][]byte
 		txs[i] = a.Tx(apptest.ChainID, seq+uint64(i), m)
 	}
 	return txs
+}
+
+// ruleTxSignedWith is a's transaction of msg at sequence seq whose signature
+// is sign(body bytes) instead of a's signature over app.SignBytes.
+func ruleTxSignedWith(a *apptest.Actor, seq uint64, msg *emrv1.Msg, sign func(bodyBytes []byte) []byte) []byte {
+	det := proto.MarshalOptions{Deterministic: true}
+	body, err := det.Marshal(&emrv1.TxBody{ChainId: apptest.ChainID, SignerPubKey: a.SignPub(), Sequence: seq, Msg: msg})
+	if err != nil {
+		panic(err)
+	}
+	tx, err := det.Marshal(&emrv1.Tx{BodyBytes: body, Signature: sign(body)})
+	if err != nil {
+		panic(err)
+	}
+	return tx
+}
+
+func ruleSign(a *apptest.Actor, msg []byte) []byte {
+	sig, err := a.Sign.Sign(msg)
+	if err != nil {
+		panic(err)
+	}
+	return sig
 }
 
 func ruleAllOK(t testing.TB, results []app.Result) {
@@ -400,7 +424,7 @@ func TestTxUnknownSigner(t *testing.T) {
 	}{
 		{"register member", apptest.RegisterMember(apptest.NewActor("rules-x"), emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA)},
 		{"grant", apptest.Grant(w.pid, w.doc, apptest.GrantSpec{Rights: []emrv1.Right{rWrite}, NotAfter: w.year})},
-		{"add record", apptest.AddRecord(stranger, w.pid, ruleLab, "x")},
+		{"add record", apptest.AddRecord(w.pid, ruleLab, "x")},
 		{"record access", apptest.Access(w.pid, emrv1.Purpose_PURPOSE_TREATMENT, 1)},
 	} {
 		ruleCheck(t, tc.name, c.Exec(stranger, tc.msg), app.ErrUnknownSigner,
@@ -535,7 +559,7 @@ func TestFailedTxChangesNothing(t *testing.T) {
 	ruleAllOK(t, c.Block(ruleSigned(c, w.pat,
 		apptest.Grant(w.pid, w.doc, spec),
 		apptest.Grant(w.pid, w.doc2, spec),
-		apptest.AddRecord(w.pat, w.pid, ruleLab, "r1"),
+		apptest.AddRecord(w.pid, ruleLab, "r1"),
 	)...))
 	seq := c.Seq(w.pat.Address)
 	patient := rulePatient(c, w.pid)
@@ -703,7 +727,7 @@ func TestSetMemberStatusSuspension(t *testing.T) {
 	seq := c.Seq(w.doc.Address)
 	suspended := ruleAddr(w.doc) + " is suspended and can sign nothing"
 	ruleCheck(t, "suspended reads", c.Exec(w.doc, read), app.ErrSignerSuspended, suspended)
-	ruleCheck(t, "suspended writes", c.Exec(w.doc, apptest.AddRecord(w.doc, w.pid, ruleLab, "x")), app.ErrSignerSuspended, suspended)
+	ruleCheck(t, "suspended writes", c.Exec(w.doc, apptest.AddRecord(w.pid, ruleLab, "x")), app.ErrSignerSuspended, suspended)
 	ruleCheck(t, "suspended registers", c.Exec(w.doc, apptest.RegisterMember(apptest.NewActor("rules-z"), emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA)), app.ErrSignerSuspended)
 	if got := c.Seq(w.doc.Address); got != seq {
 		t.Fatalf("suspended member's sequence moved to %d", got)
@@ -1011,8 +1035,8 @@ func TestRotateKeyRules(t *testing.T) {
 		// Not yet valid, but standing: it needs the new key too.
 		apptest.Grant(w.pid, docF, apptest.GrantSpec{Rights: []emrv1.Right{rRead}, NotBefore: w.year.Add(-30 * 24 * time.Hour), NotAfter: w.year}),
 		apptest.Revoke(w.pid, docR),
-		apptest.AddRecord(w.pat, w.pid, ruleLab, "r1"),
-		apptest.AddRecord(w.pat, w.pid, ruleImaging, "r2"),
+		apptest.AddRecord(w.pid, ruleLab, "r1"),
+		apptest.AddRecord(w.pid, ruleImaging, "r2"),
 	)...))
 	for !c.Now.After(expiry) {
 		c.Block()
@@ -1096,11 +1120,11 @@ func TestRotateKeyRules(t *testing.T) {
 	}
 
 	ruleRun(t, c, c.Now, []ruleCase{
-		{"add record at the old version", w.pat, apptest.AddRecordAt(w.pat, w.pid, ruleLab, "r3", 1), app.ErrKeyVersion,
+		{"add record at the old version", w.pat, apptest.AddRecordAt(w.pid, ruleLab, "r3", 1), app.ErrKeyVersion,
 			[]string{"the file key is wrapped under version 1, the patient's key is at version 2"}},
-		{"writer adds at the old version", w.doc, apptest.AddRecordAt(w.doc, w.pid, ruleLab, "r3", 1), app.ErrKeyVersion, nil},
-		{"add record at the new version", w.pat, apptest.AddRecordAt(w.pat, w.pid, ruleLab, "r3", 2), nil, nil},
-		{"writer adds at the new version", w.doc, apptest.AddRecordAt(w.doc, w.pid, ruleLab, "r3", 2), nil, nil},
+		{"writer adds at the old version", w.doc, apptest.AddRecordAt(w.pid, ruleLab, "r3", 1), app.ErrKeyVersion, nil},
+		{"add record at the new version", w.pat, apptest.AddRecordAt(w.pid, ruleLab, "r3", 2), nil, nil},
+		{"writer adds at the new version", w.doc, apptest.AddRecordAt(w.pid, ruleLab, "r3", 2), nil, nil},
 		{"next rotation must be 3", w.pat, rot(2, standing, nil), app.ErrKeyVersion, []string{"the current key version is 2, the new one must be 3, not 2"}},
 	})
 }
@@ -1132,11 +1156,11 @@ func TestAddRecordRules(t *testing.T) {
 	c.Must(w.pat, apptest.Grant(w.pid, w.doc, apptest.GrantSpec{Rights: []emrv1.Right{rWrite}, Categories: []string{ruleLab}, NotAfter: window}))
 
 	at1 := c.Now
-	tx1 := c.Tx(w.pat, apptest.AddRecord(w.pat, w.pid, ruleLab, "r1"))
+	tx1 := c.Tx(w.pat, apptest.AddRecord(w.pid, ruleLab, "r1"))
 	ruleCheck(t, "owner adds", c.Block(tx1)[0], nil)
 	h1 := c.Height()
-	ruleCheck(t, "writer within its window adds", c.Exec(w.doc, apptest.AddRecord(w.doc, w.pid, ruleLab, "r2")), nil)
-	ruleCheck(t, "owner adds outside the writer's categories", c.Exec(w.pat, apptest.AddRecord(w.pat, w.pid, ruleImaging, "r3")), nil)
+	ruleCheck(t, "writer within its window adds", c.Exec(w.doc, apptest.AddRecord(w.pid, ruleLab, "r2")), nil)
+	ruleCheck(t, "owner adds outside the writer's categories", c.Exec(w.pat, apptest.AddRecord(w.pid, ruleImaging, "r3")), nil)
 
 	var recs emrv1.QueryRecordsResponse
 	c.Query("Records", &emrv1.QueryRecordsRequest{PatientId: hexOf(w.pid)}, &recs)
@@ -1150,11 +1174,16 @@ func TestAddRecordRules(t *testing.T) {
 		}
 	}
 	sum := apptest.Blob("r1")
+	dtx1, err := app.DecodeTx(tx1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body1 := sha256.Sum256(dtx1.BodyBytes)
 	want := &emrv1.Record{
 		PatientId: w.pid, Sequence: 1, Category: ruleLab, Uploader: w.pat.Address,
 		ObjectKey: fmt.Sprintf("blobs/%x", sum), CiphertextSha256: sum, Size: 1024, KeyVersion: 1,
-		WrappedFileKey: []byte("file-key-r1"), UploaderSignature: w.pat.RecordSignature(w.pid, ruleLab, sum),
-		Height: h1, TxHash: app.TxHash(tx1),
+		WrappedFileKey: []byte("file-key-r1"), UploaderSignature: dtx1.Signature,
+		Height: h1, TxHash: app.TxHash(tx1), BodySha256: body1[:],
 	}
 	got := ruleRecord(c, w.pid, 1)
 	if !got.Time.AsTime().Equal(at1) {
@@ -1164,49 +1193,80 @@ func TestAddRecordRules(t *testing.T) {
 	if !proto.Equal(got, want) {
 		t.Errorf("record 1\n got %v\nwant %v", got, want)
 	}
+	// The transaction's one signature is the record's uploader signature:
+	// it checks from the record alone, with the uploader's key.
+	if !w.pat.Sign.PubKey().VerifySignature(app.RecordSignBytesOf(got), got.UploaderSignature) {
+		t.Error("record 1: the uploader signature does not verify over RecordSignBytesOf(record)")
+	}
+	if w.doc.Sign.PubKey().VerifySignature(app.RecordSignBytesOf(got), got.UploaderSignature) {
+		t.Error("record 1: the uploader signature verifies with another member's key")
+	}
 	if p := rulePatient(c, w.pid); p.RecordCount != 3 {
 		t.Errorf("record count %d, want 3", p.RecordCount)
 	}
 
 	maxBlob := app.DefaultParams().MaxBlobBytes
 	sized := func(n uint64) *emrv1.Msg {
-		m := apptest.AddRecord(w.pat, w.pid, ruleLab, "big")
+		m := apptest.AddRecord(w.pid, ruleLab, "big")
 		m.GetAddRecord().Size = n
 		return m
 	}
-	otherCategory := apptest.AddRecord(w.doc, w.pid, ruleImaging, "r4")
-	otherCategory.GetAddRecord().Category = ruleLab // signed over imaging
-	bigKey := apptest.AddRecord(w.pat, w.pid, ruleLab, "r4")
+	bigKey := apptest.AddRecord(w.pid, ruleLab, "r4")
 	bigKey.GetAddRecord().WrappedFileKey = make([]byte, 513)
+	// An AddRecord signed the way every other transaction is (over its body
+	// bytes), or over another record's sign bytes, or by another key, is
+	// refused: its signature must be the record's uploader signature.
+	badSignatures := []struct {
+		name string
+		sign func(bodyBytes []byte) []byte
+	}{
+		{"signed over the body bytes", func(body []byte) []byte { return ruleSign(w.doc, body) }},
+		{"signed over another category", func(body []byte) []byte {
+			h := sha256.Sum256(body)
+			return ruleSign(w.doc, app.RecordSignBytes(w.pid, ruleImaging, apptest.Blob("r4"), h[:]))
+		}},
+		{"signed over another body", func([]byte) []byte {
+			h := sha256.Sum256([]byte("another body"))
+			return ruleSign(w.doc, app.RecordSignBytes(w.pid, ruleLab, apptest.Blob("r4"), h[:]))
+		}},
+		{"signed by someone else's key", func(body []byte) []byte {
+			h := sha256.Sum256(body)
+			return ruleSign(w.doc2, app.RecordSignBytes(w.pid, ruleLab, apptest.Blob("r4"), h[:]))
+		}},
+	}
+	for _, bad := range badSignatures {
+		tx := ruleTxSignedWith(w.doc, c.Seq(w.doc.Address), apptest.AddRecord(w.pid, ruleLab, "r4"), bad.sign)
+		res, err := c.App.Simulate(c.Now, tx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ruleCheck(t, bad.name, res, app.ErrBadSignature, "the signature over (patient, category, hash, body hash) does not verify")
+	}
 	ruleRun(t, c, c.Now, []ruleCase{
-		{"uploader signature by someone else", w.doc, apptest.AddRecord(w.doc2, w.pid, ruleLab, "r4"), app.ErrBadSignature,
-			[]string{"the uploader signature over (patient, category, hash) does not verify"}},
-		{"uploader signature over another category", w.doc, otherCategory, app.ErrBadSignature, nil},
 		{"size above max_blob_bytes", w.pat, sized(maxBlob + 1), app.ErrTooLarge,
 			[]string{fmt.Sprintf("file is %d bytes, the limit is %d", maxBlob+1, maxBlob)}},
 		{"size at max_blob_bytes", w.pat, sized(maxBlob), nil, nil},
 		{"size 0", w.pat, sized(0), app.ErrInvalidMsg, []string{"size must be positive"}},
-		{"unknown category", w.pat, apptest.AddRecord(w.pat, w.pid, "dental", "r4"), app.ErrUnknownCategory, []string{`"dental"`}},
-		{"unknown patient", w.pat, apptest.AddRecord(w.pat, apptest.PatientID("nobody"), ruleLab, "r4"), app.ErrNotFound, []string{"no patient"}},
-		{"future key version", w.pat, apptest.AddRecordAt(w.pat, w.pid, ruleLab, "r4", 2), app.ErrKeyVersion,
+		{"unknown category", w.pat, apptest.AddRecord(w.pid, "dental", "r4"), app.ErrUnknownCategory, []string{`"dental"`}},
+		{"unknown patient", w.pat, apptest.AddRecord(apptest.PatientID("nobody"), ruleLab, "r4"), app.ErrNotFound, []string{"no patient"}},
+		{"future key version", w.pat, apptest.AddRecordAt(w.pid, ruleLab, "r4", 2), app.ErrKeyVersion,
 			[]string{"wrapped under version 2, the patient's key is at version 1"}},
 		{"wrapped file key above the limit", w.pat, bigKey, app.ErrTooLarge, []string{"wrapped key is 513 bytes"}},
 	})
 	// At the end of its window the writer is refused, and told when it ended.
-	ruleCheck(t, "writer at not_after", c.Simulate(w.doc, window, apptest.AddRecord(w.doc, w.pid, ruleLab, "r4")),
+	ruleCheck(t, "writer at not_after", c.Simulate(w.doc, window, apptest.AddRecord(w.pid, ruleLab, "r4")),
 		app.ErrPermissionExpired, "permission expired at "+ruleRFC3339(window))
-	ruleCheck(t, "writer just before not_after", c.Simulate(w.doc, window.Add(-time.Second), apptest.AddRecord(w.doc, w.pid, ruleLab, "r4")), nil)
+	ruleCheck(t, "writer just before not_after", c.Simulate(w.doc, window.Add(-time.Second), apptest.AddRecord(w.pid, ruleLab, "r4")), nil)
 
-	// In a block, uploader signatures are batch-verified with the txs'
-	// own: a bad one beside good ones is still refused, and only it.
-	txs := ruleSigned(c, w.pat,
-		apptest.AddRecord(w.pat, w.pid, ruleLab, "r4"),
-		apptest.AddRecord(w.doc2, w.pid, ruleLab, "r5"), // uploader signature by doc2, tx by the owner
-	)
-	txs = append(txs, ruleSigned(c, w.doc, apptest.AddRecord(w.doc, w.pid, ruleLab, "r6"))...)
+	// In a block, signatures are batch-verified: a bad one beside good ones
+	// is still refused, and only it.
+	txs := ruleSigned(c, w.pat, apptest.AddRecord(w.pid, ruleLab, "r4"))
+	txs = append(txs, ruleTxSignedWith(w.pat, c.Seq(w.pat.Address)+1, apptest.AddRecord(w.pid, ruleLab, "r5"),
+		func(body []byte) []byte { return ruleSign(w.pat, body) })) // over the body: wrong
+	txs = append(txs, ruleSigned(c, w.doc, apptest.AddRecord(w.pid, ruleLab, "r6"))...)
 	results := c.Block(txs...)
 	ruleCheck(t, "batch: good owner record", results[0], nil)
-	ruleCheck(t, "batch: bad uploader signature", results[1], app.ErrBadSignature, "uploader signature")
+	ruleCheck(t, "batch: record signed over its body", results[1], app.ErrBadSignature, "(patient, category, hash, body hash)")
 	ruleCheck(t, "batch: good writer record", results[2], nil)
 	if p := rulePatient(c, w.pid); p.RecordCount != 5 {
 		t.Errorf("record count %d after the batch, want 5", p.RecordCount)

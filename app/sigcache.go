@@ -10,12 +10,13 @@ import (
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
-// Signatures need no state: the body carries the signer's public key, and
-// the uploader signature of an AddRecord is by that same key. So a
-// transaction is decoded and its signatures verified once, and the decoded
-// transaction is remembered by the hash of its bytes between CheckTx, its
-// rechecks, PrepareProposal, ProcessProposal and FinalizeBlock: a node
-// decodes and verifies each transaction once, not once per step.
+// Signatures need no state: the body carries the signer's public key, and a
+// transaction has exactly one signature (an AddRecord's is also the
+// record's uploader signature, see SignBytes). So a transaction is decoded
+// and its signature verified once, and the decoded transaction is
+// remembered by the hash of its bytes between CheckTx, its rechecks,
+// PrepareProposal, ProcessProposal and FinalizeBlock: a node decodes and
+// verifies each transaction once, not once per step.
 
 // sigCache remembers decoded transactions (by hash of their raw bytes) whose
 // signatures are valid. Only successes are cached: the hash covers the
@@ -79,20 +80,7 @@ func (c *sigCache) decodeVerified(raw []byte) (*DecodedTx, error) {
 	return tx, nil
 }
 
-// signedMessages lists the (message, signature) pairs of tx that its
-// signer's key must have signed: the body, and an AddRecord's
-// (patient, category, hash).
-func signedMessages(tx *DecodedTx) (msgs, sigs [][]byte) {
-	msgs, sigs = [][]byte{tx.BodyBytes}, [][]byte{tx.Signature}
-	if add, ok := tx.Body.Msg.Sum.(*emrv1.Msg_AddRecord); ok {
-		m := add.AddRecord
-		msgs = append(msgs, RecordSignBytes(m.PatientId, m.Category, m.CiphertextSha256))
-		sigs = append(sigs, m.UploaderSignature)
-	}
-	return msgs, sigs
-}
-
-// verify checks all of a transaction's signatures, through the cache.
+// verify checks a transaction's signature, through the cache.
 func (c *sigCache) verify(tx *DecodedTx) error {
 	if c.get(hashKey(tx.Hash)) != nil {
 		return nil
@@ -100,19 +88,14 @@ func (c *sigCache) verify(tx *DecodedTx) error {
 	return c.verifyNow(tx)
 }
 
-// verifyNow checks all of a transaction's signatures one by one, and caches
-// the transaction if they verify.
+// verifyNow checks a transaction's signature and caches the transaction if
+// it verifies.
 func (c *sigCache) verifyNow(tx *DecodedTx) error {
-	key := ed25519.PubKey(tx.Body.SignerPubKey)
-	msgs, sigs := signedMessages(tx)
-	for i := range msgs {
-		if key.VerifySignature(msgs[i], sigs[i]) {
-			continue
+	if !ed25519.PubKey(tx.Body.SignerPubKey).VerifySignature(tx.SignBytes(), tx.Signature) {
+		if _, ok := tx.Body.Msg.Sum.(*emrv1.Msg_AddRecord); ok {
+			return fmt.Errorf("%w: the signature over (patient, category, hash, body hash) does not verify with the key of signer %X", ErrBadSignature, tx.Signer)
 		}
-		if i == 0 {
-			return fmt.Errorf("%w: the transaction is not signed by signer %X", ErrBadSignature, tx.Signer)
-		}
-		return fmt.Errorf("%w: the uploader signature over (patient, category, hash) does not verify with the key of signer %X", ErrBadSignature, tx.Signer)
+		return fmt.Errorf("%w: the transaction is not signed by signer %X", ErrBadSignature, tx.Signer)
 	}
 	c.add(tx)
 	return nil
@@ -120,18 +103,12 @@ func (c *sigCache) verifyNow(tx *DecodedTx) error {
 
 // decodeAndPreverify decodes a block's transactions (nil where one does
 // not decode) and batch-verifies the signatures of the uncached ones,
-// caching those whose signatures are all valid. A transaction that fails
-// here is verified again, one signature at a time, and refused by execTx,
-// so batching only ever saves work.
+// caching those that are valid. A transaction that fails here is verified
+// again, alone, and refused by execTx, so batching only ever saves work.
 func (c *sigCache) decodeAndPreverify(raws [][]byte) []*DecodedTx {
 	decoded := make([]*DecodedTx, len(raws))
 	bv := ed25519.NewBatchVerifier()
-	type span struct {
-		tx         *DecodedTx
-		first, end int // its signatures' positions in the batch
-	}
-	var pending []span
-	n := 0
+	var pending []*DecodedTx // in the batch's order
 	for i, raw := range raws {
 		if tx := c.get(sha256.Sum256(raw)); tx != nil {
 			decoded[i] = tx
@@ -142,36 +119,18 @@ func (c *sigCache) decodeAndPreverify(raws [][]byte) []*DecodedTx {
 			continue
 		}
 		decoded[i] = tx
-		key := ed25519.PubKey(tx.Body.SignerPubKey)
-		msgs, sigs := signedMessages(tx)
-		s := span{tx: tx, first: n}
-		ok := true
-		for j := range msgs {
-			if bv.Add(key, msgs[j], sigs[j]) != nil {
-				ok = false // malformed: execTx will refuse it
-				break
-			}
-			n++
+		if bv.Add(ed25519.PubKey(tx.Body.SignerPubKey), tx.SignBytes(), tx.Signature) != nil {
+			continue // malformed: execTx will refuse it
 		}
-		if !ok {
-			// Keep the batch aligned: the pairs already added stay, the
-			// transaction is simply not cached.
-			continue
-		}
-		s.end = n
-		pending = append(pending, s)
+		pending = append(pending, tx)
 	}
-	if n < 2 {
+	if len(pending) < 2 {
 		return decoded // nothing worth a batch: execTx verifies as usual
 	}
 	_, valid := bv.Verify()
-	for _, s := range pending {
-		all := true
-		for j := s.first; j < s.end; j++ {
-			all = all && j < len(valid) && valid[j]
-		}
-		if all {
-			c.add(s.tx)
+	for i, tx := range pending {
+		if i < len(valid) && valid[i] {
+			c.add(tx)
 		}
 	}
 	return decoded

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"encoding/hex"
 	"fmt"
 
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
@@ -110,10 +109,10 @@ func (ctx *txContext) shareRecord(m *emrv1.MsgShareRecord) error {
 		Time:            timestamp(ctx.block.Time),
 		TxHash:          ctx.tx.Hash,
 	}
-	ctx.attr("record", recordRef(p.Id, m.RecordSequence))
+	ctx.attrRecord(p.Id, m.RecordSequence)
 	ctx.attr("study", m.StudyId)
-	ctx.detail("sharer", hex.EncodeToString(ctx.tx.Signer))
-	ctx.detail(BlobAttribute, hex.EncodeToString(m.SharedSha256))
+	ctx.detailHex("sharer", ctx.tx.Signer)
+	ctx.detailHex(BlobAttribute, m.SharedSha256)
 	return firstError(
 		ctx.st.put(shareKey(p.Id, share.Sequence), share),
 		ctx.st.put(patientKey(p.Id), p),

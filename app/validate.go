@@ -190,9 +190,6 @@ func validateAddRecord(m *emrv1.MsgAddRecord) error {
 	if m.KeyVersion == 0 {
 		return fmt.Errorf("key version must be at least 1")
 	}
-	if len(m.UploaderSignature) != SignatureSize {
-		return fmt.Errorf("uploader signature must be %d bytes", SignatureSize)
-	}
 	return firstError(
 		checkPatientID(m.PatientId),
 		checkID("category", m.Category),

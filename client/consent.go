@@ -415,19 +415,16 @@ type RecordSpec struct {
 }
 
 // AddRecordMsg builds an AddRecord: dataKey wrapped under the patient's
-// KEK of version (bound to patient, category and version), and the
-// uploader's signature over app.RecordSignBytes.
-func AddRecordMsg(s Signer, patientID []byte, spec RecordSpec, kek []byte, version uint64, dataKey []byte) (*emrv1.Msg, error) {
+// KEK of version (bound to patient, category and version). Whoever signs its
+// transaction is the uploader: that signature, over app.SignBytes, is the
+// record's uploader signature.
+func AddRecordMsg(patientID []byte, spec RecordSpec, kek []byte, version uint64, dataKey []byte) (*emrv1.Msg, error) {
 	wrapped, err := crypto.WrapKey(kek, dataKey, crypto.FileKeyAAD(patientID, spec.Category, version))
-	if err != nil {
-		return nil, err
-	}
-	sig, err := s.Sign(app.RecordSignBytes(patientID, spec.Category, spec.SHA256))
 	if err != nil {
 		return nil, err
 	}
 	return &emrv1.Msg{Sum: &emrv1.Msg_AddRecord{AddRecord: &emrv1.MsgAddRecord{
 		PatientId: patientID, Category: spec.Category, ObjectKey: spec.ObjectKey, CiphertextSha256: spec.SHA256,
-		Size: spec.Size, KeyVersion: version, WrappedFileKey: wrapped, UploaderSignature: sig,
+		Size: spec.Size, KeyVersion: version, WrappedFileKey: wrapped,
 	}}}, nil
 }

@@ -151,8 +151,8 @@ func (l *Load) worker(ctx context.Context, w int, clinician *apptest.Actor) erro
 				Rights:   []emrv1.Right{emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_WRITE},
 				NotAfter: time.Now().Add(24 * time.Hour),
 			})},
-			{clinician, &clinSeq, apptest.AddRecord(clinician, id, cats[p%len(cats)], fmt.Sprintf("%s-%d-%d-a", l.opts.Prefix, w, p))},
-			{clinician, &clinSeq, apptest.AddRecord(clinician, id, cats[(p+1)%len(cats)], fmt.Sprintf("%s-%d-%d-b", l.opts.Prefix, w, p))},
+			{clinician, &clinSeq, apptest.AddRecord(id, cats[p%len(cats)], fmt.Sprintf("%s-%d-%d-a", l.opts.Prefix, w, p))},
+			{clinician, &clinSeq, apptest.AddRecord(id, cats[(p+1)%len(cats)], fmt.Sprintf("%s-%d-%d-b", l.opts.Prefix, w, p))},
 			{clinician, &clinSeq, apptest.Access(id, emrv1.Purpose_PURPOSE_TREATMENT, 1, 2)},
 		}
 		var patSeq uint64

@@ -33,7 +33,7 @@ func TestLyingNodeRefused(t *testing.T) {
 	ctx, net := setup(t)
 	tr := testnet.Transport{Net: net}
 	clinician, _, id := careTeam(t, tr, apptest.HospitalB, "lying")
-	mustSubmit(t, tr, "add record", clinician, apptest.AddRecord(clinician, id, "imaging", "lying-ct"))
+	mustSubmit(t, tr, "add record", clinician, apptest.AddRecord(id, "imaging", "lying-ct"))
 	seq, err := net.NextSequence(ctx, clinician.Address)
 	if err != nil {
 		t.Fatal(err)

@@ -48,7 +48,7 @@ func TestSidecarStorageKilled(t *testing.T) {
 	if putErr != nil {
 		t.Fatalf("upload: %v", putErr)
 	}
-	mustSubmit(t, tr, "add record", clinician, addRecord(clinician, id, sum, len(blob)))
+	mustSubmit(t, tr, "add record", clinician, addRecord(id, sum, len(blob)))
 	mustSubmit(t, tr, "log the read", clinician, apptest.Access(id, emrv1.Purpose_PURPOSE_TREATMENT, 1))
 	download := func(i int) ([]byte, error) {
 		cctx, ccancel := context.WithTimeout(ctx, 15*time.Second)
@@ -69,7 +69,7 @@ func TestSidecarStorageKilled(t *testing.T) {
 		}
 	}
 	other := sha256.Sum256([]byte("stored later"))
-	mustSubmit(t, tr, "add a record while the storage is down", clinician, addRecord(clinician, id, other, 12))
+	mustSubmit(t, tr, "add a record while the storage is down", clinician, addRecord(id, other, 12))
 	t.Logf("storage killed: the chain went on from %d to %d and committed a record", h, net.MaxHeight())
 
 	// Every sidecar at once (the store client's retries make each answer
@@ -128,12 +128,11 @@ func TestSidecarStorageKilled(t *testing.T) {
 }
 
 // addRecord is the AddRecord message for a blob of size bytes with SHA-256
-// sum, uploaded by a.
-func addRecord(a *apptest.Actor, id []byte, sum [32]byte, size int) *emrv1.Msg {
+// sum (its signer is the uploader).
+func addRecord(id []byte, sum [32]byte, size int) *emrv1.Msg {
 	return &emrv1.Msg{Sum: &emrv1.Msg_AddRecord{AddRecord: &emrv1.MsgAddRecord{
 		PatientId: id, Category: "lab-results", ObjectKey: fmt.Sprintf("blobs/%x", sum), CiphertextSha256: sum[:],
 		Size: uint64(size), KeyVersion: 1, WrappedFileKey: []byte("file-key"),
-		UploaderSignature: a.RecordSignature(id, "lab-results", sum[:]),
 	}}}
 }
 

@@ -272,7 +272,7 @@ func (w *Workload) tx(seqOf func(*apptest.Actor) (uint64, bool)) (wTx, bool) {
 		if w.rnd.IntN(3) > 0 {
 			uploader = w.someone(p, emrv1.Role_ROLE_CLINICIAN, emrv1.Role_ROLE_RESEARCHER)
 		}
-		return sign(uploader, apptest.AddRecord(uploader, p.id, pick(w.rnd, cats), fmt.Sprintf("%s-blob-%d", w.prefix, w.n)), func() { p.records++ })
+		return sign(uploader, apptest.AddRecord(p.id, pick(w.rnd, cats), fmt.Sprintf("%s-blob-%d", w.prefix, w.n)), func() { p.records++ })
 	case roll < 78: // read records, sometimes ones that do not exist
 		p := pick(w.rnd, w.patients)
 		reader := w.someone(p, emrv1.Role_ROLE_CLINICIAN, emrv1.Role_ROLE_RESEARCHER, emrv1.Role_ROLE_AUDITOR)

@@ -51,15 +51,6 @@ func (a *Actor) Tx(chainID string, seq uint64, msg *emrv1.Msg) []byte {
 	return tx
 }
 
-// RecordSignature is the uploader signature AddRecord needs.
-func (a *Actor) RecordSignature(patientID []byte, category string, sum []byte) []byte {
-	sig, err := a.Sign.Sign(app.RecordSignBytes(patientID, category, sum))
-	if err != nil {
-		panic(err)
-	}
-	return sig
-}
-
 // GenesisMember describes the actor as a genesis member.
 func (a *Actor) GenesisMember(role emrv1.Role, org string) *emrv1.GenesisMember {
 	return &emrv1.GenesisMember{SignPubKey: a.SignPub(), EncPubKey: a.EncPub(), Role: role, OrganizationId: org, CredentialRef: "genesis:" + a.Name}

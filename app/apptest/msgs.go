@@ -65,19 +65,19 @@ func Blob(name string) []byte {
 	return sum[:]
 }
 
-// AddRecord is the message by which uploader adds a record of category to
-// patient id at key version 1 (see AddRecordAt).
-func AddRecord(uploader *Actor, id []byte, category, name string) *emrv1.Msg {
-	return AddRecordAt(uploader, id, category, name, 1)
+// AddRecord is the message adding a record of category to patient id at key
+// version 1 (see AddRecordAt); whoever signs its transaction is the
+// uploader.
+func AddRecord(id []byte, category, name string) *emrv1.Msg {
+	return AddRecordAt(id, category, name, 1)
 }
 
 // AddRecordAt is AddRecord at a given key version.
-func AddRecordAt(uploader *Actor, id []byte, category, name string, keyVersion uint64) *emrv1.Msg {
+func AddRecordAt(id []byte, category, name string, keyVersion uint64) *emrv1.Msg {
 	sum := Blob(name)
 	return &emrv1.Msg{Sum: &emrv1.Msg_AddRecord{AddRecord: &emrv1.MsgAddRecord{
 		PatientId: id, Category: category, ObjectKey: fmt.Sprintf("blobs/%x", sum), CiphertextSha256: sum,
 		Size: 1024, KeyVersion: keyVersion, WrappedFileKey: []byte("file-key-" + name),
-		UploaderSignature: uploader.RecordSignature(id, category, sum),
 	}}}
 }
 

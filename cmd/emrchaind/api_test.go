@@ -254,7 +254,7 @@ func TestAPIServers(t *testing.T) {
 		NotAfter: time.Now().Add(365 * 24 * time.Hour), Study: study,
 	}))
 	mustCommit(t, "grant (gRPC)", tx, n.broadcastGRPC(ctx, t, tx, false))
-	tx = doc.Tx(apiChainID, 0, apptest.AddRecord(doc, pid, "lab-results", "api-cbc"))
+	tx = doc.Tx(apiChainID, 0, apptest.AddRecord(pid, "lab-results", "api-cbc"))
 	mustCommit(t, "add record (REST)", tx, n.broadcastREST(ctx, t, tx))
 	tx = doc.Tx(apiChainID, 1, apptest.Access(pid, emrv1.Purpose_PURPOSE_TREATMENT, 1))
 	mustCommit(t, "access (gRPC)", tx, n.broadcastGRPC(ctx, t, tx, false))

@@ -231,13 +231,12 @@ func wantHTTP(t *testing.T, err error, status int, reason string) {
 	}
 }
 
-func addRecordMsg(uploader *apptest.Actor, pid []byte, data []byte) *emrv1.Msg {
+func addRecordMsg(pid []byte, data []byte) *emrv1.Msg {
 	sum := sha256.Sum256(data)
 	const category = "lab-results"
 	return &emrv1.Msg{Sum: &emrv1.Msg_AddRecord{AddRecord: &emrv1.MsgAddRecord{
 		PatientId: pid, Category: category, ObjectKey: "blobs/" + hex.EncodeToString(sum[:]), CiphertextSha256: sum[:],
 		Size: uint64(len(data)), KeyVersion: 1, WrappedFileKey: []byte("wrapped-file-key"),
-		UploaderSignature: uploader.RecordSignature(pid, category, sum[:]),
 	}}}
 }
 
@@ -355,7 +354,7 @@ func TestSidecarAgainstNode(t *testing.T) {
 	// Not referenced yet: nobody reads it.
 	_, err = getBlob(ctx, cl(patient), rec1, sum, nil)
 	wantHTTP(t, err, 403, "no committed record")
-	chain.must(ctx, writer, addRecordMsg(writer, pid, data))
+	chain.must(ctx, writer, addRecordMsg(pid, data))
 	seq1 := rec1.Sequence
 
 	// The owner reads; the reader only after its RecordAccess is committed.
@@ -414,7 +413,7 @@ func TestSidecarAgainstNode(t *testing.T) {
 		wantHTTP(t, err, 400, "does not hash")
 		_, err = mcl(reader).Put(ctx, pid, sum2, bytes.NewReader(data2), int64(len(data2)))
 		wantHTTP(t, err, 403, "")
-		chain.must(ctx, writer, addRecordMsg(writer, pid, data2))
+		chain.must(ctx, writer, addRecordMsg(pid, data2))
 		_, err = getBlob(ctx, mcl(reader), rec2, sum2, nil)
 		wantHTTP(t, err, 403, "no committed access event")
 		chain.must(ctx, reader, apptest.Access(pid, emrv1.Purpose_PURPOSE_TREATMENT, rec2.Sequence))
@@ -491,7 +490,7 @@ func TestSidecarAgainstNode(t *testing.T) {
 		if _, err := cl(writer).Put(ctx, pid, lsum, bytes.NewReader(late), int64(len(late))); err != nil {
 			t.Fatal(err)
 		}
-		h := chain.must(ctx, writer, addRecordMsg(writer, pid, late))
+		h := chain.must(ctx, writer, addRecordMsg(pid, late))
 		blocks, err := chain.chainView().BlockBlobs(ctx, h-1, 3)
 		if err != nil {
 			t.Fatal(err)

@@ -82,7 +82,7 @@ record in one go.`,
 			if err != nil {
 				return err
 			}
-			msg, err := client.AddRecordMsg(k, pid, client.RecordSpec{Category: category, ObjectKey: objectKey, SHA256: h, Size: size}, kek, version, dataKey)
+			msg, err := client.AddRecordMsg(pid, client.RecordSpec{Category: category, ObjectKey: objectKey, SHA256: h, Size: size}, kek, version, dataKey)
 			if err != nil {
 				return err
 			}

@@ -272,7 +272,6 @@ func (p *plan) setupRecords() []*plannedTx {
 }
 
 func (p *plan) addRecord(c, pt int) *plannedTx {
-	clin := p.signers[p.clinicians[c]]
 	id := p.patientID[pt]
 	category := app.DefaultCategories[p.rng.IntN(len(app.DefaultCategories))]
 	p.recordNo++
@@ -280,16 +279,11 @@ func (p *plan) addRecord(c, pt int) *plannedTx {
 	version := p.keyVersion[pt]
 	return p.tx(p.clinicians[c], kindAddRecord, func() (*emrv1.Msg, error) {
 		sum := sha256.Sum256([]byte(name))
-		sig, err := clin.sign.Sign(app.RecordSignBytes(id, category, sum[:]))
-		if err != nil {
-			return nil, err
-		}
 		fileKey := sha256.Sum256([]byte("file-key/" + name))
 		return &emrv1.Msg{Sum: &emrv1.Msg_AddRecord{AddRecord: &emrv1.MsgAddRecord{
 			PatientId: id, Category: category, ObjectKey: fmt.Sprintf("blobs/%x", sum), CiphertextSha256: sum[:],
 			Size: 64<<10 + uint64(len(name)), KeyVersion: version,
-			WrappedFileKey:    append(fileKey[:], fileKey[:28]...), // nonce + key + tag sized
-			UploaderSignature: sig,
+			WrappedFileKey: append(fileKey[:], fileKey[:28]...), // nonce + key + tag sized
 		}}}, nil
 	})
 }

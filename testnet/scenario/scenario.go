@@ -93,7 +93,7 @@ func CareFlow(t testing.TB, tr Transport, cast Cast, org string) {
 		Categories: []string{"lab-results"},
 		NotAfter:   tr.Now().Add(365 * 24 * time.Hour),
 	}))
-	must("add record", cast.Clinician, apptest.AddRecord(cast.Clinician, cast.PatientID, "lab-results", "scenario-cbc-"+cast.Patient.Name))
+	must("add record", cast.Clinician, apptest.AddRecord(cast.PatientID, "lab-results", "scenario-cbc-"+cast.Patient.Name))
 	read := must("read record", cast.Clinician, apptest.Access(cast.PatientID, emrv1.Purpose_PURPOSE_TREATMENT, 1))
 
 	var audit emrv1.QueryAccessEventsResponse

@@ -891,6 +891,10 @@ func (x *MsgRotateKey) GetRewrapped() []*RewrappedKey {
 }
 
 // MsgAddRecord: the owner or a writer adds the metadata of an uploaded file.
+// Its transaction is signed once, over RecordSignBytes(patient_id, category,
+// ciphertext_sha256, SHA-256 of the body) instead of over the body: that one
+// signature authenticates the transaction and is kept in the Record as the
+// uploader's signature (docs/decisions.md).
 type MsgAddRecord struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	PatientId        []byte                 `protobuf:"bytes,1,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
@@ -900,10 +904,8 @@ type MsgAddRecord struct {
 	Size             uint64                 `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
 	KeyVersion       uint64                 `protobuf:"varint,6,opt,name=key_version,json=keyVersion,proto3" json:"key_version,omitempty"`
 	WrappedFileKey   []byte                 `protobuf:"bytes,7,opt,name=wrapped_file_key,json=wrappedFileKey,proto3" json:"wrapped_file_key,omitempty"`
-	// ed25519 signature by the signer over RecordSignBytes(patient_id, category, ciphertext_sha256).
-	UploaderSignature []byte `protobuf:"bytes,8,opt,name=uploader_signature,json=uploaderSignature,proto3" json:"uploader_signature,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *MsgAddRecord) Reset() {
@@ -981,13 +983,6 @@ func (x *MsgAddRecord) GetKeyVersion() uint64 {
 func (x *MsgAddRecord) GetWrappedFileKey() []byte {
 	if x != nil {
 		return x.WrappedFileKey
-	}
-	return nil
-}
-
-func (x *MsgAddRecord) GetUploaderSignature() []byte {
-	if x != nil {
-		return x.UploaderSignature
 	}
 	return nil
 }
@@ -1297,7 +1292,7 @@ const file_emrchain_v1_tx_proto_rawDesc = "" +
 	"patient_id\x18\x01 \x01(\fR\tpatientId\x12&\n" +
 	"\x0fnew_key_version\x18\x02 \x01(\x04R\rnewKeyVersion\x126\n" +
 	"\tenvelopes\x18\x03 \x03(\v2\x18.emrchain.v1.KeyEnvelopeR\tenvelopes\x127\n" +
-	"\trewrapped\x18\x04 \x03(\v2\x19.emrchain.v1.RewrappedKeyR\trewrapped\"\xa3\x02\n" +
+	"\trewrapped\x18\x04 \x03(\v2\x19.emrchain.v1.RewrappedKeyR\trewrapped\"\x8e\x02\n" +
 	"\fMsgAddRecord\x12\x1d\n" +
 	"\n" +
 	"patient_id\x18\x01 \x01(\fR\tpatientId\x12\x1a\n" +
@@ -1308,8 +1303,7 @@ const file_emrchain_v1_tx_proto_rawDesc = "" +
 	"\x04size\x18\x05 \x01(\x04R\x04size\x12\x1f\n" +
 	"\vkey_version\x18\x06 \x01(\x04R\n" +
 	"keyVersion\x12(\n" +
-	"\x10wrapped_file_key\x18\a \x01(\fR\x0ewrappedFileKey\x12-\n" +
-	"\x12uploader_signature\x18\b \x01(\fR\x11uploaderSignature\"\x8b\x01\n" +
+	"\x10wrapped_file_key\x18\a \x01(\fR\x0ewrappedFileKeyJ\x04\b\b\x10\tR\x12uploader_signature\"\x8b\x01\n" +
 	"\x0fMsgRecordAccess\x12\x1d\n" +
 	"\n" +
 	"patient_id\x18\x01 \x01(\fR\tpatientId\x12)\n" +

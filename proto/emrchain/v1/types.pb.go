@@ -907,13 +907,17 @@ type Record struct {
 	KeyVersion uint64 `protobuf:"varint,8,opt,name=key_version,json=keyVersion,proto3" json:"key_version,omitempty"`
 	// The per-file data key wrapped under the patient's KEK.
 	WrappedFileKey []byte `protobuf:"bytes,9,opt,name=wrapped_file_key,json=wrappedFileKey,proto3" json:"wrapped_file_key,omitempty"`
-	// Uploader's ed25519 signature over RecordSignBytes(patient, category, hash).
+	// Uploader's ed25519 signature over RecordSignBytes(patient_id, category,
+	// ciphertext_sha256, body_sha256): the signature of the AddRecord
+	// transaction, so the record's provenance checks without the transaction.
 	UploaderSignature []byte                 `protobuf:"bytes,10,opt,name=uploader_signature,json=uploaderSignature,proto3" json:"uploader_signature,omitempty"`
 	Height            int64                  `protobuf:"varint,11,opt,name=height,proto3" json:"height,omitempty"`
 	Time              *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=time,proto3" json:"time,omitempty"`
 	TxHash            []byte                 `protobuf:"bytes,13,opt,name=tx_hash,json=txHash,proto3" json:"tx_hash,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// SHA-256 of the body of the AddRecord transaction (its TxBody bytes).
+	BodySha256    []byte `protobuf:"bytes,14,opt,name=body_sha256,json=bodySha256,proto3" json:"body_sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Record) Reset() {
@@ -1033,6 +1037,13 @@ func (x *Record) GetTime() *timestamppb.Timestamp {
 func (x *Record) GetTxHash() []byte {
 	if x != nil {
 		return x.TxHash
+	}
+	return nil
+}
+
+func (x *Record) GetBodySha256() []byte {
+	if x != nil {
+		return x.BodySha256
 	}
 	return nil
 }
@@ -1582,7 +1593,7 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	" \x01(\bR\tanonymise\x12%\n" +
 	"\x0egranted_height\x18\v \x01(\x03R\rgrantedHeight\x12%\n" +
 	"\x0erevoked_height\x18\f \x01(\x03R\rrevokedHeight\x12=\n" +
-	"\frevoked_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\vrevokedTime\"\xb6\x03\n" +
+	"\frevoked_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\vrevokedTime\"\xd7\x03\n" +
 	"\x06Record\x12\x1d\n" +
 	"\n" +
 	"patient_id\x18\x01 \x01(\fR\tpatientId\x12\x1a\n" +
@@ -1600,7 +1611,9 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	" \x01(\fR\x11uploaderSignature\x12\x16\n" +
 	"\x06height\x18\v \x01(\x03R\x06height\x12.\n" +
 	"\x04time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x17\n" +
-	"\atx_hash\x18\r \x01(\fR\x06txHash\"\x9e\x02\n" +
+	"\atx_hash\x18\r \x01(\fR\x06txHash\x12\x1f\n" +
+	"\vbody_sha256\x18\x0e \x01(\fR\n" +
+	"bodySha256\"\x9e\x02\n" +
 	"\vAccessEvent\x12\x1d\n" +
 	"\n" +
 	"patient_id\x18\x01 \x01(\fR\tpatientId\x12\x1a\n" +
