@@ -19,6 +19,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cometbft/cometbft/crypto/ed25519"
+
+	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/offchain/crypto"
 	"github.com/emrchain/emrchain/offchain/deid"
 	"github.com/emrchain/emrchain/offchain/sidecar"
@@ -52,12 +55,16 @@ import (
 //
 // # Download (Download)
 //
-//	verified Record ─▶ unwrap data key (KEK of record.key_version) ─▶ RecordAccess (committed)
+//	verified Record ─▶ uploader signature ─▶ unwrap data key (KEK of record.key_version) ─▶ RecordAccess (committed)
 //	─▶ GET the record's blob from each sidecar in turn ─▶ scratch file, hashed, bounded by record.size
 //	─▶ SHA-256 == record.ciphertext_sha256 ? ─▶ decrypt (authenticated) ─▶ pending file ─▶ fsync, link/rename
 //
 // The record (and so its hash, size, key version and wrapped key) comes
-// from light-client-verified state. The data key is unwrapped before the
+// from light-client-verified state, and its uploader signature must verify
+// with the uploader's key (the member, verified likewise) over
+// app.RecordSignBytesOf(record): a record the uploader did not sign is
+// refused with ErrVerification even if the chain holds it, so validators
+// cannot slip a file in under a clinician's name. The data key is unwrapped before the
 // read is logged, so a read that cannot succeed for lack of a key is not
 // logged. Ciphertext is hashed while it lands in a scratch file beside the
 // output; a sidecar whose bytes do not hash to the record's SHA-256 (or
@@ -342,7 +349,7 @@ func (c *Client) Upload(ctx context.Context, s Signer, req UploadRequest, opts T
 	}
 	defer sealed.file.Discard()
 	// Build the transaction before uploading, so a bad KEK fails first.
-	msg, err := AddRecordMsg(s, req.PatientID, RecordSpec{
+	msg, err := AddRecordMsg(req.PatientID, RecordSpec{
 		Category: req.Category, ObjectKey: hex.EncodeToString(sealed.sum[:]), SHA256: sealed.sum[:], Size: uint64(sealed.size),
 	}, req.KEK, req.KeyVersion, dataKey)
 	if err != nil {
@@ -508,6 +515,9 @@ func (c *Client) Download(ctx context.Context, s Signer, req DownloadRequest, op
 	if err != nil {
 		return nil, fmt.Errorf("record %d: %w", req.Record, err)
 	}
+	if err := c.checkUploaderSignature(ctx, rec); err != nil {
+		return nil, err
+	}
 	dataKey, err := unwrapRecordKey(rec, req.KEK)
 	if err != nil {
 		return nil, err
@@ -555,6 +565,23 @@ func (c *Client) logRead(ctx context.Context, s Signer, patientID []byte, record
 		return nil, fmt.Errorf("log the %s of record %d: %w", what, record, err)
 	}
 	return res, nil
+}
+
+// checkUploaderSignature verifies that rec's uploader signed it: its
+// uploader signature, over app.RecordSignBytesOf(rec), verifies with the
+// signing key of the member at rec.Uploader (an address is derived from its
+// key, so the key is the one the record was signed with).
+func (c *Client) checkUploaderSignature(ctx context.Context, rec *emrv1.Record) error {
+	m, err := c.Member(ctx, rec.Uploader)
+	if err != nil {
+		return fmt.Errorf("record %d: its uploader %X: %w", rec.Sequence, rec.Uploader, err)
+	}
+	if !bytes.Equal(app.AddressOf(m.SignPubKey), rec.Uploader) ||
+		!ed25519.PubKey(m.SignPubKey).VerifySignature(app.RecordSignBytesOf(rec), rec.UploaderSignature) {
+		return fmt.Errorf("%w: record %d: its uploader signature does not verify with the key of member %X",
+			ErrVerification, rec.Sequence, rec.Uploader)
+	}
+	return nil
 }
 
 // unwrapRecordKey unwraps a record's data key with the KEK of its version.

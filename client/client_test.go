@@ -142,7 +142,7 @@ func setup(t *testing.T) *world {
 	for i, cat := range []string{"lab-results", "lab-results"} {
 		sum := sha256.Sum256([]byte(fmt.Sprint("blob", i)))
 		dk, _ := crypto.GenerateKey()
-		msg, err := client.AddRecordMsg(w.clinician, w.patientID, client.RecordSpec{Category: cat, ObjectKey: fmt.Sprintf("blobs/%x", sum), SHA256: sum[:], Size: 100}, kek, version, dk)
+		msg, err := client.AddRecordMsg(w.patientID, client.RecordSpec{Category: cat, ObjectKey: fmt.Sprintf("blobs/%x", sum), SHA256: sum[:], Size: 100}, kek, version, dk)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -151,7 +151,7 @@ func setup(t *testing.T) *world {
 	// The patient adds one of another category.
 	sum := sha256.Sum256([]byte("xray"))
 	dk, _ := crypto.GenerateKey()
-	msg, _ := client.AddRecordMsg(w.patient, w.patientID, client.RecordSpec{Category: "imaging", ObjectKey: "blobs/xray", SHA256: sum[:], Size: 5000}, w.patient.KEKs[1], 1, dk)
+	msg, _ := client.AddRecordMsg(w.patientID, client.RecordSpec{Category: "imaging", ObjectKey: "blobs/xray", SHA256: sum[:], Size: 5000}, w.patient.KEKs[1], 1, dk)
 	submit(w.patient, msg)
 	submit(w.clinician, &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{PatientId: w.patientID, RecordSequences: []uint64{1}, Purpose: emrv1.Purpose_PURPOSE_TREATMENT}}})
 	submit(w.clinician, &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{PatientId: w.patientID, RecordSequences: []uint64{2, 1}, Purpose: emrv1.Purpose_PURPOSE_TREATMENT}}})
@@ -238,6 +238,40 @@ func TestClientAgainstNode(t *testing.T) {
 		seq, err := c.Sequence(ctx, w.clinician.Address())
 		if err != nil || seq != 4 {
 			t.Fatalf("clinician sequence = %d, %v; want 4", seq, err)
+		}
+	})
+
+	t.Run("UploaderSignature", func(t *testing.T) {
+		// Records 1 and 2 were added by the clinician, 3 by the patient:
+		// each one's signature verifies with its uploader's key, and a
+		// record altered anywhere it is signed, or credited to another
+		// member, is refused.
+		c := w.mustClient(t, w.node.RPC)
+		for seq := uint64(1); seq <= 3; seq++ {
+			rec, err := c.Record(ctx, w.patientID, seq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := client.CheckUploaderSignature(c, ctx, rec); err != nil {
+				t.Fatalf("record %d as stored: %v", seq, err)
+			}
+		}
+		rec, err := c.Record(ctx, w.patientID, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, alter := range map[string]func(r *emrv1.Record){
+			"category":        func(r *emrv1.Record) { r.Category = "imaging" },
+			"ciphertext hash": func(r *emrv1.Record) { r.CiphertextSha256 = bytes.Repeat([]byte{1}, 32) },
+			"body hash":       func(r *emrv1.Record) { r.BodySha256 = bytes.Repeat([]byte{2}, 32) },
+			"patient":         func(r *emrv1.Record) { r.PatientId = bytes.Repeat([]byte{3}, 32) },
+			"uploader":        func(r *emrv1.Record) { r.Uploader = w.patient.Address() },
+		} {
+			forged := proto.Clone(rec).(*emrv1.Record)
+			alter(forged)
+			if err := client.CheckUploaderSignature(c, ctx, forged); !errors.Is(err, client.ErrVerification) {
+				t.Errorf("record 1 with another %s: %v, want ErrVerification", name, err)
+			}
 		}
 	})
 
