@@ -109,7 +109,7 @@ endpoints are accepted. Every run needs a fresh --prefix on the same chain
 	f.DurationVar(&cfg.Drain, "drain", 20*time.Second, "how long to wait after the measured phase for accepted txs to be committed")
 	f.StringVar(&mix, "mix", load.DefaultMix.String(), "weights of add-record, record-access and consent (grant, revoke, rotate-key in turn)")
 	f.IntVar(&cfg.MaxTxs, "max-txs", 0, fmt.Sprintf("txs signed for the measured phase, at most %d (default: rate x duration + 10%%, or 6000/s without --rate)", load.MaxTxsLimit))
-	f.IntVar(&cfg.Conns, "conns", 0, "concurrent senders per node (default 8 at saturation, 2 at a --rate)")
+	f.IntVar(&cfg.Conns, "conns", 0, "concurrent senders per node (default 8 at saturation; at a --rate, one per 100 tx/s a node gets, 2 to 8)")
 	f.IntVar(&cfg.Plan.Clinicians, "clinicians", 128, "clinicians, each its own sequence stream")
 	f.IntVar(&cfg.Plan.PatientsPerClinician, "patients-per-clinician", 8, "patients of each clinician (enrolled, granting read+write, one record each at setup)")
 	f.IntVar(&cfg.Plan.ConsentPatients, "consent-patients", 256, "patients that grant, revoke and rotate their key during the run")

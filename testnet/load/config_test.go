@@ -56,8 +56,9 @@ func TestConfigBounds(t *testing.T) {
 		{0, 6000 * 10, 8},                 // saturation budget
 		{100, 100*10*11/10 + 100, 2},      // rate x duration + 10% + 100
 		{0.01, 100, 2},                    // tiny rate
-		{1e300, MaxTxsLimit, 2},           // capped, no overflow
-		{math.MaxFloat64, MaxTxsLimit, 2}, // capped, no overflow
+		{450, 450*10*11/10 + 100, 5},      // 100 tx/s per sender of the one node
+		{1e300, MaxTxsLimit, 8},           // capped, no overflow
+		{math.MaxFloat64, MaxTxsLimit, 8}, // capped, no overflow
 	} {
 		c := good()
 		c.Rate = tc.rate

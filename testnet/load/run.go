@@ -53,7 +53,7 @@ type Config struct {
 	// means Rate×Duration+10% (or 6,000 per second without a rate).
 	MaxTxs int
 	// Conns is the number of concurrent senders per node; 0 means 8 at
-	// saturation and 2 at a target rate (fewer senders fill their batches).
+	// saturation and, at a target rate, rateConns.
 	Conns int
 	// Drain is how long to wait, after the measured phase, for accepted
 	// transactions to be committed; 0 means 20s.
@@ -79,7 +79,7 @@ func (c *Config) defaults() error {
 	if c.Conns <= 0 {
 		c.Conns = 8
 		if c.Rate > 0 {
-			c.Conns = 2
+			c.Conns = rateConns(c.Rate, len(c.Target.RPC))
 		}
 	}
 	if c.Drain <= 0 {
@@ -121,6 +121,18 @@ func (c *Config) logf(format string, args ...any) {
 	if c.Log != nil {
 		fmt.Fprintf(c.Log, "load: "+format+"\n", args...)
 	}
+}
+
+// rateConns is the default number of senders per node at a target rate:
+// each sends at most 100 tx/s, so a sender keeps up while a node takes up
+// to 100 ms to answer a full batch (a node executing a block answers
+// nothing else: with 2 senders per node the load fell short of 1,700 tx/s).
+// At least 2, so that at low rates a node's senders still fill batches; at
+// most 8, as at saturation.
+func rateConns(rate float64, nodes int) int {
+	const perSender = 100.0 // tx/s: a batch of maxBatch every 100 ms
+	n := math.Ceil(rate / float64(max(nodes, 1)) / perSender)
+	return int(min(max(n, 2), 8))
 }
 
 // Run sets the load's population up on the target, then runs the measured
