@@ -37,7 +37,8 @@
 #                  default; "" keeps the 1s emrchaind testnet writes, which
 #                  under saturation on 2 shared cores fails rounds]
 #   KV_RATE        loadtime's rate per endpoint at saturation, tx/s [1500]
-#   CONNS          emrchaind load senders per node [0: 8 at saturation, 2 at a rate]
+#   CONNS          emrchaind load senders per node [0: 8 at saturation, at a
+#                  rate one per 100 tx/s a node gets, 2 to 8]
 #   RATE_FRESH     1 runs the latency phase on a fresh network [1]
 #   KEEP           1 keeps the networks' directories [0]
 set -euo pipefail
@@ -153,8 +154,7 @@ emr_net "$EMR"
 
 say "emrchain at saturation for ${DURATION}s"
 c0=$(node_cpu "$EMR")
-( sleep $((WARMUP + 20)) && curl -fsS -o "$OUT/emrchaind-node1.cpu.pprof" \
-    "http://127.0.0.1:$PPROF_PORT/debug/pprof/profile?seconds=$(( DURATION - WARMUP > 40 ? 30 : (DURATION - WARMUP) / 2 ))" ) &
+profile_later "$PPROF_PORT" "$OUT/emrchaind-node1.cpu.pprof" $((WARMUP + 20)) $(( DURATION - WARMUP > 40 ? 30 : (DURATION - WARMUP) / 2 )) &
 BG+=($!)
 run "$EMRCHAIND" load --testnet "$EMR" --name emrchain --duration "${DURATION}s" --warmup "${WARMUP}s" --conns "$CONNS" \
   --prefix bench-sat --json "$OUT/emrchain-saturation.json" --csv "$OUT/emrchain-saturation.csv" \
@@ -222,10 +222,7 @@ run "$EMRCHAIND" load plot --out "$OUT/bench-chain.png" \
   --title "4 validators on 127.0.0.1, $(nproc) cores: emrchain vs CometBFT kvstore" \
   "emrchain saturation=$OUT/emrchain-saturation.csv" "emrchain $RATE_FRACTION=$OUT/emrchain-rate.csv" \
   "kvstore saturation=$OUT/kvstore-saturation.csv" "kvstore $RATE_FRACTION=$OUT/kvstore-rate.csv"
-if [[ -s $OUT/emrchaind-node1.cpu.pprof ]]; then
-  go tool pprof -top -nodecount=40 "$EMRCHAIND" "$OUT/emrchaind-node1.cpu.pprof" >"$OUT/emrchaind-node1.cpu-top.txt" 2>/dev/null || true
-  go tool pprof -top -cum -nodecount=60 "$EMRCHAIND" "$OUT/emrchaind-node1.cpu.pprof" >"$OUT/emrchaind-node1.cpu-cum.txt" 2>/dev/null || true
-fi
+profile_text "$EMRCHAIND" "$OUT/emrchaind-node1.cpu.pprof" || true
 printf 'network cpu_ms_per_committed_tx\nemrchain %s\nkvstore %s\n' "$EMR_CPU" "$KV_CPU" >"$OUT/cpu-per-tx.txt"
 
 echo

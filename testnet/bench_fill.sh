@@ -16,7 +16,8 @@
 # the bytes per record of node1's application database (data/app.db). The last line is
 #   fresh N tx/s, filled M tx/s with R records, ratio M/N; FinalizeBlock+Commit per block A ms -> B ms
 #
-# Results (JSON and CSV per phase, metrics, commands.txt, logs) go to
+# Results (JSON and CSV per phase, metrics, a CPU profile of node1 per
+# saturation phase, commands.txt, logs) go to
 # $BENCH_OUT. Environment (defaults in brackets):
 #   BIN              directory with emrchaind [./bin]
 #   BENCH_OUT        results directory [./bench-fill]
@@ -31,6 +32,9 @@
 #   FILL_STEP        AddRecords signed per fill run [250000: the load keeps
 #                    what it signed in memory]
 #   TIMEOUT_PROPOSE  consensus timeout_propose [3s]
+#   TX_INDEXER       CometBFT's tx indexer on every node: kv or null [kv, as
+#                    emrchaind init writes it; null shows how much of the
+#                    growth is the tx index's, not the application state's]
 #   KEEP             1 keeps the network's directory [0]
 set -euo pipefail
 
@@ -45,6 +49,7 @@ NODE_GOGC=${NODE_GOGC:-1000}
 NODE_MEMLIMIT=${NODE_MEMLIMIT-3GiB}
 FILL_STEP=${FILL_STEP:-250000}
 TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE-3s}
+TX_INDEXER=${TX_INDEXER:-kv}
 KEEP=${KEEP:-0}
 LOCALNET=$ROOT/testnet/localnet.sh
 EMRCHAIND=$BIN/emrchaind
@@ -58,10 +63,11 @@ command -v curl >/dev/null || die "curl is needed"
 [[ $FILL =~ ^[0-9]+$ && $FILL -ge 1 && $FILL -le 5000000 ]] || die "FILL must be 1..5000000 records"
 [[ $FILL_STEP =~ ^[0-9]+$ && $FILL_STEP -ge 1000 && $FILL_STEP -le 5000000 ]] || die "FILL_STEP must be 1000..5000000"
 [[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 15 && $DURATION -le 600 ]] || die "DURATION must be 15..600 seconds (a number, no unit)"
+[[ $TX_INDEXER == kv || $TX_INDEXER == null ]] || die "TX_INDEXER must be kv or null"
 [[ $WARMUP =~ ^[0-9]+$ && $WARMUP -lt $DURATION ]] || die "WARMUP must be a number of seconds shorter than DURATION"
 
 mkdir -p "$OUT"
-rm -f "$OUT"/*.json "$OUT"/*.csv "$OUT"/*.txt
+rm -f "$OUT"/*.json "$OUT"/*.csv "$OUT"/*.txt "$OUT"/*.pprof
 rm -rf "$OUT/logs"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/emrchain-fill.XXXXXX")
 NET=$WORK/emr
@@ -69,6 +75,7 @@ NET=$WORK/emr
 cleanup() {
   local rc=$?
   set +e
+  [[ -n ${prof:-} ]] && kill "$prof" 2>/dev/null
   [[ -d $NET/pids ]] && LOCALNET_DIR=$NET "$LOCALNET" stop >/dev/null 2>&1
   if [[ -d $NET/logs ]]; then
     mkdir -p "$OUT/logs"
@@ -96,27 +103,37 @@ abci_ms() {
 {
   echo "# bench-fill $(date -u +%FT%TZ) on $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "# commit $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet 2>/dev/null || echo '+changes'); $(go version 2>/dev/null | cut -d' ' -f3)"
-  echo "# FILL=$FILL FILL_STEP=$FILL_STEP DURATION=$DURATION WARMUP=$WARMUP BACKEND=$BACKEND NODE_GOGC=$NODE_GOGC NODE_MEMLIMIT=${NODE_MEMLIMIT:-none} TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE:-default}"
+  echo "# FILL=$FILL FILL_STEP=$FILL_STEP DURATION=$DURATION WARMUP=$WARMUP BACKEND=$BACKEND NODE_GOGC=$NODE_GOGC NODE_MEMLIMIT=${NODE_MEMLIMIT:-none} TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE:-default} TX_INDEXER=$TX_INDEXER"
 } | tee "$OUT/commands.txt"
 
 BASE=$(free_base)
 run "$EMRCHAIND" testnet --output "$NET" --base-port "$BASE" --chain-id emrchain-fill --backend "$BACKEND" >/dev/null
 configure "$NET"
-METRICS_PORT=$((BASE + 17)) # a spare port of node1's block
+if [[ $TX_INDEXER != kv ]]; then
+  note "config.toml of every node of $NET: [tx_index] indexer = \"$TX_INDEXER\""
+  sed -i "s|^indexer = .*|indexer = \"$TX_INDEXER\"|" "$NET"/node*/config/config.toml
+fi
+METRICS_PORT=$((BASE + 17)) # spare ports of node1's block
+PPROF_PORT=$((BASE + 18))
 enable_metrics "$NET" 1 "$METRICS_PORT"
+enable_pprof "$NET" 1 "$PPROF_PORT"
 start_net "$NET" "$EMRCHAIND"
 
 # phase NAME: the default mix at saturation; sets NAME_TPS, NAME_CPU and
-# the FinalizeBlock and Commit means.
+# the FinalizeBlock and Commit means. A CPU profile of node1 is taken in the
+# middle of the measured part.
 phase() {
   local name=$1 c0 c1
   say "$name: saturation for ${DURATION}s"
   scrape "$METRICS_PORT" "$OUT/$name-metrics-before.txt"
   c0=$(node_cpu "$NET")
+  profile_later "$PPROF_PORT" "$OUT/$name-node1.cpu.pprof" $((WARMUP + 5)) $(((DURATION - WARMUP) / 2)) &
+  prof=$!
   run "$EMRCHAIND" load --testnet "$NET" --name "$name" --duration "${DURATION}s" --warmup "${WARMUP}s" \
     --prefix "fill-$name" --json "$OUT/$name.json" --csv "$OUT/$name.csv" --blocks-csv "$OUT/$name-blocks.csv"
   c1=$(node_cpu "$NET")
   scrape "$METRICS_PORT" "$OUT/$name-metrics-after.txt"
+  wait "$prof" && profile_text "$EMRCHAIND" "$OUT/$name-node1.cpu.pprof" || say "no CPU profile of the $name phase"
   printf '%s finalize_block_ms %s commit_ms %s cpu_ms_per_tx %s\n' "$name" \
     "$(abci_ms "$OUT/$name-metrics-before.txt" "$OUT/$name-metrics-after.txt" finalize_block)" \
     "$(abci_ms "$OUT/$name-metrics-before.txt" "$OUT/$name-metrics-after.txt" commit)" \

@@ -86,3 +86,17 @@ cpu_per_tx() {
   committed=$(jq .committed "$3")
   awk -v a="$1" -v b="$2" -v n="$committed" 'BEGIN { if (n > 0) printf "%.3f", 1000 * (b - a) / n; else print "n/a" }'
 }
+
+# profile_later PORT FILE DELAY SECONDS: after DELAY seconds, a CPU profile
+# of SECONDS from the node whose pprof listens on PORT, into FILE.
+profile_later() {
+  sleep "$3" && curl -fsS -o "$2" "http://127.0.0.1:$1/debug/pprof/profile?seconds=$4"
+}
+
+# profile_text BINARY FILE: FILE's top functions, flat and cumulative, next
+# to it as FILE without .pprof plus -top.txt and -cum.txt.
+profile_text() {
+  [[ -s $2 ]] || return 1
+  go tool pprof -top -nodecount=40 "$1" "$2" >"${2%.pprof}-top.txt" 2>/dev/null || true
+  go tool pprof -top -cum -nodecount=60 "$1" "$2" >"${2%.pprof}-cum.txt" 2>/dev/null || true
+}
