@@ -114,17 +114,10 @@ func ruleSigned(c *apptest.Chain, a *apptest.Actor, msgs ...*emrv1.Msg) [][]byte
 
 // ruleTxSignedWith is a's transaction of msg at sequence seq whose signature
 // is sign(body bytes) instead of a's signature over app.SignBytes.
-func ruleTxSignedWith(a *apptest.Actor, seq uint64, msg *emrv1.Msg, sign func(bodyBytes []byte) []byte) []byte {
-	det := proto.MarshalOptions{Deterministic: true}
-	body, err := det.Marshal(&emrv1.TxBody{ChainId: apptest.ChainID, SignerPubKey: a.SignPub(), Sequence: seq, Msg: msg})
-	if err != nil {
-		panic(err)
-	}
-	tx, err := det.Marshal(&emrv1.Tx{BodyBytes: body, Signature: sign(body)})
-	if err != nil {
-		panic(err)
-	}
-	return tx
+func ruleTxSignedWith(t testing.TB, a *apptest.Actor, seq uint64, msg *emrv1.Msg, sign func(bodyBytes []byte) []byte) []byte {
+	t.Helper()
+	body := ruleMarshal(t, &emrv1.TxBody{ChainId: apptest.ChainID, SignerPubKey: a.SignPub(), Sequence: seq, Msg: msg})
+	return ruleMarshal(t, &emrv1.Tx{BodyBytes: body, Signature: sign(body)})
 }
 
 func ruleSign(a *apptest.Actor, msg []byte) []byte {
@@ -260,11 +253,7 @@ func ruleMarshal(t testing.TB, m proto.Message) []byte {
 // ruleEnvelope signs body bytes (whatever they are) by a into a canonical Tx.
 func ruleEnvelope(t testing.TB, a *apptest.Actor, body []byte) []byte {
 	t.Helper()
-	sig, err := a.Sign.Sign(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ruleMarshal(t, &emrv1.Tx{BodyBytes: body, Signature: sig})
+	return ruleMarshal(t, &emrv1.Tx{BodyBytes: body, Signature: ruleSign(a, body)})
 }
 
 func ruleOpen(t testing.TB, raw []byte) *emrv1.Tx {
@@ -1235,13 +1224,23 @@ func TestAddRecordRules(t *testing.T) {
 		}},
 	}
 	for _, bad := range badSignatures {
-		tx := ruleTxSignedWith(w.doc, c.Seq(w.doc.Address), apptest.AddRecord(w.pid, ruleLab, "r4"), bad.sign)
-		res, err := c.App.Simulate(c.Now, tx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ruleCheck(t, bad.name, res, app.ErrBadSignature, "the signature over (patient, category, hash, body hash) does not verify")
+		tx := ruleTxSignedWith(t, w.doc, c.Seq(w.doc.Address), apptest.AddRecord(w.pid, ruleLab, "r4"), bad.sign)
+		ruleCheck(t, bad.name, ruleSimulateRaw(t, c, tx), app.ErrBadSignature,
+			"the signature over (patient, category, hash, body hash) does not verify")
 	}
+	// A client that still sends the retired second signature (field 8 of
+	// MsgAddRecord) is refused: an unknown field.
+	withRetired := slices.Concat(ruleMarshal(t, apptest.AddRecord(w.pid, ruleLab, "r4").GetAddRecord()),
+		protowire.AppendBytes(protowire.AppendTag(nil, 8, protowire.BytesType), make([]byte, 64)))
+	retiredBody := slices.Concat(
+		protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), apptest.ChainID),
+		protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), w.doc.SignPub()),
+		protowire.AppendVarint(protowire.AppendTag(nil, 3, protowire.VarintType), c.Seq(w.doc.Address)),
+		protowire.AppendBytes(protowire.AppendTag(nil, 4, protowire.BytesType),
+			protowire.AppendBytes(protowire.AppendTag(nil, 7, protowire.BytesType), withRetired)), // Msg.add_record
+	)
+	ruleCheck(t, "the retired uploader_signature field", ruleSimulateRaw(t, c, ruleEnvelope(t, w.doc, retiredBody)),
+		app.ErrTxDecode, "not canonically encoded")
 	ruleRun(t, c, c.Now, []ruleCase{
 		{"size above max_blob_bytes", w.pat, sized(maxBlob + 1), app.ErrTooLarge,
 			[]string{fmt.Sprintf("file is %d bytes, the limit is %d", maxBlob+1, maxBlob)}},
@@ -1261,7 +1260,7 @@ func TestAddRecordRules(t *testing.T) {
 	// In a block, signatures are batch-verified: a bad one beside good ones
 	// is still refused, and only it.
 	txs := ruleSigned(c, w.pat, apptest.AddRecord(w.pid, ruleLab, "r4"))
-	txs = append(txs, ruleTxSignedWith(w.pat, c.Seq(w.pat.Address)+1, apptest.AddRecord(w.pid, ruleLab, "r5"),
+	txs = append(txs, ruleTxSignedWith(t, w.pat, c.Seq(w.pat.Address)+1, apptest.AddRecord(w.pid, ruleLab, "r5"),
 		func(body []byte) []byte { return ruleSign(w.pat, body) })) // over the body: wrong
 	txs = append(txs, ruleSigned(c, w.doc, apptest.AddRecord(w.pid, ruleLab, "r6"))...)
 	results := c.Block(txs...)
