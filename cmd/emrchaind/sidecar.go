@@ -49,7 +49,7 @@ type sidecarConfig struct {
 	Dir string `toml:"dir"`
 	// RefIndexDir holds the sweep's reference index (the blobs committed
 	// blocks reference, read from block results), relative to HOME unless
-	// absolute.
+	// absolute; unused while the sweep is off.
 	RefIndexDir    string `toml:"ref_index_dir"`
 	MinIOEndpoint  string `toml:"minio_endpoint"`
 	MinIOBucket    string `toml:"minio_bucket"`
@@ -256,9 +256,11 @@ func newSidecarServer(ctx context.Context, c sidecarConfig, chain sidecar.ChainV
 	if err != nil {
 		return nil, err
 	}
-	sweep := time.Duration(c.SweepInterval)
+	sweep, refDir := time.Duration(c.SweepInterval), c.RefIndexDir
 	if sweep == 0 {
-		sweep = -1 // disabled
+		// Disabled: no pass will read the reference index, so it opens
+		// no database on disk.
+		sweep, refDir = -1, ""
 	}
 	return sidecar.New(sidecar.Options{
 		Store:           store,
@@ -271,7 +273,7 @@ func newSidecarServer(ctx context.Context, c sidecarConfig, chain sidecar.ChainV
 		SweepGrace:      time.Duration(c.SweepGrace),
 		SweepMaxDeletes: c.SweepMaxDeletes,
 		SweepMaxChecks:  c.SweepMaxChecks,
-		RefIndexDir:     c.RefIndexDir,
+		RefIndexDir:     refDir,
 		Peers:           c.Peers,
 	})
 }

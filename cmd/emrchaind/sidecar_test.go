@@ -22,7 +22,9 @@ import (
 	"testing"
 	"time"
 
+	cmtlog "github.com/cometbft/cometbft/libs/log"
 	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/app/apptest"
@@ -629,6 +631,42 @@ func TestSidecarConfig(t *testing.T) {
 		bad(&c)
 		if err := c.resolve(home); err == nil {
 			t.Fatalf("bad config accepted: %+v", c)
+		}
+	}
+}
+
+// TestSidecarReferenceIndexOnlyWithTheSweep: the sweep's reference index is
+// a database in ref_index_dir, opened only when the sweep runs; with
+// sweep_interval "0s" nothing is created there.
+func TestSidecarReferenceIndexOnlyWithTheSweep(t *testing.T) {
+	noChain := sidecar.NewQueryChainView(
+		func(context.Context, string, proto.Message, proto.Message) error {
+			return errors.New("no chain in this test")
+		},
+		func(context.Context) (sidecar.Head, error) {
+			return sidecar.Head{}, errors.New("no chain in this test")
+		},
+		nil)
+	for _, tc := range []struct {
+		sweep    time.Duration
+		wantDirs bool
+	}{{0, false}, {time.Hour, true}} {
+		home := t.TempDir()
+		c := defaultSidecarConfig()
+		c.SweepInterval = duration(tc.sweep)
+		if err := c.resolve(home); err != nil {
+			t.Fatal(err)
+		}
+		srv, err := newSidecarServer(context.Background(), c, noChain, cmtlog.NewNopLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, statErr := os.Stat(c.RefIndexDir)
+		if err := srv.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if exists := statErr == nil; exists != tc.wantDirs {
+			t.Errorf("sweep_interval %s: %s exists = %v, want %v", tc.sweep, c.RefIndexDir, exists, tc.wantDirs)
 		}
 	}
 }
