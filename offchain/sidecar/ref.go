@@ -44,15 +44,14 @@ func (r BlobRef) kind() string {
 	return queryRecord
 }
 
+// value is the parameter's value: "<patient hex>/<seq>".
+func (r BlobRef) value() string { return fmt.Sprintf("%x/%d", r.PatientID, r.Sequence) }
+
 // String is "record <patient hex>/<seq>" or "share <patient hex>/<seq>".
-func (r BlobRef) String() string {
-	return fmt.Sprintf("%s %x/%d", r.kind(), r.PatientID, r.Sequence)
-}
+func (r BlobRef) String() string { return r.kind() + " " + r.value() }
 
 // query is the GET query string that carries r.
-func (r BlobRef) query() string {
-	return url.Values{r.kind(): {fmt.Sprintf("%x/%d", r.PatientID, r.Sequence)}}.Encode()
-}
+func (r BlobRef) query() string { return url.Values{r.kind(): {r.value()}}.Encode() }
 
 // patientIDSize is the size of a patient id (app.PatientIDSize; a test
 // pins it).
