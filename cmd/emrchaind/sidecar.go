@@ -182,6 +182,17 @@ func loadSidecarConfig(home string) (sidecarConfig, error) {
 	return c.Sidecar, err
 }
 
+// underHome is dir (def when empty), relative to home unless absolute.
+func underHome(home, dir, def string) string {
+	if dir == "" {
+		dir = def
+	}
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(home, dir)
+	}
+	return dir
+}
+
 // resolve applies the environment, picks the backend and checks the
 // settings; home roots a relative dir.
 func (c *sidecarConfig) resolve(home string) error {
@@ -197,18 +208,8 @@ func (c *sidecarConfig) resolve(home string) error {
 			c.Backend = sidecarBackendMinIO
 		}
 	}
-	if c.Dir == "" {
-		c.Dir = defaultSidecarDir
-	}
-	if !filepath.IsAbs(c.Dir) {
-		c.Dir = filepath.Join(home, c.Dir)
-	}
-	if c.RefIndexDir == "" {
-		c.RefIndexDir = defaultRefIndexDir
-	}
-	if !filepath.IsAbs(c.RefIndexDir) {
-		c.RefIndexDir = filepath.Join(home, c.RefIndexDir)
-	}
+	c.Dir = underHome(home, c.Dir, defaultSidecarDir)
+	c.RefIndexDir = underHome(home, c.RefIndexDir, defaultRefIndexDir)
 	switch c.Backend {
 	case sidecarBackendFS:
 	case sidecarBackendMinIO:
