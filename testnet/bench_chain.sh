@@ -120,12 +120,7 @@ trap 'exit 130' INT TERM
 # emr_net DIR: writes and starts a 4-validator emrchain network in DIR;
 # sets PPROF_PORT and METRICS_PORT (node1's).
 emr_net() {
-  local base
-  base=$(free_base)
-  run "$EMRCHAIND" testnet --output "$1" --base-port "$base" --chain-id emrchain-bench --backend "$BACKEND" >/dev/null
-  configure "$1"
-  PPROF_PORT=$((base + 18)) # spare ports of node1's block
-  METRICS_PORT=$((base + 17))
+  write_net "$1" emrchain-bench
   enable_pprof "$1" 1 "$PPROF_PORT"
   enable_metrics "$1" 1 "$METRICS_PORT"
   start_net "$1" "$EMRCHAIND"
@@ -134,15 +129,12 @@ emr_net() {
 # kv_net DIR: the same network running CometBFT's kvstore; sets
 # METRICS_PORT and ENDPOINTS (loadtime's websockets).
 kv_net() {
-  local base f
-  base=$(free_base)
-  run "$EMRCHAIND" testnet --output "$1" --base-port "$base" --chain-id kvstore-bench --backend "$BACKEND" >/dev/null
-  configure "$1"
+  local f
+  write_net "$1" kvstore-bench
   note "config.toml of every node of $1: proxy_app = \"kvstore\" (CometBFT's built-in in-memory kvstore)"
   for f in "$1"/node*/config/config.toml; do
     sed -i 's|^proxy_app = .*|proxy_app = "kvstore"|' "$f"
   done
-  METRICS_PORT=$((base + 17))
   enable_metrics "$1" 1 "$METRICS_PORT"
   start_net "$1" "$COMETBFT"
   ENDPOINTS=$(for i in 0 1 2 3; do rpc "$1" $i | sed 's|^http://|ws://|; s|$|/v1/websocket|'; done | paste -sd,)

@@ -106,15 +106,11 @@ abci_ms() {
   echo "# FILL=$FILL FILL_STEP=$FILL_STEP DURATION=$DURATION WARMUP=$WARMUP BACKEND=$BACKEND NODE_GOGC=$NODE_GOGC NODE_MEMLIMIT=${NODE_MEMLIMIT:-none} TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE:-default} TX_INDEXER=$TX_INDEXER"
 } | tee "$OUT/commands.txt"
 
-BASE=$(free_base)
-run "$EMRCHAIND" testnet --output "$NET" --base-port "$BASE" --chain-id emrchain-fill --backend "$BACKEND" >/dev/null
-configure "$NET"
+write_net "$NET" emrchain-fill
 if [[ $TX_INDEXER != kv ]]; then
   note "config.toml of every node of $NET: [tx_index] indexer = \"$TX_INDEXER\""
   sed -i "s|^indexer = .*|indexer = \"$TX_INDEXER\"|" "$NET"/node*/config/config.toml
 fi
-METRICS_PORT=$((BASE + 17)) # spare ports of node1's block
-PPROF_PORT=$((BASE + 18))
 enable_metrics "$NET" 1 "$METRICS_PORT"
 enable_pprof "$NET" 1 "$PPROF_PORT"
 start_net "$NET" "$EMRCHAIND"

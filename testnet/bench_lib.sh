@@ -1,7 +1,7 @@
 # bench_lib.sh — shell functions shared by bench_chain.sh and bench_fill.sh.
 # Sourced, not run. The caller sets BENCH_NAME (for messages), OUT (the
 # results directory, with commands.txt), LOCALNET, NODE_GOGC, NODE_MEMLIMIT
-# (may be empty) and TIMEOUT_PROPOSE first.
+# (may be empty), TIMEOUT_PROPOSE, EMRCHAIND and BACKEND first.
 
 die() { echo "$BENCH_NAME: $*" >&2; exit 1; }
 say() { echo "$BENCH_NAME: $*"; }
@@ -41,6 +41,18 @@ configure() {
   [[ -n $TIMEOUT_PROPOSE ]] || return 0
   note "config.toml of every node of $1: timeout_propose = \"$TIMEOUT_PROPOSE\""
   sed -i "s|^timeout_propose = .*|timeout_propose = \"$TIMEOUT_PROPOSE\"|" "$1"/node*/config/config.toml
+}
+
+# write_net DIR CHAIN_ID: writes a 4-validator network into DIR with
+# `emrchaind testnet` on a free block of ports and applies configure; sets
+# BASE, and PPROF_PORT and METRICS_PORT to spare ports of node1's block
+# (enable_pprof, enable_metrics turn them on).
+write_net() {
+  BASE=$(free_base)
+  run "$EMRCHAIND" testnet --output "$1" --base-port "$BASE" --chain-id "$2" --backend "$BACKEND" >/dev/null
+  configure "$1"
+  METRICS_PORT=$((BASE + 17))
+  PPROF_PORT=$((BASE + 18))
 }
 
 # enable_pprof DIR NODE PORT
