@@ -245,14 +245,14 @@ func TestClientAgainstNode(t *testing.T) {
 		// Records 1 and 2 were added by the clinician, 3 by the patient:
 		// each one's signature verifies with its uploader's key, and a
 		// record altered anywhere it is signed, or credited to another
-		// member, is refused.
+		// member, is refused, also behind a genuine one in the same list.
 		c := w.mustClient(t, w.node.RPC)
 		for seq := uint64(1); seq <= 3; seq++ {
 			rec, err := c.Record(ctx, w.patientID, seq)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := client.CheckUploaderSignature(c, ctx, rec); err != nil {
+			if err := c.CheckUploaderSignatures(ctx, []*emrv1.Record{rec}); err != nil {
 				t.Fatalf("record %d as stored: %v", seq, err)
 			}
 		}
@@ -269,7 +269,7 @@ func TestClientAgainstNode(t *testing.T) {
 		} {
 			forged := proto.Clone(rec).(*emrv1.Record)
 			alter(forged)
-			if err := client.CheckUploaderSignature(c, ctx, forged); !errors.Is(err, client.ErrVerification) {
+			if err := c.CheckUploaderSignatures(ctx, []*emrv1.Record{rec, forged}); !errors.Is(err, client.ErrVerification) {
 				t.Errorf("record 1 with another %s: %v, want ErrVerification", name, err)
 			}
 		}

@@ -210,6 +210,24 @@ func TestFlow(t *testing.T) {
 	if !strings.Contains(out, "lab-results") {
 		t.Fatalf("records: %s", out)
 	}
+	// The listing checked each record's uploader signature; --json shows
+	// the signature and the body hash it covers.
+	var listed struct {
+		Records []struct {
+			Uploader          string `json:"uploader"`
+			BodySHA256        string `json:"body_sha256"`
+			UploaderSignature string `json:"uploader_signature"`
+		} `json:"records"`
+	}
+	e.json(&listed, "records", "--from", "alice")
+	if len(listed.Records) == 0 {
+		t.Fatal("records --json: no records")
+	}
+	for _, r := range listed.Records {
+		if len(r.BodySHA256) != 64 || len(r.UploaderSignature) != 128 {
+			t.Fatalf("records --json: body_sha256 %q, uploader_signature %q; want 32 and 64 bytes in hex", r.BodySHA256, r.UploaderSignature)
+		}
+	}
 
 	// The registrar suspends the clinician: nothing it signs is accepted.
 	e.ok("member", "suspend", "--from", "registrar", "clinician")

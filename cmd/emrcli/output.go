@@ -224,6 +224,11 @@ type recordView struct {
 	Height           int64  `json:"height"`
 	Time             string `json:"time"`
 	TxHash           string `json:"tx_hash"`
+	// BodySHA256 and UploaderSignature are the uploader's provenance: the
+	// signature over the record's patient, category, ciphertext hash and
+	// this hash of its transaction body (app.RecordSignBytesOf).
+	BodySHA256        string `json:"body_sha256"`
+	UploaderSignature string `json:"uploader_signature"`
 }
 
 func viewRecord(r *emrv1.Record) recordView {
@@ -231,13 +236,15 @@ func viewRecord(r *emrv1.Record) recordView {
 		PatientID: hexStr(r.PatientId), Sequence: r.Sequence, Category: r.Category, Uploader: upperHex(r.Uploader),
 		ObjectKey: r.ObjectKey, CiphertextSHA256: hexStr(r.CiphertextSha256), Size: r.Size, KeyVersion: r.KeyVersion,
 		Height: r.Height, Time: ts(r.Time), TxHash: upperHex(r.TxHash),
+		BodySHA256: hexStr(r.BodySha256), UploaderSignature: hexStr(r.UploaderSignature),
 	}
 }
 
 func (r recordView) text(w io.Writer) {
 	fields(w, "patient", r.PatientID, "record", fmt.Sprint(r.Sequence), "category", r.Category, "uploader", r.Uploader,
 		"object key", r.ObjectKey, "ciphertext sha256", r.CiphertextSHA256, "size", fmt.Sprint(r.Size, " bytes"),
-		"key version", fmt.Sprint(r.KeyVersion), "added", fmt.Sprintf("%s (height %d, tx %s)", r.Time, r.Height, r.TxHash))
+		"key version", fmt.Sprint(r.KeyVersion), "added", fmt.Sprintf("%s (height %d, tx %s)", r.Time, r.Height, r.TxHash),
+		"body sha256", r.BodySHA256, "uploader sig", r.UploaderSignature)
 }
 
 func recordRows(rs []recordView) [][]string {

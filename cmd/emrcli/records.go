@@ -147,7 +147,8 @@ func newReadCmd(a *cli) *cobra.Command {
 patient or hold a consent with the right for the purpose (read for treatment,
 share for research) over each record's category, and logs one access event per
 record before any ciphertext may be served. A refused read exits non-zero with
-the chain's reason. Then it shows each record's metadata, verified.
+the chain's reason. Then it shows each record's metadata, verified: proven
+against a light-client-verified header, and signed by its uploader.
 
 To fetch, verify and decrypt the file as well, use "emrcli download" (which
 logs the read the same way).`,
@@ -184,6 +185,7 @@ logs the read the same way).`,
 				Records []recordView `json:"records"`
 				Tx      *txView      `json:"tx"`
 			}{Tx: viewTx(res), Records: []recordView{}}
+			var recs []*emrv1.Record
 			for _, seq := range seqs {
 				r, err := c.Record(ctx, pid, seq)
 				if err == nil && r == nil {
@@ -192,6 +194,12 @@ logs the read the same way).`,
 				if err != nil {
 					return fmt.Errorf("record %d: %w", seq, err)
 				}
+				recs = append(recs, r)
+			}
+			if err := c.CheckUploaderSignatures(ctx, recs); err != nil {
+				return err
+			}
+			for _, r := range recs {
 				out.Records = append(out.Records, viewRecord(r))
 			}
 			return a.emit(out, func(w io.Writer) {
@@ -223,7 +231,9 @@ func newRecordsCmd(a *cli) *cobra.Command {
 		Short: "List a patient's records, oldest first (verified, complete)",
 		Long: `records lists record metadata. Each record is proven against a
 light-client-verified header, and the list is checked for completeness: a node
-cannot leave a record out. Without --limit it pages through all records.`,
+cannot leave a record out. Each record's uploader signature is checked with
+its uploader's key (itself a verified read): a record its uploader did not
+sign fails the command. Without --limit it pages through all records.`,
 		Example: `  emrcli records --from alice
   emrcli records --patient 5be1...9f --category lab-results --json
   emrcli records --from alice --after 20 --limit 10`,
@@ -244,6 +254,9 @@ cannot leave a record out. Without --limit it pages through all records.`,
 				}
 				recs, next = resp.Records, resp.GetPage().GetNext()
 			} else if recs, err = c.AllRecords(ctx, pid, category); err != nil {
+				return err
+			}
+			if err := c.CheckUploaderSignatures(ctx, recs); err != nil {
 				return err
 			}
 			out := struct {
