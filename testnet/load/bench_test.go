@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,13 +28,16 @@ import (
 // The sub-benchmarks first fill the chain with that many AddRecords (the
 // state a hospital consortium accumulates), so the figures show how the
 // cost grows with the stored records. Reported per run: us/tx (wall time of
-// everything above, per transaction), finalize-ms and commit-ms (per block:
-// FinalizeBlock, Commit), and state-B/record (the database on disk, every
-// version kept, over the records in it). The figures are free of
-// consensus and of other processes' noise: compare them before and after a
-// change. Measure 30 blocks or more (-benchtime 30x): pebble's compactions
-// land in some blocks and not others, and with 6 blocks the figures move
-// by a quarter from run to run.
+// everything above, per transaction), cpu-us/tx (the process's CPU time
+// per transaction, with the garbage collector and pebble's background
+// flushes and compactions, which wall time on two cores partly hides),
+// finalize-ms and commit-ms (per block: FinalizeBlock, Commit), and
+// state-B/record (the database on disk, every version kept, over the
+// records in it). The figures are free of consensus and of other
+// processes' own work, not of a shared machine's: compare them before and
+// after a change, alternating several runs of each. Measure 30 blocks or
+// more (-benchtime 30x): pebble's compactions land in some blocks and not
+// others, and with 6 blocks the figures move by a quarter from run to run.
 //
 //	go test ./testnet/load -run '^$' -bench ValidatorPath -benchtime 30x -timeout 60m
 //	go test ./testnet/load -run '^$' -bench 'ValidatorPath/records=1000000' -benchtime 30x -timeout 60m
@@ -124,6 +128,7 @@ func benchValidatorPath(b *testing.B, fill int) {
 		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
 	}
 	b.ReportAllocs()
+	cpu0 := processCPU(b)
 	b.ResetTimer()
 	for i := range b.N {
 		check(blocks[i+1], false) // arrives while block i is decided
@@ -148,6 +153,7 @@ func benchValidatorPath(b *testing.B, fill int) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*blockTxs), "us/tx")
+	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N*blockTxs), "cpu-us/tx")
 	b.ReportMetric(float64(finalize.Microseconds())/1000/float64(b.N), "finalize-ms")
 	b.ReportMetric(float64(commit.Microseconds())/1000/float64(b.N), "commit-ms")
 	b.ReportMetric(float64(dirSize(b, dir))/float64(records), "state-B/record")
@@ -161,6 +167,17 @@ func mustOK(b *testing.B, results []app.Result) {
 			b.Fatalf("tx %d: %d %s", i, r.Code, r.Log)
 		}
 	}
+}
+
+// processCPU is the CPU time (user and system) the process has used: with
+// the garbage collector and pebble's flushes and compactions, which run on
+// other threads and which the wall time of a 2-core machine partly hides.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // dirSize is the bytes of the files under dir (a file a compaction removes
