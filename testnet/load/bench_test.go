@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -167,17 +166,6 @@ func mustOK(b *testing.B, results []app.Result) {
 			b.Fatalf("tx %d: %d %s", i, r.Code, r.Log)
 		}
 	}
-}
-
-// processCPU is the CPU time (user and system) the process has used: with
-// the garbage collector and pebble's flushes and compactions, which run on
-// other threads and which the wall time of a 2-core machine partly hides.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // dirSize is the bytes of the files under dir (a file a compaction removes
