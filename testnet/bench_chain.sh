@@ -17,6 +17,10 @@
 # just saturated, whose compactions and caches still carry that phase). It
 # prints the summaries and, last, the line
 #   emrchain <N> tx/s, kvstore <M> tx/s, ratio <N/M>
+# With REPEAT=R it first runs R-1 more rounds of the two saturation phases,
+# in turn, each on a fresh network; N and M are then the medians of the R
+# rounds (the latency phases run at RATE_FRACTION of those), and a line per
+# round comes before.
 #
 # Results go to $BENCH_OUT: *.json summaries, *.csv series and blocks, a PNG
 # plot, a CPU profile of one emrchain validator under saturation (and its
@@ -40,6 +44,8 @@
 #   CONNS          emrchaind load senders per node [0: 8 at saturation, at a
 #                  rate one per 100 tx/s a node gets, 2 to 8]
 #   RATE_FRESH     1 runs the latency phase on a fresh network [1]
+#   REPEAT         rounds of the saturation phases, 1 to 9 [1]: on this
+#                  shared machine one round's ratio moves by ±15 %
 #   KEEP           1 keeps the networks' directories [0]
 set -euo pipefail
 
@@ -56,6 +62,7 @@ KV_RATE=${KV_RATE:-1500}
 CONNS=${CONNS:-0}
 KEEP=${KEEP:-0}
 RATE_FRESH=${RATE_FRESH:-1}
+REPEAT=${REPEAT:-1}
 LOCALNET=$ROOT/testnet/localnet.sh
 EMRCHAIND=$BIN/emrchaind
 COMETBFT=$BIN/cometbft
@@ -78,6 +85,7 @@ command -v curl >/dev/null || die "curl is needed"
 [[ $KV_RATE =~ ^[1-9][0-9]*$ ]] || die "KV_RATE must be a positive number of tx/s"
 [[ $CONNS =~ ^[0-9]+$ ]] || die "CONNS must be a number (0: the load's default)"
 [[ $RATE_FRESH =~ ^[01]$ ]] || die "RATE_FRESH must be 0 or 1"
+[[ $REPEAT =~ ^[1-9]$ ]] || die "REPEAT must be 1 to 9"
 
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/*.csv "$OUT"/*.png "$OUT"/*.pprof "$OUT"/*.txt
@@ -89,11 +97,13 @@ cleanup() {
   local rc=$?
   set +e
   for pid in "${BG[@]}"; do kill "$pid" 2>/dev/null; done
-  for net in emr emr-rate kv kv-rate; do
+  for net in "$WORK"/*/; do
+    net=$(basename "$net")
     [[ -d $WORK/$net/pids ]] && LOCALNET_DIR=$WORK/$net "$LOCALNET" stop >/dev/null 2>&1
   done
   for pid in "${BG[@]}"; do wait "$pid" 2>/dev/null; done
-  for net in emr emr-rate kv kv-rate; do
+  for net in "$WORK"/*/; do
+    net=$(basename "$net")
     if [[ -d $WORK/$net/logs ]]; then
       mkdir -p "$OUT/logs/$net"
       cp "$WORK/$net"/logs/*.log "$OUT/logs/$net/" 2>/dev/null
@@ -114,7 +124,7 @@ trap 'exit 130' INT TERM
 {
   echo "# bench-chain $(date -u +%FT%TZ) on $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "# commit $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet 2>/dev/null || echo '+changes'); emrchaind $("$EMRCHAIND" version 2>/dev/null | awk '/^emrchaind:/ {print $2}'); cometbft $("$COMETBFT" version 2>/dev/null); $(go version 2>/dev/null | cut -d' ' -f3)"
-  echo "# DURATION=$DURATION WARMUP=$WARMUP RATE_FRACTION=$RATE_FRACTION RATE_FRESH=$RATE_FRESH BACKEND=$BACKEND NODE_GOGC=$NODE_GOGC TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE:-default} KV_RATE=$KV_RATE CONNS=$CONNS"
+  echo "# DURATION=$DURATION WARMUP=$WARMUP RATE_FRACTION=$RATE_FRACTION RATE_FRESH=$RATE_FRESH REPEAT=$REPEAT BACKEND=$BACKEND NODE_GOGC=$NODE_GOGC TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE:-default} KV_RATE=$KV_RATE CONNS=$CONNS"
 } | tee "$OUT/commands.txt"
 
 # emr_net DIR: writes and starts a 4-validator emrchain network in DIR;
@@ -140,23 +150,78 @@ kv_net() {
   ENDPOINTS=$(for i in 0 1 2 3; do rpc "$1" $i | sed 's|^http://|ws://|; s|$|/v1/websocket|'; done | paste -sd,)
 }
 
+# emr_saturation SUFFIX: emrchain at saturation on the running network
+# $EMR, results in $OUT/emrchain-saturation$SUFFIX.*; sets EMR_CPU.
+emr_saturation() {
+  local c0 c1
+  say "emrchain at saturation for ${DURATION}s${1:+ (round ${1#-r} of $REPEAT)}"
+  c0=$(node_cpu "$EMR")
+  run "$EMRCHAIND" load --testnet "$EMR" --name "emrchain$1" --duration "${DURATION}s" --warmup "${WARMUP}s" --conns "$CONNS" \
+    --prefix "bench-sat$1" --json "$OUT/emrchain-saturation$1.json" --csv "$OUT/emrchain-saturation$1.csv" \
+    --blocks-csv "$OUT/emrchain-saturation$1-blocks.csv"
+  c1=$(node_cpu "$EMR")
+  EMR_CPU=$(cpu_per_tx "$c0" "$c1" "$OUT/emrchain-saturation$1.json")
+  echo "emrchain$1 $EMR_CPU" >>"$WORK/cpu-per-tx.txt"
+}
+
+# kv_saturation SUFFIX: kvstore at saturation on the running network $KV,
+# results in $OUT/kvstore-saturation$SUFFIX.*; sets KV_CPU.
+kv_saturation() {
+  local c0 c1
+  say "kvstore at saturation for ${DURATION}s${1:+ (round ${1#-r} of $REPEAT)} (loadtime: $KV_RATE tx/s to each of 4 endpoints, $EMR_BYTES-byte txs)"
+  c0=$(node_cpu "$KV")
+  kv_phase "kvstore$1" "kvstore-saturation$1" "$KV_RATE"
+  c1=$(node_cpu "$KV")
+  KV_CPU=$(cpu_per_tx "$c0" "$c1" "$OUT/kvstore-saturation$1.json")
+  echo "kvstore$1 $KV_CPU" >>"$WORK/cpu-per-tx.txt"
+}
+
+# kv_phase NAME FILE RATE_PER_ENDPOINT: loadtime load with the watcher
+# around it; the results are labelled NAME and written to $OUT/FILE*.
+kv_phase() {
+  local name=$1 file=$2 rate=$3 w
+  run "$EMRCHAIND" load watch --node "$(rpc "$KV" 0)" --name "$name" --duration "${DURATION}s" --warmup "${WARMUP}s" \
+    --json "$OUT/$file.json" --csv "$OUT/$file.csv" --blocks-csv "$OUT/$file-blocks.csv" >"$WORK/$name.watch.txt" 2>&1 &
+  w=$!
+  BG+=("$w")
+  sleep 0.5
+  run timeout $((DURATION + 60)) "$LOADTIME" -c 1 -T "$DURATION" -r "$rate" -s "$EMR_BYTES" \
+    --broadcast-tx-method async --endpoints "$ENDPOINTS" >"$WORK/$name.loadtime.log" 2>&1 ||
+    { tail -n 20 "$WORK/$name.loadtime.log"; die "loadtime failed"; }
+  wait "$w" || { cat "$WORK/$name.watch.txt"; die "watch failed"; }
+  cat "$WORK/$name.watch.txt"
+}
+
+# median_tps FILE...: the median committed tx/s of the summaries.
+median_tps() {
+  jq -s 'map(.tps) | sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end' "$@"
+}
+
+# --- more rounds of the saturation phases (REPEAT) ---------------------------
+: >"$WORK/cpu-per-tx.txt"
+for r in $(seq 2 "$REPEAT"); do
+  EMR=$WORK/emr-r$r
+  emr_net "$EMR"
+  emr_saturation "-r$r"
+  EMR_BYTES=$(jq '.mean_tx_bytes | floor' "$OUT/emrchain-saturation-r$r.json")
+  stop_net "$EMR"
+  KV=$WORK/kv-r$r
+  kv_net "$KV"
+  kv_saturation "-r$r"
+  stop_net "$KV"
+done
+
 # --- emrchain ----------------------------------------------------------------
 EMR=$WORK/emr
 emr_net "$EMR"
 
-say "emrchain at saturation for ${DURATION}s"
-c0=$(node_cpu "$EMR")
 profile_later "$PPROF_PORT" "$OUT/emrchaind-node1.cpu.pprof" $((WARMUP + 20)) $(( DURATION - WARMUP > 40 ? 30 : (DURATION - WARMUP) / 2 )) &
 BG+=($!)
-run "$EMRCHAIND" load --testnet "$EMR" --name emrchain --duration "${DURATION}s" --warmup "${WARMUP}s" --conns "$CONNS" \
-  --prefix bench-sat --json "$OUT/emrchain-saturation.json" --csv "$OUT/emrchain-saturation.csv" \
-  --blocks-csv "$OUT/emrchain-saturation-blocks.csv"
-c1=$(node_cpu "$EMR")
+emr_saturation ""
 scrape "$METRICS_PORT" "$OUT/emrchain-node1-metrics.txt"
-EMR_CPU=$(cpu_per_tx "$c0" "$c1" "$OUT/emrchain-saturation.json")
 wait "${BG[-1]}" || say "no CPU profile collected"
 
-EMR_TPS=$(jq .tps "$OUT/emrchain-saturation.json")
+EMR_TPS=$(median_tps "$OUT"/emrchain-saturation*.json)
 EMR_BYTES=$(jq '.mean_tx_bytes | floor' "$OUT/emrchain-saturation.json")
 EMR_RATE=$(awk -v t="$EMR_TPS" -v f="$RATE_FRACTION" 'BEGIN { printf "%.0f", t * f }')
 [[ $EMR_RATE -ge 1 ]] || die "emrchain committed $EMR_TPS tx/s at saturation: no rate to measure latency at"
@@ -175,30 +240,10 @@ stop_net "$EMR"
 KV=$WORK/kv
 kv_net "$KV"
 
-# kv_phase NAME FILE RATE_PER_ENDPOINT: loadtime load with the watcher
-# around it; the results are labelled NAME and written to $OUT/FILE*.
-kv_phase() {
-  local name=$1 file=$2 rate=$3 w
-  run "$EMRCHAIND" load watch --node "$(rpc "$KV" 0)" --name "$name" --duration "${DURATION}s" --warmup "${WARMUP}s" \
-    --json "$OUT/$file.json" --csv "$OUT/$file.csv" --blocks-csv "$OUT/$file-blocks.csv" >"$WORK/$name.watch.txt" 2>&1 &
-  w=$!
-  BG+=("$w")
-  sleep 0.5
-  run timeout $((DURATION + 60)) "$LOADTIME" -c 1 -T "$DURATION" -r "$rate" -s "$EMR_BYTES" \
-    --broadcast-tx-method async --endpoints "$ENDPOINTS" >"$WORK/$name.loadtime.log" 2>&1 ||
-    { tail -n 20 "$WORK/$name.loadtime.log"; die "loadtime failed"; }
-  wait "$w" || { cat "$WORK/$name.watch.txt"; die "watch failed"; }
-  cat "$WORK/$name.watch.txt"
-}
-
-say "kvstore at saturation for ${DURATION}s (loadtime: $KV_RATE tx/s to each of 4 endpoints, $EMR_BYTES-byte txs)"
-c0=$(node_cpu "$KV")
-kv_phase kvstore kvstore-saturation "$KV_RATE"
-c1=$(node_cpu "$KV")
+kv_saturation ""
 scrape "$METRICS_PORT" "$OUT/kvstore-node1-metrics.txt"
-KV_CPU=$(cpu_per_tx "$c0" "$c1" "$OUT/kvstore-saturation.json")
 
-KV_TPS=$(jq .tps "$OUT/kvstore-saturation.json")
+KV_TPS=$(median_tps "$OUT"/kvstore-saturation*.json)
 KV_RATE_EP=$(awk -v t="$KV_TPS" -v f="$RATE_FRACTION" 'BEGIN { r = t * f / 4; printf "%d", (r < 1 ? 1 : r) }')
 if [[ $RATE_FRESH == 1 ]]; then
   stop_net "$KV"
@@ -215,7 +260,7 @@ run "$EMRCHAIND" load plot --out "$OUT/bench-chain.png" \
   "emrchain saturation=$OUT/emrchain-saturation.csv" "emrchain $RATE_FRACTION=$OUT/emrchain-rate.csv" \
   "kvstore saturation=$OUT/kvstore-saturation.csv" "kvstore $RATE_FRACTION=$OUT/kvstore-rate.csv"
 profile_text "$EMRCHAIND" "$OUT/emrchaind-node1.cpu.pprof" || true
-printf 'network cpu_ms_per_committed_tx\nemrchain %s\nkvstore %s\n' "$EMR_CPU" "$KV_CPU" >"$OUT/cpu-per-tx.txt"
+{ echo "network cpu_ms_per_committed_tx"; sort "$WORK/cpu-per-tx.txt"; } >"$OUT/cpu-per-tx.txt"
 
 echo
 for f in emrchain-saturation emrchain-rate kvstore-saturation kvstore-rate; do
@@ -223,4 +268,14 @@ for f in emrchain-saturation emrchain-rate kvstore-saturation kvstore-rate; do
 done
 echo "node CPU per committed tx (4 nodes, user+system): emrchain $EMR_CPU ms, kvstore $KV_CPU ms"
 echo "load average now: $(cut -d' ' -f1-3 /proc/loadavg); results in $OUT"
-"$EMRCHAIND" load compare "$OUT/emrchain-saturation.json" "$OUT/kvstore-saturation.json" | tail -n 1
+if [[ $REPEAT == 1 ]]; then
+  "$EMRCHAIND" load compare "$OUT/emrchain-saturation.json" "$OUT/kvstore-saturation.json" | tail -n 1
+else
+  for r in $(seq 1 "$REPEAT"); do
+    sfx=-r$r
+    [[ $r == 1 ]] && sfx=
+    echo "round $r: $("$EMRCHAIND" load compare "$OUT/emrchain-saturation$sfx.json" "$OUT/kvstore-saturation$sfx.json" | tail -n 1)"
+  done
+  echo "medians of the $REPEAT rounds:"
+  awk -v n="$EMR_TPS" -v m="$KV_TPS" 'BEGIN { printf "emrchain %.0f tx/s, kvstore %.0f tx/s, ratio %.2f\n", n, m, n / m }'
+fi
