@@ -17,10 +17,11 @@
 # just saturated, whose compactions and caches still carry that phase). It
 # prints the summaries and, last, the line
 #   emrchain <N> tx/s, kvstore <M> tx/s, ratio <N/M>
-# With REPEAT=R it first runs R-1 more rounds of the two saturation phases,
-# in turn, each on a fresh network; N and M are then the medians of the R
-# rounds (the latency phases run at RATE_FRACTION of those), and a line per
-# round comes before.
+# With REPEAT=R it first runs R-1 more rounds (2..R) of the two saturation
+# phases, in turn, each on a fresh network, then round 1 as above (with the
+# profile and the latency phases); N and M are then the medians of the R
+# rounds, the latency phases run at RATE_FRACTION of those, and a line per
+# round comes before the last.
 #
 # Results go to $BENCH_OUT: *.json summaries, *.csv series and blocks, a PNG
 # plot, a CPU profile of one emrchain validator under saturation (and its
