@@ -21,7 +21,7 @@
 # phases, in turn, each on a fresh network, then round 1 as above (with the
 # profile and the latency phases); N and M are then the medians of the R
 # rounds, the latency phases run at RATE_FRACTION of those, and a line per
-# round comes before the last.
+# round and the median of the rounds' own ratios come before the last.
 #
 # Results go to $BENCH_OUT: *.json summaries, *.csv series and blocks, a PNG
 # plot, a CPU profile of one emrchain validator under saturation (and its
@@ -272,11 +272,17 @@ echo "load average now: $(cut -d' ' -f1-3 /proc/loadavg); results in $OUT"
 if [[ $REPEAT == 1 ]]; then
   "$EMRCHAIND" load compare "$OUT/emrchain-saturation.json" "$OUT/kvstore-saturation.json" | tail -n 1
 else
+  ratios=()
   for r in $(seq 1 "$REPEAT"); do
     sfx=-r$r
     [[ $r == 1 ]] && sfx=
-    echo "round $r: $("$EMRCHAIND" load compare "$OUT/emrchain-saturation$sfx.json" "$OUT/kvstore-saturation$sfx.json" | tail -n 1)"
+    line=$("$EMRCHAIND" load compare "$OUT/emrchain-saturation$sfx.json" "$OUT/kvstore-saturation$sfx.json" | tail -n 1)
+    echo "round $r: $line"
+    ratios+=("${line##* }")
   done
+  # A round pairs two phases minutes apart; the median of the rounds' own
+  # ratios is the steadier figure when the machine's speed drifts.
+  printf '%s\n' "${ratios[@]}" | sort -n | awk '{ r[NR] = $1 } END { printf "median of the rounds'"'"' ratios: %s\n", (NR % 2 ? r[(NR + 1) / 2] : sprintf("%.3f", (r[NR / 2] + r[NR / 2 + 1]) / 2)) }'
   echo "medians of the $REPEAT rounds:"
   awk -v n="$EMR_TPS" -v m="$KV_TPS" 'BEGIN { printf "emrchain %.0f tx/s, kvstore %.0f tx/s, ratio %.2f\n", n, m, n / m }'
 fi
