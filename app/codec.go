@@ -66,12 +66,26 @@ func RecordSignBytesOf(r *emrv1.Record) []byte {
 // an AddRecord, whose signature is also the record's uploader signature
 // (RecordSignBytes).
 func SignBytes(body *emrv1.TxBody, bodyBytes []byte) []byte {
-	if add, ok := body.GetMsg().GetSum().(*emrv1.Msg_AddRecord); ok {
-		m := add.AddRecord
-		sum := sha256.Sum256(bodyBytes)
-		return RecordSignBytes(m.PatientId, m.Category, m.CiphertextSha256, sum[:])
+	return signBytes(body, bodyBytes, recordBodySum(body, bodyBytes))
+}
+
+// recordBodySum is the SHA-256 of an AddRecord's body bytes (what its
+// signature and its record carry), nil for any other transaction.
+func recordBodySum(body *emrv1.TxBody, bodyBytes []byte) []byte {
+	if body.GetMsg().GetAddRecord() == nil {
+		return nil
 	}
-	return bodyBytes
+	sum := sha256.Sum256(bodyBytes)
+	return sum[:]
+}
+
+// signBytes is SignBytes given recordBodySum(body, bodyBytes).
+func signBytes(body *emrv1.TxBody, bodyBytes, recordSum []byte) []byte {
+	if recordSum == nil {
+		return bodyBytes
+	}
+	m := body.Msg.GetAddRecord()
+	return RecordSignBytes(m.PatientId, m.Category, m.CiphertextSha256, recordSum)
 }
 
 // DecodedTx is a transaction whose envelope and body parsed, canonically
@@ -82,10 +96,14 @@ type DecodedTx struct {
 	BodyBytes []byte
 	Signature []byte
 	Signer    []byte // address derived from Body.SignerPubKey
+	// BodySHA256 is the SHA-256 of BodyBytes for an AddRecord (its
+	// signature covers it and its record keeps it), nil otherwise: hashed
+	// once at decoding, not at every execution.
+	BodySHA256 []byte
 }
 
 // SignBytes is what the transaction's signature signs (SignBytes).
-func (tx *DecodedTx) SignBytes() []byte { return SignBytes(tx.Body, tx.BodyBytes) }
+func (tx *DecodedTx) SignBytes() []byte { return signBytes(tx.Body, tx.BodyBytes, tx.BodySHA256) }
 
 // DecodeTx parses a transaction and validates everything that needs no
 // state. It never panics on any input; errors wrap ErrTxDecode or
@@ -112,11 +130,12 @@ func DecodeTx(raw []byte) (*DecodedTx, error) {
 		return nil, err
 	}
 	return &DecodedTx{
-		Hash:      TxHash(raw),
-		Body:      &body,
-		BodyBytes: tx.BodyBytes,
-		Signature: tx.Signature,
-		Signer:    AddressOf(body.SignerPubKey),
+		Hash:       TxHash(raw),
+		Body:       &body,
+		BodyBytes:  tx.BodyBytes,
+		Signature:  tx.Signature,
+		Signer:     AddressOf(body.SignerPubKey),
+		BodySHA256: recordBodySum(&body, tx.BodyBytes),
 	}, nil
 }
 

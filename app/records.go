@@ -1,7 +1,6 @@
 package app
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 
@@ -34,7 +33,6 @@ func (ctx *txContext) addRecord(m *emrv1.MsgAddRecord) error {
 	}
 	// The transaction's signature, verified before (sigcache.go), is over
 	// RecordSignBytes: it is the record's uploader signature.
-	bodySum := sha256.Sum256(ctx.tx.BodyBytes)
 	p.RecordCount++
 	rec := &emrv1.Record{
 		PatientId:         p.Id,
@@ -50,7 +48,7 @@ func (ctx *txContext) addRecord(m *emrv1.MsgAddRecord) error {
 		Height:            ctx.block.Height,
 		Time:              timestamp(ctx.block.Time),
 		TxHash:            ctx.tx.Hash,
-		BodySha256:        bodySum[:],
+		BodySha256:        ctx.tx.BodySHA256,
 	}
 	ctx.attrRecord(p.Id, rec.Sequence)
 	ctx.detail("category", m.Category)
