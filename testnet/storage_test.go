@@ -130,10 +130,7 @@ func TestSidecarStorageKilled(t *testing.T) {
 // addRecord is the AddRecord message for a blob of size bytes with SHA-256
 // sum (its signer is the uploader).
 func addRecord(id []byte, sum [32]byte, size int) *emrv1.Msg {
-	return &emrv1.Msg{Sum: &emrv1.Msg_AddRecord{AddRecord: &emrv1.MsgAddRecord{
-		PatientId: id, Category: "lab-results", ObjectKey: fmt.Sprintf("blobs/%x", sum), CiphertextSha256: sum[:],
-		Size: uint64(size), KeyVersion: 1, WrappedFileKey: []byte("file-key"),
-	}}}
+	return apptest.AddRecordOf(id, "lab-results", sum[:], uint64(size))
 }
 
 // health reads a sidecar's /healthz.

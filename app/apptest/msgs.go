@@ -74,10 +74,19 @@ func AddRecord(id []byte, category, name string) *emrv1.Msg {
 
 // AddRecordAt is AddRecord at a given key version.
 func AddRecordAt(id []byte, category, name string, keyVersion uint64) *emrv1.Msg {
-	sum := Blob(name)
+	return addRecord(id, category, Blob(name), 1024, keyVersion, "file-key-"+name)
+}
+
+// AddRecordOf is the message adding a record of category to patient id for
+// an actual blob: the SHA-256 and size of its bytes, at key version 1.
+func AddRecordOf(id []byte, category string, sum []byte, size uint64) *emrv1.Msg {
+	return addRecord(id, category, sum, size, 1, "file-key")
+}
+
+func addRecord(id []byte, category string, sum []byte, size, keyVersion uint64, wrappedKey string) *emrv1.Msg {
 	return &emrv1.Msg{Sum: &emrv1.Msg_AddRecord{AddRecord: &emrv1.MsgAddRecord{
 		PatientId: id, Category: category, ObjectKey: fmt.Sprintf("blobs/%x", sum), CiphertextSha256: sum,
-		Size: 1024, KeyVersion: keyVersion, WrappedFileKey: []byte("file-key-" + name),
+		Size: size, KeyVersion: keyVersion, WrappedFileKey: []byte(wrappedKey),
 	}}}
 }
 

@@ -235,11 +235,7 @@ func wantHTTP(t *testing.T, err error, status int, reason string) {
 
 func addRecordMsg(pid []byte, data []byte) *emrv1.Msg {
 	sum := sha256.Sum256(data)
-	const category = "lab-results"
-	return &emrv1.Msg{Sum: &emrv1.Msg_AddRecord{AddRecord: &emrv1.MsgAddRecord{
-		PatientId: pid, Category: category, ObjectKey: "blobs/" + hex.EncodeToString(sum[:]), CiphertextSha256: sum[:],
-		Size: uint64(len(data)), KeyVersion: 1, WrappedFileKey: []byte("wrapped-file-key"),
-	}}}
+	return apptest.AddRecordOf(pid, "lab-results", sum[:], uint64(len(data)))
 }
 
 func getBlob(ctx context.Context, c *sidecar.Client, ref sidecar.BlobRef, sum [32]byte, rng *sidecar.Range) ([]byte, error) {
