@@ -152,7 +152,8 @@ kv_net() {
 }
 
 # emr_saturation SUFFIX: emrchain at saturation on the running network
-# $EMR, results in $OUT/emrchain-saturation$SUFFIX.*; sets EMR_CPU.
+# $EMR, results in $OUT/emrchain-saturation$SUFFIX.*; sets EMR_CPU and
+# EMR_BYTES (the mean transaction size, which kvstore's load then uses).
 emr_saturation() {
   local c0 c1
   say "emrchain at saturation for ${DURATION}s${1:+ (round ${1#-r} of $REPEAT)}"
@@ -163,6 +164,7 @@ emr_saturation() {
   c1=$(node_cpu "$EMR")
   EMR_CPU=$(cpu_per_tx "$c0" "$c1" "$OUT/emrchain-saturation$1.json")
   echo "emrchain$1 $EMR_CPU" >>"$WORK/cpu-per-tx.txt"
+  EMR_BYTES=$(jq '.mean_tx_bytes | floor' "$OUT/emrchain-saturation$1.json")
 }
 
 # kv_saturation SUFFIX: kvstore at saturation on the running network $KV,
@@ -193,10 +195,13 @@ kv_phase() {
   cat "$WORK/$name.watch.txt"
 }
 
-# median_tps FILE...: the median committed tx/s of the summaries.
-median_tps() {
-  jq -s 'map(.tps) | sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end' "$@"
+# median: the median of the numbers on stdin.
+median() {
+  jq -s 'sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end'
 }
+
+# median_tps FILE...: the median committed tx/s of the summaries.
+median_tps() { jq .tps "$@" | median; }
 
 # --- more rounds of the saturation phases (REPEAT) ---------------------------
 : >"$WORK/cpu-per-tx.txt"
@@ -204,7 +209,6 @@ for r in $(seq 2 "$REPEAT"); do
   EMR=$WORK/emr-r$r
   emr_net "$EMR"
   emr_saturation "-r$r"
-  EMR_BYTES=$(jq '.mean_tx_bytes | floor' "$OUT/emrchain-saturation-r$r.json")
   stop_net "$EMR"
   KV=$WORK/kv-r$r
   kv_net "$KV"
@@ -223,7 +227,6 @@ scrape "$METRICS_PORT" "$OUT/emrchain-node1-metrics.txt"
 wait "${BG[-1]}" || say "no CPU profile collected"
 
 EMR_TPS=$(median_tps "$OUT"/emrchain-saturation*.json)
-EMR_BYTES=$(jq '.mean_tx_bytes | floor' "$OUT/emrchain-saturation.json")
 EMR_RATE=$(awk -v t="$EMR_TPS" -v f="$RATE_FRACTION" 'BEGIN { printf "%.0f", t * f }')
 [[ $EMR_RATE -ge 1 ]] || die "emrchain committed $EMR_TPS tx/s at saturation: no rate to measure latency at"
 if [[ $RATE_FRESH == 1 ]]; then
@@ -282,7 +285,7 @@ else
   done
   # A round pairs two phases minutes apart; the median of the rounds' own
   # ratios is the steadier figure when the machine's speed drifts.
-  printf '%s\n' "${ratios[@]}" | sort -n | awk '{ r[NR] = $1 } END { printf "median of the rounds'"'"' ratios: %s\n", (NR % 2 ? r[(NR + 1) / 2] : sprintf("%.3f", (r[NR / 2] + r[NR / 2 + 1]) / 2)) }'
+  printf "median of the rounds' ratios: %.3f\n" "$(printf '%s\n' "${ratios[@]}" | median)"
   echo "medians of the $REPEAT rounds:"
   awk -v n="$EMR_TPS" -v m="$KV_TPS" 'BEGIN { printf "emrchain %.0f tx/s, kvstore %.0f tx/s, ratio %.2f\n", n, m, n / m }'
 fi
