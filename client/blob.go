@@ -64,10 +64,10 @@ import (
 // with the uploader's key (the member, verified likewise) over
 // app.RecordSignBytesOf(record): a record the uploader did not sign is
 // refused with ErrVerification even if the chain holds it, so validators
-// cannot slip a file in under a clinician's name. The data key is unwrapped before the
-// read is logged, so a read that cannot succeed for lack of a key is not
-// logged. Ciphertext is hashed while it lands in a scratch file beside the
-// output; a sidecar whose bytes do not hash to the record's SHA-256 (or
+// cannot slip a file in under a clinician's name. The data key is unwrapped
+// before the read is logged, so a read that cannot succeed for lack of a key
+// is not logged. Ciphertext is hashed while it lands in a scratch file
+// beside the output; a sidecar whose bytes do not hash to the record's SHA-256 (or
 // that sends more or fewer than record.size) is skipped and the next one
 // tried; if none serves intact ciphertext the error wraps
 // ErrCiphertextMismatch (when one lied) and nothing is written. Only then
