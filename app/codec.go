@@ -8,7 +8,6 @@ import (
 
 	"github.com/cometbft/cometbft/crypto/tmhash"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
@@ -142,13 +141,11 @@ func DecodeTx(raw []byte) (*DecodedTx, error) {
 // decodeCanonical unmarshals raw into m and insists that raw is exactly the
 // deterministic encoding of m: unknown fields (which this version would
 // silently ignore) and alternative encodings are refused, so one signed body
-// has one meaning and one transaction hash.
+// has one meaning and one transaction hash. Unknown fields are dropped while
+// decoding, at any depth, so the re-encoding lacks them and differs from raw.
 func decodeCanonical(raw []byte, m proto.Message) error {
-	if err := proto.Unmarshal(raw, m); err != nil {
+	if err := discardUnknown.Unmarshal(raw, m); err != nil {
 		return err
-	}
-	if hasUnknownFields(m.ProtoReflect()) {
-		return fmt.Errorf("not canonically encoded: unknown fields (from a newer or foreign encoder)")
 	}
 	again, err := deterministic.Marshal(m)
 	if err != nil {
@@ -160,30 +157,10 @@ func decodeCanonical(raw []byte, m proto.Message) error {
 	return nil
 }
 
-// hasUnknownFields reports whether m or any message inside it carries
-// fields this version does not know. proto.Unmarshal keeps them and
-// Marshal writes them back, so the round trip alone would not notice.
-func hasUnknownFields(m protoreflect.Message) bool {
-	if len(m.GetUnknown()) > 0 {
-		return true
-	}
-	unknown := false
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		switch {
-		case fd.IsList() && fd.Message() != nil:
-			list := v.List()
-			for i := 0; i < list.Len() && !unknown; i++ {
-				unknown = hasUnknownFields(list.Get(i).Message())
-			}
-		case fd.IsMap():
-			// emrchain's messages have no maps.
-		case fd.Message() != nil:
-			unknown = hasUnknownFields(v.Message())
-		}
-		return !unknown
-	})
-	return unknown
-}
+// discardUnknown decodes without keeping the fields this version does not
+// know (proto.Unmarshal keeps them and Marshal writes them back, so the
+// round trip alone would not notice them).
+var discardUnknown = proto.UnmarshalOptions{DiscardUnknown: true}
 
 // EncodeTx builds a signed transaction. sign is called with the body's
 // SignBytes.
