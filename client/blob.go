@@ -534,7 +534,7 @@ func (c *Client) Download(ctx context.Context, s Signer, req DownloadRequest, op
 			return nil, err
 		}
 	}
-	ct, url, err := fetchBlob(ctx, s, sidecar.RecordRef(rec.PatientId, rec.Sequence), rec.CiphertextSha256, rec.Size, filepath.Dir(req.Output), opts, !req.ReuseAccess)
+	ct, url, err := fetchBlob(ctx, s, recordBlob(rec), filepath.Dir(req.Output), opts, !req.ReuseAccess)
 	if err != nil {
 		return nil, fmt.Errorf("record %d: %w", req.Record, err)
 	}
@@ -610,17 +610,35 @@ func unwrapRecordKey(rec *emrv1.Record, kekOf KEKFunc) ([]byte, error) {
 	return dataKey, nil
 }
 
-// fetchBlob downloads the blob sum (size bytes) from the first sidecar that
-// serves it intact, into a scratch file in dir positioned at its start.
-// retry allows two more rounds when every sidecar refused or failed (not
-// when one lied): a sidecar behind a node a block late has not seen an
-// access event committed a moment ago.
-func fetchBlob(ctx context.Context, s Signer, ref sidecar.BlobRef, sum []byte, size uint64, dir string, opts TransferOptions, retry bool) (*scratchFile, string, error) {
-	if len(sum) != sha256.Size {
-		return nil, "", fmt.Errorf("%w: the record's hash is %d bytes", ErrCiphertextMismatch, len(sum))
+// chainBlob is a ciphertext blob as the chain records it: the name the
+// sidecars file it under, its SHA-256 and its size.
+type chainBlob struct {
+	ref  sidecar.BlobRef
+	sum  []byte
+	size uint64
+}
+
+// recordBlob is the ciphertext of a record.
+func recordBlob(rec *emrv1.Record) chainBlob {
+	return chainBlob{sidecar.RecordRef(rec.PatientId, rec.Sequence), rec.CiphertextSha256, rec.Size}
+}
+
+// shareBlob is the ciphertext of a research share.
+func shareBlob(sh *emrv1.Share) chainBlob {
+	return chainBlob{sidecar.ShareRef(sh.PatientId, sh.Sequence), sh.SharedSha256, sh.Size}
+}
+
+// fetchBlob downloads blob from the first sidecar that serves it intact,
+// into a scratch file in dir positioned at its start. retry allows two more
+// rounds when every sidecar refused or failed (not when one lied): a
+// sidecar behind a node a block late has not seen an access event committed
+// a moment ago.
+func fetchBlob(ctx context.Context, s Signer, blob chainBlob, dir string, opts TransferOptions, retry bool) (*scratchFile, string, error) {
+	if len(blob.sum) != sha256.Size {
+		return nil, "", fmt.Errorf("%w: the record's hash is %d bytes", ErrCiphertextMismatch, len(blob.sum))
 	}
-	if size > math.MaxInt64 {
-		return nil, "", fmt.Errorf("record size %d out of range", size)
+	if blob.size > math.MaxInt64 {
+		return nil, "", fmt.Errorf("record size %d out of range", blob.size)
 	}
 	rounds := 1
 	delay := opts.RetryDelay
@@ -642,7 +660,7 @@ func fetchBlob(ctx context.Context, s Signer, ref sidecar.BlobRef, sum []byte, s
 		fails = fails[:0]
 		lied := false
 		for _, u := range opts.Sidecars {
-			f, err := fetchFrom(ctx, s, u, ref, [32]byte(sum), int64(size), dir, opts)
+			f, err := fetchFrom(ctx, s, u, blob, dir, opts)
 			if err == nil {
 				return f, u, nil
 			}
@@ -673,16 +691,17 @@ func (m *mismatchError) Unwrap() error { return ErrCiphertextMismatch }
 // errTooLong: the sidecar sent more bytes than the record says the blob has.
 var errTooLong = errors.New("more bytes than the record's size")
 
-// fetchFrom downloads the blob sum (size bytes) from the sidecar at url
-// into a scratch file in dir positioned at its start.
-func fetchFrom(ctx context.Context, s Signer, url string, ref sidecar.BlobRef, sum [32]byte, size int64, dir string, opts TransferOptions) (*scratchFile, error) {
+// fetchFrom downloads blob (whose hash and size fetchBlob checked) from the
+// sidecar at url into a scratch file in dir positioned at its start.
+func fetchFrom(ctx context.Context, s Signer, url string, blob chainBlob, dir string, opts TransferOptions) (*scratchFile, error) {
+	sum, size := [32]byte(blob.sum), int64(blob.size)
 	f, err := newScratch(dir)
 	if err != nil {
 		return nil, fmt.Errorf("scratch file for the ciphertext: %w", err)
 	}
 	sc := opts.sidecarClient(url, s)
 	w := &boundedWriter{w: f, limit: size, progress: opts.Progress}
-	n, err := sc.Get(ctx, ref, sum, w, nil)
+	n, err := sc.Get(ctx, blob.ref, sum, w, nil)
 	switch {
 	case errors.Is(err, sidecar.ErrHashMismatch):
 		err = &mismatchError{err.Error()}
@@ -802,7 +821,7 @@ func (c *Client) ShareRecord(ctx context.Context, s Signer, req ShareRequest, op
 			return nil, err
 		}
 	}
-	ct, _, err := fetchBlob(ctx, s, sidecar.RecordRef(rec.PatientId, rec.Sequence), rec.CiphertextSha256, rec.Size, opts.TempDir, opts, !req.ReuseAccess)
+	ct, _, err := fetchBlob(ctx, s, recordBlob(rec), opts.TempDir, opts, !req.ReuseAccess)
 	if err != nil {
 		return nil, fmt.Errorf("record %d: %w", req.Record, err)
 	}
@@ -982,7 +1001,7 @@ func (c *Client) DownloadShare(ctx context.Context, s Signer, req ShareDownloadR
 		return nil, err
 	}
 	defer out.Discard()
-	ct, url, err := fetchBlob(ctx, s, sidecar.ShareRef(sh.PatientId, sh.Sequence), sh.SharedSha256, sh.Size, filepath.Dir(req.Output), opts, true)
+	ct, url, err := fetchBlob(ctx, s, shareBlob(sh), filepath.Dir(req.Output), opts, true)
 	if err != nil {
 		return nil, fmt.Errorf("share %d: %w", req.Share, err)
 	}

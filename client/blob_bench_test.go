@@ -164,7 +164,7 @@ func BenchmarkTransfer(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				ct, _, err := fetchBlob(ctx, signer, view.ref(sl.sum), sl.sum[:], uint64(sl.size), outDir, opts, false)
+				ct, _, err := fetchBlob(ctx, signer, chainBlob{view.ref(sl.sum), sl.sum[:], uint64(sl.size)}, outDir, opts, false)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -49,7 +49,7 @@ func (e *blobEnv) download(sl *sealed, key []byte, out string, opts TransferOpti
 		return err
 	}
 	defer p.Discard()
-	ct, _, err := fetchBlob(ctx, e.signer, e.view.ref(sl.sum), sl.sum[:], uint64(sl.size), filepath.Dir(out), opts, false)
+	ct, _, err := fetchBlob(ctx, e.signer, chainBlob{e.view.ref(sl.sum), sl.sum[:], uint64(sl.size)}, filepath.Dir(out), opts, false)
 	if err != nil {
 		return err
 	}
