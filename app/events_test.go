@@ -62,3 +62,29 @@ func TestEventsIndexWhoAndWhat(t *testing.T) {
 		})
 	}
 }
+
+// TestShareEventNamesItsBlobsOwner: a ShareRecord's event names the blob
+// with the patient and the category of the record it shares, which the
+// sidecars file the blob under (offchain/sidecar/owner.go).
+func TestShareEventNamesItsBlobsOwner(t *testing.T) {
+	c := apptest.New(t, apptest.Options{})
+	doc, pi := apptest.NewActor("share-events-doc"), apptest.NewActor("share-events-pi")
+	c.Must(apptest.Registrar(apptest.HospitalA), apptest.RegisterMember(doc, emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA))
+	c.Must(apptest.Registrar(apptest.Research), apptest.RegisterMember(pi, emrv1.Role_ROLE_RESEARCHER, apptest.Research))
+	c.Must(apptest.Registrar(apptest.Research), apptest.RegisterStudy("events-study", pi))
+	p := apptest.NewActor("share-events-patient")
+	id := apptest.PatientID(p.Name)
+	c.Must(p, apptest.Enroll(p, id))
+	c.Must(p, apptest.AddRecord(id, "imaging", "share-events"))
+	c.Must(p, apptest.Grant(id, doc, apptest.GrantSpec{
+		Rights: []emrv1.Right{emrv1.Right_RIGHT_SHARE}, Study: "events-study", NotAfter: apptest.GenesisTime.Add(24 * time.Hour),
+	}))
+	res := c.Must(doc, apptest.Share(id, 1, "events-study", false))
+	got := map[string]string{}
+	for _, a := range res.Events[0].Attributes {
+		got[a.Key] = a.Value
+	}
+	if got[app.PatientAttribute] != hex.EncodeToString(id) || got[app.CategoryAttribute] != "imaging" || got[app.BlobAttribute] == "" {
+		t.Fatalf("share event attributes %v: want the patient, category %q and the blob", got, "imaging")
+	}
+}

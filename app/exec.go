@@ -40,6 +40,16 @@ const EventType = "emrchain"
 // state references (offchain/sidecar); the state keeps no index by hash.
 const BlobAttribute = "blob"
 
+// PatientAttribute (indexed, lowercase hex) names the patient a transaction
+// acts on, and CategoryAttribute (unindexed) the data category of the
+// record an AddRecord adds or a ShareRecord shares. The sidecars file a
+// blob under both (offchain/sidecar/owner.go) and read them, next to
+// BlobAttribute, from the same event.
+const (
+	PatientAttribute  = "patient"
+	CategoryAttribute = "category"
+)
+
 // Result is the outcome of one transaction. Code 0 is success.
 type Result struct {
 	Code      uint32
@@ -243,7 +253,7 @@ func (ctx *txContext) patient(id []byte) (*emrv1.Patient, error) {
 	if p == nil {
 		return nil, fmt.Errorf("%w: no patient %x", ErrNotFound, id)
 	}
-	ctx.attrHex("patient", id)
+	ctx.attrHex(PatientAttribute, id)
 	return p, nil
 }
 

@@ -108,7 +108,7 @@ func (ctx *txContext) enrollPatient(m *emrv1.MsgEnrollPatient) error {
 	}); err != nil {
 		return err
 	}
-	ctx.attrHex("patient", m.PatientId)
+	ctx.attrHex(PatientAttribute, m.PatientId)
 	return ctx.st.kv.Set(ownerKey(owner), m.PatientId)
 }
 

@@ -51,7 +51,7 @@ func (ctx *txContext) addRecord(m *emrv1.MsgAddRecord) error {
 		BodySha256:        ctx.tx.BodySHA256,
 	}
 	ctx.attrRecord(p.Id, rec.Sequence)
-	ctx.detail("category", m.Category)
+	ctx.detail(CategoryAttribute, m.Category)
 	ctx.detailHex(BlobAttribute, m.CiphertextSha256)
 	return firstError(
 		ctx.st.put(recordKey(p.Id, rec.Sequence), rec),

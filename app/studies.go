@@ -112,6 +112,7 @@ func (ctx *txContext) shareRecord(m *emrv1.MsgShareRecord) error {
 	ctx.attrRecord(p.Id, m.RecordSequence)
 	ctx.attr("study", m.StudyId)
 	ctx.detailHex("sharer", ctx.tx.Signer)
+	ctx.detail(CategoryAttribute, rec.Category)
 	ctx.detailHex(BlobAttribute, m.SharedSha256)
 	return firstError(
 		ctx.st.put(shareKey(p.Id, share.Sequence), share),

@@ -355,7 +355,7 @@ func (c *Client) Upload(ctx context.Context, s Signer, req UploadRequest, opts T
 	if err != nil {
 		return nil, err
 	}
-	url, put, err := putBlob(ctx, s, req.PatientID, sealed, opts)
+	url, put, err := putBlob(ctx, s, req.PatientID, req.Category, sealed, opts)
 	if err != nil {
 		return nil, fmt.Errorf("upload failed, no record was added: %w", err)
 	}
@@ -435,15 +435,18 @@ func sealToScratch(ctx context.Context, dir string, src io.Reader, plainSize int
 	return s, nil
 }
 
-// putBlob uploads the sealed ciphertext to the first sidecar that stores
-// it. A refusal (4xx: not authorized, too large) is final; a sidecar that
-// cannot be reached or fails (5xx) is skipped for the next one.
-func putBlob(ctx context.Context, s Signer, patientID []byte, b *sealed, opts TransferOptions) (string, *sidecar.PutResult, error) {
+// putBlob uploads the sealed ciphertext for category of patientID (the
+// record's, or that of the record a share re-encrypts: the sidecars serve
+// it only through a record or share of that patient and category) to the
+// first sidecar that stores it. A refusal (4xx: not authorized, too large)
+// is final; a sidecar that cannot be reached or fails (5xx) is skipped for
+// the next one.
+func putBlob(ctx context.Context, s Signer, patientID []byte, category string, b *sealed, opts TransferOptions) (string, *sidecar.PutResult, error) {
 	var fails []string
 	for _, u := range opts.Sidecars {
 		sc := opts.sidecarClient(u, s)
 		body := &progressReader{ctx: ctx, r: io.NewSectionReader(b.file, 0, b.size), phase: "upload", total: b.size, progress: opts.Progress}
-		res, err := sc.Put(ctx, patientID, b.sum, body, b.size)
+		res, err := sc.Put(ctx, patientID, category, b.sum, body, b.size)
 		if err == nil {
 			return u, res, nil
 		}
@@ -853,7 +856,7 @@ func (c *Client) ShareRecord(ctx context.Context, s Signer, req ShareRequest, op
 	if err != nil {
 		return nil, err
 	}
-	url, _, err := putBlob(ctx, s, req.PatientID, sl, opts)
+	url, _, err := putBlob(ctx, s, req.PatientID, rec.Category, sl, opts)
 	if err != nil {
 		return nil, fmt.Errorf("upload failed, nothing was shared: %w", err)
 	}

@@ -129,14 +129,14 @@ func BenchmarkTransfer(b *testing.B) {
 			})
 			v.add("store", func() {
 				ct[0]++ // a new blob each time
-				if err := store.Put(ctx, sha256.Sum256(ct), bytes.NewReader(ct), int64(len(ct))); err != nil {
+				if err := store.Put(ctx, blobstore.Key{Sum: sha256.Sum256(ct)}, bytes.NewReader(ct), int64(len(ct))); err != nil {
 					b.Fatal(err)
 				}
 			})
 			v.add("sidecar", func() {
 				sl, _ := seal(b)
 				defer sl.file.Discard()
-				if _, _, err := putBlob(ctx, signer, pid, sl, opts); err != nil {
+				if _, _, err := putBlob(ctx, signer, pid, testCategory, sl, opts); err != nil {
 					b.Fatal(err)
 				}
 			})
@@ -152,7 +152,7 @@ func BenchmarkTransfer(b *testing.B) {
 				b.Fatal(err)
 			}
 			sl, key := seal(b)
-			if _, _, err := putBlob(ctx, signer, pid, sl, opts); err != nil {
+			if _, _, err := putBlob(ctx, signer, pid, testCategory, sl, opts); err != nil {
 				b.Fatal(err)
 			}
 			sl.file.Discard()

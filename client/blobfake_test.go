@@ -39,10 +39,13 @@ func newOwnerView(s sidecar.KeySigner, patientID []byte) *ownerView {
 	}
 }
 
+// testCategory is the category of the records of the blob tests.
+const testCategory = "lab-results"
+
 func (v *ownerView) addBlob(sum [32]byte, size int64) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.records[sum] = &emrv1.Record{PatientId: v.patient.Id, Sequence: uint64(len(v.records) + 1), CiphertextSha256: sum[:], Size: uint64(size)}
+	v.records[sum] = &emrv1.Record{PatientId: v.patient.Id, Sequence: uint64(len(v.records) + 1), Category: testCategory, CiphertextSha256: sum[:], Size: uint64(size)}
 }
 
 // ref names the record addBlob registered for sum.

@@ -45,7 +45,7 @@ func TestSidecarStorageKilled(t *testing.T) {
 		}
 	}
 	caughtUp(0) // the grant
-	if _, err := sc(0).Put(ctx, id, sum, bytes.NewReader(blob), int64(len(blob))); err != nil {
+	if _, err := sc(0).Put(ctx, id, "lab-results", sum, bytes.NewReader(blob), int64(len(blob))); err != nil {
 		t.Fatalf("upload: %v", err)
 	}
 	mustSubmit(t, tr, "add record", clinician, addRecord(id, sum, len(blob)))
@@ -90,7 +90,7 @@ func TestSidecarStorageKilled(t *testing.T) {
 	go func() {
 		cctx, ccancel := context.WithTimeout(ctx, 15*time.Second)
 		defer ccancel()
-		_, err := sc(1).Put(cctx, id, other, bytes.NewReader([]byte("stored later")), 12)
+		_, err := sc(1).Put(cctx, id, "lab-results", other, bytes.NewReader([]byte("stored later")), 12)
 		answers <- answer{"node1 upload", err, 0}
 	}()
 	if status, backendErr := health(ctx, t, net.SidecarURL(3)); status != "unavailable" || backendErr == "" {
@@ -119,7 +119,7 @@ func TestSidecarStorageKilled(t *testing.T) {
 	}
 	cctx, ccancel := context.WithTimeout(ctx, 15*time.Second)
 	defer ccancel()
-	if _, err := sc(1).Put(cctx, id, other, bytes.NewReader([]byte("stored later")), 12); err != nil {
+	if _, err := sc(1).Put(cctx, id, "lab-results", other, bytes.NewReader([]byte("stored later")), 12); err != nil {
 		t.Fatalf("upload after the restart: %v", err)
 	}
 	if status, _ := health(ctx, t, net.SidecarURL(3)); status != "ok" {

@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -233,9 +232,12 @@ func wantHTTP(t *testing.T, err error, status int, reason string) {
 	}
 }
 
+// testCategory is the category of the sidecar tests' records and uploads.
+const testCategory = "lab-results"
+
 func addRecordMsg(pid []byte, data []byte) *emrv1.Msg {
 	sum := sha256.Sum256(data)
-	return apptest.AddRecordOf(pid, "lab-results", sum[:], uint64(len(data)))
+	return apptest.AddRecordOf(pid, testCategory, sum[:], uint64(len(data)))
 }
 
 func getBlob(ctx context.Context, c *sidecar.Client, ref sidecar.BlobRef, sum [32]byte, rng *sidecar.Range) ([]byte, error) {
@@ -254,7 +256,7 @@ func rawSignedGet(t *testing.T, base, path string, a *apptest.Actor, ts string) 
 	empty := sha256.Sum256(nil)
 	bodyHex := hex.EncodeToString(empty[:])
 	addr := hex.EncodeToString(a.Address)
-	sig, err := a.Sign.Sign(sidecar.SigningString(http.MethodGet, path, addr, ts, bodyHex, ""))
+	sig, err := a.Sign.Sign(sidecar.SigningString(http.MethodGet, path, addr, ts, bodyHex, "", ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,19 +335,19 @@ func TestSidecarAgainstNode(t *testing.T) {
 	}
 	// PUT by the writer; by the reader (no write right) 403; a wrong hash
 	// 400; above max_blob_bytes 413.
-	if res, err := cl(writer).Put(ctx, pid, sum, bytes.NewReader(data), int64(len(data))); err != nil || !res.Created {
+	if res, err := cl(writer).Put(ctx, pid, testCategory, sum, bytes.NewReader(data), int64(len(data))); err != nil || !res.Created {
 		t.Fatalf("writer PUT: %+v %v", res, err)
 	}
 	other := []byte("reader's upload")
-	_, err := cl(reader).Put(ctx, pid, sha256.Sum256(other), bytes.NewReader(other), int64(len(other)))
+	_, err := cl(reader).Put(ctx, pid, testCategory, sha256.Sum256(other), bytes.NewReader(other), int64(len(other)))
 	wantHTTP(t, err, 403, "does not include write")
-	_, err = cl(writer).Put(ctx, pid, sha256.Sum256([]byte("not this")), bytes.NewReader(other), int64(len(other)))
+	_, err = cl(writer).Put(ctx, pid, testCategory, sha256.Sum256([]byte("not this")), bytes.NewReader(other), int64(len(other)))
 	wantHTTP(t, err, 400, "does not hash")
 	big := make([]byte, testMaxBlob+1)
-	_, err = cl(writer).Put(ctx, pid, sha256.Sum256(big), bytes.NewReader(big), int64(len(big)))
+	_, err = cl(writer).Put(ctx, pid, testCategory, sha256.Sum256(big), bytes.NewReader(big), int64(len(big)))
 	wantHTTP(t, err, 413, "max_blob_bytes")
 	// Idempotent.
-	if res, err := cl(writer).Put(ctx, pid, sum, bytes.NewReader(data), int64(len(data))); err != nil || res.Created {
+	if res, err := cl(writer).Put(ctx, pid, testCategory, sum, bytes.NewReader(data), int64(len(data))); err != nil || res.Created {
 		t.Fatalf("writer re-PUT: %+v %v", res, err)
 	}
 
@@ -404,12 +406,12 @@ func TestSidecarAgainstNode(t *testing.T) {
 		mcl := func(a *apptest.Actor) *sidecar.Client { return sidecar.NewClient(mbase, signer(a), nil) }
 		data2 := bytes.Repeat([]byte("ciphertext-2 in minio "), 500)
 		sum2 := sha256.Sum256(data2)
-		if _, err := mcl(writer).Put(ctx, pid, sum2, bytes.NewReader(data2), int64(len(data2))); err != nil {
+		if _, err := mcl(writer).Put(ctx, pid, testCategory, sum2, bytes.NewReader(data2), int64(len(data2))); err != nil {
 			t.Fatalf("PUT to MinIO: %v", err)
 		}
-		_, err = mcl(writer).Put(ctx, pid, sha256.Sum256([]byte("x")), bytes.NewReader(data2), int64(len(data2)))
+		_, err = mcl(writer).Put(ctx, pid, testCategory, sha256.Sum256([]byte("x")), bytes.NewReader(data2), int64(len(data2)))
 		wantHTTP(t, err, 400, "does not hash")
-		_, err = mcl(reader).Put(ctx, pid, sum2, bytes.NewReader(data2), int64(len(data2)))
+		_, err = mcl(reader).Put(ctx, pid, testCategory, sum2, bytes.NewReader(data2), int64(len(data2)))
 		wantHTTP(t, err, 403, "")
 		chain.must(ctx, writer, addRecordMsg(pid, data2))
 		_, err = getBlob(ctx, mcl(reader), rec2, sum2, nil)
@@ -470,7 +472,7 @@ func TestSidecarAgainstNode(t *testing.T) {
 		chain.must(ctx, patient, apptest.Revoke(pid, reader))
 		_, err := getBlob(ctx, cl(reader), rec1, sum, nil)
 		wantHTTP(t, err, 403, "revoked at height")
-		_, err = cl(writer).Put(ctx, pid, sum, bytes.NewReader(data), int64(len(data)))
+		_, err = cl(writer).Put(ctx, pid, testCategory, sum, bytes.NewReader(data), int64(len(data)))
 		if err != nil {
 			t.Fatalf("the writer is not affected: %v", err)
 		}
@@ -479,13 +481,13 @@ func TestSidecarAgainstNode(t *testing.T) {
 	t.Run("Sweep", func(t *testing.T) {
 		orphan := []byte("uploaded but never added to the chain")
 		osum := sha256.Sum256(orphan)
-		if _, err := cl(writer).Put(ctx, pid, osum, bytes.NewReader(orphan), int64(len(orphan))); err != nil {
+		if _, err := cl(writer).Put(ctx, pid, testCategory, osum, bytes.NewReader(orphan), int64(len(orphan))); err != nil {
 			t.Fatal(err)
 		}
 		// The node lists a committed AddRecord's blob in its block.
 		late := []byte("uploaded, then added")
 		lsum := sha256.Sum256(late)
-		if _, err := cl(writer).Put(ctx, pid, lsum, bytes.NewReader(late), int64(len(late))); err != nil {
+		if _, err := cl(writer).Put(ctx, pid, testCategory, lsum, bytes.NewReader(late), int64(len(late))); err != nil {
 			t.Fatal(err)
 		}
 		h := chain.must(ctx, writer, addRecordMsg(pid, late))
@@ -493,8 +495,8 @@ func TestSidecarAgainstNode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(blocks) < 2 || blocks[0].Height != h-1 || blocks[1].Height != h || len(blocks[0].Sums) != 0 ||
-			!slices.Equal(blocks[1].Sums, [][32]byte{lsum}) {
+		if len(blocks) < 2 || blocks[0].Height != h-1 || blocks[1].Height != h || len(blocks[0].Blobs) != 0 ||
+			len(blocks[1].Blobs) != 1 || blocks[1].Blobs[0].Sum != lsum {
 			t.Fatalf("BlockBlobs(%d, 3) = %+v, want block %d with blob %x only", h-1, blocks, h, lsum)
 		}
 		store, err := blobstore.OpenFS(filepath.Join(chain.home, "data", "blobs"))
@@ -515,11 +517,11 @@ func TestSidecarAgainstNode(t *testing.T) {
 		if rep.Deleted != 1 || rep.Kept != 2 || rep.Errors != 0 || rep.Height < h {
 			t.Fatalf("sweep = %+v, want the orphan deleted and the records' blobs kept, blocks read through %d", rep, h)
 		}
-		if _, err := store.Stat(ctx, osum); !errors.Is(err, blobstore.ErrNotFound) {
+		if _, err := store.Stat(ctx, sidecar.BlobKey(pid, testCategory, osum)); !errors.Is(err, blobstore.ErrNotFound) {
 			t.Fatalf("orphan survived: %v", err)
 		}
 		for _, s := range [][32]byte{sum, lsum} {
-			if _, err := store.Stat(ctx, s); err != nil {
+			if _, err := store.Stat(ctx, sidecar.BlobKey(pid, testCategory, s)); err != nil {
 				t.Fatalf("referenced blob %x swept: %v", s, err)
 			}
 		}
@@ -529,7 +531,7 @@ func TestSidecarAgainstNode(t *testing.T) {
 			dirs = append(dirs, filepath.Join(chain.home, "data", "sidecar-refs"))
 		}
 		for _, dir := range dirs {
-			if _, err := os.Stat(filepath.Join(dir, "refs.db")); err != nil {
+			if _, err := os.Stat(filepath.Join(dir, "blob-refs.db")); err != nil {
 				t.Fatalf("reference index: %v", err)
 			}
 		}
@@ -665,4 +667,63 @@ func TestSidecarReferenceIndexOnlyWithTheSweep(t *testing.T) {
 			t.Errorf("sweep_interval %s: %s exists = %v, want %v", tc.sweep, c.RefIndexDir, exists, tc.wantDirs)
 		}
 	}
+}
+
+// TestSidecarRefusesBlobAliases, against a real node: the chain accepts a
+// record that names any well-formed hash, so the sidecar must not serve a
+// blob through a record of another patient, or of another category, than
+// the one it was uploaded for. Mallory, with no grant at all, enrolls a
+// patient of her own and adds a record naming the victim's ciphertext hash
+// (public on chain), which as its owner she may read without an access
+// event; a clinician with read and write on lab-results only adds a
+// lab-results record naming the patient's imaging ciphertext and logs a
+// read of it. Neither gets the bytes.
+func TestSidecarRefusesBlobAliases(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sc := defaultSidecarConfig()
+	sc.Listen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	chain := startSidecarChain(ctx, t, sc)
+	store, err := blobstore.OpenFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + chain.inProcessSidecar(store, nil).Addr().String()
+	cl := func(a *apptest.Actor) *sidecar.Client { return sidecar.NewClient(base, signer(a), nil) }
+
+	registrar := apptest.Registrar(apptest.HospitalA)
+	writer, labdoc := apptest.NewActor("alias-writer"), apptest.NewActor("alias-labdoc")
+	victim, vpid := apptest.NewActor("alias-victim"), apptest.PatientID("alias-victim")
+	chain.must(ctx, registrar, apptest.RegisterMember(writer, emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA))
+	chain.must(ctx, registrar, apptest.RegisterMember(labdoc, emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA))
+	chain.must(ctx, victim, apptest.Enroll(victim, vpid))
+	until := time.Now().Add(time.Hour)
+	chain.must(ctx, victim, apptest.Grant(vpid, writer, apptest.GrantSpec{Rights: []emrv1.Right{emrv1.Right_RIGHT_WRITE}, NotAfter: until}))
+	chain.must(ctx, victim, apptest.Grant(vpid, labdoc, apptest.GrantSpec{
+		Rights: []emrv1.Right{emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_WRITE}, Categories: []string{"lab-results"}, NotAfter: until,
+	}))
+
+	scan := bytes.Repeat([]byte("imaging ciphertext "), 100)
+	sum := sha256.Sum256(scan)
+	if _, err := cl(writer).Put(ctx, vpid, "imaging", sum, bytes.NewReader(scan), int64(len(scan))); err != nil {
+		t.Fatal(err)
+	}
+	chain.must(ctx, writer, apptest.AddRecordOf(vpid, "imaging", sum[:], uint64(len(scan))))
+	if got, err := getBlob(ctx, cl(victim), sidecar.RecordRef(vpid, 1), sum, nil); err != nil || !bytes.Equal(got, scan) {
+		t.Fatalf("the owner reading the genuine record: %v", err)
+	}
+
+	mallory, mpid := apptest.NewActor("alias-mallory"), apptest.PatientID("alias-mallory")
+	chain.must(ctx, mallory, apptest.Enroll(mallory, mpid))
+	chain.must(ctx, mallory, apptest.AddRecordOf(mpid, "imaging", sum[:], uint64(len(scan))))
+	_, err = getBlob(ctx, cl(mallory), sidecar.RecordRef(mpid, 1), sum, nil)
+	wantHTTP(t, err, 404, "not stored on this sidecar for that record's patient and category")
+
+	chain.must(ctx, labdoc, apptest.AddRecordOf(vpid, "lab-results", sum[:], uint64(len(scan))))
+	chain.must(ctx, labdoc, apptest.Access(vpid, emrv1.Purpose_PURPOSE_TREATMENT, 2))
+	_, err = getBlob(ctx, cl(labdoc), sidecar.RecordRef(vpid, 2), sum, nil)
+	wantHTTP(t, err, 404, "not stored on this sidecar for that record's patient and category")
+	// Uploading for a category the grant does not cover is refused too.
+	_, err = cl(labdoc).Put(ctx, vpid, "imaging", sha256.Sum256([]byte("x")), bytes.NewReader([]byte("x")), 1)
+	wantHTTP(t, err, 403, `does not cover category "imaging"`)
 }

@@ -412,7 +412,15 @@ func TestStorageFaults(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	mc := e.minio.Client(t)
-	object := "blobs/" + up1.SHA256
+	pidBytes, err := hex.DecodeString(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum [32]byte
+	if _, err := hex.Decode(sum[:], []byte(up1.SHA256)); err != nil {
+		t.Fatal(err)
+	}
+	object := "blobs/" + sidecar.BlobKey(pidBytes, "imaging", sum).String()
 	obj, err := mc.GetObject(ctx, e.bucket, object, minio.GetObjectOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -25,18 +25,29 @@ func testData(seed uint64, n int) []byte {
 
 func sumOf(b []byte) Sum { return sha256.Sum256(b) }
 
-func mustPut(t *testing.T, s Store, data []byte) Sum {
+// testOwner owns the blobs of the tests that are not about owners.
+var testOwner = Owner{0x42}
+
+// keyOf is the key of data put for testOwner.
+func keyOf(data []byte) Key { return Key{Owner: testOwner, Sum: sumOf(data)} }
+
+func mustPut(t *testing.T, s Store, data []byte) Key {
 	t.Helper()
-	sum := sumOf(data)
-	if err := s.Put(context.Background(), sum, bytes.NewReader(data), int64(len(data))); err != nil {
-		t.Fatalf("Put %d bytes: %v", len(data), err)
-	}
-	return sum
+	return mustPutFor(t, s, testOwner, data)
 }
 
-func readAll(t *testing.T, s Store, sum Sum, off, n int64) ([]byte, int64) {
+func mustPutFor(t *testing.T, s Store, owner Owner, data []byte) Key {
 	t.Helper()
-	rc, size, err := s.Get(context.Background(), sum, off, n)
+	key := Key{Owner: owner, Sum: sumOf(data)}
+	if err := s.Put(context.Background(), key, bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatalf("Put %d bytes for %s: %v", len(data), owner, err)
+	}
+	return key
+}
+
+func readAll(t *testing.T, s Store, key Key, off, n int64) ([]byte, int64) {
+	t.Helper()
+	rc, size, err := s.Get(context.Background(), key, off, n)
 	if err != nil {
 		t.Fatalf("Get(%d, %d): %v", off, n, err)
 	}
@@ -73,7 +84,7 @@ func runConformance(t *testing.T, open func(t *testing.T) Store) {
 			t.Fatalf("Get returned %d bytes (size %d), want the %d put", len(got), size, len(data))
 		}
 		info, err := s.Stat(ctx, sum)
-		if err != nil || info.Size != int64(len(data)) || info.Sum != sum || info.ModTime.IsZero() {
+		if err != nil || info.Size != int64(len(data)) || info.Key != sum || info.ModTime.IsZero() {
 			t.Fatalf("Stat = %+v, %v", info, err)
 		}
 		if d := time.Since(info.ModTime); d < -time.Minute || d > time.Minute {
@@ -96,7 +107,7 @@ func runConformance(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("HashMismatchStoresNothing", func(t *testing.T) {
 		s := open(t)
 		data := testData(2, 50_000)
-		claimed := sumOf([]byte("something else"))
+		claimed := keyOf([]byte("something else"))
 		err := s.Put(ctx, claimed, bytes.NewReader(data), int64(len(data)))
 		if !errors.Is(err, ErrHashMismatch) {
 			t.Fatalf("Put with a wrong sum: %v, want ErrHashMismatch", err)
@@ -104,7 +115,7 @@ func runConformance(t *testing.T, open func(t *testing.T) Store) {
 		if _, err := s.Stat(ctx, claimed); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("Stat after a refused Put: %v, want ErrNotFound", err)
 		}
-		if _, err := s.Stat(ctx, sumOf(data)); !errors.Is(err, ErrNotFound) {
+		if _, err := s.Stat(ctx, keyOf(data)); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("the body was stored under its real sum: %v", err)
 		}
 		if l := listAll(t, s); len(l) != 0 {
@@ -118,7 +129,7 @@ func runConformance(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("SizeMismatch", func(t *testing.T) {
 		s := open(t)
 		data := testData(3, 10_000)
-		sum := sumOf(data)
+		sum := keyOf(data)
 		if err := s.Put(ctx, sum, bytes.NewReader(data[:5000]), int64(len(data))); !errors.Is(err, ErrSizeMismatch) {
 			t.Fatalf("short body: %v, want ErrSizeMismatch", err)
 		}
@@ -155,7 +166,7 @@ func runConformance(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("ConcurrentIdenticalPuts", func(t *testing.T) {
 		s := open(t)
 		data := testData(6, 200_000)
-		sum := sumOf(data)
+		sum := keyOf(data)
 		const n = 8
 		var wg sync.WaitGroup
 		errs := make(chan error, n)
@@ -208,7 +219,7 @@ func runConformance(t *testing.T, open func(t *testing.T) Store) {
 
 	t.Run("NotFound", func(t *testing.T) {
 		s := open(t)
-		missing := sumOf([]byte("missing"))
+		missing := keyOf([]byte("missing"))
 		if _, _, err := s.Get(ctx, missing, 0, -1); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("Get missing: %v", err)
 		}
@@ -222,7 +233,7 @@ func runConformance(t *testing.T, open func(t *testing.T) Store) {
 
 	t.Run("DeleteAndList", func(t *testing.T) {
 		s := open(t)
-		var sums []Sum
+		var sums []Key
 		for i := range 5 {
 			sums = append(sums, mustPut(t, s, testData(uint64(100+i), 1000+i)))
 		}
@@ -231,8 +242,8 @@ func runConformance(t *testing.T, open func(t *testing.T) Store) {
 			t.Fatalf("List = %d blobs, want 5", len(l))
 		}
 		for i := 1; i < len(l); i++ {
-			if strings.Compare(l[i-1].Sum.String(), l[i].Sum.String()) >= 0 {
-				t.Fatalf("List is not in ascending order: %s then %s", l[i-1].Sum, l[i].Sum)
+			if strings.Compare(l[i-1].Key.String(), l[i].Key.String()) >= 0 {
+				t.Fatalf("List is not in ascending order: %s then %s", l[i-1].Key, l[i].Key)
 			}
 		}
 		for _, i := range l {
@@ -255,12 +266,54 @@ func runConformance(t *testing.T, open func(t *testing.T) Store) {
 		}
 	})
 
+	t.Run("Owners", func(t *testing.T) {
+		// The same bytes put for one owner are not another's: each owner
+		// reaches only what was put for it.
+		s := open(t)
+		alice, bob := Owner{0xa1}, Owner{0x0b}
+		data := testData(10, 5000)
+		ak := mustPutFor(t, s, alice, data)
+		bk := Key{Owner: bob, Sum: ak.Sum}
+		if _, err := s.Stat(ctx, bk); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Stat of alice's bytes under bob: %v, want ErrNotFound", err)
+		}
+		if _, _, err := s.Get(ctx, bk, 0, -1); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Get of alice's bytes under bob: %v, want ErrNotFound", err)
+		}
+		if err := s.Delete(ctx, bk); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Delete of alice's bytes under bob: %v, want ErrNotFound", err)
+		}
+		mustPutFor(t, s, bob, data)
+		other := mustPutFor(t, s, bob, testData(11, 10))
+		l := listAll(t, s)
+		if len(l) != 3 {
+			t.Fatalf("List = %d blobs, want 3", len(l))
+		}
+		for i := 1; i < len(l); i++ {
+			if l[i-1].Key.Compare(l[i].Key) >= 0 {
+				t.Fatalf("List is not in ascending key order: %s then %s", l[i-1].Key, l[i].Key)
+			}
+		}
+		if l[0].Key.Owner != bob || l[2].Key != ak {
+			t.Fatalf("List = %s, %s, %s: want bob's two blobs, then alice's", l[0].Key, l[1].Key, l[2].Key)
+		}
+		if err := s.Delete(ctx, bk); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := readAll(t, s, ak, 0, -1); !bytes.Equal(got, data) {
+			t.Fatal("deleting bob's copy changed alice's")
+		}
+		if _, err := s.Stat(ctx, other); err != nil {
+			t.Fatalf("bob's other blob: %v", err)
+		}
+	})
+
 	t.Run("MultipartSized", func(t *testing.T) {
 		// Above minio-go's 16 MiB part size, so the MinIO backend uploads
 		// in parts; the FS backend streams it the same way.
 		s := open(t)
 		data := testData(8, 17<<20+123)
-		sum := sumOf(data)
+		sum := keyOf(data)
 		if err := s.Put(ctx, sum, onlyReader{bytes.NewReader(data)}, int64(len(data))); err != nil {
 			t.Fatal(err)
 		}
@@ -270,7 +323,7 @@ func runConformance(t *testing.T, open func(t *testing.T) Store) {
 		}
 		bad := append([]byte(nil), data...)
 		bad[len(bad)-1] ^= 1
-		if err := s.Put(ctx, sumOf([]byte("x")), onlyReader{bytes.NewReader(bad)}, int64(len(bad))); !errors.Is(err, ErrHashMismatch) {
+		if err := s.Put(ctx, keyOf([]byte("x")), onlyReader{bytes.NewReader(bad)}, int64(len(bad))); !errors.Is(err, ErrHashMismatch) {
 			t.Fatalf("large wrong body: %v", err)
 		}
 	})
@@ -280,10 +333,10 @@ func runConformance(t *testing.T, open func(t *testing.T) Store) {
 		data := testData(9, 1<<20)
 		cctx, cancel := context.WithCancel(ctx)
 		r := &cancelAfter{r: bytes.NewReader(data), n: 100_000, cancel: cancel}
-		if err := s.Put(cctx, sumOf(data), r, int64(len(data))); err == nil {
+		if err := s.Put(cctx, keyOf(data), r, int64(len(data))); err == nil {
 			t.Fatal("Put with a context cancelled mid-body succeeded")
 		}
-		if _, err := s.Stat(ctx, sumOf(data)); !errors.Is(err, ErrNotFound) {
+		if _, err := s.Stat(ctx, keyOf(data)); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("Stat after a cancelled Put: %v", err)
 		}
 	})

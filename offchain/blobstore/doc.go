@@ -1,7 +1,9 @@
-// Package blobstore stores ciphertext blobs under their SHA-256.
+// Package blobstore stores ciphertext blobs under their owner and SHA-256.
 //
-// A Store is content-addressed: the key of a blob is the SHA-256 of its bytes,
-// and Put verifies that while it streams. A body that does not hash to the
+// A Store is content-addressed within a namespace per owner: the key of a
+// blob is its owner (32 bytes; the sidecar uses the patient the blob was
+// uploaded for) and the SHA-256 of its bytes, and Put verifies the hash while
+// it streams. The same bytes put for two owners are two blobs. A body that does not hash to the
 // claimed sum (or is not exactly the declared size) is refused with
 // ErrHashMismatch (or ErrSizeMismatch) and nothing is stored: Put writes to a
 // temporary object first and commits it under its final name only after the
@@ -13,15 +15,17 @@
 // Two backends implement Store:
 //
 //   - FS, an embedded store in a local directory. Blobs live in sharded
-//     directories (DIR/sha256/ab/cd/<64 hex>); a Put writes DIR/tmp/put-*,
-//     fsyncs it, renames it into place and fsyncs the directory, so a crash at
-//     any moment leaves either the whole blob or none of it (plus, at worst, a
-//     temporary file that CleanTemp removes).
+//     directories (DIR/blobs/<owner, first 2 hex>/<owner hex>/<sum hex>); a
+//     Put writes DIR/tmp/put-*, fsyncs it, renames it into place and fsyncs
+//     the directory, so a crash at any moment leaves either the whole blob
+//     or none of it (plus, at worst, a temporary file that CleanTemp
+//     removes).
 //   - MinIO, any S3-compatible server through minio-go/v7. Blobs are objects
-//     PREFIX/blobs/<64 hex> in one bucket (created if missing); a Put uploads
-//     PREFIX/tmp/<random> with a known size (streaming, multipart above 16 MiB,
-//     so memory stays bounded by one part), then copies it server-side to its
-//     final name and deletes the temporary object.
+//     PREFIX/blobs/<owner hex>/<sum hex> in one bucket (created if missing);
+//     a Put uploads PREFIX/tmp/<random> with a known size (streaming,
+//     multipart above 16 MiB, so memory stays bounded by one part), then
+//     copies it server-side to its final name and deletes the temporary
+//     object.
 //
 // Reads stream: Get returns a reader over [offset, offset+length) of the
 // blob, never a buffer of the whole of it.

@@ -13,9 +13,9 @@ import (
 	"time"
 )
 
-// FS is the embedded filesystem Store: blobs in DIR/sha256/ab/cd/<hex>,
-// temporary files in DIR/tmp. See the package documentation for the crash
-// guarantees.
+// FS is the embedded filesystem Store: blobs in
+// DIR/blobs/<owner hex, first 2>/<owner hex>/<sum hex>, temporary files in
+// DIR/tmp. See the package documentation for the crash guarantees.
 type FS struct {
 	root string
 	data string
@@ -30,7 +30,7 @@ func OpenFS(dir string) (*FS, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &FS{root: abs, data: filepath.Join(abs, "sha256"), tmp: filepath.Join(abs, "tmp")}
+	s := &FS{root: abs, data: filepath.Join(abs, "blobs"), tmp: filepath.Join(abs, "tmp")}
 	for _, d := range []string{abs, s.data, s.tmp} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("blobstore: %w", err)
@@ -45,19 +45,20 @@ func (s *FS) Dir() string { return s.root }
 // Name implements Store.
 func (s *FS) Name() string { return "fs" }
 
-func (s *FS) path(sum Sum) string {
-	h := sum.String()
-	return filepath.Join(s.data, h[:2], h[2:4], h)
+// Path is the file that holds blob key.
+func (s *FS) Path(key Key) string {
+	o := key.Owner.String()
+	return filepath.Join(s.data, o[:2], o, key.Sum.String())
 }
 
 // Put implements Store.
-func (s *FS) Put(ctx context.Context, sum Sum, r io.Reader, size int64) (err error) {
+func (s *FS) Put(ctx context.Context, key Key, r io.Reader, size int64) (err error) {
 	if err := validPut(size); err != nil {
 		return err
 	}
-	final := s.path(sum)
+	final := s.Path(key)
 	if _, err := os.Stat(final); err == nil {
-		if err := drainVerify(ctx, r, sum, size); err != nil {
+		if err := drainVerify(ctx, r, key.Sum, size); err != nil {
 			return err
 		}
 		now := time.Now()
@@ -68,9 +69,9 @@ func (s *FS) Put(ctx context.Context, sum Sum, r io.Reader, size int64) (err err
 		case errors.Is(terr, fs.ErrNotExist):
 			// Deleted meanwhile (by a sweep): the body is consumed, so the
 			// caller must retry.
-			return fmt.Errorf("blobstore: %s was deleted while it was being re-put: %w", sum, ErrNotFound)
+			return fmt.Errorf("blobstore: %s was deleted while it was being re-put: %w", key, ErrNotFound)
 		default:
-			return fmt.Errorf("blobstore: touch %s: %w", sum, terr)
+			return fmt.Errorf("blobstore: touch %s: %w", key, terr)
 		}
 	}
 
@@ -91,9 +92,9 @@ func (s *FS) Put(ctx context.Context, sum Sum, r io.Reader, size int64) (err err
 		if errors.Is(err, ErrSizeMismatch) || ctx.Err() != nil {
 			return err
 		}
-		return fmt.Errorf("blobstore: write %s: %w", sum, err)
+		return fmt.Errorf("blobstore: write %s: %w", key, err)
 	}
-	if err := v.finish(sum); err != nil {
+	if err := v.finish(key.Sum); err != nil {
 		return err
 	}
 	if err := f.Sync(); err != nil {
@@ -106,13 +107,13 @@ func (s *FS) Put(ctx context.Context, sum Sum, r io.Reader, size int64) (err err
 		return err
 	}
 	if err := os.Rename(tmpName, final); err != nil {
-		return fmt.Errorf("blobstore: commit %s: %w", sum, err)
+		return fmt.Errorf("blobstore: commit %s: %w", key, err)
 	}
 	return syncDir(filepath.Dir(final))
 }
 
-// mkdirSynced creates the shard directories of a blob and makes their
-// entries durable.
+// mkdirSynced creates the directories of a blob (its owner's and that
+// one's shard) and makes their entries durable.
 func (s *FS) mkdirSynced(dir string) error {
 	if _, err := os.Stat(dir); err == nil {
 		return nil
@@ -140,10 +141,10 @@ func syncDir(dir string) error {
 }
 
 // Get implements Store.
-func (s *FS) Get(_ context.Context, sum Sum, offset, length int64) (io.ReadCloser, int64, error) {
-	f, err := os.Open(s.path(sum))
+func (s *FS) Get(_ context.Context, key Key, offset, length int64) (io.ReadCloser, int64, error) {
+	f, err := os.Open(s.Path(key))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, 0, fmt.Errorf("%w: %s", ErrNotFound, sum)
+		return nil, 0, fmt.Errorf("%w: %s", ErrNotFound, key)
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("blobstore: %w", err)
@@ -169,23 +170,23 @@ type sectionCloser struct {
 func (s *sectionCloser) Close() error { return s.f.Close() }
 
 // Stat implements Store.
-func (s *FS) Stat(_ context.Context, sum Sum) (Info, error) {
-	fi, err := os.Stat(s.path(sum))
+func (s *FS) Stat(_ context.Context, key Key) (Info, error) {
+	fi, err := os.Stat(s.Path(key))
 	if errors.Is(err, fs.ErrNotExist) {
-		return Info{}, fmt.Errorf("%w: %s", ErrNotFound, sum)
+		return Info{}, fmt.Errorf("%w: %s", ErrNotFound, key)
 	}
 	if err != nil {
 		return Info{}, fmt.Errorf("blobstore: %w", err)
 	}
-	return Info{Sum: sum, Size: fi.Size(), ModTime: fi.ModTime()}, nil
+	return Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime()}, nil
 }
 
 // Delete implements Store.
-func (s *FS) Delete(_ context.Context, sum Sum) error {
-	p := s.path(sum)
+func (s *FS) Delete(_ context.Context, key Key) error {
+	p := s.Path(key)
 	err := os.Remove(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%w: %s", ErrNotFound, sum)
+		return fmt.Errorf("%w: %s", ErrNotFound, key)
 	}
 	if err != nil {
 		return fmt.Errorf("blobstore: %w", err)
@@ -193,26 +194,26 @@ func (s *FS) Delete(_ context.Context, sum Sum) error {
 	return syncDir(filepath.Dir(p))
 }
 
-// List implements Store. It reads one shard directory at a time, so its
-// memory does not grow with the number of blobs.
+// List implements Store. It reads one directory at a time, so its memory
+// does not grow with the number of blobs.
 func (s *FS) List(ctx context.Context, fn func(Info) bool) error {
-	level1, err := readDirNames(s.data)
+	shards, err := readDirNames(s.data)
 	if err != nil {
 		return err
 	}
-	for _, a := range level1 {
-		if len(a) != 2 {
+	for _, shard := range shards {
+		if len(shard) != 2 {
 			continue
 		}
-		level2, err := readDirNames(filepath.Join(s.data, a))
+		owners, err := readDirNames(filepath.Join(s.data, shard))
 		if err != nil {
 			return err
 		}
-		for _, b := range level2 {
-			if len(b) != 2 {
+		for _, owner := range owners {
+			if !isHexName(owner) || !strings.HasPrefix(owner, shard) {
 				continue
 			}
-			dir := filepath.Join(s.data, a, b)
+			dir := filepath.Join(s.data, shard, owner)
 			names, err := readDirNames(dir)
 			if err != nil {
 				return err
@@ -221,7 +222,8 @@ func (s *FS) List(ctx context.Context, fn func(Info) bool) error {
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-				if !isHexName(name) || !strings.HasPrefix(name, a+b) {
+				key, err := ParseKey(owner + "/" + name)
+				if err != nil {
 					continue
 				}
 				fi, err := os.Stat(filepath.Join(dir, name))
@@ -231,8 +233,7 @@ func (s *FS) List(ctx context.Context, fn func(Info) bool) error {
 				if err != nil {
 					return fmt.Errorf("blobstore: %w", err)
 				}
-				sum, _ := ParseSum(name)
-				if !fn(Info{Sum: sum, Size: fi.Size(), ModTime: fi.ModTime()}) {
+				if !fn(Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime()}) {
 					return nil
 				}
 			}

@@ -19,8 +19,8 @@ func TestFSConformance(t *testing.T) {
 	})
 }
 
-// TestFSLayout: sharded paths, private permissions, and no temporary file
-// left after a Put.
+// TestFSLayout: paths by owner (sharded by its first byte), private
+// permissions, and no temporary file left after a Put.
 func TestFSLayout(t *testing.T) {
 	dir := t.TempDir()
 	s, err := OpenFS(dir)
@@ -28,9 +28,9 @@ func TestFSLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := []byte("ciphertext")
-	sum := mustPut(t, s, data)
-	h := sum.String()
-	p := filepath.Join(dir, "sha256", h[:2], h[2:4], h)
+	key := mustPut(t, s, data)
+	o := key.Owner.String()
+	p := filepath.Join(dir, "blobs", o[:2], o, key.Sum.String())
 	fi, err := os.Stat(p)
 	if err != nil {
 		t.Fatalf("blob not at %s: %v", p, err)
@@ -54,7 +54,7 @@ func TestFSCrashLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := testData(11, 4096)
-	sum := sumOf(data)
+	sum := keyOf(data)
 	// A half-written upload, as a crash would leave it.
 	leftover := filepath.Join(dir, "tmp", "put-123")
 	if err := os.WriteFile(leftover, data[:100], 0o600); err != nil {
@@ -63,10 +63,13 @@ func TestFSCrashLeftovers(t *testing.T) {
 	if _, err := s.Stat(ctx, sum); err == nil {
 		t.Fatal("a temporary file is visible as a blob")
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "sha256", "zz", "zz"), 0o700); err != nil {
-		t.Fatal(err)
+	o := testOwner.String()
+	for _, d := range []string{filepath.Join("zz", "zz"), filepath.Join(o[:2], o), filepath.Join(o[:2], "junk")} {
+		if err := os.MkdirAll(filepath.Join(dir, "blobs", d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		_ = os.WriteFile(filepath.Join(dir, "blobs", d, "junk"), nil, 0o600)
 	}
-	_ = os.WriteFile(filepath.Join(dir, "sha256", "zz", "zz", "junk"), nil, 0o600)
 	if l := listAll(t, s); len(l) != 0 {
 		t.Fatalf("List = %v", l)
 	}
@@ -92,9 +95,8 @@ func TestFSRePutRefreshesModTime(t *testing.T) {
 	}
 	data := []byte("some ciphertext")
 	sum := mustPut(t, s, data)
-	h := sum.String()
 	old := time.Now().Add(-48 * time.Hour)
-	if err := os.Chtimes(filepath.Join(s.Dir(), "sha256", h[:2], h[2:4], h), old, old); err != nil {
+	if err := os.Chtimes(s.Path(sum), old, old); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Put(ctx, sum, bytes.NewReader(data), int64(len(data))); err != nil {

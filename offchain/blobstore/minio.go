@@ -33,7 +33,7 @@ type MinIOConfig struct {
 	Prefix string
 }
 
-// MinIO is the Store on an S3-compatible server: objects PREFIX/blobs/<hex>
+// MinIO is the Store on an S3-compatible server: objects PREFIX/blobs/<owner hex>/<sum hex>
 // in one bucket, temporary uploads in PREFIX/tmp/.
 type MinIO struct {
 	c      *minio.Client
@@ -117,7 +117,7 @@ func OpenMinIO(ctx context.Context, cfg MinIOConfig) (*MinIO, error) {
 // Name implements Store.
 func (s *MinIO) Name() string { return "minio" }
 
-func (s *MinIO) key(sum Sum) string { return s.prefix + "blobs/" + sum.String() }
+func (s *MinIO) name(key Key) string { return s.prefix + "blobs/" + key.String() }
 
 func (s *MinIO) tmpPrefix() string { return s.prefix + "tmp/" }
 
@@ -136,13 +136,13 @@ func isNoSuchKey(err error) bool {
 
 // Put implements Store: upload to a temporary object while hashing, then
 // server-side copy to the final name only if the hash matches.
-func (s *MinIO) Put(ctx context.Context, sum Sum, r io.Reader, size int64) (err error) {
+func (s *MinIO) Put(ctx context.Context, key Key, r io.Reader, size int64) (err error) {
 	if err := validPut(size); err != nil {
 		return err
 	}
-	final := s.key(sum)
-	if info, err := s.Stat(ctx, sum); err == nil {
-		if err := drainVerify(ctx, r, sum, size); err != nil {
+	final := s.name(key)
+	if info, err := s.Stat(ctx, key); err == nil {
+		if err := drainVerify(ctx, r, key.Sum, size); err != nil {
 			return err
 		}
 		return s.touch(ctx, final, info.Size)
@@ -154,7 +154,7 @@ func (s *MinIO) Put(ctx context.Context, sum Sum, r io.Reader, size int64) (err 
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return err
 	}
-	tmp := s.tmpPrefix() + sum.String() + "." + hex.EncodeToString(rnd[:])
+	tmp := s.tmpPrefix() + key.Sum.String() + "." + hex.EncodeToString(rnd[:])
 	v := newVerifier(ctx, r, size)
 	_, perr := s.c.PutObject(ctx, s.bucket, tmp, v, size, minio.PutObjectOptions{
 		ContentType: "application/octet-stream",
@@ -172,13 +172,13 @@ func (s *MinIO) Put(ctx context.Context, sum Sum, r io.Reader, size int64) (err 
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("blobstore: minio upload of %s: %w", sum, perr)
+		return fmt.Errorf("blobstore: minio upload of %s: %w", key, perr)
 	}
-	if err := v.finish(sum); err != nil {
+	if err := v.finish(key.Sum); err != nil {
 		return err
 	}
 	if err := s.copy(ctx, tmp, final, size, false); err != nil {
-		return fmt.Errorf("blobstore: minio commit of %s: %w", sum, err)
+		return fmt.Errorf("blobstore: minio commit of %s: %w", key, err)
 	}
 	return nil
 }
@@ -213,8 +213,8 @@ func (s *MinIO) touch(ctx context.Context, key string, size int64) error {
 }
 
 // Get implements Store.
-func (s *MinIO) Get(ctx context.Context, sum Sum, offset, length int64) (io.ReadCloser, int64, error) {
-	info, err := s.Stat(ctx, sum)
+func (s *MinIO) Get(ctx context.Context, key Key, offset, length int64) (io.ReadCloser, int64, error) {
+	info, err := s.Stat(ctx, key)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -231,12 +231,12 @@ func (s *MinIO) Get(ctx context.Context, sum Sum, offset, length int64) (io.Read
 			return nil, 0, fmt.Errorf("%w: %v", ErrInvalidRange, err)
 		}
 	}
-	obj, err := s.c.GetObject(ctx, s.bucket, s.key(sum), opts)
+	obj, err := s.c.GetObject(ctx, s.bucket, s.name(key), opts)
 	if err != nil {
 		if isNoSuchKey(err) {
-			return nil, 0, fmt.Errorf("%w: %s", ErrNotFound, sum)
+			return nil, 0, fmt.Errorf("%w: %s", ErrNotFound, key)
 		}
-		return nil, 0, fmt.Errorf("blobstore: minio get %s: %w", sum, err)
+		return nil, 0, fmt.Errorf("blobstore: minio get %s: %w", key, err)
 	}
 	// Never hand out more than n bytes, whatever the server sends.
 	return &limitedCloser{Reader: io.LimitReader(obj, n), c: obj}, info.Size, nil
@@ -250,24 +250,24 @@ type limitedCloser struct {
 func (l *limitedCloser) Close() error { return l.c.Close() }
 
 // Stat implements Store.
-func (s *MinIO) Stat(ctx context.Context, sum Sum) (Info, error) {
-	oi, err := s.c.StatObject(ctx, s.bucket, s.key(sum), minio.StatObjectOptions{})
+func (s *MinIO) Stat(ctx context.Context, key Key) (Info, error) {
+	oi, err := s.c.StatObject(ctx, s.bucket, s.name(key), minio.StatObjectOptions{})
 	if err != nil {
 		if isNoSuchKey(err) {
-			return Info{}, fmt.Errorf("%w: %s", ErrNotFound, sum)
+			return Info{}, fmt.Errorf("%w: %s", ErrNotFound, key)
 		}
-		return Info{}, fmt.Errorf("blobstore: minio stat %s: %w", sum, err)
+		return Info{}, fmt.Errorf("blobstore: minio stat %s: %w", key, err)
 	}
-	return Info{Sum: sum, Size: oi.Size, ModTime: oi.LastModified}, nil
+	return Info{Key: key, Size: oi.Size, ModTime: oi.LastModified}, nil
 }
 
 // Delete implements Store.
-func (s *MinIO) Delete(ctx context.Context, sum Sum) error {
-	if _, err := s.Stat(ctx, sum); err != nil {
+func (s *MinIO) Delete(ctx context.Context, key Key) error {
+	if _, err := s.Stat(ctx, key); err != nil {
 		return err
 	}
-	if err := s.c.RemoveObject(ctx, s.bucket, s.key(sum), minio.RemoveObjectOptions{}); err != nil {
-		return fmt.Errorf("blobstore: minio delete %s: %w", sum, err)
+	if err := s.c.RemoveObject(ctx, s.bucket, s.name(key), minio.RemoveObjectOptions{}); err != nil {
+		return fmt.Errorf("blobstore: minio delete %s: %w", key, err)
 	}
 	return nil
 }
@@ -285,12 +285,11 @@ func (s *MinIO) List(ctx context.Context, fn func(Info) bool) error {
 			}
 			return fmt.Errorf("blobstore: minio list: %w", oi.Err)
 		}
-		name := strings.TrimPrefix(oi.Key, prefix)
-		if !isHexName(name) {
-			continue
+		key, err := ParseKey(strings.TrimPrefix(oi.Key, prefix))
+		if err != nil {
+			continue // not a blob of this layout
 		}
-		sum, _ := ParseSum(name)
-		if !fn(Info{Sum: sum, Size: oi.Size, ModTime: oi.LastModified}) {
+		if !fn(Info{Key: key, Size: oi.Size, ModTime: oi.LastModified}) {
 			return nil
 		}
 	}

@@ -1,6 +1,7 @@
 package blobstore
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -42,33 +43,71 @@ func ParseSum(s string) (Sum, error) {
 	return sum, nil
 }
 
+// Owner names whose blob it is. The sidecar files every blob under the
+// patient it was uploaded for (a patient id is 32 bytes), so the same bytes
+// put for two patients are two blobs, each served only through its own
+// patient's records.
+type Owner [32]byte
+
+// String is the lowercase hex form used in names.
+func (o Owner) String() string { return hex.EncodeToString(o[:]) }
+
+// Key names a stored blob: its owner and the SHA-256 of its bytes.
+type Key struct {
+	Owner Owner
+	Sum   Sum
+}
+
+// String is "<owner hex>/<sum hex>", the blob's name in both backends.
+func (k Key) String() string { return k.Owner.String() + "/" + k.Sum.String() }
+
+// Compare orders keys by owner, then by sum: the order of Store.List.
+func (k Key) Compare(o Key) int {
+	if c := bytes.Compare(k.Owner[:], o.Owner[:]); c != 0 {
+		return c
+	}
+	return bytes.Compare(k.Sum[:], o.Sum[:])
+}
+
+// ParseKey parses "<owner hex>/<sum hex>" (lowercase, as String writes it).
+func ParseKey(s string) (Key, error) {
+	owner, sum, ok := strings.Cut(s, "/")
+	if !ok || !isHexName(owner) || !isHexName(sum) {
+		return Key{}, fmt.Errorf("blob key %q: want <64 hex>/<64 hex>", s)
+	}
+	var k Key
+	_, _ = hex.Decode(k.Owner[:], []byte(owner))
+	_, _ = hex.Decode(k.Sum[:], []byte(sum))
+	return k, nil
+}
+
 // Info describes a stored blob.
 type Info struct {
-	Sum  Sum
+	Key  Key
 	Size int64
 	// ModTime is when the blob was stored or last re-put.
 	ModTime time.Time
 }
 
-// Store is a content-addressed blob store. Implementations are safe for
-// concurrent use.
+// Store is a content-addressed blob store, with a namespace per owner.
+// Implementations are safe for concurrent use.
 type Store interface {
-	// Put stores the size bytes read from r under sum. It hashes while it
-	// streams and commits only if the bytes hash to sum and are exactly size
-	// long; otherwise it returns ErrHashMismatch or ErrSizeMismatch and stores
-	// nothing. If the blob is already stored, Put still verifies the body,
-	// keeps the stored copy and refreshes its ModTime.
-	Put(ctx context.Context, sum Sum, r io.Reader, size int64) error
+	// Put stores the size bytes read from r under key. It hashes while it
+	// streams and commits only if the bytes hash to key.Sum and are exactly
+	// size long; otherwise it returns ErrHashMismatch or ErrSizeMismatch and
+	// stores nothing. If the blob is already stored, Put still verifies the
+	// body, keeps the stored copy and refreshes its ModTime.
+	Put(ctx context.Context, key Key, r io.Reader, size int64) error
 	// Get returns a reader over length bytes of the blob from offset
 	// (length < 0: to the end) and the blob's total size. The range must lie
 	// within the blob (ErrInvalidRange). The caller closes the reader.
-	Get(ctx context.Context, sum Sum, offset, length int64) (io.ReadCloser, int64, error)
+	Get(ctx context.Context, key Key, offset, length int64) (io.ReadCloser, int64, error)
 	// Stat describes a stored blob, or returns ErrNotFound.
-	Stat(ctx context.Context, sum Sum) (Info, error)
+	Stat(ctx context.Context, key Key) (Info, error)
 	// Delete removes a blob, or returns ErrNotFound.
-	Delete(ctx context.Context, sum Sum) error
-	// List calls fn for every stored blob, in ascending order of sum, until
-	// fn returns false or ctx ends.
+	Delete(ctx context.Context, key Key) error
+	// List calls fn for every stored blob, in ascending order of key (see
+	// Key.Compare), until fn returns false or ctx ends.
 	List(ctx context.Context, fn func(Info) bool) error
 	// CleanTemp removes temporary objects of interrupted Puts older than
 	// olderThan and returns how many it removed.

@@ -30,6 +30,9 @@ const (
 	HeaderSignature = "X-Emr-Signature"
 	// HeaderPatient is the patient id (64 hex characters) a PUT uploads for.
 	HeaderPatient = "X-Emr-Patient"
+	// HeaderCategory is the data category a PUT uploads for: that of the
+	// record the blob will be added as, or of the record it shares.
+	HeaderCategory = "X-Emr-Category"
 )
 
 // signDomain separates sidecar request signatures from every other thing
@@ -53,16 +56,17 @@ type Signer interface {
 // SigningString is the exact byte string a request signature covers: a
 // domain tag and, one per line, the method, the request URI (path and
 // query, as sent), the signer's address header, the timestamp header, the
-// body hash header and the patient header (empty when absent), each
-// verbatim. HTTP header values cannot contain a newline, so the encoding is
-// injective.
-func SigningString(method, requestURI, address, timestamp, bodySHA256, patient string) []byte {
-	return []byte(strings.Join([]string{signDomain, method, requestURI, address, timestamp, bodySHA256, patient}, "\n"))
+// body hash header, the patient header and the category header (empty when
+// absent), each verbatim. HTTP header values cannot contain a newline, so
+// the encoding is injective.
+func SigningString(method, requestURI, address, timestamp, bodySHA256, patient, category string) []byte {
+	return []byte(strings.Join([]string{signDomain, method, requestURI, address, timestamp, bodySHA256, patient, category}, "\n"))
 }
 
 // SignRequest sets the signature headers on req. bodySHA256 is the hex
 // SHA-256 of the body the request will send ("" means an empty body); the
-// X-Emr-Patient header, if the request needs one, must be set before.
+// X-Emr-Patient and X-Emr-Category headers, if the request needs them, must
+// be set before.
 // The timestamp is now, in RFC 3339 with nanoseconds. Each signed request
 // may be sent once: the sidecar refuses a replay.
 func SignRequest(req *http.Request, signer Signer, bodySHA256 string) error {
@@ -75,7 +79,7 @@ func signRequestAt(req *http.Request, signer Signer, bodySHA256 string, now time
 	}
 	addr := hex.EncodeToString(signer.Address())
 	ts := now.UTC().Format(time.RFC3339Nano)
-	msg := SigningString(req.Method, req.URL.RequestURI(), addr, ts, bodySHA256, req.Header.Get(HeaderPatient))
+	msg := SigningString(req.Method, req.URL.RequestURI(), addr, ts, bodySHA256, req.Header.Get(HeaderPatient), req.Header.Get(HeaderCategory))
 	sig, err := signer.Sign(msg)
 	if err != nil {
 		return fmt.Errorf("sidecar: sign request: %w", err)
@@ -142,7 +146,7 @@ func parseSigned(r *http.Request) (*signedRequest, error) {
 	if sr.signature, err = base64.StdEncoding.DecodeString(sigText); err != nil || len(sr.signature) != ed25519.SignatureSize {
 		return nil, fmt.Errorf("%s must be a base64 %d-byte ed25519 signature", HeaderSignature, ed25519.SignatureSize)
 	}
-	sr.message = SigningString(r.Method, r.URL.RequestURI(), addrHex, tsText, bodyHex, r.Header.Get(HeaderPatient))
+	sr.message = SigningString(r.Method, r.URL.RequestURI(), addrHex, tsText, bodyHex, r.Header.Get(HeaderPatient), r.Header.Get(HeaderCategory))
 	return sr, nil
 }
 

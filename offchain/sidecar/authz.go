@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emrchain/emrchain/offchain/blobstore"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -42,10 +43,10 @@ func chainError(err error) *apiError {
 
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
-// standing explains why perm does not let its grantee act with one of
-// rights at t ("" when it does). It mirrors app.checkPermission, minus the
-// category: a blob is not tied to a category until its record is added.
-func standing(perm *emrv1.Permission, t time.Time, rights ...emrv1.Right) string {
+// standing explains why perm does not let its grantee act on category
+// with one of rights at t ("" when it does). It mirrors
+// app.checkPermission.
+func standing(perm *emrv1.Permission, t time.Time, category string, rights ...emrv1.Right) string {
 	switch {
 	case perm == nil:
 		return "the patient has granted you nothing"
@@ -55,6 +56,8 @@ func standing(perm *emrv1.Permission, t time.Time, rights ...emrv1.Right) string
 		return "your permission starts at " + formatTime(perm.NotBefore.AsTime())
 	case !t.Before(perm.NotAfter.AsTime()):
 		return "your permission expired at " + formatTime(perm.NotAfter.AsTime())
+	case len(perm.Categories) > 0 && !slices.Contains(perm.Categories, category):
+		return fmt.Sprintf("your permission does not cover category %q (it covers %s)", category, strings.Join(perm.Categories, ", "))
 	}
 	for _, r := range rights {
 		if slices.Contains(perm.Rights, r) {
@@ -146,13 +149,15 @@ func (a *authState) permission(ctx context.Context, patientID []byte) (*emrv1.Pe
 }
 
 // authorizePut: the patient's owner, or a member whose permission stands at
-// the latest block time with the write right, may upload ciphertext for the
-// patient. The share right also suffices: sharing re-encrypts a record to a
-// study key, and that ciphertext is uploaded before ShareRecord is
-// committed. The upload comes before AddRecord or ShareRecord, so there is
-// no record to check yet; the category is checked by the chain when the
-// record is added (a blob no record references is swept later).
-func (a *authState) authorizePut(ctx context.Context, patientID []byte) *apiError {
+// the latest block time with the write right for category, may upload
+// ciphertext for that category of the patient. The share right also
+// suffices: sharing re-encrypts a record to a study key, and that
+// ciphertext is uploaded before ShareRecord is committed. The upload comes
+// before AddRecord or ShareRecord, so there is no record to check yet; the
+// blob is filed under the patient and category (blobOwner), and only a
+// record or share of both will serve it (a blob none references is swept
+// later).
+func (a *authState) authorizePut(ctx context.Context, patientID []byte, category string) *apiError {
 	p, err := a.patient(ctx, patientID)
 	if errors.Is(err, ErrNotFound) {
 		return forbidden("patient %x is not enrolled on the chain", patientID)
@@ -167,8 +172,8 @@ func (a *authState) authorizePut(ctx context.Context, patientID []byte) *apiErro
 	if err != nil {
 		return chainError(err)
 	}
-	if why := standing(perm, a.head.Time, emrv1.Right_RIGHT_WRITE, emrv1.Right_RIGHT_SHARE); why != "" {
-		return forbidden("you may not upload for patient %x: %s (block time %s)", patientID, why, formatTime(a.head.Time))
+	if why := standing(perm, a.head.Time, category, emrv1.Right_RIGHT_WRITE, emrv1.Right_RIGHT_SHARE); why != "" {
+		return forbidden("you may not upload %q for patient %x: %s (block time %s)", category, patientID, why, formatTime(a.head.Time))
 	}
 	return nil
 }
@@ -179,45 +184,52 @@ func (a *authState) authorizePut(ctx context.Context, patientID []byte) *apiErro
 // access event for that record is committed, no older than the access
 // window (measured in block time) and whose permission still stands; a
 // share's blob to the owner, the study's principal investigator and the
-// researchers of the study's organization.
-func (a *authState) authorizeGet(ctx context.Context, ref BlobRef, sum [32]byte) *apiError {
-	why, err := a.mayRead(ctx, ref, sum)
+// researchers of the study's organization. It returns the store key the
+// blob is served from: the one uploaded for the record's patient and
+// category (for a share, those of the record it shares).
+func (a *authState) authorizeGet(ctx context.Context, ref BlobRef, sum [32]byte) (blobstore.Key, *apiError) {
+	category, why, err := a.mayRead(ctx, ref, sum)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return forbidden("no committed %s", ref)
+		return blobstore.Key{}, forbidden("no committed %s", ref)
 	case err != nil:
-		return chainError(err)
+		return blobstore.Key{}, chainError(err)
 	case why != "":
-		return forbidden("%s: %s", ref, why)
+		return blobstore.Key{}, forbidden("%s: %s", ref, why)
 	}
-	return nil
+	return BlobKey(ref.PatientID, category, sum), nil
 }
 
 // mayRead explains why the caller may not read blob sum as the ciphertext
-// of ref ("" when it may).
-func (a *authState) mayRead(ctx context.Context, ref BlobRef, sum [32]byte) (string, error) {
+// of ref ("" when it may), and returns the category of ref's record.
+func (a *authState) mayRead(ctx context.Context, ref BlobRef, sum [32]byte) (category, why string, err error) {
 	if ref.Share {
 		sh, err := a.chain.Share(ctx, ref.PatientID, ref.Sequence)
 		if err != nil {
-			return "", err
+			return "", "", err
 		}
 		if !bytes.Equal(sh.SharedSha256, sum[:]) {
-			return fmt.Sprintf("it is blob %x, not %x", sh.SharedSha256, sum), nil
+			return "", fmt.Sprintf("it is blob %x, not %x", sh.SharedSha256, sum), nil
+		}
+		rec, err := a.chain.Record(ctx, sh.PatientId, sh.RecordSequence)
+		if err != nil {
+			return "", "", fmt.Errorf("the record share %d shares: %w", sh.Sequence, err)
 		}
 		why, err := a.mayReadShare(ctx, sh)
 		if why != "" {
 			why = fmt.Sprintf("shared with study %q: %s", sh.StudyId, why)
 		}
-		return why, err
+		return rec.Category, why, err
 	}
 	rec, err := a.chain.Record(ctx, ref.PatientID, ref.Sequence)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	if !bytes.Equal(rec.CiphertextSha256, sum[:]) {
-		return fmt.Sprintf("it is blob %x, not %x", rec.CiphertextSha256, sum), nil
+		return "", fmt.Sprintf("it is blob %x, not %x", rec.CiphertextSha256, sum), nil
 	}
-	return a.mayReadRecord(ctx, rec)
+	why, err = a.mayReadRecord(ctx, rec)
+	return rec.Category, why, err
 }
 
 // mayReadRecord explains why the caller may not read rec's ciphertext now
@@ -249,7 +261,7 @@ func (a *authState) mayReadRecord(ctx context.Context, rec *emrv1.Record) (strin
 	if ev.Purpose == emrv1.Purpose_PURPOSE_RESEARCH {
 		right = emrv1.Right_RIGHT_SHARE
 	}
-	return standing(perm, a.head.Time, right), nil
+	return standing(perm, a.head.Time, rec.Category, right), nil
 }
 
 // mayReadShare explains why the caller may not read a shared blob.

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	abci "github.com/cometbft/cometbft/abci/types"
@@ -27,14 +28,17 @@ var (
 )
 
 // Result code and codespace of app.ErrNotFound, and the event type and
-// attribute (app.EventType, app.BlobAttribute) that name the blob an
-// AddRecord or ShareRecord references. The sidecar does not link the state
-// machine; a test pins these to the app's values.
+// attributes (app.EventType, app.BlobAttribute, app.PatientAttribute,
+// app.CategoryAttribute) that name the blob an AddRecord or ShareRecord
+// references and the patient and category it is filed under. The sidecar
+// does not link the state machine; a test pins these to the app's values.
 const (
-	appCodespace     = "emrchain"
-	appCodeNotFound  = 11
-	appEventType     = "emrchain"
-	appBlobAttribute = "blob"
+	appCodespace         = "emrchain"
+	appCodeNotFound      = 11
+	appEventType         = "emrchain"
+	appBlobAttribute     = "blob"
+	appPatientAttribute  = "patient"
+	appCategoryAttribute = "category"
 )
 
 // QueryPathPrefix is the ABCI query path prefix of the Query service.
@@ -52,8 +56,10 @@ type Head struct {
 type BlockBlobs struct {
 	Height int64
 	Time   time.Time
-	// Sums are the blobs the block's successful transactions reference.
-	Sums [][32]byte
+	// Blobs are the store keys of the blobs the block's successful
+	// transactions reference: each blob's SHA-256 under the patient and
+	// category of its record (BlobKeys).
+	Blobs []blobstore.Key
 }
 
 // ChainView is everything the sidecar asks the chain. Every call reads the
@@ -69,9 +75,9 @@ type ChainView interface {
 	Share(ctx context.Context, patientID []byte, sequence uint64) (*emrv1.Share, error)
 	// BlockBlobs lists committed blocks from height from on, oldest first
 	// and at most max of them (fewer when the chain is shorter): each
-	// block's time and the SHA-256 of every blob its successful
-	// transactions reference (AddRecord, ShareRecord: the event attribute
-	// app.BlobAttribute). The sweep builds its reference index from it.
+	// block's time and the key of every blob its successful transactions
+	// reference (AddRecord, ShareRecord; BlobKeys reads them from the
+	// transactions' results). The sweep builds its reference index from it.
 	BlockBlobs(ctx context.Context, from int64, max int) ([]BlockBlobs, error)
 	LastAccess(ctx context.Context, patientID []byte, sequence uint64, accessor []byte) (*emrv1.AccessEvent, error)
 	Study(ctx context.Context, id string) (*emrv1.Study, error)
@@ -187,7 +193,7 @@ func nodeBlockBlobs(ctx context.Context, c NodeClient, from int64, max int) ([]B
 			if len(res.TxResults) != m.NumTxs {
 				return nil, fmt.Errorf("block blobs: block %d has %d transactions but %d results", want, m.NumTxs, len(res.TxResults))
 			}
-			if b.Sums, err = blobSums(res.TxResults); err != nil {
+			if b.Blobs, err = BlobKeys(res.TxResults); err != nil {
 				return nil, fmt.Errorf("block blobs: block %d: %w", want, err)
 			}
 		}
@@ -213,9 +219,14 @@ func blockResults(ctx context.Context, c rpcclient.SignClient, h, last int64) (*
 	}
 }
 
-// blobSums are the blobs named by the successful transactions of results.
-func blobSums(results []*abci.ExecTxResult) ([][32]byte, error) {
-	var sums [][32]byte
+// BlobKeys are the store keys of the blobs named by the successful
+// transactions of a block's results: each event of type app.EventType that
+// names a blob (app.BlobAttribute) also names the patient
+// (app.PatientAttribute) and the data category (app.CategoryAttribute) the
+// blob is filed under. An event that names a blob without exactly one
+// patient and one category is an error: the index must not guess.
+func BlobKeys(results []*abci.ExecTxResult) ([]blobstore.Key, error) {
+	var keys []blobstore.Key
 	for i, r := range results {
 		if r == nil || r.Code != 0 {
 			continue
@@ -224,19 +235,41 @@ func blobSums(results []*abci.ExecTxResult) ([][32]byte, error) {
 			if ev.Type != appEventType {
 				continue
 			}
+			var sums, patients, categories []string
 			for _, a := range ev.Attributes {
-				if a.Key != appBlobAttribute {
-					continue
+				switch a.Key {
+				case appBlobAttribute:
+					sums = append(sums, a.Value)
+				case appPatientAttribute:
+					patients = append(patients, a.Value)
+				case appCategoryAttribute:
+					categories = append(categories, a.Value)
 				}
-				sum, err := blobstore.ParseSum(a.Value)
+			}
+			if len(sums) == 0 {
+				continue
+			}
+			slices.Sort(patients)
+			slices.Sort(categories)
+			patients, categories = slices.Compact(patients), slices.Compact(categories)
+			if len(patients) != 1 || len(categories) != 1 {
+				return nil, fmt.Errorf("transaction %d: an %s event names blob %v with patients %q and categories %q: want one of each",
+					i, appEventType, sums, patients, categories)
+			}
+			patientID, err := hex.DecodeString(patients[0])
+			if err != nil || len(patientID) != patientIDSize {
+				return nil, fmt.Errorf("transaction %d: event attribute %s.%s %q is not a patient id", i, appEventType, appPatientAttribute, patients[0])
+			}
+			for _, v := range sums {
+				sum, err := blobstore.ParseSum(v)
 				if err != nil {
 					return nil, fmt.Errorf("transaction %d: event attribute %s.%s: %w", i, appEventType, appBlobAttribute, err)
 				}
-				sums = append(sums, sum)
+				keys = append(keys, BlobKey(patientID, categories[0], sum))
 			}
 		}
 	}
-	return sums, nil
+	return keys, nil
 }
 
 // abciQuery runs one Query method over ABCI at the latest committed height.

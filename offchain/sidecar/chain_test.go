@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -15,6 +16,8 @@ import (
 	abci "github.com/cometbft/cometbft/abci/types"
 	ctypes "github.com/cometbft/cometbft/rpc/core/types"
 	"github.com/cometbft/cometbft/types"
+
+	"github.com/emrchain/emrchain/offchain/blobstore"
 )
 
 // fakeNode answers BlockchainInfo and BlockResults like CometBFT: metas
@@ -54,8 +57,16 @@ func (n *fakeNode) BlockResults(_ context.Context, h *int64) (*ctypes.ResultBloc
 	return &ctypes.ResultBlockResults{Height: *h, TxResults: n.results[*h]}, nil
 }
 
-func blobTx(code uint32, evType string, sums ...string) *abci.ExecTxResult {
+// blobTx is the result of a transaction whose event names patient,
+// category (each left out when empty) and the blobs sums.
+func blobTx(code uint32, evType string, patient []byte, category string, sums ...string) *abci.ExecTxResult {
 	ev := abci.Event{Type: evType, Attributes: []abci.EventAttribute{{Key: "action", Value: "AddRecord", Index: true}}}
+	if patient != nil {
+		ev.Attributes = append(ev.Attributes, abci.EventAttribute{Key: appPatientAttribute, Value: hex.EncodeToString(patient), Index: true})
+	}
+	if category != "" {
+		ev.Attributes = append(ev.Attributes, abci.EventAttribute{Key: appCategoryAttribute, Value: category})
+	}
 	for _, s := range sums {
 		ev.Attributes = append(ev.Attributes, abci.EventAttribute{Key: appBlobAttribute, Value: s})
 	}
@@ -64,19 +75,23 @@ func blobTx(code uint32, evType string, sums ...string) *abci.ExecTxResult {
 
 // TestNodeBlockBlobs: blocks come oldest first with their times; only
 // blocks with transactions are asked for results; only successful
-// transactions' emrchain.blob attributes count; a malformed one, a pruned
-// block or results the node cannot give are errors.
+// transactions' emrchain.blob attributes count, each under the patient and
+// category its event names; a malformed blob, a blob without exactly one
+// patient and one category, a pruned block or results the node cannot give
+// are errors.
 func TestNodeBlockBlobs(t *testing.T) {
 	ctx := context.Background()
 	a, b, c := sha256.Sum256([]byte("a")), sha256.Sum256([]byte("b")), sha256.Sum256([]byte("c"))
+	pa, pb := bytes.Repeat([]byte{0xa}, patientIDSize), bytes.Repeat([]byte{0xb}, patientIDSize)
 	hx := func(s [32]byte) string { return hex.EncodeToString(s[:]) }
 	n := &fakeNode{
 		numTxs: map[int64]int{3: 2, 5: 3},
 		results: map[int64][]*abci.ExecTxResult{
-			3: {blobTx(0, appEventType, hx(a)), blobTx(0, appEventType)},
-			5: {blobTx(0, appEventType, hx(b)), blobTx(7, appEventType, hx(c)), blobTx(0, "other", hx(c))},
+			3: {blobTx(0, appEventType, pa, "lab", hx(a)), blobTx(0, appEventType, pa, "")},
+			5: {blobTx(0, appEventType, pb, "imaging", hx(b)), blobTx(7, appEventType, pb, "lab", hx(c)), blobTx(0, "other", pb, "lab", hx(c))},
 		},
 	}
+	ka, kb := BlobKey(pa, "lab", a), BlobKey(pb, "imaging", b)
 	got, err := nodeBlockBlobs(ctx, n, 2, 100)
 	if err != nil {
 		t.Fatal(err)
@@ -84,12 +99,12 @@ func TestNodeBlockBlobs(t *testing.T) {
 	if len(got) != 20 || got[0].Height != 2 || got[19].Height != 21 || !got[0].Time.Equal(time.Unix(2, 0)) {
 		t.Fatalf("blocks %d-%d (%d), want 2-21", got[0].Height, got[len(got)-1].Height, len(got))
 	}
-	if !slices.Equal(got[1].Sums, [][32]byte{a}) || !slices.Equal(got[3].Sums, [][32]byte{b}) {
-		t.Fatalf("sums of block 3: %x, of block 5: %x", got[1].Sums, got[3].Sums)
+	if !slices.Equal(got[1].Blobs, []blobstore.Key{ka}) || !slices.Equal(got[3].Blobs, []blobstore.Key{kb}) {
+		t.Fatalf("blobs of block 3: %v, of block 5: %v", got[1].Blobs, got[3].Blobs)
 	}
 	for _, blk := range got {
-		if blk.Height != 3 && blk.Height != 5 && len(blk.Sums) > 0 {
-			t.Fatalf("block %d has sums %x", blk.Height, blk.Sums)
+		if blk.Height != 3 && blk.Height != 5 && len(blk.Blobs) > 0 {
+			t.Fatalf("block %d has blobs %v", blk.Height, blk.Blobs)
 		}
 	}
 	if !slices.Equal(n.asked, []int64{3, 5}) {
@@ -100,10 +115,19 @@ func TestNodeBlockBlobs(t *testing.T) {
 		mod  func(*fakeNode)
 		want string
 	}{
-		"malformed": {func(n *fakeNode) { n.results[3][0] = blobTx(0, appEventType, "xyz") }, "emrchain.blob"},
-		"pruned":    {func(n *fakeNode) { n.base = 4 }, "did not return block 2"},
-		"results":   {func(n *fakeNode) { n.resultsErr = errors.New("discarded") }, "block_results 3"},
-		"count":     {func(n *fakeNode) { n.numTxs[5] = 4 }, "4 transactions but 3 results"},
+		"malformed":   {func(n *fakeNode) { n.results[3][0] = blobTx(0, appEventType, pa, "lab", "xyz") }, "emrchain.blob"},
+		"no patient":  {func(n *fakeNode) { n.results[3][0] = blobTx(0, appEventType, nil, "lab", hx(a)) }, "want one of each"},
+		"no category": {func(n *fakeNode) { n.results[3][0] = blobTx(0, appEventType, pa, "", hx(a)) }, "want one of each"},
+		"bad patient": {func(n *fakeNode) { n.results[3][0] = blobTx(0, appEventType, []byte{1}, "lab", hx(a)) }, "not a patient id"},
+		"two patients": {func(n *fakeNode) {
+			n.results[3][0] = twoOf(blobTx(0, appEventType, pa, "lab", hx(a)), appPatientAttribute, hex.EncodeToString(pb))
+		}, "want one of each"},
+		"two categories": {func(n *fakeNode) {
+			n.results[3][0] = twoOf(blobTx(0, appEventType, pa, "lab", hx(a)), appCategoryAttribute, "imaging")
+		}, "want one of each"},
+		"pruned":  {func(n *fakeNode) { n.base = 4 }, "did not return block 2"},
+		"results": {func(n *fakeNode) { n.resultsErr = errors.New("discarded") }, "block_results 3"},
+		"count":   {func(n *fakeNode) { n.numTxs[5] = 4 }, "4 transactions but 3 results"},
 	} {
 		// Each case spoils a copy of n.
 		bad := &fakeNode{base: n.base, numTxs: maps.Clone(n.numTxs), results: map[int64][]*abci.ExecTxResult{3: slices.Clone(n.results[3]), 5: n.results[5]}}
@@ -114,7 +138,7 @@ func TestNodeBlockBlobs(t *testing.T) {
 	}
 	// The latest block's results are not stored yet: asked again.
 	n.last, n.lagging, n.asked = 5, 2, nil
-	if got, err := nodeBlockBlobs(ctx, n, 3, 3); err != nil || len(got) != 3 || !slices.Equal(got[2].Sums, [][32]byte{b}) {
+	if got, err := nodeBlockBlobs(ctx, n, 3, 3); err != nil || len(got) != 3 || !slices.Equal(got[2].Blobs, []blobstore.Key{kb}) {
 		t.Fatalf("latest block's results lagging: %+v %v", got, err)
 	}
 	if !slices.Equal(n.asked, []int64{3, 5, 5, 5}) {
@@ -124,4 +148,10 @@ func TestNodeBlockBlobs(t *testing.T) {
 	if _, err := nodeBlockBlobs(ctx, n, 2, 10); !errors.Is(err, ErrChainUnavailable) {
 		t.Fatalf("BlockResults failing: %v, want ErrChainUnavailable", err)
 	}
+}
+
+// twoOf adds a second attribute key = value to the event of r.
+func twoOf(r *abci.ExecTxResult, key, value string) *abci.ExecTxResult {
+	r.Events[0].Attributes = append(r.Events[0].Attributes, abci.EventAttribute{Key: key, Value: value})
+	return r
 }

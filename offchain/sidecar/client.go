@@ -51,9 +51,12 @@ func NewClient(baseURL string, signer Signer, httpClient *http.Client) *Client {
 	return &Client{base: strings.TrimRight(baseURL, "/"), signer: signer, http: httpClient}
 }
 
-// Put uploads size bytes of ciphertext from r for patientID under sum. The
-// sidecar hashes the body and refuses it (400) if it does not match.
-func (c *Client) Put(ctx context.Context, patientID []byte, sum [32]byte, r io.Reader, size int64) (*PutResult, error) {
+// Put uploads size bytes of ciphertext from r under sum, for category of
+// patientID: the category of the record it will be added as, or of the
+// record it shares. Only a record or share of that patient and category
+// will serve it. The sidecar hashes the body and refuses it (400) if it
+// does not match.
+func (c *Client) Put(ctx context.Context, patientID []byte, category string, sum [32]byte, r io.Reader, size int64) (*PutResult, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.base+"/v1/blobs/"+hex.EncodeToString(sum[:]), io.NopCloser(r))
 	if err != nil {
 		return nil, err
@@ -65,6 +68,7 @@ func (c *Client) Put(ctx context.Context, patientID []byte, sum [32]byte, r io.R
 	req.Header.Set("Content-Type", "application/octet-stream")
 	req.Header.Set("Expect", "100-continue")
 	req.Header.Set(HeaderPatient, hex.EncodeToString(patientID))
+	req.Header.Set(HeaderCategory, category)
 	if err := SignRequest(req, c.signer, hex.EncodeToString(sum[:])); err != nil {
 		return nil, err
 	}

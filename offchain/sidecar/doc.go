@@ -6,11 +6,12 @@
 // # API
 //
 //	PUT /v1/blobs            (or PUT /v1/blobs/{sha256})
-//	    X-Emr-Patient: <patient id hex>   X-Emr-Body-SHA256: <sum hex>
-//	    Content-Length: <size>            body: the ciphertext
+//	    X-Emr-Patient: <patient id hex>   X-Emr-Category: <data category>
+//	    X-Emr-Body-SHA256: <sum hex>      Content-Length: <size>
+//	    body: the ciphertext
 //	  201 {"sha256","size","created":true}, or 200 with created=false if the
 //	  blob was already stored (idempotent). 400 hash_mismatch / size_mismatch
-//	  (nothing is stored), 403 (not allowed for this patient), 411 (no
+//	  (nothing is stored), 403 (not allowed for this patient or category), 411 (no
 //	  Content-Length), 413 (above the chain's params.max_blob_bytes).
 //	GET /v1/blobs/{sha256}?record=<patient id hex>/<seq>
 //	GET /v1/blobs/{sha256}?share=<patient id hex>/<seq>
@@ -32,8 +33,8 @@
 // Each request is signed with the member's ed25519 signing key (verified
 // with CometBFT's crypto/ed25519, like every signature in emrchain) over
 // SigningString: a domain tag, the method, the request URI, and the
-// X-Emr-Address, X-Emr-Timestamp, X-Emr-Body-SHA256 and X-Emr-Patient
-// headers. The sidecar looks the address up on chain (Member) and verifies
+// X-Emr-Address, X-Emr-Timestamp, X-Emr-Body-SHA256, X-Emr-Patient and
+// X-Emr-Category headers. The sidecar looks the address up on chain (Member) and verifies
 // with the registered key. A timestamp further than MaxClockSkew (60 s) from
 // the sidecar's clock is refused (401), and so is a request seen before
 // within that window (401: a bounded replay cache keyed by the hash of
@@ -45,17 +46,22 @@
 // # Authorization (asked of the chain on every request; nothing cached)
 //
 // PUT: the patient's owner, or a member whose permission for the patient
-// stands at the latest block time (not revoked, not_before <= t < not_after)
-// with the write right (or the share right, for ciphertext re-encrypted to a
-// study). The upload precedes AddRecord, so there is no record to check.
+// stands at the latest block time (not revoked, not_before <= t < not_after,
+// covering the category) with the write right (or the share right, for
+// ciphertext re-encrypted to a study). The upload precedes AddRecord, so
+// there is no record to check: the blob is filed under the patient and
+// category it was uploaded for (owner.go), and only a record or share of
+// both serves it.
 //
 // GET: the named record (Record) or share (Share) must exist and have
 // exactly this blob, or the answer is 403 — the chain keeps no index from a
-// hash to what references it (see BlobRef). Served to the owner of the
+// hash to what references it (see BlobRef) — and the blob is read from
+// those uploaded for the record's patient and category (a share's: those of
+// the record it shares), or the answer is 404. Served to the owner of the
 // record's patient; to a member whose last access event (LastAccess) for the
 // record is committed and at most AccessWindow (10 min) old in
-// block time, and whose permission still stands (so revocation ends the
-// window early); for shared blobs, to the study's principal investigator and
+// block time, and whose permission still stands and covers the record's
+// category (so revocation or a narrower grant ends the window early); for shared blobs, to the study's principal investigator and
 // active researchers of the study's organization. Everything else is 403.
 //
 // # Trust
@@ -73,10 +79,11 @@
 // deletion logged and counted.
 //
 // The chain keeps no index from a blob's hash to what references it, so the
-// sidecar keeps its own reference index: the SHA-256 of every blob named by
-// a successful transaction of a committed block (the unindexed event
-// attribute emrchain.blob of AddRecord and ShareRecord, read from block
-// results; ChainView.BlockBlobs), with the height and block time it is
+// sidecar keeps its own reference index: the key (patient and category
+// digest, and SHA-256) of every blob named by a successful transaction of a
+// committed block (the event attributes emrchain.blob, emrchain.patient and
+// emrchain.category of AddRecord and ShareRecord, read from block results;
+// ChainView.BlockBlobs, BlobKeys), with the height and block time it is
 // complete through. It lives in a pebble database under
 // Options.RefIndexDir, or in memory (read again from height 1 at each
 // start); each page of blocks is one synced batch with the new cursor, so

@@ -130,8 +130,9 @@ func (f *fakeChain) Share(_ context.Context, id []byte, seq uint64) (*emrv1.Shar
 	return nil, fmt.Errorf("%w: share", ErrNotFound)
 }
 
-// BlockBlobs lists the heights from..head (at most max) with the sums of
-// the records and shares added at each.
+// BlockBlobs lists the heights from..head (at most max) with the keys of
+// the blobs of the records and shares added at each (a share's under the
+// category of the record it shares).
 func (f *fakeChain) BlockBlobs(_ context.Context, from int64, max int) ([]BlockBlobs, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -148,12 +149,17 @@ func (f *fakeChain) BlockBlobs(_ context.Context, from int64, max int) ([]BlockB
 		b := BlockBlobs{Height: h, Time: f.times[h]}
 		for _, r := range f.records {
 			if r.Height == h {
-				b.Sums = append(b.Sums, [32]byte(r.CiphertextSha256))
+				b.Blobs = append(b.Blobs, BlobKey(r.PatientId, r.Category, [32]byte(r.CiphertextSha256)))
 			}
 		}
 		for _, s := range f.shares {
-			if s.Height == h {
-				b.Sums = append(b.Sums, [32]byte(s.SharedSha256))
+			if s.Height != h {
+				continue
+			}
+			for _, r := range f.records {
+				if bytes.Equal(r.PatientId, s.PatientId) && r.Sequence == s.RecordSequence {
+					b.Blobs = append(b.Blobs, BlobKey(s.PatientId, r.Category, [32]byte(s.SharedSha256)))
+				}
 			}
 		}
 		out = append(out, b)
@@ -236,20 +242,40 @@ func (f *fakeChain) revoke(p *emrv1.Permission) {
 	p.RevokedHeight = f.head.Height
 }
 
+// testCategory is the data category of the fake chain's records unless a
+// test says otherwise.
+const testCategory = "lab-results"
+
 func (f *fakeChain) addRecord(id []byte, sum [32]byte, uploader *actor) *emrv1.Record {
+	return f.addRecordIn(id, testCategory, sum, uploader)
+}
+
+func (f *fakeChain) addRecordIn(id []byte, category string, sum [32]byte, uploader *actor) *emrv1.Record {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	r := &emrv1.Record{PatientId: id, Sequence: uint64(len(f.records) + 1), CiphertextSha256: sum[:], Uploader: uploader.Address(),
+	r := &emrv1.Record{PatientId: id, Sequence: f.nextRecord(id), Category: category, CiphertextSha256: sum[:], Uploader: uploader.Address(),
 		Time: timestamppb.New(f.head.Time), Height: f.head.Height}
 	f.records = append(f.records, r)
 	return r
 }
 
-func (f *fakeChain) addShare(id []byte, sum [32]byte, sharer *actor) *emrv1.Share {
+// nextRecord is the sequence the next record of patient id gets.
+func (f *fakeChain) nextRecord(id []byte) uint64 {
+	n := uint64(1)
+	for _, r := range f.records {
+		if bytes.Equal(r.PatientId, id) {
+			n++
+		}
+	}
+	return n
+}
+
+// addShare shares rec with study: sum is the re-encrypted ciphertext.
+func (f *fakeChain) addShare(rec *emrv1.Record, study string, sum [32]byte, sharer *actor) *emrv1.Share {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	s := &emrv1.Share{PatientId: id, Sequence: uint64(len(f.shares) + 1), SharedSha256: sum[:], Sharer: sharer.Address(),
-		Time: timestamppb.New(f.head.Time), Height: f.head.Height}
+	s := &emrv1.Share{PatientId: rec.PatientId, Sequence: uint64(len(f.shares) + 1), RecordSequence: rec.Sequence, StudyId: study,
+		SharedSha256: sum[:], Sharer: sharer.Address(), Time: timestamppb.New(f.head.Time), Height: f.head.Height}
 	f.shares = append(f.shares, s)
 	return s
 }

@@ -35,17 +35,20 @@ const peerTimeout = 5 * time.Minute
 
 var errNoPeerHasIt = errors.New("no peer sidecar has the blob")
 
-// fetchFromPeers copies blob sum from the first peer that serves it to the
-// member whose request r is, into the local store.
-func (s *Server) fetchFromPeers(ctx context.Context, r *http.Request, sum blobstore.Sum) error {
+// fetchFromPeers copies blob key from the first peer that serves it to the
+// member whose request r is, into the local store. The peer authorizes the
+// member and files blobs by the same rules, so what it serves for the
+// record or share r names is the blob uploaded for that record's patient
+// and category, which key names.
+func (s *Server) fetchFromPeers(ctx context.Context, r *http.Request, key blobstore.Key) error {
 	if len(s.opts.Peers) == 0 || r.Header.Get(HeaderForwarded) != "" {
 		return errNoPeerHasIt
 	}
 	var reasons []string
 	for _, peer := range s.opts.Peers {
-		err := s.fetchFromPeer(ctx, peer, r, sum)
+		err := s.fetchFromPeer(ctx, peer, r, key)
 		if err == nil {
-			s.log.Info("blob replicated from a peer sidecar", "sha256", sum.String(), "peer", peer)
+			s.log.Info("blob replicated from a peer sidecar", "sha256", key.Sum.String(), "key", key.String(), "peer", peer)
 			return nil
 		}
 		reasons = append(reasons, fmt.Sprintf("%s: %v", peer, err))
@@ -56,7 +59,7 @@ func (s *Server) fetchFromPeers(ctx context.Context, r *http.Request, sum blobst
 // The forward asks for exactly what the member asked (r.URL.RequestURI():
 // the blob and the record or share it names), which the member's signature
 // covers.
-func (s *Server) fetchFromPeer(ctx context.Context, peer string, r *http.Request, sum blobstore.Sum) error {
+func (s *Server) fetchFromPeer(ctx context.Context, peer string, r *http.Request, key blobstore.Key) error {
 	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(peer, "/")+r.URL.RequestURI(), nil)
@@ -79,5 +82,5 @@ func (s *Server) fetchFromPeer(ctx context.Context, peer string, r *http.Request
 		return errors.New("no Content-Length")
 	}
 	// Put hashes while it writes and keeps nothing that does not match.
-	return s.store.Put(ctx, sum, resp.Body, resp.ContentLength)
+	return s.store.Put(ctx, key, resp.Body, resp.ContentLength)
 }

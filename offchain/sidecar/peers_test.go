@@ -52,7 +52,7 @@ func TestReadThroughPeers(t *testing.T) {
 	// the member on its own view of the chain first), and keeps nothing.
 	_, err := viaB(e.reader)
 	wantStatus(t, err, 403, "no committed access event")
-	if _, err := bStore.Stat(context.Background(), blobstore.Sum(sum)); err == nil {
+	if _, err := bStore.Stat(context.Background(), e.key(sum)); err == nil {
 		t.Fatal("B kept a blob the member may not read")
 	}
 
@@ -61,7 +61,7 @@ func TestReadThroughPeers(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("read through B: %v", err)
 	}
-	if _, err := bStore.Stat(context.Background(), blobstore.Sum(sum)); err != nil {
+	if _, err := bStore.Stat(context.Background(), e.key(sum)); err != nil {
 		t.Fatalf("B did not keep the replicated blob: %v", err)
 	}
 
@@ -79,7 +79,7 @@ func TestReadThroughPeers(t *testing.T) {
 	var buf bytes.Buffer
 	_, err = NewClient(c.URL, e.reader, nil).Get(context.Background(), RecordRef(rec2.PatientId, rec2.Sequence), otherSum, &buf, nil)
 	wantStatus(t, err, 404, "no peer sidecar has the blob")
-	if _, err := cStore.Stat(context.Background(), blobstore.Sum(otherSum)); err == nil {
+	if _, err := cStore.Stat(context.Background(), e.key(otherSum)); err == nil {
 		t.Fatal("a forged blob was stored")
 	}
 

@@ -10,18 +10,21 @@ import (
 	"time"
 
 	dbm "github.com/cosmos/cosmos-db"
+
+	"github.com/emrchain/emrchain/offchain/blobstore"
 )
 
-// refIndex is the sweep's reference index: the SHA-256 of every blob that
-// the successful transactions of a committed block referenced
-// (ChainView.BlockBlobs), complete from height 1 through its cursor. The
+// refIndex is the sweep's reference index: the store key (owner and
+// SHA-256, owner.go) of every blob that the successful transactions of a
+// committed block referenced (ChainView.BlockBlobs), complete from height 1
+// through its cursor. The
 // chain keeps no index by hash (docs/decisions.md), so the sidecar keeps its
 // own, read from block results.
 //
 // It lives in a cosmos-db database: pebble in a directory, which only
 // spares re-reading the chain at each start, or in memory. Each page of
-// blocks is written as one synced batch holding the page's sums and the new
-// cursor, so the cursor is never ahead of the sums it vouches for.
+// blocks is written as one synced batch holding the page's keys and the new
+// cursor, so the cursor is never ahead of the keys it vouches for.
 type refIndex struct {
 	catchUpMu sync.Mutex // one catch-up at a time
 
@@ -40,14 +43,19 @@ type refCursor struct {
 
 // Keys of the reference index: the cursor, and one key per blob.
 var (
-	refCursorKey = []byte{0x00}
-	refSumPrefix = byte(0x01)
+	refCursorKey  = []byte{0x00}
+	refBlobPrefix = byte(0x02)
 )
 
-func refSumKey(sum [32]byte) []byte { return append([]byte{refSumPrefix}, sum[:]...) }
+func refBlobKey(key blobstore.Key) []byte {
+	b := append([]byte{refBlobPrefix}, key.Owner[:]...)
+	return append(b, key.Sum[:]...)
+}
 
-// refIndexName is the database's name in its directory (<dir>/refs.db).
-const refIndexName = "refs"
+// refIndexName is the database's name in its directory
+// (<dir>/blob-refs.db). An index of an earlier sidecar, which kept bare
+// sums (<dir>/refs.db), is not read: this one is built anew from the chain.
+const refIndexName = "blob-refs"
 
 // Catch-up: blocks asked per BlockBlobs call (CometBFT's BlockchainInfo
 // returns at most 20), and when a long catch-up logs its progress.
@@ -113,14 +121,14 @@ func (x *refIndex) cursor() (refCursor, error) {
 	return x.cur, nil
 }
 
-// has reports whether a block the index has read referenced sum.
-func (x *refIndex) has(sum [32]byte) (bool, error) {
+// has reports whether a block the index has read referenced the blob key.
+func (x *refIndex) has(key blobstore.Key) (bool, error) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.db == nil {
 		return false, errRefIndexClosed
 	}
-	return x.db.Has(refSumKey(sum))
+	return x.db.Has(refBlobKey(key))
 }
 
 // close closes the database; later calls fail. It may be called again.
@@ -201,7 +209,7 @@ func (x *refIndex) catchUp(ctx context.Context, chain ChainView, log Logger) (re
 }
 
 // add writes blocks, which must directly follow cur, as one synced batch:
-// their sums and the new cursor.
+// their blob keys and the new cursor.
 func (x *refIndex) add(cur refCursor, blocks []BlockBlobs) (refCursor, error) {
 	for i, b := range blocks {
 		if want := cur.Height + 1 + int64(i); b.Height != want {
@@ -218,8 +226,8 @@ func (x *refIndex) add(cur refCursor, blocks []BlockBlobs) (refCursor, error) {
 	batch := x.db.NewBatch()
 	defer batch.Close()
 	for _, b := range blocks {
-		for _, sum := range b.Sums {
-			if err := batch.Set(refSumKey(sum), []byte{1}); err != nil {
+		for _, key := range b.Blobs {
+			if err := batch.Set(refBlobKey(key), []byte{1}); err != nil {
 				return cur, fmt.Errorf("reference index: %w", err)
 			}
 		}

@@ -102,7 +102,7 @@ type Server struct {
 	listener net.Listener
 	stop     chan struct{}
 	wg       sync.WaitGroup
-	cursor   blobstore.Sum // where the next sweep pass starts
+	cursor   blobstore.Key // where the next sweep pass starts
 }
 
 // New builds a Server.
@@ -349,6 +349,12 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errf(http.StatusBadRequest, "bad_request", "%s must be the patient id, %d hex characters", HeaderPatient, 2*patientIDSize))
 		return
 	}
+	category := r.Header.Get(HeaderCategory)
+	if err := checkCategory(category); err != nil {
+		writeError(w, errf(http.StatusBadRequest, "bad_request", "%s must be the data category the blob is uploaded for: %v", HeaderCategory, err))
+		return
+	}
+	key := BlobKey(patientID, category, sum)
 	size := r.ContentLength
 	if size < 0 {
 		writeError(w, errf(http.StatusLengthRequired, "length_required", "Content-Length is required"))
@@ -370,14 +376,14 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 			"blob is %d bytes; the chain's limit (params.max_blob_bytes) is %d", size, params.MaxBlobBytes))
 		return
 	}
-	if aerr := newAuthState(s.chain, caller, head, s.opts.AccessWindow).authorizePut(ctx, patientID); aerr != nil {
+	if aerr := newAuthState(s.chain, caller, head, s.opts.AccessWindow).authorizePut(ctx, patientID, category); aerr != nil {
 		writeError(w, aerr)
 		return
 	}
-	_, statErr := s.store.Stat(ctx, sum)
+	_, statErr := s.store.Stat(ctx, key)
 	existed := statErr == nil
 	body := &countingReader{r: http.MaxBytesReader(w, r.Body, size), c: s.metrics.bytesIn}
-	if err := s.store.Put(ctx, sum, body, size); err != nil {
+	if err := s.store.Put(ctx, key, body, size); err != nil {
 		switch {
 		case errors.Is(err, blobstore.ErrHashMismatch):
 			writeError(w, errf(http.StatusBadRequest, "hash_mismatch", "the body does not hash to %s: nothing was stored (%v)", sum, err))
@@ -386,13 +392,13 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 		case ctx.Err() != nil:
 			writeError(w, errf(http.StatusBadRequest, "aborted", "upload aborted: %v", ctx.Err()))
 		default:
-			s.log.Error("blob store failed", "sha256", sum.String(), "err", err)
+			s.log.Error("blob store failed", "sha256", sum.String(), "key", key.String(), "err", err)
 			writeError(w, errf(http.StatusInternalServerError, "store_error", "storing the blob failed"))
 		}
 		return
 	}
 	s.log.Info("blob stored", "sha256", sum.String(), "size", size, "uploader", hex.EncodeToString(caller.Address),
-		"patient", hex.EncodeToString(patientID), "created", !existed)
+		"patient", hex.EncodeToString(patientID), "category", category, "key", key.String(), "created", !existed)
 	status := http.StatusCreated
 	if existed {
 		status = http.StatusOK
@@ -426,20 +432,21 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		writeError(w, chainError(err))
 		return
 	}
-	if aerr := newAuthState(s.chain, caller, head, s.opts.AccessWindow).authorizeGet(ctx, ref, sum); aerr != nil {
+	key, aerr := newAuthState(s.chain, caller, head, s.opts.AccessWindow).authorizeGet(ctx, ref, sum)
+	if aerr != nil {
 		writeError(w, aerr)
 		return
 	}
-	info, err := s.store.Stat(ctx, sum)
+	info, err := s.store.Stat(ctx, key)
 	if errors.Is(err, blobstore.ErrNotFound) {
-		if perr := s.fetchFromPeers(ctx, r, sum); perr != nil {
-			writeError(w, errf(http.StatusNotFound, "not_found", "blob %s is referenced on chain but not stored on this sidecar: %v", sum, perr))
+		if perr := s.fetchFromPeers(ctx, r, key); perr != nil {
+			writeError(w, errf(http.StatusNotFound, "not_found", "blob %s of %s is not stored on this sidecar for that record's patient and category: %v", sum, ref, perr))
 			return
 		}
-		info, err = s.store.Stat(ctx, sum)
+		info, err = s.store.Stat(ctx, key)
 	}
 	if err != nil {
-		s.log.Error("blob stat failed", "sha256", sum.String(), "err", err)
+		s.log.Error("blob stat failed", "sha256", sum.String(), "key", key.String(), "err", err)
 		writeError(w, errf(http.StatusInternalServerError, "store_error", "reading the blob failed"))
 		return
 	}
@@ -449,7 +456,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errf(http.StatusRequestedRangeNotSatisfiable, "range_not_satisfiable", "%v", rerr))
 		return
 	}
-	rc, size, err := s.store.Get(ctx, sum, start, length)
+	rc, size, err := s.store.Get(ctx, key, start, length)
 	if err != nil {
 		if errors.Is(err, blobstore.ErrNotFound) {
 			writeError(w, errf(http.StatusNotFound, "not_found", "blob %s is not stored on this sidecar", sum))

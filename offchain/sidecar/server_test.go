@@ -84,8 +84,15 @@ func wantStatus(t *testing.T, err error, status int, reasonPart string) {
 }
 
 func (e *env) put(a *actor, data []byte) (*PutResult, error) {
-	return e.client(a).Put(context.Background(), e.pid, sha256.Sum256(data), bytes.NewReader(data), int64(len(data)))
+	return e.putIn(a, testCategory, data)
 }
+
+func (e *env) putIn(a *actor, category string, data []byte) (*PutResult, error) {
+	return e.client(a).Put(context.Background(), e.pid, category, sha256.Sum256(data), bytes.NewReader(data), int64(len(data)))
+}
+
+// key is the store key of data uploaded for e's patient in testCategory.
+func (e *env) key(sum [32]byte) blobstore.Key { return BlobKey(e.pid, testCategory, sum) }
 
 func (e *env) get(a *actor, ref BlobRef, sum [32]byte, rng *Range) ([]byte, error) {
 	var buf bytes.Buffer
@@ -128,7 +135,7 @@ func TestPutAuthorization(t *testing.T) {
 	// Unknown patient.
 	c := e.client(e.patient)
 	d := []byte("x")
-	_, err = c.Put(context.Background(), bytes.Repeat([]byte{1}, 32), sha256.Sum256(d), bytes.NewReader(d), 1)
+	_, err = c.Put(context.Background(), bytes.Repeat([]byte{1}, 32), testCategory, sha256.Sum256(d), bytes.NewReader(d), 1)
 	wantStatus(t, err, 403, "not enrolled")
 
 	// Suspended members are refused even for their own patient.
@@ -145,14 +152,14 @@ func TestPutValidation(t *testing.T) {
 	// A body that does not hash to the claimed sum: 400, nothing stored.
 	data := []byte("the real ciphertext")
 	claimed := sha256.Sum256([]byte("something else"))
-	_, err := c.Put(ctx, e.pid, claimed, bytes.NewReader(data), int64(len(data)))
+	_, err := c.Put(ctx, e.pid, testCategory, claimed, bytes.NewReader(data), int64(len(data)))
 	wantStatus(t, err, 400, "does not hash")
-	if _, err := e.store.Stat(ctx, claimed); !errors.Is(err, blobstore.ErrNotFound) {
+	if _, err := e.store.Stat(ctx, e.key(claimed)); !errors.Is(err, blobstore.ErrNotFound) {
 		t.Fatalf("a mismatching body was stored: %v", err)
 	}
 	// Too large for the chain's params: 413, before the body is read.
 	big := make([]byte, e.chain.params.MaxBlobBytes+1)
-	_, err = c.Put(ctx, e.pid, sha256.Sum256(big), bytes.NewReader(big), int64(len(big)))
+	_, err = c.Put(ctx, e.pid, testCategory, sha256.Sum256(big), bytes.NewReader(big), int64(len(big)))
 	wantStatus(t, err, 413, "max_blob_bytes")
 
 	// Path sum and header sum disagree.
@@ -166,16 +173,22 @@ func TestPutValidation(t *testing.T) {
 	if resp := do(t, req); resp.StatusCode != 201 {
 		t.Fatalf("PUT /v1/blobs: %d", resp.StatusCode)
 	}
-	// Missing patient header.
+	// Missing patient and category headers.
 	req = e.signed(e.writer, http.MethodPut, "/v1/blobs", data, false)
 	if resp := do(t, req); resp.StatusCode != 400 {
 		t.Fatalf("no patient header: %d", resp.StatusCode)
+	}
+	// A category the chain would refuse.
+	for _, bad := range []string{"", "Lab Results", "-lab", strings.Repeat("x", 65)} {
+		_, err = c.Put(ctx, e.pid, bad, sha256.Sum256(data), bytes.NewReader(data), int64(len(data)))
+		wantStatus(t, err, 400, HeaderCategory)
 	}
 	// No Content-Length (chunked): 411.
 	sum := sha256.Sum256(data)
 	req, _ = http.NewRequest(http.MethodPut, e.ts.URL+"/v1/blobs", io.NopCloser(bytes.NewReader(data)))
 	req.ContentLength = -1
 	req.Header.Set(HeaderPatient, hex.EncodeToString(e.pid))
+	req.Header.Set(HeaderCategory, testCategory)
 	if err := SignRequest(req, e.writer, hex.EncodeToString(sum[:])); err != nil {
 		t.Fatal(err)
 	}
@@ -196,6 +209,7 @@ func (e *env) signed(a *actor, method, path string, data []byte, withPatient boo
 	}
 	if withPatient {
 		req.Header.Set(HeaderPatient, hex.EncodeToString(e.pid))
+		req.Header.Set(HeaderCategory, testCategory)
 	}
 	sum := ""
 	if data != nil {
@@ -318,7 +332,8 @@ func TestGetShares(t *testing.T) {
 	colleague := e.chain.addMember("colleague", emrv1.Role_ROLE_RESEARCHER, "research")
 	outsider := e.chain.addMember("outsider", emrv1.Role_ROLE_RESEARCHER, "elsewhere")
 	e.chain.studies["s1"] = &emrv1.Study{Id: "s1", PrincipalInvestigator: pi.Address(), OrganizationId: "research"}
-	e.chain.shares = append(e.chain.shares, &emrv1.Share{PatientId: e.pid, Sequence: 1, StudyId: "s1", SharedSha256: sum[:]})
+	rec := e.chain.addRecord(e.pid, sha256.Sum256([]byte("the record shared")), e.writer)
+	e.chain.addShare(rec, "s1", sum, sharer)
 	for _, a := range []*actor{pi, colleague, e.patient} {
 		if got, err := e.get(a, ShareRef(e.pid, 1), sum, nil); err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("%x: %v", a.Address(), err)
@@ -343,7 +358,7 @@ func TestGetNamesWhatItReads(t *testing.T) {
 	}
 	rec := e.chain.addRecord(e.pid, sum, e.patient)
 	otherRec := e.chain.addRecord(e.pid, otherSum, e.patient)
-	e.chain.shares = append(e.chain.shares, &emrv1.Share{PatientId: e.pid, Sequence: 1, StudyId: "s1", SharedSha256: otherSum[:]})
+	e.chain.addShare(otherRec, "s1", otherSum, e.patient)
 	if got, err := e.get(e.patient, RecordRef(e.pid, rec.Sequence), sum, nil); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("the owner reading its record: %v", err)
 	}
@@ -408,7 +423,7 @@ func TestAuthentication(t *testing.T) {
 	req, _ = http.NewRequest(http.MethodGet, e.ts.URL+path, nil)
 	ts := strconvMs(time.Now())
 	addr := hex.EncodeToString(e.patient.Address())
-	sig, _ := e.patient.Sign(SigningString("GET", path, addr, ts, emptySHA256, ""))
+	sig, _ := e.patient.Sign(SigningString("GET", path, addr, ts, emptySHA256, "", ""))
 	req.Header.Set(HeaderAddress, addr)
 	req.Header.Set(HeaderTimestamp, ts)
 	req.Header.Set(HeaderBodySHA256, emptySHA256)
@@ -579,8 +594,7 @@ func TestClientDetectsTamperedBlob(t *testing.T) {
 	}
 	rec := e.chain.addRecord(e.pid, sum, e.patient)
 	// The storage lies: flip a byte on disk.
-	h := hex.EncodeToString(sum[:])
-	p := e.store.Dir() + "/sha256/" + h[:2] + "/" + h[2:4] + "/" + h
+	p := e.store.Path(e.key(sum))
 	corrupt := append([]byte(nil), data...)
 	corrupt[0] ^= 1
 	if err := writeFile(p, corrupt); err != nil {

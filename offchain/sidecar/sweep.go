@@ -1,7 +1,6 @@
 package sidecar
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -60,13 +59,13 @@ func (s *Server) Sweep(ctx context.Context) (SweepReport, error) {
 	// Collect candidates after the cursor first (bounded), then ask the
 	// chain: listing never waits on the chain.
 	var candidates []blobstore.Info
-	var last blobstore.Sum
+	var last blobstore.Key
 	full := false
 	err = s.store.List(ctx, func(i blobstore.Info) bool {
-		if bytes.Compare(i.Sum[:], cursor[:]) <= 0 && cursor != (blobstore.Sum{}) {
+		if cursor != (blobstore.Key{}) && i.Key.Compare(cursor) <= 0 {
 			return true
 		}
-		last = i.Sum
+		last = i.Key
 		if i.ModTime.After(cutoff) {
 			return true
 		}
@@ -84,7 +83,7 @@ func (s *Server) Sweep(ctx context.Context) (SweepReport, error) {
 
 	for _, c := range candidates {
 		if rep.Deleted >= s.opts.SweepMaxDeletes {
-			last = c.Sum
+			last = c.Key
 			rep.Wrapped = false
 			break
 		}
@@ -92,11 +91,11 @@ func (s *Server) Sweep(ctx context.Context) (SweepReport, error) {
 			return rep, err
 		}
 		rep.Checked++
-		referenced, err := s.refs.has(c.Sum)
+		referenced, err := s.refs.has(c.Key)
 		if err != nil {
 			rep.Errors++
 			s.metrics.sweepErrs.Inc()
-			s.log.Error("sweep: cannot check blob, keeping it", "sha256", c.Sum.String(), "err", err)
+			s.log.Error("sweep: cannot check blob, keeping it", "key", c.Key.String(), "err", err)
 			continue
 		}
 		if referenced {
@@ -105,7 +104,7 @@ func (s *Server) Sweep(ctx context.Context) (SweepReport, error) {
 		}
 		// Re-check the age just before deleting: a client may have put the
 		// blob again (which refreshes its time) since it was listed.
-		info, err := s.store.Stat(ctx, c.Sum)
+		info, err := s.store.Stat(ctx, c.Key)
 		if errors.Is(err, blobstore.ErrNotFound) {
 			continue
 		}
@@ -116,29 +115,29 @@ func (s *Server) Sweep(ctx context.Context) (SweepReport, error) {
 			}
 			continue
 		}
-		if err := s.store.Delete(ctx, c.Sum); err != nil && !errors.Is(err, blobstore.ErrNotFound) {
+		if err := s.store.Delete(ctx, c.Key); err != nil && !errors.Is(err, blobstore.ErrNotFound) {
 			rep.Errors++
 			s.metrics.sweepErrs.Inc()
-			s.log.Error("sweep: delete failed", "sha256", c.Sum.String(), "err", err)
+			s.log.Error("sweep: delete failed", "key", c.Key.String(), "err", err)
 			continue
 		}
 		rep.Deleted++
 		rep.DeletedBytes += info.Size
 		s.metrics.sweepDel.Inc()
 		s.metrics.sweepBytes.Add(float64(info.Size))
-		s.log.Info("sweep: deleted unreferenced blob", "sha256", c.Sum.String(), "size", info.Size,
+		s.log.Info("sweep: deleted unreferenced blob", "key", c.Key.String(), "size", info.Size,
 			"age", now.Sub(info.ModTime).Round(time.Second).String())
 	}
 
 	s.mu.Lock()
 	if rep.Wrapped {
-		s.cursor = blobstore.Sum{}
+		s.cursor = blobstore.Key{}
 	} else {
 		// Resume after the last blob this pass finished with; a blob that
 		// stopped the pass on the deletion bound is visited again.
 		s.cursor = last
 		if rep.Deleted >= s.opts.SweepMaxDeletes {
-			s.cursor = prevSum(last)
+			s.cursor = prevKey(last)
 		}
 	}
 	s.mu.Unlock()
@@ -151,16 +150,24 @@ func (s *Server) Sweep(ctx context.Context) (SweepReport, error) {
 	return rep, nil
 }
 
-// prevSum is the sum just before s, so that a listing "after" it includes s.
-func prevSum(s blobstore.Sum) blobstore.Sum {
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] > 0 {
-			s[i]--
-			return s
+// prevKey is the key just before k, so that a listing "after" it
+// includes k.
+func prevKey(k blobstore.Key) blobstore.Key {
+	for i := len(k.Sum) - 1; i >= 0; i-- {
+		if k.Sum[i] > 0 {
+			k.Sum[i]--
+			return k
 		}
-		s[i] = 0xff
+		k.Sum[i] = 0xff
 	}
-	return blobstore.Sum{}
+	for i := len(k.Owner) - 1; i >= 0; i-- {
+		if k.Owner[i] > 0 {
+			k.Owner[i]--
+			return k
+		}
+		k.Owner[i] = 0xff
+	}
+	return blobstore.Key{}
 }
 
 func (s *Server) sweepLoop(stop <-chan struct{}) {

@@ -19,21 +19,23 @@ import (
 // grace period.
 func sweepLater() time.Time { return time.Now().Add(2 * time.Hour) }
 
-// storeBlob puts data into the store directly and returns its sum.
-func storeBlob(t *testing.T, store blobstore.Store, data string) [32]byte {
+// storeBlob puts data into e's store directly, for e's patient and
+// testCategory, and returns its sum.
+func storeBlob(t *testing.T, e *env, data string) [32]byte {
 	t.Helper()
 	sum := sha256.Sum256([]byte(data))
-	if err := store.Put(context.Background(), sum, strings.NewReader(data), int64(len(data))); err != nil {
+	if err := e.store.Put(context.Background(), e.key(sum), strings.NewReader(data), int64(len(data))); err != nil {
 		t.Fatal(err)
 	}
 	return sum
 }
 
-// wantStored fails unless each blob is stored (want true) or gone.
-func wantStored(t *testing.T, store blobstore.Store, want bool, sums ...[32]byte) {
+// wantStored fails unless each blob of e's patient and testCategory is
+// stored (want true) or gone.
+func wantStored(t *testing.T, e *env, want bool, sums ...[32]byte) {
 	t.Helper()
 	for _, s := range sums {
-		_, err := store.Stat(context.Background(), s)
+		_, err := e.store.Stat(context.Background(), e.key(s))
 		switch {
 		case want && err != nil:
 			t.Fatalf("blob %x was deleted: %v", s, err)
@@ -87,14 +89,14 @@ func TestSweep(t *testing.T) {
 	if _, err := e.put(e.writer, kept); err != nil {
 		t.Fatal(err)
 	}
-	e.chain.addRecord(e.pid, keptSum, e.writer)
+	keptRec := e.chain.addRecord(e.pid, keptSum, e.writer)
 	e.chain.advance(time.Second)
 	shared := []byte("shared with a study")
 	sharedSum := sha256.Sum256(shared)
 	if _, err := e.put(e.writer, shared); err != nil {
 		t.Fatal(err)
 	}
-	e.chain.addShare(e.pid, sharedSum, e.writer)
+	e.chain.addShare(keptRec, "s1", sharedSum, e.writer)
 
 	// Young blobs are never swept.
 	rep, err := e.srv.Sweep(ctx)
@@ -108,7 +110,7 @@ func TestSweep(t *testing.T) {
 	if err == nil || !errors.Is(err, ErrChainUnavailable) || !strings.Contains(err.Error(), "nothing deleted") || rep.Deleted != 0 || rep.Checked != 0 {
 		t.Fatalf("sweep with the chain down: %+v %v", rep, err)
 	}
-	wantStored(t, e.store, true, orphans...)
+	wantStored(t, e, true, orphans...)
 	e.chain.down = false
 	total := 0
 	for pass := 0; pass < 6 && total < 5; pass++ {
@@ -124,18 +126,18 @@ func TestSweep(t *testing.T) {
 	if total != 5 {
 		t.Fatalf("deleted %d orphans in 6 passes, want 5", total)
 	}
-	wantStored(t, e.store, false, orphans...)
-	wantStored(t, e.store, true, keptSum, sharedSum)
+	wantStored(t, e, false, orphans...)
+	wantStored(t, e, true, keptSum, sharedSum)
 	// A reference committed later (the upload is older than the grace
 	// period, the transaction newer than the last catch-up) is read by the
 	// next pass before it deletes anything.
-	late := storeBlob(t, e.store, "referenced late")
+	late := storeBlob(t, e, "referenced late")
 	e.chain.advance(time.Second)
 	e.chain.addRecord(e.pid, late, e.writer)
 	if rep, err := e.srv.Sweep(ctx); err != nil || rep.Deleted != 0 || rep.Height != 12 {
 		t.Fatalf("sweep after a new record: %+v %v", rep, err)
 	}
-	wantStored(t, e.store, true, late, keptSum, sharedSum)
+	wantStored(t, e, true, late, keptSum, sharedSum)
 }
 
 // TestSweepIndexPersists: a sweeper restarted over the same index
@@ -147,7 +149,7 @@ func TestSweepIndexPersists(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := context.Background()
 	dir := t.TempDir()
-	kept := storeBlob(t, e.store, "record at height 10")
+	kept := storeBlob(t, e, "record at height 10")
 	e.chain.addRecord(e.pid, kept, e.writer)
 	e.chain.advance(time.Second) // head 11
 
@@ -160,7 +162,7 @@ func TestSweepIndexPersists(t *testing.T) {
 	}
 	shutdown(t, first)
 
-	orphan := storeBlob(t, e.store, "never referenced")
+	orphan := storeBlob(t, e, "never referenced")
 	e.chain.advance(time.Second) // head 12
 	e.chain.blockCalls = nil
 	again := newSweeper(t, e, dir)
@@ -171,19 +173,19 @@ func TestSweepIndexPersists(t *testing.T) {
 	if !slices.Equal(e.chain.blockCalls, []int64{11}) {
 		t.Fatalf("restarted sweep asked for blocks from %v, want [11]: the index was read again", e.chain.blockCalls)
 	}
-	wantStored(t, e.store, true, kept)
-	wantStored(t, e.store, false, orphan)
+	wantStored(t, e, true, kept)
+	wantStored(t, e, false, orphan)
 	shutdown(t, again)
 
 	// The same directory over another chain (block 12 has another time).
-	other := storeBlob(t, e.store, "orphan of the other chain")
+	other := storeBlob(t, e, "orphan of the other chain")
 	e.chain.times[12] = e.chain.times[12].Add(time.Millisecond)
 	moved := newSweeper(t, e, dir)
 	defer shutdown(t, moved)
 	if rep, err := moved.Sweep(ctx); err == nil || !strings.Contains(err.Error(), "another chain") || rep.Deleted != 0 {
 		t.Fatalf("sweep over another chain: %+v %v", rep, err)
 	}
-	wantStored(t, e.store, true, other)
+	wantStored(t, e, true, other)
 }
 
 // TestSweepCatchUpFails: a block that cannot be read in the middle of a
@@ -195,9 +197,9 @@ func TestSweepCatchUpFails(t *testing.T) {
 	for range 40 {
 		e.chain.advance(time.Second)
 	}
-	kept := storeBlob(t, e.store, "record at height 50")
+	kept := storeBlob(t, e, "record at height 50")
 	e.chain.addRecord(e.pid, kept, e.writer)
-	orphan := storeBlob(t, e.store, "orphan")
+	orphan := storeBlob(t, e, "orphan")
 	srv := newSweeper(t, e, "")
 	defer shutdown(t, srv)
 
@@ -206,7 +208,7 @@ func TestSweepCatchUpFails(t *testing.T) {
 	if !errors.Is(err, ErrChainUnavailable) || rep.Deleted != 0 || rep.Checked != 0 {
 		t.Fatalf("sweep with block 30 unreadable: %+v %v", rep, err)
 	}
-	wantStored(t, e.store, true, kept, orphan)
+	wantStored(t, e, true, kept, orphan)
 	if cur, _ := srv.refs.cursor(); cur.Height != refPageBlocks {
 		t.Fatalf("index complete through %d after the failure, want %d (the first page)", cur.Height, refPageBlocks)
 	}
@@ -220,8 +222,8 @@ func TestSweepCatchUpFails(t *testing.T) {
 	if e.chain.blockCalls[0] != refPageBlocks {
 		t.Fatalf("the second pass started at %d, want %d", e.chain.blockCalls[0], refPageBlocks)
 	}
-	wantStored(t, e.store, true, kept)
-	wantStored(t, e.store, false, orphan)
+	wantStored(t, e, true, kept)
+	wantStored(t, e, false, orphan)
 }
 
 // TestSweepWithoutBlocks: a chain view without block listing never lets
@@ -229,7 +231,7 @@ func TestSweepCatchUpFails(t *testing.T) {
 func TestSweepWithoutBlocks(t *testing.T) {
 	e := newEnv(t, nil)
 	view := NewQueryChainView(nil, e.chain.Head, nil)
-	orphan := storeBlob(t, e.store, "orphan")
+	orphan := storeBlob(t, e, "orphan")
 	srv, err := New(Options{Store: e.store, Chain: view, SweepInterval: -1, Now: sweepLater})
 	if err != nil {
 		t.Fatal(err)
@@ -238,7 +240,7 @@ func TestSweepWithoutBlocks(t *testing.T) {
 	if rep, err := srv.Sweep(context.Background()); err == nil || !strings.Contains(err.Error(), "BlocksFunc") || rep.Deleted != 0 {
 		t.Fatalf("sweep without BlocksFunc: %+v %v", rep, err)
 	}
-	wantStored(t, e.store, true, orphan)
+	wantStored(t, e, true, orphan)
 }
 
 // writeLog records every write that reaches a database as a unit: one
@@ -301,7 +303,7 @@ func TestRefIndexCrashConsistency(t *testing.T) {
 			chain.addRecord(pid, sha256.Sum256([]byte{byte(i), 'r'}), writer)
 		}
 		if i%7 == 0 {
-			chain.addShare(pid, sha256.Sum256([]byte{byte(i), 's'}), writer)
+			chain.addShare(chain.records[0], "s1", sha256.Sum256([]byte{byte(i), 's'}), writer)
 		}
 		chain.advance(time.Second)
 	}
@@ -347,9 +349,9 @@ func TestRefIndexCrashConsistency(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, b := range blocks {
-			for _, s := range b.Sums {
-				if ok, err := after.has(s); err != nil || !ok {
-					t.Fatalf("after write %d the cursor is at height %d but blob %x of block %d is missing", i, cur.Height, s, b.Height)
+			for _, k := range b.Blobs {
+				if ok, err := after.has(k); err != nil || !ok {
+					t.Fatalf("after write %d the cursor is at height %d but blob %s of block %d is missing", i, cur.Height, k, b.Height)
 				}
 			}
 		}

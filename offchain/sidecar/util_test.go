@@ -3,12 +3,14 @@ package sidecar
 import (
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/cometbft/cometbft/crypto/ed25519"
 
 	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/app/apptest"
 )
 
 func strconvMs(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
@@ -34,6 +36,23 @@ func TestAppCodes(t *testing.T) {
 	if app.EventType != appEventType || app.BlobAttribute != appBlobAttribute {
 		t.Fatalf("the app names blobs in event attribute %s.%s; the sidecar reads %s.%s",
 			app.EventType, app.BlobAttribute, appEventType, appBlobAttribute)
+	}
+	if app.PatientAttribute != appPatientAttribute || app.CategoryAttribute != appCategoryAttribute {
+		t.Fatalf("the app names the patient and category in attributes %q and %q; the sidecar reads %q and %q",
+			app.PatientAttribute, app.CategoryAttribute, appPatientAttribute, appCategoryAttribute)
+	}
+}
+
+// TestCategoryRule: the sidecar refuses an upload's category exactly when
+// the chain would refuse it in a record.
+func TestCategoryRule(t *testing.T) {
+	pid := apptest.PatientID("category-rule")
+	for _, c := range []string{"lab-results", "imaging", "a", "0.x_y-z", strings.Repeat("a", 64),
+		"", "Lab", "-lab", ".lab", "lab results", "lab/x", "läb", strings.Repeat("a", 65)} {
+		chain := app.ValidateMsg(apptest.AddRecord(pid, c, "x")) == nil
+		if sidecar := checkCategory(c) == nil; sidecar != chain {
+			t.Errorf("category %q: the chain accepts it: %v, the sidecar: %v", c, chain, sidecar)
+		}
 	}
 }
 
