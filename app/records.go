@@ -62,7 +62,11 @@ func (ctx *txContext) addRecord(m *emrv1.MsgAddRecord) error {
 // recordAccess: the owner, or a member with the right for the purpose
 // (read for treatment, share for research) on every named record's category
 // at block time, logs one access event per record. The blob sidecar serves
-// ciphertext only after this is committed.
+// ciphertext only after this is committed. Where the share right demands
+// anonymisation, only a clinician reads the record for research: that is
+// how a sharer reads the record it anonymises and re-encrypts for the study
+// (shareRecord, which only clinicians send); a researcher reads the
+// anonymised share, never the record, so the consent cannot be bypassed.
 func (ctx *txContext) recordAccess(m *emrv1.MsgRecordAccess) error {
 	p, err := ctx.patient(m.PatientId)
 	if err != nil {
@@ -90,8 +94,13 @@ func (ctx *txContext) recordAccess(m *emrv1.MsgRecordAccess) error {
 		if rec == nil {
 			return fmt.Errorf("%w: the patient has no record %d (it has %d)", ErrNotFound, seq, p.RecordCount)
 		}
-		if _, err := ctx.authorize(p, right, rec.Category); err != nil {
+		perm, err := ctx.authorize(p, right, rec.Category)
+		if err != nil {
 			return fmt.Errorf("record %d: %w", seq, err)
+		}
+		if m.Purpose == emrv1.Purpose_PURPOSE_RESEARCH && perm != nil && perm.Anonymise && ctx.signer.Role != emrv1.Role_ROLE_CLINICIAN {
+			return fmt.Errorf("%w: record %d: the patient consented to study %q only anonymised, so a %s reads the anonymised share a clinician made, not the record",
+				ErrUnauthorized, seq, perm.StudyId, roleName(ctx.signer.Role))
 		}
 		p.AccessCount++
 		ev := &emrv1.AccessEvent{

@@ -1431,6 +1431,29 @@ func TestRecordAccessEvents(t *testing.T) {
 	}
 }
 
+// TestResearchReadHonoursAnonymise: where the patient consented to a study
+// only anonymised, a researcher holding that share right cannot log a
+// research read of the record itself (and so get its ciphertext from a
+// sidecar, decrypting it with the KEK every grant carries); the clinician
+// who anonymises and shares it can. Without anonymisation, a researcher's
+// research read stands (TestRecordAccessRules).
+func TestResearchReadHonoursAnonymise(t *testing.T) {
+	w := newRuleWorld(t, apptest.Options{})
+	c := w.c
+	w.study(ruleStudy)
+	anonymised := apptest.GrantSpec{Rights: []emrv1.Right{rShare}, Study: ruleStudy, Anonymise: true, NotAfter: w.year}
+	ruleAllOK(t, c.Block(ruleSigned(c, w.pat,
+		apptest.Grant(w.pid, w.doc, anonymised),
+		apptest.Grant(w.pid, w.sci, anonymised),
+	)...))
+	w.records(ruleLab)
+	ruleRun(t, c, c.Now, []ruleCase{
+		{"researcher, anonymised consent", w.sci, apptest.Access(w.pid, emrv1.Purpose_PURPOSE_RESEARCH, 1), app.ErrUnauthorized,
+			[]string{"only anonymised", "reads the anonymised share"}},
+		{"clinician, anonymised consent", w.doc, apptest.Access(w.pid, emrv1.Purpose_PURPOSE_RESEARCH, 1), nil, nil},
+	})
+}
+
 func TestRecordAccessRules(t *testing.T) {
 	w := newRuleWorld(t, apptest.Options{})
 	c := w.c
