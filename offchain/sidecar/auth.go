@@ -187,25 +187,45 @@ func (sr *signedRequest) replayKey() [32]byte {
 // errReplayCacheFull: the cache holds max entries, none expired yet.
 var errReplayCacheFull = errors.New("replay cache full")
 
+// errReplayWindowPassed: the request's window closed, by the latest clock
+// reading the cache has seen, before it reached the cache.
+var errReplayWindowPassed = errors.New("the request's skew window closed while it was being checked")
+
 // replayCache remembers verified requests until their timestamp leaves the
 // skew window (after which the timestamp check refuses them anyway). It
 // holds at most max entries; when full of unexpired entries it refuses new
 // requests rather than forget one (forgetting would allow a replay).
+//
+// Requests reach it in any order, each with the clock read when it arrived,
+// and a slow one (its member looked up on the chain meanwhile) may come
+// after a later one pruned by a later clock. So the cache prunes and judges
+// by the latest clock reading it has seen: an entry is pruned only once its
+// window closed by that clock, and a request whose window closed by it is
+// refused, as its first copy may have been pruned already.
 type replayCache struct {
 	mu      sync.Mutex
 	max     int
 	entries map[[32]byte]time.Time
 	byExp   expiryHeap
+	latest  time.Time // the latest now add was given
 }
 
 func newReplayCache(max int) *replayCache {
 	return &replayCache{max: max, entries: make(map[[32]byte]time.Time)}
 }
 
-// add records key until expires; it returns false if key is already there.
+// add records key until expires; it returns false if key is already there,
+// and errReplayWindowPassed if expires is not after the latest clock reading.
 func (c *replayCache) add(key [32]byte, expires, now time.Time) (bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if now.After(c.latest) {
+		c.latest = now
+	}
+	now = c.latest
+	if !expires.After(now) {
+		return false, errReplayWindowPassed
+	}
 	for len(c.byExp) > 0 && !c.byExp[0].exp.After(now) {
 		e := heap.Pop(&c.byExp).(expiryEntry)
 		if c.entries[e.key].Equal(e.exp) {

@@ -296,6 +296,9 @@ func (s *Server) authenticate(r *http.Request) (*emrv1.Member, *signedRequest, *
 		return nil, nil, unauthenticated("bad signature: it does not verify with the signing key %x registered for %x", member.SignPubKey, sr.address)
 	}
 	fresh, err := s.replay.add(sr.replayKey(), sr.timestamp.Add(s.opts.MaxClockSkew), now)
+	if errors.Is(err, errReplayWindowPassed) {
+		return nil, nil, unauthenticated("stale timestamp: %v (allowed skew %s); sign the request anew", err, s.opts.MaxClockSkew)
+	}
 	if err != nil {
 		return nil, nil, errf(http.StatusServiceUnavailable, "busy", "too many requests in the replay window; retry later")
 	}

@@ -507,6 +507,30 @@ func TestReplayCacheBounded(t *testing.T) {
 	}
 }
 
+// TestReplayCacheOutOfOrder: a request checked slowly reaches the cache
+// after a later request pruned, by its later clock, the first copy of the
+// slow one. The cache judges by the latest clock it has seen, so the slow
+// replay is refused, not stored as new.
+func TestReplayCacheOutOfOrder(t *testing.T) {
+	c := newReplayCache(10)
+	t0 := time.Now()
+	window := time.Minute
+	key := [32]byte{7}
+	if ok, err := c.add(key, t0.Add(window), t0); !ok || err != nil {
+		t.Fatalf("first copy: %v %v", ok, err)
+	}
+	// Another request, a moment after key's window closed, prunes key.
+	if ok, err := c.add([32]byte{8}, t0.Add(window+2*time.Millisecond).Add(window), t0.Add(window+time.Millisecond)); !ok || err != nil {
+		t.Fatalf("later request: %v %v", ok, err)
+	}
+	// The replay of key arrived just inside its window, but reaches the
+	// cache only now, with the clock of its arrival.
+	ok, err := c.add(key, t0.Add(window), t0.Add(window-time.Millisecond))
+	if ok || !errors.Is(err, errReplayWindowPassed) {
+		t.Fatalf("slow replay: fresh=%v err=%v, want refused with errReplayWindowPassed", ok, err)
+	}
+}
+
 func TestParseRange(t *testing.T) {
 	const size = 100
 	for _, c := range []struct {
