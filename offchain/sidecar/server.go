@@ -92,6 +92,7 @@ type Server struct {
 	metrics *metrics
 	replay  *replayCache
 	refs    *refIndex // what committed blocks reference, for the sweep
+	blobs   keyLocks  // an upload against the sweep's delete, per blob
 	handler http.Handler
 	bufs    sync.Pool
 	// peerClient fetches blobs from peer sidecars.
@@ -383,6 +384,8 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 		writeError(w, aerr)
 		return
 	}
+	unlock := s.blobs.lock(key)
+	defer unlock()
 	_, statErr := s.store.Stat(ctx, key)
 	existed := statErr == nil
 	body := &countingReader{r: http.MaxBytesReader(w, r.Body, size), c: s.metrics.bytesIn}

@@ -102,23 +102,14 @@ func (s *Server) Sweep(ctx context.Context) (SweepReport, error) {
 			rep.Kept++
 			continue
 		}
-		// Re-check the age just before deleting: a client may have put the
-		// blob again (which refreshes its time) since it was listed.
-		info, err := s.store.Stat(ctx, c.Key)
-		if errors.Is(err, blobstore.ErrNotFound) {
-			continue
-		}
-		if err != nil || info.ModTime.After(cutoff) {
-			if err != nil {
-				rep.Errors++
-				s.metrics.sweepErrs.Inc()
-			}
-			continue
-		}
-		if err := s.store.Delete(ctx, c.Key); err != nil && !errors.Is(err, blobstore.ErrNotFound) {
+		info, deleted, err := s.deleteIfOld(ctx, c.Key, cutoff)
+		if err != nil {
 			rep.Errors++
 			s.metrics.sweepErrs.Inc()
 			s.log.Error("sweep: delete failed", "key", c.Key.String(), "err", err)
+			continue
+		}
+		if !deleted {
 			continue
 		}
 		rep.Deleted++
@@ -148,6 +139,26 @@ func (s *Server) Sweep(ctx context.Context) (SweepReport, error) {
 		s.log.Error("sweep: cleaning temporary uploads failed", "err", err)
 	}
 	return rep, nil
+}
+
+// deleteIfOld deletes blob key if it is still older than cutoff. The age is
+// checked again here, locked against uploads of the blob (keyLocks): a
+// client may have put it again, which refreshes its age, since it was
+// listed, or may be putting it now.
+func (s *Server) deleteIfOld(ctx context.Context, key blobstore.Key, cutoff time.Time) (blobstore.Info, bool, error) {
+	unlock := s.blobs.lock(key)
+	defer unlock()
+	info, err := s.store.Stat(ctx, key)
+	if errors.Is(err, blobstore.ErrNotFound) {
+		return info, false, nil
+	}
+	if err != nil || info.ModTime.After(cutoff) {
+		return info, false, err
+	}
+	if err := s.store.Delete(ctx, key); err != nil && !errors.Is(err, blobstore.ErrNotFound) {
+		return info, false, err
+	}
+	return info, true, nil
 }
 
 // prevKey is the key just before k, so that a listing "after" it

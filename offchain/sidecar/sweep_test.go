@@ -7,6 +7,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -356,4 +357,61 @@ func TestRefIndexCrashConsistency(t *testing.T) {
 			}
 		}
 	}
+}
+
+// deleteHook runs fn once, just before the store's next Delete.
+type deleteHook struct {
+	blobstore.Store
+	fn func()
+}
+
+func (d *deleteHook) Delete(ctx context.Context, key blobstore.Key) error {
+	if fn := d.fn; fn != nil {
+		d.fn = nil
+		fn()
+	}
+	return d.Store.Delete(ctx, key)
+}
+
+// TestSweepAgainstReupload: a client uploads a blob again (to retry its
+// AddRecord) while a sweep, which found it old and unreferenced, is about to
+// delete it. An upload that was acknowledged leaves the blob stored: the
+// upload waits for the sweep's check and delete, then stores it anew. The
+// hook gives the upload half a second to complete before the delete, which
+// it did before uploads and deletes were locked against each other.
+func TestSweepAgainstReupload(t *testing.T) {
+	var hook *deleteHook
+	var ahead atomic.Int64
+	e := newEnv(t, func(o *Options) {
+		hook = &deleteHook{Store: o.Store}
+		o.Store = hook
+		o.Now = func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+	})
+	data := []byte("uploaded an hour ago; its AddRecord is about to be retried")
+	sum := sha256.Sum256(data)
+	if _, err := e.put(e.writer, data); err != nil {
+		t.Fatal(err)
+	}
+	put := make(chan error, 1)
+	hook.fn = func() {
+		ahead.Store(0)
+		go func() {
+			_, err := e.put(e.writer, data)
+			put <- err
+		}()
+		select {
+		case err := <-put:
+			put <- err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	ahead.Store(int64(2 * time.Hour))
+	rep, err := e.srv.Sweep(context.Background())
+	if err != nil || rep.Deleted != 1 {
+		t.Fatalf("sweep: %+v %v", rep, err)
+	}
+	if err := <-put; err != nil {
+		t.Fatalf("the upload during the sweep: %v", err)
+	}
+	wantStored(t, e, true, sum)
 }

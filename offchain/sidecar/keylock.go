@@ -1,0 +1,48 @@
+package sidecar
+
+import (
+	"sync"
+
+	"github.com/emrchain/emrchain/offchain/blobstore"
+)
+
+// keyLocks serialises, blob by blob, an upload with the sweep's last check
+// and delete. An upload of a blob already stored refreshes its age (it is
+// about to be referenced: a client retrying AddRecord uploads first), so a
+// sweep that read the old age must not delete the blob after the upload was
+// acknowledged: under the lock, the sweep either deletes before the upload
+// starts (which then stores the blob anew) or sees the refreshed age. The
+// locks are this process's: one sidecar per store.
+type keyLocks struct {
+	mu   sync.Mutex
+	held map[blobstore.Key]*keyLock
+}
+
+type keyLock struct {
+	sync.Mutex
+	users int // holders and waiters; the entry goes when it drops to 0
+}
+
+// lock locks key and returns its unlock.
+func (l *keyLocks) lock(key blobstore.Key) (unlock func()) {
+	l.mu.Lock()
+	if l.held == nil {
+		l.held = make(map[blobstore.Key]*keyLock)
+	}
+	k := l.held[key]
+	if k == nil {
+		k = &keyLock{}
+		l.held[key] = k
+	}
+	k.users++
+	l.mu.Unlock()
+	k.Lock()
+	return func() {
+		k.Unlock()
+		l.mu.Lock()
+		if k.users--; k.users == 0 {
+			delete(l.held, key)
+		}
+		l.mu.Unlock()
+	}
+}
