@@ -184,52 +184,59 @@ func (a *authState) authorizePut(ctx context.Context, patientID []byte, category
 // access event for that record is committed, no older than the access
 // window (measured in block time) and whose permission still stands; a
 // share's blob to the owner, the study's principal investigator and the
-// researchers of the study's organization. It returns the store key the
-// blob is served from: the one uploaded for the record's patient and
-// category (for a share, those of the record it shares).
-func (a *authState) authorizeGet(ctx context.Context, ref BlobRef, sum [32]byte) (blobstore.Key, *apiError) {
-	category, why, err := a.mayRead(ctx, ref, sum)
+// researchers of the study's organization. It returns what is served: the
+// blob uploaded for the record's patient and category (for a share, those
+// of the record it shares), of the size the chain has for it.
+func (a *authState) authorizeGet(ctx context.Context, ref BlobRef, sum [32]byte) (servedBlob, *apiError) {
+	b, why, err := a.mayRead(ctx, ref, sum)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return blobstore.Key{}, forbidden("no committed %s", ref)
+		return b, forbidden("no committed %s", ref)
 	case err != nil:
-		return blobstore.Key{}, chainError(err)
+		return b, chainError(err)
 	case why != "":
-		return blobstore.Key{}, forbidden("%s: %s", ref, why)
+		return b, forbidden("%s: %s", ref, why)
 	}
-	return BlobKey(ref.PatientID, category, sum), nil
+	return b, nil
+}
+
+// servedBlob is the blob a GET may be served: its store key and its size
+// as the chain records it.
+type servedBlob struct {
+	key  blobstore.Key
+	size uint64
 }
 
 // mayRead explains why the caller may not read blob sum as the ciphertext
-// of ref ("" when it may), and returns the category of ref's record.
-func (a *authState) mayRead(ctx context.Context, ref BlobRef, sum [32]byte) (category, why string, err error) {
+// of ref ("" when it may), and returns the blob ref serves.
+func (a *authState) mayRead(ctx context.Context, ref BlobRef, sum [32]byte) (b servedBlob, why string, err error) {
 	if ref.Share {
 		sh, err := a.chain.Share(ctx, ref.PatientID, ref.Sequence)
 		if err != nil {
-			return "", "", err
+			return b, "", err
 		}
 		if !bytes.Equal(sh.SharedSha256, sum[:]) {
-			return "", fmt.Sprintf("it is blob %x, not %x", sh.SharedSha256, sum), nil
+			return b, fmt.Sprintf("it is blob %x, not %x", sh.SharedSha256, sum), nil
 		}
 		rec, err := a.chain.Record(ctx, sh.PatientId, sh.RecordSequence)
 		if err != nil {
-			return "", "", fmt.Errorf("the record share %d shares: %w", sh.Sequence, err)
+			return b, "", fmt.Errorf("the record share %d shares: %w", sh.Sequence, err)
 		}
 		why, err := a.mayReadShare(ctx, sh)
 		if why != "" {
 			why = fmt.Sprintf("shared with study %q: %s", sh.StudyId, why)
 		}
-		return rec.Category, why, err
+		return servedBlob{BlobKey(ref.PatientID, rec.Category, sum), sh.Size}, why, err
 	}
 	rec, err := a.chain.Record(ctx, ref.PatientID, ref.Sequence)
 	if err != nil {
-		return "", "", err
+		return b, "", err
 	}
 	if !bytes.Equal(rec.CiphertextSha256, sum[:]) {
-		return "", fmt.Sprintf("it is blob %x, not %x", rec.CiphertextSha256, sum), nil
+		return b, fmt.Sprintf("it is blob %x, not %x", rec.CiphertextSha256, sum), nil
 	}
 	why, err = a.mayReadRecord(ctx, rec)
-	return rec.Category, why, err
+	return servedBlob{BlobKey(ref.PatientID, rec.Category, sum), rec.Size}, why, err
 }
 
 // mayReadRecord explains why the caller may not read rec's ciphertext now

@@ -142,6 +142,12 @@ func NewNodeChainView(c NodeClient) ChainView {
 			if st.SyncInfo.LatestBlockHeight == 0 {
 				return Head{}, fmt.Errorf("%w: no block yet", ErrChainUnavailable)
 			}
+			if st.SyncInfo.CatchingUp {
+				// Its state and block time lag the chain's: a revocation or
+				// an expiry it has not reached yet would not count.
+				return Head{}, fmt.Errorf("%w: the node is catching up (at height %d, %s): it may not have seen the latest grants and revocations",
+					ErrChainUnavailable, st.SyncInfo.LatestBlockHeight, st.SyncInfo.LatestBlockTime.UTC().Format(time.RFC3339))
+			}
 			return Head{Height: st.SyncInfo.LatestBlockHeight, Time: st.SyncInfo.LatestBlockTime}, nil
 		},
 		func(ctx context.Context, from int64, max int) ([]BlockBlobs, error) {

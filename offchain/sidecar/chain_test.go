@@ -33,6 +33,34 @@ type fakeNode struct {
 	// fail lagging times before they are there.
 	last    int64
 	lagging int
+	// status is what Status answers.
+	status ctypes.SyncInfo
+}
+
+func (n *fakeNode) Status(context.Context) (*ctypes.ResultStatus, error) {
+	return &ctypes.ResultStatus{SyncInfo: n.status}, nil
+}
+
+// TestNodeHead: the head is the node's latest block, unless the node has
+// none yet or is catching up, whose state lags the chain's (a revocation
+// it has not reached would not count): then the chain is unavailable and
+// the sidecar serves nothing.
+func TestNodeHead(t *testing.T) {
+	ctx := context.Background()
+	at := time.Unix(1_700_000_000, 0).UTC()
+	n := &fakeNode{status: ctypes.SyncInfo{LatestBlockHeight: 12, LatestBlockTime: at}}
+	view := NewNodeChainView(n)
+	if h, err := view.Head(ctx); err != nil || h.Height != 12 || !h.Time.Equal(at) {
+		t.Fatalf("head = %+v, %v", h, err)
+	}
+	n.status.CatchingUp = true
+	if _, err := view.Head(ctx); !errors.Is(err, ErrChainUnavailable) || !strings.Contains(err.Error(), "catching up") {
+		t.Fatalf("head of a node catching up: %v, want ErrChainUnavailable", err)
+	}
+	n.status = ctypes.SyncInfo{}
+	if _, err := view.Head(ctx); !errors.Is(err, ErrChainUnavailable) {
+		t.Fatalf("head of a node without blocks: %v, want ErrChainUnavailable", err)
+	}
 }
 
 func (n *fakeNode) BlockchainInfo(_ context.Context, lo, hi int64) (*ctypes.ResultBlockchainInfo, error) {

@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-
-	"github.com/emrchain/emrchain/offchain/blobstore"
 )
 
 // Read-through replication between the consortium's sidecars.
@@ -35,20 +33,21 @@ const peerTimeout = 5 * time.Minute
 
 var errNoPeerHasIt = errors.New("no peer sidecar has the blob")
 
-// fetchFromPeers copies blob key from the first peer that serves it to the
+// fetchFromPeers copies blob from the first peer that serves it to the
 // member whose request r is, into the local store. The peer authorizes the
 // member and files blobs by the same rules, so what it serves for the
 // record or share r names is the blob uploaded for that record's patient
-// and category, which key names.
-func (s *Server) fetchFromPeers(ctx context.Context, r *http.Request, key blobstore.Key) error {
+// and category, which blob.key names. A peer that announces another size
+// than the chain's is refused before anything is written.
+func (s *Server) fetchFromPeers(ctx context.Context, r *http.Request, blob servedBlob) error {
 	if len(s.opts.Peers) == 0 || r.Header.Get(HeaderForwarded) != "" {
 		return errNoPeerHasIt
 	}
 	var reasons []string
 	for _, peer := range s.opts.Peers {
-		err := s.fetchFromPeer(ctx, peer, r, key)
+		err := s.fetchFromPeer(ctx, peer, r, blob)
 		if err == nil {
-			s.log.Info("blob replicated from a peer sidecar", "sha256", key.Sum.String(), "key", key.String(), "peer", peer)
+			s.log.Info("blob replicated from a peer sidecar", "sha256", blob.key.Sum.String(), "key", blob.key.String(), "peer", peer)
 			return nil
 		}
 		reasons = append(reasons, fmt.Sprintf("%s: %v", peer, err))
@@ -59,7 +58,7 @@ func (s *Server) fetchFromPeers(ctx context.Context, r *http.Request, key blobst
 // The forward asks for exactly what the member asked (r.URL.RequestURI():
 // the blob and the record or share it names), which the member's signature
 // covers.
-func (s *Server) fetchFromPeer(ctx context.Context, peer string, r *http.Request, key blobstore.Key) error {
+func (s *Server) fetchFromPeer(ctx context.Context, peer string, r *http.Request, blob servedBlob) error {
 	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(peer, "/")+r.URL.RequestURI(), nil)
@@ -81,6 +80,9 @@ func (s *Server) fetchFromPeer(ctx context.Context, peer string, r *http.Request
 	if resp.ContentLength < 0 {
 		return errors.New("no Content-Length")
 	}
+	if uint64(resp.ContentLength) != blob.size {
+		return fmt.Errorf("it announces %d bytes; the chain says the blob has %d", resp.ContentLength, blob.size)
+	}
 	// Put hashes while it writes and keeps nothing that does not match.
-	return s.store.Put(ctx, key, resp.Body, resp.ContentLength)
+	return s.store.Put(ctx, blob.key, resp.Body, resp.ContentLength)
 }

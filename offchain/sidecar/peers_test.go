@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"sync/atomic"
 	"testing"
 
 	"github.com/emrchain/emrchain/offchain/blobstore"
@@ -41,6 +43,7 @@ func TestReadThroughPeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := e.chain.addRecord(e.pid, sum, e.writer)
+	rec.Size = uint64(len(data))
 	b, bStore := peerOf(t, e, e.ts.URL) // hospital B's sidecar, peered with A
 	viaB := func(a *actor) ([]byte, error) {
 		var buf bytes.Buffer
@@ -65,20 +68,32 @@ func TestReadThroughPeers(t *testing.T) {
 		t.Fatalf("B did not keep the replicated blob: %v", err)
 	}
 
-	// A peer that serves other bytes under the hash is caught by the hash.
-	liar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", "5")
-		w.Write([]byte("forge"))
-	}))
-	t.Cleanup(liar.Close)
+	// A peer that serves other bytes under the hash is caught by the hash,
+	// and one that announces another size than the chain's is refused
+	// before anything is written.
 	other := bytes.Repeat([]byte("another report "), 100)
 	otherSum := sha256.Sum256(other)
+	forged := bytes.Repeat([]byte("forged report! "), 100)
+	var short atomic.Bool
+	liar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body := forged
+		if short.Load() {
+			body = forged[:5]
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body)
+	}))
+	t.Cleanup(liar.Close)
 	rec2 := e.chain.addRecord(e.pid, otherSum, e.writer)
+	rec2.Size = uint64(len(other))
 	e.chain.recordAccess(rec2, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
 	c, cStore := peerOf(t, e, liar.URL)
 	var buf bytes.Buffer
 	_, err = NewClient(c.URL, e.reader, nil).Get(context.Background(), RecordRef(rec2.PatientId, rec2.Sequence), otherSum, &buf, nil)
-	wantStatus(t, err, 404, "no peer sidecar has the blob")
+	wantStatus(t, err, 404, "does not hash")
+	short.Store(true)
+	_, err = NewClient(c.URL, e.reader, nil).Get(context.Background(), RecordRef(rec2.PatientId, rec2.Sequence), otherSum, &buf, nil)
+	wantStatus(t, err, 404, "it announces 5 bytes; the chain says the blob has 1500")
 	if _, err := cStore.Stat(context.Background(), e.key(otherSum)); err == nil {
 		t.Fatal("a forged blob was stored")
 	}

@@ -438,14 +438,15 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		writeError(w, chainError(err))
 		return
 	}
-	key, aerr := newAuthState(s.chain, caller, head, s.opts.AccessWindow).authorizeGet(ctx, ref, sum)
+	blob, aerr := newAuthState(s.chain, caller, head, s.opts.AccessWindow).authorizeGet(ctx, ref, sum)
 	if aerr != nil {
 		writeError(w, aerr)
 		return
 	}
+	key := blob.key
 	info, err := s.store.Stat(ctx, key)
 	if errors.Is(err, blobstore.ErrNotFound) {
-		if perr := s.fetchFromPeers(ctx, r, key); perr != nil {
+		if perr := s.fetchFromPeers(ctx, r, blob); perr != nil {
 			writeError(w, errf(http.StatusNotFound, "not_found", "blob %s of %s is not stored on this sidecar for that record's patient and category: %v", sum, ref, perr))
 			return
 		}
