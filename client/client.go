@@ -7,6 +7,7 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	dbm "github.com/cometbft/cometbft-db"
@@ -75,6 +76,13 @@ type Client struct {
 	// witnesses are the light client's witnesses, asked for their height
 	// before a header is verified (see verifiedBlock).
 	witnesses []*rpchttp.HTTP
+	// minHeight is the lowest state height a verified read may be answered
+	// at: the highest height of anything the client has verified (a read,
+	// a committed transaction, the newest header in its light store, less
+	// one). It only goes up (raiseMinHeight), so a node cannot take the
+	// client back in time: once a transaction is seen committed, every
+	// later read sees it. See readHeight.
+	minHeight atomic.Int64
 }
 
 // New connects to cfg.Node. In verified mode it opens (or creates, from
@@ -135,6 +143,21 @@ func (c *Client) Close() error {
 	return err
 }
 
+// MinHeight is the lowest state height the client's verified reads may now
+// be answered at (see the package documentation, "Freshness").
+func (c *Client) MinHeight() int64 { return c.minHeight.Load() }
+
+// raiseMinHeight raises the client's minimum read height to h; a lower h
+// changes nothing.
+func (c *Client) raiseMinHeight(h int64) {
+	for {
+		cur := c.minHeight.Load()
+		if h <= cur || c.minHeight.CompareAndSwap(cur, h) {
+			return
+		}
+	}
+}
+
 // ChainID is the chain the client signs for and verifies.
 func (c *Client) ChainID() string { return c.chainID }
 
@@ -170,14 +193,18 @@ func (c *Client) waitHeight(ctx context.Context, height int64) error {
 	defer cancel()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	latest := int64(-1)
 	for {
-		latest, err := c.LatestHeight(ctx)
-		if err == nil && latest >= height {
-			return nil
+		h, err := c.LatestHeight(ctx)
+		if err == nil {
+			if h >= height {
+				return nil
+			}
+			latest = h
 		}
 		select {
 		case <-ctx.Done():
-			if err == nil {
+			if latest >= 0 {
 				err = fmt.Errorf("the node is at height %d", latest)
 			}
 			return fmt.Errorf("waiting for block %d: %w (%v)", height, ctx.Err(), err)

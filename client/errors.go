@@ -26,6 +26,14 @@ var (
 	// ErrNotFound means the chain answered "not found" (app.ErrNotFound),
 	// or that a transaction hash is unknown to the node.
 	ErrNotFound = errors.New("not found")
+
+	// ErrStale means a verified read could not be had at a fresh enough
+	// height: the node answered for an older state than the one asked for
+	// (that error also wraps ErrVerification: an honest node answers at
+	// the height asked), or the node is behind a state the client has
+	// already seen (Client.MinHeight) and did not catch up within the
+	// timeout. The answer is never returned.
+	ErrStale = errors.New("stale state")
 )
 
 // ChainError is a failure reported by the chain: a query or a transaction
@@ -81,6 +89,21 @@ func (e *ChainError) Is(target error) bool {
 // verificationError wraps ErrVerification with a formatted reason.
 func verificationError(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrVerification, OneLine(fmt.Sprintf(format, args...)))
+}
+
+// staleError wraps ErrVerification and ErrStale with a formatted reason.
+func staleError(format string, args ...any) error {
+	return fmt.Errorf("%w: %w: %s", ErrVerification, ErrStale, OneLine(fmt.Sprintf(format, args...)))
+}
+
+// wrongHeight is the error for an answer about what at height got when
+// height asked was asked for: stale when older, a plain verification
+// failure otherwise.
+func wrongHeight(what string, asked, got int64) error {
+	if got < asked {
+		return staleError("%s answered for height %d, asked at %d", what, got, asked)
+	}
+	return verificationError("%s answered for height %d, asked at %d", what, got, asked)
 }
 
 // OneLine makes an error text printable on one line: newlines and tabs

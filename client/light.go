@@ -195,6 +195,11 @@ func (c *Client) openLight(ctx context.Context) error {
 		return verificationError("light client: %v", err)
 	}
 	c.light = lc
+	// The newest header this store ever verified (an earlier run's, with a
+	// Home) is as far back as reads may go: see Client.MinHeight.
+	if lb, err := lc.TrustedLightBlock(0); err == nil {
+		c.raiseMinHeight(lb.Height - 1)
+	}
 	if c.cfg.Home != "" && stored == nil {
 		return writeTrustRoot(c.cfg.Home, &TrustRoot{
 			ChainID: c.chainID, Height: trust.Height, Hash: fmt.Sprintf("%X", trust.Hash),
@@ -205,7 +210,11 @@ func (c *Client) openLight(ctx context.Context) error {
 }
 
 // verifiedBlock returns the light block at height, verified by the light
-// client from the trust root (waiting for the node to produce it).
+// client from the trust root (waiting for the node to produce it). A
+// verified header at height proves that state height-1 is committed: the
+// client's minimum read height is raised to it, so a transaction verified
+// at height h (whose results header h+1 is verified) is in every later
+// read.
 func (c *Client) verifiedBlock(ctx context.Context, height int64) (*cmttypes.LightBlock, error) {
 	if err := c.waitHeight(ctx, height); err != nil {
 		return nil, err
@@ -230,6 +239,7 @@ func (c *Client) verifiedBlock(ctx context.Context, height int64) (*cmttypes.Lig
 	if lb.Height != height || lb.ChainID != c.chainID {
 		return nil, verificationError("light client returned header %d of %q for height %d", lb.Height, lb.ChainID, height)
 	}
+	c.raiseMinHeight(height - 1)
 	return lb, nil
 }
 

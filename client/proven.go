@@ -144,9 +144,9 @@ func (it *sliceIterator) Close() error  { return nil }
 var errUnprovableRange = errors.New("a key range cannot be proven key by key")
 
 // lazyReader fetches and verifies each key it is asked for through the raw
-// store path, all at one height (the first answer's). It is used to check
-// a node's "no": re-running the query over it shows whether the proven
-// state really fails the same way.
+// store path, all at one height, against root (the AppHash of the verified
+// header height+1). It is used to check a node's "no": re-running the
+// query over it shows whether the proven state really fails the same way.
 type lazyReader struct {
 	ctx      context.Context
 	c        *Client
@@ -179,18 +179,11 @@ func (r *lazyReader) Get(key []byte) ([]byte, error) {
 	if q.Code != 0 {
 		return nil, r.fail(&ChainError{Code: q.Code, Codespace: q.Codespace, Log: q.Log})
 	}
-	if q.Height <= 0 || (r.height != 0 && q.Height != r.height) {
-		return nil, r.fail(verificationError("key %X answered at height %d, asked at %d", key, q.Height, r.height))
+	if q.Height != r.height {
+		return nil, r.fail(wrongHeight(fmt.Sprintf("key %X", key), r.height, q.Height))
 	}
 	if !bytes.Equal(q.Key, key) && len(q.Key) != 0 {
 		return nil, r.fail(verificationError("asked for key %X, the node answered for %X", key, q.Key))
-	}
-	if r.root == nil {
-		lb, err := r.c.verifiedBlock(r.ctx, q.Height+1)
-		if err != nil {
-			return nil, r.fail(err)
-		}
-		r.height, r.root = q.Height, lb.AppHash
 	}
 	if err := verifyKey(r.root, key, q.Value, q.ProofOps); err != nil {
 		return nil, r.fail(verificationError("proof of key %X at height %d: %v", key, r.height, err))
@@ -273,7 +266,7 @@ func (c *Client) proveEmpty(ctx context.Context, height int64, root, lo, hi []by
 		return verificationError("the node refuses to prove the range at key %X: %s", lo, q.Log)
 	}
 	if q.Height != height {
-		return verificationError("range proof for height %d answered at %d", height, q.Height)
+		return wrongHeight(fmt.Sprintf("range proof at key %X", lo), height, q.Height)
 	}
 	if len(q.Value) > 0 {
 		if err := store.VerifyMembership(root, lo, q.Value, q.ProofOps); err != nil {

@@ -7,6 +7,7 @@ import (
 
 	abci "github.com/cometbft/cometbft/abci/types"
 	rpcclient "github.com/cometbft/cometbft/rpc/client"
+	cmttypes "github.com/cometbft/cometbft/types"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -47,40 +48,82 @@ func (c *Client) Query(ctx context.Context, method string, req, resp proto.Messa
 }
 
 // QueryInfo is Query that also says at which height (and, verified, at
-// which header time) the answer holds.
+// which header time) the answer holds. In verified mode the answer is of
+// the state at readHeight: never older than Client.MinHeight, and the
+// height is then raised to the answer's.
 func (c *Client) QueryInfo(ctx context.Context, method string, req, resp proto.Message) (*QueryInfo, error) {
+	if queryHandler(method) == nil {
+		return nil, fmt.Errorf("unknown query method %q", method)
+	}
+	if !c.cfg.Verify {
+		if err := c.queryUnverified(ctx, method, req, resp); err != nil {
+			return nil, err
+		}
+		return &QueryInfo{Height: heightOf(resp)}, nil
+	}
+	height, lb, err := c.readHeight(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.queryAt(ctx, height, lb, method, req, resp)
+}
+
+// readHeight picks the state a verified read is made at: the one the
+// newest header the node has (by its status) commits to, and never older
+// than minHeight. It returns that height H and the light-client-verified
+// header H+1, whose AppHash proves state H. The node's status is not
+// trusted: a node that claims an older head than the client has seen is
+// waited for, and refused (ErrStale) if it does not catch up.
+func (c *Client) readHeight(ctx context.Context) (int64, *cmttypes.LightBlock, error) {
+	head, err := c.LatestHeight(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	if floor := c.minHeight.Load() + 1; head < floor {
+		if err := c.waitHeight(ctx, floor); err != nil {
+			return 0, nil, fmt.Errorf("%w: node %s is behind height %d, which this client has already seen: %w", ErrStale, c.cfg.Node, floor-1, err)
+		}
+		head = floor
+	}
+	head = max(head, 2) // state 1 is the first one a header proves
+	lb, err := c.verifiedBlock(ctx, head)
+	if err != nil {
+		return 0, nil, err
+	}
+	return head - 1, lb, nil
+}
+
+// queryAt runs a verified query at height, against lb (the verified
+// header height+1), as the package documentation describes. An answer
+// for another height is refused (ErrStale when older).
+func (c *Client) queryAt(ctx context.Context, height int64, lb *cmttypes.LightBlock, method string, req, resp proto.Message) (*QueryInfo, error) {
 	handler := queryHandler(method)
 	if handler == nil {
 		return nil, fmt.Errorf("unknown query method %q", method)
 	}
-	q, err := c.abciQuery(ctx, method, req, c.cfg.Verify)
+	if lb.Height != height+1 {
+		return nil, fmt.Errorf("query %s at height %d: header %d given, %d needed", method, height, lb.Height, height+1)
+	}
+	q, err := c.abciQuery(ctx, method, req, height, true)
 	if err != nil {
 		return nil, err
 	}
 	if q.Code != 0 {
 		cerr := &ChainError{Code: q.Code, Codespace: q.Codespace, Log: q.Log}
-		if c.cfg.Verify && q.Codespace == app.Codespace {
-			return nil, c.verifyFailure(ctx, handler, req, cerr)
+		if q.Codespace == app.Codespace {
+			return nil, c.verifyFailure(ctx, height, lb.AppHash, handler, req, cerr)
 		}
 		return nil, cerr
 	}
 	proto.Reset(resp)
 	if err := proto.Unmarshal(q.Value, resp); err != nil {
-		if c.cfg.Verify {
-			return nil, verificationError("%s response does not decode: %v", method, err)
-		}
-		return nil, fmt.Errorf("decode %s response: %w", method, err)
+		return nil, verificationError("%s response does not decode: %v", method, err)
 	}
-	height := heightOf(resp)
-	if !c.cfg.Verify {
-		return &QueryInfo{Height: height}, nil
+	if h := heightOf(resp); h != height {
+		return nil, wrongHeight(method, height, h)
 	}
-	if height <= 0 || (q.Height != 0 && q.Height != height) {
-		return nil, verificationError("%s answered for height %d (ABCI height %d)", method, height, q.Height)
-	}
-	lb, err := c.verifiedBlock(ctx, height+1)
-	if err != nil {
-		return nil, err
+	if q.Height != 0 && q.Height != height {
+		return nil, wrongHeight(method+" (ABCI)", height, q.Height)
 	}
 	pr, err := newProvenReader(lb.AppHash, proofsOf(resp))
 	if err != nil {
@@ -106,12 +149,27 @@ func (c *Client) QueryInfo(ctx context.Context, method string, req, resp proto.M
 			return nil, fmt.Errorf("%s: %w", method, err)
 		}
 	}
+	c.raiseMinHeight(height)
 	return &QueryInfo{Height: height, Time: lb.Time, Verified: true}, nil
 }
 
-// queryUnverified asks the node and trusts the answer (see Sequence).
+// queryHistorical is a verified query at an explicit past height (state
+// height, proven by header height+1), below Client.MinHeight if need be:
+// for looking back (Submit, finding where a sequence was used), never for
+// reading the current state.
+func (c *Client) queryHistorical(ctx context.Context, height int64, method string, req, resp proto.Message) error {
+	lb, err := c.verifiedBlock(ctx, height+1)
+	if err != nil {
+		return err
+	}
+	_, err = c.queryAt(ctx, height, lb, method, req, resp)
+	return err
+}
+
+// queryUnverified asks the node about its latest state and trusts the
+// answer (see Sequence).
 func (c *Client) queryUnverified(ctx context.Context, method string, req, resp proto.Message) error {
-	q, err := c.abciQuery(ctx, method, req, false)
+	q, err := c.abciQuery(ctx, method, req, 0, false)
 	if err != nil {
 		return err
 	}
@@ -119,19 +177,23 @@ func (c *Client) queryUnverified(ctx context.Context, method string, req, resp p
 		return &ChainError{Code: q.Code, Codespace: q.Codespace, Log: q.Log}
 	}
 	proto.Reset(resp)
-	return proto.Unmarshal(q.Value, resp)
+	if err := proto.Unmarshal(q.Value, resp); err != nil {
+		return fmt.Errorf("decode %s response: %w", method, err)
+	}
+	return nil
 }
 
-// abciQuery sends req to a method of the Query service, with proofs when
-// prove, and returns the node's answer whatever its code.
-func (c *Client) abciQuery(ctx context.Context, method string, req proto.Message, prove bool) (*abci.QueryResponse, error) {
+// abciQuery sends req to a method of the Query service at height (0 = the
+// node's latest), with proofs when prove, and returns the node's answer
+// whatever its code.
+func (c *Client) abciQuery(ctx context.Context, method string, req proto.Message, height int64, prove bool) (*abci.QueryResponse, error) {
 	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s request: %w", method, err)
 	}
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	res, err := c.rpc.ABCIQueryWithOptions(ctx, app.QueryPathPrefix+method, data, rpcclient.ABCIQueryOptions{Prove: prove})
+	res, err := c.rpc.ABCIQueryWithOptions(ctx, app.QueryPathPrefix+method, data, rpcclient.ABCIQueryOptions{Height: height, Prove: prove})
 	if err != nil {
 		return nil, fmt.Errorf("query %s at %s: %w", method, c.cfg.Node, err)
 	}
@@ -139,10 +201,11 @@ func (c *Client) abciQuery(ctx context.Context, method string, req proto.Message
 }
 
 // verifyFailure re-runs a query the node failed over state proven key by
-// key at one height: the failure stands only when the proven state fails
-// the same way (its message is then computed locally, not the node's).
-func (c *Client) verifyFailure(ctx context.Context, handler grpc.MethodHandler, req proto.Message, nodeErr *ChainError) error {
-	lr := &lazyReader{ctx: ctx, c: c}
+// key at the height asked (against root, the AppHash of header height+1):
+// the failure stands only when the proven state fails the same way (its
+// message is then computed locally, not the node's).
+func (c *Client) verifyFailure(ctx context.Context, height int64, root []byte, handler grpc.MethodHandler, req proto.Message, nodeErr *ChainError) error {
+	lr := &lazyReader{ctx: ctx, c: c, height: height, root: root}
 	_, err := callQuerier(ctx, handler, lr, req)
 	switch {
 	case lr.err != nil:
@@ -154,6 +217,7 @@ func (c *Client) verifyFailure(ctx context.Context, handler grpc.MethodHandler, 
 	case app.CodeOf(err) != nodeErr.Code:
 		return verificationError("the node answered %q (code %d), the proven state says %q (code %d)", nodeErr.Log, nodeErr.Code, err, app.CodeOf(err))
 	}
+	c.raiseMinHeight(height)
 	return &ChainError{Code: nodeErr.Code, Codespace: app.Codespace, Log: err.Error()}
 }
 
