@@ -214,34 +214,103 @@ type RotationResult struct {
 }
 
 // RotateKey moves a patient to KEK version current+1: envelopes of the new
-// KEK for every standing grant (from verified state), data
-// keys re-wrapped by rewrap (may be nil). If the set of standing grants
-// changed before the block (an expiry), it rebuilds and submits once more.
+// KEK for every standing grant (from verified state, at or after every
+// height the client has seen: Client.MinHeight), data keys re-wrapped by
+// rewrap (may be nil).
+//
+// If the rotation is refused as invalid (app.ErrInvalidMsg: the set of
+// standing grants changed before the block, e.g. an expiry), it is built
+// again and submitted once more, but only from a fresh verified read:
+// the refusal may come from CheckTx, which is only the node's word, and
+// a lying node may have kept the first transaction. Re-reading verified
+// state means the retry seals the new KEK (the same one: KEKFunc stores
+// it) only to members holding a standing grant at a verified height at or
+// after the first attempt's reads, so the retry exposes it to no one the
+// first attempt did not, or who should not have it now. If the fresh read
+// shows the key version already moved, the first transaction was
+// committed after all: its verified result is returned, and nothing is
+// sent again. What a retry cannot undo: a member whose grant ended
+// between the two reads was sealed the new KEK in the first transaction,
+// which a lying node may pass on; rotate again if that matters.
 func (c *Client) RotateKey(ctx context.Context, s Signer, patientID []byte, newKEK KEKFunc, rewrap Rewrapper) (*RotationResult, error) {
-	for attempt := 0; ; attempt++ {
-		res, msg, err := c.rotationMsg(ctx, patientID, newKEK, rewrap)
-		if err != nil {
-			return nil, err
-		}
-		res.Tx, err = c.Submit(ctx, s, msg)
-		if attempt == 0 && errors.Is(err, app.ErrInvalidMsg) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return res, nil
-	}
+	return c.rotateKey(ctx, s, patientID, newKEK, rewrap, rotationOpts{})
 }
 
-func (c *Client) rotationMsg(ctx context.Context, patientID []byte, newKEK KEKFunc, rewrap Rewrapper) (*RotationResult, *emrv1.Msg, error) {
-	p, err := c.Patient(ctx, patientID)
+// rotationOpts constrain the state a rotation is built from.
+type rotationOpts struct {
+	// after is the lowest height the reads may be at (a revocation's).
+	after int64
+	// revoked, when set, must show as revoked in the permissions read.
+	revoked []byte
+	// version, when non-zero, is the key version the patient must still
+	// be at; otherwise the rotation is not built (and no KEK is made).
+	version uint64
+}
+
+// errKeyMoved: the patient's key version is no longer the one a rotation
+// was built for.
+var errKeyMoved = errors.New("the patient's key version moved")
+
+func (c *Client) rotateKey(ctx context.Context, s Signer, patientID []byte, newKEK KEKFunc, rewrap Rewrapper, opts rotationOpts) (*RotationResult, error) {
+	res, msg, err := c.rotationMsg(ctx, patientID, newKEK, rewrap, opts)
+	if err != nil {
+		return nil, err
+	}
+	res.Tx, err = c.Submit(ctx, s, msg)
+	switch {
+	case err == nil:
+		return res, nil
+	case !errors.Is(err, app.ErrInvalidMsg):
+		return nil, err
+	}
+	first := err
+	opts.version = res.OldVersion
+	opts.after = max(opts.after, c.MinHeight())
+	again, msg, err := c.rotationMsg(ctx, patientID, newKEK, rewrap, opts)
+	if errors.Is(err, errKeyMoved) {
+		// The refused transaction may have been committed all the same.
+		var cerr *ChainError
+		if errors.As(first, &cerr) && len(cerr.Hash) > 0 {
+			if st, serr := c.TxStatus(ctx, cerr.Hash); serr == nil && st.Verified && st.Code == 0 {
+				res.Tx = st
+				return res, nil
+			}
+		}
+		return nil, fmt.Errorf("rotation to key version %d refused (%w), and then %w", res.NewVersion, first, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("rotation to key version %d refused (%w); rebuilding it: %w", res.NewVersion, first, err)
+	}
+	again.Tx, err = c.Submit(ctx, s, msg)
+	if err != nil {
+		return nil, err
+	}
+	return again, nil
+}
+
+func (c *Client) rotationMsg(ctx context.Context, patientID []byte, newKEK KEKFunc, rewrap Rewrapper, opts rotationOpts) (*RotationResult, *emrv1.Msg, error) {
+	var presp emrv1.QueryPatientResponse
+	pinfo, err := c.QueryInfo(ctx, "Patient", &emrv1.QueryPatientRequest{PatientId: hex.EncodeToString(patientID)}, &presp)
 	if err != nil {
 		return nil, nil, fmt.Errorf("patient %x: %w", patientID, err)
 	}
+	p := presp.Patient
 	perms, info, err := c.Permissions(ctx, patientID)
 	if err != nil {
 		return nil, nil, fmt.Errorf("permissions of %x: %w", patientID, err)
+	}
+	if h := min(pinfo.Height, info.Height); h < opts.after {
+		// Reads never go below MinHeight, which the revocation raised:
+		// this is a safety net, not a path an honest run takes.
+		return nil, nil, fmt.Errorf("%w: the rotation's state is of height %d, before height %d", ErrStale, h, opts.after)
+	}
+	if opts.revoked != nil {
+		if perm := permissionOf(perms, opts.revoked); perm != nil && perm.RevokedHeight == 0 {
+			return nil, nil, fmt.Errorf("%w: %X is not revoked in the state at height %d", ErrStale, opts.revoked, info.Height)
+		}
+	}
+	if opts.version != 0 && p.KeyVersion != opts.version {
+		return nil, nil, fmt.Errorf("%w: it is %d at height %d, not %d", errKeyMoved, p.KeyVersion, pinfo.Height, opts.version)
 	}
 	now := info.timeOrNow()
 	next := p.KeyVersion + 1
@@ -362,12 +431,15 @@ func (c *Client) RevokeAndRotate(ctx context.Context, s Signer, patientID, grant
 	}
 	p, err := c.Patient(ctx, patientID)
 	if err != nil {
-		return nil, err
+		return res, fmt.Errorf("revoked at height %d, but reading the patient for the key rotation failed (run revoke again to finish it): %w", res.RevokedHeight, err)
 	}
 	if len(perm.WrappedKek) == 0 || perm.KeyVersion < p.KeyVersion {
 		return res, nil // the grantee holds no current key: nothing to rotate
 	}
-	res.Rotation, err = c.RotateKey(ctx, s, patientID, newKEK, rewrap)
+	// The rotation's reads are at or after the revocation (MinHeight was
+	// raised by it; opts.after and opts.revoked check it again), so the new
+	// KEK is never sealed to the revoked grantee.
+	res.Rotation, err = c.rotateKey(ctx, s, patientID, newKEK, rewrap, rotationOpts{after: res.RevokedHeight, revoked: grantee})
 	if err != nil {
 		return res, fmt.Errorf("revoked at height %d, but the key rotation failed (run revoke again to finish it): %w", res.RevokedHeight, err)
 	}

@@ -3,10 +3,13 @@ package client_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -145,4 +148,109 @@ func TestStaleReads(t *testing.T) {
 			t.Fatalf("a read after the transaction at %d: %+v, %v", res.Height, info, err)
 		}
 	})
+
+	// After the revocation the node serves the permissions of
+	// a height when the clinician's grant stood; with lieStatus it also
+	// claims that height is its head. The client must not build a rotation
+	// from them: no RotateKey it sends may seal the new KEK to the revoked
+	// clinician.
+	t.Run("RevokeAndRotate", func(t *testing.T) { revokeThroughStaleNode(t, w, false, 2) })
+	t.Run("RevokeAndRotateStaleHead", func(t *testing.T) {
+		// Grant again, with the current KEK, and revoke again.
+		c := w.mustClient(t, w.node.RPC)
+		grant, err := c.GrantMsg(ctx, w.patientID, client.GrantSpec{
+			Grantee: w.clinician.Address(), Rights: []emrv1.Right{emrv1.Right_RIGHT_READ},
+			Categories: []string{"lab-results"}, NotAfter: time.Now().Add(24 * time.Hour),
+		}, w.kek)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Submit(ctx, w.patient, grant); err != nil {
+			t.Fatal(err)
+		}
+		revokeThroughStaleNode(t, w, true, 3)
+	})
+}
+
+func revokeThroughStaleNode(t *testing.T, w *world, lieStatus bool, wantVersion uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	hdr, err := w.mustClient(t, w.node.RPC).VerifyLatest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h0 := hdr.Height - 1 // the grant stands in state h0
+	proxy := clienttest.NewProxy(t, w.node.RPC)
+	var armed atomic.Int64
+	var mu sync.Mutex
+	var rotations [][]byte
+	revokeSent := false
+	proxy.SetRoute(func(call clienttest.Call) string {
+		switch call.Method {
+		case "broadcast_tx_sync":
+			var p struct {
+				Tx string `json:"tx"`
+			}
+			_ = json.Unmarshal(call.Params, &p)
+			raw, _ := base64.StdEncoding.DecodeString(p.Tx)
+			tx, err := app.DecodeTx(raw)
+			if err != nil {
+				return ""
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			switch tx.Body.Msg.Sum.(type) {
+			case *emrv1.Msg_Revoke:
+				revokeSent = true
+			case *emrv1.Msg_RotateKey:
+				rotations = append(rotations, raw)
+			}
+		case "block_results":
+			// The client has verified the revocation's result: lie from now on.
+			mu.Lock()
+			if revokeSent {
+				armed.Store(h0)
+				revokeSent = false
+			}
+			mu.Unlock()
+		}
+		return ""
+	})
+	proxy.SetRewrite(staleNode{upstream: w.node.RPC, height: armed.Load, lieStatus: lieStatus,
+		paths: map[string]bool{app.QueryPathPrefix + "Permissions": true}}.rewrite)
+	c := w.mustClient(t, proxy.URL)
+	res, err := c.RevokeAndRotate(ctx, w.patient, w.patientID, w.clinician.Address(), w.kek, nil)
+	if !errors.Is(err, client.ErrStale) {
+		t.Fatalf("RevokeAndRotate through a node serving the state of height %d: %+v, %v; want ErrStale", h0, res, err)
+	}
+	if res == nil || res.Revoke == nil || res.RevokedHeight <= 0 {
+		t.Fatalf("the revocation itself should have been committed: %+v", res)
+	}
+	t.Logf("refused: %v", err)
+
+	// Run again, the node honest now: it completes the rotation.
+	armed.Store(0)
+	again, err := c.RevokeAndRotate(ctx, w.patient, w.patientID, w.clinician.Address(), w.kek, nil)
+	if err != nil || again.Revoke != nil || again.Rotation == nil || again.Rotation.NewVersion != wantVersion {
+		t.Fatalf("RevokeAndRotate again: %+v, %v; want a rotation to version %d", again, err, wantVersion)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(rotations) == 0 {
+		t.Fatal("no RotateKey was broadcast")
+	}
+	for _, raw := range rotations {
+		tx, err := app.DecodeTx(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, env := range tx.Body.Msg.GetRotateKey().Envelopes {
+			if bytes.Equal(env.Grantee, w.clinician.Address()) {
+				t.Errorf("a RotateKey sealed key version %d to the revoked clinician", tx.Body.Msg.GetRotateKey().NewKeyVersion)
+			}
+		}
+	}
+	if _, _, err := c.GranteeKEK(ctx, w.clinician.EncPrivKey(), w.patientID, w.clinician.Address()); !errors.Is(err, app.ErrPermissionRevoked) {
+		t.Fatalf("GranteeKEK of the revoked clinician: %v", err)
+	}
 }
