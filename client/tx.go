@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
@@ -74,7 +75,8 @@ func (r *TxResult) Attribute(typ, key string) []string {
 
 // Sequence returns the sequence the next transaction of addr must carry.
 // It is deliberately not verified: a wrong sequence can only make the
-// transaction fail, and skipping the proof saves waiting for a header.
+// transaction fail, and skipping the proof saves a header verification.
+// (What Submit does after such a failure is verified: see Submit.)
 func (c *Client) Sequence(ctx context.Context, addr []byte) (uint64, error) {
 	var resp emrv1.QueryAccountResponse
 	if err := c.queryUnverified(ctx, "Account", &emrv1.QueryAccountRequest{Address: fmt.Sprintf("%x", addr)}, &resp); err != nil {
@@ -189,20 +191,137 @@ func (c *Client) waitTx(ctx context.Context, hash []byte) (*TxResult, error) {
 }
 
 // Submit signs msg with the signer's next sequence, broadcasts it and
-// waits for its block. If the sequence was taken in between (another
-// transaction of the same signer), it signs again once.
+// waits for its block.
+//
+// If the chain refuses it for a wrong sequence (another transaction of
+// the same signer took it in between), Submit signs it again once, with
+// the next sequence, but only when that cannot execute the message twice.
+// Unverified, it trusts the node. Verified, the refusal may be the node's
+// lie about a transaction it did pass on, so Submit first proves from
+// verified state that the first transaction was not executed and never
+// can be (resignSequence): the signer's sequence used by it has been
+// taken, by a block that does not hold it. If that block holds it, the
+// first transaction's own verified result is returned; if the sequence is
+// still free, or anything cannot be proven, the refusal is returned and
+// nothing is signed again.
 func (c *Client) Submit(ctx context.Context, s Signer, msg *emrv1.Msg) (*TxResult, error) {
-	for attempt := 0; ; attempt++ {
-		tx, err := c.SignTx(ctx, s, msg)
-		if err != nil {
-			return nil, err
-		}
-		res, err := c.Broadcast(ctx, tx, true)
-		if attempt == 0 && errors.Is(err, app.ErrBadSequence) {
-			continue
-		}
+	// The transaction is in no block at or below floor: it does not exist yet.
+	floor := c.MinHeight()
+	seq, err := c.Sequence(ctx, s.Address())
+	if err != nil {
+		return nil, err
+	}
+	tx, err := c.SignTxWithSequence(s, seq, msg)
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.Broadcast(ctx, tx, true)
+	if !errors.Is(err, app.ErrBadSequence) {
 		return res, err
 	}
+	next, rerr := c.resignSequence(ctx, s.Address(), seq, app.TxHash(tx), floor)
+	switch {
+	case errors.Is(rerr, errTxExecuted):
+		return c.waitTx(ctx, app.TxHash(tx))
+	case rerr != nil:
+		return nil, fmt.Errorf("%w (not signed again: %w)", err, rerr)
+	}
+	if tx, err = c.SignTxWithSequence(s, next, msg); err != nil {
+		return nil, err
+	}
+	return c.Broadcast(ctx, tx, true)
+}
+
+// errTxExecuted: the transaction refused for its sequence is in the block
+// that used that sequence.
+var errTxExecuted = errors.New("the transaction is in a block")
+
+// resignSequence returns the sequence to sign a message again with, after
+// its transaction (hash, with sequence seq of signer addr, made after
+// state floor) was refused for a wrong sequence. Unverified, it is the
+// node's next sequence. Verified, it must be proven that the transaction
+// cannot execute: the signer's verified next sequence is past seq (so the
+// transaction can never be valid again), and the block where it passed
+// seq (found by verified reads of the account at past heights, after
+// floor) does not hold the transaction. errTxExecuted when that block
+// holds it.
+func (c *Client) resignSequence(ctx context.Context, addr []byte, seq uint64, hash []byte, floor int64) (uint64, error) {
+	if !c.cfg.Verify {
+		return c.Sequence(ctx, addr)
+	}
+	req := &emrv1.QueryAccountRequest{Address: hex.EncodeToString(addr)}
+	var acct emrv1.QueryAccountResponse
+	info, err := c.QueryInfo(ctx, "Account", req, &acct)
+	if err != nil {
+		return 0, err
+	}
+	next := acct.GetAccount().GetNextSequence()
+	if next <= seq {
+		return 0, fmt.Errorf("sequence %d is still unused at height %d, so the transaction may yet be committed", seq, info.Height)
+	}
+	nextAt := func(h int64) (uint64, error) {
+		var r emrv1.QueryAccountResponse
+		if err := c.queryHistorical(ctx, h, "Account", req, &r); err != nil {
+			return 0, fmt.Errorf("the signer's sequence at height %d: %w", h, err)
+		}
+		return r.GetAccount().GetNextSequence(), nil
+	}
+	// Invariant: the next sequence is past seq at hi, not at lo (or lo is
+	// floor, where the transaction did not exist yet).
+	lo, hi := floor, info.Height
+	if lo > 0 {
+		n, err := nextAt(lo)
+		if err != nil {
+			return 0, err
+		}
+		if n > seq {
+			return next, nil // taken before the transaction was made
+		}
+	}
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		n, err := nextAt(mid)
+		if err != nil {
+			return 0, err
+		}
+		if n > seq {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	in, err := c.blockHolds(ctx, hi, hash)
+	if err != nil {
+		return 0, err
+	}
+	if in {
+		return 0, errTxExecuted
+	}
+	return next, nil
+}
+
+// blockHolds reports whether the block at height, checked against the
+// light-client-verified header, holds the transaction hash.
+func (c *Client) blockHolds(ctx context.Context, height int64, hash []byte) (bool, error) {
+	lb, err := c.verifiedBlock(ctx, height)
+	if err != nil {
+		return false, err
+	}
+	qctx, cancel := c.withTimeout(ctx)
+	rb, err := c.rpc.Block(qctx, &height)
+	cancel()
+	if err != nil {
+		return false, fmt.Errorf("block %d: %w", height, err)
+	}
+	if rb.Block == nil || !bytes.Equal(rb.Block.Hash(), lb.Header.Hash()) || !bytes.Equal(rb.Block.Data.Hash(), lb.DataHash) {
+		return false, verificationError("block %d is not the one its verified header commits to", height)
+	}
+	for _, tx := range rb.Block.Txs {
+		if bytes.Equal(app.TxHash(tx), hash) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // TxStatus looks a committed transaction up by hash (ErrNotFound when the
