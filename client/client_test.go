@@ -563,6 +563,21 @@ func testLyingNode(t *testing.T, w *world) {
 		if _, err := c.TxStatus(ctx, res.Hash); !errors.Is(err, client.ErrVerification) {
 			t.Fatalf("altered tx code: %v", err)
 		}
+		// Claim another codespace: not covered by the results hash, so the
+		// verified result takes the chain's own (none, for success).
+		proxy.SetRewrite(func(call clienttest.Call, result json.RawMessage) json.RawMessage {
+			if call.Method != "tx" {
+				return result
+			}
+			var r map[string]any
+			_ = json.Unmarshal(result, &r)
+			r["tx_result"].(map[string]any)["codespace"] = "elsewhere"
+			b, _ := json.Marshal(r)
+			return b
+		})
+		if st, err := c.TxStatus(ctx, res.Hash); err != nil || st.Code != 0 || st.Codespace != "" || !st.Verified {
+			t.Fatalf("TxStatus with another codespace = %+v, %v; want a verified success with no codespace", st, err)
+		}
 		// Claim it is in another block.
 		proxy.SetRewrite(func(call clienttest.Call, result json.RawMessage) json.RawMessage {
 			if call.Method != "tx" {

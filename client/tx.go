@@ -355,6 +355,14 @@ func (c *Client) TxStatus(ctx context.Context, hash []byte) (*TxResult, error) {
 	if err := c.verifyTx(ctx, hash, r.Height, r.Index, r.Tx, r.Proof, r.TxResult.Code); err != nil {
 		return nil, err
 	}
+	// LastResultsHash covers the code but not the codespace, so the node's
+	// codespace is not taken: every transaction code in a block is the
+	// state machine's (abci/codes.go), in app.Codespace. A node cannot
+	// make a verified failure miss errors.Is(err, app.ErrX).
+	res.Codespace = ""
+	if res.Code != 0 {
+		res.Codespace = app.Codespace
+	}
 	res.Verified = true
 	return res, nil
 }
