@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -452,7 +453,10 @@ func (kr *Keyring) store(k *Key, isNew bool) error {
 }
 
 // writeFileAtomic writes dir/name with mode 0600 through a temporary file
-// and a rename, so a crash leaves the old or the new file, never half.
+// and a rename, so a crash leaves the old or the new file, never half. The
+// directory is synced after the rename: until then the rename itself may
+// be lost in a crash, and a key (or a new KEK a rotation is about to use)
+// that the caller was told is stored would be gone.
 func writeFileAtomic(dir, name string, data []byte) error {
 	tmp, err := os.CreateTemp(dir, "."+name+".tmp-*")
 	if err != nil {
@@ -474,7 +478,28 @@ func writeFileAtomic(dir, name string, data []byte) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), filepath.Join(dir, name))
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// syncDir flushes a directory's entries (a rename into it) to disk.
+// Windows cannot open a directory for syncing (its renames are metadata
+// the file system journals): there it does nothing.
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("keyring: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("keyring: sync %s: %w", dir, err)
+	}
+	return nil
 }
 
 func hexOf(b []byte) string { return hex.EncodeToString(b) }
