@@ -8,13 +8,14 @@
 //
 // With Config.Verify, Query (and every typed helper built on it) does:
 //
-//  1. abci_query with prove=true at the latest height H. The answer carries
-//     one StoreProof (key, value, ICS23 proof) per state key the node's
-//     query code read, including proofs of absence for keys it found empty.
-//  2. The CometBFT light client (github.com/cometbft/cometbft/light)
-//     verifies the header at H+1 from the root of trust (TrustOptions, or
-//     the store under Config.Home), cross-checking it with the witnesses;
-//     the client waits briefly for H+1 to exist.
+//  1. The CometBFT light client (github.com/cometbft/cometbft/light)
+//     verifies the node's newest header, H+1, from the root of trust
+//     (TrustOptions, or the store under Config.Home), cross-checking it
+//     with the witnesses (see Freshness for how H is chosen).
+//  2. abci_query with prove=true at that explicit height H. The answer
+//     carries one StoreProof (key, value, ICS23 proof) per state key the
+//     node's query code read, including proofs of absence for keys it
+//     found empty. An answer for another height is refused.
 //  3. Every StoreProof is verified against that header's AppHash
 //     (store.VerifyMembership, or store.VerifyAbsence for an empty value).
 //  4. The request is run again, here, by app.NewQuerier over a store.Reader
@@ -32,6 +33,24 @@
 // An honest "no" that would need a range to be proven (a node claiming a
 // list query fails after the list's anchor exists) is a verification
 // failure, never an answer.
+//
+// # Freshness
+//
+// Proofs show what a state held, not that it is recent: the client, not
+// the node, chooses the height. Client.MinHeight only goes up: to the
+// height of every verified read, and to every verified header less one
+// (so to the block of every transaction seen committed); at start, to the
+// newest header in the light store (a Home keeps it between runs). A read
+// is made at the state under the node's newest header, never below
+// MinHeight: a node claiming an older head is waited for, then refused.
+// An answer for an older height than asked is refused. Both wrap
+// ErrStale. So reads are monotonic and see the client's own transactions:
+// RevokeAndRotate's rotation reads the state after its revocation, an
+// audit log read after a RecordAccess holds it. What a node can still do
+// is withhold blocks newer than any this client has seen (the head it
+// reports is not checked against the witnesses'); there is no bound on
+// header age (QueryInfo.Time says how old an answer is). See
+// docs/decisions.md.
 //
 // # Completeness of lists
 //
@@ -64,23 +83,28 @@
 // SignTx/Submit sign with a Signer (ed25519) over the deterministic body
 // (app.EncodeTx), with the account's next sequence. Sequence is read
 // without verification on purpose: a wrong one can only make the
-// transaction fail. Broadcast uses broadcast_tx_sync (a CheckTx refusal is
-// a *ChainError matching ErrTxRejected and the app's coded error, e.g.
-// errors.Is(err, app.ErrPermissionRevoked)), then polls until the
-// transaction is committed. In verified mode TxStatus (and so every wait)
+// transaction fail. Submit signs a message again after a "wrong sequence"
+// refusal (the node's word) only when verified state proves the first
+// transaction did not execute and never can (see Submit). Broadcast uses
+// broadcast_tx_sync (a CheckTx refusal is a *ChainError matching
+// ErrTxRejected and the app's coded error, e.g. errors.Is(err,
+// app.ErrPermissionRevoked)), then polls until the transaction is
+// committed. In verified mode TxStatus (and so every wait)
 // checks the transaction's inclusion proof against the verified header's
 // DataHash and its result code against the next header's LastResultsHash;
-// the log message and events are not covered by any hash and are
-// informational.
+// the codespace is then the app's own, and the log message and events are
+// not covered by any hash and are informational.
 //
 // # Consent flows
 //
 // GrantMsg seals the patient's current KEK to the grantee's verified
 // encryption key, bound to (patient, grantee, key version). RevokeAndRotate
 // revokes and then rotates the KEK, sealing the new one to every standing
-// grantee (from verified state); it is idempotent, so a run interrupted
-// between its two transactions is completed by running it again. KEKFunc
-// must store a new KEK durably before returning it. FileKeyRewrapper
+// grantee (from verified state at or after the revocation); it is
+// idempotent, so a run interrupted between its two transactions is
+// completed by running it again. A rotation refused as invalid is rebuilt
+// once, from a fresh verified read. KEKFunc must store a new KEK durably
+// before returning it. FileKeyRewrapper
 // re-wraps existing records' data keys under the new KEK (the newest
 // params.max_rewraps_per_rotation of them; RotationResult.Skipped lists
 // the rest, which stay readable by the patient only).
