@@ -45,6 +45,11 @@ func (ctx *txContext) grant(m *emrv1.MsgGrant) error {
 	if uint64(len(m.WrappedKek)) > uint64(ctx.params.MaxWrappedKeyBytes) {
 		return fmt.Errorf("%w: wrapped key is %d bytes, the limit is %d", ErrTooLarge, len(m.WrappedKek), ctx.params.MaxWrappedKeyBytes)
 	}
+	if m.KeyVersion != p.KeyVersion {
+		// Sealed before a rotation (or for a later one): stored, the grant
+		// would claim the current version while holding another key.
+		return fmt.Errorf("%w: the grant carries key version %d, the patient's key is at version %d", ErrKeyVersion, m.KeyVersion, p.KeyVersion)
+	}
 	if slices.Contains(rights, emrv1.Right_RIGHT_SHARE) {
 		study, err := ctx.st.study(m.StudyId)
 		if err != nil {

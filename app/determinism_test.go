@@ -189,9 +189,12 @@ func (w *workload) tx() []byte {
 		if w.rnd.IntN(2) == 0 {
 			rights = append(rights, emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_WRITE)
 		}
-		spec := apptest.GrantSpec{Rights: rights, NotAfter: w.chain.Now.Add(time.Duration(w.rnd.IntN(3600)-120) * time.Second)}
+		spec := apptest.GrantSpec{Rights: rights, NotAfter: w.chain.Now.Add(time.Duration(w.rnd.IntN(3600)-120) * time.Second), KeyVersion: p.version}
 		if w.rnd.IntN(2) == 0 {
 			spec.Categories = []string{pick(w.rnd, cats), pick(w.rnd, cats)}
+		}
+		if w.rnd.IntN(10) == 0 {
+			spec.KeyVersion++ // sealed for a version the patient is not at: refused
 		}
 		if w.rnd.IntN(4) == 0 {
 			spec.NotBefore = w.chain.Now.Add(time.Duration(w.rnd.IntN(600)) * time.Second)

@@ -878,7 +878,31 @@ func TestGrantRules(t *testing.T) {
 		{"no rights", w.pat, grant(w.doc, apptest.GrantSpec{}), app.ErrInvalidMsg, []string{"no rights given"}},
 		{"unspecified right", w.pat, grant(w.doc, apptest.GrantSpec{Rights: []emrv1.Right{rRead, emrv1.Right_RIGHT_UNSPECIFIED}}), app.ErrInvalidMsg,
 			[]string{"unknown right"}},
+		{"key version 0", w.pat, func() *emrv1.Msg { m := grant(w.doc, read); m.GetGrant().KeyVersion = 0; return m }(), app.ErrInvalidMsg,
+			[]string{"key version must be at least 1"}},
+		{"key version ahead of the patient's", w.pat, grant(w.doc, apptest.GrantSpec{Rights: []emrv1.Right{rRead}, KeyVersion: 2}), app.ErrKeyVersion,
+			[]string{"the grant carries key version 2, the patient's key is at version 1"}},
 	})
+}
+
+// TestGrantAfterRotation: a grant sealed under the patient's key before a
+// rotation that executes after it (a second device, or a grant still in the
+// mempool) is refused, instead of being stored as holding the new version
+// with the old key, which the grantee could not use; sealed under the new
+// version it stands.
+func TestGrantAfterRotation(t *testing.T) {
+	w := newRuleWorld(t, apptest.Options{})
+	c := w.c
+	read := func(version uint64) *emrv1.Msg {
+		return apptest.Grant(w.pid, w.doc, apptest.GrantSpec{Rights: []emrv1.Right{rRead}, NotAfter: w.year, KeyVersion: version})
+	}
+	res := c.Block(ruleSigned(c, w.pat, apptest.RotateKey(w.pid, 2, nil, nil), read(1))...)
+	ruleCheck(t, "the rotation", res[0], nil)
+	ruleCheck(t, "a grant sealed before it", res[1], app.ErrKeyVersion, "the grant carries key version 1, the patient's key is at version 2")
+	c.Must(w.pat, read(2))
+	if perms := rulePermissions(c, w.pid); len(perms) != 1 || perms[0].KeyVersion != 2 {
+		t.Fatalf("permissions after the rotation: %v", perms)
+	}
 }
 
 func TestGrantReplacesAndNormalises(t *testing.T) {

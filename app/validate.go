@@ -116,6 +116,9 @@ func validateGrant(m *emrv1.MsgGrant) error {
 	if len(m.Rights) == 0 {
 		return fmt.Errorf("no rights given")
 	}
+	if m.KeyVersion == 0 {
+		return fmt.Errorf("key version must be at least 1")
+	}
 	for _, r := range m.Rights {
 		if r != emrv1.Right_RIGHT_READ && r != emrv1.Right_RIGHT_WRITE && r != emrv1.Right_RIGHT_SHARE {
 			return fmt.Errorf("unknown right %s", r)

@@ -162,6 +162,7 @@ func (c *Client) GrantMsg(ctx context.Context, patientID []byte, spec GrantSpec,
 	g := &emrv1.MsgGrant{
 		PatientId: patientID, Grantee: spec.Grantee, Rights: spec.Rights, Categories: spec.Categories,
 		NotAfter: timestamppb.New(spec.NotAfter), WrappedKek: env, StudyId: spec.StudyID, Anonymise: spec.Anonymise,
+		KeyVersion: p.KeyVersion,
 	}
 	if !spec.NotBefore.IsZero() {
 		g.NotBefore = timestamppb.New(spec.NotBefore)

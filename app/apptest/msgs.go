@@ -38,6 +38,9 @@ type GrantSpec struct {
 	NotAfter   time.Time
 	Study      string
 	Anonymise  bool
+	// KeyVersion is the patient's key version the grant is sealed under
+	// (0: 1, a patient who never rotated).
+	KeyVersion uint64
 }
 
 // Grant is the message granting spec over patient id to grantee. The
@@ -46,7 +49,7 @@ func Grant(id []byte, grantee *Actor, spec GrantSpec) *emrv1.Msg {
 	m := &emrv1.MsgGrant{
 		PatientId: id, Grantee: grantee.Address, Rights: spec.Rights, Categories: spec.Categories,
 		NotAfter: timestamppb.New(spec.NotAfter), StudyId: spec.Study, Anonymise: spec.Anonymise,
-		WrappedKek: []byte("kek-for-" + grantee.Name),
+		WrappedKek: []byte("kek-for-" + grantee.Name), KeyVersion: max(spec.KeyVersion, 1),
 	}
 	if !spec.NotBefore.IsZero() {
 		m.NotBefore = timestamppb.New(spec.NotBefore)

@@ -231,7 +231,7 @@ func (p *plan) setupPatients(now time.Time) []*plannedTx {
 			out = append(out, p.tx(pt, kindGrant, msgOf(&emrv1.Msg{Sum: &emrv1.Msg_Grant{Grant: &emrv1.MsgGrant{
 				PatientId: p.patientID[pt], Grantee: clin.address,
 				Rights:   []emrv1.Right{emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_WRITE},
-				NotAfter: timestamppb.New(now.Add(30 * 24 * time.Hour)), WrappedKek: kekFor(clin, 1),
+				NotAfter: timestamppb.New(now.Add(30 * 24 * time.Hour)), WrappedKek: kekFor(clin, 1), KeyVersion: 1,
 			}}})))
 		}
 	}
@@ -340,7 +340,7 @@ func (p *plan) consentStep(now time.Time) *plannedTx {
 		return p.tx(pt, kindGrant, msgOf(&emrv1.Msg{Sum: &emrv1.Msg_Grant{Grant: &emrv1.MsgGrant{
 			PatientId: id, Grantee: consultant.address, Rights: []emrv1.Right{emrv1.Right_RIGHT_READ},
 			Categories: []string{"lab-results"}, NotAfter: timestamppb.New(now.Add(7 * 24 * time.Hour)),
-			WrappedKek: kekFor(consultant, p.keyVersion[pt]),
+			WrappedKek: kekFor(consultant, p.keyVersion[pt]), KeyVersion: p.keyVersion[pt],
 		}}}))
 	case 1:
 		return p.tx(pt, kindRevoke, msgOf(&emrv1.Msg{Sum: &emrv1.Msg_Revoke{Revoke: &emrv1.MsgRevoke{

@@ -557,9 +557,14 @@ type MsgGrant struct {
 	NotAfter   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
 	// The patient's current KEK wrapped to the grantee; every grant needs it
 	// (readers unwrap file keys with it, writers wrap new ones under it).
-	WrappedKek    []byte `protobuf:"bytes,7,opt,name=wrapped_kek,json=wrappedKek,proto3" json:"wrapped_kek,omitempty"`
-	StudyId       string `protobuf:"bytes,8,opt,name=study_id,json=studyId,proto3" json:"study_id,omitempty"`
-	Anonymise     bool   `protobuf:"varint,9,opt,name=anonymise,proto3" json:"anonymise,omitempty"`
+	WrappedKek []byte `protobuf:"bytes,7,opt,name=wrapped_kek,json=wrappedKek,proto3" json:"wrapped_kek,omitempty"`
+	StudyId    string `protobuf:"bytes,8,opt,name=study_id,json=studyId,proto3" json:"study_id,omitempty"`
+	Anonymise  bool   `protobuf:"varint,9,opt,name=anonymise,proto3" json:"anonymise,omitempty"`
+	// The KEK version wrapped_kek holds. It must be the patient's current
+	// version when the grant executes: a grant sealed before a rotation that
+	// executes after it is refused (ErrKeyVersion), not stored as holding the
+	// new version with the old key.
+	KeyVersion    uint64 `protobuf:"varint,10,opt,name=key_version,json=keyVersion,proto3" json:"key_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -655,6 +660,13 @@ func (x *MsgGrant) GetAnonymise() bool {
 		return x.Anonymise
 	}
 	return false
+}
+
+func (x *MsgGrant) GetKeyVersion() uint64 {
+	if x != nil {
+		return x.KeyVersion
+	}
+	return 0
 }
 
 // MsgRevoke: a patient revokes a grant; it stops at this block.
@@ -1260,7 +1272,7 @@ const file_emrchain_v1_tx_proto_rawDesc = "" +
 	"\x10MsgEnrollPatient\x12\x1d\n" +
 	"\n" +
 	"patient_id\x18\x01 \x01(\fR\tpatientId\x12\x1e\n" +
-	"\venc_pub_key\x18\x02 \x01(\fR\tencPubKey\"\xdd\x02\n" +
+	"\venc_pub_key\x18\x02 \x01(\fR\tencPubKey\"\xfe\x02\n" +
 	"\bMsgGrant\x12\x1d\n" +
 	"\n" +
 	"patient_id\x18\x01 \x01(\fR\tpatientId\x12\x18\n" +
@@ -1275,7 +1287,10 @@ const file_emrchain_v1_tx_proto_rawDesc = "" +
 	"\vwrapped_kek\x18\a \x01(\fR\n" +
 	"wrappedKek\x12\x19\n" +
 	"\bstudy_id\x18\b \x01(\tR\astudyId\x12\x1c\n" +
-	"\tanonymise\x18\t \x01(\bR\tanonymise\"D\n" +
+	"\tanonymise\x18\t \x01(\bR\tanonymise\x12\x1f\n" +
+	"\vkey_version\x18\n" +
+	" \x01(\x04R\n" +
+	"keyVersion\"D\n" +
 	"\tMsgRevoke\x12\x1d\n" +
 	"\n" +
 	"patient_id\x18\x01 \x01(\fR\tpatientId\x12\x18\n" +
