@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -298,6 +300,39 @@ func TestClientAgainstNode(t *testing.T) {
 		st, err := c.TxStatus(ctx, res.Hash)
 		if err != nil || st.Height != res.Height || st.Code != 0 || !st.Verified {
 			t.Fatalf("TxStatus = %+v, %v", st, err)
+		}
+	})
+
+	t.Run("TrustRootFile", func(t *testing.T) {
+		// A light store whose trust.json is gone is used again only with
+		// the root it was verified from; trust.json is then rewritten.
+		home := t.TempDir()
+		open := func(trust *client.TrustOptions) (*client.Client, error) {
+			return client.New(ctx, client.Config{Node: w.node.RPC, Verify: true, Trust: trust, Home: home, Timeout: 10 * time.Second})
+		}
+		c, err := open(w.trust)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Patient(ctx, w.patientID); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		if err := os.Remove(filepath.Join(home, "trust.json")); err != nil {
+			t.Fatal(err)
+		}
+		other := *w.trust
+		other.Hash = bytes.Repeat([]byte{0xee}, 32)
+		if _, err := open(&other); err == nil || !strings.Contains(err.Error(), "no trust root file") {
+			t.Fatalf("another root over the orphaned store: %v, want a refusal", err)
+		}
+		c, err = open(w.trust)
+		if err != nil {
+			t.Fatalf("the store's own root: %v", err)
+		}
+		c.Close()
+		if tr, err := client.ReadTrustRoot(home); err != nil || tr == nil || tr.Height != w.trust.Height {
+			t.Fatalf("trust.json after reopening: %+v %v", tr, err)
 		}
 	})
 

@@ -184,6 +184,17 @@ func (c *Client) openLight(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("light store: %w", err)
 	}
+	if last > 0 && stored == nil {
+		// Headers without the trust root file (deleted, or a crash between
+		// the two writes): the store must hold the root it is now told to
+		// trust, or trust.json would claim a root the store was never
+		// verified from.
+		lb, err := lstore.LightBlock(trust.Height)
+		if err != nil || !bytes.Equal(lb.Hash(), trust.Hash) {
+			return fmt.Errorf("the light store in %s holds headers but no trust root file, and not the trusted header %d %X: remove it (emrcli light init --force)",
+				c.cfg.Home, trust.Height, trust.Hash)
+		}
+	}
 	var lc *light.Client
 	if last > 0 {
 		lc, err = light.NewClientFromTrustedStore(c.chainID, trust.Period, primary, witnesses, lstore, opts...)
