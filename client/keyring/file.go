@@ -233,27 +233,37 @@ func (f *keyFile) open(pass []byte) (*Key, *derivedKey, error) {
 		return nil, nil, fmt.Errorf("%w: %q: argon2id parameters out of range", ErrCorrupt, f.Name)
 	}
 	dk := &derivedKey{salt: f.KDF.Salt, kdf: p, key: derive(pass, f.KDF.Salt, p)}
-	aead, err := newGCM(dk.key)
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(f.Nonce) != aead.NonceSize() {
-		return nil, nil, fmt.Errorf("%w: %q: bad nonce", ErrCorrupt, f.Name)
-	}
-	plain, err := aead.Open(nil, f.Nonce, f.Ciphertext, f.aad())
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: key %q", ErrWrongPassphrase, f.Name)
-	}
-	defer clear(plain)
-	var s secrets
-	if err := json.Unmarshal(plain, &s); err != nil {
-		return nil, nil, fmt.Errorf("%w: %q: %v", ErrCorrupt, f.Name, err)
-	}
-	k, err := f.keyFrom(&s)
+	k, err := f.openWith(dk)
 	if err != nil {
 		return nil, nil, err
 	}
 	return k, dk, nil
+}
+
+// openWith decrypts the secrets with an already derived key (the one a
+// Get derived from the passphrase): it fits as long as the file keeps the
+// salt it was derived with, which every Save does.
+func (f *keyFile) openWith(dk *derivedKey) (*Key, error) {
+	if f.KDF == nil || f.KDF.Alg != kdfArgon2id || f.Cipher != cipherGCM {
+		return nil, fmt.Errorf("%w: %q: unsupported encryption", ErrCorrupt, f.Name)
+	}
+	aead, err := newGCM(dk.key)
+	if err != nil {
+		return nil, err
+	}
+	if len(f.Nonce) != aead.NonceSize() {
+		return nil, fmt.Errorf("%w: %q: bad nonce", ErrCorrupt, f.Name)
+	}
+	plain, err := aead.Open(nil, f.Nonce, f.Ciphertext, f.aad())
+	if err != nil {
+		return nil, fmt.Errorf("%w: key %q", ErrWrongPassphrase, f.Name)
+	}
+	defer clear(plain)
+	var s secrets
+	if err := json.Unmarshal(plain, &s); err != nil {
+		return nil, fmt.Errorf("%w: %q: %v", ErrCorrupt, f.Name, err)
+	}
+	return f.keyFrom(&s)
 }
 
 func derive(pass, salt []byte, p KDFParams) []byte {

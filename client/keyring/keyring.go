@@ -311,24 +311,99 @@ func (kr *Keyring) Add(name string) (*Key, error) {
 	return k, kr.Create(k)
 }
 
-// Create stores a new key, refusing to overwrite one.
+// Create stores a new key, refusing to overwrite one (also one another
+// emrcli run creates at the same moment: the check and the write hold the
+// key's lock).
 func (kr *Keyring) Create(k *Key) error {
 	if err := CheckName(k.Name); err != nil {
 		return err
 	}
+	unlock, err := kr.lock(k.Name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if kr.Has(k.Name) {
 		return fmt.Errorf("%w: %q (in %s)", ErrExists, k.Name, kr.dir)
 	}
 	return kr.store(k, true)
 }
 
+// ErrConflict: the stored key changed since it was loaded in a way Save
+// cannot merge.
+var ErrConflict = errors.New("keyring: the key changed since it was loaded")
+
 // Save writes back a key loaded with Get (after a change: patient id, a
 // new KEK). It never asks for the passphrase again.
+//
+// Another emrcli run may have saved the same key since this one loaded it
+// (a patient revoking two clinicians at once: each rotation adds a KEK
+// version). Written back as loaded, the key would lose that run's version,
+// and with it every record re-wrapped under it. So under the key's lock
+// Save reads the stored key again and merges it into k: every KEK version
+// either holds is kept, and a version stored with other bytes, another
+// patient id or another identity is refused (ErrConflict), never
+// overwritten.
 func (kr *Keyring) Save(k *Key) error {
+	unlock, err := kr.lock(k.Name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if !kr.Has(k.Name) {
 		return fmt.Errorf("%w: %q", ErrNotFound, k.Name)
 	}
+	if err := kr.mergeStored(k); err != nil {
+		return err
+	}
 	return kr.store(k, false)
+}
+
+// mergeStored adds to k what the stored key has and k lacks (see Save).
+func (kr *Keyring) mergeStored(k *Key) error {
+	f, err := kr.read(k.Name)
+	if err != nil {
+		return err
+	}
+	var cur *Key
+	if kr.backend == BackendTest {
+		cur, err = f.openClear()
+	} else if dk := kr.derived[k.Name]; dk != nil && f.KDF != nil && bytes.Equal(dk.salt, f.KDF.Salt) {
+		cur, err = f.openWith(dk)
+	} else {
+		return fmt.Errorf("%w: %q was written anew (another passphrase or an import) since it was loaded; run the command again", ErrConflict, k.Name)
+	}
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(cur.PubKey(), k.PubKey()) {
+		return fmt.Errorf("%w: %q now holds another signing key", ErrConflict, k.Name)
+	}
+	switch {
+	case len(k.PatientID) == 0:
+		k.PatientID = cur.PatientID
+	case len(cur.PatientID) != 0 && !bytes.Equal(cur.PatientID, k.PatientID):
+		return fmt.Errorf("%w: %q now belongs to patient %x, not %x", ErrConflict, k.Name, cur.PatientID, k.PatientID)
+	}
+	for v, kek := range cur.KEKs {
+		mine, ok := k.KEKs[v]
+		switch {
+		case !ok:
+			if k.KEKs == nil {
+				k.KEKs = map[uint64][]byte{}
+			}
+			k.KEKs[v] = kek
+		case !bytes.Equal(mine, kek):
+			return fmt.Errorf("%w: %q holds another key for version %d (two runs rotated the patient key at once?)", ErrConflict, k.Name, v)
+		}
+	}
+	return nil
+}
+
+// lock takes the exclusive lock on key name (a file next to it) and
+// returns its release.
+func (kr *Keyring) lock(name string) (func(), error) {
+	return lockFile(filepath.Join(kr.dir, "."+name+".lock"))
 }
 
 // Delete removes a key file.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -243,5 +244,75 @@ func TestBadNames(t *testing.T) {
 		if _, err := kr.Add(name); !errors.Is(err, ErrBadName) {
 			t.Errorf("Add(%q) = %v, want ErrBadName", name, err)
 		}
+	}
+}
+
+// TestConcurrentSavesKeepEveryKEK: two emrcli runs load the same key; one
+// adds KEK version 2 and saves, then the other adds version 3 and saves.
+// Both versions stay (before, the second save wrote back the key as it had
+// loaded it, and version 2, with every record re-wrapped under it, was
+// lost). A version stored with other bytes is refused, not overwritten.
+func TestConcurrentSavesKeepEveryKEK(t *testing.T) {
+	home := t.TempDir()
+	open := func() *Keyring {
+		kr, err := Open(BackendFile, home, fixedPass("correct horse", "x"), WithKDF(cheap))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kr
+	}
+	kr0 := open()
+	k0, err := kr0.Add("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k0.KEKs = map[uint64][]byte{1: bytes.Repeat([]byte{1}, 32)}
+	if err := kr0.Save(k0); err != nil {
+		t.Fatal(err)
+	}
+	krA, krB := open(), open()
+	kA, err := krA.Get("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kB, err := krB.Get("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kA.KEKs[2] = bytes.Repeat([]byte{2}, 32)
+	if err := krA.Save(kA); err != nil {
+		t.Fatal(err)
+	}
+	kB.KEKs[3] = bytes.Repeat([]byte{3}, 32)
+	if err := krB.Save(kB); err != nil {
+		t.Fatal(err)
+	}
+	k, err := open().Get("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := k.KEKVersions(); !slices.Equal(got, []uint64{1, 2, 3}) {
+		t.Fatalf("KEK versions after two saves: %v, want [1 2 3]", got)
+	}
+
+	krC, krD := open(), open()
+	kC, err := krC.Get("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kD, err := krD.Get("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kC.KEKs[4] = bytes.Repeat([]byte{4}, 32)
+	kD.KEKs[4] = bytes.Repeat([]byte{5}, 32)
+	if err := krC.Save(kC); err != nil {
+		t.Fatal(err)
+	}
+	if err := krD.Save(kD); !errors.Is(err, ErrConflict) {
+		t.Fatalf("a second key for version 4: %v, want ErrConflict", err)
+	}
+	if k, _ := open().Get("alice"); !bytes.Equal(k.KEKs[4], kC.KEKs[4]) {
+		t.Fatal("the stored version 4 was overwritten")
 	}
 }
