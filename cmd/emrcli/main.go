@@ -30,7 +30,7 @@ const (
 // run executes one emrcli command line and returns the exit code. Every
 // failure is one line on stderr: "Error: <reason>".
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	a := &cli{stdin: stdin, stdout: stdout, stderr: stderr}
+	a := &cli{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
 	defer a.close()
 	root := newRootCmd(a)
 	root.SetArgs(args)

@@ -55,16 +55,39 @@ func (a *cli) readLine() (string, error) {
 }
 
 // readSecret prompts for a secret on the terminal, else reads a line of
-// standard input; env is the variable that would have provided it.
+// standard input; env is the variable that would have provided it. Ctrl-C
+// at the prompt ends the command (the run's context is cancelled by the
+// interrupt, which the terminal read alone would not notice), with the
+// terminal's echo back on.
 func (a *cli) readSecret(prompt, env string) ([]byte, error) {
 	if f, ok := a.stdin.(*os.File); ok && isTerminal(f) {
 		fmt.Fprint(a.stderr, prompt)
-		b, err := readNoEcho(f)
-		fmt.Fprintln(a.stderr)
+		restore, err := echoOff(f)
 		if err != nil {
 			return nil, fmt.Errorf("read passphrase: %w", err)
 		}
-		return b, nil
+		type answer struct {
+			line string
+			err  error
+		}
+		read := make(chan answer, 1)
+		go func() {
+			line, err := a.readLine()
+			read <- answer{line, err}
+		}()
+		select {
+		case r := <-read:
+			restore()
+			fmt.Fprintln(a.stderr)
+			if r.err != nil && r.line == "" {
+				return nil, fmt.Errorf("read passphrase: %w", r.err)
+			}
+			return []byte(strings.TrimRight(r.line, "\r\n")), nil
+		case <-a.ctx.Done():
+			restore()
+			fmt.Fprintln(a.stderr)
+			return nil, fmt.Errorf("interrupted at the passphrase prompt: %w", a.ctx.Err())
+		}
 	}
 	line, err := a.readLine()
 	if err != nil && (err != io.EOF || line == "") {

@@ -3,9 +3,7 @@
 package main
 
 import (
-	"bufio"
 	"os"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,8 +13,9 @@ func isTerminal(f *os.File) bool {
 	return err == nil
 }
 
-// readNoEcho reads one line from the terminal with echo turned off.
-func readNoEcho(f *os.File) ([]byte, error) {
+// echoOff turns the terminal's echo off (lines and Ctrl-C still work) and
+// returns how to turn it back on.
+func echoOff(f *os.File) (restore func(), err error) {
 	fd := int(f.Fd())
 	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
 	if err != nil {
@@ -28,10 +27,5 @@ func readNoEcho(f *os.File) ([]byte, error) {
 	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &noEcho); err != nil {
 		return nil, err
 	}
-	defer unix.IoctlSetTermios(fd, unix.TCSETS, old)
-	line, err := bufio.NewReader(f).ReadString('\n')
-	if err != nil && line == "" {
-		return nil, err
-	}
-	return []byte(strings.TrimRight(line, "\r\n")), nil
+	return func() { _ = unix.IoctlSetTermios(fd, unix.TCSETS, old) }, nil
 }

@@ -42,6 +42,7 @@ type fileConfig struct {
 
 // cli is the state shared by every command of one run.
 type cli struct {
+	ctx            context.Context // the run's: cancelled by Ctrl-C or SIGTERM
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	stdinLines     *bufio.Reader // see readLine
