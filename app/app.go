@@ -242,7 +242,11 @@ func (a *App) FinalizeBlock(b BlockInfo, txs [][]byte) ([]Result, []byte, error)
 }
 
 // Commit persists the finalized block and resets the check state. It
-// returns the height below which blocks may be pruned.
+// returns the height below which CometBFT may prune blocks: always 0. The
+// blocks are the consortium's record of every transaction, the only way a
+// new or rebuilt node joins (there is no state sync) and what a sidecar's
+// reference index is rebuilt from; pruning the state's old versions
+// (store.Options.KeepRecent) must not take them with it.
 func (a *App) Commit() (int64, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -260,7 +264,7 @@ func (a *App) Commit() (int64, error) {
 	if err := a.resetCheckState(); err != nil {
 		return 0, err
 	}
-	return a.store.RetainHeight(), nil
+	return 0, nil
 }
 
 // executeBlock runs txs in a cache over the committed state.

@@ -252,13 +252,20 @@ func (s *Store) Commit() ([]byte, int64, error) {
 	return bytes.Clone(hash), version, nil
 }
 
-// prune deletes every version <= version-KeepRecent when version is a prune
-// point. Called with s.mu held.
+// prune deletes the versions <= version-KeepRecent when version is a prune
+// point, at most 2×PruneInterval of them: the deletions are one batch
+// written inside Commit, so pruning turned on for a chain that kept every
+// version drains its backlog at twice the steady rate, a bounded batch per
+// prune point, instead of deleting millions of versions in one Commit.
+// Called with s.mu held.
 func (s *Store) prune(version int64) error {
 	if uint64(version)%s.opts.PruneInterval != 0 || uint64(version) <= s.opts.KeepRecent {
 		return nil
 	}
 	to := version - int64(s.opts.KeepRecent)
+	if step := 2 * s.opts.PruneInterval; step < uint64(to-s.firstVersion+1) {
+		to = s.firstVersion + int64(step) - 1
+	}
 	if to < s.firstVersion {
 		return nil
 	}
@@ -278,10 +285,9 @@ func (s *Store) LastCommit() (int64, []byte) {
 	return s.lastVersion, bytes.Clone(s.lastHash)
 }
 
-// RetainHeight returns the lowest version the store still holds under its
-// pruning policy, for ABCI CommitResponse.RetainHeight; 0 when pruning is
-// off (everything is kept).
-func (s *Store) RetainHeight() int64 {
+// FirstVersion returns the lowest version the store still holds under its
+// pruning policy; 0 when pruning is off (every version is kept).
+func (s *Store) FirstVersion() int64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if !s.opts.pruning() {

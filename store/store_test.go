@@ -243,6 +243,37 @@ func TestIteratorBounds(t *testing.T) {
 	}
 }
 
+// TestPruningBacklogBounded: pruning turned on for a store that kept every
+// version deletes at most 2×PruneInterval versions per prune point (one
+// batch inside Commit), not the whole backlog at once.
+func TestPruningBacklogBounded(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, Options{Backend: "pebble", CacheSize: 1000})
+	for i := 1; i <= 30; i++ {
+		mustSet(t, s.Working(), keyN(i), "x")
+		mustCommit(t, s)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, dir, Options{Backend: "pebble", CacheSize: 1000, KeepRecent: 2, PruneInterval: 2})
+	for _, step := range []struct{ version, first int64 }{{31, 1}, {32, 5}, {33, 5}, {34, 9}} {
+		mustSet(t, s.Working(), keyN(int(step.version)), "x")
+		if _, v := mustCommit(t, s); v != step.version {
+			t.Fatalf("committed %d, want %d", v, step.version)
+		}
+		if got := s.FirstVersion(); got != step.first {
+			t.Fatalf("first version after committing %d = %d, want %d", step.version, got, step.first)
+		}
+	}
+	if _, err := s.ReaderAt(8); !isNotFound(err) {
+		t.Fatalf("version 8 after two bounded prunes: %v, want not found", err)
+	}
+	if _, err := s.ReaderAt(9); err != nil {
+		t.Fatalf("version 9: %v", err)
+	}
+}
+
 func TestPruning(t *testing.T) {
 	for _, backend := range diskBackends {
 		t.Run(backend, func(t *testing.T) {
@@ -257,20 +288,20 @@ func TestPruning(t *testing.T) {
 				hashes[v] = h
 				switch v {
 				case 4: // nothing pruned yet
-					if rh := s.RetainHeight(); rh != 1 {
-						t.Fatalf("RetainHeight at 4 = %d, want 1", rh)
+					if rh := s.FirstVersion(); rh != 1 {
+						t.Fatalf("FirstVersion at 4 = %d, want 1", rh)
 					}
 				case 5: // prune point: versions <= 5-3 = 2 go
-					if rh := s.RetainHeight(); rh != 3 {
-						t.Fatalf("RetainHeight at 5 = %d, want 3", rh)
+					if rh := s.FirstVersion(); rh != 3 {
+						t.Fatalf("FirstVersion at 5 = %d, want 3", rh)
 					}
 				}
 			}
 			// at 10, versions <= 7 were pruned; 8..12 remain
 			check := func(s *Store) {
 				t.Helper()
-				if rh := s.RetainHeight(); rh != 8 {
-					t.Fatalf("RetainHeight = %d, want 8", rh)
+				if rh := s.FirstVersion(); rh != 8 {
+					t.Fatalf("FirstVersion = %d, want 8", rh)
 				}
 				for v := int64(1); v <= 7; v++ {
 					if _, err := s.ReaderAt(v); !isNotFound(err) {
@@ -308,8 +339,8 @@ func TestPruning(t *testing.T) {
 				mustSet(t, s.Working(), "counter", fmt.Sprint(i))
 				mustCommit(t, s)
 			}
-			if rh := s.RetainHeight(); rh != 13 {
-				t.Fatalf("RetainHeight at 15 = %d, want 13", rh)
+			if rh := s.FirstVersion(); rh != 13 {
+				t.Fatalf("FirstVersion at 15 = %d, want 13", rh)
 			}
 			if _, err := s.ReaderAt(12); !isNotFound(err) {
 				t.Fatalf("ReaderAt(12) at 15 = %v, want ErrVersionNotFound", err)
@@ -329,7 +360,7 @@ func TestNoPruningKeepsEverything(t *testing.T) {
 			mustSet(t, s.Working(), "k", fmt.Sprint(i))
 			mustCommit(t, s)
 		}
-		if rh := s.RetainHeight(); rh != 0 {
+		if rh := s.FirstVersion(); rh != 0 {
 			t.Errorf("%+v: RetainHeight = %d, want 0", opts, rh)
 		}
 		for v := int64(1); v <= 10; v++ {

@@ -56,8 +56,8 @@ Settings come from HOME/config/config.toml (CometBFT) and HOME/config/app.toml
 	}
 	f := cmd.Flags()
 	f.String("backend", "", "database engine of data/app.db: goleveldb or pebble (must match the data; default: app.toml)")
-	f.Uint64("pruning-keep-recent", 0, "keep this many recent versions of the state, 0 = all (default: app.toml)")
-	f.Uint64("pruning-interval", 0, "prune every N blocks, 0 = never (default: app.toml)")
+	f.Uint64("pruning-keep-recent", 0, "keep this many recent versions of the state, 0 = all (default: app.toml); blocks are never pruned")
+	f.Uint64("pruning-interval", 0, "prune every N blocks, at most 2N versions at a time, 0 = never (default: app.toml)")
 	f.String("rpc.laddr", "", "CometBFT RPC listen address (default: config.toml)")
 	f.String("p2p.laddr", "", "P2P listen address (default: config.toml)")
 	f.String("p2p.persistent_peers", "", "comma-separated ID@host:port peers (default: config.toml)")
