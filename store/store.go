@@ -154,8 +154,12 @@ func openWithDB(db dbm.DB, opts Options) (*Store, error) {
 	// No fast-node index: reads of the latest version come from
 	// latestValues, and the index would cost a second, randomly keyed
 	// write (and its compaction) for every key a block sets.
+	// SyncOption: a version is on disk (fsynced) when Commit returns, like
+	// CometBFT's own stores, so an OS crash or power loss cannot take the
+	// state back behind the blocks CometBFT has stored as executed (replay
+	// would recover it, from the blocks, but need not).
 	tree := iavl.NewMutableTree(iavlDB{db: db}, opts.CacheSize, true, iavl.NewNopLogger(),
-		iavl.FlushThresholdOption(atomicVersions))
+		iavl.FlushThresholdOption(atomicVersions), iavl.SyncOption(true))
 	if _, err := tree.Load(); err != nil {
 		return nil, fmt.Errorf("store: load latest version: %w", err)
 	}
