@@ -122,6 +122,16 @@ func TestFlow(t *testing.T) {
 		t.Fatalf("light init: %s", out)
 	}
 	e.fails(1, "already trusts", "light", "init", "--genesis", node.Genesis)
+	// A new root that does not verify leaves the old one in place.
+	before := e.ok("light", "status", "--json")
+	e.fails(1, "", "light", "init", "--force", "--height", "1", "--hash", strings.Repeat("ab", 32))
+	var was, is struct {
+		Height int64  `json:"trusted_height"`
+		Hash   string `json:"trusted_hash"`
+	}
+	if err := json.Unmarshal([]byte(before), &was); err != nil || json.Unmarshal([]byte(e.ok("light", "status", "--json")), &is) != nil || is != was || was.Height != 1 {
+		t.Fatalf("the root of trust after a failed --force: %+v, before %+v (%v)", is, was, err)
+	}
 
 	// Keys.
 	e.ok("keys", "import-dev", node.RegistrarKey)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 	"time"
@@ -62,6 +63,9 @@ idle for longer needs a new root (init --force). init also records --node,
 			}
 			trust := &client.TrustOptions{Height: height, Period: period}
 			chainID := a.chainID
+			if genesis != "" && !cmd.Flags().Changed("chain-id") {
+				chainID = "" // the genesis names it; config.json's may be the old chain's
+			}
 			if genesis != "" {
 				raw, err := os.ReadFile(genesis)
 				if err != nil {
@@ -90,21 +94,41 @@ idle for longer needs a new root (init --force). init also records --node,
 					return fmt.Errorf("%s already trusts height %d of %s: pass --force to replace the root of trust", a.lightHome(), tr.Height, tr.ChainID)
 				}
 			}
-			if force {
-				if err := os.RemoveAll(a.lightHome()); err != nil {
-					return err
-				}
-			}
 			if err := os.MkdirAll(a.home, 0o700); err != nil {
 				return err
 			}
+			// The new store is built beside the old one and replaces it only
+			// once the new root verified: a typo in --hash or an unreachable
+			// node leaves the old root of trust (and the height it reached) as
+			// it was.
+			fresh, err := os.MkdirTemp(a.home, ".light-new-*")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(fresh)
 			c, err := client.New(ctx, client.Config{
-				Node: a.node, ChainID: chainID, Witnesses: a.witnesses, Home: a.lightHome(),
+				Node: a.node, ChainID: chainID, Witnesses: a.witnesses, Home: fresh,
 				Verify: true, Trust: trust, Timeout: a.timeout,
 			})
 			if err != nil {
-				// Leave nothing half-initialized behind.
-				_ = os.RemoveAll(a.lightHome())
+				return err
+			}
+			if err := c.Close(); err != nil {
+				return err
+			}
+			old := fresh + ".old"
+			if err := os.Rename(a.lightHome(), old); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			if err := os.Rename(fresh, a.lightHome()); err != nil {
+				_ = os.Rename(old, a.lightHome())
+				return err
+			}
+			_ = os.RemoveAll(old)
+			if c, err = client.New(ctx, client.Config{
+				Node: a.node, ChainID: chainID, Witnesses: a.witnesses, Home: a.lightHome(),
+				Verify: true, Timeout: a.timeout,
+			}); err != nil {
 				return err
 			}
 			a.c = c
@@ -139,7 +163,7 @@ idle for longer needs a new root (init --force). init also records --node,
 	f.Int64Var(&height, "height", 0, "height of the header to trust")
 	f.StringVar(&hashHex, "hash", "", "hash of the header to trust (hex)")
 	f.DurationVar(&period, "trust-period", client.DefaultTrustPeriod, "how long a trusted header may verify the next")
-	f.BoolVar(&force, "force", false, "replace an existing root of trust (deletes HOME/light)")
+	f.BoolVar(&force, "force", false, "replace an existing root of trust (HOME/light), once the new one verified")
 	cmd.MarkFlagsMutuallyExclusive("genesis", "height")
 	cmd.MarkFlagsMutuallyExclusive("genesis", "hash")
 	return cmd
