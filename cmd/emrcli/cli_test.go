@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -110,5 +111,49 @@ func TestReadSecretReadsThisRunsStdin(t *testing.T) {
 	_, err := (&cli{stdin: strings.NewReader("")}).readSecret("passphrase: ", envExportPassphrase)
 	if err == nil || !strings.Contains(err.Error(), envExportPassphrase) {
 		t.Fatalf("no input: %v", err)
+	}
+}
+
+// TestJSONSaysUnverified: with --no-verify, a JSON object on standard
+// output says "verified": false (the text has a banner); verified, or when
+// the object already says, nothing is added.
+func TestJSONSaysUnverified(t *testing.T) {
+	type result struct {
+		Record uint64 `json:"record"`
+	}
+	for _, tc := range []struct {
+		noVerify bool
+		v        any
+		want     string
+	}{
+		{true, result{7}, `"verified": false`},
+		{false, result{7}, ""},
+		{true, map[string]any{"verified": true}, `"verified": true`},
+		{true, []int{1}, ""},
+	} {
+		var buf bytes.Buffer
+		a := &cli{jsonOut: true, noVerify: tc.noVerify, stdout: &buf}
+		if err := a.emit(tc.v, nil); err != nil {
+			t.Fatal(err)
+		}
+		got := buf.String()
+		if tc.want != "" && !strings.Contains(got, tc.want) || tc.want == "" && strings.Contains(got, "verified") {
+			t.Errorf("emit(%#v, no-verify=%v) = %s, want %q", tc.v, tc.noVerify, got, tc.want)
+		}
+	}
+}
+
+// TestUsageOrFailure: cobra's flag errors are usage errors (exit 2); an OS
+// error that happens to say "invalid argument" (EINVAL) is a failure.
+func TestUsageOrFailure(t *testing.T) {
+	for msg, usage := range map[string]bool{
+		`invalid argument "x" for "--height" flag: strconv.ParseInt: parsing "x": invalid syntax`: true,
+		"unknown flag: --hieght":                      true,
+		"write /tmp/out.json: invalid argument":       false,
+		"record 1: decrypt: ciphertext hash mismatch": false,
+	} {
+		if got := isUsage(errors.New(msg)); got != usage {
+			t.Errorf("isUsage(%q) = %v, want %v", msg, got, usage)
+		}
 	}
 }

@@ -61,7 +61,13 @@ func isUsage(err error) bool {
 		return true
 	}
 	msg := err.Error()
-	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "required flag", "flag needs an argument", "invalid argument", "accepts ", "requires at least", "requires at most", "if any flags in the group"} {
+	// cobra's flag parse errors ("invalid argument "x" for "--height"
+	// flag: ..."); an OS error ending in ": invalid argument" (EINVAL) is a
+	// failure, not a wrong command line.
+	if strings.HasPrefix(msg, "invalid argument ") && strings.Contains(msg, " flag: ") {
+		return true
+	}
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "required flag", "flag needs an argument", "accepts ", "requires at least", "requires at most", "if any flags in the group"} {
 		if strings.HasPrefix(msg, p) || strings.Contains(msg, " "+p) {
 			return true
 		}

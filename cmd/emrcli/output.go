@@ -15,9 +15,13 @@ import (
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
-// emit prints v as JSON (--json) or through text.
+// emit prints v as JSON (--json) or through text. Unverified (--no-verify),
+// the text starts with a banner and a JSON object says "verified": false.
 func (a *cli) emit(v any, text func(w io.Writer)) error {
 	if a.jsonOut {
+		if a.noVerify {
+			v = markUnverified(v)
+		}
 		enc := json.NewEncoder(a.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)
@@ -27,6 +31,24 @@ func (a *cli) emit(v any, text func(w io.Writer)) error {
 	}
 	text(a.stdout)
 	return nil
+}
+
+// markUnverified adds "verified": false to v when it encodes as a JSON
+// object that does not say whether it was verified (the standard output of
+// a script must say so, not only a warning on standard error).
+func markUnverified(v any) any {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return v
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(raw, &obj) != nil || obj == nil {
+		return v
+	}
+	if _, ok := obj["verified"]; !ok {
+		obj["verified"] = json.RawMessage("false")
+	}
+	return obj
 }
 
 func hexStr(b []byte) string { return hex.EncodeToString(b) }
