@@ -359,6 +359,19 @@ func (kr *Keyring) Save(k *Key) error {
 	return kr.store(k, false)
 }
 
+// Refresh adds to k (a key loaded with Get) what another run has saved of
+// it since, such as a KEK version made by a rotation in another emrcli run,
+// without asking for the passphrase again. It refuses what Save would
+// (ErrConflict).
+func (kr *Keyring) Refresh(k *Key) error {
+	unlock, err := kr.lock(k.Name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return kr.mergeStored(k)
+}
+
 // mergeStored adds to k what the stored key has and k lacks (see Save).
 func (kr *Keyring) mergeStored(k *Key) error {
 	f, err := kr.read(k.Name)

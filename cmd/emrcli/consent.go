@@ -63,7 +63,7 @@ data must be anonymised).`,
 			msg, err := c.GrantMsg(ctx, pid, client.GrantSpec{
 				Grantee: grantee, Rights: rs, Categories: cats, NotBefore: notBefore, NotAfter: notAfter,
 				StudyID: study, Anonymise: anonymise,
-			}, existingKEK(k))
+			}, existingKEK(a.kr, k))
 			if err != nil {
 				return err
 			}
@@ -160,7 +160,7 @@ re-encrypting such a file (download, upload again) takes it out of reach.`,
 			if err != nil {
 				return err
 			}
-			res, err := c.RevokeAndRotate(ctx, k, pid, grantee, newKEK(a.kr, k), client.FileKeyRewrapper(pid, existingKEK(k)))
+			res, err := c.RevokeAndRotate(ctx, k, pid, grantee, newKEK(a.kr, k), client.FileKeyRewrapper(pid, existingKEK(a.kr, k)))
 			if err != nil {
 				return err
 			}

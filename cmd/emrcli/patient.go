@@ -28,9 +28,10 @@ func newPatientCmd(a *cli) *cobra.Command {
 
 // ensureKEK returns the key's KEK of version, creating and saving it
 // first when it does not exist (so a crash never loses a KEK the chain
-// may already reference).
+// may already reference). Another emrcli run may have made that version
+// since this one loaded the key: the keyring is asked again first.
 func ensureKEK(kr *keyring.Keyring, k *keyring.Key, version uint64) ([]byte, error) {
-	if kek, ok := k.KEK(version); ok {
+	if kek, ok := storedKEK(kr, k, version); ok {
 		return kek, nil
 	}
 	kek, err := crypto.GenerateKey()
@@ -48,13 +49,25 @@ func ensureKEK(kr *keyring.Keyring, k *keyring.Key, version uint64) ([]byte, err
 }
 
 // existingKEK is the KEKFunc of commands that must not create KEKs.
-func existingKEK(k *keyring.Key) client.KEKFunc {
+func existingKEK(kr *keyring.Keyring, k *keyring.Key) client.KEKFunc {
 	return func(v uint64) ([]byte, error) {
-		if kek, ok := k.KEK(v); ok {
+		if kek, ok := storedKEK(kr, k, v); ok {
 			return kek, nil
 		}
 		return nil, fmt.Errorf("key %q holds no key-encryption key version %d of its patient (was it rotated from another copy of the key?)", k.Name, v)
 	}
+}
+
+// storedKEK is k's KEK of version, as loaded or as saved since by another
+// emrcli run (a rotation there made it).
+func storedKEK(kr *keyring.Keyring, k *keyring.Key, version uint64) ([]byte, bool) {
+	if kek, ok := k.KEK(version); ok {
+		return kek, true
+	}
+	if kr == nil || kr.Refresh(k) != nil {
+		return nil, false
+	}
+	return k.KEK(version)
 }
 
 func newPatientEnrollCmd(a *cli) *cobra.Command {

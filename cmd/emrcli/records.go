@@ -25,7 +25,7 @@ func (a *cli) kekFor(ctx context.Context, c *client.Client, k *keyring.Key, pid 
 		if err != nil {
 			return nil, 0, err
 		}
-		kek, err := existingKEK(k)(p.KeyVersion)
+		kek, err := existingKEK(a.kr, k)(p.KeyVersion)
 		return kek, p.KeyVersion, err
 	}
 	kek, v, err := c.GranteeKEK(ctx, k.EncPrivKey(), pid, k.Address())

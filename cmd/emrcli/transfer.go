@@ -339,7 +339,7 @@ study's X25519 private key in hex (emrcli study keygen).`,
 			}
 			var kekOf client.KEKFunc
 			if bytes.Equal(k.PatientID, pid) {
-				kekOf = existingKEK(k)
+				kekOf = existingKEK(a.kr, k)
 			} else {
 				kekOf = c.GranteeKEKFunc(ctx, k.EncPrivKey(), pid, k.Address())
 			}
