@@ -187,8 +187,8 @@ func (sr *signedRequest) replayKey() [32]byte {
 // errReplayCacheFull: the cache holds max entries, none expired yet.
 var errReplayCacheFull = errors.New("replay cache full")
 
-// errReplayWindowPassed: the request's window closed, by the latest clock
-// reading the cache has seen, before it reached the cache.
+// errReplayWindowPassed: the request's window closed before it reached
+// the cache.
 var errReplayWindowPassed = errors.New("the request's skew window closed while it was being checked")
 
 // replayCache remembers verified requests until their timestamp leaves the
@@ -196,33 +196,30 @@ var errReplayWindowPassed = errors.New("the request's skew window closed while i
 // holds at most max entries; when full of unexpired entries it refuses new
 // requests rather than forget one (forgetting would allow a replay).
 //
-// Requests reach it in any order, each with the clock read when it arrived,
-// and a slow one (its member looked up on the chain meanwhile) may come
-// after a later one pruned by a later clock. So the cache prunes and judges
-// by the latest clock reading it has seen: an entry is pruned only once its
-// window closed by that clock, and a request whose window closed by it is
-// refused, as its first copy may have been pruned already.
+// A request reaches it some time after the sidecar read the clock to check
+// its timestamp (its member is looked up on the chain in between), and a
+// later request may meanwhile have pruned the first copy of a replay. So
+// the cache reads the clock itself, under its lock, both to prune and to
+// judge: an entry is pruned only once its window closed, and a request
+// whose window closed by then is refused, as its first copy may be gone.
 type replayCache struct {
 	mu      sync.Mutex
 	max     int
+	now     func() time.Time
 	entries map[[32]byte]time.Time
 	byExp   expiryHeap
-	latest  time.Time // the latest now add was given
 }
 
-func newReplayCache(max int) *replayCache {
-	return &replayCache{max: max, entries: make(map[[32]byte]time.Time)}
+func newReplayCache(max int, now func() time.Time) *replayCache {
+	return &replayCache{max: max, now: now, entries: make(map[[32]byte]time.Time)}
 }
 
 // add records key until expires; it returns false if key is already there,
-// and errReplayWindowPassed if expires is not after the latest clock reading.
-func (c *replayCache) add(key [32]byte, expires, now time.Time) (bool, error) {
+// and errReplayWindowPassed if expires is already past.
+func (c *replayCache) add(key [32]byte, expires time.Time) (bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if now.After(c.latest) {
-		c.latest = now
-	}
-	now = c.latest
+	now := c.now()
 	if !expires.After(now) {
 		return false, errReplayWindowPassed
 	}

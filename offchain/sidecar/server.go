@@ -151,7 +151,7 @@ func New(opts Options) (*Server, error) {
 		chain:   opts.Chain,
 		log:     opts.Logger,
 		metrics: newMetrics(opts.Registry),
-		replay:  newReplayCache(opts.ReplayCacheSize),
+		replay:  newReplayCache(opts.ReplayCacheSize, opts.Now),
 		refs:    refs,
 		bufs:    sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }},
 		peerClient: &http.Client{Transport: &http.Transport{
@@ -296,7 +296,7 @@ func (s *Server) authenticate(r *http.Request) (*emrv1.Member, *signedRequest, *
 	if !sr.verify(member.SignPubKey) {
 		return nil, nil, unauthenticated("bad signature: it does not verify with the signing key %x registered for %x", member.SignPubKey, sr.address)
 	}
-	fresh, err := s.replay.add(sr.replayKey(), sr.timestamp.Add(s.opts.MaxClockSkew), now)
+	fresh, err := s.replay.add(sr.replayKey(), sr.timestamp.Add(s.opts.MaxClockSkew))
 	if errors.Is(err, errReplayWindowPassed) {
 		return nil, nil, unauthenticated("stale timestamp: %v (allowed skew %s); sign the request anew", err, s.opts.MaxClockSkew)
 	}

@@ -485,21 +485,22 @@ func TestAuthentication(t *testing.T) {
 }
 
 func TestReplayCacheBounded(t *testing.T) {
-	c := newReplayCache(3)
 	now := time.Now()
+	c := newReplayCache(3, func() time.Time { return now })
+	start := now
 	for i := range 3 {
-		if ok, err := c.add([32]byte{byte(i)}, now.Add(time.Minute), now); !ok || err != nil {
+		if ok, err := c.add([32]byte{byte(i)}, start.Add(time.Minute)); !ok || err != nil {
 			t.Fatal(i, ok, err)
 		}
 	}
-	if ok, _ := c.add([32]byte{1}, now.Add(time.Minute), now); ok {
+	if ok, _ := c.add([32]byte{1}, start.Add(time.Minute)); ok {
 		t.Fatal("duplicate accepted")
 	}
-	if _, err := c.add([32]byte{9}, now.Add(time.Minute), now); !errors.Is(err, errReplayCacheFull) {
+	if _, err := c.add([32]byte{9}, start.Add(time.Minute)); !errors.Is(err, errReplayCacheFull) {
 		t.Fatalf("full cache: %v", err)
 	}
-	later := now.Add(2 * time.Minute)
-	if ok, err := c.add([32]byte{9}, later.Add(time.Minute), later); !ok || err != nil {
+	now = start.Add(2 * time.Minute)
+	if ok, err := c.add([32]byte{9}, now.Add(time.Minute)); !ok || err != nil {
 		t.Fatalf("after expiry: %v %v", ok, err)
 	}
 	if c.len() != 1 {
@@ -507,27 +508,35 @@ func TestReplayCacheBounded(t *testing.T) {
 	}
 }
 
-// TestReplayCacheOutOfOrder: a request checked slowly reaches the cache
-// after a later request pruned, by its later clock, the first copy of the
-// slow one. The cache judges by the latest clock it has seen, so the slow
-// replay is refused, not stored as new.
+// TestReplayCacheOutOfOrder: a request checked slowly (its timestamp was
+// inside the window when the sidecar looked) reaches the cache after a
+// later request pruned its first copy. The cache reads the clock itself,
+// so the slow replay is refused, not stored as new. A clock stepped back
+// does not make the cache refuse fresh requests.
 func TestReplayCacheOutOfOrder(t *testing.T) {
-	c := newReplayCache(10)
 	t0 := time.Now()
+	now := t0
+	c := newReplayCache(10, func() time.Time { return now })
 	window := time.Minute
 	key := [32]byte{7}
-	if ok, err := c.add(key, t0.Add(window), t0); !ok || err != nil {
+	if ok, err := c.add(key, t0.Add(window)); !ok || err != nil {
 		t.Fatalf("first copy: %v %v", ok, err)
 	}
-	// Another request, a moment after key's window closed, prunes key.
-	if ok, err := c.add([32]byte{8}, t0.Add(window+2*time.Millisecond).Add(window), t0.Add(window+time.Millisecond)); !ok || err != nil {
+	// A moment after key's window closed, another request prunes key.
+	now = t0.Add(window + time.Millisecond)
+	if ok, err := c.add([32]byte{8}, now.Add(window)); !ok || err != nil {
 		t.Fatalf("later request: %v %v", ok, err)
 	}
-	// The replay of key arrived just inside its window, but reaches the
-	// cache only now, with the clock of its arrival.
-	ok, err := c.add(key, t0.Add(window), t0.Add(window-time.Millisecond))
+	// The replay of key, whose timestamp the sidecar found inside the
+	// window a moment ago, reaches the cache only now.
+	ok, err := c.add(key, t0.Add(window))
 	if ok || !errors.Is(err, errReplayWindowPassed) {
 		t.Fatalf("slow replay: fresh=%v err=%v, want refused with errReplayWindowPassed", ok, err)
+	}
+	// The clock is stepped back five minutes: a request signed by it is new.
+	now = t0.Add(-5 * time.Minute)
+	if ok, err := c.add([32]byte{9}, now.Add(window)); !ok || err != nil {
+		t.Fatalf("after the clock stepped back: %v %v", ok, err)
 	}
 }
 
