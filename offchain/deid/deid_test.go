@@ -605,7 +605,7 @@ func TestSweep(t *testing.T) {
 	}
 	for _, p := range []string{
 		"$.entry[0].resource.extension[0].extension[0].valueCoding.display",
-		"$.entry[0].resource.extension[0].extension[1].valueString",
+		"$.entry[0].resource.extension[0].extension[1]", // the race text: free text, not kept
 		"$.entry[1].resource.code.coding[0].display",
 		"$.entry[2].resource.code.coding[0].code",                    // "8302-2" contains the phone number "8302": the coding goes
 		"$.entry[2].resource.valueCodeableConcept.coding[0].code",    // a date
@@ -757,6 +757,70 @@ func TestTaintEveryField(t *testing.T) {
 			if m := dateRE.Find(out); m != nil {
 				t.Fatalf("string %d = %q: output contains %q", i, taint, m)
 			}
+		}
+	}
+}
+
+// TestRaceTextIsFreeText: the race and ethnicity extensions keep their
+// codes; their "text" sub-extension is free text and goes, whatever it
+// says (a review found it carrying anything a clerk typed).
+func TestRaceTextIsFreeText(t *testing.T) {
+	in := patientBundle(`"name":[{"family":"Doe"}],"extension":[{"url":"` + URLRace + `","extension":[
+	  {"url":"ombCategory","valueCoding":{"system":"urn:oid:2.16.840.1.113883.6.238","code":"2106-3","display":"White"}},
+	  {"url":"text","valueString":"White; SSN 123-45-6789, lives 14 Elm St Springfield, dx 4 March 2019"}]}]`)
+	out, _ := mustDeidentify(t, in, Options{Now: testNow})
+	for _, s := range []string{"123-45-6789", "Elm St", "March 2019", `"text"`} {
+		if bytes.Contains(out, []byte(s)) {
+			t.Errorf("output contains %q:\n%s", s, out)
+		}
+	}
+	if !bytes.Contains(out, []byte(`"2106-3"`)) {
+		t.Errorf("the race code went too:\n%s", out)
+	}
+}
+
+// TestAgeOver89Anywhere: an age of 90 or more is aggregated also in an
+// Observation component coded as an age, and when LOINC is named by its
+// OID.
+func TestAgeOver89Anywhere(t *testing.T) {
+	for name, obs := range map[string]string{
+		"component": `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"85353-1"}]},
+		  "subject":{"reference":"urn:uuid:p"},
+		  "component":[{"code":{"coding":[{"system":"http://loinc.org","code":"30525-0","display":"Age"}]},"valueInteger":97}]}`,
+		"LOINC OID": `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"urn:oid:2.16.840.1.113883.6.1","code":"30525-0"}]},
+		  "subject":{"reference":"urn:uuid:p"},"valueInteger":97}`,
+	} {
+		out, _ := mustDeidentify(t, patientBundle(`"gender":"female"`, obs), Options{Now: testNow})
+		if bytes.Contains(out, []byte("97")) || !bytes.Contains(out, []byte(URLAge90OrOlder)) && !bytes.Contains(out, []byte("90")) {
+			t.Errorf("%s: age 97 not aggregated:\n%s", name, out)
+		}
+	}
+}
+
+// TestDatesInOtherNotations: the sweep removes a string holding a date in
+// compact, dotted or worded form, and keeps numeric codes that are not
+// dates.
+func TestDatesInOtherNotations(t *testing.T) {
+	in := patientBundle(`"gender":"female"`,
+		`{"resourceType":"Condition","code":{"coding":[{"system":"http://example.org/local","code":"20190304","display":"onset 04.03.2019 / March 4, 2019"}]},"subject":{"reference":"urn:uuid:p"}}`,
+		`{"resourceType":"Condition","code":{"coding":[{"system":"http://snomed.info/sct","code":"19829001","display":"Disorder of lung"}]},"subject":{"reference":"urn:uuid:p"}}`)
+	out, _ := mustDeidentify(t, in, Options{Now: testNow})
+	for _, s := range []string{"20190304", "04.03.2019", "March 4, 2019"} {
+		if bytes.Contains(out, []byte(s)) {
+			t.Errorf("output contains %q", s)
+		}
+	}
+	if !bytes.Contains(out, []byte(`"19829001"`)) {
+		t.Errorf("a SNOMED code that is no date went:\n%s", out)
+	}
+	for _, s := range []string{"3 Mar 2019", "Sept. 30, 2018", "25-03-2019", "03-25-2019", "1.2.2019"} {
+		if !dateLike.MatchString(s) {
+			t.Errorf("dateLike misses %q", s)
+		}
+	}
+	for _, s := range []string{"urn:oid:2.16.840.1.113883.6.1", "8302-2", "7.20", "19829001", "v1.2.3"} {
+		if dateLike.MatchString(s) {
+			t.Errorf("dateLike takes %q for a date", s)
 		}
 	}
 }

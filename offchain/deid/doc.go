@@ -118,8 +118,8 @@
 //
 // # Extensions
 //
-// Only us-core-race, us-core-ethnicity (including their "text" summary),
-// us-core-birthsex and us-core-genderIdentity are kept, on Patient only, plus
+// Only us-core-race and us-core-ethnicity (their codes; the "text"
+// sub-extension is free text and goes), us-core-birthsex and us-core-genderIdentity are kept, on Patient only, plus
 // this package's URLAge90OrOlder. Every other extension is removed, on every
 // element: patient-birthPlace (an address), patient-mothersMaidenName (a
 // name), patient-birthTime (a time of birth), geolocation, Synthea's
@@ -136,7 +136,7 @@
 // (codes, displays, units, years, ...) is removed if it contains one of them,
 // case-insensitively, or contains an '@', or looks like a full date
 // (2019-03, 2019-03-04, 3/4/2019). A patient named "White" thus loses the
-// race text "White" (its code stays). The only strings of the output that do
+// race display "White" (its code stays). The only strings of the output that do
 // not go through the sweep are the fixed ones: resourceType, the tokens (id,
 // fullUrl, reference), whitelisted extension URLs and the Bundle type.
 //
@@ -167,5 +167,8 @@
 // The output keeps the FHIR JSON syntax of the elements it keeps, but it may
 // violate profiles (US Core requires Patient.identifier and name) and
 // cardinalities whose only content was identifying (a MedicationRequest whose
-// medication was a reference to a dropped Medication has none).
+// medication was a reference to a dropped Medication has none). For a patient
+// generalized to 90 or older, an age under 90 kept with the year it was
+// recorded (85 in 2005) still gives the year of birth away; Options.DropYears
+// removes every year, and with it that inference.
 package deid

@@ -450,14 +450,14 @@ type extSpec struct {
 	subs   map[string]*extSpec
 }
 
-// ombExtension is the shape of us-core-race and us-core-ethnicity: OMB
-// category and detailed codes (CDC Race & Ethnicity codes), and a text
-// summary ("White", "Not Hispanic or Latino").
+// ombExtension is the shape of us-core-race and us-core-ethnicity kept: OMB
+// category and detailed codes (CDC Race & Ethnicity codes). Their "text"
+// sub-extension is free text ("White", or anything a clerk typed) and goes:
+// the codes carry the meaning.
 func ombExtension(url string) *extSpec {
 	return &extSpec{url: url, subs: map[string]*extSpec{
 		"ombCategory": {url: "ombCategory", values: []field{fl("valueCoding", coding)}},
 		"detailed":    {url: "detailed", values: []field{fl("valueCoding", coding)}},
-		"text":        {url: "text", values: []field{fl("valueString", str)}},
 	}}
 }
 

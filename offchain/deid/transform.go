@@ -2,6 +2,7 @@ package deid
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"regexp"
 	"strconv"
@@ -145,9 +146,18 @@ func (d *deidentifier) text(p, s string) (string, bool) {
 	return s, true
 }
 
-// dateLike matches ISO (2019-03 and 2019-03-04) and US (3/4/2019, 03/04/19)
-// dates anywhere in a string.
-var dateLike = regexp.MustCompile(`[0-9]{4}-[0-9]{2}|[0-9]{1,2}/[0-9]{1,2}/[0-9]{2}`)
+// dateLike matches dates anywhere in a string: ISO (2019-03, 2019-03-04),
+// compact (20190304, with a valid month and day, so that numeric codes
+// such as SNOMED's 19829001 stay), slashed (3/4/2019, 03/04/19), dotted or
+// dashed day and month in either order (04.03.2019, 03-25-2019), and with
+// an English month name (March 4, 2019; 4 Mar 2019).
+var dateLike = regexp.MustCompile(`[0-9]{4}-[0-9]{2}` +
+	`|[0-9]{1,2}/[0-9]{1,2}/[0-9]{2}` +
+	`|\b(19|20)[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])\b` +
+	`|\b(0?[1-9]|[12][0-9]|3[01])[.-](0?[1-9]|1[0-2])[.-]([0-9]{4}|[0-9]{2})\b` +
+	`|\b(0?[1-9]|1[0-2])[.-](0?[1-9]|[12][0-9]|3[01])[.-]([0-9]{4}|[0-9]{2})\b` +
+	`|(?i)\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+[0-9]{1,2}(st|nd|rd|th)?,?\s+[0-9]{4}\b` +
+	`|(?i)\b[0-9]{1,2}(st|nd|rd|th)?\s+(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?,?\s+[0-9]{4}\b`)
 
 // fhirDate matches FHIR date and dateTime values (and instants), leniently
 // about missing seconds and time zones, strictly about the ranges of months,
@@ -384,12 +394,31 @@ func quantityPost(m qmode) func(d *deidentifier, p string, in map[string]any, ou
 
 // observationPost aggregates the value of an age observation (LOINC 30525-0
 // Age, 21612-7 Age - Reported, 29553-5 Age calculated, 21611-9 Age -
-// Estimated) of 90 or more, whatever its unit (years assumed when none).
+// Estimated; LOINC named by URL or by its OID) of 90 or more, whatever its
+// unit (years assumed when none); and so the value of every component
+// coded as an age.
 func observationPost(d *deidentifier, r *resourceEntry, out *object) {
-	if !hasAgeCode(r.res["code"]) {
-		return
+	if hasAgeCode(r.res["code"]) {
+		ageValuePost(d, r.path, out)
 	}
-	p := r.path
+	comps, _ := out.get("component")
+	for i, c := range asArray(comps) {
+		if co, ok := c.(*object); ok {
+			if code, _ := co.get("code"); hasAgeCodeOut(code) {
+				ageValuePost(d, fmt.Sprintf("%s.component[%d]", r.path, i), co)
+			}
+		}
+	}
+}
+
+func asArray(v any) []any {
+	a, _ := v.([]any)
+	return a
+}
+
+// ageValuePost aggregates out's value (an Observation's or a component's,
+// at path p) when it is an age of 90 or more.
+func ageValuePost(d *deidentifier, p string, out *object) {
 	if v, ok := out.get("valueInteger"); ok {
 		if f, err := strconv.ParseFloat(string(v.(json.Number)), 64); err != nil || f >= 90 {
 			d.generalized(p + ".valueInteger")
@@ -412,6 +441,12 @@ func observationPost(d *deidentifier, r *resourceEntry, out *object) {
 
 var ageCodes = map[string]bool{"30525-0": true, "21612-7": true, "29553-5": true, "21611-9": true}
 
+// isAgeCoding: LOINC, by its URL or its OID, and an age code.
+func isAgeCoding(system, code string) bool {
+	return (system == "http://loinc.org" || system == "urn:oid:2.16.840.1.113883.6.1") && ageCodes[code]
+}
+
+// hasAgeCode reports whether an input CodeableConcept has an age coding.
 func hasAgeCode(code any) bool {
 	m, _ := code.(map[string]any)
 	arr, _ := m["coding"].([]any)
@@ -419,7 +454,30 @@ func hasAgeCode(code any) bool {
 		cm, _ := c.(map[string]any)
 		sys, _ := cm["system"].(string)
 		cd, _ := cm["code"].(string)
-		if sys == "http://loinc.org" && ageCodes[cd] {
+		if isAgeCoding(sys, cd) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasAgeCodeOut is hasAgeCode for an output CodeableConcept.
+func hasAgeCodeOut(code any) bool {
+	o, _ := code.(*object)
+	if o == nil {
+		return false
+	}
+	codings, _ := o.get("coding")
+	for _, c := range asArray(codings) {
+		co, _ := c.(*object)
+		if co == nil {
+			continue
+		}
+		sys, _ := co.get("system")
+		cd, _ := co.get("code")
+		s, _ := sys.(string)
+		k, _ := cd.(string)
+		if isAgeCoding(s, k) {
 			return true
 		}
 	}
