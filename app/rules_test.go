@@ -648,6 +648,8 @@ func TestRegisterMemberRole(t *testing.T) {
 		{"out of range", w.regA, role(emrv1.Role(42)), app.ErrInvalidMsg, []string{roleRule}},
 		{"short signing key", w.regA, with(func(m *emrv1.MsgRegisterMember) { m.SignPubKey = m.SignPubKey[:31] }), app.ErrInvalidMsg, []string{"signing key must be 32 bytes"}},
 		{"no encryption key", w.regA, with(func(m *emrv1.MsgRegisterMember) { m.EncPubKey = nil }), app.ErrInvalidMsg, []string{"encryption key must be 32 bytes"}},
+		{"non-canonical encryption key", w.regA, with(func(m *emrv1.MsgRegisterMember) { m.EncPubKey = slices.Clone(m.EncPubKey); m.EncPubKey[31] |= 0x80 }),
+			app.ErrInvalidMsg, []string{"encryption key is not a canonical X25519 key"}},
 		{"bad organization id", w.regA, with(func(m *emrv1.MsgRegisterMember) { m.OrganizationId = "Hospital A" }), app.ErrInvalidMsg, []string{"organization id"}},
 		{"no credential", w.regA, with(func(m *emrv1.MsgRegisterMember) { m.CredentialRef = "" }), app.ErrInvalidMsg, []string{"credential reference is empty"}},
 	})

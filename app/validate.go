@@ -6,6 +6,7 @@ import (
 	"slices"
 	"unicode/utf8"
 
+	"github.com/emrchain/emrchain/offchain/crypto"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -92,7 +93,7 @@ func validateRegisterMember(m *emrv1.MsgRegisterMember) error {
 	}
 	return firstError(
 		checkKey("signing key", m.SignPubKey),
-		checkKey("encryption key", m.EncPubKey),
+		checkX25519Key("encryption key", m.EncPubKey),
 		checkID("organization id", m.OrganizationId),
 		checkText("credential reference", m.CredentialRef, true),
 	)
@@ -106,7 +107,7 @@ func validateSetMemberStatus(m *emrv1.MsgSetMemberStatus) error {
 }
 
 func validateEnrollPatient(m *emrv1.MsgEnrollPatient) error {
-	return firstError(checkPatientID(m.PatientId), checkKey("encryption key", m.EncPubKey))
+	return firstError(checkPatientID(m.PatientId), checkX25519Key("encryption key", m.EncPubKey))
 }
 
 func validateGrant(m *emrv1.MsgGrant) error {
@@ -232,7 +233,7 @@ func validateRegisterStudy(m *emrv1.MsgRegisterStudy) error {
 		checkID("study id", m.StudyId),
 		checkText("title", m.Title, true),
 		checkAddress("principal investigator", m.PrincipalInvestigator),
-		checkKey("study key", m.StudyPubKey),
+		checkX25519Key("study key", m.StudyPubKey),
 	)
 }
 
@@ -271,6 +272,19 @@ func checkFixed(what string, b []byte, size int) error {
 func checkPatientID(b []byte) error            { return checkFixed("patient id", b, PatientIDSize) }
 func checkAddress(what string, b []byte) error { return checkFixed(what, b, AddressSize) }
 func checkKey(what string, b []byte) error     { return checkFixed(what, b, PubKeySize) }
+
+// checkX25519Key also refuses a non-canonical X25519 key: envelopes to it
+// would bind other bytes than its owner's private key derives, and could
+// never be opened.
+func checkX25519Key(what string, b []byte) error {
+	if err := checkKey(what, b); err != nil {
+		return err
+	}
+	if !crypto.CanonicalX25519(b) {
+		return fmt.Errorf("%s is not a canonical X25519 key (top bit set, or not below 2^255-19)", what)
+	}
+	return nil
+}
 func checkHash(what string, b []byte) error    { return checkFixed(what, b, HashSize) }
 
 func checkWrappedKey(what string, b []byte) error {

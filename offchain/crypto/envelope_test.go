@@ -220,6 +220,25 @@ func TestParseEncryptionPublicKeyRejectsSmallOrder(t *testing.T) {
 			t.Errorf("small-order point %s accepted (err %v)", h, err)
 		}
 	}
+	// A real key with its (ignored) top bit set, or a u not below p, is
+	// refused: an envelope to it binds other bytes than its opener derives,
+	// and could never be opened.
+	priv, err := GenerateEncryptionKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	high := append([]byte(nil), priv.PublicKey().Bytes()...)
+	high[31] |= 0x80
+	pMinusOne, _ := hex.DecodeString("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f")
+	pPlus2, _ := hex.DecodeString("efffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f")
+	for name, b := range map[string][]byte{"top bit": high, "p+2": pPlus2} {
+		if _, err := ParseEncryptionPublicKey(b); !errors.Is(err, ErrInvalidKey) || CanonicalX25519(b) {
+			t.Errorf("%s: non-canonical key accepted (err %v)", name, err)
+		}
+	}
+	if !CanonicalX25519(pMinusOne) || !CanonicalX25519(priv.PublicKey().Bytes()) {
+		t.Error("a canonical encoding is refused")
+	}
 	// The base point (u = 9) is fine.
 	nine := make([]byte, 32)
 	nine[0] = 9

@@ -38,11 +38,17 @@ func ParseEncryptionPrivateKey(b []byte) (*ecdh.PrivateKey, error) {
 }
 
 // ParseEncryptionPublicKey parses a 32-byte X25519 public key and rejects
-// points of small order (for which every shared secret is all-zero), so a
-// member cannot register a key that makes envelopes to it worthless.
+// points of small order (for which every shared secret is all-zero) and
+// non-canonical encodings, so a member cannot register a key that makes
+// envelopes to it worthless: an envelope binds the key's bytes as
+// registered, and its opener the bytes its private key derives, which are
+// always canonical.
 func ParseEncryptionPublicKey(b []byte) (*ecdh.PublicKey, error) {
 	if len(b) != X25519KeySize {
 		return nil, fmt.Errorf("%w: X25519 public key is %d bytes, want %d", ErrInvalidKey, len(b), X25519KeySize)
+	}
+	if !CanonicalX25519(b) {
+		return nil, fmt.Errorf("%w: X25519 public key is not canonically encoded (top bit set, or not below 2^255-19)", ErrInvalidKey)
 	}
 	k, err := ecdh.X25519().NewPublicKey(b)
 	if err != nil {
@@ -52,6 +58,24 @@ func ParseEncryptionPublicKey(b []byte) (*ecdh.PublicKey, error) {
 		return nil, err
 	}
 	return k, nil
+}
+
+// CanonicalX25519 reports whether b (32 bytes) is the canonical encoding of
+// an X25519 u-coordinate: little-endian, below p = 2^255-19, so its top bit
+// is clear.
+func CanonicalX25519(b []byte) bool {
+	if len(b) != X25519KeySize || b[31]&0x80 != 0 {
+		return false
+	}
+	if b[31] != 0x7f {
+		return true
+	}
+	for _, x := range b[1:31] {
+		if x != 0xff {
+			return true
+		}
+	}
+	return b[0] < 0xed // 2^255-19 = 0x7fff…ffed
 }
 
 // smallOrderProbe is a fixed X25519 private key. X25519 clamps every scalar
