@@ -272,6 +272,7 @@ func checkFixed(what string, b []byte, size int) error {
 func checkPatientID(b []byte) error            { return checkFixed("patient id", b, PatientIDSize) }
 func checkAddress(what string, b []byte) error { return checkFixed(what, b, AddressSize) }
 func checkKey(what string, b []byte) error     { return checkFixed(what, b, PubKeySize) }
+func checkHash(what string, b []byte) error    { return checkFixed(what, b, HashSize) }
 
 // checkX25519Key also refuses a non-canonical X25519 key: envelopes to it
 // would bind other bytes than its owner's private key derives, and could
@@ -285,7 +286,6 @@ func checkX25519Key(what string, b []byte) error {
 	}
 	return nil
 }
-func checkHash(what string, b []byte) error    { return checkFixed(what, b, HashSize) }
 
 func checkWrappedKey(what string, b []byte) error {
 	if len(b) == 0 {
