@@ -162,6 +162,15 @@ type deidentifier struct {
 	refs     map[string]int   // reference key → entry position; -1 when ambiguous
 	maxYear  int              // the latest year of any date in the output
 	patients []patientInfo
+	ages     []ageSite // ages under 90 in the output (see maskAges)
+}
+
+// ageSite is an age under 90 in the output: member key of obj, or, when
+// key is empty, obj itself (an Age quantity).
+type ageSite struct {
+	obj  *object
+	key  string
+	path string
 }
 
 func (d *deidentifier) removed(p string)     { d.report.Removed = append(d.report.Removed, p) }

@@ -824,3 +824,33 @@ func TestDatesInOtherNotations(t *testing.T) {
 		}
 	}
 }
+
+// TestMaskedBirthYearStaysMasked: for a patient whose year of birth is
+// masked (105 years old), an age under 90 kept with the year it was
+// recorded would give it back (2005 − 85 = 1920): every such age goes.
+// A patient under 90 keeps hers.
+func TestMaskedBirthYearStaysMasked(t *testing.T) {
+	ages := []string{
+		`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"30525-0"}]},
+		  "subject":{"reference":"urn:uuid:p"},"effectiveDateTime":"2005-06-01","valueQuantity":{"value":85,"unit":"a","system":"http://unitsofmeasure.org","code":"a"}}`,
+		`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"21612-7"}]},
+		  "subject":{"reference":"urn:uuid:p"},"effectiveDateTime":"2001-06-01","valueInteger":81}`,
+		`{"resourceType":"Condition","code":{"coding":[{"system":"http://snomed.info/sct","code":"44054006"}]},"subject":{"reference":"urn:uuid:p"},
+		  "onsetAge":{"value":60,"unit":"a","system":"http://unitsofmeasure.org","code":"a"},"recordedDate":"1980-02-02"}`,
+	}
+	out, rep := mustDeidentify(t, patientBundle(`"gender":"female","birthDate":"1920-05-01"`, ages...), Options{Now: testNow})
+	for _, s := range []string{`"1920"`, `"value": 85`, `"valueInteger": 81`, `"value": 60`} {
+		if bytes.Contains(out, []byte(s)) {
+			t.Errorf("output contains %s:\n%s", s, out)
+		}
+	}
+	if !bytes.Contains(out, []byte(URLAge90OrOlder)) || !slices.Contains(rep.Removed, "$.entry[3].resource.onsetAge") {
+		t.Errorf("the patient is not marked 90+, or the onset age not reported removed (%v):\n%s", rep.Removed, out)
+	}
+	young, _ := mustDeidentify(t, patientBundle(`"gender":"female","birthDate":"1960-05-01"`, ages...), Options{Now: testNow})
+	for _, s := range []string{`"value": 85`, `"valueInteger": 81`, `"value": 60`} {
+		if !bytes.Contains(young, []byte(s)) {
+			t.Errorf("a patient under 90 lost %s:\n%s", s, young)
+		}
+	}
+}

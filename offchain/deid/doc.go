@@ -167,8 +167,8 @@
 // The output keeps the FHIR JSON syntax of the elements it keeps, but it may
 // violate profiles (US Core requires Patient.identifier and name) and
 // cardinalities whose only content was identifying (a MedicationRequest whose
-// medication was a reference to a dropped Medication has none). For a patient
-// generalized to 90 or older, an age under 90 kept with the year it was
-// recorded (85 in 2005) still gives the year of birth away; Options.DropYears
-// removes every year, and with it that inference.
+// medication was a reference to a dropped Medication has none). Once a
+// patient's year of birth is masked (90 or older), every age under 90 of the
+// output goes too (an age of 85 kept with the year 2005 would give 1920
+// back), including, in a bundle of several patients, the others' ages.
 package deid

@@ -372,6 +372,9 @@ func quantityPost(m qmode) func(d *deidentifier, p string, in map[string]any, ou
 			return out
 		}
 		if y < 90 {
+			if m == qAge || m == qAgeLow || m == qAgeHigh {
+				d.ages = append(d.ages, ageSite{obj: out, path: p})
+			}
 			return out
 		}
 		switch m {
@@ -423,18 +426,25 @@ func ageValuePost(d *deidentifier, p string, out *object) {
 		if f, err := strconv.ParseFloat(string(v.(json.Number)), 64); err != nil || f >= 90 {
 			d.generalized(p + ".valueInteger")
 			out.replace("valueInteger", "valueQuantity", d.age90(p+".valueInteger", true))
+		} else {
+			d.ages = append(d.ages, ageSite{obj: out, key: "valueInteger", path: p + ".valueInteger"})
 		}
 		return
 	}
 	if v, ok := out.get("valueQuantity"); ok {
 		q := v.(*object)
-		if _, isTime := years(q); isTime {
-			return // already judged by quantityPost
+		if y, isTime := years(q); isTime {
+			if y < 90 { // 90 and over: already judged by quantityPost
+				d.ages = append(d.ages, ageSite{obj: out, key: "valueQuantity", path: p + ".valueQuantity"})
+			}
+			return
 		}
 		n, _ := q.get("value")
 		if f, err := strconv.ParseFloat(string(n.(json.Number)), 64); err != nil || f >= 90 {
 			d.generalized(p + ".valueQuantity")
 			out.set("valueQuantity", d.age90(p+".valueQuantity", true))
+		} else {
+			d.ages = append(d.ages, ageSite{obj: out, key: "valueQuantity", path: p + ".valueQuantity"})
 		}
 	}
 }
@@ -500,13 +510,17 @@ func patientPost(d *deidentifier, r *resourceEntry, out *object) {
 }
 
 // patchAges removes the year of birth of every patient who is 90 or older, or
-// was at the latest date of the output, or may be today (when alive). Ages
+// was at the latest date of the output, or may be today (when alive). Then
+// it removes every age under 90 of the output too (maskAges): an age kept
+// with the year it was recorded (85 in 2005) would give the year of birth
+// back. Ages
 // are compared in calendar years (reference year − birth year ≥ 90), which
 // errs on the side of generalizing: a patient born in December 1935 is
 // generalized from January 2025. The birthDate is replaced by
 // "_birthDate": {"extension": [data-absent-reason "masked"]} and the patient
 // gets the URLAge90OrOlder extension.
 func (d *deidentifier) patchAges() {
+	masked := false
 	for _, pi := range d.patients {
 		if pi.birthYear == 0 {
 			continue
@@ -518,6 +532,7 @@ func (d *deidentifier) patchAges() {
 		if ref-pi.birthYear < 90 {
 			continue
 		}
+		masked = true
 		d.removed(pi.path + ".birthDate")
 		d.report.Generalized = without(d.report.Generalized, pi.path+".birthDate")
 		if code, ok := d.text(pi.path+"._birthDate", "masked"); ok {
@@ -539,6 +554,31 @@ func (d *deidentifier) patchAges() {
 			}
 		} else {
 			pi.out.insertAfter("id", "extension", []any{marker})
+		}
+	}
+	if masked {
+		d.maskAges()
+	}
+}
+
+// maskAges removes every age under 90 of the output, once a patient's year
+// of birth was masked: the Observation value goes, and an Age element keeps
+// only a data-absent-reason "masked" extension. In a bundle of several
+// patients, the others' ages go too (a share holds one patient's record).
+func (d *deidentifier) maskAges() {
+	for _, a := range d.ages {
+		d.removed(a.path)
+		d.report.Generalized = without(d.report.Generalized, a.path)
+		if a.key != "" {
+			a.obj.del(a.key)
+			continue
+		}
+		a.obj.keys, a.obj.vals = nil, nil
+		if code, ok := d.text(a.path, "masked"); ok {
+			dar := &object{}
+			dar.set("url", URLDataAbsentReason)
+			dar.set("valueCode", code)
+			a.obj.set("extension", []any{dar})
 		}
 	}
 }
