@@ -17,6 +17,11 @@ type Options struct {
 	// SigCacheSize bounds the cache of decoded, signature-verified
 	// transactions (about 1 KiB each).
 	SigCacheSize int
+	// OnPruneError hears of a pruning that failed after its block was
+	// committed (store.ErrPruneFailed). Housekeeping does not halt the
+	// chain: the block stands, and the next prune point retries. Nil: the
+	// failure goes unreported.
+	OnPruneError func(error)
 }
 
 // DefaultOptions suits a node whose mempool holds up to ten thousand
@@ -27,9 +32,10 @@ func DefaultOptions() Options { return Options{SigCacheSize: 50_000} }
 // App is the state machine over one store. Its methods are safe for
 // concurrent use; they are serialized internally.
 type App struct {
-	mu    sync.Mutex
-	store *store.Store
-	sigs  *sigCache
+	mu           sync.Mutex
+	store        *store.Store
+	sigs         *sigCache
+	onPruneError func(error) // Options.OnPruneError
 
 	// Fixed at genesis.
 	chainID string
@@ -62,7 +68,7 @@ func New(st *store.Store, opts Options) (*App, error) {
 	if opts.SigCacheSize == 0 {
 		opts.SigCacheSize = DefaultOptions().SigCacheSize
 	}
-	a := &App{store: st, sigs: newSigCache(opts.SigCacheSize)}
+	a := &App{store: st, sigs: newSigCache(opts.SigCacheSize), onPruneError: opts.OnPruneError}
 	if version, _ := st.LastCommit(); version > 0 {
 		r, err := st.ReaderAt(version)
 		if err != nil {
@@ -254,6 +260,12 @@ func (a *App) Commit() (int64, error) {
 		return 0, errors.New("Commit without a finalized block")
 	}
 	_, version, err := a.store.Commit()
+	if errors.Is(err, store.ErrPruneFailed) {
+		if a.onPruneError != nil {
+			a.onPruneError(err)
+		}
+		err = nil
+	}
 	if err != nil {
 		return 0, fmt.Errorf("commit block %d: %w", a.pending.Height, err)
 	}

@@ -2,6 +2,8 @@ package store
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"math/rand"
 	"sync"
 	"testing"
@@ -151,5 +153,70 @@ func TestFaultDBSanity(t *testing.T) {
 		if (i == 0) != (v != nil) {
 			t.Fatalf("batch %d (%s): stored %q", i, k, v)
 		}
+	}
+}
+
+// failingDB fails the batch write number failAt (counting from 1) with an
+// error, as a full or broken disk would.
+type failingDB struct {
+	dbm.DB
+	writes, failAt int
+}
+
+var errDiskFull = errors.New("disk full")
+
+func (f *failingDB) NewBatch() dbm.Batch { return &failingBatch{Batch: f.DB.NewBatch(), f: f} }
+func (f *failingDB) NewBatchWithSize(n int) dbm.Batch {
+	return &failingBatch{Batch: f.DB.NewBatchWithSize(n), f: f}
+}
+
+type failingBatch struct {
+	dbm.Batch
+	f *failingDB
+}
+
+func (b *failingBatch) Write() error { return b.write(b.Batch.Write) }
+func (b *failingBatch) WriteSync() error {
+	return b.write(b.Batch.WriteSync)
+}
+
+func (b *failingBatch) write(w func() error) error {
+	b.f.writes++
+	if b.f.writes == b.f.failAt {
+		return errDiskFull
+	}
+	return w()
+}
+
+// TestPruneFailureKeepsTheVersion: when only the pruning after a saved
+// version fails, Commit reports ErrPruneFailed with the version and its
+// hash; the version is committed, the store carries on, and the next prune
+// point prunes.
+func TestPruneFailureKeepsTheVersion(t *testing.T) {
+	// Writes: version 1 (1), version 2 (2), then the prune of version 1 (3).
+	f := &failingDB{DB: dbm.NewMemDB(), failAt: 3}
+	s, err := openWithDB(f, Options{Backend: BackendMemDB, CacheSize: 1000, KeepRecent: 1, PruneInterval: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustSet(t, s.Working(), "a", "1")
+	mustCommit(t, s)
+	mustSet(t, s.Working(), "a", "2")
+	hash, version, err := s.Commit()
+	if !errors.Is(err, ErrPruneFailed) || !errors.Is(err, errDiskFull) || version != 2 || len(hash) == 0 {
+		t.Fatalf("Commit with a failing prune = %x, %d, %v; want version 2 and ErrPruneFailed", hash, version, err)
+	}
+	if v, h := s.LastCommit(); v != 2 || !bytes.Equal(h, hash) {
+		t.Fatalf("last commit %d %x, want 2 %x", v, h, hash)
+	}
+	if s.FirstVersion() != 1 {
+		t.Fatalf("first version %d after the failed prune, want 1", s.FirstVersion())
+	}
+	for i := 3; i <= 4; i++ {
+		mustSet(t, s.Working(), "a", fmt.Sprint(i))
+		mustCommit(t, s)
+	}
+	if s.FirstVersion() != 4 {
+		t.Fatalf("first version %d after the next prune point, want 4", s.FirstVersion())
 	}
 }

@@ -30,4 +30,8 @@ var (
 
 	// ErrClosed is returned by operations on a closed Store.
 	ErrClosed = errors.New("store: closed")
+
+	// ErrPruneFailed is returned by Commit when the version was saved and
+	// only the pruning after it failed; the next prune point retries.
+	ErrPruneFailed = errors.New("store: pruning failed (the version is saved)")
 )

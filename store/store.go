@@ -227,7 +227,7 @@ func (s *Store) WorkingHash() []byte {
 // Commit saves the working tree as the next version (one atomic database
 // batch), then prunes according to the options. It returns the new root
 // hash (the AppHash) and version. If only the pruning fails, the version is
-// saved and is returned together with the error.
+// saved and is returned together with an error wrapping ErrPruneFailed.
 func (s *Store) Commit() ([]byte, int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -250,7 +250,7 @@ func (s *Store) Commit() ([]byte, int64, error) {
 		if err := s.prune(version); err != nil {
 			// The version is saved; only the clean-up failed. Report it,
 			// the next prune point retries the whole range.
-			return bytes.Clone(hash), version, err
+			return bytes.Clone(hash), version, fmt.Errorf("%w: %w", ErrPruneFailed, err)
 		}
 	}
 	return bytes.Clone(hash), version, nil

@@ -181,7 +181,9 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 			err = fmt.Errorf("close app store: %w", cerr)
 		}
 	}()
-	a, err := app.New(st, app.Options{SigCacheSize: s.app.App.SigCacheSize})
+	a, err := app.New(st, app.Options{SigCacheSize: s.app.App.SigCacheSize, OnPruneError: func(err error) {
+		s.logger.Error("state pruning failed; the block is committed, the next prune point retries", "err", err)
+	}})
 	if err != nil {
 		return fmt.Errorf("load app state: %w", err)
 	}
