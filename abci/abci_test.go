@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -484,4 +485,43 @@ func ExampleApplication() {
 	info, _ := abciApp.Info(context.Background(), &types.InfoRequest{})
 	fmt.Println("height", info.LastBlockHeight)
 	// Output: height 0
+}
+
+// TestPeerFilter: with AllowedPeers set, CometBFT's peer filter query lets
+// in only those node ids (any case); addresses are not filtered; without
+// AllowedPeers every peer is let in.
+func TestPeerFilter(t *testing.T) {
+	ctx := context.Background()
+	const member, stranger = "9a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d", "0000000000000000000000000000000000000001"
+	opts := store.DefaultOptions()
+	opts.Backend = store.BackendMemDB
+	st, err := store.Open("", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	a, err := app.New(st, app.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := func(app *abci.Application, path string) uint32 {
+		res, err := app.Query(ctx, &types.QueryRequest{Path: path})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Code
+	}
+	filtered := abci.New(a, abci.Options{AllowedPeers: []string{strings.ToUpper(member)}})
+	for path, want := range map[string]uint32{
+		abci.PeerFilterIDPath + member:                0,
+		abci.PeerFilterIDPath + stranger:              abci.CodePeerRefused,
+		abci.PeerFilterAddrPath + "203.0.113.9:26656": 0,
+	} {
+		if got := code(filtered, path); got != want {
+			t.Errorf("%s: code %d, want %d", path, got, want)
+		}
+	}
+	if got := code(abci.New(a, abci.Options{}), abci.PeerFilterIDPath+stranger); got != 0 {
+		t.Errorf("without AllowedPeers a stranger gets code %d, want 0", got)
+	}
 }

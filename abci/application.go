@@ -2,6 +2,7 @@ package abci
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +28,10 @@ type Options struct {
 	Logger log.Logger
 	// Version is the software version reported in Info (e.g. "v0.1.0").
 	Version string
+	// AllowedPeers are the node ids (hex) of the consortium's nodes: with
+	// CometBFT's filter_peers on, only they may connect (the peer filter
+	// queries, PeerFilterIDPath). Empty: any peer.
+	AllowedPeers []string
 }
 
 // Application is the CometBFT ABCI application of emrchain: a thin adapter
@@ -37,6 +42,7 @@ type Application struct {
 	logger  log.Logger
 	version string
 	closed  bool
+	allowed map[string]bool // Options.AllowedPeers, lowercase; nil: any
 }
 
 // New returns the ABCI adapter over a.
@@ -45,7 +51,14 @@ func New(a *app.App, opts Options) *Application {
 	if logger == nil {
 		logger = log.NewNopLogger()
 	}
-	return &Application{app: a, logger: logger, version: opts.Version}
+	var allowed map[string]bool
+	if len(opts.AllowedPeers) > 0 {
+		allowed = make(map[string]bool, len(opts.AllowedPeers))
+		for _, id := range opts.AllowedPeers {
+			allowed[strings.ToLower(id)] = true
+		}
+	}
+	return &Application{app: a, logger: logger, version: opts.Version, allowed: allowed}
 }
 
 // Close waits for any ABCI call in flight to return and makes every later call

@@ -19,4 +19,7 @@ const (
 	CodeInternal uint32 = 3
 	// CodeClosed: the node is shutting down.
 	CodeClosed uint32 = 4
+	// CodePeerRefused: a peer filter query for a node id that is not one
+	// of Options.AllowedPeers (CometBFT then drops the connection).
+	CodePeerRefused uint32 = 5
 )

@@ -20,6 +20,12 @@ const (
 	// with prove, ProofOps holds one "ics23:iavl" op proving the value (or
 	// its absence) against the AppHash of the header at Height+1.
 	QueryStoreKeyPath = "/store/key"
+	// PeerFilterIDPath and PeerFilterAddrPath are CometBFT's peer filter
+	// queries (config.toml filter_peers): "/p2p/filter/id/<node id>" is
+	// answered 0 only for Options.AllowedPeers (when set); addresses are
+	// not filtered, as node ids are what the P2P handshake authenticates.
+	PeerFilterIDPath   = "/p2p/filter/id/"
+	PeerFilterAddrPath = "/p2p/filter/addr/"
 )
 
 // Query serves reads of committed state at req.Height (0 = the latest).
@@ -60,6 +66,15 @@ func (a *Application) Query(_ context.Context, req *types.QueryRequest) (resp *t
 	}
 
 	switch {
+	case strings.HasPrefix(req.Path, PeerFilterIDPath):
+		id := strings.ToLower(strings.TrimPrefix(req.Path, PeerFilterIDPath))
+		if a.allowed != nil && !a.allowed[id] {
+			a.logger.Info("refused a peer that is not one of the consortium's nodes", "node_id", id)
+			return &types.QueryResponse{Code: CodePeerRefused, Codespace: Codespace, Log: fmt.Sprintf("node %s is not one of this node's allowed peers", id)}, nil
+		}
+		return &types.QueryResponse{}, nil
+	case strings.HasPrefix(req.Path, PeerFilterAddrPath):
+		return &types.QueryResponse{}, nil
 	case req.Path == QueryStoreKeyPath:
 		if len(req.Data) == 0 {
 			return &types.QueryResponse{

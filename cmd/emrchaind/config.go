@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -94,6 +95,9 @@ type appSettings struct {
 	// Entries of the cache of decoded, signature-verified transactions
 	// shared by CheckTx, rechecks and block execution (about 1 KiB each).
 	SigCacheSize int `toml:"sig_cache_size"`
+	// Node ids of the consortium's nodes: when set, only they may connect
+	// over P2P (start turns CometBFT's filter_peers on).
+	AllowedPeers []string `toml:"allowed_peers"`
 }
 
 // grpcConfig is the [grpc] section: the gRPC Query and TxService server.
@@ -137,7 +141,7 @@ func defaultAppConfig() appConfig {
 			PruningKeepRecent: so.KeepRecent,
 			PruningInterval:   so.PruneInterval,
 		},
-		App:     appSettings{SigCacheSize: app.DefaultOptions().SigCacheSize},
+		App:     appSettings{SigCacheSize: app.DefaultOptions().SigCacheSize, AllowedPeers: []string{}},
 		GRPC:    grpcConfig{Enable: true, Address: defaultGRPCAddress, BroadcastTimeout: defaultBroadcastTimeout},
 		API:     apiConfig{Enable: true, Address: defaultAPIAddress, CORSAllowedOrigins: []string{}},
 		Sidecar: defaultSidecarConfig(),
@@ -171,6 +175,8 @@ func (c appConfig) validate() error {
 		return errors.New("pruning needs both store.pruning_keep_recent and store.pruning_interval (or neither)")
 	case c.App.SigCacheSize < 0:
 		return errors.New("app.sig_cache_size must not be negative")
+	case !allHex(c.App.AllowedPeers, 40):
+		return fmt.Errorf("app.allowed_peers: want node ids of 40 hex characters, got %q", c.App.AllowedPeers)
 	case c.GRPC.BroadcastTimeout <= 0:
 		return errors.New("grpc.broadcast_timeout must be positive")
 	}
@@ -250,6 +256,10 @@ pruning_interval = %d
 # Decoded, signature-verified transactions kept between CheckTx, rechecks and
 # block execution (about 1 KiB each): each is decoded and verified once.
 sig_cache_size = %d
+# Node ids of the consortium's nodes (emrchaind init prints each): when set, only
+# they may connect to this node over P2P. Empty: any host that reaches the P2P
+# port may connect and sync the chain; then firewall the port.
+allowed_peers = %s
 
 [grpc]
 # The gRPC server: emrchain.v1.Query, emrchain.v1.TxService, server
@@ -276,10 +286,20 @@ cors_allowed_origins = %s
 // writeAppConfig writes HOME/config/app.toml.
 func writeAppConfig(home string, c appConfig) error {
 	body := fmt.Sprintf(appConfigHeader+appConfigTemplate, c.Store.Backend, c.Store.CacheSize, c.Store.ValueCacheSize,
-		c.Store.PruningKeepRecent, c.Store.PruningInterval, c.App.SigCacheSize,
+		c.Store.PruningKeepRecent, c.Store.PruningInterval, c.App.SigCacheSize, tomlStrings(c.App.AllowedPeers),
 		c.GRPC.Enable, c.GRPC.Address, c.GRPC.BroadcastTimeout.String(),
 		c.API.Enable, c.API.Address, tomlStrings(c.API.CORSAllowedOrigins)) + renderSidecarConfig(c.Sidecar)
 	return os.WriteFile(filepath.Join(home, cmtcfg.DefaultConfigDir, appConfigFile), []byte(body), 0o644)
+}
+
+// allHex reports whether every string of list is n hex characters.
+func allHex(list []string, n int) bool {
+	for _, s := range list {
+		if _, err := hex.DecodeString(s); err != nil || len(s) != n {
+			return false
+		}
+	}
+	return true
 }
 
 // tomlStrings formats a TOML array of strings.

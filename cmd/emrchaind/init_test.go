@@ -360,3 +360,29 @@ func TestParseOrg(t *testing.T) {
 		}
 	}
 }
+
+// TestAllowedPeersConfig: app.allowed_peers holds node ids (40 hex), kept
+// through app.toml; anything else is refused.
+func TestAllowedPeersConfig(t *testing.T) {
+	home := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(home, "config"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	c := defaultAppConfig()
+	c.App.AllowedPeers = []string{"9a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d", "0000000000000000000000000000000000000001"}
+	if err := c.validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeAppConfig(home, c); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := loadAppConfig(home); err != nil || !reflect.DeepEqual(got.App.AllowedPeers, c.App.AllowedPeers) {
+		t.Fatalf("allowed_peers after a round trip: %v, %v", got.App.AllowedPeers, err)
+	}
+	for _, bad := range [][]string{{"zz"}, {"9a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4"}, {"9a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d@127.0.0.1:26656"}} {
+		c.App.AllowedPeers = bad
+		if err := c.validate(); err == nil || !strings.Contains(err.Error(), "app.allowed_peers") {
+			t.Errorf("allowed_peers %q: %v, want refused", bad, err)
+		}
+	}
+}

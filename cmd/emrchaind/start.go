@@ -195,7 +195,10 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 	logger.Info("app state loaded", "height", h, "app_hash", fmt.Sprintf("%X", hash),
 		"backend", s.app.Store.Backend)
 
-	abciApp := abci.New(a, abci.Options{Logger: s.logger.With("module", "abci"), Version: version})
+	abciApp := abci.New(a, abci.Options{Logger: s.logger.With("module", "abci"), Version: version, AllowedPeers: s.app.App.AllowedPeers})
+	if len(s.app.App.AllowedPeers) > 0 {
+		conf.FilterPeers = true // CometBFT asks the app (abci.PeerFilterIDPath) before it keeps a peer
+	}
 	defer abciApp.Close()
 
 	nodeKey, err := p2p.LoadOrGenNodeKey(conf.NodeKeyFile())

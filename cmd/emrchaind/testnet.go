@@ -255,13 +255,14 @@ func runTestnet(w io.Writer, o testnetOptions) (_ *manifest.Testnet, err error) 
 		}
 		conf.P2P.PersistentPeers = n.PersistentPeers
 		cmtcfg.WriteConfigFile(filepath.Join(n.Home, cmtcfg.DefaultConfigDir, cmtcfg.DefaultConfigFileName), conf)
-		var sidecarPeers []string
+		var sidecarPeers, peerIDs []string
 		for _, other := range net.Nodes {
 			if other.Name != n.Name {
 				sidecarPeers = append(sidecarPeers, other.Sidecar)
+				peerIDs = append(peerIDs, other.NodeID)
 			}
 		}
-		if err := configureTestnetServices(n.Home, *n, net.Blob, sidecarPeers); err != nil {
+		if err := configureTestnetServices(n.Home, *n, net.Blob, sidecarPeers, peerIDs); err != nil {
 			return nil, fmt.Errorf("%s: %w", n.Name, err)
 		}
 	}
@@ -335,11 +336,12 @@ func prepareTestnetDir(out string, force bool) error {
 // from MINIO_ACCESS_KEY and MINIO_SECRET_KEY. With the fs store each
 // hospital keeps its own blobs, and its sidecar reads through its peers'
 // (peers: the other nodes' sidecars).
-func configureTestnetServices(home string, n manifest.Node, blob manifest.Blob, peers []string) error {
+func configureTestnetServices(home string, n manifest.Node, blob manifest.Blob, peers, peerIDs []string) error {
 	c, err := loadAppConfig(home)
 	if err != nil {
 		return err
 	}
+	c.App.AllowedPeers = peerIDs
 	c.Sidecar.Listen = strings.TrimPrefix(n.Sidecar, "http://")
 	c.Sidecar.Backend = blob.Kind
 	if blob.Kind == sidecarBackendMinIO {
