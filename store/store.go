@@ -267,12 +267,10 @@ func (s *Store) prune(version int64) error {
 		return nil
 	}
 	to := version - int64(s.opts.KeepRecent)
-	if step := 2 * s.opts.PruneInterval; step < uint64(to-s.firstVersion+1) {
-		to = s.firstVersion + int64(step) - 1
-	}
 	if to < s.firstVersion {
-		return nil
+		return nil // nothing old enough (KeepRecent may have grown)
 	}
+	to = min(to, s.firstVersion+int64(2*s.opts.PruneInterval)-1)
 	if err := s.tree.DeleteVersionsTo(to); err != nil {
 		return fmt.Errorf("store: prune versions up to %d: %w", to, err)
 	}

@@ -274,6 +274,33 @@ func TestPruningBacklogBounded(t *testing.T) {
 	}
 }
 
+// TestPruningKeepsMoreAfterKeepRecentGrows: reopened with a larger
+// KeepRecent, a store whose oldest version is within the new window
+// deletes nothing at the next prune point.
+func TestPruningKeepsMoreAfterKeepRecentGrows(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, Options{Backend: "pebble", CacheSize: 1000, KeepRecent: 2, PruneInterval: 2})
+	for i := 1; i <= 10; i++ {
+		mustSet(t, s.Working(), keyN(i), "x")
+		mustCommit(t, s)
+	}
+	first := s.FirstVersion() // 9: versions 9 and 10 kept
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, dir, Options{Backend: "pebble", CacheSize: 1000, KeepRecent: 6, PruneInterval: 2})
+	for i := 11; i <= 12; i++ {
+		mustSet(t, s.Working(), keyN(i), "x")
+		mustCommit(t, s)
+	}
+	if got := s.FirstVersion(); got != first {
+		t.Fatalf("first version %d after the prune point at 12 with KeepRecent 6, want %d (12-6 = 6 is below it)", got, first)
+	}
+	if _, err := s.ReaderAt(first); err != nil {
+		t.Fatalf("version %d, inside the new window: %v", first, err)
+	}
+}
+
 func TestPruning(t *testing.T) {
 	for _, backend := range diskBackends {
 		t.Run(backend, func(t *testing.T) {
