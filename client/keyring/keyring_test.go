@@ -261,58 +261,46 @@ func TestConcurrentSavesKeepEveryKEK(t *testing.T) {
 		}
 		return kr
 	}
+	// load is one emrcli run: a keyring of its own, the key loaded.
+	load := func() (*Keyring, *Key) {
+		kr := open()
+		k, err := kr.Get("alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kr, k
+	}
+	save := func(kr *Keyring, k *Key) {
+		if err := kr.Save(k); err != nil {
+			t.Fatal(err)
+		}
+	}
 	kr0 := open()
 	k0, err := kr0.Add("alice")
 	if err != nil {
 		t.Fatal(err)
 	}
 	k0.KEKs = map[uint64][]byte{1: bytes.Repeat([]byte{1}, 32)}
-	if err := kr0.Save(k0); err != nil {
-		t.Fatal(err)
-	}
-	krA, krB := open(), open()
-	kA, err := krA.Get("alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	kB, err := krB.Get("alice")
-	if err != nil {
-		t.Fatal(err)
-	}
+	save(kr0, k0)
+	krA, kA := load()
+	krB, kB := load()
 	kA.KEKs[2] = bytes.Repeat([]byte{2}, 32)
-	if err := krA.Save(kA); err != nil {
-		t.Fatal(err)
-	}
+	save(krA, kA)
 	kB.KEKs[3] = bytes.Repeat([]byte{3}, 32)
-	if err := krB.Save(kB); err != nil {
-		t.Fatal(err)
-	}
-	k, err := open().Get("alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := k.KEKVersions(); !slices.Equal(got, []uint64{1, 2, 3}) {
-		t.Fatalf("KEK versions after two saves: %v, want [1 2 3]", got)
+	save(krB, kB)
+	if _, k := load(); !slices.Equal(k.KEKVersions(), []uint64{1, 2, 3}) {
+		t.Fatalf("KEK versions after two saves: %v, want [1 2 3]", k.KEKVersions())
 	}
 
-	krC, krD := open(), open()
-	kC, err := krC.Get("alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	kD, err := krD.Get("alice")
-	if err != nil {
-		t.Fatal(err)
-	}
+	krC, kC := load()
+	krD, kD := load()
 	kC.KEKs[4] = bytes.Repeat([]byte{4}, 32)
 	kD.KEKs[4] = bytes.Repeat([]byte{5}, 32)
-	if err := krC.Save(kC); err != nil {
-		t.Fatal(err)
-	}
+	save(krC, kC)
 	if err := krD.Save(kD); !errors.Is(err, ErrConflict) {
 		t.Fatalf("a second key for version 4: %v, want ErrConflict", err)
 	}
-	if k, _ := open().Get("alice"); !bytes.Equal(k.KEKs[4], kC.KEKs[4]) {
+	if _, k := load(); !bytes.Equal(k.KEKs[4], kC.KEKs[4]) {
 		t.Fatal("the stored version 4 was overwritten")
 	}
 }

@@ -14,25 +14,27 @@ import (
 // uses KEKs finds it too.
 func TestKEKMadeByAnotherRun(t *testing.T) {
 	home := t.TempDir()
-	open := func() *keyring.Keyring {
+	// load is one emrcli run: a keyring of its own, the key loaded.
+	load := func() (*keyring.Keyring, *keyring.Key) {
 		kr, err := keyring.Open(keyring.BackendTest, home, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return kr
+		k, err := kr.Get("ada")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kr, k
 	}
-	if _, err := open().Add("ada"); err != nil {
-		t.Fatal(err)
-	}
-	krA, krB := open(), open()
-	kA, err := krA.Get("ada")
+	kr0, err := keyring.Open(keyring.BackendTest, home, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kB, err := krB.Get("ada")
-	if err != nil {
+	if _, err := kr0.Add("ada"); err != nil {
 		t.Fatal(err)
 	}
+	krA, kA := load()
+	krB, kB := load()
 	made, err := ensureKEK(krA, kA, 2)
 	if err != nil {
 		t.Fatal(err)
@@ -41,8 +43,7 @@ func TestKEKMadeByAnotherRun(t *testing.T) {
 	if err != nil || !bytes.Equal(got, made) {
 		t.Fatalf("the other run's version 2: %x %v, want the one already made", got, err)
 	}
-	krC := open()
-	kC, _ := krC.Get("ada")
+	krC, kC := load()
 	if _, err := ensureKEK(krA, kA, 3); err != nil {
 		t.Fatal(err)
 	}
