@@ -407,7 +407,7 @@ func observationPost(d *deidentifier, r *resourceEntry, out *object) {
 	comps, _ := out.get("component")
 	for i, c := range asArray(comps) {
 		if co, ok := c.(*object); ok {
-			if code, _ := co.get("code"); hasAgeCodeOut(code) {
+			if code, _ := co.get("code"); hasAgeCode(code) {
 				ageValuePost(d, fmt.Sprintf("%s.component[%d]", r.path, i), co)
 			}
 		}
@@ -456,14 +456,12 @@ func isAgeCoding(system, code string) bool {
 	return (system == "http://loinc.org" || system == "urn:oid:2.16.840.1.113883.6.1") && ageCodes[code]
 }
 
-// hasAgeCode reports whether an input CodeableConcept has an age coding.
+// hasAgeCode reports whether a CodeableConcept, of the input or of the
+// output, has an age coding.
 func hasAgeCode(code any) bool {
-	m, _ := code.(map[string]any)
-	arr, _ := m["coding"].([]any)
-	for _, c := range arr {
-		cm, _ := c.(map[string]any)
-		sys, _ := cm["system"].(string)
-		cd, _ := cm["code"].(string)
+	for _, c := range asArray(member(code, "coding")) {
+		sys, _ := member(c, "system").(string)
+		cd, _ := member(c, "code").(string)
 		if isAgeCoding(sys, cd) {
 			return true
 		}
@@ -471,27 +469,16 @@ func hasAgeCode(code any) bool {
 	return false
 }
 
-// hasAgeCodeOut is hasAgeCode for an output CodeableConcept.
-func hasAgeCodeOut(code any) bool {
-	o, _ := code.(*object)
-	if o == nil {
-		return false
+// member is v's member k, for an input object (map) or an output one.
+func member(v any, k string) any {
+	switch o := v.(type) {
+	case map[string]any:
+		return o[k]
+	case *object:
+		x, _ := o.get(k)
+		return x
 	}
-	codings, _ := o.get("coding")
-	for _, c := range asArray(codings) {
-		co, _ := c.(*object)
-		if co == nil {
-			continue
-		}
-		sys, _ := co.get("system")
-		cd, _ := co.get("code")
-		s, _ := sys.(string)
-		k, _ := cd.(string)
-		if isAgeCoding(s, k) {
-			return true
-		}
-	}
-	return false
+	return nil
 }
 
 // patientPost records what patchAges needs.
