@@ -135,7 +135,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 
 	// Setup block 1: members and patients.
 	seqA, seqR := c.Seq(regA.Address), c.Seq(regR.Address)
-	txs := [][]byte{owner.Tx(apptest.ChainID, 0, apptest.Enroll(owner, pid)),
+	txs := [][]byte{owner.Tx(apptest.ChainID, 0, apptest.Enroll(owner)),
 		regR.Tx(apptest.ChainID, seqR, apptest.RegisterMember(pi, emrv1.Role_ROLE_RESEARCHER, apptest.Research))}
 	seqR++
 	for _, g := range grantees {
@@ -148,7 +148,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 			txs = append(txs, regR.Tx(apptest.ChainID, seqR, apptest.RegisterMember(g.actor, emrv1.Role_ROLE_RESEARCHER, apptest.Research)))
 			seqR++
 		case roleOtherPatient:
-			txs = append(txs, g.actor.Tx(apptest.ChainID, 0, apptest.Enroll(g.actor, apptest.PatientID(g.name()))))
+			txs = append(txs, g.actor.Tx(apptest.ChainID, 0, apptest.Enroll(g.actor)))
 		}
 	}
 	mustAll(t, c.Block(txs...))

@@ -38,7 +38,7 @@ func newBenchNet(b *testing.B, backend string, patients int) *benchNet {
 		p := apptest.NewActor(fmt.Sprintf("bench-patient-%d", i))
 		id := apptest.PatientID(p.Name)
 		n.patients = append(n.patients, id)
-		enroll = append(enroll, p.Tx(apptest.ChainID, 0, apptest.Enroll(p, id)))
+		enroll = append(enroll, p.Tx(apptest.ChainID, 0, apptest.Enroll(p)))
 		grants = append(grants, p.Tx(apptest.ChainID, 1, apptest.Grant(id, doc, apptest.GrantSpec{
 			Rights:   []emrv1.Right{emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_WRITE},
 			NotAfter: apptest.GenesisTime.Add(24 * 365 * time.Hour),

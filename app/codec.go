@@ -29,6 +29,25 @@ var deterministic = proto.MarshalOptions{Deterministic: true}
 // exactly as CometBFT does (first 20 bytes of SHA-256).
 func AddressOf(pubKey []byte) []byte { return tmhash.SumTruncated(pubKey) }
 
+// PatientIDSeedSize is the size of MsgEnrollPatient.id_seed.
+const PatientIDSeedSize = 32
+
+// boundPatientIDDomain separates BoundPatientID's hash input from every
+// other hash of the chain.
+const boundPatientIDDomain = "emrchain/v1/patient-id/bound\x00"
+
+// BoundPatientID is the only id a key may enroll with a given seed:
+// SHA-256("emrchain/v1/patient-id/bound" 0x00 || signPubKey || seed). A
+// patient id seen in a pending EnrollPatient is thus useless to anyone
+// else: the same seed under another key gives another id.
+func BoundPatientID(signPubKey, seed []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte(boundPatientIDDomain))
+	h.Write(signPubKey)
+	h.Write(seed)
+	return h.Sum(nil)
+}
+
 // TxHash is the hash CometBFT indexes a transaction under.
 func TxHash(tx []byte) []byte {
 	sum := sha256.Sum256(tx)

@@ -173,12 +173,13 @@ func (w *workload) tx() []byte {
 		return w.sign(reg.actor, apptest.RegisterMember(actor, role, org))
 	case roll < 16: // enroll, sometimes with a taken id
 		actor := apptest.NewActor(fmt.Sprintf("w-patient-%d", w.n))
-		id := apptest.PatientID(actor.Name)
+		id, msg := apptest.PatientID(actor.Name), apptest.Enroll(actor)
 		if len(w.patients) > 0 && w.rnd.IntN(6) == 0 {
-			id = pick(w.rnd, w.patients).id
+			victim := pick(w.rnd, w.patients)
+			id, msg = victim.id, apptest.EnrollAs(actor, victim.actor.Name)
 		}
 		learn = func() { w.patients = append(w.patients, &wPatient{actor: actor, id: id, version: 1}) }
-		return w.sign(actor, apptest.Enroll(actor, id))
+		return w.sign(actor, msg)
 	case roll < 30: // grant, sometimes to the wrong kind of member or with bad windows
 		p := pick(w.rnd, w.patients)
 		to := w.memberOf(emrv1.Role_ROLE_CLINICIAN, emrv1.Role_ROLE_RESEARCHER)

@@ -20,7 +20,7 @@ func TestEventsIndexWhoAndWhat(t *testing.T) {
 	c.Must(apptest.Registrar(apptest.HospitalA), apptest.RegisterMember(doc, emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA))
 	p := apptest.NewActor("events-patient")
 	id := apptest.PatientID(p.Name)
-	c.Must(p, apptest.Enroll(p, id))
+	c.Must(p, apptest.Enroll(p))
 	c.Must(p, apptest.Grant(id, doc, apptest.GrantSpec{
 		Rights:   []emrv1.Right{emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_WRITE},
 		NotAfter: apptest.GenesisTime.Add(24 * time.Hour),
@@ -74,7 +74,7 @@ func TestShareEventNamesItsBlobsOwner(t *testing.T) {
 	c.Must(apptest.Registrar(apptest.Research), apptest.RegisterStudy("events-study", pi))
 	p := apptest.NewActor("share-events-patient")
 	id := apptest.PatientID(p.Name)
-	c.Must(p, apptest.Enroll(p, id))
+	c.Must(p, apptest.Enroll(p))
 	c.Must(p, apptest.AddRecord(id, "imaging", "share-events"))
 	c.Must(p, apptest.Grant(id, doc, apptest.GrantSpec{
 		Rights: []emrv1.Right{emrv1.Right_RIGHT_SHARE}, Study: "events-study", NotAfter: apptest.GenesisTime.Add(24 * time.Hour),

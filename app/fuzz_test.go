@@ -22,7 +22,7 @@ func seedMsgs() map[string]*emrv1.Msg {
 	return map[string]*emrv1.Msg{
 		"register_member":   apptest.RegisterMember(doc, emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA),
 		"set_member_status": apptest.SetStatus(doc, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED),
-		"enroll_patient":    apptest.Enroll(apptest.NewActor("fuzz-patient"), pid),
+		"enroll_patient":    apptest.Enroll(apptest.NewActor("fuzz-patient")),
 		"grant": apptest.Grant(pid, doc, apptest.GrantSpec{
 			Rights: []emrv1.Right{emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_SHARE}, Categories: []string{"imaging"},
 			NotAfter: apptest.GenesisTime.Add(time.Hour), Study: "s1", Anonymise: true,

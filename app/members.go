@@ -37,7 +37,7 @@ func (ctx *txContext) registerMember(m *emrv1.MsgRegisterMember) error {
 	if err != nil {
 		return err
 	}
-	if existing != nil {
+	if existing != nil { // only the key that enrolled it can name this id, and it is a patient already; never overwrite
 		return fmt.Errorf("%w: %X is already a %s", ErrAlreadyExists, addr, roleName(existing.Role))
 	}
 	ctx.attrHex("member", addr)
@@ -80,8 +80,12 @@ func (ctx *txContext) setMemberStatus(m *emrv1.MsgSetMemberStatus) error {
 	return ctx.st.putMember(target)
 }
 
-// enrollPatient: a new account enrolls itself with a pseudonymous id.
+// enrollPatient: a new account enrolls itself with a pseudonymous id bound
+// to its key (BoundPatientID), so the id cannot be taken from a mempool.
 func (ctx *txContext) enrollPatient(m *emrv1.MsgEnrollPatient) error {
+	if !bytes.Equal(m.PatientId, BoundPatientID(ctx.tx.Body.SignerPubKey, m.IdSeed)) {
+		return fmt.Errorf("%w: patient id %x is not bound to the signer's key and the id seed", ErrInvalidMsg, m.PatientId)
+	}
 	existing, err := ctx.st.patient(m.PatientId)
 	if err != nil {
 		return err

@@ -36,7 +36,7 @@ func TestQueryProofs(t *testing.T) {
 	pat := apptest.NewActor("patient-proof")
 	pid := apptest.PatientID("patient-proof")
 	c.Must(reg, apptest.RegisterMember(doc, emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA))
-	c.Must(pat, apptest.Enroll(pat, pid))
+	c.Must(pat, apptest.Enroll(pat))
 	c.Must(pat, apptest.AddRecord(pid, "imaging", "xray-1"))
 	rootBefore, heightBefore := c.AppHash(), c.Height()
 	c.Must(pat, apptest.AddRecord(pid, "imaging", "xray-2"))

@@ -23,7 +23,7 @@ func TestBlobQueries(t *testing.T) {
 	c.Must(regA, apptest.RegisterMember(doc, emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA))
 	c.Must(regR, apptest.RegisterMember(pi, emrv1.Role_ROLE_RESEARCHER, apptest.Research))
 	c.Must(regR, apptest.RegisterStudy("blob-study", pi))
-	c.Must(pat, apptest.Enroll(pat, pid))
+	c.Must(pat, apptest.Enroll(pat))
 	c.Must(pat, apptest.Grant(pid, doc, apptest.GrantSpec{
 		Rights: []emrv1.Right{emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_SHARE}, NotAfter: c.Now.Add(time.Hour), Study: "blob-study",
 	}))
@@ -68,7 +68,7 @@ func TestBlobQueries(t *testing.T) {
 func TestQueryServiceMatchesABCI(t *testing.T) {
 	c := apptest.New(t, apptest.Options{})
 	pat, pid := apptest.NewActor("patient-svc"), apptest.PatientID("patient-svc")
-	c.Must(pat, apptest.Enroll(pat, pid))
+	c.Must(pat, apptest.Enroll(pat))
 	before := c.Height()
 	c.Must(pat, apptest.AddRecord(pid, "imaging", "svc"))
 	svc := app.NewQueryService(c.App)

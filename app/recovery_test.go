@@ -15,7 +15,7 @@ func TestRestartAfterCommit(t *testing.T) {
 	c := apptest.New(t, apptest.Options{Dir: t.TempDir()})
 	pat := apptest.NewActor("patient-crash")
 	pid := apptest.PatientID("patient-crash")
-	c.Must(pat, apptest.Enroll(pat, pid))
+	c.Must(pat, apptest.Enroll(pat))
 	c.Must(pat, apptest.AddRecord(pid, "lab-results", "a"))
 	height, hash := c.Height(), c.AppHash()
 
@@ -42,7 +42,7 @@ func TestCrashBeforeCommit(t *testing.T) {
 	c := apptest.New(t, apptest.Options{Dir: t.TempDir()})
 	pat := apptest.NewActor("patient-crash2")
 	pid := apptest.PatientID("patient-crash2")
-	c.Must(pat, apptest.Enroll(pat, pid))
+	c.Must(pat, apptest.Enroll(pat))
 	height, hash := c.Height(), c.AppHash()
 
 	tx := c.Tx(pat, apptest.AddRecord(pid, "imaging", "ct"))

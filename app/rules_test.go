@@ -68,7 +68,7 @@ func newRuleWorld(t *testing.T, opts apptest.Options) *ruleWorld {
 		apptest.RegisterMember(w.aud, emrv1.Role_ROLE_AUDITOR, apptest.HospitalA))...)
 	txs = append(txs, ruleSigned(w.c, w.regB, apptest.RegisterMember(w.doc2, emrv1.Role_ROLE_CLINICIAN, apptest.HospitalB))...)
 	txs = append(txs, ruleSigned(w.c, w.regR, apptest.RegisterMember(w.sci, emrv1.Role_ROLE_RESEARCHER, apptest.Research))...)
-	txs = append(txs, ruleSigned(w.c, w.pat, apptest.Enroll(w.pat, w.pid))...)
+	txs = append(txs, ruleSigned(w.c, w.pat, apptest.Enroll(w.pat))...)
 	ruleAllOK(t, w.c.Block(txs...))
 	w.year = w.c.Now.Add(365 * 24 * time.Hour)
 	return w
@@ -84,7 +84,7 @@ func (w *ruleWorld) member(name string, role emrv1.Role, org string) *apptest.Ac
 // patient enrolls a new patient.
 func (w *ruleWorld) patient(name string) (*apptest.Actor, []byte) {
 	a, id := apptest.NewActor(name), apptest.PatientID(name)
-	w.c.Must(a, apptest.Enroll(a, id))
+	w.c.Must(a, apptest.Enroll(a))
 	return a, id
 }
 
@@ -770,7 +770,7 @@ func TestEnrollPatient(t *testing.T) {
 	w := newRuleWorld(t, apptest.Options{})
 	c := w.c
 	p2, id2 := apptest.NewActor("rules-patient-2"), apptest.PatientID("rules-patient-2")
-	c.Must(p2, apptest.Enroll(p2, id2))
+	c.Must(p2, apptest.Enroll(p2))
 	h := c.Height()
 
 	want := &emrv1.Patient{Id: id2, Owner: p2.Address, KeyVersion: 1, EnrolledHeight: h}
@@ -792,19 +792,48 @@ func TestEnrollPatient(t *testing.T) {
 	}
 
 	p3 := apptest.NewActor("rules-patient-3")
+	seed3 := apptest.PatientSeed(p3.Name)
+	with := func(m *emrv1.Msg, edit func(*emrv1.MsgEnrollPatient)) *emrv1.Msg {
+		edit(m.GetEnrollPatient())
+		return m
+	}
 	ruleRun(t, c, c.Now, []ruleCase{
-		{"new account, new id", p3, apptest.Enroll(p3, apptest.PatientID("rules-patient-3")), nil, nil},
-		{"duplicate id", p3, apptest.Enroll(p3, id2), app.ErrAlreadyExists, []string{fmt.Sprintf("patient id %x is already enrolled", id2)}},
-		{"patient enrolls a second id", p2, apptest.Enroll(p2, apptest.PatientID("rules-patient-2b")), app.ErrAlreadyExists,
+		{"new account, new id", p3, apptest.Enroll(p3), nil, nil},
+		{"the same seed under another key: another id", p3, apptest.EnrollSeed(p3, apptest.PatientSeed(p2.Name)), nil, nil},
+		{"another key's id and seed", p3, apptest.EnrollAs(p3, p2.Name), app.ErrInvalidMsg,
+			[]string{fmt.Sprintf("patient id %x is not bound to the signer's key", id2)}},
+		{"id of another seed", p3, with(apptest.Enroll(p3), func(m *emrv1.MsgEnrollPatient) { m.IdSeed = apptest.PatientSeed("other") }),
+			app.ErrInvalidMsg, []string{"is not bound to the signer's key"}},
+		{"the same enrollment again", p2, apptest.Enroll(p2), app.ErrAlreadyExists, []string{ruleAddr(p2) + " is already a patient"}},
+		{"patient enrolls a second id", p2, apptest.EnrollSeed(p2, apptest.PatientSeed("rules-patient-2b")), app.ErrAlreadyExists,
 			[]string{ruleAddr(p2) + " is already a patient"}},
-		{"clinician", w.doc, apptest.Enroll(w.doc, apptest.PatientID("rules-doc")), app.ErrAlreadyExists, []string{"is already a clinician"}},
-		{"registrar", w.regA, apptest.Enroll(w.regA, apptest.PatientID("rules-reg")), app.ErrAlreadyExists, []string{"is already a registrar"}},
-		{"short id", p3, apptest.Enroll(p3, make([]byte, 31)), app.ErrInvalidMsg, []string{"patient id must be 32 bytes"}},
+		{"clinician", w.doc, apptest.Enroll(w.doc), app.ErrAlreadyExists, []string{"is already a clinician"}},
+		{"registrar", w.regA, apptest.Enroll(w.regA), app.ErrAlreadyExists, []string{"is already a registrar"}},
+		{"short id", p3, with(apptest.Enroll(p3), func(m *emrv1.MsgEnrollPatient) { m.PatientId = m.PatientId[:31] }),
+			app.ErrInvalidMsg, []string{"patient id must be 32 bytes"}},
+		{"short seed", p3, apptest.EnrollSeed(p3, seed3[:31]), app.ErrInvalidMsg, []string{"id seed must be 32 bytes"}},
+		{"no seed", p3, with(apptest.Enroll(p3), func(m *emrv1.MsgEnrollPatient) { m.IdSeed = nil }),
+			app.ErrInvalidMsg, []string{"id seed must be 32 bytes, got 0"}},
 	})
 	for _, owner := range []*apptest.Actor{w.doc, p3} {
 		if code := ruleQueryCode(c, "PatientByOwner", &emrv1.QueryPatientByOwnerRequest{Owner: hexOf(owner.Address)}, &emrv1.QueryPatientResponse{}); code != app.ErrNotFound.Code() {
 			t.Errorf("PatientByOwner(%s): code %d, want %d", owner.Name, code, app.ErrNotFound.Code())
 		}
+	}
+}
+
+// TestEnrollmentCannotBeFrontRun: a squatter who copies a pending
+// EnrollPatient's id and seed into a transaction of its own, ordered before
+// it in the block, is refused, and the patient enrolls with its id.
+func TestEnrollmentCannotBeFrontRun(t *testing.T) {
+	c := apptest.New(t, apptest.Options{})
+	patient, squatter := apptest.NewActor("enroll-victim"), apptest.NewActor("enroll-squatter")
+	id := apptest.PatientID(patient.Name)
+	results := c.Block(c.Tx(squatter, apptest.EnrollAs(squatter, patient.Name)), c.Tx(patient, apptest.Enroll(patient)))
+	ruleCheck(t, "squatter", results[0], app.ErrInvalidMsg, "is not bound to the signer's key")
+	ruleCheck(t, "patient", results[1], nil)
+	if got := rulePatient(c, id); got == nil || string(got.Owner) != string(patient.Address) {
+		t.Fatalf("patient %x: %v, want owned by %X", id, got, patient.Address)
 	}
 }
 

@@ -107,7 +107,8 @@ func validateSetMemberStatus(m *emrv1.MsgSetMemberStatus) error {
 }
 
 func validateEnrollPatient(m *emrv1.MsgEnrollPatient) error {
-	return firstError(checkPatientID(m.PatientId), checkX25519Key("encryption key", m.EncPubKey))
+	return firstError(checkPatientID(m.PatientId), checkFixed("id seed", m.IdSeed, PatientIDSeedSize),
+		checkX25519Key("encryption key", m.EncPubKey))
 }
 
 func validateGrant(m *emrv1.MsgGrant) error {

@@ -107,7 +107,9 @@ func setup(t *testing.T) *world {
 	w.patient, _ = keyring.Generate("patient")
 	w.patient.KEKs = map[uint64][]byte{}
 	identity, _ := client.IdentityFromNameAndBirth("Ada Lovelace", "1815-12-10")
-	w.patientID, _ = client.PatientID(w.patient.PatientSecret, identity)
+	seed, _ := client.PatientSeed(w.patient.PatientSecret, identity)
+	enroll := client.EnrollPatientMsg(w.patient.PubKey(), w.patient.EncPubKey(), seed)
+	w.patientID = enroll.GetEnrollPatient().PatientId
 
 	c := w.mustClient(t, node.RPC)
 	submit := func(s client.Signer, msg *emrv1.Msg) *client.TxResult {
@@ -128,7 +130,7 @@ func setup(t *testing.T) *world {
 	if _, err := w.kek(1); err != nil {
 		t.Fatal(err)
 	}
-	submit(w.patient, &emrv1.Msg{Sum: &emrv1.Msg_EnrollPatient{EnrollPatient: &emrv1.MsgEnrollPatient{PatientId: w.patientID, EncPubKey: w.patient.EncPubKey()}}})
+	submit(w.patient, enroll)
 	grant, err := c.GrantMsg(ctx, w.patientID, client.GrantSpec{
 		Grantee: w.clinician.Address(), Rights: []emrv1.Right{emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_WRITE},
 		Categories: []string{"lab-results"}, NotAfter: time.Now().Add(365 * 24 * time.Hour),

@@ -10,22 +10,26 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/emrchain/emrchain/app"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
 // PatientSecretSize is the size of a patient secret.
 const PatientSecretSize = 32
 
-// patientIDDomain separates the pseudonymous id's HMAC input from any
-// other use of the patient secret.
+// patientIDDomain separates the id seed's HMAC input from any other use of
+// the patient secret. (The seed was the id itself before ids were bound to
+// the patient's key; the domain string stayed.)
 const patientIDDomain = "emrchain/v1/patient-id\x00"
 
-// PatientID derives the pseudonymous patient id:
+// PatientSeed derives the seed of the pseudonymous patient id:
 // HMAC-SHA256(secret, "emrchain/v1/patient-id" 0x00 || identity), where
 // identity is a normalized encoding of identifying information
 // (IdentityFromNameAndBirth, IdentityFromJSON). Without the secret, which
-// never leaves the patient's keyring, nobody can find or link the id from
-// the identifying information.
-func PatientID(secret, identity []byte) ([]byte, error) {
+// never leaves the patient's keyring, nobody can find or link the seed (or
+// the id) from the identifying information.
+func PatientSeed(secret, identity []byte) ([]byte, error) {
 	if len(secret) != PatientSecretSize {
 		return nil, fmt.Errorf("patient secret is %d bytes, want %d", len(secret), PatientSecretSize)
 	}
@@ -36,6 +40,16 @@ func PatientID(secret, identity []byte) ([]byte, error) {
 	mac.Write([]byte(patientIDDomain))
 	mac.Write(identity)
 	return mac.Sum(nil), nil
+}
+
+// EnrollPatientMsg is the EnrollPatient by which the holder of signPubKey
+// enrolls with the id its key and seed give, app.BoundPatientID(signPubKey,
+// seed): the chain accepts that id from that key only, so a copy of the
+// pending transaction is no use to anyone else.
+func EnrollPatientMsg(signPubKey, encPubKey, seed []byte) *emrv1.Msg {
+	return &emrv1.Msg{Sum: &emrv1.Msg_EnrollPatient{EnrollPatient: &emrv1.MsgEnrollPatient{
+		PatientId: app.BoundPatientID(signPubKey, seed), IdSeed: seed, EncPubKey: encPubKey,
+	}}}
 }
 
 // IdentityFromNameAndBirth normalizes a name and a birth date: the name

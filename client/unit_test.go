@@ -90,14 +90,19 @@ func TestIdentityNormalization(t *testing.T) {
 		}
 	}
 	secret := bytes.Repeat([]byte{1}, 32)
-	id1, _ := PatientID(secret, a)
-	id2, _ := PatientID(bytes.Repeat([]byte{2}, 32), a)
-	id3, _ := PatientID(secret, j1)
-	if len(id1) != 32 || bytes.Equal(id1, id2) || bytes.Equal(id1, id3) {
-		t.Fatal("patient ids do not separate secrets and identities")
+	seed1, _ := PatientSeed(secret, a)
+	seed2, _ := PatientSeed(bytes.Repeat([]byte{2}, 32), a)
+	seed3, _ := PatientSeed(secret, j1)
+	if len(seed1) != 32 || bytes.Equal(seed1, seed2) || bytes.Equal(seed1, seed3) {
+		t.Fatal("patient id seeds do not separate secrets and identities")
 	}
-	if _, err := PatientID(secret[:31], a); err == nil {
+	if _, err := PatientSeed(secret[:31], a); err == nil {
 		t.Fatal("short secret accepted")
+	}
+	key1, key2 := bytes.Repeat([]byte{3}, 32), bytes.Repeat([]byte{4}, 32)
+	m1, m2 := EnrollPatientMsg(key1, nil, seed1).GetEnrollPatient(), EnrollPatientMsg(key2, nil, seed1).GetEnrollPatient()
+	if !bytes.Equal(m1.PatientId, app.BoundPatientID(key1, seed1)) || !bytes.Equal(m1.IdSeed, seed1) || bytes.Equal(m1.PatientId, m2.PatientId) {
+		t.Fatal("the enrollment's id is not bound to the key and the seed")
 	}
 }
 

@@ -58,7 +58,7 @@ func careTeam(t *testing.T, tr testnet.Transport, org, name string) (clinician, 
 	patient = apptest.NewActor(name + "-patient")
 	id = apptest.PatientID(patient.Name)
 	mustSubmit(t, tr, "register clinician", tr.Net.Registrar(org), apptest.RegisterMember(clinician, emrv1.Role_ROLE_CLINICIAN, org))
-	mustSubmit(t, tr, "enroll", patient, apptest.Enroll(patient, id))
+	mustSubmit(t, tr, "enroll", patient, apptest.Enroll(patient))
 	mustSubmit(t, tr, "grant", patient, apptest.Grant(id, clinician, apptest.GrantSpec{
 		Rights: []emrv1.Right{emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_WRITE}, NotAfter: time.Now().Add(24 * time.Hour),
 	}))

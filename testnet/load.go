@@ -146,7 +146,7 @@ func (l *Load) worker(ctx context.Context, w int, clinician *apptest.Actor) erro
 			seq    *uint64
 			msg    *emrv1.Msg
 		}{
-			{patient, nil, apptest.Enroll(patient, id)},
+			{patient, nil, apptest.Enroll(patient)},
 			{patient, nil, apptest.Grant(id, clinician, apptest.GrantSpec{
 				Rights:   []emrv1.Right{emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_WRITE},
 				NotAfter: time.Now().Add(24 * time.Hour),

@@ -32,14 +32,14 @@ const (
 // and then dropped by the proposer once an earlier transaction of the same
 // round has made them invalid: both paths run on every node.
 type Workload struct {
-	net      *Net
-	rnd      *rand.Rand
-	prefix   string
-	orgs     []string
-	members  []*wMember
-	patients []*wPatient
-	n        int
-	roundIDs [][]byte // patient ids enrolled in the current round
+	net           *Net
+	rnd           *rand.Rand
+	prefix        string
+	orgs          []string
+	members       []*wMember
+	patients      []*wPatient
+	n             int
+	roundPatients []string // names of the patients enrolling in the current round
 
 	// Statistics.
 	Broadcast, Rejected, Committed, Dropped int
@@ -79,7 +79,7 @@ func NewWorkload(n *Net, seed uint64, prefix string) *Workload {
 // Round generates up to size transactions, broadcasts them and waits for
 // the admitted ones.
 func (w *Workload) Round(ctx context.Context, size int) error {
-	w.roundIDs = w.roundIDs[:0]
+	w.roundPatients = w.roundPatients[:0]
 	used := map[string]bool{}
 	seqs := map[string]uint64{}
 	seqOf := func(a *apptest.Actor) (uint64, bool) {
@@ -228,17 +228,19 @@ func (w *Workload) tx(seqOf func(*apptest.Actor) (uint64, bool)) (wTx, bool) {
 		return sign(reg.actor, apptest.RegisterMember(actor, role, org), func() {
 			w.members = append(w.members, &wMember{actor: actor, org: org, role: role})
 		})
-	case roll < 20: // enroll, sometimes with a taken id
+	case roll < 20: // enroll, sometimes claiming another's id (refused: ids are bound to keys)
 		actor := apptest.NewActor(fmt.Sprintf("%s-patient-%d", w.prefix, w.n))
-		id := apptest.PatientID(actor.Name)
+		id, msg := apptest.PatientID(actor.Name), apptest.Enroll(actor)
 		switch {
-		case len(w.roundIDs) > 0 && w.rnd.IntN(4) == 0:
-			id = pick(w.rnd, w.roundIDs) // races another enrollment of this round
+		case len(w.roundPatients) > 0 && w.rnd.IntN(4) == 0:
+			victim := pick(w.rnd, w.roundPatients) // front-runs another enrollment of this round
+			id, msg = apptest.PatientID(victim), apptest.EnrollAs(actor, victim)
 		case len(w.patients) > 0 && w.rnd.IntN(6) == 0:
-			id = pick(w.rnd, w.patients).id
+			victim := pick(w.rnd, w.patients)
+			id, msg = victim.id, apptest.EnrollAs(actor, victim.actor.Name)
 		}
-		w.roundIDs = append(w.roundIDs, id)
-		return sign(actor, apptest.Enroll(actor, id), func() {
+		w.roundPatients = append(w.roundPatients, actor.Name)
+		return sign(actor, msg, func() {
 			w.patients = append(w.patients, &wPatient{actor: actor, id: id})
 		})
 	case roll < 34: // grant, sometimes to the wrong member, by the wrong signer or with a bad window

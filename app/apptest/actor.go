@@ -56,8 +56,15 @@ func (a *Actor) GenesisMember(role emrv1.Role, org string) *emrv1.GenesisMember 
 	return &emrv1.GenesisMember{SignPubKey: a.SignPub(), EncPubKey: a.EncPub(), Role: role, OrganizationId: org, CredentialRef: "genesis:" + a.Name}
 }
 
-// PatientID is a deterministic pseudonymous id for tests.
-func PatientID(name string) []byte {
+// PatientSeed is the id seed of the patient named name in tests (a client
+// derives it from the patient's secret and identifying information).
+func PatientSeed(name string) []byte {
 	sum := sha256.Sum256([]byte("emrchain/apptest/patient/" + name))
 	return sum[:]
+}
+
+// PatientID is the pseudonymous id NewActor(name) enrolls with (Enroll):
+// bound to its key and PatientSeed(name).
+func PatientID(name string) []byte {
+	return app.BoundPatientID(NewActor(name).SignPub(), PatientSeed(name))
 }

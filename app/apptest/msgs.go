@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/emrchain/emrchain/app"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -25,9 +26,24 @@ func SetStatus(member *Actor, status emrv1.MemberStatus) *emrv1.Msg {
 	return &emrv1.Msg{Sum: &emrv1.Msg_SetMemberStatus{SetMemberStatus: &emrv1.MsgSetMemberStatus{Address: member.Address, Status: status}}}
 }
 
-// Enroll is the message by which patient enrolls with id.
-func Enroll(patient *Actor, id []byte) *emrv1.Msg {
-	return &emrv1.Msg{Sum: &emrv1.Msg_EnrollPatient{EnrollPatient: &emrv1.MsgEnrollPatient{PatientId: id, EncPubKey: patient.EncPub()}}}
+// Enroll is the message by which patient enrolls as PatientID(patient.Name).
+func Enroll(patient *Actor) *emrv1.Msg { return EnrollSeed(patient, PatientSeed(patient.Name)) }
+
+// EnrollAs is the message by which patient claims the id and seed the
+// actor named victim enrolls with: what a squatter who read victim's
+// EnrollPatient in a mempool would send. The chain refuses it (the id is
+// not bound to patient's key).
+func EnrollAs(patient *Actor, victim string) *emrv1.Msg {
+	m := Enroll(NewActor(victim))
+	m.GetEnrollPatient().EncPubKey = patient.EncPub()
+	return m
+}
+
+// EnrollSeed is the message by which patient enrolls with the id its key
+// and seed give (app.BoundPatientID).
+func EnrollSeed(patient *Actor, seed []byte) *emrv1.Msg {
+	return &emrv1.Msg{Sum: &emrv1.Msg_EnrollPatient{EnrollPatient: &emrv1.MsgEnrollPatient{
+		PatientId: app.BoundPatientID(patient.SignPub(), seed), IdSeed: seed, EncPubKey: patient.EncPub()}}}
 }
 
 // GrantSpec is a grant in test-friendly form.

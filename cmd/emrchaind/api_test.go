@@ -239,7 +239,7 @@ func TestAPIServers(t *testing.T) {
 	if r := n.broadcastGRPC(ctx, t, tx, true); r.Code != 0 || r.Height != 0 || r.Hash != hex.EncodeToString(txHash(tx)) {
 		t.Fatalf("async broadcast: %+v", r)
 	}
-	tx = pat.Tx(apiChainID, 0, apptest.Enroll(pat, pid))
+	tx = pat.Tx(apiChainID, 0, apptest.Enroll(pat))
 	mustCommit(t, "enroll (REST)", tx, n.broadcastREST(ctx, t, tx))
 	for { // the async study tx
 		if _, err := n.query.Study(ctx, &emrv1.QueryStudyRequest{Id: study}); err == nil {

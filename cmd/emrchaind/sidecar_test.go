@@ -300,7 +300,7 @@ func TestSidecarAgainstNode(t *testing.T) {
 	for _, a := range []*apptest.Actor{writer, reader, late, susp} {
 		chain.must(ctx, registrar, apptest.RegisterMember(a, emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA))
 	}
-	chain.must(ctx, patient, apptest.Enroll(patient, pid))
+	chain.must(ctx, patient, apptest.Enroll(patient))
 	until := time.Now().Add(time.Hour)
 	chain.must(ctx, patient, apptest.Grant(pid, writer, apptest.GrantSpec{Rights: []emrv1.Right{emrv1.Right_RIGHT_WRITE}, NotAfter: until}))
 	for _, a := range []*apptest.Actor{reader, late, susp} {
@@ -696,7 +696,7 @@ func TestSidecarRefusesBlobAliases(t *testing.T) {
 	victim, vpid := apptest.NewActor("alias-victim"), apptest.PatientID("alias-victim")
 	chain.must(ctx, registrar, apptest.RegisterMember(writer, emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA))
 	chain.must(ctx, registrar, apptest.RegisterMember(labdoc, emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA))
-	chain.must(ctx, victim, apptest.Enroll(victim, vpid))
+	chain.must(ctx, victim, apptest.Enroll(victim))
 	until := time.Now().Add(time.Hour)
 	chain.must(ctx, victim, apptest.Grant(vpid, writer, apptest.GrantSpec{Rights: []emrv1.Right{emrv1.Right_RIGHT_WRITE}, NotAfter: until}))
 	chain.must(ctx, victim, apptest.Grant(vpid, labdoc, apptest.GrantSpec{
@@ -714,7 +714,7 @@ func TestSidecarRefusesBlobAliases(t *testing.T) {
 	}
 
 	mallory, mpid := apptest.NewActor("alias-mallory"), apptest.PatientID("alias-mallory")
-	chain.must(ctx, mallory, apptest.Enroll(mallory, mpid))
+	chain.must(ctx, mallory, apptest.Enroll(mallory))
 	chain.must(ctx, mallory, apptest.AddRecordOf(mpid, "imaging", sum[:], uint64(len(scan))))
 	_, err = getBlob(ctx, cl(mallory), sidecar.RecordRef(mpid, 1), sum, nil)
 	wantHTTP(t, err, 404, "not stored on this sidecar for that record's patient and category")

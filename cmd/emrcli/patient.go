@@ -76,11 +76,14 @@ func newPatientEnrollCmd(a *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "enroll --from KEY (--identity FILE | --name NAME --birth-date YYYY-MM-DD)",
 		Short: "Enroll the key as a patient under a pseudonymous id",
-		Long: `enroll derives the patient's pseudonymous id on this machine,
+		Long: `enroll derives the patient's pseudonymous id on this machine from a seed,
 HMAC-SHA256(patient secret, normalized identifying information), where the
-patient secret is kept in the key (it never leaves the keyring), creates the
-patient's first key-encryption key (kept in the key as well), and submits
-EnrollPatient. The identifying information never leaves this machine.
+patient secret is kept in the key (it never leaves the keyring), and from
+the key's public signing key: id = SHA-256(domain, public key, seed). The
+chain accepts that id from this key only, so nobody who sees the pending
+transaction can enroll the id first. enroll creates the patient's first
+key-encryption key (kept in the key as well) and submits EnrollPatient. The
+identifying information never leaves this machine.
 
 Identifying information is either --name and --birth-date (the name is
 lowercased and its whitespace normalized) or an --identity JSON file (an
@@ -115,17 +118,18 @@ with the same information always gives the same id.`,
 			if err != nil {
 				return err
 			}
-			id, err := client.PatientID(k.PatientSecret, identity)
+			seed, err := client.PatientSeed(k.PatientSecret, identity)
 			if err != nil {
 				return err
 			}
+			msg := client.EnrollPatientMsg(k.PubKey(), k.EncPubKey(), seed)
+			id := msg.GetEnrollPatient().PatientId
 			if k.PatientID != nil && !bytes.Equal(k.PatientID, id) {
 				return fmt.Errorf("key %q already enrolled as patient %x; this identifying information gives another id", from, k.PatientID)
 			}
 			if _, err := ensureKEK(a.kr, k, 1); err != nil {
 				return err
 			}
-			msg := &emrv1.Msg{Sum: &emrv1.Msg_EnrollPatient{EnrollPatient: &emrv1.MsgEnrollPatient{PatientId: id, EncPubKey: k.EncPubKey()}}}
 			res, err := a.submit(ctx, k, msg, async)
 			if err != nil {
 				return err

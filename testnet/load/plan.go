@@ -175,25 +175,28 @@ func newPlan(chainID, prefix string, seed uint64, regs []*registrar, regNext []u
 		for j := range c.PatientsPerClinician {
 			idx := p.add(newSigner(fmt.Sprintf("%s/patient-%d-%d", prefix, i, j)), 0)
 			p.patients[i] = append(p.patients[i], idx)
-			p.patientID[idx] = patientID(p.signers[idx].name)
+			p.patientID[idx] = patientID(p.signers[idx])
 			p.keyVersion[idx] = 1
 		}
 	}
 	for k := range c.ConsentPatients {
 		idx := p.add(newSigner(fmt.Sprintf("%s/consent-patient-%d", prefix, k)), 0)
 		p.consent = append(p.consent, idx)
-		p.patientID[idx] = patientID(p.signers[idx].name)
+		p.patientID[idx] = patientID(p.signers[idx])
 		p.keyVersion[idx] = 1
 	}
 	return p
 }
 
-// patientID is a load patient's pseudonymous id (in a real consortium an
-// HMAC of the patient's secret and identity; here a hash of its name).
-func patientID(name string) []byte {
+// patientSeed is a load patient's id seed (in a real consortium an HMAC of
+// the patient's secret and identity; here a hash of its name).
+func patientSeed(name string) []byte {
 	sum := sha256.Sum256([]byte("emrchain/load/patient/" + name))
 	return sum[:]
 }
+
+// patientID is the id a load patient enrolls with: bound to its key.
+func patientID(s *signer) []byte { return app.BoundPatientID(s.pub, patientSeed(s.name)) }
 
 // tx plans the signer's next transaction.
 func (p *plan) tx(signer int, kind uint8, build func() (*emrv1.Msg, error)) *plannedTx {
@@ -243,7 +246,7 @@ func (p *plan) setupPatients(now time.Time) []*plannedTx {
 
 func (p *plan) enroll(pt int) *plannedTx {
 	return p.tx(pt, kindEnroll, msgOf(&emrv1.Msg{Sum: &emrv1.Msg_EnrollPatient{EnrollPatient: &emrv1.MsgEnrollPatient{
-		PatientId: p.patientID[pt], EncPubKey: p.signers[pt].encPub,
+		PatientId: p.patientID[pt], IdSeed: patientSeed(p.signers[pt].name), EncPubKey: p.signers[pt].encPub,
 	}}}))
 }
 

@@ -87,7 +87,7 @@ func CareFlow(t testing.TB, tr Transport, cast Cast, org string) {
 		return out
 	}
 	must("register clinician", cast.Registrar, apptest.RegisterMember(cast.Clinician, emrv1.Role_ROLE_CLINICIAN, org))
-	must("enroll patient", cast.Patient, apptest.Enroll(cast.Patient, cast.PatientID))
+	must("enroll patient", cast.Patient, apptest.Enroll(cast.Patient))
 	must("grant", cast.Patient, apptest.Grant(cast.PatientID, cast.Clinician, apptest.GrantSpec{
 		Rights:     []emrv1.Right{emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_WRITE},
 		Categories: []string{"lab-results"},

@@ -495,9 +495,16 @@ func (x *MsgSetMemberStatus) GetStatus() MemberStatus {
 // key (TxBody.signer_pub_key) becomes the patient's signing key.
 type MsgEnrollPatient struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// 32-byte pseudonymous id computed client-side.
-	PatientId     []byte `protobuf:"bytes,1,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
-	EncPubKey     []byte `protobuf:"bytes,2,opt,name=enc_pub_key,json=encPubKey,proto3" json:"enc_pub_key,omitempty"`
+	// The 32-byte pseudonymous id. It must be bound to the signer's key:
+	// SHA-256("emrchain/v1/patient-id/bound" 0x00 || signer_pub_key ||
+	// id_seed), so that whoever sees this transaction in a mempool cannot
+	// enroll the same id first under a key of their own.
+	PatientId []byte `protobuf:"bytes,1,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
+	EncPubKey []byte `protobuf:"bytes,2,opt,name=enc_pub_key,json=encPubKey,proto3" json:"enc_pub_key,omitempty"`
+	// 32 bytes the client derives from the patient's secret and identifying
+	// information (HMAC-SHA256; see client.PatientSeed). Public: without the
+	// secret it links to nobody.
+	IdSeed        []byte `protobuf:"bytes,3,opt,name=id_seed,json=idSeed,proto3" json:"id_seed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -542,6 +549,13 @@ func (x *MsgEnrollPatient) GetPatientId() []byte {
 func (x *MsgEnrollPatient) GetEncPubKey() []byte {
 	if x != nil {
 		return x.EncPubKey
+	}
+	return nil
+}
+
+func (x *MsgEnrollPatient) GetIdSeed() []byte {
+	if x != nil {
+		return x.IdSeed
 	}
 	return nil
 }
@@ -1268,11 +1282,12 @@ const file_emrchain_v1_tx_proto_rawDesc = "" +
 	"\x0ecredential_ref\x18\x05 \x01(\tR\rcredentialRef\"a\n" +
 	"\x12MsgSetMemberStatus\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\fR\aaddress\x121\n" +
-	"\x06status\x18\x02 \x01(\x0e2\x19.emrchain.v1.MemberStatusR\x06status\"Q\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x19.emrchain.v1.MemberStatusR\x06status\"j\n" +
 	"\x10MsgEnrollPatient\x12\x1d\n" +
 	"\n" +
 	"patient_id\x18\x01 \x01(\fR\tpatientId\x12\x1e\n" +
-	"\venc_pub_key\x18\x02 \x01(\fR\tencPubKey\"\xfe\x02\n" +
+	"\venc_pub_key\x18\x02 \x01(\fR\tencPubKey\x12\x17\n" +
+	"\aid_seed\x18\x03 \x01(\fR\x06idSeed\"\xfe\x02\n" +
 	"\bMsgGrant\x12\x1d\n" +
 	"\n" +
 	"patient_id\x18\x01 \x01(\fR\tpatientId\x12\x18\n" +
