@@ -216,8 +216,11 @@ func TestFlow(t *testing.T) {
 	if len(audit.Reads) != 1 || audit.Reads[0].Accessor != clinician || audit.Reads[0].Role != "clinician" || !audit.Verified {
 		t.Fatalf("audit --json: %+v", audit)
 	}
+	// A second record naming the same ciphertext (an alias) is flagged.
+	e.ok("add-record", "--from", "clinician", "--patient", pid, "--category", "lab-results",
+		"--sha256", hex.EncodeToString(sum[:]), "--size", "4096", "--object-key", "blobs/lab-1-again")
 	out = e.ok("records", "--from", "alice")
-	if !strings.Contains(out, "lab-results") {
+	if !strings.Contains(out, "lab-results") || !strings.Contains(out, "note: record 2 names the ciphertext of record 1") {
 		t.Fatalf("records: %s", out)
 	}
 	// The listing checked each record's uploader signature; --json shows
@@ -227,11 +230,12 @@ func TestFlow(t *testing.T) {
 			Uploader          string `json:"uploader"`
 			BodySHA256        string `json:"body_sha256"`
 			UploaderSignature string `json:"uploader_signature"`
+			SameCiphertextAs  uint64 `json:"same_ciphertext_as"`
 		} `json:"records"`
 	}
 	e.json(&listed, "records", "--from", "alice")
-	if len(listed.Records) == 0 {
-		t.Fatal("records --json: no records")
+	if len(listed.Records) != 2 || listed.Records[0].SameCiphertextAs != 0 || listed.Records[1].SameCiphertextAs != 1 {
+		t.Fatalf("records --json: %+v; want two records, the second an alias of the first", listed.Records)
 	}
 	for _, r := range listed.Records {
 		if len(r.BodySHA256) != 64 || len(r.UploaderSignature) != 128 {

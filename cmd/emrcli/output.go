@@ -251,6 +251,25 @@ type recordView struct {
 	// this hash of its transaction body (app.RecordSignBytesOf).
 	BodySHA256        string `json:"body_sha256"`
 	UploaderSignature string `json:"uploader_signature"`
+	// SameCiphertextAs is the first record of the listing that names the
+	// same ciphertext (an alias: the chain does not refuse one within a
+	// patient and category, and a read of either serves the same file, but
+	// the audit log names the record read). Set by markAliases.
+	SameCiphertextAs uint64 `json:"same_ciphertext_as,omitempty"`
+}
+
+// markAliases sets SameCiphertextAs of every record that names the
+// ciphertext of an earlier one of views (records oldest first).
+func markAliases(views []recordView) {
+	first := make(map[string]uint64, len(views))
+	for i := range views {
+		v := &views[i]
+		if seq, ok := first[v.Category+"/"+v.CiphertextSHA256]; ok {
+			v.SameCiphertextAs = seq
+		} else {
+			first[v.Category+"/"+v.CiphertextSHA256] = v.Sequence
+		}
+	}
 }
 
 func viewRecord(r *emrv1.Record) recordView {

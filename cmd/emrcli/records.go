@@ -233,7 +233,13 @@ func newRecordsCmd(a *cli) *cobra.Command {
 light-client-verified header, and the list is checked for completeness: a node
 cannot leave a record out. Each record's uploader signature is checked with
 its uploader's key (itself a verified read): a record its uploader did not
-sign fails the command. Without --limit it pages through all records.`,
+sign fails the command. Without --limit it pages through all records.
+
+A record that names the ciphertext of an earlier one of the same category
+(an alias, which the chain allows to whoever may write that category) is
+flagged: reading it serves the earlier record's file, and the audit log
+names the record read. With --limit or --after, only records of the listing
+are compared.`,
 		Example: `  emrcli records --from alice
   emrcli records --patient 5be1...9f --category lab-results --json
   emrcli records --from alice --after 20 --limit 10`,
@@ -270,12 +276,19 @@ sign fails the command. Without --limit it pages through all records.`,
 					out.Records = append(out.Records, viewRecord(r))
 				}
 			}
+			markAliases(out.Records)
 			return a.emit(out, func(w io.Writer) {
 				if len(out.Records) == 0 {
 					fmt.Fprintln(w, "no records")
 					return
 				}
 				table(w, []string{"#", "CATEGORY", "SIZE", "UPLOADER", "ADDED", "SHA-256"}, recordRows(out.Records))
+				for _, r := range out.Records {
+					if r.SameCiphertextAs != 0 {
+						fmt.Fprintf(w, "note: record %d names the ciphertext of record %d (added by %s): a read of either serves the same file\n",
+							r.Sequence, r.SameCiphertextAs, r.Uploader)
+					}
+				}
 				if next > 0 {
 					fmt.Fprintf(w, "more: --after %d\n", next)
 				}
