@@ -489,7 +489,7 @@ func ExampleApplication() {
 
 // TestPeerFilter: with AllowedPeers set, CometBFT's peer filter query lets
 // in only those node ids (any case); addresses are not filtered; without
-// AllowedPeers every peer is let in.
+// AllowedPeers (nil or empty) every node id is refused: the default is deny.
 func TestPeerFilter(t *testing.T) {
 	ctx := context.Background()
 	const member, stranger = "9a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d", "0000000000000000000000000000000000000001"
@@ -521,7 +521,15 @@ func TestPeerFilter(t *testing.T) {
 			t.Errorf("%s: code %d, want %d", path, got, want)
 		}
 	}
-	if got := code(abci.New(a, abci.Options{}), abci.PeerFilterIDPath+stranger); got != 0 {
-		t.Errorf("without AllowedPeers a stranger gets code %d, want 0", got)
+	for _, opts := range []abci.Options{{}, {AllowedPeers: []string{}}} {
+		none := abci.New(a, opts)
+		for _, id := range []string{member, stranger, ""} {
+			if got := code(none, abci.PeerFilterIDPath+id); got != abci.CodePeerRefused {
+				t.Errorf("AllowedPeers %#v: node %q gets code %d, want %d (refused)", opts.AllowedPeers, id, got, abci.CodePeerRefused)
+			}
+		}
+		if got := code(none, abci.PeerFilterAddrPath+"127.0.0.1:26656"); got != 0 {
+			t.Errorf("AllowedPeers %#v: an address gets code %d, want 0", opts.AllowedPeers, got)
+		}
 	}
 }

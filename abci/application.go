@@ -28,9 +28,10 @@ type Options struct {
 	Logger log.Logger
 	// Version is the software version reported in Info (e.g. "v0.1.0").
 	Version string
-	// AllowedPeers are the node ids (hex) of the consortium's nodes: with
-	// CometBFT's filter_peers on, only they may connect (the peer filter
-	// queries, PeerFilterIDPath). Empty: any peer.
+	// AllowedPeers are the node ids (hex, any case) of the nodes this node
+	// accepts over P2P: with CometBFT's filter_peers on, only they may
+	// connect (the peer filter queries, PeerFilterIDPath). Empty: none,
+	// the permissioned default; a single validator needs no peers.
 	AllowedPeers []string
 }
 
@@ -42,7 +43,7 @@ type Application struct {
 	logger  log.Logger
 	version string
 	closed  bool
-	allowed map[string]bool // Options.AllowedPeers, lowercase; nil: any
+	allowed map[string]bool // Options.AllowedPeers, lowercase; empty: none
 }
 
 // New returns the ABCI adapter over a.
@@ -51,12 +52,9 @@ func New(a *app.App, opts Options) *Application {
 	if logger == nil {
 		logger = log.NewNopLogger()
 	}
-	var allowed map[string]bool
-	if len(opts.AllowedPeers) > 0 {
-		allowed = make(map[string]bool, len(opts.AllowedPeers))
-		for _, id := range opts.AllowedPeers {
-			allowed[strings.ToLower(id)] = true
-		}
+	allowed := make(map[string]bool, len(opts.AllowedPeers))
+	for _, id := range opts.AllowedPeers {
+		allowed[strings.ToLower(id)] = true
 	}
 	return &Application{app: a, logger: logger, version: opts.Version, allowed: allowed}
 }

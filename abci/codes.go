@@ -20,6 +20,7 @@ const (
 	// CodeClosed: the node is shutting down.
 	CodeClosed uint32 = 4
 	// CodePeerRefused: a peer filter query for a node id that is not one
-	// of Options.AllowedPeers (CometBFT then drops the connection).
+	// of Options.AllowedPeers, or any node id when it is empty (CometBFT
+	// then drops the connection).
 	CodePeerRefused uint32 = 5
 )

@@ -22,8 +22,9 @@ const (
 	QueryStoreKeyPath = "/store/key"
 	// PeerFilterIDPath and PeerFilterAddrPath are CometBFT's peer filter
 	// queries (config.toml filter_peers): "/p2p/filter/id/<node id>" is
-	// answered 0 only for Options.AllowedPeers (when set); addresses are
-	// not filtered, as node ids are what the P2P handshake authenticates.
+	// answered 0 only for Options.AllowedPeers (none when it is empty);
+	// addresses are not filtered, as node ids are what the P2P handshake
+	// authenticates and an address is not.
 	PeerFilterIDPath   = "/p2p/filter/id/"
 	PeerFilterAddrPath = "/p2p/filter/addr/"
 )
@@ -68,7 +69,7 @@ func (a *Application) Query(_ context.Context, req *types.QueryRequest) (resp *t
 	switch {
 	case strings.HasPrefix(req.Path, PeerFilterIDPath):
 		id := strings.ToLower(strings.TrimPrefix(req.Path, PeerFilterIDPath))
-		if a.allowed != nil && !a.allowed[id] {
+		if !a.allowed[id] {
 			a.logger.Info("refused a peer that is not one of the consortium's nodes", "node_id", id)
 			return &types.QueryResponse{Code: CodePeerRefused, Codespace: Codespace, Log: fmt.Sprintf("node %s is not one of this node's allowed peers", id)}, nil
 		}
