@@ -95,8 +95,10 @@ type appSettings struct {
 	// Entries of the cache of decoded, signature-verified transactions
 	// shared by CheckTx, rechecks and block execution (about 1 KiB each).
 	SigCacheSize int `toml:"sig_cache_size"`
-	// Node ids of the consortium's nodes: when set, only they may connect
-	// over P2P (start turns CometBFT's filter_peers on).
+	// Node ids of the consortium's nodes: with config.toml's persistent and
+	// unconditional peers, the only nodes that may connect over P2P (start
+	// always turns CometBFT's filter_peers on; acceptedPeers). None listed
+	// anywhere: no peer may connect.
 	AllowedPeers []string `toml:"allowed_peers"`
 }
 
@@ -256,9 +258,11 @@ pruning_interval = %d
 # Decoded, signature-verified transactions kept between CheckTx, rechecks and
 # block execution (about 1 KiB each): each is decoded and verified once.
 sig_cache_size = %d
-# Node ids of the consortium's nodes (emrchaind init prints each): when set, only
-# they may connect to this node over P2P. Empty: any host that reaches the P2P
-# port may connect and sync the chain; then firewall the port.
+# Node ids of the consortium's nodes (emrchaind init prints each) that may
+# connect to this node over P2P. The nodes of config.toml's p2p.persistent_peers
+# and p2p.unconditional_peer_ids may too; no other node may. With none listed
+# in any of the three, this node refuses every peer (a single validator needs
+# none).
 allowed_peers = %s
 
 [grpc]

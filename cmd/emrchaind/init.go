@@ -61,7 +61,8 @@ func newInitCmd() *cobra.Command {
                                   (timeout_commit 500ms, kv tx indexer, RPC and
                                   P2P on loopback unless told otherwise)
   config/app.toml                 emrchain settings (store backend, pruning, caches,
-                                  gRPC on 127.0.0.1:9090, REST on 127.0.0.1:1317)
+                                  gRPC on 127.0.0.1:9090, REST on 127.0.0.1:1317,
+                                  allowed_peers empty)
   config/genesis.json             this node as the only validator; app_state is
                                   the protojson of emrchainv1.GenesisState
   config/node_key.json            P2P identity
@@ -74,6 +75,11 @@ adds a development organization "dev-hospital" (a hospital) with one registrar,
 so a single node is usable at once. Every registrar init creates gets a fresh
 ed25519 signing key and X25519 encryption key, written to HOME/dev-keys/NAME.json
 (the dev-hospital registrar is "registrar").
+
+The node accepts no P2P peer until told which: a single validator needs none.
+To let the consortium's nodes connect, list their node ids in app.toml [app]
+allowed_peers, or give their ID@host:port in --p2p.persistent_peers (start
+--help says more).
 
 Before writing anything, init runs the genesis through the state machine, so a
 genesis the chain would reject fails here, not at start. init refuses to touch
@@ -118,7 +124,7 @@ and starts over.
 	f.StringVar(&o.grpcAddr, "grpc.address", defaultGRPCAddress, "gRPC server listen address, host:port (app.toml [grpc] address)")
 	f.StringVar(&o.apiAddr, "api.address", defaultAPIAddress, "REST gateway listen address, host:port (app.toml [api] address)")
 	f.StringVar(&o.sidecarAddr, "sidecar.listen", defaultSidecarListen, "blob sidecar listen address, host:port (app.toml [sidecar] listen)")
-	f.StringVar(&o.persistentPeers, "p2p.persistent_peers", "", "comma-separated ID@host:port peers to keep connected to")
+	f.StringVar(&o.persistentPeers, "p2p.persistent_peers", "", "comma-separated ID@host:port peers to keep connected to (and let in)")
 	f.DurationVar(&o.timeoutCommit, "timeout-commit", 500*time.Millisecond, "consensus timeout_commit: pause after each block")
 	f.DurationVar(&o.emptyBlocks, "empty-blocks-interval", 10*time.Second, "make an empty block at least this often when idle (0 = continuously)")
 	_ = cmd.MarkFlagRequired("chain-id")

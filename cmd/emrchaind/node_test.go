@@ -20,8 +20,10 @@ import (
 	"time"
 
 	"github.com/cometbft/cometbft/crypto/ed25519"
+	"github.com/cometbft/cometbft/p2p"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/emrchain/emrchain/abci"
 	"github.com/emrchain/emrchain/app"
 	emrchainv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
@@ -82,14 +84,16 @@ type proc struct {
 	done chan error
 }
 
-func startNode(t *testing.T, home, logName string) *proc {
+// startNode runs emrchaind start on home, with extra flags, logging to
+// home/logName.
+func startNode(t *testing.T, home, logName string, extra ...string) *proc {
 	t.Helper()
 	logPath := filepath.Join(home, logName)
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(binary(t), "start", "--home", home, "--log-level", "info")
+	cmd := exec.Command(binary(t), append([]string{"start", "--home", home, "--log-level", "info"}, extra...)...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -201,6 +205,34 @@ func waitHeight(ctx context.Context, t *testing.T, p *proc, port int, min int64)
 		select {
 		case <-ctx.Done():
 			t.Fatalf("node did not reach height %d in time", min)
+		case <-time.After(150 * time.Millisecond):
+		}
+	}
+}
+
+// waitLog polls the node's log until a line holds every one of parts.
+func waitLog(ctx context.Context, t *testing.T, p *proc, parts ...string) {
+	t.Helper()
+	for {
+		b, err := os.ReadFile(p.log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range bytes.Split(b, []byte("\n")) {
+			found := true
+			for _, part := range parts {
+				found = found && bytes.Contains(line, []byte(part))
+			}
+			if found {
+				return
+			}
+		}
+		if p.exited() {
+			t.Fatalf("node exited before logging a line with %q", parts)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no line with %q in %s in time", parts, p.log)
 		case <-time.After(150 * time.Millisecond):
 		}
 	}
@@ -391,5 +423,89 @@ func TestStartErrors(t *testing.T) {
 	out, err = exec.Command(bin, "version").CombinedOutput()
 	if err != nil || !bytes.Contains(out, []byte("cometbft:    1.0.1")) {
 		t.Fatalf("version: %v\n%s", err, out)
+	}
+}
+
+// TestPeerFilterNodes runs two real nodes of one chain. A node from init
+// (app.allowed_peers empty, no persistent peers) produces blocks alone and
+// refuses a node that dials it; once it is restarted with that node as a
+// persistent peer (and still no allowed_peers), it accepts it, and the other
+// node syncs its blocks.
+func TestPeerFilterNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the node binary")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	bin := binary(t)
+	type home struct {
+		dir      string
+		rpc, p2p int
+		id       string
+	}
+	initHome := func(chainID string, extra ...string) home {
+		h := home{dir: t.TempDir(), rpc: freePort(t), p2p: freePort(t)}
+		args := append([]string{"init", "--home", h.dir, "--chain-id", chainID,
+			"--rpc.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", h.rpc),
+			"--p2p.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", h.p2p),
+			"--grpc.address", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			"--api.address", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			"--sidecar.listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			"--timeout-commit", "200ms", "--empty-blocks-interval", "0s"}, extra...)
+		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+			t.Fatalf("init: %v\n%s", err, out)
+		}
+		key, err := p2p.LoadNodeKey(filepath.Join(h.dir, "config", "node_key.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.id = string(key.ID())
+		return h
+	}
+	addr := func(h home) string { return fmt.Sprintf("%s@127.0.0.1:%d", h.id, h.p2p) }
+
+	// A: a single validator as init writes it.
+	a := initHome("emr-filter-test")
+	nodeA := startNode(t, a.dir, "a1.log")
+	waitLog(ctx, t, nodeA, "this node refuses every peer", "allowed_peers")
+	waitHeight(ctx, t, nodeA, a.rpc, 2)
+
+	// B: a full node of A's chain that dials A.
+	b := initHome("emr-filter-test", "--p2p.persistent_peers", addr(a))
+	gen, err := os.ReadFile(filepath.Join(a.dir, "config", "genesis.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(b.dir, "config", "genesis.json"), gen, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nodeB := startNode(t, b.dir, "b.log")
+	waitLog(ctx, t, nodeB, "only these node ids may connect", "allowed="+a.id)
+	// A is asked about B (filter_peers is on) and refuses it.
+	waitLog(ctx, t, nodeA, "refused a peer", "node_id="+b.id)
+	if q := abciQuery(ctx, t, a.rpc, abci.PeerFilterIDPath+b.id, nil); q.Response.Code != abci.CodePeerRefused {
+		t.Fatalf("A's peer filter answers %d for B, want %d (refused)", q.Response.Code, abci.CodePeerRefused)
+	}
+	// A refuses B before its reactors see it: B has not a block.
+	if hB, _ := waitHeight(ctx, t, nodeB, b.rpc, 0); hB != 0 {
+		t.Fatalf("B, refused by A, is at height %d; want 0", hB)
+	}
+	if err := nodeA.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("A did not exit cleanly on SIGTERM: %v", err)
+	}
+
+	// A again, with B as a persistent peer: B is let in and syncs A's chain.
+	nodeA = startNode(t, a.dir, "a2.log", "--p2p.persistent_peers", addr(b))
+	waitLog(ctx, t, nodeA, "only these node ids may connect", "allowed="+b.id)
+	hA, _ := waitHeight(ctx, t, nodeA, a.rpc, 3)
+	if q := abciQuery(ctx, t, a.rpc, abci.PeerFilterIDPath+b.id, nil); q.Response.Code != 0 {
+		t.Fatalf("A's peer filter answers %d for its persistent peer B, want 0", q.Response.Code)
+	}
+	waitHeight(ctx, t, nodeB, b.rpc, hA)
+	if err := nodeB.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("B did not exit cleanly on SIGTERM: %v", err)
+	}
+	if err := nodeA.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("A did not exit cleanly on SIGTERM: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -44,6 +45,14 @@ Query and TxService services on 127.0.0.1:9090 and the REST gateway over them
 on 127.0.0.1:1317, with the OpenAPI document at /openapi.json. A listen
 address already in use stops start with an error.
 
+Only the consortium's nodes may connect over P2P: start always turns on
+CometBFT's peer filter (filter_peers), and the node accepts only the node ids
+listed in app.toml [app] allowed_peers, in config.toml [p2p] persistent_peers
+(the nodes it dials) and in [p2p] unconditional_peer_ids. With all three empty,
+as init leaves them, it refuses every peer and says so in its log; a single
+validator needs no peers. Peers are filtered by node id, which the P2P
+handshake authenticates, not by address.
+
 Settings come from HOME/config/config.toml (CometBFT) and HOME/config/app.toml
 (emrchain); the flags below override them for this run only.`,
 		Example: `  emrchaind start --home ./node0
@@ -60,7 +69,7 @@ Settings come from HOME/config/config.toml (CometBFT) and HOME/config/app.toml
 	f.Uint64("pruning-interval", 0, "prune every N blocks, at most 2N versions at a time, 0 = never (default: app.toml)")
 	f.String("rpc.laddr", "", "CometBFT RPC listen address (default: config.toml)")
 	f.String("p2p.laddr", "", "P2P listen address (default: config.toml)")
-	f.String("p2p.persistent_peers", "", "comma-separated ID@host:port peers (default: config.toml)")
+	f.String("p2p.persistent_peers", "", "comma-separated ID@host:port peers to dial (and let in; default: config.toml)")
 	f.String("p2p.external_address", "", "host:port to advertise to peers (default: config.toml)")
 	f.String("grpc.address", "", "gRPC server listen address, host:port (default: app.toml [grpc] address)")
 	f.String("sidecar.listen", "", "blob sidecar listen address, host:port (default: app.toml [sidecar] listen)")
@@ -73,6 +82,7 @@ type nodeSettings struct {
 	home   string
 	config *cmtcfg.Config
 	app    appConfig
+	peers  []string // node ids the P2P peer filter lets in (acceptedPeers)
 	logger log.Logger
 }
 
@@ -117,6 +127,14 @@ func loadNodeSettings(cmd *cobra.Command) (*nodeSettings, error) {
 	if err := conf.ValidateBasic(); err != nil {
 		return nil, err
 	}
+	peers, err := acceptedPeers(conf.P2P, appConf.App.AllowedPeers)
+	if err != nil {
+		return nil, err
+	}
+	// The peer filter is always on, whatever config.toml's filter_peers
+	// says: CometBFT asks the app (abci.PeerFilterIDPath) about every peer,
+	// dialed or dialing in, and the app lets in only these ids.
+	conf.FilterPeers = true
 	dbDir := filepath.Join(conf.DBDir(), appDBDir)
 	if appConf.Store.Backend != recorded && nonEmpty(dbDir) {
 		return nil, fmt.Errorf("--backend %s: %s was created with %s (config/app.toml); opening it with another engine would fail or corrupt it",
@@ -137,7 +155,7 @@ func loadNodeSettings(cmd *cobra.Command) (*nodeSettings, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
-	return &nodeSettings{home: home, config: conf, app: appConf, logger: logger}, nil
+	return &nodeSettings{home: home, config: conf, app: appConf, peers: peers, logger: logger}, nil
 }
 
 func runStart(cmd *cobra.Command, _ []string) error {
@@ -195,11 +213,15 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 	logger.Info("app state loaded", "height", h, "app_hash", fmt.Sprintf("%X", hash),
 		"backend", s.app.Store.Backend)
 
-	abciApp := abci.New(a, abci.Options{Logger: s.logger.With("module", "abci"), Version: version, AllowedPeers: s.app.App.AllowedPeers})
-	if len(s.app.App.AllowedPeers) > 0 {
-		conf.FilterPeers = true // CometBFT asks the app (abci.PeerFilterIDPath) before it keeps a peer
-	}
+	abciApp := abci.New(a, abci.Options{Logger: s.logger.With("module", "abci"), Version: version, AllowedPeers: s.peers})
 	defer abciApp.Close()
+	if len(s.peers) == 0 {
+		logger.Info("P2P peer filter: this node refuses every peer, as no node id is allowed; " +
+			"to connect to the consortium, list the other nodes' ids in app.toml [app] allowed_peers " +
+			"(or their ID@host:port in config.toml [p2p] persistent_peers)")
+	} else {
+		logger.Info("P2P peer filter: only these node ids may connect", "allowed", strings.Join(s.peers, ","))
+	}
 
 	nodeKey, err := p2p.LoadOrGenNodeKey(conf.NodeKeyFile())
 	if err != nil {

@@ -75,7 +75,9 @@ func newTestnetCmd() *cobra.Command {
 
   DIR/node0 .. DIR/nodeN-1   one home per validator (as written by init), with
                              its own ports, every other node as a persistent
-                             peer, and the same genesis listing all validators
+                             peer and in app.allowed_peers (the only peers it
+                             accepts), and the same genesis listing all
+                             validators
   DIR/keys/NAME.json         the registrars' development keys (see init --help
                              for the format)
   DIR/testnet.json           the chain id and, per node, its home and its RPC,
