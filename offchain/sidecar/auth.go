@@ -187,14 +187,40 @@ func (sr *signedRequest) replayKey() [32]byte {
 // errReplayCacheFull: the cache holds max entries, none expired yet.
 var errReplayCacheFull = errors.New("replay cache full")
 
+// errReplaySignerFull: the request's signer already has its quota of
+// entries in the cache (errors.Is matches a *signerBusyError).
+var errReplaySignerFull = errors.New("the signer's share of the replay cache is used up")
+
 // errReplayWindowPassed: the request's window closed before it reached
 // the cache.
 var errReplayWindowPassed = errors.New("the request's skew window closed while it was being checked")
 
+// signerBusyError refuses a request whose signer holds perSigner live
+// entries: RetryAfter is when the signer's oldest entry expires.
+type signerBusyError struct {
+	limit      int
+	retryAfter time.Duration
+}
+
+func (e *signerBusyError) Error() string {
+	return fmt.Sprintf("%v: %d requests in the replay window (the limit per signer); the oldest leaves it in %s",
+		errReplaySignerFull, e.limit, e.retryAfter.Round(time.Millisecond))
+}
+
+func (e *signerBusyError) Unwrap() error { return errReplaySignerFull }
+
+// signerAddr is a request signer's member address.
+type signerAddr [20]byte
+
 // replayCache remembers verified requests until their timestamp leaves the
 // skew window (after which the timestamp check refuses them anyway). It
 // holds at most max entries; when full of unexpired entries it refuses new
-// requests rather than forget one (forgetting would allow a replay).
+// requests rather than forget one (forgetting would allow a replay). One
+// signer may hold at most perSigner of them (0: no limit of its own), so
+// that one member signing many requests is refused, with the time its
+// oldest entry leaves the window, before it fills the cache for everyone.
+// Entries are only added for requests whose signature verified, so a
+// signer's share cannot be used up by someone else.
 //
 // A request reaches it some time after the sidecar read the clock to check
 // its timestamp (its member is looked up on the chain in between), and a
@@ -203,20 +229,32 @@ var errReplayWindowPassed = errors.New("the request's skew window closed while i
 // judge: an entry is pruned only once its window closed, and a request
 // whose window closed by then is refused, as its first copy may be gone.
 type replayCache struct {
-	mu      sync.Mutex
-	max     int
-	now     func() time.Time
-	entries map[[32]byte]time.Time
-	byExp   expiryHeap
+	mu        sync.Mutex
+	max       int
+	perSigner int
+	now       func() time.Time
+	entries   map[[32]byte]replayEntry
+	byExp     expiryHeap
+	// bySigner holds, per signer with live entries, their expiries: a
+	// min-heap, so its oldest is at hand and its length is the signer's
+	// count. An entry leaves it when it leaves entries.
+	bySigner map[signerAddr]*timeHeap
+}
+
+type replayEntry struct {
+	exp    time.Time
+	signer signerAddr
 }
 
 func newReplayCache(max int, now func() time.Time) *replayCache {
-	return &replayCache{max: max, now: now, entries: make(map[[32]byte]time.Time)}
+	return &replayCache{max: max, now: now, entries: make(map[[32]byte]replayEntry), bySigner: make(map[signerAddr]*timeHeap)}
 }
 
-// add records key until expires; it returns false if key is already there,
-// and errReplayWindowPassed if expires is already past.
-func (c *replayCache) add(key [32]byte, expires time.Time) (bool, error) {
+// admit records key, a request of signer, until expires; it returns false
+// if key is already there, errReplayWindowPassed if expires is already
+// past, a *signerBusyError (errReplaySignerFull) if signer holds its quota
+// of entries, and errReplayCacheFull if the cache is full.
+func (c *replayCache) admit(signer signerAddr, key [32]byte, expires time.Time) (bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
@@ -225,19 +263,44 @@ func (c *replayCache) add(key [32]byte, expires time.Time) (bool, error) {
 	}
 	for len(c.byExp) > 0 && !c.byExp[0].exp.After(now) {
 		e := heap.Pop(&c.byExp).(expiryEntry)
-		if c.entries[e.key].Equal(e.exp) {
+		if cur, ok := c.entries[e.key]; ok && cur.exp.Equal(e.exp) {
 			delete(c.entries, e.key)
+			c.dropOldest(cur.signer)
 		}
 	}
-	if exp, ok := c.entries[key]; ok && exp.After(now) {
+	// Every entry left has not expired: the heap popped those that had.
+	if _, ok := c.entries[key]; ok {
 		return false, nil
+	}
+	if sh := c.bySigner[signer]; c.perSigner > 0 && sh != nil && sh.Len() >= c.perSigner {
+		return false, &signerBusyError{limit: c.perSigner, retryAfter: (*sh)[0].Sub(now)}
 	}
 	if len(c.entries) >= c.max {
 		return false, errReplayCacheFull
 	}
-	c.entries[key] = expires
+	c.entries[key] = replayEntry{exp: expires, signer: signer}
 	heap.Push(&c.byExp, expiryEntry{key: key, exp: expires})
+	sh := c.bySigner[signer]
+	if sh == nil {
+		sh = &timeHeap{}
+		c.bySigner[signer] = sh
+	}
+	heap.Push(sh, expires)
 	return true, nil
+}
+
+// dropOldest forgets signer's oldest expiry. The cache prunes entries in
+// the order of their expiries, so the entry it prunes for signer is the
+// signer's oldest (or one as old).
+func (c *replayCache) dropOldest(signer signerAddr) {
+	sh := c.bySigner[signer]
+	if sh == nil {
+		return
+	}
+	heap.Pop(sh)
+	if sh.Len() == 0 {
+		delete(c.bySigner, signer)
+	}
 }
 
 func (c *replayCache) len() int {
@@ -262,4 +325,18 @@ func (h *expiryHeap) Pop() any {
 	e := old[len(old)-1]
 	*h = old[:len(old)-1]
 	return e
+}
+
+// timeHeap is a min-heap of times.
+type timeHeap []time.Time
+
+func (h timeHeap) Len() int           { return len(h) }
+func (h timeHeap) Less(i, j int) bool { return h[i].Before(h[j]) }
+func (h timeHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *timeHeap) Push(x any)        { *h = append(*h, x.(time.Time)) }
+func (h *timeHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return t
 }

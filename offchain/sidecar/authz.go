@@ -20,6 +20,8 @@ type apiError struct {
 	status int
 	code   string
 	reason string
+	// retryAfter, when positive, is sent as Retry-After (whole seconds).
+	retryAfter time.Duration
 }
 
 func (e *apiError) Error() string { return e.reason }

@@ -21,7 +21,8 @@
 //	GET /healthz             200/503 JSON: the store and the chain reachable.
 //	GET /metrics             Prometheus: emrchain_sidecar_bytes_in_total,
 //	  bytes_out_total, requests_total{route,outcome},
-//	  request_duration_seconds{route}, sweep_* counters.
+//	  request_duration_seconds{route}, sweep_* counters,
+//	  quota_refusals_total{reason}.
 //
 // Every error is JSON {"error": reason, "code": code}; the reason says what
 // is missing ("no committed access event for this record", "your access
@@ -39,7 +40,11 @@
 // the sidecar's clock is refused (401), and so is a request seen before
 // within that window (401: a bounded replay cache keyed by the hash of
 // address and signed string — not by signature bytes, which ZIP-215 lets an
-// attacker re-encode). The body hash is signed, and for PUT the body is
+// attacker re-encode). One signer may hold ReplayPerSigner (1,000) entries
+// of that cache: beyond, its requests are refused with 429 and a
+// Retry-After of the seconds until its oldest entry leaves the window,
+// and the other signers are served; a cache full of everyone's entries
+// refuses every new request (503), forgetting none. The body hash is signed, and for PUT the body is
 // hashed while it streams into the store, so a tampered body is refused.
 // A suspended member is refused (403) even with a valid signature.
 //

@@ -21,7 +21,17 @@ type metrics struct {
 	sweepDel   prometheus.Counter
 	sweepErrs  prometheus.Counter
 	sweepBytes prometheus.Counter
+	refusals   *prometheus.CounterVec
 }
+
+// Reasons of emrchain_sidecar_quota_refusals_total.
+const (
+	// refusedSignerRequests: the signer holds replay_per_signer requests
+	// in the replay window (429).
+	refusedSignerRequests = "signer_requests"
+	// refusedReplayCacheFull: the replay cache is full (503).
+	refusedReplayCacheFull = "replay_cache_full"
+)
 
 func newMetrics(reg *prometheus.Registry) *metrics {
 	const ns, sub = "emrchain", "sidecar"
@@ -45,10 +55,16 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "sweep_errors_total", Help: "Blobs the sweep could not check or delete."}),
 		sweepBytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "sweep_deleted_bytes_total", Help: "Bytes freed by the sweep."}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "quota_refusals_total", Help: "Requests refused by a quota or a full replay cache, by the limit that refused them."},
+			[]string{"reason"}),
 	}
-	reg.MustRegister(m.bytesIn, m.bytesOut, m.requests, m.latency, m.sweepRuns, m.sweepDel, m.sweepErrs, m.sweepBytes)
+	reg.MustRegister(m.bytesIn, m.bytesOut, m.requests, m.latency, m.sweepRuns, m.sweepDel, m.sweepErrs, m.sweepBytes, m.refusals)
 	return m
 }
+
+// refused counts a refusal for reason.
+func (m *metrics) refused(reason string) { m.refusals.WithLabelValues(reason).Inc() }
 
 // defaultRegistry is a fresh registry with the Go and process collectors.
 func defaultRegistry() *prometheus.Registry {
@@ -78,8 +94,12 @@ func outcome(status int) string {
 		return "too_large"
 	case status == http.StatusRequestedRangeNotSatisfiable:
 		return "range_not_satisfiable"
+	case status == http.StatusTooManyRequests:
+		return "too_many_requests"
 	case status == http.StatusServiceUnavailable:
 		return "unavailable"
+	case status == http.StatusInsufficientStorage:
+		return "insufficient_storage"
 	case status >= 500:
 		return "error"
 	}

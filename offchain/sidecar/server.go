@@ -26,6 +26,7 @@ const (
 	DefaultAccessWindow    = 10 * time.Minute
 	DefaultMaxClockSkew    = 60 * time.Second
 	DefaultReplayCacheSize = 100_000
+	DefaultReplayPerSigner = 1_000
 	DefaultSweepInterval   = 10 * time.Minute
 	DefaultSweepGrace      = time.Hour
 	DefaultSweepMaxDeletes = 1000
@@ -56,6 +57,11 @@ type Options struct {
 	MaxClockSkew time.Duration
 	// ReplayCacheSize bounds the remembered request signatures.
 	ReplayCacheSize int
+	// ReplayPerSigner bounds the remembered requests of one signer: beyond
+	// it, its requests are refused (429, with Retry-After) until its oldest
+	// leaves the skew window, and the other signers are unaffected.
+	// Negative: no bound of its own (ReplayCacheSize still holds).
+	ReplayPerSigner int
 	// SweepInterval between garbage-collection passes; negative disables
 	// the background sweep (Sweep can still be called).
 	SweepInterval time.Duration
@@ -123,6 +129,9 @@ func New(opts Options) (*Server, error) {
 	if opts.ReplayCacheSize <= 0 {
 		opts.ReplayCacheSize = DefaultReplayCacheSize
 	}
+	if opts.ReplayPerSigner == 0 {
+		opts.ReplayPerSigner = DefaultReplayPerSigner
+	}
 	if opts.SweepInterval == 0 {
 		opts.SweepInterval = DefaultSweepInterval
 	}
@@ -145,13 +154,15 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	replay := newReplayCache(opts.ReplayCacheSize, opts.Now)
+	replay.perSigner = max(opts.ReplayPerSigner, 0)
 	s := &Server{
 		opts:    opts,
 		store:   opts.Store,
 		chain:   opts.Chain,
 		log:     opts.Logger,
 		metrics: newMetrics(opts.Registry),
-		replay:  newReplayCache(opts.ReplayCacheSize, opts.Now),
+		replay:  replay,
 		refs:    refs,
 		bufs:    sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }},
 		peerClient: &http.Client{Transport: &http.Transport{
@@ -266,7 +277,16 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	if e.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `EMR-Signature realm="emrchain-sidecar"`)
 	}
+	if e.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(e.retryAfter/time.Second), 10))
+	}
 	writeJSON(w, e.status, ErrorBody{Error: e.reason, Code: e.code})
+}
+
+// retrySeconds rounds d up to whole seconds (Retry-After's unit), and to
+// at least one.
+func retrySeconds(d time.Duration) time.Duration {
+	return max(time.Second, (d + time.Second - 1).Truncate(time.Second))
 }
 
 func unauthenticated(format string, args ...any) *apiError {
@@ -296,11 +316,20 @@ func (s *Server) authenticate(r *http.Request) (*emrv1.Member, *signedRequest, *
 	if !sr.verify(member.SignPubKey) {
 		return nil, nil, unauthenticated("bad signature: it does not verify with the signing key %x registered for %x", member.SignPubKey, sr.address)
 	}
-	fresh, err := s.replay.add(sr.replayKey(), sr.timestamp.Add(s.opts.MaxClockSkew))
-	if errors.Is(err, errReplayWindowPassed) {
+	fresh, err := s.replay.admit(signerAddr(sr.address), sr.replayKey(), sr.timestamp.Add(s.opts.MaxClockSkew))
+	var busy *signerBusyError
+	switch {
+	case errors.Is(err, errReplayWindowPassed):
 		return nil, nil, unauthenticated("stale timestamp: %v (allowed skew %s); sign the request anew", err, s.opts.MaxClockSkew)
-	}
-	if err != nil {
+	case errors.As(err, &busy):
+		s.metrics.refused(refusedSignerRequests)
+		e := errf(http.StatusTooManyRequests, "signer_quota",
+			"too many requests signed by %x: %d are within the replay window (%s), the limit per signer (replay_per_signer); retry in %s",
+			sr.address, busy.limit, s.opts.MaxClockSkew, retrySeconds(busy.retryAfter).String())
+		e.retryAfter = retrySeconds(busy.retryAfter)
+		return nil, nil, e
+	case err != nil:
+		s.metrics.refused(refusedReplayCacheFull)
 		return nil, nil, errf(http.StatusServiceUnavailable, "busy", "too many requests in the replay window; retry later")
 	}
 	if !fresh {
