@@ -12,7 +12,9 @@
 //	  201 {"sha256","size","created":true}, or 200 with created=false if the
 //	  blob was already stored (idempotent). 400 hash_mismatch / size_mismatch
 //	  (nothing is stored), 403 (not allowed for this patient or category), 411 (no
-//	  Content-Length), 413 (above the chain's params.max_blob_bytes).
+//	  Content-Length), 413 (above the chain's params.max_blob_bytes), 429
+//	  signer_pending_quota / 507 pending_quota (the upload would pass a bound
+//	  on pending uploads, below; refused before the body is read).
 //	GET /v1/blobs/{sha256}?record=<patient id hex>/<seq>
 //	GET /v1/blobs/{sha256}?share=<patient id hex>/<seq>
 //	  names the committed record (or share) whose ciphertext it reads; 400
@@ -22,7 +24,7 @@
 //	GET /metrics             Prometheus: emrchain_sidecar_bytes_in_total,
 //	  bytes_out_total, requests_total{route,outcome},
 //	  request_duration_seconds{route}, sweep_* counters,
-//	  quota_refusals_total{reason}.
+//	  quota_refusals_total{reason}, pending_bytes.
 //
 // Every error is JSON {"error": reason, "code": code}; the reason says what
 // is missing ("no committed access event for this record", "your access
@@ -102,4 +104,16 @@
 // index, complete from height 1 to the head, does not have it; a reference
 // committed after the catch-up is covered by the grace period, since the
 // upload comes before the transaction.
+//
+// # Quotas on pending uploads
+//
+// A blob is pending from its upload until the reference index reads a
+// committed record or share of it, or the sweep deletes it. The bytes of
+// pending blobs are bounded per signer of the upload
+// (PendingBytesPerSigner, 16 GiB: 429) and in all (PendingBytesTotal,
+// 64 GiB: 507); the check and the reservation are one step, before the
+// body is read, and a second upload of a stored blob adds nothing. The
+// count is kept in memory and rebuilt at start from the store's listing
+// and the reference index (pending.go); before it refuses, an upload has
+// the index read the blocks committed since its last read.
 package sidecar

@@ -22,6 +22,7 @@ type metrics struct {
 	sweepErrs  prometheus.Counter
 	sweepBytes prometheus.Counter
 	refusals   *prometheus.CounterVec
+	pending    prometheus.Gauge
 }
 
 // Reasons of emrchain_sidecar_quota_refusals_total.
@@ -31,6 +32,12 @@ const (
 	refusedSignerRequests = "signer_requests"
 	// refusedReplayCacheFull: the replay cache is full (503).
 	refusedReplayCacheFull = "replay_cache_full"
+	// refusedSignerPending: the signer's pending uploads would pass
+	// pending_bytes_per_signer (429).
+	refusedSignerPending = "signer_pending_bytes"
+	// refusedPending: all pending uploads would pass pending_bytes_total
+	// (507).
+	refusedPending = "pending_bytes"
 )
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -58,8 +65,10 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "quota_refusals_total", Help: "Requests refused by a quota or a full replay cache, by the limit that refused them."},
 			[]string{"reason"}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "pending_bytes", Help: "Bytes of stored blobs that no committed record or share references yet, as the upload quotas count them."}),
 	}
-	reg.MustRegister(m.bytesIn, m.bytesOut, m.requests, m.latency, m.sweepRuns, m.sweepDel, m.sweepErrs, m.sweepBytes, m.refusals)
+	reg.MustRegister(m.bytesIn, m.bytesOut, m.requests, m.latency, m.sweepRuns, m.sweepDel, m.sweepErrs, m.sweepBytes, m.refusals, m.pending)
 	return m
 }
 

@@ -31,6 +31,10 @@ type refIndex struct {
 	mu  sync.Mutex // guards db and cur
 	db  dbm.DB     // nil once closed
 	cur refCursor
+
+	// onAdd, if set, learns the keys of every page written, after the
+	// write and outside mu (the pending uploads' accounting).
+	onAdd func([]blobstore.Key)
 }
 
 // refCursor says how far the index is complete: every blob of blocks 1
@@ -209,8 +213,20 @@ func (x *refIndex) catchUp(ctx context.Context, chain ChainView, log Logger) (re
 }
 
 // add writes blocks, which must directly follow cur, as one synced batch:
-// their blob keys and the new cursor.
+// their blob keys and the new cursor; then it tells onAdd.
 func (x *refIndex) add(cur refCursor, blocks []BlockBlobs) (refCursor, error) {
+	next, err := x.write(cur, blocks)
+	if err == nil && x.onAdd != nil {
+		var keys []blobstore.Key
+		for _, b := range blocks {
+			keys = append(keys, b.Blobs...)
+		}
+		x.onAdd(keys)
+	}
+	return next, err
+}
+
+func (x *refIndex) write(cur refCursor, blocks []BlockBlobs) (refCursor, error) {
 	for i, b := range blocks {
 		if want := cur.Height + 1 + int64(i); b.Height != want {
 			return cur, fmt.Errorf("the chain listed block %d where block %d was expected", b.Height, want)

@@ -33,6 +33,13 @@ const (
 	DefaultSweepMaxChecks  = 10_000
 )
 
+// Default bounds on pending uploads: per signer, four blobs of the genesis
+// default max_blob_bytes (4 GiB); in all, 64 GiB.
+const (
+	DefaultPendingBytesPerSigner = 16 << 30
+	DefaultPendingBytesTotal     = 64 << 30
+)
+
 // Logger is the logging the sidecar needs; CometBFT's log.Logger has it.
 type Logger interface {
 	Info(msg string, keyvals ...any)
@@ -62,6 +69,14 @@ type Options struct {
 	// leaves the skew window, and the other signers are unaffected.
 	// Negative: no bound of its own (ReplayCacheSize still holds).
 	ReplayPerSigner int
+	// PendingBytesPerSigner bounds the bytes of the blobs one signer
+	// uploaded that no committed record or share references yet (pending
+	// until referenced or swept): an upload that would pass it is refused
+	// (429) before its body is read. Negative: no bound.
+	PendingBytesPerSigner int64
+	// PendingBytesTotal bounds the bytes of all pending blobs: an upload
+	// that would pass it is refused (507). Negative: no bound.
+	PendingBytesTotal int64
 	// SweepInterval between garbage-collection passes; negative disables
 	// the background sweep (Sweep can still be called).
 	SweepInterval time.Duration
@@ -97,8 +112,9 @@ type Server struct {
 	log     Logger
 	metrics *metrics
 	replay  *replayCache
-	refs    *refIndex // what committed blocks reference, for the sweep
-	blobs   keyLocks  // an upload against the sweep's delete, per blob
+	refs    *refIndex     // what committed blocks reference, for the sweep
+	pending *pendingQuota // nil: no bound on pending uploads
+	blobs   keyLocks      // an upload against the sweep's delete, per blob
 	handler http.Handler
 	bufs    sync.Pool
 	// peerClient fetches blobs from peer sidecars.
@@ -131,6 +147,12 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.ReplayPerSigner == 0 {
 		opts.ReplayPerSigner = DefaultReplayPerSigner
+	}
+	if opts.PendingBytesPerSigner == 0 {
+		opts.PendingBytesPerSigner = DefaultPendingBytesPerSigner
+	}
+	if opts.PendingBytesTotal == 0 {
+		opts.PendingBytesTotal = DefaultPendingBytesTotal
 	}
 	if opts.SweepInterval == 0 {
 		opts.SweepInterval = DefaultSweepInterval
@@ -169,6 +191,10 @@ func New(opts Options) (*Server, error) {
 			ResponseHeaderTimeout: 30 * time.Second,
 			MaxIdleConnsPerHost:   4,
 		}},
+	}
+	if opts.PendingBytesPerSigner > 0 || opts.PendingBytesTotal > 0 {
+		s.pending = newPendingQuota(max(opts.PendingBytesPerSigner, 0), max(opts.PendingBytesTotal, 0), opts.Store, refs, s.metrics.pending)
+		refs.onAdd = s.pending.referenced
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /v1/blobs", s.metrics.instrument("put_blob", s.handlePut))
@@ -218,6 +244,25 @@ func (s *Server) Serve(l net.Listener) error {
 	if s.opts.SweepInterval > 0 {
 		s.wg.Add(1)
 		go s.sweepLoop(s.stop)
+	}
+	if s.pending != nil {
+		// Count the pending uploads now rather than at the first upload.
+		s.wg.Add(1)
+		go func(stop <-chan struct{}) {
+			defer s.wg.Done()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() {
+				select {
+				case <-stop:
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+			if err := s.pending.ensure(ctx); err != nil {
+				s.log.Error("counting the pending uploads failed; the first upload tries again", "err", err)
+			}
+		}(s.stop)
 	}
 	s.log.Info("sidecar listening", "addr", l.Addr().String(), "backend", s.store.Name(),
 		"access_window", s.opts.AccessWindow.String(), "sweep_interval", s.opts.SweepInterval.String())
@@ -417,8 +462,16 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 	defer unlock()
 	_, statErr := s.store.Stat(ctx, key)
 	existed := statErr == nil
+	var reserved *pendingBlob
+	if !existed { // a second upload of stored bytes adds none
+		if reserved, aerr = s.reservePending(ctx, signerAddr(sr.address), key, size, head); aerr != nil {
+			writeError(w, aerr)
+			return
+		}
+	}
 	body := &countingReader{r: http.MaxBytesReader(w, r.Body, size), c: s.metrics.bytesIn}
 	if err := s.store.Put(ctx, key, body, size); err != nil {
+		s.pending.release(reserved)
 		switch {
 		case errors.Is(err, blobstore.ErrHashMismatch):
 			writeError(w, errf(http.StatusBadRequest, "hash_mismatch", "the body does not hash to %s: nothing was stored (%v)", sum, err))
@@ -439,6 +492,40 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusOK
 	}
 	writeJSON(w, status, PutResult{SHA256: sum.String(), Size: size, Created: !existed})
+}
+
+// reservePending counts an upload among the pending ones, or refuses it
+// if it would pass a bound. The accounting learns references as the
+// reference index reads blocks (the sweep's passes); before it refuses, the
+// index reads the blocks up to head, so that records committed since count
+// no more.
+func (s *Server) reservePending(ctx context.Context, signer signerAddr, key blobstore.Key, size int64, head Head) (*pendingBlob, *apiError) {
+	b, err := s.pending.reserve(ctx, signer, key, size)
+	if errors.Is(err, errSignerPendingFull) || errors.Is(err, errPendingFull) {
+		if cur, cerr := s.refs.cursor(); cerr == nil && cur.Height < head.Height {
+			if _, cerr := s.refs.catchUp(ctx, s.chain, s.log); cerr != nil {
+				s.log.Error("the reference index could not read the latest blocks for the upload quota", "err", cerr)
+			}
+			b, err = s.pending.reserve(ctx, signer, key, size)
+		}
+	}
+	var qe *pendingQuotaError
+	switch {
+	case err == nil:
+		return b, nil
+	case errors.As(err, &qe) && errors.Is(err, errSignerPendingFull):
+		s.metrics.refused(refusedSignerPending)
+		return nil, errf(http.StatusTooManyRequests, "signer_pending_quota",
+			"the blobs %x uploaded that no committed record or share references yet hold %d bytes; this %d-byte upload would pass the limit per signer (pending_bytes_per_signer) of %d bytes: add the records of those uploads, or wait until the sweep removes the ones no record references",
+			signer[:], qe.used, qe.size, qe.limit)
+	case errors.As(err, &qe):
+		s.metrics.refused(refusedPending)
+		return nil, errf(http.StatusInsufficientStorage, "pending_quota",
+			"the blobs no committed record or share references yet hold %d bytes on this sidecar; this %d-byte upload would pass its limit (pending_bytes_total) of %d bytes: retry later",
+			qe.used, qe.size, qe.limit)
+	}
+	s.log.Error("pending uploads accounting failed", "key", key.String(), "err", err)
+	return nil, errf(http.StatusServiceUnavailable, "quota_unavailable", "cannot count the pending uploads to check the upload quotas: %v", err)
 }
 
 func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {

@@ -150,6 +150,7 @@ func (s *Server) deleteIfOld(ctx context.Context, key blobstore.Key, cutoff time
 	defer unlock()
 	info, err := s.store.Stat(ctx, key)
 	if errors.Is(err, blobstore.ErrNotFound) {
+		s.pending.deleted(key)
 		return info, false, nil
 	}
 	if err != nil || info.ModTime.After(cutoff) {
@@ -158,6 +159,7 @@ func (s *Server) deleteIfOld(ctx context.Context, key blobstore.Key, cutoff time
 	if err := s.store.Delete(ctx, key); err != nil && !errors.Is(err, blobstore.ErrNotFound) {
 		return info, false, err
 	}
+	s.pending.deleted(key)
 	return info, true, nil
 }
 

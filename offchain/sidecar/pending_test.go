@@ -1,0 +1,341 @@
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	dbm "github.com/cosmos/cosmos-db"
+
+	"github.com/emrchain/emrchain/offchain/blobstore"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// TestPendingQuotaRules: the accounting's rules, step by step, over an
+// empty store and an index that references key 9.
+func TestPendingQuotaRules(t *testing.T) {
+	a, b := signerAddr{1}, signerAddr{2}
+	type op int
+	const (
+		reserve   op = iota
+		release      // the reservation of the step's key
+		reference    // the index learns the key
+		sweep        // the sweep deleted the key
+	)
+	type step struct {
+		op                op
+		signer            signerAddr
+		key               byte
+		size              int64
+		err               error // of reserve
+		counted           bool  // reserve took a reservation
+		mineA, mineB, sum int64 // pending bytes after the step
+	}
+	for _, tc := range []struct {
+		name             string
+		perSigner, total int64
+		steps            []step
+	}{
+		{"per signer: up to the limit, not one byte more; others unaffected", 100, 0, []step{
+			{op: reserve, signer: a, key: 1, size: 60, counted: true, mineA: 60, sum: 60},
+			{op: reserve, signer: a, key: 2, size: 40, counted: true, mineA: 100, sum: 100},
+			{op: reserve, signer: a, key: 3, size: 1, err: errSignerPendingFull, mineA: 100, sum: 100},
+			{op: reserve, signer: b, key: 3, size: 100, counted: true, mineA: 100, mineB: 100, sum: 200},
+			{op: reserve, signer: a, key: 4, size: 0, counted: true, mineA: 100, mineB: 100, sum: 200},
+		}},
+		{"total: refused once all signers together would pass it", 100, 150, []step{
+			{op: reserve, signer: a, key: 1, size: 100, counted: true, mineA: 100, sum: 100},
+			{op: reserve, signer: b, key: 2, size: 51, err: errPendingFull, mineA: 100, sum: 100},
+			{op: reserve, signer: b, key: 2, size: 50, counted: true, mineA: 100, mineB: 50, sum: 150},
+		}},
+		{"the signer's limit is reported before the total's", 10, 10, []step{
+			{op: reserve, signer: a, key: 1, size: 10, counted: true, mineA: 10, sum: 10},
+			{op: reserve, signer: a, key: 2, size: 1, err: errSignerPendingFull, mineA: 10, sum: 10},
+			{op: reserve, signer: b, key: 2, size: 1, err: errPendingFull, mineA: 10, sum: 10},
+		}},
+		{"the same blob again counts once, whoever uploads it", 100, 0, []step{
+			{op: reserve, signer: a, key: 1, size: 80, counted: true, mineA: 80, sum: 80},
+			{op: reserve, signer: a, key: 1, size: 80, mineA: 80, sum: 80},
+			{op: reserve, signer: b, key: 1, size: 80, mineA: 80, sum: 80},
+		}},
+		{"a referenced blob is not pending", 10, 10, []step{
+			{op: reserve, signer: a, key: 9, size: 1000, mineA: 0, sum: 0},
+		}},
+		{"referenced or swept, a blob no longer counts", 100, 0, []step{
+			{op: reserve, signer: a, key: 1, size: 60, counted: true, mineA: 60, sum: 60},
+			{op: reserve, signer: a, key: 2, size: 40, counted: true, mineA: 100, sum: 100},
+			{op: reference, key: 1, mineA: 40, sum: 40},
+			{op: sweep, key: 2, sum: 0},
+			{op: reserve, signer: a, key: 3, size: 100, counted: true, mineA: 100, sum: 100},
+			{op: reference, key: 1, mineA: 100, sum: 100}, // again: nothing
+		}},
+		{"a failed upload gives its reservation back, once", 100, 0, []step{
+			{op: reserve, signer: a, key: 1, size: 60, counted: true, mineA: 60, sum: 60},
+			{op: release, key: 1, sum: 0},
+			{op: release, key: 1, sum: 0},
+			{op: reserve, signer: a, key: 2, size: 60, counted: true, mineA: 60, sum: 60},
+			{op: reference, key: 2, sum: 0}, // referenced while its upload runs,
+			{op: reserve, signer: a, key: 3, size: 70, counted: true, mineA: 70, sum: 70},
+			{op: release, key: 2, mineA: 70, sum: 70}, // which then fails
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store, err := blobstore.OpenFS(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			refs, err := newRefIndex(dbm.NewMemDB())
+			if err != nil {
+				t.Fatal(err)
+			}
+			key := func(k byte) blobstore.Key { return blobstore.Key{Sum: blobstore.Sum{k}} }
+			if _, err := refs.add(refCursor{}, []BlockBlobs{{Height: 1, Blobs: []blobstore.Key{key(9)}}}); err != nil {
+				t.Fatal(err)
+			}
+			q := newPendingQuota(tc.perSigner, tc.total, store, refs, nil)
+			refs.onAdd = q.referenced
+			held := map[byte]*pendingBlob{}
+			for i, s := range tc.steps {
+				switch s.op {
+				case reserve:
+					r, err := q.reserve(context.Background(), s.signer, key(s.key), s.size)
+					if !errors.Is(err, s.err) || (err == nil) != (s.err == nil) || (r != nil) != s.counted {
+						t.Fatalf("step %d: reserve = %v, %v; want counted %v, %v", i, r, err, s.counted, s.err)
+					}
+					var qe *pendingQuotaError
+					if errors.As(err, &qe) && (qe.size != s.size || qe.limit == 0) {
+						t.Fatalf("step %d: %+v", i, qe)
+					}
+					if r != nil {
+						held[s.key] = r
+					}
+				case release:
+					q.release(held[s.key])
+				case reference:
+					if _, err := refs.add(refs.cur, []BlockBlobs{{Height: refs.cur.Height + 1, Blobs: []blobstore.Key{key(s.key)}}}); err != nil {
+						t.Fatal(err)
+					}
+				case sweep:
+					q.deleted(key(s.key))
+				}
+				if mineA, sum := q.usage(a); mineA != s.mineA || sum != s.sum {
+					t.Fatalf("step %d: a has %d pending, all %d; want %d, %d", i, mineA, sum, s.mineA, s.sum)
+				}
+				if mineB, _ := q.usage(b); mineB != s.mineB {
+					t.Fatalf("step %d: b has %d pending, want %d", i, mineB, s.mineB)
+				}
+			}
+		})
+	}
+}
+
+// quotaEnv is an env whose writer2 also writes, with the given bounds.
+func quotaEnv(t *testing.T, perSigner, total int64, mod func(*Options)) (*env, *actor) {
+	e := newEnv(t, func(o *Options) {
+		o.PendingBytesPerSigner, o.PendingBytesTotal = perSigner, total
+		if mod != nil {
+			mod(o)
+		}
+	})
+	w2 := e.chain.addMember("writer2", emrv1.Role_ROLE_CLINICIAN, "hospital-a")
+	e.chain.grant(e.pid, w2, e.chain.head.Time.Add(24*time.Hour), emrv1.Right_RIGHT_WRITE)
+	return e, w2
+}
+
+// blob is n bytes of tag, repeated.
+func blob(tag string, n int) []byte {
+	return bytes.Repeat([]byte(tag), n)[:n]
+}
+
+// TestPendingQuotaHTTP, through the server: an upload that would pass the
+// signer's bound is refused with 429 before anything is stored, one that
+// would pass the total with 507, each naming its limit; a second upload of
+// a stored blob is not counted again; a record committed since the
+// index's last read frees its blob's bytes at the next refused upload, and
+// the sweep frees what it deletes. The refusals are counted by reason.
+func TestPendingQuotaHTTP(t *testing.T) {
+	var clock time.Time
+	e, w2 := quotaEnv(t, 100, 250, func(o *Options) {
+		o.Now = func() time.Time {
+			if clock.IsZero() {
+				return time.Now()
+			}
+			return clock
+		}
+	})
+	ctx := context.Background()
+	first, second := blob("a", 60), blob("b", 40)
+	for _, d := range [][]byte{first, second} {
+		if res, err := e.put(e.writer, d); err != nil || !res.Created {
+			t.Fatalf("upload within the bound: %+v %v", res, err)
+		}
+	}
+	over := blob("c", 1)
+	_, err := e.put(e.writer, over)
+	wantStatus(t, err, http.StatusTooManyRequests, "limit per signer (pending_bytes_per_signer) of 100 bytes")
+	if _, err := e.store.Stat(ctx, e.key(sha256.Sum256(over))); !errors.Is(err, blobstore.ErrNotFound) {
+		t.Fatalf("a refused upload was stored: %v", err)
+	}
+	// The same bytes again: stored already, not counted again.
+	if res, err := e.put(e.writer, first); err != nil || res.Created {
+		t.Fatalf("second upload of a stored blob: %+v %v", res, err)
+	}
+	if res, err := e.put(e.patient, first); err != nil || res.Created {
+		t.Fatalf("the owner uploads the same blob: %+v %v", res, err)
+	}
+	// Other signers are unaffected, up to the total.
+	if _, err := e.put(e.patient, blob("d", 100)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.put(w2, blob("e", 51))
+	wantStatus(t, err, 507, "limit (pending_bytes_total) of 250 bytes")
+	if _, err := e.put(w2, blob("e", 50)); err != nil {
+		t.Fatal(err)
+	}
+	// A record of the first blob is committed; the index has not read it,
+	// until an upload would be refused.
+	e.chain.advance(time.Second)
+	e.chain.addRecord(e.pid, sha256.Sum256(first), e.writer)
+	if res, err := e.put(e.writer, blob("f", 60)); err != nil || !res.Created {
+		t.Fatalf("upload after a record freed 60 bytes: %+v %v", res, err)
+	}
+	if mine, total := e.srv.pending.usage(signerAddr(e.writer.Address())); mine != 100 || total != 250 {
+		t.Fatalf("pending: writer %d, all %d; want 100, 250", mine, total)
+	}
+	// The sweep deletes the unreferenced blobs, and their bytes go.
+	clock = time.Now().Add(2 * time.Hour)
+	if rep, err := e.srv.Sweep(ctx); err != nil || rep.Deleted != 4 {
+		t.Fatalf("sweep: %+v %v", rep, err)
+	}
+	clock = time.Time{}
+	if mine, total := e.srv.pending.usage(signerAddr(e.writer.Address())); mine != 0 || total != 0 {
+		t.Fatalf("pending after the sweep: writer %d, all %d; want 0", mine, total)
+	}
+	if _, err := e.put(e.writer, blob("g", 100)); err != nil {
+		t.Fatal(err)
+	}
+	metrics := scrape(t, e)
+	for _, want := range []string{
+		`emrchain_sidecar_quota_refusals_total{reason="signer_pending_bytes"} 1`,
+		`emrchain_sidecar_quota_refusals_total{reason="pending_bytes"} 1`,
+		`emrchain_sidecar_requests_total{outcome="insufficient_storage",route="put_blob"} 1`,
+		`emrchain_sidecar_pending_bytes 100`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Fatalf("/metrics lacks %q", want)
+		}
+	}
+}
+
+// TestPendingQuotaRestart: a sidecar started over a store that holds
+// blobs counts, before it accepts an upload, those its reference index
+// does not hold, and refuses what would pass the total; blobs stored
+// before the start count toward the total only.
+func TestPendingQuotaRestart(t *testing.T) {
+	e, _ := quotaEnv(t, 100, 200, nil)
+	ctx := context.Background()
+	dir := t.TempDir()
+	referenced := storeBlob(t, e, strings.Repeat("r", 150))
+	e.chain.addRecord(e.pid, referenced, e.writer)
+	e.chain.advance(time.Second)
+	first := newSweeper(t, e, dir) // reads the record into the index
+	if _, err := first.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	shutdown(t, first)
+	storeBlob(t, e, strings.Repeat("p", 90)) // pending
+	storeBlob(t, e, strings.Repeat("q", 80)) // pending
+
+	srv, err := New(Options{Store: e.store, Chain: e.chain, SweepInterval: -1, RefIndexDir: dir,
+		PendingBytesPerSigner: 100, PendingBytesTotal: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown(t, srv)
+	c := NewClient("http://"+srv.Addr().String(), e.writer, nil)
+	put := func(d []byte) error {
+		_, err := c.Put(ctx, e.pid, testCategory, sha256.Sum256(d), bytes.NewReader(d), int64(len(d)))
+		return err
+	}
+	wantStatus(t, put(blob("x", 31)), 507, "hold 170 bytes")
+	if err := put(blob("x", 30)); err != nil {
+		t.Fatalf("upload up to the total: %v", err)
+	}
+	if mine, total := srv.pending.usage(signerAddr(e.writer.Address())); mine != 30 || total != 200 {
+		t.Fatalf("pending after the restart: writer %d, all %d; want 30, 200", mine, total)
+	}
+}
+
+// TestPendingQuotaConcurrent: concurrent uploads of one signer cannot
+// pass its bound together, and concurrent uploads of one blob count it
+// once.
+func TestPendingQuotaConcurrent(t *testing.T) {
+	e, _ := quotaEnv(t, 35, 0, nil)
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = e.put(e.writer, blob(fmt.Sprint(i), 10))
+		}()
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		switch statusOf(err) {
+		case 0:
+			if err != nil {
+				t.Fatal(err)
+			}
+			ok++
+		case http.StatusTooManyRequests:
+		default:
+			t.Fatal(err)
+		}
+	}
+	if mine, _ := e.srv.pending.usage(signerAddr(e.writer.Address())); ok != 3 || mine != 30 {
+		t.Fatalf("%d of %d concurrent 10-byte uploads passed a 35-byte bound, %d bytes pending; want 3, 30", ok, n, mine)
+	}
+
+	e, _ = quotaEnv(t, 35, 0, nil)
+	same := blob("s", 30)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = e.put(e.writer, same)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent uploads of one blob: %v", err)
+		}
+	}
+	if mine, total := e.srv.pending.usage(signerAddr(e.writer.Address())); mine != 30 || total != 30 {
+		t.Fatalf("one blob uploaded %d times at once: %d bytes pending (%d in all), want 30", n, mine, total)
+	}
+}
+
+// TestPendingQuotaOff: with both bounds negative nothing is counted.
+func TestPendingQuotaOff(t *testing.T) {
+	e, _ := quotaEnv(t, -1, -1, nil)
+	if e.srv.pending != nil {
+		t.Fatal("pending uploads are counted with no bound")
+	}
+	if _, err := e.put(e.writer, blob("big", 1000)); err != nil {
+		t.Fatal(err)
+	}
+}
