@@ -64,6 +64,15 @@ type sidecarConfig struct {
 	// MaxClockSkew between a request's timestamp and the sidecar's clock.
 	MaxClockSkew    duration `toml:"max_clock_skew"`
 	ReplayCacheSize int      `toml:"replay_cache_size"`
+	// ReplayPerSigner: requests of one signer remembered at once; beyond
+	// it the signer gets 429 until its oldest leaves the window. 0: no
+	// bound of its own.
+	ReplayPerSigner int `toml:"replay_per_signer"`
+	// PendingBytesPerSigner and PendingBytesTotal bound the bytes of
+	// uploads no committed record or share references yet, of one signer
+	// (429) and of all (507). 0: no bound.
+	PendingBytesPerSigner int64 `toml:"pending_bytes_per_signer"`
+	PendingBytesTotal     int64 `toml:"pending_bytes_total"`
 	// SweepInterval between garbage-collection passes; "0s" disables them.
 	SweepInterval   duration `toml:"sweep_interval"`
 	SweepGrace      duration `toml:"sweep_grace"`
@@ -107,11 +116,15 @@ func defaultSidecarConfig() sidecarConfig {
 		AccessWindow:    duration(sidecar.DefaultAccessWindow),
 		MaxClockSkew:    duration(sidecar.DefaultMaxClockSkew),
 		ReplayCacheSize: sidecar.DefaultReplayCacheSize,
+		ReplayPerSigner: sidecar.DefaultReplayPerSigner,
 		SweepInterval:   duration(sidecar.DefaultSweepInterval),
 		SweepGrace:      duration(sidecar.DefaultSweepGrace),
 		SweepMaxDeletes: sidecar.DefaultSweepMaxDeletes,
 		SweepMaxChecks:  sidecar.DefaultSweepMaxChecks,
 		Peers:           []string{},
+
+		PendingBytesPerSigner: sidecar.DefaultPendingBytesPerSigner,
+		PendingBytesTotal:     sidecar.DefaultPendingBytesTotal,
 	}
 }
 
@@ -152,8 +165,23 @@ access_window = %q
 # Largest difference between a request's timestamp and this machine's clock;
 # a request seen before within it is refused as a replay.
 max_clock_skew = %q
-# Signed requests remembered for replay protection.
+# Signed requests remembered for replay protection. When they are all
+# within the window, every new request is refused (503) until one leaves it.
 replay_cache_size = %d
+# Of those, how many one signer (member key) may hold: beyond, its requests
+# are refused (429, Retry-After: the seconds until its oldest leaves the
+# window) and the other signers are served. 0: no bound of its own.
+replay_per_signer = %d
+# Bytes of uploaded blobs that no committed record or share references yet
+# (pending until referenced, or removed by the sweep): of the uploads one
+# signer made, and of all. An upload that would pass them is refused before
+# its body is read (429 for the signer's, 507 for the total). Counted again
+# from the store and the reference index at each start. With the sweep off,
+# unreferenced blobs are never removed, so these fill up for good. 0: no
+# bound. Defaults: 16 GiB (four blobs of the default max_blob_bytes) and
+# 64 GiB.
+pending_bytes_per_signer = %d
+pending_bytes_total = %d
 # Garbage collection of blobs no committed record or share references: how
 # often ("0s" disables it), how old a blob must be, and bounds per pass. A
 # pass deletes nothing until the reference index has read every block from
@@ -170,7 +198,7 @@ sweep_max_checks = %d
 peers = %s
 `, c.Enable, c.Listen, c.Node, c.Backend, c.Dir, c.RefIndexDir, c.MinIOEndpoint, c.MinIOBucket, c.MinIOAccessKey, c.MinIOSecretKey,
 		c.MinIOSecure, c.MinIORegion, c.MinIOPrefix, time.Duration(c.AccessWindow).String(), time.Duration(c.MaxClockSkew).String(),
-		c.ReplayCacheSize, time.Duration(c.SweepInterval).String(), time.Duration(c.SweepGrace).String(), c.SweepMaxDeletes, c.SweepMaxChecks,
+		c.ReplayCacheSize, c.ReplayPerSigner, c.PendingBytesPerSigner, c.PendingBytesTotal, time.Duration(c.SweepInterval).String(), time.Duration(c.SweepGrace).String(), c.SweepMaxDeletes, c.SweepMaxChecks,
 		tomlStrings(c.Peers))
 }
 
@@ -234,6 +262,8 @@ func (c *sidecarConfig) resolve(home string) error {
 		return errors.New("sidecar: sweep_interval and sweep_grace must not be negative")
 	case c.ReplayCacheSize < 0 || c.SweepMaxDeletes < 0 || c.SweepMaxChecks < 0:
 		return errors.New("sidecar: replay_cache_size, sweep_max_deletes and sweep_max_checks must not be negative")
+	case c.ReplayPerSigner < 0 || c.PendingBytesPerSigner < 0 || c.PendingBytesTotal < 0:
+		return errors.New("sidecar: replay_per_signer, pending_bytes_per_signer and pending_bytes_total must not be negative (0: no bound)")
 	}
 	return nil
 }
@@ -257,26 +287,41 @@ func newSidecarServer(ctx context.Context, c sidecarConfig, chain sidecar.ChainV
 	if err != nil {
 		return nil, err
 	}
+	opts := c.options()
+	opts.Store, opts.Chain, opts.Logger = store, chain, logger
+	return sidecar.New(opts)
+}
+
+// options are the sidecar's Options for c, without the store, the chain
+// and the logger.
+func (c *sidecarConfig) options() sidecar.Options {
 	sweep, refDir := time.Duration(c.SweepInterval), c.RefIndexDir
 	if sweep == 0 {
 		// Disabled: no pass will read the reference index, so it opens
 		// no database on disk.
 		sweep, refDir = -1, ""
 	}
-	return sidecar.New(sidecar.Options{
-		Store:           store,
-		Chain:           chain,
-		Logger:          logger,
-		AccessWindow:    time.Duration(c.AccessWindow),
-		MaxClockSkew:    time.Duration(c.MaxClockSkew),
-		ReplayCacheSize: c.ReplayCacheSize,
-		SweepInterval:   sweep,
-		SweepGrace:      time.Duration(c.SweepGrace),
-		SweepMaxDeletes: c.SweepMaxDeletes,
-		SweepMaxChecks:  c.SweepMaxChecks,
-		RefIndexDir:     refDir,
-		Peers:           c.Peers,
-	})
+	// 0 in app.toml is no bound; for the sidecar, a negative value is.
+	noBound := func(v int64) int64 {
+		if v == 0 {
+			return -1
+		}
+		return v
+	}
+	return sidecar.Options{
+		AccessWindow:          time.Duration(c.AccessWindow),
+		MaxClockSkew:          time.Duration(c.MaxClockSkew),
+		ReplayCacheSize:       c.ReplayCacheSize,
+		ReplayPerSigner:       int(noBound(int64(c.ReplayPerSigner))),
+		PendingBytesPerSigner: noBound(c.PendingBytesPerSigner),
+		PendingBytesTotal:     noBound(c.PendingBytesTotal),
+		SweepInterval:         sweep,
+		SweepGrace:            time.Duration(c.SweepGrace),
+		SweepMaxDeletes:       c.SweepMaxDeletes,
+		SweepMaxChecks:        c.SweepMaxChecks,
+		RefIndexDir:           refDir,
+		Peers:                 c.Peers,
+	}
 }
 
 // sidecarService runs the sidecar beside the node in `emrchaind start`.
@@ -324,6 +369,11 @@ Requests are signed with the member's ed25519 key (X-Emr-Address,
 X-Emr-Timestamp, X-Emr-Body-SHA256, X-Emr-Signature); stale or replayed
 requests are refused. GET /healthz and GET /metrics
 (Prometheus) need no signature.
+
+Quotas: one signer may have replay_per_signer requests within the
+timestamp window (beyond: 429 with Retry-After), and the uploads no
+committed record or share references yet may hold pending_bytes_per_signer
+bytes per signer (beyond: 429) and pending_bytes_total in all (beyond: 507).
 
 Settings come from the [sidecar] table of HOME/config/app.toml (defaults if
 there is none); the flags override them. The backend is the embedded

@@ -587,6 +587,9 @@ func TestSidecarConfig(t *testing.T) {
 	want.RefIndexDir = "/var/lib/emrchain/refs"
 	want.SweepInterval = 0
 	want.Peers = []string{"http://127.0.0.1:7171", "http://127.0.0.1:7272"}
+	want.ReplayPerSigner = 50
+	want.PendingBytesPerSigner = 0
+	want.PendingBytesTotal = 5 << 40
 	conf := defaultAppConfig()
 	conf.Sidecar = want
 	if err := writeAppConfig(home, conf); err != nil {
@@ -624,11 +627,53 @@ func TestSidecarConfig(t *testing.T) {
 		func(c *sidecarConfig) { c.Listen = "" },
 		func(c *sidecarConfig) { c.AccessWindow = 0 },
 		func(c *sidecarConfig) { c.Backend, c.MinIOEndpoint = "minio", "" },
+		func(c *sidecarConfig) { c.ReplayPerSigner = -1 },
+		func(c *sidecarConfig) { c.PendingBytesPerSigner = -1 },
+		func(c *sidecarConfig) { c.PendingBytesTotal = -1 },
 	} {
 		c := defaultSidecarConfig()
 		bad(&c)
 		if err := c.resolve(home); err == nil {
 			t.Fatalf("bad config accepted: %+v", c)
+		}
+	}
+}
+
+// TestSidecarQuotaOptions: the quotas of app.toml reach the sidecar's
+// Options, 0 as no bound (negative there, where 0 is the default), and the
+// written defaults are the sidecar's.
+func TestSidecarQuotaOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name                     string
+		replay                   int
+		perSigner, total         int64
+		wantReplay               int
+		wantPerSigner, wantTotal int64
+	}{
+		{"defaults", sidecar.DefaultReplayPerSigner, sidecar.DefaultPendingBytesPerSigner, sidecar.DefaultPendingBytesTotal,
+			sidecar.DefaultReplayPerSigner, sidecar.DefaultPendingBytesPerSigner, sidecar.DefaultPendingBytesTotal},
+		{"set", 10, 1 << 20, 1 << 30, 10, 1 << 20, 1 << 30},
+		{"zero is no bound", 0, 0, 0, -1, -1, -1},
+	} {
+		c := defaultSidecarConfig()
+		c.ReplayPerSigner, c.PendingBytesPerSigner, c.PendingBytesTotal = tc.replay, tc.perSigner, tc.total
+		if err := c.resolve(t.TempDir()); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		o := c.options()
+		if o.ReplayPerSigner != tc.wantReplay || o.PendingBytesPerSigner != tc.wantPerSigner || o.PendingBytesTotal != tc.wantTotal {
+			t.Errorf("%s: options %d, %d, %d; want %d, %d, %d", tc.name, o.ReplayPerSigner, o.PendingBytesPerSigner, o.PendingBytesTotal,
+				tc.wantReplay, tc.wantPerSigner, tc.wantTotal)
+		}
+	}
+	rendered := renderSidecarConfig(defaultSidecarConfig())
+	for _, want := range []string{
+		fmt.Sprintf("replay_per_signer = %d\n", sidecar.DefaultReplayPerSigner),
+		fmt.Sprintf("pending_bytes_per_signer = %d\n", int64(sidecar.DefaultPendingBytesPerSigner)),
+		fmt.Sprintf("pending_bytes_total = %d\n", int64(sidecar.DefaultPendingBytesTotal)),
+	} {
+		if !strings.Contains(rendered, want) {
+			t.Errorf("the written [sidecar] table lacks %q", want)
 		}
 	}
 }
@@ -726,4 +771,104 @@ func TestSidecarRefusesBlobAliases(t *testing.T) {
 	// Uploading for a category the grant does not cover is refused too.
 	_, err = cl(labdoc).Put(ctx, vpid, "imaging", sha256.Sum256([]byte("x")), bytes.NewReader([]byte("x")), 1)
 	wantHTTP(t, err, 403, `does not cover category "imaging"`)
+}
+
+// TestSidecarPendingQuotaAgainstNode, against a real node: self-enrolled
+// patients (no grant, no organization) upload blobs that no record
+// references. One signer is refused (429) once its pending bytes would
+// pass its bound, whichever categories it spreads them over; a record it
+// then commits frees its blob's bytes (the reference index reads the
+// block's events); all signers together are refused (507) at the total.
+// A sidecar started again over the same store and reference index counts
+// the pending blobs again before its first upload. On the filesystem
+// store and on MinIO.
+func TestSidecarPendingQuotaAgainstNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the node binary")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sc := defaultSidecarConfig()
+	sc.Listen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	chain := startSidecarChain(ctx, t, sc)
+
+	const size = 1000
+	run := func(t *testing.T, store blobstore.Store, prefix string) {
+		refDir := t.TempDir()
+		start := func() *sidecar.Server {
+			srv, err := sidecar.New(sidecar.Options{Store: store, Chain: chain.chainView(), SweepInterval: -1, RefIndexDir: refDir,
+				PendingBytesPerSigner: 3 * size, PendingBytesTotal: 5 * size})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := srv.Start("127.0.0.1:0"); err != nil {
+				t.Fatal(err)
+			}
+			return srv
+		}
+		stop := func(srv *sidecar.Server) {
+			sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer scancel()
+			if err := srv.Shutdown(sctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		srv := start()
+		mallory, mpid := apptest.NewActor(prefix+"-quota-mallory"), apptest.PatientID(prefix+"-quota-mallory")
+		eve, epid := apptest.NewActor(prefix+"-quota-eve"), apptest.PatientID(prefix+"-quota-eve")
+		chain.must(ctx, mallory, apptest.Enroll(mallory))
+		chain.must(ctx, eve, apptest.Enroll(eve))
+		put := func(a *apptest.Actor, pid []byte, category, tag string) error {
+			data := bytes.Repeat([]byte(tag), size)[:size]
+			cl := sidecar.NewClient("http://"+srv.Addr().String(), signer(a), nil)
+			_, err := cl.Put(ctx, pid, category, sha256.Sum256(data), bytes.NewReader(data), size)
+			return err
+		}
+		sumOf := func(tag string) []byte { s := sha256.Sum256(bytes.Repeat([]byte(tag), size)[:size]); return s[:] }
+		categories := []string{"lab-results", "imaging", "prescriptions", "clinical-notes"}
+		for i := range 3 {
+			if err := put(mallory, mpid, categories[i], fmt.Sprintf("m%d", i)); err != nil {
+				t.Fatalf("upload %d: %v", i, err)
+			}
+		}
+		wantHTTP(t, put(mallory, mpid, categories[3], "m3"), http.StatusTooManyRequests, "pending_bytes_per_signer")
+		// A record of her first blob: its bytes are no longer pending.
+		chain.must(ctx, mallory, apptest.AddRecordOf(mpid, categories[0], sumOf("m0"), size))
+		if err := put(mallory, mpid, categories[3], "m3"); err != nil {
+			t.Fatalf("upload after a record of an earlier one: %v", err)
+		}
+		for i := range 2 {
+			if err := put(eve, epid, testCategory, fmt.Sprintf("e%d", i)); err != nil {
+				t.Fatalf("eve's upload %d: %v", i, err)
+			}
+		}
+		wantHTTP(t, put(eve, epid, testCategory, "e2"), http.StatusInsufficientStorage, fmt.Sprintf("pending_bytes_total) of %d bytes", 5*size))
+
+		// Started again: five blobs are pending (the recorded one is not).
+		stop(srv)
+		srv = start()
+		defer stop(srv)
+		wantHTTP(t, put(eve, epid, testCategory, "e2"), http.StatusInsufficientStorage, fmt.Sprintf("hold %d bytes", 5*size))
+		chain.must(ctx, eve, apptest.AddRecordOf(epid, testCategory, sumOf("e0"), size))
+		if err := put(eve, epid, testCategory, "e2"); err != nil {
+			t.Fatalf("upload after the restart and a record: %v", err)
+		}
+	}
+	t.Run("fs", func(t *testing.T) {
+		store, err := blobstore.OpenFS(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		run(t, store, "fs")
+	})
+	t.Run("MinIO", func(t *testing.T) {
+		srv := miniotest.Start(t)
+		store, err := blobstore.OpenMinIO(ctx, blobstore.MinIOConfig{
+			Endpoint: srv.Endpoint, Bucket: "emrchain-quota", AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		run(t, store, "minio")
+	})
 }
