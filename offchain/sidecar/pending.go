@@ -23,10 +23,11 @@ import (
 // read (429 for the signer's bound, 507 for the total).
 //
 // Per signer, not per owner (patient and category): an owner costs
-// nothing to multiply — a patient's owner may upload in any category, and
-// a category is any short string — while a signer is a member, which takes
-// a committed transaction. The total bounds what many members can do
-// together.
+// nothing to multiply — a patient's owner may upload under any well-formed
+// category name (checkCategory: the name, not the chain's list), and a
+// writer under every patient that granted it — while a signer is a member,
+// which takes a committed transaction. The total bounds what many members
+// can do together.
 //
 // The accounting lives in memory and is rebuilt when the sidecar starts
 // (before its first upload is accepted) from what is true on disk: every
