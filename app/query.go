@@ -341,23 +341,41 @@ func (q *Querier) Records(_ context.Context, req *emrv1.QueryRecordsRequest) (*e
 		return resp, nil // past the end (and no overflow below)
 	}
 	start := recordKey(p.Id, req.GetPage().GetAfter()+1)
+	// A category filter skips records: the page reads at most budget of
+	// them (recordScanFactor pages' worth), then ends early, with Next at the
+	// last one read, so one query's work (and, with prove, its proofs) stays
+	// bounded however few records match. Such a page may hold fewer than
+	// limit records, or none, and still have a next page.
+	params, err := q.st().params()
+	if err != nil {
+		return nil, err
+	}
+	budget, scanned := recordScanFactor*uint64(params.MaxPageSize), uint64(0)
 	err = q.scan(start, prefixEnd(recordPrefix(p.Id)), true, func(key, value []byte) (bool, error) {
 		rec := &emrv1.Record{}
 		if err := unmarshalAt(key, value, rec); err != nil {
 			return false, err
 		}
-		if req.Category != "" && rec.Category != req.Category {
-			return true, nil
+		scanned++
+		if req.Category == "" || rec.Category == req.Category {
+			if uint32(len(resp.Records)) == limit {
+				resp.Page.Next = resp.Records[len(resp.Records)-1].Sequence
+				return false, nil
+			}
+			resp.Records = append(resp.Records, rec)
 		}
-		if uint32(len(resp.Records)) == limit {
-			resp.Page.Next = resp.Records[len(resp.Records)-1].Sequence
+		if scanned >= budget && rec.Sequence < p.RecordCount {
+			resp.Page.Next = rec.Sequence
 			return false, nil
 		}
-		resp.Records = append(resp.Records, rec)
 		return true, nil
 	})
 	return resp, err
 }
+
+// recordScanFactor times params.max_page_size is how many records one
+// Records page may read before it ends early (see Records).
+const recordScanFactor = 10
 
 func (q *Querier) Record(_ context.Context, req *emrv1.QueryRecordRequest) (*emrv1.QueryRecordResponse, error) {
 	id, err := parseHex("patient id", req.PatientId, PatientIDSize)
