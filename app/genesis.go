@@ -102,7 +102,10 @@ func ValidateGenesis(g *emrv1.GenesisState) error {
 	}
 	addrs := map[string]bool{}
 	for i, m := range g.Members {
-		if err := firstError(checkKey("signing key", m.SignPubKey), checkKey("encryption key", m.EncPubKey)); err != nil {
+		// The checks of validateRegisterMember: genesis may not seat a
+		// member a registrar could not register.
+		if err := firstError(checkKey("signing key", m.SignPubKey), checkX25519Key("encryption key", m.EncPubKey),
+			checkText("credential reference", m.CredentialRef, false)); err != nil {
 			return bad("member %d: %v", i, err)
 		}
 		switch m.Role {

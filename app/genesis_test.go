@@ -1,0 +1,42 @@
+package app_test
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/app/apptest"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// TestGenesisMembersAreCheckedLikeRegistrations: a genesis member passes
+// the checks a MsgRegisterMember of the same member must pass, so genesis
+// cannot seat a member the chain would refuse to register: one whose
+// encryption key no envelope can be opened with, or whose credential
+// reference is past the text limit.
+func TestGenesisMembersAreCheckedLikeRegistrations(t *testing.T) {
+	doc := apptest.NewActor("genesis-doc")
+	for name, spoil := range map[string]func(m *emrv1.GenesisMember){
+		// 0xff..ff: top bit set, not a canonical X25519 key.
+		"non-canonical encryption key":  func(m *emrv1.GenesisMember) { m.EncPubKey = bytes.Repeat([]byte{0xff}, 32) },
+		"credential reference too long": func(m *emrv1.GenesisMember) { m.CredentialRef = strings.Repeat("x", 10_000) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			m := doc.GenesisMember(emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA)
+			spoil(m)
+			reg := &emrv1.Msg{Sum: &emrv1.Msg_RegisterMember{RegisterMember: &emrv1.MsgRegisterMember{
+				SignPubKey: m.SignPubKey, EncPubKey: m.EncPubKey, Role: m.Role,
+				OrganizationId: m.OrganizationId, CredentialRef: m.CredentialRef,
+			}}}
+			if err := app.ValidateMsg(reg); err == nil {
+				t.Fatal("the chain registers this member: the case tests nothing")
+			}
+			g := apptest.Consortium()
+			g.Members = append(g.Members, m)
+			if err := app.ValidateGenesis(g); app.CodeOf(err) != app.ErrInvalidGenesis.Code() {
+				t.Fatalf("genesis with this member: %v, want an invalid genesis", err)
+			}
+		})
+	}
+}
