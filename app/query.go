@@ -223,7 +223,7 @@ func (q *Querier) Organization(_ context.Context, req *emrv1.QueryOrganizationRe
 		return nil, err
 	}
 	if org == nil {
-		return nil, fmt.Errorf("%w: no organization %q", ErrNotFound, req.Id)
+		return nil, fmt.Errorf("%w: no organization %s", ErrNotFound, quoteInput(req.Id))
 	}
 	resp := &emrv1.QueryOrganizationResponse{Organization: org}
 	prefix := orgMemberPrefix(req.Id)
@@ -538,9 +538,21 @@ func parseHex(what, s string, size int) ([]byte, error) {
 	s = strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
 	b, err := hex.DecodeString(s)
 	if err != nil || len(b) != size {
-		return nil, fmt.Errorf("%w: %s must be %d hex characters, got %q", ErrInvalidQuery, what, 2*size, s)
+		return nil, fmt.Errorf("%w: %s must be %d hex characters, got %s", ErrInvalidQuery, what, 2*size, quoteInput(s))
 	}
 	return b, nil
+}
+
+// maxQuotedInput bounds how much of a request's value an error quotes.
+const maxQuotedInput = 80
+
+// quoteInput quotes s for an error message, cut to maxQuotedInput bytes:
+// a query error must not grow with (or, escaped, quadruple) its input.
+func quoteInput(s string) string {
+	if len(s) <= maxQuotedInput {
+		return fmt.Sprintf("%q", s)
+	}
+	return fmt.Sprintf("%q... (%d bytes)", strings.ToValidUTF8(s[:maxQuotedInput], ""), len(s))
 }
 
 func (q *Querier) LastAccess(_ context.Context, req *emrv1.QueryLastAccessRequest) (*emrv1.QueryLastAccessResponse, error) {

@@ -3,6 +3,7 @@ package app_test
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -103,5 +104,33 @@ func TestRecordsCategoryScanIsBounded(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("paging listed %v, want %v", got, want)
+	}
+}
+
+// TestQueryErrorsDoNotEchoHugeInput: a query with a huge malformed id is
+// refused with an error of bounded size: the error (a gRPC status message,
+// a REST body, an ABCI log) does not quote the whole input, %q-escaped to
+// up to four times its size.
+func TestQueryErrorsDoNotEchoHugeInput(t *testing.T) {
+	c := apptest.New(t, apptest.Options{})
+	huge := strings.Repeat("\x01", 1<<20)
+	for method, req := range map[string]proto.Message{
+		"Member":         &emrv1.QueryMemberRequest{Address: huge},
+		"Account":        &emrv1.QueryAccountRequest{Address: huge},
+		"Patient":        &emrv1.QueryPatientRequest{PatientId: huge},
+		"PatientByOwner": &emrv1.QueryPatientByOwnerRequest{Owner: huge},
+		"Grants":         &emrv1.QueryGrantsRequest{Grantee: huge},
+		"Records":        &emrv1.QueryRecordsRequest{PatientId: huge},
+		"LastAccess":     &emrv1.QueryLastAccessRequest{PatientId: huge},
+		"Organization":   &emrv1.QueryOrganizationRequest{Id: huge},
+		"Study":          &emrv1.QueryStudyRequest{Id: huge},
+	} {
+		err := c.TryQuery(method, req, &emrv1.QueryMemberResponse{})
+		if err == nil {
+			t.Fatalf("%s with a huge id: no error", method)
+		}
+		if n := len(err.Error()); n > 1024 {
+			t.Errorf("%s with an id of %d bytes: an error of %d bytes", method, len(huge), n)
+		}
 	}
 }
