@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 
 	"google.golang.org/protobuf/proto"
 
@@ -41,7 +42,9 @@ func call[Resp any, PResp interface {
 }](ctx context.Context, s *QueryService, method string, req proto.Message) (PResp, error) {
 	data, err := proto.Marshal(req)
 	if err != nil {
-		return nil, err
+		// The caller's request cannot be encoded (a string that is not
+		// UTF-8, which the REST gateway lets through): its mistake.
+		return nil, fmt.Errorf("%w: encode request: %v", ErrInvalidQuery, err)
 	}
 	out, _, err := s.app.Query(QueryPathPrefix+method, data, heightOf(ctx), false)
 	if err != nil {
