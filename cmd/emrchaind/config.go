@@ -133,6 +133,12 @@ const (
 	defaultBroadcastTimeout = 30 * time.Second
 )
 
+// Upper bounds of app.toml values that are allocated or added to.
+const (
+	maxSigCacheSize     = 10_000_000
+	maxBroadcastTimeout = time.Hour
+)
+
 func defaultAppConfig() appConfig {
 	so := store.DefaultOptions()
 	return appConfig{
@@ -177,10 +183,16 @@ func (c appConfig) validate() error {
 		return errors.New("pruning needs both store.pruning_keep_recent and store.pruning_interval (or neither)")
 	case c.App.SigCacheSize < 0:
 		return errors.New("app.sig_cache_size must not be negative")
+	case c.App.SigCacheSize > maxSigCacheSize:
+		// The cache is allocated in full when the app opens.
+		return fmt.Errorf("app.sig_cache_size %d is above %d (about 1 KiB an entry)", c.App.SigCacheSize, maxSigCacheSize)
 	case !allHex(c.App.AllowedPeers, 40):
 		return fmt.Errorf("app.allowed_peers: want node ids of 40 hex characters, got %q", c.App.AllowedPeers)
 	case c.GRPC.BroadcastTimeout <= 0:
 		return errors.New("grpc.broadcast_timeout must be positive")
+	case c.GRPC.BroadcastTimeout > maxBroadcastTimeout:
+		// The REST server's write timeout is derived from it.
+		return fmt.Errorf("grpc.broadcast_timeout %s is above %s", c.GRPC.BroadcastTimeout, maxBroadcastTimeout)
 	}
 	if err := validateListenAddress("grpc.address", c.GRPC.Address, c.GRPC.Enable); err != nil {
 		return err
