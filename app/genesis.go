@@ -33,6 +33,16 @@ func DefaultParams() *emrv1.Params {
 	}
 }
 
+// Ceilings of the params: past them, one transaction or one query answer
+// (max_page_size bounds every unpaged default and the records a filtered
+// page reads) would no longer be small work.
+const (
+	maxParamTxBytes            = 100 << 20 // CometBFT's largest block (types.MaxBlockSizeBytes)
+	maxParamRecordsPerAccess   = 10_000
+	maxParamRewrapsPerRotation = 100_000
+	maxParamPageSize           = 1_000
+)
+
 // DefaultGenesis has default params and no organizations.
 func DefaultGenesis() *emrv1.GenesisState {
 	return &emrv1.GenesisState{Params: DefaultParams()}
@@ -83,6 +93,20 @@ func ValidateGenesis(g *emrv1.GenesisState) error {
 	}
 	if p.MaxTxBytes < 1024 || p.MaxBlobBytes == 0 || p.MaxRecordsPerAccess == 0 || p.MaxRewrapsPerRotation == 0 || p.MaxPageSize == 0 || p.MaxWrappedKeyBytes < 64 {
 		return bad("params limits must be positive (max_tx_bytes >= 1024, max_wrapped_key_bytes >= 64)")
+	}
+	for _, c := range []struct {
+		name       string
+		value, max uint64
+	}{
+		{"max_tx_bytes", p.MaxTxBytes, maxParamTxBytes},
+		{"max_records_per_access", uint64(p.MaxRecordsPerAccess), maxParamRecordsPerAccess},
+		{"max_rewraps_per_rotation", uint64(p.MaxRewrapsPerRotation), maxParamRewrapsPerRotation},
+		{"max_page_size", uint64(p.MaxPageSize), maxParamPageSize},
+		{"max_wrapped_key_bytes", uint64(p.MaxWrappedKeyBytes), maxStaticWrappedKey},
+	} {
+		if c.value > c.max {
+			return bad("params.%s is %d, more than %d", c.name, c.value, c.max)
+		}
 	}
 	orgs := map[string]*emrv1.Organization{}
 	for _, o := range g.Organizations {

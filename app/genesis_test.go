@@ -40,3 +40,38 @@ func TestGenesisMembersAreCheckedLikeRegistrations(t *testing.T) {
 		})
 	}
 }
+
+// TestGenesisParamsHaveCeilings: each limit of the params is refused past
+// its ceiling and accepted at it, so a genesis cannot make one query answer
+// or one transaction unbounded work.
+func TestGenesisParamsHaveCeilings(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		set  func(p *emrv1.Params, over bool)
+	}{
+		{"max_tx_bytes", func(p *emrv1.Params, over bool) { p.MaxTxBytes = 100<<20 + b2u(over) }},
+		{"max_records_per_access", func(p *emrv1.Params, over bool) { p.MaxRecordsPerAccess = 10_000 + uint32(b2u(over)) }},
+		{"max_rewraps_per_rotation", func(p *emrv1.Params, over bool) { p.MaxRewrapsPerRotation = 100_000 + uint32(b2u(over)) }},
+		{"max_page_size", func(p *emrv1.Params, over bool) { p.MaxPageSize = 1_000 + uint32(b2u(over)) }},
+		{"max_wrapped_key_bytes", func(p *emrv1.Params, over bool) { p.MaxWrappedKeyBytes = 4096 + uint32(b2u(over)) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g := apptest.Consortium()
+			c.set(g.Params, false)
+			if err := app.ValidateGenesis(g); err != nil {
+				t.Fatalf("at the ceiling: %v", err)
+			}
+			c.set(g.Params, true)
+			if err := app.ValidateGenesis(g); app.CodeOf(err) != app.ErrInvalidGenesis.Code() || !strings.Contains(err.Error(), c.name) {
+				t.Fatalf("past the ceiling: %v, want an invalid genesis naming %s", err, c.name)
+			}
+		})
+	}
+}
+
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}
