@@ -318,9 +318,25 @@ func (q *Querier) Grants(_ context.Context, req *emrv1.QueryGrantsRequest) (*emr
 	if err != nil {
 		return nil, err
 	}
-	resp := &emrv1.QueryGrantsResponse{}
+	limit, err := q.limit(&emrv1.PageRequest{Limit: req.Limit})
+	if err != nil {
+		return nil, err
+	}
 	prefix := grantPrefix(grantee)
-	err = q.scan(prefix, prefixEnd(prefix), true, func(key, _ []byte) (bool, error) {
+	start := prefix
+	if req.After != "" {
+		after, err := parseHex("after", req.After, PatientIDSize)
+		if err != nil {
+			return nil, err
+		}
+		start = append(grantKey(grantee, after), 0) // the first key after it
+	}
+	resp := &emrv1.QueryGrantsResponse{}
+	err = q.scan(start, prefixEnd(prefix), true, func(key, _ []byte) (bool, error) {
+		if uint32(len(resp.Permissions)) == limit {
+			resp.Next = hex.EncodeToString(resp.Permissions[limit-1].PatientId)
+			return false, nil
+		}
 		perm, err := q.st().permission(key[len(prefix):], grantee)
 		if err != nil || perm == nil {
 			return false, fmt.Errorf("grant index %x without permission: %v", key, err)

@@ -3,6 +3,9 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -88,5 +91,80 @@ func TestQueryServiceMatchesABCI(t *testing.T) {
 	}
 	if _, err := svc.Record(context.Background(), &emrv1.QueryRecordRequest{PatientId: hexOf(pid), Sequence: 9}); app.CodeOf(err) != app.ErrNotFound.Code() {
 		t.Fatalf("missing record: %v", err)
+	}
+}
+
+// TestGrantsPaged: a member's consents come in pages of at most limit, in
+// patient id order, each exactly once, whoever granted them; next is the
+// last patient id of a full page with more after it, and after may be any
+// id, enrolled or not.
+func TestGrantsPaged(t *testing.T) {
+	c := apptest.New(t, apptest.Options{})
+	doc := apptest.NewActor("dr-paged")
+	c.Must(apptest.Registrar(apptest.HospitalA), apptest.RegisterMember(doc, emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA))
+	var want []string
+	for i := range 7 {
+		p := apptest.NewActor(fmt.Sprintf("paged-patient-%d", i))
+		id := apptest.PatientID(p.Name)
+		c.Must(p, apptest.Enroll(p))
+		c.Must(p, apptest.Grant(id, doc, apptest.GrantSpec{Rights: []emrv1.Right{emrv1.Right_RIGHT_READ}, NotAfter: c.Now.Add(time.Hour)}))
+		if i%3 == 0 {
+			c.Must(p, apptest.Revoke(id, doc)) // revoked consents stay listed
+		}
+		want = append(want, hex.EncodeToString(id))
+	}
+	slices.Sort(want)
+	page := func(after string, limit uint32) ([]string, string) {
+		t.Helper()
+		var resp emrv1.QueryGrantsResponse
+		c.Query("Grants", &emrv1.QueryGrantsRequest{Grantee: hex.EncodeToString(doc.Address), After: after, Limit: limit}, &resp)
+		var ids []string
+		for _, p := range resp.Permissions {
+			ids = append(ids, hex.EncodeToString(p.PatientId))
+		}
+		return ids, resp.Next
+	}
+	var got []string
+	after, pages := "", 0
+	for {
+		ids, next := page(after, 3)
+		if len(ids) > 3 {
+			t.Fatalf("a page of %d, limit 3", len(ids))
+		}
+		got, pages = append(got, ids...), pages+1
+		if next == "" {
+			break
+		}
+		if next != ids[len(ids)-1] {
+			t.Fatalf("next %s, want the page's last patient %s", next, ids[len(ids)-1])
+		}
+		after = next
+	}
+	if !slices.Equal(got, want) || pages != 3 {
+		t.Fatalf("paged Grants: %d pages of %v, want 3 pages of %v", pages, got, want)
+	}
+	if ids, next := page("", 7); !slices.Equal(ids, want) || next != "" {
+		t.Fatalf("one page of 7: %v next %q", ids, next)
+	}
+	if ids, next := page("", 0); !slices.Equal(ids, want) || next != "" {
+		t.Fatalf("the default page: %v next %q", ids, next)
+	}
+	// After an id between two listed ones (the first id, last byte + 1).
+	between, _ := hex.DecodeString(want[0])
+	between[len(between)-1]++
+	if ids, _ := page(hex.EncodeToString(between), 0); !slices.Equal(ids, want[1:]) {
+		t.Fatalf("after an unlisted id: %v, want %v", ids, want[1:])
+	}
+	if ids, next := page(want[6], 0); len(ids) != 0 || next != "" {
+		t.Fatalf("after the last: %v next %q", ids, next)
+	}
+	for name, req := range map[string]*emrv1.QueryGrantsRequest{
+		"after not hex":   {Grantee: hex.EncodeToString(doc.Address), After: "zz"},
+		"after too short": {Grantee: hex.EncodeToString(doc.Address), After: want[0][:62]},
+		"limit too large": {Grantee: hex.EncodeToString(doc.Address), Limit: app.DefaultParams().MaxPageSize + 1},
+	} {
+		if err := c.TryQuery("Grants", req, &emrv1.QueryGrantsResponse{}); app.CodeOf(err) != app.ErrInvalidQuery.Code() {
+			t.Errorf("%s: %v, want an invalid query", name, err)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -365,6 +366,55 @@ func TestClientAgainstNode(t *testing.T) {
 			t.Fatalf("second RevokeAndRotate = %+v, %v", again, err)
 		}
 	})
+
+	// Two more patients grant to the clinician: its consents, the revoked
+	// one included, come in verified pages of one, and AllGrants pages
+	// through them.
+	t.Run("GrantsPaged", func(t *testing.T) {
+		c := w.mustClient(t, w.node.RPC)
+		want := []string{hexs(w.patientID)}
+		for _, name := range []string{"patient-2", "patient-3"} {
+			p, _ := keyring.Generate(name)
+			seed := sha256.Sum256([]byte(name))
+			enroll := client.EnrollPatientMsg(p.PubKey(), p.EncPubKey(), seed[:])
+			id := enroll.GetEnrollPatient().PatientId
+			if _, err := c.Submit(ctx, p, enroll); err != nil {
+				t.Fatal(err)
+			}
+			kek, _ := crypto.GenerateKey()
+			grant, err := c.GrantMsg(ctx, id, client.GrantSpec{Grantee: w.clinician.Address(), Rights: []emrv1.Right{emrv1.Right_RIGHT_READ},
+				NotAfter: time.Now().Add(time.Hour)}, func(uint64) ([]byte, error) { return kek, nil })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Submit(ctx, p, grant); err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, hexs(id))
+		}
+		slices.Sort(want)
+		var got []string
+		req := &emrv1.QueryGrantsRequest{Grantee: hexs(w.clinician.Address()), Limit: 1}
+		for range 4 {
+			var resp emrv1.QueryGrantsResponse
+			if err := c.Query(ctx, "Grants", req, &resp); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range resp.Permissions {
+				got = append(got, hexs(p.PatientId))
+			}
+			if req.After = resp.Next; req.After == "" {
+				break
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("verified pages of one: %v, want %v", got, want)
+		}
+		all, info, err := c.AllGrants(ctx, w.clinician.Address())
+		if err != nil || len(all) != 3 || !info.Verified {
+			t.Fatalf("AllGrants: %d consents, %+v, %v", len(all), info, err)
+		}
+	})
 }
 
 // --- the lying node ---------------------------------------------------
@@ -534,6 +584,11 @@ func testLyingNode(t *testing.T, w *world) {
 			r.Permissions = nil
 			r.Proofs = nil
 		}), "Grants", &emrv1.QueryGrantsRequest{Grantee: clinician}},
+		{"SkipGrantsPage", queryRewrite("Grants", func(m proto.Message) {
+			// Claim the page is empty and the next starts past every id.
+			r := m.(*emrv1.QueryGrantsResponse)
+			r.Permissions, r.Proofs, r.Next = nil, nil, strings.Repeat("ff", 32)
+		}), "Grants", &emrv1.QueryGrantsRequest{Grantee: clinician, Limit: 1}},
 		{"WrongHeight", queryRewrite("Patient", func(m proto.Message) {
 			m.(*emrv1.QueryPatientResponse).Height--
 		}), "Patient", &emrv1.QueryPatientRequest{PatientId: pid}},

@@ -57,6 +57,26 @@ func (c *Client) Permissions(ctx context.Context, patientID []byte) ([]*emrv1.Pe
 	return resp.Permissions, info, nil
 }
 
+// AllGrants pages through the consents grantee holds (ordered by patient
+// id), each page a verified query. The provenance is the last page's.
+func (c *Client) AllGrants(ctx context.Context, grantee []byte) ([]*emrv1.Permission, *QueryInfo, error) {
+	var out []*emrv1.Permission
+	req := &emrv1.QueryGrantsRequest{Grantee: hex.EncodeToString(grantee)}
+	for range maxPages {
+		var resp emrv1.QueryGrantsResponse
+		info, err := c.QueryInfo(ctx, "Grants", req, &resp)
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, resp.Permissions...)
+		if resp.Next == "" {
+			return out, info, nil
+		}
+		req.After = resp.Next
+	}
+	return nil, nil, fmt.Errorf("grants: too many pages")
+}
+
 // maxPages bounds the paging loops: far more than any page size allows.
 const maxPages = 100_000
 

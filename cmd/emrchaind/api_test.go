@@ -311,8 +311,8 @@ func TestAPIServers(t *testing.T) {
 		{"Permissions", "/emrchain/v1/patients/" + pidHex + "/permissions", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
 			return n.query.Permissions(ctx, &emrv1.QueryPermissionsRequest{PatientId: pidHex}, o...)
 		}, func() proto.Message { return new(emrv1.QueryPermissionsResponse) }},
-		{"Grants", "/emrchain/v1/members/" + docHex + "/grants", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
-			return n.query.Grants(ctx, &emrv1.QueryGrantsRequest{Grantee: docHex}, o...)
+		{"Grants", "/emrchain/v1/members/" + docHex + "/grants?limit=1&after=" + strings.Repeat("00", 32), func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.Grants(ctx, &emrv1.QueryGrantsRequest{Grantee: docHex, Limit: 1, After: strings.Repeat("00", 32)}, o...)
 		}, func() proto.Message { return new(emrv1.QueryGrantsResponse) }},
 		{"Records", "/emrchain/v1/patients/" + pidHex + "/records?category=lab-results&page.limit=5", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
 			return n.query.Records(ctx, &emrv1.QueryRecordsRequest{PatientId: pidHex, Category: "lab-results", Page: &emrv1.PageRequest{Limit: 5}}, o...)

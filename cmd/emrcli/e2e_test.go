@@ -178,6 +178,25 @@ func TestFlow(t *testing.T) {
 	if !strings.Contains(out, "granted "+clinician+" read+write on lab-results until "+until) {
 		t.Fatalf("grant: %s", out)
 	}
+	// The clinician sees the consent it holds, all pages or one.
+	if out = e.ok("grants", "clinician"); !strings.Contains(out, pid) || !strings.Contains(out, "read,write") {
+		t.Fatalf("grants: %s", out)
+	}
+	var held struct {
+		Permissions []struct {
+			PatientID string `json:"patient_id"`
+		} `json:"permissions"`
+		Next     string `json:"next"`
+		Verified bool   `json:"verified"`
+	}
+	e.json(&held, "grants", "clinician", "--limit", "1")
+	if len(held.Permissions) != 1 || held.Permissions[0].PatientID != pid || held.Next != "" || !held.Verified {
+		t.Fatalf("grants --limit 1 --json: %+v", held)
+	}
+	e.json(&held, "grants", "clinician", "--after", pid)
+	if len(held.Permissions) != 0 {
+		t.Fatalf("grants --after the only patient: %+v", held)
+	}
 
 	// The clinician adds a record and reads it.
 	sum := sha256.Sum256([]byte("ciphertext of a lab report"))

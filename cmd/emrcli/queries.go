@@ -68,10 +68,17 @@ revoked, each proven against a light-client-verified header.`,
 }
 
 func newGrantsCmd(a *cli) *cobra.Command {
-	return &cobra.Command{
-		Use:               "grants MEMBER",
-		Short:             "List the consents a member holds (verified)",
-		Example:           "  emrcli grants dr-who\n  emrcli grants 3F2A0C9D5E6B7A8190AB3F2A0C9D5E6B7A8190AB --json",
+	var after string
+	var limit uint32
+	cmd := &cobra.Command{
+		Use:   "grants MEMBER [--after PATIENT --limit N]",
+		Short: "List the consents a member holds (verified)",
+		Long: `grants lists the consents a member holds, ordered by patient id, each page
+proven complete against a light-client-verified header. Without --limit it
+pages through all of them (any patient may grant to any clinician, so the
+list can be long).`,
+		Example: "  emrcli grants dr-who\n  emrcli grants 3F2A0C9D5E6B7A8190AB3F2A0C9D5E6B7A8190AB --json\n" +
+			"  emrcli grants dr-who --limit 20 --after 5be1...9f",
 		ValidArgsFunction: a.completeKeys,
 		Args:              exactArgs(1, "one MEMBER (address or key name)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -84,18 +91,27 @@ func newGrantsCmd(a *cli) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var resp emrv1.QueryGrantsResponse
-			info, err := c.QueryInfo(ctx, "Grants", &emrv1.QueryGrantsRequest{Grantee: hexStr(addr)}, &resp)
-			if err != nil {
+			var perms []*emrv1.Permission
+			var info *client.QueryInfo
+			var next string
+			if limit > 0 || after != "" {
+				var resp emrv1.QueryGrantsResponse
+				req := &emrv1.QueryGrantsRequest{Grantee: hexStr(addr), After: after, Limit: limit}
+				if info, err = c.QueryInfo(ctx, "Grants", req, &resp); err != nil {
+					return err
+				}
+				perms, next = resp.Permissions, resp.Next
+			} else if perms, info, err = c.AllGrants(ctx, addr); err != nil {
 				return err
 			}
 			now := blockTime(info)
 			out := struct {
 				Grantee     string           `json:"grantee"`
 				Permissions []permissionView `json:"permissions"`
+				Next        string           `json:"next,omitempty"`
 				provenance
-			}{upperHex(addr), []permissionView{}, viewInfo(info)}
-			for _, p := range resp.Permissions {
+			}{upperHex(addr), []permissionView{}, next, viewInfo(info)}
+			for _, p := range perms {
 				out.Permissions = append(out.Permissions, viewPermission(p, now))
 			}
 			return a.emit(out, func(w io.Writer) {
@@ -105,10 +121,17 @@ func newGrantsCmd(a *cli) *cobra.Command {
 					table(w, []string{"PATIENT", "RIGHTS", "CATEGORIES", "WINDOW", "KEY V", "STATE"},
 						permissionRows(out.Permissions, func(p permissionView) string { return p.PatientID }))
 				}
+				if next != "" {
+					fmt.Fprintf(w, "more: --after %s\n", next)
+				}
 				out.provenance.text(w)
 			})
 		},
 	}
+	f := cmd.Flags()
+	f.StringVar(&after, "after", "", "start after this patient id (hex)")
+	f.Uint32Var(&limit, "limit", 0, "consents per page (default: all)")
+	return cmd
 }
 
 // labeler returns a function that shows an address with the name of the

@@ -822,6 +822,7 @@ func (x *QueryPatientResponse) GetProofs() []*StoreProof {
 	return nil
 }
 
+// Permissions are not paged: only the patient adds to its list.
 type QueryPermissionsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	PatientId     string                 `protobuf:"bytes,1,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
@@ -926,9 +927,15 @@ func (x *QueryPermissionsResponse) GetProofs() []*StoreProof {
 	return nil
 }
 
+// Grants are paged by patient id: anyone may enroll patients and grant to
+// any clinician, so the list is as long as strangers make it.
 type QueryGrantsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Grantee       string                 `protobuf:"bytes,1,opt,name=grantee,proto3" json:"grantee,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Grantee string                 `protobuf:"bytes,1,opt,name=grantee,proto3" json:"grantee,omitempty"`
+	// Start after this patient id (hex); empty = from the start.
+	After string `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	// Permissions per page; 0 = the default; capped by params.max_page_size.
+	Limit         uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -970,11 +977,28 @@ func (x *QueryGrantsRequest) GetGrantee() string {
 	return ""
 }
 
+func (x *QueryGrantsRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *QueryGrantsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
 type QueryGrantsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Permissions   []*Permission          `protobuf:"bytes,1,rep,name=permissions,proto3" json:"permissions,omitempty"`
-	Height        int64                  `protobuf:"varint,14,opt,name=height,proto3" json:"height,omitempty"`
-	Proofs        []*StoreProof          `protobuf:"bytes,15,rep,name=proofs,proto3" json:"proofs,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ordered by patient id.
+	Permissions []*Permission `protobuf:"bytes,1,rep,name=permissions,proto3" json:"permissions,omitempty"`
+	// Pass as after for the next page; empty when there is none.
+	Next          string        `protobuf:"bytes,2,opt,name=next,proto3" json:"next,omitempty"`
+	Height        int64         `protobuf:"varint,14,opt,name=height,proto3" json:"height,omitempty"`
+	Proofs        []*StoreProof `protobuf:"bytes,15,rep,name=proofs,proto3" json:"proofs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1014,6 +1038,13 @@ func (x *QueryGrantsResponse) GetPermissions() []*Permission {
 		return x.Permissions
 	}
 	return nil
+}
+
+func (x *QueryGrantsResponse) GetNext() string {
+	if x != nil {
+		return x.Next
+	}
+	return ""
 }
 
 func (x *QueryGrantsResponse) GetHeight() int64 {
@@ -1908,11 +1939,14 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"\x18QueryPermissionsResponse\x129\n" +
 	"\vpermissions\x18\x01 \x03(\v2\x17.emrchain.v1.PermissionR\vpermissions\x12\x16\n" +
 	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
-	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\".\n" +
+	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"Z\n" +
 	"\x12QueryGrantsRequest\x12\x18\n" +
-	"\agrantee\x18\x01 \x01(\tR\agrantee\"\x99\x01\n" +
+	"\agrantee\x18\x01 \x01(\tR\agrantee\x12\x14\n" +
+	"\x05after\x18\x02 \x01(\tR\x05after\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\"\xad\x01\n" +
 	"\x13QueryGrantsResponse\x129\n" +
-	"\vpermissions\x18\x01 \x03(\v2\x17.emrchain.v1.PermissionR\vpermissions\x12\x16\n" +
+	"\vpermissions\x18\x01 \x03(\v2\x17.emrchain.v1.PermissionR\vpermissions\x12\x12\n" +
+	"\x04next\x18\x02 \x01(\tR\x04next\x12\x16\n" +
 	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
 	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"~\n" +
 	"\x13QueryRecordsRequest\x12\x1d\n" +
