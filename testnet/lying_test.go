@@ -67,6 +67,15 @@ func TestLyingNodeRefused(t *testing.T) {
 		return &resp, c.Query(ctx, "Records", &emrv1.QueryRecordsRequest{PatientId: pid}, &resp)
 	}
 
+	// A client reads the state under its node's newest header, so the read's
+	// block (which follows the record's) must be below every node's head
+	// for that state to hold the record.
+	for i := range net.Len() {
+		if err := net.WaitHeight(ctx, i, read.Height+1); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	// Every client reaches its node through a proxy; the one in front of
 	// node0 also lies.
 	proxy := clienttest.NewProxy(t, net.RPCURL(0))
