@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/cometbft/cometbft/libs/log"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
@@ -17,6 +19,27 @@ import (
 
 // grpcMsgMargin is what a BroadcastTxRequest may carry beyond the tx itself.
 const grpcMsgMargin = 64 << 10
+
+// Connection limits of the gRPC server. grpc-go's defaults allow a client
+// unlimited concurrent streams per connection, two minutes to finish its
+// handshake and idle connections forever. (Its default ping policy stays:
+// a client pinging more than once in five minutes is disconnected.)
+const (
+	grpcMaxConcurrentStreams = 100              // per connection; more wait for a free one
+	grpcHandshakeTimeout     = 10 * time.Second // to complete the HTTP/2 handshake
+	grpcMaxConnectionIdle    = 15 * time.Minute // a connection without calls is closed (GOAWAY)
+)
+
+// grpcServerOptions are the server's limits: messages up to maxMsg bytes,
+// and the connection limits above.
+func grpcServerOptions(maxMsg int) []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(maxMsg),
+		grpc.MaxConcurrentStreams(grpcMaxConcurrentStreams),
+		grpc.ConnectionTimeout(grpcHandshakeTimeout),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: grpcMaxConnectionIdle}),
+	}
+}
 
 // grpcService is the gRPC server: emrchain.v1.Query, emrchain.v1.TxService,
 // server reflection (grpcurl, grpc_cli) and grpc.health.v1.
@@ -41,7 +64,7 @@ func startGRPC(env serviceEnv, queries *queryServer, txs *txServer) (*grpcServic
 	if maxMsg < 4<<20 {
 		maxMsg = 4 << 20 // gRPC's default
 	}
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(maxMsg))
+	srv := grpc.NewServer(grpcServerOptions(maxMsg)...)
 	emrv1.RegisterQueryServer(srv, queries)
 	emrv1.RegisterTxServiceServer(srv, txs)
 	hs := health.NewServer()
