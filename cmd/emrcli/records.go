@@ -278,11 +278,17 @@ are compared.`,
 			}
 			markAliases(out.Records)
 			return a.emit(out, func(w io.Writer) {
-				if len(out.Records) == 0 {
+				switch {
+				case len(out.Records) > 0:
+					table(w, []string{"#", "CATEGORY", "SIZE", "UPLOADER", "ADDED", "SHA-256"}, recordRows(out.Records))
+				case next > 0:
+					// A filtered page ends early after reading a bounded
+					// number of records: none of them matched, but later
+					// ones may.
+					fmt.Fprintln(w, "no records on this page")
+				default:
 					fmt.Fprintln(w, "no records")
-					return
 				}
-				table(w, []string{"#", "CATEGORY", "SIZE", "UPLOADER", "ADDED", "SHA-256"}, recordRows(out.Records))
 				for _, r := range out.Records {
 					if r.SameCiphertextAs != 0 {
 						fmt.Fprintf(w, "note: record %d names the ciphertext of record %d (added by %s): a read of either serves the same file\n",
