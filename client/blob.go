@@ -445,8 +445,13 @@ func putBlob(ctx context.Context, s Signer, patientID []byte, category string, b
 	var fails []string
 	for _, u := range opts.Sidecars {
 		sc := opts.sidecarClient(u, s)
-		body := &progressReader{ctx: ctx, r: io.NewSectionReader(b.file, 0, b.size), phase: "upload", total: b.size, progress: opts.Progress}
-		res, err := sc.Put(ctx, patientID, category, b.sum, body, b.size)
+		var res *sidecar.PutResult
+		err := retryLater(ctx, func() error {
+			body := &progressReader{ctx: ctx, r: io.NewSectionReader(b.file, 0, b.size), phase: "upload", total: b.size, progress: opts.Progress}
+			var err error
+			res, err = sc.Put(ctx, patientID, category, b.sum, body, b.size)
+			return err
+		})
 		if err == nil {
 			return u, res, nil
 		}
@@ -663,7 +668,12 @@ func fetchBlob(ctx context.Context, s Signer, blob chainBlob, dir string, opts T
 		fails = fails[:0]
 		lied := false
 		for _, u := range opts.Sidecars {
-			f, err := fetchFrom(ctx, s, u, blob, dir, opts)
+			var f *scratchFile
+			err := retryLater(ctx, func() error {
+				var err error
+				f, err = fetchFrom(ctx, s, u, blob, dir, opts)
+				return err
+			})
 			if err == nil {
 				return f, u, nil
 			}
@@ -683,6 +693,35 @@ func fetchBlob(ctx context.Context, s Signer, blob chainBlob, dir string, opts T
 		}
 	}
 	return nil, "", fmt.Errorf("no sidecar served the ciphertext: %s", strings.Join(fails, "; "))
+}
+
+// A sidecar answers 429 with Retry-After when the signer's share of its
+// replay cache is used up (many requests within the skew window): the
+// transfer waits that long, at most maxRetryAfter, and asks again, up to
+// maxRetriesAfter times, rather than fail part-way through a bulk transfer.
+const (
+	maxRetryAfter   = 2 * time.Minute
+	maxRetriesAfter = 3
+)
+
+// retryLater runs attempt, and again after the wait a sidecar's 429 asks
+// for (see maxRetryAfter).
+func retryLater(ctx context.Context, attempt func() error) error {
+	for i := 0; ; i++ {
+		err := attempt()
+		var se *sidecar.Error
+		if err == nil || i == maxRetriesAfter || !errors.As(err, &se) || se.StatusCode != http.StatusTooManyRequests ||
+			se.RetryAfter <= 0 || se.RetryAfter > maxRetryAfter {
+			return err
+		}
+		t := time.NewTimer(se.RetryAfter)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // mismatchError is a sidecar's answer that is not the verified blob.

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emrchain/emrchain/offchain/crypto"
 	"github.com/emrchain/emrchain/offchain/sidecar"
@@ -242,6 +244,31 @@ func TestBlobPutFailures(t *testing.T) {
 	if !errors.As(err, &se) || se.StatusCode != http.StatusForbidden || errors.Is(err, ErrStorageUnavailable) {
 		t.Fatalf("refusal: %v", err)
 	}
+}
+
+// TestTransferWaitsForRetryAfter: a sidecar that refuses a signer's
+// request for its used-up share of the replay cache (429, Retry-After) is
+// asked again after that wait, so an upload or download in a burst of
+// requests goes through instead of failing.
+func TestTransferWaitsForRetryAfter(t *testing.T) {
+	e := newBlobEnvWith(t, 1, func(o *sidecar.Options) {
+		o.ReplayPerSigner = 2            // two requests per signer in the window...
+		o.MaxClockSkew = 2 * time.Second // ...of two seconds
+	})
+	opts := TransferOptions{Sidecars: e.urls}
+	plain := randomBytes(t, 1000)
+	sl, key := e.upload(t, plain, opts) // request 1
+	dir := t.TempDir()
+	for i := range 2 { // requests 2 and 3: the third is refused once, then served
+		out := filepath.Join(dir, fmt.Sprint("copy-", i))
+		if err := e.download(sl, key, out, opts); err != nil {
+			t.Fatalf("download %d: %v", i+1, err)
+		}
+		if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, plain) {
+			t.Fatalf("download %d differs (%v)", i+1, err)
+		}
+	}
+	e.upload(t, randomBytes(t, 10), opts) // refused once, then stored
 }
 
 // The fallback for systems without O_TMPFILE: named temporary files,

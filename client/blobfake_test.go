@@ -120,6 +120,12 @@ type blobEnv struct {
 
 func newBlobEnv(t testing.TB, sidecars int) *blobEnv {
 	t.Helper()
+	return newBlobEnvWith(t, sidecars, func(*sidecar.Options) {})
+}
+
+// newBlobEnvWith is newBlobEnv with the sidecars' options changed by edit.
+func newBlobEnvWith(t testing.TB, sidecars int, edit func(*sidecar.Options)) *blobEnv {
+	t.Helper()
 	e := &blobEnv{signer: sidecar.KeySigner{Key: ed25519.GenPrivKeyFromSecret([]byte("blob-test"))}, patientID: bytes.Repeat([]byte{0x5b}, 32)}
 	e.view = newOwnerView(e.signer, e.patientID)
 	for range sidecars {
@@ -127,7 +133,9 @@ func newBlobEnv(t testing.TB, sidecars int) *blobEnv {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv, err := sidecar.New(sidecar.Options{Store: st, Chain: e.view, SweepInterval: -1, Registry: prometheus.NewRegistry()})
+		opts := sidecar.Options{Store: st, Chain: e.view, SweepInterval: -1, Registry: prometheus.NewRegistry()}
+		edit(&opts)
+		srv, err := sidecar.New(opts)
 		if err != nil {
 			t.Fatal(err)
 		}

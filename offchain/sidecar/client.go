@@ -25,6 +25,10 @@ type Error struct {
 	StatusCode int
 	Code       string
 	Reason     string
+	// RetryAfter is the answer's Retry-After (in seconds), 0 without one:
+	// a 429 for a signer's used-up share of the replay cache says when
+	// its oldest request leaves the skew window.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -174,6 +178,9 @@ func parseContentRange(s string) (first, last int64, ok bool) {
 // readError turns an error answer into an *Error.
 func readError(resp *http.Response) error {
 	e := &Error{StatusCode: resp.StatusCode}
+	if secs, err := strconv.ParseUint(strings.TrimSpace(resp.Header.Get("Retry-After")), 10, 32); err == nil {
+		e.RetryAfter = time.Duration(secs) * time.Second
+	}
 	var body ErrorBody
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 	if json.Unmarshal(raw, &body) == nil && body.Error != "" {
