@@ -68,10 +68,12 @@ type sidecarConfig struct {
 	// it the signer gets 429 until its oldest leaves the window. 0: no
 	// bound of its own.
 	ReplayPerSigner int `toml:"replay_per_signer"`
-	// PendingBytesPerSigner and PendingBytesTotal bound the bytes of
-	// uploads no committed record or share references yet, of one signer
-	// (429) and of all (507). 0: no bound.
+	// PendingBytesPerSigner, PendingBytesPatients and PendingBytesTotal
+	// bound the bytes of uploads no committed record or share references
+	// yet, of one signer (429), of all patients (507) and of all (507). 0:
+	// no bound.
 	PendingBytesPerSigner int64 `toml:"pending_bytes_per_signer"`
+	PendingBytesPatients  int64 `toml:"pending_bytes_patients"`
 	PendingBytesTotal     int64 `toml:"pending_bytes_total"`
 	// SweepInterval between garbage-collection passes; "0s" disables them.
 	SweepInterval   duration `toml:"sweep_interval"`
@@ -124,6 +126,7 @@ func defaultSidecarConfig() sidecarConfig {
 		Peers:           []string{},
 
 		PendingBytesPerSigner: sidecar.DefaultPendingBytesPerSigner,
+		PendingBytesPatients:  sidecar.DefaultPendingBytesPatients,
 		PendingBytesTotal:     sidecar.DefaultPendingBytesTotal,
 	}
 }
@@ -174,13 +177,16 @@ replay_cache_size = %d
 replay_per_signer = %d
 # Bytes of uploaded blobs that no committed record or share references yet
 # (pending until referenced, or removed by the sweep): of the uploads one
-# signer made, and of all. An upload that would pass them is refused before
-# its body is read (429 for the signer's, 507 for the total). Counted again
-# from the store and the reference index at each start. With the sweep off,
-# unreferenced blobs are never removed, so these fill up for good. 0: no
-# bound. Defaults: 16 GiB (four blobs of the default max_blob_bytes) and
-# 64 GiB.
+# signer made, of all patients' uploads (patients enroll themselves, so a
+# few accounts could otherwise take the whole total from the members a
+# registrar registered), and of all. An upload that would pass them is
+# refused before its body is read (429 for the signer's, 507 for the
+# others). Counted again from the store and the reference index at each
+# start. With the sweep off, unreferenced blobs are never removed, so these
+# fill up for good. 0: no bound. Defaults: 16 GiB (four blobs of the
+# default max_blob_bytes), 32 GiB and 64 GiB.
 pending_bytes_per_signer = %d
+pending_bytes_patients = %d
 pending_bytes_total = %d
 # Garbage collection of blobs no committed record or share references: how
 # often ("0s" disables it), how old a blob must be, and bounds per pass. A
@@ -198,7 +204,7 @@ sweep_max_checks = %d
 peers = %s
 `, c.Enable, c.Listen, c.Node, c.Backend, c.Dir, c.RefIndexDir, c.MinIOEndpoint, c.MinIOBucket, c.MinIOAccessKey, c.MinIOSecretKey,
 		c.MinIOSecure, c.MinIORegion, c.MinIOPrefix, time.Duration(c.AccessWindow).String(), time.Duration(c.MaxClockSkew).String(),
-		c.ReplayCacheSize, c.ReplayPerSigner, c.PendingBytesPerSigner, c.PendingBytesTotal, time.Duration(c.SweepInterval).String(), time.Duration(c.SweepGrace).String(), c.SweepMaxDeletes, c.SweepMaxChecks,
+		c.ReplayCacheSize, c.ReplayPerSigner, c.PendingBytesPerSigner, c.PendingBytesPatients, c.PendingBytesTotal, time.Duration(c.SweepInterval).String(), time.Duration(c.SweepGrace).String(), c.SweepMaxDeletes, c.SweepMaxChecks,
 		tomlStrings(c.Peers))
 }
 
@@ -262,8 +268,8 @@ func (c *sidecarConfig) resolve(home string) error {
 		return errors.New("sidecar: sweep_interval and sweep_grace must not be negative")
 	case c.ReplayCacheSize < 0 || c.SweepMaxDeletes < 0 || c.SweepMaxChecks < 0:
 		return errors.New("sidecar: replay_cache_size, sweep_max_deletes and sweep_max_checks must not be negative")
-	case c.ReplayPerSigner < 0 || c.PendingBytesPerSigner < 0 || c.PendingBytesTotal < 0:
-		return errors.New("sidecar: replay_per_signer, pending_bytes_per_signer and pending_bytes_total must not be negative (0: no bound)")
+	case c.ReplayPerSigner < 0 || c.PendingBytesPerSigner < 0 || c.PendingBytesPatients < 0 || c.PendingBytesTotal < 0:
+		return errors.New("sidecar: replay_per_signer and pending_bytes_per_signer, _patients and _total must not be negative (0: no bound)")
 	}
 	return nil
 }
@@ -314,6 +320,7 @@ func (c *sidecarConfig) options() sidecar.Options {
 		ReplayCacheSize:       c.ReplayCacheSize,
 		ReplayPerSigner:       int(noBound(int64(c.ReplayPerSigner))),
 		PendingBytesPerSigner: noBound(c.PendingBytesPerSigner),
+		PendingBytesPatients:  noBound(c.PendingBytesPatients),
 		PendingBytesTotal:     noBound(c.PendingBytesTotal),
 		SweepInterval:         sweep,
 		SweepGrace:            time.Duration(c.SweepGrace),

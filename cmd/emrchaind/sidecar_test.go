@@ -589,6 +589,7 @@ func TestSidecarConfig(t *testing.T) {
 	want.Peers = []string{"http://127.0.0.1:7171", "http://127.0.0.1:7272"}
 	want.ReplayPerSigner = 50
 	want.PendingBytesPerSigner = 0
+	want.PendingBytesPatients = 3 << 40
 	want.PendingBytesTotal = 5 << 40
 	conf := defaultAppConfig()
 	conf.Sidecar = want
@@ -629,6 +630,7 @@ func TestSidecarConfig(t *testing.T) {
 		func(c *sidecarConfig) { c.Backend, c.MinIOEndpoint = "minio", "" },
 		func(c *sidecarConfig) { c.ReplayPerSigner = -1 },
 		func(c *sidecarConfig) { c.PendingBytesPerSigner = -1 },
+		func(c *sidecarConfig) { c.PendingBytesPatients = -1 },
 		func(c *sidecarConfig) { c.PendingBytesTotal = -1 },
 	} {
 		c := defaultSidecarConfig()
@@ -644,32 +646,33 @@ func TestSidecarConfig(t *testing.T) {
 // written defaults are the sidecar's.
 func TestSidecarQuotaOptions(t *testing.T) {
 	for _, tc := range []struct {
-		name                     string
-		replay                   int
-		perSigner, total         int64
-		wantReplay               int
-		wantPerSigner, wantTotal int64
+		name                                   string
+		replay                                 int
+		perSigner, patients, total             int64
+		wantReplay                             int
+		wantPerSigner, wantPatients, wantTotal int64
 	}{
-		{"defaults", sidecar.DefaultReplayPerSigner, sidecar.DefaultPendingBytesPerSigner, sidecar.DefaultPendingBytesTotal,
-			sidecar.DefaultReplayPerSigner, sidecar.DefaultPendingBytesPerSigner, sidecar.DefaultPendingBytesTotal},
-		{"set", 10, 1 << 20, 1 << 30, 10, 1 << 20, 1 << 30},
-		{"zero is no bound", 0, 0, 0, -1, -1, -1},
+		{"defaults", sidecar.DefaultReplayPerSigner, sidecar.DefaultPendingBytesPerSigner, sidecar.DefaultPendingBytesPatients, sidecar.DefaultPendingBytesTotal,
+			sidecar.DefaultReplayPerSigner, sidecar.DefaultPendingBytesPerSigner, sidecar.DefaultPendingBytesPatients, sidecar.DefaultPendingBytesTotal},
+		{"set", 10, 1 << 20, 1 << 29, 1 << 30, 10, 1 << 20, 1 << 29, 1 << 30},
+		{"zero is no bound", 0, 0, 0, 0, -1, -1, -1, -1},
 	} {
 		c := defaultSidecarConfig()
-		c.ReplayPerSigner, c.PendingBytesPerSigner, c.PendingBytesTotal = tc.replay, tc.perSigner, tc.total
+		c.ReplayPerSigner, c.PendingBytesPerSigner, c.PendingBytesPatients, c.PendingBytesTotal = tc.replay, tc.perSigner, tc.patients, tc.total
 		if err := c.resolve(t.TempDir()); err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
 		o := c.options()
-		if o.ReplayPerSigner != tc.wantReplay || o.PendingBytesPerSigner != tc.wantPerSigner || o.PendingBytesTotal != tc.wantTotal {
-			t.Errorf("%s: options %d, %d, %d; want %d, %d, %d", tc.name, o.ReplayPerSigner, o.PendingBytesPerSigner, o.PendingBytesTotal,
-				tc.wantReplay, tc.wantPerSigner, tc.wantTotal)
+		if o.ReplayPerSigner != tc.wantReplay || o.PendingBytesPerSigner != tc.wantPerSigner || o.PendingBytesPatients != tc.wantPatients || o.PendingBytesTotal != tc.wantTotal {
+			t.Errorf("%s: options %d, %d, %d, %d; want %d, %d, %d, %d", tc.name, o.ReplayPerSigner, o.PendingBytesPerSigner, o.PendingBytesPatients, o.PendingBytesTotal,
+				tc.wantReplay, tc.wantPerSigner, tc.wantPatients, tc.wantTotal)
 		}
 	}
 	rendered := renderSidecarConfig(defaultSidecarConfig())
 	for _, want := range []string{
 		fmt.Sprintf("replay_per_signer = %d\n", sidecar.DefaultReplayPerSigner),
 		fmt.Sprintf("pending_bytes_per_signer = %d\n", int64(sidecar.DefaultPendingBytesPerSigner)),
+		fmt.Sprintf("pending_bytes_patients = %d\n", int64(sidecar.DefaultPendingBytesPatients)),
 		fmt.Sprintf("pending_bytes_total = %d\n", int64(sidecar.DefaultPendingBytesTotal)),
 	} {
 		if !strings.Contains(rendered, want) {

@@ -110,8 +110,10 @@
 // A blob is pending from its upload until the reference index reads a
 // committed record or share of it, or the sweep deletes it. The bytes of
 // pending blobs are bounded per signer of the upload
-// (PendingBytesPerSigner, 16 GiB: 429) and in all (PendingBytesTotal,
-// 64 GiB: 507); the check and the reservation are one step, before the
+// (PendingBytesPerSigner, 16 GiB: 429), of all patients' uploads
+// (PendingBytesPatients, 32 GiB: 507; patients enroll themselves, so a few
+// accounts could otherwise take the total from the registered members) and
+// in all (PendingBytesTotal, 64 GiB: 507); the check and the reservation are one step, before the
 // body is read, and a second upload of a stored blob adds nothing. The
 // count is kept in memory and rebuilt at start from the store's listing
 // and the reference index (pending.go); before it refuses, an upload has

@@ -35,6 +35,9 @@ const (
 	// refusedSignerPending: the signer's pending uploads would pass
 	// pending_bytes_per_signer (429).
 	refusedSignerPending = "signer_pending_bytes"
+	// refusedPatientsPending: the patients' pending uploads would pass
+	// pending_bytes_patients.
+	refusedPatientsPending = "patients_pending_bytes"
 	// refusedPending: all pending uploads would pass pending_bytes_total
 	// (507).
 	refusedPending = "pending_bytes"

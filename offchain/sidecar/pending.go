@@ -22,6 +22,12 @@ import (
 // total: an upload that would pass a bound is refused before its body is
 // read (429 for the signer's bound, 507 for the total).
 //
+// Patients enroll themselves, one transaction each, so their uploads
+// together have a bound of their own below the total (patients): a few
+// self-enrolled accounts can fill it, and then they deny uploads to other
+// patients until the sweep, but not to the members a registrar registered,
+// who keep the rest of the total.
+//
 // Per signer, not per owner (patient and category): an owner costs
 // nothing to multiply — a patient's owner may upload under any well-formed
 // category name (checkCategory: the name, not the chain's list), and a
@@ -41,8 +47,9 @@ import (
 
 // Errors of pendingQuota.reserve; errors.Is matches a *pendingQuotaError.
 var (
-	errSignerPendingFull = errors.New("the signer's pending uploads would pass its limit")
-	errPendingFull       = errors.New("the pending uploads would pass the sidecar's limit")
+	errSignerPendingFull   = errors.New("the signer's pending uploads would pass its limit")
+	errPatientsPendingFull = errors.New("the patients' pending uploads would pass their limit")
+	errPendingFull         = errors.New("the pending uploads would pass the sidecar's limit")
 )
 
 // pendingQuotaError refuses an upload: the bound (limit), the bytes pending
@@ -61,18 +68,19 @@ func (e *pendingQuotaError) Unwrap() error { return e.err }
 // pendingQuota accounts pending blobs. Its methods may be called on nil
 // (no bound configured): they do nothing.
 type pendingQuota struct {
-	perSigner, total int64 // bounds in bytes; 0: none
-	store            blobstore.Store
-	refs             *refIndex
-	gauge            prometheus.Gauge
+	perSigner, patients, total int64 // bounds in bytes; 0: none
+	store                      blobstore.Store
+	refs                       *refIndex
+	gauge                      prometheus.Gauge
 
 	mu    sync.Mutex
 	ready bool // the rebuild is done
 	blobs map[blobstore.Key]*pendingBlob
 	// bySigner: pending bytes per uploader; blobs found at the rebuild are
 	// in sum only.
-	bySigner map[signerAddr]int64
-	sum      int64
+	bySigner   map[signerAddr]int64
+	sum        int64
+	patientSum int64 // of blobs patients uploaded
 }
 
 // pendingBlob is one pending blob: its size and who uploaded it.
@@ -80,12 +88,13 @@ type pendingBlob struct {
 	key        blobstore.Key
 	size       int64
 	signer     signerAddr
+	patient    bool // the signer is a patient
 	attributed bool // false for a blob found at the rebuild
 }
 
-func newPendingQuota(perSigner, total int64, store blobstore.Store, refs *refIndex, gauge prometheus.Gauge) *pendingQuota {
+func newPendingQuota(perSigner, patients, total int64, store blobstore.Store, refs *refIndex, gauge prometheus.Gauge) *pendingQuota {
 	return &pendingQuota{
-		perSigner: perSigner, total: total, store: store, refs: refs, gauge: gauge,
+		perSigner: perSigner, patients: patients, total: total, store: store, refs: refs, gauge: gauge,
 		blobs: make(map[blobstore.Key]*pendingBlob), bySigner: make(map[signerAddr]int64),
 	}
 }
@@ -126,19 +135,19 @@ func (q *pendingQuota) rebuildLocked(ctx context.Context) error {
 	if err = errors.Join(err, idxErr); err != nil {
 		return fmt.Errorf("counting the pending uploads: %w", err)
 	}
-	q.blobs, q.sum, q.ready = blobs, sum, true
+	q.blobs, q.sum, q.patientSum, q.ready = blobs, sum, 0, true
 	q.bySigner = make(map[signerAddr]int64)
 	q.setGauge()
 	return nil
 }
 
-// reserve counts an upload of size bytes by signer for key before its body
-// is stored, or refuses it (a *pendingQuotaError) if it would pass a
-// bound. It returns nil, counting nothing, when key is already pending (a
+// reserve counts an upload of size bytes by signer (a patient or not) for
+// key before its body is stored, or refuses it (a *pendingQuotaError) if it
+// would pass a bound. It returns nil, counting nothing, when key is already pending (a
 // second upload of the same bytes) or referenced. Check and count are one
 // step under q.mu, so concurrent uploads cannot both pass a bound. The
 // caller holds key's lock (keyLocks), against the sweep's delete.
-func (q *pendingQuota) reserve(ctx context.Context, signer signerAddr, key blobstore.Key, size int64) (*pendingBlob, error) {
+func (q *pendingQuota) reserve(ctx context.Context, signer signerAddr, patient bool, key blobstore.Key, size int64) (*pendingBlob, error) {
 	if q == nil {
 		return nil, nil
 	}
@@ -162,13 +171,19 @@ func (q *pendingQuota) reserve(ctx context.Context, signer signerAddr, key blobs
 	if used := q.bySigner[signer]; q.perSigner > 0 && used+size > q.perSigner {
 		return nil, &pendingQuotaError{err: errSignerPendingFull, limit: q.perSigner, used: used, size: size}
 	}
+	if patient && q.patients > 0 && q.patientSum+size > q.patients {
+		return nil, &pendingQuotaError{err: errPatientsPendingFull, limit: q.patients, used: q.patientSum, size: size}
+	}
 	if q.total > 0 && q.sum+size > q.total {
 		return nil, &pendingQuotaError{err: errPendingFull, limit: q.total, used: q.sum, size: size}
 	}
-	b := &pendingBlob{key: key, size: size, signer: signer, attributed: true}
+	b := &pendingBlob{key: key, size: size, signer: signer, patient: patient, attributed: true}
 	q.blobs[key] = b
 	q.bySigner[signer] += size
 	q.sum += size
+	if patient {
+		q.patientSum += size
+	}
 	q.setGauge()
 	return b, nil
 }
@@ -206,6 +221,9 @@ func (q *pendingQuota) deleted(key blobstore.Key) { q.referenced([]blobstore.Key
 func (q *pendingQuota) removeLocked(b *pendingBlob) {
 	delete(q.blobs, b.key)
 	q.sum -= b.size
+	if b.patient {
+		q.patientSum -= b.size
+	}
 	if b.attributed {
 		if q.bySigner[b.signer] -= b.size; q.bySigner[b.signer] <= 0 {
 			delete(q.bySigner, b.signer)
@@ -218,6 +236,13 @@ func (q *pendingQuota) setGauge() {
 	if q.gauge != nil {
 		q.gauge.Set(float64(q.sum))
 	}
+}
+
+// patientsUsage is the pending bytes of the blobs patients uploaded.
+func (q *pendingQuota) patientsUsage() int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.patientSum
 }
 
 // usage is the pending bytes of signer and in total.

@@ -21,7 +21,7 @@ import (
 // TestPendingQuotaRules: the accounting's rules, step by step, over an
 // empty store and an index that references key 9.
 func TestPendingQuotaRules(t *testing.T) {
-	a, b := signerAddr{1}, signerAddr{2}
+	a, b, c := signerAddr{1}, signerAddr{2}, signerAddr{3}
 	type op int
 	const (
 		reserve   op = iota
@@ -34,41 +34,43 @@ func TestPendingQuotaRules(t *testing.T) {
 		signer            signerAddr
 		key               byte
 		size              int64
+		patient           bool  // the signer is a patient
 		err               error // of reserve
 		counted           bool  // reserve took a reservation
 		mineA, mineB, sum int64 // pending bytes after the step
+		patients          int64 // of them, patients' uploads
 	}
 	for _, tc := range []struct {
-		name             string
-		perSigner, total int64
-		steps            []step
+		name                       string
+		perSigner, patients, total int64
+		steps                      []step
 	}{
-		{"per signer: up to the limit, not one byte more; others unaffected", 100, 0, []step{
+		{"per signer: up to the limit, not one byte more; others unaffected", 100, 0, 0, []step{
 			{op: reserve, signer: a, key: 1, size: 60, counted: true, mineA: 60, sum: 60},
 			{op: reserve, signer: a, key: 2, size: 40, counted: true, mineA: 100, sum: 100},
 			{op: reserve, signer: a, key: 3, size: 1, err: errSignerPendingFull, mineA: 100, sum: 100},
 			{op: reserve, signer: b, key: 3, size: 100, counted: true, mineA: 100, mineB: 100, sum: 200},
 			{op: reserve, signer: a, key: 4, size: 0, counted: true, mineA: 100, mineB: 100, sum: 200},
 		}},
-		{"total: refused once all signers together would pass it", 100, 150, []step{
+		{"total: refused once all signers together would pass it", 100, 0, 150, []step{
 			{op: reserve, signer: a, key: 1, size: 100, counted: true, mineA: 100, sum: 100},
 			{op: reserve, signer: b, key: 2, size: 51, err: errPendingFull, mineA: 100, sum: 100},
 			{op: reserve, signer: b, key: 2, size: 50, counted: true, mineA: 100, mineB: 50, sum: 150},
 		}},
-		{"the signer's limit is reported before the total's", 10, 10, []step{
+		{"the signer's limit is reported before the total's", 10, 0, 10, []step{
 			{op: reserve, signer: a, key: 1, size: 10, counted: true, mineA: 10, sum: 10},
 			{op: reserve, signer: a, key: 2, size: 1, err: errSignerPendingFull, mineA: 10, sum: 10},
 			{op: reserve, signer: b, key: 2, size: 1, err: errPendingFull, mineA: 10, sum: 10},
 		}},
-		{"the same blob again counts once, whoever uploads it", 100, 0, []step{
+		{"the same blob again counts once, whoever uploads it", 100, 0, 0, []step{
 			{op: reserve, signer: a, key: 1, size: 80, counted: true, mineA: 80, sum: 80},
 			{op: reserve, signer: a, key: 1, size: 80, mineA: 80, sum: 80},
 			{op: reserve, signer: b, key: 1, size: 80, mineA: 80, sum: 80},
 		}},
-		{"a referenced blob is not pending", 10, 10, []step{
+		{"a referenced blob is not pending", 10, 0, 10, []step{
 			{op: reserve, signer: a, key: 9, size: 1000, mineA: 0, sum: 0},
 		}},
-		{"referenced or swept, a blob no longer counts", 100, 0, []step{
+		{"referenced or swept, a blob no longer counts", 100, 0, 0, []step{
 			{op: reserve, signer: a, key: 1, size: 60, counted: true, mineA: 60, sum: 60},
 			{op: reserve, signer: a, key: 2, size: 40, counted: true, mineA: 100, sum: 100},
 			{op: reference, key: 1, mineA: 40, sum: 40},
@@ -76,7 +78,17 @@ func TestPendingQuotaRules(t *testing.T) {
 			{op: reserve, signer: a, key: 3, size: 100, counted: true, mineA: 100, sum: 100},
 			{op: reference, key: 1, mineA: 100, sum: 100}, // again: nothing
 		}},
-		{"a failed upload gives its reservation back, once", 100, 0, []step{
+		{"patients together: up to their limit; members keep the rest of the total", 100, 150, 200, []step{
+			{op: reserve, signer: a, patient: true, key: 1, size: 100, counted: true, mineA: 100, sum: 100, patients: 100},
+			{op: reserve, signer: b, patient: true, key: 2, size: 51, err: errPatientsPendingFull, mineA: 100, sum: 100, patients: 100},
+			{op: reserve, signer: b, patient: true, key: 2, size: 50, counted: true, mineA: 100, mineB: 50, sum: 150, patients: 150},
+			{op: reserve, signer: c, key: 3, size: 50, counted: true, mineA: 100, mineB: 50, sum: 200, patients: 150},
+			{op: reserve, signer: c, key: 4, size: 1, err: errPendingFull, mineA: 100, mineB: 50, sum: 200, patients: 150},
+			{op: reference, key: 1, mineB: 50, sum: 100, patients: 50},
+			{op: sweep, key: 2, sum: 50},
+			{op: reserve, signer: b, patient: true, key: 5, size: 100, counted: true, mineB: 100, sum: 150, patients: 100},
+		}},
+		{"a failed upload gives its reservation back, once", 100, 0, 0, []step{
 			{op: reserve, signer: a, key: 1, size: 60, counted: true, mineA: 60, sum: 60},
 			{op: release, key: 1, sum: 0},
 			{op: release, key: 1, sum: 0},
@@ -99,13 +111,13 @@ func TestPendingQuotaRules(t *testing.T) {
 			if _, err := refs.add(refCursor{}, []BlockBlobs{{Height: 1, Blobs: []blobstore.Key{key(9)}}}); err != nil {
 				t.Fatal(err)
 			}
-			q := newPendingQuota(tc.perSigner, tc.total, store, refs, nil)
+			q := newPendingQuota(tc.perSigner, tc.patients, tc.total, store, refs, nil)
 			refs.onAdd = q.referenced
 			held := map[byte]*pendingBlob{}
 			for i, s := range tc.steps {
 				switch s.op {
 				case reserve:
-					r, err := q.reserve(context.Background(), s.signer, key(s.key), s.size)
+					r, err := q.reserve(context.Background(), s.signer, s.patient, key(s.key), s.size)
 					if !errors.Is(err, s.err) || (err == nil) != (s.err == nil) || (r != nil) != s.counted {
 						t.Fatalf("step %d: reserve = %v, %v; want counted %v, %v", i, r, err, s.counted, s.err)
 					}
@@ -130,6 +142,9 @@ func TestPendingQuotaRules(t *testing.T) {
 				}
 				if mineB, _ := q.usage(b); mineB != s.mineB {
 					t.Fatalf("step %d: b has %d pending, want %d", i, mineB, s.mineB)
+				}
+				if got := q.patientsUsage(); got != s.patients {
+					t.Fatalf("step %d: patients have %d pending, want %d", i, got, s.patients)
 				}
 			}
 		})
@@ -329,13 +344,31 @@ func TestPendingQuotaConcurrent(t *testing.T) {
 	}
 }
 
-// TestPendingQuotaOff: with both bounds negative nothing is counted.
+// TestPendingQuotaOff: with every bound negative nothing is counted.
 func TestPendingQuotaOff(t *testing.T) {
-	e, _ := quotaEnv(t, -1, -1, nil)
+	e, _ := quotaEnv(t, -1, -1, func(o *Options) { o.PendingBytesPatients = -1 })
 	if e.srv.pending != nil {
 		t.Fatal("pending uploads are counted with no bound")
 	}
 	if _, err := e.put(e.writer, blob("big", 1000)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPendingQuotaPatientsHTTP, through the server: once the patients'
+// uploads together reach pending_bytes_patients, a patient's next upload is
+// refused (507, naming the limit), and a clinician still uploads.
+func TestPendingQuotaPatientsHTTP(t *testing.T) {
+	e, _ := quotaEnv(t, 1000, 1000, func(o *Options) { o.PendingBytesPatients = 100 })
+	if _, err := e.put(e.patient, blob("p", 100)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.put(e.patient, blob("q", 1))
+	wantStatus(t, err, http.StatusInsufficientStorage, "their limit (pending_bytes_patients) of 100 bytes")
+	if _, err := e.put(e.writer, blob("w", 500)); err != nil {
+		t.Fatalf("a clinician's upload after the patients' share is used up: %v", err)
+	}
+	if got := e.srv.pending.patientsUsage(); got != 100 {
+		t.Fatalf("patients' pending bytes %d, want 100", got)
 	}
 }

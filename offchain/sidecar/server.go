@@ -34,9 +34,11 @@ const (
 )
 
 // Default bounds on pending uploads: per signer, four blobs of the genesis
-// default max_blob_bytes (4 GiB); in all, 64 GiB.
+// default max_blob_bytes (4 GiB); of all patients, half the total; in all,
+// 64 GiB.
 const (
 	DefaultPendingBytesPerSigner = 16 << 30
+	DefaultPendingBytesPatients  = 32 << 30
 	DefaultPendingBytesTotal     = 64 << 30
 )
 
@@ -74,6 +76,11 @@ type Options struct {
 	// until referenced or swept): an upload that would pass it is refused
 	// (429) before its body is read. Negative: no bound.
 	PendingBytesPerSigner int64
+	// PendingBytesPatients bounds the bytes of the pending blobs patients
+	// uploaded, all together (507): patients enroll themselves, so a few
+	// accounts could otherwise take the whole total from the members a
+	// registrar registered. Negative: no bound.
+	PendingBytesPatients int64
 	// PendingBytesTotal bounds the bytes of all pending blobs: an upload
 	// that would pass it is refused (507). Negative: no bound.
 	PendingBytesTotal int64
@@ -151,6 +158,9 @@ func New(opts Options) (*Server, error) {
 	if opts.PendingBytesPerSigner == 0 {
 		opts.PendingBytesPerSigner = DefaultPendingBytesPerSigner
 	}
+	if opts.PendingBytesPatients == 0 {
+		opts.PendingBytesPatients = DefaultPendingBytesPatients
+	}
 	if opts.PendingBytesTotal == 0 {
 		opts.PendingBytesTotal = DefaultPendingBytesTotal
 	}
@@ -192,8 +202,9 @@ func New(opts Options) (*Server, error) {
 			MaxIdleConnsPerHost:   4,
 		}},
 	}
-	if opts.PendingBytesPerSigner > 0 || opts.PendingBytesTotal > 0 {
-		s.pending = newPendingQuota(max(opts.PendingBytesPerSigner, 0), max(opts.PendingBytesTotal, 0), opts.Store, refs, s.metrics.pending)
+	if opts.PendingBytesPerSigner > 0 || opts.PendingBytesPatients > 0 || opts.PendingBytesTotal > 0 {
+		s.pending = newPendingQuota(max(opts.PendingBytesPerSigner, 0), max(opts.PendingBytesPatients, 0), max(opts.PendingBytesTotal, 0),
+			opts.Store, refs, s.metrics.pending)
 		refs.onAdd = s.pending.referenced
 	}
 	mux := http.NewServeMux()
@@ -464,7 +475,8 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 	existed := statErr == nil
 	var reserved *pendingBlob
 	if !existed { // a second upload of stored bytes adds none
-		if reserved, aerr = s.reservePending(ctx, signerAddr(sr.address), key, size, head); aerr != nil {
+		patient := caller.Role == emrv1.Role_ROLE_PATIENT
+		if reserved, aerr = s.reservePending(ctx, signerAddr(sr.address), patient, key, size, head); aerr != nil {
 			writeError(w, aerr)
 			return
 		}
@@ -499,14 +511,14 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 // reference index reads blocks (the sweep's passes); before it refuses, the
 // index reads the blocks up to head, so that records committed since count
 // no more.
-func (s *Server) reservePending(ctx context.Context, signer signerAddr, key blobstore.Key, size int64, head Head) (*pendingBlob, *apiError) {
-	b, err := s.pending.reserve(ctx, signer, key, size)
-	if errors.Is(err, errSignerPendingFull) || errors.Is(err, errPendingFull) {
+func (s *Server) reservePending(ctx context.Context, signer signerAddr, patient bool, key blobstore.Key, size int64, head Head) (*pendingBlob, *apiError) {
+	b, err := s.pending.reserve(ctx, signer, patient, key, size)
+	if errors.Is(err, errSignerPendingFull) || errors.Is(err, errPatientsPendingFull) || errors.Is(err, errPendingFull) {
 		if cur, cerr := s.refs.cursor(); cerr == nil && cur.Height < head.Height {
 			if _, cerr := s.refs.catchUp(ctx, s.chain, s.log); cerr != nil {
 				s.log.Error("the reference index could not read the latest blocks for the upload quota", "err", cerr)
 			}
-			b, err = s.pending.reserve(ctx, signer, key, size)
+			b, err = s.pending.reserve(ctx, signer, patient, key, size)
 		}
 	}
 	var qe *pendingQuotaError
@@ -518,6 +530,11 @@ func (s *Server) reservePending(ctx context.Context, signer signerAddr, key blob
 		return nil, errf(http.StatusTooManyRequests, "signer_pending_quota",
 			"the blobs %x uploaded that no committed record or share references yet hold %d bytes; this %d-byte upload would pass the limit per signer (pending_bytes_per_signer) of %d bytes: add the records of those uploads, or wait until the sweep removes the ones no record references",
 			signer[:], qe.used, qe.size, qe.limit)
+	case errors.As(err, &qe) && errors.Is(err, errPatientsPendingFull):
+		s.metrics.refused(refusedPatientsPending)
+		return nil, errf(http.StatusInsufficientStorage, "patients_pending_quota",
+			"the blobs patients uploaded that no committed record or share references yet hold %d bytes on this sidecar; this %d-byte upload would pass their limit (pending_bytes_patients) of %d bytes: retry later",
+			qe.used, qe.size, qe.limit)
 	case errors.As(err, &qe):
 		s.metrics.refused(refusedPending)
 		return nil, errf(http.StatusInsufficientStorage, "pending_quota",
