@@ -39,8 +39,12 @@ import (
 // (before its first upload is accepted) from what is true on disk: every
 // blob in the store that the reference index does not hold is pending. The
 // store does not say who uploaded a blob, so blobs found at the rebuild
-// count toward the total only; they are gone, or referenced, within the
-// grace period and a few sweep passes. An index that is behind counts
+// count toward no signer's bound, but toward the patients' as well as the
+// total (counted toward the total only, they would give patients a fresh
+// share at each restart on top of what they hold, and so the whole total;
+// counted toward it, they may refuse patients a while after a restart);
+// they are gone, or referenced, within the grace period and a few sweep
+// passes. An index that is behind counts
 // blobs whose records it has not read yet; the accounting learns each
 // reference when the index writes it (refIndex.onAdd), and an upload that
 // would pass a bound first has the index read the blocks up to the head.
@@ -77,10 +81,10 @@ type pendingQuota struct {
 	ready bool // the rebuild is done
 	blobs map[blobstore.Key]*pendingBlob
 	// bySigner: pending bytes per uploader; blobs found at the rebuild are
-	// in sum only.
+	// in sum and patientSum only.
 	bySigner   map[signerAddr]int64
 	sum        int64
-	patientSum int64 // of blobs patients uploaded
+	patientSum int64 // of blobs patients uploaded, and those found at the rebuild
 }
 
 // pendingBlob is one pending blob: its size and who uploaded it.
@@ -88,7 +92,7 @@ type pendingBlob struct {
 	key        blobstore.Key
 	size       int64
 	signer     signerAddr
-	patient    bool // the signer is a patient
+	patient    bool // the signer is a patient, or unknown (found at the rebuild)
 	attributed bool // false for a blob found at the rebuild
 }
 
@@ -127,7 +131,10 @@ func (q *pendingQuota) rebuildLocked(ctx context.Context) error {
 			return false
 		}
 		if !referenced {
-			blobs[i.Key] = &pendingBlob{key: i.Key, size: i.Size}
+			// Who uploaded it is unknown: it counts toward the patients'
+			// share too, or a restart would hand patients a fresh share on
+			// top of what they hold (see pendingQuota).
+			blobs[i.Key] = &pendingBlob{key: i.Key, size: i.Size, patient: true}
 			sum += i.Size
 		}
 		return true
@@ -135,7 +142,7 @@ func (q *pendingQuota) rebuildLocked(ctx context.Context) error {
 	if err = errors.Join(err, idxErr); err != nil {
 		return fmt.Errorf("counting the pending uploads: %w", err)
 	}
-	q.blobs, q.sum, q.patientSum, q.ready = blobs, sum, 0, true
+	q.blobs, q.sum, q.patientSum, q.ready = blobs, sum, sum, true
 	q.bySigner = make(map[signerAddr]int64)
 	q.setGauge()
 	return nil

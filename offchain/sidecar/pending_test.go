@@ -372,3 +372,36 @@ func TestPendingQuotaPatientsHTTP(t *testing.T) {
 		t.Fatalf("patients' pending bytes %d, want 100", got)
 	}
 }
+
+// TestPendingQuotaPatientsRestart: the patients' share survives a restart.
+// The store does not say who uploaded a blob, so blobs found at the
+// rebuild count toward the patients' share as well as the total: else
+// every restart hands patients a fresh share on top of what they already
+// hold, and together they can take the whole total from the members a
+// registrar registered, which the share exists to prevent.
+func TestPendingQuotaPatientsRestart(t *testing.T) {
+	const patients, total = 100, 200
+	e, _ := quotaEnv(t, total, total, func(o *Options) { o.PendingBytesPatients = patients })
+	if _, err := e.put(e.patient, blob("p", patients)); err != nil { // the patients' share, used up
+		t.Fatal(err)
+	}
+
+	srv, err := New(Options{Store: e.store, Chain: e.chain, SweepInterval: -1,
+		PendingBytesPerSigner: total, PendingBytesPatients: patients, PendingBytesTotal: total})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown(t, srv)
+	put := func(a *actor, d []byte) error {
+		_, err := NewClient("http://"+srv.Addr().String(), a, nil).Put(context.Background(), e.pid, testCategory,
+			sha256.Sum256(d), bytes.NewReader(d), int64(len(d)))
+		return err
+	}
+	wantStatus(t, put(e.patient, blob("q", 1)), http.StatusInsufficientStorage, "their limit (pending_bytes_patients) of 100 bytes")
+	if err := put(e.writer, blob("w", total-patients)); err != nil {
+		t.Fatalf("a clinician's upload within the rest of the total, after a restart: %v", err)
+	}
+}
