@@ -17,6 +17,7 @@ import (
 	"github.com/mitchellh/mapstructure"
 
 	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/offchain/sidecar"
 	"github.com/emrchain/emrchain/store"
 )
 
@@ -341,6 +342,9 @@ func loadAppConfig(home string) (appConfig, error) {
 	}
 	for _, key := range md.Undecoded() {
 		return c, fmt.Errorf("%s: unknown key %q", path, key.String())
+	}
+	if !md.IsDefined("sidecar", "pending_bytes_patients") { // follows a total set lower than the default
+		c.Sidecar.PendingBytesPatients = sidecar.PatientsShare(c.Sidecar.PendingBytesTotal)
 	}
 	if err := c.validate(); err != nil {
 		return c, fmt.Errorf("%s: %w", path, err)

@@ -184,7 +184,9 @@ replay_per_signer = %d
 # others). Counted again from the store and the reference index at each
 # start. With the sweep off, unreferenced blobs are never removed, so these
 # fill up for good. 0: no bound. Defaults: 16 GiB (four blobs of the
-# default max_blob_bytes), 32 GiB and 64 GiB.
+# default max_blob_bytes), half the total (at most 32 GiB; when this key is
+# left out, half of whatever total is set) and 64 GiB. The patients' bound
+# must be below the total.
 pending_bytes_per_signer = %d
 pending_bytes_patients = %d
 pending_bytes_total = %d
@@ -270,6 +272,9 @@ func (c *sidecarConfig) resolve(home string) error {
 		return errors.New("sidecar: replay_cache_size, sweep_max_deletes and sweep_max_checks must not be negative")
 	case c.ReplayPerSigner < 0 || c.PendingBytesPerSigner < 0 || c.PendingBytesPatients < 0 || c.PendingBytesTotal < 0:
 		return errors.New("sidecar: replay_per_signer and pending_bytes_per_signer, _patients and _total must not be negative (0: no bound)")
+	case c.PendingBytesTotal > 0 && c.PendingBytesPatients >= c.PendingBytesTotal:
+		return fmt.Errorf("sidecar: pending_bytes_patients (%d) must be below pending_bytes_total (%d), or it bounds nothing the total does not; 0 for no bound of its own",
+			c.PendingBytesPatients, c.PendingBytesTotal)
 	}
 	return nil
 }

@@ -631,6 +631,7 @@ func TestSidecarConfig(t *testing.T) {
 		func(c *sidecarConfig) { c.ReplayPerSigner = -1 },
 		func(c *sidecarConfig) { c.PendingBytesPerSigner = -1 },
 		func(c *sidecarConfig) { c.PendingBytesPatients = -1 },
+		func(c *sidecarConfig) { c.PendingBytesPatients, c.PendingBytesTotal = 1<<30, 1<<30 },
 		func(c *sidecarConfig) { c.PendingBytesTotal = -1 },
 	} {
 		c := defaultSidecarConfig()
@@ -800,7 +801,8 @@ func TestSidecarPendingQuotaAgainstNode(t *testing.T) {
 		refDir := t.TempDir()
 		start := func() *sidecar.Server {
 			srv, err := sidecar.New(sidecar.Options{Store: store, Chain: chain.chainView(), SweepInterval: -1, RefIndexDir: refDir,
-				PendingBytesPerSigner: 3 * size, PendingBytesTotal: 5 * size})
+				PendingBytesPerSigner: 3 * size, PendingBytesTotal: 5 * size,
+				PendingBytesPatients: -1}) // both signers here are patients; their share: TestPendingQuotaPatientsHTTP
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -874,4 +876,32 @@ func TestSidecarPendingQuotaAgainstNode(t *testing.T) {
 		}
 		run(t, store, "minio")
 	})
+}
+
+// TestSidecarPatientsShareFollowsTotal: an app.toml that lowers
+// pending_bytes_total without naming pending_bytes_patients gets half the
+// total as the patients' bound, not the 32 GiB default above the total
+// (which would bound nothing); one that names it keeps it.
+func TestSidecarPatientsShareFollowsTotal(t *testing.T) {
+	for _, tc := range []struct {
+		name, table string
+		want        int64
+	}{
+		{"total lowered", "[sidecar]\npending_bytes_total = 1000\n", 500},
+		{"total raised", "[sidecar]\npending_bytes_total = 1099511627776\n", sidecar.DefaultPendingBytesPatients},
+		{"no total bound", "[sidecar]\npending_bytes_total = 0\n", sidecar.DefaultPendingBytesPatients},
+		{"named", "[sidecar]\npending_bytes_total = 1000\npending_bytes_patients = 300\n", 300},
+	} {
+		home := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(home, "config"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(home, "config", appConfigFile), []byte(tc.table), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := loadSidecarConfig(home)
+		if err != nil || c.PendingBytesPatients != tc.want {
+			t.Errorf("%s: pending_bytes_patients %d, %v; want %d", tc.name, c.PendingBytesPatients, err, tc.want)
+		}
+	}
 }

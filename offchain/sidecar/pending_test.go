@@ -405,3 +405,18 @@ func TestPendingQuotaPatientsRestart(t *testing.T) {
 		t.Fatalf("a clinician's upload within the rest of the total, after a restart: %v", err)
 	}
 }
+
+// TestPendingQuotaPatientsDefault: with the patients' bound unset, it is
+// half the total, so a total set below the 32 GiB default still leaves the
+// registered members the other half.
+func TestPendingQuotaPatientsDefault(t *testing.T) {
+	e, _ := quotaEnv(t, 1000, 200, nil)
+	if _, err := e.put(e.patient, blob("p", 100)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.put(e.patient, blob("q", 1))
+	wantStatus(t, err, http.StatusInsufficientStorage, "their limit (pending_bytes_patients) of 100 bytes")
+	if _, err := e.put(e.writer, blob("w", 100)); err != nil {
+		t.Fatalf("a clinician's upload within the rest of the total: %v", err)
+	}
+}

@@ -42,6 +42,17 @@ const (
 	DefaultPendingBytesTotal     = 64 << 30
 )
 
+// PatientsShare is the default bound of the patients' pending uploads for
+// a total bound of total bytes (no bound when not positive): half of it,
+// at most DefaultPendingBytesPatients, so that a lowered total does not
+// leave the patients' bound above it (and so without effect).
+func PatientsShare(total int64) int64 {
+	if total <= 0 {
+		return DefaultPendingBytesPatients
+	}
+	return min(DefaultPendingBytesPatients, total/2)
+}
+
 // Logger is the logging the sidecar needs; CometBFT's log.Logger has it.
 type Logger interface {
 	Info(msg string, keyvals ...any)
@@ -79,7 +90,8 @@ type Options struct {
 	// PendingBytesPatients bounds the bytes of the pending blobs patients
 	// uploaded, all together (507): patients enroll themselves, so a few
 	// accounts could otherwise take the whole total from the members a
-	// registrar registered. Negative: no bound.
+	// registrar registered. 0: PatientsShare(PendingBytesTotal). Negative:
+	// no bound.
 	PendingBytesPatients int64
 	// PendingBytesTotal bounds the bytes of all pending blobs: an upload
 	// that would pass it is refused (507). Negative: no bound.
@@ -158,11 +170,11 @@ func New(opts Options) (*Server, error) {
 	if opts.PendingBytesPerSigner == 0 {
 		opts.PendingBytesPerSigner = DefaultPendingBytesPerSigner
 	}
-	if opts.PendingBytesPatients == 0 {
-		opts.PendingBytesPatients = DefaultPendingBytesPatients
-	}
 	if opts.PendingBytesTotal == 0 {
 		opts.PendingBytesTotal = DefaultPendingBytesTotal
+	}
+	if opts.PendingBytesPatients == 0 {
+		opts.PendingBytesPatients = PatientsShare(opts.PendingBytesTotal)
 	}
 	if opts.SweepInterval == 0 {
 		opts.SweepInterval = DefaultSweepInterval
