@@ -38,11 +38,17 @@ type Options struct {
 // Application is the CometBFT ABCI application of emrchain: a thin adapter
 // over *app.App. Build one with New.
 type Application struct {
+	// mu serializes the calls that change or check state (InitChain,
+	// CheckTx, the block calls, Commit). Info and Query read committed
+	// versions only, which the store serves beside a block in progress, so
+	// they hold readMu for reading instead: a proven read never waits for a
+	// block, and a flood of them never holds one up. Close takes both.
 	mu      sync.Mutex
+	readMu  sync.RWMutex
 	app     *app.App
 	logger  log.Logger
 	version string
-	closed  bool
+	closed  bool            // written under mu and readMu; read under either
 	allowed map[string]bool // Options.AllowedPeers, lowercase; empty: none
 }
 
@@ -65,6 +71,8 @@ func New(a *app.App, opts Options) *Application {
 func (a *Application) Close() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.readMu.Lock()
+	defer a.readMu.Unlock()
 	a.closed = true
 }
 
@@ -74,6 +82,17 @@ func (a *Application) lock() error {
 	a.mu.Lock()
 	if a.closed {
 		a.mu.Unlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+// rlock takes readMu for reading (Info, Query); it fails, without holding
+// it, once the adapter is closed. Release with a.readMu.RUnlock.
+func (a *Application) rlock() error {
+	a.readMu.RLock()
+	if a.closed {
+		a.readMu.RUnlock()
 		return ErrClosed
 	}
 	return nil

@@ -13,10 +13,10 @@ import (
 // height is 0. Info must therefore describe persisted state only, never a
 // staged block — app.LastCommit does exactly that.
 func (a *Application) Info(_ context.Context, req *types.InfoRequest) (*types.InfoResponse, error) {
-	if err := a.lock(); err != nil {
+	if err := a.rlock(); err != nil {
 		return nil, err
 	}
-	defer a.mu.Unlock()
+	defer a.readMu.RUnlock()
 
 	height, appHash := a.app.LastCommit()
 	a.logger.Debug("ABCI Info", "height", height, "app_hash", fmt.Sprintf("%X", appHash),

@@ -39,10 +39,10 @@ const (
 // Query reads only committed versions, so a recovered panic cannot have
 // touched consensus state; it is reported as CodeInternal and logged.
 func (a *Application) Query(_ context.Context, req *types.QueryRequest) (resp *types.QueryResponse, _ error) {
-	if err := a.lock(); err != nil {
+	if err := a.rlock(); err != nil {
 		return &types.QueryResponse{Code: CodeClosed, Codespace: Codespace, Log: err.Error()}, nil
 	}
-	defer a.mu.Unlock()
+	defer a.readMu.RUnlock()
 	defer func() {
 		if r := recover(); r != nil {
 			a.logger.Error("ABCI Query panicked", "path", req.Path, "panic", r)

@@ -232,7 +232,10 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 		return fmt.Errorf("validator key %s: %w", conf.PrivValidatorKeyFile(), err)
 	}
 	n, err := node.NewNode(ctx, conf, pv, nodeKey,
-		proxy.NewLocalClientCreator(abciApp),
+		// One mutex per ABCI connection, not one for all: the adapter
+		// serializes what changes state itself, and answers Info and
+		// Query from committed versions beside a block in progress.
+		proxy.NewConnSyncLocalClientCreator(abciApp),
 		func() (node.ChecksummedGenesisDoc, error) { return gen, nil },
 		cmtcfg.DefaultDBProvider,
 		node.DefaultMetricsProvider(conf.Instrumentation),
