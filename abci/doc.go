@@ -43,10 +43,14 @@
 // not share, so the right thing is to stop and let the operator look. CometBFT
 // reports such an error as a consensus failure and stops making progress.
 //
-// Every method takes one mutex, so calls are serialised even if the adapter is
-// served by more than one ABCI connection (CometBFT's local client creator
-// already shares one mutex; other transports or in-process callers such as a
-// future gRPC query server might not). Close takes the same mutex, so after it
-// returns no call is in flight and every later call fails; the store can then
-// be closed safely.
+// Every method that changes or checks state (InitChain, CheckTx, the block
+// calls, Commit) takes one mutex, so those calls are serialised even though
+// emrchaind serves the adapter with one ABCI client mutex per connection
+// (proxy.NewConnSyncLocalClientCreator). Info and Query read committed
+// versions only, which the store serves beside a block in progress, so they
+// take a read lock of their own instead: a proven read never waits for a
+// block, and a flood of them cannot hold one up. Close takes both, so after
+// it returns no call is in flight and every later call fails; the store can
+// then be closed safely. Vote extensions and snapshots are answered without
+// state (refused or empty), so they take neither.
 package abci
