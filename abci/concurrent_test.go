@@ -2,6 +2,7 @@ package abci_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -94,5 +95,106 @@ func TestReadsDoNotWaitForBlocks(t *testing.T) {
 	}
 	if _, err := conn.Commit(ctx, &types.CommitRequest{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// gateLogger holds up the adapter at chosen log lines once armed: the first
+// call that logs msg closes entered[msg] and waits for release[msg] to be
+// closed.
+type gateLogger struct {
+	log.Logger
+	armed            atomic.Bool
+	entered, release map[string]chan struct{}
+	once             map[string]*sync.Once
+}
+
+func newGateLogger(msgs ...string) *gateLogger {
+	l := &gateLogger{Logger: log.NewNopLogger(), entered: map[string]chan struct{}{}, release: map[string]chan struct{}{}, once: map[string]*sync.Once{}}
+	for _, m := range msgs {
+		l.entered[m], l.release[m], l.once[m] = make(chan struct{}), make(chan struct{}), new(sync.Once)
+	}
+	return l
+}
+
+func (l *gateLogger) gate(msg string) {
+	if once := l.once[msg]; once != nil && l.armed.Load() {
+		once.Do(func() { close(l.entered[msg]); <-l.release[msg] })
+	}
+}
+
+func (l *gateLogger) Debug(msg string, _ ...any) { l.gate(msg) }
+func (l *gateLogger) Info(msg string, _ ...any)  { l.gate(msg) }
+func (l *gateLogger) With(...any) log.Logger     { return l }
+
+// TestCloseWithCallsInFlight: Close, called while a FinalizeBlock holds the
+// adapter's lock and a Query holds the read lock, waits for both without
+// deadlocking; reads go on being answered while Close waits for the block,
+// and every call after Close is refused.
+func TestCloseWithCallsInFlight(t *testing.T) {
+	const blockMsg, queryMsg = "ABCI FinalizeBlock", "refused a peer that is not one of the consortium's nodes"
+	opts := store.DefaultOptions()
+	opts.Backend = store.BackendMemDB
+	st, err := store.Open("", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	a, err := app.New(st, app.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := newGateLogger(blockMsg, queryMsg)
+	conn := abci.New(a, abci.Options{Version: "test", Logger: logger})
+	ctx := context.Background()
+	initChain(t, conn)
+	block(t, conn, 1)
+	logger.armed.Store(true)
+
+	// A FinalizeBlock holding mu, and a Query (a peer refused) holding
+	// readMu for reading.
+	finalized := make(chan error, 1)
+	go func() {
+		_, err := conn.FinalizeBlock(ctx, &types.FinalizeBlockRequest{Height: 2, Time: genesisTime.Add(2 * time.Second)})
+		finalized <- err
+	}()
+	<-logger.entered[blockMsg]
+	refused := make(chan *types.QueryResponse, 1)
+	go func() {
+		res, _ := conn.Query(ctx, &types.QueryRequest{Path: abci.PeerFilterIDPath + "0000000000000000000000000000000000000001"})
+		refused <- res
+	}()
+	<-logger.entered[queryMsg]
+
+	closed := make(chan struct{})
+	go func() { conn.Close(); close(closed) }()
+
+	// Close waits for the block (mu) before it asks for readMu: reads are
+	// still answered meanwhile.
+	if res, err := conn.Query(ctx, &types.QueryRequest{Path: abci.QueryServicePrefix + "Params"}); err != nil || res.Code != 0 || res.Height != 1 {
+		t.Fatalf("Query while Close waits for a block = %v, %v", res, err)
+	}
+	close(logger.release[blockMsg])
+	if err := <-finalized; err != nil {
+		t.Fatalf("FinalizeBlock in flight at Close: %v", err)
+	}
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a Query was in flight")
+	default:
+	}
+	close(logger.release[queryMsg])
+	if res := <-refused; res == nil || res.Code != abci.CodePeerRefused {
+		t.Fatalf("Query in flight at Close = %v, want the peer refused", res)
+	}
+	<-closed // a deadlock hangs here (go test -timeout bounds it)
+
+	if _, err := conn.Commit(ctx, &types.CommitRequest{}); !errors.Is(err, abci.ErrClosed) {
+		t.Fatalf("Commit after Close: %v, want ErrClosed", err)
+	}
+	if _, err := conn.Info(ctx, &types.InfoRequest{}); !errors.Is(err, abci.ErrClosed) {
+		t.Fatalf("Info after Close: %v, want ErrClosed", err)
+	}
+	if res, err := conn.Query(ctx, &types.QueryRequest{Path: abci.QueryServicePrefix + "Params"}); err != nil || res.Code != abci.CodeClosed {
+		t.Fatalf("Query after Close = %v, %v; want CodeClosed", res, err)
 	}
 }

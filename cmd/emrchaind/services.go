@@ -24,8 +24,8 @@ type service interface {
 }
 
 // serviceEnv is what a service may build on. Services read state through the
-// ABCI adapter (abci.Application.Query), which serialises them with
-// consensus, through app.QueryService (App.Query over committed versions
+// ABCI adapter (abci.Application.Query, committed versions beside a block in
+// progress), through app.QueryService (App.Query over committed versions
 // only, the same code as ABCI queries) or through the node's RPC — never
 // through the store directly.
 type serviceEnv struct {

@@ -346,8 +346,8 @@ func (s *sidecarService) Stop(ctx context.Context) error { return s.srv.Shutdown
 // startSidecarService starts the blob sidecar inside `emrchaind start` when
 // [sidecar] enable is true, and returns nil (no service) when it is not. It
 // asks the node in this process through CometBFT's local RPC client: no
-// network hop, the same ABCI query path (serialised with consensus) as a
-// remote client would take.
+// network hop, the same ABCI query path (committed versions, beside a block
+// in progress) as a remote client would take.
 func startSidecarService(ctx context.Context, env serviceEnv) (service, error) {
 	c := env.appConfig.Sidecar
 	if !c.Enable {
