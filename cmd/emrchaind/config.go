@@ -140,6 +140,10 @@ const (
 	maxBroadcastTimeout = time.Hour
 )
 
+// minPruningKeepRecent is the fewest state versions a pruning node keeps:
+// minutes of blocks, for reads verified at a recent height.
+const minPruningKeepRecent = 100
+
 func defaultAppConfig() appConfig {
 	so := store.DefaultOptions()
 	return appConfig{
@@ -182,6 +186,13 @@ func (c appConfig) validate() error {
 		return errors.New("store.value_cache_size must not be negative")
 	case (c.Store.PruningKeepRecent == 0) != (c.Store.PruningInterval == 0):
 		return errors.New("pruning needs both store.pruning_keep_recent and store.pruning_interval (or neither)")
+	case c.Store.PruningKeepRecent > 0 && c.Store.PruningKeepRecent < minPruningKeepRecent:
+		// A verified read is made at a recent height and answered with
+		// the node's proofs, which the node must still hold while the
+		// client checks the header: with a few versions kept, reads fail
+		// as their versions are pruned underway.
+		return fmt.Errorf("store.pruning_keep_recent %d is below %d: clients' verified reads of recent heights would fail as they are pruned",
+			c.Store.PruningKeepRecent, minPruningKeepRecent)
 	case c.App.SigCacheSize < 0:
 		return errors.New("app.sig_cache_size must not be negative")
 	case c.App.SigCacheSize > maxSigCacheSize:
@@ -262,7 +273,8 @@ cache_size = %d
 # Values of the latest version kept in memory (a few hundred bytes each): what
 # CheckTx and block execution read. 0 keeps none.
 value_cache_size = %d
-# Versions of the state kept for historical queries and proofs; 0 keeps all.
+# Versions of the state kept for historical queries and proofs; 0 keeps all,
+# else at least 100.
 pruning_keep_recent = %d
 # Blocks between pruning runs; 0 never prunes.
 pruning_interval = %d

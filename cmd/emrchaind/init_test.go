@@ -331,6 +331,7 @@ func TestAppConfig(t *testing.T) {
 		"unknown key":          "[store]\nbackend = \"goleveldb\"\nbogus = 1\n",
 		"bad backend":          "[store]\nbackend = \"memdb\"\n",
 		"half pruning":         "[store]\npruning_keep_recent = 10\n",
+		"too few kept":         "[store]\npruning_keep_recent = 99\npruning_interval = 10\n",
 		"negative value cache": "[store]\nvalue_cache_size = -1\n",
 		"not toml":             "[store\n",
 	} {
