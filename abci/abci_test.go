@@ -493,17 +493,7 @@ func ExampleApplication() {
 func TestPeerFilter(t *testing.T) {
 	ctx := context.Background()
 	const member, stranger = "9a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d", "0000000000000000000000000000000000000001"
-	opts := store.DefaultOptions()
-	opts.Backend = store.BackendMemDB
-	st, err := store.Open("", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	a, err := app.New(st, app.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := memApp(t)
 	code := func(app *abci.Application, path string) uint32 {
 		res, err := app.Query(ctx, &types.QueryRequest{Path: path})
 		if err != nil {

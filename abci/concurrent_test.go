@@ -3,7 +3,6 @@ package abci_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,55 +16,14 @@ import (
 	"github.com/emrchain/emrchain/store"
 )
 
-// stallLogger holds up the adapter at the Debug line FinalizeBlock logs
-// while it holds the adapter's lock: entered is closed when a
-// FinalizeBlock gets there, and it goes on once release is closed.
-type stallLogger struct {
-	log.Logger
-	armed            atomic.Bool
-	once             sync.Once
-	entered, release chan struct{}
-}
-
-func (l *stallLogger) Debug(msg string, keyvals ...any) {
-	if msg == "ABCI FinalizeBlock" && l.armed.Load() {
-		l.once.Do(func() { close(l.entered) })
-		<-l.release
-	}
-}
-
-func (l *stallLogger) With(...any) log.Logger { return l }
-
 // TestReadsDoNotWaitForBlocks: while a block is being finalized (the
 // adapter's lock held), Query and Info are answered from the last
 // committed version: a proven read does not wait for a block, and reads
 // cannot hold one up.
 func TestReadsDoNotWaitForBlocks(t *testing.T) {
-	opts := store.DefaultOptions()
-	opts.Backend = store.BackendGoLevelDB
-	st, err := store.Open(filepath.Join(t.TempDir(), "app.db"), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	a, err := app.New(st, app.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := &stallLogger{Logger: log.NewNopLogger(), entered: make(chan struct{}), release: make(chan struct{})}
-	conn := abci.New(a, abci.Options{Version: "test", Logger: logger})
+	conn, logger, finalized := blockHeldUp(t)
 	defer conn.Close()
 	ctx := context.Background()
-	initChain(t, conn)
-	block(t, conn, 1)
-
-	logger.armed.Store(true)
-	finalized := make(chan error, 1)
-	go func() {
-		_, err := conn.FinalizeBlock(ctx, &types.FinalizeBlockRequest{Height: 2, Time: genesisTime.Add(2 * time.Second)})
-		finalized <- err
-	}()
-	<-logger.entered // FinalizeBlock holds the adapter's lock now
 
 	type reads struct {
 		query *types.QueryResponse
@@ -86,16 +44,57 @@ func TestReadsDoNotWaitForBlocks(t *testing.T) {
 			t.Fatalf("reads during block 2: %+v", r)
 		}
 	case <-time.After(20 * time.Second): // a bound on a hang, not a measurement
-		close(logger.release)
+		close(logger.release[blockMsg])
 		t.Fatal("Info and Query waited for the block being finalized")
 	}
-	close(logger.release)
+	close(logger.release[blockMsg])
 	if err := <-finalized; err != nil {
 		t.Fatal(err)
 	}
 	if _, err := conn.Commit(ctx, &types.CommitRequest{}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// memApp is an app over an in-memory store, closed with the test.
+func memApp(t *testing.T) *app.App {
+	t.Helper()
+	opts := store.DefaultOptions()
+	opts.Backend = store.BackendMemDB
+	st, err := store.Open("", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	a, err := app.New(st, app.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// blockMsg is the Debug line FinalizeBlock logs while it holds the
+// adapter's lock.
+const blockMsg = "ABCI FinalizeBlock"
+
+// blockHeldUp is an adapter at height 1 whose FinalizeBlock of height 2 is
+// held up at blockMsg (with the adapter's lock) until the test closes
+// logger.release[blockMsg]; finalized then gets its error. The logger also
+// holds up the first call that logs any of msgs, once armed (it is).
+func blockHeldUp(t *testing.T, msgs ...string) (*abci.Application, *gateLogger, <-chan error) {
+	t.Helper()
+	logger := newGateLogger(append(msgs, blockMsg)...)
+	conn := abci.New(memApp(t), abci.Options{Version: "test", Logger: logger})
+	initChain(t, conn)
+	block(t, conn, 1)
+	logger.armed.Store(true)
+	finalized := make(chan error, 1)
+	go func() {
+		_, err := conn.FinalizeBlock(context.Background(), &types.FinalizeBlockRequest{Height: 2, Time: genesisTime.Add(2 * time.Second)})
+		finalized <- err
+	}()
+	<-logger.entered[blockMsg]
+	return conn, logger, finalized
 }
 
 // gateLogger holds up the adapter at chosen log lines once armed: the first
@@ -131,33 +130,11 @@ func (l *gateLogger) With(...any) log.Logger     { return l }
 // deadlocking; reads go on being answered while Close waits for the block,
 // and every call after Close is refused.
 func TestCloseWithCallsInFlight(t *testing.T) {
-	const blockMsg, queryMsg = "ABCI FinalizeBlock", "refused a peer that is not one of the consortium's nodes"
-	opts := store.DefaultOptions()
-	opts.Backend = store.BackendMemDB
-	st, err := store.Open("", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	a, err := app.New(st, app.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := newGateLogger(blockMsg, queryMsg)
-	conn := abci.New(a, abci.Options{Version: "test", Logger: logger})
-	ctx := context.Background()
-	initChain(t, conn)
-	block(t, conn, 1)
-	logger.armed.Store(true)
-
+	const queryMsg = "refused a peer that is not one of the consortium's nodes"
 	// A FinalizeBlock holding mu, and a Query (a peer refused) holding
 	// readMu for reading.
-	finalized := make(chan error, 1)
-	go func() {
-		_, err := conn.FinalizeBlock(ctx, &types.FinalizeBlockRequest{Height: 2, Time: genesisTime.Add(2 * time.Second)})
-		finalized <- err
-	}()
-	<-logger.entered[blockMsg]
+	conn, logger, finalized := blockHeldUp(t, queryMsg)
+	ctx := context.Background()
 	refused := make(chan *types.QueryResponse, 1)
 	go func() {
 		res, _ := conn.Query(ctx, &types.QueryRequest{Path: abci.PeerFilterIDPath + "0000000000000000000000000000000000000001"})
