@@ -142,6 +142,8 @@ type TransferOptions struct {
 	// RetryDelay between rounds over the sidecars when every one refused a
 	// download just after its access event was committed (a sidecar whose
 	// node is a block behind); 0 means 500ms. Negative disables retries.
+	// (A sidecar's 429 with Retry-After is waited for either way; see
+	// retryLater.)
 	RetryDelay time.Duration
 }
 
