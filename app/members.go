@@ -37,7 +37,7 @@ func (ctx *txContext) registerMember(m *emrv1.MsgRegisterMember) error {
 	if err != nil {
 		return err
 	}
-	if existing != nil { // only the key that enrolled it can name this id, and it is a patient already; never overwrite
+	if existing != nil {
 		return fmt.Errorf("%w: %X is already a %s", ErrAlreadyExists, addr, roleName(existing.Role))
 	}
 	ctx.attrHex("member", addr)
@@ -90,7 +90,7 @@ func (ctx *txContext) enrollPatient(m *emrv1.MsgEnrollPatient) error {
 	if err != nil {
 		return err
 	}
-	if existing != nil {
+	if existing != nil { // only the key that enrolled it can name this id, and it is a patient already; never overwrite
 		return fmt.Errorf("%w: patient id %x is already enrolled", ErrAlreadyExists, m.PatientId)
 	}
 	owner := ctx.tx.Signer
