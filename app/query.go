@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"strings"
 
 	cmtcrypto "github.com/cometbft/cometbft/api/cometbft/crypto/v1"
@@ -362,11 +363,14 @@ func (q *Querier) Records(_ context.Context, req *emrv1.QueryRecordsRequest) (*e
 	// last one read, so one query's work (and, with prove, its proofs) stays
 	// bounded however few records match. Such a page may hold fewer than
 	// limit records, or none, and still have a next page.
-	params, err := q.st().params()
-	if err != nil {
-		return nil, err
+	budget, scanned := uint64(math.MaxUint64), uint64(0) // unfiltered, a page reads limit+1 at most
+	if req.Category != "" {
+		params, err := q.st().params()
+		if err != nil {
+			return nil, err
+		}
+		budget = recordScanFactor * uint64(params.MaxPageSize)
 	}
-	budget, scanned := recordScanFactor*uint64(params.MaxPageSize), uint64(0)
 	err = q.scan(start, prefixEnd(recordPrefix(p.Id)), true, func(key, value []byte) (bool, error) {
 		rec := &emrv1.Record{}
 		if err := unmarshalAt(key, value, rec); err != nil {
