@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -198,7 +199,7 @@ func (c appConfig) validate() error {
 	case c.App.SigCacheSize > maxSigCacheSize:
 		// The cache is allocated in full when the app opens.
 		return fmt.Errorf("app.sig_cache_size %d is above %d (about 1 KiB an entry)", c.App.SigCacheSize, maxSigCacheSize)
-	case !allHex(c.App.AllowedPeers, 40):
+	case slices.ContainsFunc(c.App.AllowedPeers, func(id string) bool { return !isNodeID(id) }):
 		return fmt.Errorf("app.allowed_peers: want node ids of 40 hex characters, got %q", c.App.AllowedPeers)
 	case c.GRPC.BroadcastTimeout <= 0:
 		return errors.New("grpc.broadcast_timeout must be positive")
@@ -321,14 +322,10 @@ func writeAppConfig(home string, c appConfig) error {
 	return os.WriteFile(filepath.Join(home, cmtcfg.DefaultConfigDir, appConfigFile), []byte(body), 0o644)
 }
 
-// allHex reports whether every string of list is n hex characters.
-func allHex(list []string, n int) bool {
-	for _, s := range list {
-		if _, err := hex.DecodeString(s); err != nil || len(s) != n {
-			return false
-		}
-	}
-	return true
+// isNodeID reports whether s is a CometBFT node id: 40 hex characters.
+func isNodeID(s string) bool {
+	_, err := hex.DecodeString(s)
+	return err == nil && len(s) == 40
 }
 
 // tomlStrings formats a TOML array of strings.

@@ -38,7 +38,7 @@ func acceptedPeers(p2p *cmtcfg.P2PConfig, allowed []string) ([]string, error) {
 		}
 	}
 	for _, id := range allowed {
-		if !allHex([]string{id}, 40) {
+		if !isNodeID(id) {
 			return nil, fmt.Errorf("app.allowed_peers: %q is not a node id (40 hex characters)", id)
 		}
 		add(id)
@@ -50,13 +50,13 @@ func acceptedPeers(p2p *cmtcfg.P2PConfig, allowed []string) ([]string, error) {
 			addr = addr[i+len("://"):]
 		}
 		id, _, ok := strings.Cut(addr, "@")
-		if !ok || !allHex([]string{id}, 40) {
+		if !ok || !isNodeID(id) {
 			return nil, fmt.Errorf("p2p.persistent_peers: %q: want ID@host:port with a node id of 40 hex characters", peer)
 		}
 		add(id)
 	}
 	for _, id := range splitPeerList(p2p.UnconditionalPeerIDs) {
-		if !allHex([]string{id}, 40) {
+		if !isNodeID(id) {
 			return nil, fmt.Errorf("p2p.unconditional_peer_ids: %q is not a node id (40 hex characters)", id)
 		}
 		add(id)
