@@ -273,15 +273,8 @@ func (s *Server) Serve(l net.Listener) error {
 		s.wg.Add(1)
 		go func(stop <-chan struct{}) {
 			defer s.wg.Done()
-			ctx, cancel := context.WithCancel(context.Background())
+			ctx, cancel := untilStop(context.Background(), stop)
 			defer cancel()
-			go func() {
-				select {
-				case <-stop:
-					cancel()
-				case <-ctx.Done():
-				}
-			}()
 			if err := s.pending.ensure(ctx); err != nil {
 				s.log.Error("counting the pending uploads failed; the first upload tries again", "err", err)
 			}

@@ -194,15 +194,10 @@ func (s *Server) sweepLoop(stop <-chan struct{}) {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.SweepInterval)
-		go func() {
-			select {
-			case <-stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
+		ctx, cancelStop := untilStop(ctx, stop)
 		start := time.Now()
 		rep, err := s.Sweep(ctx)
+		cancelStop()
 		cancel()
 		if err != nil {
 			s.log.Error("sweep failed", "err", err)
@@ -212,4 +207,18 @@ func (s *Server) sweepLoop(stop <-chan struct{}) {
 			"kept", rep.Kept, "errors", rep.Errors, "temp_removed", rep.TempRemoved, "wrapped", rep.Wrapped, "height", rep.Height,
 			"took", time.Since(start).Round(time.Millisecond).String())
 	}
+}
+
+// untilStop is ctx, also cancelled when stop closes (the server shuts
+// down). The caller calls cancel when done, which ends the watch.
+func untilStop(ctx context.Context, stop <-chan struct{}) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
