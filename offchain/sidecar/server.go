@@ -518,7 +518,8 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 // no more.
 func (s *Server) reservePending(ctx context.Context, signer signerAddr, patient bool, key blobstore.Key, size int64, head Head) (*pendingBlob, *apiError) {
 	b, err := s.pending.reserve(ctx, signer, patient, key, size)
-	if errors.Is(err, errSignerPendingFull) || errors.Is(err, errPatientsPendingFull) || errors.Is(err, errPendingFull) {
+	var qe *pendingQuotaError
+	if errors.As(err, &qe) { // a bound refused it
 		if cur, cerr := s.refs.cursor(); cerr == nil && cur.Height < head.Height {
 			if _, cerr := s.refs.catchUp(ctx, s.chain, s.log); cerr != nil {
 				s.log.Error("the reference index could not read the latest blocks for the upload quota", "err", cerr)
@@ -526,7 +527,6 @@ func (s *Server) reservePending(ctx context.Context, signer signerAddr, patient 
 			b, err = s.pending.reserve(ctx, signer, patient, key, size)
 		}
 	}
-	var qe *pendingQuotaError
 	switch {
 	case err == nil:
 		return b, nil
