@@ -384,10 +384,11 @@ func (s *Server) authenticate(r *http.Request) (*emrv1.Member, *signedRequest, *
 		return nil, nil, unauthenticated("stale timestamp: %v (allowed skew %s); sign the request anew", err, s.opts.MaxClockSkew)
 	case errors.As(err, &busy):
 		s.metrics.refused(refusedSignerRequests)
+		retry := retrySeconds(busy.retryAfter)
 		e := errf(http.StatusTooManyRequests, "signer_quota",
 			"too many requests signed by %x: %d are within the replay window (%s), the limit per signer (replay_per_signer); retry in %s",
-			sr.address, busy.limit, s.opts.MaxClockSkew, retrySeconds(busy.retryAfter).String())
-		e.retryAfter = retrySeconds(busy.retryAfter)
+			sr.address, busy.limit, s.opts.MaxClockSkew, retry)
+		e.retryAfter = retry
 		return nil, nil, e
 	case err != nil:
 		s.metrics.refused(refusedReplayCacheFull)
