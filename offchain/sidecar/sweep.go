@@ -166,21 +166,23 @@ func (s *Server) deleteIfOld(ctx context.Context, key blobstore.Key, cutoff time
 // prevKey is the key just before k, so that a listing "after" it
 // includes k.
 func prevKey(k blobstore.Key) blobstore.Key {
-	for i := len(k.Sum) - 1; i >= 0; i-- {
-		if k.Sum[i] > 0 {
-			k.Sum[i]--
-			return k
-		}
-		k.Sum[i] = 0xff
-	}
-	for i := len(k.Owner) - 1; i >= 0; i-- {
-		if k.Owner[i] > 0 {
-			k.Owner[i]--
-			return k
-		}
-		k.Owner[i] = 0xff
+	if decrement(k.Sum[:]) || decrement(k.Owner[:]) {
+		return k
 	}
 	return blobstore.Key{}
+}
+
+// decrement subtracts one from b, a big-endian number, and reports whether
+// it was above zero (at zero, it wraps to all 0xff).
+func decrement(b []byte) bool {
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] > 0 {
+			b[i]--
+			return true
+		}
+		b[i] = 0xff
+	}
+	return false
 }
 
 func (s *Server) sweepLoop(stop <-chan struct{}) {
