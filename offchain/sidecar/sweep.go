@@ -106,7 +106,7 @@ func (s *Server) Sweep(ctx context.Context) (SweepReport, error) {
 		if err != nil {
 			rep.Errors++
 			s.metrics.sweepErrs.Inc()
-			s.log.Error("sweep: delete failed", "key", c.Key.String(), "err", err)
+			s.log.Error("sweep: cannot check or delete blob, keeping it", "key", c.Key.String(), "err", err)
 			continue
 		}
 		if !deleted {
