@@ -385,7 +385,8 @@ requests are refused. GET /healthz and GET /metrics
 Quotas: one signer may have replay_per_signer requests within the
 timestamp window (beyond: 429 with Retry-After), and the uploads no
 committed record or share references yet may hold pending_bytes_per_signer
-bytes per signer (beyond: 429) and pending_bytes_total in all (beyond: 507).
+bytes per signer (beyond: 429), pending_bytes_patients for all patients
+together and pending_bytes_total in all (beyond either: 507).
 
 Settings come from the [sidecar] table of HOME/config/app.toml (defaults if
 there is none); the flags override them. The backend is the embedded
