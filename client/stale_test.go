@@ -3,7 +3,6 @@ package client_test
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -188,11 +187,7 @@ func revokeThroughStaleNode(t *testing.T, w *world, lieStatus bool, wantVersion 
 	proxy.SetRoute(func(call clienttest.Call) string {
 		switch call.Method {
 		case "broadcast_tx_sync":
-			var p struct {
-				Tx string `json:"tx"`
-			}
-			_ = json.Unmarshal(call.Params, &p)
-			raw, _ := base64.StdEncoding.DecodeString(p.Tx)
+			raw := broadcastTx(call)
 			tx, err := app.DecodeTx(raw)
 			if err != nil {
 				return ""
