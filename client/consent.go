@@ -60,21 +60,17 @@ func (c *Client) Permissions(ctx context.Context, patientID []byte) ([]*emrv1.Pe
 // AllGrants pages through the consents grantee holds (ordered by patient
 // id), each page a verified query. The provenance is the last page's.
 func (c *Client) AllGrants(ctx context.Context, grantee []byte) ([]*emrv1.Permission, *QueryInfo, error) {
-	var out []*emrv1.Permission
-	req := &emrv1.QueryGrantsRequest{Grantee: hex.EncodeToString(grantee)}
-	for range maxPages {
+	var info *QueryInfo
+	perms, err := allPages("grants", func(after string) ([]*emrv1.Permission, string, error) {
 		var resp emrv1.QueryGrantsResponse
-		info, err := c.QueryInfo(ctx, "Grants", req, &resp)
-		if err != nil {
-			return nil, nil, err
-		}
-		out = append(out, resp.Permissions...)
-		if resp.Next == "" {
-			return out, info, nil
-		}
-		req.After = resp.Next
+		var err error
+		info, err = c.QueryInfo(ctx, "Grants", &emrv1.QueryGrantsRequest{Grantee: hex.EncodeToString(grantee), After: after}, &resp)
+		return resp.Permissions, resp.Next, err
+	})
+	if err != nil {
+		return nil, nil, err
 	}
-	return nil, nil, fmt.Errorf("grants: too many pages")
+	return perms, info, nil
 }
 
 // maxPages bounds the paging loops: far more than any page size allows.
@@ -83,39 +79,40 @@ const maxPages = 100_000
 // AllRecords pages through a patient's records (oldest first), optionally
 // of one category.
 func (c *Client) AllRecords(ctx context.Context, patientID []byte, category string) ([]*emrv1.Record, error) {
-	return allPages("records", func(page *emrv1.PageRequest) ([]*emrv1.Record, *emrv1.PageResponse, error) {
+	return allPages("records", func(after uint64) ([]*emrv1.Record, uint64, error) {
 		var resp emrv1.QueryRecordsResponse
-		req := &emrv1.QueryRecordsRequest{PatientId: hex.EncodeToString(patientID), Category: category, Page: page}
+		req := &emrv1.QueryRecordsRequest{PatientId: hex.EncodeToString(patientID), Category: category, Page: &emrv1.PageRequest{After: after}}
 		err := c.Query(ctx, "Records", req, &resp)
-		return resp.Records, resp.Page, err
+		return resp.Records, resp.Page.GetNext(), err
 	})
 }
 
 // AllAccessEvents pages through a patient's access log (newest first).
 func (c *Client) AllAccessEvents(ctx context.Context, patientID []byte) ([]*emrv1.AccessEvent, error) {
-	return allPages("access events", func(page *emrv1.PageRequest) ([]*emrv1.AccessEvent, *emrv1.PageResponse, error) {
+	return allPages("access events", func(after uint64) ([]*emrv1.AccessEvent, uint64, error) {
 		var resp emrv1.QueryAccessEventsResponse
-		req := &emrv1.QueryAccessEventsRequest{PatientId: hex.EncodeToString(patientID), Page: page}
+		req := &emrv1.QueryAccessEventsRequest{PatientId: hex.EncodeToString(patientID), Page: &emrv1.PageRequest{After: after}}
 		err := c.Query(ctx, "AccessEvents", req, &resp)
-		return resp.Events, resp.Page, err
+		return resp.Events, resp.Page.GetNext(), err
 	})
 }
 
-// allPages calls query for one page after another, from the first, until
-// a page has no next one, and returns every item.
-func allPages[T any](what string, query func(*emrv1.PageRequest) ([]T, *emrv1.PageResponse, error)) ([]T, error) {
+// allPages calls query for one page after another, from the first (after
+// the zero cursor), until a page has no next one (the zero cursor), and
+// returns every item.
+func allPages[T any, C comparable](what string, query func(after C) ([]T, C, error)) ([]T, error) {
 	var out []T
-	var after uint64
+	var after, none C
 	for range maxPages {
-		items, page, err := query(&emrv1.PageRequest{After: after})
+		items, next, err := query(after)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, items...)
-		if page.GetNext() == 0 {
+		if next == none {
 			return out, nil
 		}
-		after = page.GetNext()
+		after = next
 	}
 	return nil, fmt.Errorf("%s: too many pages", what)
 }
