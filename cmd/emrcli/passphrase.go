@@ -66,6 +66,10 @@ func (a *cli) readSecret(prompt, env string) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read passphrase: %w", err)
 		}
+		defer func() {
+			restore()
+			fmt.Fprintln(a.stderr)
+		}()
 		type answer struct {
 			line string
 			err  error
@@ -77,15 +81,11 @@ func (a *cli) readSecret(prompt, env string) ([]byte, error) {
 		}()
 		select {
 		case r := <-read:
-			restore()
-			fmt.Fprintln(a.stderr)
 			if r.err != nil && r.line == "" {
 				return nil, fmt.Errorf("read passphrase: %w", r.err)
 			}
 			return []byte(strings.TrimRight(r.line, "\r\n")), nil
 		case <-a.ctx.Done():
-			restore()
-			fmt.Fprintln(a.stderr)
 			return nil, fmt.Errorf("interrupted at the passphrase prompt: %w", a.ctx.Err())
 		}
 	}
