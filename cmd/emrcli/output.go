@@ -264,10 +264,11 @@ func markAliases(views []recordView) {
 	first := make(map[string]uint64, len(views))
 	for i := range views {
 		v := &views[i]
-		if seq, ok := first[v.Category+"/"+v.CiphertextSHA256]; ok {
+		key := v.Category + "/" + v.CiphertextSHA256
+		if seq, ok := first[key]; ok {
 			v.SameCiphertextAs = seq
 		} else {
-			first[v.Category+"/"+v.CiphertextSHA256] = v.Sequence
+			first[key] = v.Sequence
 		}
 	}
 }
