@@ -63,10 +63,10 @@ idle for longer needs a new root (init --force). init also records --node,
 			}
 			trust := &client.TrustOptions{Height: height, Period: period}
 			chainID := a.chainID
-			if genesis != "" && !cmd.Flags().Changed("chain-id") {
-				chainID = "" // the genesis names it; config.json's may be the old chain's
-			}
 			if genesis != "" {
+				if !cmd.Flags().Changed("chain-id") {
+					chainID = "" // the genesis names it; config.json's may be the old chain's
+				}
 				raw, err := os.ReadFile(genesis)
 				if err != nil {
 					return err
