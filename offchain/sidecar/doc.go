@@ -50,6 +50,18 @@
 // hashed while it streams into the store, so a tampered body is refused.
 // A suspended member is refused (403) even with a valid signature.
 //
+// A request that fails authentication (401) costs the chain lookup and the
+// signature check and proves no signer, so it is charged to the client's
+// host: its IPv4 address or IPv6 /64, from the connection, never from a
+// header such as X-Forwarded-For. A host may fail FailedAuthPerMinute (60)
+// times a minute, with a burst of as many; beyond, every request from it,
+// validly signed or not, is refused before the lookup (429 auth_failures,
+// with a Retry-After of the seconds until it may fail again). Successful
+// requests take nothing from that. Behind a reverse proxy every client
+// shares the proxy's address. At most 10,000 hosts are tracked: the bound
+// is on memory, and an attacker with more addresses escapes the limit
+// (authfail.go).
+//
 // # Authorization (asked of the chain on every request; nothing cached)
 //
 // PUT: the patient's owner, or a member whose permission for the patient

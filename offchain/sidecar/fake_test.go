@@ -32,6 +32,8 @@ type fakeChain struct {
 	// whose blocks include failBlock fails.
 	blockCalls []int64
 	failBlock  int64
+	// memberCalls counts the Member lookups.
+	memberCalls int
 }
 
 func newFakeChain(now time.Time) *fakeChain {
@@ -73,6 +75,7 @@ func (f *fakeChain) Params(context.Context) (*emrv1.Params, error) {
 func (f *fakeChain) Member(_ context.Context, addr []byte) (*emrv1.Member, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.memberCalls++
 	if err := f.check(); err != nil {
 		return nil, err
 	}
@@ -81,6 +84,13 @@ func (f *fakeChain) Member(_ context.Context, addr []byte) (*emrv1.Member, error
 		return nil, fmt.Errorf("%w: member", ErrNotFound)
 	}
 	return m, nil
+}
+
+// memberLookups is how many times Member was asked.
+func (f *fakeChain) memberLookups() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.memberCalls
 }
 
 func (f *fakeChain) Patient(_ context.Context, id []byte) (*emrv1.Patient, error) {

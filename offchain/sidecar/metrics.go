@@ -32,6 +32,9 @@ const (
 	refusedSignerRequests = "signer_requests"
 	// refusedReplayCacheFull: the replay cache is full (503).
 	refusedReplayCacheFull = "replay_cache_full"
+	// refusedAuthFailures: the client's host used up its failed
+	// authentications, failed_auth_per_minute (429).
+	refusedAuthFailures = "auth_failures"
 	// refusedSignerPending: the signer's pending uploads would pass
 	// pending_bytes_per_signer (429).
 	refusedSignerPending = "signer_pending_bytes"
@@ -66,7 +69,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		sweepBytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "sweep_deleted_bytes_total", Help: "Bytes freed by the sweep."}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "quota_refusals_total", Help: "Requests refused by a quota or a full replay cache, by the limit that refused them."},
+			Name: "quota_refusals_total", Help: "Requests refused by a quota, a full replay cache or a host's failed authentications, by the limit that refused them."},
 			[]string{"reason"}),
 		pending: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "pending_bytes", Help: "Bytes of stored blobs that no committed record or share references yet, as the upload quotas count them."}),

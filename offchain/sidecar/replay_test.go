@@ -127,24 +127,14 @@ func TestSignerQuotaHTTP(t *testing.T) {
 		o.Now = func() time.Time { return t0 }
 	})
 	const skew = DefaultMaxClockSkew
-	get := func(a *actor, n int, at time.Time) *http.Request {
-		req, err := http.NewRequest(http.MethodGet, e.ts.URL+"/v1/blobs/"+strings.Repeat("0", 64)+"?"+RecordRef(e.pid, uint64(n)).query(), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := signRequestAt(req, a, "", at); err != nil {
-			t.Fatal(err)
-		}
-		return req
-	}
 	// Three requests (refused as unauthorized, but received): the oldest
 	// signed 10 s ago, so it leaves the window in skew-10s.
 	for i, at := range []time.Time{t0, t0.Add(-10 * time.Second), t0} {
-		if status, body := doJSON(t, get(e.writer, i+1, at)); status != http.StatusForbidden {
+		if status, body := doJSON(t, e.signedGet(e.writer, i+1, at)); status != http.StatusForbidden {
 			t.Fatalf("request %d: %d %+v", i, status, body)
 		}
 	}
-	req := get(e.writer, 9, t0)
+	req := e.signedGet(e.writer, 9, t0)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -161,12 +151,12 @@ func TestSignerQuotaHTTP(t *testing.T) {
 		t.Fatalf("refusal: %+v", se)
 	}
 	// Another member is not affected.
-	if status, body := doJSON(t, get(e.reader, 1, t0)); status != http.StatusForbidden {
+	if status, body := doJSON(t, e.signedGet(e.reader, 1, t0)); status != http.StatusForbidden {
 		t.Fatalf("another signer: %d %+v", status, body)
 	}
 	// Once the oldest request left the window, the member is served again.
 	t0 = t0.Add(skew - 10*time.Second)
-	if status, body := doJSON(t, get(e.writer, 11, t0)); status != http.StatusForbidden {
+	if status, body := doJSON(t, e.signedGet(e.writer, 11, t0)); status != http.StatusForbidden {
 		t.Fatalf("after the oldest left the window: %d %+v", status, body)
 	}
 	metrics := scrape(t, e)
@@ -178,6 +168,20 @@ func TestSignerQuotaHTTP(t *testing.T) {
 			t.Fatalf("/metrics lacks %q", want)
 		}
 	}
+}
+
+// signedGet is a GET under record n of e's patient, which does not exist
+// (403 for a member), signed by a at at.
+func (e *env) signedGet(a Signer, n int, at time.Time) *http.Request {
+	e.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, e.ts.URL+"/v1/blobs/"+strings.Repeat("0", 64)+"?"+RecordRef(e.pid, uint64(n)).query(), nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := signRequestAt(req, a, "", at); err != nil {
+		e.t.Fatal(err)
+	}
+	return req
 }
 
 // scrape reads e's /metrics.

@@ -42,6 +42,14 @@ const (
 	DefaultPendingBytesTotal     = 64 << 30
 )
 
+// DefaultFailedAuthPerMinute is the default of
+// Options.FailedAuthPerMinute. A client that is set up right fails
+// authentication rarely (a clock off by more than the skew, a key the node
+// has not seen yet), so one failure a second per address leaves room for
+// several of them behind one NAT address, while a host that keeps failing
+// costs the node one member lookup a second.
+const DefaultFailedAuthPerMinute = 60
+
 // PatientsShare is the default bound of the patients' pending uploads for
 // a total bound of total bytes (no bound when not positive): half of it,
 // at most DefaultPendingBytesPatients, so that a lowered total does not
@@ -82,6 +90,15 @@ type Options struct {
 	// leaves the skew window, and the other signers are unaffected.
 	// Negative: no bound of its own (ReplayCacheSize still holds).
 	ReplayPerSigner int
+	// FailedAuthPerMinute bounds the failed authentications (401: unsigned,
+	// malformed, stale, replayed, of no member, or with a bad signature) of
+	// one client host, its IPv4 address or IPv6 /64, with a burst of as
+	// many: when they are used up, every request from the host is refused
+	// (429, with Retry-After) before the chain is asked or a signature
+	// checked, until one is back. The host is the connection's address,
+	// never a header: behind a reverse proxy every client shares the
+	// proxy's (authfail.go). Negative: no limit.
+	FailedAuthPerMinute int
 	// PendingBytesPerSigner bounds the bytes of the blobs one signer
 	// uploaded that no committed record or share references yet (pending
 	// until referenced or swept): an upload that would pass it is refused
@@ -138,6 +155,9 @@ type Server struct {
 	bufs    sync.Pool
 	// peerClient fetches blobs from peer sidecars.
 	peerClient *http.Client
+	// authFails counts failed authentications per client host; nil: no
+	// limit.
+	authFails *authFailLimiter
 
 	mu       sync.Mutex
 	http     *http.Server
@@ -166,6 +186,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.ReplayPerSigner == 0 {
 		opts.ReplayPerSigner = DefaultReplayPerSigner
+	}
+	if opts.FailedAuthPerMinute == 0 {
+		opts.FailedAuthPerMinute = DefaultFailedAuthPerMinute
 	}
 	if opts.PendingBytesPerSigner == 0 {
 		opts.PendingBytesPerSigner = DefaultPendingBytesPerSigner
@@ -213,6 +236,7 @@ func New(opts Options) (*Server, error) {
 			ResponseHeaderTimeout: 30 * time.Second,
 			MaxIdleConnsPerHost:   4,
 		}},
+		authFails: newAuthFailLimiter(opts.FailedAuthPerMinute, opts.Now),
 	}
 	if opts.PendingBytesPerSigner > 0 || opts.PendingBytesPatients > 0 || opts.PendingBytesTotal > 0 {
 		s.pending = newPendingQuota(max(opts.PendingBytesPerSigner, 0), max(opts.PendingBytesPatients, 0), max(opts.PendingBytesTotal, 0),
@@ -354,10 +378,32 @@ func unauthenticated(format string, args ...any) *apiError {
 	return errf(http.StatusUnauthorized, "unauthenticated", format, args...)
 }
 
-// authenticate checks the request signature against the member's key on
-// the chain, the timestamp against the clock and the replay cache, and
-// that the member is active. It returns the calling member.
+// authenticate is authenticateSigned for a client host that has not used
+// up its failed authentications, and charges the host each one that fails
+// (401): a host that has used them up is refused before its request is
+// parsed or the chain asked (authfail.go).
 func (s *Server) authenticate(r *http.Request) (*emrv1.Member, *signedRequest, *apiError) {
+	host := clientHost(r.RemoteAddr)
+	if wait, ok := s.authFails.allow(host); !ok {
+		s.metrics.refused(refusedAuthFailures)
+		retry := retrySeconds(wait)
+		e := errf(http.StatusTooManyRequests, "auth_failures",
+			"too many failed authentications from %s: a host may fail %d times a minute (failed_auth_per_minute), and until it may fail again every request from it is refused, validly signed or not; retry in %s",
+			hostName(host), s.opts.FailedAuthPerMinute, retry)
+		e.retryAfter = retry
+		return nil, nil, e
+	}
+	member, sr, aerr := s.authenticateSigned(r)
+	if aerr != nil && aerr.status == http.StatusUnauthorized {
+		s.authFails.fail(host)
+	}
+	return member, sr, aerr
+}
+
+// authenticateSigned checks the request signature against the member's
+// key on the chain, the timestamp against the clock and the replay cache,
+// and that the member is active. It returns the calling member.
+func (s *Server) authenticateSigned(r *http.Request) (*emrv1.Member, *signedRequest, *apiError) {
 	sr, err := parseSigned(r)
 	if err != nil {
 		return nil, nil, unauthenticated("%v", err)

@@ -1,0 +1,175 @@
+package sidecar
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// Failed authentications per client host.
+//
+// A request is only known to come from a member once its signer was looked
+// up on the chain (an ABCI query) and its ed25519 signature verified, so a
+// request that fails authentication costs those and can be charged to no
+// signer. It is charged to the client's host instead: each authentication
+// that fails (401) takes a token from the host's bucket, which holds
+// FailedAuthPerMinute tokens and refills at that many a minute. A host with
+// no token left is refused (429, with a Retry-After of the seconds until
+// one is back) before its request is parsed or anything is asked of the
+// chain, whatever the request carries: telling a valid signature from a bad
+// one is the cost the limit saves, so a member sharing an address with a
+// host that keeps failing is refused with it. A successful authentication
+// takes no token: a client that is set up right never meets the limit.
+//
+// The host is the IP address of the connection (r.RemoteAddr): an IPv4
+// address, or the /64 prefix of an IPv6 one, which one machine usually
+// holds whole and could otherwise take a fresh address from for every
+// request. Headers such as X-Forwarded-For are not read: any client can
+// write them. Behind a reverse proxy every client therefore shares the
+// proxy's bucket; there, raise the limit, or turn it off and limit in the
+// proxy. A peer sidecar's forwards share its host's bucket too.
+//
+// What is bounded is memory, not an attacker with many addresses: at most
+// maxAuthFailHosts hosts are tracked. A bucket that is full again needs no
+// state, so when the table is full its full buckets are dropped (a pass over
+// the table, at most once every authFailPruneEvery); if none is, the new
+// host's failures are not counted. Someone failing from more addresses (or
+// /64s) than that escapes the per-host limit.
+
+// maxAuthFailHosts bounds the hosts whose failures are tracked at once (a
+// map entry each, about a hundred bytes).
+const maxAuthFailHosts = 10_000
+
+// authFailPruneEvery: how often, at most, a full table is searched for
+// buckets that refilled, so that a flood of new hosts does not cost a pass
+// over the table per request.
+const authFailPruneEvery = time.Second
+
+// authFailLimiter is the token bucket of failed authentications per host.
+// A bucket is kept as the time it is full again: it lacks one token per
+// interval until then, and a host without an entry has a full bucket. Its
+// methods may be called on nil (no limit): they do nothing.
+type authFailLimiter struct {
+	perMinute int
+	interval  time.Duration // refill time of one token
+	window    time.Duration // refill time of a whole bucket (perMinute tokens)
+	max       int           // hosts tracked at most
+	now       func() time.Time
+
+	mu     sync.Mutex
+	full   map[netip.Addr]time.Time // per host, when its bucket is full again
+	pruned time.Time                // the last pass over a full table
+}
+
+// newAuthFailLimiter allows perMinute failures a minute per host, with a
+// burst of as many; nil (no limit) when perMinute is not positive.
+func newAuthFailLimiter(perMinute int, now func() time.Time) *authFailLimiter {
+	if perMinute <= 0 {
+		return nil
+	}
+	perMinute = min(perMinute, int(time.Minute)) // a token a nanosecond: the finest the clock counts
+	interval := time.Minute / time.Duration(perMinute)
+	return &authFailLimiter{
+		perMinute: perMinute, interval: interval, window: interval * time.Duration(perMinute),
+		max: maxAuthFailHosts, now: now, full: make(map[netip.Addr]time.Time),
+	}
+}
+
+// allow reports whether host has a token left, and if not, how long until
+// one is back.
+func (l *authFailLimiter) allow(host netip.Addr) (time.Duration, bool) {
+	if l == nil {
+		return 0, true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	full, ok := l.full[host]
+	if !ok {
+		return 0, true
+	}
+	owed := l.owedLocked(host, full, l.now())
+	// The bucket lacks owed/interval tokens: one is left while it lacks
+	// fewer than perMinute.
+	if wait := owed - (l.window - l.interval); wait > 0 {
+		return wait, false
+	}
+	return 0, true
+}
+
+// fail takes a token from host's bucket. A request checked while the
+// bucket still held a token may fail after it emptied (requests in flight
+// at once); its token is taken all the same, the bucket going into debt of
+// at most one bucket more, so that concurrency does not raise the rate.
+func (l *authFailLimiter) fail(host netip.Addr) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	full, ok := l.full[host]
+	if !ok && !l.roomLocked(now) {
+		return // not tracked: see maxAuthFailHosts
+	}
+	l.full[host] = now.Add(min(l.owedLocked(host, full, now)+l.interval, 2*l.window))
+}
+
+// owedLocked is how long host's bucket, full again at full, takes to
+// refill at now: 0 if it is full. A clock stepped back would make it owe
+// the step as well: it owes two buckets at most, and the entry is cut to
+// that.
+func (l *authFailLimiter) owedLocked(host netip.Addr, full, now time.Time) time.Duration {
+	owed := max(full.Sub(now), 0)
+	if owed > 2*l.window {
+		owed = 2 * l.window
+		l.full[host] = now.Add(owed)
+	}
+	return owed
+}
+
+// roomLocked reports whether a new host can be tracked: the table is not
+// full, or it was not searched within authFailPruneEvery and dropping the
+// buckets that are full again makes room.
+func (l *authFailLimiter) roomLocked(now time.Time) bool {
+	if len(l.full) < l.max {
+		return true
+	}
+	if since := now.Sub(l.pruned); since >= 0 && since < authFailPruneEvery {
+		return false
+	}
+	l.pruned = now
+	for h, full := range l.full {
+		if !full.After(now) {
+			delete(l.full, h)
+		}
+	}
+	return len(l.full) < l.max
+}
+
+// clientHost is the bucket of a request from remoteAddr (an http.Request's
+// RemoteAddr, "ip:port"): the IPv4 address, or the /64 prefix of the IPv6
+// address (an IPv4-mapped IPv6 address is the IPv4 address; a zone is
+// dropped). A RemoteAddr that holds no IP address (a connection that is not
+// TCP) gives the zero Addr: one bucket for all such clients.
+func clientHost(remoteAddr string) netip.Addr {
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	a := ap.Addr().Unmap()
+	if a.Is6() {
+		a = netip.PrefixFrom(a, 64).Masked().Addr()
+	}
+	return a
+}
+
+// hostName names a bucket in a refusal.
+func hostName(host netip.Addr) string {
+	switch {
+	case !host.IsValid():
+		return "clients without an IP address"
+	case host.Is6():
+		return netip.PrefixFrom(host, 64).String()
+	}
+	return host.String()
+}
