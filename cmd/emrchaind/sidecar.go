@@ -68,6 +68,10 @@ type sidecarConfig struct {
 	// it the signer gets 429 until its oldest leaves the window. 0: no
 	// bound of its own.
 	ReplayPerSigner int `toml:"replay_per_signer"`
+	// FailedAuthPerMinute: failed authentications (401) a client host may
+	// have a minute; beyond, its requests get 429 until one is back. 0: no
+	// bound.
+	FailedAuthPerMinute int `toml:"failed_auth_per_minute"`
 	// PendingBytesPerSigner, PendingBytesPatients and PendingBytesTotal
 	// bound the bytes of uploads no committed record or share references
 	// yet, of one signer (429), of all patients (507) and of all (507). 0:
@@ -125,6 +129,7 @@ func defaultSidecarConfig() sidecarConfig {
 		SweepMaxChecks:  sidecar.DefaultSweepMaxChecks,
 		Peers:           []string{},
 
+		FailedAuthPerMinute:   sidecar.DefaultFailedAuthPerMinute,
 		PendingBytesPerSigner: sidecar.DefaultPendingBytesPerSigner,
 		PendingBytesPatients:  sidecar.DefaultPendingBytesPatients,
 		PendingBytesTotal:     sidecar.DefaultPendingBytesTotal,
@@ -175,6 +180,14 @@ replay_cache_size = %d
 # are refused (429, Retry-After: the seconds until its oldest leaves the
 # window) and the other signers are served. 0: no bound of its own.
 replay_per_signer = %d
+# Failed authentications (401: unsigned, stale, replayed, not a member, bad
+# signature) one client host (IPv4 address, IPv6 /64) may have a minute,
+# with a burst of as many: beyond, every request from it is refused (429,
+# Retry-After) before the node is asked, until one is back. The host is the
+# connection's address, never X-Forwarded-For: behind a reverse proxy every
+# client shares the proxy's, so raise this or set 0 and limit in the proxy.
+# 0: no bound.
+failed_auth_per_minute = %d
 # Bytes of uploaded blobs that no committed record or share references yet
 # (pending until referenced, or removed by the sweep): of the uploads one
 # signer made, of all patients' uploads (patients enroll themselves, so a
@@ -206,7 +219,7 @@ sweep_max_checks = %d
 peers = %s
 `, c.Enable, c.Listen, c.Node, c.Backend, c.Dir, c.RefIndexDir, c.MinIOEndpoint, c.MinIOBucket, c.MinIOAccessKey, c.MinIOSecretKey,
 		c.MinIOSecure, c.MinIORegion, c.MinIOPrefix, time.Duration(c.AccessWindow).String(), time.Duration(c.MaxClockSkew).String(),
-		c.ReplayCacheSize, c.ReplayPerSigner, c.PendingBytesPerSigner, c.PendingBytesPatients, c.PendingBytesTotal, time.Duration(c.SweepInterval).String(), time.Duration(c.SweepGrace).String(), c.SweepMaxDeletes, c.SweepMaxChecks,
+		c.ReplayCacheSize, c.ReplayPerSigner, c.FailedAuthPerMinute, c.PendingBytesPerSigner, c.PendingBytesPatients, c.PendingBytesTotal, time.Duration(c.SweepInterval).String(), time.Duration(c.SweepGrace).String(), c.SweepMaxDeletes, c.SweepMaxChecks,
 		tomlStrings(c.Peers))
 }
 
@@ -270,8 +283,8 @@ func (c *sidecarConfig) resolve(home string) error {
 		return errors.New("sidecar: sweep_interval and sweep_grace must not be negative")
 	case c.ReplayCacheSize < 0 || c.SweepMaxDeletes < 0 || c.SweepMaxChecks < 0:
 		return errors.New("sidecar: replay_cache_size, sweep_max_deletes and sweep_max_checks must not be negative")
-	case c.ReplayPerSigner < 0 || c.PendingBytesPerSigner < 0 || c.PendingBytesPatients < 0 || c.PendingBytesTotal < 0:
-		return errors.New("sidecar: replay_per_signer and pending_bytes_per_signer, _patients and _total must not be negative (0: no bound)")
+	case c.ReplayPerSigner < 0 || c.FailedAuthPerMinute < 0 || c.PendingBytesPerSigner < 0 || c.PendingBytesPatients < 0 || c.PendingBytesTotal < 0:
+		return errors.New("sidecar: replay_per_signer, failed_auth_per_minute and pending_bytes_per_signer, _patients and _total must not be negative (0: no bound)")
 	case c.PendingBytesTotal > 0 && c.PendingBytesPatients >= c.PendingBytesTotal:
 		return fmt.Errorf("sidecar: pending_bytes_patients (%d) must be below pending_bytes_total (%d), or it bounds nothing the total does not; 0 for no bound of its own",
 			c.PendingBytesPatients, c.PendingBytesTotal)
@@ -324,6 +337,7 @@ func (c *sidecarConfig) options() sidecar.Options {
 		MaxClockSkew:          time.Duration(c.MaxClockSkew),
 		ReplayCacheSize:       c.ReplayCacheSize,
 		ReplayPerSigner:       int(noBound(int64(c.ReplayPerSigner))),
+		FailedAuthPerMinute:   int(noBound(int64(c.FailedAuthPerMinute))),
 		PendingBytesPerSigner: noBound(c.PendingBytesPerSigner),
 		PendingBytesPatients:  noBound(c.PendingBytesPatients),
 		PendingBytesTotal:     noBound(c.PendingBytesTotal),
@@ -383,10 +397,13 @@ requests are refused. GET /healthz and GET /metrics
 (Prometheus) need no signature.
 
 Quotas: one signer may have replay_per_signer requests within the
-timestamp window (beyond: 429 with Retry-After), and the uploads no
-committed record or share references yet may hold pending_bytes_per_signer
-bytes per signer (beyond: 429), pending_bytes_patients for all patients
-together and pending_bytes_total in all (beyond either: 507).
+timestamp window (beyond: 429 with Retry-After), one client host (IPv4
+address or IPv6 /64) failed_auth_per_minute failed authentications a
+minute (beyond: 429 with Retry-After, whatever it sends), and the uploads
+no committed record or share references yet may hold
+pending_bytes_per_signer bytes per signer (beyond: 429),
+pending_bytes_patients for all patients together and pending_bytes_total
+in all (beyond either: 507).
 
 Settings come from the [sidecar] table of HOME/config/app.toml (defaults if
 there is none); the flags override them. The backend is the embedded

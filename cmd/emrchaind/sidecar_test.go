@@ -588,6 +588,7 @@ func TestSidecarConfig(t *testing.T) {
 	want.SweepInterval = 0
 	want.Peers = []string{"http://127.0.0.1:7171", "http://127.0.0.1:7272"}
 	want.ReplayPerSigner = 50
+	want.FailedAuthPerMinute = 600
 	want.PendingBytesPerSigner = 0
 	want.PendingBytesPatients = 3 << 40
 	want.PendingBytesTotal = 5 << 40
@@ -629,6 +630,7 @@ func TestSidecarConfig(t *testing.T) {
 		func(c *sidecarConfig) { c.AccessWindow = 0 },
 		func(c *sidecarConfig) { c.Backend, c.MinIOEndpoint = "minio", "" },
 		func(c *sidecarConfig) { c.ReplayPerSigner = -1 },
+		func(c *sidecarConfig) { c.FailedAuthPerMinute = -1 },
 		func(c *sidecarConfig) { c.PendingBytesPerSigner = -1 },
 		func(c *sidecarConfig) { c.PendingBytesPatients = -1 },
 		func(c *sidecarConfig) { c.PendingBytesPatients, c.PendingBytesTotal = 1<<30, 1<<30 },
@@ -648,30 +650,33 @@ func TestSidecarConfig(t *testing.T) {
 func TestSidecarQuotaOptions(t *testing.T) {
 	for _, tc := range []struct {
 		name                                   string
-		replay                                 int
+		replay, authFails                      int
 		perSigner, patients, total             int64
-		wantReplay                             int
+		wantReplay, wantAuthFails              int
 		wantPerSigner, wantPatients, wantTotal int64
 	}{
-		{"defaults", sidecar.DefaultReplayPerSigner, sidecar.DefaultPendingBytesPerSigner, sidecar.DefaultPendingBytesPatients, sidecar.DefaultPendingBytesTotal,
-			sidecar.DefaultReplayPerSigner, sidecar.DefaultPendingBytesPerSigner, sidecar.DefaultPendingBytesPatients, sidecar.DefaultPendingBytesTotal},
-		{"set", 10, 1 << 20, 1 << 29, 1 << 30, 10, 1 << 20, 1 << 29, 1 << 30},
-		{"zero is no bound", 0, 0, 0, 0, -1, -1, -1, -1},
+		{"defaults", sidecar.DefaultReplayPerSigner, sidecar.DefaultFailedAuthPerMinute, sidecar.DefaultPendingBytesPerSigner, sidecar.DefaultPendingBytesPatients, sidecar.DefaultPendingBytesTotal,
+			sidecar.DefaultReplayPerSigner, sidecar.DefaultFailedAuthPerMinute, sidecar.DefaultPendingBytesPerSigner, sidecar.DefaultPendingBytesPatients, sidecar.DefaultPendingBytesTotal},
+		{"set", 10, 5, 1 << 20, 1 << 29, 1 << 30, 10, 5, 1 << 20, 1 << 29, 1 << 30},
+		{"zero is no bound", 0, 0, 0, 0, 0, -1, -1, -1, -1, -1},
 	} {
 		c := defaultSidecarConfig()
-		c.ReplayPerSigner, c.PendingBytesPerSigner, c.PendingBytesPatients, c.PendingBytesTotal = tc.replay, tc.perSigner, tc.patients, tc.total
+		c.ReplayPerSigner, c.FailedAuthPerMinute, c.PendingBytesPerSigner, c.PendingBytesPatients, c.PendingBytesTotal = tc.replay, tc.authFails, tc.perSigner, tc.patients, tc.total
 		if err := c.resolve(t.TempDir()); err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
 		o := c.options()
-		if o.ReplayPerSigner != tc.wantReplay || o.PendingBytesPerSigner != tc.wantPerSigner || o.PendingBytesPatients != tc.wantPatients || o.PendingBytesTotal != tc.wantTotal {
-			t.Errorf("%s: options %d, %d, %d, %d; want %d, %d, %d, %d", tc.name, o.ReplayPerSigner, o.PendingBytesPerSigner, o.PendingBytesPatients, o.PendingBytesTotal,
-				tc.wantReplay, tc.wantPerSigner, tc.wantPatients, tc.wantTotal)
+		if o.ReplayPerSigner != tc.wantReplay || o.FailedAuthPerMinute != tc.wantAuthFails ||
+			o.PendingBytesPerSigner != tc.wantPerSigner || o.PendingBytesPatients != tc.wantPatients || o.PendingBytesTotal != tc.wantTotal {
+			t.Errorf("%s: options %d, %d, %d, %d, %d; want %d, %d, %d, %d, %d", tc.name,
+				o.ReplayPerSigner, o.FailedAuthPerMinute, o.PendingBytesPerSigner, o.PendingBytesPatients, o.PendingBytesTotal,
+				tc.wantReplay, tc.wantAuthFails, tc.wantPerSigner, tc.wantPatients, tc.wantTotal)
 		}
 	}
 	rendered := renderSidecarConfig(defaultSidecarConfig())
 	for _, want := range []string{
 		fmt.Sprintf("replay_per_signer = %d\n", sidecar.DefaultReplayPerSigner),
+		fmt.Sprintf("failed_auth_per_minute = %d\n", sidecar.DefaultFailedAuthPerMinute),
 		fmt.Sprintf("pending_bytes_per_signer = %d\n", int64(sidecar.DefaultPendingBytesPerSigner)),
 		fmt.Sprintf("pending_bytes_patients = %d\n", int64(sidecar.DefaultPendingBytesPatients)),
 		fmt.Sprintf("pending_bytes_total = %d\n", int64(sidecar.DefaultPendingBytesTotal)),
