@@ -27,7 +27,9 @@ import (
 // request. Headers such as X-Forwarded-For are not read: any client can
 // write them. Behind a reverse proxy every client therefore shares the
 // proxy's bucket; there, raise the limit, or turn it off and limit in the
-// proxy. A peer sidecar's forwards share its host's bucket too.
+// proxy. A peer sidecar's forwards share its host's bucket too: they fail
+// here only when they arrive stale, replayed or ahead of this node, but a
+// member can arrange that (docs/decisions.md).
 //
 // What is bounded is memory, not an attacker with many addresses: at most
 // maxAuthFailHosts hosts are tracked. A bucket that is full again needs no
