@@ -163,6 +163,7 @@ type deidentifier struct {
 	maxYear  int              // the latest year of any date in the output
 	patients []patientInfo
 	ages     []ageSite // ages under 90 in the output (see maskAges)
+	births   []ageSite // years of date of birth observations in the output (see patchAges)
 }
 
 // ageSite is an age under 90 in the output: member key of obj, or, when

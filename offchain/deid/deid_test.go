@@ -854,3 +854,52 @@ func TestMaskedBirthYearStaysMasked(t *testing.T) {
 		}
 	}
 }
+
+// TestBirthDateObservationMasked: an Observation of the date of birth
+// (LOINC 21112-8, SNOMED CT 184099003) is the birthDate in another place:
+// for a patient 90 or older its year goes as the Patient's does (and the
+// ages under 90 with it), also in a record that is that Observation alone,
+// and in a component.
+func TestBirthDateObservationMasked(t *testing.T) {
+	dob := func(system, code, year string) string {
+		return `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"` + system + `","code":"` + code + `"}]},
+		  "subject":{"reference":"urn:uuid:p"},"effectiveDateTime":"2024-02-02","valueDateTime":"` + year + `-05-01"}`
+	}
+	component := `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"76689-9"}]},
+	  "effectiveDateTime":"2024-02-02","component":[{"code":{"coding":[{"system":"http://loinc.org","code":"21112-8"}]},"valueDateTime":"1920-05-01"}]}`
+	age85 := `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"30525-0"}]},
+	  "effectiveDateTime":"2005-06-01","valueInteger":85}`
+	for _, c := range []struct {
+		name   string
+		in     []byte
+		year   string
+		masked bool
+	}{
+		{"LOINC, with the patient", patientBundle(`"birthDate":"1920-05-01"`, dob("http://loinc.org", "21112-8", "1920")), "1920", true},
+		{"LOINC, no birthDate", patientBundle(`"gender":"male"`, dob("http://loinc.org", "21112-8", "1920"), age85), "1920", true},
+		{"SNOMED CT", patientBundle(`"gender":"male"`, dob("http://snomed.info/sct", "184099003", "1931")), "1931", true},
+		{"the Observation alone", []byte(dob("urn:oid:2.16.840.1.113883.6.1", "21112-8", "1930")), "1930", true},
+		{"component", patientBundle(`"gender":"male"`, component), "1920", true},
+		{"under 90 kept", patientBundle(`"birthDate":"1960-05-01"`, dob("http://loinc.org", "21112-8", "1960"), age85), "1960", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, _ := mustDeidentify(t, c.in, Options{Now: testNow})
+			if c.masked {
+				for _, s := range []string{`"` + c.year + `"`, `"valueInteger": 85`} {
+					if bytes.Contains(out, []byte(s)) {
+						t.Errorf("output contains %s:\n%s", s, out)
+					}
+				}
+				if !bytes.Contains(out, []byte(`"2024"`)) {
+					t.Errorf("the year of the Observation went:\n%s", out)
+				}
+				return
+			}
+			for _, s := range []string{`"valueDateTime": "` + c.year + `"`, `"valueInteger": 85`} {
+				if !bytes.Contains(out, []byte(s)) {
+					t.Errorf("output lacks %s:\n%s", s, out)
+				}
+			}
+		})
+	}
+}

@@ -79,7 +79,10 @@
 //	"_birthDate": {"extension": [{"url": URLDataAbsentReason, "valueCode": "masked"}]}
 //
 // and the Patient gets the extension URLAge90OrOlder (valueBoolean true), so
-// that a researcher can still count the patient in the 90+ category. The
+// that a researcher can still count the patient in the 90+ category. A date
+// of birth recorded as an Observation (LOINC 21112-8, SNOMED CT 184099003;
+// its value or a component's) is judged the same way, as a patient's who
+// may be alive, and its valueDateTime removed. The
 // comparison is by calendar year, which errs towards generalizing (someone
 // born in December 1935 is generalized from January 2025). Any Quantity in a
 // unit of time of 90 years or more (Condition.onsetAge, Procedure.performedAge,

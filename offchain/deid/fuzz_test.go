@@ -249,6 +249,12 @@ null,[],{"fullUrl":7,"resource":{"resourceType":"Condition","subject":"Patient/1
 {"resource":{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","name":[{"family":"Hidden"}]}}]}},
 {"resource":{"resourceType":"Encounter","status":"finished","subject":{"reference":"urn:uuid:p"},"participant":[{"individual":{"reference":"Practitioner?identifier=1234567893"}}],
  "modifierExtension":[]}}]}`),
+		// A date of birth as an Observation, for a patient over 89.
+		"dob_observation": []byte(`{"resourceType":"Bundle","type":"collection","entry":[
+{"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient","id":"p","birthDate":"1920-05-01"}},
+{"resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"21112-8"}]},
+ "subject":{"reference":"urn:uuid:p"},"valueDateTime":"1920-05-01",
+ "component":[{"code":{"coding":[{"system":"http://snomed.info/sct","code":"184099003"}]},"valueDateTime":"1920-05-01"}]}}]}`),
 		"unsupported":         []byte(`{"resourceType":"Claim","patient":{"reference":"Patient/1"}}`),
 		"modifier_extension":  []byte(`{"resourceType":"Patient","modifierExtension":[{"url":"x"}]}`),
 		"not_fhir_empty":      []byte(``),

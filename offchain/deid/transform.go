@@ -399,18 +399,34 @@ func quantityPost(m qmode) func(d *deidentifier, p string, in map[string]any, ou
 // Age, 21612-7 Age - Reported, 29553-5 Age calculated, 21611-9 Age -
 // Estimated; LOINC named by URL or by its OID) of 90 or more, whatever its
 // unit (years assumed when none); and so the value of every component
-// coded as an age.
+// coded as an age. The year of a date of birth observation (see
+// isBirthDateCoding) is noted for patchAges.
 func observationPost(d *deidentifier, r *resourceEntry, out *object) {
 	if hasAgeCode(r.res["code"]) {
 		ageValuePost(d, r.path, out)
 	}
+	if hasCoding(r.res["code"], isBirthDateCoding) {
+		d.birthValue(r.path, out)
+	}
 	comps, _ := out.get("component")
 	for i, c := range asArray(comps) {
 		if co, ok := c.(*object); ok {
-			if code, _ := co.get("code"); hasAgeCode(code) {
+			code, _ := co.get("code")
+			if hasAgeCode(code) {
 				ageValuePost(d, fmt.Sprintf("%s.component[%d]", r.path, i), co)
 			}
+			if hasCoding(code, isBirthDateCoding) {
+				d.birthValue(fmt.Sprintf("%s.component[%d]", r.path, i), co)
+			}
 		}
+	}
+}
+
+// birthValue notes the valueDateTime of out (an Observation's or a
+// component's, at path p), a date of birth, for patchAges.
+func (d *deidentifier) birthValue(p string, out *object) {
+	if out.has("valueDateTime") {
+		d.births = append(d.births, ageSite{obj: out, key: "valueDateTime", path: p + ".valueDateTime"})
 	}
 }
 
@@ -456,13 +472,24 @@ func isAgeCoding(system, code string) bool {
 	return (system == "http://loinc.org" || system == "urn:oid:2.16.840.1.113883.6.1") && ageCodes[code]
 }
 
+// isBirthDateCoding: LOINC 21112-8 Birth date (by URL or OID), SNOMED CT
+// 184099003 Date of birth.
+func isBirthDateCoding(system, code string) bool {
+	return (system == "http://loinc.org" || system == "urn:oid:2.16.840.1.113883.6.1") && code == "21112-8" ||
+		system == "http://snomed.info/sct" && code == "184099003"
+}
+
 // hasAgeCode reports whether a CodeableConcept, of the input or of the
 // output, has an age coding.
-func hasAgeCode(code any) bool {
+func hasAgeCode(code any) bool { return hasCoding(code, isAgeCoding) }
+
+// hasCoding reports whether a CodeableConcept, of the input or of the
+// output, has a coding for which is returns true.
+func hasCoding(code any, is func(system, code string) bool) bool {
 	for _, c := range asArray(member(code, "coding")) {
 		sys, _ := member(c, "system").(string)
 		cd, _ := member(c, "code").(string)
-		if isAgeCoding(sys, cd) {
+		if is(sys, cd) {
 			return true
 		}
 	}
@@ -505,9 +532,23 @@ func patientPost(d *deidentifier, r *resourceEntry, out *object) {
 // errs on the side of generalizing: a patient born in December 1935 is
 // generalized from January 2025. The birthDate is replaced by
 // "_birthDate": {"extension": [data-absent-reason "masked"]} and the patient
-// gets the URLAge90OrOlder extension.
+// gets the URLAge90OrOlder extension. The value of a date of birth
+// Observation is removed the same way (judged as of a living patient).
 func (d *deidentifier) patchAges() {
 	masked := false
+	// A date of birth observation: its patient is not known, so judged as
+	// one who may be alive (the year of Options.Now).
+	for _, b := range d.births {
+		v, _ := b.obj.get(b.key)
+		y, _ := strconv.Atoi(v.(string))
+		if max(d.maxYear, d.nowYear)-y < 90 {
+			continue
+		}
+		masked = true
+		d.removed(b.path)
+		d.report.Generalized = without(d.report.Generalized, b.path)
+		b.obj.del(b.key)
+	}
 	for _, pi := range d.patients {
 		if pi.birthYear == 0 {
 			continue
