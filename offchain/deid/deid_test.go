@@ -547,6 +547,13 @@ func TestAgeQuantities(t *testing.T) {
 		{"age observation 94, no unit", obs("30525-0", `"valueQuantity":{"value":94}`), "valueQuantity", over},
 		{"age observation valueInteger 97", obs("21612-7", `"valueInteger":97`), "valueQuantity", over},
 		{"age observation 61 kept", obs("30525-0", `"valueInteger":61`), "valueInteger", "61"},
+		{"age observation range 95-99, no unit", obs("30525-0", `"valueRange":{"low":{"value":95},"high":{"value":99}}`),
+			"valueRange", `{"low":{"value":90,"unit":"years","system":"http://unitsofmeasure.org","code":"a"}}`},
+		{"age observation range 85-95, no unit", obs("21611-9", `"valueRange":{"low":{"value":85},"high":{"value":95}}`),
+			"valueRange", `{"low":{"value":85}}`},
+		{"age observation range up to 95, no unit", obs("21611-9", `"valueRange":{"high":{"value":95}}`), "valueRange", ""},
+		{"age observation range 60-70 kept", obs("21611-9", `"valueRange":{"low":{"value":60},"high":{"value":70}}`),
+			"valueRange", `{"low":{"value":60},"high":{"value":70}}`},
 		{"other observation 94 kept", obs("2339-0", `"valueQuantity":`+q("94", "mg/dL", "mg/dL")), "valueQuantity", q("94", "mg/dL", "mg/dL")},
 		{"time quantity 95 a in any observation", obs("11369-6", `"valueQuantity":`+q("95", "", "a")), "valueQuantity", over},
 	} {
@@ -837,9 +844,11 @@ func TestMaskedBirthYearStaysMasked(t *testing.T) {
 		  "subject":{"reference":"urn:uuid:p"},"effectiveDateTime":"2001-06-01","valueInteger":81}`,
 		`{"resourceType":"Condition","code":{"coding":[{"system":"http://snomed.info/sct","code":"44054006"}]},"subject":{"reference":"urn:uuid:p"},
 		  "onsetAge":{"value":60,"unit":"a","system":"http://unitsofmeasure.org","code":"a"},"recordedDate":"1980-02-02"}`,
+		`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"21611-9"}]},
+		  "subject":{"reference":"urn:uuid:p"},"effectiveDateTime":"2003-06-01","valueRange":{"low":{"value":83,"unit":"a"},"high":{"value":84}}}`,
 	}
 	out, rep := mustDeidentify(t, patientBundle(`"gender":"female","birthDate":"1920-05-01"`, ages...), Options{Now: testNow})
-	for _, s := range []string{`"1920"`, `"value": 85`, `"valueInteger": 81`, `"value": 60`} {
+	for _, s := range []string{`"1920"`, `"value": 85`, `"valueInteger": 81`, `"value": 60`, `"value": 83`, `"value": 84`} {
 		if bytes.Contains(out, []byte(s)) {
 			t.Errorf("output contains %s:\n%s", s, out)
 		}
@@ -848,7 +857,7 @@ func TestMaskedBirthYearStaysMasked(t *testing.T) {
 		t.Errorf("the patient is not marked 90+, or the onset age not reported removed (%v):\n%s", rep.Removed, out)
 	}
 	young, _ := mustDeidentify(t, patientBundle(`"gender":"female","birthDate":"1960-05-01"`, ages...), Options{Now: testNow})
-	for _, s := range []string{`"value": 85`, `"valueInteger": 81`, `"value": 60`} {
+	for _, s := range []string{`"value": 85`, `"valueInteger": 81`, `"value": 60`, `"value": 83`, `"value": 84`} {
 		if !bytes.Contains(young, []byte(s)) {
 			t.Errorf("a patient under 90 lost %s:\n%s", s, young)
 		}

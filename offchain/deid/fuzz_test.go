@@ -255,6 +255,12 @@ null,[],{"fullUrl":7,"resource":{"resourceType":"Condition","subject":"Patient/1
 {"resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"21112-8"}]},
  "subject":{"reference":"urn:uuid:p"},"valueDateTime":"1920-05-01",
  "component":[{"code":{"coding":[{"system":"http://snomed.info/sct","code":"184099003"}]},"valueDateTime":"1920-05-01"}]}}]}`),
+		// An estimated age as a range without a unit, over 89.
+		"age_range": []byte(`{"resourceType":"Bundle","type":"collection","entry":[
+{"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient","id":"p","birthDate":"1920-05-01"}},
+{"resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"21611-9"}]},
+ "subject":{"reference":"urn:uuid:p"},"effectiveDateTime":"2015","valueRange":{"low":{"value":95},"high":{"value":99}},
+ "component":[{"code":{"coding":[{"system":"http://loinc.org","code":"30525-0"}]},"valueRange":{"low":{"value":85,"unit":"a"},"high":{"value":86}}}]}}]}`),
 		"unsupported":         []byte(`{"resourceType":"Claim","patient":{"reference":"Patient/1"}}`),
 		"modifier_extension":  []byte(`{"resourceType":"Patient","modifierExtension":[{"url":"x"}]}`),
 		"not_fhir_empty":      []byte(``),

@@ -436,7 +436,8 @@ func asArray(v any) []any {
 }
 
 // ageValuePost aggregates out's value (an Observation's or a component's,
-// at path p) when it is an age of 90 or more.
+// at path p: valueInteger, valueQuantity, or the bounds of valueRange) when
+// it is an age of 90 or more.
 func ageValuePost(d *deidentifier, p string, out *object) {
 	if v, ok := out.get("valueInteger"); ok {
 		if f, err := strconv.ParseFloat(string(v.(json.Number)), 64); err != nil || f >= 90 {
@@ -461,6 +462,41 @@ func ageValuePost(d *deidentifier, p string, out *object) {
 			out.set("valueQuantity", d.age90(p+".valueQuantity", true))
 		} else {
 			d.ages = append(d.ages, ageSite{obj: out, key: "valueQuantity", path: p + ".valueQuantity"})
+		}
+		return
+	}
+	if v, ok := out.get("valueRange"); ok {
+		// Bounds of 90 or more: as in a Range of Age (the low one becomes
+		// 90, the high one goes), whatever their unit.
+		r, under90 := v.(*object), false
+		for _, k := range []string{"low", "high"} {
+			b, ok := r.get(k)
+			if !ok {
+				continue
+			}
+			bp := p + ".valueRange." + k
+			q := b.(*object)
+			if y, isTime := years(q); isTime {
+				under90 = under90 || y < 90 // 90 and over: already judged by quantityPost
+				continue
+			}
+			n, _ := q.get("value")
+			switch f, err := strconv.ParseFloat(string(n.(json.Number)), 64); {
+			case err == nil && f < 90:
+				under90 = true
+			case k == "low":
+				d.generalized(bp)
+				r.set(k, d.age90(bp, false))
+			default:
+				d.removed(bp)
+				r.del(k)
+			}
+		}
+		switch {
+		case r.empty():
+			out.del("valueRange")
+		case under90:
+			d.ages = append(d.ages, ageSite{obj: out, key: "valueRange", path: p + ".valueRange"})
 		}
 	}
 }
