@@ -912,3 +912,34 @@ func TestBirthDateObservationMasked(t *testing.T) {
 		})
 	}
 }
+
+// TestSweepIdentifiersAtAnyDepth: the sweep takes the value of every
+// Identifier element of the input as identifying, not only the resources'
+// own identifier: an MRN given as Reference.identifier, a prescription
+// group number or a licence number typed into a kept coding goes too.
+func TestSweepIdentifiersAtAnyDepth(t *testing.T) {
+	coded := func(display string) string {
+		return `{"resourceType":"Condition","code":{"coding":[{"system":"http://example.org/local","code":"x1","display":"` + display + `"}]}}`
+	}
+	for _, c := range []struct {
+		name, res, id string
+	}{
+		{"Reference.identifier", `{"resourceType":"Observation","status":"final","code":{"coding":[{"code":"8867-4"}]},
+		  "subject":{"identifier":{"system":"http://hospital.example.org/mrn","value":"MRN-7734120"}}}`, "MRN-7734120"},
+		{"groupIdentifier", `{"resourceType":"MedicationRequest","status":"active","intent":"order","groupIdentifier":{"value":"GRP-7781"}}`, "GRP-7781"},
+		{"preAdmissionIdentifier", `{"resourceType":"Encounter","status":"finished","hospitalization":{"preAdmissionIdentifier":{"value":"PRE-ADM-99812"}}}`, "PRE-ADM-99812"},
+		{"qualification.identifier", `{"resourceType":"Practitioner","qualification":[{"identifier":[{"value":"MD-MA-228811"}],"code":{"coding":[{"code":"MD"}]}}]}`, "MD-MA-228811"},
+		{"Patient.link.other.identifier", `{"resourceType":"Patient","link":[{"other":{"identifier":{"value":"999-41-7352"}},"type":"seealso"}]}`, "999-41-7352"},
+		{"dropped resource", `{"resourceType":"Claim","insurance":[{"coverage":{"identifier":{"value":"HPB-55X2001"}}}]}`, "HPB-55X2001"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, rep := mustDeidentify(t, patientBundle(`"gender":"female"`, c.res, coded("seen for "+c.id)), Options{Now: testNow})
+			if bytes.Contains(out, []byte(c.id)) {
+				t.Errorf("output contains %q:\n%s", c.id, out)
+			}
+			if !slices.Contains(rep.Removed, "$.entry[2].resource.code.coding[0].display") {
+				t.Errorf("Removed lacks the display: %q", rep.Removed)
+			}
+		})
+	}
+}

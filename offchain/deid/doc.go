@@ -131,9 +131,11 @@
 // # The sweep (defence in depth)
 //
 // Before anything is written, the identifying strings of the input are
-// collected: identifier values of every resource, and the names, telecom
-// values, address parts (text, line, city, district, postalCode) and photo
-// URLs of Patients (with their contacts and non-whitelisted extensions),
+// collected: the value of every Identifier element of every resource (its
+// identifier, and at any depth: Reference.identifier, groupIdentifier,
+// preAdmissionIdentifier, ...), and the names, telecom values, address
+// parts (text, line, city, district, postalCode) and photo URLs of
+// Patients (with their contacts and non-whitelisted extensions),
 // Practitioners, RelatedPersons and Persons; each, trimmed and as given,
 // when at least 4 bytes long. Every string that would be copied to the output
 // (codes, displays, units, years, ...) is removed if it contains one of them,

@@ -261,6 +261,11 @@ null,[],{"fullUrl":7,"resource":{"resourceType":"Condition","subject":"Patient/1
 {"resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"21611-9"}]},
  "subject":{"reference":"urn:uuid:p"},"effectiveDateTime":"2015","valueRange":{"low":{"value":95},"high":{"value":99}},
  "component":[{"code":{"coding":[{"system":"http://loinc.org","code":"30525-0"}]},"valueRange":{"low":{"value":85,"unit":"a"},"high":{"value":86}}}]}}]}`),
+		// Identifiers below the top level, repeated in a coding.
+		"nested_identifiers": []byte(`{"resourceType":"Bundle","type":"collection","entry":[
+{"resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"code":"8867-4","display":"MRN-7734120 / GRP-7781"}]},
+ "subject":{"identifier":{"value":"MRN-7734120"}}}},
+{"resource":{"resourceType":"MedicationRequest","status":"active","intent":"order","groupIdentifier":{"value":"GRP-7781"}}}]}`),
 		"unsupported":         []byte(`{"resourceType":"Claim","patient":{"reference":"Patient/1"}}`),
 		"modifier_extension":  []byte(`{"resourceType":"Patient","modifierExtension":[{"url":"x"}]}`),
 		"not_fhir_empty":      []byte(``),

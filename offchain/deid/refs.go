@@ -123,7 +123,9 @@ func hasIdentifier(res map[string]any, system, value string, hasSystem bool) boo
 // out of the output wherever they would appear. They are, from every resource
 // of the input (kept or dropped):
 //
-//   - identifier[].value;
+//   - the value of every Identifier element, at any depth (identifier,
+//     Reference.identifier, groupIdentifier, preAdmissionIdentifier,
+//     qualification.identifier, valueIdentifier, ...);
 //   - of a Patient, Practitioner, RelatedPerson or Person: name (text,
 //     family, given, prefix, suffix), telecom value, address (text, line,
 //     city, district, postalCode), photo url;
@@ -142,7 +144,7 @@ func (d *deidentifier) collectNeedles(res map[string]any) {
 			}
 		}
 	}
-	eachMember(res["identifier"], add, "value")
+	identifierNeedles(res, add)
 	rt, _ := res["resourceType"].(string)
 	switch rt {
 	case "Patient", "Practitioner", "RelatedPerson", "Person":
@@ -158,7 +160,6 @@ func (d *deidentifier) collectNeedles(res map[string]any) {
 			addressNeedles(e["valueAddress"], add)
 			nameNeedles(e["valueHumanName"], add)
 			eachMember(e["valueContactPoint"], add, "value")
-			eachMember(e["valueIdentifier"], add, "value")
 		})
 	}
 }
@@ -206,6 +207,24 @@ func (n *needles) in(s string) bool {
 		}
 	}
 	return false
+}
+
+// identifierNeedles calls add with the value of every Identifier element
+// in v, at any depth: the members named identifier or ending in Identifier.
+func identifierNeedles(v any, add func(string)) {
+	switch x := v.(type) {
+	case []any:
+		for _, e := range x {
+			identifierNeedles(e, add)
+		}
+	case map[string]any:
+		for k, e := range x {
+			if k == "identifier" || strings.HasSuffix(k, "Identifier") {
+				eachMember(e, add, "value")
+			}
+			identifierNeedles(e, add)
+		}
+	}
 }
 
 func personNeedles(m map[string]any, add func(string)) {
