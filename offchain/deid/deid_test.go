@@ -943,3 +943,40 @@ func TestSweepIdentifiersAtAnyDepth(t *testing.T) {
 		})
 	}
 }
+
+// TestSweepNestedResources: the people of resources inside resources (a
+// contained RelatedPerson or Practitioner, the Patient of a nested Bundle
+// or of a dropped resource) are identifying too: their names, telecom and
+// address parts typed into a kept coding go.
+func TestSweepNestedResources(t *testing.T) {
+	coded := func(display string) string {
+		return `{"resourceType":"Condition","code":{"coding":[{"system":"http://example.org/local","code":"x1","display":"` + display + `"}]}}`
+	}
+	for _, c := range []struct {
+		name, patient, res, leak string
+	}{
+		{"contained RelatedPerson", `"contained":[{"resourceType":"RelatedPerson","id":"nok","name":[{"family":"Quigley","given":["Lavinia"]}],
+		  "telecom":[{"value":"555-610-9921"}]}],"contact":[{"relationship":[{"coding":[{"code":"N"}]}]}]`, "", "Quigley"},
+		{"contained telecom", `"contained":[{"resourceType":"RelatedPerson","id":"nok","telecom":[{"value":"555-610-9921"}]}]`, "", "555-610-9921"},
+		{"contained Practitioner", `"gender":"female"`, `{"resourceType":"Observation","status":"final","code":{"coding":[{"code":"8867-4"}]},
+		  "contained":[{"resourceType":"Practitioner","id":"pr","name":[{"family":"Ratched"}]}],"performer":[{"reference":"#pr"}]}`, "Ratched"},
+		{"nested Bundle", `"gender":"female"`, `{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Patient",
+		  "name":[{"family":"Oberbrunner"}]}}]}`, "Oberbrunner"},
+		{"dropped resource", `"gender":"female"`, `{"resourceType":"DocumentReference","contained":[{"resourceType":"Patient",
+		  "address":[{"line":["742 Evergreen Terrace"]}]}]}`, "742 Evergreen Terrace"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			extra := []string{coded("history: " + c.leak)}
+			if c.res != "" {
+				extra = append([]string{c.res}, extra...)
+			}
+			out, _ := mustDeidentify(t, patientBundle(c.patient, extra...), Options{Now: testNow})
+			if bytes.Contains(out, []byte(c.leak)) {
+				t.Errorf("output contains %q:\n%s", c.leak, out)
+			}
+			if !bytes.Contains(out, []byte(`"x1"`)) {
+				t.Errorf("the coding went whole:\n%s", out)
+			}
+		})
+	}
+}

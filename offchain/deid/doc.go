@@ -136,8 +136,9 @@
 // preAdmissionIdentifier, ...), and the names, telecom values, address
 // parts (text, line, city, district, postalCode) and photo URLs of
 // Patients (with their contacts and non-whitelisted extensions),
-// Practitioners, RelatedPersons and Persons; each, trimmed and as given,
-// when at least 4 bytes long. Every string that would be copied to the output
+// Practitioners, RelatedPersons and Persons, contained ones and those of a
+// nested Bundle included; each, trimmed and as given, when at least 4 bytes
+// long. Every string that would be copied to the output
 // (codes, displays, units, years, ...) is removed if it contains one of them,
 // case-insensitively, or contains an '@', or looks like a full date
 // (2019-03, 2019-03-04, 3/4/2019). A patient named "White" thus loses the

@@ -266,6 +266,11 @@ null,[],{"fullUrl":7,"resource":{"resourceType":"Condition","subject":"Patient/1
 {"resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"code":"8867-4","display":"MRN-7734120 / GRP-7781"}]},
  "subject":{"identifier":{"value":"MRN-7734120"}}}},
 {"resource":{"resourceType":"MedicationRequest","status":"active","intent":"order","groupIdentifier":{"value":"GRP-7781"}}}]}`),
+		// People inside resources, repeated in a coding.
+		"nested_people": []byte(`{"resourceType":"Bundle","type":"collection","entry":[
+{"resource":{"resourceType":"Patient","contained":[{"resourceType":"RelatedPerson","name":[{"family":"Quigley"}]}]}},
+{"resource":{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","name":[{"family":"Oberbrunner"}]}}]}},
+{"resource":{"resourceType":"Condition","code":{"coding":[{"code":"x1","display":"Quigley, Oberbrunner"}]}}}]}`),
 		"unsupported":         []byte(`{"resourceType":"Claim","patient":{"reference":"Patient/1"}}`),
 		"modifier_extension":  []byte(`{"resourceType":"Patient","modifierExtension":[{"url":"x"}]}`),
 		"not_fhir_empty":      []byte(``),

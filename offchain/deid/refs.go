@@ -121,7 +121,8 @@ func hasIdentifier(res map[string]any, system, value string, hasSystem bool) boo
 
 // Needles: the identifying strings of the input that the sweep (text) keeps
 // out of the output wherever they would appear. They are, from every resource
-// of the input (kept or dropped):
+// of the input (kept or dropped, and those inside it: contained resources,
+// the entries of a nested Bundle, ...):
 //
 //   - the value of every Identifier element, at any depth (identifier,
 //     Reference.identifier, groupIdentifier, preAdmissionIdentifier,
@@ -145,22 +146,41 @@ func (d *deidentifier) collectNeedles(res map[string]any) {
 		}
 	}
 	identifierNeedles(res, add)
-	rt, _ := res["resourceType"].(string)
-	switch rt {
-	case "Patient", "Practitioner", "RelatedPerson", "Person":
-		personNeedles(res, add)
-	}
-	if rt == "Patient" {
-		each(res["contact"], func(c map[string]any) { personNeedles(c, add) })
-		each(res["extension"], func(e map[string]any) {
-			if u, _ := e["url"].(string); patientExtensions[u] != nil {
-				return
-			}
-			leaves(e["valueString"], add)
-			addressNeedles(e["valueAddress"], add)
-			nameNeedles(e["valueHumanName"], add)
-			eachMember(e["valueContactPoint"], add, "value")
-		})
+	eachResource(res, func(res map[string]any, rt string) {
+		switch rt {
+		case "Patient", "Practitioner", "RelatedPerson", "Person":
+			personNeedles(res, add)
+		}
+		if rt == "Patient" {
+			each(res["contact"], func(c map[string]any) { personNeedles(c, add) })
+			each(res["extension"], func(e map[string]any) {
+				if u, _ := e["url"].(string); patientExtensions[u] != nil {
+					return
+				}
+				leaves(e["valueString"], add)
+				addressNeedles(e["valueAddress"], add)
+				nameNeedles(e["valueHumanName"], add)
+				eachMember(e["valueContactPoint"], add, "value")
+			})
+		}
+	})
+}
+
+// eachResource calls f with v, when it is a resource (an object with a
+// resourceType), and with every resource in v at any depth.
+func eachResource(v any, f func(res map[string]any, rt string)) {
+	switch x := v.(type) {
+	case []any:
+		for _, e := range x {
+			eachResource(e, f)
+		}
+	case map[string]any:
+		if rt, ok := x["resourceType"].(string); ok {
+			f(x, rt)
+		}
+		for _, e := range x {
+			eachResource(e, f)
+		}
 	}
 }
 
