@@ -810,9 +810,12 @@ func TestAgeOver89Anywhere(t *testing.T) {
 func TestDatesInOtherNotations(t *testing.T) {
 	in := patientBundle(`"gender":"female"`,
 		`{"resourceType":"Condition","code":{"coding":[{"system":"http://example.org/local","code":"20190304","display":"onset 04.03.2019 / March 4, 2019"}]},"subject":{"reference":"urn:uuid:p"}}`,
-		`{"resourceType":"Condition","code":{"coding":[{"system":"http://snomed.info/sct","code":"19829001","display":"Disorder of lung"}]},"subject":{"reference":"urn:uuid:p"}}`)
+		`{"resourceType":"Condition","code":{"coding":[{"system":"http://snomed.info/sct","code":"19829001","display":"Disorder of lung"}]},"subject":{"reference":"urn:uuid:p"}}`,
+		`{"resourceType":"Condition","code":{"coding":[{"system":"http://example.org/local","code":"20190304091500","display":"collected 04-Mar-2019"},
+		  {"system":"http://example.org/local","code":"x2","display":"since March 2019"},{"system":"http://example.org/local","code":"x3","display":"seen 2019/3/4"}]},
+		  "subject":{"reference":"urn:uuid:p"}}`)
 	out, _ := mustDeidentify(t, in, Options{Now: testNow})
-	for _, s := range []string{"20190304", "04.03.2019", "March 4, 2019"} {
+	for _, s := range []string{"20190304", "04.03.2019", "March 4, 2019", "04-Mar-2019", "March 2019", "2019/3/4"} {
 		if bytes.Contains(out, []byte(s)) {
 			t.Errorf("output contains %q", s)
 		}
@@ -820,12 +823,16 @@ func TestDatesInOtherNotations(t *testing.T) {
 	if !bytes.Contains(out, []byte(`"19829001"`)) {
 		t.Errorf("a SNOMED code that is no date went:\n%s", out)
 	}
-	for _, s := range []string{"3 Mar 2019", "Sept. 30, 2018", "25-03-2019", "03-25-2019", "1.2.2019"} {
+	for _, s := range []string{"3 Mar 2019", "Sept. 30, 2018", "25-03-2019", "03-25-2019", "1.2.2019",
+		"04-Mar-2019", "4-mar-19", "04MAR2019", "2019-Mar-04", "March 2019", "Mar. 2019", "4th of March 2019",
+		"03/2019", "2019/03", "2019/3/4", "2019-3-4", "2019.03.04",
+		"20190304091500", "201903040915", "20190304T0915", "20190304T091500.123-0500"} {
 		if !dateLike.MatchString(s) {
 			t.Errorf("dateLike misses %q", s)
 		}
 	}
-	for _, s := range []string{"urn:oid:2.16.840.1.113883.6.1", "8302-2", "7.20", "19829001", "v1.2.3"} {
+	for _, s := range []string{"urn:oid:2.16.840.1.113883.6.1", "8302-2", "7.20", "19829001", "v1.2.3",
+		"120/80 mm[Hg]", "1:1000", "10*3/uL", "1991011000000102", "Decreased 2 units", "marked 12", "may 20 mg"} {
 		if dateLike.MatchString(s) {
 			t.Errorf("dateLike takes %q for a date", s)
 		}

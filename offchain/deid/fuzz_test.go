@@ -271,6 +271,9 @@ null,[],{"fullUrl":7,"resource":{"resourceType":"Condition","subject":"Patient/1
 {"resource":{"resourceType":"Patient","contained":[{"resourceType":"RelatedPerson","name":[{"family":"Quigley"}]}]}},
 {"resource":{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","name":[{"family":"Oberbrunner"}]}}]}},
 {"resource":{"resourceType":"Condition","code":{"coding":[{"code":"x1","display":"Quigley, Oberbrunner"}]}}}]}`),
+		// Dates in codings, in notations other than ISO.
+		"date_notations": []byte(`{"resourceType":"Condition","code":{"coding":[{"code":"20190304091500","display":"collected 04-Mar-2019"},
+ {"code":"x2","display":"since March 2019, seen 2019/3/4 and 04MAR2019"}]}}`),
 		"unsupported":         []byte(`{"resourceType":"Claim","patient":{"reference":"Patient/1"}}`),
 		"modifier_extension":  []byte(`{"resourceType":"Patient","modifierExtension":[{"url":"x"}]}`),
 		"not_fhir_empty":      []byte(``),

@@ -148,16 +148,28 @@ func (d *deidentifier) text(p, s string) (string, bool) {
 
 // dateLike matches dates anywhere in a string: ISO (2019-03, 2019-03-04),
 // compact (20190304, with a valid month and day, so that numeric codes
-// such as SNOMED's 19829001 stay), slashed (3/4/2019, 03/04/19), dotted or
-// dashed day and month in either order (04.03.2019, 03-25-2019), and with
-// an English month name (March 4, 2019; 4 Mar 2019).
+// such as SNOMED's 19829001 stay, and with a time as HL7 v2 writes it,
+// 20190304091500), slashed (3/4/2019, 03/04/19), dotted or dashed day and
+// month in either order (04.03.2019, 03-25-2019), year first with any of
+// these separators (2019/3/4, 2019.03.04), month and year (03/2019,
+// 2019/03), and with an English month name (March 4, 2019; 4 Mar 2019;
+// 04-Mar-2019; 04MAR2019; 2019-Mar-04; March 2019).
 var dateLike = regexp.MustCompile(`[0-9]{4}-[0-9]{2}` +
 	`|[0-9]{1,2}/[0-9]{1,2}/[0-9]{2}` +
-	`|\b(19|20)[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])\b` +
+	`|\b(19|20)[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])(T?([01][0-9]|2[0-3])[0-5][0-9]([0-5][0-9](\.[0-9]+)?)?([+-][0-9]{4}|Z)?)?\b` +
 	`|\b(0?[1-9]|[12][0-9]|3[01])[.-](0?[1-9]|1[0-2])[.-]([0-9]{4}|[0-9]{2})\b` +
 	`|\b(0?[1-9]|1[0-2])[.-](0?[1-9]|[12][0-9]|3[01])[.-]([0-9]{4}|[0-9]{2})\b` +
+	`|\b[0-9]{4}[/.-](0?[1-9]|1[0-2])[/.-](0?[1-9]|[12][0-9]|3[01])\b` +
+	`|\b(19|20)[0-9]{2}/(0?[1-9]|1[0-2])\b|\b(0?[1-9]|1[0-2])/(19|20)[0-9]{2}\b` +
 	`|(?i)\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+[0-9]{1,2}(st|nd|rd|th)?,?\s+[0-9]{4}\b` +
-	`|(?i)\b[0-9]{1,2}(st|nd|rd|th)?\s+(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?,?\s+[0-9]{4}\b`)
+	`|(?i)\b[0-9]{1,2}(st|nd|rd|th)?\s+(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?,?\s+[0-9]{4}\b` +
+	`|(?i)\b` + month + `\.?,?[\s/-]*(19|20)[0-9]{2}\b` +
+	`|(?i)\b[0-9]{1,2}[\s/-]*` + month + `[\s/-]*([0-9]{4}|[0-9]{2})\b` +
+	`|(?i)\b[0-9]{4}[\s/-]*` + month + `[\s/-]*[0-9]{1,2}\b`)
+
+// month is an English month name or its abbreviation, as a whole word (so
+// that "decreased" or "marked" is none).
+const month = `(jan(uary)?|feb(ruary)?|mar(ch)?|apr(il)?|may|june?|july?|aug(ust)?|sep(t(ember)?)?|oct(ober)?|nov(ember)?|dec(ember)?)`
 
 // fhirDate matches FHIR date and dateTime values (and instants), leniently
 // about missing seconds and time zones, strictly about the ranges of months,
