@@ -987,3 +987,23 @@ func TestSweepNestedResources(t *testing.T) {
 		})
 	}
 }
+
+// TestSweepCaseFolding: the sweep compares case-insensitively by Unicode
+// case folding, not by lower-casing alone: a Greek name written in
+// capitals (final Σ) is found in a display in mixed case (final ς), and
+// the other way round.
+func TestSweepCaseFolding(t *testing.T) {
+	for _, c := range []struct{ name, display string }{
+		{"ΟΔΥΣΣΕΑΣ", "Οδυσσεας"},
+		{"Παπαδοπουλος", "ΠΑΠΑΔΟΠΟΥΛΟΣ"},
+		{"Kowalczyk", "\u212Aowalczyk"}, // the Kelvin sign
+		{"Samuelson", "\u017Famuelson"}, // the long s
+	} {
+		in := patientBundle(`"name":[{"family":"`+c.name+`"}]`,
+			`{"resourceType":"Condition","code":{"coding":[{"system":"http://example.org/local","code":"x1","display":"`+c.display+`"}]}}`)
+		out, _ := mustDeidentify(t, in, Options{Now: testNow})
+		if bytes.Contains(out, []byte(c.display)) {
+			t.Errorf("name %q: output contains %q", c.name, c.display)
+		}
+	}
+}

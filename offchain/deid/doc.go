@@ -140,7 +140,8 @@
 // nested Bundle included; each, trimmed and as given, when at least 4 bytes
 // long. Every string that would be copied to the output
 // (codes, displays, units, years, ...) is removed if it contains one of them,
-// case-insensitively, or contains an '@', or looks like a full date
+// case-insensitively (by Unicode simple case folding: ΟΔΥΣΣΕΑΣ is
+// Οδυσσεας), or contains an '@', or looks like a full date
 // (2019-03, 2019-03-04, 3/4/2019). A patient named "White" thus loses the
 // race display "White" (its code stays). The only strings of the output that do
 // not go through the sweep are the fixed ones: resourceType, the tokens (id,

@@ -274,6 +274,10 @@ null,[],{"fullUrl":7,"resource":{"resourceType":"Condition","subject":"Patient/1
 		// Dates in codings, in notations other than ISO.
 		"date_notations": []byte(`{"resourceType":"Condition","code":{"coding":[{"code":"20190304091500","display":"collected 04-Mar-2019"},
  {"code":"x2","display":"since March 2019, seen 2019/3/4 and 04MAR2019"}]}}`),
+		// A name in capitals, in mixed case in a coding (Greek final sigma).
+		"case_folding": []byte(`{"resourceType":"Bundle","type":"collection","entry":[
+{"resource":{"resourceType":"Patient","name":[{"family":"ΟΔΥΣΣΕΑΣ"}]}},
+{"resource":{"resourceType":"Condition","code":{"coding":[{"code":"x1","display":"Οδυσσεας"}]}}}]}`),
 		"unsupported":         []byte(`{"resourceType":"Claim","patient":{"reference":"Patient/1"}}`),
 		"modifier_extension":  []byte(`{"resourceType":"Patient","modifierExtension":[{"url":"x"}]}`),
 		"not_fhir_empty":      []byte(``),

@@ -3,6 +3,7 @@ package deid
 import (
 	"net/url"
 	"strings"
+	"unicode"
 )
 
 // References. Every kept resource gets a position token (see token); a
@@ -134,14 +135,14 @@ func hasIdentifier(res map[string]any, system, value string, hasSystem bool) boo
 //     name, contact point, identifier) of its extensions that are not
 //     whitelisted (mothersMaidenName, birthPlace, ...).
 //
-// Each is taken as it is and trimmed of white space, lower-cased, if it is at
+// Each is taken as it is and trimmed of white space, case-folded, if it is at
 // least 4 bytes long: shorter strings ("Li", "Al", a state code) would remove
 // too much, and do not identify on their own.
 func (d *deidentifier) collectNeedles(res map[string]any) {
 	add := func(s string) {
 		for _, c := range []string{s, strings.TrimSpace(s)} {
 			if len(c) >= 4 {
-				d.needles.add(strings.ToLower(c))
+				d.needles.add(fold(c))
 			}
 		}
 	}
@@ -184,14 +185,29 @@ func eachResource(v any, f func(res map[string]any, rt string)) {
 	}
 }
 
-// needles is a set of lower-cased strings, indexed by their first 4 bytes so
+// needles is a set of case-folded strings, indexed by their first 4 bytes so
 // that finding which of thousands (a long record has an identifier per
 // encounter and claim) occur in a string costs about the length of the
 // string, not the number of needles.
 type needles struct {
 	byPrefix map[string][]string
-	short    []string // shorter than 4 bytes once lower-cased ("İİİ" → "iii")
+	short    []string // shorter than 4 bytes once case-folded ("\u212A\u212A" → "KK")
 	seen     map[string]bool
+}
+
+// fold case-folds s: each letter becomes the least of the letters that
+// simple case folding equates with it (Σ for σ and ς, K for k and the Kelvin
+// sign, S for s and ſ), so that two strings that strings.EqualFold holds
+// equal fold to the same bytes. Lower-casing is not enough: "ΟΔΥΣΣΕΑΣ"
+// lower-cases to "οδυσσεασ", "Οδυσσεας" to "οδυσσεας".
+func fold(s string) string {
+	return strings.Map(func(r rune) rune {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		return least
+	}, s)
 }
 
 func (n *needles) add(s string) {
@@ -209,7 +225,7 @@ func (n *needles) add(s string) {
 	n.byPrefix[s[:4]] = append(n.byPrefix[s[:4]], s)
 }
 
-// in reports whether one of the needles occurs in s (already lower-cased).
+// in reports whether one of the needles occurs in s (already case-folded).
 func (n *needles) in(s string) bool {
 	for _, x := range n.short {
 		if strings.Contains(s, x) {

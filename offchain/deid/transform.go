@@ -139,7 +139,7 @@ func (d *deidentifier) text(p, s string) (string, bool) {
 		d.removed(p)
 		return "", false
 	}
-	if d.needles.in(strings.ToLower(s)) {
+	if d.needles.in(fold(s)) {
 		d.removed(p)
 		return "", false
 	}
