@@ -1007,3 +1007,40 @@ func TestSweepCaseFolding(t *testing.T) {
 		}
 	}
 }
+
+// TestURIsOnlyAsCodeSystems: a URL, URN or IP address outside a code
+// system (in a code, a display, a unit, a version) goes, as the doc
+// promises that code systems are the only URIs left; the code systems
+// stay.
+func TestURIsOnlyAsCodeSystems(t *testing.T) {
+	for _, s := range []string{
+		"results at https://portal.hospital.example.org/p/77341",
+		"HTTP://PORTAL.HOSPITAL.EXAMPLE.ORG",
+		"urn:hospital:patient:77341",
+		"www.karina-oberbrunner.example.net",
+		"uploaded from 192.0.2.44",
+		"mailto:registrar",
+		"data:image/jpeg;base64,/9j/4AAQ",
+	} {
+		for _, res := range []string{
+			`{"resourceType":"Condition","code":{"coding":[{"system":"http://snomed.info/sct","code":"44054006","display":"` + s + `"}]}}`,
+			`{"resourceType":"Condition","code":{"coding":[{"system":"http://example.org/local","code":"` + s + `"}]}}`,
+			`{"resourceType":"Condition","code":{"coding":[{"system":"http://snomed.info/sct","version":"` + s + `","code":"44054006"}]}}`,
+			`{"resourceType":"Observation","status":"final","code":{"coding":[{"code":"29463-7"}]},"valueQuantity":{"value":70,"unit":"` + s + `"}}`,
+		} {
+			out, _ := mustDeidentify(t, patientBundle(`"gender":"female"`, res), Options{Now: testNow})
+			if bytes.Contains(bytes.ToLower(out), bytes.ToLower([]byte(s))) {
+				t.Errorf("output contains %q:\n%s", s, out)
+			}
+		}
+	}
+	out, _ := mustDeidentify(t, patientBundle(`"gender":"female","extension":[{"url":"`+URLRace+`","extension":[
+	  {"url":"ombCategory","valueCoding":{"system":"urn:oid:2.16.840.1.113883.6.238","code":"2106-3"}}]}]`,
+		`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"29463-7"}]},
+		  "valueQuantity":{"value":70,"unit":"kg","system":"http://unitsofmeasure.org","code":"kg"}}`), Options{Now: testNow})
+	for _, s := range []string{`"urn:oid:2.16.840.1.113883.6.238"`, `"http://loinc.org"`, `"system": "http://unitsofmeasure.org"`} {
+		if !bytes.Contains(out, []byte(s)) {
+			t.Errorf("output lacks the code system %s:\n%s", s, out)
+		}
+	}
+}

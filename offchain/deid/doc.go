@@ -58,7 +58,9 @@
 //  14. URLs and IP addresses (15) — telecom and attachments are removed, and the
 //     only URIs left are code systems (Coding.system, Quantity.system),
 //     extension URLs and the neutral tokens below (meta.source, which may
-//     name a server, is removed).
+//     name a server, is removed). Any other kept string (a code, display,
+//     unit, Coding.version, ...) that holds a URL, a URN, a "www." host or
+//     an IPv4 address is removed.
 //  16. Biometric identifiers and full-face photographs (17) — Patient.photo and
 //     every Attachment (DiagnosticReport.presentedForm, Observation
 //     valueAttachment) are removed; Media, ImagingStudy and

@@ -278,6 +278,9 @@ null,[],{"fullUrl":7,"resource":{"resourceType":"Condition","subject":"Patient/1
 		"case_folding": []byte(`{"resourceType":"Bundle","type":"collection","entry":[
 {"resource":{"resourceType":"Patient","name":[{"family":"ΟΔΥΣΣΕΑΣ"}]}},
 {"resource":{"resourceType":"Condition","code":{"coding":[{"code":"x1","display":"Οδυσσεας"}]}}}]}`),
+		// URLs and an IP address outside code systems.
+		"uris": []byte(`{"resourceType":"Condition","code":{"coding":[{"system":"http://snomed.info/sct","version":"http://snomed.info/sct/731000124108/version/20190301",
+ "code":"44054006","display":"results at https://portal.hospital.example.org/p/77341"},{"code":"urn:hospital:p:77341","display":"from 192.0.2.44"}]}}`),
 		"unsupported":         []byte(`{"resourceType":"Claim","patient":{"reference":"Patient/1"}}`),
 		"modifier_extension":  []byte(`{"resourceType":"Patient","modifierExtension":[{"url":"x"}]}`),
 		"not_fhir_empty":      []byte(``),

@@ -11,7 +11,8 @@ package deid
 type kind uint8
 
 const (
-	kString    kind = iota // code, id, uri, short coded strings: copied if they pass the sweep
+	kString    kind = iota // code, id, short coded strings: copied if they pass the sweep and hold no URI or IP address
+	kSystem                // a code system's URI (Coding.system, Quantity.system): copied if it passes the sweep
 	kBool                  // boolean: copied
 	kNumber                // integer, positiveInt, unsignedInt, decimal: copied (literal kept)
 	kDate                  // date, dateTime: reduced to the year (or removed)
@@ -85,6 +86,7 @@ func (e elem) withPost(post func(d *deidentifier, p string, in map[string]any, o
 // Data types.
 var (
 	str       = elem{kind: kString}
+	system    = elem{kind: kSystem}
 	boolean   = elem{kind: kBool}
 	number    = elem{kind: kNumber}
 	date      = elem{kind: kDate}
@@ -93,7 +95,7 @@ var (
 	// Coding.display is the terminology's display for the code: kept, as
 	// long as the code is (and it passes the sweep).
 	coding = obj(
-		fl("system", str), fl("version", str), fl("code", str), fl("display", str), fl("userSelected", boolean),
+		fl("system", system), fl("version", str), fl("code", str), fl("display", str), fl("userSelected", boolean),
 	).requiring("code")
 	// CodeableConcept.text is free text: removed. A concept is kept only
 	// through its codings.
@@ -153,7 +155,7 @@ func quantityElem(m qmode) elem {
 	if m == qAny || m == qAge {
 		fs = append(fs, fl("comparator", str)) // SimpleQuantity has no comparator
 	}
-	fs = append(fs, fl("unit", str), fl("system", str), fl("code", str))
+	fs = append(fs, fl("unit", str), fl("system", system), fl("code", str))
 	return obj(fs...).requiring("value").withPost(quantityPost(m))
 }
 

@@ -67,9 +67,9 @@ func (d *deidentifier) elem(p string, v any, e elem) any {
 
 func (d *deidentifier) one(p string, v any, e elem) any {
 	switch e.kind {
-	case kString:
+	case kString, kSystem:
 		s, ok := v.(string)
-		if !ok {
+		if !ok || e.kind == kString && uriLike.MatchString(s) {
 			d.removed(p)
 			return nil
 		}
@@ -145,6 +145,11 @@ func (d *deidentifier) text(p, s string) (string, bool) {
 	}
 	return s, true
 }
+
+// uriLike matches a URL, a URN or another URI with a common scheme, a host
+// name starting with www., or an IPv4 address anywhere in a string: the
+// only URIs of the output are code systems (kSystem).
+var uriLike = regexp.MustCompile(`(?i)[a-z][a-z0-9+.-]*://|\b(urn|mailto|tel|fax|data):|\bwww\.|\b([0-9]{1,3}\.){3}[0-9]{1,3}\b`)
 
 // dateLike matches dates anywhere in a string: ISO (2019-03, 2019-03-04),
 // compact (20190304, with a valid month and day, so that numeric codes
