@@ -796,9 +796,13 @@ func TestAgeOver89Anywhere(t *testing.T) {
 		  "component":[{"code":{"coding":[{"system":"http://loinc.org","code":"30525-0","display":"Age"}]},"valueInteger":97}]}`,
 		"LOINC OID": `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"urn:oid:2.16.840.1.113883.6.1","code":"30525-0"}]},
 		  "subject":{"reference":"urn:uuid:p"},"valueInteger":97}`,
+		"SNOMED CT Age": `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://snomed.info/sct","code":"397659008"}]},
+		  "subject":{"reference":"urn:uuid:p"},"valueInteger":97}`,
+		"SNOMED CT Current chronological age": `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://snomed.info/sct","code":"424144002"}]},
+		  "subject":{"reference":"urn:uuid:p"},"valueQuantity":{"value":97}}`,
 	} {
 		out, _ := mustDeidentify(t, patientBundle(`"gender":"female"`, obs), Options{Now: testNow})
-		if bytes.Contains(out, []byte("97")) || !bytes.Contains(out, []byte(URLAge90OrOlder)) && !bytes.Contains(out, []byte("90")) {
+		if bytes.Contains(out, []byte(": 97")) || !bytes.Contains(out, []byte(URLAge90OrOlder)) && !bytes.Contains(out, []byte("90")) {
 			t.Errorf("%s: age 97 not aggregated:\n%s", name, out)
 		}
 	}

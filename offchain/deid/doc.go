@@ -91,8 +91,9 @@
 // an Observation's value, ...) becomes {"value": 90, "comparator": ">=",
 // "unit": "years", "code": "a"} (the low end of a Range becomes 90, the high
 // end is removed); an Age whose unit is not one of time is removed; an age
-// observation (LOINC 30525-0, 21612-7, 29553-5, 21611-9) of 90 or more is
-// aggregated whatever its unit (a valueRange's bounds as a Range's above).
+// observation (LOINC 30525-0, 21612-7, 29553-5, 21611-9; SNOMED CT
+// 397659008, 424144002) of 90 or more is aggregated whatever its unit (a
+// valueRange's bounds as a Range's above).
 //
 // # Ids and references
 //

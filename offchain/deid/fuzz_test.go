@@ -281,6 +281,9 @@ null,[],{"fullUrl":7,"resource":{"resourceType":"Condition","subject":"Patient/1
 		// URLs and an IP address outside code systems.
 		"uris": []byte(`{"resourceType":"Condition","code":{"coding":[{"system":"http://snomed.info/sct","version":"http://snomed.info/sct/731000124108/version/20190301",
  "code":"44054006","display":"results at https://portal.hospital.example.org/p/77341"},{"code":"urn:hospital:p:77341","display":"from 192.0.2.44"}]}}`),
+		// An age over 89 coded with SNOMED CT, no unit.
+		"snomed_age": []byte(`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://snomed.info/sct","code":"424144002"}]},
+ "effectiveDateTime":"2024","valueInteger":97}`),
 		"unsupported":         []byte(`{"resourceType":"Claim","patient":{"reference":"Patient/1"}}`),
 		"modifier_extension":  []byte(`{"resourceType":"Patient","modifierExtension":[{"url":"x"}]}`),
 		"not_fhir_empty":      []byte(``),

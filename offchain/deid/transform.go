@@ -414,7 +414,8 @@ func quantityPost(m qmode) func(d *deidentifier, p string, in map[string]any, ou
 
 // observationPost aggregates the value of an age observation (LOINC 30525-0
 // Age, 21612-7 Age - Reported, 29553-5 Age calculated, 21611-9 Age -
-// Estimated; LOINC named by URL or by its OID) of 90 or more, whatever its
+// Estimated; LOINC named by URL or by its OID; SNOMED CT 397659008 Age,
+// 424144002 Current chronological age) of 90 or more, whatever its
 // unit (years assumed when none); and so the value of every component
 // coded as an age. The year of a date of birth observation (see
 // isBirthDateCoding) is noted for patchAges.
@@ -520,9 +521,11 @@ func ageValuePost(d *deidentifier, p string, out *object) {
 
 var ageCodes = map[string]bool{"30525-0": true, "21612-7": true, "29553-5": true, "21611-9": true}
 
-// isAgeCoding: LOINC, by its URL or its OID, and an age code.
+// isAgeCoding: LOINC, by its URL or its OID, and an age code; or SNOMED CT
+// 397659008 Age, 424144002 Current chronological age.
 func isAgeCoding(system, code string) bool {
-	return (system == "http://loinc.org" || system == "urn:oid:2.16.840.1.113883.6.1") && ageCodes[code]
+	return (system == "http://loinc.org" || system == "urn:oid:2.16.840.1.113883.6.1") && ageCodes[code] ||
+		system == "http://snomed.info/sct" && (code == "397659008" || code == "424144002")
 }
 
 // isBirthDateCoding: LOINC 21112-8 Birth date (by URL or OID), SNOMED CT
