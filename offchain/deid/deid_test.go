@@ -831,8 +831,8 @@ func TestDatesInOtherNotations(t *testing.T) {
 		"04-Mar-2019", "4-mar-19", "04MAR2019", "2019-Mar-04", "March 2019", "Mar. 2019", "4th of March 2019",
 		"03/2019", "2019/03", "2019/3/4", "2019-3-4", "2019.03.04",
 		"20190304091500", "201903040915", "20190304T0915", "20190304T091500.123-0500"} {
-		if !dateLike.MatchString(s) {
-			t.Errorf("dateLike misses %q", s)
+		if !dateLike.MatchString(s) || !mayHoldDate(s) {
+			t.Errorf("dateLike (%v) or its pre-check (%v) misses %q", dateLike.MatchString(s), mayHoldDate(s), s)
 		}
 	}
 	for _, s := range []string{"urn:oid:2.16.840.1.113883.6.1", "8302-2", "7.20", "19829001", "v1.2.3",

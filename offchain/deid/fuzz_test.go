@@ -46,6 +46,19 @@ func FuzzDeidentify(f *testing.F) {
 	})
 }
 
+// FuzzMayHoldDate: the pre-check text runs before dateLike never turns
+// away a string dateLike matches.
+func FuzzMayHoldDate(f *testing.F) {
+	for _, s := range []string{"4 Mar 19", "March 2019", "2019-03", "3/4/19", "20190304", "abc", "12"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if dateLike.MatchString(s) && !mayHoldDate(s) {
+			t.Fatalf("dateLike matches %q, which mayHoldDate turns away", s)
+		}
+	})
+}
+
 var (
 	tokenRE    = regexp.MustCompile(`^de1d0c5e-de1d-8de1-ade1-[0-9]{12}$`)
 	fullDateRE = regexp.MustCompile(`[0-9]{4}-[0-9]{2}`)
