@@ -92,7 +92,9 @@ func Deidentify(in []byte, opts Options) ([]byte, *Report, error) {
 		d.index()
 		out = d.resource(r)
 	}
-	d.patchAges()
+	if d.patchAges() {
+		prune(out)
+	}
 
 	var buf bytes.Buffer
 	if err := encode(&buf, out); err != nil {
@@ -162,8 +164,20 @@ type deidentifier struct {
 	refs     map[string]int   // reference key → entry position; -1 when ambiguous
 	maxYear  int              // the latest year of any date in the output
 	patients []patientInfo
-	ages     []ageSite // ages under 90 in the output (see maskAges)
-	births   []ageSite // years of date of birth observations in the output (see patchAges)
+	ages     []ageSite  // ages under 90 in the output (see maskAges)
+	births   []ageSite  // years of date of birth observations in the output (see patchAges)
+	years    []yearSite // every year of a date element in the output (see patchAges)
+	cur      int        // the position (resourceEntry.n) of the resource being de-identified
+}
+
+// yearSite is the year of a date element in the output: member key of obj,
+// in the n-th kept resource.
+type yearSite struct {
+	obj  *object
+	key  string
+	path string
+	year int
+	n    int
 }
 
 // ageSite is an age under 90 in the output: member key of obj, or, when
@@ -297,13 +311,12 @@ func token(n int) string {
 
 // resource de-identifies one kept resource.
 func (d *deidentifier) resource(r *resourceEntry) *object {
-	out := &object{}
-	out.set("resourceType", r.typ)
-	out.set("id", token(r.n))
-	body := d.fields(r.path, r.res, r.schema.schema, true)
-	for i, k := range body.keys {
-		out.set(k, body.vals[i])
-	}
+	d.cur = r.n
+	out := d.fields(r.path, r.res, r.schema.schema, true)
+	d.noteYears(r.path, r.schema.schema, out)
+	// resourceType and id first; out itself is kept, as yearSites point to it.
+	out.keys = append([]string{"resourceType", "id"}, out.keys...)
+	out.vals = append([]any{r.typ, token(r.n)}, out.vals...)
 	if r.schema.post != nil {
 		r.schema.post(d, r, out)
 	}

@@ -1048,3 +1048,58 @@ func TestURIsOnlyAsCodeSystems(t *testing.T) {
 		}
 	}
 }
+
+// TestOldYearsRemoved: a record that holds an event in year Y shows that
+// its patient was alive in Y; a patient who may still be alive is then at
+// least now − Y years old. Every year 90 or more years before Options.Now
+// goes (2025 − 1935 = 90), whoever the patient is, with or without a
+// birthDate; a period left empty goes with it. Dates that are no part of a
+// life (a Coding.version "1920") are no date elements and stay. For a record
+// whose patients are all deceased the reference is the latest year of the
+// record instead (a patient who died in 1960 keeps an event of 1930).
+func TestOldYearsRemoved(t *testing.T) {
+	enc := func(start string) string {
+		return `{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},"subject":{"reference":"urn:uuid:p"},"period":{"start":"` + start + `"}}`
+	}
+	onset := `{"resourceType":"Condition","code":{"coding":[{"system":"http://snomed.info/sct","version":"1920","code":"44054006"}]},
+	  "subject":{"reference":"urn:uuid:p"},"onsetDateTime":"1921-03-03","recordedDate":"2001-02-02"}`
+	for _, c := range []struct {
+		name      string
+		in        []byte
+		gone      []string
+		kept      []string
+		removed   string // a path of Report.Removed
+		noPeriods bool   // the Encounter's period went whole
+	}{
+		{"masked patient, onset a year after birth", patientBundle(`"birthDate":"1920-05-01"`, onset),
+			[]string{`"1920-05-01"`, `"1921"`}, []string{`"recordedDate": "2001"`, `"version": "1920"`}, "$.entry[1].resource.onsetDateTime", false},
+		{"no birthDate, encounter in 1930", patientBundle(`"gender":"male"`, enc("1930-01-02")),
+			[]string{`"1930"`}, nil, "$.entry[1].resource.period.start", true},
+		{"no patient at all", []byte(enc("1935-12-31")), []string{`"1935"`}, nil, "$.period.start", true},
+		{"89 years ago kept", patientBundle(`"gender":"male"`, enc("1936-01-01")), nil, []string{`"start": "1936"`}, "", false},
+		{"deceased in 1960, event in 1930", patientBundle(`"deceasedDateTime":"1960-03-03"`, enc("1930-01-02")),
+			nil, []string{`"start": "1930"`, `"deceasedDateTime": "1960"`}, "", false},
+		{"deceased, last seen 2020, event in 1930", patientBundle(`"deceasedBoolean":true`, enc("1930-01-02"), enc("2020-01-02")),
+			[]string{`"1930"`}, []string{`"start": "2020"`}, "$.entry[1].resource.period.start", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, rep := mustDeidentify(t, c.in, Options{Now: testNow})
+			for _, s := range c.gone {
+				if bytes.Contains(out, []byte(s)) {
+					t.Errorf("output contains %s:\n%s", s, out)
+				}
+			}
+			for _, s := range c.kept {
+				if !bytes.Contains(out, []byte(s)) {
+					t.Errorf("output lacks %s:\n%s", s, out)
+				}
+			}
+			if c.removed != "" && (!slices.Contains(rep.Removed, c.removed) || slices.Contains(rep.Generalized, c.removed)) {
+				t.Errorf("report: Removed %q, Generalized %q", rep.Removed, rep.Generalized)
+			}
+			if c.noPeriods && bytes.Contains(out, []byte(`"period"`)) {
+				t.Errorf("an emptied period was kept:\n%s", out)
+			}
+		})
+	}
+}

@@ -86,7 +86,21 @@
 // its value or a component's) is judged the same way, as a patient's who
 // may be alive, and its valueDateTime removed. The
 // comparison is by calendar year, which errs towards generalizing (someone
-// born in December 1935 is generalized from January 2025). Any Quantity in a
+// born in December 1935 is generalized from January 2025).
+//
+// A record that holds an event of year Y shows that its patient was alive in
+// Y, so at least R − Y years old in the reference year R: the year of
+// Options.Now or, when the output holds patients and all of them are known
+// to be deceased, the latest year of the output (when they were last known
+// alive; Options.Now's if that is earlier: a date in the future proves
+// nothing). Every year of a date element with R − Y ≥ 90 is removed, in every
+// resource, whoever the patient is and whether or not the birthDate is known
+// (an Encounter of 1930 in 2025); an element left empty by it (a period)
+// goes too. A Patient's birthDate is judged as above. Only date elements are
+// judged: a code, a Coding.version "1920" or a number is not a date of a
+// life.
+//
+// Any Quantity in a
 // unit of time of 90 years or more (Condition.onsetAge, Procedure.performedAge,
 // an Observation's value, ...) becomes {"value": 90, "comparator": ">=",
 // "unit": "years", "code": "a"} (the low end of a Range becomes 90, the high
@@ -158,7 +172,7 @@
 // output is indented JSON; the same input and options always give the same
 // bytes (map members are visited in sorted order; nothing random is used).
 // With the zero Options.Now the output can only change when the calendar
-// year does and a patient crosses 90.
+// year does and a patient, or a date, crosses 90 years.
 //
 // # Limits
 //
@@ -178,7 +192,9 @@
 // violate profiles (US Core requires Patient.identifier and name) and
 // cardinalities whose only content was identifying (a MedicationRequest whose
 // medication was a reference to a dropped Medication has none). Once a
-// patient's year of birth is masked (90 or older), every age under 90 of the
-// output goes too (an age of 85 kept with the year 2005 would give 1920
-// back), including, in a bundle of several patients, the others' ages.
+// patient's year of birth is masked (90 or older), or a year removed as 90 or
+// more years old, every age under 90 of the output goes too (an age of 85
+// kept with the year 2005 would give 1920 back), including, in a bundle of
+// several patients, the others' ages; so do, in such a bundle, the old
+// years of a deceased patient when another may be alive.
 package deid

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -42,7 +43,7 @@ func FuzzDeidentify(f *testing.F) {
 		if err != nil || !bytes.Equal(out, again) {
 			t.Fatal("not deterministic")
 		}
-		checkOutput(t, patientValues(in), out)
+		checkOutput(t, in, out)
 	})
 }
 
@@ -80,14 +81,16 @@ func allowedURLs() map[string]bool {
 	return m
 }
 
-// checkOutput checks a successful output against the identifying values of
-// its input.
-func checkOutput(t *testing.T, needles []string, out []byte) {
+// checkOutput checks a successful output (of Options{Now: testNow})
+// against the identifying values of its input.
+func checkOutput(t *testing.T, in, out []byte) {
 	t.Helper()
+	needles := patientValues(in)
 	var doc map[string]any
 	if err := json.Unmarshal(out, &doc); err != nil {
 		t.Fatalf("output is not a JSON object: %v", err)
 	}
+	checkYears(t, in, doc)
 	var leaves []leaf
 	stringLeaves(doc, "$", "", &leaves)
 	urls := allowedURLs()
@@ -144,6 +147,122 @@ func checkOutput(t *testing.T, needles []string, out []byte) {
 			t.Errorf("%s = %q looks like a date or an e-mail address", l.path, l.val)
 		}
 	}
+}
+
+// checkYears checks that no year of a date element of the output (but a
+// Patient's birthDate, judged with the patient) is 90 or more years before
+// the reference year: testNow's, or, when the input's kept Patients are all
+// deceased, the latest year of the output if earlier.
+func checkYears(t *testing.T, in []byte, doc map[string]any) {
+	t.Helper()
+	type date struct {
+		path string
+		year int
+	}
+	var dates []date
+	latest := 0
+	outputResources(doc, func(path string, res map[string]any) {
+		walkSchema(res, resources[res["resourceType"].(string)].schema, path, func(p, k string, e elem, v any) {
+			if e.kind != kDate {
+				return
+			}
+			s, _ := v.(string)
+			y, err := strconv.Atoi(s)
+			if err != nil || len(s) != 4 {
+				t.Errorf("%s = %v is not a year", p, v)
+				return
+			}
+			latest = max(latest, y)
+			if !(k == "birthDate" && res["resourceType"] == "Patient") {
+				dates = append(dates, date{p, y})
+			}
+		})
+	})
+	ref := testNow.Year()
+	if patients := inputPatients(in); len(patients) > 0 {
+		alive := false
+		for _, p := range patients {
+			dead, _ := p["deceasedBoolean"].(bool)
+			alive = alive || !dead && p["deceasedDateTime"] == nil
+		}
+		if !alive {
+			ref = min(ref, latest)
+		}
+	}
+	for _, d := range dates {
+		if ref-d.year >= 90 {
+			t.Errorf("%s = %d: a year %d years before %d", d.path, d.year, ref-d.year, ref)
+		}
+	}
+}
+
+// outputResources calls f with each resource of a de-identified output.
+func outputResources(doc map[string]any, f func(path string, res map[string]any)) {
+	if doc["resourceType"] != "Bundle" {
+		f("$", doc)
+		return
+	}
+	entries, _ := doc["entry"].([]any)
+	for i, e := range entries {
+		if r, ok := get(e, "resource").(map[string]any); ok {
+			f("$.entry["+itoa(i)+"].resource", r)
+		}
+	}
+}
+
+// walkSchema calls f with every element of the output object m (of schema
+// s, at path p) that the whitelist lists, with its member name and
+// element, at any depth.
+func walkSchema(m map[string]any, s *schema, p string, f func(path, key string, e elem, v any)) {
+	for k, v := range m {
+		i, ok := s.index[k]
+		if !ok {
+			continue
+		}
+		e := s.fields[i].e
+		vals, paths := []any{v}, []string{p + "." + k}
+		if a, ok := v.([]any); ok && e.many {
+			vals, paths = a, nil
+			for j := range a {
+				paths = append(paths, p+"."+k+"["+itoa(j)+"]")
+			}
+		}
+		for j, x := range vals {
+			f(paths[j], k, e, x)
+			if sub, ok := x.(map[string]any); ok && e.kind == kObject {
+				walkSchema(sub, e.sub, paths[j], f)
+			}
+		}
+	}
+}
+
+// inputPatients returns the Patients of a FHIR JSON input that Deidentify
+// keeps: the resource itself or the Bundle's entries, without a
+// modifierExtension.
+func inputPatients(in []byte) []map[string]any {
+	in = bytes.TrimPrefix(in, []byte("\xef\xbb\xbf"))
+	var root map[string]any
+	if json.Unmarshal(in, &root) != nil {
+		return nil
+	}
+	var patients []map[string]any
+	add := func(r map[string]any) {
+		if r["resourceType"] == "Patient" && !hasModifierExtension(r) {
+			patients = append(patients, r)
+		}
+	}
+	switch root["resourceType"] {
+	case "Patient":
+		add(root)
+	case "Bundle":
+		entries, _ := root["entry"].([]any)
+		for _, e := range entries {
+			if r, ok := get(e, "resource").(map[string]any); ok {
+				add(r)
+			}
+		}
+	}
+	return patients
 }
 
 // patientValues returns the name, telecom and address values (state and
@@ -295,6 +414,15 @@ null,[],{"fullUrl":7,"resource":{"resourceType":"Condition","subject":"Patient/1
 		"uris": []byte(`{"resourceType":"Condition","code":{"coding":[{"system":"http://snomed.info/sct","version":"http://snomed.info/sct/731000124108/version/20190301",
  "code":"44054006","display":"results at https://portal.hospital.example.org/p/77341"},{"code":"urn:hospital:p:77341","display":"from 192.0.2.44"}]}}`),
 		// An age over 89 coded with SNOMED CT, no unit.
+		// Events 90 years ago or more: a year after a masked birth, an
+		// encounter of a patient without birthDate, in the year 999.
+		"old_years": []byte(`{"resourceType":"Bundle","type":"collection","entry":[
+{"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient","id":"p","birthDate":"1920-05-01"}},
+{"resource":{"resourceType":"Condition","code":{"coding":[{"system":"http://snomed.info/sct","version":"1920","code":"44054006"}]},
+ "subject":{"reference":"urn:uuid:p"},"onsetDateTime":"1921-03-03","abatementDateTime":"0999","recordedDate":"2001-02-02"}},
+{"resource":{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},"subject":{"reference":"urn:uuid:p"},
+ "period":{"start":"1930-01-02","end":"1935-12-31"},"statusHistory":[{"status":"finished","period":{"start":"1930"}}],
+ "participant":[{"period":{"end":"1931"}}]}}]}`),
 		"snomed_age": []byte(`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://snomed.info/sct","code":"424144002"}]},
  "effectiveDateTime":"2024","valueInteger":97}`),
 		"unsupported":         []byte(`{"resourceType":"Claim","patient":{"reference":"Patient/1"}}`),
@@ -342,7 +470,7 @@ func TestFuzzSeeds(t *testing.T) {
 		case err != nil:
 			t.Errorf("%s: %v", name, err)
 		default:
-			t.Run(name, func(t *testing.T) { checkOutput(t, patientValues(in), out) })
+			t.Run(name, func(t *testing.T) { checkOutput(t, in, out) })
 		}
 	}
 }

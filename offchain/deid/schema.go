@@ -43,6 +43,9 @@ type field struct {
 type schema struct {
 	fields []field
 	index  map[string]int
+	// dates are the indices of the fields of kind kDate: their years are
+	// noted for patchAges (see noteYears).
+	dates []int
 	// requires names a field without which the object means nothing (a
 	// Coding without code, a Quantity without value): when it is not in the
 	// output, the whole object is removed.
@@ -61,6 +64,9 @@ func newSchema(fs []field) *schema {
 			panic("deid: duplicate field " + f.name)
 		}
 		s.index[f.name] = i
+		if f.e.kind == kDate {
+			s.dates = append(s.dates, i)
+		}
 	}
 	return s
 }

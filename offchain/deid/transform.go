@@ -118,6 +118,7 @@ func (d *deidentifier) one(p string, v any, e elem) any {
 		if out.empty() {
 			return nil
 		}
+		d.noteYears(p, e.sub, out)
 		if e.sub.post != nil {
 			out = e.sub.post(d, p, m, out)
 		}
@@ -222,6 +223,18 @@ func (d *deidentifier) date(p string, v any) any {
 		d.maxYear = y
 	}
 	return year
+}
+
+// noteYears notes the years of the date elements of out, the output of
+// schema s at path p, for patchAges.
+func (d *deidentifier) noteYears(p string, s *schema, out *object) {
+	for _, i := range s.dates {
+		k := s.fields[i].name
+		if v, ok := out.get(k); ok {
+			y, _ := strconv.Atoi(v.(string))
+			d.years = append(d.years, yearSite{obj: out, key: k, path: p + "." + k, year: y, n: d.cur})
+		}
+	}
 }
 
 // reference rewrites a Reference to {"reference": "urn:uuid:TOKEN"} of its
@@ -597,7 +610,9 @@ func patientPost(d *deidentifier, r *resourceEntry, out *object) {
 
 // patchAges removes the year of birth of every patient who is 90 or older, or
 // was at the latest date of the output, or may be today (when alive). Then
-// it removes every age under 90 of the output too (maskAges): an age kept
+// it removes every year of the output that shows a person alive 90 years or
+// more before the reference year (see refYear). If either happened it
+// removes every age under 90 of the output too (maskAges): an age kept
 // with the year it was recorded (85 in 2005) would give the year of birth
 // back. Ages
 // are compared in calendar years (reference year − birth year ≥ 90), which
@@ -606,7 +621,9 @@ func patientPost(d *deidentifier, r *resourceEntry, out *object) {
 // "_birthDate": {"extension": [data-absent-reason "masked"]} and the patient
 // gets the URLAge90OrOlder extension. The value of a date of birth
 // Observation is removed the same way (judged as of a living patient).
-func (d *deidentifier) patchAges() {
+// patchAges reports whether it removed a year, which may leave an object
+// empty (see prune).
+func (d *deidentifier) patchAges() bool {
 	masked := false
 	// A date of birth observation: its patient is not known, so judged as
 	// one who may be alive (the year of Options.Now).
@@ -656,9 +673,92 @@ func (d *deidentifier) patchAges() {
 			pi.out.insertAfter("id", "extension", []any{marker})
 		}
 	}
-	if masked {
+	oldYears := d.removeOldYears()
+	if masked || oldYears {
 		d.maskAges()
 	}
+	return oldYears
+}
+
+// refYear is the year at which the people of the output are judged: the
+// year of Options.Now, unless the output holds patients and all of them are
+// known to be deceased; then the latest year of the output (when they were
+// last known alive), or Options.Now's if that is earlier. A date in the
+// future says nothing about being alive then.
+func (d *deidentifier) refYear() int {
+	if len(d.patients) == 0 {
+		return d.nowYear
+	}
+	for _, pi := range d.patients {
+		if pi.alive {
+			return d.nowYear
+		}
+	}
+	return min(d.maxYear, d.nowYear)
+}
+
+// removeOldYears removes every year of a date element that is 90 or more
+// years before refYear: the record shows that its patient was alive then,
+// so 90 or older at the reference year. A Patient's birthDate is judged by
+// patchAges. It reports whether a year was removed.
+func (d *deidentifier) removeOldYears() bool {
+	ref := d.refYear()
+	var gone map[string]bool
+	for _, y := range d.years {
+		if ref-y.year < 90 || y.key == "birthDate" {
+			continue
+		}
+		if !y.obj.has(y.key) {
+			continue // removed already (a date of birth observation)
+		}
+		if gone == nil {
+			gone = map[string]bool{}
+		}
+		gone[y.path] = true
+		d.removed(y.path)
+		y.obj.del(y.key)
+	}
+	if gone == nil {
+		return false
+	}
+	gen := d.report.Generalized[:0]
+	for _, p := range d.report.Generalized {
+		if !gone[p] {
+			gen = append(gen, p)
+		}
+	}
+	d.report.Generalized = gen
+	return true
+}
+
+// prune removes the objects and arrays that patchAges left empty (a period
+// whose years went) from v, and returns v, or nil when v is empty.
+func prune(v any) any {
+	switch x := v.(type) {
+	case *object:
+		keys, vals := x.keys[:0], x.vals[:0]
+		for i, k := range x.keys {
+			if pv := prune(x.vals[i]); pv != nil {
+				keys, vals = append(keys, k), append(vals, pv)
+			}
+		}
+		x.keys, x.vals = keys, vals
+		if len(keys) == 0 {
+			return nil
+		}
+	case []any:
+		out := x[:0]
+		for _, e := range x {
+			if pe := prune(e); pe != nil {
+				out = append(out, pe)
+			}
+		}
+		if len(out) == 0 {
+			return nil
+		}
+		return out
+	}
+	return v
 }
 
 // maskAges removes every age under 90 of the output, once a patient's year
