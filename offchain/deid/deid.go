@@ -186,6 +186,11 @@ type ageSite struct {
 	obj  *object
 	key  string
 	path string
+	// n is the position of the resource; low, when hasLow, the age's
+	// lower bound in years (a Range's low; a Range's high has none).
+	n      int
+	low    float64
+	hasLow bool
 }
 
 func (d *deidentifier) removed(p string)     { d.report.Removed = append(d.report.Removed, p) }

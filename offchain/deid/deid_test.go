@@ -867,8 +867,17 @@ func TestMaskedBirthYearStaysMasked(t *testing.T) {
 	if !bytes.Contains(out, []byte(URLAge90OrOlder)) || !slices.Contains(rep.Removed, "$.entry[3].resource.onsetAge") {
 		t.Errorf("the patient is not marked 90+, or the onset age not reported removed (%v):\n%s", rep.Removed, out)
 	}
-	young, _ := mustDeidentify(t, patientBundle(`"gender":"female","birthDate":"1960-05-01"`, ages...), Options{Now: testNow})
-	for _, s := range []string{`"value": 85`, `"valueInteger": 81`, `"value": 60`, `"value": 83`, `"value": 84`} {
+	// The same ages for a patient born in 1960 would contradict the
+	// birthDate, and show, with their years, a person of 105: they go too
+	// (TestAgeWithYear). Ages that fit the birthDate stay.
+	r := strings.NewReplacer(`"value":85`, `"value":45`, `"valueInteger":81`, `"valueInteger":41`,
+		`"value":60`, `"value":20`, `"value":83`, `"value":43`, `"value":84`, `"value":44`)
+	var youngAges []string
+	for _, a := range ages {
+		youngAges = append(youngAges, r.Replace(a))
+	}
+	young, _ := mustDeidentify(t, patientBundle(`"gender":"female","birthDate":"1960-05-01"`, youngAges...), Options{Now: testNow})
+	for _, s := range []string{`"value": 45`, `"valueInteger": 41`, `"value": 20`, `"value": 43`, `"value": 44`} {
 		if !bytes.Contains(young, []byte(s)) {
 			t.Errorf("a patient under 90 lost %s:\n%s", s, young)
 		}
@@ -900,7 +909,10 @@ func TestBirthDateObservationMasked(t *testing.T) {
 		{"SNOMED CT", patientBundle(`"gender":"male"`, dob("http://snomed.info/sct", "184099003", "1931")), "1931", true},
 		{"the Observation alone", []byte(dob("urn:oid:2.16.840.1.113883.6.1", "21112-8", "1930")), "1930", true},
 		{"component", patientBundle(`"gender":"male"`, component), "1920", true},
-		{"under 90 kept", patientBundle(`"birthDate":"1960-05-01"`, dob("http://loinc.org", "21112-8", "1960"), age85), "1960", false},
+		// An age that fits the birthDate (85 in 2005 would show a person of
+		// 105: TestAgeWithYear).
+		{"under 90 kept", patientBundle(`"birthDate":"1960-05-01"`, dob("http://loinc.org", "21112-8", "1960"),
+			strings.Replace(age85, "85", "45", 1)), "1960", false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			out, _ := mustDeidentify(t, c.in, Options{Now: testNow})
@@ -915,7 +927,7 @@ func TestBirthDateObservationMasked(t *testing.T) {
 				}
 				return
 			}
-			for _, s := range []string{`"valueDateTime": "` + c.year + `"`, `"valueInteger": 85`} {
+			for _, s := range []string{`"valueDateTime": "` + c.year + `"`, `"valueInteger": 45`} {
 				if !bytes.Contains(out, []byte(s)) {
 					t.Errorf("output lacks %s:\n%s", s, out)
 				}
@@ -1099,6 +1111,82 @@ func TestOldYearsRemoved(t *testing.T) {
 			}
 			if c.noPeriods && bytes.Contains(out, []byte(`"period"`)) {
 				t.Errorf("an emptied period was kept:\n%s", out)
+			}
+		})
+	}
+}
+
+// TestAgeWithYear: an age A kept with a year Y of the same resource gives
+// the year of birth (about Y − A) back; when A + (2025 − Y) ≥ 90 it shows a
+// person 90 or older, whether or not the record holds a birthDate. Such an
+// age is removed, and, as for a masked birth year, every other age under
+// 90 of the output with it (an onset age without a year, linked through
+// its encounter, would give it back too); the years stay. An age that
+// shows no one 90 or older (60 in 2005, an upper bound, a patient who
+// died in 2006) stays.
+func TestAgeWithYear(t *testing.T) {
+	age := func(loinc, effective, value string) string {
+		return `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"` + loinc + `"}]},
+		  "subject":{"reference":"urn:uuid:p"},"effectiveDateTime":"` + effective + `",` + value + `}`
+	}
+	onset := func(member, recorded string) string {
+		return `{"resourceType":"Condition","code":{"coding":[{"system":"http://snomed.info/sct","code":"44054006"}]},
+		  "subject":{"reference":"urn:uuid:p"},` + member + `,"recordedDate":"` + recorded + `"}`
+	}
+	a := func(v string) string {
+		return `{"value":` + v + `,"unit":"a","system":"http://unitsofmeasure.org","code":"a"}`
+	}
+	// An onset age of 40 with no year: it goes with the others.
+	other := `{"resourceType":"Condition","code":{"coding":[{"system":"http://snomed.info/sct","code":"38341003"}]},"onsetAge":` + a("40") + `}`
+	for _, c := range []struct {
+		name    string
+		patient string
+		res     string
+		gone    []string // with `"value": 40`: the other age
+		kept    []string
+	}{
+		{"age observation 85 in 2005", `"gender":"male"`, age("30525-0", "2005-06-01", `"valueInteger":85`),
+			[]string{`"valueInteger": 85`}, []string{`"2005"`}},
+		{"age observation 85 a in 2005", `"gender":"male"`, age("21612-7", "2005", `"valueQuantity":`+a("85")),
+			[]string{`"value": 85`}, []string{`"2005"`}},
+		{"age observation 70 in 2005 (90 now)", `"gender":"male"`, age("30525-0", "2005", `"valueInteger":70`),
+			[]string{`"valueInteger": 70`}, nil},
+		{"age component 85 in 2005", `"gender":"male"`, `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"76689-9"}]},
+		  "effectiveDateTime":"2005","component":[{"code":{"coding":[{"system":"http://loinc.org","code":"30525-0"}]},"valueInteger":85}]}`,
+			[]string{`"valueInteger": 85`}, nil},
+		{"onsetAge 85 recorded 2005", `"gender":"male"`, onset(`"onsetAge":`+a("85"), "2005-02-02"),
+			[]string{`"value": 85`}, []string{`"recordedDate": "2005"`}},
+		{"onsetRange 80-86 recorded 2005", `"gender":"male"`, onset(`"onsetRange":{"low":`+a("80")+`,"high":`+a("86")+`}`, "2005"),
+			[]string{`"value": 80`, `"value": 86`}, nil},
+		{"onsetAge 1020 months recorded 2005", `"gender":"male"`, onset(`"onsetAge":{"value":1020,"unit":"mo","system":"http://unitsofmeasure.org","code":"mo"}`, "2005"),
+			[]string{`"value": 1020`}, nil},
+		{"allergy onsetAge 85 recorded 2005", `"gender":"male"`, `{"resourceType":"AllergyIntolerance","code":{"coding":[{"system":"http://snomed.info/sct","code":"91935009"}]},
+		  "patient":{"reference":"urn:uuid:p"},"onsetAge":` + a("85") + `,"recordedDate":"2005"}`,
+			[]string{`"value": 85`}, nil},
+		{"age observation 60 in 2005 kept", `"gender":"male"`, age("30525-0", "2005", `"valueInteger":60`),
+			nil, []string{`"valueInteger": 60`, `"value": 40`}},
+		{"age observation 69 in 2005 kept", `"gender":"male"`, age("30525-0", "2005", `"valueInteger":69`),
+			nil, []string{`"valueInteger": 69`, `"value": 40`}},
+		{"onsetRange up to 86 recorded 2005 kept", `"gender":"male"`, onset(`"onsetRange":{"high":`+a("86")+`}`, "2005"),
+			nil, []string{`"value": 86`, `"value": 40`}},
+		{"died 2006 at 86 kept", `"deceasedDateTime":"2006"`, age("30525-0", "2005", `"valueInteger":85`),
+			nil, []string{`"valueInteger": 85`, `"value": 40`}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, _ := mustDeidentify(t, patientBundle(c.patient, c.res, other), Options{Now: testNow})
+			gone := c.gone
+			if len(gone) > 0 {
+				gone = append(gone, `"value": 40`)
+			}
+			for _, s := range gone {
+				if bytes.Contains(out, []byte(s)) {
+					t.Errorf("output contains %s:\n%s", s, out)
+				}
+			}
+			for _, s := range c.kept {
+				if !bytes.Contains(out, []byte(s)) {
+					t.Errorf("output lacks %s:\n%s", s, out)
+				}
 			}
 		})
 	}

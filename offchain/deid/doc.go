@@ -100,11 +100,20 @@
 // judged: a code, a Coding.version "1920" or a number is not a date of a
 // life.
 //
-// Any Quantity in a
-// unit of time of 90 years or more (Condition.onsetAge, Procedure.performedAge,
-// an Observation's value, ...) becomes {"value": 90, "comparator": ">=",
-// "unit": "years", "code": "a"} (the low end of a Range becomes 90, the high
-// end is removed); an Age whose unit is not one of time is removed; an age
+// An age under 90 kept with a year of the same resource gives the year of
+// birth back (85 in 2005: about 1920). When an age's lower bound A (a
+// Range's low; a Range's high alone has none) and the earliest year Y of its
+// resource give A + (R − Y) ≥ 90, they show a person 90 or older, with or
+// without a birthDate: every age under 90 of the output goes then, as when a
+// year of birth is masked (see Limits), and the years stay. The years are what
+// orders the whole record, and an age kept without its year could still be
+// tied to one through its encounter; a patient of 90 or more loses the ages
+// either way.
+//
+// Any Quantity in a unit of time of 90 years or more (Condition.onsetAge,
+// Procedure.performedAge, an Observation's value, ...) becomes {"value": 90,
+// "comparator": ">=", "unit": "years", "code": "a"} (the low end of a Range
+// becomes 90, the high end is removed); an Age whose unit is not one of time is removed; an age
 // observation (LOINC 30525-0, 21612-7, 29553-5, 21611-9; SNOMED CT
 // 397659008, 424144002) of 90 or more is aggregated whatever its unit (a
 // valueRange's bounds as a Range's above).
@@ -192,9 +201,12 @@
 // violate profiles (US Core requires Patient.identifier and name) and
 // cardinalities whose only content was identifying (a MedicationRequest whose
 // medication was a reference to a dropped Medication has none). Once a
-// patient's year of birth is masked (90 or older), or a year removed as 90 or
-// more years old, every age under 90 of the output goes too (an age of 85
-// kept with the year 2005 would give 1920 back), including, in a bundle of
-// several patients, the others' ages; so do, in such a bundle, the old
-// years of a deceased patient when another may be alive.
+// patient's year of birth is masked (90 or older), a year is removed as 90 or
+// more years old, or an age and a year show someone 90 or older, every age
+// under 90 of the output goes too (an age of 85 kept with the year 2005
+// would give 1920 back), including, in a bundle of several patients, the
+// others' ages; so do, in such a bundle, the old years of a deceased patient
+// when another may be alive. An age of a reference range (referenceRange.age)
+// counts as the patient's: a laboratory that lists several age bands makes
+// a younger patient lose the ages.
 package deid

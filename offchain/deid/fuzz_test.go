@@ -152,31 +152,72 @@ func checkOutput(t *testing.T, in, out []byte) {
 // checkYears checks that no year of a date element of the output (but a
 // Patient's birthDate, judged with the patient) is 90 or more years before
 // the reference year: testNow's, or, when the input's kept Patients are all
-// deceased, the latest year of the output if earlier.
+// deceased, the latest year of the output if earlier; and that no age A
+// under 90 (its lower bound) of a resource whose earliest year is Y shows a
+// person 90 or older then (A + ref − Y ≥ 90).
 func checkYears(t *testing.T, in []byte, doc map[string]any) {
 	t.Helper()
 	type date struct {
 		path string
 		year int
 	}
+	type ageAt struct {
+		path  string
+		age   float64
+		first int // the earliest year of the resource, 0 if none
+	}
 	var dates []date
+	var ages []ageAt
 	latest := 0
 	outputResources(doc, func(path string, res map[string]any) {
+		first := 0
+		var resAges []ageAt
+		addAge := func(p string, q any, unitless bool) {
+			if a, ok := ageValue(q, unitless); ok && a < 90 {
+				resAges = append(resAges, ageAt{path: p, age: a})
+			}
+		}
+		ageCoded := func(m map[string]any, p string) {
+			if !hasAgeCode(m["code"]) {
+				return
+			}
+			if v, ok := m["valueInteger"].(float64); ok && v < 90 {
+				resAges = append(resAges, ageAt{path: p + ".valueInteger", age: v})
+			}
+			addAge(p+".valueQuantity", m["valueQuantity"], true)
+			addAge(p+".valueRange.low", get(m, "valueRange", "low"), true)
+		}
+		if res["resourceType"] == "Observation" {
+			ageCoded(res, path)
+		}
 		walkSchema(res, resources[res["resourceType"].(string)].schema, path, func(p, k string, e elem, v any) {
-			if e.kind != kDate {
-				return
-			}
-			s, _ := v.(string)
-			y, err := strconv.Atoi(s)
-			if err != nil || len(s) != 4 {
-				t.Errorf("%s = %v is not a year", p, v)
-				return
-			}
-			latest = max(latest, y)
-			if !(k == "birthDate" && res["resourceType"] == "Patient") {
-				dates = append(dates, date{p, y})
+			switch {
+			case e.kind == kObject && e.sub == age.sub, e.kind == kObject && e.sub == ageRange.sub.fields[0].e.sub:
+				addAge(p, v, false)
+			case k == "component" && res["resourceType"] == "Observation":
+				if m, ok := v.(map[string]any); ok {
+					ageCoded(m, p)
+				}
+			case e.kind == kDate:
+				s, _ := v.(string)
+				y, err := strconv.Atoi(s)
+				if err != nil || len(s) != 4 {
+					t.Errorf("%s = %v is not a year", p, v)
+					return
+				}
+				latest = max(latest, y)
+				if first == 0 || y < first {
+					first = y
+				}
+				if !(k == "birthDate" && res["resourceType"] == "Patient") {
+					dates = append(dates, date{p, y})
+				}
 			}
 		})
+		for _, a := range resAges {
+			a.first = first
+			ages = append(ages, a)
+		}
 	})
 	ref := testNow.Year()
 	if patients := inputPatients(in); len(patients) > 0 {
@@ -194,6 +235,35 @@ func checkYears(t *testing.T, in []byte, doc map[string]any) {
 			t.Errorf("%s = %d: a year %d years before %d", d.path, d.year, ref-d.year, ref)
 		}
 	}
+	for _, a := range ages {
+		if a.first != 0 && a.age+float64(ref-a.first) >= 90 {
+			t.Errorf("%s = %v years in a resource of %d: %v years old in %d", a.path, a.age, a.first, a.age+float64(ref-a.first), ref)
+		}
+	}
+}
+
+// ageValue returns the value in years of a Quantity of the output (a
+// decoded JSON object), when its unit is one of time, or, if unitless, its
+// value whatever its unit.
+func ageValue(q any, unitless bool) (float64, bool) {
+	m, ok := q.(map[string]any)
+	if !ok {
+		return 0, false
+	}
+	v, ok := m["value"].(float64)
+	if !ok {
+		return 0, false
+	}
+	for _, k := range []string{"code", "unit"} {
+		u, _ := m[k].(string)
+		if y, ok := ucumTime[u]; ok {
+			return v * y, true
+		}
+		if y, ok := textTime[strings.ToLower(u)]; ok {
+			return v * y, true
+		}
+	}
+	return v, unitless
 }
 
 // outputResources calls f with each resource of a de-identified output.
@@ -423,6 +493,17 @@ null,[],{"fullUrl":7,"resource":{"resourceType":"Condition","subject":"Patient/1
 {"resource":{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},"subject":{"reference":"urn:uuid:p"},
  "period":{"start":"1930-01-02","end":"1935-12-31"},"statusHistory":[{"status":"finished","period":{"start":"1930"}}],
  "participant":[{"period":{"end":"1931"}}]}}]}`),
+		// Ages under 90 that, with a year of their resource, show a person
+		// 90 or older; and one without a year that goes with them.
+		"age_with_year": []byte(`{"resourceType":"Bundle","type":"collection","entry":[
+{"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient","id":"p","gender":"female"}},
+{"resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"30525-0"}]},
+ "subject":{"reference":"urn:uuid:p"},"effectiveDateTime":"2005-06-01","valueInteger":85,
+ "component":[{"code":{"coding":[{"system":"http://snomed.info/sct","code":"397659008"}]},"valueQuantity":{"value":85}}]}},
+{"resource":{"resourceType":"Condition","code":{"coding":[{"system":"http://snomed.info/sct","code":"44054006"}]},"subject":{"reference":"urn:uuid:p"},
+ "onsetRange":{"low":{"value":80,"unit":"a"},"high":{"value":86,"unit":"a"}},"recordedDate":"2005"}},
+{"resource":{"resourceType":"AllergyIntolerance","code":{"coding":[{"system":"http://snomed.info/sct","code":"91935009"}]},"patient":{"reference":"urn:uuid:p"},
+ "onsetAge":{"value":40,"unit":"a"}}}]}`),
 		"snomed_age": []byte(`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://snomed.info/sct","code":"424144002"}]},
  "effectiveDateTime":"2024","valueInteger":97}`),
 		"unsupported":         []byte(`{"resourceType":"Claim","patient":{"reference":"Patient/1"}}`),

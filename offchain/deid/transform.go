@@ -419,7 +419,7 @@ func quantityPost(m qmode) func(d *deidentifier, p string, in map[string]any, ou
 		}
 		if y < 90 {
 			if m == qAge || m == qAgeLow || m == qAgeHigh {
-				d.ages = append(d.ages, ageSite{obj: out, path: p})
+				d.ages = append(d.ages, ageSite{obj: out, path: p, n: d.cur, low: y, hasLow: m != qAgeHigh})
 			}
 			return out
 		}
@@ -486,12 +486,15 @@ func asArray(v any) []any {
 // at path p: valueInteger, valueQuantity, or the bounds of valueRange) when
 // it is an age of 90 or more.
 func ageValuePost(d *deidentifier, p string, out *object) {
+	site := func(key string, low float64, hasLow bool) {
+		d.ages = append(d.ages, ageSite{obj: out, key: key, path: p + "." + key, n: d.cur, low: low, hasLow: hasLow})
+	}
 	if v, ok := out.get("valueInteger"); ok {
 		if f, err := strconv.ParseFloat(string(v.(json.Number)), 64); err != nil || f >= 90 {
 			d.generalized(p + ".valueInteger")
 			out.replace("valueInteger", "valueQuantity", d.age90(p+".valueInteger", true))
 		} else {
-			d.ages = append(d.ages, ageSite{obj: out, key: "valueInteger", path: p + ".valueInteger"})
+			site("valueInteger", f, true)
 		}
 		return
 	}
@@ -499,7 +502,7 @@ func ageValuePost(d *deidentifier, p string, out *object) {
 		q := v.(*object)
 		if y, isTime := years(q); isTime {
 			if y < 90 { // 90 and over: already judged by quantityPost
-				d.ages = append(d.ages, ageSite{obj: out, key: "valueQuantity", path: p + ".valueQuantity"})
+				site("valueQuantity", y, true)
 			}
 			return
 		}
@@ -508,7 +511,7 @@ func ageValuePost(d *deidentifier, p string, out *object) {
 			d.generalized(p + ".valueQuantity")
 			out.set("valueQuantity", d.age90(p+".valueQuantity", true))
 		} else {
-			d.ages = append(d.ages, ageSite{obj: out, key: "valueQuantity", path: p + ".valueQuantity"})
+			site("valueQuantity", f, true)
 		}
 		return
 	}
@@ -543,7 +546,16 @@ func ageValuePost(d *deidentifier, p string, out *object) {
 		case r.empty():
 			out.del("valueRange")
 		case under90:
-			d.ages = append(d.ages, ageSite{obj: out, key: "valueRange", path: p + ".valueRange"})
+			low, hasLow := 0.0, false
+			if b, ok := r.get("low"); ok {
+				q := b.(*object)
+				if low, hasLow = years(q); !hasLow {
+					n, _ := q.get("value")
+					low, _ = strconv.ParseFloat(string(n.(json.Number)), 64)
+					hasLow = true
+				}
+			}
+			site("valueRange", low, hasLow)
 		}
 	}
 }
@@ -674,10 +686,35 @@ func (d *deidentifier) patchAges() bool {
 		}
 	}
 	oldYears := d.removeOldYears()
-	if masked || oldYears {
+	if masked || oldYears || d.agedByYear() {
 		d.maskAges()
 	}
 	return oldYears
+}
+
+// agedByYear reports whether an age under 90 of the output, with a year of
+// the same resource, shows a person 90 or older in the reference year: an
+// age A (its lower bound) at an event of the resource, whose earliest year
+// is Y, is A + (refYear − Y) or more then. Taking the earliest year errs
+// towards generalizing (an onset age is of a time at or before the
+// recordedDate).
+func (d *deidentifier) agedByYear() bool {
+	if len(d.ages) == 0 {
+		return false
+	}
+	first := map[int]int{} // resource position → earliest year
+	for _, y := range d.years {
+		if f, ok := first[y.n]; !ok || y.year < f {
+			first[y.n] = y.year
+		}
+	}
+	ref := d.refYear()
+	for _, a := range d.ages {
+		if y, ok := first[a.n]; ok && a.hasLow && a.low+float64(ref-y) >= 90 {
+			return true
+		}
+	}
+	return false
 }
 
 // refYear is the year at which the people of the output are judged: the
