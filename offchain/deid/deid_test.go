@@ -1191,3 +1191,58 @@ func TestAgeWithYear(t *testing.T) {
 		})
 	}
 }
+
+// TestNumbersSwept: a number is copied as its literal, and so goes
+// through the sweep as a string does: a literal that holds a compact date
+// (20190304) or an identifying string of the input (the SSN 999417352 of
+// an Identifier) is removed, and multipleBirthInteger keeps only a birth
+// order (1 to 20). Laboratory values, and numbers of 8 digits or more that
+// are no date, stay as they are.
+func TestNumbersSwept(t *testing.T) {
+	obs := func(code, value string) string {
+		return `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"` + code + `"}]},
+		  "subject":{"reference":"urn:uuid:p"},` + value + `}`
+	}
+	q := func(v, unit string) string { return `"valueQuantity":{"value":` + v + `,"unit":"` + unit + `"}` }
+	in := patientBundle(`"identifier":[{"system":"http://hl7.org/fhir/sid/us-ssn","value":"999417352"}],"multipleBirthInteger":999417352`,
+		obs("8302-2", `"valueInteger":20190304`),
+		obs("8310-5", q("20190304091500", "s")),
+		obs("29463-7", `"valueInteger":999417352`),
+		obs("29463-8", `"valueInteger":1999417352`),
+		obs("4548-4", q("7.2", "%")),
+		obs("8867-4", q("120", "/min")),
+		obs("8310-6", q("98.6", "[degF]")),
+		obs("2339-0", q("7.20", "mg/dL")),
+		obs("26515-7", q("19829001", "10*3/uL")),
+		obs("26464-8", q("12345678", "/uL")),
+		`{"resourceType":"MedicationRequest","status":"active","intent":"order","subject":{"reference":"urn:uuid:p"},
+		  "dosageInstruction":[{"sequence":1,"timing":{"repeat":{"count":20190304,"frequency":2,"period":1,"periodUnit":"d"}}}]}`,
+	)
+	out, rep := mustDeidentify(t, in, Options{Now: testNow})
+	for _, s := range []string{"20190304", "999417352"} {
+		if bytes.Contains(out, []byte(s)) {
+			t.Errorf("output contains %s:\n%s", s, out)
+		}
+	}
+	for _, s := range []string{`"value": 7.2,`, `"value": 120,`, `"value": 98.6,`, `"value": 7.20,`, `"value": 19829001,`, `"value": 12345678,`,
+		`"sequence": 1,`, `"frequency": 2,`, `"code": "8302-2"`, `"code": "8310-5"`} {
+		if !bytes.Contains(out, []byte(s)) {
+			t.Errorf("output lacks %s:\n%s", s, out)
+		}
+	}
+	for _, p := range []string{"$.entry[0].resource.multipleBirthInteger", "$.entry[1].resource.valueInteger", "$.entry[2].resource.valueQuantity.value",
+		"$.entry[11].resource.dosageInstruction[0].timing.repeat.count"} {
+		if !slices.Contains(rep.Removed, p) {
+			t.Errorf("Removed lacks %s: %q", p, rep.Removed)
+		}
+	}
+	for _, c := range []struct {
+		n    string
+		kept bool
+	}{{"1", true}, {"2", true}, {"20", true}, {"0", false}, {"21", false}, {"-1", false}, {"1.5", false}} {
+		out, _ := mustDeidentify(t, patientBundle(`"multipleBirthInteger":`+c.n), Options{Now: testNow})
+		if got := bytes.Contains(out, []byte(`"multipleBirthInteger": `+c.n+"\n")); got != c.kept {
+			t.Errorf("multipleBirthInteger %s kept: %v, want %v", c.n, got, c.kept)
+		}
+	}
+}

@@ -169,7 +169,13 @@
 // case-insensitively (by Unicode simple case folding: ΟΔΥΣΣΕΑΣ is
 // Οδυσσεας), or contains an '@', or looks like a full date
 // (2019-03, 2019-03-04, 3/4/2019). A patient named "White" thus loses the
-// race display "White" (its code stays). The only strings of the output that do
+// race display "White" (its code stays). Numbers are copied as their
+// literals, and a literal is removed the same way if it contains one of them
+// (an SSN "999417352" given as an Identifier, typed into valueInteger) or
+// holds a compact date (20190304, 20190304091500); a Quantity whose value
+// goes goes whole. Laboratory values stay as they are (7.20, 120, 98.6).
+// multipleBirthInteger is kept only from 1 to 20: anything else is no birth
+// order. The only strings of the output that do
 // not go through the sweep are the fixed ones: resourceType, the tokens (id,
 // fullUrl, reference), whitelisted extension URLs and the Bundle type.
 //
@@ -194,9 +200,11 @@
 // expert-determination method (§164.514(b)(1)), k-anonymity checks and small
 // cell suppression are out of scope. Free text and attachments are removed,
 // never scrubbed, so clinical information that exists only as text is lost.
-// Coded strings are copied (after the sweep): a display or code that contains
-// an identifier not present in the structured identifying fields of the same
-// input (a neighbour's name typed into a coding's display) is not detected.
+// Coded strings and numbers are copied (after the sweep): a display, code or
+// number that contains an identifier not present in the structured
+// identifying fields of the same input (a neighbour's name typed into a
+// coding's display, an SSN typed into valueInteger without its dashes when
+// the Identifier has them) is not detected.
 // The output keeps the FHIR JSON syntax of the elements it keeps, but it may
 // violate profiles (US Core requires Patient.identifier and name) and
 // cardinalities whose only content was identifying (a MedicationRequest whose

@@ -85,12 +85,13 @@ func allowedURLs() map[string]bool {
 // against the identifying values of its input.
 func checkOutput(t *testing.T, in, out []byte) {
 	t.Helper()
-	needles := patientValues(in)
+	needles := append(patientValues(in), identifierValues(in)...)
 	var doc map[string]any
 	if err := json.Unmarshal(out, &doc); err != nil {
 		t.Fatalf("output is not a JSON object: %v", err)
 	}
 	checkYears(t, in, doc)
+	checkNumbers(t, needles, out)
 	var leaves []leaf
 	stringLeaves(doc, "$", "", &leaves)
 	urls := allowedURLs()
@@ -147,6 +148,95 @@ func checkOutput(t *testing.T, in, out []byte) {
 			t.Errorf("%s = %q looks like a date or an e-mail address", l.path, l.val)
 		}
 	}
+}
+
+// checkNumbers checks that no number literal of the output holds a date or
+// one of the needles, and that multipleBirthInteger is a birth order.
+func checkNumbers(t *testing.T, needles []string, out []byte) {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(out))
+	dec.UseNumber()
+	var doc any
+	if err := dec.Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	var walk func(v any, path, key string)
+	walk = func(v any, path, key string) {
+		switch x := v.(type) {
+		case json.Number:
+			s := string(x)
+			if dateLike.MatchString(s) {
+				t.Errorf("%s = %s holds a date", path, s)
+			}
+			for _, n := range needles {
+				if strings.Contains(s, n) {
+					t.Errorf("%s = %s contains the input's %q", path, s, n)
+					break
+				}
+			}
+			if n, err := strconv.Atoi(s); key == "multipleBirthInteger" && (err != nil || n < 1 || n > 20) {
+				t.Errorf("%s = %s is no birth order", path, s)
+			}
+		case []any:
+			for i, e := range x {
+				walk(e, path+"["+itoa(i)+"]", key)
+			}
+		case map[string]any:
+			for k, e := range x {
+				walk(e, path+"."+k, k)
+			}
+		}
+	}
+	walk(doc, "$", "")
+}
+
+// identifierValues returns the strings under the value of every Identifier
+// element of a JSON input (members named identifier or ending in
+// Identifier, at any depth), when 4 characters or longer.
+func identifierValues(in []byte) []string {
+	in = bytes.TrimPrefix(in, []byte("\xef\xbb\xbf"))
+	var root any
+	if json.Unmarshal(in, &root) != nil {
+		return nil
+	}
+	var out []string
+	var strs func(v any)
+	strs = func(v any) {
+		switch x := v.(type) {
+		case string:
+			for _, s := range []string{x, strings.TrimSpace(x)} {
+				if utf8.RuneCountInString(s) >= 4 {
+					out = append(out, s)
+				}
+			}
+		case []any:
+			for _, e := range x {
+				strs(e)
+			}
+		case map[string]any:
+			for _, e := range x {
+				strs(e)
+			}
+		}
+	}
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		case map[string]any:
+			for k, e := range x {
+				if k == "identifier" || strings.HasSuffix(k, "Identifier") {
+					each(e, func(m map[string]any) { strs(m["value"]) })
+				}
+				walk(e)
+			}
+		}
+	}
+	walk(root)
+	return out
 }
 
 // checkYears checks that no year of a date element of the output (but a
@@ -504,6 +594,13 @@ null,[],{"fullUrl":7,"resource":{"resourceType":"Condition","subject":"Patient/1
  "onsetRange":{"low":{"value":80,"unit":"a"},"high":{"value":86,"unit":"a"}},"recordedDate":"2005"}},
 {"resource":{"resourceType":"AllergyIntolerance","code":{"coding":[{"system":"http://snomed.info/sct","code":"91935009"}]},"patient":{"reference":"urn:uuid:p"},
  "onsetAge":{"value":40,"unit":"a"}}}]}`),
+		// Numbers that are a date or an identifier of the input.
+		"numbers": []byte(`{"resourceType":"Bundle","type":"collection","entry":[
+{"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient","id":"p","identifier":[{"value":"999417352"}],"multipleBirthInteger":999417352}},
+{"resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8302-2"}]},
+ "valueInteger":20190304,"component":[{"code":{"coding":[{"code":"x"}]},"valueQuantity":{"value":1999417352.5,"unit":"kg"}}]}},
+{"resource":{"resourceType":"MedicationRequest","status":"active","intent":"order",
+ "dosageInstruction":[{"sequence":20190304091500,"timing":{"repeat":{"count":1,"frequency":2,"period":1,"periodUnit":"d"}}}]}}]}`),
 		"snomed_age": []byte(`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://snomed.info/sct","code":"424144002"}]},
  "effectiveDateTime":"2024","valueInteger":97}`),
 		"unsupported":         []byte(`{"resourceType":"Claim","patient":{"reference":"Patient/1"}}`),

@@ -14,7 +14,7 @@ const (
 	kString    kind = iota // code, id, short coded strings: copied if they pass the sweep and hold no URI or IP address
 	kSystem                // a code system's URI (Coding.system, Quantity.system): copied if it passes the sweep
 	kBool                  // boolean: copied
-	kNumber                // integer, positiveInt, unsignedInt, decimal: copied (literal kept)
+	kNumber                // integer, positiveInt, unsignedInt, decimal: copied (literal kept) if it passes the sweep
 	kDate                  // date, dateTime: reduced to the year (or removed)
 	kReference             // Reference: rewritten to the position token of its target, or removed
 	kExtension             // Patient.extension: only the extensions of patientExtensions
@@ -198,7 +198,7 @@ var resources = map[string]*resourceSchema{
 		fl("deceasedBoolean", boolean), fl("deceasedDateTime", date),
 		fl("address", address.list()),
 		fl("maritalStatus", codeableConcept),
-		fl("multipleBirthBoolean", boolean), fl("multipleBirthInteger", number),
+		fl("multipleBirthBoolean", boolean), fl("multipleBirthInteger", number), // 1 to 20 only: patientPost
 		fl("communication", obj(fl("language", codeableConcept), fl("preferred", boolean)).requiring("language").list()),
 		fl("generalPractitioner", reference.list()),
 		fl("managingOrganization", reference),

@@ -82,10 +82,14 @@ func (d *deidentifier) one(p string, v any, e elem) any {
 		}
 		d.removed(p)
 	case kNumber:
-		if n, ok := v.(json.Number); ok {
+		n, ok := v.(json.Number)
+		if !ok {
+			d.removed(p)
+			return nil
+		}
+		if d.number(p, n) {
 			return n
 		}
-		d.removed(p)
 	case kDate:
 		return d.date(p, v)
 	case kReference:
@@ -145,6 +149,31 @@ func (d *deidentifier) text(p, s string) (string, bool) {
 		return "", false
 	}
 	return s, true
+}
+
+// number passes a number's literal, which is copied as it is, through the
+// sweep as text does a string: it is removed if it contains an identifying
+// string of the input (an SSN given as an Identifier, typed into
+// valueInteger) or holds a compact date (20190304; the other notations of
+// dateLike cannot be JSON numbers). Only literals of 8 digits or more can
+// hold one, so lab values never reach the regular expression.
+func (d *deidentifier) number(p string, n json.Number) bool {
+	s := string(n)
+	if digits(s) >= 8 && dateLike.MatchString(s) || d.needles.in(fold(s)) {
+		d.removed(p)
+		return false
+	}
+	return true
+}
+
+func digits(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if '0' <= s[i] && s[i] <= '9' {
+			n++
+		}
+	}
+	return n
 }
 
 // mayHoldDate is dateLike's cheap pre-check: every date it matches has at
@@ -605,7 +634,11 @@ func member(v any, k string) any {
 	return nil
 }
 
-// patientPost records what patchAges needs.
+// maxBirthOrder is the largest multipleBirthInteger kept.
+const maxBirthOrder = 20
+
+// patientPost records what patchAges needs, and keeps multipleBirthInteger
+// only when it can be a birth order.
 func patientPost(d *deidentifier, r *resourceEntry, out *object) {
 	pi := patientInfo{path: r.path, out: out, alive: true}
 	if by, ok := out.get("birthDate"); ok {
@@ -616,6 +649,14 @@ func patientPost(d *deidentifier, r *resourceEntry, out *object) {
 	}
 	if v, ok := r.res["deceasedDateTime"]; ok && v != nil {
 		pi.alive = false
+	}
+	// A birth order is small; anything else in multipleBirthInteger (an
+	// identifier, a date typed as a number) is not one.
+	if v, ok := out.get("multipleBirthInteger"); ok {
+		if n, err := strconv.Atoi(string(v.(json.Number))); err != nil || n < 1 || n > maxBirthOrder {
+			d.removed(r.path + ".multipleBirthInteger")
+			out.del("multipleBirthInteger")
+		}
 	}
 	d.patients = append(d.patients, pi)
 }
