@@ -1246,3 +1246,64 @@ func TestNumbersSwept(t *testing.T) {
 		}
 	}
 }
+
+// TestAddressStateCountry: Address keeps state and country only when they
+// can be nothing but a name or code (letters, spaces, dots, apostrophes,
+// hyphens, at most 40 bytes): a free-form "Springfield, MA 01109" in state holds a city
+// and a ZIP code that no other field of the input names, and goes, in a
+// Patient's address as in an Organization's.
+func TestAddressStateCountry(t *testing.T) {
+	for _, c := range []struct {
+		state, country string
+		kept           bool
+	}{
+		{"MA", "US", true},
+		{"Massachusetts", "United States", true},
+		{"District of Columbia", "USA", true},
+		{"Québec", "Canada", true},
+		{"Rio Grande do Sul", "BR", true},
+		{"Baden-Württemberg", "Deutschland", true},
+		{"St. John's", "Côte d’Ivoire", true},
+		{"Springfield, MA 01109", "", false},
+		{"MA 01109", "", false},
+		{"01109", "", false},
+		{"Springfield\nMA", "", false},
+		{"", "US 01109", false},
+		{"", "Springfield, Massachusetts, United States", false},
+		{"", "United Kingdom of Great Britain and Northern Ireland", false},
+	} {
+		var members []string
+		if c.state != "" {
+			members = append(members, `"state":`+string(mustMarshal(c.state)))
+		}
+		if c.country != "" {
+			members = append(members, `"country":`+string(mustMarshal(c.country)))
+		}
+		addr := `"address":[{` + strings.Join(members, ",") + `}]`
+		in := patientBundle(addr, `{"resourceType":"Organization","active":true,`+addr+`}`)
+		out, rep := mustDeidentify(t, in, Options{Now: testNow})
+		for _, s := range []string{c.state, c.country} {
+			if s == "" {
+				continue
+			}
+			got := bytes.Count(out, mustMarshal(s))
+			if c.kept && got != 2 || !c.kept && got != 0 {
+				t.Errorf("%q in %d addresses, want it in %s:\n%s", s, got, map[bool]string{true: "both", false: "none"}[c.kept], out)
+			}
+		}
+		if !c.kept {
+			for _, p := range []string{"$.entry[0].resource.address[0]", "$.entry[1].resource.address[0]"} {
+				k := p + ".state"
+				if c.state == "" {
+					k = p + ".country"
+				}
+				if !slices.Contains(rep.Removed, k) {
+					t.Errorf("%q/%q: Removed lacks %s: %q", c.state, c.country, k, rep.Removed)
+				}
+			}
+			if bytes.Contains(out, []byte(`"address"`)) {
+				t.Errorf("an empty address was kept:\n%s", out)
+			}
+		}
+	}
+}

@@ -35,10 +35,13 @@
 //     and Reference.display (which names people and places).
 //  2. Geographic subdivisions smaller than a state — Address keeps state and
 //     country only; line, city, district (county), postalCode, text, period
-//     and the geolocation extension are removed. The Safe Harbor rule would
-//     allow the first three ZIP digits where that area has more than 20,000
-//     people; keeping the Census table current is not worth it, so the
-//     whole ZIP is removed.
+//     and the geolocation extension are removed. State and country are kept
+//     only when they can be nothing but a name or code: letters, spaces,
+//     '.', apostrophes and '-', at most 40 bytes; a free-form "Springfield,
+//     MA 01109" (a digit, a comma) goes, as does a longer official name.
+//     The Safe Harbor rule would allow the first three ZIP digits where that
+//     area has more than 20,000 people; keeping the Census table current is
+//     not worth it, so the whole ZIP is removed.
 //  3. Dates — every date and dateTime element is reduced to its year
 //     ("2019-03-04T09:15:00-05:00" → "2019"): birthDate, deceasedDateTime,
 //     periods, effective/onset/abatement/performed/occurrence dates,
@@ -204,7 +207,8 @@
 // number that contains an identifier not present in the structured
 // identifying fields of the same input (a neighbour's name typed into a
 // coding's display, an SSN typed into valueInteger without its dashes when
-// the Identifier has them) is not detected.
+// the Identifier has them, a city alone typed into Address.state) is not
+// detected.
 // The output keeps the FHIR JSON syntax of the elements it keeps, but it may
 // violate profiles (US Core requires Patient.identifier and name) and
 // cardinalities whose only content was identifying (a MedicationRequest whose

@@ -147,6 +147,9 @@ func checkOutput(t *testing.T, in, out []byte) {
 		if fullDateRE.MatchString(l.val) || strings.Contains(l.val, "@") {
 			t.Errorf("%s = %q looks like a date or an e-mail address", l.path, l.val)
 		}
+		if (l.key == "state" || l.key == "country") && (len(l.val) > 40 || strings.ContainsAny(l.val, "0123456789,;:/#()\n\r\t")) {
+			t.Errorf("%s = %q is no name of a state or country", l.path, l.val)
+		}
 	}
 }
 
@@ -601,6 +604,10 @@ null,[],{"fullUrl":7,"resource":{"resourceType":"Condition","subject":"Patient/1
  "valueInteger":20190304,"component":[{"code":{"coding":[{"code":"x"}]},"valueQuantity":{"value":1999417352.5,"unit":"kg"}}]}},
 {"resource":{"resourceType":"MedicationRequest","status":"active","intent":"order",
  "dosageInstruction":[{"sequence":20190304091500,"timing":{"repeat":{"count":1,"frequency":2,"period":1,"periodUnit":"d"}}}]}}]}`),
+		// A city and a ZIP code in state and country, and nowhere else.
+		"free_address": []byte(`{"resourceType":"Bundle","type":"collection","entry":[
+{"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient","id":"p","address":[{"state":"Springfield, MA 01109","country":"US 01109"},{"state":"MA"}]}},
+{"resource":{"resourceType":"Organization","address":[{"state":"01103","country":"Chicopee\nUS"}]}}]}`),
 		"snomed_age": []byte(`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://snomed.info/sct","code":"424144002"}]},
  "effectiveDateTime":"2024","valueInteger":97}`),
 		"unsupported":         []byte(`{"resourceType":"Claim","patient":{"reference":"Patient/1"}}`),

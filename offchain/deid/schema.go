@@ -116,8 +116,9 @@ var (
 	ageRange       = rangeElem(qAgeLow, qAgeHigh) // a Range of Age
 	ratio          = obj(fl("numerator", quantity), fl("denominator", quantity))
 
-	// Address is generalized to the state and the country.
-	address = obj(fl("state", str), fl("country", str))
+	// Address is generalized to the state and the country, each kept only
+	// when it can be nothing but a name or a code (addressPost).
+	address = obj(fl("state", str), fl("country", str)).withPost(addressPost)
 
 	// Timing.event (exact dates) and Timing.repeat.bounds* other than
 	// durations are dropped; a schedule keeps its shape.

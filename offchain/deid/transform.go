@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // fields applies schema s to the JSON object in, at path p. Members not in s
@@ -264,6 +265,41 @@ func (d *deidentifier) noteYears(p string, s *schema, out *object) {
 			d.years = append(d.years, yearSite{obj: out, key: k, path: p + "." + k, year: y, n: d.cur})
 		}
 	}
+}
+
+// addressPost removes an Address's state or country that is not shaped like
+// a name or code of one (see placeName): a free-form "Springfield, MA
+// 01109" holds a city and a ZIP code that no other element may name, so
+// that the sweep would not know them.
+func addressPost(d *deidentifier, p string, _ map[string]any, out *object) *object {
+	for _, k := range []string{"state", "country"} {
+		if v, ok := out.get(k); ok && !placeName(v.(string)) {
+			d.removed(p + "." + k)
+			out.del(k)
+		}
+	}
+	if out.empty() {
+		return nil
+	}
+	return out
+}
+
+// maxPlaceName is the longest state or country name kept, in bytes.
+const maxPlaceName = 40
+
+// placeName reports whether s can only be the name or code of a state or a
+// country: letters (and combining marks), spaces, '.', apostrophes and '-',
+// at most maxPlaceName bytes; no digit, comma or line break.
+func placeName(s string) bool {
+	if len(s) > maxPlaceName {
+		return false
+	}
+	for _, r := range s {
+		if !unicode.IsLetter(r) && !unicode.IsMark(r) && !strings.ContainsRune(" .-'’", r) {
+			return false
+		}
+	}
+	return true
 }
 
 // reference rewrites a Reference to {"reference": "urn:uuid:TOKEN"} of its
