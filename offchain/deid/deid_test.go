@@ -1307,3 +1307,67 @@ func TestAddressStateCountry(t *testing.T) {
 		}
 	}
 }
+
+// TestSweepIds: the input's resource ids, and the ids in its fullUrls and
+// references (dangling ones included, and the identifier of a conditional
+// reference), are the source system's identifiers of the record: typed
+// into a kept display or code, they go. Ids that cannot identify, or would
+// take codes with them, are not needles: shorter than 4 bytes ("p1"),
+// without a digit ("glucose", "example"), or of fewer than 6 digits only
+// (a server's sequence number "2339", which the LOINC code 2339-0 holds).
+func TestSweepIds(t *testing.T) {
+	coded := func(code, display string) string {
+		return `{"resourceType":"Condition","code":{"coding":[{"system":"http://example.org/local","code":"` + code + `","display":"` + display + `"}]}}`
+	}
+	for _, c := range []struct {
+		name, patient, res, leak string
+	}{
+		{"resource id", `"gender":"female"`, `{"resourceType":"Observation","id":"obs-5520019","status":"final","code":{"coding":[{"code":"8867-4"}]}}`, "obs-5520019"},
+		{"contained id", `"contained":[{"resourceType":"RelatedPerson","id":"rp-44120"}]`, "", "rp-44120"},
+		{"dangling reference", `"gender":"female"`, `{"resourceType":"Observation","status":"final","code":{"coding":[{"code":"8867-4"}]},
+		  "subject":{"reference":"Patient/mrn-7734120"}}`, "mrn-7734120"},
+		{"absolute reference with history", `"gender":"female"`, `{"resourceType":"Observation","status":"final","code":{"coding":[{"code":"8867-4"}]},
+		  "performer":[{"reference":"https://ehr.example.org/fhir/Practitioner/pr-88121/_history/3"}]}`, "pr-88121"},
+		{"numeric reference id of 6 digits", `"gender":"female"`, `{"resourceType":"Observation","status":"final","code":{"coding":[{"code":"8867-4"}]},
+		  "subject":{"reference":"Patient/7734120"}}`, "7734120"},
+		{"conditional reference", `"gender":"female"`, `{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},
+		  "participant":[{"individual":{"reference":"Practitioner?identifier=http://hl7.org/fhir/sid/us-npi%7CNPI-55X20"}}]}`, "NPI-55X20"},
+		{"fullUrl", `"gender":"female"`, `{"resourceType":"Bundle","entry":[{"fullUrl":"https://ehr.example.org/fhir/Patient/old-4471"}]}`, "old-4471"},
+		{"uuid", `"gender":"female"`, `{"resourceType":"Observation","id":"3f1c9a52-7d4e-4b8a-9c21-5e6f7a8b9c0d","status":"final","code":{"coding":[{"code":"8867-4"}]}}`,
+			"3f1c9a52-7d4e-4b8a-9c21-5e6f7a8b9c0d"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			extra := []string{coded("x1", "see "+c.leak)}
+			if c.res != "" {
+				extra = append([]string{c.res}, extra...)
+			}
+			out, _ := mustDeidentify(t, patientBundle(c.patient, extra...), Options{Now: testNow})
+			if bytes.Contains(bytes.ToLower(out), bytes.ToLower([]byte(c.leak))) {
+				t.Errorf("output contains %q:\n%s", c.leak, out)
+			}
+			if !bytes.Contains(out, []byte(`"x1"`)) {
+				t.Errorf("the coding went whole:\n%s", out)
+			}
+		})
+	}
+	// The fullUrl of the bundle's own entry, as a code.
+	in := []byte(`{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:pt-5510x7","resource":{"resourceType":"Patient","gender":"female"}},
+	  {"resource":` + coded("pt-5510x7", "Hypertension") + `}]}`)
+	if out, _ := mustDeidentify(t, in, Options{Now: testNow}); bytes.Contains(out, []byte("pt-5510x7")) {
+		t.Errorf("output contains the fullUrl's id:\n%s", out)
+	}
+	// Ids that are no needles: the codes and displays that hold them stay.
+	keep := patientBundle(`"gender":"female"`,
+		`{"resourceType":"Observation","id":"glucose","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"2339-0","display":"Glucose [Mass/volume] in Blood"}]},
+		  "subject":{"reference":"urn:uuid:p"},"valueQuantity":{"value":7.2,"unit":"mmol/L"}}`,
+		`{"resourceType":"Observation","id":"2339","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"2339-0"}]},"hasMember":[{"reference":"Observation/8302"}]}`,
+		`{"resourceType":"Condition","id":"example","code":{"coding":[{"system":"http://example.org/local","code":"x1","display":"example"}]}}`,
+		`{"resourceType":"Condition","id":"c1","code":{"coding":[{"system":"http://snomed.info/sct","code":"44054006","display":"Diabetes mellitus type 2 (c1)"}]}}`)
+	out, _ := mustDeidentify(t, keep, Options{Now: testNow})
+	for _, s := range []string{`"Glucose [Mass/volume] in Blood"`, `"code": "2339-0"`, `"system": "http://example.org/local"`, `"display": "example"`,
+		`"Diabetes mellitus type 2 (c1)"`, `"value": 7.2`} {
+		if bytes.Count(out, []byte(s)) == 0 {
+			t.Errorf("output lacks %s:\n%s", s, out)
+		}
+	}
+}

@@ -69,8 +69,9 @@
 //     valueAttachment) are removed; Media, ImagingStudy and
 //     DocumentReference are unsupported types, dropped.
 //  18. Any other unique identifying number, characteristic or code —
-//     resource ids, fullUrls and references are replaced (below); free text
-//     is removed (below).
+//     resource ids, fullUrls and references are replaced (below), and the
+//     sweep removes the input's ids wherever else they occur; free text is
+//     removed (below).
 //
 // # Ages over 89
 //
@@ -162,7 +163,14 @@
 // Before anything is written, the identifying strings of the input are
 // collected: the value of every Identifier element of every resource (its
 // identifier, and at any depth: Reference.identifier, groupIdentifier,
-// preAdmissionIdentifier, ...), and the names, telecom values, address
+// preAdmissionIdentifier, ...) and of every conditional reference
+// ("Practitioner?identifier=system|value"); the id of every resource
+// (contained ones included) and the id every fullUrl and reference names
+// ("mrn-7734120" of "Patient/mrn-7734120", dangling or not, and of
+// "urn:uuid:..."), when it holds a digit and, if it holds only digits, 6 of
+// them or more (an id "glucose" would take the display "Glucose
+// [Mass/volume] in Blood", a server's sequence number "2339" the LOINC code
+// 2339-0); and the names, telecom values, address
 // parts (text, line, city, district, postalCode) and photo URLs of
 // Patients (with their contacts and non-whitelisted extensions),
 // Practitioners, RelatedPersons and Persons, contained ones and those of a
@@ -207,8 +215,8 @@
 // number that contains an identifier not present in the structured
 // identifying fields of the same input (a neighbour's name typed into a
 // coding's display, an SSN typed into valueInteger without its dashes when
-// the Identifier has them, a city alone typed into Address.state) is not
-// detected.
+// the Identifier has them, a city alone typed into Address.state, an id
+// without a digit or of fewer than 6 digits) is not detected.
 // The output keeps the FHIR JSON syntax of the elements it keeps, but it may
 // violate profiles (US Core requires Patient.identifier and name) and
 // cardinalities whose only content was identifying (a MedicationRequest whose

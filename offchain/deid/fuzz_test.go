@@ -2,9 +2,11 @@ package deid
 
 // FuzzDeidentify: Deidentify never panics; it fails only with ErrNotFHIR or
 // ErrUnsupported; when it succeeds its output is valid JSON, deterministic,
-// its references resolve inside it, and none of its strings contains a
-// Patient name, telecom or address value of the input (of 4 characters or
-// more) or a full date. The seed corpus in testdata/fuzz/FuzzDeidentify/ is
+// its references resolve inside it, none of its strings or numbers contains
+// a Patient name, telecom or address value, an Identifier value or a
+// resource id of the input (of 4 characters or more) or a full date, no
+// year or age of it shows a person 90 or older, and its states and
+// countries are names (see checkOutput). The seed corpus in testdata/fuzz/FuzzDeidentify/ is
 // written by `go test -run TestWriteFuzzSeeds -write-seeds` from the inputs
 // of fuzzSeeds; `go test` runs it, `go test -fuzz=FuzzDeidentify` explores.
 
@@ -17,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -85,7 +88,7 @@ func allowedURLs() map[string]bool {
 // against the identifying values of its input.
 func checkOutput(t *testing.T, in, out []byte) {
 	t.Helper()
-	needles := append(patientValues(in), identifierValues(in)...)
+	needles := slices.Concat(patientValues(in), identifierValues(in), idValues(in))
 	var doc map[string]any
 	if err := json.Unmarshal(out, &doc); err != nil {
 		t.Fatalf("output is not a JSON object: %v", err)
@@ -141,7 +144,8 @@ func checkOutput(t *testing.T, in, out []byte) {
 		}
 		for _, n := range needles {
 			if strings.Contains(l.val, n) {
-				t.Errorf("%s = %q contains the patient's %q", l.path, l.val, n)
+				t.Errorf("%s = %q contains the input's %q", l.path, l.val, n)
+				break
 			}
 		}
 		if fullDateRE.MatchString(l.val) || strings.Contains(l.val, "@") {
@@ -234,6 +238,54 @@ func identifierValues(in []byte) []string {
 				if k == "identifier" || strings.HasSuffix(k, "Identifier") {
 					each(e, func(m map[string]any) { strs(m["value"]) })
 				}
+				walk(e)
+			}
+		}
+	}
+	walk(root)
+	return out
+}
+
+// idValues returns the ids of the resources of a JSON input (at any
+// depth) and the ids its references and fullUrls name, those that idNeedle
+// takes.
+func idValues(in []byte) []string {
+	in = bytes.TrimPrefix(in, []byte("\xef\xbb\xbf"))
+	var root any
+	if json.Unmarshal(in, &root) != nil {
+		return nil
+	}
+	var out []string
+	add := func(id string) {
+		for _, s := range []string{id, strings.TrimSpace(id)} {
+			if idNeedle(s) && utf8.RuneCountInString(s) >= 4 {
+				out = append(out, s)
+			}
+		}
+	}
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		case map[string]any:
+			if _, ok := x["resourceType"].(string); ok {
+				if id, ok := x["id"].(string); ok {
+					add(id)
+				}
+			}
+			for _, k := range []string{"reference", "fullUrl"} {
+				ref, ok := x[k].(string)
+				if !ok || strings.Contains(ref, "?") || strings.HasPrefix(ref, "urn:oid:") {
+					continue
+				}
+				ref, _, _ = strings.Cut(ref, "/_history/")
+				ref = strings.TrimPrefix(strings.TrimPrefix(ref, "urn:uuid:"), "#")
+				add(ref[strings.LastIndex(ref, "/")+1:])
+			}
+			for _, e := range x {
 				walk(e)
 			}
 		}
@@ -608,6 +660,17 @@ null,[],{"fullUrl":7,"resource":{"resourceType":"Condition","subject":"Patient/1
 		"free_address": []byte(`{"resourceType":"Bundle","type":"collection","entry":[
 {"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient","id":"p","address":[{"state":"Springfield, MA 01109","country":"US 01109"},{"state":"MA"}]}},
 {"resource":{"resourceType":"Organization","address":[{"state":"01103","country":"Chicopee\nUS"}]}}]}`),
+		// Ids of resources, fullUrls and references typed into codings.
+		"ids": []byte(`{"resourceType":"Bundle","type":"collection","entry":[
+{"fullUrl":"https://ehr.example.org/fhir/Patient/mrn-7734120","resource":{"resourceType":"Patient","id":"mrn-7734120",
+ "contained":[{"resourceType":"RelatedPerson","id":"rp-44120"}]}},
+{"fullUrl":"urn:uuid:3f1c9a52-7d4e-4b8a-9c21-5e6f7a8b9c0d","resource":{"resourceType":"Observation","id":"obs-5520019","status":"final",
+ "code":{"coding":[{"system":"http://loinc.org","code":"2339-0","display":"Glucose"}]},"subject":{"reference":"Patient/mrn-7734120"},
+ "performer":[{"reference":"https://ehr.example.org/fhir/Practitioner/pr-88121/_history/3"},{"reference":"Practitioner/7734121"}],
+ "valueInteger":7734121}},
+{"resource":{"resourceType":"Condition","id":"2339","code":{"coding":[{"code":"mrn-7734120","display":"rp-44120 obs-5520019"},
+ {"code":"x1","display":"pr-88121, 3f1c9a52-7d4e-4b8a-9c21-5e6f7a8b9c0d"},{"code":"x2","display":"NPI-55X20"}]},
+ "asserter":{"reference":"Practitioner?identifier=http://hl7.org/fhir/sid/us-npi%7CNPI-55X20"}}}]}`),
 		"snomed_age": []byte(`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://snomed.info/sct","code":"424144002"}]},
  "effectiveDateTime":"2024","valueInteger":97}`),
 		"unsupported":         []byte(`{"resourceType":"Claim","patient":{"reference":"Patient/1"}}`),

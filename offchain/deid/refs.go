@@ -128,6 +128,11 @@ func hasIdentifier(res map[string]any, system, value string, hasSystem bool) boo
 //   - the value of every Identifier element, at any depth (identifier,
 //     Reference.identifier, groupIdentifier, preAdmissionIdentifier,
 //     qualification.identifier, valueIdentifier, ...);
+//   - the id of every resource (contained ones included), and the id in
+//     every fullUrl and reference ("mrn-7734120" of "Patient/mrn-7734120",
+//     of ".../Patient/mrn-7734120/_history/2", of "urn:uuid:mrn-7734120"),
+//     when idNeedle holds; and the identifier value of a conditional
+//     reference ("Patient?identifier=system|value");
 //   - of a Patient, Practitioner, RelatedPerson or Person: name (text,
 //     family, given, prefix, suffix), telecom value, address (text, line,
 //     city, district, postalCode), photo url;
@@ -146,8 +151,16 @@ func (d *deidentifier) collectNeedles(res map[string]any) {
 			}
 		}
 	}
-	identifierNeedles(res, add)
+	addID := func(id string) {
+		if idNeedle(id) {
+			add(id)
+		}
+	}
+	identifierNeedles(res, add, addID)
 	eachResource(res, func(res map[string]any, rt string) {
+		if id, ok := res["id"].(string); ok {
+			addID(id)
+		}
 		switch rt {
 		case "Patient", "Practitioner", "RelatedPerson", "Person":
 			personNeedles(res, add)
@@ -246,21 +259,81 @@ func (n *needles) in(s string) bool {
 }
 
 // identifierNeedles calls add with the value of every Identifier element
-// in v, at any depth: the members named identifier or ending in Identifier.
-func identifierNeedles(v any, add func(string)) {
+// in v, at any depth (the members named identifier or ending in
+// Identifier), and with the identifier value of every conditional
+// reference; and addID with the id of every other fullUrl and reference.
+func identifierNeedles(v any, add, addID func(string)) {
 	switch x := v.(type) {
 	case []any:
 		for _, e := range x {
-			identifierNeedles(e, add)
+			identifierNeedles(e, add, addID)
 		}
 	case map[string]any:
 		for k, e := range x {
-			if k == "identifier" || strings.HasSuffix(k, "Identifier") {
+			switch {
+			case k == "identifier" || strings.HasSuffix(k, "Identifier"):
 				eachMember(e, add, "value")
+			case k == "reference" || k == "fullUrl":
+				if s, ok := e.(string); ok {
+					referenceNeedles(s, add, addID)
+				}
 			}
-			identifierNeedles(e, add)
+			identifierNeedles(e, add, addID)
 		}
 	}
+}
+
+// referenceNeedles calls addID with the id a reference or fullUrl names
+// (its last path segment, "/_history/v" ignored; the rest of
+// "urn:uuid:"; a local "#id"), or, for a conditional reference, add with
+// its identifier values (the part after "system|"). Other search
+// parameters are not taken: "Encounter?status=finished" would make a
+// status a needle.
+func referenceNeedles(ref string, add, addID func(string)) {
+	if base, query, ok := strings.Cut(ref, "?"); ok {
+		q, _ := url.ParseQuery(query)
+		for _, v := range q["identifier"] {
+			add(v[strings.LastIndex(v, "|")+1:])
+		}
+		ref = base // "Patient": no id
+	}
+	if i := strings.Index(ref, "/_history/"); i >= 0 {
+		ref = ref[:i]
+	}
+	switch {
+	case strings.HasPrefix(ref, "urn:uuid:"):
+		addID(ref[len("urn:uuid:"):])
+	case strings.HasPrefix(ref, "urn:"): // an OID names a system, not a record
+	case strings.HasPrefix(ref, "#"):
+		addID(ref[1:])
+	default:
+		addID(ref[strings.LastIndex(ref, "/")+1:])
+	}
+}
+
+// idNeedle reports whether a resource id is taken as a needle: 4 bytes or
+// more (as every needle), with a digit, and, if made of digits only, 6 of
+// them or more. An id without a digit ("glucose", "example",
+// "blood-pressure") is a word, not a number, and as a needle would take with
+// it the displays of the codes it names ("Glucose [Mass/volume] in Blood")
+// or a code system ("http://example.org/..."); a short number ("2339") is a
+// server's sequence number, and would take codes that contain it (LOINC
+// 2339-0, RxNorm, SNOMED CT). A UUID is one: it carries nothing, but it is
+// the source system's key of the record.
+func idNeedle(id string) bool {
+	id = strings.TrimSpace(id)
+	if len(id) < 4 {
+		return false
+	}
+	digits, other := 0, false
+	for i := 0; i < len(id); i++ {
+		if '0' <= id[i] && id[i] <= '9' {
+			digits++
+		} else {
+			other = true
+		}
+	}
+	return digits > 0 && (other || digits >= 6)
 }
 
 func personNeedles(m map[string]any, add func(string)) {
