@@ -250,7 +250,9 @@ func (d *deidentifier) bundle(root map[string]any) *object {
 			d.removed("$." + k)
 		}
 	}
-	d.collectNeedles(root) // the Bundle's own identifier
+	// One walk of the whole Bundle: its own identifier, and every entry's
+	// resource (and what is inside it), kept or dropped.
+	d.collectNeedles(root)
 	if ev, ok := root["entry"]; ok && ev != nil {
 		arr, ok := ev.([]any)
 		if !ok {
@@ -268,7 +270,6 @@ func (d *deidentifier) bundle(root map[string]any) *object {
 				d.dropResource(ep, "", "entry without a resource")
 				continue
 			}
-			d.collectNeedles(res)
 			r := d.classify(ep+".resource", res)
 			if r.schema == nil {
 				d.dropResource(ep, r.typ, r.why)
