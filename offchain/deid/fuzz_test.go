@@ -197,6 +197,28 @@ func checkNumbers(t *testing.T, needles []string, out []byte) {
 	walk(doc, "$", "")
 }
 
+// appendLongStrings appends to out every string in v, at any depth, as
+// given and trimmed, when 4 characters or longer.
+func appendLongStrings(out []string, v any) []string {
+	switch x := v.(type) {
+	case string:
+		for _, s := range []string{x, strings.TrimSpace(x)} {
+			if utf8.RuneCountInString(s) >= 4 {
+				out = append(out, s)
+			}
+		}
+	case []any:
+		for _, e := range x {
+			out = appendLongStrings(out, e)
+		}
+	case map[string]any:
+		for _, e := range x {
+			out = appendLongStrings(out, e)
+		}
+	}
+	return out
+}
+
 // identifierValues returns the strings under the value of every Identifier
 // element of a JSON input (members named identifier or ending in
 // Identifier, at any depth), when 4 characters or longer.
@@ -207,25 +229,7 @@ func identifierValues(in []byte) []string {
 		return nil
 	}
 	var out []string
-	var strs func(v any)
-	strs = func(v any) {
-		switch x := v.(type) {
-		case string:
-			for _, s := range []string{x, strings.TrimSpace(x)} {
-				if utf8.RuneCountInString(s) >= 4 {
-					out = append(out, s)
-				}
-			}
-		case []any:
-			for _, e := range x {
-				strs(e)
-			}
-		case map[string]any:
-			for _, e := range x {
-				strs(e)
-			}
-		}
-	}
+	strs := func(v any) { out = appendLongStrings(out, v) }
 	var walk func(v any)
 	walk = func(v any) {
 		switch x := v.(type) {
@@ -502,25 +506,7 @@ func patientValues(in []byte) []string {
 		}
 	}
 	var out []string
-	var collect func(v any)
-	collect = func(v any) {
-		switch x := v.(type) {
-		case string:
-			for _, s := range []string{x, strings.TrimSpace(x)} {
-				if utf8.RuneCountInString(s) >= 4 {
-					out = append(out, s)
-				}
-			}
-		case []any:
-			for _, e := range x {
-				collect(e)
-			}
-		case map[string]any:
-			for _, e := range x {
-				collect(e)
-			}
-		}
-	}
+	collect := func(v any) { out = appendLongStrings(out, v) }
 	members := func(v any, keys ...string) {
 		objs, ok := v.([]any)
 		if !ok {
