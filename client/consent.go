@@ -421,14 +421,31 @@ type RevokeResult struct {
 	// (an earlier run stopped before its rotation).
 	Revoke        *TxResult
 	RevokedHeight int64
-	// Rotation is nil when the grantee never held the current KEK.
-	Rotation *RotationResult
+	// Rotations are the key rotations this call made, oldest first: none
+	// when the grantee never held a KEK or an earlier run already made
+	// them, else up to two (see RevokeAndRotate). Rotation is the last of
+	// them (the patient's key version now), nil when there is none.
+	Rotations []*RotationResult
+	Rotation  *RotationResult
 }
 
 // RevokeAndRotate revokes grantee's permission and then rotates the
 // patient's KEK so the revoked grantee holds no key for anything written
 // from now on. Both steps are idempotent: run again after a failure, it
 // completes what is missing.
+//
+// It rotates until the patient's key version is two past the version of
+// the grantee's last envelope, k: one rotation is not enough. KEKFunc makes
+// the KEK of a version once and returns it to every later attempt at that
+// version (a crash must never lose a KEK that may be on chain), and an
+// attempt at version k+1 built before the revocation sealed that KEK to the
+// grantee; if a node saw it and it never committed (dropped, or gone
+// invalid in the mempool), the grantee has the envelope all the same, and a
+// rotation to k+1 after the revocation would make that KEK current. The
+// KEK of version k+2 is only ever made from a state at version k+1, which
+// was committed without an envelope for the grantee (else k would be k+1),
+// so with the grantee no longer standing: no attempt sealed it to the
+// grantee.
 func (c *Client) RevokeAndRotate(ctx context.Context, s Signer, patientID, grantee []byte, newKEK KEKFunc, rewrap Rewrapper) (*RevokeResult, error) {
 	perms, _, err := c.Permissions(ctx, patientID)
 	if err != nil {
@@ -447,21 +464,37 @@ func (c *Client) RevokeAndRotate(ctx context.Context, s Signer, patientID, grant
 		}
 		res.RevokedHeight = res.Revoke.Height
 	}
-	p, err := c.Patient(ctx, patientID)
-	if err != nil {
-		return res, fmt.Errorf("revoked at height %d, but reading the patient for the key rotation failed (run revoke again to finish it): %w", res.RevokedHeight, err)
+	for {
+		// Read again after the revocation: the grantee's envelope version is
+		// final only in a state where it is revoked.
+		p, err := c.Patient(ctx, patientID)
+		if err != nil {
+			return res, fmt.Errorf("revoked at height %d, but reading the patient for the key rotation failed (run revoke again to finish it): %w", res.RevokedHeight, err)
+		}
+		perms, info, err := c.Permissions(ctx, patientID)
+		if err != nil {
+			return res, fmt.Errorf("revoked at height %d, but reading the permissions for the key rotation failed (run revoke again to finish it): %w", res.RevokedHeight, err)
+		}
+		if perm = permissionOf(perms, grantee); perm == nil || perm.RevokedHeight == 0 {
+			return res, fmt.Errorf("%w: %X is not revoked in the state at height %d (run revoke again to finish it)", ErrStale, grantee, info.Height)
+		}
+		if len(perm.WrappedKek) == 0 || p.KeyVersion >= perm.KeyVersion+2 {
+			return res, nil // no KEK the grantee may hold is current: nothing to rotate
+		}
+		if len(res.Rotations) == 2 {
+			return res, fmt.Errorf("revoked at height %d and rotated to key version %d, but the patient reads as version %d (run revoke again to finish it)",
+				res.RevokedHeight, res.Rotation.NewVersion, p.KeyVersion)
+		}
+		// The rotation's reads are at or after the revocation (MinHeight was
+		// raised by it; opts.after and opts.revoked check it again), so this
+		// attempt never seals the new KEK to the revoked grantee.
+		rot, err := c.rotateKey(ctx, s, patientID, newKEK, rewrap, rotationOpts{after: res.RevokedHeight, revoked: grantee})
+		if err != nil {
+			return res, fmt.Errorf("revoked at height %d, but the key rotation failed (run revoke again to finish it): %w", res.RevokedHeight, err)
+		}
+		res.Rotations = append(res.Rotations, rot)
+		res.Rotation = rot
 	}
-	if len(perm.WrappedKek) == 0 || perm.KeyVersion < p.KeyVersion {
-		return res, nil // the grantee holds no current key: nothing to rotate
-	}
-	// The rotation's reads are at or after the revocation (MinHeight was
-	// raised by it; opts.after and opts.revoked check it again), so the new
-	// KEK is never sealed to the revoked grantee.
-	res.Rotation, err = c.rotateKey(ctx, s, patientID, newKEK, rewrap, rotationOpts{after: res.RevokedHeight, revoked: grantee})
-	if err != nil {
-		return res, fmt.Errorf("revoked at height %d, but the key rotation failed (run revoke again to finish it): %w", res.RevokedHeight, err)
-	}
-	return res, nil
 }
 
 // GranteeKEK opens the KEK a member holds for a patient, from the member's

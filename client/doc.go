@@ -100,11 +100,15 @@
 // GrantMsg seals the patient's current KEK to the grantee's verified
 // encryption key, bound to (patient, grantee, key version). RevokeAndRotate
 // revokes and then rotates the KEK, sealing the new one to every standing
-// grantee (from verified state at or after the revocation); it is
-// idempotent, so a run interrupted between its two transactions is
-// completed by running it again. A rotation refused as invalid is rebuilt
-// once, from a fresh verified read. KEKFunc must store a new KEK durably
-// before returning it. FileKeyRewrapper
+// grantee (from verified state at or after the revocation), until the key
+// version is two past the revoked grantee's envelope: the KEK of the next
+// version may come from an earlier attempt that never committed but sealed
+// it to the grantee, the one after it cannot. It is idempotent, so a run
+// interrupted between its transactions is completed by running it again.
+// A rotation refused as invalid is rebuilt once, from a fresh verified
+// read. KEKFunc must store a new KEK durably before returning it, and
+// returns that same KEK to every later attempt at its version.
+// FileKeyRewrapper
 // re-wraps existing records' data keys under the new KEK (the newest
 // params.max_rewraps_per_rotation of them; RotationResult.Skipped lists
 // the rest, which stay readable by the patient only).

@@ -153,7 +153,7 @@ func TestStaleReads(t *testing.T) {
 	// claims that height is its head. The client must not build a rotation
 	// from them: no RotateKey it sends may seal the new KEK to the revoked
 	// clinician.
-	t.Run("RevokeAndRotate", func(t *testing.T) { revokeThroughStaleNode(t, w, false, 2) })
+	t.Run("RevokeAndRotate", func(t *testing.T) { revokeThroughStaleNode(t, w, false, 3) })
 	t.Run("RevokeAndRotateStaleHead", func(t *testing.T) {
 		// Grant again, with the current KEK, and revoke again.
 		c := w.mustClient(t, w.node.RPC)
@@ -167,7 +167,7 @@ func TestStaleReads(t *testing.T) {
 		if _, err := c.Submit(ctx, w.patient, grant); err != nil {
 			t.Fatal(err)
 		}
-		revokeThroughStaleNode(t, w, true, 3)
+		revokeThroughStaleNode(t, w, true, 5)
 	})
 }
 

@@ -127,14 +127,17 @@ func newRevokeCmd(a *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "revoke --from PATIENT --to MEMBER",
 		Short: "Revoke a consent and rotate your key so it stops every future read",
-		Long: `revoke submits two transactions: Revoke (from its block on, the chain refuses
-the member's reads and writes), then RotateKey: a new version of the patient's
+		Long: `revoke submits Revoke (from its block on, the chain refuses the member's
+reads and writes), then RotateKey twice: each a new version of the patient's
 key-encryption key (saved in the key before it is used), sealed to every
 member whose consent still stands (any right), so the revoked member holds
-no key for anything written from now on. Run it again after a failure: it
-completes whatever is missing. It prints what was rotated. It always waits for
-each transaction to commit (there is no --async): the rotation must see the
-revocation committed.
+no key for anything written from now on. Twice, because the key of the next
+version may already exist from an earlier rotation attempt that never
+committed, and that attempt may have sealed it to the member being revoked;
+the key of the version after it is made after the revocation. Run it again
+after a failure: it completes whatever is missing. It prints what was
+rotated. It always waits for each transaction to commit (there is no
+--async): the rotation must see the revocation committed.
 
 The rotation also re-wraps the data key of every existing record under the new
 key (unwrapped with the version each record was wrapped under, which this key
@@ -178,13 +181,15 @@ re-encrypting such a file (download, upload again) takes it out of reach.`,
 				Tx           *txView       `json:"tx"`
 			}
 			out := struct {
-				PatientID     string        `json:"patient_id"`
-				Grantee       string        `json:"grantee"`
-				RevokedHeight int64         `json:"revoked_height"`
-				RevokeTx      *txView       `json:"revoke_tx"`
-				Rotation      *rotationView `json:"rotation"`
-			}{PatientID: hexStr(pid), Grantee: upperHex(grantee), RevokedHeight: res.RevokedHeight, RevokeTx: viewTx(res.Revoke)}
-			if r := res.Rotation; r != nil {
+				PatientID     string          `json:"patient_id"`
+				Grantee       string          `json:"grantee"`
+				RevokedHeight int64           `json:"revoked_height"`
+				RevokeTx      *txView         `json:"revoke_tx"`
+				Rotation      *rotationView   `json:"rotation"` // the last of rotations
+				Rotations     []*rotationView `json:"rotations"`
+			}{PatientID: hexStr(pid), Grantee: upperHex(grantee), RevokedHeight: res.RevokedHeight, RevokeTx: viewTx(res.Revoke),
+				Rotations: []*rotationView{}}
+			for _, r := range res.Rotations {
 				rv := &rotationView{OldVersion: r.OldVersion, NewVersion: r.NewVersion, Envelopes: []string{}, Rewrapped: r.Rewrapped,
 					NotRewrapped: []skippedView{}, Tx: viewTx(r.Tx)}
 				for _, sk := range r.Skipped {
@@ -196,6 +201,7 @@ re-encrypting such a file (download, upload again) takes it out of reach.`,
 				if rv.Rewrapped == nil {
 					rv.Rewrapped = []uint64{}
 				}
+				out.Rotations = append(out.Rotations, rv)
 				out.Rotation = rv
 			}
 			return a.emit(out, func(w io.Writer) {
@@ -205,7 +211,7 @@ re-encrypting such a file (download, upload again) takes it out of reach.`,
 				} else {
 					fmt.Fprintf(w, "%s was already revoked at height %d\n", out.Grantee, out.RevokedHeight)
 				}
-				if rv := out.Rotation; rv != nil {
+				for _, rv := range out.Rotations {
 					fmt.Fprintf(w, "rotated the patient key: version %d -> %d\n", rv.OldVersion, rv.NewVersion)
 					if len(rv.Envelopes) == 0 {
 						fmt.Fprintln(w, "  new key sealed to: nobody (no other standing read or share consent)")
@@ -227,7 +233,8 @@ re-encrypting such a file (download, upload again) takes it out of reach.`,
 						fmt.Fprintf(w, "    reason (record %d): %s\n", rv.NotRewrapped[0].Record, rv.NotRewrapped[0].Reason)
 					}
 					rv.Tx.text(w)
-				} else {
+				}
+				if len(out.Rotations) == 0 {
 					fmt.Fprintln(w, "no key rotation needed: the member holds no current key")
 				}
 			})

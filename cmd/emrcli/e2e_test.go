@@ -268,9 +268,10 @@ func TestFlow(t *testing.T) {
 	e.ok("member", "reactivate", "--from", "registrar", "clinician")
 	e.fails(1, "no study", "study", "show", "no-such-study")
 
-	// Revoke: two transactions, the key rotates.
+	// Revoke: three transactions, the key rotates twice.
 	out = e.ok("revoke", "--from", "alice", "--to", "clinician")
-	for _, want := range []string{"revoked " + clinician + " at height", "rotated the patient key: version 1 -> 2", "sealed to: nobody"} {
+	for _, want := range []string{"revoked " + clinician + " at height", "rotated the patient key: version 1 -> 2",
+		"rotated the patient key: version 2 -> 3", "sealed to: nobody"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("revoke lacks %q:\n%s", want, out)
 		}
@@ -280,7 +281,7 @@ func TestFlow(t *testing.T) {
 		t.Fatalf("permissions after revoke: %s", out)
 	}
 	out = e.ok("patient", "show", "--from", "alice")
-	if !regexp.MustCompile(`key version:\s+2`).MatchString(out) {
+	if !regexp.MustCompile(`key version:\s+3`).MatchString(out) {
 		t.Fatalf("patient show: %s", out)
 	}
 

@@ -274,9 +274,10 @@ func TestTransferFlow(t *testing.T) {
 		t.Fatalf("the sidecar served a share to a clinician outside the study: %v", err)
 	}
 
-	// Revoke the reader: the rotation re-wraps all three records.
+	// Revoke the reader: each of the two rotations re-wraps all three records.
 	out := e.ok("revoke", "--from", "alice", "--to", "reader")
-	for _, want := range []string{"rotated the patient key: version 1 -> 2", "record keys re-wrapped under version 2: 3 of 3 records"} {
+	for _, want := range []string{"rotated the patient key: version 1 -> 2", "record keys re-wrapped under version 2: 3 of 3 records",
+		"rotated the patient key: version 2 -> 3", "record keys re-wrapped under version 3: 3 of 3 records"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("revoke lacks %q:\n%s", want, out)
 		}
@@ -286,7 +287,7 @@ func TestTransferFlow(t *testing.T) {
 	// The writer's consent carries the new key; the re-wrapped records open.
 	e.download("writer", pid, 1, lab)
 	reads[writer] = append(reads[writer], 1)
-	// New records are written under version 2 and read by the patient.
+	// New records are written under version 3 and read by the patient.
 	v2 := []byte("written after the rotation")
 	if up := e.upload("writer", pid, "lab-results", "v2.txt", v2); up.Record != 4 {
 		t.Fatalf("upload after rotation is record %d", up.Record)

@@ -17,7 +17,10 @@
 // grantee rotates the KEK: a new version, new envelopes for the remaining
 // grantees, new files under the new version, and the data keys of old files
 // unwrapped and re-wrapped under the new KEK (the files themselves need not be
-// re-encrypted, see the threat model).
+// re-encrypted, see the threat model). An envelope is a disclosure as soon as
+// anyone sees it, committed or not, so the KEK left current by a revocation
+// must be one that no rotation attempt from before the revocation could
+// have sealed to the revoked grantee (client.RevokeAndRotate rotates twice).
 //
 // All integers below are big-endian. "||" is concatenation. Labels are ASCII
 // without a terminator; each is followed by fixed-length or length-prefixed
