@@ -142,7 +142,9 @@ func OpenKEK(encPriv *ecdh.PrivateKey, perm *emrv1.Permission) ([]byte, error) {
 
 // KEKFunc returns a patient's KEK of a version. For a new version it must
 // create the KEK and store it durably before returning, so that a crash
-// after the transaction that uses it never loses it.
+// after the transaction that uses it never loses it. The returned slice is
+// the caller's, which may clear it when done: return a copy of a KEK kept
+// elsewhere.
 type KEKFunc func(version uint64) ([]byte, error)
 
 // GrantSpec is a consent in client terms.

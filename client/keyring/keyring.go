@@ -137,10 +137,12 @@ func (k *Key) EncPrivKey() *ecdh.PrivateKey { return k.enc }
 // EncPubKey is the X25519 public key registered on chain.
 func (k *Key) EncPubKey() []byte { return k.enc.PublicKey().Bytes() }
 
-// KEK returns the patient KEK of a version.
+// KEK returns a copy of the patient KEK of a version: the caller may
+// clear it (the client clears a KEK once it has unwrapped with it) without
+// touching the key's own.
 func (k *Key) KEK(version uint64) ([]byte, bool) {
 	kek, ok := k.KEKs[version]
-	return kek, ok
+	return bytes.Clone(kek), ok
 }
 
 // KEKVersions lists the versions held, ascending.

@@ -45,7 +45,7 @@ func ensureKEK(kr *keyring.Keyring, k *keyring.Key, version uint64) ([]byte, err
 	if err := kr.Save(k); err != nil {
 		return nil, fmt.Errorf("save the new key-encryption key: %w", err)
 	}
-	return kek, nil
+	return bytes.Clone(kek), nil // the caller clears what it is handed
 }
 
 // existingKEK is the KEKFunc of commands that must not create KEKs.

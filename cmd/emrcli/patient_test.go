@@ -54,3 +54,39 @@ func TestKEKMadeByAnotherRun(t *testing.T) {
 		t.Fatal("a version nobody made was found")
 	}
 }
+
+// TestKEKFuncsHandOutCopies: the client clears a KEK a KEKFunc returned
+// once it has unwrapped with it (a download does), so the KEKFuncs of
+// emrcli must return copies. When they returned the keyring's own slice, a
+// download zeroed the patient's KEK in memory: a later upload in the same
+// process wrapped its data key under thirty-two zero bytes, and a later
+// save wrote the zeros to the keyring file.
+func TestKEKFuncsHandOutCopies(t *testing.T) {
+	kr, err := keyring.Open(keyring.BackendTest, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := kr.Add("ada")
+	if err != nil {
+		t.Fatal(err)
+	}
+	made, err := ensureKEK(kr, k, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := bytes.Clone(made)
+	clear(made) // as the client does with a KEK it was handed
+	for name, get := range map[string]func() ([]byte, error){
+		"ensureKEK":   func() ([]byte, error) { return ensureKEK(kr, k, 1) },
+		"existingKEK": func() ([]byte, error) { return existingKEK(kr, k)(1) },
+	} {
+		kek, err := get()
+		if err != nil || !bytes.Equal(kek, want) {
+			t.Fatalf("%s after the caller cleared what it was handed: %x, %v; want the KEK %x", name, kek, err, want)
+		}
+		clear(kek)
+	}
+	if kek, ok := k.KEK(1); !ok || !bytes.Equal(kek, want) {
+		t.Fatalf("the keyring's KEK after callers cleared theirs: %x", kek)
+	}
+}
