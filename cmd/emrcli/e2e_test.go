@@ -19,7 +19,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/client"
 	"github.com/emrchain/emrchain/client/clienttest"
+	"github.com/emrchain/emrchain/client/keyring"
+	"github.com/emrchain/emrchain/offchain/crypto"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -105,6 +108,49 @@ func (e *cliEnv) json(v any, args ...string) {
 // patient enrolls and grants read+write on lab-results until a date; the
 // clinician adds a record and reads it; the patient sees the read in the
 // audit log, revokes, and the clinician's next read is refused.
+// unwrapDataKey is the data key of a patient's record, unwrapped with the
+// KEK the patient's key (name, in the emrcli home) holds for the record's
+// key version.
+func (e *cliEnv) unwrapDataKey(name, pidHex string, seq uint64) []byte {
+	e.t.Helper()
+	var node string
+	for _, kv := range e.env {
+		if v, ok := strings.CutPrefix(kv, "EMRCLI_NODE="); ok {
+			node = v
+		}
+	}
+	ctx := context.Background()
+	c, err := client.New(ctx, client.Config{Node: node})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer c.Close()
+	pid, _ := hex.DecodeString(pidHex)
+	rec, err := c.Record(ctx, pid, seq)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	kr, err := keyring.Open(keyring.BackendFile, e.home, func(keyring.Purpose, string) ([]byte, error) {
+		return []byte("correct horse battery"), nil
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	k, err := kr.Get(name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	kek, ok := k.KEK(rec.KeyVersion)
+	if !ok {
+		e.t.Fatalf("key %s holds no KEK version %d", name, rec.KeyVersion)
+	}
+	dk, err := crypto.UnwrapKey(kek, rec.WrappedFileKey, crypto.FileKeyAAD(pid, rec.Category, rec.KeyVersion))
+	if err != nil {
+		e.t.Fatalf("unwrap record %d's data key: %v", seq, err)
+	}
+	return dk
+}
+
 func TestFlow(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs emrchaind and emrcli")
@@ -203,10 +249,22 @@ func TestFlow(t *testing.T) {
 	var added struct {
 		Record uint64 `json:"record"`
 	}
-	e.json(&added, "add-record", "--from", "clinician", "--patient", pid, "--category", "lab-results",
+	dataKey := bytes.Repeat([]byte{0x5a}, 32) // what the ciphertext was encrypted with
+	keyFile := filepath.Join(e.home, "lab-1.key")
+	if err := os.WriteFile(keyFile, []byte(hex.EncodeToString(dataKey)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.fails(2, "--data-key-file", "add-record", "--from", "clinician", "--patient", pid, "--category", "lab-results",
 		"--sha256", hex.EncodeToString(sum[:]), "--size", "4096", "--object-key", "blobs/lab-1")
+	e.json(&added, "add-record", "--from", "clinician", "--patient", pid, "--category", "lab-results",
+		"--sha256", hex.EncodeToString(sum[:]), "--size", "4096", "--object-key", "blobs/lab-1", "--data-key-file", keyFile)
 	if added.Record != 1 {
 		t.Fatalf("add-record: record %d", added.Record)
+	}
+	// The record wraps the data key given, under the patient's KEK: the
+	// patient unwraps it.
+	if got := e.unwrapDataKey("alice", pid, 1); !bytes.Equal(got, dataKey) {
+		t.Fatalf("record 1 wraps the data key %x, not the one the ciphertext was encrypted with (%x)", got, dataKey)
 	}
 	out = e.ok("read", "--from", "clinician", "--patient", pid, "--record", "1")
 	for _, want := range []string{"read logged (treatment)", hex.EncodeToString(sum[:]), "blobs/lab-1", "lab-results"} {
@@ -216,7 +274,7 @@ func TestFlow(t *testing.T) {
 	}
 	// A category the grant does not cover is refused by the chain.
 	e.fails(1, "not granted", "add-record", "--from", "clinician", "--patient", pid, "--category", "imaging",
-		"--sha256", hex.EncodeToString(sum[:]), "--size", "1", "--object-key", "x")
+		"--sha256", hex.EncodeToString(sum[:]), "--size", "1", "--object-key", "x", "--data-key-file", keyFile)
 
 	// The patient sees the read in the audit log.
 	out = e.ok("audit", "--from", "alice")
@@ -237,7 +295,7 @@ func TestFlow(t *testing.T) {
 	}
 	// A second record naming the same ciphertext (an alias) is flagged.
 	e.ok("add-record", "--from", "clinician", "--patient", pid, "--category", "lab-results",
-		"--sha256", hex.EncodeToString(sum[:]), "--size", "4096", "--object-key", "blobs/lab-1-again")
+		"--sha256", hex.EncodeToString(sum[:]), "--size", "4096", "--object-key", "blobs/lab-1-again", "--data-key-file", keyFile)
 	out = e.ok("records", "--from", "alice")
 	if !strings.Contains(out, "lab-results") || !strings.Contains(out, "note: record 2 names the ciphertext of record 1") {
 		t.Fatalf("records: %s", out)

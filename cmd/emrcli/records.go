@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 
@@ -43,23 +44,27 @@ func (a *cli) kekFor(ctx context.Context, c *client.Client, k *keyring.Key, pid 
 }
 
 func newAddRecordCmd(a *cli) *cobra.Command {
-	var from, patient, category, sum, objectKey string
+	var from, patient, category, sum, objectKey, dataKeyFile string
 	var size uint64
 	var async bool
 	cmd := &cobra.Command{
-		Use:   "add-record --from KEY --patient ID --category C --sha256 HEX --size N --object-key KEY",
+		Use:   "add-record --from KEY --patient ID --category C --sha256 HEX --size N --object-key KEY --data-key-file FILE",
 		Short: "Add the metadata of an encrypted file to a patient's records",
 		Long: `add-record adds a record's metadata: category, where the ciphertext lives
-(--object-key), its SHA-256 and size. A fresh data key is wrapped under the
-patient's key-encryption key (the patient's own, or the one sealed to you in
-your consent), and you sign (patient, category, hash) as the uploader. The
-signer must be the patient or hold a write consent covering the category.
+(--object-key), its SHA-256 and size, and the data key the ciphertext was
+encrypted with (--data-key-file: 64 hex characters, the 32-byte key of
+emrchain's file format), wrapped under the patient's key-encryption key (the
+patient's own, or the one sealed to you in your consent); you sign
+(patient, category, hash) as the uploader. The signer must be the patient or
+hold a write consent covering the category. Readers unwrap that data key to
+decrypt the file, so it must be the one the file was encrypted with.
 
-This command records metadata only, for ciphertext stored by other means;
-"emrcli upload" encrypts a file, uploads it to a blob sidecar and adds its
-record in one go.`,
+This command records metadata only, for ciphertext encrypted and stored by
+other means; "emrcli upload" encrypts a file, uploads it to a blob sidecar
+and adds its record in one go.`,
 		Example: `  emrcli add-record --from dr-who --patient 5be1...9f --category lab-results \
-    --sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 --size 4096 --object-key blobs/9f86d0`,
+    --sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 --size 4096 --object-key blobs/9f86d0 \
+    --data-key-file ./lab-1.key`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -67,18 +72,19 @@ record in one go.`,
 			if !ok {
 				return usagef("--sha256: want 64 hex characters")
 			}
-			if category == "" || objectKey == "" {
-				return usagef("--category and --object-key are required")
+			if category == "" || objectKey == "" || dataKeyFile == "" {
+				return usagef("--category, --object-key and --data-key-file are required")
 			}
+			dataKey, err := readDataKey(dataKeyFile)
+			if err != nil {
+				return err
+			}
+			defer clear(dataKey)
 			k, pid, c, err := a.signer(ctx, from, patient)
 			if err != nil {
 				return err
 			}
 			kek, version, err := a.kekFor(ctx, c, k, pid)
-			if err != nil {
-				return err
-			}
-			dataKey, err := crypto.GenerateKey()
 			if err != nil {
 				return err
 			}
@@ -113,8 +119,24 @@ record in one go.`,
 	f.StringVar(&sum, "sha256", "", "SHA-256 of the ciphertext (hex)")
 	f.Uint64Var(&size, "size", 0, "size of the ciphertext in bytes")
 	f.StringVar(&objectKey, "object-key", "", "where the ciphertext is stored")
+	f.StringVar(&dataKeyFile, "data-key-file", "", "file holding the data key the ciphertext was encrypted with (64 hex characters)")
 	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
 	return cmd
+}
+
+// readDataKey reads a file holding a 32-byte data key in hex (white space
+// around it is ignored).
+func readDataKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--data-key-file: %w", err)
+	}
+	defer clear(b)
+	key, ok := decodeHex(string(b), crypto.KeySize)
+	if !ok {
+		return nil, usagef("--data-key-file %s: want the 32-byte data key as 64 hex characters", path)
+	}
+	return key, nil
 }
 
 // recordFromEvents finds the record a committed AddRecord created: the
