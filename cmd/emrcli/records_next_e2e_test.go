@@ -49,6 +49,10 @@ func TestRecordsEmptyFilteredPageSaysMore(t *testing.T) {
 		PatientID string `json:"patient_id"`
 	}
 	e.json(&enroll, "patient", "enroll", "--from", "alice", "--name", "Ada Lovelace", "--birth-date", "1815-12-10")
+	keyFile := filepath.Join(e.home, "data.key")
+	if err := os.WriteFile(keyFile, []byte(strings.Repeat("a5", 32)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	// Records 1..11 are imaging, 12 a lab result.
 	for n := 1; n <= 12; n++ {
 		category := "imaging"
@@ -57,7 +61,8 @@ func TestRecordsEmptyFilteredPageSaysMore(t *testing.T) {
 		}
 		sum := sha256.Sum256([]byte(fmt.Sprint("blob ", n)))
 		e.ok("add-record", "--from", "alice", "--patient", enroll.PatientID, "--category", category,
-			"--sha256", hex.EncodeToString(sum[:]), "--size", "100", "--object-key", fmt.Sprint("k", n))
+			"--sha256", hex.EncodeToString(sum[:]), "--size", "100", "--object-key", fmt.Sprint("k", n),
+			"--data-key-file", keyFile)
 	}
 	var page struct {
 		Records []json.RawMessage `json:"records"`
