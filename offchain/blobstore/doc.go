@@ -17,9 +17,10 @@
 //   - FS, an embedded store in a local directory. Blobs live in sharded
 //     directories (DIR/blobs/<owner, first 2 hex>/<owner hex>/<sum hex>); a
 //     Put writes DIR/tmp/put-*, fsyncs it, renames it into place and fsyncs
-//     the directory, so a crash at any moment leaves either the whole blob
-//     or none of it (plus, at worst, a temporary file that CleanTemp
-//     removes).
+//     the directory (and, the first time a process puts for an owner, the
+//     two above it, even if they exist), so a crash at any moment leaves
+//     either the whole blob or none of it (plus, at worst, a temporary file
+//     that CleanTemp removes).
 //   - MinIO, any S3-compatible server through minio-go/v7. Blobs are objects
 //     PREFIX/blobs/<owner hex>/<sum hex> in one bucket (created if missing);
 //     a Put uploads PREFIX/tmp/<random> with a known size (streaming,

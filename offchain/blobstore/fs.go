@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -20,7 +21,15 @@ type FS struct {
 	root string
 	data string
 	tmp  string
+
+	// synced holds the owners whose directory entries this process has
+	// made durable (see mkdirSynced); it is cleared when it reaches
+	// maxSyncedOwners, which costs each owner's next Put two fsyncs more.
+	mu     sync.Mutex
+	synced map[Owner]struct{}
 }
+
+const maxSyncedOwners = 1 << 16
 
 var _ Store = (*FS)(nil)
 
@@ -103,7 +112,7 @@ func (s *FS) Put(ctx context.Context, key Key, r io.Reader, size int64) (err err
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("blobstore: close: %w", err)
 	}
-	if err := s.mkdirSynced(filepath.Dir(final)); err != nil {
+	if err := s.mkdirSynced(key.Owner, filepath.Dir(final)); err != nil {
 		return err
 	}
 	if err := os.Rename(tmpName, final); err != nil {
@@ -113,9 +122,16 @@ func (s *FS) Put(ctx context.Context, key Key, r io.Reader, size int64) (err err
 }
 
 // mkdirSynced creates the directories of a blob (its owner's and that
-// one's shard) and makes their entries durable.
-func (s *FS) mkdirSynced(dir string) error {
-	if _, err := os.Stat(dir); err == nil {
+// one's shard) and makes their entries durable. That the directory exists
+// does not make its entry durable: a concurrent Put may have created it and
+// not synced it yet, or a Put may have crashed or failed in between. So
+// each process syncs an owner's entries once itself before it relies on
+// them.
+func (s *FS) mkdirSynced(owner Owner, dir string) error {
+	s.mu.Lock()
+	_, ok := s.synced[owner]
+	s.mu.Unlock()
+	if ok {
 		return nil
 	}
 	parent := filepath.Dir(dir)
@@ -125,10 +141,23 @@ func (s *FS) mkdirSynced(dir string) error {
 	if err := syncDir(parent); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(parent))
+	if err := syncDir(filepath.Dir(parent)); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.synced == nil || len(s.synced) >= maxSyncedOwners {
+		s.synced = make(map[Owner]struct{})
+	}
+	s.synced[owner] = struct{}{}
+	s.mu.Unlock()
+	return nil
 }
 
-func syncDir(dir string) error {
+// syncDir makes the entries of dir durable. A variable, so that tests can
+// see which directories a Put syncs and make a sync fail.
+var syncDir = fsyncDir
+
+func fsyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("blobstore: %w", err)

@@ -107,3 +107,68 @@ func TestFSRePutRefreshesModTime(t *testing.T) {
 		t.Fatalf("ModTime after re-put = %v (%v)", info.ModTime, err)
 	}
 }
+
+// recordSyncs replaces syncDir for the test: each synced directory is sent
+// to the returned channel (buffered), and block, if not nil, is called
+// before the sync with its directory.
+func recordSyncs(t *testing.T, block func(dir string)) <-chan string {
+	t.Helper()
+	ch := make(chan string, 64)
+	prev := syncDir
+	syncDir = func(dir string) error {
+		if block != nil {
+			block(dir)
+		}
+		ch <- dir
+		return prev(dir)
+	}
+	t.Cleanup(func() { syncDir = prev })
+	return ch
+}
+
+// TestFSPutSyncsOwnerDirEntries: a Put that finds its owner's directory
+// already created (by a concurrent Put still on its way to syncing it, or
+// by a Put that crashed or failed before) still makes that directory's
+// entry durable before it acknowledges, so a crash cannot take the blob
+// away with the directory entry.
+func TestFSPutSyncsOwnerDirEntries(t *testing.T) {
+	s, err := OpenFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := testOwner.String()
+	shard := filepath.Join(s.data, o[:2])
+	// The first Put of the owner stops just before it syncs the shard
+	// directory (the owner directory's entry), as a crash would stop it.
+	reached, release := make(chan struct{}), make(chan struct{})
+	var first bool
+	syncs := recordSyncs(t, func(dir string) {
+		if dir == shard && !first {
+			first = true
+			close(reached)
+			<-release
+		}
+	})
+	done := make(chan error, 1)
+	a := testData(20, 1000)
+	go func() { done <- s.Put(context.Background(), keyOf(a), bytes.NewReader(a), int64(len(a))) }()
+	<-reached
+	// A second Put of the same owner, meanwhile, must not return before
+	// the owner directory's entry is synced.
+	b := testData(21, 1000)
+	err = s.Put(context.Background(), keyOf(b), bytes.NewReader(b), int64(len(b)))
+	close(release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	synced := map[string]bool{}
+	for len(syncs) > 0 {
+		synced[<-syncs] = true
+	}
+	if !synced[shard] || !synced[s.data] {
+		t.Fatalf("the second Put returned before %s and %s were synced (synced: %v)", shard, s.data, synced)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
