@@ -40,9 +40,17 @@ func OpenFS(dir string) (*FS, error) {
 		return nil, err
 	}
 	s := &FS{root: abs, data: filepath.Join(abs, "blobs"), tmp: filepath.Join(abs, "tmp")}
+	// A directory created here is synced into its parent: a Put syncs the
+	// entries below DIR/blobs, never DIR/blobs's own.
 	for _, d := range []string{abs, s.data, s.tmp} {
+		if _, err := os.Stat(d); err == nil {
+			continue
+		}
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("blobstore: %w", err)
+		}
+		if err := syncDir(filepath.Dir(d)); err != nil {
+			return nil, err
 		}
 	}
 	return s, nil

@@ -172,3 +172,22 @@ func TestFSPutSyncsOwnerDirEntries(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestFSOpenSyncsNewDirs: the directories OpenFS creates are durable
+// before the first Put relies on them (a Put syncs the entries below
+// DIR/blobs, not DIR/blobs's own in DIR).
+func TestFSOpenSyncsNewDirs(t *testing.T) {
+	parent := t.TempDir()
+	root := filepath.Join(parent, "store")
+	syncs := recordSyncs(t, nil)
+	if _, err := OpenFS(root); err != nil {
+		t.Fatal(err)
+	}
+	synced := map[string]bool{}
+	for len(syncs) > 0 {
+		synced[<-syncs] = true
+	}
+	if !synced[root] || !synced[parent] {
+		t.Fatalf("OpenFS created %s and its blobs and tmp directories without syncing %s and %s (synced: %v)", root, parent, root, synced)
+	}
+}
