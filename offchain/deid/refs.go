@@ -325,15 +325,8 @@ func idNeedle(id string) bool {
 	if len(id) < 4 {
 		return false
 	}
-	digits, other := 0, false
-	for i := 0; i < len(id); i++ {
-		if '0' <= id[i] && id[i] <= '9' {
-			digits++
-		} else {
-			other = true
-		}
-	}
-	return digits > 0 && (other || digits >= 6)
+	n := digits(id)
+	return n > 0 && (n < len(id) || n >= 6) // a digit, and another byte or six digits
 }
 
 func personNeedles(m map[string]any, add func(string)) {

@@ -167,6 +167,7 @@ func (d *deidentifier) number(p string, n json.Number) bool {
 	return true
 }
 
+// digits counts the ASCII digits of s.
 func digits(s string) int {
 	n := 0
 	for i := 0; i < len(s); i++ {
@@ -181,17 +182,7 @@ func digits(s string) int {
 // least three digits ("4 Mar 19"), and most strings of a record (displays,
 // short codes) have fewer, so the regular expression, most of the
 // de-identification's time, runs on few of them.
-func mayHoldDate(s string) bool {
-	n := 0
-	for i := 0; i < len(s); i++ {
-		if '0' <= s[i] && s[i] <= '9' {
-			if n++; n == 3 {
-				return true
-			}
-		}
-	}
-	return false
-}
+func mayHoldDate(s string) bool { return digits(s) >= 3 }
 
 // uriLike matches a URL, a URN or another URI with a common scheme, a host
 // name starting with www., or an IPv4 address anywhere in a string: the
