@@ -223,40 +223,48 @@ func appendLongStrings(out []string, v any) []string {
 // element of a JSON input (members named identifier or ending in
 // Identifier, at any depth), when 4 characters or longer.
 func identifierValues(in []byte) []string {
-	in = bytes.TrimPrefix(in, []byte("\xef\xbb\xbf"))
 	var root any
-	if json.Unmarshal(in, &root) != nil {
+	if !decodeInput(in, &root) {
 		return nil
 	}
 	var out []string
-	strs := func(v any) { out = appendLongStrings(out, v) }
-	var walk func(v any)
-	walk = func(v any) {
-		switch x := v.(type) {
-		case []any:
-			for _, e := range x {
-				walk(e)
-			}
-		case map[string]any:
-			for k, e := range x {
-				if k == "identifier" || strings.HasSuffix(k, "Identifier") {
-					each(e, func(m map[string]any) { strs(m["value"]) })
-				}
-				walk(e)
+	eachObject(root, func(x map[string]any) {
+		for k, e := range x {
+			if k == "identifier" || strings.HasSuffix(k, "Identifier") {
+				each(e, func(m map[string]any) { out = appendLongStrings(out, m["value"]) })
 			}
 		}
-	}
-	walk(root)
+	})
 	return out
+}
+
+// decodeInput decodes a JSON input as Deidentify reads it (a leading byte
+// order mark skipped) into v, and reports whether it decoded.
+func decodeInput(in []byte, v any) bool {
+	return json.Unmarshal(bytes.TrimPrefix(in, []byte("\xef\xbb\xbf")), v) == nil
+}
+
+// eachObject calls f with every JSON object in v, at any depth.
+func eachObject(v any, f func(map[string]any)) {
+	switch x := v.(type) {
+	case []any:
+		for _, e := range x {
+			eachObject(e, f)
+		}
+	case map[string]any:
+		f(x)
+		for _, e := range x {
+			eachObject(e, f)
+		}
+	}
 }
 
 // idValues returns the ids of the resources of a JSON input (at any
 // depth) and the ids its references and fullUrls name, those that idNeedle
 // takes.
 func idValues(in []byte) []string {
-	in = bytes.TrimPrefix(in, []byte("\xef\xbb\xbf"))
 	var root any
-	if json.Unmarshal(in, &root) != nil {
+	if !decodeInput(in, &root) {
 		return nil
 	}
 	var out []string
@@ -267,34 +275,22 @@ func idValues(in []byte) []string {
 			}
 		}
 	}
-	var walk func(v any)
-	walk = func(v any) {
-		switch x := v.(type) {
-		case []any:
-			for _, e := range x {
-				walk(e)
-			}
-		case map[string]any:
-			if _, ok := x["resourceType"].(string); ok {
-				if id, ok := x["id"].(string); ok {
-					add(id)
-				}
-			}
-			for _, k := range []string{"reference", "fullUrl"} {
-				ref, ok := x[k].(string)
-				if !ok || strings.Contains(ref, "?") || strings.HasPrefix(ref, "urn:oid:") {
-					continue
-				}
-				ref, _, _ = strings.Cut(ref, "/_history/")
-				ref = strings.TrimPrefix(strings.TrimPrefix(ref, "urn:uuid:"), "#")
-				add(ref[strings.LastIndex(ref, "/")+1:])
-			}
-			for _, e := range x {
-				walk(e)
+	eachObject(root, func(x map[string]any) {
+		if _, ok := x["resourceType"].(string); ok {
+			if id, ok := x["id"].(string); ok {
+				add(id)
 			}
 		}
-	}
-	walk(root)
+		for _, k := range []string{"reference", "fullUrl"} {
+			ref, ok := x[k].(string)
+			if !ok || strings.Contains(ref, "?") || strings.HasPrefix(ref, "urn:oid:") {
+				continue
+			}
+			ref, _, _ = strings.Cut(ref, "/_history/")
+			ref = strings.TrimPrefix(strings.TrimPrefix(ref, "urn:uuid:"), "#")
+			add(ref[strings.LastIndex(ref, "/")+1:])
+		}
+	})
 	return out
 }
 
@@ -459,9 +455,8 @@ func walkSchema(m map[string]any, s *schema, p string, f func(path, key string, 
 // keeps: the resource itself or the Bundle's entries, without a
 // modifierExtension.
 func inputPatients(in []byte) []map[string]any {
-	in = bytes.TrimPrefix(in, []byte("\xef\xbb\xbf"))
 	var root map[string]any
-	if json.Unmarshal(in, &root) != nil {
+	if !decodeInput(in, &root) {
 		return nil
 	}
 	var patients []map[string]any
@@ -488,9 +483,8 @@ func inputPatients(in []byte) []map[string]any {
 // country excepted, Safe Harbor keeps them) of the Patients of a FHIR JSON
 // input, as they are and trimmed, when 4 characters or longer.
 func patientValues(in []byte) []string {
-	in = bytes.TrimPrefix(in, []byte("\xef\xbb\xbf"))
 	var root map[string]any
-	if json.Unmarshal(in, &root) != nil {
+	if !decodeInput(in, &root) {
 		return nil
 	}
 	var patients []map[string]any
