@@ -425,10 +425,17 @@ type RevokeResult struct {
 	RevokedHeight int64
 	// Rotations are the key rotations this call made, oldest first: none
 	// when the grantee never held a KEK or an earlier run already made
-	// them, else up to two (see RevokeAndRotate). Rotation is the last of
-	// them (the patient's key version now), nil when there is none.
+	// them, else up to two (see RevokeAndRotate).
 	Rotations []*RotationResult
-	Rotation  *RotationResult
+}
+
+// LastRotation is the last rotation of r (the patient's key version now),
+// nil when it made none.
+func (r *RevokeResult) LastRotation() *RotationResult {
+	if len(r.Rotations) == 0 {
+		return nil
+	}
+	return r.Rotations[len(r.Rotations)-1]
 }
 
 // RevokeAndRotate revokes grantee's permission and then rotates the
@@ -485,7 +492,7 @@ func (c *Client) RevokeAndRotate(ctx context.Context, s Signer, patientID, grant
 		}
 		if len(res.Rotations) == 2 {
 			return res, fmt.Errorf("revoked at height %d and rotated to key version %d, but the patient reads as version %d (run revoke again to finish it)",
-				res.RevokedHeight, res.Rotation.NewVersion, p.KeyVersion)
+				res.RevokedHeight, res.LastRotation().NewVersion, p.KeyVersion)
 		}
 		// The rotation's reads are at or after the revocation (MinHeight was
 		// raised by it; opts.after and opts.revoked check it again), so this
@@ -495,7 +502,6 @@ func (c *Client) RevokeAndRotate(ctx context.Context, s Signer, patientID, grant
 			return res, fmt.Errorf("revoked at height %d, but the key rotation failed (run revoke again to finish it): %w", res.RevokedHeight, err)
 		}
 		res.Rotations = append(res.Rotations, rot)
-		res.Rotation = rot
 	}
 }
 

@@ -65,7 +65,7 @@ func TestRevokeAfterDroppedRotation(t *testing.T) {
 	// The patient revokes the clinician, through an honest node.
 	c := w.mustClient(t, w.node.RPC)
 	res, err := c.RevokeAndRotate(ctx, w.patient, w.patientID, w.clinician.Address(), w.kek, nil)
-	if err != nil || res.Revoke == nil || res.Rotation == nil {
+	if err != nil || res.Revoke == nil || res.LastRotation() == nil {
 		t.Fatalf("RevokeAndRotate = %+v, %v", res, err)
 	}
 	p, err := c.Patient(ctx, w.patientID)
@@ -73,8 +73,8 @@ func TestRevokeAfterDroppedRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	current := w.patient.KEKs[p.KeyVersion]
-	if res.Rotation.NewVersion != p.KeyVersion || current == nil {
-		t.Fatalf("patient at key version %d, the last rotation made %d", p.KeyVersion, res.Rotation.NewVersion)
+	if res.LastRotation().NewVersion != p.KeyVersion || current == nil {
+		t.Fatalf("patient at key version %d, the last rotation made %d", p.KeyVersion, res.LastRotation().NewVersion)
 	}
 	// What the revoked clinician can open of the dropped rotations.
 	for _, rot := range envelopes {
@@ -95,7 +95,7 @@ func TestRevokeAfterDroppedRotation(t *testing.T) {
 
 	// Run again: nothing left to do.
 	again, err := c.RevokeAndRotate(ctx, w.patient, w.patientID, w.clinician.Address(), w.kek, nil)
-	if err != nil || again.Revoke != nil || again.Rotation != nil {
+	if err != nil || again.Revoke != nil || again.LastRotation() != nil {
 		t.Fatalf("second RevokeAndRotate = %+v, %v", again, err)
 	}
 	if _, err := c.Submit(ctx, w.clinician, &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{

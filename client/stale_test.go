@@ -226,7 +226,7 @@ func revokeThroughStaleNode(t *testing.T, w *world, lieStatus bool, wantVersion 
 	// Run again, the node honest now: it completes the rotation.
 	armed.Store(0)
 	again, err := c.RevokeAndRotate(ctx, w.patient, w.patientID, w.clinician.Address(), w.kek, nil)
-	if err != nil || again.Revoke != nil || again.Rotation == nil || again.Rotation.NewVersion != wantVersion {
+	if err != nil || again.Revoke != nil || again.LastRotation() == nil || again.LastRotation().NewVersion != wantVersion {
 		t.Fatalf("RevokeAndRotate again: %+v, %v; want a rotation to version %d", again, err, wantVersion)
 	}
 	mu.Lock()
