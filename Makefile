@@ -112,6 +112,7 @@ BENCH_OUT ?= $(CURDIR)/bench-chain
 bench-chain: $(BIN)/cometbft $(BIN)/load ## Load a 4-validator emrchain and a 4-validator CometBFT kvstore in turn (~7 min; REPEAT=3 for medians of three rounds); prints "emrchain N tx/s, kvstore M tx/s, ratio R", results in ./bench-chain.
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/emrchaind ./cmd/emrchaind
+	$(GO) build -o $(BIN)/cometbft-cometdb ./testnet/cometbft-cometdb
 	BIN=$(BIN) BENCH_OUT=$(BENCH_OUT) ./testnet/bench_chain.sh
 
 # testnet/bench_fill.sh: one emrchain network at saturation on a fresh state,

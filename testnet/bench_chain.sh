@@ -48,6 +48,9 @@
 #   REPEAT         rounds of the saturation phases, 1 to 9 [1]: on this
 #                  shared machine one round's ratio moves by ±15 %
 #   KEEP           1 keeps the networks' directories [0]
+#   KV_COMETDB     1 runs kvstore under cometbft-cometdb (testnet/cometbft-
+#                  cometdb: CometBFT's databases opened with emrchaind's
+#                  64 MiB memtables) instead of stock cometbft [0]
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -67,6 +70,8 @@ REPEAT=${REPEAT:-1}
 LOCALNET=$ROOT/testnet/localnet.sh
 EMRCHAIND=$BIN/emrchaind
 COMETBFT=$BIN/cometbft
+KV_COMETDB=${KV_COMETDB:-0}
+[[ $KV_COMETDB == 1 ]] && COMETBFT=$BIN/cometbft-cometdb
 LOADTIME=$BIN/load
 
 BENCH_NAME=bench-chain
@@ -125,7 +130,7 @@ trap 'exit 130' INT TERM
 {
   echo "# bench-chain $(date -u +%FT%TZ) on $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "# commit $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet 2>/dev/null || echo '+changes'); emrchaind $("$EMRCHAIND" version 2>/dev/null | awk '/^emrchaind:/ {print $2}'); cometbft $("$COMETBFT" version 2>/dev/null); $(go version 2>/dev/null | cut -d' ' -f3)"
-  echo "# DURATION=$DURATION WARMUP=$WARMUP RATE_FRACTION=$RATE_FRACTION RATE_FRESH=$RATE_FRESH REPEAT=$REPEAT BACKEND=$BACKEND NODE_GOGC=$NODE_GOGC TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE:-default} KV_RATE=$KV_RATE CONNS=$CONNS"
+  echo "# DURATION=$DURATION WARMUP=$WARMUP RATE_FRACTION=$RATE_FRACTION RATE_FRESH=$RATE_FRESH REPEAT=$REPEAT BACKEND=$BACKEND NODE_GOGC=$NODE_GOGC TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE:-default} KV_RATE=$KV_RATE CONNS=$CONNS KV_COMETDB=$KV_COMETDB"
 } | tee "$OUT/commands.txt"
 
 # emr_net DIR: writes and starts a 4-validator emrchain network in DIR;

@@ -20,6 +20,7 @@ import (
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/offchain/sidecar"
 	"github.com/emrchain/emrchain/store"
+	"github.com/emrchain/emrchain/store/cometdb"
 )
 
 // appConfigFile is config/app.toml: the emrchain settings CometBFT's
@@ -91,6 +92,8 @@ type storeConfig struct {
 	PruningKeepRecent uint64 `toml:"pruning_keep_recent"`
 	// Blocks between pruning runs; 0 never prunes.
 	PruningInterval uint64 `toml:"pruning_interval"`
+	// Memtable of each of CometBFT's pebble databases, in MiB (cometdb).
+	CometBFTMemTableMiB int `toml:"cometbft_memtable_mib"`
 }
 
 type appSettings struct {
@@ -149,11 +152,12 @@ func defaultAppConfig() appConfig {
 	so := store.DefaultOptions()
 	return appConfig{
 		Store: storeConfig{
-			Backend:           store.DefaultBackend,
-			CacheSize:         so.CacheSize,
-			ValueCacheSize:    so.ValueCacheSize,
-			PruningKeepRecent: so.KeepRecent,
-			PruningInterval:   so.PruneInterval,
+			Backend:             store.DefaultBackend,
+			CacheSize:           so.CacheSize,
+			ValueCacheSize:      so.ValueCacheSize,
+			PruningKeepRecent:   so.KeepRecent,
+			PruningInterval:     so.PruneInterval,
+			CometBFTMemTableMiB: cometdb.DefaultMemTableMiB,
 		},
 		App:     appSettings{SigCacheSize: app.DefaultOptions().SigCacheSize, AllowedPeers: []string{}},
 		GRPC:    grpcConfig{Enable: true, Address: defaultGRPCAddress, BroadcastTimeout: defaultBroadcastTimeout},
@@ -194,6 +198,8 @@ func (c appConfig) validate() error {
 		// as their versions are pruned underway.
 		return fmt.Errorf("store.pruning_keep_recent %d is below %d: clients' verified reads of recent heights would fail as they are pruned",
 			c.Store.PruningKeepRecent, minPruningKeepRecent)
+	case c.Store.CometBFTMemTableMiB < 0 || c.Store.CometBFTMemTableMiB > cometdb.MaxMemTableMiB:
+		return fmt.Errorf("store.cometbft_memtable_mib %d: want 0 (pebble's default) to %d", c.Store.CometBFTMemTableMiB, cometdb.MaxMemTableMiB)
 	case c.App.SigCacheSize < 0:
 		return errors.New("app.sig_cache_size must not be negative")
 	case c.App.SigCacheSize > maxSigCacheSize:
@@ -279,6 +285,11 @@ value_cache_size = %d
 pruning_keep_recent = %d
 # Blocks between pruning runs; 0 never prunes.
 pruning_interval = %d
+# Memtable of each of CometBFT's own pebble databases (block store, state and
+# results, tx index, evidence), in MiB: larger ones flush less often and save
+# most of their compaction under load. Up to two per database are held in
+# memory. 0 leaves pebble's default (4 MiB).
+cometbft_memtable_mib = %d
 
 [app]
 # Decoded, signature-verified transactions kept between CheckTx, rechecks and
@@ -316,7 +327,7 @@ cors_allowed_origins = %s
 // writeAppConfig writes HOME/config/app.toml.
 func writeAppConfig(home string, c appConfig) error {
 	body := fmt.Sprintf(appConfigHeader+appConfigTemplate, c.Store.Backend, c.Store.CacheSize, c.Store.ValueCacheSize,
-		c.Store.PruningKeepRecent, c.Store.PruningInterval, c.App.SigCacheSize, tomlStrings(c.App.AllowedPeers),
+		c.Store.PruningKeepRecent, c.Store.PruningInterval, c.Store.CometBFTMemTableMiB, c.App.SigCacheSize, tomlStrings(c.App.AllowedPeers),
 		c.GRPC.Enable, c.GRPC.Address, c.GRPC.BroadcastTimeout.String(),
 		c.API.Enable, c.API.Address, tomlStrings(c.API.CORSAllowedOrigins)) + renderSidecarConfig(c.Sidecar)
 	return os.WriteFile(filepath.Join(home, cmtcfg.DefaultConfigDir, appConfigFile), []byte(body), 0o644)

@@ -312,6 +312,7 @@ func TestAppConfig(t *testing.T) {
 	c := defaultAppConfig()
 	c.Store.Backend = "pebble"
 	c.Store.PruningKeepRecent, c.Store.PruningInterval = 1000, 100
+	c.Store.CometBFTMemTableMiB = 128
 	if err := writeAppConfig(home, c); err != nil {
 		t.Fatal(err)
 	}
@@ -333,6 +334,8 @@ func TestAppConfig(t *testing.T) {
 		"half pruning":         "[store]\npruning_keep_recent = 10\n",
 		"too few kept":         "[store]\npruning_keep_recent = 99\npruning_interval = 10\n",
 		"negative value cache": "[store]\nvalue_cache_size = -1\n",
+		"negative memtable":    "[store]\ncometbft_memtable_mib = -1\n",
+		"memtable of 4 GiB":    "[store]\ncometbft_memtable_mib = 4096\n",
 		"not toml":             "[store\n",
 	} {
 		if err := os.WriteFile(filepath.Join(home, "config", appConfigFile), []byte(body), 0o644); err != nil {

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -300,6 +301,17 @@ func TestNodeRestart(t *testing.T) {
 	h1, _ = waitHeight(ctx, t, node, rpcPort, h1+1)
 	if err := node.stop(t, syscall.SIGTERM); err != nil {
 		t.Fatalf("node did not exit cleanly on SIGTERM: %v", err)
+	}
+	// CometBFT's databases were opened by cometdb's provider, with the
+	// memtable app.toml asks for.
+	for _, db := range []string{"blockstore", "state", "tx_index"} {
+		opts, _ := filepath.Glob(filepath.Join(home, "data", db+".db", "OPTIONS-*"))
+		if len(opts) == 0 {
+			t.Fatalf("data/%s.db has no pebble OPTIONS file", db)
+		}
+		if b, err := os.ReadFile(opts[len(opts)-1]); err != nil || !strings.Contains(string(b), "mem_table_size=67108864\n") {
+			t.Fatalf("data/%s.db is not open with 64 MiB memtables (%v):\n%s", db, err, b)
+		}
 	}
 
 	// Run 2: after a clean stop the chain goes on.

@@ -23,6 +23,7 @@ import (
 	"github.com/emrchain/emrchain/abci"
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/store"
+	"github.com/emrchain/emrchain/store/cometdb"
 )
 
 // stopTimeout bounds how long start waits for the extra services to stop.
@@ -237,7 +238,7 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 		// Query from committed versions beside a block in progress.
 		proxy.NewConnSyncLocalClientCreator(abciApp),
 		func() (node.ChecksummedGenesisDoc, error) { return gen, nil },
-		cmtcfg.DefaultDBProvider,
+		cometdb.Provider(s.app.Store.CometBFTMemTableMiB),
 		node.DefaultMetricsProvider(conf.Instrumentation),
 		s.logger,
 	)
