@@ -8,9 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -232,9 +232,12 @@ func (s *FS) Delete(_ context.Context, key Key) error {
 }
 
 // List implements Store. It reads one directory at a time, so its memory
-// does not grow with the number of blobs.
+// does not grow with the number of blobs. Entries of the wrong kind (a file
+// where a shard or owner directory belongs, a directory or symlink where a
+// blob belongs), as something other than the store may leave, are passed
+// over, so they cannot stop a sweep.
 func (s *FS) List(ctx context.Context, fn func(Info) bool) error {
-	shards, err := readDirNames(s.data)
+	shards, err := readDirNames(s.data, true)
 	if err != nil {
 		return err
 	}
@@ -242,7 +245,7 @@ func (s *FS) List(ctx context.Context, fn func(Info) bool) error {
 		if len(shard) != 2 {
 			continue
 		}
-		owners, err := readDirNames(filepath.Join(s.data, shard))
+		owners, err := readDirNames(filepath.Join(s.data, shard), true)
 		if err != nil {
 			return err
 		}
@@ -251,7 +254,7 @@ func (s *FS) List(ctx context.Context, fn func(Info) bool) error {
 				continue
 			}
 			dir := filepath.Join(s.data, shard, owner)
-			names, err := readDirNames(dir)
+			names, err := readDirNames(dir, false)
 			if err != nil {
 				return err
 			}
@@ -263,12 +266,15 @@ func (s *FS) List(ctx context.Context, fn func(Info) bool) error {
 				if err != nil {
 					continue
 				}
-				fi, err := os.Stat(filepath.Join(dir, name))
+				fi, err := os.Lstat(filepath.Join(dir, name))
 				if errors.Is(err, fs.ErrNotExist) {
 					continue // deleted meanwhile
 				}
 				if err != nil {
 					return fmt.Errorf("blobstore: %w", err)
+				}
+				if !fi.Mode().IsRegular() {
+					continue // replaced by a non-file meanwhile
 				}
 				if !fn(Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime()}) {
 					return nil
@@ -279,20 +285,22 @@ func (s *FS) List(ctx context.Context, fn func(Info) bool) error {
 	return nil
 }
 
-func readDirNames(dir string) ([]string, error) {
-	d, err := os.Open(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+// readDirNames lists the names of dir's subdirectories (dirs) or regular
+// files (!dirs), sorted; symlinks are neither. A missing dir lists nothing.
+func readDirNames(dir string, dirs bool) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return nil, nil // removed, or replaced by a file, since it was listed
 	}
 	if err != nil {
 		return nil, fmt.Errorf("blobstore: %w", err)
 	}
-	defer d.Close()
-	names, err := d.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("blobstore: %w", err)
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		if t := e.Type(); (dirs && t.IsDir()) || (!dirs && t.IsRegular()) {
+			names = append(names, e.Name())
+		}
 	}
-	sort.Strings(names)
 	return names, nil
 }
 

@@ -85,6 +85,45 @@ func TestFSCrashLeftovers(t *testing.T) {
 	mustPut(t, s, data)
 }
 
+// TestFSListSkipsStrayEntries: entries of the wrong kind that something
+// other than the store left under blobs/ — a file where a shard or an
+// owner directory belongs, a directory or a symlink named like a blob — are
+// not listed and do not make List fail (which would stop every sweep).
+func TestFSListSkipsStrayEntries(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenFS(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	real := mustPut(t, s, []byte("the only blob"))
+	o := testOwner.String()
+	other := Owner{0x42, 0x01}.String() // same shard as testOwner
+	blobDir := filepath.Dir(s.Path(real))
+	strays := []struct{ path, kind string }{
+		{filepath.Join(dir, "blobs", "ff"), "file"},         // a shard-named file
+		{filepath.Join(dir, "blobs", o[:2], other), "file"}, // an owner-named file
+		{filepath.Join(blobDir, filepath.Base(s.Path(keyOf([]byte("a dir"))))), "dir"},
+		{filepath.Join(blobDir, filepath.Base(s.Path(keyOf([]byte("a link"))))), "symlink"},
+	}
+	for _, st := range strays {
+		switch st.kind {
+		case "file":
+			err = os.WriteFile(st.path, []byte("stray"), 0o600)
+		case "dir":
+			err = os.Mkdir(st.path, 0o700)
+		case "symlink":
+			err = os.Symlink(s.Path(real), st.path)
+		}
+		if err != nil {
+			t.Fatalf("stray %s %s: %v", st.kind, st.path, err)
+		}
+	}
+	l := listAll(t, s)
+	if len(l) != 1 || l[0].Key != real {
+		t.Fatalf("List = %v, want only %v", l, real)
+	}
+}
+
 // TestFSRePutRefreshesModTime: an idempotent Put makes an old blob young
 // again, so a sweep does not delete a blob that was just uploaded again.
 func TestFSRePutRefreshesModTime(t *testing.T) {
