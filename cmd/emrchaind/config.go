@@ -288,7 +288,8 @@ pruning_interval = %d
 # Memtable of each of CometBFT's own pebble databases (block store, state and
 # results, tx index, evidence), in MiB: larger ones flush less often and save
 # most of their compaction under load. Up to two per database are held in
-# memory. 0 leaves pebble's default (4 MiB).
+# memory, and their logs are preallocated on disk at about this size. 0 leaves
+# pebble's default (4 MiB).
 cometbft_memtable_mib = %d
 
 [app]
