@@ -22,36 +22,69 @@ func openAnonymous(dir string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), dir+"/(unnamed)"), nil
 }
 
+// procSelfFD is where linkAnonymous finds the open files of this process
+// by number; tests point it elsewhere to exercise the copy without /proc.
+var procSelfFD = "/proc/self/fd/"
+
 // linkAnonymous gives the O_TMPFILE file f the name target: linkat through
 // /proc/self/fd (no privilege needed), which fails if target exists; with
 // overwrite it links a fresh temporary name and renames that over target.
+// Without /proc it copies f into a temporary name beside target and moves
+// that into place only once complete and synced, so a crash never leaves
+// part of the plaintext under target.
 func linkAnonymous(f *os.File, target string, overwrite bool) error {
-	src := "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
+	src := procSelfFD + strconv.Itoa(int(f.Fd()))
+	tmp := tempName(target)
 	dst := target
 	if overwrite {
-		dst = tempName(target)
+		dst = tmp
 	}
 	err := unix.Linkat(unix.AT_FDCWD, src, unix.AT_FDCWD, dst, unix.AT_SYMLINK_FOLLOW)
 	switch {
 	case err == nil:
+		if !overwrite {
+			return nil
+		}
 	case errors.Is(err, unix.EEXIST) && !overwrite:
 		return fmt.Errorf("%s: %w", target, ErrOutputExists)
 	case errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES):
-		// No /proc: copy into a named temporary file instead.
-		if err := copyToName(f, dst); err != nil {
+		if err := copyToName(f, tmp); err != nil {
 			return err
 		}
 	default:
 		return &os.LinkError{Op: "linkat", Old: src, New: dst, Err: err}
 	}
 	if overwrite {
-		if err := os.Rename(dst, target); err != nil {
-			_ = os.Remove(dst)
-			return err
+		err = os.Rename(tmp, target)
+	} else {
+		err = renameNoReplace(tmp, target)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+	}
+	return err
+}
+
+// renameNoReplace renames tmp to target unless target exists
+// (ErrOutputExists): renameat2 with RENAME_NOREPLACE, or where the file
+// system lacks it, a hard link (which fails on an existing name too) and
+// the removal of tmp.
+func renameNoReplace(tmp, target string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, target, unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.ENOTSUP) {
+		if err = os.Link(tmp, target); err == nil {
+			_ = os.Remove(tmp)
 		}
 	}
-	return nil
+	if errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("%s: %w", target, ErrOutputExists)
+	}
+	return err
 }
+
+// copyBeforeSync, when set by a test, is called with the name a copy is
+// being written to, after the copy and before its fsync.
+var copyBeforeSync func(name string)
 
 // copyToName copies f's content into a new file dst (0600, must not exist).
 func copyToName(f *os.File, dst string) error {
@@ -66,6 +99,9 @@ func copyToName(f *os.File, dst string) error {
 		return err
 	}
 	_, err = io.Copy(out, f)
+	if err == nil && copyBeforeSync != nil {
+		copyBeforeSync(dst)
+	}
 	if err == nil {
 		err = out.Sync()
 	}
