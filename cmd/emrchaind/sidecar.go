@@ -157,8 +157,9 @@ dir = %q
 # the blobs committed blocks reference, read from the node's block results.
 ref_index_dir = %q
 # MinIO / S3: "host:port" or "http(s)://host:port"; the bucket is created if
-# missing. MINIO_ACCESS_KEY and MINIO_SECRET_KEY in the environment override
-# the keys below.
+# missing, and refused if it has versioning enabled (deleted blobs would stay
+# readable as old versions). MINIO_ACCESS_KEY and MINIO_SECRET_KEY in the
+# environment override the keys below.
 minio_endpoint = %q
 minio_bucket = %q
 minio_access_key = %q

@@ -26,7 +26,9 @@
 //     a Put uploads PREFIX/tmp/<random> with a known size (streaming,
 //     multipart above 16 MiB, so memory stays bounded by one part), then
 //     copies it server-side to its final name and deletes the temporary
-//     object.
+//     object. A bucket with versioning enabled is refused at open
+//     (ErrBucketVersioned): there a deleted blob would stay readable as an
+//     old version.
 //
 // Reads stream: Get returns a reader over [offset, offset+length) of the
 // blob, never a buffer of the whole of it.

@@ -111,7 +111,36 @@ func OpenMinIO(ctx context.Context, cfg MinIOConfig) (*MinIO, error) {
 			}
 		}
 	}
+	if err := checkUnversioned(ctx, c, cfg.Bucket); err != nil {
+		return nil, fmt.Errorf("blobstore: minio %s: %w", endpoint, err)
+	}
 	return s, nil
+}
+
+// checkUnversioned refuses a bucket with versioning enabled. There every
+// Delete (a patient's erasure, the sweep of an upload no record names)
+// only hides the ciphertext behind a delete marker, and every Put and
+// touch keeps another copy, readable by anyone with the bucket's
+// credentials and never removed by emrchain. A suspended bucket is
+// accepted: new objects get no versions there (versions kept from before
+// the suspension stay, and are the operator's to remove). A server that
+// does not implement the versioning API has none.
+func checkUnversioned(ctx context.Context, c *minio.Client, bucket string) error {
+	vc, err := c.GetBucketVersioning(ctx, bucket)
+	if err != nil {
+		if code := errorCode(err); code == "NotImplemented" || code == "XMinioNotImplemented" {
+			return nil
+		}
+		if errorCode(err) == "AccessDenied" {
+			return fmt.Errorf("bucket %q: reading its versioning needs s3:GetBucketVersioning for these credentials: %w", bucket, err)
+		}
+		return fmt.Errorf("bucket %q versioning: %w", bucket, err)
+	}
+	if vc.Enabled() {
+		return fmt.Errorf("bucket %q: %w: deleted blobs would stay readable as old versions; "+
+			"use a bucket without versioning, or suspend it (mc version suspend)", bucket, ErrBucketVersioned)
+	}
+	return nil
 }
 
 // Name implements Store.

@@ -2,9 +2,12 @@ package blobstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
+
+	"github.com/minio/minio-go/v7"
 
 	"github.com/emrchain/emrchain/offchain/blobstore/miniotest"
 )
@@ -60,6 +63,48 @@ func TestMinIOConfig(t *testing.T) {
 	} {
 		if _, err := OpenMinIO(ctx, c); err == nil {
 			t.Fatalf("config %+v accepted", c)
+		}
+	}
+}
+
+// TestMinIOVersionedBucket: a bucket with versioning enabled is refused at
+// open (ErrBucketVersioned), since every delete there would leave the
+// ciphertext readable as an old version; once versioning is suspended the
+// bucket is accepted, and a deleted blob then leaves no version behind.
+func TestMinIOVersionedBucket(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a MinIO server")
+	}
+	srv := miniotest.Start(t)
+	ctx := context.Background()
+	cfg := MinIOConfig{Endpoint: srv.Endpoint, Bucket: "versioned", AccessKey: srv.AccessKey, SecretKey: srv.SecretKey}
+	s, err := OpenMinIO(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.c.EnableVersioning(ctx, cfg.Bucket); err != nil {
+		t.Fatalf("enable versioning: %v", err)
+	}
+	if _, err := OpenMinIO(ctx, cfg); !errors.Is(err, ErrBucketVersioned) {
+		t.Fatalf("open of a versioned bucket: %v, want ErrBucketVersioned", err)
+	}
+	if err := s.c.SuspendVersioning(ctx, cfg.Bucket); err != nil {
+		t.Fatalf("suspend versioning: %v", err)
+	}
+	s, err = OpenMinIO(ctx, cfg)
+	if err != nil {
+		t.Fatalf("open of a suspended bucket: %v", err)
+	}
+	key := mustPut(t, s, []byte("ciphertext to erase"))
+	if err := s.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	for oi := range s.c.ListObjects(ctx, cfg.Bucket, minio.ListObjectsOptions{Prefix: s.name(key), WithVersions: true}) {
+		if oi.Err != nil {
+			t.Fatal(oi.Err)
+		}
+		if !oi.IsDeleteMarker {
+			t.Fatalf("a version of the deleted blob remains: %+v", oi)
 		}
 	}
 }

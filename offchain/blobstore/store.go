@@ -23,6 +23,9 @@ var (
 	ErrSizeMismatch = errors.New("blob size does not match the declared size")
 	// ErrInvalidRange: the requested range lies outside the blob.
 	ErrInvalidRange = errors.New("invalid range")
+	// ErrBucketVersioned: the MinIO bucket keeps object versions, so a
+	// deleted or replaced blob would stay readable as an old version.
+	ErrBucketVersioned = errors.New("bucket has versioning enabled")
 )
 
 // Sum is the SHA-256 of a blob: its name in the store.
