@@ -36,15 +36,22 @@ func TestMinIOConformance(t *testing.T) {
 	})
 }
 
-// TestMinIOConfig: bad configurations fail at open with a clear error, and
-// an existing bucket is reused.
-func TestMinIOConfig(t *testing.T) {
+// testMinIO starts a MinIO server for the test (skipped with -short) and
+// returns the configuration of bucket on it.
+func testMinIO(t *testing.T, bucket string) MinIOConfig {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a MinIO server")
 	}
 	srv := miniotest.Start(t)
+	return MinIOConfig{Endpoint: srv.Endpoint, Bucket: bucket, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey}
+}
+
+// TestMinIOConfig: bad configurations fail at open with a clear error, and
+// an existing bucket is reused.
+func TestMinIOConfig(t *testing.T) {
+	good := testMinIO(t, "reuse")
 	ctx := context.Background()
-	good := MinIOConfig{Endpoint: srv.Endpoint, Bucket: "reuse", AccessKey: srv.AccessKey, SecretKey: srv.SecretKey}
 	for i := 0; i < 2; i++ {
 		if _, err := OpenMinIO(ctx, good); err != nil {
 			t.Fatalf("open #%d: %v", i, err)
@@ -57,9 +64,9 @@ func TestMinIOConfig(t *testing.T) {
 	}
 	for _, c := range []MinIOConfig{
 		{Bucket: "b", AccessKey: "a", SecretKey: "s"},
-		{Endpoint: srv.Endpoint, AccessKey: "a", SecretKey: "s"},
-		{Endpoint: srv.Endpoint, Bucket: "b"},
-		{Endpoint: "ftp://" + srv.Endpoint, Bucket: "b", AccessKey: "a", SecretKey: "s"},
+		{Endpoint: good.Endpoint, AccessKey: "a", SecretKey: "s"},
+		{Endpoint: good.Endpoint, Bucket: "b"},
+		{Endpoint: "ftp://" + good.Endpoint, Bucket: "b", AccessKey: "a", SecretKey: "s"},
 	} {
 		if _, err := OpenMinIO(ctx, c); err == nil {
 			t.Fatalf("config %+v accepted", c)
@@ -72,12 +79,8 @@ func TestMinIOConfig(t *testing.T) {
 // ciphertext readable as an old version; once versioning is suspended the
 // bucket is accepted, and a deleted blob then leaves no version behind.
 func TestMinIOVersionedBucket(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a MinIO server")
-	}
-	srv := miniotest.Start(t)
+	cfg := testMinIO(t, "versioned")
 	ctx := context.Background()
-	cfg := MinIOConfig{Endpoint: srv.Endpoint, Bucket: "versioned", AccessKey: srv.AccessKey, SecretKey: srv.SecretKey}
 	s, err := OpenMinIO(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
