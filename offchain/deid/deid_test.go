@@ -1192,6 +1192,47 @@ func TestAgeWithYear(t *testing.T) {
 	}
 }
 
+// TestSeparatorsSwept: an identifier or phone number typed with other
+// separators than its source's, or none (an SSN "123-45-6789" as the
+// number 123456789 or the text "123 45 6789", a phone "(555) 014-2368" as
+// "555.014.2368"), is swept like the value itself; runs of fewer digits
+// and unrelated numbers are kept.
+func TestSeparatorsSwept(t *testing.T) {
+	obs := func(code, value string) string {
+		return `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"` + code + `"}]},
+		  "subject":{"reference":"urn:uuid:p"},` + value + `}`
+	}
+	display := func(d string) string {
+		return `"valueCodeableConcept":{"coding":[{"system":"http://snomed.info/sct","code":"38341003","display":"` + d + `"}]}`
+	}
+	in := patientBundle(`"identifier":[{"system":"http://hl7.org/fhir/sid/us-ssn","value":"123-45-6789"}],
+	    "telecom":[{"system":"phone","value":"(555) 014-2368"}]`,
+		obs("29463-7", `"valueInteger":123456789`),
+		obs("29463-8", display("SSN 123 45 6789 on file")),
+		obs("29463-9", display("call 555.014.2368")),
+		obs("8867-4", `"valueInteger":12345`),
+		obs("8867-5", `"valueInteger":98765432`),
+		obs("8867-6", display("Hypertension")),
+	)
+	out, rep := mustDeidentify(t, in, Options{Now: testNow})
+	for _, s := range []string{"123456789", "123 45 6789", "555.014.2368", "6789", "2368"} {
+		if bytes.Contains(out, []byte(s)) {
+			t.Errorf("output contains %s:\n%s", s, out)
+		}
+	}
+	for _, s := range []string{`"valueInteger": 12345`, `"valueInteger": 98765432`, `"display": "Hypertension"`, `"code": "38341003"`} {
+		if !bytes.Contains(out, []byte(s)) {
+			t.Errorf("output lacks %s:\n%s", s, out)
+		}
+	}
+	for _, p := range []string{"$.entry[1].resource.valueInteger", "$.entry[2].resource.valueCodeableConcept.coding[0].display",
+		"$.entry[3].resource.valueCodeableConcept.coding[0].display"} {
+		if !slices.Contains(rep.Removed, p) {
+			t.Errorf("Removed lacks %s: %q", p, rep.Removed)
+		}
+	}
+}
+
 // TestNumbersSwept: a number is copied as its literal, and so goes
 // through the sweep as a string does: a literal that holds a compact date
 // (20190304) or an identifying string of the input (the SSN 999417352 of

@@ -214,9 +214,11 @@
 // Coded strings and numbers are copied (after the sweep): a display, code or
 // number that contains an identifier not present in the structured
 // identifying fields of the same input (a neighbour's name typed into a
-// coding's display, an SSN typed into valueInteger without its dashes when
-// the Identifier has them, a city alone typed into Address.state, an id
-// without a digit or of fewer than 6 digits) is not detected.
+// coding's display, a city alone typed into Address.state, an id without a
+// digit or of fewer than 6 digits) is not detected. An identifier or phone
+// number of 6 digits or more is found with any separators, or none (its
+// digits are looked for among each string's digits), but not when typed
+// with part of it left out (a phone number without its country code).
 // The output keeps the FHIR JSON syntax of the elements it keeps, but it may
 // violate profiles (US Core requires Patient.identifier and name) and
 // cardinalities whose only content was identifying (a MedicationRequest whose

@@ -142,7 +142,8 @@ func hasIdentifier(res map[string]any, system, value string, hasSystem bool) boo
 //
 // Each is taken as it is and trimmed of white space, case-folded, if it is at
 // least 4 bytes long: shorter strings ("Li", "Al", a state code) would remove
-// too much, and do not identify on their own.
+// too much, and do not identify on their own. One with 6 digits or more is
+// also looked for by its digits alone (needles.numeric).
 func (d *deidentifier) collectNeedles(res map[string]any) {
 	add := func(s string) {
 		for _, c := range []string{s, strings.TrimSpace(s)} {
@@ -206,7 +207,17 @@ type needles struct {
 	byPrefix map[string][]string
 	short    []string // shorter than 4 bytes once case-folded ("\u212A\u212A" → "KK")
 	seen     map[string]bool
+	// numeric holds the digits of every needle with at least minNumeric of
+	// them ("123456789" of "123-45-6789"), which in also looks for among
+	// the digits of the string, so that an SSN, a phone number or an MRN
+	// typed with other separators than its source's (or none) is found.
+	numeric *needles
 }
+
+// minNumeric is the fewest digits of a needle whose digits are also looked
+// for on their own: an SSN has 9, a phone number 10, and at 6 a run of
+// digits is rare enough outside identifiers not to sweep clinical values.
+const minNumeric = 6
 
 // fold case-folds s: each letter becomes the least of the letters that
 // simple case folding equates with it (Σ for σ and ς, K for k and the Kelvin
@@ -224,6 +235,17 @@ func fold(s string) string {
 }
 
 func (n *needles) add(s string) {
+	if digits(s) >= minNumeric {
+		if n.numeric == nil {
+			n.numeric = &needles{}
+		}
+		n.numeric.addExact(digitsOf(s))
+	}
+	n.addExact(s)
+}
+
+// addExact adds s alone, without its digits.
+func (n *needles) addExact(s string) {
 	if n.seen[s] {
 		return
 	}
@@ -238,8 +260,17 @@ func (n *needles) add(s string) {
 	n.byPrefix[s[:4]] = append(n.byPrefix[s[:4]], s)
 }
 
-// in reports whether one of the needles occurs in s (already case-folded).
+// in reports whether one of the needles occurs in s (already case-folded),
+// or the digits of one among the digits of s.
 func (n *needles) in(s string) bool {
+	if n.numeric != nil && digits(s) >= minNumeric && n.numeric.inExact(digitsOf(s)) {
+		return true
+	}
+	return n.inExact(s)
+}
+
+// inExact reports whether one of the needles occurs in s as it is.
+func (n *needles) inExact(s string) bool {
 	for _, x := range n.short {
 		if strings.Contains(s, x) {
 			return true

@@ -178,6 +178,17 @@ func digits(s string) int {
 	return n
 }
 
+// digitsOf is the ASCII digits of s, in order.
+func digitsOf(s string) string {
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if '0' <= s[i] && s[i] <= '9' {
+			b = append(b, s[i])
+		}
+	}
+	return string(b)
+}
+
 // mayHoldDate is dateLike's cheap pre-check: every date it matches has at
 // least three digits ("4 Mar 19"), and most strings of a record (displays,
 // short codes) have fewer, so the regular expression, most of the
