@@ -28,7 +28,12 @@
 //     copies it server-side to its final name and deletes the temporary
 //     object. A bucket with versioning enabled is refused at open
 //     (ErrBucketVersioned): there a deleted blob would stay readable as an
-//     old version.
+//     old version. A Put that dies during a multipart upload leaves its
+//     parts as an unfinished upload, which CleanTemp does not see: MinIO
+//     aborts those itself (api stale_uploads_expiry, 24 h by default) and
+//     lists them only object by object, so a prefix listing here would
+//     find none of them; on other S3 servers give the bucket a lifecycle
+//     rule that aborts incomplete multipart uploads.
 //
 // Reads stream: Get returns a reader over [offset, offset+length) of the
 // blob, never a buffer of the whole of it.
