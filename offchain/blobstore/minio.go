@@ -127,13 +127,13 @@ func OpenMinIO(ctx context.Context, cfg MinIOConfig) (*MinIO, error) {
 // does not implement the versioning API has none.
 func checkUnversioned(ctx context.Context, c *minio.Client, bucket string) error {
 	vc, err := c.GetBucketVersioning(ctx, bucket)
-	if err != nil {
-		if code := errorCode(err); code == "NotImplemented" || code == "XMinioNotImplemented" {
-			return nil
-		}
-		if errorCode(err) == "AccessDenied" {
-			return fmt.Errorf("bucket %q: reading its versioning needs s3:GetBucketVersioning for these credentials: %w", bucket, err)
-		}
+	switch code := errorCode(err); {
+	case err == nil:
+	case code == "NotImplemented" || code == "XMinioNotImplemented":
+		return nil
+	case code == "AccessDenied":
+		return fmt.Errorf("bucket %q: reading its versioning needs s3:GetBucketVersioning for these credentials: %w", bucket, err)
+	default:
 		return fmt.Errorf("bucket %q versioning: %w", bucket, err)
 	}
 	if vc.Enabled() {
