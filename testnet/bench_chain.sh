@@ -91,6 +91,7 @@ command -v curl >/dev/null || die "curl is needed"
 [[ $KV_RATE =~ ^[1-9][0-9]*$ ]] || die "KV_RATE must be a positive number of tx/s"
 [[ $CONNS =~ ^[0-9]+$ ]] || die "CONNS must be a number (0: the load's default)"
 [[ $RATE_FRESH =~ ^[01]$ ]] || die "RATE_FRESH must be 0 or 1"
+[[ $KV_COMETDB =~ ^[01]$ ]] || die "KV_COMETDB must be 0 or 1"
 [[ $REPEAT =~ ^[1-9]$ ]] || die "REPEAT must be 1 to 9"
 
 mkdir -p "$OUT"
