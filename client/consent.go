@@ -473,36 +473,34 @@ func (c *Client) RevokeAndRotate(ctx context.Context, s Signer, patientID, grant
 		}
 		res.RevokedHeight = res.Revoke.Height
 	}
-	for {
-		// Read again after the revocation: the grantee's envelope version is
-		// final only in a state where it is revoked.
-		p, err := c.Patient(ctx, patientID)
-		if err != nil {
-			return res, fmt.Errorf("revoked at height %d, but reading the patient for the key rotation failed (run revoke again to finish it): %w", res.RevokedHeight, err)
-		}
-		perms, info, err := c.Permissions(ctx, patientID)
-		if err != nil {
-			return res, fmt.Errorf("revoked at height %d, but reading the permissions for the key rotation failed (run revoke again to finish it): %w", res.RevokedHeight, err)
-		}
-		if perm = permissionOf(perms, grantee); perm == nil || perm.RevokedHeight == 0 {
-			return res, fmt.Errorf("%w: %X is not revoked in the state at height %d (run revoke again to finish it)", ErrStale, grantee, info.Height)
-		}
-		if len(perm.WrappedKek) == 0 || p.KeyVersion >= perm.KeyVersion+2 {
-			return res, nil // no KEK the grantee may hold is current: nothing to rotate
-		}
-		if len(res.Rotations) == 2 {
-			return res, fmt.Errorf("revoked at height %d and rotated to key version %d, but the patient reads as version %d (run revoke again to finish it)",
-				res.RevokedHeight, res.LastRotation().NewVersion, p.KeyVersion)
-		}
-		// The rotation's reads are at or after the revocation (MinHeight was
-		// raised by it; opts.after and opts.revoked check it again), so this
-		// attempt never seals the new KEK to the revoked grantee.
+	// Read again after the revocation: the grantee's envelope version is
+	// final only in a state where it is revoked.
+	p, err := c.Patient(ctx, patientID)
+	if err != nil {
+		return res, fmt.Errorf("revoked at height %d, but reading the patient for the key rotation failed (run revoke again to finish it): %w", res.RevokedHeight, err)
+	}
+	perms, info, err := c.Permissions(ctx, patientID)
+	if err != nil {
+		return res, fmt.Errorf("revoked at height %d, but reading the permissions for the key rotation failed (run revoke again to finish it): %w", res.RevokedHeight, err)
+	}
+	if perm = permissionOf(perms, grantee); perm == nil || perm.RevokedHeight == 0 {
+		return res, fmt.Errorf("%w: %X is not revoked in the state at height %d (run revoke again to finish it)", ErrStale, grantee, info.Height)
+	}
+	if len(perm.WrappedKek) == 0 {
+		return res, nil // the grantee holds no KEK
+	}
+	// Each rotation reads the state again, at or after the revocation
+	// (MinHeight was raised by it; opts.after and opts.revoked check it
+	// again), so no attempt seals the new KEK to the revoked grantee.
+	for v, target := p.KeyVersion, perm.KeyVersion+2; v < target; {
 		rot, err := c.rotateKey(ctx, s, patientID, newKEK, rewrap, rotationOpts{after: res.RevokedHeight, revoked: grantee})
 		if err != nil {
 			return res, fmt.Errorf("revoked at height %d, but the key rotation failed (run revoke again to finish it): %w", res.RevokedHeight, err)
 		}
 		res.Rotations = append(res.Rotations, rot)
+		v = rot.NewVersion
 	}
+	return res, nil
 }
 
 // GranteeKEK opens the KEK a member holds for a patient, from the member's
