@@ -314,6 +314,25 @@ func TestPendingFileOverwrite(t *testing.T) {
 	if names := dirNames(t, dir); len(names) != 1 {
 		t.Fatalf("leftovers: %v", names)
 	}
+	// A target created between newPending and Commit is not replaced.
+	raced := filepath.Join(dir, "r")
+	p, err = newPending(raced, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(p, "mine")
+	if err := os.WriteFile(raced, []byte("theirs"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Commit(); !errors.Is(err, ErrOutputExists) {
+		t.Fatalf("Commit over a file created meanwhile: %v, want ErrOutputExists", err)
+	}
+	if got, _ := os.ReadFile(raced); string(got) != "theirs" {
+		t.Fatalf("the file created meanwhile now holds %q", got)
+	}
+	if err := os.Remove(raced); err != nil {
+		t.Fatal(err)
+	}
 	// Discard before Commit leaves nothing.
 	p, _ = newPending(filepath.Join(dir, "g"), false)
 	io.WriteString(p, "partial")

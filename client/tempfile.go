@@ -131,12 +131,11 @@ func (p *pendingFile) commit() error {
 			return err
 		}
 	} else {
-		if !p.overwrite {
-			if _, err := os.Lstat(p.target); err == nil {
-				return fmt.Errorf("%s: %w", p.target, ErrOutputExists)
-			}
+		rename := renameNoReplace
+		if p.overwrite {
+			rename = os.Rename
 		}
-		if err := os.Rename(p.name, p.target); err != nil {
+		if err := rename(p.name, p.target); err != nil {
 			return err
 		}
 		p.name = ""
@@ -165,6 +164,30 @@ func (p *pendingFile) Discard() {
 		_ = os.Remove(p.name)
 		p.name = ""
 	}
+}
+
+// renameNoReplace renames tmp to target unless target exists
+// (ErrOutputExists), atomically: renameExclusive, or where that is not
+// available a hard link (which fails on an existing name too) and the
+// removal of tmp, or where hard links are not either, a check and a
+// rename (which a file created in between would lose to).
+func renameNoReplace(tmp, target string) error {
+	err := renameExclusive(tmp, target)
+	if errors.Is(err, errors.ErrUnsupported) {
+		if err = os.Link(tmp, target); err == nil {
+			_ = os.Remove(tmp)
+		} else if !errors.Is(err, os.ErrExist) {
+			if _, lerr := os.Lstat(target); lerr == nil {
+				err = os.ErrExist
+			} else {
+				err = os.Rename(tmp, target)
+			}
+		}
+	}
+	if errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("%s: %w", target, ErrOutputExists)
+	}
+	return err
 }
 
 // tempName is a fresh name beside target.

@@ -65,21 +65,18 @@ func linkAnonymous(f *os.File, target string, overwrite bool) error {
 	return err
 }
 
-// renameNoReplace renames tmp to target unless target exists
-// (ErrOutputExists): renameat2 with RENAME_NOREPLACE, or where the file
-// system lacks it, a hard link (which fails on an existing name too) and
-// the removal of tmp.
-func renameNoReplace(tmp, target string) error {
+// renameExclusive renames tmp to target unless target exists:
+// renameat2 with RENAME_NOREPLACE; errors.ErrUnsupported where the file
+// system or kernel lacks it.
+func renameExclusive(tmp, target string) error {
 	err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, target, unix.RENAME_NOREPLACE)
 	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.ENOTSUP) {
-		if err = os.Link(tmp, target); err == nil {
-			_ = os.Remove(tmp)
-		}
+		return errors.ErrUnsupported
 	}
-	if errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("%s: %w", target, ErrOutputExists)
+	if err != nil {
+		return &os.LinkError{Op: "renameat2", Old: tmp, New: target, Err: err}
 	}
-	return err
+	return nil
 }
 
 // copyBeforeSync, when set by a test, is called with the name a copy is

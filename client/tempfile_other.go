@@ -15,3 +15,7 @@ func openAnonymous(string) (*os.File, error) { return nil, errNoAnonymous }
 
 // linkAnonymous is never reached: openAnonymous always fails here.
 func linkAnonymous(*os.File, string, bool) error { return errNoAnonymous }
+
+// renameExclusive has no system call of its own here; renameNoReplace
+// falls back to a hard link.
+func renameExclusive(string, string) error { return errors.ErrUnsupported }
