@@ -19,7 +19,12 @@ import (
 // chain, whatever the request carries: telling a valid signature from a bad
 // one is the cost the limit saves, so a member sharing an address with a
 // host that keeps failing is refused with it. A successful authentication
-// takes no token: a client that is set up right never meets the limit.
+// keeps no token: a client that is set up right never meets the limit.
+// Every authentication holds a token while it runs (a chain lookup and a
+// signature check: milliseconds) and gives it back unless it failed, so
+// requests in flight at once cannot fail more often than the bucket
+// allows; more than FailedAuthPerMinute authentications at the same
+// moment from one host are refused as well.
 //
 // The host is the IP address of the connection (r.RemoteAddr): an IPv4
 // address, or the /64 prefix of an IPv6 one, which one machine usually
@@ -50,13 +55,12 @@ const authFailPruneEvery = time.Second
 // authFailLimiter is the token bucket of failed authentications per host.
 // A bucket is kept as the time it is full again: it lacks one token per
 // interval until then, and a host without an entry has a full bucket. Its
-// methods may be called on nil (no limit): they do nothing.
+// methods may be called on nil (no limit): they take nothing.
 type authFailLimiter struct {
-	perMinute int
-	interval  time.Duration // refill time of one token
-	window    time.Duration // refill time of a whole bucket (perMinute tokens)
-	max       int           // hosts tracked at most
-	now       func() time.Time
+	interval time.Duration // refill time of one token
+	window   time.Duration // refill time of a whole bucket
+	max      int           // hosts tracked at most
+	now      func() time.Time
 
 	mu     sync.Mutex
 	full   map[netip.Addr]time.Time // per host, when its bucket is full again
@@ -69,64 +73,57 @@ func newAuthFailLimiter(perMinute int, now func() time.Time) *authFailLimiter {
 	if perMinute <= 0 {
 		return nil
 	}
-	perMinute = min(perMinute, int(time.Minute)) // a token a nanosecond: the finest the clock counts
-	interval := time.Minute / time.Duration(perMinute)
+	n := min(time.Duration(perMinute), time.Minute) // a token a nanosecond: the finest the clock counts
+	interval := time.Minute / n
 	return &authFailLimiter{
-		perMinute: perMinute, interval: interval, window: interval * time.Duration(perMinute),
+		interval: interval, window: interval * n,
 		max: maxAuthFailHosts, now: now, full: make(map[netip.Addr]time.Time),
 	}
 }
 
-// allow reports whether host has a token left, and if not, how long until
-// one is back.
-func (l *authFailLimiter) allow(host netip.Addr) (time.Duration, bool) {
+// take takes a token from host's bucket for an authentication about to
+// run. If none is left it returns false and how long until one is back.
+// Otherwise the caller calls refund unless the authentication failed: the
+// token is then given back. A host the table has no room for is not
+// charged (see maxAuthFailHosts).
+func (l *authFailLimiter) take(host netip.Addr) (refund func(), wait time.Duration, ok bool) {
 	if l == nil {
-		return 0, true
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	full, ok := l.full[host]
-	if !ok {
-		return 0, true
-	}
-	owed := l.owedLocked(host, full, l.now())
-	// The bucket lacks owed/interval tokens: one is left while it lacks
-	// fewer than perMinute.
-	if wait := owed - (l.window - l.interval); wait > 0 {
-		return wait, false
-	}
-	return 0, true
-}
-
-// fail takes a token from host's bucket. A request checked while the
-// bucket still held a token may fail after it emptied (requests in flight
-// at once); its token is taken all the same, the bucket going into debt of
-// at most one bucket more, so that concurrency does not raise the rate.
-func (l *authFailLimiter) fail(host netip.Addr) {
-	if l == nil {
-		return
+		return func() {}, 0, true
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	full, ok := l.full[host]
-	if !ok && !l.roomLocked(now) {
-		return // not tracked: see maxAuthFailHosts
+	full, tracked := l.full[host]
+	if full.Sub(now) > l.window {
+		// A clock stepped back would make the bucket lack the step as
+		// well: it lacks all of it at most.
+		full = now.Add(l.window)
+		l.full[host] = full
 	}
-	l.full[host] = now.Add(min(l.owedLocked(host, full, now)+l.interval, 2*l.window))
+	owed := max(full.Sub(now), 0)
+	if wait := owed + l.interval - l.window; wait > 0 {
+		return nil, wait, false
+	}
+	if !tracked && !l.roomLocked(now) {
+		return func() {}, 0, true
+	}
+	l.full[host] = now.Add(owed + l.interval)
+	return func() { l.refund(host) }, 0, true
 }
 
-// owedLocked is how long host's bucket, full again at full, takes to
-// refill at now: 0 if it is full. A clock stepped back would make it owe
-// the step as well: it owes two buckets at most, and the entry is cut to
-// that.
-func (l *authFailLimiter) owedLocked(host netip.Addr, full, now time.Time) time.Duration {
-	owed := max(full.Sub(now), 0)
-	if owed > 2*l.window {
-		owed = 2 * l.window
-		l.full[host] = now.Add(owed)
+// refund gives back a token take took from host.
+func (l *authFailLimiter) refund(host netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	full, ok := l.full[host]
+	if !ok {
+		return
 	}
-	return owed
+	if full = full.Add(-l.interval); full.After(l.now()) {
+		l.full[host] = full
+	} else {
+		delete(l.full, host)
+	}
 }
 
 // roomLocked reports whether a new host can be tracked: the table is not

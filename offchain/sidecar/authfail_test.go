@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
 // serveFrom has e's handler answer req as if it came from remoteAddr
@@ -177,13 +179,14 @@ func TestClientHost(t *testing.T) {
 }
 
 // TestAuthFailLimiterBucket: the bucket's arithmetic, with 6 tokens a
-// minute (one each 10 s): the burst, the refill, the debt of failures that
-// were in flight when it emptied, and a clock stepped back.
+// minute (one each 10 s): the burst, the refill, authentications in flight
+// at once (each holds a token until it is given back, so no more than the
+// bucket can be in flight), and a clock stepped back.
 func TestAuthFailLimiterBucket(t *testing.T) {
 	type step struct {
 		advance time.Duration
-		fails   int           // failures charged after the clock moved
-		wait    time.Duration // what allow says then (0: a token is left)
+		fails   int           // authentications taken and kept (failed or in flight)
+		wait    time.Duration // what a take says then (0: a token is left)
 	}
 	for _, tc := range []struct {
 		name  string
@@ -198,15 +201,15 @@ func TestAuthFailLimiterBucket(t *testing.T) {
 			{advance: time.Minute, wait: 0}, // full again
 			{fails: 5, wait: 0},
 		}},
-		{"failures in flight go into debt, one bucket at most", []step{
-			{fails: 7, wait: 20 * time.Second},
-			{fails: 100, wait: time.Minute + 10*time.Second},
-			{advance: time.Minute, wait: 10 * time.Second},
-		}},
-		{"a clock stepped back owes two buckets at most", []step{
+		{"no more in flight at once than the bucket holds", []step{
 			{fails: 6, wait: 10 * time.Second},
-			{advance: -time.Hour, wait: time.Minute + 10*time.Second},
-			{advance: time.Minute + 10*time.Second, wait: 0},
+			{fails: 100, wait: 10 * time.Second}, // all refused: they take nothing
+			{advance: time.Minute, wait: 0},
+		}},
+		{"a clock stepped back owes one bucket at most", []step{
+			{fails: 6, wait: 10 * time.Second},
+			{advance: -time.Hour, wait: 10 * time.Second},
+			{advance: 10 * time.Second, wait: 0},
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -216,14 +219,50 @@ func TestAuthFailLimiterBucket(t *testing.T) {
 			for i, s := range tc.steps {
 				now = now.Add(s.advance)
 				for range s.fails {
-					l.fail(host)
+					l.take(host)
 				}
-				wait, ok := l.allow(host)
+				refund, wait, ok := l.take(host)
 				if wait != s.wait || ok != (s.wait == 0) {
-					t.Fatalf("step %d: allow = %s, %v; want %s", i, wait, ok, s.wait)
+					t.Fatalf("step %d: take = %s, %v; want %s", i, wait, ok, s.wait)
+				}
+				if ok {
+					refund() // a probe that succeeded: its token goes back
 				}
 			}
 		})
+	}
+}
+
+// TestAuthFailLimiterRefund: a token given back is there again, and a
+// bucket full again is dropped from the table.
+func TestAuthFailLimiterRefund(t *testing.T) {
+	now := time.Now()
+	l := newAuthFailLimiter(2, func() time.Time { return now })
+	host := netip.MustParseAddr("192.0.2.1")
+	r1, _, _ := l.take(host)
+	r2, _, _ := l.take(host)
+	if _, _, ok := l.take(host); ok {
+		t.Fatal("a third authentication in flight got a token of two")
+	}
+	r1()
+	if _, _, ok := l.take(host); !ok {
+		t.Fatal("the token given back is not there")
+	}
+	r2()
+	now = now.Add(time.Minute)
+	if _, _, ok := l.take(host); !ok {
+		t.Fatal("no token after a minute")
+	}
+	refund, _, _ := l.take(host)
+	refund()
+	if _, tracked := l.full[host]; !tracked {
+		t.Fatal("a bucket that lacks a token is not tracked")
+	}
+	now = now.Add(time.Minute)
+	refund, _, _ = l.take(host)
+	refund()
+	if _, tracked := l.full[host]; tracked {
+		t.Fatal("a bucket full again after a refund is still tracked")
 	}
 }
 
@@ -254,7 +293,7 @@ func TestAuthFailLimiterBound(t *testing.T) {
 		{advance: 1500 * time.Millisecond, host: 7, tracked: true, size: 2}, // 5 and 6 refilled, 1 not
 	} {
 		now = now.Add(s.advance)
-		l.fail(host(s.host))
+		l.take(host(s.host))
 		l.mu.Lock()
 		_, tracked := l.full[host(s.host)]
 		size := len(l.full)
@@ -265,19 +304,61 @@ func TestAuthFailLimiterBound(t *testing.T) {
 	}
 	// A host the table has no room for is not limited, however often it
 	// fails.
-	l.fail(host(8))
+	l.take(host(8))
 	for range 100 {
-		l.fail(host(99))
+		l.take(host(99))
 	}
-	if _, ok := l.allow(host(99)); !ok || len(l.full) != l.max {
+	if _, _, ok := l.take(host(99)); !ok || len(l.full) != l.max {
 		t.Fatalf("a host the table has no room for: allowed=%v, %d hosts", ok, len(l.full))
 	}
 	// A flood of new hosts never grows the table past its bound.
 	for i := range 1000 {
 		now = now.Add(time.Duration(i%3) * time.Second)
-		l.fail(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}))
+		l.take(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}))
 		if len(l.full) > l.max {
 			t.Fatalf("%d hosts tracked, bound %d", len(l.full), l.max)
+		}
+	}
+}
+
+// TestAuthFailureOnlyUnauthenticatedCharged: only an authentication that
+// fails (401) is charged to the host. A suspended member's requests (403)
+// and requests while the chain is unreachable (503), however many, leave
+// the host its tokens: an outage of the node must not lock clients out
+// once it is over.
+func TestAuthFailureOnlyUnauthenticatedCharged(t *testing.T) {
+	const limit = 2
+	const host = "192.0.2.1:41000"
+	now := time.Now()
+	e := newEnv(t, func(o *Options) {
+		o.FailedAuthPerMinute = limit
+		o.Now = func() time.Time { return now }
+	})
+	n := 0
+	get := func(a Signer) *http.Request { n++; return e.signedGet(a, n, now) }
+	e.chain.setStatus(e.writer, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED)
+	for i := range 3 * limit {
+		if w, body := e.serveFrom(get(e.writer), host); w.Code != http.StatusForbidden {
+			t.Fatalf("suspended member's request %d: %d %+v, want 403", i, w.Code, body)
+		}
+	}
+	e.chain.setStatus(e.writer, emrv1.MemberStatus_MEMBER_STATUS_ACTIVE)
+	e.chain.mu.Lock()
+	e.chain.down = true
+	e.chain.mu.Unlock()
+	for i := range 3 * limit {
+		if w, body := e.serveFrom(get(e.writer), host); w.Code != http.StatusServiceUnavailable {
+			t.Fatalf("request %d with the chain down: %d %+v, want 503", i, w.Code, body)
+		}
+	}
+	e.chain.mu.Lock()
+	e.chain.down = false
+	e.chain.mu.Unlock()
+	for i := range limit {
+		req := get(e.writer)
+		req.Header.Set(HeaderSignature, base64.StdEncoding.EncodeToString(make([]byte, 64)))
+		if w, body := e.serveFrom(req, host); w.Code != http.StatusUnauthorized {
+			t.Fatalf("bad signature %d after the 403s and 503s: %d %+v, want 401 (the host's tokens intact)", i, w.Code, body)
 		}
 	}
 }

@@ -384,20 +384,27 @@ func unauthenticated(format string, args ...any) *apiError {
 // parsed or the chain asked (authfail.go).
 func (s *Server) authenticate(r *http.Request) (*emrv1.Member, *signedRequest, *apiError) {
 	host := clientHost(r.RemoteAddr)
-	if wait, ok := s.authFails.allow(host); !ok {
+	refund, wait, ok := s.authFails.take(host)
+	if !ok {
 		s.metrics.refused(refusedAuthFailures)
-		retry := retrySeconds(wait)
-		e := errf(http.StatusTooManyRequests, "auth_failures",
-			"too many failed authentications from %s: a host may fail %d times a minute (failed_auth_per_minute), and until it may fail again every request from it is refused, validly signed or not; retry in %s",
-			hostName(host), s.opts.FailedAuthPerMinute, retry)
-		e.retryAfter = retry
-		return nil, nil, e
+		return nil, nil, tooManyRequests("auth_failures", wait,
+			"too many failed authentications from %s: a host may fail %d times a minute (failed_auth_per_minute), and until it may fail again every request from it is refused, validly signed or not",
+			hostName(host), s.opts.FailedAuthPerMinute)
 	}
 	member, sr, aerr := s.authenticateSigned(r)
-	if aerr != nil && aerr.status == http.StatusUnauthorized {
-		s.authFails.fail(host)
+	if aerr == nil || aerr.status != http.StatusUnauthorized {
+		refund()
 	}
 	return member, sr, aerr
+}
+
+// tooManyRequests is a 429 with code, whose message ends in when to retry,
+// which Retry-After says too.
+func tooManyRequests(code string, wait time.Duration, format string, args ...any) *apiError {
+	retry := retrySeconds(wait)
+	e := errf(http.StatusTooManyRequests, code, format+"; retry in %s", append(args, retry)...)
+	e.retryAfter = retry
+	return e
 }
 
 // authenticateSigned checks the request signature against the member's
@@ -430,12 +437,9 @@ func (s *Server) authenticateSigned(r *http.Request) (*emrv1.Member, *signedRequ
 		return nil, nil, unauthenticated("stale timestamp: %v (allowed skew %s); sign the request anew", err, s.opts.MaxClockSkew)
 	case errors.As(err, &busy):
 		s.metrics.refused(refusedSignerRequests)
-		retry := retrySeconds(busy.retryAfter)
-		e := errf(http.StatusTooManyRequests, "signer_quota",
-			"too many requests signed by %x: %d are within the replay window (%s), the limit per signer (replay_per_signer); retry in %s",
-			sr.address, busy.limit, s.opts.MaxClockSkew, retry)
-		e.retryAfter = retry
-		return nil, nil, e
+		return nil, nil, tooManyRequests("signer_quota", busy.retryAfter,
+			"too many requests signed by %x: %d are within the replay window (%s), the limit per signer (replay_per_signer)",
+			sr.address, busy.limit, s.opts.MaxClockSkew)
 	case err != nil:
 		s.metrics.refused(refusedReplayCacheFull)
 		return nil, nil, errf(http.StatusServiceUnavailable, "busy", "too many requests in the replay window; retry later")
