@@ -75,7 +75,7 @@ func (s *Server) fetchFromPeer(ctx context.Context, peer string, r *http.Request
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("HTTP %d", resp.StatusCode)
+		return readError(resp) // the peer's reason, e.g. that it limits this host
 	}
 	if resp.ContentLength < 0 {
 		return errors.New("no Content-Length")

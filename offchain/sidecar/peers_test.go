@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -113,4 +114,6 @@ func TestReadThroughPeers(t *testing.T) {
 	yHandler = ySrv.Handler()
 	_, err = NewClient(y.URL, e.reader, nil).Get(context.Background(), RecordRef(rec2.PatientId, rec2.Sequence), otherSum, &buf, nil)
 	wantStatus(t, err, 404, "no peer sidecar has the blob")
+	// The answer passes on why the peer refused, in the peer's words.
+	wantStatus(t, err, 404, x.URL+": sidecar: 404 Not Found: blob "+hex.EncodeToString(otherSum[:]))
 }
