@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 
@@ -75,7 +74,7 @@ and adds its record in one go.`,
 			if category == "" || objectKey == "" || dataKeyFile == "" {
 				return usagef("--category, --object-key and --data-key-file are required")
 			}
-			dataKey, err := readDataKey(dataKeyFile)
+			dataKey, err := readHexKeyFile("--data-key-file", dataKeyFile, crypto.KeySize, "the data key the ciphertext was encrypted with")
 			if err != nil {
 				return err
 			}
@@ -122,21 +121,6 @@ and adds its record in one go.`,
 	f.StringVar(&dataKeyFile, "data-key-file", "", "file holding the data key the ciphertext was encrypted with (64 hex characters)")
 	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
 	return cmd
-}
-
-// readDataKey reads a file holding a 32-byte data key in hex (white space
-// around it is ignored).
-func readDataKey(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("--data-key-file: %w", err)
-	}
-	defer clear(b)
-	key, ok := decodeHex(string(b), crypto.KeySize)
-	if !ok {
-		return nil, usagef("--data-key-file %s: want the 32-byte data key as 64 hex characters", path)
-	}
-	return key, nil
 }
 
 // recordFromEvents finds the record a committed AddRecord created: the

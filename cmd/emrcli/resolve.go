@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -20,6 +22,31 @@ func decodeHex(s string, size int) ([]byte, bool) {
 	s = strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(s), "0x"), "0X")
 	b, err := hex.DecodeString(s)
 	return b, err == nil && len(b) == size
+}
+
+// maxKeyFileSize bounds what readHexKeyFile reads: a key in hex with some
+// white space, not a file given by mistake.
+const maxKeyFileSize = 4096
+
+// readHexKeyFile reads a key of size bytes, in hex (white space around it
+// ignored), from the file path that flag names; what says what the key is.
+func readHexKeyFile(flag, path string, size int, what string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	defer f.Close()
+	raw, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize+1))
+	defer clear(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", flag, path, err)
+	}
+	key, ok := decodeHex(string(raw), size)
+	if len(raw) > maxKeyFileSize || !ok {
+		clear(key)
+		return nil, usagef("%s %s: want %s as %d hex characters", flag, path, what, 2*size)
+	}
+	return key, nil
 }
 
 // info reads the public entry of the key called name (no passphrase).

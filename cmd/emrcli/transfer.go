@@ -386,16 +386,13 @@ study's X25519 private key in hex (emrcli study keygen).`,
 	return cmd
 }
 
-// readStudyKey reads an X25519 private key, 64 hex characters.
+// readStudyKey reads the study's X25519 private key, 64 hex characters.
 func readStudyKey(path string) (*ecdh.PrivateKey, error) {
-	raw, err := os.ReadFile(path)
+	b, err := readHexKeyFile("--study-key-file", path, crypto.X25519KeySize, "the study's X25519 private key")
 	if err != nil {
 		return nil, err
 	}
-	b, ok := decodeHex(string(raw), crypto.X25519KeySize)
-	if !ok {
-		return nil, fmt.Errorf("%s: want an X25519 private key, 64 hex characters", path)
-	}
+	defer clear(b)
 	return crypto.ParseEncryptionPrivateKey(b)
 }
 
