@@ -45,16 +45,18 @@ type world struct {
 	patientID []byte
 }
 
+// kek is the patient's KEKFunc: like emrcli's, it makes a version's KEK
+// once and hands out copies, which the caller may clear.
 func (w *world) kek(v uint64) ([]byte, error) {
-	if k, ok := w.patient.KEKs[v]; ok {
-		return k, nil
+	k, ok := w.patient.KEKs[v]
+	if !ok {
+		var err error
+		if k, err = crypto.GenerateKey(); err != nil {
+			return nil, err
+		}
+		w.patient.KEKs[v] = k
 	}
-	k, err := crypto.GenerateKey()
-	if err != nil {
-		return nil, err
-	}
-	w.patient.KEKs[v] = k
-	return k, nil
+	return bytes.Clone(k), nil
 }
 
 // newClient is a verified client with an in-memory light store, talking to
@@ -74,6 +76,19 @@ func (w *world) mustClient(t *testing.T, node string) *client.Client {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// runningWorld is setup for a test that runs emrchaind (skipped with
+// -short), with a context that ends timeout after the setup.
+func runningWorld(t *testing.T, timeout time.Duration) (*world, context.Context) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs emrchaind")
+	}
+	w := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	return w, ctx
 }
 
 func setup(t *testing.T) *world {

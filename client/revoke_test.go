@@ -2,7 +2,6 @@ package client_test
 
 import (
 	"bytes"
-	"context"
 	"sync"
 	"testing"
 	"time"
@@ -21,12 +20,7 @@ import (
 // rotation went to that version would leave the revoked member holding the
 // patient's current KEK. Reviewer's finding: it did.
 func TestRevokeAfterDroppedRotation(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs emrchaind")
-	}
-	w := setup(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
+	w, ctx := runningWorld(t, 120*time.Second)
 
 	// A node that takes RotateKey transactions and never passes them on.
 	var mu sync.Mutex

@@ -82,12 +82,7 @@ func readRecord(w *world, seq uint64) *emrv1.Msg {
 }
 
 func TestStaleReads(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs emrchaind")
-	}
-	w := setup(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
-	defer cancel()
+	w, ctx := runningWorld(t, 150*time.Second)
 	honest := w.mustClient(t, w.node.RPC)
 	hdr, err := honest.VerifyLatest(ctx)
 	if err != nil {

@@ -2,7 +2,6 @@ package client_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -35,12 +34,7 @@ func broadcastTx(call clienttest.Call) []byte {
 // message again only when the first transaction provably did not execute
 // and cannot.
 func TestSubmitBadSequence(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs emrchaind")
-	}
-	w := setup(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
+	w, ctx := runningWorld(t, 120*time.Second)
 	honest := w.mustClient(t, w.node.RPC)
 	events := func() int {
 		t.Helper()
