@@ -103,24 +103,23 @@ func (e *cliEnv) json(v any, args ...string) {
 	}
 }
 
-// TestFlow runs the whole consent flow through the emrcli binary against
-// a real single-validator emrchaind: a registrar registers a clinician; a
-// patient enrolls and grants read+write on lab-results until a date; the
-// clinician adds a record and reads it; the patient sees the read in the
-// audit log, revokes, and the clinician's next read is refused.
+// getenv is the value of the environment variable name in e's commands.
+func (e *cliEnv) getenv(name string) string {
+	for _, kv := range e.env {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
 // unwrapDataKey is the data key of a patient's record, unwrapped with the
 // KEK the patient's key (name, in the emrcli home) holds for the record's
 // key version.
 func (e *cliEnv) unwrapDataKey(name, pidHex string, seq uint64) []byte {
 	e.t.Helper()
-	var node string
-	for _, kv := range e.env {
-		if v, ok := strings.CutPrefix(kv, "EMRCLI_NODE="); ok {
-			node = v
-		}
-	}
 	ctx := context.Background()
-	c, err := client.New(ctx, client.Config{Node: node})
+	c, err := client.New(ctx, client.Config{Node: e.getenv("EMRCLI_NODE")})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -131,7 +130,7 @@ func (e *cliEnv) unwrapDataKey(name, pidHex string, seq uint64) []byte {
 		e.t.Fatal(err)
 	}
 	kr, err := keyring.Open(keyring.BackendFile, e.home, func(keyring.Purpose, string) ([]byte, error) {
-		return []byte("correct horse battery"), nil
+		return []byte(e.getenv("EMRCLI_PASSPHRASE")), nil
 	})
 	if err != nil {
 		e.t.Fatal(err)
@@ -151,6 +150,11 @@ func (e *cliEnv) unwrapDataKey(name, pidHex string, seq uint64) []byte {
 	return dk
 }
 
+// TestFlow runs the whole consent flow through the emrcli binary against
+// a real single-validator emrchaind: a registrar registers a clinician; a
+// patient enrolls and grants read+write on lab-results until a date; the
+// clinician adds a record and reads it; the patient sees the read in the
+// audit log, revokes, and the clinician's next read is refused.
 func TestFlow(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs emrchaind and emrcli")
