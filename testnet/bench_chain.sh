@@ -38,6 +38,9 @@
 #   NODE_GOGC      GOGC of every node process of both networks [1000; see
 #                  BENCHMARKS.md: at 300, once emrchain's IAVL node cache is
 #                  full, garbage collection slows its blocks down]
+#   NODE_MEMLIMIT  GOMEMLIMIT of every node process of both networks [none;
+#                  BENCHMARKS.md, run 27: 1GiB halves the memory emrchain's
+#                  nodes touch, but the 0.7 phase then fell behind]
 #   TIMEOUT_PROPOSE  consensus timeout_propose of both networks [3s, CometBFT's
 #                  default; "" keeps the 1s emrchaind testnet writes, which
 #                  under saturation on 2 shared cores fails rounds]
@@ -131,7 +134,7 @@ trap 'exit 130' INT TERM
 {
   echo "# bench-chain $(date -u +%FT%TZ) on $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "# commit $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet 2>/dev/null || echo '+changes'); emrchaind $("$EMRCHAIND" version 2>/dev/null | awk '/^emrchaind:/ {print $2}'); cometbft $("$COMETBFT" version 2>/dev/null); $(go version 2>/dev/null | cut -d' ' -f3)"
-  echo "# DURATION=$DURATION WARMUP=$WARMUP RATE_FRACTION=$RATE_FRACTION RATE_FRESH=$RATE_FRESH REPEAT=$REPEAT BACKEND=$BACKEND NODE_GOGC=$NODE_GOGC TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE:-default} KV_RATE=$KV_RATE CONNS=$CONNS KV_COMETDB=$KV_COMETDB"
+  echo "# DURATION=$DURATION WARMUP=$WARMUP RATE_FRACTION=$RATE_FRACTION RATE_FRESH=$RATE_FRESH REPEAT=$REPEAT BACKEND=$BACKEND NODE_GOGC=$NODE_GOGC NODE_MEMLIMIT=${NODE_MEMLIMIT:-none} TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE:-default} KV_RATE=$KV_RATE CONNS=$CONNS KV_COMETDB=$KV_COMETDB"
 } | tee "$OUT/commands.txt"
 
 # emr_net DIR: writes and starts a 4-validator emrchain network in DIR;
