@@ -123,10 +123,29 @@ func (s *FS) Put(ctx context.Context, key Key, r io.Reader, size int64) (err err
 	if err := s.mkdirSynced(key.Owner, filepath.Dir(final)); err != nil {
 		return err
 	}
-	if err := os.Rename(tmpName, final); err != nil {
+	err = os.Rename(tmpName, final)
+	if errors.Is(err, fs.ErrNotExist) {
+		// The owner's directory was removed behind the store's back since
+		// this process made it: make it again rather than fail every Put
+		// of that owner until a restart.
+		s.forgetSynced(key.Owner)
+		if err := s.mkdirSynced(key.Owner, filepath.Dir(final)); err != nil {
+			return err
+		}
+		err = os.Rename(tmpName, final)
+	}
+	if err != nil {
 		return fmt.Errorf("blobstore: commit %s: %w", key, err)
 	}
 	return syncDir(filepath.Dir(final))
+}
+
+// forgetSynced makes the owner's next Put make and sync its directories
+// again.
+func (s *FS) forgetSynced(owner Owner) {
+	s.mu.Lock()
+	delete(s.synced, owner)
+	s.mu.Unlock()
 }
 
 // mkdirSynced creates the directories of a blob (its owner's and that

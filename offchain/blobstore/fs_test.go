@@ -3,6 +3,7 @@ package blobstore
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -228,5 +229,45 @@ func TestFSOpenSyncsNewDirs(t *testing.T) {
 	}
 	if !synced[root] || !synced[parent] {
 		t.Fatalf("OpenFS created %s and its blobs and tmp directories without syncing %s and %s (synced: %v)", root, parent, root, synced)
+	}
+}
+
+// TestFSPutAfterOwnerDirRemoved: an owner's directory removed behind the
+// store's back (by an operator, or a restore that left it out) does not
+// break that owner's next Put until a restart: the Put makes the directory
+// again, durably, and the blob is there to read.
+func TestFSPutAfterOwnerDirRemoved(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := mustPut(t, s, []byte("first ciphertext"))
+	ownerDir := filepath.Dir(s.Path(first))
+	if err := os.RemoveAll(ownerDir); err != nil {
+		t.Fatal(err)
+	}
+	syncs := recordSyncs(t, nil)
+	second := mustPutFor(t, s, first.Owner, []byte("second ciphertext"))
+	if filepath.Dir(s.Path(second)) != ownerDir {
+		t.Fatalf("second blob at %s, want it in %s", s.Path(second), ownerDir)
+	}
+	synced := map[string]bool{}
+	for len(syncs) > 0 {
+		synced[<-syncs] = true
+	}
+	for _, d := range []string{filepath.Dir(ownerDir), ownerDir} {
+		if !synced[d] {
+			t.Errorf("%s not synced after the owner directory was made again (synced: %v)", d, synced)
+		}
+	}
+	rc, _, err := s.Get(ctx, second, 0, -1)
+	if err != nil {
+		t.Fatalf("Get after re-created owner directory: %v", err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || string(got) != "second ciphertext" {
+		t.Fatalf("read %q (%v)", got, err)
 	}
 }
