@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -27,6 +26,7 @@ import (
 	"github.com/emrchain/emrchain/abci"
 	"github.com/emrchain/emrchain/app"
 	emrchainv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+	"github.com/emrchain/emrchain/store/cometdb"
 )
 
 // The node tests run the real binary: init, start, and the CometBFT
@@ -305,12 +305,8 @@ func TestNodeRestart(t *testing.T) {
 	// CometBFT's databases were opened by cometdb's provider, with the
 	// memtable app.toml asks for.
 	for _, db := range []string{"blockstore", "state", "tx_index"} {
-		opts, _ := filepath.Glob(filepath.Join(home, "data", db+".db", "OPTIONS-*"))
-		if len(opts) == 0 {
-			t.Fatalf("data/%s.db has no pebble OPTIONS file", db)
-		}
-		if b, err := os.ReadFile(opts[len(opts)-1]); err != nil || !strings.Contains(string(b), "mem_table_size=67108864\n") {
-			t.Fatalf("data/%s.db is not open with 64 MiB memtables (%v):\n%s", db, err, b)
+		if n, err := cometdb.MemTableSizeOf(filepath.Join(home, "data", db+".db")); err != nil || n != 64<<20 {
+			t.Fatalf("data/%s.db: memtable %d bytes, want 64 MiB (%v)", db, n, err)
 		}
 	}
 

@@ -1,6 +1,13 @@
 package cometdb
 
 import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+
 	"github.com/cockroachdb/pebble"
 	dbm "github.com/cometbft/cometbft-db"
 	cmtcfg "github.com/cometbft/cometbft/config"
@@ -25,4 +32,37 @@ func Provider(memTableMiB int) cmtcfg.DBProvider {
 		opts := &pebble.Options{MemTableSize: uint64(memTableMiB) << 20}
 		return dbm.NewPebbleDBWithOpts(ctx.ID, ctx.Config.DBDir(), opts)
 	}
+}
+
+// ErrNoOptions: a directory holds no pebble OPTIONS file (a goleveldb
+// database, or none at all).
+var ErrNoOptions = errors.New("cometdb: no pebble OPTIONS file")
+
+var memTableSizeOption = regexp.MustCompile(`(?m)^\s*mem_table_size=(\d+)$`)
+
+// MemTableSizeOf is the memtable size, in bytes, that the pebble database
+// in dir was last opened with, as pebble recorded it in its newest OPTIONS
+// file: how an operator or a test sees what a node's databases run with.
+func MemTableSizeOf(dir string) (uint64, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "OPTIONS-*"))
+	if err != nil {
+		return 0, fmt.Errorf("cometdb: %w", err)
+	}
+	if len(files) == 0 {
+		return 0, fmt.Errorf("%w in %s", ErrNoOptions, dir)
+	}
+	newest := files[len(files)-1] // OPTIONS-<file number>, zero-padded
+	b, err := os.ReadFile(newest)
+	if err != nil {
+		return 0, fmt.Errorf("cometdb: %w", err)
+	}
+	m := memTableSizeOption.FindSubmatch(b)
+	if m == nil {
+		return 0, fmt.Errorf("cometdb: no mem_table_size in %s", newest)
+	}
+	n, err := strconv.ParseUint(string(m[1]), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("cometdb: mem_table_size in %s: %w", newest, err)
+	}
+	return n, nil
 }

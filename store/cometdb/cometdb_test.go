@@ -1,9 +1,8 @@
 package cometdb
 
 import (
-	"os"
+	"errors"
 	"path/filepath"
-	"regexp"
 	"testing"
 
 	cmtcfg "github.com/cometbft/cometbft/config"
@@ -11,9 +10,9 @@ import (
 
 // memTableSizeOnDisk opens database id through p in a fresh home with
 // backend, writes and reads back one key, closes it and returns the
-// mem_table_size pebble recorded in the database's OPTIONS file ("" if the
-// database has none, as goleveldb's do not).
-func memTableSizeOnDisk(t *testing.T, p cmtcfg.DBProvider, backend, id string) string {
+// memtable size pebble recorded for it (0 if the database has no OPTIONS
+// file, as goleveldb's do not).
+func memTableSizeOnDisk(t *testing.T, p cmtcfg.DBProvider, backend, id string) uint64 {
 	t.Helper()
 	conf := cmtcfg.DefaultConfig()
 	conf.SetRoot(t.TempDir())
@@ -31,19 +30,14 @@ func memTableSizeOnDisk(t *testing.T, p cmtcfg.DBProvider, backend, id string) s
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	files, err := filepath.Glob(filepath.Join(conf.DBDir(), id+".db", "OPTIONS-*"))
-	if err != nil || len(files) == 0 {
-		return ""
+	n, err := MemTableSizeOf(filepath.Join(conf.DBDir(), id+".db"))
+	if errors.Is(err, ErrNoOptions) {
+		return 0
 	}
-	b, err := os.ReadFile(files[len(files)-1])
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`(?m)^\s*mem_table_size=(\d+)$`).FindSubmatch(b)
-	if m == nil {
-		t.Fatalf("no mem_table_size in %s:\n%s", files[len(files)-1], b)
-	}
-	return string(m[1])
+	return n
 }
 
 // TestProviderMemTable: CometBFT's pebble databases open with the memtable
@@ -53,17 +47,17 @@ func TestProviderMemTable(t *testing.T) {
 	for _, c := range []struct {
 		name, backend string
 		mib           int
-		want          string
+		want          uint64
 	}{
-		{"default", "pebbledb", DefaultMemTableMiB, "67108864"},
-		{"larger", "pebbledb", 256, "268435456"},
-		{"pebble's own", "pebbledb", 0, "4194304"},
-		{"goleveldb", "goleveldb", DefaultMemTableMiB, ""},
+		{"default", "pebbledb", DefaultMemTableMiB, 64 << 20},
+		{"larger", "pebbledb", 256, 256 << 20},
+		{"pebble's own", "pebbledb", 0, 4 << 20},
+		{"goleveldb", "goleveldb", DefaultMemTableMiB, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			for _, id := range []string{"blockstore", "state", "tx_index", "evidence"} {
 				if got := memTableSizeOnDisk(t, Provider(c.mib), c.backend, id); got != c.want {
-					t.Errorf("%s: mem_table_size %q, want %q", id, got, c.want)
+					t.Errorf("%s: mem_table_size %d, want %d", id, got, c.want)
 				}
 			}
 		})

@@ -17,4 +17,6 @@
 // database holds at most two full ones (pebble's
 // MemTableStopWritesThreshold), so the bound on memory is four databases ×
 // two memtables. goleveldb databases are opened as CometBFT opens them.
+// MemTableSizeOf reads back, from pebble's OPTIONS file, what a database
+// was last opened with.
 package cometdb
