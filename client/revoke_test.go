@@ -2,11 +2,13 @@ package client_test
 
 import (
 	"bytes"
+	"context"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/client"
 	"github.com/emrchain/emrchain/client/clienttest"
 	"github.com/emrchain/emrchain/offchain/crypto"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
@@ -22,36 +24,11 @@ import (
 func TestRevokeAfterDroppedRotation(t *testing.T) {
 	w, ctx := runningWorld(t, 120*time.Second)
 
-	// A node that takes RotateKey transactions and never passes them on.
-	var mu sync.Mutex
-	var dropped [][]byte
-	proxy := clienttest.NewProxy(t, w.node.RPC)
-	proxy.SetRoute(func(call clienttest.Call) string {
-		raw := broadcastTx(call)
-		if raw == nil {
-			return ""
-		}
-		if tx, err := app.DecodeTx(raw); err != nil || tx.Body.Msg.GetRotateKey() == nil {
-			return ""
-		}
-		mu.Lock()
-		dropped = append(dropped, raw)
-		mu.Unlock()
-		return "http://127.0.0.1:1" // nothing listens: the broadcast fails
-	})
-	if _, err := w.mustClient(t, proxy.URL).RotateKey(ctx, w.patient, w.patientID, w.kek, nil); err == nil {
+	node, dropped := rotationDroppingNode(t, w)
+	if _, err := w.mustClient(t, node).RotateKey(ctx, w.patient, w.patientID, w.kek, nil); err == nil {
 		t.Fatal("a rotation through a node that drops it succeeded")
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	var envelopes []*emrv1.MsgRotateKey
-	for _, raw := range dropped {
-		tx, err := app.DecodeTx(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		envelopes = append(envelopes, tx.Body.Msg.GetRotateKey())
-	}
+	envelopes := dropped()
 	if len(envelopes) == 0 {
 		t.Fatal("no RotateKey reached the node")
 	}
@@ -70,8 +47,109 @@ func TestRevokeAfterDroppedRotation(t *testing.T) {
 	if res.LastRotation().NewVersion != p.KeyVersion || current == nil {
 		t.Fatalf("patient at key version %d, the last rotation made %d", p.KeyVersion, res.LastRotation().NewVersion)
 	}
-	// What the revoked clinician can open of the dropped rotations.
-	for _, rot := range envelopes {
+	checkNotHeldBy(t, w, envelopes, current, p.KeyVersion)
+	checkRevokeDone(ctx, t, w, c)
+}
+
+// An interrupted revocation: the Revoke committed, and every rotation
+// after it failed (here through a node that drops RotateKey). revoke's
+// help promises that running it again completes what is missing: no second
+// Revoke, the rotations to two versions past the revoked clinician's last
+// envelope, and none of the KEKs the failed attempts sealed to the
+// clinician current.
+func TestRevokeResumesAfterFailedRotation(t *testing.T) {
+	w, ctx := runningWorld(t, 120*time.Second)
+	c := w.mustClient(t, w.node.RPC)
+	perms, _, err := c.Permissions(ctx, w.patientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var envelopeVersion uint64
+	for _, perm := range perms {
+		if bytes.Equal(perm.Grantee, w.clinician.Address()) {
+			envelopeVersion = perm.KeyVersion
+		}
+	}
+	if envelopeVersion == 0 {
+		t.Fatal("the clinician holds no envelope to revoke")
+	}
+
+	node, dropped := rotationDroppingNode(t, w)
+	first, err := w.mustClient(t, node).RevokeAndRotate(ctx, w.patient, w.patientID, w.clinician.Address(), w.kek, nil)
+	if err == nil {
+		t.Fatal("a revocation whose rotations a node drops reported success")
+	}
+	if first == nil || first.Revoke == nil || first.RevokedHeight == 0 || len(first.Rotations) != 0 {
+		t.Fatalf("interrupted RevokeAndRotate = %+v, %v; want the Revoke committed and no rotation", first, err)
+	}
+	t.Logf("interrupted: %v", err)
+	p, err := c.Patient(ctx, w.patientID)
+	if err != nil || p.KeyVersion != envelopeVersion {
+		t.Fatalf("after the interrupted revocation the patient is at key version %d (%v), want %d", p.GetKeyVersion(), err, envelopeVersion)
+	}
+
+	// Run again, through an honest node.
+	res, err := c.RevokeAndRotate(ctx, w.patient, w.patientID, w.clinician.Address(), w.kek, nil)
+	if err != nil {
+		t.Fatalf("resumed RevokeAndRotate: %v", err)
+	}
+	if res.Revoke != nil || res.RevokedHeight != first.RevokedHeight {
+		t.Fatalf("resumed RevokeAndRotate revoked again (%+v) or at another height (%d, first %d)", res.Revoke, res.RevokedHeight, first.RevokedHeight)
+	}
+	if len(res.Rotations) != 2 || res.LastRotation().NewVersion != envelopeVersion+2 {
+		t.Fatalf("resumed RevokeAndRotate made rotations %+v; want 2, to version %d", res.Rotations, envelopeVersion+2)
+	}
+	if p, err = c.Patient(ctx, w.patientID); err != nil || p.KeyVersion != envelopeVersion+2 {
+		t.Fatalf("patient at key version %d (%v), want %d", p.GetKeyVersion(), err, envelopeVersion+2)
+	}
+	checkNotHeldBy(t, w, dropped(), w.patient.KEKs[p.KeyVersion], p.KeyVersion)
+	checkRevokeDone(ctx, t, w, c)
+}
+
+// rotationDroppingNode is a node for w's clients that takes RotateKey
+// transactions and never passes them on (the broadcast fails); everything
+// else goes to w's node. dropped returns the rotations it took.
+func rotationDroppingNode(t *testing.T, w *world) (url string, dropped func() []*emrv1.MsgRotateKey) {
+	t.Helper()
+	var mu sync.Mutex
+	var raws [][]byte
+	proxy := clienttest.NewProxy(t, w.node.RPC)
+	proxy.SetRoute(func(call clienttest.Call) string {
+		raw := broadcastTx(call)
+		if raw == nil {
+			return ""
+		}
+		if tx, err := app.DecodeTx(raw); err != nil || tx.Body.Msg.GetRotateKey() == nil {
+			return ""
+		}
+		mu.Lock()
+		raws = append(raws, raw)
+		mu.Unlock()
+		return "http://127.0.0.1:1" // nothing listens: the broadcast fails
+	})
+	return proxy.URL, func() []*emrv1.MsgRotateKey {
+		mu.Lock()
+		defer mu.Unlock()
+		var rots []*emrv1.MsgRotateKey
+		for _, raw := range raws {
+			tx, err := app.DecodeTx(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rots = append(rots, tx.Body.Msg.GetRotateKey())
+		}
+		return rots
+	}
+}
+
+// checkNotHeldBy fails the test if any envelope of rots seals current (the
+// patient's KEK of version) to w's clinician.
+func checkNotHeldBy(t *testing.T, w *world, rots []*emrv1.MsgRotateKey, current []byte, version uint64) {
+	t.Helper()
+	if current == nil {
+		t.Fatalf("the patient's key holds no KEK of version %d", version)
+	}
+	for _, rot := range rots {
 		for _, env := range rot.Envelopes {
 			if !bytes.Equal(env.Grantee, w.clinician.Address()) {
 				continue
@@ -79,18 +157,22 @@ func TestRevokeAfterDroppedRotation(t *testing.T) {
 			kek, err := crypto.OpenEnvelope(w.clinician.EncPrivKey(), env.WrappedKek, crypto.EnvelopeBinding{
 				PatientID: w.patientID, Grantee: w.clinician.Address(), KeyVersion: rot.NewKeyVersion})
 			if err != nil {
-				t.Fatalf("the clinician's envelope of the dropped rotation: %v", err)
+				t.Fatalf("the clinician's envelope of a dropped rotation: %v", err)
 			}
 			if bytes.Equal(kek, current) {
-				t.Fatalf("the revoked clinician holds the patient's current KEK (version %d) from a rotation that never committed", p.KeyVersion)
+				t.Fatalf("the revoked clinician holds the patient's current KEK (version %d) from a rotation that never committed", version)
 			}
 		}
 	}
+}
 
-	// Run again: nothing left to do.
+// checkRevokeDone: a further RevokeAndRotate has nothing left to do, and
+// the revoked clinician's reads are refused.
+func checkRevokeDone(ctx context.Context, t *testing.T, w *world, c *client.Client) {
+	t.Helper()
 	again, err := c.RevokeAndRotate(ctx, w.patient, w.patientID, w.clinician.Address(), w.kek, nil)
 	if err != nil || again.Revoke != nil || again.LastRotation() != nil {
-		t.Fatalf("second RevokeAndRotate = %+v, %v", again, err)
+		t.Fatalf("another RevokeAndRotate = %+v, %v", again, err)
 	}
 	if _, err := c.Submit(ctx, w.clinician, &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{
 		PatientId: w.patientID, RecordSequences: []uint64{1}, Purpose: emrv1.Purpose_PURPOSE_TREATMENT}}}); err == nil {
