@@ -1213,6 +1213,183 @@ func TestAgeWithYear(t *testing.T) {
 	}
 }
 
+// TestAgeWithEarliestYearOfItsResource: an age A is judged with the
+// earliest year Y of its own resource (an onset age is of a time at or
+// before the recordedDate): an onset age of 70 in a Condition whose years
+// are 2000 and 2020 shows a person of 95 in 2025, though 75 with 2020
+// alone, whichever member holds the earlier year and in whichever order it
+// comes; the ages go and the years stay. The years of other resources do
+// not count: an onset age of 70 recorded in 2020 stays beside an encounter
+// of 1990.
+func TestAgeWithEarliestYearOfItsResource(t *testing.T) {
+	cond := func(years string) string {
+		return `{"resourceType":"Condition","code":{"coding":[{"system":"http://snomed.info/sct","code":"44054006"}]},
+		  "subject":{"reference":"urn:uuid:p"},"onsetAge":{"value":70,"unit":"a","system":"http://unitsofmeasure.org","code":"a"},` + years + `}`
+	}
+	enc := `{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},"subject":{"reference":"urn:uuid:p"},"period":{"start":"1990-01-02"}}`
+	for _, c := range []struct {
+		name  string
+		res   []string
+		years []string // kept either way
+		gone  bool     // the onset age shows a person 90 or older
+	}{
+		{"recorded 2000, abated 2020", []string{cond(`"recordedDate":"2000-02-02","abatementDateTime":"2020-03-03"`)},
+			[]string{`"recordedDate": "2000"`, `"abatementDateTime": "2020"`}, true},
+		{"abated 2000, recorded 2020", []string{cond(`"abatementDateTime":"2000-03-03","recordedDate":"2020-02-02"`)},
+			[]string{`"abatementDateTime": "2000"`, `"recordedDate": "2020"`}, true},
+		{"abatement period 2000 to 2010, recorded 2020", []string{cond(`"abatementPeriod":{"start":"2000","end":"2010"},"recordedDate":"2020"`)},
+			[]string{`"start": "2000"`, `"end": "2010"`, `"recordedDate": "2020"`}, true},
+		{"recorded 2020 kept", []string{cond(`"recordedDate":"2020-02-02"`)}, []string{`"recordedDate": "2020"`}, false},
+		{"recorded 2020 beside an encounter of 1990 kept", []string{cond(`"recordedDate":"2020-02-02"`), enc},
+			[]string{`"recordedDate": "2020"`, `"start": "1990"`}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, rep := mustDeidentify(t, patientBundle(`"gender":"male"`, c.res...), Options{Now: testNow})
+			if got := bytes.Contains(out, []byte(`"value": 70`)); got == c.gone {
+				t.Errorf("onset age of 70 kept = %v, want %v:\n%s", got, !c.gone, out)
+			}
+			if c.gone && !slices.Contains(rep.Removed, "$.entry[1].resource.onsetAge") {
+				t.Errorf("Removed lacks the onset age: %q", rep.Removed)
+			}
+			for _, s := range c.years {
+				if !bytes.Contains(out, []byte(s)) {
+					t.Errorf("output lacks %s:\n%s", s, out)
+				}
+			}
+		})
+	}
+}
+
+// TestReferenceYearBoundedByNow: the year of Options.Now bounds the
+// reference year. For the years of the record (TestOldYearsRemoved) it is
+// the upper bound: a date after it (an encounter planned for 2030) proves
+// nothing about being alive then, so an event of 1938 (87 years before
+// 2025, 92 before 2030) stays, for a living patient, for patients all
+// deceased, and in a record without a patient. For a year of birth it is
+// the lower bound: the birth year 1938 of a living patient, or of a date
+// of birth Observation, goes when the latest year of the output is 2030
+// (90 or older then), though 87 in 2025.
+func TestReferenceYearBoundedByNow(t *testing.T) {
+	enc := func(status, start string) string {
+		return `{"resourceType":"Encounter","status":"` + status + `","class":{"code":"AMB"},"subject":{"reference":"urn:uuid:p"},"period":{"start":"` + start + `"}}`
+	}
+	past, planned := enc("finished", "1938-04-04"), enc("planned", "2030-01-15")
+	dob := `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"21112-8"}]},
+	  "subject":{"reference":"urn:uuid:p"},"valueDateTime":"1938-04-04"}`
+	for _, c := range []struct {
+		name string
+		in   []byte
+		kept []string
+		gone []string // paths of Report.Removed, and absent from the output
+	}{
+		{"living patient, event of 1938 kept", patientBundle(`"gender":"male"`, past, planned),
+			[]string{`"start": "1938"`, `"start": "2030"`}, nil},
+		{"deceased patient, event of 1938 kept", patientBundle(`"deceasedBoolean":true`, past, planned),
+			[]string{`"start": "1938"`, `"start": "2030"`}, nil},
+		{"no patient, event of 1938 kept",
+			[]byte(`{"resourceType":"Bundle","type":"collection","entry":[{"resource":` + past + `},{"resource":` + planned + `}]}`),
+			[]string{`"start": "1938"`, `"start": "2030"`}, nil},
+		{"living patient born 1938, 92 in 2030", patientBundle(`"birthDate":"1938-04-04"`, planned),
+			[]string{`"start": "2030"`, URLAge90OrOlder}, []string{"$.entry[0].resource.birthDate"}},
+		{"date of birth Observation 1938, 92 in 2030", patientBundle(`"gender":"male"`, dob, planned),
+			[]string{`"start": "2030"`}, []string{"$.entry[1].resource.valueDateTime"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, rep := mustDeidentify(t, c.in, Options{Now: testNow})
+			for _, s := range c.kept {
+				if !bytes.Contains(out, []byte(s)) {
+					t.Errorf("output lacks %s:\n%s", s, out)
+				}
+			}
+			for _, p := range c.gone {
+				if !slices.Contains(rep.Removed, p) {
+					t.Errorf("Removed lacks %s: %q", p, rep.Removed)
+				}
+			}
+			if len(c.gone) > 0 && bytes.Contains(out, []byte(`"1938"`)) {
+				t.Errorf("the birth year 1938 remains:\n%s", out)
+			}
+		})
+	}
+}
+
+// TestOldYearsPruneArrays: a year removed as 90 or more years old
+// (TestOldYearsRemoved) can leave an element of an array empty (an
+// Encounter.participant, an Immunization.reaction, a dosage whose only
+// content was its bounds): the empty element goes from its array, the
+// others stay in their order, and an array left empty goes whole.
+func TestOldYearsPruneArrays(t *testing.T) {
+	for _, c := range []struct {
+		name, res, member string
+		want              string // "": the member is removed
+	}{
+		{"participant emptied among others",
+			`{"resourceType":"Encounter","status":"finished","participant":[{"period":{"start":"1930-01-02"}},
+			  {"type":[{"coding":[{"code":"ATND"}]}],"period":{"start":"1930"}},{"period":{"start":"2001-01-01"}}]}`,
+			"participant", `[{"type":[{"coding":[{"code":"ATND"}]}]},{"period":{"start":"2001"}}]`},
+		{"every participant emptied",
+			`{"resourceType":"Encounter","status":"finished","participant":[{"period":{"start":"1930-01-02"}},{"period":{"end":"1931"}}]}`,
+			"participant", ""},
+		{"reaction emptied",
+			`{"resourceType":"Immunization","status":"completed","occurrenceDateTime":"2001","reaction":[{"date":"1930"},{"date":"2001","reported":true}]}`,
+			"reaction", `[{"date":"2001","reported":true}]`},
+		{"dosage emptied in depth",
+			`{"resourceType":"MedicationRequest","status":"active","intent":"order","authoredOn":"2001",
+			  "dosageInstruction":[{"timing":{"repeat":{"boundsPeriod":{"start":"1930"}}}},{"sequence":2}]}`,
+			"dosageInstruction", `[{"sequence":2}]`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, _ := mustDeidentify(t, patientBundle(`"gender":"male"`, c.res), Options{Now: testNow})
+			res, _ := get(decode(t, out), "entry", 1, "resource").(map[string]any)
+			got, ok := res[c.member]
+			if c.want == "" {
+				if ok {
+					t.Errorf("%s = %s, want it removed", c.member, mustMarshal(got))
+				}
+				return
+			}
+			var want any
+			if err := json.Unmarshal([]byte(c.want), &want); err != nil {
+				t.Fatal(err)
+			}
+			if g, w := mustMarshal(got), mustMarshal(want); !bytes.Equal(g, w) {
+				t.Errorf("%s = %s, want %s", c.member, g, w)
+			}
+		})
+	}
+}
+
+// TestMaskedAgeWhoseReasonIsSwept: an Age element masked with the ages
+// under 90 (maskAges) keeps only a data-absent-reason "masked" extension;
+// when the sweep takes that code too (a patient named "Mask": "masked"
+// contains it), the Age element goes whole, and so does a Range left
+// without its bounds, rather than staying as an empty object, which FHIR
+// JSON does not allow.
+func TestMaskedAgeWhoseReasonIsSwept(t *testing.T) {
+	a := func(v string) string {
+		return `{"value":` + v + `,"unit":"a","system":"http://unitsofmeasure.org","code":"a"}`
+	}
+	for _, c := range []struct{ name, member, value string }{
+		{"onsetAge", "onsetAge", a("40")},
+		{"onsetRange", "onsetRange", `{"low":` + a("40") + `,"high":` + a("45") + `}`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			in := patientBundle(`"name":[{"family":"Mask"}],"birthDate":"1920-01-01"`,
+				`{"resourceType":"Condition","code":{"coding":[{"system":"http://snomed.info/sct","code":"44054006"}]},"`+c.member+`":`+c.value+`}`)
+			out, rep := mustDeidentify(t, in, Options{Now: testNow})
+			if bytes.Contains(out, []byte(`"`+c.member+`"`)) || bytes.Contains(out, []byte("{}")) {
+				t.Errorf("the masked %s was kept, or left empty:\n%s", c.member, out)
+			}
+			if !bytes.Contains(out, []byte(`"44054006"`)) || !bytes.Contains(out, []byte(URLAge90OrOlder)) {
+				t.Errorf("the Condition's code went, or the patient is not marked 90+:\n%s", out)
+			}
+			if !slices.ContainsFunc(rep.Removed, func(p string) bool { return strings.HasPrefix(p, "$.entry[1].resource."+c.member) }) {
+				t.Errorf("Removed lacks the %s: %q", c.member, rep.Removed)
+			}
+		})
+	}
+}
+
 // TestSeparatorsSwept: an identifier or phone number typed with other
 // separators than its source's, or none (an SSN "123-45-6789" as the
 // number 123456789 or the text "123 45 6789", a phone "(555) 014-2368" as

@@ -712,8 +712,8 @@ func patientPost(d *deidentifier, r *resourceEntry, out *object) {
 // "_birthDate": {"extension": [data-absent-reason "masked"]} and the patient
 // gets the URLAge90OrOlder extension. The value of a date of birth
 // Observation is removed the same way (judged as of a living patient).
-// patchAges reports whether it removed a year, which may leave an object
-// empty (see prune).
+// patchAges reports whether it removed a year or left an Age element empty,
+// either of which may leave an object empty (see prune).
 func (d *deidentifier) patchAges() bool {
 	masked := false
 	// A date of birth observation: its patient is not known, so judged as
@@ -765,10 +765,11 @@ func (d *deidentifier) patchAges() bool {
 		}
 	}
 	oldYears := d.removeOldYears()
+	emptied := false
 	if masked || oldYears || d.agedByYear() {
-		d.maskAges()
+		emptied = d.maskAges()
 	}
-	return oldYears
+	return oldYears || emptied
 }
 
 // agedByYear reports whether an age under 90 of the output, with a year of
@@ -848,7 +849,8 @@ func (d *deidentifier) removeOldYears() bool {
 }
 
 // prune removes the objects and arrays that patchAges left empty (a period
-// whose years went) from v, and returns v, or nil when v is empty.
+// whose years went, an Age without its masked reason) from v, and returns
+// v, or nil when v is empty.
 func prune(v any) any {
 	switch x := v.(type) {
 	case *object:
@@ -881,7 +883,9 @@ func prune(v any) any {
 // of birth was masked: the Observation value goes, and an Age element keeps
 // only a data-absent-reason "masked" extension. In a bundle of several
 // patients, the others' ages go too (a share holds one patient's record).
-func (d *deidentifier) maskAges() {
+// An Age element whose reason the sweep takes (a patient named "Mask") is
+// left empty, for prune to remove: maskAges reports whether it left one.
+func (d *deidentifier) maskAges() (emptied bool) {
 	for _, a := range d.ages {
 		d.removed(a.path)
 		d.report.Generalized = without(d.report.Generalized, a.path)
@@ -895,8 +899,11 @@ func (d *deidentifier) maskAges() {
 			dar.set("url", URLDataAbsentReason)
 			dar.set("valueCode", code)
 			a.obj.set("extension", []any{dar})
+		} else {
+			emptied = true
 		}
 	}
+	return emptied
 }
 
 func without(list []string, s string) []string {
