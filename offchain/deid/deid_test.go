@@ -559,22 +559,8 @@ func TestAgeQuantities(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			out, _ := mustDeidentify(t, patientBundle("", c.res), Options{Now: testNow})
-			entries := decode(t, out)["entry"].([]any)
-			r := entries[1].(map[string]any)["resource"].(map[string]any)
-			got, ok := r[c.path]
-			if c.want == "" {
-				if ok {
-					t.Errorf("%s = %v, want it removed", c.path, got)
-				}
-				return
-			}
-			var want any
-			if err := json.Unmarshal([]byte(c.want), &want); err != nil {
-				t.Fatal(err)
-			}
-			if g, w := mustMarshal(got), mustMarshal(want); !bytes.Equal(g, w) {
-				t.Errorf("%s = %s, want %s", c.path, g, w)
-			}
+			res, _ := get(decode(t, out), "entry", 1, "resource").(map[string]any)
+			checkMember(t, res, c.path, c.want)
 		})
 	}
 	// Reference ranges: an age bound of 90 or more is aggregated too.
@@ -1341,20 +1327,7 @@ func TestOldYearsPruneArrays(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			out, _ := mustDeidentify(t, patientBundle(`"gender":"male"`, c.res), Options{Now: testNow})
 			res, _ := get(decode(t, out), "entry", 1, "resource").(map[string]any)
-			got, ok := res[c.member]
-			if c.want == "" {
-				if ok {
-					t.Errorf("%s = %s, want it removed", c.member, mustMarshal(got))
-				}
-				return
-			}
-			var want any
-			if err := json.Unmarshal([]byte(c.want), &want); err != nil {
-				t.Fatal(err)
-			}
-			if g, w := mustMarshal(got), mustMarshal(want); !bytes.Equal(g, w) {
-				t.Errorf("%s = %s, want %s", c.member, g, w)
-			}
+			checkMember(t, res, c.member, c.want)
 		})
 	}
 }
@@ -1612,5 +1585,25 @@ func TestSweepIds(t *testing.T) {
 		if bytes.Count(out, []byte(s)) == 0 {
 			t.Errorf("output lacks %s:\n%s", s, out)
 		}
+	}
+}
+
+// checkMember: member of res is the JSON want (compared as re-encoded), or
+// absent when want is "".
+func checkMember(t *testing.T, res map[string]any, member, want string) {
+	t.Helper()
+	got, ok := res[member]
+	if want == "" {
+		if ok {
+			t.Errorf("%s = %s, want it removed", member, mustMarshal(got))
+		}
+		return
+	}
+	var w any
+	if err := json.Unmarshal([]byte(want), &w); err != nil {
+		t.Fatal(err)
+	}
+	if g, w := mustMarshal(got), mustMarshal(w); !bytes.Equal(g, w) {
+		t.Errorf("%s = %s, want %s", member, g, w)
 	}
 }
