@@ -41,9 +41,10 @@ func OpenFS(dir string) (*FS, error) {
 	}
 	s := &FS{root: abs, data: filepath.Join(abs, "blobs"), tmp: filepath.Join(abs, "tmp")}
 	// A directory created here is synced into its parent: a Put syncs the
-	// entries below DIR/blobs, never DIR/blobs's own.
+	// entries below DIR/blobs, never DIR/blobs's own. Something else in
+	// its place is left to MkdirAll to refuse.
 	for _, d := range []string{abs, s.data, s.tmp} {
-		if _, err := os.Stat(d); err == nil {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
 			continue
 		}
 		if err := os.MkdirAll(d, 0o700); err != nil {

@@ -232,6 +232,26 @@ func TestFSOpenSyncsNewDirs(t *testing.T) {
 	}
 }
 
+// TestFSOpenRefusesFileForDir: a file where one of the store's directories
+// belongs fails OpenFS, rather than opening a store that lists nothing and
+// fails every Put.
+func TestFSOpenRefusesFileForDir(t *testing.T) {
+	for _, name := range []string{"", "blobs", "tmp"} {
+		root := filepath.Join(t.TempDir(), "store")
+		if name != "" {
+			if err := os.Mkdir(root, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(root, name), []byte("not a directory"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := OpenFS(root); err == nil {
+			t.Errorf("OpenFS with a file at %s: opened", filepath.Join(root, name))
+		}
+	}
+}
+
 // TestFSPutAfterOwnerDirRemoved: an owner's directory removed behind the
 // store's back (by an operator, or a restore that left it out) does not
 // break that owner's next Put until a restart: the Put makes the directory
