@@ -58,11 +58,11 @@
 // validly signed or not, is refused before the lookup (429 auth_failures,
 // with a Retry-After of the seconds until it may fail again). Successful
 // requests keep nothing from that (each holds a token only while it is
-// authenticated, so no more may be in flight at once). Behind a reverse
-// proxy every client
-// shares the proxy's address. At most 10,000 hosts are tracked: the bound
-// is on memory, and an attacker with more addresses escapes the limit
-// (authfail.go).
+// authenticated, so no more may be in flight at once: the same 429 refuses
+// a host with 60 authentications under way). Behind a reverse proxy every
+// client shares the proxy's address. At most 10,000 hosts are tracked: the
+// bound is on memory, and an attacker with more addresses escapes the
+// limit (authfail.go).
 //
 // # Authorization (asked of the chain on every request; nothing cached)
 //

@@ -388,7 +388,7 @@ func (s *Server) authenticate(r *http.Request) (*emrv1.Member, *signedRequest, *
 	if !ok {
 		s.metrics.refused(refusedAuthFailures)
 		return nil, nil, tooManyRequests("auth_failures", wait,
-			"too many failed authentications from %s: a host may fail %d times a minute (failed_auth_per_minute), and until it may fail again every request from it is refused, validly signed or not",
+			"too many failed authentications from %s, or too many at once: a host may fail %d times a minute, and have as many authenticating at the same moment (failed_auth_per_minute); until it may fail again every request from it is refused, validly signed or not",
 			hostName(host), s.opts.FailedAuthPerMinute)
 	}
 	member, sr, aerr := s.authenticateSigned(r)
