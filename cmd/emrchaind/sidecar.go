@@ -69,8 +69,8 @@ type sidecarConfig struct {
 	// bound of its own.
 	ReplayPerSigner int `toml:"replay_per_signer"`
 	// FailedAuthPerMinute: failed authentications (401) a client host may
-	// have a minute; beyond, its requests get 429 until one is back. 0: no
-	// bound.
+	// have a minute, and authentications it may have under way at once;
+	// beyond, its requests get 429 until one is back. 0: no bound.
 	FailedAuthPerMinute int `toml:"failed_auth_per_minute"`
 	// PendingBytesPerSigner, PendingBytesPatients and PendingBytesTotal
 	// bound the bytes of uploads no committed record or share references
@@ -184,10 +184,11 @@ replay_per_signer = %d
 # Failed authentications (401: unsigned, stale, replayed, not a member, bad
 # signature) one client host (IPv4 address, IPv6 /64) may have a minute,
 # with a burst of as many: beyond, every request from it is refused (429,
-# Retry-After) before the node is asked, until one is back. The host is the
-# connection's address, never X-Forwarded-For: behind a reverse proxy every
-# client shares the proxy's, so raise this or set 0 and limit in the proxy.
-# 0: no bound.
+# Retry-After) before the node is asked, until one is back. Each request
+# holds one while it is authenticated, so this also bounds a host's
+# authentications under way at once. The host is the connection's address,
+# never X-Forwarded-For: behind a reverse proxy every client shares the
+# proxy's, so raise this or set 0 and limit in the proxy. 0: no bound.
 failed_auth_per_minute = %d
 # Bytes of uploaded blobs that no committed record or share references yet
 # (pending until referenced, or removed by the sweep): of the uploads one

@@ -95,9 +95,11 @@ type Options struct {
 	// one client host, its IPv4 address or IPv6 /64, with a burst of as
 	// many: when they are used up, every request from the host is refused
 	// (429, with Retry-After) before the chain is asked or a signature
-	// checked, until one is back. The host is the connection's address,
-	// never a header: behind a reverse proxy every client shares the
-	// proxy's (authfail.go). Negative: no limit.
+	// checked, until one is back. Each authentication holds a token while
+	// it runs, so no more than that many may be under way at once from one
+	// host either. The host is the connection's address, never a header:
+	// behind a reverse proxy every client shares the proxy's (authfail.go).
+	// Negative: no limit.
 	FailedAuthPerMinute int
 	// PendingBytesPerSigner bounds the bytes of the blobs one signer
 	// uploaded that no committed record or share references yet (pending
