@@ -125,6 +125,39 @@ func TestFSListSkipsStrayEntries(t *testing.T) {
 	}
 }
 
+// TestFSListSkipsSymlinkedDirs: a symlink where a shard or an owner
+// directory belongs is not followed, so List (and the sweep, which deletes
+// what List gives it) never reaches blobs outside the store's directory.
+func TestFSListSkipsSymlinkedDirs(t *testing.T) {
+	s, err := OpenFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	outside, err := OpenFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	real := mustPut(t, s, []byte("the only blob"))
+	shardOwner := Owner{0x17}      // a shard s has no directory of
+	sameShard := Owner{0x42, 0x01} // testOwner's shard
+	for _, o := range []Owner{shardOwner, sameShard} {
+		// The owner directory, or for shardOwner its shard, links to
+		// outside's, which holds a blob of o.
+		target := filepath.Dir(outside.Path(mustPutFor(t, outside, o, []byte("a blob outside"))))
+		link := filepath.Dir(s.Path(Key{Owner: o}))
+		if o == shardOwner {
+			link, target = filepath.Dir(link), filepath.Dir(target)
+		}
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := listAll(t, s)
+	if len(l) != 1 || l[0].Key != real {
+		t.Fatalf("List = %v, want only %v", l, real)
+	}
+}
+
 // TestFSRePutRefreshesModTime: an idempotent Put makes an old blob young
 // again, so a sweep does not delete a blob that was just uploaded again.
 func TestFSRePutRefreshesModTime(t *testing.T) {
