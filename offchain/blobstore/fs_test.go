@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -181,22 +183,29 @@ func TestFSRePutRefreshesModTime(t *testing.T) {
 	}
 }
 
-// recordSyncs replaces syncDir for the test: each synced directory is sent
-// to the returned channel (buffered), and block, if not nil, is called
-// before the sync with its directory.
-func recordSyncs(t *testing.T, block func(dir string)) <-chan string {
+// recordSyncs replaces syncDir for the test: block, if not nil, is called
+// before each sync with its directory, and the returned function gives the
+// directories synced so far (once their block returned).
+func recordSyncs(t *testing.T, block func(dir string)) func() map[string]bool {
 	t.Helper()
-	ch := make(chan string, 64)
+	var mu sync.Mutex
+	synced := map[string]bool{}
 	prev := syncDir
 	syncDir = func(dir string) error {
 		if block != nil {
 			block(dir)
 		}
-		ch <- dir
+		mu.Lock()
+		synced[dir] = true
+		mu.Unlock()
 		return prev(dir)
 	}
 	t.Cleanup(func() { syncDir = prev })
-	return ch
+	return func() map[string]bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(synced)
+	}
 }
 
 // TestFSPutSyncsOwnerDirEntries: a Put that finds its owner's directory
@@ -230,13 +239,10 @@ func TestFSPutSyncsOwnerDirEntries(t *testing.T) {
 	// the owner directory's entry is synced.
 	b := testData(21, 1000)
 	err = s.Put(context.Background(), keyOf(b), bytes.NewReader(b), int64(len(b)))
+	synced := syncs() // before the first Put goes on to sync them itself
 	close(release)
 	if err != nil {
 		t.Fatal(err)
-	}
-	synced := map[string]bool{}
-	for len(syncs) > 0 {
-		synced[<-syncs] = true
 	}
 	if !synced[shard] || !synced[s.data] {
 		t.Fatalf("the second Put returned before %s and %s were synced (synced: %v)", shard, s.data, synced)
@@ -256,10 +262,7 @@ func TestFSOpenSyncsNewDirs(t *testing.T) {
 	if _, err := OpenFS(root); err != nil {
 		t.Fatal(err)
 	}
-	synced := map[string]bool{}
-	for len(syncs) > 0 {
-		synced[<-syncs] = true
-	}
+	synced := syncs()
 	if !synced[root] || !synced[parent] {
 		t.Fatalf("OpenFS created %s and its blobs and tmp directories without syncing %s and %s (synced: %v)", root, parent, root, synced)
 	}
@@ -305,10 +308,7 @@ func TestFSPutAfterOwnerDirRemoved(t *testing.T) {
 	if filepath.Dir(s.Path(second)) != ownerDir {
 		t.Fatalf("second blob at %s, want it in %s", s.Path(second), ownerDir)
 	}
-	synced := map[string]bool{}
-	for len(syncs) > 0 {
-		synced[<-syncs] = true
-	}
+	synced := syncs()
 	for _, d := range []string{filepath.Dir(ownerDir), ownerDir} {
 		if !synced[d] {
 			t.Errorf("%s not synced after the owner directory was made again (synced: %v)", d, synced)
