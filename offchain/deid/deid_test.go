@@ -891,6 +891,19 @@ func TestBirthDateObservationOfTheLiving(t *testing.T) {
 	}
 }
 
+// TestBirthDateObservationRemovedOnce: the year of a date of birth
+// Observation of 1920 is removed as a year of birth of 90 or more and is
+// also a year 90 or more years old; Report.Removed lists it once.
+func TestBirthDateObservationRemovedOnce(t *testing.T) {
+	in := patientBundle(`"gender":"male"`, `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"21112-8"}]},
+	  "subject":{"reference":"urn:uuid:p"},"effectiveDateTime":"2024-02-02","valueDateTime":"1920-05-01"}`)
+	out, rep := mustDeidentify(t, in, Options{Now: testNow})
+	const p = "$.entry[1].resource.valueDateTime"
+	if n := len(slices.DeleteFunc(slices.Clone(rep.Removed), func(r string) bool { return r != p })); n != 1 {
+		t.Errorf("Removed lists %s %d times, want once: %q\n%s", p, n, rep.Removed, out)
+	}
+}
+
 // TestBirthDateObservationMasked: an Observation of the date of birth
 // (LOINC 21112-8, SNOMED CT 184099003) is the birthDate in another place:
 // for a patient 90 or older its year goes as the Patient's does (and the
@@ -1075,13 +1088,20 @@ func TestURIsOnlyAsCodeSystems(t *testing.T) {
 // birthDate; a period left empty goes with it. Dates that are no part of a
 // life (a Coding.version "1920") are no date elements and stay. For a record
 // whose patients are all deceased the reference is the latest year of the
-// record instead (a patient who died in 1960 keeps an event of 1930).
+// record instead (a patient who died in 1960 keeps an event of 1930); beside
+// a patient who may be alive, a deceased one's old events go, but not the
+// birth year, judged with the patient (born 1930, died at 70). A year removed
+// takes every age under 90 of the output with it (an onset age of 40 without
+// a year), as a masked year of birth does.
 func TestOldYearsRemoved(t *testing.T) {
 	enc := func(start string) string {
 		return `{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},"subject":{"reference":"urn:uuid:p"},"period":{"start":"` + start + `"}}`
 	}
 	onset := `{"resourceType":"Condition","code":{"coding":[{"system":"http://snomed.info/sct","version":"1920","code":"44054006"}]},
 	  "subject":{"reference":"urn:uuid:p"},"onsetDateTime":"1921-03-03","recordedDate":"2001-02-02"}`
+	onsetAge := `{"resourceType":"Condition","code":{"coding":[{"system":"http://snomed.info/sct","code":"38341003"}]},
+	  "onsetAge":{"value":40,"unit":"a","system":"http://unitsofmeasure.org","code":"a"}}`
+	living := `{"resourceType":"Patient","gender":"female"}`
 	for _, c := range []struct {
 		name      string
 		in        []byte
@@ -1096,6 +1116,12 @@ func TestOldYearsRemoved(t *testing.T) {
 			[]string{`"1930"`}, nil, "$.entry[1].resource.period.start", true},
 		{"no patient at all", []byte(enc("1935-12-31")), []string{`"1935"`}, nil, "$.period.start", true},
 		{"89 years ago kept", patientBundle(`"gender":"male"`, enc("1936-01-01")), nil, []string{`"start": "1936"`}, "", false},
+		{"a year removed, an age without a year goes", patientBundle(`"gender":"male"`, enc("1930-01-02"), onsetAge),
+			[]string{`"1930"`, `"value": 40`}, []string{`"38341003"`}, "$.entry[2].resource.onsetAge", true},
+		{"89 years ago, an age without a year kept", patientBundle(`"gender":"male"`, enc("1936-01-01"), onsetAge),
+			nil, []string{`"start": "1936"`, `"value": 40`}, "", false},
+		{"deceased beside a living patient, birth year kept", patientBundle(`"birthDate":"1930-05-01","deceasedDateTime":"2000-03-03"`, living, enc("1934-01-02")),
+			[]string{`"1934"`}, []string{`"birthDate": "1930"`, `"deceasedDateTime": "2000"`}, "$.entry[2].resource.period.start", true},
 		{"deceased in 1960, event in 1930", patientBundle(`"deceasedDateTime":"1960-03-03"`, enc("1930-01-02")),
 			nil, []string{`"start": "1930"`, `"deceasedDateTime": "1960"`}, "", false},
 		{"deceased, last seen 2020, event in 1930", patientBundle(`"deceasedBoolean":true`, enc("1930-01-02"), enc("2020-01-02")),
@@ -1480,6 +1506,7 @@ func TestAddressStateCountry(t *testing.T) {
 		{"Rio Grande do Sul", "BR", true},
 		{"Baden-Württemberg", "Deutschland", true},
 		{"St. John's", "Côte d’Ivoire", true},
+		{"Que\u0301bec", "Co\u0302te d'Ivoire", true}, // combining marks
 		{"Springfield, MA 01109", "", false},
 		{"MA 01109", "", false},
 		{"01109", "", false},
@@ -1544,8 +1571,11 @@ func TestSweepIds(t *testing.T) {
 		  "subject":{"reference":"Patient/mrn-7734120"}}`, "mrn-7734120"},
 		{"absolute reference with history", `"gender":"female"`, `{"resourceType":"Observation","status":"final","code":{"coding":[{"code":"8867-4"}]},
 		  "performer":[{"reference":"https://ehr.example.org/fhir/Practitioner/pr-88121/_history/3"}]}`, "pr-88121"},
-		{"numeric reference id of 6 digits", `"gender":"female"`, `{"resourceType":"Observation","status":"final","code":{"coding":[{"code":"8867-4"}]},
+		{"numeric reference id of 7 digits", `"gender":"female"`, `{"resourceType":"Observation","status":"final","code":{"coding":[{"code":"8867-4"}]},
 		  "subject":{"reference":"Patient/7734120"}}`, "7734120"},
+		{"numeric id of exactly 6 digits", `"gender":"female"`, `{"resourceType":"Observation","id":"773412","status":"final","code":{"coding":[{"code":"8867-4"}]}}`, "773412"},
+		{"dangling local reference", `"gender":"female"`, `{"resourceType":"Observation","status":"final","code":{"coding":[{"code":"8867-4"}]},
+		  "subject":{"reference":"#ct-55120"}}`, "ct-55120"},
 		{"conditional reference", `"gender":"female"`, `{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},
 		  "participant":[{"individual":{"reference":"Practitioner?identifier=http://hl7.org/fhir/sid/us-npi%7CNPI-55X20"}}]}`, "NPI-55X20"},
 		{"fullUrl", `"gender":"female"`, `{"resourceType":"Bundle","entry":[{"fullUrl":"https://ehr.example.org/fhir/Patient/old-4471"}]}`, "old-4471"},
@@ -1577,10 +1607,11 @@ func TestSweepIds(t *testing.T) {
 		`{"resourceType":"Observation","id":"glucose","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"2339-0","display":"Glucose [Mass/volume] in Blood"}]},
 		  "subject":{"reference":"urn:uuid:p"},"valueQuantity":{"value":7.2,"unit":"mmol/L"}}`,
 		`{"resourceType":"Observation","id":"2339","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"2339-0"}]},"hasMember":[{"reference":"Observation/8302"}]}`,
+		`{"resourceType":"Observation","id":"29463","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"29463-7"}]}}`,
 		`{"resourceType":"Condition","id":"example","code":{"coding":[{"system":"http://example.org/local","code":"x1","display":"example"}]}}`,
 		`{"resourceType":"Condition","id":"c1","code":{"coding":[{"system":"http://snomed.info/sct","code":"44054006","display":"Diabetes mellitus type 2 (c1)"}]}}`)
 	out, _ := mustDeidentify(t, keep, Options{Now: testNow})
-	for _, s := range []string{`"Glucose [Mass/volume] in Blood"`, `"code": "2339-0"`, `"system": "http://example.org/local"`, `"display": "example"`,
+	for _, s := range []string{`"Glucose [Mass/volume] in Blood"`, `"code": "2339-0"`, `"code": "29463-7"`, `"system": "http://example.org/local"`, `"display": "example"`,
 		`"Diabetes mellitus type 2 (c1)"`, `"value": 7.2`} {
 		if bytes.Count(out, []byte(s)) == 0 {
 			t.Errorf("output lacks %s:\n%s", s, out)
