@@ -1202,6 +1202,12 @@ func TestAgeWithYear(t *testing.T) {
 			nil, []string{`"valueInteger": 69`, `"value": 40`}},
 		{"onsetRange up to 86 recorded 2005 kept", `"gender":"male"`, onset(`"onsetRange":{"high":`+a("86")+`}`, "2005"),
 			nil, []string{`"value": 86`, `"value": 40`}},
+		{"age observation range 85-88 a in 2005", `"gender":"male"`, age("21611-9", "2005", `"valueRange":{"low":`+a("85")+`,"high":`+a("88")+`}`),
+			[]string{`"value": 85`, `"value": 88`}, []string{`"2005"`}},
+		{"age observation range 85-88 without a unit in 2005", `"gender":"male"`, age("21611-9", "2005", `"valueRange":{"low":{"value":85},"high":{"value":88}}`),
+			[]string{`"value": 85`, `"value": 88`}, nil},
+		{"age observation range up to 86 in 2005 kept", `"gender":"male"`, age("21611-9", "2005", `"valueRange":{"high":{"value":86}}`),
+			nil, []string{`"value": 86`, `"value": 40`}},
 		{"died 2006 at 86 kept", `"deceasedDateTime":"2006"`, age("30525-0", "2005", `"valueInteger":85`),
 			nil, []string{`"valueInteger": 85`, `"value": 40`}},
 	} {

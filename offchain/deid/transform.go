@@ -586,6 +586,7 @@ func ageValuePost(d *deidentifier, p string, out *object) {
 		// Bounds of 90 or more: as in a Range of Age (the low one becomes
 		// 90, the high one goes), whatever their unit.
 		r, under90 := v.(*object), false
+		low, hasLow := 0.0, false // the low bound kept, in years
 		for _, k := range []string{"low", "high"} {
 			b, ok := r.get(k)
 			if !ok {
@@ -593,35 +594,31 @@ func ageValuePost(d *deidentifier, p string, out *object) {
 			}
 			bp := p + ".valueRange." + k
 			q := b.(*object)
-			if y, isTime := years(q); isTime {
-				under90 = under90 || y < 90 // 90 and over: already judged by quantityPost
-				continue
+			y, isTime := years(q) // 90 and over: already judged by quantityPost
+			if !isTime {
+				n, _ := q.get("value")
+				switch f, err := strconv.ParseFloat(string(n.(json.Number)), 64); {
+				case err == nil && f < 90:
+					y = f
+				case k == "low":
+					d.generalized(bp)
+					r.set(k, d.age90(bp, false))
+					y = 90
+				default:
+					d.removed(bp)
+					r.del(k)
+					continue
+				}
 			}
-			n, _ := q.get("value")
-			switch f, err := strconv.ParseFloat(string(n.(json.Number)), 64); {
-			case err == nil && f < 90:
-				under90 = true
-			case k == "low":
-				d.generalized(bp)
-				r.set(k, d.age90(bp, false))
-			default:
-				d.removed(bp)
-				r.del(k)
+			under90 = under90 || y < 90
+			if k == "low" {
+				low, hasLow = y, true
 			}
 		}
 		switch {
 		case r.empty():
 			out.del("valueRange")
 		case under90:
-			low, hasLow := 0.0, false
-			if b, ok := r.get("low"); ok {
-				q := b.(*object)
-				if low, hasLow = years(q); !hasLow {
-					n, _ := q.get("value")
-					low, _ = strconv.ParseFloat(string(n.(json.Number)), 64)
-					hasLow = true
-				}
-			}
 			site("valueRange", low, hasLow)
 		}
 	}
