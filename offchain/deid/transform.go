@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -709,9 +710,15 @@ func patientPost(d *deidentifier, r *resourceEntry, out *object) {
 // "_birthDate": {"extension": [data-absent-reason "masked"]} and the patient
 // gets the URLAge90OrOlder extension. The value of a date of birth
 // Observation is removed the same way (judged as of a living patient).
+// What it removes is no longer listed in Report.Generalized (a year was).
 // patchAges reports whether it removed a year or left an Age element empty,
 // either of which may leave an object empty (see prune).
 func (d *deidentifier) patchAges() bool {
+	gone := map[string]bool{} // the paths removed here
+	remove := func(p string) {
+		d.removed(p)
+		gone[p] = true
+	}
 	masked := false
 	// A date of birth observation: its patient is not known, so judged as
 	// one who may be alive (the year of Options.Now).
@@ -722,8 +729,7 @@ func (d *deidentifier) patchAges() bool {
 			continue
 		}
 		masked = true
-		d.removed(b.path)
-		d.report.Generalized = without(d.report.Generalized, b.path)
+		remove(b.path)
 		b.obj.del(b.key)
 	}
 	for _, pi := range d.patients {
@@ -738,8 +744,7 @@ func (d *deidentifier) patchAges() bool {
 			continue
 		}
 		masked = true
-		d.removed(pi.path + ".birthDate")
-		d.report.Generalized = without(d.report.Generalized, pi.path+".birthDate")
+		remove(pi.path + ".birthDate")
 		if code, ok := d.text(pi.path+"._birthDate", "masked"); ok {
 			dar := &object{}
 			dar.set("url", URLDataAbsentReason)
@@ -761,11 +766,12 @@ func (d *deidentifier) patchAges() bool {
 			pi.out.insertAfter("id", "extension", []any{marker})
 		}
 	}
-	oldYears := d.removeOldYears()
+	oldYears := d.removeOldYears(remove)
 	emptied := false
 	if masked || oldYears || d.agedByYear() {
-		emptied = d.maskAges()
+		emptied = d.maskAges(remove)
 	}
+	d.report.Generalized = slices.DeleteFunc(d.report.Generalized, func(p string) bool { return gone[p] })
 	return oldYears || emptied
 }
 
@@ -814,10 +820,11 @@ func (d *deidentifier) refYear() int {
 // removeOldYears removes every year of a date element that is 90 or more
 // years before refYear: the record shows that its patient was alive then,
 // so 90 or older at the reference year. A Patient's birthDate is judged by
-// patchAges. It reports whether a year was removed.
-func (d *deidentifier) removeOldYears() bool {
+// patchAges. It reports each path removed to remove, and whether there was
+// one.
+func (d *deidentifier) removeOldYears(remove func(path string)) bool {
 	ref := d.refYear()
-	var gone map[string]bool
+	found := false
 	for _, y := range d.years {
 		if ref-y.year < 90 || y.key == "birthDate" {
 			continue
@@ -825,24 +832,11 @@ func (d *deidentifier) removeOldYears() bool {
 		if !y.obj.has(y.key) {
 			continue // removed already (a date of birth observation)
 		}
-		if gone == nil {
-			gone = map[string]bool{}
-		}
-		gone[y.path] = true
-		d.removed(y.path)
+		found = true
+		remove(y.path)
 		y.obj.del(y.key)
 	}
-	if gone == nil {
-		return false
-	}
-	gen := d.report.Generalized[:0]
-	for _, p := range d.report.Generalized {
-		if !gone[p] {
-			gen = append(gen, p)
-		}
-	}
-	d.report.Generalized = gen
-	return true
+	return found
 }
 
 // prune removes the objects and arrays that patchAges left empty (a period
@@ -880,12 +874,12 @@ func prune(v any) any {
 // of birth was masked: the Observation value goes, and an Age element keeps
 // only a data-absent-reason "masked" extension. In a bundle of several
 // patients, the others' ages go too (a share holds one patient's record).
-// An Age element whose reason the sweep takes (a patient named "Mask") is
-// left empty, for prune to remove: maskAges reports whether it left one.
-func (d *deidentifier) maskAges() (emptied bool) {
+// It reports each path removed to remove. An Age element whose reason the
+// sweep takes (a patient named "Mask") is left empty, for prune to remove:
+// maskAges reports whether it left one.
+func (d *deidentifier) maskAges(remove func(path string)) (emptied bool) {
 	for _, a := range d.ages {
-		d.removed(a.path)
-		d.report.Generalized = without(d.report.Generalized, a.path)
+		remove(a.path)
 		if a.key != "" {
 			a.obj.del(a.key)
 			continue
@@ -901,16 +895,6 @@ func (d *deidentifier) maskAges() (emptied bool) {
 		}
 	}
 	return emptied
-}
-
-func without(list []string, s string) []string {
-	out := list[:0]
-	for _, x := range list {
-		if x != s {
-			out = append(out, x)
-		}
-	}
-	return out
 }
 
 func hasMarker(exts []any) bool {
