@@ -608,7 +608,6 @@ null,[],{"fullUrl":7,"resource":{"resourceType":"Condition","subject":"Patient/1
 		// URLs and an IP address outside code systems.
 		"uris": []byte(`{"resourceType":"Condition","code":{"coding":[{"system":"http://snomed.info/sct","version":"http://snomed.info/sct/731000124108/version/20190301",
  "code":"44054006","display":"results at https://portal.hospital.example.org/p/77341"},{"code":"urn:hospital:p:77341","display":"from 192.0.2.44"}]}}`),
-		// An age over 89 coded with SNOMED CT, no unit.
 		// Events 90 years ago or more: a year after a masked birth, an
 		// encounter of a patient without birthDate, in the year 999.
 		"old_years": []byte(`{"resourceType":"Bundle","type":"collection","entry":[
@@ -651,6 +650,7 @@ null,[],{"fullUrl":7,"resource":{"resourceType":"Condition","subject":"Patient/1
 {"resource":{"resourceType":"Condition","id":"2339","code":{"coding":[{"code":"mrn-7734120","display":"rp-44120 obs-5520019"},
  {"code":"x1","display":"pr-88121, 3f1c9a52-7d4e-4b8a-9c21-5e6f7a8b9c0d"},{"code":"x2","display":"NPI-55X20"}]},
  "asserter":{"reference":"Practitioner?identifier=http://hl7.org/fhir/sid/us-npi%7CNPI-55X20"}}}]}`),
+		// An age over 89 coded with SNOMED CT, no unit.
 		"snomed_age": []byte(`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://snomed.info/sct","code":"424144002"}]},
  "effectiveDateTime":"2024","valueInteger":97}`),
 		"unsupported":         []byte(`{"resourceType":"Claim","patient":{"reference":"Patient/1"}}`),
