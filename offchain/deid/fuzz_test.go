@@ -244,21 +244,6 @@ func decodeInput(in []byte, v any) bool {
 	return json.Unmarshal(bytes.TrimPrefix(in, []byte("\xef\xbb\xbf")), v) == nil
 }
 
-// eachObject calls f with every JSON object in v, at any depth.
-func eachObject(v any, f func(map[string]any)) {
-	switch x := v.(type) {
-	case []any:
-		for _, e := range x {
-			eachObject(e, f)
-		}
-	case map[string]any:
-		f(x)
-		for _, e := range x {
-			eachObject(e, f)
-		}
-	}
-}
-
 // idValues returns the ids of the resources of a JSON input (at any
 // depth) and the ids its references and fullUrls name, those that idNeedle
 // takes.

@@ -157,8 +157,14 @@ func (d *deidentifier) collectNeedles(res map[string]any) {
 			add(id)
 		}
 	}
-	identifierNeedles(res, add, addID)
-	eachResource(res, func(res map[string]any, rt string) {
+	// One walk of the input: every object for its Identifier elements and
+	// references, every resource for its id and people.
+	eachObject(res, func(res map[string]any) {
+		identifierNeedles(res, add, addID)
+		rt, ok := res["resourceType"].(string)
+		if !ok {
+			return
+		}
 		if id, ok := res["id"].(string); ok {
 			addID(id)
 		}
@@ -181,20 +187,17 @@ func (d *deidentifier) collectNeedles(res map[string]any) {
 	})
 }
 
-// eachResource calls f with v, when it is a resource (an object with a
-// resourceType), and with every resource in v at any depth.
-func eachResource(v any, f func(res map[string]any, rt string)) {
+// eachObject calls f with every JSON object in v, at any depth.
+func eachObject(v any, f func(map[string]any)) {
 	switch x := v.(type) {
 	case []any:
 		for _, e := range x {
-			eachResource(e, f)
+			eachObject(e, f)
 		}
 	case map[string]any:
-		if rt, ok := x["resourceType"].(string); ok {
-			f(x, rt)
-		}
+		f(x)
 		for _, e := range x {
-			eachResource(e, f)
+			eachObject(e, f)
 		}
 	}
 }
@@ -290,26 +293,18 @@ func (n *needles) inExact(s string) bool {
 }
 
 // identifierNeedles calls add with the value of every Identifier element
-// in v, at any depth (the members named identifier or ending in
-// Identifier), and with the identifier value of every conditional
-// reference; and addID with the id of every other fullUrl and reference.
-func identifierNeedles(v any, add, addID func(string)) {
-	switch x := v.(type) {
-	case []any:
-		for _, e := range x {
-			identifierNeedles(e, add, addID)
-		}
-	case map[string]any:
-		for k, e := range x {
-			switch {
-			case k == "identifier" || strings.HasSuffix(k, "Identifier"):
-				eachMember(e, add, "value")
-			case k == "reference" || k == "fullUrl":
-				if s, ok := e.(string); ok {
-					referenceNeedles(s, add, addID)
-				}
+// of the object m (its members named identifier or ending in Identifier)
+// and with the identifier value of a conditional reference; and addID with
+// the id of another fullUrl or reference.
+func identifierNeedles(m map[string]any, add, addID func(string)) {
+	for k, e := range m {
+		switch {
+		case k == "identifier" || strings.HasSuffix(k, "Identifier"):
+			eachMember(e, add, "value")
+		case k == "reference" || k == "fullUrl":
+			if s, ok := e.(string); ok {
+				referenceNeedles(s, add, addID)
 			}
-			identifierNeedles(e, add, addID)
 		}
 	}
 }
