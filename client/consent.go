@@ -472,22 +472,23 @@ func (c *Client) RevokeAndRotate(ctx context.Context, s Signer, patientID, grant
 			return nil, err
 		}
 		res.RevokedHeight = res.Revoke.Height
-	}
-	// Read again after the revocation: the grantee's envelope version is
-	// final only in a state where it is revoked.
-	p, err := c.Patient(ctx, patientID)
-	if err != nil {
-		return res, fmt.Errorf("revoked at height %d, but reading the patient for the key rotation failed (run revoke again to finish it): %w", res.RevokedHeight, err)
-	}
-	perms, info, err := c.Permissions(ctx, patientID)
-	if err != nil {
-		return res, fmt.Errorf("revoked at height %d, but reading the permissions for the key rotation failed (run revoke again to finish it): %w", res.RevokedHeight, err)
-	}
-	if perm = permissionOf(perms, grantee); perm == nil || perm.RevokedHeight == 0 {
-		return res, fmt.Errorf("%w: %X is not revoked in the state at height %d (run revoke again to finish it)", ErrStale, grantee, info.Height)
+		// Read again after the revocation: the grantee's envelope version
+		// is final only in a state where it is revoked (as the first read
+		// already was when an earlier run revoked).
+		perms, info, err := c.Permissions(ctx, patientID)
+		if err != nil {
+			return res, fmt.Errorf("revoked at height %d, but reading the permissions for the key rotation failed (run revoke again to finish it): %w", res.RevokedHeight, err)
+		}
+		if perm = permissionOf(perms, grantee); perm == nil || perm.RevokedHeight == 0 {
+			return res, fmt.Errorf("%w: %X is not revoked in the state at height %d (run revoke again to finish it)", ErrStale, grantee, info.Height)
+		}
 	}
 	if len(perm.WrappedKek) == 0 {
 		return res, nil // the grantee holds no KEK
+	}
+	p, err := c.Patient(ctx, patientID)
+	if err != nil {
+		return res, fmt.Errorf("revoked at height %d, but reading the patient for the key rotation failed (run revoke again to finish it): %w", res.RevokedHeight, err)
 	}
 	// Each rotation reads the state again, at or after the revocation
 	// (MinHeight was raised by it; opts.after and opts.revoked check it
