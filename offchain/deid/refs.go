@@ -50,9 +50,7 @@ func (d *deidentifier) resolve(ref string) (int, bool) {
 	if ref == "" || strings.HasPrefix(ref, "#") {
 		return 0, false // contained resources are removed
 	}
-	if i := strings.Index(ref, "/_history/"); i >= 0 {
-		ref = ref[:i]
-	}
+	ref = withoutHistory(ref)
 	if n, ok := d.refs[ref]; ok {
 		return n, n > 0
 	}
@@ -71,10 +69,7 @@ func (d *deidentifier) resolve(ref string) (int, bool) {
 // "https://ehr.example/fhir/Patient/123"), "" if they are not a type and an
 // id.
 func trailingTypeID(u string) string {
-	if i := strings.Index(u, "/_history/"); i >= 0 {
-		u = u[:i]
-	}
-	parts := strings.Split(u, "/")
+	parts := strings.Split(withoutHistory(u), "/")
 	if len(parts) < 2 {
 		return ""
 	}
@@ -83,6 +78,13 @@ func trailingTypeID(u string) string {
 		return ""
 	}
 	return typ + "/" + id
+}
+
+// withoutHistory returns ref without its version ("/_history/v" and what
+// follows).
+func withoutHistory(ref string) string {
+	ref, _, _ = strings.Cut(ref, "/_history/")
+	return ref
 }
 
 func (d *deidentifier) resolveConditional(typ, query string) (int, bool) {
@@ -323,9 +325,7 @@ func referenceNeedles(ref string, add, addID func(string)) {
 		}
 		ref = base // "Patient": no id
 	}
-	if i := strings.Index(ref, "/_history/"); i >= 0 {
-		ref = ref[:i]
-	}
+	ref = withoutHistory(ref)
 	switch {
 	case strings.HasPrefix(ref, "urn:uuid:"):
 		addID(ref[len("urn:uuid:"):])
