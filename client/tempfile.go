@@ -131,11 +131,7 @@ func (p *pendingFile) commit() error {
 			return err
 		}
 	} else {
-		rename := renameNoReplace
-		if p.overwrite {
-			rename = os.Rename
-		}
-		if err := rename(p.name, p.target); err != nil {
+		if err := moveInto(p.name, p.target, p.overwrite); err != nil {
 			return err
 		}
 		p.name = ""
@@ -164,6 +160,15 @@ func (p *pendingFile) Discard() {
 		_ = os.Remove(p.name)
 		p.name = ""
 	}
+}
+
+// moveInto gives the complete file tmp the name target: replacing target
+// with overwrite, else only if it does not exist (renameNoReplace).
+func moveInto(tmp, target string, overwrite bool) error {
+	if overwrite {
+		return os.Rename(tmp, target)
+	}
+	return renameNoReplace(tmp, target)
 }
 
 // renameNoReplace renames tmp to target unless target exists

@@ -54,15 +54,11 @@ func linkAnonymous(f *os.File, target string, overwrite bool) error {
 	default:
 		return &os.LinkError{Op: "linkat", Old: src, New: dst, Err: err}
 	}
-	if overwrite {
-		err = os.Rename(tmp, target)
-	} else {
-		err = renameNoReplace(tmp, target)
-	}
-	if err != nil {
+	if err := moveInto(tmp, target, overwrite); err != nil {
 		_ = os.Remove(tmp)
+		return err
 	}
-	return err
+	return nil
 }
 
 // renameExclusive renames tmp to target unless target exists:
