@@ -36,9 +36,10 @@
 //  2. Geographic subdivisions smaller than a state — Address keeps state and
 //     country only; line, city, district (county), postalCode, text, period
 //     and the geolocation extension are removed. State and country are kept
-//     only when they can be nothing but a name or code: letters, spaces,
-//     '.', apostrophes and '-', at most 40 bytes; a free-form "Springfield,
-//     MA 01109" (a digit, a comma) goes, as does a longer official name.
+//     only when they can be nothing but a name or code: letters (with their
+//     combining marks), spaces, '.', apostrophes and '-', at most 40 bytes;
+//     a free-form "Springfield, MA 01109" (a digit, a comma) goes, as does a
+//     longer official name.
 //     The Safe Harbor rule would allow the first three ZIP digits where that
 //     area has more than 20,000 people; keeping the Census table current is
 //     not worth it, so the whole ZIP is removed.
@@ -117,10 +118,10 @@
 // Any Quantity in a unit of time of 90 years or more (Condition.onsetAge,
 // Procedure.performedAge, an Observation's value, ...) becomes {"value": 90,
 // "comparator": ">=", "unit": "years", "code": "a"} (the low end of a Range
-// becomes 90, the high end is removed); an Age whose unit is not one of time is removed; an age
-// observation (LOINC 30525-0, 21612-7, 29553-5, 21611-9; SNOMED CT
-// 397659008, 424144002) of 90 or more is aggregated whatever its unit (a
-// valueRange's bounds as a Range's above).
+// becomes 90, the high end is removed); an Age whose unit is not one of time
+// is removed; an age observation (LOINC 30525-0, 21612-7, 29553-5, 21611-9;
+// SNOMED CT 397659008, 424144002) of 90 or more is aggregated whatever its
+// unit (a valueRange's bounds as a Range's above).
 //
 // # Ids and references
 //
@@ -170,25 +171,24 @@
 // "urn:uuid:..."), when it holds a digit and, if it holds only digits, 6 of
 // them or more (an id "glucose" would take the display "Glucose
 // [Mass/volume] in Blood", a server's sequence number "2339" the LOINC code
-// 2339-0); and the names, telecom values, address
-// parts (text, line, city, district, postalCode) and photo URLs of
-// Patients (with their contacts and non-whitelisted extensions),
-// Practitioners, RelatedPersons and Persons, contained ones and those of a
-// nested Bundle included; each, trimmed and as given, when at least 4 bytes
-// long. Every string that would be copied to the output
-// (codes, displays, units, years, ...) is removed if it contains one of them,
-// case-insensitively (by Unicode simple case folding: ΟΔΥΣΣΕΑΣ is
-// Οδυσσεας), or contains an '@', or looks like a full date
+// 2339-0); and the names, telecom values, address parts (text, line, city,
+// district, postalCode) and photo URLs of Patients (with their contacts and
+// non-whitelisted extensions), Practitioners, RelatedPersons and Persons,
+// contained ones and those of a nested Bundle included; each, trimmed and
+// as given, when at least 4 bytes long. Every string that would be copied
+// to the output (codes, displays, units, years, ...) is removed if it
+// contains one of them, case-insensitively (by Unicode simple case folding:
+// ΟΔΥΣΣΕΑΣ is Οδυσσεας), or contains an '@', or looks like a full date
 // (2019-03, 2019-03-04, 3/4/2019). A patient named "White" thus loses the
 // race display "White" (its code stays). Numbers are copied as their
 // literals, and a literal is removed the same way if it contains one of them
 // (an SSN "999417352" given as an Identifier, typed into valueInteger) or
-// holds a compact date (20190304, 20190304091500); a Quantity whose value
-// goes goes whole. Laboratory values stay as they are (7.20, 120, 98.6).
+// holds a compact date (20190304, 20190304091500); a Quantity whose value is
+// removed goes whole. Laboratory values stay as they are (7.20, 120, 98.6).
 // multipleBirthInteger is kept only from 1 to 20: anything else is no birth
-// order. The only strings of the output that do
-// not go through the sweep are the fixed ones: resourceType, the tokens (id,
-// fullUrl, reference), whitelisted extension URLs and the Bundle type.
+// order. The only strings of the output that do not go through the sweep
+// are the fixed ones: resourceType, the tokens (id, fullUrl, reference),
+// whitelisted extension URLs and the Bundle type.
 //
 // # Report and determinism
 //
