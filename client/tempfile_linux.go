@@ -79,16 +79,15 @@ func renameExclusive(tmp, target string) error {
 // being written to, after the copy and before its fsync.
 var copyBeforeSync func(name string)
 
-// copyToName copies f's content into a new file dst (0600, must not exist).
+// copyToName copies f's content into a new file dst (0600, must not
+// exist: a fresh temporary name, so the target's ErrOutputExists is
+// decided by the rename that follows, not here).
 func copyToName(f *os.File, dst string) error {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("%s: %w", dst, ErrOutputExists)
-		}
 		return err
 	}
 	_, err = io.Copy(out, f)
