@@ -200,22 +200,13 @@ func checkNumbers(t *testing.T, needles []string, out []byte) {
 // appendLongStrings appends to out every string in v, at any depth, as
 // given and trimmed, when 4 characters or longer.
 func appendLongStrings(out []string, v any) []string {
-	switch x := v.(type) {
-	case string:
+	leaves(v, func(x string) {
 		for _, s := range []string{x, strings.TrimSpace(x)} {
 			if utf8.RuneCountInString(s) >= 4 {
 				out = append(out, s)
 			}
 		}
-	case []any:
-		for _, e := range x {
-			out = appendLongStrings(out, e)
-		}
-	case map[string]any:
-		for _, e := range x {
-			out = appendLongStrings(out, e)
-		}
-	}
+	})
 	return out
 }
 
