@@ -173,26 +173,37 @@ func moveInto(tmp, target string, overwrite bool) error {
 
 // renameNoReplace renames tmp to target unless target exists
 // (ErrOutputExists), atomically: renameExclusive, or where that is not
-// available a hard link (which fails on an existing name too) and the
-// removal of tmp, or where hard links are not either, a check and a
-// rename (which a file created in between would lose to).
+// available linkNoReplace.
 func renameNoReplace(tmp, target string) error {
 	err := renameExclusive(tmp, target)
 	if errors.Is(err, errors.ErrUnsupported) {
-		if err = os.Link(tmp, target); err == nil {
-			_ = os.Remove(tmp)
-		} else if !errors.Is(err, os.ErrExist) {
-			if _, lerr := os.Lstat(target); lerr == nil {
-				err = os.ErrExist
-			} else {
-				err = os.Rename(tmp, target)
-			}
-		}
+		err = linkNoReplace(tmp, target)
 	}
 	if errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("%s: %w", target, ErrOutputExists)
 	}
 	return err
+}
+
+// linkNoReplace is renameNoReplace without renameExclusive (every system
+// but Linux, and Linux file systems without RENAME_NOREPLACE): a hard link
+// (which fails on an existing name too) and the removal of tmp, or where
+// hard links are not available either, a check and a rename (which a file
+// created in between would lose to). An existing target is an error
+// matching os.ErrExist.
+func linkNoReplace(tmp, target string) error {
+	err := os.Link(tmp, target)
+	switch {
+	case err == nil:
+		_ = os.Remove(tmp)
+		return nil
+	case errors.Is(err, os.ErrExist):
+		return err
+	}
+	if _, err := os.Lstat(target); err == nil {
+		return os.ErrExist
+	}
+	return os.Rename(tmp, target)
 }
 
 // tempName is a fresh name beside target.
