@@ -3,6 +3,7 @@ package client_test
 import (
 	"bytes"
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -112,33 +113,26 @@ func TestRevokeResumesAfterFailedRotation(t *testing.T) {
 func rotationDroppingNode(t *testing.T, w *world) (url string, dropped func() []*emrv1.MsgRotateKey) {
 	t.Helper()
 	var mu sync.Mutex
-	var raws [][]byte
+	var rots []*emrv1.MsgRotateKey
 	proxy := clienttest.NewProxy(t, w.node.RPC)
 	proxy.SetRoute(func(call clienttest.Call) string {
 		raw := broadcastTx(call)
 		if raw == nil {
 			return ""
 		}
-		if tx, err := app.DecodeTx(raw); err != nil || tx.Body.Msg.GetRotateKey() == nil {
+		tx, err := app.DecodeTx(raw)
+		if err != nil || tx.Body.Msg.GetRotateKey() == nil {
 			return ""
 		}
 		mu.Lock()
-		raws = append(raws, raw)
+		rots = append(rots, tx.Body.Msg.GetRotateKey())
 		mu.Unlock()
 		return "http://127.0.0.1:1" // nothing listens: the broadcast fails
 	})
 	return proxy.URL, func() []*emrv1.MsgRotateKey {
 		mu.Lock()
 		defer mu.Unlock()
-		var rots []*emrv1.MsgRotateKey
-		for _, raw := range raws {
-			tx, err := app.DecodeTx(raw)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rots = append(rots, tx.Body.Msg.GetRotateKey())
-		}
-		return rots
+		return slices.Clone(rots)
 	}
 }
 
