@@ -128,16 +128,19 @@ func newRevokeCmd(a *cli) *cobra.Command {
 		Use:   "revoke --from PATIENT --to MEMBER",
 		Short: "Revoke a consent and rotate your key so it stops every future read",
 		Long: `revoke submits Revoke (from its block on, the chain refuses the member's
-reads and writes), then RotateKey twice: each a new version of the patient's
-key-encryption key (saved in the key before it is used), sealed to every
-member whose consent still stands (any right), so the revoked member holds
-no key for anything written from now on. Twice, because the key of the next
-version may already exist from an earlier rotation attempt that never
-committed, and that attempt may have sealed it to the member being revoked;
-the key of the version after it is made after the revocation. Run it again
-after a failure: it completes whatever is missing. It prints what was
-rotated. It always waits for each transaction to commit (there is no
---async): the rotation must see the revocation committed.
+reads and writes), then RotateKey until the patient's key is two versions
+past the last one sealed to the member: twice when that is the current
+version, once when it is the one before, not at all when it is older. Each
+rotation makes a new version of the patient's key-encryption key (saved in
+the key before it is used), sealed to every member whose consent still
+stands (any right), so the revoked member holds no key for anything written
+from now on. Two versions, because the key of the next version may already
+exist from an earlier rotation attempt that never committed, and that
+attempt may have sealed it to the member being revoked; the key of the
+version after it is made after the revocation. Run it again after a
+failure: it completes whatever is missing. It prints what was rotated. It
+always waits for each transaction to commit (there is no --async): the
+rotation must see the revocation committed.
 
 The rotation also re-wraps the data key of every existing record under the new
 key (unwrapped with the version each record was wrapped under, which this key
