@@ -338,6 +338,14 @@ func TestFlow(t *testing.T) {
 			t.Fatalf("revoke lacks %q:\n%s", want, out)
 		}
 	}
+	// Run again: nothing is left to do, and --json says so (no revoke_tx,
+	// no rotations, and rotation, the last of them, null).
+	var again map[string]json.RawMessage
+	e.json(&again, "revoke", "--from", "alice", "--to", "clinician")
+	if string(again["revoke_tx"]) != "null" || string(again["rotations"]) != "[]" || string(again["rotation"]) != "null" ||
+		string(again["revoked_height"]) == "0" {
+		t.Fatalf("revoke again --json: %s", again)
+	}
 	out = e.ok("permissions", "--from", "alice")
 	if !strings.Contains(out, "revoked at height") {
 		t.Fatalf("permissions after revoke: %s", out)
