@@ -95,9 +95,7 @@ command -v curl >/dev/null || die "curl is needed"
 [[ $CONNS =~ ^[0-9]+$ ]] || die "CONNS must be a number (0: the load's default)"
 [[ $RATE_FRESH =~ ^[01]$ ]] || die "RATE_FRESH must be 0 or 1"
 [[ $KV_COMETDB =~ ^[01]$ ]] || die "KV_COMETDB must be 0 or 1"
-# Checked here: a GOMEMLIMIT the runtime cannot parse ("1GB") kills every
-# node at start, and the bench would only fail after waiting for them.
-[[ -z ${NODE_MEMLIMIT:-} || $NODE_MEMLIMIT =~ ^(off|[0-9]+(B|[KMGT]iB)?)$ ]] || die "NODE_MEMLIMIT must be a GOMEMLIMIT: bytes, or a number with B, KiB, MiB, GiB or TiB (e.g. 1GiB)"
+check_node_env
 [[ $REPEAT =~ ^[1-9]$ ]] || die "REPEAT must be 1 to 9"
 
 mkdir -p "$OUT"

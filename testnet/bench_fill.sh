@@ -60,6 +60,7 @@ source "$ROOT/testnet/bench_lib.sh"
 [[ -x $EMRCHAIND ]] || die "$EMRCHAIND not found (make bench-fill builds it)"
 command -v jq >/dev/null || die "jq is needed to read the summaries"
 command -v curl >/dev/null || die "curl is needed"
+check_node_env
 [[ $FILL =~ ^[0-9]+$ && $FILL -ge 1 && $FILL -le 5000000 ]] || die "FILL must be 1..5000000 records"
 [[ $FILL_STEP =~ ^[0-9]+$ && $FILL_STEP -ge 1000 && $FILL_STEP -le 5000000 ]] || die "FILL_STEP must be 1000..5000000"
 [[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 15 && $DURATION -le 600 ]] || die "DURATION must be 15..600 seconds (a number, no unit)"

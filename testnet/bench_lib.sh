@@ -5,6 +5,14 @@
 
 die() { echo "$BENCH_NAME: $*" >&2; exit 1; }
 say() { echo "$BENCH_NAME: $*"; }
+# check_node_env: refuse a NODE_GOGC or NODE_MEMLIMIT the Go runtime cannot
+# parse ("1GB"): it would kill every node at start, and the bench would
+# only fail after waiting for them.
+check_node_env() {
+  [[ $NODE_GOGC =~ ^(off|[0-9]+)$ ]] || die "NODE_GOGC must be a GOGC: a number or off"
+  [[ -z ${NODE_MEMLIMIT:-} || $NODE_MEMLIMIT =~ ^(off|[0-9]+(B|[KMGT]iB)?)$ ]] ||
+    die "NODE_MEMLIMIT must be a GOMEMLIMIT: bytes, or a number with B, KiB, MiB, GiB or TiB (e.g. 1GiB)"
+}
 # run: log a command to commands.txt and stdout, then run it.
 run() { echo "+ $*" | tee -a "$OUT/commands.txt"; "$@"; }
 
