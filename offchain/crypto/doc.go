@@ -20,7 +20,8 @@
 // re-encrypted, see the threat model). An envelope is a disclosure as soon as
 // anyone sees it, committed or not, so the KEK left current by a revocation
 // must be one that no rotation attempt from before the revocation could
-// have sealed to the revoked grantee (client.RevokeAndRotate rotates twice).
+// have sealed to the revoked grantee (client.RevokeAndRotate rotates to two
+// versions past the grantee's last envelope).
 //
 // All integers below are big-endian. "||" is concatenation. Labels are ASCII
 // without a terminator; each is followed by fixed-length or length-prefixed
