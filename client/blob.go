@@ -1076,6 +1076,7 @@ func FileKeyRewrapper(patientID []byte, kek KEKFunc) Rewrapper {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrCannotRewrap, err)
 		}
+		defer clear(old)
 		dk, err := crypto.UnwrapKey(old, rec.WrappedFileKey, crypto.FileKeyAAD(patientID, rec.Category, rec.KeyVersion))
 		if err != nil {
 			return nil, fmt.Errorf("%w: its wrapped key does not open with key version %d: %v", ErrCannotRewrap, rec.KeyVersion, err)

@@ -352,9 +352,11 @@ func TestFileKeyRewrapper(t *testing.T) {
 		t.Fatal(err)
 	}
 	keks := map[uint64][]byte{1: kek1}
+	var handed [][]byte
 	kekOf := func(v uint64) ([]byte, error) {
 		if k, ok := keks[v]; ok {
-			return k, nil
+			handed = append(handed, bytes.Clone(k)) // KEKFunc hands out copies
+			return handed[len(handed)-1], nil
 		}
 		return nil, errors.New("no such version")
 	}
@@ -363,6 +365,10 @@ func TestFileKeyRewrapper(t *testing.T) {
 	w2, err := rw(context.Background(), rec, 2, kek2)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The copy of the old KEK it was handed is cleared once used.
+	if len(handed) != 1 || !bytes.Equal(handed[0], make([]byte, len(kek1))) {
+		t.Fatalf("the rewrapper left its copy of the old KEK in memory (%d handed)", len(handed))
 	}
 	got, err := crypto.UnwrapKey(kek2, w2, crypto.FileKeyAAD(pid, "imaging", 2))
 	if err != nil || !bytes.Equal(got, dk) {
@@ -397,7 +403,7 @@ func TestRewrapRecordsLimit(t *testing.T) {
 		}
 		recs = append(recs, &emrv1.Record{PatientId: pid, Sequence: seq, Category: "imaging", KeyVersion: 1, WrappedFileKey: w})
 	}
-	rw := FileKeyRewrapper(pid, func(v uint64) ([]byte, error) { return kek1, nil })
+	rw := FileKeyRewrapper(pid, func(v uint64) ([]byte, error) { return bytes.Clone(kek1), nil })
 	done, skipped, err := rewrapRecords(context.Background(), recs, 3, 2, kek2, rw)
 	if err != nil {
 		t.Fatal(err)

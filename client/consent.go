@@ -174,6 +174,7 @@ func (c *Client) GrantMsg(ctx context.Context, patientID []byte, spec GrantSpec,
 	if err != nil {
 		return nil, fmt.Errorf("patient key version %d: %w", p.KeyVersion, err)
 	}
+	defer clear(key)
 	env, err := SealKEK(m, patientID, p.KeyVersion, key)
 	if err != nil {
 		return nil, err
@@ -338,6 +339,7 @@ func (c *Client) rotationMsg(ctx context.Context, patientID []byte, newKEK KEKFu
 	if err != nil {
 		return nil, nil, fmt.Errorf("new key version %d: %w", next, err)
 	}
+	defer clear(kek)
 	res := &RotationResult{OldVersion: p.KeyVersion, NewVersion: next}
 	rot := &emrv1.MsgRotateKey{PatientId: patientID, NewKeyVersion: next}
 	for _, perm := range perms {

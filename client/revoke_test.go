@@ -173,3 +173,41 @@ func checkRevokeDone(ctx context.Context, t *testing.T, w *world, c *client.Clie
 		t.Fatal("the revoked clinician read a record")
 	}
 }
+
+// KEKFunc hands out copies for the caller to clear: GrantMsg, a rotation
+// and FileKeyRewrapper each clear the copy they were handed once used, so
+// no patient KEK stays in memory longer than the message it went into.
+func TestKEKCopiesCleared(t *testing.T) {
+	w, ctx := runningWorld(t, 120*time.Second)
+	var handed [][]byte
+	kek := func(v uint64) ([]byte, error) {
+		k, err := w.kek(v)
+		if err == nil {
+			handed = append(handed, k)
+		}
+		return k, err
+	}
+	c := w.mustClient(t, w.node.RPC)
+	if _, err := c.GrantMsg(ctx, w.patientID, client.GrantSpec{
+		Grantee: w.clinician.Address(), Rights: []emrv1.Right{emrv1.Right_RIGHT_READ},
+		Categories: []string{"lab-results"}, NotAfter: time.Now().Add(time.Hour),
+	}, kek); err != nil {
+		t.Fatal(err)
+	}
+	rot, err := c.RotateKey(ctx, w.patient, w.patientID, kek, client.FileKeyRewrapper(w.patientID, kek))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rot.Skipped) != 0 {
+		t.Fatalf("records not re-wrapped: %+v", rot.Skipped)
+	}
+	// One for the grant, one new KEK, one old KEK per re-wrapped record.
+	if want := 2 + len(rot.Rewrapped); len(handed) != want {
+		t.Fatalf("KEKFunc called %d times, want %d (%d records re-wrapped)", len(handed), want, len(rot.Rewrapped))
+	}
+	for i, k := range handed {
+		if !bytes.Equal(k, make([]byte, len(k))) {
+			t.Errorf("copy %d of %d handed out is still in memory", i+1, len(handed))
+		}
+	}
+}

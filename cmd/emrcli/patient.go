@@ -127,9 +127,11 @@ with the same information always gives the same id.`,
 			if k.PatientID != nil && !bytes.Equal(k.PatientID, id) {
 				return fmt.Errorf("key %q already enrolled as patient %x; this identifying information gives another id", from, k.PatientID)
 			}
-			if _, err := ensureKEK(a.kr, k, 1); err != nil {
+			kek, err := ensureKEK(a.kr, k, 1) // made and saved before the enrolment can commit
+			if err != nil {
 				return err
 			}
+			clear(kek)
 			res, err := a.submit(ctx, k, msg, async)
 			if err != nil {
 				return err

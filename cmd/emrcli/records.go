@@ -87,6 +87,7 @@ and adds its record in one go.`,
 			if err != nil {
 				return err
 			}
+			defer clear(kek)
 			msg, err := client.AddRecordMsg(pid, client.RecordSpec{Category: category, ObjectKey: objectKey, SHA256: h, Size: size}, kek, version, dataKey)
 			if err != nil {
 				return err
