@@ -13,6 +13,7 @@ import (
 	"time"
 
 	dbm "github.com/cometbft/cometbft-db"
+	"github.com/cometbft/cometbft/crypto/tmhash"
 	"github.com/cometbft/cometbft/libs/log"
 	"github.com/cometbft/cometbft/light"
 	"github.com/cometbft/cometbft/light/provider"
@@ -58,6 +59,11 @@ func ReadTrustRoot(home string) (*TrustRoot, error) {
 	}
 	if tr.ChainID == "" || tr.Height <= 0 || tr.Period <= 0 {
 		return nil, fmt.Errorf("%s: incomplete trust root", filepath.Join(home, trustFileName))
+	}
+	// openLight writes the hash of a header it verified; with a light store
+	// it never decodes it again, so a bad one would only be shown.
+	if hash, err := hex.DecodeString(tr.Hash); err != nil || len(hash) != tmhash.Size {
+		return nil, fmt.Errorf("%s: the trust root hash is not the hex of a %d-byte header hash", filepath.Join(home, trustFileName), tmhash.Size)
 	}
 	return &tr, nil
 }
