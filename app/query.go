@@ -33,7 +33,7 @@ func (a *App) Query(path string, data []byte, height int64, prove bool) ([]byte,
 	}
 	method, ok := strings.CutPrefix(path, QueryPathPrefix)
 	if !ok {
-		return nil, 0, fmt.Errorf("%w: unknown path %q", ErrInvalidQuery, path)
+		return nil, 0, fmt.Errorf("%w: unknown path %s", ErrInvalidQuery, quoteInput(path))
 	}
 	var handler func(srv any, ctx context.Context, dec func(any) error, _ any) (any, error)
 	for _, m := range emrv1.Query_ServiceDesc.Methods {
@@ -46,7 +46,7 @@ func (a *App) Query(path string, data []byte, height int64, prove bool) ([]byte,
 		}
 	}
 	if handler == nil {
-		return nil, 0, fmt.Errorf("%w: unknown query method %q", ErrInvalidQuery, method)
+		return nil, 0, fmt.Errorf("%w: unknown query method %s", ErrInvalidQuery, quoteInput(method))
 	}
 	h, reader, err := a.readerAt(height)
 	if err != nil {
