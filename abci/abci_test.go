@@ -346,6 +346,24 @@ func TestQueryErrors(t *testing.T) {
 	})
 }
 
+// Any RPC caller chooses the query path: the answer's log (and the node's
+// log line) quotes it cut short, never whole.
+func TestQueryLogsDoNotEchoHugePath(t *testing.T) {
+	ctx := context.Background()
+	a := memApp(t)
+	huge := strings.Repeat("\x01", 10_000)
+	conn := abci.New(a, abci.Options{AllowedPeers: []string{"9a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d"}})
+	for _, path := range []string{"/no/such/path/" + huge, abci.PeerFilterIDPath + huge} {
+		res, err := conn.Query(ctx, &types.QueryRequest{Path: path})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Code == types.CodeTypeOK || len(res.Log) > 512 {
+			t.Errorf("Query(%.40q...): code %d, a log of %d bytes; want a refusal whose log quotes at most a short prefix", path, res.Code, len(res.Log))
+		}
+	}
+}
+
 func TestQueryStoreKeyProof(t *testing.T) {
 	n := openNode(t, t.TempDir())
 	initChain(t, n.app)

@@ -70,8 +70,9 @@ func (a *Application) Query(_ context.Context, req *types.QueryRequest) (resp *t
 	case strings.HasPrefix(req.Path, PeerFilterIDPath):
 		id := strings.ToLower(strings.TrimPrefix(req.Path, PeerFilterIDPath))
 		if !a.allowed[id] {
-			a.logger.Info("refused a peer that is not one of the consortium's nodes", "node_id", id)
-			return &types.QueryResponse{Code: CodePeerRefused, Codespace: Codespace, Log: fmt.Sprintf("node %s is not one of this node's allowed peers", id)}, nil
+			// Anyone may send this query over RPC: quote the id, bounded.
+			a.logger.Info("refused a peer that is not one of the consortium's nodes", "node_id", app.QuoteInput(id))
+			return &types.QueryResponse{Code: CodePeerRefused, Codespace: Codespace, Log: fmt.Sprintf("node %s is not one of this node's allowed peers", app.QuoteInput(id))}, nil
 		}
 		return &types.QueryResponse{}, nil
 	case strings.HasPrefix(req.Path, PeerFilterAddrPath):
@@ -103,7 +104,7 @@ func (a *Application) Query(_ context.Context, req *types.QueryRequest) (resp *t
 	default:
 		return &types.QueryResponse{
 			Code: CodeUnknownPath, Codespace: Codespace, Height: req.Height,
-			Log: fmt.Sprintf("unknown query path %q (want %q or %s<Method>)", req.Path, QueryStoreKeyPath, QueryServicePrefix),
+			Log: fmt.Sprintf("unknown query path %s (want %q or %s<Method>)", app.QuoteInput(req.Path), QueryStoreKeyPath, QueryServicePrefix),
 		}, nil
 	}
 }

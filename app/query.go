@@ -33,7 +33,7 @@ func (a *App) Query(path string, data []byte, height int64, prove bool) ([]byte,
 	}
 	method, ok := strings.CutPrefix(path, QueryPathPrefix)
 	if !ok {
-		return nil, 0, fmt.Errorf("%w: unknown path %s", ErrInvalidQuery, quoteInput(path))
+		return nil, 0, fmt.Errorf("%w: unknown path %s", ErrInvalidQuery, QuoteInput(path))
 	}
 	var handler func(srv any, ctx context.Context, dec func(any) error, _ any) (any, error)
 	for _, m := range emrv1.Query_ServiceDesc.Methods {
@@ -46,7 +46,7 @@ func (a *App) Query(path string, data []byte, height int64, prove bool) ([]byte,
 		}
 	}
 	if handler == nil {
-		return nil, 0, fmt.Errorf("%w: unknown query method %s", ErrInvalidQuery, quoteInput(method))
+		return nil, 0, fmt.Errorf("%w: unknown query method %s", ErrInvalidQuery, QuoteInput(method))
 	}
 	h, reader, err := a.readerAt(height)
 	if err != nil {
@@ -224,7 +224,7 @@ func (q *Querier) Organization(_ context.Context, req *emrv1.QueryOrganizationRe
 		return nil, err
 	}
 	if org == nil {
-		return nil, fmt.Errorf("%w: no organization %s", ErrNotFound, quoteInput(req.Id))
+		return nil, fmt.Errorf("%w: no organization %s", ErrNotFound, QuoteInput(req.Id))
 	}
 	resp := &emrv1.QueryOrganizationResponse{Organization: org}
 	prefix := orgMemberPrefix(req.Id)
@@ -558,7 +558,7 @@ func parseHex(what, s string, size int) ([]byte, error) {
 	s = strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
 	b, err := hex.DecodeString(s)
 	if err != nil || len(b) != size {
-		return nil, fmt.Errorf("%w: %s must be %d hex characters, got %s", ErrInvalidQuery, what, 2*size, quoteInput(s))
+		return nil, fmt.Errorf("%w: %s must be %d hex characters, got %s", ErrInvalidQuery, what, 2*size, QuoteInput(s))
 	}
 	return b, nil
 }
@@ -566,9 +566,10 @@ func parseHex(what, s string, size int) ([]byte, error) {
 // maxQuotedInput bounds how much of a request's value an error quotes.
 const maxQuotedInput = 80
 
-// quoteInput quotes s for an error message, cut to maxQuotedInput bytes:
-// a query error must not grow with (or, escaped, quadruple) its input.
-func quoteInput(s string) string {
+// QuoteInput quotes s for an error message or a log line, cut to
+// maxQuotedInput bytes: a query error must not grow with (or, escaped,
+// quadruple) its input, nor a log line with what a caller sent.
+func QuoteInput(s string) string {
 	if len(s) <= maxQuotedInput {
 		return fmt.Sprintf("%q", s)
 	}
