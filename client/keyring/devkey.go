@@ -3,7 +3,6 @@ package keyring
 import (
 	"bytes"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -27,9 +26,7 @@ type DevKey struct {
 // address must match the private keys.
 func ParseDevKey(raw []byte) (*DevKey, error) {
 	var d DevKey
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&d); err != nil {
+	if err := decodeJSONStrict(raw, &d); err != nil {
 		return nil, fmt.Errorf("dev key file: %w", err)
 	}
 	k, err := FromKeys("dev", d.SignPrivKey, d.EncPrivKey, nil)

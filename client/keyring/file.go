@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"golang.org/x/crypto/argon2"
@@ -94,12 +95,25 @@ type derivedKey struct {
 
 func decodeFile(raw []byte) (*keyFile, error) {
 	var f keyFile
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&f); err != nil {
+	if err := decodeJSONStrict(raw, &f); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	return &f, nil
+}
+
+// decodeJSONStrict decodes raw, one JSON object and nothing after it but
+// white space, into v, refusing fields v lacks: a key file followed by
+// anything else (a second object, a torn write's leftovers) is not one.
+func decodeJSONStrict(raw []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("data after the JSON object")
+	}
+	return nil
 }
 
 func (f *keyFile) encode() ([]byte, error) {

@@ -145,6 +145,18 @@ func TestTamperedFileFails(t *testing.T) {
 	if _, err := kr.Get("a"); err == nil {
 		t.Fatal("changed KDF parameters accepted")
 	}
+	// Anything after the object: a second object, or leftovers.
+	for _, tail := range []string{"{}", "x", "}", "\n" + string(raw)} {
+		_ = os.WriteFile(path, append(bytes.Clone(raw), tail...), 0o600)
+		if _, err := kr.Get("a"); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("file followed by %.10q: %v, want ErrCorrupt", tail, err)
+		}
+	}
+	// White space after it is fine (the writer ends the file with a newline).
+	_ = os.WriteFile(path, append(bytes.Clone(raw), " \n\t\n"...), 0o600)
+	if _, err := kr.Get("a"); err != nil {
+		t.Fatalf("file followed by white space: %v", err)
+	}
 	// Rename b.json to a.json: the name inside does not match.
 	_ = os.Rename(filepath.Join(home, "keyring-file", "b.json"), path)
 	if _, err := kr.Get("a"); !errors.Is(err, ErrCorrupt) {
@@ -230,6 +242,9 @@ func TestImportDev(t *testing.T) {
 	}
 	if got.Name != "registrar" || !bytes.Equal(got.Address(), k.Address()) || d.OrganizationID != "dev-hospital" {
 		t.Fatalf("ImportDev = %v %+v", got.Name, d)
+	}
+	if _, _, err := kr.ImportDev("again", append(raw, `{"name":"other"}`...)); err == nil {
+		t.Fatal("a dev key file followed by a second object accepted")
 	}
 	dev.EncPubKey = k.PubKey() // wrong
 	raw, _ = json.Marshal(dev)
