@@ -35,7 +35,7 @@ const (
 type TrustRoot struct {
 	ChainID string        `json:"chain_id"`
 	Height  int64         `json:"height"`
-	Hash    string        `json:"hash"` // uppercase hex
+	Hash    string        `json:"hash"` // hex, written in uppercase; either case is read
 	Period  time.Duration `json:"period_ns"`
 	Created time.Time     `json:"created"`
 }
