@@ -34,14 +34,15 @@ type Sum [32]byte
 // String is the lowercase hex form, the only form used in names and URLs.
 func (s Sum) String() string { return hex.EncodeToString(s[:]) }
 
-// ParseSum parses 64 hex characters (any case).
+// ParseSum parses 64 hex characters (any case). A refusal returns the zero
+// Sum, never the bytes decoded before the bad character.
 func ParseSum(s string) (Sum, error) {
 	var sum Sum
 	if len(s) != 2*len(sum) {
 		return sum, fmt.Errorf("sha256 must be %d hex characters, got %d", 2*len(sum), len(s))
 	}
 	if _, err := hex.Decode(sum[:], []byte(s)); err != nil {
-		return sum, fmt.Errorf("sha256 %q: %w", s, err)
+		return Sum{}, fmt.Errorf("sha256 %q: %w", s, err)
 	}
 	return sum, nil
 }
