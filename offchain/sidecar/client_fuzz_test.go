@@ -1,0 +1,170 @@
+package sidecar
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+// FuzzParseContentRange: a peer's Content-Range is refused with no range,
+// or read as the first and last byte its "bytes first-last/" part names:
+// formatting them back reads the same, and for canonical decimals gives
+// that part verbatim.
+func FuzzParseContentRange(f *testing.F) {
+	for _, seed := range []string{
+		"bytes 0-9/100",
+		"bytes 90-99/100",
+		"bytes 0-0/1",
+		"bytes 0-9/*",
+		"bytes 5-3/100",
+		"bytes 0--3/100",
+		"bytes -1-3/100",
+		"bytes +1-+3/100",
+		"bytes 007-9/100",
+		"bytes 5-x/100",
+		"bytes x-5/100",
+		"bytes 0-9223372036854775807/x",
+		"bytes 0-9223372036854775808/x",
+		"bytes */100",
+		"bytes 0-9",
+		"bytes=0-9/100",
+		"Bytes 0-9/100",
+		"",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		first, last, ok := parseContentRange(s)
+		if !ok {
+			if first != 0 || last != 0 {
+				t.Fatalf("%q refused but read as %d-%d", s, first, last)
+			}
+			return
+		}
+		spec, found := strings.CutPrefix(s, "bytes ")
+		spec, _, slash := strings.Cut(spec, "/")
+		if !found || !slash {
+			t.Fatalf("%q accepted as %d-%d without \"bytes \" and \"/\"", s, first, last)
+		}
+		canon := fmt.Sprintf("%d-%d", first, last)
+		if f2, l2, ok2 := parseContentRange("bytes " + canon + "/*"); !ok2 || f2 != first || l2 != last {
+			t.Fatalf("%q read as %d-%d, which reads back as %d-%d %v", s, first, last, f2, l2, ok2)
+		}
+		if isCanonicalDecimal(strings.Split(spec, "-")...) && spec != canon {
+			t.Fatalf("%q read as %s", s, canon)
+		}
+	})
+}
+
+// isCanonicalDecimal reports whether each of ss is a decimal without sign
+// or leading zeros.
+func isCanonicalDecimal(ss ...string) bool {
+	for _, s := range ss {
+		if s == "" || (len(s) > 1 && s[0] == '0') || strings.Trim(s, "0123456789") != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// readCounter counts the bytes read through it.
+type readCounter struct {
+	r io.Reader
+	n int
+}
+
+func (c *readCounter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
+
+// FuzzReadError: any answer of a peer reads as an *Error with its status, a
+// Retry-After of whole non-negative seconds (the header's, when it is a
+// decimal that fits 32 bits), and either the code and reason of a JSON
+// error body or, failing that, no code and the trimmed body as the reason,
+// reading at most 64 KiB. What this package's server writes as an error
+// reads back as the same status, code, reason and Retry-After.
+func FuzzReadError(f *testing.F) {
+	for _, seed := range []struct {
+		status     int
+		retryAfter string
+		body       string
+		code       string
+		reason     string
+		retry      uint32
+	}{
+		{401, "", `{"error":"bad signature","code":"unauthenticated"}`, "unauthenticated", "bad signature", 0},
+		{429, "7", `{"error":"too many","code":"signer_quota"}` + "\n", "signer_quota", "too many", 7},
+		{429, " 4294967295 ", `{"error":"x"}`, "c", "x", math.MaxUint32},
+		{429, "4294967296", "", "", "", 1},
+		{429, "-1", "", "c", "<&>", 0},
+		{503, "Wed, 21 Oct 2015 07:28:00 GMT", "  upstream down \n", "c", "\xff", 0},
+		{500, "+5", `{"error":"x","code":1}`, "", "r", 0},
+		{404, "", `{"error":""}`, "not_found", "", 0},
+		{404, "", `{"error":"a"} trailing`, "x", "a\nb", 0},
+		{404, "", `null`, "x", "y", 0},
+		{0, "", "", "", "", 0},
+		{-1, "", "\x00", "", "", 0},
+	} {
+		f.Add(seed.status, seed.retryAfter, []byte(seed.body), seed.code, seed.reason, seed.retry)
+	}
+	f.Fuzz(func(t *testing.T, status int, retryAfter string, body []byte, code, reason string, retry uint32) {
+		// Any answer.
+		h := http.Header{}
+		if retryAfter != "" {
+			h.Set("Retry-After", retryAfter)
+		}
+		// Spaces past 64 KiB: a JSON body stays JSON, a reason stays as trimmed.
+		pad := bytes.Repeat([]byte(" "), 1<<16+1)
+		cr := &readCounter{r: io.MultiReader(bytes.NewReader(body), bytes.NewReader(pad))}
+		err := readError(&http.Response{StatusCode: status, Header: h, Body: io.NopCloser(cr)})
+		var e *Error
+		if !errors.As(err, &e) || e.StatusCode != status {
+			t.Fatalf("status %d read as %#v", status, err)
+		}
+		_ = e.Error()
+		if cr.n > 1<<16 {
+			t.Fatalf("read %d bytes of the body", cr.n)
+		}
+		var want time.Duration
+		if v, perr := strconv.ParseUint(strings.TrimSpace(retryAfter), 10, 64); perr == nil && v <= math.MaxUint32 {
+			want = time.Duration(v) * time.Second
+		}
+		if e.RetryAfter != want || e.RetryAfter < 0 || e.RetryAfter%time.Second != 0 {
+			t.Fatalf("Retry-After %q read as %v, want %v", retryAfter, e.RetryAfter, want)
+		}
+		raw := append(append([]byte(nil), body...), pad...)[:1<<16]
+		var eb ErrorBody
+		if json.Unmarshal(raw, &eb) == nil && eb.Error != "" {
+			if e.Code != eb.Code || e.Reason != eb.Error {
+				t.Fatalf("JSON %q read as code %q reason %q", raw, e.Code, e.Reason)
+			}
+		} else if e.Code != "" || e.Reason != strings.TrimSpace(string(raw)) {
+			t.Fatalf("non-JSON %q read as code %q reason %q", body, e.Code, e.Reason)
+		}
+
+		// The server's error answers.
+		ae := &apiError{status: 400 + int(uint(status)%200), code: code, reason: reason, retryAfter: time.Duration(retry) * time.Second}
+		rec := httptest.NewRecorder()
+		writeError(rec, ae)
+		resp := rec.Result()
+		if !errors.As(readError(resp), &e) || e.StatusCode != ae.status || e.RetryAfter != ae.retryAfter {
+			t.Fatalf("%+v read back as %+v", ae, e)
+		}
+		if reason != "" && utf8.ValidString(reason) && utf8.ValidString(code) && len(reason)+len(code) < 1<<14 &&
+			(e.Code != code || e.Reason != reason) {
+			t.Fatalf("%+v read back as %+v", ae, e)
+		}
+	})
+}
