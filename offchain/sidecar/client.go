@@ -156,7 +156,8 @@ func (c *Client) Get(ctx context.Context, ref BlobRef, sum [32]byte, w io.Writer
 	}
 }
 
-// parseContentRange parses "bytes first-last/size".
+// parseContentRange parses "bytes first-last/size". A refusal returns no
+// range, not the half it could parse.
 func parseContentRange(s string) (first, last int64, ok bool) {
 	spec, found := strings.CutPrefix(s, "bytes ")
 	if !found {
@@ -172,7 +173,10 @@ func parseContentRange(s string) (first, last int64, ok bool) {
 	}
 	first, err1 := strconv.ParseInt(a, 10, 64)
 	last, err2 := strconv.ParseInt(b, 10, 64)
-	return first, last, err1 == nil && err2 == nil
+	if err1 != nil || err2 != nil {
+		return 0, 0, false
+	}
+	return first, last, true
 }
 
 // readError turns an error answer into an *Error.
