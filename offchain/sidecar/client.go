@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/emrchain/emrchain/offchain/blobstore"
 )
@@ -136,7 +138,9 @@ func (c *Client) Get(ctx context.Context, ref BlobRef, sum [32]byte, w io.Writer
 		return n, nil
 	case rng != nil && resp.StatusCode == http.StatusPartialContent:
 		first, last, ok := parseContentRange(resp.Header.Get("Content-Range"))
-		if !ok || first != rng.Start || last < first || last-first+1 > rng.Length {
+		// last-first, not last-first+1: with first >= 0 it cannot
+		// overflow, whatever last a peer sends.
+		if !ok || first != rng.Start || last < first || last-first >= rng.Length {
 			return 0, fmt.Errorf("sidecar: get %x: Content-Range %q does not answer bytes %d+%d",
 				sum, resp.Header.Get("Content-Range"), rng.Start, rng.Length)
 		}
@@ -179,7 +183,10 @@ func parseContentRange(s string) (first, last int64, ok bool) {
 	return first, last, true
 }
 
-// readError turns an error answer into an *Error.
+// readError turns an error answer into an *Error. The answer may come
+// from anyone (a peer sidecar, or whatever listens at the URL), and its
+// code and reason end up in a terminal, in logs and in this sidecar's own
+// answers: both are cleaned (cleanText) and bounded.
 func readError(resp *http.Response) error {
 	e := &Error{StatusCode: resp.StatusCode}
 	if secs, err := strconv.ParseUint(strings.TrimSpace(resp.Header.Get("Retry-After")), 10, 32); err == nil {
@@ -188,9 +195,40 @@ func readError(resp *http.Response) error {
 	var body ErrorBody
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 	if json.Unmarshal(raw, &body) == nil && body.Error != "" {
-		e.Code, e.Reason = body.Code, body.Error
+		e.Code, e.Reason = cleanText(body.Code, maxErrorCode), cleanText(body.Error, maxErrorReason)
 	} else {
-		e.Reason = strings.TrimSpace(string(raw))
+		e.Reason = cleanText(strings.TrimSpace(string(raw)), maxErrorReason)
 	}
 	return e
+}
+
+// Bounds of an error answer's code and reason as readError keeps them: a
+// sidecar's own reasons are a line or a few (a 404 quotes each peer's).
+const (
+	maxErrorCode   = 64
+	maxErrorReason = 4096
+)
+
+// cleanText makes s safe to print: invalid UTF-8 and control or format
+// characters (terminal escapes, bidirectional overrides) become U+FFFD,
+// tabs and line breaks spaces, and it is cut to at most limit bytes, on a
+// character boundary, ending in "…" when cut.
+func cleanText(s string, limit int) string {
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r == '\t' || r == '\n' || r == '\r':
+			return ' '
+		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r):
+			return utf8.RuneError
+		}
+		return r
+	}, strings.ToValidUTF8(s, string(utf8.RuneError)))
+	if len(s) <= limit {
+		return s
+	}
+	cut := limit - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

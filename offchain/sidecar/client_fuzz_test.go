@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,8 +12,10 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -147,11 +150,22 @@ func FuzzReadError(f *testing.F) {
 		raw := append(append([]byte(nil), body...), pad...)[:1<<16]
 		var eb ErrorBody
 		if json.Unmarshal(raw, &eb) == nil && eb.Error != "" {
-			if e.Code != eb.Code || e.Reason != eb.Error {
+			if e.Code != cleanText(eb.Code, maxErrorCode) || e.Reason != cleanText(eb.Error, maxErrorReason) {
 				t.Fatalf("JSON %q read as code %q reason %q", raw, e.Code, e.Reason)
 			}
-		} else if e.Code != "" || e.Reason != strings.TrimSpace(string(raw)) {
+		} else if e.Code != "" || e.Reason != cleanText(strings.TrimSpace(string(raw)), maxErrorReason) {
 			t.Fatalf("non-JSON %q read as code %q reason %q", body, e.Code, e.Reason)
+		}
+		// Whatever the answer, what is kept prints safely and is bounded.
+		for _, kept := range []struct {
+			s     string
+			limit int
+		}{{e.Code, maxErrorCode}, {e.Reason, maxErrorReason}} {
+			if len(kept.s) > kept.limit || !utf8.ValidString(kept.s) || strings.IndexFunc(kept.s, func(r rune) bool {
+				return unicode.IsControl(r) || unicode.Is(unicode.Cf, r)
+			}) >= 0 {
+				t.Fatalf("kept %q (%d bytes, limit %d): not clean", kept.s, len(kept.s), kept.limit)
+			}
 		}
 
 		// The server's error answers.
@@ -162,9 +176,40 @@ func FuzzReadError(f *testing.F) {
 		if !errors.As(readError(resp), &e) || e.StatusCode != ae.status || e.RetryAfter != ae.retryAfter {
 			t.Fatalf("%+v read back as %+v", ae, e)
 		}
-		if reason != "" && utf8.ValidString(reason) && utf8.ValidString(code) && len(reason)+len(code) < 1<<14 &&
+		// A reason and code that are already clean read back unchanged.
+		if reason != "" && cleanText(reason, maxErrorReason) == reason && cleanText(code, maxErrorCode) == code &&
 			(e.Code != code || e.Reason != reason) {
 			t.Fatalf("%+v read back as %+v", ae, e)
 		}
 	})
+}
+
+// A ranged Get takes exactly the 206 it asked for: a Content-Range whose
+// last byte is so far out that last-first+1 overflows is refused as not
+// answering the range, not read until the body runs out.
+func TestGetRefusesContentRangeBeyondTheAsk(t *testing.T) {
+	var contentRange atomic.Value // what the server answers; the cases run in turn
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Range", contentRange.Load().(string))
+		w.WriteHeader(http.StatusPartialContent)
+		io.WriteString(w, "hello")
+	}))
+	t.Cleanup(ts.Close)
+	for cr, ok := range map[string]bool{
+		"bytes 0-4/10":                   true,
+		"bytes 0-5/10":                   false, // one byte more than asked
+		"bytes 0-9223372036854775807/10": false, // last-first+1 overflows
+		"bytes 1-4/10":                   false,
+	} {
+		contentRange.Store(cr)
+		c := NewClient(ts.URL, KeySigner{Key: newKey("r")}, nil)
+		var buf bytes.Buffer
+		n, err := c.Get(context.Background(), RecordRef(bytes.Repeat([]byte{1}, 32), 1), [32]byte{}, &buf, &Range{Start: 0, Length: 5})
+		if ok && (err != nil || n != 5 || buf.String() != "hello") {
+			t.Errorf("%s: %d bytes, %v; want hello", cr, n, err)
+		}
+		if !ok && (err == nil || !strings.Contains(err.Error(), "does not answer")) {
+			t.Errorf("%s: %d bytes, %v; want a refusal of the range", cr, n, err)
+		}
+	}
 }

@@ -5,9 +5,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -97,6 +100,24 @@ func TestReadThroughPeers(t *testing.T) {
 	wantStatus(t, err, 404, "it announces 5 bytes; the chain says the blob has 1500")
 	if _, err := cStore.Stat(context.Background(), e.key(otherSum)); err == nil {
 		t.Fatal("a forged blob was stored")
+	}
+
+	// A hostile peer's refusal (terminal escapes, a bidirectional override,
+	// 60 KB) reaches the member in this sidecar's 404 only cleaned and
+	// bounded, and so does the 404 itself at the client.
+	hostile := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprintf(w, `{"error":"\u001b]0;owned\u0007\u001b[2J\u202e%s","code":"x\u001b[31m"}`, strings.Repeat("A", 60_000))
+	}))
+	t.Cleanup(hostile.Close)
+	h, _ := peerOf(t, e, hostile.URL)
+	_, err = NewClient(h.URL, e.reader, nil).Get(context.Background(), RecordRef(rec2.PatientId, rec2.Sequence), otherSum, &buf, nil)
+	var se *Error
+	if !errors.As(err, &se) || se.StatusCode != 404 || !strings.Contains(se.Reason, "AAAA") {
+		t.Fatalf("through a hostile peer: %v", err)
+	}
+	if strings.ContainsAny(se.Reason+se.Code, "\x1b\x07\u202e") || len(se.Reason) > maxErrorReason {
+		t.Fatalf("a hostile peer's reason reached the member raw (%d bytes): %.200q", len(se.Reason), se.Reason)
 	}
 
 	// Two sidecars peered with each other, neither holding the blob: the
