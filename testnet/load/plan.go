@@ -52,7 +52,7 @@ func (m Mix) String() string {
 const maxWeight = 1_000_000
 
 // ParseMix reads "add-record=60,record-access=30,consent=10" (weights, any
-// scale; a kind left out weighs 0).
+// scale; a kind left out weighs 0). A refusal returns the zero Mix.
 func ParseMix(s string) (Mix, error) {
 	var m Mix
 	for _, part := range strings.Split(s, ",") {
@@ -63,7 +63,7 @@ func ParseMix(s string) (Mix, error) {
 		k, v, ok := strings.Cut(part, "=")
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if !ok || err != nil || n < 0 || n > maxWeight {
-			return m, fmt.Errorf("mix %q: want kind=weight, a weight from 0 to %d, e.g. add-record=60", part, maxWeight)
+			return Mix{}, fmt.Errorf("mix %q: want kind=weight, a weight from 0 to %d, e.g. add-record=60", part, maxWeight)
 		}
 		switch strings.TrimSpace(k) {
 		case "add-record":
@@ -73,11 +73,11 @@ func ParseMix(s string) (Mix, error) {
 		case "consent":
 			m.Consent = n
 		default:
-			return m, fmt.Errorf("mix: unknown kind %q (want add-record, record-access or consent)", k)
+			return Mix{}, fmt.Errorf("mix: unknown kind %q (want add-record, record-access or consent)", k)
 		}
 	}
 	if m.total() == 0 {
-		return m, fmt.Errorf("mix %q: every weight is 0", s)
+		return Mix{}, fmt.Errorf("mix %q: every weight is 0", s)
 	}
 	return m, nil
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -30,7 +31,9 @@ func ReadSeriesCSV(path string) ([]Point, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if len(rows) == 0 || strings.Join(rows[0], ",") != strings.Join(SeriesHeader, ",") {
+	// The header's very fields: joined, a quoted "t_s,sent" would pass
+	// for two, and every row would have fewer than seven.
+	if len(rows) == 0 || !slices.Equal(rows[0], SeriesHeader) {
 		return nil, fmt.Errorf("%s: not a load series CSV (want the header %s)", path, strings.Join(SeriesHeader, ","))
 	}
 	var pts []Point
