@@ -19,7 +19,11 @@ import (
 
 // decodeHex decodes a fixed-size hex value with an optional 0x prefix.
 func decodeHex(s string, size int) ([]byte, bool) {
-	s = strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(s), "0x"), "0X")
+	s = strings.TrimSpace(s)
+	// One prefix at most: trimming "0x" and then "0X" read "0x0X<hex>".
+	if len(s) >= 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') {
+		s = s[2:]
+	}
 	b, err := hex.DecodeString(s)
 	return b, err == nil && len(b) == size
 }

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// FuzzDecodeHex: a hex flag is refused, or it is, white space around it
+// aside and after at most one 0x or 0X, exactly 2*size hex characters of
+// any case, read as the bytes whose hexStr is those characters lowercased;
+// hexStr and upperHex (with 0x) of them read back the same.
+func FuzzDecodeHex(f *testing.F) {
+	addr := strings.Repeat("3f", 20)
+	for _, seed := range []struct {
+		s    string
+		size uint8
+	}{
+		{addr, 20},
+		{"0x" + addr, 20},
+		{"0X" + strings.ToUpper(addr), 20},
+		{" \t" + addr + "\n", 20},
+		{strings.Repeat("ab", 32), 32},
+		{"0x0X" + addr, 20},
+		{"0x0x" + addr, 20},
+		{"0X0x" + addr, 20},
+		{"0x", 0},
+		{"", 0},
+		{addr[:39], 20},
+		{addr + "00", 20},
+		{addr[:38] + "zz", 20},
+		{"0x " + addr, 20},
+		{"\u00a0" + addr + "\u0085", 20},
+	} {
+		f.Add(seed.s, seed.size)
+	}
+	f.Fuzz(func(t *testing.T, s string, size uint8) {
+		n := int(size % 65)
+		b, ok := decodeHex(s, n)
+		digits := strings.TrimSpace(s)
+		if len(digits) >= 2 && digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X') {
+			digits = digits[2:]
+		}
+		want := len(digits) == 2*n && strings.Trim(digits, "0123456789abcdefABCDEF") == ""
+		if ok != want {
+			t.Fatalf("decodeHex(%q, %d) = %x, %v; want ok %v", s, n, b, ok, want)
+		}
+		if !ok {
+			return
+		}
+		if len(b) != n || hexStr(b) != strings.ToLower(digits) {
+			t.Fatalf("decodeHex(%q, %d) = %x", s, n, b)
+		}
+		for _, back := range []string{hexStr(b), "0x" + upperHex(b)} {
+			if b2, ok := decodeHex(back, n); !ok || hexStr(b2) != hexStr(b) {
+				t.Fatalf("%x formats as %q, which reads as %x, %v", b, back, b2, ok)
+			}
+		}
+	})
+}
+
+// FuzzParseTime: --until and --from-time are refused with the zero time
+// and a usage error naming the flag, or read in UTC as the date's
+// midnight (which formats back as the date) or as the RFC 3339 time's
+// instant. Within years 0 to 9999 that time reads back from its RFC 3339
+// form, and within a protobuf Timestamp's range from ts's too, to the
+// second.
+func FuzzParseTime(f *testing.F) {
+	for _, seed := range []string{
+		"2027-01-01",
+		"2026-12-31T18:00:00Z",
+		"2026-12-31T18:00:00.123456789+05:30",
+		"2026-12-31T18:00:00-00:00",
+		"0000-01-01",
+		"0001-01-01T00:00:00Z",
+		"0000-01-01T00:00:00+01:00",
+		"9999-12-31",
+		"9999-12-31T23:59:59-23:59",
+		"2026-02-29",
+		"2024-02-29",
+		"2026-1-1",
+		"2026-12-31 18:00:00Z",
+		"2026-12-31t18:00:00z",
+		"2026-12-31T24:00:00Z",
+		"1767225600",
+		"",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := parseTime("until", s)
+		if err != nil {
+			if !got.IsZero() || !isUsage(err) || !strings.Contains(err.Error(), "--until") {
+				t.Fatalf("parseTime(%q) = %v, %v", s, got, err)
+			}
+			return
+		}
+		if got.Location() != time.UTC {
+			t.Fatalf("parseTime(%q) = %v, not in UTC", s, got)
+		}
+		if d, derr := time.Parse(time.DateOnly, s); derr == nil {
+			if !got.Equal(d) || got.Format(time.DateOnly) != s || got.Truncate(24*time.Hour) != got {
+				t.Fatalf("parseTime(%q) = %v, want midnight of that date", s, got)
+			}
+		} else if r, rerr := time.Parse(time.RFC3339, s); rerr != nil || !got.Equal(r) {
+			t.Fatalf("parseTime(%q) = %v; time.Parse: %v, %v", s, got, r, rerr)
+		}
+		if y := got.Year(); y < 0 || y > 9999 {
+			return // RFC 3339 has no form for it (an offset took it past)
+		}
+		if back, err := parseTime("until", got.Format(time.RFC3339Nano)); err != nil || back != got {
+			t.Fatalf("%v formats as %q, which reads as %v, %v", got, got.Format(time.RFC3339Nano), back, err)
+		}
+		if tp := timestamppb.New(got); tp.CheckValid() == nil {
+			if back, err := parseTime("until", ts(tp)); err != nil || back != got.Truncate(time.Second) {
+				t.Fatalf("%v shows as %q, which reads as %v, %v", got, ts(tp), back, err)
+			}
+		}
+	})
+}
+
+// FuzzParseRights: --rights is refused with no rights and a usage error,
+// or every name in it, trimmed and in any case, is read, write or share,
+// read in order as that right, whose rightName reads back the same.
+func FuzzParseRights(f *testing.F) {
+	for _, seed := range []string{
+		"read", "read,write,share", " Read , WRITE", "read,read", "read,", ",", "",
+		"unspecified", "RIGHT_READ", "read,delete", "ſhare", "wrıte",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		list := strings.Split(s, ",")
+		rs, err := parseRights(list)
+		if err != nil {
+			if rs != nil || !isUsage(err) {
+				t.Fatalf("parseRights(%q) = %v, %v", list, rs, err)
+			}
+			return
+		}
+		if len(rs) == 0 || len(rs) != len(list) {
+			t.Fatalf("parseRights(%q) = %v", list, rs)
+		}
+		names := make([]string, len(rs))
+		for i, r := range rs {
+			if r != emrv1.Right_RIGHT_READ && r != emrv1.Right_RIGHT_WRITE && r != emrv1.Right_RIGHT_SHARE {
+				t.Fatalf("parseRights(%q) = %v", list, rs)
+			}
+			names[i] = rightName(r)
+			if strings.ToUpper(strings.TrimSpace(list[i])) != strings.ToUpper(names[i]) {
+				t.Fatalf("%q read as %v", list[i], r)
+			}
+		}
+		if back, err := parseRights(names); err != nil || len(back) != len(rs) {
+			t.Fatalf("%v names %q, which read as %v, %v", rs, names, back, err)
+		} else {
+			for i := range back {
+				if back[i] != rs[i] {
+					t.Fatalf("%v names %q, which read as %v", rs, names, back)
+				}
+			}
+		}
+	})
+}
+
+// FuzzParseRole: --role is refused with role 0 and a usage error, or it
+// names (trimmed, in any case) clinician, researcher, auditor or
+// registrar, never patient, read as that role, whose roleName reads back
+// the same.
+func FuzzParseRole(f *testing.F) {
+	for _, seed := range []string{
+		"clinician", "researcher", "auditor", "registrar", " Registrar\t", "patient", "PATIENT",
+		"unspecified", "ROLE_CLINICIAN", "", "regıstrar", "2",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := parseRole(s)
+		if err != nil {
+			if r != 0 || !isUsage(err) {
+				t.Fatalf("parseRole(%q) = %v, %v", s, r, err)
+			}
+			return
+		}
+		switch r {
+		case emrv1.Role_ROLE_CLINICIAN, emrv1.Role_ROLE_RESEARCHER, emrv1.Role_ROLE_AUDITOR, emrv1.Role_ROLE_REGISTRAR:
+		default:
+			t.Fatalf("parseRole(%q) = %v", s, r)
+		}
+		if strings.ToUpper(strings.TrimSpace(s)) != strings.ToUpper(roleName(r)) {
+			t.Fatalf("%q read as %v", s, r)
+		}
+		if back, err := parseRole(roleName(r)); err != nil || back != r {
+			t.Fatalf("%v names %q, which reads as %v, %v", r, roleName(r), back, err)
+		}
+	})
+}
+
+// FuzzParsePurpose: --purpose is refused with purpose 0 and a usage
+// error, or it names (trimmed, in any case) treatment, research or
+// emergency, read as that purpose, whose purposeName reads back the same.
+func FuzzParsePurpose(f *testing.F) {
+	for _, seed := range []string{
+		"treatment", "research", "emergency", " Emergency\n", "unspecified", "PURPOSE_RESEARCH", "", "reſearch", "1",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := parsePurpose(s)
+		if err != nil {
+			if p != 0 || !isUsage(err) {
+				t.Fatalf("parsePurpose(%q) = %v, %v", s, p, err)
+			}
+			return
+		}
+		switch p {
+		case emrv1.Purpose_PURPOSE_TREATMENT, emrv1.Purpose_PURPOSE_RESEARCH, emrv1.Purpose_PURPOSE_EMERGENCY:
+		default:
+			t.Fatalf("parsePurpose(%q) = %v", s, p)
+		}
+		if strings.ToUpper(strings.TrimSpace(s)) != strings.ToUpper(purposeName(p)) {
+			t.Fatalf("%q read as %v", s, p)
+		}
+		if back, err := parsePurpose(purposeName(p)); err != nil || back != p {
+			t.Fatalf("%v names %q, which reads as %v, %v", p, purposeName(p), back, err)
+		}
+	})
+}
