@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -189,6 +190,11 @@ func (c appConfig) validate() error {
 		return errors.New("store.cache_size must not be negative")
 	case c.Store.ValueCacheSize < 0:
 		return errors.New("store.value_cache_size must not be negative")
+	case c.Store.PruningKeepRecent > math.MaxInt64 || c.Store.PruningInterval > math.MaxInt64:
+		// TOML integers are int64s: the decoder wraps a negative one
+		// into these uint64s (-1 as 2^64-1, which never prunes).
+		return fmt.Errorf("store.pruning_keep_recent %d and store.pruning_interval %d must not be negative",
+			int64(c.Store.PruningKeepRecent), int64(c.Store.PruningInterval))
 	case (c.Store.PruningKeepRecent == 0) != (c.Store.PruningInterval == 0):
 		return errors.New("pruning needs both store.pruning_keep_recent and store.pruning_interval (or neither)")
 	case c.Store.PruningKeepRecent > 0 && c.Store.PruningKeepRecent < minPruningKeepRecent:

@@ -333,6 +333,8 @@ func TestAppConfig(t *testing.T) {
 		"bad backend":          "[store]\nbackend = \"memdb\"\n",
 		"half pruning":         "[store]\npruning_keep_recent = 10\n",
 		"too few kept":         "[store]\npruning_keep_recent = 99\npruning_interval = 10\n",
+		"negative kept":        "[store]\npruning_keep_recent = -1\npruning_interval = 10\n",
+		"negative interval":    "[store]\npruning_keep_recent = 1000\npruning_interval = -1\n",
 		"negative value cache": "[store]\nvalue_cache_size = -1\n",
 		"negative memtable":    "[store]\ncometbft_memtable_mib = -1\n",
 		"memtable of 4 GiB":    "[store]\ncometbft_memtable_mib = 4096\n",
