@@ -142,6 +142,7 @@ const (
 // Upper bounds of app.toml values that are allocated or added to.
 const (
 	maxSigCacheSize     = 10_000_000
+	maxValueCacheSize   = 10_000_000
 	maxBroadcastTimeout = time.Hour
 )
 
@@ -190,6 +191,9 @@ func (c appConfig) validate() error {
 		return errors.New("store.cache_size must not be negative")
 	case c.Store.ValueCacheSize < 0:
 		return errors.New("store.value_cache_size must not be negative")
+	case c.Store.ValueCacheSize > maxValueCacheSize:
+		// Its map and order are allocated in full when the store opens.
+		return fmt.Errorf("store.value_cache_size %d is above %d (a few hundred bytes an entry)", c.Store.ValueCacheSize, maxValueCacheSize)
 	case c.Store.PruningKeepRecent > math.MaxInt64 || c.Store.PruningInterval > math.MaxInt64:
 		// TOML integers are int64s: the decoder wraps a negative one
 		// into these uint64s (-1 as 2^64-1, which never prunes).
@@ -284,7 +288,7 @@ backend = %q
 # working set of the state.
 cache_size = %d
 # Values of the latest version kept in memory (a few hundred bytes each): what
-# CheckTx and block execution read. 0 keeps none.
+# CheckTx and block execution read. 0 keeps none; at most 10000000.
 value_cache_size = %d
 # Versions of the state kept for historical queries and proofs; 0 keeps all,
 # else at least 100.
@@ -300,7 +304,8 @@ cometbft_memtable_mib = %d
 
 [app]
 # Decoded, signature-verified transactions kept between CheckTx, rechecks and
-# block execution (about 1 KiB each): each is decoded and verified once.
+# block execution (about 1 KiB each): each is decoded and verified once. At
+# most 10000000.
 sig_cache_size = %d
 # Node ids of the consortium's nodes (emrchaind init prints each) that may
 # connect to this node over P2P. The nodes of config.toml's p2p.persistent_peers

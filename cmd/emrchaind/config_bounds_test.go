@@ -9,7 +9,7 @@ import (
 
 // TestAppConfigUpperBounds: app.toml numbers past any sane value are
 // refused at load, before they do harm: sig_cache_size is allocated in
-// full when the app opens (32 bytes of order alone per entry, so 1<<40
+// full when the app opens, value_cache_size when the store does (32 bytes of order alone per entry, so 1<<40
 // asks for 32 TiB and kills the node at start), and a broadcast_timeout
 // near the largest Duration overflows the REST server's write timeout
 // (broadcast_timeout + 30s) to a negative one, which net/http reads as no
@@ -21,6 +21,7 @@ func TestAppConfigUpperBounds(t *testing.T) {
 	}
 	for name, body := range map[string]string{
 		"huge sig cache":         "[app]\nsig_cache_size = 1099511627776\n",
+		"huge value cache":       "[store]\nvalue_cache_size = 1099511627776\n",
 		"huge broadcast timeout": "[grpc]\nbroadcast_timeout = \"2562047h47m\"\n",
 	} {
 		if err := os.WriteFile(filepath.Join(home, "config", appConfigFile), []byte(body), 0o644); err != nil {

@@ -154,7 +154,7 @@ func FuzzLoadAppConfig(f *testing.F) {
 		s := c.Store
 		switch {
 		case s.Backend != store.BackendGoLevelDB && s.Backend != store.BackendPebble,
-			s.CacheSize < 0, s.ValueCacheSize < 0,
+			s.CacheSize < 0, s.ValueCacheSize < 0, s.ValueCacheSize > maxValueCacheSize,
 			(s.PruningKeepRecent == 0) != (s.PruningInterval == 0),
 			s.PruningKeepRecent != 0 && s.PruningKeepRecent < minPruningKeepRecent,
 			s.CometBFTMemTableMiB < 0, s.CometBFTMemTableMiB > cometdb.MaxMemTableMiB,
