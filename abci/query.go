@@ -2,6 +2,7 @@ package abci
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"strings"
 
@@ -70,9 +71,14 @@ func (a *Application) Query(_ context.Context, req *types.QueryRequest) (resp *t
 	case strings.HasPrefix(req.Path, PeerFilterIDPath):
 		id := strings.ToLower(strings.TrimPrefix(req.Path, PeerFilterIDPath))
 		if !a.allowed[id] {
-			// Anyone may send this query over RPC: quote the id, bounded.
-			a.logger.Info("refused a peer that is not one of the consortium's nodes", "node_id", app.QuoteInput(id))
-			return &types.QueryResponse{Code: CodePeerRefused, Codespace: Codespace, Log: fmt.Sprintf("node %s is not one of this node's allowed peers", app.QuoteInput(id))}, nil
+			// Anyone may send this query over RPC: a node id (40 hex
+			// characters) is shown as it is, anything else quoted, cut short.
+			shown := id
+			if _, err := hex.DecodeString(id); err != nil || len(id) != 40 {
+				shown = app.QuoteInput(id)
+			}
+			a.logger.Info("refused a peer that is not one of the consortium's nodes", "node_id", shown)
+			return &types.QueryResponse{Code: CodePeerRefused, Codespace: Codespace, Log: fmt.Sprintf("node %s is not one of this node's allowed peers", shown)}, nil
 		}
 		return &types.QueryResponse{}, nil
 	case strings.HasPrefix(req.Path, PeerFilterAddrPath):
