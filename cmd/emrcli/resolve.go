@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/emrchain/emrchain/client"
 	"github.com/emrchain/emrchain/client/keyring"
@@ -191,15 +193,20 @@ func exactArgs(n int, what string) cobra.PositionalArgs {
 	}
 }
 
-// parseTime accepts a date (YYYY-MM-DD, midnight UTC) or RFC 3339.
+// parseTime accepts a date (YYYY-MM-DD, midnight UTC) or RFC 3339, from
+// year 1 to 9999 in UTC: the times a transaction can carry.
 func parseTime(flag, s string) (time.Time, error) {
-	if t, err := time.Parse("2006-01-02", s); err == nil {
-		return t.UTC(), nil
+	t, err := time.Parse("2006-01-02", s)
+	if err != nil {
+		t, err = time.Parse(time.RFC3339, s)
 	}
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t.UTC(), nil
+	if err != nil {
+		return time.Time{}, usagef("--%s %q: want a date YYYY-MM-DD or an RFC 3339 time", flag, s)
 	}
-	return time.Time{}, usagef("--%s %q: want a date YYYY-MM-DD or an RFC 3339 time", flag, s)
+	if timestamppb.New(t).CheckValid() != nil {
+		return time.Time{}, usagef("--%s %q: want a time from year 1 to 9999 (UTC)", flag, s)
+	}
+	return t.UTC(), nil
 }
 
 func parseRights(list []string) ([]emrv1.Right, error) {
@@ -209,7 +216,9 @@ func parseRights(list []string) ([]emrv1.Right, error) {
 		if !ok || v == 0 {
 			return nil, usagef("--rights: unknown right %q (want read, write, share)", s)
 		}
-		out = append(out, emrv1.Right(v))
+		if !slices.Contains(out, emrv1.Right(v)) { // "read,read" grants read once
+			out = append(out, emrv1.Right(v))
+		}
 	}
 	if len(out) == 0 {
 		return nil, usagef("--rights: name at least one of read, write, share")
