@@ -105,6 +105,9 @@ func (a *App) QueryKey(key []byte, height int64, prove bool) ([]byte, *cmtcrypto
 
 func (a *App) readerAt(height int64) (int64, store.Reader, error) {
 	last, _ := a.store.LastCommit()
+	if height < 0 {
+		return 0, nil, fmt.Errorf("%w: height %d: want a block height, 0 for the latest", ErrInvalidQuery, height)
+	}
 	if height == 0 {
 		height = last
 	}

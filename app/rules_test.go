@@ -1769,6 +1769,7 @@ func TestQueryRules(t *testing.T) {
 		{"unknown path", "/some/other/path", req, 0},
 		{"undecodable request", app.QueryPathPrefix + "Member", []byte{0xff, 0xff}, 0},
 		{"height not committed yet", app.QueryPathPrefix + "Params", req, c.Height() + 1},
+		{"negative height", app.QueryPathPrefix + "Params", req, -1},
 	} {
 		if got := raw(tc.path, tc.data, tc.height); got != app.ErrInvalidQuery.Code() {
 			t.Errorf("%s: code %d, want %d", tc.name, got, app.ErrInvalidQuery.Code())
