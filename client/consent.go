@@ -231,7 +231,11 @@ type RotationResult struct {
 	// re-wrap the rest.
 	Skipped     []SkippedRecord
 	RewrapLimit uint32
-	Tx          *TxResult
+	// RewrapDeferred: this rotation re-wrapped nothing because a later
+	// rotation of the same revocation re-wraps every record straight
+	// under its own, newer KEK (RevokeAndRotate).
+	RewrapDeferred bool
+	Tx             *TxResult
 }
 
 // RotateKey moves a patient to KEK version current+1: envelopes of the new
@@ -266,6 +270,10 @@ type rotationOpts struct {
 	// version, when non-zero, is the key version the patient must still
 	// be at; otherwise the rotation is not built (and no KEK is made).
 	version uint64
+	// rewrapFrom, when non-zero, is the lowest new key version whose
+	// rotation re-wraps; one to a lower version defers it (decided on the
+	// version read, not the one expected: another device may have rotated).
+	rewrapFrom uint64
 }
 
 // errKeyMoved: the patient's key version is no longer the one a rotation
@@ -341,6 +349,9 @@ func (c *Client) rotationMsg(ctx context.Context, patientID []byte, newKEK KEKFu
 	}
 	defer clear(kek)
 	res := &RotationResult{OldVersion: p.KeyVersion, NewVersion: next}
+	if rewrap != nil && next < opts.rewrapFrom {
+		rewrap, res.RewrapDeferred = nil, true
+	}
 	rot := &emrv1.MsgRotateKey{PatientId: patientID, NewKeyVersion: next}
 	for _, perm := range perms {
 		if !needsEnvelope(perm, now) {
@@ -457,6 +468,14 @@ func (r *RevokeResult) LastRotation() *RotationResult {
 // was committed without an envelope for the grantee (else k would be k+1),
 // so with the grantee no longer standing: no attempt sealed it to the
 // grantee.
+//
+// Only the last rotation re-wraps the records' data keys (with rewrap),
+// from whatever version each is under straight to the newest KEK: a
+// re-wrap under the version in between would be written to the chain and
+// replaced a block later, and would keep nothing from the revoked grantee
+// (who may hold that KEK, as above). Until the last rotation commits, the
+// remaining grantees hold the in-between KEK and records stay under older
+// versions, which they cannot open: run again, it completes.
 func (c *Client) RevokeAndRotate(ctx context.Context, s Signer, patientID, grantee []byte, newKEK KEKFunc, rewrap Rewrapper) (*RevokeResult, error) {
 	perms, _, err := c.Permissions(ctx, patientID)
 	if err != nil {
@@ -496,7 +515,7 @@ func (c *Client) RevokeAndRotate(ctx context.Context, s Signer, patientID, grant
 	// (MinHeight was raised by it; opts.after and opts.revoked check it
 	// again), so no attempt seals the new KEK to the revoked grantee.
 	for v, target := p.KeyVersion, perm.KeyVersion+2; v < target; {
-		rot, err := c.rotateKey(ctx, s, patientID, newKEK, rewrap, rotationOpts{after: res.RevokedHeight, revoked: grantee})
+		rot, err := c.rotateKey(ctx, s, patientID, newKEK, rewrap, rotationOpts{after: res.RevokedHeight, revoked: grantee, rewrapFrom: target})
 		if err != nil {
 			return res, fmt.Errorf("revoked at height %d, but the key rotation failed (run revoke again to finish it): %w", res.RevokedHeight, err)
 		}

@@ -111,7 +111,8 @@
 // FileKeyRewrapper
 // re-wraps existing records' data keys under the new KEK (the newest
 // params.max_rewraps_per_rotation of them; RotationResult.Skipped lists
-// the rest, which stay readable by the patient only).
+// the rest, which stay readable by the patient only); of a revocation's
+// rotations, only the last re-wraps (RotationResult.RewrapDeferred).
 //
 // # Blob transfer
 //

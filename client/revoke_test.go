@@ -211,3 +211,38 @@ func TestKEKCopiesCleared(t *testing.T) {
 		}
 	}
 }
+
+// A revocation's rotations re-wrap the records' data keys once: the last
+// one re-wraps every record straight under the newest key; the one before
+// re-wraps nothing, since its key is replaced a block later.
+func TestRevokeRewrapsOnce(t *testing.T) {
+	w, ctx := runningWorld(t, 120*time.Second)
+	c := w.mustClient(t, w.node.RPC)
+	res, err := c.RevokeAndRotate(ctx, w.patient, w.patientID, w.clinician.Address(), w.kek, client.FileKeyRewrapper(w.patientID, w.kek))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Rotations) != 2 {
+		t.Fatalf("%d rotations, want 2 (the clinician's envelope is of the current version)", len(res.Rotations))
+	}
+	first, last := res.Rotations[0], res.Rotations[1]
+	if !first.RewrapDeferred || len(first.Rewrapped) != 0 || len(first.Skipped) != 0 {
+		t.Fatalf("first rotation: deferred %v, re-wrapped %v, skipped %v; want nothing re-wrapped", first.RewrapDeferred, first.Rewrapped, first.Skipped)
+	}
+	recs, err := c.AllRecords(ctx, w.patientID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last.RewrapDeferred || len(last.Skipped) != 0 || len(last.Rewrapped) != len(recs) || len(recs) == 0 {
+		t.Fatalf("last rotation: deferred %v, re-wrapped %v, skipped %v of %d records", last.RewrapDeferred, last.Rewrapped, last.Skipped, len(recs))
+	}
+	for _, r := range recs {
+		if r.KeyVersion != last.NewVersion {
+			t.Errorf("record %d under key version %d, want %d", r.Sequence, r.KeyVersion, last.NewVersion)
+		}
+		dk, err := crypto.UnwrapKey(w.patient.KEKs[last.NewVersion], r.WrappedFileKey, crypto.FileKeyAAD(w.patientID, r.Category, r.KeyVersion))
+		if err != nil || len(dk) == 0 {
+			t.Errorf("record %d does not open under the newest key: %v", r.Sequence, err)
+		}
+	}
+}

@@ -142,10 +142,12 @@ failure: it completes whatever is missing. It prints what was rotated. It
 always waits for each transaction to commit (there is no --async): the
 rotation must see the revocation committed.
 
-The rotation also re-wraps the data key of every existing record under the new
-key (unwrapped with the version each record was wrapped under, which this key
-holds), so the remaining grantees can still read them while the revoked
-member's old key opens nothing new. The chain takes at most
+The last rotation also re-wraps the data key of every existing record under
+the new key (unwrapped with the version each record was wrapped under, which
+this key holds), so the remaining grantees can still read them while the
+revoked member's old key opens nothing new. A rotation before it re-wraps
+nothing (its key is replaced a block later), so until revoke completes the
+remaining grantees cannot open older records: run it again after a failure. The chain takes at most
 params.max_rewraps_per_rotation re-wrapped keys per rotation and has no
 follow-up message yet: if the patient has more records, the newest are
 re-wrapped and revoke lists the others, which stay readable by the patient
@@ -181,7 +183,9 @@ re-encrypting such a file (download, upload again) takes it out of reach.`,
 				Envelopes    []string      `json:"new_envelopes_for"`
 				Rewrapped    []uint64      `json:"rewrapped_records"`
 				NotRewrapped []skippedView `json:"not_rewrapped_records"`
-				Tx           *txView       `json:"tx"`
+				// The next rotation re-wraps the records instead.
+				RewrapDeferred bool    `json:"rewrap_deferred"`
+				Tx             *txView `json:"tx"`
 			}
 			out := struct {
 				PatientID     string          `json:"patient_id"`
@@ -194,7 +198,7 @@ re-encrypting such a file (download, upload again) takes it out of reach.`,
 				Rotations: []*rotationView{}}
 			for _, r := range res.Rotations {
 				rv := &rotationView{OldVersion: r.OldVersion, NewVersion: r.NewVersion, Envelopes: []string{}, Rewrapped: r.Rewrapped,
-					NotRewrapped: []skippedView{}, Tx: viewTx(r.Tx)}
+					NotRewrapped: []skippedView{}, RewrapDeferred: r.RewrapDeferred, Tx: viewTx(r.Tx)}
 				for _, sk := range r.Skipped {
 					rv.NotRewrapped = append(rv.NotRewrapped, skippedView{sk.Sequence, sk.KeyVersion, sk.Reason})
 				}
@@ -221,19 +225,23 @@ re-encrypting such a file (download, upload again) takes it out of reach.`,
 					} else {
 						fmt.Fprintf(w, "  new key sealed to: %s\n", strings.Join(rv.Envelopes, ", "))
 					}
-					fmt.Fprintf(w, "  record keys re-wrapped under version %d: %d of %d records\n", rv.NewVersion, len(rv.Rewrapped), len(rv.Rewrapped)+len(rv.NotRewrapped))
-					if n := len(rv.NotRewrapped); n > 0 {
-						seqs := make([]string, 0, n)
-						for i, sk := range rv.NotRewrapped {
-							if i == 20 {
-								seqs = append(seqs, fmt.Sprintf("and %d more", n-i))
-								break
+					if rv.RewrapDeferred {
+						fmt.Fprintln(w, "  record keys: re-wrapped by the next rotation, straight under its key")
+					} else {
+						fmt.Fprintf(w, "  record keys re-wrapped under version %d: %d of %d records\n", rv.NewVersion, len(rv.Rewrapped), len(rv.Rewrapped)+len(rv.NotRewrapped))
+						if n := len(rv.NotRewrapped); n > 0 {
+							seqs := make([]string, 0, n)
+							for i, sk := range rv.NotRewrapped {
+								if i == 20 {
+									seqs = append(seqs, fmt.Sprintf("and %d more", n-i))
+									break
+								}
+								seqs = append(seqs, fmt.Sprint(sk.Record))
 							}
-							seqs = append(seqs, fmt.Sprint(sk.Record))
+							fmt.Fprintf(w, "  NOT re-wrapped: %d record(s) (%s) stay under older key versions: you can still read them, your grantees cannot.\n",
+								n, strings.Join(seqs, ", "))
+							fmt.Fprintf(w, "    reason (record %d): %s\n", rv.NotRewrapped[0].Record, rv.NotRewrapped[0].Reason)
 						}
-						fmt.Fprintf(w, "  NOT re-wrapped: %d record(s) (%s) stay under older key versions: you can still read them, your grantees cannot.\n",
-							n, strings.Join(seqs, ", "))
-						fmt.Fprintf(w, "    reason (record %d): %s\n", rv.NotRewrapped[0].Record, rv.NotRewrapped[0].Reason)
 					}
 					rv.Tx.text(w)
 				}
