@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
 
 	"github.com/cockroachdb/pebble"
 	dbm "github.com/cometbft/cometbft-db"
@@ -38,11 +36,10 @@ func Provider(memTableMiB int) cmtcfg.DBProvider {
 // database, or none at all).
 var ErrNoOptions = errors.New("cometdb: no pebble OPTIONS file")
 
-var memTableSizeOption = regexp.MustCompile(`(?m)^\s*mem_table_size=(\d+)$`)
-
 // MemTableSizeOf is the memtable size, in bytes, that the pebble database
 // in dir was last opened with, as pebble recorded it in its newest OPTIONS
-// file: how an operator or a test sees what a node's databases run with.
+// file (read back with pebble's own parser): how an operator or a test
+// sees what a node's databases run with.
 func MemTableSizeOf(dir string) (uint64, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "OPTIONS-*"))
 	if err != nil {
@@ -56,13 +53,12 @@ func MemTableSizeOf(dir string) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("cometdb: %w", err)
 	}
-	m := memTableSizeOption.FindSubmatch(b)
-	if m == nil {
+	var opts pebble.Options
+	if err := opts.Parse(string(b), &pebble.ParseHooks{SkipUnknown: func(string, string) bool { return true }}); err != nil {
+		return 0, fmt.Errorf("cometdb: %s: %w", newest, err)
+	}
+	if opts.MemTableSize == 0 {
 		return 0, fmt.Errorf("cometdb: no mem_table_size in %s", newest)
 	}
-	n, err := strconv.ParseUint(string(m[1]), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("cometdb: mem_table_size in %s: %w", newest, err)
-	}
-	return n, nil
+	return opts.MemTableSize, nil
 }
