@@ -1,6 +1,7 @@
 package abci
 
 import (
+	"encoding/hex"
 	"errors"
 	"strings"
 	"sync"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/cometbft/cometbft/abci/types"
 	"github.com/cometbft/cometbft/libs/log"
+	"github.com/cometbft/cometbft/p2p"
 
 	"github.com/emrchain/emrchain/app"
 )
@@ -119,4 +121,11 @@ func events(evs []app.Event) []types.Event {
 		out[i] = types.Event{Type: ev.Type, Attributes: attrs}
 	}
 	return out
+}
+
+// IsNodeID reports whether s is a CometBFT node id: 40 hex characters (in
+// any case), the hex of a 20-byte address.
+func IsNodeID(s string) bool {
+	_, err := hex.DecodeString(s)
+	return err == nil && len(s) == 2*p2p.IDByteLength
 }

@@ -2,7 +2,6 @@ package abci
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 	"strings"
 
@@ -74,7 +73,7 @@ func (a *Application) Query(_ context.Context, req *types.QueryRequest) (resp *t
 			// Anyone may send this query over RPC: a node id (40 hex
 			// characters) is shown as it is, anything else quoted, cut short.
 			shown := id
-			if _, err := hex.DecodeString(id); err != nil || len(id) != 40 {
+			if !IsNodeID(id) {
 				shown = app.QuoteInput(id)
 			}
 			a.logger.Info("refused a peer that is not one of the consortium's nodes", "node_id", shown)

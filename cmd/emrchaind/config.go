@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -18,6 +17,7 @@ import (
 	cmtcfg "github.com/cometbft/cometbft/config"
 	"github.com/mitchellh/mapstructure"
 
+	"github.com/emrchain/emrchain/abci"
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/offchain/sidecar"
 	"github.com/emrchain/emrchain/store"
@@ -215,7 +215,7 @@ func (c appConfig) validate() error {
 	case c.App.SigCacheSize > maxSigCacheSize:
 		// The cache is allocated in full when the app opens.
 		return fmt.Errorf("app.sig_cache_size %d is above %d (about 1 KiB an entry)", c.App.SigCacheSize, maxSigCacheSize)
-	case slices.ContainsFunc(c.App.AllowedPeers, func(id string) bool { return !isNodeID(id) }):
+	case slices.ContainsFunc(c.App.AllowedPeers, func(id string) bool { return !abci.IsNodeID(id) }):
 		return fmt.Errorf("app.allowed_peers: want node ids of 40 hex characters, got %q", c.App.AllowedPeers)
 	case c.GRPC.BroadcastTimeout <= 0:
 		return errors.New("grpc.broadcast_timeout must be positive")
@@ -343,12 +343,6 @@ func writeAppConfig(home string, c appConfig) error {
 		c.GRPC.Enable, c.GRPC.Address, c.GRPC.BroadcastTimeout.String(),
 		c.API.Enable, c.API.Address, tomlStrings(c.API.CORSAllowedOrigins)) + renderSidecarConfig(c.Sidecar)
 	return os.WriteFile(filepath.Join(home, cmtcfg.DefaultConfigDir, appConfigFile), []byte(body), 0o644)
-}
-
-// isNodeID reports whether s is a CometBFT node id: 40 hex characters.
-func isNodeID(s string) bool {
-	_, err := hex.DecodeString(s)
-	return err == nil && len(s) == 40
 }
 
 // tomlStrings formats a TOML array of strings.

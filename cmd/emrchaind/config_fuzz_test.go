@@ -13,6 +13,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/emrchain/emrchain/abci"
 	"github.com/emrchain/emrchain/offchain/sidecar"
 	"github.com/emrchain/emrchain/store"
 	"github.com/emrchain/emrchain/store/cometdb"
@@ -167,7 +168,7 @@ func FuzzLoadAppConfig(f *testing.F) {
 			t.Fatalf("store options %+v of %+v", o, s)
 		}
 		for _, id := range c.App.AllowedPeers {
-			if !isNodeID(id) {
+			if !abci.IsNodeID(id) {
 				t.Fatalf("allowed peer %q accepted", id)
 			}
 		}

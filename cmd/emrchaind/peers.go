@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	cmtcfg "github.com/cometbft/cometbft/config"
+
+	"github.com/emrchain/emrchain/abci"
 )
 
 // acceptedPeers returns the node ids start lets connect over P2P (the ABCI
@@ -38,7 +40,7 @@ func acceptedPeers(p2p *cmtcfg.P2PConfig, allowed []string) ([]string, error) {
 		}
 	}
 	for _, id := range allowed {
-		if !isNodeID(id) {
+		if !abci.IsNodeID(id) {
 			return nil, fmt.Errorf("app.allowed_peers: %q is not a node id (40 hex characters)", id)
 		}
 		add(id)
@@ -50,13 +52,13 @@ func acceptedPeers(p2p *cmtcfg.P2PConfig, allowed []string) ([]string, error) {
 			addr = addr[i+len("://"):]
 		}
 		id, _, ok := strings.Cut(addr, "@")
-		if !ok || !isNodeID(id) {
+		if !ok || !abci.IsNodeID(id) {
 			return nil, fmt.Errorf("p2p.persistent_peers: %q: want ID@host:port with a node id of 40 hex characters", peer)
 		}
 		add(id)
 	}
 	for _, id := range splitPeerList(p2p.UnconditionalPeerIDs) {
-		if !isNodeID(id) {
+		if !abci.IsNodeID(id) {
 			return nil, fmt.Errorf("p2p.unconditional_peer_ids: %q is not a node id (40 hex characters)", id)
 		}
 		add(id)
