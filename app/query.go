@@ -566,19 +566,6 @@ func parseHex(what, s string, size int) ([]byte, error) {
 	return b, nil
 }
 
-// maxQuotedInput bounds how much of a request's value an error quotes.
-const maxQuotedInput = 80
-
-// QuoteInput quotes s for an error message or a log line, cut to
-// maxQuotedInput bytes: a query error must not grow with (or, escaped,
-// quadruple) its input, nor a log line with what a caller sent.
-func QuoteInput(s string) string {
-	if len(s) <= maxQuotedInput {
-		return fmt.Sprintf("%q", s)
-	}
-	return fmt.Sprintf("%q... (%d bytes)", strings.ToValidUTF8(s[:maxQuotedInput], ""), len(s))
-}
-
 func (q *Querier) LastAccess(_ context.Context, req *emrv1.QueryLastAccessRequest) (*emrv1.QueryLastAccessResponse, error) {
 	id, err := parseHex("patient id", req.PatientId, PatientIDSize)
 	if err != nil {

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/emrchain/emrchain/app"
 )
@@ -88,12 +86,12 @@ func (e *ChainError) Is(target error) bool {
 
 // verificationError wraps ErrVerification with a formatted reason.
 func verificationError(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrVerification, OneLine(fmt.Sprintf(format, args...)))
+	return fmt.Errorf("%w: %s", ErrVerification, app.OneLine(fmt.Sprintf(format, args...)))
 }
 
 // staleError wraps ErrVerification and ErrStale with a formatted reason.
 func staleError(format string, args ...any) error {
-	return fmt.Errorf("%w: %w: %s", ErrVerification, ErrStale, OneLine(fmt.Sprintf(format, args...)))
+	return fmt.Errorf("%w: %w: %s", ErrVerification, ErrStale, app.OneLine(fmt.Sprintf(format, args...)))
 }
 
 // wrongHeight is the error for an answer about what at height got when
@@ -104,26 +102,4 @@ func wrongHeight(what string, asked, got int64) error {
 		return staleError("%s answered for height %d, asked at %d", what, got, asked)
 	}
 	return verificationError("%s answered for height %d, asked at %d", what, got, asked)
-}
-
-// OneLine makes an error text printable on one line: newlines and tabs
-// become spaces and bytes that are not printable UTF-8 (proof libraries
-// like to embed raw keys) are escaped.
-func OneLine(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size <= 1:
-			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case r == '\n' || r == '\r' || r == '\t':
-			b.WriteByte(' ')
-		case !unicode.IsPrint(r):
-			fmt.Fprintf(&b, `\u%04x`, r)
-		default:
-			b.WriteRune(r)
-		}
-		i += max(size, 1)
-	}
-	return strings.Join(strings.Fields(b.String()), " ")
 }

@@ -124,9 +124,3 @@ func TestCheckTxRejectionParsesCometBFT(t *testing.T) {
 		t.Fatal("not found")
 	}
 }
-
-func TestOneLine(t *testing.T) {
-	if got := OneLine("a\nb\x00c\xffd\t e"); got != `a b\u0000c\xffd e` {
-		t.Fatalf("OneLine = %q", got)
-	}
-}

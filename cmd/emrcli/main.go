@@ -10,7 +10,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/emrchain/emrchain/client"
+	"github.com/emrchain/emrchain/app"
 )
 
 func main() {
@@ -38,7 +38,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(stderr, "Error: "+client.OneLine(err.Error()))
+	fmt.Fprintln(stderr, "Error: "+app.OneLine(err.Error()))
 	if isUsage(err) {
 		return exitUsage
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/client"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
@@ -332,7 +333,7 @@ informational (it is not part of any hash).`,
 			return a.emit(v, func(w io.Writer) {
 				v.text(w)
 				if res.Code != 0 {
-					fmt.Fprintf(w, "failed: %s\n", client.OneLine(res.Log))
+					fmt.Fprintf(w, "failed: %s\n", app.OneLine(res.Log))
 				}
 			})
 		},

@@ -12,9 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
+	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/offchain/blobstore"
 )
 
@@ -209,20 +209,12 @@ const (
 	maxErrorReason = 4096
 )
 
-// cleanText makes s safe to print: invalid UTF-8 and control or format
-// characters (terminal escapes, bidirectional overrides) become U+FFFD,
-// tabs and line breaks spaces, and it is cut to at most limit bytes, on a
-// character boundary, ending in "…" when cut.
+// cleanText makes s safe to print on one line (app.OneLine: control and
+// format characters, terminal escapes and bidirectional overrides
+// escaped) and cuts it to at most limit bytes, on a character boundary,
+// ending in "…" when cut.
 func cleanText(s string, limit int) string {
-	s = strings.Map(func(r rune) rune {
-		switch {
-		case r == '\t' || r == '\n' || r == '\r':
-			return ' '
-		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r):
-			return utf8.RuneError
-		}
-		return r
-	}, strings.ToValidUTF8(s, string(utf8.RuneError)))
+	s = app.OneLine(s)
 	if len(s) <= limit {
 		return s
 	}

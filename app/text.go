@@ -1,0 +1,44 @@
+package app
+
+import (
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// maxQuotedInput bounds how much of a request's value an error quotes.
+const maxQuotedInput = 80
+
+// QuoteInput quotes s for an error message or a log line, cut to
+// maxQuotedInput bytes: a query error must not grow with (or, escaped,
+// quadruple) its input, nor a log line with what a caller sent.
+func QuoteInput(s string) string {
+	if len(s) <= maxQuotedInput {
+		return fmt.Sprintf("%q", s)
+	}
+	return fmt.Sprintf("%q... (%d bytes)", strings.ToValidUTF8(s[:maxQuotedInput], ""), len(s))
+}
+
+// OneLine makes text from outside (an error, a peer's answer) printable on
+// one line: newlines and tabs become spaces, runs of white space one, and
+// bytes that are not printable UTF-8 (terminal escapes, bidirectional
+// overrides, the raw keys proof libraries like to embed) are escaped.
+func OneLine(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == '\n' || r == '\r' || r == '\t':
+			b.WriteByte(' ')
+		case !unicode.IsPrint(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+		i += max(size, 1)
+	}
+	return strings.Join(strings.Fields(b.String()), " ")
+}
