@@ -202,8 +202,8 @@ func FuzzQuery(f *testing.F) {
 			t.Fatalf("%s response carries height %d, answered at %d", m.Name(), got, h)
 		}
 		proofs := resp.Get(fields.ByName("proofs")).List()
-		if !prove && proofs.Len() > 0 {
-			t.Fatalf("%s carries %d proofs unasked", m.Name(), proofs.Len())
+		if prove != (proofs.Len() > 0) {
+			t.Fatalf("%s carries %d proofs, prove %v: want proofs exactly when asked", m.Name(), proofs.Len(), prove)
 		}
 		seen := map[string]bool{}
 		for i := range proofs.Len() {
