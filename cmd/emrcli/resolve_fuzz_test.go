@@ -180,61 +180,47 @@ func FuzzParseRights(f *testing.F) {
 // registrar, never patient, read as that role, whose roleName reads back
 // the same.
 func FuzzParseRole(f *testing.F) {
-	for _, seed := range []string{
+	fuzzEnumFlag(f, []string{
 		"clinician", "researcher", "auditor", "registrar", " Registrar\t", "patient", "PATIENT",
 		"unspecified", "ROLE_CLINICIAN", "", "regıstrar", "2",
-	} {
-		f.Add(seed)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		r, err := parseRole(s)
-		if err != nil {
-			if r != 0 || !isUsage(err) {
-				t.Fatalf("parseRole(%q) = %v, %v", s, r, err)
-			}
-			return
-		}
-		switch r {
-		case emrv1.Role_ROLE_CLINICIAN, emrv1.Role_ROLE_RESEARCHER, emrv1.Role_ROLE_AUDITOR, emrv1.Role_ROLE_REGISTRAR:
-		default:
-			t.Fatalf("parseRole(%q) = %v", s, r)
-		}
-		if strings.ToUpper(strings.TrimSpace(s)) != strings.ToUpper(roleName(r)) {
-			t.Fatalf("%q read as %v", s, r)
-		}
-		if back, err := parseRole(roleName(r)); err != nil || back != r {
-			t.Fatalf("%v names %q, which reads as %v, %v", r, roleName(r), back, err)
-		}
-	})
+	}, parseRole, roleName,
+		emrv1.Role_ROLE_CLINICIAN, emrv1.Role_ROLE_RESEARCHER, emrv1.Role_ROLE_AUDITOR, emrv1.Role_ROLE_REGISTRAR)
 }
 
 // FuzzParsePurpose: --purpose is refused with purpose 0 and a usage
 // error, or it names (trimmed, in any case) treatment, research or
 // emergency, read as that purpose, whose purposeName reads back the same.
 func FuzzParsePurpose(f *testing.F) {
-	for _, seed := range []string{
+	fuzzEnumFlag(f, []string{
 		"treatment", "research", "emergency", " Emergency\n", "unspecified", "PURPOSE_RESEARCH", "", "reſearch", "1",
-	} {
+	}, parsePurpose, purposeName,
+		emrv1.Purpose_PURPOSE_TREATMENT, emrv1.Purpose_PURPOSE_RESEARCH, emrv1.Purpose_PURPOSE_EMERGENCY)
+}
+
+// fuzzEnumFlag fuzzes the parser of a flag naming one value of an enum:
+// it refuses with the zero value and a usage error, or it reads one of
+// accepted whose name is the flag (trimmed, in any case) and reads back
+// as the same value.
+func fuzzEnumFlag[E ~int32](f *testing.F, seeds []string, parse func(string) (E, error), name func(E) string, accepted ...E) {
+	for _, seed := range seeds {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		p, err := parsePurpose(s)
+		v, err := parse(s)
 		if err != nil {
-			if p != 0 || !isUsage(err) {
-				t.Fatalf("parsePurpose(%q) = %v, %v", s, p, err)
+			if v != 0 || !isUsage(err) {
+				t.Fatalf("parse(%q) = %v, %v", s, v, err)
 			}
 			return
 		}
-		switch p {
-		case emrv1.Purpose_PURPOSE_TREATMENT, emrv1.Purpose_PURPOSE_RESEARCH, emrv1.Purpose_PURPOSE_EMERGENCY:
-		default:
-			t.Fatalf("parsePurpose(%q) = %v", s, p)
+		if !slices.Contains(accepted, v) {
+			t.Fatalf("parse(%q) = %v, not one of %v", s, v, accepted)
 		}
-		if strings.ToUpper(strings.TrimSpace(s)) != strings.ToUpper(purposeName(p)) {
-			t.Fatalf("%q read as %v", s, p)
+		if strings.ToUpper(strings.TrimSpace(s)) != strings.ToUpper(name(v)) {
+			t.Fatalf("%q read as %v", s, v)
 		}
-		if back, err := parsePurpose(purposeName(p)); err != nil || back != p {
-			t.Fatalf("%v names %q, which reads as %v, %v", p, purposeName(p), back, err)
+		if back, err := parse(name(v)); err != nil || back != v {
+			t.Fatalf("%v names %q, which reads as %v, %v", v, name(v), back, err)
 		}
 	})
 }
