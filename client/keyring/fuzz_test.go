@@ -49,21 +49,14 @@ func decodeFileSeeds(t testing.TB) map[string][]byte {
 	t.Helper()
 	dk, _ := fuzzKeys()
 	k := fuzzKey(t, "alice")
-	encode := func(f *keyFile) []byte {
-		raw, err := f.encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return raw
-	}
 	sealed := func(format string) []byte {
 		f, _, err := seal(format, BackendFile, k, nil, cheap, dk)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return encode(f)
+		return mustEncode(t, f)
 	}
-	clearFile := encode(sealClear(k))
+	clearFile := mustEncode(t, sealClear(k))
 	shortKEK := fuzzKey(t, "alice")
 	shortKEK.KEKs[9] = []byte{9}
 	fileKey := sealed(formatKey)
@@ -75,7 +68,7 @@ func decodeFileSeeds(t testing.TB) map[string][]byte {
 		"kdf-weakened":    bytes.Replace(fileKey, []byte(`"time": 1`), []byte(`"time": 2`), 1),
 		"renamed":         bytes.Replace(fileKey, []byte(`"name": "alice"`), []byte(`"name": "bob"`), 1),
 		"unknown-field":   bytes.Replace(clearFile, []byte(`"format"`), []byte(`"extra": 1, "format"`), 1),
-		"short-kek":       encode(sealClear(shortKEK)),
+		"short-kek":       mustEncode(t, sealClear(shortKEK)),
 		"empty":           nil,
 		"null":            []byte("null"),
 		"empty-object":    []byte("{}"),
@@ -207,7 +200,7 @@ func FuzzDecodeFile(f *testing.F) {
 	})
 }
 
-func mustEncode(t *testing.T, f *keyFile) []byte {
+func mustEncode(t testing.TB, f *keyFile) []byte {
 	t.Helper()
 	raw, err := f.encode()
 	if err != nil {
