@@ -1625,10 +1625,14 @@ func TestSweepIds(t *testing.T) {
 	}
 }
 
-// checkMember: member of res is the JSON want (compared as re-encoded), or
-// absent when want is "".
+// checkMember: member of res (a resource of the output, which must be
+// there) is the JSON want (compared as re-encoded), or absent when want
+// is "".
 func checkMember(t *testing.T, res map[string]any, member, want string) {
 	t.Helper()
+	if res == nil {
+		t.Fatalf("no resource to look for %s in", member)
+	}
 	got, ok := res[member]
 	if want == "" {
 		if ok {
