@@ -22,6 +22,8 @@ build: ## Build emrchaind and emrcli into ./bin.
 .PHONY: test
 test: ## Run every test (unit, in-process chain, fuzz seeds, real node); the CI command.
 	$(GO) vet ./...
+	GOOS=windows $(GO) vet ./cmd/emrcli
+	GOOS=darwin $(GO) vet ./cmd/emrcli
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) test -count=1 -timeout 15m ./...
 
@@ -30,9 +32,11 @@ test-race: ## Run the state machine, store and ABCI tests under the race detecto
 	$(GO) test -count=1 -race -timeout 15m ./app/... ./store/... ./abci/...
 
 .PHONY: lint
-lint: ## gofmt and go vet.
+lint: ## gofmt and go vet (emrcli also as built for Windows and macOS).
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	GOOS=windows $(GO) vet ./cmd/emrcli
+	GOOS=darwin $(GO) vet ./cmd/emrcli
 
 .PHONY: fuzz
 fuzz: ## Fuzz every decoder for FUZZTIME each (default 30s).

@@ -1,11 +1,11 @@
-//go:build !(linux || darwin || freebsd || netbsd || openbsd || dragonfly)
+//go:build !(linux || darwin || freebsd || netbsd || openbsd || dragonfly || windows)
 
 package main
 
 import "os"
 
-// Elsewhere (Windows) the passphrase is read like any line, and echoed;
-// prefer EMRCLI_PASSPHRASE there (emrcli --help says so).
+// Elsewhere (Plan 9, wasm, ...) the passphrase is read like any line,
+// and echoed; prefer EMRCLI_PASSPHRASE there (emrcli --help says so).
 func isTerminal(*os.File) bool { return false }
 
 func echoOff(*os.File) (func(), error) { return func() {}, nil }

@@ -28,7 +28,10 @@
 //     copies it server-side to its final name and deletes the temporary
 //     object. A bucket with versioning enabled is refused at open
 //     (ErrBucketVersioned): there a deleted blob would stay readable as an
-//     old version. A Put that dies during a multipart upload leaves its
+//     old version. In a bucket whose versioning is suspended, removals
+//     delete the object's null version, so neither erased blobs nor
+//     temporary uploads leave delete markers behind (an object written
+//     while versioning was on is hidden by one, as S3 does). A Put that dies during a multipart upload leaves its
 //     parts as an unfinished upload, which CleanTemp does not see: MinIO
 //     aborts those itself (api stale_uploads_expiry, 24 h by default) and
 //     lists them only object by object, so a prefix listing here would

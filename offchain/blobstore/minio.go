@@ -39,6 +39,10 @@ type MinIO struct {
 	c      *minio.Client
 	bucket string
 	prefix string
+	// suspended: the bucket's versioning is suspended, so a removal
+	// deletes the object's null version instead of leaving a delete
+	// marker behind (remove).
+	suspended bool
 }
 
 var _ Store = (*MinIO)(nil)
@@ -111,10 +115,34 @@ func OpenMinIO(ctx context.Context, cfg MinIOConfig) (*MinIO, error) {
 			}
 		}
 	}
-	if err := checkUnversioned(ctx, c, cfg.Bucket); err != nil {
+	if s.suspended, err = checkUnversioned(ctx, c, cfg.Bucket); err != nil {
 		return nil, fmt.Errorf("blobstore: minio %s: %w", endpoint, err)
 	}
 	return s, nil
+}
+
+// remove deletes object name. In a bucket whose versioning is suspended a
+// plain removal leaves a delete marker for every blob and temporary
+// upload ever removed; there the object's null version (the only one an
+// object written since the suspension has) is deleted, which leaves
+// nothing. Should an older version then be the object (one written while
+// versioning was enabled), a plain removal hides it as before.
+func (s *MinIO) remove(ctx context.Context, name string) error {
+	if !s.suspended {
+		return s.c.RemoveObject(ctx, s.bucket, name, minio.RemoveObjectOptions{})
+	}
+	if err := s.c.RemoveObject(ctx, s.bucket, name, minio.RemoveObjectOptions{VersionID: "null"}); err != nil {
+		return err
+	}
+	_, err := s.c.StatObject(ctx, s.bucket, name, minio.StatObjectOptions{})
+	switch {
+	case err == nil:
+		return s.c.RemoveObject(ctx, s.bucket, name, minio.RemoveObjectOptions{})
+	case isNoSuchKey(err):
+		return nil
+	default:
+		return err
+	}
 }
 
 // checkUnversioned refuses a bucket with versioning enabled. There every
@@ -124,23 +152,24 @@ func OpenMinIO(ctx context.Context, cfg MinIOConfig) (*MinIO, error) {
 // credentials and never removed by emrchain. A suspended bucket is
 // accepted: new objects get no versions there (versions kept from before
 // the suspension stay, and are the operator's to remove). A server that
-// does not implement the versioning API has none.
-func checkUnversioned(ctx context.Context, c *minio.Client, bucket string) error {
+// does not implement the versioning API has none. It reports whether
+// versioning is suspended.
+func checkUnversioned(ctx context.Context, c *minio.Client, bucket string) (suspended bool, err error) {
 	vc, err := c.GetBucketVersioning(ctx, bucket)
 	switch code := errorCode(err); {
 	case err == nil:
 	case code == "NotImplemented" || code == "XMinioNotImplemented":
-		return nil
+		return false, nil
 	case code == "AccessDenied":
-		return fmt.Errorf("bucket %q: reading its versioning needs s3:GetBucketVersioning for these credentials: %w", bucket, err)
+		return false, fmt.Errorf("bucket %q: reading its versioning needs s3:GetBucketVersioning for these credentials: %w", bucket, err)
 	default:
-		return fmt.Errorf("bucket %q versioning: %w", bucket, err)
+		return false, fmt.Errorf("bucket %q versioning: %w", bucket, err)
 	}
 	if vc.Enabled() {
-		return fmt.Errorf("bucket %q: %w: deleted blobs would stay readable as old versions; "+
+		return false, fmt.Errorf("bucket %q: %w: deleted blobs would stay readable as old versions; "+
 			"use a bucket without versioning, or suspend it (mc version suspend)", bucket, ErrBucketVersioned)
 	}
-	return nil
+	return vc.Suspended(), nil
 }
 
 // Name implements Store.
@@ -192,7 +221,7 @@ func (s *MinIO) Put(ctx context.Context, key Key, r io.Reader, size int64) (err 
 		// The temporary object goes in every case, even if ctx ended.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		_ = s.c.RemoveObject(rctx, s.bucket, tmp, minio.RemoveObjectOptions{})
+		_ = s.remove(rctx, tmp)
 	}()
 	if perr != nil {
 		if v.short || errors.Is(perr, ErrSizeMismatch) {
@@ -295,7 +324,7 @@ func (s *MinIO) Delete(ctx context.Context, key Key) error {
 	if _, err := s.Stat(ctx, key); err != nil {
 		return err
 	}
-	if err := s.c.RemoveObject(ctx, s.bucket, s.name(key), minio.RemoveObjectOptions{}); err != nil {
+	if err := s.remove(ctx, s.name(key)); err != nil {
 		return fmt.Errorf("blobstore: minio delete %s: %w", key, err)
 	}
 	return nil
@@ -338,7 +367,7 @@ func (s *MinIO) CleanTemp(ctx context.Context, olderThan time.Duration) (int, er
 		if !oi.LastModified.Before(cutoff) {
 			continue
 		}
-		if err := s.c.RemoveObject(ctx, s.bucket, oi.Key, minio.RemoveObjectOptions{}); err == nil {
+		if err := s.remove(ctx, oi.Key); err == nil {
 			removed++
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync/atomic"
 	"testing"
 
@@ -77,7 +79,8 @@ func TestMinIOConfig(t *testing.T) {
 // TestMinIOVersionedBucket: a bucket with versioning enabled is refused at
 // open (ErrBucketVersioned), since every delete there would leave the
 // ciphertext readable as an old version; once versioning is suspended the
-// bucket is accepted, and a deleted blob then leaves no version behind.
+// bucket is accepted, a blob written and deleted since then leaves no
+// version and no delete marker behind, and one written before is hidden.
 func TestMinIOVersionedBucket(t *testing.T) {
 	cfg := testMinIO(t, "versioned")
 	ctx := context.Background()
@@ -91,6 +94,9 @@ func TestMinIOVersionedBucket(t *testing.T) {
 	if _, err := OpenMinIO(ctx, cfg); !errors.Is(err, ErrBucketVersioned) {
 		t.Fatalf("open of a versioned bucket: %v, want ErrBucketVersioned", err)
 	}
+	// Written while versioning was on (by a store opened before): the
+	// object's version is not the null one.
+	old := mustPut(t, s, []byte("ciphertext written while versioned"))
 	if err := s.c.SuspendVersioning(ctx, cfg.Bucket); err != nil {
 		t.Fatalf("suspend versioning: %v", err)
 	}
@@ -99,15 +105,35 @@ func TestMinIOVersionedBucket(t *testing.T) {
 		t.Fatalf("open of a suspended bucket: %v", err)
 	}
 	key := mustPut(t, s, []byte("ciphertext to erase"))
-	if err := s.Delete(ctx, key); err != nil {
-		t.Fatal(err)
+	kept := mustPut(t, s, []byte("ciphertext to keep"))
+	for _, k := range []Key{key, old} {
+		if err := s.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Stat(ctx, k); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("stat of deleted %s: %v, want ErrNotFound", k, err)
+		}
 	}
-	for oi := range s.c.ListObjects(ctx, cfg.Bucket, minio.ListObjectsOptions{Prefix: s.name(key), WithVersions: true}) {
+	// Every version and delete marker of a blob: the kept blob's one
+	// version, nothing of the blob written and deleted since the
+	// suspension (a plain removal would leave a marker), and the old
+	// blob's version hidden behind a marker.
+	versions := map[string][]string{}
+	for oi := range s.c.ListObjects(ctx, cfg.Bucket, minio.ListObjectsOptions{Prefix: "blobs/", Recursive: true, WithVersions: true}) {
 		if oi.Err != nil {
 			t.Fatal(oi.Err)
 		}
-		if !oi.IsDeleteMarker {
-			t.Fatalf("a version of the deleted blob remains: %+v", oi)
+		kind := "version"
+		if oi.IsDeleteMarker {
+			kind = "delete marker"
 		}
+		versions[oi.Key] = append(versions[oi.Key], kind)
+	}
+	want := map[string][]string{
+		s.name(kept): {"version"},
+		s.name(old):  {"delete marker", "version"},
+	}
+	if !maps.EqualFunc(versions, want, slices.Equal) {
+		t.Fatalf("versions of the blobs: %q, want %q", versions, want)
 	}
 }

@@ -361,4 +361,10 @@ func TestAuthFailureOnlyUnauthenticatedCharged(t *testing.T) {
 			t.Fatalf("bad signature %d after the 403s and 503s: %d %+v, want 401 (the host's tokens intact)", i, w.Code, body)
 		}
 	}
+	// The limiter is on: the failures above took every token.
+	req := get(e.writer)
+	req.Header.Set(HeaderSignature, base64.StdEncoding.EncodeToString(make([]byte, 64)))
+	if w, body := e.serveFrom(req, host); w.Code != http.StatusTooManyRequests {
+		t.Fatalf("bad signature past the limit: %d %+v, want 429", w.Code, body)
+	}
 }

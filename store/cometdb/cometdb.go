@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/cockroachdb/pebble"
 	dbm "github.com/cometbft/cometbft-db"
@@ -41,14 +43,10 @@ var ErrNoOptions = errors.New("cometdb: no pebble OPTIONS file")
 // file (read back with pebble's own parser): how an operator or a test
 // sees what a node's databases run with.
 func MemTableSizeOf(dir string) (uint64, error) {
-	files, err := filepath.Glob(filepath.Join(dir, "OPTIONS-*"))
+	newest, err := newestOptions(dir)
 	if err != nil {
-		return 0, fmt.Errorf("cometdb: %w", err)
+		return 0, err
 	}
-	if len(files) == 0 {
-		return 0, fmt.Errorf("%w in %s", ErrNoOptions, dir)
-	}
-	newest := files[len(files)-1] // OPTIONS-<file number>, zero-padded
 	b, err := os.ReadFile(newest)
 	if err != nil {
 		return 0, fmt.Errorf("cometdb: %w", err)
@@ -61,4 +59,34 @@ func MemTableSizeOf(dir string) (uint64, error) {
 		return 0, fmt.Errorf("cometdb: no mem_table_size in %s", newest)
 	}
 	return opts.MemTableSize, nil
+}
+
+// newestOptions is the path of dir's OPTIONS file with the highest file
+// number. Pebble names them OPTIONS-<number>, zero-padded to six digits
+// and longer past 999999, so the names do not sort as the numbers do;
+// names whose suffix is not a number are not pebble's.
+func newestOptions(dir string) (string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return "", fmt.Errorf("cometdb: %w", err)
+	}
+	newest, found := "", false
+	var highest uint64
+	for _, e := range entries {
+		suffix, ok := strings.CutPrefix(e.Name(), "OPTIONS-")
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		n, err := strconv.ParseUint(suffix, 10, 64)
+		if err != nil {
+			continue
+		}
+		if !found || n > highest {
+			newest, highest, found = e.Name(), n, true
+		}
+	}
+	if !found {
+		return "", fmt.Errorf("%w in %s", ErrNoOptions, dir)
+	}
+	return filepath.Join(dir, newest), nil
 }

@@ -2,6 +2,8 @@ package cometdb
 
 import (
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -61,5 +63,52 @@ func TestProviderMemTable(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMemTableSizeOfNewest: a database reopened with another memtable
+// reads back the new size, and of several OPTIONS files (pebble leaves
+// older ones behind when an open is cut short) the one with the highest
+// file number counts, also where that number has grown past six digits
+// and its name sorts first.
+func TestMemTableSizeOfNewest(t *testing.T) {
+	conf := cmtcfg.DefaultConfig()
+	conf.SetRoot(t.TempDir())
+	conf.DBBackend = "pebbledb"
+	dir := filepath.Join(conf.DBDir(), "state.db")
+	for _, mib := range []int{16, 32} {
+		db, err := Provider(mib)(&cmtcfg.DBContext{ID: "state", Config: conf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := MemTableSizeOf(dir); err != nil || got != uint64(mib)<<20 {
+			t.Fatalf("reopened with %d MiB: %d, %v", mib, got, err)
+		}
+	}
+
+	planted := t.TempDir()
+	options := func(name string, size uint64) {
+		t.Helper()
+		body := fmt.Sprintf("[Version]\n  pebble_version=0.1\n\n[Options]\n  mem_table_size=%d\n", size)
+		if err := os.WriteFile(filepath.Join(planted, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	options("OPTIONS-000007", 4<<20)
+	options("OPTIONS-999999", 8<<20)
+	options("OPTIONS-not-a-number", 1<<20)
+	if got, err := MemTableSizeOf(planted); err != nil || got != 8<<20 {
+		t.Fatalf("newest of six digits: %d, %v; want %d", got, err, 8<<20)
+	}
+	options("OPTIONS-1000000", 64<<20)
+	if got, err := MemTableSizeOf(planted); err != nil || got != 64<<20 {
+		t.Fatalf("newest past six digits: %d, %v; want %d", got, err, 64<<20)
+	}
+
+	if _, err := MemTableSizeOf(t.TempDir()); !errors.Is(err, ErrNoOptions) {
+		t.Fatalf("an empty directory: %v, want ErrNoOptions", err)
 	}
 }
