@@ -17,7 +17,8 @@
 # just saturated, whose compactions and caches still carry that phase). It
 # prints the summaries and, last, the line
 #   emrchain <N> tx/s, kvstore <M> tx/s, ratio <N/M>
-# With REPEAT=R it first runs R-1 more rounds (2..R) of the two saturation
+# Before any of it, a warm-up phase of each network (WARM seconds, not
+# counted). With REPEAT=R it first runs R-1 more rounds (2..R) of the two saturation
 # phases, in turn, each on a fresh network, then round 1 as above (with the
 # profile and the latency phases); N and M are then the medians of the R
 # rounds, the latency phases run at RATE_FRACTION of those, and a line per
@@ -33,6 +34,12 @@
 #   BENCH_OUT      results directory [./bench-chain]
 #   DURATION       seconds of each measured phase [45]
 #   WARMUP         seconds at the start of a phase left out of the figures [10]
+#   WARM           seconds of the warm-up phase of each network, at
+#                  saturation on a network of its own, before the measured
+#                  ones; its figures are reported but not counted [30; 0
+#                  skips it]. Without it the first phase of a run, on a
+#                  machine that was idle, was emrchain's slowest in 11 of
+#                  13 runs (BENCHMARKS.md, runs 17-29)
 #   RATE_FRACTION  the latency phase runs at this share of saturation [0.7]
 #   BACKEND        database of both networks: pebble or goleveldb [pebble]
 #   NODE_GOGC      GOGC of every node process of both networks [1000; see
@@ -61,6 +68,7 @@ BIN=${BIN:-$ROOT/bin}
 OUT=${BENCH_OUT:-$ROOT/bench-chain}
 DURATION=${DURATION:-45}
 WARMUP=${WARMUP:-10}
+WARM=${WARM:-30}
 RATE_FRACTION=${RATE_FRACTION:-0.7}
 BACKEND=${BACKEND:-pebble}
 NODE_GOGC=${NODE_GOGC:-1000}
@@ -90,6 +98,8 @@ command -v curl >/dev/null || die "curl is needed"
 # RATE_FRACTION 0 would ask for --rate 0, which is saturation.
 [[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 15 && $DURATION -le 600 ]] || die "DURATION must be 15..600 seconds (a number, no unit)"
 [[ $WARMUP =~ ^[0-9]+$ && $WARMUP -lt $DURATION ]] || die "WARMUP must be a number of seconds shorter than DURATION"
+[[ $WARM =~ ^[0-9]+$ && ( $WARM == 0 || ( $WARM -gt $WARMUP && $WARM -le 600 ) ) ]] ||
+  die "WARM must be 0 or a number of seconds longer than WARMUP, at most 600"
 [[ $RATE_FRACTION =~ ^(0?\.[0-9]*[1-9][0-9]*|1(\.0*)?)$ ]] || die "RATE_FRACTION must be more than 0 and at most 1"
 [[ $KV_RATE =~ ^[1-9][0-9]*$ ]] || die "KV_RATE must be a positive number of tx/s"
 [[ $CONNS =~ ^[0-9]+$ ]] || die "CONNS must be a number (0: the load's default)"
@@ -135,7 +145,7 @@ trap 'exit 130' INT TERM
 {
   echo "# bench-chain $(date -u +%FT%TZ) on $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "# commit $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet 2>/dev/null || echo '+changes'); emrchaind $("$EMRCHAIND" version 2>/dev/null | awk '/^emrchaind:/ {print $2}'); cometbft $("$COMETBFT" version 2>/dev/null); $(go version 2>/dev/null | cut -d' ' -f3)"
-  echo "# DURATION=$DURATION WARMUP=$WARMUP RATE_FRACTION=$RATE_FRACTION RATE_FRESH=$RATE_FRESH REPEAT=$REPEAT BACKEND=$BACKEND NODE_GOGC=$NODE_GOGC NODE_MEMLIMIT=${NODE_MEMLIMIT:-none} TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE:-default} KV_RATE=$KV_RATE CONNS=$CONNS KV_COMETDB=$KV_COMETDB"
+  echo "# DURATION=$DURATION WARMUP=$WARMUP WARM=$WARM RATE_FRACTION=$RATE_FRACTION RATE_FRESH=$RATE_FRESH REPEAT=$REPEAT BACKEND=$BACKEND NODE_GOGC=$NODE_GOGC NODE_MEMLIMIT=${NODE_MEMLIMIT:-none} TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE:-default} KV_RATE=$KV_RATE CONNS=$CONNS KV_COMETDB=$KV_COMETDB"
 } | tee "$OUT/commands.txt"
 
 # emr_net DIR: writes and starts a 4-validator emrchain network in DIR;
@@ -189,16 +199,17 @@ kv_saturation() {
   echo "kvstore$1 $KV_CPU" >>"$WORK/cpu-per-tx.txt"
 }
 
-# kv_phase NAME FILE RATE_PER_ENDPOINT: loadtime load with the watcher
-# around it; the results are labelled NAME and written to $OUT/FILE*.
+# kv_phase NAME FILE RATE_PER_ENDPOINT [SECONDS]: loadtime load with the
+# watcher around it, for SECONDS [DURATION]; the results are labelled NAME
+# and written to $OUT/FILE*.
 kv_phase() {
-  local name=$1 file=$2 rate=$3 w
-  run "$EMRCHAIND" load watch --node "$(rpc "$KV" 0)" --name "$name" --duration "${DURATION}s" --warmup "${WARMUP}s" \
+  local name=$1 file=$2 rate=$3 secs=${4:-$DURATION} w
+  run "$EMRCHAIND" load watch --node "$(rpc "$KV" 0)" --name "$name" --duration "${secs}s" --warmup "${WARMUP}s" \
     --json "$OUT/$file.json" --csv "$OUT/$file.csv" --blocks-csv "$OUT/$file-blocks.csv" >"$WORK/$name.watch.txt" 2>&1 &
   w=$!
   BG+=("$w")
   sleep 0.5
-  run timeout $((DURATION + 60)) "$LOADTIME" -c 1 -T "$DURATION" -r "$rate" -s "$EMR_BYTES" \
+  run timeout $((secs + 60)) "$LOADTIME" -c 1 -T "$secs" -r "$rate" -s "$EMR_BYTES" \
     --broadcast-tx-method async --endpoints "$ENDPOINTS" >"$WORK/$name.loadtime.log" 2>&1 ||
     { tail -n 20 "$WORK/$name.loadtime.log"; die "loadtime failed"; }
   wait "$w" || { cat "$WORK/$name.watch.txt"; die "watch failed"; }
@@ -212,6 +223,31 @@ median() {
 
 # median_tps FILE...: the median committed tx/s of the summaries.
 median_tps() { jq .tps "$@" | median; }
+
+# --- warm-up (WARM) ------------------------------------------------------------
+# The first phase of a run, on a machine that was idle, is slower than
+# the ones after it: in runs 17-29 the first emrchain phase had the lowest
+# ratio of its run in 11 of 13 (the exceptions: run 17, and run 27, whose
+# nodes were held to 1 GiB), at up to 1.4x the node CPU per transaction,
+# as if the memory the nodes touch first costs more (emrchain's touch
+# about 11 GB, kvstore's 5). A validator that has run for minutes pays
+# none of that, so each network first runs WARM seconds at saturation on
+# a network of its own, reported but not counted.
+if [[ $WARM -gt 0 ]]; then
+  EMR=$WORK/emr-warm
+  emr_net "$EMR"
+  say "warm-up: emrchain at saturation for ${WARM}s (not counted)"
+  run "$EMRCHAIND" load --testnet "$EMR" --name emrchain-warm --duration "${WARM}s" --warmup "${WARMUP}s" --conns "$CONNS" \
+    --prefix bench-warm --json "$OUT/warm-emrchain.json" >"$WORK/warm-emrchain.txt" 2>&1 ||
+    { cat "$WORK/warm-emrchain.txt"; die "emrchain warm-up failed"; }
+  EMR_BYTES=$(jq '.mean_tx_bytes | floor' "$OUT/warm-emrchain.json")
+  stop_net "$EMR"
+  KV=$WORK/kv-warm
+  kv_net "$KV"
+  say "warm-up: kvstore at saturation for ${WARM}s (not counted)"
+  kv_phase kvstore-warm warm-kvstore "$KV_RATE" "$WARM" >/dev/null
+  stop_net "$KV"
+fi
 
 # --- more rounds of the saturation phases (REPEAT) ---------------------------
 : >"$WORK/cpu-per-tx.txt"
@@ -282,6 +318,10 @@ for f in emrchain-saturation emrchain-rate kvstore-saturation kvstore-rate; do
 done
 echo "node CPU per committed tx (4 nodes, user+system): emrchain $EMR_CPU ms, kvstore $KV_CPU ms"
 echo "load average now: $(cut -d' ' -f1-3 /proc/loadavg); results in $OUT"
+if [[ $WARM -gt 0 ]]; then
+  printf 'warm-up (not counted): emrchain %.0f tx/s, kvstore %.0f tx/s\n' \
+    "$(jq .tps "$OUT/warm-emrchain.json")" "$(jq .tps "$OUT/warm-kvstore.json")"
+fi
 if [[ $REPEAT == 1 ]]; then
   "$EMRCHAIND" load compare "$OUT/emrchain-saturation.json" "$OUT/kvstore-saturation.json" | tail -n 1
 else
