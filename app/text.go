@@ -42,3 +42,17 @@ func OneLine(s string) string {
 	}
 	return strings.Join(strings.Fields(b.String()), " ")
 }
+
+// EnumWord is s trimmed and in upper case, for finding the enum value a
+// command-line word names ("read" → "READ"); ok is false unless s is
+// ASCII. Unicode case mapping turns look-alike letters into ASCII ones
+// (ſ into S, ı into I), so "ſhare" would otherwise name the share right.
+func EnumWord(s string) (word string, ok bool) {
+	s = strings.TrimSpace(s)
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return "", false
+		}
+	}
+	return strings.ToUpper(s), true
+}

@@ -7,3 +7,25 @@ func TestOneLine(t *testing.T) {
 		t.Fatalf("OneLine = %q", got)
 	}
 }
+
+// TestEnumWord: a word names an enum value by its ASCII letters in any
+// case, trimmed; look-alike letters that Unicode upper-cases into ASCII
+// (ſ, ı, the Kelvin sign) name nothing.
+func TestEnumWord(t *testing.T) {
+	for _, c := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"read", "READ", true},
+		{" Registrar\t", "REGISTRAR", true},
+		{"", "", true},
+		{"ſhare", "", false},
+		{"regıstrar", "", false},
+		{"\u212Aelvin", "", false},
+		{"résearch", "", false},
+	} {
+		if got, ok := EnumWord(c.in); got != c.want || ok != c.ok {
+			t.Errorf("EnumWord(%q) = %q, %v; want %q, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+}

@@ -384,8 +384,9 @@ func parseOrg(s string) (*emrchainv1.Organization, error) {
 }
 
 func parseOrgKind(s string) (emrchainv1.OrganizationKind, error) {
-	name := "ORGANIZATION_KIND_" + strings.ToUpper(strings.TrimPrefix(strings.ToUpper(s), "ORGANIZATION_KIND_"))
-	if v, ok := emrchainv1.OrganizationKind_value[name]; ok && v != 0 {
+	word, ascii := app.EnumWord(s)
+	name := "ORGANIZATION_KIND_" + strings.TrimPrefix(word, "ORGANIZATION_KIND_")
+	if v, ok := emrchainv1.OrganizationKind_value[name]; ascii && ok && v != 0 {
 		return emrchainv1.OrganizationKind(v), nil
 	}
 	return 0, fmt.Errorf("unknown organization kind %q (want hospital, lab, pharmacy or research)", s)

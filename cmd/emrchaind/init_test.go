@@ -360,7 +360,7 @@ func TestParseOrg(t *testing.T) {
 			t.Errorf("parseOrg(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "a", "a:b", ":A:lab", "a::lab", "a:A:", "a:A:unspecified", "a:A:ORGANIZATION_KIND_UNSPECIFIED"} {
+	for _, in := range []string{"", "a", "a:b", ":A:lab", "a::lab", "a:A:", "a:A:unspecified", "a:A:ORGANIZATION_KIND_UNSPECIFIED", "a:A:reſearch"} {
 		if _, err := parseOrg(in); err == nil {
 			t.Errorf("parseOrg(%q) succeeded", in)
 		}

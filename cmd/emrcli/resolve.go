@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/client"
 	"github.com/emrchain/emrchain/client/keyring"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
@@ -212,8 +213,9 @@ func parseTime(flag, s string) (time.Time, error) {
 func parseRights(list []string) ([]emrv1.Right, error) {
 	var out []emrv1.Right
 	for _, s := range list {
-		v, ok := emrv1.Right_value["RIGHT_"+strings.ToUpper(strings.TrimSpace(s))]
-		if !ok || v == 0 {
+		word, ascii := app.EnumWord(s)
+		v, ok := emrv1.Right_value["RIGHT_"+word]
+		if !ascii || !ok || v == 0 {
 			return nil, usagef("--rights: unknown right %q (want read, write, share)", s)
 		}
 		if !slices.Contains(out, emrv1.Right(v)) { // "read,read" grants read once
@@ -227,16 +229,18 @@ func parseRights(list []string) ([]emrv1.Right, error) {
 }
 
 func parseRole(s string) (emrv1.Role, error) {
-	v, ok := emrv1.Role_value["ROLE_"+strings.ToUpper(strings.TrimSpace(s))]
-	if !ok || v == 0 || emrv1.Role(v) == emrv1.Role_ROLE_PATIENT {
+	word, ascii := app.EnumWord(s)
+	v, ok := emrv1.Role_value["ROLE_"+word]
+	if !ascii || !ok || v == 0 || emrv1.Role(v) == emrv1.Role_ROLE_PATIENT {
 		return 0, usagef("--role %q: want clinician, researcher, auditor or registrar", s)
 	}
 	return emrv1.Role(v), nil
 }
 
 func parsePurpose(s string) (emrv1.Purpose, error) {
-	v, ok := emrv1.Purpose_value["PURPOSE_"+strings.ToUpper(strings.TrimSpace(s))]
-	if !ok || v == 0 {
+	word, ascii := app.EnumWord(s)
+	v, ok := emrv1.Purpose_value["PURPOSE_"+word]
+	if !ascii || !ok || v == 0 {
 		return 0, usagef("--purpose %q: want treatment, research or emergency", s)
 	}
 	return emrv1.Purpose(v), nil

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -124,7 +125,8 @@ func FuzzParseTime(f *testing.F) {
 }
 
 // FuzzParseRights: --rights is refused with no rights and a usage error,
-// or every name in it, trimmed and in any case, is read, write or share,
+// or every name in it, trimmed and in any case of its ASCII letters (ſ
+// and ı, which upper-case to S and I, name nothing), is read, write or share,
 // read as that right, each right once in the order first named, whose
 // rightName reads back the same.
 func FuzzParseRights(f *testing.F) {
@@ -142,6 +144,9 @@ func FuzzParseRights(f *testing.F) {
 				t.Fatalf("parseRights(%q) = %v, %v", list, rs, err)
 			}
 			return
+		}
+		if !isASCII(s) {
+			t.Fatalf("parseRights(%q) = %v: a name with a letter that is not ASCII", list, rs)
 		}
 		// The distinct names, in the order first named.
 		var distinct []string
@@ -199,8 +204,8 @@ func FuzzParsePurpose(f *testing.F) {
 
 // fuzzEnumFlag fuzzes the parser of a flag naming one value of an enum:
 // it refuses with the zero value and a usage error, or it reads one of
-// accepted whose name is the flag (trimmed, in any case) and reads back
-// as the same value.
+// accepted whose name is the flag (trimmed, ASCII, in any case) and reads
+// back as the same value.
 func fuzzEnumFlag[E ~int32](f *testing.F, seeds []string, parse func(string) (E, error), name func(E) string, accepted ...E) {
 	for _, seed := range seeds {
 		f.Add(seed)
@@ -213,8 +218,8 @@ func fuzzEnumFlag[E ~int32](f *testing.F, seeds []string, parse func(string) (E,
 			}
 			return
 		}
-		if !slices.Contains(accepted, v) {
-			t.Fatalf("parse(%q) = %v, not one of %v", s, v, accepted)
+		if !slices.Contains(accepted, v) || !isASCII(s) {
+			t.Fatalf("parse(%q) = %v, not one of %v or not ASCII", s, v, accepted)
 		}
 		if strings.ToUpper(strings.TrimSpace(s)) != strings.ToUpper(name(v)) {
 			t.Fatalf("%q read as %v", s, v)
@@ -223,4 +228,13 @@ func fuzzEnumFlag[E ~int32](f *testing.F, seeds []string, parse func(string) (E,
 			t.Fatalf("%v names %q, which reads as %v, %v", v, name(v), back, err)
 		}
 	})
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
