@@ -113,7 +113,7 @@ COMETBFT_VERSION := v1.0.1
 BENCH_OUT ?= $(CURDIR)/bench-chain
 
 .PHONY: bench-chain
-bench-chain: $(BIN)/cometbft $(BIN)/load ## Load a 4-validator emrchain and a 4-validator CometBFT kvstore in turn (~7 min; REPEAT=3 for medians of three rounds); prints "emrchain N tx/s, kvstore M tx/s, ratio R", results in ./bench-chain.
+bench-chain: $(BIN)/cometbft $(BIN)/load ## Load a 4-validator emrchain and a 4-validator CometBFT kvstore in turn, after a warm-up phase of each (~9 min; REPEAT=3 for medians of three rounds); prints "emrchain N tx/s, kvstore M tx/s, ratio R", results in ./bench-chain.
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/emrchaind ./cmd/emrchaind
 	$(GO) build -o $(BIN)/cometbft-cometdb ./testnet/cometbft-cometdb
