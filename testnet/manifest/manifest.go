@@ -6,9 +6,13 @@ package manifest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 )
 
 // File is the name of the description in a testnet's directory.
@@ -66,7 +70,11 @@ type Key struct {
 	File           string `json:"file"`
 }
 
-// Read reads DIR/testnet.json.
+// ErrInvalid: testnet.json is JSON but describes no testnet a reader can
+// reach (Testnet.Validate).
+var ErrInvalid = errors.New("not a testnet")
+
+// Read reads DIR/testnet.json and validates it.
 func Read(dir string) (*Testnet, error) {
 	raw, err := os.ReadFile(filepath.Join(dir, File))
 	if err != nil {
@@ -76,5 +84,38 @@ func Read(dir string) (*Testnet, error) {
 	if err := json.Unmarshal(raw, &t); err != nil {
 		return nil, fmt.Errorf("%s: %w", File, err)
 	}
+	if err := t.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", File, err)
+	}
 	return &t, nil
+}
+
+// Validate checks what every reader relies on: a chain id, at least one
+// node, and every node's RPC address, tcp://host:port (what `emrchaind
+// testnet` writes; readers turn it into http://).
+func (t *Testnet) Validate() error {
+	if t.ChainID == "" {
+		return fmt.Errorf("%w: no chain_id", ErrInvalid)
+	}
+	if len(t.Nodes) == 0 {
+		return fmt.Errorf("%w: no nodes", ErrInvalid)
+	}
+	for i, n := range t.Nodes {
+		if !isTCPAddress(n.RPC) {
+			return fmt.Errorf("%w: node %d: rpc %q is not tcp://host:port", ErrInvalid, i, n.RPC)
+		}
+	}
+	return nil
+}
+
+// isTCPAddress: s is tcp://host:port and nothing more, with a port
+// from 1 to 65535, and "tcp://" in lower case (readers replace it).
+func isTCPAddress(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil || !strings.HasPrefix(s, "tcp://") || u.Opaque != "" || u.User != nil || u.Path != "" ||
+		u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(s, "#") {
+		return false
+	}
+	port, err := strconv.ParseUint(u.Port(), 10, 16)
+	return u.Hostname() != "" && err == nil && port > 0
 }

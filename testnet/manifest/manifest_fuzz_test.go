@@ -2,9 +2,12 @@ package manifest
 
 import (
 	"encoding/json"
+	"errors"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -41,15 +44,16 @@ func sampleNets() []*Testnet {
 			Nodes: []Node{node(0, strings.Repeat("b", 40)+"@127.0.0.1:27657"), node(1, strings.Repeat("a", 40)+"@127.0.0.1:27656")}},
 		{ChainID: "emr-minio", Blob: Blob{Kind: "minio", MinioAddr: "127.0.0.1:9000", MinioBucket: "emrchain-testnet"},
 			Nodes: []Node{node(0, "")}, Orgs: orgs[:1], Keys: keys[:1]},
-		{},
 	}
 }
 
-// FuzzRead: testnet.json is refused with no testnet, a decoding error
-// naming the file, or it is one JSON value read as json.Unmarshal reads
-// it; written again as `emrchaind testnet` writes it, it reads back
-// equal, and that file is a fixed point. What that writer writes reads
-// back as the very testnet it wrote.
+// FuzzRead: testnet.json is refused with no testnet and an error naming
+// the file (ErrInvalid for JSON that names no chain, no node or a node
+// without a tcp://host:port RPC address), or it is one JSON value read as
+// json.Unmarshal reads it, with a chain id and nodes that each have one;
+// written again as `emrchaind testnet` writes it, it reads back equal,
+// and that file is a fixed point. What that writer writes reads back as
+// the very testnet it wrote.
 func FuzzRead(f *testing.F) {
 	samples := sampleNets()
 	for _, net := range samples {
@@ -57,6 +61,12 @@ func FuzzRead(f *testing.F) {
 	}
 	for _, seed := range []string{
 		`{"chain_id":"c","nodes":[{"name":"n","rpc":"tcp://127.0.0.1:1"}]}`,
+		`{"chain_id":"c","nodes":[{"rpc":"tcp://[::1]:26657"},{"rpc":"http://127.0.0.1:1"}]}`,
+		`{"chain_id":"c","nodes":[{"rpc":"tcp://127.0.0.1"}]}`,
+		`{"chain_id":"c","nodes":[{"rpc":"tcp://:1"}]}`,
+		`{"chain_id":"c","nodes":[]}`,
+		`{"chain_id":"","nodes":[{"rpc":"tcp://127.0.0.1:1"}]}`,
+		`{}`,
 		`{"chain_id":"c","CHAIN_ID":"d","Nodes":null,"unknown":1}`,
 		`{"chain_id":"c"} {"chain_id":"d"}`,
 		`{"chain_id":"c"}` + "\n\t ",
@@ -80,12 +90,17 @@ func FuzzRead(f *testing.F) {
 		var want Testnet
 		werr := json.Unmarshal(body, &want)
 		if err != nil {
-			if net != nil || werr == nil || !strings.HasPrefix(err.Error(), File+": ") {
+			if net != nil || !strings.HasPrefix(err.Error(), File+": ") || (werr == nil) != errors.Is(err, ErrInvalid) {
 				t.Fatalf("Read(%q) = %+v, %v (json.Unmarshal: %v)", body, net, err, werr)
+			}
+			for _, s := range samples {
+				if string(body) == string(written(t, s)) {
+					t.Fatalf("the writer's %+v is refused: %v", s, err)
+				}
 			}
 			return
 		}
-		if werr != nil || net == nil || !json.Valid(body) || !reflect.DeepEqual(*net, want) {
+		if werr != nil || net == nil || !json.Valid(body) || !reflect.DeepEqual(*net, want) || !reachable(net) {
 			t.Fatalf("Read(%q) = %+v; json.Unmarshal: %+v, %v", body, net, want, werr)
 		}
 		for _, s := range samples {
@@ -105,4 +120,27 @@ func FuzzRead(f *testing.F) {
 			t.Fatalf("%q reads back and writes as %q", again, twice)
 		}
 	})
+}
+
+// reachable: net names a chain and at least one node, each with an RPC
+// address tcp://host:port that readers can use: the http:// URL they make
+// of it has that host and port and nothing else.
+func reachable(net *Testnet) bool {
+	if net.ChainID == "" || len(net.Nodes) == 0 {
+		return false
+	}
+	for _, n := range net.Nodes {
+		hostPort, ok := strings.CutPrefix(n.RPC, "tcp://")
+		if !ok {
+			return false
+		}
+		u, err := url.Parse(strings.Replace(n.RPC, "tcp://", "http://", 1))
+		if err != nil || u.Host != hostPort || u.Hostname() == "" {
+			return false
+		}
+		if port, err := strconv.Atoi(u.Port()); err != nil || port < 1 || port > 65535 {
+			return false
+		}
+	}
+	return true
 }
