@@ -232,7 +232,9 @@ median_tps() { jq .tps "$@" | median; }
 # as if the memory the nodes touch first costs more (emrchain's touch
 # about 11 GB, kvstore's 5). A validator that has run for minutes pays
 # none of that, so each network first runs WARM seconds at saturation on
-# a network of its own, reported but not counted.
+# a network of its own, reported but not counted. (Run 30, the first with
+# it: the warm-up was emrchain's slowest phase, the ratio 0.61 all the
+# same.)
 if [[ $WARM -gt 0 ]]; then
   EMR=$WORK/emr-warm
   emr_net "$EMR"
