@@ -45,10 +45,11 @@ func (a *Application) Query(_ context.Context, req *types.QueryRequest) (resp *t
 	defer a.readMu.RUnlock()
 	defer func() {
 		if r := recover(); r != nil {
-			a.logger.Error("ABCI Query panicked", "path", req.Path, "panic", r)
+			path := app.QuoteInput(req.Path)
+			a.logger.Error("ABCI Query panicked", "path", path, "panic", r)
 			resp = &types.QueryResponse{
 				Code: CodeInternal, Codespace: Codespace, Height: req.Height,
-				Log: fmt.Sprintf("internal error serving %q", req.Path),
+				Log: "internal error serving " + path,
 			}
 		}
 	}()
