@@ -128,10 +128,7 @@ func OpenMinIO(ctx context.Context, cfg MinIOConfig) (*MinIO, error) {
 // nothing. Should an older version then be the object (one written while
 // versioning was enabled), a plain removal hides it as before.
 func (s *MinIO) remove(ctx context.Context, name string) error {
-	if !s.suspended {
-		return s.c.RemoveObject(ctx, s.bucket, name, minio.RemoveObjectOptions{})
-	}
-	if err := s.c.RemoveObject(ctx, s.bucket, name, minio.RemoveObjectOptions{VersionID: "null"}); err != nil {
+	if err := s.removeNew(ctx, name); err != nil || !s.suspended {
 		return err
 	}
 	_, err := s.c.StatObject(ctx, s.bucket, name, minio.StatObjectOptions{})
@@ -143,6 +140,17 @@ func (s *MinIO) remove(ctx context.Context, name string) error {
 	default:
 		return err
 	}
+}
+
+// removeNew deletes object name, written since this store opened (a
+// Put's temporary upload, under a random name): in a suspended bucket its
+// null version is all it has, so no older version needs looking for.
+func (s *MinIO) removeNew(ctx context.Context, name string) error {
+	opts := minio.RemoveObjectOptions{}
+	if s.suspended {
+		opts.VersionID = "null"
+	}
+	return s.c.RemoveObject(ctx, s.bucket, name, opts)
 }
 
 // checkUnversioned refuses a bucket with versioning enabled. There every
@@ -221,7 +229,7 @@ func (s *MinIO) Put(ctx context.Context, key Key, r io.Reader, size int64) (err 
 		// The temporary object goes in every case, even if ctx ended.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		_ = s.remove(rctx, tmp)
+		_ = s.removeNew(rctx, tmp)
 	}()
 	if perr != nil {
 		if v.short || errors.Is(perr, ErrSizeMismatch) {
