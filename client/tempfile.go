@@ -130,17 +130,22 @@ func (p *pendingFile) commit() error {
 		if err := linkAnonymous(p.File, p.target, p.overwrite); err != nil {
 			return err
 		}
-	} else {
+		p.done = true
+	}
+	// A named file is closed before it moves: Windows renames and
+	// removes no open file.
+	err := p.File.Close()
+	p.File = nil
+	if err != nil {
+		return err
+	}
+	if !p.done {
 		if err := moveInto(p.name, p.target, p.overwrite); err != nil {
 			return err
 		}
 		p.name = ""
+		p.done = true
 	}
-	p.done = true
-	if err := p.File.Close(); err != nil {
-		return err
-	}
-	p.File = nil
 	if !syncOutput {
 		return nil
 	}
@@ -195,7 +200,9 @@ func linkNoReplace(tmp, target string) error {
 	err := os.Link(tmp, target)
 	switch {
 	case err == nil:
-		_ = os.Remove(tmp)
+		if err := os.Remove(tmp); err != nil {
+			return fmt.Errorf("%s is written, but its temporary name %s is left: %w", target, tmp, err)
+		}
 		return nil
 	case errors.Is(err, os.ErrExist):
 		return err
