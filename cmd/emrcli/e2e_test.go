@@ -182,6 +182,19 @@ func TestFlow(t *testing.T) {
 	if err := json.Unmarshal([]byte(before), &was); err != nil || json.Unmarshal([]byte(e.ok("light", "status", "--json")), &is) != nil || is != was || was.Height != 1 {
 		t.Fatalf("the root of trust after a failed --force: %+v, before %+v (%v)", is, was, err)
 	}
+	// A root of trust that no longer reads is not replaced without --force.
+	trustFile := filepath.Join(e.home, "light", "trust.json")
+	trusted, err := os.ReadFile(trustFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(trustFile, bytes.Replace(trusted, []byte(`"hash"`), []byte(`"hash": "not hex", "old_hash"`), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.fails(1, "pass --force", "light", "init", "--genesis", node.Genesis)
+	if err := os.WriteFile(trustFile, trusted, 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	// Keys.
 	e.ok("keys", "import-dev", node.RegistrarKey)
