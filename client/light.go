@@ -139,10 +139,7 @@ func (c *Client) openLight(ctx context.Context) error {
 		}
 	}
 	if trust == nil {
-		hash, err := hex.DecodeString(stored.Hash)
-		if err != nil {
-			return fmt.Errorf("trust root hash: %w", err)
-		}
+		hash, _ := hex.DecodeString(stored.Hash) // ReadTrustRoot checked it
 		trust = &TrustOptions{Height: stored.Height, Hash: hash, Period: stored.Period}
 	}
 

@@ -253,7 +253,7 @@ func (a *cli) client(ctx context.Context) (*client.Client, error) {
 	})
 	if err != nil {
 		if !a.noVerify {
-			if tr, _ := client.ReadTrustRoot(a.lightHome()); tr == nil {
+			if tr, rerr := client.ReadTrustRoot(a.lightHome()); tr == nil && rerr == nil {
 				return nil, fmt.Errorf("%w (run emrcli light init first, or pass --no-verify)", err)
 			}
 		}
