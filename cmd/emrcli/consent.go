@@ -79,7 +79,10 @@ data must be anonymised).`,
 				Categories []string `json:"categories"`
 				NotAfter   string   `json:"not_after"`
 				Tx         *txView  `json:"tx"`
-			}{hexStr(pid), upperHex(grantee), rightNames, cats, ts(g.NotAfter), viewTx(res)}
+			}{hexStr(pid), upperHex(grantee), []string{}, cats, ts(g.NotAfter), viewTx(res)}
+			for _, r := range g.Rights {
+				out.Rights = append(out.Rights, rightName(r))
+			}
 			return a.emit(out, func(w io.Writer) {
 				cats := strings.Join(out.Categories, ",")
 				if cats == "" {

@@ -237,7 +237,8 @@ func TestFlow(t *testing.T) {
 		t.Fatalf("patient id %q", pid)
 	}
 	until := time.Now().AddDate(1, 0, 0).Format("2006-01-02")
-	out = e.ok("grant", "--from", "alice", "--to", "clinician", "--rights", "read,write", "--categories", "lab-results", "--until", until)
+	// A right named twice is granted, and shown, once.
+	out = e.ok("grant", "--from", "alice", "--to", "clinician", "--rights", "read,write,read", "--categories", "lab-results", "--until", until)
 	if !strings.Contains(out, "granted "+clinician+" read+write on lab-results until "+until) {
 		t.Fatalf("grant: %s", out)
 	}
