@@ -517,7 +517,11 @@ func (c *Client) RevokeAndRotate(ctx context.Context, s Signer, patientID, grant
 	for v, target := p.KeyVersion, perm.KeyVersion+2; v < target; {
 		rot, err := c.rotateKey(ctx, s, patientID, newKEK, rewrap, rotationOpts{after: res.RevokedHeight, revoked: grantee, rewrapFrom: target})
 		if err != nil {
-			return res, fmt.Errorf("revoked at height %d, but the key rotation failed (run revoke again to finish it): %w", res.RevokedHeight, err)
+			lockedOut := ""
+			if last := res.LastRotation(); last != nil && last.RewrapDeferred {
+				lockedOut = "; until then the other grantees cannot open the existing records"
+			}
+			return res, fmt.Errorf("revoked at height %d, but the key rotation failed (run revoke again to finish it%s): %w", res.RevokedHeight, lockedOut, err)
 		}
 		res.Rotations = append(res.Rotations, rot)
 		v = rot.NewVersion

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,7 +26,7 @@ import (
 func TestRevokeAfterDroppedRotation(t *testing.T) {
 	w, ctx := runningWorld(t, 120*time.Second)
 
-	node, dropped := rotationDroppingNode(t, w)
+	node, dropped := rotationDroppingNode(t, w, 0)
 	if _, err := w.mustClient(t, node).RotateKey(ctx, w.patient, w.patientID, w.kek, nil); err == nil {
 		t.Fatal("a rotation through a node that drops it succeeded")
 	}
@@ -75,7 +76,7 @@ func TestRevokeResumesAfterFailedRotation(t *testing.T) {
 		t.Fatal("the clinician holds no envelope to revoke")
 	}
 
-	node, dropped := rotationDroppingNode(t, w)
+	node, dropped := rotationDroppingNode(t, w, 0)
 	first, err := w.mustClient(t, node).RevokeAndRotate(ctx, w.patient, w.patientID, w.clinician.Address(), w.kek, nil)
 	if err == nil {
 		t.Fatal("a revocation whose rotations a node drops reported success")
@@ -117,13 +118,15 @@ func TestRevokeResumesAfterFailedRotation(t *testing.T) {
 	checkRevokeDone(ctx, t, w, c)
 }
 
-// rotationDroppingNode is a node for w's clients that takes RotateKey
-// transactions and never passes them on (the broadcast fails); everything
-// else goes to w's node. dropped returns the rotations it took.
-func rotationDroppingNode(t *testing.T, w *world) (url string, dropped func() []*emrv1.MsgRotateKey) {
+// rotationDroppingNode is a node for w's clients that passes on the first
+// pass RotateKey transactions, takes the later ones and never passes them
+// on (the broadcast fails); everything else goes to w's node. dropped
+// returns the rotations it took.
+func rotationDroppingNode(t *testing.T, w *world, pass int) (url string, dropped func() []*emrv1.MsgRotateKey) {
 	t.Helper()
 	var mu sync.Mutex
 	var rots []*emrv1.MsgRotateKey
+	passed := 0
 	proxy := clienttest.NewProxy(t, w.node.RPC)
 	proxy.SetRoute(func(call clienttest.Call) string {
 		raw := broadcastTx(call)
@@ -135,8 +138,12 @@ func rotationDroppingNode(t *testing.T, w *world) (url string, dropped func() []
 			return ""
 		}
 		mu.Lock()
+		defer mu.Unlock()
+		if passed < pass {
+			passed++
+			return ""
+		}
 		rots = append(rots, tx.Body.Msg.GetRotateKey())
-		mu.Unlock()
 		return "http://127.0.0.1:1" // nothing listens: the broadcast fails
 	})
 	return proxy.URL, func() []*emrv1.MsgRotateKey {
@@ -244,4 +251,48 @@ func TestRevokeRewrapsOnce(t *testing.T) {
 			t.Errorf("copy %d of %d handed out is still in memory", i+1, len(handed))
 		}
 	}
+}
+
+// A revocation interrupted after its first rotation committed (whose
+// re-wrap was deferred to the second) says the remaining grantees are
+// locked out of existing records until it is run again; run again, its
+// one rotation re-wraps every record from the version before the first
+// straight to the newest key.
+func TestRevokeResumesAfterDeferredRotation(t *testing.T) {
+	w, ctx := runningWorld(t, 120*time.Second)
+	c := w.mustClient(t, w.node.RPC)
+	rewrap := client.FileKeyRewrapper(w.patientID, w.kek)
+	p, err := c.Patient(ctx, w.patientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := p.KeyVersion
+
+	node, _ := rotationDroppingNode(t, w, 1)
+	first, err := w.mustClient(t, node).RevokeAndRotate(ctx, w.patient, w.patientID, w.clinician.Address(), w.kek, rewrap)
+	if err == nil || !strings.Contains(err.Error(), "cannot open the existing records") {
+		t.Fatalf("interrupted after one rotation: %v; want an error that says the other grantees are locked out", err)
+	}
+	if first == nil || len(first.Rotations) != 1 || !first.Rotations[0].RewrapDeferred || first.Rotations[0].NewVersion != start+1 {
+		t.Fatalf("interrupted RevokeAndRotate = %+v; want one rotation, to version %d, its re-wrap deferred", first, start+1)
+	}
+
+	res, err := c.RevokeAndRotate(ctx, w.patient, w.patientID, w.clinician.Address(), w.kek, rewrap)
+	if err != nil {
+		t.Fatalf("resumed RevokeAndRotate: %v", err)
+	}
+	recs, err := c.AllRecords(ctx, w.patientID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := res.LastRotation()
+	if len(res.Rotations) != 1 || last.NewVersion != start+2 || last.RewrapDeferred || len(recs) == 0 || len(last.Rewrapped) != len(recs) {
+		t.Fatalf("resumed: rotations %+v, %d records; want one rotation to version %d re-wrapping every record", res.Rotations, len(recs), start+2)
+	}
+	for _, r := range recs {
+		if r.KeyVersion != start+2 {
+			t.Errorf("record %d under key version %d, want %d", r.Sequence, r.KeyVersion, start+2)
+		}
+	}
+	checkRevokeDone(ctx, t, w, c)
 }
