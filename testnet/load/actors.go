@@ -83,6 +83,8 @@ type Target struct {
 
 // ReadTestnet reads the target from DIR/testnet.json as `emrchaind
 // testnet` writes it: every node's RPC and the registrars of its hospitals.
+// manifest.Read checks the file; Run checks the target it is merged into
+// (loopback endpoints only).
 func ReadTestnet(dir string) (Target, error) {
 	d, err := manifest.Read(dir)
 	if err != nil {
@@ -105,7 +107,7 @@ func ReadTestnet(dir string) (Target, error) {
 			t.Registrars = append(t.Registrars, f)
 		}
 	}
-	return t, t.validate()
+	return t, nil
 }
 
 func (t Target) validate() error {
