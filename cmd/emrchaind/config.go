@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -90,9 +89,9 @@ type storeConfig struct {
 	// Values of the latest version kept in memory for reads; 0 keeps none.
 	ValueCacheSize int `toml:"value_cache_size"`
 	// Versions kept by pruning; 0 keeps every version.
-	PruningKeepRecent uint64 `toml:"pruning_keep_recent"`
+	PruningKeepRecent int64 `toml:"pruning_keep_recent"`
 	// Blocks between pruning runs; 0 never prunes.
-	PruningInterval uint64 `toml:"pruning_interval"`
+	PruningInterval int64 `toml:"pruning_interval"`
 	// Memtable of each of CometBFT's pebble databases, in MiB (cometdb).
 	CometBFTMemTableMiB int `toml:"cometbft_memtable_mib"`
 }
@@ -157,8 +156,8 @@ func defaultAppConfig() appConfig {
 			Backend:             store.DefaultBackend,
 			CacheSize:           so.CacheSize,
 			ValueCacheSize:      so.ValueCacheSize,
-			PruningKeepRecent:   so.KeepRecent,
-			PruningInterval:     so.PruneInterval,
+			PruningKeepRecent:   int64(so.KeepRecent),
+			PruningInterval:     int64(so.PruneInterval),
 			CometBFTMemTableMiB: cometdb.DefaultMemTableMiB,
 		},
 		App:     appSettings{SigCacheSize: app.DefaultOptions().SigCacheSize, AllowedPeers: []string{}},
@@ -177,8 +176,8 @@ func (c appConfig) storeOptions() store.Options {
 	if o.ValueCacheSize == 0 {
 		o.ValueCacheSize = -1 // none (for the store, 0 means its default)
 	}
-	o.KeepRecent = c.Store.PruningKeepRecent
-	o.PruneInterval = c.Store.PruningInterval
+	o.KeepRecent = uint64(c.Store.PruningKeepRecent) // validate refused negatives
+	o.PruneInterval = uint64(c.Store.PruningInterval)
 	return o
 }
 
@@ -194,11 +193,10 @@ func (c appConfig) validate() error {
 	case c.Store.ValueCacheSize > maxValueCacheSize:
 		// Its map and order are allocated in full when the store opens.
 		return fmt.Errorf("store.value_cache_size %d is above %d (a few hundred bytes an entry)", c.Store.ValueCacheSize, maxValueCacheSize)
-	case c.Store.PruningKeepRecent > math.MaxInt64 || c.Store.PruningInterval > math.MaxInt64:
-		// TOML integers are int64s: the decoder wraps a negative one
-		// into these uint64s (-1 as 2^64-1, which never prunes).
-		return fmt.Errorf("store.pruning_keep_recent %d and store.pruning_interval %d must not be negative",
-			int64(c.Store.PruningKeepRecent), int64(c.Store.PruningInterval))
+	case c.Store.PruningKeepRecent < 0:
+		return errors.New("store.pruning_keep_recent must not be negative")
+	case c.Store.PruningInterval < 0:
+		return errors.New("store.pruning_interval must not be negative")
 	case (c.Store.PruningKeepRecent == 0) != (c.Store.PruningInterval == 0):
 		return errors.New("pruning needs both store.pruning_keep_recent and store.pruning_interval (or neither)")
 	case c.Store.PruningKeepRecent > 0 && c.Store.PruningKeepRecent < minPruningKeepRecent:

@@ -156,6 +156,7 @@ func FuzzLoadAppConfig(f *testing.F) {
 		switch {
 		case s.Backend != store.BackendGoLevelDB && s.Backend != store.BackendPebble,
 			s.CacheSize < 0, s.ValueCacheSize < 0, s.ValueCacheSize > maxValueCacheSize,
+			s.PruningKeepRecent < 0, s.PruningInterval < 0,
 			(s.PruningKeepRecent == 0) != (s.PruningInterval == 0),
 			s.PruningKeepRecent != 0 && s.PruningKeepRecent < minPruningKeepRecent,
 			s.CometBFTMemTableMiB < 0, s.CometBFTMemTableMiB > cometdb.MaxMemTableMiB,
@@ -163,8 +164,8 @@ func FuzzLoadAppConfig(f *testing.F) {
 			c.GRPC.BroadcastTimeout <= 0, c.GRPC.BroadcastTimeout > maxBroadcastTimeout:
 			t.Fatalf("%q accepted as %+v", body, c)
 		}
-		if o := c.storeOptions(); o.Backend != s.Backend || o.CacheSize != s.CacheSize || o.KeepRecent != s.PruningKeepRecent ||
-			o.PruneInterval != s.PruningInterval || (s.ValueCacheSize == 0) != (o.ValueCacheSize < 0) {
+		if o := c.storeOptions(); o.Backend != s.Backend || o.CacheSize != s.CacheSize || o.KeepRecent != uint64(s.PruningKeepRecent) ||
+			o.PruneInterval != uint64(s.PruningInterval) || (s.ValueCacheSize == 0) != (o.ValueCacheSize < 0) {
 			t.Fatalf("store options %+v of %+v", o, s)
 		}
 		for _, id := range c.App.AllowedPeers {

@@ -116,11 +116,15 @@ func loadNodeSettings(cmd *cobra.Command) (*nodeSettings, error) {
 			*dst, _ = f.GetString(name)
 		}
 	}
+	// The flags are uint64s: above MaxInt64 they turn negative here and
+	// validate refuses them.
 	if f.Changed("pruning-keep-recent") {
-		appConf.Store.PruningKeepRecent, _ = f.GetUint64("pruning-keep-recent")
+		n, _ := f.GetUint64("pruning-keep-recent")
+		appConf.Store.PruningKeepRecent = int64(n)
 	}
 	if f.Changed("pruning-interval") {
-		appConf.Store.PruningInterval, _ = f.GetUint64("pruning-interval")
+		n, _ := f.GetUint64("pruning-interval")
+		appConf.Store.PruningInterval = int64(n)
 	}
 	if err := appConf.validate(); err != nil {
 		return nil, err
