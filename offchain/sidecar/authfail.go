@@ -18,13 +18,16 @@ import (
 // one is back) before its request is parsed or anything is asked of the
 // chain, whatever the request carries: telling a valid signature from a bad
 // one is the cost the limit saves, so a member sharing an address with a
-// host that keeps failing is refused with it. A successful authentication
-// keeps no token: a client that is set up right never meets the limit.
-// Every authentication holds a token while it runs (a chain lookup and a
-// signature check: milliseconds) and gives it back unless it failed, so
-// requests in flight at once cannot fail more often than the bucket
-// allows; more than FailedAuthPerMinute authentications at the same
-// moment from one host are refused as well.
+// host that keeps failing is refused with it. Every authentication holds
+// a token while it runs (a chain lookup and a signature check:
+// milliseconds) and gives it back unless it failed, so requests in flight
+// at once cannot fail more often than the bucket allows. A client that is
+// set up right therefore meets the limit only with more than
+// FailedAuthPerMinute authentications from its host at the same moment:
+// a proxy or a peer sidecar forwarding many reads while the chain answers
+// slowly. (The return is approximate: a token that refilled while a
+// request was in flight is returned as well, so a host can fail a few
+// more times than the limit while slow successes overlap its failures.)
 //
 // The host is the IP address of the connection (r.RemoteAddr): an IPv4
 // address, or the /64 prefix of an IPv6 one, which one machine usually
@@ -34,7 +37,9 @@ import (
 // proxy's bucket; there, raise the limit, or turn it off and limit in the
 // proxy. A peer sidecar's forwards share its host's bucket too: they fail
 // here only when they arrive stale, replayed or ahead of this node, but a
-// member can arrange that (docs/decisions.md).
+// member can arrange that (docs/decisions.md), and they are refused as
+// well when more than the limit are in flight at once (the member then
+// hears from the peer that no sidecar had the blob).
 //
 // What is bounded is memory, not an attacker with many addresses: at most
 // maxAuthFailHosts hosts are tracked. A bucket that is full again needs no

@@ -33,7 +33,8 @@ const (
 	// refusedReplayCacheFull: the replay cache is full (503).
 	refusedReplayCacheFull = "replay_cache_full"
 	// refusedAuthFailures: the client's host used up its failed
-	// authentications, failed_auth_per_minute (429).
+	// authentications, failed_auth_per_minute, or had as many in flight at
+	// once (429).
 	refusedAuthFailures = "auth_failures"
 	// refusedSignerPending: the signer's pending uploads would pass
 	// pending_bytes_per_signer (429).

@@ -47,7 +47,8 @@ const (
 // authentication rarely (a clock off by more than the skew, a key the node
 // has not seen yet), so one failure a second per address leaves room for
 // several of them behind one NAT address, while a host that keeps failing
-// costs the node one member lookup a second.
+// costs the node one member lookup a second. It also bounds the
+// authentications in flight at once from one host (authfail.go).
 const DefaultFailedAuthPerMinute = 60
 
 // PatientsShare is the default bound of the patients' pending uploads for
@@ -409,6 +410,13 @@ func tooManyRequests(code string, wait time.Duration, format string, args ...any
 	return e
 }
 
+// withinSkew: ts is at most skew before or after now; d is now - ts
+// (time.Duration saturates, so a far-off ts cannot wrap into the window).
+func withinSkew(now, ts time.Time, skew time.Duration) (d time.Duration, ok bool) {
+	d = now.Sub(ts)
+	return d, d <= skew && d >= -skew
+}
+
 // authenticateSigned checks the request signature against the member's
 // key on the chain, the timestamp against the clock and the replay cache,
 // and that the member is active. It returns the calling member.
@@ -418,7 +426,7 @@ func (s *Server) authenticateSigned(r *http.Request) (*emrv1.Member, *signedRequ
 		return nil, nil, unauthenticated("%v", err)
 	}
 	now := s.opts.Now()
-	if d := now.Sub(sr.timestamp); d > s.opts.MaxClockSkew || d < -s.opts.MaxClockSkew {
+	if d, ok := withinSkew(now, sr.timestamp, s.opts.MaxClockSkew); !ok {
 		return nil, nil, unauthenticated("stale timestamp: %s is %s away from the sidecar's clock %s (allowed skew %s)",
 			sr.timestamp.UTC().Format(time.RFC3339Nano), d.Round(time.Millisecond), now.UTC().Format(time.RFC3339Nano), s.opts.MaxClockSkew)
 	}
