@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"testing"
 )
 
@@ -203,20 +204,14 @@ func TestEncryptionKeyEncoding(t *testing.T) {
 // Small-order points (the list from libsodium / RFC 7748 discussions,
 // including non-canonical encodings) must be refused at parse time.
 func TestParseEncryptionPublicKeyRejectsSmallOrder(t *testing.T) {
-	for _, h := range []string{
-		"0000000000000000000000000000000000000000000000000000000000000000", // 0
-		"0100000000000000000000000000000000000000000000000000000000000000", // 1
-		"e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800", // order 8
-		"5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157", // order 8
-		"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", // p-1
+	for _, h := range append(slices.Clone(smallOrderHex),
 		"edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", // p (= 0)
 		"eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", // p+1 (= 1)
 		"0000000000000000000000000000000000000000000000000000000000000080", // 0, top bit set
 		"e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b880", // order 8, top bit set
 		"5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f11d7", // order 8, top bit set
-	} {
-		b, _ := hex.DecodeString(h)
-		if _, err := ParseEncryptionPublicKey(b); !errors.Is(err, ErrInvalidKey) {
+	) {
+		if _, err := ParseEncryptionPublicKey(mustHex(h)); !errors.Is(err, ErrInvalidKey) {
 			t.Errorf("small-order point %s accepted (err %v)", h, err)
 		}
 	}

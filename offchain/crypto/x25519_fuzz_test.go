@@ -7,19 +7,23 @@ import (
 	"testing"
 )
 
-// smallOrderU are the canonical encodings of the X25519 u-coordinates of
-// small order (on the curve or its twist): 0, 1, p-1 and the two of order 8.
+// smallOrderHex are the canonical encodings of the X25519 u-coordinates
+// of small order (on the curve or its twist): 0, 1, p-1 and the two of
+// order 8. TestParseEncryptionPublicKeyRejectsSmallOrder adds their
+// non-canonical spellings.
+var smallOrderHex = []string{
+	"0000000000000000000000000000000000000000000000000000000000000000", // 0
+	"0100000000000000000000000000000000000000000000000000000000000000", // 1
+	"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", // p-1
+	"e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800", // order 8
+	"5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157", // order 8
+}
+
+// smallOrderU is smallOrderHex decoded, as a set.
 var smallOrderU = func() map[string]bool {
 	m := map[string]bool{}
-	for _, h := range []string{
-		"0000000000000000000000000000000000000000000000000000000000000000",
-		"0100000000000000000000000000000000000000000000000000000000000000",
-		"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-		"e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
-		"5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
-	} {
-		b, _ := hex.DecodeString(h)
-		m[string(b)] = true
+	for _, h := range smallOrderHex {
+		m[string(mustHex(h))] = true
 	}
 	return m
 }()
@@ -54,9 +58,12 @@ func FuzzParseEncryptionPublicKey(f *testing.F) {
 		mustHex("ebffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"), // p-2
 		mustHex("edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"), // p
 		mustHex("0900000000000000000000000000000000000000000000000000000000000080"), // 9, top bit
-		mustHex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"), // order 8
+		mustHex("f6ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"), // p+9: 9, not canonical
+		mustHex(smallOrderHex[3]), // order 8
+		mustHex(smallOrderHex[4]), // order 8
 		make([]byte, 32),
 		make([]byte, 31),
+		nine[:31],
 		make([]byte, 33),
 		nil,
 	} {
@@ -100,8 +107,8 @@ func FuzzParseEncryptionPublicKey(f *testing.F) {
 
 // FuzzParseEncryptionPrivateKey: a private key is refused with ErrInvalidKey
 // and no key exactly when it is not 32 bytes; otherwise it reads as the key
-// whose encoding is those bytes, whose public key parses as a member's
-// registered key, and which agrees with a peer on the shared secret.
+// whose encoding is those bytes and whose public key parses as a member's
+// registered key.
 func FuzzParseEncryptionPrivateKey(f *testing.F) {
 	for _, seed := range [][]byte{
 		seqBytes(0x80, 32),
@@ -112,10 +119,6 @@ func FuzzParseEncryptionPrivateKey(f *testing.F) {
 		nil,
 	} {
 		f.Add(seed)
-	}
-	peer, err := ParseEncryptionPrivateKey(seqBytes(0x40, 32))
-	if err != nil {
-		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		in := bytes.Clone(b)
@@ -132,17 +135,11 @@ func FuzzParseEncryptionPrivateKey(f *testing.F) {
 			}
 			return
 		}
-		if len(b) != X25519KeySize || !bytes.Equal(MarshalEncryptionPrivateKey(k), b) {
+		if !bytes.Equal(MarshalEncryptionPrivateKey(k), b) {
 			t.Fatalf("%x read as %x", b, MarshalEncryptionPrivateKey(k))
 		}
-		pub, err := ParseEncryptionPublicKey(MarshalEncryptionPublicKey(k.PublicKey()))
-		if err != nil || !pub.Equal(k.PublicKey()) {
+		if _, err := ParseEncryptionPublicKey(MarshalEncryptionPublicKey(k.PublicKey())); err != nil {
 			t.Fatalf("the public key of %x does not parse: %v", b, err)
-		}
-		s1, err1 := k.ECDH(peer.PublicKey())
-		s2, err2 := peer.ECDH(pub)
-		if err1 != nil || err2 != nil || !bytes.Equal(s1, s2) {
-			t.Fatalf("shared secrets differ: %x (%v) vs %x (%v)", s1, err1, s2, err2)
 		}
 	})
 }
