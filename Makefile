@@ -20,11 +20,7 @@ build: ## Build emrchaind and emrcli into ./bin.
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 .PHONY: test
-test: ## Run every test (unit, in-process chain, fuzz seeds, real node); the CI command.
-	$(GO) vet ./...
-	GOOS=windows $(GO) vet ./cmd/emrcli
-	GOOS=darwin $(GO) vet ./cmd/emrcli
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+test: lint ## Run every test (unit, in-process chain, fuzz seeds, real node) after lint; the CI command.
 	$(GO) test -count=1 -timeout 15m ./...
 
 .PHONY: test-race
@@ -33,7 +29,7 @@ test-race: ## Run the state machine, store and ABCI tests under the race detecto
 
 .PHONY: lint
 lint: ## gofmt and go vet (emrcli also as built for Windows and macOS).
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	GOOS=windows $(GO) vet ./cmd/emrcli
 	GOOS=darwin $(GO) vet ./cmd/emrcli
