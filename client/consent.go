@@ -204,7 +204,8 @@ func needsEnvelope(perm *emrv1.Permission, t time.Time) bool {
 // newKEK and crypto.FileKeyAAD(patient, category, newVersion)); a nil
 // Rewrapper re-wraps nothing. An error wrapping ErrCannotRewrap leaves the
 // record under its old version (RotationResult.Skipped says why); any other
-// error aborts the rotation.
+// error aborts the rotation. The rotation clears newKEK once it is done
+// with it: a Rewrapper must not keep it.
 type Rewrapper func(ctx context.Context, rec *emrv1.Record, newVersion uint64, newKEK []byte) ([]byte, error)
 
 // SkippedRecord is a record a rotation left under its old key version.

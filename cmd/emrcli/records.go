@@ -34,9 +34,11 @@ func (a *cli) kekFor(ctx context.Context, c *client.Client, k *keyring.Key, pid 
 	}
 	p, err := c.Patient(ctx, pid)
 	if err != nil {
+		clear(kek)
 		return nil, 0, err
 	}
 	if v != p.KeyVersion {
+		clear(kek)
 		return nil, 0, fmt.Errorf("your consent carries key version %d, the patient's key is at version %d: ask the patient to grant again", v, p.KeyVersion)
 	}
 	return kek, v, nil

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -8,7 +9,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,14 +21,19 @@ import (
 )
 
 // decodeHex decodes a fixed-size hex value with an optional 0x prefix.
-func decodeHex(s string, size int) ([]byte, bool) {
-	s = strings.TrimSpace(s)
+func decodeHex(s string, size int) ([]byte, bool) { return decodeHexBytes([]byte(s), size) }
+
+// decodeHexBytes is decodeHex of text held in bytes, which a caller can
+// clear (a key file's): it makes no string of them.
+func decodeHexBytes(text []byte, size int) ([]byte, bool) {
+	text = bytes.TrimSpace(text)
 	// One prefix at most: trimming "0x" and then "0X" read "0x0X<hex>".
-	if len(s) >= 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') {
-		s = s[2:]
+	if len(text) >= 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X') {
+		text = text[2:]
 	}
-	b, err := hex.DecodeString(s)
-	return b, err == nil && len(b) == size
+	b := make([]byte, hex.DecodedLen(len(text)))
+	n, err := hex.Decode(b, text)
+	return b[:n], err == nil && n == size
 }
 
 // maxKeyFileSize bounds what readHexKeyFile reads: a key in hex with some
@@ -48,7 +53,7 @@ func readHexKeyFile(flag, path string, size int, what string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", flag, path, err)
 	}
-	key, ok := decodeHex(string(raw), size)
+	key, ok := decodeHexBytes(raw, size)
 	if len(raw) > maxKeyFileSize || !ok {
 		clear(key)
 		return nil, usagef("%s %s: want %s as %d hex characters", flag, path, what, 2*size)
