@@ -111,7 +111,7 @@ func (a *App) readerAt(height int64) (int64, store.Reader, error) {
 	if height == 0 {
 		height = last
 	}
-	if height <= 0 || last == 0 {
+	if last == 0 {
 		return 0, nil, fmt.Errorf("%w: nothing committed yet", ErrNotFound)
 	}
 	if height > last {
