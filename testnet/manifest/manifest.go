@@ -112,7 +112,7 @@ func (t *Testnet) Validate() error {
 // from 1 to 65535, and "tcp://" in lower case (readers replace it).
 func isTCPAddress(s string) bool {
 	u, err := url.Parse(s)
-	if err != nil || !strings.HasPrefix(s, "tcp://") || u.Opaque != "" || u.User != nil || u.Path != "" ||
+	if err != nil || !strings.HasPrefix(s, "tcp://") || u.User != nil || u.Path != "" ||
 		u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(s, "#") {
 		return false
 	}
