@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -151,9 +150,9 @@ func parseSigned(r *http.Request) (*signedRequest, error) {
 }
 
 // parseTimestamp accepts RFC 3339 (fractional seconds allowed) or Unix
-// milliseconds.
+// milliseconds (plain digits).
 func parseTimestamp(s string) (time.Time, error) {
-	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+	if ms, ok := parseDecimal(s); ok {
 		return time.UnixMilli(ms), nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)

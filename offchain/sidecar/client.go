@@ -175,9 +175,9 @@ func parseContentRange(s string) (first, last int64, ok bool) {
 	if !found {
 		return 0, 0, false
 	}
-	first, err1 := strconv.ParseInt(a, 10, 64)
-	last, err2 := strconv.ParseInt(b, 10, 64)
-	if err1 != nil || err2 != nil {
+	first, ok1 := parseDecimal(a)
+	last, ok2 := parseDecimal(b)
+	if !ok1 || !ok2 {
 		return 0, 0, false
 	}
 	return first, last, true

@@ -732,8 +732,8 @@ func parseRange(h string, size int64) (start, length int64, partial bool, err er
 		return 0, size, false, nil
 	}
 	if a == "" { // suffix: the last n bytes
-		n, perr := strconv.ParseInt(b, 10, 64)
-		if perr != nil || n < 0 {
+		n, ok := parseDecimal(b)
+		if !ok {
 			return 0, size, false, nil
 		}
 		if n == 0 || size == 0 {
@@ -742,14 +742,14 @@ func parseRange(h string, size int64) (start, length int64, partial bool, err er
 		n = min(n, size)
 		return size - n, n, true, nil
 	}
-	first, perr := strconv.ParseInt(a, 10, 64)
-	if perr != nil || first < 0 {
+	first, ok := parseDecimal(a)
+	if !ok {
 		return 0, size, false, nil
 	}
 	last := size - 1
 	if b != "" {
-		l, perr := strconv.ParseInt(b, 10, 64)
-		if perr != nil || l < first {
+		l, ok := parseDecimal(b)
+		if !ok || l < first {
 			return 0, size, false, nil
 		}
 		last = min(l, size-1)
@@ -758,6 +758,22 @@ func parseRange(h string, size int64) (start, length int64, partial bool, err er
 		return 0, 0, false, fmt.Errorf("range %q starts beyond the %d-byte blob", h, size)
 	}
 	return first, last - first + 1, true, nil
+}
+
+// parseDecimal reads a non-negative decimal number of plain ASCII digits,
+// as HTTP writes them (1*DIGIT): no sign, no spaces, no underscores, and
+// nothing beyond int64. strconv alone would also take a sign.
+func parseDecimal(s string) (int64, bool) {
+	if s == "" {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
 }
 
 // Health is the JSON answer of /healthz.
