@@ -9,6 +9,7 @@ say() { echo "$BENCH_NAME: $*"; }
 # parse ("1GB"): it would kill every node at start, and the bench would
 # only fail after waiting for them.
 check_node_env() {
+  [[ -z ${MEMPOOL_SIZE:-} || $MEMPOOL_SIZE =~ ^[1-9][0-9]*$ ]] || die "MEMPOOL_SIZE must be a positive number of transactions"
   [[ $NODE_GOGC =~ ^(off|[0-9]+)$ ]] || die "NODE_GOGC must be a GOGC: a number or off"
   [[ -z ${NODE_MEMLIMIT:-} || $NODE_MEMLIMIT =~ ^(off|[0-9]+(B|[KMGT]iB)?)$ ]] ||
     die "NODE_MEMLIMIT must be a GOMEMLIMIT: bytes, or a number with B, KiB, MiB, GiB or TiB (e.g. 1GiB)"
@@ -46,9 +47,14 @@ node_cpu() {
 
 # configure DIR: the settings this run applies to both networks alike.
 configure() {
-  [[ -n $TIMEOUT_PROPOSE ]] || return 0
-  note "config.toml of every node of $1: timeout_propose = \"$TIMEOUT_PROPOSE\""
-  sed -i "s|^timeout_propose = .*|timeout_propose = \"$TIMEOUT_PROPOSE\"|" "$1"/node*/config/config.toml
+  if [[ -n $TIMEOUT_PROPOSE ]]; then
+    note "config.toml of every node of $1: timeout_propose = \"$TIMEOUT_PROPOSE\""
+    sed -i "s|^timeout_propose = .*|timeout_propose = \"$TIMEOUT_PROPOSE\"|" "$1"/node*/config/config.toml
+  fi
+  if [[ -n ${MEMPOOL_SIZE:-} ]]; then
+    note "config.toml of every node of $1: [mempool] size = $MEMPOOL_SIZE"
+    sed -i "/^\[mempool\]/,/^\[/ s|^size = .*|size = $MEMPOOL_SIZE|" "$1"/node*/config/config.toml
+  fi
 }
 
 # write_net DIR CHAIN_ID: writes a 4-validator network into DIR with
