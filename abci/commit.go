@@ -10,7 +10,8 @@ import (
 // Commit persists the state staged by FinalizeBlock and resets the check
 // state to it. RetainHeight tells CometBFT which blocks the app no longer
 // needs (0 = keep all); emrchain's audit value lies in its blocks, so the app
-// keeps them unless the operator configured pruning.
+// keeps every one (app.Commit returns 0): app.toml's pruning removes old
+// versions of the state, never blocks.
 //
 // An error here halts the chain: the block is decided and its app hash
 // already agreed on, so a failure to persist it is a storage fault that no
