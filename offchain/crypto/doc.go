@@ -119,7 +119,10 @@
 //
 // Protected: the confidentiality and integrity of record contents and keys
 // against the storage operator, the blob sidecar, full nodes, the network,
-// and any consortium member without a live grant. Ciphertext that is
+// and any consortium member that never held the patient's KEK. A member
+// that held it (a grantee of any right, standing or not) is kept from the
+// ciphertext by the sidecar, which serves it only to standing readers, not
+// by cryptography: see the first point below. Ciphertext that is
 // modified, truncated, extended, reordered, spliced from another file, or
 // presented with the wrong key or binding is rejected with an error
 // (ErrCorrupt / ErrDecrypt), never returned as wrong plaintext. Together with
@@ -128,16 +131,26 @@
 //
 // Not protected, stated plainly:
 //
-//   - A grantee who has downloaded and decrypted a file keeps it. Nothing
-//     cryptographic can take back plaintext, or a data key or KEK that a
-//     grantee already saw. Revocation stops future reads: the chain refuses
-//     to log new access events for the revoked grantee (so the sidecar
-//     serves no more ciphertext), and the KEK rotation means the revoked
-//     grantee receives no envelope for the new KEK and cannot unwrap data
-//     keys of files written afterwards. Old files keep their data keys (only
-//     the wrapping changes), so a revoked grantee who saved an old data key
-//     and obtains the old ciphertext some other way can still read that one
-//     file; re-encrypting a file with a new data key is the only remedy.
+//   - A grantee keeps what it saw. Nothing cryptographic can take back
+//     plaintext, or a data key or KEK that a grantee already held.
+//     Revocation stops future reads: the chain refuses to log new access
+//     events for the revoked grantee (so the sidecar serves no more
+//     ciphertext), and the KEK rotation means the revoked grantee receives
+//     no envelope for the new KEK and cannot unwrap data keys of files
+//     written afterwards. But old files keep their data keys (only the
+//     wrapping changes), and the old wrappings stay readable in the chain's
+//     history (and in its state for records a rotation left under an older
+//     version): a revoked grantee that obtains the ciphertext of any file
+//     written before the revocation, from the storage or a copy, can read
+//     it with the KEK it held. Re-encrypting a file with a new data key is
+//     the only remedy.
+//   - Expiry does not rotate the KEK; only a revocation does. A member whose
+//     grant expired still holds the current KEK, and files written after
+//     the expiry are wrapped under it until the patient's next rotation:
+//     the sidecar refuses that member their ciphertext, but whoever can
+//     read the storage and once held the grant could decrypt them. A
+//     patient who wants expiry to count as revocation revokes the expired
+//     grant (emrcli revoke accepts one), which rotates.
 //   - Metadata: the ciphertext size reveals the exact plaintext size; record
 //     categories, key versions, timing and access patterns are visible to the
 //     chain and the storage.

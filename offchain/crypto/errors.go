@@ -4,8 +4,9 @@ import "errors"
 
 // Sentinel errors. Functions in this package wrap them with detail, so test
 // with errors.Is, never with ==. One failure may match several sentinels:
-// every failure of the stream reader matches ErrCorrupt, and a malformed
-// stream header additionally matches ErrBadFormat or ErrUnsupportedVersion.
+// every failure of the stream reader's ciphertext matches ErrCorrupt (a
+// failure of its source or a bad key does not), and a malformed stream
+// header additionally matches ErrBadFormat or ErrUnsupportedVersion.
 var (
 	// ErrCorrupt reports that an encrypted file (the streaming format) is not
 	// what the writer produced: it was truncated, extended, reordered,

@@ -249,9 +249,10 @@ func NewDecryptReader(src io.Reader, dataKey []byte, aad []byte) (io.Reader, err
 	if len(dataKey) != KeySize {
 		return nil, fmt.Errorf("%w: data key is %d bytes, want %d", ErrInvalidKey, len(dataKey), KeySize)
 	}
+	in := &endReader{r: src}
 	header := make([]byte, streamHeaderSize)
-	if _, err := io.ReadFull(src, header); err != nil {
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
+	if _, err := io.ReadFull(in, header); err != nil {
+		if in.ended(err) {
 			return nil, fmt.Errorf("%w: %w: truncated header", ErrCorrupt, ErrBadFormat)
 		}
 		return nil, fmt.Errorf("crypto: reading stream header: %w", err)
@@ -271,15 +272,39 @@ func NewDecryptReader(src io.Reader, dataKey []byte, aad []byte) (io.Reader, err
 		return nil, err
 	}
 	return &decryptReader{
-		src:         src,
+		src:         in,
 		sc:          sc,
 		segmentSize: int(seg),
 		buf:         make([]byte, int(seg)+gcmTagSize+1),
 	}, nil
 }
 
+// endReader tells the end of its source from the source's own failure:
+// io.ReadFull turns a short read that ends in io.EOF into
+// io.ErrUnexpectedEOF, but passes on an io.ErrUnexpectedEOF the source
+// returned itself (net/http's bodies do, for a connection dropped before
+// Content-Length), and that is a read error, not a truncated ciphertext.
+type endReader struct {
+	r   io.Reader
+	eof bool // the source returned io.EOF
+}
+
+func (e *endReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err == io.EOF {
+		e.eof = true
+	}
+	return n, err
+}
+
+// ended reports whether err, from io.ReadFull over e, means the source
+// ended (rather than failed).
+func (e *endReader) ended(err error) bool {
+	return e.eof && (err == io.EOF || err == io.ErrUnexpectedEOF)
+}
+
 type decryptReader struct {
-	src         io.Reader
+	src         *endReader
 	sc          *streamCipher
 	segmentSize int
 	buf         []byte // one ciphertext segment plus one look-ahead byte
@@ -324,17 +349,17 @@ func (r *decryptReader) nextSegment() error {
 	n, err := io.ReadFull(r.src, r.buf[off:ctMax])
 	total := off + n
 	final := false
-	switch err {
-	case nil:
-		switch _, perr := io.ReadFull(r.src, r.buf[ctMax:ctMax+1]); perr {
-		case nil:
+	switch {
+	case err == nil:
+		switch _, perr := io.ReadFull(r.src, r.buf[ctMax:ctMax+1]); {
+		case perr == nil:
 			r.peek, r.havePeek = r.buf[ctMax], true
-		case io.EOF:
+		case r.src.ended(perr):
 			final = true
 		default:
 			return fmt.Errorf("crypto: reading segment %d: %w", r.idx, perr)
 		}
-	case io.EOF, io.ErrUnexpectedEOF:
+	case r.src.ended(err):
 		final = true
 	default:
 		return fmt.Errorf("crypto: reading segment %d: %w", r.idx, err)

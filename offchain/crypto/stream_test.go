@@ -508,15 +508,20 @@ func TestStreamErrorIsSticky(t *testing.T) {
 	}
 }
 
+// A source's own failure is its error, not a corrupt ciphertext, wherever
+// it strikes, the whole file read included; io.ErrUnexpectedEOF too, which
+// net/http's bodies return for a connection dropped before Content-Length
+// and io.ReadFull passes on as it is.
 func TestStreamReaderPassesThroughIOErrors(t *testing.T) {
 	key := testKey(11)
 	ct := mustEncrypt(t, key, nil, pattern(1000), 64, fixedSalt)
-	boom := errors.New("network down")
-	for _, cut := range []int{0, 10, streamHeaderSize, streamHeaderSize + 50, streamHeaderSize + 80} {
-		src := io.MultiReader(bytes.NewReader(ct[:cut]), iotest.ErrReader(boom))
-		_, err := decryptAll(src, key, nil)
-		if !errors.Is(err, boom) || errors.Is(err, ErrCorrupt) {
-			t.Errorf("cut %d: got %v, want the source error and not ErrCorrupt", cut, err)
+	for _, boom := range []error{errors.New("network down"), io.ErrUnexpectedEOF} {
+		for _, cut := range []int{0, 10, streamHeaderSize, streamHeaderSize + 50, streamHeaderSize + 80, len(ct) - 1, len(ct)} {
+			src := io.MultiReader(bytes.NewReader(ct[:cut]), iotest.ErrReader(boom))
+			_, err := decryptAll(src, key, nil)
+			if !errors.Is(err, boom) || errors.Is(err, ErrCorrupt) {
+				t.Errorf("%v after %d of %d bytes: got %v, want the source error and not ErrCorrupt", boom, cut, len(ct), err)
+			}
 		}
 	}
 }
