@@ -20,6 +20,7 @@ func TestGenesisMembersAreCheckedLikeRegistrations(t *testing.T) {
 	for name, spoil := range map[string]func(m *emrv1.GenesisMember){
 		// 0xff..ff: top bit set, not a canonical X25519 key.
 		"non-canonical encryption key":  func(m *emrv1.GenesisMember) { m.EncPubKey = bytes.Repeat([]byte{0xff}, 32) },
+		"small-order encryption key":    func(m *emrv1.GenesisMember) { m.EncPubKey = make([]byte, 32) },
 		"credential reference too long": func(m *emrv1.GenesisMember) { m.CredentialRef = strings.Repeat("x", 10_000) },
 	} {
 		t.Run(name, func(t *testing.T) {

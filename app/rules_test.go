@@ -650,6 +650,8 @@ func TestRegisterMemberRole(t *testing.T) {
 		{"no encryption key", w.regA, with(func(m *emrv1.MsgRegisterMember) { m.EncPubKey = nil }), app.ErrInvalidMsg, []string{"encryption key must be 32 bytes"}},
 		{"non-canonical encryption key", w.regA, with(func(m *emrv1.MsgRegisterMember) { m.EncPubKey = slices.Clone(m.EncPubKey); m.EncPubKey[31] |= 0x80 }),
 			app.ErrInvalidMsg, []string{"encryption key is not a canonical X25519 key"}},
+		{"small-order encryption key (u = 1)", w.regA, with(func(m *emrv1.MsgRegisterMember) { m.EncPubKey = append([]byte{1}, make([]byte, 31)...) }),
+			app.ErrInvalidMsg, []string{"encryption key is an X25519 point of small order"}},
 		{"bad organization id", w.regA, with(func(m *emrv1.MsgRegisterMember) { m.OrganizationId = "Hospital A" }), app.ErrInvalidMsg, []string{"organization id"}},
 		{"no credential", w.regA, with(func(m *emrv1.MsgRegisterMember) { m.CredentialRef = "" }), app.ErrInvalidMsg, []string{"credential reference is empty"}},
 	})

@@ -275,15 +275,22 @@ func checkAddress(what string, b []byte) error { return checkFixed(what, b, Addr
 func checkKey(what string, b []byte) error     { return checkFixed(what, b, PubKeySize) }
 func checkHash(what string, b []byte) error    { return checkFixed(what, b, HashSize) }
 
-// checkX25519Key also refuses a non-canonical X25519 key: envelopes to it
-// would bind other bytes than its owner's private key derives, and could
-// never be opened.
+// checkX25519Key also refuses a non-canonical X25519 key, as envelopes to
+// it would bind other bytes than its owner's private key derives and could
+// never be opened, and a point of small order, whose shared secret with
+// any sender is one of eight values anyone can try: clients refuse to seal
+// to such a key (crypto.ParseEncryptionPublicKey), so its owner could be
+// granted nothing. The check is one fixed X25519 multiplication, the same
+// on every node.
 func checkX25519Key(what string, b []byte) error {
 	if err := checkKey(what, b); err != nil {
 		return err
 	}
 	if !crypto.CanonicalX25519(b) {
 		return fmt.Errorf("%s is not a canonical X25519 key (top bit set, or not below 2^255-19)", what)
+	}
+	if _, err := crypto.ParseEncryptionPublicKey(b); err != nil {
+		return fmt.Errorf("%s is an X25519 point of small order: no envelope to it would be secret", what)
 	}
 	return nil
 }
