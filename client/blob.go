@@ -844,6 +844,10 @@ func (c *Client) ShareRecord(ctx context.Context, s Signer, req ShareRequest, op
 	if err != nil {
 		return nil, fmt.Errorf("record %d: %w", req.Record, err)
 	}
+	// As Download does: what goes to a study is what its uploader signed.
+	if err := c.CheckUploaderSignatures(ctx, []*emrv1.Record{rec}); err != nil {
+		return nil, err
+	}
 	if rec.KeyVersion != perm.KeyVersion {
 		return nil, fmt.Errorf("record %d: its data key is wrapped under patient key version %d but your consent carries version %d: "+
 			"only the patient can unwrap it until it is re-wrapped", rec.Sequence, rec.KeyVersion, perm.KeyVersion)
