@@ -92,12 +92,25 @@ type plannedTx struct {
 	hash   [32]byte
 
 	// Filled in by the sender and the observer.
-	sendNs   atomic.Int64 // last accepted (or attempted) broadcast, unix ns
+	sendNs atomic.Int64 // first broadcast attempt, unix ns (0: never sent)
+	// dueNs is when the tx was due by the schedule of a target rate, unix
+	// ns (0: sent at saturation); set before the workers start.
+	dueNs    int64
 	accepted atomic.Bool
 	commitNs int64 // when the observer saw its block (0: not yet); under observer.mu
 	height   int64
 	code     uint32
 	codeSet  string
+}
+
+// latencyFromNs is when the tx's submit-to-commit latency starts: when it
+// was due, at a target rate (time spent waiting in the sender counts), or
+// its first send attempt, at saturation (there is no schedule).
+func (t *plannedTx) latencyFromNs() int64 {
+	if t.dueNs != 0 {
+		return t.dueNs
+	}
+	return t.sendNs.Load()
 }
 
 // plan holds the actors of a load and their next sequences.

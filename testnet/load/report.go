@@ -65,15 +65,22 @@ type Summary struct {
 	CommittedInWindow int     `json:"committed_in_window"`
 	TPS               float64 `json:"tps"`
 
-	Latency LatencyStats `json:"latency_ms"`
-	Blocks  BlockStats   `json:"blocks"`
+	// LatencyFrom says where the latency clock of a tx starts: "due" (at a
+	// target rate: when the schedule had it due, so time spent waiting in
+	// the sender counts), "first_send" (at saturation: its first
+	// broadcast attempt) or "loadtime_payload" (watching: the timestamp
+	// CometBFT's loadtime put in the tx).
+	LatencyFrom string       `json:"latency_from"`
+	Latency     LatencyStats `json:"latency_ms"`
+	Blocks      BlockStats   `json:"blocks"`
 
 	ObserverErrors int    `json:"observer_errors"`
 	ObserverError  string `json:"observer_last_error,omitempty"`
 }
 
-// LatencyStats are submit-to-commit latencies of the txs sent in the
-// window, in milliseconds.
+// LatencyStats are submit-to-commit latencies, in milliseconds, of the
+// successful txs whose latency clock (Summary.LatencyFrom: the due time at
+// a rate, the first send at saturation) started in the window.
 type LatencyStats struct {
 	Count int     `json:"count"`
 	P50   float64 `json:"p50"`
@@ -100,8 +107,11 @@ type BlockStats struct {
 
 // Point is one second of a run.
 type Point struct {
-	T         int     `json:"t_s"` // seconds since the start of the measured phase
-	Sent      int     `json:"sent"`
+	T int `json:"t_s"` // seconds since the start of the measured phase
+	// Sent: txs first sent in this second (a retry is not counted again).
+	Sent int `json:"sent"`
+	// Committed: successful txs seen committed in this second; the
+	// percentiles are of their latencies (from Summary.LatencyFrom).
 	Committed int     `json:"committed"`
 	Blocks    int     `json:"blocks"`
 	P50       float64 `json:"p50_ms"`
@@ -134,11 +144,11 @@ func buildResult(cfg Config, obs *observer, st *sendStats, txs []*plannedTx, sta
 	}
 	switch {
 	case txs == nil:
-		s.Mode = "watch"
+		s.Mode, s.LatencyFrom = "watch", "loadtime_payload"
 	case cfg.Rate > 0:
-		s.Mode = "rate"
+		s.Mode, s.LatencyFrom = "rate", "due"
 	default:
-		s.Mode = "saturation"
+		s.Mode, s.LatencyFrom = "saturation", "first_send"
 	}
 	if txs != nil {
 		s.Mix, s.ConnsPerNode, s.PlannedByKind = cfg.Mix.String(), cfg.Conns, kindCounts(txs)
@@ -160,7 +170,7 @@ func buildResult(cfg Config, obs *observer, st *sendStats, txs []*plannedTx, sta
 	s.WindowS = float64(to-from) / 1e9
 	startNs := start.UnixNano()
 
-	// Every committed (or watched) tx as (send, commit, ok).
+	// Every committed (or watched) tx as (latency start, commit, ok).
 	type sample struct {
 		send, commit int64
 		ok           bool
@@ -171,7 +181,7 @@ func buildResult(cfg Config, obs *observer, st *sendStats, txs []*plannedTx, sta
 		if t.commitNs != 0 {
 			s.Committed++
 			bytes += len(t.raw)
-			samples = append(samples, sample{t.sendNs.Load(), t.commitNs, t.code == 0})
+			samples = append(samples, sample{t.latencyFromNs(), t.commitNs, t.code == 0})
 		} else if t.accepted.Load() {
 			s.Uncommitted++
 		}
@@ -373,8 +383,12 @@ func (r *Result) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "  committed  %d (%d in the %.0fs window), failed in blocks %s, accepted but not committed %d, foreign %d\n",
 		s.Committed, s.CommittedInWindow, s.WindowS, formatCounts(s.CommittedFailed), s.Uncommitted, s.Foreign)
 	fmt.Fprintf(w, "  throughput %.0f tx/s committed\n", s.TPS)
-	fmt.Fprintf(w, "  latency    p50 %.0f ms, p95 %.0f ms, p99 %.0f ms, max %.0f ms (%d txs, submit to commit)\n",
-		s.Latency.P50, s.Latency.P95, s.Latency.P99, s.Latency.Max, s.Latency.Count)
+	from := map[string]string{"due": "due time to commit", "first_send": "first send to commit", "loadtime_payload": "loadtime timestamp to commit"}[s.LatencyFrom]
+	if from == "" {
+		from = "submit to commit"
+	}
+	fmt.Fprintf(w, "  latency    p50 %.0f ms, p95 %.0f ms, p99 %.0f ms, max %.0f ms (%d txs, %s)\n",
+		s.Latency.P50, s.Latency.P95, s.Latency.P99, s.Latency.Max, s.Latency.Count, from)
 	fmt.Fprintf(w, "  blocks     %d, interval mean %.0f ms (p50 %.0f, max %.0f), %.0f txs and %.0f KiB per block (max %d txs), %.0f B/tx, results %.0f ms after the block\n",
 		s.Blocks.Count, s.Blocks.MeanIntervalMs, s.Blocks.P50IntervalMs, s.Blocks.MaxIntervalMs, s.Blocks.MeanTxs, s.Blocks.MeanBytes/1024, s.Blocks.MaxTxs, s.MeanTxBytes, s.Blocks.ExecMs)
 	if s.ObserverErrors > 0 {

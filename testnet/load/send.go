@@ -58,22 +58,29 @@ type sender struct {
 }
 
 // send sends txs until they are all sent or the deadline passes. rate > 0
-// spreads the sends evenly at rate tx/s in total; rate == 0 sends as fast
-// as the nodes answer. It returns when every worker is done.
+// sends on one global schedule: the i-th tx of txs is due i/rate after the
+// start, whichever worker has it, so the whole plan's rate is offered as
+// long as the workers keep up (pacing each worker's own list instead
+// offered less once the shorter lists ran dry: signers do not spread
+// evenly over workers). rate == 0 sends as fast as the nodes answer. At the
+// deadline no new batch starts; a batch already sent finishes under its
+// own RPC timeout and is booked as answered. send returns when every
+// worker is done.
 func (s *sender) send(ctx context.Context, txs []*plannedTx, rate float64, deadline time.Time) {
 	workers := len(s.nodes) * s.conns
-	lists := make([][]*plannedTx, workers)
-	for _, t := range txs {
+	lists := make([][]queued, workers)
+	start := time.Now()
+	for i, t := range txs {
 		w := s.workerOf(int(t.signer))
-		lists[w] = append(lists[w], t)
+		lists[w] = append(lists[w], queued{t: t, pos: i})
+		if rate > 0 {
+			// The latency clock of a tx at a rate starts when it is due,
+			// not when it goes out: time spent waiting in the sender (a
+			// stalled node, a full mempool) is part of its latency.
+			t.dueNs = start.Add(dueAfter(i, rate)).UnixNano()
+		}
 	}
-	var interval time.Duration
-	if rate > 0 {
-		// At most MaxDuration, which no run outlasts: a tiny rate must not
-		// overflow the Duration into a negative interval (saturation).
-		interval = time.Duration(min(float64(time.Second)*float64(workers)/rate, float64(MaxDuration)))
-	}
-	ctx, cancel := context.WithDeadline(ctx, deadline)
+	dctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	var wg sync.WaitGroup
 	for w, list := range lists {
@@ -83,10 +90,17 @@ func (s *sender) send(ctx context.Context, txs []*plannedTx, rate float64, deadl
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.worker(ctx, s.nodes[w%len(s.nodes)], list, interval)
+			s.worker(ctx, dctx, s.nodes[w%len(s.nodes)], list, start, rate)
 		}()
 	}
 	wg.Wait()
+}
+
+// dueAfter is when the i-th tx of a plan sent at rate tx/s is due, after
+// the start. At most MaxDuration, which no run outlasts: a tiny rate must
+// not overflow the Duration into a negative one.
+func dueAfter(i int, rate float64) time.Duration {
+	return time.Duration(min(float64(i)/rate*float64(time.Second), float64(MaxDuration)))
 }
 
 // workerOf pins a signer: node signer%nodes, worker (signer/nodes)%conns.
@@ -96,22 +110,22 @@ func (s *sender) workerOf(signer int) int {
 }
 
 // queued is a planned tx waiting in a worker's queue; pos is its place in
-// the worker's list, which fixes when it is due at a target rate.
+// the plan, which fixes when it is due at a target rate.
 type queued struct {
 	t   *plannedTx
 	pos int
 }
 
-// worker sends its list in order, in JSON-RPC batches of up to maxBatch
+// worker sends its queue in order, in JSON-RPC batches of up to maxBatch
 // broadcasts: what is due goes out in one HTTP request. A tx the node did
 // not take (mempool full, an RPC error) is sent again, at the head of the
 // next batch, together with every later tx of its signer in the batch (a
-// signer's txs must reach the mempool in sequence order).
-func (s *sender) worker(ctx context.Context, node *rpc, list []*plannedTx, interval time.Duration) {
-	queue := make([]queued, len(list))
-	for i, t := range list {
-		queue[i] = queued{t: t, pos: i}
-	}
+// signer's txs must reach the mempool in sequence order). dctx ends at the
+// deadline: no batch starts after it; ctx bounds the requests themselves
+// (with the RPC timeout), so a batch in flight at the deadline still gets
+// its answers.
+func (s *sender) worker(ctx, dctx context.Context, node *rpc, queue []queued, start time.Time, rate float64) {
+	due := func(q queued) time.Time { return start.Add(dueAfter(q.pos, rate)) }
 	broken := map[int32]bool{}
 	var (
 		buf   []byte
@@ -119,13 +133,12 @@ func (s *sender) worker(ctx context.Context, node *rpc, list []*plannedTx, inter
 		batch []queued
 	)
 	backoff := fullBackoff
-	start := time.Now()
 	var lastBatch time.Time
 	for len(queue) > 0 {
-		if interval > 0 {
-			sleepCtx(ctx, time.Until(lastBatch.Add(rateTick)))
+		if rate > 0 {
+			sleepCtx(dctx, time.Until(lastBatch.Add(rateTick)))
 		}
-		if ctx.Err() != nil {
+		if dctx.Err() != nil {
 			s.stats.unsent.Add(int64(len(queue)))
 			return
 		}
@@ -138,7 +151,7 @@ func (s *sender) worker(ctx context.Context, node *rpc, list []*plannedTx, inter
 				queue = queue[1:]
 				continue
 			}
-			if interval > 0 && time.Until(start.Add(time.Duration(q.pos)*interval)) > 0 {
+			if rate > 0 && time.Until(due(q)) > 0 {
 				break
 			}
 			batch = append(batch, q)
@@ -147,31 +160,32 @@ func (s *sender) worker(ctx context.Context, node *rpc, list []*plannedTx, inter
 		}
 		if len(batch) == 0 {
 			if len(queue) > 0 {
-				sleepCtx(ctx, time.Until(start.Add(time.Duration(queue[0].pos)*interval)))
+				sleepCtx(dctx, time.Until(due(queue[0])))
 			}
 			continue
 		}
 		lastBatch = time.Now()
 		now := lastBatch.UnixNano()
 		for _, q := range batch {
-			q.t.sendNs.Store(now)
+			// The first attempt: a retry keeps it.
+			q.t.sendNs.CompareAndSwap(0, now)
 		}
 		s.stats.attempts.Add(int64(len(batch)))
 		outs, b, err := node.broadcastBatch(ctx, raws, buf)
 		buf = b
 		if err != nil {
 			queue = append(batch[:len(batch):len(batch)], queue...)
-			if ctx.Err() != nil {
+			if dctx.Err() != nil {
 				continue // counted as unsent above
 			}
 			s.stats.rpcErrors.Add(1)
-			sleepCtx(ctx, errorBackoff)
+			sleepCtx(dctx, errorBackoff)
 			continue
 		}
 		retry, full := s.settle(batch, outs, broken)
 		queue = append(retry, queue...)
 		if full {
-			sleepCtx(ctx, backoff)
+			sleepCtx(dctx, backoff)
 			backoff = min(2*backoff, maxFullBackoff)
 		} else if len(retry) == 0 {
 			backoff = fullBackoff
