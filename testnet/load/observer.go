@@ -31,7 +31,13 @@ type blockStat struct {
 	Bytes    int
 	Ours     int // txs of this load (or loadtime payloads, when watching)
 	Failed   int // txs of this load committed with a non-zero code
+	// Unknown: txs of this load whose outcome is unknown (the block's
+	// results never came); neither successes nor failures.
+	Unknown int
 }
+
+// succeeded is how many of the load's txs in the block succeeded.
+func (b *blockStat) succeeded() int { return b.Ours - b.Failed - b.Unknown }
 
 // observer follows one node's blocks and matches their transactions to
 // the planned ones.
@@ -46,6 +52,7 @@ type observer struct {
 	blocks    []blockStat
 	foreign   int
 	committed int // planned txs seen committed
+	unknown   int // txs of the load in blocks whose results never came
 	// watched: loadtime txs seen, with their latencies.
 	watched []watchedTx
 	failed  map[string]int // committed with a code, by code
@@ -170,6 +177,8 @@ func notYet(err error) bool {
 	return errors.As(err, &re) && (strings.Contains(re.Data, "must be less than or equal to") || strings.Contains(re.Data, "could not find"))
 }
 
+// record books a block seen at seen. executed is when its results came
+// (results); zero if they never did: the outcome of its txs is unknown.
 func (o *observer) record(h int64, b *block, results []txResult, seen, executed time.Time) {
 	st := blockStat{Height: h, Time: b.Header.Time, Observed: seen, Executed: executed, Txs: len(b.Data.Txs)}
 	seenNs := seen.UnixNano()
@@ -178,7 +187,8 @@ func (o *observer) record(h int64, b *block, results []txResult, seen, executed 
 	for i, raw := range b.Data.Txs {
 		st.Bytes += len(raw)
 		var res txResult
-		if i < len(results) {
+		known := !executed.IsZero() && i < len(results)
+		if known {
 			res = results[i]
 		}
 		t := o.index[sha256.Sum256(raw)]
@@ -186,9 +196,13 @@ func (o *observer) record(h int64, b *block, results []txResult, seen, executed 
 			if o.payloadTimes {
 				if p, err := payload.FromBytes(raw); err == nil && p.GetTime() != nil {
 					st.Ours++
-					if res.Code == 0 {
+					switch {
+					case !known:
+						st.Unknown++
+						o.unknown++
+					case res.Code == 0:
 						o.watched = append(o.watched, watchedTx{sendNs: p.GetTime().AsTime().UnixNano(), commitNs: seenNs})
-					} else {
+					default:
 						st.Failed++
 						o.failed[codeKey(res.Codespace, res.Code)]++
 					}
@@ -204,7 +218,11 @@ func (o *observer) record(h int64, b *block, results []txResult, seen, executed 
 		st.Ours++
 		t.commitNs, t.height, t.code, t.codeSet = seenNs, h, res.Code, res.Codespace
 		o.committed++
-		if res.Code != 0 {
+		if !known {
+			t.unknown = true
+			st.Unknown++
+			o.unknown++
+		} else if res.Code != 0 {
 			st.Failed++
 			o.failed[codeKey(res.Codespace, res.Code)]++
 		}

@@ -101,6 +101,7 @@ type plannedTx struct {
 	height   int64
 	code     uint32
 	codeSet  string
+	unknown  bool // in a block whose results never came: code unknown
 }
 
 // latencyFromNs is when the tx's submit-to-commit latency starts: when it

@@ -59,6 +59,10 @@ type Summary struct {
 	CommittedFailed map[string]int `json:"committed_failed"`
 	Uncommitted     int64          `json:"accepted_not_committed"`
 	Foreign         int            `json:"foreign_txs"`
+	// OutcomeUnknown counts the load's txs found in blocks whose results
+	// never came: in Committed, but not in CommittedInWindow, TPS or the
+	// latencies, which count successes only.
+	OutcomeUnknown int `json:"outcome_unknown"`
 	// TPS is the successful commits observed in the window (after the
 	// warm-up, until the end of the measured phase) per second.
 	WindowS           float64 `json:"window_s"`
@@ -129,6 +133,7 @@ type BlockRow struct {
 	Ours       int     `json:"ours"`
 	Failed     int     `json:"failed"`
 	ExecMs     float64 `json:"exec_ms"`
+	Unknown    int     `json:"unknown"` // txs of the load whose outcome is unknown (no results)
 }
 
 func buildResult(cfg Config, obs *observer, st *sendStats, txs []*plannedTx, start, end time.Time) *Result {
@@ -140,7 +145,7 @@ func buildResult(cfg Config, obs *observer, st *sendStats, txs []*plannedTx, sta
 		Planned: len(txs), Attempts: st.attempts.Load(), Accepted: st.accepted.Load(),
 		MempoolFull: st.full.Load(), RPCErrors: st.rpcErrors.Load(), Skipped: st.skipped.Load(), Unsent: st.unsent.Load(),
 		Rejected: map[string]int{}, RejectedLog: map[string]string{}, CommittedFailed: map[string]int{},
-		Foreign: obs.foreign, ObserverErrors: obs.errs,
+		Foreign: obs.foreign, ObserverErrors: obs.errs, OutcomeUnknown: obs.unknown,
 	}
 	switch {
 	case txs == nil:
@@ -181,7 +186,7 @@ func buildResult(cfg Config, obs *observer, st *sendStats, txs []*plannedTx, sta
 		if t.commitNs != 0 {
 			s.Committed++
 			bytes += len(t.raw)
-			samples = append(samples, sample{t.latencyFromNs(), t.commitNs, t.code == 0})
+			samples = append(samples, sample{t.latencyFromNs(), t.commitNs, t.code == 0 && !t.unknown})
 		} else if t.accepted.Load() {
 			s.Uncommitted++
 		}
@@ -257,7 +262,7 @@ func buildResult(cfg Config, obs *observer, st *sendStats, txs []*plannedTx, sta
 	var intervals []float64
 	var prev time.Time
 	for _, b := range obs.blocks {
-		row := BlockRow{Height: b.Height, T: float64(b.Observed.UnixNano()-startNs) / 1e9, Txs: b.Txs, Bytes: b.Bytes, Ours: b.Ours, Failed: b.Failed}
+		row := BlockRow{Height: b.Height, T: float64(b.Observed.UnixNano()-startNs) / 1e9, Txs: b.Txs, Bytes: b.Bytes, Ours: b.Ours, Failed: b.Failed, Unknown: b.Unknown}
 		if !b.Executed.IsZero() {
 			row.ExecMs = float64(b.Executed.Sub(b.Observed)) / 1e6
 		}
@@ -346,10 +351,10 @@ func (r *Result) WriteSeriesCSV(w io.Writer) error {
 // WriteBlocksCSV writes the observed blocks.
 func (r *Result) WriteBlocksCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
-	_ = cw.Write([]string{"height", "t_s", "interval_ms", "txs", "bytes", "ours", "failed", "exec_ms"})
+	_ = cw.Write([]string{"height", "t_s", "interval_ms", "txs", "bytes", "ours", "failed", "exec_ms", "unknown"})
 	for _, b := range r.Blocks {
 		_ = cw.Write([]string{strconv.FormatInt(b.Height, 10), strconv.FormatFloat(b.T, 'f', 3, 64), ff(b.IntervalMs),
-			strconv.Itoa(b.Txs), strconv.Itoa(b.Bytes), strconv.Itoa(b.Ours), strconv.Itoa(b.Failed), ff(b.ExecMs)})
+			strconv.Itoa(b.Txs), strconv.Itoa(b.Bytes), strconv.Itoa(b.Ours), strconv.Itoa(b.Failed), ff(b.ExecMs), strconv.Itoa(b.Unknown)})
 	}
 	cw.Flush()
 	return cw.Error()
@@ -380,8 +385,8 @@ func (r *Result) WriteText(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  rejected   %s\n", formatCounts(s.Rejected))
 	}
-	fmt.Fprintf(w, "  committed  %d (%d in the %.0fs window), failed in blocks %s, accepted but not committed %d, foreign %d\n",
-		s.Committed, s.CommittedInWindow, s.WindowS, formatCounts(s.CommittedFailed), s.Uncommitted, s.Foreign)
+	fmt.Fprintf(w, "  committed  %d (%d in the %.0fs window), failed in blocks %s, outcome unknown %d, accepted but not committed %d, foreign %d\n",
+		s.Committed, s.CommittedInWindow, s.WindowS, formatCounts(s.CommittedFailed), s.OutcomeUnknown, s.Uncommitted, s.Foreign)
 	fmt.Fprintf(w, "  throughput %.0f tx/s committed\n", s.TPS)
 	from := map[string]string{"due": "due time to commit", "first_send": "first send to commit", "loadtime_payload": "loadtime timestamp to commit"}[s.LatencyFrom]
 	if from == "" {
