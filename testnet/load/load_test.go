@@ -182,18 +182,26 @@ func TestResultAndPlot(t *testing.T) {
 		tx.commitNs = start.Add(time.Duration(i)*100*time.Millisecond + time.Second).UnixNano()
 		txs = append(txs, tx)
 	}
-	o.blocks = []blockStat{{Height: 1, Time: start, Observed: start.Add(time.Second), Txs: 10}, {Height: 2, Time: start.Add(time.Second), Observed: start.Add(2 * time.Second), Txs: 40}}
+	// A block a second, seen at 0.5s, 1.5s, ... 5.5s; the one seen at 2.5s
+	// has a failed tx and two of unknown outcome.
+	for h := range 6 {
+		o.blocks = append(o.blocks, blockStat{Height: int64(h + 1), Time: start.Add(time.Duration(h) * time.Second),
+			Observed: start.Add(time.Duration(h)*time.Second + 500*time.Millisecond), Txs: 10, Ours: 10})
+	}
+	o.blocks[2].Failed, o.blocks[2].Unknown = 1, 2
 	cfg := Config{Name: "x", Duration: 5 * time.Second, Warmup: time.Second, Mix: DefaultMix, Conns: 1, Target: Target{RPC: []string{"http://127.0.0.1:1"}}}
 	r := buildResult(cfg, o, newSendStats(), txs, start, start.Add(5*time.Second))
 	s := r.Summary
-	// Commits at 1.0s..5.9s; the window is [1s, 5s]: 41 of them.
-	if s.Committed != 50 || s.CommittedInWindow != 41 || s.TPS != 41.0/4 {
+	// Commits at 1.0s..5.9s; the window is [1s, 5s]: 41 of them. The
+	// whole block intervals: from the block seen at 0.5s to the one seen
+	// at 4.5s, 37 successful txs in 4 blocks over 4s.
+	if s.Committed != 50 || s.CommittedInWindow != 41 || s.TPS != 37.0/4 || s.TPSBasis != "blocks" || s.TPSBlocks != 4 || s.TPSCommitted != 37 {
 		t.Fatalf("summary %+v", s)
 	}
 	if s.Latency.P50 != 1000 || s.Latency.P99 != 1000 {
 		t.Fatalf("latency %+v", s.Latency)
 	}
-	if s.Blocks.Count != 2 || s.Blocks.MeanIntervalMs != 1000 {
+	if s.Blocks.Count != 4 || s.Blocks.MeanIntervalMs != 1000 {
 		t.Fatalf("blocks %+v", s.Blocks)
 	}
 	dir := t.TempDir()

@@ -3,12 +3,83 @@ package load
 import (
 	"bytes"
 	"crypto/sha256"
+	"math"
 	"testing"
 	"time"
 
 	"github.com/cometbft/cometbft/test/loadtime/payload"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
+
+// blocksEvery2s is a chain committing 500 txs every 2 s, seen at 0.1 s,
+// 2.1 s, ... 10.1 s after start, all of them successful txs of the load:
+// 250 tx/s. The txs are returned with their commit times, and the
+// observer has them as planned txs (watch false) or as loadtime payloads
+// (watch true).
+func blocksEvery2s(start time.Time, watch bool) (*observer, []*plannedTx) {
+	o := newObserver(nil, watch)
+	var txs []*plannedTx
+	for h := range 6 {
+		seen := start.Add(time.Duration(h)*2*time.Second + 100*time.Millisecond)
+		o.blocks = append(o.blocks, blockStat{Height: int64(h + 1), Time: seen.Add(-time.Second), Observed: seen, Txs: 500, Ours: 500})
+		for range 500 {
+			if watch {
+				o.watched = append(o.watched, watchedTx{sendNs: seen.Add(-time.Second).UnixNano(), commitNs: seen.UnixNano()})
+				continue
+			}
+			tx := &plannedTx{}
+			tx.sendNs.Store(seen.Add(-time.Second).UnixNano())
+			tx.accepted.Store(true)
+			tx.commitNs = seen.UnixNano()
+			txs = append(txs, tx)
+		}
+	}
+	return o, txs
+}
+
+// TestTPSOverWholeBlockIntervals: committed tx/s is counted over whole
+// block intervals, for load and load watch alike. The window [1 s, 9.9 s]
+// holds 4 blocks, 2,000 txs: over the fixed 8.9 s that is 225 tx/s, 10 %
+// short of the chain's 250, because the window holds 4.45 intervals but
+// only 4 blocks. From the block before the window (0.1 s) to the last in
+// it (8.1 s): 2,000 txs in 8 s.
+func TestTPSOverWholeBlockIntervals(t *testing.T) {
+	start := time.Unix(1000, 0)
+	for _, watch := range []bool{false, true} {
+		o, txs := blocksEvery2s(start, watch)
+		if watch {
+			txs = nil
+		}
+		cfg := Config{Name: "x", Duration: 9900 * time.Millisecond, Warmup: time.Second}
+		s := buildResult(cfg, o, newSendStats(), txs, start, start.Add(cfg.Duration)).Summary
+		if s.CommittedInWindow != 2000 || math.Abs(s.TPS-250) > 1e-9 {
+			t.Errorf("watch %v: %d committed in the window, %.1f tx/s, want 2000 and 250", watch, s.CommittedInWindow, s.TPS)
+		}
+		if s.TPSBasis != "blocks" || s.TPSBlocks != 4 || s.TPSCommitted != 2000 || s.TPSSpanS != 8 {
+			t.Errorf("watch %v: basis %q, %d blocks, %d txs, %.1fs", watch, s.TPSBasis, s.TPSBlocks, s.TPSCommitted, s.TPSSpanS)
+		}
+	}
+}
+
+// TestTPSFallsBackToTheWindow: with fewer than two blocks to span, tx/s is
+// counted over the fixed window; with no block before the window, the
+// first block of the window starts the span.
+func TestTPSFallsBackToTheWindow(t *testing.T) {
+	start := time.Unix(1000, 0)
+	o, txs := blocksEvery2s(start, false)
+	cfg := Config{Name: "x", Duration: 4 * time.Second, Warmup: time.Second}
+	o.blocks, txs = o.blocks[1:2], txs[500:1000] // one block, at 2.1 s
+	s := buildResult(cfg, o, newSendStats(), txs, start, start.Add(cfg.Duration)).Summary
+	if s.TPSBasis != "window" || s.TPS != 500.0/3 || s.TPSCommitted != 500 {
+		t.Errorf("one block: basis %q, %.1f tx/s, %d txs", s.TPSBasis, s.TPS, s.TPSCommitted)
+	}
+	o, txs = blocksEvery2s(start, false)
+	cfg = Config{Name: "x", Duration: 9 * time.Second} // no warm-up: no block before the window
+	s = buildResult(cfg, o, newSendStats(), txs, start, start.Add(cfg.Duration)).Summary
+	if s.TPSBasis != "blocks" || s.TPSBlocks != 4 || s.TPS != 250 {
+		t.Errorf("no block before: basis %q, %d blocks, %.1f tx/s", s.TPSBasis, s.TPSBlocks, s.TPS)
+	}
+}
 
 // TestUnknownOutcomeIsNotASuccess: when a block's results never come (the
 // observer gives up after resultsWait), its txs are booked as outcome
