@@ -177,14 +177,11 @@ kv_net() {
 # $EMR, results in $OUT/emrchain-saturation$SUFFIX.*; sets EMR_CPU and
 # EMR_BYTES (the mean transaction size, which kvstore's load then uses).
 emr_saturation() {
-  local c0 c1
   say "emrchain at saturation for ${DURATION}s${1:+ (round ${1#-r} of $REPEAT)}"
-  c0=$(node_cpu "$EMR")
   run "$EMRCHAIND" load --testnet "$EMR" --name "emrchain$1" --duration "${DURATION}s" --warmup "${WARMUP}s" --conns "$CONNS" \
     --prefix "bench-sat$1" --json "$OUT/emrchain-saturation$1.json" --csv "$OUT/emrchain-saturation$1.csv" \
-    --blocks-csv "$OUT/emrchain-saturation$1-blocks.csv"
-  c1=$(node_cpu "$EMR")
-  EMR_CPU=$(cpu_per_tx "$c0" "$c1" "$OUT/emrchain-saturation$1.json")
+    --blocks-csv "$OUT/emrchain-saturation$1-blocks.csv" --cpu-pids "$(node_pids "$EMR")"
+  EMR_CPU=$(cpu_per_tx "$OUT/emrchain-saturation$1.json")
   echo "emrchain$1 $EMR_CPU" >>"$WORK/cpu-per-tx.txt"
   EMR_BYTES=$(jq '.mean_tx_bytes | floor' "$OUT/emrchain-saturation$1.json")
 }
@@ -192,12 +189,9 @@ emr_saturation() {
 # kv_saturation SUFFIX: kvstore at saturation on the running network $KV,
 # results in $OUT/kvstore-saturation$SUFFIX.*; sets KV_CPU.
 kv_saturation() {
-  local c0 c1
   say "kvstore at saturation for ${DURATION}s${1:+ (round ${1#-r} of $REPEAT)} (loadtime: $KV_RATE tx/s to each of 4 endpoints, $EMR_BYTES-byte txs)"
-  c0=$(node_cpu "$KV")
   kv_phase "kvstore$1" "kvstore-saturation$1" "$KV_RATE"
-  c1=$(node_cpu "$KV")
-  KV_CPU=$(cpu_per_tx "$c0" "$c1" "$OUT/kvstore-saturation$1.json")
+  KV_CPU=$(cpu_per_tx "$OUT/kvstore-saturation$1.json")
   echo "kvstore$1 $KV_CPU" >>"$WORK/cpu-per-tx.txt"
 }
 
@@ -207,7 +201,8 @@ kv_saturation() {
 kv_phase() {
   local name=$1 file=$2 rate=$3 secs=${4:-$DURATION} w
   run "$EMRCHAIND" load watch --node "$(rpc "$KV" 0)" --name "$name" --duration "${secs}s" --warmup "${WARMUP}s" \
-    --json "$OUT/$file.json" --csv "$OUT/$file.csv" --blocks-csv "$OUT/$file-blocks.csv" >"$WORK/$name.watch.txt" 2>&1 &
+    --json "$OUT/$file.json" --csv "$OUT/$file.csv" --blocks-csv "$OUT/$file-blocks.csv" --cpu-pids "$(node_pids "$KV")" \
+    >"$WORK/$name.watch.txt" 2>&1 &
   w=$!
   BG+=("$w")
   sleep 0.5

@@ -121,21 +121,20 @@ start_net "$NET" "$EMRCHAIND"
 # the FinalizeBlock and Commit means. A CPU profile of node1 is taken in the
 # middle of the measured part.
 phase() {
-  local name=$1 c0 c1
+  local name=$1
   say "$name: saturation for ${DURATION}s"
   scrape "$METRICS_PORT" "$OUT/$name-metrics-before.txt"
-  c0=$(node_cpu "$NET")
   profile_later "$PPROF_PORT" "$OUT/$name-node1.cpu.pprof" $((WARMUP + 5)) $(((DURATION - WARMUP) / 2)) &
   prof=$!
   run "$EMRCHAIND" load --testnet "$NET" --name "$name" --duration "${DURATION}s" --warmup "${WARMUP}s" \
-    --prefix "fill-$name" --json "$OUT/$name.json" --csv "$OUT/$name.csv" --blocks-csv "$OUT/$name-blocks.csv"
-  c1=$(node_cpu "$NET")
+    --prefix "fill-$name" --json "$OUT/$name.json" --csv "$OUT/$name.csv" --blocks-csv "$OUT/$name-blocks.csv" \
+    --cpu-pids "$(node_pids "$NET")"
   scrape "$METRICS_PORT" "$OUT/$name-metrics-after.txt"
   wait "$prof" && profile_text "$EMRCHAIND" "$OUT/$name-node1.cpu.pprof" || say "no CPU profile of the $name phase"
   printf '%s finalize_block_ms %s commit_ms %s cpu_ms_per_tx %s\n' "$name" \
     "$(abci_ms "$OUT/$name-metrics-before.txt" "$OUT/$name-metrics-after.txt" finalize_block)" \
     "$(abci_ms "$OUT/$name-metrics-before.txt" "$OUT/$name-metrics-after.txt" commit)" \
-    "$(cpu_per_tx "$c0" "$c1" "$OUT/$name.json")" | tee -a "$OUT/phases.txt"
+    "$(cpu_per_tx "$OUT/$name.json")" | tee -a "$OUT/phases.txt"
 }
 
 phase fresh

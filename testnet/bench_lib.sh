@@ -33,17 +33,9 @@ free_base() {
   die "no free block of ports found"
 }
 
-# node_cpu DIR: CPU seconds (user + system) used so far by the nodes of the
-# network in DIR (its localnet pid files).
-node_cpu() {
-  local ticks=0 f pid u s
-  for f in "$1"/pids/node*.pid; do
-    pid=$(cat "$f")
-    read -r u s < <(awk '{ print $14, $15 }' "/proc/$pid/stat")
-    ticks=$((ticks + u + s))
-  done
-  awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
-}
+# node_pids DIR: the pids of the nodes of the network in DIR (its localnet
+# pid files), comma-separated, for `emrchaind load --cpu-pids`.
+node_pids() { cat "$1"/pids/node*.pid | paste -sd,; }
 
 # configure DIR: the settings this run applies to both networks alike.
 configure() {
@@ -106,11 +98,11 @@ stop_net() {
 # note: a line for commands.txt about an edit made without a command line.
 note() { echo "# $*" >>"$OUT/commands.txt"; }
 
-# cpu_per_tx CPU0 CPU1 SUMMARY: node CPU ms per committed tx.
+# cpu_per_tx SUMMARY: node CPU ms per committed tx, as the load tool
+# measured it with --cpu-pids over the measured window only (after the
+# warm-up, to the end of the measured phase; not setup, signing or drain).
 cpu_per_tx() {
-  local committed
-  committed=$(jq .committed "$3")
-  awk -v a="$1" -v b="$2" -v n="$committed" 'BEGIN { if (n > 0) printf "%.3f", 1000 * (b - a) / n; else print "n/a" }'
+  jq -r '.node_cpu_ms_per_tx // "n/a"' "$1" | awk '{ if ($1 == "n/a") print $1; else printf "%.3f", $1 }'
 }
 
 # profile_later PORT FILE DELAY SECONDS: after DELAY seconds, a CPU profile

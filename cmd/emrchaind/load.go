@@ -21,7 +21,7 @@ func (o *loadOutputs) flags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&o.json, "json", "", "write the summary as JSON to this file")
 	f.StringVar(&o.series, "csv", "", "write the per-second series (sent, committed, blocks, latency p50/p95/p99) as CSV to this file")
-	f.StringVar(&o.blocks, "blocks-csv", "", "write every observed block (height, time, interval, txs, bytes) as CSV to this file")
+	f.StringVar(&o.blocks, "blocks-csv", "", "write every observed block (height, time, interval, txs, bytes, ours, failed, exec_ms, unknown) as CSV to this file")
 }
 
 func (o *loadOutputs) write(cmd *cobra.Command, r *load.Result) error {
@@ -54,10 +54,12 @@ rpc.max_request_batch_size), so the generator takes little of the CPU the
 nodes it measures need.
 
 Commits are counted from the blocks (one node's RPC, every block and its
-results), not from sends. It reports committed tx/s after the --warmup,
-submit-to-commit latency p50/p95/p99 (broadcast to first sight of the
-block), CheckTx rejections by code, block time and block size; --json,
---csv and --blocks-csv write them for plots (load plot).
+results), not from sends. It reports committed tx/s after the --warmup
+(over whole block intervals), submit-to-commit latency p50/p95/p99 (to
+first sight of the block; from the time a tx was due at a --rate, from its
+first broadcast at saturation), CheckTx rejections by code, block time and
+block size; --json, --csv and --blocks-csv write them for plots (load
+plot); --cpu-pids adds the nodes' CPU time per committed tx.
 
 A run is bounded in count (--max-txs, signed up front) and in time
 (--duration, then at most --drain for the last commits). Only 127.0.0.1
@@ -116,10 +118,14 @@ endpoints are accepted. Every run needs a fresh --prefix on the same chain
 	f.StringVar(&cfg.Prefix, "prefix", "", "prefix of the load's actor names, unique per run on a chain (default: from the clock)")
 	f.Uint64Var(&cfg.Seed, "seed", 1, "seed of the mix")
 	f.DurationVar(&cfg.SetupTimeout, "setup-timeout", 3*time.Minute, "bound of each setup step")
+	f.IntSliceVar(&cfg.CPUPids, "cpu-pids", nil, cpuPidsUsage)
 	out.flags(cmd)
 	cmd.AddCommand(newLoadWatchCmd(), newLoadPlotCmd(), newLoadCompareCmd())
 	return cmd
 }
+
+// cpuPidsUsage is the help of --cpu-pids, of load and load watch alike.
+const cpuPidsUsage = "process ids (the nodes, comma-separated) whose CPU time (Linux /proc) over the window after --warmup is reported, also per committed tx"
 
 func newLoadWatchCmd() *cobra.Command {
 	var (
@@ -150,6 +156,7 @@ counted as foreign.`,
 	f.DurationVar(&cfg.Duration, "duration", 60*time.Second, "how long to measure")
 	f.DurationVar(&cfg.Warmup, "warmup", 5*time.Second, "start left out of throughput and latency")
 	f.DurationVar(&cfg.Drain, "drain", 5*time.Second, "how long to follow blocks after --duration")
+	f.IntSliceVar(&cfg.CPUPids, "cpu-pids", nil, cpuPidsUsage)
 	out.flags(cmd)
 	return cmd
 }

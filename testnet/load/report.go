@@ -91,6 +91,13 @@ type Summary struct {
 
 	ObserverErrors int    `json:"observer_errors"`
 	ObserverError  string `json:"observer_last_error,omitempty"`
+
+	// With --cpu-pids: the CPU time (user + system) of those processes
+	// (the nodes) over the window, in seconds, and per tx of
+	// CommittedInWindow, in ms.
+	CPUPids      int     `json:"cpu_pids,omitempty"`
+	NodeCPUS     float64 `json:"node_cpu_s,omitempty"`
+	NodeCPUMsPTx float64 `json:"node_cpu_ms_per_tx,omitempty"`
 }
 
 // LatencyStats are submit-to-commit latencies, in milliseconds, of the
@@ -464,6 +471,9 @@ func (r *Result) WriteText(w io.Writer) {
 		s.Latency.P50, s.Latency.P95, s.Latency.P99, s.Latency.Max, s.Latency.Count, from)
 	fmt.Fprintf(w, "  blocks     %d, interval mean %.0f ms (p50 %.0f, max %.0f), %.0f txs and %.0f KiB per block (max %d txs), %.0f B/tx, results %.0f ms after the block\n",
 		s.Blocks.Count, s.Blocks.MeanIntervalMs, s.Blocks.P50IntervalMs, s.Blocks.MaxIntervalMs, s.Blocks.MeanTxs, s.Blocks.MeanBytes/1024, s.Blocks.MaxTxs, s.MeanTxBytes, s.Blocks.ExecMs)
+	if s.CPUPids > 0 {
+		fmt.Fprintf(w, "  node cpu   %.2f s over the window in %d processes, %.3f ms per committed tx\n", s.NodeCPUS, s.CPUPids, s.NodeCPUMsPTx)
+	}
 	if s.ObserverErrors > 0 {
 		fmt.Fprintf(w, "  observer   %d RPC errors, last: %s\n", s.ObserverErrors, s.ObserverError)
 	}

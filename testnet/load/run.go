@@ -62,6 +62,10 @@ type Config struct {
 	SetupTimeout time.Duration
 	// Seed of the mix; 0 means 1.
 	Seed uint64
+	// CPUPids are processes (the nodes) whose CPU time over the window
+	// (after the warm-up, to the end of the measured phase) is reported,
+	// also per committed tx; none means no such report.
+	CPUPids []int
 	// Log receives progress lines; nil means none.
 	Log io.Writer
 }
@@ -142,6 +146,9 @@ func rateConns(rate float64, nodes int) int {
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
+	}
+	if _, err := processesCPU(cfg.CPUPids); err != nil {
+		return nil, fmt.Errorf("--cpu-pids: %w", err)
 	}
 	var regs []*registrar
 	for _, f := range cfg.Target.Registrars {
@@ -226,6 +233,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	snd.stats = newSendStats()
 	start := time.Now()
 	end := start.Add(cfg.Duration)
+	var cpu *cpuWindow
+	if len(cfg.CPUPids) > 0 {
+		cpu = sampleCPU(ctx, cfg.CPUPids, start.Add(cfg.Warmup), end)
+	}
 	snd.send(ctx, txs, cfg.Rate, end)
 	sendEnd := time.Now()
 	exhausted := sendEnd.Before(end.Add(-time.Second)) && ctx.Err() == nil
@@ -247,6 +258,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	r := buildResult(cfg, obs, snd.stats, txs, start, end)
 	r.Summary.Exhausted = exhausted
 	r.Summary.Signers = len(p.signers)
+	if cpu != nil {
+		if err := cpu.set(&r.Summary); err != nil {
+			return nil, err
+		}
+	}
 	return r, nil
 }
 
@@ -283,7 +299,9 @@ type WatchConfig struct {
 	Warmup   time.Duration
 	// Drain: how long to keep following blocks after Duration; 0 means 5s.
 	Drain time.Duration
-	Log   io.Writer
+	// CPUPids: as Config's.
+	CPUPids []int
+	Log     io.Writer
 }
 
 // Watch follows a node's blocks for Duration (+Drain) from now and
@@ -305,6 +323,9 @@ func Watch(ctx context.Context, cfg WatchConfig) (*Result, error) {
 	if err := checkLoopback(cfg.RPC); err != nil {
 		return nil, err
 	}
+	if _, err := processesCPU(cfg.CPUPids); err != nil {
+		return nil, fmt.Errorf("--cpu-pids: %w", err)
+	}
 	c := newRPC(cfg.RPC, 2)
 	defer c.close()
 	obs := newObserver(c, true)
@@ -315,10 +336,20 @@ func Watch(ctx context.Context, cfg WatchConfig) (*Result, error) {
 	end := start.Add(cfg.Duration)
 	octx, cancel := context.WithDeadline(ctx, end.Add(cfg.Drain))
 	defer cancel()
+	var cpu *cpuWindow
+	if len(cfg.CPUPids) > 0 {
+		cpu = sampleCPU(ctx, cfg.CPUPids, start.Add(cfg.Warmup), end)
+	}
 	obs.run(octx)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	wc := Config{Name: cfg.Name, Duration: cfg.Duration, Warmup: cfg.Warmup, Target: Target{RPC: []string{cfg.RPC}}}
-	return buildResult(wc, obs, newSendStats(), nil, start, end), nil
+	r := buildResult(wc, obs, newSendStats(), nil, start, end)
+	if cpu != nil {
+		if err := cpu.set(&r.Summary); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
 }

@@ -1,0 +1,107 @@
+package load
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// userHZ is the unit of utime and stime in /proc/<pid>/stat: USER_HZ,
+// 100 on Linux whatever the kernel's HZ (it is part of the ABI; without
+// cgo, Go cannot ask sysconf(_SC_CLK_TCK)).
+const userHZ = 100
+
+// processesCPU is the CPU time (user + system) the processes pids have
+// used so far, from /proc (Linux).
+func processesCPU(pids []int) (time.Duration, error) {
+	var ticks int64
+	for _, pid := range pids {
+		raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return 0, fmt.Errorf("CPU time of process %d: %w", pid, err)
+		}
+		t, err := statCPUTicks(string(raw))
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+		ticks += t
+	}
+	return time.Duration(ticks) * time.Second / userHZ, nil
+}
+
+// statCPUTicks is utime + stime, fields 14 and 15 of a /proc/<pid>/stat
+// line. Field 2, the command name, is in parentheses and may hold spaces
+// and parentheses: the fields after it are counted from its last ')'.
+func statCPUTicks(stat string) (int64, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("no command name")
+	}
+	f := strings.Fields(stat[i+1:]) // f[0] is field 3
+	if len(f) < 13 {
+		return 0, errors.New("too few fields")
+	}
+	u, err := strconv.ParseInt(f[11], 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	s, err := strconv.ParseInt(f[12], 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	return u + s, nil
+}
+
+// cpuWindow is the CPU time of some processes (the nodes) between two
+// instants, sampled in the background.
+type cpuWindow struct {
+	pids int
+	done chan struct{}
+	used time.Duration
+	err  error
+}
+
+// sampleCPU reads the CPU time of pids at from and at to; wait returns the
+// difference. Sampling the measured window only leaves out what the load
+// does before it (setup, signing) and after it (the drain), so that the
+// CPU per tx of a chain the load tool sets up compares with that of one
+// loaded by another tool (load watch).
+func sampleCPU(ctx context.Context, pids []int, from, to time.Time) *cpuWindow {
+	c := &cpuWindow{pids: len(pids), done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		sleepCtx(ctx, time.Until(from))
+		c0, err := processesCPU(pids)
+		if err != nil {
+			c.err = err
+			return
+		}
+		sleepCtx(ctx, time.Until(to))
+		if c.err = ctx.Err(); c.err != nil {
+			return
+		}
+		c1, err := processesCPU(pids)
+		c.used, c.err = c1-c0, err
+	}()
+	return c
+}
+
+// set waits for the window's end and puts the CPU time into s: per tx of
+// CommittedInWindow, which counts over the same window.
+func (c *cpuWindow) set(s *Summary) error {
+	<-c.done
+	if c.err != nil {
+		return fmt.Errorf("--cpu-pids: %w", c.err)
+	}
+	s.CPUPids = c.pids
+	s.NodeCPUS = math.Round(c.used.Seconds()*1000) / 1000
+	if s.CommittedInWindow > 0 {
+		s.NodeCPUMsPTx = math.Round(c.used.Seconds()*1e6/float64(s.CommittedInWindow)) / 1000
+	}
+	return nil
+}
