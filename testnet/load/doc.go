@@ -28,12 +28,22 @@
 //
 // Commits are counted from the blocks, never from sends: an observer polls
 // one node's RPC for every block and its results, hashes every transaction
-// and matches it to its send time. Submit-to-commit latency is the time from
-// the broadcast of the (last, accepted) attempt of a transaction to the
-// moment the observer first sees the block that holds it. Throughput is the
-// number of committed transactions observed after the warm-up divided by the
-// length of that window. Block time is the difference of consecutive block
+// and matches it to its send time. Submit-to-commit latency runs to the
+// moment the observer first sees the block that holds a transaction; it
+// starts, at a target rate, when the transaction was due by the schedule
+// (the i-th of the plan i/rate after the start), so time spent waiting in
+// the sender behind a stalled node or a full mempool counts (no coordinated
+// omission); at saturation, where there is no schedule, at its first
+// broadcast attempt (a retry does not restart it). The summary says which
+// (latency_from). A transaction in a block whose results never came is
+// booked as outcome unknown, neither a success nor a failure. Throughput is
+// counted over whole block intervals: the successful transactions of the
+// blocks observed after the last block before the window (the warm-up's
+// end) up to the last block of the window, divided by the time between
+// those two blocks. Block time is the difference of consecutive block
 // header times; block size is the number of transactions and their bytes.
+// With --cpu-pids, the CPU time of the nodes over the same window is
+// reported, also per committed transaction.
 //
 // Watch measures load sent by someone else — CometBFT's loadtime `load`
 // against kvstore — in exactly the same way; latency then runs from the
