@@ -40,6 +40,10 @@ func TestSmoke(t *testing.T) {
 		defer wg.Done()
 		watched, werr = load.Watch(ctx, load.WatchConfig{Name: "w", RPC: target.RPC[0], Duration: 6 * time.Second, Drain: time.Second})
 	}()
+	var pids []int // this process (the load tool; the node is another): checks the wiring of CPUPids
+	if _, err := os.Stat("/proc/self/stat"); err == nil {
+		pids = []int{os.Getpid()}
+	}
 	r, err := load.Run(ctx, load.Config{
 		Name:     "smoke",
 		Target:   target,
@@ -49,6 +53,7 @@ func TestSmoke(t *testing.T) {
 		Warmup:   time.Second,
 		Conns:    2,
 		Drain:    10 * time.Second,
+		CPUPids:  pids,
 		Log:      testWriter{t},
 	})
 	wg.Wait()
@@ -65,6 +70,9 @@ func TestSmoke(t *testing.T) {
 	}
 	if s.TPS <= 0 || s.Latency.Count == 0 || s.Latency.P50 <= 0 || s.Blocks.Count == 0 {
 		t.Fatalf("nothing measured: %+v", s)
+	}
+	if s.LatencyFrom != "due" || s.TPSBasis != "blocks" || s.OutcomeUnknown != 0 || (pids != nil && (s.CPUPids != 1 || s.NodeCPUS <= 0)) {
+		t.Fatalf("latency from %q, tps basis %q, unknown %d, cpu %d pids %.3f s", s.LatencyFrom, s.TPSBasis, s.OutcomeUnknown, s.CPUPids, s.NodeCPUS)
 	}
 	if werr != nil {
 		t.Fatal(werr)
