@@ -81,6 +81,11 @@ func (s *FS) Put(ctx context.Context, key Key, r io.Reader, size int64) (err err
 		}
 		now := time.Now()
 		terr := os.Chtimes(final, now, now)
+		if terr == nil {
+			// The refreshed age is what keeps an acknowledged re-upload
+			// from the sweep: make it durable before acknowledging.
+			terr = syncFile(final)
+		}
 		switch {
 		case terr == nil:
 			return nil
@@ -179,6 +184,23 @@ func (s *FS) mkdirSynced(owner Owner, dir string) error {
 	s.synced[owner] = struct{}{}
 	s.mu.Unlock()
 	return nil
+}
+
+// syncFile makes the metadata of file (its modification time) durable. A
+// variable, so that tests can see it is called and make it fail.
+var syncFile = fsyncFile
+
+func fsyncFile(name string) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	serr := f.Sync()
+	cerr := f.Close()
+	if serr != nil {
+		return fmt.Errorf("fsync: %w", serr)
+	}
+	return cerr
 }
 
 // syncDir makes the entries of dir durable. A variable, so that tests can

@@ -3,10 +3,12 @@ package blobstore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -180,6 +182,48 @@ func TestFSRePutRefreshesModTime(t *testing.T) {
 	info, err := s.Stat(ctx, sum)
 	if err != nil || time.Since(info.ModTime) > time.Minute {
 		t.Fatalf("ModTime after re-put = %v (%v)", info.ModTime, err)
+	}
+}
+
+// TestFSReputSyncsModTime: a re-upload of a stored blob refreshes its age
+// (which keeps it from the sweep) durably before it acknowledges, and
+// fails if that cannot be made durable: without the fsync, a crash could
+// bring the old age back and a sweep delete an acknowledged re-upload.
+func TestFSReputSyncsModTime(t *testing.T) {
+	s, err := OpenFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	data := testData(30, 1000)
+	key := keyOf(data)
+	if err := s.Put(ctx, key, bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-48 * time.Hour)
+	if err := os.Chtimes(s.Path(key), old, old); err != nil {
+		t.Fatal(err)
+	}
+	var synced []string
+	fail := false
+	prev := syncFile
+	syncFile = func(name string) error {
+		synced = append(synced, name)
+		if fail {
+			return errors.New("injected fsync failure")
+		}
+		return prev(name)
+	}
+	t.Cleanup(func() { syncFile = prev })
+	if err := s.Put(ctx, key, bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	if len(synced) != 1 || synced[0] != s.Path(key) {
+		t.Fatalf("a re-put synced %q, want the blob's file %s once", synced, s.Path(key))
+	}
+	fail = true
+	if err := s.Put(ctx, key, bytes.NewReader(data), int64(len(data))); err == nil || !strings.Contains(err.Error(), "injected") {
+		t.Fatalf("a re-put whose refreshed age could not be synced returned %v, want the fsync error", err)
 	}
 }
 
