@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/emrchain/emrchain/offchain/blobstore"
 )
 
 // Read-through replication between the consortium's sidecars.
@@ -33,6 +36,32 @@ const peerTimeout = 5 * time.Minute
 
 var errNoPeerHasIt = errors.New("no peer sidecar has the blob")
 
+// localStoreError is a failure of this sidecar's own store while it kept
+// a blob a peer served: the member is answered 500, not 404, and the
+// details (paths, the MinIO endpoint) go to the log only.
+type localStoreError struct{ err error }
+
+func (e *localStoreError) Error() string {
+	return "storing the blob a peer served failed: " + e.err.Error()
+}
+func (e *localStoreError) Unwrap() error { return e.err }
+
+// peerBody is a peer's answer body; it remembers whether reading it failed,
+// so that a failed Put can be told apart: the peer's (the transfer broke,
+// or the bytes are not the blob) or the local store's.
+type peerBody struct {
+	r   io.Reader
+	err error
+}
+
+func (b *peerBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
+}
+
 // fetchFromPeers copies blob from the first peer that serves it to the
 // member whose request r is, into the local store. The peer authorizes the
 // member and files blobs by the same rules, so what it serves for the
@@ -49,6 +78,11 @@ func (s *Server) fetchFromPeers(ctx context.Context, r *http.Request, blob serve
 		if err == nil {
 			s.log.Info("blob replicated from a peer sidecar", "sha256", blob.key.Sum.String(), "key", blob.key.String(), "peer", peer)
 			return nil
+		}
+		var local *localStoreError
+		if errors.As(err, &local) {
+			// Another peer would meet the same store.
+			return err
 		}
 		reasons = append(reasons, fmt.Sprintf("%s: %v", peer, err))
 	}
@@ -84,5 +118,11 @@ func (s *Server) fetchFromPeer(ctx context.Context, peer string, r *http.Request
 		return fmt.Errorf("it announces %d bytes; the chain says the blob has %d", resp.ContentLength, blob.size)
 	}
 	// Put hashes while it writes and keeps nothing that does not match.
-	return s.store.Put(ctx, blob.key, resp.Body, resp.ContentLength)
+	body := &peerBody{r: resp.Body}
+	err = s.store.Put(ctx, blob.key, body, resp.ContentLength)
+	if err == nil || body.err != nil || ctx.Err() != nil ||
+		errors.Is(err, blobstore.ErrHashMismatch) || errors.Is(err, blobstore.ErrSizeMismatch) {
+		return err // the peer's doing (or the member's, gone)
+	}
+	return &localStoreError{err}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -150,4 +151,45 @@ func TestReadThroughPeers(t *testing.T) {
 	wantStatus(t, err, 404, "no peer sidecar has the blob")
 	// The answer passes on why the peer refused, in the peer's words.
 	wantStatus(t, err, 404, x.URL+": sidecar: 404 Not Found: blob "+hex.EncodeToString(otherSum[:]))
+}
+
+// failingPut is a store whose Put fails as a full disk would, quoting an
+// internal path.
+type failingPut struct{ blobstore.Store }
+
+func (f failingPut) Put(context.Context, blobstore.Key, io.Reader, int64) error {
+	return errors.New("blobstore: open /var/lib/emrchain/sidecar/tmp/put-123: no space left on device")
+}
+
+// TestReadThroughLocalStoreFailure: B has a peer that serves the blob, but
+// B's own store fails to keep it. That is B's failure (500 store_error),
+// not a blob no one has (404), and the store's error (paths, endpoints)
+// stays in B's log.
+func TestReadThroughLocalStoreFailure(t *testing.T) {
+	e := newEnv(t, nil)
+	data := bytes.Repeat([]byte("encrypted lab report "), 500)
+	sum := sha256.Sum256(data)
+	if _, err := e.put(e.writer, data); err != nil {
+		t.Fatal(err)
+	}
+	rec := e.chain.addRecord(e.pid, sum, e.writer)
+	rec.Size = uint64(len(data))
+	fsStore, err := blobstore.OpenFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Options{Store: failingPut{fsStore}, Chain: e.chain, SweepInterval: -1, Peers: []string{e.ts.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := httptest.NewServer(srv.Handler())
+	defer b.Close()
+	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	var buf bytes.Buffer
+	_, err = NewClient(b.URL, e.reader, nil).Get(context.Background(), RecordRef(rec.PatientId, rec.Sequence), sum, &buf, nil)
+	wantStatus(t, err, http.StatusInternalServerError, "")
+	var se *Error
+	if errors.As(err, &se) && (se.Code != "store_error" || strings.Contains(se.Reason, "/var/lib") || strings.Contains(se.Reason, "no space")) {
+		t.Fatalf("answer %q (%s) should be store_error and quote nothing of the store's error", se.Reason, se.Code)
+	}
 }

@@ -646,6 +646,12 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 	info, err := s.store.Stat(ctx, key)
 	if errors.Is(err, blobstore.ErrNotFound) {
 		if perr := s.fetchFromPeers(ctx, r, blob); perr != nil {
+			var local *localStoreError
+			if errors.As(perr, &local) {
+				s.log.Error("blob store failed keeping a blob a peer served", "sha256", sum.String(), "key", key.String(), "err", local.err)
+				writeError(w, errf(http.StatusInternalServerError, "store_error", "storing the blob fetched from a peer sidecar failed"))
+				return
+			}
 			writeError(w, errf(http.StatusNotFound, "not_found", "blob %s of %s is not stored on this sidecar for that record's patient and category: %v", sum, ref, perr))
 			return
 		}
