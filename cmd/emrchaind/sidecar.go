@@ -210,7 +210,9 @@ pending_bytes_total = %d
 # pass deletes nothing until the reference index has read every block from
 # height 1: the node must keep the blocks and ABCI responses it has not read
 # yet (storage.discard_abci_responses = false; with [store] pruning, CometBFT
-# prunes blocks too).
+# prunes blocks too). Leftovers of interrupted uploads older than
+# sweep_grace are removed at start and at every pass, even one that cannot
+# check blobs, and every 10m when the sweep is disabled.
 sweep_interval = %q
 sweep_grace = %q
 sweep_max_deletes = %d

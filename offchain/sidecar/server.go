@@ -117,7 +117,10 @@ type Options struct {
 	// that would pass it is refused (507). Negative: no bound.
 	PendingBytesTotal int64
 	// SweepInterval between garbage-collection passes; negative disables
-	// the background sweep (Sweep can still be called).
+	// the background sweep (Sweep can still be called). Leftovers of
+	// interrupted uploads older than SweepGrace are removed at start, at
+	// each pass (even one that cannot check blobs) and, with the sweep
+	// disabled, every DefaultSweepInterval.
 	SweepInterval time.Duration
 	// SweepGrace: blobs younger than this are never swept (an upload comes
 	// before the transaction that references it).
@@ -291,10 +294,9 @@ func (s *Server) Serve(l net.Listener) error {
 			s.log.Error("sidecar HTTP server stopped", "err", err)
 		}
 	}()
-	if s.opts.SweepInterval > 0 {
-		s.wg.Add(1)
-		go s.sweepLoop(s.stop)
-	}
+	s.wg.Add(1)
+	go s.sweepLoop(s.stop) // with the sweep disabled, only temporary uploads
+
 	if s.pending != nil {
 		// Count the pending uploads now rather than at the first upload.
 		s.wg.Add(1)

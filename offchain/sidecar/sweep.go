@@ -43,6 +43,10 @@ type SweepReport struct {
 func (s *Server) Sweep(ctx context.Context) (SweepReport, error) {
 	var rep SweepReport
 	s.metrics.sweepRuns.Inc()
+	// First, whatever comes of the rest: an index that is behind (pruned
+	// blocks), a listing that fails or a pass cut short must not keep
+	// leftovers of interrupted uploads forever.
+	rep.TempRemoved = s.cleanTemp(ctx)
 	ix, err := s.refs.catchUp(ctx, s.chain, s.log)
 	if err != nil {
 		return rep, fmt.Errorf("sweep: nothing deleted: the reference index could not read every block up to the chain's head (it is complete through height %d): %w",
@@ -132,13 +136,19 @@ func (s *Server) Sweep(ctx context.Context) (SweepReport, error) {
 		}
 	}
 	s.mu.Unlock()
-
-	n, err := s.store.CleanTemp(ctx, s.opts.SweepGrace)
-	rep.TempRemoved = n
-	if err != nil {
-		s.log.Error("sweep: cleaning temporary uploads failed", "err", err)
-	}
 	return rep, nil
+}
+
+// cleanTemp removes the leftovers of interrupted uploads older than the
+// grace period and returns how many it removed. An upload in flight
+// writes to its temporary file at least every upload_idle_timeout (or
+// fails), so its file never looks that old.
+func (s *Server) cleanTemp(ctx context.Context) int {
+	n, err := s.store.CleanTemp(ctx, s.opts.SweepGrace)
+	if err != nil {
+		s.log.Error("cleaning temporary uploads failed", "err", err)
+	}
+	return n
 }
 
 // deleteIfOld deletes blob key if it is still older than cutoff. The age is
@@ -185,9 +195,23 @@ func decrement(b []byte) bool {
 	return false
 }
 
+// sweepLoop runs the sweep every SweepInterval, and when the sweep is
+// disabled still removes the leftovers of interrupted uploads every
+// DefaultSweepInterval (they are no one's blobs, and only take space).
+// Those are also removed once at start.
 func (s *Server) sweepLoop(stop <-chan struct{}) {
 	defer s.wg.Done()
-	t := time.NewTicker(s.opts.SweepInterval)
+	sweep := s.opts.SweepInterval > 0
+	interval := s.opts.SweepInterval
+	if !sweep {
+		interval = DefaultSweepInterval
+	}
+	ctx, cancel := untilStop(context.Background(), stop)
+	if n := s.cleanTemp(ctx); n > 0 {
+		s.log.Info("removed temporary uploads left by an earlier run", "count", n)
+	}
+	cancel()
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -195,14 +219,22 @@ func (s *Server) sweepLoop(stop <-chan struct{}) {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.opts.SweepInterval)
+		ctx, cancel := context.WithTimeout(context.Background(), interval)
 		ctx, cancelStop := untilStop(ctx, stop)
+		if !sweep {
+			if n := s.cleanTemp(ctx); n > 0 {
+				s.log.Info("removed temporary uploads of interrupted uploads", "count", n)
+			}
+			cancelStop()
+			cancel()
+			continue
+		}
 		start := time.Now()
 		rep, err := s.Sweep(ctx)
 		cancelStop()
 		cancel()
 		if err != nil {
-			s.log.Error("sweep failed", "err", err)
+			s.log.Error("sweep failed", "temp_removed", rep.TempRemoved, "err", err)
 			continue
 		}
 		s.log.Info("sweep done", "checked", rep.Checked, "deleted", rep.Deleted, "deleted_bytes", rep.DeletedBytes,

@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -414,4 +416,64 @@ func TestSweepAgainstReupload(t *testing.T) {
 		t.Fatalf("the upload during the sweep: %v", err)
 	}
 	wantStored(t, e, true, sum)
+}
+
+// oldLeftover writes a 2-day-old temporary file into e's store, as an
+// upload interrupted by a crash leaves, and returns its path.
+func oldLeftover(t *testing.T, e *env) string {
+	t.Helper()
+	leftover := filepath.Join(e.store.Dir(), "tmp", "put-crashed")
+	if err := os.WriteFile(leftover, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-48 * time.Hour)
+	if err := os.Chtimes(leftover, old, old); err != nil {
+		t.Fatal(err)
+	}
+	return leftover
+}
+
+// TestSweepCleansTempWhenIndexBehind: a pass whose reference index cannot
+// read every block (pruned blocks) deletes no blob, but still removes the
+// leftovers of interrupted uploads.
+func TestSweepCleansTempWhenIndexBehind(t *testing.T) {
+	e := newEnv(t, nil)
+	for range 40 {
+		e.chain.advance(time.Second)
+	}
+	leftover := oldLeftover(t, e)
+	srv := newSweeper(t, e, "")
+	defer shutdown(t, srv)
+	e.chain.failBlock = 30 // e.g. pruned
+	rep, err := srv.Sweep(context.Background())
+	if err == nil {
+		t.Fatal("a sweep whose index cannot read block 30 succeeded")
+	}
+	if _, serr := os.Stat(leftover); serr == nil || rep.TempRemoved != 1 {
+		t.Fatalf("a 2-day-old temporary upload survived the sweep (TempRemoved=%d, stat %v)", rep.TempRemoved, serr)
+	}
+}
+
+// TestServeCleansTempWithSweepDisabled: with the sweep disabled the
+// leftovers of interrupted uploads are still removed, the first time as
+// the server starts.
+func TestServeCleansTempWithSweepDisabled(t *testing.T) {
+	e := newEnv(t, nil)
+	leftover := oldLeftover(t, e)
+	srv, err := New(Options{Store: e.store, Chain: e.chain, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown(t, srv)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(leftover); errors.Is(err, os.ErrNotExist) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a 2-day-old temporary upload survived 5 s after the start of a sidecar whose sweep is disabled")
+		}
+	}
 }
