@@ -13,6 +13,11 @@ import (
 // acknowledged: under the lock, the sweep either deletes before the upload
 // starts (which then stores the blob anew) or sees the refreshed age. The
 // locks are this process's: one sidecar per store.
+//
+// An upload holds its blob's lock while the store reads the body, which a
+// client may send slowly; the sweep therefore never waits for a lock
+// (tryLock): it passes over a blob being uploaded, whose age the upload
+// refreshes anyway, and sees it again at a later pass.
 type keyLocks struct {
 	mu   sync.Mutex
 	held map[blobstore.Key]*keyLock
@@ -45,4 +50,28 @@ func (l *keyLocks) lock(key blobstore.Key) (unlock func()) {
 		}
 		l.mu.Unlock()
 	}
+}
+
+// tryLock locks key if no one holds it, and returns its unlock; ok is false
+// (and nothing locked) if someone does.
+func (l *keyLocks) tryLock(key blobstore.Key) (unlock func(), ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.held[key] != nil { // held, or waited for
+		return nil, false
+	}
+	if l.held == nil {
+		l.held = make(map[blobstore.Key]*keyLock)
+	}
+	k := &keyLock{users: 1}
+	k.Lock()
+	l.held[key] = k
+	return func() {
+		k.Unlock()
+		l.mu.Lock()
+		if k.users--; k.users == 0 {
+			delete(l.held, key)
+		}
+		l.mu.Unlock()
+	}, true
 }

@@ -21,6 +21,9 @@ type SweepReport struct {
 	Kept int
 	// Errors: blobs that could not be checked or deleted (kept).
 	Errors int
+	// Busy: unreferenced blobs passed over because an upload of them was
+	// in progress (it refreshes their age); a later pass sees them again.
+	Busy int
 	// TempRemoved: leftovers of interrupted uploads removed.
 	TempRemoved int
 	// Wrapped: the pass reached the end of the store (the next one starts
@@ -107,6 +110,10 @@ func (s *Server) Sweep(ctx context.Context) (SweepReport, error) {
 			continue
 		}
 		info, deleted, err := s.deleteIfOld(ctx, c.Key, cutoff)
+		if errors.Is(err, errBlobBusy) {
+			rep.Busy++
+			continue
+		}
 		if err != nil {
 			rep.Errors++
 			s.metrics.sweepErrs.Inc()
@@ -151,12 +158,19 @@ func (s *Server) cleanTemp(ctx context.Context) int {
 	return n
 }
 
+// errBlobBusy: an upload of the blob holds its lock.
+var errBlobBusy = errors.New("an upload of the blob is in progress")
+
 // deleteIfOld deletes blob key if it is still older than cutoff. The age is
 // checked again here, locked against uploads of the blob (keyLocks): a
 // client may have put it again, which refreshes its age, since it was
-// listed, or may be putting it now.
+// listed. If one is putting it now, it returns errBlobBusy at once rather
+// than wait for a body the client may send slowly, or never.
 func (s *Server) deleteIfOld(ctx context.Context, key blobstore.Key, cutoff time.Time) (blobstore.Info, bool, error) {
-	unlock := s.blobs.lock(key)
+	unlock, ok := s.blobs.tryLock(key)
+	if !ok {
+		return blobstore.Info{}, false, errBlobBusy
+	}
 	defer unlock()
 	info, err := s.store.Stat(ctx, key)
 	if errors.Is(err, blobstore.ErrNotFound) {
@@ -238,7 +252,7 @@ func (s *Server) sweepLoop(stop <-chan struct{}) {
 			continue
 		}
 		s.log.Info("sweep done", "checked", rep.Checked, "deleted", rep.Deleted, "deleted_bytes", rep.DeletedBytes,
-			"kept", rep.Kept, "errors", rep.Errors, "temp_removed", rep.TempRemoved, "wrapped", rep.Wrapped, "height", rep.Height,
+			"kept", rep.Kept, "errors", rep.Errors, "busy", rep.Busy, "temp_removed", rep.TempRemoved, "wrapped", rep.Wrapped, "height", rep.Height,
 			"took", time.Since(start).Round(time.Millisecond).String())
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -475,5 +476,99 @@ func TestServeCleansTempWithSweepDisabled(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("a 2-day-old temporary upload survived 5 s after the start of a sidecar whose sweep is disabled")
 		}
+	}
+}
+
+// putEntered says when the store's Put starts (the handler holds the
+// blob's key lock by then).
+type putEntered struct {
+	blobstore.Store
+	entered chan struct{}
+}
+
+func (p *putEntered) Put(ctx context.Context, key blobstore.Key, r io.Reader, size int64) error {
+	select {
+	case p.entered <- struct{}{}:
+	default:
+	}
+	return p.Store.Put(ctx, key, r, size)
+}
+
+// TestSweepSkipsBlobBeingUploaded: a member re-uploads an old blob no
+// record references and sends no body. The upload holds the blob's lock
+// while the store waits for the body; the sweep passes over the blob at
+// once (the upload refreshes its age) instead of waiting for the lock, so
+// the pass, and the quota accounting and temp cleaning after it, go on.
+func TestSweepSkipsBlobBeingUploaded(t *testing.T) {
+	var ahead atomic.Int64
+	hook := &putEntered{entered: make(chan struct{}, 1)}
+	e := newEnv(t, func(o *Options) {
+		hook.Store = o.Store
+		o.Store = hook
+		o.Now = func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+	})
+	data := []byte("uploaded, never referenced")
+	sum := sha256.Sum256(data)
+	if _, err := e.put(e.writer, data); err != nil {
+		t.Fatal(err)
+	}
+	<-hook.entered
+	pr, pw := io.Pipe()
+	uploaded := make(chan error, 1)
+	go func() {
+		_, err := e.client(e.writer).Put(context.Background(), e.pid, testCategory, sum, pr, int64(len(data)))
+		uploaded <- err
+	}()
+	<-hook.entered // the stalled upload holds the key lock, waiting for its body
+
+	ahead.Store(int64(2 * time.Hour))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	var rep SweepReport
+	var err error
+	go func() { rep, err = e.srv.Sweep(ctx); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the sweep is blocked behind an upload that sends no body")
+	}
+	if err != nil || rep.Busy != 1 || rep.Deleted != 0 {
+		t.Fatalf("sweep: %+v, %v; want the blob passed over as busy", rep, err)
+	}
+	wantStored(t, e, true, sum)
+	// The upload completes and refreshes the blob's age.
+	if _, err := pw.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if err := <-uploaded; err != nil {
+		t.Fatalf("re-upload: %v", err)
+	}
+	wantStored(t, e, true, sum)
+}
+
+// TestKeyLocksTryLock: tryLock fails while the key is held or waited for,
+// and succeeds once it is free again.
+func TestKeyLocksTryLock(t *testing.T) {
+	var l keyLocks
+	k := blobstore.Key{Sum: blobstore.Sum{1}}
+	unlock := l.lock(k)
+	if _, ok := l.tryLock(k); ok {
+		t.Fatal("tryLock of a held key succeeded")
+	}
+	if u, ok := l.tryLock(blobstore.Key{Sum: blobstore.Sum{2}}); !ok {
+		t.Fatal("tryLock of another key failed")
+	} else {
+		u()
+	}
+	unlock()
+	u, ok := l.tryLock(k)
+	if !ok {
+		t.Fatal("tryLock of a released key failed")
+	}
+	u()
+	if len(l.held) != 0 {
+		t.Fatalf("%d lock entries left", len(l.held))
 	}
 }
