@@ -51,6 +51,26 @@ var _ Store = (*MinIO)(nil)
 // copy (S3's limit); larger ones are copied with ComposeObject (multipart).
 const maxCopySize = 5 << 30
 
+// Multipart limits of S3: a part (but the last) has at least
+// minioMinPartSize bytes, and an upload at most minioMaxParts parts.
+const (
+	minioMinPartSize = 5 << 20
+	minioMaxParts    = 10_000
+)
+
+// MinIOPartSize is the part size of a MinIO Put of size bytes, which is
+// also the buffer minio-go allocates for it, before the first byte of the
+// body arrives: S3's minimum of 5 MiB for blobs up to 10,000 of those
+// (48.8 GiB), else the smallest whole MiB that fits the blob in 10,000
+// parts. A blob of at most one part is uploaded in a single streaming PUT,
+// with no buffer of its size.
+func MinIOPartSize(size int64) uint64 {
+	const mib = 1 << 20
+	part := (size + minioMaxParts - 1) / minioMaxParts
+	part = (part + mib - 1) / mib * mib
+	return uint64(max(part, minioMinPartSize))
+}
+
 // OpenMinIO connects to the server and creates the bucket if it is missing.
 func OpenMinIO(ctx context.Context, cfg MinIOConfig) (*MinIO, error) {
 	endpoint, secure := cfg.Endpoint, cfg.Secure
@@ -224,6 +244,7 @@ func (s *MinIO) Put(ctx context.Context, key Key, r io.Reader, size int64) (err 
 	v := newVerifier(ctx, r, size)
 	_, perr := s.c.PutObject(ctx, s.bucket, tmp, v, size, minio.PutObjectOptions{
 		ContentType: "application/octet-stream",
+		PartSize:    MinIOPartSize(size),
 	})
 	defer func() {
 		// The temporary object goes in every case, even if ctx ended.

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 
@@ -141,5 +144,94 @@ func TestMinIOVersionedBucket(t *testing.T) {
 	}
 	if !maps.EqualFunc(versions, want, slices.Equal) {
 		t.Fatalf("versions in the bucket: %q, want %q", versions, want)
+	}
+}
+
+// stallReader hands out one byte, says so on started, then blocks until
+// stop closes: a client that sends the headers and trickles the body.
+type stallReader struct {
+	started chan<- struct{}
+	stop    <-chan struct{}
+	once    bool
+}
+
+func (r *stallReader) Read(p []byte) (int, error) {
+	if !r.once {
+		r.once = true
+		p[0] = 'x'
+		r.started <- struct{}{}
+		return 1, nil
+	}
+	<-r.stop
+	return 0, errors.New("client went away")
+}
+
+// stalledPutHeap is the heap that n stalled Puts of size bytes hold, each.
+func stalledPutHeap(t *testing.T, s Store, n int, size int64) uint64 {
+	t.Helper()
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	started, stop := make(chan struct{}, n), make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key := Key{Owner: testOwner, Sum: Sum{byte(i), 1}}
+			_ = s.Put(context.Background(), key, &stallReader{started: started, stop: stop}, size)
+		}()
+	}
+	for range n {
+		<-started
+	}
+	time.Sleep(200 * time.Millisecond)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	close(stop)
+	wg.Wait()
+	if after.HeapInuse < before.HeapInuse {
+		return 0
+	}
+	return (after.HeapInuse - before.HeapInuse) / uint64(n)
+}
+
+// TestMinIOStalledPutMemory: minio-go allocates a whole part for a
+// multipart upload before the body's first byte arrives, so a Put whose
+// client stalls holds one part: 5 MiB (MinIOPartSize), not minio-go's
+// default of 16 MiB.
+func TestMinIOStalledPutMemory(t *testing.T) {
+	const n = 8
+	size := int64(16<<20 + 1) // one byte above minio-go's default single-PUT limit
+	s, err := OpenMinIO(context.Background(), testMinIO(t, "memory"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := stalledPutHeap(t, s, n, size)
+	t.Logf("%d KiB of heap per stalled Put", per>>10)
+	if per > 6<<20 {
+		t.Fatalf("each stalled MinIO Put of %d bytes holds %d MiB of heap; want at most one 5 MiB part", size, per>>20)
+	}
+}
+
+// TestMinIOPartSize: S3's minimum part while 10,000 of them hold the blob,
+// else the smallest whole MiB that does, never above S3's 5 GiB part.
+func TestMinIOPartSize(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct {
+		size int64
+		want uint64
+	}{
+		{0, 5 * mib}, {1, 5 * mib}, {16<<20 + 1, 5 * mib}, {4 << 30, 5 * mib},
+		{10_000 * 5 * mib, 5 * mib}, {10_000*5*mib + 1, 6 * mib},
+		{100 << 30, 11 * mib}, {5 << 40, 525 * mib},
+	} {
+		got := MinIOPartSize(c.size)
+		if got != c.want {
+			t.Errorf("MinIOPartSize(%d) = %d MiB + %d, want %d MiB", c.size, got/mib, got%mib, c.want/mib)
+		}
+		if c.size > int64(got)*10_000 || got > 5<<30 {
+			t.Errorf("MinIOPartSize(%d) = %d does not fit S3's limits", c.size, got)
+		}
 	}
 }
