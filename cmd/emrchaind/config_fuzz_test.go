@@ -101,6 +101,10 @@ func appTomlSeeds(f *testing.F) {
 		"[sidecar]\npending_bytes_total = 1\n",
 		"[sidecar]\npending_bytes_total = 1000\npending_bytes_patients = 1000\n",
 		"[sidecar]\npending_bytes_total = -1\npending_bytes_patients = -1\n",
+		"[sidecar]\nupload_idle_timeout = \"0s\"\nupload_min_rate = 0\nmax_uploads = 0\nmax_uploads_per_signer = 0\n",
+		"[sidecar]\nupload_idle_timeout = \"-1s\"\nupload_min_rate = -1\n",
+		"[sidecar]\nmax_uploads = 4\nmax_uploads_per_signer = 5\n",
+		"[sidecar]\nmax_uploads = -1\nmax_uploads_per_signer = -1\n",
 		"[sidecar]\naccess_window = \"0s\"\nmax_clock_skew = \"-1m\"\nsweep_interval = \"-1s\"\n",
 		"[sidecar]\nbackend = \"minio\"\nminio_bucket = \"\"\n",
 		"[sidecar]\nminio_endpoint = \"x\"\nminio_access_key = \"a\"\nminio_secret_key = \"s\"\n",
@@ -238,7 +242,8 @@ func FuzzLoadSidecarConfig(f *testing.F) {
 			c.AccessWindow <= 0, c.MaxClockSkew <= 0, c.SweepInterval < 0, c.SweepGrace < 0,
 			c.ReplayCacheSize < 0, c.ReplayPerSigner < 0, c.FailedAuthPerMinute < 0, c.SweepMaxDeletes < 0, c.SweepMaxChecks < 0,
 			c.PendingBytesPerSigner < 0, c.PendingBytesPatients < 0, c.PendingBytesTotal < 0,
-			c.PendingBytesTotal > 0 && c.PendingBytesPatients >= c.PendingBytesTotal:
+			c.PendingBytesTotal > 0 && c.PendingBytesPatients >= c.PendingBytesTotal,
+			c.UploadIdleTimeout < 0, c.UploadMinRate < 0, c.MaxUploads < 0, c.MaxUploadsPerSigner < 0:
 			t.Fatalf("%q resolved as %+v", body, c)
 		}
 		o := c.options()
@@ -248,6 +253,8 @@ func FuzzLoadSidecarConfig(f *testing.F) {
 			!noBound(int64(c.FailedAuthPerMinute), int64(o.FailedAuthPerMinute)) ||
 			!noBound(c.PendingBytesPerSigner, o.PendingBytesPerSigner) || !noBound(c.PendingBytesPatients, o.PendingBytesPatients) ||
 			!noBound(c.PendingBytesTotal, o.PendingBytesTotal) ||
+			!noBound(int64(c.UploadIdleTimeout), int64(o.UploadIdleTimeout)) || !noBound(c.UploadMinRate, o.UploadMinRate) ||
+			!noBound(int64(c.MaxUploads), int64(o.MaxUploads)) || !noBound(int64(c.MaxUploadsPerSigner), int64(o.MaxUploadsPerSigner)) ||
 			(c.SweepInterval == 0) != (o.SweepInterval < 0 && o.RefIndexDir == "") ||
 			(c.SweepInterval > 0 && (o.SweepInterval != time.Duration(c.SweepInterval) || o.RefIndexDir != c.RefIndexDir)) ||
 			!reflect.DeepEqual(o.Peers, c.Peers) {

@@ -592,6 +592,10 @@ func TestSidecarConfig(t *testing.T) {
 	want.PendingBytesPerSigner = 0
 	want.PendingBytesPatients = 3 << 40
 	want.PendingBytesTotal = 5 << 40
+	want.UploadIdleTimeout = duration(45 * time.Second)
+	want.UploadMinRate = 0
+	want.MaxUploads = 32
+	want.MaxUploadsPerSigner = 4
 	conf := defaultAppConfig()
 	conf.Sidecar = want
 	if err := writeAppConfig(home, conf); err != nil {

@@ -45,6 +45,11 @@ const (
 	// refusedPending: all pending uploads would pass pending_bytes_total
 	// (507).
 	refusedPending = "pending_bytes"
+	// refusedSignerUploads: the signer has max_uploads_per_signer uploads
+	// in flight (429).
+	refusedSignerUploads = "signer_uploads"
+	// refusedUploads: the sidecar has max_uploads uploads in flight (503).
+	refusedUploads = "uploads"
 )
 
 func newMetrics(reg *prometheus.Registry) *metrics {

@@ -116,6 +116,25 @@ type Options struct {
 	// PendingBytesTotal bounds the bytes of all pending blobs: an upload
 	// that would pass it is refused (507). Negative: no bound.
 	PendingBytesTotal int64
+	// UploadIdleTimeout bounds the wait for each read of an upload's body;
+	// an upload that waits longer is refused (408) and its connection
+	// closed (uploads.go). Negative: no deadline (a stalled body then
+	// holds its upload slot, its blob's lock and the store's buffer for as
+	// long as the client keeps the connection).
+	UploadIdleTimeout time.Duration
+	// UploadMinRate (bytes a second): after a first UploadIdleTimeout, an
+	// upload's body must have come at this rate at least (408 otherwise).
+	// Negative: no rate (UploadIdleTimeout still holds).
+	UploadMinRate int64
+	// MaxUploads bounds the uploads whose body is being read (and the
+	// read-throughs from peers) at once: beyond, an upload is refused
+	// (503, Retry-After) before its body is read. With MinIO each holds a
+	// 5 MiB part (blobstore.MinIOPartSize), so memory is bounded by
+	// MaxUploads × 5 MiB. Negative: no bound.
+	MaxUploads int
+	// MaxUploadsPerSigner bounds those of one signer (429, Retry-After).
+	// Negative: no bound.
+	MaxUploadsPerSigner int
 	// SweepInterval between garbage-collection passes; negative disables
 	// the background sweep (Sweep can still be called). Leftovers of
 	// interrupted uploads older than SweepGrace are removed at start, at
@@ -157,6 +176,7 @@ type Server struct {
 	refs    *refIndex     // what committed blocks reference, for the sweep
 	pending *pendingQuota // nil: no bound on pending uploads
 	blobs   keyLocks      // an upload against the sweep's delete, per blob
+	uploads *uploadSlots  // store Puts in flight
 	handler http.Handler
 	bufs    sync.Pool
 	// peerClient fetches blobs from peer sidecars.
@@ -205,6 +225,18 @@ func New(opts Options) (*Server, error) {
 	if opts.PendingBytesPatients == 0 {
 		opts.PendingBytesPatients = PatientsShare(opts.PendingBytesTotal)
 	}
+	if opts.UploadIdleTimeout == 0 {
+		opts.UploadIdleTimeout = DefaultUploadIdleTimeout
+	}
+	if opts.UploadMinRate == 0 {
+		opts.UploadMinRate = DefaultUploadMinRate
+	}
+	if opts.MaxUploads == 0 {
+		opts.MaxUploads = DefaultMaxUploads
+	}
+	if opts.MaxUploadsPerSigner == 0 {
+		opts.MaxUploadsPerSigner = DefaultMaxUploadsPerSigner
+	}
 	if opts.SweepInterval == 0 {
 		opts.SweepInterval = DefaultSweepInterval
 	}
@@ -243,6 +275,7 @@ func New(opts Options) (*Server, error) {
 			MaxIdleConnsPerHost:   4,
 		}},
 		authFails: newAuthFailLimiter(opts.FailedAuthPerMinute, opts.Now),
+		uploads:   &uploadSlots{total: max(opts.MaxUploads, 0), perSigner: max(opts.MaxUploadsPerSigner, 0)},
 	}
 	if opts.PendingBytesPerSigner > 0 || opts.PendingBytesPatients > 0 || opts.PendingBytesTotal > 0 {
 		s.pending = newPendingQuota(max(opts.PendingBytesPerSigner, 0), max(opts.PendingBytesPatients, 0), max(opts.PendingBytesTotal, 0),
@@ -537,6 +570,12 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 		writeError(w, aerr)
 		return
 	}
+	release, aerr := s.takeUploadSlot(signerAddr(sr.address))
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	defer release()
 	unlock := s.blobs.lock(key)
 	defer unlock()
 	_, statErr := s.store.Stat(ctx, key)
@@ -549,10 +588,16 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	body := &countingReader{r: http.MaxBytesReader(w, r.Body, size), c: s.metrics.bytesIn}
+	body := newBodyDeadline(w, &countingReader{r: http.MaxBytesReader(w, r.Body, size), c: s.metrics.bytesIn},
+		s.opts.UploadIdleTimeout, s.opts.UploadMinRate)
 	if err := s.store.Put(ctx, key, body, size); err != nil {
 		s.pending.release(reserved)
 		switch {
+		case body.timedOut:
+			s.log.Info("upload timed out", "sha256", sum.String(), "uploader", hex.EncodeToString(caller.Address), "received", body.n, "size", size)
+			writeError(w, errf(http.StatusRequestTimeout, "upload_timeout",
+				"the body came too slowly: %d of %d bytes in %s; each read must come within %s (upload_idle_timeout), and the body at %d bytes a second at least (upload_min_rate)",
+				body.n, size, time.Since(body.start).Round(time.Millisecond), s.opts.UploadIdleTimeout, max(s.opts.UploadMinRate, 0)))
 		case errors.Is(err, blobstore.ErrHashMismatch):
 			writeError(w, errf(http.StatusBadRequest, "hash_mismatch", "the body does not hash to %s: nothing was stored (%v)", sum, err))
 		case errors.Is(err, blobstore.ErrSizeMismatch):
@@ -647,7 +692,17 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 	key := blob.key
 	info, err := s.store.Stat(ctx, key)
 	if errors.Is(err, blobstore.ErrNotFound) {
-		if perr := s.fetchFromPeers(ctx, r, blob); perr != nil {
+		perr := errNoPeerHasIt
+		if len(s.opts.Peers) > 0 && r.Header.Get(HeaderForwarded) == "" {
+			release, aerr := s.takeUploadSlot(signerAddr(sr.address))
+			if aerr != nil {
+				writeError(w, aerr)
+				return
+			}
+			perr = s.fetchFromPeers(ctx, r, blob)
+			release()
+		}
+		if perr != nil {
 			var local *localStoreError
 			if errors.As(perr, &local) {
 				s.log.Error("blob store failed keeping a blob a peer served", "sha256", sum.String(), "key", key.String(), "err", local.err)

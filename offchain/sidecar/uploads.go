@@ -1,0 +1,168 @@
+package sidecar
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+)
+
+// Uploads in flight.
+//
+// A store's Put holds memory from the moment it starts, whatever the pace
+// of the body: MinIO one part (blobstore.MinIOPartSize, 5 MiB for blobs up
+// to 48.8 GiB, allocated before the first byte), the filesystem store a
+// 256 KiB copy buffer. A client may send the headers and then the body
+// slowly, or never. So:
+//
+//   - the body is read under a deadline (bodyDeadline): each read must come
+//     within UploadIdleTimeout, and the body as a whole at UploadMinRate
+//     at least, after a first UploadIdleTimeout;
+//   - the Puts in flight are bounded (uploadSlots): MaxUploads in all
+//     (beyond: 503) and MaxUploadsPerSigner of one signer (beyond: 429),
+//     both with Retry-After, taken before the body is read. A read-through
+//     from a peer takes a slot too.
+//
+// The memory of uploads in flight is therefore at most MaxUploads parts:
+// 64 × 5 MiB = 320 MiB with MinIO by default, 16 MiB with the filesystem.
+
+// Defaults of the upload bounds in Options.
+const (
+	DefaultUploadIdleTimeout   = 30 * time.Second
+	DefaultUploadMinRate       = 64 << 10 // bytes a second
+	DefaultMaxUploads          = 64
+	DefaultMaxUploadsPerSigner = 8
+)
+
+// uploadRetryAfter is the Retry-After of an upload refused for want of a
+// slot: uploads in flight end within an idle timeout when stalled.
+const uploadRetryAfter = 5 * time.Second
+
+var (
+	errUploadsFull       = errors.New("too many uploads in flight")
+	errSignerUploadsFull = errors.New("too many uploads of this signer in flight")
+)
+
+// uploadSlots bounds the store Puts in flight, in all and per signer (0:
+// no bound).
+type uploadSlots struct {
+	total, perSigner int
+
+	mu       sync.Mutex
+	inUse    int
+	bySigner map[signerAddr]int
+}
+
+// acquire takes a slot for signer, or returns errUploadsFull or
+// errSignerUploadsFull; release gives it back.
+func (u *uploadSlots) acquire(signer signerAddr) (release func(), err error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.perSigner > 0 && u.bySigner[signer] >= u.perSigner {
+		return nil, errSignerUploadsFull
+	}
+	if u.total > 0 && u.inUse >= u.total {
+		return nil, errUploadsFull
+	}
+	if u.bySigner == nil {
+		u.bySigner = make(map[signerAddr]int)
+	}
+	u.inUse++
+	u.bySigner[signer]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			u.mu.Lock()
+			defer u.mu.Unlock()
+			u.inUse--
+			if u.bySigner[signer]--; u.bySigner[signer] <= 0 {
+				delete(u.bySigner, signer)
+			}
+		})
+	}, nil
+}
+
+// inFlight is the number of slots taken.
+func (u *uploadSlots) inFlight() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.inUse
+}
+
+// takeUploadSlot is acquire, refusals answered as the client should see
+// them (and counted).
+func (s *Server) takeUploadSlot(signer signerAddr) (release func(), aerr *apiError) {
+	release, err := s.uploads.acquire(signer)
+	switch {
+	case err == nil:
+		return release, nil
+	case errors.Is(err, errSignerUploadsFull):
+		s.metrics.refused(refusedSignerUploads)
+		return nil, tooManyRequests("signer_uploads", uploadRetryAfter,
+			"%x has %d uploads in flight on this sidecar, the limit per signer (max_uploads_per_signer)", signer[:], s.uploads.perSigner)
+	}
+	s.metrics.refused(refusedUploads)
+	retry := retrySeconds(uploadRetryAfter)
+	e := errf(http.StatusServiceUnavailable, "uploads_busy",
+		"this sidecar has %d uploads in flight, its limit (max_uploads); retry in %s", s.uploads.total, retry)
+	e.retryAfter = retry
+	return nil, e
+}
+
+// bodyDeadline reads an upload's body under a read deadline on its
+// connection, moved at each read: within idle of now, and no later than
+// start + idle + (bytes read) / minRate. So a stalled body ends within
+// idle, and one that trickles below minRate soon after; a body at minRate
+// or faster is never cut. When the body hits its end, net/http lifts the
+// deadline itself (it starts its background read of the connection), so
+// the store may take its time to commit
+// (TestPutSlowCommitOutlastsIdleTimeout).
+type bodyDeadline struct {
+	r       io.Reader
+	rc      *http.ResponseController
+	idle    time.Duration // <= 0: no deadline at all
+	minRate int64         // bytes a second; <= 0: none
+	start   time.Time
+	n       int64
+	// failed: SetReadDeadline is not supported here; read without.
+	failed bool
+	// timedOut: a read failed on the deadline.
+	timedOut bool
+}
+
+func newBodyDeadline(w http.ResponseWriter, r io.Reader, idle time.Duration, minRate int64) *bodyDeadline {
+	return &bodyDeadline{r: r, rc: http.NewResponseController(w), idle: idle, minRate: minRate, start: time.Now()}
+}
+
+func (b *bodyDeadline) deadline(now time.Time) time.Time {
+	d := now.Add(b.idle)
+	if b.minRate > 0 {
+		allowed := b.idle + time.Duration(float64(b.n)/float64(b.minRate)*float64(time.Second))
+		if r := b.start.Add(allowed); r.Before(d) {
+			d = r
+		}
+	}
+	return d
+}
+
+func (b *bodyDeadline) Read(p []byte) (int, error) {
+	if b.idle > 0 && !b.failed {
+		if err := b.rc.SetReadDeadline(b.deadline(time.Now())); err != nil {
+			b.failed = true
+		}
+	}
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	if err != nil && err != io.EOF && isTimeout(err) {
+		b.timedOut = true
+	}
+	return n, err
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}

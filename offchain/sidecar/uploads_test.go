@@ -1,0 +1,171 @@
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/emrchain/emrchain/offchain/blobstore"
+)
+
+// stalledUpload starts an upload by a of size bytes whose body comes from
+// the returned pipe writer, and waits until the store's Put started
+// (hook). The returned channel has the client's result.
+func stalledUpload(t *testing.T, e *env, hook *putEntered, a *actor, size int64) (*io.PipeWriter, <-chan error) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	t.Cleanup(func() { pw.Close() })
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.client(a).Put(context.Background(), e.pid, testCategory, sha256.Sum256([]byte("never sent")), pr, size)
+		done <- err
+	}()
+	select {
+	case <-hook.entered:
+	case err := <-done:
+		t.Fatalf("the upload ended before its body was read: %v", err)
+	}
+	return pw, done
+}
+
+// waitNoUploads waits until no upload is in flight, or fails after 5 s.
+func waitNoUploads(t *testing.T, e *env, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); e.srv.uploads.inFlight() > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still holds its upload slot after 5 s", what)
+		}
+	}
+}
+
+func hookedEnv(t *testing.T, mod func(*Options)) (*env, *putEntered) {
+	hook := &putEntered{entered: make(chan struct{}, 1)}
+	e := newEnv(t, func(o *Options) {
+		hook.Store = o.Store
+		o.Store = hook
+		if mod != nil {
+			mod(o)
+		}
+	})
+	return e, hook
+}
+
+// TestPutStalledBodyTimesOut: an upload whose client sends the headers
+// and then no body is ended after UploadIdleTimeout (408): its slot, its
+// pending reservation and its blob's lock are given back, and the store's
+// buffer freed.
+func TestPutStalledBodyTimesOut(t *testing.T) {
+	e, hook := hookedEnv(t, func(o *Options) { o.UploadIdleTimeout = 300 * time.Millisecond })
+	start := time.Now()
+	pw, done := stalledUpload(t, e, hook, e.writer, 1<<20)
+	waitNoUploads(t, e, "an upload that sends no body")
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("the stalled upload ended after %s", took)
+	}
+	if used, _ := e.srv.pending.usage(signerAddr(e.writer.member.Address)); used != 0 {
+		t.Fatalf("the timed-out upload still holds %d pending bytes", used)
+	}
+	pw.Close()
+	if err := <-done; err == nil {
+		t.Fatal("a timed-out upload succeeded")
+	} else if s := statusOf(err); s != 0 && s != http.StatusRequestTimeout {
+		t.Fatalf("a timed-out upload got %v, want 408 (or a closed connection)", err)
+	}
+}
+
+// TestPutTricklingBodyTimesOut: a body that keeps coming, but slower than
+// UploadMinRate, is ended too; the idle timeout alone never would.
+func TestPutTricklingBodyTimesOut(t *testing.T) {
+	e, hook := hookedEnv(t, func(o *Options) {
+		o.UploadIdleTimeout = time.Second
+		o.UploadMinRate = 1000
+	})
+	start := time.Now()
+	pw, _ := stalledUpload(t, e, hook, e.writer, 1<<20)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			if _, err := pw.Write([]byte{'x'}); err != nil {
+				return
+			}
+		}
+	}()
+	waitNoUploads(t, e, "an upload that trickles 20 bytes a second")
+	if took := time.Since(start); took < time.Second || took > 4*time.Second {
+		t.Fatalf("the trickling upload ended after %s, want soon after the 1 s idle allowance", took)
+	}
+}
+
+// TestPutUploadSlots: beyond MaxUploadsPerSigner uploads in flight, a
+// signer's next is refused with 429, and beyond MaxUploads anyone's with
+// 503, both with Retry-After and before the body is read; a slot comes
+// back when its upload ends.
+func TestPutUploadSlots(t *testing.T) {
+	e, hook := hookedEnv(t, func(o *Options) {
+		o.MaxUploads = 1
+		o.MaxUploadsPerSigner = 1
+	})
+	data := []byte("a second upload")
+	pw, done := stalledUpload(t, e, hook, e.writer, 1<<20)
+	_, err := e.put(e.writer, data)
+	wantStatus(t, err, http.StatusTooManyRequests, "max_uploads_per_signer")
+	if se := err.(*Error); se.Code != "signer_uploads" || se.RetryAfter <= 0 {
+		t.Fatalf("refusal %+v: want code signer_uploads and a Retry-After", se)
+	}
+	_, err = e.put(e.patient, data)
+	wantStatus(t, err, http.StatusServiceUnavailable, "max_uploads")
+	if se := err.(*Error); se.Code != "uploads_busy" || se.RetryAfter <= 0 {
+		t.Fatalf("refusal %+v: want code uploads_busy and a Retry-After", se)
+	}
+	pw.CloseWithError(io.ErrUnexpectedEOF)
+	<-done
+	waitNoUploads(t, e, "an aborted upload")
+	if _, err := e.put(e.patient, data); err != nil {
+		t.Fatalf("upload after the slot came back: %v", err)
+	}
+}
+
+// slowCommit reads the whole body, then takes its time to commit, as a
+// large MinIO commit (a server-side copy) does.
+type slowCommit struct {
+	blobstore.Store
+	delay time.Duration
+}
+
+func (s slowCommit) Put(ctx context.Context, key blobstore.Key, r io.Reader, size int64) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-time.After(s.delay):
+	case <-ctx.Done():
+		return fmt.Errorf("cancelled during the commit: %w", ctx.Err())
+	}
+	return s.Store.Put(ctx, key, bytes.NewReader(b), size)
+}
+
+// TestPutSlowCommitOutlastsIdleTimeout: the read deadline is lifted once
+// the whole body is in, so a commit slower than UploadIdleTimeout is not
+// cut (the server's read of the idle connection would otherwise fail on
+// the deadline and cancel the request).
+func TestPutSlowCommitOutlastsIdleTimeout(t *testing.T) {
+	e := newEnv(t, func(o *Options) {
+		o.UploadIdleTimeout = 200 * time.Millisecond
+		o.Store = slowCommit{Store: o.Store, delay: 800 * time.Millisecond}
+	})
+	if _, err := e.put(e.writer, []byte("a blob whose commit is slow")); err != nil {
+		t.Fatalf("upload with a commit slower than the idle timeout: %v", err)
+	}
+}
