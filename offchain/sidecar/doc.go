@@ -14,11 +14,16 @@
 //	  (nothing is stored), 403 (not allowed for this patient or category), 411 (no
 //	  Content-Length), 413 (above the chain's params.max_blob_bytes), 429
 //	  signer_pending_quota / 507 pending_quota (the upload would pass a bound
-//	  on pending uploads, below; refused before the body is read).
+//	  on pending uploads, below; refused before the body is read), 429
+//	  signer_uploads / 503 uploads_busy (too many uploads in flight, with
+//	  Retry-After; before the body is read), 408 upload_timeout (the body
+//	  came too slowly, below).
 //	GET /v1/blobs/{sha256}?record=<patient id hex>/<seq>
 //	GET /v1/blobs/{sha256}?share=<patient id hex>/<seq>
 //	  names the committed record (or share) whose ciphertext it reads; 400
-//	  without exactly one of the two. (single-range requests: 206 + Content-Range,
+//	  without exactly one of the two. 404 when neither this sidecar nor a
+//	  peer has it; 500 store_error when a peer served it and the local store
+//	  failed to keep it (details in the log only). (single-range requests: 206 + Content-Range,
 //	  416 when unsatisfiable); streamed as application/octet-stream.
 //	GET /healthz             200/503 JSON: the store and the chain reachable.
 //	GET /metrics             Prometheus: emrchain_sidecar_bytes_in_total,
@@ -97,7 +102,11 @@
 //
 // Sweep (every SweepInterval) deletes blobs older than SweepGrace (1 h) that
 // no committed record or share references, a bounded number per pass, each
-// deletion logged and counted.
+// deletion logged and counted. It never waits for an upload: a blob being
+// uploaded (whose lock the upload holds) is passed over until a later pass
+// (SweepReport.Busy). Each pass first removes the leftovers of interrupted
+// uploads older than SweepGrace, whatever the rest of it does; they are also
+// removed at start, and every DefaultSweepInterval with the sweep disabled.
 //
 // The chain keeps no index from a blob's hash to what references it, so the
 // sidecar keeps its own reference index: the key (patient and category
@@ -132,4 +141,16 @@
 // count is kept in memory and rebuilt at start from the store's listing
 // and the reference index (pending.go); before it refuses, an upload has
 // the index read the blocks committed since its last read.
+//
+// # Uploads in flight
+//
+// A store's Put holds a buffer from its start, however slowly the body
+// comes: with MinIO one part (5 MiB for blobs up to 48.8 GiB,
+// blobstore.MinIOPartSize), with the filesystem 256 KiB. Each read of a
+// body must come within UploadIdleTimeout (30 s), and after a first idle
+// timeout the body must keep up UploadMinRate (64 KiB/s) on average, or
+// the upload ends with 408 and its connection is closed; at most
+// MaxUploads (64) uploads and peer read-throughs are in flight, at most
+// MaxUploadsPerSigner (8) of one signer. So the sidecar's upload buffers
+// take at most MaxUploads × 5 MiB (320 MiB) with MinIO (uploads.go).
 package sidecar
