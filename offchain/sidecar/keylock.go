@@ -42,14 +42,7 @@ func (l *keyLocks) lock(key blobstore.Key) (unlock func()) {
 	k.users++
 	l.mu.Unlock()
 	k.Lock()
-	return func() {
-		k.Unlock()
-		l.mu.Lock()
-		if k.users--; k.users == 0 {
-			delete(l.held, key)
-		}
-		l.mu.Unlock()
-	}
+	return l.unlocker(key, k)
 }
 
 // tryLock locks key if no one holds it, and returns its unlock; ok is false
@@ -66,6 +59,12 @@ func (l *keyLocks) tryLock(key blobstore.Key) (unlock func(), ok bool) {
 	k := &keyLock{users: 1}
 	k.Lock()
 	l.held[key] = k
+	return l.unlocker(key, k), true
+}
+
+// unlocker is the unlock of k, held for key: the entry goes with its last
+// user.
+func (l *keyLocks) unlocker(key blobstore.Key, k *keyLock) func() {
 	return func() {
 		k.Unlock()
 		l.mu.Lock()
@@ -73,5 +72,5 @@ func (l *keyLocks) tryLock(key blobstore.Key) (unlock func(), ok bool) {
 			delete(l.held, key)
 		}
 		l.mu.Unlock()
-	}, true
+	}
 }

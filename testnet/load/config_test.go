@@ -105,14 +105,20 @@ func fakeNode(t *testing.T, requests *atomic.Int64) *httptest.Server {
 			}
 			answers = append(answers, map[string]any{"jsonrpc": "2.0", "id": q.ID, "result": map[string]any{"code": len(q.Params.Tx), "log": string(q.Params.Tx)}})
 		}
-		var out any = answers
-		if len(answers) == 1 {
-			out = answers[0]
-		}
-		_ = json.NewEncoder(w).Encode(out)
+		writeAnswers(w, answers)
 	}))
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// writeAnswers writes JSON-RPC answers as a node does: a batch of one is
+// answered with one object.
+func writeAnswers(w http.ResponseWriter, answers []any) {
+	var out any = answers
+	if len(answers) == 1 {
+		out = answers[0]
+	}
+	_ = json.NewEncoder(w).Encode(out)
 }
 
 // TestBroadcastBatch: answers are matched to their txs by id, whatever

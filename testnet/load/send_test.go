@@ -49,11 +49,7 @@ func acceptingNode(t *testing.T, stallFirst, stallEach time.Duration, seen func(
 			}
 			answers = append(answers, map[string]any{"jsonrpc": "2.0", "id": q.ID, "result": map[string]any{"code": 0}})
 		}
-		var out any = answers
-		if len(answers) == 1 {
-			out = answers[0]
-		}
-		_ = json.NewEncoder(w).Encode(out)
+		writeAnswers(w, answers)
 	}))
 	t.Cleanup(srv.Close)
 	return srv
