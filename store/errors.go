@@ -34,4 +34,21 @@ var (
 	// ErrPruneFailed is returned by Commit when the version was saved and
 	// only the pruning after it failed; the next prune point retries.
 	ErrPruneFailed = errors.New("store: pruning failed (the version is saved)")
+
+	// ErrBadSnapshot is returned when a snapshot's metadata or a chunk does
+	// not decode, or its nodes do not form a tree: the peer's snapshot is
+	// unusable, another one may be tried.
+	ErrBadSnapshot = errors.New("store: bad snapshot")
+
+	// ErrSnapshotNotFound is returned for a snapshot or chunk this node
+	// does not hold.
+	ErrSnapshotNotFound = errors.New("store: snapshot not found")
+
+	// ErrNotEmpty is returned by BeginRestore when the store already holds
+	// a committed version: a snapshot is only restored into an empty store.
+	ErrNotEmpty = errors.New("store: not empty")
+
+	// ErrRootMismatch is returned by Restore.Finish when the imported tree's
+	// root is not the trusted app hash; the import has been wiped.
+	ErrRootMismatch = errors.New("store: restored root does not match the trusted app hash")
 )

@@ -115,6 +115,13 @@ type Store struct {
 	// values caches the latest version's values (nil when disabled).
 	valuesMu sync.Mutex
 	values   *latestValues
+
+	// exporting counts the snapshot exports reading each version (guarded
+	// by mu): pruning never deletes one of them. exports is what Close
+	// waits for, after closing stop, which ends them early.
+	exporting map[int64]int
+	exports   sync.WaitGroup
+	stop      chan struct{}
 }
 
 // Open opens (or creates) the state database in dir and loads the latest
@@ -158,21 +165,40 @@ func openWithDB(db dbm.DB, opts Options) (*Store, error) {
 	// CometBFT's own stores, so an OS crash or power loss cannot take the
 	// state back behind the blocks CometBFT has stored as executed (replay
 	// would recover it, from the blocks, but need not).
-	tree := iavl.NewMutableTree(iavlDB{db: db}, opts.CacheSize, true, iavl.NewNopLogger(),
-		iavl.FlushThresholdOption(atomicVersions), iavl.SyncOption(true))
-	if _, err := tree.Load(); err != nil {
-		return nil, fmt.Errorf("store: load latest version: %w", err)
+	// A restore that never finished (crash before its root was checked)
+	// is wiped: the store opens empty and state sync starts over.
+	if err := wipeUnfinishedRestore(db); err != nil {
+		return nil, err
 	}
-	s := &Store{db: db, tree: tree, opts: opts, dirty: map[string][]byte{}}
-	s.lastVersion = tree.Version()
-	if size := cmp.Or(opts.ValueCacheSize, DefaultValueCacheSize); size > 0 {
-		s.values = newLatestValues(size)
-	}
-	s.lastHash = tree.Hash()
-	if opts.pruning() && s.lastVersion > 0 {
-		s.firstVersion = s.findFirstVersion()
+	s := &Store{db: db, opts: opts, dirty: map[string][]byte{}, exporting: map[int64]int{}, stop: make(chan struct{})}
+	if err := s.loadTree(); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+// loadTree (re)builds the mutable tree over s.db at its latest version and
+// resets everything derived from it. Called at open, and under s.mu after
+// a restore replaced the database's content.
+func (s *Store) loadTree() error {
+	tree := iavl.NewMutableTree(iavlDB{db: s.db}, s.opts.CacheSize, true, iavl.NewNopLogger(),
+		iavl.FlushThresholdOption(atomicVersions), iavl.SyncOption(true))
+	if _, err := tree.Load(); err != nil {
+		return fmt.Errorf("store: load latest version: %w", err)
+	}
+	s.tree = tree
+	s.lastVersion = tree.Version()
+	s.lastHash = tree.Hash()
+	s.dirty = map[string][]byte{}
+	s.values = nil
+	if size := cmp.Or(s.opts.ValueCacheSize, DefaultValueCacheSize); size > 0 {
+		s.values = newLatestValues(size)
+	}
+	s.firstVersion = 0
+	if s.opts.pruning() && s.lastVersion > 0 {
+		s.firstVersion = s.findFirstVersion()
+	}
+	return nil
 }
 
 // findFirstVersion finds the lowest stored version by binary search: the
@@ -271,6 +297,14 @@ func (s *Store) prune(version int64) error {
 		return nil // nothing old enough (KeepRecent may have grown)
 	}
 	to = min(to, s.firstVersion+int64(2*s.opts.PruneInterval)-1)
+	if oldest := s.oldestExport(); oldest > 0 && to >= oldest {
+		// A snapshot is being exported from a version in the range: keep
+		// it and everything after it; a later prune point takes them.
+		to = oldest - 1
+		if to < s.firstVersion {
+			return nil
+		}
+	}
 	if err := s.tree.DeleteVersionsTo(to); err != nil {
 		return fmt.Errorf("store: prune versions up to %d: %w", to, err)
 	}
@@ -395,6 +429,11 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	close(s.stop)
+	// Exports read the database without the lock; they end at stop.
+	s.mu.Unlock()
+	s.exports.Wait()
+	s.mu.Lock()
 	errTree := s.tree.Close()
 	errDB := s.db.Close()
 	return errors.Join(errTree, errDB)

@@ -1,0 +1,331 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cosmos/iavl"
+)
+
+// buildVersions commits versions of a tree with many keys: sets, overwrites
+// and deletes over several versions, so nodes of many versions remain.
+func buildVersions(t *testing.T, s *Store, versions, keysPer int) map[string]string {
+	t.Helper()
+	model := map[string]string{}
+	for v := 1; v <= versions; v++ {
+		for i := range keysPer {
+			k := keyN((v*7919 + i*104729) % (versions * keysPer))
+			val := fmt.Sprintf("v%d-%d-%s", v, i, bytes.Repeat([]byte{'x'}, i%50))
+			mustSet(t, s.Working(), k, val)
+			model[k] = val
+		}
+		if v > 1 {
+			del := keyN(v * 13 % (versions * keysPer))
+			mustDelete(t, s.Working(), del)
+			delete(model, del)
+		}
+		mustCommit(t, s)
+	}
+	return model
+}
+
+// snapshotOf exports version of s into a new snapshot directory with small
+// chunks, so the stream spans many of them.
+func snapshotOf(t *testing.T, s *Store, version int64, chunkSize int) (*Snapshots, SnapshotInfo) {
+	t.Helper()
+	sn, err := OpenSnapshots(t.TempDir(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sn.chunkSize = chunkSize
+	info, err := sn.Create(context.Background(), s, version)
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	return sn, info
+}
+
+// restoreAll feeds every chunk of info to a restore into dst and finishes
+// it against trusted.
+func restoreAll(t *testing.T, dst *Store, sn *Snapshots, info SnapshotInfo, trusted []byte) error {
+	t.Helper()
+	r, err := dst.BeginRestore(info.Height)
+	if err != nil {
+		t.Fatalf("BeginRestore: %v", err)
+	}
+	for i := range info.Chunks {
+		chunk, err := sn.LoadChunk(info.Height, info.Format, i)
+		if err != nil {
+			t.Fatalf("LoadChunk %d: %v", i, err)
+		}
+		if err := r.AddChunk(chunk); err != nil {
+			_ = r.Abort()
+			return err
+		}
+	}
+	return r.Finish(trusted, nil)
+}
+
+func TestSnapshotRoundTrip(t *testing.T) {
+	for _, backend := range diskBackends {
+		t.Run(backend, func(t *testing.T) {
+			src := openTest(t, t.TempDir(), Options{Backend: backend, CacheSize: 10_000})
+			defer src.Close()
+			model := buildVersions(t, src, 6, 800)
+			version, root := src.LastCommit()
+			sn, info := snapshotOf(t, src, version, 8<<10)
+			if info.Chunks < 10 {
+				t.Fatalf("%d chunks; want the stream cut into many", info.Chunks)
+			}
+			meta, err := DecodeSnapshotMetadata(info.Metadata)
+			if err != nil || !bytes.Equal(meta.Root, root) || !bytes.Equal(info.Hash, meta.Hash()) {
+				t.Fatalf("metadata %+v, %v; want root %X", meta, err, root)
+			}
+			for i := range info.Chunks {
+				chunk, _ := sn.LoadChunk(info.Height, info.Format, i)
+				if sha256.Sum256(chunk) != meta.ChunkHashes[i] || len(chunk) > 8<<10+MaxSnapshotKeyLen {
+					t.Fatalf("chunk %d: %d bytes, hash not the metadata's", i, len(chunk))
+				}
+			}
+
+			dir := t.TempDir()
+			dst := openTest(t, dir, Options{Backend: backend, CacheSize: 10_000})
+			if err := restoreAll(t, dst, sn, info, root); err != nil {
+				t.Fatalf("restore: %v", err)
+			}
+			checkRestored(t, dst, version, root, model)
+			// The restored store keeps going, and reopens where it was.
+			mustSet(t, dst.Working(), "after", "restore")
+			h1, v1 := mustCommit(t, dst)
+			mustSet(t, src.Working(), "after", "restore")
+			h2, _ := mustCommit(t, src)
+			if !bytes.Equal(h1, h2) {
+				t.Fatalf("next version differs after restore: %X vs %X", h1, h2)
+			}
+			dst.Close()
+			dst = openTest(t, dir, Options{Backend: backend, CacheSize: 10_000})
+			defer dst.Close()
+			if v, h := dst.LastCommit(); v != v1 || !bytes.Equal(h, h1) {
+				t.Fatalf("reopened at %d %X, want %d %X", v, h, v1, h1)
+			}
+		})
+	}
+}
+
+// checkRestored checks that s is at version with root and holds exactly
+// model, through the working tree (and its value cache) and the version.
+func checkRestored(t *testing.T, s *Store, version int64, root []byte, model map[string]string) {
+	t.Helper()
+	if v, h := s.LastCommit(); v != version || !bytes.Equal(h, root) {
+		t.Fatalf("restored store at %d %X, want %d %X", v, h, version, root)
+	}
+	r, err := s.ReaderAt(version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := collect(t, r, nil, nil, true)
+	if want := expectRange(model, nil, nil, true); !samePairs(got, want) {
+		t.Fatalf("restored %d pairs, want %d", len(got), len(want))
+	}
+	for k, v := range model {
+		wantValue(t, s.Working(), k, v)
+		wantValue(t, r, k, v)
+	}
+}
+
+func TestRestoreWrongRootIsWiped(t *testing.T) {
+	src := memStore(t)
+	model := buildVersions(t, src, 3, 200)
+	version, root := src.LastCommit()
+	sn, info := snapshotOf(t, src, version, 4<<10)
+
+	dst := openTest(t, t.TempDir(), Options{Backend: BackendPebble, CacheSize: 1000})
+	defer dst.Close()
+	wrong := bytes.Clone(root)
+	wrong[0] ^= 1
+	if err := restoreAll(t, dst, sn, info, wrong); !errors.Is(err, ErrRootMismatch) {
+		t.Fatalf("restore against a wrong app hash: %v, want ErrRootMismatch", err)
+	}
+	if v, _ := dst.LastCommit(); v != 0 {
+		t.Fatalf("store at %d after a refused restore, want empty", v)
+	}
+	// The same store takes the right snapshot afterwards.
+	if err := restoreAll(t, dst, sn, info, root); err != nil {
+		t.Fatalf("restore after a wiped one: %v", err)
+	}
+	checkRestored(t, dst, version, root, model)
+}
+
+func TestRestoreRefusals(t *testing.T) {
+	src := memStore(t)
+	buildVersions(t, src, 2, 100)
+	version, root := src.LastCommit()
+	sn, info := snapshotOf(t, src, version, 1<<10)
+
+	if _, err := src.BeginRestore(version); !errors.Is(err, ErrNotEmpty) {
+		t.Fatalf("restore into a non-empty store: %v, want ErrNotEmpty", err)
+	}
+	dst := memStore(t)
+	// Chunks out of order do not form a tree.
+	r, err := dst.BeginRestore(version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, _ := sn.LoadChunk(version, SnapshotFormat, info.Chunks-1)
+	if err = r.AddChunk(last); err == nil {
+		err = r.Finish(root, nil)
+	}
+	if !errors.Is(err, ErrBadSnapshot) {
+		t.Fatalf("the last chunk alone: %v, want ErrBadSnapshot", err)
+	}
+	_ = r.Abort()
+	// A node of a version above the snapshot's is refused.
+	r, _ = dst.BeginRestore(1)
+	first, _ := sn.LoadChunk(version, SnapshotFormat, 0)
+	if err := r.AddChunk(first); !errors.Is(err, ErrBadSnapshot) {
+		t.Fatalf("nodes newer than the restored version: %v, want ErrBadSnapshot", err)
+	}
+	if err := r.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	// A check of the restored state that fails wipes it too.
+	errCheck := errors.New("bookkeeping")
+	r, _ = dst.BeginRestore(version)
+	for i := range info.Chunks {
+		c, _ := sn.LoadChunk(version, SnapshotFormat, i)
+		if err := r.AddChunk(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Finish(root, func(Reader) error { return errCheck }); !errors.Is(err, errCheck) {
+		t.Fatalf("Finish with a failing check: %v", err)
+	}
+	if v, _ := dst.LastCommit(); v != 0 {
+		t.Fatalf("store at %d after a failed check, want empty", v)
+	}
+}
+
+// TestUnfinishedRestoreIsWipedAtOpen: a crash after the import was
+// committed but before its root was checked leaves nothing behind.
+func TestUnfinishedRestoreIsWipedAtOpen(t *testing.T) {
+	src := memStore(t)
+	buildVersions(t, src, 2, 100)
+	version, root := src.LastCommit()
+	sn, info := snapshotOf(t, src, version, 2<<10)
+	dir := t.TempDir()
+	dst := openTest(t, dir, Options{Backend: BackendPebble, CacheSize: 1000})
+	r, err := dst.BeginRestore(version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range info.Chunks {
+		c, _ := sn.LoadChunk(version, SnapshotFormat, i)
+		if err := r.AddChunk(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst.mu.Lock()
+	if err := r.imp.Commit(); err != nil { // as Finish, up to the crash
+		t.Fatal(err)
+	}
+	dst.mu.Unlock()
+	dst.Close()
+	dst = openTest(t, dir, Options{Backend: BackendPebble, CacheSize: 1000})
+	defer dst.Close()
+	if v, _ := dst.LastCommit(); v != 0 {
+		t.Fatalf("reopened at %d after an unchecked restore, want empty", v)
+	}
+	if err := restoreAll(t, dst, sn, info, root); err != nil {
+		t.Fatalf("restore after the wipe: %v", err)
+	}
+}
+
+// TestPruningKeepsExportedVersion: versions pruned while a snapshot of one
+// of them is exported stop below it, and the export completes.
+func TestPruningKeepsExportedVersion(t *testing.T) {
+	s := openTest(t, "", Options{Backend: BackendMemDB, CacheSize: 1000, KeepRecent: 1, PruneInterval: 1})
+	defer s.Close()
+	buildVersions(t, s, 3, 100)
+	version, root := s.LastCommit()
+	started, resume := make(chan struct{}), make(chan struct{})
+	type result struct {
+		root []byte
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		first := true
+		h, err := s.Export(context.Background(), version, func(*iavl.ExportNode) error {
+			if first {
+				first = false
+				close(started)
+				<-resume
+			}
+			return nil
+		})
+		done <- result{h, err}
+	}()
+	<-started
+	for i := range 3 {
+		mustSet(t, s.Working(), keyN(i), "later")
+		if _, _, err := s.Commit(); err != nil {
+			t.Fatalf("commit while exporting: %v", err)
+		}
+	}
+	if _, err := s.ReaderAt(version); err != nil {
+		t.Fatalf("exported version pruned: %v", err)
+	}
+	close(resume)
+	if res := <-done; res.err != nil || !bytes.Equal(res.root, root) {
+		t.Fatalf("export: %X, %v; want %X", res.root, res.err, root)
+	}
+	mustSet(t, s.Working(), "k", "v")
+	mustCommit(t, s)
+	if _, err := s.ReaderAt(version); !isNotFound(err) {
+		t.Fatalf("version %d still kept after its export: %v", version, err)
+	}
+}
+
+func TestSnapshotsDirectory(t *testing.T) {
+	s := memStore(t)
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, snapshotTempPrefix+"9-1-x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sn, err := OpenSnapshots(dir, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, snapshotTempPrefix+"9-1-x")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("an unfinished snapshot survived OpenSnapshots: %v", err)
+	}
+	for v := 1; v <= 4; v++ {
+		mustSet(t, s.Working(), keyN(v), "v")
+		mustCommit(t, s)
+		if _, err := sn.Create(context.Background(), s, int64(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, err := sn.List()
+	if err != nil || len(list) != 2 || list[0].Height != 4 || list[1].Height != 3 {
+		t.Fatalf("List = %+v, %v; want heights 4 and 3", list, err)
+	}
+	if _, err := sn.LoadChunk(2, SnapshotFormat, 0); !errors.Is(err, ErrSnapshotNotFound) {
+		t.Fatalf("chunk of a pruned snapshot: %v", err)
+	}
+	if _, err := sn.LoadChunk(4, SnapshotFormat, list[0].Chunks); !errors.Is(err, ErrSnapshotNotFound) {
+		t.Fatalf("chunk past the last: %v", err)
+	}
+	if _, err := sn.Create(context.Background(), s, 9); !isNotFound(err) {
+		t.Fatalf("snapshot of an uncommitted version: %v", err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 2 {
+		t.Fatalf("%d entries left in the directory, want the 2 snapshots", len(left))
+	}
+}

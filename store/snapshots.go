@@ -1,0 +1,313 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/cosmos/iavl"
+)
+
+// Names inside a snapshot directory.
+const (
+	snapshotMetadataFile = "metadata"
+	snapshotTempPrefix   = ".tmp-"
+	// maxMetadataLen is the longest metadata a snapshot of
+	// MaxSnapshotChunks can have.
+	maxMetadataLen = sha256.Size + 3 + sha256.Size*MaxSnapshotChunks
+)
+
+// SnapshotInfo describes a snapshot held on disk, as ABCI ListSnapshots
+// reports it.
+type SnapshotInfo struct {
+	Height   int64
+	Format   uint32
+	Chunks   uint32
+	Hash     []byte // SHA-256 of Metadata
+	Metadata []byte // SnapshotMetadata.Encode
+}
+
+// Snapshots is a node's directory of state-sync snapshots: one
+// subdirectory HEIGHT-FORMAT per snapshot, holding the metadata and one
+// file per chunk. A snapshot is written under a temporary name, every file
+// and the directory fsynced, then renamed into place: a crash leaves no
+// partial snapshot under a listed name, and the temporary names are
+// removed at open. Safe for concurrent use.
+type Snapshots struct {
+	dir        string
+	keepRecent int
+	chunkSize  int
+	mu         sync.Mutex // serializes Create's rename and pruning with List
+}
+
+// OpenSnapshots opens (creating it if needed) the snapshot directory dir,
+// keeping the keepRecent most recent snapshots (at least 1), and removes
+// what an interrupted Create left behind.
+func OpenSnapshots(dir string, keepRecent int) (*Snapshots, error) {
+	if keepRecent < 1 {
+		return nil, fmt.Errorf("store: snapshots: keep_recent %d, want at least 1", keepRecent)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: snapshots: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("store: snapshots: %w", err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), snapshotTempPrefix) {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return nil, fmt.Errorf("store: snapshots: remove unfinished %s: %w", e.Name(), err)
+			}
+		}
+	}
+	return &Snapshots{dir: dir, keepRecent: keepRecent, chunkSize: DefaultChunkSize}, nil
+}
+
+// snapshotName is the directory name of a snapshot.
+func snapshotName(height int64, format uint32) string {
+	return strconv.FormatInt(height, 10) + "-" + strconv.FormatUint(uint64(format), 10)
+}
+
+// parseSnapshotName parses HEIGHT-FORMAT; ok is false for any other name.
+func parseSnapshotName(name string) (height int64, format uint32, ok bool) {
+	h, f, found := strings.Cut(name, "-")
+	height, err1 := strconv.ParseInt(h, 10, 64)
+	f64, err2 := strconv.ParseUint(f, 10, 32)
+	if !found || err1 != nil || err2 != nil || height < 1 || snapshotName(height, uint32(f64)) != name {
+		return 0, 0, false
+	}
+	return height, uint32(f64), true
+}
+
+// Create exports committed version of st into a new snapshot, then removes
+// the snapshots beyond keepRecent. It runs for as long as the export takes;
+// call it off the consensus path. An existing snapshot of the version is
+// kept as it is.
+func (sn *Snapshots) Create(ctx context.Context, st *Store, version int64) (SnapshotInfo, error) {
+	final := filepath.Join(sn.dir, snapshotName(version, SnapshotFormat))
+	if _, err := os.Stat(final); err == nil {
+		return sn.info(version, SnapshotFormat)
+	}
+	tmp, err := os.MkdirTemp(sn.dir, snapshotTempPrefix+snapshotName(version, SnapshotFormat)+"-")
+	if err != nil {
+		return SnapshotInfo{}, fmt.Errorf("store: snapshot %d: %w", version, err)
+	}
+	defer os.RemoveAll(tmp) // a no-op once renamed
+	w := &chunkWriter{dir: tmp, size: sn.chunkSize}
+	root, err := st.Export(ctx, version, w.add)
+	if err == nil {
+		err = w.flush()
+	}
+	if err != nil {
+		return SnapshotInfo{}, fmt.Errorf("store: snapshot %d: %w", version, err)
+	}
+	meta := SnapshotMetadata{Root: root, ChunkHashes: w.hashes}
+	if err := writeFileSync(filepath.Join(tmp, snapshotMetadataFile), meta.Encode()); err != nil {
+		return SnapshotInfo{}, fmt.Errorf("store: snapshot %d: %w", version, err)
+	}
+	if err := sn.publish(tmp, final); err != nil {
+		return SnapshotInfo{}, fmt.Errorf("store: snapshot %d: %w", version, err)
+	}
+	if err := sn.prune(); err != nil {
+		return SnapshotInfo{}, err
+	}
+	return sn.info(version, SnapshotFormat)
+}
+
+// publish renames the finished temporary directory into place and syncs
+// the parent, so the new name survives a crash.
+func (sn *Snapshots) publish(tmp, final string) error {
+	if err := syncDir(tmp); err != nil {
+		return err
+	}
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	if err := os.Rename(tmp, final); err != nil {
+		return err
+	}
+	return syncDir(sn.dir)
+}
+
+// prune removes the snapshots older than the keepRecent most recent.
+func (sn *Snapshots) prune() error {
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	all, err := sn.names()
+	if err != nil {
+		return err
+	}
+	for i := sn.keepRecent; i < len(all); i++ {
+		if err := os.RemoveAll(filepath.Join(sn.dir, snapshotName(all[i].Height, all[i].Format))); err != nil {
+			return fmt.Errorf("store: remove snapshot %d: %w", all[i].Height, err)
+		}
+	}
+	return syncDir(sn.dir)
+}
+
+// names lists the snapshot directories, newest first (height, then
+// format). Called with sn.mu held.
+func (sn *Snapshots) names() ([]SnapshotInfo, error) {
+	entries, err := os.ReadDir(sn.dir)
+	if err != nil {
+		return nil, fmt.Errorf("store: snapshots: %w", err)
+	}
+	var out []SnapshotInfo
+	for _, e := range entries {
+		if h, f, ok := parseSnapshotName(e.Name()); ok && e.IsDir() {
+			out = append(out, SnapshotInfo{Height: h, Format: f})
+		}
+	}
+	slices.SortFunc(out, func(a, b SnapshotInfo) int {
+		return cmp.Or(cmp.Compare(b.Height, a.Height), cmp.Compare(b.Format, a.Format))
+	})
+	return out, nil
+}
+
+// List returns the snapshots on disk, newest first. One whose metadata no
+// longer reads is left out.
+func (sn *Snapshots) List() ([]SnapshotInfo, error) {
+	sn.mu.Lock()
+	all, err := sn.names()
+	sn.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]SnapshotInfo, 0, len(all))
+	for _, s := range all {
+		if info, err := sn.info(s.Height, s.Format); err == nil {
+			out = append(out, info)
+		}
+	}
+	return out, nil
+}
+
+// info reads the description of one snapshot from its metadata.
+func (sn *Snapshots) info(height int64, format uint32) (SnapshotInfo, error) {
+	raw, err := readFileMax(filepath.Join(sn.dir, snapshotName(height, format), snapshotMetadataFile), maxMetadataLen)
+	if err != nil {
+		return SnapshotInfo{}, err
+	}
+	meta, err := DecodeSnapshotMetadata(raw)
+	if err != nil {
+		return SnapshotInfo{}, err
+	}
+	return SnapshotInfo{
+		Height: height, Format: format, Chunks: uint32(len(meta.ChunkHashes)),
+		Hash: meta.Hash(), Metadata: raw,
+	}, nil
+}
+
+// LoadChunk returns chunk index of a snapshot (at most MaxChunkSize bytes
+// are read). A snapshot or chunk this node does not hold (never made, or
+// pruned since it was listed) is ErrSnapshotNotFound.
+func (sn *Snapshots) LoadChunk(height int64, format uint32, index uint32) ([]byte, error) {
+	if height < 1 || index >= MaxSnapshotChunks {
+		return nil, fmt.Errorf("%w: snapshot %d format %d chunk %d", ErrSnapshotNotFound, height, format, index)
+	}
+	return readFileMax(filepath.Join(sn.dir, snapshotName(height, format), chunkName(index)), MaxChunkSize)
+}
+
+func chunkName(index uint32) string { return fmt.Sprintf("chunk-%06d", index) }
+
+// readFileMax reads a file of at most max bytes; a missing file is
+// ErrSnapshotNotFound.
+func readFileMax(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrSnapshotNotFound, filepath.Base(path))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: snapshots: %w", err)
+	}
+	defer f.Close()
+	raw, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("store: snapshots: %w", err)
+	}
+	if int64(len(raw)) > max {
+		return nil, fmt.Errorf("store: snapshots: %s is larger than %d bytes", path, max)
+	}
+	return raw, nil
+}
+
+// chunkWriter cuts the export stream into chunk files of about size bytes,
+// at node boundaries, and remembers each chunk's SHA-256. It holds one
+// chunk in memory.
+type chunkWriter struct {
+	dir    string
+	size   int
+	buf    []byte
+	hashes [][sha256.Size]byte
+}
+
+// add appends one export node, first writing out the current chunk if the
+// node would take it past size.
+func (w *chunkWriter) add(n *iavl.ExportNode) error {
+	if err := checkExportNode(n); err != nil {
+		return err
+	}
+	start := len(w.buf)
+	w.buf = appendNode(w.buf, n)
+	if start > 0 && len(w.buf) > w.size {
+		node := slices.Clone(w.buf[start:])
+		w.buf = w.buf[:start]
+		if err := w.flush(); err != nil {
+			return err
+		}
+		w.buf = append(w.buf, node...)
+	}
+	return nil
+}
+
+// flush writes the buffered chunk, if any.
+func (w *chunkWriter) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	if len(w.hashes) >= MaxSnapshotChunks {
+		return fmt.Errorf("%w: more than %d chunks", ErrBadSnapshot, MaxSnapshotChunks)
+	}
+	if err := writeFileSync(filepath.Join(w.dir, chunkName(uint32(len(w.hashes)))), w.buf); err != nil {
+		return err
+	}
+	w.hashes = append(w.hashes, sha256.Sum256(w.buf))
+	w.buf = w.buf[:0]
+	return nil
+}
+
+// writeFileSync writes a new file and fsyncs it.
+func writeFileSync(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// syncDir fsyncs a directory, so the names created or removed in it last.
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
