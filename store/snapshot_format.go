@@ -135,6 +135,9 @@ func DecodeChunk(b []byte, maxVersion int64) ([]*iavl.ExportNode, error) {
 	if len(b) == 0 {
 		return nil, fmt.Errorf("%w: empty chunk", ErrBadSnapshot)
 	}
+	if maxVersion < 1 {
+		return nil, fmt.Errorf("%w: snapshot version %d", ErrBadSnapshot, maxVersion)
+	}
 	var nodes []*iavl.ExportNode
 	for off := 0; off < len(b); {
 		n, k, err := decodeNode(b[off:], maxVersion)
