@@ -461,7 +461,10 @@ func TestInitChainRejectsBadGenesis(t *testing.T) {
 	}
 }
 
-func TestSnapshotsRefused(t *testing.T) {
+// TestSnapshotsUnconfigured: a node without snapshots lists none, serves
+// no chunk, refuses an offer whose metadata does not decode, and aborts a
+// chunk it was never offered.
+func TestSnapshotsUnconfigured(t *testing.T) {
 	n := openNode(t, t.TempDir())
 	ctx := context.Background()
 	list, err := n.app.ListSnapshots(ctx, &types.ListSnapshotsRequest{})

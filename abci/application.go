@@ -35,6 +35,9 @@ type Options struct {
 	// connect (the peer filter queries, PeerFilterIDPath). Empty: none,
 	// the permissioned default; a single validator needs no peers.
 	AllowedPeers []string
+	// Snapshots makes and serves state-sync snapshots; nil: none (a node
+	// can still restore one).
+	Snapshots *SnapshotOptions
 }
 
 // Application is the CometBFT ABCI application of emrchain: a thin adapter
@@ -52,6 +55,7 @@ type Application struct {
 	version string
 	closed  bool            // written under mu and readMu; read under either
 	allowed map[string]bool // Options.AllowedPeers, lowercase; empty: none
+	snaps   *snapshotter
 }
 
 // New returns the ABCI adapter over a.
@@ -64,18 +68,20 @@ func New(a *app.App, opts Options) *Application {
 	for _, id := range opts.AllowedPeers {
 		allowed[strings.ToLower(id)] = true
 	}
-	return &Application{app: a, logger: logger, version: opts.Version, allowed: allowed}
+	return &Application{app: a, logger: logger, version: opts.Version, allowed: allowed, snaps: newSnapshotter(opts.Snapshots)}
 }
 
-// Close waits for any ABCI call in flight to return and makes every later call
-// fail with ErrClosed. Call it after stopping the node and before closing the
-// store. It does not close the app or the store, which the caller owns.
+// Close waits for any ABCI call in flight to return, stops a snapshot being
+// written (it is left unlisted), and makes every later call fail with
+// ErrClosed. Call it after stopping the node and before closing the store.
+// It does not close the app or the store, which the caller owns.
 func (a *Application) Close() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.readMu.Lock()
 	defer a.readMu.Unlock()
 	a.closed = true
+	a.snaps.stop() // no Commit can start another now
 }
 
 // lock takes the adapter mutex; it fails, without holding the mutex, once the

@@ -11,7 +11,8 @@ import (
 // state to it. RetainHeight tells CometBFT which blocks the app no longer
 // needs (0 = keep all); emrchain's audit value lies in its blocks, so the app
 // keeps every one (app.Commit returns 0): app.toml's pruning removes old
-// versions of the state, never blocks.
+// versions of the state, never blocks. When a snapshot is due (app.toml
+// snapshot_interval), Commit starts it in the background and returns.
 //
 // An error here halts the chain: the block is decided and its app hash
 // already agreed on, so a failure to persist it is a storage fault that no
@@ -30,5 +31,9 @@ func (a *Application) Commit(context.Context, *types.CommitRequest) (*types.Comm
 	if retain < 0 {
 		retain = 0
 	}
+	// Off the consensus path: the snapshot is written in the background,
+	// from the version just saved, and changes nothing the app computes.
+	height, _ := a.app.LastCommit()
+	a.maybeSnapshot(height)
 	return &types.CommitResponse{RetainHeight: retain}, nil
 }

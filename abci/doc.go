@@ -19,7 +19,8 @@
 //	finalize_block.go   FinalizeBlock: execute the decided block, stage state
 //	commit.go           Commit: persist the staged state, report retain height
 //	query.go            Query: state reads, with ICS23 proofs on request
-//	snapshots.go        state sync: not offered yet (documented refusal)
+//	snapshots.go        state sync: snapshots made in the background after
+//	                    Commit and served; a verified restore into an empty app
 //
 // A node starts with Info. CometBFT compares the app's last committed height
 // with its own block store and replays the missing blocks through
@@ -51,6 +52,8 @@
 // take a read lock of their own instead: a proven read never waits for a
 // block, and a flood of them cannot hold one up. Close takes both, so after
 // it returns no call is in flight and every later call fails; the store can
-// then be closed safely. Vote extensions and snapshots are answered without
-// state (refused or empty), so they take neither.
+// then be closed safely. Vote extensions are answered without state, so
+// they take neither; ListSnapshots and LoadSnapshotChunk read the snapshot
+// directory under the read lock, and OfferSnapshot and ApplySnapshotChunk,
+// which restore the state, take the mutex.
 package abci

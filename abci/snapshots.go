@@ -1,41 +1,319 @@
 package abci
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync"
 
 	"github.com/cometbft/cometbft/abci/types"
+
+	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/store"
 )
 
-// State sync is not offered yet: a node joins by replaying blocks from
-// genesis (block sync), which for a consortium chain is correct, only slower.
-// Snapshots of the IAVL tree are planned in a later issue; until then these
-// methods answer explicitly rather than pretend:
+// State sync (see docs/decisions.md, "State sync").
 //
-//   - ListSnapshots lists none, so this node never advertises a snapshot.
-//   - OfferSnapshot rejects every snapshot: the app cannot restore one, and
-//     accepting would leave the node with an empty state under a trusted app
-//     hash. REJECT (not ABORT) lets CometBFT try others and then give up on
-//     state sync cleanly if statesync.enable was set by mistake.
-//   - LoadSnapshotChunk returns no chunk: no snapshot was ever listed.
-//   - ApplySnapshotChunk aborts: unreachable after a rejected offer.
+// Serving: with Options.Snapshots set, Commit starts, every Interval
+// blocks, a snapshot of the block just committed on a goroutine of its own
+// (store.Snapshots.Create), so consensus never waits for it; one at a time
+// (one due while another is being written is written next).
+// ListSnapshots and LoadSnapshotChunk answer from the snapshot directory;
+// a chunk this node does not hold is an empty answer, which CometBFT
+// treats as "ask another peer".
+//
+// Restoring: OfferSnapshot accepts a snapshot of store.SnapshotFormat only
+// into an empty app, and only with metadata that decodes, matches the
+// chunk count and the snapshot hash, and names the app hash CometBFT's
+// light client verified (request.AppHash) as its root. ApplySnapshotChunk
+// checks each chunk's SHA-256 against the metadata before it decodes it:
+// a mismatch is RETRY with the chunk refetched and its sender rejected.
+// After the last chunk the import is committed and its root compared with
+// the trusted app hash before the app takes the state. Any peer input that
+// fails is an answer (REJECT, RETRY), never a Go error: an ABCI error
+// halts CometBFT. A refused snapshot's partial import is wiped, so another
+// can be tried.
 
-// ListSnapshots returns no snapshots.
+// SnapshotOptions configure the snapshots a node makes and serves.
+type SnapshotOptions struct {
+	// Store is the state the snapshots are taken of.
+	Store *store.Store
+	// Dir holds the snapshots.
+	Dir *store.Snapshots
+	// Interval: a snapshot of every block whose height is a multiple of it
+	// (0: none are made; the ones on disk are still served).
+	Interval uint64
+}
+
+// snapshotter makes snapshots in the background and restores one.
+type snapshotter struct {
+	opts SnapshotOptions // Dir nil: this node serves none
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	// mu guards busy (a snapshot is being written) and pending (the
+	// height of the one due next, 0 if none).
+	mu      sync.Mutex
+	busy    bool
+	pending int64
+
+	// restore is the restore in progress (guarded by Application.mu).
+	restore *restoring
+}
+
+// restoring is an accepted snapshot being applied.
+type restoring struct {
+	r       *store.Restore
+	meta    store.SnapshotMetadata
+	appHash []byte
+	next    uint32 // index of the next chunk to apply
+}
+
+func newSnapshotter(opts *SnapshotOptions) *snapshotter {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &snapshotter{ctx: ctx, cancel: cancel}
+	if opts != nil {
+		s.opts = *opts
+	}
+	return s
+}
+
+// stop cancels a snapshot being made and waits for it to end.
+func (s *snapshotter) stop() {
+	s.cancel()
+	s.wg.Wait()
+}
+
+// maybeSnapshot starts a snapshot of height if one is due. It never
+// blocks: while a snapshot is being written, the latest one due waits and
+// is written next (an earlier one waiting is dropped).
+func (a *Application) maybeSnapshot(height int64) {
+	s := a.snaps
+	if s.opts.Dir == nil || s.opts.Interval == 0 || height <= 0 || uint64(height)%s.opts.Interval != 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.busy {
+		if s.pending != 0 {
+			a.logger.Info("snapshot skipped: a later one is due", "height", s.pending)
+		}
+		s.pending = height
+		return
+	}
+	s.busy = true
+	s.wg.Add(1)
+	go a.writeSnapshots(height)
+}
+
+// writeSnapshots writes the snapshot of height, then the one due
+// meanwhile, if any, until none is left or the adapter closes.
+func (a *Application) writeSnapshots(height int64) {
+	s := a.snaps
+	defer s.wg.Done()
+	for height != 0 {
+		info, err := s.opts.Dir.Create(s.ctx, s.opts.Store, height)
+		if err != nil {
+			a.logger.Error("snapshot failed", "height", height, "err", err)
+		} else {
+			a.logger.Info("snapshot written", "height", info.Height, "chunks", info.Chunks, "hash", fmt.Sprintf("%X", info.Hash))
+		}
+		s.mu.Lock()
+		height, s.pending = s.pending, 0
+		if height == 0 || s.ctx.Err() != nil {
+			height, s.busy = 0, false
+		}
+		s.mu.Unlock()
+	}
+}
+
+// ListSnapshots lists the snapshots this node holds, newest first.
 func (a *Application) ListSnapshots(context.Context, *types.ListSnapshotsRequest) (*types.ListSnapshotsResponse, error) {
-	return &types.ListSnapshotsResponse{}, nil
+	if err := a.rlock(); err != nil {
+		return nil, err
+	}
+	defer a.readMu.RUnlock()
+	if a.snaps.opts.Dir == nil {
+		return &types.ListSnapshotsResponse{}, nil
+	}
+	list, err := a.snaps.opts.Dir.List()
+	if err != nil {
+		a.logger.Error("ListSnapshots", "err", err)
+		return &types.ListSnapshotsResponse{}, nil
+	}
+	out := make([]*types.Snapshot, len(list))
+	for i, s := range list {
+		out[i] = &types.Snapshot{Height: uint64(s.Height), Format: s.Format, Chunks: s.Chunks, Hash: s.Hash, Metadata: s.Metadata}
+	}
+	return &types.ListSnapshotsResponse{Snapshots: out}, nil
 }
 
-// OfferSnapshot rejects the snapshot; see the comment above.
-func (a *Application) OfferSnapshot(context.Context, *types.OfferSnapshotRequest) (*types.OfferSnapshotResponse, error) {
-	a.logger.Info("OfferSnapshot: state sync is not supported yet; rejecting snapshot (disable statesync.enable and block-sync instead)")
-	return &types.OfferSnapshotResponse{Result: types.OFFER_SNAPSHOT_RESULT_REJECT}, nil
+// LoadSnapshotChunk returns a chunk of a snapshot this node holds; one it
+// does not hold (never made, or pruned since it was listed) is an empty
+// chunk.
+func (a *Application) LoadSnapshotChunk(_ context.Context, req *types.LoadSnapshotChunkRequest) (*types.LoadSnapshotChunkResponse, error) {
+	if err := a.rlock(); err != nil {
+		return nil, err
+	}
+	defer a.readMu.RUnlock()
+	if a.snaps.opts.Dir == nil || req.Height == 0 || req.Height > uint64(1<<62) {
+		return &types.LoadSnapshotChunkResponse{}, nil
+	}
+	chunk, err := a.snaps.opts.Dir.LoadChunk(int64(req.Height), req.Format, req.Chunk)
+	if err != nil {
+		a.logger.Debug("LoadSnapshotChunk: no such chunk", "height", req.Height, "format", req.Format, "chunk", req.Chunk, "err", err)
+		return &types.LoadSnapshotChunkResponse{}, nil
+	}
+	return &types.LoadSnapshotChunkResponse{Chunk: chunk}, nil
 }
 
-// LoadSnapshotChunk returns no chunk.
-func (a *Application) LoadSnapshotChunk(context.Context, *types.LoadSnapshotChunkRequest) (*types.LoadSnapshotChunkResponse, error) {
-	return &types.LoadSnapshotChunkResponse{}, nil
+// OfferSnapshot accepts a snapshot to restore; see the comment above.
+func (a *Application) OfferSnapshot(_ context.Context, req *types.OfferSnapshotRequest) (*types.OfferSnapshotResponse, error) {
+	if err := a.lock(); err != nil {
+		return nil, err
+	}
+	defer a.mu.Unlock()
+	a.abortRestore()
+	result := a.offer(req)
+	return &types.OfferSnapshotResponse{Result: result}, nil
 }
 
-// ApplySnapshotChunk aborts state sync.
-func (a *Application) ApplySnapshotChunk(context.Context, *types.ApplySnapshotChunkRequest) (*types.ApplySnapshotChunkResponse, error) {
-	return &types.ApplySnapshotChunkResponse{Result: types.APPLY_SNAPSHOT_CHUNK_RESULT_ABORT}, nil
+// offer validates the offer and starts the restore. Called with a.mu held.
+func (a *Application) offer(req *types.OfferSnapshotRequest) types.OfferSnapshotResult {
+	snap := req.Snapshot
+	if snap == nil {
+		return types.OFFER_SNAPSHOT_RESULT_REJECT
+	}
+	if snap.Format != store.SnapshotFormat {
+		a.logger.Info("OfferSnapshot: unknown format", "format", snap.Format)
+		return types.OFFER_SNAPSHOT_RESULT_REJECT_FORMAT
+	}
+	meta, err := checkOffer(snap, req.AppHash)
+	if err != nil {
+		a.logger.Info("OfferSnapshot: rejected", "height", snap.Height, "err", err)
+		return types.OFFER_SNAPSHOT_RESULT_REJECT
+	}
+	r, err := a.app.BeginRestore(int64(snap.Height))
+	switch {
+	case errors.Is(err, app.ErrNotEmpty):
+		a.logger.Error("OfferSnapshot: the app already holds a state; state sync needs an empty data directory", "err", err)
+		return types.OFFER_SNAPSHOT_RESULT_REJECT
+	case err != nil:
+		a.logger.Error("OfferSnapshot: cannot start the restore", "err", err)
+		return types.OFFER_SNAPSHOT_RESULT_ABORT
+	}
+	a.snaps.restore = &restoring{r: r, meta: meta, appHash: bytes.Clone(req.AppHash)}
+	a.logger.Info("OfferSnapshot: restoring", "height", snap.Height, "chunks", snap.Chunks)
+	return types.OFFER_SNAPSHOT_RESULT_ACCEPT
+}
+
+// errOffer is why an offered snapshot is refused.
+var errOffer = errors.New("snapshot refused")
+
+// checkOffer checks an offered snapshot of the known format against its
+// metadata and the trusted app hash, and returns the metadata.
+func checkOffer(snap *types.Snapshot, appHash []byte) (store.SnapshotMetadata, error) {
+	var none store.SnapshotMetadata
+	switch {
+	case snap.Height < 1 || snap.Height > uint64(1<<62):
+		return none, errOffer
+	case snap.Chunks < 1 || snap.Chunks > store.MaxSnapshotChunks:
+		return none, errOffer
+	case len(appHash) != sha256.Size:
+		return none, errOffer
+	}
+	meta, err := store.DecodeSnapshotMetadata(snap.Metadata)
+	switch {
+	case err != nil:
+		return none, err
+	case len(meta.ChunkHashes) != int(snap.Chunks):
+		return none, errOffer
+	case !bytes.Equal(snap.Hash, meta.Hash()):
+		return none, errOffer
+	case !bytes.Equal(meta.Root, appHash):
+		// The exporter's root is only a hint, but one that differs from
+		// the trusted hash cannot restore it: save the download.
+		return none, errOffer
+	}
+	return meta, nil
+}
+
+// ApplySnapshotChunk verifies and applies one chunk; see the comment above.
+func (a *Application) ApplySnapshotChunk(_ context.Context, req *types.ApplySnapshotChunkRequest) (*types.ApplySnapshotChunkResponse, error) {
+	if err := a.lock(); err != nil {
+		return nil, err
+	}
+	defer a.mu.Unlock()
+	return a.applyChunk(req), nil
+}
+
+// applyChunk is ApplySnapshotChunk with a.mu held.
+func (a *Application) applyChunk(req *types.ApplySnapshotChunkRequest) *types.ApplySnapshotChunkResponse {
+	rs := a.snaps.restore
+	answer := func(r types.ApplySnapshotChunkResult) *types.ApplySnapshotChunkResponse {
+		return &types.ApplySnapshotChunkResponse{Result: r}
+	}
+	switch {
+	case rs == nil:
+		a.logger.Error("ApplySnapshotChunk without an accepted snapshot")
+		return answer(types.APPLY_SNAPSHOT_CHUNK_RESULT_ABORT)
+	case req.Index >= uint32(len(rs.meta.ChunkHashes)) || req.Index > rs.next:
+		// CometBFT applies chunks in order; anything else is not this
+		// snapshot's stream.
+		a.logger.Info("ApplySnapshotChunk: chunk out of order", "index", req.Index, "want", rs.next)
+		a.abortRestore()
+		return answer(types.APPLY_SNAPSHOT_CHUNK_RESULT_REJECT_SNAPSHOT)
+	case req.Index < rs.next:
+		return answer(types.APPLY_SNAPSHOT_CHUNK_RESULT_ACCEPT) // applied already
+	case sha256.Sum256(req.Chunk) != rs.meta.ChunkHashes[req.Index]:
+		a.logger.Info("ApplySnapshotChunk: chunk does not match its hash; refetching", "index", req.Index, "sender", req.Sender)
+		resp := answer(types.APPLY_SNAPSHOT_CHUNK_RESULT_RETRY)
+		resp.RefetchChunks = []uint32{req.Index}
+		if req.Sender != "" {
+			resp.RejectSenders = []string{req.Sender}
+		}
+		return resp
+	}
+	if err := rs.r.AddChunk(req.Chunk); err != nil {
+		return answer(a.failRestore("chunk", err))
+	}
+	rs.next++
+	if int(rs.next) < len(rs.meta.ChunkHashes) {
+		return answer(types.APPLY_SNAPSHOT_CHUNK_RESULT_ACCEPT)
+	}
+	a.snaps.restore = nil
+	if err := a.app.FinishRestore(rs.r, rs.appHash); err != nil {
+		return answer(a.failRestore("finish", err))
+	}
+	height, hash := a.app.LastCommit()
+	a.logger.Info("snapshot restored", "height", height, "app_hash", hash)
+	return answer(types.APPLY_SNAPSHOT_CHUNK_RESULT_ACCEPT)
+}
+
+// failRestore abandons the restore after err: a closed store aborts state
+// sync, anything else rejects the snapshot (its import is wiped) so that
+// CometBFT tries another. Called with a.mu held.
+func (a *Application) failRestore(step string, err error) types.ApplySnapshotChunkResult {
+	a.abortRestore()
+	if errors.Is(err, store.ErrClosed) {
+		return types.APPLY_SNAPSHOT_CHUNK_RESULT_ABORT
+	}
+	a.logger.Error("ApplySnapshotChunk: snapshot rejected", "step", step, "err", err)
+	return types.APPLY_SNAPSHOT_CHUNK_RESULT_REJECT_SNAPSHOT
+}
+
+// abortRestore abandons the restore in progress, if any, and wipes its
+// partial import. Called with a.mu held.
+func (a *Application) abortRestore() {
+	rs := a.snaps.restore
+	if rs == nil {
+		return
+	}
+	a.snaps.restore = nil
+	if err := rs.r.Abort(); err != nil {
+		a.logger.Error("abandoning a restore", "err", err)
+	}
 }

@@ -74,26 +74,47 @@ func New(st *store.Store, opts Options) (*App, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open committed state at %d: %w", version, err)
 		}
-		s := state{store.ReadOnly(r)}
-		if a.chainID, err = s.chainID(); err != nil {
-			return nil, fmt.Errorf("read chain id: %w", err)
-		}
-		if a.params, err = s.params(); err != nil {
-			return nil, fmt.Errorf("read params: %w", err)
-		}
-		height, t, err := s.lastBlock()
+		b, err := readBookkeeping(r, version)
 		if err != nil {
-			return nil, fmt.Errorf("read last block: %w", err)
+			return nil, err
 		}
-		if height != version {
-			return nil, fmt.Errorf("state at version %d records block %d: store and chain disagree", version, height)
-		}
-		a.last = BlockInfo{Height: height, Time: t}
+		a.chainID, a.params, a.last = b.chainID, b.params, b.last
 	}
 	if err := a.resetCheckState(); err != nil {
 		return nil, err
 	}
 	return a, nil
+}
+
+// bookkeeping is what the app keeps in memory of the committed state.
+type bookkeeping struct {
+	chainID string
+	params  *emrv1.Params
+	last    BlockInfo
+}
+
+// readBookkeeping reads the chain id, the params and the last block record
+// of committed version from r, and checks that the record is of that
+// version's block.
+func readBookkeeping(r store.Reader, version int64) (bookkeeping, error) {
+	var b bookkeeping
+	s := state{store.ReadOnly(r)}
+	var err error
+	if b.chainID, err = s.chainID(); err != nil {
+		return b, fmt.Errorf("read chain id: %w", err)
+	}
+	if b.params, err = s.params(); err != nil {
+		return b, fmt.Errorf("read params: %w", err)
+	}
+	height, t, err := s.lastBlock()
+	if err != nil {
+		return b, fmt.Errorf("read last block: %w", err)
+	}
+	if height != version {
+		return b, fmt.Errorf("state at version %d records block %d: store and chain disagree", version, height)
+	}
+	b.last = BlockInfo{Height: height, Time: t}
+	return b, nil
 }
 
 // ChainID is the chain id fixed at InitChain ("" before).
@@ -249,8 +270,8 @@ func (a *App) FinalizeBlock(b BlockInfo, txs [][]byte) ([]Result, []byte, error)
 
 // Commit persists the finalized block and resets the check state. It
 // returns the height below which CometBFT may prune blocks: always 0. The
-// blocks are the consortium's record of every transaction, the only way a
-// new or rebuilt node joins (there is no state sync) and what a sidecar's
+// blocks are the consortium's record of every transaction, what a node
+// that joins without state sync replays, and what a sidecar's
 // reference index is rebuilt from; pruning the state's old versions
 // (store.Options.KeepRecent) must not take them with it.
 func (a *App) Commit() (int64, error) {

@@ -43,7 +43,7 @@ func snapshotOf(t *testing.T, s *Store, version int64, chunkSize int) (*Snapshot
 	if err != nil {
 		t.Fatal(err)
 	}
-	sn.chunkSize = chunkSize
+	sn.SetChunkSize(chunkSize)
 	info, err := sn.Create(context.Background(), s, version)
 	if err != nil {
 		t.Fatalf("Create: %v", err)

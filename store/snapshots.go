@@ -73,6 +73,16 @@ func OpenSnapshots(dir string, keepRecent int) (*Snapshots, error) {
 	return &Snapshots{dir: dir, keepRecent: keepRecent, chunkSize: DefaultChunkSize}, nil
 }
 
+// MinChunkSize is the smallest chunk size SetChunkSize takes.
+const MinChunkSize = 1 << 10
+
+// SetChunkSize sets the size at which new snapshots start a new chunk,
+// clamped to [MinChunkSize, DefaultChunkSize] (tests use small chunks to
+// cut a small state into many). Call it before the first Create.
+func (sn *Snapshots) SetChunkSize(n int) {
+	sn.chunkSize = min(max(n, MinChunkSize), DefaultChunkSize)
+}
+
 // snapshotName is the directory name of a snapshot.
 func snapshotName(height int64, format uint32) string {
 	return strconv.FormatInt(height, 10) + "-" + strconv.FormatUint(uint64(format), 10)
