@@ -82,6 +82,8 @@ func appTomlSeeds(f *testing.F) {
 		"[store]\npruning_keep_recent = 1000\npruning_interval = -1\n",
 		"[store]\ncache_size = -1\nvalue_cache_size = 9223372036854775807\n",
 		"[store]\ncometbft_memtable_mib = 4095\n",
+		"[store]\nsnapshot_interval = -1\n",
+		"[store]\nsnapshot_interval = 100\nsnapshot_keep_recent = 0\n",
 		"[store]\ncometbft_memtable_mib = 4096\n",
 		"[store]\ncache_size = 1.5\n",
 		"[app]\nsig_cache_size = 10000000\n",
@@ -164,6 +166,7 @@ func FuzzLoadAppConfig(f *testing.F) {
 			(s.PruningKeepRecent == 0) != (s.PruningInterval == 0),
 			s.PruningKeepRecent != 0 && s.PruningKeepRecent < minPruningKeepRecent,
 			s.CometBFTMemTableMiB < 0, s.CometBFTMemTableMiB > cometdb.MaxMemTableMiB,
+			s.SnapshotInterval < 0, s.SnapshotKeepRecent < 1, s.SnapshotKeepRecent > maxSnapshotKeepRecent,
 			c.App.SigCacheSize < 0, c.App.SigCacheSize > maxSigCacheSize,
 			c.GRPC.BroadcastTimeout <= 0, c.GRPC.BroadcastTimeout > maxBroadcastTimeout:
 			t.Fatalf("%q accepted as %+v", body, c)

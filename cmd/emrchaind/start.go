@@ -218,7 +218,16 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 	logger.Info("app state loaded", "height", h, "app_hash", fmt.Sprintf("%X", hash),
 		"backend", s.app.Store.Backend)
 
-	abciApp := abci.New(a, abci.Options{Logger: s.logger.With("module", "abci"), Version: version, AllowedPeers: s.peers})
+	snaps, err := store.OpenSnapshots(filepath.Join(conf.DBDir(), snapshotDir), int(s.app.Store.SnapshotKeepRecent))
+	if err != nil {
+		return fmt.Errorf("open snapshots: %w", err)
+	}
+	if conf.StateSync.Enable && h > 0 {
+		logger.Info("statesync.enable is set, but the app already holds a state: CometBFT syncs blocks from it instead",
+			"height", h)
+	}
+	abciApp := abci.New(a, abci.Options{Logger: s.logger.With("module", "abci"), Version: version, AllowedPeers: s.peers,
+		Snapshots: &abci.SnapshotOptions{Store: st, Dir: snaps, Interval: uint64(s.app.Store.SnapshotInterval)}})
 	defer abciApp.Close()
 	if len(s.peers) == 0 {
 		logger.Info("P2P peer filter: this node refuses every peer, as no node id is allowed; " +
