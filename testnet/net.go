@@ -62,6 +62,14 @@ type Options struct {
 	Blob string
 	// TestnetArgs are extra arguments to `emrchaind testnet`.
 	TestnetArgs []string
+	// AllowPeers are node ids of nodes outside the testnet (a node joining
+	// later, see AddNode) that every validator lets in (config.toml
+	// p2p.unconditional_peer_ids).
+	AllowPeers []string
+	// SnapshotInterval is app.toml's store.snapshot_interval of every
+	// validator (0: no snapshots), and SnapshotKeepRecent its
+	// store.snapshot_keep_recent (0: app.toml's default).
+	SnapshotInterval, SnapshotKeepRecent int
 }
 
 func (o *Options) defaults() {
@@ -181,6 +189,11 @@ func Start(t testing.TB, o Options) *Net {
 	}
 	if o.Blob == "minio" {
 		n.StartStorage()
+	}
+	for _, nd := range n.nodes {
+		if err := configureValidator(nd.home, o); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for i := range n.nodes {
 		n.Start(i)

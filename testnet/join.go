@@ -1,0 +1,127 @@
+package testnet
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cometbft/cometbft/p2p"
+	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
+)
+
+// configureValidator writes o's AllowPeers and snapshot settings into a
+// validator's configuration.
+func configureValidator(home string, o Options) error {
+	if len(o.AllowPeers) > 0 {
+		err := editFile(filepath.Join(home, "config", "config.toml"), "p2p", map[string]string{
+			"unconditional_peer_ids": strconv.Quote(strings.Join(o.AllowPeers, ",")),
+		})
+		if err != nil {
+			return err
+		}
+	}
+	keys := map[string]string{}
+	if o.SnapshotInterval > 0 {
+		keys["snapshot_interval"] = strconv.Itoa(o.SnapshotInterval)
+	}
+	if o.SnapshotKeepRecent > 0 {
+		keys["snapshot_keep_recent"] = strconv.Itoa(o.SnapshotKeepRecent)
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	return editFile(filepath.Join(home, "config", "app.toml"), "store", keys)
+}
+
+// editFile sets keys of one [section] of a TOML file written by emrchaind
+// (every key present, one per line).
+func editFile(path, section string, keys map[string]string) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	text := string(raw)
+	start := strings.Index(text, "\n["+section+"]\n")
+	if start < 0 {
+		return fmt.Errorf("%s: no [%s] section", path, section)
+	}
+	end := strings.Index(text[start+1:], "\n[")
+	if end < 0 {
+		end = len(text)
+	} else {
+		end += start + 1
+	}
+	body := text[start:end]
+	for k, v := range keys {
+		re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(k) + ` = .*$`)
+		if !re.MatchString(body) {
+			return fmt.Errorf("%s: no %s in [%s]", path, k, section)
+		}
+		body = re.ReplaceAllLiteralString(body, k+" = "+v)
+	}
+	return os.WriteFile(path, []byte(text[:start]+body+text[end:]), 0o644)
+}
+
+// InitHomeWith writes a new node home for chain chainID with the
+// harness's `emrchaind init` and returns its node id. Its genesis is
+// init's own: copy the testnet's over it (CopyGenesis) before starting it.
+func InitHomeWith(t testing.TB, home, chainID string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), initTimeout)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, Binary(t), "init", "--home", home, "--chain-id", chainID).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("emrchaind init: %v\n%s", err, out)
+	}
+	key, err := p2p.LoadNodeKey(filepath.Join(home, "config", "node_key.json"))
+	if err != nil {
+		return "", err
+	}
+	return string(key.ID()), nil
+}
+
+// CopyGenesis copies the genesis of home from to home to.
+func CopyGenesis(from, to string) error {
+	gen, err := os.ReadFile(filepath.Join(from, "config", "genesis.json"))
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(to, "config", "genesis.json"), gen, 0o644)
+}
+
+// SetStateSync turns state sync on in home's config.toml: the light
+// client asks rpcServers and trusts the header of trustHeight with hash
+// trustHash.
+func SetStateSync(home string, rpcServers []string, trustHeight int64, trustHash []byte) error {
+	return editFile(filepath.Join(home, "config", "config.toml"), "statesync", map[string]string{
+		"enable":         "true",
+		"rpc_servers":    strconv.Quote(strings.Join(rpcServers, ",")),
+		"trust_height":   strconv.FormatInt(trustHeight, 10),
+		"trust_hash":     strconv.Quote(fmt.Sprintf("%X", trustHash)),
+		"trust_period":   strconv.Quote((7 * 24 * time.Hour).String()),
+		"discovery_time": strconv.Quote((5 * time.Second).String()),
+	})
+}
+
+// AddNode adds the node of home, with its RPC at rpcAddr (http://host:port),
+// to the net without starting it: Start, WaitHeight, Query and Cleanup
+// then take it as node Len()-1. It is not a validator, and has only the
+// blocks it synced.
+func (n *Net) AddNode(name, home, rpcAddr string) int {
+	n.t.Helper()
+	client, err := rpchttp.NewWithTimeout(rpcAddr, uint(rpcCallTimeout/time.Second))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.nodes = append(n.nodes, &node{name: name, home: home, rpcAddr: rpcAddr, client: client})
+	return len(n.nodes) - 1
+}
+
+// FreePorts returns a block of portStride free ports for a node added
+// with AddNode.
+func FreePorts() (int, error) { return freeBasePort(1) }

@@ -1,0 +1,146 @@
+package testnet_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	rpcclient "github.com/cometbft/cometbft/rpc/client"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/emrchain/emrchain/app"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+	"github.com/emrchain/emrchain/testnet"
+)
+
+// TestStateSyncJoin: four validators snapshot every 10 blocks while a care
+// team is set up; a fifth node, not a validator, starts with state sync on
+// (rpc_servers and the trusted header from a validator), restores the
+// state from a snapshot instead of replaying the blocks before it (it
+// holds no block below the snapshot), catches up by block sync, and
+// answers a proven query exactly as a validator does at the same height.
+func TestStateSyncJoin(t *testing.T) {
+	joinHome := filepath.Join(t.TempDir(), "joiner")
+	ctx, net := setupJoinable(t, joinHome)
+	tr := testnet.Transport{Net: net}
+	clinician, _, _ := careTeam(t, tr, "hospital-a", "statesync")
+
+	// A snapshot taken after the care team is committed: the joiner gets
+	// the care team from the snapshot, not from blocks.
+	teamAt := net.MaxHeight()
+	snapAt := waitSnapshotHeight(ctx, t, net, teamAt)
+	trustH := net.MaxHeight() - 1
+	hdr, err := net.RPC(0).Header(ctx, &trustH)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testnet.SetStateSync(joinHome, []string{net.RPCURL(0), net.RPCURL(1)}, trustH, hdr.Header.Hash()); err != nil {
+		t.Fatal(err)
+	}
+	base, err := testnet.FreePorts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := func(off int) string { return fmt.Sprintf("127.0.0.1:%d", base+off) }
+	j := net.AddNode("joiner", joinHome, "http://"+port(1))
+	var peers []string
+	for i := range 4 {
+		peers = append(peers, net.Desc.Nodes[i].NodeID+"@"+strings.TrimPrefix(net.Desc.Nodes[i].P2P, "tcp://"))
+	}
+	start := time.Now()
+	net.StartWith(j, "--p2p.laddr", "tcp://"+port(0), "--rpc.laddr", "tcp://"+port(1),
+		"--grpc.address", port(2), "--api.address", port(3), "--sidecar.listen", port(4),
+		"--p2p.persistent_peers", strings.Join(peers, ","))
+	target := net.MaxHeight() + 2
+	if err := net.WaitHeight(ctx, j, target); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("care team committed by %d, first snapshot after it at %d; the joiner reached height %d in %s",
+		teamAt, snapAt, target, time.Since(start).Round(time.Millisecond))
+
+	st, err := net.RPC(j).Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.SyncInfo.EarliestBlockHeight <= teamAt {
+		t.Fatalf("the joiner holds blocks from %d (care team committed by %d): it did not restore a snapshot taken after them",
+			st.SyncInfo.EarliestBlockHeight, teamAt)
+	}
+	if log, _ := os.ReadFile(net.LogFile(j)); !bytes.Contains(log, []byte("snapshot restored")) {
+		t.Fatal("the joiner's log does not say it restored a snapshot")
+	}
+	h := target - 1
+	want, err := net.AppHashAt(0, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := net.AppHashAt(j, h); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("app hash at %d: joiner %X (%v), validator %X", h, got, err, want)
+	}
+	a, b := provenMember(ctx, t, net, 0, h, clinician.Address), provenMember(ctx, t, net, j, h, clinician.Address)
+	if !bytes.Equal(a, b) {
+		t.Fatal("the joiner's proven answer differs from the validator's")
+	}
+}
+
+// setupJoinable starts 4 validators that snapshot every 10 blocks and let
+// in the node whose home it writes at joinHome.
+func setupJoinable(t *testing.T, joinHome string) (context.Context, *testnet.Net) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs a testnet of real processes")
+	}
+	// The joiner's home and node id first: the validators must let it in.
+	id, err := testnet.InitHomeWith(t, joinHome, "emrchain-testnet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, net := setupWith(t, testnet.Options{Validators: 4, AllowPeers: []string{id},
+		// A snapshot every few seconds, each kept for half a minute: long
+		// enough for the joiner to discover it (5 s) and fetch it.
+		SnapshotInterval: 10, SnapshotKeepRecent: 10})
+	if err := testnet.CopyGenesis(net.Home(0), joinHome); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, net
+}
+
+// waitSnapshotHeight waits until a validator has a snapshot above after.
+func waitSnapshotHeight(ctx context.Context, t *testing.T, net *testnet.Net, after int64) int64 {
+	t.Helper()
+	var at int64
+	waitFor(ctx, t, "a snapshot", func() bool {
+		entries, _ := os.ReadDir(filepath.Join(net.Home(0), "data", "snapshots"))
+		for _, e := range entries {
+			var h, f int64
+			if _, err := fmt.Sscanf(e.Name(), "%d-%d", &h, &f); err == nil && h > after {
+				at = h
+				return true
+			}
+		}
+		return false
+	})
+	return at
+}
+
+// provenMember is node i's proven answer about the member at address at
+// height h.
+func provenMember(ctx context.Context, t *testing.T, net *testnet.Net, i int, h int64, address []byte) []byte {
+	t.Helper()
+	data, _ := proto.Marshal(&emrv1.QueryMemberRequest{Address: hex.EncodeToString(address)})
+	res, err := net.RPC(i).ABCIQueryWithOptions(ctx, app.QueryPathPrefix+"Member", data, rpcclient.ABCIQueryOptions{Height: h, Prove: true})
+	if err != nil || res.Response.Code != 0 {
+		t.Fatalf("node %d: proven Member query at %d: %v %v", i, h, err, res)
+	}
+	var m emrv1.QueryMemberResponse
+	if err := proto.Unmarshal(res.Response.Value, &m); err != nil || len(m.Proofs) == 0 || res.Response.Height != h {
+		t.Fatalf("node %d: Member answer %v at %d (%v); want proofs at %d", i, &m, res.Response.Height, err, h)
+	}
+	return res.Response.Value
+}
