@@ -282,7 +282,8 @@ fi
 say "emrchain at $EMR_RATE tx/s ($RATE_FRACTION of saturation) for ${DURATION}s"
 run "$EMRCHAIND" load --testnet "$EMR" --name "emrchain-$RATE_FRACTION" --rate "$EMR_RATE" --duration "${DURATION}s" \
   --warmup "${WARMUP}s" --conns "$CONNS" --prefix bench-rate \
-  --json "$OUT/emrchain-rate.json" --csv "$OUT/emrchain-rate.csv" --blocks-csv "$OUT/emrchain-rate-blocks.csv"
+  --json "$OUT/emrchain-rate.json" --csv "$OUT/emrchain-rate.csv" --blocks-csv "$OUT/emrchain-rate-blocks.csv" \
+  --cpu-pids "$(node_pids "$EMR")"
 stop_net "$EMR"
 
 # --- kvstore -----------------------------------------------------------------
