@@ -25,6 +25,7 @@ type Restore struct {
 	s       *Store
 	imp     *iavl.Importer
 	version int64
+	shape   streamShape
 	done    bool
 }
 
@@ -56,7 +57,8 @@ func (s *Store) BeginRestore(version int64) (*Restore, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("store: restore: %w", err), s.wipeLocked())
 	}
-	return &Restore{s: s, imp: imp, version: version}, nil
+	s.restoring = &Restore{s: s, imp: imp, version: version}
+	return s.restoring, nil
 }
 
 // Version is the version being restored.
@@ -79,9 +81,105 @@ func (r *Restore) AddChunk(chunk []byte) error {
 		return ErrClosed
 	}
 	for _, n := range nodes {
+		// The importer keeps what it is given until the node's parent
+		// comes: a node of its own, not a slice that holds a whole chunk.
+		n.Key, n.Value = bytes.Clone(n.Key), bytes.Clone(n.Value)
+		if err := r.shape.add(n); err != nil {
+			return err
+		}
 		if err := r.imp.Add(n); err != nil {
 			return fmt.Errorf("%w: %w", ErrBadSnapshot, err)
 		}
+	}
+	return nil
+}
+
+// Limits of an import stream (streamShape).
+const (
+	// maxImportStack bounds the subtrees not yet joined to a parent: a
+	// post-order export of a tree of height h never holds more than h+1.
+	maxImportStack = maxNodeHeight + 1
+	// maxImportBytes bounds the bytes of nodes the importer holds in
+	// memory: those waiting for their parent, and those in its batch not
+	// yet written (iavl writes it every importerBatchNodes nodes, whatever
+	// their size). Ten thousand of emrchain's values take a few MB.
+	maxImportBytes = 128 << 20
+	// importerBatchNodes is iavl's maxBatchSize (import.go).
+	importerBatchNodes = 10_000
+	// nodeOverhead is what the importer holds of a node besides its key
+	// and value, roughly.
+	nodeOverhead = 200
+)
+
+// streamShape checks an import stream, node by node, for what IAVL's hash
+// does not cover and its Importer does not check, before the node reaches
+// the importer:
+//
+//   - the keys of inner nodes: IAVL hashes leaves' keys but not inner
+//     nodes', which route lookups (left if below the key). A stream with
+//     the trusted root could otherwise carry inner keys that send lookups
+//     the wrong way, and the restored node would answer "not found" for
+//     what the state holds. Leaves must come in strictly ascending order,
+//     an inner node's children must not overlap, and its key must be its
+//     right subtree's smallest, as IAVL builds it;
+//   - memory: leaves that no inner node ever joins pile up in the
+//     importer, and its batch is written by node count, not bytes, so the
+//     subtrees waiting and the bytes held are bounded (maxImportStack,
+//     maxImportBytes).
+type streamShape struct {
+	stack      []subtree
+	lastLeaf   []byte // nil before the first leaf (keys are never empty)
+	stackBytes int64
+	batchNodes int   // nodes in the importer's batch not yet written
+	batchBytes int64 // and their bytes
+}
+
+// subtree is a subtree of the stream not yet joined to its parent.
+type subtree struct {
+	height         int8
+	minKey, maxKey []byte
+	bytes          int64 // its root node's, as the importer holds it
+}
+
+func (s *streamShape) add(n *iavl.ExportNode) error {
+	size := int64(len(n.Key)+len(n.Value)) + nodeOverhead
+	if n.Height == 0 {
+		if s.lastLeaf != nil && bytes.Compare(n.Key, s.lastLeaf) <= 0 {
+			return fmt.Errorf("%w: leaf %X does not come after leaf %X", ErrBadSnapshot, n.Key, s.lastLeaf)
+		}
+		s.lastLeaf = n.Key
+		s.stack = append(s.stack, subtree{height: 0, minKey: n.Key, maxKey: n.Key, bytes: size})
+	} else {
+		k := len(s.stack)
+		if k < 2 {
+			return fmt.Errorf("%w: inner node of height %d with %d subtrees to join", ErrBadSnapshot, n.Height, k)
+		}
+		l, r := s.stack[k-2], s.stack[k-1]
+		switch {
+		case l.height >= n.Height || r.height >= n.Height:
+			return fmt.Errorf("%w: inner node of height %d over subtrees of heights %d and %d", ErrBadSnapshot, n.Height, l.height, r.height)
+		case bytes.Compare(l.maxKey, r.minKey) >= 0:
+			return fmt.Errorf("%w: inner node's subtrees overlap", ErrBadSnapshot)
+		case !bytes.Equal(n.Key, r.minKey):
+			return fmt.Errorf("%w: inner node key %X is not its right subtree's smallest key %X", ErrBadSnapshot, n.Key, r.minKey)
+		}
+		// The importer writes both children into its batch now.
+		for _, c := range []subtree{l, r} {
+			s.stackBytes -= c.bytes
+			s.batchNodes++
+			s.batchBytes += c.bytes
+			if s.batchNodes >= importerBatchNodes {
+				s.batchNodes, s.batchBytes = 0, 0
+			}
+		}
+		s.stack = append(s.stack[:k-2], subtree{height: n.Height, minKey: l.minKey, maxKey: r.maxKey, bytes: size})
+	}
+	s.stackBytes += size
+	switch {
+	case len(s.stack) > maxImportStack:
+		return fmt.Errorf("%w: more than %d subtrees wait for a parent", ErrBadSnapshot, maxImportStack)
+	case s.stackBytes+s.batchBytes > maxImportBytes:
+		return fmt.Errorf("%w: the import would hold more than %d MiB in memory", ErrBadSnapshot, maxImportBytes>>20)
 	}
 	return nil
 }
@@ -102,6 +200,7 @@ func (r *Restore) Finish(trusted []byte, check func(Reader) error) error {
 	if s.closed {
 		return ErrClosed
 	}
+	s.restoring = nil
 	err := r.commitLocked(trusted, check)
 	if err != nil {
 		r.imp.Close() // Commit may have failed before closing it
@@ -169,6 +268,7 @@ func (r *Restore) Abort() error {
 	if r.s.closed {
 		return ErrClosed
 	}
+	r.s.restoring = nil
 	return r.s.wipeLocked()
 }
 

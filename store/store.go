@@ -122,6 +122,10 @@ type Store struct {
 	exporting map[int64]int
 	exports   sync.WaitGroup
 	stop      chan struct{}
+	// restoring is the restore under way, if any: Close stops its
+	// importer, which writes batches from a goroutine of its own, before
+	// it closes the database (the marker then wipes it at the next open).
+	restoring *Restore
 }
 
 // Open opens (or creates) the state database in dir and loads the latest
@@ -434,6 +438,10 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	s.exports.Wait()
 	s.mu.Lock()
+	if s.restoring != nil {
+		s.restoring.imp.Close()
+		s.restoring = nil
+	}
 	errTree := s.tree.Close()
 	errDB := s.db.Close()
 	return errors.Join(errTree, errDB)
