@@ -3,7 +3,6 @@ package abci_test
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"testing"
 
 	"github.com/cometbft/cometbft/abci/types"
@@ -11,22 +10,6 @@ import (
 
 	"github.com/emrchain/emrchain/store"
 )
-
-// encodeNodes is format 1's chunk encoding (store/snapshot_format.go).
-func encodeNodes(nodes []*iavl.ExportNode) []byte {
-	var out []byte
-	for _, n := range nodes {
-		out = append(out, byte(n.Height))
-		out = binary.AppendUvarint(out, uint64(n.Version))
-		out = binary.AppendUvarint(out, uint64(len(n.Key)))
-		out = append(out, n.Key...)
-		if n.Height == 0 {
-			out = binary.AppendUvarint(out, uint64(len(n.Value)))
-			out = append(out, n.Value...)
-		}
-	}
-	return out
-}
 
 // TestStateSyncRefusesTamperedInnerKeys: IAVL hashes the keys of leaves,
 // not of inner nodes, which route lookups. A peer that changes the inner
@@ -53,7 +36,7 @@ func TestStateSyncRefusesTamperedInnerKeys(t *testing.T) {
 	if tampered == 0 {
 		t.Fatal("no inner key leads to the clinician: the test tampers with nothing")
 	}
-	chunk := encodeNodes(nodes)
+	chunk := store.EncodeChunk(nodes)
 	meta := store.SnapshotMetadata{Root: appHash, ChunkHashes: [][sha256.Size]byte{sha256.Sum256(chunk)}}
 	evil := &types.Snapshot{Height: snap.Height, Format: snap.Format, Chunks: 1, Hash: meta.Hash(), Metadata: meta.Encode()}
 

@@ -112,6 +112,17 @@ func appendNode(out []byte, n *iavl.ExportNode) []byte {
 	return out
 }
 
+// EncodeChunk is the chunk of nodes, in order: DecodeChunk's inverse. The
+// snapshot writer cuts its chunks with appendNode; tools and tests that
+// build a chunk by hand use this.
+func EncodeChunk(nodes []*iavl.ExportNode) []byte {
+	var out []byte
+	for _, n := range nodes {
+		out = appendNode(out, n)
+	}
+	return out
+}
+
 // checkExportNode refuses a node the format cannot carry.
 func checkExportNode(n *iavl.ExportNode) error {
 	switch {
