@@ -698,21 +698,24 @@ func fetchBlob(ctx context.Context, s Signer, blob chainBlob, dir string, opts T
 }
 
 // A sidecar answers 429 with Retry-After when the signer's share of its
-// replay cache is used up (many requests within the skew window): the
-// transfer waits that long, at most maxRetryAfter, and asks again, up to
-// maxRetriesAfter times, rather than fail part-way through a bulk transfer.
+// replay cache or of its uploads in flight is used up (many requests
+// within the skew window, many uploads at once), and 503 with Retry-After
+// when all its upload slots are taken: the transfer waits that long, at
+// most maxRetryAfter, and asks again, up to maxRetriesAfter times, rather
+// than fail part-way through a bulk transfer.
 const (
 	maxRetryAfter   = 2 * time.Minute
 	maxRetriesAfter = 3
 )
 
-// retryLater runs attempt, and again after the wait a sidecar's 429 asks
-// for (see maxRetryAfter).
+// retryLater runs attempt, and again after the wait a sidecar's 429 or
+// 503 asks for (see maxRetryAfter).
 func retryLater(ctx context.Context, attempt func() error) error {
 	for i := 0; ; i++ {
 		err := attempt()
 		var se *sidecar.Error
-		if err == nil || i == maxRetriesAfter || !errors.As(err, &se) || se.StatusCode != http.StatusTooManyRequests ||
+		if err == nil || i == maxRetriesAfter || !errors.As(err, &se) ||
+			(se.StatusCode != http.StatusTooManyRequests && se.StatusCode != http.StatusServiceUnavailable) ||
 			se.RetryAfter <= 0 || se.RetryAfter > maxRetryAfter {
 			return err
 		}

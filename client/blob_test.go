@@ -271,6 +271,39 @@ func TestTransferWaitsForRetryAfter(t *testing.T) {
 	e.upload(t, randomBytes(t, 10), opts) // refused once, then stored
 }
 
+// TestRetryLaterStatuses: a 429 or a 503 with Retry-After (a signer's
+// share used up; every upload slot of the sidecar taken) is asked again
+// after the wait; other refusals, a Retry-After beyond maxRetryAfter and
+// the last retry are returned as they are.
+func TestRetryLaterStatuses(t *testing.T) {
+	for _, c := range []struct {
+		status     int
+		retryAfter time.Duration
+		failures   int // answers before success
+		wantCalls  int
+		wantErr    bool
+	}{
+		{http.StatusTooManyRequests, time.Millisecond, 1, 2, false},
+		{http.StatusServiceUnavailable, time.Millisecond, 2, 3, false},
+		{http.StatusServiceUnavailable, 0, 1, 1, true},
+		{http.StatusServiceUnavailable, maxRetryAfter + time.Second, 1, 1, true},
+		{http.StatusInternalServerError, time.Millisecond, 1, 1, true},
+		{http.StatusTooManyRequests, time.Millisecond, maxRetriesAfter + 5, maxRetriesAfter + 1, true},
+	} {
+		calls := 0
+		err := retryLater(context.Background(), func() error {
+			if calls++; calls <= c.failures {
+				return &sidecar.Error{StatusCode: c.status, RetryAfter: c.retryAfter}
+			}
+			return nil
+		})
+		if calls != c.wantCalls || (err != nil) != c.wantErr {
+			t.Errorf("%d, Retry-After %s, %d refusals: %d calls, err %v; want %d calls, error %v",
+				c.status, c.retryAfter, c.failures, calls, err, c.wantCalls, c.wantErr)
+		}
+	}
+}
+
 // The fallback for systems without O_TMPFILE: named temporary files,
 // removed on every path.
 func TestBlobNamedTempFallback(t *testing.T) {
