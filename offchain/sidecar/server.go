@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -210,36 +211,16 @@ func New(opts Options) (*Server, error) {
 	if opts.ReplayCacheSize <= 0 {
 		opts.ReplayCacheSize = DefaultReplayCacheSize
 	}
-	if opts.ReplayPerSigner == 0 {
-		opts.ReplayPerSigner = DefaultReplayPerSigner
-	}
-	if opts.FailedAuthPerMinute == 0 {
-		opts.FailedAuthPerMinute = DefaultFailedAuthPerMinute
-	}
-	if opts.PendingBytesPerSigner == 0 {
-		opts.PendingBytesPerSigner = DefaultPendingBytesPerSigner
-	}
-	if opts.PendingBytesTotal == 0 {
-		opts.PendingBytesTotal = DefaultPendingBytesTotal
-	}
-	if opts.PendingBytesPatients == 0 {
-		opts.PendingBytesPatients = PatientsShare(opts.PendingBytesTotal)
-	}
-	if opts.UploadIdleTimeout == 0 {
-		opts.UploadIdleTimeout = DefaultUploadIdleTimeout
-	}
-	if opts.UploadMinRate == 0 {
-		opts.UploadMinRate = DefaultUploadMinRate
-	}
-	if opts.MaxUploads == 0 {
-		opts.MaxUploads = DefaultMaxUploads
-	}
-	if opts.MaxUploadsPerSigner == 0 {
-		opts.MaxUploadsPerSigner = DefaultMaxUploadsPerSigner
-	}
-	if opts.SweepInterval == 0 {
-		opts.SweepInterval = DefaultSweepInterval
-	}
+	opts.ReplayPerSigner = cmp.Or(opts.ReplayPerSigner, DefaultReplayPerSigner)
+	opts.FailedAuthPerMinute = cmp.Or(opts.FailedAuthPerMinute, DefaultFailedAuthPerMinute)
+	opts.PendingBytesPerSigner = cmp.Or(opts.PendingBytesPerSigner, DefaultPendingBytesPerSigner)
+	opts.PendingBytesTotal = cmp.Or(opts.PendingBytesTotal, DefaultPendingBytesTotal)
+	opts.PendingBytesPatients = cmp.Or(opts.PendingBytesPatients, PatientsShare(opts.PendingBytesTotal))
+	opts.UploadIdleTimeout = cmp.Or(opts.UploadIdleTimeout, DefaultUploadIdleTimeout)
+	opts.UploadMinRate = cmp.Or(opts.UploadMinRate, DefaultUploadMinRate)
+	opts.MaxUploads = cmp.Or(opts.MaxUploads, DefaultMaxUploads)
+	opts.MaxUploadsPerSigner = cmp.Or(opts.MaxUploadsPerSigner, DefaultMaxUploadsPerSigner)
+	opts.SweepInterval = cmp.Or(opts.SweepInterval, DefaultSweepInterval)
 	if opts.SweepGrace <= 0 {
 		opts.SweepGrace = DefaultSweepGrace
 	}
