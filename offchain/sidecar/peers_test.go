@@ -36,12 +36,10 @@ func peerOf(t *testing.T, e *env, peers ...string) (*httptest.Server, *blobstore
 	return ts, store
 }
 
-// TestReadThroughPeers: a sidecar that lacks a blob fetches it from a peer
-// on the member's own authorization, checks its hash, keeps it, and
-// serves it; the peer refuses whom it would refuse directly; forwarded
-// requests are not forwarded again.
-func TestReadThroughPeers(t *testing.T) {
-	e := newEnv(t, nil) // hospital A's sidecar: holds the upload
+// uploadedRecord uploads a blob to e's sidecar as its writer and records
+// it on the chain.
+func uploadedRecord(t *testing.T, e *env) ([]byte, [32]byte, *emrv1.Record) {
+	t.Helper()
 	data := bytes.Repeat([]byte("encrypted lab report "), 500)
 	sum := sha256.Sum256(data)
 	if _, err := e.put(e.writer, data); err != nil {
@@ -49,6 +47,16 @@ func TestReadThroughPeers(t *testing.T) {
 	}
 	rec := e.chain.addRecord(e.pid, sum, e.writer)
 	rec.Size = uint64(len(data))
+	return data, sum, rec
+}
+
+// TestReadThroughPeers: a sidecar that lacks a blob fetches it from a peer
+// on the member's own authorization, checks its hash, keeps it, and
+// serves it; the peer refuses whom it would refuse directly; forwarded
+// requests are not forwarded again.
+func TestReadThroughPeers(t *testing.T) {
+	e := newEnv(t, nil) // hospital A's sidecar: holds the upload
+	data, sum, rec := uploadedRecord(t, e)
 	b, bStore := peerOf(t, e, e.ts.URL) // hospital B's sidecar, peered with A
 	viaB := func(a *actor) ([]byte, error) {
 		var buf bytes.Buffer
@@ -167,13 +175,7 @@ func (f failingPut) Put(context.Context, blobstore.Key, io.Reader, int64) error 
 // stays in B's log.
 func TestReadThroughLocalStoreFailure(t *testing.T) {
 	e := newEnv(t, nil)
-	data := bytes.Repeat([]byte("encrypted lab report "), 500)
-	sum := sha256.Sum256(data)
-	if _, err := e.put(e.writer, data); err != nil {
-		t.Fatal(err)
-	}
-	rec := e.chain.addRecord(e.pid, sum, e.writer)
-	rec.Size = uint64(len(data))
+	_, sum, rec := uploadedRecord(t, e)
 	fsStore, err := blobstore.OpenFS(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
