@@ -119,9 +119,10 @@ const (
 //     nodes', which route lookups (left if below the key). A stream with
 //     the trusted root could otherwise carry inner keys that send lookups
 //     the wrong way, and the restored node would answer "not found" for
-//     what the state holds. Leaves must come in strictly ascending order,
-//     an inner node's children must not overlap, and its key must be its
-//     right subtree's smallest, as IAVL builds it;
+//     what the state holds. Leaves must come in strictly ascending order
+//     (so the subtrees an inner node joins, runs of consecutive leaves,
+//     cannot overlap), and its key must be its right subtree's smallest,
+//     as IAVL builds it;
 //   - memory: leaves that no inner node ever joins pile up in the
 //     importer, and its batch is written by node count, not bytes, so the
 //     subtrees waiting and the bytes held are bounded (maxImportStack,
@@ -136,9 +137,9 @@ type streamShape struct {
 
 // subtree is a subtree of the stream not yet joined to its parent.
 type subtree struct {
-	height         int8
-	minKey, maxKey []byte
-	bytes          int64 // its root node's, as the importer holds it
+	height int8
+	minKey []byte // its smallest key
+	bytes  int64  // its root node's, as the importer holds it
 }
 
 func (s *streamShape) add(n *iavl.ExportNode) error {
@@ -148,7 +149,7 @@ func (s *streamShape) add(n *iavl.ExportNode) error {
 			return fmt.Errorf("%w: leaf %X does not come after leaf %X", ErrBadSnapshot, n.Key, s.lastLeaf)
 		}
 		s.lastLeaf = n.Key
-		s.stack = append(s.stack, subtree{height: 0, minKey: n.Key, maxKey: n.Key, bytes: size})
+		s.stack = append(s.stack, subtree{height: 0, minKey: n.Key, bytes: size})
 	} else {
 		k := len(s.stack)
 		if k < 2 {
@@ -158,8 +159,6 @@ func (s *streamShape) add(n *iavl.ExportNode) error {
 		switch {
 		case l.height >= n.Height || r.height >= n.Height:
 			return fmt.Errorf("%w: inner node of height %d over subtrees of heights %d and %d", ErrBadSnapshot, n.Height, l.height, r.height)
-		case bytes.Compare(l.maxKey, r.minKey) >= 0:
-			return fmt.Errorf("%w: inner node's subtrees overlap", ErrBadSnapshot)
 		case !bytes.Equal(n.Key, r.minKey):
 			return fmt.Errorf("%w: inner node key %X is not its right subtree's smallest key %X", ErrBadSnapshot, n.Key, r.minKey)
 		}
@@ -172,7 +171,7 @@ func (s *streamShape) add(n *iavl.ExportNode) error {
 				s.batchNodes, s.batchBytes = 0, 0
 			}
 		}
-		s.stack = append(s.stack[:k-2], subtree{height: n.Height, minKey: l.minKey, maxKey: r.maxKey, bytes: size})
+		s.stack = append(s.stack[:k-2], subtree{height: n.Height, minKey: l.minKey, bytes: size})
 	}
 	s.stackBytes += size
 	switch {
@@ -295,43 +294,45 @@ func wipeUnfinishedRestore(db dbm.DB) error {
 }
 
 // wipeDB deletes every key of db, in bounded batches, the marker last.
+// Each batch's iterator starts after the last key deleted: started from
+// the beginning, it would step over every deletion before it again.
 func wipeDB(db dbm.DB) error {
+	var from []byte
 	for {
-		keys, err := firstKeys(db, wipeBatch)
+		keys, err := keysFrom(db, from, wipeBatch)
 		if err != nil {
 			return err
 		}
 		if len(keys) == 0 {
-			return nil
+			break
 		}
 		if err := deleteKeys(db, keys); err != nil {
 			return err
 		}
+		from = append(keys[len(keys)-1], 0) // the next key after it
 	}
+	if err := db.DeleteSync(restoreMarker); err != nil {
+		return fmt.Errorf("store: wipe: %w", err)
+	}
+	return nil
 }
 
-// firstKeys returns up to n keys of db other than the restore marker,
-// or the marker alone when no other key is left.
-func firstKeys(db dbm.DB, n int) ([][]byte, error) {
-	it, err := db.Iterator(nil, nil)
+// keysFrom returns up to n keys of db from from on (nil: the first),
+// other than the restore marker.
+func keysFrom(db dbm.DB, from []byte, n int) ([][]byte, error) {
+	it, err := db.Iterator(from, nil)
 	if err != nil {
 		return nil, fmt.Errorf("store: wipe: %w", err)
 	}
 	defer it.Close()
 	var keys [][]byte
-	marker := false
 	for ; it.Valid() && len(keys) < n; it.Next() {
-		if bytes.Equal(it.Key(), restoreMarker) {
-			marker = true
-			continue
+		if !bytes.Equal(it.Key(), restoreMarker) {
+			keys = append(keys, bytes.Clone(it.Key()))
 		}
-		keys = append(keys, bytes.Clone(it.Key()))
 	}
 	if err := it.Error(); err != nil {
 		return nil, fmt.Errorf("store: wipe: %w", err)
-	}
-	if len(keys) == 0 && marker {
-		keys = append(keys, restoreMarker)
 	}
 	return keys, nil
 }

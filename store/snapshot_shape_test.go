@@ -20,7 +20,7 @@ func inner(height int8, key string) *iavl.ExportNode {
 
 // TestStreamShape: what IAVL's hash does not cover (inner nodes' keys,
 // which route lookups) and its importer does not check (leaf order,
-// children that overlap, subtrees never joined, bytes held) is refused
+// subtrees never joined, bytes held) is refused
 // before a node reaches the importer; a tree as IAVL builds it passes.
 func TestStreamShape(t *testing.T) {
 	v := []byte("v")
