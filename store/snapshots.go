@@ -122,7 +122,8 @@ func (sn *Snapshots) Create(ctx context.Context, st *Store, version int64) (Snap
 		return SnapshotInfo{}, fmt.Errorf("store: snapshot %d: %w", version, err)
 	}
 	meta := SnapshotMetadata{Root: root, ChunkHashes: w.hashes}
-	if err := writeFileSync(filepath.Join(tmp, snapshotMetadataFile), meta.Encode()); err != nil {
+	raw := meta.Encode()
+	if err := writeFileSync(filepath.Join(tmp, snapshotMetadataFile), raw); err != nil {
 		return SnapshotInfo{}, fmt.Errorf("store: snapshot %d: %w", version, err)
 	}
 	if err := sn.publish(tmp, final); err != nil {
@@ -131,7 +132,7 @@ func (sn *Snapshots) Create(ctx context.Context, st *Store, version int64) (Snap
 	if err := sn.prune(); err != nil {
 		return SnapshotInfo{}, err
 	}
-	return sn.info(version, SnapshotFormat)
+	return snapshotInfo(version, SnapshotFormat, meta, raw), nil
 }
 
 // publish renames the finished temporary directory into place and syncs
@@ -211,10 +212,16 @@ func (sn *Snapshots) info(height int64, format uint32) (SnapshotInfo, error) {
 	if err != nil {
 		return SnapshotInfo{}, err
 	}
+	return snapshotInfo(height, format, meta, raw), nil
+}
+
+// snapshotInfo describes the snapshot whose metadata is meta, encoded as
+// raw.
+func snapshotInfo(height int64, format uint32, meta SnapshotMetadata, raw []byte) SnapshotInfo {
 	return SnapshotInfo{
 		Height: height, Format: format, Chunks: uint32(len(meta.ChunkHashes)),
 		Hash: meta.Hash(), Metadata: raw,
-	}, nil
+	}
 }
 
 // LoadChunk returns chunk index of a snapshot (at most MaxChunkSize bytes
