@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 
 	"github.com/cometbft/cometbft/abci/types"
@@ -38,9 +39,7 @@ import (
 
 // SnapshotOptions configure the snapshots a node makes and serves.
 type SnapshotOptions struct {
-	// Store is the state the snapshots are taken of.
-	Store *store.Store
-	// Dir holds the snapshots.
+	// Dir holds the snapshots, taken of the app's state.
 	Dir *store.Snapshots
 	// Interval: a snapshot of every block whose height is a multiple of it
 	// (0: none are made; the ones on disk are still served).
@@ -66,10 +65,9 @@ type snapshotter struct {
 
 // restoring is an accepted snapshot being applied.
 type restoring struct {
-	r       *store.Restore
-	meta    store.SnapshotMetadata
-	appHash []byte
-	next    uint32 // index of the next chunk to apply
+	r    *store.Restore
+	meta store.SnapshotMetadata // its Root is the trusted app hash (checkOffer)
+	next uint32                 // index of the next chunk to apply
 }
 
 func newSnapshotter(opts *SnapshotOptions) *snapshotter {
@@ -115,10 +113,13 @@ func (a *Application) writeSnapshots(height int64) {
 	s := a.snaps
 	defer s.wg.Done()
 	for height != 0 {
-		info, err := s.opts.Dir.Create(s.ctx, s.opts.Store, height)
-		if err != nil {
+		info, err := a.app.Snapshot(s.ctx, s.opts.Dir, height)
+		switch {
+		case err != nil && s.ctx.Err() != nil:
+			a.logger.Info("snapshot abandoned: the node is stopping", "height", height)
+		case err != nil:
 			a.logger.Error("snapshot failed", "height", height, "err", err)
-		} else {
+		default:
 			a.logger.Info("snapshot written", "height", info.Height, "chunks", info.Chunks, "hash", fmt.Sprintf("%X", info.Hash))
 		}
 		s.mu.Lock()
@@ -159,7 +160,7 @@ func (a *Application) LoadSnapshotChunk(_ context.Context, req *types.LoadSnapsh
 		return nil, err
 	}
 	defer a.readMu.RUnlock()
-	if a.snaps.opts.Dir == nil || req.Height == 0 || req.Height > uint64(1<<62) {
+	if a.snaps.opts.Dir == nil || req.Height == 0 || req.Height > maxSnapshotHeight {
 		return &types.LoadSnapshotChunkResponse{}, nil
 	}
 	chunk, err := a.snaps.opts.Dir.LoadChunk(int64(req.Height), req.Format, req.Chunk)
@@ -205,7 +206,7 @@ func (a *Application) offer(req *types.OfferSnapshotRequest) types.OfferSnapshot
 		a.logger.Error("OfferSnapshot: cannot start the restore", "err", err)
 		return types.OFFER_SNAPSHOT_RESULT_ABORT
 	}
-	a.snaps.restore = &restoring{r: r, meta: meta, appHash: bytes.Clone(req.AppHash)}
+	a.snaps.restore = &restoring{r: r, meta: meta}
 	a.logger.Info("OfferSnapshot: restoring", "height", snap.Height, "chunks", snap.Chunks)
 	return types.OFFER_SNAPSHOT_RESULT_ACCEPT
 }
@@ -213,30 +214,33 @@ func (a *Application) offer(req *types.OfferSnapshotRequest) types.OfferSnapshot
 // errOffer is why an offered snapshot is refused.
 var errOffer = errors.New("snapshot refused")
 
+// maxSnapshotHeight bounds the heights a peer may name: far beyond any
+// chain's, and an int64 for the store.
+const maxSnapshotHeight = math.MaxInt64
+
 // checkOffer checks an offered snapshot of the known format against its
 // metadata and the trusted app hash, and returns the metadata.
 func checkOffer(snap *types.Snapshot, appHash []byte) (store.SnapshotMetadata, error) {
 	var none store.SnapshotMetadata
 	switch {
-	case snap.Height < 1 || snap.Height > uint64(1<<62):
-		return none, errOffer
-	case snap.Chunks < 1 || snap.Chunks > store.MaxSnapshotChunks:
-		return none, errOffer
+	case snap.Height < 1 || snap.Height > maxSnapshotHeight:
+		return none, fmt.Errorf("%w: height %d", errOffer, snap.Height)
 	case len(appHash) != sha256.Size:
-		return none, errOffer
+		return none, fmt.Errorf("%w: the light client's app hash has %d bytes, not %d", errOffer, len(appHash), sha256.Size)
 	}
 	meta, err := store.DecodeSnapshotMetadata(snap.Metadata)
 	switch {
 	case err != nil:
-		return none, err
+		return none, fmt.Errorf("%w: metadata: %w", errOffer, err)
 	case len(meta.ChunkHashes) != int(snap.Chunks):
-		return none, errOffer
+		return none, fmt.Errorf("%w: %d chunks offered, the metadata lists %d", errOffer, snap.Chunks, len(meta.ChunkHashes))
 	case !bytes.Equal(snap.Hash, meta.Hash()):
-		return none, errOffer
+		return none, fmt.Errorf("%w: the snapshot hash is not its metadata's", errOffer)
 	case !bytes.Equal(meta.Root, appHash):
 		// The exporter's root is only a hint, but one that differs from
 		// the trusted hash cannot restore it: save the download.
-		return none, errOffer
+		return none, fmt.Errorf("%w: its root %X is not the app hash %X the light client verified for height %d (another chain, or wrong trust settings?)",
+			errOffer, meta.Root, appHash, snap.Height)
 	}
 	return meta, nil
 }
@@ -285,7 +289,7 @@ func (a *Application) applyChunk(req *types.ApplySnapshotChunkRequest) *types.Ap
 		return answer(types.APPLY_SNAPSHOT_CHUNK_RESULT_ACCEPT)
 	}
 	a.snaps.restore = nil
-	if err := a.app.FinishRestore(rs.r, rs.appHash); err != nil {
+	if err := a.app.FinishRestore(rs.r, rs.meta.Root); err != nil {
 		return answer(a.failRestore("finish", err))
 	}
 	height, hash := a.app.LastCommit()

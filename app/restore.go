@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -18,14 +19,21 @@ var ErrNotEmpty = errors.New("app: state is not empty")
 func (a *App) BeginRestore(height int64) (*store.Restore, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if version, _ := a.store.LastCommit(); version > 0 || a.params != nil {
-		return nil, fmt.Errorf("%w: at height %d", ErrNotEmpty, version)
+	if a.params != nil { // InitChain ran; the store refuses committed blocks itself
+		return nil, fmt.Errorf("%w: a genesis is applied", ErrNotEmpty)
 	}
 	r, err := a.store.BeginRestore(height)
 	if errors.Is(err, store.ErrNotEmpty) {
 		return nil, fmt.Errorf("%w: %w", ErrNotEmpty, err)
 	}
 	return r, err
+}
+
+// Snapshot writes a state-sync snapshot of committed block height into
+// dir (store.Snapshots.Create); it runs for as long as the export takes,
+// off the consensus path.
+func (a *App) Snapshot(ctx context.Context, dir *store.Snapshots, height int64) (store.SnapshotInfo, error) {
+	return dir.Create(ctx, a.store, height)
 }
 
 // FinishRestore completes r. The restored state counts only if its root

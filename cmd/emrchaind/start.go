@@ -227,7 +227,7 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 			"height", h)
 	}
 	abciApp := abci.New(a, abci.Options{Logger: s.logger.With("module", "abci"), Version: version, AllowedPeers: s.peers,
-		Snapshots: &abci.SnapshotOptions{Store: st, Dir: snaps, Interval: uint64(s.app.Store.SnapshotInterval)}})
+		Snapshots: &abci.SnapshotOptions{Dir: snaps, Interval: uint64(s.app.Store.SnapshotInterval)}})
 	defer abciApp.Close()
 	if len(s.peers) == 0 {
 		logger.Info("P2P peer filter: this node refuses every peer, as no node id is allowed; " +
