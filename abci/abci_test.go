@@ -471,7 +471,8 @@ func TestSnapshotsUnconfigured(t *testing.T) {
 	if err != nil || len(list.Snapshots) != 0 {
 		t.Fatalf("ListSnapshots = %v, %v; want none", list, err)
 	}
-	offer, err := n.app.OfferSnapshot(ctx, &types.OfferSnapshotRequest{Snapshot: &types.Snapshot{Height: 10, Format: 1}, AppHash: []byte{1}})
+	bad := &types.Snapshot{Height: 10, Format: 1, Chunks: 1, Hash: make([]byte, 32), Metadata: []byte{0xff}}
+	offer, err := n.app.OfferSnapshot(ctx, &types.OfferSnapshotRequest{Snapshot: bad, AppHash: make([]byte, 32)})
 	if err != nil || offer.Result != types.OFFER_SNAPSHOT_RESULT_REJECT {
 		t.Fatalf("OfferSnapshot = %v, %v; want REJECT", offer, err)
 	}

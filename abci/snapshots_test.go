@@ -39,7 +39,7 @@ func snapNode(t *testing.T, dir string, interval uint64, chunkSize int) *node {
 		t.Fatal(err)
 	}
 	n := &node{dir: dir, st: st, app: abci.New(a, abci.Options{Version: "test",
-		Snapshots: &abci.SnapshotOptions{Store: st, Dir: sn, Interval: interval}})}
+		Snapshots: &abci.SnapshotOptions{Dir: sn, Interval: interval}})}
 	t.Cleanup(n.close)
 	return n
 }
@@ -155,6 +155,30 @@ func TestStateSyncRestore(t *testing.T) {
 	}
 	dst.close()
 	checkInfo(t, openNode(t, dir), 5, h1)
+}
+
+// TestStateSyncChunkOutOfOrder: a chunk ahead of the next one is not this
+// snapshot's stream: the snapshot is rejected and its partial import
+// wiped, and the node can restore it afresh.
+func TestStateSyncChunkOutOfOrder(t *testing.T) {
+	src, snap, appHash := sourceChain(t)
+	dst := snapNode(t, t.TempDir(), 0, store.MinChunkSize)
+	if r := offer(t, dst, snap, appHash); r != types.OFFER_SNAPSHOT_RESULT_ACCEPT {
+		t.Fatalf("OfferSnapshot = %v", r)
+	}
+	if r := apply(t, dst, 1, chunkOf(t, src, snap, 1), "peer"); r.Result != types.APPLY_SNAPSHOT_CHUNK_RESULT_REJECT_SNAPSHOT {
+		t.Fatalf("chunk 1 before 0: %v, want REJECT_SNAPSHOT", r)
+	}
+	checkInfo(t, dst, 0, nil)
+	if r := offer(t, dst, snap, appHash); r != types.OFFER_SNAPSHOT_RESULT_ACCEPT {
+		t.Fatalf("offered again: %v", r)
+	}
+	for i := range snap.Chunks {
+		if r := apply(t, dst, i, chunkOf(t, src, snap, i), "peer"); r.Result != types.APPLY_SNAPSHOT_CHUNK_RESULT_ACCEPT {
+			t.Fatalf("chunk %d: %v", i, r)
+		}
+	}
+	checkInfo(t, dst, 4, appHash)
 }
 
 func checkInfo(t *testing.T, n *node, height int64, hash []byte) {
@@ -299,4 +323,17 @@ func cloneSnapshot(s *types.Snapshot) *types.Snapshot {
 	c := *s
 	c.Hash, c.Metadata = bytes.Clone(s.Hash), bytes.Clone(s.Metadata)
 	return &c
+}
+
+// TestSnapshotDueDuringAWriteIsWritten: with a snapshot due every block and
+// blocks coming faster than snapshots are written, the one due last is
+// written after the one under way (those due in between may be dropped):
+// the newest snapshot is never lost.
+func TestSnapshotDueDuringAWriteIsWritten(t *testing.T) {
+	n := snapNode(t, t.TempDir(), 1, store.MinChunkSize)
+	initChain(t, n.app)
+	for h := int64(1); h <= 8; h++ {
+		block(t, n.app, h)
+	}
+	waitSnapshot(t, n, 8)
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/cosmos/iavl"
 )
@@ -327,5 +328,53 @@ func TestSnapshotsDirectory(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(dir); len(left) != 2 {
 		t.Fatalf("%d entries left in the directory, want the 2 snapshots", len(left))
+	}
+}
+
+// TestCloseStopsExport: Close waits for an export under way, which ends at
+// its next node with errExportStopped instead of reading a closed
+// database; Close then returns.
+func TestCloseStopsExport(t *testing.T) {
+	s := openTest(t, "", Options{Backend: BackendMemDB, CacheSize: 1000})
+	buildVersions(t, s, 1, 100)
+	version, _ := s.LastCommit()
+	started, resume := make(chan struct{}), make(chan struct{})
+	exported := make(chan error, 1)
+	go func() {
+		first := true
+		_, err := s.Export(context.Background(), version, func(*iavl.ExportNode) error {
+			if first {
+				first = false
+				close(started)
+				<-resume
+			}
+			return nil
+		})
+		exported <- err
+	}()
+	<-started
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while an export was reading", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(resume)
+	select {
+	case err := <-exported:
+		if !errors.Is(err, errExportStopped) {
+			t.Fatalf("Export = %v, want errExportStopped", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Export did not stop after Close")
+	}
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hangs after the export stopped")
 	}
 }
