@@ -269,8 +269,8 @@ func TestPlotGlyphs(t *testing.T) {
 func TestSettleKeepsSignerOrder(t *testing.T) {
 	full := &rpcError{Code: -32603, Message: "Internal error", Data: "mempool is full: number of txs 5000 (max: 5000)"}
 	badSeq := checkResult{Code: 4, Codespace: "emrchain", Log: "bad sequence"}
-	item := func(signer int32, pos int) queued { return queued{t: &plannedTx{signer: signer}, pos: pos} }
-	batch := []queued{item(1, 0), item(2, 1), item(1, 2), item(3, 3), item(2, 4)}
+	item := func(signer int32) *plannedTx { return &plannedTx{signer: signer} }
+	batch := []*plannedTx{item(1), item(2), item(1), item(3), item(2)}
 	outs := []outcome{
 		{err: full},   // signer 1: not taken
 		{},            // signer 2: accepted
@@ -284,10 +284,10 @@ func TestSettleKeepsSignerOrder(t *testing.T) {
 	if !wasFull {
 		t.Error("a full mempool was not reported")
 	}
-	if len(retry) != 2 || retry[0].pos != 0 || retry[1].pos != 2 {
+	if len(retry) != 2 || retry[0] != batch[0] || retry[1] != batch[2] {
 		t.Fatalf("retry = %+v, want signer 1's two txs in order", retry)
 	}
-	if !batch[1].t.accepted.Load() || !batch[4].t.accepted.Load() || batch[0].t.accepted.Load() {
+	if !batch[1].accepted.Load() || !batch[4].accepted.Load() || batch[0].accepted.Load() {
 		t.Error("accepted flags wrong")
 	}
 	if !broken[3] || broken[1] {

@@ -68,11 +68,11 @@ type sender struct {
 // worker is done.
 func (s *sender) send(ctx context.Context, txs []*plannedTx, rate float64, deadline time.Time) {
 	workers := len(s.nodes) * s.conns
-	lists := make([][]queued, workers)
+	lists := make([][]*plannedTx, workers)
 	start := time.Now()
 	for i, t := range txs {
 		w := s.workerOf(int(t.signer))
-		lists[w] = append(lists[w], queued{t: t, pos: i})
+		lists[w] = append(lists[w], t)
 		if rate > 0 {
 			// The latency clock of a tx at a rate starts when it is due,
 			// not when it goes out: time spent waiting in the sender (a
@@ -90,7 +90,7 @@ func (s *sender) send(ctx context.Context, txs []*plannedTx, rate float64, deadl
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.worker(ctx, dctx, s.nodes[w%len(s.nodes)], list, start, rate)
+			s.worker(ctx, dctx, s.nodes[w%len(s.nodes)], list, rate)
 		}()
 	}
 	wg.Wait()
@@ -109,28 +109,21 @@ func (s *sender) workerOf(signer int) int {
 	return (signer/n%s.conns)*n + signer%n
 }
 
-// queued is a planned tx waiting in a worker's queue; pos is its place in
-// the plan, which fixes when it is due at a target rate.
-type queued struct {
-	t   *plannedTx
-	pos int
-}
-
 // worker sends its queue in order, in JSON-RPC batches of up to maxBatch
-// broadcasts: what is due goes out in one HTTP request. A tx the node did
+// broadcasts: what is due (at a target rate, by the dueNs send gave each
+// tx) goes out in one HTTP request. A tx the node did
 // not take (mempool full, an RPC error) is sent again, at the head of the
 // next batch, together with every later tx of its signer in the batch (a
 // signer's txs must reach the mempool in sequence order). dctx ends at the
 // deadline: no batch starts after it; ctx bounds the requests themselves
 // (with the RPC timeout), so a batch in flight at the deadline still gets
 // its answers.
-func (s *sender) worker(ctx, dctx context.Context, node *rpc, queue []queued, start time.Time, rate float64) {
-	due := func(q queued) time.Time { return start.Add(dueAfter(q.pos, rate)) }
+func (s *sender) worker(ctx, dctx context.Context, node *rpc, queue []*plannedTx, rate float64) {
 	broken := map[int32]bool{}
 	var (
 		buf   []byte
 		raws  [][]byte
-		batch []queued
+		batch []*plannedTx
 	)
 	backoff := fullBackoff
 	var lastBatch time.Time
@@ -144,31 +137,32 @@ func (s *sender) worker(ctx, dctx context.Context, node *rpc, queue []queued, st
 		}
 		// The batch: the txs at the head of the queue that are due.
 		batch, raws = batch[:0], raws[:0]
+		passNs := time.Now().UnixNano()
 		for len(queue) > 0 && len(batch) < maxBatch {
-			q := queue[0]
-			if broken[q.t.signer] {
+			t := queue[0]
+			if broken[t.signer] {
 				s.stats.skipped.Add(1)
 				queue = queue[1:]
 				continue
 			}
-			if rate > 0 && time.Until(due(q)) > 0 {
+			if rate > 0 && t.dueNs > passNs {
 				break
 			}
-			batch = append(batch, q)
-			raws = append(raws, q.t.raw)
+			batch = append(batch, t)
+			raws = append(raws, t.raw)
 			queue = queue[1:]
 		}
 		if len(batch) == 0 {
 			if len(queue) > 0 {
-				sleepCtx(dctx, time.Until(due(queue[0])))
+				sleepCtx(dctx, time.Until(time.Unix(0, queue[0].dueNs)))
 			}
 			continue
 		}
 		lastBatch = time.Now()
 		now := lastBatch.UnixNano()
-		for _, q := range batch {
+		for _, t := range batch {
 			// The first attempt: a retry keeps it.
-			q.t.sendNs.CompareAndSwap(0, now)
+			t.sendNs.CompareAndSwap(0, now)
 		}
 		s.stats.attempts.Add(int64(len(batch)))
 		outs, b, err := node.broadcastBatch(ctx, raws, buf)
@@ -195,16 +189,16 @@ func (s *sender) worker(ctx, dctx context.Context, node *rpc, queue []queued, st
 
 // settle books a batch's answers and returns, in order, the txs to send
 // again, and whether the mempool was full.
-func (s *sender) settle(batch []queued, outs []outcome, broken map[int32]bool) (retry []queued, full bool) {
+func (s *sender) settle(batch []*plannedTx, outs []outcome, broken map[int32]bool) (retry []*plannedTx, full bool) {
 	stalled := map[int32]bool{} // signers with a tx of this batch not taken
-	for j, q := range batch {
-		t, o := q.t, outs[j]
+	for j, t := range batch {
+		o := outs[j]
 		switch {
 		case broken[t.signer]:
 			// Refused after an earlier tx of its signer was rejected.
 			s.stats.skipped.Add(1)
 		case stalled[t.signer]:
-			retry = append(retry, q)
+			retry = append(retry, t)
 		case o.err == nil && o.res.Code == 0:
 			t.accepted.Store(true)
 			s.stats.accepted.Add(1)
@@ -221,11 +215,11 @@ func (s *sender) settle(batch []queued, outs []outcome, broken map[int32]bool) (
 			s.stats.full.Add(1)
 			full = true
 			stalled[t.signer] = true
-			retry = append(retry, q)
+			retry = append(retry, t)
 		default:
 			s.stats.rpcErrors.Add(1)
 			stalled[t.signer] = true
-			retry = append(retry, q)
+			retry = append(retry, t)
 		}
 	}
 	return retry, full
