@@ -57,6 +57,32 @@ func statCPUTicks(stat string) (int64, error) {
 	return u + s, nil
 }
 
+// checkCPUPids refuses, before anything starts, pids (of --cpu-pids) that
+// are not there to sample, or given twice (their CPU time would count
+// twice).
+func checkCPUPids(pids []int) error {
+	seen := make(map[int]bool, len(pids))
+	for _, pid := range pids {
+		if seen[pid] {
+			return fmt.Errorf("--cpu-pids: process %d given twice", pid)
+		}
+		seen[pid] = true
+	}
+	if _, err := processesCPU(pids); err != nil {
+		return fmt.Errorf("--cpu-pids: %w", err)
+	}
+	return nil
+}
+
+// startCPU samples the CPU time of pids over [from, to] (sampleCPU); nil,
+// whose set does nothing, when there are no pids.
+func startCPU(ctx context.Context, pids []int, from, to time.Time) *cpuWindow {
+	if len(pids) == 0 {
+		return nil
+	}
+	return sampleCPU(ctx, pids, from, to)
+}
+
 // cpuWindow is the CPU time of some processes (the nodes) between two
 // instants, sampled in the background.
 type cpuWindow struct {
@@ -92,8 +118,12 @@ func sampleCPU(ctx context.Context, pids []int, from, to time.Time) *cpuWindow {
 }
 
 // set waits for the window's end and puts the CPU time into s: per tx of
-// CommittedInWindow, which counts over the same window.
+// CommittedInWindow, which counts over the same window. On a nil window
+// (no pids) it does nothing.
 func (c *cpuWindow) set(s *Summary) error {
+	if c == nil {
+		return nil
+	}
 	<-c.done
 	if c.err != nil {
 		return fmt.Errorf("--cpu-pids: %w", c.err)

@@ -147,8 +147,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	if _, err := processesCPU(cfg.CPUPids); err != nil {
-		return nil, fmt.Errorf("--cpu-pids: %w", err)
+	if err := checkCPUPids(cfg.CPUPids); err != nil {
+		return nil, err
 	}
 	var regs []*registrar
 	for _, f := range cfg.Target.Registrars {
@@ -233,10 +233,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	snd.stats = newSendStats()
 	start := time.Now()
 	end := start.Add(cfg.Duration)
-	var cpu *cpuWindow
-	if len(cfg.CPUPids) > 0 {
-		cpu = sampleCPU(ctx, cfg.CPUPids, start.Add(cfg.Warmup), end)
-	}
+	cpu := startCPU(ctx, cfg.CPUPids, start.Add(cfg.Warmup), end)
 	snd.send(ctx, txs, cfg.Rate, end)
 	sendEnd := time.Now()
 	exhausted := sendEnd.Before(end.Add(-time.Second)) && ctx.Err() == nil
@@ -258,10 +255,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	r := buildResult(cfg, obs, snd.stats, txs, start, end)
 	r.Summary.Exhausted = exhausted
 	r.Summary.Signers = len(p.signers)
-	if cpu != nil {
-		if err := cpu.set(&r.Summary); err != nil {
-			return nil, err
-		}
+	if err := cpu.set(&r.Summary); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
@@ -323,8 +318,8 @@ func Watch(ctx context.Context, cfg WatchConfig) (*Result, error) {
 	if err := checkLoopback(cfg.RPC); err != nil {
 		return nil, err
 	}
-	if _, err := processesCPU(cfg.CPUPids); err != nil {
-		return nil, fmt.Errorf("--cpu-pids: %w", err)
+	if err := checkCPUPids(cfg.CPUPids); err != nil {
+		return nil, err
 	}
 	c := newRPC(cfg.RPC, 2)
 	defer c.close()
@@ -336,20 +331,15 @@ func Watch(ctx context.Context, cfg WatchConfig) (*Result, error) {
 	end := start.Add(cfg.Duration)
 	octx, cancel := context.WithDeadline(ctx, end.Add(cfg.Drain))
 	defer cancel()
-	var cpu *cpuWindow
-	if len(cfg.CPUPids) > 0 {
-		cpu = sampleCPU(ctx, cfg.CPUPids, start.Add(cfg.Warmup), end)
-	}
+	cpu := startCPU(ctx, cfg.CPUPids, start.Add(cfg.Warmup), end)
 	obs.run(octx)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	wc := Config{Name: cfg.Name, Duration: cfg.Duration, Warmup: cfg.Warmup, Target: Target{RPC: []string{cfg.RPC}}}
 	r := buildResult(wc, obs, newSendStats(), nil, start, end)
-	if cpu != nil {
-		if err := cpu.set(&r.Summary); err != nil {
-			return nil, err
-		}
+	if err := cpu.set(&r.Summary); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
