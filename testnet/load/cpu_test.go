@@ -2,7 +2,11 @@ package load
 
 import (
 	"context"
+	"encoding/json"
+	"net"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -48,5 +52,71 @@ func TestCPUOverTheWindowOnly(t *testing.T) {
 	all, err := processesCPU(pids)
 	if err != nil || all < 100*time.Millisecond {
 		t.Errorf("process CPU %s, %v: it burnt some 180 ms", all, err)
+	}
+}
+
+// TestCPUPerTx: the CPU per tx is the window's CPU time over the txs
+// committed in it, in ms; with none committed it is left out of the JSON
+// (the CPU time itself stays).
+func TestCPUPerTx(t *testing.T) {
+	window := func() *cpuWindow {
+		c := &cpuWindow{pids: 4, done: make(chan struct{}), used: 1500 * time.Millisecond}
+		close(c.done)
+		return c
+	}
+	s := Summary{CommittedInWindow: 300}
+	if err := window().set(&s); err != nil {
+		t.Fatal(err)
+	}
+	if s.NodeCPUMsPTx != 5 || s.NodeCPUS != 1.5 || s.CPUPids != 4 {
+		t.Errorf("%.3f ms per tx, %.3f s, %d pids: want 5, 1.5, 4", s.NodeCPUMsPTx, s.NodeCPUS, s.CPUPids)
+	}
+	s = Summary{}
+	if err := window().set(&s); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m["node_cpu_ms_per_tx"]; ok || m["node_cpu_s"] != 1.5 {
+		t.Errorf("no tx committed: %s", raw)
+	}
+	if err := (*cpuWindow)(nil).set(&s); err != nil {
+		t.Errorf("a nil window (no pids): %v", err)
+	}
+}
+
+// TestBadCPUPidsRefusedFirst: Run and Watch refuse a process that is not
+// there, or one given twice, before they start: before reading the
+// registrar key (missing here) or asking the node (nothing listens).
+func TestBadCPUPidsRefusedFirst(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + l.Addr().String()
+	l.Close()
+	me := os.Getpid()
+	for _, pids := range [][]int{{-1}, {me, me}} {
+		cfg := Config{
+			Target:   Target{ChainID: "x", RPC: []string{url}, Registrars: []string{filepath.Join(t.TempDir(), "missing.json")}},
+			Duration: time.Second,
+			CPUPids:  pids,
+		}
+		if _, err := Run(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "--cpu-pids") {
+			t.Errorf("Run with pids %v: %v, want a refusal naming --cpu-pids", pids, err)
+		}
+		wcfg := WatchConfig{RPC: url, Duration: time.Second, CPUPids: pids}
+		if _, err := Watch(context.Background(), wcfg); err == nil || !strings.Contains(err.Error(), "--cpu-pids") {
+			t.Errorf("Watch with pids %v: %v, want a refusal naming --cpu-pids", pids, err)
+		}
+	}
+	if err := checkCPUPids([]int{me, me}); err == nil || !strings.Contains(err.Error(), "twice") {
+		t.Errorf("a pid given twice: %v", err)
 	}
 }
