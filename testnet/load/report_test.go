@@ -3,7 +3,9 @@ package load
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,4 +143,39 @@ func loadtimeTx(t *testing.T, sent time.Time) []byte {
 		t.Fatal(err)
 	}
 	return raw
+}
+
+// TestSummaryKeys: the summary JSON has the keys the bench scripts
+// (testnet/bench_*.sh, through jq) and BENCHMARKS.md read: a renamed field
+// would turn their figures into null.
+func TestSummaryKeys(t *testing.T) {
+	s := Summary{
+		Name: "x", Mode: "rate", TargetRate: 100, MeanTxBytes: 300, Committed: 10,
+		OutcomeUnknown: 1, LatencyFrom: "due", Latency: LatencyStats{Count: 1, P50: 1, P95: 2, P99: 3},
+		TPS: 250, TPSBasis: "blocks", TPSBlocks: 4, TPSCommitted: 2000, TPSSpanS: 8,
+		Blocks:  BlockStats{Count: 4, MeanIntervalMs: 2000, MeanTxs: 500},
+		CPUPids: 4, NodeCPUS: 1.5, NodeCPUMsPTx: 5,
+	}
+	raw, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range [][]string{
+		{"node_cpu_ms_per_tx"}, {"latency_from"}, {"tps_basis"}, {"tps_blocks"}, {"outcome_unknown"},
+		{"tps_committed"}, {"tps_span_s"}, {"name"}, {"mode"}, {"target_rate"}, {"tps"}, {"mean_tx_bytes"}, {"committed"},
+		{"latency_ms", "p50"}, {"latency_ms", "p95"}, {"latency_ms", "p99"}, {"blocks", "mean_interval_ms"}, {"blocks", "mean_txs"},
+	} {
+		v := any(m)
+		for _, k := range path {
+			obj, _ := v.(map[string]any)
+			v = obj[k]
+		}
+		if v == nil {
+			t.Errorf("no %s in %s", strings.Join(path, "."), raw)
+		}
+	}
 }
