@@ -271,10 +271,7 @@ func buildResult(cfg Config, obs *observer, st *sendStats, txs []*plannedTx, sta
 		slices.Sort(b) // b is this second's own: no copy needed
 		series[i].P50, series[i].P95, series[i].P99 = pctSorted(b, 50), pctSorted(b, 95), pctSorted(b, 99)
 	}
-	s.TPS, s.TPSBasis, s.TPSBlocks, s.TPSCommitted, s.TPSSpanS = blockTPS(obs.blocks, from, to)
-	if s.TPSBasis == "window" && s.WindowS > 0 {
-		s.TPS, s.TPSCommitted = float64(s.CommittedInWindow)/s.WindowS, s.CommittedInWindow
-	}
+	s.setTPS(obs.blocks, from, to)
 	s.Latency = latencyStats(lat)
 
 	var rows []BlockRow
@@ -320,13 +317,14 @@ func buildResult(cfg Config, obs *observer, st *sendStats, txs []*plannedTx, sta
 	return &Result{Summary: s, Series: series, Blocks: rows}
 }
 
-// blockTPS is committed tx/s over whole block intervals, from the blocks
-// observed (in height order) and the window [from, to] (unix ns): block 0
-// is the last block observed before from, block k the last observed at or
-// before to; the rate is the successful txs of blocks 1..k over the time
-// from block 0 to block k. A fixed window would count a block more or
-// less at either end (with 2-s blocks of up to 5,000 txs, some 8 % of a
-// 60-s figure); whole intervals count each block with its own time.
+// setTPS sets the committed tx/s (TPS, TPSBasis, TPSBlocks, TPSCommitted,
+// TPSSpanS) over whole block intervals, from the blocks observed (in
+// height order) and the window [from, to] (unix ns): block 0 is the last
+// block observed before from, block k the last observed at or before to;
+// the rate is the successful txs of blocks 1..k over the time from block 0
+// to block k. A fixed window would count a block more or less at either
+// end (with 2-s blocks of up to 5,000 txs, some 8 % of a 60-s figure);
+// whole intervals count each block with its own time.
 //
 // The times are the observer's sightings, not the header (BFT) times: the
 // same clock as the window and the latencies, and a block counts as
@@ -336,11 +334,11 @@ func buildResult(cfg Config, obs *observer, st *sendStats, txs []*plannedTx, sta
 // most pollInterval) is at the two ends only: the intervals in between
 // add up exactly.
 //
-// With no block before from, block 0 is the first block of the window.
-// Fewer than two blocks to span: basis "window", and the caller counts the
-// fixed window instead.
-func blockTPS(blocks []blockStat, from, to int64) (tps float64, basis string, n, committed int, spanS float64) {
-	first, last := -1, -1
+// With no block before from, block 0 is the first block of the window
+// (the first observed). Fewer than two blocks to span: basis "window",
+// CommittedInWindow over the fixed window WindowS (both set before).
+func (s *Summary) setTPS(blocks []blockStat, from, to int64) {
+	first, last := 0, -1
 	for i, b := range blocks {
 		ns := b.Observed.UnixNano()
 		if ns < from {
@@ -350,26 +348,23 @@ func blockTPS(blocks []blockStat, from, to int64) (tps float64, basis string, n,
 			last = i
 		}
 	}
-	if first < 0 {
-		for i, b := range blocks {
-			if b.Observed.UnixNano() >= from {
-				first = i
-				break
-			}
-		}
+	var span time.Duration
+	if last > first {
+		span = blocks[last].Observed.Sub(blocks[first].Observed)
 	}
-	if first < 0 || last <= first {
-		return 0, "window", 0, 0, 0
-	}
-	span := blocks[last].Observed.Sub(blocks[first].Observed)
 	if span <= 0 {
-		return 0, "window", 0, 0, 0
+		s.TPS, s.TPSBasis, s.TPSBlocks, s.TPSCommitted, s.TPSSpanS = 0, "window", 0, 0, 0
+		if s.WindowS > 0 {
+			s.TPS, s.TPSCommitted = float64(s.CommittedInWindow)/s.WindowS, s.CommittedInWindow
+		}
+		return
 	}
+	committed := 0
 	for _, b := range blocks[first+1 : last+1] {
 		committed += b.succeeded()
 	}
-	spanS = span.Seconds()
-	return float64(committed) / spanS, "blocks", last - first, committed, spanS
+	s.TPSSpanS = span.Seconds()
+	s.TPS, s.TPSBasis, s.TPSBlocks, s.TPSCommitted = float64(committed)/s.TPSSpanS, "blocks", last-first, committed
 }
 
 func latencyStats(v []float64) LatencyStats {
