@@ -86,21 +86,12 @@ func TestParseMixRefusesOverflow(t *testing.T) {
 func fakeNode(t *testing.T, requests *atomic.Int64) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)
-		body, _ := io.ReadAll(r.Body)
-		var reqs []struct {
-			ID     int `json:"id"`
-			Params struct {
-				Tx []byte `json:"tx"`
-			} `json:"params"`
-		}
-		if err := json.Unmarshal(body, &reqs); err != nil {
-			t.Errorf("not a batch: %s", body)
-		}
+		reqs := readBatch(t, r)
 		var answers []any
 		for i := len(reqs) - 1; i >= 0; i-- {
 			q := reqs[i]
 			if string(q.Params.Tx) == "full" {
-				answers = append(answers, map[string]any{"jsonrpc": "2.0", "id": q.ID, "error": map[string]any{"code": -32603, "message": "Internal error", "data": "mempool is full"}})
+				answers = append(answers, fullAnswer(q.ID))
 				continue
 			}
 			answers = append(answers, map[string]any{"jsonrpc": "2.0", "id": q.ID, "result": map[string]any{"code": len(q.Params.Tx), "log": string(q.Params.Tx)}})
@@ -109,6 +100,32 @@ func fakeNode(t *testing.T, requests *atomic.Int64) *httptest.Server {
 	}))
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// batchRequest is one broadcast_tx_sync of a JSON-RPC batch, as the fake
+// nodes read it.
+type batchRequest struct {
+	ID     int `json:"id"`
+	Params struct {
+		Tx []byte `json:"tx"`
+	} `json:"params"`
+}
+
+// readBatch decodes a JSON-RPC batch of broadcasts; a body that is not one
+// fails the test.
+func readBatch(t *testing.T, r *http.Request) []batchRequest {
+	body, _ := io.ReadAll(r.Body)
+	var reqs []batchRequest
+	if err := json.Unmarshal(body, &reqs); err != nil {
+		t.Errorf("not a batch: %s", body)
+	}
+	return reqs
+}
+
+// fullAnswer is a node's answer to the request id when its mempool is
+// full.
+func fullAnswer(id int) any {
+	return map[string]any{"jsonrpc": "2.0", "id": id, "error": map[string]any{"code": -32603, "message": "Internal error", "data": "mempool is full"}}
 }
 
 // writeAnswers writes JSON-RPC answers as a node does: a batch of one is

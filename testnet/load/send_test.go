@@ -2,8 +2,6 @@ package load
 
 import (
 	"context"
-	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -20,16 +18,7 @@ import (
 func acceptingNode(t *testing.T, stallFirst, stallEach time.Duration, seen func([][]byte)) *httptest.Server {
 	var first, refused atomic.Bool
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		var reqs []struct {
-			ID     int `json:"id"`
-			Params struct {
-				Tx []byte `json:"tx"`
-			} `json:"params"`
-		}
-		if err := json.Unmarshal(body, &reqs); err != nil {
-			t.Errorf("not a batch: %s", body)
-		}
+		reqs := readBatch(t, r)
 		var txs [][]byte
 		for _, q := range reqs {
 			txs = append(txs, q.Params.Tx)
@@ -44,7 +33,7 @@ func acceptingNode(t *testing.T, stallFirst, stallEach time.Duration, seen func(
 		var answers []any
 		for _, q := range reqs {
 			if string(q.Params.Tx) == "full" && refused.CompareAndSwap(false, true) {
-				answers = append(answers, map[string]any{"jsonrpc": "2.0", "id": q.ID, "error": map[string]any{"code": -32603, "message": "Internal error", "data": "mempool is full"}})
+				answers = append(answers, fullAnswer(q.ID))
 				continue
 			}
 			answers = append(answers, map[string]any{"jsonrpc": "2.0", "id": q.ID, "result": map[string]any{"code": 0}})
