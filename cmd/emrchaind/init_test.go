@@ -338,6 +338,7 @@ func TestAppConfig(t *testing.T) {
 		"negative value cache": "[store]\nvalue_cache_size = -1\n",
 		"negative memtable":    "[store]\ncometbft_memtable_mib = -1\n",
 		"memtable of 4 GiB":    "[store]\ncometbft_memtable_mib = 4096\n",
+		"101 snapshots kept":   "[store]\nsnapshot_keep_recent = 101\n",
 		"not toml":             "[store\n",
 	} {
 		if err := os.WriteFile(filepath.Join(home, "config", appConfigFile), []byte(body), 0o644); err != nil {
