@@ -98,3 +98,40 @@ func TestStartPeerFilterSettings(t *testing.T) {
 		t.Fatalf("a persistent peer without an id: %v, want refused", err)
 	}
 }
+
+// TestStartPruningFlags: the pruning flags set app.toml's store settings;
+// a value above MaxInt64 is refused by the flag's name (it used to turn
+// negative and be reported as "must not be negative").
+func TestStartPruningFlags(t *testing.T) {
+	home := t.TempDir()
+	if out, err := run(t, "init", "--home", home, "--chain-id", "emr-pruning"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	settings := func(args ...string) (*nodeSettings, error) {
+		t.Helper()
+		start, _, err := newRootCmd().Find([]string{"start"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := start.ParseFlags(append([]string{"--home", home}, args...)); err != nil {
+			t.Fatal(err)
+		}
+		return loadNodeSettings(start)
+	}
+	s, err := settings("--pruning-keep-recent", "100000", "--pruning-interval", "1000")
+	if err != nil || s.app.Store.PruningKeepRecent != 100000 || s.app.Store.PruningInterval != 1000 {
+		t.Fatalf("pruning flags: %v; want 100000 kept, every 1000", err)
+	}
+	const above = "9223372036854775808" // MaxInt64 + 1
+	for _, c := range []struct {
+		flag string
+		args []string
+	}{
+		{"--pruning-keep-recent", []string{"--pruning-keep-recent", above, "--pruning-interval", "1000"}},
+		{"--pruning-interval", []string{"--pruning-keep-recent", "100000", "--pruning-interval", above}},
+	} {
+		if _, err := settings(c.args...); err == nil || !strings.Contains(err.Error(), c.flag) || strings.Contains(err.Error(), "negative") {
+			t.Errorf("%s %s: %v, want refused naming the flag", c.flag, above, err)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -116,15 +117,23 @@ func loadNodeSettings(cmd *cobra.Command) (*nodeSettings, error) {
 			*dst, _ = f.GetString(name)
 		}
 	}
-	// The flags are uint64s: above MaxInt64 they turn negative here and
-	// validate refuses them.
-	if f.Changed("pruning-keep-recent") {
-		n, _ := f.GetUint64("pruning-keep-recent")
-		appConf.Store.PruningKeepRecent = int64(n)
-	}
-	if f.Changed("pruning-interval") {
-		n, _ := f.GetUint64("pruning-interval")
-		appConf.Store.PruningInterval = int64(n)
+	// The pruning flags are uint64s (they take no negative number); above
+	// MaxInt64 a value fits no int64 and is refused by the flag's name.
+	for _, p := range []struct {
+		name string
+		dst  *int64
+	}{
+		{"pruning-keep-recent", &appConf.Store.PruningKeepRecent},
+		{"pruning-interval", &appConf.Store.PruningInterval},
+	} {
+		if !f.Changed(p.name) {
+			continue
+		}
+		n, _ := f.GetUint64(p.name)
+		if n > math.MaxInt64 {
+			return nil, fmt.Errorf("--%s %d: want at most %d", p.name, n, int64(math.MaxInt64))
+		}
+		*p.dst = int64(n)
 	}
 	if err := appConf.validate(); err != nil {
 		return nil, err
