@@ -233,7 +233,8 @@ func portsFree(base, n int) bool {
 	return true
 }
 
-// Len is the number of validators.
+// Len is the number of nodes: the validators (0 to len(Desc.Nodes)-1),
+// then the nodes added with AddNode, which are not validators.
 func (n *Net) Len() int { return len(n.nodes) }
 
 // Home is node i's home directory.
