@@ -45,7 +45,14 @@ configure() {
   fi
   if [[ -n ${MEMPOOL_SIZE:-} ]]; then
     note "config.toml of every node of $1: [mempool] size = $MEMPOOL_SIZE"
-    sed -i "/^\[mempool\]/,/^\[/ s|^size = .*|size = $MEMPOOL_SIZE|" "$1"/node*/config/config.toml
+    local f
+    for f in "$1"/node*/config/config.toml; do
+      sed -i "/^\[mempool\]/,/^\[/ s|^size = .*|size = $MEMPOOL_SIZE|" "$f"
+      # A config.toml without a size line under [mempool] would run with
+      # CometBFT's default size, and the bench would say MEMPOOL_SIZE.
+      grep -qx "size = $MEMPOOL_SIZE" <(sed -n '/^\[mempool\]/,/^\[/p' "$f") ||
+        die "$f: no size = line under [mempool] to set MEMPOOL_SIZE=$MEMPOOL_SIZE in"
+    done
   fi
 }
 
@@ -102,7 +109,7 @@ note() { echo "# $*" >>"$OUT/commands.txt"; }
 # measured it with --cpu-pids over the measured window only (after the
 # warm-up, to the end of the measured phase; not setup, signing or drain).
 cpu_per_tx() {
-  jq -r '.node_cpu_ms_per_tx // "n/a"' "$1" | awk '{ if ($1 == "n/a") print $1; else printf "%.3f", $1 }'
+  jq -r '.node_cpu_ms_per_tx // "n/a"' "$1"
 }
 
 # profile_later PORT FILE DELAY SECONDS: after DELAY seconds, a CPU profile
