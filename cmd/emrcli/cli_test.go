@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -154,6 +156,44 @@ func TestUsageOrFailure(t *testing.T) {
 	} {
 		if got := isUsage(errors.New(msg)); got != usage {
 			t.Errorf("isUsage(%q) = %v, want %v", msg, got, usage)
+		}
+	}
+}
+
+// TestLightInitKeepsTheRootWithoutForce: light init refuses to replace a
+// root of trust, readable or not, unless forced; forced, it gets as far as
+// the node (none listens here).
+func TestLightInitKeepsTheRootWithoutForce(t *testing.T) {
+	home := t.TempDir()
+	trust := filepath.Join(home, "light", "trust.json")
+	if err := os.MkdirAll(filepath.Dir(trust), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	initArgs := []string{"--home", home, "--node", "http://127.0.0.1:1", "--timeout", "1s", "--chain-id", "emr-x",
+		"light", "init", "--height", "5", "--hash", strings.Repeat("ab", 32)}
+	for _, c := range []struct {
+		file, force, want string
+	}{
+		{`{"chain_id":"emr-x","height":3,"hash":"` + strings.Repeat("CD", 32) + `","period_ns":1000000000}`, "", "already trusts height 3 of emr-x"},
+		{"{", "", "pass --force"},
+		{"{", "--force", ""},
+	} {
+		if err := os.WriteFile(trust, []byte(c.file), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args := initArgs
+		if c.force != "" {
+			args = append(args[:len(args):len(args)], c.force)
+		}
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), args, strings.NewReader(""), &out, &errOut)
+		switch {
+		case code != exitFailure:
+			t.Errorf("%s %s: exit %d, stderr %q; want a failure", c.file, c.force, code, errOut.String())
+		case c.want != "" && !strings.Contains(errOut.String(), c.want):
+			t.Errorf("%s: stderr %q; want %q", c.file, errOut.String(), c.want)
+		case c.want == "" && strings.Contains(errOut.String(), "--force"):
+			t.Errorf("forced: stderr %q; want it past the root of trust", errOut.String())
 		}
 	}
 }

@@ -89,14 +89,16 @@ idle for longer needs a new root (init --force). init also records --node,
 				}
 				trust.Hash = h
 			}
-			switch tr, err := client.ReadTrustRoot(a.lightHome()); {
-			case force:
-			case err != nil:
-				// A root that no longer reads is not a missing one: replacing
-				// it is the user's call.
-				return fmt.Errorf("%w; pass --force to replace the root of trust", err)
-			case tr != nil:
-				return fmt.Errorf("%s already trusts height %d of %s: pass --force to replace the root of trust", a.lightHome(), tr.Height, tr.ChainID)
+			if !force {
+				tr, err := client.ReadTrustRoot(a.lightHome())
+				if err != nil {
+					// A root that no longer reads is not a missing one:
+					// replacing it is the user's call.
+					return fmt.Errorf("%w; pass --force to replace the root of trust", err)
+				}
+				if tr != nil {
+					return fmt.Errorf("%s already trusts height %d of %s: pass --force to replace the root of trust", a.lightHome(), tr.Height, tr.ChainID)
+				}
 			}
 			if err := os.MkdirAll(a.home, 0o700); err != nil {
 				return err
