@@ -46,6 +46,13 @@ func (e *localStoreError) Error() string {
 }
 func (e *localStoreError) Unwrap() error { return e.err }
 
+// slotRefusedError: a peer serves the blob, but this sidecar has no upload
+// slot free to keep it (a read-through takes one, as an upload does). The
+// member is answered the refusal itself: 429 or 503, with Retry-After.
+type slotRefusedError struct{ aerr *apiError }
+
+func (e *slotRefusedError) Error() string { return e.aerr.Error() }
+
 // peerBody is a peer's answer body; it remembers whether reading it failed,
 // so that a failed Put can be told apart: the peer's (the transfer broke,
 // or the bytes are not the blob) or the local store's.
@@ -68,20 +75,21 @@ func (b *peerBody) Read(p []byte) (int, error) {
 // record or share r names is the blob uploaded for that record's patient
 // and category, which blob.key names. A peer that announces another size
 // than the chain's is refused before anything is written.
-func (s *Server) fetchFromPeers(ctx context.Context, r *http.Request, blob servedBlob) error {
+func (s *Server) fetchFromPeers(ctx context.Context, r *http.Request, signer signerAddr, blob servedBlob) error {
 	if len(s.opts.Peers) == 0 || r.Header.Get(HeaderForwarded) != "" {
 		return errNoPeerHasIt
 	}
 	var reasons []string
 	for _, peer := range s.opts.Peers {
-		err := s.fetchFromPeer(ctx, peer, r, blob)
+		err := s.fetchFromPeer(ctx, peer, r, signer, blob)
 		if err == nil {
 			s.log.Info("blob replicated from a peer sidecar", "sha256", blob.key.Sum.String(), "key", blob.key.String(), "peer", peer)
 			return nil
 		}
 		var local *localStoreError
-		if errors.As(err, &local) {
-			// Another peer would meet the same store.
+		var refused *slotRefusedError
+		if errors.As(err, &local) || errors.As(err, &refused) {
+			// Another peer would meet the same store, and the same slots.
 			return err
 		}
 		reasons = append(reasons, fmt.Sprintf("%s: %v", peer, err))
@@ -91,8 +99,10 @@ func (s *Server) fetchFromPeers(ctx context.Context, r *http.Request, blob serve
 
 // The forward asks for exactly what the member asked (r.URL.RequestURI():
 // the blob and the record or share it names), which the member's signature
-// covers.
-func (s *Server) fetchFromPeer(ctx context.Context, peer string, r *http.Request, blob servedBlob) error {
+// covers. The store's Put takes an upload slot of the member, signer
+// (*slotRefusedError if none is free): the slots bound the Puts in flight
+// and their buffers, not the requests to peers.
+func (s *Server) fetchFromPeer(ctx context.Context, peer string, r *http.Request, signer signerAddr, blob servedBlob) error {
 	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(peer, "/")+r.URL.RequestURI(), nil)
@@ -117,6 +127,11 @@ func (s *Server) fetchFromPeer(ctx context.Context, peer string, r *http.Request
 	if uint64(resp.ContentLength) != blob.size {
 		return fmt.Errorf("it announces %d bytes; the chain says the blob has %d", resp.ContentLength, blob.size)
 	}
+	release, aerr := s.takeUploadSlot(signer)
+	if aerr != nil {
+		return &slotRefusedError{aerr}
+	}
+	defer release()
 	// Put hashes while it writes and keeps nothing that does not match.
 	body := &peerBody{r: resp.Body}
 	err = s.store.Put(ctx, blob.key, body, resp.ContentLength)

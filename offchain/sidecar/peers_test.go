@@ -195,3 +195,66 @@ func TestReadThroughLocalStoreFailure(t *testing.T) {
 		t.Fatalf("answer %q (%s) should be store_error and quote nothing of the store's error", se.Reason, se.Code)
 	}
 }
+
+// TestReadThroughTakesUploadSlot: a read-through keeps the peer's blob
+// through a store Put, so it takes an upload slot of the member: while
+// the member's slots, or all of them, are taken, the GET is refused as an
+// upload would be (429 signer_uploads, 503 uploads_busy, with
+// Retry-After) and nothing is kept; once a slot is back the same GET is
+// served, and gives its slot back.
+func TestReadThroughTakesUploadSlot(t *testing.T) {
+	e := newEnv(t, nil)
+	data, sum, rec := uploadedRecord(t, e)
+	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	bStore, err := blobstore.OpenFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bSrv, err := New(Options{Store: bStore, Chain: e.chain, SweepInterval: -1, Peers: []string{e.ts.URL},
+		MaxUploads: 2, MaxUploadsPerSigner: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := httptest.NewServer(bSrv.Handler())
+	defer b.Close()
+	get := func() ([]byte, error) {
+		var buf bytes.Buffer
+		_, err := NewClient(b.URL, e.reader, nil).Get(context.Background(), RecordRef(rec.PatientId, rec.Sequence), sum, &buf, nil)
+		return buf.Bytes(), err
+	}
+	take := func(a *actor) func() {
+		t.Helper()
+		release, err := bSrv.uploads.acquire(signerAddr(a.member.Address))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return release
+	}
+	wantRefused := func(status int, code, reason string) {
+		t.Helper()
+		_, err := get()
+		wantStatus(t, err, status, reason)
+		if se := err.(*Error); se.Code != code || se.RetryAfter <= 0 {
+			t.Fatalf("refusal %+v: want code %s and a Retry-After", se, code)
+		}
+		if _, err := bStore.Stat(context.Background(), e.key(sum)); err == nil {
+			t.Fatal("B kept the blob without an upload slot")
+		}
+	}
+
+	release := take(e.reader)
+	wantRefused(http.StatusTooManyRequests, "signer_uploads", "max_uploads_per_signer")
+	release()
+	releaseWriter, releasePatient := take(e.writer), take(e.patient)
+	wantRefused(http.StatusServiceUnavailable, "uploads_busy", "max_uploads")
+	releaseWriter()
+	releasePatient()
+
+	got, err := get()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read through B once a slot is free: %v", err)
+	}
+	if n := bSrv.uploads.inFlight(); n != 0 {
+		t.Fatalf("%d upload slots still taken after the read-through", n)
+	}
+}

@@ -673,17 +673,12 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 	key := blob.key
 	info, err := s.store.Stat(ctx, key)
 	if errors.Is(err, blobstore.ErrNotFound) {
-		perr := errNoPeerHasIt
-		if len(s.opts.Peers) > 0 && r.Header.Get(HeaderForwarded) == "" {
-			release, aerr := s.takeUploadSlot(signerAddr(sr.address))
-			if aerr != nil {
-				writeError(w, aerr)
+		if perr := s.fetchFromPeers(ctx, r, signerAddr(sr.address), blob); perr != nil {
+			var refused *slotRefusedError
+			if errors.As(perr, &refused) {
+				writeError(w, refused.aerr)
 				return
 			}
-			perr = s.fetchFromPeers(ctx, r, blob)
-			release()
-		}
-		if perr != nil {
 			var local *localStoreError
 			if errors.As(perr, &local) {
 				s.log.Error("blob store failed keeping a blob a peer served", "sha256", sum.String(), "key", key.String(), "err", local.err)
