@@ -46,9 +46,10 @@ const (
 	// (507).
 	refusedPending = "pending_bytes"
 	// refusedSignerUploads: the signer has max_uploads_per_signer uploads
-	// in flight (429).
+	// and peer fetches in flight (429).
 	refusedSignerUploads = "signer_uploads"
-	// refusedUploads: the sidecar has max_uploads uploads in flight (503).
+	// refusedUploads: the sidecar has max_uploads uploads and peer fetches
+	// in flight (503).
 	refusedUploads = "uploads"
 )
 

@@ -420,8 +420,14 @@ func (s *Server) authenticate(r *http.Request) (*emrv1.Member, *signedRequest, *
 // tooManyRequests is a 429 with code, whose message ends in when to retry,
 // which Retry-After says too.
 func tooManyRequests(code string, wait time.Duration, format string, args ...any) *apiError {
+	return retryLater(http.StatusTooManyRequests, code, wait, format, args...)
+}
+
+// retryLater is an answer of status with code, whose message ends in when
+// to retry, which Retry-After says too.
+func retryLater(status int, code string, wait time.Duration, format string, args ...any) *apiError {
 	retry := retrySeconds(wait)
-	e := errf(http.StatusTooManyRequests, code, format+"; retry in %s", append(args, retry)...)
+	e := errf(status, code, format+"; retry in %s", append(args, retry)...)
 	e.retryAfter = retry
 	return e
 }

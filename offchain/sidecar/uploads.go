@@ -93,7 +93,8 @@ func (u *uploadSlots) inFlight() int {
 }
 
 // takeUploadSlot is acquire, refusals answered as the client should see
-// them (and counted).
+// them (and counted). A member may meet them downloading too: a blob this
+// sidecar does not hold is fetched from a peer sidecar, which takes a slot.
 func (s *Server) takeUploadSlot(signer signerAddr) (release func(), aerr *apiError) {
 	release, err := s.uploads.acquire(signer)
 	switch {
@@ -102,14 +103,13 @@ func (s *Server) takeUploadSlot(signer signerAddr) (release func(), aerr *apiErr
 	case errors.Is(err, errSignerUploadsFull):
 		s.metrics.refused(refusedSignerUploads)
 		return nil, tooManyRequests("signer_uploads", uploadRetryAfter,
-			"%x has %d uploads in flight on this sidecar, the limit per signer (max_uploads_per_signer)", signer[:], s.uploads.perSigner)
+			"%x has %d uploads and peer fetches in flight on this sidecar, the limit per signer (max_uploads_per_signer); a download of a blob this sidecar does not hold is a peer fetch",
+			signer[:], s.uploads.perSigner)
 	}
 	s.metrics.refused(refusedUploads)
-	retry := retrySeconds(uploadRetryAfter)
-	e := errf(http.StatusServiceUnavailable, "uploads_busy",
-		"this sidecar has %d uploads in flight, its limit (max_uploads); retry in %s", s.uploads.total, retry)
-	e.retryAfter = retry
-	return nil, e
+	return nil, retryLater(http.StatusServiceUnavailable, "uploads_busy", uploadRetryAfter,
+		"this sidecar has %d uploads and peer fetches in flight, its limit (max_uploads); a download of a blob it does not hold is a peer fetch",
+		s.uploads.total)
 }
 
 // bodyDeadline reads an upload's body under a read deadline on its
