@@ -165,20 +165,6 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the connection.
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// countingReader counts the bytes read through it into a counter.
-type countingReader struct {
-	r io.Reader
-	c prometheus.Counter
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	c.c.Add(float64(n))
-	return n, err
-}
-
 // countingWriter counts the bytes written through it into a counter.
 type countingWriter struct {
 	w io.Writer

@@ -575,8 +575,7 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	body := newBodyDeadline(w, &countingReader{r: http.MaxBytesReader(w, r.Body, size), c: s.metrics.bytesIn},
-		s.opts.UploadIdleTimeout, s.opts.UploadMinRate)
+	body := newBodyDeadline(w, http.MaxBytesReader(w, r.Body, size), s.opts.UploadIdleTimeout, s.opts.UploadMinRate, s.metrics.bytesIn)
 	if err := s.store.Put(ctx, key, body, size); err != nil {
 		s.pending.release(reserved)
 		switch {

@@ -8,6 +8,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Uploads in flight.
@@ -119,7 +121,8 @@ func (s *Server) takeUploadSlot(signer signerAddr) (release func(), aerr *apiErr
 // or faster is never cut. When the body hits its end, net/http lifts the
 // deadline itself (it starts its background read of the connection), so
 // the store may take its time to commit
-// (TestPutSlowCommitOutlastsIdleTimeout).
+// (TestPutSlowCommitOutlastsIdleTimeout). It counts the bytes read into
+// bytesIn too.
 type bodyDeadline struct {
 	r       io.Reader
 	rc      *http.ResponseController
@@ -127,14 +130,15 @@ type bodyDeadline struct {
 	minRate int64         // bytes a second; <= 0: none
 	start   time.Time
 	n       int64
+	bytesIn prometheus.Counter
 	// failed: SetReadDeadline is not supported here; read without.
 	failed bool
 	// timedOut: a read failed on the deadline.
 	timedOut bool
 }
 
-func newBodyDeadline(w http.ResponseWriter, r io.Reader, idle time.Duration, minRate int64) *bodyDeadline {
-	return &bodyDeadline{r: r, rc: http.NewResponseController(w), idle: idle, minRate: minRate, start: time.Now()}
+func newBodyDeadline(w http.ResponseWriter, r io.Reader, idle time.Duration, minRate int64, bytesIn prometheus.Counter) *bodyDeadline {
+	return &bodyDeadline{r: r, rc: http.NewResponseController(w), idle: idle, minRate: minRate, start: time.Now(), bytesIn: bytesIn}
 }
 
 func (b *bodyDeadline) deadline(now time.Time) time.Time {
@@ -156,6 +160,7 @@ func (b *bodyDeadline) Read(p []byte) (int, error) {
 	}
 	n, err := b.r.Read(p)
 	b.n += int64(n)
+	b.bytesIn.Add(float64(n))
 	if err != nil && err != io.EOF && isTimeout(err) {
 		b.timedOut = true
 	}
