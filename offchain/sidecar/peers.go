@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -52,22 +51,6 @@ func (e *localStoreError) Unwrap() error { return e.err }
 type slotRefusedError struct{ aerr *apiError }
 
 func (e *slotRefusedError) Error() string { return e.aerr.Error() }
-
-// peerBody is a peer's answer body; it remembers whether reading it failed,
-// so that a failed Put can be told apart: the peer's (the transfer broke,
-// or the bytes are not the blob) or the local store's.
-type peerBody struct {
-	r   io.Reader
-	err error
-}
-
-func (b *peerBody) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	if err != nil && err != io.EOF {
-		b.err = err
-	}
-	return n, err
-}
 
 // fetchFromPeers copies blob from the first peer that serves it to the
 // member whose request r is, into the local store. The peer authorizes the
@@ -132,8 +115,10 @@ func (s *Server) fetchFromPeer(ctx context.Context, peer string, r *http.Request
 		return &slotRefusedError{aerr}
 	}
 	defer release()
-	// Put hashes while it writes and keeps nothing that does not match.
-	body := &peerBody{r: resp.Body}
+	// Put hashes while it writes and keeps nothing that does not match. A
+	// failed read of the body (body.err) tells a failed Put the peer's (the
+	// transfer broke, or the bytes are not the blob) from the local store's.
+	body := &errRecorder{r: resp.Body}
 	err = s.store.Put(ctx, blob.key, body, resp.ContentLength)
 	if err == nil || body.err != nil || ctx.Err() != nil ||
 		errors.Is(err, blobstore.ErrHashMismatch) || errors.Is(err, blobstore.ErrSizeMismatch) {

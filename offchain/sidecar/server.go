@@ -579,7 +579,7 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 	if err := s.store.Put(ctx, key, body, size); err != nil {
 		s.pending.release(reserved)
 		switch {
-		case body.timedOut:
+		case body.timedOut():
 			s.log.Info("upload timed out", "sha256", sum.String(), "uploader", hex.EncodeToString(caller.Address), "received", body.n, "size", size)
 			writeError(w, errf(http.StatusRequestTimeout, "upload_timeout",
 				"the body came too slowly: %d of %d bytes in %s; each read must come within %s (upload_idle_timeout), and the body at %d bytes a second at least (upload_min_rate)",

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"time"
 
@@ -133,12 +132,13 @@ type bodyDeadline struct {
 	bytesIn prometheus.Counter
 	// failed: SetReadDeadline is not supported here; read without.
 	failed bool
-	// timedOut: a read failed on the deadline.
-	timedOut bool
+	// errRecorder reads through; its err tells a read that failed on the
+	// deadline (timedOut).
+	errRecorder
 }
 
 func newBodyDeadline(w http.ResponseWriter, r io.Reader, idle time.Duration, minRate int64, bytesIn prometheus.Counter) *bodyDeadline {
-	return &bodyDeadline{r: r, rc: http.NewResponseController(w), idle: idle, minRate: minRate, start: time.Now(), bytesIn: bytesIn}
+	return &bodyDeadline{errRecorder: errRecorder{r: r}, rc: http.NewResponseController(w), idle: idle, minRate: minRate, start: time.Now(), bytesIn: bytesIn}
 }
 
 func (b *bodyDeadline) deadline(now time.Time) time.Time {
@@ -158,16 +158,33 @@ func (b *bodyDeadline) Read(p []byte) (int, error) {
 			b.failed = true
 		}
 	}
-	n, err := b.r.Read(p)
+	n, err := b.errRecorder.Read(p)
 	b.n += int64(n)
 	b.bytesIn.Add(float64(n))
-	if err != nil && err != io.EOF && isTimeout(err) {
-		b.timedOut = true
-	}
 	return n, err
 }
 
+// timedOut: a read failed on the deadline.
+func (b *bodyDeadline) timedOut() bool { return isTimeout(b.err) }
+
+// isTimeout: err is a timeout, among them an exceeded deadline
+// (os.ErrDeadlineExceeded is a net.Error whose Timeout is true).
 func isTimeout(err error) bool {
 	var ne net.Error
-	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// errRecorder reads r and remembers its first failure (io.EOF is none) in err,
+// so that the reader's failure can be told from its consumer's.
+type errRecorder struct {
+	r   io.Reader
+	err error
+}
+
+func (b *errRecorder) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF && b.err == nil {
+		b.err = err
+	}
+	return n, err
 }
