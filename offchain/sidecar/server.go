@@ -581,9 +581,13 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case body.timedOut():
 			s.log.Info("upload timed out", "sha256", sum.String(), "uploader", hex.EncodeToString(caller.Address), "received", body.n, "size", size)
+			rate := "" // upload_min_rate disabled
+			if s.opts.UploadMinRate > 0 {
+				rate = fmt.Sprintf(", and the body at %d bytes a second at least (upload_min_rate)", s.opts.UploadMinRate)
+			}
 			writeError(w, errf(http.StatusRequestTimeout, "upload_timeout",
-				"the body came too slowly: %d of %d bytes in %s; each read must come within %s (upload_idle_timeout), and the body at %d bytes a second at least (upload_min_rate)",
-				body.n, size, time.Since(body.start).Round(time.Millisecond), s.opts.UploadIdleTimeout, max(s.opts.UploadMinRate, 0)))
+				"the body came too slowly: %d of %d bytes in %s; each read must come within %s (upload_idle_timeout)%s",
+				body.n, size, time.Since(body.start).Round(time.Millisecond), s.opts.UploadIdleTimeout, rate))
 		case errors.Is(err, blobstore.ErrHashMismatch):
 			writeError(w, errf(http.StatusBadRequest, "hash_mismatch", "the body does not hash to %s: nothing was stored (%v)", sum, err))
 		case errors.Is(err, blobstore.ErrSizeMismatch):
