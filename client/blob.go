@@ -521,11 +521,8 @@ func (c *Client) Download(ctx context.Context, s Signer, req DownloadRequest, op
 	if purpose == emrv1.Purpose_PURPOSE_UNSPECIFIED {
 		purpose = emrv1.Purpose_PURPOSE_TREATMENT
 	}
-	rec, err := c.Record(ctx, req.PatientID, req.Record)
+	rec, err := c.signedRecord(ctx, req.PatientID, req.Record)
 	if err != nil {
-		return nil, fmt.Errorf("record %d: %w", req.Record, err)
-	}
-	if err := c.CheckUploaderSignatures(ctx, []*emrv1.Record{rec}); err != nil {
 		return nil, err
 	}
 	dataKey, err := unwrapRecordKey(rec, req.KEK)
@@ -558,6 +555,20 @@ func (c *Client) Download(ctx context.Context, s Signer, req DownloadRequest, op
 	}
 	res.Sidecar, res.Size, res.Path = url, n, req.Output
 	return res, nil
+}
+
+// signedRecord is Record, refused (ErrVerification) unless its uploader
+// signature verifies (CheckUploaderSignatures): the record whose data key
+// Download and ShareRecord unwrap is the one its uploader signed.
+func (c *Client) signedRecord(ctx context.Context, patientID []byte, seq uint64) (*emrv1.Record, error) {
+	rec, err := c.Record(ctx, patientID, seq)
+	if err != nil {
+		return nil, fmt.Errorf("record %d: %w", seq, err)
+	}
+	if err := c.CheckUploaderSignatures(ctx, []*emrv1.Record{rec}); err != nil {
+		return nil, err
+	}
+	return rec, nil
 }
 
 // logRead submits the RecordAccess that logs a read of a record and
@@ -843,12 +854,9 @@ func (c *Client) ShareRecord(ctx context.Context, s Signer, req ShareRequest, op
 	if err != nil {
 		return nil, fmt.Errorf("study %q key: %w", req.StudyID, err)
 	}
-	rec, err := c.Record(ctx, req.PatientID, req.Record)
-	if err != nil {
-		return nil, fmt.Errorf("record %d: %w", req.Record, err)
-	}
 	// As Download does: what goes to a study is what its uploader signed.
-	if err := c.CheckUploaderSignatures(ctx, []*emrv1.Record{rec}); err != nil {
+	rec, err := c.signedRecord(ctx, req.PatientID, req.Record)
+	if err != nil {
 		return nil, err
 	}
 	if rec.KeyVersion != perm.KeyVersion {
