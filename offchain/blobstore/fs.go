@@ -85,17 +85,15 @@ func (s *FS) Put(ctx context.Context, key Key, r io.Reader, size int64) (err err
 			// The refreshed age is what keeps an acknowledged re-upload
 			// from the sweep: make it durable before acknowledging.
 			terr = syncFile(final)
+		} else {
+			terr = fmt.Errorf("blobstore: touch %s: %w", key, terr)
 		}
-		switch {
-		case terr == nil:
-			return nil
-		case errors.Is(terr, fs.ErrNotExist):
+		if errors.Is(terr, fs.ErrNotExist) {
 			// Deleted meanwhile (by a sweep): the body is consumed, so the
 			// caller must retry.
 			return fmt.Errorf("blobstore: %s was deleted while it was being re-put: %w", key, ErrNotFound)
-		default:
-			return fmt.Errorf("blobstore: touch %s: %w", key, terr)
 		}
+		return terr
 	}
 
 	f, err := os.CreateTemp(s.tmp, "put-*")
@@ -186,35 +184,20 @@ func (s *FS) mkdirSynced(owner Owner, dir string) error {
 	return nil
 }
 
-// syncFile makes the metadata of file (its modification time) durable. A
-// variable, so that tests can see it is called and make it fail.
-var syncFile = fsyncFile
+// syncFile makes the metadata of file (its modification time) durable,
+// syncDir the entries of dir. Variables, so that tests can see what is
+// synced and make a sync fail.
+var syncFile, syncDir = fsync, fsync
 
-func fsyncFile(name string) error {
+// fsync opens name (a file or a directory), syncs it and closes it.
+func fsync(name string) error {
 	f, err := os.Open(name)
-	if err != nil {
-		return err
-	}
-	serr := f.Sync()
-	cerr := f.Close()
-	if serr != nil {
-		return fmt.Errorf("fsync: %w", serr)
-	}
-	return cerr
-}
-
-// syncDir makes the entries of dir durable. A variable, so that tests can
-// see which directories a Put syncs and make a sync fail.
-var syncDir = fsyncDir
-
-func fsyncDir(dir string) error {
-	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("blobstore: %w", err)
 	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("blobstore: fsync %s: %w", dir, err)
+	defer f.Close()
+	if err := f.Sync(); err != nil { // *fs.PathError: "sync <name>: ..."
+		return fmt.Errorf("blobstore: %w", err)
 	}
 	return nil
 }
