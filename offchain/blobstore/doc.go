@@ -24,7 +24,7 @@
 //   - MinIO, any S3-compatible server through minio-go/v7. Blobs are objects
 //     PREFIX/blobs/<owner hex>/<sum hex> in one bucket (created if missing);
 //     a Put uploads PREFIX/tmp/<random> with a known size (streaming,
-//     multipart above 5 MiB; minio-go allocates one part, MinIOPartSize:
+//     multipart above 5 MiB; minio-go allocates one part:
 //     5 MiB up to 48.8 GiB blobs, before the body's first byte arrives, so
 //     each Put in flight holds that much memory, whatever its pace), then
 //     copies it server-side to its final name and deletes the temporary

@@ -58,13 +58,13 @@ const (
 	minioMaxParts    = 10_000
 )
 
-// MinIOPartSize is the part size of a MinIO Put of size bytes, which is
+// minioPartSize is the part size of a MinIO Put of size bytes, which is
 // also the buffer minio-go allocates for it, before the first byte of the
 // body arrives: S3's minimum of 5 MiB for blobs up to 10,000 of those
 // (48.8 GiB), else the smallest whole MiB that fits the blob in 10,000
 // parts. A blob of at most one part is uploaded in a single streaming PUT,
 // with no buffer of its size.
-func MinIOPartSize(size int64) uint64 {
+func minioPartSize(size int64) uint64 {
 	const mib = 1 << 20
 	part := (size + minioMaxParts - 1) / minioMaxParts
 	part = (part + mib - 1) / mib * mib
@@ -244,7 +244,7 @@ func (s *MinIO) Put(ctx context.Context, key Key, r io.Reader, size int64) (err 
 	v := newVerifier(ctx, r, size)
 	_, perr := s.c.PutObject(ctx, s.bucket, tmp, v, size, minio.PutObjectOptions{
 		ContentType: "application/octet-stream",
-		PartSize:    MinIOPartSize(size),
+		PartSize:    minioPartSize(size),
 	})
 	defer func() {
 		// The temporary object goes in every case, even if ctx ended.

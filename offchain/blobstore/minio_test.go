@@ -198,7 +198,7 @@ func stalledPutHeap(t *testing.T, s Store, n int, size int64) uint64 {
 
 // TestMinIOStalledPutMemory: minio-go allocates a whole part for a
 // multipart upload before the body's first byte arrives, so a Put whose
-// client stalls holds one part: 5 MiB (MinIOPartSize), not minio-go's
+// client stalls holds one part: 5 MiB (minioPartSize), not minio-go's
 // default of 16 MiB.
 func TestMinIOStalledPutMemory(t *testing.T) {
 	const n = 8
@@ -226,12 +226,12 @@ func TestMinIOPartSize(t *testing.T) {
 		{10_000 * 5 * mib, 5 * mib}, {10_000*5*mib + 1, 6 * mib},
 		{100 << 30, 11 * mib}, {5 << 40, 525 * mib},
 	} {
-		got := MinIOPartSize(c.size)
+		got := minioPartSize(c.size)
 		if got != c.want {
-			t.Errorf("MinIOPartSize(%d) = %d MiB + %d, want %d MiB", c.size, got/mib, got%mib, c.want/mib)
+			t.Errorf("minioPartSize(%d) = %d MiB + %d, want %d MiB", c.size, got/mib, got%mib, c.want/mib)
 		}
 		if c.size > int64(got)*10_000 || got > 5<<30 {
-			t.Errorf("MinIOPartSize(%d) = %d does not fit S3's limits", c.size, got)
+			t.Errorf("minioPartSize(%d) = %d does not fit S3's limits", c.size, got)
 		}
 	}
 }

@@ -147,8 +147,8 @@
 // # Uploads in flight
 //
 // A store's Put holds a buffer from its start, however slowly the body
-// comes: with MinIO one part (5 MiB for blobs up to 48.8 GiB,
-// blobstore.MinIOPartSize), with the filesystem 256 KiB. Each read of a
+// comes: with MinIO one part (5 MiB for blobs up to 48.8 GiB; see the
+// blobstore package), with the filesystem 256 KiB. Each read of a
 // body must come within UploadIdleTimeout (30 s), and after a first idle
 // timeout the body must keep up UploadMinRate (64 KiB/s) on average, or
 // the upload ends with 408 and its connection is closed; at most

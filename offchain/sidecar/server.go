@@ -130,7 +130,7 @@ type Options struct {
 	// MaxUploads bounds the uploads whose body is being read (and the
 	// read-throughs from peers) at once: beyond, an upload is refused
 	// (503, Retry-After) before its body is read. With MinIO each holds a
-	// 5 MiB part (blobstore.MinIOPartSize), so memory is bounded by
+	// 5 MiB part (for blobs up to 48.8 GiB), so memory is bounded by
 	// MaxUploads × 5 MiB. Negative: no bound.
 	MaxUploads int
 	// MaxUploadsPerSigner bounds those of one signer (429, Retry-After).

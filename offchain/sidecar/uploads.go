@@ -14,8 +14,8 @@ import (
 // Uploads in flight.
 //
 // A store's Put holds memory from the moment it starts, whatever the pace
-// of the body: MinIO one part (blobstore.MinIOPartSize, 5 MiB for blobs up
-// to 48.8 GiB, allocated before the first byte), the filesystem store a
+// of the body: MinIO one part (5 MiB for blobs up to 48.8 GiB, allocated
+// before the first byte; see the blobstore package), the filesystem store a
 // 256 KiB copy buffer. A client may send the headers and then the body
 // slowly, or never. So:
 //
