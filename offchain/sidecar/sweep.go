@@ -212,7 +212,8 @@ func decrement(b []byte) bool {
 // sweepLoop runs the sweep every SweepInterval, and when the sweep is
 // disabled still removes the leftovers of interrupted uploads every
 // DefaultSweepInterval (they are no one's blobs, and only take space).
-// Those are also removed once at start.
+// Those are also removed once at start. Each round ends within its
+// interval, and all at once when stop closes.
 func (s *Server) sweepLoop(stop <-chan struct{}) {
 	defer s.wg.Done()
 	sweep := s.opts.SweepInterval > 0
@@ -220,11 +221,9 @@ func (s *Server) sweepLoop(stop <-chan struct{}) {
 	if !sweep {
 		interval = DefaultSweepInterval
 	}
-	ctx, cancel := untilStop(context.Background(), stop)
-	if n := s.cleanTemp(ctx); n > 0 {
-		s.log.Info("removed temporary uploads left by an earlier run", "count", n)
-	}
-	cancel()
+	base, cancelBase := untilStop(context.Background(), stop)
+	defer cancelBase()
+	s.cleanTempLogged(base, "removed temporary uploads left by an earlier run")
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -233,28 +232,35 @@ func (s *Server) sweepLoop(stop <-chan struct{}) {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), interval)
-		ctx, cancelStop := untilStop(ctx, stop)
-		if !sweep {
-			if n := s.cleanTemp(ctx); n > 0 {
-				s.log.Info("removed temporary uploads of interrupted uploads", "count", n)
-			}
-			cancelStop()
-			cancel()
-			continue
+		ctx, cancel := context.WithTimeout(base, interval)
+		if sweep {
+			s.sweepLogged(ctx)
+		} else {
+			s.cleanTempLogged(ctx, "removed temporary uploads of interrupted uploads")
 		}
-		start := time.Now()
-		rep, err := s.Sweep(ctx)
-		cancelStop()
 		cancel()
-		if err != nil {
-			s.log.Error("sweep failed", "temp_removed", rep.TempRemoved, "err", err)
-			continue
-		}
-		s.log.Info("sweep done", "checked", rep.Checked, "deleted", rep.Deleted, "deleted_bytes", rep.DeletedBytes,
-			"kept", rep.Kept, "errors", rep.Errors, "busy", rep.Busy, "temp_removed", rep.TempRemoved, "wrapped", rep.Wrapped, "height", rep.Height,
-			"took", time.Since(start).Round(time.Millisecond).String())
 	}
+}
+
+// cleanTempLogged is cleanTemp, logging msg with the count if it removed
+// any.
+func (s *Server) cleanTempLogged(ctx context.Context, msg string) {
+	if n := s.cleanTemp(ctx); n > 0 {
+		s.log.Info(msg, "count", n)
+	}
+}
+
+// sweepLogged is Sweep, logging its report.
+func (s *Server) sweepLogged(ctx context.Context) {
+	start := time.Now()
+	rep, err := s.Sweep(ctx)
+	if err != nil {
+		s.log.Error("sweep failed", "temp_removed", rep.TempRemoved, "err", err)
+		return
+	}
+	s.log.Info("sweep done", "checked", rep.Checked, "deleted", rep.Deleted, "deleted_bytes", rep.DeletedBytes,
+		"kept", rep.Kept, "errors", rep.Errors, "busy", rep.Busy, "temp_removed", rep.TempRemoved, "wrapped", rep.Wrapped, "height", rep.Height,
+		"took", time.Since(start).Round(time.Millisecond).String())
 }
 
 // untilStop is ctx, also cancelled when stop closes (the server shuts
