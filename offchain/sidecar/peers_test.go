@@ -19,21 +19,26 @@ import (
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
-// peerOf starts a second sidecar on e's chain with its own store, whose
-// peers are peers.
-func peerOf(t *testing.T, e *env, peers ...string) (*httptest.Server, *blobstore.FS) {
+// peerOf starts a second sidecar on e's chain with its own filesystem
+// store, whose peers are peers; mod, if not nil, amends its options (it
+// may wrap o.Store).
+func peerOf(t *testing.T, e *env, mod func(*Options), peers ...string) (*httptest.Server, *Server) {
 	t.Helper()
 	store, err := blobstore.OpenFS(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Options{Store: store, Chain: e.chain, SweepInterval: -1, Peers: peers})
+	o := Options{Store: store, Chain: e.chain, SweepInterval: -1, Peers: peers}
+	if mod != nil {
+		mod(&o)
+	}
+	srv, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	return ts, store
+	return ts, srv
 }
 
 // uploadedRecord uploads a blob to e's sidecar as its writer and records
@@ -57,7 +62,7 @@ func uploadedRecord(t *testing.T, e *env) ([]byte, [32]byte, *emrv1.Record) {
 func TestReadThroughPeers(t *testing.T) {
 	e := newEnv(t, nil) // hospital A's sidecar: holds the upload
 	data, sum, rec := uploadedRecord(t, e)
-	b, bStore := peerOf(t, e, e.ts.URL) // hospital B's sidecar, peered with A
+	b, bSrv := peerOf(t, e, nil, e.ts.URL) // hospital B's sidecar, peered with A
 	viaB := func(a *actor) ([]byte, error) {
 		var buf bytes.Buffer
 		_, err := NewClient(b.URL, a, nil).Get(context.Background(), RecordRef(rec.PatientId, rec.Sequence), sum, &buf, nil)
@@ -68,7 +73,7 @@ func TestReadThroughPeers(t *testing.T) {
 	// the member on its own view of the chain first), and keeps nothing.
 	_, err := viaB(e.reader)
 	wantStatus(t, err, 403, "no committed access event")
-	if _, err := bStore.Stat(context.Background(), e.key(sum)); err == nil {
+	if _, err := bSrv.store.Stat(context.Background(), e.key(sum)); err == nil {
 		t.Fatal("B kept a blob the member may not read")
 	}
 
@@ -77,7 +82,7 @@ func TestReadThroughPeers(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("read through B: %v", err)
 	}
-	if _, err := bStore.Stat(context.Background(), e.key(sum)); err != nil {
+	if _, err := bSrv.store.Stat(context.Background(), e.key(sum)); err != nil {
 		t.Fatalf("B did not keep the replicated blob: %v", err)
 	}
 
@@ -100,14 +105,14 @@ func TestReadThroughPeers(t *testing.T) {
 	rec2 := e.chain.addRecord(e.pid, otherSum, e.writer)
 	rec2.Size = uint64(len(other))
 	e.chain.recordAccess(rec2, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
-	c, cStore := peerOf(t, e, liar.URL)
+	c, cSrv := peerOf(t, e, nil, liar.URL)
 	var buf bytes.Buffer
 	_, err = NewClient(c.URL, e.reader, nil).Get(context.Background(), RecordRef(rec2.PatientId, rec2.Sequence), otherSum, &buf, nil)
 	wantStatus(t, err, 404, "does not hash")
 	short.Store(true)
 	_, err = NewClient(c.URL, e.reader, nil).Get(context.Background(), RecordRef(rec2.PatientId, rec2.Sequence), otherSum, &buf, nil)
 	wantStatus(t, err, 404, "it announces 5 bytes; the chain says the blob has 1500")
-	if _, err := cStore.Stat(context.Background(), e.key(otherSum)); err == nil {
+	if _, err := cSrv.store.Stat(context.Background(), e.key(otherSum)); err == nil {
 		t.Fatal("a forged blob was stored")
 	}
 
@@ -119,7 +124,7 @@ func TestReadThroughPeers(t *testing.T) {
 		fmt.Fprintf(w, `{"error":"\u001b]0;owned\u0007\u001b[2J\u202e%s","code":"x\u001b[31m"}`, strings.Repeat("A", 60_000))
 	}))
 	t.Cleanup(hostile.Close)
-	h, _ := peerOf(t, e, hostile.URL)
+	h, _ := peerOf(t, e, nil, hostile.URL)
 	// The sidecar's own answer, read raw (a Client would clean it again).
 	req, err := http.NewRequest(http.MethodGet, h.URL+"/v1/blobs/"+hex.EncodeToString(otherSum[:])+"?"+RecordRef(rec2.PatientId, rec2.Sequence).query(), nil)
 	if err != nil {
@@ -148,7 +153,7 @@ func TestReadThroughPeers(t *testing.T) {
 	var yHandler http.Handler
 	y := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { yHandler.ServeHTTP(w, r) }))
 	t.Cleanup(y.Close)
-	x, _ := peerOf(t, e, y.URL)
+	x, _ := peerOf(t, e, nil, y.URL)
 	yStore, _ := blobstore.OpenFS(t.TempDir())
 	ySrv, err := New(Options{Store: yStore, Chain: e.chain, SweepInterval: -1, Peers: []string{x.URL}})
 	if err != nil {
@@ -176,19 +181,10 @@ func (f failingPut) Put(context.Context, blobstore.Key, io.Reader, int64) error 
 func TestReadThroughLocalStoreFailure(t *testing.T) {
 	e := newEnv(t, nil)
 	_, sum, rec := uploadedRecord(t, e)
-	fsStore, err := blobstore.OpenFS(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := New(Options{Store: failingPut{fsStore}, Chain: e.chain, SweepInterval: -1, Peers: []string{e.ts.URL}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := httptest.NewServer(srv.Handler())
-	defer b.Close()
+	b, _ := peerOf(t, e, func(o *Options) { o.Store = failingPut{o.Store} }, e.ts.URL)
 	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
 	var buf bytes.Buffer
-	_, err = NewClient(b.URL, e.reader, nil).Get(context.Background(), RecordRef(rec.PatientId, rec.Sequence), sum, &buf, nil)
+	_, err := NewClient(b.URL, e.reader, nil).Get(context.Background(), RecordRef(rec.PatientId, rec.Sequence), sum, &buf, nil)
 	wantStatus(t, err, http.StatusInternalServerError, "")
 	var se *Error
 	if errors.As(err, &se) && (se.Code != "store_error" || strings.Contains(se.Reason, "/var/lib") || strings.Contains(se.Reason, "no space")) {
@@ -206,17 +202,10 @@ func TestReadThroughTakesUploadSlot(t *testing.T) {
 	e := newEnv(t, nil)
 	data, sum, rec := uploadedRecord(t, e)
 	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
-	bStore, err := blobstore.OpenFS(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	bSrv, err := New(Options{Store: bStore, Chain: e.chain, SweepInterval: -1, Peers: []string{e.ts.URL},
-		MaxUploads: 2, MaxUploadsPerSigner: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := httptest.NewServer(bSrv.Handler())
-	defer b.Close()
+	b, bSrv := peerOf(t, e, func(o *Options) {
+		o.MaxUploads = 2
+		o.MaxUploadsPerSigner = 1
+	}, e.ts.URL)
 	get := func() ([]byte, error) {
 		var buf bytes.Buffer
 		_, err := NewClient(b.URL, e.reader, nil).Get(context.Background(), RecordRef(rec.PatientId, rec.Sequence), sum, &buf, nil)
@@ -237,7 +226,7 @@ func TestReadThroughTakesUploadSlot(t *testing.T) {
 		if se := err.(*Error); se.Code != code || se.RetryAfter <= 0 {
 			t.Fatalf("refusal %+v: want code %s and a Retry-After", se, code)
 		}
-		if _, err := bStore.Stat(context.Background(), e.key(sum)); err == nil {
+		if _, err := bSrv.store.Stat(context.Background(), e.key(sum)); err == nil {
 			t.Fatal("B kept the blob without an upload slot")
 		}
 	}

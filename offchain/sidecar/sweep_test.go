@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -479,21 +478,6 @@ func TestServeCleansTempWithSweepDisabled(t *testing.T) {
 	}
 }
 
-// putEntered says when the store's Put starts (the handler holds the
-// blob's key lock by then).
-type putEntered struct {
-	blobstore.Store
-	entered chan struct{}
-}
-
-func (p *putEntered) Put(ctx context.Context, key blobstore.Key, r io.Reader, size int64) error {
-	select {
-	case p.entered <- struct{}{}:
-	default:
-	}
-	return p.Store.Put(ctx, key, r, size)
-}
-
 // TestSweepSkipsBlobBeingUploaded: a member re-uploads an old blob no
 // record references and sends no body. The upload holds the blob's lock
 // while the store waits for the body; the sweep passes over the blob at
@@ -501,10 +485,7 @@ func (p *putEntered) Put(ctx context.Context, key blobstore.Key, r io.Reader, si
 // the pass, and the quota accounting and temp cleaning after it, go on.
 func TestSweepSkipsBlobBeingUploaded(t *testing.T) {
 	var ahead atomic.Int64
-	hook := &putEntered{entered: make(chan struct{}, 1)}
-	e := newEnv(t, func(o *Options) {
-		hook.Store = o.Store
-		o.Store = hook
+	e, hook := hookedEnv(t, func(o *Options) {
 		o.Now = func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
 	})
 	data := []byte("uploaded, never referenced")
@@ -512,14 +493,9 @@ func TestSweepSkipsBlobBeingUploaded(t *testing.T) {
 	if _, err := e.put(e.writer, data); err != nil {
 		t.Fatal(err)
 	}
-	<-hook.entered
-	pr, pw := io.Pipe()
-	uploaded := make(chan error, 1)
-	go func() {
-		_, err := e.client(e.writer).Put(context.Background(), e.pid, testCategory, sum, pr, int64(len(data)))
-		uploaded <- err
-	}()
-	<-hook.entered // the stalled upload holds the key lock, waiting for its body
+	<-hook.entered // that first upload's
+	// The stalled upload holds the key lock, waiting for its body.
+	pw, uploaded := stalledUpload(t, e, hook, e.writer, sum, int64(len(data)))
 
 	ahead.Store(int64(2 * time.Hour))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -562,10 +538,30 @@ func TestKeyLocksTryLock(t *testing.T) {
 	} else {
 		u()
 	}
+	// Another waits for k: once its holder lets go, k is the waiter's
+	// (held, or about to be), and tryLock still fails.
+	release := make(chan struct{})
+	go func() {
+		unlock := l.lock(k)
+		<-release
+		unlock()
+	}()
+	for users := 0; users < 2; time.Sleep(time.Millisecond) {
+		l.mu.Lock()
+		users = l.held[k].users
+		l.mu.Unlock()
+	}
 	unlock()
+	if _, ok := l.tryLock(k); ok {
+		t.Fatal("tryLock of a key waited for succeeded")
+	}
+	close(release)
 	u, ok := l.tryLock(k)
-	if !ok {
-		t.Fatal("tryLock of a released key failed")
+	for deadline := time.Now().Add(5 * time.Second); !ok; u, ok = l.tryLock(k) {
+		if time.Now().After(deadline) {
+			t.Fatal("tryLock of a released key failed")
+		}
+		time.Sleep(time.Millisecond)
 	}
 	u()
 	if len(l.held) != 0 {

@@ -13,16 +13,31 @@ import (
 	"github.com/emrchain/emrchain/offchain/blobstore"
 )
 
-// stalledUpload starts an upload by a of size bytes whose body comes from
-// the returned pipe writer, and waits until the store's Put started
-// (hook). The returned channel has the client's result.
-func stalledUpload(t *testing.T, e *env, hook *putEntered, a *actor, size int64) (*io.PipeWriter, <-chan error) {
+// putEntered says when the store's Put starts (the handler holds the
+// blob's key lock and its upload slot by then).
+type putEntered struct {
+	blobstore.Store
+	entered chan struct{}
+}
+
+func (p *putEntered) Put(ctx context.Context, key blobstore.Key, r io.Reader, size int64) error {
+	select {
+	case p.entered <- struct{}{}:
+	default:
+	}
+	return p.Store.Put(ctx, key, r, size)
+}
+
+// stalledUpload starts an upload by a of blob sum, size bytes, whose body
+// comes from the returned pipe writer, and waits until the store's Put
+// started (hook). The returned channel has the client's result.
+func stalledUpload(t *testing.T, e *env, hook *putEntered, a *actor, sum [32]byte, size int64) (*io.PipeWriter, <-chan error) {
 	t.Helper()
 	pr, pw := io.Pipe()
 	t.Cleanup(func() { pw.Close() })
 	done := make(chan error, 1)
 	go func() {
-		_, err := e.client(a).Put(context.Background(), e.pid, testCategory, sha256.Sum256([]byte("never sent")), pr, size)
+		_, err := e.client(a).Put(context.Background(), e.pid, testCategory, sum, pr, size)
 		done <- err
 	}()
 	select {
@@ -43,6 +58,12 @@ func waitNoUploads(t *testing.T, e *env, what string) {
 	}
 }
 
+// neverSent is the sum of the stalled uploads whose body is never sent
+// whole.
+var neverSent = sha256.Sum256([]byte("never sent"))
+
+// hookedEnv is newEnv (mod amends its options) with its store's Put
+// hooked (putEntered).
 func hookedEnv(t *testing.T, mod func(*Options)) (*env, *putEntered) {
 	hook := &putEntered{entered: make(chan struct{}, 1)}
 	e := newEnv(t, func(o *Options) {
@@ -62,7 +83,7 @@ func hookedEnv(t *testing.T, mod func(*Options)) (*env, *putEntered) {
 func TestPutStalledBodyTimesOut(t *testing.T) {
 	e, hook := hookedEnv(t, func(o *Options) { o.UploadIdleTimeout = 300 * time.Millisecond })
 	start := time.Now()
-	pw, done := stalledUpload(t, e, hook, e.writer, 1<<20)
+	pw, done := stalledUpload(t, e, hook, e.writer, neverSent, 1<<20)
 	waitNoUploads(t, e, "an upload that sends no body")
 	if took := time.Since(start); took > 3*time.Second {
 		t.Fatalf("the stalled upload ended after %s", took)
@@ -86,7 +107,7 @@ func TestPutTricklingBodyTimesOut(t *testing.T) {
 		o.UploadMinRate = 1000
 	})
 	start := time.Now()
-	pw, _ := stalledUpload(t, e, hook, e.writer, 1<<20)
+	pw, _ := stalledUpload(t, e, hook, e.writer, neverSent, 1<<20)
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
@@ -117,7 +138,7 @@ func TestPutUploadSlots(t *testing.T) {
 		o.MaxUploadsPerSigner = 1
 	})
 	data := []byte("a second upload")
-	pw, done := stalledUpload(t, e, hook, e.writer, 1<<20)
+	pw, done := stalledUpload(t, e, hook, e.writer, neverSent, 1<<20)
 	_, err := e.put(e.writer, data)
 	wantStatus(t, err, http.StatusTooManyRequests, "max_uploads_per_signer")
 	if se := err.(*Error); se.Code != "signer_uploads" || se.RetryAfter <= 0 {
