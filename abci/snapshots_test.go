@@ -170,8 +170,16 @@ func TestStateSyncChunkOutOfOrder(t *testing.T) {
 		t.Fatalf("chunk 1 before 0: %v, want REJECT_SNAPSHOT", r)
 	}
 	checkInfo(t, dst, 0, nil)
+	restoreAll(t, src, dst, snap, appHash)
+}
+
+// restoreAll offers snap to dst, applies every chunk from src, and checks
+// that dst is then at the snapshot's height and trusted app hash (4: the
+// source chain's).
+func restoreAll(t *testing.T, src, dst *node, snap *types.Snapshot, appHash []byte) {
+	t.Helper()
 	if r := offer(t, dst, snap, appHash); r != types.OFFER_SNAPSHOT_RESULT_ACCEPT {
-		t.Fatalf("offered again: %v", r)
+		t.Fatalf("OfferSnapshot = %v, want ACCEPT", r)
 	}
 	for i := range snap.Chunks {
 		if r := apply(t, dst, i, chunkOf(t, src, snap, i), "peer"); r.Result != types.APPLY_SNAPSHOT_CHUNK_RESULT_ACCEPT {
@@ -256,15 +264,7 @@ func TestStateSyncWrongAppHash(t *testing.T) {
 		t.Fatalf("last chunk of a tree that is not the trusted hash: %v, want REJECT_SNAPSHOT", last)
 	}
 	checkInfo(t, dst, 0, nil)
-	if r := offer(t, dst, snap, appHash); r != types.OFFER_SNAPSHOT_RESULT_ACCEPT {
-		t.Fatalf("offer after the wipe = %v", r)
-	}
-	for i := range snap.Chunks {
-		if r := apply(t, dst, i, chunkOf(t, src, snap, i), "peer"); r.Result != types.APPLY_SNAPSHOT_CHUNK_RESULT_ACCEPT {
-			t.Fatalf("chunk %d: %v", i, r)
-		}
-	}
-	checkInfo(t, dst, 4, appHash)
+	restoreAll(t, src, dst, snap, appHash)
 }
 
 // TestStateSyncOfferRefusals: offers the app must refuse, with answers,

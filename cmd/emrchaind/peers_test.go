@@ -66,14 +66,7 @@ func TestStartPeerFilterSettings(t *testing.T) {
 	}
 	settings := func(args ...string) *nodeSettings {
 		t.Helper()
-		start, _, err := newRootCmd().Find([]string{"start"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := start.ParseFlags(append([]string{"--home", home}, args...)); err != nil {
-			t.Fatal(err)
-		}
-		s, err := loadNodeSettings(start)
+		s, err := startSettings(t, home, args...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -90,13 +83,23 @@ func TestStartPeerFilterSettings(t *testing.T) {
 	if !s.config.FilterPeers || !reflect.DeepEqual(s.peers, []string{peerC}) {
 		t.Fatalf("with a persistent peer: filter_peers %v, allowed %v; want on, [%s]", s.config.FilterPeers, s.peers, peerC)
 	}
-	start, _, _ := newRootCmd().Find([]string{"start"})
-	if err := start.ParseFlags([]string{"--home", home, "--p2p.persistent_peers", "127.0.0.1:26656"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := loadNodeSettings(start); err == nil || !strings.Contains(err.Error(), "p2p.persistent_peers") {
+	if _, err := startSettings(t, home, "--p2p.persistent_peers", "127.0.0.1:26656"); err == nil || !strings.Contains(err.Error(), "p2p.persistent_peers") {
 		t.Fatalf("a persistent peer without an id: %v, want refused", err)
 	}
+}
+
+// startSettings is what `emrchaind start --home home args...` would run
+// with, or why it refuses to start.
+func startSettings(t *testing.T, home string, args ...string) (*nodeSettings, error) {
+	t.Helper()
+	start, _, err := newRootCmd().Find([]string{"start"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := start.ParseFlags(append([]string{"--home", home}, args...)); err != nil {
+		t.Fatal(err)
+	}
+	return loadNodeSettings(start)
 }
 
 // TestStartPruningFlags: the pruning flags set app.toml's store settings;
@@ -109,14 +112,7 @@ func TestStartPruningFlags(t *testing.T) {
 	}
 	settings := func(args ...string) (*nodeSettings, error) {
 		t.Helper()
-		start, _, err := newRootCmd().Find([]string{"start"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := start.ParseFlags(append([]string{"--home", home}, args...)); err != nil {
-			t.Fatal(err)
-		}
-		return loadNodeSettings(start)
+		return startSettings(t, home, args...)
 	}
 	s, err := settings("--pruning-keep-recent", "100000", "--pruning-interval", "1000")
 	if err != nil || s.app.Store.PruningKeepRecent != 100000 || s.app.Store.PruningInterval != 1000 {
