@@ -51,6 +51,8 @@
 #   TIMEOUT_PROPOSE  consensus timeout_propose of both networks [3s, CometBFT's
 #                  default; "" keeps the 1s emrchaind testnet writes, which
 #                  under saturation on 2 shared cores fails rounds]
+#   TIMEOUT_COMMIT consensus timeout_commit of both networks [the 500ms
+#                  `emrchaind testnet` writes]
 #   MEMPOOL_SIZE   [mempool] size of both networks, in transactions [the
 #                  5,000 `emrchaind testnet` writes, CometBFT's default]
 #   KV_RATE        loadtime's rate per endpoint at saturation, tx/s [1500]
@@ -147,7 +149,7 @@ trap 'exit 130' INT TERM
 {
   echo "# bench-chain $(date -u +%FT%TZ) on $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "# commit $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet 2>/dev/null || echo '+changes'); emrchaind $("$EMRCHAIND" version 2>/dev/null | awk '/^emrchaind:/ {print $2}'); cometbft $("$COMETBFT" version 2>/dev/null); $(go version 2>/dev/null | cut -d' ' -f3)"
-  echo "# DURATION=$DURATION WARMUP=$WARMUP WARM=$WARM RATE_FRACTION=$RATE_FRACTION RATE_FRESH=$RATE_FRESH REPEAT=$REPEAT BACKEND=$BACKEND NODE_GOGC=$NODE_GOGC NODE_MEMLIMIT=${NODE_MEMLIMIT:-none} TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE:-default} MEMPOOL_SIZE=${MEMPOOL_SIZE:-default} KV_RATE=$KV_RATE CONNS=$CONNS KV_COMETDB=$KV_COMETDB"
+  echo "# DURATION=$DURATION WARMUP=$WARMUP WARM=$WARM RATE_FRACTION=$RATE_FRACTION RATE_FRESH=$RATE_FRESH REPEAT=$REPEAT BACKEND=$BACKEND NODE_GOGC=$NODE_GOGC NODE_MEMLIMIT=${NODE_MEMLIMIT:-none} TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE:-default} TIMEOUT_COMMIT=${TIMEOUT_COMMIT:-default} MEMPOOL_SIZE=${MEMPOOL_SIZE:-default} KV_RATE=$KV_RATE CONNS=$CONNS KV_COMETDB=$KV_COMETDB"
 } | tee "$OUT/commands.txt"
 
 # emr_net DIR: writes and starts a 4-validator emrchain network in DIR;

@@ -1,7 +1,8 @@
 # bench_lib.sh — shell functions shared by bench_chain.sh and bench_fill.sh.
 # Sourced, not run. The caller sets BENCH_NAME (for messages), OUT (the
 # results directory, with commands.txt), LOCALNET, NODE_GOGC, NODE_MEMLIMIT
-# (may be empty), TIMEOUT_PROPOSE, EMRCHAIND and BACKEND first.
+# (may be empty), TIMEOUT_PROPOSE, TIMEOUT_COMMIT (may be empty), EMRCHAIND
+# and BACKEND first.
 
 die() { echo "$BENCH_NAME: $*" >&2; exit 1; }
 say() { echo "$BENCH_NAME: $*"; }
@@ -10,6 +11,7 @@ say() { echo "$BENCH_NAME: $*"; }
 # only fail after waiting for them.
 check_node_env() {
   [[ -z ${MEMPOOL_SIZE:-} || $MEMPOOL_SIZE =~ ^[1-9][0-9]*$ ]] || die "MEMPOOL_SIZE must be a positive number of transactions"
+  [[ -z ${TIMEOUT_COMMIT:-} || $TIMEOUT_COMMIT =~ ^[0-9]+(ms|s)$ ]] || die "TIMEOUT_COMMIT must be a duration in ms or s (e.g. 200ms)"
   [[ $NODE_GOGC =~ ^(off|[0-9]+)$ ]] || die "NODE_GOGC must be a GOGC: a number or off"
   [[ -z ${NODE_MEMLIMIT:-} || $NODE_MEMLIMIT =~ ^(off|[0-9]+(B|[KMGT]iB)?)$ ]] ||
     die "NODE_MEMLIMIT must be a GOMEMLIMIT: bytes, or a number with B, KiB, MiB, GiB or TiB (e.g. 1GiB)"
@@ -62,7 +64,8 @@ configure() {
 # (enable_pprof, enable_metrics turn them on).
 write_net() {
   BASE=$(free_base)
-  run "$EMRCHAIND" testnet --output "$1" --base-port "$BASE" --chain-id "$2" --backend "$BACKEND" >/dev/null
+  run "$EMRCHAIND" testnet --output "$1" --base-port "$BASE" --chain-id "$2" --backend "$BACKEND" \
+    ${TIMEOUT_COMMIT:+--timeout-commit "$TIMEOUT_COMMIT"} >/dev/null
   configure "$1"
   METRICS_PORT=$((BASE + 17))
   PPROF_PORT=$((BASE + 18))
