@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -376,5 +377,70 @@ func TestCloseStopsExport(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close hangs after the export stopped")
+	}
+}
+
+// TestServedSnapshotOutlivesKeepRecent: a snapshot a peer fetched a chunk
+// of within ServingGrace is not pruned when a newer one is made, so a
+// join under way can finish; once the fetching stops it goes, and at most
+// keepRecent snapshots are kept that way (the newest served ones).
+func TestServedSnapshotOutlivesKeepRecent(t *testing.T) {
+	s := memStore(t)
+	sn, err := OpenSnapshots(t.TempDir(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	sn.now = func() time.Time { return now }
+	create := func(v int64) {
+		t.Helper()
+		mustSet(t, s.Working(), keyN(int(v)), "v")
+		mustCommit(t, s)
+		if _, err := sn.Create(context.Background(), s, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	heights := func() []int64 {
+		t.Helper()
+		list, err := sn.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var hs []int64
+		for _, info := range list {
+			hs = append(hs, info.Height)
+		}
+		return hs
+	}
+	serve := func(v int64) {
+		t.Helper()
+		if _, err := sn.LoadChunk(v, SnapshotFormat, 0); err != nil {
+			t.Fatalf("LoadChunk(%d): %v", v, err)
+		}
+	}
+	for _, step := range []struct {
+		name    string
+		advance time.Duration
+		serve   []int64
+		create  int64
+		want    []int64
+	}{
+		{name: "first", create: 1, want: []int64{1}},
+		{name: "served just now", serve: []int64{1}, create: 2, want: []int64{2, 1}},
+		{name: "still served", advance: ServingGrace - time.Second, serve: []int64{1}, create: 3, want: []int64{3, 1}},
+		{name: "two served, room for keepRecent more", advance: time.Second, serve: []int64{3, 1}, create: 4, want: []int64{4, 3}},
+		{name: "no longer served", advance: ServingGrace + time.Second, create: 5, want: []int64{5}},
+	} {
+		now = now.Add(step.advance)
+		for _, v := range step.serve {
+			serve(v)
+		}
+		create(step.create)
+		if got := heights(); !slices.Equal(got, step.want) {
+			t.Fatalf("%s: snapshots at heights %v, want %v", step.name, got, step.want)
+		}
+	}
+	if n := len(sn.served); n != 0 {
+		t.Fatalf("%d served entries left for pruned snapshots", n)
 	}
 }

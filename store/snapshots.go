@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cosmos/iavl"
 )
@@ -42,12 +43,26 @@ type SnapshotInfo struct {
 // and the directory fsynced, then renamed into place: a crash leaves no
 // partial snapshot under a listed name, and the temporary names are
 // removed at open. Safe for concurrent use.
+//
+// A snapshot a peer is downloading outlives keepRecent: pruning keeps up
+// to keepRecent more, the newest of those that served a chunk within
+// ServingGrace, so a join under way is not cut off by the next snapshot,
+// and the directory still holds at most 2*keepRecent of them.
 type Snapshots struct {
 	dir        string
 	keepRecent int
 	chunkSize  int
-	mu         sync.Mutex // serializes Create's rename and pruning with List
+	now        func() time.Time // the wall clock; snapshots are not consensus state
+
+	mu     sync.Mutex           // serializes Create's rename and pruning with List
+	served map[string]time.Time // snapshot name -> when it last served a chunk
 }
+
+// ServingGrace is how long after serving a chunk a snapshot is kept
+// beyond keepRecent. CometBFT's state sync asks for the next chunk within
+// seconds (it retries a chunk after chunk_request_timeout, 10 s by
+// default), so a download with no request for this long has ended.
+const ServingGrace = 2 * time.Minute
 
 // OpenSnapshots opens (creating it if needed) the snapshot directory dir,
 // keeping the keepRecent most recent snapshots (at least 1), and removes
@@ -70,7 +85,7 @@ func OpenSnapshots(dir string, keepRecent int) (*Snapshots, error) {
 			}
 		}
 	}
-	return &Snapshots{dir: dir, keepRecent: keepRecent, chunkSize: DefaultChunkSize}, nil
+	return &Snapshots{dir: dir, keepRecent: keepRecent, chunkSize: DefaultChunkSize, now: time.Now, served: map[string]time.Time{}}, nil
 }
 
 // MinChunkSize is the smallest chunk size SetChunkSize takes.
@@ -149,7 +164,8 @@ func (sn *Snapshots) publish(tmp, final string) error {
 	return syncDir(sn.dir)
 }
 
-// prune removes the snapshots older than the keepRecent most recent.
+// prune removes the snapshots older than the keepRecent most recent,
+// except those being downloaded (see Snapshots).
 func (sn *Snapshots) prune() error {
 	sn.mu.Lock()
 	defer sn.mu.Unlock()
@@ -157,10 +173,17 @@ func (sn *Snapshots) prune() error {
 	if err != nil {
 		return err
 	}
+	now, extra := sn.now(), 0
 	for i := sn.keepRecent; i < len(all); i++ {
-		if err := os.RemoveAll(filepath.Join(sn.dir, snapshotName(all[i].Height, all[i].Format))); err != nil {
+		name := snapshotName(all[i].Height, all[i].Format)
+		if last, ok := sn.served[name]; ok && extra < sn.keepRecent && now.Sub(last) < ServingGrace {
+			extra++
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(sn.dir, name)); err != nil {
 			return fmt.Errorf("store: remove snapshot %d: %w", all[i].Height, err)
 		}
+		delete(sn.served, name)
 	}
 	return syncDir(sn.dir)
 }
@@ -231,7 +254,19 @@ func (sn *Snapshots) LoadChunk(height int64, format uint32, index uint32) ([]byt
 	if height < 1 || index >= MaxSnapshotChunks {
 		return nil, fmt.Errorf("%w: snapshot %d format %d chunk %d", ErrSnapshotNotFound, height, format, index)
 	}
-	return readFileMax(filepath.Join(sn.dir, snapshotName(height, format), chunkName(index)), MaxChunkSize)
+	name := snapshotName(height, format)
+	chunk, err := readFileMax(filepath.Join(sn.dir, name, chunkName(index)), MaxChunkSize)
+	if err != nil {
+		return nil, err
+	}
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	// Pruning may have removed the snapshot since the read; remember
+	// only one still on disk, or the entry would never be deleted.
+	if _, err := os.Stat(filepath.Join(sn.dir, name)); err == nil {
+		sn.served[name] = sn.now()
+	}
+	return chunk, nil
 }
 
 func chunkName(index uint32) string { return fmt.Sprintf("chunk-%06d", index) }

@@ -347,7 +347,7 @@ cometbft_memtable_mib = %d
 # to joining nodes; 0 makes none. A few nodes of the consortium are enough.
 snapshot_interval = %d
 # Snapshots kept on disk, newest first (each is a full copy of the state):
-# 1 to 100.
+# 1 to 100. Up to as many more are kept while peers download them.
 snapshot_keep_recent = %d
 
 [app]
