@@ -246,6 +246,7 @@ func FuzzLoadSidecarConfig(f *testing.F) {
 			c.ReplayCacheSize < 0, c.ReplayPerSigner < 0, c.FailedAuthPerMinute < 0, c.SweepMaxDeletes < 0, c.SweepMaxChecks < 0,
 			c.PendingBytesPerSigner < 0, c.PendingBytesPatients < 0, c.PendingBytesTotal < 0,
 			c.PendingBytesTotal > 0 && c.PendingBytesPatients >= c.PendingBytesTotal,
+			c.MaxUploads > 0 && c.MaxUploadsPerSigner > c.MaxUploads,
 			c.UploadIdleTimeout < 0, c.UploadMinRate < 0, c.MaxUploads < 0, c.MaxUploadsPerSigner < 0:
 			t.Fatalf("%q resolved as %+v", body, c)
 		}

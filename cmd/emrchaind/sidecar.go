@@ -224,8 +224,8 @@ pending_bytes_total = %d
 # up upload_min_rate bytes a second on average; an upload that does not is
 # refused (408) and its connection closed. At most max_uploads uploads (and
 # read-throughs from peers) have their body read at once (beyond: 503),
-# max_uploads_per_signer of them by one signer (beyond: 429), both with
-# Retry-After and before the body is sent. Each upload in flight holds a
+# max_uploads_per_signer of them by one signer (beyond: 429; not above
+# max_uploads), both with Retry-After and before the body is sent. Each upload in flight holds a
 # buffer: 5 MiB with MinIO (blobs up to 48.8 GiB; larger ones, size/10,000),
 # 256 KiB with fs, so the sidecar's upload memory is at most max_uploads of
 # those (64 x 5 MiB = 320 MiB by default). "0s" / 0: no bound, which lets a
@@ -322,6 +322,9 @@ func (c *sidecarConfig) resolve(home string) error {
 		return errors.New("sidecar: replay_per_signer, failed_auth_per_minute and pending_bytes_per_signer, _patients and _total must not be negative (0: no bound)")
 	case c.UploadIdleTimeout < 0 || c.UploadMinRate < 0 || c.MaxUploads < 0 || c.MaxUploadsPerSigner < 0:
 		return errors.New("sidecar: upload_idle_timeout, upload_min_rate, max_uploads and max_uploads_per_signer must not be negative (0: no bound)")
+	case c.MaxUploads > 0 && c.MaxUploadsPerSigner > c.MaxUploads:
+		return fmt.Errorf("sidecar: max_uploads_per_signer (%d) must not be above max_uploads (%d), or it bounds nothing the total does not; 0 for no bound of its own",
+			c.MaxUploadsPerSigner, c.MaxUploads)
 	case c.PendingBytesTotal > 0 && c.PendingBytesPatients >= c.PendingBytesTotal:
 		return fmt.Errorf("sidecar: pending_bytes_patients (%d) must be below pending_bytes_total (%d), or it bounds nothing the total does not; 0 for no bound of its own",
 			c.PendingBytesPatients, c.PendingBytesTotal)

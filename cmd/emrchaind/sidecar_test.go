@@ -639,6 +639,7 @@ func TestSidecarConfig(t *testing.T) {
 		func(c *sidecarConfig) { c.PendingBytesPatients = -1 },
 		func(c *sidecarConfig) { c.PendingBytesPatients, c.PendingBytesTotal = 1<<30, 1<<30 },
 		func(c *sidecarConfig) { c.PendingBytesTotal = -1 },
+		func(c *sidecarConfig) { c.MaxUploads, c.MaxUploadsPerSigner = 4, 5 },
 	} {
 		c := defaultSidecarConfig()
 		bad(&c)
