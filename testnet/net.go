@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -23,23 +22,21 @@ import (
 
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/app/apptest"
+	"github.com/emrchain/emrchain/internal/freeport"
 	"github.com/emrchain/emrchain/testnet/manifest"
 )
 
 // Bounds of the harness's waits.
 const (
-	initTimeout     = time.Minute
-	firstBlockWait  = 90 * time.Second
-	stopWait        = 20 * time.Second
-	killWait        = 10 * time.Second
-	rpcCallTimeout  = 5 * time.Second
-	pollInterval    = 100 * time.Millisecond
-	logTailBytes    = 4000
-	portStride      = 10 // as emrchaind testnet: node i uses base+10i ... base+10i+9
-	spareP2POffset  = 9  // an unused port of the node's block, for Isolate
-	portSearchTries = 30
-	portRangeLow    = 20000 // below the Linux ephemeral range (32768-60999),
-	portRangeHigh   = 32000 // so no outgoing connection takes a node's port
+	initTimeout    = time.Minute
+	firstBlockWait = 90 * time.Second
+	stopWait       = 20 * time.Second
+	killWait       = 10 * time.Second
+	rpcCallTimeout = 5 * time.Second
+	pollInterval   = 100 * time.Millisecond
+	logTailBytes   = 4000
+	portStride     = 10 // as emrchaind testnet: node i uses base+10i ... base+10i+9
+	spareP2POffset = 9  // an unused port of the node's block, for Isolate
 )
 
 // Options configure a testnet.
@@ -208,29 +205,10 @@ func Start(t testing.TB, o Options) *Net {
 	return n
 }
 
-// freeBasePort finds a block of portStride*validators ports that are all
-// free, below the ephemeral range.
+// freeBasePort finds a block of portStride*validators free ports below
+// the ephemeral range (freeport).
 func freeBasePort(validators int) (int, error) {
-	span := portStride * validators
-	for range portSearchTries {
-		base := portRangeLow + rand.IntN((portRangeHigh-portRangeLow-span)/portStride)*portStride
-		if portsFree(base, span) {
-			return base, nil
-		}
-	}
-	return 0, fmt.Errorf("no block of %d free ports in %d-%d after %d tries", span, portRangeLow, portRangeHigh, portSearchTries)
-}
-
-// portsFree reports whether the n ports from base can be listened on.
-func portsFree(base, n int) bool {
-	for p := base; p < base+n; p++ {
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			return false
-		}
-		l.Close()
-	}
-	return true
+	return freeport.Block(portStride * validators)
 }
 
 // Len is the number of nodes: the validators (0 to len(Desc.Nodes)-1),

@@ -16,6 +16,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
+	"github.com/emrchain/emrchain/internal/freeport"
 	"github.com/emrchain/emrchain/offchain/blobstore/miniotest"
 )
 
@@ -49,8 +50,8 @@ func StartMinIO(t testing.TB) *MinIO {
 	}
 	home := t.TempDir()
 	m := &MinIO{
-		Endpoint: fmt.Sprintf("127.0.0.1:%d", FreePort(t)), AccessKey: miniotest.AccessKey, SecretKey: miniotest.SecretKey,
-		Dir: filepath.Join(home, "data"), bin: bin, home: home, logPath: filepath.Join(home, "minio.log"), consolePort: FreePort(t),
+		Endpoint: fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)), AccessKey: miniotest.AccessKey, SecretKey: miniotest.SecretKey,
+		Dir: filepath.Join(home, "data"), bin: bin, home: home, logPath: filepath.Join(home, "minio.log"), consolePort: freeport.Get(t),
 	}
 	if err := os.MkdirAll(m.Dir, 0o700); err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/emrchain/emrchain/internal/freeport"
 )
 
 var (
@@ -66,17 +67,6 @@ func Cleanup() {
 // NodeBinary builds emrchaind.
 func NodeBinary(t testing.TB) string { return Build(t, "github.com/emrchain/emrchain/cmd/emrchaind") }
 
-// FreePort returns a loopback port that was free a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // Node is a running single-validator emrchaind.
 type Node struct {
 	Home    string
@@ -123,12 +113,12 @@ func StartNode(t testing.TB, opts NodeOptions) *Node {
 	}
 	bin := NodeBinary(t)
 	home := t.TempDir()
-	rpcPort, p2pPort, sidecarPort := FreePort(t), FreePort(t), FreePort(t)
+	rpcPort, p2pPort, sidecarPort := freeport.Get(t), freeport.Get(t), freeport.Get(t)
 	args := []string{"init", "--home", home, "--chain-id", opts.ChainID,
 		"--rpc.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", rpcPort),
 		"--p2p.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", p2pPort),
-		"--grpc.address", fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
-		"--api.address", fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
+		"--grpc.address", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
+		"--api.address", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
 		"--sidecar.listen", fmt.Sprintf("127.0.0.1:%d", sidecarPort),
 		"--timeout-commit", opts.TimeoutCommit.String(), "--empty-blocks-interval", "0s"}
 	out, err := exec.Command(bin, append(args, opts.InitArgs...)...).CombinedOutput()

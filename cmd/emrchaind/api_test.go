@@ -37,6 +37,7 @@ import (
 
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/app/apptest"
+	"github.com/emrchain/emrchain/internal/freeport"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -59,15 +60,15 @@ const apiChainID = "emr-api-test"
 func startAPINode(ctx context.Context, t *testing.T, corsOrigin string) *apiNode {
 	t.Helper()
 	home := t.TempDir()
-	n := &apiNode{home: home, rpcPort: freePort(t),
-		grpcAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), apiAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	n := &apiNode{home: home, rpcPort: freeport.Get(t),
+		grpcAddr: fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)), apiAddr: fmt.Sprintf("127.0.0.1:%d", freeport.Get(t))}
 	out, err := exec.Command(binary(t), "init", "--home", home, "--chain-id", apiChainID,
 		"--org", "dev-hospital:Dev Hospital:hospital", "--org", "dev-research:Dev Research:research",
 		"--registrar", "dev-hospital:registrar", "--registrar", "dev-research:research-registrar",
 		"--rpc.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", n.rpcPort),
-		"--p2p.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t)),
+		"--p2p.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", freeport.Get(t)),
 		"--grpc.address", n.grpcAddr, "--api.address", n.apiAddr,
-		"--sidecar.listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		"--sidecar.listen", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
 		"--timeout-commit", "100ms", "--empty-blocks-interval", "0s").CombinedOutput()
 	if err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
@@ -628,11 +629,11 @@ func TestAPIPortInUse(t *testing.T) {
 	home := t.TempDir()
 	bin := binary(t)
 	out, err := exec.Command(bin, "init", "--home", home, "--chain-id", "emr-port-test",
-		"--rpc.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t)),
-		"--p2p.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t)),
-		"--grpc.address", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		"--api.address", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		"--sidecar.listen", fmt.Sprintf("127.0.0.1:%d", freePort(t))).CombinedOutput()
+		"--rpc.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", freeport.Get(t)),
+		"--p2p.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", freeport.Get(t)),
+		"--grpc.address", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
+		"--api.address", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
+		"--sidecar.listen", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t))).CombinedOutput()
 	if err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
 	}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/emrchain/emrchain/abci"
 	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/internal/freeport"
 	emrchainv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 	"github.com/emrchain/emrchain/store/cometdb"
 )
@@ -65,17 +65,6 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(filepath.Dir(binPath))
 	}
 	os.Exit(code)
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // proc is one running emrchaind.
@@ -269,13 +258,13 @@ func TestNodeRestart(t *testing.T) {
 	defer cancel()
 	bin := binary(t)
 	home := t.TempDir()
-	rpcPort, p2pPort := freePort(t), freePort(t)
+	rpcPort, p2pPort := freeport.Get(t), freeport.Get(t)
 	out, err := exec.Command(bin, "init", "--home", home, "--chain-id", "emr-node-test",
 		"--rpc.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", rpcPort),
 		"--p2p.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", p2pPort),
-		"--grpc.address", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		"--api.address", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		"--sidecar.listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		"--grpc.address", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
+		"--api.address", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
+		"--sidecar.listen", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
 		"--timeout-commit", "200ms", "--empty-blocks-interval", "0s").CombinedOutput()
 	if err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
@@ -452,13 +441,13 @@ func TestPeerFilterNodes(t *testing.T) {
 		id       string
 	}
 	initHome := func(chainID string, extra ...string) home {
-		h := home{dir: t.TempDir(), rpc: freePort(t), p2p: freePort(t)}
+		h := home{dir: t.TempDir(), rpc: freeport.Get(t), p2p: freeport.Get(t)}
 		args := append([]string{"init", "--home", h.dir, "--chain-id", chainID,
 			"--rpc.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", h.rpc),
 			"--p2p.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", h.p2p),
-			"--grpc.address", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-			"--api.address", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-			"--sidecar.listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			"--grpc.address", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
+			"--api.address", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
+			"--sidecar.listen", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
 			"--timeout-commit", "200ms", "--empty-blocks-interval", "0s"}, extra...)
 		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
 			t.Fatalf("init: %v\n%s", err, out)

@@ -27,6 +27,7 @@ import (
 
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/app/apptest"
+	"github.com/emrchain/emrchain/internal/freeport"
 	"github.com/emrchain/emrchain/offchain/blobstore"
 	"github.com/emrchain/emrchain/offchain/blobstore/miniotest"
 	"github.com/emrchain/emrchain/offchain/sidecar"
@@ -61,13 +62,13 @@ func startSidecarChain(ctx context.Context, t *testing.T, sc sidecarConfig) *sid
 	if err := os.WriteFile(genesisFile, appState, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := &sidecarChain{t: t, home: home, chainID: "emr-sidecar-test", rpcPort: freePort(t), seq: map[string]uint64{}}
+	c := &sidecarChain{t: t, home: home, chainID: "emr-sidecar-test", rpcPort: freeport.Get(t), seq: map[string]uint64{}}
 	out, err := exec.Command(bin, "init", "--home", home, "--chain-id", c.chainID,
 		"--genesis-app-state", genesisFile,
 		"--rpc.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", c.rpcPort),
-		"--p2p.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t)),
-		"--grpc.address", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		"--api.address", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		"--p2p.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", freeport.Get(t)),
+		"--grpc.address", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
+		"--api.address", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
 		"--timeout-commit", "100ms", "--empty-blocks-interval", "0s").CombinedOutput()
 	if err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
@@ -289,7 +290,7 @@ func TestSidecarAgainstNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	sc := defaultSidecarConfig()
-	sc.Listen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	sc.Listen = fmt.Sprintf("127.0.0.1:%d", freeport.Get(t))
 	chain := startSidecarChain(ctx, t, sc)
 
 	registrar := apptest.Registrar(apptest.HospitalA)
@@ -311,7 +312,7 @@ func TestSidecarAgainstNode(t *testing.T) {
 	// HOME/data/blobs) but its own reference index: the sidecar inside
 	// start holds HOME/data/sidecar-refs.
 	procRefs := filepath.Join(t.TempDir(), "refs")
-	base := startSidecarProc(ctx, t, chain.home, freePort(t), "--ref-index-dir", procRefs)
+	base := startSidecarProc(ctx, t, chain.home, freeport.Get(t), "--ref-index-dir", procRefs)
 	cl := func(a *apptest.Actor) *sidecar.Client { return sidecar.NewClient(base, signer(a), nil) }
 
 	// The in-start sidecar, when start runs it (app.toml enable = true).
@@ -741,7 +742,7 @@ func TestSidecarRefusesBlobAliases(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	sc := defaultSidecarConfig()
-	sc.Listen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	sc.Listen = fmt.Sprintf("127.0.0.1:%d", freeport.Get(t))
 	chain := startSidecarChain(ctx, t, sc)
 	store, err := blobstore.OpenFS(t.TempDir())
 	if err != nil {
@@ -803,7 +804,7 @@ func TestSidecarPendingQuotaAgainstNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	sc := defaultSidecarConfig()
-	sc.Listen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	sc.Listen = fmt.Sprintf("127.0.0.1:%d", freeport.Get(t))
 	chain := startSidecarChain(ctx, t, sc)
 
 	const size = 1000

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/emrchain/emrchain/internal/freeport"
 )
 
 // EnvBinary names the environment variable that points at the minio binary.
@@ -82,22 +83,13 @@ func Start(t testing.TB) *Server {
 	return nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func start(t testing.TB, bin string) (*Server, error) {
 	dir := t.TempDir()
-	port, err := freePort()
+	port, err := freeport.Block(1)
 	if err != nil {
 		return nil, err
 	}
-	consolePort, err := freePort()
+	consolePort, err := freeport.Block(1)
 	if err != nil {
 		return nil, err
 	}
