@@ -65,7 +65,7 @@ func TestFreeBasePort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if base < freeport.Low || base+40 > freeport.High {
-		t.Fatalf("base port %d: the block is not within [%d, %d)", base, freeport.Low, freeport.High)
+	if base < freeport.Low || base+40 > freeport.High || base%portStride != 0 {
+		t.Fatalf("base port %d outside [%d, %d) or not a multiple of %d", base, freeport.Low, freeport.High, portStride)
 	}
 }

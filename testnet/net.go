@@ -206,9 +206,10 @@ func Start(t testing.TB, o Options) *Net {
 }
 
 // freeBasePort finds a block of portStride*validators free ports below
-// the ephemeral range (freeport).
+// the ephemeral range (freeport), starting at a multiple of portStride as
+// Isolate expects.
 func freeBasePort(validators int) (int, error) {
-	return freeport.Block(portStride * validators)
+	return freeport.Aligned(portStride*validators, portStride)
 }
 
 // Len is the number of nodes: the validators (0 to len(Desc.Nodes)-1),

@@ -24,18 +24,22 @@ var (
 
 // Block returns the first of n consecutive ports that were free a moment
 // ago and that this process has not handed out before; it reserves them.
-func Block(n int) (int, error) {
-	if n < 1 || n > High-Low {
-		return 0, fmt.Errorf("freeport: a block of %d ports", n)
+func Block(n int) (int, error) { return Aligned(n, 1) }
+
+// Aligned is Block with a first port that is a multiple of align (for
+// harnesses that find a node's block of ports from any one of them).
+func Aligned(n, align int) (int, error) {
+	if n < 1 || align < 1 || n+align > High-Low {
+		return 0, fmt.Errorf("freeport: a block of %d ports aligned to %d", n, align)
 	}
 	mu.Lock()
 	defer mu.Unlock()
 	for tried := 0; tried < High-Low; tried++ {
+		cursor += (align - cursor%align) % align
 		if cursor+n > High {
-			cursor = Low
+			cursor = Low + (align-Low%align)%align
 		}
 		base := cursor
-		cursor++
 		if free(base, n) {
 			for p := base; p < base+n; p++ {
 				used[p] = true
@@ -43,6 +47,7 @@ func Block(n int) (int, error) {
 			cursor = base + n
 			return base, nil
 		}
+		cursor++
 	}
 	return 0, fmt.Errorf("freeport: no %d consecutive free ports in %d-%d", n, Low, High)
 }

@@ -37,6 +37,21 @@ func TestPortsAreDistinctAndBelowTheEphemeralRange(t *testing.T) {
 		}
 		seen[p] = true
 	}
+	for range 20 {
+		base, err := Aligned(40, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if base%10 != 0 || base < Low || base+40 > High {
+			t.Fatalf("Aligned(40, 10) = %d", base)
+		}
+		for p := base; p < base+40; p++ {
+			if seen[p] {
+				t.Fatalf("port %d handed out twice", p)
+			}
+			seen[p] = true
+		}
+	}
 	if _, err := Block(0); err == nil {
 		t.Fatal("a block of 0 ports")
 	}
