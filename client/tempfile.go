@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/emrchain/emrchain/internal/durable"
 )
 
 // Temporary files of the blob pipelines (blob.go).
@@ -149,7 +151,8 @@ func (p *pendingFile) commit() error {
 	if !syncOutput {
 		return nil
 	}
-	return syncDir(dir)
+	_ = durable.SyncDir(dir) // best effort: the file is complete either way
+	return nil
 }
 
 // Discard closes and removes the pending file (a no-op after Commit).
@@ -218,16 +221,4 @@ func tempName(target string) string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return filepath.Join(filepath.Dir(target), "."+filepath.Base(target)+".emr-"+hex.EncodeToString(b[:]))
-}
-
-// syncDir makes a directory entry change durable (best effort where
-// directories cannot be opened for sync).
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return nil
-	}
-	defer d.Close()
-	_ = d.Sync()
-	return nil
 }

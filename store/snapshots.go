@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/cosmos/iavl"
+
+	"github.com/emrchain/emrchain/internal/durable"
 )
 
 // Names inside a snapshot directory.
@@ -138,7 +140,7 @@ func (sn *Snapshots) Create(ctx context.Context, st *Store, version int64) (Snap
 	}
 	meta := SnapshotMetadata{Root: root, ChunkHashes: w.hashes}
 	raw := meta.Encode()
-	if err := writeFileSync(filepath.Join(tmp, snapshotMetadataFile), raw); err != nil {
+	if err := durable.WriteFile(filepath.Join(tmp, snapshotMetadataFile), raw, 0o600); err != nil {
 		return SnapshotInfo{}, fmt.Errorf("store: snapshot %d: %w", version, err)
 	}
 	if err := sn.publish(tmp, final); err != nil {
@@ -153,7 +155,7 @@ func (sn *Snapshots) Create(ctx context.Context, st *Store, version int64) (Snap
 // publish renames the finished temporary directory into place and syncs
 // the parent, so the new name survives a crash.
 func (sn *Snapshots) publish(tmp, final string) error {
-	if err := syncDir(tmp); err != nil {
+	if err := durable.SyncDir(tmp); err != nil {
 		return err
 	}
 	sn.mu.Lock()
@@ -161,7 +163,7 @@ func (sn *Snapshots) publish(tmp, final string) error {
 	if err := os.Rename(tmp, final); err != nil {
 		return err
 	}
-	return syncDir(sn.dir)
+	return durable.SyncDir(sn.dir)
 }
 
 // prune removes the snapshots older than the keepRecent most recent,
@@ -185,7 +187,7 @@ func (sn *Snapshots) prune() error {
 		}
 		delete(sn.served, name)
 	}
-	return syncDir(sn.dir)
+	return durable.SyncDir(sn.dir)
 }
 
 // names lists the snapshot directories, newest first (height, then
@@ -329,37 +331,10 @@ func (w *chunkWriter) flush() error {
 	if len(w.hashes) >= MaxSnapshotChunks {
 		return fmt.Errorf("%w: more than %d chunks", ErrBadSnapshot, MaxSnapshotChunks)
 	}
-	if err := writeFileSync(filepath.Join(w.dir, chunkName(uint32(len(w.hashes)))), w.buf); err != nil {
+	if err := durable.WriteFile(filepath.Join(w.dir, chunkName(uint32(len(w.hashes)))), w.buf, 0o600); err != nil {
 		return err
 	}
 	w.hashes = append(w.hashes, sha256.Sum256(w.buf))
 	w.buf = w.buf[:0]
 	return nil
-}
-
-// writeFileSync writes a new file and fsyncs it.
-func writeFileSync(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// syncDir fsyncs a directory, so the names created or removed in it last.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }

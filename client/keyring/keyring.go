@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/client"
+	"github.com/emrchain/emrchain/internal/durable"
 	"github.com/emrchain/emrchain/offchain/crypto"
 )
 
@@ -575,18 +575,8 @@ func writeFileAtomic(dir, name string, data []byte) error {
 }
 
 // syncDir flushes a directory's entries (a rename into it) to disk.
-// Windows cannot open a directory for syncing (its renames are metadata
-// the file system journals): there it does nothing.
 func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("keyring: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		return fmt.Errorf("keyring: sync %s: %w", dir, err)
 	}
 	return nil

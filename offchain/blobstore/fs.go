@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/emrchain/emrchain/internal/durable"
 )
 
 // FS is the embedded filesystem Store: blobs in
@@ -189,14 +191,9 @@ func (s *FS) mkdirSynced(owner Owner, dir string) error {
 // synced and make a sync fail.
 var syncFile, syncDir = fsync, fsync
 
-// fsync opens name (a file or a directory), syncs it and closes it.
+// fsync syncs name (a file or a directory); the error names it.
 func fsync(name string) error {
-	f, err := os.Open(name)
-	if err != nil {
-		return fmt.Errorf("blobstore: %w", err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil { // *fs.PathError: "sync <name>: ..."
+	if err := durable.Sync(name); err != nil {
 		return fmt.Errorf("blobstore: %w", err)
 	}
 	return nil

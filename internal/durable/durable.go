@@ -1,0 +1,46 @@
+package durable
+
+import (
+	"os"
+	"runtime"
+)
+
+// Sync opens name (a file or a directory), fsyncs it and closes it. Its
+// errors are *fs.PathError, which name the path.
+func Sync(name string) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// SyncDir makes the entries of dir durable: the names created, renamed or
+// removed in it last. Windows cannot open a directory for syncing (its
+// renames are metadata the file system journals): there it does nothing.
+func SyncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	return Sync(dir)
+}
+
+// WriteFile writes data to a new file at path (it must not exist) with
+// permissions perm and fsyncs it before closing. The name itself is
+// durable once its directory is synced (SyncDir).
+func WriteFile(path string, data []byte, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
