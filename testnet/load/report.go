@@ -467,7 +467,11 @@ func (r *Result) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "  blocks     %d, interval mean %.0f ms (p50 %.0f, max %.0f), %.0f txs and %.0f KiB per block (max %d txs), %.0f B/tx, results %.0f ms after the block\n",
 		s.Blocks.Count, s.Blocks.MeanIntervalMs, s.Blocks.P50IntervalMs, s.Blocks.MaxIntervalMs, s.Blocks.MeanTxs, s.Blocks.MeanBytes/1024, s.Blocks.MaxTxs, s.MeanTxBytes, s.Blocks.ExecMs)
 	if s.CPUPids > 0 {
-		fmt.Fprintf(w, "  node cpu   %.2f s over the window in %d processes, %.3f ms per committed tx\n", s.NodeCPUS, s.CPUPids, s.NodeCPUMsPTx)
+		perTx := fmt.Sprintf("%.3f ms per committed tx", s.NodeCPUMsPTx)
+		if s.CommittedInWindow == 0 {
+			perTx = "n/a per tx (none committed in the window)"
+		}
+		fmt.Fprintf(w, "  node cpu   %.2f s over the window in %d processes, %s\n", s.NodeCPUS, s.CPUPids, perTx)
 	}
 	if s.ObserverErrors > 0 {
 		fmt.Fprintf(w, "  observer   %d RPC errors, last: %s\n", s.ObserverErrors, s.ObserverError)

@@ -156,14 +156,7 @@ func TestSummaryKeys(t *testing.T) {
 		Blocks:  BlockStats{Count: 4, MeanIntervalMs: 2000, MeanTxs: 500},
 		CPUPids: 4, NodeCPUS: 1.5, NodeCPUMsPTx: 5,
 	}
-	raw, err := json.Marshal(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatal(err)
-	}
+	raw, m := summaryJSON(t, s)
 	for _, path := range [][]string{
 		{"node_cpu_ms_per_tx"}, {"latency_from"}, {"tps_basis"}, {"tps_blocks"}, {"outcome_unknown"},
 		{"tps_committed"}, {"tps_span_s"}, {"name"}, {"mode"}, {"target_rate"}, {"tps"}, {"mean_tx_bytes"}, {"committed"},
@@ -178,4 +171,19 @@ func TestSummaryKeys(t *testing.T) {
 			t.Errorf("no %s in %s", strings.Join(path, "."), raw)
 		}
 	}
+}
+
+// summaryJSON is s as the JSON file holds it, raw and decoded generically,
+// as the bench scripts read it.
+func summaryJSON(t *testing.T, s Summary) ([]byte, map[string]any) {
+	t.Helper()
+	raw, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	return raw, m
 }
