@@ -2,7 +2,8 @@
 // (emrchaind nodes, MinIO, sidecars) when the port must be known before the
 // server binds it, e.g. to write it into a config file.
 //
-// The ports come from below Linux's ephemeral range (32768-60999). A port
+// The ports come from below Linux's default ephemeral range (32768-60999,
+// net.ipv4.ip_local_port_range). A port
 // found free there by listening on 127.0.0.1:0 and closing can be taken a
 // moment later as the local port of any outgoing connection on the
 // machine, and the server then fails with "address already in use"; no

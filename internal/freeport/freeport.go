@@ -34,7 +34,7 @@ func Aligned(n, align int) (int, error) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	for tried := 0; tried < High-Low; tried++ {
+	for tried := 0; tried <= (High-Low)/align; tried++ { // each candidate one align further
 		cursor += (align - cursor%align) % align
 		if cursor+n > High {
 			cursor = Low + (align-Low%align)%align
