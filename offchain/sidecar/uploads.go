@@ -118,12 +118,12 @@ func (s *Server) takeUploadSlot(signer signerAddr) (release func(), aerr *apiErr
 // start + idle + (bytes read) / minRate. So a stalled body ends within
 // idle, and one that trickles below minRate soon after; a body at minRate
 // or faster is never cut. When the body hits its end, net/http lifts the
-// deadline itself (it starts its background read of the connection), so
-// the store may take its time to commit
+// deadline itself (it starts its background read of the connection), and
+// no read after the end sets one again (the stores try a byte past the
+// end to check the size), so the store may take its time to commit
 // (TestPutSlowCommitOutlastsIdleTimeout). It counts the bytes read into
 // bytesIn too.
 type bodyDeadline struct {
-	r       io.Reader
 	rc      *http.ResponseController
 	idle    time.Duration // <= 0: no deadline at all
 	minRate int64         // bytes a second; <= 0: none
@@ -132,6 +132,8 @@ type bodyDeadline struct {
 	bytesIn prometheus.Counter
 	// failed: SetReadDeadline is not supported here; read without.
 	failed bool
+	// ended: the body hit its end; the connection is net/http's again.
+	ended bool
 	// errRecorder reads through; its err tells a read that failed on the
 	// deadline (timedOut).
 	errRecorder
@@ -153,12 +155,13 @@ func (b *bodyDeadline) deadline(now time.Time) time.Time {
 }
 
 func (b *bodyDeadline) Read(p []byte) (int, error) {
-	if b.idle > 0 && !b.failed {
+	if b.idle > 0 && !b.failed && !b.ended {
 		if err := b.rc.SetReadDeadline(b.deadline(time.Now())); err != nil {
 			b.failed = true
 		}
 	}
 	n, err := b.errRecorder.Read(p)
+	b.ended = b.ended || err == io.EOF
 	b.n += int64(n)
 	b.bytesIn.Add(float64(n))
 	return n, err
