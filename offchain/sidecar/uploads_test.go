@@ -90,11 +90,12 @@ func TestPutStalledBodyTimesOut(t *testing.T) {
 	if used, _ := e.srv.pending.usage(signerAddr(e.writer.member.Address)); used != 0 {
 		t.Fatalf("the timed-out upload still holds %d pending bytes", used)
 	}
+	// The client hears the 408 while its body is still unsent.
+	err := <-done
 	pw.Close()
-	if err := <-done; err == nil {
-		t.Fatal("a timed-out upload succeeded")
-	} else if s := statusOf(err); s != 0 && s != http.StatusRequestTimeout {
-		t.Fatalf("a timed-out upload got %v, want 408 (or a closed connection)", err)
+	wantStatus(t, err, http.StatusRequestTimeout, "")
+	if se := err.(*Error); se.Code != "upload_timeout" {
+		t.Fatalf("refusal %+v: want code upload_timeout", se)
 	}
 }
 
