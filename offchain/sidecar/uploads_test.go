@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -154,6 +155,15 @@ func TestPutUploadSlots(t *testing.T) {
 	waitNoUploads(t, e, "an aborted upload")
 	if _, err := e.put(e.patient, data); err != nil {
 		t.Fatalf("upload after the slot came back: %v", err)
+	}
+	metrics := scrape(t, e)
+	for _, want := range []string{
+		`emrchain_sidecar_quota_refusals_total{reason="signer_uploads"} 1`,
+		`emrchain_sidecar_quota_refusals_total{reason="uploads"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
 
