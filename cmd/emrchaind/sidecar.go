@@ -225,12 +225,14 @@ pending_bytes_total = %d
 # refused (408) and its connection closed. At most max_uploads uploads (and
 # read-throughs from peers) have their body read at once (beyond: 503),
 # max_uploads_per_signer of them by one signer (beyond: 429; not above
-# max_uploads), both with Retry-After and before the body is sent. Each upload in flight holds a
-# buffer: 5 MiB with MinIO (blobs up to 48.8 GiB; larger ones, size/10,000),
-# 256 KiB with fs, so the sidecar's upload memory is at most max_uploads of
-# those (64 x 5 MiB = 320 MiB by default). "0s" / 0: no bound, which lets a
-# client that sends no body hold its buffer for as long as it keeps the
-# connection. Defaults: 30s, 65536 (64 KiB/s), 64 and 8.
+# max_uploads), both with Retry-After and before the body is sent. Each
+# upload in flight holds a buffer: 5 MiB with MinIO (blobs up to 48.8 GiB;
+# larger ones, size/10,000), 256 KiB with fs, so the sidecar's upload
+# memory is at most max_uploads of those (64 x 5 MiB = 320 MiB by
+# default). "0s" / 0: no bound, which lets a client that sends no body
+# hold its buffer for as long as it keeps the connection; upload_min_rate
+# is enforced through the same read deadline, so upload_idle_timeout =
+# "0s" turns it off too. Defaults: 30s, 65536 (64 KiB/s), 64 and 8.
 upload_idle_timeout = %q
 upload_min_rate = %d
 max_uploads = %d
