@@ -79,10 +79,7 @@ data must be anonymised).`,
 				Categories []string `json:"categories"`
 				NotAfter   string   `json:"not_after"`
 				Tx         *txView  `json:"tx"`
-			}{hexStr(pid), upperHex(grantee), []string{}, cats, ts(g.NotAfter), viewTx(res)}
-			for _, r := range g.Rights {
-				out.Rights = append(out.Rights, rightName(r))
-			}
+			}{hexStr(pid), upperHex(grantee), rightsNames(g.Rights), cats, ts(g.NotAfter), viewTx(res)}
 			return a.emit(out, func(w io.Writer) {
 				cats := strings.Join(out.Categories, ",")
 				if cats == "" {

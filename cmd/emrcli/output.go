@@ -72,6 +72,15 @@ func statusName(s emrv1.MemberStatus) string { return enumName(s.String(), "MEMB
 
 func rightName(r emrv1.Right) string { return enumName(r.String(), "RIGHT_") }
 
+// rightsNames names rights in order ([] for none, not null in JSON).
+func rightsNames(rights []emrv1.Right) []string {
+	names := make([]string, 0, len(rights))
+	for _, r := range rights {
+		names = append(names, rightName(r))
+	}
+	return names
+}
+
 func purposeName(p emrv1.Purpose) string { return enumName(p.String(), "PURPOSE_") }
 
 // table writes aligned columns.
@@ -192,15 +201,12 @@ type permissionView struct {
 // viewPermission describes p as of block time now.
 func viewPermission(p *emrv1.Permission, now time.Time) permissionView {
 	v := permissionView{
-		PatientID: hexStr(p.PatientId), Grantee: upperHex(p.Grantee), Categories: p.Categories,
+		PatientID: hexStr(p.PatientId), Grantee: upperHex(p.Grantee), Rights: rightsNames(p.Rights), Categories: p.Categories,
 		NotBefore: ts(p.NotBefore), NotAfter: ts(p.NotAfter), KeyVersion: p.KeyVersion, StudyID: p.StudyId,
 		Anonymise: p.Anonymise, GrantedHeight: p.GrantedHeight, RevokedHeight: p.RevokedHeight, RevokedTime: ts(p.RevokedTime),
 	}
 	if v.Categories == nil {
 		v.Categories = []string{}
-	}
-	for _, r := range p.Rights {
-		v.Rights = append(v.Rights, rightName(r))
 	}
 	switch {
 	case p.RevokedHeight != 0:
