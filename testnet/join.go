@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,13 +13,15 @@ import (
 
 	"github.com/cometbft/cometbft/p2p"
 	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
+
+	"github.com/emrchain/emrchain/client/clienttest"
 )
 
 // configureValidator writes o's AllowPeers and snapshot settings into a
 // validator's configuration.
 func configureValidator(home string, o Options) error {
 	if len(o.AllowPeers) > 0 {
-		err := editFile(filepath.Join(home, "config", "config.toml"), "p2p", map[string]string{
+		err := clienttest.SetConfig(filepath.Join(home, "config", "config.toml"), "p2p", map[string]string{
 			"unconditional_peer_ids": strconv.Quote(strings.Join(o.AllowPeers, ",")),
 		})
 		if err != nil {
@@ -37,36 +38,7 @@ func configureValidator(home string, o Options) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	return editFile(filepath.Join(home, "config", "app.toml"), "store", keys)
-}
-
-// editFile sets keys of one [section] of a TOML file written by emrchaind
-// (every key present, one per line).
-func editFile(path, section string, keys map[string]string) error {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	text := string(raw)
-	start := strings.Index(text, "\n["+section+"]\n")
-	if start < 0 {
-		return fmt.Errorf("%s: no [%s] section", path, section)
-	}
-	end := strings.Index(text[start+1:], "\n[")
-	if end < 0 {
-		end = len(text)
-	} else {
-		end += start + 1
-	}
-	body := text[start:end]
-	for k, v := range keys {
-		re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(k) + ` = .*$`)
-		if !re.MatchString(body) {
-			return fmt.Errorf("%s: no %s in [%s]", path, k, section)
-		}
-		body = re.ReplaceAllLiteralString(body, k+" = "+v)
-	}
-	return os.WriteFile(path, []byte(text[:start]+body+text[end:]), 0o644)
+	return clienttest.SetConfig(filepath.Join(home, "config", "app.toml"), "store", keys)
 }
 
 // InitHomeWith writes a new node home for chain chainID with the
@@ -98,7 +70,7 @@ func CopyGenesis(from, to string) error {
 // client asks rpcServers and trusts the header of trustHeight with hash
 // trustHash.
 func SetStateSync(home string, rpcServers []string, trustHeight int64, trustHash []byte) error {
-	return editFile(filepath.Join(home, "config", "config.toml"), "statesync", map[string]string{
+	return clienttest.SetConfig(filepath.Join(home, "config", "config.toml"), "statesync", map[string]string{
 		"enable":         "true",
 		"rpc_servers":    strconv.Quote(strings.Join(rpcServers, ",")),
 		"trust_height":   strconv.FormatInt(trustHeight, 10),

@@ -150,15 +150,10 @@ func (m *MinIO) Client(t testing.TB) *minio.Client {
 // app.toml: test servers only) and sets its access window.
 func (m *MinIO) ConfigureSidecar(bucket string, accessWindow time.Duration) func(home string) error {
 	return func(home string) error {
-		for _, kv := range [][2]string{
-			{"backend", `"minio"`}, {"minio_endpoint", strconv.Quote(m.Endpoint)}, {"minio_bucket", strconv.Quote(bucket)},
-			{"minio_access_key", strconv.Quote(m.AccessKey)}, {"minio_secret_key", strconv.Quote(m.SecretKey)},
-			{"access_window", strconv.Quote(accessWindow.String())},
-		} {
-			if err := SetAppConfig(home, "sidecar", kv[0], kv[1]); err != nil {
-				return err
-			}
-		}
-		return nil
+		return SetConfig(filepath.Join(home, "config", "app.toml"), "sidecar", map[string]string{
+			"backend": `"minio"`, "minio_endpoint": strconv.Quote(m.Endpoint), "minio_bucket": strconv.Quote(bucket),
+			"minio_access_key": strconv.Quote(m.AccessKey), "minio_secret_key": strconv.Quote(m.SecretKey),
+			"access_window": strconv.Quote(accessWindow.String()),
+		})
 	}
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -95,7 +97,7 @@ type NodeOptions struct {
 	// with --org, name a registrar "registrar" to keep RegistrarKey valid).
 	InitArgs []string
 	// Configure runs after init, before start, on the node's home (e.g.
-	// SetAppConfig to point the sidecar at MinIO).
+	// SetConfig to point the sidecar at MinIO).
 	Configure func(home string) error
 	// Env is added to the environment of "emrchaind start".
 	Env []string
@@ -228,30 +230,33 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// SetAppConfig sets key = value (value is TOML: quote strings) in the
-// [table] of HOME/config/app.toml, as written by "emrchaind init". The key
+// SetConfig sets each key = value (values are TOML) in the [table] of a
+// TOML file "emrchaind init" wrote (config.toml or app.toml). Every key
 // must already be there.
-func SetAppConfig(home, table, key, value string) error {
-	path := filepath.Join(home, "config", "app.toml")
+func SetConfig(path, table string, keys map[string]string) error {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
 	lines := strings.Split(string(raw), "\n")
-	in, done := false, false
+	in, set := false, map[string]bool{}
 	for i, l := range lines {
 		trimmed := strings.TrimSpace(l)
 		if strings.HasPrefix(trimmed, "[") {
 			in = trimmed == "["+table+"]"
 			continue
 		}
-		if k, _, ok := strings.Cut(trimmed, "="); in && ok && strings.TrimSpace(k) == key {
-			lines[i] = key + " = " + value
-			done = true
+		k, _, ok := strings.Cut(trimmed, "=")
+		k = strings.TrimSpace(k)
+		if v, want := keys[k]; in && ok && want {
+			lines[i] = k + " = " + v
+			set[k] = true
 		}
 	}
-	if !done {
-		return fmt.Errorf("%s: no %s in [%s]", path, key, table)
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		if !set[k] {
+			return fmt.Errorf("%s: no %s in [%s]", path, k, table)
+		}
 	}
 	return os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o600)
 }
