@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/cometbft/cometbft/p2p"
-	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
 
 	"github.com/emrchain/emrchain/client/clienttest"
 )
@@ -42,19 +41,28 @@ func configureValidator(home string, o Options) error {
 }
 
 // InitHomeWith writes a new node home for chain chainID with the
-// harness's `emrchaind init` and returns its node id. Its genesis is
-// init's own: copy the testnet's over it (CopyGenesis) before starting it.
-func InitHomeWith(t testing.TB, home, chainID string) (string, error) {
+// harness's `emrchaind init`, its five listeners on a block of free ports
+// from base (p2p, RPC, gRPC, REST, sidecar), and returns its node id and
+// base. Its genesis is init's own: copy the testnet's over it
+// (CopyGenesis) before starting it.
+func InitHomeWith(t testing.TB, home, chainID string) (id string, base int, err error) {
+	if base, err = FreePorts(); err != nil {
+		return "", 0, err
+	}
+	port := func(off int) string { return fmt.Sprintf("127.0.0.1:%d", base+off) }
 	ctx, cancel := context.WithTimeout(context.Background(), initTimeout)
 	defer cancel()
-	if out, err := exec.CommandContext(ctx, Binary(t), "init", "--home", home, "--chain-id", chainID).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("emrchaind init: %v\n%s", err, out)
+	out, err := exec.CommandContext(ctx, Binary(t), "init", "--home", home, "--chain-id", chainID,
+		"--p2p.laddr", "tcp://"+port(0), "--rpc.laddr", "tcp://"+port(1), "--grpc.address", port(2),
+		"--api.address", port(3), "--sidecar.listen", port(4)).CombinedOutput()
+	if err != nil {
+		return "", 0, fmt.Errorf("emrchaind init: %v\n%s", err, out)
 	}
 	key, err := p2p.LoadNodeKey(filepath.Join(home, "config", "node_key.json"))
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
-	return string(key.ID()), nil
+	return string(key.ID()), base, nil
 }
 
 // CopyGenesis copies the genesis of home from to home to.
@@ -80,17 +88,27 @@ func SetStateSync(home string, rpcServers []string, trustHeight int64, trustHash
 	})
 }
 
-// AddNode adds the node of home, with its RPC at rpcAddr (http://host:port),
-// to the net without starting it: Start, WaitHeight, Query and Cleanup
-// then take it as node Len()-1. It is not a validator, and has only the
-// blocks it synced.
-func (n *Net) AddNode(name, home, rpcAddr string) int {
+// AddNode adds the node of home, written by InitHomeWith with ports from
+// base, to the net without starting it, with the validators as its
+// persistent peers: Start, WaitHeight, Query and Cleanup then take it as
+// node Len()-1. It is not a validator, and has only the blocks it synced.
+func (n *Net) AddNode(name, home string, base int) int {
 	n.t.Helper()
-	client, err := rpchttp.NewWithTimeout(rpcAddr, uint(rpcCallTimeout/time.Second))
+	var peers []string
+	for _, d := range n.Desc.Nodes {
+		peers = append(peers, d.NodeID+"@"+strings.TrimPrefix(d.P2P, "tcp://"))
+	}
+	err := clienttest.SetConfig(filepath.Join(home, "config", "config.toml"), "p2p", map[string]string{
+		"persistent_peers": strconv.Quote(strings.Join(peers, ",")),
+	})
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	n.nodes = append(n.nodes, &node{name: name, home: home, rpcAddr: rpcAddr, client: client})
+	nd, err := newNode(name, home, fmt.Sprintf("http://127.0.0.1:%d", base+1), base)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.nodes = append(n.nodes, nd)
 	return len(n.nodes) - 1
 }
 

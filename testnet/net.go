@@ -118,6 +118,16 @@ type node struct {
 	runs int
 }
 
+// newNode is a node of home with its RPC at rpcAddr (http://host:port)
+// and P2P on p2pPort, not started.
+func newNode(name, home, rpcAddr string, p2pPort int) (*node, error) {
+	client, err := rpchttp.NewWithTimeout(rpcAddr, uint(rpcCallTimeout/time.Second))
+	if err != nil {
+		return nil, err
+	}
+	return &node{name: name, home: home, rpcAddr: rpcAddr, p2pPort: p2pPort, client: client}, nil
+}
+
 // process is one run of a program the harness started (emrchaind start,
 // minio server).
 type process struct {
@@ -174,11 +184,11 @@ func Start(t testing.TB, o Options) *Net {
 		t.Fatal(err)
 	}
 	for _, d := range n.Desc.Nodes {
-		nd := &node{name: d.Name, home: d.Home, rpcAddr: strings.Replace(d.RPC, "tcp://", "http://", 1)}
+		var p2pPort int
 		if _, port, err := net.SplitHostPort(strings.TrimPrefix(d.P2P, "tcp://")); err == nil {
-			nd.p2pPort, _ = strconv.Atoi(port)
+			p2pPort, _ = strconv.Atoi(port)
 		}
-		nd.client, err = rpchttp.NewWithTimeout(nd.rpcAddr, uint(rpcCallTimeout/time.Second))
+		nd, err := newNode(d.Name, d.Home, strings.Replace(d.RPC, "tcp://", "http://", 1), p2pPort)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -27,7 +26,7 @@ import (
 // answers a proven query exactly as a validator does at the same height.
 func TestStateSyncJoin(t *testing.T) {
 	joinHome := filepath.Join(t.TempDir(), "joiner")
-	ctx, net := setupJoinable(t, joinHome)
+	ctx, net, base := setupJoinable(t, joinHome)
 	tr := testnet.Transport{Net: net}
 	clinician, _, _ := careTeam(t, tr, "hospital-a", "statesync")
 
@@ -43,21 +42,9 @@ func TestStateSyncJoin(t *testing.T) {
 	if err := testnet.SetStateSync(joinHome, []string{net.RPCURL(0), net.RPCURL(1)}, trustH, hdr.Header.Hash()); err != nil {
 		t.Fatal(err)
 	}
-	base, err := testnet.FreePorts()
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := func(off int) string { return fmt.Sprintf("127.0.0.1:%d", base+off) }
-	j := net.AddNode("joiner", joinHome, "http://"+port(1))
-	var peers []string
-	for i := range 4 {
-		peers = append(peers, net.Desc.Nodes[i].NodeID+"@"+strings.TrimPrefix(net.Desc.Nodes[i].P2P, "tcp://"))
-	}
-	flags := []string{"--p2p.laddr", "tcp://" + port(0), "--rpc.laddr", "tcp://" + port(1),
-		"--grpc.address", port(2), "--api.address", port(3), "--sidecar.listen", port(4),
-		"--p2p.persistent_peers", strings.Join(peers, ",")}
+	j := net.AddNode("joiner", joinHome, base)
 	start := time.Now()
-	net.StartWith(j, flags...)
+	net.Start(j)
 	target := net.MaxHeight() + 2
 	if err := net.WaitHeight(ctx, j, target); err != nil {
 		t.Fatal(err)
@@ -94,7 +81,7 @@ func TestStateSyncJoin(t *testing.T) {
 	// the height of the last block the node stored, with no block below
 	// the snapshot to replay), and catches up by block sync.
 	net.Kill(j)
-	net.StartWith(j, flags...)
+	net.Start(j)
 	again := net.MaxHeight() + 2
 	if err := net.WaitHeight(ctx, j, again); err != nil {
 		t.Fatalf("the joined node after a restart: %v", err)
@@ -112,25 +99,25 @@ func TestStateSyncJoin(t *testing.T) {
 }
 
 // setupJoinable starts 4 validators that snapshot every 10 blocks and let
-// in the node whose home it writes at joinHome.
-func setupJoinable(t *testing.T, joinHome string) (context.Context, *testnet.Net) {
+// in the node whose home it writes at joinHome, on ports from base.
+func setupJoinable(t *testing.T, joinHome string) (ctx context.Context, net *testnet.Net, base int) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("runs a testnet of real processes")
 	}
 	// The joiner's home and node id first: the validators must let it in.
-	id, err := testnet.InitHomeWith(t, joinHome, "emrchain-testnet")
+	id, base, err := testnet.InitHomeWith(t, joinHome, "emrchain-testnet")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, net := setupWith(t, testnet.Options{Validators: 4, AllowPeers: []string{id},
+	ctx, net = setupWith(t, testnet.Options{Validators: 4, AllowPeers: []string{id},
 		// A snapshot every few seconds, each kept for half a minute: long
 		// enough for the joiner to discover it (5 s) and fetch it.
 		SnapshotInterval: 10, SnapshotKeepRecent: 10})
 	if err := testnet.CopyGenesis(net.Home(0), joinHome); err != nil {
 		t.Fatal(err)
 	}
-	return ctx, net
+	return ctx, net, base
 }
 
 // waitSnapshotHeight waits until a validator has a snapshot above after.
