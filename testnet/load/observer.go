@@ -52,7 +52,6 @@ type observer struct {
 	blocks    []blockStat
 	foreign   int
 	committed int // planned txs seen committed
-	unknown   int // txs of the load in blocks whose results never came
 	// watched: loadtime txs seen, with their latencies.
 	watched []watchedTx
 	failed  map[string]int // committed with a code, by code
@@ -196,15 +195,8 @@ func (o *observer) record(h int64, b *block, results []txResult, seen, executed 
 			if o.payloadTimes {
 				if p, err := payload.FromBytes(raw); err == nil && p.GetTime() != nil {
 					st.Ours++
-					switch {
-					case !known:
-						st.Unknown++
-						o.unknown++
-					case res.Code == 0:
+					if o.book(&st, known, res) {
 						o.watched = append(o.watched, watchedTx{sendNs: p.GetTime().AsTime().UnixNano(), commitNs: seenNs})
-					default:
-						st.Failed++
-						o.failed[codeKey(res.Codespace, res.Code)]++
 					}
 					continue
 				}
@@ -218,18 +210,28 @@ func (o *observer) record(h int64, b *block, results []txResult, seen, executed 
 		st.Ours++
 		t.commitNs, t.height, t.code, t.codeSet = seenNs, h, res.Code, res.Codespace
 		o.committed++
-		if !known {
-			t.unknown = true
-			st.Unknown++
-			o.unknown++
-		} else if res.Code != 0 {
-			st.Failed++
-			o.failed[codeKey(res.Codespace, res.Code)]++
-		}
+		t.unknown = !known
+		o.book(&st, known, res)
 	}
 	o.blocks = append(o.blocks, st)
 	close(o.changed)
 	o.changed = make(chan struct{})
+}
+
+// book counts a tx of the load in its block's stat by its outcome: unknown
+// (the block's results never came), failed (by code), or a success, which
+// it reports. Called with o.mu held.
+func (o *observer) book(st *blockStat, known bool, res txResult) (ok bool) {
+	switch {
+	case !known:
+		st.Unknown++
+	case res.Code != 0:
+		st.Failed++
+		o.failed[codeKey(res.Codespace, res.Code)]++
+	default:
+		return true
+	}
+	return false
 }
 
 func codeKey(codespace string, code uint32) string {

@@ -163,7 +163,7 @@ func buildResult(cfg Config, obs *observer, st *sendStats, txs []*plannedTx, sta
 		Planned: len(txs), Attempts: st.attempts.Load(), Accepted: st.accepted.Load(),
 		MempoolFull: st.full.Load(), RPCErrors: st.rpcErrors.Load(), Skipped: st.skipped.Load(), Unsent: st.unsent.Load(),
 		Rejected: map[string]int{}, RejectedLog: map[string]string{}, CommittedFailed: map[string]int{},
-		Foreign: obs.foreign, ObserverErrors: obs.errs, OutcomeUnknown: obs.unknown,
+		Foreign: obs.foreign, ObserverErrors: obs.errs,
 	}
 	switch {
 	case txs == nil:
@@ -278,6 +278,7 @@ func buildResult(cfg Config, obs *observer, st *sendStats, txs []*plannedTx, sta
 	var intervals []float64
 	var prev time.Time
 	for _, b := range obs.blocks {
+		s.OutcomeUnknown += b.Unknown
 		row := BlockRow{Height: b.Height, T: float64(b.Observed.UnixNano()-startNs) / 1e9, Txs: b.Txs, Bytes: b.Bytes, Ours: b.Ours, Failed: b.Failed, Unknown: b.Unknown}
 		if !b.Executed.IsZero() {
 			row.ExecMs = float64(b.Executed.Sub(b.Observed)) / 1e6
