@@ -175,6 +175,15 @@ func (sn *Snapshots) prune() error {
 	if err != nil {
 		return err
 	}
+	onDisk := map[string]bool{}
+	for _, info := range all {
+		onDisk[snapshotName(info.Height, info.Format)] = true
+	}
+	for name := range sn.served {
+		if !onDisk[name] { // removed while a chunk of it was being read
+			delete(sn.served, name)
+		}
+	}
 	now, extra := sn.now(), 0
 	for i := sn.keepRecent; i < len(all); i++ {
 		name := snapshotName(all[i].Height, all[i].Format)
@@ -243,9 +252,10 @@ func (sn *Snapshots) info(height int64, format uint32) (SnapshotInfo, error) {
 // snapshotInfo describes the snapshot whose metadata is meta, encoded as
 // raw.
 func snapshotInfo(height int64, format uint32, meta SnapshotMetadata, raw []byte) SnapshotInfo {
+	hash := sha256.Sum256(raw) // meta.Hash(), without encoding meta again
 	return SnapshotInfo{
 		Height: height, Format: format, Chunks: uint32(len(meta.ChunkHashes)),
-		Hash: meta.Hash(), Metadata: raw,
+		Hash: hash[:], Metadata: raw,
 	}
 }
 
@@ -262,12 +272,8 @@ func (sn *Snapshots) LoadChunk(height int64, format uint32, index uint32) ([]byt
 		return nil, err
 	}
 	sn.mu.Lock()
-	defer sn.mu.Unlock()
-	// Pruning may have removed the snapshot since the read; remember
-	// only one still on disk, or the entry would never be deleted.
-	if _, err := os.Stat(filepath.Join(sn.dir, name)); err == nil {
-		sn.served[name] = sn.now()
-	}
+	sn.served[name] = sn.now() // prune forgets it if the snapshot went meanwhile
+	sn.mu.Unlock()
 	return chunk, nil
 }
 
