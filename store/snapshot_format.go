@@ -80,15 +80,15 @@ func DecodeSnapshotMetadata(b []byte) (SnapshotMetadata, error) {
 	if len(b) < sha256.Size {
 		return SnapshotMetadata{}, fmt.Errorf("%w: metadata of %d bytes", ErrBadSnapshot, len(b))
 	}
-	root, rest := b[:sha256.Size], b[sha256.Size:]
-	n, k := binary.Uvarint(rest)
-	if k <= 0 || n == 0 || n > MaxSnapshotChunks {
-		return SnapshotMetadata{}, fmt.Errorf("%w: chunk count missing or outside 1-%d", ErrBadSnapshot, MaxSnapshotChunks)
+	off := sha256.Size
+	n, err := readUvarint(b, &off, MaxSnapshotChunks)
+	if err != nil {
+		return SnapshotMetadata{}, fmt.Errorf("chunk count: %w", err)
 	}
-	if len(binary.AppendUvarint(nil, n)) != k {
-		return SnapshotMetadata{}, fmt.Errorf("%w: chunk count not minimally encoded", ErrBadSnapshot)
+	if n == 0 {
+		return SnapshotMetadata{}, fmt.Errorf("%w: a snapshot of no chunks", ErrBadSnapshot)
 	}
-	rest = rest[k:]
+	root, rest := b[:sha256.Size], b[off:]
 	if uint64(len(rest)) != n*sha256.Size {
 		return SnapshotMetadata{}, fmt.Errorf("%w: %d bytes of hashes for %d chunks", ErrBadSnapshot, len(rest), n)
 	}
