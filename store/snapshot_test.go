@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -256,6 +257,8 @@ func TestPruningKeepsExportedVersion(t *testing.T) {
 	buildVersions(t, s, 3, 100)
 	version, root := s.LastCommit()
 	started, resume := make(chan struct{}), make(chan struct{})
+	resumeOnce := sync.OnceFunc(func() { close(resume) })
+	defer resumeOnce() // before s.Close, which waits for the export
 	type result struct {
 		root []byte
 		err  error
@@ -283,7 +286,7 @@ func TestPruningKeepsExportedVersion(t *testing.T) {
 	if _, err := s.ReaderAt(version); err != nil {
 		t.Fatalf("exported version pruned: %v", err)
 	}
-	close(resume)
+	resumeOnce()
 	if res := <-done; res.err != nil || !bytes.Equal(res.root, root) {
 		t.Fatalf("export: %X, %v; want %X", res.root, res.err, root)
 	}
