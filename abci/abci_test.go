@@ -42,6 +42,12 @@ type node struct {
 // openNode opens (or reopens) the goleveldb store in dir.
 func openNode(t *testing.T, dir string) *node {
 	t.Helper()
+	return openNodeWith(t, dir, abci.Options{Version: "test"})
+}
+
+// openNodeWith is openNode with the adapter's options.
+func openNodeWith(t *testing.T, dir string, aopts abci.Options) *node {
+	t.Helper()
 	opts := store.DefaultOptions()
 	opts.Backend = store.BackendGoLevelDB
 	st, err := store.Open(filepath.Join(dir, "app.db"), opts)
@@ -53,7 +59,7 @@ func openNode(t *testing.T, dir string) *node {
 		st.Close()
 		t.Fatalf("app.New: %v", err)
 	}
-	n := &node{dir: dir, st: st, app: abci.New(a, abci.Options{Version: "test"})}
+	n := &node{dir: dir, st: st, app: abci.New(a, aopts)}
 	t.Cleanup(n.close)
 	return n
 }

@@ -13,7 +13,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/emrchain/emrchain/abci"
-	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/app/apptest"
 	emrchainv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 	"github.com/emrchain/emrchain/store"
@@ -23,25 +22,12 @@ import (
 // of chunkSize bytes.
 func snapNode(t *testing.T, dir string, interval uint64, chunkSize int) *node {
 	t.Helper()
-	opts := store.DefaultOptions()
-	opts.Backend = store.BackendGoLevelDB
-	st, err := store.Open(filepath.Join(dir, "app.db"), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
 	sn, err := store.OpenSnapshots(filepath.Join(dir, "snapshots"), 2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sn.SetChunkSize(chunkSize)
-	a, err := app.New(st, app.Options{SigCacheSize: 128})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := &node{dir: dir, st: st, app: abci.New(a, abci.Options{Version: "test",
-		Snapshots: &abci.SnapshotOptions{Dir: sn, Interval: interval}})}
-	t.Cleanup(n.close)
-	return n
+	return openNodeWith(t, dir, abci.Options{Version: "test", Snapshots: &abci.SnapshotOptions{Dir: sn, Interval: interval}})
 }
 
 // clinicianOf is the member the source chain registers.
@@ -299,6 +285,15 @@ func TestStateSyncOfferRefusals(t *testing.T) {
 		}
 	}
 	checkInfo(t, dst, 0, nil)
+
+	// A node whose genesis is applied (InitChain ran, no block yet) holds
+	// state too: a restore would wipe it under the app.
+	gen := snapNode(t, t.TempDir(), 0, store.MinChunkSize)
+	initChain(t, gen.app)
+	if r := offer(t, gen, snap, appHash); r != types.OFFER_SNAPSHOT_RESULT_REJECT {
+		t.Fatalf("offer to a node with a genesis = %v, want REJECT", r)
+	}
+	checkInfo(t, gen, 0, nil)
 }
 
 // TestSnapshotsDoNotChangeAppHash: the same blocks give the same app
