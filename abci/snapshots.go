@@ -164,8 +164,12 @@ func (a *Application) LoadSnapshotChunk(_ context.Context, req *types.LoadSnapsh
 		return &types.LoadSnapshotChunkResponse{}, nil
 	}
 	chunk, err := a.snaps.opts.Dir.LoadChunk(int64(req.Height), req.Format, req.Chunk)
-	if err != nil {
+	switch {
+	case errors.Is(err, store.ErrSnapshotNotFound):
 		a.logger.Debug("LoadSnapshotChunk: no such chunk", "height", req.Height, "format", req.Format, "chunk", req.Chunk, "err", err)
+		return &types.LoadSnapshotChunkResponse{}, nil
+	case err != nil: // a disk fault or a damaged snapshot of our own
+		a.logger.Error("LoadSnapshotChunk: cannot read a chunk this node holds", "height", req.Height, "format", req.Format, "chunk", req.Chunk, "err", err)
 		return &types.LoadSnapshotChunkResponse{}, nil
 	}
 	return &types.LoadSnapshotChunkResponse{Chunk: chunk}, nil
