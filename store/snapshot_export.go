@@ -28,6 +28,7 @@ func (s *Store) Export(ctx context.Context, version int64, emit func(*iavl.Expor
 	}
 	defer s.endExport(version)
 	tree := iavl.NewMutableTree(iavlDB{db: s.db}, exportCacheSize, true, iavl.NewNopLogger())
+	defer tree.Close() // its node db only (its batch, never written); s.db stays open
 	t, err := tree.GetImmutable(version)
 	if err != nil {
 		return nil, fmt.Errorf("store: export version %d: %w", version, err)
