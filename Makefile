@@ -52,6 +52,7 @@ $(BIN)/%: go.mod
 .PHONY: proto
 proto: $(addprefix $(BIN)/,$(PROTOC_PLUGINS)) ## Regenerate Go, gRPC, gateway and OpenAPI code from proto/ (needs protoc: apt-get install protobuf-compiler).
 	@command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler"; exit 1; }
+	@test -d $(GOOGLEAPIS) || $(GO) mod download github.com/grpc-ecosystem/grpc-gateway@v1.16.0
 	cd $(PROTO_DIR) && protoc -I . -I $(GOOGLEAPIS) \
 	  --plugin=protoc-gen-go=$(BIN)/protoc-gen-go --go_out=. --go_opt=paths=source_relative \
 	  --plugin=protoc-gen-go-grpc=$(BIN)/protoc-gen-go-grpc --go-grpc_out=. --go-grpc_opt=paths=source_relative \

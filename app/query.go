@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 
 	cmtcrypto "github.com/cometbft/cometbft/api/cometbft/crypto/v1"
@@ -497,6 +498,98 @@ func (q *Querier) Study(_ context.Context, req *emrv1.QueryStudyRequest) (*emrv1
 		return nil, fmt.Errorf("%w: no study %q", ErrNotFound, req.Id)
 	}
 	return &emrv1.QueryStudyResponse{Study: s}, nil
+}
+
+// BlobRefs lists the ciphertext of every record, then of every share, each
+// with the patient and category it is filed under (a share's: the category
+// of the record it shares). A page reads at most limit+1 records or shares.
+func (q *Querier) BlobRefs(_ context.Context, req *emrv1.QueryBlobRefsRequest) (*emrv1.QueryBlobRefsResponse, error) {
+	limit, err := q.limit(&emrv1.PageRequest{Limit: req.Limit})
+	if err != nil {
+		return nil, err
+	}
+	records, shares := []byte{prefixRecord}, []byte{prefixShare}
+	if req.After != "" {
+		kind, id, seq, err := ParseBlobRef(req.After)
+		if err != nil {
+			return nil, fmt.Errorf("%w: after: %v", ErrInvalidQuery, err)
+		}
+		if kind == BlobRefRecord {
+			records = append(recordKey(id, seq), 0) // the first key after it
+		} else {
+			records, shares = nil, append(shareKey(id, seq), 0)
+		}
+	}
+	resp := &emrv1.QueryBlobRefsResponse{}
+	add := func(ref *emrv1.BlobRef) bool {
+		if uint32(len(resp.Refs)) == limit {
+			resp.Next = resp.Refs[limit-1].Ref
+			return false
+		}
+		resp.Refs = append(resp.Refs, ref)
+		return true
+	}
+	if records != nil {
+		err = q.scan(records, prefixEnd([]byte{prefixRecord}), true, func(key, value []byte) (bool, error) {
+			rec := &emrv1.Record{}
+			if err := unmarshalAt(key, value, rec); err != nil {
+				return false, err
+			}
+			return add(&emrv1.BlobRef{
+				Ref:       BlobRefName(BlobRefRecord, rec.PatientId, rec.Sequence),
+				PatientId: rec.PatientId, Category: rec.Category, Sha256: rec.CiphertextSha256,
+			}), nil
+		})
+		if err != nil || resp.Next != "" {
+			return resp, err
+		}
+	}
+	err = q.scan(shares, prefixEnd([]byte{prefixShare}), true, func(key, value []byte) (bool, error) {
+		sh := &emrv1.Share{}
+		if err := unmarshalAt(key, value, sh); err != nil {
+			return false, err
+		}
+		rec, err := q.st().record(sh.PatientId, sh.RecordSequence)
+		if err != nil || rec == nil {
+			return false, fmt.Errorf("%w: share %x/%d of a record %d that is not there: %v", ErrInternal, sh.PatientId, sh.Sequence, sh.RecordSequence, err)
+		}
+		return add(&emrv1.BlobRef{
+			Ref:       BlobRefName(BlobRefShare, sh.PatientId, sh.Sequence),
+			PatientId: sh.PatientId, Category: rec.Category, Sha256: sh.SharedSha256,
+		}), nil
+	})
+	return resp, err
+}
+
+// The kinds of object a BlobRef names.
+const (
+	BlobRefRecord = "record"
+	BlobRefShare  = "share"
+)
+
+// BlobRefName names a record or share in a BlobRef: "<kind>/<patient id in
+// lowercase hex>/<sequence>".
+func BlobRefName(kind string, patientID []byte, seq uint64) string {
+	return fmt.Sprintf("%s/%x/%d", kind, patientID, seq)
+}
+
+// ParseBlobRef reads a BlobRefName.
+func ParseBlobRef(s string) (kind string, patientID []byte, seq uint64, err error) {
+	kind, rest, ok := strings.Cut(s, "/")
+	idHex, seqText, ok2 := strings.Cut(rest, "/")
+	if !ok || !ok2 || (kind != BlobRefRecord && kind != BlobRefShare) {
+		return "", nil, 0, fmt.Errorf("%s is not record/<patient id>/<sequence> or share/<patient id>/<sequence>", QuoteInput(s))
+	}
+	if len(idHex) != 2*PatientIDSize || strings.ToLower(idHex) != idHex {
+		return "", nil, 0, fmt.Errorf("%s: the patient id must be %d lowercase hex characters", QuoteInput(s), 2*PatientIDSize)
+	}
+	if patientID, err = hex.DecodeString(idHex); err != nil {
+		return "", nil, 0, fmt.Errorf("%s: the patient id is not hex", QuoteInput(s))
+	}
+	if seq, err = strconv.ParseUint(seqText, 10, 64); err != nil || seq == 0 || seqText != strconv.FormatUint(seq, 10) {
+		return "", nil, 0, fmt.Errorf("%s: the sequence must be a decimal number from 1", QuoteInput(s))
+	}
+	return kind, patientID, seq, nil
 }
 
 func (q *Querier) patient(idHex string) (*emrv1.Patient, error) {

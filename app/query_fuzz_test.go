@@ -89,6 +89,7 @@ func querySeeds(q *queryChain) map[string]querySeed {
 		"Shares":         &emrv1.QuerySharesRequest{PatientId: pid, Page: &emrv1.PageRequest{After: ^uint64(0)}},
 		"Study":          &emrv1.QueryStudyRequest{Id: "fuzz-study"},
 		"LastAccess":     &emrv1.QueryLastAccessRequest{PatientId: pid, Sequence: 3, Accessor: doc},
+		"BlobRefs":       &emrv1.QueryBlobRefsRequest{After: app.BlobRefName(app.BlobRefRecord, q.pid, 2), Limit: 2},
 	}
 	seeds := map[string]querySeed{}
 	for method, req := range reqs {

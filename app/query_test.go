@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -166,5 +167,101 @@ func TestGrantsPaged(t *testing.T) {
 		if err := c.TryQuery("Grants", req, &emrv1.QueryGrantsResponse{}); app.CodeOf(err) != app.ErrInvalidQuery.Code() {
 			t.Errorf("%s: %v, want an invalid query", name, err)
 		}
+	}
+}
+
+// TestBlobRefsPaged: BlobRefs lists every record's ciphertext, then every
+// share's, each exactly once and under the category it is filed under (a
+// share's: its record's), in pages of at most limit whose next is the last
+// reference of a full page with more after it; a malformed after is
+// refused.
+func TestBlobRefsPaged(t *testing.T) {
+	c := apptest.New(t, apptest.Options{})
+	regA, regR := apptest.Registrar(apptest.HospitalA), apptest.Registrar(apptest.Research)
+	doc, pi := apptest.NewActor("dr-refs"), apptest.NewActor("pi-refs")
+	c.Must(regA, apptest.RegisterMember(doc, emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA))
+	c.Must(regR, apptest.RegisterMember(pi, emrv1.Role_ROLE_RESEARCHER, apptest.Research))
+	c.Must(regR, apptest.RegisterStudy("refs-study", pi))
+	type ref struct{ name, patient, category, sum string }
+	var records, shares []ref
+	for i, categories := range [][]string{{"imaging", "lab-results"}, {"lab-results"}, {"imaging", "imaging", "lab-results"}} {
+		p := apptest.NewActor(fmt.Sprintf("refs-patient-%d", i))
+		id := apptest.PatientID(p.Name)
+		c.Must(p, apptest.Enroll(p))
+		c.Must(p, apptest.Grant(id, doc, apptest.GrantSpec{
+			Rights: []emrv1.Right{emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_SHARE}, NotAfter: c.Now.Add(time.Hour), Study: "refs-study",
+		}))
+		for j, cat := range categories {
+			msg := apptest.AddRecord(id, cat, fmt.Sprintf("refs-%d-%d", i, j))
+			c.Must(p, msg)
+			records = append(records, ref{app.BlobRefName(app.BlobRefRecord, id, uint64(j+1)), hexOf(id), cat, hexOf(msg.GetAddRecord().CiphertextSha256)})
+		}
+		if i != 1 {
+			last := uint64(len(categories))
+			msg := apptest.Share(id, last, "refs-study", i == 0)
+			c.Must(doc, msg)
+			shares = append(shares, ref{app.BlobRefName(app.BlobRefShare, id, 1), hexOf(id), categories[last-1], hexOf(msg.GetShareRecord().SharedSha256)})
+		}
+	}
+	byName := func(a, b ref) int { return strings.Compare(a.name, b.name) }
+	slices.SortFunc(records, byName) // patient id, then sequence (single digits)
+	slices.SortFunc(shares, byName)
+	want := append(records, shares...)
+
+	page := func(after string, limit uint32) ([]ref, string, error) {
+		var resp emrv1.QueryBlobRefsResponse
+		err := c.TryQuery("BlobRefs", &emrv1.QueryBlobRefsRequest{After: after, Limit: limit}, &resp)
+		var refs []ref
+		for _, r := range resp.Refs {
+			refs = append(refs, ref{r.Ref, hexOf(r.PatientId), r.Category, hexOf(r.Sha256)})
+		}
+		return refs, resp.Next, err
+	}
+	for _, limit := range []uint32{1, 2, 3, uint32(len(want)), 0} {
+		var got []ref
+		after := ""
+		for pages := 0; ; pages++ {
+			refs, next, err := page(after, limit)
+			if err != nil {
+				t.Fatalf("limit %d, after %q: %v", limit, after, err)
+			}
+			if limit > 0 && len(refs) > int(limit) || pages > len(want) {
+				t.Fatalf("limit %d: a page of %d, or page %d", limit, len(refs), pages)
+			}
+			got = append(got, refs...)
+			if next == "" {
+				break
+			}
+			if len(refs) == 0 || next != refs[len(refs)-1].name {
+				t.Fatalf("limit %d: next %q, want the page's last reference of %v", limit, next, refs)
+			}
+			after = next
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("limit %d: listed\n%v\nwant\n%v", limit, got, want)
+		}
+	}
+
+	// After any record, enrolled or not, the list goes on in key order.
+	if refs, _, err := page(app.BlobRefName(app.BlobRefRecord, bytes.Repeat([]byte{0xff}, 32), 1), 0); err != nil || !slices.Equal(refs, shares) {
+		t.Fatalf("after the last possible record: %v %v", refs, err)
+	}
+	if refs, next, err := page(shares[len(shares)-1].name, 0); err != nil || len(refs) != 0 || next != "" {
+		t.Fatalf("after the last share: %v %q %v", refs, next, err)
+	}
+	pid := records[0].patient
+	for _, after := range []string{
+		"record", "record/" + pid, "record/" + pid + "/", "record/" + pid + "/0", "record/" + pid + "/01", "record/" + pid + "/+1",
+		"record/" + pid + "/1/2", "Record/" + pid + "/1", "access/" + pid + "/1", "share/" + strings.ToUpper(pid) + "/1",
+		"share/" + pid[:62] + "/1", "share/" + pid[:62] + "zz/1", "record/" + pid + "/18446744073709551616",
+	} {
+		if _, _, err := page(after, 0); app.CodeOf(err) != app.ErrInvalidQuery.Code() {
+			t.Errorf("after %q: %v, want an invalid query", after, err)
+		}
+	}
+	var params emrv1.QueryParamsResponse
+	c.Query("Params", &emrv1.QueryParamsRequest{}, &params)
+	if _, _, err := page("", params.Params.MaxPageSize+1); app.CodeOf(err) != app.ErrInvalidQuery.Code() {
+		t.Errorf("a page above max_page_size: %v", err)
 	}
 }

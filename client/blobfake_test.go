@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"sync"
@@ -99,6 +100,10 @@ func (v *ownerView) Share(context.Context, []byte, uint64) (*emrv1.Share, error)
 
 func (v *ownerView) BlockBlobs(context.Context, int64, int) ([]sidecar.BlockBlobs, error) {
 	return nil, nil
+}
+
+func (v *ownerView) StateBlobs(context.Context, string) (sidecar.StateBlobs, error) {
+	return sidecar.StateBlobs{}, errors.New("ownerView lists no state")
 }
 
 func (v *ownerView) LastAccess(context.Context, []byte, uint64, []byte) (*emrv1.AccessEvent, error) {

@@ -3,7 +3,9 @@ package testnet_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +16,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/client/clienttest"
+	"github.com/emrchain/emrchain/offchain/blobstore"
+	"github.com/emrchain/emrchain/offchain/sidecar"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 	"github.com/emrchain/emrchain/testnet"
 )
@@ -28,7 +33,12 @@ func TestStateSyncJoin(t *testing.T) {
 	joinHome := filepath.Join(t.TempDir(), "joiner")
 	ctx, net, base := setupJoinable(t, joinHome)
 	tr := testnet.Transport{Net: net}
-	clinician, _, _ := careTeam(t, tr, "hospital-a", "statesync")
+	clinician, _, id := careTeam(t, tr, "hospital-a", "statesync")
+	// A record whose ciphertext the joiner's sidecar will hold: the record
+	// is in the snapshot only, never in a block the joiner has.
+	kept := []byte("ciphertext of a record committed before the snapshot")
+	keptSum := sha256.Sum256(kept)
+	mustSubmit(t, tr, "add record", clinician, addRecord(id, keptSum, len(kept)))
 
 	// A snapshot taken after the care team is committed: the joiner gets
 	// the care team from the snapshot, not from blocks.
@@ -40,6 +50,10 @@ func TestStateSyncJoin(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := testnet.SetStateSync(joinHome, []string{net.RPCURL(0), net.RPCURL(1)}, trustH, hdr.Header.Hash()); err != nil {
+		t.Fatal(err)
+	}
+	if err := clienttest.SetConfig(filepath.Join(joinHome, "config", "app.toml"), "sidecar",
+		map[string]string{"sweep_interval": `"1s"`, "sweep_grace": `"1s"`}); err != nil {
 		t.Fatal(err)
 	}
 	j := net.AddNode("joiner", joinHome, base)
@@ -74,6 +88,37 @@ func TestStateSyncJoin(t *testing.T) {
 	a, b := provenMember(ctx, t, net, 0, h, clinician.Address), provenMember(ctx, t, net, j, h, clinician.Address)
 	if !bytes.Equal(a, b) {
 		t.Fatal("the joiner's proven answer differs from the validator's")
+	}
+
+	// The joiner's sidecar sweeps, though it holds no block from height 1:
+	// its reference index starts from the state, so it keeps the
+	// ciphertext of the record in the snapshot and deletes one no record
+	// references.
+	sc := sidecar.NewClient(fmt.Sprintf("http://127.0.0.1:%d", base+4), sidecar.KeySigner{Key: clinician.Sign}, nil)
+	orphan := []byte("ciphertext no record references")
+	orphanSum := sha256.Sum256(orphan)
+	for _, blob := range [][]byte{kept, orphan} {
+		if _, err := sc.Put(ctx, id, "lab-results", sha256.Sum256(blob), bytes.NewReader(blob), int64(len(blob))); err != nil {
+			t.Fatalf("upload to the joiner's sidecar: %v", err)
+		}
+	}
+	store, err := blobstore.OpenFS(filepath.Join(joinHome, "data", "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := func(sum [32]byte) bool {
+		_, err := store.Stat(ctx, sidecar.BlobKey(id, "lab-results", sum))
+		if err != nil && !errors.Is(err, blobstore.ErrNotFound) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	waitFor(ctx, t, "the joiner's sweep to delete the orphan", func() bool { return !stored(orphanSum) })
+	if !stored(keptSum) {
+		t.Fatal("the joiner's sweep deleted the ciphertext of a record in its snapshot")
+	}
+	if log, _ := os.ReadFile(net.LogFile(j)); !bytes.Contains(log, []byte("reference index read from the state")) {
+		t.Fatal("the joiner's log does not say its reference index was read from the state")
 	}
 
 	// A crash of the joined node: it restarts from its own state, which

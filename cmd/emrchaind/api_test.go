@@ -336,6 +336,9 @@ func TestAPIServers(t *testing.T) {
 		{"Study", "/emrchain/v1/studies/" + study, func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
 			return n.query.Study(ctx, &emrv1.QueryStudyRequest{Id: study}, o...)
 		}, func() proto.Message { return new(emrv1.QueryStudyResponse) }},
+		{"BlobRefs", "/emrchain/v1/blob_refs?limit=2", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.BlobRefs(ctx, &emrv1.QueryBlobRefsRequest{Limit: 2}, o...)
+		}, func() proto.Message { return new(emrv1.QueryBlobRefsResponse) }},
 	}
 	covered := map[string]bool{}
 	for _, r := range routes {

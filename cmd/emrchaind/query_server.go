@@ -143,3 +143,6 @@ func (s *queryServer) LastAccess(ctx context.Context, r *emrv1.QueryLastAccessRe
 func (s *queryServer) Study(ctx context.Context, r *emrv1.QueryStudyRequest) (*emrv1.QueryStudyResponse, error) {
 	return serveQuery(ctx, s, "Study", r, s.inner.Study)
 }
+func (s *queryServer) BlobRefs(ctx context.Context, r *emrv1.QueryBlobRefsRequest) (*emrv1.QueryBlobRefsResponse, error) {
+	return serveQuery(ctx, s, "BlobRefs", r, s.inner.BlobRefs)
+}

@@ -240,9 +240,10 @@ max_uploads_per_signer = %d
 # Garbage collection of blobs no committed record or share references: how
 # often ("0s" disables it), how old a blob must be, and bounds per pass. A
 # pass deletes nothing until the reference index has read every block from
-# height 1: the node must keep the blocks and ABCI responses it has not read
-# yet (storage.discard_abci_responses = false; with [store] pruning, CometBFT
-# prunes blocks too). Leftovers of interrupted uploads older than
+# height 1 (on a node restored from a snapshot: the state's records and
+# shares, then every block after them): the node must keep the blocks and
+# ABCI responses it has not read yet (storage.discard_abci_responses =
+# false; with [store] pruning, CometBFT prunes blocks too). Leftovers of interrupted uploads older than
 # sweep_grace are removed at start and at every pass, even one that cannot
 # check blobs, and every 10m when the sweep is disabled.
 sweep_interval = %q
@@ -468,7 +469,9 @@ record or share references. It learns the references from the node's block
 results (the event attribute emrchain.blob) and keeps them in a reference
 index (HOME/data/sidecar-refs, or ref_index_dir); a pass deletes nothing
 unless it has read every block from height 1 to the head, so the node must
-keep the blocks and ABCI responses it has not read yet. Two sidecars cannot
+keep the blocks and ABCI responses it has not read yet. On a node restored
+from a state-sync snapshot, which holds no blocks from height 1, the index
+starts from the records and shares in the state instead. Two sidecars cannot
 share a reference index: give a second one on the same home its own
 --ref-index-dir.`,
 		Example: `  emrchaind sidecar --home ./node0

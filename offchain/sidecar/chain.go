@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -50,6 +51,11 @@ type Head struct {
 	// Time is the block time: the clock every permission window and access
 	// window is measured by.
 	Time time.Time
+	// Earliest is the lowest height whose block the node holds; 0 when not
+	// known. Above 1 on a node restored from a state-sync snapshot: the
+	// sweep's reference index then starts from the state (StateBlobs), not
+	// from block 1.
+	Earliest int64
 }
 
 // BlockBlobs is one committed block as the sweep's reference index sees it.
@@ -60,6 +66,18 @@ type BlockBlobs struct {
 	// transactions reference: each blob's SHA-256 under the patient and
 	// category of its record (BlobKeys).
 	Blobs []blobstore.Key
+}
+
+// StateBlobs is one page of the blobs that the records and shares in the
+// chain's state reference (ChainView.StateBlobs).
+type StateBlobs struct {
+	// Height is the height of the state the page was read from.
+	Height int64
+	// Blobs are the store keys: each blob's SHA-256 under the patient and
+	// category it is filed under.
+	Blobs []blobstore.Key
+	// Next is where the next page starts; empty after the last page.
+	Next string
 }
 
 // ChainView is everything the sidecar asks the chain. Every call reads the
@@ -79,6 +97,12 @@ type ChainView interface {
 	// reference (AddRecord, ShareRecord; BlobKeys reads them from the
 	// transactions' results). The sweep builds its reference index from it.
 	BlockBlobs(ctx context.Context, from int64, max int) ([]BlockBlobs, error)
+	// StateBlobs lists one page of the blobs that the records and shares in
+	// the latest committed state reference (the Query service's BlobRefs),
+	// starting after after: "" for the first page, then the previous page's
+	// Next. The sweep fills its reference index with it on a node that
+	// holds no blocks from height 1.
+	StateBlobs(ctx context.Context, after string) (StateBlobs, error)
 	LastAccess(ctx context.Context, patientID []byte, sequence uint64, accessor []byte) (*emrv1.AccessEvent, error)
 	Study(ctx context.Context, id string) (*emrv1.Study, error)
 }
@@ -148,7 +172,7 @@ func NewNodeChainView(c NodeClient) ChainView {
 				return Head{}, fmt.Errorf("%w: the node is catching up (at height %d, %s): it may not have seen the latest grants and revocations",
 					ErrChainUnavailable, st.SyncInfo.LatestBlockHeight, st.SyncInfo.LatestBlockTime.UTC().Format(time.RFC3339))
 			}
-			return Head{Height: st.SyncInfo.LatestBlockHeight, Time: st.SyncInfo.LatestBlockTime}, nil
+			return Head{Height: st.SyncInfo.LatestBlockHeight, Time: st.SyncInfo.LatestBlockTime, Earliest: st.SyncInfo.EarliestBlockHeight}, nil
 		},
 		func(ctx context.Context, from int64, max int) ([]BlockBlobs, error) {
 			return nodeBlockBlobs(ctx, c, from, max)
@@ -377,6 +401,28 @@ func (v *queryView) BlockBlobs(ctx context.Context, from int64, max int) ([]Bloc
 		return nil, errors.New("this chain view lists no blocks (NewQueryChainView without a BlocksFunc): the sweep cannot tell which blobs are referenced")
 	}
 	return v.blocks(ctx, from, max)
+}
+
+func (v *queryView) StateBlobs(ctx context.Context, after string) (StateBlobs, error) {
+	var resp emrv1.QueryBlobRefsResponse
+	if err := v.query(ctx, "BlobRefs", &emrv1.QueryBlobRefsRequest{After: after}, &resp); err != nil {
+		return StateBlobs{}, err
+	}
+	page := StateBlobs{Height: resp.Height, Next: resp.Next}
+	if page.Height < 1 {
+		return StateBlobs{}, fmt.Errorf("query BlobRefs: answered at height %d", resp.Height)
+	}
+	if page.Next != "" && (len(resp.Refs) == 0 || page.Next == after) {
+		return StateBlobs{}, fmt.Errorf("query BlobRefs: a page of %d after %q whose next is %q", len(resp.Refs), after, page.Next)
+	}
+	for _, r := range resp.Refs {
+		if len(r.PatientId) != patientIDSize || len(r.Sha256) != sha256.Size || r.Category == "" {
+			return StateBlobs{}, fmt.Errorf("query BlobRefs: %q: a patient id of %d bytes, a SHA-256 of %d, category %q",
+				r.Ref, len(r.PatientId), len(r.Sha256), r.Category)
+		}
+		page.Blobs = append(page.Blobs, BlobKey(r.PatientId, r.Category, [sha256.Size]byte(r.Sha256)))
+	}
+	return page, nil
 }
 
 func (v *queryView) LastAccess(ctx context.Context, id []byte, seq uint64, accessor []byte) (*emrv1.AccessEvent, error) {

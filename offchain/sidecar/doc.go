@@ -121,14 +121,21 @@
 // start); each page of blocks is one synced batch with the new cursor, so
 // a crash never leaves the cursor ahead of its sums.
 //
+// On a node that holds no blocks from height 1 (Head.Earliest above 1: a
+// node restored from a state-sync snapshot) an empty index starts from the
+// state instead: the blobs of every record and share in it
+// (ChainView.StateBlobs, the Query service's BlobRefs), with the cursor at
+// that state's height. Records and shares are never removed, so this holds
+// every blob the blocks up to that height referenced.
+//
 // Each pass first reads every block after the cursor up to the chain's
 // head. If it cannot — the node is down, pruned the blocks the index has not
 // read, or discards ABCI responses; or the block at the cursor is not the
 // one the index read (another chain under the same directory) — the pass
 // deletes nothing and returns the error. A blob is deleted only if the
-// index, complete from height 1 to the head, does not have it; a reference
-// committed after the catch-up is covered by the grace period, since the
-// upload comes before the transaction.
+// index, complete up to the head, does not have it; a reference committed
+// after the catch-up is covered by the grace period, since the upload
+// comes before the transaction.
 //
 // # Quotas on pending uploads
 //

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/cometbft/cometbft/crypto/ed25519"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/emrchain/emrchain/offchain/blobstore"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -32,6 +34,8 @@ type fakeChain struct {
 	// whose blocks include failBlock fails.
 	blockCalls []int64
 	failBlock  int64
+	// stateCalls counts the StateBlobs calls.
+	stateCalls int
 	// memberCalls counts the Member lookups.
 	memberCalls int
 }
@@ -150,6 +154,9 @@ func (f *fakeChain) BlockBlobs(_ context.Context, from int64, max int) ([]BlockB
 	if err := f.check(); err != nil {
 		return nil, err
 	}
+	if from < f.head.Earliest {
+		return nil, fmt.Errorf("%w: fake chain holds no block %d (its earliest is %d)", ErrChainUnavailable, from, f.head.Earliest)
+	}
 	to := min(f.head.Height, from+int64(max)-1)
 	if f.failBlock >= from && f.failBlock <= to {
 		return nil, fmt.Errorf("%w: fake chain cannot read block %d", ErrChainUnavailable, f.failBlock)
@@ -175,6 +182,44 @@ func (f *fakeChain) BlockBlobs(_ context.Context, from int64, max int) ([]BlockB
 		out = append(out, b)
 	}
 	return out, nil
+}
+
+// fakeStatePage is how many blobs a StateBlobs page of the fake lists.
+const fakeStatePage = 2
+
+// StateBlobs lists the blobs of every record, then of every share, in the
+// order they were added, fakeStatePage at a time; after is the offset of
+// the page in that list.
+func (f *fakeChain) StateBlobs(_ context.Context, after string) (StateBlobs, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stateCalls++
+	if err := f.check(); err != nil {
+		return StateBlobs{}, err
+	}
+	var all []blobstore.Key
+	for _, r := range f.records {
+		all = append(all, BlobKey(r.PatientId, r.Category, [32]byte(r.CiphertextSha256)))
+	}
+	for _, s := range f.shares {
+		for _, r := range f.records {
+			if bytes.Equal(r.PatientId, s.PatientId) && r.Sequence == s.RecordSequence {
+				all = append(all, BlobKey(s.PatientId, r.Category, [32]byte(s.SharedSha256)))
+			}
+		}
+	}
+	from := 0
+	if after != "" {
+		var err error
+		if from, err = strconv.Atoi(after); err != nil || from > len(all) {
+			return StateBlobs{}, fmt.Errorf("fake chain: bad after %q", after)
+		}
+	}
+	page := StateBlobs{Height: f.head.Height, Blobs: all[from:min(from+fakeStatePage, len(all))]}
+	if end := from + len(page.Blobs); end < len(all) {
+		page.Next = strconv.Itoa(end)
+	}
+	return page, nil
 }
 
 func accessKey(id []byte, seq uint64, who []byte) string {

@@ -17,9 +17,9 @@ import (
 // refIndex is the sweep's reference index: the store key (owner and
 // SHA-256, owner.go) of every blob that the successful transactions of a
 // committed block referenced (ChainView.BlockBlobs), complete from height 1
-// through its cursor. The
-// chain keeps no index by hash (docs/decisions.md), so the sidecar keeps its
-// own, read from block results.
+// through its cursor; on a node without the early blocks, seeded from the
+// state (seed). The chain keeps no index by hash (docs/decisions.md), so
+// the sidecar keeps its own, read from block results.
 //
 // It lives in a cosmos-db database: pebble in a directory, which only
 // spares re-reading the chain at each start, or in memory. Each page of
@@ -167,8 +167,14 @@ func (x *refIndex) catchUp(ctx context.Context, chain ChainView, log Logger) (re
 		return cur, fmt.Errorf("the index is complete through height %d but the chain's head is %d: another chain, or a rolled-back one (remove the index directory to rebuild it)",
 			cur.Height, head.Height)
 	}
-	started, lastLog, startHeight := time.Now(), time.Now(), cur.Height
 	verify := cur.Height > 0
+	if cur.Height == 0 && head.Earliest > 1 {
+		if cur, err = x.seed(ctx, chain, log); err != nil {
+			return cur, err
+		}
+		verify = false // the seed has just read the cursor's block
+	}
+	started, lastLog, startHeight := time.Now(), time.Now(), cur.Height
 	for {
 		if err := ctx.Err(); err != nil {
 			return cur, err
@@ -212,48 +218,121 @@ func (x *refIndex) catchUp(ctx context.Context, chain ChainView, log Logger) (re
 	return cur, nil
 }
 
+// seed fills an empty index from the chain's state instead of its blocks,
+// for a node that holds no blocks from height 1 (restored from a state-sync
+// snapshot): the blobs that the records and shares of the state reference
+// (ChainView.StateBlobs), then the cursor at H, the height of the state's
+// first page, with block H's time. Records and shares are never removed, so
+// the later pages, read at H or above, hold at least H's, and whatever came
+// after H the catch-up reads from block H+1 on.
+//
+// The pages are written unsynced and the cursor last, synced (which makes
+// the pages before it durable too), so until the seed completes the cursor
+// stays at 0, and the next catch-up seeds anew.
+func (x *refIndex) seed(ctx context.Context, chain ChainView, log Logger) (refCursor, error) {
+	started, lastLog := time.Now(), time.Now()
+	var (
+		height int64
+		after  string
+		blobs  int
+	)
+	for {
+		if err := ctx.Err(); err != nil {
+			return refCursor{}, err
+		}
+		page, err := chain.StateBlobs(ctx, after)
+		if err != nil {
+			return refCursor{}, fmt.Errorf("the blobs the state references, after %q: %w", after, err)
+		}
+		if height == 0 {
+			height = page.Height
+		}
+		if err := x.put(page.Blobs, nil); err != nil {
+			return refCursor{}, err
+		}
+		blobs += len(page.Blobs)
+		if page.Next == "" {
+			break
+		}
+		after = page.Next
+		if time.Since(lastLog) >= refLogEvery {
+			log.Info("sweep: reading the state's blobs into the reference index (this node holds no blocks from height 1)", "blobs", blobs, "at", after)
+			lastLog = time.Now()
+		}
+	}
+	blocks, err := chain.BlockBlobs(ctx, height, 1)
+	if err != nil {
+		return refCursor{}, fmt.Errorf("block %d, whose state seeds the index: %w", height, err)
+	}
+	if len(blocks) == 0 {
+		return refCursor{}, fmt.Errorf("the chain listed no block %d, whose state seeds the index", height)
+	}
+	cur, err := x.add(refCursor{Height: height - 1}, blocks[:1])
+	if err != nil {
+		return refCursor{}, err
+	}
+	log.Info("sweep: reference index read from the state (this node holds no blocks from height 1)", "height", height, "blobs", blobs,
+		"took", time.Since(started).Round(time.Millisecond).String())
+	return cur, nil
+}
+
 // add writes blocks, which must directly follow cur, as one synced batch:
 // their blob keys and the new cursor; then it tells onAdd.
 func (x *refIndex) add(cur refCursor, blocks []BlockBlobs) (refCursor, error) {
-	next, err := x.write(cur, blocks)
-	if err == nil && x.onAdd != nil {
-		var keys []blobstore.Key
-		for _, b := range blocks {
-			keys = append(keys, b.Blobs...)
-		}
-		x.onAdd(keys)
-	}
-	return next, err
-}
-
-func (x *refIndex) write(cur refCursor, blocks []BlockBlobs) (refCursor, error) {
+	var keys []blobstore.Key
 	for i, b := range blocks {
 		if want := cur.Height + 1 + int64(i); b.Height != want {
 			return cur, fmt.Errorf("the chain listed block %d where block %d was expected", b.Height, want)
 		}
+		keys = append(keys, b.Blobs...)
 	}
 	last := blocks[len(blocks)-1]
 	next := refCursor{Height: last.Height, Time: last.Time}
+	if err := x.put(keys, &next); err != nil {
+		return cur, fmt.Errorf("blocks %d-%d: %w", blocks[0].Height, last.Height, err)
+	}
+	return next, nil
+}
+
+// put writes keys and, if next is not nil, the cursor next as one batch,
+// synced when it moves the cursor; then it tells onAdd.
+func (x *refIndex) put(keys []blobstore.Key, next *refCursor) error {
+	if err := x.writeBatch(keys, next); err != nil {
+		return err
+	}
+	if x.onAdd != nil {
+		x.onAdd(keys)
+	}
+	return nil
+}
+
+// writeBatch writes keys and, if next is not nil, the cursor next as one
+// batch, synced when it moves the cursor.
+func (x *refIndex) writeBatch(keys []blobstore.Key, next *refCursor) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.db == nil {
-		return cur, errRefIndexClosed
+		return errRefIndexClosed
 	}
 	batch := x.db.NewBatch()
 	defer batch.Close()
-	for _, b := range blocks {
-		for _, key := range b.Blobs {
-			if err := batch.Set(refBlobKey(key), []byte{1}); err != nil {
-				return cur, fmt.Errorf("reference index: %w", err)
-			}
+	for _, key := range keys {
+		if err := batch.Set(refBlobKey(key), []byte{1}); err != nil {
+			return fmt.Errorf("reference index: %w", err)
 		}
 	}
+	if next == nil {
+		if err := batch.Write(); err != nil {
+			return fmt.Errorf("reference index: %w", err)
+		}
+		return nil
+	}
 	if err := batch.Set(refCursorKey, next.encode()); err != nil {
-		return cur, fmt.Errorf("reference index: %w", err)
+		return fmt.Errorf("reference index: %w", err)
 	}
 	if err := batch.WriteSync(); err != nil {
-		return cur, fmt.Errorf("reference index: write blocks %d-%d: %w", blocks[0].Height, last.Height, err)
+		return fmt.Errorf("reference index: %w", err)
 	}
-	x.cur = next
-	return next, nil
+	x.cur = *next
+	return nil
 }

@@ -246,6 +246,105 @@ func TestSweepWithoutBlocks(t *testing.T) {
 	wantStored(t, e, true, orphan)
 }
 
+// restoredChain makes e's chain look like a node restored from a snapshot
+// at height 9 whose blocks start at 10: two records and a share made before
+// it (in the state only), then one record in a block the node holds. It
+// returns the sums of the four referenced blobs.
+func restoredChain(t *testing.T, e *env) [][32]byte {
+	t.Helper()
+	first := storeBlob(t, e, "record before the snapshot")
+	rec := e.chain.addRecord(e.pid, first, e.writer)
+	second := storeBlob(t, e, "another record before the snapshot")
+	e.chain.addRecord(e.pid, second, e.writer)
+	shared := storeBlob(t, e, "shared before the snapshot")
+	e.chain.addShare(rec, "s1", shared, e.writer)
+	e.chain.advance(time.Second) // head 11
+	e.chain.head.Earliest = 10
+	late := storeBlob(t, e, "record at height 12, after the restore")
+	e.chain.advance(time.Second)
+	e.chain.addRecord(e.pid, late, e.writer)
+	return [][32]byte{first, second, shared, late}
+}
+
+// TestSweepSeedsFromState: on a node whose blocks start above height 1 (a
+// state-synced node) the reference index is read from the state's records
+// and shares (several pages), with the cursor at the state's height, and
+// from the blocks after it; the sweep then deletes the orphans and keeps
+// every referenced blob, the ones only the state knows included. A restart
+// over the same index reads neither the state nor the blocks again.
+func TestSweepSeedsFromState(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	referenced := restoredChain(t, e)
+	orphan := storeBlob(t, e, "never referenced")
+	dir := t.TempDir()
+
+	srv := newSweeper(t, e, dir)
+	rep, err := srv.Sweep(ctx)
+	if err != nil || rep.Height != 12 || rep.Deleted != 1 || rep.Kept != len(referenced) {
+		t.Fatalf("sweep of a restored node: %+v %v", rep, err)
+	}
+	wantStored(t, e, true, referenced...)
+	wantStored(t, e, false, orphan)
+	if e.chain.stateCalls != 2 { // 4 blobs, 2 per page of the fake
+		t.Fatalf("%d StateBlobs calls for 4 blobs, want 2", e.chain.stateCalls)
+	}
+	if !slices.Equal(e.chain.blockCalls, []int64{12, 13}) {
+		t.Fatalf("blocks asked from %v, want [12 13]: the state's height, then after it", e.chain.blockCalls)
+	}
+	if cur, _ := srv.refs.cursor(); cur.Height != 12 || !cur.Time.Equal(e.chain.times[12]) {
+		t.Fatalf("cursor %+v, want block 12 at %s", cur, e.chain.times[12])
+	}
+	shutdown(t, srv)
+
+	e.chain.blockCalls, e.chain.stateCalls = nil, 0
+	again := newSweeper(t, e, dir)
+	defer shutdown(t, again)
+	if rep, err := again.Sweep(ctx); err != nil || rep.Height != 12 || rep.Kept != len(referenced) {
+		t.Fatalf("sweep after the restart: %+v %v", rep, err)
+	}
+	if e.chain.stateCalls != 0 || !slices.Equal(e.chain.blockCalls, []int64{12}) {
+		t.Fatalf("the restarted sweep read the state %d times and blocks from %v, want 0 and [12]", e.chain.stateCalls, e.chain.blockCalls)
+	}
+}
+
+// TestSweepSeedFails: a seed that stops half way (the chain down after its
+// first page) leaves the cursor at 0 and deletes nothing; the next pass
+// seeds again from the start. A node that holds block 1 never reads the
+// state.
+func TestSweepSeedFails(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	referenced := restoredChain(t, e)
+	orphan := storeBlob(t, e, "never referenced")
+	srv := newSweeper(t, e, "")
+	defer shutdown(t, srv)
+
+	srv.refs.onAdd = func([]blobstore.Key) { e.chain.down = true }
+	rep, err := srv.Sweep(ctx)
+	if !errors.Is(err, ErrChainUnavailable) || rep.Deleted != 0 || rep.Checked != 0 || e.chain.stateCalls != 2 {
+		t.Fatalf("sweep with the chain down after the first page: %+v %v (%d StateBlobs calls)", rep, err, e.chain.stateCalls)
+	}
+	if cur, _ := srv.refs.cursor(); cur.Height != 0 {
+		t.Fatalf("cursor at %d after a failed seed, want 0", cur.Height)
+	}
+	wantStored(t, e, true, append(referenced, orphan)...)
+
+	srv.refs.onAdd, e.chain.down, e.chain.stateCalls = nil, false, 0
+	if rep, err := srv.Sweep(ctx); err != nil || rep.Deleted != 1 || rep.Kept != len(referenced) || e.chain.stateCalls != 2 {
+		t.Fatalf("the next sweep: %+v %v (%d StateBlobs calls)", rep, err, e.chain.stateCalls)
+	}
+	wantStored(t, e, true, referenced...)
+
+	full := newEnv(t, nil)
+	storeBlob(t, full, "orphan")
+	sweeper := newSweeper(t, full, "")
+	defer shutdown(t, sweeper)
+	if rep, err := sweeper.Sweep(ctx); err != nil || rep.Deleted != 1 || full.chain.stateCalls != 0 {
+		t.Fatalf("sweep of a node with every block: %+v %v (%d StateBlobs calls)", rep, err, full.chain.stateCalls)
+	}
+}
+
 // writeLog records every write that reaches a database as a unit: one
 // batch, or one Set or Delete outside a batch.
 type writeLog struct {
@@ -355,6 +454,73 @@ func TestRefIndexCrashConsistency(t *testing.T) {
 			for _, k := range b.Blobs {
 				if ok, err := after.has(k); err != nil || !ok {
 					t.Fatalf("after write %d the cursor is at height %d but blob %s of block %d is missing", i, cur.Height, k, b.Height)
+				}
+			}
+		}
+	}
+}
+
+// TestRefIndexSeedCrashConsistency: a crash after any write of a seed from
+// the state leaves either an index whose cursor is still 0 or one that
+// holds every blob the state references; only the write that moves the
+// cursor is synced.
+func TestRefIndexSeedCrashConsistency(t *testing.T) {
+	chain := newFakeChain(time.Now())
+	writer := chain.addMember("writer", 0, "")
+	pid := bytes.Repeat([]byte{1}, 32)
+	for i := range 7 {
+		rec := chain.addRecord(pid, sha256.Sum256([]byte{byte(i), 'r'}), writer)
+		chain.addShare(rec, "s1", sha256.Sum256([]byte{byte(i), 's'}), writer)
+	}
+	chain.head.Earliest = 9
+	state, err := chain.StateBlobs(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []blobstore.Key
+	for page := state; ; {
+		all = append(all, page.Blobs...)
+		if page.Next == "" {
+			break
+		}
+		if page, err = chain.StateBlobs(context.Background(), page.Next); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log := &writeLog{DB: dbm.NewMemDB()}
+	x, err := newRefIndex(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur, err := x.catchUp(context.Background(), chain, nopLogger{}); err != nil || cur.Height != chain.head.Height {
+		t.Fatalf("catch-up: %+v %v", cur, err)
+	}
+	if want := len(all)/fakeStatePage + 1; len(log.units) != want {
+		t.Fatalf("%d writes for %d blobs in pages of %d: want one per page and one for the cursor", len(log.units), len(all), fakeStatePage)
+	}
+	disk := dbm.NewMemDB()
+	for i, unit := range log.units {
+		last := i == len(log.units)-1
+		if log.synced[i] != last {
+			t.Fatalf("write %d of %d: synced %v", i, len(log.units), log.synced[i])
+		}
+		for _, op := range unit {
+			if err := disk.Set(op.key, op.value); err != nil {
+				t.Fatal(err)
+			}
+		}
+		after, err := newRefIndex(disk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur, _ := after.cursor()
+		if cur.Height != 0 && !last || cur.Height != chain.head.Height && last {
+			t.Fatalf("after write %d of %d the cursor is at %d", i, len(log.units), cur.Height)
+		}
+		if last {
+			for _, k := range all {
+				if ok, err := after.has(k); err != nil || !ok {
+					t.Fatalf("the seed's cursor is at %d but blob %s is missing", cur.Height, k)
 				}
 			}
 		}

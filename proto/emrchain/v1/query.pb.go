@@ -1878,6 +1878,204 @@ func (x *QueryLastAccessResponse) GetProofs() []*StoreProof {
 	return nil
 }
 
+type QueryBlobRefsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Continue after this reference (the previous page's next); empty = from
+	// the start.
+	After string `protobuf:"bytes,1,opt,name=after,proto3" json:"after,omitempty"`
+	// References per page; 0 = the default; capped by params.max_page_size.
+	Limit         uint32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryBlobRefsRequest) Reset() {
+	*x = QueryBlobRefsRequest{}
+	mi := &file_emrchain_v1_query_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryBlobRefsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryBlobRefsRequest) ProtoMessage() {}
+
+func (x *QueryBlobRefsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_query_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryBlobRefsRequest.ProtoReflect.Descriptor instead.
+func (*QueryBlobRefsRequest) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *QueryBlobRefsRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *QueryBlobRefsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type QueryBlobRefsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Refs  []*BlobRef             `protobuf:"bytes,1,rep,name=refs,proto3" json:"refs,omitempty"`
+	// Pass as after for the next page; empty when there is none.
+	Next          string        `protobuf:"bytes,2,opt,name=next,proto3" json:"next,omitempty"`
+	Height        int64         `protobuf:"varint,14,opt,name=height,proto3" json:"height,omitempty"`
+	Proofs        []*StoreProof `protobuf:"bytes,15,rep,name=proofs,proto3" json:"proofs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryBlobRefsResponse) Reset() {
+	*x = QueryBlobRefsResponse{}
+	mi := &file_emrchain_v1_query_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryBlobRefsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryBlobRefsResponse) ProtoMessage() {}
+
+func (x *QueryBlobRefsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_query_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryBlobRefsResponse.ProtoReflect.Descriptor instead.
+func (*QueryBlobRefsResponse) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *QueryBlobRefsResponse) GetRefs() []*BlobRef {
+	if x != nil {
+		return x.Refs
+	}
+	return nil
+}
+
+func (x *QueryBlobRefsResponse) GetNext() string {
+	if x != nil {
+		return x.Next
+	}
+	return ""
+}
+
+func (x *QueryBlobRefsResponse) GetHeight() int64 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+func (x *QueryBlobRefsResponse) GetProofs() []*StoreProof {
+	if x != nil {
+		return x.Proofs
+	}
+	return nil
+}
+
+// BlobRef is one ciphertext a record or share references.
+type BlobRef struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The object that references it: "record/<patient id>/<sequence>" or
+	// "share/<patient id>/<sequence>" (patient id in lowercase hex).
+	Ref       string `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	PatientId []byte `protobuf:"bytes,2,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
+	// The data category it is filed under: the record's; a share's is that
+	// of the record it shares.
+	Category string `protobuf:"bytes,3,opt,name=category,proto3" json:"category,omitempty"`
+	// SHA-256 of the ciphertext.
+	Sha256        []byte `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlobRef) Reset() {
+	*x = BlobRef{}
+	mi := &file_emrchain_v1_query_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlobRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlobRef) ProtoMessage() {}
+
+func (x *BlobRef) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_query_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlobRef.ProtoReflect.Descriptor instead.
+func (*BlobRef) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *BlobRef) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+func (x *BlobRef) GetPatientId() []byte {
+	if x != nil {
+		return x.PatientId
+	}
+	return nil
+}
+
+func (x *BlobRef) GetCategory() string {
+	if x != nil {
+		return x.Category
+	}
+	return ""
+}
+
+func (x *BlobRef) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
 var File_emrchain_v1_query_proto protoreflect.FileDescriptor
 
 const file_emrchain_v1_query_proto_rawDesc = "" +
@@ -2007,7 +2205,21 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"\x17QueryLastAccessResponse\x12.\n" +
 	"\x05event\x18\x01 \x01(\v2\x18.emrchain.v1.AccessEventR\x05event\x12\x16\n" +
 	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
-	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs2\xd0\x0f\n" +
+	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"B\n" +
+	"\x14QueryBlobRefsRequest\x12\x14\n" +
+	"\x05after\x18\x01 \x01(\tR\x05after\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\"\x9e\x01\n" +
+	"\x15QueryBlobRefsResponse\x12(\n" +
+	"\x04refs\x18\x01 \x03(\v2\x14.emrchain.v1.BlobRefR\x04refs\x12\x12\n" +
+	"\x04next\x18\x02 \x01(\tR\x04next\x12\x16\n" +
+	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
+	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"n\n" +
+	"\aBlobRef\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x1d\n" +
+	"\n" +
+	"patient_id\x18\x02 \x01(\fR\tpatientId\x12\x1a\n" +
+	"\bcategory\x18\x03 \x01(\tR\bcategory\x12\x16\n" +
+	"\x06sha256\x18\x04 \x01(\fR\x06sha2562\xc3\x10\n" +
 	"\x05Query\x12h\n" +
 	"\x06Params\x12\x1f.emrchain.v1.QueryParamsRequest\x1a .emrchain.v1.QueryParamsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/emrchain/v1/params\x12\x86\x01\n" +
 	"\fOrganization\x12%.emrchain.v1.QueryOrganizationRequest\x1a&.emrchain.v1.QueryOrganizationResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/emrchain/v1/organizations/{id}\x12s\n" +
@@ -2024,7 +2236,8 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"\x05Share\x12\x1e.emrchain.v1.QueryShareRequest\x1a\x1f.emrchain.v1.QueryShareResponse\"<\x82\xd3\xe4\x93\x026\x124/emrchain/v1/patients/{patient_id}/shares/{sequence}\x12\xa8\x01\n" +
 	"\n" +
 	"LastAccess\x12#.emrchain.v1.QueryLastAccessRequest\x1a$.emrchain.v1.QueryLastAccessResponse\"O\x82\xd3\xe4\x93\x02I\x12G/emrchain/v1/patients/{patient_id}/records/{sequence}/access/{accessor}\x12k\n" +
-	"\x05Study\x12\x1e.emrchain.v1.QueryStudyRequest\x1a\x1f.emrchain.v1.QueryStudyResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/emrchain/v1/studies/{id}B;Z9github.com/emrchain/emrchain/proto/emrchain/v1;emrchainv1b\x06proto3"
+	"\x05Study\x12\x1e.emrchain.v1.QueryStudyRequest\x1a\x1f.emrchain.v1.QueryStudyResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/emrchain/v1/studies/{id}\x12q\n" +
+	"\bBlobRefs\x12!.emrchain.v1.QueryBlobRefsRequest\x1a\".emrchain.v1.QueryBlobRefsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/emrchain/v1/blob_refsB;Z9github.com/emrchain/emrchain/proto/emrchain/v1;emrchainv1b\x06proto3"
 
 var (
 	file_emrchain_v1_query_proto_rawDescOnce sync.Once
@@ -2038,7 +2251,7 @@ func file_emrchain_v1_query_proto_rawDescGZIP() []byte {
 	return file_emrchain_v1_query_proto_rawDescData
 }
 
-var file_emrchain_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_emrchain_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_emrchain_v1_query_proto_goTypes = []any{
 	(*StoreProof)(nil),                 // 0: emrchain.v1.StoreProof
 	(*ProofOp)(nil),                    // 1: emrchain.v1.ProofOp
@@ -2073,89 +2286,96 @@ var file_emrchain_v1_query_proto_goTypes = []any{
 	(*QueryShareResponse)(nil),         // 30: emrchain.v1.QueryShareResponse
 	(*QueryLastAccessRequest)(nil),     // 31: emrchain.v1.QueryLastAccessRequest
 	(*QueryLastAccessResponse)(nil),    // 32: emrchain.v1.QueryLastAccessResponse
-	(*Params)(nil),                     // 33: emrchain.v1.Params
-	(*Organization)(nil),               // 34: emrchain.v1.Organization
-	(*Member)(nil),                     // 35: emrchain.v1.Member
-	(*Account)(nil),                    // 36: emrchain.v1.Account
-	(*Patient)(nil),                    // 37: emrchain.v1.Patient
-	(*Permission)(nil),                 // 38: emrchain.v1.Permission
-	(*Record)(nil),                     // 39: emrchain.v1.Record
-	(*AccessEvent)(nil),                // 40: emrchain.v1.AccessEvent
-	(*Share)(nil),                      // 41: emrchain.v1.Share
-	(*Study)(nil),                      // 42: emrchain.v1.Study
+	(*QueryBlobRefsRequest)(nil),       // 33: emrchain.v1.QueryBlobRefsRequest
+	(*QueryBlobRefsResponse)(nil),      // 34: emrchain.v1.QueryBlobRefsResponse
+	(*BlobRef)(nil),                    // 35: emrchain.v1.BlobRef
+	(*Params)(nil),                     // 36: emrchain.v1.Params
+	(*Organization)(nil),               // 37: emrchain.v1.Organization
+	(*Member)(nil),                     // 38: emrchain.v1.Member
+	(*Account)(nil),                    // 39: emrchain.v1.Account
+	(*Patient)(nil),                    // 40: emrchain.v1.Patient
+	(*Permission)(nil),                 // 41: emrchain.v1.Permission
+	(*Record)(nil),                     // 42: emrchain.v1.Record
+	(*AccessEvent)(nil),                // 43: emrchain.v1.AccessEvent
+	(*Share)(nil),                      // 44: emrchain.v1.Share
+	(*Study)(nil),                      // 45: emrchain.v1.Study
 }
 var file_emrchain_v1_query_proto_depIdxs = []int32{
 	1,  // 0: emrchain.v1.StoreProof.ops:type_name -> emrchain.v1.ProofOp
-	33, // 1: emrchain.v1.QueryParamsResponse.params:type_name -> emrchain.v1.Params
+	36, // 1: emrchain.v1.QueryParamsResponse.params:type_name -> emrchain.v1.Params
 	0,  // 2: emrchain.v1.QueryParamsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	34, // 3: emrchain.v1.QueryOrganizationResponse.organization:type_name -> emrchain.v1.Organization
-	35, // 4: emrchain.v1.QueryOrganizationResponse.registrars:type_name -> emrchain.v1.Member
+	37, // 3: emrchain.v1.QueryOrganizationResponse.organization:type_name -> emrchain.v1.Organization
+	38, // 4: emrchain.v1.QueryOrganizationResponse.registrars:type_name -> emrchain.v1.Member
 	0,  // 5: emrchain.v1.QueryOrganizationResponse.proofs:type_name -> emrchain.v1.StoreProof
-	35, // 6: emrchain.v1.QueryMemberResponse.member:type_name -> emrchain.v1.Member
+	38, // 6: emrchain.v1.QueryMemberResponse.member:type_name -> emrchain.v1.Member
 	0,  // 7: emrchain.v1.QueryMemberResponse.proofs:type_name -> emrchain.v1.StoreProof
-	36, // 8: emrchain.v1.QueryAccountResponse.account:type_name -> emrchain.v1.Account
+	39, // 8: emrchain.v1.QueryAccountResponse.account:type_name -> emrchain.v1.Account
 	0,  // 9: emrchain.v1.QueryAccountResponse.proofs:type_name -> emrchain.v1.StoreProof
-	37, // 10: emrchain.v1.QueryPatientResponse.patient:type_name -> emrchain.v1.Patient
+	40, // 10: emrchain.v1.QueryPatientResponse.patient:type_name -> emrchain.v1.Patient
 	0,  // 11: emrchain.v1.QueryPatientResponse.proofs:type_name -> emrchain.v1.StoreProof
-	38, // 12: emrchain.v1.QueryPermissionsResponse.permissions:type_name -> emrchain.v1.Permission
+	41, // 12: emrchain.v1.QueryPermissionsResponse.permissions:type_name -> emrchain.v1.Permission
 	0,  // 13: emrchain.v1.QueryPermissionsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	38, // 14: emrchain.v1.QueryGrantsResponse.permissions:type_name -> emrchain.v1.Permission
+	41, // 14: emrchain.v1.QueryGrantsResponse.permissions:type_name -> emrchain.v1.Permission
 	0,  // 15: emrchain.v1.QueryGrantsResponse.proofs:type_name -> emrchain.v1.StoreProof
 	2,  // 16: emrchain.v1.QueryRecordsRequest.page:type_name -> emrchain.v1.PageRequest
-	39, // 17: emrchain.v1.QueryRecordsResponse.records:type_name -> emrchain.v1.Record
+	42, // 17: emrchain.v1.QueryRecordsResponse.records:type_name -> emrchain.v1.Record
 	3,  // 18: emrchain.v1.QueryRecordsResponse.page:type_name -> emrchain.v1.PageResponse
 	0,  // 19: emrchain.v1.QueryRecordsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	39, // 20: emrchain.v1.QueryRecordResponse.record:type_name -> emrchain.v1.Record
+	42, // 20: emrchain.v1.QueryRecordResponse.record:type_name -> emrchain.v1.Record
 	0,  // 21: emrchain.v1.QueryRecordResponse.proofs:type_name -> emrchain.v1.StoreProof
 	2,  // 22: emrchain.v1.QueryAccessEventsRequest.page:type_name -> emrchain.v1.PageRequest
-	40, // 23: emrchain.v1.QueryAccessEventsResponse.events:type_name -> emrchain.v1.AccessEvent
+	43, // 23: emrchain.v1.QueryAccessEventsResponse.events:type_name -> emrchain.v1.AccessEvent
 	3,  // 24: emrchain.v1.QueryAccessEventsResponse.page:type_name -> emrchain.v1.PageResponse
 	0,  // 25: emrchain.v1.QueryAccessEventsResponse.proofs:type_name -> emrchain.v1.StoreProof
 	2,  // 26: emrchain.v1.QuerySharesRequest.page:type_name -> emrchain.v1.PageRequest
-	41, // 27: emrchain.v1.QuerySharesResponse.shares:type_name -> emrchain.v1.Share
+	44, // 27: emrchain.v1.QuerySharesResponse.shares:type_name -> emrchain.v1.Share
 	3,  // 28: emrchain.v1.QuerySharesResponse.page:type_name -> emrchain.v1.PageResponse
 	0,  // 29: emrchain.v1.QuerySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
-	42, // 30: emrchain.v1.QueryStudyResponse.study:type_name -> emrchain.v1.Study
+	45, // 30: emrchain.v1.QueryStudyResponse.study:type_name -> emrchain.v1.Study
 	0,  // 31: emrchain.v1.QueryStudyResponse.proofs:type_name -> emrchain.v1.StoreProof
-	41, // 32: emrchain.v1.QueryShareResponse.share:type_name -> emrchain.v1.Share
+	44, // 32: emrchain.v1.QueryShareResponse.share:type_name -> emrchain.v1.Share
 	0,  // 33: emrchain.v1.QueryShareResponse.proofs:type_name -> emrchain.v1.StoreProof
-	40, // 34: emrchain.v1.QueryLastAccessResponse.event:type_name -> emrchain.v1.AccessEvent
+	43, // 34: emrchain.v1.QueryLastAccessResponse.event:type_name -> emrchain.v1.AccessEvent
 	0,  // 35: emrchain.v1.QueryLastAccessResponse.proofs:type_name -> emrchain.v1.StoreProof
-	4,  // 36: emrchain.v1.Query.Params:input_type -> emrchain.v1.QueryParamsRequest
-	6,  // 37: emrchain.v1.Query.Organization:input_type -> emrchain.v1.QueryOrganizationRequest
-	8,  // 38: emrchain.v1.Query.Member:input_type -> emrchain.v1.QueryMemberRequest
-	10, // 39: emrchain.v1.Query.Account:input_type -> emrchain.v1.QueryAccountRequest
-	12, // 40: emrchain.v1.Query.Patient:input_type -> emrchain.v1.QueryPatientRequest
-	13, // 41: emrchain.v1.Query.PatientByOwner:input_type -> emrchain.v1.QueryPatientByOwnerRequest
-	15, // 42: emrchain.v1.Query.Permissions:input_type -> emrchain.v1.QueryPermissionsRequest
-	17, // 43: emrchain.v1.Query.Grants:input_type -> emrchain.v1.QueryGrantsRequest
-	19, // 44: emrchain.v1.Query.Records:input_type -> emrchain.v1.QueryRecordsRequest
-	21, // 45: emrchain.v1.Query.Record:input_type -> emrchain.v1.QueryRecordRequest
-	23, // 46: emrchain.v1.Query.AccessEvents:input_type -> emrchain.v1.QueryAccessEventsRequest
-	25, // 47: emrchain.v1.Query.Shares:input_type -> emrchain.v1.QuerySharesRequest
-	29, // 48: emrchain.v1.Query.Share:input_type -> emrchain.v1.QueryShareRequest
-	31, // 49: emrchain.v1.Query.LastAccess:input_type -> emrchain.v1.QueryLastAccessRequest
-	27, // 50: emrchain.v1.Query.Study:input_type -> emrchain.v1.QueryStudyRequest
-	5,  // 51: emrchain.v1.Query.Params:output_type -> emrchain.v1.QueryParamsResponse
-	7,  // 52: emrchain.v1.Query.Organization:output_type -> emrchain.v1.QueryOrganizationResponse
-	9,  // 53: emrchain.v1.Query.Member:output_type -> emrchain.v1.QueryMemberResponse
-	11, // 54: emrchain.v1.Query.Account:output_type -> emrchain.v1.QueryAccountResponse
-	14, // 55: emrchain.v1.Query.Patient:output_type -> emrchain.v1.QueryPatientResponse
-	14, // 56: emrchain.v1.Query.PatientByOwner:output_type -> emrchain.v1.QueryPatientResponse
-	16, // 57: emrchain.v1.Query.Permissions:output_type -> emrchain.v1.QueryPermissionsResponse
-	18, // 58: emrchain.v1.Query.Grants:output_type -> emrchain.v1.QueryGrantsResponse
-	20, // 59: emrchain.v1.Query.Records:output_type -> emrchain.v1.QueryRecordsResponse
-	22, // 60: emrchain.v1.Query.Record:output_type -> emrchain.v1.QueryRecordResponse
-	24, // 61: emrchain.v1.Query.AccessEvents:output_type -> emrchain.v1.QueryAccessEventsResponse
-	26, // 62: emrchain.v1.Query.Shares:output_type -> emrchain.v1.QuerySharesResponse
-	30, // 63: emrchain.v1.Query.Share:output_type -> emrchain.v1.QueryShareResponse
-	32, // 64: emrchain.v1.Query.LastAccess:output_type -> emrchain.v1.QueryLastAccessResponse
-	28, // 65: emrchain.v1.Query.Study:output_type -> emrchain.v1.QueryStudyResponse
-	51, // [51:66] is the sub-list for method output_type
-	36, // [36:51] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	35, // 36: emrchain.v1.QueryBlobRefsResponse.refs:type_name -> emrchain.v1.BlobRef
+	0,  // 37: emrchain.v1.QueryBlobRefsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	4,  // 38: emrchain.v1.Query.Params:input_type -> emrchain.v1.QueryParamsRequest
+	6,  // 39: emrchain.v1.Query.Organization:input_type -> emrchain.v1.QueryOrganizationRequest
+	8,  // 40: emrchain.v1.Query.Member:input_type -> emrchain.v1.QueryMemberRequest
+	10, // 41: emrchain.v1.Query.Account:input_type -> emrchain.v1.QueryAccountRequest
+	12, // 42: emrchain.v1.Query.Patient:input_type -> emrchain.v1.QueryPatientRequest
+	13, // 43: emrchain.v1.Query.PatientByOwner:input_type -> emrchain.v1.QueryPatientByOwnerRequest
+	15, // 44: emrchain.v1.Query.Permissions:input_type -> emrchain.v1.QueryPermissionsRequest
+	17, // 45: emrchain.v1.Query.Grants:input_type -> emrchain.v1.QueryGrantsRequest
+	19, // 46: emrchain.v1.Query.Records:input_type -> emrchain.v1.QueryRecordsRequest
+	21, // 47: emrchain.v1.Query.Record:input_type -> emrchain.v1.QueryRecordRequest
+	23, // 48: emrchain.v1.Query.AccessEvents:input_type -> emrchain.v1.QueryAccessEventsRequest
+	25, // 49: emrchain.v1.Query.Shares:input_type -> emrchain.v1.QuerySharesRequest
+	29, // 50: emrchain.v1.Query.Share:input_type -> emrchain.v1.QueryShareRequest
+	31, // 51: emrchain.v1.Query.LastAccess:input_type -> emrchain.v1.QueryLastAccessRequest
+	27, // 52: emrchain.v1.Query.Study:input_type -> emrchain.v1.QueryStudyRequest
+	33, // 53: emrchain.v1.Query.BlobRefs:input_type -> emrchain.v1.QueryBlobRefsRequest
+	5,  // 54: emrchain.v1.Query.Params:output_type -> emrchain.v1.QueryParamsResponse
+	7,  // 55: emrchain.v1.Query.Organization:output_type -> emrchain.v1.QueryOrganizationResponse
+	9,  // 56: emrchain.v1.Query.Member:output_type -> emrchain.v1.QueryMemberResponse
+	11, // 57: emrchain.v1.Query.Account:output_type -> emrchain.v1.QueryAccountResponse
+	14, // 58: emrchain.v1.Query.Patient:output_type -> emrchain.v1.QueryPatientResponse
+	14, // 59: emrchain.v1.Query.PatientByOwner:output_type -> emrchain.v1.QueryPatientResponse
+	16, // 60: emrchain.v1.Query.Permissions:output_type -> emrchain.v1.QueryPermissionsResponse
+	18, // 61: emrchain.v1.Query.Grants:output_type -> emrchain.v1.QueryGrantsResponse
+	20, // 62: emrchain.v1.Query.Records:output_type -> emrchain.v1.QueryRecordsResponse
+	22, // 63: emrchain.v1.Query.Record:output_type -> emrchain.v1.QueryRecordResponse
+	24, // 64: emrchain.v1.Query.AccessEvents:output_type -> emrchain.v1.QueryAccessEventsResponse
+	26, // 65: emrchain.v1.Query.Shares:output_type -> emrchain.v1.QuerySharesResponse
+	30, // 66: emrchain.v1.Query.Share:output_type -> emrchain.v1.QueryShareResponse
+	32, // 67: emrchain.v1.Query.LastAccess:output_type -> emrchain.v1.QueryLastAccessResponse
+	28, // 68: emrchain.v1.Query.Study:output_type -> emrchain.v1.QueryStudyResponse
+	34, // 69: emrchain.v1.Query.BlobRefs:output_type -> emrchain.v1.QueryBlobRefsResponse
+	54, // [54:70] is the sub-list for method output_type
+	38, // [38:54] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_emrchain_v1_query_proto_init() }
@@ -2170,7 +2390,7 @@ func file_emrchain_v1_query_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_emrchain_v1_query_proto_rawDesc), len(file_emrchain_v1_query_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   33,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

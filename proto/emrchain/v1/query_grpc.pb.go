@@ -34,6 +34,7 @@ const (
 	Query_Share_FullMethodName          = "/emrchain.v1.Query/Share"
 	Query_LastAccess_FullMethodName     = "/emrchain.v1.Query/LastAccess"
 	Query_Study_FullMethodName          = "/emrchain.v1.Query/Study"
+	Query_BlobRefs_FullMethodName       = "/emrchain.v1.Query/BlobRefs"
 )
 
 // QueryClient is the client API for Query service.
@@ -76,6 +77,12 @@ type QueryClient interface {
 	LastAccess(ctx context.Context, in *QueryLastAccessRequest, opts ...grpc.CallOption) (*QueryLastAccessResponse, error)
 	// Study returns one study.
 	Study(ctx context.Context, in *QueryStudyRequest, opts ...grpc.CallOption) (*QueryStudyResponse, error)
+	// BlobRefs lists the ciphertext every record and every share references,
+	// each with the patient and data category it is filed under: all records
+	// (by patient id, then sequence), then all shares. A blob sidecar whose
+	// node holds no blocks from height 1 (restored from a state-sync
+	// snapshot) fills its reference index from it.
+	BlobRefs(ctx context.Context, in *QueryBlobRefsRequest, opts ...grpc.CallOption) (*QueryBlobRefsResponse, error)
 }
 
 type queryClient struct {
@@ -236,6 +243,16 @@ func (c *queryClient) Study(ctx context.Context, in *QueryStudyRequest, opts ...
 	return out, nil
 }
 
+func (c *queryClient) BlobRefs(ctx context.Context, in *QueryBlobRefsRequest, opts ...grpc.CallOption) (*QueryBlobRefsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QueryBlobRefsResponse)
+	err := c.cc.Invoke(ctx, Query_BlobRefs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // QueryServer is the server API for Query service.
 // All implementations must embed UnimplementedQueryServer
 // for forward compatibility.
@@ -276,6 +293,12 @@ type QueryServer interface {
 	LastAccess(context.Context, *QueryLastAccessRequest) (*QueryLastAccessResponse, error)
 	// Study returns one study.
 	Study(context.Context, *QueryStudyRequest) (*QueryStudyResponse, error)
+	// BlobRefs lists the ciphertext every record and every share references,
+	// each with the patient and data category it is filed under: all records
+	// (by patient id, then sequence), then all shares. A blob sidecar whose
+	// node holds no blocks from height 1 (restored from a state-sync
+	// snapshot) fills its reference index from it.
+	BlobRefs(context.Context, *QueryBlobRefsRequest) (*QueryBlobRefsResponse, error)
 	mustEmbedUnimplementedQueryServer()
 }
 
@@ -330,6 +353,9 @@ func (UnimplementedQueryServer) LastAccess(context.Context, *QueryLastAccessRequ
 }
 func (UnimplementedQueryServer) Study(context.Context, *QueryStudyRequest) (*QueryStudyResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Study not implemented")
+}
+func (UnimplementedQueryServer) BlobRefs(context.Context, *QueryBlobRefsRequest) (*QueryBlobRefsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method BlobRefs not implemented")
 }
 func (UnimplementedQueryServer) mustEmbedUnimplementedQueryServer() {}
 func (UnimplementedQueryServer) testEmbeddedByValue()               {}
@@ -622,6 +648,24 @@ func _Query_Study_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Query_BlobRefs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QueryBlobRefsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServer).BlobRefs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Query_BlobRefs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServer).BlobRefs(ctx, req.(*QueryBlobRefsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Query_ServiceDesc is the grpc.ServiceDesc for Query service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -688,6 +732,10 @@ var Query_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Study",
 			Handler:    _Query_Study_Handler,
+		},
+		{
+			MethodName: "BlobRefs",
+			Handler:    _Query_BlobRefs_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
