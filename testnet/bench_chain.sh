@@ -316,7 +316,7 @@ profile_text "$EMRCHAIND" "$OUT/emrchaind-node1.cpu.pprof" || true
 
 echo
 for f in emrchain-saturation emrchain-rate kvstore-saturation kvstore-rate; do
-  jq -r '"\(.name): \(.mode)\(if .target_rate > 0 then " \(.target_rate|floor) tx/s" else "" end): \(.tps|floor) tx/s committed, latency p50 \(.latency_ms.p50) ms, p95 \(.latency_ms.p95) ms, p99 \(.latency_ms.p99) ms; blocks every \(.blocks.mean_interval_ms|floor) ms with \(.blocks.mean_txs|floor) txs"' "$OUT/$f.json"
+  jq -r "$JQ_LATENCY"' "\(.name): \(.mode)\(if .target_rate > 0 then " \(.target_rate|floor) tx/s" else "" end): \(.tps|floor) tx/s committed, latency p50 \(lat("p50")) ms, p95 \(lat("p95")) ms, p99 \(lat("p99")) ms; blocks every \(.blocks.mean_interval_ms|floor) ms with \(.blocks.mean_txs|floor) txs"' "$OUT/$f.json"
 done
 echo "node CPU per committed tx (4 nodes, user+system): emrchain $EMR_CPU ms, kvstore $KV_CPU ms"
 echo "load average now: $(cut -d' ' -f1-3 /proc/loadavg); results in $OUT"

@@ -164,7 +164,7 @@ echo "app.db of node1: $DB_BYTES bytes for about $RECORDS records: $((DB_BYTES /
 
 echo
 for f in fresh filled; do
-  jq -r '"\(.name): \(.tps|floor) tx/s committed, latency p50 \(.latency_ms.p50) ms, p99 \(.latency_ms.p99) ms; blocks every \(.blocks.mean_interval_ms|floor) ms with \(.blocks.mean_txs|floor) txs"' "$OUT/$f.json"
+  jq -r "$JQ_LATENCY"' "\(.name): \(.tps|floor) tx/s committed, latency p50 \(lat("p50")) ms, p99 \(lat("p99")) ms; blocks every \(.blocks.mean_interval_ms|floor) ms with \(.blocks.mean_txs|floor) txs"' "$OUT/$f.json"
 done
 cat "$OUT/phases.txt"
 read -r _ _ F0 _ C0 _ _ < <(grep '^fresh ' "$OUT/phases.txt")

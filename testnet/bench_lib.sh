@@ -130,3 +130,8 @@ profile_text() {
   go tool pprof -top -nodecount=40 "$1" "$2" >"${2%.pprof}-top.txt" 2>/dev/null || true
   go tool pprof -top -cum -nodecount=60 "$1" "$2" >"${2%.pprof}-cum.txt" 2>/dev/null || true
 }
+
+# JQ_LATENCY defines lat(k) for jq over a load summary: statistic k of
+# latency_ms, with "≥" before it when it is a lower bound (txs that never
+# committed fall on it: latency_ms.at_least).
+JQ_LATENCY='def lat($k): (if ((.latency_ms.at_least // []) | any(.[]; . == $k)) then "≥" else "" end) + "\(.latency_ms[$k])";'

@@ -6,6 +6,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -51,11 +52,11 @@ func TestPercentiles(t *testing.T) {
 	for i := 1; i <= 100; i++ {
 		v = append(v, float64(101-i))
 	}
-	s := latencyStats(v)
-	if s.Count != 100 || s.P50 != 50 || s.P95 != 95 || s.P99 != 99 || s.Max != 100 || s.Mean != 50.5 {
+	s := latencyStats(v, nil)
+	if s.Count != 100 || s.P50 != 50 || s.P95 != 95 || s.P99 != 99 || s.Max != 100 || s.Mean != 50.5 || s.Censored != 0 || s.AtLeast != nil {
 		t.Fatalf("latencyStats = %+v", s)
 	}
-	if latencyStats(nil) != (LatencyStats{}) || pctSorted(nil, 50) != 0 {
+	if !reflect.DeepEqual(latencyStats(nil, nil), LatencyStats{}) || pctSorted(nil, 50) != 0 {
 		t.Fatal("empty input must give zeros")
 	}
 	if got := pctSorted([]float64{7}, 99); got != 7 {
@@ -190,7 +191,7 @@ func TestResultAndPlot(t *testing.T) {
 	}
 	o.blocks[2].Failed, o.blocks[2].Unknown = 1, 2
 	cfg := Config{Name: "x", Duration: 5 * time.Second, Warmup: time.Second, Mix: DefaultMix, Conns: 1, Target: Target{RPC: []string{"http://127.0.0.1:1"}}}
-	r := buildResult(cfg, o, newSendStats(), txs, start, start.Add(5*time.Second))
+	r := buildResult(cfg, o, newSendStats(), txs, start, start.Add(5*time.Second), start.Add(5*time.Second))
 	s := r.Summary
 	// Commits at 1.0s..5.9s; the window is [1s, 5s]: 41 of them. The
 	// whole block intervals: from the block seen at 0.5s to the one seen
@@ -293,10 +294,19 @@ func TestSettleKeepsSignerOrder(t *testing.T) {
 	if !broken[3] || broken[1] {
 		t.Errorf("broken = %v, want only signer 3", broken)
 	}
+	for i, want := range []bool{false, false, false, true, false} {
+		if batch[i].refused.Load() != want {
+			t.Errorf("tx %d refused %v, want %v: only a rejected tx has no latency", i, !want, want)
+		}
+	}
 	if got := s.stats.rejected[codeKey("emrchain", 4)]; got != 1 {
 		t.Errorf("rejections counted %d, want 1", got)
 	}
 	if s.stats.accepted.Load() != 2 || s.stats.full.Load() != 1 {
 		t.Errorf("accepted %d full %d", s.stats.accepted.Load(), s.stats.full.Load())
+	}
+	later := []*plannedTx{item(3), item(2)}
+	if retry, _ := s.settle(later, []outcome{{}, {}}, broken); len(retry) != 0 || !later[0].refused.Load() || later[1].refused.Load() {
+		t.Errorf("a tx after its signer's rejection: refused %v, want true", later[0].refused.Load())
 	}
 }

@@ -97,6 +97,9 @@ type plannedTx struct {
 	// ns (0: sent at saturation); set before the workers start.
 	dueNs    int64
 	accepted atomic.Bool
+	// refused: CheckTx refused it, or it was not sent because an earlier
+	// tx of its signer was; it has no latency.
+	refused  atomic.Bool
 	commitNs int64 // when the observer saw its block (0: not yet); under observer.mu
 	height   int64
 	code     uint32

@@ -1,6 +1,7 @@
 package load
 
 import (
+	"cmp"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -104,12 +105,34 @@ type Summary struct {
 // successful txs whose latency clock (Summary.LatencyFrom: the due time at
 // a rate, the first send at saturation) started in the window.
 type LatencyStats struct {
+	// Count includes the censored txs.
 	Count int     `json:"count"`
 	P50   float64 `json:"p50"`
 	P95   float64 `json:"p95"`
 	P99   float64 `json:"p99"`
 	Mean  float64 `json:"mean"`
 	Max   float64 `json:"max"`
+	// Censored counts the txs of the load whose latency clock started in
+	// the window but that were not committed when the observation ended:
+	// never sent (the time was up, or the mempool stayed full) or accepted
+	// and not committed. Each enters the statistics with the time from its
+	// start to the end of the observation, a lower bound of its latency;
+	// every statistic that is such a bound (a percentile or the max that
+	// falls on one, the mean when there is any) is named in AtLeast: its
+	// true value is higher. Txs refused by CheckTx, or not sent after an
+	// earlier tx of their signer was, have no latency. Watching someone
+	// else's load, nothing is known about txs that never committed.
+	Censored int      `json:"censored"`
+	AtLeast  []string `json:"at_least,omitempty"`
+}
+
+// show formats the statistic name of value ms, "≥" before it when it is
+// a lower bound (AtLeast).
+func (l LatencyStats) show(name string, ms float64) string {
+	if slices.Contains(l.AtLeast, name) {
+		return fmt.Sprintf("≥%.0f ms", ms)
+	}
+	return fmt.Sprintf("%.0f ms", ms)
 }
 
 // BlockStats describe the blocks observed in the window.
@@ -154,7 +177,9 @@ type BlockRow struct {
 	Unknown    int     `json:"unknown"` // txs of the load whose outcome is unknown (no results)
 }
 
-func buildResult(cfg Config, obs *observer, st *sendStats, txs []*plannedTx, start, end time.Time) *Result {
+// buildResult summarises a run whose measured phase went from start to
+// end, and whose observer followed the blocks until observedTo.
+func buildResult(cfg Config, obs *observer, st *sendStats, txs []*plannedTx, start, end, observedTo time.Time) *Result {
 	obs.mu.Lock()
 	defer obs.mu.Unlock()
 	s := Summary{
@@ -271,8 +296,16 @@ func buildResult(cfg Config, obs *observer, st *sendStats, txs []*plannedTx, sta
 		slices.Sort(b) // b is this second's own: no copy needed
 		series[i].P50, series[i].P95, series[i].P99 = pctSorted(b, 50), pctSorted(b, 95), pctSorted(b, 99)
 	}
+	// The txs that started their latency clock in the window and never
+	// committed, each with its lower bound.
+	var censored []float64
+	for _, t := range txs {
+		if ls := t.latencyFromNs(); ls >= from && ls <= to && t.commitNs == 0 && !t.refused.Load() {
+			censored = append(censored, float64(observedTo.UnixNano()-ls)/1e6)
+		}
+	}
 	s.setTPS(obs.blocks, from, to)
-	s.Latency = latencyStats(lat)
+	s.Latency = latencyStats(lat, censored)
 
 	var rows []BlockRow
 	var intervals []float64
@@ -312,7 +345,7 @@ func buildResult(cfg Config, obs *observer, st *sendStats, txs []*plannedTx, sta
 		s.Blocks.ExecMs = round1(s.Blocks.ExecMs / float64(s.Blocks.Count))
 	}
 	if len(intervals) > 0 {
-		il := latencyStats(intervals)
+		il := latencyStats(intervals, nil)
 		s.Blocks.MeanIntervalMs, s.Blocks.P50IntervalMs, s.Blocks.MaxIntervalMs = il.Mean, il.P50, il.Max
 	}
 	return &Result{Summary: s, Series: series, Blocks: rows}
@@ -368,16 +401,40 @@ func (s *Summary) setTPS(blocks []blockStat, from, to int64) {
 	s.TPS, s.TPSBasis, s.TPSBlocks, s.TPSCommitted = float64(committed)/s.TPSSpanS, "blocks", last-first, committed
 }
 
-func latencyStats(v []float64) LatencyStats {
-	if len(v) == 0 {
+// latencyStats are the statistics of the values done and of the lower
+// bounds censored (see LatencyStats.Censored), together.
+func latencyStats(done, censored []float64) LatencyStats {
+	type value struct {
+		ms       float64
+		censored bool
+	}
+	all := make([]value, 0, len(done)+len(censored))
+	var sum float64
+	for _, ms := range done {
+		all = append(all, value{ms, false})
+		sum += ms
+	}
+	for _, ms := range censored {
+		all = append(all, value{ms, true})
+		sum += ms
+	}
+	if len(all) == 0 {
 		return LatencyStats{}
 	}
-	slices.Sort(v)
-	var sum float64
-	for _, x := range v {
-		sum += x
+	slices.SortFunc(all, func(a, b value) int { return cmp.Compare(a.ms, b.ms) })
+	s := LatencyStats{Count: len(all), Censored: len(censored), Mean: round1(sum / float64(len(all)))}
+	pick := func(name string, i int) float64 {
+		if all[i].censored {
+			s.AtLeast = append(s.AtLeast, name)
+		}
+		return round1(all[i].ms)
 	}
-	return LatencyStats{Count: len(v), P50: pctSorted(v, 50), P95: pctSorted(v, 95), P99: pctSorted(v, 99), Mean: round1(sum / float64(len(v))), Max: round1(v[len(v)-1])}
+	s.P50, s.P95, s.P99 = pick("p50", pctRank(len(all), 50)), pick("p95", pctRank(len(all), 95)), pick("p99", pctRank(len(all), 99))
+	s.Max = pick("max", len(all)-1)
+	if len(censored) > 0 {
+		s.AtLeast = append(s.AtLeast, "mean")
+	}
+	return s
 }
 
 // pctSorted is the p-th percentile (nearest rank) of v, sorted; 0 for
@@ -386,9 +443,14 @@ func pctSorted(v []float64, p float64) float64 {
 	if len(v) == 0 {
 		return 0
 	}
-	rank := int(math.Ceil(p / 100 * float64(len(v))))
-	rank = min(max(rank, 1), len(v))
-	return round1(v[rank-1])
+	return round1(v[pctRank(len(v), p)])
+}
+
+// pctRank is the index of the p-th percentile (nearest rank) of n sorted
+// values, n > 0.
+func pctRank(n int, p float64) int {
+	rank := int(math.Ceil(p / 100 * float64(n)))
+	return min(max(rank, 1), n) - 1
 }
 
 func round1(x float64) float64 { return math.Round(x*10) / 10 }
@@ -463,8 +525,13 @@ func (r *Result) WriteText(w io.Writer) {
 	if from == "" {
 		from = "submit to commit"
 	}
-	fmt.Fprintf(w, "  latency    p50 %.0f ms, p95 %.0f ms, p99 %.0f ms, max %.0f ms (%d txs, %s)\n",
-		s.Latency.P50, s.Latency.P95, s.Latency.P99, s.Latency.Max, s.Latency.Count, from)
+	l := s.Latency
+	censored := ""
+	if l.Censored > 0 {
+		censored = fmt.Sprintf("; %d of them not committed when the observation ended, counted until then", l.Censored)
+	}
+	fmt.Fprintf(w, "  latency    p50 %s, p95 %s, p99 %s, max %s (%d txs, %s%s)\n",
+		l.show("p50", l.P50), l.show("p95", l.P95), l.show("p99", l.P99), l.show("max", l.Max), l.Count, from, censored)
 	fmt.Fprintf(w, "  blocks     %d, interval mean %.0f ms (p50 %.0f, max %.0f), %.0f txs and %.0f KiB per block (max %d txs), %.0f B/tx, results %.0f ms after the block\n",
 		s.Blocks.Count, s.Blocks.MeanIntervalMs, s.Blocks.P50IntervalMs, s.Blocks.MaxIntervalMs, s.Blocks.MeanTxs, s.Blocks.MeanBytes/1024, s.Blocks.MaxTxs, s.MeanTxBytes, s.Blocks.ExecMs)
 	if s.CPUPids > 0 {
@@ -528,8 +595,9 @@ func ReadSummary(path string) (*Summary, error) {
 // "emrchain <N> tx/s, kvstore <M> tx/s, ratio <N/M>".
 func Compare(w io.Writer, emr, kv *Summary) {
 	for _, s := range []*Summary{emr, kv} {
-		fmt.Fprintf(w, "%-9s %6.0f tx/s committed (%s), latency p50 %.0f ms, p95 %.0f ms, p99 %.0f ms; blocks every %.0f ms, %.0f txs each, %.0f B/tx\n",
-			s.Name, s.TPS, s.Mode, s.Latency.P50, s.Latency.P95, s.Latency.P99, s.Blocks.MeanIntervalMs, s.Blocks.MeanTxs, s.MeanTxBytes)
+		l := s.Latency
+		fmt.Fprintf(w, "%-9s %6.0f tx/s committed (%s), latency p50 %s, p95 %s, p99 %s; blocks every %.0f ms, %.0f txs each, %.0f B/tx\n",
+			s.Name, s.TPS, s.Mode, l.show("p50", l.P50), l.show("p95", l.P95), l.show("p99", l.P99), s.Blocks.MeanIntervalMs, s.Blocks.MeanTxs, s.MeanTxBytes)
 	}
 	ratio := 0.0
 	if kv.TPS > 0 {

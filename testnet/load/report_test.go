@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -53,7 +54,7 @@ func TestTPSOverWholeBlockIntervals(t *testing.T) {
 			txs = nil
 		}
 		cfg := Config{Name: "x", Duration: 9900 * time.Millisecond, Warmup: time.Second}
-		s := buildResult(cfg, o, newSendStats(), txs, start, start.Add(cfg.Duration)).Summary
+		s := buildResult(cfg, o, newSendStats(), txs, start, start.Add(cfg.Duration), start.Add(cfg.Duration)).Summary
 		if s.CommittedInWindow != 2000 || math.Abs(s.TPS-250) > 1e-9 {
 			t.Errorf("watch %v: %d committed in the window, %.1f tx/s, want 2000 and 250", watch, s.CommittedInWindow, s.TPS)
 		}
@@ -71,13 +72,13 @@ func TestTPSFallsBackToTheWindow(t *testing.T) {
 	o, txs := blocksEvery2s(start, false)
 	cfg := Config{Name: "x", Duration: 4 * time.Second, Warmup: time.Second}
 	o.blocks, txs = o.blocks[1:2], txs[500:1000] // one block, at 2.1 s
-	s := buildResult(cfg, o, newSendStats(), txs, start, start.Add(cfg.Duration)).Summary
+	s := buildResult(cfg, o, newSendStats(), txs, start, start.Add(cfg.Duration), start.Add(cfg.Duration)).Summary
 	if s.TPSBasis != "window" || s.TPS != 500.0/3 || s.TPSCommitted != 500 {
 		t.Errorf("one block: basis %q, %.1f tx/s, %d txs", s.TPSBasis, s.TPS, s.TPSCommitted)
 	}
 	o, txs = blocksEvery2s(start, false)
 	cfg = Config{Name: "x", Duration: 9 * time.Second} // no warm-up: no block before the window
-	s = buildResult(cfg, o, newSendStats(), txs, start, start.Add(cfg.Duration)).Summary
+	s = buildResult(cfg, o, newSendStats(), txs, start, start.Add(cfg.Duration), start.Add(cfg.Duration)).Summary
 	if s.TPSBasis != "blocks" || s.TPSBlocks != 4 || s.TPS != 250 {
 		t.Errorf("no block before: basis %q, %d blocks, %.1f tx/s", s.TPSBasis, s.TPSBlocks, s.TPS)
 	}
@@ -104,7 +105,7 @@ func TestUnknownOutcomeIsNotASuccess(t *testing.T) {
 			b.Data.Txs = [][]byte{tx.raw}
 		}
 		o.record(5, &b, nil, start.Add(3*time.Second), time.Time{}) // results never came
-		s := buildResult(Config{Name: "x", Duration: 10 * time.Second, Rate: 1}, o, newSendStats(), txs, start, start.Add(10*time.Second)).Summary
+		s := buildResult(Config{Name: "x", Duration: 10 * time.Second, Rate: 1}, o, newSendStats(), txs, start, start.Add(10*time.Second), start.Add(10*time.Second)).Summary
 		if s.CommittedInWindow != 0 || s.Latency.Count != 0 || s.OutcomeUnknown != 1 || len(s.CommittedFailed) != 0 {
 			t.Errorf("watch %v: in window %d, latencies %d, unknown %d, failed %v: want 0, 0, 1, none",
 				watch, s.CommittedInWindow, s.Latency.Count, s.OutcomeUnknown, s.CommittedFailed)
@@ -126,7 +127,7 @@ func TestSummarySaysWhereLatencyStarts(t *testing.T) {
 		if !c.watch {
 			txs = []*plannedTx{}
 		}
-		r := buildResult(Config{Name: "x", Duration: time.Second, Rate: c.rate}, newObserver(nil, c.watch), newSendStats(), txs, start, start.Add(time.Second))
+		r := buildResult(Config{Name: "x", Duration: time.Second, Rate: c.rate}, newObserver(nil, c.watch), newSendStats(), txs, start, start.Add(time.Second), start.Add(time.Second))
 		var text bytes.Buffer
 		r.WriteText(&text)
 		if r.Summary.LatencyFrom != c.from || !bytes.Contains(text.Bytes(), []byte(c.text)) {
@@ -186,4 +187,67 @@ func summaryJSON(t *testing.T, s Summary) ([]byte, map[string]any) {
 		t.Fatal(err)
 	}
 	return raw, m
+}
+
+// TestTxsNeverCommittedAreCensored: at a target rate, a tx due in the window
+// that was never sent, or accepted and never committed, has a latency of at
+// least the time from its due time to the end of the observation. It counts
+// in the percentiles with that bound, and a percentile that falls on one is
+// marked as a lower bound (JSON at_least, "≥" in the text). Before, such txs
+// were left out, and a chain that fell behind showed the latency of the txs
+// it did commit. A tx refused by CheckTx, or due before the window, has no
+// latency.
+func TestTxsNeverCommittedAreCensored(t *testing.T) {
+	start := time.Unix(1000, 0)
+	end, observedTo := start.Add(10*time.Second), start.Add(15*time.Second)
+	due := func(s float64) int64 { return start.Add(time.Duration(s * float64(time.Second))).UnixNano() }
+	var txs []*plannedTx
+	add := func(n int, dueS float64, f func(*plannedTx)) {
+		for range n {
+			tx := &plannedTx{dueNs: due(dueS)}
+			f(tx)
+			txs = append(txs, tx)
+		}
+	}
+	add(90, 2, func(tx *plannedTx) { // committed 100 ms after due
+		tx.sendNs.Store(tx.dueNs)
+		tx.accepted.Store(true)
+		tx.commitNs = tx.dueNs + int64(100*time.Millisecond)
+	})
+	add(5, 9, func(*plannedTx) {})  // due at 9 s, never sent: at least 6 s
+	add(3, 8, func(tx *plannedTx) { // accepted, never committed: at least 7 s
+		tx.sendNs.Store(tx.dueNs)
+		tx.accepted.Store(true)
+	})
+	add(2, 5, func(tx *plannedTx) { // refused by CheckTx
+		tx.sendNs.Store(tx.dueNs)
+		tx.refused.Store(true)
+	})
+	add(4, 0.5, func(*plannedTx) {}) // due in the warm-up, never sent
+	cfg := Config{Name: "x", Rate: 10, Duration: end.Sub(start), Warmup: time.Second}
+	r := buildResult(cfg, newObserver(nil, false), newSendStats(), txs, start, end, observedTo)
+	l := r.Summary.Latency
+	if l.Count != 98 || l.Censored != 8 || l.P50 != 100 || l.P95 != 6000 || l.P99 != 7000 || l.Max != 7000 {
+		t.Fatalf("latency %+v: want 98 txs, 8 censored, p50 100, p95 6000, p99 and max 7000", l)
+	}
+	if !slices.Equal(l.AtLeast, []string{"p95", "p99", "max", "mean"}) {
+		t.Errorf("at_least %q, want p95, p99, max and mean", l.AtLeast)
+	}
+	var text bytes.Buffer
+	r.WriteText(&text)
+	if !strings.Contains(text.String(), "p50 100 ms, p95 ≥6000 ms, p99 ≥7000 ms, max ≥7000 ms (98 txs") ||
+		!strings.Contains(text.String(), "8 of them not committed") {
+		t.Errorf("text: %s", text.String())
+	}
+	var compared bytes.Buffer
+	Compare(&compared, &r.Summary, &r.Summary)
+	if !strings.Contains(compared.String(), "p99 ≥7000 ms") {
+		t.Errorf("comparison: %s", compared.String())
+	}
+
+	// All committed: nothing is a bound.
+	r = buildResult(cfg, newObserver(nil, false), newSendStats(), txs[:90], start, end, observedTo)
+	if l := r.Summary.Latency; l.Censored != 0 || l.AtLeast != nil || l.P99 != 100 {
+		t.Errorf("latency of committed txs only: %+v", l)
+	}
 }

@@ -252,7 +252,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	stopObs()
 	<-obsDone
 
-	r := buildResult(cfg, obs, snd.stats, txs, start, end)
+	r := buildResult(cfg, obs, snd.stats, txs, start, end, time.Now())
 	r.Summary.Exhausted = exhausted
 	r.Summary.Signers = len(p.signers)
 	if err := cpu.set(&r.Summary); err != nil {
@@ -337,7 +337,7 @@ func Watch(ctx context.Context, cfg WatchConfig) (*Result, error) {
 		return nil, err
 	}
 	wc := Config{Name: cfg.Name, Duration: cfg.Duration, Warmup: cfg.Warmup, Target: Target{RPC: []string{cfg.RPC}}}
-	r := buildResult(wc, obs, newSendStats(), nil, start, end)
+	r := buildResult(wc, obs, newSendStats(), nil, start, end, time.Now())
 	if err := cpu.set(&r.Summary); err != nil {
 		return nil, err
 	}

@@ -142,6 +142,7 @@ func (s *sender) worker(ctx, dctx context.Context, node *rpc, queue []*plannedTx
 			t := queue[0]
 			if broken[t.signer] {
 				s.stats.skipped.Add(1)
+				t.refused.Store(true)
 				queue = queue[1:]
 				continue
 			}
@@ -197,6 +198,7 @@ func (s *sender) settle(batch []*plannedTx, outs []outcome, broken map[int32]boo
 		case broken[t.signer]:
 			// Refused after an earlier tx of its signer was rejected.
 			s.stats.skipped.Add(1)
+			t.refused.Store(true)
 		case stalled[t.signer]:
 			retry = append(retry, t)
 		case o.err == nil && o.res.Code == 0:
@@ -204,6 +206,7 @@ func (s *sender) settle(batch []*plannedTx, outs []outcome, broken map[int32]boo
 			s.stats.accepted.Add(1)
 		case o.err == nil:
 			s.stats.reject(codeKey(o.res.Codespace, o.res.Code), o.res.Log)
+			t.refused.Store(true)
 			broken[t.signer] = true
 		case isInCache(o.err):
 			// Sent before (a retry after a lost answer): it is in the

@@ -67,7 +67,7 @@ func TestLatencyAtARateStartsWhenDue(t *testing.T) {
 		tx.commitNs = tx.sendNs.Load()
 	}
 	cfg := Config{Name: "x", Rate: rate, Duration: end.Sub(start)}
-	r := buildResult(cfg, newObserver(nil, false), s.stats, txs, start, end)
+	r := buildResult(cfg, newObserver(nil, false), s.stats, txs, start, end, end)
 	if r.Summary.Latency.Count != len(txs) || r.Summary.Latency.P99 < 400 {
 		t.Fatalf("latency %+v: the 600 ms stall is missing from p99", r.Summary.Latency)
 	}
