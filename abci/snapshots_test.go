@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -331,4 +333,26 @@ func TestSnapshotDueDuringAWriteIsWritten(t *testing.T) {
 		block(t, n.app, h)
 	}
 	waitSnapshot(t, n, 8)
+}
+
+// TestListSnapshotsOffersTheReadableOnes: a snapshot whose metadata no
+// longer reads (a disk fault) is left out of ListSnapshots, and the others
+// are still offered.
+func TestListSnapshotsOffersTheReadableOnes(t *testing.T) {
+	dir := t.TempDir()
+	n := snapNode(t, dir, 2, store.MinChunkSize)
+	initChainWith(t, n.app, apptest.Consortium())
+	for h := int64(1); h <= 4; h++ {
+		block(t, n.app, h)
+	}
+	waitSnapshot(t, n, 4)
+	waitSnapshot(t, n, 2)
+	damaged := filepath.Join(dir, "snapshots", fmt.Sprintf("2-%d", store.SnapshotFormat), "metadata")
+	if err := os.WriteFile(damaged, []byte{0xff}, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	list, err := n.app.ListSnapshots(context.Background(), &types.ListSnapshotsRequest{})
+	if err != nil || len(list.Snapshots) != 1 || list.Snapshots[0].Height != 4 {
+		t.Fatalf("ListSnapshots with snapshot 2 damaged = %v, %v; want snapshot 4 only", list, err)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -332,6 +333,15 @@ func TestSnapshotsDirectory(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(dir); len(left) != 2 {
 		t.Fatalf("%d entries left in the directory, want the 2 snapshots", len(left))
+	}
+	// A snapshot whose metadata no longer reads is left out, and the error
+	// says which; the others are still listed.
+	if err := os.WriteFile(filepath.Join(dir, snapshotName(3, SnapshotFormat), snapshotMetadataFile), []byte{0xff}, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	list, err = sn.List()
+	if err == nil || !strings.Contains(err.Error(), snapshotName(3, SnapshotFormat)) || len(list) != 1 || list[0].Height != 4 {
+		t.Fatalf("List with snapshot 3 damaged = %+v, %v; want height 4 and an error naming 3", list, err)
 	}
 }
 

@@ -219,7 +219,9 @@ func (sn *Snapshots) names() ([]SnapshotInfo, error) {
 }
 
 // List returns the snapshots on disk, newest first. One whose metadata no
-// longer reads is left out.
+// longer reads is left out and named in the error, which then comes with
+// the snapshots that do read: the caller may offer those and report the
+// rest.
 func (sn *Snapshots) List() ([]SnapshotInfo, error) {
 	sn.mu.Lock()
 	all, err := sn.names()
@@ -228,12 +230,16 @@ func (sn *Snapshots) List() ([]SnapshotInfo, error) {
 		return nil, err
 	}
 	out := make([]SnapshotInfo, 0, len(all))
+	var unreadable []error
 	for _, s := range all {
-		if info, err := sn.info(s.Height, s.Format); err == nil {
-			out = append(out, info)
+		info, err := sn.info(s.Height, s.Format)
+		if err != nil {
+			unreadable = append(unreadable, fmt.Errorf("store: snapshot %s is left out: %w", snapshotName(s.Height, s.Format), err))
+			continue
 		}
+		out = append(out, info)
 	}
-	return out, nil
+	return out, errors.Join(unreadable...)
 }
 
 // info reads the description of one snapshot from its metadata.
