@@ -233,6 +233,11 @@ func (sn *Snapshots) List() ([]SnapshotInfo, error) {
 	var unreadable []error
 	for _, s := range all {
 		info, err := sn.info(s.Height, s.Format)
+		if errors.Is(err, ErrSnapshotNotFound) {
+			if _, serr := os.Stat(filepath.Join(sn.dir, snapshotName(s.Height, s.Format))); errors.Is(serr, os.ErrNotExist) {
+				continue // pruned since it was listed
+			}
+		}
 		if err != nil {
 			unreadable = append(unreadable, fmt.Errorf("store: snapshot %s is left out: %w", snapshotName(s.Height, s.Format), err))
 			continue

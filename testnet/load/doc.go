@@ -36,11 +36,11 @@
 // omission); at saturation, where there is no schedule, at its first
 // broadcast attempt (a retry does not restart it). The summary says which
 // (latency_from). A transaction whose clock started in the window but that
-// was not committed when the observation ended (never sent, or accepted and
-// never committed) is censored: it counts with the time from its start to
-// the end of the observation, a lower bound, and a percentile that falls on
-// such a bound is marked as one (latency_ms.censored and at_least; "≥" in
-// the text). Leaving those out would show a chain that fell behind with
+// was not committed when the observation ended (never sent, sent and never
+// taken, or accepted and never committed) is censored: it counts with the
+// time from its start to the end of the observation, a lower bound, and a
+// percentile at or above the rank of the lowest such bound is marked as a
+// lower bound too (latency_ms.censored and at_least; "≥" in the text). Leaving those out would show a chain that fell behind with
 // the latency of only the transactions it did commit. A transaction in a
 // block whose results never came is
 // booked as outcome unknown, neither a success nor a failure. Throughput is

@@ -101,9 +101,10 @@ type Summary struct {
 	NodeCPUMsPTx float64 `json:"node_cpu_ms_per_tx,omitempty"`
 }
 
-// LatencyStats are submit-to-commit latencies, in milliseconds, of the
-// successful txs whose latency clock (Summary.LatencyFrom: the due time at
-// a rate, the first send at saturation) started in the window.
+// LatencyStats are submit-to-commit latencies, in milliseconds, of the txs
+// whose latency clock (Summary.LatencyFrom: the due time at a rate, the
+// first send at saturation) started in the window: the successful ones,
+// and the censored ones (below).
 type LatencyStats struct {
 	// Count includes the censored txs.
 	Count int     `json:"count"`
@@ -114,14 +115,16 @@ type LatencyStats struct {
 	Max   float64 `json:"max"`
 	// Censored counts the txs of the load whose latency clock started in
 	// the window but that were not committed when the observation ended:
-	// never sent (the time was up, or the mempool stayed full) or accepted
-	// and not committed. Each enters the statistics with the time from its
-	// start to the end of the observation, a lower bound of its latency;
-	// every statistic that is such a bound (a percentile or the max that
-	// falls on one, the mean when there is any) is named in AtLeast: its
-	// true value is higher. Txs refused by CheckTx, or not sent after an
-	// earlier tx of their signer was, have no latency. Watching someone
-	// else's load, nothing is known about txs that never committed.
+	// never sent (the time was up), sent and never taken (a full mempool,
+	// RPC errors) or accepted and not committed. Each enters the statistics
+	// with the time from its start to the end of the observation, a lower
+	// bound of its latency. A statistic that may be higher for that reason
+	// is named in AtLeast: a percentile at or above the rank of the lowest
+	// censored value (that tx's true latency may sort above it), and the
+	// max and the mean when any tx is censored. Txs refused by CheckTx, or
+	// not sent after an earlier tx of their signer was, have no latency.
+	// Watching someone else's load, nothing is known about txs that never
+	// committed.
 	Censored int      `json:"censored"`
 	AtLeast  []string `json:"at_least,omitempty"`
 }
@@ -421,10 +424,21 @@ func latencyStats(done, censored []float64) LatencyStats {
 	if len(all) == 0 {
 		return LatencyStats{}
 	}
-	slices.SortFunc(all, func(a, b value) int { return cmp.Compare(a.ms, b.ms) })
+	// Ties: the exact values first, so a censored one counts from where it
+	// may rise.
+	slices.SortFunc(all, func(a, b value) int {
+		if c := cmp.Compare(a.ms, b.ms); c != 0 || a.censored == b.censored {
+			return c
+		}
+		if a.censored {
+			return 1
+		}
+		return -1
+	})
+	firstCensored := slices.IndexFunc(all, func(v value) bool { return v.censored })
 	s := LatencyStats{Count: len(all), Censored: len(censored), Mean: round1(sum / float64(len(all)))}
 	pick := func(name string, i int) float64 {
-		if all[i].censored {
+		if firstCensored >= 0 && i >= firstCensored {
 			s.AtLeast = append(s.AtLeast, name)
 		}
 		return round1(all[i].ms)

@@ -245,6 +245,14 @@ func TestTxsNeverCommittedAreCensored(t *testing.T) {
 		t.Errorf("comparison: %s", compared.String())
 	}
 
+	// A censored tx whose bound sorts low (here 50 ms, below every committed
+	// value) may have any latency: every percentile and the max are bounds.
+	low := &plannedTx{dueNs: due(9.95)}
+	r = buildResult(cfg, newObserver(nil, false), newSendStats(), append(slices.Clone(txs[:90]), low), start, end, start.Add(10*time.Second))
+	if l := r.Summary.Latency; l.Censored != 1 || l.P50 != 100 || !slices.Equal(l.AtLeast, []string{"p50", "p95", "p99", "max", "mean"}) {
+		t.Errorf("a censored tx below the committed ones: %+v, want every statistic a bound", l)
+	}
+
 	// All committed: nothing is a bound.
 	r = buildResult(cfg, newObserver(nil, false), newSendStats(), txs[:90], start, end, observedTo)
 	if l := r.Summary.Latency; l.Censored != 0 || l.AtLeast != nil || l.P99 != 100 {

@@ -243,6 +243,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	dctx, cancel := context.WithTimeout(ctx, cfg.Drain)
 	missing := obs.waitCommitted(dctx, txs)
 	cancel()
+	// Blocks after this are not looked for: a tx still not committed has
+	// been waiting at least until now.
+	observedTo := time.Now()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -252,7 +255,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	stopObs()
 	<-obsDone
 
-	r := buildResult(cfg, obs, snd.stats, txs, start, end, time.Now())
+	r := buildResult(cfg, obs, snd.stats, txs, start, end, observedTo)
 	r.Summary.Exhausted = exhausted
 	r.Summary.Signers = len(p.signers)
 	if err := cpu.set(&r.Summary); err != nil {

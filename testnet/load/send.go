@@ -133,6 +133,11 @@ func (s *sender) worker(ctx, dctx context.Context, node *rpc, queue []*plannedTx
 		}
 		if dctx.Err() != nil {
 			s.stats.unsent.Add(int64(len(queue)))
+			for _, t := range queue {
+				if broken[t.signer] { // never to be sent: no latency
+					t.refused.Store(true)
+				}
+			}
 			return
 		}
 		// The batch: the txs at the head of the queue that are due.
