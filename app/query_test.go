@@ -242,6 +242,14 @@ func TestBlobRefsPaged(t *testing.T) {
 		}
 	}
 
+	// A page that ends exactly at the end of the list has no next.
+	if refs, next, err := page("", uint32(len(want))); err != nil || len(refs) != len(want) || next != "" {
+		t.Fatalf("one full page of all %d: %d refs, next %q, %v", len(want), len(refs), next, err)
+	}
+	if refs, next, err := page(records[len(records)-2].name, 1); err != nil || len(refs) != 1 || next != records[len(records)-1].name {
+		t.Fatalf("a full page with shares after it: %v, next %q, %v", refs, next, err)
+	}
+
 	// After any record, enrolled or not, the list goes on in key order.
 	if refs, _, err := page(app.BlobRefName(app.BlobRefRecord, bytes.Repeat([]byte{0xff}, 32), 1), 0); err != nil || !slices.Equal(refs, shares) {
 		t.Fatalf("after the last possible record: %v %v", refs, err)

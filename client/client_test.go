@@ -203,6 +203,7 @@ func (w *world) queries() []struct {
 		{"AccessEvents", &emrv1.QueryAccessEventsRequest{PatientId: pid}, &emrv1.QueryAccessEventsResponse{}},
 		{"Shares", &emrv1.QuerySharesRequest{PatientId: pid}, &emrv1.QuerySharesResponse{}},
 		{"LastAccess", &emrv1.QueryLastAccessRequest{PatientId: pid, Sequence: 1, Accessor: hexs(w.clinician.Address())}, &emrv1.QueryLastAccessResponse{}},
+		{"BlobRefs", &emrv1.QueryBlobRefsRequest{}, &emrv1.QueryBlobRefsResponse{}},
 	}
 }
 
@@ -496,6 +497,8 @@ func responseFor(method string) proto.Message {
 		return &emrv1.QueryPatientResponse{}
 	case "Grants":
 		return &emrv1.QueryGrantsResponse{}
+	case "BlobRefs":
+		return &emrv1.QueryBlobRefsResponse{}
 	}
 	panic(method)
 }
@@ -608,6 +611,18 @@ func testLyingNode(t *testing.T, w *world) {
 			r := m.(*emrv1.QueryGrantsResponse)
 			r.Permissions, r.Proofs, r.Next = nil, nil, strings.Repeat("ff", 32)
 		}), "Grants", &emrv1.QueryGrantsRequest{Grantee: clinician, Limit: 1}},
+		{"HideBlobRefs", queryRewrite("BlobRefs", func(m proto.Message) {
+			// Claim the state references no ciphertext: a sidecar seeding
+			// its sweep from this would delete referenced blobs.
+			r := m.(*emrv1.QueryBlobRefsResponse)
+			var params []*emrv1.StoreProof // the page size's proof stays
+			for _, p := range r.Proofs {
+				if len(p.Key) == 1 {
+					params = append(params, p)
+				}
+			}
+			r.Refs, r.Proofs, r.Next = nil, params, ""
+		}), "BlobRefs", &emrv1.QueryBlobRefsRequest{}},
 		{"WrongHeight", queryRewrite("Patient", func(m proto.Message) {
 			m.(*emrv1.QueryPatientResponse).Height--
 		}), "Patient", &emrv1.QueryPatientRequest{PatientId: pid}},

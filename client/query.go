@@ -277,11 +277,12 @@ func clearHeightAndProofs(m proto.Message) {
 
 // rangeProven are the list queries whose completeness no counter in the
 // state vouches for: each range they walk is proven complete with
-// non-existence proofs of the gaps (one raw-key proof per gap). The
+// non-existence proofs of the gaps (one raw-key proof per gap; BlobRefs,
+// over every patient, needs about one per item). The
 // sequence-numbered lists (Records, AccessEvents, Shares) are checked
 // against the proven patient counters instead (checkComplete).
 var rangeProven = map[string]bool{
-	"Permissions": true, "Grants": true,
+	"Permissions": true, "Grants": true, "BlobRefs": true,
 }
 
 // checkComplete makes sure a node cannot shorten a sequence-numbered list

@@ -243,9 +243,10 @@ max_uploads_per_signer = %d
 # height 1 (on a node restored from a snapshot: the state's records and
 # shares, then every block after them): the node must keep the blocks and
 # ABCI responses it has not read yet (storage.discard_abci_responses =
-# false; with [store] pruning, CometBFT prunes blocks too). Leftovers of interrupted uploads older than
-# sweep_grace are removed at start and at every pass, even one that cannot
-# check blobs, and every 10m when the sweep is disabled.
+# false; with [store] pruning, CometBFT prunes blocks too). Leftovers of
+# interrupted uploads older than sweep_grace are removed at start and at
+# every pass, even one that cannot check blobs, and every 10m when the
+# sweep is disabled.
 sweep_interval = %q
 sweep_grace = %q
 sweep_max_deletes = %d

@@ -117,16 +117,17 @@
 // emrchain.category of AddRecord and ShareRecord, read from block results;
 // ChainView.BlockBlobs, BlobKeys), with the height and block time it is
 // complete through. It lives in a pebble database under
-// Options.RefIndexDir, or in memory (read again from height 1 at each
-// start); each page of blocks is one synced batch with the new cursor, so
-// a crash never leaves the cursor ahead of its sums.
+// Options.RefIndexDir, or in memory (read again at each start); each page
+// of blocks is one synced batch with the new cursor, so a crash never
+// leaves the cursor ahead of its sums.
 //
 // On a node that holds no blocks from height 1 (Head.Earliest above 1: a
-// node restored from a state-sync snapshot) an empty index starts from the
-// state instead: the blobs of every record and share in it
-// (ChainView.StateBlobs, the Query service's BlobRefs), with the cursor at
-// that state's height. Records and shares are never removed, so this holds
-// every blob the blocks up to that height referenced.
+// node restored from a state-sync snapshot, or one that prunes blocks) an
+// empty index starts from the state instead: the blobs of every record and
+// share in it (ChainView.StateBlobs, the Query service's BlobRefs), with
+// the cursor at the lowest height the pages were read at. Records and
+// shares are never removed, so this holds every blob the blocks up to that
+// height referenced. A seed cut short goes on from its last page.
 //
 // Each pass first reads every block after the cursor up to the chain's
 // head. If it cannot — the node is down, pruned the blocks the index has not
@@ -134,8 +135,9 @@
 // one the index read (another chain under the same directory) — the pass
 // deletes nothing and returns the error. A blob is deleted only if the
 // index, complete up to the head, does not have it; a reference committed
-// after the catch-up is covered by the grace period, since the upload
-// comes before the transaction.
+// after the catch-up read the head is covered by the grace period, since
+// the pass reads its clock before the catch-up and the upload comes
+// before the transaction.
 //
 // # Quotas on pending uploads
 //

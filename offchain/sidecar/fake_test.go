@@ -36,6 +36,9 @@ type fakeChain struct {
 	failBlock  int64
 	// stateCalls counts the StateBlobs calls.
 	stateCalls int
+	// afterBlocks, if set, runs once after the next BlockBlobs call has
+	// read the chain.
+	afterBlocks func()
 	// memberCalls counts the Member lookups.
 	memberCalls int
 }
@@ -147,7 +150,19 @@ func (f *fakeChain) Share(_ context.Context, id []byte, seq uint64) (*emrv1.Shar
 // BlockBlobs lists the heights from..head (at most max) with the keys of
 // the blobs of the records and shares added at each (a share's under the
 // category of the record it shares).
-func (f *fakeChain) BlockBlobs(_ context.Context, from int64, max int) ([]BlockBlobs, error) {
+func (f *fakeChain) BlockBlobs(ctx context.Context, from int64, max int) ([]BlockBlobs, error) {
+	out, err := f.blockBlobs(ctx, from, max)
+	f.mu.Lock()
+	hook := f.afterBlocks
+	f.afterBlocks = nil
+	f.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	return out, err
+}
+
+func (f *fakeChain) blockBlobs(_ context.Context, from int64, max int) ([]BlockBlobs, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.blockCalls = append(f.blockCalls, from)

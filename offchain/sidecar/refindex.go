@@ -45,11 +45,32 @@ type refCursor struct {
 	Time   time.Time
 }
 
-// Keys of the reference index: the cursor, and one key per blob.
+// Keys of the reference index: the cursor, a seed's progress, and one key
+// per blob.
 var (
 	refCursorKey  = []byte{0x00}
+	refSeedKey    = []byte{0x01}
 	refBlobPrefix = byte(0x02)
 )
+
+// seedProgress is how far a seed from the state (refIndex.seed) got: the
+// lowest height of the pages read so far, and where the next page starts,
+// or that every page is read (Done).
+type seedProgress struct {
+	Height int64
+	Done   bool
+	After  string
+}
+
+func (p seedProgress) encode() []byte {
+	b := binary.BigEndian.AppendUint64(nil, uint64(p.Height))
+	if p.Done {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	return append(b, p.After...)
+}
 
 func refBlobKey(key blobstore.Key) []byte {
 	b := append([]byte{refBlobPrefix}, key.Owner[:]...)
@@ -220,46 +241,47 @@ func (x *refIndex) catchUp(ctx context.Context, chain ChainView, log Logger) (re
 
 // seed fills an empty index from the chain's state instead of its blocks,
 // for a node that holds no blocks from height 1 (restored from a state-sync
-// snapshot): the blobs that the records and shares of the state reference
-// (ChainView.StateBlobs), then the cursor at H, the height of the state's
-// first page, with block H's time. Records and shares are never removed, so
-// the later pages, read at H or above, hold at least H's, and whatever came
-// after H the catch-up reads from block H+1 on.
+// snapshot, or pruned): the blobs that the records and shares of the state
+// reference (ChainView.StateBlobs), then the cursor at H, the lowest height
+// of the pages read, with block H's time. Records and shares are never
+// removed, so every page, read at H or above, holds at least what the
+// state at H holds in its range, and whatever came after H the catch-up
+// reads from block H+1 on.
 //
-// The pages are written unsynced and the cursor last, synced (which makes
-// the pages before it durable too), so until the seed completes the cursor
-// stays at 0, and the next catch-up seeds anew.
+// Each page is written with the seed's progress, unsynced; the cursor last,
+// synced (which makes the pages before it durable too). Until the seed
+// completes the cursor stays at 0, and a seed that was cut short (an error,
+// a cancelled request, a crash after the progress reached the disk) goes
+// on from its progress.
 func (x *refIndex) seed(ctx context.Context, chain ChainView, log Logger) (refCursor, error) {
 	started, lastLog := time.Now(), time.Now()
-	var (
-		height int64
-		after  string
-		blobs  int
-	)
-	for {
+	prog, err := x.seedProgress()
+	if err != nil {
+		return refCursor{}, err
+	}
+	blobs := 0
+	for !prog.Done {
 		if err := ctx.Err(); err != nil {
 			return refCursor{}, err
 		}
-		page, err := chain.StateBlobs(ctx, after)
+		page, err := chain.StateBlobs(ctx, prog.After)
 		if err != nil {
-			return refCursor{}, fmt.Errorf("the blobs the state references, after %q: %w", after, err)
+			return refCursor{}, fmt.Errorf("the blobs the state references, after %q: %w", prog.After, err)
 		}
-		if height == 0 {
-			height = page.Height
+		if prog.Height == 0 || page.Height < prog.Height {
+			prog.Height = page.Height
 		}
-		if err := x.put(page.Blobs, nil); err != nil {
+		prog.After, prog.Done = page.Next, page.Next == ""
+		if err := x.put(page.Blobs, &prog, nil); err != nil {
 			return refCursor{}, err
 		}
 		blobs += len(page.Blobs)
-		if page.Next == "" {
-			break
-		}
-		after = page.Next
 		if time.Since(lastLog) >= refLogEvery {
-			log.Info("sweep: reading the state's blobs into the reference index (this node holds no blocks from height 1)", "blobs", blobs, "at", after)
+			log.Info("sweep: reading the state's blobs into the reference index (this node holds no blocks from height 1)", "blobs", blobs, "at", prog.After)
 			lastLog = time.Now()
 		}
 	}
+	height := prog.Height
 	blocks, err := chain.BlockBlobs(ctx, height, 1)
 	if err != nil {
 		return refCursor{}, fmt.Errorf("block %d, whose state seeds the index: %w", height, err)
@@ -288,16 +310,17 @@ func (x *refIndex) add(cur refCursor, blocks []BlockBlobs) (refCursor, error) {
 	}
 	last := blocks[len(blocks)-1]
 	next := refCursor{Height: last.Height, Time: last.Time}
-	if err := x.put(keys, &next); err != nil {
+	if err := x.put(keys, nil, &next); err != nil {
 		return cur, fmt.Errorf("blocks %d-%d: %w", blocks[0].Height, last.Height, err)
 	}
 	return next, nil
 }
 
-// put writes keys and, if next is not nil, the cursor next as one batch,
-// synced when it moves the cursor; then it tells onAdd.
-func (x *refIndex) put(keys []blobstore.Key, next *refCursor) error {
-	if err := x.writeBatch(keys, next); err != nil {
+// put writes keys as one batch with, if not nil, a seed's progress or the
+// new cursor next; then it tells onAdd. A batch that moves the cursor is
+// synced and ends any seed.
+func (x *refIndex) put(keys []blobstore.Key, prog *seedProgress, next *refCursor) error {
+	if err := x.writeBatch(keys, prog, next); err != nil {
 		return err
 	}
 	if x.onAdd != nil {
@@ -306,9 +329,7 @@ func (x *refIndex) put(keys []blobstore.Key, next *refCursor) error {
 	return nil
 }
 
-// writeBatch writes keys and, if next is not nil, the cursor next as one
-// batch, synced when it moves the cursor.
-func (x *refIndex) writeBatch(keys []blobstore.Key, next *refCursor) error {
+func (x *refIndex) writeBatch(keys []blobstore.Key, prog *seedProgress, next *refCursor) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.db == nil {
@@ -321,18 +342,43 @@ func (x *refIndex) writeBatch(keys []blobstore.Key, next *refCursor) error {
 			return fmt.Errorf("reference index: %w", err)
 		}
 	}
-	if next == nil {
-		if err := batch.Write(); err != nil {
-			return fmt.Errorf("reference index: %w", err)
+	var err error
+	switch {
+	case next != nil:
+		if err = batch.Set(refCursorKey, next.encode()); err == nil {
+			if err = batch.Delete(refSeedKey); err == nil {
+				err = batch.WriteSync()
+			}
 		}
-		return nil
+	case prog != nil:
+		if err = batch.Set(refSeedKey, prog.encode()); err == nil {
+			err = batch.Write()
+		}
+	default:
+		err = batch.Write()
 	}
-	if err := batch.Set(refCursorKey, next.encode()); err != nil {
+	if err != nil {
 		return fmt.Errorf("reference index: %w", err)
 	}
-	if err := batch.WriteSync(); err != nil {
-		return fmt.Errorf("reference index: %w", err)
+	if next != nil {
+		x.cur = *next
 	}
-	x.cur = *next
 	return nil
+}
+
+// seedProgress is the progress of a seed cut short, or none.
+func (x *refIndex) seedProgress() (seedProgress, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.db == nil {
+		return seedProgress{}, errRefIndexClosed
+	}
+	v, err := x.db.Get(refSeedKey)
+	if err != nil || v == nil {
+		return seedProgress{}, err
+	}
+	if len(v) < 9 || v[8] > 1 {
+		return seedProgress{}, fmt.Errorf("reference index: the seed's progress (%x) does not decode: remove the directory to rebuild the index", v)
+	}
+	return seedProgress{Height: int64(binary.BigEndian.Uint64(v)), Done: v[8] == 1, After: string(v[9:])}, nil
 }

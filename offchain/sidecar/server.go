@@ -151,9 +151,10 @@ type Options struct {
 	SweepMaxChecks int
 	// RefIndexDir holds the sweep's reference index (a pebble database):
 	// the blobs every committed block referenced, read from block results.
-	// Empty keeps it in memory, read again from height 1 at each start;
-	// either way the sweep deletes nothing until it has read every block up
-	// to the chain's head.
+	// Empty keeps it in memory, read again at each start (from height 1,
+	// or from the state on a node without the early blocks); either way
+	// the sweep deletes nothing until it is complete up to the chain's
+	// head.
 	RefIndexDir string
 	// Registry receives the metrics; nil means a fresh one with the Go and
 	// process collectors. /metrics serves it.

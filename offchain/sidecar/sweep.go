@@ -41,8 +41,10 @@ type SweepReport struct {
 // returns the error. A pass checks at most SweepMaxChecks blobs against the
 // index and deletes at most SweepMaxDeletes; the next pass continues where
 // it stopped, so every blob is visited in turn. A reference committed after
-// the index caught up is protected by the grace period: the upload comes
-// before the transaction.
+// the index caught up is protected by the grace period: the pass's clock is
+// read before the catch-up reads the chain's head, so such a reference was
+// committed after it, and its upload, which a client commits within the
+// grace period, is younger than the cutoff however long the catch-up took.
 func (s *Server) Sweep(ctx context.Context) (SweepReport, error) {
 	var rep SweepReport
 	s.metrics.sweepRuns.Inc()
@@ -50,13 +52,13 @@ func (s *Server) Sweep(ctx context.Context) (SweepReport, error) {
 	// blocks), a listing that fails or a pass cut short must not keep
 	// leftovers of interrupted uploads forever.
 	rep.TempRemoved = s.cleanTemp(ctx)
+	now := s.opts.Now() // before the catch-up: see above
 	ix, err := s.refs.catchUp(ctx, s.chain, s.log)
 	if err != nil {
 		return rep, fmt.Errorf("sweep: nothing deleted: the reference index could not read every block up to the chain's head (it is complete through height %d): %w",
 			ix.Height, err)
 	}
 	rep.Height = ix.Height
-	now := s.opts.Now()
 	cutoff := now.Add(-s.opts.SweepGrace)
 
 	s.mu.Lock()

@@ -246,6 +246,32 @@ func TestSweepWithoutBlocks(t *testing.T) {
 	wantStored(t, e, true, orphan)
 }
 
+// TestSweepCutoffBeforeCatchUp: a record committed while the catch-up runs
+// (after it read the chain's head) is not in the index, and its blob,
+// uploaded within the grace period before the commit, must be younger than
+// the pass's cutoff however long the catch-up took: the pass reads its
+// clock before the catch-up. Read after it (as it was until 2026-11-22),
+// the cutoff here is 90 minutes later and the blob is deleted.
+func TestSweepCutoffBeforeCatchUp(t *testing.T) {
+	uploaded := time.Now()
+	now := uploaded.Add(30 * time.Minute)
+	e := newEnv(t, func(o *Options) {
+		o.SweepGrace = time.Hour
+		o.Now = func() time.Time { return now }
+	})
+	late := storeBlob(t, e, "referenced while the catch-up runs")
+	e.chain.afterBlocks = func() {
+		now = uploaded.Add(2 * time.Hour) // the catch-up took 90 minutes
+		e.chain.advance(time.Second)      // head 11: past the head the catch-up read
+		e.chain.addRecord(e.pid, late, e.writer)
+	}
+	rep, err := e.srv.Sweep(context.Background())
+	if err != nil || rep.Height != 10 || rep.Deleted != 0 || e.chain.head.Height != 11 {
+		t.Fatalf("sweep: %+v %v", rep, err)
+	}
+	wantStored(t, e, true, late)
+}
+
 // restoredChain makes e's chain look like a node restored from a snapshot
 // at height 9 whose blocks start at 10: two records and a share made before
 // it (in the state only), then one record in a block the node holds. It
@@ -310,8 +336,8 @@ func TestSweepSeedsFromState(t *testing.T) {
 
 // TestSweepSeedFails: a seed that stops half way (the chain down after its
 // first page) leaves the cursor at 0 and deletes nothing; the next pass
-// seeds again from the start. A node that holds block 1 never reads the
-// state.
+// goes on from the page that failed. A node that holds block 1 never reads
+// the state.
 func TestSweepSeedFails(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := context.Background()
@@ -331,8 +357,8 @@ func TestSweepSeedFails(t *testing.T) {
 	wantStored(t, e, true, append(referenced, orphan)...)
 
 	srv.refs.onAdd, e.chain.down, e.chain.stateCalls = nil, false, 0
-	if rep, err := srv.Sweep(ctx); err != nil || rep.Deleted != 1 || rep.Kept != len(referenced) || e.chain.stateCalls != 2 {
-		t.Fatalf("the next sweep: %+v %v (%d StateBlobs calls)", rep, err, e.chain.stateCalls)
+	if rep, err := srv.Sweep(ctx); err != nil || rep.Deleted != 1 || rep.Kept != len(referenced) || e.chain.stateCalls != 1 {
+		t.Fatalf("the next sweep: %+v %v (%d StateBlobs calls, want 1: the second page)", rep, err, e.chain.stateCalls)
 	}
 	wantStored(t, e, true, referenced...)
 
@@ -461,9 +487,9 @@ func TestRefIndexCrashConsistency(t *testing.T) {
 }
 
 // TestRefIndexSeedCrashConsistency: a crash after any write of a seed from
-// the state leaves either an index whose cursor is still 0 or one that
-// holds every blob the state references; only the write that moves the
-// cursor is synced.
+// the state leaves either an index whose cursor is still 0, from which a
+// catch-up goes on to a complete index, or one that holds every blob the
+// state references; only the write that moves the cursor is synced.
 func TestRefIndexSeedCrashConsistency(t *testing.T) {
 	chain := newFakeChain(time.Now())
 	writer := chain.addMember("writer", 0, "")
@@ -505,11 +531,16 @@ func TestRefIndexSeedCrashConsistency(t *testing.T) {
 			t.Fatalf("write %d of %d: synced %v", i, len(log.units), log.synced[i])
 		}
 		for _, op := range unit {
-			if err := disk.Set(op.key, op.value); err != nil {
+			if op.value == nil {
+				err = disk.Delete(op.key)
+			} else {
+				err = disk.Set(op.key, op.value)
+			}
+			if err != nil {
 				t.Fatal(err)
 			}
 		}
-		after, err := newRefIndex(disk)
+		after, err := newRefIndex(copyDB(t, disk))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -517,14 +548,38 @@ func TestRefIndexSeedCrashConsistency(t *testing.T) {
 		if cur.Height != 0 && !last || cur.Height != chain.head.Height && last {
 			t.Fatalf("after write %d of %d the cursor is at %d", i, len(log.units), cur.Height)
 		}
-		if last {
-			for _, k := range all {
-				if ok, err := after.has(k); err != nil || !ok {
-					t.Fatalf("the seed's cursor is at %d but blob %s is missing", cur.Height, k)
-				}
+		if !last { // restarted from here, the seed goes on and completes
+			chain.stateCalls = 0
+			if cur, err = after.catchUp(context.Background(), chain, nopLogger{}); err != nil || cur.Height != chain.head.Height {
+				t.Fatalf("catch-up after write %d: %+v %v", i, cur, err)
+			}
+			if want := len(log.units) - 1 - (i + 1); chain.stateCalls != want {
+				t.Fatalf("catch-up after write %d of %d read %d pages, want the %d left", i, len(log.units), chain.stateCalls, want)
+			}
+		}
+		for _, k := range all {
+			if ok, err := after.has(k); err != nil || !ok {
+				t.Fatalf("after write %d the cursor is at %d but blob %s is missing", i, cur.Height, k)
 			}
 		}
 	}
+}
+
+// copyDB is a copy of db in memory.
+func copyDB(t *testing.T, db dbm.DB) dbm.DB {
+	t.Helper()
+	out := dbm.NewMemDB()
+	it, err := db.Iterator(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	for ; it.Valid(); it.Next() {
+		if err := out.Set(it.Key(), it.Value()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
 }
 
 // deleteHook runs fn once, just before the store's next Delete.
