@@ -94,6 +94,12 @@ func TestStateSyncJoin(t *testing.T) {
 	// its reference index starts from the state, so it keeps the
 	// ciphertext of the record in the snapshot and deletes one no record
 	// references.
+	// The sidecar serves nothing while its node says it is catching up,
+	// which it may still say for a moment after it reached the head.
+	waitFor(ctx, t, "the joiner to finish catching up", func() bool {
+		st, err := net.RPC(j).Status(ctx)
+		return err == nil && !st.SyncInfo.CatchingUp
+	})
 	sc := sidecar.NewClient(fmt.Sprintf("http://127.0.0.1:%d", base+4), sidecar.KeySigner{Key: clinician.Sign}, nil)
 	orphan := []byte("ciphertext no record references")
 	orphanSum := sha256.Sum256(orphan)
