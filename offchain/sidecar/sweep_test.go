@@ -451,16 +451,7 @@ func TestRefIndexCrashConsistency(t *testing.T) {
 		if !log.synced[i] {
 			t.Fatalf("write %d is not synced", i)
 		}
-		for _, op := range unit {
-			if op.value == nil {
-				err = disk.Delete(op.key)
-			} else {
-				err = disk.Set(op.key, op.value)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
+		replay(t, disk, unit)
 		after, err := newRefIndex(disk)
 		if err != nil {
 			t.Fatal(err)
@@ -530,16 +521,7 @@ func TestRefIndexSeedCrashConsistency(t *testing.T) {
 		if log.synced[i] != last {
 			t.Fatalf("write %d of %d: synced %v", i, len(log.units), log.synced[i])
 		}
-		for _, op := range unit {
-			if op.value == nil {
-				err = disk.Delete(op.key)
-			} else {
-				err = disk.Set(op.key, op.value)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
+		replay(t, disk, unit)
 		after, err := newRefIndex(copyDB(t, disk))
 		if err != nil {
 			t.Fatal(err)
@@ -561,6 +543,23 @@ func TestRefIndexSeedCrashConsistency(t *testing.T) {
 			if ok, err := after.has(k); err != nil || !ok {
 				t.Fatalf("after write %d the cursor is at %d but blob %s is missing", i, cur.Height, k)
 			}
+		}
+	}
+}
+
+// replay applies one logged write unit to db, as a crash right after it
+// would leave the disk.
+func replay(t *testing.T, db dbm.DB, unit []writeOp) {
+	t.Helper()
+	for _, op := range unit {
+		var err error
+		if op.value == nil {
+			err = db.Delete(op.key)
+		} else {
+			err = db.Set(op.key, op.value)
+		}
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
 }
