@@ -435,14 +435,7 @@ func TestRefIndexCrashConsistency(t *testing.T) {
 		}
 		chain.advance(time.Second)
 	}
-	log := &writeLog{DB: dbm.NewMemDB()}
-	x, err := newRefIndex(log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cur, err := x.catchUp(context.Background(), chain, nopLogger{}); err != nil || cur.Height != chain.head.Height {
-		t.Fatalf("catch-up: %+v %v", cur, err)
-	}
+	log := loggedCatchUp(t, chain)
 	if len(log.units) < 3 {
 		t.Fatalf("%d writes for %d blocks: want one per page", len(log.units), chain.head.Height)
 	}
@@ -504,14 +497,7 @@ func TestRefIndexSeedCrashConsistency(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	log := &writeLog{DB: dbm.NewMemDB()}
-	x, err := newRefIndex(log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cur, err := x.catchUp(context.Background(), chain, nopLogger{}); err != nil || cur.Height != chain.head.Height {
-		t.Fatalf("catch-up: %+v %v", cur, err)
-	}
+	log := loggedCatchUp(t, chain)
 	if want := len(all)/fakeStatePage + 1; len(log.units) != want {
 		t.Fatalf("%d writes for %d blobs in pages of %d: want one per page and one for the cursor", len(log.units), len(all), fakeStatePage)
 	}
@@ -545,6 +531,21 @@ func TestRefIndexSeedCrashConsistency(t *testing.T) {
 			}
 		}
 	}
+}
+
+// loggedCatchUp catches a new index in memory up with chain and returns
+// the log of its writes.
+func loggedCatchUp(t *testing.T, chain *fakeChain) *writeLog {
+	t.Helper()
+	log := &writeLog{DB: dbm.NewMemDB()}
+	x, err := newRefIndex(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur, err := x.catchUp(context.Background(), chain, nopLogger{}); err != nil || cur.Height != chain.head.Height {
+		t.Fatalf("catch-up: %+v %v", cur, err)
+	}
+	return log
 }
 
 // replay applies one logged write unit to db, as a crash right after it
