@@ -421,6 +421,9 @@ func loadAppConfig(home string) (appConfig, error) {
 	if !md.IsDefined("sidecar", "pending_bytes_patients") { // follows a total set lower than the default
 		c.Sidecar.PendingBytesPatients = sidecar.PatientsShare(c.Sidecar.PendingBytesTotal)
 	}
+	if !md.IsDefined("sidecar", "max_uploads_patients") { // likewise
+		c.Sidecar.MaxUploadsPatients = sidecar.UploadsPatientsShare(c.Sidecar.MaxUploads)
+	}
 	if err := c.validate(); err != nil {
 		return c, fmt.Errorf("%s: %w", path, err)
 	}

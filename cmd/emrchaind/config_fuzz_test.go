@@ -106,6 +106,8 @@ func appTomlSeeds(f *testing.F) {
 		"[sidecar]\nupload_idle_timeout = \"0s\"\nupload_min_rate = 0\nmax_uploads = 0\nmax_uploads_per_signer = 0\n",
 		"[sidecar]\nupload_idle_timeout = \"-1s\"\nupload_min_rate = -1\n",
 		"[sidecar]\nmax_uploads = 4\nmax_uploads_per_signer = 5\n",
+		"[sidecar]\nmax_uploads = 4\nmax_uploads_patients = 4\n",
+		"[sidecar]\nmax_uploads = 9\n",
 		"[sidecar]\nmax_uploads = -1\nmax_uploads_per_signer = -1\n",
 		"[sidecar]\naccess_window = \"0s\"\nmax_clock_skew = \"-1m\"\nsweep_interval = \"-1s\"\n",
 		"[sidecar]\nbackend = \"minio\"\nminio_bucket = \"\"\n",
@@ -197,6 +199,10 @@ func FuzzLoadAppConfig(f *testing.F) {
 			t.Fatalf("pending_bytes_patients unset: %d, want the share %d of the total %d",
 				c.Sidecar.PendingBytesPatients, sidecar.PatientsShare(c.Sidecar.PendingBytesTotal), c.Sidecar.PendingBytesTotal)
 		}
+		if !md.IsDefined("sidecar", "max_uploads_patients") && c.Sidecar.MaxUploadsPatients != sidecar.UploadsPatientsShare(c.Sidecar.MaxUploads) {
+			t.Fatalf("max_uploads_patients unset: %d, want the share %d of max_uploads %d",
+				c.Sidecar.MaxUploadsPatients, sidecar.UploadsPatientsShare(c.Sidecar.MaxUploads), c.Sidecar.MaxUploads)
+		}
 		for i, want := range samples {
 			if bytes.Equal(body, written[i]) && !reflect.DeepEqual(c, want) {
 				t.Fatalf("the writer's %+v reads back as %+v", want, c)
@@ -247,7 +253,8 @@ func FuzzLoadSidecarConfig(f *testing.F) {
 			c.PendingBytesPerSigner < 0, c.PendingBytesPatients < 0, c.PendingBytesTotal < 0,
 			c.PendingBytesTotal > 0 && c.PendingBytesPatients >= c.PendingBytesTotal,
 			c.MaxUploads > 0 && c.MaxUploadsPerSigner > c.MaxUploads,
-			c.UploadIdleTimeout < 0, c.UploadMinRate < 0, c.MaxUploads < 0, c.MaxUploadsPerSigner < 0:
+			c.MaxUploads > 0 && c.MaxUploadsPatients >= c.MaxUploads,
+			c.UploadIdleTimeout < 0, c.UploadMinRate < 0, c.MaxUploads < 0, c.MaxUploadsPerSigner < 0, c.MaxUploadsPatients < 0:
 			t.Fatalf("%q resolved as %+v", body, c)
 		}
 		o := c.options()
@@ -259,6 +266,7 @@ func FuzzLoadSidecarConfig(f *testing.F) {
 			!noBound(c.PendingBytesTotal, o.PendingBytesTotal) ||
 			!noBound(int64(c.UploadIdleTimeout), int64(o.UploadIdleTimeout)) || !noBound(c.UploadMinRate, o.UploadMinRate) ||
 			!noBound(int64(c.MaxUploads), int64(o.MaxUploads)) || !noBound(int64(c.MaxUploadsPerSigner), int64(o.MaxUploadsPerSigner)) ||
+			!noBound(int64(c.MaxUploadsPatients), int64(o.MaxUploadsPatients)) ||
 			(c.SweepInterval == 0) != (o.SweepInterval < 0 && o.RefIndexDir == "") ||
 			(c.SweepInterval > 0 && (o.SweepInterval != time.Duration(c.SweepInterval) || o.RefIndexDir != c.RefIndexDir)) ||
 			!reflect.DeepEqual(o.Peers, c.Peers) {

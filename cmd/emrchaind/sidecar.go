@@ -85,9 +85,11 @@ type sidecarConfig struct {
 	UploadIdleTimeout duration `toml:"upload_idle_timeout"`
 	UploadMinRate     int64    `toml:"upload_min_rate"`
 	// MaxUploads bounds the uploads whose body is being read at once
-	// (503), MaxUploadsPerSigner those of one signer (429). 0: no bound.
+	// (503), MaxUploadsPerSigner those of one signer (429),
+	// MaxUploadsPatients those of all patients (503). 0: no bound.
 	MaxUploads          int `toml:"max_uploads"`
 	MaxUploadsPerSigner int `toml:"max_uploads_per_signer"`
+	MaxUploadsPatients  int `toml:"max_uploads_patients"`
 	// SweepInterval between garbage-collection passes; "0s" disables them.
 	SweepInterval   duration `toml:"sweep_interval"`
 	SweepGrace      duration `toml:"sweep_grace"`
@@ -147,6 +149,7 @@ func defaultSidecarConfig() sidecarConfig {
 		UploadMinRate:       sidecar.DefaultUploadMinRate,
 		MaxUploads:          sidecar.DefaultMaxUploads,
 		MaxUploadsPerSigner: sidecar.DefaultMaxUploadsPerSigner,
+		MaxUploadsPatients:  sidecar.UploadsPatientsShare(sidecar.DefaultMaxUploads),
 	}
 }
 
@@ -225,18 +228,23 @@ pending_bytes_total = %d
 # refused (408) and its connection closed. At most max_uploads uploads (and
 # read-throughs from peers) have their body read at once (beyond: 503),
 # max_uploads_per_signer of them by one signer (beyond: 429; not above
-# max_uploads), both with Retry-After and before the body is sent. Each
+# max_uploads) and max_uploads_patients by all patients together (beyond:
+# 503; below max_uploads: patients enroll themselves, so a few accounts
+# sending slowly could otherwise hold every slot), all with Retry-After
+# and before the body is sent. Each
 # upload in flight holds a buffer: 5 MiB with MinIO (blobs up to 48.8 GiB;
 # larger ones, size/10,000), 256 KiB with fs, so the sidecar's upload
 # memory is at most max_uploads of those (64 x 5 MiB = 320 MiB by
 # default). "0s" / 0: no bound, which lets a client that sends no body
 # hold its buffer for as long as it keeps the connection; upload_min_rate
 # is enforced through the same read deadline, so upload_idle_timeout =
-# "0s" turns it off too. Defaults: 30s, 65536 (64 KiB/s), 64 and 8.
+# "0s" turns it off too. Defaults: 30s, 65536 (64 KiB/s), 64, 8 and half
+# of max_uploads (when this key is left out, half of whatever is set).
 upload_idle_timeout = %q
 upload_min_rate = %d
 max_uploads = %d
 max_uploads_per_signer = %d
+max_uploads_patients = %d
 # Garbage collection of blobs no committed record or share references: how
 # often ("0s" disables it), how old a blob must be, and bounds per pass. A
 # pass deletes nothing until the reference index has read every block from
@@ -258,7 +266,7 @@ peers = %s
 `, c.Enable, c.Listen, c.Node, c.Backend, c.Dir, c.RefIndexDir, c.MinIOEndpoint, c.MinIOBucket, c.MinIOAccessKey, c.MinIOSecretKey,
 		c.MinIOSecure, c.MinIORegion, c.MinIOPrefix, time.Duration(c.AccessWindow).String(), time.Duration(c.MaxClockSkew).String(),
 		c.ReplayCacheSize, c.ReplayPerSigner, c.FailedAuthPerMinute, c.PendingBytesPerSigner, c.PendingBytesPatients, c.PendingBytesTotal,
-		time.Duration(c.UploadIdleTimeout).String(), c.UploadMinRate, c.MaxUploads, c.MaxUploadsPerSigner, time.Duration(c.SweepInterval).String(), time.Duration(c.SweepGrace).String(), c.SweepMaxDeletes, c.SweepMaxChecks,
+		time.Duration(c.UploadIdleTimeout).String(), c.UploadMinRate, c.MaxUploads, c.MaxUploadsPerSigner, c.MaxUploadsPatients, time.Duration(c.SweepInterval).String(), time.Duration(c.SweepGrace).String(), c.SweepMaxDeletes, c.SweepMaxChecks,
 		tomlStrings(c.Peers))
 }
 
@@ -324,11 +332,14 @@ func (c *sidecarConfig) resolve(home string) error {
 		return errors.New("sidecar: replay_cache_size, sweep_max_deletes and sweep_max_checks must not be negative")
 	case c.ReplayPerSigner < 0 || c.FailedAuthPerMinute < 0 || c.PendingBytesPerSigner < 0 || c.PendingBytesPatients < 0 || c.PendingBytesTotal < 0:
 		return errors.New("sidecar: replay_per_signer, failed_auth_per_minute and pending_bytes_per_signer, _patients and _total must not be negative (0: no bound)")
-	case c.UploadIdleTimeout < 0 || c.UploadMinRate < 0 || c.MaxUploads < 0 || c.MaxUploadsPerSigner < 0:
-		return errors.New("sidecar: upload_idle_timeout, upload_min_rate, max_uploads and max_uploads_per_signer must not be negative (0: no bound)")
+	case c.UploadIdleTimeout < 0 || c.UploadMinRate < 0 || c.MaxUploads < 0 || c.MaxUploadsPerSigner < 0 || c.MaxUploadsPatients < 0:
+		return errors.New("sidecar: upload_idle_timeout, upload_min_rate, max_uploads, max_uploads_per_signer and max_uploads_patients must not be negative (0: no bound)")
 	case c.MaxUploads > 0 && c.MaxUploadsPerSigner > c.MaxUploads:
 		return fmt.Errorf("sidecar: max_uploads_per_signer (%d) must not be above max_uploads (%d), or it bounds nothing the total does not; 0 for no bound of its own",
 			c.MaxUploadsPerSigner, c.MaxUploads)
+	case c.MaxUploads > 0 && c.MaxUploadsPatients >= c.MaxUploads:
+		return fmt.Errorf("sidecar: max_uploads_patients (%d) must be below max_uploads (%d), or it bounds nothing the total does not; 0 for no bound of its own",
+			c.MaxUploadsPatients, c.MaxUploads)
 	case c.PendingBytesTotal > 0 && c.PendingBytesPatients >= c.PendingBytesTotal:
 		return fmt.Errorf("sidecar: pending_bytes_patients (%d) must be below pending_bytes_total (%d), or it bounds nothing the total does not; 0 for no bound of its own",
 			c.PendingBytesPatients, c.PendingBytesTotal)
@@ -389,6 +400,7 @@ func (c *sidecarConfig) options() sidecar.Options {
 		UploadMinRate:         noBound(c.UploadMinRate),
 		MaxUploads:            int(noBound(int64(c.MaxUploads))),
 		MaxUploadsPerSigner:   int(noBound(int64(c.MaxUploadsPerSigner))),
+		MaxUploadsPatients:    int(noBound(int64(c.MaxUploadsPatients))),
 		SweepInterval:         sweep,
 		SweepGrace:            time.Duration(c.SweepGrace),
 		SweepMaxDeletes:       c.SweepMaxDeletes,
@@ -454,7 +466,8 @@ pending_bytes_patients for all patients together and pending_bytes_total
 in all (beyond either: 507). An upload's body must come within
 upload_idle_timeout per read and at upload_min_rate (beyond: 408);
 max_uploads uploads may be read at once (beyond: 503),
-max_uploads_per_signer of one signer (beyond: 429).
+max_uploads_per_signer of one signer (beyond: 429) and
+max_uploads_patients of all patients together (beyond: 503).
 
 Settings come from the [sidecar] table of HOME/config/app.toml (defaults if
 there is none); the flags override them. The backend is the embedded

@@ -597,6 +597,7 @@ func TestSidecarConfig(t *testing.T) {
 	want.UploadMinRate = 0
 	want.MaxUploads = 32
 	want.MaxUploadsPerSigner = 4
+	want.MaxUploadsPatients = 0
 	conf := defaultAppConfig()
 	conf.Sidecar = want
 	if err := writeAppConfig(home, conf); err != nil {
@@ -641,6 +642,8 @@ func TestSidecarConfig(t *testing.T) {
 		func(c *sidecarConfig) { c.PendingBytesPatients, c.PendingBytesTotal = 1<<30, 1<<30 },
 		func(c *sidecarConfig) { c.PendingBytesTotal = -1 },
 		func(c *sidecarConfig) { c.MaxUploads, c.MaxUploadsPerSigner = 4, 5 },
+		func(c *sidecarConfig) { c.MaxUploads, c.MaxUploadsPatients = 4, 4 },
+		func(c *sidecarConfig) { c.MaxUploadsPatients = -1 },
 	} {
 		c := defaultSidecarConfig()
 		bad(&c)
@@ -686,10 +689,39 @@ func TestSidecarQuotaOptions(t *testing.T) {
 		fmt.Sprintf("pending_bytes_per_signer = %d\n", int64(sidecar.DefaultPendingBytesPerSigner)),
 		fmt.Sprintf("pending_bytes_patients = %d\n", int64(sidecar.DefaultPendingBytesPatients)),
 		fmt.Sprintf("pending_bytes_total = %d\n", int64(sidecar.DefaultPendingBytesTotal)),
+		fmt.Sprintf("max_uploads_patients = %d\n", sidecar.DefaultMaxUploads/2),
 	} {
 		if !strings.Contains(rendered, want) {
 			t.Errorf("the written [sidecar] table lacks %q", want)
 		}
+	}
+}
+
+// TestSidecarUploadsPatientsOption: max_uploads_patients reaches the
+// sidecar, 0 as no bound; left out of app.toml, it is half of the
+// max_uploads set there.
+func TestSidecarUploadsPatientsOption(t *testing.T) {
+	for _, tc := range []struct {
+		set, want int
+	}{{sidecar.DefaultMaxUploads / 2, sidecar.DefaultMaxUploads / 2}, {3, 3}, {0, -1}} {
+		c := defaultSidecarConfig()
+		c.MaxUploadsPatients = tc.set
+		if err := c.resolve(t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.options().MaxUploadsPatients; got != tc.want {
+			t.Errorf("max_uploads_patients %d: option %d, want %d", tc.set, got, tc.want)
+		}
+	}
+	home := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(home, "config"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, "config", appConfigFile), []byte("[sidecar]\nmax_uploads = 10\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := loadSidecarConfig(home); err != nil || c.MaxUploadsPatients != 5 {
+		t.Fatalf("max_uploads = 10, max_uploads_patients left out: %d, %v; want 5", c.MaxUploadsPatients, err)
 	}
 }
 

@@ -162,6 +162,7 @@
 // timeout the body must keep up UploadMinRate (64 KiB/s) on average, or
 // the upload ends with 408 and its connection is closed; at most
 // MaxUploads (64) uploads and peer read-throughs are in flight, at most
-// MaxUploadsPerSigner (8) of one signer. So the sidecar's upload buffers
+// MaxUploadsPerSigner (8) of one signer and MaxUploadsPatients (32) of
+// all patients together, who enroll themselves. So the sidecar's upload buffers
 // take at most MaxUploads × 5 MiB (320 MiB) with MinIO (uploads.go).
 package sidecar

@@ -51,6 +51,9 @@ const (
 	// refusedUploads: the sidecar has max_uploads uploads and peer fetches
 	// in flight (503).
 	refusedUploads = "uploads"
+	// refusedPatientsUploads: patients have max_uploads_patients uploads
+	// and peer fetches in flight (503).
+	refusedPatientsUploads = "patients_uploads"
 )
 
 func newMetrics(reg *prometheus.Registry) *metrics {

@@ -58,13 +58,13 @@ func (e *slotRefusedError) Error() string { return e.aerr.Error() }
 // record or share r names is the blob uploaded for that record's patient
 // and category, which blob.key names. A peer that announces another size
 // than the chain's is refused before anything is written.
-func (s *Server) fetchFromPeers(ctx context.Context, r *http.Request, signer signerAddr, blob servedBlob) error {
+func (s *Server) fetchFromPeers(ctx context.Context, r *http.Request, signer signerAddr, patient bool, blob servedBlob) error {
 	if len(s.opts.Peers) == 0 || r.Header.Get(HeaderForwarded) != "" {
 		return errNoPeerHasIt
 	}
 	var reasons []string
 	for _, peer := range s.opts.Peers {
-		err := s.fetchFromPeer(ctx, peer, r, signer, blob)
+		err := s.fetchFromPeer(ctx, peer, r, signer, patient, blob)
 		if err == nil {
 			s.log.Info("blob replicated from a peer sidecar", "sha256", blob.key.Sum.String(), "key", blob.key.String(), "peer", peer)
 			return nil
@@ -85,7 +85,7 @@ func (s *Server) fetchFromPeers(ctx context.Context, r *http.Request, signer sig
 // covers. The store's Put takes an upload slot of the member, signer
 // (*slotRefusedError if none is free): the slots bound the Puts in flight
 // and their buffers, not the requests to peers.
-func (s *Server) fetchFromPeer(ctx context.Context, peer string, r *http.Request, signer signerAddr, blob servedBlob) error {
+func (s *Server) fetchFromPeer(ctx context.Context, peer string, r *http.Request, signer signerAddr, patient bool, blob servedBlob) error {
 	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(peer, "/")+r.URL.RequestURI(), nil)
@@ -110,7 +110,7 @@ func (s *Server) fetchFromPeer(ctx context.Context, peer string, r *http.Request
 	if uint64(resp.ContentLength) != blob.size {
 		return fmt.Errorf("it announces %d bytes; the chain says the blob has %d", resp.ContentLength, blob.size)
 	}
-	release, aerr := s.takeUploadSlot(signer)
+	release, aerr := s.takeUploadSlot(signer, patient)
 	if aerr != nil {
 		return &slotRefusedError{aerr}
 	}

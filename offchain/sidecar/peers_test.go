@@ -213,7 +213,7 @@ func TestReadThroughTakesUploadSlot(t *testing.T) {
 	}
 	take := func(a *actor) func() {
 		t.Helper()
-		release, err := bSrv.uploads.acquire(signerAddr(a.member.Address))
+		release, err := bSrv.uploads.acquire(signerAddr(a.member.Address), false)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -133,6 +133,10 @@ type Options struct {
 	// 5 MiB part (for blobs up to 48.8 GiB), so memory is bounded by
 	// MaxUploads × 5 MiB. Negative: no bound.
 	MaxUploads int
+	// MaxUploadsPatients bounds those of all signers who are patients
+	// together (503, Retry-After; uploads.go). 0:
+	// UploadsPatientsShare(MaxUploads). Negative: no bound.
+	MaxUploadsPatients int
 	// MaxUploadsPerSigner bounds those of one signer (429, Retry-After).
 	// Negative: no bound.
 	MaxUploadsPerSigner int
@@ -221,6 +225,7 @@ func New(opts Options) (*Server, error) {
 	opts.UploadMinRate = cmp.Or(opts.UploadMinRate, DefaultUploadMinRate)
 	opts.MaxUploads = cmp.Or(opts.MaxUploads, DefaultMaxUploads)
 	opts.MaxUploadsPerSigner = cmp.Or(opts.MaxUploadsPerSigner, DefaultMaxUploadsPerSigner)
+	opts.MaxUploadsPatients = cmp.Or(opts.MaxUploadsPatients, UploadsPatientsShare(opts.MaxUploads))
 	opts.SweepInterval = cmp.Or(opts.SweepInterval, DefaultSweepInterval)
 	if opts.SweepGrace <= 0 {
 		opts.SweepGrace = DefaultSweepGrace
@@ -257,7 +262,7 @@ func New(opts Options) (*Server, error) {
 			MaxIdleConnsPerHost:   4,
 		}},
 		authFails: newAuthFailLimiter(opts.FailedAuthPerMinute, opts.Now),
-		uploads:   &uploadSlots{total: max(opts.MaxUploads, 0), perSigner: max(opts.MaxUploadsPerSigner, 0)},
+		uploads:   &uploadSlots{total: max(opts.MaxUploads, 0), perSigner: max(opts.MaxUploadsPerSigner, 0), patients: max(opts.MaxUploadsPatients, 0)},
 	}
 	if opts.PendingBytesPerSigner > 0 || opts.PendingBytesPatients > 0 || opts.PendingBytesTotal > 0 {
 		s.pending = newPendingQuota(max(opts.PendingBytesPerSigner, 0), max(opts.PendingBytesPatients, 0), max(opts.PendingBytesTotal, 0),
@@ -558,7 +563,8 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 		writeError(w, aerr)
 		return
 	}
-	release, aerr := s.takeUploadSlot(signerAddr(sr.address))
+	patient := caller.Role == emrv1.Role_ROLE_PATIENT
+	release, aerr := s.takeUploadSlot(signerAddr(sr.address), patient)
 	if aerr != nil {
 		writeError(w, aerr)
 		return
@@ -570,7 +576,6 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 	existed := statErr == nil
 	var reserved *pendingBlob
 	if !existed { // a second upload of stored bytes adds none
-		patient := caller.Role == emrv1.Role_ROLE_PATIENT
 		if reserved, aerr = s.reservePending(ctx, signerAddr(sr.address), patient, key, size, head); aerr != nil {
 			writeError(w, aerr)
 			return
@@ -683,7 +688,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 	key := blob.key
 	info, err := s.store.Stat(ctx, key)
 	if errors.Is(err, blobstore.ErrNotFound) {
-		if perr := s.fetchFromPeers(ctx, r, signerAddr(sr.address), blob); perr != nil {
+		if perr := s.fetchFromPeers(ctx, r, signerAddr(sr.address), caller.Role == emrv1.Role_ROLE_PATIENT, blob); perr != nil {
 			var refused *slotRefusedError
 			if errors.As(perr, &refused) {
 				writeError(w, refused.aerr)

@@ -23,9 +23,14 @@ import (
 //     within UploadIdleTimeout, and the body as a whole at UploadMinRate
 //     at least, after a first UploadIdleTimeout;
 //   - the Puts in flight are bounded (uploadSlots): MaxUploads in all
-//     (beyond: 503) and MaxUploadsPerSigner of one signer (beyond: 429),
-//     both with Retry-After, taken before the body is read. A read-through
-//     from a peer takes a slot too.
+//     (beyond: 503), MaxUploadsPerSigner of one signer (beyond: 429) and
+//     MaxUploadsPatients of all patients (beyond: 503), with Retry-After,
+//     taken before the body is read. A read-through from a peer takes a
+//     slot too. Patients enroll themselves, one transaction each, so
+//     without their own bound a few accounts sending bodies at
+//     UploadMinRate could hold every slot for hours (as long as their
+//     pending bytes allow) and deny uploads to the members a registrar
+//     registered, who keep the rest.
 //
 // The memory of uploads in flight is therefore at most MaxUploads parts:
 // 64 × 5 MiB = 320 MiB with MinIO by default, 16 MiB with the filesystem.
@@ -43,27 +48,40 @@ const (
 const uploadRetryAfter = 5 * time.Second
 
 var (
-	errUploadsFull       = errors.New("too many uploads in flight")
-	errSignerUploadsFull = errors.New("too many uploads of this signer in flight")
+	errUploadsFull         = errors.New("too many uploads in flight")
+	errSignerUploadsFull   = errors.New("too many uploads of this signer in flight")
+	errPatientsUploadsFull = errors.New("too many uploads of patients in flight")
 )
 
-// uploadSlots bounds the store Puts in flight, in all and per signer (0:
-// no bound).
-type uploadSlots struct {
-	total, perSigner int
-
-	mu       sync.Mutex
-	inUse    int
-	bySigner map[signerAddr]int
+// UploadsPatientsShare is the default bound of the patients' uploads in
+// flight for a total bound of total: half of it (0, no bound of its own,
+// when the total is not positive or is 1).
+func UploadsPatientsShare(total int) int {
+	return max(total, 0) / 2
 }
 
-// acquire takes a slot for signer, or returns errUploadsFull or
-// errSignerUploadsFull; release gives it back.
-func (u *uploadSlots) acquire(signer signerAddr) (release func(), err error) {
+// uploadSlots bounds the store Puts in flight: in all, per signer, and of
+// all signers who are patients (0: no bound).
+type uploadSlots struct {
+	total, perSigner, patients int
+
+	mu            sync.Mutex
+	inUse         int
+	patientsInUse int
+	bySigner      map[signerAddr]int
+}
+
+// acquire takes a slot for signer, a patient or not, or returns
+// errSignerUploadsFull, errPatientsUploadsFull or errUploadsFull; release
+// gives it back.
+func (u *uploadSlots) acquire(signer signerAddr, patient bool) (release func(), err error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.perSigner > 0 && u.bySigner[signer] >= u.perSigner {
 		return nil, errSignerUploadsFull
+	}
+	if patient && u.patients > 0 && u.patientsInUse >= u.patients {
+		return nil, errPatientsUploadsFull
 	}
 	if u.total > 0 && u.inUse >= u.total {
 		return nil, errUploadsFull
@@ -73,12 +91,18 @@ func (u *uploadSlots) acquire(signer signerAddr) (release func(), err error) {
 	}
 	u.inUse++
 	u.bySigner[signer]++
+	if patient {
+		u.patientsInUse++
+	}
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			u.mu.Lock()
 			defer u.mu.Unlock()
 			u.inUse--
+			if patient {
+				u.patientsInUse--
+			}
 			if u.bySigner[signer]--; u.bySigner[signer] <= 0 {
 				delete(u.bySigner, signer)
 			}
@@ -96,8 +120,8 @@ func (u *uploadSlots) inFlight() int {
 // takeUploadSlot is acquire, refusals answered as the client should see
 // them (and counted). A member may meet them downloading too: a blob this
 // sidecar does not hold is fetched from a peer sidecar, which takes a slot.
-func (s *Server) takeUploadSlot(signer signerAddr) (release func(), aerr *apiError) {
-	release, err := s.uploads.acquire(signer)
+func (s *Server) takeUploadSlot(signer signerAddr, patient bool) (release func(), aerr *apiError) {
+	release, err := s.uploads.acquire(signer, patient)
 	switch {
 	case err == nil:
 		return release, nil
@@ -106,6 +130,11 @@ func (s *Server) takeUploadSlot(signer signerAddr) (release func(), aerr *apiErr
 		return nil, tooManyRequests("signer_uploads", uploadRetryAfter,
 			"%x has %d uploads and peer fetches in flight on this sidecar, the limit per signer (max_uploads_per_signer); a download of a blob this sidecar does not hold is a peer fetch",
 			signer[:], s.uploads.perSigner)
+	case errors.Is(err, errPatientsUploadsFull):
+		s.metrics.refused(refusedPatientsUploads)
+		return nil, retryLater(http.StatusServiceUnavailable, "patients_uploads_busy", uploadRetryAfter,
+			"patients have %d uploads and peer fetches in flight on this sidecar, their limit together (max_uploads_patients); a download of a blob this sidecar does not hold is a peer fetch",
+			s.uploads.patients)
 	}
 	s.metrics.refused(refusedUploads)
 	return nil, retryLater(http.StatusServiceUnavailable, "uploads_busy", uploadRetryAfter,

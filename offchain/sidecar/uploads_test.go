@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -164,6 +165,69 @@ func TestPutUploadSlots(t *testing.T) {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+}
+
+// TestUploadSlotsRules: the bounds of the uploads in flight, per signer,
+// of all patients together and in all, each refused with its own error,
+// and each slot given back by its release.
+func TestUploadSlotsRules(t *testing.T) {
+	u := &uploadSlots{total: 4, perSigner: 2, patients: 2}
+	pa, pb, pc, m, n := signerAddr{1}, signerAddr{2}, signerAddr{3}, signerAddr{4}, signerAddr{5}
+	take := func(who signerAddr, patient bool, want error) func() {
+		t.Helper()
+		release, err := u.acquire(who, patient)
+		if !errors.Is(err, want) || (err == nil) != (release != nil) {
+			t.Fatalf("acquire(%x, patient %v) = %v, want %v", who[:1], patient, err, want)
+		}
+		return release
+	}
+	releaseA := take(pa, true, nil)
+	take(pb, true, nil)
+	take(pc, true, errPatientsUploadsFull) // patients hold their 2
+	take(m, false, nil)                    // members keep the rest
+	take(m, false, nil)
+	take(m, false, errSignerUploadsFull)
+	take(n, false, errUploadsFull)
+	releaseA()
+	releaseA() // a second release gives nothing back
+	take(pc, true, nil)
+	take(n, false, errUploadsFull)
+	if u.inFlight() != 4 || u.patientsInUse != 2 {
+		t.Fatalf("%d in flight, %d of patients: want 4 and 2", u.inFlight(), u.patientsInUse)
+	}
+	for total, want := range map[int]int{-1: 0, 0: 0, 1: 0, 2: 1, 64: 32, 65: 32} {
+		if got := UploadsPatientsShare(total); got != want {
+			t.Errorf("UploadsPatientsShare(%d) = %d, want %d", total, got, want)
+		}
+	}
+}
+
+// TestPutPatientsUploadSlots: beyond MaxUploadsPatients uploads of
+// patients in flight, a patient's next is refused with 503 and
+// Retry-After, while a member registered by a registrar still uploads.
+func TestPutPatientsUploadSlots(t *testing.T) {
+	e, hook := hookedEnv(t, func(o *Options) {
+		o.MaxUploads = 3
+		o.MaxUploadsPatients = 1
+	})
+	pw, done := stalledUpload(t, e, hook, e.patient, neverSent, 1<<20)
+	_, err := e.put(e.patient, []byte("a patient's second upload"))
+	wantStatus(t, err, http.StatusServiceUnavailable, "max_uploads_patients")
+	if se := err.(*Error); se.Code != "patients_uploads_busy" || se.RetryAfter <= 0 {
+		t.Fatalf("refusal %+v: want code patients_uploads_busy and a Retry-After", se)
+	}
+	if _, err := e.put(e.writer, []byte("a clinician's upload")); err != nil {
+		t.Fatalf("a member's upload while patients hold their slots: %v", err)
+	}
+	pw.CloseWithError(io.ErrUnexpectedEOF)
+	<-done
+	waitNoUploads(t, e, "an aborted upload")
+	if _, err := e.put(e.patient, []byte("a patient's second upload")); err != nil {
+		t.Fatalf("a patient's upload after the slot came back: %v", err)
+	}
+	if metrics := scrape(t, e); !strings.Contains(metrics, `emrchain_sidecar_quota_refusals_total{reason="patients_uploads"} 1`) {
+		t.Errorf("metrics lack the patients' refusal")
 	}
 }
 
