@@ -39,6 +39,9 @@ type fakeChain struct {
 	// afterBlocks, if set, runs once after the next BlockBlobs call has
 	// read the chain.
 	afterBlocks func()
+	// stateCycle makes StateBlobs answer its last page with the first
+	// page's position as the next.
+	stateCycle bool
 	// memberCalls counts the Member lookups.
 	memberCalls int
 }
@@ -233,6 +236,8 @@ func (f *fakeChain) StateBlobs(_ context.Context, after string) (StateBlobs, err
 	page := StateBlobs{Height: f.head.Height, Blobs: all[from:min(from+fakeStatePage, len(all))]}
 	if end := from + len(page.Blobs); end < len(all) {
 		page.Next = strconv.Itoa(end)
+	} else if f.stateCycle {
+		page.Next = "0"
 	}
 	return page, nil
 }

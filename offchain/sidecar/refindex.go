@@ -260,7 +260,12 @@ func (x *refIndex) seed(ctx context.Context, chain ChainView, log Logger) (refCu
 		return refCursor{}, err
 	}
 	blobs := 0
+	seen := map[string]bool{} // the pages asked for: a node that answers in a cycle is refused
 	for !prog.Done {
+		if seen[prog.After] {
+			return refCursor{}, fmt.Errorf("the chain listed the state's blobs after %q twice: its pages go round in a cycle", prog.After)
+		}
+		seen[prog.After] = true
 		if err := ctx.Err(); err != nil {
 			return refCursor{}, err
 		}

@@ -362,11 +362,22 @@ func TestSweepSeedFails(t *testing.T) {
 	}
 	wantStored(t, e, true, referenced...)
 
+	// A node whose pages go round in a cycle is refused, not followed
+	// forever.
+	cyclic := newEnv(t, nil)
+	restoredChain(t, cyclic)
+	cyclic.chain.stateCycle = true
+	sweeper := newSweeper(t, cyclic, "")
+	defer shutdown(t, sweeper)
+	if _, err := sweeper.Sweep(ctx); err == nil || !strings.Contains(err.Error(), "cycle") || cyclic.chain.stateCalls > 3 {
+		t.Fatalf("sweep over pages in a cycle: %v after %d pages", err, cyclic.chain.stateCalls)
+	}
+
 	full := newEnv(t, nil)
 	storeBlob(t, full, "orphan")
-	sweeper := newSweeper(t, full, "")
-	defer shutdown(t, sweeper)
-	if rep, err := sweeper.Sweep(ctx); err != nil || rep.Deleted != 1 || full.chain.stateCalls != 0 {
+	fullSweeper := newSweeper(t, full, "")
+	defer shutdown(t, fullSweeper)
+	if rep, err := fullSweeper.Sweep(ctx); err != nil || rep.Deleted != 1 || full.chain.stateCalls != 0 {
 		t.Fatalf("sweep of a node with every block: %+v %v (%d StateBlobs calls)", rep, err, full.chain.stateCalls)
 	}
 }
