@@ -61,6 +61,7 @@ func sampleAppConfigs() []appConfig {
 	minio.Sidecar.MinIOPrefix, minio.Sidecar.MinIORegion, minio.Sidecar.MinIOSecure = "node0/", "eu-west-1", true
 	minio.Sidecar.SweepInterval, minio.Sidecar.AccessWindow = 0, duration(90*time.Second)
 	minio.Sidecar.PendingBytesPerSigner, minio.Sidecar.PendingBytesPatients, minio.Sidecar.PendingBytesTotal = 0, 3<<40, 5<<40
+	minio.Sidecar.MaxUploads, minio.Sidecar.MaxUploadsPatients = 10, 3
 	fs := def
 	fs.Sidecar.Listen, fs.Sidecar.Dir, fs.Sidecar.RefIndexDir = "127.0.0.1:26660", "/var/lib/emrchain/blobs", "refs"
 	fs.Sidecar.Peers = []string{"http://127.0.0.1:26670", "http://127.0.0.1:26680"}
@@ -141,7 +142,7 @@ func checkListenAddress(t *testing.T, key, addr string, enabled bool) {
 // non-negative caches, pruning of both or neither and at least 100
 // versions, memtable MiB, sig cache, node ids, broadcast timeout, listen
 // addresses, CORS origins), and an unset pending_bytes_patients follows
-// the total. Written again by writeAppConfig (what init and testnet
+// the total, an unset max_uploads_patients half of max_uploads. Written again by writeAppConfig (what init and testnet
 // write), it reads back as the same settings, and the writer's own
 // files read back as what it wrote.
 func FuzzLoadAppConfig(f *testing.F) {

@@ -15,8 +15,10 @@
 //	  Content-Length), 413 (above the chain's params.max_blob_bytes), 429
 //	  signer_pending_quota / 507 pending_quota (the upload would pass a bound
 //	  on pending uploads, below; refused before the body is read), 429
-//	  signer_uploads / 503 uploads_busy (too many uploads and peer fetches in flight, with
-//	  Retry-After; before the body is read), 408 upload_timeout (the body
+//	  signer_uploads / 503 uploads_busy or patients_uploads_busy (too many
+//	  uploads and peer fetches in flight: of the signer, in all, of all
+//	  patients; with Retry-After; before the body is read), 408
+//	  upload_timeout (the body
 //	  came too slowly, below).
 //	GET /v1/blobs/{sha256}?record=<patient id hex>/<seq>
 //	GET /v1/blobs/{sha256}?share=<patient id hex>/<seq>
@@ -24,7 +26,8 @@
 //	  without exactly one of the two. 404 when neither this sidecar nor a
 //	  peer has it; 500 store_error when a peer served it and the local store
 //	  failed to keep it (details in the log only); 429 signer_uploads / 503
-//	  uploads_busy when a peer has it and this sidecar has no upload slot
+//	  uploads_busy or patients_uploads_busy when a peer has it and this
+//	  sidecar has no upload slot
 //	  to keep it (peer fetches count among the uploads in flight). (single-range requests: 206 + Content-Range,
 //	  416 when unsatisfiable); streamed as application/octet-stream.
 //	GET /healthz             200/503 JSON: the store and the chain reachable.

@@ -196,8 +196,9 @@ func TestReadThroughLocalStoreFailure(t *testing.T) {
 // through a store Put, so it takes an upload slot of the member: while
 // the member's slots, or all of them, are taken, the GET is refused as an
 // upload would be (429 signer_uploads, 503 uploads_busy, with
-// Retry-After) and nothing is kept; once a slot is back the same GET is
-// served, and gives its slot back.
+// Retry-After; for a patient, 503 patients_uploads_busy while patients
+// hold their share) and nothing is kept; once a slot is back the same GET
+// is served, and gives its slot back.
 func TestReadThroughTakesUploadSlot(t *testing.T) {
 	e := newEnv(t, nil)
 	data, sum, rec := uploadedRecord(t, e)
@@ -206,22 +207,23 @@ func TestReadThroughTakesUploadSlot(t *testing.T) {
 		o.MaxUploads = 2
 		o.MaxUploadsPerSigner = 1
 	}, e.ts.URL)
-	get := func() ([]byte, error) {
+	getAs := func(a *actor) ([]byte, error) {
 		var buf bytes.Buffer
-		_, err := NewClient(b.URL, e.reader, nil).Get(context.Background(), RecordRef(rec.PatientId, rec.Sequence), sum, &buf, nil)
+		_, err := NewClient(b.URL, a, nil).Get(context.Background(), RecordRef(rec.PatientId, rec.Sequence), sum, &buf, nil)
 		return buf.Bytes(), err
 	}
+	get := func() ([]byte, error) { return getAs(e.reader) }
 	take := func(a *actor) func() {
 		t.Helper()
-		release, err := bSrv.uploads.acquire(signerAddr(a.member.Address), false)
+		release, err := bSrv.uploads.acquire(signerAddr(a.member.Address), a == e.patient)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return release
 	}
-	wantRefused := func(status int, code, reason string) {
+	wantRefusedAs := func(a *actor, status int, code, reason string) {
 		t.Helper()
-		_, err := get()
+		_, err := getAs(a)
 		wantStatus(t, err, status, reason)
 		if se := err.(*Error); se.Code != code || se.RetryAfter <= 0 {
 			t.Fatalf("refusal %+v: want code %s and a Retry-After", se, code)
@@ -229,6 +231,10 @@ func TestReadThroughTakesUploadSlot(t *testing.T) {
 		if _, err := bSrv.store.Stat(context.Background(), e.key(sum)); err == nil {
 			t.Fatal("B kept the blob without an upload slot")
 		}
+	}
+	wantRefused := func(status int, code, reason string) {
+		t.Helper()
+		wantRefusedAs(e.reader, status, code, reason)
 	}
 
 	release := take(e.reader)
@@ -238,6 +244,15 @@ func TestReadThroughTakesUploadSlot(t *testing.T) {
 	wantRefused(http.StatusServiceUnavailable, "uploads_busy", "max_uploads")
 	releaseWriter()
 	releasePatient()
+	// Another patient holds the patients' share (half of max_uploads, 1):
+	// this patient's read-through is refused, while a slot is still free
+	// for members.
+	releaseOther, err := bSrv.uploads.acquire(signerAddr{9}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRefusedAs(e.patient, http.StatusServiceUnavailable, "patients_uploads_busy", "max_uploads_patients")
+	releaseOther()
 
 	got, err := get()
 	if err != nil || !bytes.Equal(got, data) {
