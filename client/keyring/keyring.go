@@ -539,45 +539,11 @@ func (kr *Keyring) store(k *Key, isNew bool) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(kr.dir, k.Name+".json", raw)
-}
-
-// writeFileAtomic writes dir/name with mode 0600 through a temporary file
-// and a rename, so a crash leaves the old or the new file, never half. The
-// directory is synced after the rename: until then the rename itself may
-// be lost in a crash, and a key (or a new KEK a rotation is about to use)
-// that the caller was told is stored would be gone.
-func writeFileAtomic(dir, name string, data []byte) error {
-	tmp, err := os.CreateTemp(dir, "."+name+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("keyring: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-// syncDir flushes a directory's entries (a rename into it) to disk.
-func syncDir(dir string) error {
-	if err := durable.SyncDir(dir); err != nil {
-		return fmt.Errorf("keyring: sync %s: %w", dir, err)
+	// Through a temporary file, a rename and a sync of the directory: a
+	// crash leaves the old key file or the new one, and a key (or a new
+	// KEK a rotation is about to use) the caller was told is stored is.
+	if err := durable.ReplaceFile(filepath.Join(kr.dir, k.Name+".json"), raw, 0o600); err != nil {
+		return fmt.Errorf("keyring: store key %q: %w", k.Name, err)
 	}
 	return nil
 }

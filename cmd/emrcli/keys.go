@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/emrchain/emrchain/client/keyring"
+	"github.com/emrchain/emrchain/internal/durable"
 )
 
 type keyView struct {
@@ -201,15 +202,7 @@ prompt), to --output (mode 0600) or standard output.`,
 				_, err = a.stdout.Write(blob)
 				return err
 			}
-			f, err := os.OpenFile(output, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-			if err != nil {
-				return err
-			}
-			if _, err := f.Write(blob); err != nil {
-				f.Close()
-				return err
-			}
-			if err := f.Close(); err != nil {
+			if err := durable.WriteFile(output, blob, 0o600); err != nil {
 				return err
 			}
 			return a.emit(map[string]string{"exported": args[0], "file": output}, func(w io.Writer) {

@@ -2,6 +2,7 @@ package durable
 
 import (
 	"os"
+	"path/filepath"
 	"runtime"
 )
 
@@ -43,4 +44,34 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	return f.Close()
+}
+
+// ReplaceFile writes data to path with permissions perm through a
+// temporary file in the same directory and a rename, so that a crash
+// leaves the old file or the new one, never half of it; the directory is
+// synced after the rename, so the new file is durable when it returns.
+func ReplaceFile(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // a no-op once renamed
+	err = tmp.Chmod(perm)
+	if err == nil {
+		_, err = tmp.Write(data)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return err
+	}
+	return SyncDir(dir)
 }

@@ -37,3 +37,34 @@ func TestWriteFileAndSync(t *testing.T) {
 		t.Fatalf("Sync of a missing path: %v", err)
 	}
 }
+
+// TestReplaceFile: ReplaceFile creates a file or replaces one whole, with
+// the permissions asked, and leaves no temporary file behind, also when
+// it fails.
+func TestReplaceFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "key.json")
+	for _, data := range []string{"first", "second, longer"} {
+		if err := ReplaceFile(path, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := os.ReadFile(path); err != nil || string(b) != data {
+			t.Fatalf("read back %q, %v; want %q", b, err, data)
+		}
+		if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("mode %v, %v", st.Mode(), err)
+		}
+	}
+	if err := ReplaceFile(filepath.Join(dir, "missing", "f"), []byte("x"), 0o600); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("ReplaceFile into a missing directory: %v", err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "taken"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := ReplaceFile(filepath.Join(dir, "taken"), []byte("x"), 0o600); err == nil {
+		t.Fatal("ReplaceFile over a directory succeeded")
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+		t.Fatalf("%d entries left, want key.json and taken (no temporary file)", len(entries))
+	}
+}
