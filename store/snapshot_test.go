@@ -250,6 +250,35 @@ func TestUnfinishedRestoreIsWipedAtOpen(t *testing.T) {
 	}
 }
 
+// exportResult is what an Export returned.
+type exportResult struct {
+	root []byte
+	err  error
+}
+
+// pausedExport starts an export of version and returns once it holds its
+// first node, paused there until resume is called (again: a no-op); done
+// gets what Export returned.
+func pausedExport(t *testing.T, s *Store, version int64) (resume func(), done <-chan exportResult) {
+	t.Helper()
+	started, paused := make(chan struct{}), make(chan struct{})
+	out := make(chan exportResult, 1)
+	go func() {
+		first := true
+		root, err := s.Export(context.Background(), version, func(*iavl.ExportNode) error {
+			if first {
+				first = false
+				close(started)
+				<-paused
+			}
+			return nil
+		})
+		out <- exportResult{root, err}
+	}()
+	<-started
+	return sync.OnceFunc(func() { close(paused) }), out
+}
+
 // TestPruningKeepsExportedVersion: versions pruned while a snapshot of one
 // of them is exported stop below it, and the export completes.
 func TestPruningKeepsExportedVersion(t *testing.T) {
@@ -257,27 +286,8 @@ func TestPruningKeepsExportedVersion(t *testing.T) {
 	defer s.Close()
 	buildVersions(t, s, 3, 100)
 	version, root := s.LastCommit()
-	started, resume := make(chan struct{}), make(chan struct{})
-	resumeOnce := sync.OnceFunc(func() { close(resume) })
-	defer resumeOnce() // before s.Close, which waits for the export
-	type result struct {
-		root []byte
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		first := true
-		h, err := s.Export(context.Background(), version, func(*iavl.ExportNode) error {
-			if first {
-				first = false
-				close(started)
-				<-resume
-			}
-			return nil
-		})
-		done <- result{h, err}
-	}()
-	<-started
+	resume, done := pausedExport(t, s, version)
+	defer resume() // before s.Close, which waits for the export
 	for i := range 3 {
 		mustSet(t, s.Working(), keyN(i), "later")
 		if _, _, err := s.Commit(); err != nil {
@@ -287,7 +297,7 @@ func TestPruningKeepsExportedVersion(t *testing.T) {
 	if _, err := s.ReaderAt(version); err != nil {
 		t.Fatalf("exported version pruned: %v", err)
 	}
-	resumeOnce()
+	resume()
 	if res := <-done; res.err != nil || !bytes.Equal(res.root, root) {
 		t.Fatalf("export: %X, %v; want %X", res.root, res.err, root)
 	}
@@ -352,21 +362,7 @@ func TestCloseStopsExport(t *testing.T) {
 	s := openTest(t, "", Options{Backend: BackendMemDB, CacheSize: 1000})
 	buildVersions(t, s, 1, 100)
 	version, _ := s.LastCommit()
-	started, resume := make(chan struct{}), make(chan struct{})
-	exported := make(chan error, 1)
-	go func() {
-		first := true
-		_, err := s.Export(context.Background(), version, func(*iavl.ExportNode) error {
-			if first {
-				first = false
-				close(started)
-				<-resume
-			}
-			return nil
-		})
-		exported <- err
-	}()
-	<-started
+	resume, exported := pausedExport(t, s, version)
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
 	select {
@@ -374,11 +370,11 @@ func TestCloseStopsExport(t *testing.T) {
 		t.Fatalf("Close returned (%v) while an export was reading", err)
 	case <-time.After(100 * time.Millisecond):
 	}
-	close(resume)
+	resume()
 	select {
-	case err := <-exported:
-		if !errors.Is(err, errExportStopped) {
-			t.Fatalf("Export = %v, want errExportStopped", err)
+	case res := <-exported:
+		if !errors.Is(res.err, errExportStopped) {
+			t.Fatalf("Export = %v, want errExportStopped", res.err)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Export did not stop after Close")
