@@ -189,11 +189,14 @@ func (s *FS) mkdirSynced(owner Owner, dir string) error {
 // syncFile makes the metadata of file (its modification time) durable,
 // syncDir the entries of dir. Variables, so that tests can see what is
 // synced and make a sync fail.
-var syncFile, syncDir = fsync, fsync
+var (
+	syncFile = func(name string) error { return wrapSync(durable.Sync(name)) }
+	syncDir  = func(dir string) error { return wrapSync(durable.SyncDir(dir)) }
+)
 
-// fsync syncs name (a file or a directory); the error names it.
-func fsync(name string) error {
-	if err := durable.Sync(name); err != nil {
+// wrapSync prefixes a sync's error, which names its path.
+func wrapSync(err error) error {
+	if err != nil {
 		return fmt.Errorf("blobstore: %w", err)
 	}
 	return nil
