@@ -424,6 +424,9 @@ func loadAppConfig(home string) (appConfig, error) {
 	if !md.IsDefined("sidecar", "max_uploads_patients") { // likewise
 		c.Sidecar.MaxUploadsPatients = sidecar.UploadsPatientsShare(c.Sidecar.MaxUploads)
 	}
+	if !md.IsDefined("sidecar", "max_uploads_per_signer") && c.Sidecar.MaxUploads > 0 { // never above a total set lower
+		c.Sidecar.MaxUploadsPerSigner = min(c.Sidecar.MaxUploadsPerSigner, c.Sidecar.MaxUploads)
+	}
 	if err := c.validate(); err != nil {
 		return c, fmt.Errorf("%s: %w", path, err)
 	}

@@ -228,7 +228,7 @@ pending_bytes_total = %d
 # refused (408) and its connection closed. At most max_uploads uploads (and
 # read-throughs from peers) have their body read at once (beyond: 503),
 # max_uploads_per_signer of them by one signer (beyond: 429; not above
-# max_uploads) and max_uploads_patients by all patients together (beyond:
+# max_uploads, which it follows down when left out) and max_uploads_patients by all patients together (beyond:
 # 503; below max_uploads: patients enroll themselves, so a few accounts
 # sending slowly could otherwise hold every slot), all with Retry-After
 # and before the body is sent. Each

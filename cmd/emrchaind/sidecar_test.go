@@ -723,6 +723,14 @@ func TestSidecarUploadsPatientsOption(t *testing.T) {
 	if c, err := loadSidecarConfig(home); err != nil || c.MaxUploadsPatients != 5 {
 		t.Fatalf("max_uploads = 10, max_uploads_patients left out: %d, %v; want 5", c.MaxUploadsPatients, err)
 	}
+	// max_uploads set below the per-signer default alone: the per-signer
+	// bound follows it down instead of refusing a key nobody wrote.
+	if err := os.WriteFile(filepath.Join(home, "config", appConfigFile), []byte("[sidecar]\nmax_uploads = 4\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := loadSidecarConfig(home); err != nil || c.MaxUploadsPerSigner != 4 || c.MaxUploadsPatients != 2 {
+		t.Fatalf("max_uploads = 4 alone: per signer %d, patients %d, %v; want 4 and 2", c.MaxUploadsPerSigner, c.MaxUploadsPatients, err)
+	}
 }
 
 // TestSidecarReferenceIndexOnlyWithTheSweep: the sweep's reference index is
