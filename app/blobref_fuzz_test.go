@@ -8,11 +8,10 @@ import (
 	"github.com/emrchain/emrchain/app"
 )
 
-// FuzzParseBlobRef: a BlobRefs cursor (QueryBlobRefsRequest.after, outside
-// input) is read only in its one canonical form: whatever ParseBlobRef
-// accepts, BlobRefName writes back byte for byte, and every name
-// BlobRefName writes parses back to what it was made of.
-func FuzzParseBlobRef(f *testing.F) {
+// FuzzParseBlobRefCursor: a BlobRefs cursor (QueryBlobRefsRequest.after,
+// outside input) is read only in its one canonical form: whatever
+// ParseBlobRef accepts, BlobRefName writes back byte for byte.
+func FuzzParseBlobRefCursor(f *testing.F) {
 	id := bytes.Repeat([]byte{0xab}, app.PatientIDSize)
 	for _, s := range []string{
 		app.BlobRefName(app.BlobRefRecord, id, 1),
@@ -34,9 +33,27 @@ func FuzzParseBlobRef(f *testing.F) {
 		if got := app.BlobRefName(kind, pid, seq); got != s {
 			t.Fatalf("%q parsed as (%s, %x, %d), which is named %q", s, kind, pid, seq, got)
 		}
-		k2, p2, s2, err := app.ParseBlobRef(app.BlobRefName(kind, pid, seq))
-		if err != nil || k2 != kind || !bytes.Equal(p2, pid) || s2 != seq {
-			t.Fatalf("round trip of %q: (%s, %x, %d), %v", s, k2, p2, s2, err)
+	})
+}
+
+// FuzzBlobRefNameParses: every name BlobRefName writes for a record or a
+// share (a patient id, a sequence from 1) parses back to what it was made
+// of.
+func FuzzBlobRefNameParses(f *testing.F) {
+	f.Add(false, bytes.Repeat([]byte{0xab}, app.PatientIDSize), uint64(1))
+	f.Add(true, make([]byte, app.PatientIDSize), ^uint64(0))
+	f.Fuzz(func(t *testing.T, share bool, id []byte, seq uint64) {
+		if len(id) != app.PatientIDSize || seq == 0 {
+			return
+		}
+		kind := app.BlobRefRecord
+		if share {
+			kind = app.BlobRefShare
+		}
+		name := app.BlobRefName(kind, id, seq)
+		k, pid, s, err := app.ParseBlobRef(name)
+		if err != nil || k != kind || !bytes.Equal(pid, id) || s != seq {
+			t.Fatalf("%q parses as (%s, %x, %d), %v; made of (%s, %x, %d)", name, k, pid, s, err, kind, id, seq)
 		}
 	})
 }

@@ -502,7 +502,8 @@ func (q *Querier) Study(_ context.Context, req *emrv1.QueryStudyRequest) (*emrv1
 
 // BlobRefs lists the ciphertext of every record, then of every share, each
 // with the patient and category it is filed under (a share's: the category
-// of the record it shares). A page reads at most limit+1 records or shares.
+// of the record it shares). A page decodes at most limit records or shares
+// (and the records of the shares), and sees the key of one more.
 func (q *Querier) BlobRefs(_ context.Context, req *emrv1.QueryBlobRefsRequest) (*emrv1.QueryBlobRefsResponse, error) {
 	limit, err := q.limit(&emrv1.PageRequest{Limit: req.Limit})
 	if err != nil {
@@ -521,42 +522,54 @@ func (q *Querier) BlobRefs(_ context.Context, req *emrv1.QueryBlobRefsRequest) (
 		}
 	}
 	resp := &emrv1.QueryBlobRefsResponse{}
-	add := func(ref *emrv1.BlobRef) bool {
-		if uint32(len(resp.Refs)) == limit {
-			resp.Next = resp.Refs[limit-1].Ref
+	// full ends the page, before the item after its last is decoded: that
+	// item is only proof that there is a next page.
+	full := func() bool {
+		if uint32(len(resp.Refs)) < limit {
 			return false
 		}
-		resp.Refs = append(resp.Refs, ref)
+		resp.Next = resp.Refs[limit-1].Ref
 		return true
 	}
 	if records != nil {
 		err = q.scan(records, prefixEnd([]byte{prefixRecord}), true, func(key, value []byte) (bool, error) {
+			if full() {
+				return false, nil
+			}
 			rec := &emrv1.Record{}
 			if err := unmarshalAt(key, value, rec); err != nil {
 				return false, err
 			}
-			return add(&emrv1.BlobRef{
+			resp.Refs = append(resp.Refs, &emrv1.BlobRef{
 				Ref:       BlobRefName(BlobRefRecord, rec.PatientId, rec.Sequence),
 				PatientId: rec.PatientId, Category: rec.Category, Sha256: rec.CiphertextSha256,
-			}), nil
+			})
+			return true, nil
 		})
 		if err != nil || resp.Next != "" {
 			return resp, err
 		}
 	}
 	err = q.scan(shares, prefixEnd([]byte{prefixShare}), true, func(key, value []byte) (bool, error) {
+		if full() {
+			return false, nil
+		}
 		sh := &emrv1.Share{}
 		if err := unmarshalAt(key, value, sh); err != nil {
 			return false, err
 		}
 		rec, err := q.st().record(sh.PatientId, sh.RecordSequence)
-		if err != nil || rec == nil {
-			return false, fmt.Errorf("%w: share %x/%d of a record %d that is not there: %v", ErrInternal, sh.PatientId, sh.Sequence, sh.RecordSequence, err)
+		if err != nil {
+			return false, fmt.Errorf("reading record %d of share %x/%d: %w", sh.RecordSequence, sh.PatientId, sh.Sequence, err)
 		}
-		return add(&emrv1.BlobRef{
+		if rec == nil {
+			return false, fmt.Errorf("%w: share %x/%d names record %d, which is missing", ErrInternal, sh.PatientId, sh.Sequence, sh.RecordSequence)
+		}
+		resp.Refs = append(resp.Refs, &emrv1.BlobRef{
 			Ref:       BlobRefName(BlobRefShare, sh.PatientId, sh.Sequence),
 			PatientId: sh.PatientId, Category: rec.Category, Sha256: sh.SharedSha256,
-		}), nil
+		})
+		return true, nil
 	})
 	return resp, err
 }
