@@ -412,8 +412,8 @@ func (v *queryView) StateBlobs(ctx context.Context, after string) (StateBlobs, e
 	if page.Height < 1 {
 		return StateBlobs{}, fmt.Errorf("query BlobRefs: answered at height %d", resp.Height)
 	}
-	if page.Next != "" && (len(resp.Refs) == 0 || page.Next == after) {
-		return StateBlobs{}, fmt.Errorf("query BlobRefs: a page of %d after %q whose next is %q", len(resp.Refs), after, page.Next)
+	if page.Next != "" && len(resp.Refs) == 0 {
+		return StateBlobs{}, fmt.Errorf("query BlobRefs: an empty page after %q says more come after %q", after, page.Next)
 	}
 	for _, r := range resp.Refs {
 		if len(r.PatientId) != patientIDSize || len(r.Sha256) != sha256.Size || r.Category == "" {

@@ -16,8 +16,10 @@ import (
 	abci "github.com/cometbft/cometbft/abci/types"
 	ctypes "github.com/cometbft/cometbft/rpc/core/types"
 	"github.com/cometbft/cometbft/types"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/emrchain/emrchain/offchain/blobstore"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
 // fakeNode answers BlockchainInfo and BlockResults like CometBFT: metas
@@ -182,4 +184,42 @@ func TestNodeBlockBlobs(t *testing.T) {
 func twoOf(r *abci.ExecTxResult, key, value string) *abci.ExecTxResult {
 	r.Events[0].Attributes = append(r.Events[0].Attributes, abci.EventAttribute{Key: key, Value: value})
 	return r
+}
+
+// TestQueryViewStateBlobs: a BlobRefs answer becomes store keys under each
+// ref's patient and category, and an answer the seed cannot trust is
+// refused: no height, an empty page that says more come, a ref without a
+// 32-byte patient id, a 32-byte SHA-256 or a category.
+func TestQueryViewStateBlobs(t *testing.T) {
+	pid, sum := bytes.Repeat([]byte{7}, patientIDSize), sha256.Sum256([]byte("c"))
+	good := &emrv1.BlobRef{Ref: "record/x/1", PatientId: pid, Category: "imaging", Sha256: sum[:]}
+	view := func(resp *emrv1.QueryBlobRefsResponse) ChainView {
+		return NewQueryChainView(func(_ context.Context, method string, _, out proto.Message) error {
+			if method != "BlobRefs" {
+				return fmt.Errorf("asked %s", method)
+			}
+			proto.Merge(out, resp)
+			return nil
+		}, nil, nil)
+	}
+	page, err := view(&emrv1.QueryBlobRefsResponse{Height: 9, Next: "record/x/1", Refs: []*emrv1.BlobRef{good}}).StateBlobs(context.Background(), "")
+	if err != nil || page.Height != 9 || page.Next != "record/x/1" || !slices.Equal(page.Blobs, []blobstore.Key{BlobKey(pid, "imaging", sum)}) {
+		t.Fatalf("page %+v, %v", page, err)
+	}
+	with := func(f func(*emrv1.BlobRef)) *emrv1.BlobRef {
+		r := proto.Clone(good).(*emrv1.BlobRef)
+		f(r)
+		return r
+	}
+	for name, resp := range map[string]*emrv1.QueryBlobRefsResponse{
+		"no height":        {Refs: []*emrv1.BlobRef{good}},
+		"empty, more come": {Height: 9, Next: "record/x/2"},
+		"short patient id": {Height: 9, Refs: []*emrv1.BlobRef{with(func(r *emrv1.BlobRef) { r.PatientId = pid[:31] })}},
+		"short sha256":     {Height: 9, Refs: []*emrv1.BlobRef{with(func(r *emrv1.BlobRef) { r.Sha256 = sum[:31] })}},
+		"no category":      {Height: 9, Refs: []*emrv1.BlobRef{with(func(r *emrv1.BlobRef) { r.Category = "" })}},
+	} {
+		if page, err := view(resp).StateBlobs(context.Background(), ""); err == nil {
+			t.Errorf("%s: accepted as %+v", name, page)
+		}
+	}
 }

@@ -321,9 +321,8 @@ func (x *refIndex) add(cur refCursor, blocks []BlockBlobs) (refCursor, error) {
 	return next, nil
 }
 
-// put writes keys as one batch with, if not nil, a seed's progress or the
-// new cursor next; then it tells onAdd. A batch that moves the cursor is
-// synced and ends any seed.
+// put writes keys as one batch with either the new cursor next (synced; it
+// ends any seed) or, next nil, a seed's progress prog; then it tells onAdd.
 func (x *refIndex) put(keys []blobstore.Key, prog *seedProgress, next *refCursor) error {
 	if err := x.writeBatch(keys, prog, next); err != nil {
 		return err
@@ -348,18 +347,13 @@ func (x *refIndex) writeBatch(keys []blobstore.Key, prog *seedProgress, next *re
 		}
 	}
 	var err error
-	switch {
-	case next != nil:
+	if next != nil {
 		if err = batch.Set(refCursorKey, next.encode()); err == nil {
 			if err = batch.Delete(refSeedKey); err == nil {
 				err = batch.WriteSync()
 			}
 		}
-	case prog != nil:
-		if err = batch.Set(refSeedKey, prog.encode()); err == nil {
-			err = batch.Write()
-		}
-	default:
+	} else if err = batch.Set(refSeedKey, prog.encode()); err == nil {
 		err = batch.Write()
 	}
 	if err != nil {
