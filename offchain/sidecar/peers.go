@@ -110,7 +110,7 @@ func (s *Server) fetchFromPeer(ctx context.Context, peer string, r *http.Request
 	if uint64(resp.ContentLength) != blob.size {
 		return fmt.Errorf("it announces %d bytes; the chain says the blob has %d", resp.ContentLength, blob.size)
 	}
-	release, aerr := s.takeUploadSlot(signer, patient)
+	release, aerr := s.takeUploadSlot(signer, patient, true)
 	if aerr != nil {
 		return &slotRefusedError{aerr}
 	}

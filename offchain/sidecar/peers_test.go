@@ -225,6 +225,7 @@ func TestReadThroughTakesUploadSlot(t *testing.T) {
 		t.Helper()
 		_, err := getAs(a)
 		wantStatus(t, err, status, reason)
+		wantStatus(t, err, status, "fetches the blob from a peer sidecar") // says why a download needs a slot
 		if se := err.(*Error); se.Code != code || se.RetryAfter <= 0 {
 			t.Fatalf("refusal %+v: want code %s and a Retry-After", se, code)
 		}

@@ -564,7 +564,7 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	patient := caller.Role == emrv1.Role_ROLE_PATIENT
-	release, aerr := s.takeUploadSlot(signerAddr(sr.address), patient)
+	release, aerr := s.takeUploadSlot(signerAddr(sr.address), patient, false)
 	if aerr != nil {
 		writeError(w, aerr)
 		return

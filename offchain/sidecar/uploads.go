@@ -118,28 +118,34 @@ func (u *uploadSlots) inFlight() int {
 }
 
 // takeUploadSlot is acquire, refusals answered as the client should see
-// them (and counted). A member may meet them downloading too: a blob this
-// sidecar does not hold is fetched from a peer sidecar, which takes a slot.
-func (s *Server) takeUploadSlot(signer signerAddr, patient bool) (release func(), aerr *apiError) {
+// them (and counted). A member may meet them downloading too (peerFetch):
+// a blob this sidecar does not hold is fetched from a peer sidecar, which
+// takes a slot, and the refusal then says so.
+func (s *Server) takeUploadSlot(signer signerAddr, patient, peerFetch bool) (release func(), aerr *apiError) {
 	release, err := s.uploads.acquire(signer, patient)
-	switch {
-	case err == nil:
+	if err == nil {
 		return release, nil
+	}
+	why := ""
+	if peerFetch {
+		why = "; this download fetches the blob from a peer sidecar, which counts as an upload"
+	}
+	switch {
 	case errors.Is(err, errSignerUploadsFull):
 		s.metrics.refused(refusedSignerUploads)
 		return nil, tooManyRequests("signer_uploads", uploadRetryAfter,
-			"%x has %d uploads and peer fetches in flight on this sidecar, the limit per signer (max_uploads_per_signer); a download of a blob this sidecar does not hold is a peer fetch",
-			signer[:], s.uploads.perSigner)
+			"%x has %d uploads and peer fetches in flight on this sidecar, the limit per signer (max_uploads_per_signer)%s",
+			signer[:], s.uploads.perSigner, why)
 	case errors.Is(err, errPatientsUploadsFull):
 		s.metrics.refused(refusedPatientsUploads)
 		return nil, retryLater(http.StatusServiceUnavailable, "patients_uploads_busy", uploadRetryAfter,
-			"patients have %d uploads and peer fetches in flight on this sidecar, their limit together (max_uploads_patients); a download of a blob this sidecar does not hold is a peer fetch",
-			s.uploads.patients)
+			"patients have %d uploads and peer fetches in flight on this sidecar, their limit together (max_uploads_patients)%s",
+			s.uploads.patients, why)
 	}
 	s.metrics.refused(refusedUploads)
 	return nil, retryLater(http.StatusServiceUnavailable, "uploads_busy", uploadRetryAfter,
-		"this sidecar has %d uploads and peer fetches in flight, its limit (max_uploads); a download of a blob it does not hold is a peer fetch",
-		s.uploads.total)
+		"this sidecar has %d uploads and peer fetches in flight, its limit (max_uploads)%s",
+		s.uploads.total, why)
 }
 
 // bodyDeadline reads an upload's body under a read deadline on its

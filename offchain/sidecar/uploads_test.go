@@ -143,6 +143,9 @@ func TestPutUploadSlots(t *testing.T) {
 	pw, done := stalledUpload(t, e, hook, e.writer, neverSent, 1<<20)
 	_, err := e.put(e.writer, data)
 	wantStatus(t, err, http.StatusTooManyRequests, "max_uploads_per_signer")
+	if strings.Contains(err.Error(), "download") {
+		t.Errorf("an upload's refusal speaks of downloads: %v", err)
+	}
 	if se := err.(*Error); se.Code != "signer_uploads" || se.RetryAfter <= 0 {
 		t.Fatalf("refusal %+v: want code signer_uploads and a Retry-After", se)
 	}
