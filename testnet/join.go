@@ -104,7 +104,7 @@ func (n *Net) AddNode(name, home string, base int) int {
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	nd, err := newNode(name, home, fmt.Sprintf("http://127.0.0.1:%d", base+1), base)
+	nd, err := newNode(name, home, fmt.Sprintf("http://127.0.0.1:%d", base+1), fmt.Sprintf("http://127.0.0.1:%d", base+4), base)
 	if err != nil {
 		n.t.Fatal(err)
 	}

@@ -110,6 +110,7 @@ type node struct {
 	name    string
 	home    string
 	rpcAddr string
+	sidecar string // http://host:port
 	p2pPort int
 	client  *rpchttp.HTTP
 
@@ -118,14 +119,14 @@ type node struct {
 	runs int
 }
 
-// newNode is a node of home with its RPC at rpcAddr (http://host:port)
-// and P2P on p2pPort, not started.
-func newNode(name, home, rpcAddr string, p2pPort int) (*node, error) {
+// newNode is a node of home with its RPC at rpcAddr and its sidecar at
+// sidecar (http://host:port each) and P2P on p2pPort, not started.
+func newNode(name, home, rpcAddr, sidecar string, p2pPort int) (*node, error) {
 	client, err := rpchttp.NewWithTimeout(rpcAddr, uint(rpcCallTimeout/time.Second))
 	if err != nil {
 		return nil, err
 	}
-	return &node{name: name, home: home, rpcAddr: rpcAddr, p2pPort: p2pPort, client: client}, nil
+	return &node{name: name, home: home, rpcAddr: rpcAddr, sidecar: sidecar, p2pPort: p2pPort, client: client}, nil
 }
 
 // process is one run of a program the harness started (emrchaind start,
@@ -188,7 +189,7 @@ func Start(t testing.TB, o Options) *Net {
 		if _, port, err := net.SplitHostPort(strings.TrimPrefix(d.P2P, "tcp://")); err == nil {
 			p2pPort, _ = strconv.Atoi(port)
 		}
-		nd, err := newNode(d.Name, d.Home, strings.Replace(d.RPC, "tcp://", "http://", 1), p2pPort)
+		nd, err := newNode(d.Name, d.Home, strings.Replace(d.RPC, "tcp://", "http://", 1), d.Sidecar, p2pPort)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -111,15 +111,6 @@ func (n *Net) KillStorage() {
 	}
 }
 
-// SidecarURL is node i's blob sidecar (http://host:port). The net knows
-// its validators' sidecars only: for any other i (a node added with
-// AddNode runs a sidecar of its own, if any) it fails the test with an
-// error, without stopping it (t.Errorf: safe off the test's goroutine),
-// and returns "".
-func (n *Net) SidecarURL(i int) string {
-	if i < 0 || i >= len(n.Desc.Nodes) {
-		n.t.Errorf("SidecarURL(%d): not one of the net's %d validators (the net knows no sidecar of a node added with AddNode)", i, len(n.Desc.Nodes))
-		return ""
-	}
-	return n.Desc.Nodes[i].Sidecar
-}
+// SidecarURL is node i's blob sidecar (http://host:port), a validator's or
+// one added with AddNode (at the port InitHomeWith gave it).
+func (n *Net) SidecarURL(i int) string { return n.nodes[i].sidecar }
