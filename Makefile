@@ -5,7 +5,9 @@ SHELL := /bin/bash
 GO        ?= go
 BIN       := $(CURDIR)/bin
 GOMODCACHE := $(shell $(GO) env GOMODCACHE)
-GOOGLEAPIS := $(GOMODCACHE)/github.com/grpc-ecosystem/grpc-gateway@v1.16.0/third_party/googleapis
+# grpc-gateway v1 only for its copy of the googleapis protos (make proto).
+GATEWAY_V1 := github.com/grpc-ecosystem/grpc-gateway@v1.16.0
+GOOGLEAPIS := $(GOMODCACHE)/$(GATEWAY_V1)/third_party/googleapis
 PROTO_DIR := proto
 PROTO_FILES := $(shell find $(PROTO_DIR) -name '*.proto' | sort)
 PROTOC_PLUGINS := protoc-gen-go protoc-gen-go-grpc protoc-gen-grpc-gateway protoc-gen-openapiv2
@@ -52,7 +54,7 @@ $(BIN)/%: go.mod
 .PHONY: proto
 proto: $(addprefix $(BIN)/,$(PROTOC_PLUGINS)) ## Regenerate Go, gRPC, gateway and OpenAPI code from proto/ (needs protoc: apt-get install protobuf-compiler).
 	@command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler"; exit 1; }
-	@test -d $(GOOGLEAPIS) || $(GO) mod download github.com/grpc-ecosystem/grpc-gateway@v1.16.0
+	@test -d $(GOOGLEAPIS) || $(GO) mod download $(GATEWAY_V1)
 	cd $(PROTO_DIR) && protoc -I . -I $(GOOGLEAPIS) \
 	  --plugin=protoc-gen-go=$(BIN)/protoc-gen-go --go_out=. --go_opt=paths=source_relative \
 	  --plugin=protoc-gen-go-grpc=$(BIN)/protoc-gen-go-grpc --go-grpc_out=. --go-grpc_opt=paths=source_relative \

@@ -227,14 +227,22 @@ func buildResult(cfg Config, obs *observer, st *sendStats, txs []*plannedTx, sta
 		ok           bool
 	}
 	var samples []sample
+	// The txs that started their latency clock in the window and never
+	// committed, each with its lower bound (LatencyStats.Censored).
+	var censored []float64
 	var bytes int
 	for _, t := range txs {
 		if t.commitNs != 0 {
 			s.Committed++
 			bytes += len(t.raw)
 			samples = append(samples, sample{t.latencyFromNs(), t.commitNs, t.code == 0 && !t.unknown})
-		} else if t.accepted.Load() {
+			continue
+		}
+		if t.accepted.Load() {
 			s.Uncommitted++
+		}
+		if ls := t.latencyFromNs(); ls >= from && ls <= to && !t.refused.Load() {
+			censored = append(censored, float64(observedTo.UnixNano()-ls)/1e6)
 		}
 	}
 	if s.Committed > 0 {
@@ -298,14 +306,6 @@ func buildResult(cfg Config, obs *observer, st *sendStats, txs []*plannedTx, sta
 	for i, b := range buckets {
 		slices.Sort(b) // b is this second's own: no copy needed
 		series[i].P50, series[i].P95, series[i].P99 = pctSorted(b, 50), pctSorted(b, 95), pctSorted(b, 99)
-	}
-	// The txs that started their latency clock in the window and never
-	// committed, each with its lower bound.
-	var censored []float64
-	for _, t := range txs {
-		if ls := t.latencyFromNs(); ls >= from && ls <= to && t.commitNs == 0 && !t.refused.Load() {
-			censored = append(censored, float64(observedTo.UnixNano()-ls)/1e6)
-		}
 	}
 	s.setTPS(obs.blocks, from, to)
 	s.Latency = latencyStats(lat, censored)
