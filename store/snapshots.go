@@ -56,8 +56,12 @@ type Snapshots struct {
 	chunkSize  int
 	now        func() time.Time // the wall clock; snapshots are not consensus state
 
-	mu     sync.Mutex           // serializes Create's rename and pruning with List
-	served map[string]time.Time // snapshot name -> when it last served a chunk
+	mu sync.Mutex // serializes Create's rename and pruning with List
+
+	// servedMu guards served alone, so that serving a chunk never waits
+	// for a prune's removals.
+	servedMu sync.Mutex
+	served   map[string]time.Time // snapshot name -> when it last served a chunk
 }
 
 // ServingGrace is how long after serving a chunk a snapshot is kept
@@ -175,26 +179,29 @@ func (sn *Snapshots) prune() error {
 	if err != nil {
 		return err
 	}
-	onDisk := map[string]bool{}
-	for _, info := range all {
-		onDisk[snapshotName(info.Height, info.Format)] = true
-	}
-	for name := range sn.served {
-		if !onDisk[name] { // removed while a chunk of it was being read
+	now := sn.now()
+	// Serving within the grace period counts; older entries are dropped,
+	// which also bounds the map (names of removed snapshots included).
+	sn.servedMu.Lock()
+	recent := make(map[string]bool, len(sn.served))
+	for name, last := range sn.served {
+		if now.Sub(last) < ServingGrace {
+			recent[name] = true
+		} else {
 			delete(sn.served, name)
 		}
 	}
-	now, extra := sn.now(), 0
+	sn.servedMu.Unlock()
+	extra := 0
 	for i := sn.keepRecent; i < len(all); i++ {
 		name := snapshotName(all[i].Height, all[i].Format)
-		if last, ok := sn.served[name]; ok && extra < sn.keepRecent && now.Sub(last) < ServingGrace {
+		if recent[name] && extra < sn.keepRecent {
 			extra++
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(sn.dir, name)); err != nil {
 			return fmt.Errorf("store: remove snapshot %d: %w", all[i].Height, err)
 		}
-		delete(sn.served, name)
 	}
 	return durable.SyncDir(sn.dir)
 }
@@ -282,9 +289,9 @@ func (sn *Snapshots) LoadChunk(height int64, format uint32, index uint32) ([]byt
 	if err != nil {
 		return nil, err
 	}
-	sn.mu.Lock()
-	sn.served[name] = sn.now() // prune forgets it if the snapshot went meanwhile
-	sn.mu.Unlock()
+	sn.servedMu.Lock()
+	sn.served[name] = sn.now() // prune forgets it after ServingGrace
+	sn.servedMu.Unlock()
 	return chunk, nil
 }
 
