@@ -85,14 +85,11 @@ func Start(t testing.TB) *Server {
 
 func start(t testing.TB, bin string) (*Server, error) {
 	dir := t.TempDir()
-	port, err := freeport.Block(1)
+	port, err := freeport.Block(2) // the API, then the console
 	if err != nil {
 		return nil, err
 	}
-	consolePort, err := freeport.Block(1)
-	if err != nil {
-		return nil, err
-	}
+	consolePort := port + 1
 	dataDir := filepath.Join(dir, "data")
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, err
