@@ -542,6 +542,10 @@ func TestAPIServers(t *testing.T) {
 				m := svc.Methods().Get(i)
 				rule, _ := proto.GetExtension(m.Options(), annotations.E_Http).(*annotations.HttpRule)
 				switch {
+				case m.IsStreamingClient():
+					if rule != nil {
+						t.Errorf("%s streams from the client, which REST cannot: it must have no route", m.FullName())
+					}
 				case rule.GetGet() != "":
 					want = append(want, "GET "+param.ReplaceAllString(rule.GetGet(), "{}"))
 				case rule.GetPost() != "":
@@ -604,8 +608,84 @@ func TestAPIServers(t *testing.T) {
 		}
 	})
 
+	t.Run("BroadcastTxs", func(t *testing.T) {
+		stream, err := n.txs.BroadcastTxs(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		access := func(seq uint64) []byte {
+			return doc.Tx(apiChainID, seq, apptest.Access(pid, emrv1.Purpose_PURPOSE_TREATMENT, 1))
+		}
+		for _, c := range []struct {
+			name string
+			tx   []byte
+			code uint32     // of the result
+			not  codes.Code // of the refusal; OK for a result
+			at   int64      // the result's height
+		}{
+			{"next sequence", access(4), 0, codes.OK, 0},
+			{"empty", nil, 0, codes.InvalidArgument, 0},
+			{"stale sequence", access(0), app.ErrBadSequence.Code(), codes.OK, 0},
+			// Checked after sequence 4 of the same stream: in order.
+			{"the one after", access(5), 0, codes.OK, 0},
+			{"committed already", tx1, 0, codes.OK, first.Height},
+		} {
+			if err := stream.Send(&emrv1.BroadcastTxsRequest{Tx: c.tx}); err != nil {
+				t.Fatalf("%s: send: %v", c.name, err)
+			}
+			r, err := stream.Recv()
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			if c.not != codes.OK {
+				if got := codes.Code(r.GetRefusal().GetCode()); got != c.not || r.GetRefusal().GetMessage() == "" {
+					t.Errorf("%s: %v, want refusal %v", c.name, r, c.not)
+				}
+				continue
+			}
+			res := r.GetResult()
+			if res == nil || res.Code != c.code || res.Height != c.at || res.Hash != hex.EncodeToString(txHash(c.tx)) || (c.code != 0) != (res.Log != "") {
+				t.Errorf("%s: %v, want code %d at height %d", c.name, r, c.code, c.at)
+			}
+		}
+		if err := stream.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := stream.Recv(); err != io.EOF {
+			t.Fatalf("after CloseSend: %v, %v; want the stream's end", r, err)
+		}
+		for { // the stream's txs commit
+			a, err := n.query.Account(ctx, &emrv1.QueryAccountRequest{Address: docHex})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Account.GetNextSequence() == 6 {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("clinician's next sequence %d, want 6", a.Account.GetNextSequence())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+
+	// A stream left open does not hold the node's stop: it ends at once,
+	// UNAVAILABLE, instead of when the stop's time is up.
+	idle, err := n.txs.BroadcastTxs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := idle.Send(&emrv1.BroadcastTxsRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := idle.Recv(); err != nil || r.GetRefusal() == nil {
+		t.Fatalf("idle stream's first answer: %v, %v", r, err)
+	}
 	if err := n.proc.stop(t, syscall.SIGTERM); err != nil {
 		t.Fatalf("node did not exit cleanly on SIGTERM: %v", err)
+	}
+	if _, err := idle.Recv(); grpcstatus.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "shutting down") {
+		t.Errorf("idle stream at the stop: %v, want UNAVAILABLE, shutting down", err)
 	}
 	logText, _ := os.ReadFile(n.proc.log)
 	for _, line := range []string{"gRPC server stopped", "REST server stopped"} {

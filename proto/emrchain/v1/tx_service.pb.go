@@ -8,6 +8,7 @@ package emrchainv1
 
 import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
+	status "google.golang.org/genproto/googleapis/rpc/status"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -165,11 +166,148 @@ func (x *BroadcastTxResponse) GetLog() string {
 	return ""
 }
 
+// BroadcastTxsRequest carries one signed transaction of a BroadcastTxs
+// stream.
+type BroadcastTxsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The serialized emrchain.v1.Tx, as in BroadcastTxRequest.
+	Tx            []byte `protobuf:"bytes,1,opt,name=tx,proto3" json:"tx,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BroadcastTxsRequest) Reset() {
+	*x = BroadcastTxsRequest{}
+	mi := &file_emrchain_v1_tx_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BroadcastTxsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BroadcastTxsRequest) ProtoMessage() {}
+
+func (x *BroadcastTxsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_tx_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BroadcastTxsRequest.ProtoReflect.Descriptor instead.
+func (*BroadcastTxsRequest) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_tx_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *BroadcastTxsRequest) GetTx() []byte {
+	if x != nil {
+		return x.Tx
+	}
+	return nil
+}
+
+// BroadcastTxsResponse answers one BroadcastTxsRequest, in the order sent.
+type BroadcastTxsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Outcome:
+	//
+	//	*BroadcastTxsResponse_Result
+	//	*BroadcastTxsResponse_Refusal
+	Outcome       isBroadcastTxsResponse_Outcome `protobuf_oneof:"outcome"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BroadcastTxsResponse) Reset() {
+	*x = BroadcastTxsResponse{}
+	mi := &file_emrchain_v1_tx_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BroadcastTxsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BroadcastTxsResponse) ProtoMessage() {}
+
+func (x *BroadcastTxsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_tx_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BroadcastTxsResponse.ProtoReflect.Descriptor instead.
+func (*BroadcastTxsResponse) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_tx_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *BroadcastTxsResponse) GetOutcome() isBroadcastTxsResponse_Outcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return nil
+}
+
+func (x *BroadcastTxsResponse) GetResult() *BroadcastTxResponse {
+	if x != nil {
+		if x, ok := x.Outcome.(*BroadcastTxsResponse_Result); ok {
+			return x.Result
+		}
+	}
+	return nil
+}
+
+func (x *BroadcastTxsResponse) GetRefusal() *status.Status {
+	if x != nil {
+		if x, ok := x.Outcome.(*BroadcastTxsResponse_Refusal); ok {
+			return x.Refusal
+		}
+	}
+	return nil
+}
+
+type isBroadcastTxsResponse_Outcome interface {
+	isBroadcastTxsResponse_Outcome()
+}
+
+type BroadcastTxsResponse_Result struct {
+	// CheckTx's verdict, as BroadcastTx with async answers it: code 0 when
+	// the tx is in the mempool (height 0), a rejection's code, codespace
+	// and log, or, for a tx committed already, its result and height.
+	Result *BroadcastTxResponse `protobuf:"bytes,1,opt,name=result,proto3,oneof"`
+}
+
+type BroadcastTxsResponse_Refusal struct {
+	// The node did not take the tx: the status BroadcastTx would have
+	// returned (INVALID_ARGUMENT for an empty or oversized tx,
+	// RESOURCE_EXHAUSTED when the mempool is full: send it again later,
+	// UNAVAILABLE when the node cannot take txs).
+	Refusal *status.Status `protobuf:"bytes,2,opt,name=refusal,proto3,oneof"`
+}
+
+func (*BroadcastTxsResponse_Result) isBroadcastTxsResponse_Outcome() {}
+
+func (*BroadcastTxsResponse_Refusal) isBroadcastTxsResponse_Outcome() {}
+
 var File_emrchain_v1_tx_service_proto protoreflect.FileDescriptor
 
 const file_emrchain_v1_tx_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1cemrchain/v1/tx_service.proto\x12\vemrchain.v1\x1a\x1cgoogle/api/annotations.proto\":\n" +
+	"\x1cemrchain/v1/tx_service.proto\x12\vemrchain.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/rpc/status.proto\":\n" +
 	"\x12BroadcastTxRequest\x12\x0e\n" +
 	"\x02tx\x18\x01 \x01(\fR\x02tx\x12\x14\n" +
 	"\x05async\x18\x02 \x01(\bR\x05async\"\x85\x01\n" +
@@ -178,9 +316,16 @@ const file_emrchain_v1_tx_service_proto_rawDesc = "" +
 	"\x06height\x18\x02 \x01(\x03R\x06height\x12\x12\n" +
 	"\x04code\x18\x03 \x01(\rR\x04code\x12\x1c\n" +
 	"\tcodespace\x18\x04 \x01(\tR\tcodespace\x12\x10\n" +
-	"\x03log\x18\x05 \x01(\tR\x03log2z\n" +
+	"\x03log\x18\x05 \x01(\tR\x03log\"%\n" +
+	"\x13BroadcastTxsRequest\x12\x0e\n" +
+	"\x02tx\x18\x01 \x01(\fR\x02tx\"\x8d\x01\n" +
+	"\x14BroadcastTxsResponse\x12:\n" +
+	"\x06result\x18\x01 \x01(\v2 .emrchain.v1.BroadcastTxResponseH\x00R\x06result\x12.\n" +
+	"\arefusal\x18\x02 \x01(\v2\x12.google.rpc.StatusH\x00R\arefusalB\t\n" +
+	"\aoutcome2\xd3\x01\n" +
 	"\tTxService\x12m\n" +
-	"\vBroadcastTx\x12\x1f.emrchain.v1.BroadcastTxRequest\x1a .emrchain.v1.BroadcastTxResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/emrchain/v1/txsB;Z9github.com/emrchain/emrchain/proto/emrchain/v1;emrchainv1b\x06proto3"
+	"\vBroadcastTx\x12\x1f.emrchain.v1.BroadcastTxRequest\x1a .emrchain.v1.BroadcastTxResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/emrchain/v1/txs\x12W\n" +
+	"\fBroadcastTxs\x12 .emrchain.v1.BroadcastTxsRequest\x1a!.emrchain.v1.BroadcastTxsResponse(\x010\x01B;Z9github.com/emrchain/emrchain/proto/emrchain/v1;emrchainv1b\x06proto3"
 
 var (
 	file_emrchain_v1_tx_service_proto_rawDescOnce sync.Once
@@ -194,19 +339,26 @@ func file_emrchain_v1_tx_service_proto_rawDescGZIP() []byte {
 	return file_emrchain_v1_tx_service_proto_rawDescData
 }
 
-var file_emrchain_v1_tx_service_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_emrchain_v1_tx_service_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_emrchain_v1_tx_service_proto_goTypes = []any{
-	(*BroadcastTxRequest)(nil),  // 0: emrchain.v1.BroadcastTxRequest
-	(*BroadcastTxResponse)(nil), // 1: emrchain.v1.BroadcastTxResponse
+	(*BroadcastTxRequest)(nil),   // 0: emrchain.v1.BroadcastTxRequest
+	(*BroadcastTxResponse)(nil),  // 1: emrchain.v1.BroadcastTxResponse
+	(*BroadcastTxsRequest)(nil),  // 2: emrchain.v1.BroadcastTxsRequest
+	(*BroadcastTxsResponse)(nil), // 3: emrchain.v1.BroadcastTxsResponse
+	(*status.Status)(nil),        // 4: google.rpc.Status
 }
 var file_emrchain_v1_tx_service_proto_depIdxs = []int32{
-	0, // 0: emrchain.v1.TxService.BroadcastTx:input_type -> emrchain.v1.BroadcastTxRequest
-	1, // 1: emrchain.v1.TxService.BroadcastTx:output_type -> emrchain.v1.BroadcastTxResponse
-	1, // [1:2] is the sub-list for method output_type
-	0, // [0:1] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	1, // 0: emrchain.v1.BroadcastTxsResponse.result:type_name -> emrchain.v1.BroadcastTxResponse
+	4, // 1: emrchain.v1.BroadcastTxsResponse.refusal:type_name -> google.rpc.Status
+	0, // 2: emrchain.v1.TxService.BroadcastTx:input_type -> emrchain.v1.BroadcastTxRequest
+	2, // 3: emrchain.v1.TxService.BroadcastTxs:input_type -> emrchain.v1.BroadcastTxsRequest
+	1, // 4: emrchain.v1.TxService.BroadcastTx:output_type -> emrchain.v1.BroadcastTxResponse
+	3, // 5: emrchain.v1.TxService.BroadcastTxs:output_type -> emrchain.v1.BroadcastTxsResponse
+	4, // [4:6] is the sub-list for method output_type
+	2, // [2:4] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_emrchain_v1_tx_service_proto_init() }
@@ -214,13 +366,17 @@ func file_emrchain_v1_tx_service_proto_init() {
 	if File_emrchain_v1_tx_service_proto != nil {
 		return
 	}
+	file_emrchain_v1_tx_service_proto_msgTypes[3].OneofWrappers = []any{
+		(*BroadcastTxsResponse_Result)(nil),
+		(*BroadcastTxsResponse_Refusal)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_emrchain_v1_tx_service_proto_rawDesc), len(file_emrchain_v1_tx_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

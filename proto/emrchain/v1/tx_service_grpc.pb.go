@@ -19,7 +19,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	TxService_BroadcastTx_FullMethodName = "/emrchain.v1.TxService/BroadcastTx"
+	TxService_BroadcastTx_FullMethodName  = "/emrchain.v1.TxService/BroadcastTx"
+	TxService_BroadcastTxs_FullMethodName = "/emrchain.v1.TxService/BroadcastTxs"
 )
 
 // TxServiceClient is the client API for TxService service.
@@ -39,6 +40,19 @@ type TxServiceClient interface {
 	// (UNAVAILABLE, RESOURCE_EXHAUSTED) and a tx not committed in time
 	// (DEADLINE_EXCEEDED; it may still be committed later: look it up by hash).
 	BroadcastTx(ctx context.Context, in *BroadcastTxRequest, opts ...grpc.CallOption) (*BroadcastTxResponse, error)
+	// BroadcastTxs is BroadcastTx with async set, for many txs over one
+	// stream: the client sends txs, the node runs CheckTx on each in the
+	// order received and answers each in the same order, without waiting for
+	// blocks. It is for programs that submit many txs (a hospital importing
+	// its records, `emrchaind load`): one stream carries them all, where
+	// BroadcastTx costs a call, and JSON-RPC's broadcast_tx_sync a JSON
+	// request, per tx. A signer's txs sent on one stream reach the mempool in
+	// sequence order. gRPC only: there is no REST route.
+	//
+	// A tx the node did not take is answered, and the stream goes on; the
+	// stream itself ends with an error only when the node stops
+	// (UNAVAILABLE) or the client goes away.
+	BroadcastTxs(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[BroadcastTxsRequest, BroadcastTxsResponse], error)
 }
 
 type txServiceClient struct {
@@ -59,6 +73,19 @@ func (c *txServiceClient) BroadcastTx(ctx context.Context, in *BroadcastTxReques
 	return out, nil
 }
 
+func (c *txServiceClient) BroadcastTxs(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[BroadcastTxsRequest, BroadcastTxsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &TxService_ServiceDesc.Streams[0], TxService_BroadcastTxs_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BroadcastTxsRequest, BroadcastTxsResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TxService_BroadcastTxsClient = grpc.BidiStreamingClient[BroadcastTxsRequest, BroadcastTxsResponse]
+
 // TxServiceServer is the server API for TxService service.
 // All implementations must embed UnimplementedTxServiceServer
 // for forward compatibility.
@@ -76,6 +103,19 @@ type TxServiceServer interface {
 	// (UNAVAILABLE, RESOURCE_EXHAUSTED) and a tx not committed in time
 	// (DEADLINE_EXCEEDED; it may still be committed later: look it up by hash).
 	BroadcastTx(context.Context, *BroadcastTxRequest) (*BroadcastTxResponse, error)
+	// BroadcastTxs is BroadcastTx with async set, for many txs over one
+	// stream: the client sends txs, the node runs CheckTx on each in the
+	// order received and answers each in the same order, without waiting for
+	// blocks. It is for programs that submit many txs (a hospital importing
+	// its records, `emrchaind load`): one stream carries them all, where
+	// BroadcastTx costs a call, and JSON-RPC's broadcast_tx_sync a JSON
+	// request, per tx. A signer's txs sent on one stream reach the mempool in
+	// sequence order. gRPC only: there is no REST route.
+	//
+	// A tx the node did not take is answered, and the stream goes on; the
+	// stream itself ends with an error only when the node stops
+	// (UNAVAILABLE) or the client goes away.
+	BroadcastTxs(grpc.BidiStreamingServer[BroadcastTxsRequest, BroadcastTxsResponse]) error
 	mustEmbedUnimplementedTxServiceServer()
 }
 
@@ -88,6 +128,9 @@ type UnimplementedTxServiceServer struct{}
 
 func (UnimplementedTxServiceServer) BroadcastTx(context.Context, *BroadcastTxRequest) (*BroadcastTxResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method BroadcastTx not implemented")
+}
+func (UnimplementedTxServiceServer) BroadcastTxs(grpc.BidiStreamingServer[BroadcastTxsRequest, BroadcastTxsResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method BroadcastTxs not implemented")
 }
 func (UnimplementedTxServiceServer) mustEmbedUnimplementedTxServiceServer() {}
 func (UnimplementedTxServiceServer) testEmbeddedByValue()                   {}
@@ -128,6 +171,13 @@ func _TxService_BroadcastTx_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TxService_BroadcastTxs_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(TxServiceServer).BroadcastTxs(&grpc.GenericServerStream[BroadcastTxsRequest, BroadcastTxsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TxService_BroadcastTxsServer = grpc.BidiStreamingServer[BroadcastTxsRequest, BroadcastTxsResponse]
+
 // TxService_ServiceDesc is the grpc.ServiceDesc for TxService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -140,6 +190,13 @@ var TxService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _TxService_BroadcastTx_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "BroadcastTxs",
+			Handler:       _TxService_BroadcastTxs_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "emrchain/v1/tx_service.proto",
 }
