@@ -58,6 +58,9 @@
 #   KV_RATE        loadtime's rate per endpoint at saturation, tx/s [1500]
 #   CONNS          emrchaind load senders per node [0: 8 at saturation, at a
 #                  rate one per 100 tx/s a node gets, 2 to 8]
+#   SUBMIT         how emrchaind load sends: grpc (TxService.BroadcastTxs
+#                  streams) or jsonrpc (batches of broadcast_tx_sync, the
+#                  runs before 39) [grpc]
 #   RATE_FRESH     1 runs the latency phase on a fresh network [1]
 #   REPEAT         rounds of the saturation phases, 1 to 9 [1]: on this
 #                  shared machine one round's ratio moves by ±15 %
@@ -79,6 +82,7 @@ NODE_GOGC=${NODE_GOGC:-1000}
 TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE-3s}
 KV_RATE=${KV_RATE:-1500}
 CONNS=${CONNS:-0}
+SUBMIT=${SUBMIT:-grpc}
 KEEP=${KEEP:-0}
 RATE_FRESH=${RATE_FRESH:-1}
 REPEAT=${REPEAT:-1}
@@ -107,6 +111,7 @@ command -v curl >/dev/null || die "curl is needed"
 [[ $RATE_FRACTION =~ ^(0?\.[0-9]*[1-9][0-9]*|1(\.0*)?)$ ]] || die "RATE_FRACTION must be more than 0 and at most 1"
 [[ $KV_RATE =~ ^[1-9][0-9]*$ ]] || die "KV_RATE must be a positive number of tx/s"
 [[ $CONNS =~ ^[0-9]+$ ]] || die "CONNS must be a number (0: the load's default)"
+[[ $SUBMIT == grpc || $SUBMIT == jsonrpc ]] || die "SUBMIT must be grpc or jsonrpc"
 [[ $RATE_FRESH =~ ^[01]$ ]] || die "RATE_FRESH must be 0 or 1"
 [[ $KV_COMETDB =~ ^[01]$ ]] || die "KV_COMETDB must be 0 or 1"
 check_node_env
@@ -149,7 +154,7 @@ trap 'exit 130' INT TERM
 {
   echo "# bench-chain $(date -u +%FT%TZ) on $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "# commit $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet 2>/dev/null || echo '+changes'); emrchaind $("$EMRCHAIND" version 2>/dev/null | awk '/^emrchaind:/ {print $2}'); cometbft $("$COMETBFT" version 2>/dev/null); $(go version 2>/dev/null | cut -d' ' -f3)"
-  echo "# DURATION=$DURATION WARMUP=$WARMUP WARM=$WARM RATE_FRACTION=$RATE_FRACTION RATE_FRESH=$RATE_FRESH REPEAT=$REPEAT BACKEND=$BACKEND NODE_GOGC=$NODE_GOGC NODE_MEMLIMIT=${NODE_MEMLIMIT:-none} TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE:-default} TIMEOUT_COMMIT=${TIMEOUT_COMMIT:-default} MEMPOOL_SIZE=${MEMPOOL_SIZE:-default} KV_RATE=$KV_RATE CONNS=$CONNS KV_COMETDB=$KV_COMETDB"
+  echo "# DURATION=$DURATION WARMUP=$WARMUP WARM=$WARM RATE_FRACTION=$RATE_FRACTION RATE_FRESH=$RATE_FRESH REPEAT=$REPEAT BACKEND=$BACKEND NODE_GOGC=$NODE_GOGC NODE_MEMLIMIT=${NODE_MEMLIMIT:-none} TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE:-default} TIMEOUT_COMMIT=${TIMEOUT_COMMIT:-default} MEMPOOL_SIZE=${MEMPOOL_SIZE:-default} KV_RATE=$KV_RATE CONNS=$CONNS SUBMIT=$SUBMIT KV_COMETDB=$KV_COMETDB"
 } | tee "$OUT/commands.txt"
 
 # emr_net DIR: writes and starts a 4-validator emrchain network in DIR;
@@ -180,7 +185,7 @@ kv_net() {
 # EMR_BYTES (the mean transaction size, which kvstore's load then uses).
 emr_saturation() {
   say "emrchain at saturation for ${DURATION}s${1:+ (round ${1#-r} of $REPEAT)}"
-  run "$EMRCHAIND" load --testnet "$EMR" --name "emrchain$1" --duration "${DURATION}s" --warmup "${WARMUP}s" --conns "$CONNS" \
+  run "$EMRCHAIND" load --testnet "$EMR" --name "emrchain$1" --duration "${DURATION}s" --warmup "${WARMUP}s" --conns "$CONNS" --submit "$SUBMIT" \
     --prefix "bench-sat$1" --json "$OUT/emrchain-saturation$1.json" --csv "$OUT/emrchain-saturation$1.csv" \
     --blocks-csv "$OUT/emrchain-saturation$1-blocks.csv" --cpu-pids "$(node_pids "$EMR")"
   EMR_CPU=$(cpu_per_tx "$OUT/emrchain-saturation$1.json")
@@ -238,7 +243,7 @@ if [[ $WARM -gt 0 ]]; then
   EMR=$WORK/emr-warm
   emr_net "$EMR"
   say "warm-up: emrchain at saturation for ${WARM}s (not counted)"
-  run "$EMRCHAIND" load --testnet "$EMR" --name emrchain-warm --duration "${WARM}s" --warmup "${WARMUP}s" --conns "$CONNS" \
+  run "$EMRCHAIND" load --testnet "$EMR" --name emrchain-warm --duration "${WARM}s" --warmup "${WARMUP}s" --conns "$CONNS" --submit "$SUBMIT" \
     --prefix bench-warm --json "$OUT/warm-emrchain.json" >"$WORK/warm-emrchain.txt" 2>&1 ||
     { cat "$WORK/warm-emrchain.txt"; die "emrchain warm-up failed"; }
   EMR_BYTES=$(jq '.mean_tx_bytes | floor' "$OUT/warm-emrchain.json")
@@ -283,7 +288,7 @@ if [[ $RATE_FRESH == 1 ]]; then
 fi
 say "emrchain at $EMR_RATE tx/s ($RATE_FRACTION of saturation) for ${DURATION}s"
 run "$EMRCHAIND" load --testnet "$EMR" --name "emrchain-$RATE_FRACTION" --rate "$EMR_RATE" --duration "${DURATION}s" \
-  --warmup "${WARMUP}s" --conns "$CONNS" --prefix bench-rate \
+  --warmup "${WARMUP}s" --conns "$CONNS" --submit "$SUBMIT" --prefix bench-rate \
   --json "$OUT/emrchain-rate.json" --csv "$OUT/emrchain-rate.csv" --blocks-csv "$OUT/emrchain-rate-blocks.csv" \
   --cpu-pids "$(node_pids "$EMR")"
 stop_net "$EMR"

@@ -48,10 +48,13 @@ load sends a mix of transactions (default: 60% AddRecord, 30% RecordAccess,
 10% Grant / Revoke / RotateKey by patients of their own), all signed before
 the clock starts, at --rate tx/s or, with --rate 0, as fast as the nodes
 take them in. Every signer has its own sequence and sends to one validator;
-the signers are spread over all validators. Transactions go out with
-broadcast_tx_sync in JSON-RPC batches of up to 10 (CometBFT's default
-rpc.max_request_batch_size), so the generator takes little of the CPU the
-nodes it measures need.
+the signers are spread over all validators. Each sender streams its
+transactions, in batches of up to 10, to its node's gRPC
+TxService.BroadcastTxs, which answers each after CheckTx (--submit grpc,
+the default when the nodes' gRPC servers are known); --submit jsonrpc
+sends them as JSON-RPC batches of broadcast_tx_sync instead (CometBFT's
+default rpc.max_request_batch_size is 10). Either way the generator takes
+little of the CPU the nodes it measures need.
 
 Commits are counted from the blocks (one node's RPC, every block and its
 results), not from sends. It reports committed tx/s after the --warmup
@@ -78,6 +81,9 @@ endpoints are accepted. Every run needs a fresh --prefix on the same chain
 				}
 				if len(cfg.Target.RPC) == 0 {
 					cfg.Target.RPC = t.RPC
+					if len(cfg.Target.GRPC) == 0 {
+						cfg.Target.GRPC = t.GRPC
+					}
 				}
 				if cfg.Target.ChainID == "" {
 					cfg.Target.ChainID = t.ChainID
@@ -102,6 +108,8 @@ endpoints are accepted. Every run needs a fresh --prefix on the same chain
 	f := cmd.Flags()
 	f.StringVar(&testnetDir, "testnet", "", "directory written by emrchaind testnet: nodes and registrar keys from its testnet.json")
 	f.StringArrayVar(&cfg.Target.RPC, "node", nil, "CometBFT RPC of a validator, http://127.0.0.1:PORT (repeatable; default: every node of --testnet)")
+	f.StringArrayVar(&cfg.Target.GRPC, "grpc", nil, "gRPC server of each --node, 127.0.0.1:PORT, in the same order (repeatable; default: those of --testnet's nodes)")
+	f.StringVar(&cfg.Submit, "submit", "", "how txs go to the nodes: grpc (a TxService.BroadcastTxs stream per sender) or jsonrpc (batches of broadcast_tx_sync) (default: grpc when the nodes' gRPC servers are known)")
 	f.StringVar(&cfg.Target.ChainID, "chain-id", "", "chain id (default: from --testnet)")
 	f.StringArrayVar(&cfg.Target.Registrars, "registrar-key", nil, "development key file of a hospital registrar (repeatable; default: those of --testnet)")
 	f.StringVar(&cfg.Name, "name", "emrchain", "label of the results")

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/cometbft/cometbft/crypto/ed25519"
@@ -76,13 +77,17 @@ type Target struct {
 	ChainID string
 	// RPC are the validators' CometBFT RPC URLs (http://127.0.0.1:port).
 	RPC []string
+	// GRPC are the same validators' gRPC servers (127.0.0.1:port), in the
+	// same order; none means the load submits over JSON-RPC.
+	GRPC []string
 	// Registrars are development key files of registrars of hospitals,
 	// who register the load's clinicians.
 	Registrars []string
 }
 
 // ReadTestnet reads the target from DIR/testnet.json as `emrchaind
-// testnet` writes it: every node's RPC and the registrars of its hospitals.
+// testnet` writes it: every node's RPC and gRPC server (the latter only if
+// every node has one) and the registrars of its hospitals.
 // manifest.Read checks the file; Run checks the target it is merged into
 // (loopback endpoints only).
 func ReadTestnet(dir string) (Target, error) {
@@ -93,6 +98,10 @@ func ReadTestnet(dir string) (Target, error) {
 	t := Target{ChainID: d.ChainID}
 	for _, n := range d.Nodes {
 		t.RPC = append(t.RPC, strings.Replace(n.RPC, "tcp://", "http://", 1))
+		t.GRPC = append(t.GRPC, n.GRPC)
+	}
+	if slices.Contains(t.GRPC, "") {
+		t.GRPC = nil // not every node serves gRPC: submit over JSON-RPC
 	}
 	hospital := map[string]bool{}
 	for _, o := range d.Orgs {
@@ -119,6 +128,14 @@ func (t Target) validate() error {
 	}
 	for _, r := range t.RPC {
 		if err := checkLoopback(r); err != nil {
+			return err
+		}
+	}
+	if len(t.GRPC) > 0 && len(t.GRPC) != len(t.RPC) {
+		return fmt.Errorf("%d gRPC endpoints for %d RPC endpoints: want one per node, in the same order", len(t.GRPC), len(t.RPC))
+	}
+	for _, g := range t.GRPC {
+		if err := checkLoopbackAddr(g); err != nil {
 			return err
 		}
 	}

@@ -42,6 +42,12 @@ func TestConfigBounds(t *testing.T) {
 		"no chain id":        func(c *Config) { c.Target.ChainID = "" },
 		"remote endpoint":    func(c *Config) { c.Target.RPC = []string{"http://10.0.0.1:26657"} },
 		"no endpoint at all": func(c *Config) { c.Target.RPC = nil },
+		"unknown submit":     func(c *Config) { c.Submit = "websocket" },
+		"grpc unknown":       func(c *Config) { c.Submit = SubmitGRPC },
+		"remote gRPC":        func(c *Config) { c.Target.GRPC = []string{"10.0.0.1:9090"} },
+		"gRPC of fewer nodes": func(c *Config) {
+			c.Target.RPC, c.Target.GRPC = append(c.Target.RPC, "http://127.0.0.1:2"), []string{"127.0.0.1:9090"}
+		},
 	} {
 		c := good()
 		edit(&c)
@@ -65,9 +71,14 @@ func TestConfigBounds(t *testing.T) {
 		if err := c.defaults(); err != nil {
 			t.Fatalf("rate %g: %v", tc.rate, err)
 		}
-		if c.MaxTxs != tc.maxTxs || c.Conns != tc.wantConns || c.Mix != DefaultMix {
-			t.Errorf("rate %g: max txs %d conns %d mix %v, want %d, %d, default", tc.rate, c.MaxTxs, c.Conns, c.Mix, tc.maxTxs, tc.wantConns)
+		if c.MaxTxs != tc.maxTxs || c.Conns != tc.wantConns || c.Mix != DefaultMix || c.Submit != SubmitJSONRPC {
+			t.Errorf("rate %g: max txs %d conns %d mix %v submit %q, want %d, %d, default, jsonrpc", tc.rate, c.MaxTxs, c.Conns, c.Mix, c.Submit, tc.maxTxs, tc.wantConns)
 		}
+	}
+	c := good()
+	c.Target.GRPC = []string{"127.0.0.1:9090"}
+	if err := c.defaults(); err != nil || c.Submit != SubmitGRPC {
+		t.Errorf("with the nodes' gRPC known: submit %q, %v; want grpc", c.Submit, err)
 	}
 }
 
@@ -174,7 +185,7 @@ func TestSendAtTinyRate(t *testing.T) {
 	for i := range 3 {
 		txs = append(txs, &plannedTx{signer: 0, seq: uint64(i), raw: []byte{}})
 	}
-	s := &sender{nodes: []*rpc{node}, conns: 1, stats: newSendStats()}
+	s := &sender{nodes: []submitter{node}, conns: 1, stats: newSendStats()}
 	s.send(context.Background(), txs, 1e-12, time.Now().Add(300*time.Millisecond))
 	if s.stats.attempts.Load() != 1 || s.stats.unsent.Load() != 2 {
 		t.Fatalf("attempts %d unsent %d, want 1 and 2", s.stats.attempts.Load(), s.stats.unsent.Load())
@@ -253,8 +264,20 @@ func TestReadTestnet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tg.ChainID != "c" || len(tg.RPC) != 2 || tg.RPC[1] != "http://127.0.0.1:26667" || len(tg.Registrars) != 1 || tg.Registrars[0] != reg {
+	if tg.ChainID != "c" || len(tg.RPC) != 2 || tg.RPC[1] != "http://127.0.0.1:26667" || len(tg.Registrars) != 1 || tg.Registrars[0] != reg || tg.GRPC != nil {
 		t.Fatalf("target %+v", tg)
+	}
+	write("testnet.json", map[string]any{
+		"chain_id": "c",
+		"nodes": []any{
+			map[string]any{"rpc": "tcp://127.0.0.1:26657", "grpc": "127.0.0.1:9090"},
+			map[string]any{"rpc": "tcp://127.0.0.1:26667", "grpc": "127.0.0.1:9091"},
+		},
+		"organizations": []any{map[string]any{"id": "h1", "kind": "hospital"}},
+		"keys":          []any{map[string]any{"role": "registrar", "organization_id": "h1", "file": "reg.json"}},
+	})
+	if tg, err := ReadTestnet(dir); err != nil || len(tg.GRPC) != 2 || tg.GRPC[1] != "127.0.0.1:9091" {
+		t.Fatalf("with gRPC servers: %+v, %v", tg, err)
 	}
 	r, err := readRegistrar(reg)
 	if err != nil || !bytes.Equal(r.address, s.address) || r.org != "h1" {

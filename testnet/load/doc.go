@@ -15,11 +15,16 @@
 //
 // Every signer has its own sequence stream and is pinned to one validator,
 // and a signer's transactions are sent in order by one worker, so a
-// transaction never reaches its node before its predecessor. Transactions
-// are sent with broadcast_tx_sync, in JSON-RPC batches of up to 10 (CometBFT's
-// default rpc.max_request_batch_size) that the node runs in order: one HTTP
-// request per ten transactions keeps the generator's own CPU, taken from
-// the two cores the nodes share, near that of CometBFT's loadtime. A full
+// transaction never reaches its node before its predecessor. Each worker
+// streams its transactions, in batches of up to 10, to its node's gRPC
+// TxService.BroadcastTxs, which runs CheckTx on them in order and answers
+// each (Config.Submit "grpc", the default when the nodes' gRPC servers are
+// known): protobuf on one HTTP/2 stream per worker, so the nodes parse no
+// JSON for the load. With "jsonrpc" they go as broadcast_tx_sync in JSON-RPC
+// batches of up to 10 (CometBFT's default rpc.max_request_batch_size), which
+// the node also runs in order, one HTTP request per batch. Either way the
+// generator's own CPU, taken from the two cores the nodes share, stays near
+// that of CometBFT's loadtime. A full
 // mempool is retried after a short pause, a rejection with a code is
 // counted by code and ends that signer's stream (its later transactions
 // would have a sequence gap).

@@ -122,7 +122,7 @@ func TestPlanExecutes(t *testing.T) {
 }
 
 func TestWorkerPinning(t *testing.T) {
-	s := &sender{nodes: make([]*rpc, 4), conns: 3}
+	s := &sender{nodes: make([]submitter, 4), conns: 3}
 	seen := map[int]bool{}
 	for signer := range 100 {
 		w := s.workerOf(signer)

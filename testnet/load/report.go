@@ -31,12 +31,14 @@ type Summary struct {
 	Mode  string `json:"mode"` // "saturation", "rate" or "watch"
 	Nodes int    `json:"nodes"`
 	// TargetRate in tx/s (0: as fast as accepted).
-	TargetRate    float64        `json:"target_rate"`
-	DurationS     float64        `json:"duration_s"`
-	WarmupS       float64        `json:"warmup_s"`
-	Mix           string         `json:"mix,omitempty"`
-	Signers       int            `json:"signers,omitempty"`
-	ConnsPerNode  int            `json:"conns_per_node,omitempty"`
+	TargetRate   float64 `json:"target_rate"`
+	DurationS    float64 `json:"duration_s"`
+	WarmupS      float64 `json:"warmup_s"`
+	Mix          string  `json:"mix,omitempty"`
+	Signers      int     `json:"signers,omitempty"`
+	ConnsPerNode int     `json:"conns_per_node,omitempty"`
+	// Submit is how the txs went to the nodes: "grpc" or "jsonrpc".
+	Submit        string         `json:"submit,omitempty"`
 	Planned       int            `json:"planned"`
 	PlannedByKind map[string]int `json:"planned_by_kind,omitempty"`
 	MeanTxBytes   float64        `json:"mean_tx_bytes"`
@@ -202,7 +204,7 @@ func buildResult(cfg Config, obs *observer, st *sendStats, txs []*plannedTx, sta
 		s.Mode, s.LatencyFrom = "saturation", "first_send"
 	}
 	if txs != nil {
-		s.Mix, s.ConnsPerNode, s.PlannedByKind = cfg.Mix.String(), cfg.Conns, kindCounts(txs)
+		s.Mix, s.ConnsPerNode, s.Submit, s.PlannedByKind = cfg.Mix.String(), cfg.Conns, cfg.Submit, kindCounts(txs)
 	}
 	if obs.lastErr != nil {
 		s.ObserverError = obs.lastErr.Error()
@@ -514,7 +516,7 @@ func (r *Result) WriteText(w io.Writer) {
 	}
 	fmt.Fprintf(w, "%s: %s, %d node(s), %.0fs (warm-up %.0fs)", s.Name, mode, s.Nodes, s.DurationS, s.WarmupS)
 	if s.Mix != "" {
-		fmt.Fprintf(w, ", mix %s, %d signers, %d senders/node", s.Mix, s.Signers, s.ConnsPerNode)
+		fmt.Fprintf(w, ", mix %s, %d signers, %d senders/node over %s", s.Mix, s.Signers, s.ConnsPerNode, s.Submit)
 	}
 	fmt.Fprintln(w)
 	if s.Mode != "watch" {

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"google.golang.org/grpc/codes"
 )
 
 // rpcTimeout bounds every RPC call.
@@ -179,15 +181,43 @@ func (c *rpc) broadcastBatch(ctx context.Context, txs [][]byte, buf []byte) ([]o
 	return out, buf, nil
 }
 
-// Mempool refusals CometBFT reports as RPC errors, by their text.
-func isMempoolFull(err error) bool {
-	var re *rpcError
-	return errors.As(err, &re) && (strings.Contains(re.Data, "mempool is full") || strings.Contains(re.Data, "considered as full"))
+func (c *rpc) line() line { return &rpcLine{rpc: c} }
+
+// rpcLine is a sender's line to a node's JSON-RPC: its own request
+// buffer over the node's shared HTTP client.
+type rpcLine struct {
+	rpc *rpc
+	buf []byte
 }
 
+func (l *rpcLine) broadcastBatch(ctx context.Context, txs [][]byte) ([]outcome, error) {
+	out, buf, err := l.rpc.broadcastBatch(ctx, txs, l.buf)
+	l.buf = buf
+	return out, err
+}
+
+func (l *rpcLine) close() {}
+
+// isMempoolFull: the node's mempool did not take the tx for want of room
+// (CometBFT's RPC error, by its text, or BroadcastTxs's RESOURCE_EXHAUSTED).
+func isMempoolFull(err error) bool {
+	var (
+		re  *rpcError
+		ref *refusal
+	)
+	switch {
+	case errors.As(err, &re):
+		return strings.Contains(re.Data, "mempool is full") || strings.Contains(re.Data, "considered as full")
+	case errors.As(err, &ref):
+		return ref.code == codes.ResourceExhausted
+	}
+	return false
+}
+
+// isInCache: the node had the tx already, in its mempool or committed.
 func isInCache(err error) bool {
 	var re *rpcError
-	return errors.As(err, &re) && strings.Contains(re.Data, "already exists in cache")
+	return errors.Is(err, errCommitted) || errors.As(err, &re) && strings.Contains(re.Data, "already exists in cache")
 }
 
 // block is the part of /block the observer needs.

@@ -55,6 +55,9 @@ type Config struct {
 	// Conns is the number of concurrent senders per node; 0 means 8 at
 	// saturation and, at a target rate, rateConns.
 	Conns int
+	// Submit is how the txs go to the nodes: SubmitGRPC or SubmitJSONRPC;
+	// empty means gRPC when Target.GRPC names the nodes' gRPC servers.
+	Submit string
 	// Drain is how long to wait, after the measured phase, for accepted
 	// transactions to be committed; 0 means 20s.
 	Drain time.Duration
@@ -85,6 +88,20 @@ func (c *Config) defaults() error {
 		if c.Rate > 0 {
 			c.Conns = rateConns(c.Rate, len(c.Target.RPC))
 		}
+	}
+	switch c.Submit {
+	case "":
+		c.Submit = SubmitJSONRPC
+		if len(c.Target.GRPC) > 0 {
+			c.Submit = SubmitGRPC
+		}
+	case SubmitGRPC:
+		if len(c.Target.GRPC) == 0 {
+			return errors.New("submit grpc: the nodes' gRPC addresses are not known (give --testnet, or --grpc for every --node)")
+		}
+	case SubmitJSONRPC:
+	default:
+		return fmt.Errorf("submit %q: want %s or %s", c.Submit, SubmitGRPC, SubmitJSONRPC)
 	}
 	if c.Drain <= 0 {
 		c.Drain = 20 * time.Second
@@ -159,14 +176,26 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		regs = append(regs, r)
 	}
 	nodes := make([]*rpc, len(cfg.Target.RPC))
+	submitTo := make([]submitter, len(nodes))
 	for i, u := range cfg.Target.RPC {
 		nodes[i] = newRPC(u, cfg.Conns)
+		submitTo[i] = nodes[i]
 	}
 	defer func() {
 		for _, n := range nodes {
 			n.close()
 		}
 	}()
+	if cfg.Submit == SubmitGRPC {
+		for i, addr := range cfg.Target.GRPC {
+			g, err := newGRPCNode(addr)
+			if err != nil {
+				return nil, err
+			}
+			defer g.close()
+			submitTo[i] = g
+		}
+	}
 	obsRPC := newRPC(cfg.Target.RPC[0], 2)
 	defer obsRPC.close()
 
@@ -189,7 +218,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	go func() { defer close(obsDone); obs.run(obsCtx) }()
 	defer func() { stopObs(); <-obsDone }()
 
-	snd := &sender{nodes: nodes, conns: cfg.Conns}
+	snd := &sender{nodes: submitTo, conns: cfg.Conns}
 	now := time.Now()
 	steps := []struct {
 		name string

@@ -52,7 +52,7 @@ func (s *sendStats) reject(code, log string) {
 // sender sends planned txs to the nodes: every signer is pinned to one node
 // and one worker, which sends that signer's txs in order.
 type sender struct {
-	nodes []*rpc
+	nodes []submitter
 	conns int // workers per node
 	stats *sendStats
 }
@@ -109,19 +109,20 @@ func (s *sender) workerOf(signer int) int {
 	return (signer/n%s.conns)*n + signer%n
 }
 
-// worker sends its queue in order, in JSON-RPC batches of up to maxBatch
-// broadcasts: what is due (at a target rate, by the dueNs send gave each
-// tx) goes out in one HTTP request. A tx the node did
+// worker sends its queue in order, on its own line to its node, in batches
+// of up to maxBatch broadcasts: what is due (at a target rate, by the
+// dueNs send gave each tx) goes out together. A tx the node did
 // not take (mempool full, an RPC error) is sent again, at the head of the
 // next batch, together with every later tx of its signer in the batch (a
 // signer's txs must reach the mempool in sequence order). dctx ends at the
 // deadline: no batch starts after it; ctx bounds the requests themselves
 // (with the RPC timeout), so a batch in flight at the deadline still gets
 // its answers.
-func (s *sender) worker(ctx, dctx context.Context, node *rpc, queue []*plannedTx, rate float64) {
+func (s *sender) worker(ctx, dctx context.Context, n submitter, queue []*plannedTx, rate float64) {
+	conn := n.line()
+	defer conn.close()
 	broken := map[int32]bool{}
 	var (
-		buf   []byte
 		raws  [][]byte
 		batch []*plannedTx
 	)
@@ -171,8 +172,7 @@ func (s *sender) worker(ctx, dctx context.Context, node *rpc, queue []*plannedTx
 			t.sendNs.CompareAndSwap(0, now)
 		}
 		s.stats.attempts.Add(int64(len(batch)))
-		outs, b, err := node.broadcastBatch(ctx, raws, buf)
-		buf = b
+		outs, err := conn.broadcastBatch(ctx, raws)
 		if err != nil {
 			queue = append(batch[:len(batch):len(batch)], queue...)
 			if dctx.Err() != nil {

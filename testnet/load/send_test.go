@@ -57,7 +57,7 @@ func TestLatencyAtARateStartsWhenDue(t *testing.T) {
 	for i := range 50 {
 		txs = append(txs, &plannedTx{signer: 0, seq: uint64(i), raw: []byte{byte(i)}})
 	}
-	s := &sender{nodes: []*rpc{node}, conns: 1, stats: newSendStats()}
+	s := &sender{nodes: []submitter{node}, conns: 1, stats: newSendStats()}
 	const rate = 100.0 // one tx due every 10 ms
 	start := time.Now()
 	s.send(context.Background(), txs, rate, start.Add(3*time.Second))
@@ -86,7 +86,7 @@ func TestRetryKeepsTheFirstAttempt(t *testing.T) {
 	node := newRPC(srv.URL, 1)
 	defer node.close()
 	tx := &plannedTx{signer: 0, raw: []byte("full")}
-	s := &sender{nodes: []*rpc{node}, conns: 1, stats: newSendStats()}
+	s := &sender{nodes: []submitter{node}, conns: 1, stats: newSendStats()}
 	s.send(context.Background(), []*plannedTx{tx}, 0, time.Now().Add(2*time.Second))
 	mu.Lock()
 	defer mu.Unlock()
@@ -129,7 +129,7 @@ func TestRateIsOfferedOverUnevenWorkers(t *testing.T) {
 		txs = append(txs, &plannedTx{signer: signer, raw: []byte{byte(signer), seqs[signer]}})
 		seqs[signer]++
 	}
-	s := &sender{nodes: []*rpc{node}, conns: 2, stats: newSendStats()}
+	s := &sender{nodes: []submitter{node}, conns: 2, stats: newSendStats()}
 	if s.workerOf(0) == s.workerOf(1) {
 		t.Fatal("the two signers share a worker")
 	}
@@ -157,7 +157,7 @@ func TestBatchInFlightAtDeadlineIsBooked(t *testing.T) {
 	for i := range 5 {
 		txs = append(txs, &plannedTx{signer: 0, seq: uint64(i), raw: []byte{byte(i)}})
 	}
-	s := &sender{nodes: []*rpc{node}, conns: 1, stats: newSendStats()}
+	s := &sender{nodes: []submitter{node}, conns: 1, stats: newSendStats()}
 	s.send(context.Background(), txs, 0, time.Now().Add(100*time.Millisecond))
 	if received.Load() != 5 || s.stats.accepted.Load() != 5 || s.stats.unsent.Load() != 0 {
 		t.Errorf("node received %d; accepted %d, unsent %d: want 5, 5, 0", received.Load(), s.stats.accepted.Load(), s.stats.unsent.Load())

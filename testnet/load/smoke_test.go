@@ -14,7 +14,8 @@ import (
 func TestMain(m *testing.M) { os.Exit(testnet.Main(m)) }
 
 // TestSmoke runs the whole tool for a few seconds against a one-validator
-// chain, with Watch following the same blocks.
+// chain, with Watch following the same blocks: over gRPC (the default with
+// the testnet's gRPC servers known), then over JSON-RPC.
 func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a node")
@@ -24,7 +25,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(target.RPC) != 1 || len(target.Registrars) != 2 || target.ChainID != n.ChainID {
+	if len(target.RPC) != 1 || len(target.GRPC) != 1 || len(target.Registrars) != 2 || target.ChainID != n.ChainID {
 		t.Fatalf("target %+v", target)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -44,36 +45,44 @@ func TestSmoke(t *testing.T) {
 	if _, err := os.Stat("/proc/self/stat"); err == nil {
 		pids = []int{os.Getpid()}
 	}
-	r, err := load.Run(ctx, load.Config{
-		Name:     "smoke",
-		Target:   target,
-		Plan:     load.PlanConfig{Clinicians: 8, PatientsPerClinician: 2, ConsentPatients: 8},
-		Rate:     150,
-		Duration: 4 * time.Second,
-		Warmup:   time.Second,
-		Conns:    2,
-		Drain:    10 * time.Second,
-		CPUPids:  pids,
-		Log:      testWriter{t},
-	})
+	run := func(submit, prefix string) *load.Result {
+		r, err := load.Run(ctx, load.Config{
+			Name:     "smoke",
+			Target:   target,
+			Prefix:   prefix,
+			Plan:     load.PlanConfig{Clinicians: 8, PatientsPerClinician: 2, ConsentPatients: 8},
+			Rate:     150,
+			Duration: 4 * time.Second,
+			Warmup:   time.Second,
+			Conns:    2,
+			Submit:   submit,
+			Drain:    10 * time.Second,
+			CPUPids:  pids,
+			Log:      testWriter{t},
+		})
+		if err != nil {
+			t.Fatalf("submit %q: %v", submit, err)
+		}
+		s := r.Summary
+		t.Logf("%+v", s)
+		if len(s.Rejected) != 0 || len(s.CommittedFailed) != 0 || s.RPCErrors != 0 {
+			t.Fatalf("rejections or failures: %v %v %v, %d rpc errors", s.Rejected, s.RejectedLog, s.CommittedFailed, s.RPCErrors)
+		}
+		if s.Planned > 4*150*11/10+100 || s.Accepted == 0 || s.Committed == 0 || s.Uncommitted != 0 {
+			t.Fatalf("planned %d accepted %d committed %d uncommitted %d", s.Planned, s.Accepted, s.Committed, s.Uncommitted)
+		}
+		if s.TPS <= 0 || s.Latency.Count == 0 || s.Latency.P50 <= 0 || s.Blocks.Count == 0 {
+			t.Fatalf("nothing measured: %+v", s)
+		}
+		if s.LatencyFrom != "due" || s.TPSBasis != "blocks" || s.OutcomeUnknown != 0 || (pids != nil && (s.CPUPids != 1 || s.NodeCPUS <= 0)) {
+			t.Fatalf("latency from %q, tps basis %q, unknown %d, cpu %d pids %.3f s", s.LatencyFrom, s.TPSBasis, s.OutcomeUnknown, s.CPUPids, s.NodeCPUS)
+		}
+		return r
+	}
+	if s := run("", "smoke-grpc").Summary; s.Submit != load.SubmitGRPC {
+		t.Errorf("submitted over %q by default, want grpc", s.Submit)
+	}
 	wg.Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := r.Summary
-	t.Logf("%+v", s)
-	if len(s.Rejected) != 0 || len(s.CommittedFailed) != 0 || s.RPCErrors != 0 {
-		t.Fatalf("rejections or failures: %v %v %v, %d rpc errors", s.Rejected, s.RejectedLog, s.CommittedFailed, s.RPCErrors)
-	}
-	if s.Planned > 4*150*11/10+100 || s.Accepted == 0 || s.Committed == 0 || s.Uncommitted != 0 {
-		t.Fatalf("planned %d accepted %d committed %d uncommitted %d", s.Planned, s.Accepted, s.Committed, s.Uncommitted)
-	}
-	if s.TPS <= 0 || s.Latency.Count == 0 || s.Latency.P50 <= 0 || s.Blocks.Count == 0 {
-		t.Fatalf("nothing measured: %+v", s)
-	}
-	if s.LatencyFrom != "due" || s.TPSBasis != "blocks" || s.OutcomeUnknown != 0 || (pids != nil && (s.CPUPids != 1 || s.NodeCPUS <= 0)) {
-		t.Fatalf("latency from %q, tps basis %q, unknown %d, cpu %d pids %.3f s", s.LatencyFrom, s.TPSBasis, s.OutcomeUnknown, s.CPUPids, s.NodeCPUS)
-	}
 	if werr != nil {
 		t.Fatal(werr)
 	}
@@ -81,6 +90,9 @@ func TestSmoke(t *testing.T) {
 	// not loadtime payloads.
 	if watched.Summary.Foreign == 0 || watched.Summary.Committed != 0 || len(watched.Blocks) == 0 {
 		t.Fatalf("watch: %+v", watched.Summary)
+	}
+	if s := run(load.SubmitJSONRPC, "smoke-jsonrpc").Summary; s.Submit != load.SubmitJSONRPC {
+		t.Errorf("submitted over %q, want jsonrpc", s.Submit)
 	}
 }
 

@@ -1,0 +1,116 @@
+package load
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
+
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// scriptedTxService answers BroadcastTxs by the tx's text: "full" is
+// refused as a full mempool, "done" was committed at height 5, "bad" is
+// rejected with code 3, "hang" is never answered; anything else is taken.
+type scriptedTxService struct {
+	emrv1.UnimplementedTxServiceServer
+	streams atomic.Int32
+}
+
+func (s *scriptedTxService) BroadcastTxs(stream grpc.BidiStreamingServer[emrv1.BroadcastTxsRequest, emrv1.BroadcastTxsResponse]) error {
+	s.streams.Add(1)
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			return nil
+		}
+		var r emrv1.BroadcastTxsResponse
+		switch string(req.Tx) {
+		case "full":
+			r.Outcome = &emrv1.BroadcastTxsResponse_Refusal{Refusal: grpcstatus.New(codes.ResourceExhausted, "mempool is full").Proto()}
+		case "done":
+			r.Outcome = &emrv1.BroadcastTxsResponse_Result{Result: &emrv1.BroadcastTxResponse{Height: 5}}
+		case "bad":
+			r.Outcome = &emrv1.BroadcastTxsResponse_Result{Result: &emrv1.BroadcastTxResponse{Code: 3, Codespace: "emrchain", Log: "no"}}
+		case "hang":
+			<-stream.Context().Done()
+			return stream.Context().Err()
+		default:
+			r.Outcome = &emrv1.BroadcastTxsResponse_Result{Result: &emrv1.BroadcastTxResponse{}}
+		}
+		if err := stream.Send(&r); err != nil {
+			return err
+		}
+	}
+}
+
+// TestStreamLine: a batch's answers come back in order and are booked as
+// JSON-RPC's are; a batch left unanswered fails after the line's timeout,
+// and the next batch goes out on a new stream.
+func TestStreamLine(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	svc := &scriptedTxService{}
+	emrv1.RegisterTxServiceServer(srv, svc)
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+	n, err := newGRPCNode(lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.close()
+	l := n.line().(*streamLine)
+	l.timeout = 300 * time.Millisecond
+	defer l.close()
+	ctx := context.Background()
+
+	outs, err := l.broadcastBatch(ctx, [][]byte{[]byte("a"), []byte("full"), []byte("done"), []byte("bad")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := outs[0]; o.err != nil || o.res.Code != 0 {
+		t.Errorf("taken: %+v", o)
+	}
+	if o := outs[1]; !isMempoolFull(o.err) || isInCache(o.err) {
+		t.Errorf("full: %+v", o)
+	}
+	if o := outs[2]; !isInCache(o.err) || isMempoolFull(o.err) {
+		t.Errorf("committed already: %+v", o)
+	}
+	if o := outs[3]; o.err != nil || o.res.Code != 3 || o.res.Codespace != "emrchain" || o.res.Log != "no" {
+		t.Errorf("rejected: %+v", o)
+	}
+
+	if _, err := l.broadcastBatch(ctx, [][]byte{[]byte("b"), []byte("hang")}); err == nil || !errors.Is(err, context.Canceled) && grpcstatus.Code(err) != codes.Canceled {
+		t.Fatalf("unanswered batch: %v, want its stream cancelled", err)
+	}
+	if outs, err := l.broadcastBatch(ctx, [][]byte{[]byte("c")}); err != nil || outs[0].err != nil {
+		t.Fatalf("after a timeout: %v, %+v", err, outs)
+	}
+	if got := svc.streams.Load(); got != 2 {
+		t.Errorf("%d streams opened, want 2 (one more after the timeout)", got)
+	}
+}
+
+// TestCheckLoopbackAddr: gRPC endpoints are host:port on 127.0.0.1 only.
+func TestCheckLoopbackAddr(t *testing.T) {
+	for _, ok := range []string{"127.0.0.1:9090", "localhost:1"} {
+		if err := checkLoopbackAddr(ok); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"10.0.0.1:9090", "example.com:443", "127.0.0.1", "http://127.0.0.1:9090", ""} {
+		if err := checkLoopbackAddr(bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
