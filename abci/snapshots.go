@@ -58,6 +58,9 @@ type snapshotter struct {
 	mu      sync.Mutex
 	busy    bool
 	pending int64
+	// beforeWrite, if set (tests only), is called before each snapshot is
+	// written, with its height.
+	beforeWrite func(height int64)
 
 	// restore is the restore in progress (guarded by Application.mu).
 	restore *restoring
@@ -113,6 +116,9 @@ func (a *Application) writeSnapshots(height int64) {
 	s := a.snaps
 	defer s.wg.Done()
 	for height != 0 {
+		if s.beforeWrite != nil {
+			s.beforeWrite(height)
+		}
 		info, err := a.app.Snapshot(s.ctx, s.opts.Dir, height)
 		switch {
 		case err != nil && s.ctx.Err() != nil:

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -323,16 +324,38 @@ func cloneSnapshot(s *types.Snapshot) *types.Snapshot {
 }
 
 // TestSnapshotDueDuringAWriteIsWritten: with a snapshot due every block and
-// blocks coming faster than snapshots are written, the one due last is
-// written after the one under way (those due in between may be dropped):
-// the newest snapshot is never lost.
+// blocks 2–8 committed while snapshot 1 is being written (held open), the
+// one due last, 8, is written right after it and those due in between are
+// dropped: the newest snapshot is never lost.
 func TestSnapshotDueDuringAWriteIsWritten(t *testing.T) {
 	n := snapNode(t, t.TempDir(), 1, store.MinChunkSize)
+	var (
+		mu      sync.Mutex
+		started []int64
+		release = make(chan struct{})
+		once    sync.Once
+	)
+	releaseOnce := func() { once.Do(func() { close(release) }) }
+	defer releaseOnce() // a failed test must not leave the writer held
+	abci.BeforeSnapshotWrite(n.app, func(h int64) {
+		mu.Lock()
+		started = append(started, h)
+		mu.Unlock()
+		if h == 1 {
+			<-release
+		}
+	})
 	initChain(t, n.app)
 	for h := int64(1); h <= 8; h++ {
 		block(t, n.app, h)
 	}
+	releaseOnce()
 	waitSnapshot(t, n, 8)
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(started, []int64{1, 8}) {
+		t.Fatalf("snapshots written: %v, want 1, then 8 (due while 1 was written)", started)
+	}
 }
 
 // TestListSnapshotsOffersTheReadableOnes: a snapshot whose metadata no
