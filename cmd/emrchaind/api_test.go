@@ -616,7 +616,7 @@ func TestAPIServers(t *testing.T) {
 		access := func(seq uint64) []byte {
 			return doc.Tx(apiChainID, seq, apptest.Access(pid, emrv1.Purpose_PURPOSE_TREATMENT, 1))
 		}
-		for _, c := range []struct {
+		cases := []struct {
 			name string
 			tx   []byte
 			code uint32     // of the result
@@ -629,10 +629,14 @@ func TestAPIServers(t *testing.T) {
 			// Checked after sequence 4 of the same stream: in order.
 			{"the one after", access(5), 0, codes.OK, 0},
 			{"committed already", tx1, 0, codes.OK, first.Height},
-		} {
+		}
+		// All sent before any answer is read: answered in order.
+		for _, c := range cases {
 			if err := stream.Send(&emrv1.BroadcastTxsRequest{Tx: c.tx}); err != nil {
 				t.Fatalf("%s: send: %v", c.name, err)
 			}
+		}
+		for _, c := range cases {
 			r, err := stream.Recv()
 			if err != nil {
 				t.Fatalf("%s: %v", c.name, err)

@@ -219,21 +219,21 @@ func (s *txServer) recoverPanic(method string, err *error) {
 	}
 }
 
-// refuse is the status for a tx no node takes (empty, above the size
-// limit) or any tx while the services stop; nil for a tx to check.
+// refuse is the status for any tx while the services stop, or a tx no
+// node takes (empty, above the size limit); nil for a tx to check.
 func (s *txServer) refuse(tx []byte) error {
+	select {
+	case <-s.done:
+		return grpcstatus.Error(codes.Unavailable, "the node is shutting down")
+	default:
+	}
 	if len(tx) == 0 {
 		return grpcstatus.Error(codes.InvalidArgument, "empty tx: send a serialized emrchain.v1.Tx")
 	}
 	if max := s.maxTxBytes(); len(tx) > max {
 		return grpcstatus.Errorf(codes.InvalidArgument, "tx of %d bytes is above the maximum %d", len(tx), max)
 	}
-	select {
-	case <-s.done:
-		return grpcstatus.Error(codes.Unavailable, "the node is shutting down")
-	default:
-		return nil
-	}
+	return nil
 }
 
 // check runs CheckTx on tx. final says the answer is complete: CheckTx

@@ -9,6 +9,8 @@ import (
 	abcitypes "github.com/cometbft/cometbft/abci/types"
 	"github.com/cometbft/cometbft/libs/log"
 	cmtpubsub "github.com/cometbft/cometbft/libs/pubsub"
+	"github.com/cometbft/cometbft/mempool"
+	rpccore "github.com/cometbft/cometbft/rpc/core"
 	ctypes "github.com/cometbft/cometbft/rpc/core/types"
 	cmttypes "github.com/cometbft/cometbft/types"
 	"google.golang.org/grpc/codes"
@@ -82,5 +84,51 @@ func TestTxServerWait(t *testing.T) {
 				t.Fatalf("wait: %v, want %v", err, c.want)
 			}
 		})
+	}
+}
+
+// TestMempoolError: the mempool's refusals become the statuses the
+// TxService contract names; a full mempool is RESOURCE_EXHAUSTED, which
+// clients (the load among them) send again later.
+func TestMempoolError(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want codes.Code
+	}{
+		{mempool.ErrTxTooLarge{Max: 10, Actual: 11}, codes.InvalidArgument},
+		{mempool.ErrPreCheck{Err: errors.New("too big")}, codes.InvalidArgument},
+		{mempool.ErrMempoolIsFull{NumTxs: 5000, MaxTxs: 5000}, codes.ResourceExhausted},
+		{mempool.ErrRecheckFull, codes.ResourceExhausted},
+		{rpccore.ErrEndpointClosedCatchingUp, codes.Unavailable},
+		{errors.New("something else"), codes.Unavailable},
+	} {
+		got := mempoolError(c.err)
+		if grpcstatus.Code(got) != c.want || grpcstatus.Convert(got).Message() == "" {
+			t.Errorf("%v: %v, want %v", c.err, got, c.want)
+		}
+	}
+}
+
+// TestBroadcastAsyncRefusals: a tx of a BroadcastTxs stream that the node
+// does not take is answered with the status, not an error of the stream.
+func TestBroadcastAsyncRefusals(t *testing.T) {
+	stopping := &txServer{logger: log.NewNopLogger(), done: make(chan struct{})}
+	stopping.close()
+	// Without its app, maxTxBytes panics: the panic becomes INTERNAL.
+	broken := &txServer{logger: log.NewNopLogger(), done: make(chan struct{})}
+	for _, c := range []struct {
+		name string
+		s    *txServer
+		tx   []byte
+		want codes.Code
+	}{
+		{"node stopping", stopping, []byte("x"), codes.Unavailable},
+		{"empty", broken, nil, codes.InvalidArgument},
+		{"panic", broken, []byte("x"), codes.Internal},
+	} {
+		r := c.s.broadcastAsync(c.tx)
+		if ref := r.GetRefusal(); ref == nil || codes.Code(ref.Code) != c.want || ref.Message == "" || r.GetResult() != nil {
+			t.Errorf("%s: %v, want refusal %v", c.name, r, c.want)
+		}
 	}
 }

@@ -45,6 +45,9 @@ func TestConfigBounds(t *testing.T) {
 		"unknown submit":     func(c *Config) { c.Submit = "websocket" },
 		"grpc unknown":       func(c *Config) { c.Submit = SubmitGRPC },
 		"remote gRPC":        func(c *Config) { c.Target.GRPC = []string{"10.0.0.1:9090"} },
+		"more streams than a node serves": func(c *Config) {
+			c.Target.GRPC, c.Conns = []string{"127.0.0.1:9090"}, maxStreamsPerNode+1
+		},
 		"gRPC of fewer nodes": func(c *Config) {
 			c.Target.RPC, c.Target.GRPC = append(c.Target.RPC, "http://127.0.0.1:2"), []string{"127.0.0.1:9090"}
 		},

@@ -49,8 +49,10 @@ type Summary struct {
 	Accepted    int64 `json:"accepted"`
 	MempoolFull int64 `json:"mempool_full_retries"`
 	RPCErrors   int64 `json:"rpc_errors"`
-	Skipped     int64 `json:"skipped_after_rejection"`
-	Unsent      int64 `json:"unsent"`
+	// RPCErrorFirst is the first of them.
+	RPCErrorFirst string `json:"rpc_error_first,omitempty"`
+	Skipped       int64  `json:"skipped_after_rejection"`
+	Unsent        int64  `json:"unsent"`
 	// Rejected by CheckTx, by "codespace/code"; RejectedLog has one log
 	// line per code.
 	Rejected    map[string]int    `json:"rejected"`
@@ -191,7 +193,7 @@ func buildResult(cfg Config, obs *observer, st *sendStats, txs []*plannedTx, sta
 		Name: cfg.Name, Nodes: len(cfg.Target.RPC), TargetRate: cfg.Rate,
 		DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds(),
 		Planned: len(txs), Attempts: st.attempts.Load(), Accepted: st.accepted.Load(),
-		MempoolFull: st.full.Load(), RPCErrors: st.rpcErrors.Load(), Skipped: st.skipped.Load(), Unsent: st.unsent.Load(),
+		MempoolFull: st.full.Load(), RPCErrors: st.rpcErrors.Load(), RPCErrorFirst: st.firstError(), Skipped: st.skipped.Load(), Unsent: st.unsent.Load(),
 		Rejected: map[string]int{}, RejectedLog: map[string]string{}, CommittedFailed: map[string]int{},
 		Foreign: obs.foreign, ObserverErrors: obs.errs,
 	}
@@ -522,6 +524,9 @@ func (r *Result) WriteText(w io.Writer) {
 	if s.Mode != "watch" {
 		fmt.Fprintf(w, "  sent       %d accepted of %d signed (%d attempts, %d mempool-full retries, %d rpc errors, %d unsent, %d skipped)%s\n",
 			s.Accepted, s.Planned, s.Attempts, s.MempoolFull, s.RPCErrors, s.Unsent, s.Skipped, map[bool]string{true: " EXHAUSTED", false: ""}[s.Exhausted])
+		if s.RPCErrorFirst != "" {
+			fmt.Fprintf(w, "  rpc error  the first: %s\n", s.RPCErrorFirst)
+		}
 		if offered := float64(s.Accepted) / s.DurationS; s.Mode == "rate" && s.DurationS > 0 && offered < 0.95*s.TargetRate {
 			// Senders wait for CheckTx: on busy nodes they fall behind the
 			// rate, and latency is then measured at a lower one.

@@ -97,7 +97,7 @@ func (c *Config) defaults() error {
 		}
 	case SubmitGRPC:
 		if len(c.Target.GRPC) == 0 {
-			return errors.New("submit grpc: the nodes' gRPC addresses are not known (give --testnet, or --grpc for every --node)")
+			return errors.New("submit grpc: the nodes' gRPC addresses are not known: give --grpc for every --node, or --testnet without --node")
 		}
 	case SubmitJSONRPC:
 	default:
@@ -121,6 +121,8 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("rate %g: want 0 (saturation) or a number of tx/s", c.Rate)
 	case c.Conns > maxConns:
 		return fmt.Errorf("conns %d: want at most %d senders per node", c.Conns, maxConns)
+	case c.Submit == SubmitGRPC && c.Conns > maxStreamsPerNode:
+		return fmt.Errorf("conns %d: over gRPC at most %d senders per node (the streams a node serves on one connection); or --submit jsonrpc", c.Conns, maxStreamsPerNode)
 	case c.MaxTxs < 0 || c.MaxTxs > MaxTxsLimit:
 		return fmt.Errorf("max txs %d: want 0 to %d", c.MaxTxs, MaxTxsLimit)
 	}
@@ -243,8 +245,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, err
 		}
 		if n := len(snd.stats.rejected); n > 0 || snd.stats.accepted.Load() != int64(len(s.txs)) || missing > 0 {
-			return nil, fmt.Errorf("setup step %q: %d of %d txs accepted, %d not committed within %s, rejected: %v %v",
-				s.name, snd.stats.accepted.Load(), len(s.txs), missing, cfg.SetupTimeout, snd.stats.rejected, snd.stats.sampleLog)
+			return nil, fmt.Errorf("setup step %q: %d of %d txs accepted, %d not committed within %s, rejected: %v %v%s",
+				s.name, snd.stats.accepted.Load(), len(s.txs), missing, cfg.SetupTimeout, snd.stats.rejected, snd.stats.sampleLog, snd.stats.errorText())
 		}
 		cfg.logf("setup: %s: %d txs committed in %s", s.name, len(s.txs), time.Since(start).Round(time.Millisecond))
 	}

@@ -2,6 +2,7 @@ package load
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,10 +35,37 @@ type sendStats struct {
 	mu        sync.Mutex
 	rejected  map[string]int    // CheckTx code -> count
 	sampleLog map[string]string // code -> one log line
+	firstErr  string            // the first of rpcErrors
 }
 
 func newSendStats() *sendStats {
 	return &sendStats{rejected: map[string]int{}, sampleLog: map[string]string{}}
+}
+
+// rpcError counts a transport or unexpected RPC error; the first is kept
+// for the report.
+func (s *sendStats) rpcError(err error) {
+	s.rpcErrors.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.firstErr == "" {
+		s.firstErr = err.Error()
+	}
+}
+
+func (s *sendStats) firstError() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.firstErr
+}
+
+// errorText is ", N rpc errors, the first: ..." when there were any.
+func (s *sendStats) errorText() string {
+	n := s.rpcErrors.Load()
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %d rpc errors, the first: %s", n, s.firstError())
 }
 
 func (s *sendStats) reject(code, log string) {
@@ -178,7 +206,7 @@ func (s *sender) worker(ctx, dctx context.Context, n submitter, queue []*planned
 			if dctx.Err() != nil {
 				continue // counted as unsent above
 			}
-			s.stats.rpcErrors.Add(1)
+			s.stats.rpcError(err)
 			sleepCtx(dctx, errorBackoff)
 			continue
 		}
@@ -225,7 +253,7 @@ func (s *sender) settle(batch []*plannedTx, outs []outcome, broken map[int32]boo
 			stalled[t.signer] = true
 			retry = append(retry, t)
 		default:
-			s.stats.rpcErrors.Add(1)
+			s.stats.rpcError(o.err)
 			stalled[t.signer] = true
 			retry = append(retry, t)
 		}

@@ -25,6 +25,11 @@ const (
 	SubmitJSONRPC = "jsonrpc"
 )
 
+// maxStreamsPerNode is the most BroadcastTxs streams the load opens to a
+// node: the streams emrchaind serves at once on one connection (its gRPC
+// server's MaxConcurrentStreams), and every sender has one.
+const maxStreamsPerNode = 100
+
 // submitter is a validator as the sender reaches it.
 type submitter interface {
 	// line opens a sender's own line to the node: the line sends its
@@ -67,21 +72,18 @@ type streamLine struct {
 	client  emrv1.TxServiceClient
 	timeout time.Duration // for a batch's answers
 	stream  grpc.BidiStreamingClient[emrv1.BroadcastTxsRequest, emrv1.BroadcastTxsResponse]
+	ctx     context.Context // the stream's; close cancels it
 	cancel  context.CancelFunc
 }
 
 // broadcastBatch sends every tx, then reads every answer: the node checks
 // them one after another as they come. A batch not answered within the
-// line's timeout fails, and takes its stream with it.
+// line's timeout fails, and takes its stream with it. The timeout also
+// bounds the opening of the stream, which waits while the node serves its
+// most streams on this connection.
 func (l *streamLine) broadcastBatch(ctx context.Context, txs [][]byte) ([]outcome, error) {
 	if l.stream == nil {
-		sctx, cancel := context.WithCancel(ctx)
-		stream, err := l.client.BroadcastTxs(sctx)
-		if err != nil {
-			cancel()
-			return nil, err
-		}
-		l.stream, l.cancel = stream, cancel
+		l.ctx, l.cancel = context.WithCancel(ctx)
 	}
 	timer := time.AfterFunc(l.timeout, l.cancel)
 	out, err := l.exchange(txs)
@@ -95,11 +97,22 @@ func (l *streamLine) broadcastBatch(ctx context.Context, txs [][]byte) ([]outcom
 }
 
 func (l *streamLine) exchange(txs [][]byte) ([]outcome, error) {
+	if l.stream == nil {
+		stream, err := l.client.BroadcastTxs(l.ctx)
+		if err != nil {
+			return nil, fmt.Errorf("BroadcastTxs: open a stream: %w", err)
+		}
+		l.stream = stream
+	}
 	for _, tx := range txs {
 		if err := l.stream.Send(&emrv1.BroadcastTxsRequest{Tx: tx}); err != nil {
-			// The stream is broken; Recv says why.
-			_, rerr := l.stream.Recv()
-			return nil, fmt.Errorf("BroadcastTxs: send: %w", errors.Join(err, rerr))
+			// The stream is broken: its status comes after any answers
+			// still on their way.
+			var rerr error
+			for rerr == nil {
+				_, rerr = l.stream.Recv()
+			}
+			return nil, fmt.Errorf("BroadcastTxs: send: %w", rerr)
 		}
 	}
 	out := make([]outcome, len(txs))
@@ -133,7 +146,7 @@ func (l *streamLine) close() {
 	if l.cancel != nil {
 		l.cancel()
 	}
-	l.stream, l.cancel = nil, nil
+	l.stream, l.ctx, l.cancel = nil, nil, nil
 }
 
 // refusal is a node's refusal to take a tx (a BroadcastTxs answer's

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -58,7 +59,7 @@ func TestStreamLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(grpc.MaxConcurrentStreams(2))
 	svc := &scriptedTxService{}
 	emrv1.RegisterTxServiceServer(srv, svc)
 	go func() { _ = srv.Serve(lis) }()
@@ -99,6 +100,24 @@ func TestStreamLine(t *testing.T) {
 	if got := svc.streams.Load(); got != 2 {
 		t.Errorf("%d streams opened, want 2 (one more after the timeout)", got)
 	}
+
+	// The node serves two streams per connection: a third line waits to
+	// open its stream, and fails within its timeout instead of for good.
+	l2 := n.line().(*streamLine)
+	defer l2.close()
+	if _, err := l2.broadcastBatch(ctx, [][]byte{[]byte("d")}); err != nil {
+		t.Fatal(err)
+	}
+	l3 := n.line().(*streamLine)
+	l3.timeout = 300 * time.Millisecond
+	defer l3.close()
+	if _, err := l3.broadcastBatch(ctx, [][]byte{[]byte("e")}); err == nil || !strings.Contains(err.Error(), "no answer within") {
+		t.Fatalf("a line beyond the node's streams: %v, want a timeout", err)
+	}
+	l2.close()
+	if outs, err := l3.broadcastBatch(ctx, [][]byte{[]byte("f")}); err != nil || outs[0].err != nil {
+		t.Fatalf("once a stream is free: %v, %+v", err, outs)
+	}
 }
 
 // TestCheckLoopbackAddr: gRPC endpoints are host:port on 127.0.0.1 only.
@@ -112,5 +131,31 @@ func TestCheckLoopbackAddr(t *testing.T) {
 		if err := checkLoopbackAddr(bad); err == nil {
 			t.Errorf("%s accepted", bad)
 		}
+	}
+}
+
+// TestSenderKeepsTheFirstRPCError: a node whose gRPC server has no
+// TxService fails every batch; the sender counts the failures and keeps
+// the first one's text for the report, so the user learns why.
+func TestSenderKeepsTheFirstRPCError(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer() // serves nothing
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+	n, err := newGRPCNode(lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.close()
+	s := &sender{nodes: []submitter{n}, conns: 1, stats: newSendStats()}
+	s.send(context.Background(), []*plannedTx{{raw: []byte("a")}}, 0, time.Now().Add(300*time.Millisecond))
+	if s.stats.rpcErrors.Load() == 0 || s.stats.accepted.Load() != 0 {
+		t.Fatalf("%d rpc errors, %d accepted", s.stats.rpcErrors.Load(), s.stats.accepted.Load())
+	}
+	if text := s.stats.errorText(); !strings.Contains(text, "rpc errors, the first: BroadcastTxs") || !strings.Contains(text, "Unimplemented") {
+		t.Errorf("error text %q", text)
 	}
 }

@@ -47,11 +47,14 @@ type TxServiceClient interface {
 	// its records, `emrchaind load`): one stream carries them all, where
 	// BroadcastTx costs a call, and JSON-RPC's broadcast_tx_sync a JSON
 	// request, per tx. A signer's txs sent on one stream reach the mempool in
-	// sequence order. gRPC only: there is no REST route.
+	// sequence order. gRPC only: the node's REST gateway calls the services
+	// in process, which cannot carry a client stream.
 	//
-	// A tx the node did not take is answered, and the stream goes on; the
-	// stream itself ends with an error only when the node stops
-	// (UNAVAILABLE) or the client goes away.
+	// A tx the node did not take is answered, and the stream goes on. The
+	// stream itself ends with an error when the node stops (UNAVAILABLE),
+	// when the client goes away, or on a message gRPC itself refuses (above
+	// the node's receive limit, 64 KiB over the largest tx:
+	// RESOURCE_EXHAUSTED).
 	BroadcastTxs(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[BroadcastTxsRequest, BroadcastTxsResponse], error)
 }
 
@@ -110,11 +113,14 @@ type TxServiceServer interface {
 	// its records, `emrchaind load`): one stream carries them all, where
 	// BroadcastTx costs a call, and JSON-RPC's broadcast_tx_sync a JSON
 	// request, per tx. A signer's txs sent on one stream reach the mempool in
-	// sequence order. gRPC only: there is no REST route.
+	// sequence order. gRPC only: the node's REST gateway calls the services
+	// in process, which cannot carry a client stream.
 	//
-	// A tx the node did not take is answered, and the stream goes on; the
-	// stream itself ends with an error only when the node stops
-	// (UNAVAILABLE) or the client goes away.
+	// A tx the node did not take is answered, and the stream goes on. The
+	// stream itself ends with an error when the node stops (UNAVAILABLE),
+	// when the client goes away, or on a message gRPC itself refuses (above
+	// the node's receive limit, 64 KiB over the largest tx:
+	// RESOURCE_EXHAUSTED).
 	BroadcastTxs(grpc.BidiStreamingServer[BroadcastTxsRequest, BroadcastTxsResponse]) error
 	mustEmbedUnimplementedTxServiceServer()
 }
