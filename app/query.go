@@ -318,6 +318,25 @@ func (q *Querier) Permissions(_ context.Context, req *emrv1.QueryPermissionsRequ
 	return resp, err
 }
 
+func (q *Querier) Permission(_ context.Context, req *emrv1.QueryPermissionRequest) (*emrv1.QueryPermissionResponse, error) {
+	p, err := q.patient(req.PatientId)
+	if err != nil {
+		return nil, err
+	}
+	grantee, err := parseHex("grantee", req.Grantee, AddressSize)
+	if err != nil {
+		return nil, err
+	}
+	perm, err := q.st().permission(p.Id, grantee)
+	if err != nil {
+		return nil, err
+	}
+	if perm == nil {
+		return nil, fmt.Errorf("%w: patient %x has given %X no consent", ErrNotFound, p.Id, grantee)
+	}
+	return &emrv1.QueryPermissionResponse{Permission: perm}, nil
+}
+
 func (q *Querier) Grants(_ context.Context, req *emrv1.QueryGrantsRequest) (*emrv1.QueryGrantsResponse, error) {
 	grantee, err := parseHex("grantee", req.Grantee, AddressSize)
 	if err != nil {

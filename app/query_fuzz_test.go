@@ -81,6 +81,7 @@ func querySeeds(q *queryChain) map[string]querySeed {
 		"Patient":        &emrv1.QueryPatientRequest{PatientId: pid},
 		"PatientByOwner": &emrv1.QueryPatientByOwnerRequest{Owner: hexOf(apptest.NewActor("patient-fuzz").Address)},
 		"Permissions":    &emrv1.QueryPermissionsRequest{PatientId: pid},
+		"Permission":     &emrv1.QueryPermissionRequest{PatientId: pid, Grantee: doc},
 		"Grants":         &emrv1.QueryGrantsRequest{Grantee: doc, Limit: 1, After: strings.Repeat("00", 32)},
 		"Records":        &emrv1.QueryRecordsRequest{PatientId: pid, Category: "imaging", Page: &emrv1.PageRequest{After: 1, Limit: 2}},
 		"Record":         &emrv1.QueryRecordRequest{PatientId: pid, Sequence: 2},

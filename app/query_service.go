@@ -78,6 +78,9 @@ func (s *QueryService) PatientByOwner(ctx context.Context, r *emrv1.QueryPatient
 func (s *QueryService) Permissions(ctx context.Context, r *emrv1.QueryPermissionsRequest) (*emrv1.QueryPermissionsResponse, error) {
 	return call[emrv1.QueryPermissionsResponse](ctx, s, "Permissions", r)
 }
+func (s *QueryService) Permission(ctx context.Context, r *emrv1.QueryPermissionRequest) (*emrv1.QueryPermissionResponse, error) {
+	return call[emrv1.QueryPermissionResponse](ctx, s, "Permission", r)
+}
 func (s *QueryService) Grants(ctx context.Context, r *emrv1.QueryGrantsRequest) (*emrv1.QueryGrantsResponse, error) {
 	return call[emrv1.QueryGrantsResponse](ctx, s, "Grants", r)
 }

@@ -194,14 +194,27 @@ func rulePermissions(c *apptest.Chain, id []byte) []*emrv1.Permission {
 	return resp.Permissions
 }
 
-// rulePermission is the patient's permission to grantee (nil if none).
+// rulePermission is the patient's permission to grantee (nil if none), as
+// the Permissions list has it; the Permission query must give the same
+// (NOT_FOUND for none).
 func rulePermission(c *apptest.Chain, id []byte, grantee *apptest.Actor) *emrv1.Permission {
+	c.TB.Helper()
+	var listed *emrv1.Permission
 	for _, p := range rulePermissions(c, id) {
 		if string(p.Grantee) == string(grantee.Address) {
-			return p
+			listed = p
 		}
 	}
-	return nil
+	var resp emrv1.QueryPermissionResponse
+	err := c.TryQuery("Permission", &emrv1.QueryPermissionRequest{PatientId: hexOf(id), Grantee: hexOf(grantee.Address)}, &resp)
+	switch {
+	case listed == nil && app.CodeOf(err) == app.ErrNotFound.Code():
+	case err != nil:
+		c.TB.Fatalf("Permission of %x for %s: %v (listed: %v)", id, grantee.Name, err, listed)
+	case !proto.Equal(resp.Permission, listed):
+		c.TB.Fatalf("Permission of %x for %s: %v, but Permissions lists %v", id, grantee.Name, resp.Permission, listed)
+	}
+	return listed
 }
 
 func ruleRecord(c *apptest.Chain, id []byte, seq uint64) *emrv1.Record {
@@ -1701,6 +1714,7 @@ func TestQueryRules(t *testing.T) {
 	w := newRuleWorld(t, apptest.Options{})
 	c := w.c
 	w.records(ruleLab)
+	c.Must(w.pat, apptest.Grant(w.pid, w.doc, apptest.GrantSpec{Rights: []emrv1.Right{rRead}, NotAfter: w.year}))
 	maxPage := app.DefaultParams().MaxPageSize
 	pid := hexOf(w.pid)
 	nobody := hexOf(apptest.PatientID("nobody"))
@@ -1727,6 +1741,11 @@ func TestQueryRules(t *testing.T) {
 		{"patient by owner: not hex", "PatientByOwner", &emrv1.QueryPatientByOwnerRequest{Owner: "q"}, &emrv1.QueryPatientResponse{}, app.ErrInvalidQuery},
 		{"permissions: not hex", "Permissions", &emrv1.QueryPermissionsRequest{PatientId: "g"}, &emrv1.QueryPermissionsResponse{}, app.ErrInvalidQuery},
 		{"permissions: unknown patient", "Permissions", &emrv1.QueryPermissionsRequest{PatientId: nobody}, &emrv1.QueryPermissionsResponse{}, app.ErrNotFound},
+		{"permission: granted", "Permission", &emrv1.QueryPermissionRequest{PatientId: pid, Grantee: hexOf(w.doc.Address)}, &emrv1.QueryPermissionResponse{}, nil},
+		{"permission: none to that member", "Permission", &emrv1.QueryPermissionRequest{PatientId: pid, Grantee: hexOf(w.sci.Address)}, &emrv1.QueryPermissionResponse{}, app.ErrNotFound},
+		{"permission: unknown patient", "Permission", &emrv1.QueryPermissionRequest{PatientId: nobody, Grantee: hexOf(w.doc.Address)}, &emrv1.QueryPermissionResponse{}, app.ErrNotFound},
+		{"permission: grantee not hex", "Permission", &emrv1.QueryPermissionRequest{PatientId: pid, Grantee: "g"}, &emrv1.QueryPermissionResponse{}, app.ErrInvalidQuery},
+		{"permission: no grantee", "Permission", &emrv1.QueryPermissionRequest{PatientId: pid}, &emrv1.QueryPermissionResponse{}, app.ErrInvalidQuery},
 		{"grants: not hex", "Grants", &emrv1.QueryGrantsRequest{Grantee: "g"}, &emrv1.QueryGrantsResponse{}, app.ErrInvalidQuery},
 		{"records: unknown patient", "Records", &emrv1.QueryRecordsRequest{PatientId: nobody}, &emrv1.QueryRecordsResponse{}, app.ErrNotFound},
 		{"records: page above max", "Records", &emrv1.QueryRecordsRequest{PatientId: pid, Page: over}, &emrv1.QueryRecordsResponse{}, app.ErrInvalidQuery},

@@ -79,8 +79,8 @@ func (v *ownerView) Patient(_ context.Context, id []byte) (*emrv1.Patient, error
 	return v.patient, nil
 }
 
-func (v *ownerView) Permissions(context.Context, []byte) ([]*emrv1.Permission, error) {
-	return nil, nil
+func (v *ownerView) Permission(context.Context, []byte, []byte) (*emrv1.Permission, error) {
+	return nil, fmt.Errorf("%w: permission", sidecar.ErrNotFound)
 }
 
 func (v *ownerView) Record(_ context.Context, id []byte, seq uint64) (*emrv1.Record, error) {

@@ -197,6 +197,7 @@ func (w *world) queries() []struct {
 		{"Patient", &emrv1.QueryPatientRequest{PatientId: pid}, &emrv1.QueryPatientResponse{}},
 		{"PatientByOwner", &emrv1.QueryPatientByOwnerRequest{Owner: hexs(w.patient.Address())}, &emrv1.QueryPatientResponse{}},
 		{"Permissions", &emrv1.QueryPermissionsRequest{PatientId: pid}, &emrv1.QueryPermissionsResponse{}},
+		{"Permission", &emrv1.QueryPermissionRequest{PatientId: pid, Grantee: hexs(w.clinician.Address())}, &emrv1.QueryPermissionResponse{}},
 		{"Grants", &emrv1.QueryGrantsRequest{Grantee: hexs(w.clinician.Address())}, &emrv1.QueryGrantsResponse{}},
 		{"Records", &emrv1.QueryRecordsRequest{PatientId: pid}, &emrv1.QueryRecordsResponse{}},
 		{"Record", &emrv1.QueryRecordRequest{PatientId: pid, Sequence: 2}, &emrv1.QueryRecordResponse{}},
@@ -493,6 +494,8 @@ func responseFor(method string) proto.Message {
 		return &emrv1.QueryAccessEventsResponse{}
 	case "Permissions":
 		return &emrv1.QueryPermissionsResponse{}
+	case "Permission":
+		return &emrv1.QueryPermissionResponse{}
 	case "Patient":
 		return &emrv1.QueryPatientResponse{}
 	case "Grants":
@@ -601,6 +604,10 @@ func testLyingNode(t *testing.T, w *world) {
 			r.Permissions = nil
 			r.Proofs = r.Proofs[:1] // the patient's proof only
 		}), "Permissions", &emrv1.QueryPermissionsRequest{PatientId: pid}},
+		{"ExtendOnePermission", queryRewrite("Permission", func(m proto.Message) {
+			m.(*emrv1.QueryPermissionResponse).Permission.NotAfter.Seconds += 86400 * 365
+		}), "Permission", &emrv1.QueryPermissionRequest{PatientId: pid, Grantee: clinician}},
+		{"FalseNotFoundPermission", notFound("Permission"), "Permission", &emrv1.QueryPermissionRequest{PatientId: pid, Grantee: clinician}},
 		{"HideGrant", queryRewrite("Grants", func(m proto.Message) {
 			r := m.(*emrv1.QueryGrantsResponse)
 			r.Permissions = nil

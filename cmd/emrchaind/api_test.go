@@ -312,6 +312,9 @@ func TestAPIServers(t *testing.T) {
 		{"Permissions", "/emrchain/v1/patients/" + pidHex + "/permissions", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
 			return n.query.Permissions(ctx, &emrv1.QueryPermissionsRequest{PatientId: pidHex}, o...)
 		}, func() proto.Message { return new(emrv1.QueryPermissionsResponse) }},
+		{"Permission", "/emrchain/v1/patients/" + pidHex + "/permissions/" + docHex, func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.Permission(ctx, &emrv1.QueryPermissionRequest{PatientId: pidHex, Grantee: docHex}, o...)
+		}, func() proto.Message { return new(emrv1.QueryPermissionResponse) }},
 		{"Grants", "/emrchain/v1/members/" + docHex + "/grants?limit=1&after=" + strings.Repeat("00", 32), func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
 			return n.query.Grants(ctx, &emrv1.QueryGrantsRequest{Grantee: docHex, Limit: 1, After: strings.Repeat("00", 32)}, o...)
 		}, func() proto.Message { return new(emrv1.QueryGrantsResponse) }},

@@ -119,6 +119,9 @@ func (s *queryServer) PatientByOwner(ctx context.Context, r *emrv1.QueryPatientB
 func (s *queryServer) Permissions(ctx context.Context, r *emrv1.QueryPermissionsRequest) (*emrv1.QueryPermissionsResponse, error) {
 	return serveQuery(ctx, s, "Permissions", r, s.inner.Permissions)
 }
+func (s *queryServer) Permission(ctx context.Context, r *emrv1.QueryPermissionRequest) (*emrv1.QueryPermissionResponse, error) {
+	return serveQuery(ctx, s, "Permission", r, s.inner.Permission)
+}
 func (s *queryServer) Grants(ctx context.Context, r *emrv1.QueryGrantsRequest) (*emrv1.QueryGrantsResponse, error) {
 	return serveQuery(ctx, s, "Grants", r, s.inner.Grants)
 }

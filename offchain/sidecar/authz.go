@@ -135,16 +135,12 @@ func (a *authState) permission(ctx context.Context, patientID []byte) (*emrv1.Pe
 	if p, ok := a.perms[string(patientID)]; ok {
 		return p, nil
 	}
-	perms, err := a.chain.Permissions(ctx, patientID)
+	mine, err := a.chain.Permission(ctx, patientID, a.caller.Address)
+	if errors.Is(err, ErrNotFound) {
+		mine, err = nil, nil // no consent: standing says so
+	}
 	if err != nil {
 		return nil, err
-	}
-	var mine *emrv1.Permission
-	for _, p := range perms {
-		if bytes.Equal(p.Grantee, a.caller.Address) {
-			mine = p
-			break
-		}
 	}
 	a.perms[string(patientID)] = mine
 	return mine, nil

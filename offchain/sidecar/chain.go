@@ -88,7 +88,10 @@ type ChainView interface {
 	Params(ctx context.Context) (*emrv1.Params, error)
 	Member(ctx context.Context, address []byte) (*emrv1.Member, error)
 	Patient(ctx context.Context, patientID []byte) (*emrv1.Patient, error)
-	Permissions(ctx context.Context, patientID []byte) ([]*emrv1.Permission, error)
+	// Permission is the consent patientID has given grantee, active or
+	// revoked; an error wrapping ErrNotFound when there is none (or no
+	// such patient).
+	Permission(ctx context.Context, patientID, grantee []byte) (*emrv1.Permission, error)
 	Record(ctx context.Context, patientID []byte, sequence uint64) (*emrv1.Record, error)
 	Share(ctx context.Context, patientID []byte, sequence uint64) (*emrv1.Share, error)
 	// BlockBlobs lists committed blocks from height from on, oldest first
@@ -366,12 +369,16 @@ func (v *queryView) Patient(ctx context.Context, id []byte) (*emrv1.Patient, err
 	return resp.Patient, nil
 }
 
-func (v *queryView) Permissions(ctx context.Context, id []byte) ([]*emrv1.Permission, error) {
-	var resp emrv1.QueryPermissionsResponse
-	if err := v.query(ctx, "Permissions", &emrv1.QueryPermissionsRequest{PatientId: hex.EncodeToString(id)}, &resp); err != nil {
+func (v *queryView) Permission(ctx context.Context, id, grantee []byte) (*emrv1.Permission, error) {
+	var resp emrv1.QueryPermissionResponse
+	req := &emrv1.QueryPermissionRequest{PatientId: hex.EncodeToString(id), Grantee: hex.EncodeToString(grantee)}
+	if err := v.query(ctx, "Permission", req, &resp); err != nil {
 		return nil, err
 	}
-	return resp.Permissions, nil
+	if resp.Permission == nil {
+		return nil, fmt.Errorf("%w: permission of %x for %x", ErrNotFound, id, grantee)
+	}
+	return resp.Permission, nil
 }
 
 func (v *queryView) Record(ctx context.Context, id []byte, seq uint64) (*emrv1.Record, error) {

@@ -116,10 +116,18 @@ func (f *fakeChain) Patient(_ context.Context, id []byte) (*emrv1.Patient, error
 	return p, nil
 }
 
-func (f *fakeChain) Permissions(_ context.Context, id []byte) ([]*emrv1.Permission, error) {
+func (f *fakeChain) Permission(_ context.Context, id, grantee []byte) (*emrv1.Permission, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.perms[string(id)], f.check()
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	for _, p := range f.perms[string(id)] {
+		if bytes.Equal(p.Grantee, grantee) {
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: permission", ErrNotFound)
 }
 
 func (f *fakeChain) Record(_ context.Context, id []byte, seq uint64) (*emrv1.Record, error) {

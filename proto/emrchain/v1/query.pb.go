@@ -822,6 +822,120 @@ func (x *QueryPatientResponse) GetProofs() []*StoreProof {
 	return nil
 }
 
+// QueryPermissionRequest names a patient and a grantee (lowercase or
+// uppercase hex).
+type QueryPermissionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PatientId     string                 `protobuf:"bytes,1,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
+	Grantee       string                 `protobuf:"bytes,2,opt,name=grantee,proto3" json:"grantee,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryPermissionRequest) Reset() {
+	*x = QueryPermissionRequest{}
+	mi := &file_emrchain_v1_query_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryPermissionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryPermissionRequest) ProtoMessage() {}
+
+func (x *QueryPermissionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_query_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryPermissionRequest.ProtoReflect.Descriptor instead.
+func (*QueryPermissionRequest) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *QueryPermissionRequest) GetPatientId() string {
+	if x != nil {
+		return x.PatientId
+	}
+	return ""
+}
+
+func (x *QueryPermissionRequest) GetGrantee() string {
+	if x != nil {
+		return x.Grantee
+	}
+	return ""
+}
+
+type QueryPermissionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Permission    *Permission            `protobuf:"bytes,1,opt,name=permission,proto3" json:"permission,omitempty"`
+	Height        int64                  `protobuf:"varint,14,opt,name=height,proto3" json:"height,omitempty"`
+	Proofs        []*StoreProof          `protobuf:"bytes,15,rep,name=proofs,proto3" json:"proofs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryPermissionResponse) Reset() {
+	*x = QueryPermissionResponse{}
+	mi := &file_emrchain_v1_query_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryPermissionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryPermissionResponse) ProtoMessage() {}
+
+func (x *QueryPermissionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_query_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryPermissionResponse.ProtoReflect.Descriptor instead.
+func (*QueryPermissionResponse) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *QueryPermissionResponse) GetPermission() *Permission {
+	if x != nil {
+		return x.Permission
+	}
+	return nil
+}
+
+func (x *QueryPermissionResponse) GetHeight() int64 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+func (x *QueryPermissionResponse) GetProofs() []*StoreProof {
+	if x != nil {
+		return x.Proofs
+	}
+	return nil
+}
+
 // Permissions are not paged: only the patient adds to its list.
 type QueryPermissionsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -832,7 +946,7 @@ type QueryPermissionsRequest struct {
 
 func (x *QueryPermissionsRequest) Reset() {
 	*x = QueryPermissionsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[15]
+	mi := &file_emrchain_v1_query_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -844,7 +958,7 @@ func (x *QueryPermissionsRequest) String() string {
 func (*QueryPermissionsRequest) ProtoMessage() {}
 
 func (x *QueryPermissionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[15]
+	mi := &file_emrchain_v1_query_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -857,7 +971,7 @@ func (x *QueryPermissionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryPermissionsRequest.ProtoReflect.Descriptor instead.
 func (*QueryPermissionsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{15}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *QueryPermissionsRequest) GetPatientId() string {
@@ -878,7 +992,7 @@ type QueryPermissionsResponse struct {
 
 func (x *QueryPermissionsResponse) Reset() {
 	*x = QueryPermissionsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[16]
+	mi := &file_emrchain_v1_query_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -890,7 +1004,7 @@ func (x *QueryPermissionsResponse) String() string {
 func (*QueryPermissionsResponse) ProtoMessage() {}
 
 func (x *QueryPermissionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[16]
+	mi := &file_emrchain_v1_query_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -903,7 +1017,7 @@ func (x *QueryPermissionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryPermissionsResponse.ProtoReflect.Descriptor instead.
 func (*QueryPermissionsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{16}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *QueryPermissionsResponse) GetPermissions() []*Permission {
@@ -942,7 +1056,7 @@ type QueryGrantsRequest struct {
 
 func (x *QueryGrantsRequest) Reset() {
 	*x = QueryGrantsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[17]
+	mi := &file_emrchain_v1_query_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1068,7 @@ func (x *QueryGrantsRequest) String() string {
 func (*QueryGrantsRequest) ProtoMessage() {}
 
 func (x *QueryGrantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[17]
+	mi := &file_emrchain_v1_query_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1081,7 @@ func (x *QueryGrantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryGrantsRequest.ProtoReflect.Descriptor instead.
 func (*QueryGrantsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{17}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *QueryGrantsRequest) GetGrantee() string {
@@ -1005,7 +1119,7 @@ type QueryGrantsResponse struct {
 
 func (x *QueryGrantsResponse) Reset() {
 	*x = QueryGrantsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[18]
+	mi := &file_emrchain_v1_query_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1017,7 +1131,7 @@ func (x *QueryGrantsResponse) String() string {
 func (*QueryGrantsResponse) ProtoMessage() {}
 
 func (x *QueryGrantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[18]
+	mi := &file_emrchain_v1_query_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1030,7 +1144,7 @@ func (x *QueryGrantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryGrantsResponse.ProtoReflect.Descriptor instead.
 func (*QueryGrantsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{18}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *QueryGrantsResponse) GetPermissions() []*Permission {
@@ -1073,7 +1187,7 @@ type QueryRecordsRequest struct {
 
 func (x *QueryRecordsRequest) Reset() {
 	*x = QueryRecordsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[19]
+	mi := &file_emrchain_v1_query_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1085,7 +1199,7 @@ func (x *QueryRecordsRequest) String() string {
 func (*QueryRecordsRequest) ProtoMessage() {}
 
 func (x *QueryRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[19]
+	mi := &file_emrchain_v1_query_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1098,7 +1212,7 @@ func (x *QueryRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryRecordsRequest.ProtoReflect.Descriptor instead.
 func (*QueryRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{19}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *QueryRecordsRequest) GetPatientId() string {
@@ -1134,7 +1248,7 @@ type QueryRecordsResponse struct {
 
 func (x *QueryRecordsResponse) Reset() {
 	*x = QueryRecordsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[20]
+	mi := &file_emrchain_v1_query_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1146,7 +1260,7 @@ func (x *QueryRecordsResponse) String() string {
 func (*QueryRecordsResponse) ProtoMessage() {}
 
 func (x *QueryRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[20]
+	mi := &file_emrchain_v1_query_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1159,7 +1273,7 @@ func (x *QueryRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryRecordsResponse.ProtoReflect.Descriptor instead.
 func (*QueryRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{20}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *QueryRecordsResponse) GetRecords() []*Record {
@@ -1200,7 +1314,7 @@ type QueryRecordRequest struct {
 
 func (x *QueryRecordRequest) Reset() {
 	*x = QueryRecordRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[21]
+	mi := &file_emrchain_v1_query_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1212,7 +1326,7 @@ func (x *QueryRecordRequest) String() string {
 func (*QueryRecordRequest) ProtoMessage() {}
 
 func (x *QueryRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[21]
+	mi := &file_emrchain_v1_query_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1225,7 +1339,7 @@ func (x *QueryRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryRecordRequest.ProtoReflect.Descriptor instead.
 func (*QueryRecordRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{21}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *QueryRecordRequest) GetPatientId() string {
@@ -1253,7 +1367,7 @@ type QueryRecordResponse struct {
 
 func (x *QueryRecordResponse) Reset() {
 	*x = QueryRecordResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[22]
+	mi := &file_emrchain_v1_query_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1265,7 +1379,7 @@ func (x *QueryRecordResponse) String() string {
 func (*QueryRecordResponse) ProtoMessage() {}
 
 func (x *QueryRecordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[22]
+	mi := &file_emrchain_v1_query_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1278,7 +1392,7 @@ func (x *QueryRecordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryRecordResponse.ProtoReflect.Descriptor instead.
 func (*QueryRecordResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{22}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *QueryRecordResponse) GetRecord() *Record {
@@ -1312,7 +1426,7 @@ type QueryAccessEventsRequest struct {
 
 func (x *QueryAccessEventsRequest) Reset() {
 	*x = QueryAccessEventsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[23]
+	mi := &file_emrchain_v1_query_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1324,7 +1438,7 @@ func (x *QueryAccessEventsRequest) String() string {
 func (*QueryAccessEventsRequest) ProtoMessage() {}
 
 func (x *QueryAccessEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[23]
+	mi := &file_emrchain_v1_query_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1337,7 +1451,7 @@ func (x *QueryAccessEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryAccessEventsRequest.ProtoReflect.Descriptor instead.
 func (*QueryAccessEventsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{23}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *QueryAccessEventsRequest) GetPatientId() string {
@@ -1366,7 +1480,7 @@ type QueryAccessEventsResponse struct {
 
 func (x *QueryAccessEventsResponse) Reset() {
 	*x = QueryAccessEventsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[24]
+	mi := &file_emrchain_v1_query_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1492,7 @@ func (x *QueryAccessEventsResponse) String() string {
 func (*QueryAccessEventsResponse) ProtoMessage() {}
 
 func (x *QueryAccessEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[24]
+	mi := &file_emrchain_v1_query_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1505,7 @@ func (x *QueryAccessEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryAccessEventsResponse.ProtoReflect.Descriptor instead.
 func (*QueryAccessEventsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{24}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *QueryAccessEventsResponse) GetEvents() []*AccessEvent {
@@ -1432,7 +1546,7 @@ type QuerySharesRequest struct {
 
 func (x *QuerySharesRequest) Reset() {
 	*x = QuerySharesRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[25]
+	mi := &file_emrchain_v1_query_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1444,7 +1558,7 @@ func (x *QuerySharesRequest) String() string {
 func (*QuerySharesRequest) ProtoMessage() {}
 
 func (x *QuerySharesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[25]
+	mi := &file_emrchain_v1_query_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1457,7 +1571,7 @@ func (x *QuerySharesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuerySharesRequest.ProtoReflect.Descriptor instead.
 func (*QuerySharesRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{25}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *QuerySharesRequest) GetPatientId() string {
@@ -1486,7 +1600,7 @@ type QuerySharesResponse struct {
 
 func (x *QuerySharesResponse) Reset() {
 	*x = QuerySharesResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[26]
+	mi := &file_emrchain_v1_query_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1498,7 +1612,7 @@ func (x *QuerySharesResponse) String() string {
 func (*QuerySharesResponse) ProtoMessage() {}
 
 func (x *QuerySharesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[26]
+	mi := &file_emrchain_v1_query_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1511,7 +1625,7 @@ func (x *QuerySharesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuerySharesResponse.ProtoReflect.Descriptor instead.
 func (*QuerySharesResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{26}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *QuerySharesResponse) GetShares() []*Share {
@@ -1551,7 +1665,7 @@ type QueryStudyRequest struct {
 
 func (x *QueryStudyRequest) Reset() {
 	*x = QueryStudyRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[27]
+	mi := &file_emrchain_v1_query_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1563,7 +1677,7 @@ func (x *QueryStudyRequest) String() string {
 func (*QueryStudyRequest) ProtoMessage() {}
 
 func (x *QueryStudyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[27]
+	mi := &file_emrchain_v1_query_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1576,7 +1690,7 @@ func (x *QueryStudyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryStudyRequest.ProtoReflect.Descriptor instead.
 func (*QueryStudyRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{27}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *QueryStudyRequest) GetId() string {
@@ -1597,7 +1711,7 @@ type QueryStudyResponse struct {
 
 func (x *QueryStudyResponse) Reset() {
 	*x = QueryStudyResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[28]
+	mi := &file_emrchain_v1_query_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +1723,7 @@ func (x *QueryStudyResponse) String() string {
 func (*QueryStudyResponse) ProtoMessage() {}
 
 func (x *QueryStudyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[28]
+	mi := &file_emrchain_v1_query_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +1736,7 @@ func (x *QueryStudyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryStudyResponse.ProtoReflect.Descriptor instead.
 func (*QueryStudyResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{28}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *QueryStudyResponse) GetStudy() *Study {
@@ -1656,7 +1770,7 @@ type QueryShareRequest struct {
 
 func (x *QueryShareRequest) Reset() {
 	*x = QueryShareRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[29]
+	mi := &file_emrchain_v1_query_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1668,7 +1782,7 @@ func (x *QueryShareRequest) String() string {
 func (*QueryShareRequest) ProtoMessage() {}
 
 func (x *QueryShareRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[29]
+	mi := &file_emrchain_v1_query_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1681,7 +1795,7 @@ func (x *QueryShareRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryShareRequest.ProtoReflect.Descriptor instead.
 func (*QueryShareRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{29}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *QueryShareRequest) GetPatientId() string {
@@ -1709,7 +1823,7 @@ type QueryShareResponse struct {
 
 func (x *QueryShareResponse) Reset() {
 	*x = QueryShareResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[30]
+	mi := &file_emrchain_v1_query_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1721,7 +1835,7 @@ func (x *QueryShareResponse) String() string {
 func (*QueryShareResponse) ProtoMessage() {}
 
 func (x *QueryShareResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[30]
+	mi := &file_emrchain_v1_query_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1734,7 +1848,7 @@ func (x *QueryShareResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryShareResponse.ProtoReflect.Descriptor instead.
 func (*QueryShareResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{30}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *QueryShareResponse) GetShare() *Share {
@@ -1769,7 +1883,7 @@ type QueryLastAccessRequest struct {
 
 func (x *QueryLastAccessRequest) Reset() {
 	*x = QueryLastAccessRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[31]
+	mi := &file_emrchain_v1_query_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1781,7 +1895,7 @@ func (x *QueryLastAccessRequest) String() string {
 func (*QueryLastAccessRequest) ProtoMessage() {}
 
 func (x *QueryLastAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[31]
+	mi := &file_emrchain_v1_query_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1794,7 +1908,7 @@ func (x *QueryLastAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryLastAccessRequest.ProtoReflect.Descriptor instead.
 func (*QueryLastAccessRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{31}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *QueryLastAccessRequest) GetPatientId() string {
@@ -1829,7 +1943,7 @@ type QueryLastAccessResponse struct {
 
 func (x *QueryLastAccessResponse) Reset() {
 	*x = QueryLastAccessResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[32]
+	mi := &file_emrchain_v1_query_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1841,7 +1955,7 @@ func (x *QueryLastAccessResponse) String() string {
 func (*QueryLastAccessResponse) ProtoMessage() {}
 
 func (x *QueryLastAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[32]
+	mi := &file_emrchain_v1_query_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1854,7 +1968,7 @@ func (x *QueryLastAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryLastAccessResponse.ProtoReflect.Descriptor instead.
 func (*QueryLastAccessResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{32}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *QueryLastAccessResponse) GetEvent() *AccessEvent {
@@ -1891,7 +2005,7 @@ type QueryBlobRefsRequest struct {
 
 func (x *QueryBlobRefsRequest) Reset() {
 	*x = QueryBlobRefsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[33]
+	mi := &file_emrchain_v1_query_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1903,7 +2017,7 @@ func (x *QueryBlobRefsRequest) String() string {
 func (*QueryBlobRefsRequest) ProtoMessage() {}
 
 func (x *QueryBlobRefsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[33]
+	mi := &file_emrchain_v1_query_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1916,7 +2030,7 @@ func (x *QueryBlobRefsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryBlobRefsRequest.ProtoReflect.Descriptor instead.
 func (*QueryBlobRefsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{33}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *QueryBlobRefsRequest) GetAfter() string {
@@ -1946,7 +2060,7 @@ type QueryBlobRefsResponse struct {
 
 func (x *QueryBlobRefsResponse) Reset() {
 	*x = QueryBlobRefsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[34]
+	mi := &file_emrchain_v1_query_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1958,7 +2072,7 @@ func (x *QueryBlobRefsResponse) String() string {
 func (*QueryBlobRefsResponse) ProtoMessage() {}
 
 func (x *QueryBlobRefsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[34]
+	mi := &file_emrchain_v1_query_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1971,7 +2085,7 @@ func (x *QueryBlobRefsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryBlobRefsResponse.ProtoReflect.Descriptor instead.
 func (*QueryBlobRefsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{34}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *QueryBlobRefsResponse) GetRefs() []*BlobRef {
@@ -2020,7 +2134,7 @@ type BlobRef struct {
 
 func (x *BlobRef) Reset() {
 	*x = BlobRef{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[35]
+	mi := &file_emrchain_v1_query_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2032,7 +2146,7 @@ func (x *BlobRef) String() string {
 func (*BlobRef) ProtoMessage() {}
 
 func (x *BlobRef) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[35]
+	mi := &file_emrchain_v1_query_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2045,7 +2159,7 @@ func (x *BlobRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobRef.ProtoReflect.Descriptor instead.
 func (*BlobRef) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{35}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *BlobRef) GetRef() string {
@@ -2129,6 +2243,16 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"\x05owner\x18\x01 \x01(\tR\x05owner\"\x8f\x01\n" +
 	"\x14QueryPatientResponse\x12.\n" +
 	"\apatient\x18\x01 \x01(\v2\x14.emrchain.v1.PatientR\apatient\x12\x16\n" +
+	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
+	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"Q\n" +
+	"\x16QueryPermissionRequest\x12\x1d\n" +
+	"\n" +
+	"patient_id\x18\x01 \x01(\tR\tpatientId\x12\x18\n" +
+	"\agrantee\x18\x02 \x01(\tR\agrantee\"\x9b\x01\n" +
+	"\x17QueryPermissionResponse\x127\n" +
+	"\n" +
+	"permission\x18\x01 \x01(\v2\x17.emrchain.v1.PermissionR\n" +
+	"permission\x12\x16\n" +
 	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
 	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"8\n" +
 	"\x17QueryPermissionsRequest\x12\x1d\n" +
@@ -2219,7 +2343,7 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"\n" +
 	"patient_id\x18\x02 \x01(\fR\tpatientId\x12\x1a\n" +
 	"\bcategory\x18\x03 \x01(\tR\bcategory\x12\x16\n" +
-	"\x06sha256\x18\x04 \x01(\fR\x06sha2562\xc3\x10\n" +
+	"\x06sha256\x18\x04 \x01(\fR\x06sha2562\xdf\x11\n" +
 	"\x05Query\x12h\n" +
 	"\x06Params\x12\x1f.emrchain.v1.QueryParamsRequest\x1a .emrchain.v1.QueryParamsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/emrchain/v1/params\x12\x86\x01\n" +
 	"\fOrganization\x12%.emrchain.v1.QueryOrganizationRequest\x1a&.emrchain.v1.QueryOrganizationResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/emrchain/v1/organizations/{id}\x12s\n" +
@@ -2227,7 +2351,9 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"\aAccount\x12 .emrchain.v1.QueryAccountRequest\x1a!.emrchain.v1.QueryAccountResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/emrchain/v1/accounts/{address}\x12z\n" +
 	"\aPatient\x12 .emrchain.v1.QueryPatientRequest\x1a!.emrchain.v1.QueryPatientResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/emrchain/v1/patients/{patient_id}\x12\x8b\x01\n" +
 	"\x0ePatientByOwner\x12'.emrchain.v1.QueryPatientByOwnerRequest\x1a!.emrchain.v1.QueryPatientResponse\"-\x82\xd3\xe4\x93\x02'\x12%/emrchain/v1/accounts/{owner}/patient\x12\x92\x01\n" +
-	"\vPermissions\x12$.emrchain.v1.QueryPermissionsRequest\x1a%.emrchain.v1.QueryPermissionsResponse\"6\x82\xd3\xe4\x93\x020\x12./emrchain/v1/patients/{patient_id}/permissions\x12z\n" +
+	"\vPermissions\x12$.emrchain.v1.QueryPermissionsRequest\x1a%.emrchain.v1.QueryPermissionsResponse\"6\x82\xd3\xe4\x93\x020\x12./emrchain/v1/patients/{patient_id}/permissions\x12\x99\x01\n" +
+	"\n" +
+	"Permission\x12#.emrchain.v1.QueryPermissionRequest\x1a$.emrchain.v1.QueryPermissionResponse\"@\x82\xd3\xe4\x93\x02:\x128/emrchain/v1/patients/{patient_id}/permissions/{grantee}\x12z\n" +
 	"\x06Grants\x12\x1f.emrchain.v1.QueryGrantsRequest\x1a .emrchain.v1.QueryGrantsResponse\"-\x82\xd3\xe4\x93\x02'\x12%/emrchain/v1/members/{grantee}/grants\x12\x82\x01\n" +
 	"\aRecords\x12 .emrchain.v1.QueryRecordsRequest\x1a!.emrchain.v1.QueryRecordsResponse\"2\x82\xd3\xe4\x93\x02,\x12*/emrchain/v1/patients/{patient_id}/records\x12\x8a\x01\n" +
 	"\x06Record\x12\x1f.emrchain.v1.QueryRecordRequest\x1a .emrchain.v1.QueryRecordResponse\"=\x82\xd3\xe4\x93\x027\x125/emrchain/v1/patients/{patient_id}/records/{sequence}\x12\x97\x01\n" +
@@ -2251,7 +2377,7 @@ func file_emrchain_v1_query_proto_rawDescGZIP() []byte {
 	return file_emrchain_v1_query_proto_rawDescData
 }
 
-var file_emrchain_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_emrchain_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_emrchain_v1_query_proto_goTypes = []any{
 	(*StoreProof)(nil),                 // 0: emrchain.v1.StoreProof
 	(*ProofOp)(nil),                    // 1: emrchain.v1.ProofOp
@@ -2268,114 +2394,120 @@ var file_emrchain_v1_query_proto_goTypes = []any{
 	(*QueryPatientRequest)(nil),        // 12: emrchain.v1.QueryPatientRequest
 	(*QueryPatientByOwnerRequest)(nil), // 13: emrchain.v1.QueryPatientByOwnerRequest
 	(*QueryPatientResponse)(nil),       // 14: emrchain.v1.QueryPatientResponse
-	(*QueryPermissionsRequest)(nil),    // 15: emrchain.v1.QueryPermissionsRequest
-	(*QueryPermissionsResponse)(nil),   // 16: emrchain.v1.QueryPermissionsResponse
-	(*QueryGrantsRequest)(nil),         // 17: emrchain.v1.QueryGrantsRequest
-	(*QueryGrantsResponse)(nil),        // 18: emrchain.v1.QueryGrantsResponse
-	(*QueryRecordsRequest)(nil),        // 19: emrchain.v1.QueryRecordsRequest
-	(*QueryRecordsResponse)(nil),       // 20: emrchain.v1.QueryRecordsResponse
-	(*QueryRecordRequest)(nil),         // 21: emrchain.v1.QueryRecordRequest
-	(*QueryRecordResponse)(nil),        // 22: emrchain.v1.QueryRecordResponse
-	(*QueryAccessEventsRequest)(nil),   // 23: emrchain.v1.QueryAccessEventsRequest
-	(*QueryAccessEventsResponse)(nil),  // 24: emrchain.v1.QueryAccessEventsResponse
-	(*QuerySharesRequest)(nil),         // 25: emrchain.v1.QuerySharesRequest
-	(*QuerySharesResponse)(nil),        // 26: emrchain.v1.QuerySharesResponse
-	(*QueryStudyRequest)(nil),          // 27: emrchain.v1.QueryStudyRequest
-	(*QueryStudyResponse)(nil),         // 28: emrchain.v1.QueryStudyResponse
-	(*QueryShareRequest)(nil),          // 29: emrchain.v1.QueryShareRequest
-	(*QueryShareResponse)(nil),         // 30: emrchain.v1.QueryShareResponse
-	(*QueryLastAccessRequest)(nil),     // 31: emrchain.v1.QueryLastAccessRequest
-	(*QueryLastAccessResponse)(nil),    // 32: emrchain.v1.QueryLastAccessResponse
-	(*QueryBlobRefsRequest)(nil),       // 33: emrchain.v1.QueryBlobRefsRequest
-	(*QueryBlobRefsResponse)(nil),      // 34: emrchain.v1.QueryBlobRefsResponse
-	(*BlobRef)(nil),                    // 35: emrchain.v1.BlobRef
-	(*Params)(nil),                     // 36: emrchain.v1.Params
-	(*Organization)(nil),               // 37: emrchain.v1.Organization
-	(*Member)(nil),                     // 38: emrchain.v1.Member
-	(*Account)(nil),                    // 39: emrchain.v1.Account
-	(*Patient)(nil),                    // 40: emrchain.v1.Patient
-	(*Permission)(nil),                 // 41: emrchain.v1.Permission
-	(*Record)(nil),                     // 42: emrchain.v1.Record
-	(*AccessEvent)(nil),                // 43: emrchain.v1.AccessEvent
-	(*Share)(nil),                      // 44: emrchain.v1.Share
-	(*Study)(nil),                      // 45: emrchain.v1.Study
+	(*QueryPermissionRequest)(nil),     // 15: emrchain.v1.QueryPermissionRequest
+	(*QueryPermissionResponse)(nil),    // 16: emrchain.v1.QueryPermissionResponse
+	(*QueryPermissionsRequest)(nil),    // 17: emrchain.v1.QueryPermissionsRequest
+	(*QueryPermissionsResponse)(nil),   // 18: emrchain.v1.QueryPermissionsResponse
+	(*QueryGrantsRequest)(nil),         // 19: emrchain.v1.QueryGrantsRequest
+	(*QueryGrantsResponse)(nil),        // 20: emrchain.v1.QueryGrantsResponse
+	(*QueryRecordsRequest)(nil),        // 21: emrchain.v1.QueryRecordsRequest
+	(*QueryRecordsResponse)(nil),       // 22: emrchain.v1.QueryRecordsResponse
+	(*QueryRecordRequest)(nil),         // 23: emrchain.v1.QueryRecordRequest
+	(*QueryRecordResponse)(nil),        // 24: emrchain.v1.QueryRecordResponse
+	(*QueryAccessEventsRequest)(nil),   // 25: emrchain.v1.QueryAccessEventsRequest
+	(*QueryAccessEventsResponse)(nil),  // 26: emrchain.v1.QueryAccessEventsResponse
+	(*QuerySharesRequest)(nil),         // 27: emrchain.v1.QuerySharesRequest
+	(*QuerySharesResponse)(nil),        // 28: emrchain.v1.QuerySharesResponse
+	(*QueryStudyRequest)(nil),          // 29: emrchain.v1.QueryStudyRequest
+	(*QueryStudyResponse)(nil),         // 30: emrchain.v1.QueryStudyResponse
+	(*QueryShareRequest)(nil),          // 31: emrchain.v1.QueryShareRequest
+	(*QueryShareResponse)(nil),         // 32: emrchain.v1.QueryShareResponse
+	(*QueryLastAccessRequest)(nil),     // 33: emrchain.v1.QueryLastAccessRequest
+	(*QueryLastAccessResponse)(nil),    // 34: emrchain.v1.QueryLastAccessResponse
+	(*QueryBlobRefsRequest)(nil),       // 35: emrchain.v1.QueryBlobRefsRequest
+	(*QueryBlobRefsResponse)(nil),      // 36: emrchain.v1.QueryBlobRefsResponse
+	(*BlobRef)(nil),                    // 37: emrchain.v1.BlobRef
+	(*Params)(nil),                     // 38: emrchain.v1.Params
+	(*Organization)(nil),               // 39: emrchain.v1.Organization
+	(*Member)(nil),                     // 40: emrchain.v1.Member
+	(*Account)(nil),                    // 41: emrchain.v1.Account
+	(*Patient)(nil),                    // 42: emrchain.v1.Patient
+	(*Permission)(nil),                 // 43: emrchain.v1.Permission
+	(*Record)(nil),                     // 44: emrchain.v1.Record
+	(*AccessEvent)(nil),                // 45: emrchain.v1.AccessEvent
+	(*Share)(nil),                      // 46: emrchain.v1.Share
+	(*Study)(nil),                      // 47: emrchain.v1.Study
 }
 var file_emrchain_v1_query_proto_depIdxs = []int32{
 	1,  // 0: emrchain.v1.StoreProof.ops:type_name -> emrchain.v1.ProofOp
-	36, // 1: emrchain.v1.QueryParamsResponse.params:type_name -> emrchain.v1.Params
+	38, // 1: emrchain.v1.QueryParamsResponse.params:type_name -> emrchain.v1.Params
 	0,  // 2: emrchain.v1.QueryParamsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	37, // 3: emrchain.v1.QueryOrganizationResponse.organization:type_name -> emrchain.v1.Organization
-	38, // 4: emrchain.v1.QueryOrganizationResponse.registrars:type_name -> emrchain.v1.Member
+	39, // 3: emrchain.v1.QueryOrganizationResponse.organization:type_name -> emrchain.v1.Organization
+	40, // 4: emrchain.v1.QueryOrganizationResponse.registrars:type_name -> emrchain.v1.Member
 	0,  // 5: emrchain.v1.QueryOrganizationResponse.proofs:type_name -> emrchain.v1.StoreProof
-	38, // 6: emrchain.v1.QueryMemberResponse.member:type_name -> emrchain.v1.Member
+	40, // 6: emrchain.v1.QueryMemberResponse.member:type_name -> emrchain.v1.Member
 	0,  // 7: emrchain.v1.QueryMemberResponse.proofs:type_name -> emrchain.v1.StoreProof
-	39, // 8: emrchain.v1.QueryAccountResponse.account:type_name -> emrchain.v1.Account
+	41, // 8: emrchain.v1.QueryAccountResponse.account:type_name -> emrchain.v1.Account
 	0,  // 9: emrchain.v1.QueryAccountResponse.proofs:type_name -> emrchain.v1.StoreProof
-	40, // 10: emrchain.v1.QueryPatientResponse.patient:type_name -> emrchain.v1.Patient
+	42, // 10: emrchain.v1.QueryPatientResponse.patient:type_name -> emrchain.v1.Patient
 	0,  // 11: emrchain.v1.QueryPatientResponse.proofs:type_name -> emrchain.v1.StoreProof
-	41, // 12: emrchain.v1.QueryPermissionsResponse.permissions:type_name -> emrchain.v1.Permission
-	0,  // 13: emrchain.v1.QueryPermissionsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	41, // 14: emrchain.v1.QueryGrantsResponse.permissions:type_name -> emrchain.v1.Permission
-	0,  // 15: emrchain.v1.QueryGrantsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	2,  // 16: emrchain.v1.QueryRecordsRequest.page:type_name -> emrchain.v1.PageRequest
-	42, // 17: emrchain.v1.QueryRecordsResponse.records:type_name -> emrchain.v1.Record
-	3,  // 18: emrchain.v1.QueryRecordsResponse.page:type_name -> emrchain.v1.PageResponse
-	0,  // 19: emrchain.v1.QueryRecordsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	42, // 20: emrchain.v1.QueryRecordResponse.record:type_name -> emrchain.v1.Record
-	0,  // 21: emrchain.v1.QueryRecordResponse.proofs:type_name -> emrchain.v1.StoreProof
-	2,  // 22: emrchain.v1.QueryAccessEventsRequest.page:type_name -> emrchain.v1.PageRequest
-	43, // 23: emrchain.v1.QueryAccessEventsResponse.events:type_name -> emrchain.v1.AccessEvent
-	3,  // 24: emrchain.v1.QueryAccessEventsResponse.page:type_name -> emrchain.v1.PageResponse
-	0,  // 25: emrchain.v1.QueryAccessEventsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	2,  // 26: emrchain.v1.QuerySharesRequest.page:type_name -> emrchain.v1.PageRequest
-	44, // 27: emrchain.v1.QuerySharesResponse.shares:type_name -> emrchain.v1.Share
-	3,  // 28: emrchain.v1.QuerySharesResponse.page:type_name -> emrchain.v1.PageResponse
-	0,  // 29: emrchain.v1.QuerySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
-	45, // 30: emrchain.v1.QueryStudyResponse.study:type_name -> emrchain.v1.Study
-	0,  // 31: emrchain.v1.QueryStudyResponse.proofs:type_name -> emrchain.v1.StoreProof
-	44, // 32: emrchain.v1.QueryShareResponse.share:type_name -> emrchain.v1.Share
-	0,  // 33: emrchain.v1.QueryShareResponse.proofs:type_name -> emrchain.v1.StoreProof
-	43, // 34: emrchain.v1.QueryLastAccessResponse.event:type_name -> emrchain.v1.AccessEvent
-	0,  // 35: emrchain.v1.QueryLastAccessResponse.proofs:type_name -> emrchain.v1.StoreProof
-	35, // 36: emrchain.v1.QueryBlobRefsResponse.refs:type_name -> emrchain.v1.BlobRef
-	0,  // 37: emrchain.v1.QueryBlobRefsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	4,  // 38: emrchain.v1.Query.Params:input_type -> emrchain.v1.QueryParamsRequest
-	6,  // 39: emrchain.v1.Query.Organization:input_type -> emrchain.v1.QueryOrganizationRequest
-	8,  // 40: emrchain.v1.Query.Member:input_type -> emrchain.v1.QueryMemberRequest
-	10, // 41: emrchain.v1.Query.Account:input_type -> emrchain.v1.QueryAccountRequest
-	12, // 42: emrchain.v1.Query.Patient:input_type -> emrchain.v1.QueryPatientRequest
-	13, // 43: emrchain.v1.Query.PatientByOwner:input_type -> emrchain.v1.QueryPatientByOwnerRequest
-	15, // 44: emrchain.v1.Query.Permissions:input_type -> emrchain.v1.QueryPermissionsRequest
-	17, // 45: emrchain.v1.Query.Grants:input_type -> emrchain.v1.QueryGrantsRequest
-	19, // 46: emrchain.v1.Query.Records:input_type -> emrchain.v1.QueryRecordsRequest
-	21, // 47: emrchain.v1.Query.Record:input_type -> emrchain.v1.QueryRecordRequest
-	23, // 48: emrchain.v1.Query.AccessEvents:input_type -> emrchain.v1.QueryAccessEventsRequest
-	25, // 49: emrchain.v1.Query.Shares:input_type -> emrchain.v1.QuerySharesRequest
-	29, // 50: emrchain.v1.Query.Share:input_type -> emrchain.v1.QueryShareRequest
-	31, // 51: emrchain.v1.Query.LastAccess:input_type -> emrchain.v1.QueryLastAccessRequest
-	27, // 52: emrchain.v1.Query.Study:input_type -> emrchain.v1.QueryStudyRequest
-	33, // 53: emrchain.v1.Query.BlobRefs:input_type -> emrchain.v1.QueryBlobRefsRequest
-	5,  // 54: emrchain.v1.Query.Params:output_type -> emrchain.v1.QueryParamsResponse
-	7,  // 55: emrchain.v1.Query.Organization:output_type -> emrchain.v1.QueryOrganizationResponse
-	9,  // 56: emrchain.v1.Query.Member:output_type -> emrchain.v1.QueryMemberResponse
-	11, // 57: emrchain.v1.Query.Account:output_type -> emrchain.v1.QueryAccountResponse
-	14, // 58: emrchain.v1.Query.Patient:output_type -> emrchain.v1.QueryPatientResponse
-	14, // 59: emrchain.v1.Query.PatientByOwner:output_type -> emrchain.v1.QueryPatientResponse
-	16, // 60: emrchain.v1.Query.Permissions:output_type -> emrchain.v1.QueryPermissionsResponse
-	18, // 61: emrchain.v1.Query.Grants:output_type -> emrchain.v1.QueryGrantsResponse
-	20, // 62: emrchain.v1.Query.Records:output_type -> emrchain.v1.QueryRecordsResponse
-	22, // 63: emrchain.v1.Query.Record:output_type -> emrchain.v1.QueryRecordResponse
-	24, // 64: emrchain.v1.Query.AccessEvents:output_type -> emrchain.v1.QueryAccessEventsResponse
-	26, // 65: emrchain.v1.Query.Shares:output_type -> emrchain.v1.QuerySharesResponse
-	30, // 66: emrchain.v1.Query.Share:output_type -> emrchain.v1.QueryShareResponse
-	32, // 67: emrchain.v1.Query.LastAccess:output_type -> emrchain.v1.QueryLastAccessResponse
-	28, // 68: emrchain.v1.Query.Study:output_type -> emrchain.v1.QueryStudyResponse
-	34, // 69: emrchain.v1.Query.BlobRefs:output_type -> emrchain.v1.QueryBlobRefsResponse
-	54, // [54:70] is the sub-list for method output_type
-	38, // [38:54] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	43, // 12: emrchain.v1.QueryPermissionResponse.permission:type_name -> emrchain.v1.Permission
+	0,  // 13: emrchain.v1.QueryPermissionResponse.proofs:type_name -> emrchain.v1.StoreProof
+	43, // 14: emrchain.v1.QueryPermissionsResponse.permissions:type_name -> emrchain.v1.Permission
+	0,  // 15: emrchain.v1.QueryPermissionsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	43, // 16: emrchain.v1.QueryGrantsResponse.permissions:type_name -> emrchain.v1.Permission
+	0,  // 17: emrchain.v1.QueryGrantsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	2,  // 18: emrchain.v1.QueryRecordsRequest.page:type_name -> emrchain.v1.PageRequest
+	44, // 19: emrchain.v1.QueryRecordsResponse.records:type_name -> emrchain.v1.Record
+	3,  // 20: emrchain.v1.QueryRecordsResponse.page:type_name -> emrchain.v1.PageResponse
+	0,  // 21: emrchain.v1.QueryRecordsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	44, // 22: emrchain.v1.QueryRecordResponse.record:type_name -> emrchain.v1.Record
+	0,  // 23: emrchain.v1.QueryRecordResponse.proofs:type_name -> emrchain.v1.StoreProof
+	2,  // 24: emrchain.v1.QueryAccessEventsRequest.page:type_name -> emrchain.v1.PageRequest
+	45, // 25: emrchain.v1.QueryAccessEventsResponse.events:type_name -> emrchain.v1.AccessEvent
+	3,  // 26: emrchain.v1.QueryAccessEventsResponse.page:type_name -> emrchain.v1.PageResponse
+	0,  // 27: emrchain.v1.QueryAccessEventsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	2,  // 28: emrchain.v1.QuerySharesRequest.page:type_name -> emrchain.v1.PageRequest
+	46, // 29: emrchain.v1.QuerySharesResponse.shares:type_name -> emrchain.v1.Share
+	3,  // 30: emrchain.v1.QuerySharesResponse.page:type_name -> emrchain.v1.PageResponse
+	0,  // 31: emrchain.v1.QuerySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
+	47, // 32: emrchain.v1.QueryStudyResponse.study:type_name -> emrchain.v1.Study
+	0,  // 33: emrchain.v1.QueryStudyResponse.proofs:type_name -> emrchain.v1.StoreProof
+	46, // 34: emrchain.v1.QueryShareResponse.share:type_name -> emrchain.v1.Share
+	0,  // 35: emrchain.v1.QueryShareResponse.proofs:type_name -> emrchain.v1.StoreProof
+	45, // 36: emrchain.v1.QueryLastAccessResponse.event:type_name -> emrchain.v1.AccessEvent
+	0,  // 37: emrchain.v1.QueryLastAccessResponse.proofs:type_name -> emrchain.v1.StoreProof
+	37, // 38: emrchain.v1.QueryBlobRefsResponse.refs:type_name -> emrchain.v1.BlobRef
+	0,  // 39: emrchain.v1.QueryBlobRefsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	4,  // 40: emrchain.v1.Query.Params:input_type -> emrchain.v1.QueryParamsRequest
+	6,  // 41: emrchain.v1.Query.Organization:input_type -> emrchain.v1.QueryOrganizationRequest
+	8,  // 42: emrchain.v1.Query.Member:input_type -> emrchain.v1.QueryMemberRequest
+	10, // 43: emrchain.v1.Query.Account:input_type -> emrchain.v1.QueryAccountRequest
+	12, // 44: emrchain.v1.Query.Patient:input_type -> emrchain.v1.QueryPatientRequest
+	13, // 45: emrchain.v1.Query.PatientByOwner:input_type -> emrchain.v1.QueryPatientByOwnerRequest
+	17, // 46: emrchain.v1.Query.Permissions:input_type -> emrchain.v1.QueryPermissionsRequest
+	15, // 47: emrchain.v1.Query.Permission:input_type -> emrchain.v1.QueryPermissionRequest
+	19, // 48: emrchain.v1.Query.Grants:input_type -> emrchain.v1.QueryGrantsRequest
+	21, // 49: emrchain.v1.Query.Records:input_type -> emrchain.v1.QueryRecordsRequest
+	23, // 50: emrchain.v1.Query.Record:input_type -> emrchain.v1.QueryRecordRequest
+	25, // 51: emrchain.v1.Query.AccessEvents:input_type -> emrchain.v1.QueryAccessEventsRequest
+	27, // 52: emrchain.v1.Query.Shares:input_type -> emrchain.v1.QuerySharesRequest
+	31, // 53: emrchain.v1.Query.Share:input_type -> emrchain.v1.QueryShareRequest
+	33, // 54: emrchain.v1.Query.LastAccess:input_type -> emrchain.v1.QueryLastAccessRequest
+	29, // 55: emrchain.v1.Query.Study:input_type -> emrchain.v1.QueryStudyRequest
+	35, // 56: emrchain.v1.Query.BlobRefs:input_type -> emrchain.v1.QueryBlobRefsRequest
+	5,  // 57: emrchain.v1.Query.Params:output_type -> emrchain.v1.QueryParamsResponse
+	7,  // 58: emrchain.v1.Query.Organization:output_type -> emrchain.v1.QueryOrganizationResponse
+	9,  // 59: emrchain.v1.Query.Member:output_type -> emrchain.v1.QueryMemberResponse
+	11, // 60: emrchain.v1.Query.Account:output_type -> emrchain.v1.QueryAccountResponse
+	14, // 61: emrchain.v1.Query.Patient:output_type -> emrchain.v1.QueryPatientResponse
+	14, // 62: emrchain.v1.Query.PatientByOwner:output_type -> emrchain.v1.QueryPatientResponse
+	18, // 63: emrchain.v1.Query.Permissions:output_type -> emrchain.v1.QueryPermissionsResponse
+	16, // 64: emrchain.v1.Query.Permission:output_type -> emrchain.v1.QueryPermissionResponse
+	20, // 65: emrchain.v1.Query.Grants:output_type -> emrchain.v1.QueryGrantsResponse
+	22, // 66: emrchain.v1.Query.Records:output_type -> emrchain.v1.QueryRecordsResponse
+	24, // 67: emrchain.v1.Query.Record:output_type -> emrchain.v1.QueryRecordResponse
+	26, // 68: emrchain.v1.Query.AccessEvents:output_type -> emrchain.v1.QueryAccessEventsResponse
+	28, // 69: emrchain.v1.Query.Shares:output_type -> emrchain.v1.QuerySharesResponse
+	32, // 70: emrchain.v1.Query.Share:output_type -> emrchain.v1.QueryShareResponse
+	34, // 71: emrchain.v1.Query.LastAccess:output_type -> emrchain.v1.QueryLastAccessResponse
+	30, // 72: emrchain.v1.Query.Study:output_type -> emrchain.v1.QueryStudyResponse
+	36, // 73: emrchain.v1.Query.BlobRefs:output_type -> emrchain.v1.QueryBlobRefsResponse
+	57, // [57:74] is the sub-list for method output_type
+	40, // [40:57] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_emrchain_v1_query_proto_init() }
@@ -2390,7 +2522,7 @@ func file_emrchain_v1_query_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_emrchain_v1_query_proto_rawDesc), len(file_emrchain_v1_query_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

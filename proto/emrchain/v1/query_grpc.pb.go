@@ -26,6 +26,7 @@ const (
 	Query_Patient_FullMethodName        = "/emrchain.v1.Query/Patient"
 	Query_PatientByOwner_FullMethodName = "/emrchain.v1.Query/PatientByOwner"
 	Query_Permissions_FullMethodName    = "/emrchain.v1.Query/Permissions"
+	Query_Permission_FullMethodName     = "/emrchain.v1.Query/Permission"
 	Query_Grants_FullMethodName         = "/emrchain.v1.Query/Grants"
 	Query_Records_FullMethodName        = "/emrchain.v1.Query/Records"
 	Query_Record_FullMethodName         = "/emrchain.v1.Query/Record"
@@ -60,6 +61,11 @@ type QueryClient interface {
 	PatientByOwner(ctx context.Context, in *QueryPatientByOwnerRequest, opts ...grpc.CallOption) (*QueryPatientResponse, error)
 	// Permissions lists the consents a patient has given (active and revoked).
 	Permissions(ctx context.Context, in *QueryPermissionsRequest, opts ...grpc.CallOption) (*QueryPermissionsResponse, error)
+	// Permission returns the consent a patient has given one grantee (active
+	// or revoked): one key, where Permissions reads the patient's whole
+	// list. NOT_FOUND when the patient is not enrolled or has given that
+	// grantee none. The blob sidecars authorize with it.
+	Permission(ctx context.Context, in *QueryPermissionRequest, opts ...grpc.CallOption) (*QueryPermissionResponse, error)
 	// Grants lists the consents a member holds.
 	Grants(ctx context.Context, in *QueryGrantsRequest, opts ...grpc.CallOption) (*QueryGrantsResponse, error)
 	// Records lists a patient's records, oldest first, optionally of one category.
@@ -157,6 +163,16 @@ func (c *queryClient) Permissions(ctx context.Context, in *QueryPermissionsReque
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(QueryPermissionsResponse)
 	err := c.cc.Invoke(ctx, Query_Permissions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryClient) Permission(ctx context.Context, in *QueryPermissionRequest, opts ...grpc.CallOption) (*QueryPermissionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QueryPermissionResponse)
+	err := c.cc.Invoke(ctx, Query_Permission_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -276,6 +292,11 @@ type QueryServer interface {
 	PatientByOwner(context.Context, *QueryPatientByOwnerRequest) (*QueryPatientResponse, error)
 	// Permissions lists the consents a patient has given (active and revoked).
 	Permissions(context.Context, *QueryPermissionsRequest) (*QueryPermissionsResponse, error)
+	// Permission returns the consent a patient has given one grantee (active
+	// or revoked): one key, where Permissions reads the patient's whole
+	// list. NOT_FOUND when the patient is not enrolled or has given that
+	// grantee none. The blob sidecars authorize with it.
+	Permission(context.Context, *QueryPermissionRequest) (*QueryPermissionResponse, error)
 	// Grants lists the consents a member holds.
 	Grants(context.Context, *QueryGrantsRequest) (*QueryGrantsResponse, error)
 	// Records lists a patient's records, oldest first, optionally of one category.
@@ -329,6 +350,9 @@ func (UnimplementedQueryServer) PatientByOwner(context.Context, *QueryPatientByO
 }
 func (UnimplementedQueryServer) Permissions(context.Context, *QueryPermissionsRequest) (*QueryPermissionsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Permissions not implemented")
+}
+func (UnimplementedQueryServer) Permission(context.Context, *QueryPermissionRequest) (*QueryPermissionResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Permission not implemented")
 }
 func (UnimplementedQueryServer) Grants(context.Context, *QueryGrantsRequest) (*QueryGrantsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Grants not implemented")
@@ -500,6 +524,24 @@ func _Query_Permissions_Handler(srv interface{}, ctx context.Context, dec func(i
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(QueryServer).Permissions(ctx, req.(*QueryPermissionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Query_Permission_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QueryPermissionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServer).Permission(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Query_Permission_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServer).Permission(ctx, req.(*QueryPermissionRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -700,6 +742,10 @@ var Query_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Permissions",
 			Handler:    _Query_Permissions_Handler,
+		},
+		{
+			MethodName: "Permission",
+			Handler:    _Query_Permission_Handler,
 		},
 		{
 			MethodName: "Grants",
