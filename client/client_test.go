@@ -253,6 +253,22 @@ func TestClientAgainstNode(t *testing.T) {
 		if !errors.Is(err, client.ErrNotFound) || !errors.As(err, &cerr) {
 			t.Fatalf("unknown member: %v, want a verified ErrNotFound", err)
 		}
+		// One consent by its key: the list's entry; none is a verified
+		// "not found", which GranteeKEK reports as no permission.
+		perms, _, err := c.Permissions(ctx, w.patientID)
+		if err != nil || len(perms) != 1 {
+			t.Fatalf("Permissions: %v, %v", perms, err)
+		}
+		perm, info, err := c.Permission(ctx, w.patientID, w.clinician.Address())
+		if err != nil || !proto.Equal(perm, perms[0]) || !info.Verified {
+			t.Fatalf("Permission of the clinician: %v, %+v, %v; want %v, verified", perm, info, err, perms[0])
+		}
+		if _, _, err := c.Permission(ctx, w.patientID, w.registrar.Address()); !errors.Is(err, client.ErrNotFound) || !errors.As(err, &cerr) {
+			t.Fatalf("Permission of a member without consent: %v, want a verified ErrNotFound", err)
+		}
+		if _, _, err := c.GranteeKEK(ctx, w.registrar.EncPrivKey(), w.patientID, w.registrar.Address()); !errors.Is(err, app.ErrNoPermission) || !errors.Is(err, client.ErrNotFound) {
+			t.Fatalf("GranteeKEK without consent: %v, want ErrNoPermission", err)
+		}
 		// A verified invalid query.
 		if err := c.Query(ctx, "Member", &emrv1.QueryMemberRequest{Address: "zz"}, &emrv1.QueryMemberResponse{}); !errors.Is(err, app.ErrInvalidQuery) {
 			t.Fatalf("bad address: %v", err)

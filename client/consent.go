@@ -57,6 +57,22 @@ func (c *Client) Permissions(ctx context.Context, patientID []byte) ([]*emrv1.Pe
 	return resp.Permissions, info, nil
 }
 
+// Permission returns the consent a patient has given grantee (active or
+// revoked), proven by its one key, and the query's provenance. None, or no
+// such patient, is an error wrapping ErrNotFound (verified too).
+func (c *Client) Permission(ctx context.Context, patientID, grantee []byte) (*emrv1.Permission, *QueryInfo, error) {
+	var resp emrv1.QueryPermissionResponse
+	req := &emrv1.QueryPermissionRequest{PatientId: hex.EncodeToString(patientID), Grantee: hex.EncodeToString(grantee)}
+	info, err := c.QueryInfo(ctx, "Permission", req, &resp)
+	if err != nil {
+		return nil, nil, err
+	}
+	if resp.Permission == nil {
+		return nil, nil, verificationError("Permission: an answer without the permission")
+	}
+	return resp.Permission, info, nil
+}
+
 // AllGrants pages through the consents grantee holds (ordered by patient
 // id), each page a verified query. The provenance is the last page's.
 func (c *Client) AllGrants(ctx context.Context, grantee []byte) ([]*emrv1.Permission, *QueryInfo, error) {
@@ -478,13 +494,9 @@ func (r *RevokeResult) LastRotation() *RotationResult {
 // remaining grantees hold the in-between KEK and records stay under older
 // versions, which they cannot open: run again, it completes.
 func (c *Client) RevokeAndRotate(ctx context.Context, s Signer, patientID, grantee []byte, newKEK KEKFunc, rewrap Rewrapper) (*RevokeResult, error) {
-	perms, _, err := c.Permissions(ctx, patientID)
+	perm, _, err := c.Permission(ctx, patientID, grantee)
 	if err != nil {
 		return nil, err
-	}
-	perm := permissionOf(perms, grantee)
-	if perm == nil {
-		return nil, fmt.Errorf("%w: the patient has granted %X nothing", ErrNotFound, grantee)
 	}
 	res := &RevokeResult{Grantee: grantee, RevokedHeight: perm.RevokedHeight}
 	if perm.RevokedHeight == 0 {
@@ -497,11 +509,12 @@ func (c *Client) RevokeAndRotate(ctx context.Context, s Signer, patientID, grant
 		// Read again after the revocation: the grantee's envelope version
 		// is final only in a state where it is revoked (as the first read
 		// already was when an earlier run revoked).
-		perms, info, err := c.Permissions(ctx, patientID)
+		var info *QueryInfo
+		perm, info, err = c.Permission(ctx, patientID, grantee)
 		if err != nil {
-			return res, fmt.Errorf("revoked at height %d, but reading the permissions for the key rotation failed (run revoke again to finish it): %w", res.RevokedHeight, err)
+			return res, fmt.Errorf("revoked at height %d, but reading the permission for the key rotation failed (run revoke again to finish it): %w", res.RevokedHeight, err)
 		}
-		if perm = permissionOf(perms, grantee); perm == nil || perm.RevokedHeight == 0 {
+		if perm.RevokedHeight == 0 {
 			return res, fmt.Errorf("%w: %X is not revoked in the state at height %d (run revoke again to finish it)", ErrStale, grantee, info.Height)
 		}
 	}
@@ -533,14 +546,12 @@ func (c *Client) RevokeAndRotate(ctx context.Context, s Signer, patientID, grant
 // GranteeKEK opens the KEK a member holds for a patient, from the member's
 // verified permission. It returns the KEK and its version.
 func (c *Client) GranteeKEK(ctx context.Context, encPriv *ecdh.PrivateKey, patientID, grantee []byte) ([]byte, uint64, error) {
-	perms, _, err := c.Permissions(ctx, patientID)
-	if err != nil {
-		return nil, 0, err
-	}
-	perm := permissionOf(perms, grantee)
+	perm, _, err := c.Permission(ctx, patientID, grantee)
 	switch {
-	case perm == nil:
-		return nil, 0, fmt.Errorf("%w: the patient has granted %X nothing", app.ErrNoPermission, grantee)
+	case errors.Is(err, ErrNotFound):
+		return nil, 0, fmt.Errorf("%w: %w", app.ErrNoPermission, err)
+	case err != nil:
+		return nil, 0, err
 	case perm.RevokedHeight != 0:
 		return nil, 0, fmt.Errorf("%w at height %d", app.ErrPermissionRevoked, perm.RevokedHeight)
 	}

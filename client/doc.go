@@ -72,6 +72,9 @@
 //     accepted "item by item, not complete" for these lists; the gap
 //     proofs close that hole. The chain enforces the rest anyway: a
 //     RotateKey built from a list missing a standing grant is refused.)
+//     Where one consent is needed (GranteeKEK, RevokeAndRotate),
+//     Permission reads it by its key instead: one proof, however many
+//     grantees the patient has.
 //   - Organization lists the organization's registrars: each one is
 //     proven, but the list is not proven complete, because the query walks
 //     every member of the organization (not only registrars) and proving
