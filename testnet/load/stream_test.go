@@ -51,24 +51,32 @@ func (s *scriptedTxService) BroadcastTxs(stream grpc.BidiStreamingServer[emrv1.B
 	}
 }
 
-// TestStreamLine: a batch's answers come back in order and are booked as
-// JSON-RPC's are; a batch left unanswered fails after the line's timeout,
-// and the next batch goes out on a new stream.
-func TestStreamLine(t *testing.T) {
+// serveGRPC serves srv on a loopback port until the test ends, and
+// returns a client of it.
+func serveGRPC(t *testing.T, srv *grpc.Server) *grpcNode {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(grpc.MaxConcurrentStreams(2))
-	svc := &scriptedTxService{}
-	emrv1.RegisterTxServiceServer(srv, svc)
 	go func() { _ = srv.Serve(lis) }()
-	defer srv.Stop()
+	t.Cleanup(srv.Stop)
 	n, err := newGRPCNode(lis.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer n.close()
+	t.Cleanup(n.close)
+	return n
+}
+
+// TestStreamLine: a batch's answers come back in order and are booked as
+// JSON-RPC's are; a batch left unanswered fails after the line's timeout,
+// and the next batch goes out on a new stream.
+func TestStreamLine(t *testing.T) {
+	srv := grpc.NewServer(grpc.MaxConcurrentStreams(2))
+	svc := &scriptedTxService{}
+	emrv1.RegisterTxServiceServer(srv, svc)
+	n := serveGRPC(t, srv)
 	l := n.line().(*streamLine)
 	l.timeout = 300 * time.Millisecond
 	defer l.close()
@@ -138,18 +146,7 @@ func TestCheckLoopbackAddr(t *testing.T) {
 // TxService fails every batch; the sender counts the failures and keeps
 // the first one's text for the report, so the user learns why.
 func TestSenderKeepsTheFirstRPCError(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer() // serves nothing
-	go func() { _ = srv.Serve(lis) }()
-	defer srv.Stop()
-	n, err := newGRPCNode(lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.close()
+	n := serveGRPC(t, grpc.NewServer()) // serves nothing
 	s := &sender{nodes: []submitter{n}, conns: 1, stats: newSendStats()}
 	s.send(context.Background(), []*plannedTx{{raw: []byte("a")}}, 0, time.Now().Add(300*time.Millisecond))
 	if s.stats.rpcErrors.Load() == 0 || s.stats.accepted.Load() != 0 {
