@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -373,6 +374,7 @@ func TestClientAgainstNode(t *testing.T) {
 	})
 
 	t.Run("LyingNode", func(t *testing.T) { testLyingNode(t, w) })
+	t.Run("RangeProofsAtOnce", func(t *testing.T) { testRangeProofsAtOnce(t, w) })
 	t.Run("Fork", func(t *testing.T) { testFork(t, w, fork) })
 
 	t.Run("RevokeAndRotate", func(t *testing.T) {
@@ -533,6 +535,42 @@ func notFound(method string) func(clienttest.Call, json.RawMessage) json.RawMess
 		}})
 		return b
 	}
+}
+
+// testRangeProofsAtOnce: the gap proofs that make a verified list
+// complete are asked for several at a time, not one after another. Every
+// raw-key proof is held 100 ms in the proxy; the most held at once is
+// counted.
+func testRangeProofsAtOnce(t *testing.T, w *world) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	proxy := clienttest.NewProxy(t, w.node.RPC)
+	var mu sync.Mutex
+	held, most, proofs := 0, 0, 0
+	proxy.SetRewrite(func(call clienttest.Call, result json.RawMessage) json.RawMessage {
+		if call.Method != "abci_query" || !bytes.Contains(call.Params, []byte(app.RawKeyPath)) {
+			return result
+		}
+		mu.Lock()
+		held, proofs = held+1, proofs+1
+		most = max(most, held)
+		mu.Unlock()
+		time.Sleep(100 * time.Millisecond)
+		mu.Lock()
+		held--
+		mu.Unlock()
+		return result
+	})
+	var resp emrv1.QueryBlobRefsResponse
+	if err := w.mustClient(t, proxy.URL).Query(ctx, "BlobRefs", &emrv1.QueryBlobRefsRequest{}, &resp); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(resp.Refs) < 3 || proofs < len(resp.Refs) || most < 2 {
+		t.Fatalf("%d refs proven with %d gap proofs, at most %d at once; want several at once", len(resp.Refs), proofs, most)
+	}
+	t.Logf("%d refs proven with %d gap proofs, at most %d at once", len(resp.Refs), proofs, most)
 }
 
 func testLyingNode(t *testing.T, w *world) {

@@ -68,7 +68,8 @@
 //     two listed keys (and before the first, and after the last when the
 //     query walked to the end), a proof that the gap's first key is absent
 //     whose authenticated right neighbour is the next listed key. This
-//     costs one extra round trip per listed item. (The design first
+//     costs one extra round trip per listed item; the client asks for
+//     eight of them at a time. (The design first
 //     accepted "item by item, not complete" for these lists; the gap
 //     proofs close that hole. The chain enforces the rest anyway: a
 //     RotateKey built from a list missing a standing grant is refused.)

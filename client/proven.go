@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"sync"
+	"sync/atomic"
 
 	cmtcrypto "github.com/cometbft/cometbft/api/cometbft/crypto/v1"
 	rpcclient "github.com/cometbft/cometbft/rpc/client"
@@ -287,13 +289,43 @@ func (c *Client) proveEmpty(ctx context.Context, height int64, root, lo, hi []by
 	return nil
 }
 
-// proveRangesComplete proves every range the querier walked complete.
+// rangeProofsAtOnce bounds the gap proofs proveRangesComplete asks for
+// at once: a list of n items needs about n of them, one round trip each.
+const rangeProofsAtOnce = 8
+
+// proveRangesComplete proves every range the querier walked complete,
+// rangeProofsAtOnce proofs at a time. Once a proof fails no more are
+// asked for; the error is the first failure in key order among those
+// asked, as one at a time would have returned it.
 func (c *Client) proveRangesComplete(ctx context.Context, height int64, root []byte, pr *provenReader) error {
+	var ranges [][2][]byte
 	for _, it := range pr.iterations {
-		for _, r := range it.emptyRanges() {
-			if err := c.proveEmpty(ctx, height, root, r[0], r[1]); err != nil {
-				return err
+		ranges = append(ranges, it.emptyRanges()...)
+	}
+	errs := make([]error, len(ranges))
+	var (
+		wg     sync.WaitGroup
+		failed atomic.Bool
+		slots  = make(chan struct{}, rangeProofsAtOnce)
+	)
+	for i, r := range ranges {
+		slots <- struct{}{}
+		if failed.Load() {
+			<-slots
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			if errs[i] = c.proveEmpty(ctx, height, root, r[0], r[1]); errs[i] != nil {
+				failed.Store(true)
 			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
 		}
 	}
 	return nil
