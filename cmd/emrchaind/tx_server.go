@@ -112,12 +112,26 @@ func (s *txServer) maxTxBytes() int {
 // BroadcastTx implements emrchain.v1.TxService: CheckTx, then (unless async)
 // wait for the block. See tx_service.proto for the contract.
 func (s *txServer) BroadcastTx(ctx context.Context, req *emrv1.BroadcastTxRequest) (resp *emrv1.BroadcastTxResponse, err error) {
-	defer s.recoverPanic("BroadcastTx", &err)
-	if err := s.refuse(req.GetTx()); err != nil {
-		return nil, err
+	defer func() {
+		if r := recover(); r != nil {
+			s.logger.Error("BroadcastTx panicked", "panic", r, "stack", string(debug.Stack()))
+			resp, err = nil, grpcstatus.Error(codes.Internal, "internal error in BroadcastTx")
+		}
+	}()
+	select {
+	case <-s.done:
+		return nil, grpcstatus.Error(codes.Unavailable, "the node is shutting down")
+	default:
+	}
+	if len(req.GetTx()) == 0 {
+		return nil, grpcstatus.Error(codes.InvalidArgument, "empty tx: send a serialized emrchain.v1.Tx")
+	}
+	if max := s.maxTxBytes(); len(req.Tx) > max {
+		return nil, grpcstatus.Errorf(codes.InvalidArgument, "tx of %d bytes is above the maximum %d", len(req.Tx), max)
 	}
 	tx := cmttypes.Tx(req.Tx)
 	hash := tx.Hash()
+	out := &emrv1.BroadcastTxResponse{Hash: hex.EncodeToString(hash)}
 
 	// Subscribe before CheckTx: on a fast chain the block can come before
 	// CheckTx's answer has been read.
@@ -141,9 +155,31 @@ func (s *txServer) BroadcastTx(ctx context.Context, req *emrv1.BroadcastTxReques
 			}
 		}()
 	}
-	out, final, err := s.check(tx, hash)
-	if err != nil || final || req.Async {
-		return out, err
+
+	// The zero rpctypes.Context has a background context: CheckTx on the
+	// local ABCI client answers promptly and cannot be abandoned halfway.
+	check, err := s.rpc.BroadcastTxSync(&rpctypes.Context{}, tx)
+	var invalid mempool.ErrInvalidTx
+	switch {
+	case errors.As(err, &invalid):
+		// CometBFT v1 reports CheckTx's rejection as an error.
+		out.Code, out.Codespace, out.Log = invalid.Code, invalid.Codespace, invalid.Log
+		return out, nil
+	case errors.Is(err, mempool.ErrTxInCache):
+		// Seen before: committed already, or still in the mempool.
+		if res := s.lookup(hash); res != nil {
+			return res, nil
+		}
+		if req.Async {
+			return out, nil
+		}
+	case err != nil:
+		return nil, mempoolError(err)
+	case check.Code != 0:
+		out.Code, out.Codespace, out.Log = check.Code, check.Codespace, check.Log
+		return out, nil
+	case req.Async:
+		return out, nil
 	}
 	return s.wait(ctx, sub, hash)
 }
@@ -173,7 +209,7 @@ func (s *txServer) BroadcastTxs(stream grpc.BidiStreamingServer[emrv1.BroadcastT
 	for {
 		select {
 		case req := <-reqs:
-			if err := stream.Send(s.broadcastAsync(req.GetTx())); err != nil {
+			if err := stream.Send(s.broadcastAsync(ctx, req.GetTx())); err != nil {
 				return err
 			}
 		case err := <-recvErr:
@@ -191,79 +227,12 @@ func (s *txServer) BroadcastTxs(stream grpc.BidiStreamingServer[emrv1.BroadcastT
 
 // broadcastAsync is one tx of a BroadcastTxs stream: BroadcastTx with
 // async, its error status turned into the answer's refusal.
-func (s *txServer) broadcastAsync(raw []byte) (resp *emrv1.BroadcastTxsResponse) {
-	var err error
-	defer func() {
-		if err != nil {
-			resp = &emrv1.BroadcastTxsResponse{Outcome: &emrv1.BroadcastTxsResponse_Refusal{Refusal: grpcstatus.Convert(err).Proto()}}
-		}
-	}()
-	defer s.recoverPanic("BroadcastTxs", &err)
-	if err = s.refuse(raw); err != nil {
-		return nil
-	}
-	tx := cmttypes.Tx(raw)
-	out, _, err := s.check(tx, tx.Hash())
+func (s *txServer) broadcastAsync(ctx context.Context, raw []byte) *emrv1.BroadcastTxsResponse {
+	out, err := s.BroadcastTx(ctx, &emrv1.BroadcastTxRequest{Tx: raw, Async: true})
 	if err != nil {
-		return nil
+		return &emrv1.BroadcastTxsResponse{Outcome: &emrv1.BroadcastTxsResponse_Refusal{Refusal: grpcstatus.Convert(err).Proto()}}
 	}
 	return &emrv1.BroadcastTxsResponse{Outcome: &emrv1.BroadcastTxsResponse_Result{Result: out}}
-}
-
-// recoverPanic turns a panic of a broadcast into an INTERNAL status in
-// *err, logged with its stack. Deferred.
-func (s *txServer) recoverPanic(method string, err *error) {
-	if r := recover(); r != nil {
-		s.logger.Error(method+" panicked", "panic", r, "stack", string(debug.Stack()))
-		*err = grpcstatus.Error(codes.Internal, "internal error in "+method)
-	}
-}
-
-// refuse is the status for any tx while the services stop, or a tx no
-// node takes (empty, above the size limit); nil for a tx to check.
-func (s *txServer) refuse(tx []byte) error {
-	select {
-	case <-s.done:
-		return grpcstatus.Error(codes.Unavailable, "the node is shutting down")
-	default:
-	}
-	if len(tx) == 0 {
-		return grpcstatus.Error(codes.InvalidArgument, "empty tx: send a serialized emrchain.v1.Tx")
-	}
-	if max := s.maxTxBytes(); len(tx) > max {
-		return grpcstatus.Errorf(codes.InvalidArgument, "tx of %d bytes is above the maximum %d", len(tx), max)
-	}
-	return nil
-}
-
-// check runs CheckTx on tx. final says the answer is complete: CheckTx
-// rejected the tx, or it was committed already (its result). Otherwise
-// the tx is in the mempool and out is the answer of an async broadcast,
-// code 0 at height 0. err is the mempool's refusal, as a status.
-func (s *txServer) check(tx cmttypes.Tx, hash []byte) (out *emrv1.BroadcastTxResponse, final bool, err error) {
-	out = &emrv1.BroadcastTxResponse{Hash: hex.EncodeToString(hash)}
-	// The zero rpctypes.Context has a background context: CheckTx on the
-	// local ABCI client answers promptly and cannot be abandoned halfway.
-	res, err := s.rpc.BroadcastTxSync(&rpctypes.Context{}, tx)
-	var invalid mempool.ErrInvalidTx
-	switch {
-	case errors.As(err, &invalid):
-		// CometBFT v1 reports CheckTx's rejection as an error.
-		out.Code, out.Codespace, out.Log = invalid.Code, invalid.Codespace, invalid.Log
-		return out, true, nil
-	case errors.Is(err, mempool.ErrTxInCache):
-		// Seen before: committed already, or still in the mempool.
-		if committed := s.lookup(hash); committed != nil {
-			return committed, true, nil
-		}
-		return out, false, nil
-	case err != nil:
-		return nil, false, mempoolError(err)
-	case res.Code != 0:
-		out.Code, out.Codespace, out.Log = res.Code, res.Codespace, res.Log
-		return out, true, nil
-	}
-	return out, false, nil
 }
 
 // wait waits for the tx's block, polling the tx index as a fallback.

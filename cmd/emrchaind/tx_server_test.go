@@ -126,7 +126,7 @@ func TestBroadcastAsyncRefusals(t *testing.T) {
 		{"empty", broken, nil, codes.InvalidArgument},
 		{"panic", broken, []byte("x"), codes.Internal},
 	} {
-		r := c.s.broadcastAsync(c.tx)
+		r := c.s.broadcastAsync(context.Background(), c.tx)
 		if ref := r.GetRefusal(); ref == nil || codes.Code(ref.Code) != c.want || ref.Message == "" || r.GetResult() != nil {
 			t.Errorf("%s: %v, want refusal %v", c.name, r, c.want)
 		}
