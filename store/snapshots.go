@@ -230,9 +230,11 @@ func (sn *Snapshots) names() ([]SnapshotInfo, error) {
 // the snapshots that do read: the caller may offer those and report the
 // rest.
 func (sn *Snapshots) List() ([]SnapshotInfo, error) {
+	// Held while the metadata is read: a prune removing a snapshot would
+	// otherwise make it look damaged.
 	sn.mu.Lock()
+	defer sn.mu.Unlock()
 	all, err := sn.names()
-	sn.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
@@ -240,11 +242,6 @@ func (sn *Snapshots) List() ([]SnapshotInfo, error) {
 	var unreadable []error
 	for _, s := range all {
 		info, err := sn.info(s.Height, s.Format)
-		if errors.Is(err, ErrSnapshotNotFound) {
-			if _, serr := os.Stat(filepath.Join(sn.dir, snapshotName(s.Height, s.Format))); errors.Is(serr, os.ErrNotExist) {
-				continue // pruned since it was listed
-			}
-		}
 		if err != nil {
 			unreadable = append(unreadable, fmt.Errorf("store: snapshot %s is left out: %w", snapshotName(s.Height, s.Format), err))
 			continue
