@@ -319,7 +319,9 @@ func (q *Querier) Permissions(_ context.Context, req *emrv1.QueryPermissionsRequ
 }
 
 func (q *Querier) Permission(_ context.Context, req *emrv1.QueryPermissionRequest) (*emrv1.QueryPermissionResponse, error) {
-	p, err := q.patient(req.PatientId)
+	// One key: a consent is never without its patient (patients are not
+	// deleted), so the patient is not read.
+	id, err := parseHex("patient id", req.PatientId, PatientIDSize)
 	if err != nil {
 		return nil, err
 	}
@@ -327,12 +329,12 @@ func (q *Querier) Permission(_ context.Context, req *emrv1.QueryPermissionReques
 	if err != nil {
 		return nil, err
 	}
-	perm, err := q.st().permission(p.Id, grantee)
+	perm, err := q.st().permission(id, grantee)
 	if err != nil {
 		return nil, err
 	}
 	if perm == nil {
-		return nil, fmt.Errorf("%w: patient %x has given %X no consent", ErrNotFound, p.Id, grantee)
+		return nil, fmt.Errorf("%w: patient %x is not enrolled or has given %X no consent", ErrNotFound, id, grantee)
 	}
 	return &emrv1.QueryPermissionResponse{Permission: perm}, nil
 }

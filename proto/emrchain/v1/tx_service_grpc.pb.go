@@ -53,8 +53,8 @@ type TxServiceClient interface {
 	// A tx the node did not take is answered, and the stream goes on. The
 	// stream itself ends with an error when the node stops (UNAVAILABLE),
 	// when the client goes away, or on a message gRPC itself refuses (above
-	// the node's receive limit, 64 KiB over the largest tx:
-	// RESOURCE_EXHAUSTED).
+	// the node's receive limit, the larger of 4 MiB and 64 KiB over the
+	// largest tx: RESOURCE_EXHAUSTED).
 	BroadcastTxs(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[BroadcastTxsRequest, BroadcastTxsResponse], error)
 }
 
@@ -119,8 +119,8 @@ type TxServiceServer interface {
 	// A tx the node did not take is answered, and the stream goes on. The
 	// stream itself ends with an error when the node stops (UNAVAILABLE),
 	// when the client goes away, or on a message gRPC itself refuses (above
-	// the node's receive limit, 64 KiB over the largest tx:
-	// RESOURCE_EXHAUSTED).
+	// the node's receive limit, the larger of 4 MiB and 64 KiB over the
+	// largest tx: RESOURCE_EXHAUSTED).
 	BroadcastTxs(grpc.BidiStreamingServer[BroadcastTxsRequest, BroadcastTxsResponse]) error
 	mustEmbedUnimplementedTxServiceServer()
 }
