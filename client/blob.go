@@ -931,15 +931,15 @@ func (c *Client) ShareRecord(ctx context.Context, s Signer, req ShareRequest, op
 // shareConsent returns the signer's verified permission if it stands and
 // carries the share right for the study; otherwise an error that says why.
 func (c *Client) shareConsent(ctx context.Context, grantee, patientID []byte, studyID string) (*emrv1.Permission, error) {
-	perms, info, err := c.Permissions(ctx, patientID)
-	if err != nil {
-		return nil, fmt.Errorf("permissions of patient %x: %w", patientID, err)
+	p, info, err := c.Permission(ctx, patientID, grantee)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, fmt.Errorf("patient %x has granted you nothing: %w", patientID, err)
+	case err != nil:
+		return nil, fmt.Errorf("your consent from patient %x: %w", patientID, err)
 	}
 	now := info.timeOrNow()
-	p := permissionOf(perms, grantee)
 	switch {
-	case p == nil:
-		return nil, fmt.Errorf("patient %x has granted you nothing", patientID)
 	case p.RevokedHeight != 0:
 		return nil, fmt.Errorf("your consent from patient %x was revoked at height %d", patientID, p.RevokedHeight)
 	case p.NotBefore != nil && now.Before(p.NotBefore.AsTime()):

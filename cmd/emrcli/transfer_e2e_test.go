@@ -214,6 +214,8 @@ func TestTransferFlow(t *testing.T) {
 	}
 	// A share right for another study does not do.
 	e.fails(1, "is for study \"cardio-2026\"", "share", "--from", "sharer", "--patient", pid, "--record", "3", "--study", "other-study")
+	// Nor does no consent at all.
+	e.fails(1, "has granted you nothing", "share", "--from", "pi", "--patient", pid, "--record", "3", "--study", "cardio-2026")
 	var shared struct {
 		Share      uint64 `json:"share"`
 		Anonymised bool   `json:"anonymised"`
