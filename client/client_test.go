@@ -571,6 +571,45 @@ func testRangeProofsAtOnce(t *testing.T, w *world) {
 		t.Fatalf("%d refs proven with %d gap proofs, at most %d at once; want several at once", len(resp.Refs), proofs, most)
 	}
 	t.Logf("%d refs proven with %d gap proofs, at most %d at once", len(resp.Refs), proofs, most)
+
+	// A node that refuses every gap proof, the first asked answering
+	// last: the error names the lowest key, as one at a time would.
+	var lowest []byte
+	first := true
+	proxy.SetRewrite(func(call clienttest.Call, result json.RawMessage) json.RawMessage {
+		if call.Method != "abci_query" || !bytes.Contains(call.Params, []byte(app.RawKeyPath)) {
+			return result
+		}
+		var params struct {
+			Data string `json:"data"`
+		}
+		_ = json.Unmarshal(call.Params, &params)
+		key, _ := hex.DecodeString(params.Data)
+		mu.Lock()
+		if lowest == nil || bytes.Compare(key, lowest) < 0 {
+			lowest = key
+		}
+		wait := first
+		first = false
+		mu.Unlock()
+		if wait {
+			time.Sleep(200 * time.Millisecond)
+		}
+		var res map[string]map[string]any
+		if err := json.Unmarshal(result, &res); err != nil {
+			t.Errorf("abci_query result: %v", err)
+			return result
+		}
+		res["response"]["code"], res["response"]["log"] = 1, "refused"
+		out, _ := json.Marshal(res)
+		return out
+	})
+	mu.Unlock()
+	err := w.mustClient(t, proxy.URL).Query(ctx, "BlobRefs", &emrv1.QueryBlobRefsRequest{}, &resp)
+	mu.Lock()
+	if !errors.Is(err, client.ErrVerification) || lowest == nil || !strings.Contains(err.Error(), fmt.Sprintf("at key %X:", lowest)) {
+		t.Fatalf("every gap proof refused: %v; want the refusal at the lowest key %X", err, lowest)
+	}
 }
 
 func testLyingNode(t *testing.T, w *world) {

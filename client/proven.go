@@ -2,17 +2,18 @@ package client
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"sort"
-	"sync"
 	"sync/atomic"
 
 	cmtcrypto "github.com/cometbft/cometbft/api/cometbft/crypto/v1"
 	rpcclient "github.com/cometbft/cometbft/rpc/client"
 	ics23 "github.com/cosmos/ics23/go"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/emrchain/emrchain/app"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
@@ -294,9 +295,9 @@ func (c *Client) proveEmpty(ctx context.Context, height int64, root, lo, hi []by
 const rangeProofsAtOnce = 8
 
 // proveRangesComplete proves every range the querier walked complete,
-// rangeProofsAtOnce proofs at a time. Once a proof fails no more are
-// asked for; the error is the first failure in key order among those
-// asked, as one at a time would have returned it.
+// rangeProofsAtOnce proofs at a time. Once a proof fails no new ones are
+// started; the error is the first failure in key order among those asked,
+// as one at a time would have returned it.
 func (c *Client) proveRangesComplete(ctx context.Context, height int64, root []byte, pr *provenReader) error {
 	var ranges [][2][]byte
 	for _, it := range pr.iterations {
@@ -304,29 +305,21 @@ func (c *Client) proveRangesComplete(ctx context.Context, height int64, root []b
 	}
 	errs := make([]error, len(ranges))
 	var (
-		wg     sync.WaitGroup
+		g      errgroup.Group
 		failed atomic.Bool
-		slots  = make(chan struct{}, rangeProofsAtOnce)
 	)
+	g.SetLimit(rangeProofsAtOnce)
 	for i, r := range ranges {
-		slots <- struct{}{}
 		if failed.Load() {
-			<-slots
 			break
 		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-slots; wg.Done() }()
+		g.Go(func() error {
 			if errs[i] = c.proveEmpty(ctx, height, root, r[0], r[1]); errs[i] != nil {
 				failed.Store(true)
 			}
-		}()
+			return nil // errs keeps them in key order
+		})
 	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	_ = g.Wait()
+	return cmp.Or(errs...)
 }
