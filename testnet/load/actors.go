@@ -154,8 +154,11 @@ func checkLoopback(raw string) error {
 	default:
 		return fmt.Errorf("endpoint %q: want http://127.0.0.1:PORT", raw)
 	}
-	if h := u.Hostname(); h != "127.0.0.1" && h != "localhost" {
+	if !isLoopbackHost(u.Hostname()) {
 		return fmt.Errorf("endpoint %q: only 127.0.0.1 targets are allowed", raw)
 	}
 	return nil
 }
+
+// isLoopbackHost: the only hosts a load may target.
+func isLoopbackHost(h string) bool { return h == "127.0.0.1" || h == "localhost" }

@@ -281,7 +281,7 @@ func TestSettleKeepsSignerOrder(t *testing.T) {
 	}
 	s := &sender{stats: newSendStats()}
 	broken := map[int32]bool{}
-	retry, wasFull := s.settle(batch, outs, broken)
+	retry, wasFull, _ := s.settle(batch, outs, broken)
 	if !wasFull {
 		t.Error("a full mempool was not reported")
 	}
@@ -306,7 +306,7 @@ func TestSettleKeepsSignerOrder(t *testing.T) {
 		t.Errorf("accepted %d full %d", s.stats.accepted.Load(), s.stats.full.Load())
 	}
 	later := []*plannedTx{item(3), item(2)}
-	if retry, _ := s.settle(later, []outcome{{}, {}}, broken); len(retry) != 0 || !later[0].refused.Load() || later[1].refused.Load() {
+	if retry, _, _ := s.settle(later, []outcome{{}, {}}, broken); len(retry) != 0 || !later[0].refused.Load() || later[1].refused.Load() {
 		t.Errorf("a tx after its signer's rejection: refused %v, want true", later[0].refused.Load())
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
 )
 
 // rpcTimeout bounds every RPC call.
@@ -201,17 +202,11 @@ func (l *rpcLine) close() {}
 // isMempoolFull: the node's mempool did not take the tx for want of room
 // (CometBFT's RPC error, by its text, or BroadcastTxs's RESOURCE_EXHAUSTED).
 func isMempoolFull(err error) bool {
-	var (
-		re  *rpcError
-		ref *refusal
-	)
-	switch {
-	case errors.As(err, &re):
+	var re *rpcError
+	if errors.As(err, &re) {
 		return strings.Contains(re.Data, "mempool is full") || strings.Contains(re.Data, "considered as full")
-	case errors.As(err, &ref):
-		return ref.code == codes.ResourceExhausted
 	}
-	return false
+	return grpcstatus.Code(err) == codes.ResourceExhausted
 }
 
 // isInCache: the node had the tx already, in its mempool or committed.

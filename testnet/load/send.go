@@ -210,20 +210,26 @@ func (s *sender) worker(ctx, dctx context.Context, n submitter, queue []*planned
 			sleepCtx(dctx, errorBackoff)
 			continue
 		}
-		retry, full := s.settle(batch, outs, broken)
+		retry, full, failed := s.settle(batch, outs, broken)
 		queue = append(retry, queue...)
-		if full {
+		switch {
+		case full:
 			sleepCtx(dctx, backoff)
 			backoff = min(2*backoff, maxFullBackoff)
-		} else if len(retry) == 0 {
+		case failed:
+			// A node that refuses txs (catching up, stopping) is not
+			// asked again at once, as after a failed batch.
+			sleepCtx(dctx, errorBackoff)
+		case len(retry) == 0:
 			backoff = fullBackoff
 		}
 	}
 }
 
 // settle books a batch's answers and returns, in order, the txs to send
-// again, and whether the mempool was full.
-func (s *sender) settle(batch []*plannedTx, outs []outcome, broken map[int32]bool) (retry []*plannedTx, full bool) {
+// again, whether the mempool was full, and whether the node failed a tx
+// otherwise (an RPC error of its own).
+func (s *sender) settle(batch []*plannedTx, outs []outcome, broken map[int32]bool) (retry []*plannedTx, full, failed bool) {
 	stalled := map[int32]bool{} // signers with a tx of this batch not taken
 	for j, t := range batch {
 		o := outs[j]
@@ -254,9 +260,10 @@ func (s *sender) settle(batch []*plannedTx, outs []outcome, broken map[int32]boo
 			retry = append(retry, t)
 		default:
 			s.stats.rpcError(o.err)
+			failed = true
 			stalled[t.signer] = true
 			retry = append(retry, t)
 		}
 	}
-	return retry, full
+	return retry, full, failed
 }

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	grpcstatus "google.golang.org/grpc/status"
 
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
@@ -129,7 +129,7 @@ func (l *streamLine) exchange(txs [][]byte) ([]outcome, error) {
 // streamOutcome is a BroadcastTxs answer as the sender books it.
 func streamOutcome(r *emrv1.BroadcastTxsResponse) outcome {
 	if ref := r.GetRefusal(); ref != nil {
-		return outcome{err: &refusal{code: codes.Code(ref.GetCode()), message: ref.GetMessage()}}
+		return outcome{err: grpcstatus.ErrorProto(ref)}
 	}
 	res := r.GetResult()
 	if res == nil {
@@ -149,15 +149,6 @@ func (l *streamLine) close() {
 	l.stream, l.ctx, l.cancel = nil, nil, nil
 }
 
-// refusal is a node's refusal to take a tx (a BroadcastTxs answer's
-// status).
-type refusal struct {
-	code    codes.Code
-	message string
-}
-
-func (r *refusal) Error() string { return fmt.Sprintf("refused (%s): %s", r.code, r.message) }
-
 // errCommitted answers a tx the node had committed already.
 var errCommitted = errors.New("committed already")
 
@@ -167,7 +158,7 @@ func checkLoopbackAddr(addr string) error {
 	if err != nil {
 		return fmt.Errorf("gRPC endpoint %q: want 127.0.0.1:PORT: %w", addr, err)
 	}
-	if host != "127.0.0.1" && host != "localhost" {
+	if !isLoopbackHost(host) {
 		return fmt.Errorf("gRPC endpoint %q: only 127.0.0.1 targets are allowed", addr)
 	}
 	return nil

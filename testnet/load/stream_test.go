@@ -17,7 +17,7 @@ import (
 )
 
 // scriptedTxService answers BroadcastTxs by the tx's text: "full" is
-// refused as a full mempool, "done" was committed at height 5, "bad" is
+// refused as a full mempool, "down" as by a node catching up, "done" was committed at height 5, "bad" is
 // rejected with code 3, "hang" is never answered; anything else is taken.
 type scriptedTxService struct {
 	emrv1.UnimplementedTxServiceServer
@@ -35,6 +35,8 @@ func (s *scriptedTxService) BroadcastTxs(stream grpc.BidiStreamingServer[emrv1.B
 		switch string(req.Tx) {
 		case "full":
 			r.Outcome = &emrv1.BroadcastTxsResponse_Refusal{Refusal: grpcstatus.New(codes.ResourceExhausted, "mempool is full").Proto()}
+		case "down":
+			r.Outcome = &emrv1.BroadcastTxsResponse_Refusal{Refusal: grpcstatus.New(codes.Unavailable, "catching up").Proto()}
 		case "done":
 			r.Outcome = &emrv1.BroadcastTxsResponse_Result{Result: &emrv1.BroadcastTxResponse{Height: 5}}
 		case "bad":
@@ -154,5 +156,23 @@ func TestSenderKeepsTheFirstRPCError(t *testing.T) {
 	}
 	if text := s.stats.errorText(); !strings.Contains(text, "rpc errors, the first: BroadcastTxs") || !strings.Contains(text, "Unimplemented") {
 		t.Errorf("error text %q", text)
+	}
+}
+
+// TestSenderBacksOffARefusingNode: a node that refuses a tx (here, as one
+// catching up would) is asked again after errorBackoff, not at once: a
+// tight loop would take the CPU the nodes share.
+func TestSenderBacksOffARefusingNode(t *testing.T) {
+	srv := grpc.NewServer()
+	emrv1.RegisterTxServiceServer(srv, &scriptedTxService{})
+	n := serveGRPC(t, srv)
+	s := &sender{nodes: []submitter{n}, conns: 1, stats: newSendStats()}
+	const window = 500 * time.Millisecond
+	s.send(context.Background(), []*plannedTx{{raw: []byte("down")}}, 0, time.Now().Add(window))
+	if got, most := s.stats.attempts.Load(), int64(window/errorBackoff)+1; got < 2 || got > most {
+		t.Fatalf("%d attempts in %s, want 2 to %d (one per %s)", got, window, most, errorBackoff)
+	}
+	if !strings.Contains(s.stats.errorText(), "catching up") {
+		t.Errorf("error text %q", s.stats.errorText())
 	}
 }
