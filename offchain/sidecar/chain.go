@@ -423,7 +423,7 @@ func (v *queryView) StateBlobs(ctx context.Context, after string) (StateBlobs, e
 		return StateBlobs{}, fmt.Errorf("query BlobRefs: an empty page after %q says more come after %q", after, page.Next)
 	}
 	for _, r := range resp.Refs {
-		if len(r.PatientId) != patientIDSize || len(r.Sha256) != sha256.Size || r.Category == "" {
+		if len(r.PatientId) != patientIDSize || len(r.Sha256) != sha256.Size || checkCategory(r.Category) != nil {
 			return StateBlobs{}, fmt.Errorf("query BlobRefs: %q: a patient id of %d bytes, a SHA-256 of %d, category %q",
 				r.Ref, len(r.PatientId), len(r.Sha256), r.Category)
 		}

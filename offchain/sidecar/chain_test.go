@@ -212,11 +212,12 @@ func TestQueryViewStateBlobs(t *testing.T) {
 		return r
 	}
 	for name, resp := range map[string]*emrv1.QueryBlobRefsResponse{
-		"no height":        {Refs: []*emrv1.BlobRef{good}},
-		"empty, more come": {Height: 9, Next: "record/x/2"},
-		"short patient id": {Height: 9, Refs: []*emrv1.BlobRef{with(func(r *emrv1.BlobRef) { r.PatientId = pid[:31] })}},
-		"short sha256":     {Height: 9, Refs: []*emrv1.BlobRef{with(func(r *emrv1.BlobRef) { r.Sha256 = sum[:31] })}},
-		"no category":      {Height: 9, Refs: []*emrv1.BlobRef{with(func(r *emrv1.BlobRef) { r.Category = "" })}},
+		"no height":          {Refs: []*emrv1.BlobRef{good}},
+		"empty, more come":   {Height: 9, Next: "record/x/2"},
+		"short patient id":   {Height: 9, Refs: []*emrv1.BlobRef{with(func(r *emrv1.BlobRef) { r.PatientId = pid[:31] })}},
+		"short sha256":       {Height: 9, Refs: []*emrv1.BlobRef{with(func(r *emrv1.BlobRef) { r.Sha256 = sum[:31] })}},
+		"no category":        {Height: 9, Refs: []*emrv1.BlobRef{with(func(r *emrv1.BlobRef) { r.Category = "" })}},
+		"a path as category": {Height: 9, Refs: []*emrv1.BlobRef{with(func(r *emrv1.BlobRef) { r.Category = "../lab" })}},
 	} {
 		if page, err := view(resp).StateBlobs(context.Background(), ""); err == nil {
 			t.Errorf("%s: accepted as %+v", name, page)
