@@ -21,6 +21,8 @@ import (
 	lightdb "github.com/cometbft/cometbft/light/store/db"
 	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
 	cmttypes "github.com/cometbft/cometbft/types"
+
+	"github.com/emrchain/emrchain/internal/durable"
 )
 
 // Files under Config.Home.
@@ -73,11 +75,7 @@ func writeTrustRoot(home string, tr *TrustRoot) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(home, trustFileName+".tmp")
-	if err := os.WriteFile(tmp, append(raw, '\n'), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(home, trustFileName))
+	return durable.ReplaceFile(filepath.Join(home, trustFileName), append(raw, '\n'), 0o600)
 }
 
 // TrustRoot returns the root the client's light store trusts (nil when
