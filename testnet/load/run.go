@@ -97,7 +97,7 @@ func (c *Config) defaults() error {
 		}
 	case SubmitGRPC:
 		if len(c.Target.GRPC) == 0 {
-			return errors.New("submit grpc: the nodes' gRPC addresses are not known: give --grpc for every --node, or --testnet without --node")
+			return errors.New("submit grpc: the nodes' gRPC addresses are not known: give --grpc for every --node (a --testnet whose testnet.json lacks a node's \"grpc\" names none), or --submit jsonrpc")
 		}
 	case SubmitJSONRPC:
 	default:
