@@ -72,6 +72,11 @@ func (p seedProgress) encode() []byte {
 	return append(b, p.After...)
 }
 
+// decodeSeedProgress is encode's inverse.
+func decodeSeedProgress(v []byte) (seedProgress, error) {
+	return decodeSeedProgress(v)
+}
+
 func refBlobKey(key blobstore.Key) []byte {
 	b := append([]byte{refBlobPrefix}, key.Owner[:]...)
 	return append(b, key.Sum[:]...)
@@ -277,7 +282,7 @@ func (x *refIndex) seed(ctx context.Context, chain ChainView, log Logger) (refCu
 			prog.Height = page.Height
 		}
 		prog.After, prog.Done = page.Next, page.Next == ""
-		if err := x.put(page.Blobs, &prog, nil); err != nil {
+		if err := x.putSeedPage(page.Blobs, prog); err != nil {
 			return refCursor{}, err
 		}
 		blobs += len(page.Blobs)
@@ -315,16 +320,33 @@ func (x *refIndex) add(cur refCursor, blocks []BlockBlobs) (refCursor, error) {
 	}
 	last := blocks[len(blocks)-1]
 	next := refCursor{Height: last.Height, Time: last.Time}
-	if err := x.put(keys, nil, &next); err != nil {
+	if err := x.putBlocks(keys, next); err != nil {
 		return cur, fmt.Errorf("blocks %d-%d: %w", blocks[0].Height, last.Height, err)
 	}
 	return next, nil
 }
 
-// put writes keys as one batch with either the new cursor next (synced; it
-// ends any seed) or, next nil, a seed's progress prog; then it tells onAdd.
-func (x *refIndex) put(keys []blobstore.Key, prog *seedProgress, next *refCursor) error {
-	if err := x.writeBatch(keys, prog, next); err != nil {
+// putBlocks writes the blob keys of a run of blocks and the cursor past
+// them, next, as one synced batch (it ends any seed).
+func (x *refIndex) putBlocks(keys []blobstore.Key, next refCursor) error {
+	return x.put(keys, true, func(b dbm.Batch) error {
+		if err := b.Set(refCursorKey, next.encode()); err != nil {
+			return err
+		}
+		return b.Delete(refSeedKey)
+	}, func() { x.cur = next })
+}
+
+// putSeedPage writes the blob keys of one page of a seed and the seed's
+// progress, unsynced: the cursor a seed ends with is written synced.
+func (x *refIndex) putSeedPage(keys []blobstore.Key, prog seedProgress) error {
+	return x.put(keys, false, func(b dbm.Batch) error { return b.Set(refSeedKey, prog.encode()) }, nil)
+}
+
+// put writes keys and what meta adds as one batch (synced if sync), runs
+// done under the index's lock once it is written, then tells onAdd.
+func (x *refIndex) put(keys []blobstore.Key, sync bool, meta func(dbm.Batch) error, done func()) error {
+	if err := x.writeBatch(keys, sync, meta, done); err != nil {
 		return err
 	}
 	if x.onAdd != nil {
@@ -333,7 +355,7 @@ func (x *refIndex) put(keys []blobstore.Key, prog *seedProgress, next *refCursor
 	return nil
 }
 
-func (x *refIndex) writeBatch(keys []blobstore.Key, prog *seedProgress, next *refCursor) error {
+func (x *refIndex) writeBatch(keys []blobstore.Key, sync bool, meta func(dbm.Batch) error, done func()) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.db == nil {
@@ -346,21 +368,18 @@ func (x *refIndex) writeBatch(keys []blobstore.Key, prog *seedProgress, next *re
 			return fmt.Errorf("reference index: %w", err)
 		}
 	}
-	var err error
-	if next != nil {
-		if err = batch.Set(refCursorKey, next.encode()); err == nil {
-			if err = batch.Delete(refSeedKey); err == nil {
-				err = batch.WriteSync()
-			}
-		}
-	} else if err = batch.Set(refSeedKey, prog.encode()); err == nil {
-		err = batch.Write()
+	write := batch.Write
+	if sync {
+		write = batch.WriteSync
 	}
-	if err != nil {
+	if err := meta(batch); err != nil {
 		return fmt.Errorf("reference index: %w", err)
 	}
-	if next != nil {
-		x.cur = *next
+	if err := write(); err != nil {
+		return fmt.Errorf("reference index: %w", err)
+	}
+	if done != nil {
+		done()
 	}
 	return nil
 }
