@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // FuzzParseBlobRef: a GET's query string is refused or read as exactly one
@@ -45,6 +46,34 @@ func FuzzParseBlobRef(f *testing.F) {
 		again, err := parseBlobRef(back)
 		if err != nil || again.Share != ref.Share || again.Sequence != ref.Sequence || !bytes.Equal(again.PatientID, ref.PatientID) {
 			t.Fatalf("%q: %v encodes as %q, read back as %v (%v)", raw, ref, ref.query(), again, err)
+		}
+	})
+}
+
+// FuzzDecodeRefIndexMeta: the reference index's cursor and a seed's
+// progress, as read back from its database, are refused or decoded into
+// values whose encoding is exactly the bytes read; neither decoder panics.
+func FuzzDecodeRefIndexMeta(f *testing.F) {
+	for _, seed := range [][]byte{
+		refCursor{Height: 12, Time: time.Unix(1700000000, 5).UTC()}.encode(),
+		seedProgress{Height: 40, After: "patient/ab/record/7"}.encode(),
+		seedProgress{Height: 40, Done: true}.encode(),
+		{0, 0, 0, 0, 0, 0, 0, 1, 2},
+		{1, 2, 3},
+		nil,
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, v []byte) {
+		if cur, err := decodeRefCursor(v); err == nil {
+			if back := cur.encode(); !bytes.Equal(back, v) {
+				t.Fatalf("cursor %x decodes as %+v, which encodes as %x", v, cur, back)
+			}
+		}
+		if prog, err := decodeSeedProgress(v); err == nil {
+			if back := prog.encode(); !bytes.Equal(back, v) {
+				t.Fatalf("seed progress %x decodes as %+v, which encodes as %x", v, prog, back)
+			}
 		}
 	})
 }

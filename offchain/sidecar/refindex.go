@@ -74,7 +74,10 @@ func (p seedProgress) encode() []byte {
 
 // decodeSeedProgress is encode's inverse.
 func decodeSeedProgress(v []byte) (seedProgress, error) {
-	return decodeSeedProgress(v)
+	if len(v) < 9 || v[8] > 1 {
+		return seedProgress{}, fmt.Errorf("reference index: the seed's progress (%x) does not decode: remove the directory to rebuild the index", v)
+	}
+	return seedProgress{Height: int64(binary.BigEndian.Uint64(v)), Done: v[8] == 1, After: string(v[9:])}, nil
 }
 
 func refBlobKey(key blobstore.Key) []byte {
@@ -125,12 +128,8 @@ func newRefIndex(db dbm.DB) (*refIndex, error) {
 	}
 	x := &refIndex{db: db}
 	if v != nil {
-		if len(v) != 16 {
-			return nil, fmt.Errorf("the cursor is %d bytes, want 16: remove the directory to rebuild the index", len(v))
-		}
-		x.cur = refCursor{
-			Height: int64(binary.BigEndian.Uint64(v)),
-			Time:   time.Unix(0, int64(binary.BigEndian.Uint64(v[8:]))).UTC(),
+		if x.cur, err = decodeRefCursor(v); err != nil {
+			return nil, err
 		}
 	}
 	return x, nil
@@ -139,6 +138,17 @@ func newRefIndex(db dbm.DB) (*refIndex, error) {
 func (c refCursor) encode() []byte {
 	b := binary.BigEndian.AppendUint64(nil, uint64(c.Height))
 	return binary.BigEndian.AppendUint64(b, uint64(c.Time.UnixNano()))
+}
+
+// decodeRefCursor is encode's inverse.
+func decodeRefCursor(v []byte) (refCursor, error) {
+	if len(v) != 16 {
+		return refCursor{}, fmt.Errorf("the cursor is %d bytes, want 16: remove the directory to rebuild the index", len(v))
+	}
+	return refCursor{
+		Height: int64(binary.BigEndian.Uint64(v)),
+		Time:   time.Unix(0, int64(binary.BigEndian.Uint64(v[8:]))).UTC(),
+	}, nil
 }
 
 // cursor is how far the index is complete.
@@ -395,8 +405,5 @@ func (x *refIndex) seedProgress() (seedProgress, error) {
 	if err != nil || v == nil {
 		return seedProgress{}, err
 	}
-	if len(v) < 9 || v[8] > 1 {
-		return seedProgress{}, fmt.Errorf("reference index: the seed's progress (%x) does not decode: remove the directory to rebuild the index", v)
-	}
-	return seedProgress{Height: int64(binary.BigEndian.Uint64(v)), Done: v[8] == 1, After: string(v[9:])}, nil
+	return decodeSeedProgress(v)
 }
