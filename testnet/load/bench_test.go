@@ -42,8 +42,10 @@ import (
 //	go test ./testnet/load -run '^$' -bench 'ValidatorPath/records=1000000' -benchtime 30x -timeout 60m
 //
 // VALIDATOR_PATH_CPUPROFILE=FILE writes a CPU profile of the measured
-// blocks alone (with -benchtime 1x the fill runs once), and
-// VALIDATOR_PATH_NODE_CACHE=N measures with an IAVL node cache of N nodes.
+// blocks alone (with -benchtime 1x the fill runs once),
+// VALIDATOR_PATH_NODE_CACHE=N measures with an IAVL node cache of N nodes,
+// and VALIDATOR_PATH_BLOCK_TXS=N with blocks of N transactions instead of
+// 2,000 (a fixed rate's blocks are smaller than saturation's).
 func BenchmarkValidatorPath(b *testing.B) {
 	for _, fill := range []int{0, 100_000, 1_000_000} {
 		b.Run(fmt.Sprintf("records=%d", fill), func(b *testing.B) {
@@ -56,7 +58,10 @@ func BenchmarkValidatorPath(b *testing.B) {
 }
 
 func benchValidatorPath(b *testing.B, fill int) {
-	const blockTxs = 2000
+	blockTxs := 2000
+	if n, err := strconv.Atoi(os.Getenv("VALIDATOR_PATH_BLOCK_TXS")); err == nil && n > 0 {
+		blockTxs = n
+	}
 	so := store.DefaultOptions()
 	if n, err := strconv.Atoi(os.Getenv("VALIDATOR_PATH_NODE_CACHE")); err == nil {
 		so.CacheSize = n // the IAVL node cache to measure with (app.toml store.cache_size)
