@@ -215,7 +215,7 @@ func nodeBlockBlobs(ctx context.Context, c NodeClient, from int64, max int) ([]B
 	for i := len(metas) - 1; i >= 0; i-- {
 		m, want := metas[i], from+int64(len(out))
 		if m == nil || m.Header.Height != want {
-			return nil, fmt.Errorf("block blobs: the node did not return block %d (pruned? the sweep needs every block after its reference index's cursor; a node restored from a snapshot builds a new index from its state: remove the index directory)", want)
+			return nil, fmt.Errorf("block blobs: the node did not return block %d (pruned below the earliest height it reports? the sweep needs every block after its reference index's cursor)", want)
 		}
 		b := BlockBlobs{Height: want, Time: m.Header.Time}
 		if m.NumTxs > 0 {

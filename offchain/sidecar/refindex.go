@@ -204,11 +204,27 @@ func (x *refIndex) catchUp(ctx context.Context, chain ChainView, log Logger) (re
 			cur.Height, head.Height)
 	}
 	verify := cur.Height > 0
-	if cur.Height == 0 && head.Earliest > 1 {
+	switch {
+	case cur.Height == 0 && head.Earliest > 1:
 		if cur, err = x.seed(ctx, chain, log); err != nil {
 			return cur, err
 		}
 		verify = false // the seed has just read the cursor's block
+	case cur.Height > 0 && head.Earliest > cur.Height:
+		// The node no longer holds the blocks after the cursor: it rejoined
+		// from a state-sync snapshot with this index kept, or pruned past
+		// it. The state holds every reference those blocks made (seed), so
+		// the index is read again from it, keeping the keys it has: a key
+		// too many only spares a blob, and the cursor stays until the seed
+		// completes. The block at the cursor cannot be read to tell this
+		// chain from another; an index of another chain would only keep
+		// blobs that are not this chain's, never lose one.
+		log.Info("sweep: the node holds no blocks after the reference index's cursor; reading the index again from the state",
+			"cursor", cur.Height, "earliest", head.Earliest)
+		if cur, err = x.seed(ctx, chain, log); err != nil {
+			return cur, err
+		}
+		verify = false
 	}
 	started, lastLog, startHeight := time.Now(), time.Now(), cur.Height
 	for {
@@ -256,7 +272,8 @@ func (x *refIndex) catchUp(ctx context.Context, chain ChainView, log Logger) (re
 
 // seed fills an empty index from the chain's state instead of its blocks,
 // for a node that holds no blocks from height 1 (restored from a state-sync
-// snapshot, or pruned): the blobs that the records and shares of the state
+// snapshot, or pruned), and refills one whose cursor is below the node's
+// earliest block (catchUp): the blobs that the records and shares of the state
 // reference (ChainView.StateBlobs), then the cursor at H, the lowest height
 // of the pages read, with block H's time. Records and shares are never
 // removed, so every page, read at H or above, holds at least what the
@@ -265,7 +282,8 @@ func (x *refIndex) catchUp(ctx context.Context, chain ChainView, log Logger) (re
 //
 // Each page is written with the seed's progress, unsynced; the cursor last,
 // synced (which makes the pages before it durable too). Until the seed
-// completes the cursor stays at 0, and a seed that was cut short (an error,
+// completes the cursor stays where it was (0 for an empty index), and a
+// seed that was cut short (an error,
 // a cancelled request, a crash after the progress reached the disk) goes
 // on from its progress.
 func (x *refIndex) seed(ctx context.Context, chain ChainView, log Logger) (refCursor, error) {

@@ -334,6 +334,55 @@ func TestSweepSeedsFromState(t *testing.T) {
 	}
 }
 
+// TestSweepReseedsAnIndexBelowTheEarliestBlock: an index kept on disk
+// across a state-sync rejoin, whose cursor is now below the node's earliest
+// block, is read again from the state, keeping its keys. The sweep keeps
+// every referenced blob, those of records made while the node was away
+// included, and deletes the orphan. Until 2026-11-22 every pass failed
+// there, asking the operator to remove the index directory.
+func TestSweepReseedsAnIndexBelowTheEarliestBlock(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	dir := t.TempDir()
+	before := storeBlob(t, e, "a record the index read from its block")
+	e.chain.addRecord(e.pid, before, e.writer) // at the head, 10
+	srv := newSweeper(t, e, dir)
+	if rep, err := srv.Sweep(ctx); err != nil || rep.Height != 10 {
+		t.Fatalf("sweep before the node left: %+v %v", rep, err)
+	}
+	shutdown(t, srv)
+
+	// Away, the node misses blocks 11-14; it rejoins from a snapshot at 14.
+	away := storeBlob(t, e, "a record made while the node was away")
+	for range 3 {
+		e.chain.advance(time.Second)
+	}
+	e.chain.addRecord(e.pid, away, e.writer) // at 13
+	e.chain.advance(time.Second)
+	e.chain.advance(time.Second)
+	e.chain.head.Earliest = 15
+	late := storeBlob(t, e, "a record after the rejoin")
+	e.chain.advance(time.Second)
+	e.chain.addRecord(e.pid, late, e.writer) // at 16
+	orphan := storeBlob(t, e, "never referenced")
+
+	e.chain.blockCalls, e.chain.stateCalls = nil, 0
+	again := newSweeper(t, e, dir)
+	defer shutdown(t, again)
+	rep, err := again.Sweep(ctx)
+	if err != nil || rep.Height != 16 || rep.Deleted != 1 {
+		t.Fatalf("sweep after the rejoin: %+v %v", rep, err)
+	}
+	wantStored(t, e, true, before, away, late)
+	wantStored(t, e, false, orphan)
+	if e.chain.stateCalls == 0 {
+		t.Fatal("the index was not read again from the state")
+	}
+	if cur, _ := again.refs.cursor(); cur.Height != 16 || !cur.Time.Equal(e.chain.times[16]) {
+		t.Fatalf("cursor %+v, want block 16 at %s", cur, e.chain.times[16])
+	}
+}
+
 // TestSweepSeedFails: a seed that stops half way (the chain down after its
 // first page) leaves the cursor at 0 and deletes nothing; the next pass
 // goes on from the page that failed. A node that holds block 1 never reads
