@@ -221,10 +221,11 @@ func (x *refIndex) catchUp(ctx context.Context, chain ChainView, log Logger) (re
 		// blobs that are not this chain's, never lose one.
 		log.Info("sweep: the node holds no blocks after the reference index's cursor; reading the index again from the state",
 			"cursor", cur.Height, "earliest", head.Earliest)
-		if cur, err = x.seed(ctx, chain, log); err != nil {
-			return cur, err
+		seeded, err := x.seed(ctx, chain, log)
+		if err != nil {
+			return cur, err // the index is still complete through cur
 		}
-		verify = false
+		cur, verify = seeded, false
 	}
 	started, lastLog, startHeight := time.Now(), time.Now(), cur.Height
 	for {

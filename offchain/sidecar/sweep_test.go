@@ -366,9 +366,20 @@ func TestSweepReseedsAnIndexBelowTheEarliestBlock(t *testing.T) {
 	e.chain.addRecord(e.pid, late, e.writer) // at 16
 	orphan := storeBlob(t, e, "never referenced")
 
-	e.chain.blockCalls, e.chain.stateCalls = nil, 0
 	again := newSweeper(t, e, dir)
 	defer shutdown(t, again)
+	// Cut short after its first page, the new seed deletes nothing and
+	// leaves the index complete through its old cursor.
+	again.refs.onAdd = func([]blobstore.Key) { e.chain.down = true }
+	if rep, err := again.Sweep(ctx); !errors.Is(err, ErrChainUnavailable) || !strings.Contains(err.Error(), "complete through height 10") || rep.Deleted != 0 {
+		t.Fatalf("sweep with the chain down after the state's first page: %+v %v", rep, err)
+	}
+	if cur, _ := again.refs.cursor(); cur.Height != 10 {
+		t.Fatalf("cursor at %d after a reseed cut short, want 10", cur.Height)
+	}
+	wantStored(t, e, true, before, away, late, orphan)
+
+	again.refs.onAdd, e.chain.down, e.chain.stateCalls = nil, false, 0
 	rep, err := again.Sweep(ctx)
 	if err != nil || rep.Height != 16 || rep.Deleted != 1 {
 		t.Fatalf("sweep after the rejoin: %+v %v", rep, err)
