@@ -71,3 +71,24 @@ func FuzzDecodeChunk(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseSnapshotName: a directory name in the snapshots directory is
+// read as a snapshot only when it is exactly the name that height and
+// format are written under, with a height of at least 1.
+func FuzzParseSnapshotName(f *testing.F) {
+	for _, seed := range []string{snapshotName(12, SnapshotFormat), "12-1", "012-1", "0-1", "-1-1", "12-", "12-1-x", "12-4294967296", ".tmp-12-1-123", ""} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		height, format, ok := parseSnapshotName(name)
+		if !ok {
+			if height != 0 || format != 0 {
+				t.Fatalf("%q refused with height %d, format %d", name, height, format)
+			}
+			return
+		}
+		if height < 1 || snapshotName(height, format) != name {
+			t.Fatalf("%q read as height %d, format %d, written as %q", name, height, format, snapshotName(height, format))
+		}
+	})
+}
