@@ -159,7 +159,6 @@ func TestAuthorizationMatrix(t *testing.T) {
 		owner.Tx(apptest.ChainID, 1, apptest.AddRecord(pid, "lab-results", "matrix-lab")),
 		owner.Tx(apptest.ChainID, 2, apptest.AddRecord(pid, "imaging", "matrix-img")),
 	))
-	seqR++
 
 	// Block 3: grants, window [t0+1h, t0+2h).
 	t0 := c.Now

@@ -221,7 +221,7 @@ func fuzzEnumFlag[E ~int32](f *testing.F, seeds []string, parse func(string) (E,
 		if !slices.Contains(accepted, v) || !isASCII(s) {
 			t.Fatalf("parse(%q) = %v, not one of %v or not ASCII", s, v, accepted)
 		}
-		if strings.ToUpper(strings.TrimSpace(s)) != strings.ToUpper(name(v)) {
+		if !strings.EqualFold(strings.TrimSpace(s), name(v)) {
 			t.Fatalf("%q read as %v", s, v)
 		}
 		if back, err := parse(name(v)); err != nil || back != v {
