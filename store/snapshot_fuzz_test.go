@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"regexp"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/cosmos/iavl"
@@ -73,22 +76,27 @@ func FuzzDecodeChunk(f *testing.F) {
 }
 
 // FuzzParseSnapshotName: a directory name in the snapshots directory is
-// read as a snapshot only when it is exactly the name that height and
-// format are written under, with a height of at least 1.
+// read as a snapshot exactly when it is a height of at least 1 and a format,
+// both in decimal without leading zeros and in range, joined by "-" (the
+// one name they are written under), and then as those numbers.
 func FuzzParseSnapshotName(f *testing.F) {
-	for _, seed := range []string{snapshotName(12, SnapshotFormat), "12-1", "012-1", "0-1", "-1-1", "12-", "12-1-x", "12-4294967296", ".tmp-12-1-123", ""} {
+	for _, seed := range []string{snapshotName(12, SnapshotFormat), "12-1", "012-1", "12-01", "0-1", "-1-1", "12-", "12-1-x", "12-4294967296", "9223372036854775808-1", "+12-1", ".tmp-12-1-123", ""} {
 		f.Add(seed)
 	}
+	wellFormed := regexp.MustCompile(`^[1-9][0-9]*-(0|[1-9][0-9]*)$`)
 	f.Fuzz(func(t *testing.T, name string) {
 		height, format, ok := parseSnapshotName(name)
-		if !ok {
-			if height != 0 || format != 0 {
-				t.Fatalf("%q refused with height %d, format %d", name, height, format)
-			}
-			return
-		}
-		if height < 1 || snapshotName(height, format) != name {
-			t.Fatalf("%q read as height %d, format %d, written as %q", name, height, format, snapshotName(height, format))
+		h, fm, _ := strings.Cut(name, "-")
+		wantHeight, errH := strconv.ParseInt(h, 10, 64)
+		wantFormat, errF := strconv.ParseUint(fm, 10, 32)
+		want := wellFormed.MatchString(name) && errH == nil && errF == nil
+		switch {
+		case ok != want:
+			t.Fatalf("%q: read %v, want %v", name, ok, want)
+		case !ok && (height != 0 || format != 0):
+			t.Fatalf("%q refused with height %d, format %d", name, height, format)
+		case ok && (height != wantHeight || uint64(format) != wantFormat):
+			t.Fatalf("%q read as height %d, format %d", name, height, format)
 		}
 	})
 }

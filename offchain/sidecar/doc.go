@@ -130,13 +130,16 @@
 // share in it (ChainView.StateBlobs, the Query service's BlobRefs), with
 // the cursor at the lowest height the pages were read at. Records and
 // shares are never removed, so this holds every blob the blocks up to that
-// height referenced. A seed cut short goes on from its last page.
+// height referenced. A seed cut short goes on from its last page. An index
+// whose cursor is below the node's earliest block but one (kept while the
+// node rejoined from a snapshot, or pruned past) is read again from the
+// state the same way, keeping its keys; one whose cursor is just below the
+// earliest block reads on from there.
 //
 // Each pass first reads every block after the cursor up to the chain's
-// head. If it cannot — the node is down, pruned the blocks the index has not
-// read, or discards ABCI responses; or the block at the cursor is not the
-// one the index read (another chain under the same directory) — the pass
-// deletes nothing and returns the error. A blob is deleted only if the
+// head. If it cannot — the node is down or discards ABCI responses; or the
+// block at the cursor is not the one the index read (another chain under
+// the same directory) — the pass deletes nothing and returns the error. A blob is deleted only if the
 // index, complete up to the head, does not have it; a reference committed
 // after the catch-up read the head is covered by the grace period, since
 // the pass reads its clock before the catch-up and the upload comes

@@ -52,13 +52,16 @@ func FuzzParseBlobRef(f *testing.F) {
 
 // FuzzDecodeRefIndexMeta: the reference index's cursor and a seed's
 // progress, as read back from its database, are refused or decoded into
-// values whose encoding is exactly the bytes read; neither decoder panics.
+// values whose encoding is exactly the bytes read and whose height is one
+// that is written (at least 1); neither decoder panics.
 func FuzzDecodeRefIndexMeta(f *testing.F) {
 	for _, seed := range [][]byte{
 		refCursor{Height: 12, Time: time.Unix(1700000000, 5).UTC()}.encode(),
 		seedProgress{Height: 40, After: "patient/ab/record/7"}.encode(),
 		seedProgress{Height: 40, Done: true}.encode(),
 		{0, 0, 0, 0, 0, 0, 0, 1, 2},
+		seedProgress{Done: true}.encode(),
+		refCursor{Height: -1}.encode(),
 		{1, 2, 3},
 		nil,
 	} {
@@ -66,12 +69,12 @@ func FuzzDecodeRefIndexMeta(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, v []byte) {
 		if cur, err := decodeRefCursor(v); err == nil {
-			if back := cur.encode(); !bytes.Equal(back, v) {
+			if back := cur.encode(); !bytes.Equal(back, v) || cur.Height < 1 {
 				t.Fatalf("cursor %x decodes as %+v, which encodes as %x", v, cur, back)
 			}
 		}
 		if prog, err := decodeSeedProgress(v); err == nil {
-			if back := prog.encode(); !bytes.Equal(back, v) {
+			if back := prog.encode(); !bytes.Equal(back, v) || prog.Height < 1 {
 				t.Fatalf("seed progress %x decodes as %+v, which encodes as %x", v, prog, back)
 			}
 		}

@@ -73,8 +73,10 @@ func (p seedProgress) encode() []byte {
 }
 
 // decodeSeedProgress is encode's inverse.
+// A progress is written only once a page was read, so its height is at
+// least 1.
 func decodeSeedProgress(v []byte) (seedProgress, error) {
-	if len(v) < 9 || v[8] > 1 {
+	if len(v) < 9 || v[8] > 1 || int64(binary.BigEndian.Uint64(v)) < 1 {
 		return seedProgress{}, fmt.Errorf("reference index: the seed's progress (%x) does not decode: remove the directory to rebuild the index", v)
 	}
 	return seedProgress{Height: int64(binary.BigEndian.Uint64(v)), Done: v[8] == 1, After: string(v[9:])}, nil
@@ -140,10 +142,14 @@ func (c refCursor) encode() []byte {
 	return binary.BigEndian.AppendUint64(b, uint64(c.Time.UnixNano()))
 }
 
-// decodeRefCursor is encode's inverse.
+// decodeRefCursor is encode's inverse. A cursor is written only past a
+// block, so its height is at least 1.
 func decodeRefCursor(v []byte) (refCursor, error) {
 	if len(v) != 16 {
 		return refCursor{}, fmt.Errorf("the cursor is %d bytes, want 16: remove the directory to rebuild the index", len(v))
+	}
+	if h := int64(binary.BigEndian.Uint64(v)); h < 1 {
+		return refCursor{}, fmt.Errorf("the cursor is at height %d: remove the directory to rebuild the index", h)
 	}
 	return refCursor{
 		Height: int64(binary.BigEndian.Uint64(v)),
@@ -206,26 +212,30 @@ func (x *refIndex) catchUp(ctx context.Context, chain ChainView, log Logger) (re
 	verify := cur.Height > 0
 	switch {
 	case cur.Height == 0 && head.Earliest > 1:
-		if cur, err = x.seed(ctx, chain, log); err != nil {
+		if cur, err = x.seed(ctx, chain, head, log); err != nil {
 			return cur, err
 		}
 		verify = false // the seed has just read the cursor's block
-	case cur.Height > 0 && head.Earliest > cur.Height:
-		// The node no longer holds the blocks after the cursor: it rejoined
-		// from a state-sync snapshot with this index kept, or pruned past
-		// it. The state holds every reference those blocks made (seed), so
-		// the index is read again from it, keeping the keys it has: a key
-		// too many only spares a blob, and the cursor stays until the seed
-		// completes. The block at the cursor cannot be read to tell this
-		// chain from another; an index of another chain would only keep
-		// blobs that are not this chain's, never lose one.
+	case cur.Height > 0 && head.Earliest > cur.Height+1:
+		// The node no longer holds the blocks just after the cursor: it
+		// rejoined from a state-sync snapshot with this index kept, or
+		// pruned past it. The state holds every reference those blocks made
+		// (seed), so the index is read again from it, keeping the keys it
+		// has (docs/decisions.md, "An index older than the node's blocks"),
+		// and the cursor stays until the seed completes.
 		log.Info("sweep: the node holds no blocks after the reference index's cursor; reading the index again from the state",
 			"cursor", cur.Height, "earliest", head.Earliest)
-		seeded, err := x.seed(ctx, chain, log)
+		seeded, err := x.seed(ctx, chain, head, log)
 		if err != nil {
 			return cur, err // the index is still complete through cur
 		}
 		cur, verify = seeded, false
+	case cur.Height > 0 && head.Earliest == cur.Height+1:
+		// Restored from a snapshot at the cursor's height: every block
+		// after the cursor is there, only the one that would tell this
+		// chain from another is not. Read on unverified; an index of
+		// another chain only holds keys too many.
+		verify = false
 	}
 	started, lastLog, startHeight := time.Now(), time.Now(), cur.Height
 	for {
@@ -283,15 +293,23 @@ func (x *refIndex) catchUp(ctx context.Context, chain ChainView, log Logger) (re
 //
 // Each page is written with the seed's progress, unsynced; the cursor last,
 // synced (which makes the pages before it durable too). Until the seed
-// completes the cursor stays where it was (0 for an empty index), and a
-// seed that was cut short (an error,
-// a cancelled request, a crash after the progress reached the disk) goes
-// on from its progress.
-func (x *refIndex) seed(ctx context.Context, chain ChainView, log Logger) (refCursor, error) {
+// completes the cursor stays where it was (0 for an empty index). A seed
+// cut short (an error, a cancelled request, a crash after the progress
+// reached the disk) goes on from its progress, unless its pages were read
+// below the node's earliest block (it pruned, or state-synced again,
+// since): then it reads the state again.
+func (x *refIndex) seed(ctx context.Context, chain ChainView, head Head, log Logger) (refCursor, error) {
 	started, lastLog := time.Now(), time.Now()
 	prog, err := x.seedProgress()
 	if err != nil {
 		return refCursor{}, err
+	}
+	if prog.Height > 0 && prog.Height < head.Earliest {
+		// A seed cut short before the node pruned, or state-synced again,
+		// past the height its pages were read at: its last step would ask
+		// for a block the node no longer has. Its pages stay (keys too
+		// many are harmless); the state is read again.
+		prog = seedProgress{}
 	}
 	blobs := 0
 	seen := map[string]bool{} // the pages asked for: a node that answers in a cycle is refused
@@ -316,7 +334,7 @@ func (x *refIndex) seed(ctx context.Context, chain ChainView, log Logger) (refCu
 		}
 		blobs += len(page.Blobs)
 		if time.Since(lastLog) >= refLogEvery {
-			log.Info("sweep: reading the state's blobs into the reference index (this node holds no blocks from height 1)", "blobs", blobs, "at", prog.After)
+			log.Info("sweep: reading the state's blobs into the reference index (this node holds no blocks from the index's cursor on)", "blobs", blobs, "at", prog.After)
 			lastLog = time.Now()
 		}
 	}
@@ -332,7 +350,7 @@ func (x *refIndex) seed(ctx context.Context, chain ChainView, log Logger) (refCu
 	if err != nil {
 		return refCursor{}, err
 	}
-	log.Info("sweep: reference index read from the state (this node holds no blocks from height 1)", "height", height, "blobs", blobs,
+	log.Info("sweep: reference index read from the state (this node holds no blocks from the index's cursor on)", "height", height, "blobs", blobs,
 		"took", time.Since(started).Round(time.Millisecond).String())
 	return cur, nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -336,34 +337,39 @@ func TestSweepSeedsFromState(t *testing.T) {
 
 // TestSweepReseedsAnIndexBelowTheEarliestBlock: an index kept on disk
 // across a state-sync rejoin, whose cursor is now below the node's earliest
-// block, is read again from the state, keeping its keys. The sweep keeps
-// every referenced blob, those of records made while the node was away
-// included, and deletes the orphan. Until 2026-11-22 every pass failed
+// block, is read again from the state, keeping the keys it has. The sweep
+// keeps every referenced blob, those of records made while the node was
+// away included, and deletes the orphan. Until 2026-11-22 every pass failed
 // there, asking the operator to remove the index directory.
 func TestSweepReseedsAnIndexBelowTheEarliestBlock(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := context.Background()
 	dir := t.TempDir()
-	before := storeBlob(t, e, "a record the index read from its block")
-	e.chain.addRecord(e.pid, before, e.writer) // at the head, 10
+	onlyIndexed := storeBlob(t, e, "a blob only the old index knows")
+	e.chain.addRecord(e.pid, onlyIndexed, e.writer) // at the head, 10
 	srv := newSweeper(t, e, dir)
 	if rep, err := srv.Sweep(ctx); err != nil || rep.Height != 10 {
 		t.Fatalf("sweep before the node left: %+v %v", rep, err)
 	}
 	shutdown(t, srv)
+	// The state no longer lists it (it never loses a record; this is how
+	// the test sees that the reseed keeps the index's keys).
+	e.chain.records = nil
 
 	// Away, the node misses blocks 11-14; it rejoins from a snapshot at 14.
-	away := storeBlob(t, e, "a record made while the node was away")
+	e.chain.advance(time.Second)
+	var away [][32]byte
+	for i := range 3 { // two pages of the fake's state
+		away = append(away, storeBlob(t, e, fmt.Sprintf("record %d, made while the node was away", i)))
+		e.chain.addRecord(e.pid, away[i], e.writer) // at 11
+	}
 	for range 3 {
 		e.chain.advance(time.Second)
 	}
-	e.chain.addRecord(e.pid, away, e.writer) // at 13
-	e.chain.advance(time.Second)
-	e.chain.advance(time.Second)
 	e.chain.head.Earliest = 15
 	late := storeBlob(t, e, "a record after the rejoin")
 	e.chain.advance(time.Second)
-	e.chain.addRecord(e.pid, late, e.writer) // at 16
+	e.chain.addRecord(e.pid, late, e.writer) // at 15
 	orphan := storeBlob(t, e, "never referenced")
 
 	again := newSweeper(t, e, dir)
@@ -371,26 +377,91 @@ func TestSweepReseedsAnIndexBelowTheEarliestBlock(t *testing.T) {
 	// Cut short after its first page, the new seed deletes nothing and
 	// leaves the index complete through its old cursor.
 	again.refs.onAdd = func([]blobstore.Key) { e.chain.down = true }
-	if rep, err := again.Sweep(ctx); !errors.Is(err, ErrChainUnavailable) || !strings.Contains(err.Error(), "complete through height 10") || rep.Deleted != 0 {
-		t.Fatalf("sweep with the chain down after the state's first page: %+v %v", rep, err)
+	if _, err := again.Sweep(ctx); !errors.Is(err, ErrChainUnavailable) || !strings.Contains(err.Error(), "complete through height 10") {
+		t.Fatalf("sweep with the chain down after the state's first page: %v", err)
 	}
 	if cur, _ := again.refs.cursor(); cur.Height != 10 {
 		t.Fatalf("cursor at %d after a reseed cut short, want 10", cur.Height)
 	}
-	wantStored(t, e, true, before, away, late, orphan)
+	wantStored(t, e, true, append(away, onlyIndexed, late, orphan)...)
 
 	again.refs.onAdd, e.chain.down, e.chain.stateCalls = nil, false, 0
 	rep, err := again.Sweep(ctx)
-	if err != nil || rep.Height != 16 || rep.Deleted != 1 {
+	if err != nil || rep.Height != 15 || rep.Deleted != 1 {
 		t.Fatalf("sweep after the rejoin: %+v %v", rep, err)
 	}
-	wantStored(t, e, true, before, away, late)
+	wantStored(t, e, true, append(away, onlyIndexed, late)...)
 	wantStored(t, e, false, orphan)
-	if e.chain.stateCalls == 0 {
-		t.Fatal("the index was not read again from the state")
+	if e.chain.stateCalls != 1 {
+		t.Fatalf("the reseed read %d pages of the state after it was cut short, want 1: the page left", e.chain.stateCalls)
 	}
-	if cur, _ := again.refs.cursor(); cur.Height != 16 || !cur.Time.Equal(e.chain.times[16]) {
-		t.Fatalf("cursor %+v, want block 16 at %s", cur, e.chain.times[16])
+	if cur, _ := again.refs.cursor(); cur.Height != 15 || !cur.Time.Equal(e.chain.times[15]) {
+		t.Fatalf("cursor %+v, want block 15 at %s", cur, e.chain.times[15])
+	}
+}
+
+// TestSweepIndexAtASnapshotsHeight: a node restored from a snapshot at the
+// height of its kept index's cursor holds every block after it, only not
+// the block at the cursor that the catch-up would check. It reads on from
+// the next block, without the state.
+func TestSweepIndexAtASnapshotsHeight(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	dir := t.TempDir()
+	srv := newSweeper(t, e, dir)
+	if rep, err := srv.Sweep(ctx); err != nil || rep.Height != 10 {
+		t.Fatalf("first sweep: %+v %v", rep, err)
+	}
+	shutdown(t, srv)
+	e.chain.head.Earliest = 11
+	e.chain.advance(time.Second)
+	late := storeBlob(t, e, "a record after the restore")
+	e.chain.addRecord(e.pid, late, e.writer) // at 11
+	orphan := storeBlob(t, e, "never referenced")
+
+	e.chain.blockCalls, e.chain.stateCalls = nil, 0
+	again := newSweeper(t, e, dir)
+	defer shutdown(t, again)
+	if rep, err := again.Sweep(ctx); err != nil || rep.Height != 11 || rep.Deleted != 1 {
+		t.Fatalf("sweep after the restore: %+v %v", rep, err)
+	}
+	wantStored(t, e, true, late)
+	wantStored(t, e, false, orphan)
+	if e.chain.stateCalls != 0 || !slices.Equal(e.chain.blockCalls, []int64{11}) {
+		t.Fatalf("read the state %d times and blocks from %v, want 0 and [11]", e.chain.stateCalls, e.chain.blockCalls)
+	}
+}
+
+// TestSweepSeedProgressBelowTheEarliestBlock: a seed cut short after its
+// last page, whose pages were read at a height the node then pruned, reads
+// the state again instead of asking every pass for a block the node no
+// longer has.
+func TestSweepSeedProgressBelowTheEarliestBlock(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	referenced := restoredChain(t, e) // head 12, blocks from 10
+	orphan := storeBlob(t, e, "never referenced")
+	srv := newSweeper(t, e, t.TempDir())
+	defer shutdown(t, srv)
+	e.chain.failBlock = 12 // the block the seed's cursor goes to
+	if _, err := srv.Sweep(ctx); !errors.Is(err, ErrChainUnavailable) {
+		t.Fatalf("sweep with block 12 unreadable: %v", err)
+	}
+	if prog, err := srv.refs.seedProgress(); err != nil || !prog.Done || prog.Height != 12 {
+		t.Fatalf("seed progress %+v %v, want every page read at 12", prog, err)
+	}
+
+	e.chain.failBlock = 0
+	e.chain.advance(time.Second)
+	e.chain.head.Earliest = 13 // pruned past the seed's height
+	e.chain.stateCalls = 0
+	if rep, err := srv.Sweep(ctx); err != nil || rep.Height != 13 || rep.Deleted != 1 {
+		t.Fatalf("sweep after the node pruned past the seed: %+v %v", rep, err)
+	}
+	wantStored(t, e, true, referenced...)
+	wantStored(t, e, false, orphan)
+	if e.chain.stateCalls != 2 {
+		t.Fatalf("%d pages of the state read, want both again", e.chain.stateCalls)
 	}
 }
 
