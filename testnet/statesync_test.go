@@ -29,11 +29,17 @@ import (
 // state from a snapshot instead of replaying the blocks before it (it
 // holds no block below the snapshot), catches up by block sync, and
 // answers a proven query exactly as a validator does at the same height.
+// Its sidecar, whose reference index was kept from before the snapshot,
+// reads the index again from the state and sweeps.
 func TestStateSyncJoin(t *testing.T) {
 	joinHome := filepath.Join(t.TempDir(), "joiner")
 	ctx, net, base := setupJoinable(t, joinHome)
 	tr := testnet.Transport{Net: net}
 	clinician, _, id := careTeam(t, tr, "hospital-a", "statesync")
+	// The joiner's home keeps a sidecar reference index from an earlier
+	// life of the node, complete through a height below the snapshot it
+	// will restore: its sweep must read the index again from the state.
+	staleIndexAt := keptRefIndex(ctx, t, net, filepath.Join(joinHome, "data", "sidecar-refs"))
 	// A record whose ciphertext the joiner's sidecar will hold: the record
 	// is in the snapshot only, never in a block the joiner has.
 	kept := []byte("ciphertext of a record committed before the snapshot")
@@ -69,6 +75,9 @@ func TestStateSyncJoin(t *testing.T) {
 	st, err := net.RPC(j).Status(ctx)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if st.SyncInfo.EarliestBlockHeight <= staleIndexAt+1 {
+		t.Fatalf("the joiner holds blocks from %d: its kept index, through %d, is not below them", st.SyncInfo.EarliestBlockHeight, staleIndexAt)
 	}
 	if st.SyncInfo.EarliestBlockHeight <= teamAt {
 		t.Fatalf("the joiner holds blocks from %d (care team committed by %d): it did not restore a snapshot taken after them",
@@ -123,8 +132,9 @@ func TestStateSyncJoin(t *testing.T) {
 	if !stored(keptSum) {
 		t.Fatal("the joiner's sweep deleted the ciphertext of a record in its snapshot")
 	}
-	if log, _ := os.ReadFile(net.LogFile(j)); !bytes.Contains(log, []byte("reference index read from the state")) {
-		t.Fatal("the joiner's log does not say its reference index was read from the state")
+	log, _ := os.ReadFile(net.LogFile(j))
+	if !bytes.Contains(log, []byte("reading the index again from the state")) || !bytes.Contains(log, []byte("reference index read from the state")) {
+		t.Fatalf("the joiner's log does not say its kept reference index (through height %d) was read again from the state", staleIndexAt)
 	}
 
 	// A crash of the joined node: it restarts from its own state, which
@@ -147,6 +157,29 @@ func TestStateSyncJoin(t *testing.T) {
 	if got, err := net.AppHashAt(j, h); err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("app hash at %d after the restart: joiner %X (%v), validator %X", h, got, err, want)
 	}
+}
+
+// keptRefIndex builds a sidecar reference index in dir from node 0's
+// blocks, as a sidecar of an earlier life of a node's home left it, and
+// returns the height it is complete through.
+func keptRefIndex(ctx context.Context, t *testing.T, net *testnet.Net, dir string) int64 {
+	t.Helper()
+	store, err := blobstore.OpenFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := sidecar.New(sidecar.Options{Store: store, Chain: sidecar.NewNodeChainView(net.RPC(0)), SweepInterval: -1, RefIndexDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := srv.Sweep(ctx)
+	if err != nil {
+		t.Fatalf("sweep to build the kept index: %v", err)
+	}
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return rep.Height
 }
 
 // setupJoinable starts 4 validators that snapshot every 10 blocks and let
