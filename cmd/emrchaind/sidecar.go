@@ -482,10 +482,11 @@ The sweep deletes blobs older than the grace period that no committed
 record or share references. It learns the references from the node's block
 results (the event attribute emrchain.blob) and keeps them in a reference
 index (HOME/data/sidecar-refs, or ref_index_dir); a pass deletes nothing
-unless it has read every block from height 1 to the head, so the node must
-keep the blocks and ABCI responses it has not read yet. On a node restored
-from a state-sync snapshot, which holds no blocks from height 1, the index
-starts from the records and shares in the state instead. Two sidecars cannot
+unless the index is complete up to the head, so the node must keep the ABCI
+responses of the blocks it has not read yet. On a node that holds no blocks
+from height 1 (restored from a state-sync snapshot, or pruned), and for an
+index whose next blocks the node no longer holds, the index is read from the
+records and shares in the state instead. Two sidecars cannot
 share a reference index: give a second one on the same home its own
 --ref-index-dir.`,
 		Example: `  emrchaind sidecar --home ./node0

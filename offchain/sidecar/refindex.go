@@ -39,7 +39,8 @@ type refIndex struct {
 
 // refCursor says how far the index is complete: every blob of blocks 1
 // through Height is in it. Time is block Height's time; a catch-up checks
-// it against the chain, so an index built from another chain is refused.
+// it against the chain, so an index built from another chain is refused
+// (unless the node no longer holds that block: catchUp).
 type refCursor struct {
 	Height int64
 	Time   time.Time
@@ -192,7 +193,9 @@ func (x *refIndex) close() error {
 // catchUp reads every block after the cursor up to the chain's head into
 // the index and returns the new cursor. It first reads the block at the
 // cursor again: a different time there means the index was built from
-// another chain, and nothing in it is trusted. On error the index keeps
+// another chain, and nothing in it is trusted. A node that no longer holds
+// that block is read on from the next one, or, holding not even that, the
+// index is read again from the state (seed). On error the index keeps
 // every page it completed.
 func (x *refIndex) catchUp(ctx context.Context, chain ChainView, log Logger) (refCursor, error) {
 	x.catchUpMu.Lock()
@@ -334,7 +337,7 @@ func (x *refIndex) seed(ctx context.Context, chain ChainView, head Head, log Log
 		}
 		blobs += len(page.Blobs)
 		if time.Since(lastLog) >= refLogEvery {
-			log.Info("sweep: reading the state's blobs into the reference index (this node holds no blocks from the index's cursor on)", "blobs", blobs, "at", prog.After)
+			log.Info("sweep: reading the state's blobs into the reference index (the node lacks the blocks right after the index's cursor)", "blobs", blobs, "at", prog.After)
 			lastLog = time.Now()
 		}
 	}
@@ -350,7 +353,7 @@ func (x *refIndex) seed(ctx context.Context, chain ChainView, head Head, log Log
 	if err != nil {
 		return refCursor{}, err
 	}
-	log.Info("sweep: reference index read from the state (this node holds no blocks from the index's cursor on)", "height", height, "blobs", blobs,
+	log.Info("sweep: reference index read from the state (the node lacks the blocks right after the index's cursor)", "height", height, "blobs", blobs,
 		"took", time.Since(started).Round(time.Millisecond).String())
 	return cur, nil
 }
