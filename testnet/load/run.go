@@ -158,6 +158,32 @@ func rateConns(rate float64, nodes int) int {
 	return int(min(max(n, 2), 8))
 }
 
+// submitters are the nodes as cfg.Submit reaches them, in Target order.
+func submitters(cfg Config) ([]submitter, error) {
+	var out []submitter
+	if cfg.Submit == SubmitGRPC {
+		for _, addr := range cfg.Target.GRPC {
+			g, err := newGRPCNode(addr)
+			if err != nil {
+				closeSubmitters(out)
+				return nil, err
+			}
+			out = append(out, g)
+		}
+		return out, nil
+	}
+	for _, u := range cfg.Target.RPC {
+		out = append(out, newRPC(u, cfg.Conns))
+	}
+	return out, nil
+}
+
+func closeSubmitters(nodes []submitter) {
+	for _, n := range nodes {
+		n.close()
+	}
+}
+
 // Run sets the load's population up on the target, then runs the measured
 // phase and returns its results. Everything it does is bounded: setup by
 // SetupTimeout per step, the measured phase by Duration and MaxTxs, the
@@ -177,33 +203,17 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		regs = append(regs, r)
 	}
-	nodes := make([]*rpc, len(cfg.Target.RPC))
-	submitTo := make([]submitter, len(nodes))
-	for i, u := range cfg.Target.RPC {
-		nodes[i] = newRPC(u, cfg.Conns)
-		submitTo[i] = nodes[i]
+	submitTo, err := submitters(cfg)
+	if err != nil {
+		return nil, err
 	}
-	defer func() {
-		for _, n := range nodes {
-			n.close()
-		}
-	}()
-	if cfg.Submit == SubmitGRPC {
-		for i, addr := range cfg.Target.GRPC {
-			g, err := newGRPCNode(addr)
-			if err != nil {
-				return nil, err
-			}
-			defer g.close()
-			submitTo[i] = g
-		}
-	}
+	defer closeSubmitters(submitTo)
 	obsRPC := newRPC(cfg.Target.RPC[0], 2)
 	defer obsRPC.close()
 
 	regNext := make([]uint64, len(regs))
 	for i, r := range regs {
-		seq, err := nextSequence(ctx, nodes[0], r.address)
+		seq, err := nextSequence(ctx, obsRPC, r.address)
 		if err != nil {
 			return nil, fmt.Errorf("sequence of %s: %w", r.name, err)
 		}
@@ -259,7 +269,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	obs.track(txs)
 	cfg.logf("signed %d txs (%s) in %s; sending for %s at %s, %d senders per node on %d nodes",
-		len(txs), cfg.Mix, time.Since(signStart).Round(time.Millisecond), cfg.Duration, rateName(cfg.Rate), cfg.Conns, len(nodes))
+		len(txs), cfg.Mix, time.Since(signStart).Round(time.Millisecond), cfg.Duration, rateName(cfg.Rate), cfg.Conns, len(submitTo))
 
 	snd.stats = newSendStats()
 	start := time.Now()

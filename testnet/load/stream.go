@@ -35,6 +35,7 @@ type submitter interface {
 	// line opens a sender's own line to the node: the line sends its
 	// batches one after another, and the node checks their txs in order.
 	line() line
+	close()
 }
 
 // line is one sender's connection to a node.
