@@ -566,11 +566,12 @@ func testRangeProofsAtOnce(t *testing.T, w *world) {
 		t.Fatal(err)
 	}
 	mu.Lock()
-	defer mu.Unlock()
-	if len(resp.Refs) < 3 || proofs < len(resp.Refs) || most < 2 {
-		t.Fatalf("%d refs proven with %d gap proofs, at most %d at once; want several at once", len(resp.Refs), proofs, most)
+	asked, atOnce := proofs, most
+	mu.Unlock()
+	if len(resp.Refs) < 3 || asked < len(resp.Refs) || atOnce < 2 {
+		t.Fatalf("%d refs proven with %d gap proofs, at most %d at once; want several at once", len(resp.Refs), asked, atOnce)
 	}
-	t.Logf("%d refs proven with %d gap proofs, at most %d at once", len(resp.Refs), proofs, most)
+	t.Logf("%d refs proven with %d gap proofs, at most %d at once", len(resp.Refs), asked, atOnce)
 
 	// A node that refuses every gap proof, the first asked answering
 	// last: the error names the lowest key, as one at a time would.
@@ -604,11 +605,12 @@ func testRangeProofsAtOnce(t *testing.T, w *world) {
 		out, _ := json.Marshal(res)
 		return out
 	})
-	mu.Unlock()
 	err := w.mustClient(t, proxy.URL).Query(ctx, "BlobRefs", &emrv1.QueryBlobRefsRequest{}, &resp)
 	mu.Lock()
-	if !errors.Is(err, client.ErrVerification) || lowest == nil || !strings.Contains(err.Error(), fmt.Sprintf("at key %X:", lowest)) {
-		t.Fatalf("every gap proof refused: %v; want the refusal at the lowest key %X", err, lowest)
+	low := lowest
+	mu.Unlock()
+	if !errors.Is(err, client.ErrVerification) || low == nil || !strings.Contains(err.Error(), fmt.Sprintf("at key %X:", low)) {
+		t.Fatalf("every gap proof refused: %v; want the refusal at the lowest key %X", err, low)
 	}
 }
 
