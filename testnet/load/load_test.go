@@ -34,15 +34,30 @@ func TestParseMix(t *testing.T) {
 	}
 }
 
+// TestCheckLoopback: RPC endpoints (http://host:port) and gRPC endpoints
+// (host:port) are taken on 127.0.0.1 only.
 func TestCheckLoopback(t *testing.T) {
-	for _, ok := range []string{"http://127.0.0.1:26657", "http://localhost:1", "tcp://127.0.0.1:26657"} {
-		if err := checkLoopback(ok); err != nil {
-			t.Errorf("%s: %v", ok, err)
+	for _, c := range []struct {
+		name    string
+		check   func(string) error
+		ok, bad []string
+	}{
+		{"RPC", checkLoopback,
+			[]string{"http://127.0.0.1:26657", "http://localhost:1", "tcp://127.0.0.1:26657"},
+			[]string{"http://10.0.0.1:26657", "http://example.org:26657", "https://127.0.0.1:1", "127.0.0.1:26657", "http://0.0.0.0:1"}},
+		{"gRPC", checkLoopbackAddr,
+			[]string{"127.0.0.1:9090", "localhost:1"},
+			[]string{"10.0.0.1:9090", "example.com:443", "127.0.0.1", "http://127.0.0.1:9090", ""}},
+	} {
+		for _, ok := range c.ok {
+			if err := c.check(ok); err != nil {
+				t.Errorf("%s %s: %v", c.name, ok, err)
+			}
 		}
-	}
-	for _, bad := range []string{"http://10.0.0.1:26657", "http://example.org:26657", "https://127.0.0.1:1", "127.0.0.1:26657", "http://0.0.0.0:1"} {
-		if err := checkLoopback(bad); err == nil {
-			t.Errorf("%s accepted", bad)
+		for _, bad := range c.bad {
+			if err := c.check(bad); err == nil {
+				t.Errorf("%s %s accepted", c.name, bad)
+			}
 		}
 	}
 }

@@ -130,20 +130,6 @@ func TestStreamLine(t *testing.T) {
 	}
 }
 
-// TestCheckLoopbackAddr: gRPC endpoints are host:port on 127.0.0.1 only.
-func TestCheckLoopbackAddr(t *testing.T) {
-	for _, ok := range []string{"127.0.0.1:9090", "localhost:1"} {
-		if err := checkLoopbackAddr(ok); err != nil {
-			t.Errorf("%s: %v", ok, err)
-		}
-	}
-	for _, bad := range []string{"10.0.0.1:9090", "example.com:443", "127.0.0.1", "http://127.0.0.1:9090", ""} {
-		if err := checkLoopbackAddr(bad); err == nil {
-			t.Errorf("%s accepted", bad)
-		}
-	}
-}
-
 // TestSenderKeepsTheFirstRPCError: a node whose gRPC server has no
 // TxService fails every batch; the sender counts the failures and keeps
 // the first one's text for the report, so the user learns why.
