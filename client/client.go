@@ -83,6 +83,9 @@ type Client struct {
 	// client back in time: once a transaction is seen committed, every
 	// later read sees it. See readHeight.
 	minHeight atomic.Int64
+	// now is the local clock the light client checks headers against
+	// (time.Now; tests set another).
+	now func() time.Time
 }
 
 // New connects to cfg.Node. In verified mode it opens (or creates, from
@@ -104,7 +107,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node %q: %w", cfg.Node, err)
 	}
-	c := &Client{cfg: cfg, rpc: rpc, chainID: cfg.ChainID}
+	c := &Client{cfg: cfg, rpc: rpc, chainID: cfg.ChainID, now: time.Now}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	if cfg.Verify {

@@ -20,6 +20,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	cmttypes "github.com/cometbft/cometbft/types"
+
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/client"
 	"github.com/emrchain/emrchain/client/clienttest"
@@ -105,7 +107,7 @@ func setup(t *testing.T) *world {
 	if err != nil {
 		t.Fatalf("TrustFromGenesis: %v", err)
 	}
-	if chainID != node.ChainID || trust.Height != 1 {
+	if chainID != node.ChainID || trust.Height < 1 {
 		t.Fatalf("TrustFromGenesis = %q %+v", chainID, trust)
 	}
 	w := &world{node: node, chainID: chainID, trust: trust}
@@ -370,6 +372,63 @@ func TestClientAgainstNode(t *testing.T) {
 		c.Close()
 		if tr, err := client.ReadTrustRoot(home); err != nil || tr == nil || tr.Height != w.trust.Height {
 			t.Fatalf("trust.json after reopening: %+v %v", tr, err)
+		}
+	})
+
+	t.Run("TrustFromGenesisOfAChainOlderThanThePeriod", func(t *testing.T) {
+		// Block 1 (made at the genesis time) is older than the trusting
+		// period; the newest header is not, and a root from the genesis
+		// must still verify reads.
+		raw, err := os.ReadFile(w.node.Genesis)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gen, err := cmttypes.GenesisDocFromJSON(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const period = 4 * time.Second
+		if wait := period + time.Second - time.Since(gen.GenesisTime); wait > 0 {
+			time.Sleep(wait)
+		}
+		chainID, trust, err := client.TrustFromGenesis(ctx, w.node.RPC, raw, period)
+		if err != nil || chainID != w.chainID || trust.Height <= 1 || trust.Period != period {
+			t.Fatalf("TrustFromGenesis on a chain older than the period: %q %+v %v, want a root above block 1", chainID, trust, err)
+		}
+		c, err := client.New(ctx, client.Config{Node: w.node.RPC, Verify: true, Trust: trust, Timeout: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Patient(ctx, w.patientID); err != nil {
+			t.Fatalf("a verified read from the root of a chain older than the period: %v", err)
+		}
+		// A node whose newest block is older than the period is refused
+		// up front.
+		if _, _, err := client.TrustFromGenesis(ctx, w.node.RPC, raw, time.Millisecond); err == nil || !strings.Contains(err.Error(), "older than the trusting period") {
+			t.Fatalf("a trusting period shorter than the newest block's age: %v, want a refusal", err)
+		}
+	})
+
+	t.Run("ClockBehind", func(t *testing.T) {
+		// emrcli runs on users' machines: a clock a few seconds slow
+		// still verifies the newest header; one far behind is told so.
+		for _, tc := range []struct {
+			behind  time.Duration
+			wantErr string
+		}{
+			{5 * time.Second, ""},
+			{time.Minute, "is this computer's clock behind"},
+		} {
+			c := w.mustClient(t, w.node.RPC)
+			client.SetClock(c, func() time.Time { return time.Now().Add(-tc.behind) })
+			_, err := c.Patient(ctx, w.patientID)
+			if tc.wantErr == "" && err != nil {
+				t.Fatalf("clock %s behind: %v", tc.behind, err)
+			}
+			if tc.wantErr != "" && (!errors.Is(err, client.ErrVerification) || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("clock %s behind: %v, want ErrVerification saying %q", tc.behind, err, tc.wantErr)
+			}
 		}
 	})
 
@@ -733,20 +792,7 @@ func testLyingNode(t *testing.T, w *world) {
 		}), "Patient", &emrv1.QueryPatientRequest{PatientId: pid}},
 		{"FalseNotFound", notFound("Member"), "Member", &emrv1.QueryMemberRequest{Address: clinician}},
 		{"FalseNotFoundPatient", notFound("Records"), "Records", &emrv1.QueryRecordsRequest{PatientId: pid}},
-		{"TamperedHeader", func(call clienttest.Call, result json.RawMessage) json.RawMessage {
-			if call.Method != "commit" || bytes.Contains(call.Params, []byte(`"1"`)) {
-				return result
-			}
-			var res map[string]any
-			if json.Unmarshal(result, &res) != nil {
-				return result
-			}
-			sh := res["signed_header"].(map[string]any)
-			hdr := sh["header"].(map[string]any)
-			hdr["app_hash"] = "00000000000000000000000000000000000000000000000000000000000000AA"
-			b, _ := json.Marshal(res)
-			return b
-		}, "Patient", &emrv1.QueryPatientRequest{PatientId: pid}},
+		{"TamperedHeader", clienttest.ForgeAppHashAbove(w.trust.Height), "Patient", &emrv1.QueryPatientRequest{PatientId: pid}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -844,7 +890,7 @@ func testFork(t *testing.T, w *world, fork *clienttest.Node) {
 		t.Fatalf("fork chain id %q, real %q", fork.ChainID, w.chainID)
 	}
 	proxy := clienttest.NewProxy(t, w.node.RPC)
-	c := w.mustClient(t, proxy.URL) // trusts block 1 of the real chain
+	c := w.mustClient(t, proxy.URL) // trusts a header of the real chain
 	proxy.SetRoute(func(call clienttest.Call) string {
 		switch call.Method {
 		case "commit", "validators", "status":

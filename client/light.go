@@ -174,10 +174,7 @@ func (c *Client) openLight(ctx context.Context) error {
 	}
 	opts := []light.Option{
 		light.Logger(log.NewNopLogger()),
-		// A consortium's validators sit on a LAN with synchronised clocks
-		// and make a block every second or so. CometBFT's defaults (10 s
-		// each) are for the open internet: a witness one block behind the
-		// primary would cost 2×drift+lag = 30 s of sleep in the detector.
+		// See lightMaxClockDrift and lightMaxBlockLag.
 		light.MaxClockDrift(lightMaxClockDrift),
 		light.MaxBlockLag(lightMaxBlockLag),
 	}
@@ -239,12 +236,21 @@ func (c *Client) verifiedBlock(ctx context.Context, height int64) (*cmttypes.Lig
 	if c.light == nil {
 		return nil, errClosed
 	}
-	lb, err := c.light.VerifyLightBlockAtHeight(ctx, height, time.Now())
+	now := c.now()
+	lb, err := c.light.VerifyLightBlockAtHeight(ctx, height, now)
 	if err != nil {
 		var expired light.ErrOldHeaderExpired
 		if errors.As(err, &expired) {
 			return nil, fmt.Errorf("%w: header %d: the newest trusted header expired at %s (trusting period): set a new trust root with emrcli light init --force",
 				ErrVerification, height, expired.At.Format(time.RFC3339))
+		}
+		if strings.Contains(err.Error(), "time from the future") {
+			// CometBFT's verifier says only this (an ErrInvalidHeader
+			// whose reason is text): the header is more than
+			// lightMaxClockDrift ahead of this machine's clock, which is
+			// far likelier a slow local clock than a lying chain.
+			return nil, verificationError("header %d: %v: is this computer's clock behind (it reads %s)? set it right, e.g. with NTP",
+				height, err, now.UTC().Format(time.RFC3339))
 		}
 		return nil, verificationError("header %d: %v", height, err)
 	}
@@ -255,10 +261,19 @@ func (c *Client) verifiedBlock(ctx context.Context, height int64) (*cmttypes.Lig
 	return lb, nil
 }
 
-// Light client timing for a consortium LAN (see openLight).
+// Light client timing (see openLight).
 const (
-	lightMaxClockDrift = 2 * time.Second
-	lightMaxBlockLag   = 2 * time.Second
+	// lightMaxClockDrift is how far a header's time may be ahead of this
+	// machine's clock. emrcli runs on patients' and clinicians' machines,
+	// not on the validators' synchronised LAN, and verifies the newest
+	// header, so it is CometBFT's default. Its cost, 2×drift+lag of sleep
+	// in the detector when a witness lacks the header, is mostly avoided
+	// by waitWitnesses.
+	lightMaxClockDrift = 10 * time.Second
+	// lightMaxBlockLag is how far a witness may lag the primary: the
+	// validators make a block every second or so (CometBFT's default, 10
+	// s, is for the open internet).
+	lightMaxBlockLag = 2 * time.Second
 	// witnessWait bounds how long verifiedBlock waits for witnesses to
 	// reach a height before the light client cross-checks it.
 	witnessWait = 3 * time.Second
@@ -291,10 +306,18 @@ func (c *Client) waitWitnesses(ctx context.Context, height int64) {
 }
 
 // TrustFromGenesis derives a trust root from a genesis document the
-// operator handed over: it fetches the signed header at the genesis'
-// initial height from node, checks its chain id, that its validator set is
-// the genesis validator set, and that +2/3 of that set signed it. It
-// returns the chain id and the header to trust.
+// operator handed over: it fetches the node's newest signed header, checks
+// its chain id, that its validator sets (this block's and the next's) are
+// the genesis validator set, that +2/3 of that set signed it, and that it
+// is younger than period. It returns the chain id and the header to
+// trust.
+//
+// Trusting the newest header rather than the genesis' first block is
+// sound because emrchain's validator set never changes: the app returns
+// no validator updates (abci), so a header of this chain is signed by the
+// genesis validators or is not one. It is also what keeps the command
+// usable: the first block of a chain older than the trusting period is
+// expired before the first read could verify anything from it.
 func TrustFromGenesis(ctx context.Context, node string, genesisJSON []byte, period time.Duration) (string, *TrustOptions, error) {
 	gen, err := cmttypes.GenesisDocFromJSON(genesisJSON)
 	if err != nil {
@@ -311,20 +334,24 @@ func TrustFromGenesis(ctx context.Context, node string, genesisJSON []byte, peri
 	if node == "" {
 		node = DefaultNode
 	}
+	if period == 0 {
+		period = DefaultTrustPeriod
+	}
 	rpc, err := rpchttp.New(node)
 	if err != nil {
 		return "", nil, fmt.Errorf("node %q: %w", node, err)
 	}
-	height := gen.InitialHeight
 	var commit *cmttypes.SignedHeader
 	for attempt := 0; ; attempt++ {
-		res, err := rpc.Commit(ctx, &height)
-		if err == nil && !res.SignedHeader.IsEmpty() {
+		// nil: the newest block the node has a commit for. A new chain
+		// may not have made its first block yet.
+		res, err := rpc.Commit(ctx, nil)
+		if err == nil && !res.SignedHeader.IsEmpty() && res.Height >= gen.InitialHeight {
 			commit = &res.SignedHeader
 			break
 		}
 		if attempt >= 50 {
-			return "", nil, fmt.Errorf("node %s: no commit for height %d: %v", node, height, err)
+			return "", nil, fmt.Errorf("node %s: no commit for a block at or above the genesis' initial height %d: %v", node, gen.InitialHeight, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -332,20 +359,23 @@ func TrustFromGenesis(ctx context.Context, node string, genesisJSON []byte, peri
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+	height := commit.Height
 	if commit.ChainID != gen.ChainID {
 		return "", nil, verificationError("the node's header %d is of chain %q, the genesis is of %q", height, commit.ChainID, gen.ChainID)
 	}
 	if err := commit.ValidateBasic(gen.ChainID); err != nil {
 		return "", nil, verificationError("header %d: %v", height, err)
 	}
-	if !bytes.Equal(commit.ValidatorsHash, valSet.Hash()) {
-		return "", nil, verificationError("header %d has validators hash %X, the genesis validator set hashes to %X", height, commit.ValidatorsHash, valSet.Hash())
+	if !bytes.Equal(commit.ValidatorsHash, valSet.Hash()) || !bytes.Equal(commit.NextValidatorsHash, valSet.Hash()) {
+		return "", nil, verificationError("header %d has validators hash %X and next validators hash %X, the genesis validator set hashes to %X",
+			height, commit.ValidatorsHash, commit.NextValidatorsHash, valSet.Hash())
 	}
 	if err := valSet.VerifyCommitLight(gen.ChainID, commit.Commit.BlockID, height, commit.Commit); err != nil {
 		return "", nil, verificationError("header %d is not signed by +2/3 of the genesis validators: %v", height, err)
 	}
-	if period == 0 {
-		period = DefaultTrustPeriod
+	if expires := commit.Time.Add(period); !time.Now().Before(expires) {
+		return "", nil, fmt.Errorf("the node's newest header, %d, is from %s, older than the trusting period (%s): the node is behind or the chain has stopped; ask another node (--node), or give a longer --trust-period",
+			height, commit.Time.UTC().Format(time.RFC3339), period)
 	}
 	return gen.ChainID, &TrustOptions{Height: height, Hash: commit.Hash(), Period: period}, nil
 }

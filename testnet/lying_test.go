@@ -99,7 +99,7 @@ func TestLyingNodeRefused(t *testing.T) {
 	}{
 		{"AlteredRecordHash", rewriteRecords(func(r *emrv1.QueryRecordsResponse) { r.Records[0].CiphertextSha256[0] ^= 1 }), false, false},
 		{"HiddenRecord", rewriteRecords(func(r *emrv1.QueryRecordsResponse) { r.Records, r.Proofs = nil, r.Proofs[:1] }), false, false},
-		{"ForgedHeader", forgeAppHash, true, false},
+		{"ForgedHeader", clienttest.ForgeAppHashAbove(trust.Height), true, false},
 		{"ForgedTxResult", failTx, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -166,25 +166,6 @@ func rewriteRecords(fn func(*emrv1.QueryRecordsResponse)) func(clienttest.Call, 
 		b, _ := json.Marshal(res)
 		return b
 	}
-}
-
-// forgeAppHash gives every header but the trusted one another app hash.
-func forgeAppHash(call clienttest.Call, result json.RawMessage) json.RawMessage {
-	if call.Method != "commit" || bytes.Contains(call.Params, []byte(`"1"`)) {
-		return result
-	}
-	var res map[string]any
-	if json.Unmarshal(result, &res) != nil {
-		return result
-	}
-	sh, _ := res["signed_header"].(map[string]any)
-	hdr, _ := sh["header"].(map[string]any)
-	if hdr == nil {
-		return result
-	}
-	hdr["app_hash"] = "00000000000000000000000000000000000000000000000000000000000000AA"
-	b, _ := json.Marshal(res)
-	return b
 }
 
 // failTx says every transaction failed.

@@ -3,6 +3,7 @@ package clienttest
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -108,4 +109,27 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(resp.StatusCode)
 	_, _ = w.Write(respBody)
+}
+
+// ForgeAppHashAbove is a rewrite that gives every signed header but the
+// one at height trusted (a client's root of trust, which it must be able
+// to fetch) another app hash: a node lying about the state's root.
+func ForgeAppHashAbove(trusted int64) func(Call, json.RawMessage) json.RawMessage {
+	return func(call Call, result json.RawMessage) json.RawMessage {
+		if call.Method != "commit" || bytes.Contains(call.Params, fmt.Appendf(nil, `"%d"`, trusted)) {
+			return result
+		}
+		var res map[string]any
+		if json.Unmarshal(result, &res) != nil {
+			return result
+		}
+		sh, _ := res["signed_header"].(map[string]any)
+		hdr, _ := sh["header"].(map[string]any)
+		if hdr == nil {
+			return result
+		}
+		hdr["app_hash"] = "00000000000000000000000000000000000000000000000000000000000000AA"
+		b, _ := json.Marshal(res)
+		return b
+	}
 }

@@ -251,7 +251,8 @@ max_uploads_patients = %d
 # height 1 (on a node restored from a snapshot: the state's records and
 # shares, then every block after them): the node must keep the blocks and
 # ABCI responses it has not read yet (storage.discard_abci_responses =
-# false; with [store] pruning, CometBFT prunes blocks too). Leftovers of
+# false; emrchain never lets CometBFT prune blocks, and [store] pruning
+# removes old versions of the state only). Leftovers of
 # interrupted uploads older than sweep_grace are removed at start and at
 # every pass, even one that cannot check blobs, and every 10m when the
 # sweep is disabled.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/client"
 	"github.com/emrchain/emrchain/client/keyring"
 	"github.com/emrchain/emrchain/offchain/crypto"
@@ -133,21 +135,29 @@ with the same information always gives the same id.`,
 			}
 			clear(kek)
 			res, err := a.submit(ctx, k, msg, async)
+			if errors.Is(err, app.ErrAlreadyExists) && k.PatientID == nil {
+				// An earlier enrolment of this key committed unseen
+				// (--async, a wait that timed out, an interrupt).
+				err = a.enrolledBefore(ctx, k, id, err)
+			}
 			if err != nil {
 				return err
 			}
-			if res.Height > 0 && k.PatientID == nil {
-				k.PatientID = id
-				if err := a.kr.Save(k); err != nil {
+			if res != nil && res.Height > 0 && k.PatientID == nil {
+				if err := a.rememberPatient(k, id); err != nil {
 					return err
 				}
 			}
 			out := struct {
 				PatientID string  `json:"patient_id"`
-				Tx        *txView `json:"tx"`
+				Tx        *txView `json:"tx,omitempty"`
 			}{hexStr(id), viewTx(res)}
 			return a.emit(out, func(w io.Writer) {
 				fmt.Fprintf(w, "patient id: %s\n", out.PatientID)
+				if res == nil {
+					fmt.Fprintln(w, "already enrolled (by an earlier run); the key now keeps the patient id")
+					return
+				}
 				out.Tx.text(w)
 			})
 		},
@@ -159,6 +169,27 @@ with the same information always gives the same id.`,
 	f.StringVar(&birth, "birth-date", "", "the patient's birth date, YYYY-MM-DD")
 	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
 	return cmd
+}
+
+// enrolledBefore handles an enrolment the chain refused as existing: when
+// the chain shows (verified) that k already owns patient id, k keeps the
+// id and the enrolment is done (nil); otherwise refused is returned, with
+// what the chain shows.
+func (a *cli) enrolledBefore(ctx context.Context, k *keyring.Key, id []byte, refused error) error {
+	c, err := a.client(ctx)
+	if err != nil {
+		return err
+	}
+	p, err := c.PatientByOwner(ctx, k.Address())
+	switch {
+	case errors.Is(err, client.ErrNotFound):
+		return refused // the id is another account's
+	case err != nil:
+		return fmt.Errorf("%w (and the key's own patient cannot be read: %w)", refused, err)
+	case !bytes.Equal(p.Id, id):
+		return fmt.Errorf("%w: key %q already owns patient %x, and this identifying information gives %x", refused, k.Name, p.Id, id)
+	}
+	return a.rememberPatient(k, id)
 }
 
 func newPatientShowCmd(a *cli) *cobra.Command {

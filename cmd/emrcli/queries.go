@@ -288,7 +288,7 @@ func newParamsCmd(a *cli) *cobra.Command {
 				fields(w, "categories", strings.Join(p.Categories, ", "), "max tx bytes", fmt.Sprint(p.MaxTxBytes),
 					"max file bytes", fmt.Sprint(p.MaxBlobBytes), "max records per read", fmt.Sprint(p.MaxRecordsPerAccess),
 					"max re-wraps per rotation", fmt.Sprint(p.MaxRewrapsPerRotation), "max page size", fmt.Sprint(p.MaxPageSize),
-					"emergency access", (time.Duration(p.EmergencyAccessSeconds) * time.Second).String(),
+					"emergency access", "not enabled (a break-glass read would last "+(time.Duration(p.EmergencyAccessSeconds)*time.Second).String()+")",
 					"max wrapped key bytes", fmt.Sprint(p.MaxWrappedKeyBytes))
 				out.provenance.text(w)
 			})

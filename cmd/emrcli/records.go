@@ -20,7 +20,11 @@ import (
 // kekFor returns the KEK k may wrap a patient's data keys with, and its
 // version: the owner's own (current version), else the one in k's grant.
 func (a *cli) kekFor(ctx context.Context, c *client.Client, k *keyring.Key, pid []byte) ([]byte, uint64, error) {
-	if bytes.Equal(k.PatientID, pid) {
+	owner, err := a.ownsPatient(ctx, c, k, pid)
+	if err != nil {
+		return nil, 0, err
+	}
+	if owner {
 		p, err := c.Patient(ctx, pid)
 		if err != nil {
 			return nil, 0, err
@@ -225,9 +229,9 @@ logs the read the same way).`,
 	a.keyFlag(cmd, &from, "from", "reader key")
 	f.StringVar(&patient, "patient", "", "patient id (hex) or enrolled key name (default: --from's own patient)")
 	f.StringSliceVar(&records, "record", nil, "record number(s)")
-	f.StringVar(&purposeStr, "purpose", "treatment", "treatment, research or emergency")
+	f.StringVar(&purposeStr, "purpose", "treatment", "treatment or research (emergency access is not enabled)")
 	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
-	_ = cmd.RegisterFlagCompletionFunc("purpose", cobra.FixedCompletions([]string{"treatment", "research", "emergency"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("purpose", cobra.FixedCompletions([]string{"treatment", "research"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 

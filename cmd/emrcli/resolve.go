@@ -116,9 +116,43 @@ func (a *cli) patientID(ctx context.Context, patient, from string) ([]byte, erro
 }
 
 // ownPatient is the patient k owns: from the key's (encrypted) entry, else
-// from the chain, verified.
+// from the chain, verified (and then kept in the entry: see
+// rememberPatient).
 func (a *cli) ownPatient(ctx context.Context, k *keyring.Key) ([]byte, error) {
-	return a.ownedPatient(ctx, k.Name, k.Address(), k.PatientID)
+	id, err := a.ownedPatient(ctx, k.Name, k.Address(), k.PatientID)
+	if err != nil || k.PatientID != nil {
+		return id, err
+	}
+	return id, a.rememberPatient(k, id)
+}
+
+// ownsPatient reports whether k owns patient pid: the id its entry keeps,
+// else whether the chain's verified owner of pid is k's account.
+func (a *cli) ownsPatient(ctx context.Context, c *client.Client, k *keyring.Key, pid []byte) (bool, error) {
+	if k.PatientID != nil {
+		return bytes.Equal(k.PatientID, pid), nil
+	}
+	p, err := c.Patient(ctx, pid)
+	if err != nil {
+		return false, err
+	}
+	if !bytes.Equal(p.Owner, k.Address()) {
+		return false, nil
+	}
+	return true, a.rememberPatient(k, pid)
+}
+
+// rememberPatient keeps in k's entry the patient id the chain says k owns.
+// patient enroll saves it only when it saw the enrolment commit; after
+// --async, a wait that timed out, an interrupt or a crash, the first
+// command that learns it from the chain saves it, so that the patient is
+// not taken for a grantee of its own records.
+func (a *cli) rememberPatient(k *keyring.Key, id []byte) error {
+	k.PatientID = id
+	if err := a.kr.Save(k); err != nil {
+		return fmt.Errorf("key %q: keep patient id %x: %w", k.Name, id, err)
+	}
+	return nil
 }
 
 // ownedPatient is the patient of the key called name: stored (the id the
@@ -246,7 +280,12 @@ func parsePurpose(s string) (emrv1.Purpose, error) {
 	word, ascii := app.EnumWord(s)
 	v, ok := emrv1.Purpose_value["PURPOSE_"+word]
 	if !ascii || !ok || v == 0 {
-		return 0, usagef("--purpose %q: want treatment, research or emergency", s)
+		return 0, usagef("--purpose %q: want treatment or research", s)
+	}
+	if emrv1.Purpose(v) == emrv1.Purpose_PURPOSE_EMERGENCY {
+		// The chain refuses every emergency read (app recordAccess): say
+		// so before signing anything.
+		return 0, usagef("--purpose emergency: break-glass access is not enabled on this chain; want treatment or research")
 	}
 	return emrv1.Purpose(v), nil
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/ecdh"
 	"encoding/hex"
 	"fmt"
@@ -337,8 +336,12 @@ study's X25519 private key in hex (emrcli study keygen).`,
 					fields(w, "anonymised", fmt.Sprint(out.Anonymised), "ciphertext sha256", out.SHA256, "sidecar", out.Sidecar)
 				})
 			}
+			owner, err := a.ownsPatient(ctx, c, k, pid)
+			if err != nil {
+				return err
+			}
 			var kekOf client.KEKFunc
-			if bytes.Equal(k.PatientID, pid) {
+			if owner {
 				kekOf = existingKEK(a.kr, k)
 			} else {
 				kekOf = c.GranteeKEKFunc(ctx, k.EncPrivKey(), pid, k.Address())

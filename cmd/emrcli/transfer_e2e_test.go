@@ -329,6 +329,37 @@ func TestTransferFlow(t *testing.T) {
 			}
 		}
 	}
+
+	// Patients whose enrolment committed unseen (--async): bob's first
+	// upload and download learn from the chain that bob owns the patient
+	// (not a grantee without consent); carol's second enroll is told it is
+	// done. Both keys then keep the id.
+	unseen := map[string]string{}
+	for _, name := range []string{"bob", "carol"} {
+		e.ok("keys", "add", name)
+		var out struct {
+			PatientID string `json:"patient_id"`
+		}
+		e.json(&out, "patient", "enroll", "--from", name, "--name", name+" Async", "--birth-date", "1970-01-01", "--async")
+		unseen[name] = out.PatientID
+		for i := 0; e.run("patient", "show", "--patient", out.PatientID).code != 0; i++ {
+			if i == 100 {
+				t.Fatalf("%s's async enrolment not committed", name)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	own := []byte("bob's own record")
+	e.upload("bob", unseen["bob"], "lab-results", "own.txt", own)
+	e.download("bob", unseen["bob"], 1, own)
+	if out := e.ok("patient", "enroll", "--from", "carol", "--name", "carol Async", "--birth-date", "1970-01-01"); !strings.Contains(out, "already enrolled") || !strings.Contains(out, unseen["carol"]) {
+		t.Fatalf("enrolling again after an unseen enrolment: %s", out)
+	}
+	for name, pid := range unseen {
+		if out := e.ok("keys", "show", name); !strings.Contains(out, pid) {
+			t.Fatalf("keys show %s after learning its patient: %s, want patient id %s", name, out, pid)
+		}
+	}
 	t.Logf("transfer flow took %s", time.Since(start).Round(time.Millisecond))
 }
 

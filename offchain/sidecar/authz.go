@@ -266,7 +266,17 @@ func (a *authState) mayReadRecord(ctx context.Context, rec *emrv1.Record) (strin
 	if ev.Purpose == emrv1.Purpose_PURPOSE_RESEARCH {
 		right = emrv1.Right_RIGHT_SHARE
 	}
-	return standing(perm, a.head.Time, rec.Category, right), nil
+	if why := standing(perm, a.head.Time, rec.Category, right); why != "" {
+		return why, nil
+	}
+	// The chain refuses a research read of a consent that asks for
+	// anonymisation unless a clinician makes it (app recordAccess): a
+	// researcher's event from before the patient narrowed the consent so
+	// must not keep the record's raw ciphertext coming.
+	if ev.Purpose == emrv1.Purpose_PURPOSE_RESEARCH && perm.Anonymise && a.caller.Role != emrv1.Role_ROLE_CLINICIAN {
+		return fmt.Sprintf("the patient now consents to study %q only anonymised: read the anonymised share a clinician made", perm.StudyId), nil
+	}
+	return "", nil
 }
 
 // mayReadShare explains why the caller may not read a shared blob.

@@ -345,6 +345,48 @@ func TestGetShares(t *testing.T) {
 	wantStatus(t, err, 403, "study")
 }
 
+// TestGetResearchReadOfAConsentNowAnonymised: a research read's access
+// event stops serving the record's ciphertext once the patient's consent
+// asks for anonymisation, unless the reader is a clinician (who makes the
+// anonymised share): the chain would refuse that read now, as it refuses
+// a revoked one.
+func TestGetResearchReadOfAConsentNowAnonymised(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.AccessWindow = 10 * time.Minute })
+	data := []byte("a record a study reads")
+	sum := sha256.Sum256(data)
+	if _, err := e.put(e.writer, data); err != nil {
+		t.Fatal(err)
+	}
+	rec := e.chain.addRecord(e.pid, sum, e.writer)
+	ref := RecordRef(rec.PatientId, rec.Sequence)
+	researcher := e.chain.addMember("researcher", emrv1.Role_ROLE_RESEARCHER, "research")
+	clinician := e.chain.addMember("study-clinician", emrv1.Role_ROLE_CLINICIAN, "hospital-a")
+	var perms []*emrv1.Permission
+	for _, a := range []*actor{researcher, clinician} {
+		p := e.chain.grant(e.pid, a, e.chain.head.Time.Add(time.Hour), emrv1.Right_RIGHT_SHARE)
+		p.StudyId = "s1"
+		perms = append(perms, p)
+		e.chain.recordAccess(rec, a, emrv1.Purpose_PURPOSE_RESEARCH)
+		if got, err := e.get(a, ref, sum, nil); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("research read by %x under a consent without anonymisation: %v", a.Address(), err)
+		}
+	}
+
+	// The patient grants again, now only anonymised; the events stay
+	// within their window.
+	e.chain.mu.Lock()
+	for _, p := range perms {
+		p.Anonymise = true
+	}
+	e.chain.mu.Unlock()
+	e.chain.advance(time.Minute)
+	_, err := e.get(researcher, ref, sum, nil)
+	wantStatus(t, err, 403, `study "s1" only anonymised`)
+	if got, err := e.get(clinician, ref, sum, nil); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("a clinician's research read of an anonymise-only consent (to make the share): %v", err)
+	}
+}
+
 // TestGetNamesWhatItReads: a GET names the committed record or share it
 // reads, and is authorized for that one only if it has exactly this blob.
 func TestGetNamesWhatItReads(t *testing.T) {
