@@ -44,9 +44,11 @@ type serviceEnv struct {
 //   - the gRPC server (app.toml [grpc]): emrchain.v1.Query, emrchain.v1.TxService,
 //     reflection and health, on 127.0.0.1:9090 by default;
 //   - the REST gateway (app.toml [api]): every Query and TxService route of the
-//     protos and /openapi.json, on 127.0.0.1:1317 by default.
+//     protos and /openapi.json, on 127.0.0.1:1317 by default;
+//   - the blob sidecar (app.toml [sidecar]), whose blob store being out of
+//     reach never stops start (see sidecarService).
 //
-// The blob sidecar will append itself here. Both API servers share one
+// Both API servers share one
 // txServer, so a broadcast waits the same way whichever door it came in by.
 // ctx ends when start is asked to stop; if a service fails to start, the
 // ones already started are stopped and the error says which one failed.

@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -412,35 +416,118 @@ func (c *sidecarConfig) options() sidecar.Options {
 }
 
 // sidecarService runs the sidecar beside the node in `emrchaind start`.
-type sidecarService struct{ srv *sidecar.Server }
+//
+// Blob storage must not gate consensus: a validator whose MinIO is down,
+// or whose reference index is locked by a standalone sidecar, still
+// signs blocks. So start takes the sidecar's address at once (a port in
+// use stops start, as for the API servers), and if the sidecar cannot be
+// built then, the address answers 503 with the reason
+// (sidecar.NotOpenHandler) while the service tries again in the
+// background, with backoff, logging each failure. Settings are checked
+// before the node starts (loadNodeSettings), so retrying never hides a
+// typo.
+type sidecarService struct {
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the background opener returns
+
+	mu  sync.Mutex
+	srv *sidecar.Server // nil until opened
+}
 
 func (s *sidecarService) Name() string { return "sidecar" }
 
-func (s *sidecarService) Stop(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+func (s *sidecarService) Stop(ctx context.Context) error {
+	s.cancel()
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv == nil {
+		return nil
+	}
+	return s.srv.Shutdown(ctx)
+}
+
+// Sidecar open retries: the first after sidecarRetryMin, doubling up to
+// sidecarRetryMax.
+const (
+	sidecarRetryMin = time.Second
+	sidecarRetryMax = 30 * time.Second
+)
 
 // startSidecarService starts the blob sidecar inside `emrchaind start` when
-// [sidecar] enable is true, and returns nil (no service) when it is not. It
-// asks the node in this process through CometBFT's local RPC client: no
-// network hop, the same ABCI query path (committed versions, beside a block
-// in progress) as a remote client would take.
+// [sidecar] enable is true (its settings resolved by loadNodeSettings), and
+// returns nil (no service) when it is not. It asks the node in this
+// process through CometBFT's local RPC client: no network hop, the same
+// ABCI query path (committed versions, beside a block in progress) as a
+// remote client would take.
 func startSidecarService(ctx context.Context, env serviceEnv) (service, error) {
 	c := env.appConfig.Sidecar
 	if !c.Enable {
 		return nil, nil
 	}
-	if err := c.resolve(env.home); err != nil {
-		return nil, err
-	}
 	logger := env.logger.With("module", "sidecar")
 	chain := sidecar.NewNodeChainView(rpclocal.New(env.node))
-	srv, err := newSidecarServer(ctx, c, chain, logger)
-	if err != nil {
-		return nil, err
+	open := func() (*sidecar.Server, error) { return newSidecarServer(ctx, c, chain, logger) }
+	srv, err := open()
+	if err == nil {
+		if err := srv.Start(c.Listen); err != nil {
+			return nil, errors.Join(err, srv.Shutdown(context.Background()))
+		}
+		done := make(chan struct{})
+		close(done)
+		return &sidecarService{cancel: func() {}, done: done, srv: srv}, nil
 	}
-	if err := srv.Start(c.Listen); err != nil {
-		return nil, err
+	// Not now: keep the address, answer 503, try again.
+	ln, lerr := net.Listen("tcp", c.Listen)
+	if lerr != nil {
+		return nil, fmt.Errorf("sidecar: listen %s: %w", c.Listen, lerr)
 	}
-	return &sidecarService{srv: srv}, nil
+	var why atomic.Pointer[string]
+	setWhy := func(err error) { msg := err.Error(); why.Store(&msg) }
+	setWhy(err)
+	waiting := &http.Server{Handler: sidecar.NotOpenHandler(c.Backend, func() string { return *why.Load() }), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = waiting.Serve(ln) }()
+
+	ctx, cancel := context.WithCancel(ctx)
+	s := &sidecarService{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		defer waiting.Close()
+		var srv *sidecar.Server // opened, not yet listening
+		for wait := sidecarRetryMin; ; wait = min(2*wait, sidecarRetryMax) {
+			logger.Error("the sidecar cannot start; its address answers 503 until it does, and the node runs on",
+				"err", err, "retry_in", wait)
+			select {
+			case <-ctx.Done():
+				if srv != nil {
+					_ = srv.Shutdown(context.Background())
+				}
+				return
+			case <-time.After(wait):
+			}
+			if srv == nil {
+				if srv, err = open(); err != nil {
+					setWhy(err)
+					continue
+				}
+				// The waiting server lets the address go, and the
+				// sidecar takes it at once.
+				_ = waiting.Close()
+			}
+			if err = srv.Start(c.Listen); err == nil {
+				s.mu.Lock()
+				s.srv = srv
+				s.mu.Unlock()
+				logger.Info("the sidecar has started", "listen", c.Listen)
+				return
+			}
+		}
+	}()
+	return s, nil
 }
 
 func newSidecarCmd() *cobra.Command {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -315,14 +316,8 @@ func TestSidecarAgainstNode(t *testing.T) {
 	base := startSidecarProc(ctx, t, chain.home, freeport.Get(t), "--ref-index-dir", procRefs)
 	cl := func(a *apptest.Actor) *sidecar.Client { return sidecar.NewClient(base, signer(a), nil) }
 
-	// The in-start sidecar, when start runs it (app.toml enable = true).
-	inStart := false
-	if src, err := os.ReadFile("services.go"); err == nil && bytes.Contains(src, []byte("startSidecarService(")) {
-		waitHealthy(ctx, t, "http://"+sc.Listen, nil, nil)
-		inStart = true
-	} else {
-		t.Logf("start does not run the sidecar yet (startServices does not call startSidecarService); skipping that check")
-	}
+	// The sidecar inside start (app.toml enable = true).
+	waitHealthy(ctx, t, "http://"+sc.Listen, nil, nil)
 
 	data := bytes.Repeat([]byte("ciphertext-1 "), 1000)
 	sum := sha256.Sum256(data)
@@ -371,15 +366,13 @@ func TestSidecarAgainstNode(t *testing.T) {
 	if got, err := getBlob(ctx, cl(reader), rec1, sum, &sidecar.Range{Start: 1000, Length: 300}); err != nil || !bytes.Equal(got, data[1000:1300]) {
 		t.Fatalf("range GET: %v", err)
 	}
-	if inStart {
-		// The sidecar inside start shares HOME/data/blobs and the rules.
-		startCl := sidecar.NewClient("http://"+sc.Listen, signer(reader), nil)
-		if got, err := getBlob(ctx, startCl, rec1, sum, nil); err != nil || !bytes.Equal(got, data) {
-			t.Fatalf("GET from the sidecar inside start: %v", err)
-		}
-		_, err := getBlob(ctx, sidecar.NewClient("http://"+sc.Listen, signer(late), nil), rec1, sum, nil)
-		wantHTTP(t, err, 403, "no committed access event")
+	// The sidecar inside start shares HOME/data/blobs and the rules.
+	startCl := sidecar.NewClient("http://"+sc.Listen, signer(reader), nil)
+	if got, err := getBlob(ctx, startCl, rec1, sum, nil); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("GET from the sidecar inside start: %v", err)
 	}
+	_, err = getBlob(ctx, sidecar.NewClient("http://"+sc.Listen, signer(late), nil), rec1, sum, nil)
+	wantHTTP(t, err, 403, "no committed access event")
 	// Stale and replayed requests: 401.
 	stale := time.Now().Add(-5 * time.Minute).UTC().Format(time.RFC3339Nano)
 	if status, body := statusOfRequest(t, rawSignedGet(t, base, path, reader, stale)); status != 401 || !strings.Contains(body, "stale") {
@@ -527,11 +520,7 @@ func TestSidecarAgainstNode(t *testing.T) {
 			}
 		}
 		// Both sidecars of the node keep their reference index on disk.
-		dirs := []string{procRefs}
-		if inStart {
-			dirs = append(dirs, filepath.Join(chain.home, "data", "sidecar-refs"))
-		}
-		for _, dir := range dirs {
+		for _, dir := range []string{procRefs, filepath.Join(chain.home, "data", "sidecar-refs")} {
 			if _, err := os.Stat(filepath.Join(dir, "blob-refs.db")); err != nil {
 				t.Fatalf("reference index: %v", err)
 			}
@@ -955,4 +944,100 @@ func TestSidecarPatientsShareFollowsTotal(t *testing.T) {
 			t.Errorf("%s: pending_bytes_patients %d, %v; want %d", tc.name, c.PendingBytesPatients, err, tc.want)
 		}
 	}
+}
+
+// TestSidecarDoesNotGateTheNode: blob storage must not gate consensus. A
+// sidecar setting that is wrong stops start before the node starts; a blob
+// store that cannot open (here: its directory lies under a regular file)
+// leaves the node making blocks while the sidecar's address answers 503
+// with the reason, and the sidecar starts once the store can open.
+func TestSidecarDoesNotGateTheNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the node binary")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	bin := binary(t)
+	home := t.TempDir()
+	rpcPort, sidecarPort := freeport.Get(t), freeport.Get(t)
+	out, err := exec.Command(bin, "init", "--home", home, "--chain-id", "emr-sidecar-gate",
+		"--rpc.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", rpcPort),
+		"--p2p.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", freeport.Get(t)),
+		"--grpc.address", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
+		"--api.address", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
+		"--sidecar.listen", fmt.Sprintf("127.0.0.1:%d", sidecarPort),
+		"--timeout-commit", "200ms", "--empty-blocks-interval", "0s").CombinedOutput()
+	if err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	setSidecar := func(edit func(*sidecarConfig)) {
+		t.Helper()
+		c, err := loadAppConfig(home)
+		if err != nil {
+			t.Fatal(err)
+		}
+		edit(&c.Sidecar)
+		if err := writeAppConfig(home, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A bad setting: refused before CometBFT starts.
+	setSidecar(func(c *sidecarConfig) {
+		c.Backend = sidecarBackendMinIO
+		c.MinIOEndpoint = "127.0.0.1:1"
+		c.MinIOBucket = "b"
+	})
+	cmd := exec.CommandContext(ctx, bin, "start", "--home", home)
+	cmd.Env = append(os.Environ(), envMinIOAccessKey+"=", envMinIOSecretKey+"=")
+	out, err = cmd.CombinedOutput()
+	if err == nil || !bytes.Contains(out, []byte("needs credentials")) || bytes.Contains(out, []byte("node started")) {
+		t.Fatalf("start with a minio backend and no credentials: %v\n%s\nwant a refusal before the node starts", err, out)
+	}
+
+	// A store that cannot open yet.
+	blocker := filepath.Join(home, "blocker")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	setSidecar(func(c *sidecarConfig) {
+		c.Backend, c.MinIOEndpoint, c.MinIOBucket, c.Dir = sidecarBackendFS, "", "", filepath.Join(blocker, "blobs")
+	})
+	node := startNode(t, home, "gate.log")
+	h, _ := waitHeight(ctx, t, node, rpcPort, 3)
+	base := fmt.Sprintf("http://127.0.0.1:%d", sidecarPort)
+	var health sidecar.Health
+	if status := getJSON(ctx, t, base+"/healthz", &health); status != http.StatusServiceUnavailable || health.Status != "unavailable" || !strings.Contains(health.BackendError, "not a directory") {
+		t.Fatalf("healthz while the store cannot open: %d %+v, want 503 saying why", status, health)
+	}
+	var refused sidecar.ErrorBody
+	if status := getJSON(ctx, t, base+"/v1/blobs/"+strings.Repeat("00", 32)+"?record=00/1", &refused); status != http.StatusServiceUnavailable || refused.Code != "store_unavailable" {
+		t.Fatalf("a GET while the store cannot open: %d %+v, want 503 store_unavailable", status, refused)
+	}
+	waitHeight(ctx, t, node, rpcPort, h+3)
+
+	// The store can open: the sidecar starts without a restart.
+	if err := os.Remove(blocker); err != nil {
+		t.Fatal(err)
+	}
+	waitHealthy(ctx, t, base, nil, nil)
+	waitLog(ctx, t, node, "the sidecar has started")
+	if err := node.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("node did not exit cleanly on SIGTERM: %v", err)
+	}
+}
+
+// getJSON GETs url and decodes its JSON body into v; it returns the status.
+func getJSON(ctx context.Context, t *testing.T, url string, v any) int {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %d, body not JSON: %v", url, resp.StatusCode, err)
+	}
+	return resp.StatusCode
 }

@@ -44,8 +44,13 @@ killed at any moment resumes where it stopped.
 
 Beside the node, start serves (as app.toml [grpc] and [api] say) the gRPC
 Query and TxService services on 127.0.0.1:9090 and the REST gateway over them
-on 127.0.0.1:1317, with the OpenAPI document at /openapi.json. A listen
-address already in use stops start with an error.
+on 127.0.0.1:1317, with the OpenAPI document at /openapi.json, and (as
+[sidecar] says) the blob sidecar on 127.0.0.1:7070. A listen address already
+in use stops start with an error, and so does a bad [sidecar] setting, before
+the node starts. A sidecar whose blob store cannot be opened (MinIO down, its
+directory unwritable, its reference index held by "emrchaind sidecar") does
+not stop the node: its address answers 503 with the reason, /healthz included,
+while start tries again every few seconds (up to 30 s apart).
 
 Only the consortium's nodes may connect over P2P: start always turns on
 CometBFT's peer filter (filter_peers), and the node accepts only the node ids
@@ -137,6 +142,14 @@ func loadNodeSettings(cmd *cobra.Command) (*nodeSettings, error) {
 	}
 	if err := appConf.validate(); err != nil {
 		return nil, err
+	}
+	if appConf.Sidecar.Enable {
+		// Before the node starts: the sidecar is started after it, and
+		// retried in the background when its store cannot open
+		// (startSidecarService), which must never be for a bad setting.
+		if err := appConf.Sidecar.resolve(home); err != nil {
+			return nil, err
+		}
 	}
 	if err := conf.ValidateBasic(); err != nil {
 		return nil, err

@@ -840,6 +840,27 @@ type Health struct {
 	ChainError   string `json:"chain_error,omitempty"`
 }
 
+// NotOpenHandler answers every request with 503 and why (backend names
+// the configured blob store): what a sidecar's address serves while its
+// store cannot be opened yet, so that clients move on to another sidecar
+// and a monitor sees the reason. GET /healthz gets a Health body with
+// status "unavailable"; everything else an ErrorBody, code
+// "store_unavailable", with Retry-After.
+func NotOpenHandler(backend string, why func() string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reason := why()
+		if r.Method == http.MethodGet && r.URL.Path == "/healthz" {
+			writeJSON(w, http.StatusServiceUnavailable, Health{Status: "unavailable", Backend: backend, BackendError: reason})
+			return
+		}
+		writeError(w, retryLater(http.StatusServiceUnavailable, "store_unavailable", notOpenRetryAfter,
+			"the sidecar has not opened its blob store yet: %s", reason))
+	})
+}
+
+// notOpenRetryAfter is the Retry-After of NotOpenHandler's answers.
+const notOpenRetryAfter = 5 * time.Second
+
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
