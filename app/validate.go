@@ -305,6 +305,11 @@ func checkWrappedKey(what string, b []byte) error {
 	return nil
 }
 
+// CheckID checks an organization or study id (what names it in the
+// error) as the chain does: 1 to 64 lowercase letters, digits, '.', '_'
+// or '-'.
+func CheckID(what, id string) error { return checkID(what, id) }
+
 func checkID(what, id string) error {
 	if id == "" {
 		return fmt.Errorf("%s is empty", what)

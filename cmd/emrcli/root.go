@@ -121,7 +121,7 @@ Exit codes: 0 success, 1 failure (the chain refused, verification failed, I/O),
 		newKeysCmd(a), newLightCmd(a), newPatientCmd(a), newMemberCmd(a), newStudyCmd(a),
 		newGrantCmd(a), newRevokeCmd(a), newAddRecordCmd(a), newReadCmd(a),
 		newUploadCmd(a), newDownloadCmd(a), newShareCmd(a),
-		newRecordsCmd(a), newPermissionsCmd(a), newGrantsCmd(a), newAuditCmd(a), newParamsCmd(a),
+		newRecordsCmd(a), newPermissionsCmd(a), newGrantsCmd(a), newAuditCmd(a), newSharesCmd(a), newParamsCmd(a),
 		newTxCmd(a),
 	)
 	root.InitDefaultCompletionCmd()

@@ -235,6 +235,35 @@ func TestTransferFlow(t *testing.T) {
 	if ps.ShareCount != 1 {
 		t.Fatalf("share count %d, want 1 (the refused shares must have recorded nothing)", ps.ShareCount)
 	}
+	// The principal investigator finds the share by study, and the
+	// patient sees it in its own list (both verified).
+	type shareList struct {
+		Shares []struct {
+			PatientID  string `json:"patient_id"`
+			Sequence   uint64 `json:"sequence"`
+			Record     uint64 `json:"record"`
+			StudyID    string `json:"study_id"`
+			Anonymised bool   `json:"anonymised"`
+			Sharer     string `json:"sharer"`
+		} `json:"shares"`
+		Verified bool `json:"verified"`
+	}
+	for _, args := range [][]string{{"--study", "cardio-2026"}, {"--from", "alice"}, {"--patient", pid, "--study", "cardio-2026"}} {
+		var list shareList
+		e.json(&list, append([]string{"shares"}, args...)...)
+		if !list.Verified || len(list.Shares) != 1 || list.Shares[0].PatientID != pid || list.Shares[0].Sequence != 1 ||
+			list.Shares[0].Record != 3 || list.Shares[0].StudyID != "cardio-2026" || !list.Shares[0].Anonymised {
+			t.Fatalf("shares %v: %+v, want share 1 of record 3 of %s, anonymised, verified", args, list, pid)
+		}
+	}
+	for _, args := range [][]string{{"--study", "other-study"}, {"--from", "alice", "--study", "other-study"}} {
+		var list shareList
+		if e.json(&list, append([]string{"shares"}, args...)...); len(list.Shares) != 0 {
+			t.Fatalf("shares %v: %+v, want none", args, list)
+		}
+	}
+	e.fails(2, "--study", "shares", "--study", "Not An Id")
+	e.fails(2, "say whose shares", "shares")
 	// The principal investigator downloads and decrypts the share.
 	sharedOut := filepath.Join(t.TempDir(), "shared.json")
 	e.ok("download", "--from", "pi", "--patient", pid, "--share", "1", "-o", sharedOut)
