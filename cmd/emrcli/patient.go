@@ -138,13 +138,15 @@ with the same information always gives the same id.`,
 			if errors.Is(err, app.ErrAlreadyExists) && k.PatientID == nil {
 				// An earlier enrolment of this key committed unseen
 				// (--async, a wait that timed out, an interrupt).
-				err = a.enrolledBefore(ctx, k, id, err)
+				if err = a.enrolledBefore(ctx, k, id, err); err == nil {
+					res = nil // not this run's transaction, which failed
+				}
 			}
 			if err != nil {
 				return err
 			}
 			if res != nil && res.Height > 0 && k.PatientID == nil {
-				if err := a.rememberPatient(k, id); err != nil {
+				if err := a.rememberPatient(ctx, k, id); err != nil {
 					return err
 				}
 			}
@@ -172,9 +174,9 @@ with the same information always gives the same id.`,
 }
 
 // enrolledBefore handles an enrolment the chain refused as existing: when
-// the chain shows (verified) that k already owns patient id, k keeps the
-// id and the enrolment is done (nil); otherwise refused is returned, with
-// what the chain shows.
+// the chain shows that k already owns patient id, k keeps the id (if the
+// read was verified: rememberPatient) and the enrolment is done (nil);
+// otherwise refused is returned, with what the chain shows.
 func (a *cli) enrolledBefore(ctx context.Context, k *keyring.Key, id []byte, refused error) error {
 	c, err := a.client(ctx)
 	if err != nil {
@@ -189,7 +191,7 @@ func (a *cli) enrolledBefore(ctx context.Context, k *keyring.Key, id []byte, ref
 	case !bytes.Equal(p.Id, id):
 		return fmt.Errorf("%w: key %q already owns patient %x, and this identifying information gives %x", refused, k.Name, p.Id, id)
 	}
-	return a.rememberPatient(k, id)
+	return a.rememberPatient(ctx, k, id)
 }
 
 func newPatientShowCmd(a *cli) *cobra.Command {

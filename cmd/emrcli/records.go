@@ -20,25 +20,20 @@ import (
 // kekFor returns the KEK k may wrap a patient's data keys with, and its
 // version: the owner's own (current version), else the one in k's grant.
 func (a *cli) kekFor(ctx context.Context, c *client.Client, k *keyring.Key, pid []byte) ([]byte, uint64, error) {
-	owner, err := a.ownsPatient(ctx, c, k, pid)
+	p, err := c.Patient(ctx, pid)
+	if err != nil {
+		return nil, 0, err
+	}
+	owner, err := a.ownsPatient(ctx, k, p)
 	if err != nil {
 		return nil, 0, err
 	}
 	if owner {
-		p, err := c.Patient(ctx, pid)
-		if err != nil {
-			return nil, 0, err
-		}
 		kek, err := existingKEK(a.kr, k)(p.KeyVersion)
 		return kek, p.KeyVersion, err
 	}
 	kek, v, err := c.GranteeKEK(ctx, k.EncPrivKey(), pid, k.Address())
 	if err != nil {
-		return nil, 0, err
-	}
-	p, err := c.Patient(ctx, pid)
-	if err != nil {
-		clear(kek)
 		return nil, 0, err
 	}
 	if v != p.KeyVersion {

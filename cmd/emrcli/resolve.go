@@ -116,38 +116,40 @@ func (a *cli) patientID(ctx context.Context, patient, from string) ([]byte, erro
 }
 
 // ownPatient is the patient k owns: from the key's (encrypted) entry, else
-// from the chain, verified (and then kept in the entry: see
+// from the chain (and then, read verified, kept in the entry: see
 // rememberPatient).
 func (a *cli) ownPatient(ctx context.Context, k *keyring.Key) ([]byte, error) {
 	id, err := a.ownedPatient(ctx, k.Name, k.Address(), k.PatientID)
 	if err != nil || k.PatientID != nil {
 		return id, err
 	}
-	return id, a.rememberPatient(k, id)
+	return id, a.rememberPatient(ctx, k, id)
 }
 
-// ownsPatient reports whether k owns patient pid: the id its entry keeps,
-// else whether the chain's verified owner of pid is k's account.
-func (a *cli) ownsPatient(ctx context.Context, c *client.Client, k *keyring.Key, pid []byte) (bool, error) {
+// ownsPatient reports whether k owns patient p (read from the chain): the
+// id its entry keeps, else whether p's owner is k's account.
+func (a *cli) ownsPatient(ctx context.Context, k *keyring.Key, p *emrv1.Patient) (bool, error) {
 	if k.PatientID != nil {
-		return bytes.Equal(k.PatientID, pid), nil
-	}
-	p, err := c.Patient(ctx, pid)
-	if err != nil {
-		return false, err
+		return bytes.Equal(k.PatientID, p.Id), nil
 	}
 	if !bytes.Equal(p.Owner, k.Address()) {
 		return false, nil
 	}
-	return true, a.rememberPatient(k, pid)
+	return true, a.rememberPatient(ctx, k, p.Id)
 }
 
 // rememberPatient keeps in k's entry the patient id the chain says k owns.
 // patient enroll saves it only when it saw the enrolment commit; after
 // --async, a wait that timed out, an interrupt or a crash, the first
 // command that learns it from the chain saves it, so that the patient is
-// not taken for a grantee of its own records.
-func (a *cli) rememberPatient(k *keyring.Key, id []byte) error {
+// not taken for a grantee of its own records. Only a verified read is
+// kept: with --no-verify the id serves this run, since the keyring never
+// lets a key's patient change and a lying node must not make it.
+func (a *cli) rememberPatient(ctx context.Context, k *keyring.Key, id []byte) error {
+	c, err := a.client(ctx)
+	if err != nil || !c.Verified() {
+		return err
+	}
 	k.PatientID = id
 	if err := a.kr.Save(k); err != nil {
 		return fmt.Errorf("key %q: keep patient id %x: %w", k.Name, id, err)
@@ -156,7 +158,8 @@ func (a *cli) rememberPatient(k *keyring.Key, id []byte) error {
 }
 
 // ownedPatient is the patient of the key called name: stored (the id the
-// keyring keeps), else the one the chain says owner owns, verified.
+// keyring keeps), else the one the chain says owner owns (verified unless
+// --no-verify).
 func (a *cli) ownedPatient(ctx context.Context, name string, owner, stored []byte) ([]byte, error) {
 	if stored != nil {
 		return stored, nil
