@@ -471,8 +471,8 @@ func startSidecarService(ctx context.Context, env serviceEnv) (service, error) {
 	}
 	logger := env.logger.With("module", "sidecar")
 	chain := sidecar.NewNodeChainView(rpclocal.New(env.node))
-	open := func() (*sidecar.Server, error) { return newSidecarServer(ctx, c, chain, logger) }
-	srv, err := open()
+	open := func(ctx context.Context) (*sidecar.Server, error) { return newSidecarServer(ctx, c, chain, logger) }
+	srv, err := open(ctx)
 	if err == nil {
 		if err := srv.Start(c.Listen); err != nil {
 			return nil, errors.Join(err, srv.Shutdown(context.Background()))
@@ -481,43 +481,37 @@ func startSidecarService(ctx context.Context, env serviceEnv) (service, error) {
 		close(done)
 		return &sidecarService{cancel: func() {}, done: done, srv: srv}, nil
 	}
-	// Not now: keep the address, answer 503, try again.
-	ln, lerr := net.Listen("tcp", c.Listen)
-	if lerr != nil {
-		return nil, fmt.Errorf("sidecar: listen %s: %w", c.Listen, lerr)
+	// Not now: keep the address, answer 503 there, and try again.
+	waiting := &notOpenServer{addr: c.Listen, backend: c.Backend}
+	waiting.setWhy(err)
+	if err := waiting.listen(); err != nil {
+		return nil, err
 	}
-	var why atomic.Pointer[string]
-	setWhy := func(err error) { msg := err.Error(); why.Store(&msg) }
-	setWhy(err)
-	waiting := &http.Server{Handler: sidecar.NotOpenHandler(c.Backend, func() string { return *why.Load() }), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = waiting.Serve(ln) }()
-
-	ctx, cancel := context.WithCancel(ctx)
+	retryCtx, cancel := context.WithCancel(ctx)
 	s := &sidecarService{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
-		defer waiting.Close()
-		var srv *sidecar.Server // opened, not yet listening
+		defer waiting.close()
 		for wait := sidecarRetryMin; ; wait = min(2*wait, sidecarRetryMax) {
-			logger.Error("the sidecar cannot start; its address answers 503 until it does, and the node runs on",
+			logger.Error("the sidecar cannot start; the node runs on, and the sidecar's address answers 503 until it starts",
 				"err", err, "retry_in", wait)
 			select {
-			case <-ctx.Done():
-				if srv != nil {
-					_ = srv.Shutdown(context.Background())
-				}
+			case <-retryCtx.Done():
 				return
 			case <-time.After(wait):
 			}
-			if srv == nil {
-				if srv, err = open(); err != nil {
-					setWhy(err)
-					continue
-				}
-				// The waiting server lets the address go, and the
-				// sidecar takes it at once.
-				_ = waiting.Close()
+			srv, err = open(retryCtx)
+			if err != nil {
+				waiting.setWhy(err)
+				continue
 			}
+			if retryCtx.Err() != nil {
+				_ = srv.Shutdown(context.Background())
+				return
+			}
+			// The waiting server lets the address go, and the sidecar
+			// takes it at once.
+			waiting.close()
 			if err = srv.Start(c.Listen); err == nil {
 				s.mu.Lock()
 				s.srv = srv
@@ -525,9 +519,45 @@ func startSidecarService(ctx context.Context, env serviceEnv) (service, error) {
 				logger.Info("the sidecar has started", "listen", c.Listen)
 				return
 			}
+			_ = srv.Shutdown(context.Background()) // opened again next time
+			waiting.setWhy(err)
+			if lerr := waiting.listen(); lerr != nil {
+				logger.Error("the sidecar's address is taken by another process", "err", lerr)
+			}
 		}
 	}()
 	return s, nil
+}
+
+// notOpenServer answers 503 at the sidecar's address, saying why
+// (sidecar.NotOpenHandler), while the sidecar cannot be built. Its methods
+// are called by one goroutine at a time.
+type notOpenServer struct {
+	addr, backend string
+	why           atomic.Pointer[string]
+	srv           *http.Server // nil when not listening
+}
+
+func (n *notOpenServer) setWhy(err error) {
+	msg := err.Error()
+	n.why.Store(&msg)
+}
+
+func (n *notOpenServer) listen() error {
+	ln, err := net.Listen("tcp", n.addr)
+	if err != nil {
+		return fmt.Errorf("sidecar: listen %s: %w", n.addr, err)
+	}
+	n.srv = &http.Server{Handler: sidecar.NotOpenHandler(n.backend, func() string { return *n.why.Load() }), ReadHeaderTimeout: 10 * time.Second}
+	go func(srv *http.Server) { _ = srv.Serve(ln) }(n.srv)
+	return nil
+}
+
+func (n *notOpenServer) close() {
+	if n.srv != nil {
+		_ = n.srv.Close()
+		n.srv = nil
+	}
 }
 
 func newSidecarCmd() *cobra.Command {

@@ -955,9 +955,11 @@ func TestSidecarDoesNotGateTheNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the node binary")
 	}
+	bin := binary(t)
+	// Long enough for the retries' backoff (1, 2, 4, 8 s) to reach the
+	// moment the store can open.
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	bin := binary(t)
 	home := t.TempDir()
 	rpcPort, sidecarPort := freeport.Get(t), freeport.Get(t)
 	out, err := exec.Command(bin, "init", "--home", home, "--chain-id", "emr-sidecar-gate",

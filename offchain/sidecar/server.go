@@ -845,7 +845,8 @@ type Health struct {
 // store cannot be opened yet, so that clients move on to another sidecar
 // and a monitor sees the reason. GET /healthz gets a Health body with
 // status "unavailable"; everything else an ErrorBody, code
-// "store_unavailable", with Retry-After.
+// "store_unavailable", without Retry-After: a client waits on a sidecar
+// that says when to come back, and this one cannot say.
 func NotOpenHandler(backend string, why func() string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		reason := why()
@@ -853,13 +854,9 @@ func NotOpenHandler(backend string, why func() string) http.Handler {
 			writeJSON(w, http.StatusServiceUnavailable, Health{Status: "unavailable", Backend: backend, BackendError: reason})
 			return
 		}
-		writeError(w, retryLater(http.StatusServiceUnavailable, "store_unavailable", notOpenRetryAfter,
-			"the sidecar has not opened its blob store yet: %s", reason))
+		writeError(w, errf(http.StatusServiceUnavailable, "store_unavailable", "the sidecar has not opened its blob store yet: %s", reason))
 	})
 }
-
-// notOpenRetryAfter is the Retry-After of NotOpenHandler's answers.
-const notOpenRetryAfter = 5 * time.Second
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
