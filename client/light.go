@@ -306,18 +306,19 @@ func (c *Client) waitWitnesses(ctx context.Context, height int64) {
 }
 
 // TrustFromGenesis derives a trust root from a genesis document the
-// operator handed over: it fetches the node's newest signed header, checks
-// its chain id, that its validator sets (this block's and the next's) are
-// the genesis validator set, that +2/3 of that set signed it, and that it
-// is younger than period. It returns the chain id and the header to
-// trust.
+// operator handed over: a header of node's chain whose chain id is the
+// genesis', whose validator sets (this block's and the next's) are the
+// genesis validator set, and that +2/3 of that set signed. It returns the
+// chain id and the header to trust.
 //
-// Trusting the newest header rather than the genesis' first block is
-// sound because emrchain's validator set never changes: the app returns
-// no validator updates (abci), so a header of this chain is signed by the
-// genesis validators or is not one. It is also what keeps the command
-// usable: the first block of a chain older than the trusting period is
-// expired before the first read could verify anything from it.
+// The header is the genesis' first block while that is younger than half
+// the trusting period; on an older chain, the oldest block younger than
+// that (a search over header times). Any block of the chain will do
+// because emrchain's validator set never changes: the app returns no
+// validator updates (abci), so a header of this chain is signed by the
+// genesis validators or is not one. A root too old would be expired
+// before the first read; one too new would leave everything below it to
+// the light client's backwards verification, one header per request.
 func TrustFromGenesis(ctx context.Context, node string, genesisJSON []byte, period time.Duration) (string, *TrustOptions, error) {
 	gen, err := cmttypes.GenesisDocFromJSON(genesisJSON)
 	if err != nil {
@@ -341,13 +342,22 @@ func TrustFromGenesis(ctx context.Context, node string, genesisJSON []byte, peri
 	if err != nil {
 		return "", nil, fmt.Errorf("node %q: %w", node, err)
 	}
-	var commit *cmttypes.SignedHeader
+	commitAt := func(height *int64) (*cmttypes.SignedHeader, error) {
+		res, err := rpc.Commit(ctx, height)
+		if err != nil {
+			return nil, err
+		}
+		if res.SignedHeader.IsEmpty() {
+			return nil, errors.New("empty signed header")
+		}
+		return &res.SignedHeader, nil
+	}
+	var latest *cmttypes.SignedHeader
 	for attempt := 0; ; attempt++ {
 		// nil: the newest block the node has a commit for. A new chain
 		// may not have made its first block yet.
-		res, err := rpc.Commit(ctx, nil)
-		if err == nil && !res.SignedHeader.IsEmpty() && res.Height >= gen.InitialHeight {
-			commit = &res.SignedHeader
+		latest, err = commitAt(nil)
+		if err == nil && latest.Height >= gen.InitialHeight {
 			break
 		}
 		if attempt >= 50 {
@@ -359,25 +369,54 @@ func TrustFromGenesis(ctx context.Context, node string, genesisJSON []byte, peri
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	height := commit.Height
-	if commit.ChainID != gen.ChainID {
-		return "", nil, verificationError("the node's header %d is of chain %q, the genesis is of %q", height, commit.ChainID, gen.ChainID)
+	now := time.Now()
+	if !now.Before(latest.Time.Add(period)) {
+		return "", nil, fmt.Errorf("the node's newest header, %d, is from %s, older than the trusting period (%s): the node is behind or the chain has stopped; ask another node (--node), or give a longer --trust-period",
+			latest.Height, latest.Time.UTC().Format(time.RFC3339), period)
 	}
-	if err := commit.ValidateBasic(gen.ChainID); err != nil {
+	// The oldest height whose header is at or after since (BFT time only
+	// grows with height), or the newest: the first block, on a chain
+	// younger than since.
+	since := now.Add(-period / 2)
+	lo, hi := gen.InitialHeight, latest.Height
+	root := latest
+	for lo < hi {
+		mid := lo
+		if lo > gen.InitialHeight {
+			mid = lo + (hi-lo)/2
+		}
+		sh, err := commitAt(&mid)
+		if err != nil {
+			return "", nil, fmt.Errorf("node %s: header %d: %w", node, mid, err)
+		}
+		if sh.Height != mid {
+			return "", nil, verificationError("the node answered header %d for height %d", sh.Height, mid)
+		}
+		if sh.Time.Before(since) {
+			lo = mid + 1
+		} else {
+			hi, root = mid, sh
+		}
+	}
+	height := root.Height
+	if root.ChainID != gen.ChainID {
+		return "", nil, verificationError("the node's header %d is of chain %q, the genesis is of %q", height, root.ChainID, gen.ChainID)
+	}
+	if err := root.ValidateBasic(gen.ChainID); err != nil {
 		return "", nil, verificationError("header %d: %v", height, err)
 	}
-	if !bytes.Equal(commit.ValidatorsHash, valSet.Hash()) || !bytes.Equal(commit.NextValidatorsHash, valSet.Hash()) {
+	if !bytes.Equal(root.ValidatorsHash, valSet.Hash()) || !bytes.Equal(root.NextValidatorsHash, valSet.Hash()) {
 		return "", nil, verificationError("header %d has validators hash %X and next validators hash %X, the genesis validator set hashes to %X",
-			height, commit.ValidatorsHash, commit.NextValidatorsHash, valSet.Hash())
+			height, root.ValidatorsHash, root.NextValidatorsHash, valSet.Hash())
 	}
-	if err := valSet.VerifyCommitLight(gen.ChainID, commit.Commit.BlockID, height, commit.Commit); err != nil {
+	if err := valSet.VerifyCommitLight(gen.ChainID, root.Commit.BlockID, height, root.Commit); err != nil {
 		return "", nil, verificationError("header %d is not signed by +2/3 of the genesis validators: %v", height, err)
 	}
-	if expires := commit.Time.Add(period); !time.Now().Before(expires) {
-		return "", nil, fmt.Errorf("the node's newest header, %d, is from %s, older than the trusting period (%s): the node is behind or the chain has stopped; ask another node (--node), or give a longer --trust-period",
-			height, commit.Time.UTC().Format(time.RFC3339), period)
+	if !now.Before(root.Time.Add(period)) {
+		return "", nil, verificationError("header %d, from %s, is older than the trusting period (%s) although a later header is not: the node's header times are not in order",
+			height, root.Time.UTC().Format(time.RFC3339), period)
 	}
-	return gen.ChainID, &TrustOptions{Height: height, Hash: commit.Hash(), Period: period}, nil
+	return gen.ChainID, &TrustOptions{Height: height, Hash: root.Hash(), Period: period}, nil
 }
 
 // VerifyLatest verifies the node's latest header with the light client

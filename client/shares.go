@@ -39,7 +39,9 @@ const (
 // "emrchain.study='<study>'"): that part is the node's word, and a node
 // can leave a patient out. Every patient it names is then read in full
 // through AllShares: each share returned is proven, and for each patient
-// found, verified, none of its shares for the study is missing. A node
+// found, verified, none of its shares for the study is missing. A verified
+// read is of the state one block behind the newest header, so a share
+// committed in the newest block may show only from the next one. A node
 // that runs without a transaction index finds nothing (an error says so).
 func (c *Client) StudyShares(ctx context.Context, study string) ([]*emrv1.Share, error) {
 	if err := app.CheckID("study id", study); err != nil {

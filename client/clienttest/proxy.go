@@ -111,10 +111,10 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(respBody)
 }
 
-// ForgeAppHashAbove is a rewrite that gives every signed header but the
+// ForgeAppHashExcept is a rewrite that gives every signed header but the
 // one at height trusted (a client's root of trust, which it must be able
 // to fetch) another app hash: a node lying about the state's root.
-func ForgeAppHashAbove(trusted int64) func(Call, json.RawMessage) json.RawMessage {
+func ForgeAppHashExcept(trusted int64) func(Call, json.RawMessage) json.RawMessage {
 	return func(call Call, result json.RawMessage) json.RawMessage {
 		if call.Method != "commit" || bytes.Contains(call.Params, fmt.Appendf(nil, `"%d"`, trusted)) {
 			return result

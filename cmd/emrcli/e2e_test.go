@@ -168,7 +168,7 @@ func TestFlow(t *testing.T) {
 	// Before a root of trust exists, queries refuse to run unverified.
 	e.fails(1, "light init", "params")
 	out := e.ok("light", "init", "--genesis", node.Genesis)
-	if !regexp.MustCompile(`Trusting emr-cli-test at height [1-9][0-9]*`).MatchString(out) {
+	if !strings.Contains(out, "Trusting emr-cli-test at height 1,") {
 		t.Fatalf("light init: %s", out)
 	}
 	e.fails(1, "already trusts", "light", "init", "--genesis", node.Genesis)
@@ -179,7 +179,7 @@ func TestFlow(t *testing.T) {
 		Height int64  `json:"trusted_height"`
 		Hash   string `json:"trusted_hash"`
 	}
-	if err := json.Unmarshal([]byte(before), &was); err != nil || json.Unmarshal([]byte(e.ok("light", "status", "--json")), &is) != nil || is != was || was.Height < 1 {
+	if err := json.Unmarshal([]byte(before), &was); err != nil || json.Unmarshal([]byte(e.ok("light", "status", "--json")), &is) != nil || is != was || was.Height != 1 {
 		t.Fatalf("the root of trust after a failed --force: %+v, before %+v (%v)", is, was, err)
 	}
 	// A root of trust that no longer reads is not replaced without --force.

@@ -45,11 +45,12 @@ func newLightInitCmd(a *cli) *cobra.Command {
 
 With --height and --hash, the operator vouches for that header (get them from
 a validator operator you trust, out of band). With --genesis, emrcli fetches
-the newest block's header and commit from --node and checks that its chain id
-is the genesis', that its validators are the genesis validators (emrchain's
-never change) and that more than two thirds of them signed it; that header
-becomes the root. A chain of any age can be trusted this way, as long as the
-node's newest block is younger than --trust-period.
+a header and its commit from --node and checks that its chain id is the
+genesis', that its validators are the genesis validators (emrchain's never
+change) and that more than two thirds of them signed it; that header becomes
+the root. It is the first block while that is younger than half of
+--trust-period, else the oldest block younger than that, so a chain of any
+age can be trusted this way.
 
 A trusted header is usable to verify the next one for --trust-period; a client
 idle for longer needs a new root (init --force). init also records --node,
@@ -167,7 +168,7 @@ idle for longer needs a new root (init --force). init also records --node,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&genesis, "genesis", "", "genesis.json the operator handed over: trust the newest block its validators signed")
+	f.StringVar(&genesis, "genesis", "", "genesis.json the operator handed over: trust a block its validators signed")
 	f.Int64Var(&height, "height", 0, "height of the header to trust")
 	f.StringVar(&hashHex, "hash", "", "hash of the header to trust (hex)")
 	f.DurationVar(&period, "trust-period", client.DefaultTrustPeriod, "how long a trusted header may verify the next")

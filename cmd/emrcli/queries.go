@@ -377,7 +377,8 @@ With --study alone, it finds the study's shares across patients. The chain
 keeps shares under their patient, so which patients have one comes from the
 node's transaction index: that part is the node's word, and a node could
 leave a patient out. Each patient found is then read in full and verified, so
-every share listed is proven. A node without a transaction index (config.toml
+every share listed is proven; a share made in the newest block may show only
+from the next one. A node without a transaction index (config.toml
 [tx_index] indexer = "null") cannot answer this; ask another.`,
 		Example: `  emrcli shares --study cardio-2026
   emrcli shares --from alice
