@@ -561,3 +561,30 @@ func TestPeerFilter(t *testing.T) {
 		}
 	}
 }
+
+// TestHaltReported: a block call that fails (here FinalizeBlock at a height
+// that skips one, then Commit with no block finalized) returns its error
+// to CometBFT and reports it to Options.OnHalt, once; a bad transaction or
+// a refused proposal does not.
+func TestHaltReported(t *testing.T) {
+	var halts []error
+	n := openNodeWith(t, t.TempDir(), abci.Options{OnHalt: func(err error) { halts = append(halts, err) }})
+	ctx := context.Background()
+	initChain(t, n.app)
+	if _, err := n.app.CheckTx(ctx, &types.CheckTxRequest{Tx: []byte{0xff, 0x00}, Type: types.CHECK_TX_TYPE_CHECK}); err != nil {
+		t.Fatalf("CheckTx of a malformed tx: %v", err)
+	}
+	if res, err := n.app.ProcessProposal(ctx, &types.ProcessProposalRequest{Height: 1, Time: time.Now(), Txs: [][]byte{{0xff}}}); err != nil || res.Status != types.PROCESS_PROPOSAL_STATUS_REJECT {
+		t.Fatalf("ProcessProposal of a malformed tx: %v %v", res, err)
+	}
+	if len(halts) != 0 {
+		t.Fatalf("halts after a bad tx and a refused proposal: %v", halts)
+	}
+	_, err := n.app.FinalizeBlock(ctx, &types.FinalizeBlockRequest{Height: 3, Time: time.Now()})
+	if err == nil || len(halts) != 1 || halts[0] != err {
+		t.Fatalf("FinalizeBlock skipping a height: %v; halts %v, want that error once", err, halts)
+	}
+	if _, err := n.app.Commit(ctx, &types.CommitRequest{}); err == nil || len(halts) != 1 {
+		t.Fatalf("Commit with no block: %v; halts %v, want an error and no second report", err, halts)
+	}
+}

@@ -38,6 +38,13 @@ type Options struct {
 	// Snapshots makes and serves state-sync snapshots; nil: none (a node
 	// can still restore one).
 	Snapshots *SnapshotOptions
+	// OnHalt, if set, is called once, with the error, when FinalizeBlock
+	// or Commit fails (see the package documentation, "Errors and
+	// halting"). CometBFT stops consensus on such an error but keeps the
+	// process, and its RPC, serving a state that no longer moves; the
+	// caller stops the process, so that a supervisor sees the failure and
+	// a restart replays the block.
+	OnHalt func(error)
 }
 
 // Application is the CometBFT ABCI application of emrchain: a thin adapter
@@ -56,6 +63,8 @@ type Application struct {
 	closed  bool            // written under mu and readMu; read under either
 	allowed map[string]bool // Options.AllowedPeers, lowercase; empty: none
 	snaps   *snapshotter
+	onHalt  func(error)
+	halted  sync.Once
 }
 
 // New returns the ABCI adapter over a.
@@ -68,7 +77,19 @@ func New(a *app.App, opts Options) *Application {
 	for _, id := range opts.AllowedPeers {
 		allowed[strings.ToLower(id)] = true
 	}
-	return &Application{app: a, logger: logger, version: opts.Version, allowed: allowed, snaps: newSnapshotter(opts.Snapshots)}
+	return &Application{app: a, logger: logger, version: opts.Version, allowed: allowed, snaps: newSnapshotter(opts.Snapshots), onHalt: opts.OnHalt}
+}
+
+// halt reports err, a failure of a block call, to Options.OnHalt (once)
+// and returns it.
+func (a *Application) halt(err error) error {
+	a.halted.Do(func() {
+		a.logger.Error("the state machine failed a block: consensus halts on this node", "err", err)
+		if a.onHalt != nil {
+			a.onHalt(err)
+		}
+	})
+	return err
 }
 
 // Close waits for any ABCI call in flight to return, stops a snapshot being

@@ -26,7 +26,7 @@ func (a *Application) Commit(context.Context, *types.CommitRequest) (*types.Comm
 
 	retain, err := a.app.Commit()
 	if err != nil {
-		return nil, fmt.Errorf("abci: Commit: %w", err)
+		return nil, a.halt(fmt.Errorf("abci: Commit: %w", err))
 	}
 	if retain < 0 {
 		retain = 0

@@ -42,7 +42,10 @@
 // no longer decodes, a height out of order): executing further blocks on top
 // of such a state would commit a wrong app hash that the other validators do
 // not share, so the right thing is to stop and let the operator look. CometBFT
-// reports such an error as a consensus failure and stops making progress.
+// reports such an error as a consensus failure and stops making progress,
+// but keeps the process and its RPC up; Options.OnHalt lets emrchaind stop
+// the process instead, so a supervisor sees the failure and a restart
+// replays the block once the fault is fixed.
 //
 // Every method that changes or checks state (InitChain, CheckTx, the block
 // calls, Commit) takes one mutex, so those calls are serialised even though

@@ -25,10 +25,10 @@ func (a *Application) FinalizeBlock(_ context.Context, req *types.FinalizeBlockR
 
 	results, appHash, err := a.app.FinalizeBlock(blockInfo(req.Height, req.Time), req.Txs)
 	if err != nil {
-		return nil, fmt.Errorf("abci: FinalizeBlock at height %d: %w", req.Height, err)
+		return nil, a.halt(fmt.Errorf("abci: FinalizeBlock at height %d: %w", req.Height, err))
 	}
 	if len(results) != len(req.Txs) {
-		return nil, fmt.Errorf("abci: FinalizeBlock at height %d: %d results for %d txs", req.Height, len(results), len(req.Txs))
+		return nil, a.halt(fmt.Errorf("abci: FinalizeBlock at height %d: %d results for %d txs", req.Height, len(results), len(req.Txs)))
 	}
 	txResults := make([]*types.ExecTxResult, len(results))
 	failed := 0

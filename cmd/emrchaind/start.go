@@ -40,7 +40,11 @@ then stops the node and closes the store.
 
 On start CometBFT asks the app for its last committed height (ABCI Info) and
 replays any blocks the app has not committed, so a node that crashed or was
-killed at any moment resumes where it stopped.
+killed at any moment resumes where it stopped. If the state machine cannot
+execute or persist a block (a storage fault such as a full disk, a broken
+invariant), consensus halts on this node and start exits with an error, rather
+than serve a state that no longer moves; once the fault is fixed, a restart
+replays the block.
 
 Beside the node, start serves (as app.toml [grpc] and [api] say) the gRPC
 Query and TxService services on 127.0.0.1:9090 and the REST gateway over them
@@ -248,8 +252,11 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 		logger.Info("statesync.enable is set, but the app already holds a state: CometBFT syncs blocks from it instead",
 			"height", h)
 	}
+	halted := make(chan error, 1)
 	abciApp := abci.New(a, abci.Options{Logger: s.logger.With("module", "abci"), Version: version, AllowedPeers: s.peers,
-		Snapshots: &abci.SnapshotOptions{Dir: snaps, Interval: uint64(s.app.Store.SnapshotInterval)}})
+		Snapshots: &abci.SnapshotOptions{Dir: snaps, Interval: uint64(s.app.Store.SnapshotInterval)},
+		OnHalt:    func(err error) { halted <- err }, // called once
+	})
 	defer abciApp.Close()
 	if len(s.peers) == 0 {
 		logger.Info("P2P peer filter: this node refuses every peer, as no node id is allowed; " +
@@ -300,6 +307,11 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 	case <-n.Quit():
 		logger.Error("node stopped by itself, shutting down")
 		err = errors.New("node stopped unexpectedly")
+	case herr := <-halted:
+		// CometBFT has stopped consensus and would go on serving a state
+		// that no longer moves.
+		logger.Error("the state machine failed a block; stopping, so that a restart replays it once the fault is fixed", "err", herr)
+		err = fmt.Errorf("state machine halted: %w", herr)
 	}
 
 	stopCtx, cancel := context.WithTimeout(context.Background(), stopTimeout)
