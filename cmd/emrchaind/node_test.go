@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -416,6 +417,32 @@ func TestStartErrors(t *testing.T) {
 	out, err = exec.Command(bin, "start", "--home", home, "--backend", "pebble").CombinedOutput()
 	if err == nil || !bytes.Contains(out, []byte("created with goleveldb")) {
 		t.Fatalf("start with another backend: %v, output %q", err, out)
+	}
+	// Missing keys are refused, not made anew (the node would come up as
+	// a stranger to its peers, and no longer a validator).
+	keysHome := t.TempDir()
+	if out, err := exec.Command(bin, "init", "--home", keysHome, "--chain-id", "emr-keys").CombinedOutput(); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	for _, f := range []string{"config/node_key.json", "config/priv_validator_key.json", "data/priv_validator_state.json"} {
+		path := filepath.Join(keysHome, f)
+		kept, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		out, err = exec.Command(bin, "start", "--home", keysHome).CombinedOutput()
+		if err == nil || !bytes.Contains(out, []byte(path+" is missing")) || bytes.Contains(out, []byte("node started")) {
+			t.Fatalf("start without %s: %v, output %q; want a refusal naming it", f, err, out)
+		}
+		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("start without %s made one: %v", f, err)
+		}
+		if err := os.WriteFile(path, kept, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	out, err = exec.Command(bin, "version").CombinedOutput()
 	if err != nil || !bytes.Contains(out, []byte("cometbft:    1.0.1")) {

@@ -19,6 +19,7 @@ import (
 	"github.com/cometbft/cometbft/p2p"
 	"github.com/cometbft/cometbft/privval"
 	"github.com/cometbft/cometbft/proxy"
+	cmttypes "github.com/cometbft/cometbft/types"
 	"github.com/spf13/cobra"
 
 	"github.com/emrchain/emrchain/abci"
@@ -266,13 +267,9 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 		logger.Info("P2P peer filter: only these node ids may connect", "allowed", strings.Join(s.peers, ","))
 	}
 
-	nodeKey, err := p2p.LoadOrGenNodeKey(conf.NodeKeyFile())
+	nodeKey, pv, err := loadNodeKeys(conf)
 	if err != nil {
-		return fmt.Errorf("node key %s: %w", conf.NodeKeyFile(), err)
-	}
-	pv, err := privval.LoadOrGenFilePV(conf.PrivValidatorKeyFile(), conf.PrivValidatorStateFile(), nil)
-	if err != nil {
-		return fmt.Errorf("validator key %s: %w", conf.PrivValidatorKeyFile(), err)
+		return err
 	}
 	n, err := node.NewNode(ctx, conf, pv, nodeKey,
 		// One mutex per ABCI connection, not one for all: the adapter
@@ -335,4 +332,36 @@ func stopNode(logger log.Logger, n *node.Node) {
 		logger.Error("stopping node", "err", err)
 	}
 	n.Wait()
+}
+
+// loadNodeKeys loads the node key and the validator key with its last-sign
+// state, which init (or testnet) wrote. start never makes new ones, as
+// CometBFT's LoadOrGen functions would: a node whose files went missing
+// (a volume not mounted, a partial restore) would come up with a node id
+// its peers refuse, as a validator of nothing, and with its double-sign
+// protection reset for when the real key comes back. With
+// priv_validator_laddr set, the validator key is the remote signer's, and
+// the returned one is nil (node.NewNode connects to the signer).
+func loadNodeKeys(conf *cmtcfg.Config) (*p2p.NodeKey, cmttypes.PrivValidator, error) {
+	const restore = "restore it from the node's backup (start never makes a new one)"
+	keyFile := conf.NodeKeyFile()
+	if !nonEmpty(keyFile) {
+		return nil, nil, fmt.Errorf("node key %s is missing: %s", keyFile, restore)
+	}
+	nodeKey, err := p2p.LoadNodeKey(keyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("node key %s: %w", keyFile, err)
+	}
+	if conf.PrivValidatorListenAddr != "" {
+		return nodeKey, nil, nil
+	}
+	valKey, valState := conf.PrivValidatorKeyFile(), conf.PrivValidatorStateFile()
+	switch {
+	case !nonEmpty(valKey):
+		return nil, nil, fmt.Errorf("validator key %s is missing: %s", valKey, restore)
+	case !nonEmpty(valState):
+		return nil, nil, fmt.Errorf("validator state %s is missing: restore it with the key; only if this validator has never signed a block, or has been stopped long enough that every block it signed is committed, write a fresh one: {\"height\": \"0\", \"round\": 0, \"step\": 0}", valState)
+	}
+	// LoadFilePV exits the process on a file it cannot read or parse.
+	return nodeKey, privval.LoadFilePV(valKey, valState), nil
 }
