@@ -706,7 +706,8 @@ func TestAPIServers(t *testing.T) {
 func second[T any](_ T, err error) error { return err }
 
 // TestAPIPortInUse: a listen address already taken stops start with an
-// error naming the server and the address.
+// error naming the server and the address, before the node starts (it
+// would otherwise join consensus, then exit).
 func TestAPIPortInUse(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the node binary")
@@ -727,9 +728,9 @@ func TestAPIPortInUse(t *testing.T) {
 	if err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
 	}
-	for _, flag := range []string{"--grpc.address", "--api.address"} {
+	for _, flag := range []string{"--grpc.address", "--api.address", "--sidecar.listen"} {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		out, err := exec.CommandContext(ctx, bin, "start", "--home", home, "--log-level", "error", flag, taken.Addr().String()).CombinedOutput()
+		out, err := exec.CommandContext(ctx, bin, "start", "--home", home, "--log-level", "main:info,*:error", flag, taken.Addr().String()).CombinedOutput()
 		timedOut := ctx.Err() != nil
 		cancel()
 		// The error line (log lines of the node stopping may interleave).
@@ -739,7 +740,8 @@ func TestAPIPortInUse(t *testing.T) {
 				errLine = line
 			}
 		}
-		if err == nil || timedOut || !strings.Contains(errLine, "address already in use") || !strings.Contains(errLine, taken.Addr().String()) {
+		if err == nil || timedOut || !strings.Contains(errLine, "address already in use") || !strings.Contains(errLine, taken.Addr().String()) ||
+			strings.Contains(string(out), "node started") {
 			t.Errorf("start %s %s: %v; error line %q\n%s", flag, taken.Addr(), err, errLine, out)
 		}
 	}

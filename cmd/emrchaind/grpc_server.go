@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
 	"time"
 
 	"github.com/cometbft/cometbft/libs/log"
@@ -52,14 +50,10 @@ type grpcService struct {
 	logger log.Logger
 }
 
-// startGRPC listens on [grpc] address and serves in the background. A port
-// already in use is an error here, before anything is served.
+// startGRPC serves on [grpc] address (taken by listenServices) in the
+// background.
 func startGRPC(env serviceEnv, queries *queryServer, txs *txServer) (*grpcService, error) {
-	addr := env.appConfig.GRPC.Address
-	lis, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("grpc server: listen on %s ([grpc] address in app.toml or --grpc.address): %w", addr, err)
-	}
+	lis := take(&env.listeners.grpc)
 	maxMsg := txs.maxTxBytes() + grpcMsgMargin
 	if maxMsg < 4<<20 {
 		maxMsg = 4 << 20 // gRPC's default

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	stdlog "log"
-	"net"
 	"net/http"
 	"net/textproto"
 	"net/url"
@@ -55,18 +54,15 @@ type restService struct {
 	logger log.Logger
 }
 
-// startREST listens on [api] address and serves in the background. A port
-// already in use is an error here, before anything is served.
+// startREST serves on [api] address (taken by listenServices) in the
+// background.
 func startREST(env serviceEnv, queries *queryServer, txs *txServer) (*restService, error) {
 	logger := env.logger.With("module", "rest")
+	lis := take(&env.listeners.api)
 	handler, err := newRESTHandler(queries, txs, env.appConfig.API.CORSAllowedOrigins, logger)
 	if err != nil {
+		lis.Close()
 		return nil, err
-	}
-	addr := env.appConfig.API.Address
-	lis, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("rest server: listen on %s ([api] address in app.toml or --api.address): %w", addr, err)
 	}
 	srv := &http.Server{
 		Handler:           handler,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 
 	cmtcfg "github.com/cometbft/cometbft/config"
 	"github.com/cometbft/cometbft/libs/log"
@@ -36,6 +37,57 @@ type serviceEnv struct {
 	abci      *abci.Application
 	app       *app.App
 	logger    log.Logger
+	listeners *serviceListeners
+}
+
+// serviceListeners hold the addresses of start's servers, taken before the
+// node starts (listenServices): a port in use then stops start before the
+// node joins consensus, rather than after it has signed blocks. Each
+// server takes its listener (take); close closes those never taken.
+type serviceListeners struct {
+	grpc, api, sidecar net.Listener
+}
+
+// listenServices listens on every enabled server's address.
+func listenServices(c appConfig) (_ *serviceListeners, err error) {
+	l := &serviceListeners{}
+	defer func() {
+		if err != nil {
+			l.close()
+		}
+	}()
+	for _, s := range []struct {
+		enable     bool
+		addr, what string
+		dst        *net.Listener
+	}{
+		{c.GRPC.Enable, c.GRPC.Address, "grpc server: listen on %s ([grpc] address in app.toml or --grpc.address): %w", &l.grpc},
+		{c.API.Enable, c.API.Address, "rest server: listen on %s ([api] address in app.toml or --api.address): %w", &l.api},
+		{c.Sidecar.Enable, c.Sidecar.Listen, "sidecar: listen on %s ([sidecar] listen in app.toml or --sidecar.listen): %w", &l.sidecar},
+	} {
+		if !s.enable {
+			continue
+		}
+		if *s.dst, err = net.Listen("tcp", s.addr); err != nil {
+			return nil, fmt.Errorf(s.what, s.addr, err)
+		}
+	}
+	return l, nil
+}
+
+// take hands *ln over to its server.
+func take(ln *net.Listener) net.Listener {
+	l := *ln
+	*ln = nil
+	return l
+}
+
+func (l *serviceListeners) close() {
+	for _, ln := range []*net.Listener{&l.grpc, &l.api, &l.sidecar} {
+		if *ln != nil {
+			_ = take(ln).Close()
+		}
+	}
 }
 
 // startServices is the hook where start brings up the services that run

@@ -470,23 +470,22 @@ func startSidecarService(ctx context.Context, env serviceEnv) (service, error) {
 		return nil, nil
 	}
 	logger := env.logger.With("module", "sidecar")
+	ln := take(&env.listeners.sidecar)
 	chain := sidecar.NewNodeChainView(rpclocal.New(env.node))
 	open := func(ctx context.Context) (*sidecar.Server, error) { return newSidecarServer(ctx, c, chain, logger) }
 	srv, err := open(ctx)
 	if err == nil {
-		if err := srv.Start(c.Listen); err != nil {
-			return nil, errors.Join(err, srv.Shutdown(context.Background()))
+		if err := srv.Serve(ln); err != nil {
+			return nil, errors.Join(err, ln.Close(), srv.Shutdown(context.Background()))
 		}
 		done := make(chan struct{})
 		close(done)
 		return &sidecarService{cancel: func() {}, done: done, srv: srv}, nil
 	}
-	// Not now: keep the address, answer 503 there, and try again.
+	// Not now: answer 503 at the address, and try again.
 	waiting := &notOpenServer{addr: c.Listen, backend: c.Backend}
 	waiting.setWhy(err)
-	if err := waiting.listen(); err != nil {
-		return nil, err
-	}
+	waiting.serve(ln)
 	retryCtx, cancel := context.WithCancel(ctx)
 	s := &sidecarService{cancel: cancel, done: make(chan struct{})}
 	go func() {
@@ -548,9 +547,13 @@ func (n *notOpenServer) listen() error {
 	if err != nil {
 		return fmt.Errorf("sidecar: listen %s: %w", n.addr, err)
 	}
+	n.serve(ln)
+	return nil
+}
+
+func (n *notOpenServer) serve(ln net.Listener) {
 	n.srv = &http.Server{Handler: sidecar.NotOpenHandler(n.backend, func() string { return *n.why.Load() }), ReadHeaderTimeout: 10 * time.Second}
 	go func(srv *http.Server) { _ = srv.Serve(ln) }(n.srv)
-	return nil
 }
 
 func (n *notOpenServer) close() {

@@ -51,8 +51,8 @@ Beside the node, start serves (as app.toml [grpc] and [api] say) the gRPC
 Query and TxService services on 127.0.0.1:9090 and the REST gateway over them
 on 127.0.0.1:1317, with the OpenAPI document at /openapi.json, and (as
 [sidecar] says) the blob sidecar on 127.0.0.1:7070. A listen address already
-in use stops start with an error, and so does a bad [sidecar] setting, before
-the node starts. A sidecar whose blob store cannot be opened (MinIO down, its
+in use, or a bad [sidecar] setting, stops start with an error before the node
+starts. A sidecar whose blob store cannot be opened (MinIO down, its
 directory unwritable, its reference index held by "emrchaind sidecar") does
 not stop the node: its address answers 503 with the reason, /healthz included,
 while start tries again every few seconds (up to 30 s apart).
@@ -219,6 +219,12 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 	if err != nil {
 		return fmt.Errorf("genesis: %w", err)
 	}
+	// The servers' addresses first: a port in use stops start here.
+	listeners, err := listenServices(s.app)
+	if err != nil {
+		return err
+	}
+	defer listeners.close()
 
 	st, err := store.Open(filepath.Join(conf.DBDir(), appDBDir), s.app.storeOptions())
 	if err != nil {
@@ -291,7 +297,7 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 		"rpc", conf.RPC.ListenAddress, "p2p", conf.P2P.ListenAddress)
 
 	services, err := startServices(ctx, serviceEnv{
-		home: s.home, config: conf, appConfig: s.app, node: n, abci: abciApp, app: a, logger: s.logger,
+		home: s.home, config: conf, appConfig: s.app, node: n, abci: abciApp, app: a, logger: s.logger, listeners: listeners,
 	})
 	if err != nil {
 		stopNode(logger, n)
