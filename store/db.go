@@ -3,6 +3,8 @@ package store
 import (
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 
 	corestore "cosmossdk.io/core/store"
 	dbm "github.com/cosmos/cosmos-db"
@@ -44,11 +46,48 @@ func openDB(dir, backend string) (dbm.DB, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: create data directory: %w", err)
 	}
+	path := filepath.Join(dir, dbName+".db")
+	if found := backendOnDisk(path); found != "" && found != canonicalBackend(backend) {
+		return nil, fmt.Errorf("%w: %s was created with %s; opening it with %s would fail or corrupt it (set [store] backend = %q in app.toml)",
+			ErrWrongBackend, path, found, backend, found)
+	}
 	db, err := dbm.NewDB(dbName, bt, dir)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s database in %s: %w", backend, dir, err)
 	}
 	return db, nil
+}
+
+// canonicalBackend is backend's name in Options.Backend spelling.
+func canonicalBackend(backend string) string {
+	if backend == string(dbm.PebbleDBBackend) {
+		return BackendPebble
+	}
+	return backend
+}
+
+// backendOnDisk names the engine that wrote the database directory path,
+// from the files only it writes: pebble keeps an OPTIONS-<n> file,
+// goleveldb a CURRENT file and no OPTIONS. "" when path holds neither
+// (not created yet, or something else).
+func backendOnDisk(path string) string {
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return ""
+	}
+	current := false
+	for _, e := range entries {
+		switch {
+		case strings.HasPrefix(e.Name(), "OPTIONS-"):
+			return BackendPebble
+		case e.Name() == "CURRENT":
+			current = true
+		}
+	}
+	if current {
+		return BackendGoLevelDB
+	}
+	return ""
 }
 
 // iavlDB adapts a cosmos-db database to the database interface of iavl v1.3

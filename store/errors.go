@@ -28,6 +28,11 @@ var (
 	// holds no keys at all: ICS23 cannot express absence in an empty tree.
 	ErrEmptyTree = errors.New("store: no proof possible in an empty tree")
 
+	// ErrWrongBackend is returned by Open when the database on disk was
+	// written by another engine than the one asked for: opening it would
+	// fail, or worse.
+	ErrWrongBackend = errors.New("store: database written by another engine")
+
 	// ErrClosed is returned by operations on a closed Store.
 	ErrClosed = errors.New("store: closed")
 

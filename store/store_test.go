@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -525,5 +527,40 @@ func TestConcurrentReadersDuringCommits(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestOpenRefusesAnotherEngine: a database is opened only with the engine
+// that wrote it, whichever way round; a directory no engine wrote yet is
+// opened with the one asked for.
+func TestOpenRefusesAnotherEngine(t *testing.T) {
+	for _, tc := range []struct{ wrote, asked string }{
+		{BackendGoLevelDB, BackendPebble},
+		{BackendPebble, BackendGoLevelDB},
+		{BackendPebble, "pebbledb"},
+	} {
+		dir := t.TempDir()
+		st, err := Open(dir, Options{Backend: tc.wrote})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+		st, err = Open(dir, Options{Backend: tc.asked})
+		same := canonicalBackend(tc.asked) == tc.wrote
+		if same {
+			if err != nil {
+				t.Fatalf("%s database opened with %s: %v", tc.wrote, tc.asked, err)
+			}
+			st.Close()
+			continue
+		}
+		if !errors.Is(err, ErrWrongBackend) || !strings.Contains(err.Error(), "created with "+tc.wrote) {
+			t.Fatalf("%s database opened with %s: %v, want ErrWrongBackend naming %s", tc.wrote, tc.asked, err, tc.wrote)
+		}
+	}
+	if got := backendOnDisk(filepath.Join(t.TempDir(), "none")); got != "" {
+		t.Fatalf("backendOnDisk of a missing directory = %q", got)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/internal/freeport"
 	emrchainv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+	"github.com/emrchain/emrchain/store"
 	"github.com/emrchain/emrchain/store/cometdb"
 )
 
@@ -411,12 +412,32 @@ func TestStartErrors(t *testing.T) {
 	if out, err := exec.Command(bin, "init", "--home", home, "--chain-id", "emr-x", "--backend", "goleveldb").CombinedOutput(); err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
 	}
-	if err := os.MkdirAll(filepath.Join(home, "data", appDBDir, "x"), 0o700); err != nil {
-		t.Fatal(err)
+	// data/app.db written by goleveldb: refused with pebble, whether
+	// --backend asks for it or app.toml says so (a home whose app.toml
+	// names pebble but whose store a run with --backend goleveldb made).
+	writeAppDB := func(home string) {
+		t.Helper()
+		st, err := store.Open(filepath.Join(home, "data", appDBDir), store.Options{Backend: store.BackendGoLevelDB})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
+	writeAppDB(home)
 	out, err = exec.Command(bin, "start", "--home", home, "--backend", "pebble").CombinedOutput()
-	if err == nil || !bytes.Contains(out, []byte("created with goleveldb")) {
-		t.Fatalf("start with another backend: %v, output %q", err, out)
+	if err == nil || !bytes.Contains(out, []byte("created with goleveldb")) || bytes.Contains(out, []byte("node started")) {
+		t.Fatalf("start --backend pebble over a goleveldb store: %v, output %q", err, out)
+	}
+	pebbleHome := t.TempDir()
+	if out, err := exec.Command(bin, "init", "--home", pebbleHome, "--chain-id", "emr-x", "--backend", "pebble").CombinedOutput(); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	writeAppDB(pebbleHome)
+	out, err = exec.Command(bin, "start", "--home", pebbleHome).CombinedOutput()
+	if err == nil || !bytes.Contains(out, []byte("created with goleveldb")) || bytes.Contains(out, []byte("node started")) {
+		t.Fatalf("start (app.toml: pebble) over a goleveldb store: %v, output %q", err, out)
 	}
 	// Missing keys are refused, not made anew (the node would come up as
 	// a stranger to its peers, and no longer a validator).

@@ -112,7 +112,6 @@ func loadNodeSettings(cmd *cobra.Command) (*nodeSettings, error) {
 		return nil, err
 	}
 	f := cmd.Flags()
-	recorded := appConf.Store.Backend
 	for name, dst := range map[string]*string{
 		"rpc.laddr":            &conf.RPC.ListenAddress,
 		"p2p.laddr":            &conf.P2P.ListenAddress,
@@ -167,11 +166,8 @@ func loadNodeSettings(cmd *cobra.Command) (*nodeSettings, error) {
 	// says: CometBFT asks the app (abci.PeerFilterIDPath) about every peer,
 	// dialed or dialing in, and the app lets in only these ids.
 	conf.FilterPeers = true
-	dbDir := filepath.Join(conf.DBDir(), appDBDir)
-	if appConf.Store.Backend != recorded && nonEmpty(dbDir) {
-		return nil, fmt.Errorf("--backend %s: %s was created with %s (config/app.toml); opening it with another engine would fail or corrupt it",
-			appConf.Store.Backend, dbDir, recorded)
-	}
+	// A data/app.db of another engine than --backend or app.toml names is
+	// refused when the store opens (store.ErrWrongBackend).
 
 	level, _ := cmd.Flags().GetString(flagLogLevel)
 	if level == "" {
