@@ -188,6 +188,8 @@ const (
 )
 
 // PassphraseFunc supplies a passphrase (from a prompt or the environment).
+// The keyring clears the returned slice once it is done with it, so each
+// call must return a fresh one.
 type PassphraseFunc func(p Purpose, keyName string) ([]byte, error)
 
 // MinPassphraseLen is the shortest passphrase accepted for a new key.
@@ -243,13 +245,16 @@ func (kr *Keyring) Dir() string { return kr.dir }
 
 func (kr *Keyring) path(name string) string { return filepath.Join(kr.dir, name+".json") }
 
-// List returns the public part of every key, by name.
+// List returns the public part of every key, by name. A key file that
+// cannot be read does not hide the others: they are returned with an
+// error that names each unreadable one (errors.Join).
 func (kr *Keyring) List() ([]Info, error) {
 	entries, err := os.ReadDir(kr.dir)
 	if err != nil {
 		return nil, fmt.Errorf("keyring: %w", err)
 	}
 	var out []Info
+	var bad []error
 	for _, e := range entries {
 		name, ok := strings.CutSuffix(e.Name(), ".json")
 		if !ok || e.IsDir() || CheckName(name) != nil {
@@ -257,12 +262,13 @@ func (kr *Keyring) List() ([]Info, error) {
 		}
 		info, err := kr.Info(name)
 		if err != nil {
-			return nil, err
+			bad = append(bad, err)
+			continue
 		}
 		out = append(out, info)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	return out, errors.Join(bad...)
 }
 
 // Info returns the public part of a key (no passphrase needed).
@@ -296,6 +302,7 @@ func (kr *Keyring) Get(name string) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer clear(pass)
 	k, dk, err := f.open(pass)
 	if err != nil {
 		return nil, err
@@ -447,6 +454,7 @@ func (kr *Keyring) Export(name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer clear(pass)
 	if len(pass) < MinPassphraseLen {
 		return nil, fmt.Errorf("keyring: export passphrase must have at least %d characters", MinPassphraseLen)
 	}
@@ -471,6 +479,7 @@ func (kr *Keyring) Import(name string, data []byte) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer clear(pass)
 	k, _, err := f.open(pass)
 	if err != nil {
 		return nil, err
@@ -525,6 +534,7 @@ func (kr *Keyring) store(k *Key, isNew bool) error {
 			if pass, err = kr.askPass(NewKey, k.Name); err != nil {
 				return err
 			}
+			defer clear(pass)
 			if len(pass) < MinPassphraseLen {
 				return fmt.Errorf("keyring: passphrase must have at least %d characters", MinPassphraseLen)
 			}

@@ -319,3 +319,62 @@ func TestConcurrentSavesKeepEveryKEK(t *testing.T) {
 		t.Fatal("the stored version 4 was overwritten")
 	}
 }
+
+// TestListSkipsAnUnreadableKey: one corrupted key file does not hide the
+// others; List names it in its error.
+func TestListSkipsAnUnreadableKey(t *testing.T) {
+	kr, _ := Open(BackendTest, t.TempDir(), nil)
+	for _, name := range []string{"alice", "bob"} {
+		if _, err := kr.Add(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(kr.Dir(), "broken.json"), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	infos, err := kr.List()
+	if len(infos) != 2 || infos[0].Name != "alice" || infos[1].Name != "bob" {
+		t.Fatalf("List = %+v, want alice and bob", infos)
+	}
+	if err == nil || !strings.Contains(err.Error(), "broken.json") {
+		t.Fatalf("List error = %v, want one naming broken.json", err)
+	}
+}
+
+// TestPassphrasesCleared: every passphrase the keyring asks for (a new
+// key, an unlock, an export and its import) is zeroed once used.
+func TestPassphrasesCleared(t *testing.T) {
+	var given [][]byte
+	pass := func(p Purpose, _ string) ([]byte, error) {
+		b := []byte("correct horse battery")
+		given = append(given, b)
+		return b, nil
+	}
+	home := t.TempDir()
+	kr, err := Open(BackendFile, home, pass, WithKDF(cheap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kr.Add("alice"); err != nil {
+		t.Fatal(err)
+	}
+	kr2, _ := Open(BackendFile, home, pass, WithKDF(cheap))
+	if _, err := kr2.Get("alice"); err != nil {
+		t.Fatal(err)
+	}
+	exported, err := kr2.Export("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kr2.Import("alice-2", exported); err != nil {
+		t.Fatal(err)
+	}
+	if len(given) < 4 {
+		t.Fatalf("%d passphrases asked, want at least 4", len(given))
+	}
+	for i, b := range given {
+		if !bytes.Equal(b, make([]byte, len(b))) {
+			t.Fatalf("passphrase %d of %d not cleared: %q", i+1, len(given), b)
+		}
+	}
+}

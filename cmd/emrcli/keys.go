@@ -105,8 +105,12 @@ only.`,
 					return err
 				}
 				infos, err := kr.List()
-				if err != nil {
+				if err != nil && infos == nil {
 					return err
+				}
+				if err != nil {
+					// The readable keys are listed all the same.
+					fmt.Fprintf(a.stderr, "warning: %v\n", err)
 				}
 				views := []keyView{}
 				var rows [][]string

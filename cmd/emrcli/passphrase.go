@@ -35,9 +35,13 @@ func (a *cli) passphrase(p keyring.Purpose, name string) ([]byte, error) {
 	if p == keyring.NewKey || p == keyring.ExportKey {
 		again, err := a.readSecret("Repeat it: ", env)
 		if err != nil {
+			clear(first)
 			return nil, err
 		}
-		if !bytes.Equal(first, again) {
+		same := bytes.Equal(first, again)
+		clear(again)
+		if !same {
+			clear(first)
 			return nil, errors.New("the passphrases do not match")
 		}
 	}
