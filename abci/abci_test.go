@@ -588,3 +588,41 @@ func TestHaltReported(t *testing.T) {
 		t.Fatalf("Commit with no block: %v; halts %v, want an error and no second report", err, halts)
 	}
 }
+
+// levelCounter counts the log lines of each level.
+type levelCounter struct {
+	log.Logger
+	info, debug int
+}
+
+func (l *levelCounter) Info(string, ...any)  { l.info++ }
+func (l *levelCounter) Debug(string, ...any) { l.debug++ }
+func (l *levelCounter) With(...any) log.Logger {
+	return l
+}
+
+// TestPeerRefusalsLoggedOnce: a refused node id is logged at Info the
+// first time only, and at most maxLoggedRefusals (256) ids are, so RPC
+// callers sending the peer filter's query cannot flood the log.
+func TestPeerRefusalsLoggedOnce(t *testing.T) {
+	ctx := context.Background()
+	logger := &levelCounter{Logger: log.NewNopLogger()}
+	conn := abci.New(memApp(t), abci.Options{Logger: logger})
+	refuse := func(id string) {
+		t.Helper()
+		if res, err := conn.Query(ctx, &types.QueryRequest{Path: abci.PeerFilterIDPath + id}); err != nil || res.Code != abci.CodePeerRefused {
+			t.Fatalf("peer %s: %v %v, want refused", id, res, err)
+		}
+	}
+	refuse("0000000000000000000000000000000000000001")
+	refuse("0000000000000000000000000000000000000001")
+	if logger.info != 1 || logger.debug != 1 {
+		t.Fatalf("one id refused twice: %d Info, %d Debug lines; want 1 and 1", logger.info, logger.debug)
+	}
+	for i := range 300 {
+		refuse(fmt.Sprintf("%040x", i+2))
+	}
+	if logger.info != 256 {
+		t.Fatalf("301 ids refused: %d Info lines, want 256", logger.info)
+	}
+}

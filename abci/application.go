@@ -65,6 +65,10 @@ type Application struct {
 	snaps   *snapshotter
 	onHalt  func(error)
 	halted  sync.Once
+	// refused holds the node ids whose refusal was logged at Info
+	// (logRefusedPeer), under refusedMu.
+	refusedMu sync.Mutex
+	refused   map[string]bool
 }
 
 // New returns the ABCI adapter over a.
@@ -77,7 +81,8 @@ func New(a *app.App, opts Options) *Application {
 	for _, id := range opts.AllowedPeers {
 		allowed[strings.ToLower(id)] = true
 	}
-	return &Application{app: a, logger: logger, version: opts.Version, allowed: allowed, snaps: newSnapshotter(opts.Snapshots), onHalt: opts.OnHalt}
+	return &Application{app: a, logger: logger, version: opts.Version, allowed: allowed, snaps: newSnapshotter(opts.Snapshots), onHalt: opts.OnHalt,
+		refused: map[string]bool{}}
 }
 
 // halt reports err, a failure of a block call, to Options.OnHalt (once)

@@ -77,7 +77,7 @@ func (a *Application) Query(_ context.Context, req *types.QueryRequest) (resp *t
 			if !IsNodeID(id) {
 				shown = app.QuoteInput(id)
 			}
-			a.logger.Info("refused a peer that is not one of the consortium's nodes", "node_id", shown)
+			a.logRefusedPeer(id, shown)
 			return &types.QueryResponse{Code: CodePeerRefused, Codespace: Codespace, Log: fmt.Sprintf("node %s is not one of this node's allowed peers", shown)}, nil
 		}
 		return &types.QueryResponse{}, nil
@@ -125,4 +125,26 @@ func queryError(req *types.QueryRequest, err error) *types.QueryResponse {
 		resp.Code, resp.Codespace = CodeInternal, Codespace
 	}
 	return resp
+}
+
+// maxLoggedRefusals bounds the node ids whose first refusal is logged at
+// Info (logRefusedPeer).
+const maxLoggedRefusals = 256
+
+// logRefusedPeer logs a refused peer at Info the first time its id is
+// refused and at Debug after that: anyone may send the peer filter's query
+// over RPC, and a flood of them must not flood the log. Once
+// maxLoggedRefusals ids have been logged, every refusal is at Debug.
+func (a *Application) logRefusedPeer(id, shown string) {
+	a.refusedMu.Lock()
+	first := !a.refused[id] && len(a.refused) < maxLoggedRefusals
+	if first {
+		a.refused[id] = true
+	}
+	a.refusedMu.Unlock()
+	log := a.logger.Debug
+	if first {
+		log = a.logger.Info
+	}
+	log("refused a peer that is not one of the consortium's nodes", "node_id", shown)
 }
