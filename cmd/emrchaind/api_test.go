@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	grpcstatus "google.golang.org/grpc/status"
@@ -229,6 +230,22 @@ func TestAPIServers(t *testing.T) {
 	doc, pi := apptest.NewActor("api-doc"), apptest.NewActor("api-pi")
 	pat, pid := apptest.NewActor("api-patient"), apptest.PatientID("api-patient")
 	const study = "api-study"
+
+	// Once the node has committed state and is not catching up,
+	// grpc.health.v1 says SERVING, for the server and each service
+	// (within a poll of the node: healthPoll).
+	for _, svc := range []string{"", "emrchain.v1.Query", "emrchain.v1.TxService"} {
+		for {
+			res, err := healthpb.NewHealthClient(n.conn).Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
+			if err == nil && res.Status == healthpb.HealthCheckResponse_SERVING {
+				break
+			}
+			if ctx.Err() != nil || err != nil {
+				t.Fatalf("health of %q: %v %v, want SERVING", svc, res, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 
 	// Txs, alternating REST and gRPC.
 	tx1 := regH.Tx(apiChainID, 0, apptest.RegisterMember(doc, emrv1.Role_ROLE_CLINICIAN, "dev-hospital"))
@@ -743,6 +760,25 @@ func TestAPIPortInUse(t *testing.T) {
 		if err == nil || timedOut || !strings.Contains(errLine, "address already in use") || !strings.Contains(errLine, taken.Addr().String()) ||
 			strings.Contains(string(out), "node started") {
 			t.Errorf("start %s %s: %v; error line %q\n%s", flag, taken.Addr(), err, errLine, out)
+		}
+	}
+}
+
+// TestServingStatus: the gRPC health is SERVING only for a node with
+// committed state that is not catching up.
+func TestServingStatus(t *testing.T) {
+	for _, tc := range []struct {
+		catchingUp bool
+		height     int64
+		want       healthpb.HealthCheckResponse_ServingStatus
+	}{
+		{false, 5, healthpb.HealthCheckResponse_SERVING},
+		{true, 5, healthpb.HealthCheckResponse_NOT_SERVING},
+		{false, 0, healthpb.HealthCheckResponse_NOT_SERVING},
+		{true, 0, healthpb.HealthCheckResponse_NOT_SERVING},
+	} {
+		if got := servingStatus(tc.catchingUp, tc.height); got != tc.want {
+			t.Errorf("servingStatus(catching up %v, height %d) = %v, want %v", tc.catchingUp, tc.height, got, tc.want)
 		}
 	}
 }

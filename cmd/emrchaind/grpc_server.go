@@ -42,12 +42,13 @@ func grpcServerOptions(maxMsg int) []grpc.ServerOption {
 // grpcService is the gRPC server: emrchain.v1.Query, emrchain.v1.TxService,
 // server reflection (grpcurl, grpc_cli) and grpc.health.v1.
 type grpcService struct {
-	srv    *grpc.Server
-	health *health.Server
-	txs    *txServer
-	addr   string
-	done   chan error
-	logger log.Logger
+	srv        *grpc.Server
+	health     *health.Server
+	stopHealth chan struct{} // ends watchHealth
+	txs        *txServer
+	addr       string
+	done       chan error
+	logger     log.Logger
 }
 
 // startGRPC serves on [grpc] address (taken by listenServices) in the
@@ -66,9 +67,13 @@ func startGRPC(env serviceEnv, queries *queryServer, txs *txServer) (*grpcServic
 	reflection.Register(srv)
 
 	s := &grpcService{
-		srv: srv, health: hs, txs: txs, addr: lis.Addr().String(),
+		srv: srv, health: hs, stopHealth: make(chan struct{}), txs: txs, addr: lis.Addr().String(),
 		done: make(chan error, 1), logger: env.logger.With("module", "grpc"),
 	}
+	s.watchHealth(func() (bool, int64) {
+		h, _ := env.app.LastCommit()
+		return env.node.ConsensusReactor().WaitSync(), h
+	})
 	go func() { s.done <- srv.Serve(lis) }()
 	s.logger.Info("gRPC server listening", "address", s.addr)
 	return s, nil
@@ -80,6 +85,7 @@ func (s *grpcService) Name() string { return "grpc" }
 // Stop ends waiting broadcasts, then stops gracefully: in-flight calls
 // finish unless ctx ends first, when the rest are cut off.
 func (s *grpcService) Stop(ctx context.Context) error {
+	close(s.stopHealth)
 	s.health.Shutdown()
 	s.txs.close()
 	stopped := make(chan struct{})
@@ -98,4 +104,43 @@ func (s *grpcService) Stop(ctx context.Context) error {
 	}
 	s.logger.Info("gRPC server stopped", "address", s.addr)
 	return nil
+}
+
+// healthPoll is how often watchHealth looks at the node.
+const healthPoll = time.Second
+
+// watchHealth keeps grpc.health.v1's status (the server's, "", and each
+// service's) SERVING only while the node answers from a state that keeps
+// up: NOT_SERVING while it block- or state-syncs (its reads lag the
+// chain) or holds no committed state yet. A load balancer then sends
+// clients elsewhere. node reports whether the node is catching up and its
+// last committed height.
+func (s *grpcService) watchHealth(node func() (catchingUp bool, height int64)) {
+	set := func() {
+		status := servingStatus(node())
+		for _, name := range []string{"", emrv1.Query_ServiceDesc.ServiceName, emrv1.TxService_ServiceDesc.ServiceName} {
+			s.health.SetServingStatus(name, status)
+		}
+	}
+	set()
+	go func() {
+		tick := time.NewTicker(healthPoll)
+		defer tick.Stop()
+		for {
+			select {
+			case <-s.stopHealth:
+				return
+			case <-tick.C:
+				set()
+			}
+		}
+	}()
+}
+
+// servingStatus is the health of a node catching up or not, at height.
+func servingStatus(catchingUp bool, height int64) healthpb.HealthCheckResponse_ServingStatus {
+	if catchingUp || height < 1 {
+		return healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	return healthpb.HealthCheckResponse_SERVING
 }

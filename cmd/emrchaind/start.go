@@ -48,11 +48,12 @@ than serve a state that no longer moves; once the fault is fixed, a restart
 replays the block.
 
 Beside the node, start serves (as app.toml [grpc] and [api] say) the gRPC
-Query and TxService services on 127.0.0.1:9090 and the REST gateway over them
-on 127.0.0.1:1317, with the OpenAPI document at /openapi.json, and (as
-[sidecar] says) the blob sidecar on 127.0.0.1:7070. A listen address already
-in use, or a bad [sidecar] setting, stops start with an error before the node
-starts. A sidecar whose blob store cannot be opened (MinIO down, its
+Query and TxService services on 127.0.0.1:9090, with grpc.health.v1 (SERVING
+once the node holds committed state and is not block- or state-syncing), the
+REST gateway over them on 127.0.0.1:1317, with the OpenAPI document at
+/openapi.json, and (as [sidecar] says) the blob sidecar on 127.0.0.1:7070. A
+listen address already in use, or a bad [sidecar] setting, stops start with
+an error before the node starts. A sidecar whose blob store cannot be opened (MinIO down, its
 directory unwritable, its reference index held by "emrchaind sidecar") does
 not stop the node: its address answers 503 with the reason, /healthz included,
 while start tries again every few seconds (up to 30 s apart).
