@@ -602,8 +602,9 @@ func (l *levelCounter) With(...any) log.Logger {
 }
 
 // TestPeerRefusalsLoggedOnce: a refused node id is logged at Info the
-// first time only, and at most maxLoggedRefusals (256) ids are, so RPC
-// callers sending the peer filter's query cannot flood the log.
+// first time only, and at most maxLoggedRefusals (256) ids are, and
+// anything that is no node id never is, so RPC callers sending the peer
+// filter's query cannot flood the log or fill memory.
 func TestPeerRefusalsLoggedOnce(t *testing.T) {
 	ctx := context.Background()
 	logger := &levelCounter{Logger: log.NewNopLogger()}
@@ -618,6 +619,10 @@ func TestPeerRefusalsLoggedOnce(t *testing.T) {
 	refuse("0000000000000000000000000000000000000001")
 	if logger.info != 1 || logger.debug != 1 {
 		t.Fatalf("one id refused twice: %d Info, %d Debug lines; want 1 and 1", logger.info, logger.debug)
+	}
+	refuse(strings.Repeat("not a node id ", 100))
+	if logger.info != 1 {
+		t.Fatalf("a path that is no node id: %d Info lines, want still 1", logger.info)
 	}
 	for i := range 300 {
 		refuse(fmt.Sprintf("%040x", i+2))

@@ -133,11 +133,13 @@ const maxLoggedRefusals = 256
 
 // logRefusedPeer logs a refused peer at Info the first time its id is
 // refused and at Debug after that: anyone may send the peer filter's query
-// over RPC, and a flood of them must not flood the log. Once
-// maxLoggedRefusals ids have been logged, every refusal is at Debug.
+// over RPC, and a flood of them must not flood the log. Only node ids (40
+// hex characters; CometBFT asks about no other kind) are remembered, and
+// once maxLoggedRefusals of them have been logged, every refusal is at
+// Debug until the node restarts.
 func (a *Application) logRefusedPeer(id, shown string) {
 	a.refusedMu.Lock()
-	first := !a.refused[id] && len(a.refused) < maxLoggedRefusals
+	first := IsNodeID(id) && !a.refused[id] && len(a.refused) < maxLoggedRefusals
 	if first {
 		a.refused[id] = true
 	}

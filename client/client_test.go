@@ -20,6 +20,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
 	cmttypes "github.com/cometbft/cometbft/types"
 
 	"github.com/emrchain/emrchain/app"
@@ -495,9 +496,28 @@ func TestClientAgainstNode(t *testing.T) {
 		if wait := period + time.Second - time.Since(gen.GenesisTime); wait > 0 {
 			time.Sleep(wait)
 		}
+		asked := time.Now()
 		chainID, trust, err := client.TrustFromGenesis(ctx, w.node.RPC, raw, period)
 		if err != nil || chainID != w.chainID || trust.Height <= 1 || trust.Period != period {
 			t.Fatalf("TrustFromGenesis on a chain older than the period: %q %+v %v, want a root above block 1", chainID, trust, err)
+		}
+		// The root is the oldest header younger than half the period (not
+		// the newest, whose older heights a light client would walk back
+		// to one by one).
+		rpc, err := rpchttp.New(w.node.RPC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		timeAt := func(h int64) time.Time {
+			c, err := rpc.Commit(ctx, &h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c.Time
+		}
+		since := asked.Add(-period / 2)
+		if root, before := timeAt(trust.Height), timeAt(trust.Height-1); root.Before(since.Add(-time.Second)) || before.After(time.Now().Add(-period/2)) {
+			t.Fatalf("root %d at %s, header %d at %s: want the first header after %s", trust.Height, root, trust.Height-1, before, since)
 		}
 		c, err := client.New(ctx, client.Config{Node: w.node.RPC, Verify: true, Trust: trust, Timeout: 10 * time.Second})
 		if err != nil {

@@ -311,9 +311,10 @@ func (c *Client) waitWitnesses(ctx context.Context, height int64) {
 // genesis validator set, and that +2/3 of that set signed. It returns the
 // chain id and the header to trust.
 //
-// The header is the genesis' first block while that is younger than half
-// the trusting period; on an older chain, the oldest block younger than
-// that (a search over header times). Any block of the chain will do
+// The header is the genesis' first block (or the node's earliest, on a
+// node restored from a snapshot) while that is younger than half the
+// trusting period; on an older chain, the oldest block younger than that
+// (a search over header times). Any block of the chain will do
 // because emrchain's validator set never changes: the app returns no
 // validator updates (abci), so a header of this chain is signed by the
 // genesis validators or is not one. A root too old would be expired
@@ -376,13 +377,18 @@ func TrustFromGenesis(ctx context.Context, node string, genesisJSON []byte, peri
 	}
 	// The oldest height whose header is at or after since (BFT time only
 	// grows with height), or the newest: the first block, on a chain
-	// younger than since.
+	// younger than since. A node restored from a snapshot has no blocks
+	// below its earliest.
+	first := gen.InitialHeight
+	if st, err := rpc.Status(ctx); err == nil && st.SyncInfo.EarliestBlockHeight > first && st.SyncInfo.EarliestBlockHeight <= latest.Height {
+		first = st.SyncInfo.EarliestBlockHeight
+	}
 	since := now.Add(-period / 2)
-	lo, hi := gen.InitialHeight, latest.Height
+	lo, hi := first, latest.Height
 	root := latest
 	for lo < hi {
 		mid := lo
-		if lo > gen.InitialHeight {
+		if lo > first {
 			mid = lo + (hi-lo)/2
 		}
 		sh, err := commitAt(&mid)

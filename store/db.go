@@ -67,9 +67,10 @@ func canonicalBackend(backend string) string {
 }
 
 // backendOnDisk names the engine that wrote the database directory path,
-// from the files only it writes: pebble keeps an OPTIONS-<n> file,
-// goleveldb a CURRENT file and no OPTIONS. "" when path holds neither
-// (not created yet, or something else).
+// from the files only it writes: pebble keeps OPTIONS-<n> and
+// marker.<name>.<n> files (a marker comes first, when a new database is
+// created), goleveldb a CURRENT file and neither of those. "" when path
+// holds none of them (not created yet, or something else).
 func backendOnDisk(path string) string {
 	entries, err := os.ReadDir(path)
 	if err != nil {
@@ -78,7 +79,7 @@ func backendOnDisk(path string) string {
 	current := false
 	for _, e := range entries {
 		switch {
-		case strings.HasPrefix(e.Name(), "OPTIONS-"):
+		case strings.HasPrefix(e.Name(), "OPTIONS-"), strings.HasPrefix(e.Name(), "marker."):
 			return BackendPebble
 		case e.Name() == "CURRENT":
 			current = true

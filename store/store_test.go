@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -562,5 +563,16 @@ func TestOpenRefusesAnotherEngine(t *testing.T) {
 	}
 	if got := backendOnDisk(filepath.Join(t.TempDir(), "none")); got != "" {
 		t.Fatalf("backendOnDisk of a missing directory = %q", got)
+	}
+	// A pebble database whose first open was cut short before its OPTIONS
+	// file: its format marker and CURRENT are there.
+	cut := t.TempDir()
+	for _, f := range []string{"marker.format-version.000001.013", "CURRENT"} {
+		if err := os.WriteFile(filepath.Join(cut, f), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := backendOnDisk(cut); got != BackendPebble {
+		t.Fatalf("backendOnDisk of a pebble database cut short = %q, want pebble", got)
 	}
 }

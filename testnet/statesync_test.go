@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/client"
 	"github.com/emrchain/emrchain/client/clienttest"
 	"github.com/emrchain/emrchain/offchain/blobstore"
 	"github.com/emrchain/emrchain/offchain/sidecar"
@@ -85,6 +86,15 @@ func TestStateSyncJoin(t *testing.T) {
 	}
 	if log, _ := os.ReadFile(net.LogFile(j)); !bytes.Contains(log, []byte("snapshot restored")) {
 		t.Fatal("the joiner's log does not say it restored a snapshot")
+	}
+	// A client can take its root of trust from the genesis through the
+	// joiner, which has no block below its earliest.
+	gen, err := os.ReadFile(filepath.Join(net.Home(0), "config", "genesis.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, trust, err := client.TrustFromGenesis(ctx, net.RPCURL(j), gen, 0); err != nil || trust.Height < st.SyncInfo.EarliestBlockHeight {
+		t.Fatalf("trust from the genesis through the joiner (earliest block %d): %+v %v", st.SyncInfo.EarliestBlockHeight, trust, err)
 	}
 	h := target - 1
 	want, err := net.AppHashAt(0, h)

@@ -461,6 +461,15 @@ func TestStartErrors(t *testing.T) {
 		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("start without %s made one: %v", f, err)
 		}
+		// An empty file (a write cut short) is refused the same way, with
+		// emrchaind's message rather than CometBFT's exit.
+		if err := os.WriteFile(path, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err = exec.Command(bin, "start", "--home", keysHome).CombinedOutput()
+		if err == nil || !bytes.Contains(out, []byte(path+" does not parse")) {
+			t.Fatalf("start with an empty %s: %v, output %q; want a refusal naming it", f, err, out)
+		}
 		if err := os.WriteFile(path, kept, 0o600); err != nil {
 			t.Fatal(err)
 		}

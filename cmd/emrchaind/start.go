@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"os/signal"
@@ -14,6 +15,7 @@ import (
 
 	cmtcfg "github.com/cometbft/cometbft/config"
 	cmtflags "github.com/cometbft/cometbft/libs/cli/flags"
+	cmtjson "github.com/cometbft/cometbft/libs/json"
 	"github.com/cometbft/cometbft/libs/log"
 	"github.com/cometbft/cometbft/node"
 	"github.com/cometbft/cometbft/p2p"
@@ -43,9 +45,13 @@ On start CometBFT asks the app for its last committed height (ABCI Info) and
 replays any blocks the app has not committed, so a node that crashed or was
 killed at any moment resumes where it stopped. If the state machine cannot
 execute or persist a block (a storage fault such as a full disk, a broken
-invariant), consensus halts on this node and start exits with an error, rather
-than serve a state that no longer moves; once the fault is fixed, a restart
-replays the block.
+invariant), consensus halts on this node and start exits with an error (while
+block-syncing, CometBFT's panic ends the process), rather than serve a state
+that no longer moves; once the fault is fixed, a restart replays the block.
+
+start refuses to run without config/node_key.json, the validator key and
+data/priv_validator_state.json, which init writes: restore them from a backup
+(it never makes new ones).
 
 Beside the node, start serves (as app.toml [grpc] and [api] say) the gRPC
 Query and TxService services on 127.0.0.1:9090, with grpc.health.v1 (SERVING
@@ -53,7 +59,8 @@ once the node holds committed state and is not block- or state-syncing), the
 REST gateway over them on 127.0.0.1:1317, with the OpenAPI document at
 /openapi.json, and (as [sidecar] says) the blob sidecar on 127.0.0.1:7070. A
 listen address already in use, or a bad [sidecar] setting, stops start with
-an error before the node starts. A sidecar whose blob store cannot be opened (MinIO down, its
+an error before the node starts; the addresses are taken then, and answer once
+the node runs (after any replay of blocks). A sidecar whose blob store cannot be opened (MinIO down, its
 directory unwritable, its reference index held by "emrchaind sidecar") does
 not stop the node: its address answers 503 with the reason, /healthz included,
 while start tries again every few seconds (up to 30 s apart).
@@ -216,7 +223,12 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 	if err != nil {
 		return fmt.Errorf("genesis: %w", err)
 	}
-	// The servers' addresses first: a port in use stops start here.
+	// The keys, then the servers' addresses: a missing key or a port in
+	// use stops start before anything is opened.
+	nodeKey, pv, err := loadNodeKeys(conf)
+	if err != nil {
+		return err
+	}
 	listeners, err := listenServices(s.app)
 	if err != nil {
 		return err
@@ -270,10 +282,6 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 		logger.Info("P2P peer filter: only these node ids may connect", "allowed", strings.Join(s.peers, ","))
 	}
 
-	nodeKey, pv, err := loadNodeKeys(conf)
-	if err != nil {
-		return err
-	}
 	n, err := node.NewNode(ctx, conf, pv, nodeKey,
 		// One mutex per ABCI connection, not one for all: the adapter
 		// serializes what changes state itself, and answers Info and
@@ -309,9 +317,8 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 		err = errors.New("node stopped unexpectedly")
 	case herr := <-halted:
 		// CometBFT has stopped consensus and would go on serving a state
-		// that no longer moves.
-		logger.Error("the state machine failed a block; stopping, so that a restart replays it once the fault is fixed", "err", herr)
-		err = fmt.Errorf("state machine halted: %w", herr)
+		// that no longer moves (the adapter has logged the failure).
+		err = fmt.Errorf("state machine halted (a restart replays the block once the fault is fixed): %w", herr)
 	}
 
 	stopCtx, cancel := context.WithTimeout(context.Background(), stopTimeout)
@@ -346,10 +353,9 @@ func stopNode(logger log.Logger, n *node.Node) {
 // priv_validator_laddr set, the validator key is the remote signer's, and
 // the returned one is nil (node.NewNode connects to the signer).
 func loadNodeKeys(conf *cmtcfg.Config) (*p2p.NodeKey, cmttypes.PrivValidator, error) {
-	const restore = "restore it from the node's backup (start never makes a new one)"
 	keyFile := conf.NodeKeyFile()
-	if !nonEmpty(keyFile) {
-		return nil, nil, fmt.Errorf("node key %s is missing: %s", keyFile, restore)
+	if err := checkKeyFile("node key", keyFile, &p2p.NodeKey{}); err != nil {
+		return nil, nil, err
 	}
 	nodeKey, err := p2p.LoadNodeKey(keyFile)
 	if err != nil {
@@ -359,12 +365,32 @@ func loadNodeKeys(conf *cmtcfg.Config) (*p2p.NodeKey, cmttypes.PrivValidator, er
 		return nodeKey, nil, nil
 	}
 	valKey, valState := conf.PrivValidatorKeyFile(), conf.PrivValidatorStateFile()
-	switch {
-	case !nonEmpty(valKey):
-		return nil, nil, fmt.Errorf("validator key %s is missing: %s", valKey, restore)
-	case !nonEmpty(valState):
-		return nil, nil, fmt.Errorf("validator state %s is missing: restore it with the key; only if this validator has never signed a block, or has been stopped long enough that every block it signed is committed, write a fresh one: {\"height\": \"0\", \"round\": 0, \"step\": 0}", valState)
+	if err := checkKeyFile("validator key", valKey, &privval.FilePVKey{}); err != nil {
+		return nil, nil, err
 	}
-	// LoadFilePV exits the process on a file it cannot read or parse.
+	if err := checkKeyFile("validator state", valState, &privval.FilePVLastSignState{}); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			err = fmt.Errorf("%w; only if this validator has never signed a block, or has been stopped long enough that every block it signed is committed, write a fresh one: {\"height\": \"0\", \"round\": 0, \"step\": 0}", err)
+		}
+		return nil, nil, err
+	}
+	// Checked above: LoadFilePV exits the process on a file it cannot read
+	// or parse.
 	return nodeKey, privval.LoadFilePV(valKey, valState), nil
+}
+
+// checkKeyFile checks that path (what names it) holds a JSON v of
+// CometBFT's encoding. A missing file wraps fs.ErrNotExist.
+func checkKeyFile(what, path string, v any) error {
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s %s is missing: restore it from the node's backup (start never makes a new one): %w", what, path, fs.ErrNotExist)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if err := cmtjson.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("%s %s does not parse: %w", what, path, err)
+	}
+	return nil
 }

@@ -138,6 +138,19 @@ func (a *cli) ownsPatient(ctx context.Context, k *keyring.Key, p *emrv1.Patient)
 	return true, a.rememberPatient(ctx, k, p.Id)
 }
 
+// ownsPatientID is ownsPatient for a patient id: the patient is read only
+// when k's entry keeps no id.
+func (a *cli) ownsPatientID(ctx context.Context, c *client.Client, k *keyring.Key, pid []byte) (bool, error) {
+	if k.PatientID != nil {
+		return bytes.Equal(k.PatientID, pid), nil
+	}
+	p, err := c.Patient(ctx, pid)
+	if err != nil {
+		return false, err
+	}
+	return a.ownsPatient(ctx, k, p)
+}
+
 // rememberPatient keeps in k's entry the patient id the chain says k owns.
 // patient enroll saves it only when it saw the enrolment commit; after
 // --async, a wait that timed out, an interrupt or a crash, the first

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/ecdh"
 	"encoding/hex"
 	"fmt"
@@ -337,17 +336,9 @@ study's X25519 private key in hex (emrcli study keygen).`,
 					fields(w, "anonymised", fmt.Sprint(out.Anonymised), "ciphertext sha256", out.SHA256, "sidecar", out.Sidecar)
 				})
 			}
-			owner := bytes.Equal(k.PatientID, pid)
-			if k.PatientID == nil {
-				// The key may own the patient without knowing it yet
-				// (rememberPatient).
-				p, err := c.Patient(ctx, pid)
-				if err != nil {
-					return err
-				}
-				if owner, err = a.ownsPatient(ctx, k, p); err != nil {
-					return err
-				}
+			owner, err := a.ownsPatientID(ctx, c, k, pid)
+			if err != nil {
+				return err
 			}
 			var kekOf client.KEKFunc
 			if owner {
