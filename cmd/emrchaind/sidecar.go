@@ -508,10 +508,16 @@ func startSidecarService(ctx context.Context, env serviceEnv) (service, error) {
 				_ = srv.Shutdown(context.Background())
 				return
 			}
-			// The waiting server lets the address go, and the sidecar
-			// takes it at once.
-			waiting.close()
-			if err = srv.Start(c.Listen); err == nil {
+			// The waiting server hands its socket over: the address is
+			// never free, and stays the same with a port of 0.
+			if ln, herr := waiting.release(); herr == nil {
+				if err = srv.Serve(ln); err != nil {
+					_ = ln.Close()
+				}
+			} else {
+				err = srv.Start(c.Listen)
+			}
+			if err == nil {
 				s.mu.Lock()
 				s.srv = srv
 				s.mu.Unlock()
@@ -534,7 +540,9 @@ func startSidecarService(ctx context.Context, env serviceEnv) (service, error) {
 type notOpenServer struct {
 	addr, backend string
 	why           atomic.Pointer[string]
-	srv           *http.Server // nil when not listening
+	srv           *http.Server  // nil when not serving
+	ln            *handoff      // what srv serves on
+	served        chan struct{} // closed when srv.Serve returns
 }
 
 func (n *notOpenServer) setWhy(err error) {
@@ -552,16 +560,75 @@ func (n *notOpenServer) listen() error {
 }
 
 func (n *notOpenServer) serve(ln net.Listener) {
+	n.ln = &handoff{Listener: ln}
 	n.srv = &http.Server{Handler: sidecar.NotOpenHandler(n.backend, func() string { return *n.why.Load() }), ReadHeaderTimeout: 10 * time.Second}
-	go func(srv *http.Server) { _ = srv.Serve(ln) }(n.srv)
+	n.served = make(chan struct{})
+	go func(srv *http.Server, ln net.Listener, served chan struct{}) {
+		defer close(served)
+		_ = srv.Serve(ln)
+	}(n.srv, n.ln, n.served)
+}
+
+// release stops serving and returns the socket, open, for the sidecar to
+// serve on. It fails (and then closes it) for a listener that cannot be
+// woken from Accept without being closed.
+func (n *notOpenServer) release() (net.Listener, error) {
+	ln, srv, served := n.ln, n.srv, n.served
+	n.ln, n.srv = nil, nil
+	if ln == nil {
+		return nil, errors.New("sidecar: not serving")
+	}
+	dl, ok := ln.Listener.(interface{ SetDeadline(time.Time) error })
+	if !ok {
+		_ = srv.Close()
+		_ = ln.Listener.Close()
+		return nil, fmt.Errorf("sidecar: cannot hand over a %T", ln.Listener)
+	}
+	ln.released.Store(true)
+	if err := dl.SetDeadline(time.Now()); err != nil { // wakes Accept
+		_ = srv.Close()
+		_ = ln.Listener.Close()
+		return nil, err
+	}
+	_ = srv.Close() // the connections it holds; the socket stays open
+	<-served
+	if err := dl.SetDeadline(time.Time{}); err != nil {
+		_ = ln.Listener.Close()
+		return nil, err
+	}
+	return ln.Listener, nil
 }
 
 func (n *notOpenServer) close() {
 	if n.srv != nil {
 		_ = n.srv.Close()
-		n.srv = nil
+		<-n.served
+		_ = n.ln.Listener.Close()
+		n.ln, n.srv = nil, nil
 	}
 }
+
+// handoff is the 503 server's view of the sidecar's socket: closing it
+// leaves the socket open, and once released its Accept fails for good (not
+// with the timeout error http.Server would retry), so that release can
+// take the socket back without closing it.
+type handoff struct {
+	net.Listener
+	released atomic.Bool
+}
+
+func (h *handoff) Accept() (net.Conn, error) {
+	c, err := h.Listener.Accept()
+	if h.released.Load() {
+		if c != nil {
+			_ = c.Close() // accepted as the socket changed hands
+		}
+		return nil, net.ErrClosed
+	}
+	return c, err
+}
+
+func (h *handoff) Close() error { return nil }
 
 func newSidecarCmd() *cobra.Command {
 	cmd := &cobra.Command{

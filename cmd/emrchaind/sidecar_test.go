@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -1042,4 +1043,48 @@ func getJSON(ctx context.Context, t *testing.T, url string, v any) int {
 		t.Fatalf("GET %s: %d, body not JSON: %v", url, resp.StatusCode, err)
 	}
 	return resp.StatusCode
+}
+
+// TestNotOpenServerHandsItsSocketOver: the 503 server gives its socket to
+// the sidecar without closing it: the address (here a port the kernel
+// chose) stays the same and is never free, and the 503 stops.
+func TestNotOpenServerHandsItsSocketOver(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	waiting := &notOpenServer{addr: "127.0.0.1:0", backend: sidecarBackendFS}
+	waiting.setWhy(errors.New("the store is not there yet"))
+	waiting.serve(ln)
+	get := func() (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err != nil {
+			t.Fatalf("GET %s: %v", addr, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if status, body := get(); status != http.StatusServiceUnavailable || !strings.Contains(body, "the store is not there yet") {
+		t.Fatalf("before the handover: %d %s", status, body)
+	}
+	released, err := waiting.release()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if released.Addr().String() != addr {
+		t.Fatalf("released %s, served %s", released.Addr(), addr)
+	}
+	if _, err := net.Listen("tcp", addr); err == nil {
+		t.Fatal("the address was free after the handover")
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "sidecar") })}
+	go func() { _ = srv.Serve(released) }()
+	defer srv.Close()
+	if status, body := get(); status != http.StatusOK || body != "sidecar" {
+		t.Fatalf("after the handover: %d %s, want the sidecar's answer", status, body)
+	}
+	waiting.close() // nothing left to close
 }
