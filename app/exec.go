@@ -50,6 +50,12 @@ const (
 	CategoryAttribute = "category"
 )
 
+// RecordAttribute (indexed) names the record a transaction adds, reads or
+// shares: "<patient id in lowercase hex>/<sequence>", BlobRefName without
+// its kind. Clients find a new record's sequence (client Upload) and a
+// study's shares (client StudyShares) by it.
+const RecordAttribute = "record"
+
 // Result is the outcome of one transaction. Code 0 is success.
 type Result struct {
 	Code      uint32
@@ -213,7 +219,7 @@ func (ctx *txContext) attrHex(key string, value []byte) {
 // (recordRef).
 func (ctx *txContext) attrRecord(patient []byte, seq uint64) {
 	if !ctx.quiet {
-		ctx.attr("record", recordRef(patient, seq))
+		ctx.attr(RecordAttribute, recordRef(patient, seq))
 	}
 }
 

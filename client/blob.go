@@ -378,7 +378,7 @@ func (c *Client) Upload(ctx context.Context, s Signer, req UploadRequest, opts T
 // recordCreatedBy finds the record a committed AddRecord created: the
 // event names it, and the verified record must carry the tx's hash.
 func (c *Client) recordCreatedBy(ctx context.Context, tx *TxResult, patientID []byte) *emrv1.Record {
-	for _, ref := range tx.Attribute("emrchain", "record") {
+	for _, ref := range tx.Attribute(app.EventType, app.RecordAttribute) {
 		_, seqStr, ok := strings.Cut(ref, "/")
 		if !ok {
 			continue

@@ -36,7 +36,8 @@ const (
 //
 // The state keeps shares under their patient only, so which patients have
 // one comes from the node's transaction index (tx_search
-// "emrchain.study='<study>'"): that part is the node's word, and a node
+// "emrchain.study='<study>' AND emrchain.action='share_record'"): that
+// part is the node's word, and a node
 // can leave a patient out. Every patient it names is then read in full
 // through AllShares: each share returned is proven, and for each patient
 // found, verified, none of its shares for the study is missing. A verified
@@ -62,7 +63,7 @@ func (c *Client) StudyShares(ctx context.Context, study string) ([]*emrv1.Share,
 			return nil, fmt.Errorf("study %q: search the node's transaction index: %w", study, err)
 		}
 		for _, tx := range res.Txs {
-			if id := sharedPatient(tx.TxResult.Events); id != nil && !slices.ContainsFunc(patients, func(p []byte) bool { return bytes.Equal(p, id) }) {
+			if id := sharedPatient(tx.TxResult.Events); id != nil {
 				patients = append(patients, id)
 			}
 		}
@@ -71,6 +72,7 @@ func (c *Client) StudyShares(ctx context.Context, study string) ([]*emrv1.Share,
 		}
 	}
 	slices.SortFunc(patients, bytes.Compare)
+	patients = slices.CompactFunc(patients, bytes.Equal)
 	var out []*emrv1.Share
 	for _, p := range patients {
 		shares, err := c.AllShares(ctx, p)
@@ -86,19 +88,18 @@ func (c *Client) StudyShares(ctx context.Context, study string) ([]*emrv1.Share,
 	return out, nil
 }
 
-// sharedPatient is the patient of a ShareRecord's event (its indexed
-// "record" attribute, "<patient hex>/<record>"), or nil.
+// sharedPatient is the patient of a ShareRecord's event (its
+// app.RecordAttribute), or nil.
 func sharedPatient(events []abcitypes.Event) []byte {
 	for _, ev := range events {
 		if ev.Type != app.EventType {
 			continue
 		}
 		for _, a := range ev.Attributes {
-			if a.Key != "record" {
+			if a.Key != app.RecordAttribute {
 				continue
 			}
-			p, _, ok := strings.Cut(a.Value, "/")
-			if id, err := hex.DecodeString(p); ok && err == nil && len(id) == app.PatientIDSize {
+			if _, id, _, err := app.ParseBlobRef(app.BlobRefRecord + "/" + a.Value); err == nil {
 				return id
 			}
 		}
