@@ -349,3 +349,23 @@ func (p provenance) text(w io.Writer) {
 		fmt.Fprintf(w, "(state at height %d, NOT verified)\n", p.Height)
 	}
 }
+
+type shareView struct {
+	PatientID    string `json:"patient_id"`
+	Sequence     uint64 `json:"sequence"`
+	Record       uint64 `json:"record"`
+	StudyID      string `json:"study_id"`
+	Anonymised   bool   `json:"anonymised"`
+	Sharer       string `json:"sharer"`
+	SharedSHA256 string `json:"shared_sha256"`
+	Size         uint64 `json:"size"`
+	Height       int64  `json:"height"`
+	Time         string `json:"time"`
+}
+
+func viewShare(s *emrv1.Share) shareView {
+	return shareView{
+		PatientID: hexStr(s.PatientId), Sequence: s.Sequence, Record: s.RecordSequence, StudyID: s.StudyId, Anonymised: s.Anonymised,
+		Sharer: upperHex(s.Sharer), SharedSHA256: hexStr(s.SharedSha256), Size: s.Size, Height: s.Height, Time: ts(s.Time),
+	}
+}
