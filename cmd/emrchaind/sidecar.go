@@ -483,7 +483,7 @@ func startSidecarService(ctx context.Context, env serviceEnv) (service, error) {
 		return &sidecarService{cancel: func() {}, done: done, srv: srv}, nil
 	}
 	// Not now: answer 503 at the address, and try again.
-	waiting := &notOpenServer{addr: c.Listen, backend: c.Backend}
+	waiting := &notOpenServer{backend: c.Backend}
 	waiting.setWhy(err)
 	waiting.serve(ln)
 	retryCtx, cancel := context.WithCancel(ctx)
@@ -491,7 +491,7 @@ func startSidecarService(ctx context.Context, env serviceEnv) (service, error) {
 	go func() {
 		defer close(s.done)
 		defer waiting.close()
-		for wait := sidecarRetryMin; ; wait = min(2*wait, sidecarRetryMax) {
+		for wait := sidecarRetryMin; err != nil; wait = min(2*wait, sidecarRetryMax) {
 			logger.Error("the sidecar cannot start; the node runs on, and the sidecar's address answers 503 until it starts",
 				"err", err, "retry_in", wait)
 			select {
@@ -499,37 +499,31 @@ func startSidecarService(ctx context.Context, env serviceEnv) (service, error) {
 				return
 			case <-time.After(wait):
 			}
-			srv, err = open(retryCtx)
-			if err != nil {
+			if srv, err = open(retryCtx); err != nil {
 				waiting.setWhy(err)
-				continue
-			}
-			if retryCtx.Err() != nil {
-				_ = srv.Shutdown(context.Background())
-				return
-			}
-			// The waiting server hands its socket over: the address is
-			// never free, and stays the same with a port of 0.
-			if ln, herr := waiting.release(); herr == nil {
-				if err = srv.Serve(ln); err != nil {
-					_ = ln.Close()
-				}
-			} else {
-				err = srv.Start(c.Listen)
-			}
-			if err == nil {
-				s.mu.Lock()
-				s.srv = srv
-				s.mu.Unlock()
-				logger.Info("the sidecar has started", "listen", c.Listen)
-				return
-			}
-			_ = srv.Shutdown(context.Background()) // opened again next time
-			waiting.setWhy(err)
-			if lerr := waiting.listen(); lerr != nil {
-				logger.Error("the sidecar's address is taken by another process", "err", lerr)
 			}
 		}
+		if retryCtx.Err() != nil {
+			_ = srv.Shutdown(context.Background())
+			return
+		}
+		// The waiting server hands its socket over: the address is never
+		// free, and stays the same with a port of 0.
+		ln, err := waiting.release()
+		if err == nil {
+			if err = srv.Serve(ln); err != nil {
+				_ = ln.Close()
+			}
+		}
+		if err != nil {
+			_ = srv.Shutdown(context.Background())
+			logger.Error("the sidecar could not take its address; restart the node to start it", "err", err)
+			return
+		}
+		s.mu.Lock()
+		s.srv = srv
+		s.mu.Unlock()
+		logger.Info("the sidecar has started", "listen", c.Listen)
 	}()
 	return s, nil
 }
@@ -538,25 +532,16 @@ func startSidecarService(ctx context.Context, env serviceEnv) (service, error) {
 // (sidecar.NotOpenHandler), while the sidecar cannot be built. Its methods
 // are called by one goroutine at a time.
 type notOpenServer struct {
-	addr, backend string
-	why           atomic.Pointer[string]
-	srv           *http.Server  // nil when not serving
-	ln            *handoff      // what srv serves on
-	served        chan struct{} // closed when srv.Serve returns
+	backend string
+	why     atomic.Pointer[string]
+	srv     *http.Server  // nil when not serving
+	ln      *handoff      // what srv serves on
+	served  chan struct{} // closed when srv.Serve returns
 }
 
 func (n *notOpenServer) setWhy(err error) {
 	msg := err.Error()
 	n.why.Store(&msg)
-}
-
-func (n *notOpenServer) listen() error {
-	ln, err := net.Listen("tcp", n.addr)
-	if err != nil {
-		return fmt.Errorf("sidecar: listen %s: %w", n.addr, err)
-	}
-	n.serve(ln)
-	return nil
 }
 
 func (n *notOpenServer) serve(ln net.Listener) {
@@ -570,8 +555,8 @@ func (n *notOpenServer) serve(ln net.Listener) {
 }
 
 // release stops serving and returns the socket, open, for the sidecar to
-// serve on. It fails (and then closes it) for a listener that cannot be
-// woken from Accept without being closed.
+// serve on. It fails (and then closes it) only for a listener that cannot
+// be woken from Accept without being closed, which a TCP one can.
 func (n *notOpenServer) release() (net.Listener, error) {
 	ln, srv, served := n.ln, n.srv, n.served
 	n.ln, n.srv = nil, nil

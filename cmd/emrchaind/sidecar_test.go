@@ -1054,7 +1054,7 @@ func TestNotOpenServerHandsItsSocketOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
-	waiting := &notOpenServer{addr: "127.0.0.1:0", backend: sidecarBackendFS}
+	waiting := &notOpenServer{backend: sidecarBackendFS}
 	waiting.setWhy(errors.New("the store is not there yet"))
 	waiting.serve(ln)
 	get := func() (int, string) {

@@ -59,11 +59,12 @@ once the node holds committed state and is not block- or state-syncing), the
 REST gateway over them on 127.0.0.1:1317, with the OpenAPI document at
 /openapi.json, and (as [sidecar] says) the blob sidecar on 127.0.0.1:7070. A
 listen address already in use, or a bad [sidecar] setting, stops start with
-an error before the node starts; the addresses are taken then, and answer once
-the node runs (after any replay of blocks). A sidecar whose blob store cannot be opened (MinIO down, its
-directory unwritable, its reference index held by "emrchaind sidecar") does
-not stop the node: its address answers 503 with the reason, /healthz included,
-while start tries again every few seconds (up to 30 s apart).
+an error before the node starts; the addresses are taken then, and answer
+once the node runs (after any replay of blocks). A sidecar whose blob store
+cannot be opened (MinIO down, its directory unwritable, its reference index
+held by "emrchaind sidecar") does not stop the node: its address answers 503
+with the reason, /healthz included, while start tries again every few
+seconds (up to 30 s apart).
 
 Only the consortium's nodes may connect over P2P: start always turns on
 CometBFT's peer filter (filter_peers), and the node accepts only the node ids
