@@ -1070,6 +1070,17 @@ func TestNotOpenServerHandsItsSocketOver(t *testing.T) {
 	if status, body := get(); status != http.StatusServiceUnavailable || !strings.Contains(body, "the store is not there yet") {
 		t.Fatalf("before the handover: %d %s", status, body)
 	}
+	// A blob request gets 503 without Retry-After: a client moves on to
+	// another sidecar rather than wait on this one.
+	resp, err := http.Get("http://" + addr + "/v1/blobs/" + strings.Repeat("00", 32) + "?record=00/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "store_unavailable") || resp.Header.Get("Retry-After") != "" {
+		t.Fatalf("a blob request before the handover: %d, Retry-After %q, %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
 	released, err := waiting.release()
 	if err != nil {
 		t.Fatal(err)
