@@ -52,8 +52,7 @@ const (
 
 // RecordAttribute (indexed) names the record a transaction adds, reads or
 // shares: "<patient id in lowercase hex>/<sequence>", BlobRefName without
-// its kind. Clients find a new record's sequence (client Upload) and a
-// study's shares (client StudyShares) by it.
+// its kind. Clients find a new record's sequence by it (client Upload).
 const RecordAttribute = "record"
 
 // Result is the outcome of one transaction. Code 0 is success.

@@ -28,6 +28,7 @@ const (
 	prefixStudy        byte = 0x0e // 0x0e | study id                     → Study
 	prefixShare        byte = 0x0f // 0x0f | patient id | seq             → Share
 	_                  byte = 0x10 // retired: was sha256 | patient id | seq (see docs/decisions.md)
+	prefixStudyShare   byte = 0x11 // 0x11 | len | study id | study seq    → patient id | share seq (raw, 40 bytes)
 )
 
 const indexMarker = 1
@@ -80,6 +81,10 @@ func lastAccessKey(patient []byte, record uint64, member []byte) []byte {
 func studyKey(id string) []byte                  { return join([]byte{prefixStudy}, []byte(id)) }
 func sharePrefix(patient []byte) []byte          { return join([]byte{prefixShare}, patient) }
 func shareKey(patient []byte, seq uint64) []byte { return join(sharePrefix(patient), u64(seq)) }
+func studySharePrefix(study string) []byte {
+	return join([]byte{prefixStudyShare}, lenPrefixed(study))
+}
+func studyShareKey(study string, seq uint64) []byte { return join(studySharePrefix(study), u64(seq)) }
 
 // prefixEnd returns the smallest key greater than every key with prefix p.
 func prefixEnd(p []byte) []byte {

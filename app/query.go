@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"math"
@@ -519,6 +520,43 @@ func (q *Querier) Study(_ context.Context, req *emrv1.QueryStudyRequest) (*emrv1
 		return nil, fmt.Errorf("%w: no study %q", ErrNotFound, req.Id)
 	}
 	return &emrv1.QueryStudyResponse{Study: s}, nil
+}
+
+// StudyShares lists a study's shares in the order they were made, from
+// the study's index (0x11), each followed to the share under its patient.
+func (q *Querier) StudyShares(_ context.Context, req *emrv1.QueryStudySharesRequest) (*emrv1.QueryStudySharesResponse, error) {
+	study, err := q.Study(context.Background(), &emrv1.QueryStudyRequest{Id: req.StudyId})
+	if err != nil {
+		return nil, err
+	}
+	limit, err := q.limit(req.Page)
+	if err != nil {
+		return nil, err
+	}
+	count := study.Study.ShareCount
+	resp := &emrv1.QueryStudySharesResponse{Page: &emrv1.PageResponse{Total: count}}
+	if req.GetPage().GetAfter() >= count {
+		return resp, nil // past the end (and no overflow below)
+	}
+	start := studyShareKey(req.StudyId, req.GetPage().GetAfter()+1)
+	err = q.scan(start, prefixEnd(studySharePrefix(req.StudyId)), true, func(key, value []byte) (bool, error) {
+		s, err := q.st().studyShareAt(key, value)
+		if err != nil {
+			return false, err
+		}
+		if seq := binary.BigEndian.Uint64(key[len(key)-8:]); s.StudyId != req.StudyId || s.StudySequence != seq {
+			return false, fmt.Errorf("%w: study share entry %x names a share of study %q number %d", ErrInternal, key, s.StudyId, s.StudySequence)
+		}
+		resp.Shares = append(resp.Shares, s)
+		if uint32(len(resp.Shares)) == limit {
+			if s.StudySequence < count {
+				resp.Page.Next = s.StudySequence
+			}
+			return false, nil
+		}
+		return true, nil
+	})
+	return resp, err
 }
 
 // BlobRefs lists the ciphertext of every record, then of every share, each

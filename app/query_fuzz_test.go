@@ -89,6 +89,7 @@ func querySeeds(q *queryChain) map[string]querySeed {
 		"AccessEvents":   &emrv1.QueryAccessEventsRequest{PatientId: pid, Page: &emrv1.PageRequest{After: 2}},
 		"Shares":         &emrv1.QuerySharesRequest{PatientId: pid, Page: &emrv1.PageRequest{After: ^uint64(0)}},
 		"Study":          &emrv1.QueryStudyRequest{Id: "fuzz-study"},
+		"StudyShares":    &emrv1.QueryStudySharesRequest{StudyId: "fuzz-study", Page: &emrv1.PageRequest{After: 0, Limit: 1}},
 		"LastAccess":     &emrv1.QueryLastAccessRequest{PatientId: pid, Sequence: 3, Accessor: doc},
 		"BlobRefs":       &emrv1.QueryBlobRefsRequest{After: app.BlobRefName(app.BlobRefRecord, q.pid, 2), Limit: 2},
 	}

@@ -105,6 +105,9 @@ func (s *QueryService) LastAccess(ctx context.Context, r *emrv1.QueryLastAccessR
 func (s *QueryService) Study(ctx context.Context, r *emrv1.QueryStudyRequest) (*emrv1.QueryStudyResponse, error) {
 	return call[emrv1.QueryStudyResponse](ctx, s, "Study", r)
 }
+func (s *QueryService) StudyShares(ctx context.Context, r *emrv1.QueryStudySharesRequest) (*emrv1.QueryStudySharesResponse, error) {
+	return call[emrv1.QueryStudySharesResponse](ctx, s, "StudyShares", r)
+}
 func (s *QueryService) BlobRefs(ctx context.Context, r *emrv1.QueryBlobRefsRequest) (*emrv1.QueryBlobRefsResponse, error) {
 	return call[emrv1.QueryBlobRefsResponse](ctx, s, "BlobRefs", r)
 }

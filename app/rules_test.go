@@ -1706,6 +1706,32 @@ func TestShareRecordRules(t *testing.T) {
 	if p := rulePatient(c, w.pid); p.ShareCount != 2 {
 		t.Errorf("share count %d, want 2", p.ShareCount)
 	}
+
+	// Each study numbers its own shares, in the order they were made, and
+	// lists them from its index (refused shares above recorded nothing).
+	c.Must(w.doc, apptest.Share(w.pid, 1, one, true))
+	var st emrv1.QueryStudySharesResponse
+	c.Query("StudyShares", &emrv1.QueryStudySharesRequest{StudyId: one}, &st)
+	if len(st.Shares) != 2 || st.Page.Total != 2 || st.Page.Next != 0 ||
+		st.Shares[0].Sequence != 1 || st.Shares[0].StudySequence != 1 || st.Shares[1].Sequence != 3 || st.Shares[1].StudySequence != 2 {
+		t.Fatalf("StudyShares(%s): %v (page %v), want the patient's shares 1 and 3 as the study's 1 and 2", one, st.Shares, st.Page)
+	}
+	c.Query("StudyShares", &emrv1.QueryStudySharesRequest{StudyId: one, Page: &emrv1.PageRequest{Limit: 1}}, &st)
+	if len(st.Shares) != 1 || st.Shares[0].StudySequence != 1 || st.Page.Next != 1 {
+		t.Errorf("StudyShares(limit 1): %v next %d", st.Shares, st.Page.Next)
+	}
+	c.Query("StudyShares", &emrv1.QueryStudySharesRequest{StudyId: one, Page: &emrv1.PageRequest{After: 1}}, &st)
+	if len(st.Shares) != 1 || st.Shares[0].StudySequence != 2 || st.Page.Next != 0 {
+		t.Errorf("StudyShares(after 1): %v next %d", st.Shares, st.Page.Next)
+	}
+	c.Query("StudyShares", &emrv1.QueryStudySharesRequest{StudyId: two}, &st)
+	if len(st.Shares) != 1 || st.Page.Total != 1 || st.Shares[0].Sequence != 2 || st.Shares[0].StudySequence != 1 || st.Shares[0].StudyId != two {
+		t.Errorf("StudyShares(%s): %v (page %v), want the patient's share 2 as the study's first", two, st.Shares, st.Page)
+	}
+	var study emrv1.QueryStudyResponse
+	if c.Query("Study", &emrv1.QueryStudyRequest{Id: one}, &study); study.Study.ShareCount != 2 {
+		t.Errorf("study %s: share count %d, want 2", one, study.Study.ShareCount)
+	}
 }
 
 // ======================= Queries =======================
@@ -1756,6 +1782,8 @@ func TestQueryRules(t *testing.T) {
 		{"access events: unknown patient", "AccessEvents", &emrv1.QueryAccessEventsRequest{PatientId: nobody}, &emrv1.QueryAccessEventsResponse{}, app.ErrNotFound},
 		{"shares: page above max", "Shares", &emrv1.QuerySharesRequest{PatientId: pid, Page: over}, &emrv1.QuerySharesResponse{}, app.ErrInvalidQuery},
 		{"shares: page at max", "Shares", &emrv1.QuerySharesRequest{PatientId: pid, Page: atMax}, &emrv1.QuerySharesResponse{}, nil},
+		{"study shares: unknown study", "StudyShares", &emrv1.QueryStudySharesRequest{StudyId: "no-such-study"}, &emrv1.QueryStudySharesResponse{}, app.ErrNotFound},
+		{"study shares: malformed id", "StudyShares", &emrv1.QueryStudySharesRequest{StudyId: "Bad Id"}, &emrv1.QueryStudySharesResponse{}, app.ErrInvalidQuery},
 		{"study: malformed id", "Study", &emrv1.QueryStudyRequest{Id: "Bad Id"}, &emrv1.QueryStudyResponse{}, app.ErrInvalidQuery},
 		{"study: unknown", "Study", &emrv1.QueryStudyRequest{Id: "no-such-study"}, &emrv1.QueryStudyResponse{}, app.ErrNotFound},
 		{"organization: unknown", "Organization", &emrv1.QueryOrganizationRequest{Id: "no-such-org"}, &emrv1.QueryOrganizationResponse{}, app.ErrNotFound},

@@ -118,6 +118,48 @@ func (s state) study(id string) (*emrv1.Study, error) {
 	return getTyped[emrv1.Study](s, studyKey(id))
 }
 
+// studyShareRefSize is the size of a study's index entry: the patient id,
+// then the share's 8-byte sequence under that patient.
+const studyShareRefSize = PatientIDSize + 8
+
+// studyShare follows the study's index entry seq to the share it names:
+// nil when the study has no share seq.
+func (s state) studyShare(study string, seq uint64) (*emrv1.Share, error) {
+	key := studyShareKey(study, seq)
+	ref, err := s.kv.Get(key)
+	if err != nil || ref == nil {
+		return nil, err
+	}
+	return s.studyShareAt(key, ref)
+}
+
+// putStudyShare files share under study as its share_count-th share, and
+// stores the study with that count.
+func (s state) putStudyShare(study *emrv1.Study, share *emrv1.Share) error {
+	key := studyShareKey(study.Id, study.ShareCount)
+	if err := s.kv.Set(key, join(share.PatientId, u64(share.Sequence))); err != nil {
+		return fmt.Errorf("write %x: %w", key, err)
+	}
+	return s.put(studyKey(study.Id), study)
+}
+
+// studyShareAt reads the share that ref, the value of the study index key,
+// names.
+func (s state) studyShareAt(key, ref []byte) (*emrv1.Share, error) {
+	if len(ref) != studyShareRefSize {
+		return nil, fmt.Errorf("%w: study share entry %x is %d bytes, want %d", ErrInternal, key, len(ref), studyShareRefSize)
+	}
+	patient, seq := ref[:PatientIDSize], binary.BigEndian.Uint64(ref[PatientIDSize:])
+	sh, err := getTyped[emrv1.Share](s, shareKey(patient, seq))
+	if err != nil {
+		return nil, err
+	}
+	if sh == nil {
+		return nil, fmt.Errorf("%w: study share entry %x names share %x/%d, which is not there", ErrInternal, key, patient, seq)
+	}
+	return sh, nil
+}
+
 // lastBlock is the height and time of the last block executed into this view.
 func (s state) lastBlock() (int64, time.Time, error) {
 	bz, err := s.kv.Get(keyLastBlock)

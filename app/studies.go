@@ -94,6 +94,7 @@ func (ctx *txContext) shareRecord(m *emrv1.MsgShareRecord) error {
 		return err
 	}
 	p.ShareCount++
+	study.ShareCount++
 	share := &emrv1.Share{
 		PatientId:       p.Id,
 		Sequence:        p.ShareCount,
@@ -108,6 +109,7 @@ func (ctx *txContext) shareRecord(m *emrv1.MsgShareRecord) error {
 		Height:          ctx.block.Height,
 		Time:            timestamp(ctx.block.Time),
 		TxHash:          ctx.tx.Hash,
+		StudySequence:   study.ShareCount,
 	}
 	ctx.attrRecord(p.Id, m.RecordSequence)
 	ctx.attr("study", m.StudyId)
@@ -117,5 +119,6 @@ func (ctx *txContext) shareRecord(m *emrv1.MsgShareRecord) error {
 	return firstError(
 		ctx.st.put(shareKey(p.Id, share.Sequence), share),
 		ctx.st.put(patientKey(p.Id), p),
+		ctx.st.putStudyShare(study, share),
 	)
 }

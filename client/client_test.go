@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
 	cmttypes "github.com/cometbft/cometbft/types"
@@ -99,7 +101,10 @@ func setup(t *testing.T) *world {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	node := clienttest.StartNode(t, clienttest.NodeOptions{})
+	node := clienttest.StartNode(t, clienttest.NodeOptions{InitArgs: []string{
+		"--org", "dev-hospital:Development Hospital:hospital", "--org", "dev-research:Research Institute:research",
+		"--registrar", "dev-hospital:registrar", "--registrar", "dev-research:research-registrar",
+	}})
 	gen, err := os.ReadFile(node.Genesis)
 	if err != nil {
 		t.Fatal(err)
@@ -123,6 +128,15 @@ func setup(t *testing.T) *world {
 	if w.registrar, _, err = kr.ImportDev("", raw); err != nil {
 		t.Fatal(err)
 	}
+	raw, err = os.ReadFile(filepath.Join(node.Home, "dev-keys", "research-registrar.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	researchRegistrar, _, err := kr.ImportDev("", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	researcher, _ := keyring.Generate("researcher")
 	w.clinician, _ = keyring.Generate("clinician")
 	w.patient, _ = keyring.Generate("patient")
 	w.patient.KEKs = map[uint64][]byte{}
@@ -147,13 +161,20 @@ func setup(t *testing.T) *world {
 		SignPubKey: w.clinician.PubKey(), EncPubKey: w.clinician.EncPubKey(), Role: emrv1.Role_ROLE_CLINICIAN,
 		OrganizationId: "dev-hospital", CredentialRef: "licence:GMC-1234",
 	}}})
+	submit(researchRegistrar, &emrv1.Msg{Sum: &emrv1.Msg_RegisterMember{RegisterMember: &emrv1.MsgRegisterMember{
+		SignPubKey: researcher.PubKey(), EncPubKey: researcher.EncPubKey(), Role: emrv1.Role_ROLE_RESEARCHER,
+		OrganizationId: "dev-research", CredentialRef: "orcid:0000-0002-1825-0097",
+	}}})
+	submit(researchRegistrar, &emrv1.Msg{Sum: &emrv1.Msg_RegisterStudy{RegisterStudy: &emrv1.MsgRegisterStudy{
+		StudyId: worldStudy, Title: "Lab trends", PrincipalInvestigator: researcher.Address(), StudyPubKey: researcher.EncPubKey(),
+	}}})
 	if _, err := w.kek(1); err != nil {
 		t.Fatal(err)
 	}
 	submit(w.patient, enroll)
 	grant, err := c.GrantMsg(ctx, w.patientID, client.GrantSpec{
-		Grantee: w.clinician.Address(), Rights: []emrv1.Right{emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_WRITE},
-		Categories: []string{"lab-results"}, NotAfter: time.Now().Add(365 * 24 * time.Hour),
+		Grantee: w.clinician.Address(), Rights: []emrv1.Right{emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_WRITE, emrv1.Right_RIGHT_SHARE},
+		Categories: []string{"lab-results"}, NotAfter: time.Now().Add(365 * 24 * time.Hour), StudyID: worldStudy,
 	}, w.kek)
 	if err != nil {
 		t.Fatal(err)
@@ -179,8 +200,23 @@ func setup(t *testing.T) *world {
 	submit(w.patient, msg)
 	submit(w.clinician, &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{PatientId: w.patientID, RecordSequences: []uint64{1}, Purpose: emrv1.Purpose_PURPOSE_TREATMENT}}})
 	submit(w.clinician, &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{PatientId: w.patientID, RecordSequences: []uint64{2, 1}, Purpose: emrv1.Purpose_PURPOSE_TREATMENT}}})
+	// The clinician shares record 2 with the study (the chain's side of
+	// it: the blob is not uploaded).
+	shareKey, _ := crypto.GenerateKey()
+	wrapped, err := crypto.SealEnvelope(researcher.EncPrivKey().PublicKey(), shareKey, client.StudyKeyBinding(w.patientID, worldStudy, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := sha256.Sum256([]byte("shared lab results"))
+	submit(w.clinician, &emrv1.Msg{Sum: &emrv1.Msg_ShareRecord{ShareRecord: &emrv1.MsgShareRecord{
+		PatientId: w.patientID, RecordSequence: 2, StudyId: worldStudy, SharedSha256: shared[:],
+		ObjectKey: fmt.Sprintf("shares/%x", shared), Size: 100, WrappedStudyKey: wrapped,
+	}}})
 	return w
 }
+
+// worldStudy is the world's study, with one share.
+const worldStudy = "lab-trends"
 
 func hexs(b []byte) string { return hex.EncodeToString(b) }
 
@@ -207,6 +243,8 @@ func (w *world) queries() []struct {
 		{"Record", &emrv1.QueryRecordRequest{PatientId: pid, Sequence: 2}, &emrv1.QueryRecordResponse{}},
 		{"AccessEvents", &emrv1.QueryAccessEventsRequest{PatientId: pid}, &emrv1.QueryAccessEventsResponse{}},
 		{"Shares", &emrv1.QuerySharesRequest{PatientId: pid}, &emrv1.QuerySharesResponse{}},
+		{"Study", &emrv1.QueryStudyRequest{Id: worldStudy}, &emrv1.QueryStudyResponse{}},
+		{"StudyShares", &emrv1.QueryStudySharesRequest{StudyId: worldStudy}, &emrv1.QueryStudySharesResponse{}},
 		{"LastAccess", &emrv1.QueryLastAccessRequest{PatientId: pid, Sequence: 1, Accessor: hexs(w.clinician.Address())}, &emrv1.QueryLastAccessResponse{}},
 		{"BlobRefs", &emrv1.QueryBlobRefsRequest{}, &emrv1.QueryBlobRefsResponse{}},
 	}
@@ -278,8 +316,8 @@ func TestClientAgainstNode(t *testing.T) {
 			t.Fatalf("bad address: %v", err)
 		}
 		seq, err := c.Sequence(ctx, w.clinician.Address())
-		if err != nil || seq != 4 {
-			t.Fatalf("clinician sequence = %d, %v; want 4", seq, err)
+		if err != nil || seq != 5 {
+			t.Fatalf("clinician sequence = %d, %v; want 5", seq, err)
 		}
 	})
 
@@ -581,26 +619,21 @@ func queryRewrite(method string, fn func(resp proto.Message)) func(clienttest.Ca
 	}
 }
 
+// responseFor is an empty response of the Query method.
 func responseFor(method string) proto.Message {
-	switch method {
-	case "Member":
-		return &emrv1.QueryMemberResponse{}
-	case "Records":
-		return &emrv1.QueryRecordsResponse{}
-	case "AccessEvents":
-		return &emrv1.QueryAccessEventsResponse{}
-	case "Permissions":
-		return &emrv1.QueryPermissionsResponse{}
-	case "Permission":
-		return &emrv1.QueryPermissionResponse{}
-	case "Patient":
-		return &emrv1.QueryPatientResponse{}
-	case "Grants":
-		return &emrv1.QueryGrantsResponse{}
-	case "BlobRefs":
-		return &emrv1.QueryBlobRefsResponse{}
+	sd, err := protoregistry.GlobalFiles.FindDescriptorByName("emrchain.v1.Query")
+	if err != nil {
+		panic(err)
 	}
-	panic(method)
+	m := sd.(protoreflect.ServiceDescriptor).Methods().ByName(protoreflect.Name(method))
+	if m == nil {
+		panic("no Query method " + method)
+	}
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(m.Output().FullName())
+	if err != nil {
+		panic(err)
+	}
+	return mt.New().Interface()
 }
 
 // notFound replaces every answer to method by a "not found" error.
@@ -804,6 +837,20 @@ func testLyingNode(t *testing.T, w *world) {
 			}
 			r.Refs, r.Proofs, r.Next = nil, params, ""
 		}), "BlobRefs", &emrv1.QueryBlobRefsRequest{}},
+		{"HideStudyShare", queryRewrite("StudyShares", func(m proto.Message) {
+			// Claim the study has no share: leave the share and the
+			// proofs of it and of its index entry out (keys 0x0f and
+			// 0x11, store/README.md); those of the study and the page
+			// size stay.
+			r := m.(*emrv1.QueryStudySharesResponse)
+			var kept []*emrv1.StoreProof
+			for _, p := range r.Proofs {
+				if p.Key[0] != 0x0f && p.Key[0] != 0x11 {
+					kept = append(kept, p)
+				}
+			}
+			r.Shares, r.Proofs = nil, kept
+		}), "StudyShares", &emrv1.QueryStudySharesRequest{StudyId: worldStudy}},
 		{"WrongHeight", queryRewrite("Patient", func(m proto.Message) {
 			m.(*emrv1.QueryPatientResponse).Height--
 		}), "Patient", &emrv1.QueryPatientRequest{PatientId: pid}},

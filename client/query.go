@@ -275,6 +275,26 @@ func clearHeightAndProofs(m proto.Message) {
 	}
 }
 
+// checkNumbered checks a page of an ascending list numbered 1 to
+// page.total: the items are numbered after+1, after+2, … with none
+// missing, and the page ends at the list's end or says where the next
+// starts.
+func checkNumbered[T any](method, what string, items []T, number func(T) uint64, after uint64, page *emrv1.PageResponse) error {
+	for i, item := range items {
+		if got, due := number(item), after+1+uint64(i); got != due {
+			return verificationError("%s: %s %d where %d was due: %ss are missing", method, what, got, due, what)
+		}
+	}
+	n := uint64(len(items))
+	switch next := page.GetNext(); {
+	case next == 0 && after < page.GetTotal() && after+n != page.GetTotal():
+		return verificationError("%s: the list stops at %d of %d: %ss are missing", method, after+n, page.GetTotal(), what)
+	case next != 0 && (n == 0 || next != number(items[n-1])):
+		return verificationError("%s: inconsistent next page %d", method, next)
+	}
+	return nil
+}
+
 // rangeProven are the list queries whose completeness no counter in the
 // state vouches for: each range they walk is proven complete with
 // non-existence proofs of the gaps (one raw-key proof per gap; BlobRefs,
@@ -332,19 +352,10 @@ func checkComplete(ctx context.Context, method string, req, resp proto.Message, 
 		}
 	case "Shares":
 		rq, rs := req.(*emrv1.QuerySharesRequest), resp.(*emrv1.QuerySharesResponse)
-		total, after := rs.GetPage().GetTotal(), rq.GetPage().GetAfter()
-		for i, s := range rs.Shares {
-			if s.Sequence != after+1+uint64(i) {
-				return verificationError("Shares: share %d where %d was due: shares are missing", s.Sequence, after+1+uint64(i))
-			}
-		}
-		n := uint64(len(rs.Shares))
-		switch next := rs.GetPage().GetNext(); {
-		case next == 0 && after < total && after+n != total:
-			return verificationError("Shares: the list stops at %d of %d: shares are missing", after+n, total)
-		case next != 0 && (n == 0 || next != rs.Shares[n-1].Sequence):
-			return verificationError("Shares: inconsistent next page %d", next)
-		}
+		return checkNumbered("Shares", "share", rs.Shares, (*emrv1.Share).GetSequence, rq.GetPage().GetAfter(), rs.GetPage())
+	case "StudyShares":
+		rq, rs := req.(*emrv1.QueryStudySharesRequest), resp.(*emrv1.QueryStudySharesResponse)
+		return checkNumbered("StudyShares", "share", rs.Shares, (*emrv1.Share).GetStudySequence, rq.GetPage().GetAfter(), rs.GetPage())
 	}
 	return nil
 }

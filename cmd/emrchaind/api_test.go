@@ -356,6 +356,9 @@ func TestAPIServers(t *testing.T) {
 		{"Study", "/emrchain/v1/studies/" + study, func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
 			return n.query.Study(ctx, &emrv1.QueryStudyRequest{Id: study}, o...)
 		}, func() proto.Message { return new(emrv1.QueryStudyResponse) }},
+		{"StudyShares", "/emrchain/v1/studies/" + study + "/shares?page.limit=1", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.StudyShares(ctx, &emrv1.QueryStudySharesRequest{StudyId: study, Page: &emrv1.PageRequest{Limit: 1}}, o...)
+		}, func() proto.Message { return new(emrv1.QueryStudySharesResponse) }},
 		{"BlobRefs", "/emrchain/v1/blob_refs?limit=2", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
 			return n.query.BlobRefs(ctx, &emrv1.QueryBlobRefsRequest{Limit: 2}, o...)
 		}, func() proto.Message { return new(emrv1.QueryBlobRefsResponse) }},
@@ -469,6 +472,7 @@ func TestAPIServers(t *testing.T) {
 			get(records[:len(records)-len("records")]+"shares/999", 404),
 			get("/emrchain/v1/organizations/no-such-org", 404),
 			get("/emrchain/v1/studies/no-such-study", 404),
+			get("/emrchain/v1/studies/no-such-study/shares", 404),
 			get("/emrchain/v1/params?height=abc", 400),
 			get("/emrchain/v1/params?height=-5", 400),
 			get("/emrchain/v1/params?height=999999999", 400),

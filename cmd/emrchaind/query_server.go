@@ -137,6 +137,9 @@ func (s *queryServer) AccessEvents(ctx context.Context, r *emrv1.QueryAccessEven
 func (s *queryServer) Shares(ctx context.Context, r *emrv1.QuerySharesRequest) (*emrv1.QuerySharesResponse, error) {
 	return serveQuery(ctx, s, "Shares", r, s.inner.Shares)
 }
+func (s *queryServer) StudyShares(ctx context.Context, r *emrv1.QueryStudySharesRequest) (*emrv1.QueryStudySharesResponse, error) {
+	return serveQuery(ctx, s, "StudyShares", r, s.inner.StudyShares)
+}
 func (s *queryServer) Share(ctx context.Context, r *emrv1.QueryShareRequest) (*emrv1.QueryShareResponse, error) {
 	return serveQuery(ctx, s, "Share", r, s.inner.Share)
 }

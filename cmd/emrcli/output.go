@@ -315,16 +315,19 @@ type studyView struct {
 	StudyPubKey           string `json:"study_pub_key"`
 	RegisteredBy          string `json:"registered_by"`
 	RegisteredHeight      int64  `json:"registered_height"`
+	Shares                uint64 `json:"share_count"`
 }
 
 func viewStudy(s *emrv1.Study) studyView {
 	return studyView{ID: s.Id, Title: s.Title, PrincipalInvestigator: upperHex(s.PrincipalInvestigator), Organization: s.OrganizationId,
-		StudyPubKey: hexStr(s.StudyPubKey), RegisteredBy: upperHex(s.RegisteredBy), RegisteredHeight: s.RegisteredHeight}
+		StudyPubKey: hexStr(s.StudyPubKey), RegisteredBy: upperHex(s.RegisteredBy), RegisteredHeight: s.RegisteredHeight,
+		Shares: s.ShareCount}
 }
 
 func (s studyView) text(w io.Writer) {
 	fields(w, "study", s.ID, "title", s.Title, "principal investigator", s.PrincipalInvestigator, "organization", s.Organization,
-		"study key", s.StudyPubKey, "registered by", s.RegisteredBy, "registered at", fmt.Sprint("height ", s.RegisteredHeight))
+		"study key", s.StudyPubKey, "registered by", s.RegisteredBy, "registered at", fmt.Sprint("height ", s.RegisteredHeight),
+		"records shared", fmt.Sprint(s.Shares))
 }
 
 // provenance is printed with query results.
@@ -355,6 +358,7 @@ type shareView struct {
 	Sequence     uint64 `json:"sequence"`
 	Record       uint64 `json:"record"`
 	StudyID      string `json:"study_id"`
+	StudyNumber  uint64 `json:"study_sequence"`
 	Anonymised   bool   `json:"anonymised"`
 	Sharer       string `json:"sharer"`
 	SharedSHA256 string `json:"shared_sha256"`
@@ -365,7 +369,7 @@ type shareView struct {
 
 func viewShare(s *emrv1.Share) shareView {
 	return shareView{
-		PatientID: hexStr(s.PatientId), Sequence: s.Sequence, Record: s.RecordSequence, StudyID: s.StudyId, Anonymised: s.Anonymised,
+		PatientID: hexStr(s.PatientId), Sequence: s.Sequence, Record: s.RecordSequence, StudyID: s.StudyId, StudyNumber: s.StudySequence, Anonymised: s.Anonymised,
 		Sharer: upperHex(s.Sharer), SharedSHA256: hexStr(s.SharedSha256), Size: s.Size, Height: s.Height, Time: ts(s.Time),
 	}
 }

@@ -345,7 +345,7 @@ func newSharesCmd(a *cli) *cobra.Command {
 	var from, patient, study string
 	cmd := &cobra.Command{
 		Use:   "shares (--patient ID | --from KEY | --study ID)",
-		Short: "List records shared with research studies: a patient's, or a study's (verified)",
+		Short: "List records shared with research studies: a patient's or a study's (verified, complete)",
 		Long: `shares lists the copies of records that clinicians re-encrypted for research
 studies (emrcli share), with the numbers "emrcli download --share N" takes.
 
@@ -353,13 +353,9 @@ With --patient or --from, it lists that patient's shares, oldest first, each
 proven against a light-client-verified header, and the list is complete;
 --study keeps those of one study.
 
-With --study alone, it finds the study's shares across patients. The chain
-keeps shares under their patient, so which patients have one comes from the
-node's transaction index: that part is the node's word, and a node could
-leave a patient out. Each patient found is then read in full and verified, so
-every share listed is proven; a share made in the newest block may show only
-from the next one. A node without a transaction index (config.toml
-[tx_index] indexer = "null") cannot answer this; ask another.`,
+With --study alone, it lists the study's shares across patients, in the order
+they were made, from the study's own index in the chain's state: each share
+proven, and the list complete.`,
 		Example: `  emrcli shares --study cardio-2026
   emrcli shares --from alice
   emrcli shares --patient 5be1...9f --study cardio-2026 --json`,

@@ -243,6 +243,7 @@ func TestTransferFlow(t *testing.T) {
 			Sequence   uint64 `json:"sequence"`
 			Record     uint64 `json:"record"`
 			StudyID    string `json:"study_id"`
+			StudySeq   uint64 `json:"study_sequence"`
 			Anonymised bool   `json:"anonymised"`
 			Sharer     string `json:"sharer"`
 		} `json:"shares"`
@@ -252,15 +253,20 @@ func TestTransferFlow(t *testing.T) {
 		var list shareList
 		e.json(&list, append([]string{"shares"}, args...)...)
 		if !list.Verified || len(list.Shares) != 1 || list.Shares[0].PatientID != pid || list.Shares[0].Sequence != 1 ||
-			list.Shares[0].Record != 3 || list.Shares[0].StudyID != "cardio-2026" || !list.Shares[0].Anonymised {
-			t.Fatalf("shares %v: %+v, want share 1 of record 3 of %s, anonymised, verified", args, list, pid)
+			list.Shares[0].Record != 3 || list.Shares[0].StudyID != "cardio-2026" || list.Shares[0].StudySeq != 1 || !list.Shares[0].Anonymised {
+			t.Fatalf("shares %v: %+v, want share 1 of record 3 of %s, the study's first, anonymised, verified", args, list, pid)
 		}
 	}
-	for _, args := range [][]string{{"--study", "other-study"}, {"--from", "alice", "--study", "other-study"}} {
-		var list shareList
-		if e.json(&list, append([]string{"shares"}, args...)...); len(list.Shares) != 0 {
-			t.Fatalf("shares %v: %+v, want none", args, list)
-		}
+	var list shareList
+	if e.json(&list, "shares", "--from", "alice", "--study", "other-study"); len(list.Shares) != 0 {
+		t.Fatalf("alice's shares with other-study: %+v, want none", list)
+	}
+	e.fails(1, `no study "other-study"`, "shares", "--study", "other-study")
+	var st struct {
+		Shares uint64 `json:"share_count"`
+	}
+	if e.json(&st, "study", "show", "cardio-2026"); st.Shares != 1 {
+		t.Fatalf("study show: %d records shared, want 1", st.Shares)
 	}
 	e.fails(2, "--study", "shares", "--study", "Not An Id")
 	e.fails(2, "say whose shares", "shares")

@@ -1760,6 +1760,126 @@ func (x *QueryStudyResponse) GetProofs() []*StoreProof {
 	return nil
 }
 
+type QueryStudySharesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	StudyId       string                 `protobuf:"bytes,1,opt,name=study_id,json=studyId,proto3" json:"study_id,omitempty"`
+	Page          *PageRequest           `protobuf:"bytes,2,opt,name=page,proto3" json:"page,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryStudySharesRequest) Reset() {
+	*x = QueryStudySharesRequest{}
+	mi := &file_emrchain_v1_query_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryStudySharesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryStudySharesRequest) ProtoMessage() {}
+
+func (x *QueryStudySharesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_query_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryStudySharesRequest.ProtoReflect.Descriptor instead.
+func (*QueryStudySharesRequest) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *QueryStudySharesRequest) GetStudyId() string {
+	if x != nil {
+		return x.StudyId
+	}
+	return ""
+}
+
+func (x *QueryStudySharesRequest) GetPage() *PageRequest {
+	if x != nil {
+		return x.Page
+	}
+	return nil
+}
+
+type QueryStudySharesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Shares        []*Share               `protobuf:"bytes,1,rep,name=shares,proto3" json:"shares,omitempty"`
+	Page          *PageResponse          `protobuf:"bytes,2,opt,name=page,proto3" json:"page,omitempty"`
+	Height        int64                  `protobuf:"varint,14,opt,name=height,proto3" json:"height,omitempty"`
+	Proofs        []*StoreProof          `protobuf:"bytes,15,rep,name=proofs,proto3" json:"proofs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryStudySharesResponse) Reset() {
+	*x = QueryStudySharesResponse{}
+	mi := &file_emrchain_v1_query_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryStudySharesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryStudySharesResponse) ProtoMessage() {}
+
+func (x *QueryStudySharesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_query_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryStudySharesResponse.ProtoReflect.Descriptor instead.
+func (*QueryStudySharesResponse) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *QueryStudySharesResponse) GetShares() []*Share {
+	if x != nil {
+		return x.Shares
+	}
+	return nil
+}
+
+func (x *QueryStudySharesResponse) GetPage() *PageResponse {
+	if x != nil {
+		return x.Page
+	}
+	return nil
+}
+
+func (x *QueryStudySharesResponse) GetHeight() int64 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+func (x *QueryStudySharesResponse) GetProofs() []*StoreProof {
+	if x != nil {
+		return x.Proofs
+	}
+	return nil
+}
+
 type QueryShareRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	PatientId     string                 `protobuf:"bytes,1,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
@@ -1770,7 +1890,7 @@ type QueryShareRequest struct {
 
 func (x *QueryShareRequest) Reset() {
 	*x = QueryShareRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[31]
+	mi := &file_emrchain_v1_query_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1782,7 +1902,7 @@ func (x *QueryShareRequest) String() string {
 func (*QueryShareRequest) ProtoMessage() {}
 
 func (x *QueryShareRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[31]
+	mi := &file_emrchain_v1_query_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1795,7 +1915,7 @@ func (x *QueryShareRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryShareRequest.ProtoReflect.Descriptor instead.
 func (*QueryShareRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{31}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *QueryShareRequest) GetPatientId() string {
@@ -1823,7 +1943,7 @@ type QueryShareResponse struct {
 
 func (x *QueryShareResponse) Reset() {
 	*x = QueryShareResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[32]
+	mi := &file_emrchain_v1_query_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1835,7 +1955,7 @@ func (x *QueryShareResponse) String() string {
 func (*QueryShareResponse) ProtoMessage() {}
 
 func (x *QueryShareResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[32]
+	mi := &file_emrchain_v1_query_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1848,7 +1968,7 @@ func (x *QueryShareResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryShareResponse.ProtoReflect.Descriptor instead.
 func (*QueryShareResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{32}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *QueryShareResponse) GetShare() *Share {
@@ -1883,7 +2003,7 @@ type QueryLastAccessRequest struct {
 
 func (x *QueryLastAccessRequest) Reset() {
 	*x = QueryLastAccessRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[33]
+	mi := &file_emrchain_v1_query_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1895,7 +2015,7 @@ func (x *QueryLastAccessRequest) String() string {
 func (*QueryLastAccessRequest) ProtoMessage() {}
 
 func (x *QueryLastAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[33]
+	mi := &file_emrchain_v1_query_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1908,7 +2028,7 @@ func (x *QueryLastAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryLastAccessRequest.ProtoReflect.Descriptor instead.
 func (*QueryLastAccessRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{33}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *QueryLastAccessRequest) GetPatientId() string {
@@ -1943,7 +2063,7 @@ type QueryLastAccessResponse struct {
 
 func (x *QueryLastAccessResponse) Reset() {
 	*x = QueryLastAccessResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[34]
+	mi := &file_emrchain_v1_query_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1955,7 +2075,7 @@ func (x *QueryLastAccessResponse) String() string {
 func (*QueryLastAccessResponse) ProtoMessage() {}
 
 func (x *QueryLastAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[34]
+	mi := &file_emrchain_v1_query_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1968,7 +2088,7 @@ func (x *QueryLastAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryLastAccessResponse.ProtoReflect.Descriptor instead.
 func (*QueryLastAccessResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{34}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *QueryLastAccessResponse) GetEvent() *AccessEvent {
@@ -2005,7 +2125,7 @@ type QueryBlobRefsRequest struct {
 
 func (x *QueryBlobRefsRequest) Reset() {
 	*x = QueryBlobRefsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[35]
+	mi := &file_emrchain_v1_query_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2017,7 +2137,7 @@ func (x *QueryBlobRefsRequest) String() string {
 func (*QueryBlobRefsRequest) ProtoMessage() {}
 
 func (x *QueryBlobRefsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[35]
+	mi := &file_emrchain_v1_query_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2030,7 +2150,7 @@ func (x *QueryBlobRefsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryBlobRefsRequest.ProtoReflect.Descriptor instead.
 func (*QueryBlobRefsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{35}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *QueryBlobRefsRequest) GetAfter() string {
@@ -2060,7 +2180,7 @@ type QueryBlobRefsResponse struct {
 
 func (x *QueryBlobRefsResponse) Reset() {
 	*x = QueryBlobRefsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[36]
+	mi := &file_emrchain_v1_query_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2072,7 +2192,7 @@ func (x *QueryBlobRefsResponse) String() string {
 func (*QueryBlobRefsResponse) ProtoMessage() {}
 
 func (x *QueryBlobRefsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[36]
+	mi := &file_emrchain_v1_query_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2085,7 +2205,7 @@ func (x *QueryBlobRefsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryBlobRefsResponse.ProtoReflect.Descriptor instead.
 func (*QueryBlobRefsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{36}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *QueryBlobRefsResponse) GetRefs() []*BlobRef {
@@ -2134,7 +2254,7 @@ type BlobRef struct {
 
 func (x *BlobRef) Reset() {
 	*x = BlobRef{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[37]
+	mi := &file_emrchain_v1_query_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2146,7 +2266,7 @@ func (x *BlobRef) String() string {
 func (*BlobRef) ProtoMessage() {}
 
 func (x *BlobRef) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[37]
+	mi := &file_emrchain_v1_query_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2159,7 +2279,7 @@ func (x *BlobRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobRef.ProtoReflect.Descriptor instead.
 func (*BlobRef) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{37}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *BlobRef) GetRef() string {
@@ -2312,6 +2432,14 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"\x12QueryStudyResponse\x12(\n" +
 	"\x05study\x18\x01 \x01(\v2\x12.emrchain.v1.StudyR\x05study\x12\x16\n" +
 	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
+	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"b\n" +
+	"\x17QueryStudySharesRequest\x12\x19\n" +
+	"\bstudy_id\x18\x01 \x01(\tR\astudyId\x12,\n" +
+	"\x04page\x18\x02 \x01(\v2\x18.emrchain.v1.PageRequestR\x04page\"\xbe\x01\n" +
+	"\x18QueryStudySharesResponse\x12*\n" +
+	"\x06shares\x18\x01 \x03(\v2\x12.emrchain.v1.ShareR\x06shares\x12-\n" +
+	"\x04page\x18\x02 \x01(\v2\x19.emrchain.v1.PageResponseR\x04page\x12\x16\n" +
+	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
 	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"N\n" +
 	"\x11QueryShareRequest\x12\x1d\n" +
 	"\n" +
@@ -2343,7 +2471,7 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"\n" +
 	"patient_id\x18\x02 \x01(\fR\tpatientId\x12\x1a\n" +
 	"\bcategory\x18\x03 \x01(\tR\bcategory\x12\x16\n" +
-	"\x06sha256\x18\x04 \x01(\fR\x06sha2562\xdf\x11\n" +
+	"\x06sha256\x18\x04 \x01(\fR\x06sha2562\xec\x12\n" +
 	"\x05Query\x12h\n" +
 	"\x06Params\x12\x1f.emrchain.v1.QueryParamsRequest\x1a .emrchain.v1.QueryParamsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/emrchain/v1/params\x12\x86\x01\n" +
 	"\fOrganization\x12%.emrchain.v1.QueryOrganizationRequest\x1a&.emrchain.v1.QueryOrganizationResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/emrchain/v1/organizations/{id}\x12s\n" +
@@ -2362,7 +2490,8 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"\x05Share\x12\x1e.emrchain.v1.QueryShareRequest\x1a\x1f.emrchain.v1.QueryShareResponse\"<\x82\xd3\xe4\x93\x026\x124/emrchain/v1/patients/{patient_id}/shares/{sequence}\x12\xa8\x01\n" +
 	"\n" +
 	"LastAccess\x12#.emrchain.v1.QueryLastAccessRequest\x1a$.emrchain.v1.QueryLastAccessResponse\"O\x82\xd3\xe4\x93\x02I\x12G/emrchain/v1/patients/{patient_id}/records/{sequence}/access/{accessor}\x12k\n" +
-	"\x05Study\x12\x1e.emrchain.v1.QueryStudyRequest\x1a\x1f.emrchain.v1.QueryStudyResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/emrchain/v1/studies/{id}\x12q\n" +
+	"\x05Study\x12\x1e.emrchain.v1.QueryStudyRequest\x1a\x1f.emrchain.v1.QueryStudyResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/emrchain/v1/studies/{id}\x12\x8a\x01\n" +
+	"\vStudyShares\x12$.emrchain.v1.QueryStudySharesRequest\x1a%.emrchain.v1.QueryStudySharesResponse\".\x82\xd3\xe4\x93\x02(\x12&/emrchain/v1/studies/{study_id}/shares\x12q\n" +
 	"\bBlobRefs\x12!.emrchain.v1.QueryBlobRefsRequest\x1a\".emrchain.v1.QueryBlobRefsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/emrchain/v1/blob_refsB;Z9github.com/emrchain/emrchain/proto/emrchain/v1;emrchainv1b\x06proto3"
 
 var (
@@ -2377,7 +2506,7 @@ func file_emrchain_v1_query_proto_rawDescGZIP() []byte {
 	return file_emrchain_v1_query_proto_rawDescData
 }
 
-var file_emrchain_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_emrchain_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_emrchain_v1_query_proto_goTypes = []any{
 	(*StoreProof)(nil),                 // 0: emrchain.v1.StoreProof
 	(*ProofOp)(nil),                    // 1: emrchain.v1.ProofOp
@@ -2410,104 +2539,112 @@ var file_emrchain_v1_query_proto_goTypes = []any{
 	(*QuerySharesResponse)(nil),        // 28: emrchain.v1.QuerySharesResponse
 	(*QueryStudyRequest)(nil),          // 29: emrchain.v1.QueryStudyRequest
 	(*QueryStudyResponse)(nil),         // 30: emrchain.v1.QueryStudyResponse
-	(*QueryShareRequest)(nil),          // 31: emrchain.v1.QueryShareRequest
-	(*QueryShareResponse)(nil),         // 32: emrchain.v1.QueryShareResponse
-	(*QueryLastAccessRequest)(nil),     // 33: emrchain.v1.QueryLastAccessRequest
-	(*QueryLastAccessResponse)(nil),    // 34: emrchain.v1.QueryLastAccessResponse
-	(*QueryBlobRefsRequest)(nil),       // 35: emrchain.v1.QueryBlobRefsRequest
-	(*QueryBlobRefsResponse)(nil),      // 36: emrchain.v1.QueryBlobRefsResponse
-	(*BlobRef)(nil),                    // 37: emrchain.v1.BlobRef
-	(*Params)(nil),                     // 38: emrchain.v1.Params
-	(*Organization)(nil),               // 39: emrchain.v1.Organization
-	(*Member)(nil),                     // 40: emrchain.v1.Member
-	(*Account)(nil),                    // 41: emrchain.v1.Account
-	(*Patient)(nil),                    // 42: emrchain.v1.Patient
-	(*Permission)(nil),                 // 43: emrchain.v1.Permission
-	(*Record)(nil),                     // 44: emrchain.v1.Record
-	(*AccessEvent)(nil),                // 45: emrchain.v1.AccessEvent
-	(*Share)(nil),                      // 46: emrchain.v1.Share
-	(*Study)(nil),                      // 47: emrchain.v1.Study
+	(*QueryStudySharesRequest)(nil),    // 31: emrchain.v1.QueryStudySharesRequest
+	(*QueryStudySharesResponse)(nil),   // 32: emrchain.v1.QueryStudySharesResponse
+	(*QueryShareRequest)(nil),          // 33: emrchain.v1.QueryShareRequest
+	(*QueryShareResponse)(nil),         // 34: emrchain.v1.QueryShareResponse
+	(*QueryLastAccessRequest)(nil),     // 35: emrchain.v1.QueryLastAccessRequest
+	(*QueryLastAccessResponse)(nil),    // 36: emrchain.v1.QueryLastAccessResponse
+	(*QueryBlobRefsRequest)(nil),       // 37: emrchain.v1.QueryBlobRefsRequest
+	(*QueryBlobRefsResponse)(nil),      // 38: emrchain.v1.QueryBlobRefsResponse
+	(*BlobRef)(nil),                    // 39: emrchain.v1.BlobRef
+	(*Params)(nil),                     // 40: emrchain.v1.Params
+	(*Organization)(nil),               // 41: emrchain.v1.Organization
+	(*Member)(nil),                     // 42: emrchain.v1.Member
+	(*Account)(nil),                    // 43: emrchain.v1.Account
+	(*Patient)(nil),                    // 44: emrchain.v1.Patient
+	(*Permission)(nil),                 // 45: emrchain.v1.Permission
+	(*Record)(nil),                     // 46: emrchain.v1.Record
+	(*AccessEvent)(nil),                // 47: emrchain.v1.AccessEvent
+	(*Share)(nil),                      // 48: emrchain.v1.Share
+	(*Study)(nil),                      // 49: emrchain.v1.Study
 }
 var file_emrchain_v1_query_proto_depIdxs = []int32{
 	1,  // 0: emrchain.v1.StoreProof.ops:type_name -> emrchain.v1.ProofOp
-	38, // 1: emrchain.v1.QueryParamsResponse.params:type_name -> emrchain.v1.Params
+	40, // 1: emrchain.v1.QueryParamsResponse.params:type_name -> emrchain.v1.Params
 	0,  // 2: emrchain.v1.QueryParamsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	39, // 3: emrchain.v1.QueryOrganizationResponse.organization:type_name -> emrchain.v1.Organization
-	40, // 4: emrchain.v1.QueryOrganizationResponse.registrars:type_name -> emrchain.v1.Member
+	41, // 3: emrchain.v1.QueryOrganizationResponse.organization:type_name -> emrchain.v1.Organization
+	42, // 4: emrchain.v1.QueryOrganizationResponse.registrars:type_name -> emrchain.v1.Member
 	0,  // 5: emrchain.v1.QueryOrganizationResponse.proofs:type_name -> emrchain.v1.StoreProof
-	40, // 6: emrchain.v1.QueryMemberResponse.member:type_name -> emrchain.v1.Member
+	42, // 6: emrchain.v1.QueryMemberResponse.member:type_name -> emrchain.v1.Member
 	0,  // 7: emrchain.v1.QueryMemberResponse.proofs:type_name -> emrchain.v1.StoreProof
-	41, // 8: emrchain.v1.QueryAccountResponse.account:type_name -> emrchain.v1.Account
+	43, // 8: emrchain.v1.QueryAccountResponse.account:type_name -> emrchain.v1.Account
 	0,  // 9: emrchain.v1.QueryAccountResponse.proofs:type_name -> emrchain.v1.StoreProof
-	42, // 10: emrchain.v1.QueryPatientResponse.patient:type_name -> emrchain.v1.Patient
+	44, // 10: emrchain.v1.QueryPatientResponse.patient:type_name -> emrchain.v1.Patient
 	0,  // 11: emrchain.v1.QueryPatientResponse.proofs:type_name -> emrchain.v1.StoreProof
-	43, // 12: emrchain.v1.QueryPermissionResponse.permission:type_name -> emrchain.v1.Permission
+	45, // 12: emrchain.v1.QueryPermissionResponse.permission:type_name -> emrchain.v1.Permission
 	0,  // 13: emrchain.v1.QueryPermissionResponse.proofs:type_name -> emrchain.v1.StoreProof
-	43, // 14: emrchain.v1.QueryPermissionsResponse.permissions:type_name -> emrchain.v1.Permission
+	45, // 14: emrchain.v1.QueryPermissionsResponse.permissions:type_name -> emrchain.v1.Permission
 	0,  // 15: emrchain.v1.QueryPermissionsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	43, // 16: emrchain.v1.QueryGrantsResponse.permissions:type_name -> emrchain.v1.Permission
+	45, // 16: emrchain.v1.QueryGrantsResponse.permissions:type_name -> emrchain.v1.Permission
 	0,  // 17: emrchain.v1.QueryGrantsResponse.proofs:type_name -> emrchain.v1.StoreProof
 	2,  // 18: emrchain.v1.QueryRecordsRequest.page:type_name -> emrchain.v1.PageRequest
-	44, // 19: emrchain.v1.QueryRecordsResponse.records:type_name -> emrchain.v1.Record
+	46, // 19: emrchain.v1.QueryRecordsResponse.records:type_name -> emrchain.v1.Record
 	3,  // 20: emrchain.v1.QueryRecordsResponse.page:type_name -> emrchain.v1.PageResponse
 	0,  // 21: emrchain.v1.QueryRecordsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	44, // 22: emrchain.v1.QueryRecordResponse.record:type_name -> emrchain.v1.Record
+	46, // 22: emrchain.v1.QueryRecordResponse.record:type_name -> emrchain.v1.Record
 	0,  // 23: emrchain.v1.QueryRecordResponse.proofs:type_name -> emrchain.v1.StoreProof
 	2,  // 24: emrchain.v1.QueryAccessEventsRequest.page:type_name -> emrchain.v1.PageRequest
-	45, // 25: emrchain.v1.QueryAccessEventsResponse.events:type_name -> emrchain.v1.AccessEvent
+	47, // 25: emrchain.v1.QueryAccessEventsResponse.events:type_name -> emrchain.v1.AccessEvent
 	3,  // 26: emrchain.v1.QueryAccessEventsResponse.page:type_name -> emrchain.v1.PageResponse
 	0,  // 27: emrchain.v1.QueryAccessEventsResponse.proofs:type_name -> emrchain.v1.StoreProof
 	2,  // 28: emrchain.v1.QuerySharesRequest.page:type_name -> emrchain.v1.PageRequest
-	46, // 29: emrchain.v1.QuerySharesResponse.shares:type_name -> emrchain.v1.Share
+	48, // 29: emrchain.v1.QuerySharesResponse.shares:type_name -> emrchain.v1.Share
 	3,  // 30: emrchain.v1.QuerySharesResponse.page:type_name -> emrchain.v1.PageResponse
 	0,  // 31: emrchain.v1.QuerySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
-	47, // 32: emrchain.v1.QueryStudyResponse.study:type_name -> emrchain.v1.Study
+	49, // 32: emrchain.v1.QueryStudyResponse.study:type_name -> emrchain.v1.Study
 	0,  // 33: emrchain.v1.QueryStudyResponse.proofs:type_name -> emrchain.v1.StoreProof
-	46, // 34: emrchain.v1.QueryShareResponse.share:type_name -> emrchain.v1.Share
-	0,  // 35: emrchain.v1.QueryShareResponse.proofs:type_name -> emrchain.v1.StoreProof
-	45, // 36: emrchain.v1.QueryLastAccessResponse.event:type_name -> emrchain.v1.AccessEvent
-	0,  // 37: emrchain.v1.QueryLastAccessResponse.proofs:type_name -> emrchain.v1.StoreProof
-	37, // 38: emrchain.v1.QueryBlobRefsResponse.refs:type_name -> emrchain.v1.BlobRef
-	0,  // 39: emrchain.v1.QueryBlobRefsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	4,  // 40: emrchain.v1.Query.Params:input_type -> emrchain.v1.QueryParamsRequest
-	6,  // 41: emrchain.v1.Query.Organization:input_type -> emrchain.v1.QueryOrganizationRequest
-	8,  // 42: emrchain.v1.Query.Member:input_type -> emrchain.v1.QueryMemberRequest
-	10, // 43: emrchain.v1.Query.Account:input_type -> emrchain.v1.QueryAccountRequest
-	12, // 44: emrchain.v1.Query.Patient:input_type -> emrchain.v1.QueryPatientRequest
-	13, // 45: emrchain.v1.Query.PatientByOwner:input_type -> emrchain.v1.QueryPatientByOwnerRequest
-	17, // 46: emrchain.v1.Query.Permissions:input_type -> emrchain.v1.QueryPermissionsRequest
-	15, // 47: emrchain.v1.Query.Permission:input_type -> emrchain.v1.QueryPermissionRequest
-	19, // 48: emrchain.v1.Query.Grants:input_type -> emrchain.v1.QueryGrantsRequest
-	21, // 49: emrchain.v1.Query.Records:input_type -> emrchain.v1.QueryRecordsRequest
-	23, // 50: emrchain.v1.Query.Record:input_type -> emrchain.v1.QueryRecordRequest
-	25, // 51: emrchain.v1.Query.AccessEvents:input_type -> emrchain.v1.QueryAccessEventsRequest
-	27, // 52: emrchain.v1.Query.Shares:input_type -> emrchain.v1.QuerySharesRequest
-	31, // 53: emrchain.v1.Query.Share:input_type -> emrchain.v1.QueryShareRequest
-	33, // 54: emrchain.v1.Query.LastAccess:input_type -> emrchain.v1.QueryLastAccessRequest
-	29, // 55: emrchain.v1.Query.Study:input_type -> emrchain.v1.QueryStudyRequest
-	35, // 56: emrchain.v1.Query.BlobRefs:input_type -> emrchain.v1.QueryBlobRefsRequest
-	5,  // 57: emrchain.v1.Query.Params:output_type -> emrchain.v1.QueryParamsResponse
-	7,  // 58: emrchain.v1.Query.Organization:output_type -> emrchain.v1.QueryOrganizationResponse
-	9,  // 59: emrchain.v1.Query.Member:output_type -> emrchain.v1.QueryMemberResponse
-	11, // 60: emrchain.v1.Query.Account:output_type -> emrchain.v1.QueryAccountResponse
-	14, // 61: emrchain.v1.Query.Patient:output_type -> emrchain.v1.QueryPatientResponse
-	14, // 62: emrchain.v1.Query.PatientByOwner:output_type -> emrchain.v1.QueryPatientResponse
-	18, // 63: emrchain.v1.Query.Permissions:output_type -> emrchain.v1.QueryPermissionsResponse
-	16, // 64: emrchain.v1.Query.Permission:output_type -> emrchain.v1.QueryPermissionResponse
-	20, // 65: emrchain.v1.Query.Grants:output_type -> emrchain.v1.QueryGrantsResponse
-	22, // 66: emrchain.v1.Query.Records:output_type -> emrchain.v1.QueryRecordsResponse
-	24, // 67: emrchain.v1.Query.Record:output_type -> emrchain.v1.QueryRecordResponse
-	26, // 68: emrchain.v1.Query.AccessEvents:output_type -> emrchain.v1.QueryAccessEventsResponse
-	28, // 69: emrchain.v1.Query.Shares:output_type -> emrchain.v1.QuerySharesResponse
-	32, // 70: emrchain.v1.Query.Share:output_type -> emrchain.v1.QueryShareResponse
-	34, // 71: emrchain.v1.Query.LastAccess:output_type -> emrchain.v1.QueryLastAccessResponse
-	30, // 72: emrchain.v1.Query.Study:output_type -> emrchain.v1.QueryStudyResponse
-	36, // 73: emrchain.v1.Query.BlobRefs:output_type -> emrchain.v1.QueryBlobRefsResponse
-	57, // [57:74] is the sub-list for method output_type
-	40, // [40:57] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	2,  // 34: emrchain.v1.QueryStudySharesRequest.page:type_name -> emrchain.v1.PageRequest
+	48, // 35: emrchain.v1.QueryStudySharesResponse.shares:type_name -> emrchain.v1.Share
+	3,  // 36: emrchain.v1.QueryStudySharesResponse.page:type_name -> emrchain.v1.PageResponse
+	0,  // 37: emrchain.v1.QueryStudySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
+	48, // 38: emrchain.v1.QueryShareResponse.share:type_name -> emrchain.v1.Share
+	0,  // 39: emrchain.v1.QueryShareResponse.proofs:type_name -> emrchain.v1.StoreProof
+	47, // 40: emrchain.v1.QueryLastAccessResponse.event:type_name -> emrchain.v1.AccessEvent
+	0,  // 41: emrchain.v1.QueryLastAccessResponse.proofs:type_name -> emrchain.v1.StoreProof
+	39, // 42: emrchain.v1.QueryBlobRefsResponse.refs:type_name -> emrchain.v1.BlobRef
+	0,  // 43: emrchain.v1.QueryBlobRefsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	4,  // 44: emrchain.v1.Query.Params:input_type -> emrchain.v1.QueryParamsRequest
+	6,  // 45: emrchain.v1.Query.Organization:input_type -> emrchain.v1.QueryOrganizationRequest
+	8,  // 46: emrchain.v1.Query.Member:input_type -> emrchain.v1.QueryMemberRequest
+	10, // 47: emrchain.v1.Query.Account:input_type -> emrchain.v1.QueryAccountRequest
+	12, // 48: emrchain.v1.Query.Patient:input_type -> emrchain.v1.QueryPatientRequest
+	13, // 49: emrchain.v1.Query.PatientByOwner:input_type -> emrchain.v1.QueryPatientByOwnerRequest
+	17, // 50: emrchain.v1.Query.Permissions:input_type -> emrchain.v1.QueryPermissionsRequest
+	15, // 51: emrchain.v1.Query.Permission:input_type -> emrchain.v1.QueryPermissionRequest
+	19, // 52: emrchain.v1.Query.Grants:input_type -> emrchain.v1.QueryGrantsRequest
+	21, // 53: emrchain.v1.Query.Records:input_type -> emrchain.v1.QueryRecordsRequest
+	23, // 54: emrchain.v1.Query.Record:input_type -> emrchain.v1.QueryRecordRequest
+	25, // 55: emrchain.v1.Query.AccessEvents:input_type -> emrchain.v1.QueryAccessEventsRequest
+	27, // 56: emrchain.v1.Query.Shares:input_type -> emrchain.v1.QuerySharesRequest
+	33, // 57: emrchain.v1.Query.Share:input_type -> emrchain.v1.QueryShareRequest
+	35, // 58: emrchain.v1.Query.LastAccess:input_type -> emrchain.v1.QueryLastAccessRequest
+	29, // 59: emrchain.v1.Query.Study:input_type -> emrchain.v1.QueryStudyRequest
+	31, // 60: emrchain.v1.Query.StudyShares:input_type -> emrchain.v1.QueryStudySharesRequest
+	37, // 61: emrchain.v1.Query.BlobRefs:input_type -> emrchain.v1.QueryBlobRefsRequest
+	5,  // 62: emrchain.v1.Query.Params:output_type -> emrchain.v1.QueryParamsResponse
+	7,  // 63: emrchain.v1.Query.Organization:output_type -> emrchain.v1.QueryOrganizationResponse
+	9,  // 64: emrchain.v1.Query.Member:output_type -> emrchain.v1.QueryMemberResponse
+	11, // 65: emrchain.v1.Query.Account:output_type -> emrchain.v1.QueryAccountResponse
+	14, // 66: emrchain.v1.Query.Patient:output_type -> emrchain.v1.QueryPatientResponse
+	14, // 67: emrchain.v1.Query.PatientByOwner:output_type -> emrchain.v1.QueryPatientResponse
+	18, // 68: emrchain.v1.Query.Permissions:output_type -> emrchain.v1.QueryPermissionsResponse
+	16, // 69: emrchain.v1.Query.Permission:output_type -> emrchain.v1.QueryPermissionResponse
+	20, // 70: emrchain.v1.Query.Grants:output_type -> emrchain.v1.QueryGrantsResponse
+	22, // 71: emrchain.v1.Query.Records:output_type -> emrchain.v1.QueryRecordsResponse
+	24, // 72: emrchain.v1.Query.Record:output_type -> emrchain.v1.QueryRecordResponse
+	26, // 73: emrchain.v1.Query.AccessEvents:output_type -> emrchain.v1.QueryAccessEventsResponse
+	28, // 74: emrchain.v1.Query.Shares:output_type -> emrchain.v1.QuerySharesResponse
+	34, // 75: emrchain.v1.Query.Share:output_type -> emrchain.v1.QueryShareResponse
+	36, // 76: emrchain.v1.Query.LastAccess:output_type -> emrchain.v1.QueryLastAccessResponse
+	30, // 77: emrchain.v1.Query.Study:output_type -> emrchain.v1.QueryStudyResponse
+	32, // 78: emrchain.v1.Query.StudyShares:output_type -> emrchain.v1.QueryStudySharesResponse
+	38, // 79: emrchain.v1.Query.BlobRefs:output_type -> emrchain.v1.QueryBlobRefsResponse
+	62, // [62:80] is the sub-list for method output_type
+	44, // [44:62] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_emrchain_v1_query_proto_init() }
@@ -2522,7 +2659,7 @@ func file_emrchain_v1_query_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_emrchain_v1_query_proto_rawDesc), len(file_emrchain_v1_query_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   38,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

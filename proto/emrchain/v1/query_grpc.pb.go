@@ -35,6 +35,7 @@ const (
 	Query_Share_FullMethodName          = "/emrchain.v1.Query/Share"
 	Query_LastAccess_FullMethodName     = "/emrchain.v1.Query/LastAccess"
 	Query_Study_FullMethodName          = "/emrchain.v1.Query/Study"
+	Query_StudyShares_FullMethodName    = "/emrchain.v1.Query/StudyShares"
 	Query_BlobRefs_FullMethodName       = "/emrchain.v1.Query/BlobRefs"
 )
 
@@ -83,6 +84,9 @@ type QueryClient interface {
 	LastAccess(ctx context.Context, in *QueryLastAccessRequest, opts ...grpc.CallOption) (*QueryLastAccessResponse, error)
 	// Study returns one study.
 	Study(ctx context.Context, in *QueryStudyRequest, opts ...grpc.CallOption) (*QueryStudyResponse, error)
+	// StudyShares lists the records shared with a study, in the order they
+	// were shared (Share.study_sequence): with proofs, complete.
+	StudyShares(ctx context.Context, in *QueryStudySharesRequest, opts ...grpc.CallOption) (*QueryStudySharesResponse, error)
 	// BlobRefs lists the ciphertext every record and every share references,
 	// each with the patient and data category it is filed under: all records
 	// (by patient id, then sequence), then all shares. A blob sidecar whose
@@ -259,6 +263,16 @@ func (c *queryClient) Study(ctx context.Context, in *QueryStudyRequest, opts ...
 	return out, nil
 }
 
+func (c *queryClient) StudyShares(ctx context.Context, in *QueryStudySharesRequest, opts ...grpc.CallOption) (*QueryStudySharesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QueryStudySharesResponse)
+	err := c.cc.Invoke(ctx, Query_StudyShares_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *queryClient) BlobRefs(ctx context.Context, in *QueryBlobRefsRequest, opts ...grpc.CallOption) (*QueryBlobRefsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(QueryBlobRefsResponse)
@@ -314,6 +328,9 @@ type QueryServer interface {
 	LastAccess(context.Context, *QueryLastAccessRequest) (*QueryLastAccessResponse, error)
 	// Study returns one study.
 	Study(context.Context, *QueryStudyRequest) (*QueryStudyResponse, error)
+	// StudyShares lists the records shared with a study, in the order they
+	// were shared (Share.study_sequence): with proofs, complete.
+	StudyShares(context.Context, *QueryStudySharesRequest) (*QueryStudySharesResponse, error)
 	// BlobRefs lists the ciphertext every record and every share references,
 	// each with the patient and data category it is filed under: all records
 	// (by patient id, then sequence), then all shares. A blob sidecar whose
@@ -377,6 +394,9 @@ func (UnimplementedQueryServer) LastAccess(context.Context, *QueryLastAccessRequ
 }
 func (UnimplementedQueryServer) Study(context.Context, *QueryStudyRequest) (*QueryStudyResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Study not implemented")
+}
+func (UnimplementedQueryServer) StudyShares(context.Context, *QueryStudySharesRequest) (*QueryStudySharesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method StudyShares not implemented")
 }
 func (UnimplementedQueryServer) BlobRefs(context.Context, *QueryBlobRefsRequest) (*QueryBlobRefsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method BlobRefs not implemented")
@@ -690,6 +710,24 @@ func _Query_Study_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Query_StudyShares_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QueryStudySharesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServer).StudyShares(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Query_StudyShares_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServer).StudyShares(ctx, req.(*QueryStudySharesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Query_BlobRefs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(QueryBlobRefsRequest)
 	if err := dec(in); err != nil {
@@ -778,6 +816,10 @@ var Query_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Study",
 			Handler:    _Query_Study_Handler,
+		},
+		{
+			MethodName: "StudyShares",
+			Handler:    _Query_StudyShares_Handler,
 		},
 		{
 			MethodName: "BlobRefs",

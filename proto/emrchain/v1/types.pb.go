@@ -1162,8 +1162,11 @@ type Study struct {
 	StudyPubKey      []byte `protobuf:"bytes,5,opt,name=study_pub_key,json=studyPubKey,proto3" json:"study_pub_key,omitempty"`
 	RegisteredBy     []byte `protobuf:"bytes,6,opt,name=registered_by,json=registeredBy,proto3" json:"registered_by,omitempty"`
 	RegisteredHeight int64  `protobuf:"varint,7,opt,name=registered_height,json=registeredHeight,proto3" json:"registered_height,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// How many records have been shared with the study; its shares are
+	// numbered 1 to share_count (Share.study_sequence).
+	ShareCount    uint64 `protobuf:"varint,8,opt,name=share_count,json=shareCount,proto3" json:"share_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Study) Reset() {
@@ -1245,6 +1248,13 @@ func (x *Study) GetRegisteredHeight() int64 {
 	return 0
 }
 
+func (x *Study) GetShareCount() uint64 {
+	if x != nil {
+		return x.ShareCount
+	}
+	return 0
+}
+
 // Share is one record shared with a study.
 type Share struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -1264,8 +1274,10 @@ type Share struct {
 	Height          int64                  `protobuf:"varint,11,opt,name=height,proto3" json:"height,omitempty"`
 	Time            *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=time,proto3" json:"time,omitempty"`
 	TxHash          []byte                 `protobuf:"bytes,13,opt,name=tx_hash,json=txHash,proto3" json:"tx_hash,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// 1-based position in the study's shares.
+	StudySequence uint64 `protobuf:"varint,14,opt,name=study_sequence,json=studySequence,proto3" json:"study_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Share) Reset() {
@@ -1387,6 +1399,13 @@ func (x *Share) GetTxHash() []byte {
 		return x.TxHash
 	}
 	return nil
+}
+
+func (x *Share) GetStudySequence() uint64 {
+	if x != nil {
+		return x.StudySequence
+	}
+	return 0
 }
 
 // GenesisMember is a registrar (or other member) that exists from genesis.
@@ -1623,7 +1642,7 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\apurpose\x18\x05 \x01(\x0e2\x14.emrchain.v1.PurposeR\apurpose\x12\x16\n" +
 	"\x06height\x18\x06 \x01(\x03R\x06height\x12.\n" +
 	"\x04time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x17\n" +
-	"\atx_hash\x18\b \x01(\fR\x06txHash\"\x83\x02\n" +
+	"\atx_hash\x18\b \x01(\fR\x06txHash\"\xa4\x02\n" +
 	"\x05Study\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x125\n" +
@@ -1631,7 +1650,9 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\x0forganization_id\x18\x04 \x01(\tR\x0eorganizationId\x12\"\n" +
 	"\rstudy_pub_key\x18\x05 \x01(\fR\vstudyPubKey\x12#\n" +
 	"\rregistered_by\x18\x06 \x01(\fR\fregisteredBy\x12+\n" +
-	"\x11registered_height\x18\a \x01(\x03R\x10registeredHeight\"\xa3\x03\n" +
+	"\x11registered_height\x18\a \x01(\x03R\x10registeredHeight\x12\x1f\n" +
+	"\vshare_count\x18\b \x01(\x04R\n" +
+	"shareCount\"\xca\x03\n" +
 	"\x05Share\x12\x1d\n" +
 	"\n" +
 	"patient_id\x18\x01 \x01(\fR\tpatientId\x12\x1a\n" +
@@ -1650,7 +1671,8 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	" \x01(\fR\x0fwrappedStudyKey\x12\x16\n" +
 	"\x06height\x18\v \x01(\x03R\x06height\x12.\n" +
 	"\x04time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x17\n" +
-	"\atx_hash\x18\r \x01(\fR\x06txHash\"\xc8\x01\n" +
+	"\atx_hash\x18\r \x01(\fR\x06txHash\x12%\n" +
+	"\x0estudy_sequence\x18\x0e \x01(\x04R\rstudySequence\"\xc8\x01\n" +
 	"\rGenesisMember\x12 \n" +
 	"\fsign_pub_key\x18\x01 \x01(\fR\n" +
 	"signPubKey\x12\x1e\n" +
