@@ -137,7 +137,8 @@ func (a *Application) writeSnapshots(height int64) {
 	}
 }
 
-// ListSnapshots lists the snapshots this node holds, newest first.
+// ListSnapshots lists the snapshots this node holds, newest first; each
+// listed is kept a while for the peer that asked (store Advertise).
 func (a *Application) ListSnapshots(context.Context, *types.ListSnapshotsRequest) (*types.ListSnapshotsResponse, error) {
 	if err := a.rlock(); err != nil {
 		return nil, err
@@ -146,7 +147,7 @@ func (a *Application) ListSnapshots(context.Context, *types.ListSnapshotsRequest
 	if a.snaps.opts.Dir == nil {
 		return &types.ListSnapshotsResponse{}, nil
 	}
-	list, err := a.snaps.opts.Dir.List()
+	list, err := a.snaps.opts.Dir.Advertise()
 	if err != nil { // the snapshots that read are listed all the same
 		a.logger.Error("ListSnapshots: not every snapshot is offered", "err", err)
 	}

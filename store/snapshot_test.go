@@ -452,4 +452,23 @@ func TestServedSnapshotOutlivesKeepRecent(t *testing.T) {
 	if n := len(sn.served); n != 0 {
 		t.Fatalf("%d served entries left for pruned snapshots", n)
 	}
+
+	// A snapshot offered to a peer counts as served: the peer asks for
+	// its first chunk only after its discovery time, when newer snapshots
+	// may have been made.
+	if _, err := sn.Advertise(); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(15 * time.Second)
+	create(6)
+	create(7)
+	if got := heights(); !slices.Equal(got, []int64{7, 5}) {
+		t.Fatalf("after an offer of 5: snapshots at heights %v, want [7 5]", got)
+	}
+	serve(5)
+	now = now.Add(ServingGrace + time.Second)
+	create(8)
+	if got := heights(); !slices.Equal(got, []int64{8}) {
+		t.Fatalf("long after the offer: snapshots at heights %v, want [8]", got)
+	}
 }

@@ -46,10 +46,11 @@ type SnapshotInfo struct {
 // partial snapshot under a listed name, and the temporary names are
 // removed at open. Safe for concurrent use.
 //
-// A snapshot a peer is downloading outlives keepRecent: pruning keeps up
-// to keepRecent more, the newest of those that served a chunk within
-// ServingGrace, so a join under way is not cut off by the next snapshot,
-// and the directory still holds at most 2*keepRecent of them.
+// A snapshot a peer is downloading, or was offered (Advertise), outlives
+// keepRecent: pruning keeps up to keepRecent more, the newest of those
+// that served a chunk or were offered within ServingGrace, so a join under
+// way is not cut off by the next snapshot, and the directory still holds
+// at most 2*keepRecent of them.
 type Snapshots struct {
 	dir        string
 	keepRecent int
@@ -61,7 +62,7 @@ type Snapshots struct {
 	// servedMu guards served alone, so that serving a chunk never waits
 	// for a prune's removals.
 	servedMu sync.Mutex
-	served   map[string]time.Time // snapshot name -> when it last served a chunk
+	served   map[string]time.Time // snapshot name -> when it last served a chunk or was advertised
 }
 
 // ServingGrace is how long after serving a chunk a snapshot is kept
@@ -249,6 +250,23 @@ func (sn *Snapshots) List() ([]SnapshotInfo, error) {
 		out = append(out, info)
 	}
 	return out, errors.Join(unreadable...)
+}
+
+// Advertise is List for a peer that asks which snapshots this node
+// offers: each snapshot listed counts as served, so it outlives
+// keepRecent for ServingGrace like one being downloaded. A joining node
+// asks for the first chunk only after its discovery time (15 s by
+// default); a snapshot pruned in between would stall its join, which
+// CometBFT retries forever.
+func (sn *Snapshots) Advertise() ([]SnapshotInfo, error) {
+	list, err := sn.List()
+	now := sn.now()
+	sn.servedMu.Lock()
+	for _, info := range list {
+		sn.served[snapshotName(info.Height, info.Format)] = now
+	}
+	sn.servedMu.Unlock()
+	return list, err
 }
 
 // info reads the description of one snapshot from its metadata.
