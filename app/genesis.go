@@ -128,7 +128,7 @@ func ValidateGenesis(g *emrv1.GenesisState) error {
 	for i, m := range g.Members {
 		// The checks of validateRegisterMember: genesis may not seat a
 		// member a registrar could not register.
-		if err := firstError(checkKey("signing key", m.SignPubKey), checkX25519Key("encryption key", m.EncPubKey),
+		if err := firstError(checkSigningKey("signing key", m.SignPubKey), checkX25519Key("encryption key", m.EncPubKey),
 			checkText("credential reference", m.CredentialRef, false)); err != nil {
 			return bad("member %d: %v", i, err)
 		}

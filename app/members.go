@@ -83,6 +83,9 @@ func (ctx *txContext) setMemberStatus(m *emrv1.MsgSetMemberStatus) error {
 // enrollPatient: a new account enrolls itself with a pseudonymous id bound
 // to its key (BoundPatientID), so the id cannot be taken from a mempool.
 func (ctx *txContext) enrollPatient(m *emrv1.MsgEnrollPatient) error {
+	if err := checkSigningKey("the signer's key", ctx.tx.Body.SignerPubKey); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidMsg, err)
+	}
 	if !bytes.Equal(m.PatientId, BoundPatientID(ctx.tx.Body.SignerPubKey, m.IdSeed)) {
 		return fmt.Errorf("%w: patient id %x is not bound to the signer's key and the id seed", ErrInvalidMsg, m.PatientId)
 	}

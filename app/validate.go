@@ -1,10 +1,13 @@
 package app
 
 import (
+	"bytes"
 	"fmt"
 	"regexp"
 	"slices"
 	"unicode/utf8"
+
+	"github.com/oasisprotocol/curve25519-voi/curve"
 
 	"github.com/emrchain/emrchain/offchain/crypto"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
@@ -92,7 +95,7 @@ func validateRegisterMember(m *emrv1.MsgRegisterMember) error {
 		return fmt.Errorf("role must be clinician, researcher, auditor or registrar, got %s", m.Role)
 	}
 	return firstError(
-		checkKey("signing key", m.SignPubKey),
+		checkSigningKey("signing key", m.SignPubKey),
 		checkX25519Key("encryption key", m.EncPubKey),
 		checkID("organization id", m.OrganizationId),
 		checkText("credential reference", m.CredentialRef, true),
@@ -274,6 +277,33 @@ func checkPatientID(b []byte) error            { return checkFixed("patient id",
 func checkAddress(what string, b []byte) error { return checkFixed(what, b, AddressSize) }
 func checkKey(what string, b []byte) error     { return checkFixed(what, b, PubKeySize) }
 func checkHash(what string, b []byte) error    { return checkFixed(what, b, HashSize) }
+
+// checkSigningKey also refuses an ed25519 key that is not the canonical
+// encoding of a point of the prime-order subgroup, as every key made from
+// a private scalar is. CometBFT verifies signatures by ZIP-215, under
+// which a key of small order (the identity, say) accepts one fixed
+// signature on every message: anyone could sign as its member, and what
+// it signed would prove nothing. The check (a point decompression and a
+// scalar multiplication, the same on every node) runs when a key is
+// registered or enrolls a patient, not per transaction: a signer is known
+// by its registered key.
+func checkSigningKey(what string, b []byte) error {
+	if err := checkKey(what, b); err != nil {
+		return err
+	}
+	var enc, back curve.CompressedEdwardsY
+	var p curve.EdwardsPoint
+	if _, err := enc.SetBytes(b); err != nil {
+		return fmt.Errorf("%s: %v", what, err)
+	}
+	if _, err := p.SetCompressedY(&enc); err != nil || !bytes.Equal(back.SetEdwardsPoint(&p)[:], b) {
+		return fmt.Errorf("%s is not the canonical encoding of an ed25519 point", what)
+	}
+	if p.IsSmallOrder() || !p.IsTorsionFree() {
+		return fmt.Errorf("%s is not an ed25519 key of prime order: anyone could sign for a key of small order", what)
+	}
+	return nil
+}
 
 // checkX25519Key also refuses a non-canonical X25519 key, as envelopes to
 // it would bind other bytes than its owner's private key derives and could
