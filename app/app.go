@@ -95,7 +95,7 @@ type bookkeeping struct {
 
 // readBookkeeping reads the chain id, the params and the last block record
 // of committed version from r, and checks that the record is of that
-// version's block.
+// version's block or an earlier one.
 func readBookkeeping(r store.Reader, version int64) (bookkeeping, error) {
 	var b bookkeeping
 	s := state{store.ReadOnly(r)}
@@ -110,10 +110,13 @@ func readBookkeeping(r store.Reader, version int64) (bookkeeping, error) {
 	if err != nil {
 		return b, fmt.Errorf("read last block: %w", err)
 	}
-	if height != version {
+	if height > version {
 		return b, fmt.Errorf("state at version %d records block %d: store and chain disagree", version, height)
 	}
-	b.last = BlockInfo{Height: height, Time: t}
+	// Blocks after the recorded one changed nothing: the state is block
+	// version's, and its time is the last recorded one until the next
+	// block (only CheckTx reads it).
+	b.last = BlockInfo{Height: version, Time: t}
 	return b, nil
 }
 
@@ -258,8 +261,14 @@ func (a *App) FinalizeBlock(b BlockInfo, txs [][]byte) ([]Result, []byte, error)
 		}
 	}
 	a.executed = nil
-	if err := (state{ex.cache}).setLastBlock(b); err != nil {
-		return nil, nil, fmt.Errorf("record block: %w", err)
+	// A block that changes nothing leaves the tree, and so the app hash,
+	// as it was: CometBFT then waits for transactions (up to
+	// create_empty_blocks_interval) instead of making a block to carry a
+	// new hash, which an idle chain would do forever, twice a second.
+	if ex.cache.Len() > 0 {
+		if err := (state{ex.cache}).setLastBlock(b); err != nil {
+			return nil, nil, fmt.Errorf("record block: %w", err)
+		}
 	}
 	if err := ex.cache.Write(); err != nil {
 		return nil, nil, fmt.Errorf("write block %d: %w", b.Height, err)

@@ -93,3 +93,40 @@ func TestFinalizeOutOfOrder(t *testing.T) {
 		t.Fatal("Commit without a finalized block succeeded")
 	}
 }
+
+// TestBlocksThatChangeNothingKeepTheAppHash: a block with no transaction,
+// or only failed ones, leaves the app hash as it was, so CometBFT does not
+// need another block to carry a new one and an idle chain waits for
+// transactions (create_empty_blocks_interval) instead of making blocks
+// forever. The state is still of the latest height, across a restart.
+func TestBlocksThatChangeNothingKeepTheAppHash(t *testing.T) {
+	c := apptest.New(t, apptest.Options{Dir: t.TempDir()})
+	pat := apptest.NewActor("patient-idle")
+	pid := apptest.PatientID("patient-idle")
+	c.Must(pat, apptest.Enroll(pat))
+	hash := c.AppHash()
+	c.Block()
+	c.Block()
+	if !bytes.Equal(c.AppHash(), hash) {
+		t.Fatalf("empty blocks changed the app hash: %X, then %X", hash, c.AppHash())
+	}
+	// A tx that fails writes nothing either (a record of no patient).
+	bad := c.Tx(pat, apptest.AddRecord(apptest.PatientID("nobody"), "lab-results", "x"))
+	if res := c.Block(bad); res[0].OK() {
+		t.Fatal("the failing tx succeeded: the case tests nothing")
+	}
+	if !bytes.Equal(c.AppHash(), hash) {
+		t.Fatalf("a block of one failed tx changed the app hash")
+	}
+	height := c.Height()
+
+	c = c.Reopen()
+	if h, got := c.App.LastCommit(); h != height || !bytes.Equal(got, hash) {
+		t.Fatalf("after restart: height %d hash %X, want %d %X", h, got, height, hash)
+	}
+	// The next block is height+1, and a tx that writes changes the hash.
+	c.Must(pat, apptest.AddRecord(pid, "lab-results", "a"))
+	if c.Height() != height+1 || bytes.Equal(c.AppHash(), hash) {
+		t.Fatalf("after a record: height %d (want %d), hash %X (want a new one)", c.Height(), height+1, c.AppHash())
+	}
+}

@@ -160,7 +160,8 @@ func (s state) studyShareAt(key, ref []byte) (*emrv1.Share, error) {
 	return sh, nil
 }
 
-// lastBlock is the height and time of the last block executed into this view.
+// lastBlock is the height and time of the last block that changed this
+// view (blocks that change nothing leave the tree alone, see FinalizeBlock).
 func (s state) lastBlock() (int64, time.Time, error) {
 	bz, err := s.kv.Get(keyLastBlock)
 	if err != nil || bz == nil {

@@ -332,6 +332,45 @@ func TestNodeRestart(t *testing.T) {
 	}
 }
 
+// TestIdleChainWaitsForTransactions: with an empty-blocks interval, a
+// node with nothing to do makes no block until a transaction comes (then
+// one for it and one to carry its app hash) or the interval passes. It
+// made two blocks a second while the state recorded every block's height.
+func TestIdleChainWaitsForTransactions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the node binary")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	home := t.TempDir()
+	rpcPort := freeport.Get(t)
+	out, err := exec.Command(binary(t), "init", "--home", home, "--chain-id", "emr-node-test",
+		"--rpc.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", rpcPort),
+		"--p2p.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", freeport.Get(t)),
+		"--grpc.address", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
+		"--api.address", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
+		"--sidecar.listen", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
+		"--timeout-commit", "100ms", "--empty-blocks-interval", "1h").CombinedOutput()
+	if err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	node := startNode(t, home, "idle.log")
+	// Idle for 2 s, at 100 ms per block: the height must stay put.
+	idle := func(what string) int64 {
+		t.Helper()
+		before, _ := waitHeight(ctx, t, node, rpcPort, 1)
+		time.Sleep(2 * time.Second)
+		if after, _ := waitHeight(ctx, t, node, rpcPort, 1); after != before {
+			t.Fatalf("%s: the idle chain went from height %d to %d", what, before, after)
+		}
+		return before
+	}
+	h := idle("after start")
+	registerClinician(ctx, t, home, rpcPort, ed25519.GenPrivKey())
+	waitHeight(ctx, t, node, rpcPort, h+2) // the tx's block, and the one with its app hash
+	idle("after a transaction")
+}
+
 // registerClinician has the dev registrar (HOME/dev-keys/registrar.json)
 // register a clinician, committed through broadcast_tx_commit.
 func registerClinician(ctx context.Context, t *testing.T, home string, port int, clinician ed25519.PrivKey) {
