@@ -667,6 +667,13 @@ func TestRegisterMemberRole(t *testing.T) {
 			app.ErrInvalidMsg, []string{"encryption key is an X25519 point of small order"}},
 		{"bad organization id", w.regA, with(func(m *emrv1.MsgRegisterMember) { m.OrganizationId = "Hospital A" }), app.ErrInvalidMsg, []string{"organization id"}},
 		{"no credential", w.regA, with(func(m *emrv1.MsgRegisterMember) { m.CredentialRef = "" }), app.ErrInvalidMsg, []string{"credential reference is empty"}},
+		{"credential with a terminal escape", w.regA, with(func(m *emrv1.MsgRegisterMember) { m.CredentialRef = "licence:1\x1b[2K" }), app.ErrInvalidMsg,
+			[]string{"credential reference holds the control character U+001B"}},
+		{"credential with a newline", w.regA, with(func(m *emrv1.MsgRegisterMember) { m.CredentialRef = "licence:1\nrole: registrar" }), app.ErrInvalidMsg,
+			[]string{"U+000A"}},
+		{"credential with a right-to-left override", w.regA, with(func(m *emrv1.MsgRegisterMember) { m.CredentialRef = "licence:\u202e4321" }), app.ErrInvalidMsg,
+			[]string{"U+202E"}},
+		{"credential in Persian, with a zero-width non-joiner", w.regA, with(func(m *emrv1.MsgRegisterMember) { m.CredentialRef = "پروانه\u200cپزشکی:1234" }), nil, nil},
 	})
 }
 

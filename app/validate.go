@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/oasisprotocol/curve25519-voi/curve"
@@ -367,5 +368,17 @@ func checkText(what, s string, required bool) error {
 	if !utf8.ValidString(s) {
 		return fmt.Errorf("%s is not valid UTF-8", what)
 	}
+	for _, r := range s {
+		if unicode.IsControl(r) || isBidiControl(r) {
+			return fmt.Errorf("%s holds the control character U+%04X: text is shown to people as it is stored", what, r)
+		}
+	}
 	return nil
+}
+
+// isBidiControl reports the characters that reorder the text around them
+// (marks, embeddings, overrides, isolates): in a name or an object key
+// they can make what a reader sees differ from what is stored.
+func isBidiControl(r rune) bool {
+	return r == 0x061c || r == 0x200e || r == 0x200f || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069)
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
+
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
 // runCLI runs emrcli in-process.
@@ -88,6 +90,27 @@ func TestRecordRowsShortHash(t *testing.T) {
 	}
 	if got := rows[1][5]; got != "abcd" {
 		t.Fatalf("short hash shown as %q", got)
+	}
+}
+
+// TestOtherPeoplesTextCannotDriveTheTerminal: a value from the chain
+// (written by another member, or by a chain older than the rule that
+// refuses control characters) is printed on its line with its escapes
+// escaped: it can neither add a line nor send the terminal a command.
+func TestOtherPeoplesTextCannotDriveTheTerminal(t *testing.T) {
+	evil := "blobs/x\x1b[1A\x1b[2K\ruploader: FAKE\n\x1b]52;c;aGk=\a\u202e"
+	var b strings.Builder
+	viewRecord(&emrv1.Record{Sequence: 1, ObjectKey: evil, Category: "lab-results"}).text(&b)
+	table(&b, []string{"study"}, [][]string{{evil}})
+	out := b.String()
+	if strings.ContainsAny(out, "\x1b\r\a\u202e") {
+		t.Fatalf("raw control characters reach the terminal: %q", out)
+	}
+	if strings.Contains(out, "\nuploader: FAKE") {
+		t.Fatalf("the value starts a line of its own: %q", out)
+	}
+	if !strings.Contains(out, `\x1b[1A`) && !strings.Contains(out, `\u001b[1A`) {
+		t.Fatalf("the escape is not shown escaped: %q", out)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/client"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
@@ -88,19 +89,26 @@ func table(w io.Writer, header []string, rows [][]string) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, strings.Join(header, "\t"))
 	for _, r := range rows {
-		fmt.Fprintln(tw, strings.Join(r, "\t"))
+		cells := make([]string, len(r))
+		for i, c := range r {
+			cells[i] = app.OneLine(c)
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	tw.Flush()
 }
 
-// fields writes "key: value" lines, aligned.
+// fields writes "key: value" lines, aligned. Values are other people's
+// text (titles, credentials, object keys) as the chain stores it: each is
+// printed on one line with terminal escapes and other unprintable
+// characters escaped, so none can rewrite what the screen shows.
 func fields(w io.Writer, kv ...string) {
 	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
 	for i := 0; i+1 < len(kv); i += 2 {
 		if kv[i+1] == "" {
 			continue
 		}
-		fmt.Fprintf(tw, "%s:\t%s\n", kv[i], kv[i+1])
+		fmt.Fprintf(tw, "%s:\t%s\n", kv[i], app.OneLine(kv[i+1]))
 	}
 	tw.Flush()
 }
