@@ -195,6 +195,25 @@ func TestFlow(t *testing.T) {
 	if err := os.WriteFile(trustFile, trusted, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Moving to another chain's genesis drops the witnesses config.json
+	// keeps for the old one (here unreachable: keeping them would fail).
+	configFile := filepath.Join(e.home, "config.json")
+	config, err := os.ReadFile(configFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(configFile, []byte(`{"chain_id": "emr-old-chain", "witnesses": ["http://127.0.0.1:1"]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := e.ok("light", "init", "--force", "--genesis", node.Genesis); !strings.Contains(out, "Dropped the witnesses of emr-old-chain (http://127.0.0.1:1)") {
+		t.Fatalf("light init onto another chain: %s", out)
+	}
+	if now, err := os.ReadFile(configFile); err != nil || strings.Contains(string(now), "127.0.0.1:1") {
+		t.Fatalf("config.json after the move: %s (%v): the old witnesses stay", now, err)
+	}
+	if err := os.WriteFile(configFile, config, 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	// Keys.
 	e.ok("keys", "import-dev", node.RegistrarKey)

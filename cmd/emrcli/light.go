@@ -92,6 +92,18 @@ idle for longer needs a new root (init --force). init also records --node,
 				}
 				trust.Hash = h
 			}
+			conf, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			// Witnesses config.json keeps for another chain are not this
+			// one's: cross-checking against them would fail, or check
+			// nothing of this chain.
+			var dropped []string
+			oldChain := conf.ChainID
+			if !cmd.Flags().Changed("witness") && chainID != "" && oldChain != "" && oldChain != chainID {
+				dropped, a.witnesses = a.witnesses, nil
+			}
 			if !force {
 				tr, err := client.ReadTrustRoot(a.lightHome())
 				if err != nil {
@@ -141,12 +153,8 @@ idle for longer needs a new root (init --force). init also records --node,
 				return err
 			}
 			a.c = c
-			conf, err := a.loadConfig()
-			if err != nil {
-				return err
-			}
 			conf.Node, conf.ChainID = a.node, c.ChainID()
-			if len(a.witnesses) > 0 {
+			if len(a.witnesses) > 0 || len(dropped) > 0 {
 				conf.Witnesses = a.witnesses
 			}
 			if err := a.saveConfig(conf); err != nil {
@@ -155,7 +163,13 @@ idle for longer needs a new root (init --force). init also records --node,
 			tr := c.TrustRoot()
 			out := map[string]any{"chain_id": tr.ChainID, "height": tr.Height, "hash": tr.Hash, "trust_period": tr.Period.String(),
 				"node": a.node, "witnesses": a.witnesses, "store": a.lightHome()}
+			if len(dropped) > 0 {
+				out["dropped_witnesses"] = dropped
+			}
 			return a.emit(out, func(w io.Writer) {
+				if len(dropped) > 0 {
+					fmt.Fprintf(w, "Dropped the witnesses of %s (%s): give --witness for each other validator of %s\n", oldChain, strings.Join(dropped, ", "), tr.ChainID)
+				}
 				fmt.Fprintf(w, "Trusting %s at height %d, header hash %s (trust period %s)\n", tr.ChainID, tr.Height, tr.Hash, tr.Period)
 				fmt.Fprintf(w, "Light client store: %s; node %s", a.lightHome(), a.node)
 				if len(a.witnesses) > 0 {
