@@ -167,6 +167,33 @@ func TestStateSyncJoin(t *testing.T) {
 	if got, err := net.AppHashAt(j, h); err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("app hash at %d after the restart: joiner %X (%v), validator %X", h, got, err, want)
 	}
+
+	// A crash at the end of a join, after the app restored the snapshot
+	// but before CometBFT recorded the state: the app holds a state,
+	// CometBFT none. The node records the app's state through the light
+	// client and goes on; it used to refuse every snapshot forever.
+	net.Kill(j)
+	for _, db := range []string{"blockstore.db", "state.db", "evidence.db", "tx_index.db", "cs.wal"} {
+		if err := os.RemoveAll(filepath.Join(joinHome, "data", db)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	net.Start(j)
+	again = net.MaxHeight() + 2
+	if err := net.WaitHeight(ctx, j, again); err != nil {
+		t.Fatalf("the joined node whose CometBFT state was lost: %v", err)
+	}
+	log, _ = os.ReadFile(net.LogFile(j))
+	if !bytes.Contains(log, []byte("recording it through the light client")) || bytes.Contains(log, []byte("snapshot restored")) {
+		t.Fatal("the node did not record the app's state from the light client, or restored a snapshot again")
+	}
+	h = again - 1
+	if want, err = net.AppHashAt(0, h); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := net.AppHashAt(j, h); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("app hash at %d after CometBFT's state was recorded again: joiner %X (%v), validator %X", h, got, err, want)
+	}
 }
 
 // keptRefIndex builds a sidecar reference index in dir from node 0's

@@ -332,6 +332,54 @@ func TestNodeRestart(t *testing.T) {
 	}
 }
 
+// initLoopbackHome inits a node home whose servers all listen on free
+// loopback ports, with extra init flags, and returns it and its RPC port.
+func initLoopbackHome(t *testing.T, extra ...string) (string, int) {
+	t.Helper()
+	home := t.TempDir()
+	rpcPort := freeport.Get(t)
+	args := []string{"init", "--home", home, "--chain-id", "emr-node-test",
+		"--rpc.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", rpcPort),
+		"--p2p.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", freeport.Get(t)),
+		"--grpc.address", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
+		"--api.address", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
+		"--sidecar.listen", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t))}
+	if out, err := exec.Command(binary(t), append(args, extra...)...).CombinedOutput(); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	return home, rpcPort
+}
+
+// TestStartRefusesAStateCometBFTLacks: an app store with blocks beside
+// CometBFT data that holds no state (a state-sync join that crashed at its
+// end, data restored in part) is refused at start with what to do, when
+// [statesync] is off; CometBFT's handshake used to panic on it.
+// (testnet's TestStateSyncJoin has the node with [statesync] on record the
+// state and go on.)
+func TestStartRefusesAStateCometBFTLacks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the node binary")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	home, rpcPort := initLoopbackHome(t, "--timeout-commit", "100ms", "--empty-blocks-interval", "0s")
+	node := startNode(t, home, "run1.log")
+	waitHeight(ctx, t, node, rpcPort, 3)
+	if err := node.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for _, db := range []string{"blockstore.db", "state.db", "evidence.db", "tx_index.db", "cs.wal"} {
+		if err := os.RemoveAll(filepath.Join(home, "data", db)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := exec.Command(binary(t), "start", "--home", home).CombinedOutput()
+	if err == nil || !bytes.Contains(out, []byte("holds the state of height")) || !bytes.Contains(out, []byte("but CometBFT holds none")) ||
+		bytes.Contains(out, []byte("node started")) {
+		t.Fatalf("start with an app state and no CometBFT state: %v, output %q", err, out)
+	}
+}
+
 // TestIdleChainWaitsForTransactions: with an empty-blocks interval, a
 // node with nothing to do makes no block until a transaction comes (then
 // one for it and one to carry its app hash) or the interval passes. It
@@ -342,18 +390,7 @@ func TestIdleChainWaitsForTransactions(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	home := t.TempDir()
-	rpcPort := freeport.Get(t)
-	out, err := exec.Command(binary(t), "init", "--home", home, "--chain-id", "emr-node-test",
-		"--rpc.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", rpcPort),
-		"--p2p.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", freeport.Get(t)),
-		"--grpc.address", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
-		"--api.address", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
-		"--sidecar.listen", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
-		"--timeout-commit", "100ms", "--empty-blocks-interval", "1h").CombinedOutput()
-	if err != nil {
-		t.Fatalf("init: %v\n%s", err, out)
-	}
+	home, rpcPort := initLoopbackHome(t, "--timeout-commit", "100ms", "--empty-blocks-interval", "1h")
 	node := startNode(t, home, "idle.log")
 	// Idle for 2 s, at 100 ms per block: the height must stay put.
 	idle := func(what string) int64 {

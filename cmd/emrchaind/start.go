@@ -265,6 +265,10 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 	if err != nil {
 		return fmt.Errorf("open snapshots: %w", err)
 	}
+	dbProvider := cometdb.Provider(s.app.Store.CometBFTMemTableMiB)
+	if err := recordRestoredState(ctx, logger, conf, dbProvider, genProvider, filepath.Join(conf.DBDir(), appDBDir), h, hash); err != nil {
+		return err
+	}
 	if conf.StateSync.Enable && h > 0 {
 		logger.Info("statesync.enable is set, but the app already holds a state: CometBFT syncs blocks from it instead",
 			"height", h)
@@ -289,7 +293,7 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 		// Query from committed versions beside a block in progress.
 		proxy.NewConnSyncLocalClientCreator(abciApp),
 		func() (node.ChecksummedGenesisDoc, error) { return gen, nil },
-		cometdb.Provider(s.app.Store.CometBFTMemTableMiB),
+		dbProvider,
 		node.DefaultMetricsProvider(conf.Instrumentation),
 		s.logger,
 	)

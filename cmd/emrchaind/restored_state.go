@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	cmtcfg "github.com/cometbft/cometbft/config"
+	"github.com/cometbft/cometbft/libs/log"
+	"github.com/cometbft/cometbft/light/provider"
+	"github.com/cometbft/cometbft/node"
+	sm "github.com/cometbft/cometbft/state"
+)
+
+// recordRestoredState mends the one state a crash can leave at the end of
+// a state-sync join: the app has restored a snapshot of height h (and
+// may have gone on), but CometBFT, which records the restored state after
+// the app says the last chunk is in, holds no state at all. Left as it is,
+// CometBFT would state-sync again and every snapshot would be refused (the
+// app is not empty), forever; with state sync off, its handshake would
+// panic. With [statesync] configured, the state of height h is recorded
+// from the light client (CometBFT's offline bootstrap, which checks that
+// its app hash is the app's); without, start refuses and says what to do.
+// Nothing happens when CometBFT holds a state or the app holds none.
+func recordRestoredState(ctx context.Context, logger log.Logger, conf *cmtcfg.Config, dbProvider cmtcfg.DBProvider,
+	genProvider node.GenesisDocProvider, appDB string, h int64, appHash []byte) error {
+	if h == 0 {
+		return nil
+	}
+	empty, err := cometStateEmpty(conf, dbProvider)
+	if err != nil || !empty {
+		return err
+	}
+	if !conf.StateSync.Enable {
+		return fmt.Errorf("the app store (%s) holds the state of height %d, but CometBFT holds none (%s): "+
+			"a state-sync join that ended in a crash, or data restored in part. Either set [statesync] enable, "+
+			"rpc_servers, trust_height and trust_hash in config.toml and start again (the state is then recorded "+
+			"from the light client), or remove %s to join from the start", appDB, h, conf.DBDir(), appDB)
+	}
+	logger.Info("the app holds a state CometBFT did not record (a state-sync join ended in a crash): recording it through the light client",
+		"height", h, "rpc_servers", conf.StateSync.RPCServers)
+	// The light client proves the state of h with headers h+1 and h+2,
+	// which the chain may not have made yet; the bootstrap writes nothing
+	// until it has them.
+	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+		err := node.BootstrapState(ctx, conf, dbProvider, genProvider, uint64(h), appHash)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, provider.ErrHeightTooHigh) && !strings.Contains(err.Error(), provider.ErrHeightTooHigh.Error()) {
+			return fmt.Errorf("record the app's state of height %d in CometBFT: %w", h, err)
+		}
+		logger.Info("waiting for the headers that prove the app's state", "height", h, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("record the app's state of height %d in CometBFT: %w", h, ctx.Err())
+		case <-time.After(wait):
+		}
+	}
+}
+
+// cometStateEmpty reports whether CometBFT's state store holds no state:
+// never started, or started to state-sync and never recorded one.
+func cometStateEmpty(conf *cmtcfg.Config, dbProvider cmtcfg.DBProvider) (bool, error) {
+	db, err := dbProvider(&cmtcfg.DBContext{ID: "state", Config: conf})
+	if err != nil {
+		return false, fmt.Errorf("open %s: %w", filepath.Join(conf.DBDir(), "state.db"), err)
+	}
+	st := sm.NewStore(db, sm.StoreOptions{DBKeyLayout: conf.Storage.ExperimentalKeyLayout})
+	state, err := st.Load()
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return false, fmt.Errorf("read CometBFT's state: %w", err)
+	}
+	return state.IsEmpty(), nil
+}
