@@ -34,6 +34,10 @@ type Event struct {
 // read e.g. "emrchain.patient='<hex>'".
 const EventType = "emrchain"
 
+// ActionAttribute (indexed) names what a transaction did: its message's
+// MsgName ("add_record", "share_record", ...).
+const ActionAttribute = "action"
+
 // BlobAttribute is the (unindexed) event attribute that names, in lowercase
 // hex, the SHA-256 of the ciphertext an AddRecord or ShareRecord references.
 // Blob sidecars read it from block results to learn which blobs committed
@@ -112,7 +116,7 @@ func (a *App) execTx(view store.KV, b BlockInfo, raw []byte, dtx *DecodedTx, rep
 		event:  Event{Type: EventType},
 		quiet:  !report,
 	}
-	ctx.attr("action", MsgName(dtx.Body.Msg))
+	ctx.attr(ActionAttribute, MsgName(dtx.Body.Msg))
 	ctx.attrHex("signer", dtx.Signer)
 	err = ctx.authenticate()
 	if err == nil {

@@ -357,7 +357,7 @@ func (c *Client) Upload(ctx context.Context, s Signer, req UploadRequest, opts T
 	if err != nil {
 		return nil, err
 	}
-	url, put, err := putBlob(ctx, s, req.PatientID, req.Category, sealed, opts)
+	url, put, err := putBlob(ctx, s, req.PatientID, req.Category, false, sealed, opts)
 	if err != nil {
 		return nil, fmt.Errorf("upload failed, no record was added: %w", err)
 	}
@@ -438,12 +438,12 @@ func sealToScratch(ctx context.Context, dir string, src io.Reader, plainSize int
 }
 
 // putBlob uploads the sealed ciphertext for category of patientID (the
-// record's, or that of the record a share re-encrypts: the sidecars serve
-// it only through a record or share of that patient and category) to the
-// first sidecar that stores it. A refusal (4xx: not authorized, too large)
+// record's, or, shared, that of the record a share re-encrypts: the
+// sidecars serve it only through a record, or a share, of that patient and
+// category) to the first sidecar that stores it. A refusal (4xx: not authorized, too large)
 // is final; a sidecar that cannot be reached or fails (5xx) is skipped for
 // the next one.
-func putBlob(ctx context.Context, s Signer, patientID []byte, category string, b *sealed, opts TransferOptions) (string, *sidecar.PutResult, error) {
+func putBlob(ctx context.Context, s Signer, patientID []byte, category string, shared bool, b *sealed, opts TransferOptions) (string, *sidecar.PutResult, error) {
 	var fails []string
 	for _, u := range opts.Sidecars {
 		sc := opts.sidecarClient(u, s)
@@ -451,7 +451,11 @@ func putBlob(ctx context.Context, s Signer, patientID []byte, category string, b
 		err := retryLater(ctx, func() error {
 			body := &progressReader{ctx: ctx, r: io.NewSectionReader(b.file, 0, b.size), phase: "upload", total: b.size, progress: opts.Progress}
 			var err error
-			res, err = sc.Put(ctx, patientID, category, b.sum, body, b.size)
+			put := sc.Put
+			if shared {
+				put = sc.PutShared
+			}
+			res, err = put(ctx, patientID, category, b.sum, body, b.size)
 			return err
 		})
 		if err == nil {
@@ -912,7 +916,7 @@ func (c *Client) ShareRecord(ctx context.Context, s Signer, req ShareRequest, op
 	if err != nil {
 		return nil, err
 	}
-	url, _, err := putBlob(ctx, s, req.PatientID, rec.Category, sl, opts)
+	url, _, err := putBlob(ctx, s, req.PatientID, rec.Category, true, sl, opts)
 	if err != nil {
 		return nil, fmt.Errorf("upload failed, nothing was shared: %w", err)
 	}

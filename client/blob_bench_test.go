@@ -136,7 +136,7 @@ func BenchmarkTransfer(b *testing.B) {
 			v.add("sidecar", func() {
 				sl, _ := seal(b)
 				defer sl.file.Discard()
-				if _, _, err := putBlob(ctx, signer, pid, testCategory, sl, opts); err != nil {
+				if _, _, err := putBlob(ctx, signer, pid, testCategory, false, sl, opts); err != nil {
 					b.Fatal(err)
 				}
 			})
@@ -152,7 +152,7 @@ func BenchmarkTransfer(b *testing.B) {
 				b.Fatal(err)
 			}
 			sl, key := seal(b)
-			if _, _, err := putBlob(ctx, signer, pid, testCategory, sl, opts); err != nil {
+			if _, _, err := putBlob(ctx, signer, pid, testCategory, false, sl, opts); err != nil {
 				b.Fatal(err)
 			}
 			sl.file.Discard()

@@ -35,7 +35,7 @@ func (e *blobEnv) upload(t *testing.T, plain []byte, opts TransferOptions) (*sea
 		t.Fatal(err)
 	}
 	t.Cleanup(sl.file.Discard)
-	if _, _, err := putBlob(context.Background(), e.signer, e.patientID, testCategory, sl, opts); err != nil {
+	if _, _, err := putBlob(context.Background(), e.signer, e.patientID, testCategory, false, sl, opts); err != nil {
 		t.Fatal(err)
 	}
 	e.view.addBlob(sl.sum, sl.size)
@@ -230,16 +230,16 @@ func TestBlobPutFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sl.file.Discard()
-	url, _, err := putBlob(context.Background(), e.signer, e.patientID, testCategory, sl, TransferOptions{Sidecars: []string{down.URL, failing.URL, e.urls[0]}})
+	url, _, err := putBlob(context.Background(), e.signer, e.patientID, testCategory, false, sl, TransferOptions{Sidecars: []string{down.URL, failing.URL, e.urls[0]}})
 	if err != nil || url != e.urls[0] {
 		t.Fatalf("fallback to the working sidecar: %q %v", url, err)
 	}
-	_, _, err = putBlob(context.Background(), e.signer, e.patientID, testCategory, sl, TransferOptions{Sidecars: []string{down.URL, failing.URL}})
+	_, _, err = putBlob(context.Background(), e.signer, e.patientID, testCategory, false, sl, TransferOptions{Sidecars: []string{down.URL, failing.URL}})
 	if !errors.Is(err, ErrStorageUnavailable) || !strings.Contains(err.Error(), "storing the blob failed") {
 		t.Fatalf("all down: %v", err)
 	}
 	other := bytes.Repeat([]byte{1}, 32) // not enrolled: 403, final
-	_, _, err = putBlob(context.Background(), e.signer, other, testCategory, sl, TransferOptions{Sidecars: []string{e.urls[0], failing.URL}})
+	_, _, err = putBlob(context.Background(), e.signer, other, testCategory, false, sl, TransferOptions{Sidecars: []string{e.urls[0], failing.URL}})
 	var se *sidecar.Error
 	if !errors.As(err, &se) || se.StatusCode != http.StatusForbidden || errors.Is(err, ErrStorageUnavailable) {
 		t.Fatalf("refusal: %v", err)

@@ -148,14 +148,15 @@ func (a *authState) permission(ctx context.Context, patientID []byte) (*emrv1.Pe
 
 // authorizePut: the patient's owner, or a member whose permission stands at
 // the latest block time with the write right for category, may upload
-// ciphertext for that category of the patient. The share right also
-// suffices: sharing re-encrypts a record to a study key, and that
-// ciphertext is uploaded before ShareRecord is committed. The upload comes
-// before AddRecord or ShareRecord, so there is no record to check yet; the
-// blob is filed under the patient and category (blobOwner), and only a
-// record or share of both will serve it (a blob none references is swept
-// later).
-func (a *authState) authorizePut(ctx context.Context, patientID []byte, category string) *apiError {
+// ciphertext for that category of the patient. Shared ciphertext (a record
+// re-encrypted to a study key, uploaded before ShareRecord is committed)
+// needs the share right for category instead, which only a clinician's
+// consent can carry; the owner shares nothing. The upload comes before
+// AddRecord or ShareRecord, so there is no record to check yet; the blob
+// is filed under the patient and category (BlobKey, SharedBlobKey), and
+// only a record, or a share, of both will serve it (a blob none references
+// is swept later).
+func (a *authState) authorizePut(ctx context.Context, patientID []byte, category string, shared bool) *apiError {
 	p, err := a.patient(ctx, patientID)
 	if errors.Is(err, ErrNotFound) {
 		return forbidden("patient %x is not enrolled on the chain", patientID)
@@ -164,14 +165,21 @@ func (a *authState) authorizePut(ctx context.Context, patientID []byte, category
 		return chainError(err)
 	}
 	if bytes.Equal(p.Owner, a.caller.Address) {
+		if shared {
+			return forbidden("a patient's key uploads no shared ciphertext for patient %x: a clinician with the share right shares records with studies", patientID)
+		}
 		return nil
 	}
 	perm, err := a.permission(ctx, patientID)
 	if err != nil {
 		return chainError(err)
 	}
-	if why := standing(perm, a.head.Time, category, emrv1.Right_RIGHT_WRITE, emrv1.Right_RIGHT_SHARE); why != "" {
-		return forbidden("you may not upload %q for patient %x: %s (block time %s)", category, patientID, why, formatTime(a.head.Time))
+	right, what := emrv1.Right_RIGHT_WRITE, ""
+	if shared {
+		right, what = emrv1.Right_RIGHT_SHARE, "shared "
+	}
+	if why := standing(perm, a.head.Time, category, right); why != "" {
+		return forbidden("you may not upload %s%q for patient %x: %s (block time %s)", what, category, patientID, why, formatTime(a.head.Time))
 	}
 	return nil
 }
@@ -224,7 +232,7 @@ func (a *authState) mayRead(ctx context.Context, ref BlobRef, sum [32]byte) (b s
 		if why != "" {
 			why = fmt.Sprintf("shared with study %q: %s", sh.StudyId, why)
 		}
-		return servedBlob{BlobKey(ref.PatientID, rec.Category, sum), sh.Size}, why, err
+		return servedBlob{SharedBlobKey(ref.PatientID, rec.Category, sum), sh.Size}, why, err
 	}
 	rec, err := a.chain.Record(ctx, ref.PatientID, ref.Sequence)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	abci "github.com/cometbft/cometbft/abci/types"
@@ -31,8 +32,10 @@ var (
 // Result code and codespace of app.ErrNotFound, and the event type and
 // attributes (app.EventType, app.BlobAttribute, app.PatientAttribute,
 // app.CategoryAttribute) that name the blob an AddRecord or ShareRecord
-// references and the patient and category it is filed under. The sidecar
-// does not link the state machine; a test pins these to the app's values.
+// references and the patient and category it is filed under, and the
+// action (app.ActionAttribute) that tells a ShareRecord's shared blob from
+// a record's. The sidecar does not link the state machine; a test pins
+// these to the app's values.
 const (
 	appCodespace         = "emrchain"
 	appCodeNotFound      = 11
@@ -40,6 +43,8 @@ const (
 	appBlobAttribute     = "blob"
 	appPatientAttribute  = "patient"
 	appCategoryAttribute = "category"
+	appActionAttribute   = "action"
+	appShareAction       = "share_record"
 )
 
 // QueryPathPrefix is the ABCI query path prefix of the Query service.
@@ -269,8 +274,11 @@ func BlobKeys(results []*abci.ExecTxResult) ([]blobstore.Key, error) {
 				continue
 			}
 			var sums, patients, categories []string
+			shared := false
 			for _, a := range ev.Attributes {
 				switch a.Key {
+				case appActionAttribute:
+					shared = shared || a.Value == appShareAction
 				case appBlobAttribute:
 					sums = append(sums, a.Value)
 				case appPatientAttribute:
@@ -298,7 +306,7 @@ func BlobKeys(results []*abci.ExecTxResult) ([]blobstore.Key, error) {
 				if err != nil {
 					return nil, fmt.Errorf("transaction %d: event attribute %s.%s: %w", i, appEventType, appBlobAttribute, err)
 				}
-				keys = append(keys, BlobKey(patientID, categories[0], sum))
+				keys = append(keys, blobKeyOf(shared, patientID, categories[0], sum))
 			}
 		}
 	}
@@ -427,7 +435,8 @@ func (v *queryView) StateBlobs(ctx context.Context, after string) (StateBlobs, e
 			return StateBlobs{}, fmt.Errorf("query BlobRefs: %q: a patient id of %d bytes, a SHA-256 of %d, category %q",
 				r.Ref, len(r.PatientId), len(r.Sha256), r.Category)
 		}
-		page.Blobs = append(page.Blobs, BlobKey(r.PatientId, r.Category, [sha256.Size]byte(r.Sha256)))
+		shared := strings.HasPrefix(r.Ref, queryShare+"/")
+		page.Blobs = append(page.Blobs, blobKeyOf(shared, r.PatientId, r.Category, [sha256.Size]byte(r.Sha256)))
 	}
 	return page, nil
 }

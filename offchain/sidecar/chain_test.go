@@ -180,6 +180,34 @@ func TestNodeBlockBlobs(t *testing.T) {
 	}
 }
 
+// TestBlobKeysOfShares: the blob a ShareRecord names is filed with the
+// shared ciphertext (SharedBlobKey), apart from records' blobs, in blocks
+// and in the state's BlobRefs alike.
+func TestBlobKeysOfShares(t *testing.T) {
+	pid, sum := bytes.Repeat([]byte{7}, patientIDSize), sha256.Sum256([]byte("shared"))
+	share := blobTx(0, appEventType, pid, "lab", hex.EncodeToString(sum[:]))
+	share.Events[0].Attributes[0].Value = appShareAction
+	record := blobTx(0, appEventType, pid, "lab", hex.EncodeToString(sum[:]))
+	keys, err := BlobKeys([]*abci.ExecTxResult{share, record})
+	if err != nil || !slices.Equal(keys, []blobstore.Key{SharedBlobKey(pid, "lab", sum), BlobKey(pid, "lab", sum)}) {
+		t.Fatalf("keys of a share and a record of the same bytes: %v, %v", keys, err)
+	}
+	if SharedBlobKey(pid, "lab", sum) == BlobKey(pid, "lab", sum) {
+		t.Fatal("a share's blob and a record's are filed alike")
+	}
+	refs := &emrv1.QueryBlobRefsResponse{Height: 9, Refs: []*emrv1.BlobRef{
+		{Ref: "share/x/1", PatientId: pid, Category: "lab", Sha256: sum[:]},
+		{Ref: "record/x/1", PatientId: pid, Category: "lab", Sha256: sum[:]},
+	}}
+	page, err := NewQueryChainView(func(_ context.Context, _ string, _, out proto.Message) error {
+		proto.Merge(out, refs)
+		return nil
+	}, nil, nil).StateBlobs(context.Background(), "")
+	if err != nil || !slices.Equal(page.Blobs, keys) {
+		t.Fatalf("BlobRefs of a share and a record: %v, %v; want %v", page.Blobs, err, keys)
+	}
+}
+
 // twoOf adds a second attribute key = value to the event of r.
 func twoOf(r *abci.ExecTxResult, key, value string) *abci.ExecTxResult {
 	r.Events[0].Attributes = append(r.Events[0].Attributes, abci.EventAttribute{Key: key, Value: value})

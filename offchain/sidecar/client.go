@@ -58,12 +58,23 @@ func NewClient(baseURL string, signer Signer, httpClient *http.Client) *Client {
 }
 
 // Put uploads size bytes of ciphertext from r under sum, for category of
-// patientID: the category of the record it will be added as, or of the
-// record it shares. Only a record or share of that patient and category
-// will serve it. The sidecar hashes the body and refuses it (400) if it
-// does not match.
+// patientID: the category of the record it will be added as. Only a
+// record of that patient and category will serve it. The sidecar hashes
+// the body and refuses it (400) if it does not match.
 func (c *Client) Put(ctx context.Context, patientID []byte, category string, sum [32]byte, r io.Reader, size int64) (*PutResult, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.base+"/v1/blobs/"+hex.EncodeToString(sum[:]), io.NopCloser(r))
+	return c.put(ctx, "/v1/blobs/", patientID, category, sum, r, size)
+}
+
+// PutShared is Put for a record re-encrypted to a study: category is the
+// shared record's, and only a share of a record of that patient and
+// category will serve it. It needs the share right, where Put needs the
+// write right.
+func (c *Client) PutShared(ctx context.Context, patientID []byte, category string, sum [32]byte, r io.Reader, size int64) (*PutResult, error) {
+	return c.put(ctx, "/v1/shared-blobs/", patientID, category, sum, r, size)
+}
+
+func (c *Client) put(ctx context.Context, path string, patientID []byte, category string, sum [32]byte, r io.Reader, size int64) (*PutResult, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.base+path+hex.EncodeToString(sum[:]), io.NopCloser(r))
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,8 @@
 //
 // # API
 //
-//	PUT /v1/blobs            (or PUT /v1/blobs/{sha256})
+//	PUT /v1/blobs            (or PUT /v1/blobs/{sha256}; a share's
+//	                          ciphertext: PUT /v1/shared-blobs/{sha256})
 //	    X-Emr-Patient: <patient id hex>   X-Emr-Category: <data category>
 //	    X-Emr-Body-SHA256: <sum hex>      Content-Length: <size>
 //	    body: the ciphertext
@@ -78,17 +79,19 @@
 //
 // PUT: the patient's owner, or a member whose permission for the patient
 // stands at the latest block time (not revoked, not_before <= t < not_after,
-// covering the category) with the write right (or the share right, for
-// ciphertext re-encrypted to a study). The upload precedes AddRecord, so
-// there is no record to check: the blob is filed under the patient and
-// category it was uploaded for (owner.go), and only a record or share of
-// both serves it.
+// covering the category) with the write right; for ciphertext re-encrypted
+// to a study (PUT /v1/shared-blobs), a member whose permission stands with
+// the share right. The upload precedes AddRecord, so there is no record to
+// check: the blob is filed under the patient and category it was uploaded
+// for, records' and shares' apart (owner.go), and only a record, or a
+// share, of both serves it.
 //
 // GET: the named record (Record) or share (Share) must exist and have
 // exactly this blob, or the answer is 403 — the chain keeps no index from a
 // hash to what references it (see BlobRef) — and the blob is read from
-// those uploaded for the record's patient and category (a share's: those of
-// the record it shares), or the answer is 404. Served to the owner of the
+// those uploaded for the record's patient and category (a share's: the
+// shared ciphertext uploaded for those of the record it shares), or the
+// answer is 404. Served to the owner of the
 // record's patient; to a member whose last access event (LastAccess) for the
 // record is committed and at most AccessWindow (10 min) old in
 // block time, and whose permission still stands and covers the record's

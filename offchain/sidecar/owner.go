@@ -19,16 +19,31 @@ import (
 // file bytes under an owner, an uploader needs the bytes and the write (or
 // share) right for that patient and category, so the only ciphertext a
 // record can reach is ciphertext uploaded for its own patient and category.
+//
+// Shared ciphertext (a record re-encrypted to a study key) has owners of
+// its own, and only a share serves it: a share names its ciphertext by
+// hash too, and with one owner for both it could name the raw ciphertext
+// of another record of the patient and category, which the study's
+// researchers would then read with no access event logged for it.
 
-// blobOwnerDomain separates owner digests from every other hash.
-const blobOwnerDomain = "emrchain/v1/sidecar-blob-owner"
+// blobOwnerDomain and sharedBlobOwnerDomain separate owner digests from
+// every other hash, and the owners of records' ciphertext from those of
+// shares'.
+const (
+	blobOwnerDomain       = "emrchain/v1/sidecar-blob-owner"
+	sharedBlobOwnerDomain = "emrchain/v1/sidecar-shared-blob-owner"
+)
 
 // blobOwner is the owner blobs uploaded for category of patient are filed
 // under: a digest of both (a patient id has a fixed length, and its length
 // is hashed too, so no two pairs share a digest).
 func blobOwner(patientID []byte, category string) blobstore.Owner {
+	return ownerIn(blobOwnerDomain, patientID, category)
+}
+
+func ownerIn(domain string, patientID []byte, category string) blobstore.Owner {
 	h := sha256.New()
-	h.Write([]byte(blobOwnerDomain))
+	h.Write([]byte(domain))
 	h.Write([]byte{0, byte(len(patientID))})
 	h.Write(patientID)
 	h.Write([]byte(category))
@@ -41,6 +56,21 @@ func blobOwner(patientID []byte, category string) blobstore.Owner {
 // uploaded for category of patient.
 func BlobKey(patientID []byte, category string, sum [32]byte) blobstore.Key {
 	return blobstore.Key{Owner: blobOwner(patientID, category), Sum: sum}
+}
+
+// SharedBlobKey is the store key the sidecar files shared blob sum under
+// when it is uploaded (PUT /v1/shared-blobs) for a share of a record of
+// category of patient.
+func SharedBlobKey(patientID []byte, category string, sum [32]byte) blobstore.Key {
+	return blobstore.Key{Owner: ownerIn(sharedBlobOwnerDomain, patientID, category), Sum: sum}
+}
+
+// blobKeyOf is BlobKey, or SharedBlobKey when shared.
+func blobKeyOf(shared bool, patientID []byte, category string, sum [32]byte) blobstore.Key {
+	if shared {
+		return SharedBlobKey(patientID, category, sum)
+	}
+	return BlobKey(patientID, category, sum)
 }
 
 // categoryPattern is the chain's rule for a data category (app.checkID; a

@@ -270,8 +270,9 @@ func New(opts Options) (*Server, error) {
 		refs.onAdd = s.pending.referenced
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("PUT /v1/blobs", s.metrics.instrument("put_blob", s.handlePut))
-	mux.HandleFunc("PUT /v1/blobs/{sha256}", s.metrics.instrument("put_blob", s.handlePut))
+	mux.HandleFunc("PUT /v1/blobs", s.metrics.instrument("put_blob", s.handlePut(false)))
+	mux.HandleFunc("PUT /v1/blobs/{sha256}", s.metrics.instrument("put_blob", s.handlePut(false)))
+	mux.HandleFunc("PUT /v1/shared-blobs/{sha256}", s.metrics.instrument("put_shared_blob", s.handlePut(true)))
 	mux.HandleFunc("GET /v1/blobs/{sha256}", s.metrics.instrument("get_blob", s.handleGet))
 	mux.HandleFunc("GET /healthz", s.metrics.instrument("healthz", s.handleHealth))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
@@ -509,7 +510,12 @@ type PutResult struct {
 	Created bool `json:"created"`
 }
 
-func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
+// handlePut stores a record's ciphertext, or, shared, a share's.
+func (s *Server) handlePut(shared bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { s.put(w, r, shared) }
+}
+
+func (s *Server) put(w http.ResponseWriter, r *http.Request, shared bool) {
 	caller, sr, aerr := s.authenticate(r)
 	if aerr != nil {
 		writeError(w, aerr)
@@ -537,7 +543,7 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errf(http.StatusBadRequest, "bad_request", "%s must be the data category the blob is uploaded for: %v", HeaderCategory, err))
 		return
 	}
-	key := BlobKey(patientID, category, sum)
+	key := blobKeyOf(shared, patientID, category, sum)
 	size := r.ContentLength
 	if size < 0 {
 		writeError(w, errf(http.StatusLengthRequired, "length_required", "Content-Length is required"))
@@ -559,7 +565,7 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 			"blob is %d bytes; the chain's limit (params.max_blob_bytes) is %d", size, params.MaxBlobBytes))
 		return
 	}
-	if aerr := newAuthState(s.chain, caller, head, s.opts.AccessWindow).authorizePut(ctx, patientID, category); aerr != nil {
+	if aerr := newAuthState(s.chain, caller, head, s.opts.AccessWindow).authorizePut(ctx, patientID, category, shared); aerr != nil {
 		writeError(w, aerr)
 		return
 	}
@@ -607,7 +613,7 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("blob stored", "sha256", sum.String(), "size", size, "uploader", hex.EncodeToString(caller.Address),
-		"patient", hex.EncodeToString(patientID), "category", category, "key", key.String(), "created", !existed)
+		"patient", hex.EncodeToString(patientID), "category", category, "shared", shared, "key", key.String(), "created", !existed)
 	status := http.StatusCreated
 	if existed {
 		status = http.StatusOK

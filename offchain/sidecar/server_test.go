@@ -91,6 +91,11 @@ func (e *env) putIn(a *actor, category string, data []byte) (*PutResult, error) 
 	return e.client(a).Put(context.Background(), e.pid, category, sha256.Sum256(data), bytes.NewReader(data), int64(len(data)))
 }
 
+// putShared uploads data as a share's ciphertext, for testCategory.
+func (e *env) putShared(a *actor, data []byte) (*PutResult, error) {
+	return e.client(a).PutShared(context.Background(), e.pid, testCategory, sha256.Sum256(data), bytes.NewReader(data), int64(len(data)))
+}
+
 // key is the store key of data uploaded for e's patient in testCategory.
 func (e *env) key(sum [32]byte) blobstore.Key { return BlobKey(e.pid, testCategory, sum) }
 
@@ -112,7 +117,20 @@ func TestPutAuthorization(t *testing.T) {
 		t.Fatalf("owner re-put: %+v %v (want 200, created=false)", res, err)
 	}
 	_, err = e.put(e.reader, []byte("other"))
-	wantStatus(t, err, 403, "does not include write or share")
+	wantStatus(t, err, 403, "does not include write")
+	// A record's ciphertext needs the write right, a share's the share
+	// right (and a patient shares nothing itself).
+	sharer := e.chain.addMember("put-sharer", emrv1.Role_ROLE_CLINICIAN, "hospital-a")
+	e.chain.grant(e.pid, sharer, e.chain.head.Time.Add(time.Hour), emrv1.Right_RIGHT_SHARE)
+	_, err = e.put(sharer, []byte("a record's ciphertext"))
+	wantStatus(t, err, 403, "does not include write")
+	if _, err := e.putShared(sharer, []byte("a share's ciphertext")); err != nil {
+		t.Fatalf("share-right shared upload: %v", err)
+	}
+	_, err = e.putShared(e.writer, []byte("a share's ciphertext"))
+	wantStatus(t, err, 403, `may not upload shared "`+testCategory+`"`)
+	_, err = e.putShared(e.patient, []byte("a share's ciphertext"))
+	wantStatus(t, err, 403, "a clinician with the share right")
 
 	stranger := e.chain.addMember("stranger", emrv1.Role_ROLE_CLINICIAN, "hospital-a")
 	_, err = e.put(stranger, []byte("other"))
@@ -325,7 +343,7 @@ func TestGetShares(t *testing.T) {
 	sum := sha256.Sum256(data)
 	sharer := e.chain.addMember("sharer", emrv1.Role_ROLE_CLINICIAN, "hospital-a")
 	e.chain.grant(e.pid, sharer, e.chain.head.Time.Add(time.Hour), emrv1.Right_RIGHT_SHARE)
-	if _, err := e.put(sharer, data); err != nil {
+	if _, err := e.putShared(sharer, data); err != nil {
 		t.Fatalf("share-right upload: %v", err)
 	}
 	pi := e.chain.addMember("pi", emrv1.Role_ROLE_RESEARCHER, "research")
@@ -343,6 +361,39 @@ func TestGetShares(t *testing.T) {
 	wantStatus(t, err, 403, "neither its principal investigator")
 	_, err = e.get(e.reader, ShareRef(e.pid, 1), sum, nil)
 	wantStatus(t, err, 403, "study")
+}
+
+// TestShareCannotServeARecordsCiphertext: a share that names the hash of
+// another record's raw ciphertext (same patient and category; hashes are
+// public) serves nothing: shared ciphertext is filed apart from records',
+// so the study's researchers cannot read a record through a share of
+// another one, with no access event for it.
+func TestShareCannotServeARecordsCiphertext(t *testing.T) {
+	e := newEnv(t, nil)
+	raw := []byte("raw ciphertext of record 2, not anonymised")
+	rawSum := sha256.Sum256(raw)
+	if _, err := e.put(e.writer, raw); err != nil {
+		t.Fatal(err)
+	}
+	rec1 := e.chain.addRecord(e.pid, sha256.Sum256([]byte("record 1")), e.writer)
+	e.chain.addRecord(e.pid, rawSum, e.writer)
+	sharer := e.chain.addMember("sharer", emrv1.Role_ROLE_CLINICIAN, "hospital-a")
+	e.chain.grant(e.pid, sharer, e.chain.head.Time.Add(time.Hour), emrv1.Right_RIGHT_SHARE)
+	pi := e.chain.addMember("pi", emrv1.Role_ROLE_RESEARCHER, "research")
+	e.chain.studies["s1"] = &emrv1.Study{Id: "s1", PrincipalInvestigator: pi.Address(), OrganizationId: "research"}
+	// The sharer shares record 1 but names record 2's ciphertext.
+	e.chain.addShare(rec1, "s1", rawSum, sharer)
+	if got, err := e.get(pi, ShareRef(e.pid, 1), rawSum, nil); err == nil || bytes.Equal(got, raw) {
+		t.Fatalf("a share naming a record's ciphertext served it (%d bytes, %v)", len(got), err)
+	}
+	// What the sharer itself uploads as shared ciphertext is what the
+	// share serves.
+	if _, err := e.putShared(sharer, raw); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := e.get(pi, ShareRef(e.pid, 1), rawSum, nil); err != nil || !bytes.Equal(got, raw) {
+		t.Fatalf("the same bytes uploaded as shared ciphertext by the sharer: %v", err)
+	}
 }
 
 // TestGetResearchReadOfAConsentNowAnonymised: a research read's access
