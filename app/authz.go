@@ -27,7 +27,7 @@ func checkPermission(perm *emrv1.Permission, grantee *emrv1.Member, right emrv1.
 	if perm.RevokedHeight != 0 {
 		return fmt.Errorf("%w at height %d", ErrPermissionRevoked, perm.RevokedHeight)
 	}
-	if grantee == nil || grantee.Status != emrv1.MemberStatus_MEMBER_STATUS_ACTIVE {
+	if !isActive(grantee) {
 		return fmt.Errorf("%w: the grantee's membership is suspended", ErrGranteeSuspended)
 	}
 	if nb := perm.NotBefore; nb != nil && t.Before(nb.AsTime()) {

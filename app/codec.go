@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/cometbft/cometbft/crypto/tmhash"
@@ -157,6 +158,10 @@ func DecodeTx(raw []byte) (*DecodedTx, error) {
 	}, nil
 }
 
+// errNotCanonical: bytes that decode, but are not the deterministic
+// encoding of what they decode to.
+var errNotCanonical = errors.New("not canonically encoded (unknown fields or non-deterministic encoding)")
+
 // decodeCanonical unmarshals raw into m and insists that raw is exactly the
 // deterministic encoding of m: unknown fields (which this version would
 // silently ignore) and alternative encodings are refused, so one signed body
@@ -171,7 +176,7 @@ func decodeCanonical(raw []byte, m proto.Message) error {
 		return err
 	}
 	if !bytes.Equal(again, raw) {
-		return fmt.Errorf("not canonically encoded (unknown fields or non-deterministic encoding)")
+		return errNotCanonical
 	}
 	return nil
 }

@@ -22,7 +22,7 @@
 //   - FinalizeBlock stages; Commit persists. The app hash is the IAVL root.
 //     A crash at any point loses at most the uncommitted block, which
 //     CometBFT replays after the handshake (Info reports the last commit).
-//   - Bad transactions get a result code (codes.go) and a human message;
+//   - Bad transactions get a result code (errors.go) and a human message;
 //     an error return means a broken invariant (a storage fault) on which
 //     CometBFT must halt.
 //   - ed25519 signatures are verified with CometBFT's crypto/ed25519

@@ -518,13 +518,13 @@ func TestTxNonCanonical(t *testing.T) {
 	}
 }
 
-// TestBug_TrailingUnknownFieldAccepted: decodeCanonical re-marshals what it
-// decoded and compares, but proto.Unmarshal keeps unknown fields and
-// Marshal writes them back (at the end of their message), so an unknown
-// field appended to a body, a message or the envelope round-trips and is
-// accepted. The same signed body then has several encodings and tx hashes,
-// and a field a newer version would act on is silently ignored.
-func TestBug_TrailingUnknownFieldAccepted(t *testing.T) {
+// TestUnknownFieldsRefused: an unknown field appended to a body, a message
+// or the envelope is refused as not canonically encoded. (proto.Unmarshal
+// keeps unknown fields and Marshal writes them back, so a re-marshal check
+// alone once let them round-trip: the same signed body then had several
+// encodings and tx hashes, and a field a newer version would act on was
+// silently ignored.)
+func TestUnknownFieldsRefused(t *testing.T) {
 	c := apptest.New(t, apptest.Options{}) // the registrar at sequence 0, which the hand-built body omits
 	reg := apptest.Registrar(apptest.HospitalA)
 	newbie := apptest.NewActor("rules-x")
@@ -1408,10 +1408,10 @@ func TestRecordsQuery(t *testing.T) {
 	}
 }
 
-// TestBug_RecordsPageAfterMaxUint64: Records and Shares start their scan at
-// after+1, which wraps to 0 for after = 2^64-1: a page "after the last
-// possible sequence" returns the whole list instead of nothing.
-func TestBug_RecordsPageAfterMaxUint64(t *testing.T) {
+// TestRecordsPageAfterMaxUint64IsEmpty: a page "after the last possible
+// sequence" of Records or Shares is empty. (Their scans start at after+1,
+// which wraps to 0 for after = 2^64-1: it once returned the whole list.)
+func TestRecordsPageAfterMaxUint64IsEmpty(t *testing.T) {
 	w := newRuleWorld(t, apptest.Options{})
 	c := w.c
 	w.study(ruleStudy)

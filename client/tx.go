@@ -357,7 +357,7 @@ func (c *Client) TxStatus(ctx context.Context, hash []byte) (*TxResult, error) {
 	}
 	// LastResultsHash covers the code but not the codespace, so the node's
 	// codespace is not taken: every transaction code in a block is the
-	// state machine's (abci/codes.go), in app.Codespace. A node cannot
+	// state machine's (app/errors.go), in app.Codespace. A node cannot
 	// make a verified failure miss errors.Is(err, app.ErrX).
 	res.Codespace = ""
 	if res.Code != 0 {

@@ -2,7 +2,8 @@
 // the emrchain state machine in one process.
 //
 //	emrchaind init  --home DIR --chain-id ID   write config, keys and genesis
-//	emrchaind start --home DIR                 run the node (and its gRPC and REST servers) until SIGINT/SIGTERM
+//	emrchaind start --home DIR                 run the node (and its gRPC, REST and blob sidecar servers) until SIGINT/SIGTERM
+//	emrchaind sidecar --home DIR               run the blob sidecar alone, beside a node (sidecar.go)
 //	emrchaind testnet --output DIR             write an N-validator consortium on 127.0.0.1 (testnet.go)
 //	emrchaind load --testnet DIR               load it with signed txs and measure commits (load.go, package testnet/load)
 //	emrchaind version                          print versions
@@ -10,13 +11,16 @@
 // The home directory follows CometBFT's layout, plus two emrchain files:
 //
 //	config/config.toml              CometBFT node configuration
-//	config/app.toml                 emrchain store and app settings, [grpc] and [api] servers
+//	config/app.toml                 emrchain store and app settings, [grpc], [api] and [sidecar] servers
 //	config/genesis.json             app_state = protojson of emrchainv1.GenesisState
 //	config/node_key.json            P2P identity
 //	config/priv_validator_key.json  validator signing key
 //	data/                           CometBFT block store, state store, WAL
 //	data/priv_validator_state.json  double-sign protection
 //	data/app.db/                    the application's IAVL store
+//	data/snapshots/                 state-sync snapshots this node serves
+//	data/blobs/                     the sidecar's filesystem blob store (when [sidecar] store = "fs")
+//	data/sidecar-refs/              the sidecar's reference index (which blobs the chain references)
 //	dev-keys/NAME.json              development member keys written by init
 //
 // Beside the node, start serves the emrchain.v1.Query and emrchain.v1.TxService

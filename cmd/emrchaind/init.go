@@ -266,7 +266,7 @@ func runInit(w io.Writer, o initOptions) error {
 	if len(keys) > 0 {
 		fmt.Fprintf(w, "Development keys (unencrypted, for development only):\n")
 		for _, k := range keys {
-			fmt.Fprintf(w, "  %-12s %s of %s  address %s  %s\n", k.Name, k.Role, k.OrganizationID, k.Address, k.path(o.home))
+			fmt.Fprintf(w, "  %-12s %s of %s  address %s  %s\n", k.Name, k.Role, k.OrganizationID, strings.ToUpper(k.Address), k.path(o.home)) // as emrcli shows addresses
 		}
 	}
 	fmt.Fprintf(w, "Start the node with: emrchaind start --home %s\n", o.home)

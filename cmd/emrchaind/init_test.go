@@ -119,7 +119,7 @@ func TestInitDevNode(t *testing.T) {
 	if k.Address != hex.EncodeToString(app.AddressOf(k.SignPubKey)) {
 		t.Fatalf("address %s is not AddressOf(sign_pub_key)", k.Address)
 	}
-	if !strings.Contains(out, k.Address) || !strings.Contains(out, filepath.Join(home, "dev-keys", "registrar.json")) {
+	if !strings.Contains(out, strings.ToUpper(k.Address)) || !strings.Contains(out, filepath.Join(home, "dev-keys", "registrar.json")) {
 		t.Fatalf("init output does not show the registrar's address and key path:\n%s", out)
 	}
 

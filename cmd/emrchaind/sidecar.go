@@ -646,9 +646,10 @@ Settings come from the [sidecar] table of HOME/config/app.toml (defaults if
 there is none); the flags override them. The backend is the embedded
 filesystem store (HOME/data/blobs) unless a MinIO endpoint is configured;
 MinIO credentials come from MINIO_ACCESS_KEY and MINIO_SECRET_KEY or from
-app.toml. The sidecar asks the node at --node (default: rpc.laddr of
-HOME/config/config.toml, else tcp://127.0.0.1:26657) over CometBFT RPC and
-trusts it: run it beside your own node. "emrchaind start" runs the same
+app.toml. The sidecar asks the node at --node (default: [sidecar] node of
+app.toml, else rpc.laddr of HOME/config/config.toml, else
+tcp://127.0.0.1:26657) over CometBFT RPC and trusts it: run it beside your
+own node, over loopback or a link no one else can change. "emrchaind start" runs the same
 sidecar in-process when [sidecar] enable = true.
 
 The sweep deletes blobs older than the grace period that no committed
@@ -671,7 +672,7 @@ share a reference index: give a second one on the same home its own
 	}
 	f := cmd.Flags()
 	f.String("listen", "", "HTTP listen address (default: app.toml, else "+defaultSidecarListen+")")
-	f.String("node", "", "CometBFT RPC address of the node to ask (default: app.toml, else config.toml's rpc.laddr)")
+	f.String("node", "", "CometBFT RPC address of the node to ask (default: app.toml, else config.toml's rpc.laddr, else tcp://127.0.0.1:26657)")
 	f.String("backend", "", "blob store: fs or minio (default: app.toml, else minio if an endpoint is set, else fs)")
 	f.String("dir", "", "directory of the fs backend (default: app.toml, else HOME/"+defaultSidecarDir+")")
 	f.String("ref-index-dir", "", "directory of the sweep's reference index (default: app.toml, else HOME/"+defaultRefIndexDir+")")

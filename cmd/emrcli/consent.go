@@ -22,7 +22,8 @@ func newGrantCmd(a *cli) *cobra.Command {
 		Use:   "grant --from PATIENT --to MEMBER --rights R[,R] [--categories C[,C]] --until TIME",
 		Short: "Give a clinician or researcher consent over your records",
 		Long: `grant records the patient's consent on chain: rights (read, write, share)
-over categories (none = all) between --from-time (default: now) and --until.
+over categories (none = all) from --from-time (default: the grant's block
+time) until --until, each a date (YYYY-MM-DD, midnight UTC) or RFC 3339 time.
 It seals the patient's current key-encryption key to the grantee's encryption
 key, fetched from the chain and verified, bound to (patient, grantee, key
 version); only that grantee can open it. A grant to the same member replaces
@@ -96,7 +97,7 @@ data must be anonymised).`,
 	f.StringSliceVar(&rights, "rights", nil, "read, write and/or share")
 	f.StringSliceVar(&categories, "categories", nil, "record categories (default: all)")
 	f.StringVar(&until, "until", "", "end of the consent: YYYY-MM-DD (midnight UTC) or RFC 3339")
-	f.StringVar(&fromTime, "from-time", "", "start of the consent (default: the grant's block)")
+	f.StringVar(&fromTime, "from-time", "", "start of the consent: YYYY-MM-DD (midnight UTC) or RFC 3339 (default: the grant's block time)")
 	f.StringVar(&study, "study", "", "study the share right is for")
 	f.BoolVar(&anonymise, "anonymise", false, "shared data must be anonymised")
 	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")

@@ -63,9 +63,8 @@ patient's key-encryption key.
 The "file" keyring (HOME/keyring-file, files 0600) encrypts each key with
 AES-256-GCM under an argon2id-derived key; the passphrase comes from
 EMRCLI_PASSPHRASE or a prompt (typed without echo on Linux, macOS, the
-BSDs and Windows consoles). The "test"
-keyring (HOME/keyring-test) keeps keys UNENCRYPTED, for scripts and tests
-only.`,
+BSDs and Windows consoles). The "test" keyring (HOME/keyring-test) keeps
+keys UNENCRYPTED, for scripts and tests only.`,
 		Example: `  emrcli keys add alice
   EMRCLI_PASSPHRASE=... emrcli keys list
   emrcli keys show alice --address

@@ -17,7 +17,7 @@ func newStudyCmd(a *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "study",
 		Short:   "Register and show research studies",
-		Example: "  emrcli study register --from research-registrar --id covid-19 --title \"COVID-19 outcomes\" --pi dr-who\n  emrcli study show covid-19",
+		Example: "  emrcli study register --from research-registrar --id covid-19 --title \"COVID-19 outcomes\" --pi dr-lab\n  emrcli study show covid-19",
 	}
 	cmd.AddCommand(newStudyRegisterCmd(a), newStudyShowCmd(a), newStudyKeygenCmd(a))
 	return cmd
@@ -35,7 +35,7 @@ hex, or by default the principal investigator's registered encryption key, so
 the PI decrypts shares with the key in their own keyring (emrcli download
 --share). A separate study key (emrcli study keygen) can be handed to several
 researchers of the study; they pass its file to download --study-key-file.`,
-		Example: `  emrcli study register --from research-registrar --id covid-19 --title "COVID-19 outcomes" --pi dr-who`,
+		Example: `  emrcli study register --from research-registrar --id covid-19 --title "COVID-19 outcomes" --pi dr-lab`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
