@@ -228,7 +228,9 @@ func Open(backend, home string, pass PassphraseFunc, opts ...Option) (*Keyring, 
 	for _, o := range opts {
 		o(kr)
 	}
-	if err := os.MkdirAll(kr.dir, 0o700); err != nil {
+	// Synced into its parent: a key written there (and fsynced) must not
+	// vanish with a directory entry that never reached the disk.
+	if err := durable.MkdirAll(kr.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("keyring: %w", err)
 	}
 	if err := os.Chmod(kr.dir, 0o700); err != nil {

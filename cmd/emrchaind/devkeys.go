@@ -15,6 +15,7 @@ import (
 
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/client/keyring"
+	"github.com/emrchain/emrchain/internal/durable"
 	emrchainv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -93,7 +94,7 @@ func (k *devKey) write(home string) error {
 
 // writeKeyFile writes k as dir/NAME.json (mode 0600), refusing to overwrite.
 func writeKeyFile(dir string, k *devKey) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := durable.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	b, err := json.MarshalIndent(k, "", "  ")

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 
 	"github.com/emrchain/emrchain/abci"
 	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/internal/durable"
 	emrchainv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 	"github.com/emrchain/emrchain/store"
 )
@@ -207,7 +210,7 @@ func runInit(w io.Writer, o initOptions) error {
 		}
 	}
 	for _, d := range []string{o.home, filepath.Join(o.home, cmtcfg.DefaultConfigDir), filepath.Join(o.home, cmtcfg.DefaultDataDir)} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
+		if err := durable.MkdirAll(d, 0o700); err != nil {
 			return err
 		}
 	}
@@ -249,6 +252,9 @@ func runInit(w io.Writer, o initOptions) error {
 		if err := k.write(o.home); err != nil {
 			return fmt.Errorf("write dev key %s: %w", k.Name, err)
 		}
+	}
+	if err := syncHome(o.home, conf, keys); err != nil {
+		return fmt.Errorf("sync %s: %w", o.home, err)
 	}
 
 	fmt.Fprintf(w, "Initialized emrchain node in %s\n", o.home)
@@ -410,4 +416,31 @@ func dryRunGenesis(chainID string, appState []byte, t time.Time) error {
 		return fmt.Errorf("genesis rejected by the state machine: %w", err)
 	}
 	return nil
+}
+
+// syncHome makes what init wrote durable: CometBFT's writers (config,
+// keys, genesis) do not fsync, and a power cut right after init could
+// leave an empty genesis.json or validator key behind a successful init.
+func syncHome(home string, conf *cmtcfg.Config, keys []*devKey) error {
+	files := []string{
+		filepath.Join(home, cmtcfg.DefaultConfigDir, cmtcfg.DefaultConfigFileName),
+		filepath.Join(home, cmtcfg.DefaultConfigDir, appConfigFile),
+		conf.GenesisFile(), conf.NodeKeyFile(), conf.PrivValidatorKeyFile(), conf.PrivValidatorStateFile(),
+	}
+	for _, k := range keys {
+		files = append(files, filepath.Join(home, devKeysDir, k.Name+".json"))
+	}
+	dirs := map[string]bool{}
+	for _, f := range files {
+		if err := durable.Sync(f); err != nil {
+			return err
+		}
+		dirs[filepath.Dir(f)] = true
+	}
+	for _, d := range slices.Sorted(maps.Keys(dirs)) {
+		if err := durable.SyncDir(d); err != nil {
+			return err
+		}
+	}
+	return durable.SyncDir(home) // dev-keys/ is made after home's other entries
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/emrchain/emrchain/client"
+	"github.com/emrchain/emrchain/internal/durable"
 )
 
 func newLightCmd(a *cli) *cobra.Command {
@@ -115,7 +116,7 @@ idle for longer needs a new root (init --force). init also records --node,
 					return fmt.Errorf("%s already trusts height %d of %s: pass --force to replace the root of trust", a.lightHome(), tr.Height, tr.ChainID)
 				}
 			}
-			if err := os.MkdirAll(a.home, 0o700); err != nil {
+			if err := durable.MkdirAll(a.home, 0o700); err != nil {
 				return err
 			}
 			// The new store is built beside the old one and replaces it only
@@ -143,6 +144,9 @@ idle for longer needs a new root (init --force). init also records --node,
 			}
 			if err := os.Rename(fresh, a.lightHome()); err != nil {
 				_ = os.Rename(old, a.lightHome())
+				return err
+			}
+			if err := durable.SyncDir(a.home); err != nil {
 				return err
 			}
 			_ = os.RemoveAll(old)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/emrchain/emrchain/client"
 	"github.com/emrchain/emrchain/client/keyring"
+	"github.com/emrchain/emrchain/internal/durable"
 )
 
 // Environment variables.
@@ -201,15 +202,17 @@ func (a *cli) loadConfig() (fileConfig, error) {
 	return conf, nil
 }
 
+// saveConfig replaces config.json whole: a crash leaves the old one or
+// the new one.
 func (a *cli) saveConfig(conf fileConfig) error {
-	if err := os.MkdirAll(a.home, 0o700); err != nil {
+	if err := durable.MkdirAll(a.home, 0o700); err != nil {
 		return err
 	}
 	raw, err := json.MarshalIndent(conf, "", "  ")
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(a.home, configFileName), append(raw, '\n'), 0o600)
+	return durable.ReplaceFile(filepath.Join(a.home, configFileName), append(raw, '\n'), 0o600)
 }
 
 func (a *cli) lightHome() string { return filepath.Join(a.home, "light") }

@@ -68,3 +68,28 @@ func TestReplaceFile(t *testing.T) {
 		t.Fatalf("%d entries left, want key.json and taken (no temporary file)", len(entries))
 	}
 }
+
+// TestMkdirAll: MkdirAll makes every missing directory with the
+// permissions asked, accepts one that exists, and refuses a file in the
+// way. (That each new directory is synced into its parent needs a power
+// cut to observe.)
+func TestMkdirAll(t *testing.T) {
+	dir := t.TempDir()
+	deep := filepath.Join(dir, "a", "b", "c")
+	for range 2 {
+		if err := MkdirAll(deep, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{filepath.Join(dir, "a"), filepath.Join(dir, "a", "b"), deep} {
+		if st, err := os.Stat(d); err != nil || !st.IsDir() || st.Mode().Perm() != 0o700 {
+			t.Fatalf("%s: %v, %v", d, st, err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "file"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := MkdirAll(filepath.Join(dir, "file", "sub"), 0o700); err == nil {
+		t.Fatal("MkdirAll through a file succeeded")
+	}
+}
