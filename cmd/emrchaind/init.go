@@ -114,6 +114,7 @@ and starts over.
 			return runInit(cmd.OutOrStdout(), o)
 		},
 	}
+	addHomeFlag(cmd)
 	f := cmd.Flags()
 	f.StringVar(&o.chainID, "chain-id", "", "chain id (required; at most 50 characters)")
 	f.StringVar(&o.moniker, "moniker", "", "node name (default: the host name)")

@@ -40,10 +40,20 @@ of its registrar; start runs the node.`,
 	}
 	// Shell completion is not part of the node's interface.
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.PersistentFlags().String(flagHome, defaultHome(), "node home directory (config/, data/, dev-keys/)")
-	root.PersistentFlags().String(flagLogLevel, "", `log level, e.g. "info", "debug" or "consensus:info,*:error" (default: log_level in config.toml)`)
 	root.AddCommand(newInitCmd(), newStartCmd(), newSidecarCmd(), newTestnetCmd(), newLoadCmd(), newVersionCmd())
 	return root
+}
+
+// addHomeFlag gives cmd the --home flag (init, start and sidecar: the
+// commands that work in a node's home).
+func addHomeFlag(cmd *cobra.Command) {
+	cmd.Flags().String(flagHome, defaultHome(), "node home directory (config/, data/, dev-keys/)")
+}
+
+// addLogLevelFlag gives cmd the --log-level flag; byDefault says what
+// level it logs at without it.
+func addLogLevelFlag(cmd *cobra.Command, byDefault string) {
+	cmd.Flags().String(flagLogLevel, "", `log level, e.g. "info", "debug" or "consensus:info,*:error" (default: `+byDefault+`)`)
 }
 
 // homeFlag returns the absolute --home directory.

@@ -670,6 +670,8 @@ share a reference index: give a second one on the same home its own
 		Args: cobra.NoArgs,
 		RunE: runSidecar,
 	}
+	addHomeFlag(cmd)
+	addLogLevelFlag(cmd, "info")
 	f := cmd.Flags()
 	f.String("listen", "", "HTTP listen address (default: app.toml, else "+defaultSidecarListen+")")
 	f.String("node", "", "CometBFT RPC address of the node to ask (default: app.toml, else config.toml's rpc.laddr, else tcp://127.0.0.1:26657)")

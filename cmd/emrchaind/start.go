@@ -84,6 +84,8 @@ Settings come from HOME/config/config.toml (CometBFT) and HOME/config/app.toml
 		Args: cobra.NoArgs,
 		RunE: runStart,
 	}
+	addHomeFlag(cmd)
+	addLogLevelFlag(cmd, "log_level in config.toml")
 	f := cmd.Flags()
 	f.String("backend", "", "database engine of data/app.db: goleveldb or pebble (must match the data; default: app.toml)")
 	f.Uint64("pruning-keep-recent", 0, "keep this many recent versions of the state, 0 = all (default: app.toml); blocks are never pruned")
