@@ -140,7 +140,30 @@ Exit codes: 0 success, 1 failure (the chain refused, verification failed, I/O),
 			c.Example = "  emrcli help grant\n  emrcli help keys add"
 		}
 	}
+	markUsageErrors(root)
 	return root
+}
+
+// markUsageErrors makes cobra's own complaints about a command line (a
+// flag it cannot parse, the wrong number of arguments) usageErrors, so
+// that isUsage need not guess from their words.
+func markUsageErrors(root *cobra.Command) {
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if check := c.Args; check != nil {
+			c.Args = func(cmd *cobra.Command, args []string) error {
+				if err := check(cmd, args); err != nil {
+					return usageError{err}
+				}
+				return nil
+			}
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
 }
 
 // setup resolves settings: flag > environment > HOME/config.json > default.
