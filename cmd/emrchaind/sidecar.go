@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -748,6 +749,10 @@ func runSidecar(cmd *cobra.Command, _ []string) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	logger = logger.With("module", "sidecar")
+	if !loopbackNode(c.Node) {
+		logger.Info("the sidecar takes the node's answers on trust (who may read, which blobs are referenced): "+
+			"the link to it must be one no one else can change (loopback, a private network, TLS)", "node", c.Node)
+	}
 
 	rpc, err := rpchttp.NewWithTimeout(c.Node, 30)
 	if err != nil {
@@ -775,4 +780,21 @@ func runSidecar(cmd *cobra.Command, _ []string) error {
 	sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// loopbackNode reports whether the RPC address node (tcp://, http:// or a
+// bare host:port) names this machine by a loopback address or localhost.
+func loopbackNode(node string) bool {
+	u, err := url.Parse(node)
+	host := ""
+	if err == nil && u.Host != "" {
+		host = u.Hostname()
+	} else if h, _, err := net.SplitHostPort(node); err == nil {
+		host = h
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -1099,3 +1099,16 @@ func TestNotOpenServerHandsItsSocketOver(t *testing.T) {
 	}
 	waiting.close() // nothing left to close
 }
+
+// TestLoopbackNode: which --node addresses the standalone sidecar counts
+// as this machine's (others get a warning that their answers are trusted).
+func TestLoopbackNode(t *testing.T) {
+	for node, want := range map[string]bool{
+		"tcp://127.0.0.1:26657": true, "http://localhost:26657": true, "tcp://[::1]:26657": true, "127.0.0.2:26657": true,
+		"tcp://10.0.0.2:26657": false, "https://node.hospital.example:443": false, "tcp://0.0.0.0:26657": false, "": false,
+	} {
+		if got := loopbackNode(node); got != want {
+			t.Errorf("loopbackNode(%q) = %v, want %v", node, got, want)
+		}
+	}
+}
