@@ -38,7 +38,9 @@ var clinicianOf = apptest.NewActor("snapshot-clinician")
 
 // sourceChain runs a consortium chain to height 4 on a node snapshotting
 // every 2 blocks, with a member registered at height 2, and returns the
-// node and the snapshot of height 4 with its trusted app hash.
+// node and the snapshot of height 4 with its trusted app hash. Blocks 3
+// and 4 change nothing, so the snapshot's last-block record is of height
+// 2: a restore must take it as the state of height 4.
 func sourceChain(t *testing.T) (*node, *types.Snapshot, []byte) {
 	t.Helper()
 	src := snapNode(t, t.TempDir(), 2, store.MinChunkSize)

@@ -14,7 +14,9 @@
 //     views: CheckTx against a cache over the last committed state (advanced
 //     by every accepted CheckTx and reset after Commit), FinalizeBlock
 //     against the working tree. The only difference is the time: CheckTx
-//     uses the last block's time, a block uses its own.
+//     uses the last block's time (after a restart or a state-sync restore,
+//     until the next block, that of the last block that changed the
+//     state), a block uses its own.
 //   - Every transaction executes in its own cache that is written to the
 //     block's view only when it succeeds, in sorted key order (the shape of
 //     an IAVL tree, and so the app hash, depends on insertion order). A

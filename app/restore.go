@@ -38,9 +38,9 @@ func (a *App) Snapshot(ctx context.Context, dir *store.Snapshots, height int64) 
 
 // FinishRestore completes r. The restored state counts only if its root
 // is trusted (the app hash the light client verified for r's height) and
-// it holds the app's bookkeeping of that very block (chain id, params, a
-// last-block record of r's height); otherwise it is wiped and the app is
-// empty again. On success the app resumes from the restored block as if
+// it holds the app's bookkeeping (chain id, params, a last-block record of
+// r's height or an earlier one: blocks that change nothing record none);
+// otherwise it is wiped and the app is empty again. On success the app resumes from the restored block as if
 // it had committed it: the next block it executes is height+1.
 func (a *App) FinishRestore(r *store.Restore, trusted []byte) error {
 	a.mu.Lock()

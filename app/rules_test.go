@@ -673,6 +673,10 @@ func TestRegisterMemberRole(t *testing.T) {
 			[]string{"U+000A"}},
 		{"credential with a right-to-left override", w.regA, with(func(m *emrv1.MsgRegisterMember) { m.CredentialRef = "licence:\u202e4321" }), app.ErrInvalidMsg,
 			[]string{"U+202E"}},
+		{"credential with a zero-width space", w.regA, with(func(m *emrv1.MsgRegisterMember) { m.CredentialRef = "licence:12\u200b34" }), app.ErrInvalidMsg,
+			[]string{"U+200B"}},
+		{"credential with a line separator", w.regA, with(func(m *emrv1.MsgRegisterMember) { m.CredentialRef = "licence:1\u2028role: registrar" }), app.ErrInvalidMsg,
+			[]string{"U+2028"}},
 		{"credential in Persian, with a zero-width non-joiner", w.regA, with(func(m *emrv1.MsgRegisterMember) { m.CredentialRef = "پروانه\u200cپزشکی:1234" }), nil, nil},
 	})
 }

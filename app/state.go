@@ -122,17 +122,6 @@ func (s state) study(id string) (*emrv1.Study, error) {
 // then the share's 8-byte sequence under that patient.
 const studyShareRefSize = PatientIDSize + 8
 
-// studyShare follows the study's index entry seq to the share it names:
-// nil when the study has no share seq.
-func (s state) studyShare(study string, seq uint64) (*emrv1.Share, error) {
-	key := studyShareKey(study, seq)
-	ref, err := s.kv.Get(key)
-	if err != nil || ref == nil {
-		return nil, err
-	}
-	return s.studyShareAt(key, ref)
-}
-
 // putStudyShare files share under study as its share_count-th share, and
 // stores the study with that count.
 func (s state) putStudyShare(study *emrv1.Study, share *emrv1.Share) error {

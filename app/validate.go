@@ -369,16 +369,27 @@ func checkText(what, s string, required bool) error {
 		return fmt.Errorf("%s is not valid UTF-8", what)
 	}
 	for _, r := range s {
-		if unicode.IsControl(r) || isBidiControl(r) {
+		if unicode.IsControl(r) || isHiddenControl(r) {
 			return fmt.Errorf("%s holds the control character U+%04X: text is shown to people as it is stored", what, r)
 		}
 	}
 	return nil
 }
 
-// isBidiControl reports the characters that reorder the text around them
-// (marks, embeddings, overrides, isolates): in a name or an object key
-// they can make what a reader sees differ from what is stored.
-func isBidiControl(r rune) bool {
-	return r == 0x061c || r == 0x200e || r == 0x200f || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069)
+// isHiddenControl reports the characters that reorder the text around them
+// (marks, embeddings, overrides, isolates) or hide in it (line and
+// paragraph separators, the zero-width space, word joiner, invisible
+// operators and byte-order mark): in a name or an object key they can make
+// what a reader sees differ from what is stored. The list is fixed here,
+// not taken from Unicode tables, which change with Go releases: a rule of
+// the state machine must not. (The zero-width non-joiner and joiner stay:
+// Persian and emoji need them.)
+func isHiddenControl(r rune) bool {
+	switch {
+	case r == 0x061c, r == 0x200b, r == 0x200e, r == 0x200f, r == 0x2028, r == 0x2029, r == 0xfeff:
+		return true
+	case r >= 0x202a && r <= 0x202e, r >= 0x2060 && r <= 0x2064, r >= 0x2066 && r <= 0x2069:
+		return true
+	}
+	return false
 }

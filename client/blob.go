@@ -86,8 +86,9 @@ import (
 // refused with ErrCannotAnonymise and nothing is uploaded). The result is
 // encrypted under a fresh data key with ShareStreamAAD, the data key is
 // sealed to the study's X25519 key (Study.study_pub_key, verified) in a
-// crypto envelope bound by StudyKeyBinding, the ciphertext is PUT (the
-// sidecar lets share grantees upload) and ShareRecord is submitted.
+// crypto envelope bound by StudyKeyBinding, the ciphertext is PUT as shared
+// ciphertext (PUT /v1/shared-blobs, which needs the share right) and
+// ShareRecord is submitted.
 // Non-anonymised shares stream from the decrypting reader straight into the
 // encrypting writer; anonymised ones hold the plaintext in memory (bounded
 // by ShareRequest.MaxAnonymiseBytes) because de-identification parses the

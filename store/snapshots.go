@@ -235,6 +235,11 @@ func (sn *Snapshots) List() ([]SnapshotInfo, error) {
 	// otherwise make it look damaged.
 	sn.mu.Lock()
 	defer sn.mu.Unlock()
+	return sn.list()
+}
+
+// list is List, called with sn.mu held.
+func (sn *Snapshots) list() ([]SnapshotInfo, error) {
 	all, err := sn.names()
 	if err != nil {
 		return nil, err
@@ -259,7 +264,9 @@ func (sn *Snapshots) List() ([]SnapshotInfo, error) {
 // default); a snapshot pruned in between would stall its join, which
 // CometBFT retries forever.
 func (sn *Snapshots) Advertise() ([]SnapshotInfo, error) {
-	list, err := sn.List()
+	sn.mu.Lock() // no prune between the listing and the marks
+	defer sn.mu.Unlock()
+	list, err := sn.list()
 	now := sn.now()
 	sn.servedMu.Lock()
 	for _, info := range list {

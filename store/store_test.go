@@ -576,3 +576,82 @@ func TestOpenRefusesAnotherEngine(t *testing.T) {
 		t.Fatalf("backendOnDisk of a pebble database cut short = %q, want pebble", got)
 	}
 }
+
+// TestUnchangedVersions: versions committed with no change (a block that
+// changes nothing) keep the previous root hash, are pruned and reopened
+// like any other, prove their keys against that hash, and export and
+// restore as snapshots. iavl stores such a version as a reference to an
+// older root, which pruning must keep alive while a kept version points at
+// it.
+func TestUnchangedVersions(t *testing.T) {
+	for _, backend := range diskBackends {
+		t.Run(backend, func(t *testing.T) {
+			dir := t.TempDir()
+			opts := Options{Backend: backend, CacheSize: 1000, KeepRecent: 2, PruneInterval: 2}
+			s := openTest(t, dir, opts)
+			model := map[string]string{}
+			set := func(k, v string) {
+				mustSet(t, s.Working(), k, v)
+				model[k] = v
+			}
+			set("a", "1")
+			set(keyN(1), "x")
+			hash, _ := mustCommit(t, s)
+			for range 10 { // versions 2 to 11, no change
+				if h, _ := mustCommit(t, s); !bytes.Equal(h, hash) {
+					t.Fatalf("a version with no change has root %X, want %X", h, hash)
+				}
+			}
+			check := func(s *Store, from, to int64, root []byte) {
+				t.Helper()
+				for v := from; v <= to; v++ {
+					r, err := s.ReaderAt(v)
+					if err != nil {
+						t.Fatalf("ReaderAt(%d): %v", v, err)
+					}
+					for k, want := range model {
+						wantValue(t, r, k, want)
+						val, proof, err := s.GetWithProof([]byte(k), v)
+						if err != nil {
+							t.Fatalf("GetWithProof(%s, %d): %v", k, v, err)
+						}
+						if err := VerifyMembership(root, []byte(k), val, proof); err != nil {
+							t.Fatalf("proof of %s at unchanged version %d: %v", k, v, err)
+						}
+					}
+				}
+			}
+			check(s, 10, 11, hash)
+			if _, err := s.ReaderAt(3); !isNotFound(err) {
+				t.Fatalf("ReaderAt(3) after pruning = %v, want ErrVersionNotFound", err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s = openTest(t, dir, opts)
+			defer s.Close()
+			if v, h := s.LastCommit(); v != 11 || !bytes.Equal(h, hash) {
+				t.Fatalf("reopened at %d %X, want 11 %X", v, h, hash)
+			}
+			check(s, 10, 11, hash)
+
+			// A snapshot of an unchanged version restores to its root.
+			sn, info := snapshotOf(t, s, 11, 1<<10)
+			dst := openTest(t, t.TempDir(), Options{Backend: backend, CacheSize: 1000})
+			defer dst.Close()
+			if err := restoreAll(t, dst, sn, info, hash); err != nil {
+				t.Fatalf("restore of unchanged version 11: %v", err)
+			}
+			checkRestored(t, dst, 11, hash, model)
+
+			// Changes after the run prune the unchanged versions away and
+			// leave the live keys readable.
+			set("a", "2")
+			next, _ := mustCommit(t, s)
+			for range 4 {
+				mustCommit(t, s)
+			}
+			check(s, 15, 16, next)
+		})
+	}
+}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/emrchain/emrchain/abci"
 	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/client/clienttest"
 	"github.com/emrchain/emrchain/internal/freeport"
 	emrchainv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 	"github.com/emrchain/emrchain/store"
@@ -377,6 +378,86 @@ func TestStartRefusesAStateCometBFTLacks(t *testing.T) {
 	if err == nil || !bytes.Contains(out, []byte("holds the state of height")) || !bytes.Contains(out, []byte("but CometBFT holds none")) ||
 		bytes.Contains(out, []byte("node started")) {
 		t.Fatalf("start with an app state and no CometBFT state: %v, output %q", err, out)
+	}
+}
+
+// TestStartRefusesAnotherChainsRestoredState: a home whose app state is
+// not the chain's (here a copy of the node that went its own way) and
+// whose CometBFT data is gone is refused at start with [statesync] on: the
+// light client's app hash for the app's height is another. CometBFT's own
+// bootstrap found the mismatch too, then panicked closing its databases.
+func TestStartRefusesAnotherChainsRestoredState(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the node binary")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	homeA, portA := initLoopbackHome(t, "--timeout-commit", "100ms", "--empty-blocks-interval", "0s")
+	a := startNode(t, homeA, "a1.log")
+	waitHeight(ctx, t, a, portA, 3)
+	if err := a.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	homeB := filepath.Join(t.TempDir(), "b")
+	if err := os.CopyFS(homeB, os.DirFS(homeA)); err != nil {
+		t.Fatal(err)
+	}
+	portB := freeport.Get(t)
+	ports := []string{"--rpc.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", portB),
+		"--p2p.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", freeport.Get(t)),
+		"--grpc.address", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
+		"--api.address", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
+		"--sidecar.listen", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t))}
+	a = startNode(t, homeA, "a2.log")
+	// The copy commits a transaction the chain never sees.
+	b := startNode(t, homeB, "b1.log", ports...)
+	waitHeight(ctx, t, b, portB, 1)
+	registerClinician(ctx, t, homeB, portB, ed25519.GenPrivKey())
+	hB, _ := waitHeight(ctx, t, b, portB, 1)
+	if err := b.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for _, db := range []string{"blockstore.db", "state.db", "evidence.db", "tx_index.db", "cs.wal"} {
+		if err := os.RemoveAll(filepath.Join(homeB, "data", db)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var hdr struct {
+		Header struct {
+			Height string `json:"height"`
+		} `json:"header"`
+	}
+	var commit struct {
+		SignedHeader struct {
+			Commit struct {
+				BlockID struct {
+					Hash string `json:"hash"`
+				} `json:"block_id"`
+			} `json:"commit"`
+		} `json:"signed_header"`
+	}
+	if err := rpc(ctx, portA, "header", url.Values{"height": {"2"}}, &hdr); err != nil {
+		t.Fatal(err)
+	}
+	if err := rpc(ctx, portA, "commit", url.Values{"height": {"2"}}, &commit); err != nil {
+		t.Fatal(err)
+	}
+	trustHash, err := hex.DecodeString(commit.SignedHeader.Commit.BlockID.Hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rpcA := fmt.Sprintf("http://127.0.0.1:%d", portA)
+	if err := clienttest.SetConfig(filepath.Join(homeB, "config", "config.toml"), "statesync", map[string]string{
+		"enable": "true", "rpc_servers": strconv.Quote(rpcA + "," + rpcA), "trust_height": "2",
+		"trust_hash": strconv.Quote(fmt.Sprintf("%X", trustHash)), "trust_period": `"168h0m0s"`,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitHeight(ctx, t, a, portA, hB+2)
+	out, err := exec.CommandContext(ctx, binary(t), append([]string{"start", "--home", homeB}, ports...)...).CombinedOutput()
+	if err == nil || !bytes.Contains(out, []byte("it is not this chain's state")) || bytes.Contains(out, []byte("panic")) ||
+		bytes.Contains(out, []byte("node started")) {
+		t.Fatalf("start of a copy that went its own way, CometBFT data removed, [statesync] on: %v\n%s", err, out)
 	}
 }
 

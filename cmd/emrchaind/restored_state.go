@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,9 +11,11 @@ import (
 
 	cmtcfg "github.com/cometbft/cometbft/config"
 	"github.com/cometbft/cometbft/libs/log"
+	"github.com/cometbft/cometbft/light"
 	"github.com/cometbft/cometbft/light/provider"
 	"github.com/cometbft/cometbft/node"
 	sm "github.com/cometbft/cometbft/state"
+	"github.com/cometbft/cometbft/statesync"
 )
 
 // recordRestoredState mends the one state a crash can leave at the end of
@@ -42,24 +45,70 @@ func recordRestoredState(ctx context.Context, logger log.Logger, conf *cmtcfg.Co
 	}
 	logger.Info("the app holds a state CometBFT did not record (a state-sync join ended in a crash): recording it through the light client",
 		"height", h, "rpc_servers", conf.StateSync.RPCServers)
-	// The light client proves the state of h with headers h+1 and h+2,
-	// which the chain may not have made yet; the bootstrap writes nothing
-	// until it has them.
+	if err := checkRestoredAppHash(ctx, logger, conf, genProvider, appDB, h, appHash); err != nil {
+		return err
+	}
+	if err := node.BootstrapState(ctx, conf, dbProvider, genProvider, uint64(h), appHash); err != nil {
+		return fmt.Errorf("record the app's state of height %d in CometBFT: %w", h, err)
+	}
+	return nil
+}
+
+// checkRestoredAppHash asks the light client (the [statesync] servers and
+// trust settings) for the app hash of height h and compares it with the
+// app's: CometBFT's bootstrap would find a mismatch too, but then closes
+// its databases twice, which panics on pebble. The light client proves
+// the state of h with headers h+1 and h+2, which the chain may not have
+// made yet: those it waits for, as long as it takes (a signal stops it).
+func checkRestoredAppHash(ctx context.Context, logger log.Logger, conf *cmtcfg.Config, genProvider node.GenesisDocProvider,
+	appDB string, h int64, appHash []byte) error {
+	gen, err := genProvider()
+	if err != nil {
+		return fmt.Errorf("genesis: %w", err)
+	}
+	genState, err := sm.MakeGenesisState(gen.GenesisDoc)
+	if err != nil {
+		return fmt.Errorf("genesis: %w", err)
+	}
+	sp, err := statesync.NewLightClientStateProviderWithDBKeyVersion(ctx, genState.ChainID, genState.Version, genState.InitialHeight,
+		conf.StateSync.RPCServers, light.TrustOptions{
+			Period: conf.StateSync.TrustPeriod, Height: conf.StateSync.TrustHeight, Hash: conf.StateSync.TrustHashBytes(),
+		}, logger.With("module", "light"), conf.Storage.ExperimentalKeyLayout)
+	if err != nil {
+		return fmt.Errorf("light client for the app's state of height %d ([statesync] rpc_servers, trust_height, trust_hash): %w", h, err)
+	}
+	start := time.Now()
 	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
-		err := node.BootstrapState(ctx, conf, dbProvider, genProvider, uint64(h), appHash)
-		if err == nil {
+		trusted, err := sp.AppHash(ctx, uint64(h))
+		switch {
+		case err == nil && !bytes.Equal(trusted, appHash):
+			return fmt.Errorf("the app store holds state %d with app hash %X, but the chain's is %X: it is not this chain's state; remove %s and start again",
+				h, appHash, trusted, appDB)
+		case err == nil:
 			return nil
+		case !headersNotYetMade(err):
+			return fmt.Errorf("verify the app's state of height %d: %w", h, err)
 		}
-		if !errors.Is(err, provider.ErrHeightTooHigh) && !strings.Contains(err.Error(), provider.ErrHeightTooHigh.Error()) {
-			return fmt.Errorf("record the app's state of height %d in CometBFT: %w", h, err)
-		}
-		logger.Info("waiting for the headers that prove the app's state", "height", h, "retry_in", wait)
+		logger.Info("waiting for the headers that prove the app's state", "height", h, "waited", time.Since(start).Round(time.Second), "err", err)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("record the app's state of height %d in CometBFT: %w", h, ctx.Err())
+			return fmt.Errorf("verify the app's state of height %d: %w", h, ctx.Err())
 		case <-time.After(wait):
 		}
 	}
+}
+
+// headersNotYetMade reports the light client's failures that a chain
+// still making its next blocks explains: a height above the servers'
+// newest, a block they do not have yet, no answer. (The light client
+// returns its last witness's error, which may be any of these.)
+func headersNotYetMade(err error) bool {
+	for _, e := range []error{provider.ErrHeightTooHigh, provider.ErrLightBlockNotFound, provider.ErrNoResponse} {
+		if errors.Is(err, e) || strings.Contains(err.Error(), e.Error()) {
+			return true
+		}
+	}
+	return false
 }
 
 // cometStateEmpty reports whether CometBFT's state store holds no state:

@@ -621,10 +621,13 @@ func newSidecarCmd() *cobra.Command {
 		Use:   "sidecar",
 		Short: "Run the blob sidecar on its own, beside a node",
 		Long: `sidecar runs the blob sidecar: an HTTP server that stores ciphertext under its
-SHA-256 (PUT /v1/blobs) and serves it (GET /v1/blobs/{sha256}?record=
-<patient>/<seq>, with ranges) only to members the chain allows: the patient's
-owner, or a member whose RecordAccess for that record is committed and
-younger than the access window; the record must have exactly that blob.
+SHA-256 (PUT /v1/blobs/{sha256}; a record re-encrypted for a study: PUT
+/v1/shared-blobs/{sha256}) and serves it (GET /v1/blobs/{sha256}?record=
+<patient>/<seq> or ?share=<patient>/<seq>, with ranges) only to members the
+chain allows: for a record, the patient's owner or a member whose
+RecordAccess for that record is committed and younger than the access window;
+for a share, the study's principal investigator and researchers. The record
+or share must have exactly that blob.
 Requests are signed with the member's ed25519 key (X-Emr-Address,
 X-Emr-Timestamp, X-Emr-Body-SHA256, X-Emr-Signature); stale or replayed
 requests are refused. GET /healthz and GET /metrics
@@ -782,19 +785,26 @@ func runSidecar(cmd *cobra.Command, _ []string) error {
 	return srv.Shutdown(sctx)
 }
 
-// loopbackNode reports whether the RPC address node (tcp://, http:// or a
-// bare host:port) names this machine by a loopback address or localhost.
+// loopbackNode reports whether the RPC address node (tcp://, http://,
+// unix:// or a bare host:port) is on this machine: a unix socket, a
+// loopback address, localhost, or the unspecified address a node's
+// rpc.laddr listens on when it serves every interface.
 func loopbackNode(node string) bool {
 	u, err := url.Parse(node)
 	host := ""
-	if err == nil && u.Host != "" {
+	switch {
+	case err == nil && u.Scheme == "unix":
+		return true
+	case err == nil && u.Host != "":
 		host = u.Hostname()
-	} else if h, _, err := net.SplitHostPort(node); err == nil {
-		host = h
+	default:
+		if h, _, err := net.SplitHostPort(node); err == nil {
+			host = h
+		}
 	}
 	if host == "localhost" {
 		return true
 	}
 	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return ip != nil && (ip.IsLoopback() || ip.IsUnspecified())
 }

@@ -1105,7 +1105,8 @@ func TestNotOpenServerHandsItsSocketOver(t *testing.T) {
 func TestLoopbackNode(t *testing.T) {
 	for node, want := range map[string]bool{
 		"tcp://127.0.0.1:26657": true, "http://localhost:26657": true, "tcp://[::1]:26657": true, "127.0.0.2:26657": true,
-		"tcp://10.0.0.2:26657": false, "https://node.hospital.example:443": false, "tcp://0.0.0.0:26657": false, "": false,
+		"unix:///var/run/emrchain/rpc.sock": true, "tcp://0.0.0.0:26657": true,
+		"tcp://10.0.0.2:26657": false, "https://node.hospital.example:443": false, "": false,
 	} {
 		if got := loopbackNode(node); got != want {
 			t.Errorf("loopbackNode(%q) = %v, want %v", node, got, want)

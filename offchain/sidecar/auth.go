@@ -30,7 +30,8 @@ const (
 	// HeaderPatient is the patient id (64 hex characters) a PUT uploads for.
 	HeaderPatient = "X-Emr-Patient"
 	// HeaderCategory is the data category a PUT uploads for: that of the
-	// record the blob will be added as, or of the record it shares.
+	// record the blob will be added as, or (PUT /v1/shared-blobs) of the
+	// record it shares.
 	HeaderCategory = "X-Emr-Category"
 )
 

@@ -191,8 +191,9 @@ func (a *authState) authorizePut(ctx context.Context, patientID []byte, category
 // window (measured in block time) and whose permission still stands; a
 // share's blob to the owner, the study's principal investigator and the
 // researchers of the study's organization. It returns what is served: the
-// blob uploaded for the record's patient and category (for a share, those
-// of the record it shares), of the size the chain has for it.
+// blob uploaded for the record's patient and category (for a share, the
+// shared blob uploaded for those of the record it shares), of the size the
+// chain has for it.
 func (a *authState) authorizeGet(ctx context.Context, ref BlobRef, sum [32]byte) (servedBlob, *apiError) {
 	b, why, err := a.mayRead(ctx, ref, sum)
 	switch {

@@ -16,9 +16,10 @@ import (
 // could add a record — to a patient they enrolled themselves, or in a
 // category they may write — that names the hash of another patient's (or
 // another category's) ciphertext, and read that ciphertext through it. To
-// file bytes under an owner, an uploader needs the bytes and the write (or
-// share) right for that patient and category, so the only ciphertext a
-// record can reach is ciphertext uploaded for its own patient and category.
+// file bytes under an owner, an uploader needs the bytes and the write
+// right for that patient and category (the share right, for a share's), so
+// the only ciphertext a record can reach is ciphertext uploaded for its
+// own patient and category.
 //
 // Shared ciphertext (a record re-encrypted to a study key) has owners of
 // its own, and only a share serves it: a share names its ciphertext by
