@@ -21,11 +21,6 @@ var (
 	// modified ciphertext. AEADs cannot tell these apart and neither can we.
 	ErrDecrypt = errors.New("crypto: message authentication failed (wrong key, wrong binding or tampered data)")
 
-	// ErrWrongKey is an alias of ErrDecrypt, for callers that think in terms
-	// of "is this my key". It is the same error value: a failure matching it
-	// may equally be caused by tampering or a wrong binding.
-	ErrWrongKey = ErrDecrypt
-
 	// ErrBadFormat reports an encoding that cannot be parsed: wrong length,
 	// bad magic, out-of-range field.
 	ErrBadFormat = errors.New("crypto: malformed encoding")
