@@ -339,16 +339,46 @@ func initLoopbackHome(t *testing.T, extra ...string) (string, int) {
 	t.Helper()
 	home := t.TempDir()
 	rpcPort := freeport.Get(t)
-	args := []string{"init", "--home", home, "--chain-id", "emr-node-test",
-		"--rpc.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", rpcPort),
-		"--p2p.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", freeport.Get(t)),
-		"--grpc.address", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
-		"--api.address", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
-		"--sidecar.listen", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t))}
+	args := append([]string{"init", "--home", home, "--chain-id", "emr-node-test"}, loopbackFlags(t, rpcPort)...)
 	if out, err := exec.Command(binary(t), append(args, extra...)...).CombinedOutput(); err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
 	}
 	return home, rpcPort
+}
+
+// stoppedAtHeight3 is a loopback home whose node ran to height 3 (100 ms
+// blocks) and stopped, and its RPC port.
+func stoppedAtHeight3(ctx context.Context, t *testing.T) (string, int) {
+	t.Helper()
+	home, rpcPort := initLoopbackHome(t, "--timeout-commit", "100ms", "--empty-blocks-interval", "0s")
+	node := startNode(t, home, "run1.log")
+	waitHeight(ctx, t, node, rpcPort, 3)
+	if err := node.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	return home, rpcPort
+}
+
+// removeCometBFTData removes CometBFT's databases and WAL from home, and
+// keeps the app's store: what a crash at the end of a state-sync join
+// leaves.
+func removeCometBFTData(t *testing.T, home string) {
+	t.Helper()
+	for _, db := range []string{"blockstore.db", "state.db", "evidence.db", "tx_index.db", "cs.wal"} {
+		if err := os.RemoveAll(filepath.Join(home, "data", db)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// loopbackFlags are the flags (of init and start) that put a node's RPC
+// on rpcPort and its other servers on free loopback ports.
+func loopbackFlags(t *testing.T, rpcPort int) []string {
+	return []string{"--rpc.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", rpcPort),
+		"--p2p.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", freeport.Get(t)),
+		"--grpc.address", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
+		"--api.address", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
+		"--sidecar.listen", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t))}
 }
 
 // TestStartRefusesAStateCometBFTLacks: an app store with blocks beside
@@ -363,17 +393,8 @@ func TestStartRefusesAStateCometBFTLacks(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	home, rpcPort := initLoopbackHome(t, "--timeout-commit", "100ms", "--empty-blocks-interval", "0s")
-	node := startNode(t, home, "run1.log")
-	waitHeight(ctx, t, node, rpcPort, 3)
-	if err := node.stop(t, syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	for _, db := range []string{"blockstore.db", "state.db", "evidence.db", "tx_index.db", "cs.wal"} {
-		if err := os.RemoveAll(filepath.Join(home, "data", db)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	home, _ := stoppedAtHeight3(ctx, t)
+	removeCometBFTData(t, home)
 	out, err := exec.Command(binary(t), "start", "--home", home).CombinedOutput()
 	if err == nil || !bytes.Contains(out, []byte("holds the state of height")) || !bytes.Contains(out, []byte("but CometBFT holds none")) ||
 		bytes.Contains(out, []byte("node started")) {
@@ -392,23 +413,14 @@ func TestStartRefusesAnotherChainsRestoredState(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	homeA, portA := initLoopbackHome(t, "--timeout-commit", "100ms", "--empty-blocks-interval", "0s")
-	a := startNode(t, homeA, "a1.log")
-	waitHeight(ctx, t, a, portA, 3)
-	if err := a.stop(t, syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	homeA, portA := stoppedAtHeight3(ctx, t)
 	homeB := filepath.Join(t.TempDir(), "b")
 	if err := os.CopyFS(homeB, os.DirFS(homeA)); err != nil {
 		t.Fatal(err)
 	}
 	portB := freeport.Get(t)
-	ports := []string{"--rpc.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", portB),
-		"--p2p.laddr", fmt.Sprintf("tcp://127.0.0.1:%d", freeport.Get(t)),
-		"--grpc.address", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
-		"--api.address", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)),
-		"--sidecar.listen", fmt.Sprintf("127.0.0.1:%d", freeport.Get(t))}
-	a = startNode(t, homeA, "a2.log")
+	ports := loopbackFlags(t, portB)
+	a := startNode(t, homeA, "a2.log")
 	// The copy commits a transaction the chain never sees.
 	b := startNode(t, homeB, "b1.log", ports...)
 	waitHeight(ctx, t, b, portB, 1)
@@ -417,11 +429,7 @@ func TestStartRefusesAnotherChainsRestoredState(t *testing.T) {
 	if err := b.stop(t, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	for _, db := range []string{"blockstore.db", "state.db", "evidence.db", "tx_index.db", "cs.wal"} {
-		if err := os.RemoveAll(filepath.Join(homeB, "data", db)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	removeCometBFTData(t, homeB)
 	var hdr struct {
 		Header struct {
 			Height string `json:"height"`
