@@ -178,6 +178,7 @@ func (ctx *txContext) rotateKey(m *emrv1.MsgRotateKey) error {
 		}
 	}
 	p.KeyVersion = m.NewKeyVersion
+	p.KekCheck = m.KekCheck
 	ctx.detail("key_version", fmt.Sprint(p.KeyVersion))
 	return ctx.st.put(patientKey(p.Id), p)
 }

@@ -111,6 +111,7 @@ func (ctx *txContext) enrollPatient(m *emrv1.MsgEnrollPatient) error {
 		Id:             m.PatientId,
 		Owner:          owner,
 		KeyVersion:     1,
+		KekCheck:       m.KekCheck,
 		EnrolledHeight: ctx.block.Height,
 	}); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"fmt"
 	"math"
@@ -799,7 +800,7 @@ func TestEnrollPatient(t *testing.T) {
 	c.Must(p2, apptest.Enroll(p2))
 	h := c.Height()
 
-	want := &emrv1.Patient{Id: id2, Owner: p2.Address, KeyVersion: 1, EnrolledHeight: h}
+	want := &emrv1.Patient{Id: id2, Owner: p2.Address, KeyVersion: 1, EnrolledHeight: h, KekCheck: apptest.KEKCheck(1)}
 	if got := rulePatient(c, id2); !proto.Equal(got, want) {
 		t.Fatalf("patient\n got %v\nwant %v", got, want)
 	}
@@ -1160,11 +1161,13 @@ func TestRotateKeyRules(t *testing.T) {
 		{"rewrap of an unknown record", w.pat, rot(2, standing, rewrap(1, 9)), app.ErrNotFound, []string{"the patient has no record 9"}},
 		{"rewrap of record 0", w.pat, rot(2, standing, rewrap(0)), app.ErrInvalidMsg, []string{"record sequence 0 does not exist"}},
 		{"rewrap twice", w.pat, rot(2, standing, rewrap(1, 1)), app.ErrInvalidMsg, []string{"record 1 re-wrapped twice"}},
+		{"no KEK check value", w.pat, func() *emrv1.Msg { m := rot(2, standing, nil); m.GetRotateKey().KekCheck = nil; return m }(), app.ErrInvalidMsg,
+			[]string{"KEK check value must be 16 bytes"}},
 	})
 
 	c.Must(w.pat, rot(2, standing, rewrap(1)))
-	if p := rulePatient(c, w.pid); p.KeyVersion != 2 {
-		t.Fatalf("patient key version %d, want 2", p.KeyVersion)
+	if p := rulePatient(c, w.pid); p.KeyVersion != 2 || !bytes.Equal(p.KekCheck, apptest.KEKCheck(2)) {
+		t.Fatalf("patient key version %d, check %x; want 2 and the rotation's check value", p.KeyVersion, p.KekCheck)
 	}
 	for _, p := range rulePermissions(c, w.pid) {
 		old := before[string(p.Grantee)]

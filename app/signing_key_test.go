@@ -97,7 +97,7 @@ func TestWeakSigningKeysRefused(t *testing.T) {
 	seed := apptest.PatientSeed("weak-key-patient")
 	tx, err := app.EncodeTx(&emrv1.TxBody{ChainId: apptest.ChainID, SignerPubKey: identity, Sequence: 0,
 		Msg: &emrv1.Msg{Sum: &emrv1.Msg_EnrollPatient{EnrollPatient: &emrv1.MsgEnrollPatient{
-			PatientId: app.BoundPatientID(identity, seed), IdSeed: seed, EncPubKey: newbie.EncPub()}}},
+			PatientId: app.BoundPatientID(identity, seed), IdSeed: seed, EncPubKey: newbie.EncPub(), KekCheck: apptest.KEKCheck(1)}}},
 	}, func([]byte) ([]byte, error) { return forged, nil })
 	if err != nil {
 		t.Fatal(err)

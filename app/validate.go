@@ -112,7 +112,7 @@ func validateSetMemberStatus(m *emrv1.MsgSetMemberStatus) error {
 
 func validateEnrollPatient(m *emrv1.MsgEnrollPatient) error {
 	return firstError(checkPatientID(m.PatientId), checkFixed("id seed", m.IdSeed, PatientIDSeedSize),
-		checkX25519Key("encryption key", m.EncPubKey))
+		checkX25519Key("encryption key", m.EncPubKey), checkFixed("KEK check value", m.KekCheck, crypto.KEKCheckSize))
 }
 
 func validateGrant(m *emrv1.MsgGrant) error {
@@ -175,6 +175,9 @@ func validateRotateKey(m *emrv1.MsgRotateKey) error {
 	}
 	if m.NewKeyVersion < 2 {
 		return fmt.Errorf("new key version must be at least 2")
+	}
+	if err := checkFixed("KEK check value", m.KekCheck, crypto.KEKCheckSize); err != nil {
+		return err
 	}
 	for _, e := range m.Envelopes {
 		if err := firstError(checkAddress("envelope grantee", e.GetGrantee()), checkWrappedKey("envelope", e.GetWrappedKek())); err != nil {

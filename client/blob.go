@@ -346,6 +346,15 @@ func (c *Client) Upload(ctx context.Context, s Signer, req UploadRequest, opts T
 		return nil, err
 	}
 	defer clear(dataKey)
+	// A KEK the chain did not commit fails first: before the file is
+	// encrypted, uploaded or a record wrapped under it.
+	p, err := c.Patient(ctx, req.PatientID)
+	if err != nil {
+		return nil, fmt.Errorf("patient %x: %w", req.PatientID, err)
+	}
+	if err := checkKEK(p, req.KeyVersion, req.KEK); err != nil {
+		return nil, err
+	}
 	sealed, err := sealToScratch(ctx, opts.TempDir, req.Source, req.Size, dataKey, RecordStreamAAD(req.PatientID, req.Category), opts.Progress)
 	if err != nil {
 		return nil, fmt.Errorf("encrypt: %w", err)

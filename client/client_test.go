@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
 	cmttypes "github.com/cometbft/cometbft/types"
@@ -142,7 +143,11 @@ func setup(t *testing.T) *world {
 	w.patient.KEKs = map[uint64][]byte{}
 	identity, _ := client.IdentityFromNameAndBirth("Ada Lovelace", "1815-12-10")
 	seed, _ := client.PatientSeed(w.patient.PatientSecret, identity)
-	enroll := client.EnrollPatientMsg(w.patient.PubKey(), w.patient.EncPubKey(), seed)
+	kek1, err := w.kek(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enroll := client.EnrollPatientMsg(w.patient.PubKey(), w.patient.EncPubKey(), seed, kek1)
 	w.patientID = enroll.GetEnrollPatient().PatientId
 
 	c := w.mustClient(t, node.RPC)
@@ -168,9 +173,6 @@ func setup(t *testing.T) *world {
 	submit(researchRegistrar, &emrv1.Msg{Sum: &emrv1.Msg_RegisterStudy{RegisterStudy: &emrv1.MsgRegisterStudy{
 		StudyId: worldStudy, Title: "Lab trends", PrincipalInvestigator: researcher.Address(), StudyPubKey: researcher.EncPubKey(),
 	}}})
-	if _, err := w.kek(1); err != nil {
-		t.Fatal(err)
-	}
 	submit(w.patient, enroll)
 	grant, err := c.GrantMsg(ctx, w.patientID, client.GrantSpec{
 		Grantee: w.clinician.Address(), Rights: []emrv1.Right{emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_WRITE, emrv1.Right_RIGHT_SHARE},
@@ -440,6 +442,64 @@ func TestClientAgainstNode(t *testing.T) {
 	t.Run("RangeProofsAtOnce", func(t *testing.T) { testRangeProofsAtOnce(t, w) })
 	t.Run("Fork", func(t *testing.T) { testFork(t, w, fork) })
 
+	// A copy of the patient's key whose KEK of the current version is not
+	// the committed one (a rotation begun on another device that never
+	// committed) neither grants nor uploads under it, and a grantee sealed
+	// such a KEK is told so.
+	t.Run("WrongKEK", func(t *testing.T) {
+		c := w.mustClient(t, w.node.RPC)
+		stale, _ := crypto.GenerateKey()
+		staleKEK := func(uint64) ([]byte, error) { return bytes.Clone(stale), nil }
+		_, err := c.GrantMsg(ctx, w.patientID, client.GrantSpec{Grantee: w.clinician.Address(), Rights: []emrv1.Right{emrv1.Right_RIGHT_READ},
+			NotAfter: time.Now().Add(time.Hour)}, staleKEK)
+		if !errors.Is(err, client.ErrWrongKEK) {
+			t.Fatalf("grant under a KEK the chain did not commit: %v, want ErrWrongKEK", err)
+		}
+		_, err = c.Upload(ctx, w.patient, client.UploadRequest{PatientID: w.patientID, Category: "lab-results", Source: strings.NewReader("x"), Size: 1,
+			KEK: stale, KeyVersion: 1}, client.TransferOptions{Sidecars: []string{"http://127.0.0.1:1"}})
+		if !errors.Is(err, client.ErrWrongKEK) {
+			t.Fatalf("upload under a KEK the chain did not commit: %v, want ErrWrongKEK", err)
+		}
+		if _, err := c.GrantMsg(ctx, w.patientID, client.GrantSpec{Grantee: w.clinician.Address(), Rights: []emrv1.Right{emrv1.Right_RIGHT_READ},
+			NotAfter: time.Now().Add(time.Hour)}, w.kek); err != nil {
+			t.Fatalf("grant under the committed KEK: %v", err)
+		}
+		// A grant built by hand from the stale KEK: the chain cannot tell,
+		// the grantee can.
+		auditor, _ := keyring.Generate("wrong-kek-auditor")
+		if _, err := c.Submit(ctx, w.registrar, &emrv1.Msg{Sum: &emrv1.Msg_RegisterMember{RegisterMember: &emrv1.MsgRegisterMember{
+			SignPubKey: auditor.PubKey(), EncPubKey: auditor.EncPubKey(), Role: emrv1.Role_ROLE_CLINICIAN,
+			OrganizationId: "dev-hospital", CredentialRef: "licence:wrong-kek",
+		}}}); err != nil {
+			t.Fatal(err)
+		}
+		m, err := c.Member(ctx, auditor.Address())
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, err := client.SealKEK(m, w.patientID, 1, stale)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Submit(ctx, w.patient, &emrv1.Msg{Sum: &emrv1.Msg_Grant{Grant: &emrv1.MsgGrant{
+			PatientId: w.patientID, Grantee: auditor.Address(), Rights: []emrv1.Right{emrv1.Right_RIGHT_READ},
+			NotAfter: timestamppb.New(time.Now().Add(time.Hour)), WrappedKek: env, KeyVersion: 1,
+		}}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.GranteeKEK(ctx, auditor.EncPrivKey(), w.patientID, auditor.Address()); !errors.Is(err, client.ErrWrongKEK) {
+			t.Fatalf("a grantee opening an envelope of a KEK the chain did not commit: %v, want ErrWrongKEK", err)
+		}
+		if kek, v, err := c.GranteeKEK(ctx, w.clinician.EncPrivKey(), w.patientID, w.clinician.Address()); err != nil || v != 1 || !bytes.Equal(kek, w.patient.KEKs[1]) {
+			t.Fatalf("the clinician's envelope: v%d, %v", v, err)
+		}
+		// The world's later rotations seal to standing grants only.
+		if _, err := c.Submit(ctx, w.patient, &emrv1.Msg{Sum: &emrv1.Msg_Revoke{Revoke: &emrv1.MsgRevoke{
+			PatientId: w.patientID, Grantee: auditor.Address()}}}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("RevokeAndRotate", func(t *testing.T) {
 		c := w.mustClient(t, w.node.RPC)
 		res, err := c.RevokeAndRotate(ctx, w.patient, w.patientID, w.clinician.Address(), w.kek, nil)
@@ -478,12 +538,12 @@ func TestClientAgainstNode(t *testing.T) {
 		for _, name := range []string{"patient-2", "patient-3"} {
 			p, _ := keyring.Generate(name)
 			seed := sha256.Sum256([]byte(name))
-			enroll := client.EnrollPatientMsg(p.PubKey(), p.EncPubKey(), seed[:])
+			kek, _ := crypto.GenerateKey()
+			enroll := client.EnrollPatientMsg(p.PubKey(), p.EncPubKey(), seed[:], kek)
 			id := enroll.GetEnrollPatient().PatientId
 			if _, err := c.Submit(ctx, p, enroll); err != nil {
 				t.Fatal(err)
 			}
-			kek, _ := crypto.GenerateKey()
 			grant, err := c.GrantMsg(ctx, id, client.GrantSpec{Grantee: w.clinician.Address(), Rights: []emrv1.Right{emrv1.Right_RIGHT_READ},
 				NotAfter: time.Now().Add(time.Hour)}, func(uint64) ([]byte, error) { return kek, nil })
 			if err != nil {

@@ -191,6 +191,9 @@ func (c *Client) GrantMsg(ctx context.Context, patientID []byte, spec GrantSpec,
 		return nil, fmt.Errorf("patient key version %d: %w", p.KeyVersion, err)
 	}
 	defer clear(key)
+	if err := checkKEK(p, p.KeyVersion, key); err != nil {
+		return nil, err
+	}
 	env, err := SealKEK(m, patientID, p.KeyVersion, key)
 	if err != nil {
 		return nil, err
@@ -369,7 +372,7 @@ func (c *Client) rotationMsg(ctx context.Context, patientID []byte, newKEK KEKFu
 	if rewrap != nil && next < opts.rewrapFrom {
 		rewrap, res.RewrapDeferred = nil, true
 	}
-	rot := &emrv1.MsgRotateKey{PatientId: patientID, NewKeyVersion: next}
+	rot := &emrv1.MsgRotateKey{PatientId: patientID, NewKeyVersion: next, KekCheck: crypto.KEKCheck(kek, patientID, next)}
 	for _, perm := range perms {
 		if !needsEnvelope(perm, now) {
 			continue
@@ -558,6 +561,14 @@ func (c *Client) GranteeKEK(ctx context.Context, encPriv *ecdh.PrivateKey, patie
 	kek, err := OpenKEK(encPriv, perm)
 	if err != nil {
 		return nil, 0, fmt.Errorf("open the patient key envelope: %w", err)
+	}
+	p, err := c.Patient(ctx, patientID)
+	if err == nil {
+		err = checkKEK(p, perm.KeyVersion, kek)
+	}
+	if err != nil {
+		clear(kek)
+		return nil, 0, fmt.Errorf("the patient key in your consent: %w", err)
 	}
 	return kek, perm.KeyVersion, nil
 }

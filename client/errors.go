@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/offchain/crypto"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
 // Sentinel errors. Test for them with errors.Is: the errors this package
@@ -32,7 +34,30 @@ var (
 	// already seen (Client.MinHeight) and did not catch up within the
 	// timeout. The answer is never returned.
 	ErrStale = errors.New("stale state")
+
+	// ErrWrongKEK means a copy of the patient's key-encryption key is not
+	// the one the chain committed for its version (Patient.kek_check): a
+	// rotation begun on another copy of the patient's key that never
+	// committed, or an envelope a patient's client sealed from such a copy.
+	// Nothing is wrapped or sealed under it.
+	ErrWrongKEK = errors.New("not the patient's committed key-encryption key")
 )
+
+// checkKEK refuses kek as the KEK of version of patient p when the chain
+// holds a check value for that version (the current one) and kek does not
+// match it. Older versions have no check value left on chain; a patient
+// enrolled before check values existed has none.
+func checkKEK(p *emrv1.Patient, version uint64, kek []byte) error {
+	if version != p.GetKeyVersion() || len(p.GetKekCheck()) == 0 {
+		return nil
+	}
+	if !crypto.KEKMatches(kek, p.Id, version, p.KekCheck) {
+		return fmt.Errorf("%w: this copy's key version %d of patient %x does not match the check value on chain "+
+			"(was the key rotated from another copy of the patient's key? take the key from that copy: emrcli keys export/import)",
+			ErrWrongKEK, version, p.Id)
+	}
+	return nil
+}
 
 // ChainError is a failure reported by the chain: a query or a transaction
 // with a non-zero result code. errors.Is matches it against ErrTxRejected

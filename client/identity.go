@@ -12,6 +12,7 @@ import (
 	"unicode"
 
 	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/offchain/crypto"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -46,9 +47,10 @@ func PatientSeed(secret, identity []byte) ([]byte, error) {
 // enrolls with the id its key and seed give, app.BoundPatientID(signPubKey,
 // seed): the chain accepts that id from that key only, so a copy of the
 // pending transaction is no use to anyone else.
-func EnrollPatientMsg(signPubKey, encPubKey, seed []byte) *emrv1.Msg {
+func EnrollPatientMsg(signPubKey, encPubKey, seed, kek []byte) *emrv1.Msg {
+	id := app.BoundPatientID(signPubKey, seed)
 	return &emrv1.Msg{Sum: &emrv1.Msg_EnrollPatient{EnrollPatient: &emrv1.MsgEnrollPatient{
-		PatientId: app.BoundPatientID(signPubKey, seed), IdSeed: seed, EncPubKey: encPubKey,
+		PatientId: id, IdSeed: seed, EncPubKey: encPubKey, KekCheck: crypto.KEKCheck(kek, id, 1),
 	}}}
 }
 

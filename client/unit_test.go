@@ -100,7 +100,8 @@ func TestIdentityNormalization(t *testing.T) {
 		t.Fatal("short secret accepted")
 	}
 	key1, key2 := bytes.Repeat([]byte{3}, 32), bytes.Repeat([]byte{4}, 32)
-	m1, m2 := EnrollPatientMsg(key1, nil, seed1).GetEnrollPatient(), EnrollPatientMsg(key2, nil, seed1).GetEnrollPatient()
+	kek := make([]byte, 32)
+	m1, m2 := EnrollPatientMsg(key1, nil, seed1, kek).GetEnrollPatient(), EnrollPatientMsg(key2, nil, seed1, kek).GetEnrollPatient()
 	if !bytes.Equal(m1.PatientId, app.BoundPatientID(key1, seed1)) || !bytes.Equal(m1.IdSeed, seed1) || bytes.Equal(m1.PatientId, m2.PatientId) {
 		t.Fatal("the enrollment's id is not bound to the key and the seed")
 	}

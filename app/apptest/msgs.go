@@ -2,6 +2,7 @@ package apptest
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"time"
@@ -43,7 +44,7 @@ func EnrollAs(patient *Actor, victim string) *emrv1.Msg {
 // and seed give (app.BoundPatientID).
 func EnrollSeed(patient *Actor, seed []byte) *emrv1.Msg {
 	return &emrv1.Msg{Sum: &emrv1.Msg_EnrollPatient{EnrollPatient: &emrv1.MsgEnrollPatient{
-		PatientId: app.BoundPatientID(patient.SignPub(), seed), IdSeed: seed, EncPubKey: patient.EncPub()}}}
+		PatientId: app.BoundPatientID(patient.SignPub(), seed), IdSeed: seed, EncPubKey: patient.EncPub(), KekCheck: KEKCheck(1)}}}
 }
 
 // GrantSpec is a grant in test-friendly form.
@@ -133,5 +134,14 @@ func Share(id []byte, seq uint64, study string, anonymised bool) *emrv1.Msg {
 
 // RotateKey is the message moving patient id to newVersion.
 func RotateKey(id []byte, newVersion uint64, envelopes []*emrv1.KeyEnvelope, rewrapped []*emrv1.RewrappedKey) *emrv1.Msg {
-	return &emrv1.Msg{Sum: &emrv1.Msg_RotateKey{RotateKey: &emrv1.MsgRotateKey{PatientId: id, NewKeyVersion: newVersion, Envelopes: envelopes, Rewrapped: rewrapped}}}
+	return &emrv1.Msg{Sum: &emrv1.Msg_RotateKey{RotateKey: &emrv1.MsgRotateKey{PatientId: id, NewKeyVersion: newVersion, Envelopes: envelopes, Rewrapped: rewrapped,
+		KekCheck: KEKCheck(newVersion)}}}
+}
+
+// KEKCheck is the check value tests commit for a patient's KEK of
+// version: 16 bytes that tell versions apart (the state machine only
+// stores it).
+func KEKCheck(version uint64) []byte {
+	sum := sha256.Sum256(binary.BigEndian.AppendUint64([]byte("apptest/kek-check"), version))
+	return sum[:16]
 }

@@ -124,8 +124,7 @@ with the same information always gives the same id.`,
 			if err != nil {
 				return err
 			}
-			msg := client.EnrollPatientMsg(k.PubKey(), k.EncPubKey(), seed)
-			id := msg.GetEnrollPatient().PatientId
+			id := app.BoundPatientID(k.PubKey(), seed)
 			if k.PatientID != nil && !bytes.Equal(k.PatientID, id) {
 				return fmt.Errorf("key %q already enrolled as patient %x; this identifying information gives another id", from, k.PatientID)
 			}
@@ -133,6 +132,7 @@ with the same information always gives the same id.`,
 			if err != nil {
 				return err
 			}
+			msg := client.EnrollPatientMsg(k.PubKey(), k.EncPubKey(), seed, kek)
 			clear(kek)
 			res, err := a.submit(ctx, k, msg, async)
 			if errors.Is(err, app.ErrAlreadyExists) && k.PatientID == nil {

@@ -264,7 +264,15 @@ func (p *plan) setupPatients(now time.Time) []*plannedTx {
 func (p *plan) enroll(pt int) *plannedTx {
 	return p.tx(pt, kindEnroll, msgOf(&emrv1.Msg{Sum: &emrv1.Msg_EnrollPatient{EnrollPatient: &emrv1.MsgEnrollPatient{
 		PatientId: p.patientID[pt], IdSeed: patientSeed(p.signers[pt].name), EncPubKey: p.signers[pt].encPub,
+		KekCheck: kekCheckFor(p.patientID[pt], 1),
 	}}}))
+}
+
+// kekCheckFor is an opaque stand-in for the check value of a patient's KEK
+// of version (the chain only stores it).
+func kekCheckFor(patientID []byte, version uint64) []byte {
+	sum := sha256.Sum256(fmt.Appendf(nil, "kek-check/%x/%d", patientID, version))
+	return sum[:16]
 }
 
 // kekFor is an opaque stand-in for a KEK wrapped to the grantee (the chain
@@ -369,7 +377,7 @@ func (p *plan) consentStep(now time.Time) *plannedTx {
 	default:
 		p.keyVersion[pt]++
 		return p.tx(pt, kindRotate, msgOf(&emrv1.Msg{Sum: &emrv1.Msg_RotateKey{RotateKey: &emrv1.MsgRotateKey{
-			PatientId: id, NewKeyVersion: p.keyVersion[pt],
+			PatientId: id, NewKeyVersion: p.keyVersion[pt], KekCheck: kekCheckFor(id, p.keyVersion[pt]),
 		}}}))
 	}
 }

@@ -504,7 +504,9 @@ type MsgEnrollPatient struct {
 	// 32 bytes the client derives from the patient's secret and identifying
 	// information (HMAC-SHA256; see client.PatientSeed). Public: without the
 	// secret it links to nobody.
-	IdSeed        []byte `protobuf:"bytes,3,opt,name=id_seed,json=idSeed,proto3" json:"id_seed,omitempty"`
+	IdSeed []byte `protobuf:"bytes,3,opt,name=id_seed,json=idSeed,proto3" json:"id_seed,omitempty"`
+	// Check value of the KEK of version 1 (Patient.kek_check): 16 bytes.
+	KekCheck      []byte `protobuf:"bytes,4,opt,name=kek_check,json=kekCheck,proto3" json:"kek_check,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -556,6 +558,13 @@ func (x *MsgEnrollPatient) GetEncPubKey() []byte {
 func (x *MsgEnrollPatient) GetIdSeed() []byte {
 	if x != nil {
 		return x.IdSeed
+	}
+	return nil
+}
+
+func (x *MsgEnrollPatient) GetKekCheck() []byte {
+	if x != nil {
+		return x.KekCheck
 	}
 	return nil
 }
@@ -853,7 +862,9 @@ type MsgRotateKey struct {
 	// rights.
 	Envelopes []*KeyEnvelope `protobuf:"bytes,3,rep,name=envelopes,proto3" json:"envelopes,omitempty"`
 	// Data keys of existing records under the new KEK.
-	Rewrapped     []*RewrappedKey `protobuf:"bytes,4,rep,name=rewrapped,proto3" json:"rewrapped,omitempty"`
+	Rewrapped []*RewrappedKey `protobuf:"bytes,4,rep,name=rewrapped,proto3" json:"rewrapped,omitempty"`
+	// Check value of the new KEK (Patient.kek_check): 16 bytes.
+	KekCheck      []byte `protobuf:"bytes,5,opt,name=kek_check,json=kekCheck,proto3" json:"kek_check,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -912,6 +923,13 @@ func (x *MsgRotateKey) GetEnvelopes() []*KeyEnvelope {
 func (x *MsgRotateKey) GetRewrapped() []*RewrappedKey {
 	if x != nil {
 		return x.Rewrapped
+	}
+	return nil
+}
+
+func (x *MsgRotateKey) GetKekCheck() []byte {
+	if x != nil {
+		return x.KekCheck
 	}
 	return nil
 }
@@ -1282,12 +1300,13 @@ const file_emrchain_v1_tx_proto_rawDesc = "" +
 	"\x0ecredential_ref\x18\x05 \x01(\tR\rcredentialRef\"a\n" +
 	"\x12MsgSetMemberStatus\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\fR\aaddress\x121\n" +
-	"\x06status\x18\x02 \x01(\x0e2\x19.emrchain.v1.MemberStatusR\x06status\"j\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x19.emrchain.v1.MemberStatusR\x06status\"\x87\x01\n" +
 	"\x10MsgEnrollPatient\x12\x1d\n" +
 	"\n" +
 	"patient_id\x18\x01 \x01(\fR\tpatientId\x12\x1e\n" +
 	"\venc_pub_key\x18\x02 \x01(\fR\tencPubKey\x12\x17\n" +
-	"\aid_seed\x18\x03 \x01(\fR\x06idSeed\"\xfe\x02\n" +
+	"\aid_seed\x18\x03 \x01(\fR\x06idSeed\x12\x1b\n" +
+	"\tkek_check\x18\x04 \x01(\fR\bkekCheck\"\xfe\x02\n" +
 	"\bMsgGrant\x12\x1d\n" +
 	"\n" +
 	"patient_id\x18\x01 \x01(\fR\tpatientId\x12\x18\n" +
@@ -1316,13 +1335,14 @@ const file_emrchain_v1_tx_proto_rawDesc = "" +
 	"wrappedKek\"a\n" +
 	"\fRewrappedKey\x12'\n" +
 	"\x0frecord_sequence\x18\x01 \x01(\x04R\x0erecordSequence\x12(\n" +
-	"\x10wrapped_file_key\x18\x02 \x01(\fR\x0ewrappedFileKey\"\xc6\x01\n" +
+	"\x10wrapped_file_key\x18\x02 \x01(\fR\x0ewrappedFileKey\"\xe3\x01\n" +
 	"\fMsgRotateKey\x12\x1d\n" +
 	"\n" +
 	"patient_id\x18\x01 \x01(\fR\tpatientId\x12&\n" +
 	"\x0fnew_key_version\x18\x02 \x01(\x04R\rnewKeyVersion\x126\n" +
 	"\tenvelopes\x18\x03 \x03(\v2\x18.emrchain.v1.KeyEnvelopeR\tenvelopes\x127\n" +
-	"\trewrapped\x18\x04 \x03(\v2\x19.emrchain.v1.RewrappedKeyR\trewrapped\"\x8e\x02\n" +
+	"\trewrapped\x18\x04 \x03(\v2\x19.emrchain.v1.RewrappedKeyR\trewrapped\x12\x1b\n" +
+	"\tkek_check\x18\x05 \x01(\fR\bkekCheck\"\x8e\x02\n" +
 	"\fMsgAddRecord\x12\x1d\n" +
 	"\n" +
 	"patient_id\x18\x01 \x01(\fR\tpatientId\x12\x1a\n" +

@@ -658,8 +658,13 @@ type Patient struct {
 	// Number of share events; shares are numbered 1..share_count.
 	ShareCount     uint64 `protobuf:"varint,6,opt,name=share_count,json=shareCount,proto3" json:"share_count,omitempty"`
 	EnrolledHeight int64  `protobuf:"varint,7,opt,name=enrolled_height,json=enrolledHeight,proto3" json:"enrolled_height,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Check value of the KEK of key_version (crypto.KEKCheck: 16 bytes of
+	// an HMAC under the KEK), committed by the patient's client at enrolment
+	// and rotation. The chain cannot verify it; the patient's devices and
+	// the grantees compare their copy of the KEK with it before using it.
+	KekCheck      []byte `protobuf:"bytes,8,opt,name=kek_check,json=kekCheck,proto3" json:"kek_check,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Patient) Reset() {
@@ -739,6 +744,13 @@ func (x *Patient) GetEnrolledHeight() int64 {
 		return x.EnrolledHeight
 	}
 	return 0
+}
+
+func (x *Patient) GetKekCheck() []byte {
+	if x != nil {
+		return x.KekCheck
+	}
+	return nil
 }
 
 // Permission is a patient's consent to one grantee.
@@ -1580,7 +1592,7 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\x11registered_height\x18\t \x01(\x03R\x10registeredHeight\"H\n" +
 	"\aAccount\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\fR\aaddress\x12#\n" +
-	"\rnext_sequence\x18\x02 \x01(\x04R\fnextSequence\"\xe0\x01\n" +
+	"\rnext_sequence\x18\x02 \x01(\x04R\fnextSequence\"\xfd\x01\n" +
 	"\aPatient\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\fR\x05owner\x12\x1f\n" +
@@ -1590,7 +1602,8 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\faccess_count\x18\x05 \x01(\x04R\vaccessCount\x12\x1f\n" +
 	"\vshare_count\x18\x06 \x01(\x04R\n" +
 	"shareCount\x12'\n" +
-	"\x0fenrolled_height\x18\a \x01(\x03R\x0eenrolledHeight\"\x8d\x04\n" +
+	"\x0fenrolled_height\x18\a \x01(\x03R\x0eenrolledHeight\x12\x1b\n" +
+	"\tkek_check\x18\b \x01(\fR\bkekCheck\"\x8d\x04\n" +
 	"\n" +
 	"Permission\x12\x1d\n" +
 	"\n" +
