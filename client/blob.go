@@ -974,6 +974,7 @@ func anonymise(plain io.Reader, rec *emrv1.Record, req ShareRequest) ([]byte, *d
 	if limit <= 0 {
 		limit = DefaultMaxAnonymiseBytes
 	}
+	limit = min(limit, math.MaxInt64-1) // limit+1 below must not wrap
 	in, err := io.ReadAll(io.LimitReader(plain, limit+1))
 	defer clear(in)
 	if err != nil {

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/emrchain/emrchain/app"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
 func TestProvenReaderIteratesProvenKeysOnly(t *testing.T) {
@@ -123,5 +126,24 @@ func TestCheckTxRejectionParsesCometBFT(t *testing.T) {
 	nf := &ChainError{Code: app.ErrNotFound.Code(), Codespace: app.Codespace, Log: "no member"}
 	if !errors.Is(nf, ErrNotFound) || errors.Is(nf, ErrTxRejected) {
 		t.Fatal("not found")
+	}
+}
+
+// TestAnonymiseLimits: the bound on plaintext held for de-identification
+// refuses a record above it, and the largest bound there is reads the
+// record whole (limit+1 used to wrap, and nothing was read).
+func TestAnonymiseLimits(t *testing.T) {
+	bundle, err := os.ReadFile("../offchain/deid/testdata/synthetic-bundle.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &emrv1.Record{Sequence: 1, Category: "lab-results"}
+	for _, limit := range []int64{0, int64(len(bundle)), math.MaxInt64} {
+		if out, _, err := anonymise(bytes.NewReader(bundle), rec, ShareRequest{MaxAnonymiseBytes: limit}); err != nil || len(out) == 0 {
+			t.Errorf("limit %d: %d bytes, %v", limit, len(out), err)
+		}
+	}
+	if _, _, err := anonymise(bytes.NewReader(bundle), rec, ShareRequest{MaxAnonymiseBytes: int64(len(bundle)) - 1}); !errors.Is(err, ErrCannotAnonymise) {
+		t.Errorf("a record one byte above the limit: %v, want ErrCannotAnonymise", err)
 	}
 }

@@ -45,6 +45,7 @@ func ensureKEK(kr *keyring.Keyring, k *keyring.Key, version uint64) ([]byte, err
 	}
 	k.KEKs[version] = kek
 	if err := kr.Save(k); err != nil {
+		delete(k.KEKs, version) // not saved: never handed out later
 		return nil, fmt.Errorf("save the new key-encryption key: %w", err)
 	}
 	return bytes.Clone(kek), nil // the caller clears what it is handed
