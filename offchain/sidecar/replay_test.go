@@ -119,7 +119,9 @@ func TestReplayCachePerSigner(t *testing.T) {
 // than replay_per_signer within the window is refused with 429, a
 // Retry-After of the seconds until its oldest request leaves the window,
 // and a body that names the limit; another member is served meanwhile, and
-// the refusal is counted by reason.
+// the refusal is counted by reason. A request counts for a whole window
+// from its arrival, whatever its timestamp: one set back to the edge of
+// the window used to leave the quota within a second.
 func TestSignerQuotaHTTP(t *testing.T) {
 	t0 := time.Now()
 	e := newEnv(t, func(o *Options) {
@@ -127,9 +129,9 @@ func TestSignerQuotaHTTP(t *testing.T) {
 		o.Now = func() time.Time { return t0 }
 	})
 	const skew = DefaultMaxClockSkew
-	// Three requests (refused as unauthorized, but received): the oldest
-	// signed 10 s ago, so it leaves the window in skew-10s.
-	for i, at := range []time.Time{t0, t0.Add(-10 * time.Second), t0} {
+	// Three requests (refused as unauthorized, but received), two of
+	// them signed in the past: each counts until skew after now.
+	for i, at := range []time.Time{t0, t0.Add(-10 * time.Second), t0.Add(-skew + time.Second)} {
 		if status, body := doJSON(t, e.signedGet(e.writer, i+1, at)); status != http.StatusForbidden {
 			t.Fatalf("request %d: %d %+v", i, status, body)
 		}
@@ -140,7 +142,7 @@ func TestSignerQuotaHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	wantRetry := strconv.Itoa(int((skew - 10*time.Second) / time.Second))
+	wantRetry := strconv.Itoa(int(skew / time.Second))
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != wantRetry {
 		t.Fatalf("fourth request: %d, Retry-After %q; want 429 and %s", resp.StatusCode, resp.Header.Get("Retry-After"), wantRetry)
 	}
@@ -154,15 +156,20 @@ func TestSignerQuotaHTTP(t *testing.T) {
 	if status, body := doJSON(t, e.signedGet(e.reader, 1, t0)); status != http.StatusForbidden {
 		t.Fatalf("another signer: %d %+v", status, body)
 	}
-	// Once the oldest request left the window, the member is served again.
-	t0 = t0.Add(skew - 10*time.Second)
-	if status, body := doJSON(t, e.signedGet(e.writer, 11, t0)); status != http.StatusForbidden {
-		t.Fatalf("after the oldest left the window: %d %+v", status, body)
+	// Still counted a second before the window from their arrival ends;
+	// served once it has.
+	t0 = t0.Add(skew - time.Second)
+	if status, _ := doJSON(t, e.signedGet(e.writer, 11, t0)); status != http.StatusTooManyRequests {
+		t.Fatalf("a second before the window from arrival ends: %d, want 429", status)
+	}
+	t0 = t0.Add(time.Second)
+	if status, body := doJSON(t, e.signedGet(e.writer, 12, t0)); status != http.StatusForbidden {
+		t.Fatalf("after the window from arrival: %d %+v", status, body)
 	}
 	metrics := scrape(t, e)
 	for _, want := range []string{
-		`emrchain_sidecar_quota_refusals_total{reason="signer_requests"} 2`,
-		`emrchain_sidecar_requests_total{outcome="too_many_requests",route="get_blob"} 2`,
+		`emrchain_sidecar_quota_refusals_total{reason="signer_requests"} 3`,
+		`emrchain_sidecar_requests_total{outcome="too_many_requests",route="get_blob"} 3`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Fatalf("/metrics lacks %q", want)

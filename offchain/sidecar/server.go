@@ -469,7 +469,15 @@ func (s *Server) authenticateSigned(r *http.Request) (*emrv1.Member, *signedRequ
 	if !sr.verify(member.SignPubKey) {
 		return nil, nil, unauthenticated("bad signature: it does not verify with the signing key %x registered for %x", member.SignPubKey, sr.address)
 	}
-	fresh, err := s.replay.admit(signerAddr(sr.address), sr.replayKey(), sr.timestamp.Add(s.opts.MaxClockSkew))
+	// A request is remembered until its signature's window closes, and
+	// counts against its signer for a whole window from its arrival at
+	// least: a timestamp set back to just inside the window would
+	// otherwise leave the signer's quota within moments.
+	expires := sr.timestamp.Add(s.opts.MaxClockSkew)
+	if now := s.opts.Now(); expires.After(now) {
+		expires = later(expires, now.Add(s.opts.MaxClockSkew))
+	}
+	fresh, err := s.replay.admit(signerAddr(sr.address), sr.replayKey(), expires)
 	var busy *signerBusyError
 	switch {
 	case errors.Is(err, errReplayWindowPassed):
@@ -881,4 +889,11 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusServiceUnavailable
 	}
 	writeJSON(w, status, h)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
