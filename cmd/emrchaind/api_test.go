@@ -536,6 +536,12 @@ func TestAPIServers(t *testing.T) {
 				t.Errorf("gRPC %s: %v, want %v", c.name, c.err, c.want)
 			}
 		}
+		// A height header of 1 MiB is not echoed back whole.
+		huge := strings.Repeat("9", 1<<20)
+		err := second(n.query.Params(pinned(huge), &emrv1.QueryParamsRequest{}))
+		if st := grpcstatus.Convert(err); st.Code() != codes.InvalidArgument || len(st.Message()) > 300 {
+			t.Errorf("a 1 MiB height: %v, a message of %d bytes; want InvalidArgument quoting at most a prefix", st.Code(), len(st.Message()))
+		}
 	})
 
 	t.Run("OpenAPI lists every route", func(t *testing.T) {

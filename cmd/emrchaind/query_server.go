@@ -53,12 +53,12 @@ func requestHeight(ctx context.Context) (int64, error) {
 	}
 	for _, v := range vals[1:] {
 		if strings.TrimSpace(v) != strings.TrimSpace(vals[0]) {
-			return 0, grpcstatus.Errorf(codes.InvalidArgument, "conflicting %s values %q", heightMD, vals)
+			return 0, grpcstatus.Errorf(codes.InvalidArgument, "conflicting %s values %s and %s", heightMD, app.QuoteInput(vals[0]), app.QuoteInput(v))
 		}
 	}
 	h, err := strconv.ParseInt(strings.TrimSpace(vals[0]), 10, 64)
 	if err != nil || h < 0 {
-		return 0, grpcstatus.Errorf(codes.InvalidArgument, "invalid %s %q: want a block height, 0 or absent for the latest", heightMD, vals[0])
+		return 0, grpcstatus.Errorf(codes.InvalidArgument, "invalid %s %s: want a block height, 0 or absent for the latest", heightMD, app.QuoteInput(vals[0]))
 	}
 	return h, nil
 }

@@ -20,6 +20,7 @@ import (
 	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/emrchain/emrchain/app"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -180,7 +181,7 @@ func heightParam(r *http.Request) error {
 	}
 	for _, v := range append(vals[1:], r.Header.Values(heightHeader)...) {
 		if v != vals[0] {
-			return fmt.Errorf("conflicting heights: ?height=%s and %q", vals[0], v)
+			return fmt.Errorf("conflicting heights: ?height=%s and %s", app.QuoteInput(vals[0]), app.QuoteInput(v))
 		}
 	}
 	r.Header.Set(heightHeader, vals[0])
