@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cometbft/cometbft/libs/log"
+	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -18,14 +19,22 @@ import (
 // grpcMsgMargin is what a BroadcastTxRequest may carry beyond the tx itself.
 const grpcMsgMargin = 64 << 10
 
-// Connection limits of the gRPC server. grpc-go's defaults allow a client
-// unlimited concurrent streams per connection, two minutes to finish its
-// handshake and idle connections forever. (Its default ping policy stays:
-// a client pinging more than once in five minutes is disconnected.)
+// Connection limits of the gRPC server. grpc-go's defaults allow any
+// number of connections, unlimited concurrent streams per connection, two
+// minutes to finish a handshake and idle connections forever; every
+// connection holds a file descriptor, which consensus shares (a node out
+// of them crashes writing its WAL). (Its default ping policy stays: a
+// client pinging more than once in five minutes is disconnected.)
 const (
+	grpcMaxConnections       = 512              // served at once; more wait in the listen queue
 	grpcMaxConcurrentStreams = 100              // per connection; more wait for a free one
 	grpcHandshakeTimeout     = 10 * time.Second // to complete the HTTP/2 handshake
-	grpcMaxConnectionIdle    = 15 * time.Minute // a connection without calls is closed (GOAWAY)
+	grpcMaxConnectionIdle    = 2 * time.Minute  // a connection without calls is closed (GOAWAY)
+	// A connection is told to go after grpcMaxConnectionAge and closed
+	// grpcMaxConnectionAgeGrace later, whatever it does: an idle stream
+	// (BroadcastTxs) keeps its connection from counting as idle.
+	grpcMaxConnectionAge      = 30 * time.Minute
+	grpcMaxConnectionAgeGrace = time.Minute
 )
 
 // grpcServerOptions are the server's limits: messages up to maxMsg bytes,
@@ -35,7 +44,8 @@ func grpcServerOptions(maxMsg int) []grpc.ServerOption {
 		grpc.MaxRecvMsgSize(maxMsg),
 		grpc.MaxConcurrentStreams(grpcMaxConcurrentStreams),
 		grpc.ConnectionTimeout(grpcHandshakeTimeout),
-		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: grpcMaxConnectionIdle}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: grpcMaxConnectionIdle,
+			MaxConnectionAge: grpcMaxConnectionAge, MaxConnectionAgeGrace: grpcMaxConnectionAgeGrace}),
 	}
 }
 
@@ -54,7 +64,7 @@ type grpcService struct {
 // startGRPC serves on [grpc] address (taken by listenServices) in the
 // background.
 func startGRPC(env serviceEnv, queries *queryServer, txs *txServer) (*grpcService, error) {
-	lis := take(&env.listeners.grpc)
+	lis := netutil.LimitListener(take(&env.listeners.grpc), grpcMaxConnections)
 	maxMsg := txs.maxTxBytes() + grpcMsgMargin
 	if maxMsg < 4<<20 {
 		maxMsg = 4 << 20 // gRPC's default

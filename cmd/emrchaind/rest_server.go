@@ -16,6 +16,7 @@ import (
 	"github.com/cometbft/cometbft/libs/log"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/rs/cors"
+	"golang.org/x/net/netutil"
 	"google.golang.org/grpc/codes"
 	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -55,11 +56,16 @@ type restService struct {
 	logger log.Logger
 }
 
+// restMaxConnections bounds the REST gateway's connections served at
+// once; more wait in the listen queue until one closes.
+const restMaxConnections = 512
+
 // startREST serves on [api] address (taken by listenServices) in the
 // background.
 func startREST(env serviceEnv, queries *queryServer, txs *txServer) (*restService, error) {
 	logger := env.logger.With("module", "rest")
-	lis := take(&env.listeners.api)
+	// Every connection holds a file descriptor, which consensus shares.
+	lis := netutil.LimitListener(take(&env.listeners.api), restMaxConnections)
 	handler, err := newRESTHandler(queries, txs, env.appConfig.API.CORSAllowedOrigins, logger)
 	if err != nil {
 		lis.Close()

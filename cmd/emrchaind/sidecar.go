@@ -547,7 +547,8 @@ func (n *notOpenServer) setWhy(err error) {
 
 func (n *notOpenServer) serve(ln net.Listener) {
 	n.ln = &handoff{Listener: ln}
-	n.srv = &http.Server{Handler: sidecar.NotOpenHandler(n.backend, func() string { return *n.why.Load() }), ReadHeaderTimeout: 10 * time.Second}
+	n.srv = &http.Server{Handler: sidecar.NotOpenHandler(n.backend, func() string { return *n.why.Load() }),
+		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	n.served = make(chan struct{})
 	go func(srv *http.Server, ln net.Listener, served chan struct{}) {
 		defer close(served)

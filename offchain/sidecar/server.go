@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 
 	"github.com/emrchain/emrchain/offchain/blobstore"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
@@ -140,6 +141,12 @@ type Options struct {
 	// MaxUploadsPerSigner bounds those of one signer (429, Retry-After).
 	// Negative: no bound.
 	MaxUploadsPerSigner int
+	// MaxConnections bounds the connections served at once: beyond, a new
+	// one waits in the listen queue until another closes. Every
+	// connection holds a file descriptor, which the node's consensus
+	// shares; idle ones are closed after two minutes. 0:
+	// DefaultMaxConnections. Negative: no bound.
+	MaxConnections int
 	// SweepInterval between garbage-collection passes; negative disables
 	// the background sweep (Sweep can still be called). Leftovers of
 	// interrupted uploads older than SweepGrace are removed at start, at
@@ -224,6 +231,7 @@ func New(opts Options) (*Server, error) {
 	opts.UploadIdleTimeout = cmp.Or(opts.UploadIdleTimeout, DefaultUploadIdleTimeout)
 	opts.UploadMinRate = cmp.Or(opts.UploadMinRate, DefaultUploadMinRate)
 	opts.MaxUploads = cmp.Or(opts.MaxUploads, DefaultMaxUploads)
+	opts.MaxConnections = cmp.Or(opts.MaxConnections, DefaultMaxConnections)
 	opts.MaxUploadsPerSigner = cmp.Or(opts.MaxUploadsPerSigner, DefaultMaxUploadsPerSigner)
 	opts.MaxUploadsPatients = cmp.Or(opts.MaxUploadsPatients, UploadsPatientsShare(opts.MaxUploads))
 	opts.SweepInterval = cmp.Or(opts.SweepInterval, DefaultSweepInterval)
@@ -299,6 +307,9 @@ func (s *Server) Serve(l net.Listener) error {
 	defer s.mu.Unlock()
 	if s.http != nil {
 		return errors.New("sidecar: already started")
+	}
+	if s.opts.MaxConnections > 0 {
+		l = netutil.LimitListener(l, s.opts.MaxConnections)
 	}
 	s.listener = l
 	s.http = &http.Server{

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -807,4 +808,44 @@ func TestServerLifecycle(t *testing.T) {
 	if _, err := http.Get("http://" + srv.Addr().String() + "/healthz"); err == nil {
 		t.Fatal("still serving after Shutdown")
 	}
+}
+
+// TestMaxConnections: connections beyond MaxConnections are not served
+// (they wait in the listen queue) until one of those served closes; idle
+// connections could otherwise use up the node's file descriptors.
+func TestMaxConnections(t *testing.T) {
+	e := newEnv(t, nil)
+	srv, err := New(Options{Store: e.store, Chain: e.chain, SweepInterval: -1, MaxConnections: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	addr := srv.Addr().String()
+	var idle []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	health := func(timeout time.Duration) error {
+		c := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := c.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	if err := health(500 * time.Millisecond); err == nil {
+		t.Fatal("a third connection was served while two idle ones held the limit")
+	}
+	idle[0].Close()
+	if err := health(5 * time.Second); err != nil {
+		t.Fatalf("after one idle connection closed: %v", err)
+	}
+	idle[1].Close()
 }

@@ -41,6 +41,9 @@ const (
 	DefaultUploadMinRate       = 64 << 10 // bytes a second
 	DefaultMaxUploads          = 64
 	DefaultMaxUploadsPerSigner = 8
+	// DefaultMaxConnections bounds the connections a sidecar serves at
+	// once (Options.MaxConnections).
+	DefaultMaxConnections = 1024
 )
 
 // uploadRetryAfter is the Retry-After of an upload refused for want of a
