@@ -122,7 +122,9 @@ type Options struct {
 	// an upload that waits longer is refused (408) and its connection
 	// closed (uploads.go). Negative: no deadline (a stalled body then
 	// holds its upload slot, its blob's lock and the store's buffer for as
-	// long as the client keeps the connection).
+	// long as the client keeps the connection). It bounds, the same way,
+	// how long a download's write waits for its reader: one that stops
+	// reading is cut off, and its blob's file or stream closed.
 	UploadIdleTimeout time.Duration
 	// UploadMinRate (bytes a second): after a first UploadIdleTimeout, an
 	// upload's body must have come at this rate at least (408 otherwise).
@@ -772,7 +774,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 	var n int64
 	if r.Method != http.MethodHead {
 		bp := s.bufs.Get().(*[]byte)
-		cw := &countingWriter{w: w, c: s.metrics.bytesOut}
+		cw := &countingWriter{w: &writeDeadline{w: w, rc: http.NewResponseController(w), idle: s.opts.UploadIdleTimeout}, c: s.metrics.bytesOut}
 		_, err = io.CopyBuffer(cw, struct{ io.Reader }{rc}, *bp)
 		s.bufs.Put(bp)
 		n = cw.n
@@ -907,4 +909,21 @@ func later(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// writeDeadline gives each write to a download's reader idle to complete
+// (none when idle is negative): a reader that stops reading would
+// otherwise hold the handler, its buffer and the blob's file or stream
+// for as long as it keeps the connection.
+type writeDeadline struct {
+	w    io.Writer
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (d *writeDeadline) Write(p []byte) (int, error) {
+	if d.idle > 0 {
+		_ = d.rc.SetWriteDeadline(time.Now().Add(d.idle)) // not every writer has deadlines
+	}
+	return d.w.Write(p)
 }

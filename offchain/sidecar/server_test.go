@@ -849,3 +849,43 @@ func TestMaxConnections(t *testing.T) {
 	}
 	idle[1].Close()
 }
+
+// TestDownloadReaderThatStopsReading: a download whose reader stops
+// reading is cut off after the idle timeout, so it no longer holds the
+// handler and the blob's file for as long as it keeps the connection.
+func TestDownloadReaderThatStopsReading(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.UploadIdleTimeout = 200 * time.Millisecond })
+	data := bytes.Repeat([]byte("ciphertext"), 4<<20) // 40 MiB: more than the socket buffers
+	sum := sha256.Sum256(data)
+	e.chain.mu.Lock()
+	e.chain.params.MaxBlobBytes = uint64(len(data))
+	e.chain.mu.Unlock()
+	if _, err := e.put(e.patient, data); err != nil {
+		t.Fatal(err)
+	}
+	rec := e.chain.addRecord(e.pid, sum, e.patient)
+	req, err := http.NewRequest(http.MethodGet, e.ts.URL+"/v1/blobs/"+hex.EncodeToString(sum[:])+"?"+RecordRef(e.pid, rec.Sequence).query(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := signRequestAt(req, e.patient, "", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.ts.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := req.Write(conn); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // not reading
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("reading after the pause: %v (the server should have closed the connection)", err)
+	}
+	if len(got) >= len(data) {
+		t.Fatalf("the whole %d-byte blob was sent to a reader that paused for 5 idle timeouts", len(data))
+	}
+}
