@@ -28,6 +28,9 @@ type fakeChain struct {
 	access   map[string]*emrv1.AccessEvent
 	studies  map[string]*emrv1.Study
 	down     bool
+	// syncing makes Head fail as a node catching up does; lookups still
+	// answer, from its stale state.
+	syncing bool
 	// times are the block times of heights 1 to head.
 	times map[int64]time.Time
 	// blockCalls are the from heights BlockBlobs was asked for; a call
@@ -73,6 +76,9 @@ func (f *fakeChain) check() error {
 func (f *fakeChain) Head(context.Context) (Head, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.syncing {
+		return Head{}, fmt.Errorf("%w: the node is catching up", ErrChainUnavailable)
+	}
 	return f.head, f.check()
 }
 

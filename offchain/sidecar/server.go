@@ -474,6 +474,12 @@ func (s *Server) authenticateSigned(r *http.Request) (*emrv1.Member, *signedRequ
 	}
 	member, err := s.chain.Member(r.Context(), sr.address)
 	if errors.Is(err, ErrNotFound) {
+		// A node still catching up may not know a member registered
+		// lately: that is the node's state (503, retried elsewhere), not a
+		// failed authentication counted against the caller's host.
+		if _, herr := s.chain.Head(r.Context()); herr != nil {
+			return nil, nil, chainError(herr)
+		}
 		return nil, nil, unauthenticated("%x is not a member of the chain", sr.address)
 	}
 	if err != nil {

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cometbft/cometbft/crypto/ed25519"
+
 	"github.com/emrchain/emrchain/offchain/blobstore"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
@@ -888,4 +890,23 @@ func TestDownloadReaderThatStopsReading(t *testing.T) {
 	if len(got) >= len(data) {
 		t.Fatalf("the whole %d-byte blob was sent to a reader that paused for 5 idle timeouts", len(data))
 	}
+}
+
+// TestUnknownSignerOnANodeCatchingUp: a signer the node does not know yet
+// while it catches up gets 503 (retry, or ask another sidecar), not a 401
+// counted against its host's failed authentications; once the node is in
+// sync, an unknown signer is refused with 401.
+func TestUnknownSignerOnANodeCatchingUp(t *testing.T) {
+	e := newEnv(t, nil)
+	stranger := &actor{KeySigner: KeySigner{Key: ed25519.GenPrivKeyFromSecret([]byte("sidecar-test/registered-elsewhere-first"))}}
+	e.chain.mu.Lock()
+	e.chain.syncing = true
+	e.chain.mu.Unlock()
+	_, err := e.get(stranger, RecordRef(e.pid, 1), [32]byte{}, nil)
+	wantStatus(t, err, http.StatusServiceUnavailable, "catching up")
+	e.chain.mu.Lock()
+	e.chain.syncing = false
+	e.chain.mu.Unlock()
+	_, err = e.get(stranger, RecordRef(e.pid, 1), [32]byte{}, nil)
+	wantStatus(t, err, http.StatusUnauthorized, "not a member")
 }
