@@ -78,7 +78,7 @@ func checkRestoredAppHash(ctx context.Context, logger log.Logger, conf *cmtcfg.C
 		return fmt.Errorf("light client for the app's state of height %d ([statesync] rpc_servers, trust_height, trust_hash): %w", h, err)
 	}
 	start := time.Now()
-	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+	for wait := retryMin; ; wait = nextRetry(wait) {
 		trusted, err := sp.AppHash(ctx, uint64(h))
 		switch {
 		case err == nil && !bytes.Equal(trusted, appHash):

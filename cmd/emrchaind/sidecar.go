@@ -452,13 +452,6 @@ func (s *sidecarService) Stop(ctx context.Context) error {
 	return s.srv.Shutdown(ctx)
 }
 
-// Sidecar open retries: the first after sidecarRetryMin, doubling up to
-// sidecarRetryMax.
-const (
-	sidecarRetryMin = time.Second
-	sidecarRetryMax = 30 * time.Second
-)
-
 // startSidecarService starts the blob sidecar inside `emrchaind start` when
 // [sidecar] enable is true (its settings resolved by loadNodeSettings), and
 // returns nil (no service) when it is not. It asks the node in this
@@ -492,7 +485,7 @@ func startSidecarService(ctx context.Context, env serviceEnv) (service, error) {
 	go func() {
 		defer close(s.done)
 		defer waiting.close()
-		for wait := sidecarRetryMin; err != nil; wait = min(2*wait, sidecarRetryMax) {
+		for wait := retryMin; err != nil; wait = nextRetry(wait) {
 			logger.Error("the sidecar cannot start; the node runs on, and the sidecar's address answers 503 until it starts",
 				"err", err, "retry_in", wait)
 			select {

@@ -351,6 +351,16 @@ func stopNode(logger log.Logger, n *node.Node) {
 	n.Wait()
 }
 
+// What start waits on in the background (a sidecar that cannot open yet,
+// the headers that prove a restored state) is retried first after
+// retryMin, then at twice the last wait, up to retryMax.
+const (
+	retryMin = time.Second
+	retryMax = 30 * time.Second
+)
+
+func nextRetry(wait time.Duration) time.Duration { return min(2*wait, retryMax) }
+
 // loadNodeKeys loads the node key and the validator key with its last-sign
 // state, which init (or testnet) wrote. start never makes new ones, as
 // CometBFT's LoadOrGen functions would: a node whose files went missing
@@ -360,35 +370,32 @@ func stopNode(logger log.Logger, n *node.Node) {
 // priv_validator_laddr set, the validator key is the remote signer's, and
 // the returned one is nil (node.NewNode connects to the signer).
 func loadNodeKeys(conf *cmtcfg.Config) (*p2p.NodeKey, cmttypes.PrivValidator, error) {
-	keyFile := conf.NodeKeyFile()
-	if err := checkKeyFile("node key", keyFile, &p2p.NodeKey{}); err != nil {
+	nodeKey := new(p2p.NodeKey) // what p2p.LoadNodeKey reads, and as it reads it
+	if err := readKeyFile("node key", conf.NodeKeyFile(), nodeKey); err != nil {
 		return nil, nil, err
-	}
-	nodeKey, err := p2p.LoadNodeKey(keyFile)
-	if err != nil {
-		return nil, nil, fmt.Errorf("node key %s: %w", keyFile, err)
 	}
 	if conf.PrivValidatorListenAddr != "" {
 		return nodeKey, nil, nil
 	}
 	valKey, valState := conf.PrivValidatorKeyFile(), conf.PrivValidatorStateFile()
-	if err := checkKeyFile("validator key", valKey, &privval.FilePVKey{}); err != nil {
+	if err := readKeyFile("validator key", valKey, &privval.FilePVKey{}); err != nil {
 		return nil, nil, err
 	}
-	if err := checkKeyFile("validator state", valState, &privval.FilePVLastSignState{}); err != nil {
+	if err := readKeyFile("validator state", valState, &privval.FilePVLastSignState{}); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			err = fmt.Errorf("%w; only if this validator has never signed a block, or has been stopped long enough that every block it signed is committed, write a fresh one: {\"height\": \"0\", \"round\": 0, \"step\": 0}", err)
 		}
 		return nil, nil, err
 	}
-	// Checked above: LoadFilePV exits the process on a file it cannot read
-	// or parse.
+	// Read above only to be checked: LoadFilePV, which builds the signer
+	// that keeps its state file, exits the process on a file it cannot
+	// read or parse.
 	return nodeKey, privval.LoadFilePV(valKey, valState), nil
 }
 
-// checkKeyFile checks that path (what names it) holds a JSON v of
-// CometBFT's encoding. A missing file wraps fs.ErrNotExist.
-func checkKeyFile(what, path string, v any) error {
+// readKeyFile reads path (what names it), a JSON v of CometBFT's encoding,
+// into v. A missing file wraps fs.ErrNotExist.
+func readKeyFile(what, path string, v any) error {
 	raw, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%s %s is missing: restore it from the node's backup (start never makes a new one): %w", what, path, fs.ErrNotExist)
