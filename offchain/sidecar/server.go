@@ -492,10 +492,7 @@ func (s *Server) authenticateSigned(r *http.Request) (*emrv1.Member, *signedRequ
 	// counts against its signer for a whole window from its arrival at
 	// least: a timestamp set back to just inside the window would
 	// otherwise leave the signer's quota within moments.
-	expires := sr.timestamp.Add(s.opts.MaxClockSkew)
-	if now := s.opts.Now(); expires.After(now) {
-		expires = later(expires, now.Add(s.opts.MaxClockSkew))
-	}
+	expires := later(sr.timestamp, now).Add(s.opts.MaxClockSkew)
 	fresh, err := s.replay.admit(signerAddr(sr.address), sr.replayKey(), expires)
 	var busy *signerBusyError
 	switch {
