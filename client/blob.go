@@ -352,7 +352,7 @@ func (c *Client) Upload(ctx context.Context, s Signer, req UploadRequest, opts T
 	if err != nil {
 		return nil, fmt.Errorf("patient %x: %w", req.PatientID, err)
 	}
-	if err := checkKEK(p, req.KeyVersion, req.KEK); err != nil {
+	if err := CheckKEK(p, req.KeyVersion, req.KEK); err != nil {
 		return nil, err
 	}
 	sealed, err := sealToScratch(ctx, opts.TempDir, req.Source, req.Size, dataKey, RecordStreamAAD(req.PatientID, req.Category), opts.Progress)

@@ -191,7 +191,7 @@ func (c *Client) GrantMsg(ctx context.Context, patientID []byte, spec GrantSpec,
 		return nil, fmt.Errorf("patient key version %d: %w", p.KeyVersion, err)
 	}
 	defer clear(key)
-	if err := checkKEK(p, p.KeyVersion, key); err != nil {
+	if err := CheckKEK(p, p.KeyVersion, key); err != nil {
 		return nil, err
 	}
 	env, err := SealKEK(m, patientID, p.KeyVersion, key)
@@ -564,7 +564,7 @@ func (c *Client) GranteeKEK(ctx context.Context, encPriv *ecdh.PrivateKey, patie
 	}
 	p, err := c.Patient(ctx, patientID)
 	if err == nil {
-		err = checkKEK(p, perm.KeyVersion, kek)
+		err = CheckKEK(p, perm.KeyVersion, kek)
 	}
 	if err != nil {
 		clear(kek)

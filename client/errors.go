@@ -43,11 +43,13 @@ var (
 	ErrWrongKEK = errors.New("not the patient's committed key-encryption key")
 )
 
-// checkKEK refuses kek as the KEK of version of patient p when the chain
-// holds a check value for that version (the current one) and kek does not
-// match it. Older versions have no check value left on chain; a patient
+// CheckKEK refuses kek as the KEK of version of patient p (read from the
+// chain) with ErrWrongKEK when the chain holds a check value for that
+// version (the current one) and kek does not match it. GrantMsg, Upload
+// and GranteeKEK check the KEKs they use; a caller that wraps keys itself
+// (AddRecordMsg) checks first. Older versions have no check value left on chain; a patient
 // enrolled before check values existed has none.
-func checkKEK(p *emrv1.Patient, version uint64, kek []byte) error {
+func CheckKEK(p *emrv1.Patient, version uint64, kek []byte) error {
 	if version != p.GetKeyVersion() || len(p.GetKekCheck()) == 0 {
 		return nil
 	}

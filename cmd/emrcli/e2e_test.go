@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -220,6 +221,10 @@ func TestFlow(t *testing.T) {
 	e.ok("keys", "add", "clinician")
 	e.ok("keys", "add", "alice")
 	clinician := strings.TrimSpace(e.ok("keys", "show", "clinician", "--address"))
+	// A copy of alice's key from before it held a KEK, for a second device.
+	aliceCopy := filepath.Join(t.TempDir(), "alice.key")
+	exporter := &cliEnv{t: t, bin: e.bin, home: e.home, env: append(slices.Clone(e.env), "EMRCLI_EXPORT_PASSPHRASE=copy of alice")}
+	exporter.ok("keys", "export", "alice", "--output", aliceCopy)
 
 	// The registrar registers the clinician.
 	var reg struct {
@@ -337,6 +342,20 @@ func TestFlow(t *testing.T) {
 	if !strings.Contains(out, "lab-results") || !strings.Contains(out, "note: record 2 names the ciphertext of record 1") {
 		t.Fatalf("records: %s", out)
 	}
+	// A second device with a copy of alice's key makes its own KEK of
+	// version 1 (an enrolment it finds already done), which is not the
+	// committed one: it may not wrap a record's key under it.
+	dev2 := &cliEnv{t: t, bin: e.bin, home: t.TempDir()}
+	dev2.env = []string{"EMRCLI_HOME=" + dev2.home, "EMRCLI_NODE=" + node.RPC, "EMRCLI_PASSPHRASE=device two",
+		"EMRCLI_EXPORT_PASSPHRASE=copy of alice", "EMRCLI_KEYRING_BACKEND="}
+	dev2.ok("light", "init", "--genesis", node.Genesis)
+	dev2.ok("keys", "import", "alice", aliceCopy)
+	if out := dev2.ok("patient", "enroll", "--from", "alice", "--name", "Ada  LOVELACE", "--birth-date", "1815-12-10"); !strings.Contains(out, "already enrolled") {
+		t.Fatalf("second device's enrolment: %s", out)
+	}
+	dev2.fails(1, "does not match the check value on chain", "add-record", "--from", "alice", "--category", "lab-results",
+		"--sha256", hex.EncodeToString(sum[:]), "--size", "4096", "--object-key", "blobs/lab-1-dev2", "--data-key-file", keyFile)
+
 	// The listing checked each record's uploader signature; --json shows
 	// the signature and the body hash it covers.
 	var listed struct {

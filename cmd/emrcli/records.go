@@ -18,7 +18,9 @@ import (
 )
 
 // kekFor returns the KEK k may wrap a patient's data keys with, and its
-// version: the owner's own (current version), else the one in k's grant.
+// version: the owner's own (current version, checked against the chain's
+// check value: another copy of the key may hold another), else the one in
+// k's grant (GranteeKEK checks it).
 func (a *cli) kekFor(ctx context.Context, c *client.Client, k *keyring.Key, pid []byte) ([]byte, uint64, error) {
 	p, err := c.Patient(ctx, pid)
 	if err != nil {
@@ -30,7 +32,14 @@ func (a *cli) kekFor(ctx context.Context, c *client.Client, k *keyring.Key, pid 
 	}
 	if owner {
 		kek, err := existingKEK(a.kr, k)(p.KeyVersion)
-		return kek, p.KeyVersion, err
+		if err != nil {
+			return nil, 0, err
+		}
+		if err := client.CheckKEK(p, p.KeyVersion, kek); err != nil {
+			clear(kek)
+			return nil, 0, err
+		}
+		return kek, p.KeyVersion, nil
 	}
 	kek, v, err := c.GranteeKEK(ctx, k.EncPrivKey(), pid, k.Address())
 	if err != nil {
