@@ -78,7 +78,8 @@ func OpenSnapshots(dir string, keepRecent int) (*Snapshots, error) {
 	if keepRecent < 1 {
 		return nil, fmt.Errorf("store: snapshots: keep_recent %d, want at least 1", keepRecent)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	// Synced into its parent: Create syncs the entries below dir only.
+	if err := durable.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: snapshots: %w", err)
 	}
 	entries, err := os.ReadDir(dir)
