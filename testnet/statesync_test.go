@@ -147,52 +147,51 @@ func TestStateSyncJoin(t *testing.T) {
 		t.Fatalf("the joiner's log does not say its kept reference index (through height %d) was read again from the state", staleIndexAt)
 	}
 
+	// restart starts the joiner again (after prepare, on it stopped) and
+	// returns its log once it caught up and agrees with a validator's app
+	// hash.
+	restart := func(what string, prepare func()) []byte {
+		t.Helper()
+		net.Kill(j)
+		prepare()
+		net.Start(j)
+		again := net.MaxHeight() + 2
+		if err := net.WaitHeight(ctx, j, again); err != nil {
+			t.Fatalf("the joined node %s: %v", what, err)
+		}
+		h := again - 1
+		want, err := net.AppHashAt(0, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := net.AppHashAt(j, h); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("app hash at %d, the joined node %s: %X (%v), validator %X", h, what, got, err, want)
+		}
+		log, _ := os.ReadFile(net.LogFile(j))
+		return log
+	}
+
 	// A crash of the joined node: it restarts from its own state, which
 	// begins at the snapshot (CometBFT's handshake must find the app at
 	// the height of the last block the node stored, with no block below
 	// the snapshot to replay), and catches up by block sync.
-	net.Kill(j)
-	net.Start(j)
-	again := net.MaxHeight() + 2
-	if err := net.WaitHeight(ctx, j, again); err != nil {
-		t.Fatalf("the joined node after a restart: %v", err)
-	}
-	if log, _ := os.ReadFile(net.LogFile(j)); bytes.Contains(log, []byte("snapshot restored")) {
+	if log := restart("after a restart", func() {}); bytes.Contains(log, []byte("snapshot restored")) {
 		t.Fatal("the restarted node restored a snapshot again instead of going on from its state")
-	}
-	h = again - 1
-	if want, err = net.AppHashAt(0, h); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := net.AppHashAt(j, h); err != nil || !bytes.Equal(got, want) {
-		t.Fatalf("app hash at %d after the restart: joiner %X (%v), validator %X", h, got, err, want)
 	}
 
 	// A crash at the end of a join, after the app restored the snapshot
 	// but before CometBFT recorded the state: the app holds a state,
 	// CometBFT none. The node records the app's state through the light
 	// client and goes on; it used to refuse every snapshot forever.
-	net.Kill(j)
-	for _, db := range []string{"blockstore.db", "state.db", "evidence.db", "tx_index.db", "cs.wal"} {
-		if err := os.RemoveAll(filepath.Join(joinHome, "data", db)); err != nil {
-			t.Fatal(err)
+	log = restart("whose CometBFT state was lost", func() {
+		for _, db := range []string{"blockstore.db", "state.db", "evidence.db", "tx_index.db", "cs.wal"} {
+			if err := os.RemoveAll(filepath.Join(joinHome, "data", db)); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	net.Start(j)
-	again = net.MaxHeight() + 2
-	if err := net.WaitHeight(ctx, j, again); err != nil {
-		t.Fatalf("the joined node whose CometBFT state was lost: %v", err)
-	}
-	log, _ = os.ReadFile(net.LogFile(j))
+	})
 	if !bytes.Contains(log, []byte("recording it through the light client")) || bytes.Contains(log, []byte("snapshot restored")) {
 		t.Fatal("the node did not record the app's state from the light client, or restored a snapshot again")
-	}
-	h = again - 1
-	if want, err = net.AppHashAt(0, h); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := net.AppHashAt(j, h); err != nil || !bytes.Equal(got, want) {
-		t.Fatalf("app hash at %d after CometBFT's state was recorded again: joiner %X (%v), validator %X", h, got, err, want)
 	}
 }
 
