@@ -31,7 +31,8 @@
 //	  sidecar has no upload slot
 //	  to keep it (peer fetches count among the uploads in flight). (single-range requests: 206 + Content-Range,
 //	  416 when unsatisfiable); streamed as application/octet-stream.
-//	GET /healthz             200/503 JSON: the store and the chain reachable.
+//	GET /healthz             200/503 JSON: the store and the chain reachable
+//	  (checked at most once a second; which failed, the error in the log).
 //	GET /metrics             Prometheus: emrchain_sidecar_bytes_in_total,
 //	  bytes_out_total, requests_total{route,outcome},
 //	  request_duration_seconds{route}, sweep_* counters,

@@ -45,8 +45,9 @@ type fakeChain struct {
 	// stateCycle makes StateBlobs answer its last page with the first
 	// page's position as the next.
 	stateCycle bool
-	// memberCalls counts the Member lookups.
+	// memberCalls counts the Member lookups, headCalls the Head ones.
 	memberCalls int
+	headCalls   int
 }
 
 func newFakeChain(now time.Time) *fakeChain {
@@ -76,6 +77,7 @@ func (f *fakeChain) check() error {
 func (f *fakeChain) Head(context.Context) (Head, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.headCalls++
 	if f.syncing {
 		return Head{}, fmt.Errorf("%w: the node is catching up", ErrChainUnavailable)
 	}

@@ -206,6 +206,8 @@ type Server struct {
 	stop     chan struct{}
 	wg       sync.WaitGroup
 	cursor   blobstore.Key // where the next sweep pass starts
+
+	health healthCache
 }
 
 // New builds a Server.
@@ -888,23 +890,68 @@ func NotOpenHandler(backend string, why func() string) http.Handler {
 	})
 }
 
+// healthCheckTimeout bounds each of /healthz's two checks, and
+// healthFresh is how long their answer is served again: /healthz is
+// anonymous, so however often it is asked, the store and the node see at
+// most one check each per healthFresh.
+const (
+	healthCheckTimeout = 5 * time.Second
+	healthFresh        = time.Second
+)
+
+// healthCache is the last /healthz answer and when its checks began.
+type healthCache struct {
+	mu     sync.Mutex // held while checking: callers meanwhile wait for its answer
+	at     time.Time
+	answer Health
+}
+
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-	defer cancel()
-	h := Health{Status: "ok", Backend: s.store.Name()}
-	if err := s.store.Ping(ctx); err != nil {
-		h.Status, h.BackendError = "unavailable", err.Error()
-	}
-	if head, err := s.chain.Head(ctx); err != nil {
-		h.Status, h.ChainError = "unavailable", err.Error()
-	} else {
-		h.Height, h.BlockTime = head.Height, head.Time.UTC().Format(time.RFC3339Nano)
-	}
+	h := s.checkHealth()
 	status := http.StatusOK
 	if h.Status != "ok" {
 		status = http.StatusServiceUnavailable
 	}
 	writeJSON(w, status, h)
+}
+
+// checkHealth answers /healthz from the last check when it is fresh, and
+// checks the store and the chain otherwise. An anonymous caller learns
+// whether each answered, not the error: that names hosts, paths and
+// buckets, and goes to the sidecar's log.
+func (s *Server) checkHealth() Health {
+	c := &s.health
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := s.opts.Now()
+	if !c.at.IsZero() && now.Sub(c.at) < healthFresh && now.Sub(c.at) >= 0 {
+		return c.answer
+	}
+	// Not the caller's context: a caller that hangs up must not leave an
+	// "unavailable" for the others.
+	ctx, cancel := context.WithTimeout(context.Background(), healthCheckTimeout)
+	defer cancel()
+	h := Health{Status: "ok", Backend: s.store.Name()}
+	if err := s.store.Ping(ctx); err != nil {
+		s.log.Error("health check: blob store", "backend", h.Backend, "err", err)
+		h.Status, h.BackendError = "unavailable", healthFailure("the blob store", err)
+	}
+	if head, err := s.chain.Head(ctx); err != nil {
+		s.log.Error("health check: chain", "err", err)
+		h.Status, h.ChainError = "unavailable", healthFailure("the node", err)
+	} else {
+		h.Height, h.BlockTime = head.Height, head.Time.UTC().Format(time.RFC3339Nano)
+	}
+	c.at, c.answer = now, h
+	return h
+}
+
+// healthFailure says which check failed and how, without the error.
+func healthFailure(what string, err error) string {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Sprintf("%s did not answer within %s", what, healthCheckTimeout)
+	}
+	return fmt.Sprintf("%s failed the check (the sidecar's log has the error)", what)
 }
 
 func later(a, b time.Time) time.Time {

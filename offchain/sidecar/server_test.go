@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -735,6 +737,64 @@ func TestClientDetectsTamperedBlob(t *testing.T) {
 	}
 }
 
+// TestHealthChecksAreShared: /healthz is anonymous, so however many ask,
+// the store and the node are checked at most once a second, and the answer
+// says what failed, not the error (which names hosts, paths and buckets).
+func TestHealthChecksAreShared(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	e := newEnv(t, func(o *Options) { o.Now = func() time.Time { return time.Unix(0, clock.Load()) } })
+	health := func() (int, Health) {
+		t.Helper()
+		resp, err := http.Get(e.ts.URL + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var h Health
+		if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, h
+	}
+	headCalls := func() int {
+		e.chain.mu.Lock()
+		defer e.chain.mu.Unlock()
+		return e.chain.headCalls
+	}
+
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if status, h := health(); status != 200 || h.Status != "ok" {
+				t.Errorf("healthz: %d %+v", status, h)
+			}
+		})
+	}
+	wg.Wait()
+	if n := headCalls(); n != 1 {
+		t.Fatalf("20 callers within a second checked the node %d times, want 1", n)
+	}
+
+	e.chain.mu.Lock()
+	e.chain.down = true
+	e.chain.mu.Unlock()
+	if status, _ := health(); status != 200 {
+		t.Fatalf("healthz within a second of the last check: %d, want its answer (200)", status)
+	}
+	clock.Add(int64(healthFresh))
+	status, h := health()
+	if status != 503 || h.Status != "unavailable" || h.ChainError == "" || h.BackendError != "" {
+		t.Fatalf("healthz with the chain down: %d %+v", status, h)
+	}
+	if strings.Contains(h.ChainError, "fake chain is down") {
+		t.Fatalf("healthz tells an anonymous caller the node's error: %q", h.ChainError)
+	}
+	if n := headCalls(); n != 2 {
+		t.Fatalf("the node was checked %d times, want 2", n)
+	}
+}
+
 func TestHealthAndMetrics(t *testing.T) {
 	e := newEnv(t, nil)
 	data := []byte("metrics")
@@ -752,13 +812,6 @@ func TestHealthAndMetrics(t *testing.T) {
 	if resp.StatusCode != 200 || h.Status != "ok" || h.Backend != "fs" || h.Height != 10 {
 		t.Fatalf("healthz: %d %+v", resp.StatusCode, h)
 	}
-	e.chain.down = true
-	resp, _ = http.Get(e.ts.URL + "/healthz")
-	resp.Body.Close()
-	if resp.StatusCode != 503 {
-		t.Fatalf("healthz with the chain down: %d", resp.StatusCode)
-	}
-	e.chain.down = false
 	resp, err = http.Get(e.ts.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
