@@ -20,7 +20,8 @@ import (
 type service interface {
 	// Name is used in log lines.
 	Name() string
-	// Stop shuts the service down, giving up when ctx ends.
+	// Stop shuts the service down, giving up when ctx ends. It is called
+	// once (stopServices), and a second call need not return.
 	Stop(ctx context.Context) error
 }
 

@@ -328,13 +328,7 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 		err = fmt.Errorf("state machine halted (a restart replays the block once the fault is fixed): %w", herr)
 	}
 
-	stopCtx, cancel := context.WithTimeout(context.Background(), stopTimeout)
-	defer cancel()
-	for i := len(services) - 1; i >= 0; i-- {
-		if serr := services[i].Stop(stopCtx); serr != nil {
-			logger.Error("stopping service", "service", services[i].Name(), "err", serr)
-		}
-	}
+	stopServices(logger, services)
 	stopNode(logger, n)
 	abciApp.Close()
 	logger.Info("node stopped")
