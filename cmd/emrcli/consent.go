@@ -28,7 +28,10 @@ It seals the patient's current key-encryption key to the grantee's encryption
 key, fetched from the chain and verified, bound to (patient, grantee, key
 version); only that grantee can open it. A grant to the same member replaces
 the previous one. The share right needs --study (and --anonymise if shared
-data must be anonymised).`,
+data must be anonymised); the study downloads what the member shares only
+while this consent stands, and what it downloaded stays with it. An
+anonymised share is a de-identified document, but the chain shows every
+member its patient id and record metadata (docs/decisions.md).`,
 		Example: `  emrcli grant --from alice --to dr-who --rights read,write --categories lab-results --until 2027-01-01
   emrcli grant --from alice --to 3F2A0C9D5E6B7A8190AB3F2A0C9D5E6B7A8190AB --rights read --until 2026-12-31T18:00:00Z
   emrcli grant --from alice --to dr-lab --rights share --study covid-19 --anonymise --until 2027-06-30`,
@@ -129,7 +132,8 @@ func newRevokeCmd(a *cli) *cobra.Command {
 		Use:   "revoke --from PATIENT --to MEMBER",
 		Short: "Revoke a consent and rotate your key so it stops every future read",
 		Long: `revoke submits Revoke (from its block on, the chain refuses the member's
-reads and writes), then RotateKey until the patient's key is two versions
+reads, writes and shares, and sidecars stop serving what it shared with a
+study), then RotateKey until the patient's key is two versions
 past the last one sealed to the member: twice when that is the current
 version, once when it is the one before, not at all when it is older. Each
 rotation makes a new version of the patient's key-encryption key (saved in

@@ -338,6 +338,12 @@ func TestTransferFlow(t *testing.T) {
 	alice := strings.TrimSpace(e.ok("keys", "show", "alice", "--address"))
 	reads[alice] = append(reads[alice], 4, 3)
 
+	// Revoking the sharer's consent stops the study's downloads of what it
+	// shared.
+	e.ok("revoke", "--from", "alice", "--to", "sharer")
+	line = e.refused("consent to this share no longer stands", "download", "--from", "pi", "--patient", pid, "--share", "1")
+	t.Logf("a share after its consent's revocation: %s", line)
+
 	// The patient's audit log lists every successful read.
 	var audit struct {
 		Reads []struct {

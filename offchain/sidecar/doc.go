@@ -96,8 +96,13 @@
 // record's patient; to a member whose last access event (LastAccess) for the
 // record is committed and at most AccessWindow (10 min) old in
 // block time, and whose permission still stands and covers the record's
-// category (so revocation or a narrower grant ends the window early); for shared blobs, to the study's principal investigator and
-// active researchers of the study's organization. Everything else is 403.
+// category (so revocation or a narrower grant ends the window early); for
+// shared blobs, to the study's principal investigator and active
+// researchers of the study's organization while the consent the share was
+// made under stands (the sharer's permission: not revoked, in its window,
+// the share right for the category and the study, and not narrowed to
+// anonymised sharing for a share that is not anonymised). Everything else
+// is 403.
 //
 // # Trust
 //

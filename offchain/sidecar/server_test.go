@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/cometbft/cometbft/crypto/ed25519"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/emrchain/emrchain/offchain/blobstore"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
@@ -347,7 +348,7 @@ func TestGetShares(t *testing.T) {
 	data := []byte("ciphertext re-encrypted to a study key")
 	sum := sha256.Sum256(data)
 	sharer := e.chain.addMember("sharer", emrv1.Role_ROLE_CLINICIAN, "hospital-a")
-	e.chain.grant(e.pid, sharer, e.chain.head.Time.Add(time.Hour), emrv1.Right_RIGHT_SHARE)
+	e.chain.grant(e.pid, sharer, e.chain.head.Time.Add(time.Hour), emrv1.Right_RIGHT_SHARE).StudyId = "s1"
 	if _, err := e.putShared(sharer, data); err != nil {
 		t.Fatalf("share-right upload: %v", err)
 	}
@@ -368,6 +369,59 @@ func TestGetShares(t *testing.T) {
 	wantStatus(t, err, 403, "study")
 }
 
+// TestShareServedWhileItsConsentStands: the study's researchers download a
+// share only while the patient's consent it was made under stands (the
+// chain's rule for making it): a revocation, the consent's end, a change
+// of study, or a narrowing to anonymised sharing for a share that is not
+// anonymised stops them; the patient still reads its own shares.
+func TestShareServedWhileItsConsentStands(t *testing.T) {
+	data := []byte("ciphertext re-encrypted to a study key")
+	sum := sha256.Sum256(data)
+	for _, c := range []struct {
+		name       string
+		anonymised bool
+		change     func(p *emrv1.Permission, e *env)
+		why        string // "" when the share is still served
+	}{
+		{"standing", false, func(*emrv1.Permission, *env) {}, ""},
+		{"revoked", false, func(p *emrv1.Permission, e *env) { p.RevokedHeight = e.chain.head.Height }, "the sharer's permission was revoked at height 10"},
+		{"ended", false, func(p *emrv1.Permission, e *env) { p.NotAfter = timestamppb.New(e.chain.head.Time) }, "the sharer's permission expired at"},
+		{"share right taken away", false, func(p *emrv1.Permission, _ *env) { p.Rights = []emrv1.Right{emrv1.Right_RIGHT_READ} }, "the sharer's permission does not include share"},
+		{"category taken away", false, func(p *emrv1.Permission, _ *env) { p.Categories = []string{"imaging"} }, `does not cover category "lab-results"`},
+		{"another study", false, func(p *emrv1.Permission, _ *env) { p.StudyId = "s2" }, `share right is now for study "s2"`},
+		{"narrowed, raw share", false, func(p *emrv1.Permission, _ *env) { p.Anonymise = true }, "only anonymised, and this share is not"},
+		{"narrowed, anonymised share", true, func(p *emrv1.Permission, _ *env) { p.Anonymise = true }, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			sharer := e.chain.addMember("sharer", emrv1.Role_ROLE_CLINICIAN, "hospital-a")
+			consent := e.chain.grant(e.pid, sharer, e.chain.head.Time.Add(time.Hour), emrv1.Right_RIGHT_SHARE)
+			consent.StudyId = "s1"
+			if _, err := e.putShared(sharer, data); err != nil {
+				t.Fatal(err)
+			}
+			pi := e.chain.addMember("pi", emrv1.Role_ROLE_RESEARCHER, "research")
+			e.chain.studies["s1"] = &emrv1.Study{Id: "s1", PrincipalInvestigator: pi.Address(), OrganizationId: "research"}
+			rec := e.chain.addRecord(e.pid, sha256.Sum256([]byte("the record shared")), e.writer)
+			e.chain.addShare(rec, "s1", sum, sharer).Anonymised = c.anonymised
+			e.chain.mu.Lock()
+			c.change(consent, e)
+			e.chain.mu.Unlock()
+			got, err := e.get(pi, ShareRef(e.pid, 1), sum, nil)
+			if c.why == "" {
+				if err != nil || !bytes.Equal(got, data) {
+					t.Fatalf("the study's investigator: %v", err)
+				}
+			} else {
+				wantStatus(t, err, 403, c.why)
+			}
+			if got, err := e.get(e.patient, ShareRef(e.pid, 1), sum, nil); err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("the patient reading its own share: %v", err)
+			}
+		})
+	}
+}
+
 // TestShareCannotServeARecordsCiphertext: a share that names the hash of
 // another record's raw ciphertext (same patient and category; hashes are
 // public) serves nothing: shared ciphertext is filed apart from records',
@@ -383,7 +437,7 @@ func TestShareCannotServeARecordsCiphertext(t *testing.T) {
 	rec1 := e.chain.addRecord(e.pid, sha256.Sum256([]byte("record 1")), e.writer)
 	e.chain.addRecord(e.pid, rawSum, e.writer)
 	sharer := e.chain.addMember("sharer", emrv1.Role_ROLE_CLINICIAN, "hospital-a")
-	e.chain.grant(e.pid, sharer, e.chain.head.Time.Add(time.Hour), emrv1.Right_RIGHT_SHARE)
+	e.chain.grant(e.pid, sharer, e.chain.head.Time.Add(time.Hour), emrv1.Right_RIGHT_SHARE).StudyId = "s1"
 	pi := e.chain.addMember("pi", emrv1.Role_ROLE_RESEARCHER, "research")
 	e.chain.studies["s1"] = &emrv1.Study{Id: "s1", PrincipalInvestigator: pi.Address(), OrganizationId: "research"}
 	// The sharer shares record 1 but names record 2's ciphertext.
