@@ -87,19 +87,7 @@ func startAPINode(ctx context.Context, t *testing.T, corsOrigin string) *apiNode
 	}
 	n.proc = startNode(t, home, "node.log")
 	waitHeight(ctx, t, n.proc, n.rpcPort, 1)
-	for {
-		resp, err := http.Get("http://" + n.apiAddr + "/openapi.json")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if n.proc.exited() || ctx.Err() != nil {
-			t.Fatalf("REST server did not come up: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	n.waitREST(ctx, t)
 	n.conn, err = grpc.NewClient(n.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -107,6 +95,24 @@ func startAPINode(ctx context.Context, t *testing.T, corsOrigin string) *apiNode
 	t.Cleanup(func() { n.conn.Close() })
 	n.query, n.txs = emrv1.NewQueryClient(n.conn), emrv1.NewTxServiceClient(n.conn)
 	return n
+}
+
+// waitREST waits until the node's REST server answers.
+func (n *apiNode) waitREST(ctx context.Context, t *testing.T) {
+	t.Helper()
+	for {
+		resp, err := http.Get("http://" + n.apiAddr + "/openapi.json")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if n.proc.exited() || ctx.Err() != nil {
+			t.Fatalf("REST server did not come up: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // devActor loads HOME/dev-keys/NAME.json as an apptest actor.
@@ -725,6 +731,19 @@ func TestAPIServers(t *testing.T) {
 	for _, line := range []string{"gRPC server stopped", "REST server stopped"} {
 		if !bytes.Contains(logText, []byte(line)) {
 			t.Errorf("log lacks %q", line)
+		}
+	}
+
+	// After a restart the mempool's cache of seen txs is empty, so a
+	// committed tx sent again reaches CheckTx, which refuses its sequence
+	// (used by itself): the answer is still its committed result, from the
+	// tx index, not a rejection a client would re-sign after.
+	n.proc = startNode(t, n.home, "node-restarted.log")
+	waitHeight(ctx, t, n.proc, n.rpcPort, first.Height+1)
+	n.waitREST(ctx, t)
+	for name, r := range map[string]*emrv1.BroadcastTxResponse{"REST": n.broadcastREST(ctx, t, tx1), "gRPC": n.broadcastGRPC(ctx, t, tx1, false)} {
+		if r.Code != 0 || r.Height != first.Height || r.Hash != first.Hash {
+			t.Errorf("%s: a committed tx sent again after a restart: %+v, want %+v", name, r, first)
 		}
 	}
 }

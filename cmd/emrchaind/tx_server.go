@@ -163,8 +163,7 @@ func (s *txServer) BroadcastTx(ctx context.Context, req *emrv1.BroadcastTxReques
 	switch {
 	case errors.As(err, &invalid):
 		// CometBFT v1 reports CheckTx's rejection as an error.
-		out.Code, out.Codespace, out.Log = invalid.Code, invalid.Codespace, invalid.Log
-		return out, nil
+		return s.rejected(out, hash, invalid.Code, invalid.Codespace, invalid.Log), nil
 	case errors.Is(err, mempool.ErrTxInCache):
 		// Seen before: committed already, or still in the mempool.
 		if res := s.lookup(hash); res != nil {
@@ -176,8 +175,7 @@ func (s *txServer) BroadcastTx(ctx context.Context, req *emrv1.BroadcastTxReques
 	case err != nil:
 		return nil, mempoolError(err)
 	case check.Code != 0:
-		out.Code, out.Codespace, out.Log = check.Code, check.Codespace, check.Log
-		return out, nil
+		return s.rejected(out, hash, check.Code, check.Codespace, check.Log), nil
 	case req.Async:
 		return out, nil
 	}
@@ -259,13 +257,28 @@ func (s *txServer) wait(ctx context.Context, sub cmttypes.Subscription, hash []b
 			}
 		case <-timer.C:
 			return nil, grpcstatus.Errorf(codes.DeadlineExceeded,
-				"tx %x was not committed within %s; it may still be: look it up by hash", hash, s.timeout)
+				"tx %x was not committed within %s; it may still be: send the same tx again for its result", hash, s.timeout)
 		case <-ctx.Done():
 			return nil, grpcstatus.FromContextError(ctx.Err()).Err()
 		case <-s.done:
 			return nil, grpcstatus.Error(codes.Unavailable, "the node is shutting down")
 		}
 	}
+}
+
+// rejected answers CheckTx's rejection of tx hash, unless the tx is
+// committed already: a tx sent again after its commit (a retry after a
+// timeout, after a restart of the node, or on another node, where the
+// mempool's cache of seen txs does not have it) is refused for its
+// sequence, which it used itself; the tx index then has its result.
+func (s *txServer) rejected(out *emrv1.BroadcastTxResponse, hash []byte, code uint32, codespace, log string) *emrv1.BroadcastTxResponse {
+	if code == app.ErrBadSequence.Code() && codespace == app.Codespace {
+		if res := s.lookup(hash); res != nil {
+			return res
+		}
+	}
+	out.Code, out.Codespace, out.Log = code, codespace, log
+	return out
 }
 
 // lookup returns the result of a committed tx from the tx index, or nil.

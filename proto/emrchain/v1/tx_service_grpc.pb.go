@@ -38,7 +38,10 @@ type TxServiceClient interface {
 	// carries its code, codespace and log. Transport errors are kept for
 	// malformed requests (INVALID_ARGUMENT), a node that cannot take txs
 	// (UNAVAILABLE, RESOURCE_EXHAUSTED) and a tx not committed in time
-	// (DEADLINE_EXCEEDED; it may still be committed later: look it up by hash).
+	// (DEADLINE_EXCEEDED; it may still be committed later: send the same tx
+	// again). A tx sent again after its commit is answered with its committed
+	// result while the node's tx index has it, whether the mempool's cache
+	// still knows the tx or CheckTx refuses the sequence it used itself.
 	BroadcastTx(ctx context.Context, in *BroadcastTxRequest, opts ...grpc.CallOption) (*BroadcastTxResponse, error)
 	// BroadcastTxs is BroadcastTx with async set, for many txs over one
 	// stream: the client sends txs, the node runs CheckTx on each in the
@@ -104,7 +107,10 @@ type TxServiceServer interface {
 	// carries its code, codespace and log. Transport errors are kept for
 	// malformed requests (INVALID_ARGUMENT), a node that cannot take txs
 	// (UNAVAILABLE, RESOURCE_EXHAUSTED) and a tx not committed in time
-	// (DEADLINE_EXCEEDED; it may still be committed later: look it up by hash).
+	// (DEADLINE_EXCEEDED; it may still be committed later: send the same tx
+	// again). A tx sent again after its commit is answered with its committed
+	// result while the node's tx index has it, whether the mempool's cache
+	// still knows the tx or CheckTx refuses the sequence it used itself.
 	BroadcastTx(context.Context, *BroadcastTxRequest) (*BroadcastTxResponse, error)
 	// BroadcastTxs is BroadcastTx with async set, for many txs over one
 	// stream: the client sends txs, the node runs CheckTx on each in the
