@@ -58,6 +58,13 @@ var (
 	ErrNotEnabled            = register(23, "not enabled")
 	ErrInvalidGenesis        = register(24, "invalid genesis")
 	ErrInvalidQuery          = register(25, "invalid query")
+	// ErrHeightNotCommitted: a query asked for a height this node has not
+	// committed yet (or it has committed nothing): another node, or this
+	// one a little later, may answer.
+	ErrHeightNotCommitted = register(26, "height not committed yet")
+	// ErrHeightNotKept: a query asked for a height this node no longer
+	// keeps (pruned), or never had (before its state-sync snapshot).
+	ErrHeightNotKept = register(27, "height not kept")
 )
 
 // CodeOf returns the ABCI result code of err: 0 for nil, the code of the

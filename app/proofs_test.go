@@ -3,6 +3,7 @@ package app_test
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -132,8 +133,26 @@ func TestQueryProofs(t *testing.T) {
 func TestQueryHeights(t *testing.T) {
 	c := apptest.New(t, apptest.Options{})
 	data, _ := proto.Marshal(&emrv1.QueryParamsRequest{})
-	if _, _, err := c.App.Query(app.QueryPathPrefix+"Params", data, c.Height()+1, false); app.CodeOf(err) != app.ErrInvalidQuery.Code() {
+	if _, _, err := c.App.Query(app.QueryPathPrefix+"Params", data, c.Height()+1, false); app.CodeOf(err) != app.ErrHeightNotCommitted.Code() {
 		t.Fatalf("query above the last height: %v", err)
+	}
+	// A height pruned away is one the node no longer keeps, and it says
+	// which is the earliest it does; one before the first commit, one not
+	// committed yet.
+	opts := store.DefaultOptions()
+	opts.KeepRecent, opts.PruneInterval = 2, 1
+	pruned := apptest.New(t, apptest.Options{Dir: t.TempDir(), Store: &opts})
+	for range 5 {
+		pruned.Block()
+	}
+	for _, prove := range []bool{false, true} {
+		_, _, err := pruned.App.Query(app.QueryPathPrefix+"Params", data, 1, prove)
+		if app.CodeOf(err) != app.ErrHeightNotKept.Code() || !strings.Contains(err.Error(), "the earliest this node keeps is") {
+			t.Fatalf("query of a pruned height (prove %v): %v", prove, err)
+		}
+	}
+	if _, _, err := pruned.App.Query(app.QueryPathPrefix+"Params", data, pruned.Height(), true); err != nil {
+		t.Fatalf("query of a kept height: %v", err)
 	}
 	if _, _, err := c.App.Query("/emrchain.v1.Query/Nope", data, 0, false); app.CodeOf(err) != app.ErrInvalidQuery.Code() {
 		t.Fatalf("unknown method: %v", err)

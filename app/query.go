@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -100,7 +101,7 @@ func (a *App) QueryKey(key []byte, height int64, prove bool) ([]byte, *cmtcrypto
 	}
 	v, ops, err := a.store.GetWithProof(key, h)
 	if err != nil {
-		return nil, nil, h, fmt.Errorf("%w: proof of %x at %d: %v", ErrInvalidQuery, key, h, err)
+		return nil, nil, h, fmt.Errorf("proof of %x: %w", key, a.heightError(h, err))
 	}
 	return v, ops, h, nil
 }
@@ -114,16 +115,29 @@ func (a *App) readerAt(height int64) (int64, store.Reader, error) {
 		height = last
 	}
 	if last == 0 {
-		return 0, nil, fmt.Errorf("%w: nothing committed yet", ErrNotFound)
+		return 0, nil, fmt.Errorf("%w: this node has committed nothing yet", ErrHeightNotCommitted)
 	}
 	if height > last {
-		return 0, nil, fmt.Errorf("%w: height %d is not committed yet (last is %d)", ErrInvalidQuery, height, last)
+		return 0, nil, fmt.Errorf("%w: height %d (this node's last is %d)", ErrHeightNotCommitted, height, last)
 	}
 	r, err := a.store.ReaderAt(height)
 	if err != nil {
-		return 0, nil, fmt.Errorf("%w: height %d: %v", ErrInvalidQuery, height, err)
+		return 0, nil, a.heightError(height, err)
 	}
 	return height, r, nil
+}
+
+// heightError is the answer to a read of height that failed with err: a
+// height pruned away, or before this node's state-sync snapshot, is one
+// it no longer keeps.
+func (a *App) heightError(height int64, err error) error {
+	if !errors.Is(err, store.ErrVersionNotFound) {
+		return fmt.Errorf("%w: height %d: %v", ErrInvalidQuery, height, err)
+	}
+	if first := a.store.FirstVersion(); first > height {
+		return fmt.Errorf("%w: height %d (the earliest this node keeps is %d)", ErrHeightNotKept, height, first)
+	}
+	return fmt.Errorf("%w: height %d", ErrHeightNotKept, height)
 }
 
 func toProofOps(ops *cmtcrypto.ProofOps) []*emrv1.ProofOp {

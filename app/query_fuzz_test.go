@@ -154,8 +154,12 @@ func FuzzQuery(f *testing.F) {
 	f.Fuzz(func(t *testing.T, path string, data []byte, height int64, prove bool) {
 		out, h, err := q.c.App.Query(path, data, height, prove)
 		if err != nil {
-			if code := app.CodeOf(err); code != app.ErrInvalidQuery.Code() && code != app.ErrNotFound.Code() {
+			code := app.CodeOf(err)
+			if code != app.ErrInvalidQuery.Code() && code != app.ErrNotFound.Code() && code != app.ErrHeightNotCommitted.Code() {
 				t.Fatalf("query error with code %d: %v", code, err)
+			}
+			if (code == app.ErrHeightNotCommitted.Code()) != (height > last) {
+				t.Fatalf("height %d of a chain at %d: code %d: %v", height, last, code, err)
 			}
 			if out != nil {
 				t.Fatalf("an error and a value: %v", err)

@@ -1827,15 +1827,16 @@ func TestQueryRules(t *testing.T) {
 		path   string
 		data   []byte
 		height int64
+		want   *app.CodedError
 	}{
-		{"unknown method", app.QueryPathPrefix + "NoSuchMethod", req, 0},
-		{"unknown path", "/some/other/path", req, 0},
-		{"undecodable request", app.QueryPathPrefix + "Member", []byte{0xff, 0xff}, 0},
-		{"height not committed yet", app.QueryPathPrefix + "Params", req, c.Height() + 1},
-		{"negative height", app.QueryPathPrefix + "Params", req, -1},
+		{"unknown method", app.QueryPathPrefix + "NoSuchMethod", req, 0, app.ErrInvalidQuery},
+		{"unknown path", "/some/other/path", req, 0, app.ErrInvalidQuery},
+		{"undecodable request", app.QueryPathPrefix + "Member", []byte{0xff, 0xff}, 0, app.ErrInvalidQuery},
+		{"height not committed yet", app.QueryPathPrefix + "Params", req, c.Height() + 1, app.ErrHeightNotCommitted},
+		{"negative height", app.QueryPathPrefix + "Params", req, -1, app.ErrInvalidQuery},
 	} {
-		if got := raw(tc.path, tc.data, tc.height); got != app.ErrInvalidQuery.Code() {
-			t.Errorf("%s: code %d, want %d", tc.name, got, app.ErrInvalidQuery.Code())
+		if got := raw(tc.path, tc.data, tc.height); got != tc.want.Code() {
+			t.Errorf("%s: code %d, want %d", tc.name, got, tc.want.Code())
 		}
 	}
 }

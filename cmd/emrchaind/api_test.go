@@ -481,7 +481,7 @@ func TestAPIServers(t *testing.T) {
 			get("/emrchain/v1/studies/no-such-study/shares", 404),
 			get("/emrchain/v1/params?height=abc", 400),
 			get("/emrchain/v1/params?height=-5", 400),
-			get("/emrchain/v1/params?height=999999999", 400),
+			get("/emrchain/v1/params?height=999999999", 503),
 			get("/emrchain/v1/params?height=1&height=2", 400),
 			withHeader(get("/emrchain/v1/params", 400), "x"),
 			withHeader(get("/emrchain/v1/params?height=1", 400), "2"),
@@ -495,6 +495,8 @@ func TestAPIServers(t *testing.T) {
 			post(`{}`, 400),
 			post(`{"tx": ""}`, 400),
 			post(`{"tx": "%%%"}`, 400),
+			post(`{"tx": "`+strings.Repeat("%", 500_000)+`"}`, 400),
+			post(`{"`+strings.Repeat("x", 500_000)+`": 1}`, 400),
 			post(`{"bogus": 1, "tx": "AAAA"}`, 400),
 			post(`{"tx": "AAAA", "async": "maybe"}`, 400),
 			post(`{"tx": "`+string(big)+`"}`, 413),
@@ -505,9 +507,15 @@ func TestAPIServers(t *testing.T) {
 			if len(name) > 120 {
 				name = name[:120] + "..."
 			}
-			if rep.status < 400 || rep.status > 499 || (c.want != 0 && rep.status != c.want) {
+			if (c.want == 0 && (rep.status < 400 || rep.status > 499)) || (c.want != 0 && rep.status != c.want) {
 				t.Errorf("%s: HTTP %d %s; want %d", name, rep.status, rep.body, c.want)
 				continue
+			}
+			if retry := rep.header.Get("Retry-After"); (rep.status == http.StatusServiceUnavailable) != (retry == "1") {
+				t.Errorf("%s: HTTP %d with Retry-After %q", name, rep.status, retry)
+			}
+			if len(rep.body) > maxRESTErrorMessage+200 {
+				t.Errorf("%s: an error body of %d bytes", name, len(rep.body))
 			}
 			var e struct {
 				Code    *int    `json:"code"`
@@ -535,7 +543,7 @@ func TestAPIServers(t *testing.T) {
 			{"unknown patient", second(n.query.Patient(ctx, &emrv1.QueryPatientRequest{PatientId: unknownPid})), codes.NotFound},
 			{"huge page", second(n.query.Records(ctx, &emrv1.QueryRecordsRequest{PatientId: pidHex, Page: &emrv1.PageRequest{Limit: 1 << 30}})), codes.InvalidArgument},
 			{"bad height", second(n.query.Params(pinned("x"), &emrv1.QueryParamsRequest{})), codes.InvalidArgument},
-			{"future height", second(n.query.Params(pinned("999999999"), &emrv1.QueryParamsRequest{})), codes.InvalidArgument},
+			{"future height", second(n.query.Params(pinned("999999999"), &emrv1.QueryParamsRequest{})), codes.Unavailable},
 			{"empty tx", second(n.txs.BroadcastTx(ctx, &emrv1.BroadcastTxRequest{})), codes.InvalidArgument},
 		} {
 			if got := grpcstatus.Code(c.err); got != c.want {

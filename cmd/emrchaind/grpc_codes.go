@@ -40,6 +40,8 @@ var grpcCodes = map[uint32]codes.Code{
 	app.ErrNotEnabled.Code():            codes.FailedPrecondition,
 	app.ErrInvalidGenesis.Code():        codes.InvalidArgument,
 	app.ErrInvalidQuery.Code():          codes.InvalidArgument,
+	app.ErrHeightNotCommitted.Code():    codes.Unavailable,
+	app.ErrHeightNotKept.Code():         codes.OutOfRange,
 }
 
 // grpcCodeOf is the gRPC status code for an emrchain result code.

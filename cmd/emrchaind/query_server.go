@@ -88,7 +88,9 @@ func serveQuery[Req any, Resp heightResponse](ctx context.Context, s *queryServe
 	if err != nil {
 		err = grpcError(err)
 		if grpcstatus.Code(err) == codes.Internal {
+			// The error names the node's own stores; the caller gets none of it.
 			s.logger.Error("query failed", "method", method, "height", h, "err", err)
+			err = grpcstatus.Errorf(codes.Internal, "internal error serving %s (the node's log has the details)", method)
 		}
 		return zero, err
 	}

@@ -218,12 +218,23 @@ type restErrorBody struct {
 	Message string     `json:"message"`
 }
 
+// maxRESTErrorMessage bounds an error's message: the gateway's own parse
+// errors quote what they could not parse, whole.
+const maxRESTErrorMessage = 512
+
 func writeRESTError(w http.ResponseWriter, httpStatus int, code codes.Code, msg string) {
+	if len(msg) > maxRESTErrorMessage {
+		msg = fmt.Sprintf("%s... (%d bytes)", strings.ToValidUTF8(msg[:maxRESTErrorMessage], ""), len(msg))
+	}
 	body, _ := json.Marshal(restErrorBody{Code: code, Status: code.String(), Message: msg})
 	h := w.Header()
 	h.Del(heightHeader)
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
+	if code == codes.Unavailable || code == codes.ResourceExhausted {
+		// A node catching up, a full mempool, a height not committed yet.
+		h.Set("Retry-After", "1")
+	}
 	w.WriteHeader(httpStatus)
 	_, _ = w.Write(append(body, '\n'))
 }

@@ -151,7 +151,7 @@ type PageRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Start after this sequence (ascending lists) or before it (newest-first lists); 0 = from the start.
 	After uint64 `protobuf:"varint,1,opt,name=after,proto3" json:"after,omitempty"`
-	// Items per page; 0 = the default; capped by params.max_page_size.
+	// Items per page; 0 = the default; above params.max_page_size is INVALID_ARGUMENT.
 	Limit         uint32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1048,7 +1048,7 @@ type QueryGrantsRequest struct {
 	Grantee string                 `protobuf:"bytes,1,opt,name=grantee,proto3" json:"grantee,omitempty"`
 	// Start after this patient id (hex); empty = from the start.
 	After string `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
-	// Permissions per page; 0 = the default; capped by params.max_page_size.
+	// Permissions per page; 0 = the default; above params.max_page_size is INVALID_ARGUMENT.
 	Limit         uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

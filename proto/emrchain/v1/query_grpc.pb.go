@@ -43,10 +43,17 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Query reads emrchain state. Addresses and patient ids are lowercase hex in
-// requests. The same methods are served over ABCI Query at the path
+// Query reads emrchain state. Addresses and patient ids are hex in requests
+// (either case, an optional 0x); responses carry them as bytes (base64 in
+// JSON). The same methods are served over ABCI Query at the path
 // "/emrchain.v1.Query/<Method>"; with prove=true every response carries one
-// StoreProof per state key it was built from.
+// StoreProof per state key it was built from. Over gRPC and REST responses
+// carry no proofs: they are the node's word. A reader that trusts no node
+// verifies over ABCI Query with the light client (the client package,
+// emrcli). A query may be pinned to a height (x-emrchain-height: gRPC
+// metadata, an HTTP header, or ?height=); a height not committed yet is
+// UNAVAILABLE (HTTP 503, retry), one the node no longer keeps OUT_OF_RANGE
+// (HTTP 400).
 type QueryClient interface {
 	// Params returns the consortium parameters.
 	Params(ctx context.Context, in *QueryParamsRequest, opts ...grpc.CallOption) (*QueryParamsResponse, error)
@@ -287,10 +294,17 @@ func (c *queryClient) BlobRefs(ctx context.Context, in *QueryBlobRefsRequest, op
 // All implementations must embed UnimplementedQueryServer
 // for forward compatibility.
 //
-// Query reads emrchain state. Addresses and patient ids are lowercase hex in
-// requests. The same methods are served over ABCI Query at the path
+// Query reads emrchain state. Addresses and patient ids are hex in requests
+// (either case, an optional 0x); responses carry them as bytes (base64 in
+// JSON). The same methods are served over ABCI Query at the path
 // "/emrchain.v1.Query/<Method>"; with prove=true every response carries one
-// StoreProof per state key it was built from.
+// StoreProof per state key it was built from. Over gRPC and REST responses
+// carry no proofs: they are the node's word. A reader that trusts no node
+// verifies over ABCI Query with the light client (the client package,
+// emrcli). A query may be pinned to a height (x-emrchain-height: gRPC
+// metadata, an HTTP header, or ?height=); a height not committed yet is
+// UNAVAILABLE (HTTP 503, retry), one the node no longer keeps OUT_OF_RANGE
+// (HTTP 400).
 type QueryServer interface {
 	// Params returns the consortium parameters.
 	Params(context.Context, *QueryParamsRequest) (*QueryParamsResponse, error)

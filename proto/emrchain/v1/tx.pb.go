@@ -23,12 +23,17 @@ const (
 )
 
 // Tx is the signed envelope CometBFT carries. The signature is ed25519 over
-// body_bytes exactly as sent, so no re-encoding is ever needed to verify it.
+// body_bytes exactly as sent, so no re-encoding is ever needed to verify it,
+// except for an AddRecord, whose signature is also the record's uploader
+// signature: it signs "emrchain/v1/record-tx" 0x00 || patient_id || the
+// category's length (2 bytes, big-endian) || category || ciphertext_sha256
+// || SHA-256(body_bytes) (app.RecordSignBytes). body_bytes must be the
+// canonical encoding of the TxBody (fields in order, no unknown fields).
 type Tx struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A serialized TxBody.
 	BodyBytes []byte `protobuf:"bytes,1,opt,name=body_bytes,json=bodyBytes,proto3" json:"body_bytes,omitempty"`
-	// ed25519 signature of body_bytes by body.signer_pub_key.
+	// ed25519 signature by body.signer_pub_key (see above).
 	Signature     []byte `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
