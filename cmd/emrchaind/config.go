@@ -57,7 +57,10 @@ func loadCometConfig(home string) (*cmtcfg.Config, error) {
 			mapstructure.StringToSliceHookFunc(","),
 		),
 		WeaklyTypedInput: true,
-		Result:           conf,
+		// A misspelt key would otherwise leave its setting at the default
+		// without a word ([statesync] "enabled" for "enable").
+		ErrorUnused: true,
+		Result:      conf,
 	})
 	if err != nil {
 		return nil, err

@@ -181,6 +181,9 @@ func runInit(w io.Writer, o initOptions) error {
 	conf.P2P.AddrBookStrict = false
 	conf.P2P.AllowDuplicateIP = true
 	conf.TxIndex.Indexer = "kv"
+	// CometBFT's metrics, once turned on ([instrumentation] prometheus),
+	// listen on this machine only, like every other port init writes.
+	conf.Instrumentation.PrometheusListenAddr = "127.0.0.1:26660"
 	lanConsensus(conf.Consensus, o.timeoutCommit, o.emptyBlocks)
 	if err := conf.ValidateBasic(); err != nil {
 		return fmt.Errorf("config: %w", err)

@@ -130,8 +130,9 @@ func TestInitDevNode(t *testing.T) {
 	}
 	if conf.Consensus.TimeoutCommit != 500*time.Millisecond || conf.Consensus.CreateEmptyBlocksInterval != 10*time.Second ||
 		conf.RPC.ListenAddress != "tcp://127.0.0.1:26657" || conf.P2P.ListenAddress != "tcp://127.0.0.1:26656" ||
-		conf.TxIndex.Indexer != "kv" || conf.DBBackend != "pebbledb" || conf.Moniker != "node0" {
-		t.Fatalf("config: %+v %+v %+v", conf.Consensus, conf.RPC, conf.P2P)
+		conf.TxIndex.Indexer != "kv" || conf.DBBackend != "pebbledb" || conf.Moniker != "node0" ||
+		conf.Instrumentation.PrometheusListenAddr != "127.0.0.1:26660" {
+		t.Fatalf("config: %+v %+v %+v %+v", conf.Consensus, conf.RPC, conf.P2P, conf.Instrumentation)
 	}
 	appConf, err := loadAppConfig(home)
 	if err != nil || !reflect.DeepEqual(appConf, defaultAppConfig()) {
@@ -297,6 +298,35 @@ func TestCometConfigRoundTrip(t *testing.T) {
 		if !reflect.DeepEqual(gv.Field(i).Interface(), wv.Field(i).Interface()) {
 			t.Errorf("section %s changed through the file:\n got %+v\nwant %+v",
 				gv.Type().Field(i).Name, reflect.Indirect(gv.Field(i)), reflect.Indirect(wv.Field(i)))
+		}
+	}
+}
+
+// TestCometConfigUnknownKeys: a misspelt key in config.toml is refused, as
+// in app.toml, instead of leaving its setting at the default unsaid.
+func TestCometConfigUnknownKeys(t *testing.T) {
+	for _, c := range []struct{ old, typo, want string }{
+		{"\nenable = false", "\nenabled = true", "'statesync' has invalid keys: enabled"},
+		{"\npersistent_peers = ", "\npersistent-peers = ", "'p2p' has invalid keys: persistent-peers"},
+		{"\nmoniker = ", "\nmonicker = ", "invalid keys: monicker"},
+	} {
+		home := t.TempDir()
+		conf := cmtcfg.DefaultConfig()
+		conf.SetRoot(home)
+		if err := os.MkdirAll(filepath.Join(home, "config"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(home, "config", "config.toml")
+		cmtcfg.WriteConfigFile(path, conf)
+		raw, err := os.ReadFile(path)
+		if err != nil || !bytes.Contains(raw, []byte(c.old)) {
+			t.Fatalf("config.toml has no %q: %v", c.old, err)
+		}
+		if err := os.WriteFile(path, bytes.Replace(raw, []byte(c.old), []byte(c.typo), 1), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := loadCometConfig(home); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("config.toml with %q: %v, want an error naming the key", c.typo, err)
 		}
 	}
 }
