@@ -209,9 +209,10 @@ func eachObject(v any, f func(map[string]any)) {
 // encounter and claim) occur in a string costs about the length of the
 // string, not the number of needles.
 type needles struct {
-	byPrefix map[string][]string
-	short    []string // shorter than 4 bytes once case-folded ("\u212A\u212A" → "KK")
-	seen     map[string]bool
+	list []string
+	seen map[string]bool
+	// match finds the needles of list; nil when one was added since.
+	match *matcher
 	// numeric holds the digits of every needle with at least minNumeric of
 	// them ("123456789" of "123-45-6789"), which in also looks for among
 	// the digits of the string, so that an SSN, a phone number or an MRN
@@ -255,14 +256,11 @@ func (n *needles) addExact(s string) {
 		return
 	}
 	if n.seen == nil {
-		n.seen, n.byPrefix = map[string]bool{}, map[string][]string{}
+		n.seen = map[string]bool{}
 	}
 	n.seen[s] = true
-	if len(s) < 4 {
-		n.short = append(n.short, s)
-		return
-	}
-	n.byPrefix[s[:4]] = append(n.byPrefix[s[:4]], s)
+	n.list = append(n.list, s)
+	n.match = nil
 }
 
 // in reports whether one of the needles occurs in s (already case-folded),
@@ -276,22 +274,13 @@ func (n *needles) in(s string) bool {
 
 // inExact reports whether one of the needles occurs in s as it is.
 func (n *needles) inExact(s string) bool {
-	for _, x := range n.short {
-		if strings.Contains(s, x) {
-			return true
-		}
-	}
-	if len(n.byPrefix) == 0 {
+	if len(n.list) == 0 {
 		return false
 	}
-	for i := 0; i+4 <= len(s); i++ {
-		for _, x := range n.byPrefix[s[i:i+4]] {
-			if strings.HasPrefix(s[i:], x) {
-				return true
-			}
-		}
+	if n.match == nil {
+		n.match = newMatcher(n.list)
 	}
-	return false
+	return n.match.in(s)
 }
 
 // identifierNeedles calls add with the value of every Identifier element
