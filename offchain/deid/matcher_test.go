@@ -51,7 +51,7 @@ func TestSweepIsLinear(t *testing.T) {
 	if n.in(s) {
 		t.Fatal("a needle found in a string of a alone")
 	}
-	if n.in(s+"aaaaaaaa3999") != true {
+	if !n.in(s + "aaaaaaaa3999") {
 		t.Fatal("the last needle not found")
 	}
 	// The numeric needles hold the digits alone: not swept here.
