@@ -797,6 +797,26 @@ func TestAgeOver89Anywhere(t *testing.T) {
 	}
 }
 
+// TestAgeInUnitsAsWritten: a Quantity of 90 years or more is aggregated
+// whatever the spelling of its unit of years, under any code.
+func TestAgeInUnitsAsWritten(t *testing.T) {
+	for _, unit := range []string{"yo", "y/o", "Y.O.", "years old", "Years Old", "year-old", "yrs of age", "{years}", " yr "} {
+		obs := `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://example.org/local","code":"x1"}]},
+		  "subject":{"reference":"urn:uuid:p"},"valueQuantity":{"value":97,"unit":"` + unit + `"}}`
+		out, _ := mustDeidentify(t, patientBundle(`"gender":"female"`, obs), Options{Now: testNow})
+		if bytes.Contains(out, []byte(": 97")) || !aggregated90.Match(out) {
+			t.Errorf("unit %q: age 97 not aggregated to >= 90:\n%s", unit, out)
+		}
+	}
+	for _, unit := range []string{"mg", "mmol/L", "old"} {
+		obs := `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://example.org/local","code":"x1"}]},
+		  "subject":{"reference":"urn:uuid:p"},"valueQuantity":{"value":97,"unit":"` + unit + `"}}`
+		if out, _ := mustDeidentify(t, patientBundle(`"gender":"female"`, obs), Options{Now: testNow}); !bytes.Contains(out, []byte(": 97")) {
+			t.Errorf("unit %q: 97 of it is no age, and went:\n%s", unit, out)
+		}
+	}
+}
+
 // TestDatesInOtherNotations: the sweep removes a string holding a date in
 // compact, dotted or worded form, and keeps numeric codes that are not
 // dates.

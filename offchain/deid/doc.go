@@ -115,7 +115,9 @@
 // tied to one through its encounter; a patient of 90 or more loses the ages
 // either way.
 //
-// Any Quantity in a unit of time of 90 years or more (Condition.onsetAge,
+// Any Quantity in a unit of time (a UCUM code, or a unit as people write
+// it: "years", "yrs of age", "y/o", "{years}"; not a word of another
+// language) of 90 years or more (Condition.onsetAge,
 // Procedure.performedAge, an Observation's value, ...) becomes {"value": 90,
 // "comparator": ">=", "unit": "years", "code": "a"} (the low end of a Range
 // becomes 90, the high end is removed); an Age whose unit is not one of time

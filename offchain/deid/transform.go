@@ -432,8 +432,23 @@ var (
 		"wk": 7 / 365.25, "wks": 7 / 365.25, "week": 7 / 365.25, "weeks": 7 / 365.25,
 		"day": 1 / 365.25, "days": 1 / 365.25,
 		"hr": 1 / 8766.0, "hrs": 1 / 8766.0, "hour": 1 / 8766.0, "hours": 1 / 8766.0,
+		"yo": 1, "y/o": 1, "y.o.": 1, "y.o": 1, "a.": 1,
 	}
 )
+
+// textUnit is a Quantity.unit's time unit in years, read as people write
+// it: any case, in UCUM's annotation braces ("{years}"), with "old" or
+// "of age" after it ("years old", "year-old", "yrs of age").
+func textUnit(s string) (float64, bool) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	s = strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(s, "{"), "}"))
+	s = strings.NewReplacer("-", " ", "_", " ").Replace(s)
+	for _, tail := range []string{" old", " of age"} {
+		s = strings.TrimSpace(strings.TrimSuffix(s, tail))
+	}
+	y, ok := textTime[s]
+	return y, ok
+}
 
 // years returns a Quantity's value in years, when its unit is one of time.
 func years(q *object) (float64, bool) {
@@ -448,7 +463,7 @@ func years(q *object) (float64, bool) {
 		if y, ok := ucumTime[s]; ok {
 			return f * y, true
 		}
-		if y, ok := textTime[strings.ToLower(s)]; ok {
+		if y, ok := textUnit(s); ok {
 			return f * y, true
 		}
 	}
