@@ -128,7 +128,7 @@ and adds its record in one go.`,
 	f.StringVar(&category, "category", "", "record category, e.g. lab-results")
 	f.StringVar(&sum, "sha256", "", "SHA-256 of the ciphertext (hex)")
 	f.Uint64Var(&size, "size", 0, "size of the ciphertext in bytes")
-	f.StringVar(&objectKey, "object-key", "", "where the ciphertext is stored")
+	f.StringVar(&objectKey, "object-key", "", "where the ciphertext is stored (public on chain: a name that says nothing, such as its SHA-256)")
 	f.StringVar(&dataKeyFile, "data-key-file", "", "file holding the data key the ciphertext was encrypted with (64 hex characters)")
 	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
 	return cmd
