@@ -91,8 +91,20 @@ func ValidateGenesis(g *emrv1.GenesisState) error {
 		}
 		seen[c] = true
 	}
-	if p.MaxTxBytes < 1024 || p.MaxBlobBytes == 0 || p.MaxRecordsPerAccess == 0 || p.MaxRewrapsPerRotation == 0 || p.MaxPageSize == 0 || p.MaxWrappedKeyBytes < 64 {
-		return bad("params limits must be positive (max_tx_bytes >= 1024, max_wrapped_key_bytes >= 64)")
+	for _, c := range []struct {
+		name       string
+		value, min uint64
+	}{
+		{"max_tx_bytes", p.MaxTxBytes, 1024},
+		{"max_blob_bytes", p.MaxBlobBytes, 1},
+		{"max_records_per_access", uint64(p.MaxRecordsPerAccess), 1},
+		{"max_rewraps_per_rotation", uint64(p.MaxRewrapsPerRotation), 1},
+		{"max_page_size", uint64(p.MaxPageSize), 1},
+		{"max_wrapped_key_bytes", uint64(p.MaxWrappedKeyBytes), 64},
+	} {
+		if c.value < c.min {
+			return bad("params %s is %d: want at least %d", c.name, c.value, c.min)
+		}
 	}
 	for _, c := range []struct {
 		name       string

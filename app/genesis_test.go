@@ -70,6 +70,34 @@ func TestGenesisParamsHaveCeilings(t *testing.T) {
 	}
 }
 
+// TestGenesisParamsHaveFloors: each limit of the params below its floor
+// is refused by its name, and accepted at it.
+func TestGenesisParamsHaveFloors(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		set  func(p *emrv1.Params, under bool)
+	}{
+		{"max_tx_bytes", func(p *emrv1.Params, under bool) { p.MaxTxBytes = 1024 - b2u(under) }},
+		{"max_blob_bytes", func(p *emrv1.Params, under bool) { p.MaxBlobBytes = 1 - b2u(under) }},
+		{"max_records_per_access", func(p *emrv1.Params, under bool) { p.MaxRecordsPerAccess = 1 - uint32(b2u(under)) }},
+		{"max_rewraps_per_rotation", func(p *emrv1.Params, under bool) { p.MaxRewrapsPerRotation = 1 - uint32(b2u(under)) }},
+		{"max_page_size", func(p *emrv1.Params, under bool) { p.MaxPageSize = 1 - uint32(b2u(under)) }},
+		{"max_wrapped_key_bytes", func(p *emrv1.Params, under bool) { p.MaxWrappedKeyBytes = 64 - uint32(b2u(under)) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g := apptest.Consortium()
+			c.set(g.Params, false)
+			if err := app.ValidateGenesis(g); err != nil {
+				t.Fatalf("at the floor: %v", err)
+			}
+			c.set(g.Params, true)
+			if err := app.ValidateGenesis(g); app.CodeOf(err) != app.ErrInvalidGenesis.Code() || !strings.Contains(err.Error(), c.name) {
+				t.Fatalf("under the floor: %v, want an invalid genesis naming %s", err, c.name)
+			}
+		})
+	}
+}
+
 func b2u(b bool) uint64 {
 	if b {
 		return 1

@@ -19,7 +19,7 @@
 //	data/priv_validator_state.json  double-sign protection
 //	data/app.db/                    the application's IAVL store
 //	data/snapshots/                 state-sync snapshots this node serves
-//	data/blobs/                     the sidecar's filesystem blob store (when [sidecar] store = "fs")
+//	data/blobs/                     the sidecar's filesystem blob store (when [sidecar] backend = "fs")
 //	data/sidecar-refs/              the sidecar's reference index (which blobs the chain references)
 //	dev-keys/NAME.json              development member keys written by init
 //

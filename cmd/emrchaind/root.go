@@ -40,7 +40,7 @@ of its registrar; start runs the node.`,
 	}
 	// Shell completion is not part of the node's interface.
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.AddCommand(newInitCmd(), newStartCmd(), newSidecarCmd(), newTestnetCmd(), newLoadCmd(), newVersionCmd())
+	root.AddCommand(newInitCmd(), newStartCmd(), newSidecarCmd(), newTestnetCmd(), newLoadCmd(), newShowCmd(), newVersionCmd())
 	return root
 }
 

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	cmtjson "github.com/cometbft/cometbft/libs/json"
+	"github.com/cometbft/cometbft/p2p"
+	cmttypes "github.com/cometbft/cometbft/types"
+)
+
+// TestShow: show node-id is the id peers allow, and show validator is the
+// node's entry of the genesis init wrote, as a genesis holds it; neither
+// prints a private key.
+func TestShow(t *testing.T) {
+	home := t.TempDir()
+	if out, err := run(t, "init", "--home", home, "--chain-id", "emr-dev", "--moniker", "st-mary"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	conf, err := loadCometConfig(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeKey, err := p2p.LoadNodeKey(conf.NodeKeyFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, "show", "node-id", "--home", home)
+	if err != nil || strings.TrimSpace(out) != string(nodeKey.ID()) {
+		t.Fatalf("show node-id: %q, %v; want %s", out, err, nodeKey.ID())
+	}
+	out, err = run(t, "show", "validator", "--home", home)
+	if err != nil {
+		t.Fatalf("show validator: %v\n%s", err, out)
+	}
+	var got cmttypes.GenesisValidator
+	if err := cmtjson.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("show validator: %v\n%s", err, out)
+	}
+	doc, _ := readGenesis(t, home)
+	want := doc.Validators[0]
+	if !bytes.Equal(got.PubKey.Bytes(), want.PubKey.Bytes()) || !bytes.Equal(got.Address, want.Address) || got.Power != want.Power || got.Name != "st-mary" {
+		t.Fatalf("show validator: %+v, want the genesis entry %+v", got, want)
+	}
+	if strings.Contains(out, "priv") {
+		t.Fatalf("show validator prints a private key:\n%s", out)
+	}
+	if out, err := run(t, "show", "node-id", "--home", t.TempDir()); err == nil || !strings.Contains(out+err.Error(), "not initialized") {
+		t.Fatalf("show node-id of an empty home: %v\n%s", err, out)
+	}
+}
