@@ -139,6 +139,9 @@ cleanup() {
       cp "$WORK/$net"/logs/*.log "$OUT/logs/$net/" 2>/dev/null
     fi
   done
+  # What loadtime says it sent to kvstore (its offered load), per phase.
+  mkdir -p "$OUT/logs"
+  cp "$WORK"/*.loadtime.log "$OUT/logs/" 2>/dev/null
   if [[ $KEEP == 1 ]]; then
     say "kept the networks in $WORK"
   else
