@@ -131,8 +131,9 @@ func outcome(status int) string {
 	return strconv.Itoa(status)
 }
 
-// instrument counts and times a route.
-func (m *metrics) instrument(route string, h http.HandlerFunc) http.HandlerFunc {
+// instrument counts and times a route; done, when not nil, is told of each
+// request answered with an error (writeError).
+func (m *metrics) instrument(route string, h http.HandlerFunc, done func(route string, r *http.Request, e *apiError)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
@@ -143,12 +144,16 @@ func (m *metrics) instrument(route string, h http.HandlerFunc) http.HandlerFunc 
 		}
 		m.requests.WithLabelValues(route, outcome(status)).Inc()
 		m.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		if rec.failure != nil && done != nil {
+			done(route, r, rec.failure)
+		}
 	}
 }
 
 type statusRecorder struct {
 	http.ResponseWriter
-	status int
+	status  int
+	failure *apiError // what writeError answered, if it did
 }
 
 func (s *statusRecorder) WriteHeader(code int) {

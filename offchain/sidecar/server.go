@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/net/netutil"
 
+	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/offchain/blobstore"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
@@ -207,7 +208,8 @@ type Server struct {
 	wg       sync.WaitGroup
 	cursor   blobstore.Key // where the next sweep pass starts
 
-	health healthCache
+	health   healthCache
+	refusals logBudget // refusals logged (logRefusal)
 }
 
 // New builds a Server.
@@ -274,6 +276,7 @@ func New(opts Options) (*Server, error) {
 			MaxIdleConnsPerHost:   4,
 		}},
 		authFails: newAuthFailLimiter(opts.FailedAuthPerMinute, opts.Now),
+		refusals:  logBudget{perSecond: refusalLogsPerSecond},
 		uploads:   &uploadSlots{total: max(opts.MaxUploads, 0), perSigner: max(opts.MaxUploadsPerSigner, 0), patients: max(opts.MaxUploadsPatients, 0)},
 	}
 	if opts.PendingBytesPerSigner > 0 || opts.PendingBytesPatients > 0 || opts.PendingBytesTotal > 0 {
@@ -282,14 +285,72 @@ func New(opts Options) (*Server, error) {
 		refs.onAdd = s.pending.referenced
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("PUT /v1/blobs", s.metrics.instrument("put_blob", s.handlePut(false)))
-	mux.HandleFunc("PUT /v1/blobs/{sha256}", s.metrics.instrument("put_blob", s.handlePut(false)))
-	mux.HandleFunc("PUT /v1/shared-blobs/{sha256}", s.metrics.instrument("put_shared_blob", s.handlePut(true)))
-	mux.HandleFunc("GET /v1/blobs/{sha256}", s.metrics.instrument("get_blob", s.handleGet))
-	mux.HandleFunc("GET /healthz", s.metrics.instrument("healthz", s.handleHealth))
+	mux.HandleFunc("PUT /v1/blobs", s.instrument("put_blob", s.handlePut(false)))
+	mux.HandleFunc("PUT /v1/blobs/{sha256}", s.instrument("put_blob", s.handlePut(false)))
+	mux.HandleFunc("PUT /v1/shared-blobs/{sha256}", s.instrument("put_shared_blob", s.handlePut(true)))
+	mux.HandleFunc("GET /v1/blobs/{sha256}", s.instrument("get_blob", s.handleGet))
+	mux.HandleFunc("GET /healthz", s.instrument("healthz", s.handleHealth))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
 	s.handler = mux
 	return s, nil
+}
+
+// instrument counts and times a route, and logs the requests it refuses.
+func (s *Server) instrument(route string, h http.HandlerFunc) http.HandlerFunc {
+	return s.metrics.instrument(route, h, s.logRefusal)
+}
+
+// refusalLogsPerSecond bounds the refusals logged: a client that keeps
+// being refused cannot flood the log, and the next line logged says how
+// many went unlogged.
+const refusalLogsPerSecond = 20
+
+// logRefusal logs a request refused for who asked (401), what it may not
+// do (403) or how often it asks (429): who tried what is the operator's
+// to know, beside the chain's record of the reads that were allowed.
+func (s *Server) logRefusal(route string, r *http.Request, e *apiError) {
+	switch e.status {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusTooManyRequests:
+	default:
+		return
+	}
+	ok, unlogged := s.refusals.take(s.opts.Now())
+	if !ok {
+		return
+	}
+	address := r.Header.Get(HeaderAddress)
+	if len(address) > 2*app.AddressSize {
+		address = strings.ToValidUTF8(address[:2*app.AddressSize], "") + "..."
+	}
+	s.log.Info("request refused", "route", route, "status", e.status, "code", e.code, "reason", e.reason,
+		"client", clientHost(r.RemoteAddr).String(), "address", address, "unlogged_before", unlogged)
+}
+
+// logBudget lets through at most perSecond events a second and counts the
+// rest.
+type logBudget struct {
+	perSecond int
+	mu        sync.Mutex
+	second    int64
+	used      int
+	dropped   int
+}
+
+// take reports whether an event at now may be logged and, when it may, how
+// many were not since the last one that was.
+func (b *logBudget) take(now time.Time) (ok bool, dropped int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if sec := now.Unix(); sec != b.second {
+		b.second, b.used = sec, 0
+	}
+	if b.used >= b.perSecond {
+		b.dropped++
+		return false, 0
+	}
+	b.used++
+	dropped, b.dropped = b.dropped, 0
+	return true, dropped
 }
 
 // Handler serves the sidecar's HTTP API.
@@ -400,6 +461,9 @@ type ErrorBody struct {
 }
 
 func writeError(w http.ResponseWriter, e *apiError) {
+	if rec, ok := w.(*statusRecorder); ok {
+		rec.failure = e
+	}
 	if e.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `EMR-Signature realm="emrchain-sidecar"`)
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -1016,4 +1017,70 @@ func TestUnknownSignerOnANodeCatchingUp(t *testing.T) {
 	e.chain.mu.Unlock()
 	_, err = e.get(stranger, RecordRef(e.pid, 1), [32]byte{}, nil)
 	wantStatus(t, err, http.StatusUnauthorized, "not a member")
+}
+
+// lines is a Logger that keeps what it is told.
+type lines struct {
+	mu  sync.Mutex
+	all []string
+}
+
+func (l *lines) Info(msg string, kv ...any)  { l.add(msg, kv) }
+func (l *lines) Error(msg string, kv ...any) { l.add(msg, kv) }
+func (l *lines) add(msg string, kv []any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.all = append(l.all, strings.TrimSpace(fmt.Sprintln(append([]any{msg}, kv...)...)))
+}
+
+func (l *lines) with(part string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, s := range l.all {
+		if strings.Contains(s, part) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// TestRefusalsAreLogged: a refused read is logged with who asked, from
+// where and why; a client refused again and again within a second fills
+// at most refusalLogsPerSecond lines, and the next line says how many went
+// unlogged.
+func TestRefusalsAreLogged(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	log := &lines{}
+	e := newEnv(t, func(o *Options) {
+		o.Logger = log
+		o.Now = func() time.Time { return time.Unix(0, clock.Load()) }
+		o.ReplayPerSigner = -1
+	})
+	data := []byte("a record the reader has not read yet")
+	sum := sha256.Sum256(data)
+	if _, err := e.put(e.writer, data); err != nil {
+		t.Fatal(err)
+	}
+	rec := e.chain.addRecord(e.pid, sum, e.writer)
+	for range refusalLogsPerSecond + 5 {
+		_, err := e.get(e.reader, RecordRef(rec.PatientId, rec.Sequence), sum, nil)
+		wantStatus(t, err, 403, "no committed access event")
+	}
+	refused := log.with("request refused")
+	if len(refused) != refusalLogsPerSecond {
+		t.Fatalf("%d refusals logged in one second, want %d:\n%s", len(refused), refusalLogsPerSecond, strings.Join(refused, "\n"))
+	}
+	for _, want := range []string{"get_blob", "403", "no committed access event", hex.EncodeToString(e.reader.Address()), "127.0.0.1"} {
+		if !strings.Contains(strings.ToLower(refused[0]), strings.ToLower(want)) {
+			t.Fatalf("the refusal's line lacks %q: %s", want, refused[0])
+		}
+	}
+	clock.Add(int64(time.Second))
+	_, err := e.get(e.reader, RecordRef(rec.PatientId, rec.Sequence), sum, nil)
+	wantStatus(t, err, 403, "")
+	if refused = log.with("request refused"); len(refused) != refusalLogsPerSecond+1 || !strings.Contains(refused[len(refused)-1], "unlogged_before 5") {
+		t.Fatalf("the first refusal of the next second: %q", refused[len(refused)-1])
+	}
 }
