@@ -7,19 +7,24 @@ import (
 	"errors"
 	"fmt"
 	stdlog "log"
+	"maps"
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/cometbft/cometbft/libs/log"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"github.com/rs/cors"
 	"golang.org/x/net/netutil"
 	"google.golang.org/grpc/codes"
 	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/emrchain/emrchain/app"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
@@ -127,6 +132,7 @@ func newRESTHandler(queries *queryServer, txs *txServer, corsOrigins []string, l
 			}
 			return "", false
 		}),
+		runtime.SetQueryParameterParser(strictQueryParser{}),
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: &runtime.JSONPb{
 			MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true},
 			// A misspelt field ("asynch") is an error, not silently ignored.
@@ -194,6 +200,43 @@ func heightParam(r *http.Request) error {
 	q.Del("height")
 	r.URL.RawQuery = q.Encode()
 	return nil
+}
+
+// strictQueryParser is the gateway's query parameter parser, refusing a
+// parameter the request message has no field for: a misspelt filter
+// ("?categroy=imaging") would otherwise be ignored and answer unfiltered,
+// as a misspelt body field would were it not refused too.
+type strictQueryParser struct{ runtime.DefaultQueryParser }
+
+func (p strictQueryParser) Parse(msg proto.Message, values url.Values, filter *utilities.DoubleArray) error {
+	keys := slices.Sorted(maps.Keys(values))
+	for _, key := range keys {
+		if !hasFieldPath(msg.ProtoReflect().Descriptor(), key) {
+			return grpcstatus.Errorf(codes.InvalidArgument, "unknown query parameter %s (%s lists each route's)", app.QuoteInput(key), openAPIPath)
+		}
+	}
+	return p.DefaultQueryParser.Parse(msg, values, filter)
+}
+
+// hasFieldPath reports whether path ("page.limit", by proto or JSON names)
+// names a field of md.
+func hasFieldPath(md protoreflect.MessageDescriptor, path string) bool {
+	parts := strings.Split(path, ".")
+	for i, part := range parts {
+		fd := md.Fields().ByName(protoreflect.Name(part))
+		if fd == nil {
+			fd = md.Fields().ByJSONName(part)
+		}
+		if fd == nil {
+			return false
+		}
+		if i < len(parts)-1 {
+			if md = fd.Message(); md == nil {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // serveOpenAPI serves the OpenAPI document generated from the protos.
