@@ -238,6 +238,9 @@ func (q *Querier) Params(context.Context, *emrv1.QueryParamsRequest) (*emrv1.Que
 }
 
 func (q *Querier) Organization(_ context.Context, req *emrv1.QueryOrganizationRequest) (*emrv1.QueryOrganizationResponse, error) {
+	if err := checkID("organization id", req.Id); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
+	}
 	org, err := q.st().organization(req.Id)
 	if err != nil {
 		return nil, err

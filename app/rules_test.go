@@ -1801,6 +1801,7 @@ func TestQueryRules(t *testing.T) {
 		{"study: malformed id", "Study", &emrv1.QueryStudyRequest{Id: "Bad Id"}, &emrv1.QueryStudyResponse{}, app.ErrInvalidQuery},
 		{"study: unknown", "Study", &emrv1.QueryStudyRequest{Id: "no-such-study"}, &emrv1.QueryStudyResponse{}, app.ErrNotFound},
 		{"organization: unknown", "Organization", &emrv1.QueryOrganizationRequest{Id: "no-such-org"}, &emrv1.QueryOrganizationResponse{}, app.ErrNotFound},
+		{"organization: no id", "Organization", &emrv1.QueryOrganizationRequest{Id: strings.Repeat("x", 3000)}, &emrv1.QueryOrganizationResponse{}, app.ErrInvalidQuery},
 		{"organization: known", "Organization", &emrv1.QueryOrganizationRequest{Id: apptest.HospitalA}, &emrv1.QueryOrganizationResponse{}, nil},
 		{"params", "Params", &emrv1.QueryParamsRequest{}, &emrv1.QueryParamsResponse{}, nil},
 	} {

@@ -139,6 +139,7 @@ type restCall struct {
 	method, path string
 	body         []byte
 	header       http.Header
+	chunked      bool // send the body without its length
 }
 
 type restReply struct {
@@ -152,6 +153,9 @@ func (n *apiNode) rest(ctx context.Context, t *testing.T, c restCall) restReply 
 	var body io.Reader
 	if c.body != nil {
 		body = bytes.NewReader(c.body)
+		if c.chunked {
+			body = io.MultiReader(body) // its length unknown to the request
+		}
 	}
 	req, err := http.NewRequestWithContext(ctx, c.method, "http://"+n.apiAddr+c.path, body)
 	if err != nil {
@@ -481,6 +485,7 @@ func TestAPIServers(t *testing.T) {
 			get("/emrchain/v1/patients/"+strings.Repeat("0", 63)+"/shares/1", 400),
 			get(records[:len(records)-len("records")]+"shares/999", 404),
 			get("/emrchain/v1/organizations/no-such-org", 404),
+			get("/emrchain/v1/organizations/"+strings.Repeat("x", 3000), 400),
 			get("/emrchain/v1/studies/no-such-study", 404),
 			get("/emrchain/v1/studies/no-such-study/shares", 404),
 			get("/emrchain/v1/params?height=abc", 400),
@@ -504,6 +509,7 @@ func TestAPIServers(t *testing.T) {
 			post(`{"bogus": 1, "tx": "AAAA"}`, 400),
 			post(`{"tx": "AAAA", "async": "maybe"}`, 400),
 			post(`{"tx": "`+string(big)+`"}`, 413),
+			{restCall{method: http.MethodPost, path: "/emrchain/v1/txs", body: []byte(`{"tx": "` + string(big) + `"}`), chunked: true}, 413},
 		}
 		for _, c := range cases {
 			rep := n.rest(ctx, t, c.call)

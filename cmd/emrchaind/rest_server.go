@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	stdlog "log"
 	"maps"
 	"net/http"
@@ -160,7 +161,7 @@ func newRESTHandler(queries *queryServer, txs *txServer, corsOrigins []string, l
 				fmt.Sprintf("request body of %d bytes is above the limit of %d", r.ContentLength, limit))
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		r.Body = &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, limit)}
 		if err := heightParam(r); err != nil {
 			writeRESTError(w, http.StatusBadRequest, codes.InvalidArgument, err.Error())
 			return
@@ -282,10 +283,31 @@ func writeRESTError(w http.ResponseWriter, httpStatus int, code codes.Code, msg 
 	_, _ = w.Write(append(body, '\n'))
 }
 
+// limitedBody is a request body cut at the REST limit, which remembers
+// being cut: the gateway reports the cut as a malformed body, and
+// restError answers 413 for it, as for a Content-Length above the limit.
+type limitedBody struct {
+	io.ReadCloser
+	exceeded bool
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		b.exceeded = true
+	}
+	return n, err
+}
+
 // restError is the gateway's error handler: the HTTP status follows the
 // gRPC code (InvalidArgument 400, PermissionDenied 403, NotFound 404,
 // AlreadyExists 409, ...).
-func restError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, _ *http.Request, err error) {
+func restError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	if body, ok := r.Body.(*limitedBody); ok && body.exceeded {
+		writeRESTError(w, http.StatusRequestEntityTooLarge, codes.InvalidArgument, "the request body is above the limit")
+		return
+	}
 	st := grpcstatus.Convert(err)
 	code := st.Code()
 	if code == codes.Unknown {
