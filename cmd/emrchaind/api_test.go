@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -297,6 +298,11 @@ func TestAPIServers(t *testing.T) {
 	}
 	if r := n.broadcastGRPC(ctx, t, []byte{0xff, 0x00, 0x13}, false); r.Code == 0 || r.Height != 0 {
 		t.Fatalf("garbage tx: %+v", r)
+	}
+	// REST's health answer: a node that keeps up, at a height.
+	if r := n.rest(ctx, t, restCall{method: http.MethodGet, path: restHealthPath}); r.status != http.StatusOK ||
+		!bytes.Contains(r.body, []byte(`"status":"SERVING"`)) || !bytes.Contains(r.body, []byte(`"catching_up":false`)) {
+		t.Fatalf("GET /healthz: %d %s", r.status, r.body)
 	}
 	// A tx already committed answers its result again.
 	if r := n.broadcastREST(ctx, t, tx1); r.Code != 0 || r.Height != first.Height || r.Hash != first.Hash {
@@ -826,6 +832,14 @@ func TestServingStatus(t *testing.T) {
 	} {
 		if got := servingStatus(tc.catchingUp, tc.height); got != tc.want {
 			t.Errorf("servingStatus(catching up %v, height %d) = %v, want %v", tc.catchingUp, tc.height, got, tc.want)
+		}
+		// REST's /healthz says the same, as an HTTP status.
+		rec := httptest.NewRecorder()
+		serveHealth(rec, httptest.NewRequest(http.MethodGet, restHealthPath, nil), func() (bool, int64) { return tc.catchingUp, tc.height })
+		var h restHealth
+		if err := json.Unmarshal(rec.Body.Bytes(), &h); err != nil || h.Status != tc.want.String() || h.Height != tc.height || h.CatchingUp != tc.catchingUp ||
+			(rec.Code == http.StatusOK) != (tc.want == healthpb.HealthCheckResponse_SERVING) || (rec.Code == http.StatusServiceUnavailable) != (rec.Header().Get("Retry-After") == "1") {
+			t.Errorf("GET /healthz (catching up %v, height %d): %d %s", tc.catchingUp, tc.height, rec.Code, rec.Body)
 		}
 	}
 }

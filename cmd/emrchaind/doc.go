@@ -26,7 +26,7 @@
 // Beside the node, start serves the emrchain.v1.Query and emrchain.v1.TxService
 // gRPC services (grpc_server.go, default 127.0.0.1:9090) and the same routes
 // over REST through grpc-gateway (rest_server.go, default 127.0.0.1:1317, the
-// OpenAPI document at /openapi.json). Both run the same queryServer and
+// OpenAPI document at /openapi.json, the node's health at /healthz). Both run the same queryServer and
 // txServer: a query can be pinned to a height with x-emrchain-height
 // (metadata, header or ?height=), app errors become gRPC status codes
 // (grpc_codes.go) and, over REST, JSON {"code", "status", "message"} with the

@@ -80,10 +80,7 @@ func startGRPC(env serviceEnv, queries *queryServer, txs *txServer) (*grpcServic
 		srv: srv, health: hs, stopHealth: make(chan struct{}), txs: txs, addr: lis.Addr().String(),
 		done: make(chan error, 1), logger: env.logger.With("module", "grpc"),
 	}
-	s.watchHealth(func() (bool, int64) {
-		h, _ := env.app.LastCommit()
-		return env.node.ConsensusReactor().WaitSync(), h
-	})
+	s.watchHealth(env.nodeHealth)
 	go func() { s.done <- srv.Serve(lis) }()
 	s.logger.Info("gRPC server listening", "address", s.addr)
 	return s, nil

@@ -22,6 +22,7 @@ import (
 	"github.com/rs/cors"
 	"golang.org/x/net/netutil"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -72,7 +73,7 @@ func startREST(env serviceEnv, queries *queryServer, txs *txServer) (*restServic
 	logger := env.logger.With("module", "rest")
 	// Every connection holds a file descriptor, which consensus shares.
 	lis := netutil.LimitListener(take(&env.listeners.api), restMaxConnections)
-	handler, err := newRESTHandler(queries, txs, env.appConfig.API.CORSAllowedOrigins, logger)
+	handler, err := newRESTHandler(queries, txs, env.nodeHealth, env.appConfig.API.CORSAllowedOrigins, logger)
 	if err != nil {
 		lis.Close()
 		return nil, err
@@ -116,7 +117,7 @@ func (s *restService) Stop(ctx context.Context) error {
 
 // newRESTHandler is the whole REST API: the gateway, /openapi.json, body
 // limits, ?height=, CORS (when origins are given) and panic recovery.
-func newRESTHandler(queries *queryServer, txs *txServer, corsOrigins []string, logger log.Logger) (http.Handler, error) {
+func newRESTHandler(queries *queryServer, txs *txServer, health func() (catchingUp bool, height int64), corsOrigins []string, logger log.Logger) (http.Handler, error) {
 	ctx := context.Background()
 	gw := runtime.NewServeMux(
 		runtime.WithErrorHandler(restError),
@@ -148,8 +149,12 @@ func newRESTHandler(queries *queryServer, txs *txServer, corsOrigins []string, l
 	}
 
 	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == openAPIPath {
+		switch r.URL.Path {
+		case openAPIPath:
 			serveOpenAPI(w, r)
+			return
+		case restHealthPath:
+			serveHealth(w, r, health)
 			return
 		}
 		limit := int64(restMaxBody)
@@ -238,6 +243,42 @@ func hasFieldPath(md protoreflect.MessageDescriptor, path string) bool {
 		}
 	}
 	return true
+}
+
+// restHealthPath answers whether the node serves current reads: what
+// grpc.health.v1 says over gRPC.
+const restHealthPath = "/healthz"
+
+// restHealth is the JSON of GET /healthz.
+type restHealth struct {
+	Status     string `json:"status"` // SERVING or NOT_SERVING, as grpc.health.v1
+	CatchingUp bool   `json:"catching_up"`
+	Height     int64  `json:"height"`
+}
+
+// serveHealth answers 200 while the node serves reads that keep up with
+// the chain, and 503 (Retry-After) while it catches up or holds no
+// committed state: a load balancer sends clients elsewhere meanwhile.
+func serveHealth(w http.ResponseWriter, r *http.Request, health func() (bool, int64)) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeRESTError(w, http.StatusMethodNotAllowed, codes.Unimplemented, "method "+r.Method+" not allowed on "+restHealthPath)
+		return
+	}
+	catchingUp, height := health()
+	status := servingStatus(catchingUp, height)
+	body, _ := json.Marshal(restHealth{Status: status.String(), CatchingUp: catchingUp, Height: height})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	code := http.StatusOK
+	if status != healthpb.HealthCheckResponse_SERVING {
+		w.Header().Set("Retry-After", "1")
+		code = http.StatusServiceUnavailable
+	}
+	w.WriteHeader(code)
+	if r.Method == http.MethodGet {
+		_, _ = w.Write(append(body, '\n'))
+	}
 }
 
 // serveOpenAPI serves the OpenAPI document generated from the protos.

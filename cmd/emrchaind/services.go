@@ -25,6 +25,14 @@ type service interface {
 	Stop(ctx context.Context) error
 }
 
+// nodeHealth reports whether the node is catching up (block- or
+// state-syncing: its reads lag the chain) and its last committed height,
+// for the services' health answers.
+func (env serviceEnv) nodeHealth() (catchingUp bool, height int64) {
+	h, _ := env.app.LastCommit()
+	return env.node.ConsensusReactor().WaitSync(), h
+}
+
 // serviceEnv is what a service may build on. Services read state through the
 // ABCI adapter (abci.Application.Query, committed versions beside a block in
 // progress), through app.QueryService (App.Query over committed versions
