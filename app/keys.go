@@ -11,24 +11,25 @@ import "encoding/binary"
 //
 // This table is mirrored in store/README.md; change both together.
 const (
-	prefixMeta         byte = 0x00 // 0x00 | name                         → raw bytes (chain id, last block)
-	prefixParams       byte = 0x01 // 0x01                                → Params
-	prefixOrganization byte = 0x02 // 0x02 | org id                       → Organization
-	prefixMember       byte = 0x03 // 0x03 | address                      → Member
-	prefixOrgMember    byte = 0x04 // 0x04 | len | org id | address        → role (1 byte)
-	prefixAccount      byte = 0x05 // 0x05 | address                      → Account
-	prefixPatient      byte = 0x06 // 0x06 | patient id                   → Patient
-	prefixOwner        byte = 0x07 // 0x07 | owner address                → patient id
-	prefixPermission   byte = 0x08 // 0x08 | patient id | grantee         → Permission
-	prefixGrant        byte = 0x09 // 0x09 | grantee | patient id         → marker
-	prefixRecord       byte = 0x0a // 0x0a | patient id | seq             → Record
-	_                  byte = 0x0b // retired: was sha256 | patient id | seq (see docs/decisions.md)
-	prefixAccess       byte = 0x0c // 0x0c | patient id | seq             → AccessEvent
-	prefixLastAccess   byte = 0x0d // 0x0d | patient id | record | member → access seq (8 bytes)
-	prefixStudy        byte = 0x0e // 0x0e | study id                     → Study
-	prefixShare        byte = 0x0f // 0x0f | patient id | seq             → Share
-	_                  byte = 0x10 // retired: was sha256 | patient id | seq (see docs/decisions.md)
-	prefixStudyShare   byte = 0x11 // 0x11 | len | study id | study seq    → patient id | share seq (raw, 40 bytes)
+	prefixMeta          byte = 0x00 // 0x00 | name                         → raw bytes (chain id, last block)
+	prefixParams        byte = 0x01 // 0x01                                → Params
+	prefixOrganization  byte = 0x02 // 0x02 | org id                       → Organization
+	prefixMember        byte = 0x03 // 0x03 | address                      → Member
+	prefixOrgMember     byte = 0x04 // 0x04 | len | org id | address        → role (1 byte)
+	prefixAccount       byte = 0x05 // 0x05 | address                      → Account
+	prefixPatient       byte = 0x06 // 0x06 | patient id                   → Patient
+	prefixOwner         byte = 0x07 // 0x07 | owner address                → patient id
+	prefixPermission    byte = 0x08 // 0x08 | patient id | grantee         → Permission
+	prefixGrant         byte = 0x09 // 0x09 | grantee | patient id         → marker
+	prefixRecord        byte = 0x0a // 0x0a | patient id | seq             → Record
+	_                   byte = 0x0b // retired: was sha256 | patient id | seq (see docs/decisions.md)
+	prefixAccess        byte = 0x0c // 0x0c | patient id | seq             → AccessEvent
+	prefixLastAccess    byte = 0x0d // 0x0d | patient id | record | member → access seq (8 bytes)
+	prefixStudy         byte = 0x0e // 0x0e | study id                     → Study
+	prefixShare         byte = 0x0f // 0x0f | patient id | seq             → Share
+	_                   byte = 0x10 // retired: was sha256 | patient id | seq (see docs/decisions.md)
+	prefixStudyShare    byte = 0x11 // 0x11 | len | study id | study seq    → patient id | share seq (raw, 40 bytes)
+	prefixLastShareRead byte = 0x12 // 0x12 | patient id | share | member → access seq (8 bytes)
 )
 
 const indexMarker = 1
@@ -77,6 +78,9 @@ func accessPrefix(patient []byte) []byte          { return join([]byte{prefixAcc
 func accessKey(patient []byte, seq uint64) []byte { return join(accessPrefix(patient), u64(seq)) }
 func lastAccessKey(patient []byte, record uint64, member []byte) []byte {
 	return join([]byte{prefixLastAccess}, patient, u64(record), member)
+}
+func lastShareReadKey(patient []byte, share uint64, member []byte) []byte {
+	return join([]byte{prefixLastShareRead}, patient, u64(share), member)
 }
 func studyKey(id string) []byte                  { return join([]byte{prefixStudy}, []byte(id)) }
 func sharePrefix(patient []byte) []byte          { return join([]byte{prefixShare}, patient) }

@@ -757,12 +757,16 @@ func (q *Querier) LastAccess(_ context.Context, req *emrv1.QueryLastAccessReques
 	if err != nil {
 		return nil, err
 	}
-	bz, err := q.r.Get(lastAccessKey(id, req.Sequence, accessor))
+	key, what := lastAccessKey(id, req.Sequence, accessor), "record"
+	if req.Share {
+		key, what = lastShareReadKey(id, req.Sequence, accessor), "share"
+	}
+	bz, err := q.r.Get(key)
 	if err != nil {
 		return nil, err
 	}
 	if bz == nil {
-		return nil, fmt.Errorf("%w: %X has no access to record %d of patient %x", ErrNotFound, accessor, req.Sequence, id)
+		return nil, fmt.Errorf("%w: %X has no access to %s %d of patient %x", ErrNotFound, accessor, what, req.Sequence, id)
 	}
 	seq, err := decodeU64(bz)
 	if err != nil {

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 
@@ -67,13 +68,15 @@ func (ctx *txContext) addRecord(m *emrv1.MsgAddRecord) error {
 // how a sharer reads the record it anonymises and re-encrypts for the study
 // (shareRecord, which only clinicians send); a researcher reads the
 // anonymised share, never the record, so the consent cannot be bypassed.
+// The study's members log their reads of its shares the same way
+// (shareRead), for research.
 func (ctx *txContext) recordAccess(m *emrv1.MsgRecordAccess) error {
 	p, err := ctx.patient(m.PatientId)
 	if err != nil {
 		return err
 	}
-	if uint64(len(m.RecordSequences)) > uint64(ctx.params.MaxRecordsPerAccess) {
-		return fmt.Errorf("%w: %d records in one access, the limit is %d", ErrTooLarge, len(m.RecordSequences), ctx.params.MaxRecordsPerAccess)
+	if n := uint64(len(m.RecordSequences)) + uint64(len(m.ShareSequences)); n > uint64(ctx.params.MaxRecordsPerAccess) {
+		return fmt.Errorf("%w: %d records and shares in one access, the limit is %d", ErrTooLarge, n, ctx.params.MaxRecordsPerAccess)
 	}
 	var right emrv1.Right
 	switch m.Purpose {
@@ -102,26 +105,105 @@ func (ctx *txContext) recordAccess(m *emrv1.MsgRecordAccess) error {
 			return fmt.Errorf("%w: record %d: the patient consented to study %q only anonymised, so a %s reads the anonymised share a clinician made, not the record",
 				ErrUnauthorized, seq, perm.StudyId, roleName(ctx.signer.Role))
 		}
-		p.AccessCount++
-		ev := &emrv1.AccessEvent{
-			PatientId:      p.Id,
-			Sequence:       p.AccessCount,
-			RecordSequence: seq,
-			Accessor:       ctx.tx.Signer,
-			Purpose:        m.Purpose,
-			Height:         ctx.block.Height,
-			Time:           timestamp(ctx.block.Time),
-			TxHash:         ctx.tx.Hash,
-		}
-		if err := ctx.st.put(accessKey(p.Id, ev.Sequence), ev); err != nil {
-			return err
-		}
-		if err := ctx.st.kv.Set(lastAccessKey(p.Id, seq, ctx.tx.Signer), u64(ev.Sequence)); err != nil {
+		if err := ctx.logAccess(p, m.Purpose, seq, 0); err != nil {
 			return err
 		}
 		ctx.attrRecord(p.Id, seq)
 	}
+	for _, seq := range m.ShareSequences {
+		sh, err := ctx.shareRead(p, seq)
+		if err != nil {
+			return fmt.Errorf("share %d: %w", seq, err)
+		}
+		if err := ctx.logAccess(p, m.Purpose, sh.RecordSequence, seq); err != nil {
+			return err
+		}
+	}
 	return ctx.st.put(patientKey(p.Id), p)
+}
+
+// logAccess appends an access event to p's log: a read of record, or of
+// share (when not 0) of it; and points the reader's last-access index at
+// it, which the sidecars authorize with. The caller stores p.
+func (ctx *txContext) logAccess(p *emrv1.Patient, purpose emrv1.Purpose, record, share uint64) error {
+	p.AccessCount++
+	ev := &emrv1.AccessEvent{
+		PatientId:      p.Id,
+		Sequence:       p.AccessCount,
+		RecordSequence: record,
+		ShareSequence:  share,
+		Accessor:       ctx.tx.Signer,
+		Purpose:        purpose,
+		Height:         ctx.block.Height,
+		Time:           timestamp(ctx.block.Time),
+		TxHash:         ctx.tx.Hash,
+	}
+	if err := ctx.st.put(accessKey(p.Id, ev.Sequence), ev); err != nil {
+		return err
+	}
+	last := lastAccessKey(p.Id, record, ctx.tx.Signer)
+	if share != 0 {
+		last = lastShareReadKey(p.Id, share, ctx.tx.Signer)
+	}
+	return ctx.st.kv.Set(last, u64(ev.Sequence))
+}
+
+// shareRead: the patient, or the principal investigator or a researcher
+// of the study's organization, reads one of the patient's shares with a
+// study (research), while the consent the share was made under stands as
+// shareRecord required it: the sharer's permission grants share on the
+// record's category at block time, for that study, and is not narrowed to
+// anonymised sharing when the share is not anonymised. A revocation, the
+// consent's end or such a narrowing thus ends the study's reads of what
+// was shared under it.
+func (ctx *txContext) shareRead(p *emrv1.Patient, seq uint64) (*emrv1.Share, error) {
+	sh, err := ctx.st.share(p.Id, seq)
+	if err != nil {
+		return nil, err
+	}
+	if sh == nil {
+		return nil, fmt.Errorf("%w: the patient has no share %d (it has %d)", ErrNotFound, seq, p.ShareCount)
+	}
+	if bytes.Equal(p.Owner, ctx.tx.Signer) {
+		return sh, nil
+	}
+	study, err := ctx.st.study(sh.StudyId)
+	if err != nil {
+		return nil, err
+	}
+	if study == nil {
+		return nil, fmt.Errorf("%w: share of unknown study %q", ErrInternal, sh.StudyId)
+	}
+	if !bytes.Equal(study.PrincipalInvestigator, ctx.tx.Signer) &&
+		(ctx.signer.Role != emrv1.Role_ROLE_RESEARCHER || ctx.signer.OrganizationId != study.OrganizationId) {
+		return nil, fmt.Errorf("%w: shared with study %q: the signer is neither its principal investigator nor a researcher of %q",
+			ErrUnauthorized, sh.StudyId, study.OrganizationId)
+	}
+	rec, err := ctx.st.record(p.Id, sh.RecordSequence)
+	if err != nil {
+		return nil, err
+	}
+	if rec == nil {
+		return nil, fmt.Errorf("%w: share of missing record %d", ErrInternal, sh.RecordSequence)
+	}
+	consent, err := ctx.st.permission(p.Id, sh.Sharer)
+	if err != nil {
+		return nil, err
+	}
+	sharer, err := ctx.st.member(sh.Sharer)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPermission(consent, sharer, emrv1.Right_RIGHT_SHARE, rec.Category, ctx.block.Time); err != nil {
+		return nil, fmt.Errorf("the consent this share was made under no longer stands: %w", err)
+	}
+	if consent.StudyId != sh.StudyId {
+		return nil, fmt.Errorf("%w: the consent this share was made under is now for study %q", ErrUnauthorized, consent.StudyId)
+	}
+	if consent.Anonymise && !sh.Anonymised {
+		return nil, fmt.Errorf("%w: the patient now consents to study %q only anonymised, and this share is not", ErrUnauthorized, sh.StudyId)
+	}
+	return sh, nil
 }
 
 // recordRef is how events name a record: "<patient hex>/<sequence>".

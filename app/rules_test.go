@@ -1564,7 +1564,7 @@ func TestRecordAccessRules(t *testing.T) {
 		{"unknown patient", w.doc, apptest.Access(apptest.PatientID("nobody"), treatment, 1), app.ErrNotFound, []string{"no patient"}},
 		{"duplicate record", w.doc, access(treatment, 1, 2, 1), app.ErrInvalidMsg, []string{"record 1 named twice"}},
 		{"record 0", w.doc, access(treatment, 0), app.ErrInvalidMsg, []string{"record sequence 0 does not exist"}},
-		{"no records", w.doc, access(treatment), app.ErrInvalidMsg, []string{"no records named"}},
+		{"no records", w.doc, access(treatment), app.ErrInvalidMsg, []string{"no records or shares named"}},
 		{"unspecified purpose", w.doc, access(emrv1.Purpose_PURPOSE_UNSPECIFIED, 1), app.ErrInvalidMsg, []string{"purpose must be treatment, research or emergency"}},
 		{"research needs share (reader)", w.doc, access(research, 1), app.ErrRightNotGranted, []string{"record 1: ", "does not include share"}},
 		{"treatment needs read (share grantee)", w.sci, access(treatment, 1), app.ErrRightNotGranted, []string{"does not include read"}},
@@ -1579,7 +1579,7 @@ func TestRecordAccessLimit(t *testing.T) {
 	ruleRun(t, w.c, w.c.Now, []ruleCase{
 		{"at the limit", w.pat, apptest.Access(w.pid, emrv1.Purpose_PURPOSE_TREATMENT, 1, 2), nil, nil},
 		{"above the limit", w.pat, apptest.Access(w.pid, emrv1.Purpose_PURPOSE_TREATMENT, 1, 2, 3), app.ErrTooLarge,
-			[]string{"3 records in one access, the limit is 2"}},
+			[]string{"3 records and shares in one access, the limit is 2"}},
 	})
 }
 
@@ -1607,6 +1607,90 @@ func TestRecordAccessAllOrNothing(t *testing.T) {
 	if ev := ruleEvents(c, w.pid, nil); !slices.Equal(ruleEventSeqs(ev.Events), []uint64{2, 1}) ||
 		ev.Events[0].RecordSequence != 3 || ev.Events[1].RecordSequence != 1 {
 		t.Fatalf("events after the allowed access: %v", ev.Events)
+	}
+}
+
+// ======================= share reads =======================
+
+// TestShareReadRules: the study's principal investigator, a researcher of
+// its organization and the patient log reads of a share, for research;
+// nobody else does; and a read needs the consent the share was made under
+// to stand as shareRecord required it.
+func TestShareReadRules(t *testing.T) {
+	w := newRuleWorld(t, apptest.Options{})
+	c := w.c
+	const other = "rules-other-study"
+	w.study(ruleStudy) // led by w.sci, of the research institute
+	w.study(other)
+	colleague := w.member("rules-colleague", emrv1.Role_ROLE_RESEARCHER, apptest.Research)
+	outsider := w.member("rules-researcher-b", emrv1.Role_ROLE_RESEARCHER, apptest.HospitalB)
+	consent := apptest.GrantSpec{Rights: []emrv1.Right{rShare}, Study: ruleStudy, NotAfter: w.year}
+	c.Must(w.pat, apptest.Grant(w.pid, w.doc, consent))
+	w.records(ruleLab, ruleLab)
+	c.Must(w.doc, apptest.Share(w.pid, 2, ruleStudy, false))
+	read := func(shares ...uint64) *emrv1.Msg { return apptest.ShareAccess(w.pid, shares...) }
+	treatment := apptest.ShareAccess(w.pid, 1)
+	treatment.GetRecordAccess().Purpose = emrv1.Purpose_PURPOSE_TREATMENT
+	mixed := apptest.ShareAccess(w.pid, 1)
+	mixed.GetRecordAccess().RecordSequences = []uint64{1}
+	ruleRun(t, c, c.Now, []ruleCase{
+		{"principal investigator", w.sci, read(1), nil, nil},
+		{"researcher of the study's organization", colleague, read(1), nil, nil},
+		{"owner", w.pat, read(1), nil, nil},
+		{"owner, a record and a share", w.pat, mixed, nil, nil},
+		{"researcher of another organization", outsider, read(1), app.ErrUnauthorized,
+			[]string{"share 1: ", `neither its principal investigator nor a researcher of "research-institute"`}},
+		{"the sharer", w.doc, read(1), app.ErrUnauthorized, nil},
+		{"for treatment", w.sci, treatment, app.ErrInvalidMsg, []string{"a share is read for research, not treatment"}},
+		{"unknown share", w.sci, read(9), app.ErrNotFound, []string{"the patient has no share 9 (it has 1)"}},
+		{"share 0", w.sci, read(0), app.ErrInvalidMsg, []string{"share sequence 0 does not exist"}},
+		{"share named twice", w.sci, read(1, 1), app.ErrInvalidMsg, []string{"share 1 named twice"}},
+	})
+	ruleRun(t, c, w.year, []ruleCase{
+		{"after the consent's end", w.sci, read(1), app.ErrPermissionExpired, []string{"the consent this share was made under no longer stands"}},
+	})
+
+	// A read is logged: the event names the share and the record it shares,
+	// and it is the reader's last read of the share, not of the record.
+	c.Must(w.sci, read(1))
+	var last emrv1.QueryLastAccessResponse
+	c.Query("LastAccess", &emrv1.QueryLastAccessRequest{PatientId: hexOf(w.pid), Sequence: 1, Accessor: hexOf(w.sci.Address), Share: true}, &last)
+	if ev := last.Event; ev.ShareSequence != 1 || ev.RecordSequence != 2 || ev.Purpose != emrv1.Purpose_PURPOSE_RESEARCH || !bytes.Equal(ev.Accessor, w.sci.Address) {
+		t.Fatalf("the last read of share 1: %v", ev)
+	}
+	for _, seq := range []uint64{1, 2} {
+		if code := ruleQueryCode(c, "LastAccess", &emrv1.QueryLastAccessRequest{PatientId: hexOf(w.pid), Sequence: seq, Accessor: hexOf(w.sci.Address)},
+			&emrv1.QueryLastAccessResponse{}); code != app.ErrNotFound.Code() {
+			t.Fatalf("the reader's last read of record %d: code %d, want not found", seq, code)
+		}
+	}
+
+	// What the patient or a registrar changes afterwards ends the study's
+	// reads, as it ends a grantee's reads of a record.
+	narrowed := consent
+	narrowed.Anonymise = true
+	moved := consent
+	moved.Study = other
+	for _, change := range []struct {
+		name   string
+		signer *apptest.Actor
+		msg    *emrv1.Msg
+		want   *app.CodedError
+		log    string
+	}{
+		{"narrowed to anonymised", w.pat, apptest.Grant(w.pid, w.doc, narrowed), app.ErrUnauthorized, "only anonymised, and this share is not"},
+		{"moved to another study", w.pat, apptest.Grant(w.pid, w.doc, moved), app.ErrUnauthorized, `now for study "rules-other-study"`},
+		{"sharer suspended", w.regA, apptest.SetStatus(w.doc, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED), app.ErrGranteeSuspended, "no longer stands"},
+		{"revoked", w.pat, apptest.Revoke(w.pid, w.doc), app.ErrPermissionRevoked, "no longer stands"},
+	} {
+		c.Must(change.signer, change.msg)
+		ruleRun(t, c, c.Now, []ruleCase{{change.name, w.sci, read(1), change.want, []string{"share 1: ", change.log}}})
+		ruleRun(t, c, c.Now, []ruleCase{{change.name + ", the owner", w.pat, read(1), nil, nil}})
+		// Restore the consent for the next change.
+		if ruleMember(c, w.doc.Address).Status != emrv1.MemberStatus_MEMBER_STATUS_ACTIVE {
+			c.Must(w.regA, apptest.SetStatus(w.doc, emrv1.MemberStatus_MEMBER_STATUS_ACTIVE))
+		}
+		c.Must(w.pat, apptest.Grant(w.pid, w.doc, consent))
 	}
 }
 

@@ -118,6 +118,10 @@ func (s state) study(id string) (*emrv1.Study, error) {
 	return getTyped[emrv1.Study](s, studyKey(id))
 }
 
+func (s state) share(patient []byte, seq uint64) (*emrv1.Share, error) {
+	return getTyped[emrv1.Share](s, shareKey(patient, seq))
+}
+
 // studyShareRefSize is the size of a study's index entry: the patient id,
 // then the share's 8-byte sequence under that patient.
 const studyShareRefSize = PatientIDSize + 8

@@ -220,16 +220,27 @@ func validateRecordAccess(m *emrv1.MsgRecordAccess) error {
 	default:
 		return fmt.Errorf("purpose must be treatment, research or emergency, got %s", m.Purpose)
 	}
-	if len(m.RecordSequences) == 0 {
-		return fmt.Errorf("no records named")
+	if len(m.RecordSequences) == 0 && len(m.ShareSequences) == 0 {
+		return fmt.Errorf("no records or shares named")
 	}
-	seen := make(map[uint64]bool, len(m.RecordSequences))
-	for _, s := range m.RecordSequences {
+	if len(m.ShareSequences) > 0 && m.Purpose != emrv1.Purpose_PURPOSE_RESEARCH {
+		return fmt.Errorf("a share is read for research, not %s", purposeName(m.Purpose))
+	}
+	if err := checkSequences("record", m.RecordSequences); err != nil {
+		return err
+	}
+	return checkSequences("share", m.ShareSequences)
+}
+
+// checkSequences refuses a sequence 0 (they start at 1) and one named twice.
+func checkSequences(what string, seqs []uint64) error {
+	seen := make(map[uint64]bool, len(seqs))
+	for _, s := range seqs {
 		if s == 0 {
-			return fmt.Errorf("record sequence 0 does not exist")
+			return fmt.Errorf("%s sequence 0 does not exist", what)
 		}
 		if seen[s] {
-			return fmt.Errorf("record %d named twice", s)
+			return fmt.Errorf("%s %d named twice", what, s)
 		}
 		seen[s] = true
 	}

@@ -115,6 +115,13 @@ func Access(id []byte, purpose emrv1.Purpose, records ...uint64) *emrv1.Msg {
 	return &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{PatientId: id, RecordSequences: records, Purpose: purpose}}}
 }
 
+// ShareAccess logs reads, for research, of shares of patient id.
+func ShareAccess(id []byte, shares ...uint64) *emrv1.Msg {
+	return &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{
+		PatientId: id, ShareSequences: shares, Purpose: emrv1.Purpose_PURPOSE_RESEARCH,
+	}}}
+}
+
 // RegisterStudy is the message registering study id led by pi.
 func RegisterStudy(id string, pi *Actor) *emrv1.Msg {
 	return &emrv1.Msg{Sum: &emrv1.Msg_RegisterStudy{RegisterStudy: &emrv1.MsgRegisterStudy{

@@ -1993,10 +1993,12 @@ func (x *QueryShareResponse) GetProofs() []*StoreProof {
 }
 
 type QueryLastAccessRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PatientId     string                 `protobuf:"bytes,1,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
-	Sequence      uint64                 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
-	Accessor      string                 `protobuf:"bytes,3,opt,name=accessor,proto3" json:"accessor,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	PatientId string                 `protobuf:"bytes,1,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
+	Sequence  uint64                 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Accessor  string                 `protobuf:"bytes,3,opt,name=accessor,proto3" json:"accessor,omitempty"`
+	// sequence names a share of the patient, not a record.
+	Share         bool `protobuf:"varint,4,opt,name=share,proto3" json:"share,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2050,6 +2052,13 @@ func (x *QueryLastAccessRequest) GetAccessor() string {
 		return x.Accessor
 	}
 	return ""
+}
+
+func (x *QueryLastAccessRequest) GetShare() bool {
+	if x != nil {
+		return x.Share
+	}
+	return false
 }
 
 type QueryLastAccessResponse struct {
@@ -2448,12 +2457,13 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"\x12QueryShareResponse\x12(\n" +
 	"\x05share\x18\x01 \x01(\v2\x12.emrchain.v1.ShareR\x05share\x12\x16\n" +
 	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
-	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"o\n" +
+	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"\x85\x01\n" +
 	"\x16QueryLastAccessRequest\x12\x1d\n" +
 	"\n" +
 	"patient_id\x18\x01 \x01(\tR\tpatientId\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x1a\n" +
-	"\baccessor\x18\x03 \x01(\tR\baccessor\"\x92\x01\n" +
+	"\baccessor\x18\x03 \x01(\tR\baccessor\x12\x14\n" +
+	"\x05share\x18\x04 \x01(\bR\x05share\"\x92\x01\n" +
 	"\x17QueryLastAccessResponse\x12.\n" +
 	"\x05event\x18\x01 \x01(\v2\x18.emrchain.v1.AccessEventR\x05event\x12\x16\n" +
 	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +

@@ -87,7 +87,8 @@ type QueryClient interface {
 	// Share returns one share of a patient's record with a study (the blob
 	// sidecar's question before it serves shared ciphertext).
 	Share(ctx context.Context, in *QueryShareRequest, opts ...grpc.CallOption) (*QueryShareResponse, error)
-	// LastAccess returns a member's most recent access event for one record.
+	// LastAccess returns a member's most recent access event for one record
+	// or, with share set, for one share.
 	LastAccess(ctx context.Context, in *QueryLastAccessRequest, opts ...grpc.CallOption) (*QueryLastAccessResponse, error)
 	// Study returns one study.
 	Study(ctx context.Context, in *QueryStudyRequest, opts ...grpc.CallOption) (*QueryStudyResponse, error)
@@ -338,7 +339,8 @@ type QueryServer interface {
 	// Share returns one share of a patient's record with a study (the blob
 	// sidecar's question before it serves shared ciphertext).
 	Share(context.Context, *QueryShareRequest) (*QueryShareResponse, error)
-	// LastAccess returns a member's most recent access event for one record.
+	// LastAccess returns a member's most recent access event for one record
+	// or, with share set, for one share.
 	LastAccess(context.Context, *QueryLastAccessRequest) (*QueryLastAccessResponse, error)
 	// Study returns one study.
 	Study(context.Context, *QueryStudyRequest) (*QueryStudyResponse, error)

@@ -1036,12 +1036,15 @@ func (x *MsgAddRecord) GetWrappedFileKey() []byte {
 	return nil
 }
 
-// MsgRecordAccess: the owner or a reader logs a read before fetching ciphertext.
+// MsgRecordAccess: the owner or a reader logs a read before fetching
+// ciphertext: of records, or (purpose research) of the patient's shares with
+// a study, read by the study's principal investigator or researchers.
 type MsgRecordAccess struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	PatientId       []byte                 `protobuf:"bytes,1,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
 	RecordSequences []uint64               `protobuf:"varint,2,rep,packed,name=record_sequences,json=recordSequences,proto3" json:"record_sequences,omitempty"`
 	Purpose         Purpose                `protobuf:"varint,3,opt,name=purpose,proto3,enum=emrchain.v1.Purpose" json:"purpose,omitempty"`
+	ShareSequences  []uint64               `protobuf:"varint,4,rep,packed,name=share_sequences,json=shareSequences,proto3" json:"share_sequences,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -1095,6 +1098,13 @@ func (x *MsgRecordAccess) GetPurpose() Purpose {
 		return x.Purpose
 	}
 	return Purpose_PURPOSE_UNSPECIFIED
+}
+
+func (x *MsgRecordAccess) GetShareSequences() []uint64 {
+	if x != nil {
+		return x.ShareSequences
+	}
+	return nil
 }
 
 // MsgRegisterStudy: a registrar of a research organization registers a study.
@@ -1358,12 +1368,13 @@ const file_emrchain_v1_tx_proto_rawDesc = "" +
 	"\x04size\x18\x05 \x01(\x04R\x04size\x12\x1f\n" +
 	"\vkey_version\x18\x06 \x01(\x04R\n" +
 	"keyVersion\x12(\n" +
-	"\x10wrapped_file_key\x18\a \x01(\fR\x0ewrappedFileKeyJ\x04\b\b\x10\tR\x12uploader_signature\"\x8b\x01\n" +
+	"\x10wrapped_file_key\x18\a \x01(\fR\x0ewrappedFileKeyJ\x04\b\b\x10\tR\x12uploader_signature\"\xb4\x01\n" +
 	"\x0fMsgRecordAccess\x12\x1d\n" +
 	"\n" +
 	"patient_id\x18\x01 \x01(\fR\tpatientId\x12)\n" +
 	"\x10record_sequences\x18\x02 \x03(\x04R\x0frecordSequences\x12.\n" +
-	"\apurpose\x18\x03 \x01(\x0e2\x14.emrchain.v1.PurposeR\apurpose\"\x9e\x01\n" +
+	"\apurpose\x18\x03 \x01(\x0e2\x14.emrchain.v1.PurposeR\apurpose\x12'\n" +
+	"\x0fshare_sequences\x18\x04 \x03(\x04R\x0eshareSequences\"\x9e\x01\n" +
 	"\x10MsgRegisterStudy\x12\x19\n" +
 	"\bstudy_id\x18\x01 \x01(\tR\astudyId\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x125\n" +

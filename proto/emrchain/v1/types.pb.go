@@ -1060,20 +1060,25 @@ func (x *Record) GetBodySha256() []byte {
 	return nil
 }
 
-// AccessEvent is one audited read of one record.
+// AccessEvent is one audited read of one record, or of one share of a
+// record with a study.
 type AccessEvent struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	PatientId []byte                 `protobuf:"bytes,1,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
 	// 1-based position in the patient's access log.
-	Sequence       uint64                 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Sequence uint64 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// The record read, or the record the share read shares.
 	RecordSequence uint64                 `protobuf:"varint,3,opt,name=record_sequence,json=recordSequence,proto3" json:"record_sequence,omitempty"`
 	Accessor       []byte                 `protobuf:"bytes,4,opt,name=accessor,proto3" json:"accessor,omitempty"`
 	Purpose        Purpose                `protobuf:"varint,5,opt,name=purpose,proto3,enum=emrchain.v1.Purpose" json:"purpose,omitempty"`
 	Height         int64                  `protobuf:"varint,6,opt,name=height,proto3" json:"height,omitempty"`
 	Time           *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=time,proto3" json:"time,omitempty"`
 	TxHash         []byte                 `protobuf:"bytes,8,opt,name=tx_hash,json=txHash,proto3" json:"tx_hash,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Set for a read of the patient's share share_sequence (0: a read of
+	// the record itself).
+	ShareSequence uint64 `protobuf:"varint,9,opt,name=share_sequence,json=shareSequence,proto3" json:"share_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AccessEvent) Reset() {
@@ -1160,6 +1165,13 @@ func (x *AccessEvent) GetTxHash() []byte {
 		return x.TxHash
 	}
 	return nil
+}
+
+func (x *AccessEvent) GetShareSequence() uint64 {
+	if x != nil {
+		return x.ShareSequence
+	}
+	return 0
 }
 
 // Study is a registered research study.
@@ -1645,7 +1657,7 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\x04time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x17\n" +
 	"\atx_hash\x18\r \x01(\fR\x06txHash\x12\x1f\n" +
 	"\vbody_sha256\x18\x0e \x01(\fR\n" +
-	"bodySha256\"\x9e\x02\n" +
+	"bodySha256\"\xc5\x02\n" +
 	"\vAccessEvent\x12\x1d\n" +
 	"\n" +
 	"patient_id\x18\x01 \x01(\fR\tpatientId\x12\x1a\n" +
@@ -1655,7 +1667,8 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\apurpose\x18\x05 \x01(\x0e2\x14.emrchain.v1.PurposeR\apurpose\x12\x16\n" +
 	"\x06height\x18\x06 \x01(\x03R\x06height\x12.\n" +
 	"\x04time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x17\n" +
-	"\atx_hash\x18\b \x01(\fR\x06txHash\"\xa4\x02\n" +
+	"\atx_hash\x18\b \x01(\fR\x06txHash\x12%\n" +
+	"\x0eshare_sequence\x18\t \x01(\x04R\rshareSequence\"\xa4\x02\n" +
 	"\x05Study\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x125\n" +
