@@ -602,6 +602,19 @@ func (c *Client) logRead(ctx context.Context, s Signer, patientID []byte, record
 	return res, nil
 }
 
+// logShareRead commits the caller's read of share (for research), which
+// the sidecars require before they serve its ciphertext to the study.
+func (c *Client) logShareRead(ctx context.Context, s Signer, patientID []byte, share uint64) (*TxResult, error) {
+	msg := &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{
+		PatientId: patientID, ShareSequences: []uint64{share}, Purpose: emrv1.Purpose_PURPOSE_RESEARCH,
+	}}}
+	res, err := c.Submit(ctx, s, msg)
+	if err != nil {
+		return nil, fmt.Errorf("log the read of share %d: %w", share, err)
+	}
+	return res, nil
+}
+
 // CheckUploaderSignatures verifies that every record of recs was signed by
 // its uploader: its uploader signature, over app.RecordSignBytesOf(rec),
 // verifies with the signing key of the member at rec.Uploader (an address is
@@ -1035,16 +1048,19 @@ type ShareDownloadRequest struct {
 // ShareDownloadResult says what DownloadShare did.
 type ShareDownloadResult struct {
 	Share   *emrv1.Share // verified
+	Access  *TxResult    // the committed read of the share
 	Sidecar string
 	Size    int64
 	Path    string
 }
 
-// DownloadShare fetches a shared record (the sidecar serves it to the
-// study's principal investigator and the researchers of its organization,
-// without an access event: the share is the logged event), checks it
-// against the verified Share, and decrypts it with the study key into
-// req.Output (atomically, as Download).
+// DownloadShare commits the caller's read of a shared record (an access
+// event on the patient's audit trail, which the chain allows the study's
+// principal investigator and the researchers of its organization while
+// the consent the share was made under stands), fetches it (the sidecar
+// serves it after that event), checks it against the verified Share, and
+// decrypts it with the study key into req.Output (atomically, as
+// Download).
 func (c *Client) DownloadShare(ctx context.Context, s Signer, req ShareDownloadRequest, opts TransferOptions) (*ShareDownloadResult, error) {
 	if len(opts.Sidecars) == 0 {
 		return nil, errors.New("download: no sidecar URL configured")
@@ -1075,6 +1091,10 @@ func (c *Client) DownloadShare(ctx context.Context, s Signer, req ShareDownloadR
 		return nil, err
 	}
 	defer out.Discard()
+	access, err := c.logShareRead(ctx, s, req.PatientID, req.Share)
+	if err != nil {
+		return nil, err
+	}
 	ct, url, err := fetchBlob(ctx, s, shareBlob(sh), filepath.Dir(req.Output), opts, true)
 	if err != nil {
 		return nil, fmt.Errorf("share %d: %w", req.Share, err)
@@ -1087,7 +1107,7 @@ func (c *Client) DownloadShare(ctx context.Context, s Signer, req ShareDownloadR
 	if err := out.Commit(); err != nil {
 		return nil, fmt.Errorf("write %s: %w", req.Output, err)
 	}
-	return &ShareDownloadResult{Share: sh, Sidecar: url, Size: n, Path: req.Output}, nil
+	return &ShareDownloadResult{Share: sh, Access: access, Sidecar: url, Size: n, Path: req.Output}, nil
 }
 
 // --- key rotation: re-wrapping file keys -------------------------------

@@ -160,6 +160,10 @@ type auditRow struct {
 	Role         string   `json:"role"`
 	Purpose      string   `json:"purpose"`
 	Records      []uint64 `json:"records"`
+	// Shares are the reads of the patient's shares with a study (of the
+	// records ShareRecords names, in the same order).
+	Shares       []uint64 `json:"shares,omitempty"`
+	ShareRecords []uint64 `json:"share_records,omitempty"`
 	Height       int64    `json:"height"`
 	TxHash       string   `json:"tx_hash"`
 	Events       []uint64 `json:"events"`
@@ -173,7 +177,7 @@ func auditRows(ctx context.Context, c *client.Client, events []*emrv1.AccessEven
 	var lastTx []byte // the transaction of rows[len(rows)-1]
 	for _, ev := range events {
 		if n := len(rows); n > 0 && bytes.Equal(lastTx, ev.TxHash) {
-			rows[n-1].Records = append([]uint64{ev.RecordSequence}, rows[n-1].Records...)
+			rows[n-1].add(ev)
 			rows[n-1].Events = append(rows[n-1].Events, ev.Sequence)
 			continue
 		}
@@ -189,14 +193,43 @@ func auditRows(ctx context.Context, c *client.Client, events []*emrv1.AccessEven
 		if org == "" {
 			org = "-"
 		}
-		rows = append(rows, auditRow{
+		row := auditRow{
 			Time: ts(ev.Time), Accessor: upperHex(ev.Accessor), Organization: org, Role: roleName(m.GetRole()),
-			Purpose: purposeName(ev.Purpose), Records: []uint64{ev.RecordSequence}, Height: ev.Height,
-			TxHash: upperHex(ev.TxHash), Events: []uint64{ev.Sequence},
-		})
+			Purpose: purposeName(ev.Purpose), Height: ev.Height, TxHash: upperHex(ev.TxHash), Events: []uint64{ev.Sequence},
+		}
+		row.add(ev)
+		rows = append(rows, row)
 		lastTx = ev.TxHash
 	}
+	for i := range rows {
+		if rows[i].Records == nil {
+			rows[i].Records = []uint64{}
+		}
+	}
 	return rows, nil
+}
+
+// add puts what ev read first in r (events come newest first).
+func (r *auditRow) add(ev *emrv1.AccessEvent) {
+	if ev.ShareSequence != 0 {
+		r.Shares = append([]uint64{ev.ShareSequence}, r.Shares...)
+		r.ShareRecords = append([]uint64{ev.RecordSequence}, r.ShareRecords...)
+		return
+	}
+	r.Records = append([]uint64{ev.RecordSequence}, r.Records...)
+}
+
+// read is what the row's reads were, for the table: "3,5" for records,
+// "share 1 (record 2)" for a share.
+func (r auditRow) read() string {
+	var parts []string
+	for _, s := range r.Records {
+		parts = append(parts, fmt.Sprint(s))
+	}
+	for i, s := range r.Shares {
+		parts = append(parts, fmt.Sprintf("share %d (record %d)", s, r.ShareRecords[i]))
+	}
+	return strings.Join(parts, ",")
 }
 
 func newAuditCmd(a *cli) *cobra.Command {
@@ -206,7 +239,8 @@ func newAuditCmd(a *cli) *cobra.Command {
 		Short: "Show a patient's access log: who read which records, when and why (verified, complete)",
 		Long: `audit shows the patient's access log as a table: when, who (address, and the
 local key name if any), their organization and role (from their verified
-membership), the purpose, the records read, and the block. Every event is
+membership), the purpose, the records read (and the shares with a study a
+researcher downloaded), and the block. Every event is
 proven, and the log is checked for completeness: a node cannot hide a read.`,
 		Example: "  emrcli audit --from alice\n  emrcli audit --patient 5be1...9f --json",
 		Args:    cobra.NoArgs,
@@ -240,11 +274,7 @@ proven, and the log is checked for completeness: a node cannot hide a read.`,
 				label := a.labeler()
 				var tr [][]string
 				for _, r := range rows {
-					var recs []string
-					for _, s := range r.Records {
-						recs = append(recs, fmt.Sprint(s))
-					}
-					tr = append(tr, []string{r.Time, label(r.Accessor), r.Organization, r.Role, r.Purpose, strings.Join(recs, ","), fmt.Sprint(r.Height)})
+					tr = append(tr, []string{r.Time, label(r.Accessor), r.Organization, r.Role, r.Purpose, r.read(), fmt.Sprint(r.Height)})
 				}
 				table(w, []string{"WHEN", "WHO", "ORGANIZATION", "ROLE", "PURPOSE", "RECORDS", "BLOCK"}, tr)
 			})

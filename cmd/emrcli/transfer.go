@@ -319,21 +319,26 @@ study's X25519 private key in hex (emrcli study keygen).`,
 					return err
 				}
 				out := struct {
-					PatientID  string `json:"patient_id"`
-					Share      uint64 `json:"share"`
-					Record     uint64 `json:"record"`
-					Study      string `json:"study"`
-					Anonymised bool   `json:"anonymised"`
-					File       string `json:"file"`
-					Size       int64  `json:"size"`
-					SHA256     string `json:"ciphertext_sha256"`
-					Sidecar    string `json:"sidecar"`
+					PatientID  string  `json:"patient_id"`
+					Share      uint64  `json:"share"`
+					Record     uint64  `json:"record"`
+					Study      string  `json:"study"`
+					Anonymised bool    `json:"anonymised"`
+					File       string  `json:"file"`
+					Size       int64   `json:"size"`
+					SHA256     string  `json:"ciphertext_sha256"`
+					Sidecar    string  `json:"sidecar"`
+					Access     *txView `json:"access_tx"`
 				}{hexStr(pid), share, res.Share.RecordSequence, res.Share.StudyId, res.Share.Anonymised, res.Path, res.Size,
-					hexStr(res.Share.SharedSha256), res.Sidecar}
+					hexStr(res.Share.SharedSha256), res.Sidecar, viewTx(res.Access)}
 				return a.emit(out, func(w io.Writer) {
 					fmt.Fprintf(w, "wrote %s: share %d (record %d) of patient %s for study %s, %d bytes, ciphertext verified\n",
 						out.File, out.Share, out.Record, out.PatientID, out.Study, out.Size)
 					fields(w, "anonymised", fmt.Sprint(out.Anonymised), "ciphertext sha256", out.SHA256, "sidecar", out.Sidecar)
+					if out.Access != nil {
+						fmt.Fprint(w, "read logged: ")
+						out.Access.text(w)
+					}
 				})
 			}
 			owner, err := a.ownsPatientID(ctx, c, k, pid)
@@ -378,7 +383,7 @@ study's X25519 private key in hex (emrcli study keygen).`,
 	a.keyFlag(cmd, &from, "from", "reader key")
 	f.StringVar(&patient, "patient", "", "patient id (hex) or enrolled key name (default: --from's own patient)")
 	f.Uint64Var(&record, "record", 0, "record number to download")
-	f.Uint64Var(&share, "share", 0, "share number to download (researchers of the study)")
+	f.Uint64Var(&share, "share", 0, "share number to download (the study's researchers; the read is logged on chain first)")
 	f.StringVarP(&output, "output", "o", "", "file to write (mode 0600)")
 	f.StringVar(&purposeStr, "purpose", "treatment", "purpose of the logged read: treatment or research")
 	f.BoolVar(&reuseAccess, "reuse-access", false, "do not log a new read: use your access event committed within the sidecar's window")

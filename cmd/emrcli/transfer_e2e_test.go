@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -341,15 +342,27 @@ func TestTransferFlow(t *testing.T) {
 	// Revoking the sharer's consent stops the study's downloads of what it
 	// shared.
 	e.ok("revoke", "--from", "alice", "--to", "sharer")
-	line = e.refused("consent to this share no longer stands", "download", "--from", "pi", "--patient", pid, "--share", "1")
+	line = e.refused("the consent this share was made under no longer stands", "download", "--from", "pi", "--patient", pid, "--share", "1")
 	t.Logf("a share after its consent's revocation: %s", line)
+	// The sidecar refuses it too, though the investigator's read logged
+	// before the revocation is still within the access window.
+	piKey, err := kr.Get("pi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = sidecar.NewClient(e.node.SidecarURL, piKey, nil).Get(context.Background(), sidecar.ShareRef(pidBytes, shared.Share), [32]byte(sum), io.Discard, nil)
+	if !errors.As(err, &se) || se.StatusCode != 403 || !strings.Contains(se.Reason, "no longer stands") {
+		t.Fatalf("the sidecar served a share whose consent was revoked: %v", err)
+	}
 
 	// The patient's audit log lists every successful read.
 	var audit struct {
 		Reads []struct {
-			Accessor string   `json:"accessor"`
-			Purpose  string   `json:"purpose"`
-			Records  []uint64 `json:"records"`
+			Accessor     string   `json:"accessor"`
+			Purpose      string   `json:"purpose"`
+			Records      []uint64 `json:"records"`
+			Shares       []uint64 `json:"shares"`
+			ShareRecords []uint64 `json:"share_records"`
 		} `json:"reads"`
 		Verified bool `json:"verified"`
 	}
@@ -369,6 +382,15 @@ func TestTransferFlow(t *testing.T) {
 				t.Errorf("audit log lacks the successful read of record %d by %s: %+v", rec, who, audit.Reads)
 			}
 		}
+	}
+	// The investigator's download of share 1 (of record 3) is on it too.
+	pi := strings.TrimSpace(e.ok("keys", "show", "pi", "--address"))
+	found := false
+	for _, r := range audit.Reads {
+		found = found || (r.Accessor == pi && r.Purpose == "research" && slices.Equal(r.Shares, []uint64{1}) && slices.Equal(r.ShareRecords, []uint64{3}))
+	}
+	if !found {
+		t.Errorf("audit log lacks the investigator's read of share 1: %+v", audit.Reads)
 	}
 
 	// Patients whose enrolment committed unseen (--async): bob's first

@@ -268,10 +268,8 @@ func (a *authState) mayReadRecord(ctx context.Context, rec *emrv1.Record) (strin
 	if err != nil {
 		return "", err
 	}
-	at := ev.Time.AsTime()
-	if expires := at.Add(a.window); a.head.Time.After(expires) {
-		return fmt.Sprintf("your access event at height %d expired at %s (access window %s, block time %s)",
-			ev.Height, formatTime(expires), a.window, formatTime(a.head.Time)), nil
+	if why := a.expired(ev); why != "" {
+		return why, nil
 	}
 	// The event proves the read was allowed when it was committed; the
 	// permission must also still stand, so a revocation ends the window.
@@ -314,7 +312,30 @@ func (a *authState) mayReadShare(ctx context.Context, sh *emrv1.Share, category 
 		(a.caller.Role != emrv1.Role_ROLE_RESEARCHER || a.caller.OrganizationId != study.OrganizationId) {
 		return fmt.Sprintf("you are neither its principal investigator nor a researcher of %q", study.OrganizationId), nil
 	}
+	// The read is on the patient's audit trail first (app shareRead), as
+	// a record's is.
+	ev, err := a.chain.LastShareRead(ctx, sh.PatientId, sh.Sequence, a.caller.Address)
+	if errors.Is(err, ErrNotFound) {
+		return "no committed read of this share (submit RecordAccess naming the share first)", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if why := a.expired(ev); why != "" {
+		return why, nil
+	}
 	return a.shareConsentStands(ctx, sh, category)
+}
+
+// expired explains why access event ev no longer lets its reader fetch
+// ciphertext ("" when it does): it is older than the access window in
+// block time.
+func (a *authState) expired(ev *emrv1.AccessEvent) string {
+	if expires := ev.Time.AsTime().Add(a.window); a.head.Time.After(expires) {
+		return fmt.Sprintf("your access event at height %d expired at %s (access window %s, block time %s)",
+			ev.Height, formatTime(expires), a.window, formatTime(a.head.Time))
+	}
+	return ""
 }
 
 // shareConsentStands explains why the consent share sh was made under no

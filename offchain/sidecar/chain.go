@@ -111,7 +111,10 @@ type ChainView interface {
 	// Next. The sweep fills its reference index with it on a node that
 	// holds no blocks from height 1.
 	StateBlobs(ctx context.Context, after string) (StateBlobs, error)
+	// LastAccess is accessor's latest committed read of a record,
+	// LastShareRead of a share.
 	LastAccess(ctx context.Context, patientID []byte, sequence uint64, accessor []byte) (*emrv1.AccessEvent, error)
+	LastShareRead(ctx context.Context, patientID []byte, share uint64, accessor []byte) (*emrv1.AccessEvent, error)
 	Study(ctx context.Context, id string) (*emrv1.Study, error)
 }
 
@@ -442,8 +445,15 @@ func (v *queryView) StateBlobs(ctx context.Context, after string) (StateBlobs, e
 }
 
 func (v *queryView) LastAccess(ctx context.Context, id []byte, seq uint64, accessor []byte) (*emrv1.AccessEvent, error) {
+	return v.lastAccess(ctx, &emrv1.QueryLastAccessRequest{PatientId: hex.EncodeToString(id), Sequence: seq, Accessor: hex.EncodeToString(accessor)})
+}
+
+func (v *queryView) LastShareRead(ctx context.Context, id []byte, share uint64, accessor []byte) (*emrv1.AccessEvent, error) {
+	return v.lastAccess(ctx, &emrv1.QueryLastAccessRequest{PatientId: hex.EncodeToString(id), Sequence: share, Accessor: hex.EncodeToString(accessor), Share: true})
+}
+
+func (v *queryView) lastAccess(ctx context.Context, req *emrv1.QueryLastAccessRequest) (*emrv1.AccessEvent, error) {
 	var resp emrv1.QueryLastAccessResponse
-	req := &emrv1.QueryLastAccessRequest{PatientId: hex.EncodeToString(id), Sequence: seq, Accessor: hex.EncodeToString(accessor)}
 	if err := v.query(ctx, "LastAccess", req, &resp); err != nil {
 		return nil, err
 	}

@@ -98,11 +98,12 @@
 // block time, and whose permission still stands and covers the record's
 // category (so revocation or a narrower grant ends the window early); for
 // shared blobs, to the study's principal investigator and active
-// researchers of the study's organization while the consent the share was
-// made under stands (the sharer's permission: not revoked, in its window,
-// the share right for the category and the study, and not narrowed to
-// anonymised sharing for a share that is not anonymised). Everything else
-// is 403.
+// researchers of the study's organization whose read of the share
+// (LastShareRead, an access event of the share) is committed and at most
+// AccessWindow old, while the consent the share was made under stands (the
+// sharer's permission: not revoked, in its window, the share right for the
+// category and the study, and not narrowed to anonymised sharing for a
+// share that is not anonymised). Everything else is 403.
 //
 // # Trust
 //

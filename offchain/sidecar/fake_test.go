@@ -263,16 +263,34 @@ func accessKey(id []byte, seq uint64, who []byte) string {
 }
 
 func (f *fakeChain) LastAccess(_ context.Context, id []byte, seq uint64, who []byte) (*emrv1.AccessEvent, error) {
+	return f.lastAccess(accessKey(id, seq, who))
+}
+
+func (f *fakeChain) LastShareRead(_ context.Context, id []byte, share uint64, who []byte) (*emrv1.AccessEvent, error) {
+	return f.lastAccess("share/" + accessKey(id, share, who))
+}
+
+func (f *fakeChain) lastAccess(key string) (*emrv1.AccessEvent, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.check(); err != nil {
 		return nil, err
 	}
-	ev, ok := f.access[accessKey(id, seq, who)]
+	ev, ok := f.access[key]
 	if !ok {
 		return nil, fmt.Errorf("%w: access", ErrNotFound)
 	}
 	return ev, nil
+}
+
+// shareRead commits who's read of share sh.
+func (f *fakeChain) shareRead(sh *emrv1.Share, who *actor) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.access["share/"+accessKey(sh.PatientId, sh.Sequence, who.Address())] = &emrv1.AccessEvent{
+		PatientId: sh.PatientId, RecordSequence: sh.RecordSequence, ShareSequence: sh.Sequence, Accessor: who.Address(),
+		Purpose: emrv1.Purpose_PURPOSE_RESEARCH, Height: f.head.Height, Time: timestamppb.New(f.head.Time),
+	}
 }
 
 func (f *fakeChain) Study(_ context.Context, id string) (*emrv1.Study, error) {

@@ -358,14 +358,27 @@ func TestGetShares(t *testing.T) {
 	outsider := e.chain.addMember("outsider", emrv1.Role_ROLE_RESEARCHER, "elsewhere")
 	e.chain.studies["s1"] = &emrv1.Study{Id: "s1", PrincipalInvestigator: pi.Address(), OrganizationId: "research"}
 	rec := e.chain.addRecord(e.pid, sha256.Sum256([]byte("the record shared")), e.writer)
-	e.chain.addShare(rec, "s1", sum, sharer)
+	sh := e.chain.addShare(rec, "s1", sum, sharer)
+	// A study member's download needs its read committed first; the
+	// patient's does not.
+	_, err := e.get(pi, ShareRef(e.pid, 1), sum, nil)
+	wantStatus(t, err, 403, "no committed read of this share")
+	e.chain.shareRead(sh, pi)
+	e.chain.shareRead(sh, colleague)
 	for _, a := range []*actor{pi, colleague, e.patient} {
 		if got, err := e.get(a, ShareRef(e.pid, 1), sum, nil); err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("%x: %v", a.Address(), err)
 		}
 	}
-	_, err := e.get(outsider, ShareRef(e.pid, 1), sum, nil)
+	e.chain.shareRead(sh, outsider) // the chain refuses it; were it there
+	_, err = e.get(outsider, ShareRef(e.pid, 1), sum, nil)
 	wantStatus(t, err, 403, "neither its principal investigator")
+	// A read expires with the access window, as a record's does.
+	e.chain.mu.Lock()
+	e.chain.head.Time = e.chain.head.Time.Add(DefaultAccessWindow + time.Second)
+	e.chain.mu.Unlock()
+	_, err = e.get(pi, ShareRef(e.pid, 1), sum, nil)
+	wantStatus(t, err, 403, "expired")
 	_, err = e.get(e.reader, ShareRef(e.pid, 1), sum, nil)
 	wantStatus(t, err, 403, "study")
 }
@@ -404,7 +417,9 @@ func TestShareServedWhileItsConsentStands(t *testing.T) {
 			pi := e.chain.addMember("pi", emrv1.Role_ROLE_RESEARCHER, "research")
 			e.chain.studies["s1"] = &emrv1.Study{Id: "s1", PrincipalInvestigator: pi.Address(), OrganizationId: "research"}
 			rec := e.chain.addRecord(e.pid, sha256.Sum256([]byte("the record shared")), e.writer)
-			e.chain.addShare(rec, "s1", sum, sharer).Anonymised = c.anonymised
+			sh := e.chain.addShare(rec, "s1", sum, sharer)
+			sh.Anonymised = c.anonymised
+			e.chain.shareRead(sh, pi)
 			e.chain.mu.Lock()
 			c.change(consent, e)
 			e.chain.mu.Unlock()
@@ -442,7 +457,7 @@ func TestShareCannotServeARecordsCiphertext(t *testing.T) {
 	pi := e.chain.addMember("pi", emrv1.Role_ROLE_RESEARCHER, "research")
 	e.chain.studies["s1"] = &emrv1.Study{Id: "s1", PrincipalInvestigator: pi.Address(), OrganizationId: "research"}
 	// The sharer shares record 1 but names record 2's ciphertext.
-	e.chain.addShare(rec1, "s1", rawSum, sharer)
+	e.chain.shareRead(e.chain.addShare(rec1, "s1", rawSum, sharer), pi)
 	if got, err := e.get(pi, ShareRef(e.pid, 1), rawSum, nil); err == nil || bytes.Equal(got, raw) {
 		t.Fatalf("a share naming a record's ciphertext served it (%d bytes, %v)", len(got), err)
 	}
