@@ -110,6 +110,10 @@ func (v *ownerView) LastAccess(context.Context, []byte, uint64, []byte) (*emrv1.
 	return nil, fmt.Errorf("%w: access", sidecar.ErrNotFound)
 }
 
+func (v *ownerView) LastShareRead(context.Context, []byte, uint64, []byte) (*emrv1.AccessEvent, error) {
+	return nil, fmt.Errorf("%w: access", sidecar.ErrNotFound)
+}
+
 func (v *ownerView) Study(context.Context, string) (*emrv1.Study, error) {
 	return nil, fmt.Errorf("%w: study", sidecar.ErrNotFound)
 }
