@@ -48,6 +48,8 @@ type fakeChain struct {
 	// memberCalls counts the Member lookups, headCalls the Head ones.
 	memberCalls int
 	headCalls   int
+	// onHead, if set, runs in each Head call.
+	onHead func()
 }
 
 func newFakeChain(now time.Time) *fakeChain {
@@ -78,6 +80,9 @@ func (f *fakeChain) Head(context.Context) (Head, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.headCalls++
+	if f.onHead != nil {
+		f.onHead()
+	}
 	if f.syncing {
 		return Head{}, fmt.Errorf("%w: the node is catching up", ErrChainUnavailable)
 	}

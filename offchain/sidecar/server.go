@@ -963,15 +963,20 @@ const (
 	healthFresh        = time.Second
 )
 
-// healthCache is the last /healthz answer and when its checks began.
+// healthCache is the last /healthz answer, when its checks ended, and the
+// checks in flight.
 type healthCache struct {
-	mu     sync.Mutex // held while checking: callers meanwhile wait for its answer
-	at     time.Time
-	answer Health
+	mu      sync.Mutex
+	at      time.Time
+	answer  Health
+	running chan struct{} // closed when the checks in flight end; nil when none are
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
-	h := s.checkHealth()
+	h, err := s.checkHealth(r.Context())
+	if err != nil {
+		return // the caller went away
+	}
 	status := http.StatusOK
 	if h.Status != "ok" {
 		status = http.StatusServiceUnavailable
@@ -979,20 +984,39 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, h)
 }
 
-// checkHealth answers /healthz from the last check when it is fresh, and
-// checks the store and the chain otherwise. An anonymous caller learns
-// whether each answered, not the error: that names hosts, paths and
-// buckets, and goes to the sidecar's log.
-func (s *Server) checkHealth() Health {
+// checkHealth answers /healthz from the last checks when they ended less
+// than healthFresh ago; otherwise it waits, until ctx ends, for checks of
+// the store and the chain, which run once however many callers wait (one
+// is started if none is in flight). An anonymous caller learns whether
+// each answered, not the error: that names hosts, paths and buckets, and
+// goes to the sidecar's log.
+func (s *Server) checkHealth(ctx context.Context) (Health, error) {
 	c := &s.health
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := s.opts.Now()
-	if !c.at.IsZero() && now.Sub(c.at) < healthFresh && now.Sub(c.at) >= 0 {
-		return c.answer
+	if now := s.opts.Now(); !c.at.IsZero() && now.Sub(c.at) < healthFresh && now.Sub(c.at) >= 0 {
+		defer c.mu.Unlock()
+		return c.answer, nil
 	}
-	// Not the caller's context: a caller that hangs up must not leave an
-	// "unavailable" for the others.
+	if c.running == nil {
+		c.running = make(chan struct{})
+		go s.runHealthChecks(c.running)
+	}
+	done := c.running
+	c.mu.Unlock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return Health{}, ctx.Err()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.answer, nil
+}
+
+// runHealthChecks checks the store and the chain, keeps the answer and
+// closes done. Its context is its own: a caller that hangs up must not
+// leave an "unavailable" for the others.
+func (s *Server) runHealthChecks(done chan struct{}) {
 	ctx, cancel := context.WithTimeout(context.Background(), healthCheckTimeout)
 	defer cancel()
 	h := Health{Status: "ok", Backend: s.store.Name()}
@@ -1006,8 +1030,11 @@ func (s *Server) checkHealth() Health {
 	} else {
 		h.Height, h.BlockTime = head.Height, head.Time.UTC().Format(time.RFC3339Nano)
 	}
-	c.at, c.answer = now, h
-	return h
+	c := &s.health
+	c.mu.Lock()
+	c.at, c.answer, c.running = s.opts.Now(), h, nil
+	c.mu.Unlock()
+	close(done)
 }
 
 // healthFailure says which check failed and how, without the error.

@@ -863,6 +863,28 @@ func TestHealthChecksAreShared(t *testing.T) {
 	if n := headCalls(); n != 2 {
 		t.Fatalf("the node was checked %d times, want 2", n)
 	}
+
+	// A check slower than a second is shared too: callers that come while
+	// it runs wait for its answer instead of each starting their own.
+	clock.Add(int64(healthFresh))
+	e.chain.mu.Lock()
+	e.chain.down = false
+	e.chain.onHead = func() {
+		time.Sleep(100 * time.Millisecond) // the callers below arrive meanwhile
+		clock.Add(int64(2 * healthFresh))
+	}
+	e.chain.mu.Unlock()
+	for range 8 {
+		wg.Go(func() {
+			if status, h := health(); status != 200 || h.Status != "ok" {
+				t.Errorf("healthz during a slow check: %d %+v", status, h)
+			}
+		})
+	}
+	wg.Wait()
+	if n := headCalls(); n != 3 {
+		t.Fatalf("8 callers during one slow check checked the node %d more times, want 1", n-2)
+	}
 }
 
 func TestHealthAndMetrics(t *testing.T) {
