@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -194,16 +195,31 @@ func (ctx *txContext) shareRead(p *emrv1.Patient, seq uint64) (*emrv1.Share, err
 	if err != nil {
 		return nil, err
 	}
-	if err := checkPermission(consent, sharer, emrv1.Right_RIGHT_SHARE, rec.Category, ctx.block.Time); err != nil {
-		return nil, fmt.Errorf("the consent this share was made under no longer stands: %w", err)
-	}
-	if consent.StudyId != sh.StudyId {
-		return nil, fmt.Errorf("%w: the consent this share was made under is now for study %q", ErrUnauthorized, consent.StudyId)
-	}
-	if consent.Anonymise && !sh.Anonymised {
-		return nil, fmt.Errorf("%w: the patient now consents to study %q only anonymised, and this share is not", ErrUnauthorized, sh.StudyId)
+	if err := ShareConsentStands(consent, sharer, sh, rec.Category, ctx.block.Time); err != nil {
+		return nil, err
 	}
 	return sh, nil
+}
+
+// ShareConsentStands returns nil when consent, the patient's permission
+// to sharer under which share sh of a record of category was made, still
+// lets the study read it at t: the permission grants share on the
+// category (not revoked, its grantee active, within its window), for the
+// share's study, and is not narrowed to anonymised sharing when the share
+// is not anonymised. It is shareRead's rule, and the blob sidecars apply
+// it before they serve the share's ciphertext.
+func ShareConsentStands(consent *emrv1.Permission, sharer *emrv1.Member, sh *emrv1.Share, category string, t time.Time) error {
+	const gone = "the consent this share was made under no longer stands"
+	if err := checkPermission(consent, sharer, emrv1.Right_RIGHT_SHARE, category, t); err != nil {
+		return fmt.Errorf("%s: %w", gone, err)
+	}
+	if consent.StudyId != sh.StudyId {
+		return fmt.Errorf("%w: %s: it is now for study %q", ErrUnauthorized, gone, consent.StudyId)
+	}
+	if consent.Anonymise && !sh.Anonymised {
+		return fmt.Errorf("%w: %s: the patient now consents to study %q only anonymised, and this share is not", ErrUnauthorized, gone, sh.StudyId)
+	}
+	return nil
 }
 
 // recordRef is how events name a record: "<patient hex>/<sequence>".

@@ -1679,7 +1679,7 @@ func TestShareReadRules(t *testing.T) {
 		log    string
 	}{
 		{"narrowed to anonymised", w.pat, apptest.Grant(w.pid, w.doc, narrowed), app.ErrUnauthorized, "only anonymised, and this share is not"},
-		{"moved to another study", w.pat, apptest.Grant(w.pid, w.doc, moved), app.ErrUnauthorized, `now for study "rules-other-study"`},
+		{"moved to another study", w.pat, apptest.Grant(w.pid, w.doc, moved), app.ErrUnauthorized, `it is now for study "rules-other-study"`},
 		{"sharer suspended", w.regA, apptest.SetStatus(w.doc, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED), app.ErrGranteeSuspended, "no longer stands"},
 		{"revoked", w.pat, apptest.Revoke(w.pid, w.doc), app.ErrPermissionRevoked, "no longer stands"},
 	} {

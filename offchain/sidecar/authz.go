@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/emrchain/emrchain/offchain/blobstore"
+	"github.com/emrchain/emrchain/app"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -45,29 +46,21 @@ func chainError(err error) *apiError {
 
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
-// grantee names whose permission standing judges, in its explanations.
-type grantee struct{ who, whose string }
-
-var (
-	caller = grantee{"you", "your"}
-	sharer = grantee{"the sharer", "the sharer's"}
-)
-
-// standing explains why perm does not let its grantee g act on category
+// standing explains why perm does not let its grantee act on category
 // with one of rights at t ("" when it does). It mirrors
 // app.checkPermission.
-func standing(perm *emrv1.Permission, g grantee, t time.Time, category string, rights ...emrv1.Right) string {
+func standing(perm *emrv1.Permission, t time.Time, category string, rights ...emrv1.Right) string {
 	switch {
 	case perm == nil:
-		return fmt.Sprintf("the patient has granted %s nothing", g.who)
+		return "the patient has granted you nothing"
 	case perm.RevokedHeight != 0:
-		return fmt.Sprintf("%s permission was revoked at height %d", g.whose, perm.RevokedHeight)
+		return fmt.Sprintf("your permission was revoked at height %d", perm.RevokedHeight)
 	case perm.NotBefore != nil && t.Before(perm.NotBefore.AsTime()):
-		return g.whose + " permission starts at " + formatTime(perm.NotBefore.AsTime())
+		return "your permission starts at " + formatTime(perm.NotBefore.AsTime())
 	case !t.Before(perm.NotAfter.AsTime()):
-		return g.whose + " permission expired at " + formatTime(perm.NotAfter.AsTime())
+		return "your permission expired at " + formatTime(perm.NotAfter.AsTime())
 	case len(perm.Categories) > 0 && !slices.Contains(perm.Categories, category):
-		return fmt.Sprintf("%s permission does not cover category %q (it covers %s)", g.whose, category, strings.Join(perm.Categories, ", "))
+		return fmt.Sprintf("your permission does not cover category %q (it covers %s)", category, strings.Join(perm.Categories, ", "))
 	}
 	for _, r := range rights {
 		if slices.Contains(perm.Rights, r) {
@@ -78,7 +71,7 @@ func standing(perm *emrv1.Permission, g grantee, t time.Time, category string, r
 	for i, r := range rights {
 		names[i] = rightName(r)
 	}
-	return g.whose + " permission does not include " + strings.Join(names, " or ")
+	return "your permission does not include " + strings.Join(names, " or ")
 }
 
 func rightName(r emrv1.Right) string {
@@ -186,7 +179,7 @@ func (a *authState) authorizePut(ctx context.Context, patientID []byte, category
 	if shared {
 		right, what = emrv1.Right_RIGHT_SHARE, "shared "
 	}
-	if why := standing(perm, caller, a.head.Time, category, right); why != "" {
+	if why := standing(perm, a.head.Time, category, right); why != "" {
 		return forbidden("you may not upload %s%q for patient %x: %s (block time %s)", what, category, patientID, why, formatTime(a.head.Time))
 	}
 	return nil
@@ -281,7 +274,7 @@ func (a *authState) mayReadRecord(ctx context.Context, rec *emrv1.Record) (strin
 	if ev.Purpose == emrv1.Purpose_PURPOSE_RESEARCH {
 		right = emrv1.Right_RIGHT_SHARE
 	}
-	if why := standing(perm, caller, a.head.Time, rec.Category, right); why != "" {
+	if why := standing(perm, a.head.Time, rec.Category, right); why != "" {
 		return why, nil
 	}
 	// The chain refuses a research read of a consent that asks for
@@ -342,10 +335,11 @@ func (a *authState) expired(ev *emrv1.AccessEvent) string {
 // longer lets the study have it ("" when it does): the study's
 // researchers download a share only while the patient's consent to it
 // stands, as a grantee reads a record only while its permission does. A
-// revocation, the consent's end, a change of study or, for a share that
-// is not anonymised, a narrowing to anonymised sharing stops the
-// downloads (copies already made are beyond recall). The rule is the
-// chain's for making the share (app shareRecord).
+// revocation, the consent's end, the sharer's suspension, a change of
+// study or, for a share that is not anonymised, a narrowing to anonymised
+// sharing stops the downloads (copies already made are beyond recall).
+// The rule is the chain's (app.ShareConsentStands), which refuses the
+// study's reads of the share from then on.
 func (a *authState) shareConsentStands(ctx context.Context, sh *emrv1.Share, category string) (string, error) {
 	consent, err := a.chain.Permission(ctx, sh.PatientId, sh.Sharer)
 	if errors.Is(err, ErrNotFound) {
@@ -354,15 +348,15 @@ func (a *authState) shareConsentStands(ctx context.Context, sh *emrv1.Share, cat
 	if err != nil {
 		return "", err
 	}
-	why := standing(consent, sharer, a.head.Time, category, emrv1.Right_RIGHT_SHARE)
-	switch {
-	case why != "":
-	case consent.StudyId != sh.StudyId:
-		why = fmt.Sprintf("the sharer's share right is now for study %q", consent.StudyId)
-	case consent.Anonymise && !sh.Anonymised:
-		why = "the patient now consents to this study only anonymised, and this share is not"
-	default:
-		return "", nil
+	sharer, err := a.chain.Member(ctx, sh.Sharer)
+	if errors.Is(err, ErrNotFound) {
+		sharer, err = nil, nil
 	}
-	return "the patient's consent to this share no longer stands: " + why, nil
+	if err != nil {
+		return "", err
+	}
+	if err := app.ShareConsentStands(consent, sharer, sh, category, a.head.Time); err != nil {
+		return err.Error(), nil
+	}
+	return "", nil
 }

@@ -100,10 +100,11 @@
 // shared blobs, to the study's principal investigator and active
 // researchers of the study's organization whose read of the share
 // (LastShareRead, an access event of the share) is committed and at most
-// AccessWindow old, while the consent the share was made under stands (the
-// sharer's permission: not revoked, in its window, the share right for the
-// category and the study, and not narrowed to anonymised sharing for a
-// share that is not anonymised). Everything else is 403.
+// AccessWindow old, while the consent the share was made under stands
+// (app.ShareConsentStands: the sharer's permission not revoked, the sharer
+// active, in its window, the share right for the category and the study,
+// and not narrowed to anonymised sharing for a share that is not
+// anonymised). Everything else is 403.
 //
 // # Trust
 //

@@ -398,12 +398,15 @@ func TestShareServedWhileItsConsentStands(t *testing.T) {
 		why        string // "" when the share is still served
 	}{
 		{"standing", false, func(*emrv1.Permission, *env) {}, ""},
-		{"revoked", false, func(p *emrv1.Permission, e *env) { p.RevokedHeight = e.chain.head.Height }, "the sharer's permission was revoked at height 10"},
-		{"ended", false, func(p *emrv1.Permission, e *env) { p.NotAfter = timestamppb.New(e.chain.head.Time) }, "the sharer's permission expired at"},
-		{"share right taken away", false, func(p *emrv1.Permission, _ *env) { p.Rights = []emrv1.Right{emrv1.Right_RIGHT_READ} }, "the sharer's permission does not include share"},
-		{"category taken away", false, func(p *emrv1.Permission, _ *env) { p.Categories = []string{"imaging"} }, `does not cover category "lab-results"`},
-		{"another study", false, func(p *emrv1.Permission, _ *env) { p.StudyId = "s2" }, `share right is now for study "s2"`},
+		{"revoked", false, func(p *emrv1.Permission, e *env) { p.RevokedHeight = e.chain.head.Height }, "no longer stands: permission revoked at height 10"},
+		{"ended", false, func(p *emrv1.Permission, e *env) { p.NotAfter = timestamppb.New(e.chain.head.Time) }, "no longer stands: permission expired: permission expired at"},
+		{"share right taken away", false, func(p *emrv1.Permission, _ *env) { p.Rights = []emrv1.Right{emrv1.Right_RIGHT_READ} }, "does not include share"},
+		{"category taken away", false, func(p *emrv1.Permission, _ *env) { p.Categories = []string{"imaging"} }, `does not cover "lab-results"`},
+		{"another study", false, func(p *emrv1.Permission, _ *env) { p.StudyId = "s2" }, `it is now for study "s2"`},
 		{"narrowed, raw share", false, func(p *emrv1.Permission, _ *env) { p.Anonymise = true }, "only anonymised, and this share is not"},
+		{"sharer suspended", false, func(p *emrv1.Permission, e *env) {
+			e.chain.members[string(p.Grantee)].Status = emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED
+		}, "no longer stands: grantee suspended"},
 		{"narrowed, anonymised share", true, func(p *emrv1.Permission, _ *env) { p.Anonymise = true }, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
