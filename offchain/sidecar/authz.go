@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emrchain/emrchain/offchain/blobstore"
 	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/offchain/blobstore"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
