@@ -15,6 +15,7 @@ import (
 	ctypes "github.com/cometbft/cometbft/rpc/core/types"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/offchain/blobstore"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
@@ -29,16 +30,14 @@ var (
 	ErrChainUnavailable = errors.New("chain unavailable")
 )
 
-// Result code and codespace of app.ErrNotFound, and the event type and
-// attributes (app.EventType, app.BlobAttribute, app.PatientAttribute,
-// app.CategoryAttribute) that name the blob an AddRecord or ShareRecord
-// references and the patient and category it is filed under, and the
-// action (app.ActionAttribute) that tells a ShareRecord's shared blob from
-// a record's. The sidecar does not link the state machine; a test pins
-// these to the app's values.
+// The event type and attributes (app.EventType, app.BlobAttribute,
+// app.PatientAttribute, app.CategoryAttribute) that name the blob an
+// AddRecord or ShareRecord references and the patient and category it is
+// filed under, and the action (app.ActionAttribute) that tells a
+// ShareRecord's shared blob from a record's: the names the sweep reads in
+// the node's block results, spelled out here and pinned to the app's by a
+// test.
 const (
-	appCodespace         = "emrchain"
-	appCodeNotFound      = 11
 	appEventType         = "emrchain"
 	appBlobAttribute     = "blob"
 	appPatientAttribute  = "patient"
@@ -328,8 +327,14 @@ func abciQuery(ctx context.Context, c rpcclient.ABCIClient, method string, req, 
 	}
 	r := res.Response
 	if r.Code != 0 {
-		if r.Codespace == appCodespace && r.Code == appCodeNotFound {
+		switch {
+		case r.Codespace != app.Codespace:
+		case r.Code == app.ErrNotFound.Code():
 			return fmt.Errorf("%w: %s", ErrNotFound, r.Log)
+		case r.Code == app.ErrHeightNotCommitted.Code(), r.Code == app.ErrHeightNotKept.Code():
+			// A node that has committed nothing yet, or is restoring a
+			// snapshot: it cannot answer now.
+			return fmt.Errorf("%w: query %s: %s", ErrChainUnavailable, method, r.Log)
 		}
 		return fmt.Errorf("query %s: code %d (%s): %s", method, r.Code, r.Codespace, r.Log)
 	}

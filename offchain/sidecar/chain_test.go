@@ -14,10 +14,13 @@ import (
 	"time"
 
 	abci "github.com/cometbft/cometbft/abci/types"
+	cmtbytes "github.com/cometbft/cometbft/libs/bytes"
+	rpcclient "github.com/cometbft/cometbft/rpc/client"
 	ctypes "github.com/cometbft/cometbft/rpc/core/types"
 	"github.com/cometbft/cometbft/types"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/offchain/blobstore"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
@@ -249,6 +252,41 @@ func TestQueryViewStateBlobs(t *testing.T) {
 	} {
 		if page, err := view(resp).StateBlobs(context.Background(), ""); err == nil {
 			t.Errorf("%s: accepted as %+v", name, page)
+		}
+	}
+}
+
+// codeNode answers every ABCI query with one result code.
+type codeNode struct {
+	rpcclient.ABCIClient // other methods: unused
+	codespace            string
+	code                 uint32
+}
+
+func (n codeNode) ABCIQueryWithOptions(context.Context, string, cmtbytes.HexBytes, rpcclient.ABCIQueryOptions) (*ctypes.ResultABCIQuery, error) {
+	return &ctypes.ResultABCIQuery{Response: abci.QueryResponse{Code: n.code, Codespace: n.codespace, Log: "the node says no"}}, nil
+}
+
+// TestABCIQueryCodes: the chain view tells "not found" from "the node
+// cannot answer now" (a height it has not committed, or no longer keeps:
+// a node starting or restoring a snapshot), which the sidecar answers with
+// 503 so that clients retry, from any other refusal.
+func TestABCIQueryCodes(t *testing.T) {
+	for _, c := range []struct {
+		codespace string
+		code      uint32
+		want      error
+	}{
+		{app.Codespace, app.ErrNotFound.Code(), ErrNotFound},
+		{app.Codespace, app.ErrHeightNotCommitted.Code(), ErrChainUnavailable},
+		{app.Codespace, app.ErrHeightNotKept.Code(), ErrChainUnavailable},
+		{app.Codespace, app.ErrInvalidQuery.Code(), nil},
+		{"other", app.ErrHeightNotCommitted.Code(), nil},
+	} {
+		err := abciQuery(context.Background(), codeNode{codespace: c.codespace, code: c.code}, "Params", &emrv1.QueryParamsRequest{}, &emrv1.QueryParamsResponse{})
+		if err == nil || (c.want != nil && !errors.Is(err, c.want)) ||
+			(c.want == nil && (errors.Is(err, ErrNotFound) || errors.Is(err, ErrChainUnavailable))) {
+			t.Errorf("code %d in %q: %v, want %v", c.code, c.codespace, err, c.want)
 		}
 	}
 }

@@ -22,12 +22,8 @@ func newKey(name string) ed25519.PrivKey {
 
 func writeFile(p string, b []byte) error { return os.WriteFile(p, b, 0o600) }
 
-// TestAppCodes pins the codes the chain view decodes to the app's.
+// TestAppCodes pins the names the chain view reads to the app's.
 func TestAppCodes(t *testing.T) {
-	if app.ErrNotFound.Code() != appCodeNotFound || app.Codespace != appCodespace {
-		t.Fatalf("app.ErrNotFound is code %d in %q; the sidecar expects %d in %q",
-			app.ErrNotFound.Code(), app.Codespace, appCodeNotFound, appCodespace)
-	}
 	if app.QueryPathPrefix != QueryPathPrefix {
 		t.Fatalf("query path prefix %q != %q", app.QueryPathPrefix, QueryPathPrefix)
 	}
