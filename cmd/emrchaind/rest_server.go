@@ -18,15 +18,12 @@ import (
 
 	"github.com/cometbft/cometbft/libs/log"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"github.com/rs/cors"
 	"golang.org/x/net/netutil"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/emrchain/emrchain/app"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
@@ -134,7 +131,6 @@ func newRESTHandler(queries *queryServer, txs *txServer, health func() (catching
 			}
 			return "", false
 		}),
-		runtime.SetQueryParameterParser(strictQueryParser{}),
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: &runtime.JSONPb{
 			MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true},
 			// A misspelt field ("asynch") is an error, not silently ignored.
@@ -148,6 +144,10 @@ func newRESTHandler(queries *queryServer, txs *txServer, health func() (catching
 		return nil, fmt.Errorf("rest server: %w", err)
 	}
 
+	params, err := routeParamsOf(emrv1.OpenAPI)
+	if err != nil {
+		return nil, fmt.Errorf("rest server: %w", err)
+	}
 	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case openAPIPath:
@@ -168,6 +168,10 @@ func newRESTHandler(queries *queryServer, txs *txServer, health func() (catching
 		}
 		r.Body = &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, limit)}
 		if err := heightParam(r); err != nil {
+			writeRESTError(w, http.StatusBadRequest, codes.InvalidArgument, err.Error())
+			return
+		}
+		if err := params.check(r); err != nil {
 			writeRESTError(w, http.StatusBadRequest, codes.InvalidArgument, err.Error())
 			return
 		}
@@ -208,41 +212,104 @@ func heightParam(r *http.Request) error {
 	return nil
 }
 
-// strictQueryParser is the gateway's query parameter parser, refusing a
-// parameter the request message has no field for: a misspelt filter
-// ("?categroy=imaging") would otherwise be ignored and answer unfiltered,
-// as a misspelt body field would were it not refused too.
-type strictQueryParser struct{ runtime.DefaultQueryParser }
+// routeParams is, for each route of the OpenAPI document, the query
+// parameters it takes. The gateway ignores a parameter its route's
+// request has no field for, and a route whose request has no query fields
+// never reads the query at all: a misspelt filter ("?categroy=imaging")
+// would answer unfiltered, and "?async=true" on a POST would be dropped.
+// A request naming any other parameter (besides height) is refused.
+type routeParams []routeParam
 
-func (p strictQueryParser) Parse(msg proto.Message, values url.Values, filter *utilities.DoubleArray) error {
-	keys := slices.Sorted(maps.Keys(values))
-	for _, key := range keys {
-		if !hasFieldPath(msg.ProtoReflect().Descriptor(), key) {
-			return grpcstatus.Errorf(codes.InvalidArgument, "unknown query parameter %s (%s lists each route's)", app.QuoteInput(key), openAPIPath)
-		}
-	}
-	return p.DefaultQueryParser.Parse(msg, values, filter)
+type routeParam struct {
+	method   string
+	segments []string // a "{name}" segment matches any one segment
+	allowed  map[string]bool
 }
 
-// hasFieldPath reports whether path ("page.limit", by proto or JSON names)
-// names a field of md.
-func hasFieldPath(md protoreflect.MessageDescriptor, path string) bool {
-	parts := strings.Split(path, ".")
-	for i, part := range parts {
-		fd := md.Fields().ByName(protoreflect.Name(part))
-		if fd == nil {
-			fd = md.Fields().ByJSONName(part)
-		}
-		if fd == nil {
-			return false
-		}
-		if i < len(parts)-1 {
-			if md = fd.Message(); md == nil {
-				return false
+// routeParamsOf reads the routes of an OpenAPI (Swagger 2) document.
+func routeParamsOf(doc []byte) (routeParams, error) {
+	var spec struct {
+		Paths map[string]map[string]struct {
+			Parameters []struct {
+				Name string `json:"name"`
+				In   string `json:"in"`
+			} `json:"parameters"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(doc, &spec); err != nil {
+		return nil, fmt.Errorf("the OpenAPI document: %w", err)
+	}
+	var out routeParams
+	for path, ops := range spec.Paths {
+		for method, op := range ops {
+			rp := routeParam{method: strings.ToUpper(method), segments: strings.Split(strings.Trim(path, "/"), "/"), allowed: map[string]bool{}}
+			for _, p := range op.Parameters {
+				if p.In == "query" {
+					rp.allowed[p.Name] = true
+				}
 			}
+			out = append(out, rp)
+		}
+	}
+	return out, nil
+}
+
+// check refuses a query parameter r's route does not take (its JSON name,
+// or the proto name of each dotted part: "page.after", "study_id").
+// Requests no route matches are left to the gateway's 404 and 405.
+func (rs routeParams) check(r *http.Request) error {
+	if r.URL.RawQuery == "" {
+		return nil
+	}
+	method := r.Method
+	if method == http.MethodHead {
+		method = http.MethodGet
+	}
+	segments := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	for _, rp := range rs {
+		if rp.method != method || !matchSegments(rp.segments, segments) {
+			continue
+		}
+		q, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			return fmt.Errorf("malformed query string: %v", err)
+		}
+		for _, key := range slices.Sorted(maps.Keys(q)) {
+			if !rp.allowed[key] && !rp.allowed[jsonPath(key)] {
+				return fmt.Errorf("unknown query parameter %s for %s %s (%s lists each route's)", app.QuoteInput(key), method, "/"+strings.Join(rp.segments, "/"), openAPIPath)
+			}
+		}
+		return nil
+	}
+	return nil
+}
+
+func matchSegments(template, path []string) bool {
+	if len(template) != len(path) {
+		return false
+	}
+	for i, t := range template {
+		if !strings.HasPrefix(t, "{") && t != path[i] {
+			return false
 		}
 	}
 	return true
+}
+
+// jsonPath is a dotted path of proto field names in their JSON form
+// ("study_id.page_size" → "studyId.pageSize").
+func jsonPath(key string) string {
+	parts := strings.Split(key, ".")
+	for i, part := range parts {
+		words := strings.Split(part, "_")
+		for j := 1; j < len(words); j++ {
+			if words[j] != "" {
+				words[j] = strings.ToUpper(words[j][:1]) + words[j][1:]
+			}
+		}
+		parts[i] = strings.Join(words, "")
+	}
+	return strings.Join(parts, ".")
 }
 
 // restHealthPath answers whether the node serves current reads: what
