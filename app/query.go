@@ -132,7 +132,7 @@ func (a *App) readerAt(height int64) (int64, store.Reader, error) {
 // it no longer keeps.
 func (a *App) heightError(height int64, err error) error {
 	if !errors.Is(err, store.ErrVersionNotFound) {
-		return fmt.Errorf("%w: height %d: %v", ErrInvalidQuery, height, err)
+		return fmt.Errorf("%w: read height %d: %v", ErrInternal, height, err)
 	}
 	if first := a.store.FirstVersion(); first > height {
 		return fmt.Errorf("%w: height %d (the earliest this node keeps is %d)", ErrHeightNotKept, height, first)
