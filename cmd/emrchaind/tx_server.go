@@ -163,7 +163,7 @@ func (s *txServer) BroadcastTx(ctx context.Context, req *emrv1.BroadcastTxReques
 	switch {
 	case errors.As(err, &invalid):
 		// CometBFT v1 reports CheckTx's rejection as an error.
-		return s.rejected(out, hash, invalid.Code, invalid.Codespace, invalid.Log), nil
+		return s.rejected(ctx, out, hash, invalid.Code, invalid.Codespace, invalid.Log), nil
 	case errors.Is(err, mempool.ErrTxInCache):
 		// Seen before: committed already, or still in the mempool.
 		if res := s.lookup(hash); res != nil {
@@ -175,7 +175,7 @@ func (s *txServer) BroadcastTx(ctx context.Context, req *emrv1.BroadcastTxReques
 	case err != nil:
 		return nil, mempoolError(err)
 	case check.Code != 0:
-		return s.rejected(out, hash, check.Code, check.Codespace, check.Log), nil
+		return s.rejected(ctx, out, hash, check.Code, check.Codespace, check.Log), nil
 	case req.Async:
 		return out, nil
 	}
@@ -271,14 +271,39 @@ func (s *txServer) wait(ctx context.Context, sub cmttypes.Subscription, hash []b
 // timeout, after a restart of the node, or on another node, where the
 // mempool's cache of seen txs does not have it) is refused for its
 // sequence, which it used itself; the tx index then has its result.
-func (s *txServer) rejected(out *emrv1.BroadcastTxResponse, hash []byte, code uint32, codespace, log string) *emrv1.BroadcastTxResponse {
+// The node indexes a block's transactions after it commits the block, so
+// a tx resent at that moment is refused before the index has it: the
+// index is asked indexedLookups times, indexedLookupWait apart.
+func (s *txServer) rejected(ctx context.Context, out *emrv1.BroadcastTxResponse, hash []byte, code uint32, codespace, log string) *emrv1.BroadcastTxResponse {
 	if code == app.ErrBadSequence.Code() && codespace == app.Codespace {
-		if res := s.lookup(hash); res != nil {
-			return res
+		for i := range indexedLookups {
+			if res := s.lookup(hash); res != nil {
+				return res
+			}
+			if i == indexedLookups-1 || sleepCtx(ctx, indexedLookupWait) != nil {
+				break
+			}
 		}
 	}
 	out.Code, out.Codespace, out.Log = code, codespace, log
 	return out
+}
+
+const (
+	indexedLookups    = 3
+	indexedLookupWait = 100 * time.Millisecond
+)
+
+// sleepCtx waits d, or until ctx ends (its error).
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // lookup returns the result of a committed tx from the tx index, or nil.

@@ -15,6 +15,9 @@ import (
 	cmttypes "github.com/cometbft/cometbft/types"
 	"google.golang.org/grpc/codes"
 	grpcstatus "google.golang.org/grpc/status"
+
+	"github.com/emrchain/emrchain/app"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
 // fakeSub is an event subscription the test drives.
@@ -130,5 +133,35 @@ func TestBroadcastAsyncRefusals(t *testing.T) {
 		if ref := r.GetRefusal(); ref == nil || codes.Code(ref.Code) != c.want || ref.Message == "" || r.GetResult() != nil {
 			t.Errorf("%s: %v, want refusal %v", c.name, r, c.want)
 		}
+	}
+}
+
+// TestRejectedSequenceLooksUpTheIndex: a tx CheckTx refuses for its
+// sequence may be committed already and not yet indexed (the node indexes
+// after the commit): the answer is its committed result once the index
+// has it; any other rejection is answered as it is.
+func TestRejectedSequenceLooksUpTheIndex(t *testing.T) {
+	hash := []byte{0xab, 0xcd}
+	lookups := 0
+	s := &txServer{logger: log.NewNopLogger(), done: make(chan struct{}), lookupTx: func([]byte) (*ctypes.ResultTx, error) {
+		lookups++
+		if lookups < 2 {
+			return nil, errors.New("tx not found") // not indexed yet
+		}
+		return &ctypes.ResultTx{Height: 7, TxResult: abcitypes.ExecTxResult{Code: 0}}, nil
+	}}
+	res := s.rejected(context.Background(), &emrv1.BroadcastTxResponse{Hash: "abcd"}, hash, app.ErrBadSequence.Code(), app.Codespace, "wrong account sequence")
+	if res.Height != 7 || res.Code != 0 || lookups != 2 {
+		t.Fatalf("a committed tx refused for its sequence: %+v after %d lookups, want its result at height 7", res, lookups)
+	}
+	lookups = -100 // never indexed
+	res = s.rejected(context.Background(), &emrv1.BroadcastTxResponse{Hash: "abcd"}, hash, app.ErrBadSequence.Code(), app.Codespace, "wrong account sequence")
+	if res.Code != app.ErrBadSequence.Code() || res.Height != 0 || lookups != -100+indexedLookups {
+		t.Fatalf("a tx refused for its sequence, never committed: %+v after %d lookups", res, lookups+100)
+	}
+	lookups = 0
+	res = s.rejected(context.Background(), &emrv1.BroadcastTxResponse{Hash: "abcd"}, hash, app.ErrUnauthorized.Code(), app.Codespace, "unauthorized")
+	if res.Code != app.ErrUnauthorized.Code() || lookups != 0 {
+		t.Fatalf("another rejection: %+v after %d lookups", res, lookups)
 	}
 }
