@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -276,7 +277,7 @@ func New(opts Options) (*Server, error) {
 			MaxIdleConnsPerHost:   4,
 		}},
 		authFails: newAuthFailLimiter(opts.FailedAuthPerMinute, opts.Now),
-		refusals:  logBudget{perSecond: refusalLogsPerSecond},
+		refusals:  logBudget{perSecond: refusalLogsPerSecond, perHost: refusalLogsPerHost},
 		uploads:   &uploadSlots{total: max(opts.MaxUploads, 0), perSigner: max(opts.MaxUploadsPerSigner, 0), patients: max(opts.MaxUploadsPatients, 0)},
 	}
 	if opts.PendingBytesPerSigner > 0 || opts.PendingBytesPatients > 0 || opts.PendingBytesTotal > 0 {
@@ -300,10 +301,16 @@ func (s *Server) instrument(route string, h http.HandlerFunc) http.HandlerFunc {
 	return s.metrics.instrument(route, h, s.logRefusal)
 }
 
-// refusalLogsPerSecond bounds the refusals logged: a client that keeps
-// being refused cannot flood the log, and the next line logged says how
-// many went unlogged.
-const refusalLogsPerSecond = 20
+// refusalLogsPerSecond and refusalLogsPerHost bound the refusals logged,
+// in all and per client host: a client that keeps being refused can
+// neither flood the log nor keep another's refusals out of it, and the
+// next line logged says how many went unlogged (all are counted in
+// requests_total).
+const (
+	refusalLogsPerSecond = 50
+	refusalLogsPerHost   = 5
+	refusalLogHosts      = 4096 // hosts tracked within a second
+)
 
 // logRefusal logs a request refused for who asked (401), what it may not
 // do (403) or how often it asks (429): who tried what is the operator's
@@ -314,7 +321,7 @@ func (s *Server) logRefusal(route string, r *http.Request, e *apiError) {
 	default:
 		return
 	}
-	ok, unlogged := s.refusals.take(s.opts.Now())
+	ok, unlogged := s.refusals.take(s.opts.Now(), clientHost(r.RemoteAddr))
 	if !ok {
 		return
 	}
@@ -323,32 +330,35 @@ func (s *Server) logRefusal(route string, r *http.Request, e *apiError) {
 		address = strings.ToValidUTF8(address[:2*app.AddressSize], "") + "..."
 	}
 	s.log.Info("request refused", "route", route, "status", e.status, "code", e.code, "reason", e.reason,
-		"client", clientHost(r.RemoteAddr).String(), "address", address, "unlogged_before", unlogged)
+		"client", r.RemoteAddr, "address", address, "unlogged_before", unlogged)
 }
 
-// logBudget lets through at most perSecond events a second and counts the
-// rest.
+// logBudget lets through, each second, at most perSecond events, and at
+// most perHost of one host, and counts the rest.
 type logBudget struct {
-	perSecond int
-	mu        sync.Mutex
-	second    int64
-	used      int
-	dropped   int
+	perSecond, perHost int
+	mu                 sync.Mutex
+	second             int64
+	used               int
+	byHost             map[netip.Addr]int
+	dropped            int
 }
 
-// take reports whether an event at now may be logged and, when it may, how
-// many were not since the last one that was.
-func (b *logBudget) take(now time.Time) (ok bool, dropped int) {
+// take reports whether an event from host at now may be logged and, when
+// it may, how many were not since the last one that was.
+func (b *logBudget) take(now time.Time, host netip.Addr) (ok bool, dropped int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if sec := now.Unix(); sec != b.second {
-		b.second, b.used = sec, 0
+	if sec := now.Unix(); sec != b.second || b.byHost == nil {
+		b.second, b.used, b.byHost = sec, 0, map[netip.Addr]int{}
 	}
-	if b.used >= b.perSecond {
+	n, known := b.byHost[host]
+	if b.used >= b.perSecond || n >= b.perHost || (!known && len(b.byHost) >= refusalLogHosts) {
 		b.dropped++
 		return false, 0
 	}
 	b.used++
+	b.byHost[host] = n + 1
 	dropped, b.dropped = b.dropped, 0
 	return true, dropped
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -1087,7 +1088,7 @@ func (l *lines) with(part string) []string {
 
 // TestRefusalsAreLogged: a refused read is logged with who asked, from
 // where and why; a client refused again and again within a second fills
-// at most refusalLogsPerSecond lines, and the next line says how many went
+// at most refusalLogsPerHost lines, and the next line says how many went
 // unlogged.
 func TestRefusalsAreLogged(t *testing.T) {
 	var clock atomic.Int64
@@ -1104,13 +1105,13 @@ func TestRefusalsAreLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := e.chain.addRecord(e.pid, sum, e.writer)
-	for range refusalLogsPerSecond + 5 {
+	for range refusalLogsPerHost + 5 {
 		_, err := e.get(e.reader, RecordRef(rec.PatientId, rec.Sequence), sum, nil)
 		wantStatus(t, err, 403, "no committed access event")
 	}
 	refused := log.with("request refused")
-	if len(refused) != refusalLogsPerSecond {
-		t.Fatalf("%d refusals logged in one second, want %d:\n%s", len(refused), refusalLogsPerSecond, strings.Join(refused, "\n"))
+	if len(refused) != refusalLogsPerHost {
+		t.Fatalf("%d refusals logged in one second, want %d:\n%s", len(refused), refusalLogsPerHost, strings.Join(refused, "\n"))
 	}
 	for _, want := range []string{"get_blob", "403", "no committed access event", hex.EncodeToString(e.reader.Address()), "127.0.0.1"} {
 		if !strings.Contains(strings.ToLower(refused[0]), strings.ToLower(want)) {
@@ -1120,7 +1121,39 @@ func TestRefusalsAreLogged(t *testing.T) {
 	clock.Add(int64(time.Second))
 	_, err := e.get(e.reader, RecordRef(rec.PatientId, rec.Sequence), sum, nil)
 	wantStatus(t, err, 403, "")
-	if refused = log.with("request refused"); len(refused) != refusalLogsPerSecond+1 || !strings.Contains(refused[len(refused)-1], "unlogged_before 5") {
+	if refused = log.with("request refused"); len(refused) != refusalLogsPerHost+1 || !strings.Contains(refused[len(refused)-1], "unlogged_before 5") {
 		t.Fatalf("the first refusal of the next second: %q", refused[len(refused)-1])
+	}
+}
+
+// TestRefusalLogBudget: one host's refusals cannot keep another's out of
+// the log, and all hosts together log at most perSecond a second.
+func TestRefusalLogBudget(t *testing.T) {
+	b := logBudget{perSecond: 8, perHost: 3}
+	now := time.Unix(1000, 0)
+	a, c := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
+	logged := func(host netip.Addr, n int) (ok int) {
+		for range n {
+			if yes, _ := b.take(now, host); yes {
+				ok++
+			}
+		}
+		return ok
+	}
+	if n := logged(a, 10); n != 3 {
+		t.Fatalf("host a: %d logged of 10, want 3", n)
+	}
+	if ok, dropped := b.take(now, c); !ok || dropped != 7 {
+		t.Fatalf("host c after a's flood: %v, %d unlogged before it, want logged after 7", ok, dropped)
+	}
+	for i := range 10 {
+		logged(netip.AddrFrom4([4]byte{10, 1, 0, byte(i)}), 1)
+	}
+	if b.used != 8 {
+		t.Fatalf("%d logged in one second, want at most 8", b.used)
+	}
+	now = now.Add(time.Second)
+	if ok, dropped := b.take(now, a); !ok || dropped != 6 {
+		t.Fatalf("the next second: %v, %d unlogged before it, want 6", ok, dropped)
 	}
 }
