@@ -24,7 +24,8 @@ joins, from the keys init wrote in --home:
   node-id     the P2P node id the other nodes list in app.toml [app]
               allowed_peers (and, as ID@host:port, in persistent_peers)
   validator   the node's entry for genesis.json "validators": its address,
-              public key, a voting power of 10 and its moniker as name
+              public key, a voting power of 10 (as init and testnet give
+              every validator) and its moniker as name
 
 The private keys stay where they are: only public values are printed.`,
 		Args: cobra.NoArgs,
@@ -56,6 +57,9 @@ The private keys stay where they are: only public values are printed.`,
 			conf, err := showConfig(cmd)
 			if err != nil {
 				return err
+			}
+			if conf.PrivValidatorListenAddr != "" {
+				return fmt.Errorf("this node signs with a remote signer (priv_validator_laddr %s): its public key is the signer's, so ask the signer", conf.PrivValidatorListenAddr)
 			}
 			key := new(privval.FilePVKey)
 			if err := readKeyFile("validator key", conf.PrivValidatorKeyFile(), key); err != nil {

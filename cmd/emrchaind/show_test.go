@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 
@@ -48,5 +49,18 @@ func TestShow(t *testing.T) {
 	}
 	if out, err := run(t, "show", "node-id", "--home", t.TempDir()); err == nil || !strings.Contains(out+err.Error(), "not initialized") {
 		t.Fatalf("show node-id of an empty home: %v\n%s", err, out)
+	}
+	// A remote signer's key is not in the home.
+	path := conf.RootDir + "/config/config.toml"
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw = bytes.Replace(raw, []byte(`priv_validator_laddr = ""`), []byte(`priv_validator_laddr = "tcp://127.0.0.1:26659"`), 1)
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(t, "show", "validator", "--home", home); err == nil || !strings.Contains(err.Error(), "remote signer") {
+		t.Fatalf("show validator with a remote signer: %v\n%s", err, out)
 	}
 }
