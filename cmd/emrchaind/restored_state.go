@@ -128,3 +128,33 @@ func cometStateEmpty(conf *cmtcfg.Config, dbProvider cmtcfg.DBProvider) (bool, e
 	}
 	return state.IsEmpty(), nil
 }
+
+// stateSyncHintEvery is how long a state-sync join may restore nothing
+// before start says what it needs, and how often it says so again.
+const stateSyncHintEvery = 2 * time.Minute
+
+// hintStateSync logs, every `every` while height (the app's last commit)
+// is 0, what a state-sync join needs: CometBFT looks for snapshots again
+// and again, logging only that it does, and a consortium where no node
+// makes snapshots (snapshot_interval is 0 by default) leaves the joining
+// node waiting for ever without a reason. It returns once a state is
+// restored or ctx ends.
+func hintStateSync(ctx context.Context, logger log.Logger, height func() int64, every time.Duration) {
+	start := time.Now()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if height() > 0 {
+			return
+		}
+		logger.Error("state sync has restored no snapshot yet: a peer this node reaches must make snapshots "+
+			"(app.toml [store] snapshot_interval > 0), allow this node's id ([app] allowed_peers) and be among "+
+			"[p2p] persistent_peers; [statesync] rpc_servers only verify what the peers offer",
+			"waited", time.Since(start).Round(time.Second))
+	}
+}

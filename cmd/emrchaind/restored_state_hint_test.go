@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cometbft/cometbft/libs/log"
+)
+
+// lockedBuffer is a log destination safe for concurrent writes and reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestHintStateSync: while a state-sync join has restored nothing, start
+// says, again and again, what the join needs; once a state is restored it
+// stops saying it.
+func TestHintStateSync(t *testing.T) {
+	var out lockedBuffer
+	var height atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		hintStateSync(context.Background(), log.NewTMLogger(&out), height.Load, 10*time.Millisecond)
+		close(done)
+	}()
+	deadline := time.After(10 * time.Second)
+	for strings.Count(out.String(), "state sync has restored no snapshot yet") < 2 {
+		select {
+		case <-deadline:
+			t.Fatalf("no hint while nothing is restored:\n%s", out.String())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if !strings.Contains(out.String(), "snapshot_interval") {
+		t.Fatalf("the hint does not name snapshot_interval:\n%s", out.String())
+	}
+	height.Store(40)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the hint goes on after a state was restored")
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	ended := make(chan struct{})
+	go func() {
+		hintStateSync(ctx, log.NewNopLogger(), func() int64 { return 0 }, time.Hour)
+		close(ended)
+	}()
+	cancel()
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the hint goes on after its context ended")
+	}
+}
