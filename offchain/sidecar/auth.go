@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/cometbft/cometbft/crypto/ed25519"
+
+	"github.com/emrchain/emrchain/app"
 )
 
 // Request headers of the sidecar's signature scheme.
@@ -158,7 +160,7 @@ func parseTimestamp(s string) (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("%s %q is neither RFC 3339 nor Unix milliseconds", HeaderTimestamp, s)
+		return time.Time{}, fmt.Errorf("%s %s is neither RFC 3339 nor Unix milliseconds", HeaderTimestamp, app.QuoteInput(s))
 	}
 	return t, nil
 }

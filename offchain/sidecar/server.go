@@ -310,6 +310,9 @@ const (
 	refusalLogsPerSecond = 50
 	refusalLogsPerHost   = 5
 	refusalLogHosts      = 4096 // hosts tracked within a second
+	// maxLoggedReason bounds a refusal's reason in the log: a reason may
+	// quote what the client sent.
+	maxLoggedReason = 512
 )
 
 // logRefusal logs a request refused for who asked (401), what it may not
@@ -329,7 +332,11 @@ func (s *Server) logRefusal(route string, r *http.Request, e *apiError) {
 	if len(address) > 2*app.AddressSize {
 		address = strings.ToValidUTF8(address[:2*app.AddressSize], "") + "..."
 	}
-	s.log.Info("request refused", "route", route, "status", e.status, "code", e.code, "reason", e.reason,
+	reason := e.reason
+	if len(reason) > maxLoggedReason {
+		reason = strings.ToValidUTF8(reason[:maxLoggedReason], "") + fmt.Sprintf("... (%d bytes)", len(e.reason))
+	}
+	s.log.Info("request refused", "route", route, "status", e.status, "code", e.code, "reason", reason,
 		"client", r.RemoteAddr, "address", address, "unlogged_before", unlogged)
 }
 

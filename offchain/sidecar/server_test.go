@@ -1124,6 +1124,26 @@ func TestRefusalsAreLogged(t *testing.T) {
 	if refused = log.with("request refused"); len(refused) != refusalLogsPerHost+1 || !strings.Contains(refused[len(refused)-1], "unlogged_before 5") {
 		t.Fatalf("the first refusal of the next second: %q", refused[len(refused)-1])
 	}
+
+	// What a client sends is quoted in a reason, and logged, only in part.
+	req, err := http.NewRequest(http.MethodGet, e.ts.URL+"/v1/blobs/"+hex.EncodeToString(sum[:]), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set(HeaderAddress, hex.EncodeToString(e.reader.Address()))
+	req.Header.Set(HeaderTimestamp, strings.Repeat("x", 60<<10))
+	req.Header.Set(HeaderBodySHA256, emptySHA256)
+	req.Header.Set(HeaderSignature, base64.StdEncoding.EncodeToString(make([]byte, 64)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	refused = log.with("request refused")
+	if last := refused[len(refused)-1]; resp.StatusCode != http.StatusUnauthorized || len(body) > 2<<10 || len(last) > 2<<10 || !strings.Contains(last, "(61440 bytes)") {
+		t.Fatalf("a 60 KiB timestamp: %d, a %d-byte answer, a %d-byte log line: %.300s", resp.StatusCode, len(body), len(last), last)
+	}
 }
 
 // TestRefusalLogBudget: one host's refusals cannot keep another's out of
