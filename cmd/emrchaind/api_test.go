@@ -165,7 +165,7 @@ func (n *apiNode) rest(ctx context.Context, t *testing.T, c restCall) restReply 
 	for k, vs := range c.header {
 		req.Header[k] = vs
 	}
-	if c.body != nil {
+	if c.body != nil && req.Header.Get("Content-Type") == "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := http.DefaultClient.Do(req)
@@ -488,6 +488,11 @@ func TestAPIServers(t *testing.T) {
 			get("/emrchain/v1/params?foo=1", 400),
 			get("/emrchain/v1/patients/"+pidHex+"/permissions?grantee=abcd", 400),
 			{restCall{method: http.MethodPost, path: "/emrchain/v1/txs?async=true", body: []byte(`{"tx": "AAAA"}`)}, 400},
+			// A GET route is not served for a form POST or a method
+			// override (the gateway would read the body's parameters).
+			{restCall{method: http.MethodPost, path: records + "?categroy=imaging", body: []byte("height=1"),
+				header: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}}, 405},
+			{restCall{method: http.MethodPost, path: "/emrchain/v1/params?foo=1", header: http.Header{"X-Http-Method-Override": {"GET"}}}, 405},
 			get(records+"?page.limit=%zz", 400),
 			get(records+"?height=1&page.limit=%zz", 400),
 			get("/emrchain/v1/patients/zz/shares/1", 400),

@@ -117,6 +117,12 @@ func (s *restService) Stop(ctx context.Context) error {
 func newRESTHandler(queries *queryServer, txs *txServer, health func() (catchingUp bool, height int64), corsOrigins []string, logger log.Logger) (http.Handler, error) {
 	ctx := context.Background()
 	gw := runtime.NewServeMux(
+		// A route is served for its method only: the gateway would
+		// otherwise serve a GET route for a form POST, or for
+		// X-HTTP-Method-Override, reading parameters from the body where
+		// neither the height nor the query-parameter check looks.
+		runtime.WithDisablePathLengthFallback(),
+		runtime.WithDisableHTTPMethodOverride(),
 		runtime.WithErrorHandler(restError),
 		runtime.WithRoutingErrorHandler(restRoutingError),
 		runtime.WithIncomingHeaderMatcher(func(key string) (string, bool) {
