@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -975,10 +976,9 @@ func NotOpenHandler(backend string, why func() string) http.Handler {
 // healthFresh is how long their answer is served again: /healthz is
 // anonymous, so however often it is asked, the store and the node see at
 // most one check each per healthFresh.
-const (
-	healthCheckTimeout = 5 * time.Second
-	healthFresh        = time.Second
-)
+const healthFresh = time.Second
+
+var healthCheckTimeout = 5 * time.Second // a variable for a test
 
 // healthCache is the last /healthz answer, when its checks ended, and the
 // checks in flight.
@@ -987,6 +987,9 @@ type healthCache struct {
 	at      time.Time
 	answer  Health
 	running chan struct{} // closed when the checks in flight end; nil when none are
+	// storeBusy and chainBusy are set while a check of the store, or of
+	// the chain, has not returned (it may outlive its timeout).
+	storeBusy, chainBusy atomic.Bool
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
@@ -1032,32 +1035,68 @@ func (s *Server) checkHealth(ctx context.Context) (Health, error) {
 
 // runHealthChecks checks the store and the chain, keeps the answer and
 // closes done. Its context is its own: a caller that hangs up must not
-// leave an "unavailable" for the others.
+// leave an "unavailable" for the others. A check that does not return in
+// time (a store on a hung mount ignores its context) is reported as such,
+// and is not started again until it has returned.
 func (s *Server) runHealthChecks(done chan struct{}) {
 	ctx, cancel := context.WithTimeout(context.Background(), healthCheckTimeout)
 	defer cancel()
+	c := &s.health
 	h := Health{Status: "ok", Backend: s.store.Name()}
-	if err := s.store.Ping(ctx); err != nil {
+	if _, err := boundedCheck(ctx, &c.storeBusy, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, s.store.Ping(ctx)
+	}); err != nil {
 		s.log.Error("health check: blob store", "backend", h.Backend, "err", err)
 		h.Status, h.BackendError = "unavailable", healthFailure("the blob store", err)
 	}
-	if head, err := s.chain.Head(ctx); err != nil {
+	if head, err := boundedCheck(ctx, &c.chainBusy, s.chain.Head); err != nil {
 		s.log.Error("health check: chain", "err", err)
 		h.Status, h.ChainError = "unavailable", healthFailure("the node", err)
 	} else {
 		h.Height, h.BlockTime = head.Height, head.Time.UTC().Format(time.RFC3339Nano)
 	}
-	c := &s.health
 	c.mu.Lock()
 	c.at, c.answer, c.running = s.opts.Now(), h, nil
 	c.mu.Unlock()
 	close(done)
 }
 
+// errCheckRunning: the previous check has not returned yet.
+var errCheckRunning = errors.New("the previous check has not returned")
+
+// boundedCheck runs check until ctx ends, unless the previous call (busy)
+// has not returned yet: a check that ignores its context then holds one
+// goroutine, not one per call.
+func boundedCheck[T any](ctx context.Context, busy *atomic.Bool, check func(context.Context) (T, error)) (T, error) {
+	var zero T
+	if !busy.CompareAndSwap(false, true) {
+		return zero, errCheckRunning
+	}
+	type result struct {
+		v   T
+		err error
+	}
+	out := make(chan result, 1)
+	go func() {
+		defer busy.Store(false)
+		v, err := check(ctx)
+		out <- result{v, err}
+	}()
+	select {
+	case r := <-out:
+		return r.v, r.err
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
+}
+
 // healthFailure says which check failed and how, without the error.
 func healthFailure(what string, err error) string {
-	if errors.Is(err, context.DeadlineExceeded) {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Sprintf("%s did not answer within %s", what, healthCheckTimeout)
+	case errors.Is(err, errCheckRunning):
+		return fmt.Sprintf("%s has not answered a check begun more than %s ago", what, healthCheckTimeout)
 	}
 	return fmt.Sprintf("%s failed the check (the sidecar's log has the error)", what)
 }

@@ -891,6 +891,55 @@ func TestHealthChecksAreShared(t *testing.T) {
 	}
 }
 
+// TestHealthCheckThatHangs: a check that ignores its timeout (a store on
+// a hung mount) is reported as not answering, callers are answered, and
+// it is not started again until it returns.
+func TestHealthCheckThatHangs(t *testing.T) {
+	defer func(d time.Duration) { healthCheckTimeout = d }(healthCheckTimeout)
+	healthCheckTimeout = 50 * time.Millisecond
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	e := newEnv(t, func(o *Options) { o.Now = func() time.Time { return time.Unix(0, clock.Load()) } })
+	release := make(chan struct{})
+	e.chain.mu.Lock()
+	e.chain.onHead = func() { <-release }
+	e.chain.mu.Unlock()
+	health := func() (int, Health) {
+		t.Helper()
+		resp, err := http.Get(e.ts.URL + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var h Health
+		if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, h
+	}
+	if status, h := health(); status != 503 || !strings.Contains(h.ChainError, "did not answer within") {
+		t.Fatalf("healthz with a hung node check: %d %+v", status, h)
+	}
+	clock.Add(int64(healthFresh))
+	if status, h := health(); status != 503 || !strings.Contains(h.ChainError, "has not answered a check begun") {
+		t.Fatalf("healthz while the hung check has not returned: %d %+v", status, h)
+	}
+	close(release)
+	for e.srv.health.chainBusy.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	e.chain.mu.Lock()
+	calls := e.chain.headCalls
+	e.chain.mu.Unlock()
+	if calls != 1 {
+		t.Fatalf("the hung check was started %d times, want once", calls)
+	}
+	clock.Add(int64(healthFresh))
+	if status, h := health(); status != 200 || h.Status != "ok" {
+		t.Fatalf("healthz once the check returned: %d %+v", status, h)
+	}
+}
+
 func TestHealthAndMetrics(t *testing.T) {
 	e := newEnv(t, nil)
 	data := []byte("metrics")
