@@ -1043,12 +1043,15 @@ type ShareDownloadRequest struct {
 	StudyKey  *ecdh.PrivateKey
 	Output    string
 	Overwrite bool
+	// ReuseAccess skips logging a read: the caller's read of the share
+	// committed within the sidecars' access window serves again.
+	ReuseAccess bool
 }
 
 // ShareDownloadResult says what DownloadShare did.
 type ShareDownloadResult struct {
 	Share   *emrv1.Share // verified
-	Access  *TxResult    // the committed read of the share
+	Access  *TxResult    // the committed read of the share (nil with ReuseAccess)
 	Sidecar string
 	Size    int64
 	Path    string
@@ -1091,11 +1094,13 @@ func (c *Client) DownloadShare(ctx context.Context, s Signer, req ShareDownloadR
 		return nil, err
 	}
 	defer out.Discard()
-	access, err := c.logShareRead(ctx, s, req.PatientID, req.Share)
-	if err != nil {
-		return nil, err
+	var access *TxResult
+	if !req.ReuseAccess {
+		if access, err = c.logShareRead(ctx, s, req.PatientID, req.Share); err != nil {
+			return nil, err
+		}
 	}
-	ct, url, err := fetchBlob(ctx, s, shareBlob(sh), filepath.Dir(req.Output), opts, true)
+	ct, url, err := fetchBlob(ctx, s, shareBlob(sh), filepath.Dir(req.Output), opts, !req.ReuseAccess)
 	if err != nil {
 		return nil, fmt.Errorf("share %d: %w", req.Share, err)
 	}

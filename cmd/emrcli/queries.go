@@ -239,8 +239,8 @@ func newAuditCmd(a *cli) *cobra.Command {
 		Short: "Show a patient's access log: who read which records, when and why (verified, complete)",
 		Long: `audit shows the patient's access log as a table: when, who (address, and the
 local key name if any), their organization and role (from their verified
-membership), the purpose, the records read (and the shares with a study a
-researcher downloaded), and the block. Every event is
+membership), the purpose, the records read (and the reads of the patient's
+shares with a study), and the block. Every event is
 proven, and the log is checked for completeness: a node cannot hide a read.`,
 		Example: "  emrcli audit --from alice\n  emrcli audit --patient 5be1...9f --json",
 		Args:    cobra.NoArgs,

@@ -312,7 +312,7 @@ study's X25519 private key in hex (emrcli study keygen).`,
 					studyKey = k.EncPrivKey()
 				}
 				res, err := c.DownloadShare(ctx, k, client.ShareDownloadRequest{
-					PatientID: pid, Share: share, StudyKey: studyKey, Output: output, Overwrite: force,
+					PatientID: pid, Share: share, StudyKey: studyKey, Output: output, Overwrite: force, ReuseAccess: reuseAccess,
 				}, opts)
 				prog.finish()
 				if err != nil {
@@ -386,7 +386,7 @@ study's X25519 private key in hex (emrcli study keygen).`,
 	f.Uint64Var(&share, "share", 0, "share number to download (the study's researchers; the read is logged on chain first)")
 	f.StringVarP(&output, "output", "o", "", "file to write (mode 0600)")
 	f.StringVar(&purposeStr, "purpose", "treatment", "purpose of the logged read: treatment or research")
-	f.BoolVar(&reuseAccess, "reuse-access", false, "do not log a new read: use your access event committed within the sidecar's window")
+	f.BoolVar(&reuseAccess, "reuse-access", false, "do not log a new read: use your read of the record (or share) committed within the sidecar's window")
 	f.BoolVar(&force, "force", false, "replace the output file if it exists")
 	f.StringVar(&studyKeyFile, "study-key-file", "", "with --share: file holding the study's X25519 private key in hex (default: your encryption key)")
 	sidecarFlag(cmd, &sidecars)
