@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	grpcstatus "google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/emrchain/emrchain/app"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
@@ -47,8 +48,12 @@ type txServer struct {
 	bus *cmttypes.EventBus
 	// lookupTx reads the tx index (rpc.Tx; replaceable in tests).
 	lookupTx func(hash []byte) (*ctypes.ResultTx, error)
-	app      *app.App
-	timeout  time.Duration
+	// sequenceUsed reports whether tx's sequence is below its signer's
+	// next in the committed state, which is when tx itself may be
+	// committed (replaceable in tests).
+	sequenceUsed func(tx []byte) bool
+	app          *app.App
+	timeout      time.Duration
 	// mempoolMaxTxBytes is CometBFT's own limit (config.toml mempool.max_tx_bytes).
 	mempoolMaxTxBytes int
 	logger            log.Logger
@@ -80,6 +85,7 @@ func newTxServer(ctx context.Context, env serviceEnv) (*txServer, error) {
 		waiters:           make(chan struct{}, maxBroadcastWaiters),
 	}
 	s.lookupTx = func(hash []byte) (*ctypes.ResultTx, error) { return rpcEnv.Tx(&rpctypes.Context{}, hash, false) }
+	s.sequenceUsed = func(tx []byte) bool { return committedSequenceUsed(env.app, tx) }
 	if s.timeout <= 0 {
 		s.timeout = defaultBroadcastTimeout
 	}
@@ -163,7 +169,7 @@ func (s *txServer) BroadcastTx(ctx context.Context, req *emrv1.BroadcastTxReques
 	switch {
 	case errors.As(err, &invalid):
 		// CometBFT v1 reports CheckTx's rejection as an error.
-		return s.rejected(ctx, out, hash, invalid.Code, invalid.Codespace, invalid.Log), nil
+		return s.rejected(ctx, out, req.Tx, hash, invalid.Code, invalid.Codespace, invalid.Log), nil
 	case errors.Is(err, mempool.ErrTxInCache):
 		// Seen before: committed already, or still in the mempool.
 		if res := s.lookup(hash); res != nil {
@@ -175,7 +181,7 @@ func (s *txServer) BroadcastTx(ctx context.Context, req *emrv1.BroadcastTxReques
 	case err != nil:
 		return nil, mempoolError(err)
 	case check.Code != 0:
-		return s.rejected(ctx, out, hash, check.Code, check.Codespace, check.Log), nil
+		return s.rejected(ctx, out, req.Tx, hash, check.Code, check.Codespace, check.Log), nil
 	case req.Async:
 		return out, nil
 	}
@@ -272,21 +278,48 @@ func (s *txServer) wait(ctx context.Context, sub cmttypes.Subscription, hash []b
 // mempool's cache of seen txs does not have it) is refused for its
 // sequence, which it used itself; the tx index then has its result.
 // The node indexes a block's transactions after it commits the block, so
-// a tx resent at that moment is refused before the index has it: the
-// index is asked indexedLookups times, indexedLookupWait apart.
-func (s *txServer) rejected(ctx context.Context, out *emrv1.BroadcastTxResponse, hash []byte, code uint32, codespace, log string) *emrv1.BroadcastTxResponse {
+// a tx resent at that moment is refused before the index has it: when its
+// sequence is used in the committed state, the index is asked
+// indexedLookups times, indexedLookupWait apart.
+func (s *txServer) rejected(ctx context.Context, out *emrv1.BroadcastTxResponse, tx, hash []byte, code uint32, codespace, log string) *emrv1.BroadcastTxResponse {
 	if code == app.ErrBadSequence.Code() && codespace == app.Codespace {
-		for i := range indexedLookups {
+		lookups := 1
+		if s.sequenceUsed(tx) {
+			lookups = indexedLookups
+		}
+		for i := range lookups {
 			if res := s.lookup(hash); res != nil {
 				return res
 			}
-			if i == indexedLookups-1 || sleepCtx(ctx, indexedLookupWait) != nil {
+			if i == lookups-1 || sleepCtx(ctx, indexedLookupWait) != nil {
 				break
 			}
 		}
 	}
 	out.Code, out.Codespace, out.Log = code, codespace, log
 	return out
+}
+
+// committedSequenceUsed reports whether raw's sequence is below its
+// signer's next sequence in a's committed state.
+func committedSequenceUsed(a *app.App, raw []byte) bool {
+	tx, err := app.DecodeTx(raw)
+	if err != nil {
+		return false
+	}
+	req, err := proto.Marshal(&emrv1.QueryAccountRequest{Address: hex.EncodeToString(tx.Signer)})
+	if err != nil {
+		return false
+	}
+	data, _, err := a.Query(app.QueryPathPrefix+"Account", req, 0, false)
+	if err != nil {
+		return false // no account: nothing of the signer's is committed
+	}
+	var resp emrv1.QueryAccountResponse
+	if err := proto.Unmarshal(data, &resp); err != nil {
+		return false
+	}
+	return tx.Body.Sequence < resp.GetAccount().GetNextSequence()
 }
 
 const (

@@ -17,6 +17,7 @@ import (
 	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/app/apptest"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -138,30 +139,62 @@ func TestBroadcastAsyncRefusals(t *testing.T) {
 
 // TestRejectedSequenceLooksUpTheIndex: a tx CheckTx refuses for its
 // sequence may be committed already and not yet indexed (the node indexes
-// after the commit): the answer is its committed result once the index
-// has it; any other rejection is answered as it is.
+// after the commit): when its sequence is used in the committed state, the
+// answer is its committed result once the index has it; a sequence not
+// used yet is looked up once; any other rejection is answered as it is.
 func TestRejectedSequenceLooksUpTheIndex(t *testing.T) {
 	hash := []byte{0xab, 0xcd}
-	lookups := 0
-	s := &txServer{logger: log.NewNopLogger(), done: make(chan struct{}), lookupTx: func([]byte) (*ctypes.ResultTx, error) {
-		lookups++
-		if lookups < 2 {
-			return nil, errors.New("tx not found") // not indexed yet
-		}
-		return &ctypes.ResultTx{Height: 7, TxResult: abcitypes.ExecTxResult{Code: 0}}, nil
-	}}
-	res := s.rejected(context.Background(), &emrv1.BroadcastTxResponse{Hash: "abcd"}, hash, app.ErrBadSequence.Code(), app.Codespace, "wrong account sequence")
-	if res.Height != 7 || res.Code != 0 || lookups != 2 {
+	lookups, indexedAt := 0, 2
+	used := true
+	s := &txServer{logger: log.NewNopLogger(), done: make(chan struct{}),
+		sequenceUsed: func([]byte) bool { return used },
+		lookupTx: func([]byte) (*ctypes.ResultTx, error) {
+			lookups++
+			if lookups < indexedAt {
+				return nil, errors.New("tx not found") // not indexed yet
+			}
+			return &ctypes.ResultTx{Height: 7, TxResult: abcitypes.ExecTxResult{Code: 0}}, nil
+		}}
+	reject := func(code uint32) *emrv1.BroadcastTxResponse {
+		lookups = 0
+		return s.rejected(context.Background(), &emrv1.BroadcastTxResponse{Hash: "abcd"}, []byte("tx"), hash, code, app.Codespace, "refused")
+	}
+	if res := reject(app.ErrBadSequence.Code()); res.Height != 7 || res.Code != 0 || lookups != 2 {
 		t.Fatalf("a committed tx refused for its sequence: %+v after %d lookups, want its result at height 7", res, lookups)
 	}
-	lookups = -100 // never indexed
-	res = s.rejected(context.Background(), &emrv1.BroadcastTxResponse{Hash: "abcd"}, hash, app.ErrBadSequence.Code(), app.Codespace, "wrong account sequence")
-	if res.Code != app.ErrBadSequence.Code() || res.Height != 0 || lookups != -100+indexedLookups {
-		t.Fatalf("a tx refused for its sequence, never committed: %+v after %d lookups", res, lookups+100)
+	indexedAt = 100 // never indexed
+	if res := reject(app.ErrBadSequence.Code()); res.Code != app.ErrBadSequence.Code() || res.Height != 0 || lookups != indexedLookups {
+		t.Fatalf("a tx refused for a used sequence, never committed: %+v after %d lookups", res, lookups)
 	}
-	lookups = 0
-	res = s.rejected(context.Background(), &emrv1.BroadcastTxResponse{Hash: "abcd"}, hash, app.ErrUnauthorized.Code(), app.Codespace, "unauthorized")
-	if res.Code != app.ErrUnauthorized.Code() || lookups != 0 {
+	used = false
+	if res := reject(app.ErrBadSequence.Code()); res.Code != app.ErrBadSequence.Code() || lookups != 1 {
+		t.Fatalf("a tx refused for a sequence not used yet: %+v after %d lookups, want 1", res, lookups)
+	}
+	if res := reject(app.ErrUnauthorized.Code()); res.Code != app.ErrUnauthorized.Code() || lookups != 0 {
 		t.Fatalf("another rejection: %+v after %d lookups", res, lookups)
+	}
+}
+
+// TestCommittedSequenceUsed: a tx's sequence is used when it is below its
+// signer's next in the committed state.
+func TestCommittedSequenceUsed(t *testing.T) {
+	c := apptest.New(t, apptest.Options{})
+	reg := apptest.Registrar(apptest.HospitalA)
+	c.Must(reg, apptest.RegisterMember(apptest.NewActor("seq-doc"), emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA))
+	msg := apptest.RegisterMember(apptest.NewActor("seq-doc-2"), emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA)
+	for _, tc := range []struct {
+		name string
+		tx   []byte
+		want bool
+	}{
+		{"the sequence committed", reg.Tx(apptest.ChainID, 0, msg), true},
+		{"the next sequence", reg.Tx(apptest.ChainID, 1, msg), false},
+		{"a later one", reg.Tx(apptest.ChainID, 5, msg), false},
+		{"a signer with nothing committed", apptest.NewActor("seq-nobody").Tx(apptest.ChainID, 0, msg), false},
+		{"not a tx", []byte("garbage"), false},
+	} {
+		if got := committedSequenceUsed(c.App, tc.tx); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
