@@ -1043,13 +1043,23 @@ func (s *Server) runHealthChecks(done chan struct{}) {
 	defer cancel()
 	c := &s.health
 	h := Health{Status: "ok", Backend: s.store.Name()}
-	if _, err := boundedCheck(ctx, &c.storeBusy, func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, s.store.Ping(ctx)
-	}); err != nil {
+	// The two checks run side by side: a slow store must not use up the
+	// node's time.
+	var storeErr error
+	storeChecked := make(chan struct{})
+	go func() {
+		defer close(storeChecked)
+		_, storeErr = boundedCheck(ctx, &c.storeBusy, func(ctx context.Context) (struct{}, error) {
+			return struct{}{}, s.store.Ping(ctx)
+		})
+	}()
+	head, chainErr := boundedCheck(ctx, &c.chainBusy, s.chain.Head)
+	<-storeChecked
+	if err := storeErr; err != nil {
 		s.log.Error("health check: blob store", "backend", h.Backend, "err", err)
 		h.Status, h.BackendError = "unavailable", healthFailure("the blob store", err)
 	}
-	if head, err := boundedCheck(ctx, &c.chainBusy, s.chain.Head); err != nil {
+	if err := chainErr; err != nil {
 		s.log.Error("health check: chain", "err", err)
 		h.Status, h.ChainError = "unavailable", healthFailure("the node", err)
 	} else {

@@ -940,6 +940,41 @@ func TestHealthCheckThatHangs(t *testing.T) {
 	}
 }
 
+// hangingStore is a blob store whose Ping ignores its context until
+// release is closed (a store on a hung mount).
+type hangingStore struct {
+	blobstore.Store
+	release chan struct{}
+}
+
+func (h hangingStore) Ping(context.Context) error {
+	<-h.release
+	return nil
+}
+
+// TestHealthOfAHungStore: a hung store is reported as not answering, and
+// the node, checked beside it, is still reported up (a check after the
+// store's would find its time used up).
+func TestHealthOfAHungStore(t *testing.T) {
+	defer func(d time.Duration) { healthCheckTimeout = d }(healthCheckTimeout)
+	healthCheckTimeout = 100 * time.Millisecond
+	release := make(chan struct{})
+	defer close(release)
+	e := newEnv(t, func(o *Options) { o.Store = hangingStore{o.Store, release} })
+	resp, err := http.Get(e.ts.URL + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var h Health
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 503 || !strings.Contains(h.BackendError, "did not answer within") || h.ChainError != "" || h.Height != 10 {
+		t.Fatalf("healthz with a hung store: %d %+v, want the store not answering and the node up", resp.StatusCode, h)
+	}
+}
+
 func TestHealthAndMetrics(t *testing.T) {
 	e := newEnv(t, nil)
 	data := []byte("metrics")
