@@ -818,19 +818,6 @@ func TestHealthChecksAreShared(t *testing.T) {
 	var clock atomic.Int64
 	clock.Store(time.Now().UnixNano())
 	e := newEnv(t, func(o *Options) { o.Now = func() time.Time { return time.Unix(0, clock.Load()) } })
-	health := func() (int, Health) {
-		t.Helper()
-		resp, err := http.Get(e.ts.URL + "/healthz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var h Health
-		if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
-			t.Fatal(err)
-		}
-		return resp.StatusCode, h
-	}
 	headCalls := func() int {
 		e.chain.mu.Lock()
 		defer e.chain.mu.Unlock()
@@ -840,7 +827,7 @@ func TestHealthChecksAreShared(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 20 {
 		wg.Go(func() {
-			if status, h := health(); status != 200 || h.Status != "ok" {
+			if status, h := e.health(t); status != 200 || h.Status != "ok" {
 				t.Errorf("healthz: %d %+v", status, h)
 			}
 		})
@@ -853,11 +840,11 @@ func TestHealthChecksAreShared(t *testing.T) {
 	e.chain.mu.Lock()
 	e.chain.down = true
 	e.chain.mu.Unlock()
-	if status, _ := health(); status != 200 {
+	if status, _ := e.health(t); status != 200 {
 		t.Fatalf("healthz within a second of the last check: %d, want its answer (200)", status)
 	}
 	clock.Add(int64(healthFresh))
-	status, h := health()
+	status, h := e.health(t)
 	if status != 503 || h.Status != "unavailable" || h.ChainError == "" || h.BackendError != "" {
 		t.Fatalf("healthz with the chain down: %d %+v", status, h)
 	}
@@ -880,7 +867,7 @@ func TestHealthChecksAreShared(t *testing.T) {
 	e.chain.mu.Unlock()
 	for range 8 {
 		wg.Go(func() {
-			if status, h := health(); status != 200 || h.Status != "ok" {
+			if status, h := e.health(t); status != 200 || h.Status != "ok" {
 				t.Errorf("healthz during a slow check: %d %+v", status, h)
 			}
 		})
@@ -904,24 +891,11 @@ func TestHealthCheckThatHangs(t *testing.T) {
 	e.chain.mu.Lock()
 	e.chain.onHead = func() { <-release }
 	e.chain.mu.Unlock()
-	health := func() (int, Health) {
-		t.Helper()
-		resp, err := http.Get(e.ts.URL + "/healthz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var h Health
-		if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
-			t.Fatal(err)
-		}
-		return resp.StatusCode, h
-	}
-	if status, h := health(); status != 503 || !strings.Contains(h.ChainError, "did not answer within") {
+	if status, h := e.health(t); status != 503 || !strings.Contains(h.ChainError, "did not answer within") {
 		t.Fatalf("healthz with a hung node check: %d %+v", status, h)
 	}
 	clock.Add(int64(healthFresh))
-	if status, h := health(); status != 503 || !strings.Contains(h.ChainError, "has not answered a check begun") {
+	if status, h := e.health(t); status != 503 || !strings.Contains(h.ChainError, "has not answered a check begun") {
 		t.Fatalf("healthz while the hung check has not returned: %d %+v", status, h)
 	}
 	close(release)
@@ -935,7 +909,7 @@ func TestHealthCheckThatHangs(t *testing.T) {
 		t.Fatalf("the hung check was started %d times, want once", calls)
 	}
 	clock.Add(int64(healthFresh))
-	if status, h := health(); status != 200 || h.Status != "ok" {
+	if status, h := e.health(t); status != 200 || h.Status != "ok" {
 		t.Fatalf("healthz once the check returned: %d %+v", status, h)
 	}
 }
@@ -961,6 +935,14 @@ func TestHealthOfAHungStore(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
 	e := newEnv(t, func(o *Options) { o.Store = hangingStore{o.Store, release} })
+	if status, h := e.health(t); status != 503 || !strings.Contains(h.BackendError, "did not answer within") || h.ChainError != "" || h.Height != 10 {
+		t.Fatalf("healthz with a hung store: %d %+v, want the store not answering and the node up", status, h)
+	}
+}
+
+// health asks the sidecar's /healthz.
+func (e *env) health(t *testing.T) (int, Health) {
+	t.Helper()
 	resp, err := http.Get(e.ts.URL + "/healthz")
 	if err != nil {
 		t.Fatal(err)
@@ -970,9 +952,7 @@ func TestHealthOfAHungStore(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
 		t.Fatal(err)
 	}
-	if resp.StatusCode != 503 || !strings.Contains(h.BackendError, "did not answer within") || h.ChainError != "" || h.Height != 10 {
-		t.Fatalf("healthz with a hung store: %d %+v, want the store not answering and the node up", resp.StatusCode, h)
-	}
+	return resp.StatusCode, h
 }
 
 func TestHealthAndMetrics(t *testing.T) {
