@@ -30,24 +30,12 @@ var (
 	ErrChainUnavailable = errors.New("chain unavailable")
 )
 
-// The event type and attributes (app.EventType, app.BlobAttribute,
-// app.PatientAttribute, app.CategoryAttribute) that name the blob an
-// AddRecord or ShareRecord references and the patient and category it is
-// filed under, and the action (app.ActionAttribute) that tells a
-// ShareRecord's shared blob from a record's: the names the sweep reads in
-// the node's block results, spelled out here and pinned to the app's by a
-// test.
-const (
-	appEventType         = "emrchain"
-	appBlobAttribute     = "blob"
-	appPatientAttribute  = "patient"
-	appCategoryAttribute = "category"
-	appActionAttribute   = "action"
-	appShareAction       = "share_record"
-)
+// shareAction is the action attribute (app.ActionAttribute) of a
+// ShareRecord's event, which tells its shared blob from a record's.
+var shareAction = app.MsgName(&emrv1.Msg{Sum: &emrv1.Msg_ShareRecord{}})
 
 // QueryPathPrefix is the ABCI query path prefix of the Query service.
-const QueryPathPrefix = "/emrchain.v1.Query/"
+const QueryPathPrefix = app.QueryPathPrefix
 
 // Head is the chain's latest block as the sidecar sees it.
 type Head struct {
@@ -272,20 +260,20 @@ func BlobKeys(results []*abci.ExecTxResult) ([]blobstore.Key, error) {
 			continue
 		}
 		for _, ev := range r.Events {
-			if ev.Type != appEventType {
+			if ev.Type != app.EventType {
 				continue
 			}
 			var sums, patients, categories []string
 			shared := false
 			for _, a := range ev.Attributes {
 				switch a.Key {
-				case appActionAttribute:
-					shared = shared || a.Value == appShareAction
-				case appBlobAttribute:
+				case app.ActionAttribute:
+					shared = shared || a.Value == shareAction
+				case app.BlobAttribute:
 					sums = append(sums, a.Value)
-				case appPatientAttribute:
+				case app.PatientAttribute:
 					patients = append(patients, a.Value)
-				case appCategoryAttribute:
+				case app.CategoryAttribute:
 					categories = append(categories, a.Value)
 				}
 			}
@@ -297,16 +285,16 @@ func BlobKeys(results []*abci.ExecTxResult) ([]blobstore.Key, error) {
 			patients, categories = slices.Compact(patients), slices.Compact(categories)
 			if len(patients) != 1 || len(categories) != 1 {
 				return nil, fmt.Errorf("transaction %d: an %s event names blob %v with patients %q and categories %q: want one of each",
-					i, appEventType, sums, patients, categories)
+					i, app.EventType, sums, patients, categories)
 			}
 			patientID, err := hex.DecodeString(patients[0])
 			if err != nil || len(patientID) != patientIDSize {
-				return nil, fmt.Errorf("transaction %d: event attribute %s.%s %q is not a patient id", i, appEventType, appPatientAttribute, patients[0])
+				return nil, fmt.Errorf("transaction %d: event attribute %s.%s %q is not a patient id", i, app.EventType, app.PatientAttribute, patients[0])
 			}
 			for _, v := range sums {
 				sum, err := blobstore.ParseSum(v)
 				if err != nil {
-					return nil, fmt.Errorf("transaction %d: event attribute %s.%s: %w", i, appEventType, appBlobAttribute, err)
+					return nil, fmt.Errorf("transaction %d: event attribute %s.%s: %w", i, app.EventType, app.BlobAttribute, err)
 				}
 				keys = append(keys, blobKeyOf(shared, patientID, categories[0], sum))
 			}
@@ -327,14 +315,15 @@ func abciQuery(ctx context.Context, c rpcclient.ABCIClient, method string, req, 
 	}
 	r := res.Response
 	if r.Code != 0 {
-		switch {
-		case r.Codespace != app.Codespace:
-		case r.Code == app.ErrNotFound.Code():
-			return fmt.Errorf("%w: %s", ErrNotFound, r.Log)
-		case r.Code == app.ErrHeightNotCommitted.Code(), r.Code == app.ErrHeightNotKept.Code():
-			// A node that has committed nothing yet, or is restoring a
-			// snapshot: it cannot answer now.
-			return fmt.Errorf("%w: query %s: %s", ErrChainUnavailable, method, r.Log)
+		if r.Codespace == app.Codespace {
+			switch r.Code {
+			case app.ErrNotFound.Code():
+				return fmt.Errorf("%w: %s", ErrNotFound, r.Log)
+			case app.ErrHeightNotCommitted.Code(), app.ErrHeightNotKept.Code():
+				// A node that has committed nothing yet, or is restoring a
+				// snapshot: it cannot answer now.
+				return fmt.Errorf("%w: query %s: %s", ErrChainUnavailable, method, r.Log)
+			}
 		}
 		return fmt.Errorf("query %s: code %d (%s): %s", method, r.Code, r.Codespace, r.Log)
 	}
@@ -443,7 +432,7 @@ func (v *queryView) StateBlobs(ctx context.Context, after string) (StateBlobs, e
 			return StateBlobs{}, fmt.Errorf("query BlobRefs: %q: a patient id of %d bytes, a SHA-256 of %d, category %q",
 				r.Ref, len(r.PatientId), len(r.Sha256), r.Category)
 		}
-		shared := strings.HasPrefix(r.Ref, queryShare+"/")
+		shared := strings.HasPrefix(r.Ref, app.BlobRefShare+"/")
 		page.Blobs = append(page.Blobs, blobKeyOf(shared, r.PatientId, r.Category, [sha256.Size]byte(r.Sha256)))
 	}
 	return page, nil

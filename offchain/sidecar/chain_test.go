@@ -95,13 +95,13 @@ func (n *fakeNode) BlockResults(_ context.Context, h *int64) (*ctypes.ResultBloc
 func blobTx(code uint32, evType string, patient []byte, category string, sums ...string) *abci.ExecTxResult {
 	ev := abci.Event{Type: evType, Attributes: []abci.EventAttribute{{Key: "action", Value: "AddRecord", Index: true}}}
 	if patient != nil {
-		ev.Attributes = append(ev.Attributes, abci.EventAttribute{Key: appPatientAttribute, Value: hex.EncodeToString(patient), Index: true})
+		ev.Attributes = append(ev.Attributes, abci.EventAttribute{Key: app.PatientAttribute, Value: hex.EncodeToString(patient), Index: true})
 	}
 	if category != "" {
-		ev.Attributes = append(ev.Attributes, abci.EventAttribute{Key: appCategoryAttribute, Value: category})
+		ev.Attributes = append(ev.Attributes, abci.EventAttribute{Key: app.CategoryAttribute, Value: category})
 	}
 	for _, s := range sums {
-		ev.Attributes = append(ev.Attributes, abci.EventAttribute{Key: appBlobAttribute, Value: s})
+		ev.Attributes = append(ev.Attributes, abci.EventAttribute{Key: app.BlobAttribute, Value: s})
 	}
 	return &abci.ExecTxResult{Code: code, Events: []abci.Event{ev}}
 }
@@ -120,8 +120,8 @@ func TestNodeBlockBlobs(t *testing.T) {
 	n := &fakeNode{
 		numTxs: map[int64]int{3: 2, 5: 3},
 		results: map[int64][]*abci.ExecTxResult{
-			3: {blobTx(0, appEventType, pa, "lab", hx(a)), blobTx(0, appEventType, pa, "")},
-			5: {blobTx(0, appEventType, pb, "imaging", hx(b)), blobTx(7, appEventType, pb, "lab", hx(c)), blobTx(0, "other", pb, "lab", hx(c))},
+			3: {blobTx(0, app.EventType, pa, "lab", hx(a)), blobTx(0, app.EventType, pa, "")},
+			5: {blobTx(0, app.EventType, pb, "imaging", hx(b)), blobTx(7, app.EventType, pb, "lab", hx(c)), blobTx(0, "other", pb, "lab", hx(c))},
 		},
 	}
 	ka, kb := BlobKey(pa, "lab", a), BlobKey(pb, "imaging", b)
@@ -148,15 +148,15 @@ func TestNodeBlockBlobs(t *testing.T) {
 		mod  func(*fakeNode)
 		want string
 	}{
-		"malformed":   {func(n *fakeNode) { n.results[3][0] = blobTx(0, appEventType, pa, "lab", "xyz") }, "emrchain.blob"},
-		"no patient":  {func(n *fakeNode) { n.results[3][0] = blobTx(0, appEventType, nil, "lab", hx(a)) }, "want one of each"},
-		"no category": {func(n *fakeNode) { n.results[3][0] = blobTx(0, appEventType, pa, "", hx(a)) }, "want one of each"},
-		"bad patient": {func(n *fakeNode) { n.results[3][0] = blobTx(0, appEventType, []byte{1}, "lab", hx(a)) }, "not a patient id"},
+		"malformed":   {func(n *fakeNode) { n.results[3][0] = blobTx(0, app.EventType, pa, "lab", "xyz") }, "emrchain.blob"},
+		"no patient":  {func(n *fakeNode) { n.results[3][0] = blobTx(0, app.EventType, nil, "lab", hx(a)) }, "want one of each"},
+		"no category": {func(n *fakeNode) { n.results[3][0] = blobTx(0, app.EventType, pa, "", hx(a)) }, "want one of each"},
+		"bad patient": {func(n *fakeNode) { n.results[3][0] = blobTx(0, app.EventType, []byte{1}, "lab", hx(a)) }, "not a patient id"},
 		"two patients": {func(n *fakeNode) {
-			n.results[3][0] = twoOf(blobTx(0, appEventType, pa, "lab", hx(a)), appPatientAttribute, hex.EncodeToString(pb))
+			n.results[3][0] = twoOf(blobTx(0, app.EventType, pa, "lab", hx(a)), app.PatientAttribute, hex.EncodeToString(pb))
 		}, "want one of each"},
 		"two categories": {func(n *fakeNode) {
-			n.results[3][0] = twoOf(blobTx(0, appEventType, pa, "lab", hx(a)), appCategoryAttribute, "imaging")
+			n.results[3][0] = twoOf(blobTx(0, app.EventType, pa, "lab", hx(a)), app.CategoryAttribute, "imaging")
 		}, "want one of each"},
 		"pruned":  {func(n *fakeNode) { n.base = 4 }, "did not return block 2"},
 		"results": {func(n *fakeNode) { n.resultsErr = errors.New("discarded") }, "block_results 3"},
@@ -188,9 +188,9 @@ func TestNodeBlockBlobs(t *testing.T) {
 // and in the state's BlobRefs alike.
 func TestBlobKeysOfShares(t *testing.T) {
 	pid, sum := bytes.Repeat([]byte{7}, patientIDSize), sha256.Sum256([]byte("shared"))
-	share := blobTx(0, appEventType, pid, "lab", hex.EncodeToString(sum[:]))
-	share.Events[0].Attributes[0].Value = appShareAction
-	record := blobTx(0, appEventType, pid, "lab", hex.EncodeToString(sum[:]))
+	share := blobTx(0, app.EventType, pid, "lab", hex.EncodeToString(sum[:]))
+	share.Events[0].Attributes[0].Value = shareAction
+	record := blobTx(0, app.EventType, pid, "lab", hex.EncodeToString(sum[:]))
 	keys, err := BlobKeys([]*abci.ExecTxResult{share, record})
 	if err != nil || !slices.Equal(keys, []blobstore.Key{SharedBlobKey(pid, "lab", sum), BlobKey(pid, "lab", sum)}) {
 		t.Fatalf("keys of a share and a record of the same bytes: %v, %v", keys, err)

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/emrchain/emrchain/app"
 )
 
 // BlobRef names the committed record or share whose ciphertext a GET asks
@@ -55,7 +57,7 @@ func (r BlobRef) query() string { return url.Values{r.kind(): {r.value()}}.Encod
 
 // patientIDSize is the size of a patient id (app.PatientIDSize; a test
 // pins it).
-const patientIDSize = 32
+const patientIDSize = app.PatientIDSize
 
 var errBadRef = errors.New("a GET names the record or share it reads: ?record=<patient id hex>/<sequence> or ?share=<patient id hex>/<sequence>")
 
