@@ -541,8 +541,8 @@ func (q *Querier) Study(_ context.Context, req *emrv1.QueryStudyRequest) (*emrv1
 
 // StudyShares lists a study's shares in the order they were made, from
 // the study's index (0x11), each followed to the share under its patient.
-func (q *Querier) StudyShares(_ context.Context, req *emrv1.QueryStudySharesRequest) (*emrv1.QueryStudySharesResponse, error) {
-	study, err := q.Study(context.Background(), &emrv1.QueryStudyRequest{Id: req.StudyId})
+func (q *Querier) StudyShares(ctx context.Context, req *emrv1.QueryStudySharesRequest) (*emrv1.QueryStudySharesResponse, error) {
+	study, err := q.Study(ctx, &emrv1.QueryStudyRequest{Id: req.StudyId})
 	if err != nil {
 		return nil, err
 	}
@@ -556,8 +556,9 @@ func (q *Querier) StudyShares(_ context.Context, req *emrv1.QueryStudySharesRequ
 		return resp, nil // past the end (and no overflow below)
 	}
 	start := studyShareKey(req.StudyId, req.GetPage().GetAfter()+1)
+	st := q.st()
 	err = q.scan(start, prefixEnd(studySharePrefix(req.StudyId)), true, func(key, value []byte) (bool, error) {
-		s, err := q.st().studyShareAt(key, value)
+		s, err := st.studyShareAt(key, value)
 		if err != nil {
 			return false, err
 		}

@@ -1694,6 +1694,16 @@ func TestShareReadRules(t *testing.T) {
 	}
 }
 
+// TestShareConsentWithoutConsent: a share whose sharer holds no consent
+// at all is refused by its name, not as the reader's own missing grant.
+func TestShareConsentWithoutConsent(t *testing.T) {
+	sh := &emrv1.Share{StudyId: ruleStudy, Sharer: []byte{0xab, 0xcd}}
+	err := app.ShareConsentStands(nil, nil, sh, ruleLab, time.Now())
+	if app.CodeOf(err) != app.ErrNoPermission.Code() || !strings.Contains(err.Error(), "no consent for the sharer ABCD") {
+		t.Fatalf("no consent: %v", err)
+	}
+}
+
 // ======================= RegisterStudy =======================
 
 func TestRegisterStudyRules(t *testing.T) {

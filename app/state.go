@@ -143,7 +143,7 @@ func (s state) studyShareAt(key, ref []byte) (*emrv1.Share, error) {
 		return nil, fmt.Errorf("%w: study share entry %x is %d bytes, want %d", ErrInternal, key, len(ref), studyShareRefSize)
 	}
 	patient, seq := ref[:PatientIDSize], binary.BigEndian.Uint64(ref[PatientIDSize:])
-	sh, err := getTyped[emrv1.Share](s, shareKey(patient, seq))
+	sh, err := s.share(patient, seq)
 	if err != nil {
 		return nil, err
 	}
