@@ -588,29 +588,25 @@ func (c *Client) signedRecord(ctx context.Context, patientID []byte, seq uint64)
 // logRead submits the RecordAccess that logs a read of a record and
 // waits for its block.
 func (c *Client) logRead(ctx context.Context, s Signer, patientID []byte, record uint64, purpose emrv1.Purpose) (*TxResult, error) {
-	msg := &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{
-		PatientId: patientID, RecordSequences: []uint64{record}, Purpose: purpose,
-	}}}
-	res, err := c.Submit(ctx, s, msg)
-	if err != nil {
-		what := "read"
-		if purpose == emrv1.Purpose_PURPOSE_RESEARCH {
-			what = "research read"
-		}
-		return nil, fmt.Errorf("log the %s of record %d: %w", what, record, err)
+	what := fmt.Sprintf("read of record %d", record)
+	if purpose == emrv1.Purpose_PURPOSE_RESEARCH {
+		what = "research " + what
 	}
-	return res, nil
+	return c.logAccess(ctx, s, what, &emrv1.MsgRecordAccess{PatientId: patientID, RecordSequences: []uint64{record}, Purpose: purpose})
 }
 
 // logShareRead commits the caller's read of share (for research), which
 // the sidecars require before they serve its ciphertext to the study.
 func (c *Client) logShareRead(ctx context.Context, s Signer, patientID []byte, share uint64) (*TxResult, error) {
-	msg := &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{
-		PatientId: patientID, ShareSequences: []uint64{share}, Purpose: emrv1.Purpose_PURPOSE_RESEARCH,
-	}}}
-	res, err := c.Submit(ctx, s, msg)
+	return c.logAccess(ctx, s, fmt.Sprintf("read of share %d", share),
+		&emrv1.MsgRecordAccess{PatientId: patientID, ShareSequences: []uint64{share}, Purpose: emrv1.Purpose_PURPOSE_RESEARCH})
+}
+
+// logAccess submits m, the read named what.
+func (c *Client) logAccess(ctx context.Context, s Signer, what string, m *emrv1.MsgRecordAccess) (*TxResult, error) {
+	res, err := c.Submit(ctx, s, &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: m}})
 	if err != nil {
-		return nil, fmt.Errorf("log the read of share %d: %w", share, err)
+		return nil, fmt.Errorf("log the %s: %w", what, err)
 	}
 	return res, nil
 }
