@@ -20,7 +20,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	grpcstatus "google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/emrchain/emrchain/app"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
@@ -85,7 +84,8 @@ func newTxServer(ctx context.Context, env serviceEnv) (*txServer, error) {
 		waiters:           make(chan struct{}, maxBroadcastWaiters),
 	}
 	s.lookupTx = func(hash []byte) (*ctypes.ResultTx, error) { return rpcEnv.Tx(&rpctypes.Context{}, hash, false) }
-	s.sequenceUsed = func(tx []byte) bool { return committedSequenceUsed(env.app, tx) }
+	accounts := app.NewQueryService(env.app)
+	s.sequenceUsed = func(tx []byte) bool { return committedSequenceUsed(accounts, tx) }
 	if s.timeout <= 0 {
 		s.timeout = defaultBroadcastTimeout
 	}
@@ -169,7 +169,7 @@ func (s *txServer) BroadcastTx(ctx context.Context, req *emrv1.BroadcastTxReques
 	switch {
 	case errors.As(err, &invalid):
 		// CometBFT v1 reports CheckTx's rejection as an error.
-		return s.rejected(ctx, out, req.Tx, hash, invalid.Code, invalid.Codespace, invalid.Log), nil
+		return s.rejected(ctx, out, req.Tx, hash, req.Async, invalid.Code, invalid.Codespace, invalid.Log), nil
 	case errors.Is(err, mempool.ErrTxInCache):
 		// Seen before: committed already, or still in the mempool.
 		if res := s.lookup(hash); res != nil {
@@ -181,7 +181,7 @@ func (s *txServer) BroadcastTx(ctx context.Context, req *emrv1.BroadcastTxReques
 	case err != nil:
 		return nil, mempoolError(err)
 	case check.Code != 0:
-		return s.rejected(ctx, out, req.Tx, hash, check.Code, check.Codespace, check.Log), nil
+		return s.rejected(ctx, out, req.Tx, hash, req.Async, check.Code, check.Codespace, check.Log), nil
 	case req.Async:
 		return out, nil
 	}
@@ -280,11 +280,12 @@ func (s *txServer) wait(ctx context.Context, sub cmttypes.Subscription, hash []b
 // The node indexes a block's transactions after it commits the block, so
 // a tx resent at that moment is refused before the index has it: when its
 // sequence is used in the committed state, the index is asked
-// indexedLookups times, indexedLookupWait apart.
-func (s *txServer) rejected(ctx context.Context, out *emrv1.BroadcastTxResponse, tx, hash []byte, code uint32, codespace, log string) *emrv1.BroadcastTxResponse {
+// indexedLookups times, indexedLookupWait apart (once for an async
+// broadcast, which answers before the commit anyway).
+func (s *txServer) rejected(ctx context.Context, out *emrv1.BroadcastTxResponse, tx, hash []byte, async bool, code uint32, codespace, log string) *emrv1.BroadcastTxResponse {
 	if code == app.ErrBadSequence.Code() && codespace == app.Codespace {
 		lookups := 1
-		if s.sequenceUsed(tx) {
+		if !async && s.sequenceUsed(tx) { // an async sender (a stream) is not held up
 			lookups = indexedLookups
 		}
 		for i := range lookups {
@@ -301,23 +302,15 @@ func (s *txServer) rejected(ctx context.Context, out *emrv1.BroadcastTxResponse,
 }
 
 // committedSequenceUsed reports whether raw's sequence is below its
-// signer's next sequence in a's committed state.
-func committedSequenceUsed(a *app.App, raw []byte) bool {
+// signer's next sequence in the committed state (read through accounts).
+func committedSequenceUsed(accounts *app.QueryService, raw []byte) bool {
 	tx, err := app.DecodeTx(raw)
 	if err != nil {
 		return false
 	}
-	req, err := proto.Marshal(&emrv1.QueryAccountRequest{Address: hex.EncodeToString(tx.Signer)})
+	resp, err := accounts.Account(context.Background(), &emrv1.QueryAccountRequest{Address: hex.EncodeToString(tx.Signer)})
 	if err != nil {
-		return false
-	}
-	data, _, err := a.Query(app.QueryPathPrefix+"Account", req, 0, false)
-	if err != nil {
-		return false // no account: nothing of the signer's is committed
-	}
-	var resp emrv1.QueryAccountResponse
-	if err := proto.Unmarshal(data, &resp); err != nil {
-		return false
+		return false // nothing committed yet, or the store failed: look once
 	}
 	return tx.Body.Sequence < resp.GetAccount().GetNextSequence()
 }

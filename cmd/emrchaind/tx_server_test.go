@@ -155,9 +155,10 @@ func TestRejectedSequenceLooksUpTheIndex(t *testing.T) {
 			}
 			return &ctypes.ResultTx{Height: 7, TxResult: abcitypes.ExecTxResult{Code: 0}}, nil
 		}}
+	async := false
 	reject := func(code uint32) *emrv1.BroadcastTxResponse {
 		lookups = 0
-		return s.rejected(context.Background(), &emrv1.BroadcastTxResponse{Hash: "abcd"}, []byte("tx"), hash, code, app.Codespace, "refused")
+		return s.rejected(context.Background(), &emrv1.BroadcastTxResponse{Hash: "abcd"}, []byte("tx"), hash, async, code, app.Codespace, "refused")
 	}
 	if res := reject(app.ErrBadSequence.Code()); res.Height != 7 || res.Code != 0 || lookups != 2 {
 		t.Fatalf("a committed tx refused for its sequence: %+v after %d lookups, want its result at height 7", res, lookups)
@@ -166,7 +167,11 @@ func TestRejectedSequenceLooksUpTheIndex(t *testing.T) {
 	if res := reject(app.ErrBadSequence.Code()); res.Code != app.ErrBadSequence.Code() || res.Height != 0 || lookups != indexedLookups {
 		t.Fatalf("a tx refused for a used sequence, never committed: %+v after %d lookups", res, lookups)
 	}
-	used = false
+	async = true
+	if res := reject(app.ErrBadSequence.Code()); res.Code != app.ErrBadSequence.Code() || lookups != 1 {
+		t.Fatalf("an async tx refused for a used sequence: %+v after %d lookups, want 1 (a stream is not held up)", res, lookups)
+	}
+	async, used = false, false
 	if res := reject(app.ErrBadSequence.Code()); res.Code != app.ErrBadSequence.Code() || lookups != 1 {
 		t.Fatalf("a tx refused for a sequence not used yet: %+v after %d lookups, want 1", res, lookups)
 	}
@@ -193,7 +198,7 @@ func TestCommittedSequenceUsed(t *testing.T) {
 		{"a signer with nothing committed", apptest.NewActor("seq-nobody").Tx(apptest.ChainID, 0, msg), false},
 		{"not a tx", []byte("garbage"), false},
 	} {
-		if got := committedSequenceUsed(c.App, tc.tx); got != tc.want {
+		if got := committedSequenceUsed(app.NewQueryService(c.App), tc.tx); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
 	}
