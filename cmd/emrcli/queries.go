@@ -195,16 +195,11 @@ func auditRows(ctx context.Context, c *client.Client, events []*emrv1.AccessEven
 		}
 		row := auditRow{
 			Time: ts(ev.Time), Accessor: upperHex(ev.Accessor), Organization: org, Role: roleName(m.GetRole()),
-			Purpose: purposeName(ev.Purpose), Height: ev.Height, TxHash: upperHex(ev.TxHash), Events: []uint64{ev.Sequence},
+			Purpose: purposeName(ev.Purpose), Records: []uint64{}, Height: ev.Height, TxHash: upperHex(ev.TxHash), Events: []uint64{ev.Sequence},
 		}
 		row.add(ev)
 		rows = append(rows, row)
 		lastTx = ev.TxHash
-	}
-	for i := range rows {
-		if rows[i].Records == nil {
-			rows[i].Records = []uint64{}
-		}
 	}
 	return rows, nil
 }

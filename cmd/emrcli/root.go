@@ -107,7 +107,6 @@ Exit codes: 0 success, 1 failure (the chain refused, verification failed, I/O),
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.home, "home", defaultHome(), "emrcli home: keyrings, light client store, config.json (env "+envHome+")")
 	pf.StringVar(&a.node, "node", client.DefaultNode, "CometBFT RPC endpoint of a full node (env "+envNode+")")
