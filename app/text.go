@@ -17,8 +17,21 @@ func QuoteInput(s string) string {
 	if len(s) <= maxQuotedInput {
 		return fmt.Sprintf("%q", s)
 	}
-	return fmt.Sprintf("%q... (%d bytes)", strings.ToValidUTF8(s[:maxQuotedInput], ""), len(s))
+	return fmt.Sprintf("%q... (%d bytes)", prefix(s, maxQuotedInput), len(s))
 }
+
+// Cut is s, or, when it is longer than n bytes, its first n (whole
+// characters) and how long it was: for messages whose text may come from
+// outside.
+func Cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return fmt.Sprintf("%s... (%d bytes)", prefix(s, n), len(s))
+}
+
+// prefix is the first n bytes of s, without a character cut in two.
+func prefix(s string, n int) string { return strings.ToValidUTF8(s[:n], "") }
 
 // OneLine makes text from outside (an error, a peer's answer) printable on
 // one line: newlines and tabs become spaces, runs of white space one, and

@@ -29,3 +29,22 @@ func TestEnumWord(t *testing.T) {
 		}
 	}
 }
+
+// TestCut: a long text is cut at a character boundary and says how long
+// it was; a short one is kept.
+func TestCut(t *testing.T) {
+	for _, c := range []struct {
+		s    string
+		n    int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"exactly", 7, "exactly"},
+		{"abcdef", 3, "abc... (6 bytes)"},
+		{"aé", 2, "a... (3 bytes)"}, // é is 2 bytes: not cut in two
+	} {
+		if got := Cut(c.s, c.n); got != c.want {
+			t.Errorf("Cut(%q, %d) = %q, want %q", c.s, c.n, got, c.want)
+		}
+	}
+}

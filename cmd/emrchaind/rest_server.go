@@ -381,10 +381,7 @@ type restErrorBody struct {
 const maxRESTErrorMessage = 512
 
 func writeRESTError(w http.ResponseWriter, httpStatus int, code codes.Code, msg string) {
-	if len(msg) > maxRESTErrorMessage {
-		msg = fmt.Sprintf("%s... (%d bytes)", strings.ToValidUTF8(msg[:maxRESTErrorMessage], ""), len(msg))
-	}
-	body, _ := json.Marshal(restErrorBody{Code: code, Status: code.String(), Message: msg})
+	body, _ := json.Marshal(restErrorBody{Code: code, Status: code.String(), Message: app.Cut(msg, maxRESTErrorMessage)})
 	h := w.Header()
 	h.Del(heightHeader)
 	h.Set("Content-Type", "application/json")

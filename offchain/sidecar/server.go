@@ -333,11 +333,7 @@ func (s *Server) logRefusal(route string, r *http.Request, e *apiError) {
 	if len(address) > 2*app.AddressSize {
 		address = strings.ToValidUTF8(address[:2*app.AddressSize], "") + "..."
 	}
-	reason := e.reason
-	if len(reason) > maxLoggedReason {
-		reason = strings.ToValidUTF8(reason[:maxLoggedReason], "") + fmt.Sprintf("... (%d bytes)", len(e.reason))
-	}
-	s.log.Info("request refused", "route", route, "status", e.status, "code", e.code, "reason", reason,
+	s.log.Info("request refused", "route", route, "status", e.status, "code", e.code, "reason", app.Cut(e.reason, maxLoggedReason),
 		"client", r.RemoteAddr, "address", address, "unlogged_before", unlogged)
 }
 
