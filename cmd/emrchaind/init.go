@@ -243,7 +243,7 @@ func runInit(w io.Writer, o initOptions) error {
 		ChainID:         o.chainID,
 		InitialHeight:   1,
 		ConsensusParams: params,
-		Validators:      []cmttypes.GenesisValidator{{Address: pub.Address(), PubKey: pub, Power: 10, Name: o.moniker}},
+		Validators:      []cmttypes.GenesisValidator{genesisValidator(pub, o.moniker)},
 		AppState:        appState,
 	}
 	if err := genDoc.ValidateAndComplete(); err != nil {

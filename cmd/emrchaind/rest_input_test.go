@@ -57,3 +57,16 @@ func TestRESTInvalidUTF8IsBadRequest(t *testing.T) {
 		}
 	}
 }
+
+// TestJSONPath: a query parameter given by its proto names is checked by
+// its JSON form, the OpenAPI document's.
+func TestJSONPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"category": "category", "page.after": "page.after", "study_id": "studyId",
+		"study_id.page_size": "studyId.pageSize", "a__b": "aB", "trailing_": "trailing",
+	} {
+		if got := jsonPath(in); got != want {
+			t.Errorf("jsonPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

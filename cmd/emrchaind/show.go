@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	cmtcfg "github.com/cometbft/cometbft/config"
+	"github.com/cometbft/cometbft/crypto"
 	cmtjson "github.com/cometbft/cometbft/libs/json"
 	"github.com/cometbft/cometbft/p2p"
 	"github.com/cometbft/cometbft/privval"
@@ -65,9 +66,7 @@ The private keys stay where they are: only public values are printed.`,
 			if err := readKeyFile("validator key", conf.PrivValidatorKeyFile(), key); err != nil {
 				return err
 			}
-			out, err := cmtjson.MarshalIndent(cmttypes.GenesisValidator{
-				Address: key.PubKey.Address(), PubKey: key.PubKey, Power: 10, Name: conf.Moniker,
-			}, "", "  ")
+			out, err := cmtjson.MarshalIndent(genesisValidator(key.PubKey, conf.Moniker), "", "  ")
 			if err != nil {
 				return err
 			}
@@ -89,4 +88,13 @@ func showConfig(cmd *cobra.Command) (*cmtcfg.Config, error) {
 		return nil, err
 	}
 	return loadCometConfig(home)
+}
+
+// validatorPower is every validator's voting power in the genesis init,
+// testnet and show write: the hospitals weigh the same.
+const validatorPower = 10
+
+// genesisValidator is the genesis entry of the validator with key pub.
+func genesisValidator(pub crypto.PubKey, name string) cmttypes.GenesisValidator {
+	return cmttypes.GenesisValidator{Address: pub.Address(), PubKey: pub, Power: validatorPower, Name: name}
 }

@@ -226,7 +226,7 @@ func runTestnet(w io.Writer, o testnetOptions) (_ *manifest.Testnet, err error) 
 		}
 		n.NodeID = string(nodeKey.ID())
 		n.ValidatorAddress = pub.Address().String()
-		validators = append(validators, cmttypes.GenesisValidator{Address: pub.Address(), PubKey: pub, Power: 10, Name: n.Name})
+		validators = append(validators, genesisValidator(pub, n.Name))
 		net.Nodes = append(net.Nodes, n)
 	}
 
