@@ -14,6 +14,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	cmtcfg "github.com/cometbft/cometbft/config"
+	"github.com/cometbft/cometbft/libs/log"
 	"github.com/mitchellh/mapstructure"
 
 	"github.com/emrchain/emrchain/abci"
@@ -404,6 +405,17 @@ func tomlStrings(list []string) string {
 		quoted[i] = strconv.Quote(s)
 	}
 	return "[" + strings.Join(quoted, ", ") + "]"
+}
+
+// warnIfNoAppConfig logs an error when home has no app.toml: allowed (a
+// home written by CometBFT's own init), but a moved or lost app.toml
+// silently changes ports, peers and the blob store.
+func warnIfNoAppConfig(logger log.Logger, home string) {
+	path := filepath.Join(home, cmtcfg.DefaultConfigDir, appConfigFile)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		logger.Error("app.toml not found: every app setting not given by a flag is its default (addresses, allowed peers, the blob store, pruning); emrchaind init writes one",
+			"path", path)
+	}
 }
 
 // loadAppConfig reads HOME/config/app.toml over the defaults; a missing file

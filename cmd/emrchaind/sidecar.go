@@ -746,6 +746,7 @@ func runSidecar(cmd *cobra.Command, _ []string) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	logger = logger.With("module", "sidecar")
+	warnIfNoAppConfig(logger, home)
 	if !loopbackNode(c.Node) {
 		logger.Info("the sidecar takes the node's answers on trust (who may read, which blobs are referenced): "+
 			"the link to it must be one no one else can change (loopback, a private network, TLS)", "node", c.Node)

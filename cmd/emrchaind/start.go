@@ -194,12 +194,7 @@ func loadNodeSettings(cmd *cobra.Command) (*nodeSettings, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
-	if _, err := os.Stat(filepath.Join(home, cmtcfg.DefaultConfigDir, appConfigFile)); errors.Is(err, os.ErrNotExist) {
-		// Allowed (a home written by CometBFT's own init), but a moved or
-		// lost app.toml silently changes ports, peers and the blob store.
-		logger.Error(fmt.Sprintf("app.toml not found: every app setting is its default (gRPC %s, REST %s, sidecar %s, no allowed peers, the fs blob store); emrchaind init writes one",
-			defaultGRPCAddress, defaultAPIAddress, defaultSidecarListen), "path", filepath.Join(home, cmtcfg.DefaultConfigDir, appConfigFile))
-	}
+	warnIfNoAppConfig(logger, home)
 	return &nodeSettings{home: home, config: conf, app: appConf, peers: peers, logger: logger}, nil
 }
 

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,5 +72,28 @@ func TestHintStateSync(t *testing.T) {
 	case <-ended:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the hint goes on after its context ended")
+	}
+}
+
+// TestWarnIfNoAppConfig: a home without app.toml is logged as an error
+// (start and the standalone sidecar run on the defaults), one with it is
+// not.
+func TestWarnIfNoAppConfig(t *testing.T) {
+	home := t.TempDir()
+	var out lockedBuffer
+	warnIfNoAppConfig(log.NewTMLogger(&out), home)
+	if !strings.Contains(out.String(), "app.toml not found") {
+		t.Fatalf("no app.toml, no error logged:\n%s", out.String())
+	}
+	if err := os.MkdirAll(filepath.Join(home, "config"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeAppConfig(home, defaultAppConfig()); err != nil {
+		t.Fatal(err)
+	}
+	var again lockedBuffer
+	warnIfNoAppConfig(log.NewTMLogger(&again), home)
+	if again.String() != "" {
+		t.Fatalf("logged with an app.toml: %s", again.String())
 	}
 }
