@@ -360,7 +360,7 @@ func (c *Client) Upload(ctx context.Context, s Signer, req UploadRequest, opts T
 		return nil, fmt.Errorf("encrypt: %w", err)
 	}
 	defer sealed.file.Discard()
-	// Build the transaction before uploading, so a bad KEK fails first.
+	// Build the transaction before uploading: nothing is sent if it fails.
 	msg, err := AddRecordMsg(req.PatientID, RecordSpec{
 		Category: req.Category, ObjectKey: hex.EncodeToString(sealed.sum[:]), SHA256: sealed.sum[:], Size: uint64(sealed.size),
 	}, req.KEK, req.KeyVersion, dataKey)

@@ -299,15 +299,17 @@ func checkNumbered[T any](method, what string, items []T, number func(T) uint64,
 // state vouches for: each range they walk is proven complete with
 // non-existence proofs of the gaps (one raw-key proof per gap; BlobRefs,
 // over every patient, needs about one per item). The
-// sequence-numbered lists (Records, AccessEvents, Shares) are checked
-// against the proven patient counters instead (checkComplete).
+// sequence-numbered lists (Records, AccessEvents, Shares, StudyShares)
+// are checked against the proven patient or study counters instead
+// (checkComplete).
 var rangeProven = map[string]bool{
 	"Permissions": true, "Grants": true, "BlobRefs": true,
 }
 
 // checkComplete makes sure a node cannot shorten a sequence-numbered list
 // by leaving items (and their proofs) out: the items must be consecutive
-// and reach the end the proven patient counters say the list has.
+// and reach the end the proven patient (or study) counters say the list
+// has.
 func checkComplete(ctx context.Context, method string, req, resp proto.Message, pr *provenReader) error {
 	switch method {
 	case "Records":
