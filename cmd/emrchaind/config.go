@@ -19,6 +19,7 @@ import (
 
 	"github.com/emrchain/emrchain/abci"
 	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/internal/durable"
 	"github.com/emrchain/emrchain/offchain/sidecar"
 	"github.com/emrchain/emrchain/store"
 	"github.com/emrchain/emrchain/store/cometdb"
@@ -395,7 +396,7 @@ func writeAppConfig(home string, c appConfig) error {
 		c.Store.SnapshotInterval, c.Store.SnapshotKeepRecent, c.App.SigCacheSize, tomlStrings(c.App.AllowedPeers),
 		c.GRPC.Enable, c.GRPC.Address, c.GRPC.BroadcastTimeout.String(),
 		c.API.Enable, c.API.Address, tomlStrings(c.API.CORSAllowedOrigins)) + renderSidecarConfig(c.Sidecar)
-	return os.WriteFile(filepath.Join(home, cmtcfg.DefaultConfigDir, appConfigFile), []byte(body), 0o644)
+	return durable.ReplaceFile(filepath.Join(home, cmtcfg.DefaultConfigDir, appConfigFile), []byte(body), 0o644)
 }
 
 // tomlStrings formats a TOML array of strings.

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -101,15 +100,10 @@ func writeKeyFile(dir string, k *devKey) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(filepath.Join(dir, k.Name+".json"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	if err := durable.WriteFile(filepath.Join(dir, k.Name+".json"), append(b, '\n'), 0o600); err != nil {
 		return err
 	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return durable.SyncDir(dir)
 }
 
 // roleName is the short lowercase name of a role ("registrar").

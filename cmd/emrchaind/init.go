@@ -257,7 +257,7 @@ func runInit(w io.Writer, o initOptions) error {
 			return fmt.Errorf("write dev key %s: %w", k.Name, err)
 		}
 	}
-	if err := syncHome(o.home, conf, keys); err != nil {
+	if err := syncHome(o.home, conf); err != nil {
 		return fmt.Errorf("sync %s: %w", o.home, err)
 	}
 
@@ -422,17 +422,14 @@ func dryRunGenesis(chainID string, appState []byte, t time.Time) error {
 	return nil
 }
 
-// syncHome makes what init wrote durable: CometBFT's writers (config,
-// keys, genesis) do not fsync, and a power cut right after init could
-// leave an empty genesis.json or validator key behind a successful init.
-func syncHome(home string, conf *cmtcfg.Config, keys []*devKey) error {
+// syncHome makes what CometBFT's writers wrote for init durable (config,
+// keys, genesis: they do not fsync, and a power cut right after init could
+// leave an empty genesis.json or validator key behind a successful init);
+// app.toml and the development keys are written durably already.
+func syncHome(home string, conf *cmtcfg.Config) error {
 	files := []string{
 		filepath.Join(home, cmtcfg.DefaultConfigDir, cmtcfg.DefaultConfigFileName),
-		filepath.Join(home, cmtcfg.DefaultConfigDir, appConfigFile),
 		conf.GenesisFile(), conf.NodeKeyFile(), conf.PrivValidatorKeyFile(), conf.PrivValidatorStateFile(),
-	}
-	for _, k := range keys {
-		files = append(files, filepath.Join(home, devKeysDir, k.Name+".json"))
 	}
 	dirs := map[string]bool{}
 	for _, f := range files {
@@ -446,5 +443,5 @@ func syncHome(home string, conf *cmtcfg.Config, keys []*devKey) error {
 			return err
 		}
 	}
-	return durable.SyncDir(home) // dev-keys/ is made after home's other entries
+	return durable.SyncDir(home) // config/ and data/, which CometBFT makes without a sync
 }
