@@ -346,8 +346,8 @@ func TestTransferFlow(t *testing.T) {
 	e.ok("revoke", "--from", "alice", "--to", "sharer")
 	line = e.refused("the consent this share was made under no longer stands", "download", "--from", "pi", "--patient", pid, "--share", "1")
 	t.Logf("a share after its consent's revocation: %s", line)
-	// The sidecar refuses it too, though the investigator's read logged
-	// before the revocation is still within the access window.
+	// The sidecar refuses it too, for the consent, whatever the age of the
+	// investigator's read logged before the revocation.
 	piKey, err := kr.Get("pi")
 	if err != nil {
 		t.Fatal(err)

@@ -305,6 +305,11 @@ func (a *authState) mayReadShare(ctx context.Context, sh *emrv1.Share, category 
 		(a.caller.Role != emrv1.Role_ROLE_RESEARCHER || a.caller.OrganizationId != study.OrganizationId) {
 		return fmt.Sprintf("you are neither its principal investigator nor a researcher of %q", study.OrganizationId), nil
 	}
+	// The consent first: a share it no longer allows is refused for that,
+	// whatever the age of the caller's read.
+	if why, err := a.shareConsentStands(ctx, sh, category); why != "" || err != nil {
+		return why, err
+	}
 	// The read is on the patient's audit trail first (app shareRead), as
 	// a record's is.
 	ev, err := a.chain.LastShareRead(ctx, sh.PatientId, sh.Sequence, a.caller.Address)
@@ -314,10 +319,7 @@ func (a *authState) mayReadShare(ctx context.Context, sh *emrv1.Share, category 
 	if err != nil {
 		return "", err
 	}
-	if why := a.expired(ev); why != "" {
-		return why, nil
-	}
-	return a.shareConsentStands(ctx, sh, category)
+	return a.expired(ev), nil
 }
 
 // expired explains why access event ev no longer lets its reader fetch
