@@ -44,7 +44,9 @@
 // dev keys, see LoadKey) register clinicians, patients enroll and grant,
 // clinicians add records and log their reads — with apptest actors, one
 // transaction in flight per signer; Load.Verify then looks every
-// transaction it saw committed up by hash on every node.
+// transaction it saw committed up by hash on every node (in the node's
+// block at that height when its tx index lacks it: CometBFT indexes a
+// block after committing it and not again after a crash in between).
 //
 // Workload is the randomized valid/invalid mix of app's determinism test,
 // bounded and adapted to a real mempool (one transaction per signer per
