@@ -110,6 +110,7 @@ func initChainWith(t *testing.T, conn types.Application, gs *emrchainv1.GenesisS
 	}
 	res, err := conn.InitChain(ctx, &types.InitChainRequest{
 		Time: genesisTime, ChainId: testChainID, InitialHeight: 1, AppStateBytes: appStateOf(t, gs),
+		Validators: genesisValidators(),
 	})
 	if err != nil {
 		t.Fatalf("InitChain: %v", err)
@@ -121,6 +122,16 @@ func initChainWith(t *testing.T, conn types.Application, gs *emrchainv1.GenesisS
 		t.Fatalf("InitChain changed the validators: %v", res.Validators)
 	}
 	return res.AppHash
+}
+
+// genesisValidators is apptest's validator set as CometBFT hands it to
+// InitChain.
+func genesisValidators() []types.ValidatorUpdate {
+	var out []types.ValidatorUpdate
+	for _, v := range apptest.GenesisValidators() {
+		out = append(out, types.ValidatorUpdate{PubKeyType: "ed25519", PubKeyBytes: v.PubKey, Power: v.Power})
+	}
+	return out
 }
 
 // block runs one height through FinalizeBlock and Commit, as CometBFT does,
@@ -443,7 +454,7 @@ func TestRestart(t *testing.T) {
 	}
 	// InitChain on a chain that has blocks is refused.
 	if _, err := n.app.InitChain(context.Background(), &types.InitChainRequest{
-		ChainId: testChainID, AppStateBytes: genesisAppState(t), Time: genesisTime,
+		ChainId: testChainID, AppStateBytes: genesisAppState(t), Time: genesisTime, Validators: genesisValidators(),
 	}); err == nil {
 		t.Fatal("InitChain on a committed chain succeeded")
 	}
@@ -456,7 +467,12 @@ func TestInitChainRejectsBadGenesis(t *testing.T) {
 	}{
 		{"empty app_state", &types.InitChainRequest{ChainId: testChainID, Time: genesisTime}},
 		{"not json", &types.InitChainRequest{ChainId: testChainID, Time: genesisTime, AppStateBytes: []byte("{not json")}},
-		{"initial height", &types.InitChainRequest{ChainId: testChainID, Time: genesisTime, InitialHeight: 10, AppStateBytes: genesisAppState(t)}},
+		{"initial height", &types.InitChainRequest{ChainId: testChainID, Time: genesisTime, InitialHeight: 10, AppStateBytes: genesisAppState(t), Validators: genesisValidators()}},
+		{"no validators", &types.InitChainRequest{ChainId: testChainID, Time: genesisTime, AppStateBytes: genesisAppState(t)}},
+		{"secp256k1 validator", &types.InitChainRequest{ChainId: testChainID, Time: genesisTime, AppStateBytes: genesisAppState(t),
+			Validators: []types.ValidatorUpdate{{PubKeyType: "secp256k1", PubKeyBytes: make([]byte, 33), Power: 10}}}},
+		{"validator of power 0", &types.InitChainRequest{ChainId: testChainID, Time: genesisTime, AppStateBytes: genesisAppState(t),
+			Validators: []types.ValidatorUpdate{{PubKeyType: "ed25519", PubKeyBytes: apptest.Validator(0).SignPub()}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := openNode(t, t.TempDir())
@@ -630,4 +646,34 @@ func TestPeerRefusalsLoggedOnce(t *testing.T) {
 	if logger.info != 256 {
 		t.Fatalf("301 ids refused: %d Info lines, want 256", logger.info)
 	}
+}
+
+// TestValidatorUpdates: a block whose proposal executes a validator change
+// hands it to CometBFT in FinalizeBlock (an ed25519 update); a block
+// without one hands none.
+func TestValidatorUpdates(t *testing.T) {
+	transports(t, func(t *testing.T, conn types.Application) {
+		ctx := context.Background()
+		g := apptest.Consortium()
+		g.Organizations, g.Members = g.Organizations[:1], g.Members[:1] // one organization decides alone
+		initChainWith(t, conn, g)
+		block(t, conn, 1)
+		registrar := apptest.Registrar(apptest.HospitalA)
+		removed := apptest.Validator(2).SignPub()
+		tx := registrar.Tx(testChainID, 0, apptest.SetValidatorPower(removed, 0))
+		fin, err := conn.FinalizeBlock(ctx, &types.FinalizeBlockRequest{Height: 2, Time: genesisTime.Add(2 * time.Second), Txs: [][]byte{tx}})
+		if err != nil || fin.TxResults[0].Code != 0 {
+			t.Fatalf("FinalizeBlock = %v, %v", fin, err)
+		}
+		if u := fin.ValidatorUpdates; len(u) != 1 || u[0].PubKeyType != "ed25519" || !bytes.Equal(u[0].PubKeyBytes, removed) || u[0].Power != 0 {
+			t.Fatalf("validator updates = %v, want one removing %X", u, removed)
+		}
+		if _, err := conn.Commit(ctx, &types.CommitRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		fin, err = conn.FinalizeBlock(ctx, &types.FinalizeBlockRequest{Height: 3, Time: genesisTime.Add(3 * time.Second)})
+		if err != nil || len(fin.ValidatorUpdates) != 0 {
+			t.Fatalf("empty block: validator updates %v, %v", fin.ValidatorUpdates, err)
+		}
+	})
 }

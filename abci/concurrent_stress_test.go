@@ -125,6 +125,7 @@ func readsBesideBlocks(t *testing.T, keepRecent, pruneInterval uint64) {
 
 	if _, err := consensus.InitChain(ctx, &types.InitChainRequest{
 		Time: genesisTime, ChainId: testChainID, InitialHeight: 1, AppStateBytes: appStateOf(t, apptest.Consortium()),
+		Validators: genesisValidators(),
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -5,11 +5,16 @@ import (
 	"fmt"
 
 	"github.com/cometbft/cometbft/abci/types"
+	"github.com/cometbft/cometbft/crypto/ed25519"
+
+	"github.com/emrchain/emrchain/app"
 )
 
 // FinalizeBlock executes the decided block: every tx gets an ExecTxResult (a
 // failed tx has a non-zero code and is still part of the block) and the
-// response carries the app hash of the staged state. Nothing is persisted
+// response carries the app hash of the staged state and the validator
+// changes the block's executed proposals made (CometBFT applies them from
+// height+2). Nothing is persisted
 // here — Commit does that — so a crash after FinalizeBlock replays the block.
 //
 // An error returned here halts the chain, deliberately. The app returns one
@@ -43,7 +48,13 @@ func (a *Application) FinalizeBlock(_ context.Context, req *types.FinalizeBlockR
 			Events:    events(r.Events),
 		}
 	}
+	var updates []types.ValidatorUpdate
+	for _, v := range app.BlockValidatorUpdates(results) {
+		updates = append(updates, types.ValidatorUpdate{PubKeyType: ed25519.KeyType, PubKeyBytes: v.PubKey, Power: v.Power})
+		a.logger.Info("Validator set change", "height", req.Height, "pub_key", fmt.Sprintf("%X", v.PubKey),
+			"power", v.Power, "from_height", req.Height+2)
+	}
 	a.logger.Debug("ABCI FinalizeBlock", "height", req.Height, "txs", len(req.Txs), "failed", failed,
 		"app_hash", fmt.Sprintf("%X", appHash))
-	return &types.FinalizeBlockResponse{TxResults: txResults, AppHash: appHash}, nil
+	return &types.FinalizeBlockResponse{TxResults: txResults, AppHash: appHash, ValidatorUpdates: updates}, nil
 }

@@ -5,15 +5,19 @@ import (
 	"fmt"
 
 	"github.com/cometbft/cometbft/abci/types"
+	"github.com/cometbft/cometbft/crypto/ed25519"
+
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
 // InitChain applies the genesis app_state (the protojson of
 // emrchainv1.GenesisState) and returns the resulting app hash, which becomes
 // the AppHash of the first block's header.
 //
-// Validators are returned unchanged (an empty list tells CometBFT to keep the
-// genesis validators): the consortium's validator set is fixed at genesis and
-// changed only by a coordinated genesis or upgrade, never by a transaction.
+// The genesis validators are kept in the state, where proposals change them
+// (app MsgPropose, returned from FinalizeBlock as validator updates), and
+// returned unchanged: an empty list tells CometBFT to keep the genesis's.
+// Only ed25519 consensus keys are accepted, the only kind a proposal can name.
 //
 // An error here stops the node before it makes a block, which is what an
 // operator needs for a genesis the app rejects: a clear message at start-up
@@ -30,7 +34,14 @@ func (a *Application) InitChain(_ context.Context, req *types.InitChainRequest) 
 	if req.InitialHeight > 1 {
 		return nil, fmt.Errorf("abci: genesis initial_height %d is not supported (must be 1)", req.InitialHeight)
 	}
-	appHash, err := a.app.InitChain(req.ChainId, req.AppStateBytes, req.Time.UTC())
+	validators := make([]*emrv1.Validator, len(req.Validators))
+	for i, v := range req.Validators {
+		if v.PubKeyType != ed25519.KeyType {
+			return nil, fmt.Errorf("abci: genesis validator %d has a %s key; emrchain validators use ed25519", i, v.PubKeyType)
+		}
+		validators[i] = &emrv1.Validator{PubKey: v.PubKeyBytes, Power: v.Power}
+	}
+	appHash, err := a.app.InitChain(req.ChainId, req.AppStateBytes, req.Time.UTC(), validators)
 	if err != nil {
 		return nil, fmt.Errorf("abci: InitChain for chain %q: %w", req.ChainId, err)
 	}

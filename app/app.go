@@ -140,8 +140,9 @@ func (a *App) LastCommit() (int64, []byte) {
 }
 
 // InitChain writes the genesis state (appState is protojson of
-// GenesisState) into the working tree; it is committed with block 1.
-func (a *App) InitChain(chainID string, appState []byte, genesisTime time.Time) ([]byte, error) {
+// GenesisState) and the genesis validators into the working tree; it is
+// committed with block 1.
+func (a *App) InitChain(chainID string, appState []byte, genesisTime time.Time, validators []*emrv1.Validator) ([]byte, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if version, _ := a.store.LastCommit(); version > 0 {
@@ -154,8 +155,11 @@ func (a *App) InitChain(chainID string, appState []byte, genesisTime time.Time) 
 	if err != nil {
 		return nil, err
 	}
+	if err := validateGenesisValidators(validators); err != nil {
+		return nil, err
+	}
 	st := state{a.store.Working()}
-	if err := initGenesis(st, chainID, g); err != nil {
+	if err := initGenesis(st, chainID, g, validators); err != nil {
 		return nil, fmt.Errorf("write genesis: %w", err)
 	}
 	genesis := BlockInfo{Height: 0, Time: genesisTime.UTC()}

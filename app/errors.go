@@ -65,6 +65,10 @@ var (
 	// ErrHeightNotKept: a query asked for a height this node no longer
 	// keeps (pruned), or never had (before its state-sync snapshot).
 	ErrHeightNotKept = register(27, "height not kept")
+	// ErrProposalClosed: the proposal was executed, or its voting ended.
+	ErrProposalClosed = register(28, "proposal closed")
+	// ErrLastValidator: the change would leave the chain no validator.
+	ErrLastValidator = register(29, "last validator")
 )
 
 // CodeOf returns the ABCI result code of err: 0 for nil, the code of the

@@ -65,6 +65,9 @@ type Result struct {
 	Codespace string
 	Log       string
 	Events    []Event
+	// ValidatorUpdates are the validator changes the transaction made (an
+	// executed proposal), also when it ran without events.
+	ValidatorUpdates []*emrv1.Validator
 }
 
 // OK reports whether the transaction succeeded.
@@ -83,6 +86,8 @@ type txContext struct {
 	signer *emrv1.Member // nil only while enrolling
 	event  Event
 	quiet  bool // build no event (CheckTx)
+	// validatorUpdates are the changes to the validator set made.
+	validatorUpdates []*emrv1.Validator
 }
 
 // execTx runs one transaction against view. A rule violation is returned as
@@ -136,9 +141,9 @@ func (a *App) execTx(view store.KV, b BlockInfo, raw []byte, dtx *DecodedTx, rep
 		return Result{}, fmt.Errorf("tx %X: write: %w", dtx.Hash, err)
 	}
 	if ctx.quiet {
-		return Result{}, nil
+		return Result{ValidatorUpdates: ctx.validatorUpdates}, nil
 	}
-	return Result{Events: []Event{ctx.event}}, nil
+	return Result{Events: []Event{ctx.event}, ValidatorUpdates: ctx.validatorUpdates}, nil
 }
 
 // authenticate checks the signer's sequence and standing. The signature was
@@ -197,6 +202,10 @@ func (ctx *txContext) dispatch() error {
 		return ctx.registerStudy(m.RegisterStudy)
 	case *emrv1.Msg_ShareRecord:
 		return ctx.shareRecord(m.ShareRecord)
+	case *emrv1.Msg_Propose:
+		return ctx.propose(m.Propose)
+	case *emrv1.Msg_Approve:
+		return ctx.approve(m.Approve)
 	}
 	// DecodeTx validated the message type.
 	return fmt.Errorf("%w: unhandled message %T", ErrTxDecode, ctx.tx.Body.Msg.Sum)

@@ -30,6 +30,7 @@ func DefaultParams() *emrv1.Params {
 		MaxPageSize:            100,
 		EmergencyAccessSeconds: 3600,
 		MaxWrappedKeyBytes:     512,
+		ProposalSeconds:        14 * 24 * 3600,
 	}
 }
 
@@ -41,6 +42,7 @@ const (
 	maxParamRecordsPerAccess   = 10_000
 	maxParamRewrapsPerRotation = 100_000
 	maxParamPageSize           = 1_000
+	maxParamProposalSeconds    = 366 * 24 * 3600
 )
 
 // DefaultGenesis has default params and no organizations.
@@ -101,6 +103,7 @@ func ValidateGenesis(g *emrv1.GenesisState) error {
 		{"max_rewraps_per_rotation", uint64(p.MaxRewrapsPerRotation), 1},
 		{"max_page_size", uint64(p.MaxPageSize), 1},
 		{"max_wrapped_key_bytes", uint64(p.MaxWrappedKeyBytes), 64},
+		{"proposal_seconds", p.ProposalSeconds, 3600},
 	} {
 		if c.value < c.min {
 			return bad("params %s is %d: want at least %d", c.name, c.value, c.min)
@@ -115,6 +118,7 @@ func ValidateGenesis(g *emrv1.GenesisState) error {
 		{"max_rewraps_per_rotation", uint64(p.MaxRewrapsPerRotation), maxParamRewrapsPerRotation},
 		{"max_page_size", uint64(p.MaxPageSize), maxParamPageSize},
 		{"max_wrapped_key_bytes", uint64(p.MaxWrappedKeyBytes), maxStaticWrappedKey},
+		{"proposal_seconds", p.ProposalSeconds, maxParamProposalSeconds},
 	} {
 		if c.value > c.max {
 			return bad("params.%s is %d, more than %d", c.name, c.value, c.max)
@@ -122,17 +126,11 @@ func ValidateGenesis(g *emrv1.GenesisState) error {
 	}
 	orgs := map[string]*emrv1.Organization{}
 	for _, o := range g.Organizations {
-		if err := checkID("organization id", o.Id); err != nil {
+		if err := validateOrganization(o); err != nil {
 			return bad("%v", err)
 		}
 		if orgs[o.Id] != nil {
 			return bad("organization %q listed twice", o.Id)
-		}
-		if err := checkText("organization name", o.Name, true); err != nil {
-			return bad("organization %q: %v", o.Id, err)
-		}
-		if o.Kind == emrv1.OrganizationKind_ORGANIZATION_KIND_UNSPECIFIED || emrv1.OrganizationKind_name[int32(o.Kind)] == "" {
-			return bad("organization %q: kind must be hospital, lab, pharmacy or research", o.Id)
 		}
 		orgs[o.Id] = o
 	}
@@ -161,10 +159,16 @@ func ValidateGenesis(g *emrv1.GenesisState) error {
 	return nil
 }
 
-// initGenesis writes a validated genesis and the chain id into st.
-func initGenesis(st state, chainID string, g *emrv1.GenesisState) error {
+// initGenesis writes a validated genesis, its validators and the chain id
+// into st.
+func initGenesis(st state, chainID string, g *emrv1.GenesisState, validators []*emrv1.Validator) error {
 	if err := st.kv.Set(keyChainID, []byte(chainID)); err != nil {
 		return err
+	}
+	for _, v := range validators {
+		if err := st.setValidator(v); err != nil {
+			return err
+		}
 	}
 	if err := st.put(keyParams, g.Params); err != nil {
 		return err

@@ -30,6 +30,8 @@ const (
 	_                   byte = 0x10 // retired: was sha256 | patient id | seq (see docs/decisions.md)
 	prefixStudyShare    byte = 0x11 // 0x11 | len | study id | study seq    → patient id | share seq (raw, 40 bytes)
 	prefixLastShareRead byte = 0x12 // 0x12 | patient id | share | member → access seq (8 bytes)
+	prefixValidator     byte = 0x13 // 0x13 | ed25519 consensus key       → Validator
+	prefixProposal      byte = 0x14 // 0x14 | proposal id                  → Proposal
 )
 
 const indexMarker = 1
@@ -37,7 +39,9 @@ const indexMarker = 1
 var (
 	keyChainID   = []byte{prefixMeta, 'c'}
 	keyLastBlock = []byte{prefixMeta, 'b'}
-	keyParams    = []byte{prefixParams}
+	// The id the next proposal gets (8 bytes; absent: 1).
+	keyNextProposal = []byte{prefixMeta, 'p'}
+	keyParams       = []byte{prefixParams}
 )
 
 func join(parts ...[]byte) []byte {
@@ -89,6 +93,9 @@ func studySharePrefix(study string) []byte {
 	return join([]byte{prefixStudyShare}, lenPrefixed(study))
 }
 func studyShareKey(study string, seq uint64) []byte { return join(studySharePrefix(study), u64(seq)) }
+
+func validatorKey(pubKey []byte) []byte { return join([]byte{prefixValidator}, pubKey) }
+func proposalKey(id uint64) []byte      { return join([]byte{prefixProposal}, u64(id)) }
 
 // prefixEnd returns the smallest key greater than every key with prefix p.
 func prefixEnd(p []byte) []byte {

@@ -779,3 +779,59 @@ func (q *Querier) LastAccess(_ context.Context, req *emrv1.QueryLastAccessReques
 	}
 	return &emrv1.QueryLastAccessResponse{Event: ev}, nil
 }
+
+func (q *Querier) Validators(context.Context, *emrv1.QueryValidatorsRequest) (*emrv1.QueryValidatorsResponse, error) {
+	prefix := []byte{prefixValidator}
+	resp := &emrv1.QueryValidatorsResponse{}
+	err := q.scan(prefix, prefixEnd(prefix), true, func(key, value []byte) (bool, error) {
+		v := &emrv1.Validator{}
+		if err := proto.Unmarshal(value, v); err != nil {
+			return false, fmt.Errorf("%w: decode validator at %x: %v", ErrInternal, key, err)
+		}
+		resp.Validators = append(resp.Validators, v)
+		// Proposals keep the set at MaxValidators.
+		return len(resp.Validators) < MaxValidators, nil
+	})
+	return resp, err
+}
+
+func (q *Querier) Proposal(_ context.Context, req *emrv1.QueryProposalRequest) (*emrv1.QueryProposalResponse, error) {
+	p, err := q.st().proposal(req.Id)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		return nil, fmt.Errorf("%w: no proposal %d", ErrNotFound, req.Id)
+	}
+	orgs, err := q.st().organizationCount()
+	if err != nil {
+		return nil, err
+	}
+	return &emrv1.QueryProposalResponse{Proposal: p, Organizations: uint32(orgs)}, nil
+}
+
+func (q *Querier) Proposals(_ context.Context, req *emrv1.QueryProposalsRequest) (*emrv1.QueryProposalsResponse, error) {
+	limit, err := q.limit(&emrv1.PageRequest{Limit: req.Limit})
+	if err != nil {
+		return nil, err
+	}
+	prefix := []byte{prefixProposal}
+	start := prefix
+	if req.After > 0 {
+		start = append(proposalKey(req.After), 0) // the first key after it
+	}
+	resp := &emrv1.QueryProposalsResponse{}
+	err = q.scan(start, prefixEnd(prefix), true, func(key, value []byte) (bool, error) {
+		if uint32(len(resp.Proposals)) == limit {
+			resp.Next = resp.Proposals[limit-1].Id
+			return false, nil
+		}
+		p := &emrv1.Proposal{}
+		if err := proto.Unmarshal(value, p); err != nil {
+			return false, fmt.Errorf("%w: decode proposal at %x: %v", ErrInternal, key, err)
+		}
+		resp.Proposals = append(resp.Proposals, p)
+		return true, nil
+	})
+	return resp, err
+}

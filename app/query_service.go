@@ -111,3 +111,12 @@ func (s *QueryService) StudyShares(ctx context.Context, r *emrv1.QueryStudyShare
 func (s *QueryService) BlobRefs(ctx context.Context, r *emrv1.QueryBlobRefsRequest) (*emrv1.QueryBlobRefsResponse, error) {
 	return call[emrv1.QueryBlobRefsResponse](ctx, s, "BlobRefs", r)
 }
+func (s *QueryService) Validators(ctx context.Context, r *emrv1.QueryValidatorsRequest) (*emrv1.QueryValidatorsResponse, error) {
+	return call[emrv1.QueryValidatorsResponse](ctx, s, "Validators", r)
+}
+func (s *QueryService) Proposal(ctx context.Context, r *emrv1.QueryProposalRequest) (*emrv1.QueryProposalResponse, error) {
+	return call[emrv1.QueryProposalResponse](ctx, s, "Proposal", r)
+}
+func (s *QueryService) Proposals(ctx context.Context, r *emrv1.QueryProposalsRequest) (*emrv1.QueryProposalsResponse, error) {
+	return call[emrv1.QueryProposalsResponse](ctx, s, "Proposals", r)
+}

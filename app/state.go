@@ -153,6 +153,72 @@ func (s state) studyShareAt(key, ref []byte) (*emrv1.Share, error) {
 	return sh, nil
 }
 
+// organizationCount is the number of organizations in the consortium.
+func (s state) organizationCount() (int, error) {
+	n := 0
+	err := s.each([]byte{prefixOrganization}, func(_, _ []byte) error { n++; return nil })
+	return n, err
+}
+
+// validators is the validator set, ordered by key.
+func (s state) validators() ([]*emrv1.Validator, error) {
+	var out []*emrv1.Validator
+	err := s.each([]byte{prefixValidator}, func(key, value []byte) error {
+		v := &emrv1.Validator{}
+		if err := proto.Unmarshal(value, v); err != nil {
+			return fmt.Errorf("decode validator at %x: %w", key, err)
+		}
+		out = append(out, v)
+		return nil
+	})
+	return out, err
+}
+
+// setValidator stores v, or deletes its key for power 0.
+func (s state) setValidator(v *emrv1.Validator) error {
+	if v.Power == 0 {
+		if err := s.kv.Delete(validatorKey(v.PubKey)); err != nil {
+			return fmt.Errorf("delete validator %x: %w", v.PubKey, err)
+		}
+		return nil
+	}
+	return s.put(validatorKey(v.PubKey), v)
+}
+
+func (s state) proposal(id uint64) (*emrv1.Proposal, error) {
+	return getTyped[emrv1.Proposal](s, proposalKey(id))
+}
+
+func (s state) nextProposalID() (uint64, error) {
+	bz, err := s.kv.Get(keyNextProposal)
+	switch {
+	case err != nil:
+		return 0, err
+	case bz == nil:
+		return 1, nil
+	case len(bz) != 8:
+		return 0, fmt.Errorf("%w: next proposal id is %d bytes, want 8", ErrInternal, len(bz))
+	}
+	return binary.BigEndian.Uint64(bz), nil
+}
+
+func (s state) setNextProposalID(id uint64) error { return s.kv.Set(keyNextProposal, u64(id)) }
+
+// each visits every key under prefix, in order.
+func (s state) each(prefix []byte, visit func(key, value []byte) error) error {
+	it, err := s.kv.Iterator(prefix, prefixEnd(prefix), true)
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ; it.Valid(); it.Next() {
+		if err := visit(it.Key(), it.Value()); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
 // lastBlock is the height and time of the last block that changed this
 // view (blocks that change nothing leave the tree alone, see FinalizeBlock).
 func (s state) lastBlock() (int64, time.Time, error) {

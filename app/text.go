@@ -5,6 +5,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
 // maxQuotedInput bounds how much of a request's value an error quotes.
@@ -68,4 +70,15 @@ func EnumWord(s string) (word string, ok bool) {
 		}
 	}
 	return strings.ToUpper(s), true
+}
+
+// ParseOrganizationKind reads an organization kind as a command line
+// writes it: "hospital", "lab", "pharmacy" or "research", in any case.
+func ParseOrganizationKind(s string) (emrv1.OrganizationKind, error) {
+	word, ascii := EnumWord(s)
+	name := "ORGANIZATION_KIND_" + strings.TrimPrefix(word, "ORGANIZATION_KIND_")
+	if v, ok := emrv1.OrganizationKind_value[name]; ascii && ok && v != 0 {
+		return emrv1.OrganizationKind(v), nil
+	}
+	return 0, fmt.Errorf("unknown organization kind %q (want hospital, lab, pharmacy or research)", s)
 }

@@ -53,6 +53,12 @@ func ValidateMsg(msg *emrv1.Msg) error {
 		err = validateRegisterStudy(m.RegisterStudy)
 	case *emrv1.Msg_ShareRecord:
 		err = validateShareRecord(m.ShareRecord)
+	case *emrv1.Msg_Propose:
+		err = validatePropose(m.Propose)
+	case *emrv1.Msg_Approve:
+		if m.Approve.ProposalId == 0 {
+			err = fmt.Errorf("proposal 0 does not exist")
+		}
 	default:
 		return fmt.Errorf("%w: unknown message type %T", ErrTxDecode, msg.Sum)
 	}
@@ -85,6 +91,10 @@ func MsgName(msg *emrv1.Msg) string {
 		return "register_study"
 	case *emrv1.Msg_ShareRecord:
 		return "share_record"
+	case *emrv1.Msg_Propose:
+		return "propose"
+	case *emrv1.Msg_Approve:
+		return "approve"
 	}
 	return "unknown"
 }
@@ -270,6 +280,57 @@ func validateShareRecord(m *emrv1.MsgShareRecord) error {
 		checkText("object key", m.ObjectKey, true),
 		checkWrappedKey("wrapped study key", m.WrappedStudyKey),
 	)
+}
+
+func validatePropose(m *emrv1.MsgPropose) error {
+	if err := checkText("reason", m.Reason, true); err != nil {
+		return err
+	}
+	switch c := m.Change.GetChange().(type) {
+	case *emrv1.ConsortiumChange_AddOrganization:
+		add := c.AddOrganization
+		if err := validateOrganization(add.Organization); err != nil {
+			return err
+		}
+		// The checks of validateRegisterMember, for a registrar.
+		return firstError(
+			checkSigningKey("registrar signing key", add.RegistrarSignPubKey),
+			checkX25519Key("registrar encryption key", add.RegistrarEncPubKey),
+			checkText("registrar credential reference", add.RegistrarCredentialRef, false),
+		)
+	case *emrv1.ConsortiumChange_SetValidatorPower:
+		return checkValidatorPower(c.SetValidatorPower.PubKey, c.SetValidatorPower.Power)
+	}
+	return fmt.Errorf("the proposal changes nothing: it needs add_organization or set_validator_power")
+}
+
+// validateOrganization checks an organization's id, name and kind.
+func validateOrganization(o *emrv1.Organization) error {
+	if o == nil {
+		return fmt.Errorf("organization missing")
+	}
+	if err := checkID("organization id", o.Id); err != nil {
+		return err
+	}
+	if err := checkText("organization name", o.Name, true); err != nil {
+		return fmt.Errorf("organization %q: %w", o.Id, err)
+	}
+	if o.Kind == emrv1.OrganizationKind_ORGANIZATION_KIND_UNSPECIFIED || emrv1.OrganizationKind_name[int32(o.Kind)] == "" {
+		return fmt.Errorf("organization %q: kind must be hospital, lab, pharmacy or research", o.Id)
+	}
+	return nil
+}
+
+// checkValidatorPower checks a validator's consensus key (ed25519, as
+// checkSigningKey) and a power from 0 (removed) to MaxValidatorPower.
+func checkValidatorPower(pubKey []byte, power int64) error {
+	if err := checkSigningKey("validator key", pubKey); err != nil {
+		return err
+	}
+	if power < 0 || power > MaxValidatorPower {
+		return fmt.Errorf("validator power %d is outside 0..%d", power, MaxValidatorPower)
+	}
+	return nil
 }
 
 func firstError(errs ...error) error {

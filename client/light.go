@@ -314,12 +314,14 @@ func (c *Client) waitWitnesses(ctx context.Context, height int64) {
 // The header is the genesis' first block (or the node's earliest, on a
 // node restored from a snapshot) while that is younger than half the
 // trusting period; on an older chain, the oldest block younger than that
-// (a search over header times). Any block of the chain will do
-// because emrchain's validator set never changes: the app returns no
-// validator updates (abci), so a header of this chain is signed by the
-// genesis validators or is not one. A root too old would be expired
-// before the first read; one too new would leave everything below it to
-// the light client's backwards verification, one header per request.
+// (a search over header times). That header must still be signed by the
+// genesis validators: the genesis vouches for nothing else. Once the
+// consortium has changed its validators (executed proposals), a chain
+// older than half the trusting period needs a root from a trusted source
+// (TrustOptions from a height and hash), as the error then says. A root
+// too old would be expired before the first read; one too new would leave
+// everything below it to the light client's backwards verification, one
+// header per request.
 func TrustFromGenesis(ctx context.Context, node string, genesisJSON []byte, period time.Duration) (string, *TrustOptions, error) {
 	gen, err := cmttypes.GenesisDocFromJSON(genesisJSON)
 	if err != nil {
@@ -412,7 +414,7 @@ func TrustFromGenesis(ctx context.Context, node string, genesisJSON []byte, peri
 		return "", nil, verificationError("header %d: %v", height, err)
 	}
 	if !bytes.Equal(root.ValidatorsHash, valSet.Hash()) || !bytes.Equal(root.NextValidatorsHash, valSet.Hash()) {
-		return "", nil, verificationError("header %d has validators hash %X and next validators hash %X, the genesis validator set hashes to %X",
+		return "", nil, fmt.Errorf("header %d, the oldest within half the trusting period, is not signed by the genesis validators (validators hash %X, next %X; the genesis set hashes to %X): either the consortium has changed its validators since, and the genesis cannot vouch for this chain any more, or the node lies. Ask your consortium for a trusted height and header hash and use those instead (emrcli light init --height H --hash HASH)",
 			height, root.ValidatorsHash, root.NextValidatorsHash, valSet.Hash())
 	}
 	if err := valSet.VerifyCommitLight(gen.ChainID, root.Commit.BlockID, height, root.Commit); err != nil {

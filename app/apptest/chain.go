@@ -2,6 +2,7 @@ package apptest
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 	"time"
 
@@ -43,6 +44,20 @@ func Consortium() *emrv1.GenesisState {
 // Registrar is the genesis registrar actor of org.
 func Registrar(org string) *Actor { return NewActor("registrar-" + org) }
 
+// GenesisValidators are the test chain's validators: four of power 10,
+// whose consensus keys are those of actors "validator-0" to "validator-3".
+func GenesisValidators() []*emrv1.Validator {
+	var out []*emrv1.Validator
+	for i := range 4 {
+		out = append(out, &emrv1.Validator{PubKey: Validator(i).SignPub(), Power: 10})
+	}
+	return out
+}
+
+// Validator is the actor whose signing key is genesis validator i's
+// consensus key (GenesisValidators).
+func Validator(i int) *Actor { return NewActor(fmt.Sprintf("validator-%d", i)) }
+
 // Options configure a Chain.
 type Options struct {
 	// Dir holds the store; empty means an in-memory store.
@@ -51,6 +66,8 @@ type Options struct {
 	Store *store.Options
 	// Genesis; nil means Consortium().
 	Genesis *emrv1.GenesisState
+	// Validators; nil means GenesisValidators().
+	Validators []*emrv1.Validator
 }
 
 // Chain is an emrchain state machine driven block by block.
@@ -77,7 +94,11 @@ func New(tb testing.TB, opts Options) *Chain {
 	if err != nil {
 		tb.Fatalf("genesis: %v", err)
 	}
-	if _, err := c.App.InitChain(ChainID, appState, GenesisTime); err != nil {
+	validators := opts.Validators
+	if validators == nil {
+		validators = GenesisValidators()
+	}
+	if _, err := c.App.InitChain(ChainID, appState, GenesisTime, validators); err != nil {
 		tb.Fatalf("InitChain: %v", err)
 	}
 	c.Now = GenesisTime.Add(c.BlockInterval)

@@ -152,3 +152,32 @@ func KEKCheck(version uint64) []byte {
 	sum := sha256.Sum256(binary.BigEndian.AppendUint64([]byte("apptest/kek-check"), version))
 	return sum[:16]
 }
+
+// AddOrganization proposes to admit organization id (a hospital), with
+// registrar as its first registrar.
+func AddOrganization(id string, registrar *Actor) *emrv1.Msg {
+	return &emrv1.Msg{Sum: &emrv1.Msg_Propose{Propose: &emrv1.MsgPropose{
+		Reason: "admit " + id,
+		Change: &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_AddOrganization{AddOrganization: &emrv1.AddOrganization{
+			Organization:           &emrv1.Organization{Id: id, Name: "Organization " + id, Kind: emrv1.OrganizationKind_ORGANIZATION_KIND_HOSPITAL},
+			RegistrarSignPubKey:    registrar.SignPub(),
+			RegistrarEncPubKey:     registrar.EncPub(),
+			RegistrarCredentialRef: "licence:" + registrar.Name,
+		}}},
+	}}}
+}
+
+// SetValidatorPower proposes to give the consensus key pubKey power.
+func SetValidatorPower(pubKey []byte, power int64) *emrv1.Msg {
+	return &emrv1.Msg{Sum: &emrv1.Msg_Propose{Propose: &emrv1.MsgPropose{
+		Reason: "validator change",
+		Change: &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetValidatorPower{SetValidatorPower: &emrv1.SetValidatorPower{
+			PubKey: pubKey, Power: power,
+		}}},
+	}}}
+}
+
+// Approve approves proposal id.
+func Approve(id uint64) *emrv1.Msg {
+	return &emrv1.Msg{Sum: &emrv1.Msg_Approve{Approve: &emrv1.MsgApprove{ProposalId: id}}}
+}

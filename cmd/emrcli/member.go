@@ -45,23 +45,9 @@ in this keyring (--key) or are given in hex (the member runs
 			if err != nil {
 				return err
 			}
-			var sp, ep []byte
-			switch {
-			case keyName != "" && (signPub != "" || encPub != ""):
-				return usagef("give --key or --sign-pub-key/--enc-pub-key, not both")
-			case keyName != "":
-				info, err := a.info(keyName)
-				if err != nil {
-					return err
-				}
-				sp, ep = info.SignPubKey, info.EncPubKey
-			default:
-				var ok1, ok2 bool
-				sp, ok1 = decodeHex(signPub, 32)
-				ep, ok2 = decodeHex(encPub, 32)
-				if !ok1 || !ok2 {
-					return usagef("--sign-pub-key and --enc-pub-key: want 64 hex characters each (or use --key)")
-				}
+			sp, ep, err := a.memberKeys(keyName, signPub, encPub, "--key", "--sign-pub-key", "--enc-pub-key")
+			if err != nil {
+				return err
 			}
 			k, err := a.key(from)
 			if err != nil {
@@ -109,6 +95,27 @@ in this keyring (--key) or are given in hex (the member runs
 	_ = cmd.MarkFlagRequired("role")
 	_ = cmd.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"clinician", "researcher", "auditor", "registrar"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
+}
+
+// memberKeys are a new member's public keys: those of keyName in this
+// keyring, or signPub and encPub in hex. The flag names go into errors.
+func (a *cli) memberKeys(keyName, signPub, encPub, keyFlag, signFlag, encFlag string) (sign, enc []byte, err error) {
+	switch {
+	case keyName != "" && (signPub != "" || encPub != ""):
+		return nil, nil, usagef("give %s or %s/%s, not both", keyFlag, signFlag, encFlag)
+	case keyName != "":
+		info, err := a.info(keyName)
+		if err != nil {
+			return nil, nil, err
+		}
+		return info.SignPubKey, info.EncPubKey, nil
+	}
+	sign, ok1 := decodeHex(signPub, 32)
+	enc, ok2 := decodeHex(encPub, 32)
+	if !ok1 || !ok2 {
+		return nil, nil, usagef("%s and %s: want 64 hex characters each (or use %s)", signFlag, encFlag, keyFlag)
+	}
+	return sign, enc, nil
 }
 
 func newMemberStatusCmd(a *cli, verb, short string, status emrv1.MemberStatus) *cobra.Command {

@@ -2319,6 +2319,340 @@ func (x *BlobRef) GetSha256() []byte {
 	return nil
 }
 
+type QueryValidatorsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryValidatorsRequest) Reset() {
+	*x = QueryValidatorsRequest{}
+	mi := &file_emrchain_v1_query_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryValidatorsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryValidatorsRequest) ProtoMessage() {}
+
+func (x *QueryValidatorsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_query_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryValidatorsRequest.ProtoReflect.Descriptor instead.
+func (*QueryValidatorsRequest) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{40}
+}
+
+type QueryValidatorsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ordered by public key.
+	Validators    []*Validator  `protobuf:"bytes,1,rep,name=validators,proto3" json:"validators,omitempty"`
+	Height        int64         `protobuf:"varint,14,opt,name=height,proto3" json:"height,omitempty"`
+	Proofs        []*StoreProof `protobuf:"bytes,15,rep,name=proofs,proto3" json:"proofs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryValidatorsResponse) Reset() {
+	*x = QueryValidatorsResponse{}
+	mi := &file_emrchain_v1_query_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryValidatorsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryValidatorsResponse) ProtoMessage() {}
+
+func (x *QueryValidatorsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_query_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryValidatorsResponse.ProtoReflect.Descriptor instead.
+func (*QueryValidatorsResponse) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *QueryValidatorsResponse) GetValidators() []*Validator {
+	if x != nil {
+		return x.Validators
+	}
+	return nil
+}
+
+func (x *QueryValidatorsResponse) GetHeight() int64 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+func (x *QueryValidatorsResponse) GetProofs() []*StoreProof {
+	if x != nil {
+		return x.Proofs
+	}
+	return nil
+}
+
+type QueryProposalRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryProposalRequest) Reset() {
+	*x = QueryProposalRequest{}
+	mi := &file_emrchain_v1_query_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryProposalRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryProposalRequest) ProtoMessage() {}
+
+func (x *QueryProposalRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_query_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryProposalRequest.ProtoReflect.Descriptor instead.
+func (*QueryProposalRequest) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *QueryProposalRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+type QueryProposalResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Proposal *Proposal              `protobuf:"bytes,1,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	// The number of organizations now: a proposal executes once more than
+	// two thirds of them approved it.
+	Organizations uint32        `protobuf:"varint,2,opt,name=organizations,proto3" json:"organizations,omitempty"`
+	Height        int64         `protobuf:"varint,14,opt,name=height,proto3" json:"height,omitempty"`
+	Proofs        []*StoreProof `protobuf:"bytes,15,rep,name=proofs,proto3" json:"proofs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryProposalResponse) Reset() {
+	*x = QueryProposalResponse{}
+	mi := &file_emrchain_v1_query_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryProposalResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryProposalResponse) ProtoMessage() {}
+
+func (x *QueryProposalResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_query_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryProposalResponse.ProtoReflect.Descriptor instead.
+func (*QueryProposalResponse) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *QueryProposalResponse) GetProposal() *Proposal {
+	if x != nil {
+		return x.Proposal
+	}
+	return nil
+}
+
+func (x *QueryProposalResponse) GetOrganizations() uint32 {
+	if x != nil {
+		return x.Organizations
+	}
+	return 0
+}
+
+func (x *QueryProposalResponse) GetHeight() int64 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+func (x *QueryProposalResponse) GetProofs() []*StoreProof {
+	if x != nil {
+		return x.Proofs
+	}
+	return nil
+}
+
+type QueryProposalsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Start after this proposal id; 0 = from the first.
+	After uint64 `protobuf:"varint,1,opt,name=after,proto3" json:"after,omitempty"`
+	// Proposals per page; 0 = the default; above params.max_page_size is INVALID_ARGUMENT.
+	Limit         uint32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryProposalsRequest) Reset() {
+	*x = QueryProposalsRequest{}
+	mi := &file_emrchain_v1_query_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryProposalsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryProposalsRequest) ProtoMessage() {}
+
+func (x *QueryProposalsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_query_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryProposalsRequest.ProtoReflect.Descriptor instead.
+func (*QueryProposalsRequest) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *QueryProposalsRequest) GetAfter() uint64 {
+	if x != nil {
+		return x.After
+	}
+	return 0
+}
+
+func (x *QueryProposalsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type QueryProposalsResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Proposals []*Proposal            `protobuf:"bytes,1,rep,name=proposals,proto3" json:"proposals,omitempty"`
+	// Pass as after for the next page; 0 when there is none.
+	Next          uint64        `protobuf:"varint,2,opt,name=next,proto3" json:"next,omitempty"`
+	Height        int64         `protobuf:"varint,14,opt,name=height,proto3" json:"height,omitempty"`
+	Proofs        []*StoreProof `protobuf:"bytes,15,rep,name=proofs,proto3" json:"proofs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryProposalsResponse) Reset() {
+	*x = QueryProposalsResponse{}
+	mi := &file_emrchain_v1_query_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryProposalsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryProposalsResponse) ProtoMessage() {}
+
+func (x *QueryProposalsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_query_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryProposalsResponse.ProtoReflect.Descriptor instead.
+func (*QueryProposalsResponse) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *QueryProposalsResponse) GetProposals() []*Proposal {
+	if x != nil {
+		return x.Proposals
+	}
+	return nil
+}
+
+func (x *QueryProposalsResponse) GetNext() uint64 {
+	if x != nil {
+		return x.Next
+	}
+	return 0
+}
+
+func (x *QueryProposalsResponse) GetHeight() int64 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+func (x *QueryProposalsResponse) GetProofs() []*StoreProof {
+	if x != nil {
+		return x.Proofs
+	}
+	return nil
+}
+
 var File_emrchain_v1_query_proto protoreflect.FileDescriptor
 
 const file_emrchain_v1_query_proto_rawDesc = "" +
@@ -2481,7 +2815,29 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"\n" +
 	"patient_id\x18\x02 \x01(\fR\tpatientId\x12\x1a\n" +
 	"\bcategory\x18\x03 \x01(\tR\bcategory\x12\x16\n" +
-	"\x06sha256\x18\x04 \x01(\fR\x06sha2562\xec\x12\n" +
+	"\x06sha256\x18\x04 \x01(\fR\x06sha256\"\x18\n" +
+	"\x16QueryValidatorsRequest\"\x9a\x01\n" +
+	"\x17QueryValidatorsResponse\x126\n" +
+	"\n" +
+	"validators\x18\x01 \x03(\v2\x16.emrchain.v1.ValidatorR\n" +
+	"validators\x12\x16\n" +
+	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
+	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"&\n" +
+	"\x14QueryProposalRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\"\xb9\x01\n" +
+	"\x15QueryProposalResponse\x121\n" +
+	"\bproposal\x18\x01 \x01(\v2\x15.emrchain.v1.ProposalR\bproposal\x12$\n" +
+	"\rorganizations\x18\x02 \x01(\rR\rorganizations\x12\x16\n" +
+	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
+	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"C\n" +
+	"\x15QueryProposalsRequest\x12\x14\n" +
+	"\x05after\x18\x01 \x01(\x04R\x05after\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\"\xaa\x01\n" +
+	"\x16QueryProposalsResponse\x123\n" +
+	"\tproposals\x18\x01 \x03(\v2\x15.emrchain.v1.ProposalR\tproposals\x12\x12\n" +
+	"\x04next\x18\x02 \x01(\x04R\x04next\x12\x16\n" +
+	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
+	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs2\xd4\x15\n" +
 	"\x05Query\x12h\n" +
 	"\x06Params\x12\x1f.emrchain.v1.QueryParamsRequest\x1a .emrchain.v1.QueryParamsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/emrchain/v1/params\x12\x86\x01\n" +
 	"\fOrganization\x12%.emrchain.v1.QueryOrganizationRequest\x1a&.emrchain.v1.QueryOrganizationResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/emrchain/v1/organizations/{id}\x12s\n" +
@@ -2502,7 +2858,11 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"LastAccess\x12#.emrchain.v1.QueryLastAccessRequest\x1a$.emrchain.v1.QueryLastAccessResponse\"O\x82\xd3\xe4\x93\x02I\x12G/emrchain/v1/patients/{patient_id}/records/{sequence}/access/{accessor}\x12k\n" +
 	"\x05Study\x12\x1e.emrchain.v1.QueryStudyRequest\x1a\x1f.emrchain.v1.QueryStudyResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/emrchain/v1/studies/{id}\x12\x8a\x01\n" +
 	"\vStudyShares\x12$.emrchain.v1.QueryStudySharesRequest\x1a%.emrchain.v1.QueryStudySharesResponse\".\x82\xd3\xe4\x93\x02(\x12&/emrchain/v1/studies/{study_id}/shares\x12q\n" +
-	"\bBlobRefs\x12!.emrchain.v1.QueryBlobRefsRequest\x1a\".emrchain.v1.QueryBlobRefsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/emrchain/v1/blob_refsB;Z9github.com/emrchain/emrchain/proto/emrchain/v1;emrchainv1b\x06proto3"
+	"\bBlobRefs\x12!.emrchain.v1.QueryBlobRefsRequest\x1a\".emrchain.v1.QueryBlobRefsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/emrchain/v1/blob_refs\x12x\n" +
+	"\n" +
+	"Validators\x12#.emrchain.v1.QueryValidatorsRequest\x1a$.emrchain.v1.QueryValidatorsResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/emrchain/v1/validators\x12v\n" +
+	"\bProposal\x12!.emrchain.v1.QueryProposalRequest\x1a\".emrchain.v1.QueryProposalResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/emrchain/v1/proposals/{id}\x12t\n" +
+	"\tProposals\x12\".emrchain.v1.QueryProposalsRequest\x1a#.emrchain.v1.QueryProposalsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/emrchain/v1/proposalsB;Z9github.com/emrchain/emrchain/proto/emrchain/v1;emrchainv1b\x06proto3"
 
 var (
 	file_emrchain_v1_query_proto_rawDescOnce sync.Once
@@ -2516,7 +2876,7 @@ func file_emrchain_v1_query_proto_rawDescGZIP() []byte {
 	return file_emrchain_v1_query_proto_rawDescData
 }
 
-var file_emrchain_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_emrchain_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_emrchain_v1_query_proto_goTypes = []any{
 	(*StoreProof)(nil),                 // 0: emrchain.v1.StoreProof
 	(*ProofOp)(nil),                    // 1: emrchain.v1.ProofOp
@@ -2558,103 +2918,123 @@ var file_emrchain_v1_query_proto_goTypes = []any{
 	(*QueryBlobRefsRequest)(nil),       // 37: emrchain.v1.QueryBlobRefsRequest
 	(*QueryBlobRefsResponse)(nil),      // 38: emrchain.v1.QueryBlobRefsResponse
 	(*BlobRef)(nil),                    // 39: emrchain.v1.BlobRef
-	(*Params)(nil),                     // 40: emrchain.v1.Params
-	(*Organization)(nil),               // 41: emrchain.v1.Organization
-	(*Member)(nil),                     // 42: emrchain.v1.Member
-	(*Account)(nil),                    // 43: emrchain.v1.Account
-	(*Patient)(nil),                    // 44: emrchain.v1.Patient
-	(*Permission)(nil),                 // 45: emrchain.v1.Permission
-	(*Record)(nil),                     // 46: emrchain.v1.Record
-	(*AccessEvent)(nil),                // 47: emrchain.v1.AccessEvent
-	(*Share)(nil),                      // 48: emrchain.v1.Share
-	(*Study)(nil),                      // 49: emrchain.v1.Study
+	(*QueryValidatorsRequest)(nil),     // 40: emrchain.v1.QueryValidatorsRequest
+	(*QueryValidatorsResponse)(nil),    // 41: emrchain.v1.QueryValidatorsResponse
+	(*QueryProposalRequest)(nil),       // 42: emrchain.v1.QueryProposalRequest
+	(*QueryProposalResponse)(nil),      // 43: emrchain.v1.QueryProposalResponse
+	(*QueryProposalsRequest)(nil),      // 44: emrchain.v1.QueryProposalsRequest
+	(*QueryProposalsResponse)(nil),     // 45: emrchain.v1.QueryProposalsResponse
+	(*Params)(nil),                     // 46: emrchain.v1.Params
+	(*Organization)(nil),               // 47: emrchain.v1.Organization
+	(*Member)(nil),                     // 48: emrchain.v1.Member
+	(*Account)(nil),                    // 49: emrchain.v1.Account
+	(*Patient)(nil),                    // 50: emrchain.v1.Patient
+	(*Permission)(nil),                 // 51: emrchain.v1.Permission
+	(*Record)(nil),                     // 52: emrchain.v1.Record
+	(*AccessEvent)(nil),                // 53: emrchain.v1.AccessEvent
+	(*Share)(nil),                      // 54: emrchain.v1.Share
+	(*Study)(nil),                      // 55: emrchain.v1.Study
+	(*Validator)(nil),                  // 56: emrchain.v1.Validator
+	(*Proposal)(nil),                   // 57: emrchain.v1.Proposal
 }
 var file_emrchain_v1_query_proto_depIdxs = []int32{
 	1,  // 0: emrchain.v1.StoreProof.ops:type_name -> emrchain.v1.ProofOp
-	40, // 1: emrchain.v1.QueryParamsResponse.params:type_name -> emrchain.v1.Params
+	46, // 1: emrchain.v1.QueryParamsResponse.params:type_name -> emrchain.v1.Params
 	0,  // 2: emrchain.v1.QueryParamsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	41, // 3: emrchain.v1.QueryOrganizationResponse.organization:type_name -> emrchain.v1.Organization
-	42, // 4: emrchain.v1.QueryOrganizationResponse.registrars:type_name -> emrchain.v1.Member
+	47, // 3: emrchain.v1.QueryOrganizationResponse.organization:type_name -> emrchain.v1.Organization
+	48, // 4: emrchain.v1.QueryOrganizationResponse.registrars:type_name -> emrchain.v1.Member
 	0,  // 5: emrchain.v1.QueryOrganizationResponse.proofs:type_name -> emrchain.v1.StoreProof
-	42, // 6: emrchain.v1.QueryMemberResponse.member:type_name -> emrchain.v1.Member
+	48, // 6: emrchain.v1.QueryMemberResponse.member:type_name -> emrchain.v1.Member
 	0,  // 7: emrchain.v1.QueryMemberResponse.proofs:type_name -> emrchain.v1.StoreProof
-	43, // 8: emrchain.v1.QueryAccountResponse.account:type_name -> emrchain.v1.Account
+	49, // 8: emrchain.v1.QueryAccountResponse.account:type_name -> emrchain.v1.Account
 	0,  // 9: emrchain.v1.QueryAccountResponse.proofs:type_name -> emrchain.v1.StoreProof
-	44, // 10: emrchain.v1.QueryPatientResponse.patient:type_name -> emrchain.v1.Patient
+	50, // 10: emrchain.v1.QueryPatientResponse.patient:type_name -> emrchain.v1.Patient
 	0,  // 11: emrchain.v1.QueryPatientResponse.proofs:type_name -> emrchain.v1.StoreProof
-	45, // 12: emrchain.v1.QueryPermissionResponse.permission:type_name -> emrchain.v1.Permission
+	51, // 12: emrchain.v1.QueryPermissionResponse.permission:type_name -> emrchain.v1.Permission
 	0,  // 13: emrchain.v1.QueryPermissionResponse.proofs:type_name -> emrchain.v1.StoreProof
-	45, // 14: emrchain.v1.QueryPermissionsResponse.permissions:type_name -> emrchain.v1.Permission
+	51, // 14: emrchain.v1.QueryPermissionsResponse.permissions:type_name -> emrchain.v1.Permission
 	0,  // 15: emrchain.v1.QueryPermissionsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	45, // 16: emrchain.v1.QueryGrantsResponse.permissions:type_name -> emrchain.v1.Permission
+	51, // 16: emrchain.v1.QueryGrantsResponse.permissions:type_name -> emrchain.v1.Permission
 	0,  // 17: emrchain.v1.QueryGrantsResponse.proofs:type_name -> emrchain.v1.StoreProof
 	2,  // 18: emrchain.v1.QueryRecordsRequest.page:type_name -> emrchain.v1.PageRequest
-	46, // 19: emrchain.v1.QueryRecordsResponse.records:type_name -> emrchain.v1.Record
+	52, // 19: emrchain.v1.QueryRecordsResponse.records:type_name -> emrchain.v1.Record
 	3,  // 20: emrchain.v1.QueryRecordsResponse.page:type_name -> emrchain.v1.PageResponse
 	0,  // 21: emrchain.v1.QueryRecordsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	46, // 22: emrchain.v1.QueryRecordResponse.record:type_name -> emrchain.v1.Record
+	52, // 22: emrchain.v1.QueryRecordResponse.record:type_name -> emrchain.v1.Record
 	0,  // 23: emrchain.v1.QueryRecordResponse.proofs:type_name -> emrchain.v1.StoreProof
 	2,  // 24: emrchain.v1.QueryAccessEventsRequest.page:type_name -> emrchain.v1.PageRequest
-	47, // 25: emrchain.v1.QueryAccessEventsResponse.events:type_name -> emrchain.v1.AccessEvent
+	53, // 25: emrchain.v1.QueryAccessEventsResponse.events:type_name -> emrchain.v1.AccessEvent
 	3,  // 26: emrchain.v1.QueryAccessEventsResponse.page:type_name -> emrchain.v1.PageResponse
 	0,  // 27: emrchain.v1.QueryAccessEventsResponse.proofs:type_name -> emrchain.v1.StoreProof
 	2,  // 28: emrchain.v1.QuerySharesRequest.page:type_name -> emrchain.v1.PageRequest
-	48, // 29: emrchain.v1.QuerySharesResponse.shares:type_name -> emrchain.v1.Share
+	54, // 29: emrchain.v1.QuerySharesResponse.shares:type_name -> emrchain.v1.Share
 	3,  // 30: emrchain.v1.QuerySharesResponse.page:type_name -> emrchain.v1.PageResponse
 	0,  // 31: emrchain.v1.QuerySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
-	49, // 32: emrchain.v1.QueryStudyResponse.study:type_name -> emrchain.v1.Study
+	55, // 32: emrchain.v1.QueryStudyResponse.study:type_name -> emrchain.v1.Study
 	0,  // 33: emrchain.v1.QueryStudyResponse.proofs:type_name -> emrchain.v1.StoreProof
 	2,  // 34: emrchain.v1.QueryStudySharesRequest.page:type_name -> emrchain.v1.PageRequest
-	48, // 35: emrchain.v1.QueryStudySharesResponse.shares:type_name -> emrchain.v1.Share
+	54, // 35: emrchain.v1.QueryStudySharesResponse.shares:type_name -> emrchain.v1.Share
 	3,  // 36: emrchain.v1.QueryStudySharesResponse.page:type_name -> emrchain.v1.PageResponse
 	0,  // 37: emrchain.v1.QueryStudySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
-	48, // 38: emrchain.v1.QueryShareResponse.share:type_name -> emrchain.v1.Share
+	54, // 38: emrchain.v1.QueryShareResponse.share:type_name -> emrchain.v1.Share
 	0,  // 39: emrchain.v1.QueryShareResponse.proofs:type_name -> emrchain.v1.StoreProof
-	47, // 40: emrchain.v1.QueryLastAccessResponse.event:type_name -> emrchain.v1.AccessEvent
+	53, // 40: emrchain.v1.QueryLastAccessResponse.event:type_name -> emrchain.v1.AccessEvent
 	0,  // 41: emrchain.v1.QueryLastAccessResponse.proofs:type_name -> emrchain.v1.StoreProof
 	39, // 42: emrchain.v1.QueryBlobRefsResponse.refs:type_name -> emrchain.v1.BlobRef
 	0,  // 43: emrchain.v1.QueryBlobRefsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	4,  // 44: emrchain.v1.Query.Params:input_type -> emrchain.v1.QueryParamsRequest
-	6,  // 45: emrchain.v1.Query.Organization:input_type -> emrchain.v1.QueryOrganizationRequest
-	8,  // 46: emrchain.v1.Query.Member:input_type -> emrchain.v1.QueryMemberRequest
-	10, // 47: emrchain.v1.Query.Account:input_type -> emrchain.v1.QueryAccountRequest
-	12, // 48: emrchain.v1.Query.Patient:input_type -> emrchain.v1.QueryPatientRequest
-	13, // 49: emrchain.v1.Query.PatientByOwner:input_type -> emrchain.v1.QueryPatientByOwnerRequest
-	17, // 50: emrchain.v1.Query.Permissions:input_type -> emrchain.v1.QueryPermissionsRequest
-	15, // 51: emrchain.v1.Query.Permission:input_type -> emrchain.v1.QueryPermissionRequest
-	19, // 52: emrchain.v1.Query.Grants:input_type -> emrchain.v1.QueryGrantsRequest
-	21, // 53: emrchain.v1.Query.Records:input_type -> emrchain.v1.QueryRecordsRequest
-	23, // 54: emrchain.v1.Query.Record:input_type -> emrchain.v1.QueryRecordRequest
-	25, // 55: emrchain.v1.Query.AccessEvents:input_type -> emrchain.v1.QueryAccessEventsRequest
-	27, // 56: emrchain.v1.Query.Shares:input_type -> emrchain.v1.QuerySharesRequest
-	33, // 57: emrchain.v1.Query.Share:input_type -> emrchain.v1.QueryShareRequest
-	35, // 58: emrchain.v1.Query.LastAccess:input_type -> emrchain.v1.QueryLastAccessRequest
-	29, // 59: emrchain.v1.Query.Study:input_type -> emrchain.v1.QueryStudyRequest
-	31, // 60: emrchain.v1.Query.StudyShares:input_type -> emrchain.v1.QueryStudySharesRequest
-	37, // 61: emrchain.v1.Query.BlobRefs:input_type -> emrchain.v1.QueryBlobRefsRequest
-	5,  // 62: emrchain.v1.Query.Params:output_type -> emrchain.v1.QueryParamsResponse
-	7,  // 63: emrchain.v1.Query.Organization:output_type -> emrchain.v1.QueryOrganizationResponse
-	9,  // 64: emrchain.v1.Query.Member:output_type -> emrchain.v1.QueryMemberResponse
-	11, // 65: emrchain.v1.Query.Account:output_type -> emrchain.v1.QueryAccountResponse
-	14, // 66: emrchain.v1.Query.Patient:output_type -> emrchain.v1.QueryPatientResponse
-	14, // 67: emrchain.v1.Query.PatientByOwner:output_type -> emrchain.v1.QueryPatientResponse
-	18, // 68: emrchain.v1.Query.Permissions:output_type -> emrchain.v1.QueryPermissionsResponse
-	16, // 69: emrchain.v1.Query.Permission:output_type -> emrchain.v1.QueryPermissionResponse
-	20, // 70: emrchain.v1.Query.Grants:output_type -> emrchain.v1.QueryGrantsResponse
-	22, // 71: emrchain.v1.Query.Records:output_type -> emrchain.v1.QueryRecordsResponse
-	24, // 72: emrchain.v1.Query.Record:output_type -> emrchain.v1.QueryRecordResponse
-	26, // 73: emrchain.v1.Query.AccessEvents:output_type -> emrchain.v1.QueryAccessEventsResponse
-	28, // 74: emrchain.v1.Query.Shares:output_type -> emrchain.v1.QuerySharesResponse
-	34, // 75: emrchain.v1.Query.Share:output_type -> emrchain.v1.QueryShareResponse
-	36, // 76: emrchain.v1.Query.LastAccess:output_type -> emrchain.v1.QueryLastAccessResponse
-	30, // 77: emrchain.v1.Query.Study:output_type -> emrchain.v1.QueryStudyResponse
-	32, // 78: emrchain.v1.Query.StudyShares:output_type -> emrchain.v1.QueryStudySharesResponse
-	38, // 79: emrchain.v1.Query.BlobRefs:output_type -> emrchain.v1.QueryBlobRefsResponse
-	62, // [62:80] is the sub-list for method output_type
-	44, // [44:62] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	56, // 44: emrchain.v1.QueryValidatorsResponse.validators:type_name -> emrchain.v1.Validator
+	0,  // 45: emrchain.v1.QueryValidatorsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	57, // 46: emrchain.v1.QueryProposalResponse.proposal:type_name -> emrchain.v1.Proposal
+	0,  // 47: emrchain.v1.QueryProposalResponse.proofs:type_name -> emrchain.v1.StoreProof
+	57, // 48: emrchain.v1.QueryProposalsResponse.proposals:type_name -> emrchain.v1.Proposal
+	0,  // 49: emrchain.v1.QueryProposalsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	4,  // 50: emrchain.v1.Query.Params:input_type -> emrchain.v1.QueryParamsRequest
+	6,  // 51: emrchain.v1.Query.Organization:input_type -> emrchain.v1.QueryOrganizationRequest
+	8,  // 52: emrchain.v1.Query.Member:input_type -> emrchain.v1.QueryMemberRequest
+	10, // 53: emrchain.v1.Query.Account:input_type -> emrchain.v1.QueryAccountRequest
+	12, // 54: emrchain.v1.Query.Patient:input_type -> emrchain.v1.QueryPatientRequest
+	13, // 55: emrchain.v1.Query.PatientByOwner:input_type -> emrchain.v1.QueryPatientByOwnerRequest
+	17, // 56: emrchain.v1.Query.Permissions:input_type -> emrchain.v1.QueryPermissionsRequest
+	15, // 57: emrchain.v1.Query.Permission:input_type -> emrchain.v1.QueryPermissionRequest
+	19, // 58: emrchain.v1.Query.Grants:input_type -> emrchain.v1.QueryGrantsRequest
+	21, // 59: emrchain.v1.Query.Records:input_type -> emrchain.v1.QueryRecordsRequest
+	23, // 60: emrchain.v1.Query.Record:input_type -> emrchain.v1.QueryRecordRequest
+	25, // 61: emrchain.v1.Query.AccessEvents:input_type -> emrchain.v1.QueryAccessEventsRequest
+	27, // 62: emrchain.v1.Query.Shares:input_type -> emrchain.v1.QuerySharesRequest
+	33, // 63: emrchain.v1.Query.Share:input_type -> emrchain.v1.QueryShareRequest
+	35, // 64: emrchain.v1.Query.LastAccess:input_type -> emrchain.v1.QueryLastAccessRequest
+	29, // 65: emrchain.v1.Query.Study:input_type -> emrchain.v1.QueryStudyRequest
+	31, // 66: emrchain.v1.Query.StudyShares:input_type -> emrchain.v1.QueryStudySharesRequest
+	37, // 67: emrchain.v1.Query.BlobRefs:input_type -> emrchain.v1.QueryBlobRefsRequest
+	40, // 68: emrchain.v1.Query.Validators:input_type -> emrchain.v1.QueryValidatorsRequest
+	42, // 69: emrchain.v1.Query.Proposal:input_type -> emrchain.v1.QueryProposalRequest
+	44, // 70: emrchain.v1.Query.Proposals:input_type -> emrchain.v1.QueryProposalsRequest
+	5,  // 71: emrchain.v1.Query.Params:output_type -> emrchain.v1.QueryParamsResponse
+	7,  // 72: emrchain.v1.Query.Organization:output_type -> emrchain.v1.QueryOrganizationResponse
+	9,  // 73: emrchain.v1.Query.Member:output_type -> emrchain.v1.QueryMemberResponse
+	11, // 74: emrchain.v1.Query.Account:output_type -> emrchain.v1.QueryAccountResponse
+	14, // 75: emrchain.v1.Query.Patient:output_type -> emrchain.v1.QueryPatientResponse
+	14, // 76: emrchain.v1.Query.PatientByOwner:output_type -> emrchain.v1.QueryPatientResponse
+	18, // 77: emrchain.v1.Query.Permissions:output_type -> emrchain.v1.QueryPermissionsResponse
+	16, // 78: emrchain.v1.Query.Permission:output_type -> emrchain.v1.QueryPermissionResponse
+	20, // 79: emrchain.v1.Query.Grants:output_type -> emrchain.v1.QueryGrantsResponse
+	22, // 80: emrchain.v1.Query.Records:output_type -> emrchain.v1.QueryRecordsResponse
+	24, // 81: emrchain.v1.Query.Record:output_type -> emrchain.v1.QueryRecordResponse
+	26, // 82: emrchain.v1.Query.AccessEvents:output_type -> emrchain.v1.QueryAccessEventsResponse
+	28, // 83: emrchain.v1.Query.Shares:output_type -> emrchain.v1.QuerySharesResponse
+	34, // 84: emrchain.v1.Query.Share:output_type -> emrchain.v1.QueryShareResponse
+	36, // 85: emrchain.v1.Query.LastAccess:output_type -> emrchain.v1.QueryLastAccessResponse
+	30, // 86: emrchain.v1.Query.Study:output_type -> emrchain.v1.QueryStudyResponse
+	32, // 87: emrchain.v1.Query.StudyShares:output_type -> emrchain.v1.QueryStudySharesResponse
+	38, // 88: emrchain.v1.Query.BlobRefs:output_type -> emrchain.v1.QueryBlobRefsResponse
+	41, // 89: emrchain.v1.Query.Validators:output_type -> emrchain.v1.QueryValidatorsResponse
+	43, // 90: emrchain.v1.Query.Proposal:output_type -> emrchain.v1.QueryProposalResponse
+	45, // 91: emrchain.v1.Query.Proposals:output_type -> emrchain.v1.QueryProposalsResponse
+	71, // [71:92] is the sub-list for method output_type
+	50, // [50:71] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_emrchain_v1_query_proto_init() }
@@ -2669,7 +3049,7 @@ func file_emrchain_v1_query_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_emrchain_v1_query_proto_rawDesc), len(file_emrchain_v1_query_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   40,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -37,6 +37,9 @@ const (
 	Query_Study_FullMethodName          = "/emrchain.v1.Query/Study"
 	Query_StudyShares_FullMethodName    = "/emrchain.v1.Query/StudyShares"
 	Query_BlobRefs_FullMethodName       = "/emrchain.v1.Query/BlobRefs"
+	Query_Validators_FullMethodName     = "/emrchain.v1.Query/Validators"
+	Query_Proposal_FullMethodName       = "/emrchain.v1.Query/Proposal"
+	Query_Proposals_FullMethodName      = "/emrchain.v1.Query/Proposals"
 )
 
 // QueryClient is the client API for Query service.
@@ -101,6 +104,13 @@ type QueryClient interface {
 	// node holds no blocks from height 1 (restored from a state-sync
 	// snapshot) fills its reference index from it.
 	BlobRefs(ctx context.Context, in *QueryBlobRefsRequest, opts ...grpc.CallOption) (*QueryBlobRefsResponse, error)
+	// Validators lists the validator set as the state machine last set it,
+	// by public key. CometBFT applies a change made at height H from H+2.
+	Validators(ctx context.Context, in *QueryValidatorsRequest, opts ...grpc.CallOption) (*QueryValidatorsResponse, error)
+	// Proposal returns one consortium proposal.
+	Proposal(ctx context.Context, in *QueryProposalRequest, opts ...grpc.CallOption) (*QueryProposalResponse, error)
+	// Proposals lists consortium proposals, oldest first.
+	Proposals(ctx context.Context, in *QueryProposalsRequest, opts ...grpc.CallOption) (*QueryProposalsResponse, error)
 }
 
 type queryClient struct {
@@ -291,6 +301,36 @@ func (c *queryClient) BlobRefs(ctx context.Context, in *QueryBlobRefsRequest, op
 	return out, nil
 }
 
+func (c *queryClient) Validators(ctx context.Context, in *QueryValidatorsRequest, opts ...grpc.CallOption) (*QueryValidatorsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QueryValidatorsResponse)
+	err := c.cc.Invoke(ctx, Query_Validators_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryClient) Proposal(ctx context.Context, in *QueryProposalRequest, opts ...grpc.CallOption) (*QueryProposalResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QueryProposalResponse)
+	err := c.cc.Invoke(ctx, Query_Proposal_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryClient) Proposals(ctx context.Context, in *QueryProposalsRequest, opts ...grpc.CallOption) (*QueryProposalsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QueryProposalsResponse)
+	err := c.cc.Invoke(ctx, Query_Proposals_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // QueryServer is the server API for Query service.
 // All implementations must embed UnimplementedQueryServer
 // for forward compatibility.
@@ -353,6 +393,13 @@ type QueryServer interface {
 	// node holds no blocks from height 1 (restored from a state-sync
 	// snapshot) fills its reference index from it.
 	BlobRefs(context.Context, *QueryBlobRefsRequest) (*QueryBlobRefsResponse, error)
+	// Validators lists the validator set as the state machine last set it,
+	// by public key. CometBFT applies a change made at height H from H+2.
+	Validators(context.Context, *QueryValidatorsRequest) (*QueryValidatorsResponse, error)
+	// Proposal returns one consortium proposal.
+	Proposal(context.Context, *QueryProposalRequest) (*QueryProposalResponse, error)
+	// Proposals lists consortium proposals, oldest first.
+	Proposals(context.Context, *QueryProposalsRequest) (*QueryProposalsResponse, error)
 	mustEmbedUnimplementedQueryServer()
 }
 
@@ -416,6 +463,15 @@ func (UnimplementedQueryServer) StudyShares(context.Context, *QueryStudySharesRe
 }
 func (UnimplementedQueryServer) BlobRefs(context.Context, *QueryBlobRefsRequest) (*QueryBlobRefsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method BlobRefs not implemented")
+}
+func (UnimplementedQueryServer) Validators(context.Context, *QueryValidatorsRequest) (*QueryValidatorsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Validators not implemented")
+}
+func (UnimplementedQueryServer) Proposal(context.Context, *QueryProposalRequest) (*QueryProposalResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Proposal not implemented")
+}
+func (UnimplementedQueryServer) Proposals(context.Context, *QueryProposalsRequest) (*QueryProposalsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Proposals not implemented")
 }
 func (UnimplementedQueryServer) mustEmbedUnimplementedQueryServer() {}
 func (UnimplementedQueryServer) testEmbeddedByValue()               {}
@@ -762,6 +818,60 @@ func _Query_BlobRefs_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Query_Validators_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QueryValidatorsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServer).Validators(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Query_Validators_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServer).Validators(ctx, req.(*QueryValidatorsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Query_Proposal_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QueryProposalRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServer).Proposal(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Query_Proposal_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServer).Proposal(ctx, req.(*QueryProposalRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Query_Proposals_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QueryProposalsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServer).Proposals(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Query_Proposals_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServer).Proposals(ctx, req.(*QueryProposalsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Query_ServiceDesc is the grpc.ServiceDesc for Query service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -840,6 +950,18 @@ var Query_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "BlobRefs",
 			Handler:    _Query_BlobRefs_Handler,
+		},
+		{
+			MethodName: "Validators",
+			Handler:    _Query_Validators_Handler,
+		},
+		{
+			MethodName: "Proposal",
+			Handler:    _Query_Proposal_Handler,
+		},
+		{
+			MethodName: "Proposals",
+			Handler:    _Query_Proposals_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

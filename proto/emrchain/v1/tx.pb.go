@@ -169,6 +169,8 @@ type Msg struct {
 	//	*Msg_RecordAccess
 	//	*Msg_RegisterStudy
 	//	*Msg_ShareRecord
+	//	*Msg_Propose
+	//	*Msg_Approve
 	Sum           isMsg_Sum `protobuf_oneof:"sum"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -301,6 +303,24 @@ func (x *Msg) GetShareRecord() *MsgShareRecord {
 	return nil
 }
 
+func (x *Msg) GetPropose() *MsgPropose {
+	if x != nil {
+		if x, ok := x.Sum.(*Msg_Propose); ok {
+			return x.Propose
+		}
+	}
+	return nil
+}
+
+func (x *Msg) GetApprove() *MsgApprove {
+	if x != nil {
+		if x, ok := x.Sum.(*Msg_Approve); ok {
+			return x.Approve
+		}
+	}
+	return nil
+}
+
 type isMsg_Sum interface {
 	isMsg_Sum()
 }
@@ -345,6 +365,14 @@ type Msg_ShareRecord struct {
 	ShareRecord *MsgShareRecord `protobuf:"bytes,10,opt,name=share_record,json=shareRecord,proto3,oneof"`
 }
 
+type Msg_Propose struct {
+	Propose *MsgPropose `protobuf:"bytes,11,opt,name=propose,proto3,oneof"`
+}
+
+type Msg_Approve struct {
+	Approve *MsgApprove `protobuf:"bytes,12,opt,name=approve,proto3,oneof"`
+}
+
 func (*Msg_RegisterMember) isMsg_Sum() {}
 
 func (*Msg_SetMemberStatus) isMsg_Sum() {}
@@ -364,6 +392,10 @@ func (*Msg_RecordAccess) isMsg_Sum() {}
 func (*Msg_RegisterStudy) isMsg_Sum() {}
 
 func (*Msg_ShareRecord) isMsg_Sum() {}
+
+func (*Msg_Propose) isMsg_Sum() {}
+
+func (*Msg_Approve) isMsg_Sum() {}
 
 // MsgRegisterMember: a registrar registers a member of its own organization.
 type MsgRegisterMember struct {
@@ -1277,6 +1309,108 @@ func (x *MsgShareRecord) GetWrappedStudyKey() []byte {
 	return nil
 }
 
+// MsgPropose: a registrar proposes a change to the consortium; its own
+// organization's approval is counted at once. The change executes in the
+// transaction that brings the approvals above two thirds of the
+// organizations, if it is still possible then.
+type MsgPropose struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Change *ConsortiumChange      `protobuf:"bytes,1,opt,name=change,proto3" json:"change,omitempty"`
+	// Why, for the other registrars (printable text, at most 256 bytes).
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MsgPropose) Reset() {
+	*x = MsgPropose{}
+	mi := &file_emrchain_v1_tx_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MsgPropose) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MsgPropose) ProtoMessage() {}
+
+func (x *MsgPropose) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_tx_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MsgPropose.ProtoReflect.Descriptor instead.
+func (*MsgPropose) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_tx_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *MsgPropose) GetChange() *ConsortiumChange {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+func (x *MsgPropose) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// MsgApprove: a registrar approves an open proposal for its organization.
+type MsgApprove struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ProposalId    uint64                 `protobuf:"varint,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MsgApprove) Reset() {
+	*x = MsgApprove{}
+	mi := &file_emrchain_v1_tx_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MsgApprove) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MsgApprove) ProtoMessage() {}
+
+func (x *MsgApprove) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_tx_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MsgApprove.ProtoReflect.Descriptor instead.
+func (*MsgApprove) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_tx_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *MsgApprove) GetProposalId() uint64 {
+	if x != nil {
+		return x.ProposalId
+	}
+	return 0
+}
+
 var File_emrchain_v1_tx_proto protoreflect.FileDescriptor
 
 const file_emrchain_v1_tx_proto_rawDesc = "" +
@@ -1290,7 +1424,7 @@ const file_emrchain_v1_tx_proto_rawDesc = "" +
 	"\bchain_id\x18\x01 \x01(\tR\achainId\x12$\n" +
 	"\x0esigner_pub_key\x18\x02 \x01(\fR\fsignerPubKey\x12\x1a\n" +
 	"\bsequence\x18\x03 \x01(\x04R\bsequence\x12\"\n" +
-	"\x03msg\x18\x04 \x01(\v2\x10.emrchain.v1.MsgR\x03msg\"\x96\x05\n" +
+	"\x03msg\x18\x04 \x01(\v2\x10.emrchain.v1.MsgR\x03msg\"\x80\x06\n" +
 	"\x03Msg\x12I\n" +
 	"\x0fregister_member\x18\x01 \x01(\v2\x1e.emrchain.v1.MsgRegisterMemberH\x00R\x0eregisterMember\x12M\n" +
 	"\x11set_member_status\x18\x02 \x01(\v2\x1f.emrchain.v1.MsgSetMemberStatusH\x00R\x0fsetMemberStatus\x12F\n" +
@@ -1304,7 +1438,9 @@ const file_emrchain_v1_tx_proto_rawDesc = "" +
 	"\rrecord_access\x18\b \x01(\v2\x1c.emrchain.v1.MsgRecordAccessH\x00R\frecordAccess\x12F\n" +
 	"\x0eregister_study\x18\t \x01(\v2\x1d.emrchain.v1.MsgRegisterStudyH\x00R\rregisterStudy\x12@\n" +
 	"\fshare_record\x18\n" +
-	" \x01(\v2\x1b.emrchain.v1.MsgShareRecordH\x00R\vshareRecordB\x05\n" +
+	" \x01(\v2\x1b.emrchain.v1.MsgShareRecordH\x00R\vshareRecord\x123\n" +
+	"\apropose\x18\v \x01(\v2\x17.emrchain.v1.MsgProposeH\x00R\apropose\x123\n" +
+	"\aapprove\x18\f \x01(\v2\x17.emrchain.v1.MsgApproveH\x00R\aapproveB\x05\n" +
 	"\x03sum\"\xcc\x01\n" +
 	"\x11MsgRegisterMember\x12 \n" +
 	"\fsign_pub_key\x18\x01 \x01(\fR\n" +
@@ -1392,7 +1528,15 @@ const file_emrchain_v1_tx_proto_rawDesc = "" +
 	"\n" +
 	"object_key\x18\x06 \x01(\tR\tobjectKey\x12\x12\n" +
 	"\x04size\x18\a \x01(\x04R\x04size\x12*\n" +
-	"\x11wrapped_study_key\x18\b \x01(\fR\x0fwrappedStudyKeyB;Z9github.com/emrchain/emrchain/proto/emrchain/v1;emrchainv1b\x06proto3"
+	"\x11wrapped_study_key\x18\b \x01(\fR\x0fwrappedStudyKey\"[\n" +
+	"\n" +
+	"MsgPropose\x125\n" +
+	"\x06change\x18\x01 \x01(\v2\x1d.emrchain.v1.ConsortiumChangeR\x06change\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"-\n" +
+	"\n" +
+	"MsgApprove\x12\x1f\n" +
+	"\vproposal_id\x18\x01 \x01(\x04R\n" +
+	"proposalIdB;Z9github.com/emrchain/emrchain/proto/emrchain/v1;emrchainv1b\x06proto3"
 
 var (
 	file_emrchain_v1_tx_proto_rawDescOnce sync.Once
@@ -1406,7 +1550,7 @@ func file_emrchain_v1_tx_proto_rawDescGZIP() []byte {
 	return file_emrchain_v1_tx_proto_rawDescData
 }
 
-var file_emrchain_v1_tx_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_emrchain_v1_tx_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_emrchain_v1_tx_proto_goTypes = []any{
 	(*Tx)(nil),                    // 0: emrchain.v1.Tx
 	(*TxBody)(nil),                // 1: emrchain.v1.TxBody
@@ -1423,11 +1567,14 @@ var file_emrchain_v1_tx_proto_goTypes = []any{
 	(*MsgRecordAccess)(nil),       // 12: emrchain.v1.MsgRecordAccess
 	(*MsgRegisterStudy)(nil),      // 13: emrchain.v1.MsgRegisterStudy
 	(*MsgShareRecord)(nil),        // 14: emrchain.v1.MsgShareRecord
-	(Role)(0),                     // 15: emrchain.v1.Role
-	(MemberStatus)(0),             // 16: emrchain.v1.MemberStatus
-	(Right)(0),                    // 17: emrchain.v1.Right
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
-	(Purpose)(0),                  // 19: emrchain.v1.Purpose
+	(*MsgPropose)(nil),            // 15: emrchain.v1.MsgPropose
+	(*MsgApprove)(nil),            // 16: emrchain.v1.MsgApprove
+	(Role)(0),                     // 17: emrchain.v1.Role
+	(MemberStatus)(0),             // 18: emrchain.v1.MemberStatus
+	(Right)(0),                    // 19: emrchain.v1.Right
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(Purpose)(0),                  // 21: emrchain.v1.Purpose
+	(*ConsortiumChange)(nil),      // 22: emrchain.v1.ConsortiumChange
 }
 var file_emrchain_v1_tx_proto_depIdxs = []int32{
 	2,  // 0: emrchain.v1.TxBody.msg:type_name -> emrchain.v1.Msg
@@ -1441,19 +1588,22 @@ var file_emrchain_v1_tx_proto_depIdxs = []int32{
 	12, // 8: emrchain.v1.Msg.record_access:type_name -> emrchain.v1.MsgRecordAccess
 	13, // 9: emrchain.v1.Msg.register_study:type_name -> emrchain.v1.MsgRegisterStudy
 	14, // 10: emrchain.v1.Msg.share_record:type_name -> emrchain.v1.MsgShareRecord
-	15, // 11: emrchain.v1.MsgRegisterMember.role:type_name -> emrchain.v1.Role
-	16, // 12: emrchain.v1.MsgSetMemberStatus.status:type_name -> emrchain.v1.MemberStatus
-	17, // 13: emrchain.v1.MsgGrant.rights:type_name -> emrchain.v1.Right
-	18, // 14: emrchain.v1.MsgGrant.not_before:type_name -> google.protobuf.Timestamp
-	18, // 15: emrchain.v1.MsgGrant.not_after:type_name -> google.protobuf.Timestamp
-	8,  // 16: emrchain.v1.MsgRotateKey.envelopes:type_name -> emrchain.v1.KeyEnvelope
-	9,  // 17: emrchain.v1.MsgRotateKey.rewrapped:type_name -> emrchain.v1.RewrappedKey
-	19, // 18: emrchain.v1.MsgRecordAccess.purpose:type_name -> emrchain.v1.Purpose
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	15, // 11: emrchain.v1.Msg.propose:type_name -> emrchain.v1.MsgPropose
+	16, // 12: emrchain.v1.Msg.approve:type_name -> emrchain.v1.MsgApprove
+	17, // 13: emrchain.v1.MsgRegisterMember.role:type_name -> emrchain.v1.Role
+	18, // 14: emrchain.v1.MsgSetMemberStatus.status:type_name -> emrchain.v1.MemberStatus
+	19, // 15: emrchain.v1.MsgGrant.rights:type_name -> emrchain.v1.Right
+	20, // 16: emrchain.v1.MsgGrant.not_before:type_name -> google.protobuf.Timestamp
+	20, // 17: emrchain.v1.MsgGrant.not_after:type_name -> google.protobuf.Timestamp
+	8,  // 18: emrchain.v1.MsgRotateKey.envelopes:type_name -> emrchain.v1.KeyEnvelope
+	9,  // 19: emrchain.v1.MsgRotateKey.rewrapped:type_name -> emrchain.v1.RewrappedKey
+	21, // 20: emrchain.v1.MsgRecordAccess.purpose:type_name -> emrchain.v1.Purpose
+	22, // 21: emrchain.v1.MsgPropose.change:type_name -> emrchain.v1.ConsortiumChange
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_emrchain_v1_tx_proto_init() }
@@ -1473,6 +1623,8 @@ func file_emrchain_v1_tx_proto_init() {
 		(*Msg_RecordAccess)(nil),
 		(*Msg_RegisterStudy)(nil),
 		(*Msg_ShareRecord)(nil),
+		(*Msg_Propose)(nil),
+		(*Msg_Approve)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1480,7 +1632,7 @@ func file_emrchain_v1_tx_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_emrchain_v1_tx_proto_rawDesc), len(file_emrchain_v1_tx_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -303,6 +303,57 @@ func (Purpose) EnumDescriptor() ([]byte, []int) {
 	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{4}
 }
 
+// ProposalStatus is where a proposal stands. An open proposal whose
+// voting_end has passed is expired: it can no longer be approved.
+type ProposalStatus int32
+
+const (
+	ProposalStatus_PROPOSAL_STATUS_UNSPECIFIED ProposalStatus = 0
+	ProposalStatus_PROPOSAL_STATUS_OPEN        ProposalStatus = 1
+	ProposalStatus_PROPOSAL_STATUS_EXECUTED    ProposalStatus = 2
+)
+
+// Enum value maps for ProposalStatus.
+var (
+	ProposalStatus_name = map[int32]string{
+		0: "PROPOSAL_STATUS_UNSPECIFIED",
+		1: "PROPOSAL_STATUS_OPEN",
+		2: "PROPOSAL_STATUS_EXECUTED",
+	}
+	ProposalStatus_value = map[string]int32{
+		"PROPOSAL_STATUS_UNSPECIFIED": 0,
+		"PROPOSAL_STATUS_OPEN":        1,
+		"PROPOSAL_STATUS_EXECUTED":    2,
+	}
+)
+
+func (x ProposalStatus) Enum() *ProposalStatus {
+	p := new(ProposalStatus)
+	*p = x
+	return p
+}
+
+func (x ProposalStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ProposalStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_emrchain_v1_types_proto_enumTypes[5].Descriptor()
+}
+
+func (ProposalStatus) Type() protoreflect.EnumType {
+	return &file_emrchain_v1_types_proto_enumTypes[5]
+}
+
+func (x ProposalStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ProposalStatus.Descriptor instead.
+func (ProposalStatus) EnumDescriptor() ([]byte, []int) {
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
 // Params are the consortium-wide parameters, fixed at genesis.
 type Params struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -322,8 +373,11 @@ type Params struct {
 	EmergencyAccessSeconds uint64 `protobuf:"varint,7,opt,name=emergency_access_seconds,json=emergencyAccessSeconds,proto3" json:"emergency_access_seconds,omitempty"`
 	// Largest wrapped key or envelope, in bytes.
 	MaxWrappedKeyBytes uint32 `protobuf:"varint,8,opt,name=max_wrapped_key_bytes,json=maxWrappedKeyBytes,proto3" json:"max_wrapped_key_bytes,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// How long a consortium proposal (MsgPropose) stays open for approvals,
+	// in seconds of block time.
+	ProposalSeconds uint64 `protobuf:"varint,9,opt,name=proposal_seconds,json=proposalSeconds,proto3" json:"proposal_seconds,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Params) Reset() {
@@ -408,6 +462,13 @@ func (x *Params) GetEmergencyAccessSeconds() uint64 {
 func (x *Params) GetMaxWrappedKeyBytes() uint32 {
 	if x != nil {
 		return x.MaxWrappedKeyBytes
+	}
+	return 0
+}
+
+func (x *Params) GetProposalSeconds() uint64 {
+	if x != nil {
+		return x.ProposalSeconds
 	}
 	return 0
 }
@@ -1570,11 +1631,402 @@ func (x *GenesisState) GetMembers() []*GenesisMember {
 	return nil
 }
 
+// Validator is one validator of the chain as the state machine last set it:
+// from genesis, then by executed proposals. CometBFT applies a change made
+// in block H from block H+2.
+type Validator struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ed25519 consensus public key (32 bytes).
+	PubKey        []byte `protobuf:"bytes,1,opt,name=pub_key,json=pubKey,proto3" json:"pub_key,omitempty"`
+	Power         int64  `protobuf:"varint,2,opt,name=power,proto3" json:"power,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Validator) Reset() {
+	*x = Validator{}
+	mi := &file_emrchain_v1_types_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Validator) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Validator) ProtoMessage() {}
+
+func (x *Validator) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_types_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Validator.ProtoReflect.Descriptor instead.
+func (*Validator) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Validator) GetPubKey() []byte {
+	if x != nil {
+		return x.PubKey
+	}
+	return nil
+}
+
+func (x *Validator) GetPower() int64 {
+	if x != nil {
+		return x.Power
+	}
+	return 0
+}
+
+// AddOrganization admits an institution to the consortium and seats its
+// first registrar, who registers its other members.
+type AddOrganization struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Organization *Organization          `protobuf:"bytes,1,opt,name=organization,proto3" json:"organization,omitempty"`
+	// The first registrar's ed25519 signing key (32 bytes).
+	RegistrarSignPubKey []byte `protobuf:"bytes,2,opt,name=registrar_sign_pub_key,json=registrarSignPubKey,proto3" json:"registrar_sign_pub_key,omitempty"`
+	// The first registrar's X25519 key (32 bytes).
+	RegistrarEncPubKey     []byte `protobuf:"bytes,3,opt,name=registrar_enc_pub_key,json=registrarEncPubKey,proto3" json:"registrar_enc_pub_key,omitempty"`
+	RegistrarCredentialRef string `protobuf:"bytes,4,opt,name=registrar_credential_ref,json=registrarCredentialRef,proto3" json:"registrar_credential_ref,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *AddOrganization) Reset() {
+	*x = AddOrganization{}
+	mi := &file_emrchain_v1_types_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddOrganization) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddOrganization) ProtoMessage() {}
+
+func (x *AddOrganization) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_types_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddOrganization.ProtoReflect.Descriptor instead.
+func (*AddOrganization) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *AddOrganization) GetOrganization() *Organization {
+	if x != nil {
+		return x.Organization
+	}
+	return nil
+}
+
+func (x *AddOrganization) GetRegistrarSignPubKey() []byte {
+	if x != nil {
+		return x.RegistrarSignPubKey
+	}
+	return nil
+}
+
+func (x *AddOrganization) GetRegistrarEncPubKey() []byte {
+	if x != nil {
+		return x.RegistrarEncPubKey
+	}
+	return nil
+}
+
+func (x *AddOrganization) GetRegistrarCredentialRef() string {
+	if x != nil {
+		return x.RegistrarCredentialRef
+	}
+	return ""
+}
+
+// SetValidatorPower adds a validator (a new key), changes its voting power,
+// or removes it (power 0).
+type SetValidatorPower struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ed25519 consensus public key (32 bytes), as `emrchaind show validator`
+	// prints it.
+	PubKey        []byte `protobuf:"bytes,1,opt,name=pub_key,json=pubKey,proto3" json:"pub_key,omitempty"`
+	Power         int64  `protobuf:"varint,2,opt,name=power,proto3" json:"power,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetValidatorPower) Reset() {
+	*x = SetValidatorPower{}
+	mi := &file_emrchain_v1_types_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetValidatorPower) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetValidatorPower) ProtoMessage() {}
+
+func (x *SetValidatorPower) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_types_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetValidatorPower.ProtoReflect.Descriptor instead.
+func (*SetValidatorPower) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SetValidatorPower) GetPubKey() []byte {
+	if x != nil {
+		return x.PubKey
+	}
+	return nil
+}
+
+func (x *SetValidatorPower) GetPower() int64 {
+	if x != nil {
+		return x.Power
+	}
+	return 0
+}
+
+// ConsortiumChange is what a proposal would change.
+type ConsortiumChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Change:
+	//
+	//	*ConsortiumChange_AddOrganization
+	//	*ConsortiumChange_SetValidatorPower
+	Change        isConsortiumChange_Change `protobuf_oneof:"change"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsortiumChange) Reset() {
+	*x = ConsortiumChange{}
+	mi := &file_emrchain_v1_types_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsortiumChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsortiumChange) ProtoMessage() {}
+
+func (x *ConsortiumChange) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_types_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsortiumChange.ProtoReflect.Descriptor instead.
+func (*ConsortiumChange) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ConsortiumChange) GetChange() isConsortiumChange_Change {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+func (x *ConsortiumChange) GetAddOrganization() *AddOrganization {
+	if x != nil {
+		if x, ok := x.Change.(*ConsortiumChange_AddOrganization); ok {
+			return x.AddOrganization
+		}
+	}
+	return nil
+}
+
+func (x *ConsortiumChange) GetSetValidatorPower() *SetValidatorPower {
+	if x != nil {
+		if x, ok := x.Change.(*ConsortiumChange_SetValidatorPower); ok {
+			return x.SetValidatorPower
+		}
+	}
+	return nil
+}
+
+type isConsortiumChange_Change interface {
+	isConsortiumChange_Change()
+}
+
+type ConsortiumChange_AddOrganization struct {
+	AddOrganization *AddOrganization `protobuf:"bytes,1,opt,name=add_organization,json=addOrganization,proto3,oneof"`
+}
+
+type ConsortiumChange_SetValidatorPower struct {
+	SetValidatorPower *SetValidatorPower `protobuf:"bytes,2,opt,name=set_validator_power,json=setValidatorPower,proto3,oneof"`
+}
+
+func (*ConsortiumChange_AddOrganization) isConsortiumChange_Change() {}
+
+func (*ConsortiumChange_SetValidatorPower) isConsortiumChange_Change() {}
+
+// Proposal is a change to the consortium that takes effect once registrars
+// of more than two thirds of the organizations have approved it.
+type Proposal struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Id     uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Change *ConsortiumChange      `protobuf:"bytes,2,opt,name=change,proto3" json:"change,omitempty"`
+	// Why, in the proposer's words.
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The registrar that proposed it.
+	Proposer []byte `protobuf:"bytes,4,opt,name=proposer,proto3" json:"proposer,omitempty"`
+	// The organizations that approved it, in the order they did; the
+	// proposer's is first.
+	Approvals []string               `protobuf:"bytes,5,rep,name=approvals,proto3" json:"approvals,omitempty"`
+	Height    int64                  `protobuf:"varint,6,opt,name=height,proto3" json:"height,omitempty"`
+	Time      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=time,proto3" json:"time,omitempty"`
+	// Approvals are refused from this block time on.
+	VotingEnd *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=voting_end,json=votingEnd,proto3" json:"voting_end,omitempty"`
+	Status    ProposalStatus         `protobuf:"varint,9,opt,name=status,proto3,enum=emrchain.v1.ProposalStatus" json:"status,omitempty"`
+	// The block that executed it (status executed).
+	ExecutedHeight int64 `protobuf:"varint,10,opt,name=executed_height,json=executedHeight,proto3" json:"executed_height,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Proposal) Reset() {
+	*x = Proposal{}
+	mi := &file_emrchain_v1_types_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Proposal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Proposal) ProtoMessage() {}
+
+func (x *Proposal) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_types_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Proposal.ProtoReflect.Descriptor instead.
+func (*Proposal) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Proposal) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Proposal) GetChange() *ConsortiumChange {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+func (x *Proposal) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Proposal) GetProposer() []byte {
+	if x != nil {
+		return x.Proposer
+	}
+	return nil
+}
+
+func (x *Proposal) GetApprovals() []string {
+	if x != nil {
+		return x.Approvals
+	}
+	return nil
+}
+
+func (x *Proposal) GetHeight() int64 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+func (x *Proposal) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *Proposal) GetVotingEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.VotingEnd
+	}
+	return nil
+}
+
+func (x *Proposal) GetStatus() ProposalStatus {
+	if x != nil {
+		return x.Status
+	}
+	return ProposalStatus_PROPOSAL_STATUS_UNSPECIFIED
+}
+
+func (x *Proposal) GetExecutedHeight() int64 {
+	if x != nil {
+		return x.ExecutedHeight
+	}
+	return 0
+}
+
 var File_emrchain_v1_types_proto protoreflect.FileDescriptor
 
 const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\n" +
-	"\x17emrchain/v1/types.proto\x12\vemrchain.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xef\x02\n" +
+	"\x17emrchain/v1/types.proto\x12\vemrchain.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x03\n" +
 	"\x06Params\x12\x1e\n" +
 	"\n" +
 	"categories\x18\x01 \x03(\tR\n" +
@@ -1586,7 +2038,8 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\x18max_rewraps_per_rotation\x18\x05 \x01(\rR\x15maxRewrapsPerRotation\x12\"\n" +
 	"\rmax_page_size\x18\x06 \x01(\rR\vmaxPageSize\x128\n" +
 	"\x18emergency_access_seconds\x18\a \x01(\x04R\x16emergencyAccessSeconds\x121\n" +
-	"\x15max_wrapped_key_bytes\x18\b \x01(\rR\x12maxWrappedKeyBytes\"e\n" +
+	"\x15max_wrapped_key_bytes\x18\b \x01(\rR\x12maxWrappedKeyBytes\x12)\n" +
+	"\x10proposal_seconds\x18\t \x01(\x04R\x0fproposalSeconds\"e\n" +
 	"\fOrganization\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x121\n" +
@@ -1709,7 +2162,35 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\fGenesisState\x12+\n" +
 	"\x06params\x18\x01 \x01(\v2\x13.emrchain.v1.ParamsR\x06params\x12?\n" +
 	"\rorganizations\x18\x02 \x03(\v2\x19.emrchain.v1.OrganizationR\rorganizations\x124\n" +
-	"\amembers\x18\x03 \x03(\v2\x1a.emrchain.v1.GenesisMemberR\amembers*}\n" +
+	"\amembers\x18\x03 \x03(\v2\x1a.emrchain.v1.GenesisMemberR\amembers\":\n" +
+	"\tValidator\x12\x17\n" +
+	"\apub_key\x18\x01 \x01(\fR\x06pubKey\x12\x14\n" +
+	"\x05power\x18\x02 \x01(\x03R\x05power\"\xf2\x01\n" +
+	"\x0fAddOrganization\x12=\n" +
+	"\forganization\x18\x01 \x01(\v2\x19.emrchain.v1.OrganizationR\forganization\x123\n" +
+	"\x16registrar_sign_pub_key\x18\x02 \x01(\fR\x13registrarSignPubKey\x121\n" +
+	"\x15registrar_enc_pub_key\x18\x03 \x01(\fR\x12registrarEncPubKey\x128\n" +
+	"\x18registrar_credential_ref\x18\x04 \x01(\tR\x16registrarCredentialRef\"B\n" +
+	"\x11SetValidatorPower\x12\x17\n" +
+	"\apub_key\x18\x01 \x01(\fR\x06pubKey\x12\x14\n" +
+	"\x05power\x18\x02 \x01(\x03R\x05power\"\xb9\x01\n" +
+	"\x10ConsortiumChange\x12I\n" +
+	"\x10add_organization\x18\x01 \x01(\v2\x1c.emrchain.v1.AddOrganizationH\x00R\x0faddOrganization\x12P\n" +
+	"\x13set_validator_power\x18\x02 \x01(\v2\x1e.emrchain.v1.SetValidatorPowerH\x00R\x11setValidatorPowerB\b\n" +
+	"\x06change\"\x84\x03\n" +
+	"\bProposal\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x125\n" +
+	"\x06change\x18\x02 \x01(\v2\x1d.emrchain.v1.ConsortiumChangeR\x06change\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1a\n" +
+	"\bproposer\x18\x04 \x01(\fR\bproposer\x12\x1c\n" +
+	"\tapprovals\x18\x05 \x03(\tR\tapprovals\x12\x16\n" +
+	"\x06height\x18\x06 \x01(\x03R\x06height\x12.\n" +
+	"\x04time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x129\n" +
+	"\n" +
+	"voting_end\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tvotingEnd\x123\n" +
+	"\x06status\x18\t \x01(\x0e2\x1b.emrchain.v1.ProposalStatusR\x06status\x12'\n" +
+	"\x0fexecuted_height\x18\n" +
+	" \x01(\x03R\x0eexecutedHeight*}\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fROLE_PATIENT\x10\x01\x12\x12\n" +
@@ -1737,7 +2218,11 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\x13PURPOSE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11PURPOSE_TREATMENT\x10\x01\x12\x14\n" +
 	"\x10PURPOSE_RESEARCH\x10\x02\x12\x15\n" +
-	"\x11PURPOSE_EMERGENCY\x10\x03B;Z9github.com/emrchain/emrchain/proto/emrchain/v1;emrchainv1b\x06proto3"
+	"\x11PURPOSE_EMERGENCY\x10\x03*i\n" +
+	"\x0eProposalStatus\x12\x1f\n" +
+	"\x1bPROPOSAL_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14PROPOSAL_STATUS_OPEN\x10\x01\x12\x1c\n" +
+	"\x18PROPOSAL_STATUS_EXECUTED\x10\x02B;Z9github.com/emrchain/emrchain/proto/emrchain/v1;emrchainv1b\x06proto3"
 
 var (
 	file_emrchain_v1_types_proto_rawDescOnce sync.Once
@@ -1751,49 +2236,62 @@ func file_emrchain_v1_types_proto_rawDescGZIP() []byte {
 	return file_emrchain_v1_types_proto_rawDescData
 }
 
-var file_emrchain_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_emrchain_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_emrchain_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_emrchain_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_emrchain_v1_types_proto_goTypes = []any{
 	(Role)(0),                     // 0: emrchain.v1.Role
 	(MemberStatus)(0),             // 1: emrchain.v1.MemberStatus
 	(OrganizationKind)(0),         // 2: emrchain.v1.OrganizationKind
 	(Right)(0),                    // 3: emrchain.v1.Right
 	(Purpose)(0),                  // 4: emrchain.v1.Purpose
-	(*Params)(nil),                // 5: emrchain.v1.Params
-	(*Organization)(nil),          // 6: emrchain.v1.Organization
-	(*Member)(nil),                // 7: emrchain.v1.Member
-	(*Account)(nil),               // 8: emrchain.v1.Account
-	(*Patient)(nil),               // 9: emrchain.v1.Patient
-	(*Permission)(nil),            // 10: emrchain.v1.Permission
-	(*Record)(nil),                // 11: emrchain.v1.Record
-	(*AccessEvent)(nil),           // 12: emrchain.v1.AccessEvent
-	(*Study)(nil),                 // 13: emrchain.v1.Study
-	(*Share)(nil),                 // 14: emrchain.v1.Share
-	(*GenesisMember)(nil),         // 15: emrchain.v1.GenesisMember
-	(*GenesisState)(nil),          // 16: emrchain.v1.GenesisState
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(ProposalStatus)(0),           // 5: emrchain.v1.ProposalStatus
+	(*Params)(nil),                // 6: emrchain.v1.Params
+	(*Organization)(nil),          // 7: emrchain.v1.Organization
+	(*Member)(nil),                // 8: emrchain.v1.Member
+	(*Account)(nil),               // 9: emrchain.v1.Account
+	(*Patient)(nil),               // 10: emrchain.v1.Patient
+	(*Permission)(nil),            // 11: emrchain.v1.Permission
+	(*Record)(nil),                // 12: emrchain.v1.Record
+	(*AccessEvent)(nil),           // 13: emrchain.v1.AccessEvent
+	(*Study)(nil),                 // 14: emrchain.v1.Study
+	(*Share)(nil),                 // 15: emrchain.v1.Share
+	(*GenesisMember)(nil),         // 16: emrchain.v1.GenesisMember
+	(*GenesisState)(nil),          // 17: emrchain.v1.GenesisState
+	(*Validator)(nil),             // 18: emrchain.v1.Validator
+	(*AddOrganization)(nil),       // 19: emrchain.v1.AddOrganization
+	(*SetValidatorPower)(nil),     // 20: emrchain.v1.SetValidatorPower
+	(*ConsortiumChange)(nil),      // 21: emrchain.v1.ConsortiumChange
+	(*Proposal)(nil),              // 22: emrchain.v1.Proposal
+	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
 }
 var file_emrchain_v1_types_proto_depIdxs = []int32{
 	2,  // 0: emrchain.v1.Organization.kind:type_name -> emrchain.v1.OrganizationKind
 	0,  // 1: emrchain.v1.Member.role:type_name -> emrchain.v1.Role
 	1,  // 2: emrchain.v1.Member.status:type_name -> emrchain.v1.MemberStatus
 	3,  // 3: emrchain.v1.Permission.rights:type_name -> emrchain.v1.Right
-	17, // 4: emrchain.v1.Permission.not_before:type_name -> google.protobuf.Timestamp
-	17, // 5: emrchain.v1.Permission.not_after:type_name -> google.protobuf.Timestamp
-	17, // 6: emrchain.v1.Permission.revoked_time:type_name -> google.protobuf.Timestamp
-	17, // 7: emrchain.v1.Record.time:type_name -> google.protobuf.Timestamp
+	23, // 4: emrchain.v1.Permission.not_before:type_name -> google.protobuf.Timestamp
+	23, // 5: emrchain.v1.Permission.not_after:type_name -> google.protobuf.Timestamp
+	23, // 6: emrchain.v1.Permission.revoked_time:type_name -> google.protobuf.Timestamp
+	23, // 7: emrchain.v1.Record.time:type_name -> google.protobuf.Timestamp
 	4,  // 8: emrchain.v1.AccessEvent.purpose:type_name -> emrchain.v1.Purpose
-	17, // 9: emrchain.v1.AccessEvent.time:type_name -> google.protobuf.Timestamp
-	17, // 10: emrchain.v1.Share.time:type_name -> google.protobuf.Timestamp
+	23, // 9: emrchain.v1.AccessEvent.time:type_name -> google.protobuf.Timestamp
+	23, // 10: emrchain.v1.Share.time:type_name -> google.protobuf.Timestamp
 	0,  // 11: emrchain.v1.GenesisMember.role:type_name -> emrchain.v1.Role
-	5,  // 12: emrchain.v1.GenesisState.params:type_name -> emrchain.v1.Params
-	6,  // 13: emrchain.v1.GenesisState.organizations:type_name -> emrchain.v1.Organization
-	15, // 14: emrchain.v1.GenesisState.members:type_name -> emrchain.v1.GenesisMember
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	6,  // 12: emrchain.v1.GenesisState.params:type_name -> emrchain.v1.Params
+	7,  // 13: emrchain.v1.GenesisState.organizations:type_name -> emrchain.v1.Organization
+	16, // 14: emrchain.v1.GenesisState.members:type_name -> emrchain.v1.GenesisMember
+	7,  // 15: emrchain.v1.AddOrganization.organization:type_name -> emrchain.v1.Organization
+	19, // 16: emrchain.v1.ConsortiumChange.add_organization:type_name -> emrchain.v1.AddOrganization
+	20, // 17: emrchain.v1.ConsortiumChange.set_validator_power:type_name -> emrchain.v1.SetValidatorPower
+	21, // 18: emrchain.v1.Proposal.change:type_name -> emrchain.v1.ConsortiumChange
+	23, // 19: emrchain.v1.Proposal.time:type_name -> google.protobuf.Timestamp
+	23, // 20: emrchain.v1.Proposal.voting_end:type_name -> google.protobuf.Timestamp
+	5,  // 21: emrchain.v1.Proposal.status:type_name -> emrchain.v1.ProposalStatus
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_emrchain_v1_types_proto_init() }
@@ -1801,13 +2299,17 @@ func file_emrchain_v1_types_proto_init() {
 	if File_emrchain_v1_types_proto != nil {
 		return
 	}
+	file_emrchain_v1_types_proto_msgTypes[15].OneofWrappers = []any{
+		(*ConsortiumChange_AddOrganization)(nil),
+		(*ConsortiumChange_SetValidatorPower)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_emrchain_v1_types_proto_rawDesc), len(file_emrchain_v1_types_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   12,
+			NumEnums:      6,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,393 @@
+package main
+
+import (
+	"encoding/base64"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/client"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+const governanceLong = `A change to the consortium (an organization admitted with its first
+registrar, a validator added, re-weighted or removed) is proposed by a
+registrar and takes effect in the transaction that brings its approvals
+above two thirds of the organizations: one approval per organization, by
+any of its registrars, the proposer's counted at once. Approvals are
+refused once the proposal's voting ends (params proposal_seconds after it
+was made). CometBFT applies a validator change two blocks after the block
+that executed it.`
+
+func newProposeCmd(a *cli) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "propose",
+		Short: "Propose a change to the consortium: admit an organization, change a validator",
+		Long:  governanceLong,
+		Example: `  emrcli propose add-organization --from registrar --id st-mary --name "St Mary's" --kind hospital \
+      --registrar-key st-mary-registrar --credential REG-1 --reason "joins the regional network"
+  emrcli propose validator --from registrar --pub-key 6Z9T...Q= --power 10 --reason "St Mary's node"`,
+	}
+	cmd.AddCommand(newProposeOrgCmd(a), newProposeValidatorCmd(a))
+	return cmd
+}
+
+func newProposeOrgCmd(a *cli) *cobra.Command {
+	var from, id, name, kindStr, keyName, signPub, encPub, credential, reason string
+	var async bool
+	cmd := &cobra.Command{
+		Use:   "add-organization --from REGISTRAR --id ID --name NAME --kind KIND (--registrar-key NAME | --registrar-sign-pub-key HEX --registrar-enc-pub-key HEX) --reason TEXT",
+		Short: "Propose to admit an organization and seat its first registrar",
+		Long: governanceLong + `
+
+The first registrar's public keys come from a key in this keyring
+(--registrar-key) or are given in hex (the new organization's registrar
+runs "emrcli keys show NAME --json" and sends them). Once the proposal
+executes, that registrar registers the organization's other members.`,
+		Example: `  emrcli propose add-organization --from registrar --id st-mary --name "St Mary's" --kind hospital \
+      --registrar-sign-pub-key 1f2e... --registrar-enc-pub-key 9a8b... --credential REG-1 --reason "joins the regional network"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			kind, err := app.ParseOrganizationKind(kindStr)
+			if err != nil {
+				return usagef("--kind: %v", err)
+			}
+			sp, ep, err := a.memberKeys(keyName, signPub, encPub, "--registrar-key", "--registrar-sign-pub-key", "--registrar-enc-pub-key")
+			if err != nil {
+				return err
+			}
+			change := &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_AddOrganization{AddOrganization: &emrv1.AddOrganization{
+				Organization:           &emrv1.Organization{Id: id, Name: name, Kind: kind},
+				RegistrarSignPubKey:    sp,
+				RegistrarEncPubKey:     ep,
+				RegistrarCredentialRef: credential,
+			}}}
+			return a.propose(cmd, from, change, reason, async)
+		},
+	}
+	f := cmd.Flags()
+	a.keyFlag(cmd, &from, "from", "registrar key that signs")
+	f.StringVar(&id, "id", "", "the organization's id (lowercase letters, digits, '.', '_', '-')")
+	f.StringVar(&name, "name", "", "the organization's name")
+	f.StringVar(&kindStr, "kind", "", "hospital, lab, pharmacy or research")
+	a.keyFlag(cmd, &keyName, "registrar-key", "the first registrar's key, in this keyring")
+	f.StringVar(&signPub, "registrar-sign-pub-key", "", "the first registrar's ed25519 public key (hex)")
+	f.StringVar(&encPub, "registrar-enc-pub-key", "", "the first registrar's X25519 public key (hex)")
+	f.StringVar(&credential, "credential", "", "the first registrar's credential reference")
+	f.StringVar(&reason, "reason", "", "why, for the other registrars (required)")
+	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
+	for _, name := range []string{"id", "name", "kind", "reason"} {
+		_ = cmd.MarkFlagRequired(name)
+	}
+	_ = cmd.RegisterFlagCompletionFunc("kind", cobra.FixedCompletions([]string{"hospital", "lab", "pharmacy", "research"}, cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
+
+func newProposeValidatorCmd(a *cli) *cobra.Command {
+	var from, pubKey, reason string
+	var power int64
+	var async bool
+	cmd := &cobra.Command{
+		Use:   "validator --from REGISTRAR --pub-key KEY --power N --reason TEXT",
+		Short: "Propose to add a validator, change its voting power, or remove it (--power 0)",
+		Long: governanceLong + `
+
+--pub-key is the node's ed25519 consensus key: the "value" of "pub_key" in
+what "emrchaind show validator" prints (base64), or the same 32 bytes in
+hex. Power 0 removes the validator; every validator init and testnet make
+has power 10. Before adding a node, start it as a full node and let it catch
+up: from two blocks after the change, it must sign.`,
+		Example: `  emrcli propose validator --from registrar --pub-key 6Z9TkQb1...Q= --power 10 --reason "St Mary's node"
+  emrcli propose validator --from registrar --pub-key 6Z9TkQb1...Q= --power 0 --reason "decommissioned"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			key, err := parseConsensusKey(pubKey)
+			if err != nil {
+				return err
+			}
+			if power < 0 || power > app.MaxValidatorPower {
+				return usagef("--power %d: want 0 (remove) to %d", power, app.MaxValidatorPower)
+			}
+			change := &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetValidatorPower{SetValidatorPower: &emrv1.SetValidatorPower{
+				PubKey: key, Power: power,
+			}}}
+			return a.propose(cmd, from, change, reason, async)
+		},
+	}
+	f := cmd.Flags()
+	a.keyFlag(cmd, &from, "from", "registrar key that signs")
+	f.StringVar(&pubKey, "pub-key", "", "the validator's ed25519 consensus key (base64 as `emrchaind show validator` prints it, or hex)")
+	f.Int64Var(&power, "power", -1, "voting power; 0 removes the validator")
+	f.StringVar(&reason, "reason", "", "why, for the other registrars (required)")
+	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
+	for _, name := range []string{"pub-key", "power", "reason"} {
+		_ = cmd.MarkFlagRequired(name)
+	}
+	return cmd
+}
+
+// parseConsensusKey reads a 32-byte ed25519 key in hex or standard base64.
+func parseConsensusKey(s string) ([]byte, error) {
+	if b, ok := decodeHex(s, 32); ok {
+		return b, nil
+	}
+	if b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s)); err == nil && len(b) == 32 {
+		return b, nil
+	}
+	return nil, usagef("--pub-key: want the 32-byte ed25519 key in base64 (44 characters) or hex (64)")
+}
+
+// propose submits a MsgPropose and prints the proposal it made.
+func (a *cli) propose(cmd *cobra.Command, from string, change *emrv1.ConsortiumChange, reason string, async bool) error {
+	k, err := a.key(from)
+	if err != nil {
+		return err
+	}
+	msg := &emrv1.Msg{Sum: &emrv1.Msg_Propose{Propose: &emrv1.MsgPropose{Change: change, Reason: reason}}}
+	res, err := a.submit(cmd.Context(), k, msg, async)
+	if err != nil {
+		return err
+	}
+	var id uint64
+	if ids := res.Attribute(app.EventType, app.ProposalAttribute); len(ids) == 1 {
+		id, _ = strconv.ParseUint(ids[0], 10, 64)
+	}
+	return a.emitDecision(cmd, id, res)
+}
+
+func newApproveCmd(a *cli) *cobra.Command {
+	var from string
+	var async bool
+	cmd := &cobra.Command{
+		Use:   "approve --from REGISTRAR PROPOSAL",
+		Short: "Approve a consortium proposal for your organization",
+		Long:  governanceLong + "\n\nSee the proposal first: emrcli proposals PROPOSAL.",
+		Example: `  emrcli proposals 3
+  emrcli approve --from registrar 3`,
+		Args: exactArgs(1, "one PROPOSAL id"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := strconv.ParseUint(args[0], 10, 64)
+			if err != nil || id == 0 {
+				return usagef("PROPOSAL %q: want a proposal id (1, 2, ...)", args[0])
+			}
+			k, err := a.key(from)
+			if err != nil {
+				return err
+			}
+			msg := &emrv1.Msg{Sum: &emrv1.Msg_Approve{Approve: &emrv1.MsgApprove{ProposalId: id}}}
+			res, err := a.submit(cmd.Context(), k, msg, async)
+			if err != nil {
+				return err
+			}
+			return a.emitDecision(cmd, id, res)
+		},
+	}
+	a.keyFlag(cmd, &from, "from", "registrar key that signs")
+	cmd.Flags().BoolVar(&async, "async", false, "do not wait for the transaction to commit")
+	return cmd
+}
+
+// emitDecision prints the proposal a committed propose or approve left
+// (read back, verified); of one not waited for, only the transaction.
+func (a *cli) emitDecision(cmd *cobra.Command, id uint64, res *client.TxResult) error {
+	out := struct {
+		Proposal *proposalView `json:"proposal,omitempty"`
+		Tx       *txView       `json:"tx"`
+		provenance
+	}{Tx: viewTx(res)}
+	if res.Height > 0 && id > 0 {
+		ctx := cmd.Context()
+		c, err := a.client(ctx)
+		if err != nil {
+			return err
+		}
+		var resp emrv1.QueryProposalResponse
+		info, err := c.QueryInfo(ctx, "Proposal", &emrv1.QueryProposalRequest{Id: id}, &resp)
+		if err != nil {
+			return fmt.Errorf("the transaction committed; reading proposal %d back: %w", id, err)
+		}
+		out.provenance = viewInfo(info)
+		v := viewProposal(resp.Proposal, out.provenance.now())
+		out.Proposal = &v
+	}
+	return a.emit(out, func(w io.Writer) {
+		if p := out.Proposal; p != nil {
+			fmt.Fprintf(w, "proposal %d: %s\n", p.ID, p.Change)
+			if p.Status == "executed" {
+				fmt.Fprintf(w, "executed at height %d (approved by %s)\n", p.ExecutedHeight, strings.Join(p.Approvals, ", "))
+			} else {
+				fmt.Fprintf(w, "%s; approved by %s; voting ends %s\n", p.Status, strings.Join(p.Approvals, ", "), p.VotingEnd)
+			}
+		}
+		out.Tx.text(w)
+		if out.Proposal != nil {
+			out.provenance.text(w)
+		}
+	})
+}
+
+type proposalView struct {
+	ID             uint64   `json:"id"`
+	Change         string   `json:"change"`
+	Reason         string   `json:"reason"`
+	Proposer       string   `json:"proposer"`
+	Approvals      []string `json:"approvals"`
+	Height         int64    `json:"height"`
+	Time           string   `json:"time"`
+	VotingEnd      string   `json:"voting_end"`
+	Status         string   `json:"status"`
+	ExecutedHeight int64    `json:"executed_height,omitempty"`
+}
+
+// viewProposal describes p; an open proposal whose voting ended by now (a
+// verified header's time, RFC 3339; "" when unknown) is "expired".
+func viewProposal(p *emrv1.Proposal, now string) proposalView {
+	v := proposalView{
+		ID: p.Id, Reason: p.Reason, Proposer: upperHex(p.Proposer), Approvals: append([]string{}, p.Approvals...),
+		Height: p.Height, Time: ts(p.Time), VotingEnd: ts(p.VotingEnd), ExecutedHeight: p.ExecutedHeight,
+	}
+	switch c := p.Change.GetChange().(type) {
+	case *emrv1.ConsortiumChange_AddOrganization:
+		o := c.AddOrganization.Organization
+		v.Change = fmt.Sprintf("admit %s (%q, %s) with registrar %s", o.GetId(), o.GetName(),
+			enumName(o.GetKind().String(), "ORGANIZATION_KIND_"), upperHex(app.AddressOf(c.AddOrganization.RegistrarSignPubKey)))
+	case *emrv1.ConsortiumChange_SetValidatorPower:
+		v.Change = fmt.Sprintf("validator %s power %d", base64.StdEncoding.EncodeToString(c.SetValidatorPower.PubKey), c.SetValidatorPower.Power)
+	}
+	switch {
+	case p.Status == emrv1.ProposalStatus_PROPOSAL_STATUS_EXECUTED:
+		v.Status = "executed"
+	case now != "" && now >= v.VotingEnd:
+		v.Status = "expired"
+	default:
+		v.Status = "open"
+	}
+	return v
+}
+
+func newProposalsCmd(a *cli) *cobra.Command {
+	return &cobra.Command{
+		Use:   "proposals [PROPOSAL]",
+		Short: "List the consortium's proposals, or show one (verified)",
+		Long: governanceLong + `
+
+Without an argument, every proposal is listed, oldest first.`,
+		Example: "  emrcli proposals\n  emrcli proposals 3 --json",
+		Args:    cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			c, err := a.client(ctx)
+			if err != nil {
+				return err
+			}
+			var list []*emrv1.Proposal
+			var orgs uint32
+			var prov provenance
+			if len(args) == 1 {
+				id, err := strconv.ParseUint(args[0], 10, 64)
+				if err != nil || id == 0 {
+					return usagef("PROPOSAL %q: want a proposal id (1, 2, ...)", args[0])
+				}
+				var resp emrv1.QueryProposalResponse
+				info, err := c.QueryInfo(ctx, "Proposal", &emrv1.QueryProposalRequest{Id: id}, &resp)
+				if err != nil {
+					return err
+				}
+				list, orgs, prov = []*emrv1.Proposal{resp.Proposal}, resp.Organizations, viewInfo(info)
+			} else {
+				for after := uint64(0); ; {
+					var resp emrv1.QueryProposalsResponse
+					info, err := c.QueryInfo(ctx, "Proposals", &emrv1.QueryProposalsRequest{After: after}, &resp)
+					if err != nil {
+						return err
+					}
+					list, prov = append(list, resp.Proposals...), viewInfo(info)
+					if after = resp.Next; after == 0 {
+						break
+					}
+				}
+			}
+			now := prov.now()
+			out := struct {
+				Proposals     []proposalView `json:"proposals"`
+				Organizations uint32         `json:"organizations,omitempty"`
+				provenance
+			}{[]proposalView{}, orgs, prov}
+			for _, p := range list {
+				out.Proposals = append(out.Proposals, viewProposal(p, now))
+			}
+			return a.emit(out, func(w io.Writer) {
+				if len(out.Proposals) == 0 {
+					fmt.Fprintln(w, "no proposals")
+				}
+				var rows [][]string
+				for _, p := range out.Proposals {
+					rows = append(rows, []string{strconv.FormatUint(p.ID, 10), p.Status, p.Change,
+						strings.Join(p.Approvals, ","), p.VotingEnd, p.Reason})
+				}
+				if len(rows) > 0 {
+					table(w, []string{"ID", "STATUS", "CHANGE", "APPROVED BY", "VOTING ENDS", "REASON"}, rows)
+				}
+				if orgs > 0 {
+					fmt.Fprintf(w, "organizations: %d (a proposal needs more than two thirds)\n", orgs)
+				}
+				out.provenance.text(w)
+			})
+		},
+	}
+}
+
+func newValidatorsCmd(a *cli) *cobra.Command {
+	return &cobra.Command{
+		Use:   "validators",
+		Short: "List the validator set as the chain last set it (verified)",
+		Long: `validators lists the validators the state machine holds, by consensus key
+(base64, as "emrchaind show validator" prints it), with their voting power.
+A change executed at height H is CometBFT's from H+2.`,
+		Example: "  emrcli validators\n  emrcli validators --json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			c, err := a.client(ctx)
+			if err != nil {
+				return err
+			}
+			var resp emrv1.QueryValidatorsResponse
+			info, err := c.QueryInfo(ctx, "Validators", &emrv1.QueryValidatorsRequest{}, &resp)
+			if err != nil {
+				return err
+			}
+			type validatorView struct {
+				PubKey string `json:"pub_key"`
+				Power  int64  `json:"power"`
+			}
+			out := struct {
+				Validators []validatorView `json:"validators"`
+				provenance
+			}{[]validatorView{}, viewInfo(info)}
+			var rows [][]string
+			for _, v := range resp.Validators {
+				key := base64.StdEncoding.EncodeToString(v.PubKey)
+				out.Validators = append(out.Validators, validatorView{key, v.Power})
+				rows = append(rows, []string{key, strconv.FormatInt(v.Power, 10)})
+			}
+			return a.emit(out, func(w io.Writer) {
+				table(w, []string{"PUB KEY", "POWER"}, rows)
+				out.provenance.text(w)
+			})
+		},
+	}
+}
+
+// now is the verified header's time (RFC 3339), or "" for an unverified
+// answer: the time a proposal's voting end is judged by.
+func (p provenance) now() string {
+	if !p.Verified {
+		return ""
+	}
+	return p.Header
+}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emrchain/emrchain/client/clienttest"
+)
+
+// TestGovernanceFlow: on a real node of a one-organization consortium, a
+// registrar's proposal executes when made (one of one is more than two
+// thirds): it admits an organization, whose new registrar then registers
+// its staff. With two organizations, doubling the node's voting power
+// waits for the second one's approval; `validators` reads the change back
+// verified, CometBFT applies it two blocks later, and the light client goes
+// on verifying under the new set. An executed proposal takes no approval,
+// an organization approves once, and the only validator cannot be removed.
+func TestGovernanceFlow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs emrchaind and emrcli")
+	}
+	node := clienttest.StartNode(t, clienttest.NodeOptions{ChainID: "emr-gov-test"})
+	e := &cliEnv{t: t, bin: clienttest.Build(t, "github.com/emrchain/emrchain/cmd/emrcli"), home: t.TempDir()}
+	e.env = []string{"EMRCLI_HOME=" + e.home, "EMRCLI_NODE=" + node.RPC, "EMRCLI_KEYRING_BACKEND=test"}
+	e.ok("light", "init", "--genesis", node.Genesis)
+	e.ok("keys", "import-dev", node.RegistrarKey)
+	e.ok("keys", "add", "st-mary-registrar")
+	e.ok("keys", "add", "st-mary-doc")
+
+	e.fails(2, "--kind", "propose", "add-organization", "--from", "registrar", "--id", "st-mary", "--name", "St Mary's",
+		"--kind", "castle", "--registrar-key", "st-mary-registrar", "--reason", "joins")
+	out := e.ok("propose", "add-organization", "--from", "registrar", "--id", "st-mary", "--name", "St Mary's",
+		"--kind", "hospital", "--registrar-key", "st-mary-registrar", "--credential", "REG-1", "--reason", "joins the network")
+	for _, want := range []string{`proposal 1: admit st-mary ("St Mary's", hospital) with registrar`, "executed at height", "(approved by dev-hospital)", "verified against"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("propose add-organization lacks %q:\n%s", want, out)
+		}
+	}
+	e.ok("member", "register", "--from", "st-mary-registrar", "--key", "st-mary-doc", "--role", "clinician", "--credential", "GMC-9")
+	if out := e.ok("member", "show", "st-mary-doc"); !strings.Contains(out, "st-mary") {
+		t.Fatalf("member show: %s", out)
+	}
+	e.fails(1, "proposal closed", "approve", "--from", "registrar", "1")
+
+	var vs struct {
+		Validators []struct {
+			PubKey string `json:"pub_key"`
+			Power  int64  `json:"power"`
+		} `json:"validators"`
+		Verified bool `json:"verified"`
+	}
+	e.json(&vs, "validators")
+	if len(vs.Validators) != 1 || vs.Validators[0].Power != 10 || !vs.Verified {
+		t.Fatalf("validators: %+v", vs)
+	}
+	key := vs.Validators[0].PubKey
+	e.fails(1, "only validator", "propose", "validator", "--from", "registrar", "--pub-key", key, "--power", "0", "--reason", "leave")
+	var decided struct {
+		Proposal struct {
+			ID             uint64 `json:"id"`
+			Status         string `json:"status"`
+			ExecutedHeight int64  `json:"executed_height"`
+		} `json:"proposal"`
+	}
+	// Two organizations now: the proposal waits for St Mary's.
+	e.json(&decided, "propose", "validator", "--from", "registrar", "--pub-key", key, "--power", "20", "--reason", "double")
+	if decided.Proposal.ID != 2 || decided.Proposal.Status != "open" {
+		t.Fatalf("propose validator: %+v", decided)
+	}
+	e.fails(1, "has approved proposal 2 already", "approve", "--from", "registrar", "2")
+	e.json(&decided, "approve", "--from", "st-mary-registrar", "2")
+	if decided.Proposal.ID != 2 || decided.Proposal.Status != "executed" {
+		t.Fatalf("approve: %+v", decided)
+	}
+	e.json(&vs, "validators")
+	if len(vs.Validators) != 1 || vs.Validators[0].Power != 20 {
+		t.Fatalf("validators after the change: %+v", vs)
+	}
+	// CometBFT's set changes at executed_height+2; the light client then
+	// verifies headers signed under the new set.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var cv struct {
+			Result struct {
+				BlockHeight string `json:"block_height"`
+				Validators  []struct {
+					VotingPower string `json:"voting_power"`
+				} `json:"validators"`
+			} `json:"result"`
+		}
+		resp, err := http.Get(node.RPC + "/validators")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = json.NewDecoder(resp.Body).Decode(&cv)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cv.Result.Validators) == 1 && cv.Result.Validators[0].VotingPower == "20" {
+			if h, _ := strconv.ParseInt(cv.Result.BlockHeight, 10, 64); h < decided.Proposal.ExecutedHeight+2 {
+				t.Fatalf("CometBFT applied the change at height %d, executed at %d", h, decided.Proposal.ExecutedHeight)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CometBFT's validator set did not take the change: %+v", cv)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	e.ok("keys", "add", "bob")
+	e.ok("patient", "enroll", "--from", "bob", "--name", "Bob", "--birth-date", "1990-01-01")
+	out = e.ok("proposals")
+	for _, want := range []string{"executed", "admit st-mary", "power 20", "verified against"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("proposals lacks %q:\n%s", want, out)
+		}
+	}
+}

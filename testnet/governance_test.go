@@ -1,0 +1,103 @@
+package testnet_test
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/cometbft/cometbft/privval"
+
+	"github.com/emrchain/emrchain/app/apptest"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+	"github.com/emrchain/emrchain/testnet"
+)
+
+// TestValidatorJoinsByProposal: a fifth node joins four validators as a
+// full node; a registrar proposes it as a validator, and the other two
+// organizations approve (three of three). CometBFT's set grows to five,
+// and the new validator signs: with one of the first four stopped, the
+// chain still commits, which 30 of 50 voting power could not, and the new
+// validator's signature is in the commits. All running nodes agree.
+func TestValidatorJoinsByProposal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a testnet of real processes")
+	}
+	joinHome := filepath.Join(t.TempDir(), "joiner")
+	id, base, err := testnet.InitHomeWith(t, joinHome, "emrchain-testnet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, net := setupWith(t, testnet.Options{Validators: 4, AllowPeers: []string{id}})
+	if err := testnet.CopyGenesis(net.Home(0), joinHome); err != nil {
+		t.Fatal(err)
+	}
+	j := net.AddNode("joiner", joinHome, base)
+	net.Start(j)
+	catchUp(ctx, t, net, j)
+
+	pv := privval.LoadFilePVEmptyState(filepath.Join(joinHome, "config", "priv_validator_key.json"), "")
+	pub, err := pv.GetPubKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := testnet.Transport{Net: net}
+	mustSubmit(t, tr, "propose", net.Registrar(apptest.HospitalA), apptest.SetValidatorPower(pub.Bytes(), 10))
+	mustSubmit(t, tr, "approve (b)", net.Registrar(apptest.HospitalB), apptest.Approve(1))
+	var p emrv1.QueryProposalResponse
+	if err := net.Query(ctx, 0, "Proposal", &emrv1.QueryProposalRequest{Id: 1}, &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Proposal.Status != emrv1.ProposalStatus_PROPOSAL_STATUS_OPEN {
+		t.Fatalf("after 2 of 3 organizations: %v", p.Proposal)
+	}
+	mustSubmit(t, tr, "approve (research)", net.Registrar(apptest.Research), apptest.Approve(1))
+	if err := net.Query(ctx, 0, "Proposal", &emrv1.QueryProposalRequest{Id: 1}, &p); err != nil {
+		t.Fatal(err)
+	}
+	executed := p.Proposal.ExecutedHeight
+	if p.Proposal.Status != emrv1.ProposalStatus_PROPOSAL_STATUS_EXECUTED || executed == 0 {
+		t.Fatalf("after 3 of 3 organizations: %v", p.Proposal)
+	}
+
+	// CometBFT's set at executed+2 has five validators, the joiner's among them.
+	if err := net.WaitHeight(ctx, 0, executed+2); err != nil {
+		t.Fatal(err)
+	}
+	at := executed + 2
+	vals, err := net.RPC(0).Validators(ctx, &at, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vals.Total != 5 {
+		t.Fatalf("validators at %d: %d, want 5", at, vals.Total)
+	}
+	before := executed + 1
+	if vb, err := net.RPC(0).Validators(ctx, &before, nil, nil); err != nil || vb.Total != 4 {
+		t.Fatalf("validators at %d: %v (%v), want 4: the change applies from executed+2", before, vb, err)
+	}
+
+	// Without node 3, only the joiner's signature makes two thirds.
+	net.Stop(3)
+	from := net.MaxHeight()
+	if err := net.WaitHeight(ctx, 0, from+3); err != nil {
+		t.Fatal(err)
+	}
+	h := from + 2
+	commit, err := net.RPC(0).Commit(ctx, &h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := false
+	for _, sig := range commit.Commit.Signatures {
+		if bytes.Equal(sig.ValidatorAddress, pub.Address()) && sig.Signature != nil {
+			signed = true
+		}
+	}
+	if !signed {
+		t.Fatalf("the joiner's signature is not in the commit of block %d", h)
+	}
+	t.Logf("proposal executed at %d; five validators from %d; with node3 stopped the chain went on to %d, signed by the joiner",
+		executed, executed+2, net.MaxHeight())
+	agree(context.Background(), t, net)
+}
