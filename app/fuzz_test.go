@@ -27,12 +27,15 @@ func seedMsgs() map[string]*emrv1.Msg {
 			Rights: []emrv1.Right{emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_SHARE}, Categories: []string{"imaging"},
 			NotAfter: apptest.GenesisTime.Add(time.Hour), Study: "s1", Anonymise: true,
 		}),
-		"revoke":         apptest.Revoke(pid, doc),
-		"rotate_key":     apptest.RotateKey(pid, 2, []*emrv1.KeyEnvelope{{Grantee: doc.Address, WrappedKek: []byte("k")}}, []*emrv1.RewrappedKey{{RecordSequence: 1, WrappedFileKey: []byte("f")}}),
-		"add_record":     apptest.AddRecord(pid, "imaging", "fuzz"),
-		"record_access":  apptest.Access(pid, emrv1.Purpose_PURPOSE_TREATMENT, 1, 2),
-		"register_study": apptest.RegisterStudy("s1", doc),
-		"share_record":   apptest.Share(pid, 1, "s1", true),
+		"revoke":            apptest.Revoke(pid, doc),
+		"rotate_key":        apptest.RotateKey(pid, 2, []*emrv1.KeyEnvelope{{Grantee: doc.Address, WrappedKek: []byte("k")}}, []*emrv1.RewrappedKey{{RecordSequence: 1, WrappedFileKey: []byte("f")}}),
+		"add_record":        apptest.AddRecord(pid, "imaging", "fuzz"),
+		"record_access":     apptest.Access(pid, emrv1.Purpose_PURPOSE_TREATMENT, 1, 2),
+		"register_study":    apptest.RegisterStudy("s1", doc),
+		"share_record":      apptest.Share(pid, 1, "s1", true),
+		"propose_org":       apptest.AddOrganization("org-fuzz", doc),
+		"propose_validator": apptest.SetValidatorPower(apptest.Validator(1).SignPub(), 0),
+		"approve":           apptest.Approve(1),
 	}
 }
 
