@@ -174,6 +174,13 @@ func setup(t *testing.T) *world {
 		StudyId: worldStudy, Title: "Lab trends", PrincipalInvestigator: researcher.Address(), StudyPubKey: researcher.EncPubKey(),
 	}}})
 	submit(w.patient, enroll)
+	// Two organizations: the proposal stays open with one approval.
+	labRegistrar, _ := keyring.Generate("lab-registrar")
+	submit(w.registrar, &emrv1.Msg{Sum: &emrv1.Msg_Propose{Propose: &emrv1.MsgPropose{Reason: "a lab joins",
+		Change: &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_AddOrganization{AddOrganization: &emrv1.AddOrganization{
+			Organization:        &emrv1.Organization{Id: "world-lab", Name: "World Lab", Kind: emrv1.OrganizationKind_ORGANIZATION_KIND_LAB},
+			RegistrarSignPubKey: labRegistrar.PubKey(), RegistrarEncPubKey: labRegistrar.EncPubKey(),
+		}}}}}})
 	grant, err := c.GrantMsg(ctx, w.patientID, client.GrantSpec{
 		Grantee: w.clinician.Address(), Rights: []emrv1.Right{emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_WRITE, emrv1.Right_RIGHT_SHARE},
 		Categories: []string{"lab-results"}, NotAfter: time.Now().Add(365 * 24 * time.Hour), StudyID: worldStudy,
@@ -249,6 +256,9 @@ func (w *world) queries() []struct {
 		{"StudyShares", &emrv1.QueryStudySharesRequest{StudyId: worldStudy}, &emrv1.QueryStudySharesResponse{}},
 		{"LastAccess", &emrv1.QueryLastAccessRequest{PatientId: pid, Sequence: 1, Accessor: hexs(w.clinician.Address())}, &emrv1.QueryLastAccessResponse{}},
 		{"BlobRefs", &emrv1.QueryBlobRefsRequest{}, &emrv1.QueryBlobRefsResponse{}},
+		{"Validators", &emrv1.QueryValidatorsRequest{}, &emrv1.QueryValidatorsResponse{}},
+		{"Proposal", &emrv1.QueryProposalRequest{Id: 1}, &emrv1.QueryProposalResponse{}},
+		{"Proposals", &emrv1.QueryProposalsRequest{}, &emrv1.QueryProposalsResponse{}},
 	}
 }
 
@@ -911,6 +921,36 @@ func testLyingNode(t *testing.T, w *world) {
 			}
 			r.Shares, r.Proofs = nil, kept
 		}), "StudyShares", &emrv1.QueryStudySharesRequest{StudyId: worldStudy}},
+		{"HideValidators", queryRewrite("Validators", func(m proto.Message) {
+			// Claim the chain has no validators: leave them and their
+			// proofs out.
+			r := m.(*emrv1.QueryValidatorsResponse)
+			r.Validators, r.Proofs = nil, nil
+		}), "Validators", &emrv1.QueryValidatorsRequest{}},
+		{"HideProposals", queryRewrite("Proposals", func(m proto.Message) {
+			// Claim nothing is proposed; the page size's proof stays.
+			r := m.(*emrv1.QueryProposalsResponse)
+			var params []*emrv1.StoreProof
+			for _, p := range r.Proofs {
+				if len(p.Key) == 1 {
+					params = append(params, p)
+				}
+			}
+			r.Proposals, r.Proofs = nil, params
+		}), "Proposals", &emrv1.QueryProposalsRequest{}},
+		{"FewerOrganizations", queryRewrite("Proposal", func(m proto.Message) {
+			// Claim one organization fewer, so that fewer approvals
+			// would seem to carry the proposal: leave one
+			// organization's proof out (key 0x02, store/README.md).
+			r := m.(*emrv1.QueryProposalResponse)
+			for i, p := range r.Proofs {
+				if p.Key[0] == 0x02 {
+					r.Proofs = append(r.Proofs[:i], r.Proofs[i+1:]...)
+					break
+				}
+			}
+			r.Organizations--
+		}), "Proposal", &emrv1.QueryProposalRequest{Id: 1}},
 		{"WrongHeight", queryRewrite("Patient", func(m proto.Message) {
 			m.(*emrv1.QueryPatientResponse).Height--
 		}), "Patient", &emrv1.QueryPatientRequest{PatientId: pid}},

@@ -304,6 +304,9 @@ func checkNumbered[T any](method, what string, items []T, number func(T) uint64,
 // (checkComplete).
 var rangeProven = map[string]bool{
 	"Permissions": true, "Grants": true, "BlobRefs": true,
+	// The validator set; the proposals; the organizations a proposal's
+	// two thirds are counted from.
+	"Validators": true, "Proposals": true, "Proposal": true,
 }
 
 // checkComplete makes sure a node cannot shorten a sequence-numbered list

@@ -290,6 +290,9 @@ func TestAPIServers(t *testing.T) {
 	share := apptest.Share(pid, 1, study, false)
 	tx = doc.Tx(apiChainID, 2, share)
 	mustCommit(t, "share (REST)", tx, n.broadcastREST(ctx, t, tx))
+	// Two organizations: the proposal stays open (one of two approved).
+	tx = regH.Tx(apiChainID, 1, apptest.AddOrganization("api-lab", apptest.NewActor("api-lab-registrar")))
+	mustCommit(t, "propose (gRPC)", tx, n.broadcastGRPC(ctx, t, tx, false))
 
 	// Rejections are answers, not transport errors.
 	if r := n.broadcastREST(ctx, t, doc.Tx(apiChainID, 0, apptest.Access(pid, emrv1.Purpose_PURPOSE_TREATMENT, 1))); r.Code != app.ErrBadSequence.Code() ||
@@ -378,6 +381,15 @@ func TestAPIServers(t *testing.T) {
 		{"BlobRefs", "/emrchain/v1/blob_refs?limit=2", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
 			return n.query.BlobRefs(ctx, &emrv1.QueryBlobRefsRequest{Limit: 2}, o...)
 		}, func() proto.Message { return new(emrv1.QueryBlobRefsResponse) }},
+		{"Validators", "/emrchain/v1/validators", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.Validators(ctx, &emrv1.QueryValidatorsRequest{}, o...)
+		}, func() proto.Message { return new(emrv1.QueryValidatorsResponse) }},
+		{"Proposal", "/emrchain/v1/proposals/1", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.Proposal(ctx, &emrv1.QueryProposalRequest{Id: 1}, o...)
+		}, func() proto.Message { return new(emrv1.QueryProposalResponse) }},
+		{"Proposals", "/emrchain/v1/proposals?limit=1", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.Proposals(ctx, &emrv1.QueryProposalsRequest{Limit: 1}, o...)
+		}, func() proto.Message { return new(emrv1.QueryProposalsResponse) }},
 	}
 	covered := map[string]bool{}
 	for _, r := range routes {

@@ -42,6 +42,8 @@ var grpcCodes = map[uint32]codes.Code{
 	app.ErrInvalidQuery.Code():          codes.InvalidArgument,
 	app.ErrHeightNotCommitted.Code():    codes.Unavailable,
 	app.ErrHeightNotKept.Code():         codes.OutOfRange,
+	app.ErrProposalClosed.Code():        codes.FailedPrecondition,
+	app.ErrLastValidator.Code():         codes.FailedPrecondition,
 }
 
 // grpcCodeOf is the gRPC status code for an emrchain result code.

@@ -154,3 +154,12 @@ func (s *queryServer) Study(ctx context.Context, r *emrv1.QueryStudyRequest) (*e
 func (s *queryServer) BlobRefs(ctx context.Context, r *emrv1.QueryBlobRefsRequest) (*emrv1.QueryBlobRefsResponse, error) {
 	return serveQuery(ctx, s, "BlobRefs", r, s.inner.BlobRefs)
 }
+func (s *queryServer) Validators(ctx context.Context, r *emrv1.QueryValidatorsRequest) (*emrv1.QueryValidatorsResponse, error) {
+	return serveQuery(ctx, s, "Validators", r, s.inner.Validators)
+}
+func (s *queryServer) Proposal(ctx context.Context, r *emrv1.QueryProposalRequest) (*emrv1.QueryProposalResponse, error) {
+	return serveQuery(ctx, s, "Proposal", r, s.inner.Proposal)
+}
+func (s *queryServer) Proposals(ctx context.Context, r *emrv1.QueryProposalsRequest) (*emrv1.QueryProposalsResponse, error) {
+	return serveQuery(ctx, s, "Proposals", r, s.inner.Proposals)
+}
