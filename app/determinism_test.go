@@ -29,7 +29,7 @@ func TestDeterminism(t *testing.T) {
 		t.Fatal("genesis app hashes differ")
 	}
 	w := newWorkload(rand.New(rand.NewPCG(20261121, 1)), a)
-	total, failed := 0, 0
+	total, failed, updates := 0, 0, 0
 	codes := map[uint32]int{}
 	for h := 0; h < blocks; h++ {
 		if h == blocks/2 {
@@ -44,6 +44,10 @@ func TestDeterminism(t *testing.T) {
 			if ra[i].Code != rb[i].Code || ra[i].Code != rc[i].Code || ra[i].Log != rb[i].Log {
 				t.Fatalf("block %d tx %d: results differ: %d %q / %d / %d", a.Height(), i, ra[i].Code, ra[i].Log, rb[i].Code, rc[i].Code)
 			}
+			if !sameValidators(ra[i].ValidatorUpdates, rb[i].ValidatorUpdates) || !sameValidators(ra[i].ValidatorUpdates, rc[i].ValidatorUpdates) {
+				t.Fatalf("block %d tx %d: validator updates differ", a.Height(), i)
+			}
+			updates += len(ra[i].ValidatorUpdates)
 			if !ra[i].OK() {
 				failed++
 				codes[ra[i].Code]++
@@ -55,7 +59,10 @@ func TestDeterminism(t *testing.T) {
 			t.Fatalf("block %d: app hashes differ: memdb %X, pebble %X, goleveldb (restarted) %X", a.Height(), a.AppHash(), b.AppHash(), c.AppHash())
 		}
 	}
-	t.Logf("%d txs over %d blocks, %d rejected (by code: %v); final app hash %X", total, blocks, failed, codes, a.AppHash())
+	t.Logf("%d txs over %d blocks, %d rejected (by code: %v), %d validator changes; final app hash %X", total, blocks, failed, codes, updates, a.AppHash())
+	if updates == 0 {
+		t.Fatal("the workload changed no validator")
+	}
 	if failed < total/10 || failed > total*9/10 {
 		t.Fatalf("%d of %d txs rejected: the workload should mix valid and invalid txs", failed, total)
 	}
@@ -64,15 +71,16 @@ func TestDeterminism(t *testing.T) {
 // workload generates a random but reproducible stream of transactions,
 // learning from the results which members, patients and records exist.
 type workload struct {
-	rnd      *rand.Rand
-	chain    *apptest.Chain // the reference instance, for sequences
-	orgs     []string
-	members  []*wMember
-	patients []*wPatient
-	studies  []string
-	n        int
-	pending  []func() // per tx of the current block: what success teaches
-	seqs     map[string]uint64
+	rnd       *rand.Rand
+	chain     *apptest.Chain // the reference instance, for sequences
+	orgs      []string
+	members   []*wMember
+	patients  []*wPatient
+	studies   []string
+	n         int
+	proposals int      // proposals sent (an upper bound of those made)
+	pending   []func() // per tx of the current block: what success teaches
+	seqs      map[string]uint64
 }
 
 type wMember struct {
@@ -276,6 +284,14 @@ func (w *workload) tx() []byte {
 			study = pick(w.rnd, w.studies)
 		}
 		return w.sign(w.someone(p, emrv1.Role_ROLE_CLINICIAN), apptest.Share(p.id, uint64(1+w.rnd.IntN(int(p.records)+1)), study, w.rnd.IntN(2) == 0))
+	case roll < 95: // propose a validator change (powers 0 to 20 among five keys), or approve a proposal
+		reg := w.memberOf(emrv1.Role_ROLE_REGISTRAR)
+		if w.proposals == 0 || w.rnd.IntN(4) == 0 {
+			learn = func() { w.proposals++ }
+			return w.sign(reg.actor, apptest.SetValidatorPower(apptest.Validator(w.rnd.IntN(5)).SignPub(), int64(w.rnd.IntN(21))))
+		}
+		// Mostly the newest, so that some gather all three organizations.
+		return w.sign(reg.actor, apptest.Approve(uint64(max(1, w.proposals-w.rnd.IntN(2)))))
 	case roll < 96: // a broken signature
 		tx := w.sign(pick(w.rnd, w.members).actor, apptest.Revoke(apptest.PatientID("x"), w.members[0].actor))
 		tx[len(tx)-1] ^= 0x40
@@ -290,4 +306,8 @@ func (w *workload) tx() []byte {
 		}
 		return b
 	}
+}
+
+func sameValidators(a, b []*emrv1.Validator) bool {
+	return slices.EqualFunc(a, b, func(x, y *emrv1.Validator) bool { return bytes.Equal(x.PubKey, y.PubKey) && x.Power == y.Power })
 }
