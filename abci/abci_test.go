@@ -14,6 +14,7 @@ import (
 	abcicli "github.com/cometbft/cometbft/abci/client"
 	abciserver "github.com/cometbft/cometbft/abci/server"
 	"github.com/cometbft/cometbft/abci/types"
+	cmtproto "github.com/cometbft/cometbft/api/cometbft/types/v1"
 	"github.com/cometbft/cometbft/libs/log"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -471,6 +472,8 @@ func TestInitChainRejectsBadGenesis(t *testing.T) {
 		{"no validators", &types.InitChainRequest{ChainId: testChainID, Time: genesisTime, AppStateBytes: genesisAppState(t)}},
 		{"secp256k1 validator", &types.InitChainRequest{ChainId: testChainID, Time: genesisTime, AppStateBytes: genesisAppState(t),
 			Validators: []types.ValidatorUpdate{{PubKeyType: "secp256k1", PubKeyBytes: make([]byte, 33), Power: 10}}}},
+		{"consensus params without ed25519", &types.InitChainRequest{ChainId: testChainID, Time: genesisTime, AppStateBytes: genesisAppState(t),
+			Validators: genesisValidators(), ConsensusParams: &cmtproto.ConsensusParams{Validator: &cmtproto.ValidatorParams{PubKeyTypes: []string{"secp256k1"}}}}},
 		{"validator of power 0", &types.InitChainRequest{ChainId: testChainID, Time: genesisTime, AppStateBytes: genesisAppState(t),
 			Validators: []types.ValidatorUpdate{{PubKeyType: "ed25519", PubKeyBytes: apptest.Validator(0).SignPub()}}}},
 	} {

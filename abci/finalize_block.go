@@ -49,9 +49,9 @@ func (a *Application) FinalizeBlock(_ context.Context, req *types.FinalizeBlockR
 		}
 	}
 	var updates []types.ValidatorUpdate
-	for _, v := range app.BlockValidatorUpdates(results) {
+	for _, v := range a.app.ValidatorUpdates() {
 		updates = append(updates, types.ValidatorUpdate{PubKeyType: ed25519.KeyType, PubKeyBytes: v.PubKey, Power: v.Power})
-		a.logger.Info("Validator set change", "height", req.Height, "pub_key", fmt.Sprintf("%X", v.PubKey),
+		a.logger.Info("Validator set change", "height", req.Height, "pub_key", app.ValidatorKeyText(v.PubKey),
 			"power", v.Power, "from_height", req.Height+2)
 	}
 	a.logger.Debug("ABCI FinalizeBlock", "height", req.Height, "txs", len(req.Txs), "failed", failed,

@@ -3,6 +3,7 @@ package abci
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/cometbft/cometbft/abci/types"
 	"github.com/cometbft/cometbft/crypto/ed25519"
@@ -33,6 +34,11 @@ func (a *Application) InitChain(_ context.Context, req *types.InitChainRequest) 
 	// height disagree with the store version.
 	if req.InitialHeight > 1 {
 		return nil, fmt.Errorf("abci: genesis initial_height %d is not supported (must be 1)", req.InitialHeight)
+	}
+	// A validator change names an ed25519 key; CometBFT refuses one of a
+	// type its consensus params do not allow (a halt at the first change).
+	if types := req.ConsensusParams.GetValidator().GetPubKeyTypes(); len(types) > 0 && !slices.Contains(types, ed25519.KeyType) {
+		return nil, fmt.Errorf("abci: the genesis consensus params allow validator keys of types %v; emrchain's validators change by ed25519 key, so ed25519 must be among them", types)
 	}
 	validators := make([]*emrv1.Validator, len(req.Validators))
 	for i, v := range req.Validators {

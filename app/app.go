@@ -50,8 +50,10 @@ type App struct {
 	// ProcessProposal) and not yet finalized: FinalizeBlock reuses it when
 	// the decided block is the same, instead of executing it again.
 	executed *executedBlock
-	// pending is the block finalized and not yet committed.
-	pending *BlockInfo
+	// pending is the block finalized and not yet committed, and
+	// pendingValidators the validator changes it makes.
+	pending           *BlockInfo
+	pendingValidators []*emrv1.Validator
 }
 
 // executedBlock is a block's transactions executed into a cache over the
@@ -274,10 +276,14 @@ func (a *App) FinalizeBlock(b BlockInfo, txs [][]byte) ([]Result, []byte, error)
 			return nil, nil, fmt.Errorf("record block: %w", err)
 		}
 	}
+	updates, err := a.validatorUpdates(ex)
+	if err != nil {
+		return nil, nil, fmt.Errorf("block %d: %w", b.Height, err)
+	}
 	if err := ex.cache.Write(); err != nil {
 		return nil, nil, fmt.Errorf("write block %d: %w", b.Height, err)
 	}
-	a.pending = &b
+	a.pending, a.pendingValidators = &b, updates
 	return ex.results, a.store.WorkingHash(), nil
 }
 
@@ -306,11 +312,42 @@ func (a *App) Commit() (int64, error) {
 	if version != a.pending.Height {
 		return 0, fmt.Errorf("committed version %d for block %d", version, a.pending.Height)
 	}
-	a.last, a.pending = *a.pending, nil
+	a.last, a.pending, a.pendingValidators = *a.pending, nil, nil
 	if err := a.resetCheckState(); err != nil {
 		return 0, err
 	}
 	return 0, nil
+}
+
+// ValidatorUpdates are the changes to the validator set the block
+// finalized last (and not yet committed) makes, for CometBFT: one per key
+// whose power differs at the block's end from its start, ordered by key.
+func (a *App) ValidatorUpdates() []*emrv1.Validator {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.pendingValidators
+}
+
+// validatorUpdates compares the validator set before the executed block ex
+// (the working tree, ex not yet written) with after it; only when one of
+// its transactions changed the set.
+func (a *App) validatorUpdates(ex *executedBlock) ([]*emrv1.Validator, error) {
+	touched := false
+	for _, r := range ex.results {
+		touched = touched || r.OK() && len(r.ValidatorUpdates) > 0
+	}
+	if !touched {
+		return nil, nil
+	}
+	before, err := state{a.store.Working()}.validators()
+	if err != nil {
+		return nil, fmt.Errorf("validators before: %w", err)
+	}
+	after, err := state{ex.cache}.validators()
+	if err != nil {
+		return nil, fmt.Errorf("validators after: %w", err)
+	}
+	return validatorDiff(before, after), nil
 }
 
 // executeBlock runs txs in a cache over the committed state.

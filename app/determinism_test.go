@@ -17,7 +17,8 @@ import (
 // TestDeterminism feeds three independent instances — memdb, pebble, and
 // goleveldb restarted from disk halfway — the same randomized stream of
 // valid and invalid transactions (fixed seed) and demands the same app
-// hash after every block.
+// hash and the same validator updates after every block, updates CometBFT
+// accepts (a mirror of its validator set applies them).
 func TestDeterminism(t *testing.T) {
 	const blocks, txsPerBlock = 56, 40
 	pebble, leveldb := store.DefaultOptions(), store.DefaultOptions()
@@ -29,6 +30,7 @@ func TestDeterminism(t *testing.T) {
 		t.Fatal("genesis app hashes differ")
 	}
 	w := newWorkload(rand.New(rand.NewPCG(20261121, 1)), a)
+	mirror := newCometSet(apptest.GenesisValidators())
 	total, failed, updates := 0, 0, 0
 	codes := map[uint32]int{}
 	for h := 0; h < blocks; h++ {
@@ -53,6 +55,10 @@ func TestDeterminism(t *testing.T) {
 				codes[ra[i].Code]++
 			}
 		}
+		if !sameValidators(a.ValidatorUpdates, b.ValidatorUpdates) || !sameValidators(a.ValidatorUpdates, c.ValidatorUpdates) {
+			t.Fatalf("block %d: the validator updates for CometBFT differ", a.Height())
+		}
+		mirror.apply(t, a)
 		w.learn(ra)
 		total += len(txs)
 		if !bytes.Equal(a.AppHash(), b.AppHash()) || !bytes.Equal(a.AppHash(), c.AppHash()) {

@@ -2,10 +2,13 @@ package app
 
 import (
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"slices"
 	"strconv"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
@@ -33,7 +36,18 @@ func (ctx *txContext) propose(m *emrv1.MsgPropose) error {
 	if err := ctx.requireRegistrar(); err != nil {
 		return err
 	}
-	if err := ctx.checkChange(m.Change); err != nil {
+	// The message belongs to the decoded transaction, which the signature
+	// cache shares between CheckTx and FinalizeBlock: the stored change
+	// is a copy, with the power the key has now.
+	change := proto.Clone(m.Change).(*emrv1.ConsortiumChange)
+	if set := change.GetSetValidatorPower(); set != nil {
+		current, err := ctx.st.validator(set.PubKey)
+		if err != nil {
+			return err
+		}
+		set.FromPower = current.GetPower()
+	}
+	if err := ctx.checkChange(change); err != nil {
 		return err
 	}
 	id, err := ctx.st.nextProposalID()
@@ -45,7 +59,7 @@ func (ctx *txContext) propose(m *emrv1.MsgPropose) error {
 	}
 	p := &emrv1.Proposal{
 		Id:        id,
-		Change:    m.Change,
+		Change:    change,
 		Reason:    m.Reason,
 		Proposer:  ctx.tx.Signer,
 		Approvals: []string{ctx.signer.OrganizationId},
@@ -156,19 +170,43 @@ func (ctx *txContext) checkValidatorChange(set *emrv1.SetValidatorPower) error {
 	if err != nil {
 		return err
 	}
-	i := slices.IndexFunc(validators, func(v *emrv1.Validator) bool { return bytes.Equal(v.PubKey, set.PubKey) })
+	key := ValidatorKeyText(set.PubKey)
+	var current, total int64
+	for _, v := range validators {
+		total += v.Power
+		if bytes.Equal(v.PubKey, set.PubKey) {
+			current = v.Power
+		}
+	}
 	switch {
-	case i < 0 && set.Power == 0:
-		return fmt.Errorf("%w: %X is not a validator", ErrNotFound, set.PubKey)
-	case i < 0 && len(validators) >= MaxValidators:
+	case current != set.FromPower:
+		// Only a stored proposal has from_power; a new one is checked
+		// with the power the chain is about to record.
+		return fmt.Errorf("%w: validator %s has power %d, %d when this was proposed: another change overtook it", ErrProposalClosed, key, current, set.FromPower)
+	case current == 0 && set.Power == 0:
+		return fmt.Errorf("%w: %s is not a validator", ErrNotFound, key)
+	case current == 0 && len(validators) >= MaxValidators:
 		return fmt.Errorf("%w: the chain has %d validators, the most it may have", ErrTooLarge, len(validators))
-	case i >= 0 && validators[i].Power == set.Power:
-		return fmt.Errorf("%w: validator %X has power %d already", ErrAlreadyExists, set.PubKey, set.Power)
-	case i >= 0 && set.Power == 0 && len(validators) == 1:
-		return fmt.Errorf("%w: %X is the only validator", ErrLastValidator, set.PubKey)
+	case current == set.Power:
+		return fmt.Errorf("%w: validator %s has power %d already", ErrAlreadyExists, key, set.Power)
+	case set.Power == 0 && current == total:
+		return fmt.Errorf("%w: %s is the only validator", ErrLastValidator, key)
+	}
+	// Power added is power not yet seen signing (a key nobody runs, a
+	// node not caught up). Below a third of the new total, the validators
+	// that signed so far keep more than two thirds and the chain goes on
+	// without it; more would halt the chain until the new power signs,
+	// and no proposal could then undo it. Raise it in steps instead.
+	if raise := set.Power - current; raise > 0 && 3*raise >= total+raise {
+		return fmt.Errorf("%w: raising %s by %d would put %d of the %d voting power in a key not yet seen signing (a third or more halts the chain until it signs): raise it by at most %d at a time",
+			ErrTooLarge, key, raise, raise, total+raise, (total-1)/2)
 	}
 	return nil
 }
+
+// ValidatorKeyText is how a consensus key appears in messages: base64, as
+// CometBFT's genesis and `emrchaind show validator` print it.
+func ValidatorKeyText(pubKey []byte) string { return base64.StdEncoding.EncodeToString(pubKey) }
 
 // applyChange makes a checked change.
 func (ctx *txContext) applyChange(change *emrv1.ConsortiumChange) error {
@@ -198,22 +236,28 @@ func (ctx *txContext) applyChange(change *emrv1.ConsortiumChange) error {
 	return fmt.Errorf("%w: unhandled change %T", ErrInvalidMsg, change.GetChange())
 }
 
-// BlockValidatorUpdates are the validator changes of a block's successful
-// transactions, for CometBFT (FinalizeBlock's validator_updates): one per
-// key, the last made, ordered by key. CometBFT refuses a key listed twice.
-func BlockValidatorUpdates(results []Result) []*emrv1.Validator {
-	var out []*emrv1.Validator
-	for _, r := range results {
-		if !r.OK() {
-			continue
+// validatorDiff is what CometBFT must be told for the set to go from
+// before to after (both ordered by key, as state.validators reads them):
+// each key whose power differs, with its new power (0: removed), ordered
+// by key. A key added and removed within one block is not mentioned:
+// CometBFT refuses to remove a validator it does not have.
+func validatorDiff(before, after []*emrv1.Validator) []*emrv1.Validator {
+	power := func(set []*emrv1.Validator, key []byte) int64 {
+		i, found := slices.BinarySearchFunc(set, key, func(v *emrv1.Validator, k []byte) int { return bytes.Compare(v.PubKey, k) })
+		if !found {
+			return 0
 		}
-		for _, v := range r.ValidatorUpdates {
-			i := slices.IndexFunc(out, func(o *emrv1.Validator) bool { return bytes.Equal(o.PubKey, v.PubKey) })
-			if i >= 0 {
-				out[i] = v
-			} else {
-				out = append(out, v)
-			}
+		return set[i].Power
+	}
+	var out []*emrv1.Validator
+	for _, v := range after {
+		if power(before, v.PubKey) != v.Power {
+			out = append(out, v)
+		}
+	}
+	for _, v := range before {
+		if power(after, v.PubKey) == 0 {
+			out = append(out, &emrv1.Validator{PubKey: v.PubKey})
 		}
 	}
 	slices.SortFunc(out, func(a, b *emrv1.Validator) int { return bytes.Compare(a.PubKey, b.PubKey) })
@@ -238,7 +282,7 @@ func validateGenesisValidators(validators []*emrv1.Validator) error {
 			return fmt.Errorf("%w: validator %d has power 0", ErrInvalidGenesis, i)
 		}
 		if seen[string(v.PubKey)] {
-			return fmt.Errorf("%w: validator %X listed twice", ErrInvalidGenesis, v.PubKey)
+			return fmt.Errorf("%w: validator %s listed twice", ErrInvalidGenesis, ValidatorKeyText(v.PubKey))
 		}
 		seen[string(v.PubKey)] = true
 	}

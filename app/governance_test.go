@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	cmted25519 "github.com/cometbft/cometbft/crypto/ed25519"
+	cmttypes "github.com/cometbft/cometbft/types"
+
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/app/apptest"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
@@ -157,40 +160,151 @@ func TestOneOrganizationDecidesAlone(t *testing.T) {
 	g := apptest.Consortium()
 	g.Organizations, g.Members = g.Organizations[:1], g.Members[:1]
 	only := apptest.Validator(0).SignPub()
-	c := apptest.New(t, apptest.Options{Genesis: g, Validators: []*emrv1.Validator{{PubKey: only, Power: 10}}})
+	genesis := []*emrv1.Validator{{PubKey: only, Power: 10}}
+	c := apptest.New(t, apptest.Options{Genesis: g, Validators: genesis})
+	mirror := newCometSet(genesis)
 	reg := apptest.Registrar(apptest.HospitalA)
 	ruleCheck(t, "remove the only validator", c.Exec(reg, apptest.SetValidatorPower(only, 0)), app.ErrLastValidator, "only validator")
 	second := apptest.NewActor("validator-second").SignPub()
-	res := c.Must(reg, apptest.SetValidatorPower(second, 7))
-	if len(res.ValidatorUpdates) != 1 || res.ValidatorUpdates[0].Power != 7 {
-		t.Fatalf("validator updates %v", res.ValidatorUpdates)
+	ruleCheck(t, "a second validator as strong as the first", c.Exec(reg, apptest.SetValidatorPower(second, 10)), app.ErrTooLarge, "at most 4")
+	res := c.Must(reg, apptest.SetValidatorPower(second, 4))
+	if len(res.ValidatorUpdates) != 1 || res.ValidatorUpdates[0].Power != 4 || len(c.ValidatorUpdates) != 1 {
+		t.Fatalf("validator updates %v, to CometBFT %v", res.ValidatorUpdates, c.ValidatorUpdates)
 	}
+	mirror.apply(t, c)
+	c.Must(reg, apptest.SetValidatorPower(second, 10)) // raised by 6 of 20
+	mirror.apply(t, c)
 	c.Must(reg, apptest.SetValidatorPower(only, 0))
+	mirror.apply(t, c)
 	vs := ruleValidators(c)
-	if len(vs) != 1 || !bytes.Equal(vs[0].PubKey, second) || vs[0].Power != 7 {
+	if len(vs) != 1 || !bytes.Equal(vs[0].PubKey, second) || vs[0].Power != 10 {
 		t.Fatalf("validators = %v", vs)
 	}
 }
 
-// TestBlockValidatorUpdates: a block's updates are one per key, the last
-// made, ordered by key; a failed transaction's count for nothing.
-func TestBlockValidatorUpdates(t *testing.T) {
-	k1, k2 := []byte{1}, []byte{2}
-	got := app.BlockValidatorUpdates([]app.Result{
-		{ValidatorUpdates: []*emrv1.Validator{{PubKey: k2, Power: 5}}},
-		{Code: app.ErrInternal.Code(), ValidatorUpdates: []*emrv1.Validator{{PubKey: k1, Power: 9}}},
-		{},
-		{ValidatorUpdates: []*emrv1.Validator{{PubKey: k1, Power: 3}, {PubKey: k2, Power: 0}}},
-	})
-	want := []*emrv1.Validator{{PubKey: k1, Power: 3}, {PubKey: k2, Power: 0}}
+// cometSet mirrors CometBFT's next validator set: the genesis set, then
+// every block's updates applied as CometBFT applies them
+// (UpdateWithChangeSet, whose error halts the chain).
+type cometSet struct{ vs *cmttypes.ValidatorSet }
+
+func newCometSet(genesis []*emrv1.Validator) *cometSet {
+	var vals []*cmttypes.Validator
+	for _, v := range genesis {
+		vals = append(vals, cmttypes.NewValidator(cmted25519.PubKey(v.PubKey), v.Power))
+	}
+	return &cometSet{cmttypes.NewValidatorSet(vals)}
+}
+
+// apply applies a block's updates and checks the set is then the app's.
+func (m *cometSet) apply(t testing.TB, c *apptest.Chain) {
+	t.Helper()
+	var changes []*cmttypes.Validator
+	for _, u := range c.ValidatorUpdates {
+		changes = append(changes, cmttypes.NewValidator(cmted25519.PubKey(u.PubKey), u.Power))
+	}
+	if err := m.vs.UpdateWithChangeSet(changes); err != nil {
+		t.Fatalf("block %d: CometBFT refuses the validator updates %v (the chain would halt): %v", c.Height(), c.ValidatorUpdates, err)
+	}
+	app := ruleValidators(c)
+	if len(app) != m.vs.Size() {
+		t.Fatalf("block %d: the app holds %d validators, CometBFT %d", c.Height(), len(app), m.vs.Size())
+	}
+	for _, v := range app {
+		_, cv := m.vs.GetByAddress(cmted25519.PubKey(v.PubKey).Address())
+		if cv == nil || cv.VotingPower != v.Power {
+			t.Fatalf("block %d: validator %X has power %d in the app, %v in CometBFT", c.Height(), v.PubKey, v.Power, cv)
+		}
+	}
+}
+
+// TestAddAndRemoveInOneBlock: a block executes a proposal adding key Y and
+// then one removing it. CometBFT hears nothing of Y (it refuses to remove a
+// validator it does not have: a chain halt), and a block that changes V3's
+// power and back tells it nothing either.
+func TestAddAndRemoveInOneBlock(t *testing.T) {
+	w := newRuleWorld(t, apptest.Options{})
+	c := w.c
+	mirror := newCometSet(apptest.GenesisValidators())
+	y := apptest.NewActor("validator-y").SignPub()
+	c.Must(w.regA, apptest.SetValidatorPower(y, 10))
+	c.Must(w.regB, apptest.Approve(1))
+	sR := c.Seq(w.regR.Address)
+	sB := c.Seq(w.regB.Address)
+	_, results := c.Propose(
+		w.regR.Tx(apptest.ChainID, sR, apptest.Approve(1)), // executes: Y added
+		c.Tx(w.regA, apptest.SetValidatorPower(y, 0)),
+		w.regB.Tx(apptest.ChainID, sB, apptest.Approve(2)),
+		w.regR.Tx(apptest.ChainID, sR+1, apptest.Approve(2)), // executes: Y removed
+	)
+	ruleAllOK(t, results)
+	if len(results[0].ValidatorUpdates) != 1 || len(results[3].ValidatorUpdates) != 1 {
+		t.Fatalf("the two executions: %v, %v", results[0].ValidatorUpdates, results[3].ValidatorUpdates)
+	}
+	if len(c.ValidatorUpdates) != 0 {
+		t.Fatalf("CometBFT is told %v, want nothing", c.ValidatorUpdates)
+	}
+	mirror.apply(t, c)
+}
+
+// TestValidatorDiff: a key whose power changed, one added, one removed;
+// unchanged keys are not mentioned; the result is ordered by key.
+func TestValidatorDiff(t *testing.T) {
+	v := func(k byte, p int64) *emrv1.Validator { return &emrv1.Validator{PubKey: []byte{k}, Power: p} }
+	got := app.ValidatorDiffForTest(
+		[]*emrv1.Validator{v(1, 10), v(2, 10), v(4, 10)},
+		[]*emrv1.Validator{v(1, 10), v(2, 12), v(3, 5)},
+	)
+	want := []*emrv1.Validator{v(2, 12), v(3, 5), v(4, 0)}
 	if len(got) != len(want) {
-		t.Fatalf("updates = %v, want %v", got, want)
+		t.Fatalf("diff = %v, want %v", got, want)
 	}
 	for i := range want {
 		if !bytes.Equal(got[i].PubKey, want[i].PubKey) || got[i].Power != want[i].Power {
-			t.Fatalf("updates = %v, want %v", got, want)
+			t.Fatalf("diff = %v, want %v", got, want)
 		}
 	}
+}
+
+// TestOvertakenProposal: a proposal re-weighting V3 waits for its last
+// approval while another removes V3. The first no longer executes: V3's
+// power is not the one it was proposed from.
+func TestOvertakenProposal(t *testing.T) {
+	w := newRuleWorld(t, apptest.Options{})
+	c := w.c
+	v3 := apptest.Validator(3).SignPub()
+	c.Must(w.regA, apptest.SetValidatorPower(v3, 15))
+	if p := ruleProposal(c, 1).Proposal; p.Change.GetSetValidatorPower().FromPower != 10 {
+		t.Fatalf("stored change = %v, want from_power 10", p.Change)
+	}
+	c.Must(w.regB, apptest.Approve(1))
+	c.Must(w.regA, apptest.SetValidatorPower(v3, 0)) // its key leaked
+	c.Must(w.regB, apptest.Approve(2))
+	c.Must(w.regR, apptest.Approve(2))
+	ruleCheck(t, "execute the overtaken proposal", c.Exec(w.regR, apptest.Approve(1)), app.ErrProposalClosed,
+		"has power 0, 10 when this was proposed")
+	if vs := ruleValidators(c); len(vs) != 3 {
+		t.Fatalf("validators = %v", vs)
+	}
+	// A proposal may not set from_power itself.
+	m := apptest.SetValidatorPower(v3, 10)
+	m.GetPropose().Change.GetSetValidatorPower().FromPower = 10
+	ruleCheck(t, "from_power in the message", c.Exec(w.regA, m), app.ErrInvalidMsg, "from_power")
+}
+
+// TestPowerRaisedInSteps: a change may add less than a third of the new
+// total voting power (what the validators that have been signing keep is
+// then more than two thirds), so a key nobody runs cannot halt the chain.
+func TestPowerRaisedInSteps(t *testing.T) {
+	w := newRuleWorld(t, apptest.Options{})
+	c := w.c
+	y := apptest.NewActor("validator-y").SignPub()
+	at := c.Now
+	ruleRun(t, c, at, []ruleCase{
+		{"add 20 to 40", w.regA, apptest.SetValidatorPower(y, 20), app.ErrTooLarge, []string{"20 of the 60 voting power", "at most 19"}},
+		{"raise V0 by 20", w.regA, apptest.SetValidatorPower(apptest.Validator(0).SignPub(), 30), app.ErrTooLarge, []string{"raising"}},
+		{"add 19 to 40", w.regA, apptest.SetValidatorPower(y, 19), nil, nil},
+		{"lower V0", w.regA, apptest.SetValidatorPower(apptest.Validator(0).SignPub(), 1), nil, nil},
+	})
 }
 
 // TestProposalsPage: proposals list oldest first, paged by id.

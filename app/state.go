@@ -174,6 +174,11 @@ func (s state) validators() ([]*emrv1.Validator, error) {
 	return out, err
 }
 
+// validator is the validator of pubKey (nil: none).
+func (s state) validator(pubKey []byte) (*emrv1.Validator, error) {
+	return getTyped[emrv1.Validator](s, validatorKey(pubKey))
+}
+
 // setValidator stores v, or deletes its key for power 0.
 func (s state) setValidator(v *emrv1.Validator) error {
 	if v.Power == 0 {

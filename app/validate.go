@@ -299,6 +299,9 @@ func validatePropose(m *emrv1.MsgPropose) error {
 			checkText("registrar credential reference", add.RegistrarCredentialRef, false),
 		)
 	case *emrv1.ConsortiumChange_SetValidatorPower:
+		if c.SetValidatorPower.FromPower != 0 {
+			return fmt.Errorf("from_power is the chain's to set: leave it 0")
+		}
 		return checkValidatorPower(c.SetValidatorPower.PubKey, c.SetValidatorPower.Power)
 	}
 	return fmt.Errorf("the proposal changes nothing: it needs add_organization or set_validator_power")

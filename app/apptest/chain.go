@@ -80,6 +80,9 @@ type Chain struct {
 	// BlockInterval.
 	Now           time.Time
 	BlockInterval time.Duration
+	// ValidatorUpdates are the last block's changes to the validator set,
+	// as FinalizeBlock hands them to CometBFT.
+	ValidatorUpdates []*emrv1.Validator
 }
 
 // New starts a chain from genesis and commits an empty block 1.
@@ -164,6 +167,7 @@ func (c *Chain) Block(txs ...[]byte) []app.Result {
 	if err != nil {
 		c.TB.Fatalf("FinalizeBlock %d: %v", b.Height, err)
 	}
+	c.ValidatorUpdates = c.App.ValidatorUpdates()
 	if _, err := c.App.Commit(); err != nil {
 		c.TB.Fatalf("Commit %d: %v", b.Height, err)
 	}

@@ -1765,8 +1765,13 @@ type SetValidatorPower struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// ed25519 consensus public key (32 bytes), as `emrchaind show validator`
 	// prints it.
-	PubKey        []byte `protobuf:"bytes,1,opt,name=pub_key,json=pubKey,proto3" json:"pub_key,omitempty"`
-	Power         int64  `protobuf:"varint,2,opt,name=power,proto3" json:"power,omitempty"`
+	PubKey []byte `protobuf:"bytes,1,opt,name=pub_key,json=pubKey,proto3" json:"pub_key,omitempty"`
+	Power  int64  `protobuf:"varint,2,opt,name=power,proto3" json:"power,omitempty"`
+	// Set by the chain when the proposal is made: the key's power then (0
+	// when it was no validator). The change executes only while the key
+	// still has that power, so a proposal that another has overtaken (the
+	// key removed meanwhile, say) cannot undo it. Leave it 0 in MsgPropose.
+	FromPower     int64 `protobuf:"varint,3,opt,name=from_power,json=fromPower,proto3" json:"from_power,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1811,6 +1816,13 @@ func (x *SetValidatorPower) GetPubKey() []byte {
 func (x *SetValidatorPower) GetPower() int64 {
 	if x != nil {
 		return x.Power
+	}
+	return 0
+}
+
+func (x *SetValidatorPower) GetFromPower() int64 {
+	if x != nil {
+		return x.FromPower
 	}
 	return 0
 }
@@ -2170,10 +2182,12 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\forganization\x18\x01 \x01(\v2\x19.emrchain.v1.OrganizationR\forganization\x123\n" +
 	"\x16registrar_sign_pub_key\x18\x02 \x01(\fR\x13registrarSignPubKey\x121\n" +
 	"\x15registrar_enc_pub_key\x18\x03 \x01(\fR\x12registrarEncPubKey\x128\n" +
-	"\x18registrar_credential_ref\x18\x04 \x01(\tR\x16registrarCredentialRef\"B\n" +
+	"\x18registrar_credential_ref\x18\x04 \x01(\tR\x16registrarCredentialRef\"a\n" +
 	"\x11SetValidatorPower\x12\x17\n" +
 	"\apub_key\x18\x01 \x01(\fR\x06pubKey\x12\x14\n" +
-	"\x05power\x18\x02 \x01(\x03R\x05power\"\xb9\x01\n" +
+	"\x05power\x18\x02 \x01(\x03R\x05power\x12\x1d\n" +
+	"\n" +
+	"from_power\x18\x03 \x01(\x03R\tfromPower\"\xb9\x01\n" +
 	"\x10ConsortiumChange\x12I\n" +
 	"\x10add_organization\x18\x01 \x01(\v2\x1c.emrchain.v1.AddOrganizationH\x00R\x0faddOrganization\x12P\n" +
 	"\x13set_validator_power\x18\x02 \x01(\v2\x1e.emrchain.v1.SetValidatorPowerH\x00R\x11setValidatorPowerB\b\n" +

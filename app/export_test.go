@@ -1,0 +1,4 @@
+package app
+
+// ValidatorDiffForTest is validatorDiff, for the package's external tests.
+var ValidatorDiffForTest = validatorDiff
