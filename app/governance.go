@@ -149,13 +149,8 @@ func (ctx *txContext) checkChange(change *emrv1.ConsortiumChange) error {
 		if org != nil {
 			return fmt.Errorf("%w: organization %q exists", ErrAlreadyExists, org.Id)
 		}
-		addr := AddressOf(add.RegistrarSignPubKey)
-		existing, err := ctx.st.member(addr)
-		if err != nil {
-			return err
-		}
-		if existing != nil {
-			return fmt.Errorf("%w: the registrar's key is %X's, already a %s", ErrAlreadyExists, addr, roleName(existing.Role))
+		if _, err := ctx.newMemberAddress(add.RegistrarSignPubKey); err != nil {
+			return fmt.Errorf("the first registrar's key: %w", err)
 		}
 		return nil
 	case *emrv1.ConsortiumChange_SetValidatorPower:

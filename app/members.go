@@ -32,13 +32,9 @@ func (ctx *txContext) registerMember(m *emrv1.MsgRegisterMember) error {
 	if org == nil {
 		return fmt.Errorf("%w: no organization %q", ErrNotFound, m.OrganizationId)
 	}
-	addr := AddressOf(m.SignPubKey)
-	existing, err := ctx.st.member(addr)
+	addr, err := ctx.newMemberAddress(m.SignPubKey)
 	if err != nil {
 		return err
-	}
-	if existing != nil {
-		return fmt.Errorf("%w: %X is already a %s", ErrAlreadyExists, addr, roleName(existing.Role))
 	}
 	ctx.attrHex("member", addr)
 	return ctx.st.putMember(&emrv1.Member{
@@ -52,6 +48,20 @@ func (ctx *txContext) registerMember(m *emrv1.MsgRegisterMember) error {
 		RegisteredBy:     ctx.tx.Signer,
 		RegisteredHeight: ctx.block.Height,
 	})
+}
+
+// newMemberAddress is the address of signPubKey, which no member (patients
+// included) may have yet.
+func (ctx *txContext) newMemberAddress(signPubKey []byte) ([]byte, error) {
+	addr := AddressOf(signPubKey)
+	existing, err := ctx.st.member(addr)
+	if err != nil {
+		return nil, err
+	}
+	if existing != nil {
+		return nil, fmt.Errorf("%w: %X is already a %s", ErrAlreadyExists, addr, roleName(existing.Role))
+	}
+	return addr, nil
 }
 
 // setMemberStatus: a registrar of X suspends or reactivates a member of X.
