@@ -155,6 +155,12 @@ func (ctx *txContext) checkChange(change *emrv1.ConsortiumChange) error {
 		return nil
 	case *emrv1.ConsortiumChange_SetValidatorPower:
 		return ctx.checkValidatorChange(c.SetValidatorPower)
+	case *emrv1.ConsortiumChange_SetMemberStatus:
+		target, err := ctx.organizationMember(c.SetMemberStatus.Address)
+		if err != nil {
+			return err
+		}
+		return checkStatusChange(target, c.SetMemberStatus.Status)
 	}
 	// ValidateMsg refused every other change.
 	return fmt.Errorf("%w: unhandled change %T", ErrInvalidMsg, change.GetChange())
@@ -227,6 +233,12 @@ func (ctx *txContext) applyChange(change *emrv1.ConsortiumChange) error {
 		v := &emrv1.Validator{PubKey: c.SetValidatorPower.PubKey, Power: c.SetValidatorPower.Power}
 		ctx.validatorUpdates = append(ctx.validatorUpdates, v)
 		return ctx.st.setValidator(v)
+	case *emrv1.ConsortiumChange_SetMemberStatus:
+		target, err := ctx.organizationMember(c.SetMemberStatus.Address)
+		if err != nil {
+			return err
+		}
+		return ctx.putMemberStatus(target, c.SetMemberStatus.Status)
 	}
 	return fmt.Errorf("%w: unhandled change %T", ErrInvalidMsg, change.GetChange())
 }

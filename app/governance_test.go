@@ -338,3 +338,33 @@ func hasAttr(res app.Result, key, value string) bool {
 	}
 	return false
 }
+
+// TestConsortiumSuspendsAMember: once a fourth organization is admitted,
+// the other three suspend its registrar without it (three of four), which
+// its own organization alone could have done before. Patients are no
+// organization's members; a status a member has is not given again.
+func TestConsortiumSuspendsAMember(t *testing.T) {
+	w := newRuleWorld(t, apptest.Options{})
+	c := w.c
+	regD := apptest.NewActor("registrar-hospital-d")
+	c.Must(w.regA, apptest.AddOrganization("hospital-d", regD))
+	c.Must(w.regB, apptest.Approve(1))
+	c.Must(w.regR, apptest.Approve(1))
+	suspended, active := emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED, emrv1.MemberStatus_MEMBER_STATUS_ACTIVE
+	ruleRun(t, c, c.Now, []ruleCase{
+		{"suspend a patient", w.regA, apptest.ConsortiumSetStatus(w.pat, suspended), app.ErrUnauthorized, []string{"patients are not members"}},
+		{"reactivate an active member", w.regA, apptest.ConsortiumSetStatus(regD, active), app.ErrInvalidMsg, []string{"already active"}},
+		{"suspend nobody", w.regA, apptest.ConsortiumSetStatus(apptest.NewActor("nobody"), suspended), app.ErrNotFound, []string{"no member"}},
+	})
+	c.Must(w.regA, apptest.ConsortiumSetStatus(regD, suspended))
+	c.Must(w.regB, apptest.Approve(2))
+	if m := ruleMember(c, regD.Address); m.Status != active {
+		t.Fatalf("suspended after 2 of 4 approvals: %v", m)
+	}
+	c.Must(w.regR, apptest.Approve(2))
+	if m := ruleMember(c, regD.Address); m.Status != suspended {
+		t.Fatalf("after 3 of 4 approvals: %v", m)
+	}
+	ruleCheck(t, "the suspended registrar registers", c.Exec(regD, apptest.RegisterMember(apptest.NewActor("doc-d"), emrv1.Role_ROLE_CLINICIAN, "hospital-d")),
+		app.ErrSignerSuspended)
+}

@@ -66,15 +66,9 @@ func (ctx *txContext) newMemberAddress(signPubKey []byte) ([]byte, error) {
 
 // setMemberStatus: a registrar of X suspends or reactivates a member of X.
 func (ctx *txContext) setMemberStatus(m *emrv1.MsgSetMemberStatus) error {
-	target, err := ctx.st.member(m.Address)
+	target, err := ctx.organizationMember(m.Address)
 	if err != nil {
 		return err
-	}
-	if target == nil {
-		return fmt.Errorf("%w: no member %X", ErrNotFound, m.Address)
-	}
-	if target.Role == emrv1.Role_ROLE_PATIENT {
-		return fmt.Errorf("%w: patients are not members of an organization", ErrUnauthorized)
 	}
 	if err := ctx.requireRegistrarOf(target.OrganizationId); err != nil {
 		return err
@@ -82,10 +76,37 @@ func (ctx *txContext) setMemberStatus(m *emrv1.MsgSetMemberStatus) error {
 	if bytes.Equal(target.Address, ctx.tx.Signer) {
 		return fmt.Errorf("%w: a registrar cannot change its own status", ErrInvalidMsg)
 	}
-	if target.Status == m.Status {
-		return fmt.Errorf("%w: member %X is already %s", ErrInvalidMsg, m.Address, statusName(m.Status))
+	if err := checkStatusChange(target, m.Status); err != nil {
+		return err
 	}
-	target.Status = m.Status
+	return ctx.putMemberStatus(target, m.Status)
+}
+
+// organizationMember loads a member of an organization (not a patient).
+func (ctx *txContext) organizationMember(addr []byte) (*emrv1.Member, error) {
+	target, err := ctx.st.member(addr)
+	if err != nil {
+		return nil, err
+	}
+	if target == nil {
+		return nil, fmt.Errorf("%w: no member %X", ErrNotFound, addr)
+	}
+	if target.Role == emrv1.Role_ROLE_PATIENT {
+		return nil, fmt.Errorf("%w: patients are not members of an organization", ErrUnauthorized)
+	}
+	return target, nil
+}
+
+// checkStatusChange refuses to give a member the status it has.
+func checkStatusChange(target *emrv1.Member, status emrv1.MemberStatus) error {
+	if target.Status == status {
+		return fmt.Errorf("%w: member %X is already %s", ErrInvalidMsg, target.Address, statusName(status))
+	}
+	return nil
+}
+
+func (ctx *txContext) putMemberStatus(target *emrv1.Member, status emrv1.MemberStatus) error {
+	target.Status = status
 	ctx.attrHex("member", target.Address)
 	return ctx.st.putMember(target)
 }

@@ -36,7 +36,7 @@ func ValidateMsg(msg *emrv1.Msg) error {
 	case *emrv1.Msg_RegisterMember:
 		err = validateRegisterMember(m.RegisterMember)
 	case *emrv1.Msg_SetMemberStatus:
-		err = validateSetMemberStatus(m.SetMemberStatus)
+		err = validateSetMemberStatus(m.SetMemberStatus.GetAddress(), m.SetMemberStatus.GetStatus())
 	case *emrv1.Msg_EnrollPatient:
 		err = validateEnrollPatient(m.EnrollPatient)
 	case *emrv1.Msg_Grant:
@@ -113,11 +113,11 @@ func validateRegisterMember(m *emrv1.MsgRegisterMember) error {
 	)
 }
 
-func validateSetMemberStatus(m *emrv1.MsgSetMemberStatus) error {
-	if m.Status != emrv1.MemberStatus_MEMBER_STATUS_ACTIVE && m.Status != emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED {
-		return fmt.Errorf("status must be active or suspended, got %s", m.Status)
+func validateSetMemberStatus(address []byte, status emrv1.MemberStatus) error {
+	if status != emrv1.MemberStatus_MEMBER_STATUS_ACTIVE && status != emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED {
+		return fmt.Errorf("status must be active or suspended, got %s", status)
 	}
-	return checkAddress("address", m.Address)
+	return checkAddress("address", address)
 }
 
 func validateEnrollPatient(m *emrv1.MsgEnrollPatient) error {
@@ -298,13 +298,15 @@ func validatePropose(m *emrv1.MsgPropose) error {
 			checkX25519Key("registrar encryption key", add.RegistrarEncPubKey),
 			checkText("registrar credential reference", add.RegistrarCredentialRef, false),
 		)
+	case *emrv1.ConsortiumChange_SetMemberStatus:
+		return validateSetMemberStatus(c.SetMemberStatus.Address, c.SetMemberStatus.Status)
 	case *emrv1.ConsortiumChange_SetValidatorPower:
 		if c.SetValidatorPower.FromPower != 0 {
 			return fmt.Errorf("from_power is the chain's to set: leave it 0")
 		}
 		return checkValidatorPower(c.SetValidatorPower.PubKey, c.SetValidatorPower.Power)
 	}
-	return fmt.Errorf("the proposal changes nothing: it needs add_organization or set_validator_power")
+	return fmt.Errorf("the proposal changes nothing: it needs add_organization, set_validator_power or set_member_status")
 }
 
 // validateOrganization checks an organization's id, name and kind.

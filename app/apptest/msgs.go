@@ -181,3 +181,14 @@ func SetValidatorPower(pubKey []byte, power int64) *emrv1.Msg {
 func Approve(id uint64) *emrv1.Msg {
 	return &emrv1.Msg{Sum: &emrv1.Msg_Approve{Approve: &emrv1.MsgApprove{ProposalId: id}}}
 }
+
+// ConsortiumSetStatus proposes to give member status, whatever its
+// organization.
+func ConsortiumSetStatus(member *Actor, status emrv1.MemberStatus) *emrv1.Msg {
+	return &emrv1.Msg{Sum: &emrv1.Msg_Propose{Propose: &emrv1.MsgPropose{
+		Reason: "status of " + member.Name,
+		Change: &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetMemberStatus{SetMemberStatus: &emrv1.SetMemberStatus{
+			Address: member.Address, Status: status,
+		}}},
+	}}}
+}

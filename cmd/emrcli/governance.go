@@ -15,7 +15,8 @@ import (
 )
 
 const governanceLong = `A change to the consortium (an organization admitted with its first
-registrar, a validator added, re-weighted or removed) is proposed by a
+registrar, a validator added, re-weighted or removed, a member of any
+organization suspended or reactivated) is proposed by a
 registrar and takes effect in the transaction that brings its approvals
 above two thirds of the organizations: one approval per organization, by
 any of its registrars, the proposer's counted at once. Approvals are
@@ -32,7 +33,41 @@ func newProposeCmd(a *cli) *cobra.Command {
       --registrar-key st-mary-registrar --credential REG-1 --reason "joins the regional network"
   emrcli propose validator --from registrar --pub-key 6Z9T...Q= --power 10 --reason "St Mary's node"`,
 	}
-	cmd.AddCommand(newProposeOrgCmd(a), newProposeValidatorCmd(a))
+	cmd.AddCommand(newProposeOrgCmd(a), newProposeValidatorCmd(a),
+		newProposeStatusCmd(a, "suspend-member", "Propose to suspend a member of any organization (a compromised hospital's registrar, say)", emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED),
+		newProposeStatusCmd(a, "reactivate-member", "Propose to reactivate a member of any organization", emrv1.MemberStatus_MEMBER_STATUS_ACTIVE))
+	return cmd
+}
+
+func newProposeStatusCmd(a *cli, verb, short string, status emrv1.MemberStatus) *cobra.Command {
+	var from, reason string
+	var async bool
+	cmd := &cobra.Command{
+		Use:   verb + " --from REGISTRAR MEMBER --reason TEXT",
+		Short: short,
+		Long: governanceLong + `
+
+A registrar suspends members of its own organization directly ("emrcli
+member suspend"); this is for a member of an organization that will not,
+its registrars included.`,
+		Example: fmt.Sprintf("  emrcli propose %s --from registrar 3F2A0C9D5E6B7A8190AB3F2A0C9D5E6B7A8190AB --reason \"key compromised\"", verb),
+		Args:    exactArgs(1, "one MEMBER (address or key name)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			addr, err := a.address(args[0])
+			if err != nil {
+				return err
+			}
+			change := &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetMemberStatus{SetMemberStatus: &emrv1.SetMemberStatus{
+				Address: addr, Status: status,
+			}}}
+			return a.propose(cmd, from, change, reason, async)
+		},
+	}
+	a.keyFlag(cmd, &from, "from", "registrar key that signs")
+	cmd.Flags().StringVar(&reason, "reason", "", "why, for the other registrars (required)")
+	cmd.Flags().BoolVar(&async, "async", false, "do not wait for the transaction to commit")
+	_ = cmd.MarkFlagRequired("reason")
+	cmd.ValidArgsFunction = a.completeKeys
 	return cmd
 }
 
@@ -256,7 +291,9 @@ func viewProposal(p *emrv1.Proposal, now string) proposalView {
 		v.Change = fmt.Sprintf("admit %s (%q, %s) with registrar %s", o.GetId(), o.GetName(),
 			enumName(o.GetKind().String(), "ORGANIZATION_KIND_"), upperHex(app.AddressOf(c.AddOrganization.RegistrarSignPubKey)))
 	case *emrv1.ConsortiumChange_SetValidatorPower:
-		v.Change = fmt.Sprintf("validator %s power %d", base64.StdEncoding.EncodeToString(c.SetValidatorPower.PubKey), c.SetValidatorPower.Power)
+		v.Change = fmt.Sprintf("validator %s power %d (from %d)", app.ValidatorKeyText(c.SetValidatorPower.PubKey), c.SetValidatorPower.Power, c.SetValidatorPower.FromPower)
+	case *emrv1.ConsortiumChange_SetMemberStatus:
+		v.Change = fmt.Sprintf("member %s %s", upperHex(c.SetMemberStatus.Address), statusName(c.SetMemberStatus.Status))
 	}
 	switch {
 	case p.Status == emrv1.ProposalStatus_PROPOSAL_STATUS_EXECUTED:
@@ -371,7 +408,7 @@ A change executed at height H is CometBFT's from H+2.`,
 			}{[]validatorView{}, viewInfo(info)}
 			var rows [][]string
 			for _, v := range resp.Validators {
-				key := base64.StdEncoding.EncodeToString(v.PubKey)
+				key := app.ValidatorKeyText(v.PubKey)
 				out.Validators = append(out.Validators, validatorView{key, v.Power})
 				rows = append(rows, []string{key, strconv.FormatInt(v.Power, 10)})
 			}

@@ -118,8 +118,20 @@ func TestGovernanceFlow(t *testing.T) {
 	}
 	e.ok("keys", "add", "bob")
 	e.ok("patient", "enroll", "--from", "bob", "--name", "Bob", "--birth-date", "1990-01-01")
+	// The consortium suspends a member of St Mary's: both organizations.
+	e.json(&decided, "propose", "suspend-member", "--from", "registrar", "st-mary-doc", "--reason", "credential withdrawn")
+	if decided.Proposal.Status != "open" {
+		t.Fatalf("propose suspend-member: %+v", decided)
+	}
+	e.json(&decided, "approve", "--from", "st-mary-registrar", strconv.FormatUint(decided.Proposal.ID, 10))
+	if decided.Proposal.Status != "executed" {
+		t.Fatalf("approve the suspension: %+v", decided)
+	}
+	if out := e.ok("member", "show", "st-mary-doc"); !strings.Contains(out, "suspended") {
+		t.Fatalf("member show after the suspension: %s", out)
+	}
 	out = e.ok("proposals")
-	for _, want := range []string{"executed", "admit st-mary", "power 14", "verified against"} {
+	for _, want := range []string{"executed", "admit st-mary", "power 14 (from 10)", "suspended", "verified against"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("proposals lacks %q:\n%s", want, out)
 		}

@@ -1834,6 +1834,7 @@ type ConsortiumChange struct {
 	//
 	//	*ConsortiumChange_AddOrganization
 	//	*ConsortiumChange_SetValidatorPower
+	//	*ConsortiumChange_SetMemberStatus
 	Change        isConsortiumChange_Change `protobuf_oneof:"change"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1894,6 +1895,15 @@ func (x *ConsortiumChange) GetSetValidatorPower() *SetValidatorPower {
 	return nil
 }
 
+func (x *ConsortiumChange) GetSetMemberStatus() *SetMemberStatus {
+	if x != nil {
+		if x, ok := x.Change.(*ConsortiumChange_SetMemberStatus); ok {
+			return x.SetMemberStatus
+		}
+	}
+	return nil
+}
+
 type isConsortiumChange_Change interface {
 	isConsortiumChange_Change()
 }
@@ -1906,9 +1916,71 @@ type ConsortiumChange_SetValidatorPower struct {
 	SetValidatorPower *SetValidatorPower `protobuf:"bytes,2,opt,name=set_validator_power,json=setValidatorPower,proto3,oneof"`
 }
 
+type ConsortiumChange_SetMemberStatus struct {
+	// Suspends or reactivates a member of any organization: a compromised
+	// hospital's registrars, say, whom only their own organization could
+	// suspend otherwise. Patients are not members of an organization.
+	SetMemberStatus *SetMemberStatus `protobuf:"bytes,3,opt,name=set_member_status,json=setMemberStatus,proto3,oneof"`
+}
+
 func (*ConsortiumChange_AddOrganization) isConsortiumChange_Change() {}
 
 func (*ConsortiumChange_SetValidatorPower) isConsortiumChange_Change() {}
+
+func (*ConsortiumChange_SetMemberStatus) isConsortiumChange_Change() {}
+
+// SetMemberStatus suspends or reactivates a member of any organization.
+type SetMemberStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Address       []byte                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	Status        MemberStatus           `protobuf:"varint,2,opt,name=status,proto3,enum=emrchain.v1.MemberStatus" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetMemberStatus) Reset() {
+	*x = SetMemberStatus{}
+	mi := &file_emrchain_v1_types_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetMemberStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetMemberStatus) ProtoMessage() {}
+
+func (x *SetMemberStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_types_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetMemberStatus.ProtoReflect.Descriptor instead.
+func (*SetMemberStatus) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SetMemberStatus) GetAddress() []byte {
+	if x != nil {
+		return x.Address
+	}
+	return nil
+}
+
+func (x *SetMemberStatus) GetStatus() MemberStatus {
+	if x != nil {
+		return x.Status
+	}
+	return MemberStatus_MEMBER_STATUS_UNSPECIFIED
+}
 
 // Proposal is a change to the consortium that takes effect once registrars
 // of more than two thirds of the organizations have approved it.
@@ -1936,7 +2008,7 @@ type Proposal struct {
 
 func (x *Proposal) Reset() {
 	*x = Proposal{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[16]
+	mi := &file_emrchain_v1_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1948,7 +2020,7 @@ func (x *Proposal) String() string {
 func (*Proposal) ProtoMessage() {}
 
 func (x *Proposal) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[16]
+	mi := &file_emrchain_v1_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1961,7 +2033,7 @@ func (x *Proposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proposal.ProtoReflect.Descriptor instead.
 func (*Proposal) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{16}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Proposal) GetId() uint64 {
@@ -2187,11 +2259,15 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\apub_key\x18\x01 \x01(\fR\x06pubKey\x12\x14\n" +
 	"\x05power\x18\x02 \x01(\x03R\x05power\x12\x1d\n" +
 	"\n" +
-	"from_power\x18\x03 \x01(\x03R\tfromPower\"\xb9\x01\n" +
+	"from_power\x18\x03 \x01(\x03R\tfromPower\"\x85\x02\n" +
 	"\x10ConsortiumChange\x12I\n" +
 	"\x10add_organization\x18\x01 \x01(\v2\x1c.emrchain.v1.AddOrganizationH\x00R\x0faddOrganization\x12P\n" +
-	"\x13set_validator_power\x18\x02 \x01(\v2\x1e.emrchain.v1.SetValidatorPowerH\x00R\x11setValidatorPowerB\b\n" +
-	"\x06change\"\x84\x03\n" +
+	"\x13set_validator_power\x18\x02 \x01(\v2\x1e.emrchain.v1.SetValidatorPowerH\x00R\x11setValidatorPower\x12J\n" +
+	"\x11set_member_status\x18\x03 \x01(\v2\x1c.emrchain.v1.SetMemberStatusH\x00R\x0fsetMemberStatusB\b\n" +
+	"\x06change\"^\n" +
+	"\x0fSetMemberStatus\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\fR\aaddress\x121\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x19.emrchain.v1.MemberStatusR\x06status\"\x84\x03\n" +
 	"\bProposal\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x125\n" +
 	"\x06change\x18\x02 \x01(\v2\x1d.emrchain.v1.ConsortiumChangeR\x06change\x12\x16\n" +
@@ -2251,7 +2327,7 @@ func file_emrchain_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_emrchain_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_emrchain_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_emrchain_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_emrchain_v1_types_proto_goTypes = []any{
 	(Role)(0),                     // 0: emrchain.v1.Role
 	(MemberStatus)(0),             // 1: emrchain.v1.MemberStatus
@@ -2275,21 +2351,22 @@ var file_emrchain_v1_types_proto_goTypes = []any{
 	(*AddOrganization)(nil),       // 19: emrchain.v1.AddOrganization
 	(*SetValidatorPower)(nil),     // 20: emrchain.v1.SetValidatorPower
 	(*ConsortiumChange)(nil),      // 21: emrchain.v1.ConsortiumChange
-	(*Proposal)(nil),              // 22: emrchain.v1.Proposal
-	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
+	(*SetMemberStatus)(nil),       // 22: emrchain.v1.SetMemberStatus
+	(*Proposal)(nil),              // 23: emrchain.v1.Proposal
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
 }
 var file_emrchain_v1_types_proto_depIdxs = []int32{
 	2,  // 0: emrchain.v1.Organization.kind:type_name -> emrchain.v1.OrganizationKind
 	0,  // 1: emrchain.v1.Member.role:type_name -> emrchain.v1.Role
 	1,  // 2: emrchain.v1.Member.status:type_name -> emrchain.v1.MemberStatus
 	3,  // 3: emrchain.v1.Permission.rights:type_name -> emrchain.v1.Right
-	23, // 4: emrchain.v1.Permission.not_before:type_name -> google.protobuf.Timestamp
-	23, // 5: emrchain.v1.Permission.not_after:type_name -> google.protobuf.Timestamp
-	23, // 6: emrchain.v1.Permission.revoked_time:type_name -> google.protobuf.Timestamp
-	23, // 7: emrchain.v1.Record.time:type_name -> google.protobuf.Timestamp
+	24, // 4: emrchain.v1.Permission.not_before:type_name -> google.protobuf.Timestamp
+	24, // 5: emrchain.v1.Permission.not_after:type_name -> google.protobuf.Timestamp
+	24, // 6: emrchain.v1.Permission.revoked_time:type_name -> google.protobuf.Timestamp
+	24, // 7: emrchain.v1.Record.time:type_name -> google.protobuf.Timestamp
 	4,  // 8: emrchain.v1.AccessEvent.purpose:type_name -> emrchain.v1.Purpose
-	23, // 9: emrchain.v1.AccessEvent.time:type_name -> google.protobuf.Timestamp
-	23, // 10: emrchain.v1.Share.time:type_name -> google.protobuf.Timestamp
+	24, // 9: emrchain.v1.AccessEvent.time:type_name -> google.protobuf.Timestamp
+	24, // 10: emrchain.v1.Share.time:type_name -> google.protobuf.Timestamp
 	0,  // 11: emrchain.v1.GenesisMember.role:type_name -> emrchain.v1.Role
 	6,  // 12: emrchain.v1.GenesisState.params:type_name -> emrchain.v1.Params
 	7,  // 13: emrchain.v1.GenesisState.organizations:type_name -> emrchain.v1.Organization
@@ -2297,15 +2374,17 @@ var file_emrchain_v1_types_proto_depIdxs = []int32{
 	7,  // 15: emrchain.v1.AddOrganization.organization:type_name -> emrchain.v1.Organization
 	19, // 16: emrchain.v1.ConsortiumChange.add_organization:type_name -> emrchain.v1.AddOrganization
 	20, // 17: emrchain.v1.ConsortiumChange.set_validator_power:type_name -> emrchain.v1.SetValidatorPower
-	21, // 18: emrchain.v1.Proposal.change:type_name -> emrchain.v1.ConsortiumChange
-	23, // 19: emrchain.v1.Proposal.time:type_name -> google.protobuf.Timestamp
-	23, // 20: emrchain.v1.Proposal.voting_end:type_name -> google.protobuf.Timestamp
-	5,  // 21: emrchain.v1.Proposal.status:type_name -> emrchain.v1.ProposalStatus
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	22, // 18: emrchain.v1.ConsortiumChange.set_member_status:type_name -> emrchain.v1.SetMemberStatus
+	1,  // 19: emrchain.v1.SetMemberStatus.status:type_name -> emrchain.v1.MemberStatus
+	21, // 20: emrchain.v1.Proposal.change:type_name -> emrchain.v1.ConsortiumChange
+	24, // 21: emrchain.v1.Proposal.time:type_name -> google.protobuf.Timestamp
+	24, // 22: emrchain.v1.Proposal.voting_end:type_name -> google.protobuf.Timestamp
+	5,  // 23: emrchain.v1.Proposal.status:type_name -> emrchain.v1.ProposalStatus
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_emrchain_v1_types_proto_init() }
@@ -2316,6 +2395,7 @@ func file_emrchain_v1_types_proto_init() {
 	file_emrchain_v1_types_proto_msgTypes[15].OneofWrappers = []any{
 		(*ConsortiumChange_AddOrganization)(nil),
 		(*ConsortiumChange_SetValidatorPower)(nil),
+		(*ConsortiumChange_SetMemberStatus)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2323,7 +2403,7 @@ func file_emrchain_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_emrchain_v1_types_proto_rawDesc), len(file_emrchain_v1_types_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
