@@ -272,6 +272,12 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 	if err := recordRestoredState(ctx, logger, conf, dbProvider, genProvider, filepath.Join(conf.DBDir(), appDBDir), h, hash); err != nil {
 		return err
 	}
+	if _, err := reindexUnindexed(conf, dbProvider, logger); err != nil {
+		// Housekeeping: the chain runs without it, and tx_search and
+		// /tx miss what is missing (with [storage]
+		// discard_abci_responses, the results of old blocks are gone).
+		logger.Error("could not index again the blocks the tx index lacks", "err", err)
+	}
 	if conf.StateSync.Enable && h > 0 {
 		logger.Info("statesync.enable is set, but the app already holds a state: CometBFT syncs blocks from it instead",
 			"height", h)

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	dbm "github.com/cometbft/cometbft-db"
+	abcitypes "github.com/cometbft/cometbft/abci/types"
+	cmtcfg "github.com/cometbft/cometbft/config"
+	"github.com/cometbft/cometbft/libs/log"
+	sm "github.com/cometbft/cometbft/state"
+	blockidxkv "github.com/cometbft/cometbft/state/indexer/block/kv"
+	"github.com/cometbft/cometbft/state/txindex"
+	"github.com/cometbft/cometbft/state/txindex/kv"
+	cmtstore "github.com/cometbft/cometbft/store"
+	cmttypes "github.com/cometbft/cometbft/types"
+)
+
+// maxReindexAtStart bounds how many blocks start indexes again: a crash
+// leaves the last few unindexed, not thousands.
+const maxReindexAtStart = 1000
+
+// reindexUnindexed indexes the newest blocks that the tx index lacks, and
+// returns how many. CometBFT indexes a block from an event after it
+// committed it, and never again: a node killed between the two keeps the
+// block and its results, but tx_search and /tx do not find its
+// transactions, so a client that resends one is told "wrong sequence"
+// instead of its result (testnet's random kills hit this). Start runs this
+// before the node opens its databases; it walks down from the newest block
+// while a block or its last transaction is missing from the index.
+func reindexUnindexed(conf *cmtcfg.Config, dbProvider cmtcfg.DBProvider, logger log.Logger) (n int, err error) {
+	if conf.TxIndex.Indexer != "kv" {
+		return 0, nil
+	}
+	open := func(id string) (dbm.DB, error) {
+		db, err := dbProvider(&cmtcfg.DBContext{ID: id, Config: conf})
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", id, err)
+		}
+		return db, nil
+	}
+	var dbs []dbm.DB
+	defer func() {
+		for _, db := range dbs {
+			err = errors.Join(err, db.Close())
+		}
+	}()
+	bsDB, err := open("blockstore")
+	if err != nil {
+		return 0, err
+	}
+	dbs = append(dbs, bsDB)
+	stateDB, err := open("state")
+	if err != nil {
+		return 0, err
+	}
+	dbs = append(dbs, stateDB)
+	indexDB, err := open("tx_index")
+	if err != nil {
+		return 0, err
+	}
+	dbs = append(dbs, indexDB)
+	blocks := cmtstore.NewBlockStore(bsDB, cmtstore.WithDBKeyLayout(conf.Storage.ExperimentalKeyLayout))
+	states := sm.NewStore(stateDB, sm.StoreOptions{
+		DiscardABCIResponses: conf.Storage.DiscardABCIResponses,
+		DBKeyLayout:          conf.Storage.ExperimentalKeyLayout,
+	})
+	txIdx := kv.NewTxIndex(indexDB)
+	blockIdx := blockidxkv.New(dbm.NewPrefixDB(indexDB, []byte("block_events")))
+
+	// CometBFT stores a block before it executes it: above the state's
+	// last height, a block has no results yet (and was never indexed).
+	state, err := states.Load()
+	if err != nil {
+		return 0, fmt.Errorf("load the consensus state: %w", err)
+	}
+	top, base := min(blocks.Height(), state.LastBlockHeight), blocks.Base()
+	var missing []*cmttypes.Block
+	for h := top; h >= base && h > 0 && len(missing) < maxReindexAtStart; h-- {
+		block, _ := blocks.LoadBlock(h)
+		if block == nil {
+			return 0, fmt.Errorf("block %d is not in the block store (base %d, height %d)", h, base, top)
+		}
+		indexed, err := blockIdx.Has(h)
+		if err != nil {
+			return 0, fmt.Errorf("tx index, block %d: %w", h, err)
+		}
+		if indexed && len(block.Txs) > 0 {
+			// The block is indexed before its transactions.
+			last, err := txIdx.Get(block.Txs[len(block.Txs)-1].Hash())
+			if err != nil {
+				return 0, fmt.Errorf("tx index, block %d: %w", h, err)
+			}
+			indexed = last != nil
+		}
+		if indexed {
+			break
+		}
+		missing = append(missing, block)
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		block := missing[i]
+		h := block.Height
+		resp, err := states.LoadFinalizeBlockResponse(h)
+		if err != nil {
+			return n, fmt.Errorf("results of block %d: %w", h, err)
+		}
+		if len(resp.TxResults) != len(block.Txs) {
+			return n, fmt.Errorf("block %d has %d transactions and %d results", h, len(block.Txs), len(resp.TxResults))
+		}
+		batch := txindex.NewBatch(int64(len(block.Txs)))
+		for j, res := range resp.TxResults {
+			if err := batch.Add(&abcitypes.TxResult{Height: h, Index: uint32(j), Tx: block.Txs[j], Result: *res}); err != nil {
+				return n, fmt.Errorf("index block %d tx %d: %w", h, j, err)
+			}
+		}
+		if err := blockIdx.Index(cmttypes.EventDataNewBlockEvents{Height: h, Events: resp.Events, NumTxs: int64(len(block.Txs))}); err != nil {
+			return n, fmt.Errorf("index block %d: %w", h, err)
+		}
+		if err := txIdx.AddBatch(batch); err != nil {
+			return n, fmt.Errorf("index the transactions of block %d: %w", h, err)
+		}
+		n++
+	}
+	if n > 0 {
+		logger.Info("indexed blocks the tx index lacked (a stop between a commit and its indexing)",
+			"blocks", n, "from", missing[len(missing)-1].Height, "to", missing[0].Height)
+	}
+	return n, nil
+}
