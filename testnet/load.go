@@ -199,9 +199,9 @@ func (l *Load) Committed() int {
 // Verify looks every transaction the load saw committed up by hash on every
 // running node: each must have it, at the height first reported. A node's
 // tx index may lack one that its block at that height holds: CometBFT
-// indexes a block after committing it, and does not index it again after
-// a crash in between (a killed node); such a transaction counts as there,
-// and IndexGaps says how many there were.
+// indexes a block after committing it, a moment later (emrchaind start
+// indexes again what a kill in between left out); such a transaction
+// counts as there, and IndexGaps says how many there were.
 func (l *Load) Verify(ctx context.Context) error {
 	l.mu.Lock()
 	committed := maps.Clone(l.committed)
