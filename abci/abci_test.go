@@ -680,3 +680,46 @@ func TestValidatorUpdates(t *testing.T) {
 		}
 	})
 }
+
+// TestSignersClearUnseenPower: a validator's added power counts as unseen
+// (limiting further changes) until its signature is in a block's decided
+// last commit; an absent vote does not count.
+func TestSignersClearUnseenPower(t *testing.T) {
+	ctx := context.Background()
+	conn := openNode(t, t.TempDir()).app
+	g := apptest.Consortium()
+	g.Organizations, g.Members = g.Organizations[:1], g.Members[:1]
+	initChainWith(t, conn, g)
+	block(t, conn, 1)
+	reg := apptest.Registrar(apptest.HospitalA)
+	y, z := apptest.NewActor("validator-y"), apptest.NewActor("validator-z")
+	finalize := func(h int64, yFlag cmtproto.BlockIDFlag, txs ...[]byte) []*types.ExecTxResult {
+		t.Helper()
+		fin, err := conn.FinalizeBlock(ctx, &types.FinalizeBlockRequest{Height: h, Time: genesisTime.Add(time.Duration(h) * time.Second), Txs: txs,
+			DecidedLastCommit: types.CommitInfo{Votes: []types.VoteInfo{
+				{Validator: types.Validator{Address: apptest.Validator(0).Address, Power: 10}, BlockIdFlag: cmtproto.BlockIDFlagCommit},
+				{Validator: types.Validator{Address: y.Address, Power: 19}, BlockIdFlag: yFlag},
+			}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Commit(ctx, &types.CommitRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		return fin.TxResults
+	}
+	if r := finalize(2, cmtproto.BlockIDFlagAbsent, reg.Tx(testChainID, 0, apptest.SetValidatorPower(y.SignPub(), 19))); r[0].Code != 0 {
+		t.Fatalf("add Y: %v", r[0])
+	}
+	addZ := func(seq uint64) []byte { return reg.Tx(testChainID, seq, apptest.SetValidatorPower(z.SignPub(), 1)) }
+	if r := finalize(3, cmtproto.BlockIDFlagAbsent, addZ(1)); r[0].Code != app.ErrTooLarge.Code() {
+		t.Fatalf("add Z while Y is unseen: %v", r[0])
+	}
+	finalize(4, cmtproto.BlockIDFlagAbsent) // Y absent: still unseen
+	if r := finalize(5, cmtproto.BlockIDFlagCommit, addZ(1)); r[0].Code != app.ErrTooLarge.Code() {
+		t.Fatalf("add Z in the block whose last commit first holds Y's signature: %v (the signatures count after the block's transactions)", r[0])
+	}
+	if r := finalize(6, cmtproto.BlockIDFlagAbsent, addZ(1)); r[0].Code != 0 {
+		t.Fatalf("add Z once Y signed: %v", r[0])
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/cometbft/cometbft/abci/types"
+	cmtproto "github.com/cometbft/cometbft/api/cometbft/types/v1"
 	"github.com/cometbft/cometbft/crypto/ed25519"
 
 	"github.com/emrchain/emrchain/app"
@@ -28,7 +29,13 @@ func (a *Application) FinalizeBlock(_ context.Context, req *types.FinalizeBlockR
 	}
 	defer a.mu.Unlock()
 
-	results, appHash, err := a.app.FinalizeBlock(blockInfo(req.Height, req.Time), req.Txs)
+	b := blockInfo(req.Height, req.Time)
+	for _, v := range req.DecidedLastCommit.Votes {
+		if v.BlockIdFlag == cmtproto.BlockIDFlagCommit {
+			b.Signers = append(b.Signers, v.Validator.Address)
+		}
+	}
+	results, appHash, err := a.app.FinalizeBlock(b, req.Txs)
 	if err != nil {
 		return nil, a.halt(fmt.Errorf("abci: FinalizeBlock at height %d: %w", req.Height, err))
 	}

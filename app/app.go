@@ -267,6 +267,9 @@ func (a *App) FinalizeBlock(b BlockInfo, txs [][]byte) ([]Result, []byte, error)
 		}
 	}
 	a.executed = nil
+	if err := markSigned(state{ex.cache}, b.Signers); err != nil {
+		return nil, nil, fmt.Errorf("block %d: record the validators that signed: %w", b.Height, err)
+	}
 	// A block that changes nothing leaves the tree, and so the app hash,
 	// as it was: CometBFT then waits for transactions (up to
 	// create_empty_blocks_interval) instead of making a block to carry a

@@ -15,6 +15,10 @@ import (
 type BlockInfo struct {
 	Height int64
 	Time   time.Time
+	// Signers are the addresses of the validators whose signatures are in
+	// the block's last commit. Only FinalizeBlock reads them, after the
+	// transactions: they clear validators' unseen power (markSigned).
+	Signers [][]byte
 }
 
 // Attribute is one key/value of an event; Index asks CometBFT to index it

@@ -37,6 +37,7 @@ func seedMsgs() map[string]*emrv1.Msg {
 		"propose_validator": apptest.SetValidatorPower(apptest.Validator(1).SignPub(), 0),
 		"approve":           apptest.Approve(1),
 		"propose_status":    apptest.ConsortiumSetStatus(doc, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED),
+		"propose_registrar": apptest.AddRegistrar(apptest.HospitalB, doc),
 	}
 }
 

@@ -47,7 +47,7 @@ func (ctx *txContext) propose(m *emrv1.MsgPropose) error {
 		}
 		set.FromPower = current.GetPower()
 	}
-	if err := ctx.checkChange(change); err != nil {
+	if err := ctx.checkChange(change, ctx.tx.Signer); err != nil {
 		return err
 	}
 	id, err := ctx.st.nextProposalID()
@@ -110,17 +110,20 @@ func (ctx *txContext) requireRegistrar() error {
 }
 
 // tally stores p, executing its change first when more than two thirds of
-// the organizations have approved it. A change no longer possible (the
-// organization was added meanwhile, say) fails the transaction that would
-// execute it: the approval is not recorded, and the proposal stays open
-// until its voting ends.
+// the organizations that can approve (those with an active registrar) have
+// approved it. An organization whose registrars are all suspended neither
+// counts nor blocks: otherwise suspending a compromised hospital's
+// registrar could freeze the consortium for good. A change no longer
+// possible (the organization was added meanwhile, say) fails the
+// transaction that would execute it: the approval is not recorded, and the
+// proposal stays open until its voting ends.
 func (ctx *txContext) tally(p *emrv1.Proposal) error {
-	orgs, err := ctx.st.organizationCount()
+	voting, err := ctx.st.votingOrganizations()
 	if err != nil {
 		return err
 	}
-	if Approved(len(p.Approvals), orgs) {
-		if err := ctx.checkChange(p.Change); err != nil {
+	if Approved(approvalsOf(p, voting), len(voting)) {
+		if err := ctx.checkChange(p.Change, p.Proposer); err != nil {
 			return fmt.Errorf("proposal %d cannot execute: %w", p.Id, err)
 		}
 		if err := ctx.applyChange(p.Change); err != nil {
@@ -133,12 +136,24 @@ func (ctx *txContext) tally(p *emrv1.Proposal) error {
 	return ctx.st.put(proposalKey(p.Id), p)
 }
 
+// approvalsOf counts p's approvals by organizations that can approve now.
+func approvalsOf(p *emrv1.Proposal, voting map[string]bool) int {
+	n := 0
+	for _, org := range p.Approvals {
+		if voting[org] {
+			n++
+		}
+	}
+	return n
+}
+
 // Approved reports whether approvals by that many organizations, of orgs,
 // carry a proposal: more than two thirds, as CometBFT's own quorum.
 func Approved(approvals, orgs int) bool { return 3*approvals > 2*orgs }
 
-// checkChange checks that change can be made to the current state.
-func (ctx *txContext) checkChange(change *emrv1.ConsortiumChange) error {
+// checkChange checks that change, proposed by proposer, can be made to the
+// current state.
+func (ctx *txContext) checkChange(change *emrv1.ConsortiumChange, proposer []byte) error {
 	switch c := change.GetChange().(type) {
 	case *emrv1.ConsortiumChange_AddOrganization:
 		add := c.AddOrganization
@@ -153,12 +168,28 @@ func (ctx *txContext) checkChange(change *emrv1.ConsortiumChange) error {
 			return fmt.Errorf("the first registrar's key: %w", err)
 		}
 		return nil
+	case *emrv1.ConsortiumChange_AddRegistrar:
+		add := c.AddRegistrar
+		org, err := ctx.st.organization(add.OrganizationId)
+		if err != nil {
+			return err
+		}
+		if org == nil {
+			return fmt.Errorf("%w: no organization %q", ErrNotFound, add.OrganizationId)
+		}
+		if _, err := ctx.newMemberAddress(add.SignPubKey); err != nil {
+			return fmt.Errorf("the registrar's key: %w", err)
+		}
+		return nil
 	case *emrv1.ConsortiumChange_SetValidatorPower:
 		return ctx.checkValidatorChange(c.SetValidatorPower)
 	case *emrv1.ConsortiumChange_SetMemberStatus:
 		target, err := ctx.organizationMember(c.SetMemberStatus.Address)
 		if err != nil {
 			return err
+		}
+		if bytes.Equal(target.Address, proposer) {
+			return fmt.Errorf("%w: a registrar cannot propose to change its own status", ErrInvalidMsg)
 		}
 		return checkStatusChange(target, c.SetMemberStatus.Status)
 	}
@@ -194,15 +225,38 @@ func (ctx *txContext) checkValidatorChange(set *emrv1.SetValidatorPower) error {
 		return fmt.Errorf("%w: %s is the only validator", ErrLastValidator, key)
 	}
 	// Power added is power not yet seen signing (a key nobody runs, a
-	// node not caught up). Below a third of the new total, the validators
-	// that signed so far keep more than two thirds and the chain goes on
-	// without it; more would halt the chain until the new power signs,
-	// and no proposal could then undo it. Raise it in steps instead.
-	if raise := set.Power - current; raise > 0 && 3*raise >= total+raise {
-		return fmt.Errorf("%w: raising %s by %d would put %d of the %d voting power in a key not yet seen signing (a third or more halts the chain until it signs): raise it by at most %d at a time",
-			ErrTooLarge, key, raise, raise, total+raise, (total-1)/2)
+	// node not caught up). While it is less than a third of the total,
+	// the validators that have been signing hold more than two thirds and
+	// the chain goes on without it; more would halt the chain until it
+	// signs, and no proposal could then undo it. Counted over every
+	// validator: added power stays unseen until its validator's signature
+	// is in a block's last commit (markSigned), and removing a validator
+	// that signs raises the share of the rest.
+	unseen, err := ctx.st.unseen()
+	if err != nil {
+		return err
+	}
+	pending, after := int64(0), total-current+set.Power
+	for k, p := range unseen {
+		if k != string(set.PubKey) {
+			pending += p
+		}
+	}
+	pending += nextUnseen(current, unseen[string(set.PubKey)], set.Power)
+	if pending > 0 && 3*pending >= after {
+		return fmt.Errorf("%w: after this change %d of the %d voting power would be in validators not yet seen signing (a third or more halts the chain until they sign): wait until they sign, or change less at once",
+			ErrTooLarge, pending, after)
 	}
 	return nil
+}
+
+// nextUnseen is a validator's unseen power after its power goes from
+// current to next: a raise adds to it; what is left can hold no more.
+func nextUnseen(current, unseen, next int64) int64 {
+	if next > current {
+		return unseen + next - current
+	}
+	return min(unseen, next)
 }
 
 // ValidatorKeyText is how a consensus key appears in messages: base64, as
@@ -217,20 +271,20 @@ func (ctx *txContext) applyChange(change *emrv1.ConsortiumChange) error {
 		if err := ctx.st.put(organizationKey(add.Organization.Id), add.Organization); err != nil {
 			return err
 		}
-		addr := AddressOf(add.RegistrarSignPubKey)
-		ctx.attrHex("member", addr)
-		return ctx.st.putMember(&emrv1.Member{
-			Address:          addr,
-			SignPubKey:       add.RegistrarSignPubKey,
-			EncPubKey:        add.RegistrarEncPubKey,
-			Role:             emrv1.Role_ROLE_REGISTRAR,
-			OrganizationId:   add.Organization.Id,
-			CredentialRef:    add.RegistrarCredentialRef,
-			Status:           emrv1.MemberStatus_MEMBER_STATUS_ACTIVE,
-			RegisteredHeight: ctx.block.Height,
-		})
+		return ctx.seatRegistrar(add.Organization.Id, add.RegistrarSignPubKey, add.RegistrarEncPubKey, add.RegistrarCredentialRef)
+	case *emrv1.ConsortiumChange_AddRegistrar:
+		add := c.AddRegistrar
+		return ctx.seatRegistrar(add.OrganizationId, add.SignPubKey, add.EncPubKey, add.CredentialRef)
 	case *emrv1.ConsortiumChange_SetValidatorPower:
-		v := &emrv1.Validator{PubKey: c.SetValidatorPower.PubKey, Power: c.SetValidatorPower.Power}
+		set := c.SetValidatorPower
+		unseen, err := ctx.st.unseen()
+		if err != nil {
+			return err
+		}
+		if err := ctx.st.setUnseen(set.PubKey, nextUnseen(set.FromPower, unseen[string(set.PubKey)], set.Power)); err != nil {
+			return err
+		}
+		v := &emrv1.Validator{PubKey: set.PubKey, Power: set.Power}
 		ctx.validatorUpdates = append(ctx.validatorUpdates, v)
 		return ctx.st.setValidator(v)
 	case *emrv1.ConsortiumChange_SetMemberStatus:
@@ -238,9 +292,55 @@ func (ctx *txContext) applyChange(change *emrv1.ConsortiumChange) error {
 		if err != nil {
 			return err
 		}
-		return ctx.putMemberStatus(target, c.SetMemberStatus.Status)
+		return ctx.putMemberStatus(target, c.SetMemberStatus.Status, true)
 	}
 	return fmt.Errorf("%w: unhandled change %T", ErrInvalidMsg, change.GetChange())
+}
+
+// seatRegistrar makes a registrar of org, by proposal: no registrar
+// registered it (registered_by empty).
+func (ctx *txContext) seatRegistrar(org string, signPubKey, encPubKey []byte, credential string) error {
+	addr := AddressOf(signPubKey)
+	ctx.attrHex("member", addr)
+	return ctx.st.putMember(&emrv1.Member{
+		Address:          addr,
+		SignPubKey:       signPubKey,
+		EncPubKey:        encPubKey,
+		Role:             emrv1.Role_ROLE_REGISTRAR,
+		OrganizationId:   org,
+		CredentialRef:    credential,
+		Status:           emrv1.MemberStatus_MEMBER_STATUS_ACTIVE,
+		RegisteredHeight: ctx.block.Height,
+	})
+}
+
+// markSigned clears the unseen power of the validators whose signatures
+// are in a block's last commit (signers, addresses): their power is seen
+// signing. The last commit is part of the block, so every node clears the
+// same.
+func markSigned(st state, signers [][]byte) error {
+	unseen, err := st.unseen()
+	if err != nil || len(unseen) == 0 {
+		return err
+	}
+	signed := make(map[string]bool, len(signers))
+	for _, a := range signers {
+		signed[string(a)] = true
+	}
+	// In key order, as the writes of a block must be deterministic.
+	keys := make([]string, 0, len(unseen))
+	for k := range unseen {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if signed[string(AddressOf([]byte(k)))] {
+			if err := st.setUnseen([]byte(k), 0); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // validatorDiff is what CometBFT must be told for the set to go from

@@ -165,19 +165,26 @@ func TestOneOrganizationDecidesAlone(t *testing.T) {
 	mirror := newCometSet(genesis)
 	reg := apptest.Registrar(apptest.HospitalA)
 	ruleCheck(t, "remove the only validator", c.Exec(reg, apptest.SetValidatorPower(only, 0)), app.ErrLastValidator, "only validator")
-	second := apptest.NewActor("validator-second").SignPub()
-	ruleCheck(t, "a second validator as strong as the first", c.Exec(reg, apptest.SetValidatorPower(second, 10)), app.ErrTooLarge, "at most 4")
-	res := c.Must(reg, apptest.SetValidatorPower(second, 4))
+	second := apptest.NewActor("validator-second")
+	ruleCheck(t, "a second validator as strong as the first", c.Exec(reg, apptest.SetValidatorPower(second.SignPub(), 10)), app.ErrTooLarge, "10 of the 20")
+	res := c.Must(reg, apptest.SetValidatorPower(second.SignPub(), 4))
 	if len(res.ValidatorUpdates) != 1 || res.ValidatorUpdates[0].Power != 4 || len(c.ValidatorUpdates) != 1 {
 		t.Fatalf("validator updates %v, to CometBFT %v", res.ValidatorUpdates, c.ValidatorUpdates)
 	}
 	mirror.apply(t, c)
-	c.Must(reg, apptest.SetValidatorPower(second, 10)) // raised by 6 of 20
+	ruleCheck(t, "raise it before it signed", c.Exec(reg, apptest.SetValidatorPower(second.SignPub(), 10)), app.ErrTooLarge, "10 of the 20")
+	c.Signers = [][]byte{second.Address} // its signature in a block's last commit
+	c.Block()
+	c.Signers = nil
+	c.Must(reg, apptest.SetValidatorPower(second.SignPub(), 10)) // 6 unseen of 20
 	mirror.apply(t, c)
+	ruleCheck(t, "remove the first before the raise is seen", c.Simulate(reg, c.Now, apptest.SetValidatorPower(only, 0)), app.ErrTooLarge, "6 of the 10")
+	c.Signers = [][]byte{second.Address}
+	c.Block() // the second's signature clears the raise
 	c.Must(reg, apptest.SetValidatorPower(only, 0))
 	mirror.apply(t, c)
 	vs := ruleValidators(c)
-	if len(vs) != 1 || !bytes.Equal(vs[0].PubKey, second) || vs[0].Power != 10 {
+	if len(vs) != 1 || !bytes.Equal(vs[0].PubKey, second.SignPub()) || vs[0].Power != 10 {
 		t.Fatalf("validators = %v", vs)
 	}
 }
@@ -291,20 +298,59 @@ func TestOvertakenProposal(t *testing.T) {
 	ruleCheck(t, "from_power in the message", c.Exec(w.regA, m), app.ErrInvalidMsg, "from_power")
 }
 
-// TestPowerRaisedInSteps: a change may add less than a third of the new
-// total voting power (what the validators that have been signing keep is
-// then more than two thirds), so a key nobody runs cannot halt the chain.
-func TestPowerRaisedInSteps(t *testing.T) {
+// TestUnseenPower: power added stays "unseen" until its validator signs
+// a block (its signature in a block's last commit), and changes are
+// refused that would put a third or more of the total in unseen power, a
+// share whose silence halts the chain: a large addition, two additions
+// before the first signs, or removing a validator that signs meanwhile.
+func TestUnseenPower(t *testing.T) {
 	w := newRuleWorld(t, apptest.Options{})
 	c := w.c
-	y := apptest.NewActor("validator-y").SignPub()
-	at := c.Now
-	ruleRun(t, c, at, []ruleCase{
-		{"add 20 to 40", w.regA, apptest.SetValidatorPower(y, 20), app.ErrTooLarge, []string{"20 of the 60 voting power", "at most 19"}},
-		{"raise V0 by 20", w.regA, apptest.SetValidatorPower(apptest.Validator(0).SignPub(), 30), app.ErrTooLarge, []string{"raising"}},
-		{"add 19 to 40", w.regA, apptest.SetValidatorPower(y, 19), nil, nil},
-		{"lower V0", w.regA, apptest.SetValidatorPower(apptest.Validator(0).SignPub(), 1), nil, nil},
+	y, z := apptest.NewActor("validator-y"), apptest.NewActor("validator-z")
+	v0 := apptest.Validator(0).SignPub()
+	ruleRun(t, c, c.Now, []ruleCase{
+		{"add 20 to 40", w.regA, apptest.SetValidatorPower(y.SignPub(), 20), app.ErrTooLarge, []string{"20 of the 60 voting power would be in validators not yet seen signing"}},
+		{"raise V0 by 20", w.regA, apptest.SetValidatorPower(v0, 30), app.ErrTooLarge, []string{"20 of the 60"}},
+		{"lower V0", w.regA, apptest.SetValidatorPower(v0, 1), nil, nil},
 	})
+	single := func(msg *emrv1.Msg) { // executes: the only organization left approving is asked too
+		c.Must(w.regA, msg)
+		id := ruleProposalsMade(c)
+		c.Must(w.regB, apptest.Approve(id))
+		c.Must(w.regR, apptest.Approve(id))
+	}
+	single(apptest.SetValidatorPower(y.SignPub(), 19)) // 19 of 59
+	ruleRun(t, c, c.Now, []ruleCase{
+		{"add Z before Y signs", w.regA, apptest.SetValidatorPower(z.SignPub(), 1), app.ErrTooLarge, []string{"20 of the 60"}},
+		{"remove V0 before Y signs", w.regA, apptest.SetValidatorPower(v0, 0), app.ErrTooLarge, []string{"19 of the 49"}},
+		{"remove Y itself", w.regA, apptest.SetValidatorPower(y.SignPub(), 0), nil, nil},
+	})
+	// A block whose last commit holds others' signatures changes nothing;
+	// one with Y's clears it.
+	c.Signers = [][]byte{apptest.Validator(0).Address}
+	c.Block()
+	ruleCheck(t, "add Z after others signed", c.Simulate(w.regA, c.Now, apptest.SetValidatorPower(z.SignPub(), 1)), app.ErrTooLarge)
+	c.Signers = [][]byte{apptest.Validator(0).Address, y.Address}
+	c.Block()
+	c.Signers = nil
+	ruleCheck(t, "add Z after Y signed", c.Simulate(w.regA, c.Now, apptest.SetValidatorPower(z.SignPub(), 20)), nil)
+	ruleCheck(t, "remove V0 after Y signed", c.Simulate(w.regA, c.Now, apptest.SetValidatorPower(v0, 0)), nil)
+}
+
+// ruleProposalsMade is the id of the newest proposal.
+func ruleProposalsMade(c *apptest.Chain) uint64 {
+	c.TB.Helper()
+	var resp emrv1.QueryProposalsResponse
+	var last uint64
+	for after := uint64(0); ; after = resp.Next {
+		c.Query("Proposals", &emrv1.QueryProposalsRequest{After: after}, &resp)
+		if n := len(resp.Proposals); n > 0 {
+			last = resp.Proposals[n-1].Id
+		}
+		if resp.Next == 0 {
+			return last
+		}
+	}
 }
 
 // TestProposalsPage: proposals list oldest first, paged by id.
@@ -367,4 +413,66 @@ func TestConsortiumSuspendsAMember(t *testing.T) {
 	}
 	ruleCheck(t, "the suspended registrar registers", c.Exec(regD, apptest.RegisterMember(apptest.NewActor("doc-d"), emrv1.Role_ROLE_CLINICIAN, "hospital-d")),
 		app.ErrSignerSuspended)
+}
+
+// TestConsortiumSuspensionSticks: a member the consortium suspended is
+// not reactivated by a registrar of its organization, only by another
+// proposal; a registrar cannot propose its own suspension.
+func TestConsortiumSuspensionSticks(t *testing.T) {
+	w := newRuleWorld(t, apptest.Options{})
+	c := w.c
+	regB2 := w.member("registrar-b-2", emrv1.Role_ROLE_REGISTRAR, apptest.HospitalB)
+	suspended, active := emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED, emrv1.MemberStatus_MEMBER_STATUS_ACTIVE
+	ruleCheck(t, "propose one's own suspension", c.Exec(w.regA, apptest.ConsortiumSetStatus(w.regA, suspended)), app.ErrInvalidMsg, "its own status")
+	c.Must(w.regA, apptest.ConsortiumSetStatus(w.doc2, suspended))
+	c.Must(w.regB, apptest.Approve(1))
+	c.Must(w.regR, apptest.Approve(1))
+	if m := ruleMember(c, w.doc2.Address); m.Status != suspended || !m.SuspendedByConsortium {
+		t.Fatalf("after the proposal: %v", m)
+	}
+	ruleCheck(t, "its organization reactivates it", c.Exec(regB2, apptest.SetStatus(w.doc2, active)), app.ErrUnauthorized, "only a proposal reactivates it")
+	c.Must(w.regA, apptest.ConsortiumSetStatus(w.doc2, active))
+	c.Must(w.regB, apptest.Approve(2))
+	c.Must(w.regR, apptest.Approve(2))
+	if m := ruleMember(c, w.doc2.Address); m.Status != active || m.SuspendedByConsortium {
+		t.Fatalf("after the second proposal: %v", m)
+	}
+	// Suspended by its registrar, it is its registrars' to reactivate.
+	c.Must(regB2, apptest.SetStatus(w.doc2, suspended))
+	c.Must(w.regB, apptest.SetStatus(w.doc2, active))
+}
+
+// TestAddRegistrarRecovers: the consortium suspends the only registrar
+// of a fourth organization without it (three of four). That organization
+// can approve nothing now and no longer counts, so three organizations
+// decide, and they seat a new registrar for it, who registers its staff.
+// The organization must exist and the key be nobody's.
+func TestAddRegistrarRecovers(t *testing.T) {
+	w := newRuleWorld(t, apptest.Options{})
+	c := w.c
+	regD := apptest.NewActor("registrar-hospital-d")
+	c.Must(w.regA, apptest.AddOrganization("hospital-d", regD))
+	c.Must(w.regB, apptest.Approve(1))
+	c.Must(w.regR, apptest.Approve(1))
+	c.Must(w.regA, apptest.ConsortiumSetStatus(regD, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED))
+	c.Must(w.regB, apptest.Approve(2))
+	c.Must(w.regR, apptest.Approve(2))
+	newD := apptest.NewActor("registrar-d-new")
+	ruleRun(t, c, c.Now, []ruleCase{
+		{"no such organization", w.regA, apptest.AddRegistrar("hospital-z", newD), app.ErrNotFound, []string{"no organization"}},
+		{"a member's key", w.regA, apptest.AddRegistrar("hospital-d", w.doc), app.ErrAlreadyExists, []string{"already a clinician"}},
+	})
+	c.Must(w.regA, apptest.AddRegistrar("hospital-d", newD))
+	if p := ruleProposal(c, 3); p.Organizations != 3 || p.Proposal.Status != emrv1.ProposalStatus_PROPOSAL_STATUS_OPEN {
+		t.Fatalf("proposal 3 = %v, of %d organizations that can approve; want open, of 3", p.Proposal, p.Organizations)
+	}
+	c.Must(w.regB, apptest.Approve(3))
+	if p := ruleProposal(c, 3).Proposal; p.Status != emrv1.ProposalStatus_PROPOSAL_STATUS_OPEN {
+		t.Fatalf("2 of 3 executed it: %v", p)
+	}
+	c.Must(w.regR, apptest.Approve(3))
+	c.Must(newD, apptest.RegisterMember(apptest.NewActor("doc-d"), emrv1.Role_ROLE_CLINICIAN, "hospital-d"))
+	if p := ruleProposal(c, 3); p.Organizations != 4 {
+		t.Fatalf("hospital-d has a registrar again: %d organizations can approve, want 4", p.Organizations)
+	}
 }

@@ -32,6 +32,7 @@ const (
 	prefixLastShareRead byte = 0x12 // 0x12 | patient id | share | member → access seq (8 bytes)
 	prefixValidator     byte = 0x13 // 0x13 | ed25519 consensus key       → Validator
 	prefixProposal      byte = 0x14 // 0x14 | proposal id                  → Proposal
+	prefixUnseen        byte = 0x15 // 0x15 | ed25519 consensus key       → power not yet seen signing (8 bytes)
 )
 
 const indexMarker = 1
@@ -96,6 +97,7 @@ func studyShareKey(study string, seq uint64) []byte { return join(studySharePref
 
 func validatorKey(pubKey []byte) []byte { return join([]byte{prefixValidator}, pubKey) }
 func proposalKey(id uint64) []byte      { return join([]byte{prefixProposal}, u64(id)) }
+func unseenKey(pubKey []byte) []byte    { return join([]byte{prefixUnseen}, pubKey) }
 
 // prefixEnd returns the smallest key greater than every key with prefix p.
 func prefixEnd(p []byte) []byte {

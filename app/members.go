@@ -79,7 +79,10 @@ func (ctx *txContext) setMemberStatus(m *emrv1.MsgSetMemberStatus) error {
 	if err := checkStatusChange(target, m.Status); err != nil {
 		return err
 	}
-	return ctx.putMemberStatus(target, m.Status)
+	if target.SuspendedByConsortium {
+		return fmt.Errorf("%w: the consortium suspended member %X by proposal; only a proposal reactivates it", ErrUnauthorized, target.Address)
+	}
+	return ctx.putMemberStatus(target, m.Status, false)
 }
 
 // organizationMember loads a member of an organization (not a patient).
@@ -105,8 +108,11 @@ func checkStatusChange(target *emrv1.Member, status emrv1.MemberStatus) error {
 	return nil
 }
 
-func (ctx *txContext) putMemberStatus(target *emrv1.Member, status emrv1.MemberStatus) error {
+// putMemberStatus gives target status; byConsortium marks a suspension a
+// proposal made.
+func (ctx *txContext) putMemberStatus(target *emrv1.Member, status emrv1.MemberStatus, byConsortium bool) error {
 	target.Status = status
+	target.SuspendedByConsortium = byConsortium && status == emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED
 	ctx.attrHex("member", target.Address)
 	return ctx.st.putMember(target)
 }

@@ -803,11 +803,11 @@ func (q *Querier) Proposal(_ context.Context, req *emrv1.QueryProposalRequest) (
 	if p == nil {
 		return nil, fmt.Errorf("%w: no proposal %d", ErrNotFound, req.Id)
 	}
-	orgs, err := q.st().organizationCount()
+	voting, err := q.st().votingOrganizations()
 	if err != nil {
 		return nil, err
 	}
-	return &emrv1.QueryProposalResponse{Proposal: p, Organizations: uint32(orgs)}, nil
+	return &emrv1.QueryProposalResponse{Proposal: p, Organizations: uint32(len(voting))}, nil
 }
 
 func (q *Querier) Proposals(_ context.Context, req *emrv1.QueryProposalsRequest) (*emrv1.QueryProposalsResponse, error) {

@@ -153,11 +153,31 @@ func (s state) studyShareAt(key, ref []byte) (*emrv1.Share, error) {
 	return sh, nil
 }
 
-// organizationCount is the number of organizations in the consortium.
-func (s state) organizationCount() (int, error) {
-	n := 0
-	err := s.each([]byte{prefixOrganization}, func(_, _ []byte) error { n++; return nil })
-	return n, err
+// votingOrganizations are the organizations that can approve a proposal:
+// those with an active registrar.
+func (s state) votingOrganizations() (map[string]bool, error) {
+	voting := map[string]bool{}
+	err := s.each([]byte{prefixOrgMember}, func(key, value []byte) error {
+		if len(value) != 1 || emrv1.Role(value[0]) != emrv1.Role_ROLE_REGISTRAR {
+			return nil
+		}
+		org := string(key[2 : 2+int(key[1])])
+		if voting[org] {
+			return nil
+		}
+		m, err := s.member(key[2+int(key[1]):])
+		if err != nil {
+			return err
+		}
+		if m == nil {
+			return fmt.Errorf("%w: registrar index %x without member", ErrInternal, key)
+		}
+		if isActive(m) {
+			voting[org] = true
+		}
+		return nil
+	})
+	return voting, err
 }
 
 // validators is the validator set, ordered by key.
@@ -188,6 +208,28 @@ func (s state) setValidator(v *emrv1.Validator) error {
 		return nil
 	}
 	return s.put(validatorKey(v.PubKey), v)
+}
+
+// unseen is the power of each validator that has been added or raised and
+// has not signed a block since, by key.
+func (s state) unseen() (map[string]int64, error) {
+	out := map[string]int64{}
+	err := s.each([]byte{prefixUnseen}, func(key, value []byte) error {
+		if len(value) != 8 {
+			return fmt.Errorf("%w: unseen power at %x is %d bytes, want 8", ErrInternal, key, len(value))
+		}
+		out[string(key[1:])] = int64(binary.BigEndian.Uint64(value))
+		return nil
+	})
+	return out, err
+}
+
+// setUnseen records power of pubKey as not yet seen signing (0: none).
+func (s state) setUnseen(pubKey []byte, power int64) error {
+	if power == 0 {
+		return s.kv.Delete(unseenKey(pubKey))
+	}
+	return s.kv.Set(unseenKey(pubKey), u64(uint64(power)))
 }
 
 func (s state) proposal(id uint64) (*emrv1.Proposal, error) {

@@ -300,13 +300,21 @@ func validatePropose(m *emrv1.MsgPropose) error {
 		)
 	case *emrv1.ConsortiumChange_SetMemberStatus:
 		return validateSetMemberStatus(c.SetMemberStatus.Address, c.SetMemberStatus.Status)
+	case *emrv1.ConsortiumChange_AddRegistrar:
+		add := c.AddRegistrar
+		return firstError(
+			checkID("organization id", add.OrganizationId),
+			checkSigningKey("registrar signing key", add.SignPubKey),
+			checkX25519Key("registrar encryption key", add.EncPubKey),
+			checkText("registrar credential reference", add.CredentialRef, false),
+		)
 	case *emrv1.ConsortiumChange_SetValidatorPower:
 		if c.SetValidatorPower.FromPower != 0 {
 			return fmt.Errorf("from_power is the chain's to set: leave it 0")
 		}
 		return checkValidatorPower(c.SetValidatorPower.PubKey, c.SetValidatorPower.Power)
 	}
-	return fmt.Errorf("the proposal changes nothing: it needs add_organization, set_validator_power or set_member_status")
+	return fmt.Errorf("the proposal changes nothing: it needs add_organization, set_validator_power, set_member_status or add_registrar")
 }
 
 // validateOrganization checks an organization's id, name and kind.

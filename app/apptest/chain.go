@@ -83,6 +83,9 @@ type Chain struct {
 	// ValidatorUpdates are the last block's changes to the validator set,
 	// as FinalizeBlock hands them to CometBFT.
 	ValidatorUpdates []*emrv1.Validator
+	// Signers are the validator addresses whose signatures the next
+	// block's last commit holds (BlockInfo.Signers); nil: none.
+	Signers [][]byte
 }
 
 // New starts a chain from genesis and commits an empty block 1.
@@ -162,7 +165,7 @@ func (c *Chain) AppHash() []byte {
 // (invalid txs get their codes), and returns the results.
 func (c *Chain) Block(txs ...[]byte) []app.Result {
 	c.TB.Helper()
-	b := app.BlockInfo{Height: c.Height() + 1, Time: c.Now}
+	b := app.BlockInfo{Height: c.Height() + 1, Time: c.Now, Signers: c.Signers}
 	results, hash, err := c.App.FinalizeBlock(b, txs)
 	if err != nil {
 		c.TB.Fatalf("FinalizeBlock %d: %v", b.Height, err)

@@ -192,3 +192,13 @@ func ConsortiumSetStatus(member *Actor, status emrv1.MemberStatus) *emrv1.Msg {
 		}}},
 	}}}
 }
+
+// AddRegistrar proposes to seat registrar in org.
+func AddRegistrar(org string, registrar *Actor) *emrv1.Msg {
+	return &emrv1.Msg{Sum: &emrv1.Msg_Propose{Propose: &emrv1.MsgPropose{
+		Reason: "a registrar for " + org,
+		Change: &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_AddRegistrar{AddRegistrar: &emrv1.AddRegistrar{
+			OrganizationId: org, SignPubKey: registrar.SignPub(), EncPubKey: registrar.EncPub(), CredentialRef: "licence:" + registrar.Name,
+		}}},
+	}}}
+}

@@ -16,10 +16,12 @@ import (
 
 const governanceLong = `A change to the consortium (an organization admitted with its first
 registrar, a validator added, re-weighted or removed, a member of any
-organization suspended or reactivated) is proposed by a
-registrar and takes effect in the transaction that brings its approvals
-above two thirds of the organizations: one approval per organization, by
-any of its registrars, the proposer's counted at once. Approvals are
+organization suspended or reactivated, a registrar seated in an
+organization) is proposed by a registrar and takes effect in the
+transaction that brings its approvals above two thirds of the
+organizations that can approve (those with an active registrar): one
+approval per organization, by any of its registrars, the proposer's
+counted at once. Approvals are
 refused once the proposal's voting ends (params proposal_seconds after it
 was made). CometBFT applies a validator change two blocks after the block
 that executed it.`
@@ -27,7 +29,7 @@ that executed it.`
 func newProposeCmd(a *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "propose",
-		Short: "Propose a change to the consortium: admit an organization, change a validator",
+		Short: "Propose a change to the consortium: admit an organization, change a validator, suspend a member, seat a registrar",
 		Long:  governanceLong,
 		Example: `  emrcli propose add-organization --from registrar --id st-mary --name "St Mary's" --kind hospital \
       --registrar-key st-mary-registrar --credential REG-1 --reason "joins the regional network"
@@ -35,7 +37,46 @@ func newProposeCmd(a *cli) *cobra.Command {
 	}
 	cmd.AddCommand(newProposeOrgCmd(a), newProposeValidatorCmd(a),
 		newProposeStatusCmd(a, "suspend-member", "Propose to suspend a member of any organization (a compromised hospital's registrar, say)", emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED),
-		newProposeStatusCmd(a, "reactivate-member", "Propose to reactivate a member of any organization", emrv1.MemberStatus_MEMBER_STATUS_ACTIVE))
+		newProposeStatusCmd(a, "reactivate-member", "Propose to reactivate a member of any organization", emrv1.MemberStatus_MEMBER_STATUS_ACTIVE),
+		newProposeRegistrarCmd(a))
+	return cmd
+}
+
+func newProposeRegistrarCmd(a *cli) *cobra.Command {
+	var from, org, keyName, signPub, encPub, credential, reason string
+	var async bool
+	cmd := &cobra.Command{
+		Use:   "add-registrar --from REGISTRAR --org ID (--registrar-key NAME | --registrar-sign-pub-key HEX --registrar-enc-pub-key HEX) --reason TEXT",
+		Short: "Propose to seat a registrar in an organization that has none left",
+		Long: governanceLong + `
+
+An organization's registrars register its registrars; this is for one whose
+registrars are all lost or suspended.`,
+		Example: `  emrcli propose add-registrar --from registrar --org st-mary --registrar-sign-pub-key 1f2e... --registrar-enc-pub-key 9a8b... --reason "the old key was compromised"`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sp, ep, err := a.memberKeys(keyName, signPub, encPub, "--registrar-key", "--registrar-sign-pub-key", "--registrar-enc-pub-key")
+			if err != nil {
+				return err
+			}
+			change := &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_AddRegistrar{AddRegistrar: &emrv1.AddRegistrar{
+				OrganizationId: org, SignPubKey: sp, EncPubKey: ep, CredentialRef: credential,
+			}}}
+			return a.propose(cmd, from, change, reason, async)
+		},
+	}
+	f := cmd.Flags()
+	a.keyFlag(cmd, &from, "from", "registrar key that signs")
+	f.StringVar(&org, "org", "", "the organization's id")
+	a.keyFlag(cmd, &keyName, "registrar-key", "the registrar's key, in this keyring")
+	f.StringVar(&signPub, "registrar-sign-pub-key", "", "the registrar's ed25519 public key (hex)")
+	f.StringVar(&encPub, "registrar-enc-pub-key", "", "the registrar's X25519 public key (hex)")
+	f.StringVar(&credential, "credential", "", "the registrar's credential reference")
+	f.StringVar(&reason, "reason", "", "why, for the other registrars (required)")
+	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
+	for _, name := range []string{"org", "reason"} {
+		_ = cmd.MarkFlagRequired(name)
+	}
 	return cmd
 }
 
@@ -49,7 +90,10 @@ func newProposeStatusCmd(a *cli, verb, short string, status emrv1.MemberStatus) 
 
 A registrar suspends members of its own organization directly ("emrcli
 member suspend"); this is for a member of an organization that will not,
-its registrars included.`,
+its registrars included. A member the consortium suspended is reactivated
+only by another proposal. A registrar cannot propose its own suspension.
+An organization can still register new members while it has an active
+registrar: to shut one out, suspend all its registrars.`,
 		Example: fmt.Sprintf("  emrcli propose %s --from registrar 3F2A0C9D5E6B7A8190AB3F2A0C9D5E6B7A8190AB --reason \"key compromised\"", verb),
 		Args:    exactArgs(1, "one MEMBER (address or key name)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -294,6 +338,8 @@ func viewProposal(p *emrv1.Proposal, now string) proposalView {
 		v.Change = fmt.Sprintf("validator %s power %d (from %d)", app.ValidatorKeyText(c.SetValidatorPower.PubKey), c.SetValidatorPower.Power, c.SetValidatorPower.FromPower)
 	case *emrv1.ConsortiumChange_SetMemberStatus:
 		v.Change = fmt.Sprintf("member %s %s", upperHex(c.SetMemberStatus.Address), statusName(c.SetMemberStatus.Status))
+	case *emrv1.ConsortiumChange_AddRegistrar:
+		v.Change = fmt.Sprintf("seat registrar %s in %s", upperHex(app.AddressOf(c.AddRegistrar.SignPubKey)), c.AddRegistrar.OrganizationId)
 	}
 	switch {
 	case p.Status == emrv1.ProposalStatus_PROPOSAL_STATUS_EXECUTED:
@@ -370,7 +416,7 @@ Without an argument, every proposal is listed, oldest first.`,
 					table(w, []string{"ID", "STATUS", "CHANGE", "APPROVED BY", "VOTING ENDS", "REASON"}, rows)
 				}
 				if orgs > 0 {
-					fmt.Fprintf(w, "organizations: %d (a proposal needs more than two thirds)\n", orgs)
+					fmt.Fprintf(w, "organizations that can approve: %d (a proposal needs more than two thirds)\n", orgs)
 				}
 				out.provenance.text(w)
 			})

@@ -2463,8 +2463,8 @@ func (x *QueryProposalRequest) GetId() uint64 {
 type QueryProposalResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Proposal *Proposal              `protobuf:"bytes,1,opt,name=proposal,proto3" json:"proposal,omitempty"`
-	// The number of organizations now: a proposal executes once more than
-	// two thirds of them approved it.
+	// The organizations that can approve now (with an active registrar): an
+	// open proposal executes once more than two thirds of them approved it.
 	Organizations uint32        `protobuf:"varint,2,opt,name=organizations,proto3" json:"organizations,omitempty"`
 	Height        int64         `protobuf:"varint,14,opt,name=height,proto3" json:"height,omitempty"`
 	Proofs        []*StoreProof `protobuf:"bytes,15,rep,name=proofs,proto3" json:"proofs,omitempty"`

@@ -552,8 +552,11 @@ type Member struct {
 	// Registrar that registered the member; empty for genesis members and patients.
 	RegisteredBy     []byte `protobuf:"bytes,8,opt,name=registered_by,json=registeredBy,proto3" json:"registered_by,omitempty"`
 	RegisteredHeight int64  `protobuf:"varint,9,opt,name=registered_height,json=registeredHeight,proto3" json:"registered_height,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Suspended by a consortium proposal (SetMemberStatus): only another
+	// proposal reactivates it, not a registrar of its organization.
+	SuspendedByConsortium bool `protobuf:"varint,10,opt,name=suspended_by_consortium,json=suspendedByConsortium,proto3" json:"suspended_by_consortium,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *Member) Reset() {
@@ -647,6 +650,13 @@ func (x *Member) GetRegisteredHeight() int64 {
 		return x.RegisteredHeight
 	}
 	return 0
+}
+
+func (x *Member) GetSuspendedByConsortium() bool {
+	if x != nil {
+		return x.SuspendedByConsortium
+	}
+	return false
 }
 
 // Account holds the replay-protection sequence of a signer.
@@ -1835,6 +1845,7 @@ type ConsortiumChange struct {
 	//	*ConsortiumChange_AddOrganization
 	//	*ConsortiumChange_SetValidatorPower
 	//	*ConsortiumChange_SetMemberStatus
+	//	*ConsortiumChange_AddRegistrar
 	Change        isConsortiumChange_Change `protobuf_oneof:"change"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1904,6 +1915,15 @@ func (x *ConsortiumChange) GetSetMemberStatus() *SetMemberStatus {
 	return nil
 }
 
+func (x *ConsortiumChange) GetAddRegistrar() *AddRegistrar {
+	if x != nil {
+		if x, ok := x.Change.(*ConsortiumChange_AddRegistrar); ok {
+			return x.AddRegistrar
+		}
+	}
+	return nil
+}
+
 type isConsortiumChange_Change interface {
 	isConsortiumChange_Change()
 }
@@ -1918,9 +1938,16 @@ type ConsortiumChange_SetValidatorPower struct {
 
 type ConsortiumChange_SetMemberStatus struct {
 	// Suspends or reactivates a member of any organization: a compromised
-	// hospital's registrars, say, whom only their own organization could
-	// suspend otherwise. Patients are not members of an organization.
+	// hospital's registrar, say, whom only its own organization could
+	// suspend otherwise. Such a suspension is lifted only by another
+	// proposal. Patients are not members of an organization.
 	SetMemberStatus *SetMemberStatus `protobuf:"bytes,3,opt,name=set_member_status,json=setMemberStatus,proto3,oneof"`
+}
+
+type ConsortiumChange_AddRegistrar struct {
+	// Seats a registrar in an existing organization: one whose registrars
+	// are all lost or suspended, which nobody could register otherwise.
+	AddRegistrar *AddRegistrar `protobuf:"bytes,4,opt,name=add_registrar,json=addRegistrar,proto3,oneof"`
 }
 
 func (*ConsortiumChange_AddOrganization) isConsortiumChange_Change() {}
@@ -1928,6 +1955,79 @@ func (*ConsortiumChange_AddOrganization) isConsortiumChange_Change() {}
 func (*ConsortiumChange_SetValidatorPower) isConsortiumChange_Change() {}
 
 func (*ConsortiumChange_SetMemberStatus) isConsortiumChange_Change() {}
+
+func (*ConsortiumChange_AddRegistrar) isConsortiumChange_Change() {}
+
+// AddRegistrar seats a registrar in an existing organization.
+type AddRegistrar struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// The registrar's ed25519 signing key (32 bytes).
+	SignPubKey []byte `protobuf:"bytes,2,opt,name=sign_pub_key,json=signPubKey,proto3" json:"sign_pub_key,omitempty"`
+	// The registrar's X25519 key (32 bytes).
+	EncPubKey     []byte `protobuf:"bytes,3,opt,name=enc_pub_key,json=encPubKey,proto3" json:"enc_pub_key,omitempty"`
+	CredentialRef string `protobuf:"bytes,4,opt,name=credential_ref,json=credentialRef,proto3" json:"credential_ref,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddRegistrar) Reset() {
+	*x = AddRegistrar{}
+	mi := &file_emrchain_v1_types_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddRegistrar) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddRegistrar) ProtoMessage() {}
+
+func (x *AddRegistrar) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_types_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddRegistrar.ProtoReflect.Descriptor instead.
+func (*AddRegistrar) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *AddRegistrar) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *AddRegistrar) GetSignPubKey() []byte {
+	if x != nil {
+		return x.SignPubKey
+	}
+	return nil
+}
+
+func (x *AddRegistrar) GetEncPubKey() []byte {
+	if x != nil {
+		return x.EncPubKey
+	}
+	return nil
+}
+
+func (x *AddRegistrar) GetCredentialRef() string {
+	if x != nil {
+		return x.CredentialRef
+	}
+	return ""
+}
 
 // SetMemberStatus suspends or reactivates a member of any organization.
 type SetMemberStatus struct {
@@ -1940,7 +2040,7 @@ type SetMemberStatus struct {
 
 func (x *SetMemberStatus) Reset() {
 	*x = SetMemberStatus{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[16]
+	mi := &file_emrchain_v1_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1952,7 +2052,7 @@ func (x *SetMemberStatus) String() string {
 func (*SetMemberStatus) ProtoMessage() {}
 
 func (x *SetMemberStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[16]
+	mi := &file_emrchain_v1_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1965,7 +2065,7 @@ func (x *SetMemberStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMemberStatus.ProtoReflect.Descriptor instead.
 func (*SetMemberStatus) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{16}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SetMemberStatus) GetAddress() []byte {
@@ -2008,7 +2108,7 @@ type Proposal struct {
 
 func (x *Proposal) Reset() {
 	*x = Proposal{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[17]
+	mi := &file_emrchain_v1_types_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2020,7 +2120,7 @@ func (x *Proposal) String() string {
 func (*Proposal) ProtoMessage() {}
 
 func (x *Proposal) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[17]
+	mi := &file_emrchain_v1_types_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2033,7 +2133,7 @@ func (x *Proposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proposal.ProtoReflect.Descriptor instead.
 func (*Proposal) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{17}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Proposal) GetId() uint64 {
@@ -2127,7 +2227,7 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\fOrganization\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x121\n" +
-	"\x04kind\x18\x03 \x01(\x0e2\x1d.emrchain.v1.OrganizationKindR\x04kind\"\xe0\x02\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x1d.emrchain.v1.OrganizationKindR\x04kind\"\x98\x03\n" +
 	"\x06Member\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\fR\aaddress\x12 \n" +
 	"\fsign_pub_key\x18\x02 \x01(\fR\n" +
@@ -2138,7 +2238,9 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\x0ecredential_ref\x18\x06 \x01(\tR\rcredentialRef\x121\n" +
 	"\x06status\x18\a \x01(\x0e2\x19.emrchain.v1.MemberStatusR\x06status\x12#\n" +
 	"\rregistered_by\x18\b \x01(\fR\fregisteredBy\x12+\n" +
-	"\x11registered_height\x18\t \x01(\x03R\x10registeredHeight\"H\n" +
+	"\x11registered_height\x18\t \x01(\x03R\x10registeredHeight\x126\n" +
+	"\x17suspended_by_consortium\x18\n" +
+	" \x01(\bR\x15suspendedByConsortium\"H\n" +
 	"\aAccount\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\fR\aaddress\x12#\n" +
 	"\rnext_sequence\x18\x02 \x01(\x04R\fnextSequence\"\xfd\x01\n" +
@@ -2259,12 +2361,19 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\apub_key\x18\x01 \x01(\fR\x06pubKey\x12\x14\n" +
 	"\x05power\x18\x02 \x01(\x03R\x05power\x12\x1d\n" +
 	"\n" +
-	"from_power\x18\x03 \x01(\x03R\tfromPower\"\x85\x02\n" +
+	"from_power\x18\x03 \x01(\x03R\tfromPower\"\xc7\x02\n" +
 	"\x10ConsortiumChange\x12I\n" +
 	"\x10add_organization\x18\x01 \x01(\v2\x1c.emrchain.v1.AddOrganizationH\x00R\x0faddOrganization\x12P\n" +
 	"\x13set_validator_power\x18\x02 \x01(\v2\x1e.emrchain.v1.SetValidatorPowerH\x00R\x11setValidatorPower\x12J\n" +
-	"\x11set_member_status\x18\x03 \x01(\v2\x1c.emrchain.v1.SetMemberStatusH\x00R\x0fsetMemberStatusB\b\n" +
-	"\x06change\"^\n" +
+	"\x11set_member_status\x18\x03 \x01(\v2\x1c.emrchain.v1.SetMemberStatusH\x00R\x0fsetMemberStatus\x12@\n" +
+	"\radd_registrar\x18\x04 \x01(\v2\x19.emrchain.v1.AddRegistrarH\x00R\faddRegistrarB\b\n" +
+	"\x06change\"\xa0\x01\n" +
+	"\fAddRegistrar\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12 \n" +
+	"\fsign_pub_key\x18\x02 \x01(\fR\n" +
+	"signPubKey\x12\x1e\n" +
+	"\venc_pub_key\x18\x03 \x01(\fR\tencPubKey\x12%\n" +
+	"\x0ecredential_ref\x18\x04 \x01(\tR\rcredentialRef\"^\n" +
 	"\x0fSetMemberStatus\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\fR\aaddress\x121\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x19.emrchain.v1.MemberStatusR\x06status\"\x84\x03\n" +
@@ -2327,7 +2436,7 @@ func file_emrchain_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_emrchain_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_emrchain_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_emrchain_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_emrchain_v1_types_proto_goTypes = []any{
 	(Role)(0),                     // 0: emrchain.v1.Role
 	(MemberStatus)(0),             // 1: emrchain.v1.MemberStatus
@@ -2351,22 +2460,23 @@ var file_emrchain_v1_types_proto_goTypes = []any{
 	(*AddOrganization)(nil),       // 19: emrchain.v1.AddOrganization
 	(*SetValidatorPower)(nil),     // 20: emrchain.v1.SetValidatorPower
 	(*ConsortiumChange)(nil),      // 21: emrchain.v1.ConsortiumChange
-	(*SetMemberStatus)(nil),       // 22: emrchain.v1.SetMemberStatus
-	(*Proposal)(nil),              // 23: emrchain.v1.Proposal
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*AddRegistrar)(nil),          // 22: emrchain.v1.AddRegistrar
+	(*SetMemberStatus)(nil),       // 23: emrchain.v1.SetMemberStatus
+	(*Proposal)(nil),              // 24: emrchain.v1.Proposal
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
 }
 var file_emrchain_v1_types_proto_depIdxs = []int32{
 	2,  // 0: emrchain.v1.Organization.kind:type_name -> emrchain.v1.OrganizationKind
 	0,  // 1: emrchain.v1.Member.role:type_name -> emrchain.v1.Role
 	1,  // 2: emrchain.v1.Member.status:type_name -> emrchain.v1.MemberStatus
 	3,  // 3: emrchain.v1.Permission.rights:type_name -> emrchain.v1.Right
-	24, // 4: emrchain.v1.Permission.not_before:type_name -> google.protobuf.Timestamp
-	24, // 5: emrchain.v1.Permission.not_after:type_name -> google.protobuf.Timestamp
-	24, // 6: emrchain.v1.Permission.revoked_time:type_name -> google.protobuf.Timestamp
-	24, // 7: emrchain.v1.Record.time:type_name -> google.protobuf.Timestamp
+	25, // 4: emrchain.v1.Permission.not_before:type_name -> google.protobuf.Timestamp
+	25, // 5: emrchain.v1.Permission.not_after:type_name -> google.protobuf.Timestamp
+	25, // 6: emrchain.v1.Permission.revoked_time:type_name -> google.protobuf.Timestamp
+	25, // 7: emrchain.v1.Record.time:type_name -> google.protobuf.Timestamp
 	4,  // 8: emrchain.v1.AccessEvent.purpose:type_name -> emrchain.v1.Purpose
-	24, // 9: emrchain.v1.AccessEvent.time:type_name -> google.protobuf.Timestamp
-	24, // 10: emrchain.v1.Share.time:type_name -> google.protobuf.Timestamp
+	25, // 9: emrchain.v1.AccessEvent.time:type_name -> google.protobuf.Timestamp
+	25, // 10: emrchain.v1.Share.time:type_name -> google.protobuf.Timestamp
 	0,  // 11: emrchain.v1.GenesisMember.role:type_name -> emrchain.v1.Role
 	6,  // 12: emrchain.v1.GenesisState.params:type_name -> emrchain.v1.Params
 	7,  // 13: emrchain.v1.GenesisState.organizations:type_name -> emrchain.v1.Organization
@@ -2374,17 +2484,18 @@ var file_emrchain_v1_types_proto_depIdxs = []int32{
 	7,  // 15: emrchain.v1.AddOrganization.organization:type_name -> emrchain.v1.Organization
 	19, // 16: emrchain.v1.ConsortiumChange.add_organization:type_name -> emrchain.v1.AddOrganization
 	20, // 17: emrchain.v1.ConsortiumChange.set_validator_power:type_name -> emrchain.v1.SetValidatorPower
-	22, // 18: emrchain.v1.ConsortiumChange.set_member_status:type_name -> emrchain.v1.SetMemberStatus
-	1,  // 19: emrchain.v1.SetMemberStatus.status:type_name -> emrchain.v1.MemberStatus
-	21, // 20: emrchain.v1.Proposal.change:type_name -> emrchain.v1.ConsortiumChange
-	24, // 21: emrchain.v1.Proposal.time:type_name -> google.protobuf.Timestamp
-	24, // 22: emrchain.v1.Proposal.voting_end:type_name -> google.protobuf.Timestamp
-	5,  // 23: emrchain.v1.Proposal.status:type_name -> emrchain.v1.ProposalStatus
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	23, // 18: emrchain.v1.ConsortiumChange.set_member_status:type_name -> emrchain.v1.SetMemberStatus
+	22, // 19: emrchain.v1.ConsortiumChange.add_registrar:type_name -> emrchain.v1.AddRegistrar
+	1,  // 20: emrchain.v1.SetMemberStatus.status:type_name -> emrchain.v1.MemberStatus
+	21, // 21: emrchain.v1.Proposal.change:type_name -> emrchain.v1.ConsortiumChange
+	25, // 22: emrchain.v1.Proposal.time:type_name -> google.protobuf.Timestamp
+	25, // 23: emrchain.v1.Proposal.voting_end:type_name -> google.protobuf.Timestamp
+	5,  // 24: emrchain.v1.Proposal.status:type_name -> emrchain.v1.ProposalStatus
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_emrchain_v1_types_proto_init() }
@@ -2396,6 +2507,7 @@ func file_emrchain_v1_types_proto_init() {
 		(*ConsortiumChange_AddOrganization)(nil),
 		(*ConsortiumChange_SetValidatorPower)(nil),
 		(*ConsortiumChange_SetMemberStatus)(nil),
+		(*ConsortiumChange_AddRegistrar)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2403,7 +2515,7 @@ func file_emrchain_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_emrchain_v1_types_proto_rawDesc), len(file_emrchain_v1_types_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
