@@ -47,7 +47,7 @@ func (ctx *txContext) propose(m *emrv1.MsgPropose) error {
 		}
 		set.FromPower = current.GetPower()
 	}
-	if err := ctx.checkChange(change, ctx.tx.Signer); err != nil {
+	if err := ctx.checkChange(change, ctx.tx.Signer, ctx.block.Height); err != nil {
 		return err
 	}
 	id, err := ctx.st.nextProposalID()
@@ -63,6 +63,7 @@ func (ctx *txContext) propose(m *emrv1.MsgPropose) error {
 		Reason:    m.Reason,
 		Proposer:  ctx.tx.Signer,
 		Approvals: []string{ctx.signer.OrganizationId},
+		Approvers: [][]byte{ctx.tx.Signer},
 		Height:    ctx.block.Height,
 		Time:      timestamp(ctx.block.Time),
 		VotingEnd: timestamp(ctx.block.Time.Add(time.Duration(ctx.params.ProposalSeconds) * time.Second)),
@@ -92,10 +93,22 @@ func (ctx *txContext) approve(m *emrv1.MsgApprove) error {
 	if end := p.VotingEnd.AsTime(); !ctx.block.Time.Before(end) {
 		return fmt.Errorf("%w: voting on proposal %d ended at %s", ErrProposalClosed, p.Id, formatTime(end))
 	}
-	if slices.Contains(p.Approvals, ctx.signer.OrganizationId) {
-		return fmt.Errorf("%w: %q has approved proposal %d already", ErrAlreadyExists, ctx.signer.OrganizationId, p.Id)
+	org := ctx.signer.OrganizationId
+	if i := slices.Index(p.Approvals, org); i >= 0 {
+		counts, err := ctx.approvalCounts(p, i)
+		if err != nil {
+			return err
+		}
+		if counts {
+			return fmt.Errorf("%w: %q has approved proposal %d already", ErrAlreadyExists, org, p.Id)
+		}
+		// Its registrar was suspended since: the organization approves
+		// anew through this one.
+		p.Approvals = slices.Delete(p.Approvals, i, i+1)
+		p.Approvers = slices.Delete(p.Approvers, i, i+1)
 	}
-	p.Approvals = append(p.Approvals, ctx.signer.OrganizationId)
+	p.Approvals = append(p.Approvals, org)
+	p.Approvers = append(p.Approvers, ctx.tx.Signer)
 	return ctx.tally(p)
 }
 
@@ -122,8 +135,18 @@ func (ctx *txContext) tally(p *emrv1.Proposal) error {
 	if err != nil {
 		return err
 	}
-	if Approved(approvalsOf(p, voting), len(voting)) {
-		if err := ctx.checkChange(p.Change, p.Proposer); err != nil {
+	n := 0
+	for i, org := range p.Approvals {
+		counts, err := ctx.approvalCounts(p, i)
+		if err != nil {
+			return err
+		}
+		if counts && voting[org] {
+			n++
+		}
+	}
+	if Approved(n, len(voting)) {
+		if err := ctx.checkChange(p.Change, p.Proposer, p.Height); err != nil {
 			return fmt.Errorf("proposal %d cannot execute: %w", p.Id, err)
 		}
 		if err := ctx.applyChange(p.Change); err != nil {
@@ -136,24 +159,28 @@ func (ctx *txContext) tally(p *emrv1.Proposal) error {
 	return ctx.st.put(proposalKey(p.Id), p)
 }
 
-// approvalsOf counts p's approvals by organizations that can approve now.
-func approvalsOf(p *emrv1.Proposal, voting map[string]bool) int {
-	n := 0
-	for _, org := range p.Approvals {
-		if voting[org] {
-			n++
-		}
+// approvalCounts reports whether p's i-th approval counts: its registrar
+// is still active (a suspended registrar's approvals, a compromised one's
+// say, no longer count). A proposal from before approvers were recorded
+// counts each approval.
+func (ctx *txContext) approvalCounts(p *emrv1.Proposal, i int) (bool, error) {
+	if i >= len(p.Approvers) {
+		return true, nil
 	}
-	return n
+	m, err := ctx.st.member(p.Approvers[i])
+	if err != nil {
+		return false, err
+	}
+	return m != nil && isActive(m), nil
 }
 
 // Approved reports whether approvals by that many organizations, of orgs,
 // carry a proposal: more than two thirds, as CometBFT's own quorum.
 func Approved(approvals, orgs int) bool { return 3*approvals > 2*orgs }
 
-// checkChange checks that change, proposed by proposer, can be made to the
-// current state.
-func (ctx *txContext) checkChange(change *emrv1.ConsortiumChange, proposer []byte) error {
+// checkChange checks that change, proposed by proposer at height
+// proposedAt, can be made to the current state.
+func (ctx *txContext) checkChange(change *emrv1.ConsortiumChange, proposer []byte, proposedAt int64) error {
 	switch c := change.GetChange().(type) {
 	case *emrv1.ConsortiumChange_AddOrganization:
 		add := c.AddOrganization
@@ -182,7 +209,7 @@ func (ctx *txContext) checkChange(change *emrv1.ConsortiumChange, proposer []byt
 		}
 		return nil
 	case *emrv1.ConsortiumChange_SetValidatorPower:
-		return ctx.checkValidatorChange(c.SetValidatorPower)
+		return ctx.checkValidatorChange(c.SetValidatorPower, proposedAt)
 	case *emrv1.ConsortiumChange_SetMemberStatus:
 		target, err := ctx.organizationMember(c.SetMemberStatus.Address)
 		if err != nil {
@@ -197,24 +224,27 @@ func (ctx *txContext) checkChange(change *emrv1.ConsortiumChange, proposer []byt
 	return fmt.Errorf("%w: unhandled change %T", ErrInvalidMsg, change.GetChange())
 }
 
-func (ctx *txContext) checkValidatorChange(set *emrv1.SetValidatorPower) error {
+func (ctx *txContext) checkValidatorChange(set *emrv1.SetValidatorPower, proposedAt int64) error {
 	validators, err := ctx.st.validators()
 	if err != nil {
 		return err
 	}
 	key := ValidatorKeyText(set.PubKey)
-	var current, total int64
+	var current, total, changedAt int64
 	for _, v := range validators {
 		total += v.Power
 		if bytes.Equal(v.PubKey, set.PubKey) {
-			current = v.Power
+			current, changedAt = v.Power, v.ChangedHeight
 		}
 	}
 	switch {
+	// A new proposal is checked with the power the chain is about to
+	// record as from_power, at its own height.
 	case current != set.FromPower:
-		// Only a stored proposal has from_power; a new one is checked
-		// with the power the chain is about to record.
 		return fmt.Errorf("%w: validator %s has power %d, %d when this was proposed: another change overtook it", ErrProposalClosed, key, current, set.FromPower)
+	case changedAt > proposedAt:
+		// Changed and changed back (removed and added again, say).
+		return fmt.Errorf("%w: validator %s was changed at height %d, after this was proposed at %d: another change overtook it", ErrProposalClosed, key, changedAt, proposedAt)
 	case current == 0 && set.Power == 0:
 		return fmt.Errorf("%w: %s is not a validator", ErrNotFound, key)
 	case current == 0 && len(validators) >= MaxValidators:
@@ -284,7 +314,7 @@ func (ctx *txContext) applyChange(change *emrv1.ConsortiumChange) error {
 		if err := ctx.st.setUnseen(set.PubKey, nextUnseen(set.FromPower, unseen[string(set.PubKey)], set.Power)); err != nil {
 			return err
 		}
-		v := &emrv1.Validator{PubKey: set.PubKey, Power: set.Power}
+		v := &emrv1.Validator{PubKey: set.PubKey, Power: set.Power, ChangedHeight: ctx.block.Height}
 		ctx.validatorUpdates = append(ctx.validatorUpdates, v)
 		return ctx.st.setValidator(v)
 	case *emrv1.ConsortiumChange_SetMemberStatus:

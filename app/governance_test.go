@@ -325,6 +325,13 @@ func TestUnseenPower(t *testing.T) {
 		{"remove V0 before Y signs", w.regA, apptest.SetValidatorPower(v0, 0), app.ErrTooLarge, []string{"19 of the 49"}},
 		{"remove Y itself", w.regA, apptest.SetValidatorPower(y.SignPub(), 0), nil, nil},
 	})
+	var vs emrv1.QueryValidatorsResponse
+	c.Query("Validators", &emrv1.QueryValidatorsRequest{}, &vs)
+	for i, v := range vs.Validators {
+		if want := map[bool]int64{true: 19}[bytes.Equal(v.PubKey, y.SignPub())]; vs.UnseenPower[i] != want {
+			t.Fatalf("Validators: %X unseen %d, want %d", v.PubKey, vs.UnseenPower[i], want)
+		}
+	}
 	// A block whose last commit holds others' signatures changes nothing;
 	// one with Y's clears it.
 	c.Signers = [][]byte{apptest.Validator(0).Address}
@@ -474,5 +481,51 @@ func TestAddRegistrarRecovers(t *testing.T) {
 	c.Must(newD, apptest.RegisterMember(apptest.NewActor("doc-d"), emrv1.Role_ROLE_CLINICIAN, "hospital-d"))
 	if p := ruleProposal(c, 3); p.Organizations != 4 {
 		t.Fatalf("hospital-d has a registrar again: %d organizations can approve, want 4", p.Organizations)
+	}
+}
+
+// TestOvertakenThereAndBack: "V3 from 10 to 15" waits while V3 is removed
+// and added again at 10: the power is the one it was proposed from, but
+// the key changed after the proposal, so it no longer executes.
+func TestOvertakenThereAndBack(t *testing.T) {
+	w := newRuleWorld(t, apptest.Options{})
+	c := w.c
+	c.Signers = nil
+	v3 := apptest.Validator(3).SignPub()
+	decide := func(msg *emrv1.Msg) {
+		c.Must(w.regA, msg)
+		id := ruleProposalsMade(c)
+		c.Must(w.regB, apptest.Approve(id))
+		c.Must(w.regR, apptest.Approve(id))
+	}
+	c.Must(w.regA, apptest.SetValidatorPower(v3, 13)) // proposal 1
+	c.Must(w.regB, apptest.Approve(1))
+	decide(apptest.SetValidatorPower(v3, 0))  // proposal 2: removed
+	decide(apptest.SetValidatorPower(v3, 10)) // proposal 3: back at 10
+	ruleCheck(t, "execute the overtaken proposal", c.Exec(w.regR, apptest.Approve(1)), app.ErrProposalClosed,
+		"was changed at height", "after this was proposed")
+}
+
+// TestSuspendedApproverNoLongerCounts: an approval counts only while the
+// registrar who gave it is active; its organization may then approve
+// again through another registrar.
+func TestSuspendedApproverNoLongerCounts(t *testing.T) {
+	w := newRuleWorld(t, apptest.Options{})
+	c := w.c
+	regB2 := w.member("registrar-b-2", emrv1.Role_ROLE_REGISTRAR, apptest.HospitalB)
+	y := apptest.NewActor("validator-y").SignPub()
+	c.Must(w.regA, apptest.SetValidatorPower(y, 5))
+	c.Must(w.regB, apptest.Approve(1))
+	c.Must(regB2, apptest.SetStatus(w.regB, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED))
+	res := c.Must(w.regR, apptest.Approve(1))
+	if len(res.ValidatorUpdates) != 0 {
+		t.Fatalf("executed with the suspended registrar's approval: %v", res.ValidatorUpdates)
+	}
+	res = c.Must(regB2, apptest.Approve(1))
+	if len(res.ValidatorUpdates) != 1 {
+		t.Fatalf("hospital-b approving anew did not execute it: %v", ruleProposal(c, 1).Proposal)
+	}
+	if p := ruleProposal(c, 1).Proposal; len(p.Approvals) != 3 || !bytes.Equal(p.Approvers[2], regB2.Address) {
+		t.Fatalf("approvals %v by %X", p.Approvals, p.Approvers)
 	}
 }

@@ -792,7 +792,17 @@ func (q *Querier) Validators(context.Context, *emrv1.QueryValidatorsRequest) (*e
 		// Proposals keep the set at MaxValidators.
 		return len(resp.Validators) < MaxValidators, nil
 	})
-	return resp, err
+	if err != nil {
+		return nil, err
+	}
+	unseen, err := q.st().unseen()
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range resp.Validators {
+		resp.UnseenPower = append(resp.UnseenPower, unseen[string(v.PubKey)])
+	}
+	return resp, nil
 }
 
 func (q *Querier) Proposal(_ context.Context, req *emrv1.QueryProposalRequest) (*emrv1.QueryProposalResponse, error) {

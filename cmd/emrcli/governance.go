@@ -429,8 +429,11 @@ func newValidatorsCmd(a *cli) *cobra.Command {
 		Use:   "validators",
 		Short: "List the validator set as the chain last set it (verified)",
 		Long: `validators lists the validators the state machine holds, by consensus key
-(base64, as "emrchaind show validator" prints it), with their voting power.
-A change executed at height H is CometBFT's from H+2.`,
+(base64, as "emrchaind show validator" prints it), with their voting power,
+the power added and not yet seen signing (cleared once the validator's
+signature is in a block; changes are refused that would leave a third or
+more of the total unseen) and the height that last changed them. A change
+executed at height H is CometBFT's from H+2.`,
 		Example: "  emrcli validators\n  emrcli validators --json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -445,21 +448,27 @@ A change executed at height H is CometBFT's from H+2.`,
 				return err
 			}
 			type validatorView struct {
-				PubKey string `json:"pub_key"`
-				Power  int64  `json:"power"`
+				PubKey        string `json:"pub_key"`
+				Power         int64  `json:"power"`
+				Unseen        int64  `json:"unseen_power"`
+				ChangedHeight int64  `json:"changed_height"`
 			}
 			out := struct {
 				Validators []validatorView `json:"validators"`
 				provenance
 			}{[]validatorView{}, viewInfo(info)}
 			var rows [][]string
-			for _, v := range resp.Validators {
+			for i, v := range resp.Validators {
 				key := app.ValidatorKeyText(v.PubKey)
-				out.Validators = append(out.Validators, validatorView{key, v.Power})
-				rows = append(rows, []string{key, strconv.FormatInt(v.Power, 10)})
+				var unseen int64
+				if i < len(resp.UnseenPower) {
+					unseen = resp.UnseenPower[i]
+				}
+				out.Validators = append(out.Validators, validatorView{key, v.Power, unseen, v.ChangedHeight})
+				rows = append(rows, []string{key, strconv.FormatInt(v.Power, 10), strconv.FormatInt(unseen, 10), strconv.FormatInt(v.ChangedHeight, 10)})
 			}
 			return a.emit(out, func(w io.Writer) {
-				table(w, []string{"PUB KEY", "POWER"}, rows)
+				table(w, []string{"PUB KEY", "POWER", "NOT YET SEEN SIGNING", "CHANGED AT"}, rows)
 				out.provenance.text(w)
 			})
 		},

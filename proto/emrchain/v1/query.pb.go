@@ -2358,7 +2358,11 @@ func (*QueryValidatorsRequest) Descriptor() ([]byte, []int) {
 type QueryValidatorsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Ordered by public key.
-	Validators    []*Validator  `protobuf:"bytes,1,rep,name=validators,proto3" json:"validators,omitempty"`
+	Validators []*Validator `protobuf:"bytes,1,rep,name=validators,proto3" json:"validators,omitempty"`
+	// For each validator, in the same order: power added (as a new validator
+	// or a raise) and not yet seen signing. Validator changes are refused
+	// that would leave a third or more of the total unseen.
+	UnseenPower   []int64       `protobuf:"varint,2,rep,packed,name=unseen_power,json=unseenPower,proto3" json:"unseen_power,omitempty"`
 	Height        int64         `protobuf:"varint,14,opt,name=height,proto3" json:"height,omitempty"`
 	Proofs        []*StoreProof `protobuf:"bytes,15,rep,name=proofs,proto3" json:"proofs,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -2398,6 +2402,13 @@ func (*QueryValidatorsResponse) Descriptor() ([]byte, []int) {
 func (x *QueryValidatorsResponse) GetValidators() []*Validator {
 	if x != nil {
 		return x.Validators
+	}
+	return nil
+}
+
+func (x *QueryValidatorsResponse) GetUnseenPower() []int64 {
+	if x != nil {
+		return x.UnseenPower
 	}
 	return nil
 }
@@ -2816,11 +2827,12 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"patient_id\x18\x02 \x01(\fR\tpatientId\x12\x1a\n" +
 	"\bcategory\x18\x03 \x01(\tR\bcategory\x12\x16\n" +
 	"\x06sha256\x18\x04 \x01(\fR\x06sha256\"\x18\n" +
-	"\x16QueryValidatorsRequest\"\x9a\x01\n" +
+	"\x16QueryValidatorsRequest\"\xbd\x01\n" +
 	"\x17QueryValidatorsResponse\x126\n" +
 	"\n" +
 	"validators\x18\x01 \x03(\v2\x16.emrchain.v1.ValidatorR\n" +
-	"validators\x12\x16\n" +
+	"validators\x12!\n" +
+	"\funseen_power\x18\x02 \x03(\x03R\vunseenPower\x12\x16\n" +
 	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
 	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"&\n" +
 	"\x14QueryProposalRequest\x12\x0e\n" +

@@ -1647,8 +1647,11 @@ func (x *GenesisState) GetMembers() []*GenesisMember {
 type Validator struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// ed25519 consensus public key (32 bytes).
-	PubKey        []byte `protobuf:"bytes,1,opt,name=pub_key,json=pubKey,proto3" json:"pub_key,omitempty"`
-	Power         int64  `protobuf:"varint,2,opt,name=power,proto3" json:"power,omitempty"`
+	PubKey []byte `protobuf:"bytes,1,opt,name=pub_key,json=pubKey,proto3" json:"pub_key,omitempty"`
+	Power  int64  `protobuf:"varint,2,opt,name=power,proto3" json:"power,omitempty"`
+	// The block that last set its power (0: genesis). A proposal made
+	// before it no longer executes.
+	ChangedHeight int64 `protobuf:"varint,3,opt,name=changed_height,json=changedHeight,proto3" json:"changed_height,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1693,6 +1696,13 @@ func (x *Validator) GetPubKey() []byte {
 func (x *Validator) GetPower() int64 {
 	if x != nil {
 		return x.Power
+	}
+	return 0
+}
+
+func (x *Validator) GetChangedHeight() int64 {
+	if x != nil {
+		return x.ChangedHeight
 	}
 	return 0
 }
@@ -2102,8 +2112,12 @@ type Proposal struct {
 	Status    ProposalStatus         `protobuf:"varint,9,opt,name=status,proto3,enum=emrchain.v1.ProposalStatus" json:"status,omitempty"`
 	// The block that executed it (status executed).
 	ExecutedHeight int64 `protobuf:"varint,10,opt,name=executed_height,json=executedHeight,proto3" json:"executed_height,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The registrar that gave each approval, in the order of approvals. An
+	// approval counts only while its registrar is active; its organization
+	// may approve again through another registrar.
+	Approvers     [][]byte `protobuf:"bytes,11,rep,name=approvers,proto3" json:"approvers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Proposal) Reset() {
@@ -2204,6 +2218,13 @@ func (x *Proposal) GetExecutedHeight() int64 {
 		return x.ExecutedHeight
 	}
 	return 0
+}
+
+func (x *Proposal) GetApprovers() [][]byte {
+	if x != nil {
+		return x.Approvers
+	}
+	return nil
 }
 
 var File_emrchain_v1_types_proto protoreflect.FileDescriptor
@@ -2348,10 +2369,11 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\fGenesisState\x12+\n" +
 	"\x06params\x18\x01 \x01(\v2\x13.emrchain.v1.ParamsR\x06params\x12?\n" +
 	"\rorganizations\x18\x02 \x03(\v2\x19.emrchain.v1.OrganizationR\rorganizations\x124\n" +
-	"\amembers\x18\x03 \x03(\v2\x1a.emrchain.v1.GenesisMemberR\amembers\":\n" +
+	"\amembers\x18\x03 \x03(\v2\x1a.emrchain.v1.GenesisMemberR\amembers\"a\n" +
 	"\tValidator\x12\x17\n" +
 	"\apub_key\x18\x01 \x01(\fR\x06pubKey\x12\x14\n" +
-	"\x05power\x18\x02 \x01(\x03R\x05power\"\xf2\x01\n" +
+	"\x05power\x18\x02 \x01(\x03R\x05power\x12%\n" +
+	"\x0echanged_height\x18\x03 \x01(\x03R\rchangedHeight\"\xf2\x01\n" +
 	"\x0fAddOrganization\x12=\n" +
 	"\forganization\x18\x01 \x01(\v2\x19.emrchain.v1.OrganizationR\forganization\x123\n" +
 	"\x16registrar_sign_pub_key\x18\x02 \x01(\fR\x13registrarSignPubKey\x121\n" +
@@ -2376,7 +2398,7 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\x0ecredential_ref\x18\x04 \x01(\tR\rcredentialRef\"^\n" +
 	"\x0fSetMemberStatus\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\fR\aaddress\x121\n" +
-	"\x06status\x18\x02 \x01(\x0e2\x19.emrchain.v1.MemberStatusR\x06status\"\x84\x03\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x19.emrchain.v1.MemberStatusR\x06status\"\xa2\x03\n" +
 	"\bProposal\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x125\n" +
 	"\x06change\x18\x02 \x01(\v2\x1d.emrchain.v1.ConsortiumChangeR\x06change\x12\x16\n" +
@@ -2389,7 +2411,8 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"voting_end\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tvotingEnd\x123\n" +
 	"\x06status\x18\t \x01(\x0e2\x1b.emrchain.v1.ProposalStatusR\x06status\x12'\n" +
 	"\x0fexecuted_height\x18\n" +
-	" \x01(\x03R\x0eexecutedHeight*}\n" +
+	" \x01(\x03R\x0eexecutedHeight\x12\x1c\n" +
+	"\tapprovers\x18\v \x03(\fR\tapprovers*}\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fROLE_PATIENT\x10\x01\x12\x12\n" +
