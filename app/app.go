@@ -267,7 +267,7 @@ func (a *App) FinalizeBlock(b BlockInfo, txs [][]byte) ([]Result, []byte, error)
 		}
 	}
 	a.executed = nil
-	if err := markSigned(state{ex.cache}, b.Signers); err != nil {
+	if err := markSigned(state{ex.cache}, b); err != nil {
 		return nil, nil, fmt.Errorf("block %d: record the validators that signed: %w", b.Height, err)
 	}
 	// A block that changes nothing leaves the tree, and so the app hash,

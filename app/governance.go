@@ -45,9 +45,12 @@ func (ctx *txContext) propose(m *emrv1.MsgPropose) error {
 		if err != nil {
 			return err
 		}
+		if set.FromChanges, err = ctx.st.keyChanges(set.PubKey); err != nil {
+			return err
+		}
 		set.FromPower = current.GetPower()
 	}
-	if err := ctx.checkChange(change, ctx.tx.Signer, ctx.block.Height); err != nil {
+	if err := ctx.checkChange(change, ctx.tx.Signer); err != nil {
 		return err
 	}
 	id, err := ctx.st.nextProposalID()
@@ -93,6 +96,9 @@ func (ctx *txContext) approve(m *emrv1.MsgApprove) error {
 	if end := p.VotingEnd.AsTime(); !ctx.block.Time.Before(end) {
 		return fmt.Errorf("%w: voting on proposal %d ended at %s", ErrProposalClosed, p.Id, formatTime(end))
 	}
+	if c := p.Change.GetSetMemberStatus(); c != nil && bytes.Equal(c.Address, ctx.tx.Signer) {
+		return fmt.Errorf("%w: a registrar cannot approve a change of its own status", ErrInvalidMsg)
+	}
 	org := ctx.signer.OrganizationId
 	if i := slices.Index(p.Approvals, org); i >= 0 {
 		counts, err := ctx.approvalCounts(p, i)
@@ -100,7 +106,15 @@ func (ctx *txContext) approve(m *emrv1.MsgApprove) error {
 			return err
 		}
 		if counts {
-			return fmt.Errorf("%w: %q has approved proposal %d already", ErrAlreadyExists, org, p.Id)
+			// The organizations that can approve may have become fewer
+			// since: the approvals there are may carry it now.
+			if err := ctx.tally(p); err != nil {
+				return err
+			}
+			if p.Status != emrv1.ProposalStatus_PROPOSAL_STATUS_EXECUTED {
+				return fmt.Errorf("%w: %q has approved proposal %d already", ErrAlreadyExists, org, p.Id)
+			}
+			return nil
 		}
 		// Its registrar was suspended since: the organization approves
 		// anew through this one.
@@ -146,7 +160,7 @@ func (ctx *txContext) tally(p *emrv1.Proposal) error {
 		}
 	}
 	if Approved(n, len(voting)) {
-		if err := ctx.checkChange(p.Change, p.Proposer, p.Height); err != nil {
+		if err := ctx.checkChange(p.Change, p.Proposer); err != nil {
 			return fmt.Errorf("proposal %d cannot execute: %w", p.Id, err)
 		}
 		if err := ctx.applyChange(p.Change); err != nil {
@@ -161,11 +175,10 @@ func (ctx *txContext) tally(p *emrv1.Proposal) error {
 
 // approvalCounts reports whether p's i-th approval counts: its registrar
 // is still active (a suspended registrar's approvals, a compromised one's
-// say, no longer count). A proposal from before approvers were recorded
-// counts each approval.
+// say, no longer count).
 func (ctx *txContext) approvalCounts(p *emrv1.Proposal, i int) (bool, error) {
-	if i >= len(p.Approvers) {
-		return true, nil
+	if len(p.Approvers) != len(p.Approvals) {
+		return false, fmt.Errorf("%w: proposal %d has %d approvals and %d approvers", ErrInternal, p.Id, len(p.Approvals), len(p.Approvers))
 	}
 	m, err := ctx.st.member(p.Approvers[i])
 	if err != nil {
@@ -178,9 +191,9 @@ func (ctx *txContext) approvalCounts(p *emrv1.Proposal, i int) (bool, error) {
 // carry a proposal: more than two thirds, as CometBFT's own quorum.
 func Approved(approvals, orgs int) bool { return 3*approvals > 2*orgs }
 
-// checkChange checks that change, proposed by proposer at height
-// proposedAt, can be made to the current state.
-func (ctx *txContext) checkChange(change *emrv1.ConsortiumChange, proposer []byte, proposedAt int64) error {
+// checkChange checks that change, proposed by proposer, can be made to the
+// current state.
+func (ctx *txContext) checkChange(change *emrv1.ConsortiumChange, proposer []byte) error {
 	switch c := change.GetChange().(type) {
 	case *emrv1.ConsortiumChange_AddOrganization:
 		add := c.AddOrganization
@@ -204,12 +217,19 @@ func (ctx *txContext) checkChange(change *emrv1.ConsortiumChange, proposer []byt
 		if org == nil {
 			return fmt.Errorf("%w: no organization %q", ErrNotFound, add.OrganizationId)
 		}
+		voting, err := ctx.st.votingOrganizations()
+		if err != nil {
+			return err
+		}
+		if voting[add.OrganizationId] {
+			return fmt.Errorf("%w: %q has an active registrar, who registers its registrars", ErrAlreadyExists, add.OrganizationId)
+		}
 		if _, err := ctx.newMemberAddress(add.SignPubKey); err != nil {
 			return fmt.Errorf("the registrar's key: %w", err)
 		}
 		return nil
 	case *emrv1.ConsortiumChange_SetValidatorPower:
-		return ctx.checkValidatorChange(c.SetValidatorPower, proposedAt)
+		return ctx.checkValidatorChange(c.SetValidatorPower)
 	case *emrv1.ConsortiumChange_SetMemberStatus:
 		target, err := ctx.organizationMember(c.SetMemberStatus.Address)
 		if err != nil {
@@ -218,33 +238,44 @@ func (ctx *txContext) checkChange(change *emrv1.ConsortiumChange, proposer []byt
 		if bytes.Equal(target.Address, proposer) {
 			return fmt.Errorf("%w: a registrar cannot propose to change its own status", ErrInvalidMsg)
 		}
-		return checkStatusChange(target, c.SetMemberStatus.Status)
+		status := c.SetMemberStatus.Status
+		if status == emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED && target.Status == status && !target.SuspendedByConsortium {
+			return nil // suspended by its organization: the consortium's suspension makes it stick
+		}
+		// Every change leaves the registrar who made it active (nobody
+		// approves a change of its own status), so some organization can
+		// always approve.
+		return checkStatusChange(target, status)
 	}
 	// ValidateMsg refused every other change.
 	return fmt.Errorf("%w: unhandled change %T", ErrInvalidMsg, change.GetChange())
 }
 
-func (ctx *txContext) checkValidatorChange(set *emrv1.SetValidatorPower, proposedAt int64) error {
+func (ctx *txContext) checkValidatorChange(set *emrv1.SetValidatorPower) error {
 	validators, err := ctx.st.validators()
 	if err != nil {
 		return err
 	}
+	changes, err := ctx.st.keyChanges(set.PubKey)
+	if err != nil {
+		return err
+	}
 	key := ValidatorKeyText(set.PubKey)
-	var current, total, changedAt int64
+	var current, total int64
 	for _, v := range validators {
 		total += v.Power
 		if bytes.Equal(v.PubKey, set.PubKey) {
-			current, changedAt = v.Power, v.ChangedHeight
+			current = v.Power
 		}
 	}
 	switch {
-	// A new proposal is checked with the power the chain is about to
-	// record as from_power, at its own height.
+	// A new proposal is checked with what the chain is about to record as
+	// from_power and from_changes.
 	case current != set.FromPower:
 		return fmt.Errorf("%w: validator %s has power %d, %d when this was proposed: another change overtook it", ErrProposalClosed, key, current, set.FromPower)
-	case changedAt > proposedAt:
+	case changes != set.FromChanges:
 		// Changed and changed back (removed and added again, say).
-		return fmt.Errorf("%w: validator %s was changed at height %d, after this was proposed at %d: another change overtook it", ErrProposalClosed, key, changedAt, proposedAt)
+		return fmt.Errorf("%w: validator %s was changed %d times since this was proposed: another change overtook it", ErrProposalClosed, key, changes-set.FromChanges)
 	case current == 0 && set.Power == 0:
 		return fmt.Errorf("%w: %s is not a validator", ErrNotFound, key)
 	case current == 0 && len(validators) >= MaxValidators:
@@ -314,6 +345,9 @@ func (ctx *txContext) applyChange(change *emrv1.ConsortiumChange) error {
 		if err := ctx.st.setUnseen(set.PubKey, nextUnseen(set.FromPower, unseen[string(set.PubKey)], set.Power)); err != nil {
 			return err
 		}
+		if err := ctx.st.setKeyChanges(set.PubKey, set.FromChanges+1); err != nil {
+			return err
+		}
 		v := &emrv1.Validator{PubKey: set.PubKey, Power: set.Power, ChangedHeight: ctx.block.Height}
 		ctx.validatorUpdates = append(ctx.validatorUpdates, v)
 		return ctx.st.setValidator(v)
@@ -345,16 +379,17 @@ func (ctx *txContext) seatRegistrar(org string, signPubKey, encPubKey []byte, cr
 }
 
 // markSigned clears the unseen power of the validators whose signatures
-// are in a block's last commit (signers, addresses): their power is seen
-// signing. The last commit is part of the block, so every node clears the
-// same.
-func markSigned(st state, signers [][]byte) error {
+// are in block b's last commit (the commit of block b-1), when that block
+// was signed under their latest change: CometBFT applies a change made at
+// height H from H+2. The last commit is part of the block, so every node
+// clears the same.
+func markSigned(st state, b BlockInfo) error {
 	unseen, err := st.unseen()
 	if err != nil || len(unseen) == 0 {
 		return err
 	}
-	signed := make(map[string]bool, len(signers))
-	for _, a := range signers {
+	signed := make(map[string]bool, len(b.Signers))
+	for _, a := range b.Signers {
 		signed[string(a)] = true
 	}
 	// In key order, as the writes of a block must be deterministic.
@@ -364,10 +399,18 @@ func markSigned(st state, signers [][]byte) error {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		if signed[string(AddressOf([]byte(k)))] {
-			if err := st.setUnseen([]byte(k), 0); err != nil {
-				return err
-			}
+		if !signed[string(AddressOf([]byte(k)))] {
+			continue
+		}
+		v, err := st.validator([]byte(k))
+		if err != nil {
+			return err
+		}
+		if v == nil || b.Height-1 < v.ChangedHeight+2 {
+			continue // a signature from before its power changed
+		}
+		if err := st.setUnseen([]byte(k), 0); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -33,6 +33,7 @@ const (
 	prefixValidator     byte = 0x13 // 0x13 | ed25519 consensus key       → Validator
 	prefixProposal      byte = 0x14 // 0x14 | proposal id                  → Proposal
 	prefixUnseen        byte = 0x15 // 0x15 | ed25519 consensus key       → power not yet seen signing (8 bytes)
+	prefixKeyChanges    byte = 0x16 // 0x16 | ed25519 consensus key       → executed changes of its power (8 bytes)
 )
 
 const indexMarker = 1
@@ -95,9 +96,10 @@ func studySharePrefix(study string) []byte {
 }
 func studyShareKey(study string, seq uint64) []byte { return join(studySharePrefix(study), u64(seq)) }
 
-func validatorKey(pubKey []byte) []byte { return join([]byte{prefixValidator}, pubKey) }
-func proposalKey(id uint64) []byte      { return join([]byte{prefixProposal}, u64(id)) }
-func unseenKey(pubKey []byte) []byte    { return join([]byte{prefixUnseen}, pubKey) }
+func validatorKey(pubKey []byte) []byte  { return join([]byte{prefixValidator}, pubKey) }
+func proposalKey(id uint64) []byte       { return join([]byte{prefixProposal}, u64(id)) }
+func unseenKey(pubKey []byte) []byte     { return join([]byte{prefixUnseen}, pubKey) }
+func keyChangesKey(pubKey []byte) []byte { return join([]byte{prefixKeyChanges}, pubKey) }
 
 // prefixEnd returns the smallest key greater than every key with prefix p.
 func prefixEnd(p []byte) []byte {

@@ -232,6 +232,25 @@ func (s state) setUnseen(pubKey []byte, power int64) error {
 	return s.kv.Set(unseenKey(pubKey), u64(uint64(power)))
 }
 
+// keyChanges is how many executed proposals have changed pubKey's power;
+// kept after a removal, so that a key added again is not the same.
+func (s state) keyChanges(pubKey []byte) (uint64, error) {
+	bz, err := s.kv.Get(keyChangesKey(pubKey))
+	switch {
+	case err != nil:
+		return 0, err
+	case bz == nil:
+		return 0, nil
+	case len(bz) != 8:
+		return 0, fmt.Errorf("%w: key changes at %x are %d bytes, want 8", ErrInternal, pubKey, len(bz))
+	}
+	return binary.BigEndian.Uint64(bz), nil
+}
+
+func (s state) setKeyChanges(pubKey []byte, n uint64) error {
+	return s.kv.Set(keyChangesKey(pubKey), u64(n))
+}
+
 func (s state) proposal(id uint64) (*emrv1.Proposal, error) {
 	return getTyped[emrv1.Proposal](s, proposalKey(id))
 }

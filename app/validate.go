@@ -309,8 +309,8 @@ func validatePropose(m *emrv1.MsgPropose) error {
 			checkText("registrar credential reference", add.CredentialRef, false),
 		)
 	case *emrv1.ConsortiumChange_SetValidatorPower:
-		if c.SetValidatorPower.FromPower != 0 {
-			return fmt.Errorf("from_power is the chain's to set: leave it 0")
+		if c.SetValidatorPower.FromPower != 0 || c.SetValidatorPower.FromChanges != 0 {
+			return fmt.Errorf("from_power and from_changes are the chain's to set: leave them 0")
 		}
 		return checkValidatorPower(c.SetValidatorPower.PubKey, c.SetValidatorPower.Power)
 	}

@@ -1649,8 +1649,7 @@ type Validator struct {
 	// ed25519 consensus public key (32 bytes).
 	PubKey []byte `protobuf:"bytes,1,opt,name=pub_key,json=pubKey,proto3" json:"pub_key,omitempty"`
 	Power  int64  `protobuf:"varint,2,opt,name=power,proto3" json:"power,omitempty"`
-	// The block that last set its power (0: genesis). A proposal made
-	// before it no longer executes.
+	// The block that last set its power (0: genesis).
 	ChangedHeight int64 `protobuf:"varint,3,opt,name=changed_height,json=changedHeight,proto3" json:"changed_height,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1791,7 +1790,12 @@ type SetValidatorPower struct {
 	// when it was no validator). The change executes only while the key
 	// still has that power, so a proposal that another has overtaken (the
 	// key removed meanwhile, say) cannot undo it. Leave it 0 in MsgPropose.
-	FromPower     int64 `protobuf:"varint,3,opt,name=from_power,json=fromPower,proto3" json:"from_power,omitempty"`
+	FromPower int64 `protobuf:"varint,3,opt,name=from_power,json=fromPower,proto3" json:"from_power,omitempty"`
+	// Set by the chain when the proposal is made: how many executed
+	// proposals had changed this key's power then. The change executes only
+	// while that number is unchanged (a key removed and added again has the
+	// same power, but not the same count). Leave it 0 in MsgPropose.
+	FromChanges   uint64 `protobuf:"varint,4,opt,name=from_changes,json=fromChanges,proto3" json:"from_changes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1843,6 +1847,13 @@ func (x *SetValidatorPower) GetPower() int64 {
 func (x *SetValidatorPower) GetFromPower() int64 {
 	if x != nil {
 		return x.FromPower
+	}
+	return 0
+}
+
+func (x *SetValidatorPower) GetFromChanges() uint64 {
+	if x != nil {
+		return x.FromChanges
 	}
 	return 0
 }
@@ -2378,12 +2389,13 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\forganization\x18\x01 \x01(\v2\x19.emrchain.v1.OrganizationR\forganization\x123\n" +
 	"\x16registrar_sign_pub_key\x18\x02 \x01(\fR\x13registrarSignPubKey\x121\n" +
 	"\x15registrar_enc_pub_key\x18\x03 \x01(\fR\x12registrarEncPubKey\x128\n" +
-	"\x18registrar_credential_ref\x18\x04 \x01(\tR\x16registrarCredentialRef\"a\n" +
+	"\x18registrar_credential_ref\x18\x04 \x01(\tR\x16registrarCredentialRef\"\x84\x01\n" +
 	"\x11SetValidatorPower\x12\x17\n" +
 	"\apub_key\x18\x01 \x01(\fR\x06pubKey\x12\x14\n" +
 	"\x05power\x18\x02 \x01(\x03R\x05power\x12\x1d\n" +
 	"\n" +
-	"from_power\x18\x03 \x01(\x03R\tfromPower\"\xc7\x02\n" +
+	"from_power\x18\x03 \x01(\x03R\tfromPower\x12!\n" +
+	"\ffrom_changes\x18\x04 \x01(\x04R\vfromChanges\"\xc7\x02\n" +
 	"\x10ConsortiumChange\x12I\n" +
 	"\x10add_organization\x18\x01 \x01(\v2\x1c.emrchain.v1.AddOrganizationH\x00R\x0faddOrganization\x12P\n" +
 	"\x13set_validator_power\x18\x02 \x01(\v2\x1e.emrchain.v1.SetValidatorPowerH\x00R\x11setValidatorPower\x12J\n" +
