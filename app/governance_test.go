@@ -2,11 +2,13 @@ package app_test
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 	"time"
 
 	cmted25519 "github.com/cometbft/cometbft/crypto/ed25519"
 	cmttypes "github.com/cometbft/cometbft/types"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/app/apptest"
@@ -686,5 +688,36 @@ func TestNoSuspensionLeavesNobodyToApprove(t *testing.T) {
 	ruleCheck(t, "approve one's own suspension", c.Exec(y, apptest.Approve(1)), app.ErrInvalidMsg, "its own status")
 	if p := ruleProposal(c, 1); p.Proposal.Status != emrv1.ProposalStatus_PROPOSAL_STATUS_OPEN || p.Organizations != 2 {
 		t.Fatalf("proposal 1 = %v of %d organizations", p.Proposal, p.Organizations)
+	}
+}
+
+// TestProposalProofsDoNotGrowWithStaff: a verified Proposal read proves
+// the organizations that can approve from the registrar index, so fifty
+// more clinicians add no proof.
+func TestProposalProofsDoNotGrowWithStaff(t *testing.T) {
+	w := newRuleWorld(t, apptest.Options{})
+	c := w.c
+	c.Must(w.regA, apptest.SetValidatorPower(apptest.NewActor("y").SignPub(), 1))
+	proofs := func() int {
+		data, _ := proto.Marshal(&emrv1.QueryProposalRequest{Id: 1})
+		out, _, err := c.App.Query(app.QueryPathPrefix+"Proposal", data, 0, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var resp emrv1.QueryProposalResponse
+		if err := proto.Unmarshal(out, &resp); err != nil {
+			t.Fatal(err)
+		}
+		return len(resp.Proofs)
+	}
+	before := proofs()
+	var txs [][]byte
+	seq := c.Seq(w.regA.Address)
+	for i := range 50 {
+		txs = append(txs, w.regA.Tx(apptest.ChainID, seq+uint64(i), apptest.RegisterMember(apptest.NewActor(fmt.Sprintf("staff-%d", i)), emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA)))
+	}
+	ruleAllOK(t, c.Block(txs...))
+	if after := proofs(); after != before {
+		t.Fatalf("Proposal's proofs went from %d to %d with fifty clinicians", before, after)
 	}
 }

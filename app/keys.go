@@ -34,6 +34,7 @@ const (
 	prefixProposal      byte = 0x14 // 0x14 | proposal id                  → Proposal
 	prefixUnseen        byte = 0x15 // 0x15 | ed25519 consensus key       → power not yet seen signing (8 bytes)
 	prefixKeyChanges    byte = 0x16 // 0x16 | ed25519 consensus key       → executed changes of its power (8 bytes)
+	prefixRegistrar     byte = 0x17 // 0x17 | len | org id | address        → marker
 )
 
 const indexMarker = 1
@@ -100,6 +101,9 @@ func validatorKey(pubKey []byte) []byte  { return join([]byte{prefixValidator}, 
 func proposalKey(id uint64) []byte       { return join([]byte{prefixProposal}, u64(id)) }
 func unseenKey(pubKey []byte) []byte     { return join([]byte{prefixUnseen}, pubKey) }
 func keyChangesKey(pubKey []byte) []byte { return join([]byte{prefixKeyChanges}, pubKey) }
+func registrarKey(org string, addr []byte) []byte {
+	return join([]byte{prefixRegistrar}, lenPrefixed(org), addr)
+}
 
 // prefixEnd returns the smallest key greater than every key with prefix p.
 func prefixEnd(p []byte) []byte {

@@ -87,6 +87,13 @@ func (s state) putMember(m *emrv1.Member) error {
 	if m.OrganizationId == "" {
 		return nil
 	}
+	if m.Role == emrv1.Role_ROLE_REGISTRAR {
+		// The registrars alone, for counting the organizations that can
+		// approve proposals without reading every clinician.
+		if err := s.mark(registrarKey(m.OrganizationId, m.Address)); err != nil {
+			return err
+		}
+	}
 	return s.kv.Set(orgMemberKey(m.OrganizationId, m.Address), []byte{byte(m.Role)})
 }
 
@@ -154,18 +161,19 @@ func (s state) studyShareAt(key, ref []byte) (*emrv1.Share, error) {
 }
 
 // votingOrganizations are the organizations that can approve a proposal:
-// those with an active registrar.
+// those with an active registrar (from the registrar index, 0x17).
 func (s state) votingOrganizations() (map[string]bool, error) {
 	voting := map[string]bool{}
-	err := s.each([]byte{prefixOrgMember}, func(key, value []byte) error {
-		if len(value) != 1 || emrv1.Role(value[0]) != emrv1.Role_ROLE_REGISTRAR {
-			return nil
+	err := s.each([]byte{prefixRegistrar}, func(key, _ []byte) error {
+		n := int(key[1])
+		if len(key) != 2+n+AddressSize {
+			return fmt.Errorf("%w: registrar index key %x", ErrInternal, key)
 		}
-		org := string(key[2 : 2+int(key[1])])
+		org := string(key[2 : 2+n])
 		if voting[org] {
 			return nil
 		}
-		m, err := s.member(key[2+int(key[1]):])
+		m, err := s.member(key[2+n:])
 		if err != nil {
 			return err
 		}
