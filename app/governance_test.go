@@ -312,13 +312,7 @@ func TestUnseenPower(t *testing.T) {
 		{"raise V0 by 20", w.regA, apptest.SetValidatorPower(v0, 30), app.ErrTooLarge, []string{"20 of the 60"}},
 		{"lower V0", w.regA, apptest.SetValidatorPower(v0, 1), nil, nil},
 	})
-	single := func(msg *emrv1.Msg) { // executes: the only organization left approving is asked too
-		c.Must(w.regA, msg)
-		id := ruleProposalsMade(c)
-		c.Must(w.regB, apptest.Approve(id))
-		c.Must(w.regR, apptest.Approve(id))
-	}
-	single(apptest.SetValidatorPower(y.SignPub(), 19)) // 19 of 59
+	w.decide(apptest.SetValidatorPower(y.SignPub(), 19)) // 19 of 59
 	ruleRun(t, c, c.Now, []ruleCase{
 		{"add Z before Y signs", w.regA, apptest.SetValidatorPower(z.SignPub(), 1), app.ErrTooLarge, []string{"20 of the 60"}},
 		{"remove V0 before Y signs", w.regA, apptest.SetValidatorPower(v0, 0), app.ErrTooLarge, []string{"19 of the 49"}},
@@ -339,6 +333,16 @@ func TestUnseenPower(t *testing.T) {
 	ruleSignBlocks(c, apptest.Validator(0).Address, y.Address)
 	ruleCheck(t, "add Z after Y signed", c.Simulate(w.regA, c.Now, apptest.SetValidatorPower(z.SignPub(), 20)), nil)
 	ruleCheck(t, "remove V0 after Y signed", c.Simulate(w.regA, c.Now, apptest.SetValidatorPower(v0, 0)), nil)
+}
+
+// decide has msg proposed by hospital-a's registrar and approved by the
+// two other organizations' (three of three).
+func (w *ruleWorld) decide(msg *emrv1.Msg) {
+	w.c.TB.Helper()
+	w.c.Must(w.regA, msg)
+	id := ruleProposalsMade(w.c)
+	w.c.Must(w.regB, apptest.Approve(id))
+	w.c.Must(w.regR, apptest.Approve(id))
 }
 
 // ruleSignBlocks makes three blocks whose last commits hold signers'
@@ -501,16 +505,10 @@ func TestOvertakenThereAndBack(t *testing.T) {
 	c := w.c
 	c.Signers = nil
 	v3 := apptest.Validator(3).SignPub()
-	decide := func(msg *emrv1.Msg) {
-		c.Must(w.regA, msg)
-		id := ruleProposalsMade(c)
-		c.Must(w.regB, apptest.Approve(id))
-		c.Must(w.regR, apptest.Approve(id))
-	}
 	c.Must(w.regA, apptest.SetValidatorPower(v3, 13)) // proposal 1
 	c.Must(w.regB, apptest.Approve(1))
-	decide(apptest.SetValidatorPower(v3, 0))  // proposal 2: removed
-	decide(apptest.SetValidatorPower(v3, 10)) // proposal 3: back at 10
+	w.decide(apptest.SetValidatorPower(v3, 0))  // proposal 2: removed
+	w.decide(apptest.SetValidatorPower(v3, 10)) // proposal 3: back at 10
 	ruleCheck(t, "execute the overtaken proposal", c.Exec(w.regR, apptest.Approve(1)), app.ErrProposalClosed,
 		"was changed 2 times since this was proposed")
 }
@@ -541,31 +539,26 @@ func TestSuspendedApproverNoLongerCounts(t *testing.T) {
 
 // The tests below are a third review's (each failed before its fix).
 
-// A→B→A where A is "absent": removal deletes the Validator record and with
-// it changed_height, so an old "add Y" proposal re-adds a key the
-// consortium removed after it was proposed.
+// TestOldProposalDoesNotReaddARemovedKey: "add Y" waits while Y is added
+// and then removed (its key leaked): the removal leaves no validator
+// record, but the key's count of changes stays, so the old proposal does
+// not put Y back.
 func TestOldProposalDoesNotReaddARemovedKey(t *testing.T) {
 	w := newRuleWorld(t, apptest.Options{})
 	c := w.c
 	y := apptest.NewActor("validator-y").SignPub()
-	decide := func(msg *emrv1.Msg) {
-		c.Must(w.regA, msg)
-		id := ruleProposalsMade(c)
-		c.Must(w.regB, apptest.Approve(id))
-		c.Must(w.regR, apptest.Approve(id))
-	}
 	c.Must(w.regA, apptest.SetValidatorPower(y, 5)) // proposal 1, from 0
 	c.Must(w.regB, apptest.Approve(1))
-	decide(apptest.SetValidatorPower(y, 5)) // proposal 2: added
-	decide(apptest.SetValidatorPower(y, 0)) // proposal 3: removed (key leaked)
+	w.decide(apptest.SetValidatorPower(y, 5)) // proposal 2: added
+	w.decide(apptest.SetValidatorPower(y, 0)) // proposal 3: removed (key leaked)
 	res := c.Exec(w.regR, apptest.Approve(1))
 	if res.OK() {
 		t.Fatalf("proposal 1 (made before Y was added and removed) re-added Y: %v", res.ValidatorUpdates)
 	}
 }
 
-// A→B→A inside one block: changed_height == proposal height passes the
-// strict ">" check.
+// TestThereAndBackInOneBlock: a proposal made in a block where V3 then
+// goes 10→0→10 does not execute (a height would not tell; the count does).
 func TestThereAndBackInOneBlock(t *testing.T) {
 	w := newRuleWorld(t, apptest.Options{})
 	c := w.c
@@ -587,8 +580,9 @@ func TestThereAndBackInOneBlock(t *testing.T) {
 	}
 }
 
-// The consortium cannot make a suspension sticky once the member's own
-// organization suspended it first; the organization then reactivates it.
+// TestConsortiumSuspensionOfASuspendedMember: the member's organization
+// suspends it before the consortium's proposal executes; the proposal
+// still executes and marks it, so the organization cannot reactivate it.
 func TestConsortiumSuspensionOfASuspendedMember(t *testing.T) {
 	w := newRuleWorld(t, apptest.Options{})
 	c := w.c
@@ -604,8 +598,9 @@ func TestConsortiumSuspensionOfASuspendedMember(t *testing.T) {
 	ruleCheck(t, "its organization reactivates it", c.Exec(regB2, apptest.SetStatus(w.doc2, active)), app.ErrUnauthorized, "only a proposal")
 }
 
-// AddRegistrar seats a registrar in an organization that has active
-// registrars, contrary to docs/README/CLI ("that has none left").
+// TestAddRegistrarOnlyWithoutOne: a registrar is seated by proposal only
+// in an organization without an active registrar (one that has one
+// registers its own).
 func TestAddRegistrarOnlyWithoutOne(t *testing.T) {
 	w := newRuleWorld(t, apptest.Options{})
 	c := w.c
@@ -613,9 +608,9 @@ func TestAddRegistrarOnlyWithoutOne(t *testing.T) {
 		app.ErrAlreadyExists, `"hospital-b" has an active registrar`)
 }
 
-// When the set of organizations that can approve shrinks, a proposal that
-// every remaining organization approved has more than two thirds but no
-// transaction can execute it: each approval is refused "already".
+// TestFewerOrganizationsCarryAProposal: when the organizations that can
+// approve become fewer, a proposal every remaining one approved carries;
+// approving it again executes it.
 func TestFewerOrganizationsCarryAProposal(t *testing.T) {
 	w := newRuleWorld(t, apptest.Options{})
 	c := w.c
@@ -649,22 +644,17 @@ func TestFewerOrganizationsCarryAProposal(t *testing.T) {
 	}
 }
 
-// A validator removed and added again within two blocks has its new power
-// cleared at once by its signature from before the removal took effect.
+// TestStaleSignatureDoesNotClearUnseen: a validator removed and added
+// again within two blocks keeps its new power unseen although the next
+// blocks carry its signature: those were signed before the change.
 func TestStaleSignatureDoesNotClearUnseen(t *testing.T) {
 	w := newRuleWorld(t, apptest.Options{})
 	c := w.c
 	v3 := apptest.Validator(3)
-	decide := func(msg *emrv1.Msg) {
-		c.Must(w.regA, msg)
-		id := ruleProposalsMade(c)
-		c.Must(w.regB, apptest.Approve(id))
-		c.Must(w.regR, apptest.Approve(id))
-	}
-	decide(apptest.SetValidatorPower(v3.SignPub(), 0))
+	w.decide(apptest.SetValidatorPower(v3.SignPub(), 0))
 	// The next blocks still carry V3's signature (it leaves CometBFT's set two blocks later).
 	c.Signers = [][]byte{apptest.Validator(0).Address, v3.Address}
-	decide(apptest.SetValidatorPower(v3.SignPub(), 14))
+	w.decide(apptest.SetValidatorPower(v3.SignPub(), 14))
 	var vs emrv1.QueryValidatorsResponse
 	c.Query("Validators", &emrv1.QueryValidatorsRequest{}, &vs)
 	t.Logf("unseen %v", vs.UnseenPower)
