@@ -6,7 +6,8 @@
 // # Contract
 //
 // The state machine is a pure function of (committed state, block height,
-// block time, transactions). It never reads the clock, randomness, the
+// block time, transactions, and the validators whose signatures the
+// block's last commit holds: BlockInfo.Signers). It never reads the clock, randomness, the
 // environment or map iteration order, and it imports nothing of ABCI or the
 // network; package abci adapts it to CometBFT. Concretely:
 //

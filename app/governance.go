@@ -77,7 +77,10 @@ func (ctx *txContext) propose(m *emrv1.MsgPropose) error {
 }
 
 // approve: an active registrar approves an open proposal for its
-// organization, once.
+// organization, not a change of its own status. An organization whose
+// approval counts already only re-counts (the organizations that can
+// approve may have become fewer); one whose approver is no longer active
+// approves anew.
 func (ctx *txContext) approve(m *emrv1.MsgApprove) error {
 	if err := ctx.requireRegistrar(); err != nil {
 		return err
@@ -149,13 +152,15 @@ func (ctx *txContext) tally(p *emrv1.Proposal) error {
 	if err != nil {
 		return err
 	}
+	// An approval whose registrar is active is by an organization that can
+	// approve.
 	n := 0
-	for i, org := range p.Approvals {
+	for i := range p.Approvals {
 		counts, err := ctx.approvalCounts(p, i)
 		if err != nil {
 			return err
 		}
-		if counts && voting[org] {
+		if counts {
 			n++
 		}
 	}
@@ -290,23 +295,23 @@ func (ctx *txContext) checkValidatorChange(set *emrv1.SetValidatorPower) error {
 	// the validators that have been signing hold more than two thirds and
 	// the chain goes on without it; more would halt the chain until it
 	// signs, and no proposal could then undo it. Counted over every
-	// validator: added power stays unseen until its validator's signature
-	// is in a block's last commit (markSigned), and removing a validator
-	// that signs raises the share of the rest.
+	// validator: added power stays unseen until its validator signs a
+	// block under the change (markSigned), and removing a validator that
+	// signs raises the share of the rest.
 	unseen, err := ctx.st.unseen()
 	if err != nil {
 		return err
 	}
-	pending, after := int64(0), total-current+set.Power
+	unseenAfter, after := int64(0), total-current+set.Power
 	for k, p := range unseen {
 		if k != string(set.PubKey) {
-			pending += p
+			unseenAfter += p
 		}
 	}
-	pending += nextUnseen(current, unseen[string(set.PubKey)], set.Power)
-	if pending > 0 && 3*pending >= after {
+	unseenAfter += nextUnseen(current, unseen[string(set.PubKey)], set.Power)
+	if unseenAfter > 0 && 3*unseenAfter >= after {
 		return fmt.Errorf("%w: after this change %d of the %d voting power would be in validators not yet seen signing (a third or more halts the chain until they sign): wait until they sign, or change less at once",
-			ErrTooLarge, pending, after)
+			ErrTooLarge, unseenAfter, after)
 	}
 	return nil
 }

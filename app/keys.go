@@ -11,7 +11,7 @@ import "encoding/binary"
 //
 // This table is mirrored in store/README.md; change both together.
 const (
-	prefixMeta          byte = 0x00 // 0x00 | name                         → raw bytes (chain id, last block)
+	prefixMeta          byte = 0x00 // 0x00 | name                         → raw bytes (chain id, last block, next proposal id)
 	prefixParams        byte = 0x01 // 0x01                                → Params
 	prefixOrganization  byte = 0x02 // 0x02 | org id                       → Organization
 	prefixMember        byte = 0x03 // 0x03 | address                      → Member

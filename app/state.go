@@ -219,7 +219,7 @@ func (s state) setValidator(v *emrv1.Validator) error {
 }
 
 // unseen is the power of each validator that has been added or raised and
-// has not signed a block since, by key.
+// has not signed a block under the change since (markSigned), by key.
 func (s state) unseen() (map[string]int64, error) {
 	out := map[string]int64{}
 	err := s.each([]byte{prefixUnseen}, func(key, value []byte) error {

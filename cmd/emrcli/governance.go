@@ -17,14 +17,16 @@ import (
 const governanceLong = `A change to the consortium (an organization admitted with its first
 registrar, a validator added, re-weighted or removed, a member of any
 organization suspended or reactivated, a registrar seated in an
-organization) is proposed by a registrar and takes effect in the
-transaction that brings its approvals above two thirds of the
-organizations that can approve (those with an active registrar): one
+organization without an active one) is proposed by a registrar and takes
+effect in the transaction that brings its approvals above two thirds of
+the organizations that can approve (those with an active registrar): one
 approval per organization, by any of its registrars, the proposer's
-counted at once. Approvals are
-refused once the proposal's voting ends (params proposal_seconds after it
-was made). CometBFT applies a validator change two blocks after the block
-that executed it.`
+counted at once. An approval counts while the registrar who gave it is
+active (otherwise its organization may approve again); nobody proposes or
+approves a change of their own status. Approvals are refused once the
+proposal's voting ends (params proposal_seconds after it was made).
+CometBFT applies a validator change two blocks after the block that
+executed it.`
 
 func newProposeCmd(a *cli) *cobra.Command {
 	cmd := &cobra.Command{
@@ -47,12 +49,13 @@ func newProposeRegistrarCmd(a *cli) *cobra.Command {
 	var async bool
 	cmd := &cobra.Command{
 		Use:   "add-registrar --from REGISTRAR --org ID (--registrar-key NAME | --registrar-sign-pub-key HEX --registrar-enc-pub-key HEX) --reason TEXT",
-		Short: "Propose to seat a registrar in an organization that has none left",
+		Short: "Propose to seat a registrar in an organization without an active one",
 		Long: governanceLong + `
 
-An organization's registrars register its registrars; this is for one whose
-registrars are all lost or suspended.`,
-		Example: `  emrcli propose add-registrar --from registrar --org st-mary --registrar-sign-pub-key 1f2e... --registrar-enc-pub-key 9a8b... --reason "the old key was compromised"`,
+An organization's registrars register its registrars; this is for one
+without an active registrar. A lost or compromised registrar key is still
+active: suspend it first (propose suspend-member).`,
+		Example: `  emrcli propose add-registrar --from registrar --org st-mary --registrar-sign-pub-key 1f2e... --registrar-enc-pub-key 9a8b... --reason "its registrar was suspended"`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			sp, ep, err := a.memberKeys(keyName, signPub, encPub, "--registrar-key", "--registrar-sign-pub-key", "--registrar-enc-pub-key")
@@ -91,9 +94,11 @@ func newProposeStatusCmd(a *cli, verb, short string, status emrv1.MemberStatus) 
 A registrar suspends members of its own organization directly ("emrcli
 member suspend"); this is for a member of an organization that will not,
 its registrars included. A member the consortium suspended is reactivated
-only by another proposal. A registrar cannot propose its own suspension.
-An organization can still register new members while it has an active
-registrar: to shut one out, suspend all its registrars.`,
+only by another proposal. Nobody proposes or approves a change of their own
+status, so an organization's last active registrar can be suspended only
+where the other organizations are more than two thirds (four or more
+organizations). An organization can still register new members while it
+has an active registrar.`,
 		Example: fmt.Sprintf("  emrcli propose %s --from registrar 3F2A0C9D5E6B7A8190AB3F2A0C9D5E6B7A8190AB --reason \"key compromised\"", verb),
 		Args:    exactArgs(1, "one MEMBER (address or key name)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -430,10 +435,10 @@ func newValidatorsCmd(a *cli) *cobra.Command {
 		Short: "List the validator set as the chain last set it (verified)",
 		Long: `validators lists the validators the state machine holds, by consensus key
 (base64, as "emrchaind show validator" prints it), with their voting power,
-the power added and not yet seen signing (cleared once the validator's
-signature is in a block; changes are refused that would leave a third or
-more of the total unseen) and the height that last changed them. A change
-executed at height H is CometBFT's from H+2.`,
+the power added and not yet seen signing (cleared once the validator signs
+a block under the change, from two blocks after it; changes are refused
+that would leave a third or more of the total unseen) and the height that
+last changed them. A change executed at height H is CometBFT's from H+2.`,
 		Example: "  emrcli validators\n  emrcli validators --json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

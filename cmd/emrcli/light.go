@@ -50,11 +50,11 @@ a header and its commit from --node and checks that its chain id is the
 genesis', that its validators are the genesis validators and that more than
 two thirds of them signed it; that header becomes the root. It is the first
 block while that is younger than half of --trust-period, else the oldest
-block younger than that. On an older chain this works only while the
-validators are still the genesis set: once the consortium has changed them
-(emrcli proposals), init refuses and asks for --height and --hash. Either
-way the root is compared with each --witness's header at its height, so
-give witnesses run by other hospitals.
+block younger than that (or a restored node's earliest). This works only
+while that header's validators and next validators are the genesis set:
+once the consortium has changed them, init refuses and asks for --height
+and --hash. Either way the root is compared with each --witness's header at
+its height, so give witnesses run by other hospitals.
 
 A trusted header is usable to verify the next one for --trust-period; a client
 idle for longer needs a new root (init --force). init also records --node,

@@ -2360,8 +2360,9 @@ type QueryValidatorsResponse struct {
 	// Ordered by public key.
 	Validators []*Validator `protobuf:"bytes,1,rep,name=validators,proto3" json:"validators,omitempty"`
 	// For each validator, in the same order: power added (as a new validator
-	// or a raise) and not yet seen signing. Validator changes are refused
-	// that would leave a third or more of the total unseen.
+	// or a raise) and not yet seen signing, i.e. before the validator signed
+	// a block under the change (from two blocks after it). Validator changes
+	// are refused that would leave a third or more of the total unseen.
 	UnseenPower   []int64       `protobuf:"varint,2,rep,packed,name=unseen_power,json=unseenPower,proto3" json:"unseen_power,omitempty"`
 	Height        int64         `protobuf:"varint,14,opt,name=height,proto3" json:"height,omitempty"`
 	Proofs        []*StoreProof `protobuf:"bytes,15,rep,name=proofs,proto3" json:"proofs,omitempty"`

@@ -475,7 +475,8 @@ func (x *MsgRegisterMember) GetCredentialRef() string {
 	return ""
 }
 
-// MsgSetMemberStatus: a registrar suspends or reactivates a member of its organization.
+// MsgSetMemberStatus: a registrar suspends or reactivates a member of its
+// organization (not one the consortium suspended by proposal).
 type MsgSetMemberStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Address       []byte                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
@@ -1311,8 +1312,9 @@ func (x *MsgShareRecord) GetWrappedStudyKey() []byte {
 
 // MsgPropose: a registrar proposes a change to the consortium; its own
 // organization's approval is counted at once. The change executes in the
-// transaction that brings the approvals above two thirds of the
-// organizations, if it is still possible then.
+// transaction that brings the approvals (each counting while the registrar
+// who gave it is active) above two thirds of the organizations that can
+// approve (those with an active registrar), if it is still possible then.
 type MsgPropose struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Change *ConsortiumChange      `protobuf:"bytes,1,opt,name=change,proto3" json:"change,omitempty"`
@@ -1366,7 +1368,11 @@ func (x *MsgPropose) GetReason() string {
 	return ""
 }
 
-// MsgApprove: a registrar approves an open proposal for its organization.
+// MsgApprove: a registrar approves an open proposal for its organization
+// (not a change of its own status). An organization whose approval counts
+// already is refused, unless the approvals there are now carry the
+// proposal (fewer organizations can approve): then it executes; one whose
+// earlier approver is no longer active approves anew.
 type MsgApprove struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ProposalId    uint64                 `protobuf:"varint,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`

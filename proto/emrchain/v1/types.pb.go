@@ -549,7 +549,8 @@ type Member struct {
 	// Credential reference (e.g. a licence number) attested by the registrar.
 	CredentialRef string       `protobuf:"bytes,6,opt,name=credential_ref,json=credentialRef,proto3" json:"credential_ref,omitempty"`
 	Status        MemberStatus `protobuf:"varint,7,opt,name=status,proto3,enum=emrchain.v1.MemberStatus" json:"status,omitempty"`
-	// Registrar that registered the member; empty for genesis members and patients.
+	// Registrar that registered the member; empty for genesis members,
+	// patients and registrars seated by a proposal.
 	RegisteredBy     []byte `protobuf:"bytes,8,opt,name=registered_by,json=registeredBy,proto3" json:"registered_by,omitempty"`
 	RegisteredHeight int64  `protobuf:"varint,9,opt,name=registered_height,json=registeredHeight,proto3" json:"registered_height,omitempty"`
 	// Suspended by a consortium proposal (SetMemberStatus): only another
@@ -1966,8 +1967,8 @@ type ConsortiumChange_SetMemberStatus struct {
 }
 
 type ConsortiumChange_AddRegistrar struct {
-	// Seats a registrar in an existing organization: one whose registrars
-	// are all lost or suspended, which nobody could register otherwise.
+	// Seats a registrar in an existing organization without an active
+	// registrar (all suspended), which nobody could register otherwise.
 	AddRegistrar *AddRegistrar `protobuf:"bytes,4,opt,name=add_registrar,json=addRegistrar,proto3,oneof"`
 }
 
@@ -1979,7 +1980,8 @@ func (*ConsortiumChange_SetMemberStatus) isConsortiumChange_Change() {}
 
 func (*ConsortiumChange_AddRegistrar) isConsortiumChange_Change() {}
 
-// AddRegistrar seats a registrar in an existing organization.
+// AddRegistrar seats a registrar in an existing organization without an
+// active registrar.
 type AddRegistrar struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
@@ -2103,8 +2105,10 @@ func (x *SetMemberStatus) GetStatus() MemberStatus {
 	return MemberStatus_MEMBER_STATUS_UNSPECIFIED
 }
 
-// Proposal is a change to the consortium that takes effect once registrars
-// of more than two thirds of the organizations have approved it.
+// Proposal is a change to the consortium that takes effect once more than
+// two thirds of the organizations that can approve (those with an active
+// registrar) have approved it, each approval counting while its registrar
+// is active.
 type Proposal struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Id     uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -2113,8 +2117,8 @@ type Proposal struct {
 	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	// The registrar that proposed it.
 	Proposer []byte `protobuf:"bytes,4,opt,name=proposer,proto3" json:"proposer,omitempty"`
-	// The organizations that approved it, in the order they did; the
-	// proposer's is first.
+	// The organizations that approved it, in the order they did (an
+	// organization that approves anew moves to the end).
 	Approvals []string               `protobuf:"bytes,5,rep,name=approvals,proto3" json:"approvals,omitempty"`
 	Height    int64                  `protobuf:"varint,6,opt,name=height,proto3" json:"height,omitempty"`
 	Time      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=time,proto3" json:"time,omitempty"`
