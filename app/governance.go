@@ -50,6 +50,13 @@ func (ctx *txContext) propose(m *emrv1.MsgPropose) error {
 		}
 		set.FromPower = current.GetPower()
 	}
+	if set := change.GetSetMemberStatus(); set != nil {
+		target, err := ctx.st.member(set.Address)
+		if err != nil {
+			return err
+		}
+		set.FromStatusChanges = target.GetStatusChanges()
+	}
 	if err := ctx.checkChange(change, ctx.tx.Signer); err != nil {
 		return err
 	}
@@ -242,6 +249,13 @@ func (ctx *txContext) checkChange(change *emrv1.ConsortiumChange, proposer []byt
 		}
 		if bytes.Equal(target.Address, proposer) {
 			return fmt.Errorf("%w: a registrar cannot propose to change its own status", ErrInvalidMsg)
+		}
+		// A reactivation voted on before the member's status changed again
+		// (suspended anew, for a new reason) is not the one voted on. A
+		// suspension still is, whatever happened since: the safe side.
+		if c.SetMemberStatus.Status == emrv1.MemberStatus_MEMBER_STATUS_ACTIVE && target.StatusChanges != c.SetMemberStatus.FromStatusChanges {
+			return fmt.Errorf("%w: member %X's status changed %d times since this reactivation was proposed: another change overtook it",
+				ErrProposalClosed, target.Address, target.StatusChanges-c.SetMemberStatus.FromStatusChanges)
 		}
 		status := c.SetMemberStatus.Status
 		if status == emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED && target.Status == status && !target.SuspendedByConsortium {

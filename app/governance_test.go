@@ -711,3 +711,21 @@ func TestProposalProofsDoNotGrowWithStaff(t *testing.T) {
 		t.Fatalf("Proposal's proofs went from %d to %d with fifty clinicians", before, after)
 	}
 }
+
+// TestStaleReactivation: a reactivation proposed while the consortium's
+// suspension stood does not execute after the member was reactivated and
+// suspended anew (a new reason the vote did not weigh).
+func TestStaleReactivation(t *testing.T) {
+	w := newRuleWorld(t, apptest.Options{})
+	c := w.c
+	suspended, active := emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED, emrv1.MemberStatus_MEMBER_STATUS_ACTIVE
+	w.decide(apptest.ConsortiumSetStatus(w.doc2, suspended))    // proposal 1
+	c.Must(w.regA, apptest.ConsortiumSetStatus(w.doc2, active)) // proposal 2, waiting
+	c.Must(w.regB, apptest.Approve(2))
+	w.decide(apptest.ConsortiumSetStatus(w.doc2, active))    // proposal 3: reactivated
+	w.decide(apptest.ConsortiumSetStatus(w.doc2, suspended)) // proposal 4: suspended anew
+	ruleCheck(t, "the stale reactivation", c.Exec(w.regR, apptest.Approve(2)), app.ErrProposalClosed, "changed 2 times since this reactivation was proposed")
+	if m := ruleMember(c, w.doc2.Address); m.Status != suspended || m.StatusChanges != 3 {
+		t.Fatalf("member = %v", m)
+	}
+}

@@ -113,6 +113,7 @@ func checkStatusChange(target *emrv1.Member, status emrv1.MemberStatus) error {
 func (ctx *txContext) putMemberStatus(target *emrv1.Member, status emrv1.MemberStatus, byConsortium bool) error {
 	target.Status = status
 	target.SuspendedByConsortium = byConsortium && status == emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED
+	target.StatusChanges++
 	ctx.attrHex("member", target.Address)
 	return ctx.st.putMember(target)
 }

@@ -299,6 +299,9 @@ func validatePropose(m *emrv1.MsgPropose) error {
 			checkText("registrar credential reference", add.RegistrarCredentialRef, false),
 		)
 	case *emrv1.ConsortiumChange_SetMemberStatus:
+		if c.SetMemberStatus.FromStatusChanges != 0 {
+			return fmt.Errorf("from_status_changes is the chain's to set: leave it 0")
+		}
 		return validateSetMemberStatus(c.SetMemberStatus.Address, c.SetMemberStatus.Status)
 	case *emrv1.ConsortiumChange_AddRegistrar:
 		add := c.AddRegistrar

@@ -556,8 +556,10 @@ type Member struct {
 	// Suspended by a consortium proposal (SetMemberStatus): only another
 	// proposal reactivates it, not a registrar of its organization.
 	SuspendedByConsortium bool `protobuf:"varint,10,opt,name=suspended_by_consortium,json=suspendedByConsortium,proto3" json:"suspended_by_consortium,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// How many times its status has changed.
+	StatusChanges uint64 `protobuf:"varint,11,opt,name=status_changes,json=statusChanges,proto3" json:"status_changes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Member) Reset() {
@@ -658,6 +660,13 @@ func (x *Member) GetSuspendedByConsortium() bool {
 		return x.SuspendedByConsortium
 	}
 	return false
+}
+
+func (x *Member) GetStatusChanges() uint64 {
+	if x != nil {
+		return x.StatusChanges
+	}
+	return 0
 }
 
 // Account holds the replay-protection sequence of a signer.
@@ -1788,9 +1797,8 @@ type SetValidatorPower struct {
 	PubKey []byte `protobuf:"bytes,1,opt,name=pub_key,json=pubKey,proto3" json:"pub_key,omitempty"`
 	Power  int64  `protobuf:"varint,2,opt,name=power,proto3" json:"power,omitempty"`
 	// Set by the chain when the proposal is made: the key's power then (0
-	// when it was no validator). The change executes only while the key
-	// still has that power, so a proposal that another has overtaken (the
-	// key removed meanwhile, say) cannot undo it. Leave it 0 in MsgPropose.
+	// when it was no validator), from which the change's unseen power is
+	// counted. Leave it 0 in MsgPropose.
 	FromPower int64 `protobuf:"varint,3,opt,name=from_power,json=fromPower,proto3" json:"from_power,omitempty"`
 	// Set by the chain when the proposal is made: how many executed
 	// proposals had changed this key's power then. The change executes only
@@ -2054,11 +2062,17 @@ func (x *AddRegistrar) GetCredentialRef() string {
 
 // SetMemberStatus suspends or reactivates a member of any organization.
 type SetMemberStatus struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Address       []byte                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
-	Status        MemberStatus           `protobuf:"varint,2,opt,name=status,proto3,enum=emrchain.v1.MemberStatus" json:"status,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Address []byte                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	Status  MemberStatus           `protobuf:"varint,2,opt,name=status,proto3,enum=emrchain.v1.MemberStatus" json:"status,omitempty"`
+	// Set by the chain when the proposal is made: the member's
+	// status_changes then. A reactivation executes only while it is
+	// unchanged (a member suspended anew since is not the suspension voted
+	// off); a suspension executes whatever happened since. Leave it 0 in
+	// MsgPropose.
+	FromStatusChanges uint64 `protobuf:"varint,3,opt,name=from_status_changes,json=fromStatusChanges,proto3" json:"from_status_changes,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *SetMemberStatus) Reset() {
@@ -2103,6 +2117,13 @@ func (x *SetMemberStatus) GetStatus() MemberStatus {
 		return x.Status
 	}
 	return MemberStatus_MEMBER_STATUS_UNSPECIFIED
+}
+
+func (x *SetMemberStatus) GetFromStatusChanges() uint64 {
+	if x != nil {
+		return x.FromStatusChanges
+	}
+	return 0
 }
 
 // Proposal is a change to the consortium that takes effect once more than
@@ -2263,7 +2284,7 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\fOrganization\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x121\n" +
-	"\x04kind\x18\x03 \x01(\x0e2\x1d.emrchain.v1.OrganizationKindR\x04kind\"\x98\x03\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x1d.emrchain.v1.OrganizationKindR\x04kind\"\xbf\x03\n" +
 	"\x06Member\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\fR\aaddress\x12 \n" +
 	"\fsign_pub_key\x18\x02 \x01(\fR\n" +
@@ -2276,7 +2297,8 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\rregistered_by\x18\b \x01(\fR\fregisteredBy\x12+\n" +
 	"\x11registered_height\x18\t \x01(\x03R\x10registeredHeight\x126\n" +
 	"\x17suspended_by_consortium\x18\n" +
-	" \x01(\bR\x15suspendedByConsortium\"H\n" +
+	" \x01(\bR\x15suspendedByConsortium\x12%\n" +
+	"\x0estatus_changes\x18\v \x01(\x04R\rstatusChanges\"H\n" +
 	"\aAccount\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\fR\aaddress\x12#\n" +
 	"\rnext_sequence\x18\x02 \x01(\x04R\fnextSequence\"\xfd\x01\n" +
@@ -2411,10 +2433,11 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\fsign_pub_key\x18\x02 \x01(\fR\n" +
 	"signPubKey\x12\x1e\n" +
 	"\venc_pub_key\x18\x03 \x01(\fR\tencPubKey\x12%\n" +
-	"\x0ecredential_ref\x18\x04 \x01(\tR\rcredentialRef\"^\n" +
+	"\x0ecredential_ref\x18\x04 \x01(\tR\rcredentialRef\"\x8e\x01\n" +
 	"\x0fSetMemberStatus\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\fR\aaddress\x121\n" +
-	"\x06status\x18\x02 \x01(\x0e2\x19.emrchain.v1.MemberStatusR\x06status\"\xa2\x03\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x19.emrchain.v1.MemberStatusR\x06status\x12.\n" +
+	"\x13from_status_changes\x18\x03 \x01(\x04R\x11fromStatusChanges\"\xa2\x03\n" +
 	"\bProposal\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x125\n" +
 	"\x06change\x18\x02 \x01(\v2\x1d.emrchain.v1.ConsortiumChangeR\x06change\x12\x16\n" +
