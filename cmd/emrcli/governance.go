@@ -45,8 +45,9 @@ func newProposeCmd(a *cli) *cobra.Command {
 }
 
 func newProposeRegistrarCmd(a *cli) *cobra.Command {
-	var from, org, keyName, signPub, encPub, credential, reason string
-	var async bool
+	var pf proposeFlags
+	var reg registrarFlags
+	var org string
 	cmd := &cobra.Command{
 		Use:   "add-registrar --from REGISTRAR --org ID (--registrar-key NAME | --registrar-sign-pub-key HEX --registrar-enc-pub-key HEX) --reason TEXT",
 		Short: "Propose to seat a registrar in an organization without an active one",
@@ -58,34 +59,25 @@ active: suspend it first (propose suspend-member).`,
 		Example: `  emrcli propose add-registrar --from registrar --org st-mary --registrar-sign-pub-key 1f2e... --registrar-enc-pub-key 9a8b... --reason "its registrar was suspended"`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			sp, ep, err := a.memberKeys(keyName, signPub, encPub, "--registrar-key", "--registrar-sign-pub-key", "--registrar-enc-pub-key")
+			sp, ep, err := reg.keys(a)
 			if err != nil {
 				return err
 			}
 			change := &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_AddRegistrar{AddRegistrar: &emrv1.AddRegistrar{
-				OrganizationId: org, SignPubKey: sp, EncPubKey: ep, CredentialRef: credential,
+				OrganizationId: org, SignPubKey: sp, EncPubKey: ep, CredentialRef: reg.credential,
 			}}}
-			return a.propose(cmd, from, change, reason, async)
+			return pf.submit(a, cmd, change)
 		},
 	}
-	f := cmd.Flags()
-	a.keyFlag(cmd, &from, "from", "registrar key that signs")
-	f.StringVar(&org, "org", "", "the organization's id")
-	a.keyFlag(cmd, &keyName, "registrar-key", "the registrar's key, in this keyring")
-	f.StringVar(&signPub, "registrar-sign-pub-key", "", "the registrar's ed25519 public key (hex)")
-	f.StringVar(&encPub, "registrar-enc-pub-key", "", "the registrar's X25519 public key (hex)")
-	f.StringVar(&credential, "credential", "", "the registrar's credential reference")
-	f.StringVar(&reason, "reason", "", "why, for the other registrars (required)")
-	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
-	for _, name := range []string{"org", "reason"} {
-		_ = cmd.MarkFlagRequired(name)
-	}
+	pf.add(a, cmd)
+	reg.add(a, cmd, "the registrar's")
+	cmd.Flags().StringVar(&org, "org", "", "the organization's id")
+	_ = cmd.MarkFlagRequired("org")
 	return cmd
 }
 
 func newProposeStatusCmd(a *cli, verb, short string, status emrv1.MemberStatus) *cobra.Command {
-	var from, reason string
-	var async bool
+	var pf proposeFlags
 	cmd := &cobra.Command{
 		Use:   verb + " --from REGISTRAR MEMBER --reason TEXT",
 		Short: short,
@@ -109,20 +101,18 @@ has an active registrar.`,
 			change := &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetMemberStatus{SetMemberStatus: &emrv1.SetMemberStatus{
 				Address: addr, Status: status,
 			}}}
-			return a.propose(cmd, from, change, reason, async)
+			return pf.submit(a, cmd, change)
 		},
 	}
-	a.keyFlag(cmd, &from, "from", "registrar key that signs")
-	cmd.Flags().StringVar(&reason, "reason", "", "why, for the other registrars (required)")
-	cmd.Flags().BoolVar(&async, "async", false, "do not wait for the transaction to commit")
-	_ = cmd.MarkFlagRequired("reason")
+	pf.add(a, cmd)
 	cmd.ValidArgsFunction = a.completeKeys
 	return cmd
 }
 
 func newProposeOrgCmd(a *cli) *cobra.Command {
-	var from, id, name, kindStr, keyName, signPub, encPub, credential, reason string
-	var async bool
+	var pf proposeFlags
+	var reg registrarFlags
+	var id, name, kindStr string
 	cmd := &cobra.Command{
 		Use:   "add-organization --from REGISTRAR --id ID --name NAME --kind KIND (--registrar-key NAME | --registrar-sign-pub-key HEX --registrar-enc-pub-key HEX) --reason TEXT",
 		Short: "Propose to admit an organization and seat its first registrar",
@@ -140,7 +130,7 @@ executes, that registrar registers the organization's other members.`,
 			if err != nil {
 				return usagef("--kind: %v", err)
 			}
-			sp, ep, err := a.memberKeys(keyName, signPub, encPub, "--registrar-key", "--registrar-sign-pub-key", "--registrar-enc-pub-key")
+			sp, ep, err := reg.keys(a)
 			if err != nil {
 				return err
 			}
@@ -148,23 +138,18 @@ executes, that registrar registers the organization's other members.`,
 				Organization:           &emrv1.Organization{Id: id, Name: name, Kind: kind},
 				RegistrarSignPubKey:    sp,
 				RegistrarEncPubKey:     ep,
-				RegistrarCredentialRef: credential,
+				RegistrarCredentialRef: reg.credential,
 			}}}
-			return a.propose(cmd, from, change, reason, async)
+			return pf.submit(a, cmd, change)
 		},
 	}
+	pf.add(a, cmd)
+	reg.add(a, cmd, "the first registrar's")
 	f := cmd.Flags()
-	a.keyFlag(cmd, &from, "from", "registrar key that signs")
 	f.StringVar(&id, "id", "", "the organization's id (lowercase letters, digits, '.', '_', '-')")
 	f.StringVar(&name, "name", "", "the organization's name")
 	f.StringVar(&kindStr, "kind", "", "hospital, lab, pharmacy or research")
-	a.keyFlag(cmd, &keyName, "registrar-key", "the first registrar's key, in this keyring")
-	f.StringVar(&signPub, "registrar-sign-pub-key", "", "the first registrar's ed25519 public key (hex)")
-	f.StringVar(&encPub, "registrar-enc-pub-key", "", "the first registrar's X25519 public key (hex)")
-	f.StringVar(&credential, "credential", "", "the first registrar's credential reference")
-	f.StringVar(&reason, "reason", "", "why, for the other registrars (required)")
-	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
-	for _, name := range []string{"id", "name", "kind", "reason"} {
+	for _, name := range []string{"id", "name", "kind"} {
 		_ = cmd.MarkFlagRequired(name)
 	}
 	_ = cmd.RegisterFlagCompletionFunc("kind", cobra.FixedCompletions([]string{"hospital", "lab", "pharmacy", "research"}, cobra.ShellCompDirectiveNoFileComp))
@@ -172,9 +157,9 @@ executes, that registrar registers the organization's other members.`,
 }
 
 func newProposeValidatorCmd(a *cli) *cobra.Command {
-	var from, pubKey, reason string
+	var pf proposeFlags
+	var pubKey string
 	var power int64
-	var async bool
 	cmd := &cobra.Command{
 		Use:   "validator --from REGISTRAR --pub-key KEY --power N --reason TEXT",
 		Short: "Propose to add a validator, change its voting power, or remove it (--power 0)",
@@ -199,16 +184,14 @@ up: from two blocks after the change, it must sign.`,
 			change := &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetValidatorPower{SetValidatorPower: &emrv1.SetValidatorPower{
 				PubKey: key, Power: power,
 			}}}
-			return a.propose(cmd, from, change, reason, async)
+			return pf.submit(a, cmd, change)
 		},
 	}
+	pf.add(a, cmd)
 	f := cmd.Flags()
-	a.keyFlag(cmd, &from, "from", "registrar key that signs")
 	f.StringVar(&pubKey, "pub-key", "", "the validator's ed25519 consensus key (base64 as `emrchaind show validator` prints it, or hex)")
 	f.Int64Var(&power, "power", -1, "voting power; 0 removes the validator")
-	f.StringVar(&reason, "reason", "", "why, for the other registrars (required)")
-	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
-	for _, name := range []string{"pub-key", "power", "reason"} {
+	for _, name := range []string{"pub-key", "power"} {
 		_ = cmd.MarkFlagRequired(name)
 	}
 	return cmd
@@ -225,14 +208,44 @@ func parseConsensusKey(s string) ([]byte, error) {
 	return nil, usagef("--pub-key: want the 32-byte ed25519 key in base64 (44 characters) or hex (64)")
 }
 
-// propose submits a MsgPropose and prints the proposal it made.
-func (a *cli) propose(cmd *cobra.Command, from string, change *emrv1.ConsortiumChange, reason string, async bool) error {
-	k, err := a.key(from)
+// proposeFlags are the flags every propose subcommand has.
+type proposeFlags struct {
+	from, reason string
+	async        bool
+}
+
+func (p *proposeFlags) add(a *cli, cmd *cobra.Command) {
+	a.keyFlag(cmd, &p.from, "from", "registrar key that signs")
+	cmd.Flags().StringVar(&p.reason, "reason", "", "why, for the other registrars (required)")
+	cmd.Flags().BoolVar(&p.async, "async", false, "do not wait for the transaction to commit")
+	_ = cmd.MarkFlagRequired("reason")
+}
+
+// registrarFlags name a registrar-to-be: its public keys (from the
+// keyring or in hex) and its credential.
+type registrarFlags struct {
+	key, signPub, encPub, credential string
+}
+
+func (r *registrarFlags) add(a *cli, cmd *cobra.Command, whose string) {
+	a.keyFlag(cmd, &r.key, "registrar-key", whose+" key, in this keyring")
+	cmd.Flags().StringVar(&r.signPub, "registrar-sign-pub-key", "", whose+" ed25519 public key (hex)")
+	cmd.Flags().StringVar(&r.encPub, "registrar-enc-pub-key", "", whose+" X25519 public key (hex)")
+	cmd.Flags().StringVar(&r.credential, "credential", "", whose+" credential reference")
+}
+
+func (r *registrarFlags) keys(a *cli) (sign, enc []byte, err error) {
+	return a.memberKeys(r.key, r.signPub, r.encPub, "--registrar-key", "--registrar-sign-pub-key", "--registrar-enc-pub-key")
+}
+
+// submit submits a MsgPropose of change and prints the proposal it made.
+func (p *proposeFlags) submit(a *cli, cmd *cobra.Command, change *emrv1.ConsortiumChange) error {
+	k, err := a.key(p.from)
 	if err != nil {
 		return err
 	}
-	msg := &emrv1.Msg{Sum: &emrv1.Msg_Propose{Propose: &emrv1.MsgPropose{Change: change, Reason: reason}}}
-	res, err := a.submit(cmd.Context(), k, msg, async)
+	msg := &emrv1.Msg{Sum: &emrv1.Msg_Propose{Propose: &emrv1.MsgPropose{Change: change, Reason: p.reason}}}
+	res, err := a.submit(cmd.Context(), k, msg, p.async)
 	if err != nil {
 		return err
 	}
