@@ -33,3 +33,19 @@ func (c *Client) StudyShares(ctx context.Context, study string) ([]*emrv1.Share,
 		return resp.Shares, resp.Page.GetNext(), err
 	})
 }
+
+// AllProposals pages through the consortium's proposals, oldest first,
+// each page a verified query. The provenance is the last page's.
+func (c *Client) AllProposals(ctx context.Context) ([]*emrv1.Proposal, *QueryInfo, error) {
+	var info *QueryInfo
+	props, err := allPages("proposals", func(after uint64) ([]*emrv1.Proposal, uint64, error) {
+		var resp emrv1.QueryProposalsResponse
+		var err error
+		info, err = c.QueryInfo(ctx, "Proposals", &emrv1.QueryProposalsRequest{After: after}, &resp)
+		return resp.Proposals, resp.Next, err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return props, info, nil
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -189,8 +190,8 @@ up: from two blocks after the change, it must sign.`,
 	}
 	pf.add(a, cmd)
 	f := cmd.Flags()
-	f.StringVar(&pubKey, "pub-key", "", "the validator's ed25519 consensus key (base64 as `emrchaind show validator` prints it, or hex)")
-	f.Int64Var(&power, "power", -1, "voting power; 0 removes the validator")
+	f.StringVar(&pubKey, "pub-key", "", `the validator's ed25519 consensus key (base64 as "emrchaind show validator" prints it, or hex)`)
+	f.Int64Var(&power, "power", 0, "voting power; 0 removes the validator")
 	for _, name := range []string{"pub-key", "power"} {
 		_ = cmd.MarkFlagRequired(name)
 	}
@@ -267,9 +268,9 @@ func newApproveCmd(a *cli) *cobra.Command {
   emrcli approve --from registrar 3`,
 		Args: exactArgs(1, "one PROPOSAL id"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := strconv.ParseUint(args[0], 10, 64)
-			if err != nil || id == 0 {
-				return usagef("PROPOSAL %q: want a proposal id (1, 2, ...)", args[0])
+			id, err := parseProposalID(args[0])
+			if err != nil {
+				return err
 			}
 			k, err := a.key(from)
 			if err != nil {
@@ -308,7 +309,7 @@ func (a *cli) emitDecision(cmd *cobra.Command, id uint64, res *client.TxResult) 
 			return fmt.Errorf("the transaction committed; reading proposal %d back: %w", id, err)
 		}
 		out.provenance = viewInfo(info)
-		v := viewProposal(resp.Proposal, out.provenance.now())
+		v := viewProposal(resp.Proposal, info.Time)
 		out.Proposal = &v
 	}
 	return a.emit(out, func(w io.Writer) {
@@ -341,8 +342,9 @@ type proposalView struct {
 }
 
 // viewProposal describes p; an open proposal whose voting ended by now (a
-// verified header's time, RFC 3339; "" when unknown) is "expired".
-func viewProposal(p *emrv1.Proposal, now string) proposalView {
+// verified header's time; zero when unknown) is "expired", by the chain's
+// rule (approvals are refused from voting_end on).
+func viewProposal(p *emrv1.Proposal, now time.Time) proposalView {
 	v := proposalView{
 		ID: p.Id, Reason: p.Reason, Proposer: upperHex(p.Proposer), Approvals: append([]string{}, p.Approvals...),
 		Height: p.Height, Time: ts(p.Time), VotingEnd: ts(p.VotingEnd), ExecutedHeight: p.ExecutedHeight,
@@ -362,7 +364,7 @@ func viewProposal(p *emrv1.Proposal, now string) proposalView {
 	switch {
 	case p.Status == emrv1.ProposalStatus_PROPOSAL_STATUS_EXECUTED:
 		v.Status = "executed"
-	case now != "" && now >= v.VotingEnd:
+	case !now.IsZero() && !now.Before(p.VotingEnd.AsTime()):
 		v.Status = "expired"
 	default:
 		v.Status = "open"
@@ -381,45 +383,37 @@ Without an argument, every proposal is listed, oldest first.`,
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			var id uint64
+			if len(args) == 1 {
+				var err error
+				if id, err = parseProposalID(args[0]); err != nil {
+					return err
+				}
+			}
 			c, err := a.client(ctx)
 			if err != nil {
 				return err
 			}
 			var list []*emrv1.Proposal
 			var orgs uint32
-			var prov provenance
-			if len(args) == 1 {
-				id, err := strconv.ParseUint(args[0], 10, 64)
-				if err != nil || id == 0 {
-					return usagef("PROPOSAL %q: want a proposal id (1, 2, ...)", args[0])
-				}
+			var info *client.QueryInfo
+			if id > 0 {
 				var resp emrv1.QueryProposalResponse
-				info, err := c.QueryInfo(ctx, "Proposal", &emrv1.QueryProposalRequest{Id: id}, &resp)
-				if err != nil {
+				if info, err = c.QueryInfo(ctx, "Proposal", &emrv1.QueryProposalRequest{Id: id}, &resp); err != nil {
 					return err
 				}
-				list, orgs, prov = []*emrv1.Proposal{resp.Proposal}, resp.Organizations, viewInfo(info)
-			} else {
-				for after := uint64(0); ; {
-					var resp emrv1.QueryProposalsResponse
-					info, err := c.QueryInfo(ctx, "Proposals", &emrv1.QueryProposalsRequest{After: after}, &resp)
-					if err != nil {
-						return err
-					}
-					list, prov = append(list, resp.Proposals...), viewInfo(info)
-					if after = resp.Next; after == 0 {
-						break
-					}
-				}
+				list, orgs = []*emrv1.Proposal{resp.Proposal}, resp.Organizations
+			} else if list, info, err = c.AllProposals(ctx); err != nil {
+				return err
 			}
-			now := prov.now()
+			prov := viewInfo(info)
 			out := struct {
 				Proposals     []proposalView `json:"proposals"`
 				Organizations uint32         `json:"organizations,omitempty"`
 				provenance
 			}{[]proposalView{}, orgs, prov}
 			for _, p := range list {
-				out.Proposals = append(out.Proposals, viewProposal(p, now))
+				out.Proposals = append(out.Proposals, viewProposal(p, info.Time))
 			}
 			return a.emit(out, func(w io.Writer) {
 				if len(out.Proposals) == 0 {
@@ -493,11 +487,11 @@ last changed them. A change executed at height H is CometBFT's from H+2.`,
 	}
 }
 
-// now is the verified header's time (RFC 3339), or "" for an unverified
-// answer: the time a proposal's voting end is judged by.
-func (p provenance) now() string {
-	if !p.Verified {
-		return ""
+// parseProposalID reads a PROPOSAL argument.
+func parseProposalID(arg string) (uint64, error) {
+	id, err := strconv.ParseUint(arg, 10, 64)
+	if err != nil || id == 0 {
+		return 0, usagef("PROPOSAL %q: want a proposal id (1, 2, ...)", arg)
 	}
-	return p.Header
+	return id, nil
 }
