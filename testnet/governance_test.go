@@ -45,14 +45,14 @@ func TestValidatorJoinsByProposal(t *testing.T) {
 	mustSubmit(t, tr, "propose", net.Registrar(apptest.HospitalA), apptest.SetValidatorPower(pub.Bytes(), 10))
 	mustSubmit(t, tr, "approve (b)", net.Registrar(apptest.HospitalB), apptest.Approve(1))
 	var p emrv1.QueryProposalResponse
-	if err := net.Query(ctx, 0, "Proposal", &emrv1.QueryProposalRequest{Id: 1}, &p); err != nil {
+	if err := tr.Query("Proposal", &emrv1.QueryProposalRequest{Id: 1}, &p); err != nil {
 		t.Fatal(err)
 	}
 	if p.Proposal.Status != emrv1.ProposalStatus_PROPOSAL_STATUS_OPEN {
 		t.Fatalf("after 2 of 3 organizations: %v", p.Proposal)
 	}
 	mustSubmit(t, tr, "approve (research)", net.Registrar(apptest.Research), apptest.Approve(1))
-	if err := net.Query(ctx, 0, "Proposal", &emrv1.QueryProposalRequest{Id: 1}, &p); err != nil {
+	if err := tr.Query("Proposal", &emrv1.QueryProposalRequest{Id: 1}, &p); err != nil {
 		t.Fatal(err)
 	}
 	executed := p.Proposal.ExecutedHeight

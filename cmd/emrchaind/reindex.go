@@ -28,8 +28,10 @@ const maxReindexAtStart = 1000
 // instead of its result (testnet's random kills hit this). Start runs this
 // before the node opens its databases; it walks down from the newest block
 // while a block or its last transaction is missing from the index.
-func reindexUnindexed(conf *cmtcfg.Config, dbProvider cmtcfg.DBProvider, logger log.Logger) (n int, err error) {
-	if conf.TxIndex.Indexer != "kv" {
+// appHeight is the app's last commit: with none, there is nothing to
+// index and no database is opened.
+func reindexUnindexed(conf *cmtcfg.Config, dbProvider cmtcfg.DBProvider, logger log.Logger, appHeight int64) (n int, err error) {
+	if conf.TxIndex.Indexer != "kv" || appHeight == 0 {
 		return 0, nil
 	}
 	open := func(id string) (dbm.DB, error) {
@@ -75,8 +77,13 @@ func reindexUnindexed(conf *cmtcfg.Config, dbProvider cmtcfg.DBProvider, logger 
 		return 0, fmt.Errorf("load the consensus state: %w", err)
 	}
 	top, base := min(blocks.Height(), state.LastBlockHeight), blocks.Base()
-	var missing []*cmttypes.Block
-	for h := top; h >= base && h > 0 && len(missing) < maxReindexAtStart; h-- {
+	var missing []int64 // newest first
+	for h := top; h >= base && h > 0; h-- {
+		if len(missing) == maxReindexAtStart {
+			logger.Error("the tx index lacks more blocks than start indexes again; index the rest with CometBFT's reindex-event",
+				"from", base, "to", h)
+			break
+		}
 		block, _ := blocks.LoadBlock(h)
 		if block == nil {
 			return 0, fmt.Errorf("block %d is not in the block store (base %d, height %d)", h, base, top)
@@ -96,12 +103,21 @@ func reindexUnindexed(conf *cmtcfg.Config, dbProvider cmtcfg.DBProvider, logger 
 		if indexed {
 			break
 		}
-		missing = append(missing, block)
+		missing = append(missing, h)
 	}
 	for i := len(missing) - 1; i >= 0; i-- {
-		block := missing[i]
-		h := block.Height
-		resp, err := states.LoadFinalizeBlockResponse(h)
+		h := missing[i]
+		block, _ := blocks.LoadBlock(h)
+		if block == nil {
+			return n, fmt.Errorf("block %d is not in the block store", h)
+		}
+		// With [storage] discard_abci_responses only the last block's
+		// results are kept, under their own key.
+		load := states.LoadFinalizeBlockResponse
+		if h == state.LastBlockHeight {
+			load = states.LoadLastFinalizeBlockResponse
+		}
+		resp, err := load(h)
 		if err != nil {
 			return n, fmt.Errorf("results of block %d: %w", h, err)
 		}
@@ -124,7 +140,7 @@ func reindexUnindexed(conf *cmtcfg.Config, dbProvider cmtcfg.DBProvider, logger 
 	}
 	if n > 0 {
 		logger.Info("indexed blocks the tx index lacked (a stop between a commit and its indexing)",
-			"blocks", n, "from", missing[len(missing)-1].Height, "to", missing[0].Height)
+			"blocks", n, "from", missing[len(missing)-1], "to", missing[0])
 	}
 	return n, nil
 }

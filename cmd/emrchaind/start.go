@@ -272,7 +272,7 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 	if err := recordRestoredState(ctx, logger, conf, dbProvider, genProvider, filepath.Join(conf.DBDir(), appDBDir), h, hash); err != nil {
 		return err
 	}
-	if _, err := reindexUnindexed(conf, dbProvider, logger); err != nil {
+	if _, err := reindexUnindexed(conf, dbProvider, logger, h); err != nil {
 		// Housekeeping: the chain runs without it, and tx_search and
 		// /tx miss what is missing (with [storage]
 		// discard_abci_responses, the results of old blocks are gone).
