@@ -781,20 +781,12 @@ func (q *Querier) LastAccess(_ context.Context, req *emrv1.QueryLastAccessReques
 }
 
 func (q *Querier) Validators(context.Context, *emrv1.QueryValidatorsRequest) (*emrv1.QueryValidatorsResponse, error) {
-	prefix := []byte{prefixValidator}
-	resp := &emrv1.QueryValidatorsResponse{}
-	err := q.scan(prefix, prefixEnd(prefix), true, func(key, value []byte) (bool, error) {
-		v := &emrv1.Validator{}
-		if err := proto.Unmarshal(value, v); err != nil {
-			return false, fmt.Errorf("%w: decode validator at %x: %v", ErrInternal, key, err)
-		}
-		resp.Validators = append(resp.Validators, v)
-		// Proposals keep the set at MaxValidators.
-		return len(resp.Validators) < MaxValidators, nil
-	})
+	// Proposals keep the set at MaxValidators: one answer holds it.
+	validators, err := q.st().validators()
 	if err != nil {
 		return nil, err
 	}
+	resp := &emrv1.QueryValidatorsResponse{Validators: validators}
 	unseen, err := q.st().unseen()
 	if err != nil {
 		return nil, err
