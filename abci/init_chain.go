@@ -37,8 +37,8 @@ func (a *Application) InitChain(_ context.Context, req *types.InitChainRequest) 
 	}
 	// A validator change names an ed25519 key; CometBFT refuses one of a
 	// type its consensus params do not allow (a halt at the first change).
-	if types := req.ConsensusParams.GetValidator().GetPubKeyTypes(); len(types) > 0 && !slices.Contains(types, ed25519.KeyType) {
-		return nil, fmt.Errorf("abci: the genesis consensus params allow validator keys of types %v; emrchain's validators change by ed25519 key, so ed25519 must be among them", types)
+	if keyTypes := req.ConsensusParams.GetValidator().GetPubKeyTypes(); len(keyTypes) > 0 && !slices.Contains(keyTypes, ed25519.KeyType) {
+		return nil, fmt.Errorf("abci: the genesis consensus params allow validator keys of types %v; emrchain's validators change by ed25519 key, so ed25519 must be among them", keyTypes)
 	}
 	validators := make([]*emrv1.Validator, len(req.Validators))
 	for i, v := range req.Validators {

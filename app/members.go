@@ -10,8 +10,8 @@ import (
 // requireRegistrarOf insists the signer is an active registrar of org (the
 // signer is active, or authenticate would have refused it).
 func (ctx *txContext) requireRegistrarOf(org string) error {
-	if ctx.signer.Role != emrv1.Role_ROLE_REGISTRAR {
-		return fmt.Errorf("%w: only a registrar may do this, the signer is a %s", ErrUnauthorized, roleName(ctx.signer.Role))
+	if err := ctx.requireRegistrar(); err != nil {
+		return err
 	}
 	if ctx.signer.OrganizationId != org {
 		return fmt.Errorf("%w: the signer is a registrar of %q, not of %q", ErrUnauthorized, ctx.signer.OrganizationId, org)

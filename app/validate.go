@@ -56,7 +56,7 @@ func ValidateMsg(msg *emrv1.Msg) error {
 	case *emrv1.Msg_Propose:
 		err = validatePropose(m.Propose)
 	case *emrv1.Msg_Approve:
-		if m.Approve.ProposalId == 0 {
+		if m.Approve.GetProposalId() == 0 {
 			err = fmt.Errorf("proposal 0 does not exist")
 		}
 	default:
@@ -283,41 +283,47 @@ func validateShareRecord(m *emrv1.MsgShareRecord) error {
 }
 
 func validatePropose(m *emrv1.MsgPropose) error {
-	if err := checkText("reason", m.Reason, true); err != nil {
+	if err := checkText("reason", m.GetReason(), true); err != nil {
 		return err
 	}
-	switch c := m.Change.GetChange().(type) {
+	// Getters throughout: a Go caller may leave a message of the oneof nil.
+	switch c := m.GetChange().GetChange().(type) {
 	case *emrv1.ConsortiumChange_AddOrganization:
 		add := c.AddOrganization
-		if err := validateOrganization(add.Organization); err != nil {
+		if err := validateOrganization(add.GetOrganization()); err != nil {
 			return err
 		}
-		// The checks of validateRegisterMember, for a registrar.
-		return firstError(
-			checkSigningKey("registrar signing key", add.RegistrarSignPubKey),
-			checkX25519Key("registrar encryption key", add.RegistrarEncPubKey),
-			checkText("registrar credential reference", add.RegistrarCredentialRef, false),
-		)
+		return validateRegistrarKeys(add.GetRegistrarSignPubKey(), add.GetRegistrarEncPubKey(), add.GetRegistrarCredentialRef())
 	case *emrv1.ConsortiumChange_SetMemberStatus:
-		if c.SetMemberStatus.FromStatusChanges != 0 {
+		if c.SetMemberStatus.GetFromStatusChanges() != 0 {
 			return fmt.Errorf("from_status_changes is the chain's to set: leave it 0")
 		}
-		return validateSetMemberStatus(c.SetMemberStatus.Address, c.SetMemberStatus.Status)
+		return validateSetMemberStatus(c.SetMemberStatus.GetAddress(), c.SetMemberStatus.GetStatus())
 	case *emrv1.ConsortiumChange_AddRegistrar:
 		add := c.AddRegistrar
 		return firstError(
-			checkID("organization id", add.OrganizationId),
-			checkSigningKey("registrar signing key", add.SignPubKey),
-			checkX25519Key("registrar encryption key", add.EncPubKey),
-			checkText("registrar credential reference", add.CredentialRef, false),
+			checkID("organization id", add.GetOrganizationId()),
+			validateRegistrarKeys(add.GetSignPubKey(), add.GetEncPubKey(), add.GetCredentialRef()),
 		)
 	case *emrv1.ConsortiumChange_SetValidatorPower:
-		if c.SetValidatorPower.FromPower != 0 || c.SetValidatorPower.FromChanges != 0 {
+		set := c.SetValidatorPower
+		if set.GetFromPower() != 0 || set.GetFromChanges() != 0 {
 			return fmt.Errorf("from_power and from_changes are the chain's to set: leave them 0")
 		}
-		return checkValidatorPower(c.SetValidatorPower.PubKey, c.SetValidatorPower.Power)
+		return checkValidatorPower(set.GetPubKey(), set.GetPower())
 	}
 	return fmt.Errorf("the proposal changes nothing: it needs add_organization, set_validator_power, set_member_status or add_registrar")
+}
+
+// validateRegistrarKeys checks a registrar seated by proposal: its keys as
+// validateRegisterMember does; the credential is optional, as for a
+// genesis member.
+func validateRegistrarKeys(sign, enc []byte, credential string) error {
+	return firstError(
+		checkSigningKey("registrar signing key", sign),
+		checkX25519Key("registrar encryption key", enc),
+		checkText("registrar credential reference", credential, false),
+	)
 }
 
 // validateOrganization checks an organization's id, name and kind.

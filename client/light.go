@@ -414,7 +414,7 @@ func TrustFromGenesis(ctx context.Context, node string, genesisJSON []byte, peri
 		return "", nil, verificationError("header %d: %v", height, err)
 	}
 	if !bytes.Equal(root.ValidatorsHash, valSet.Hash()) || !bytes.Equal(root.NextValidatorsHash, valSet.Hash()) {
-		return "", nil, fmt.Errorf("header %d (the oldest this node has within half the trusting period) is not signed by the genesis validators (validators hash %X, next %X; the genesis set hashes to %X): either the consortium has changed its validators since, and the genesis cannot vouch for this chain any more, or the node lies. Ask your consortium for a trusted height and header hash and use those instead (emrcli light init --height H --hash HASH)",
+		return "", nil, verificationError("header %d (the oldest this node has within half the trusting period) is not signed by the genesis validators (validators hash %X, next %X; the genesis set hashes to %X): either the consortium has changed its validators since, and the genesis cannot vouch for this chain any more, or the node lies. Ask your consortium for a trusted height and header hash and use those instead (emrcli light init --height H --hash HASH)",
 			height, root.ValidatorsHash, root.NextValidatorsHash, valSet.Hash())
 	}
 	if err := valSet.VerifyCommitLight(gen.ChainID, root.Commit.BlockID, height, root.Commit); err != nil {
