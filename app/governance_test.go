@@ -725,3 +725,55 @@ func TestStaleReactivation(t *testing.T) {
 		t.Fatalf("member = %v", m)
 	}
 }
+
+// TestGovernanceMessagesWithNilParts: a Go caller's message with a nil
+// part inside a oneof is refused as invalid, not a panic.
+func TestGovernanceMessagesWithNilParts(t *testing.T) {
+	propose := func(c *emrv1.ConsortiumChange) *emrv1.Msg {
+		return &emrv1.Msg{Sum: &emrv1.Msg_Propose{Propose: &emrv1.MsgPropose{Reason: "r", Change: c}}}
+	}
+	for name, msg := range map[string]*emrv1.Msg{
+		"approve":             {Sum: &emrv1.Msg_Approve{}},
+		"propose":             {Sum: &emrv1.Msg_Propose{}},
+		"add organization":    propose(&emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_AddOrganization{}}),
+		"organization":        propose(&emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_AddOrganization{AddOrganization: &emrv1.AddOrganization{}}}),
+		"set validator power": propose(&emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetValidatorPower{}}),
+		"set member status":   propose(&emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetMemberStatus{}}),
+		"add registrar":       propose(&emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_AddRegistrar{}}),
+	} {
+		if err := app.ValidateMsg(msg); app.CodeOf(err) != app.ErrInvalidMsg.Code() {
+			t.Errorf("%s: %v, want an invalid message", name, err)
+		}
+	}
+}
+
+// TestUnseenClearsFromTwoBlocksAfter: a signature counts for a change made
+// at height H only in the last commit of block H+3 (the commit of H+2, the
+// first block CometBFT signs with the new set); those of H+1 and H+2 do
+// not clear it.
+func TestUnseenClearsFromTwoBlocksAfter(t *testing.T) {
+	w := newRuleWorld(t, apptest.Options{})
+	c := w.c
+	y := apptest.NewActor("validator-y")
+	c.Must(w.regA, apptest.SetValidatorPower(y.SignPub(), 4))
+	c.Must(w.regB, apptest.Approve(1))
+	c.Must(w.regR, apptest.Approve(1)) // executed at H
+	unseen := func() int64 {
+		var vs emrv1.QueryValidatorsResponse
+		c.Query("Validators", &emrv1.QueryValidatorsRequest{}, &vs)
+		for i, v := range vs.Validators {
+			if bytes.Equal(v.PubKey, y.SignPub()) {
+				return vs.UnseenPower[i]
+			}
+		}
+		t.Fatal("Y is not a validator")
+		return 0
+	}
+	c.Signers = [][]byte{y.Address}
+	for i, want := range []int64{4, 4, 0} { // blocks H+1, H+2, H+3
+		c.Block()
+		if got := unseen(); got != want {
+			t.Fatalf("block H+%d with Y's signature: unseen %d, want %d", i+1, got, want)
+		}
+	}
+}

@@ -940,13 +940,24 @@ func testLyingNode(t *testing.T, w *world) {
 		}), "Proposals", &emrv1.QueryProposalsRequest{}},
 		{"FewerOrganizations", queryRewrite("Proposal", func(m proto.Message) {
 			// Claim one organization fewer, so that fewer approvals
-			// would seem to carry the proposal: leave one
-			// organization's proof out (key 0x02, store/README.md).
+			// would seem to carry the proposal: leave one registrar
+			// out, its registrar index entry's proof (key 0x17,
+			// store/README.md) and its member's (0x03), which the
+			// organizations that can approve are counted from.
 			r := m.(*emrv1.QueryProposalResponse)
-			for i, p := range r.Proofs {
-				if p.Key[0] == 0x02 {
-					r.Proofs = append(r.Proofs[:i], r.Proofs[i+1:]...)
-					break
+			var dropped []byte
+			var kept []*emrv1.StoreProof
+			for _, p := range r.Proofs {
+				if p.Key[0] == 0x17 && dropped == nil {
+					dropped = p.Key[len(p.Key)-20:]
+					continue
+				}
+				kept = append(kept, p)
+			}
+			r.Proofs = kept[:0]
+			for _, p := range kept {
+				if !(p.Key[0] == 0x03 && bytes.Equal(p.Key[1:], dropped)) {
+					r.Proofs = append(r.Proofs, p)
 				}
 			}
 			r.Organizations--
