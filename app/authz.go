@@ -19,8 +19,12 @@ import (
 // The checks run in that order, so a rejection names the first reason that
 // applies (an expired and revoked grant is reported as revoked).
 
-// checkPermission returns nil when perm grants right on category at t.
-func checkPermission(perm *emrv1.Permission, grantee *emrv1.Member, right emrv1.Right, category string, t time.Time) error {
+// CheckPermission returns nil when perm grants right on category at t to
+// grantee, its grantee as a member; otherwise an error that wraps the
+// sentinel of the first rule that fails. The chain checks every write and
+// read with it, and the blob sidecars check with it whether a grant still
+// stands before they serve or take ciphertext.
+func CheckPermission(perm *emrv1.Permission, grantee *emrv1.Member, right emrv1.Right, category string, t time.Time) error {
 	if perm == nil {
 		return fmt.Errorf("%w: the patient has granted this member nothing", ErrNoPermission)
 	}

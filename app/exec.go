@@ -289,7 +289,7 @@ func (ctx *txContext) authorize(p *emrv1.Patient, right emrv1.Right, category st
 	if err != nil {
 		return nil, err
 	}
-	if err := checkPermission(perm, ctx.signer, right, category, ctx.block.Time); err != nil {
+	if err := CheckPermission(perm, ctx.signer, right, category, ctx.block.Time); err != nil {
 		return nil, err
 	}
 	return perm, nil

@@ -211,11 +211,11 @@ func (ctx *txContext) shareRead(p *emrv1.Patient, seq uint64) (*emrv1.Share, err
 func ShareConsentStands(consent *emrv1.Permission, sharer *emrv1.Member, sh *emrv1.Share, category string, t time.Time) error {
 	const gone = "the consent this share was made under no longer stands"
 	if consent == nil {
-		// checkPermission would say the patient granted "this member"
+		// CheckPermission would say the patient granted "this member"
 		// nothing: the member is the sharer, not the reader.
 		return fmt.Errorf("%w: %s: the patient has no consent for the sharer %X", ErrNoPermission, gone, sh.Sharer)
 	}
-	if err := checkPermission(consent, sharer, emrv1.Right_RIGHT_SHARE, category, t); err != nil {
+	if err := CheckPermission(consent, sharer, emrv1.Right_RIGHT_SHARE, category, t); err != nil {
 		return fmt.Errorf("%s: %w", gone, err)
 	}
 	if consent.StudyId != sh.StudyId {

@@ -815,7 +815,7 @@ func TestSidecarRefusesBlobAliases(t *testing.T) {
 	wantHTTP(t, err, 404, "not stored on this sidecar for that record's patient and category")
 	// Uploading for a category the grant does not cover is refused too.
 	_, err = cl(labdoc).Put(ctx, vpid, "imaging", sha256.Sum256([]byte("x")), bytes.NewReader([]byte("x")), 1)
-	wantHTTP(t, err, 403, `does not cover category "imaging"`)
+	wantHTTP(t, err, 403, `does not cover "imaging"`)
 }
 
 // TestSidecarPendingQuotaAgainstNode, against a real node: self-enrolled

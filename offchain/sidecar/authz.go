@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/emrchain/emrchain/app"
@@ -45,46 +43,6 @@ func chainError(err error) *apiError {
 }
 
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
-
-// standing explains why perm does not let its grantee act on category
-// with one of rights at t ("" when it does). It mirrors
-// app.checkPermission.
-func standing(perm *emrv1.Permission, t time.Time, category string, rights ...emrv1.Right) string {
-	switch {
-	case perm == nil:
-		return "the patient has granted you nothing"
-	case perm.RevokedHeight != 0:
-		return fmt.Sprintf("your permission was revoked at height %d", perm.RevokedHeight)
-	case perm.NotBefore != nil && t.Before(perm.NotBefore.AsTime()):
-		return "your permission starts at " + formatTime(perm.NotBefore.AsTime())
-	case !t.Before(perm.NotAfter.AsTime()):
-		return "your permission expired at " + formatTime(perm.NotAfter.AsTime())
-	case len(perm.Categories) > 0 && !slices.Contains(perm.Categories, category):
-		return fmt.Sprintf("your permission does not cover category %q (it covers %s)", category, strings.Join(perm.Categories, ", "))
-	}
-	for _, r := range rights {
-		if slices.Contains(perm.Rights, r) {
-			return ""
-		}
-	}
-	names := make([]string, len(rights))
-	for i, r := range rights {
-		names[i] = rightName(r)
-	}
-	return "your permission does not include " + strings.Join(names, " or ")
-}
-
-func rightName(r emrv1.Right) string {
-	switch r {
-	case emrv1.Right_RIGHT_READ:
-		return "read"
-	case emrv1.Right_RIGHT_WRITE:
-		return "write"
-	case emrv1.Right_RIGHT_SHARE:
-		return "share"
-	}
-	return r.String()
-}
 
 func isActive(m *emrv1.Member) bool {
 	return m != nil && m.Status == emrv1.MemberStatus_MEMBER_STATUS_ACTIVE
@@ -138,7 +96,7 @@ func (a *authState) permission(ctx context.Context, patientID []byte) (*emrv1.Pe
 	}
 	mine, err := a.chain.Permission(ctx, patientID, a.caller.Address)
 	if errors.Is(err, ErrNotFound) {
-		mine, err = nil, nil // no consent: standing says so
+		mine, err = nil, nil // no consent: app.CheckPermission says so
 	}
 	if err != nil {
 		return nil, err
@@ -179,8 +137,8 @@ func (a *authState) authorizePut(ctx context.Context, patientID []byte, category
 	if shared {
 		right, what = emrv1.Right_RIGHT_SHARE, "shared "
 	}
-	if why := standing(perm, a.head.Time, category, right); why != "" {
-		return forbidden("you may not upload %s%q for patient %x: %s (block time %s)", what, category, patientID, why, formatTime(a.head.Time))
+	if err := app.CheckPermission(perm, a.caller, right, category, a.head.Time); err != nil {
+		return forbidden("you may not upload %s%q for patient %x: %v (block time %s)", what, category, patientID, err, formatTime(a.head.Time))
 	}
 	return nil
 }
@@ -274,8 +232,8 @@ func (a *authState) mayReadRecord(ctx context.Context, rec *emrv1.Record) (strin
 	if ev.Purpose == emrv1.Purpose_PURPOSE_RESEARCH {
 		right = emrv1.Right_RIGHT_SHARE
 	}
-	if why := standing(perm, a.head.Time, rec.Category, right); why != "" {
-		return why, nil
+	if err := app.CheckPermission(perm, a.caller, right, rec.Category, a.head.Time); err != nil {
+		return err.Error(), nil
 	}
 	// The chain refuses a research read of a consent that asks for
 	// anonymisation unless a clinician makes it (app recordAccess): a

@@ -40,8 +40,9 @@
 //
 // Every error is JSON {"error": reason, "code": code}; the reason says what
 // is missing ("no committed access event for this record", "your access
-// event at height 12 expired at ...", "your permission was revoked at
-// height 40", ...).
+// event at height 12 expired at ...", "permission revoked at height 40",
+// ...). A grant is judged by the chain's own rule, app.CheckPermission, at
+// the newest block's time.
 //
 // # Authentication
 //

@@ -49,7 +49,7 @@ func TestAliasRecordServesNothing(t *testing.T) {
 	// Nor through the genuine record, whose category the grant lacks.
 	e.chain.recordAccess(rec, labdoc, emrv1.Purpose_PURPOSE_TREATMENT)
 	_, err = e.get(labdoc, RecordRef(e.pid, rec.Sequence), sum, nil)
-	wantStatus(t, err, 403, `does not cover category "imaging"`)
+	wantStatus(t, err, 403, `does not cover "imaging"`)
 
 	// Uploading the same bytes again under lab-results needs the bytes:
 	// whoever has them may file them there, and then the lab record
@@ -72,7 +72,7 @@ func TestCategoryScope(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := e.putIn(e.writer, "imaging", []byte("scan"))
-	wantStatus(t, err, 403, `does not cover category "imaging"`)
+	wantStatus(t, err, 403, `does not cover "imaging"`)
 
 	data := []byte("a lab report")
 	sum := sha256.Sum256(data)
@@ -86,7 +86,7 @@ func TestCategoryScope(t *testing.T) {
 	}
 	e.rperm.Categories = []string{"imaging"}
 	_, err = e.get(e.reader, RecordRef(e.pid, rec.Sequence), sum, nil)
-	wantStatus(t, err, 403, `does not cover category "lab-results"`)
+	wantStatus(t, err, 403, `does not cover "lab-results"`)
 }
 
 // TestBlobOwnerDistinct: owners differ by patient and by category, and a

@@ -142,7 +142,7 @@ func TestPutAuthorization(t *testing.T) {
 
 	stranger := e.chain.addMember("stranger", emrv1.Role_ROLE_CLINICIAN, "hospital-a")
 	_, err = e.put(stranger, []byte("other"))
-	wantStatus(t, err, 403, "granted you nothing")
+	wantStatus(t, err, 403, "granted this member nothing")
 
 	e.chain.revoke(e.wperm)
 	_, err = e.put(e.writer, []byte("after revoke"))
