@@ -383,18 +383,13 @@ func (ctx *txContext) applyChange(change *emrv1.ConsortiumChange) error {
 // seatRegistrar makes a registrar of org, by proposal: no registrar
 // registered it (registered_by empty).
 func (ctx *txContext) seatRegistrar(org string, signPubKey, encPubKey []byte, credential string) error {
-	addr := AddressOf(signPubKey)
-	ctx.attrHex("member", addr)
-	return ctx.st.putMember(&emrv1.Member{
-		Address:          addr,
-		SignPubKey:       signPubKey,
-		EncPubKey:        encPubKey,
-		Role:             emrv1.Role_ROLE_REGISTRAR,
-		OrganizationId:   org,
-		CredentialRef:    credential,
-		Status:           emrv1.MemberStatus_MEMBER_STATUS_ACTIVE,
-		RegisteredHeight: ctx.block.Height,
-	})
+	return ctx.putNewMember(AddressOf(signPubKey), &emrv1.MsgRegisterMember{
+		SignPubKey:     signPubKey,
+		EncPubKey:      encPubKey,
+		Role:           emrv1.Role_ROLE_REGISTRAR,
+		OrganizationId: org,
+		CredentialRef:  credential,
+	}, nil)
 }
 
 // markSigned clears the unseen power of the validators whose signatures

@@ -36,6 +36,12 @@ func (ctx *txContext) registerMember(m *emrv1.MsgRegisterMember) error {
 	if err != nil {
 		return err
 	}
+	return ctx.putNewMember(addr, m, ctx.tx.Signer)
+}
+
+// putNewMember stores the active member at addr that m describes,
+// registered by registeredBy (none: seated by a consortium proposal).
+func (ctx *txContext) putNewMember(addr []byte, m *emrv1.MsgRegisterMember, registeredBy []byte) error {
 	ctx.attrHex("member", addr)
 	return ctx.st.putMember(&emrv1.Member{
 		Address:          addr,
@@ -45,7 +51,7 @@ func (ctx *txContext) registerMember(m *emrv1.MsgRegisterMember) error {
 		OrganizationId:   m.OrganizationId,
 		CredentialRef:    m.CredentialRef,
 		Status:           emrv1.MemberStatus_MEMBER_STATUS_ACTIVE,
-		RegisteredBy:     ctx.tx.Signer,
+		RegisteredBy:     registeredBy,
 		RegisteredHeight: ctx.block.Height,
 	})
 }

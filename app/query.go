@@ -250,7 +250,7 @@ func (q *Querier) Organization(_ context.Context, req *emrv1.QueryOrganizationRe
 	}
 	resp := &emrv1.QueryOrganizationResponse{Organization: org}
 	prefix := orgMemberPrefix(req.Id)
-	err = q.scan(prefix, prefixEnd(prefix), true, func(key, value []byte) (bool, error) {
+	err = scan(q.r, prefix, prefixEnd(prefix), true, func(key, value []byte) (bool, error) {
 		if len(value) != 1 || emrv1.Role(value[0]) != emrv1.Role_ROLE_REGISTRAR {
 			return true, nil
 		}
@@ -325,7 +325,7 @@ func (q *Querier) Permissions(_ context.Context, req *emrv1.QueryPermissionsRequ
 	}
 	resp := &emrv1.QueryPermissionsResponse{}
 	prefix := permissionPrefix(p.Id)
-	err = q.scan(prefix, prefixEnd(prefix), true, func(key, value []byte) (bool, error) {
+	err = scan(q.r, prefix, prefixEnd(prefix), true, func(key, value []byte) (bool, error) {
 		perm := &emrv1.Permission{}
 		if err := unmarshalAt(key, value, perm); err != nil {
 			return false, err
@@ -376,7 +376,7 @@ func (q *Querier) Grants(_ context.Context, req *emrv1.QueryGrantsRequest) (*emr
 		start = append(grantKey(grantee, after), 0) // the first key after it
 	}
 	resp := &emrv1.QueryGrantsResponse{}
-	err = q.scan(start, prefixEnd(prefix), true, func(key, _ []byte) (bool, error) {
+	err = scan(q.r, start, prefixEnd(prefix), true, func(key, _ []byte) (bool, error) {
 		if uint32(len(resp.Permissions)) == limit {
 			resp.Next = hex.EncodeToString(resp.Permissions[limit-1].PatientId)
 			return false, nil
@@ -414,7 +414,7 @@ func (q *Querier) Records(_ context.Context, req *emrv1.QueryRecordsRequest) (*e
 		}
 		budget = recordScanFactor * uint64(params.MaxPageSize)
 	}
-	err = q.scan(start, prefixEnd(recordPrefix(p.Id)), true, func(key, value []byte) (bool, error) {
+	err = scan(q.r, start, prefixEnd(recordPrefix(p.Id)), true, func(key, value []byte) (bool, error) {
 		rec := &emrv1.Record{}
 		if err := unmarshalAt(key, value, rec); err != nil {
 			return false, err
@@ -481,7 +481,7 @@ func (q *Querier) AccessEvents(_ context.Context, req *emrv1.QueryAccessEventsRe
 	if after := req.GetPage().GetAfter(); after > 0 {
 		end = accessKey(p.Id, after) // newest first: strictly older than after
 	}
-	err = q.scan(prefix, end, false, func(key, value []byte) (bool, error) {
+	err = scan(q.r, prefix, end, false, func(key, value []byte) (bool, error) {
 		ev := &emrv1.AccessEvent{}
 		if err := unmarshalAt(key, value, ev); err != nil {
 			return false, err
@@ -508,7 +508,7 @@ func (q *Querier) Shares(_ context.Context, req *emrv1.QuerySharesRequest) (*emr
 		return resp, nil // past the end (and no overflow below)
 	}
 	start := shareKey(p.Id, req.GetPage().GetAfter()+1)
-	err = q.scan(start, prefixEnd(sharePrefix(p.Id)), true, func(key, value []byte) (bool, error) {
+	err = scan(q.r, start, prefixEnd(sharePrefix(p.Id)), true, func(key, value []byte) (bool, error) {
 		s := &emrv1.Share{}
 		if err := unmarshalAt(key, value, s); err != nil {
 			return false, err
@@ -557,7 +557,7 @@ func (q *Querier) StudyShares(ctx context.Context, req *emrv1.QueryStudySharesRe
 	}
 	start := studyShareKey(req.StudyId, req.GetPage().GetAfter()+1)
 	st := q.st()
-	err = q.scan(start, prefixEnd(studySharePrefix(req.StudyId)), true, func(key, value []byte) (bool, error) {
+	err = scan(q.r, start, prefixEnd(studySharePrefix(req.StudyId)), true, func(key, value []byte) (bool, error) {
 		s, err := st.studyShareAt(key, value)
 		if err != nil {
 			return false, err
@@ -609,7 +609,7 @@ func (q *Querier) BlobRefs(_ context.Context, req *emrv1.QueryBlobRefsRequest) (
 		return true
 	}
 	if records != nil {
-		err = q.scan(records, prefixEnd([]byte{prefixRecord}), true, func(key, value []byte) (bool, error) {
+		err = scan(q.r, records, prefixEnd([]byte{prefixRecord}), true, func(key, value []byte) (bool, error) {
 			if full() {
 				return false, nil
 			}
@@ -627,7 +627,7 @@ func (q *Querier) BlobRefs(_ context.Context, req *emrv1.QueryBlobRefsRequest) (
 			return resp, err
 		}
 	}
-	err = q.scan(shares, prefixEnd([]byte{prefixShare}), true, func(key, value []byte) (bool, error) {
+	err = scan(q.r, shares, prefixEnd([]byte{prefixShare}), true, func(key, value []byte) (bool, error) {
 		if full() {
 			return false, nil
 		}
@@ -723,22 +723,6 @@ func (q *Querier) limit(page *emrv1.PageRequest) (uint32, error) {
 	return limit, nil
 }
 
-// scan visits [start, end) until visit returns false or an error.
-func (q *Querier) scan(start, end []byte, ascending bool, visit func(key, value []byte) (bool, error)) error {
-	it, err := q.r.Iterator(start, end, ascending)
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	for ; it.Valid(); it.Next() {
-		more, err := visit(it.Key(), it.Value())
-		if err != nil || !more {
-			return err
-		}
-	}
-	return it.Error()
-}
-
 // parseHex decodes a fixed-size hex id (an optional 0x prefix, any case).
 func parseHex(what, s string, size int) ([]byte, error) {
 	s = strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
@@ -823,7 +807,7 @@ func (q *Querier) Proposals(_ context.Context, req *emrv1.QueryProposalsRequest)
 		start = append(proposalKey(req.After), 0) // the first key after it
 	}
 	resp := &emrv1.QueryProposalsResponse{}
-	err = q.scan(start, prefixEnd(prefix), true, func(key, value []byte) (bool, error) {
+	err = scan(q.r, start, prefixEnd(prefix), true, func(key, value []byte) (bool, error) {
 		if uint32(len(resp.Proposals)) == limit {
 			resp.Next = resp.Proposals[limit-1].Id
 			return false, nil

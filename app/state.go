@@ -223,10 +223,11 @@ func (s state) setValidator(v *emrv1.Validator) error {
 func (s state) unseen() (map[string]int64, error) {
 	out := map[string]int64{}
 	err := s.each([]byte{prefixUnseen}, func(key, value []byte) error {
-		if len(value) != 8 {
-			return fmt.Errorf("%w: unseen power at %x is %d bytes, want 8", ErrInternal, key, len(value))
+		power, err := decodeU64(value)
+		if err != nil {
+			return fmt.Errorf("%w: unseen power at %x: %v", ErrInternal, key, err)
 		}
-		out[string(key[1:])] = int64(binary.BigEndian.Uint64(value))
+		out[string(key[1:])] = int64(power)
 		return nil
 	})
 	return out, err
@@ -243,16 +244,7 @@ func (s state) setUnseen(pubKey []byte, power int64) error {
 // keyChanges is how many executed proposals have changed pubKey's power;
 // kept after a removal, so that a key added again is not the same.
 func (s state) keyChanges(pubKey []byte) (uint64, error) {
-	bz, err := s.kv.Get(keyChangesKey(pubKey))
-	switch {
-	case err != nil:
-		return 0, err
-	case bz == nil:
-		return 0, nil
-	case len(bz) != 8:
-		return 0, fmt.Errorf("%w: key changes at %x are %d bytes, want 8", ErrInternal, pubKey, len(bz))
-	}
-	return binary.BigEndian.Uint64(bz), nil
+	return s.counter(keyChangesKey(pubKey), 0)
 }
 
 func (s state) setKeyChanges(pubKey []byte, n uint64) error {
@@ -263,30 +255,42 @@ func (s state) proposal(id uint64) (*emrv1.Proposal, error) {
 	return getTyped[emrv1.Proposal](s, proposalKey(id))
 }
 
-func (s state) nextProposalID() (uint64, error) {
-	bz, err := s.kv.Get(keyNextProposal)
-	switch {
-	case err != nil:
-		return 0, err
-	case bz == nil:
-		return 1, nil
-	case len(bz) != 8:
-		return 0, fmt.Errorf("%w: next proposal id is %d bytes, want 8", ErrInternal, len(bz))
+func (s state) nextProposalID() (uint64, error) { return s.counter(keyNextProposal, 1) }
+
+// counter reads the 8-byte big-endian number at key, absent when none is
+// stored.
+func (s state) counter(key []byte, absent uint64) (uint64, error) {
+	bz, err := s.kv.Get(key)
+	if err != nil || bz == nil {
+		return absent, err
 	}
-	return binary.BigEndian.Uint64(bz), nil
+	n, err := decodeU64(bz)
+	if err != nil {
+		return 0, fmt.Errorf("%w: at %x: %v", ErrInternal, key, err)
+	}
+	return n, nil
 }
 
 func (s state) setNextProposalID(id uint64) error { return s.kv.Set(keyNextProposal, u64(id)) }
 
 // each visits every key under prefix, in order.
 func (s state) each(prefix []byte, visit func(key, value []byte) error) error {
-	it, err := s.kv.Iterator(prefix, prefixEnd(prefix), true)
+	return scan(s.kv, prefix, prefixEnd(prefix), true, func(key, value []byte) (bool, error) {
+		return true, visit(key, value)
+	})
+}
+
+// scan visits the keys of r in [start, end) in the order asked until visit
+// says no more or fails.
+func scan(r store.Reader, start, end []byte, ascending bool, visit func(key, value []byte) (more bool, err error)) error {
+	it, err := r.Iterator(start, end, ascending)
 	if err != nil {
 		return err
 	}
 	defer it.Close()
 	for ; it.Valid(); it.Next() {
-		if err := visit(it.Key(), it.Value()); err != nil {
+		more, err := visit(it.Key(), it.Value())
+		if err != nil || !more {
 			return err
 		}
 	}
