@@ -544,31 +544,58 @@ func (c *Client) Download(ctx context.Context, s Signer, req DownloadRequest, op
 		return nil, err
 	}
 	defer clear(dataKey)
-	out, err := newPending(req.Output, req.Overwrite)
+	var logRead func() (*TxResult, error)
+	if !req.ReuseAccess {
+		logRead = func() (*TxResult, error) { return c.logRead(ctx, s, req.PatientID, req.Record, purpose) }
+	}
+	saved, err := saveDecrypted(ctx, s, fmt.Sprintf("record %d", req.Record), recordBlob(rec), dataKey,
+		RecordStreamAAD(req.PatientID, rec.Category), req.Output, req.Overwrite, logRead, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &DownloadResult{Record: rec, Access: saved.access, Sidecar: saved.sidecar, Size: saved.size, Path: req.Output}, nil
+}
+
+// savedBlob is what saveDecrypted did: the access it logged (nil when
+// none), the sidecar that served the ciphertext, the plaintext's size.
+type savedBlob struct {
+	access  *TxResult
+	sidecar string
+	size    int64
+}
+
+// saveDecrypted writes the plaintext of blob, named what in errors
+// ("record 3"), to output: it makes sure output can be written, logs the
+// read (logRead; nil when the caller's access event stands), fetches the
+// ciphertext from a sidecar (checked against the chain's hash), decrypts it
+// with dataKey under aad, and moves it into place only once whole.
+func saveDecrypted(ctx context.Context, s Signer, what string, blob chainBlob, dataKey, aad []byte,
+	output string, overwrite bool, logRead func() (*TxResult, error), opts TransferOptions) (*savedBlob, error) {
+	out, err := newPending(output, overwrite)
 	if err != nil {
 		return nil, err
 	}
 	defer out.Discard()
-	res := &DownloadResult{Record: rec}
-	if !req.ReuseAccess {
-		if res.Access, err = c.logRead(ctx, s, req.PatientID, req.Record, purpose); err != nil {
+	saved := &savedBlob{}
+	if logRead != nil {
+		if saved.access, err = logRead(); err != nil {
 			return nil, err
 		}
 	}
-	ct, url, err := fetchBlob(ctx, s, recordBlob(rec), filepath.Dir(req.Output), opts, !req.ReuseAccess)
+	ct, url, err := fetchBlob(ctx, s, blob, filepath.Dir(output), opts, logRead != nil)
 	if err != nil {
-		return nil, fmt.Errorf("record %d: %w", req.Record, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer ct.Discard()
-	n, err := decryptInto(ctx, ct, int64(rec.Size), dataKey, RecordStreamAAD(req.PatientID, rec.Category), out, opts.Progress)
+	n, err := decryptInto(ctx, ct, int64(blob.size), dataKey, aad, out, opts.Progress)
 	if err != nil {
-		return nil, fmt.Errorf("record %d: decrypt: %w", req.Record, err)
+		return nil, fmt.Errorf("%s: decrypt: %w", what, err)
 	}
 	if err := out.Commit(); err != nil {
-		return nil, fmt.Errorf("write %s: %w", req.Output, err)
+		return nil, fmt.Errorf("write %s: %w", output, err)
 	}
-	res.Sidecar, res.Size, res.Path = url, n, req.Output
-	return res, nil
+	saved.sidecar, saved.size = url, n
+	return saved, nil
 }
 
 // signedRecord is Record, refused (ErrVerification) unless its uploader
@@ -1085,30 +1112,16 @@ func (c *Client) DownloadShare(ctx context.Context, s Signer, req ShareDownloadR
 		return nil, fmt.Errorf("share %d: open its study key envelope: %w", req.Share, err)
 	}
 	defer clear(dataKey)
-	out, err := newPending(req.Output, req.Overwrite)
+	var logRead func() (*TxResult, error)
+	if !req.ReuseAccess {
+		logRead = func() (*TxResult, error) { return c.logShareRead(ctx, s, req.PatientID, req.Share) }
+	}
+	saved, err := saveDecrypted(ctx, s, fmt.Sprintf("share %d", req.Share), shareBlob(sh), dataKey,
+		ShareStreamAAD(req.PatientID, sh.StudyId, sh.RecordSequence), req.Output, req.Overwrite, logRead, opts)
 	if err != nil {
 		return nil, err
 	}
-	defer out.Discard()
-	var access *TxResult
-	if !req.ReuseAccess {
-		if access, err = c.logShareRead(ctx, s, req.PatientID, req.Share); err != nil {
-			return nil, err
-		}
-	}
-	ct, url, err := fetchBlob(ctx, s, shareBlob(sh), filepath.Dir(req.Output), opts, !req.ReuseAccess)
-	if err != nil {
-		return nil, fmt.Errorf("share %d: %w", req.Share, err)
-	}
-	defer ct.Discard()
-	n, err := decryptInto(ctx, ct, int64(sh.Size), dataKey, ShareStreamAAD(req.PatientID, sh.StudyId, sh.RecordSequence), out, opts.Progress)
-	if err != nil {
-		return nil, fmt.Errorf("share %d: decrypt: %w", req.Share, err)
-	}
-	if err := out.Commit(); err != nil {
-		return nil, fmt.Errorf("write %s: %w", req.Output, err)
-	}
-	return &ShareDownloadResult{Share: sh, Access: access, Sidecar: url, Size: n, Path: req.Output}, nil
+	return &ShareDownloadResult{Share: sh, Access: saved.access, Sidecar: saved.sidecar, Size: saved.size, Path: req.Output}, nil
 }
 
 // --- key rotation: re-wrapping file keys -------------------------------
