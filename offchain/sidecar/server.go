@@ -310,7 +310,6 @@ func (s *Server) instrument(route string, h http.HandlerFunc) http.HandlerFunc {
 const (
 	refusalLogsPerSecond = 50
 	refusalLogsPerHost   = 5
-	refusalLogHosts      = 4096 // hosts tracked within a second
 	// maxLoggedReason bounds a refusal's reason in the log: a reason may
 	// quote what the client sent.
 	maxLoggedReason = 512
@@ -356,8 +355,9 @@ func (b *logBudget) take(now time.Time, host netip.Addr) (ok bool, dropped int) 
 	if sec := now.Unix(); sec != b.second || b.byHost == nil {
 		b.second, b.used, b.byHost = sec, 0, map[netip.Addr]int{}
 	}
-	n, known := b.byHost[host]
-	if b.used >= b.perSecond || n >= b.perHost || (!known && len(b.byHost) >= refusalLogHosts) {
+	// Only hosts logged this second are tracked: at most perSecond.
+	n := b.byHost[host]
+	if b.used >= b.perSecond || n >= b.perHost {
 		b.dropped++
 		return false, 0
 	}
