@@ -44,7 +44,8 @@ func TestGenesisMembersAreCheckedLikeRegistrations(t *testing.T) {
 
 // TestGenesisParamsHaveCeilings: each limit of the params is refused past
 // its ceiling and accepted at it, so a genesis cannot make one query answer
-// or one transaction unbounded work.
+// or one transaction unbounded work, nor a proposal's voting last more than
+// 366 days.
 func TestGenesisParamsHaveCeilings(t *testing.T) {
 	for _, c := range []struct {
 		name string
@@ -55,6 +56,7 @@ func TestGenesisParamsHaveCeilings(t *testing.T) {
 		{"max_rewraps_per_rotation", func(p *emrv1.Params, over bool) { p.MaxRewrapsPerRotation = 100_000 + uint32(b2u(over)) }},
 		{"max_page_size", func(p *emrv1.Params, over bool) { p.MaxPageSize = 1_000 + uint32(b2u(over)) }},
 		{"max_wrapped_key_bytes", func(p *emrv1.Params, over bool) { p.MaxWrappedKeyBytes = 4096 + uint32(b2u(over)) }},
+		{"proposal_seconds", func(p *emrv1.Params, over bool) { p.ProposalSeconds = 366*24*3600 + b2u(over) }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			g := apptest.Consortium()
@@ -71,7 +73,8 @@ func TestGenesisParamsHaveCeilings(t *testing.T) {
 }
 
 // TestGenesisParamsHaveFloors: each limit of the params below its floor
-// is refused by its name, and accepted at it.
+// is refused by its name, and accepted at it (proposal_seconds: voting
+// lasts at least an hour).
 func TestGenesisParamsHaveFloors(t *testing.T) {
 	for _, c := range []struct {
 		name string
@@ -83,6 +86,7 @@ func TestGenesisParamsHaveFloors(t *testing.T) {
 		{"max_rewraps_per_rotation", func(p *emrv1.Params, under bool) { p.MaxRewrapsPerRotation = 1 - uint32(b2u(under)) }},
 		{"max_page_size", func(p *emrv1.Params, under bool) { p.MaxPageSize = 1 - uint32(b2u(under)) }},
 		{"max_wrapped_key_bytes", func(p *emrv1.Params, under bool) { p.MaxWrappedKeyBytes = 64 - uint32(b2u(under)) }},
+		{"proposal_seconds", func(p *emrv1.Params, under bool) { p.ProposalSeconds = 3600 - b2u(under) }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			g := apptest.Consortium()

@@ -3,6 +3,8 @@ package app_test
 import (
 	"bytes"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/app/apptest"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+	"github.com/emrchain/emrchain/store"
 )
 
 // Consortium proposals: who may propose and approve, the two-thirds rule
@@ -775,5 +778,185 @@ func TestUnseenClearsFromTwoBlocksAfter(t *testing.T) {
 		if got := unseen(); got != want {
 			t.Fatalf("block H+%d with Y's signature: unseen %d, want %d", i+1, got, want)
 		}
+	}
+}
+
+// ruleValidatorSet is n validators of power 10, the keys of actors
+// "validator-0" to "validator-<n-1>" (GenesisValidators' first four).
+func ruleValidatorSet(n int) []*emrv1.Validator {
+	out := make([]*emrv1.Validator, n)
+	for i := range out {
+		out[i] = &emrv1.Validator{PubKey: apptest.Validator(i).SignPub(), Power: 10}
+	}
+	return out
+}
+
+// ruleInitChain runs InitChain of the test consortium with validators on
+// a new app over an in-memory store, and returns its error (apptest.New
+// fails the test on one).
+func ruleInitChain(t *testing.T, validators []*emrv1.Validator) error {
+	t.Helper()
+	opts := store.DefaultOptions()
+	opts.Backend = store.BackendMemDB
+	st, err := store.Open("", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	a, err := app.New(st, app.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	appState, err := app.MarshalGenesis(apptest.Consortium())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.InitChain(apptest.ChainID, appState, apptest.GenesisTime, validators)
+	return err
+}
+
+// TestGenesisValidatorsAtMostMaxValidators: a genesis of MaxValidators
+// validators starts a chain; one more is refused at InitChain.
+func TestGenesisValidatorsAtMostMaxValidators(t *testing.T) {
+	c := apptest.New(t, apptest.Options{Validators: ruleValidatorSet(app.MaxValidators)})
+	if vs := ruleValidators(c); len(vs) != app.MaxValidators {
+		t.Fatalf("a genesis of %d validators started a chain of %d", app.MaxValidators, len(vs))
+	}
+	err := ruleInitChain(t, ruleValidatorSet(app.MaxValidators+1))
+	if app.CodeOf(err) != app.ErrInvalidGenesis.Code() || !strings.Contains(err.Error(), fmt.Sprintf("%d validators, at most %d", app.MaxValidators+1, app.MaxValidators)) {
+		t.Fatalf("InitChain with %d validators: %v, want an invalid genesis", app.MaxValidators+1, err)
+	}
+}
+
+// TestGenesisValidatorListedTwice: InitChain refuses a validator set that
+// names a key twice, whatever the powers, rather than keep one of the
+// entries: CometBFT refuses such a set too, and the state's set must be
+// CometBFT's.
+func TestGenesisValidatorListedTwice(t *testing.T) {
+	v0, v1 := apptest.Validator(0).SignPub(), apptest.Validator(1).SignPub()
+	for name, validators := range map[string][]*emrv1.Validator{
+		"same power":      {{PubKey: v0, Power: 10}, {PubKey: v1, Power: 10}, {PubKey: v0, Power: 10}},
+		"different power": {{PubKey: v0, Power: 10}, {PubKey: v1, Power: 10}, {PubKey: v0, Power: 7}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var cmt []*cmttypes.Validator
+			for _, v := range validators {
+				cmt = append(cmt, cmttypes.NewValidator(cmted25519.PubKey(v.PubKey), v.Power))
+			}
+			if err := (&cmttypes.ValidatorSet{}).UpdateWithChangeSet(cmt); err == nil {
+				t.Fatal("CometBFT accepts this set: the case tests nothing")
+			}
+			err := ruleInitChain(t, validators)
+			if app.CodeOf(err) != app.ErrInvalidGenesis.Code() || !strings.Contains(err.Error(), app.ValidatorKeyText(v0)+" listed twice") {
+				t.Fatalf("InitChain with validator 0 twice: %v, want an invalid genesis naming it", err)
+			}
+		})
+	}
+}
+
+// TestProposalsKeepAtMostMaxValidators: with MaxValidators validators, a
+// proposal adding one more is refused, and so is the execution of one
+// proposed while there was room; a change of an existing validator's
+// power still passes, and once a validator leaves, the waiting addition
+// executes.
+func TestProposalsKeepAtMostMaxValidators(t *testing.T) {
+	w := newRuleWorld(t, apptest.Options{Validators: ruleValidatorSet(app.MaxValidators - 1)})
+	c := w.c
+	y, z := apptest.NewActor("validator-y").SignPub(), apptest.NewActor("validator-z").SignPub()
+	c.Must(w.regA, apptest.SetValidatorPower(y, 1)) // proposal 1, made with room for one
+	c.Must(w.regB, apptest.Approve(1))
+	w.decide(apptest.SetValidatorPower(z, 1)) // proposal 2 takes the room
+	if n := len(ruleValidators(c)); n != app.MaxValidators {
+		t.Fatalf("%d validators, want %d", n, app.MaxValidators)
+	}
+	full := fmt.Sprintf("the chain has %d validators, the most it may have", app.MaxValidators)
+	ruleRun(t, c, c.Now, []ruleCase{
+		{"add a validator to a full set", w.regA, apptest.SetValidatorPower(apptest.NewActor("validator-x").SignPub(), 1), app.ErrTooLarge, []string{full}},
+		{"re-weight a validator of a full set", w.regA, apptest.SetValidatorPower(apptest.Validator(0).SignPub(), 11), nil, nil},
+	})
+	ruleCheck(t, "execute the addition proposed with room", c.Exec(w.regR, apptest.Approve(1)), app.ErrTooLarge, "proposal 1 cannot execute", full)
+	if n := len(ruleValidators(c)); n != app.MaxValidators {
+		t.Fatalf("%d validators after the refused addition, want %d", n, app.MaxValidators)
+	}
+	w.decide(apptest.SetValidatorPower(apptest.Validator(5).SignPub(), 0)) // proposal 3: one leaves
+	res := c.Must(w.regR, apptest.Approve(1))
+	if len(res.ValidatorUpdates) != 1 || !bytes.Equal(res.ValidatorUpdates[0].PubKey, y) || len(ruleValidators(c)) != app.MaxValidators {
+		t.Fatalf("the addition after a validator left: updates %v, %d validators", res.ValidatorUpdates, len(ruleValidators(c)))
+	}
+}
+
+// TestProposeFromFieldsAreTheChainsToSet: from_power, from_changes and
+// from_status_changes are what the chain records when a proposal is made;
+// a MsgPropose that sets them is refused, even with the values the chain
+// would record, and one that leaves them 0 is stored with the chain's.
+func TestProposeFromFieldsAreTheChainsToSet(t *testing.T) {
+	w := newRuleWorld(t, apptest.Options{})
+	c := w.c
+	v3 := apptest.Validator(3).SignPub()
+	w.decide(apptest.SetValidatorPower(v3, 12))                                               // V3: power 12, changed once
+	w.decide(apptest.ConsortiumSetStatus(w.doc2, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED)) // doc2: status changed once
+	reweigh := func(fromPower int64, fromChanges uint64) *emrv1.Msg {
+		m := apptest.SetValidatorPower(v3, 15)
+		set := m.GetPropose().Change.GetSetValidatorPower()
+		set.FromPower, set.FromChanges = fromPower, fromChanges
+		return m
+	}
+	reactivate := func(fromStatusChanges uint64) *emrv1.Msg {
+		m := apptest.ConsortiumSetStatus(w.doc2, emrv1.MemberStatus_MEMBER_STATUS_ACTIVE)
+		m.GetPropose().Change.GetSetMemberStatus().FromStatusChanges = fromStatusChanges
+		return m
+	}
+	ruleRun(t, c, c.Now, []ruleCase{
+		{"from_power as the chain would set it", w.regA, reweigh(12, 0), app.ErrInvalidMsg, []string{"from_power and from_changes are the chain's to set"}},
+		{"from_changes as the chain would set it", w.regA, reweigh(0, 1), app.ErrInvalidMsg, []string{"from_power and from_changes are the chain's to set"}},
+		{"from_changes of another count", w.regA, reweigh(0, 7), app.ErrInvalidMsg, []string{"from_power and from_changes are the chain's to set"}},
+		{"from_status_changes as the chain would set it", w.regA, reactivate(1), app.ErrInvalidMsg, []string{"from_status_changes is the chain's to set"}},
+		{"from_status_changes of another count", w.regA, reactivate(7), app.ErrInvalidMsg, []string{"from_status_changes is the chain's to set"}},
+	})
+	c.Must(w.regA, reweigh(0, 0))
+	if set := ruleProposal(c, ruleProposalsMade(c)).Proposal.Change.GetSetValidatorPower(); set.FromPower != 12 || set.FromChanges != 1 {
+		t.Fatalf("stored validator change %v, want from_power 12 and from_changes 1", set)
+	}
+	c.Must(w.regA, reactivate(0))
+	if set := ruleProposal(c, ruleProposalsMade(c)).Proposal.Change.GetSetMemberStatus(); set.FromStatusChanges != 1 {
+		t.Fatalf("stored status change %v, want from_status_changes 1", set)
+	}
+}
+
+// TestSecondRegistrarOfAnOrganizationApprovesOnce: approvals are counted
+// by organization, so a second active registrar of an organization that
+// approved (the proposer's or another) adds nothing: it is refused, the
+// proposal keeps one approval of that organization and stays open, and
+// it takes the third organization to carry it. Within one block too.
+func TestSecondRegistrarOfAnOrganizationApprovesOnce(t *testing.T) {
+	w := newRuleWorld(t, apptest.Options{})
+	c := w.c
+	regA2 := w.member("registrar-a-2", emrv1.Role_ROLE_REGISTRAR, apptest.HospitalA)
+	regB2 := w.member("registrar-b-2", emrv1.Role_ROLE_REGISTRAR, apptest.HospitalB)
+	y := apptest.NewActor("validator-y").SignPub()
+	c.Must(w.regA, apptest.SetValidatorPower(y, 1)) // proposal 1: hospital-a approves
+	c.Must(w.regB, apptest.Approve(1))
+	ruleRun(t, c, c.Now, []ruleCase{
+		{"the proposer's organization's second registrar", regA2, apptest.Approve(1), app.ErrAlreadyExists, []string{`"hospital-a" has approved proposal 1 already`}},
+		{"an approving organization's second registrar", regB2, apptest.Approve(1), app.ErrAlreadyExists, []string{`"hospital-b" has approved proposal 1 already`}},
+	})
+	ruleCheck(t, "hospital-b's second registrar approves", c.Exec(regB2, apptest.Approve(1)), app.ErrAlreadyExists)
+	p := ruleProposal(c, 1).Proposal
+	if p.Status != emrv1.ProposalStatus_PROPOSAL_STATUS_OPEN || !slices.Equal(p.Approvals, []string{apptest.HospitalA, apptest.HospitalB}) ||
+		len(p.Approvers) != 2 || !bytes.Equal(p.Approvers[1], w.regB.Address) || len(ruleValidators(c)) != 4 {
+		t.Fatalf("after two registrars of hospital-b approved: %v, %d validators; want open with the approvals of hospital-a and hospital-b", p, len(ruleValidators(c)))
+	}
+	if res := c.Must(w.regR, apptest.Approve(1)); len(res.ValidatorUpdates) != 1 {
+		t.Fatalf("the third organization's approval did not execute proposal 1: %v", ruleProposal(c, 1).Proposal)
+	}
+
+	// Both registrars of hospital-b in one block: the second is refused.
+	z := apptest.NewActor("validator-z").SignPub()
+	c.Must(w.regA, apptest.SetValidatorPower(z, 1)) // proposal 2
+	results := c.Block(ruleSigned(c, w.regB, apptest.Approve(2))[0], ruleSigned(c, regB2, apptest.Approve(2))[0])
+	ruleCheck(t, "hospital-b's first registrar, in the block", results[0], nil)
+	ruleCheck(t, "hospital-b's second registrar, in the same block", results[1], app.ErrAlreadyExists, `"hospital-b" has approved proposal 2 already`)
+	if p := ruleProposal(c, 2).Proposal; p.Status != emrv1.ProposalStatus_PROPOSAL_STATUS_OPEN || len(p.Approvals) != 2 {
+		t.Fatalf("proposal 2 after both registrars of hospital-b approved in one block: %v", p)
 	}
 }

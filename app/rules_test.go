@@ -1671,6 +1671,9 @@ func TestShareReadRules(t *testing.T) {
 	narrowed.Anonymise = true
 	moved := consent
 	moved.Study = other
+	otherCategories := consent
+	otherCategories.Categories = []string{ruleImaging}
+	readOnly := apptest.GrantSpec{Rights: []emrv1.Right{rRead}, NotAfter: w.year} // no share right, so no study
 	for _, change := range []struct {
 		name   string
 		signer *apptest.Actor
@@ -1680,6 +1683,9 @@ func TestShareReadRules(t *testing.T) {
 	}{
 		{"narrowed to anonymised", w.pat, apptest.Grant(w.pid, w.doc, narrowed), app.ErrUnauthorized, "only anonymised, and this share is not"},
 		{"moved to another study", w.pat, apptest.Grant(w.pid, w.doc, moved), app.ErrUnauthorized, `it is now for study "rules-other-study"`},
+		{"narrowed to another category", w.pat, apptest.Grant(w.pid, w.doc, otherCategories), app.ErrCategoryNotGranted,
+			`no longer stands: category not granted: the permission does not cover "lab-results"`},
+		{"share right withdrawn", w.pat, apptest.Grant(w.pid, w.doc, readOnly), app.ErrRightNotGranted, "no longer stands: right not granted: the permission does not include share"},
 		{"sharer suspended", w.regA, apptest.SetStatus(w.doc, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED), app.ErrGranteeSuspended, "no longer stands"},
 		{"revoked", w.pat, apptest.Revoke(w.pid, w.doc), app.ErrPermissionRevoked, "no longer stands"},
 	} {
