@@ -257,14 +257,10 @@ func (ctx *txContext) checkChange(change *emrv1.ConsortiumChange, proposer []byt
 			return fmt.Errorf("%w: member %X's status changed %d times since this reactivation was proposed: another change overtook it",
 				ErrProposalClosed, target.Address, target.StatusChanges-c.SetMemberStatus.FromStatusChanges)
 		}
-		status := c.SetMemberStatus.Status
-		if status == emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED && target.Status == status && !target.SuspendedByConsortium {
-			return nil // suspended by its organization: the consortium's suspension makes it stick
-		}
 		// Every change leaves the registrar who made it active (nobody
 		// approves a change of its own status), so some organization can
 		// always approve.
-		return checkStatusChange(target, status)
+		return checkStatusChange(target, c.SetMemberStatus.Status, true)
 	}
 	// ValidateMsg refused every other change.
 	return fmt.Errorf("%w: unhandled change %T", ErrInvalidMsg, change.GetChange())

@@ -82,11 +82,8 @@ func (ctx *txContext) setMemberStatus(m *emrv1.MsgSetMemberStatus) error {
 	if bytes.Equal(target.Address, ctx.tx.Signer) {
 		return fmt.Errorf("%w: a registrar cannot change its own status", ErrInvalidMsg)
 	}
-	if err := checkStatusChange(target, m.Status); err != nil {
+	if err := checkStatusChange(target, m.Status, false); err != nil {
 		return err
-	}
-	if target.SuspendedByConsortium {
-		return fmt.Errorf("%w: the consortium suspended member %X by proposal; only a proposal reactivates it", ErrUnauthorized, target.Address)
 	}
 	return ctx.putMemberStatus(target, m.Status, false)
 }
@@ -106,10 +103,20 @@ func (ctx *txContext) organizationMember(addr []byte) (*emrv1.Member, error) {
 	return target, nil
 }
 
-// checkStatusChange refuses to give a member the status it has.
-func checkStatusChange(target *emrv1.Member, status emrv1.MemberStatus) error {
-	if target.Status == status {
+// checkStatusChange checks that target's status may become status, by a
+// consortium proposal (byConsortium) or by its organization: a change must
+// change something, and a suspension the consortium made is lifted only by
+// a proposal. The consortium suspending a member its organization
+// suspended is a change: it makes the suspension stick.
+func checkStatusChange(target *emrv1.Member, status emrv1.MemberStatus, byConsortium bool) error {
+	suspended := emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED
+	switch {
+	case byConsortium && status == suspended && target.Status == suspended && !target.SuspendedByConsortium:
+		return nil
+	case target.Status == status:
 		return fmt.Errorf("%w: member %X is already %s", ErrInvalidMsg, target.Address, statusName(status))
+	case !byConsortium && target.SuspendedByConsortium:
+		return fmt.Errorf("%w: the consortium suspended member %X by proposal; only a proposal reactivates it", ErrUnauthorized, target.Address)
 	}
 	return nil
 }
