@@ -17,8 +17,8 @@ import (
 )
 
 // maxReindexAtStart bounds how many blocks start indexes again: a crash
-// leaves the last few unindexed, not thousands.
-const maxReindexAtStart = 1000
+// leaves the last few unindexed, not thousands. A variable for a test.
+var maxReindexAtStart = 1000
 
 // reindexUnindexed indexes the newest blocks that the tx index lacks, and
 // returns how many. CometBFT indexes a block from an event after it

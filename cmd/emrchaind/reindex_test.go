@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"syscall"
+	"testing"
+	"time"
+
+	dbm "github.com/cometbft/cometbft-db"
+	cmtcfg "github.com/cometbft/cometbft/config"
+	"github.com/cometbft/cometbft/crypto/ed25519"
+	"github.com/cometbft/cometbft/libs/log"
+	blockidxkv "github.com/cometbft/cometbft/state/indexer/block/kv"
+	"github.com/cometbft/cometbft/state/txindex/kv"
+	cmtstore "github.com/cometbft/cometbft/store"
+	cmttypes "github.com/cometbft/cometbft/types"
+	"github.com/google/orderedcode"
+
+	"github.com/emrchain/emrchain/store/cometdb"
+)
+
+// TestReindexAtStart: start indexes again the newest blocks the tx index
+// lacks, the ones a stop between a commit and its indexing leaves: blocks
+// not indexed at all, and a block indexed without its transactions (the
+// block is indexed first). It indexes at most maxReindexAtStart blocks and
+// says where it stopped; what lies below the newest indexed block is not
+// its business.
+func TestReindexAtStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the node binary")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	home, rpcPort := initLoopbackHome(t, "--timeout-commit", "100ms", "--empty-blocks-interval", "0s")
+	node := startNode(t, home, "run1.log")
+	waitHeight(ctx, t, node, rpcPort, 2)
+	registerClinician(ctx, t, home, rpcPort, ed25519.GenPrivKey())
+	h, _ := waitHeight(ctx, t, node, rpcPort, 0)
+	waitHeight(ctx, t, node, rpcPort, h+3)
+	if err := node.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	conf, err := loadCometConfig(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	provider := cometdb.Provider(8)
+	open := func(id string) dbm.DB {
+		t.Helper()
+		db, err := provider(&cmtcfg.DBContext{ID: id, Config: conf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db
+	}
+
+	// The newest block and the newest with a transaction.
+	bsDB := open("blockstore")
+	blocks := cmtstore.NewBlockStore(bsDB, cmtstore.WithDBKeyLayout(conf.Storage.ExperimentalKeyLayout))
+	top, withTx := blocks.Height(), int64(0)
+	var tx cmttypes.Tx
+	for h := top; h > 0 && withTx == 0; h-- {
+		if b, _ := blocks.LoadBlock(h); b != nil && len(b.Txs) > 0 {
+			withTx, tx = h, b.Txs[len(b.Txs)-1]
+		}
+	}
+	if err := bsDB.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if withTx == 0 || withTx == top {
+		t.Fatalf("no block with a transaction below the newest (%d): %d", top, withTx)
+	}
+
+	// The block with the transaction is indexed, its transaction is not;
+	// the blocks above it are not indexed at all.
+	index := open("tx_index")
+	if err := index.Delete(tx.Hash()); err != nil {
+		t.Fatal(err)
+	}
+	for h := withTx + 1; h <= top; h++ {
+		if err := index.Delete(blockHeightKey(t, h)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := index.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var logged bytes.Buffer
+	logger := log.NewTMLogger(log.NewSyncWriter(&logged))
+	n, err := reindexUnindexed(conf, provider, logger, top)
+	if err != nil || n != int(top-withTx+1) {
+		t.Fatalf("reindexed %d blocks (%v), want %d (%d to %d)", n, err, top-withTx+1, withTx, top)
+	}
+	index = open("tx_index")
+	got, err := kv.NewTxIndex(index).Get(tx.Hash())
+	if err != nil || got == nil || got.Height != withTx {
+		t.Fatalf("the transaction of block %d after the reindex: %+v, %v", withTx, got, err)
+	}
+	if err := index.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A lost index: only the newest maxReindexAtStart blocks are indexed
+	// again, and the log says what is left.
+	defer func(n int) { maxReindexAtStart = n }(maxReindexAtStart)
+	maxReindexAtStart = 2
+	index = open("tx_index")
+	it, err := index.Iterator(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys [][]byte
+	for ; it.Valid(); it.Next() {
+		keys = append(keys, bytes.Clone(it.Key()))
+	}
+	it.Close()
+	for _, k := range keys {
+		if err := index.Delete(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := index.Close(); err != nil {
+		t.Fatal(err)
+	}
+	logged.Reset()
+	if n, err := reindexUnindexed(conf, provider, logger, top); err != nil || n != 2 {
+		t.Fatalf("reindexed %d blocks of a lost index (%v), want the cap, 2", n, err)
+	}
+	if !bytes.Contains(logged.Bytes(), []byte("the tx index lacks more blocks than start indexes again")) {
+		t.Errorf("the log does not say blocks were left unindexed:\n%s", logged.Bytes())
+	}
+	index = open("tx_index")
+	blockIdx := blockidxkv.New(dbm.NewPrefixDB(index, []byte("block_events")))
+	for h := top - 3; h <= top; h++ {
+		has, err := blockIdx.Has(h)
+		if want := h > top-2; err != nil || has != want {
+			t.Errorf("block %d indexed: %v (%v), want %v", h, has, err, want)
+		}
+	}
+	if err := index.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := reindexUnindexed(conf, provider, logger, top); err != nil || n != 0 {
+		t.Fatalf("a second start reindexed %d blocks (%v): the newest are indexed, the rest are CometBFT's reindex-event's", n, err)
+	}
+}
+
+// blockHeightKey is the block indexer's key for height (CometBFT's
+// state/indexer/block/kv heightKey, in the "block_events" prefix).
+func blockHeightKey(t *testing.T, height int64) []byte {
+	t.Helper()
+	key, err := orderedcode.Append(nil, cmttypes.BlockHeightKey, height)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append([]byte("block_events"), key...)
+}
