@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -37,7 +38,8 @@ type App struct {
 	sigs         *sigCache
 	onPruneError func(error) // Options.OnPruneError
 
-	// Fixed at genesis.
+	// chainID is fixed at genesis; params change by proposal, from the
+	// block after the one that executes it.
 	chainID string
 	params  *emrv1.Params
 
@@ -50,10 +52,12 @@ type App struct {
 	// ProcessProposal) and not yet finalized: FinalizeBlock reuses it when
 	// the decided block is the same, instead of executing it again.
 	executed *executedBlock
-	// pending is the block finalized and not yet committed, and
-	// pendingValidators the validator changes it makes.
+	// pending is the block finalized and not yet committed,
+	// pendingValidators the validator changes it makes, and pendingParams
+	// the params it sets (nil: unchanged).
 	pending           *BlockInfo
 	pendingValidators []*emrv1.Validator
+	pendingParams     *emrv1.Params
 }
 
 // executedBlock is a block's transactions executed into a cache over the
@@ -283,10 +287,16 @@ func (a *App) FinalizeBlock(b BlockInfo, txs [][]byte) ([]Result, []byte, error)
 	if err != nil {
 		return nil, nil, fmt.Errorf("block %d: %w", b.Height, err)
 	}
+	var params *emrv1.Params
+	if slices.ContainsFunc(ex.results, func(r Result) bool { return r.OK() && r.ParamsChanged }) {
+		if params, err = (state{ex.cache}).params(); err != nil {
+			return nil, nil, fmt.Errorf("block %d: params after it: %w", b.Height, err)
+		}
+	}
 	if err := ex.cache.Write(); err != nil {
 		return nil, nil, fmt.Errorf("write block %d: %w", b.Height, err)
 	}
-	a.pending, a.pendingValidators = &b, updates
+	a.pending, a.pendingValidators, a.pendingParams = &b, updates, params
 	return ex.results, a.store.WorkingHash(), nil
 }
 
@@ -315,7 +325,10 @@ func (a *App) Commit() (int64, error) {
 	if version != a.pending.Height {
 		return 0, fmt.Errorf("committed version %d for block %d", version, a.pending.Height)
 	}
-	a.last, a.pending, a.pendingValidators = *a.pending, nil, nil
+	if a.pendingParams != nil {
+		a.params = a.pendingParams
+	}
+	a.last, a.pending, a.pendingValidators, a.pendingParams = *a.pending, nil, nil, nil
 	if err := a.resetCheckState(); err != nil {
 		return 0, err
 	}

@@ -72,6 +72,9 @@ type Result struct {
 	// ValidatorUpdates are the validator changes the transaction made (an
 	// executed proposal), also when it ran without events.
 	ValidatorUpdates []*emrv1.Validator
+	// ParamsChanged: the transaction changed the params (an executed
+	// proposal); they apply from the next block.
+	ParamsChanged bool
 }
 
 // OK reports whether the transaction succeeded.
@@ -92,6 +95,8 @@ type txContext struct {
 	quiet  bool // build no event (CheckTx)
 	// validatorUpdates are the changes to the validator set made.
 	validatorUpdates []*emrv1.Validator
+	// paramsChanged: the params were changed.
+	paramsChanged bool
 }
 
 // execTx runs one transaction against view. A rule violation is returned as
@@ -144,10 +149,11 @@ func (a *App) execTx(view store.KV, b BlockInfo, raw []byte, dtx *DecodedTx, rep
 	if err := cache.Write(); err != nil {
 		return Result{}, fmt.Errorf("tx %X: write: %w", dtx.Hash, err)
 	}
-	if ctx.quiet {
-		return Result{ValidatorUpdates: ctx.validatorUpdates}, nil
+	res := Result{ValidatorUpdates: ctx.validatorUpdates, ParamsChanged: ctx.paramsChanged}
+	if !ctx.quiet {
+		res.Events = []Event{ctx.event}
 	}
-	return Result{Events: []Event{ctx.event}, ValidatorUpdates: ctx.validatorUpdates}, nil
+	return res, nil
 }
 
 // authenticate checks the signer's sequence and standing. The signature was

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 
@@ -71,25 +72,22 @@ func MarshalGenesis(g *emrv1.GenesisState) ([]byte, error) {
 	return protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(g)
 }
 
-// ValidateGenesis checks params, organizations and genesis members.
-func ValidateGenesis(g *emrv1.GenesisState) error {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", ErrInvalidGenesis, fmt.Sprintf(format, args...))
-	}
-	p := g.GetParams()
+// validateParams checks the consortium's parameters, at genesis and in a
+// proposal to change them: categories, floors and ceilings.
+func validateParams(p *emrv1.Params) error {
 	if p == nil {
-		return bad("params missing")
+		return errors.New("params missing")
 	}
 	if len(p.Categories) == 0 {
-		return bad("no record categories")
+		return errors.New("no record categories")
 	}
 	seen := map[string]bool{}
 	for _, c := range p.Categories {
 		if err := checkID("category", c); err != nil {
-			return bad("%v", err)
+			return err
 		}
 		if seen[c] {
-			return bad("category %q listed twice", c)
+			return fmt.Errorf("category %q listed twice", c)
 		}
 		seen[c] = true
 	}
@@ -106,7 +104,7 @@ func ValidateGenesis(g *emrv1.GenesisState) error {
 		{"proposal_seconds", p.ProposalSeconds, 3600},
 	} {
 		if c.value < c.min {
-			return bad("params %s is %d: want at least %d", c.name, c.value, c.min)
+			return fmt.Errorf("params.%s is %d: want at least %d", c.name, c.value, c.min)
 		}
 	}
 	for _, c := range []struct {
@@ -121,8 +119,19 @@ func ValidateGenesis(g *emrv1.GenesisState) error {
 		{"proposal_seconds", p.ProposalSeconds, maxParamProposalSeconds},
 	} {
 		if c.value > c.max {
-			return bad("params.%s is %d, more than %d", c.name, c.value, c.max)
+			return fmt.Errorf("params.%s is %d, more than %d", c.name, c.value, c.max)
 		}
+	}
+	return nil
+}
+
+// ValidateGenesis checks params, organizations and genesis members.
+func ValidateGenesis(g *emrv1.GenesisState) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidGenesis, fmt.Sprintf(format, args...))
+	}
+	if err := validateParams(g.GetParams()); err != nil {
+		return bad("%v", err)
 	}
 	orgs := map[string]*emrv1.Organization{}
 	for _, o := range g.Organizations {

@@ -57,6 +57,12 @@ func (ctx *txContext) propose(m *emrv1.MsgPropose) error {
 		}
 		set.FromStatusChanges = target.GetStatusChanges()
 	}
+	if set := change.GetSetParams(); set != nil {
+		var err error
+		if set.FromChanges, err = ctx.st.paramsChanges(); err != nil {
+			return err
+		}
+	}
 	if err := ctx.checkChange(change, ctx.tx.Signer); err != nil {
 		return err
 	}
@@ -242,6 +248,8 @@ func (ctx *txContext) checkChange(change *emrv1.ConsortiumChange, proposer []byt
 		return nil
 	case *emrv1.ConsortiumChange_SetValidatorPower:
 		return ctx.checkValidatorChange(c.SetValidatorPower)
+	case *emrv1.ConsortiumChange_SetParams:
+		return ctx.checkParamsChange(c.SetParams)
 	case *emrv1.ConsortiumChange_SetMemberStatus:
 		target, err := ctx.organizationMember(c.SetMemberStatus.Address)
 		if err != nil {
@@ -326,6 +334,32 @@ func (ctx *txContext) checkValidatorChange(set *emrv1.SetValidatorPower) error {
 	return nil
 }
 
+// checkParamsChange checks that the params may become set's: no other
+// change of the params was executed since it was proposed, it changes
+// something, and it removes no record category.
+func (ctx *txContext) checkParamsChange(set *emrv1.SetParams) error {
+	changes, err := ctx.st.paramsChanges()
+	if err != nil {
+		return err
+	}
+	if changes != set.FromChanges {
+		return fmt.Errorf("%w: the params were changed %d times since this was proposed: another change overtook it", ErrProposalClosed, changes-set.FromChanges)
+	}
+	current, err := ctx.st.params()
+	if err != nil {
+		return err
+	}
+	if proto.Equal(current, set.Params) {
+		return fmt.Errorf("%w: the params are these already", ErrAlreadyExists)
+	}
+	for _, c := range current.Categories {
+		if !slices.Contains(set.Params.Categories, c) {
+			return fmt.Errorf("%w: category %q cannot be removed: its records, consents and shares outlive it", ErrInvalidMsg, c)
+		}
+	}
+	return nil
+}
+
 // nextUnseen is a validator's unseen power after its power goes from
 // current to next: a raise adds to it; what is left can hold no more.
 func nextUnseen(current, unseen, next int64) int64 {
@@ -372,6 +406,13 @@ func (ctx *txContext) applyChange(change *emrv1.ConsortiumChange) error {
 			return err
 		}
 		return ctx.putMemberStatus(target, c.SetMemberStatus.Status, true)
+	case *emrv1.ConsortiumChange_SetParams:
+		set := c.SetParams
+		if err := ctx.st.setParamsChanges(set.FromChanges + 1); err != nil {
+			return err
+		}
+		ctx.paramsChanged = true
+		return ctx.st.put(keyParams, set.Params)
 	}
 	return fmt.Errorf("%w: unhandled change %T", ErrInvalidMsg, change.GetChange())
 }

@@ -960,3 +960,84 @@ func TestSecondRegistrarOfAnOrganizationApprovesOnce(t *testing.T) {
 		t.Fatalf("proposal 2 after both registrars of hospital-b approved in one block: %v", p)
 	}
 }
+
+// TestParamsChangeByProposal: the consortium changes its params by
+// proposal, checked as at genesis and without removing a record category.
+// The new params apply from the block after the one that executes the
+// proposal (every transaction of a block runs under the same params), in
+// CheckTx from that block's commit, and after a restart. A params proposal
+// made before another params change executed never executes: it would
+// undo that change unseen.
+func TestParamsChangeByProposal(t *testing.T) {
+	w := newRuleWorld(t, apptest.Options{Dir: t.TempDir()})
+	c := w.c
+	params := func() *emrv1.Params {
+		t.Helper()
+		var resp emrv1.QueryParamsResponse
+		c.Query("Params", &emrv1.QueryParamsRequest{}, &resp)
+		return resp.Params
+	}
+	before := params()
+	changed := func(change func(p *emrv1.Params)) *emrv1.Params {
+		p := proto.Clone(before).(*emrv1.Params)
+		change(p)
+		return p
+	}
+	withGenomics := changed(func(p *emrv1.Params) { p.Categories = append(p.Categories, "genomics") })
+	fromSet := apptest.SetParams(withGenomics)
+	fromSet.GetPropose().Change.GetSetParams().FromChanges = 1
+	ruleRun(t, c, c.Now, []ruleCase{
+		{"clinician proposes", w.doc, apptest.SetParams(withGenomics), app.ErrUnauthorized, []string{"only a registrar"}},
+		{"no params", w.regA, apptest.SetParams(nil), app.ErrInvalidMsg, []string{"params missing"}},
+		{"below a floor", w.regA, apptest.SetParams(changed(func(p *emrv1.Params) { p.MaxTxBytes = 1023 })), app.ErrInvalidMsg, []string{"max_tx_bytes is 1023"}},
+		{"above a ceiling", w.regA, apptest.SetParams(changed(func(p *emrv1.Params) { p.MaxPageSize = 1001 })), app.ErrInvalidMsg, []string{"max_page_size is 1001"}},
+		{"a category listed twice", w.regA, apptest.SetParams(changed(func(p *emrv1.Params) { p.Categories = append(p.Categories, p.Categories[0]) })), app.ErrInvalidMsg, []string{"listed twice"}},
+		{"a category removed", w.regA, apptest.SetParams(changed(func(p *emrv1.Params) { p.Categories = p.Categories[1:] })), app.ErrInvalidMsg, []string{`category "history-and-physical" cannot be removed`}},
+		{"the params there are", w.regA, apptest.SetParams(before), app.ErrAlreadyExists, []string{"are these already"}},
+		{"from_changes set", w.regA, fromSet, app.ErrInvalidMsg, []string{"from_changes is the chain's to set"}},
+	})
+
+	c.Must(w.regA, apptest.SetParams(withGenomics)) // proposal 1
+	c.Must(w.regB, apptest.Approve(1))
+	c.Must(w.regA, apptest.SetParams(changed(func(p *emrv1.Params) { p.MaxPageSize = 50 }))) // proposal 2, made before 1 executes
+	c.Must(w.regB, apptest.Approve(2))
+	if p := params(); !proto.Equal(p, before) {
+		t.Fatalf("params changed by 2 of 3 approvals: %v", p)
+	}
+	// The approval that executes proposal 1, and a record of the new
+	// category after it in the same block: that block's params still
+	// know no such category.
+	results := c.Block(c.Tx(w.regR, apptest.Approve(1)), c.Tx(w.pat, apptest.AddRecord(w.pid, "genomics", "g1")))
+	ruleCheck(t, "the executing approval", results[0], nil)
+	ruleCheck(t, "a record of the new category in the block that executes it", results[1], app.ErrUnknownCategory, `"genomics"`)
+	if p := params(); !proto.Equal(p, withGenomics) {
+		t.Fatalf("params after proposal 1 executed: %v", p)
+	}
+	if res := c.App.CheckTx(c.Tx(w.pat, apptest.AddRecord(w.pid, "genomics", "g1")), false); !res.OK() {
+		t.Fatalf("CheckTx of a record of the new category after the commit: code %d: %s", res.Code, res.Log)
+	}
+	c.Must(w.pat, apptest.AddRecord(w.pid, "genomics", "g1"))
+	ruleCheck(t, "approving a params proposal overtaken by another", c.Exec(w.regR, apptest.Approve(2)), app.ErrProposalClosed,
+		"the params were changed 1 times since this was proposed")
+	if p := ruleProposal(c, 2); p.Proposal.Status != emrv1.ProposalStatus_PROPOSAL_STATUS_OPEN || len(p.Proposal.Approvals) != 2 {
+		t.Fatalf("the overtaken proposal after a refused approval: %v", p.Proposal)
+	}
+	// A new proposal is made against the params there are now.
+	c.Must(w.regA, apptest.SetParams(changed(func(p *emrv1.Params) {
+		p.Categories = withGenomics.Categories
+		p.MaxPageSize = 50
+	})))
+	c.Must(w.regB, apptest.Approve(3))
+	c.Must(w.regR, apptest.Approve(3))
+	if p := ruleProposal(c, 3); p.Proposal.GetChange().GetSetParams().GetFromChanges() != 1 || p.Proposal.Status != emrv1.ProposalStatus_PROPOSAL_STATUS_EXECUTED {
+		t.Fatalf("proposal 3: %v", p.Proposal)
+	}
+	want := params()
+	if want.MaxPageSize != 50 || !proto.Equal(c.App.Params(), want) {
+		t.Fatalf("params after proposal 3: state %v, app %v", want, c.App.Params())
+	}
+	c = c.Reopen()
+	if !proto.Equal(c.App.Params(), want) {
+		t.Fatalf("params after a restart: %v, want %v", c.App.Params(), want)
+	}
+}

@@ -11,7 +11,7 @@ import "encoding/binary"
 //
 // This table is mirrored in store/README.md; change both together.
 const (
-	prefixMeta          byte = 0x00 // 0x00 | name                         → raw bytes (chain id, last block, next proposal id)
+	prefixMeta          byte = 0x00 // 0x00 | name                         → raw bytes (chain id, last block, next proposal id, params changes)
 	prefixParams        byte = 0x01 // 0x01                                → Params
 	prefixOrganization  byte = 0x02 // 0x02 | org id                       → Organization
 	prefixMember        byte = 0x03 // 0x03 | address                      → Member
@@ -44,7 +44,9 @@ var (
 	keyLastBlock = []byte{prefixMeta, 'b'}
 	// The id the next proposal gets (8 bytes; absent: 1).
 	keyNextProposal = []byte{prefixMeta, 'p'}
-	keyParams       = []byte{prefixParams}
+	// How many executed proposals changed the params (8 bytes; absent: 0).
+	keyParamsChanges = []byte{prefixMeta, 'P'}
+	keyParams        = []byte{prefixParams}
 )
 
 func join(parts ...[]byte) []byte {

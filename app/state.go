@@ -257,6 +257,11 @@ func (s state) proposal(id uint64) (*emrv1.Proposal, error) {
 
 func (s state) nextProposalID() (uint64, error) { return s.counter(keyNextProposal, 1) }
 
+// paramsChanges is how many executed proposals have changed the params.
+func (s state) paramsChanges() (uint64, error) { return s.counter(keyParamsChanges, 0) }
+
+func (s state) setParamsChanges(n uint64) error { return s.kv.Set(keyParamsChanges, u64(n)) }
+
 // counter reads the 8-byte big-endian number at key, absent when none is
 // stored.
 func (s state) counter(key []byte, absent uint64) (uint64, error) {

@@ -311,8 +311,13 @@ func validatePropose(m *emrv1.MsgPropose) error {
 			return fmt.Errorf("from_power and from_changes are the chain's to set: leave them 0")
 		}
 		return checkValidatorPower(set.GetPubKey(), set.GetPower())
+	case *emrv1.ConsortiumChange_SetParams:
+		if c.SetParams.GetFromChanges() != 0 {
+			return fmt.Errorf("from_changes is the chain's to set: leave it 0")
+		}
+		return validateParams(c.SetParams.GetParams())
 	}
-	return fmt.Errorf("the proposal changes nothing: it needs add_organization, set_validator_power, set_member_status or add_registrar")
+	return fmt.Errorf("the proposal changes nothing: it needs add_organization, set_validator_power, set_member_status, add_registrar or set_params")
 }
 
 // validateRegistrarKeys checks a registrar seated by proposal: its keys as

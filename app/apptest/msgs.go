@@ -202,3 +202,11 @@ func AddRegistrar(org string, registrar *Actor) *emrv1.Msg {
 		}}},
 	}}}
 }
+
+// SetParams proposes to replace the consortium's params with p.
+func SetParams(p *emrv1.Params) *emrv1.Msg {
+	return &emrv1.Msg{Sum: &emrv1.Msg_Propose{Propose: &emrv1.MsgPropose{
+		Reason: "new params",
+		Change: &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{Params: p}}},
+	}}}
+}

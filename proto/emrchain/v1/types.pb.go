@@ -1876,6 +1876,7 @@ type ConsortiumChange struct {
 	//	*ConsortiumChange_SetValidatorPower
 	//	*ConsortiumChange_SetMemberStatus
 	//	*ConsortiumChange_AddRegistrar
+	//	*ConsortiumChange_SetParams
 	Change        isConsortiumChange_Change `protobuf_oneof:"change"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1954,6 +1955,15 @@ func (x *ConsortiumChange) GetAddRegistrar() *AddRegistrar {
 	return nil
 }
 
+func (x *ConsortiumChange) GetSetParams() *SetParams {
+	if x != nil {
+		if x, ok := x.Change.(*ConsortiumChange_SetParams); ok {
+			return x.SetParams
+		}
+	}
+	return nil
+}
+
 type isConsortiumChange_Change interface {
 	isConsortiumChange_Change()
 }
@@ -1980,6 +1990,12 @@ type ConsortiumChange_AddRegistrar struct {
 	AddRegistrar *AddRegistrar `protobuf:"bytes,4,opt,name=add_registrar,json=addRegistrar,proto3,oneof"`
 }
 
+type ConsortiumChange_SetParams struct {
+	// Replaces the consortium's parameters, from the block after the one
+	// that executes it.
+	SetParams *SetParams `protobuf:"bytes,5,opt,name=set_params,json=setParams,proto3,oneof"`
+}
+
 func (*ConsortiumChange_AddOrganization) isConsortiumChange_Change() {}
 
 func (*ConsortiumChange_SetValidatorPower) isConsortiumChange_Change() {}
@@ -1987,6 +2003,70 @@ func (*ConsortiumChange_SetValidatorPower) isConsortiumChange_Change() {}
 func (*ConsortiumChange_SetMemberStatus) isConsortiumChange_Change() {}
 
 func (*ConsortiumChange_AddRegistrar) isConsortiumChange_Change() {}
+
+func (*ConsortiumChange_SetParams) isConsortiumChange_Change() {}
+
+// SetParams replaces the consortium's parameters with params, the whole
+// set: a proposal says every value it means. Params are checked as at
+// genesis, and record categories can be added, not removed (the records,
+// consents and shares of a category outlive it). The new params apply from
+// the block after the one that executes the proposal: every transaction of
+// a block runs under the same params.
+type SetParams struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Params *Params                `protobuf:"bytes,1,opt,name=params,proto3" json:"params,omitempty"`
+	// Set by the chain when the proposal is made: how many executed
+	// proposals had changed the params then. It executes only while that is
+	// unchanged, so that one change never silently undoes another. Leave it
+	// 0 in MsgPropose.
+	FromChanges   uint64 `protobuf:"varint,2,opt,name=from_changes,json=fromChanges,proto3" json:"from_changes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetParams) Reset() {
+	*x = SetParams{}
+	mi := &file_emrchain_v1_types_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetParams) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetParams) ProtoMessage() {}
+
+func (x *SetParams) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_types_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetParams.ProtoReflect.Descriptor instead.
+func (*SetParams) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SetParams) GetParams() *Params {
+	if x != nil {
+		return x.Params
+	}
+	return nil
+}
+
+func (x *SetParams) GetFromChanges() uint64 {
+	if x != nil {
+		return x.FromChanges
+	}
+	return 0
+}
 
 // AddRegistrar seats a registrar in an existing organization without an
 // active registrar.
@@ -2004,7 +2084,7 @@ type AddRegistrar struct {
 
 func (x *AddRegistrar) Reset() {
 	*x = AddRegistrar{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[16]
+	mi := &file_emrchain_v1_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2016,7 +2096,7 @@ func (x *AddRegistrar) String() string {
 func (*AddRegistrar) ProtoMessage() {}
 
 func (x *AddRegistrar) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[16]
+	mi := &file_emrchain_v1_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2029,7 +2109,7 @@ func (x *AddRegistrar) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddRegistrar.ProtoReflect.Descriptor instead.
 func (*AddRegistrar) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{16}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AddRegistrar) GetOrganizationId() string {
@@ -2077,7 +2157,7 @@ type SetMemberStatus struct {
 
 func (x *SetMemberStatus) Reset() {
 	*x = SetMemberStatus{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[17]
+	mi := &file_emrchain_v1_types_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2089,7 +2169,7 @@ func (x *SetMemberStatus) String() string {
 func (*SetMemberStatus) ProtoMessage() {}
 
 func (x *SetMemberStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[17]
+	mi := &file_emrchain_v1_types_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2102,7 +2182,7 @@ func (x *SetMemberStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMemberStatus.ProtoReflect.Descriptor instead.
 func (*SetMemberStatus) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{17}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SetMemberStatus) GetAddress() []byte {
@@ -2158,7 +2238,7 @@ type Proposal struct {
 
 func (x *Proposal) Reset() {
 	*x = Proposal{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[18]
+	mi := &file_emrchain_v1_types_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2170,7 +2250,7 @@ func (x *Proposal) String() string {
 func (*Proposal) ProtoMessage() {}
 
 func (x *Proposal) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[18]
+	mi := &file_emrchain_v1_types_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2183,7 +2263,7 @@ func (x *Proposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proposal.ProtoReflect.Descriptor instead.
 func (*Proposal) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{18}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Proposal) GetId() uint64 {
@@ -2421,13 +2501,18 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\x05power\x18\x02 \x01(\x03R\x05power\x12\x1d\n" +
 	"\n" +
 	"from_power\x18\x03 \x01(\x03R\tfromPower\x12!\n" +
-	"\ffrom_changes\x18\x04 \x01(\x04R\vfromChanges\"\xc7\x02\n" +
+	"\ffrom_changes\x18\x04 \x01(\x04R\vfromChanges\"\x80\x03\n" +
 	"\x10ConsortiumChange\x12I\n" +
 	"\x10add_organization\x18\x01 \x01(\v2\x1c.emrchain.v1.AddOrganizationH\x00R\x0faddOrganization\x12P\n" +
 	"\x13set_validator_power\x18\x02 \x01(\v2\x1e.emrchain.v1.SetValidatorPowerH\x00R\x11setValidatorPower\x12J\n" +
 	"\x11set_member_status\x18\x03 \x01(\v2\x1c.emrchain.v1.SetMemberStatusH\x00R\x0fsetMemberStatus\x12@\n" +
-	"\radd_registrar\x18\x04 \x01(\v2\x19.emrchain.v1.AddRegistrarH\x00R\faddRegistrarB\b\n" +
-	"\x06change\"\xa0\x01\n" +
+	"\radd_registrar\x18\x04 \x01(\v2\x19.emrchain.v1.AddRegistrarH\x00R\faddRegistrar\x127\n" +
+	"\n" +
+	"set_params\x18\x05 \x01(\v2\x16.emrchain.v1.SetParamsH\x00R\tsetParamsB\b\n" +
+	"\x06change\"[\n" +
+	"\tSetParams\x12+\n" +
+	"\x06params\x18\x01 \x01(\v2\x13.emrchain.v1.ParamsR\x06params\x12!\n" +
+	"\ffrom_changes\x18\x02 \x01(\x04R\vfromChanges\"\xa0\x01\n" +
 	"\fAddRegistrar\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12 \n" +
 	"\fsign_pub_key\x18\x02 \x01(\fR\n" +
@@ -2498,7 +2583,7 @@ func file_emrchain_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_emrchain_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_emrchain_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_emrchain_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_emrchain_v1_types_proto_goTypes = []any{
 	(Role)(0),                     // 0: emrchain.v1.Role
 	(MemberStatus)(0),             // 1: emrchain.v1.MemberStatus
@@ -2522,23 +2607,24 @@ var file_emrchain_v1_types_proto_goTypes = []any{
 	(*AddOrganization)(nil),       // 19: emrchain.v1.AddOrganization
 	(*SetValidatorPower)(nil),     // 20: emrchain.v1.SetValidatorPower
 	(*ConsortiumChange)(nil),      // 21: emrchain.v1.ConsortiumChange
-	(*AddRegistrar)(nil),          // 22: emrchain.v1.AddRegistrar
-	(*SetMemberStatus)(nil),       // 23: emrchain.v1.SetMemberStatus
-	(*Proposal)(nil),              // 24: emrchain.v1.Proposal
-	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(*SetParams)(nil),             // 22: emrchain.v1.SetParams
+	(*AddRegistrar)(nil),          // 23: emrchain.v1.AddRegistrar
+	(*SetMemberStatus)(nil),       // 24: emrchain.v1.SetMemberStatus
+	(*Proposal)(nil),              // 25: emrchain.v1.Proposal
+	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
 }
 var file_emrchain_v1_types_proto_depIdxs = []int32{
 	2,  // 0: emrchain.v1.Organization.kind:type_name -> emrchain.v1.OrganizationKind
 	0,  // 1: emrchain.v1.Member.role:type_name -> emrchain.v1.Role
 	1,  // 2: emrchain.v1.Member.status:type_name -> emrchain.v1.MemberStatus
 	3,  // 3: emrchain.v1.Permission.rights:type_name -> emrchain.v1.Right
-	25, // 4: emrchain.v1.Permission.not_before:type_name -> google.protobuf.Timestamp
-	25, // 5: emrchain.v1.Permission.not_after:type_name -> google.protobuf.Timestamp
-	25, // 6: emrchain.v1.Permission.revoked_time:type_name -> google.protobuf.Timestamp
-	25, // 7: emrchain.v1.Record.time:type_name -> google.protobuf.Timestamp
+	26, // 4: emrchain.v1.Permission.not_before:type_name -> google.protobuf.Timestamp
+	26, // 5: emrchain.v1.Permission.not_after:type_name -> google.protobuf.Timestamp
+	26, // 6: emrchain.v1.Permission.revoked_time:type_name -> google.protobuf.Timestamp
+	26, // 7: emrchain.v1.Record.time:type_name -> google.protobuf.Timestamp
 	4,  // 8: emrchain.v1.AccessEvent.purpose:type_name -> emrchain.v1.Purpose
-	25, // 9: emrchain.v1.AccessEvent.time:type_name -> google.protobuf.Timestamp
-	25, // 10: emrchain.v1.Share.time:type_name -> google.protobuf.Timestamp
+	26, // 9: emrchain.v1.AccessEvent.time:type_name -> google.protobuf.Timestamp
+	26, // 10: emrchain.v1.Share.time:type_name -> google.protobuf.Timestamp
 	0,  // 11: emrchain.v1.GenesisMember.role:type_name -> emrchain.v1.Role
 	6,  // 12: emrchain.v1.GenesisState.params:type_name -> emrchain.v1.Params
 	7,  // 13: emrchain.v1.GenesisState.organizations:type_name -> emrchain.v1.Organization
@@ -2546,18 +2632,20 @@ var file_emrchain_v1_types_proto_depIdxs = []int32{
 	7,  // 15: emrchain.v1.AddOrganization.organization:type_name -> emrchain.v1.Organization
 	19, // 16: emrchain.v1.ConsortiumChange.add_organization:type_name -> emrchain.v1.AddOrganization
 	20, // 17: emrchain.v1.ConsortiumChange.set_validator_power:type_name -> emrchain.v1.SetValidatorPower
-	23, // 18: emrchain.v1.ConsortiumChange.set_member_status:type_name -> emrchain.v1.SetMemberStatus
-	22, // 19: emrchain.v1.ConsortiumChange.add_registrar:type_name -> emrchain.v1.AddRegistrar
-	1,  // 20: emrchain.v1.SetMemberStatus.status:type_name -> emrchain.v1.MemberStatus
-	21, // 21: emrchain.v1.Proposal.change:type_name -> emrchain.v1.ConsortiumChange
-	25, // 22: emrchain.v1.Proposal.time:type_name -> google.protobuf.Timestamp
-	25, // 23: emrchain.v1.Proposal.voting_end:type_name -> google.protobuf.Timestamp
-	5,  // 24: emrchain.v1.Proposal.status:type_name -> emrchain.v1.ProposalStatus
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	24, // 18: emrchain.v1.ConsortiumChange.set_member_status:type_name -> emrchain.v1.SetMemberStatus
+	23, // 19: emrchain.v1.ConsortiumChange.add_registrar:type_name -> emrchain.v1.AddRegistrar
+	22, // 20: emrchain.v1.ConsortiumChange.set_params:type_name -> emrchain.v1.SetParams
+	6,  // 21: emrchain.v1.SetParams.params:type_name -> emrchain.v1.Params
+	1,  // 22: emrchain.v1.SetMemberStatus.status:type_name -> emrchain.v1.MemberStatus
+	21, // 23: emrchain.v1.Proposal.change:type_name -> emrchain.v1.ConsortiumChange
+	26, // 24: emrchain.v1.Proposal.time:type_name -> google.protobuf.Timestamp
+	26, // 25: emrchain.v1.Proposal.voting_end:type_name -> google.protobuf.Timestamp
+	5,  // 26: emrchain.v1.Proposal.status:type_name -> emrchain.v1.ProposalStatus
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_emrchain_v1_types_proto_init() }
@@ -2570,6 +2658,7 @@ func file_emrchain_v1_types_proto_init() {
 		(*ConsortiumChange_SetValidatorPower)(nil),
 		(*ConsortiumChange_SetMemberStatus)(nil),
 		(*ConsortiumChange_AddRegistrar)(nil),
+		(*ConsortiumChange_SetParams)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2577,7 +2666,7 @@ func file_emrchain_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_emrchain_v1_types_proto_rawDesc), len(file_emrchain_v1_types_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
