@@ -31,7 +31,7 @@ func TestDeterminism(t *testing.T) {
 	}
 	w := newWorkload(rand.New(rand.NewPCG(20261121, 1)), a)
 	mirror := newCometSet(apptest.GenesisValidators())
-	total, failed, updates := 0, 0, 0
+	total, failed, updates, paramsChanges := 0, 0, 0, 0
 	codes := map[uint32]int{}
 	for h := 0; h < blocks; h++ {
 		if h == blocks/2 {
@@ -58,6 +58,9 @@ func TestDeterminism(t *testing.T) {
 				t.Fatalf("block %d tx %d: validator updates differ", a.Height(), i)
 			}
 			updates += len(ra[i].ValidatorUpdates)
+			if ra[i].OK() && ra[i].ParamsChanged {
+				paramsChanges++
+			}
 			if !ra[i].OK() {
 				failed++
 				codes[ra[i].Code]++
@@ -73,9 +76,10 @@ func TestDeterminism(t *testing.T) {
 			t.Fatalf("block %d: app hashes differ: memdb %X, pebble %X, goleveldb (restarted) %X", a.Height(), a.AppHash(), b.AppHash(), c.AppHash())
 		}
 	}
-	t.Logf("%d txs over %d blocks, %d rejected (by code: %v), %d validator changes; final app hash %X", total, blocks, failed, codes, updates, a.AppHash())
-	if updates == 0 {
-		t.Fatal("the workload changed no validator")
+	t.Logf("%d txs over %d blocks, %d rejected (by code: %v), %d validator changes, %d params changes; final app hash %X",
+		total, blocks, failed, codes, updates, paramsChanges, a.AppHash())
+	if updates == 0 || paramsChanges == 0 {
+		t.Fatal("the workload changed no validator, or no params")
 	}
 	if failed < total/10 || failed > total*9/10 {
 		t.Fatalf("%d of %d txs rejected: the workload should mix valid and invalid txs", failed, total)
@@ -298,10 +302,18 @@ func (w *workload) tx() []byte {
 			study = pick(w.rnd, w.studies)
 		}
 		return w.sign(w.someone(p, emrv1.Role_ROLE_CLINICIAN), apptest.Share(p.id, uint64(1+w.rnd.IntN(int(p.records)+1)), study, w.rnd.IntN(2) == 0))
-	case roll < 95: // propose a validator change (powers 0 to 20 among five keys), or approve a proposal
+	case roll < 95: // propose a validator change (powers 0 to 20 among five keys) or new params, or approve a proposal
 		reg := w.memberOf(emrv1.Role_ROLE_REGISTRAR)
 		if w.proposals == 0 || w.rnd.IntN(4) == 0 {
 			learn = func() { w.proposals++ }
+			if w.proposals%2 == 1 {
+				// A limit reads of records run into, from the next block
+				// (no draw: the stream of draws stays that of the workload
+				// before params changes).
+				params := app.DefaultParams()
+				params.MaxRecordsPerAccess = uint32(1 + w.n%4)
+				return w.sign(reg.actor, apptest.SetParams(params))
+			}
 			return w.sign(reg.actor, apptest.SetValidatorPower(apptest.Validator(w.rnd.IntN(5)).SignPub(), int64(w.rnd.IntN(21))))
 		}
 		// Mostly the newest, so that some gather all three organizations.
