@@ -349,17 +349,19 @@ func viewProposal(p *emrv1.Proposal, now time.Time) proposalView {
 		ID: p.Id, Reason: p.Reason, Proposer: upperHex(p.Proposer), Approvals: append([]string{}, p.Approvals...),
 		Height: p.Height, Time: ts(p.Time), VotingEnd: ts(p.VotingEnd), ExecutedHeight: p.ExecutedHeight,
 	}
+	// Getters: an unverified node's change may have a nil part.
 	switch c := p.Change.GetChange().(type) {
 	case *emrv1.ConsortiumChange_AddOrganization:
-		o := c.AddOrganization.Organization
+		o := c.AddOrganization.GetOrganization()
 		v.Change = fmt.Sprintf("admit %s (%q, %s) with registrar %s", o.GetId(), o.GetName(),
-			enumName(o.GetKind().String(), "ORGANIZATION_KIND_"), upperHex(app.AddressOf(c.AddOrganization.RegistrarSignPubKey)))
+			enumName(o.GetKind().String(), "ORGANIZATION_KIND_"), upperHex(app.AddressOf(c.AddOrganization.GetRegistrarSignPubKey())))
 	case *emrv1.ConsortiumChange_SetValidatorPower:
-		v.Change = fmt.Sprintf("validator %s power %d (from %d)", app.ValidatorKeyText(c.SetValidatorPower.PubKey), c.SetValidatorPower.Power, c.SetValidatorPower.FromPower)
+		set := c.SetValidatorPower
+		v.Change = fmt.Sprintf("validator %s power %d (from %d)", app.ValidatorKeyText(set.GetPubKey()), set.GetPower(), set.GetFromPower())
 	case *emrv1.ConsortiumChange_SetMemberStatus:
-		v.Change = fmt.Sprintf("member %s %s", upperHex(c.SetMemberStatus.Address), statusName(c.SetMemberStatus.Status))
+		v.Change = fmt.Sprintf("member %s %s", upperHex(c.SetMemberStatus.GetAddress()), statusName(c.SetMemberStatus.GetStatus()))
 	case *emrv1.ConsortiumChange_AddRegistrar:
-		v.Change = fmt.Sprintf("seat registrar %s in %s", upperHex(app.AddressOf(c.AddRegistrar.SignPubKey)), c.AddRegistrar.OrganizationId)
+		v.Change = fmt.Sprintf("seat registrar %s in %s", upperHex(app.AddressOf(c.AddRegistrar.GetSignPubKey())), c.AddRegistrar.GetOrganizationId())
 	}
 	switch {
 	case p.Status == emrv1.ProposalStatus_PROPOSAL_STATUS_EXECUTED:
