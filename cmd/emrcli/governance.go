@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -289,28 +290,26 @@ func newApproveCmd(a *cli) *cobra.Command {
 	return cmd
 }
 
-// emitDecision prints the proposal a committed propose or approve left
-// (read back, verified); of one not waited for, only the transaction.
+// emitDecision prints the transaction a propose or approve submitted and,
+// once it committed, the proposal it left, read back verified (which
+// waits for the next header). The read-back is for show: when it fails,
+// the transaction is committed all the same, so the command succeeds and
+// a warning on stderr says where to look.
 func (a *cli) emitDecision(cmd *cobra.Command, id uint64, res *client.TxResult) error {
 	out := struct {
-		Proposal *proposalView `json:"proposal,omitempty"`
-		Tx       *txView       `json:"tx"`
-		provenance
-	}{Tx: viewTx(res)}
+		ProposalID uint64        `json:"proposal_id,omitempty"`
+		Proposal   *proposalView `json:"proposal,omitempty"`
+		Tx         *txView       `json:"tx"`
+		// Of the read-back; none without one.
+		*provenance
+	}{ProposalID: id, Tx: viewTx(res)}
 	if res.Height > 0 && id > 0 {
-		ctx := cmd.Context()
-		c, err := a.client(ctx)
+		v, prov, err := a.readProposal(cmd.Context(), id)
 		if err != nil {
-			return err
+			fmt.Fprintf(a.stderr, "warning: the transaction is committed (height %d), but reading proposal %d back failed: %s; see it with: emrcli proposals %d\n",
+				res.Height, id, app.OneLine(err.Error()), id)
 		}
-		var resp emrv1.QueryProposalResponse
-		info, err := c.QueryInfo(ctx, "Proposal", &emrv1.QueryProposalRequest{Id: id}, &resp)
-		if err != nil {
-			return fmt.Errorf("the transaction committed; reading proposal %d back: %w", id, err)
-		}
-		out.provenance = viewInfo(info)
-		v := viewProposal(resp.Proposal, info.Time)
-		out.Proposal = &v
+		out.Proposal, out.provenance = v, prov
 	}
 	return a.emit(out, func(w io.Writer) {
 		if p := out.Proposal; p != nil {
@@ -320,12 +319,29 @@ func (a *cli) emitDecision(cmd *cobra.Command, id uint64, res *client.TxResult) 
 			} else {
 				fmt.Fprintf(w, "%s; approved by %s; voting ends %s\n", p.Status, strings.Join(p.Approvals, ", "), p.VotingEnd)
 			}
+		} else if out.ProposalID > 0 && out.Tx.Committed {
+			fmt.Fprintf(w, "proposal %d\n", out.ProposalID) // not read back: see the warning
 		}
 		out.Tx.text(w)
-		if out.Proposal != nil {
+		if out.provenance != nil {
 			out.provenance.text(w)
 		}
 	})
+}
+
+// readProposal reads proposal id, verified.
+func (a *cli) readProposal(ctx context.Context, id uint64) (*proposalView, *provenance, error) {
+	c, err := a.client(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var resp emrv1.QueryProposalResponse
+	info, err := c.QueryInfo(ctx, "Proposal", &emrv1.QueryProposalRequest{Id: id}, &resp)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, prov := viewProposal(resp.Proposal, info.Time), viewInfo(info)
+	return &v, &prov, nil
 }
 
 type proposalView struct {

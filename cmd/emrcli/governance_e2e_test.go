@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/client/clienttest"
 )
 
@@ -136,4 +137,54 @@ func TestGovernanceFlow(t *testing.T) {
 			t.Fatalf("proposals lacks %q:\n%s", want, out)
 		}
 	}
+
+	// Reading the proposal back is for show: through a node that answers
+	// no Proposal query, a propose or approve that committed succeeds,
+	// says so (height, proposal id; --json well-formed) and warns on stderr
+	// where to look.
+	proxy := clienttest.NewProxy(t, node.RPC)
+	proxy.SetRoute(func(call clienttest.Call) string {
+		if isQueryCall(call, "Proposal") {
+			return "http://127.0.0.1:1" // nobody listens
+		}
+		return ""
+	})
+	r := e.run("propose", "reactivate-member", "--from", "registrar", "st-mary-doc", "--reason", "credential restored", "--node", proxy.URL, "--json")
+	var committed struct {
+		ProposalID uint64          `json:"proposal_id"`
+		Proposal   json.RawMessage `json:"proposal"`
+		Tx         struct {
+			Height    int64 `json:"height"`
+			Committed bool  `json:"committed"`
+		} `json:"tx"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &committed); r.code != 0 || err != nil || committed.ProposalID != 4 || committed.Proposal != nil ||
+		!committed.Tx.Committed || committed.Tx.Height == 0 ||
+		!strings.Contains(r.stderr, "warning: the transaction is committed") || !strings.Contains(r.stderr, "see it with: emrcli proposals 4") {
+		t.Fatalf("propose with a failed read-back: exit %d, %v\nstdout: %s\nstderr: %s", r.code, err, r.stdout, r.stderr)
+	}
+	t.Logf("propose with a failed read-back warns: %s", r.stderr)
+	// A second reactivation of the same member, approved (text output).
+	e.json(&decided, "propose", "reactivate-member", "--from", "registrar", "st-mary-doc", "--reason", "credential restored at last")
+	if decided.Proposal.ID != 5 || decided.Proposal.Status != "open" {
+		t.Fatalf("the second reactivation: %+v", decided)
+	}
+	r = e.run("approve", "--from", "st-mary-registrar", "5", "--node", proxy.URL)
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "proposal 5\n") || !strings.Contains(r.stdout, "committed: height") ||
+		!strings.Contains(r.stderr, "see it with: emrcli proposals 5") {
+		t.Fatalf("approve with a failed read-back: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	if out := e.ok("member", "show", "st-mary-doc"); !strings.Contains(out, "active") {
+		t.Fatalf("member show after the reactivation: %s", out)
+	}
+}
+
+// isQueryCall reports whether call is an ABCI query of the Query service
+// method.
+func isQueryCall(call clienttest.Call, method string) bool {
+	var params struct {
+		Path string `json:"path"`
+	}
+	_ = json.Unmarshal(call.Params, &params)
+	return call.Method == "abci_query" && params.Path == app.QueryPathPrefix+method
 }
