@@ -166,3 +166,86 @@ func TestViewProposalOfMalformedChange(t *testing.T) {
 		}
 	}
 }
+
+// TestOvertakenReason: an open proposal is overtaken by the chain's rules
+// applied to the state read with it; what that state cannot tell (not
+// read, a member or organization not found, a validator change in the
+// proposal's own block) leaves it open.
+func TestOvertakenReason(t *testing.T) {
+	key := bytes.Repeat([]byte{7}, 32)
+	keyText := base64.StdEncoding.EncodeToString(key)
+	member := bytes.Repeat([]byte{0xab}, 20)
+	const proposedAt = 50
+	validatorChange := func(power, from int64) *emrv1.ConsortiumChange {
+		return &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetValidatorPower{SetValidatorPower: &emrv1.SetValidatorPower{
+			PubKey: key, Power: power, FromPower: from, FromChanges: 2,
+		}}}
+	}
+	validators := func(power, changedHeight int64) map[string]*emrv1.Validator {
+		return map[string]*emrv1.Validator{string(key): {PubKey: key, Power: power, ChangedHeight: changedHeight}}
+	}
+	statusChange := func(status emrv1.MemberStatus) *emrv1.ConsortiumChange {
+		return &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetMemberStatus{SetMemberStatus: &emrv1.SetMemberStatus{
+			Address: member, Status: status, FromStatusChanges: 1,
+		}}}
+	}
+	reactivation, suspension := statusChange(emrv1.MemberStatus_MEMBER_STATUS_ACTIVE), statusChange(emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED)
+	members := func(statusChanges uint64) map[string]*emrv1.Member {
+		return map[string]*emrv1.Member{string(member): {Address: member, StatusChanges: statusChanges}}
+	}
+	admission := &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_AddOrganization{AddOrganization: &emrv1.AddOrganization{
+		Organization: &emrv1.Organization{Id: "st-mary"},
+	}}}
+	seating := &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_AddRegistrar{AddRegistrar: &emrv1.AddRegistrar{OrganizationId: "st-mary"}}}
+	organization := func(registrars ...emrv1.MemberStatus) map[string]*emrv1.QueryOrganizationResponse {
+		resp := &emrv1.QueryOrganizationResponse{Organization: &emrv1.Organization{Id: "st-mary"}}
+		for _, status := range registrars {
+			resp.Registrars = append(resp.Registrars, &emrv1.Member{Role: emrv1.Role_ROLE_REGISTRAR, Status: status})
+		}
+		return map[string]*emrv1.QueryOrganizationResponse{"st-mary": resp}
+	}
+	const active, suspended = emrv1.MemberStatus_MEMBER_STATUS_ACTIVE, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED
+	for _, tc := range []struct {
+		name   string
+		change *emrv1.ConsortiumChange
+		state  overtakingState
+		want   string
+	}{
+		{"validator set not read", validatorChange(12, 14), overtakingState{}, ""},
+		{"validator as proposed", validatorChange(12, 14), overtakingState{validators: validators(14, 30)}, ""},
+		{"validator changed in the proposal's block", validatorChange(12, 14), overtakingState{validators: validators(14, proposedAt)}, ""},
+		{"validator power changed since", validatorChange(12, 14), overtakingState{validators: validators(13, 60)},
+			"validator " + keyText + " has power 13, 14 when this was proposed"},
+		{"validator removed since", validatorChange(12, 14), overtakingState{validators: map[string]*emrv1.Validator{}},
+			"validator " + keyText + " has power 0, 14 when this was proposed"},
+		{"validator changed and changed back since", validatorChange(12, 14), overtakingState{validators: validators(14, 60)},
+			"validator " + keyText + " was changed at height 60, after this was proposed (height 50)"},
+		{"new validator not added yet", validatorChange(10, 0), overtakingState{validators: map[string]*emrv1.Validator{}}, ""},
+		{"new validator added since", validatorChange(10, 0), overtakingState{validators: validators(4, 60)},
+			"validator " + keyText + " has power 4, 0 when this was proposed"},
+
+		{"member not read", reactivation, overtakingState{}, ""},
+		{"member not found", reactivation, overtakingState{members: map[string]*emrv1.Member{string(member): nil}}, ""},
+		{"reactivation as proposed", reactivation, overtakingState{members: members(1)}, ""},
+		{"reactivation after another status change", reactivation, overtakingState{members: members(3)},
+			"member " + strings.Repeat("AB", 20) + "'s status changed 2 times since this reactivation was proposed"},
+		{"suspension after another status change", suspension, overtakingState{members: members(3)}, ""},
+
+		{"organization not read", admission, overtakingState{}, ""},
+		{"organization to admit not there", admission, overtakingState{organizations: map[string]*emrv1.QueryOrganizationResponse{"st-mary": nil}}, ""},
+		{"organization to admit exists", admission, overtakingState{organizations: organization(active)}, `organization "st-mary" exists`},
+		{"seating where every registrar is suspended", seating, overtakingState{organizations: organization(suspended, suspended)}, ""},
+		{"seating where a registrar is active", seating, overtakingState{organizations: organization(suspended, active)},
+			`"st-mary" has an active registrar, who registers its registrars`},
+		{"seating in an organization not found", seating, overtakingState{organizations: map[string]*emrv1.QueryOrganizationResponse{"st-mary": nil}}, ""},
+
+		{"no change", nil, overtakingState{validators: validators(14, 60), members: members(3), organizations: organization(active)}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &emrv1.Proposal{Id: 7, Change: tc.change, Height: proposedAt, Status: emrv1.ProposalStatus_PROPOSAL_STATUS_OPEN}
+			if got := tc.state.overtakenReason(p); got != tc.want {
+				t.Fatalf("overtakenReason = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
