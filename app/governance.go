@@ -219,8 +219,8 @@ func (ctx *txContext) checkChange(change *emrv1.ConsortiumChange, proposer []byt
 		if err != nil {
 			return err
 		}
-		if org != nil {
-			return fmt.Errorf("%w: organization %q exists", ErrAlreadyExists, org.Id)
+		if why := AddOrganizationOvertaken(add, org != nil); why != "" {
+			return fmt.Errorf("%w: %s", ErrAlreadyExists, why)
 		}
 		if _, err := ctx.newMemberAddress(add.RegistrarSignPubKey); err != nil {
 			return fmt.Errorf("the first registrar's key: %w", err)
@@ -239,8 +239,8 @@ func (ctx *txContext) checkChange(change *emrv1.ConsortiumChange, proposer []byt
 		if err != nil {
 			return err
 		}
-		if voting[add.OrganizationId] {
-			return fmt.Errorf("%w: %q has an active registrar, who registers its registrars", ErrAlreadyExists, add.OrganizationId)
+		if why := AddRegistrarOvertaken(add, voting[add.OrganizationId]); why != "" {
+			return fmt.Errorf("%w: %s", ErrAlreadyExists, why)
 		}
 		if _, err := ctx.newMemberAddress(add.SignPubKey); err != nil {
 			return fmt.Errorf("the registrar's key: %w", err)
@@ -258,12 +258,8 @@ func (ctx *txContext) checkChange(change *emrv1.ConsortiumChange, proposer []byt
 		if bytes.Equal(target.Address, proposer) {
 			return fmt.Errorf("%w: a registrar cannot propose to change its own status", ErrInvalidMsg)
 		}
-		// A reactivation voted on before the member's status changed again
-		// (suspended anew, for a new reason) is not the one voted on. A
-		// suspension still is, whatever happened since: the safe side.
-		if c.SetMemberStatus.Status == emrv1.MemberStatus_MEMBER_STATUS_ACTIVE && target.StatusChanges != c.SetMemberStatus.FromStatusChanges {
-			return fmt.Errorf("%w: member %X's status changed %d times since this reactivation was proposed: another change overtook it",
-				ErrProposalClosed, target.Address, target.StatusChanges-c.SetMemberStatus.FromStatusChanges)
+		if why := MemberStatusChangeOvertaken(c.SetMemberStatus, target.StatusChanges); why != "" {
+			return fmt.Errorf("%w: %s: another change overtook it", ErrProposalClosed, why)
 		}
 		// Every change leaves the registrar who made it active (nobody
 		// approves a change of its own status), so some organization can
@@ -291,14 +287,12 @@ func (ctx *txContext) checkValidatorChange(set *emrv1.SetValidatorPower) error {
 			current = v.Power
 		}
 	}
-	switch {
 	// A new proposal is checked with what the chain is about to record as
 	// from_power and from_changes.
-	case current != set.FromPower:
-		return fmt.Errorf("%w: validator %s has power %d, %d when this was proposed: another change overtook it", ErrProposalClosed, key, current, set.FromPower)
-	case changes != set.FromChanges:
-		// Changed and changed back (removed and added again, say).
-		return fmt.Errorf("%w: validator %s was changed %d times since this was proposed: another change overtook it", ErrProposalClosed, key, changes-set.FromChanges)
+	if why := ValidatorChangeOvertaken(set, current, changes); why != "" {
+		return fmt.Errorf("%w: %s: another change overtook it", ErrProposalClosed, why)
+	}
+	switch {
 	case current == 0 && set.Power == 0:
 		return fmt.Errorf("%w: %s is not a validator", ErrNotFound, key)
 	case current == 0 && len(validators) >= MaxValidators:
@@ -342,8 +336,8 @@ func (ctx *txContext) checkParamsChange(set *emrv1.SetParams) error {
 	if err != nil {
 		return err
 	}
-	if changes != set.FromChanges {
-		return fmt.Errorf("%w: the params were changed %d times since this was proposed: another change overtook it", ErrProposalClosed, changes-set.FromChanges)
+	if why := ParamsChangeOvertaken(set, changes); why != "" {
+		return fmt.Errorf("%w: %s: another change overtook it", ErrProposalClosed, why)
 	}
 	current, err := ctx.st.params()
 	if err != nil {
@@ -358,6 +352,71 @@ func (ctx *txContext) checkParamsChange(set *emrv1.SetParams) error {
 		}
 	}
 	return nil
+}
+
+// Overtaken changes. A change is checked when it is proposed and again
+// when its approvals would execute it; meanwhile another change may have
+// overtaken it, so that it can no longer execute. A validator change, a
+// reactivation and a params change record what they change from when
+// proposed (from_power and from_changes; from_status_changes;
+// from_changes) and execute only while that still holds; an organization is admitted only while it does not exist, and a
+// registrar seated only while its organization has no active registrar.
+// The functions below say why a change was overtaken ("" while it was
+// not), given the state now: the chain's rule, which emrcli applies to
+// verified state to show such a proposal as overtaken.
+
+// ValidatorChangeOvertaken: the key of set has power power now (0: no
+// validator), set by changes executed proposals in all. Changed and
+// changed back (removed and added again, say) is overtaken too.
+func ValidatorChangeOvertaken(set *emrv1.SetValidatorPower, power int64, changes uint64) string {
+	key := ValidatorKeyText(set.GetPubKey())
+	switch {
+	case power != set.GetFromPower():
+		return fmt.Sprintf("validator %s has power %d, %d when this was proposed", key, power, set.GetFromPower())
+	case changes != set.GetFromChanges():
+		return fmt.Sprintf("validator %s was changed %d times since this was proposed", key, changes-set.GetFromChanges())
+	}
+	return ""
+}
+
+// MemberStatusChangeOvertaken: set's member has changed status
+// statusChanges times in all. A reactivation voted on before the member's
+// status changed again (suspended anew, for a new reason) is not the one
+// voted on. A suspension still is, whatever happened since: the safe side.
+func MemberStatusChangeOvertaken(set *emrv1.SetMemberStatus, statusChanges uint64) string {
+	if set.GetStatus() != emrv1.MemberStatus_MEMBER_STATUS_ACTIVE || statusChanges == set.GetFromStatusChanges() {
+		return ""
+	}
+	return fmt.Sprintf("member %X's status changed %d times since this reactivation was proposed",
+		set.GetAddress(), statusChanges-set.GetFromStatusChanges())
+}
+
+// AddOrganizationOvertaken: exists says whether the organization add
+// admits exists now.
+func AddOrganizationOvertaken(add *emrv1.AddOrganization, exists bool) string {
+	if !exists {
+		return ""
+	}
+	return fmt.Sprintf("organization %q exists", add.GetOrganization().GetId())
+}
+
+// AddRegistrarOvertaken: activeRegistrar says whether add's organization
+// has an active registrar now, who registers its registrars.
+func AddRegistrarOvertaken(add *emrv1.AddRegistrar, activeRegistrar bool) string {
+	if !activeRegistrar {
+		return ""
+	}
+	return fmt.Sprintf("%q has an active registrar, who registers its registrars", add.GetOrganizationId())
+}
+
+// ParamsChangeOvertaken: executed proposals have changed the params
+// changes times in all. Executing set after another change would undo that
+// change unseen.
+func ParamsChangeOvertaken(set *emrv1.SetParams, changes uint64) string {
+	if changes == set.GetFromChanges() {
+		return ""
+	}
+	return fmt.Sprintf("the params were changed %d times since this was proposed", changes-set.GetFromChanges())
 }
 
 // nextUnseen is a validator's unseen power after its power goes from

@@ -588,6 +588,44 @@ func TestClientAgainstNode(t *testing.T) {
 		}
 	})
 
+	// QueryInfoAt reads the state an earlier answer came from, verified or
+	// not: a patient's account from before its enrollment has sequence 0,
+	// whatever the chain holds now.
+	t.Run("QueryInfoAt", func(t *testing.T) {
+		c := w.mustClient(t, w.node.RPC)
+		unverified, err := client.New(ctx, client.Config{Node: w.node.RPC, Timeout: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unverified.Close()
+		p, _ := keyring.Generate("patient-at")
+		req := &emrv1.QueryAccountRequest{Address: hexs(p.Address())}
+		var acct emrv1.QueryAccountResponse
+		before, err := c.QueryInfo(ctx, "Account", req, &acct)
+		if err != nil || acct.Account.GetNextSequence() != 0 {
+			t.Fatalf("account before enrolling: %v, %v", &acct, err)
+		}
+		seed := sha256.Sum256([]byte(p.Name))
+		kek, _ := crypto.GenerateKey()
+		res, err := c.Submit(ctx, p, client.EnrollPatientMsg(p.PubKey(), p.EncPubKey(), seed[:], kek))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, read := range []struct {
+			c      *client.Client
+			height int64
+			want   uint64
+		}{{c, before.Height, 0}, {c, res.Height, 1}, {unverified, before.Height, 0}, {unverified, res.Height, 1}} {
+			info, err := read.c.QueryInfoAt(ctx, read.height, "Account", req, &acct)
+			if err != nil || info.Height != read.height || info.Verified != read.c.Verified() || acct.Account.GetNextSequence() != read.want {
+				t.Fatalf("account at height %d (verified client: %v): %v, %+v, %v; want sequence %d", read.height, read.c.Verified(), &acct, info, err, read.want)
+			}
+		}
+		if _, err := c.QueryInfoAt(ctx, 0, "Account", req, &acct); err == nil {
+			t.Fatal("QueryInfoAt height 0: no error")
+		}
+	})
+
 	t.Run("TrustFromGenesisOfAChainOlderThanThePeriod", func(t *testing.T) {
 		// Block 1 (made at the genesis time) is older than the trusting
 		// period; a root from the genesis is a later header, at most half

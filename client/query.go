@@ -56,12 +56,38 @@ func (c *Client) QueryInfo(ctx context.Context, method string, req, resp proto.M
 		return nil, fmt.Errorf("unknown query method %q", method)
 	}
 	if !c.cfg.Verify {
-		if err := c.queryUnverified(ctx, method, req, resp); err != nil {
+		if err := c.queryUnverified(ctx, 0, method, req, resp); err != nil {
 			return nil, err
 		}
 		return &QueryInfo{Height: heightOf(resp)}, nil
 	}
 	height, lb, err := c.readHeight(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.queryAt(ctx, height, lb, method, req, resp)
+}
+
+// QueryInfoAt is QueryInfo of the state at height, one an earlier answer
+// was read from (its QueryInfo.Height): for reading more of one state, as
+// a listing does whose items are judged by other parts of the state, or
+// pages through a list. Verified, the answer is checked as QueryInfo's,
+// against the verified header height+1 (which the client has verified
+// already when an earlier answer came from that state).
+func (c *Client) QueryInfoAt(ctx context.Context, height int64, method string, req, resp proto.Message) (*QueryInfo, error) {
+	if queryHandler(method) == nil {
+		return nil, fmt.Errorf("unknown query method %q", method)
+	}
+	if height < 1 {
+		return nil, fmt.Errorf("query %s at height %d: want the height of an earlier answer", method, height)
+	}
+	if !c.cfg.Verify {
+		if err := c.queryUnverified(ctx, height, method, req, resp); err != nil {
+			return nil, err
+		}
+		return &QueryInfo{Height: heightOf(resp)}, nil
+	}
+	lb, err := c.verifiedBlock(ctx, height+1)
 	if err != nil {
 		return nil, err
 	}
@@ -166,10 +192,10 @@ func (c *Client) queryHistorical(ctx context.Context, height int64, method strin
 	return err
 }
 
-// queryUnverified asks the node about its latest state and trusts the
-// answer (see Sequence).
-func (c *Client) queryUnverified(ctx context.Context, method string, req, resp proto.Message) error {
-	q, err := c.abciQuery(ctx, method, req, 0, false)
+// queryUnverified asks the node about its state at height (0: its latest)
+// and trusts the answer (see Sequence).
+func (c *Client) queryUnverified(ctx context.Context, height int64, method string, req, resp proto.Message) error {
+	q, err := c.abciQuery(ctx, method, req, height, false)
 	if err != nil {
 		return err
 	}

@@ -35,13 +35,20 @@ func (c *Client) StudyShares(ctx context.Context, study string) ([]*emrv1.Share,
 }
 
 // AllProposals pages through the consortium's proposals, oldest first,
-// each page a verified query. The provenance is the last page's.
+// each page a verified query of one state: the first page's, whose
+// provenance it returns. The list is that state's, and QueryInfoAt its
+// height reads more of the same state.
 func (c *Client) AllProposals(ctx context.Context) ([]*emrv1.Proposal, *QueryInfo, error) {
 	var info *QueryInfo
 	props, err := allPages("proposals", func(after uint64) ([]*emrv1.Proposal, uint64, error) {
 		var resp emrv1.QueryProposalsResponse
+		req := &emrv1.QueryProposalsRequest{After: after}
 		var err error
-		info, err = c.QueryInfo(ctx, "Proposals", &emrv1.QueryProposalsRequest{After: after}, &resp)
+		if info == nil {
+			info, err = c.QueryInfo(ctx, "Proposals", req, &resp)
+		} else {
+			_, err = c.QueryInfoAt(ctx, info.Height, "Proposals", req, &resp)
+		}
 		return resp.Proposals, resp.Next, err
 	})
 	if err != nil {

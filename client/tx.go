@@ -79,7 +79,7 @@ func (r *TxResult) Attribute(typ, key string) []string {
 // (What Submit does after such a failure is verified: see Submit.)
 func (c *Client) Sequence(ctx context.Context, addr []byte) (uint64, error) {
 	var resp emrv1.QueryAccountResponse
-	if err := c.queryUnverified(ctx, "Account", &emrv1.QueryAccountRequest{Address: fmt.Sprintf("%x", addr)}, &resp); err != nil {
+	if err := c.queryUnverified(ctx, 0, "Account", &emrv1.QueryAccountRequest{Address: fmt.Sprintf("%x", addr)}, &resp); err != nil {
 		return 0, fmt.Errorf("sequence of %X: %w", addr, err)
 	}
 	return resp.GetAccount().GetNextSequence(), nil

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -289,28 +293,26 @@ func newApproveCmd(a *cli) *cobra.Command {
 	return cmd
 }
 
-// emitDecision prints the proposal a committed propose or approve left
-// (read back, verified); of one not waited for, only the transaction.
+// emitDecision prints the transaction a propose or approve submitted and,
+// once it committed, the proposal it left, read back verified (which
+// waits for the next header). The read-back is for show: when it fails,
+// the transaction is committed all the same, so the command succeeds and
+// a warning on stderr says where to look.
 func (a *cli) emitDecision(cmd *cobra.Command, id uint64, res *client.TxResult) error {
 	out := struct {
-		Proposal *proposalView `json:"proposal,omitempty"`
-		Tx       *txView       `json:"tx"`
-		provenance
-	}{Tx: viewTx(res)}
+		ProposalID uint64        `json:"proposal_id,omitempty"`
+		Proposal   *proposalView `json:"proposal,omitempty"`
+		Tx         *txView       `json:"tx"`
+		// Of the read-back; none without one.
+		*provenance
+	}{ProposalID: id, Tx: viewTx(res)}
 	if res.Height > 0 && id > 0 {
-		ctx := cmd.Context()
-		c, err := a.client(ctx)
+		v, prov, err := a.readProposal(cmd.Context(), id)
 		if err != nil {
-			return err
+			fmt.Fprintf(a.stderr, "warning: the transaction is committed (height %d), but reading proposal %d back failed: %s; see it with: emrcli proposals %d\n",
+				res.Height, id, app.OneLine(err.Error()), id)
 		}
-		var resp emrv1.QueryProposalResponse
-		info, err := c.QueryInfo(ctx, "Proposal", &emrv1.QueryProposalRequest{Id: id}, &resp)
-		if err != nil {
-			return fmt.Errorf("the transaction committed; reading proposal %d back: %w", id, err)
-		}
-		out.provenance = viewInfo(info)
-		v := viewProposal(resp.Proposal, info.Time)
-		out.Proposal = &v
+		out.Proposal, out.provenance = v, prov
 	}
 	return a.emit(out, func(w io.Writer) {
 		if p := out.Proposal; p != nil {
@@ -320,12 +322,36 @@ func (a *cli) emitDecision(cmd *cobra.Command, id uint64, res *client.TxResult) 
 			} else {
 				fmt.Fprintf(w, "%s; approved by %s; voting ends %s\n", p.Status, strings.Join(p.Approvals, ", "), p.VotingEnd)
 			}
+			if p.Overtaken != "" {
+				fmt.Fprintf(w, "it can no longer execute: %s\n", app.OneLine(p.Overtaken))
+			}
+		} else if out.ProposalID > 0 && out.Tx.Committed {
+			fmt.Fprintf(w, "proposal %d\n", out.ProposalID) // not read back: see the warning
 		}
 		out.Tx.text(w)
-		if out.Proposal != nil {
+		if out.provenance != nil {
 			out.provenance.text(w)
 		}
 	})
+}
+
+// readProposal reads proposal id, verified, and whether it was overtaken.
+func (a *cli) readProposal(ctx context.Context, id uint64) (*proposalView, *provenance, error) {
+	c, err := a.client(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var resp emrv1.QueryProposalResponse
+	info, err := c.QueryInfo(ctx, "Proposal", &emrv1.QueryProposalRequest{Id: id}, &resp)
+	if err != nil {
+		return nil, nil, err
+	}
+	views, err := viewProposals(ctx, c, []*emrv1.Proposal{resp.Proposal}, info)
+	if err != nil {
+		return nil, nil, err
+	}
+	prov := viewInfo(info)
+	return &views[0], &prov, nil
 }
 
 type proposalView struct {
@@ -338,28 +364,32 @@ type proposalView struct {
 	Time           string   `json:"time"`
 	VotingEnd      string   `json:"voting_end"`
 	Status         string   `json:"status"`
+	Overtaken      string   `json:"overtaken,omitempty"` // status "overtaken": why it can no longer execute
 	ExecutedHeight int64    `json:"executed_height,omitempty"`
 }
 
 // viewProposal describes p; an open proposal whose voting ended by now (a
 // verified header's time; zero when unknown) is "expired", by the chain's
-// rule (approvals are refused from voting_end on).
+// rule (approvals are refused from voting_end on). Whether an open one was
+// overtaken, viewProposals tells.
 func viewProposal(p *emrv1.Proposal, now time.Time) proposalView {
 	v := proposalView{
 		ID: p.Id, Reason: p.Reason, Proposer: upperHex(p.Proposer), Approvals: append([]string{}, p.Approvals...),
 		Height: p.Height, Time: ts(p.Time), VotingEnd: ts(p.VotingEnd), ExecutedHeight: p.ExecutedHeight,
 	}
+	// Getters: an unverified node's change may have a nil part.
 	switch c := p.Change.GetChange().(type) {
 	case *emrv1.ConsortiumChange_AddOrganization:
-		o := c.AddOrganization.Organization
+		o := c.AddOrganization.GetOrganization()
 		v.Change = fmt.Sprintf("admit %s (%q, %s) with registrar %s", o.GetId(), o.GetName(),
-			enumName(o.GetKind().String(), "ORGANIZATION_KIND_"), upperHex(app.AddressOf(c.AddOrganization.RegistrarSignPubKey)))
+			enumName(o.GetKind().String(), "ORGANIZATION_KIND_"), upperHex(app.AddressOf(c.AddOrganization.GetRegistrarSignPubKey())))
 	case *emrv1.ConsortiumChange_SetValidatorPower:
-		v.Change = fmt.Sprintf("validator %s power %d (from %d)", app.ValidatorKeyText(c.SetValidatorPower.PubKey), c.SetValidatorPower.Power, c.SetValidatorPower.FromPower)
+		set := c.SetValidatorPower
+		v.Change = fmt.Sprintf("validator %s power %d (from %d)", app.ValidatorKeyText(set.GetPubKey()), set.GetPower(), set.GetFromPower())
 	case *emrv1.ConsortiumChange_SetMemberStatus:
-		v.Change = fmt.Sprintf("member %s %s", upperHex(c.SetMemberStatus.Address), statusName(c.SetMemberStatus.Status))
+		v.Change = fmt.Sprintf("member %s %s", upperHex(c.SetMemberStatus.GetAddress()), statusName(c.SetMemberStatus.GetStatus()))
 	case *emrv1.ConsortiumChange_AddRegistrar:
-		v.Change = fmt.Sprintf("seat registrar %s in %s", upperHex(app.AddressOf(c.AddRegistrar.SignPubKey)), c.AddRegistrar.OrganizationId)
+		v.Change = fmt.Sprintf("seat registrar %s in %s", upperHex(app.AddressOf(c.AddRegistrar.GetSignPubKey())), c.AddRegistrar.GetOrganizationId())
 	}
 	switch {
 	case p.Status == emrv1.ProposalStatus_PROPOSAL_STATUS_EXECUTED:
@@ -372,13 +402,177 @@ func viewProposal(p *emrv1.Proposal, now time.Time) proposalView {
 	return v
 }
 
+// viewProposals describes list, read at info, and tells the open
+// proposals that another change overtook ("overtaken") from the others,
+// by the chain's rules applied to the state at info's height.
+func viewProposals(ctx context.Context, c *client.Client, list []*emrv1.Proposal, info *client.QueryInfo) ([]proposalView, error) {
+	views := make([]proposalView, 0, len(list))
+	var open []*emrv1.Proposal
+	for _, p := range list {
+		v := viewProposal(p, info.Time)
+		if v.Status == "open" {
+			open = append(open, p)
+		}
+		views = append(views, v)
+	}
+	if len(open) == 0 {
+		return views, nil
+	}
+	state, err := readOvertakingState(ctx, c, info.Height, open)
+	if err != nil {
+		return nil, fmt.Errorf("reading whether open proposals were overtaken: %w", err)
+	}
+	for i, p := range list {
+		if views[i].Status != "open" {
+			continue
+		}
+		if why := state.overtakenReason(p); why != "" {
+			views[i].Status, views[i].Overtaken = "overtaken", why
+		}
+	}
+	return views, nil
+}
+
+// overtakingState is the state open proposals are judged by, to tell
+// whether another change overtook them: answers (verified unless
+// --no-verify) at the height the proposals themselves were read at, so
+// that a proposal executed after that height is not taken for one its own
+// change overtook.
+type overtakingState struct {
+	// validators is the validator set by consensus key; nil when not read.
+	validators map[string]*emrv1.Validator
+	// members are the members reactivations name, by address (nil: none).
+	members map[string]*emrv1.Member
+	// organizations are those admissions and registrar seatings name, by
+	// id (nil: none).
+	organizations map[string]*emrv1.QueryOrganizationResponse
+}
+
+// readOvertakingState reads, at height, what the open proposals need:
+// the validator set once (a change of any validator), each member a
+// reactivation names, each organization an admission or a registrar
+// seating names.
+func readOvertakingState(ctx context.Context, c *client.Client, height int64, open []*emrv1.Proposal) (*overtakingState, error) {
+	s := &overtakingState{members: map[string]*emrv1.Member{}, organizations: map[string]*emrv1.QueryOrganizationResponse{}}
+	readOrganization := func(id string) error {
+		if _, read := s.organizations[id]; read {
+			return nil
+		}
+		var resp emrv1.QueryOrganizationResponse
+		_, err := c.QueryInfoAt(ctx, height, "Organization", &emrv1.QueryOrganizationRequest{Id: id}, &resp)
+		switch {
+		case errors.Is(err, client.ErrNotFound):
+			s.organizations[id] = nil
+		case err != nil:
+			return fmt.Errorf("organization %s: %w", id, err)
+		default:
+			s.organizations[id] = &resp
+		}
+		return nil
+	}
+	for _, p := range open {
+		switch change := p.Change.GetChange().(type) {
+		case *emrv1.ConsortiumChange_SetValidatorPower:
+			if s.validators != nil {
+				continue
+			}
+			var resp emrv1.QueryValidatorsResponse
+			if _, err := c.QueryInfoAt(ctx, height, "Validators", &emrv1.QueryValidatorsRequest{}, &resp); err != nil {
+				return nil, fmt.Errorf("validators: %w", err)
+			}
+			s.validators = make(map[string]*emrv1.Validator, len(resp.Validators))
+			for _, v := range resp.Validators {
+				s.validators[string(v.PubKey)] = v
+			}
+		case *emrv1.ConsortiumChange_SetMemberStatus:
+			set := change.SetMemberStatus
+			// Only a reactivation can be overtaken (app.MemberStatusChangeOvertaken).
+			if set.GetStatus() != emrv1.MemberStatus_MEMBER_STATUS_ACTIVE {
+				continue
+			}
+			if _, read := s.members[string(set.GetAddress())]; read {
+				continue
+			}
+			var resp emrv1.QueryMemberResponse
+			_, err := c.QueryInfoAt(ctx, height, "Member", &emrv1.QueryMemberRequest{Address: hex.EncodeToString(set.GetAddress())}, &resp)
+			if err != nil && !errors.Is(err, client.ErrNotFound) {
+				return nil, fmt.Errorf("member %X: %w", set.GetAddress(), err)
+			}
+			s.members[string(set.GetAddress())] = resp.GetMember() // nil when not found
+		case *emrv1.ConsortiumChange_AddOrganization:
+			if err := readOrganization(change.AddOrganization.GetOrganization().GetId()); err != nil {
+				return nil, err
+			}
+		case *emrv1.ConsortiumChange_AddRegistrar:
+			if err := readOrganization(change.AddRegistrar.GetOrganizationId()); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return s, nil
+}
+
+// overtakenReason says why open proposal p can no longer execute, another
+// change having overtaken it, by the chain's rules (app's
+// ValidatorChangeOvertaken and the like) applied to s: "" when none did,
+// or when s cannot tell.
+func (s *overtakingState) overtakenReason(p *emrv1.Proposal) string {
+	switch change := p.Change.GetChange().(type) {
+	case *emrv1.ConsortiumChange_SetValidatorPower:
+		if s.validators == nil {
+			return ""
+		}
+		set := change.SetValidatorPower
+		v := s.validators[string(set.GetPubKey())] // nil: no validator, power 0
+		// The Validators answer has no count of the key's executed
+		// changes: taken as the one proposed from, the chain's rule
+		// decides by power.
+		if why := app.ValidatorChangeOvertaken(set, v.GetPower(), set.GetFromChanges()); why != "" {
+			return why
+		}
+		// A change in a later block than the proposal's moved the count
+		// on (changed and changed back). One in the proposal's own block
+		// may have come before it, and a key removed since has no
+		// changed_height: those stay open.
+		if v.GetChangedHeight() > p.Height {
+			return fmt.Sprintf("validator %s was changed at height %d, after this was proposed (height %d)",
+				app.ValidatorKeyText(set.GetPubKey()), v.GetChangedHeight(), p.Height)
+		}
+	case *emrv1.ConsortiumChange_SetMemberStatus:
+		// A member not found cannot have its status changed: the chain
+		// refuses that, but not as overtaken.
+		if m := s.members[string(change.SetMemberStatus.GetAddress())]; m != nil {
+			return app.MemberStatusChangeOvertaken(change.SetMemberStatus, m.StatusChanges)
+		}
+	case *emrv1.ConsortiumChange_AddOrganization:
+		if org, read := s.organizations[change.AddOrganization.GetOrganization().GetId()]; read {
+			return app.AddOrganizationOvertaken(change.AddOrganization, org != nil)
+		}
+	case *emrv1.ConsortiumChange_AddRegistrar:
+		// The registrars are listed as proven, but the list is not proven
+		// complete: one left out can only make the proposal look open.
+		if org := s.organizations[change.AddRegistrar.GetOrganizationId()]; org != nil {
+			return app.AddRegistrarOvertaken(change.AddRegistrar, slices.ContainsFunc(org.Registrars, func(r *emrv1.Member) bool {
+				return r.GetStatus() == emrv1.MemberStatus_MEMBER_STATUS_ACTIVE
+			}))
+		}
+	}
+	return ""
+}
+
 func newProposalsCmd(a *cli) *cobra.Command {
 	return &cobra.Command{
 		Use:   "proposals [PROPOSAL]",
 		Short: "List the consortium's proposals, or show one (verified)",
 		Long: governanceLong + `
 
-Without an argument, every proposal is listed, oldest first.`,
+Without an argument, every proposal is listed, oldest first. A proposal is
+open, executed, expired (its voting ended) or overtaken: not executed, but
+another change overtook it and it can no longer execute, by the chain's
+rules and the state the proposals were read from (verified like them): the
+validator's power changed since it was proposed, the member to reactivate
+changed status again, the organization to admit exists, the organization
+to seat a registrar in has an active one.`,
 		Example: "  emrcli proposals\n  emrcli proposals 3 --json",
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -406,15 +600,15 @@ Without an argument, every proposal is listed, oldest first.`,
 			} else if list, info, err = c.AllProposals(ctx); err != nil {
 				return err
 			}
-			prov := viewInfo(info)
+			views, err := viewProposals(ctx, c, list, info)
+			if err != nil {
+				return err
+			}
 			out := struct {
 				Proposals     []proposalView `json:"proposals"`
 				Organizations uint32         `json:"organizations,omitempty"`
 				provenance
-			}{[]proposalView{}, orgs, prov}
-			for _, p := range list {
-				out.Proposals = append(out.Proposals, viewProposal(p, info.Time))
-			}
+			}{views, orgs, viewInfo(info)}
 			return a.emit(out, func(w io.Writer) {
 				if len(out.Proposals) == 0 {
 					fmt.Fprintln(w, "no proposals")
@@ -426,6 +620,11 @@ Without an argument, every proposal is listed, oldest first.`,
 				}
 				if len(rows) > 0 {
 					table(w, []string{"ID", "STATUS", "CHANGE", "APPROVED BY", "VOTING ENDS", "REASON"}, rows)
+				}
+				for _, p := range out.Proposals {
+					if p.Overtaken != "" {
+						fmt.Fprintf(w, "proposal %d is overtaken, it can no longer execute: %s\n", p.ID, app.OneLine(p.Overtaken))
+					}
 				}
 				if orgs > 0 {
 					fmt.Fprintf(w, "organizations that can approve: %d (a proposal needs more than two thirds)\n", orgs)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/client/clienttest"
 )
 
@@ -136,4 +137,146 @@ func TestGovernanceFlow(t *testing.T) {
 			t.Fatalf("proposals lacks %q:\n%s", want, out)
 		}
 	}
+
+	// Reading the proposal back is for show: through a node that answers
+	// no Proposal query, a propose or approve that committed succeeds,
+	// says so (height, proposal id; --json well-formed) and warns on stderr
+	// where to look.
+	proxy := clienttest.NewProxy(t, node.RPC)
+	proxy.SetRoute(func(call clienttest.Call) string {
+		if isQueryCall(call, "Proposal") {
+			return "http://127.0.0.1:1" // nobody listens
+		}
+		return ""
+	})
+	r := e.run("propose", "reactivate-member", "--from", "registrar", "st-mary-doc", "--reason", "credential restored", "--node", proxy.URL, "--json")
+	var committed struct {
+		ProposalID uint64          `json:"proposal_id"`
+		Proposal   json.RawMessage `json:"proposal"`
+		Tx         struct {
+			Height    int64 `json:"height"`
+			Committed bool  `json:"committed"`
+		} `json:"tx"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &committed); r.code != 0 || err != nil || committed.ProposalID != 4 || committed.Proposal != nil ||
+		!committed.Tx.Committed || committed.Tx.Height == 0 ||
+		!strings.Contains(r.stderr, "warning: the transaction is committed") || !strings.Contains(r.stderr, "see it with: emrcli proposals 4") {
+		t.Fatalf("propose with a failed read-back: exit %d, %v\nstdout: %s\nstderr: %s", r.code, err, r.stdout, r.stderr)
+	}
+	t.Logf("propose with a failed read-back warns: %s", r.stderr)
+	// A second reactivation of the same member, approved (text output).
+	e.json(&decided, "propose", "reactivate-member", "--from", "registrar", "st-mary-doc", "--reason", "credential restored at last")
+	if decided.Proposal.ID != 5 || decided.Proposal.Status != "open" {
+		t.Fatalf("the second reactivation: %+v", decided)
+	}
+	r = e.run("approve", "--from", "st-mary-registrar", "5", "--node", proxy.URL)
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "proposal 5\n") || !strings.Contains(r.stdout, "committed: height") ||
+		!strings.Contains(r.stderr, "see it with: emrcli proposals 5") {
+		t.Fatalf("approve with a failed read-back: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	if out := e.ok("member", "show", "st-mary-doc"); !strings.Contains(out, "active") {
+		t.Fatalf("member show after the reactivation: %s", out)
+	}
+
+	// Overtaken proposals: open, but another change overtook them, by the
+	// chain's rules applied to verified state of the listing's height.
+	type listed struct {
+		Status    string `json:"status"`
+		Overtaken string `json:"overtaken"`
+	}
+	proposals := func(args ...string) map[uint64]listed {
+		t.Helper()
+		var list struct {
+			Proposals []struct {
+				ID uint64 `json:"id"`
+				listed
+			} `json:"proposals"`
+			Verified bool `json:"verified"`
+		}
+		e.json(&list, append([]string{"proposals"}, args...)...)
+		if !list.Verified {
+			t.Fatalf("proposals %v: not verified", args)
+		}
+		out := map[uint64]listed{}
+		for _, p := range list.Proposals {
+			out[p.ID] = p.listed
+		}
+		return out
+	}
+	wantListed := func(got map[uint64]listed, id uint64, status, overtaken string) {
+		t.Helper()
+		if p := got[id]; p.Status != status || !strings.Contains(p.Overtaken, overtaken) || (overtaken == "") != (p.Overtaken == "") {
+			t.Fatalf("proposal %d: %+v, want %s %q", id, p, status, overtaken)
+		}
+	}
+	e.ok("keys", "add", "st-luke-a")
+	e.ok("keys", "add", "st-luke-b")
+	propose := func(wantID uint64, args ...string) {
+		t.Helper()
+		e.json(&decided, append([]string{"propose"}, args...)...)
+		if decided.Proposal.ID != wantID || decided.Proposal.Status != "open" {
+			t.Fatalf("propose %v: %+v, want proposal %d open", args, decided, wantID)
+		}
+	}
+	propose(6, "validator", "--from", "registrar", "--pub-key", key, "--power", "12", "--reason", "less")
+	propose(7, "add-organization", "--from", "registrar", "--id", "st-luke", "--name", "St Luke's", "--kind", "hospital", "--registrar-key", "st-luke-a", "--reason", "joins")
+	propose(8, "add-organization", "--from", "registrar", "--id", "st-luke", "--name", "St Luke's", "--kind", "hospital", "--registrar-key", "st-luke-b", "--reason", "joins, another key")
+	got := proposals()
+	wantListed(got, 4, "overtaken", "status changed 1 times since this reactivation was proposed")
+	wantListed(got, 5, "executed", "")
+	for _, id := range []uint64{6, 7, 8} {
+		wantListed(got, id, "open", "")
+	}
+	e.fails(1, "proposal closed", "approve", "--from", "st-mary-registrar", "4")
+	// The validator's power changes under proposal 6: 14 to 13...
+	propose(9, "validator", "--from", "registrar", "--pub-key", key, "--power", "13", "--reason", "a little less")
+	e.json(&decided, "approve", "--from", "st-mary-registrar", "9")
+	if decided.Proposal.Status != "executed" {
+		t.Fatalf("approve 9: %+v", decided)
+	}
+	wantListed(proposals("6"), 6, "overtaken", "has power 13, 14 when this was proposed")
+	// ...and back to 14: the power proposal 6 was made from, but changed.
+	propose(10, "validator", "--from", "registrar", "--pub-key", key, "--power", "14", "--reason", "as it was")
+	e.json(&decided, "approve", "--from", "st-mary-registrar", "10")
+	if decided.Proposal.Status != "executed" {
+		t.Fatalf("approve 10: %+v", decided)
+	}
+	// St Luke's is admitted by proposal 8, which overtakes proposal 7.
+	e.json(&decided, "approve", "--from", "st-mary-registrar", "8")
+	if decided.Proposal.Status != "executed" {
+		t.Fatalf("approve 8: %+v", decided)
+	}
+	got = proposals()
+	wantListed(got, 6, "overtaken", "was changed at height")
+	wantListed(got, 7, "overtaken", `organization "st-luke" exists`)
+	wantListed(got, 4, "overtaken", "status changed 1 times")
+	out = e.ok("proposals")
+	for _, want := range []string{"proposal 6 is overtaken, it can no longer execute: validator", `proposal 7 is overtaken, it can no longer execute: organization "st-luke" exists`} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("proposals lacks %q:\n%s", want, out)
+		}
+	}
+	// An approval that does not carry an overtaken proposal is taken (two
+	// of three organizations), and its read-back says it is overtaken; the
+	// one that would execute it is refused.
+	out = e.ok("approve", "--from", "st-luke-b", "6")
+	if !strings.Contains(out, "overtaken; approved by dev-hospital, st-luke") || !strings.Contains(out, "it can no longer execute: validator") {
+		t.Fatalf("approve of an overtaken proposal:\n%s", out)
+	}
+	e.fails(1, "proposal closed", "approve", "--from", "st-mary-registrar", "6")
+	e.json(&decided, "approve", "--from", "st-mary-registrar", "7")
+	if decided.Proposal.Status != "overtaken" {
+		t.Fatalf("approve 7: %+v", decided)
+	}
+	e.fails(1, `organization "st-luke" exists`, "approve", "--from", "st-luke-b", "7")
+}
+
+// isQueryCall reports whether call is an ABCI query of the Query service
+// method.
+func isQueryCall(call clienttest.Call, method string) bool {
+	var params struct {
+		Path string `json:"path"`
+	}
+	_ = json.Unmarshal(call.Params, &params)
+	return call.Method == "abci_query" && params.Path == app.QueryPathPrefix+method
 }

@@ -1,0 +1,251 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// TestParseConsensusKey: --pub-key takes the 32-byte ed25519 key in
+// standard base64 (as "emrchaind show validator" prints it) or in hex,
+// white space around it allowed; anything else is a usage error (exit 2).
+func TestParseConsensusKey(t *testing.T) {
+	key := bytes.Repeat([]byte{0xfb, 0xef, 0x01}, 11)[:32] // base64 of it has '+' and '/'
+	b64 := base64.StdEncoding.EncodeToString(key)
+	if !strings.ContainsAny(b64, "+/") {
+		t.Fatalf("test key %s has neither '+' nor '/'", b64)
+	}
+	hx := hex.EncodeToString(key)
+	for _, tc := range []struct {
+		name, in string
+		ok       bool
+	}{
+		{"base64", b64, true},
+		{"base64 with white space around", " \t" + b64 + "\n", true},
+		{"hex", hx, true},
+		{"upper-case hex", strings.ToUpper(hx), true},
+		{"hex with 0x", "0x" + hx, true},
+		{"hex with 0X and white space", " 0X" + hx + " ", true},
+
+		{"empty", "", false},
+		{"base64 of 31 bytes", base64.StdEncoding.EncodeToString(key[:31]), false},
+		{"base64 of 33 bytes", base64.StdEncoding.EncodeToString(append(key[:32:32], 0)), false},
+		{"base64 without padding", strings.TrimRight(b64, "="), false},
+		{"URL-safe base64", base64.URLEncoding.EncodeToString(key), false},
+		{"hex of 31 bytes", hx[:62], false},
+		{"hex of 33 bytes", hx + "00", false},
+		{"odd hex", hx[:63], false},
+		{"two 0x prefixes", "0x0x" + hx, false},
+		{"hex with white space inside", hx[:32] + " " + hx[32:], false},
+		{"not hex", strings.Repeat("g", 64), false},
+		{"a CometBFT JSON key", `{"type":"tendermint/PubKeyEd25519","value":"` + b64 + `"}`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseConsensusKey(tc.in)
+			switch {
+			case tc.ok && err != nil:
+				t.Fatalf("parseConsensusKey(%q): %v", tc.in, err)
+			case tc.ok && !bytes.Equal(got, key):
+				t.Fatalf("parseConsensusKey(%q) = %x, want %x", tc.in, got, key)
+			case !tc.ok && err == nil:
+				t.Fatalf("parseConsensusKey(%q) = %x, want an error", tc.in, got)
+			case !tc.ok && (!isUsage(err) || !strings.Contains(err.Error(), "--pub-key")):
+				t.Fatalf("parseConsensusKey(%q): %v; want a usage error about --pub-key", tc.in, err)
+			}
+		})
+	}
+}
+
+// TestViewProposal: the change of each kind in words, and the status:
+// executed (even after voting ends), expired from voting_end on (the
+// chain refuses approvals at voting_end exactly), open before it, and open
+// when the time is unknown (zero).
+func TestViewProposal(t *testing.T) {
+	consensusKey := bytes.Repeat([]byte{7}, 32)
+	registrarKey := bytes.Repeat([]byte{9}, 32)
+	const registrarAddr = "8C0CC17A04942CC4F8E0FE0B302606D3108860C1" // app.AddressOf(registrarKey)
+	member := bytes.Repeat([]byte{0xab}, 20)
+	made := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	end := made.Add(14 * 24 * time.Hour)
+	changes := []struct {
+		name   string
+		change *emrv1.ConsortiumChange
+		want   string
+	}{
+		{"add organization", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_AddOrganization{AddOrganization: &emrv1.AddOrganization{
+			Organization:        &emrv1.Organization{Id: "st-mary", Name: "St Mary's", Kind: emrv1.OrganizationKind_ORGANIZATION_KIND_HOSPITAL},
+			RegistrarSignPubKey: registrarKey,
+		}}}, `admit st-mary ("St Mary's", hospital) with registrar ` + registrarAddr},
+		{"add validator", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetValidatorPower{SetValidatorPower: &emrv1.SetValidatorPower{
+			PubKey: consensusKey, Power: 10,
+		}}}, "validator " + base64.StdEncoding.EncodeToString(consensusKey) + " power 10 (from 0)"},
+		{"remove validator", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetValidatorPower{SetValidatorPower: &emrv1.SetValidatorPower{
+			PubKey: consensusKey, Power: 0, FromPower: 14, FromChanges: 2,
+		}}}, "validator " + base64.StdEncoding.EncodeToString(consensusKey) + " power 0 (from 14)"},
+		{"suspend member", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetMemberStatus{SetMemberStatus: &emrv1.SetMemberStatus{
+			Address: member, Status: emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED,
+		}}}, "member " + strings.Repeat("AB", 20) + " suspended"},
+		{"reactivate member", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetMemberStatus{SetMemberStatus: &emrv1.SetMemberStatus{
+			Address: member, Status: emrv1.MemberStatus_MEMBER_STATUS_ACTIVE, FromStatusChanges: 1,
+		}}}, "member " + strings.Repeat("AB", 20) + " active"},
+		{"add registrar", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_AddRegistrar{AddRegistrar: &emrv1.AddRegistrar{
+			OrganizationId: "st-mary", SignPubKey: registrarKey,
+		}}}, "seat registrar " + registrarAddr + " in st-mary"},
+	}
+	for _, c := range changes {
+		t.Run(c.name, func(t *testing.T) {
+			p := &emrv1.Proposal{
+				Id: 3, Change: c.change, Reason: "why", Proposer: member, Approvals: []string{"dev-hospital"},
+				Height: 5, Time: timestamppb.New(made), VotingEnd: timestamppb.New(end), Status: emrv1.ProposalStatus_PROPOSAL_STATUS_OPEN,
+			}
+			v := viewProposal(p, made.Add(time.Hour))
+			if v.Change != c.want {
+				t.Errorf("change %q, want %q", v.Change, c.want)
+			}
+			if v.ID != 3 || v.Reason != "why" || v.Proposer != strings.Repeat("AB", 20) || strings.Join(v.Approvals, ",") != "dev-hospital" ||
+				v.Height != 5 || v.Time != "2026-03-01T12:00:00Z" || v.VotingEnd != "2026-03-15T12:00:00Z" || v.Status != "open" || v.ExecutedHeight != 0 {
+				t.Errorf("view %+v", v)
+			}
+		})
+	}
+
+	for _, tc := range []struct {
+		name     string
+		status   emrv1.ProposalStatus
+		executed int64
+		now      time.Time
+		want     string
+	}{
+		{"executed", emrv1.ProposalStatus_PROPOSAL_STATUS_EXECUTED, 6, made, "executed"},
+		{"executed, voting ended since", emrv1.ProposalStatus_PROPOSAL_STATUS_EXECUTED, 6, end.Add(time.Hour), "executed"},
+		{"open", emrv1.ProposalStatus_PROPOSAL_STATUS_OPEN, 0, made, "open"},
+		{"open until just before voting_end", emrv1.ProposalStatus_PROPOSAL_STATUS_OPEN, 0, end.Add(-time.Nanosecond), "open"},
+		{"expired at voting_end exactly", emrv1.ProposalStatus_PROPOSAL_STATUS_OPEN, 0, end, "expired"},
+		{"expired after voting_end", emrv1.ProposalStatus_PROPOSAL_STATUS_OPEN, 0, end.Add(time.Hour), "expired"},
+		// Unknown time, whatever voting_end says (here the earliest time
+		// there is, which a zero now is not before).
+		{"no time known: open", emrv1.ProposalStatus_PROPOSAL_STATUS_OPEN, 0, time.Time{}, "open"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			votingEnd := end
+			if tc.now.IsZero() {
+				votingEnd = time.Time{}
+			}
+			p := &emrv1.Proposal{Id: 1, Change: changes[0].change, Time: timestamppb.New(made), VotingEnd: timestamppb.New(votingEnd), Status: tc.status, ExecutedHeight: tc.executed}
+			v := viewProposal(p, tc.now)
+			if v.Status != tc.want || v.ExecutedHeight != tc.executed {
+				t.Fatalf("status %q, executed at %d; want %q, %d", v.Status, v.ExecutedHeight, tc.want, tc.executed)
+			}
+		})
+	}
+}
+
+// TestViewProposalOfMalformedChange: an unverified node's proposal whose
+// change is missing, or has a nil part inside its oneof, is shown, not a
+// panic.
+func TestViewProposalOfMalformedChange(t *testing.T) {
+	for _, change := range []*emrv1.ConsortiumChange{
+		nil,
+		{},
+		{Change: &emrv1.ConsortiumChange_AddOrganization{}},
+		{Change: &emrv1.ConsortiumChange_AddOrganization{AddOrganization: &emrv1.AddOrganization{}}},
+		{Change: &emrv1.ConsortiumChange_SetValidatorPower{}},
+		{Change: &emrv1.ConsortiumChange_SetMemberStatus{}},
+		{Change: &emrv1.ConsortiumChange_AddRegistrar{}},
+	} {
+		v := viewProposal(&emrv1.Proposal{Id: 1, Change: change}, time.Time{})
+		if v.ID != 1 || v.Status != "open" {
+			t.Errorf("change %v: view %+v", change, v)
+		}
+	}
+}
+
+// TestOvertakenReason: an open proposal is overtaken by the chain's rules
+// applied to the state read with it; what that state cannot tell (not
+// read, a member or organization not found, a validator change in the
+// proposal's own block) leaves it open.
+func TestOvertakenReason(t *testing.T) {
+	key := bytes.Repeat([]byte{7}, 32)
+	keyText := base64.StdEncoding.EncodeToString(key)
+	member := bytes.Repeat([]byte{0xab}, 20)
+	const proposedAt = 50
+	validatorChange := func(power, from int64) *emrv1.ConsortiumChange {
+		return &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetValidatorPower{SetValidatorPower: &emrv1.SetValidatorPower{
+			PubKey: key, Power: power, FromPower: from, FromChanges: 2,
+		}}}
+	}
+	validators := func(power, changedHeight int64) map[string]*emrv1.Validator {
+		return map[string]*emrv1.Validator{string(key): {PubKey: key, Power: power, ChangedHeight: changedHeight}}
+	}
+	statusChange := func(status emrv1.MemberStatus) *emrv1.ConsortiumChange {
+		return &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetMemberStatus{SetMemberStatus: &emrv1.SetMemberStatus{
+			Address: member, Status: status, FromStatusChanges: 1,
+		}}}
+	}
+	reactivation, suspension := statusChange(emrv1.MemberStatus_MEMBER_STATUS_ACTIVE), statusChange(emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED)
+	members := func(statusChanges uint64) map[string]*emrv1.Member {
+		return map[string]*emrv1.Member{string(member): {Address: member, StatusChanges: statusChanges}}
+	}
+	admission := &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_AddOrganization{AddOrganization: &emrv1.AddOrganization{
+		Organization: &emrv1.Organization{Id: "st-mary"},
+	}}}
+	seating := &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_AddRegistrar{AddRegistrar: &emrv1.AddRegistrar{OrganizationId: "st-mary"}}}
+	organization := func(registrars ...emrv1.MemberStatus) map[string]*emrv1.QueryOrganizationResponse {
+		resp := &emrv1.QueryOrganizationResponse{Organization: &emrv1.Organization{Id: "st-mary"}}
+		for _, status := range registrars {
+			resp.Registrars = append(resp.Registrars, &emrv1.Member{Role: emrv1.Role_ROLE_REGISTRAR, Status: status})
+		}
+		return map[string]*emrv1.QueryOrganizationResponse{"st-mary": resp}
+	}
+	const active, suspended = emrv1.MemberStatus_MEMBER_STATUS_ACTIVE, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED
+	for _, tc := range []struct {
+		name   string
+		change *emrv1.ConsortiumChange
+		state  overtakingState
+		want   string
+	}{
+		{"validator set not read", validatorChange(12, 14), overtakingState{}, ""},
+		{"validator as proposed", validatorChange(12, 14), overtakingState{validators: validators(14, 30)}, ""},
+		{"validator changed in the proposal's block", validatorChange(12, 14), overtakingState{validators: validators(14, proposedAt)}, ""},
+		{"validator power changed since", validatorChange(12, 14), overtakingState{validators: validators(13, 60)},
+			"validator " + keyText + " has power 13, 14 when this was proposed"},
+		{"validator removed since", validatorChange(12, 14), overtakingState{validators: map[string]*emrv1.Validator{}},
+			"validator " + keyText + " has power 0, 14 when this was proposed"},
+		{"validator changed and changed back since", validatorChange(12, 14), overtakingState{validators: validators(14, 60)},
+			"validator " + keyText + " was changed at height 60, after this was proposed (height 50)"},
+		{"new validator not added yet", validatorChange(10, 0), overtakingState{validators: map[string]*emrv1.Validator{}}, ""},
+		{"new validator added since", validatorChange(10, 0), overtakingState{validators: validators(4, 60)},
+			"validator " + keyText + " has power 4, 0 when this was proposed"},
+
+		{"member not read", reactivation, overtakingState{}, ""},
+		{"member not found", reactivation, overtakingState{members: map[string]*emrv1.Member{string(member): nil}}, ""},
+		{"reactivation as proposed", reactivation, overtakingState{members: members(1)}, ""},
+		{"reactivation after another status change", reactivation, overtakingState{members: members(3)},
+			"member " + strings.Repeat("AB", 20) + "'s status changed 2 times since this reactivation was proposed"},
+		{"suspension after another status change", suspension, overtakingState{members: members(3)}, ""},
+
+		{"organization not read", admission, overtakingState{}, ""},
+		{"organization to admit not there", admission, overtakingState{organizations: map[string]*emrv1.QueryOrganizationResponse{"st-mary": nil}}, ""},
+		{"organization to admit exists", admission, overtakingState{organizations: organization(active)}, `organization "st-mary" exists`},
+		{"seating where every registrar is suspended", seating, overtakingState{organizations: organization(suspended, suspended)}, ""},
+		{"seating where a registrar is active", seating, overtakingState{organizations: organization(suspended, active)},
+			`"st-mary" has an active registrar, who registers its registrars`},
+		{"seating in an organization not found", seating, overtakingState{organizations: map[string]*emrv1.QueryOrganizationResponse{"st-mary": nil}}, ""},
+
+		{"no change", nil, overtakingState{validators: validators(14, 60), members: members(3), organizations: organization(active)}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &emrv1.Proposal{Id: 7, Change: tc.change, Height: proposedAt, Status: emrv1.ProposalStatus_PROPOSAL_STATUS_OPEN}
+			if got := tc.state.overtakenReason(p); got != tc.want {
+				t.Fatalf("overtakenReason = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
