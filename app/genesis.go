@@ -72,9 +72,9 @@ func MarshalGenesis(g *emrv1.GenesisState) ([]byte, error) {
 	return protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(g)
 }
 
-// validateParams checks the consortium's parameters, at genesis and in a
+// ValidateParams checks the consortium's parameters, at genesis and in a
 // proposal to change them: categories, floors and ceilings.
-func validateParams(p *emrv1.Params) error {
+func ValidateParams(p *emrv1.Params) error {
 	if p == nil {
 		return errors.New("params missing")
 	}
@@ -130,7 +130,7 @@ func ValidateGenesis(g *emrv1.GenesisState) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalidGenesis, fmt.Sprintf(format, args...))
 	}
-	if err := validateParams(g.GetParams()); err != nil {
+	if err := ValidateParams(g.GetParams()); err != nil {
 		return bad("%v", err)
 	}
 	orgs := map[string]*emrv1.Organization{}

@@ -39,11 +39,14 @@ func TestOvertakenRules(t *testing.T) {
 		{"admission once it exists", app.AddOrganizationOvertaken(admit, true), `organization "st-mary" exists`},
 		{"seating without an active registrar", app.AddRegistrarOvertaken(seat, false), ""},
 		{"seating once there is one", app.AddRegistrarOvertaken(seat, true), `"st-mary" has an active registrar, who registers its registrars`},
+		{"params as proposed", app.ParamsChangeOvertaken(&emrv1.SetParams{FromChanges: 2}, 2), ""},
+		{"params changed since", app.ParamsChangeOvertaken(&emrv1.SetParams{FromChanges: 2}, 4), "the params were changed 2 times since this was proposed"},
 		// Nil parts (an unverified node's proposal, in emrcli) are not a panic.
 		{"nil validator change", app.ValidatorChangeOvertaken(nil, 0, 0), ""},
 		{"nil status change", app.MemberStatusChangeOvertaken(nil, 1), ""},
 		{"nil admission", app.AddOrganizationOvertaken(nil, true), `organization "" exists`},
 		{"nil seating", app.AddRegistrarOvertaken(nil, true), `"" has an active registrar, who registers its registrars`},
+		{"nil params change", app.ParamsChangeOvertaken(nil, 1), "the params were changed 1 times since this was proposed"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, tc.got, tc.want)

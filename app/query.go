@@ -234,7 +234,11 @@ func (q *Querier) Params(context.Context, *emrv1.QueryParamsRequest) (*emrv1.Que
 	if err != nil {
 		return nil, err
 	}
-	return &emrv1.QueryParamsResponse{Params: p}, nil
+	changes, err := q.st().paramsChanges()
+	if err != nil {
+		return nil, err
+	}
+	return &emrv1.QueryParamsResponse{Params: p, Changes: changes}, nil
 }
 
 func (q *Querier) Organization(_ context.Context, req *emrv1.QueryOrganizationRequest) (*emrv1.QueryOrganizationResponse, error) {

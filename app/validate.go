@@ -315,7 +315,7 @@ func validatePropose(m *emrv1.MsgPropose) error {
 		if c.SetParams.GetFromChanges() != 0 {
 			return fmt.Errorf("from_changes is the chain's to set: leave it 0")
 		}
-		return validateParams(c.SetParams.GetParams())
+		return ValidateParams(c.SetParams.GetParams())
 	}
 	return fmt.Errorf("the proposal changes nothing: it needs add_organization, set_validator_power, set_member_status, add_registrar or set_params")
 }

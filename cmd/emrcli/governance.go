@@ -22,7 +22,7 @@ import (
 const governanceLong = `A change to the consortium (an organization admitted with its first
 registrar, a validator added, re-weighted or removed, a member of any
 organization suspended or reactivated, a registrar seated in an
-organization without an active one) is proposed by a registrar and takes
+organization without an active one, new params) is proposed by a registrar and takes
 effect in the transaction that brings its approvals above two thirds of
 the organizations that can approve (those with an active registrar): one
 approval per organization, by any of its registrars, the proposer's
@@ -36,16 +36,17 @@ executed it.`
 func newProposeCmd(a *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "propose",
-		Short: "Propose a change to the consortium: admit an organization, change a validator, suspend a member, seat a registrar",
+		Short: "Propose a change to the consortium: admit an organization, change a validator, suspend a member, seat a registrar, new params",
 		Long:  governanceLong,
 		Example: `  emrcli propose add-organization --from registrar --id st-mary --name "St Mary's" --kind hospital \
       --registrar-key st-mary-registrar --credential REG-1 --reason "joins the regional network"
-  emrcli propose validator --from registrar --pub-key 6Z9T...Q= --power 10 --reason "St Mary's node"`,
+  emrcli propose validator --from registrar --pub-key 6Z9T...Q= --power 10 --reason "St Mary's node"
+  emrcli propose params --from registrar --add-category genomics --reason "genome sequencing joins the records"`,
 	}
 	cmd.AddCommand(newProposeOrgCmd(a), newProposeValidatorCmd(a),
 		newProposeStatusCmd(a, "suspend-member", "Propose to suspend a member of any organization (a compromised hospital's registrar, say)", emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED),
 		newProposeStatusCmd(a, "reactivate-member", "Propose to reactivate a member of any organization", emrv1.MemberStatus_MEMBER_STATUS_ACTIVE),
-		newProposeRegistrarCmd(a))
+		newProposeRegistrarCmd(a), newProposeParamsCmd(a))
 	return cmd
 }
 
@@ -390,6 +391,8 @@ func viewProposal(p *emrv1.Proposal, now time.Time) proposalView {
 		v.Change = fmt.Sprintf("member %s %s", upperHex(c.SetMemberStatus.GetAddress()), statusName(c.SetMemberStatus.GetStatus()))
 	case *emrv1.ConsortiumChange_AddRegistrar:
 		v.Change = fmt.Sprintf("seat registrar %s in %s", upperHex(app.AddressOf(c.AddRegistrar.GetSignPubKey())), c.AddRegistrar.GetOrganizationId())
+	case *emrv1.ConsortiumChange_SetParams:
+		v.Change = "params: " + viewParams(c.SetParams.GetParams()).String()
 	}
 	switch {
 	case p.Status == emrv1.ProposalStatus_PROPOSAL_STATUS_EXECUTED:
@@ -446,12 +449,16 @@ type overtakingState struct {
 	// organizations are those admissions and registrar seatings name, by
 	// id (nil: none).
 	organizations map[string]*emrv1.QueryOrganizationResponse
+	// paramsChanges is how many executed proposals changed the params;
+	// read only when paramsRead.
+	paramsChanges uint64
+	paramsRead    bool
 }
 
 // readOvertakingState reads, at height, what the open proposals need:
 // the validator set once (a change of any validator), each member a
 // reactivation names, each organization an admission or a registrar
-// seating names.
+// seating names, the count of params changes once (a params change).
 func readOvertakingState(ctx context.Context, c *client.Client, height int64, open []*emrv1.Proposal) (*overtakingState, error) {
 	s := &overtakingState{members: map[string]*emrv1.Member{}, organizations: map[string]*emrv1.QueryOrganizationResponse{}}
 	readOrganization := func(id string) error {
@@ -507,6 +514,15 @@ func readOvertakingState(ctx context.Context, c *client.Client, height int64, op
 			if err := readOrganization(change.AddRegistrar.GetOrganizationId()); err != nil {
 				return nil, err
 			}
+		case *emrv1.ConsortiumChange_SetParams:
+			if s.paramsRead {
+				continue
+			}
+			var resp emrv1.QueryParamsResponse
+			if _, err := c.QueryInfoAt(ctx, height, "Params", &emrv1.QueryParamsRequest{}, &resp); err != nil {
+				return nil, fmt.Errorf("params: %w", err)
+			}
+			s.paramsChanges, s.paramsRead = resp.Changes, true
 		}
 	}
 	return s, nil
@@ -547,6 +563,10 @@ func (s *overtakingState) overtakenReason(p *emrv1.Proposal) string {
 	case *emrv1.ConsortiumChange_AddOrganization:
 		if org, read := s.organizations[change.AddOrganization.GetOrganization().GetId()]; read {
 			return app.AddOrganizationOvertaken(change.AddOrganization, org != nil)
+		}
+	case *emrv1.ConsortiumChange_SetParams:
+		if s.paramsRead {
+			return app.ParamsChangeOvertaken(change.SetParams, s.paramsChanges)
 		}
 	case *emrv1.ConsortiumChange_AddRegistrar:
 		// The registrars are listed as proven, but the list is not proven

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -269,6 +270,39 @@ func TestGovernanceFlow(t *testing.T) {
 		t.Fatalf("approve 7: %+v", decided)
 	}
 	e.fails(1, `organization "st-luke" exists`, "approve", "--from", "st-luke-b", "7")
+
+	// New params: the current ones with the flags' values, checked before
+	// anything is signed; a second params proposal made before the first
+	// executes is overtaken by it.
+	e.fails(2, "the params would not change", "propose", "params", "--from", "registrar", "--reason", "nothing")
+	e.fails(2, "the chain has that category", "propose", "params", "--from", "registrar", "--add-category", "imaging", "--reason", "again")
+	e.fails(2, "max_page_size is 1001, more than 1000", "propose", "params", "--from", "registrar", "--max-page-size", "1001", "--reason", "big pages")
+	propose(11, "params", "--from", "registrar", "--add-category", "genomics", "--max-page-size", "50", "--reason", "sequencing")
+	propose(12, "params", "--from", "registrar", "--max-blob-bytes", "8589934592", "--reason", "large images")
+	e.ok("approve", "--from", "st-mary-registrar", "11")
+	e.json(&decided, "approve", "--from", "st-luke-b", "11")
+	if decided.Proposal.Status != "executed" {
+		t.Fatalf("approve 11: %+v", decided)
+	}
+	var params struct {
+		Categories      []string `json:"categories"`
+		MaxPageSize     uint32   `json:"max_page_size"`
+		MaxBlobBytes    uint64   `json:"max_blob_bytes"`
+		ProposalSeconds uint64   `json:"proposal_seconds"`
+		Changes         uint64   `json:"changes"`
+		Verified        bool     `json:"verified"`
+	}
+	e.json(&params, "params")
+	if !slices.Contains(params.Categories, "genomics") || params.MaxPageSize != 50 || params.MaxBlobBytes != 4<<30 ||
+		params.ProposalSeconds != 14*24*3600 || params.Changes != 1 || !params.Verified {
+		t.Fatalf("params after proposal 11: %+v", params)
+	}
+	wantListed(proposals(), 12, "overtaken", "the params were changed 1 times since this was proposed")
+	if out := e.ok("proposals", "11"); !strings.Contains(out, "params: categories ") || !strings.Contains(out, "genomics; max tx bytes") {
+		t.Fatalf("proposals 11:\n%s", out)
+	}
+	e.ok("approve", "--from", "st-mary-registrar", "12")
+	e.fails(1, "the params were changed 1 times since this was proposed", "approve", "--from", "st-luke-b", "12")
 }
 
 // isQueryCall reports whether call is an ABCI query of the Query service

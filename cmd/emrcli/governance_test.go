@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/emrchain/emrchain/app"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -98,6 +99,12 @@ func TestViewProposal(t *testing.T) {
 		{"add registrar", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_AddRegistrar{AddRegistrar: &emrv1.AddRegistrar{
 			OrganizationId: "st-mary", SignPubKey: registrarKey,
 		}}}, "seat registrar " + registrarAddr + " in st-mary"},
+		{"set params", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{
+			Params: &emrv1.Params{Categories: []string{"imaging", "genomics"}, MaxTxBytes: 2048, MaxBlobBytes: 4096, MaxRecordsPerAccess: 5,
+				MaxRewrapsPerRotation: 6, MaxPageSize: 7, EmergencyAccessSeconds: 60, MaxWrappedKeyBytes: 128, ProposalSeconds: 7200},
+		}}}, "params: categories imaging, genomics; max tx bytes 2048; max file bytes 4096; max records per read 5; " +
+			"max re-wraps per rotation 6; max page size 7; emergency access not enabled (a break-glass read would last 1m0s); " +
+			"max wrapped key bytes 128; proposals open for 2h0m0s"},
 	}
 	for _, c := range changes {
 		t.Run(c.name, func(t *testing.T) {
@@ -204,6 +211,7 @@ func TestOvertakenReason(t *testing.T) {
 		}
 		return map[string]*emrv1.QueryOrganizationResponse{"st-mary": resp}
 	}
+	paramsChange := &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{Params: app.DefaultParams(), FromChanges: 2}}}
 	const active, suspended = emrv1.MemberStatus_MEMBER_STATUS_ACTIVE, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED
 	for _, tc := range []struct {
 		name   string
@@ -239,7 +247,11 @@ func TestOvertakenReason(t *testing.T) {
 			`"st-mary" has an active registrar, who registers its registrars`},
 		{"seating in an organization not found", seating, overtakingState{organizations: map[string]*emrv1.QueryOrganizationResponse{"st-mary": nil}}, ""},
 
-		{"no change", nil, overtakingState{validators: validators(14, 60), members: members(3), organizations: organization(active)}, ""},
+		{"params changes not read", paramsChange, overtakingState{}, ""},
+		{"params as proposed", paramsChange, overtakingState{paramsChanges: 2, paramsRead: true}, ""},
+		{"params changed since", paramsChange, overtakingState{paramsChanges: 3, paramsRead: true}, "the params were changed 1 times since this was proposed"},
+
+		{"no change", nil, overtakingState{validators: validators(14, 60), members: members(3), organizations: organization(active), paramsChanges: 3, paramsRead: true}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := &emrv1.Proposal{Id: 7, Change: tc.change, Height: proposedAt, Status: emrv1.ProposalStatus_PROPOSAL_STATUS_OPEN}

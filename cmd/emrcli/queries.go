@@ -279,48 +279,6 @@ proven, and the log is checked for completeness: a node cannot hide a read.`,
 	return cmd
 }
 
-func newParamsCmd(a *cli) *cobra.Command {
-	return &cobra.Command{
-		Use:     "params",
-		Short:   "Show the consortium parameters (verified)",
-		Example: "  emrcli params\n  emrcli params --json",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			c, err := a.client(ctx)
-			if err != nil {
-				return err
-			}
-			var resp emrv1.QueryParamsResponse
-			info, err := c.QueryInfo(ctx, "Params", &emrv1.QueryParamsRequest{}, &resp)
-			if err != nil {
-				return err
-			}
-			p := resp.Params
-			out := struct {
-				Categories             []string `json:"categories"`
-				MaxTxBytes             uint64   `json:"max_tx_bytes"`
-				MaxBlobBytes           uint64   `json:"max_blob_bytes"`
-				MaxRecordsPerAccess    uint32   `json:"max_records_per_access"`
-				MaxRewrapsPerRotation  uint32   `json:"max_rewraps_per_rotation"`
-				MaxPageSize            uint32   `json:"max_page_size"`
-				EmergencyAccessSeconds uint64   `json:"emergency_access_seconds"`
-				MaxWrappedKeyBytes     uint32   `json:"max_wrapped_key_bytes"`
-				provenance
-			}{p.Categories, p.MaxTxBytes, p.MaxBlobBytes, p.MaxRecordsPerAccess, p.MaxRewrapsPerRotation, p.MaxPageSize,
-				p.EmergencyAccessSeconds, p.MaxWrappedKeyBytes, viewInfo(info)}
-			return a.emit(out, func(w io.Writer) {
-				fields(w, "categories", strings.Join(p.Categories, ", "), "max tx bytes", fmt.Sprint(p.MaxTxBytes),
-					"max file bytes", fmt.Sprint(p.MaxBlobBytes), "max records per read", fmt.Sprint(p.MaxRecordsPerAccess),
-					"max re-wraps per rotation", fmt.Sprint(p.MaxRewrapsPerRotation), "max page size", fmt.Sprint(p.MaxPageSize),
-					"emergency access", "not enabled (a break-glass read would last "+(time.Duration(p.EmergencyAccessSeconds)*time.Second).String()+")",
-					"max wrapped key bytes", fmt.Sprint(p.MaxWrappedKeyBytes))
-				out.provenance.text(w)
-			})
-		},
-	}
-}
-
 func newTxCmd(a *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "tx",

@@ -294,10 +294,13 @@ func (*QueryParamsRequest) Descriptor() ([]byte, []int) {
 }
 
 type QueryParamsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Params        *Params                `protobuf:"bytes,1,opt,name=params,proto3" json:"params,omitempty"`
-	Height        int64                  `protobuf:"varint,14,opt,name=height,proto3" json:"height,omitempty"`
-	Proofs        []*StoreProof          `protobuf:"bytes,15,rep,name=proofs,proto3" json:"proofs,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Params *Params                `protobuf:"bytes,1,opt,name=params,proto3" json:"params,omitempty"`
+	// How many executed proposals have changed the params (SetParams): a
+	// params proposal whose from_changes differs was overtaken.
+	Changes       uint64        `protobuf:"varint,2,opt,name=changes,proto3" json:"changes,omitempty"`
+	Height        int64         `protobuf:"varint,14,opt,name=height,proto3" json:"height,omitempty"`
+	Proofs        []*StoreProof `protobuf:"bytes,15,rep,name=proofs,proto3" json:"proofs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -337,6 +340,13 @@ func (x *QueryParamsResponse) GetParams() *Params {
 		return x.Params
 	}
 	return nil
+}
+
+func (x *QueryParamsResponse) GetChanges() uint64 {
+	if x != nil {
+		return x.Changes
+	}
+	return 0
 }
 
 func (x *QueryParamsResponse) GetHeight() int64 {
@@ -2685,9 +2695,10 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"\fPageResponse\x12\x12\n" +
 	"\x04next\x18\x01 \x01(\x04R\x04next\x12\x14\n" +
 	"\x05total\x18\x02 \x01(\x04R\x05total\"\x14\n" +
-	"\x12QueryParamsRequest\"\x8b\x01\n" +
+	"\x12QueryParamsRequest\"\xa5\x01\n" +
 	"\x13QueryParamsResponse\x12+\n" +
-	"\x06params\x18\x01 \x01(\v2\x13.emrchain.v1.ParamsR\x06params\x12\x16\n" +
+	"\x06params\x18\x01 \x01(\v2\x13.emrchain.v1.ParamsR\x06params\x12\x18\n" +
+	"\achanges\x18\x02 \x01(\x04R\achanges\x12\x16\n" +
 	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
 	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"*\n" +
 	"\x18QueryOrganizationRequest\x12\x0e\n" +

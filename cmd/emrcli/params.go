@@ -1,0 +1,194 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/emrchain/emrchain/app"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// paramLimit is one numeric param and its flag of "propose params": the
+// field it names, uint64 or uint32.
+type paramLimit struct {
+	flag, usage string
+	u64         func(*emrv1.Params) *uint64
+	u32         func(*emrv1.Params) *uint32
+}
+
+func u64Limit(flag, usage string, field func(*emrv1.Params) *uint64) paramLimit {
+	return paramLimit{flag: flag, usage: usage, u64: field}
+}
+
+func u32Limit(flag, usage string, field func(*emrv1.Params) *uint32) paramLimit {
+	return paramLimit{flag: flag, usage: usage, u32: field}
+}
+
+// bind makes the flag set the field of into.
+func (l paramLimit) bind(f *pflag.FlagSet, into *emrv1.Params) {
+	if l.u64 != nil {
+		f.Uint64Var(l.u64(into), l.flag, 0, l.usage)
+		return
+	}
+	f.Uint32Var(l.u32(into), l.flag, 0, l.usage)
+}
+
+// copy sets the field of dst to src's.
+func (l paramLimit) copy(dst, src *emrv1.Params) {
+	if l.u64 != nil {
+		*l.u64(dst) = *l.u64(src)
+		return
+	}
+	*l.u32(dst) = *l.u32(src)
+}
+
+// paramLimits are the numeric params, in the order of the Params message.
+var paramLimits = []paramLimit{
+	u64Limit("max-tx-bytes", "largest transaction, in bytes (CometBFT's mempool.max_tx_bytes and block size bound it too)", func(p *emrv1.Params) *uint64 { return &p.MaxTxBytes }),
+	u64Limit("max-blob-bytes", "largest encrypted file, in bytes", func(p *emrv1.Params) *uint64 { return &p.MaxBlobBytes }),
+	u32Limit("max-records-per-access", "most records one read (RecordAccess) names", func(p *emrv1.Params) *uint32 { return &p.MaxRecordsPerAccess }),
+	u32Limit("max-rewraps-per-rotation", "most file keys one key rotation re-wraps", func(p *emrv1.Params) *uint32 { return &p.MaxRewrapsPerRotation }),
+	u32Limit("max-page-size", "most entries one query answer lists", func(p *emrv1.Params) *uint32 { return &p.MaxPageSize }),
+	u64Limit("emergency-access-seconds", "how long an emergency (break-glass) read would last (break-glass access is not enabled)", func(p *emrv1.Params) *uint64 { return &p.EmergencyAccessSeconds }),
+	u32Limit("max-wrapped-key-bytes", "largest wrapped key in a grant or record", func(p *emrv1.Params) *uint32 { return &p.MaxWrappedKeyBytes }),
+	u64Limit("proposal-seconds", "how long a consortium proposal can be approved", func(p *emrv1.Params) *uint64 { return &p.ProposalSeconds }),
+}
+
+func newProposeParamsCmd(a *cli) *cobra.Command {
+	var pf proposeFlags
+	var addCategories []string
+	var given emrv1.Params
+	cmd := &cobra.Command{
+		Use:   "params --from REGISTRAR [--add-category NAME]... [--max-tx-bytes N] [--max-page-size N] [...] --reason TEXT",
+		Short: "Propose new consortium params: record categories added, size limits, the emergency window, the voting period",
+		Long: governanceLong + `
+
+The proposal carries the whole set of params: the current ones, read
+verified, with the values the flags give ("emrcli params" shows them).
+They are checked as at genesis before anything is signed. Record
+categories can be added, never removed: the records, consents and shares
+of a category outlive it. The new params apply from the block after the
+one that executes the proposal. A params proposal is overtaken by any
+params change executed after it was made (it would undo that change
+unseen): propose again then.`,
+		Example: `  emrcli propose params --from registrar --add-category genomics --reason "genome sequencing joins the records"
+  emrcli propose params --from registrar --max-blob-bytes 8589934592 --reason "whole-slide images reach 6 GiB"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			c, err := a.client(ctx)
+			if err != nil {
+				return err
+			}
+			current, err := c.Params(ctx)
+			if err != nil {
+				return fmt.Errorf("read the current params: %w", err)
+			}
+			next := proto.Clone(current).(*emrv1.Params)
+			for _, cat := range addCategories {
+				if slices.Contains(next.Categories, cat) {
+					return usagef("--add-category %s: the chain has that category", cat)
+				}
+				next.Categories = append(next.Categories, cat)
+			}
+			for _, l := range paramLimits {
+				if cmd.Flags().Changed(l.flag) {
+					l.copy(next, &given)
+				}
+			}
+			if proto.Equal(next, current) {
+				return usagef("the params would not change: give --add-category or a new value (see --help; \"emrcli params\" shows the current ones)")
+			}
+			if err := app.ValidateParams(next); err != nil {
+				return usagef("%v", err)
+			}
+			change := &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{Params: next}}}
+			return pf.submit(a, cmd, change)
+		},
+	}
+	pf.add(a, cmd)
+	f := cmd.Flags()
+	f.StringArrayVar(&addCategories, "add-category", nil, "a record category to add (repeatable)")
+	for _, l := range paramLimits {
+		l.bind(f, &given)
+	}
+	return cmd
+}
+
+// paramsView is the params as emrcli shows them.
+type paramsView struct {
+	Categories             []string `json:"categories"`
+	MaxTxBytes             uint64   `json:"max_tx_bytes"`
+	MaxBlobBytes           uint64   `json:"max_blob_bytes"`
+	MaxRecordsPerAccess    uint32   `json:"max_records_per_access"`
+	MaxRewrapsPerRotation  uint32   `json:"max_rewraps_per_rotation"`
+	MaxPageSize            uint32   `json:"max_page_size"`
+	EmergencyAccessSeconds uint64   `json:"emergency_access_seconds"`
+	MaxWrappedKeyBytes     uint32   `json:"max_wrapped_key_bytes"`
+	ProposalSeconds        uint64   `json:"proposal_seconds"`
+}
+
+func viewParams(p *emrv1.Params) paramsView {
+	return paramsView{p.GetCategories(), p.GetMaxTxBytes(), p.GetMaxBlobBytes(), p.GetMaxRecordsPerAccess(), p.GetMaxRewrapsPerRotation(),
+		p.GetMaxPageSize(), p.GetEmergencyAccessSeconds(), p.GetMaxWrappedKeyBytes(), p.GetProposalSeconds()}
+}
+
+// fields are the params as name and value pairs, for fields().
+func (v paramsView) fields() []string {
+	seconds := func(s uint64) string { return (time.Duration(s) * time.Second).String() }
+	return []string{"categories", strings.Join(v.Categories, ", "), "max tx bytes", fmt.Sprint(v.MaxTxBytes),
+		"max file bytes", fmt.Sprint(v.MaxBlobBytes), "max records per read", fmt.Sprint(v.MaxRecordsPerAccess),
+		"max re-wraps per rotation", fmt.Sprint(v.MaxRewrapsPerRotation), "max page size", fmt.Sprint(v.MaxPageSize),
+		"emergency access", "not enabled (a break-glass read would last " + seconds(v.EmergencyAccessSeconds) + ")", "max wrapped key bytes", fmt.Sprint(v.MaxWrappedKeyBytes),
+		"proposals open for", seconds(v.ProposalSeconds)}
+}
+
+// String is the params on one line, as a proposal's change shows them.
+func (v paramsView) String() string {
+	kv := v.fields()
+	parts := make([]string, 0, len(kv)/2)
+	for i := 0; i < len(kv); i += 2 {
+		parts = append(parts, kv[i]+" "+kv[i+1])
+	}
+	return strings.Join(parts, "; ")
+}
+
+func newParamsCmd(a *cli) *cobra.Command {
+	return &cobra.Command{
+		Use:   "params",
+		Short: "Show the consortium parameters (verified)",
+		Long: `Show the consortium parameters (verified): the record categories, size
+limits, how long a proposal can be approved, and how many executed proposals have changed them ("emrcli
+propose params" proposes new ones).`,
+		Example: "  emrcli params\n  emrcli params --json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			c, err := a.client(ctx)
+			if err != nil {
+				return err
+			}
+			var resp emrv1.QueryParamsResponse
+			info, err := c.QueryInfo(ctx, "Params", &emrv1.QueryParamsRequest{}, &resp)
+			if err != nil {
+				return err
+			}
+			out := struct {
+				paramsView
+				Changes uint64 `json:"changes"`
+				provenance
+			}{viewParams(resp.Params), resp.Changes, viewInfo(info)}
+			return a.emit(out, func(w io.Writer) {
+				fields(w, append(out.paramsView.fields(), "changed by proposals", fmt.Sprint(out.Changes))...)
+				out.provenance.text(w)
+			})
+		},
+	}
+}
