@@ -8,6 +8,7 @@ import (
 
 	"github.com/cometbft/cometbft/privval"
 
+	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/app/apptest"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 	"github.com/emrchain/emrchain/testnet"
@@ -18,7 +19,8 @@ import (
 // organizations approve (three of three). CometBFT's set grows to five,
 // and the new validator signs: with one of the first four stopped, the
 // chain still commits, which 30 of 50 voting power could not, and the new
-// validator's signature is in the commits. All running nodes agree.
+// validator's signature is in the commits. New params by proposal then
+// take effect on every node. All running nodes agree.
 func TestValidatorJoinsByProposal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a testnet of real processes")
@@ -99,5 +101,23 @@ func TestValidatorJoinsByProposal(t *testing.T) {
 	}
 	t.Logf("proposal executed at %d; five validators from %d; with node3 stopped the chain went on to %d, signed by the joiner",
 		executed, executed+2, net.MaxHeight())
+
+	// New params by proposal: every node runs the next block, and checks
+	// transactions, under them (a record of a category added).
+	patient := apptest.NewActor("params-patient")
+	pid := apptest.PatientID(patient.Name)
+	mustSubmit(t, tr, "enroll", patient, apptest.Enroll(patient))
+	var params emrv1.QueryParamsResponse
+	if err := tr.Query("Params", &emrv1.QueryParamsRequest{}, &params); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := tr.Submit(patient, apptest.AddRecord(pid, "genomics", "g1")); err != nil || out.Code != app.ErrUnknownCategory.Code() {
+		t.Fatalf("a record of a category the params lack: %v, code %d %s", err, out.Code, out.Log)
+	}
+	params.Params.Categories = append(params.Params.Categories, "genomics")
+	mustSubmit(t, tr, "propose params", net.Registrar(apptest.HospitalA), apptest.SetParams(params.Params))
+	mustSubmit(t, tr, "approve params (b)", net.Registrar(apptest.HospitalB), apptest.Approve(2))
+	mustSubmit(t, tr, "approve params (research)", net.Registrar(apptest.Research), apptest.Approve(2))
+	mustSubmit(t, tr, "a record of the category added", patient, apptest.AddRecord(pid, "genomics", "g1"))
 	agree(context.Background(), t, net)
 }
