@@ -164,9 +164,9 @@ func newParamsCmd(a *cli) *cobra.Command {
 	return &cobra.Command{
 		Use:   "params",
 		Short: "Show the consortium parameters (verified)",
-		Long: `Show the consortium parameters (verified): the record categories, size
-limits, how long a proposal can be approved, and how many executed proposals have changed them ("emrcli
-propose params" proposes new ones).`,
+		Long: `Show the consortium parameters (verified): the record categories, the size
+limits, how long a proposal can be approved, and how many executed
+proposals have changed them ("emrcli propose params" proposes new ones).`,
 		Example: "  emrcli params\n  emrcli params --json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
