@@ -31,7 +31,7 @@ func TestDeterminism(t *testing.T) {
 	}
 	w := newWorkload(rand.New(rand.NewPCG(20261121, 1)), a)
 	mirror := newCometSet(apptest.GenesisValidators())
-	total, failed, updates, paramsChanges := 0, 0, 0, 0
+	total, failed, updates := 0, 0, 0
 	codes := map[uint32]int{}
 	for h := 0; h < blocks; h++ {
 		if h == blocks/2 {
@@ -59,7 +59,7 @@ func TestDeterminism(t *testing.T) {
 			}
 			updates += len(ra[i].ValidatorUpdates)
 			if ra[i].OK() && ra[i].ParamsChanged {
-				paramsChanges++
+				w.paramsChanges++
 			}
 			if !ra[i].OK() {
 				failed++
@@ -77,8 +77,8 @@ func TestDeterminism(t *testing.T) {
 		}
 	}
 	t.Logf("%d txs over %d blocks, %d rejected (by code: %v), %d validator changes, %d params changes; final app hash %X",
-		total, blocks, failed, codes, updates, paramsChanges, a.AppHash())
-	if updates == 0 || paramsChanges == 0 {
+		total, blocks, failed, codes, updates, w.paramsChanges, a.AppHash())
+	if updates == 0 || w.paramsChanges == 0 {
 		t.Fatal("the workload changed no validator, or no params")
 	}
 	if failed < total/10 || failed > total*9/10 {
@@ -96,9 +96,12 @@ type workload struct {
 	patients  []*wPatient
 	studies   []string
 	n         int
-	proposals int      // proposals sent (an upper bound of those made)
-	pending   []func() // per tx of the current block: what success teaches
-	seqs      map[string]uint64
+	proposals int // proposals sent (an upper bound of those made)
+	// paramsChanges is how many params changes executed: the from_changes
+	// of the next params proposal.
+	paramsChanges uint64
+	pending       []func() // per tx of the current block: what success teaches
+	seqs          map[string]uint64
 }
 
 type wMember struct {
@@ -312,7 +315,7 @@ func (w *workload) tx() []byte {
 				// before params changes).
 				params := app.DefaultParams()
 				params.MaxRecordsPerAccess = uint32(1 + w.n%4)
-				return w.sign(reg.actor, apptest.SetParams(params))
+				return w.sign(reg.actor, apptest.SetParams(params, w.paramsChanges))
 			}
 			return w.sign(reg.actor, apptest.SetValidatorPower(apptest.Validator(w.rnd.IntN(5)).SignPub(), int64(w.rnd.IntN(21))))
 		}

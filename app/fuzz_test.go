@@ -38,7 +38,7 @@ func seedMsgs() map[string]*emrv1.Msg {
 		"approve":           apptest.Approve(1),
 		"propose_status":    apptest.ConsortiumSetStatus(doc, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED),
 		"propose_registrar": apptest.AddRegistrar(apptest.HospitalB, doc),
-		"propose_params":    apptest.SetParams(app.DefaultParams()),
+		"propose_params":    apptest.SetParams(app.DefaultParams(), 0),
 	}
 }
 

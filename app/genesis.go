@@ -6,7 +6,9 @@ import (
 	"slices"
 
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/emrchain/emrchain/offchain/crypto"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -44,6 +46,10 @@ const (
 	maxParamRewrapsPerRotation = 100_000
 	maxParamPageSize           = 1_000
 	maxParamProposalSeconds    = 366 * 24 * 3600
+	// setParamsTxOverhead bounds what a SetParams transaction adds to its
+	// params: envelope, signature, key, a chain id of 50 bytes, a reason
+	// of 256, the field tags and lengths (457 bytes at most).
+	setParamsTxOverhead = 512
 )
 
 // DefaultGenesis has default params and no organizations.
@@ -100,7 +106,9 @@ func ValidateParams(p *emrv1.Params) error {
 		{"max_records_per_access", uint64(p.MaxRecordsPerAccess), 1},
 		{"max_rewraps_per_rotation", uint64(p.MaxRewrapsPerRotation), 1},
 		{"max_page_size", uint64(p.MaxPageSize), 1},
-		{"max_wrapped_key_bytes", uint64(p.MaxWrappedKeyBytes), 64},
+		// Every KEK envelope a client seals is this long (a wrapped file
+		// key is shorter): below it no grant is possible.
+		{"max_wrapped_key_bytes", uint64(p.MaxWrappedKeyBytes), crypto.EnvelopeSize},
 		{"proposal_seconds", p.ProposalSeconds, 3600},
 	} {
 		if c.value < c.min {
@@ -121,6 +129,12 @@ func ValidateParams(p *emrv1.Params) error {
 		if c.value > c.max {
 			return fmt.Errorf("params.%s is %d, more than %d", c.name, c.value, c.max)
 		}
+	}
+	// Categories are never removed, and every change of the params is a
+	// SetParams carrying them all: under params whose own proposal does
+	// not fit in max_tx_bytes, the params could never change again.
+	if need := uint64(proto.Size(p)) + setParamsTxOverhead; need > p.MaxTxBytes {
+		return fmt.Errorf("params.max_tx_bytes is %d: a proposal to change these params (%d categories) needs up to %d", p.MaxTxBytes, len(p.Categories), need)
 	}
 	return nil
 }

@@ -85,7 +85,7 @@ func TestGenesisParamsHaveFloors(t *testing.T) {
 		{"max_records_per_access", func(p *emrv1.Params, under bool) { p.MaxRecordsPerAccess = 1 - uint32(b2u(under)) }},
 		{"max_rewraps_per_rotation", func(p *emrv1.Params, under bool) { p.MaxRewrapsPerRotation = 1 - uint32(b2u(under)) }},
 		{"max_page_size", func(p *emrv1.Params, under bool) { p.MaxPageSize = 1 - uint32(b2u(under)) }},
-		{"max_wrapped_key_bytes", func(p *emrv1.Params, under bool) { p.MaxWrappedKeyBytes = 64 - uint32(b2u(under)) }},
+		{"max_wrapped_key_bytes", func(p *emrv1.Params, under bool) { p.MaxWrappedKeyBytes = 93 - uint32(b2u(under)) }},
 		{"proposal_seconds", func(p *emrv1.Params, under bool) { p.ProposalSeconds = 3600 - b2u(under) }},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -57,12 +57,10 @@ func (ctx *txContext) propose(m *emrv1.MsgPropose) error {
 		}
 		set.FromStatusChanges = target.GetStatusChanges()
 	}
-	if set := change.GetSetParams(); set != nil {
-		var err error
-		if set.FromChanges, err = ctx.st.paramsChanges(); err != nil {
-			return err
-		}
-	}
+	// A SetParams carries the from_changes of the params it was built
+	// from (the Params answer's changes); checkChange refuses it unless
+	// that is the chain's count now: built from params another change
+	// replaced since, it would undo that change unseen.
 	if err := ctx.checkChange(change, ctx.tx.Signer); err != nil {
 		return err
 	}
@@ -351,6 +349,11 @@ func (ctx *txContext) checkParamsChange(set *emrv1.SetParams) error {
 			return fmt.Errorf("%w: category %q cannot be removed: its records, consents and shares outlive it", ErrInvalidMsg, c)
 		}
 	}
+	// Added after the current ones, which keep their order: a reorder
+	// changes nothing the chain enforces.
+	if !slices.Equal(set.Params.Categories[:len(current.Categories)], current.Categories) {
+		return fmt.Errorf("%w: categories are added after the current ones, which keep their order (%v)", ErrInvalidMsg, current.Categories)
+	}
 	return nil
 }
 
@@ -413,8 +416,11 @@ func AddRegistrarOvertaken(add *emrv1.AddRegistrar, activeRegistrar bool) string
 // changes times in all. Executing set after another change would undo that
 // change unseen.
 func ParamsChangeOvertaken(set *emrv1.SetParams, changes uint64) string {
-	if changes == set.GetFromChanges() {
+	switch from := set.GetFromChanges(); {
+	case changes == from:
 		return ""
+	case changes < from:
+		return fmt.Sprintf("the params were changed %d times, not %d", changes, from)
 	}
 	return fmt.Sprintf("the params were changed %d times since this was proposed", changes-set.GetFromChanges())
 }

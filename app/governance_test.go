@@ -984,22 +984,20 @@ func TestParamsChangeByProposal(t *testing.T) {
 		return p
 	}
 	withGenomics := changed(func(p *emrv1.Params) { p.Categories = append(p.Categories, "genomics") })
-	fromSet := apptest.SetParams(withGenomics)
-	fromSet.GetPropose().Change.GetSetParams().FromChanges = 1
 	ruleRun(t, c, c.Now, []ruleCase{
-		{"clinician proposes", w.doc, apptest.SetParams(withGenomics), app.ErrUnauthorized, []string{"only a registrar"}},
-		{"no params", w.regA, apptest.SetParams(nil), app.ErrInvalidMsg, []string{"params missing"}},
-		{"below a floor", w.regA, apptest.SetParams(changed(func(p *emrv1.Params) { p.MaxTxBytes = 1023 })), app.ErrInvalidMsg, []string{"max_tx_bytes is 1023"}},
-		{"above a ceiling", w.regA, apptest.SetParams(changed(func(p *emrv1.Params) { p.MaxPageSize = 1001 })), app.ErrInvalidMsg, []string{"max_page_size is 1001"}},
-		{"a category listed twice", w.regA, apptest.SetParams(changed(func(p *emrv1.Params) { p.Categories = append(p.Categories, p.Categories[0]) })), app.ErrInvalidMsg, []string{"listed twice"}},
-		{"a category removed", w.regA, apptest.SetParams(changed(func(p *emrv1.Params) { p.Categories = p.Categories[1:] })), app.ErrInvalidMsg, []string{`category "history-and-physical" cannot be removed`}},
-		{"the params there are", w.regA, apptest.SetParams(before), app.ErrAlreadyExists, []string{"are these already"}},
-		{"from_changes set", w.regA, fromSet, app.ErrInvalidMsg, []string{"from_changes is the chain's to set"}},
+		{"clinician proposes", w.doc, apptest.SetParams(withGenomics, 0), app.ErrUnauthorized, []string{"only a registrar"}},
+		{"no params", w.regA, apptest.SetParams(nil, 0), app.ErrInvalidMsg, []string{"params missing"}},
+		{"below a floor", w.regA, apptest.SetParams(changed(func(p *emrv1.Params) { p.MaxTxBytes = 1023 }), 0), app.ErrInvalidMsg, []string{"max_tx_bytes is 1023"}},
+		{"above a ceiling", w.regA, apptest.SetParams(changed(func(p *emrv1.Params) { p.MaxPageSize = 1001 }), 0), app.ErrInvalidMsg, []string{"max_page_size is 1001"}},
+		{"a category listed twice", w.regA, apptest.SetParams(changed(func(p *emrv1.Params) { p.Categories = append(p.Categories, p.Categories[0]) }), 0), app.ErrInvalidMsg, []string{"listed twice"}},
+		{"a category removed", w.regA, apptest.SetParams(changed(func(p *emrv1.Params) { p.Categories = p.Categories[1:] }), 0), app.ErrInvalidMsg, []string{`category "history-and-physical" cannot be removed`}},
+		{"the params there are", w.regA, apptest.SetParams(before, 0), app.ErrAlreadyExists, []string{"are these already"}},
+		{"from_changes ahead of the chain's", w.regA, apptest.SetParams(withGenomics, 1), app.ErrProposalClosed, []string{"the params were changed 0 times, not 1"}},
 	})
 
-	c.Must(w.regA, apptest.SetParams(withGenomics)) // proposal 1
+	c.Must(w.regA, apptest.SetParams(withGenomics, 0)) // proposal 1
 	c.Must(w.regB, apptest.Approve(1))
-	c.Must(w.regA, apptest.SetParams(changed(func(p *emrv1.Params) { p.MaxPageSize = 50 }))) // proposal 2, made before 1 executes
+	c.Must(w.regA, apptest.SetParams(changed(func(p *emrv1.Params) { p.MaxPageSize = 50 }), 0)) // proposal 2, made before 1 executes
 	c.Must(w.regB, apptest.Approve(2))
 	if p := params(); !proto.Equal(p, before) {
 		t.Fatalf("params changed by 2 of 3 approvals: %v", p)
@@ -1022,11 +1020,15 @@ func TestParamsChangeByProposal(t *testing.T) {
 	if p := ruleProposal(c, 2); p.Proposal.Status != emrv1.ProposalStatus_PROPOSAL_STATUS_OPEN || len(p.Proposal.Approvals) != 2 {
 		t.Fatalf("the overtaken proposal after a refused approval: %v", p.Proposal)
 	}
-	// A new proposal is made against the params there are now.
+	// A proposal built from the params read before proposal 1 executed
+	// would undo it: refused. A new one is made against the params there
+	// are now.
+	ruleCheck(t, "a proposal from params read before the change", c.Exec(w.regA, apptest.SetParams(changed(func(p *emrv1.Params) { p.MaxPageSize = 50 }), 0)),
+		app.ErrProposalClosed, "the params were changed 1 times since")
 	c.Must(w.regA, apptest.SetParams(changed(func(p *emrv1.Params) {
 		p.Categories = withGenomics.Categories
 		p.MaxPageSize = 50
-	})))
+	}), 1))
 	c.Must(w.regB, apptest.Approve(3))
 	c.Must(w.regR, apptest.Approve(3))
 	if p := ruleProposal(c, 3); p.Proposal.GetChange().GetSetParams().GetFromChanges() != 1 || p.Proposal.Status != emrv1.ProposalStatus_PROPOSAL_STATUS_EXECUTED {

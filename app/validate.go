@@ -312,9 +312,7 @@ func validatePropose(m *emrv1.MsgPropose) error {
 		}
 		return checkValidatorPower(set.GetPubKey(), set.GetPower())
 	case *emrv1.ConsortiumChange_SetParams:
-		if c.SetParams.GetFromChanges() != 0 {
-			return fmt.Errorf("from_changes is the chain's to set: leave it 0")
-		}
+		// from_changes is the proposer's: the count of the params it read.
 		return ValidateParams(c.SetParams.GetParams())
 	}
 	return fmt.Errorf("the proposal changes nothing: it needs add_organization, set_validator_power, set_member_status, add_registrar or set_params")

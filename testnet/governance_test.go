@@ -115,7 +115,7 @@ func TestValidatorJoinsByProposal(t *testing.T) {
 		t.Fatalf("a record of a category the params lack: %v, code %d %s", err, out.Code, out.Log)
 	}
 	params.Params.Categories = append(params.Params.Categories, "genomics")
-	mustSubmit(t, tr, "propose params", net.Registrar(apptest.HospitalA), apptest.SetParams(params.Params))
+	mustSubmit(t, tr, "propose params", net.Registrar(apptest.HospitalA), apptest.SetParams(params.Params, params.Changes))
 	mustSubmit(t, tr, "approve params (b)", net.Registrar(apptest.HospitalB), apptest.Approve(2))
 	mustSubmit(t, tr, "approve params (research)", net.Registrar(apptest.Research), apptest.Approve(2))
 	mustSubmit(t, tr, "a record of the category added", patient, apptest.AddRecord(pid, "genomics", "g1"))

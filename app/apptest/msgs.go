@@ -203,10 +203,11 @@ func AddRegistrar(org string, registrar *Actor) *emrv1.Msg {
 	}}}
 }
 
-// SetParams proposes to replace the consortium's params with p.
-func SetParams(p *emrv1.Params) *emrv1.Msg {
+// SetParams proposes to replace the consortium's params with p, built
+// from the params of fromChanges changes (the Params answer's changes).
+func SetParams(p *emrv1.Params, fromChanges uint64) *emrv1.Msg {
 	return &emrv1.Msg{Sum: &emrv1.Msg_Propose{Propose: &emrv1.MsgPropose{
 		Reason: "new params",
-		Change: &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{Params: p}}},
+		Change: &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{Params: p, FromChanges: fromChanges}}},
 	}}}
 }

@@ -276,6 +276,7 @@ func TestGovernanceFlow(t *testing.T) {
 	// executes is overtaken by it.
 	e.fails(2, "the params would not change", "propose", "params", "--from", "registrar", "--reason", "nothing")
 	e.fails(2, "the chain has that category", "propose", "params", "--from", "registrar", "--add-category", "imaging", "--reason", "again")
+	e.fails(2, "--add-category genomics: given twice", "propose", "params", "--from", "registrar", "--add-category", "genomics", "--add-category", "genomics", "--reason", "twice")
 	e.fails(2, "max_page_size is 1001, more than 1000", "propose", "params", "--from", "registrar", "--max-page-size", "1001", "--reason", "big pages")
 	propose(11, "params", "--from", "registrar", "--add-category", "genomics", "--max-page-size", "50", "--reason", "sequencing")
 	propose(12, "params", "--from", "registrar", "--max-blob-bytes", "8589934592", "--reason", "large images")

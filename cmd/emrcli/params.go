@@ -75,9 +75,9 @@ verified, with the values the flags give ("emrcli params" shows them).
 They are checked as at genesis before anything is signed. Record
 categories can be added, never removed: the records, consents and shares
 of a category outlive it. The new params apply from the block after the
-one that executes the proposal. A params proposal is overtaken by any
-params change executed after it was made (it would undo that change
-unseen): propose again then.`,
+one that executes the proposal. A params proposal is refused, or
+overtaken, by any params change executed after the params it carries
+were read (it would undo that change unseen): propose again then.`,
 		Example: `  emrcli propose params --from registrar --add-category genomics --reason "genome sequencing joins the records"
   emrcli propose params --from registrar --max-blob-bytes 8589934592 --reason "whole-slide images reach 6 GiB"`,
 		Args: cobra.NoArgs,
@@ -87,14 +87,18 @@ unseen): propose again then.`,
 			if err != nil {
 				return err
 			}
-			current, err := c.Params(ctx)
-			if err != nil {
+			var read emrv1.QueryParamsResponse
+			if _, err := c.QueryInfo(ctx, "Params", &emrv1.QueryParamsRequest{}, &read); err != nil {
 				return fmt.Errorf("read the current params: %w", err)
 			}
+			current := read.Params
 			next := proto.Clone(current).(*emrv1.Params)
 			for _, cat := range addCategories {
-				if slices.Contains(next.Categories, cat) {
+				switch {
+				case slices.Contains(current.Categories, cat):
 					return usagef("--add-category %s: the chain has that category", cat)
+				case slices.Contains(next.Categories, cat):
+					return usagef("--add-category %s: given twice", cat)
 				}
 				next.Categories = append(next.Categories, cat)
 			}
@@ -109,7 +113,9 @@ unseen): propose again then.`,
 			if err := app.ValidateParams(next); err != nil {
 				return usagef("%v", err)
 			}
-			change := &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{Params: next}}}
+			// Built from the params of read.Changes changes: the chain
+			// refuses it if another change executes first.
+			change := &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{Params: next, FromChanges: read.Changes}}}
 			return pf.submit(a, cmd, change)
 		},
 	}

@@ -2015,10 +2015,11 @@ func (*ConsortiumChange_SetParams) isConsortiumChange_Change() {}
 type SetParams struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Params *Params                `protobuf:"bytes,1,opt,name=params,proto3" json:"params,omitempty"`
-	// Set by the chain when the proposal is made: how many executed
-	// proposals had changed the params then. It executes only while that is
-	// unchanged, so that one change never silently undoes another. Leave it
-	// 0 in MsgPropose.
+	// How many executed proposals had changed the params that params were
+	// built from: the changes of the Params answer they were read from. The
+	// proposal is refused unless that is the chain's count when it is made,
+	// and executes only while it still is, so that one change never
+	// silently undoes another.
 	FromChanges   uint64 `protobuf:"varint,2,opt,name=from_changes,json=fromChanges,proto3" json:"from_changes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
