@@ -1043,3 +1043,34 @@ func TestParamsChangeByProposal(t *testing.T) {
 		t.Fatalf("params after a restart: %v, want %v", c.App.Params(), want)
 	}
 }
+
+// TestOrganizationProofsDoNotGrowWithStaff: emrcli judges an open
+// AddRegistrar proposal by a verified Organization read (its registrars,
+// active or not), for every listing and every propose/approve read-back;
+// like a Proposal read, its proofs must not grow with the clinicians.
+func TestOrganizationProofsDoNotGrowWithStaff(t *testing.T) {
+	w := newRuleWorld(t, apptest.Options{})
+	c := w.c
+	proofs := func() (int, int) {
+		data, _ := proto.Marshal(&emrv1.QueryOrganizationRequest{Id: apptest.HospitalA})
+		out, _, err := c.App.Query(app.QueryPathPrefix+"Organization", data, 0, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var resp emrv1.QueryOrganizationResponse
+		if err := proto.Unmarshal(out, &resp); err != nil {
+			t.Fatal(err)
+		}
+		return len(resp.Proofs), len(resp.Registrars)
+	}
+	before, registrars := proofs()
+	var txs [][]byte
+	seq := c.Seq(w.regA.Address)
+	for i := range 50 {
+		txs = append(txs, w.regA.Tx(apptest.ChainID, seq+uint64(i), apptest.RegisterMember(apptest.NewActor(fmt.Sprintf("staff-%d", i)), emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA)))
+	}
+	ruleAllOK(t, c.Block(txs...))
+	if after, r := proofs(); after != before || r != registrars {
+		t.Fatalf("Organization's proofs went from %d to %d with fifty clinicians (registrars %d, then %d)", before, after, registrars, r)
+	}
+}

@@ -103,8 +103,12 @@ func validatorKey(pubKey []byte) []byte  { return join([]byte{prefixValidator}, 
 func proposalKey(id uint64) []byte       { return join([]byte{prefixProposal}, u64(id)) }
 func unseenKey(pubKey []byte) []byte     { return join([]byte{prefixUnseen}, pubKey) }
 func keyChangesKey(pubKey []byte) []byte { return join([]byte{prefixKeyChanges}, pubKey) }
+func registrarPrefix(org string) []byte {
+	return join([]byte{prefixRegistrar}, lenPrefixed(org))
+}
+
 func registrarKey(org string, addr []byte) []byte {
-	return join([]byte{prefixRegistrar}, lenPrefixed(org), addr)
+	return join(registrarPrefix(org), addr)
 }
 
 // prefixEnd returns the smallest key greater than every key with prefix p.

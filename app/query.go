@@ -253,11 +253,10 @@ func (q *Querier) Organization(_ context.Context, req *emrv1.QueryOrganizationRe
 		return nil, fmt.Errorf("%w: no organization %s", ErrNotFound, QuoteInput(req.Id))
 	}
 	resp := &emrv1.QueryOrganizationResponse{Organization: org}
-	prefix := orgMemberPrefix(req.Id)
-	err = scan(q.r, prefix, prefixEnd(prefix), true, func(key, value []byte) (bool, error) {
-		if len(value) != 1 || emrv1.Role(value[0]) != emrv1.Role_ROLE_REGISTRAR {
-			return true, nil
-		}
+	// The registrar index (0x17), not every member of the organization:
+	// a verified read's proofs do not grow with the staff.
+	prefix := registrarPrefix(req.Id)
+	err = scan(q.r, prefix, prefixEnd(prefix), true, func(key, _ []byte) (bool, error) {
 		m, err := q.st().member(key[len(prefix):])
 		if err != nil || m == nil {
 			return false, fmt.Errorf("registrar index %x without member: %v", key, err)

@@ -205,6 +205,9 @@ func (l *Load) Verify(ctx context.Context) error {
 	committed := maps.Clone(l.committed)
 	l.mu.Unlock()
 	var errs []error
+	// One wait for the index's lag, not one per transaction: a node that
+	// lacks many would otherwise take indexLag for each.
+	deadline := time.Now().Add(indexLag)
 	for i := range l.net.Len() {
 		if !l.net.Running(i) {
 			continue
@@ -212,7 +215,7 @@ func (l *Load) Verify(ctx context.Context) error {
 		missing := 0
 		for h, height := range committed {
 			hash, _ := hex.DecodeString(h)
-			c, err := l.net.indexedTx(ctx, i, hash)
+			c, err := l.net.indexedTx(ctx, i, hash, deadline)
 			switch {
 			case err != nil:
 				missing++
@@ -238,10 +241,9 @@ func (l *Load) Verify(ctx context.Context) error {
 // a node's tx index: CometBFT indexes a block a moment after committing it.
 const indexLag = 3 * time.Second
 
-// indexedTx is Tx, asked again until indexLag has passed when node i's
-// index does not have the transaction yet.
-func (n *Net) indexedTx(ctx context.Context, i int, hash []byte) (Committed, error) {
-	deadline := time.Now().Add(indexLag)
+// indexedTx is Tx, asked again until deadline when node i's index does
+// not have the transaction yet (asked once after it).
+func (n *Net) indexedTx(ctx context.Context, i int, hash []byte, deadline time.Time) (Committed, error) {
 	for {
 		c, err := n.Tx(ctx, i, hash)
 		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {

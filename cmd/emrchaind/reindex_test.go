@@ -11,6 +11,7 @@ import (
 	cmtcfg "github.com/cometbft/cometbft/config"
 	"github.com/cometbft/cometbft/crypto/ed25519"
 	"github.com/cometbft/cometbft/libs/log"
+	sm "github.com/cometbft/cometbft/state"
 	blockidxkv "github.com/cometbft/cometbft/state/indexer/block/kv"
 	"github.com/cometbft/cometbft/state/txindex/kv"
 	cmtstore "github.com/cometbft/cometbft/store"
@@ -55,10 +56,20 @@ func TestReindexAtStart(t *testing.T) {
 		return db
 	}
 
-	// The newest block and the newest with a transaction.
+	// The newest executed block (a stop may leave one more saved, not
+	// executed: reindexUnindexed starts below it too) and the newest with
+	// a transaction.
+	stateDB := open("state")
+	consensus, err := sm.NewStore(stateDB, sm.StoreOptions{DBKeyLayout: conf.Storage.ExperimentalKeyLayout}).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stateDB.Close(); err != nil {
+		t.Fatal(err)
+	}
 	bsDB := open("blockstore")
 	blocks := cmtstore.NewBlockStore(bsDB, cmtstore.WithDBKeyLayout(conf.Storage.ExperimentalKeyLayout))
-	top, withTx := blocks.Height(), int64(0)
+	top, withTx := min(blocks.Height(), consensus.LastBlockHeight), int64(0)
 	var tx cmttypes.Tx
 	for h := top; h > 0 && withTx == 0; h-- {
 		if b, _ := blocks.LoadBlock(h); b != nil && len(b.Txs) > 0 {
