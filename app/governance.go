@@ -60,7 +60,14 @@ func (ctx *txContext) propose(m *emrv1.MsgPropose) error {
 	// A SetParams carries the from_changes of the params it was built
 	// from (the Params answer's changes); checkChange refuses it unless
 	// that is the chain's count now: built from params another change
-	// replaced since, it would undo that change unseen.
+	// replaced since, it would undo that change unseen. The chain records
+	// the params it replaces, to show it as a change.
+	if set := change.GetSetParams(); set != nil {
+		var err error
+		if set.FromParams, err = ctx.st.params(); err != nil {
+			return err
+		}
+	}
 	if err := ctx.checkChange(change, ctx.tx.Signer); err != nil {
 		return err
 	}

@@ -993,10 +993,18 @@ func TestParamsChangeByProposal(t *testing.T) {
 		{"a category removed", w.regA, apptest.SetParams(changed(func(p *emrv1.Params) { p.Categories = p.Categories[1:] }), 0), app.ErrInvalidMsg, []string{`category "history-and-physical" cannot be removed`}},
 		{"the params there are", w.regA, apptest.SetParams(before, 0), app.ErrAlreadyExists, []string{"are these already"}},
 		{"from_changes ahead of the chain's", w.regA, apptest.SetParams(withGenomics, 1), app.ErrProposalClosed, []string{"the params were changed 0 times, not 1"}},
+		{"from_params set", w.regA, func() *emrv1.Msg {
+			m := apptest.SetParams(withGenomics, 0)
+			m.GetPropose().Change.GetSetParams().FromParams = before
+			return m
+		}(), app.ErrInvalidMsg, []string{"from_params is the chain's to set"}},
 	})
 
 	c.Must(w.regA, apptest.SetParams(withGenomics, 0)) // proposal 1
 	c.Must(w.regB, apptest.Approve(1))
+	if p := ruleProposal(c, 1); !proto.Equal(p.Proposal.GetChange().GetSetParams().GetFromParams(), before) {
+		t.Fatalf("proposal 1 records the params it replaces as %v, want %v", p.Proposal.GetChange().GetSetParams().GetFromParams(), before)
+	}
 	c.Must(w.regA, apptest.SetParams(changed(func(p *emrv1.Params) { p.MaxPageSize = 50 }), 0)) // proposal 2, made before 1 executes
 	c.Must(w.regB, apptest.Approve(2))
 	if p := params(); !proto.Equal(p, before) {

@@ -313,6 +313,9 @@ func validatePropose(m *emrv1.MsgPropose) error {
 		return checkValidatorPower(set.GetPubKey(), set.GetPower())
 	case *emrv1.ConsortiumChange_SetParams:
 		// from_changes is the proposer's: the count of the params it read.
+		if c.SetParams.GetFromParams() != nil {
+			return fmt.Errorf("from_params is the chain's to set: leave it unset")
+		}
 		return ValidateParams(c.SetParams.GetParams())
 	}
 	return fmt.Errorf("the proposal changes nothing: it needs add_organization, set_validator_power, set_member_status, add_registrar or set_params")

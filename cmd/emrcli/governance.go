@@ -392,7 +392,7 @@ func viewProposal(p *emrv1.Proposal, now time.Time) proposalView {
 	case *emrv1.ConsortiumChange_AddRegistrar:
 		v.Change = fmt.Sprintf("seat registrar %s in %s", upperHex(app.AddressOf(c.AddRegistrar.GetSignPubKey())), c.AddRegistrar.GetOrganizationId())
 	case *emrv1.ConsortiumChange_SetParams:
-		v.Change = "params: " + viewParams(c.SetParams.GetParams()).String()
+		v.Change = paramsChangeText(c.SetParams)
 	}
 	switch {
 	case p.Status == emrv1.ProposalStatus_PROPOSAL_STATUS_EXECUTED:

@@ -299,7 +299,7 @@ func TestGovernanceFlow(t *testing.T) {
 		t.Fatalf("params after proposal 11: %+v", params)
 	}
 	wantListed(proposals(), 12, "overtaken", "the params were changed 1 times since this was proposed")
-	if out := e.ok("proposals", "11"); !strings.Contains(out, "params: categories ") || !strings.Contains(out, "genomics; max tx bytes") {
+	if out := e.ok("proposals", "11"); !strings.Contains(out, "params: category genomics added; max page size 50 (was 100)") {
 		t.Fatalf("proposals 11:\n%s", out)
 	}
 	e.ok("approve", "--from", "st-mary-registrar", "12")

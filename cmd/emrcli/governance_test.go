@@ -105,6 +105,13 @@ func TestViewProposal(t *testing.T) {
 		}}}, "params: categories imaging, genomics; max tx bytes 2048; max file bytes 4096; max records per read 5; " +
 			"max re-wraps per rotation 6; max page size 7; emergency access not enabled (a break-glass read would last 1m0s); " +
 			"max wrapped key bytes 128; proposals open for 2h0m0s"},
+		{"set params, with the params they replace", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{
+			Params:     &emrv1.Params{Categories: []string{"imaging", "genomics"}, MaxTxBytes: 2048, MaxPageSize: 7, ProposalSeconds: 7200},
+			FromParams: &emrv1.Params{Categories: []string{"imaging"}, MaxTxBytes: 2048, MaxPageSize: 100, ProposalSeconds: 3600},
+		}}}, "params: category genomics added; max page size 7 (was 100); proposals open for 2h0m0s (was 1h0m0s)"},
+		{"set params, as they were", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{
+			Params: &emrv1.Params{Categories: []string{"imaging"}}, FromParams: &emrv1.Params{Categories: []string{"imaging"}},
+		}}}, "params: as they were"},
 	}
 	for _, c := range changes {
 		t.Run(c.name, func(t *testing.T) {

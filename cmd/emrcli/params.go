@@ -166,6 +166,40 @@ func (v paramsView) String() string {
 	return strings.Join(parts, "; ")
 }
 
+// paramsChangeText describes a params change: what differs from the
+// params it replaces (recorded by the chain), or the whole new set when
+// those are not known.
+func paramsChangeText(set *emrv1.SetParams) string {
+	to := viewParams(set.GetParams())
+	if set.GetFromParams() == nil {
+		return "params: " + to.String()
+	}
+	from := viewParams(set.GetFromParams())
+	var parts []string
+	for _, c := range to.Categories {
+		if !slices.Contains(from.Categories, c) {
+			parts = append(parts, "category "+c+" added")
+		}
+	}
+	for _, c := range from.Categories {
+		if !slices.Contains(to.Categories, c) {
+			parts = append(parts, "category "+c+" removed")
+		}
+	}
+	// After the categories (the first pair), name and value pairs in the
+	// same order.
+	was, now := from.fields(), to.fields()
+	for i := 2; i+1 < len(now); i += 2 {
+		if was[i+1] != now[i+1] {
+			parts = append(parts, fmt.Sprintf("%s %s (was %s)", now[i], now[i+1], was[i+1]))
+		}
+	}
+	if len(parts) == 0 {
+		return "params: as they were"
+	}
+	return "params: " + strings.Join(parts, "; ")
+}
+
 func newParamsCmd(a *cli) *cobra.Command {
 	return &cobra.Command{
 		Use:   "params",

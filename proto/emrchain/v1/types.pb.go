@@ -2020,7 +2020,11 @@ type SetParams struct {
 	// proposal is refused unless that is the chain's count when it is made,
 	// and executes only while it still is, so that one change never
 	// silently undoes another.
-	FromChanges   uint64 `protobuf:"varint,2,opt,name=from_changes,json=fromChanges,proto3" json:"from_changes,omitempty"`
+	FromChanges uint64 `protobuf:"varint,2,opt,name=from_changes,json=fromChanges,proto3" json:"from_changes,omitempty"`
+	// Set by the chain when the proposal is made: the params it replaces
+	// (those of from_changes changes), so that the change can be shown as
+	// one. Leave it unset in MsgPropose.
+	FromParams    *Params `protobuf:"bytes,3,opt,name=from_params,json=fromParams,proto3" json:"from_params,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2067,6 +2071,13 @@ func (x *SetParams) GetFromChanges() uint64 {
 		return x.FromChanges
 	}
 	return 0
+}
+
+func (x *SetParams) GetFromParams() *Params {
+	if x != nil {
+		return x.FromParams
+	}
+	return nil
 }
 
 // AddRegistrar seats a registrar in an existing organization without an
@@ -2510,10 +2521,12 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\radd_registrar\x18\x04 \x01(\v2\x19.emrchain.v1.AddRegistrarH\x00R\faddRegistrar\x127\n" +
 	"\n" +
 	"set_params\x18\x05 \x01(\v2\x16.emrchain.v1.SetParamsH\x00R\tsetParamsB\b\n" +
-	"\x06change\"[\n" +
+	"\x06change\"\x91\x01\n" +
 	"\tSetParams\x12+\n" +
 	"\x06params\x18\x01 \x01(\v2\x13.emrchain.v1.ParamsR\x06params\x12!\n" +
-	"\ffrom_changes\x18\x02 \x01(\x04R\vfromChanges\"\xa0\x01\n" +
+	"\ffrom_changes\x18\x02 \x01(\x04R\vfromChanges\x124\n" +
+	"\vfrom_params\x18\x03 \x01(\v2\x13.emrchain.v1.ParamsR\n" +
+	"fromParams\"\xa0\x01\n" +
 	"\fAddRegistrar\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12 \n" +
 	"\fsign_pub_key\x18\x02 \x01(\fR\n" +
@@ -2637,16 +2650,17 @@ var file_emrchain_v1_types_proto_depIdxs = []int32{
 	23, // 19: emrchain.v1.ConsortiumChange.add_registrar:type_name -> emrchain.v1.AddRegistrar
 	22, // 20: emrchain.v1.ConsortiumChange.set_params:type_name -> emrchain.v1.SetParams
 	6,  // 21: emrchain.v1.SetParams.params:type_name -> emrchain.v1.Params
-	1,  // 22: emrchain.v1.SetMemberStatus.status:type_name -> emrchain.v1.MemberStatus
-	21, // 23: emrchain.v1.Proposal.change:type_name -> emrchain.v1.ConsortiumChange
-	26, // 24: emrchain.v1.Proposal.time:type_name -> google.protobuf.Timestamp
-	26, // 25: emrchain.v1.Proposal.voting_end:type_name -> google.protobuf.Timestamp
-	5,  // 26: emrchain.v1.Proposal.status:type_name -> emrchain.v1.ProposalStatus
-	27, // [27:27] is the sub-list for method output_type
-	27, // [27:27] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	6,  // 22: emrchain.v1.SetParams.from_params:type_name -> emrchain.v1.Params
+	1,  // 23: emrchain.v1.SetMemberStatus.status:type_name -> emrchain.v1.MemberStatus
+	21, // 24: emrchain.v1.Proposal.change:type_name -> emrchain.v1.ConsortiumChange
+	26, // 25: emrchain.v1.Proposal.time:type_name -> google.protobuf.Timestamp
+	26, // 26: emrchain.v1.Proposal.voting_end:type_name -> google.protobuf.Timestamp
+	5,  // 27: emrchain.v1.Proposal.status:type_name -> emrchain.v1.ProposalStatus
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_emrchain_v1_types_proto_init() }
