@@ -333,9 +333,10 @@ func (ctx *txContext) checkValidatorChange(set *emrv1.SetValidatorPower) error {
 	return nil
 }
 
-// checkParamsChange checks that the params may become set's: no other
-// change of the params was executed since it was proposed, it changes
-// something, and it removes no record category.
+// checkParamsChange checks that the params may become set's: no change of
+// the params executed since the ones it was built from (from_changes), it
+// changes something, and it only adds record categories, after the
+// current ones.
 func (ctx *txContext) checkParamsChange(set *emrv1.SetParams) error {
 	changes, err := ctx.st.paramsChanges()
 	if err != nil {
