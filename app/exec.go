@@ -216,6 +216,8 @@ func (ctx *txContext) dispatch() error {
 		return ctx.propose(m.Propose)
 	case *emrv1.Msg_Approve:
 		return ctx.approve(m.Approve)
+	case *emrv1.Msg_Withdraw:
+		return ctx.withdraw(m.Withdraw)
 	}
 	// DecodeTx validated the message type.
 	return fmt.Errorf("%w: unhandled message %T", ErrTxDecode, ctx.tx.Body.Msg.Sum)

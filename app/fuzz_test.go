@@ -36,6 +36,7 @@ func seedMsgs() map[string]*emrv1.Msg {
 		"propose_org":       apptest.AddOrganization("org-fuzz", doc),
 		"propose_validator": apptest.SetValidatorPower(apptest.Validator(1).SignPub(), 0),
 		"approve":           apptest.Approve(1),
+		"withdraw":          apptest.Withdraw(1),
 		"propose_status":    apptest.ConsortiumSetStatus(doc, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED),
 		"propose_registrar": apptest.AddRegistrar(apptest.HospitalB, doc),
 		"propose_params":    apptest.SetParams(app.DefaultParams(), 0),

@@ -103,19 +103,9 @@ func (ctx *txContext) approve(m *emrv1.MsgApprove) error {
 	if err := ctx.requireRegistrar(); err != nil {
 		return err
 	}
-	p, err := ctx.st.proposal(m.ProposalId)
+	p, err := ctx.openProposal(m.ProposalId)
 	if err != nil {
 		return err
-	}
-	if p == nil {
-		return fmt.Errorf("%w: no proposal %d", ErrNotFound, m.ProposalId)
-	}
-	ctx.attr(ProposalAttribute, strconv.FormatUint(p.Id, 10))
-	if p.Status == emrv1.ProposalStatus_PROPOSAL_STATUS_EXECUTED {
-		return fmt.Errorf("%w: proposal %d was executed at height %d", ErrProposalClosed, p.Id, p.ExecutedHeight)
-	}
-	if end := p.VotingEnd.AsTime(); !ctx.block.Time.Before(end) {
-		return fmt.Errorf("%w: voting on proposal %d ended at %s", ErrProposalClosed, p.Id, formatTime(end))
 	}
 	if c := p.Change.GetSetMemberStatus(); c != nil && bytes.Equal(c.Address, ctx.tx.Signer) {
 		return fmt.Errorf("%w: a registrar cannot approve a change of its own status", ErrInvalidMsg)
@@ -145,6 +135,49 @@ func (ctx *txContext) approve(m *emrv1.MsgApprove) error {
 	p.Approvals = append(p.Approvals, org)
 	p.Approvers = append(p.Approvers, ctx.tx.Signer)
 	return ctx.tally(p)
+}
+
+// withdraw: the registrar who made an open proposal withdraws it. Only the
+// proposer: another registrar of its organization may be the one the
+// proposal is about (a compromised registrar to suspend).
+func (ctx *txContext) withdraw(m *emrv1.MsgWithdraw) error {
+	if err := ctx.requireRegistrar(); err != nil {
+		return err
+	}
+	p, err := ctx.openProposal(m.ProposalId)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(p.Proposer, ctx.tx.Signer) {
+		return fmt.Errorf("%w: only its proposer, %X, withdraws proposal %d", ErrUnauthorized, p.Proposer, p.Id)
+	}
+	p.Status = emrv1.ProposalStatus_PROPOSAL_STATUS_WITHDRAWN
+	p.WithdrawnHeight, p.WithdrawnBy = ctx.block.Height, ctx.tx.Signer
+	return ctx.st.put(proposalKey(p.Id), p)
+}
+
+// openProposal reads proposal id for an approval or a withdrawal, and
+// names it in the event: it must exist, be neither executed nor
+// withdrawn, and its voting must not have ended.
+func (ctx *txContext) openProposal(id uint64) (*emrv1.Proposal, error) {
+	p, err := ctx.st.proposal(id)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		return nil, fmt.Errorf("%w: no proposal %d", ErrNotFound, id)
+	}
+	ctx.attr(ProposalAttribute, strconv.FormatUint(p.Id, 10))
+	switch p.Status {
+	case emrv1.ProposalStatus_PROPOSAL_STATUS_EXECUTED:
+		return nil, fmt.Errorf("%w: proposal %d was executed at height %d", ErrProposalClosed, p.Id, p.ExecutedHeight)
+	case emrv1.ProposalStatus_PROPOSAL_STATUS_WITHDRAWN:
+		return nil, fmt.Errorf("%w: proposal %d was withdrawn at height %d", ErrProposalClosed, p.Id, p.WithdrawnHeight)
+	}
+	if end := p.VotingEnd.AsTime(); !ctx.block.Time.Before(end) {
+		return nil, fmt.Errorf("%w: voting on proposal %d ended at %s", ErrProposalClosed, p.Id, formatTime(end))
+	}
+	return p, nil
 }
 
 // requireRegistrar insists the signer is a registrar (of any organization:

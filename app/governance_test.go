@@ -737,6 +737,8 @@ func TestGovernanceMessagesWithNilParts(t *testing.T) {
 	}
 	for name, msg := range map[string]*emrv1.Msg{
 		"approve":             {Sum: &emrv1.Msg_Approve{}},
+		"withdraw":            {Sum: &emrv1.Msg_Withdraw{}},
+		"set params":          propose(&emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{}}),
 		"propose":             {Sum: &emrv1.Msg_Propose{}},
 		"add organization":    propose(&emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_AddOrganization{}}),
 		"organization":        propose(&emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_AddOrganization{AddOrganization: &emrv1.AddOrganization{}}}),
@@ -1081,4 +1083,47 @@ func TestOrganizationProofsDoNotGrowWithStaff(t *testing.T) {
 	if after, r := proofs(); after != before || r != registrars {
 		t.Fatalf("Organization's proofs went from %d to %d with fifty clinicians (registrars %d, then %d)", before, after, registrars, r)
 	}
+}
+
+// TestWithdrawProposal: the registrar who made an open proposal withdraws
+// it, and nobody else can: not a registrar of another organization, not
+// one of its own (who may be the one the proposal is about). A withdrawn
+// proposal takes no approval and never executes; an executed one, or one
+// whose voting ended, cannot be withdrawn.
+func TestWithdrawProposal(t *testing.T) {
+	w := newRuleWorld(t, apptest.Options{})
+	c := w.c
+	regA2 := w.member("rules-registrar-a2", emrv1.Role_ROLE_REGISTRAR, apptest.HospitalA)
+	c.Must(w.regA, apptest.ConsortiumSetStatus(regA2, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED)) // proposal 1, about regA2
+	c.Must(w.regB, apptest.Approve(1))
+	ruleRun(t, c, c.Now, []ruleCase{
+		{"a clinician", w.doc, apptest.Withdraw(1), app.ErrUnauthorized, []string{"only a registrar"}},
+		{"another organization's registrar", w.regB, apptest.Withdraw(1), app.ErrUnauthorized, []string{"only its proposer"}},
+		{"the proposer's organization's other registrar, the one it is about", regA2, apptest.Withdraw(1), app.ErrUnauthorized, []string{"only its proposer"}},
+		{"proposal 0", w.regA, apptest.Withdraw(0), app.ErrInvalidMsg, []string{"proposal 0"}},
+		{"an unknown proposal", w.regA, apptest.Withdraw(9), app.ErrNotFound, []string{"no proposal 9"}},
+		{"the proposer", w.regA, apptest.Withdraw(1), nil, nil},
+	})
+	res := c.Must(w.regA, apptest.Withdraw(1))
+	if !hasAttr(res, app.ProposalAttribute, "1") {
+		t.Errorf("withdraw event lacks proposal=1: %+v", res.Events)
+	}
+	p := ruleProposal(c, 1).Proposal
+	if p.Status != emrv1.ProposalStatus_PROPOSAL_STATUS_WITHDRAWN || p.WithdrawnHeight != c.Height() || !bytes.Equal(p.WithdrawnBy, w.regA.Address) {
+		t.Fatalf("withdrawn proposal: %v", p)
+	}
+	ruleCheck(t, "approving a withdrawn proposal", c.Exec(w.regR, apptest.Approve(1)), app.ErrProposalClosed, "proposal 1 was withdrawn at height")
+	ruleCheck(t, "withdrawing it again", c.Exec(w.regA, apptest.Withdraw(1)), app.ErrProposalClosed, "withdrawn at height")
+	if m := ruleMember(c, regA2.Address); m.Status != emrv1.MemberStatus_MEMBER_STATUS_ACTIVE {
+		t.Fatalf("the member of the withdrawn suspension: %v", m)
+	}
+
+	// Executed, or past its voting: too late.
+	c.Must(w.regA, apptest.AddOrganization("hospital-d", apptest.NewActor("registrar-d"))) // proposal 2
+	c.Must(w.regB, apptest.Approve(2))
+	c.Must(w.regR, apptest.Approve(2))
+	ruleCheck(t, "withdrawing an executed proposal", c.Exec(w.regA, apptest.Withdraw(2)), app.ErrProposalClosed, "executed at height")
+	c.Must(w.regA, apptest.SetValidatorPower(apptest.Validator(0).SignPub(), 11)) // proposal 3
+	ruleCheck(t, "withdrawing a proposal whose voting ended", c.Simulate(w.regA, c.Now.Add(15*24*time.Hour), apptest.Withdraw(3)),
+		app.ErrProposalClosed, "voting on proposal 3 ended")
 }

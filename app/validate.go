@@ -56,9 +56,9 @@ func ValidateMsg(msg *emrv1.Msg) error {
 	case *emrv1.Msg_Propose:
 		err = validatePropose(m.Propose)
 	case *emrv1.Msg_Approve:
-		if m.Approve.GetProposalId() == 0 {
-			err = fmt.Errorf("proposal 0 does not exist")
-		}
+		err = checkProposalID(m.Approve.GetProposalId())
+	case *emrv1.Msg_Withdraw:
+		err = checkProposalID(m.Withdraw.GetProposalId())
 	default:
 		return fmt.Errorf("%w: unknown message type %T", ErrTxDecode, msg.Sum)
 	}
@@ -95,8 +95,18 @@ func MsgName(msg *emrv1.Msg) string {
 		return "propose"
 	case *emrv1.Msg_Approve:
 		return "approve"
+	case *emrv1.Msg_Withdraw:
+		return "withdraw"
 	}
 	return "unknown"
+}
+
+// checkProposalID refuses proposal 0: proposals are numbered from 1.
+func checkProposalID(id uint64) error {
+	if id == 0 {
+		return fmt.Errorf("proposal 0 does not exist")
+	}
+	return nil
 }
 
 func validateRegisterMember(m *emrv1.MsgRegisterMember) error {

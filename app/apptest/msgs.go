@@ -182,6 +182,11 @@ func Approve(id uint64) *emrv1.Msg {
 	return &emrv1.Msg{Sum: &emrv1.Msg_Approve{Approve: &emrv1.MsgApprove{ProposalId: id}}}
 }
 
+// Withdraw withdraws proposal id.
+func Withdraw(id uint64) *emrv1.Msg {
+	return &emrv1.Msg{Sum: &emrv1.Msg_Withdraw{Withdraw: &emrv1.MsgWithdraw{ProposalId: id}}}
+}
+
 // ConsortiumSetStatus proposes to give member status, whatever its
 // organization.
 func ConsortiumSetStatus(member *Actor, status emrv1.MemberStatus) *emrv1.Msg {

@@ -29,7 +29,8 @@ approval per organization, by any of its registrars, the proposer's
 counted at once. An approval counts while the registrar who gave it is
 active (otherwise its organization may approve again); nobody proposes or
 approves a change of their own status. Approvals are refused once the
-proposal's voting ends (params proposal_seconds after it was made).
+proposal's voting ends (params proposal_seconds after it was made), or
+once the registrar who made it withdraws it (emrcli withdraw).
 CometBFT applies a validator change two blocks after the block that
 executed it.`
 
@@ -263,38 +264,60 @@ func (p *proposeFlags) submit(a *cli, cmd *cobra.Command, change *emrv1.Consorti
 }
 
 func newApproveCmd(a *cli) *cobra.Command {
-	var from string
-	var async bool
-	cmd := &cobra.Command{
+	return newDecisionCmd(a, &cobra.Command{
 		Use:   "approve --from REGISTRAR PROPOSAL",
 		Short: "Approve a consortium proposal for your organization",
 		Long:  governanceLong + "\n\nSee the proposal first: emrcli proposals PROPOSAL.",
 		Example: `  emrcli proposals 3
   emrcli approve --from registrar 3`,
-		Args: exactArgs(1, "one PROPOSAL id"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseProposalID(args[0])
-			if err != nil {
-				return err
-			}
-			k, err := a.key(from)
-			if err != nil {
-				return err
-			}
-			msg := &emrv1.Msg{Sum: &emrv1.Msg_Approve{Approve: &emrv1.MsgApprove{ProposalId: id}}}
-			res, err := a.submit(cmd.Context(), k, msg, async)
-			if err != nil {
-				return err
-			}
-			return a.emitDecision(cmd, id, res)
-		},
+	}, func(id uint64) *emrv1.Msg {
+		return &emrv1.Msg{Sum: &emrv1.Msg_Approve{Approve: &emrv1.MsgApprove{ProposalId: id}}}
+	})
+}
+
+func newWithdrawCmd(a *cli) *cobra.Command {
+	return newDecisionCmd(a, &cobra.Command{
+		Use:   "withdraw --from REGISTRAR PROPOSAL",
+		Short: "Withdraw a consortium proposal you made",
+		Long: `Withdraw an open proposal (a mistaken key, a change no longer wanted):
+it can no longer be approved or executed. Only the registrar who made it
+withdraws it; not another registrar of its organization, who may be the
+one the proposal is about. An executed proposal, or one whose voting
+ended, cannot be withdrawn.`,
+		Example: "  emrcli withdraw --from registrar 3",
+	}, func(id uint64) *emrv1.Msg {
+		return &emrv1.Msg{Sum: &emrv1.Msg_Withdraw{Withdraw: &emrv1.MsgWithdraw{ProposalId: id}}}
+	})
+}
+
+// newDecisionCmd completes cmd, a command that signs msg(PROPOSAL) with
+// --from and prints the proposal it left.
+func newDecisionCmd(a *cli, cmd *cobra.Command, msg func(id uint64) *emrv1.Msg) *cobra.Command {
+	var from string
+	var async bool
+	cmd.Args = exactArgs(1, "one PROPOSAL id")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		id, err := parseProposalID(args[0])
+		if err != nil {
+			return err
+		}
+		k, err := a.key(from)
+		if err != nil {
+			return err
+		}
+		res, err := a.submit(cmd.Context(), k, msg(id), async)
+		if err != nil {
+			return err
+		}
+		return a.emitDecision(cmd, id, res)
 	}
 	a.keyFlag(cmd, &from, "from", "registrar key that signs")
 	cmd.Flags().BoolVar(&async, "async", false, "do not wait for the transaction to commit")
 	return cmd
 }
 
-// emitDecision prints the transaction a propose or approve submitted and,
+// emitDecision prints the transaction a propose, approve or withdraw
+// submitted and,
 // once it committed, the proposal it left, read back verified (which
 // waits for the next header). The read-back is for show: when it fails,
 // the transaction is committed all the same, so the command succeeds and
@@ -318,9 +341,12 @@ func (a *cli) emitDecision(cmd *cobra.Command, id uint64, res *client.TxResult) 
 	return a.emit(out, func(w io.Writer) {
 		if p := out.Proposal; p != nil {
 			fmt.Fprintf(w, "proposal %d: %s\n", p.ID, p.Change)
-			if p.Status == "executed" {
+			switch p.Status {
+			case "executed":
 				fmt.Fprintf(w, "executed at height %d (approved by %s)\n", p.ExecutedHeight, strings.Join(p.Approvals, ", "))
-			} else {
+			case "withdrawn":
+				fmt.Fprintf(w, "withdrawn at height %d (approved by %s)\n", p.WithdrawnHeight, strings.Join(p.Approvals, ", "))
+			default:
 				fmt.Fprintf(w, "%s; approved by %s; voting ends %s\n", p.Status, strings.Join(p.Approvals, ", "), p.VotingEnd)
 			}
 			if p.Overtaken != "" {
@@ -356,17 +382,18 @@ func (a *cli) readProposal(ctx context.Context, id uint64) (*proposalView, *prov
 }
 
 type proposalView struct {
-	ID             uint64   `json:"id"`
-	Change         string   `json:"change"`
-	Reason         string   `json:"reason"`
-	Proposer       string   `json:"proposer"`
-	Approvals      []string `json:"approvals"`
-	Height         int64    `json:"height"`
-	Time           string   `json:"time"`
-	VotingEnd      string   `json:"voting_end"`
-	Status         string   `json:"status"`
-	Overtaken      string   `json:"overtaken,omitempty"` // status "overtaken": why it can no longer execute
-	ExecutedHeight int64    `json:"executed_height,omitempty"`
+	ID              uint64   `json:"id"`
+	Change          string   `json:"change"`
+	Reason          string   `json:"reason"`
+	Proposer        string   `json:"proposer"`
+	Approvals       []string `json:"approvals"`
+	Height          int64    `json:"height"`
+	Time            string   `json:"time"`
+	VotingEnd       string   `json:"voting_end"`
+	Status          string   `json:"status"`
+	Overtaken       string   `json:"overtaken,omitempty"` // status "overtaken": why it can no longer execute
+	ExecutedHeight  int64    `json:"executed_height,omitempty"`
+	WithdrawnHeight int64    `json:"withdrawn_height,omitempty"`
 }
 
 // viewProposal describes p; an open proposal whose voting ended by now (a
@@ -376,7 +403,7 @@ type proposalView struct {
 func viewProposal(p *emrv1.Proposal, now time.Time) proposalView {
 	v := proposalView{
 		ID: p.Id, Reason: p.Reason, Proposer: upperHex(p.Proposer), Approvals: append([]string{}, p.Approvals...),
-		Height: p.Height, Time: ts(p.Time), VotingEnd: ts(p.VotingEnd), ExecutedHeight: p.ExecutedHeight,
+		Height: p.Height, Time: ts(p.Time), VotingEnd: ts(p.VotingEnd), ExecutedHeight: p.ExecutedHeight, WithdrawnHeight: p.WithdrawnHeight,
 	}
 	// Getters: an unverified node's change may have a nil part.
 	switch c := p.Change.GetChange().(type) {
@@ -397,6 +424,8 @@ func viewProposal(p *emrv1.Proposal, now time.Time) proposalView {
 	switch {
 	case p.Status == emrv1.ProposalStatus_PROPOSAL_STATUS_EXECUTED:
 		v.Status = "executed"
+	case p.Status == emrv1.ProposalStatus_PROPOSAL_STATUS_WITHDRAWN:
+		v.Status = "withdrawn"
 	case !now.IsZero() && !now.Before(p.VotingEnd.AsTime()):
 		v.Status = "expired"
 	default:
@@ -587,7 +616,8 @@ func newProposalsCmd(a *cli) *cobra.Command {
 		Long: governanceLong + `
 
 Without an argument, every proposal is listed, oldest first. A proposal is
-open, executed, expired (its voting ended) or overtaken: not executed, but
+open, executed, withdrawn (by its proposer: emrcli withdraw), expired (its
+voting ended) or overtaken: not executed, but
 another change overtook it and it can no longer execute, by the chain's
 rules and the state the proposals were read from (verified like them): the
 validator's power changed since it was proposed, the member to reactivate

@@ -22,7 +22,7 @@ import (
 // the light client goes on verifying headers of the new set. An executed
 // proposal takes no approval, an organization approves once, power not yet
 // seen signing stays below a third, and the only validator cannot be
-// removed.
+// removed. New params, and a withdrawn proposal.
 func TestGovernanceFlow(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs emrchaind and emrcli")
@@ -304,6 +304,16 @@ func TestGovernanceFlow(t *testing.T) {
 	}
 	e.ok("approve", "--from", "st-mary-registrar", "12")
 	e.fails(1, "the params were changed 1 times since this was proposed", "approve", "--from", "st-luke-b", "12")
+
+	// A proposal made by mistake is withdrawn by its proposer, and only
+	// by its proposer; it then takes no approval.
+	propose(13, "suspend-member", "--from", "registrar", "st-mary-doc", "--reason", "the wrong doctor")
+	e.fails(1, "only its proposer", "withdraw", "--from", "st-mary-registrar", "13")
+	if out := e.ok("withdraw", "--from", "registrar", "13"); !strings.Contains(out, "withdrawn at height") {
+		t.Fatalf("withdraw:\n%s", out)
+	}
+	e.fails(1, "proposal 13 was withdrawn at height", "approve", "--from", "st-mary-registrar", "13")
+	wantListed(proposals("13"), 13, "withdrawn", "")
 }
 
 // isQueryCall reports whether call is an ABCI query of the Query service

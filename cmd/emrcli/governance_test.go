@@ -139,6 +139,8 @@ func TestViewProposal(t *testing.T) {
 	}{
 		{"executed", emrv1.ProposalStatus_PROPOSAL_STATUS_EXECUTED, 6, made, "executed"},
 		{"executed, voting ended since", emrv1.ProposalStatus_PROPOSAL_STATUS_EXECUTED, 6, end.Add(time.Hour), "executed"},
+		{"withdrawn", emrv1.ProposalStatus_PROPOSAL_STATUS_WITHDRAWN, 0, made, "withdrawn"},
+		{"withdrawn, voting ended since", emrv1.ProposalStatus_PROPOSAL_STATUS_WITHDRAWN, 0, end.Add(time.Hour), "withdrawn"},
 		{"open", emrv1.ProposalStatus_PROPOSAL_STATUS_OPEN, 0, made, "open"},
 		{"open until just before voting_end", emrv1.ProposalStatus_PROPOSAL_STATUS_OPEN, 0, end.Add(-time.Nanosecond), "open"},
 		{"expired at voting_end exactly", emrv1.ProposalStatus_PROPOSAL_STATUS_OPEN, 0, end, "expired"},

@@ -171,6 +171,7 @@ type Msg struct {
 	//	*Msg_ShareRecord
 	//	*Msg_Propose
 	//	*Msg_Approve
+	//	*Msg_Withdraw
 	Sum           isMsg_Sum `protobuf_oneof:"sum"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -321,6 +322,15 @@ func (x *Msg) GetApprove() *MsgApprove {
 	return nil
 }
 
+func (x *Msg) GetWithdraw() *MsgWithdraw {
+	if x != nil {
+		if x, ok := x.Sum.(*Msg_Withdraw); ok {
+			return x.Withdraw
+		}
+	}
+	return nil
+}
+
 type isMsg_Sum interface {
 	isMsg_Sum()
 }
@@ -373,6 +383,10 @@ type Msg_Approve struct {
 	Approve *MsgApprove `protobuf:"bytes,12,opt,name=approve,proto3,oneof"`
 }
 
+type Msg_Withdraw struct {
+	Withdraw *MsgWithdraw `protobuf:"bytes,13,opt,name=withdraw,proto3,oneof"`
+}
+
 func (*Msg_RegisterMember) isMsg_Sum() {}
 
 func (*Msg_SetMemberStatus) isMsg_Sum() {}
@@ -396,6 +410,8 @@ func (*Msg_ShareRecord) isMsg_Sum() {}
 func (*Msg_Propose) isMsg_Sum() {}
 
 func (*Msg_Approve) isMsg_Sum() {}
+
+func (*Msg_Withdraw) isMsg_Sum() {}
 
 // MsgRegisterMember: a registrar registers a member of its own organization.
 type MsgRegisterMember struct {
@@ -1417,6 +1433,53 @@ func (x *MsgApprove) GetProposalId() uint64 {
 	return 0
 }
 
+// MsgWithdraw: a registrar of the organization that made an open proposal
+// withdraws it (a mistaken key, a change no longer wanted): it can no
+// longer be approved or executed.
+type MsgWithdraw struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ProposalId    uint64                 `protobuf:"varint,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MsgWithdraw) Reset() {
+	*x = MsgWithdraw{}
+	mi := &file_emrchain_v1_tx_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MsgWithdraw) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MsgWithdraw) ProtoMessage() {}
+
+func (x *MsgWithdraw) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_tx_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MsgWithdraw.ProtoReflect.Descriptor instead.
+func (*MsgWithdraw) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_tx_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *MsgWithdraw) GetProposalId() uint64 {
+	if x != nil {
+		return x.ProposalId
+	}
+	return 0
+}
+
 var File_emrchain_v1_tx_proto protoreflect.FileDescriptor
 
 const file_emrchain_v1_tx_proto_rawDesc = "" +
@@ -1430,7 +1493,7 @@ const file_emrchain_v1_tx_proto_rawDesc = "" +
 	"\bchain_id\x18\x01 \x01(\tR\achainId\x12$\n" +
 	"\x0esigner_pub_key\x18\x02 \x01(\fR\fsignerPubKey\x12\x1a\n" +
 	"\bsequence\x18\x03 \x01(\x04R\bsequence\x12\"\n" +
-	"\x03msg\x18\x04 \x01(\v2\x10.emrchain.v1.MsgR\x03msg\"\x80\x06\n" +
+	"\x03msg\x18\x04 \x01(\v2\x10.emrchain.v1.MsgR\x03msg\"\xb8\x06\n" +
 	"\x03Msg\x12I\n" +
 	"\x0fregister_member\x18\x01 \x01(\v2\x1e.emrchain.v1.MsgRegisterMemberH\x00R\x0eregisterMember\x12M\n" +
 	"\x11set_member_status\x18\x02 \x01(\v2\x1f.emrchain.v1.MsgSetMemberStatusH\x00R\x0fsetMemberStatus\x12F\n" +
@@ -1446,7 +1509,8 @@ const file_emrchain_v1_tx_proto_rawDesc = "" +
 	"\fshare_record\x18\n" +
 	" \x01(\v2\x1b.emrchain.v1.MsgShareRecordH\x00R\vshareRecord\x123\n" +
 	"\apropose\x18\v \x01(\v2\x17.emrchain.v1.MsgProposeH\x00R\apropose\x123\n" +
-	"\aapprove\x18\f \x01(\v2\x17.emrchain.v1.MsgApproveH\x00R\aapproveB\x05\n" +
+	"\aapprove\x18\f \x01(\v2\x17.emrchain.v1.MsgApproveH\x00R\aapprove\x126\n" +
+	"\bwithdraw\x18\r \x01(\v2\x18.emrchain.v1.MsgWithdrawH\x00R\bwithdrawB\x05\n" +
 	"\x03sum\"\xcc\x01\n" +
 	"\x11MsgRegisterMember\x12 \n" +
 	"\fsign_pub_key\x18\x01 \x01(\fR\n" +
@@ -1542,6 +1606,9 @@ const file_emrchain_v1_tx_proto_rawDesc = "" +
 	"\n" +
 	"MsgApprove\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
+	"proposalId\".\n" +
+	"\vMsgWithdraw\x12\x1f\n" +
+	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalIdB;Z9github.com/emrchain/emrchain/proto/emrchain/v1;emrchainv1b\x06proto3"
 
 var (
@@ -1556,7 +1623,7 @@ func file_emrchain_v1_tx_proto_rawDescGZIP() []byte {
 	return file_emrchain_v1_tx_proto_rawDescData
 }
 
-var file_emrchain_v1_tx_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_emrchain_v1_tx_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_emrchain_v1_tx_proto_goTypes = []any{
 	(*Tx)(nil),                    // 0: emrchain.v1.Tx
 	(*TxBody)(nil),                // 1: emrchain.v1.TxBody
@@ -1575,12 +1642,13 @@ var file_emrchain_v1_tx_proto_goTypes = []any{
 	(*MsgShareRecord)(nil),        // 14: emrchain.v1.MsgShareRecord
 	(*MsgPropose)(nil),            // 15: emrchain.v1.MsgPropose
 	(*MsgApprove)(nil),            // 16: emrchain.v1.MsgApprove
-	(Role)(0),                     // 17: emrchain.v1.Role
-	(MemberStatus)(0),             // 18: emrchain.v1.MemberStatus
-	(Right)(0),                    // 19: emrchain.v1.Right
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
-	(Purpose)(0),                  // 21: emrchain.v1.Purpose
-	(*ConsortiumChange)(nil),      // 22: emrchain.v1.ConsortiumChange
+	(*MsgWithdraw)(nil),           // 17: emrchain.v1.MsgWithdraw
+	(Role)(0),                     // 18: emrchain.v1.Role
+	(MemberStatus)(0),             // 19: emrchain.v1.MemberStatus
+	(Right)(0),                    // 20: emrchain.v1.Right
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(Purpose)(0),                  // 22: emrchain.v1.Purpose
+	(*ConsortiumChange)(nil),      // 23: emrchain.v1.ConsortiumChange
 }
 var file_emrchain_v1_tx_proto_depIdxs = []int32{
 	2,  // 0: emrchain.v1.TxBody.msg:type_name -> emrchain.v1.Msg
@@ -1596,20 +1664,21 @@ var file_emrchain_v1_tx_proto_depIdxs = []int32{
 	14, // 10: emrchain.v1.Msg.share_record:type_name -> emrchain.v1.MsgShareRecord
 	15, // 11: emrchain.v1.Msg.propose:type_name -> emrchain.v1.MsgPropose
 	16, // 12: emrchain.v1.Msg.approve:type_name -> emrchain.v1.MsgApprove
-	17, // 13: emrchain.v1.MsgRegisterMember.role:type_name -> emrchain.v1.Role
-	18, // 14: emrchain.v1.MsgSetMemberStatus.status:type_name -> emrchain.v1.MemberStatus
-	19, // 15: emrchain.v1.MsgGrant.rights:type_name -> emrchain.v1.Right
-	20, // 16: emrchain.v1.MsgGrant.not_before:type_name -> google.protobuf.Timestamp
-	20, // 17: emrchain.v1.MsgGrant.not_after:type_name -> google.protobuf.Timestamp
-	8,  // 18: emrchain.v1.MsgRotateKey.envelopes:type_name -> emrchain.v1.KeyEnvelope
-	9,  // 19: emrchain.v1.MsgRotateKey.rewrapped:type_name -> emrchain.v1.RewrappedKey
-	21, // 20: emrchain.v1.MsgRecordAccess.purpose:type_name -> emrchain.v1.Purpose
-	22, // 21: emrchain.v1.MsgPropose.change:type_name -> emrchain.v1.ConsortiumChange
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	17, // 13: emrchain.v1.Msg.withdraw:type_name -> emrchain.v1.MsgWithdraw
+	18, // 14: emrchain.v1.MsgRegisterMember.role:type_name -> emrchain.v1.Role
+	19, // 15: emrchain.v1.MsgSetMemberStatus.status:type_name -> emrchain.v1.MemberStatus
+	20, // 16: emrchain.v1.MsgGrant.rights:type_name -> emrchain.v1.Right
+	21, // 17: emrchain.v1.MsgGrant.not_before:type_name -> google.protobuf.Timestamp
+	21, // 18: emrchain.v1.MsgGrant.not_after:type_name -> google.protobuf.Timestamp
+	8,  // 19: emrchain.v1.MsgRotateKey.envelopes:type_name -> emrchain.v1.KeyEnvelope
+	9,  // 20: emrchain.v1.MsgRotateKey.rewrapped:type_name -> emrchain.v1.RewrappedKey
+	22, // 21: emrchain.v1.MsgRecordAccess.purpose:type_name -> emrchain.v1.Purpose
+	23, // 22: emrchain.v1.MsgPropose.change:type_name -> emrchain.v1.ConsortiumChange
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_emrchain_v1_tx_proto_init() }
@@ -1631,6 +1700,7 @@ func file_emrchain_v1_tx_proto_init() {
 		(*Msg_ShareRecord)(nil),
 		(*Msg_Propose)(nil),
 		(*Msg_Approve)(nil),
+		(*Msg_Withdraw)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1638,7 +1708,7 @@ func file_emrchain_v1_tx_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_emrchain_v1_tx_proto_rawDesc), len(file_emrchain_v1_tx_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -311,6 +311,8 @@ const (
 	ProposalStatus_PROPOSAL_STATUS_UNSPECIFIED ProposalStatus = 0
 	ProposalStatus_PROPOSAL_STATUS_OPEN        ProposalStatus = 1
 	ProposalStatus_PROPOSAL_STATUS_EXECUTED    ProposalStatus = 2
+	// Withdrawn by its organization (MsgWithdraw).
+	ProposalStatus_PROPOSAL_STATUS_WITHDRAWN ProposalStatus = 3
 )
 
 // Enum value maps for ProposalStatus.
@@ -319,11 +321,13 @@ var (
 		0: "PROPOSAL_STATUS_UNSPECIFIED",
 		1: "PROPOSAL_STATUS_OPEN",
 		2: "PROPOSAL_STATUS_EXECUTED",
+		3: "PROPOSAL_STATUS_WITHDRAWN",
 	}
 	ProposalStatus_value = map[string]int32{
 		"PROPOSAL_STATUS_UNSPECIFIED": 0,
 		"PROPOSAL_STATUS_OPEN":        1,
 		"PROPOSAL_STATUS_EXECUTED":    2,
+		"PROPOSAL_STATUS_WITHDRAWN":   3,
 	}
 )
 
@@ -2243,9 +2247,12 @@ type Proposal struct {
 	// The registrar that gave each approval, in the order of approvals. An
 	// approval counts only while its registrar is active; its organization
 	// may approve again through another registrar.
-	Approvers     [][]byte `protobuf:"bytes,11,rep,name=approvers,proto3" json:"approvers,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Approvers [][]byte `protobuf:"bytes,11,rep,name=approvers,proto3" json:"approvers,omitempty"`
+	// The block that withdrew it (status withdrawn), and who did.
+	WithdrawnHeight int64  `protobuf:"varint,12,opt,name=withdrawn_height,json=withdrawnHeight,proto3" json:"withdrawn_height,omitempty"`
+	WithdrawnBy     []byte `protobuf:"bytes,13,opt,name=withdrawn_by,json=withdrawnBy,proto3" json:"withdrawn_by,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Proposal) Reset() {
@@ -2351,6 +2358,20 @@ func (x *Proposal) GetExecutedHeight() int64 {
 func (x *Proposal) GetApprovers() [][]byte {
 	if x != nil {
 		return x.Approvers
+	}
+	return nil
+}
+
+func (x *Proposal) GetWithdrawnHeight() int64 {
+	if x != nil {
+		return x.WithdrawnHeight
+	}
+	return 0
+}
+
+func (x *Proposal) GetWithdrawnBy() []byte {
+	if x != nil {
+		return x.WithdrawnBy
 	}
 	return nil
 }
@@ -2536,7 +2557,7 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\x0fSetMemberStatus\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\fR\aaddress\x121\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x19.emrchain.v1.MemberStatusR\x06status\x12.\n" +
-	"\x13from_status_changes\x18\x03 \x01(\x04R\x11fromStatusChanges\"\xa2\x03\n" +
+	"\x13from_status_changes\x18\x03 \x01(\x04R\x11fromStatusChanges\"\xf0\x03\n" +
 	"\bProposal\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x125\n" +
 	"\x06change\x18\x02 \x01(\v2\x1d.emrchain.v1.ConsortiumChangeR\x06change\x12\x16\n" +
@@ -2550,7 +2571,9 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\x06status\x18\t \x01(\x0e2\x1b.emrchain.v1.ProposalStatusR\x06status\x12'\n" +
 	"\x0fexecuted_height\x18\n" +
 	" \x01(\x03R\x0eexecutedHeight\x12\x1c\n" +
-	"\tapprovers\x18\v \x03(\fR\tapprovers*}\n" +
+	"\tapprovers\x18\v \x03(\fR\tapprovers\x12)\n" +
+	"\x10withdrawn_height\x18\f \x01(\x03R\x0fwithdrawnHeight\x12!\n" +
+	"\fwithdrawn_by\x18\r \x01(\fR\vwithdrawnBy*}\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fROLE_PATIENT\x10\x01\x12\x12\n" +
@@ -2578,11 +2601,12 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\x13PURPOSE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11PURPOSE_TREATMENT\x10\x01\x12\x14\n" +
 	"\x10PURPOSE_RESEARCH\x10\x02\x12\x15\n" +
-	"\x11PURPOSE_EMERGENCY\x10\x03*i\n" +
+	"\x11PURPOSE_EMERGENCY\x10\x03*\x88\x01\n" +
 	"\x0eProposalStatus\x12\x1f\n" +
 	"\x1bPROPOSAL_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14PROPOSAL_STATUS_OPEN\x10\x01\x12\x1c\n" +
-	"\x18PROPOSAL_STATUS_EXECUTED\x10\x02B;Z9github.com/emrchain/emrchain/proto/emrchain/v1;emrchainv1b\x06proto3"
+	"\x18PROPOSAL_STATUS_EXECUTED\x10\x02\x12\x1d\n" +
+	"\x19PROPOSAL_STATUS_WITHDRAWN\x10\x03B;Z9github.com/emrchain/emrchain/proto/emrchain/v1;emrchainv1b\x06proto3"
 
 var (
 	file_emrchain_v1_types_proto_rawDescOnce sync.Once
