@@ -688,15 +688,8 @@ func TestProposalProofsDoNotGrowWithStaff(t *testing.T) {
 	c := w.c
 	c.Must(w.regA, apptest.SetValidatorPower(apptest.NewActor("y").SignPub(), 1))
 	proofs := func() int {
-		data, _ := proto.Marshal(&emrv1.QueryProposalRequest{Id: 1})
-		out, _, err := c.App.Query(app.QueryPathPrefix+"Proposal", data, 0, true)
-		if err != nil {
-			t.Fatal(err)
-		}
 		var resp emrv1.QueryProposalResponse
-		if err := proto.Unmarshal(out, &resp); err != nil {
-			t.Fatal(err)
-		}
+		c.QueryProven("Proposal", &emrv1.QueryProposalRequest{Id: 1}, &resp)
 		return len(resp.Proofs)
 	}
 	before := proofs()
@@ -1062,15 +1055,8 @@ func TestOrganizationProofsDoNotGrowWithStaff(t *testing.T) {
 	w := newRuleWorld(t, apptest.Options{})
 	c := w.c
 	proofs := func() (int, int) {
-		data, _ := proto.Marshal(&emrv1.QueryOrganizationRequest{Id: apptest.HospitalA})
-		out, _, err := c.App.Query(app.QueryPathPrefix+"Organization", data, 0, true)
-		if err != nil {
-			t.Fatal(err)
-		}
 		var resp emrv1.QueryOrganizationResponse
-		if err := proto.Unmarshal(out, &resp); err != nil {
-			t.Fatal(err)
-		}
+		c.QueryProven("Organization", &emrv1.QueryOrganizationRequest{Id: apptest.HospitalA}, &resp)
 		return len(resp.Proofs), len(resp.Registrars)
 	}
 	before, registrars := proofs()

@@ -149,15 +149,8 @@ func TestParamsChangesProven(t *testing.T) {
 	c := w.c
 	proofOf := func() (uint64, *emrv1.StoreProof) {
 		t.Helper()
-		data, _ := proto.Marshal(&emrv1.QueryParamsRequest{})
-		out, _, err := c.App.Query(app.QueryPathPrefix+"Params", data, 0, true)
-		if err != nil {
-			t.Fatal(err)
-		}
 		var resp emrv1.QueryParamsResponse
-		if err := proto.Unmarshal(out, &resp); err != nil {
-			t.Fatal(err)
-		}
+		c.QueryProven("Params", &emrv1.QueryParamsRequest{}, &resp)
 		for _, p := range resp.Proofs {
 			if bytes.Equal(p.Key, []byte{0, 'P'}) {
 				return resp.Changes, p

@@ -242,13 +242,26 @@ func (c *Chain) Query(method string, req, resp proto.Message) {
 	}
 }
 
+// QueryProven is Query with the proofs of the keys the answer was built
+// from (in resp's proofs).
+func (c *Chain) QueryProven(method string, req, resp proto.Message) {
+	c.TB.Helper()
+	if err := c.query(method, req, resp, true); err != nil {
+		c.TB.Fatalf("query %s: %v", method, err)
+	}
+}
+
 // TryQuery is Query returning the error.
 func (c *Chain) TryQuery(method string, req, resp proto.Message) error {
+	return c.query(method, req, resp, false)
+}
+
+func (c *Chain) query(method string, req, resp proto.Message, prove bool) error {
 	data, err := proto.Marshal(req)
 	if err != nil {
 		return err
 	}
-	out, _, err := c.App.Query(app.QueryPathPrefix+method, data, 0, false)
+	out, _, err := c.App.Query(app.QueryPathPrefix+method, data, 0, prove)
 	if err != nil {
 		return err
 	}
