@@ -65,8 +65,9 @@ var (
 	// ErrHeightNotKept: a query asked for a height this node no longer
 	// keeps (pruned), or never had (before its state-sync snapshot).
 	ErrHeightNotKept = register(27, "height not kept")
-	// ErrProposalClosed: the proposal was executed, its voting ended, or
-	// (still open) another change overtook it and it can no longer execute.
+	// ErrProposalClosed: the proposal was executed or withdrawn, its voting
+	// ended, or (still open) another change overtook it and it can no
+	// longer execute.
 	ErrProposalClosed = register(28, "proposal closed")
 	// ErrLastValidator: the change would leave the chain no validator.
 	ErrLastValidator = register(29, "last validator")

@@ -46,6 +46,12 @@ const (
 	maxParamRewrapsPerRotation = 100_000
 	maxParamPageSize           = 1_000
 	maxParamProposalSeconds    = 366 * 24 * 3600
+	maxParamEmergencySeconds   = 366 * 24 * 3600
+	// maxParamCategories bounds the record categories: a params proposal
+	// carries them all and is stored with the ones it replaces, so 256 of
+	// at most 64 characters keep it a small transaction, a small value in
+	// a state snapshot (8 MiB at most) and linear work to check.
+	maxParamCategories = 256
 	// setParamsTxOverhead bounds what a SetParams transaction adds to its
 	// params: envelope, signature, key, a chain id of 50 bytes, a reason
 	// of 256, the field tags and lengths (457 bytes at most).
@@ -87,6 +93,9 @@ func ValidateParams(p *emrv1.Params) error {
 	if len(p.Categories) == 0 {
 		return errors.New("no record categories")
 	}
+	if len(p.Categories) > maxParamCategories {
+		return fmt.Errorf("params.categories lists %d, more than %d", len(p.Categories), maxParamCategories)
+	}
 	seen := map[string]bool{}
 	for _, c := range p.Categories {
 		if err := checkID("category", c); err != nil {
@@ -125,6 +134,7 @@ func ValidateParams(p *emrv1.Params) error {
 		{"max_page_size", uint64(p.MaxPageSize), maxParamPageSize},
 		{"max_wrapped_key_bytes", uint64(p.MaxWrappedKeyBytes), maxStaticWrappedKey},
 		{"proposal_seconds", p.ProposalSeconds, maxParamProposalSeconds},
+		{"emergency_access_seconds", p.EmergencyAccessSeconds, maxParamEmergencySeconds},
 	} {
 		if c.value > c.max {
 			return fmt.Errorf("params.%s is %d, more than %d", c.name, c.value, c.max)

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -57,6 +58,12 @@ func TestGenesisParamsHaveCeilings(t *testing.T) {
 		{"max_page_size", func(p *emrv1.Params, over bool) { p.MaxPageSize = 1_000 + uint32(b2u(over)) }},
 		{"max_wrapped_key_bytes", func(p *emrv1.Params, over bool) { p.MaxWrappedKeyBytes = 4096 + uint32(b2u(over)) }},
 		{"proposal_seconds", func(p *emrv1.Params, over bool) { p.ProposalSeconds = 366*24*3600 + b2u(over) }},
+		{"emergency_access_seconds", func(p *emrv1.Params, over bool) { p.EmergencyAccessSeconds = 366*24*3600 + b2u(over) }},
+		{"categories", func(p *emrv1.Params, over bool) {
+			for len(p.Categories) < 256+int(b2u(over)) {
+				p.Categories = append(p.Categories, fmt.Sprintf("c%03d-%s", len(p.Categories), strings.Repeat("x", 59)))
+			}
+		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			g := apptest.Consortium()

@@ -21,8 +21,8 @@ const (
 	MaxValidators     = 100
 )
 
-// ProposalAttribute (indexed) names the proposal a MsgPropose made or a
-// MsgApprove approved, in decimal.
+// ProposalAttribute (indexed) names the proposal a MsgPropose made, a
+// MsgApprove approved or a MsgWithdraw withdrew, in decimal.
 const ProposalAttribute = "proposal"
 
 // ExecutedAttribute (unindexed) is "true" on the event of the transaction
@@ -385,17 +385,24 @@ func (ctx *txContext) checkParamsChange(set *emrv1.SetParams) error {
 	if proto.Equal(current, set.Params) {
 		return fmt.Errorf("%w: the params are these already", ErrAlreadyExists)
 	}
+	// Linear in the categories (a transaction may carry tens of
+	// thousands): the set only to name a removed one.
+	next := set.Params.Categories
+	if len(next) >= len(current.Categories) && slices.Equal(next[:len(current.Categories)], current.Categories) {
+		return nil
+	}
+	listed := make(map[string]bool, len(next))
+	for _, c := range next {
+		listed[c] = true
+	}
 	for _, c := range current.Categories {
-		if !slices.Contains(set.Params.Categories, c) {
+		if !listed[c] {
 			return fmt.Errorf("%w: category %q cannot be removed: its records, consents and shares outlive it", ErrInvalidMsg, c)
 		}
 	}
 	// Added after the current ones, which keep their order: a reorder
 	// changes nothing the chain enforces.
-	if !slices.Equal(set.Params.Categories[:len(current.Categories)], current.Categories) {
-		return fmt.Errorf("%w: categories are added after the current ones, which keep their order (%v)", ErrInvalidMsg, current.Categories)
-	}
-	return nil
+	return fmt.Errorf("%w: categories are added after the current ones, which keep their order (%v)", ErrInvalidMsg, current.Categories)
 }
 
 // Overtaken changes. A change is checked when it is proposed and again

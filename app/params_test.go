@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/emrchain/emrchain/app/apptest"
 	"github.com/emrchain/emrchain/offchain/crypto"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+	"github.com/emrchain/emrchain/store"
 )
 
 // paramsAndChanges reads the params and the count of their changes.
@@ -168,4 +170,35 @@ func TestParamsChangesProven(t *testing.T) {
 	if n, p := proofOf(); n != 1 || p == nil || len(p.Value) != 8 {
 		t.Fatalf("changes %d, proof %v: want 1 proven", n, p)
 	}
+}
+
+// TestLargestParamsProposalFitsASnapshot: a params proposal carries every
+// category and is stored with the params it replaces, and proposals are
+// never deleted; at the most categories there may be (256 of 64
+// characters) it stays a small value, so the state still snapshots
+// (values up to store.MaxSnapshotValueLen). One category more is refused.
+func TestLargestParamsProposalFitsASnapshot(t *testing.T) {
+	g := apptest.Consortium()
+	for len(g.Params.Categories) < 255 {
+		g.Params.Categories = append(g.Params.Categories, fmt.Sprintf("c%03d-%s", len(g.Params.Categories), strings.Repeat("x", 59)))
+	}
+	c := apptest.New(t, apptest.Options{Genesis: g})
+	next := proto.Clone(g.Params).(*emrv1.Params)
+	next.Categories = append(next.Categories, strings.Repeat("y", 64))
+	c.Must(apptest.Registrar(apptest.HospitalA), apptest.SetParams(next, 0))
+	var p emrv1.QueryProposalResponse
+	c.Query("Proposal", &emrv1.QueryProposalRequest{Id: 1}, &p)
+	if size := proto.Size(p.Proposal); size > 64<<10 {
+		t.Fatalf("the largest params proposal is stored in %d bytes", size)
+	}
+	snapshots, err := store.OpenSnapshots(t.TempDir(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := snapshots.Create(context.Background(), c.Store, c.Height()); err != nil {
+		t.Fatalf("snapshot with the largest params proposal: %v", err)
+	}
+	next.Categories = append(next.Categories, "one-more")
+	ruleCheck(t, "a category past the most", c.Exec(apptest.Registrar(apptest.HospitalA), apptest.SetParams(next, 0)), app.ErrInvalidMsg,
+		"params.categories lists 257, more than 256")
 }

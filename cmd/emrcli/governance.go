@@ -426,6 +426,10 @@ func viewProposal(p *emrv1.Proposal, now time.Time) proposalView {
 		v.Status = "executed"
 	case p.Status == emrv1.ProposalStatus_PROPOSAL_STATUS_WITHDRAWN:
 		v.Status = "withdrawn"
+	case p.Status != emrv1.ProposalStatus_PROPOSAL_STATUS_OPEN && p.Status != emrv1.ProposalStatus_PROPOSAL_STATUS_UNSPECIFIED:
+		// A status of a newer chain: closed in some way this emrcli
+		// cannot name; never shown as open (or judged overtaken).
+		v.Status = fmt.Sprintf("status %d", int32(p.Status))
 	case !now.IsZero() && !now.Before(p.VotingEnd.AsTime()):
 		v.Status = "expired"
 	default:

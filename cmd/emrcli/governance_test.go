@@ -270,3 +270,38 @@ func TestOvertakenReason(t *testing.T) {
 		})
 	}
 }
+
+// TestParamsChangeTextShowsEveryChange: a count of seconds past a
+// Duration's range (an unverified node's answer, say; the chain caps them
+// at 366 days) is shown in plain seconds, not wrapped: a change by 2^55
+// seconds once showed as "params: as they were".
+func TestParamsChangeTextShowsEveryChange(t *testing.T) {
+	from := &emrv1.Params{Categories: []string{"imaging"}, EmergencyAccessSeconds: 3600, ProposalSeconds: 3600}
+	for _, tc := range []struct {
+		name string
+		to   uint64
+		want string
+	}{
+		{"by 2^55 seconds", 3600 + 1<<55, "emergency access not enabled (a break-glass read would last 36028797018967568s) (was"},
+		{"to a value past a Duration", 1 << 62, "a break-glass read would last 4611686018427387904s)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			to := &emrv1.Params{Categories: []string{"imaging"}, EmergencyAccessSeconds: tc.to, ProposalSeconds: 3600}
+			got := paramsChangeText(&emrv1.SetParams{Params: to, FromParams: from})
+			if !strings.Contains(got, tc.want) {
+				t.Fatalf("emergency_access_seconds 3600 -> %d shown as %q; want it to contain %q", tc.to, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestViewProposalOfUnknownStatus: a status this emrcli does not know (a
+// chain newer than it, as PROPOSAL_STATUS_WITHDRAWN was to every emrcli
+// before it) is not shown as open, nor judged overtaken: an older emrcli
+// showed a withdrawn proposal as open, one that can still be approved.
+func TestViewProposalOfUnknownStatus(t *testing.T) {
+	p := &emrv1.Proposal{Id: 1, Status: emrv1.ProposalStatus(4)}
+	if v := viewProposal(p, time.Time{}); v.Status == "open" || v.Status == "expired" {
+		t.Fatalf("a proposal of status 4 shown as %q", v.Status)
+	}
+}

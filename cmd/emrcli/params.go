@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -148,7 +149,14 @@ func viewParams(p *emrv1.Params) paramsView {
 
 // fields are the params as name and value pairs, for fields().
 func (v paramsView) fields() []string {
-	seconds := func(s uint64) string { return (time.Duration(s) * time.Second).String() }
+	// Past a Duration's range (292 years) in plain seconds: multiplied
+	// out it would wrap, and two different values could read the same.
+	seconds := func(s uint64) string {
+		if s > uint64(math.MaxInt64/int64(time.Second)) {
+			return fmt.Sprintf("%ds", s)
+		}
+		return (time.Duration(s) * time.Second).String()
+	}
 	return []string{"categories", strings.Join(v.Categories, ", "), "max tx bytes", fmt.Sprint(v.MaxTxBytes),
 		"max file bytes", fmt.Sprint(v.MaxBlobBytes), "max records per read", fmt.Sprint(v.MaxRecordsPerAccess),
 		"max re-wraps per rotation", fmt.Sprint(v.MaxRewrapsPerRotation), "max page size", fmt.Sprint(v.MaxPageSize),
@@ -176,22 +184,31 @@ func paramsChangeText(set *emrv1.SetParams) string {
 	}
 	from := viewParams(set.GetFromParams())
 	var parts []string
+	// Sets: params may carry tens of thousands of categories.
+	setOf := func(list []string) map[string]bool {
+		m := make(map[string]bool, len(list))
+		for _, c := range list {
+			m[c] = true
+		}
+		return m
+	}
+	was, now := setOf(from.Categories), setOf(to.Categories)
 	for _, c := range to.Categories {
-		if !slices.Contains(from.Categories, c) {
+		if !was[c] {
 			parts = append(parts, "category "+c+" added")
 		}
 	}
 	for _, c := range from.Categories {
-		if !slices.Contains(to.Categories, c) {
+		if !now[c] {
 			parts = append(parts, "category "+c+" removed")
 		}
 	}
 	// After the categories (the first pair), name and value pairs in the
 	// same order.
-	was, now := from.fields(), to.fields()
-	for i := 2; i+1 < len(now); i += 2 {
-		if was[i+1] != now[i+1] {
-			parts = append(parts, fmt.Sprintf("%s %s (was %s)", now[i], now[i+1], was[i+1]))
+	before, after := from.fields(), to.fields()
+	for i := 2; i+1 < len(after); i += 2 {
+		if before[i+1] != after[i+1] {
+			parts = append(parts, fmt.Sprintf("%s %s (was %s)", after[i], after[i+1], before[i+1]))
 		}
 	}
 	if len(parts) == 0 {

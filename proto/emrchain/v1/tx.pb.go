@@ -1433,9 +1433,10 @@ func (x *MsgApprove) GetProposalId() uint64 {
 	return 0
 }
 
-// MsgWithdraw: a registrar of the organization that made an open proposal
-// withdraws it (a mistaken key, a change no longer wanted): it can no
-// longer be approved or executed.
+// MsgWithdraw: the registrar who made an open proposal withdraws it (a
+// mistaken key, a change no longer wanted): it can no longer be approved
+// or executed. Only its proposer; not another registrar of its
+// organization, who may be the one the proposal is about.
 type MsgWithdraw struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ProposalId    uint64                 `protobuf:"varint,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`

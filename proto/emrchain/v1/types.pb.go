@@ -311,7 +311,7 @@ const (
 	ProposalStatus_PROPOSAL_STATUS_UNSPECIFIED ProposalStatus = 0
 	ProposalStatus_PROPOSAL_STATUS_OPEN        ProposalStatus = 1
 	ProposalStatus_PROPOSAL_STATUS_EXECUTED    ProposalStatus = 2
-	// Withdrawn by its organization (MsgWithdraw).
+	// Withdrawn by the registrar who made it (MsgWithdraw).
 	ProposalStatus_PROPOSAL_STATUS_WITHDRAWN ProposalStatus = 3
 )
 
