@@ -394,6 +394,10 @@ type proposalView struct {
 	Overtaken       string   `json:"overtaken,omitempty"` // status "overtaken": why it can no longer execute
 	ExecutedHeight  int64    `json:"executed_height,omitempty"`
 	WithdrawnHeight int64    `json:"withdrawn_height,omitempty"`
+	// A params change: the whole new set, and the set it replaces (for
+	// programs; change says what differs).
+	Params     *paramsView `json:"params,omitempty"`
+	FromParams *paramsView `json:"from_params,omitempty"`
 }
 
 // viewProposal describes p; an open proposal whose voting ended by now (a
@@ -420,6 +424,14 @@ func viewProposal(p *emrv1.Proposal, now time.Time) proposalView {
 		v.Change = fmt.Sprintf("seat registrar %s in %s", upperHex(app.AddressOf(c.AddRegistrar.GetSignPubKey())), c.AddRegistrar.GetOrganizationId())
 	case *emrv1.ConsortiumChange_SetParams:
 		v.Change = paramsChangeText(c.SetParams)
+		if p := c.SetParams.GetParams(); p != nil {
+			v.Params = &paramsView{}
+			*v.Params = viewParams(p)
+		}
+		if p := c.SetParams.GetFromParams(); p != nil {
+			v.FromParams = &paramsView{}
+			*v.FromParams = viewParams(p)
+		}
 	}
 	switch {
 	case p.Status == emrv1.ProposalStatus_PROPOSAL_STATUS_EXECUTED:

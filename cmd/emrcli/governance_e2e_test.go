@@ -302,6 +302,21 @@ func TestGovernanceFlow(t *testing.T) {
 	if out := e.ok("proposals", "11"); !strings.Contains(out, "params: category genomics added; max page size 50 (was 100)") {
 		t.Fatalf("proposals 11:\n%s", out)
 	}
+	type paramsJSON struct {
+		Categories  []string `json:"categories"`
+		MaxPageSize uint32   `json:"max_page_size"`
+	}
+	var p11 struct {
+		Proposals []struct {
+			Params     paramsJSON `json:"params"`
+			FromParams paramsJSON `json:"from_params"`
+		} `json:"proposals"`
+	}
+	e.json(&p11, "proposals", "11")
+	if got := p11.Proposals; len(got) != 1 || !slices.Contains(got[0].Params.Categories, "genomics") || got[0].Params.MaxPageSize != 50 ||
+		slices.Contains(got[0].FromParams.Categories, "genomics") || got[0].FromParams.MaxPageSize != 100 {
+		t.Fatalf("proposals 11 --json: %+v", got)
+	}
 	e.ok("approve", "--from", "st-mary-registrar", "12")
 	e.fails(1, "the params were changed 1 times since this was proposed", "approve", "--from", "st-luke-b", "12")
 

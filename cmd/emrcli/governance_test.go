@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -122,6 +123,12 @@ func TestViewProposal(t *testing.T) {
 			v := viewProposal(p, made.Add(time.Hour))
 			if v.Change != c.want {
 				t.Errorf("change %q, want %q", v.Change, c.want)
+			}
+			// A params change is also there whole, for programs.
+			if set := c.change.GetSetParams(); (v.Params != nil) != (set != nil) || (v.FromParams != nil) != (set.GetFromParams() != nil) ||
+				(set != nil && !slices.Equal(v.Params.Categories, set.Params.Categories)) ||
+				(set.GetFromParams() != nil && v.FromParams.MaxPageSize != set.FromParams.MaxPageSize) {
+				t.Errorf("params %+v, from params %+v", v.Params, v.FromParams)
 			}
 			if v.ID != 3 || v.Reason != "why" || v.Proposer != strings.Repeat("AB", 20) || strings.Join(v.Approvals, ",") != "dev-hospital" ||
 				v.Height != 5 || v.Time != "2026-03-01T12:00:00Z" || v.VotingEnd != "2026-03-15T12:00:00Z" || v.Status != "open" || v.ExecutedHeight != 0 {
