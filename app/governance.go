@@ -152,7 +152,7 @@ func (ctx *txContext) withdraw(m *emrv1.MsgWithdraw) error {
 		return fmt.Errorf("%w: only its proposer, %X, withdraws proposal %d", ErrUnauthorized, p.Proposer, p.Id)
 	}
 	p.Status = emrv1.ProposalStatus_PROPOSAL_STATUS_WITHDRAWN
-	p.WithdrawnHeight, p.WithdrawnBy = ctx.block.Height, ctx.tx.Signer
+	p.WithdrawnHeight = ctx.block.Height
 	return ctx.st.put(proposalKey(p.Id), p)
 }
 

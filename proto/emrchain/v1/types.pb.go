@@ -2248,9 +2248,9 @@ type Proposal struct {
 	// approval counts only while its registrar is active; its organization
 	// may approve again through another registrar.
 	Approvers [][]byte `protobuf:"bytes,11,rep,name=approvers,proto3" json:"approvers,omitempty"`
-	// The block that withdrew it (status withdrawn), and who did.
-	WithdrawnHeight int64  `protobuf:"varint,12,opt,name=withdrawn_height,json=withdrawnHeight,proto3" json:"withdrawn_height,omitempty"`
-	WithdrawnBy     []byte `protobuf:"bytes,13,opt,name=withdrawn_by,json=withdrawnBy,proto3" json:"withdrawn_by,omitempty"`
+	// The block that withdrew it (status withdrawn); only its proposer
+	// withdraws a proposal.
+	WithdrawnHeight int64 `protobuf:"varint,12,opt,name=withdrawn_height,json=withdrawnHeight,proto3" json:"withdrawn_height,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -2367,13 +2367,6 @@ func (x *Proposal) GetWithdrawnHeight() int64 {
 		return x.WithdrawnHeight
 	}
 	return 0
-}
-
-func (x *Proposal) GetWithdrawnBy() []byte {
-	if x != nil {
-		return x.WithdrawnBy
-	}
-	return nil
 }
 
 var File_emrchain_v1_types_proto protoreflect.FileDescriptor
@@ -2557,7 +2550,7 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\x0fSetMemberStatus\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\fR\aaddress\x121\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x19.emrchain.v1.MemberStatusR\x06status\x12.\n" +
-	"\x13from_status_changes\x18\x03 \x01(\x04R\x11fromStatusChanges\"\xf0\x03\n" +
+	"\x13from_status_changes\x18\x03 \x01(\x04R\x11fromStatusChanges\"\xcd\x03\n" +
 	"\bProposal\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x125\n" +
 	"\x06change\x18\x02 \x01(\v2\x1d.emrchain.v1.ConsortiumChangeR\x06change\x12\x16\n" +
@@ -2572,8 +2565,7 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\x0fexecuted_height\x18\n" +
 	" \x01(\x03R\x0eexecutedHeight\x12\x1c\n" +
 	"\tapprovers\x18\v \x03(\fR\tapprovers\x12)\n" +
-	"\x10withdrawn_height\x18\f \x01(\x03R\x0fwithdrawnHeight\x12!\n" +
-	"\fwithdrawn_by\x18\r \x01(\fR\vwithdrawnBy*}\n" +
+	"\x10withdrawn_height\x18\f \x01(\x03R\x0fwithdrawnHeight*}\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fROLE_PATIENT\x10\x01\x12\x12\n" +
