@@ -65,15 +65,7 @@ type grpcService struct {
 // background.
 func startGRPC(env serviceEnv, queries *queryServer, txs *txServer) (*grpcService, error) {
 	lis := netutil.LimitListener(take(&env.listeners.grpc), grpcMaxConnections)
-	// Sized for CometBFT's mempool limit, the most params.max_tx_bytes can
-	// be raised to by proposal and still count without a restart;
-	// BroadcastTx checks each transaction against the params of the
-	// moment.
-	maxMsg := max(txs.mempoolMaxTxBytes, txs.maxTxBytes()) + grpcMsgMargin
-	if maxMsg < 4<<20 {
-		maxMsg = 4 << 20 // gRPC's default
-	}
-	srv := grpc.NewServer(grpcServerOptions(maxMsg)...)
+	srv := grpc.NewServer(grpcServerOptions(txs.maxMessageBytes())...)
 	emrv1.RegisterQueryServer(srv, queries)
 	emrv1.RegisterTxServiceServer(srv, txs)
 	hs := health.NewServer()

@@ -115,6 +115,15 @@ func (s *txServer) maxTxBytes() int {
 	return limit
 }
 
+// maxMessageBytes is the largest gRPC message the server takes, fixed at
+// start: sized for CometBFT's mempool limit, the most params.max_tx_bytes
+// can be raised to by proposal and still count without a restart
+// (BroadcastTx checks each transaction against the params of the moment),
+// and never below gRPC's default.
+func (s *txServer) maxMessageBytes() int {
+	return max(max(s.mempoolMaxTxBytes, s.maxTxBytes())+grpcMsgMargin, 4<<20)
+}
+
 // BroadcastTx implements emrchain.v1.TxService: CheckTx, then (unless async)
 // wait for the block. See tx_service.proto for the contract.
 func (s *txServer) BroadcastTx(ctx context.Context, req *emrv1.BroadcastTxRequest) (resp *emrv1.BroadcastTxResponse, err error) {

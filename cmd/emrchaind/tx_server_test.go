@@ -203,3 +203,32 @@ func TestCommittedSequenceUsed(t *testing.T) {
 		}
 	}
 }
+
+// TestGRPCMessageLimitFollowsTheMempool: the gRPC server's message limit,
+// fixed at start, is sized for CometBFT's mempool limit, not for the
+// params of the moment: params.max_tx_bytes raised by proposal up to the
+// mempool's limit then counts without a restart. It is never below gRPC's
+// default of 4 MiB.
+func TestGRPCMessageLimitFollowsTheMempool(t *testing.T) {
+	c := apptest.New(t, apptest.Options{})
+	params := c.App.Params().MaxTxBytes // 1 MiB
+	for _, tc := range []struct {
+		name    string
+		mempool int
+		want    int
+	}{
+		{"a mempool limit above the params", 16 << 20, 16<<20 + grpcMsgMargin},
+		{"the mempool's limit as the params", int(params), 4 << 20},
+		{"no mempool limit: the params", 0, 4 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &txServer{app: c.App, mempoolMaxTxBytes: tc.mempool}
+			if got := s.maxMessageBytes(); got != tc.want {
+				t.Fatalf("limit %d, want %d (params max_tx_bytes %d)", got, tc.want, params)
+			}
+			if s.maxTxBytes() > int(app.DefaultParams().MaxTxBytes) {
+				t.Fatalf("each transaction is still checked against the params: %d", s.maxTxBytes())
+			}
+		})
+	}
+}
