@@ -65,7 +65,10 @@ block size; --json, --csv and --blocks-csv write them for plots (load
 plot); --cpu-pids adds the nodes' CPU time per committed tx.
 
 A run is bounded in count (--max-txs, signed up front) and in time
-(--duration, then at most --drain for the last commits). Only 127.0.0.1
+(--duration, then at most --drain for the last commits; at a --rate, the
+txs that fell due in --duration but that a sender still held behind a
+slow node at its end go out within the drain too, and count from when
+they were due). Only 127.0.0.1
 endpoints are accepted. Every run needs a fresh --prefix on the same chain
 (the default is derived from the clock).`,
 		Example: `  emrchaind load --testnet ./localnet --duration 60s
@@ -116,7 +119,7 @@ endpoints are accepted. Every run needs a fresh --prefix on the same chain
 	f.Float64Var(&cfg.Rate, "rate", 0, "target rate in tx/s over all nodes; 0 = as fast as the nodes accept (saturation)")
 	f.DurationVar(&cfg.Duration, "duration", 60*time.Second, fmt.Sprintf("length of the measured phase (at most %s)", load.MaxDuration))
 	f.DurationVar(&cfg.Warmup, "warmup", 5*time.Second, "start of the measured phase left out of throughput and latency")
-	f.DurationVar(&cfg.Drain, "drain", 20*time.Second, "how long to wait after the measured phase for accepted txs to be committed")
+	f.DurationVar(&cfg.Drain, "drain", 20*time.Second, "how long to wait after the measured phase for accepted txs to be committed (and, at a --rate, to send the ones due in it that senders still held)")
 	f.StringVar(&mix, "mix", load.DefaultMix.String(), "weights of add-record, record-access and consent (grant, revoke, rotate-key in turn)")
 	f.IntVar(&cfg.MaxTxs, "max-txs", 0, fmt.Sprintf("txs signed for the measured phase, at most %d (default: rate x duration + 10%%, or 6000/s without --rate)", load.MaxTxsLimit))
 	f.IntVar(&cfg.Conns, "conns", 0, "concurrent senders per node (default 8 at saturation; at a --rate, one per 100 tx/s a node gets, 2 to 8)")

@@ -189,7 +189,8 @@ func TestSendAtTinyRate(t *testing.T) {
 		txs = append(txs, &plannedTx{signer: 0, seq: uint64(i), raw: []byte{}})
 	}
 	s := &sender{nodes: []submitter{node}, conns: 1, stats: newSendStats()}
-	s.send(context.Background(), txs, 1e-12, time.Now().Add(300*time.Millisecond))
+	end := time.Now().Add(300 * time.Millisecond)
+	s.send(context.Background(), txs, 1e-12, end, end)
 	if s.stats.attempts.Load() != 1 || s.stats.unsent.Load() != 2 {
 		t.Fatalf("attempts %d unsent %d, want 1 and 2", s.stats.attempts.Load(), s.stats.unsent.Load())
 	}

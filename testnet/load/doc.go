@@ -40,9 +40,12 @@
 // the sender behind a stalled node or a full mempool counts (no coordinated
 // omission); at saturation, where there is no schedule, at its first
 // broadcast attempt (a retry does not restart it). The summary says which
-// (latency_from). A transaction whose clock started in the window but that
-// was not committed when the observation ended (never sent, sent and never
-// taken, or accepted and never committed) is censored: it counts with the
+// (latency_from). At a rate, a transaction due in the phase that a sender
+// still held at its end is sent after it, within the drain
+// (sent_after_end), so its latency is measured, not cut off. A transaction
+// whose clock started in the window but that was not committed when the
+// observation ended (never sent, sent and never taken, or accepted and
+// never committed, by the end of the drain) is censored: it counts with the
 // time from its start to the end of the observation, a lower bound, and a
 // percentile at or above the rank of the lowest such bound is marked as a
 // lower bound too (latency_ms.censored and at_least; "≥" in the text). Leaving those out would show a chain that fell behind with

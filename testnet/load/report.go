@@ -53,6 +53,11 @@ type Summary struct {
 	RPCErrorFirst string `json:"rpc_error_first,omitempty"`
 	Skipped       int64  `json:"skipped_after_rejection"`
 	Unsent        int64  `json:"unsent"`
+	// SentAfterEnd counts, at a rate, the txs due in the measured phase
+	// that first went out after its end, within the drain: a sender held
+	// them behind a node that was slow to answer. Their latency runs
+	// from when they were due, like every other.
+	SentAfterEnd int `json:"sent_after_end,omitempty"`
 	// Rejected by CheckTx, by "codespace/code"; RejectedLog has one log
 	// line per code.
 	Rejected    map[string]int    `json:"rejected"`
@@ -223,6 +228,11 @@ func buildResult(cfg Config, obs *observer, st *sendStats, txs []*plannedTx, sta
 
 	from, to := start.Add(cfg.Warmup).UnixNano(), end.UnixNano()
 	s.WindowS = float64(to-from) / 1e9
+	for _, t := range txs {
+		if t.dueNs != 0 && t.dueNs <= to && t.sendNs.Load() > to {
+			s.SentAfterEnd++
+		}
+	}
 	startNs := start.UnixNano()
 
 	// Every committed (or watched) tx as (latency start, commit, ok).
@@ -526,6 +536,9 @@ func (r *Result) WriteText(w io.Writer) {
 			s.Accepted, s.Planned, s.Attempts, s.MempoolFull, s.RPCErrors, s.Unsent, s.Skipped, map[bool]string{true: " EXHAUSTED", false: ""}[s.Exhausted])
 		if s.RPCErrorFirst != "" {
 			fmt.Fprintf(w, "  rpc error  the first: %s\n", s.RPCErrorFirst)
+		}
+		if s.SentAfterEnd > 0 {
+			fmt.Fprintf(w, "  late       %d txs due in the phase went out after its end (the senders were behind; latency counts from due)\n", s.SentAfterEnd)
 		}
 		if offered := float64(s.Accepted) / s.DurationS; s.Mode == "rate" && s.DurationS > 0 && offered < 0.95*s.TargetRate {
 			// Senders wait for CheckTx: on busy nodes they fall behind the

@@ -59,7 +59,8 @@ type Config struct {
 	// empty means gRPC when Target.GRPC names the nodes' gRPC servers.
 	Submit string
 	// Drain is how long to wait, after the measured phase, for accepted
-	// transactions to be committed; 0 means 20s.
+	// transactions to be committed (and, at a rate, to send the ones due
+	// in the phase that a sender still held at its end); 0 means 20s.
 	Drain time.Duration
 	// SetupTimeout bounds each setup step; 0 means 3 minutes.
 	SetupTimeout time.Duration
@@ -186,8 +187,10 @@ func closeSubmitters(nodes []submitter) {
 
 // Run sets the load's population up on the target, then runs the measured
 // phase and returns its results. Everything it does is bounded: setup by
-// SetupTimeout per step, the measured phase by Duration and MaxTxs, the
-// wait for the last commits by Drain.
+// SetupTimeout per step, the measured phase by Duration and MaxTxs, and
+// what follows it by Drain: the wait for the last commits and, at a rate,
+// the sending of txs that fell due in the phase but were still held in a
+// sender at its end.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
@@ -248,7 +251,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		obs.track(s.txs)
 		snd.stats = newSendStats()
 		sctx, cancel := context.WithTimeout(ctx, cfg.SetupTimeout)
-		snd.send(sctx, s.txs, 0, time.Now().Add(cfg.SetupTimeout))
+		setupEnd := time.Now().Add(cfg.SetupTimeout)
+		snd.send(sctx, s.txs, 0, setupEnd, setupEnd)
 		missing := obs.waitCommitted(sctx, s.txs)
 		cancel()
 		if err := ctx.Err(); err != nil {
@@ -275,13 +279,21 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	start := time.Now()
 	end := start.Add(cfg.Duration)
 	cpu := startCPU(ctx, cfg.CPUPids, start.Add(cfg.Warmup), end)
-	snd.send(ctx, txs, cfg.Rate, end)
+	drainEnd := end.Add(cfg.Drain)
+	sendUntil := end
+	if cfg.Rate > 0 {
+		// Every tx due in the phase is part of its latency: one held in
+		// a sender behind a stalled node at the end still goes out,
+		// within the drain.
+		sendUntil = drainEnd
+	}
+	snd.send(ctx, txs, cfg.Rate, end, sendUntil)
 	sendEnd := time.Now()
 	exhausted := sendEnd.Before(end.Add(-time.Second)) && ctx.Err() == nil
 	if exhausted {
 		cfg.logf("all %d signed txs sent %s before the end: raise --max-txs", len(txs), end.Sub(sendEnd).Round(time.Millisecond))
 	}
-	dctx, cancel := context.WithTimeout(ctx, cfg.Drain)
+	dctx, cancel := context.WithDeadline(ctx, drainEnd)
 	missing := obs.waitCommitted(dctx, txs)
 	cancel()
 	// Blocks after this are not looked for: a tx still not committed has

@@ -90,23 +90,32 @@ type sender struct {
 // start, whichever worker has it, so the whole plan's rate is offered as
 // long as the workers keep up (pacing each worker's own list instead
 // offered less once the shorter lists ran dry: signers do not spread
-// evenly over workers). rate == 0 sends as fast as the nodes answer. At the
+// evenly over workers). At a rate, the txs due after end are not sent,
+// and those due by end are sent until the deadline, which may lie past
+// end: a tx held in the sender behind a stalled node is still sent after
+// end, so its latency is measured rather than cut off. rate == 0 sends as
+// fast as the nodes answer, until the deadline (end is not used). At the
 // deadline no new batch starts; a batch already sent finishes under its
 // own RPC timeout and is booked as answered. send returns when every
 // worker is done.
-func (s *sender) send(ctx context.Context, txs []*plannedTx, rate float64, deadline time.Time) {
+func (s *sender) send(ctx context.Context, txs []*plannedTx, rate float64, end, deadline time.Time) {
 	workers := len(s.nodes) * s.conns
 	lists := make([][]*plannedTx, workers)
 	start := time.Now()
 	for i, t := range txs {
-		w := s.workerOf(int(t.signer))
-		lists[w] = append(lists[w], t)
 		if rate > 0 {
 			// The latency clock of a tx at a rate starts when it is due,
 			// not when it goes out: time spent waiting in the sender (a
 			// stalled node, a full mempool) is part of its latency.
 			t.dueNs = start.Add(dueAfter(i, rate)).UnixNano()
+			if t.dueNs > end.UnixNano() {
+				// Not due in the run, nor any after it.
+				s.stats.unsent.Add(int64(len(txs) - i))
+				break
+			}
 		}
+		w := s.workerOf(int(t.signer))
+		lists[w] = append(lists[w], t)
 	}
 	dctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()

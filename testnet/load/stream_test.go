@@ -136,7 +136,8 @@ func TestStreamLine(t *testing.T) {
 func TestSenderKeepsTheFirstRPCError(t *testing.T) {
 	n := serveGRPC(t, grpc.NewServer()) // serves nothing
 	s := &sender{nodes: []submitter{n}, conns: 1, stats: newSendStats()}
-	s.send(context.Background(), []*plannedTx{{raw: []byte("a")}}, 0, time.Now().Add(300*time.Millisecond))
+	end := time.Now().Add(300 * time.Millisecond)
+	s.send(context.Background(), []*plannedTx{{raw: []byte("a")}}, 0, end, end)
 	if s.stats.rpcErrors.Load() == 0 || s.stats.accepted.Load() != 0 {
 		t.Fatalf("%d rpc errors, %d accepted", s.stats.rpcErrors.Load(), s.stats.accepted.Load())
 	}
@@ -154,7 +155,8 @@ func TestSenderBacksOffARefusingNode(t *testing.T) {
 	n := serveGRPC(t, srv)
 	s := &sender{nodes: []submitter{n}, conns: 1, stats: newSendStats()}
 	const window = 500 * time.Millisecond
-	s.send(context.Background(), []*plannedTx{{raw: []byte("down")}}, 0, time.Now().Add(window))
+	end := time.Now().Add(window)
+	s.send(context.Background(), []*plannedTx{{raw: []byte("down")}}, 0, end, end)
 	if got, most := s.stats.attempts.Load(), int64(window/errorBackoff)+1; got < 2 || got > most {
 		t.Fatalf("%d attempts in %s, want 2 to %d (one per %s)", got, window, most, errorBackoff)
 	}
