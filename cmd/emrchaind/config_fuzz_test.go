@@ -249,7 +249,7 @@ func FuzzLoadSidecarConfig(f *testing.F) {
 			read.Backend != "" && c.Backend != read.Backend,
 			!filepath.IsAbs(c.Dir), !filepath.IsAbs(c.RefIndexDir),
 			c.Listen == "",
-			c.AccessWindow <= 0, c.MaxClockSkew <= 0, c.SweepInterval < 0, c.SweepGrace < 0,
+			c.AccessWindow <= 0, c.MaxClockSkew <= 0, c.SweepInterval < 0, c.SweepGrace < 0, c.MaxHeadAge < 0,
 			c.ReplayCacheSize < 0, c.ReplayPerSigner < 0, c.FailedAuthPerMinute < 0, c.SweepMaxDeletes < 0, c.SweepMaxChecks < 0,
 			c.PendingBytesPerSigner < 0, c.PendingBytesPatients < 0, c.PendingBytesTotal < 0,
 			c.PendingBytesTotal > 0 && c.PendingBytesPatients >= c.PendingBytesTotal,
@@ -268,6 +268,7 @@ func FuzzLoadSidecarConfig(f *testing.F) {
 			!noBound(int64(c.UploadIdleTimeout), int64(o.UploadIdleTimeout)) || !noBound(c.UploadMinRate, o.UploadMinRate) ||
 			!noBound(int64(c.MaxUploads), int64(o.MaxUploads)) || !noBound(int64(c.MaxUploadsPerSigner), int64(o.MaxUploadsPerSigner)) ||
 			!noBound(int64(c.MaxUploadsPatients), int64(o.MaxUploadsPatients)) ||
+			!noBound(int64(c.MaxHeadAge), int64(o.MaxHeadAge)) ||
 			(c.SweepInterval == 0) != (o.SweepInterval < 0 && o.RefIndexDir == "") ||
 			(c.SweepInterval > 0 && (o.SweepInterval != time.Duration(c.SweepInterval) || o.RefIndexDir != c.RefIndexDir)) ||
 			!reflect.DeepEqual(o.Peers, c.Peers) {

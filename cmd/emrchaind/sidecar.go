@@ -67,7 +67,10 @@ type sidecarConfig struct {
 	// its member download.
 	AccessWindow duration `toml:"access_window"`
 	// MaxClockSkew between a request's timestamp and the sidecar's clock.
-	MaxClockSkew    duration `toml:"max_clock_skew"`
+	MaxClockSkew duration `toml:"max_clock_skew"`
+	// MaxHeadAge: how old the node's latest block may be for the sidecar
+	// to authorize by it (503 beyond). "0s": no bound.
+	MaxHeadAge      duration `toml:"max_head_age"`
 	ReplayCacheSize int      `toml:"replay_cache_size"`
 	// ReplayPerSigner: requests of one signer remembered at once; beyond
 	// it the signer gets 429 until its oldest leaves the window. 0: no
@@ -137,6 +140,7 @@ func defaultSidecarConfig() sidecarConfig {
 		MinIOBucket:     defaultMinIOBucket,
 		AccessWindow:    duration(sidecar.DefaultAccessWindow),
 		MaxClockSkew:    duration(sidecar.DefaultMaxClockSkew),
+		MaxHeadAge:      duration(sidecar.DefaultMaxHeadAge),
 		ReplayCacheSize: sidecar.DefaultReplayCacheSize,
 		ReplayPerSigner: sidecar.DefaultReplayPerSigner,
 		SweepInterval:   duration(sidecar.DefaultSweepInterval),
@@ -196,6 +200,14 @@ access_window = %q
 # Largest difference between a request's timestamp and this machine's clock;
 # a request seen before within it is refused as a replay.
 max_clock_skew = %q
+# How old, by this machine's clock, the node's latest block may be for the
+# sidecar to authorize by it. A node cut off from the other validators keeps
+# answering with its last block without saying it is behind; grants revoked
+# and windows closed since would still count, so beyond this age every
+# request is refused (503 chain_stale). The chain makes a block at least
+# every consensus.create_empty_blocks_interval (10s by default). "0s": no
+# bound, for a chain configured to make no empty blocks.
+max_head_age = %q
 # Signed requests remembered for replay protection. When they are all
 # within the window, every new request is refused (503) until one leaves it.
 replay_cache_size = %d
@@ -270,7 +282,7 @@ sweep_max_checks = %d
 # checked against its SHA-256 and kept. Empty: serve only local blobs.
 peers = %s
 `, c.Enable, c.Listen, c.Node, c.Backend, c.Dir, c.RefIndexDir, c.MinIOEndpoint, c.MinIOBucket, c.MinIOAccessKey, c.MinIOSecretKey,
-		c.MinIOSecure, c.MinIORegion, c.MinIOPrefix, time.Duration(c.AccessWindow).String(), time.Duration(c.MaxClockSkew).String(),
+		c.MinIOSecure, c.MinIORegion, c.MinIOPrefix, time.Duration(c.AccessWindow).String(), time.Duration(c.MaxClockSkew).String(), time.Duration(c.MaxHeadAge).String(),
 		c.ReplayCacheSize, c.ReplayPerSigner, c.FailedAuthPerMinute, c.PendingBytesPerSigner, c.PendingBytesPatients, c.PendingBytesTotal,
 		time.Duration(c.UploadIdleTimeout).String(), c.UploadMinRate, c.MaxUploads, c.MaxUploadsPerSigner, c.MaxUploadsPatients, time.Duration(c.SweepInterval).String(), time.Duration(c.SweepGrace).String(), c.SweepMaxDeletes, c.SweepMaxChecks,
 		tomlStrings(c.Peers))
@@ -332,8 +344,8 @@ func (c *sidecarConfig) resolve(home string) error {
 		return errors.New("sidecar: access_window must be positive")
 	case c.MaxClockSkew <= 0:
 		return errors.New("sidecar: max_clock_skew must be positive")
-	case c.SweepInterval < 0 || c.SweepGrace < 0:
-		return errors.New("sidecar: sweep_interval and sweep_grace must not be negative")
+	case c.SweepInterval < 0 || c.SweepGrace < 0 || c.MaxHeadAge < 0:
+		return errors.New("sidecar: sweep_interval, sweep_grace and max_head_age must not be negative")
 	case c.ReplayCacheSize < 0 || c.SweepMaxDeletes < 0 || c.SweepMaxChecks < 0:
 		return errors.New("sidecar: replay_cache_size, sweep_max_deletes and sweep_max_checks must not be negative")
 	case c.ReplayPerSigner < 0 || c.FailedAuthPerMinute < 0 || c.PendingBytesPerSigner < 0 || c.PendingBytesPatients < 0 || c.PendingBytesTotal < 0:
@@ -396,6 +408,7 @@ func (c *sidecarConfig) options() sidecar.Options {
 	return sidecar.Options{
 		AccessWindow:          time.Duration(c.AccessWindow),
 		MaxClockSkew:          time.Duration(c.MaxClockSkew),
+		MaxHeadAge:            time.Duration(noBound(int64(c.MaxHeadAge))),
 		ReplayCacheSize:       c.ReplayCacheSize,
 		ReplayPerSigner:       int(noBound(int64(c.ReplayPerSigner))),
 		FailedAuthPerMinute:   int(noBound(int64(c.FailedAuthPerMinute))),
@@ -681,6 +694,7 @@ share a reference index: give a second one on the same home its own
 	f.Bool("minio-secure", false, "use TLS to MinIO (for a host:port endpoint)")
 	f.Duration("access-window", 0, "how long a committed access event allows a download, in block time (default: app.toml, else 10m)")
 	f.Duration("max-clock-skew", 0, "accepted request timestamp skew (default: app.toml, else 60s)")
+	f.Duration("max-head-age", 0, "refuse requests (503) while the node's latest block is older than this; 0: no bound (default: app.toml, else 1m)")
 	f.Duration("sweep-interval", 0, "garbage-collection interval (default: app.toml, else 10m)")
 	f.Duration("sweep-grace", 0, "never sweep blobs younger than this (default: app.toml, else 1h)")
 	return cmd
@@ -711,7 +725,7 @@ func sidecarFromFlags(cmd *cobra.Command, home string) (sidecarConfig, error) {
 		c.MinIOSecure, _ = f.GetBool("minio-secure")
 	}
 	for name, dst := range map[string]*duration{
-		"access-window": &c.AccessWindow, "max-clock-skew": &c.MaxClockSkew,
+		"access-window": &c.AccessWindow, "max-clock-skew": &c.MaxClockSkew, "max-head-age": &c.MaxHeadAge,
 		"sweep-interval": &c.SweepInterval, "sweep-grace": &c.SweepGrace,
 	} {
 		if f.Changed(name) {

@@ -680,6 +680,7 @@ func TestSidecarQuotaOptions(t *testing.T) {
 		fmt.Sprintf("pending_bytes_patients = %d\n", int64(sidecar.DefaultPendingBytesPatients)),
 		fmt.Sprintf("pending_bytes_total = %d\n", int64(sidecar.DefaultPendingBytesTotal)),
 		fmt.Sprintf("max_uploads_patients = %d\n", sidecar.DefaultMaxUploads/2),
+		fmt.Sprintf("max_head_age = %q\n", sidecar.DefaultMaxHeadAge.String()),
 	} {
 		if !strings.Contains(rendered, want) {
 			t.Errorf("the written [sidecar] table lacks %q", want)

@@ -42,6 +42,23 @@ func chainError(err error) *apiError {
 	return errf(http.StatusInternalServerError, "chain_error", "chain query failed: %v", err)
 }
 
+// head is the chain's latest block to authorize a request by: refused
+// (503 chain_stale) when it is older than MaxHeadAge by the sidecar's
+// clock, since a node that stopped advancing would judge grants and
+// windows at a time long past and miss every revocation since.
+func (s *Server) head(ctx context.Context) (Head, *apiError) {
+	head, err := s.chain.Head(ctx)
+	if err != nil {
+		return Head{}, chainError(err)
+	}
+	if age := s.opts.Now().Sub(head.Time); s.opts.MaxHeadAge > 0 && age > s.opts.MaxHeadAge {
+		return Head{}, errf(http.StatusServiceUnavailable, "chain_stale",
+			"the node's latest block (height %d, %s) is %s old, more than the %s this sidecar authorizes by: the node may have stopped following the chain and not seen the latest revocations",
+			head.Height, formatTime(head.Time), age.Round(time.Second), s.opts.MaxHeadAge)
+	}
+	return head, nil
+}
+
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 func isActive(m *emrv1.Member) bool {

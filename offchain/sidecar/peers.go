@@ -27,8 +27,10 @@ import (
 // HeaderForwarded marks a GET one sidecar forwards to another.
 const HeaderForwarded = "X-Emr-Forwarded"
 
-// signedHeaders are the member's request headers a forward carries.
-var signedHeaders = []string{HeaderAddress, HeaderTimestamp, HeaderBodySHA256, HeaderSignature}
+// signedHeaders are the member's request headers a forward carries: every
+// one the signed string covers (SigningString), so the peer verifies the
+// member's signature over the same bytes.
+var signedHeaders = []string{HeaderAddress, HeaderTimestamp, HeaderBodySHA256, HeaderSignature, HeaderPatient, HeaderCategory}
 
 // peerTimeout bounds one peer transfer.
 const peerTimeout = 5 * time.Minute
@@ -58,9 +60,17 @@ func (e *slotRefusedError) Error() string { return e.aerr.Error() }
 // record or share r names is the blob uploaded for that record's patient
 // and category, which blob.key names. A peer that announces another size
 // than the chain's is refused before anything is written.
+//
+// Only a GET is forwarded: the member signed its method, so a HEAD could
+// only go out as a HEAD, whose answer has no bytes to keep, and a GET
+// carrying a signature over "HEAD" fails at every peer (and counts against
+// this sidecar's host in the peers' failed-authentication limits).
 func (s *Server) fetchFromPeers(ctx context.Context, r *http.Request, signer signerAddr, patient bool, blob servedBlob) error {
 	if len(s.opts.Peers) == 0 || r.Header.Get(HeaderForwarded) != "" {
 		return errNoPeerHasIt
+	}
+	if r.Method != http.MethodGet {
+		return fmt.Errorf("%w: a %s is not forwarded to peers (a GET fetches the blob from them)", errNoPeerHasIt, r.Method)
 	}
 	var reasons []string
 	for _, peer := range s.opts.Peers {
@@ -93,7 +103,9 @@ func (s *Server) fetchFromPeer(ctx context.Context, peer string, r *http.Request
 		return err
 	}
 	for _, h := range signedHeaders {
-		req.Header.Set(h, r.Header.Get(h))
+		if v := r.Header.Get(h); v != "" {
+			req.Header.Set(h, v)
+		}
 	}
 	req.Header.Set(HeaderForwarded, "1")
 	resp, err := s.peerClient.Do(req)

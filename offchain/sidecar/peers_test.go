@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -261,5 +263,58 @@ func TestReadThroughTakesUploadSlot(t *testing.T) {
 	}
 	if n := bSrv.uploads.inFlight(); n != 0 {
 		t.Fatalf("%d upload slots still taken after the read-through", n)
+	}
+}
+
+// TestHeadIsNotForwardedToPeers: a HEAD for a blob this sidecar lacks is
+// answered 404 here. It used to go to the peers as a GET carrying the
+// member's signature over "HEAD", which every peer refused as a bad
+// signature (401), each refusal counted against this sidecar's host in
+// the peer's failed-authentication limit: cheap HEADs could have every
+// peer refuse all of this sidecar's read-throughs.
+func TestHeadIsNotForwardedToPeers(t *testing.T) {
+	e := newEnv(t, nil) // A holds the upload
+	_, sum, rec := uploadedRecord(t, e)
+	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	var mu sync.Mutex
+	var answers []int
+	a := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := httptest.NewRecorder()
+		e.srv.Handler().ServeHTTP(rec, r)
+		mu.Lock()
+		answers = append(answers, rec.Code)
+		mu.Unlock()
+		maps.Copy(w.Header(), rec.Header())
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+	}))
+	t.Cleanup(a.Close)
+	b, _ := peerOf(t, e, nil, a.URL) // B lacks the blob, peered with A
+
+	url := b.URL + "/v1/blobs/" + hex.EncodeToString(sum[:]) + "?" + RecordRef(rec.PatientId, rec.Sequence).query()
+	head, err := http.NewRequest(http.MethodHead, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := SignRequest(head, e.reader, ""); err != nil {
+		t.Fatal(err)
+	}
+	if resp := do(t, head); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("HEAD at B: %d, want 404", resp.StatusCode)
+	}
+	mu.Lock()
+	if len(answers) != 0 {
+		t.Fatalf("B forwarded the HEAD to A, which answered %v", answers)
+	}
+	mu.Unlock()
+	// A GET still reads through.
+	var buf bytes.Buffer
+	if _, err := NewClient(b.URL, e.reader, nil).Get(context.Background(), RecordRef(rec.PatientId, rec.Sequence), sum, &buf, nil); err != nil || sha256.Sum256(buf.Bytes()) != sum {
+		t.Fatalf("GET through B: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(answers) != 1 || answers[0] != http.StatusOK {
+		t.Fatalf("A answered B's forwarded GET %v, want one 200", answers)
 	}
 }

@@ -30,6 +30,7 @@ import (
 const (
 	DefaultAccessWindow    = 10 * time.Minute
 	DefaultMaxClockSkew    = 60 * time.Second
+	DefaultMaxHeadAge      = time.Minute
 	DefaultReplayCacheSize = 100_000
 	DefaultReplayPerSigner = 1_000
 	DefaultSweepInterval   = 10 * time.Minute
@@ -89,6 +90,17 @@ type Options struct {
 	// MaxClockSkew: how far a request's timestamp may be from the
 	// sidecar's clock.
 	MaxClockSkew time.Duration
+	// MaxHeadAge: how old, by the sidecar's clock, the node's latest block
+	// may be for the sidecar to authorize by it. A node that stopped
+	// advancing (cut off from the other validators, or on a chain that
+	// lost its quorum) does not say it is catching up: it answers with
+	// its last block, and grants revoked and windows closed since would
+	// still count. Beyond this age requests are refused (503
+	// chain_stale). An emrchaind chain makes a block at least every
+	// create_empty_blocks_interval (10 s by default), so the default
+	// (DefaultMaxHeadAge, 1 minute) leaves room for slow rounds. Negative:
+	// no bound (for chains that make no empty blocks).
+	MaxHeadAge time.Duration
 	// ReplayCacheSize bounds the remembered request signatures.
 	ReplayCacheSize int
 	// ReplayPerSigner bounds the remembered requests of one signer: beyond
@@ -224,6 +236,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.AccessWindow <= 0 {
 		opts.AccessWindow = DefaultAccessWindow
+	}
+	if opts.MaxHeadAge == 0 {
+		opts.MaxHeadAge = DefaultMaxHeadAge
 	}
 	if opts.MaxClockSkew <= 0 {
 		opts.MaxClockSkew = DefaultMaxClockSkew
@@ -654,9 +669,9 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, shared bool) {
 		return
 	}
 	ctx := r.Context()
-	head, err := s.chain.Head(ctx)
-	if err != nil {
-		writeError(w, chainError(err))
+	head, aerr := s.head(ctx)
+	if aerr != nil {
+		writeError(w, aerr)
 		return
 	}
 	params, err := s.chain.Params(ctx)
@@ -785,9 +800,9 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	head, err := s.chain.Head(ctx)
-	if err != nil {
-		writeError(w, chainError(err))
+	head, aerr := s.head(ctx)
+	if aerr != nil {
+		writeError(w, aerr)
 		return
 	}
 	blob, aerr := newAuthState(s.chain, caller, head, s.opts.AccessWindow).authorizeGet(ctx, ref, sum)

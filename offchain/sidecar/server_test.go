@@ -1241,3 +1241,50 @@ func TestRefusalLogBudget(t *testing.T) {
 		t.Fatalf("the next second: %v, %d unlogged before it, want 6", ok, dropped)
 	}
 }
+
+// TestStaleHeadIsRefused: a node that stopped advancing (cut off from the
+// other validators) does not say it is catching up; it answers with its
+// last block. The sidecar must not authorize by a head older than
+// MaxHeadAge: here the head is two hours old, the reader's grant ended an
+// hour ago by the wall clock, and its access event is two hours old, yet
+// by the frozen head both still count. Both a GET and a PUT get 503
+// chain_stale; with no bound (a chain that makes no empty blocks) the
+// same GET is served.
+func TestStaleHeadIsRefused(t *testing.T) {
+	e := newEnv(t, nil)
+	data := []byte("a record read through a frozen node")
+	sum := sha256.Sum256(data)
+	if _, err := e.put(e.writer, data); err != nil {
+		t.Fatal(err)
+	}
+	wall := time.Now()
+	e.chain.mu.Lock()
+	e.chain.head.Time = wall.Add(-2 * time.Hour)
+	e.chain.mu.Unlock()
+	rec := e.chain.addRecord(e.pid, sum, e.writer)
+	reader := e.chain.addMember("stale-reader", emrv1.Role_ROLE_CLINICIAN, "hospital-b")
+	e.chain.grant(e.pid, reader, wall.Add(-time.Hour), emrv1.Right_RIGHT_READ)
+	e.chain.recordAccess(rec, reader, emrv1.Purpose_PURPOSE_TREATMENT)
+
+	_, err := e.get(reader, RecordRef(rec.PatientId, rec.Sequence), sum, nil)
+	var se *Error
+	if !errors.As(err, &se) || se.StatusCode != http.StatusServiceUnavailable || se.Code != "chain_stale" {
+		t.Fatalf("GET on a head 2h old: %v, want 503 chain_stale", err)
+	}
+	if _, err := e.put(e.writer, []byte("another upload")); statusOf(err) != http.StatusServiceUnavailable {
+		t.Fatalf("PUT on a head 2h old: %v, want 503", err)
+	}
+
+	unbounded := newEnv(t, func(o *Options) { o.MaxHeadAge = -1 })
+	if _, err := unbounded.put(unbounded.writer, data); err != nil {
+		t.Fatal(err)
+	}
+	unbounded.chain.mu.Lock()
+	unbounded.chain.head.Time = wall.Add(-2 * time.Hour)
+	unbounded.chain.mu.Unlock()
+	rec = unbounded.chain.addRecord(unbounded.pid, sum, unbounded.writer)
+	unbounded.chain.recordAccess(rec, unbounded.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	if _, err := unbounded.get(unbounded.reader, RecordRef(rec.PatientId, rec.Sequence), sum, nil); err != nil {
+		t.Fatalf("with MaxHeadAge < 0 (no bound): %v", err)
+	}
+}
