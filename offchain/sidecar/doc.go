@@ -110,7 +110,11 @@
 // # Trust
 //
 // NewNodeChainView trusts the co-located node (same operator, same trust
-// domain; see its documentation). Clients never trust the sidecar: they
+// domain; see its documentation), but not to be current: a node still
+// catching up, or one whose latest block is older than MaxHeadAge by the
+// sidecar's clock (cut off from the other validators, it keeps answering
+// with its last block and would never see a revocation), authorizes
+// nothing (503). Clients never trust the sidecar: they
 // check the SHA-256 of what they download against a record proven with the
 // light client before decrypting. NewQueryChainView lets a verifying client
 // back the sidecar instead.
