@@ -243,7 +243,7 @@ func (c *Client) Record(ctx context.Context, patientID []byte, sequence uint64) 
 	if err := c.Query(ctx, "Record", &emrv1.QueryRecordRequest{PatientId: hex.EncodeToString(patientID), Sequence: sequence}, &resp); err != nil {
 		return nil, err
 	}
-	return resp.Record, nil
+	return present("Record", "record", resp.Record)
 }
 
 // Share returns a patient's share by sequence number.
@@ -268,7 +268,7 @@ func (c *Client) Study(ctx context.Context, id string) (*emrv1.Study, error) {
 	if err := c.Query(ctx, "Study", &emrv1.QueryStudyRequest{Id: id}, &resp); err != nil {
 		return nil, err
 	}
-	return resp.Study, nil
+	return present("Study", "study", resp.Study)
 }
 
 // Params returns the chain's parameters.
@@ -277,7 +277,7 @@ func (c *Client) Params(ctx context.Context) (*emrv1.Params, error) {
 	if err := c.Query(ctx, "Params", &emrv1.QueryParamsRequest{}, &resp); err != nil {
 		return nil, err
 	}
-	return resp.Params, nil
+	return present("Params", "params", resp.Params)
 }
 
 // GranteeKEKFunc is the KEKFunc of a grantee: the KEK sealed to encPriv in
@@ -701,9 +701,12 @@ func shareBlob(sh *emrv1.Share) chainBlob {
 
 // fetchBlob downloads blob from the first sidecar that serves it intact,
 // into a scratch file in dir positioned at its start. retry allows two more
-// rounds when every sidecar refused or failed (not when one lied): a
-// sidecar behind a node a block late has not seen an access event committed
-// a moment ago.
+// rounds when no sidecar served it: a sidecar behind a node a block late
+// has not seen an access event committed a moment ago. A sidecar that
+// served other bytes than the record's is not asked again, and its lie is
+// reported (ErrCiphertextMismatch) only when no other sidecar served the
+// blob either: one bad copy must not cost the read an honest sidecar would
+// serve a round later.
 func fetchBlob(ctx context.Context, s Signer, blob chainBlob, dir string, opts TransferOptions, retry bool) (*scratchFile, string, error) {
 	if len(blob.sum) != sha256.Size {
 		return nil, "", fmt.Errorf("%w: the record's hash is %d bytes", ErrCiphertextMismatch, len(blob.sum))
@@ -720,7 +723,8 @@ func fetchBlob(ctx context.Context, s Signer, blob chainBlob, dir string, opts T
 		rounds = 3
 	}
 	var fails []string
-	for round := 0; round < rounds; round++ {
+	lies := map[string]string{} // sidecar -> how its answer was not the blob
+	for round := 0; round < rounds && len(lies) < len(opts.Sidecars); round++ {
 		if round > 0 {
 			select {
 			case <-ctx.Done():
@@ -729,8 +733,10 @@ func fetchBlob(ctx context.Context, s Signer, blob chainBlob, dir string, opts T
 			}
 		}
 		fails = fails[:0]
-		lied := false
 		for _, u := range opts.Sidecars {
+			if _, lied := lies[u]; lied {
+				continue
+			}
 			var f *scratchFile
 			err := retryLater(ctx, func() error {
 				var err error
@@ -745,15 +751,20 @@ func fetchBlob(ctx context.Context, s Signer, blob chainBlob, dir string, opts T
 			}
 			var m *mismatchError
 			if errors.As(err, &m) {
-				lied = true
-				fails = append(fails, fmt.Sprintf("%s: %s", u, m.detail))
+				lies[u] = m.detail
 				continue
 			}
 			fails = append(fails, fmt.Sprintf("%s: %v", u, err))
 		}
-		if lied {
-			return nil, "", fmt.Errorf("%w (no sidecar served intact ciphertext): %s", ErrCiphertextMismatch, strings.Join(fails, "; "))
+	}
+	if len(lies) > 0 {
+		var liars []string
+		for _, u := range opts.Sidecars {
+			if detail, lied := lies[u]; lied {
+				liars = append(liars, fmt.Sprintf("%s: %s", u, detail))
+			}
 		}
+		return nil, "", fmt.Errorf("%w (no sidecar served intact ciphertext): %s", ErrCiphertextMismatch, strings.Join(append(liars, fails...), "; "))
 	}
 	return nil, "", fmt.Errorf("no sidecar served the ciphertext: %s", strings.Join(fails, "; "))
 }

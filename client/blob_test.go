@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,8 +15,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cometbft/cometbft/crypto/ed25519"
 
 	"github.com/emrchain/emrchain/offchain/crypto"
 	"github.com/emrchain/emrchain/offchain/sidecar"
@@ -194,6 +198,54 @@ func TestBlobTamperedSidecar(t *testing.T) {
 	}
 	if names := dirNames(t, dir); len(names) != 0 {
 		t.Fatalf("files left: %v", names)
+	}
+}
+
+// TestLyingSidecarDoesNotStopTheRetry: right after a read is logged, a
+// sidecar whose node is a block behind refuses (403), and fetchBlob asks
+// again a round later. A lying sidecar listed before it used to end the
+// download at once (ErrCiphertextMismatch), though the honest one would
+// serve the blob a round later: the read was then in the audit log with
+// nothing delivered. The liar is left out of later rounds, and its lie is
+// reported only when no sidecar served the blob.
+func TestLyingSidecarDoesNotStopTheRetry(t *testing.T) {
+	body := bytes.Repeat([]byte("ciphertext"), 100)
+	sum := sha256.Sum256(body)
+	var lies atomic.Int32
+	liar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		lies.Add(1)
+		_, _ = w.Write(bytes.Repeat([]byte("x"), len(body)))
+	}))
+	defer liar.Close()
+	var asked atomic.Int32
+	var refuse atomic.Bool
+	behind := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if asked.Add(1) == 1 || refuse.Load() { // its node has not seen the access event yet
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = w.Write([]byte(`{"code":"no_access","error":"no access event"}`))
+			return
+		}
+		_, _ = w.Write(body)
+	}))
+	defer behind.Close()
+	s := sidecar.KeySigner{Key: ed25519.GenPrivKeyFromSecret([]byte("lying sidecar"))}
+	blob := chainBlob{ref: sidecar.RecordRef(bytes.Repeat([]byte{1}, 32), 1), sum: sum[:], size: uint64(len(body))}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	opts := TransferOptions{Sidecars: []string{liar.URL, behind.URL}, RetryDelay: 20 * time.Millisecond}
+	f, url, err := fetchBlob(ctx, s, blob, t.TempDir(), opts, true)
+	if err != nil {
+		t.Fatalf("a liar before an honest sidecar a block behind: %v", err)
+	}
+	f.Discard()
+	if url != behind.URL || lies.Load() != 1 {
+		t.Fatalf("served by %s after %d lies, want the honest sidecar, the liar asked once", url, lies.Load())
+	}
+	// With no honest copy anywhere, the lie is what the caller is told.
+	refuse.Store(true)
+	if _, _, err := fetchBlob(ctx, s, blob, t.TempDir(), opts, true); !errors.Is(err, ErrCiphertextMismatch) || !strings.Contains(err.Error(), liar.URL) {
+		t.Fatalf("a liar and a sidecar that keeps refusing: %v, want ErrCiphertextMismatch naming the liar", err)
 	}
 }
 

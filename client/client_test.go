@@ -449,6 +449,7 @@ func TestClientAgainstNode(t *testing.T) {
 	})
 
 	t.Run("LyingNode", func(t *testing.T) { testLyingNode(t, w) })
+	t.Run("UnverifiedEmptyAnswer", func(t *testing.T) { testUnverifiedEmptyAnswer(t, w) })
 	t.Run("RangeProofsAtOnce", func(t *testing.T) { testRangeProofsAtOnce(t, w) })
 	t.Run("Fork", func(t *testing.T) { testFork(t, w, fork) })
 
@@ -757,6 +758,80 @@ func notFound(method string) func(clienttest.Call, json.RawMessage) json.RawMess
 	}
 }
 
+// testUnverifiedEmptyAnswer: with verification off (emrcli --no-verify) a
+// node that answers a query with an empty success gets an error from the
+// typed reads, not a nil the flows built on them would dereference
+// (Download and GrantMsg used to panic).
+func testUnverifiedEmptyAnswer(t *testing.T, w *world) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	proxy := clienttest.NewProxy(t, w.node.RPC)
+	c, err := client.New(ctx, client.Config{Node: proxy.URL, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	empty := func(method string) func(clienttest.Call, json.RawMessage) json.RawMessage {
+		return func(call clienttest.Call, result json.RawMessage) json.RawMessage {
+			if !isQuery(call, method) {
+				return result
+			}
+			b, _ := json.Marshal(map[string]any{"response": map[string]any{"code": 0, "value": "", "height": "5"}})
+			return b
+		}
+	}
+	defer proxy.Honest()
+	for method, read := range map[string]func() error{
+		"Record":         func() error { _, err := c.Record(ctx, w.patientID, 1); return err },
+		"Patient":        func() error { _, err := c.Patient(ctx, w.patientID); return err },
+		"PatientByOwner": func() error { _, err := c.PatientByOwner(ctx, w.patient.Address()); return err },
+		"Member":         func() error { _, err := c.Member(ctx, w.clinician.Address()); return err },
+		"Study":          func() error { _, err := c.Study(ctx, "any-study"); return err },
+		"Params":         func() error { _, err := c.Params(ctx); return err },
+		"Permission":     func() error { _, _, err := c.Permission(ctx, w.patientID, w.clinician.Address()); return err },
+	} {
+		proxy.SetRewrite(empty(method))
+		if err := read(); !errors.Is(err, client.ErrVerification) || !strings.Contains(err.Error(), "an answer without") {
+			t.Errorf("%s, empty answer: %v, want an error", method, err)
+		}
+	}
+	proxy.SetRewrite(empty("Record"))
+	_, err = c.Download(ctx, w.clinician, client.DownloadRequest{PatientID: w.patientID, Record: 1, KEK: w.kek, Output: filepath.Join(t.TempDir(), "out")},
+		client.TransferOptions{Sidecars: []string{"http://127.0.0.1:1"}})
+	if err == nil {
+		t.Error("Download with an empty Record answer succeeded")
+	}
+	proxy.SetRewrite(empty("Patient"))
+	_, err = c.GrantMsg(ctx, w.patientID, client.GrantSpec{Grantee: w.clinician.Address(), Rights: []emrv1.Right{emrv1.Right_RIGHT_READ},
+		NotAfter: time.Now().Add(time.Hour)}, w.kek)
+	if err == nil {
+		t.Error("GrantMsg with an empty Patient answer succeeded")
+	}
+}
+
+// failing answers the queries of method with the app's error code, and so
+// every raw-key proof the client then asks for to check that failure: a
+// node that lies about a failure and refuses to prove what would show it.
+func failing(method string, code uint32) func(clienttest.Call, json.RawMessage) json.RawMessage {
+	return func(call clienttest.Call, result json.RawMessage) json.RawMessage {
+		if !isQuery(call, method) && !isRawKey(call) {
+			return result
+		}
+		b, _ := json.Marshal(map[string]any{"response": map[string]any{
+			"code": code, "codespace": app.Codespace, "log": "a lie", "height": "0",
+		}})
+		return b
+	}
+}
+
+func isRawKey(call clienttest.Call) bool {
+	var params struct {
+		Path string `json:"path"`
+	}
+	_ = json.Unmarshal(call.Params, &params)
+	return call.Method == "abci_query" && params.Path == app.RawKeyPath
+}
+
 // testRangeProofsAtOnce: the gap proofs that make a verified list
 // complete are asked for several at a time, not one after another. Every
 // raw-key proof is held 100 ms in the proxy; the most held at once is
@@ -1007,6 +1082,11 @@ func testLyingNode(t *testing.T, w *world) {
 			m.ProtoReflect().SetUnknown([]byte{0xa8, 0x1f, 0x01}) // field 501 = 1
 		}), "Patient", &emrv1.QueryPatientRequest{PatientId: pid}},
 		{"FalseNotFound", notFound("Member"), "Member", &emrv1.QueryMemberRequest{Address: clinician}},
+		// The node also refuses the key-by-key proofs that would check its
+		// failure: its own error must not stand for the query's.
+		{"FalseNotFoundUnproven", failing("Member", app.ErrNotFound.Code()), "Member", &emrv1.QueryMemberRequest{Address: clinician}},
+		{"FalseRevokedUnproven", failing("Permission", app.ErrPermissionRevoked.Code()), "Permission",
+			&emrv1.QueryPermissionRequest{PatientId: pid, Grantee: clinician}},
 		{"FalseNotFoundPatient", notFound("Records"), "Records", &emrv1.QueryRecordsRequest{PatientId: pid}},
 		{"TamperedHeader", clienttest.ForgeAppHashExcept(w.trust.Height), "Patient", &emrv1.QueryPatientRequest{PatientId: pid}},
 	}

@@ -19,13 +19,25 @@ import (
 
 // Typed, verified reads used by the flows below and by emrcli.
 
+// present is v, the part of a query's answer that names what was asked
+// for, or an error when the answer lacks it: the app always sets it (a
+// missing thing is a "not found" error, not an empty answer), so a
+// verified answer has it, but one read with Verify off need not, and the
+// flows that use it must not dereference a nil.
+func present[T any](method, what string, v *T) (*T, error) {
+	if v == nil {
+		return nil, verificationError("%s: an answer without the %s", method, what)
+	}
+	return v, nil
+}
+
 // Member returns the member with address addr.
 func (c *Client) Member(ctx context.Context, addr []byte) (*emrv1.Member, error) {
 	var resp emrv1.QueryMemberResponse
 	if err := c.Query(ctx, "Member", &emrv1.QueryMemberRequest{Address: hex.EncodeToString(addr)}, &resp); err != nil {
 		return nil, err
 	}
-	return resp.Member, nil
+	return present("Member", "member", resp.Member)
 }
 
 // Patient returns the patient with pseudonymous id.
@@ -34,7 +46,7 @@ func (c *Client) Patient(ctx context.Context, id []byte) (*emrv1.Patient, error)
 	if err := c.Query(ctx, "Patient", &emrv1.QueryPatientRequest{PatientId: hex.EncodeToString(id)}, &resp); err != nil {
 		return nil, err
 	}
-	return resp.Patient, nil
+	return present("Patient", "patient", resp.Patient)
 }
 
 // PatientByOwner returns the patient an account owns.
@@ -43,7 +55,7 @@ func (c *Client) PatientByOwner(ctx context.Context, owner []byte) (*emrv1.Patie
 	if err := c.Query(ctx, "PatientByOwner", &emrv1.QueryPatientByOwnerRequest{Owner: hex.EncodeToString(owner)}, &resp); err != nil {
 		return nil, err
 	}
-	return resp.Patient, nil
+	return present("PatientByOwner", "patient", resp.Patient)
 }
 
 // Permissions returns a patient's permissions (each one proven; see the
@@ -67,10 +79,11 @@ func (c *Client) Permission(ctx context.Context, patientID, grantee []byte) (*em
 	if err != nil {
 		return nil, nil, err
 	}
-	if resp.Permission == nil {
-		return nil, nil, verificationError("Permission: an answer without the permission")
+	perm, err := present("Permission", "permission", resp.Permission)
+	if err != nil {
+		return nil, nil, err
 	}
-	return resp.Permission, info, nil
+	return perm, info, nil
 }
 
 // AllGrants pages through the consents grantee holds (ordered by patient

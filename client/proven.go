@@ -180,7 +180,10 @@ func (r *lazyReader) Get(key []byte) ([]byte, error) {
 	}
 	q := res.Response
 	if q.Code != 0 {
-		return nil, r.fail(&ChainError{Code: q.Code, Codespace: q.Codespace, Log: q.Log})
+		// Never the node's own error: passed on, it would let the node
+		// choose the failure of the query being checked ("not found",
+		// "revoked") without proving anything.
+		return nil, r.fail(verificationError("the node refuses to prove key %X at height %d: %s (%s code %d)", key, r.height, q.Log, q.Codespace, q.Code))
 	}
 	if q.Height != r.height {
 		return nil, r.fail(wrongHeight(fmt.Sprintf("key %X", key), r.height, q.Height))
