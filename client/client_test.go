@@ -297,7 +297,7 @@ func TestClientAgainstNode(t *testing.T) {
 		if err := c.Query(ctx, "AccessEvents", &emrv1.QueryAccessEventsRequest{PatientId: hexs(w.patientID), Page: &emrv1.PageRequest{Limit: 2}}, &evs); err != nil || len(evs.Events) != 2 || evs.Page.Next != 2 {
 			t.Fatalf("AccessEvents page: %v %v", evs.Page, err)
 		}
-		events, err := c.AllAccessEvents(ctx, w.patientID)
+		events, _, err := c.AllAccessEvents(ctx, w.patientID)
 		if err != nil || len(events) != 3 || events[0].Sequence != 3 {
 			t.Fatalf("AllAccessEvents: %d, %v", len(events), err)
 		}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/emrchain/emrchain/app"
@@ -87,43 +88,70 @@ func (c *Client) Permission(ctx context.Context, patientID, grantee []byte) (*em
 }
 
 // AllGrants pages through the consents grantee holds (ordered by patient
-// id), each page a verified query. The provenance is the last page's.
+// id), every page a verified query of one state, the first page's, whose
+// provenance it returns.
 func (c *Client) AllGrants(ctx context.Context, grantee []byte) ([]*emrv1.Permission, *QueryInfo, error) {
-	var info *QueryInfo
-	perms, err := allPages("grants", func(after string) ([]*emrv1.Permission, string, error) {
-		var resp emrv1.QueryGrantsResponse
-		var err error
-		info, err = c.QueryInfo(ctx, "Grants", &emrv1.QueryGrantsRequest{Grantee: hex.EncodeToString(grantee), After: after}, &resp)
-		return resp.Permissions, resp.Next, err
+	return allPagesAt(ctx, c, "grants", "Grants", func(after string) (*emrv1.QueryGrantsRequest, *emrv1.QueryGrantsResponse) {
+		return &emrv1.QueryGrantsRequest{Grantee: hex.EncodeToString(grantee), After: after}, &emrv1.QueryGrantsResponse{}
+	}, func(resp *emrv1.QueryGrantsResponse) ([]*emrv1.Permission, string) {
+		return resp.Permissions, resp.Next
 	})
-	if err != nil {
-		return nil, nil, err
-	}
-	return perms, info, nil
 }
 
 // maxPages bounds the paging loops: far more than any page size allows.
 const maxPages = 100_000
 
 // AllRecords pages through a patient's records (oldest first), optionally
-// of one category.
-func (c *Client) AllRecords(ctx context.Context, patientID []byte, category string) ([]*emrv1.Record, error) {
-	return allPages("records", func(after uint64) ([]*emrv1.Record, uint64, error) {
-		var resp emrv1.QueryRecordsResponse
-		req := &emrv1.QueryRecordsRequest{PatientId: hex.EncodeToString(patientID), Category: category, Page: &emrv1.PageRequest{After: after}}
-		err := c.Query(ctx, "Records", req, &resp)
-		return resp.Records, resp.Page.GetNext(), err
+// of one category, all of one state (see AllGrants).
+func (c *Client) AllRecords(ctx context.Context, patientID []byte, category string) ([]*emrv1.Record, *QueryInfo, error) {
+	return allPagesAt(ctx, c, "records", "Records", func(after uint64) (*emrv1.QueryRecordsRequest, *emrv1.QueryRecordsResponse) {
+		return &emrv1.QueryRecordsRequest{PatientId: hex.EncodeToString(patientID), Category: category, Page: &emrv1.PageRequest{After: after}}, &emrv1.QueryRecordsResponse{}
+	}, func(resp *emrv1.QueryRecordsResponse) ([]*emrv1.Record, uint64) {
+		return resp.Records, resp.Page.GetNext()
 	})
 }
 
-// AllAccessEvents pages through a patient's access log (newest first).
-func (c *Client) AllAccessEvents(ctx context.Context, patientID []byte) ([]*emrv1.AccessEvent, error) {
-	return allPages("access events", func(after uint64) ([]*emrv1.AccessEvent, uint64, error) {
-		var resp emrv1.QueryAccessEventsResponse
-		req := &emrv1.QueryAccessEventsRequest{PatientId: hex.EncodeToString(patientID), Page: &emrv1.PageRequest{After: after}}
-		err := c.Query(ctx, "AccessEvents", req, &resp)
-		return resp.Events, resp.Page.GetNext(), err
+// AllAccessEvents pages through a patient's access log (newest first), all
+// of one state (see AllGrants).
+func (c *Client) AllAccessEvents(ctx context.Context, patientID []byte) ([]*emrv1.AccessEvent, *QueryInfo, error) {
+	return allPagesAt(ctx, c, "access events", "AccessEvents", func(after uint64) (*emrv1.QueryAccessEventsRequest, *emrv1.QueryAccessEventsResponse) {
+		return &emrv1.QueryAccessEventsRequest{PatientId: hex.EncodeToString(patientID), Page: &emrv1.PageRequest{After: after}}, &emrv1.QueryAccessEventsResponse{}
+	}, func(resp *emrv1.QueryAccessEventsResponse) ([]*emrv1.AccessEvent, uint64) {
+		return resp.Events, resp.Page.GetNext()
 	})
+}
+
+// allPagesAt reads every page of a list query, method, one after another
+// from the first (after the zero cursor) until a page names no next one
+// (the zero cursor): the first page at the newest height the client can
+// read, every later one at that same height, so the list is one state's
+// (pages read at successive heights could miss an item that moved between
+// them, or show a state no block ever had). page builds the request and
+// an empty response for a cursor; items takes the page's items and next
+// cursor out of a response. It returns the items and the first page's
+// provenance.
+func allPagesAt[Req, Resp proto.Message, T any, C comparable](ctx context.Context, c *Client, what, method string,
+	page func(after C) (Req, Resp), items func(Resp) ([]T, C)) ([]T, *QueryInfo, error) {
+	var info *QueryInfo
+	list, err := allPages(what, func(after C) ([]T, C, error) {
+		req, resp := page(after)
+		var err error
+		if info == nil {
+			info, err = c.QueryInfo(ctx, method, req, resp)
+		} else {
+			_, err = c.QueryInfoAt(ctx, info.Height, method, req, resp)
+		}
+		var none C
+		if err != nil {
+			return nil, none, err
+		}
+		got, next := items(resp)
+		return got, next, nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return list, info, nil
 }
 
 // allPages calls query for one page after another, from the first (after
@@ -418,7 +446,7 @@ func (c *Client) rewrapAll(ctx context.Context, patientID []byte, next uint64, k
 		return fmt.Errorf("params: %w", err)
 	}
 	res.RewrapLimit = params.MaxRewrapsPerRotation
-	recs, err := c.AllRecords(ctx, patientID, "")
+	recs, _, err := c.AllRecords(ctx, patientID, "")
 	if err != nil {
 		return err
 	}

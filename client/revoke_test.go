@@ -225,7 +225,7 @@ func TestRevokeRewrapsOnce(t *testing.T) {
 	if !first.RewrapDeferred || len(first.Rewrapped) != 0 || len(first.Skipped) != 0 {
 		t.Fatalf("first rotation: deferred %v, re-wrapped %v, skipped %v; want nothing re-wrapped", first.RewrapDeferred, first.Rewrapped, first.Skipped)
 	}
-	recs, err := c.AllRecords(ctx, w.patientID, "")
+	recs, _, err := c.AllRecords(ctx, w.patientID, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +281,7 @@ func TestRevokeResumesAfterDeferredRotation(t *testing.T) {
 	if err != nil {
 		t.Fatalf("resumed RevokeAndRotate: %v", err)
 	}
-	recs, err := c.AllRecords(ctx, w.patientID, "")
+	recs, _, err := c.AllRecords(ctx, w.patientID, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -92,7 +92,7 @@ func TestStaleReads(t *testing.T) {
 	if _, err := honest.Submit(ctx, w.clinician, readRecord(w, 1)); err != nil {
 		t.Fatal(err)
 	}
-	all, err := honest.AllAccessEvents(ctx, w.patientID)
+	all, _, err := honest.AllAccessEvents(ctx, w.patientID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestStaleReads(t *testing.T) {
 		proxy := clienttest.NewProxy(t, w.node.RPC)
 		proxy.SetRewrite(staleNode{upstream: w.node.RPC, height: func() int64 { return h0 }, paths: accessEvents}.rewrite)
 		c := w.mustClient(t, proxy.URL)
-		events, err := c.AllAccessEvents(ctx, w.patientID)
+		events, _, err := c.AllAccessEvents(ctx, w.patientID)
 		if !errors.Is(err, client.ErrStale) || !errors.Is(err, client.ErrVerification) {
 			t.Fatalf("AccessEvents of height %d: %d events (of %d), err %v; want ErrStale and ErrVerification", h0, len(events), len(all), err)
 		}
@@ -125,7 +125,7 @@ func TestStaleReads(t *testing.T) {
 		}
 		before := c.MinHeight()
 		proxy.SetRewrite(staleNode{upstream: w.node.RPC, height: func() int64 { return h0 }, paths: accessEvents, lieStatus: true}.rewrite)
-		events, err := c.AllAccessEvents(ctx, w.patientID)
+		events, _, err := c.AllAccessEvents(ctx, w.patientID)
 		if !errors.Is(err, client.ErrStale) {
 			t.Fatalf("AccessEvents from a node claiming height %d: %d events, err %v; want ErrStale", h0+1, len(events), err)
 		}
@@ -134,7 +134,7 @@ func TestStaleReads(t *testing.T) {
 		}
 		t.Logf("refused: %v", err)
 		proxy.Honest()
-		events, err = c.AllAccessEvents(ctx, w.patientID)
+		events, _, err = c.AllAccessEvents(ctx, w.patientID)
 		if err != nil || len(events) != len(all)+1 || !bytes.Equal(events[0].TxHash, res.Hash) {
 			t.Fatalf("honest AccessEvents: %d events (want %d, the newest the client's own), %v", len(events), len(all)+1, err)
 		}

@@ -38,7 +38,7 @@ func TestSubmitBadSequence(t *testing.T) {
 	honest := w.mustClient(t, w.node.RPC)
 	events := func() int {
 		t.Helper()
-		evs, err := honest.AllAccessEvents(ctx, w.patientID)
+		evs, _, err := honest.AllAccessEvents(ctx, w.patientID)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -324,15 +324,22 @@ func TestFlow(t *testing.T) {
 	if !strings.Contains(out, "WHEN") || !auditLine.MatchString(out) {
 		t.Fatalf("audit does not show the clinician's read:\n%s", out)
 	}
+	// It says which state it shows: a node may serve an older one.
+	if !regexp.MustCompile(`\(state at height \d+, verified against the light-client-verified header \d+\)`).MatchString(out) {
+		t.Fatalf("audit does not say the height it read:\n%s", out)
+	}
 	var audit struct {
 		Reads []struct {
 			Accessor, Organization, Role, Purpose string
 			Records                               []uint64
 		} `json:"reads"`
-		Verified bool `json:"verified"`
+		Verified bool   `json:"verified"`
+		Height   int64  `json:"height"`
+		Header   string `json:"verified_header_time"`
 	}
 	e.json(&audit, "audit", "--patient", pid)
-	if len(audit.Reads) != 1 || audit.Reads[0].Accessor != clinician || audit.Reads[0].Role != "clinician" || !audit.Verified {
+	if len(audit.Reads) != 1 || audit.Reads[0].Accessor != clinician || audit.Reads[0].Role != "clinician" || !audit.Verified ||
+		audit.Height < 1 || audit.Header == "" {
 		t.Fatalf("audit --json: %+v", audit)
 	}
 	// A second record naming the same ciphertext (an alias) is flagged.

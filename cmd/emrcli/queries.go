@@ -245,7 +245,7 @@ proven, and the log is checked for completeness: a node cannot hide a read.`,
 			if err != nil {
 				return err
 			}
-			events, err := c.AllAccessEvents(ctx, pid)
+			events, info, err := c.AllAccessEvents(ctx, pid)
 			if err != nil {
 				return err
 			}
@@ -256,22 +256,23 @@ proven, and the log is checked for completeness: a node cannot hide a read.`,
 			out := struct {
 				PatientID string     `json:"patient_id"`
 				Reads     []auditRow `json:"reads"`
-				Verified  bool       `json:"verified"`
-			}{hexStr(pid), rows, c.Verified()}
+				provenance
+			}{hexStr(pid), rows, viewInfo(info)}
 			if out.Reads == nil {
 				out.Reads = []auditRow{}
 			}
 			return a.emit(out, func(w io.Writer) {
 				if len(rows) == 0 {
 					fmt.Fprintln(w, "no reads logged")
-					return
+				} else {
+					label := a.labeler()
+					var tr [][]string
+					for _, r := range rows {
+						tr = append(tr, []string{r.Time, label(r.Accessor), r.Organization, r.Role, r.Purpose, r.read(), fmt.Sprint(r.Height)})
+					}
+					table(w, []string{"WHEN", "WHO", "ORGANIZATION", "ROLE", "PURPOSE", "RECORDS", "BLOCK"}, tr)
 				}
-				label := a.labeler()
-				var tr [][]string
-				for _, r := range rows {
-					tr = append(tr, []string{r.Time, label(r.Accessor), r.Organization, r.Role, r.Purpose, r.read(), fmt.Sprint(r.Height)})
-				}
-				table(w, []string{"WHEN", "WHO", "ORGANIZATION", "ROLE", "PURPOSE", "RECORDS", "BLOCK"}, tr)
+				out.provenance.text(w)
 			})
 		},
 	}
@@ -353,6 +354,7 @@ proven, and the list complete.`,
 			var shares []*emrv1.Share
 			var pid []byte
 			var c *client.Client
+			var info *client.QueryInfo
 			var err error
 			if patient == "" && from == "" {
 				if study == "" {
@@ -361,15 +363,15 @@ proven, and the list complete.`,
 				if c, err = a.client(ctx); err != nil {
 					return err
 				}
-				if shares, err = c.StudyShares(ctx, study); err != nil {
+				if shares, info, err = c.StudyShares(ctx, study); err != nil {
 					return err
 				}
 			} else {
 				if pid, c, err = a.queriedPatient(ctx, patient, from); err != nil {
 					return err
 				}
-				all, err := c.AllShares(ctx, pid)
-				if err != nil {
+				var all []*emrv1.Share
+				if all, info, err = c.AllShares(ctx, pid); err != nil {
 					return err
 				}
 				for _, s := range all {
@@ -382,24 +384,25 @@ proven, and the list complete.`,
 				PatientID string      `json:"patient_id,omitempty"`
 				StudyID   string      `json:"study_id,omitempty"`
 				Shares    []shareView `json:"shares"`
-				Verified  bool        `json:"verified"`
-			}{PatientID: hexStr(pid), StudyID: study, Shares: []shareView{}, Verified: c.Verified()}
+				provenance
+			}{PatientID: hexStr(pid), StudyID: study, Shares: []shareView{}, provenance: viewInfo(info)}
 			for _, s := range shares {
 				out.Shares = append(out.Shares, viewShare(s))
 			}
 			return a.emit(out, func(w io.Writer) {
 				if len(out.Shares) == 0 {
 					fmt.Fprintln(w, "no shares")
-					return
+				} else {
+					label := a.labeler()
+					var rows [][]string
+					for _, s := range out.Shares {
+						rows = append(rows, []string{s.PatientID, fmt.Sprint(s.Sequence), fmt.Sprint(s.Record), s.StudyID,
+							fmt.Sprint(s.Anonymised), label(s.Sharer), s.Time, fmt.Sprint(s.Size)})
+					}
+					table(w, []string{"PATIENT", "SHARE", "RECORD", "STUDY", "ANONYMISED", "SHARER", "SHARED", "SIZE"}, rows)
+					fmt.Fprintln(w, "download one with: emrcli download --from KEY --patient PATIENT --share SHARE -o FILE")
 				}
-				label := a.labeler()
-				var rows [][]string
-				for _, s := range out.Shares {
-					rows = append(rows, []string{s.PatientID, fmt.Sprint(s.Sequence), fmt.Sprint(s.Record), s.StudyID,
-						fmt.Sprint(s.Anonymised), label(s.Sharer), s.Time, fmt.Sprint(s.Size)})
-				}
-				table(w, []string{"PATIENT", "SHARE", "RECORD", "STUDY", "ANONYMISED", "SHARER", "SHARED", "SIZE"}, rows)
-				fmt.Fprintln(w, "download one with: emrcli download --from KEY --patient PATIENT --share SHARE -o FILE")
+				out.provenance.text(w)
 			})
 		},
 	}

@@ -268,15 +268,16 @@ are compared.`,
 				return err
 			}
 			var recs []*emrv1.Record
+			var info *client.QueryInfo
 			var next uint64
 			if limit > 0 {
 				var resp emrv1.QueryRecordsResponse
 				req := &emrv1.QueryRecordsRequest{PatientId: hexStr(pid), Category: category, Page: &emrv1.PageRequest{After: after, Limit: limit}}
-				if err := c.Query(ctx, "Records", req, &resp); err != nil {
+				if info, err = c.QueryInfo(ctx, "Records", req, &resp); err != nil {
 					return err
 				}
 				recs, next = resp.Records, resp.GetPage().GetNext()
-			} else if recs, err = c.AllRecords(ctx, pid, category); err != nil {
+			} else if recs, info, err = c.AllRecords(ctx, pid, category); err != nil {
 				return err
 			}
 			if err := c.CheckUploaderSignatures(ctx, recs); err != nil {
@@ -286,8 +287,8 @@ are compared.`,
 				PatientID string       `json:"patient_id"`
 				Records   []recordView `json:"records"`
 				Next      uint64       `json:"next,omitempty"`
-				Verified  bool         `json:"verified"`
-			}{hexStr(pid), []recordView{}, next, c.Verified()}
+				provenance
+			}{hexStr(pid), []recordView{}, next, viewInfo(info)}
 			for _, r := range recs {
 				if r.Sequence > after {
 					out.Records = append(out.Records, viewRecord(r))
@@ -315,6 +316,7 @@ are compared.`,
 				if next > 0 {
 					fmt.Fprintf(w, "more: --after %d\n", next)
 				}
+				out.provenance.text(w)
 			})
 		},
 	}
