@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -10,13 +12,14 @@ import (
 
 	"github.com/emrchain/emrchain/client"
 	"github.com/emrchain/emrchain/client/keyring"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
 func newGrantCmd(a *cli) *cobra.Command {
 	var (
 		from, to, until, fromTime, study string
 		rights, categories               []string
-		anonymise, async                 bool
+		anonymise, async, replace        bool
 	)
 	cmd := &cobra.Command{
 		Use:   "grant --from PATIENT --to MEMBER --rights R[,R] [--categories C[,C]] --until TIME",
@@ -27,7 +30,10 @@ time) until --until, each a date (YYYY-MM-DD, midnight UTC) or RFC 3339 time.
 It seals the patient's current key-encryption key to the grantee's encryption
 key, fetched from the chain and verified, bound to (patient, grantee, key
 version); only that grantee can open it. A grant to the same member replaces
-the previous one. The share right needs --study (and --anonymise if shared
+the previous one whole: when the member's standing consent would lose
+anything by it (a right, a category, time, the study, or sharing without
+anonymisation), grant refuses and says what, unless --replace is given; to
+add a right, give the rights to keep too. The share right needs --study (and --anonymise if shared
 data must be anonymised); the study downloads what the member shares only
 while this consent stands, and what it downloaded stays with it. An
 anonymised share is a de-identified document, but the chain shows every
@@ -64,6 +70,20 @@ member its patient id and record metadata (docs/decisions.md).`,
 			if err != nil {
 				return err
 			}
+			old, info, err := c.Permission(ctx, pid, grantee)
+			if err != nil && !errors.Is(err, client.ErrNotFound) {
+				return err
+			}
+			var replaced string
+			if old != nil && old.RevokedHeight == 0 && blockTime(info).Before(old.GetNotAfter().AsTime()) {
+				replaced = describeConsent(old)
+				lost := consentLost(old, rs, cats, notAfter, study, anonymise)
+				if len(lost) > 0 && !replace {
+					return usagef("%s already holds a consent: %s. A grant replaces it whole, and this one would take away %s. "+
+						"Give the rights, categories and end to keep as well, or --replace to replace it as given",
+						to, replaced, strings.Join(lost, ", "))
+				}
+			}
 			msg, err := c.GrantMsg(ctx, pid, client.GrantSpec{
 				Grantee: grantee, Rights: rs, Categories: cats, NotBefore: notBefore, NotAfter: notAfter,
 				StudyID: study, Anonymise: anonymise,
@@ -82,14 +102,17 @@ member its patient id and record metadata (docs/decisions.md).`,
 				Rights     []string `json:"rights"`
 				Categories []string `json:"categories"`
 				NotAfter   string   `json:"not_after"`
+				StudyID    string   `json:"study_id,omitempty"`
+				Anonymise  bool     `json:"anonymise,omitempty"`
+				Replaced   string   `json:"replaced,omitempty"`
 				Tx         *txView  `json:"tx"`
-			}{hexStr(pid), upperHex(grantee), rightsNames(g.Rights), cats, ts(g.NotAfter), viewTx(res)}
+			}{hexStr(pid), upperHex(grantee), rightsNames(g.Rights), cats, ts(g.NotAfter), g.StudyId, g.Anonymise, replaced, viewTx(res)}
 			return a.emit(out, func(w io.Writer) {
-				cats := strings.Join(out.Categories, ",")
-				if cats == "" {
-					cats = "all categories"
+				fmt.Fprintf(w, "granted %s %s\n", out.Grantee, describeConsent(&emrv1.Permission{
+					Rights: g.Rights, Categories: cats, NotAfter: g.NotAfter, StudyId: g.StudyId, Anonymise: g.Anonymise}))
+				if out.Replaced != "" {
+					fmt.Fprintf(w, "it replaces: %s\n", out.Replaced)
 				}
-				fmt.Fprintf(w, "granted %s %s on %s until %s\n", out.Grantee, strings.Join(out.Rights, "+"), cats, out.NotAfter)
 				out.Tx.text(w)
 			})
 		},
@@ -104,8 +127,60 @@ member its patient id and record metadata (docs/decisions.md).`,
 	f.StringVar(&study, "study", "", "study the share right is for")
 	f.BoolVar(&anonymise, "anonymise", false, "shared data must be anonymised")
 	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
+	f.BoolVar(&replace, "replace", false, "replace the member's standing consent even where this grant gives less")
 	_ = cmd.RegisterFlagCompletionFunc("rights", cobra.FixedCompletions([]string{"read", "write", "share"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
+}
+
+// describeConsent says what a consent allows: "read+write on all
+// categories until T", with the study a share right is for.
+func describeConsent(p *emrv1.Permission) string {
+	cats := strings.Join(p.Categories, ",")
+	if cats == "" {
+		cats = "all categories"
+	}
+	d := fmt.Sprintf("%s on %s until %s", strings.Join(rightsNames(p.Rights), "+"), cats, ts(p.NotAfter))
+	if p.StudyId != "" {
+		d += ", sharing with study " + p.StudyId
+		if p.Anonymise {
+			d += " (anonymised only)"
+		}
+	}
+	return d
+}
+
+// consentLost lists what a standing consent old would lose if a grant of
+// rights over cats (none: all) until notAfter, for study (anonymised or
+// not), replaced it: nothing when the grant gives at least as much.
+func consentLost(old *emrv1.Permission, rights []emrv1.Right, cats []string, notAfter time.Time, study string, anonymise bool) []string {
+	var lost []string
+	for _, r := range old.Rights {
+		if !slices.Contains(rights, r) {
+			lost = append(lost, "the "+rightsNames([]emrv1.Right{r})[0]+" right")
+		}
+	}
+	switch {
+	case len(cats) == 0:
+	case len(old.Categories) == 0:
+		lost = append(lost, "every category but "+strings.Join(cats, ","))
+	default:
+		for _, c := range old.Categories {
+			if !slices.Contains(cats, c) {
+				lost = append(lost, "category "+c)
+			}
+		}
+	}
+	if notAfter.Before(old.GetNotAfter().AsTime()) {
+		lost = append(lost, "the time until "+ts(old.NotAfter))
+	}
+	if slices.Contains(old.Rights, emrv1.Right_RIGHT_SHARE) && slices.Contains(rights, emrv1.Right_RIGHT_SHARE) {
+		if study != old.StudyId {
+			lost = append(lost, "sharing with study "+old.StudyId)
+		} else if anonymise && !old.Anonymise {
+			lost = append(lost, "sharing without anonymisation")
+		}
+	}
+	return lost
 }
 
 func splitList(in []string) []string {

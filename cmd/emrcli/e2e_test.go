@@ -266,6 +266,19 @@ func TestFlow(t *testing.T) {
 	if !strings.Contains(out, "granted "+clinician+" read+write on lab-results until "+until) {
 		t.Fatalf("grant: %s", out)
 	}
+	// A grant replaces the consent whole: one that would take a right
+	// away is refused, saying what, unless --replace; one that only adds
+	// (here: time) goes through and says what it replaced.
+	e.fails(2, "would take away the write right", "grant", "--from", "alice", "--to", "clinician", "--rights", "read", "--categories", "lab-results", "--until", until)
+	later := time.Now().AddDate(1, 1, 0).Format("2006-01-02")
+	out = e.ok("grant", "--from", "alice", "--to", "clinician", "--rights", "read,write", "--categories", "lab-results", "--until", later)
+	if !strings.Contains(out, "it replaces: read+write on lab-results until "+until) {
+		t.Fatalf("grant extending the consent: %s", out)
+	}
+	out = e.ok("grant", "--from", "alice", "--to", "clinician", "--rights", "read,write", "--categories", "lab-results", "--until", until, "--replace")
+	if !strings.Contains(out, "it replaces: read+write on lab-results until "+later) {
+		t.Fatalf("grant --replace: %s", out)
+	}
 	// The clinician sees the consent it holds, all pages or one.
 	if out = e.ok("grants", "clinician"); !strings.Contains(out, pid) || !strings.Contains(out, "read,write") {
 		t.Fatalf("grants: %s", out)

@@ -2,9 +2,14 @@ package main
 
 import (
 	"bytes"
+	"slices"
 	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/emrchain/emrchain/client/keyring"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
 // TestKEKMadeByAnotherRun: two emrcli runs of one patient load the key;
@@ -88,5 +93,41 @@ func TestKEKFuncsHandOutCopies(t *testing.T) {
 	}
 	if kek, ok := k.KEK(1); !ok || !bytes.Equal(kek, want) {
 		t.Fatalf("the keyring's KEK after callers cleared theirs: %x", kek)
+	}
+}
+
+// TestConsentLost: what a grant would take away from a standing consent it
+// replaces, for every part of a consent; nothing when it gives as much.
+func TestConsentLost(t *testing.T) {
+	end := time.Date(2027, 6, 1, 0, 0, 0, 0, time.UTC)
+	read, write, share := emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_WRITE, emrv1.Right_RIGHT_SHARE
+	old := &emrv1.Permission{Rights: []emrv1.Right{read, share}, Categories: []string{"imaging", "lab-results"},
+		NotAfter: timestamppb.New(end), StudyId: "onc-1"}
+	for _, tc := range []struct {
+		name      string
+		rights    []emrv1.Right
+		cats      []string
+		notAfter  time.Time
+		study     string
+		anonymise bool
+		want      []string
+	}{
+		{"the same", []emrv1.Right{read, share}, []string{"lab-results", "imaging"}, end, "onc-1", false, nil},
+		{"more of everything", []emrv1.Right{read, write, share}, nil, end.AddDate(1, 0, 0), "onc-1", false, nil},
+		{"a right", []emrv1.Right{share}, nil, end, "onc-1", false, []string{"the read right"}},
+		{"a category", []emrv1.Right{read, share}, []string{"imaging"}, end, "onc-1", false, []string{"category lab-results"}},
+		{"time", []emrv1.Right{read, share}, nil, end.Add(-time.Hour), "onc-1", false, []string{"the time until 2027-06-01T00:00:00Z"}},
+		{"the study", []emrv1.Right{read, share}, nil, end, "onc-2", false, []string{"sharing with study onc-1"}},
+		{"plain sharing", []emrv1.Right{read, share}, nil, end, "onc-1", true, []string{"sharing without anonymisation"}},
+		{"the share right, not its study", []emrv1.Right{read}, nil, end, "", false, []string{"the share right"}},
+	} {
+		got := consentLost(old, tc.rights, tc.cats, tc.notAfter, tc.study, tc.anonymise)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: lost %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	all := &emrv1.Permission{Rights: []emrv1.Right{read}, NotAfter: timestamppb.New(end)}
+	if got := consentLost(all, []emrv1.Right{read}, []string{"imaging"}, end, "", false); !slices.Equal(got, []string{"every category but imaging"}) {
+		t.Errorf("all categories narrowed: %q", got)
 	}
 }
