@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	dbm "github.com/cometbft/cometbft-db"
@@ -362,6 +363,9 @@ func TrustFromGenesis(ctx context.Context, node string, genesisJSON []byte, peri
 		latest, err = commitAt(nil)
 		if err == nil && latest.Height >= gen.InitialHeight {
 			break
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return "", nil, fmt.Errorf("node %s: %w", node, err)
 		}
 		if attempt >= 50 {
 			return "", nil, fmt.Errorf("node %s: no commit for a block at or above the genesis' initial height %d: %v", node, gen.InitialHeight, err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -227,4 +228,26 @@ func TestLightInitKeepsTheRootWithoutForce(t *testing.T) {
 			t.Errorf("forced: stderr %q; want it past the root of trust", errOut.String())
 		}
 	}
+}
+
+// TestNothingListening: a node address without a scheme is read as
+// http://, like --sidecar's, and an address nothing listens at is told
+// with a hint where to look, not only with the dialer's words.
+func TestNothingListening(t *testing.T) {
+	addr := closedAddr(t)
+	_, errOut, code := runCLI(t, "params", "--no-verify", "--node", addr)
+	if code != exitFailure || !strings.Contains(errOut, "http://"+addr) || !strings.Contains(errOut, "Hint: nothing listens at that address") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}
+
+// closedAddr is a loopback address nothing listens at.
+func closedAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
 }

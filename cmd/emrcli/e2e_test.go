@@ -168,9 +168,12 @@ func TestFlow(t *testing.T) {
 
 	// Before a root of trust exists, queries refuse to run unverified.
 	e.fails(1, "light init", "params")
-	out := e.ok("light", "init", "--genesis", node.Genesis)
-	if !strings.Contains(out, "Trusting emr-cli-test at height 1,") {
+	out := e.ok("light", "init", "--genesis", node.Genesis, "--sidecar", "127.0.0.1:7171")
+	if !strings.Contains(out, "Trusting emr-cli-test at height 1,") || !strings.Contains(out, "Blob sidecars: http://127.0.0.1:7171") {
 		t.Fatalf("light init: %s", out)
+	}
+	if conf, err := os.ReadFile(filepath.Join(e.home, "config.json")); err != nil || !strings.Contains(string(conf), `"sidecars": [`) {
+		t.Fatalf("config.json after light init --sidecar: %s (%v)", conf, err)
 	}
 	e.fails(1, "already trusts", "light", "init", "--genesis", node.Genesis)
 	// A new root that does not verify leaves the old one in place.

@@ -36,8 +36,9 @@ func newLightInitCmd(a *cli) *cobra.Command {
 		height  int64
 		hashHex string
 		genesis string
-		period  time.Duration
-		force   bool
+		period   time.Duration
+		force    bool
+		sidecars []string
 	)
 	cmd := &cobra.Command{
 		Use:   "init (--genesis FILE | --height H --hash HEX)",
@@ -58,8 +59,9 @@ its height, so give witnesses run by other hospitals.
 
 A trusted header is usable to verify the next one for --trust-period; a client
 idle for longer needs a new root (init --force). init also records --node,
---chain-id and --witness in HOME/config.json as defaults for later commands.`,
-		Example: `  emrcli light init --genesis ./node0/config/genesis.json --node http://127.0.0.1:26657
+--chain-id and --witness in HOME/config.json as defaults for later commands,
+and --sidecar as the blob sidecars of upload, download and share.`,
+		Example: `  emrcli light init --genesis ./node0/config/genesis.json --node http://127.0.0.1:26657 --sidecar http://127.0.0.1:7070
   emrcli light init --height 1200 --hash 6F1CA3...E2 --witness http://10.0.0.2:26657
   emrcli light init --genesis genesis.json --force`,
 		Args: cobra.NoArgs,
@@ -99,6 +101,11 @@ idle for longer needs a new root (init --force). init also records --node,
 			conf, err := a.loadConfig()
 			if err != nil {
 				return err
+			}
+			if len(sidecars) > 0 {
+				if conf.Sidecars, err = a.sidecarURLs(sidecars); err != nil {
+					return err
+				}
 			}
 			// Witnesses config.json keeps for another chain are not this
 			// one's: cross-checking against them would fail, or check
@@ -169,7 +176,7 @@ idle for longer needs a new root (init --force). init also records --node,
 			}
 			tr := c.TrustRoot()
 			out := map[string]any{"chain_id": tr.ChainID, "height": tr.Height, "hash": tr.Hash, "trust_period": tr.Period.String(),
-				"node": a.node, "witnesses": a.witnesses, "store": a.lightHome()}
+				"node": a.node, "witnesses": a.witnesses, "store": a.lightHome(), "sidecars": conf.Sidecars}
 			if len(dropped) > 0 {
 				out["dropped_witnesses"] = dropped
 			}
@@ -185,10 +192,14 @@ idle for longer needs a new root (init --force). init also records --node,
 					fmt.Fprint(w, "; no other witness (the node is its own: add --witness for each other validator)")
 				}
 				fmt.Fprintln(w)
+				if len(conf.Sidecars) > 0 {
+					fmt.Fprintf(w, "Blob sidecars: %s\n", strings.Join(conf.Sidecars, ", "))
+				}
 			})
 		},
 	}
 	f := cmd.Flags()
+	f.StringArrayVar(&sidecars, "sidecar", nil, "blob sidecar URL to record as the default of upload, download and share (repeatable)")
 	f.StringVar(&genesis, "genesis", "", "genesis.json the operator handed over: trust a block its validators signed")
 	f.Int64Var(&height, "height", 0, "height of the header to trust")
 	f.StringVar(&hashHex, "hash", "", "hash of the header to trust (hex)")

@@ -39,6 +39,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitOK
 	}
 	fmt.Fprintln(stderr, "Error: "+app.OneLine(err.Error()))
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		fmt.Fprintln(stderr, "Hint: nothing listens at that address. Is the node (or sidecar) running there? --node and --sidecar say where to look; emrcli light init records both.")
+	}
 	if isUsage(err) {
 		return exitUsage
 	}

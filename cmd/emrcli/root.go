@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -200,6 +201,11 @@ func (a *cli) setup(cmd *cobra.Command, _ []string) error {
 			a.backend = conf.KeyringBackend
 		}
 	}
+	// "127.0.0.1:26657" is read as http://, as --sidecar is.
+	a.node = withScheme(a.node)
+	for i, w := range a.witnesses {
+		a.witnesses[i] = withScheme(w)
+	}
 	if a.backend != keyring.BackendFile && a.backend != keyring.BackendTest {
 		return usagef("--keyring-backend %q: want %q or %q", a.backend, keyring.BackendFile, keyring.BackendTest)
 	}
@@ -207,6 +213,15 @@ func (a *cli) setup(cmd *cobra.Command, _ []string) error {
 		return usagef("--timeout must be positive")
 	}
 	return nil
+}
+
+// withScheme is u, with "http://" in front when it names no scheme (a
+// bare "host:port").
+func withScheme(u string) string {
+	if u != "" && !strings.Contains(u, "://") {
+		return "http://" + u
+	}
+	return u
 }
 
 func (a *cli) loadConfig() (fileConfig, error) {

@@ -46,9 +46,7 @@ func (a *cli) sidecarURLs(flag []string) ([]string, error) {
 		urls = []string{defaultSidecar}
 	}
 	for i, u := range urls {
-		if !strings.Contains(u, "://") {
-			u = "http://" + u
-		}
+		u = withScheme(u)
 		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 			return nil, usagef("--sidecar %q: want an http:// or https:// URL", urls[i])
 		}
