@@ -355,6 +355,12 @@ func (c *Client) Upload(ctx context.Context, s Signer, req UploadRequest, opts T
 	if err := CheckKEK(p, req.KeyVersion, req.KEK); err != nil {
 		return nil, err
 	}
+	// So do a category and a size the chain would refuse: before a large
+	// file is encrypted, and before a ciphertext no record will reference
+	// is left on a sidecar.
+	if err := c.checkUploadable(ctx, req.Category, req.Size); err != nil {
+		return nil, err
+	}
 	sealed, err := sealToScratch(ctx, opts.TempDir, req.Source, req.Size, dataKey, RecordStreamAAD(req.PatientID, req.Category), opts.Progress)
 	if err != nil {
 		return nil, fmt.Errorf("encrypt: %w", err)
@@ -383,6 +389,25 @@ func (c *Client) Upload(ctx context.Context, s Signer, req UploadRequest, opts T
 		res.Sequence, res.Record = rec.Sequence, rec
 	}
 	return res, nil
+}
+
+// checkUploadable refuses, by the chain's verified params, a record of a
+// category the chain does not know, or a plaintext of size bytes (-1:
+// unknown, not checked) whose ciphertext would pass max_blob_bytes.
+func (c *Client) checkUploadable(ctx context.Context, category string, size int64) error {
+	params, err := c.Params(ctx)
+	if err != nil {
+		return fmt.Errorf("params: %w", err)
+	}
+	if !slices.Contains(params.Categories, category) {
+		return fmt.Errorf("%w: %q is not one of the chain's categories (%s); nothing was uploaded", app.ErrUnknownCategory, category, strings.Join(params.Categories, ", "))
+	}
+	if size >= 0 {
+		if n := crypto.CiphertextSize(size); n < 0 || uint64(n) > params.MaxBlobBytes {
+			return fmt.Errorf("%w: the file is %d bytes, %d encrypted; the chain's limit (params.max_blob_bytes) is %d; nothing was uploaded", app.ErrTooLarge, size, n, params.MaxBlobBytes)
+		}
+	}
+	return nil
 }
 
 // recordCreatedBy finds the record a committed AddRecord created: the

@@ -450,6 +450,36 @@ func TestClientAgainstNode(t *testing.T) {
 
 	t.Run("LyingNode", func(t *testing.T) { testLyingNode(t, w) })
 	t.Run("UnverifiedEmptyAnswer", func(t *testing.T) { testUnverifiedEmptyAnswer(t, w) })
+
+	// An upload the chain would refuse (a category it does not know, a
+	// file past max_blob_bytes) fails before the file is read or anything
+	// stored: the sidecar here does not even exist.
+	t.Run("UploadRefusedBeforeWork", func(t *testing.T) {
+		c := w.mustClient(t, w.node.RPC)
+		p, err := c.Patient(ctx, w.patientID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kek, err := w.kek(p.KeyVersion)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nowhere := client.TransferOptions{Sidecars: []string{"http://127.0.0.1:1"}}
+		for _, tc := range []struct {
+			category string
+			size     int64
+			want     error
+		}{
+			{"labs", 1, app.ErrUnknownCategory},
+			{"lab-results", 1 << 50, app.ErrTooLarge},
+		} {
+			_, err := c.Upload(ctx, w.clinician, client.UploadRequest{PatientID: w.patientID, Category: tc.category,
+				Source: strings.NewReader("x"), Size: tc.size, KEK: kek, KeyVersion: p.KeyVersion}, nowhere)
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), "nothing was uploaded") {
+				t.Errorf("upload of %d bytes of %s: %v, want %v", tc.size, tc.category, err, tc.want)
+			}
+		}
+	})
 	t.Run("RangeProofsAtOnce", func(t *testing.T) { testRangeProofsAtOnce(t, w) })
 	t.Run("Fork", func(t *testing.T) { testFork(t, w, fork) })
 

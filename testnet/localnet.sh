@@ -124,7 +124,7 @@ start() {
   done
   say "the chain makes blocks: height $(height "$(rpc_ports | head -1)") on node0"
   status
-  say "registrar keys: $DIR/keys; addresses: $DIR/testnet.json; try: make demo; stop with: make localnet-stop"
+  say "registrar keys: $DIR/keys; addresses: $DIR/testnet.json; try: make demo-localnet (the emrcli story on this net; README, \"By hand on the localnet\"); stop with: make localnet-stop"
 }
 
 start_minio() {

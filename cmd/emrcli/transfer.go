@@ -420,7 +420,8 @@ func newShareCmd(a *cli) *cobra.Command {
      addresses below the state, dates below the year, telecom, identifiers,
      free text, photos and the rest are removed or generalized. Any other
      content (PDF, DICOM, FHIR XML, ...) is refused with a clear error, and
-     nothing is uploaded or recorded;
+     nothing is uploaded or shared (the research read of step 1 stays in
+     the patient's audit log: the record was read);
   3. encrypts the result under a fresh data key, seals that key to the study's
      registered X25519 key (bound to patient, study and record), uploads the
      ciphertext and records ShareRecord on chain.

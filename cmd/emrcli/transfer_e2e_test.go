@@ -170,13 +170,19 @@ func TestTransferFlow(t *testing.T) {
 	e.download("reader", pid, 1, lab, "--reuse-access")
 	// A reader cannot upload (no write right): the sidecar refuses, no record.
 	e.fails(1, "may not upload", "upload", "--from", "reader", "--patient", pid, "--category", "lab-results", e.file("r.bin", []byte("x")))
+	// A category the chain does not know is refused before anything is
+	// encrypted or stored (it used to leave the ciphertext on the sidecar).
+	line := e.fails(1, "unknown category", "upload", "--from", "writer", "--patient", pid, "--category", "labs", e.file("labs.bin", []byte("x")))
+	if !strings.Contains(line, "nothing was uploaded") || !strings.Contains(line, "lab-results") {
+		t.Fatalf("upload of an unknown category: %s", line)
+	}
 
 	// Refused without a committed access event.
 	note := []byte("clinical note v1")
 	if up := e.upload("writer", pid, "clinical-notes", "note.txt", note); up.Record != 2 {
 		t.Fatalf("second upload is record %d", up.Record)
 	}
-	line := e.refused("no committed access event", "download", "--from", "reader", "--patient", pid, "--record", "2", "--reuse-access")
+	line = e.refused("no committed access event", "download", "--from", "reader", "--patient", pid, "--record", "2", "--reuse-access")
 	t.Logf("without an access event: %s", line)
 
 	// Refused outside the access window (measured in block time).
