@@ -33,9 +33,9 @@ client, starting from a root of trust: a header the operator vouches for.
 
 func newLightInitCmd(a *cli) *cobra.Command {
 	var (
-		height  int64
-		hashHex string
-		genesis string
+		height   int64
+		hashHex  string
+		genesis  string
 		period   time.Duration
 		force    bool
 		sidecars []string
