@@ -4,6 +4,10 @@ SHELL := /bin/bash
 
 GO        ?= go
 BIN       := $(CURDIR)/bin
+# The commit emrchaind version reports (validators compare it), stamped at
+# link time: Go's own VCS stamp is off wherever GOFLAGS has -buildvcs=false.
+COMMIT    := $(shell c=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD 2>/dev/null || c=$$c-dirty; echo $$c; })
+LDFLAGS   := $(if $(COMMIT),-ldflags "-X main.commit=$(COMMIT)")
 GOMODCACHE := $(shell $(GO) env GOMODCACHE)
 # grpc-gateway v1 only for its copy of the googleapis protos (make proto).
 GATEWAY_V1 := github.com/grpc-ecosystem/grpc-gateway@v1.16.0
@@ -19,7 +23,7 @@ help: ## List the targets.
 .PHONY: build
 build: ## Build emrchaind and emrcli into ./bin.
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build $(LDFLAGS) -o $(BIN)/ ./cmd/...
 
 .PHONY: test
 test: lint ## Run every test (unit, in-process chain, fuzz seeds, real node) after lint; the CI command.
@@ -87,7 +91,7 @@ BLOB ?= fs
 .PHONY: localnet
 localnet: $(if $(filter minio,$(BLOB)),$(BIN)/minio) ## Build emrchaind, write ./localnet (unless it exists), start 4 validators in the background and wait for blocks (BLOB=minio: MinIO-backed sidecars).
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/emrchaind ./cmd/emrchaind
+	$(GO) build $(LDFLAGS) -o $(BIN)/emrchaind ./cmd/emrchaind
 	LOCALNET_DIR=$(LOCALNET_DIR) EMRCHAIND=$(BIN)/emrchaind MINIO=$(BIN)/minio BLOB=$(BLOB) ./testnet/localnet.sh start
 
 .PHONY: localnet-stop
@@ -114,7 +118,7 @@ BENCH_OUT ?= $(CURDIR)/bench-chain
 .PHONY: bench-chain
 bench-chain: $(BIN)/cometbft $(BIN)/load ## Load a 4-validator emrchain and a 4-validator CometBFT kvstore in turn, after a warm-up phase of each (~9 min; REPEAT=3 for medians of three rounds); prints "emrchain N tx/s, kvstore M tx/s, ratio R", results in ./bench-chain.
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/emrchaind ./cmd/emrchaind
+	$(GO) build $(LDFLAGS) -o $(BIN)/emrchaind ./cmd/emrchaind
 	$(GO) build -o $(BIN)/cometbft-cometdb ./testnet/cometbft-cometdb
 	BIN=$(BIN) BENCH_OUT=$(BENCH_OUT) ./testnet/bench_chain.sh
 
@@ -126,7 +130,7 @@ BENCH_FILL_OUT ?= $(CURDIR)/bench-fill
 .PHONY: bench-fill
 bench-fill: ## Throughput and per-block FinalizeBlock/Commit time of a 4-validator emrchain, fresh and with 1M records (~15 min); results in ./bench-fill.
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/emrchaind ./cmd/emrchaind
+	$(GO) build $(LDFLAGS) -o $(BIN)/emrchaind ./cmd/emrchaind
 	BIN=$(BIN) BENCH_OUT=$(BENCH_FILL_OUT) ./testnet/bench_fill.sh
 
 $(BIN)/cometbft:
