@@ -66,6 +66,12 @@ func TestUsageErrorsExit2OnOneLine(t *testing.T) {
 		{"keys", "show", "a", "b"},
 		{"keys", "add"},
 		{"grant", "--from"},
+		{"grant", "--from", "a", "--to", "b", "--rights", "read", "--from-time", "2027-02-01", "--until", "2027-01-01"},
+		{"grant", "--from", "a", "--to", "b", "--rights", "share", "--until", "2027-01-01"},
+		{"grant", "--from", "a", "--to", "b", "--rights", "read", "--study", "s", "--until", "2027-01-01"},
+		{"grant", "--from", "a", "--to", "b", "--rights", "read", "--anonymise", "--until", "2027-01-01"},
+		{"member", "register", "--from", "r", "--role", "clinician", "--key", "k"},
+		{"download", "--from", "a", "--patient", "b", "--record", "0", "-o", "x"},
 	} {
 		out, errOut, code := runCLI(t, args...)
 		if code != exitUsage || out != "" || !strings.HasPrefix(errOut, "Error: ") || strings.Count(errOut, "\n") != 1 {

@@ -61,6 +61,18 @@ member its patient id and record metadata (docs/decisions.md).`,
 				if notBefore, err = parseTime("from-time", fromTime); err != nil {
 					return err
 				}
+				if !notBefore.Before(notAfter) {
+					return usagef("--from-time %s is not before --until %s", fromTime, until)
+				}
+			}
+			if hasShare := slices.Contains(rs, emrv1.Right_RIGHT_SHARE); hasShare != (study != "") {
+				if hasShare {
+					return usagef("--rights share needs --study: the study the member may share with")
+				}
+				return usagef("--study is for the share right: add share to --rights")
+			}
+			if anonymise && study == "" {
+				return usagef("--anonymise is for the share right: give --rights share and --study")
 			}
 			grantee, err := a.address(to)
 			if err != nil {

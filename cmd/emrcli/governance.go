@@ -417,9 +417,17 @@ func viewProposal(p *emrv1.Proposal, now time.Time) proposalView {
 			enumName(o.GetKind().String(), "ORGANIZATION_KIND_"), upperHex(app.AddressOf(c.AddOrganization.GetRegistrarSignPubKey())))
 	case *emrv1.ConsortiumChange_SetValidatorPower:
 		set := c.SetValidatorPower
-		v.Change = fmt.Sprintf("validator %s power %d (from %d)", app.ValidatorKeyText(set.GetPubKey()), set.GetPower(), set.GetFromPower())
+		v.Change = fmt.Sprintf("set validator %s power to %d (from %d)", app.ValidatorKeyText(set.GetPubKey()), set.GetPower(), set.GetFromPower())
 	case *emrv1.ConsortiumChange_SetMemberStatus:
-		v.Change = fmt.Sprintf("member %s %s", upperHex(c.SetMemberStatus.GetAddress()), statusName(c.SetMemberStatus.GetStatus()))
+		// Said as what the proposal would do: it may still be open.
+		verb := "set the status of member %s to " + statusName(c.SetMemberStatus.GetStatus())
+		switch c.SetMemberStatus.GetStatus() {
+		case emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED:
+			verb = "suspend member %s"
+		case emrv1.MemberStatus_MEMBER_STATUS_ACTIVE:
+			verb = "reactivate member %s"
+		}
+		v.Change = fmt.Sprintf(verb, upperHex(c.SetMemberStatus.GetAddress()))
 	case *emrv1.ConsortiumChange_AddRegistrar:
 		v.Change = fmt.Sprintf("seat registrar %s in %s", upperHex(app.AddressOf(c.AddRegistrar.GetSignPubKey())), c.AddRegistrar.GetOrganizationId())
 	case *emrv1.ConsortiumChange_SetParams:

@@ -133,7 +133,7 @@ func TestGovernanceFlow(t *testing.T) {
 		t.Fatalf("member show after the suspension: %s", out)
 	}
 	out = e.ok("proposals")
-	for _, want := range []string{"executed", "admit st-mary", "power 14 (from 10)", "suspended", "verified against"} {
+	for _, want := range []string{"executed", "admit st-mary", "power to 14 (from 10)", "suspend member", "verified against"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("proposals lacks %q:\n%s", want, out)
 		}

@@ -87,16 +87,16 @@ func TestViewProposal(t *testing.T) {
 		}}}, `admit st-mary ("St Mary's", hospital) with registrar ` + registrarAddr},
 		{"add validator", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetValidatorPower{SetValidatorPower: &emrv1.SetValidatorPower{
 			PubKey: consensusKey, Power: 10,
-		}}}, "validator " + base64.StdEncoding.EncodeToString(consensusKey) + " power 10 (from 0)"},
+		}}}, "set validator " + base64.StdEncoding.EncodeToString(consensusKey) + " power to 10 (from 0)"},
 		{"remove validator", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetValidatorPower{SetValidatorPower: &emrv1.SetValidatorPower{
 			PubKey: consensusKey, Power: 0, FromPower: 14, FromChanges: 2,
-		}}}, "validator " + base64.StdEncoding.EncodeToString(consensusKey) + " power 0 (from 14)"},
+		}}}, "set validator " + base64.StdEncoding.EncodeToString(consensusKey) + " power to 0 (from 14)"},
 		{"suspend member", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetMemberStatus{SetMemberStatus: &emrv1.SetMemberStatus{
 			Address: member, Status: emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED,
-		}}}, "member " + strings.Repeat("AB", 20) + " suspended"},
+		}}}, "suspend member " + strings.Repeat("AB", 20)},
 		{"reactivate member", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetMemberStatus{SetMemberStatus: &emrv1.SetMemberStatus{
 			Address: member, Status: emrv1.MemberStatus_MEMBER_STATUS_ACTIVE, FromStatusChanges: 1,
-		}}}, "member " + strings.Repeat("AB", 20) + " active"},
+		}}}, "reactivate member " + strings.Repeat("AB", 20)},
 		{"add registrar", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_AddRegistrar{AddRegistrar: &emrv1.AddRegistrar{
 			OrganizationId: "st-mary", SignPubKey: registrarKey,
 		}}}, "seat registrar " + registrarAddr + " in st-mary"},

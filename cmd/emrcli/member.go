@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -44,6 +45,9 @@ in this keyring (--key) or are given in hex (the member runs
 			role, err := parseRole(roleStr)
 			if err != nil {
 				return err
+			}
+			if strings.TrimSpace(credential) == "" {
+				return usagef("--credential is required: the reference (e.g. a licence number) the registrar attests for the member")
 			}
 			sp, ep, err := a.memberKeys(keyName, signPub, encPub, "--key", "--sign-pub-key", "--enc-pub-key")
 			if err != nil {
@@ -90,7 +94,7 @@ in this keyring (--key) or are given in hex (the member runs
 	f.StringVar(&encPub, "enc-pub-key", "", "the new member's X25519 public key (hex)")
 	f.StringVar(&roleStr, "role", "", "clinician, researcher, auditor or registrar")
 	f.StringVar(&org, "org", "", "organization id (default: the registrar's own)")
-	f.StringVar(&credential, "credential", "", "credential reference the registrar attests (e.g. a licence number)")
+	f.StringVar(&credential, "credential", "", "credential reference the registrar attests, e.g. a licence number (required)")
 	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
 	_ = cmd.MarkFlagRequired("role")
 	_ = cmd.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"clinician", "researcher", "auditor", "registrar"}, cobra.ShellCompDirectiveNoFileComp))

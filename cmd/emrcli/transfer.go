@@ -280,7 +280,7 @@ study's X25519 private key in hex (emrcli study keygen).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			if (record == 0) == (share == 0) {
-				return usagef("give one of --record N or --share N")
+				return usagef("give one of --record N or --share N (numbered from 1: emrcli records and emrcli shares list them)")
 			}
 			if output == "" {
 				return usagef("-o FILE is required")
