@@ -219,7 +219,10 @@ func TestFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Keys.
+	// Keys. A dev key file given to import, or a node's own key given to
+	// import-dev, is told where it belongs.
+	e.fails(2, "import it with emrcli keys import-dev", "keys", "import", "registrar", node.RegistrarKey)
+	e.fails(2, "CometBFT key of a node", "keys", "import-dev", filepath.Join(node.Home, "config", "node_key.json"))
 	e.ok("keys", "import-dev", node.RegistrarKey)
 	e.ok("keys", "add", "clinician")
 	e.ok("keys", "add", "alice")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -234,6 +235,9 @@ func newKeysImportCmd(a *cli) *cobra.Command {
 			}
 			k, err := kr.Import(args[0], raw)
 			if err != nil {
+				if _, derr := keyring.ParseDevKey(raw); derr == nil {
+					return usagef("%s is a development key file, not an export: import it with emrcli keys import-dev %s", args[1], args[1])
+				}
 				return err
 			}
 			v := viewKey(k.Info(kr.Backend()))
@@ -249,10 +253,13 @@ func newKeysImportDevCmd(a *cli) *cobra.Command {
 	var name string
 	cmd := &cobra.Command{
 		Use:   "import-dev FILE",
-		Short: "Import an emrchaind development key file (HOME/dev-keys/NAME.json)",
+		Short: "Import an emrchaind development key file (init: HOME/dev-keys/NAME.json; testnet: DIR/keys/NAME.json)",
 		Long: `import-dev reads a development key file written in the clear by
-"emrchaind init" (e.g. the dev registrar) and stores it in the keyring, so
-scripts can sign as that member. Development keys are for development only.`,
+"emrchaind init" (HOME/dev-keys/, e.g. the dev registrar) or "emrchaind
+testnet" (DIR/keys/, the registrars) and stores it in the keyring, so
+scripts can sign as that member. Development keys are for development only.
+A node's own keys (config/node_key.json, priv_validator_key.json) are not
+members' keys.`,
 		Example: "  emrcli keys import-dev ./node0/dev-keys/registrar.json --keyring-backend test",
 		Args:    exactArgs(1, "one FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -266,6 +273,9 @@ scripts can sign as that member. Development keys are for development only.`,
 			}
 			k, d, err := kr.ImportDev(name, raw)
 			if err != nil {
+				if bytes.Contains(raw, []byte(`"priv_key"`)) {
+					return usagef("%s is a CometBFT key of a node (node_key.json or priv_validator_key.json), not a member's: the members' development keys are under dev-keys/ (emrchaind init) or keys/ (emrchaind testnet)", args[0])
+				}
 				return err
 			}
 			v := viewKey(k.Info(kr.Backend()))
