@@ -257,3 +257,30 @@ func closedAddr(t *testing.T) string {
 	l.Close()
 	return addr
 }
+
+// TestDeleteCorruptKey: a key file that no longer reads (keys list warns
+// about it) can still be deleted; nothing else would remove it.
+func TestDeleteCorruptKey(t *testing.T) {
+	home := t.TempDir()
+	cli := func(args ...string) (string, int) {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), append([]string{"--home", home, "--keyring-backend", "test"}, args...), strings.NewReader(""), &out, &errOut)
+		return out.String() + errOut.String(), code
+	}
+	if out, code := cli("keys", "add", "ada"); code != exitOK {
+		t.Fatalf("keys add: %d %s", code, out)
+	}
+	file := filepath.Join(home, "keyring-test", "ada.json")
+	if err := os.WriteFile(file, []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := cli("keys", "delete", "ada", "--yes"); code != exitOK || !strings.Contains(out, `Deleted key "ada"`) {
+		t.Fatalf("keys delete of a corrupt key: exit %d: %s", code, out)
+	}
+	if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the corrupt key file is still there: %v", err)
+	}
+	if out, code := cli("keys", "delete", "ada", "--yes"); code != exitFailure || !strings.Contains(out, "no such key") {
+		t.Fatalf("keys delete of a missing key: exit %d: %s", code, out)
+	}
+}

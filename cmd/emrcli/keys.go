@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -161,7 +162,9 @@ func newKeysDeleteCmd(a *cli) *cobra.Command {
 		Args:              exactArgs(1, "exactly one key NAME"),
 		ValidArgsFunction: a.completeKeys,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := a.info(args[0]); err != nil {
+			// A key file that no longer reads can still be deleted: it is
+			// useless as it is, and nothing else removes it.
+			if _, err := a.info(args[0]); err != nil && !errors.Is(err, keyring.ErrCorrupt) {
 				return err
 			}
 			if !yes {
