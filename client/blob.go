@@ -609,6 +609,11 @@ func saveDecrypted(ctx context.Context, s Signer, what string, blob chainBlob, d
 	}
 	ct, url, err := fetchBlob(ctx, s, blob, filepath.Dir(output), opts, logRead != nil)
 	if err != nil {
+		if saved.access != nil {
+			// The read is on chain either way: a retry within the
+			// sidecars' window need not log another.
+			return nil, fmt.Errorf("%s: %w (height %d): %w", what, ErrReadLoggedNotServed, saved.access.Height, err)
+		}
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer ct.Discard()

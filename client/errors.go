@@ -35,6 +35,13 @@ var (
 	// timeout. The answer is never returned.
 	ErrStale = errors.New("stale state")
 
+	// ErrReadLoggedNotServed means a download logged its read on chain
+	// (the access event is committed, and in the patient's audit log) but
+	// no sidecar served the ciphertext. A retry within the sidecars'
+	// access window can reuse that read (DownloadRequest.ReuseAccess)
+	// instead of logging another.
+	ErrReadLoggedNotServed = errors.New("the read is logged but no sidecar served the ciphertext")
+
 	// ErrWrongKEK means a copy of the patient's key-encryption key is not
 	// the one the chain committed for its version (Patient.kek_check): a
 	// rotation begun on another copy of the patient's key that never

@@ -242,7 +242,9 @@ func TestLightInitKeepsTheRootWithoutForce(t *testing.T) {
 func TestNothingListening(t *testing.T) {
 	addr := closedAddr(t)
 	_, errOut, code := runCLI(t, "params", "--no-verify", "--node", addr)
-	if code != exitFailure || !strings.Contains(errOut, "http://"+addr) || !strings.Contains(errOut, "Hint: nothing listens at that address") {
+	lines := strings.Split(strings.TrimSpace(errOut), "\n")
+	last := lines[len(lines)-1] // after --no-verify's warning: one Error line, hint included
+	if code != exitFailure || !strings.HasPrefix(last, "Error: ") || !strings.Contains(last, "http://"+addr) || !strings.Contains(last, "Hint: nothing listens at that address") {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/client"
 )
 
 func main() {
@@ -38,14 +39,23 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(stderr, "Error: "+app.OneLine(err.Error()))
-	if errors.Is(err, syscall.ECONNREFUSED) {
-		fmt.Fprintln(stderr, "Hint: nothing listens at that address. Is the node (or sidecar) running there? --node and --sidecar say where to look; emrcli light init records both.")
-	}
+	fmt.Fprintln(stderr, "Error: "+app.OneLine(err.Error())+hint(err))
 	if isUsage(err) {
 		return exitUsage
 	}
 	return exitFailure
+}
+
+// hint is what to do about err, when the error alone does not say:
+// appended to its line.
+func hint(err error) string {
+	switch {
+	case errors.Is(err, client.ErrReadLoggedNotServed):
+		return ". Hint: the read is on chain; retry with --reuse-access (and the right --sidecar) within the sidecars' access window, which logs no second read"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return ". Hint: nothing listens at that address. Is the node (or sidecar) running there? --node and --sidecar say where to look; emrcli light init records both"
+	}
+	return ""
 }
 
 // usageError is a wrong command line.
