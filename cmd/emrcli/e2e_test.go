@@ -544,6 +544,11 @@ func TestKeysThroughBinary(t *testing.T) {
 	if got := strings.TrimSpace(other.ok("keys", "show", "bob-copy", "--address")); got != addr {
 		t.Fatalf("re-imported address %s, want %s", got, addr)
 	}
+	// A second copy of the same account in one keyring is accepted, with a
+	// warning: the two copies' key-encryption keys drift apart.
+	if r := other.run("keys", "import", "bob-phone", exportFile); r.code != 0 || !strings.Contains(r.stderr, `key "bob-copy" holds the same account`) {
+		t.Fatalf("second copy of one account: exit %d, stderr %q", r.code, r.stderr)
+	}
 	bad := &cliEnv{t: t, bin: e.bin, home: t.TempDir()}
 	bad.env = []string{"EMRCLI_HOME=" + bad.home, "EMRCLI_PASSPHRASE=second passphrase", "EMRCLI_EXPORT_PASSPHRASE=wrong export pass"}
 	bad.fails(1, "wrong passphrase", "keys", "import", "bob", exportFile)

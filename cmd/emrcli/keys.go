@@ -244,6 +244,17 @@ func newKeysImportCmd(a *cli) *cobra.Command {
 				return err
 			}
 			v := viewKey(k.Info(kr.Backend()))
+			// Two copies of one account in one keyring drift apart: a
+			// rotation made with one (a revoke) leaves the other without
+			// the new key-encryption key.
+			if infos, err := kr.List(); err == nil {
+				for _, other := range infos {
+					if other.Name != k.Name && bytes.Equal(other.Address, k.Address()) {
+						fmt.Fprintf(a.stderr, "Warning: key %q holds the same account (%s). When one copy rotates the patient's key (emrcli revoke), "+
+							"the other cannot read newer records: keep one, or export the one that rotated and import it again.\n", other.Name, v.Address)
+					}
+				}
+			}
 			return a.emit(v, func(w io.Writer) {
 				fmt.Fprintf(w, "Imported key %q\n", v.Name)
 				v.text(w)
