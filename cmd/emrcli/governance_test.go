@@ -103,8 +103,8 @@ func TestViewProposal(t *testing.T) {
 		{"set params", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{
 			Params: &emrv1.Params{Categories: []string{"imaging", "genomics"}, MaxTxBytes: 2048, MaxBlobBytes: 4096, MaxRecordsPerAccess: 5,
 				MaxRewrapsPerRotation: 6, MaxPageSize: 7, EmergencyAccessSeconds: 60, MaxWrappedKeyBytes: 128, ProposalSeconds: 7200},
-		}}}, "params: categories imaging, genomics; max tx bytes 2048; max file bytes 4096; max records per read 5; " +
-			"max re-wraps per rotation 6; max page size 7; emergency access not enabled (a break-glass read would last 1m0s); " +
+		}}}, "params: categories imaging, genomics; max tx bytes 2048; max blob bytes 4096; max records per access 5; " +
+			"max rewraps per rotation 6; max page size 7; emergency access not enabled (a break-glass read would last 1m0s); " +
 			"max wrapped key bytes 128; proposals open for 2h0m0s"},
 		{"set params, with the params they replace", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{
 			Params:     &emrv1.Params{Categories: []string{"imaging", "genomics"}, MaxTxBytes: 2048, MaxPageSize: 7, ProposalSeconds: 7200},

@@ -147,7 +147,8 @@ func viewParams(p *emrv1.Params) paramsView {
 		p.GetMaxPageSize(), p.GetEmergencyAccessSeconds(), p.GetMaxWrappedKeyBytes(), p.GetProposalSeconds()}
 }
 
-// fields are the params as name and value pairs, for fields().
+// fields are the params as name and value pairs, named as the flags of
+// emrcli propose params name them: for the text output and a change's diff.
 func (v paramsView) fields() []string {
 	// Past a Duration's range (292 years) in plain seconds: multiplied
 	// out it would wrap, and two different values could read the same.
@@ -158,8 +159,8 @@ func (v paramsView) fields() []string {
 		return (time.Duration(s) * time.Second).String()
 	}
 	return []string{"categories", strings.Join(v.Categories, ", "), "max tx bytes", fmt.Sprint(v.MaxTxBytes),
-		"max file bytes", fmt.Sprint(v.MaxBlobBytes), "max records per read", fmt.Sprint(v.MaxRecordsPerAccess),
-		"max re-wraps per rotation", fmt.Sprint(v.MaxRewrapsPerRotation), "max page size", fmt.Sprint(v.MaxPageSize),
+		"max blob bytes", fmt.Sprint(v.MaxBlobBytes), "max records per access", fmt.Sprint(v.MaxRecordsPerAccess),
+		"max rewraps per rotation", fmt.Sprint(v.MaxRewrapsPerRotation), "max page size", fmt.Sprint(v.MaxPageSize),
 		"emergency access", "not enabled (a break-glass read would last " + seconds(v.EmergencyAccessSeconds) + ")", "max wrapped key bytes", fmt.Sprint(v.MaxWrappedKeyBytes),
 		"proposals open for", seconds(v.ProposalSeconds)}
 }
