@@ -86,20 +86,21 @@ member its patient id and record metadata (docs/decisions.md).`,
 			if err != nil && !errors.Is(err, client.ErrNotFound) {
 				return err
 			}
+			spec := client.GrantSpec{
+				Grantee: grantee, Rights: rs, Categories: cats, NotBefore: notBefore, NotAfter: notAfter,
+				StudyID: study, Anonymise: anonymise,
+			}
 			var replaced string
-			if old != nil && old.RevokedHeight == 0 && blockTime(info).Before(old.GetNotAfter().AsTime()) {
+			if now := blockTime(info); old != nil && old.RevokedHeight == 0 && now.Before(old.GetNotAfter().AsTime()) {
 				replaced = describeConsent(old)
-				lost := consentLost(old, rs, cats, notAfter, study, anonymise)
+				lost := consentLost(old, spec, now)
 				if len(lost) > 0 && !replace {
 					return usagef("%s already holds a consent: %s. A grant replaces it whole, and this one would take away %s. "+
-						"Give the rights, categories and end to keep as well, or --replace to replace it as given",
+						"Give the rights, categories and time to keep as well, or --replace to replace it as given",
 						to, replaced, strings.Join(lost, ", "))
 				}
 			}
-			msg, err := c.GrantMsg(ctx, pid, client.GrantSpec{
-				Grantee: grantee, Rights: rs, Categories: cats, NotBefore: notBefore, NotAfter: notAfter,
-				StudyID: study, Anonymise: anonymise,
-			}, existingKEK(a.kr, k))
+			msg, err := c.GrantMsg(ctx, pid, spec, existingKEK(a.kr, k))
 			if err != nil {
 				return err
 			}
@@ -121,7 +122,7 @@ member its patient id and record metadata (docs/decisions.md).`,
 			}{hexStr(pid), upperHex(grantee), rightsNames(g.Rights), cats, ts(g.NotAfter), g.StudyId, g.Anonymise, replaced, viewTx(res)}
 			return a.emit(out, func(w io.Writer) {
 				fmt.Fprintf(w, "granted %s %s\n", out.Grantee, describeConsent(&emrv1.Permission{
-					Rights: g.Rights, Categories: cats, NotAfter: g.NotAfter, StudyId: g.StudyId, Anonymise: g.Anonymise}))
+					Rights: g.Rights, Categories: cats, NotBefore: g.NotBefore, NotAfter: g.NotAfter, StudyId: g.StudyId, Anonymise: g.Anonymise}))
 				if out.Replaced != "" {
 					fmt.Fprintf(w, "it replaces: %s\n", out.Replaced)
 				}
@@ -152,6 +153,9 @@ func describeConsent(p *emrv1.Permission) string {
 		cats = "all categories"
 	}
 	d := fmt.Sprintf("%s on %s until %s", strings.Join(rightsNames(p.Rights), "+"), cats, ts(p.NotAfter))
+	if p.NotBefore != nil {
+		d = fmt.Sprintf("%s on %s from %s until %s", strings.Join(rightsNames(p.Rights), "+"), cats, ts(p.NotBefore), ts(p.NotAfter))
+	}
 	if p.StudyId != "" {
 		d += ", sharing with study " + p.StudyId
 		if p.Anonymise {
@@ -161,10 +165,10 @@ func describeConsent(p *emrv1.Permission) string {
 	return d
 }
 
-// consentLost lists what a standing consent old would lose if a grant of
-// rights over cats (none: all) until notAfter, for study (anonymised or
-// not), replaced it: nothing when the grant gives at least as much.
-func consentLost(old *emrv1.Permission, rights []emrv1.Right, cats []string, notAfter time.Time, study string, anonymise bool) []string {
+// consentLost lists what a standing consent old would lose if grant g
+// replaced it at block time now: nothing when g gives at least as much.
+func consentLost(old *emrv1.Permission, g client.GrantSpec, now time.Time) []string {
+	rights, cats, study := g.Rights, g.Categories, g.StudyID
 	var lost []string
 	for _, r := range old.Rights {
 		if !slices.Contains(rights, r) {
@@ -182,13 +186,22 @@ func consentLost(old *emrv1.Permission, rights []emrv1.Right, cats []string, not
 			}
 		}
 	}
-	if notAfter.Before(old.GetNotAfter().AsTime()) {
+	if g.NotAfter.Before(old.GetNotAfter().AsTime()) {
 		lost = append(lost, "the time until "+ts(old.NotAfter))
+	}
+	// A later start: the grant starts at its block (about now) unless it
+	// names a time, and the old consent stands from its own start.
+	oldStart := now
+	if old.NotBefore != nil && old.NotBefore.AsTime().After(now) {
+		oldStart = old.NotBefore.AsTime()
+	}
+	if g.NotBefore.After(oldStart) {
+		lost = append(lost, "the time before "+g.NotBefore.UTC().Format(time.RFC3339))
 	}
 	if slices.Contains(old.Rights, emrv1.Right_RIGHT_SHARE) && slices.Contains(rights, emrv1.Right_RIGHT_SHARE) {
 		if study != old.StudyId {
 			lost = append(lost, "sharing with study "+old.StudyId)
-		} else if anonymise && !old.Anonymise {
+		} else if g.Anonymise && !old.Anonymise {
 			lost = append(lost, "sharing without anonymisation")
 		}
 	}

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/emrchain/emrchain/client"
 	"github.com/emrchain/emrchain/client/keyring"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
@@ -99,35 +100,39 @@ func TestKEKFuncsHandOutCopies(t *testing.T) {
 // TestConsentLost: what a grant would take away from a standing consent it
 // replaces, for every part of a consent; nothing when it gives as much.
 func TestConsentLost(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	end := time.Date(2027, 6, 1, 0, 0, 0, 0, time.UTC)
 	read, write, share := emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_WRITE, emrv1.Right_RIGHT_SHARE
 	old := &emrv1.Permission{Rights: []emrv1.Right{read, share}, Categories: []string{"imaging", "lab-results"},
 		NotAfter: timestamppb.New(end), StudyId: "onc-1"}
 	for _, tc := range []struct {
-		name      string
-		rights    []emrv1.Right
-		cats      []string
-		notAfter  time.Time
-		study     string
-		anonymise bool
-		want      []string
+		name string
+		g    client.GrantSpec
+		want []string
 	}{
-		{"the same", []emrv1.Right{read, share}, []string{"lab-results", "imaging"}, end, "onc-1", false, nil},
-		{"more of everything", []emrv1.Right{read, write, share}, nil, end.AddDate(1, 0, 0), "onc-1", false, nil},
-		{"a right", []emrv1.Right{share}, nil, end, "onc-1", false, []string{"the read right"}},
-		{"a category", []emrv1.Right{read, share}, []string{"imaging"}, end, "onc-1", false, []string{"category lab-results"}},
-		{"time", []emrv1.Right{read, share}, nil, end.Add(-time.Hour), "onc-1", false, []string{"the time until 2027-06-01T00:00:00Z"}},
-		{"the study", []emrv1.Right{read, share}, nil, end, "onc-2", false, []string{"sharing with study onc-1"}},
-		{"plain sharing", []emrv1.Right{read, share}, nil, end, "onc-1", true, []string{"sharing without anonymisation"}},
-		{"the share right, not its study", []emrv1.Right{read}, nil, end, "", false, []string{"the share right"}},
+		{"the same", client.GrantSpec{Rights: []emrv1.Right{read, share}, Categories: []string{"lab-results", "imaging"}, NotAfter: end, StudyID: "onc-1"}, nil},
+		{"more of everything", client.GrantSpec{Rights: []emrv1.Right{read, write, share}, NotAfter: end.AddDate(1, 0, 0), StudyID: "onc-1"}, nil},
+		{"a start already passed", client.GrantSpec{Rights: []emrv1.Right{read, share}, NotBefore: now.Add(-time.Hour), NotAfter: end, StudyID: "onc-1"}, nil},
+		{"a right", client.GrantSpec{Rights: []emrv1.Right{share}, NotAfter: end, StudyID: "onc-1"}, []string{"the read right"}},
+		{"a category", client.GrantSpec{Rights: []emrv1.Right{read, share}, Categories: []string{"imaging"}, NotAfter: end, StudyID: "onc-1"}, []string{"category lab-results"}},
+		{"the end", client.GrantSpec{Rights: []emrv1.Right{read, share}, NotAfter: end.Add(-time.Hour), StudyID: "onc-1"}, []string{"the time until 2027-06-01T00:00:00Z"}},
+		{"the start", client.GrantSpec{Rights: []emrv1.Right{read, share}, NotBefore: now.AddDate(0, 1, 0), NotAfter: end, StudyID: "onc-1"}, []string{"the time before 2026-12-23T12:00:00Z"}},
+		{"the study", client.GrantSpec{Rights: []emrv1.Right{read, share}, NotAfter: end, StudyID: "onc-2"}, []string{"sharing with study onc-1"}},
+		{"plain sharing", client.GrantSpec{Rights: []emrv1.Right{read, share}, NotAfter: end, StudyID: "onc-1", Anonymise: true}, []string{"sharing without anonymisation"}},
+		{"the share right, not its study", client.GrantSpec{Rights: []emrv1.Right{read}, NotAfter: end}, []string{"the share right"}},
 	} {
-		got := consentLost(old, tc.rights, tc.cats, tc.notAfter, tc.study, tc.anonymise)
-		if !slices.Equal(got, tc.want) {
+		if got := consentLost(old, tc.g, now); !slices.Equal(got, tc.want) {
 			t.Errorf("%s: lost %q, want %q", tc.name, got, tc.want)
 		}
 	}
 	all := &emrv1.Permission{Rights: []emrv1.Right{read}, NotAfter: timestamppb.New(end)}
-	if got := consentLost(all, []emrv1.Right{read}, []string{"imaging"}, end, "", false); !slices.Equal(got, []string{"every category but imaging"}) {
+	if got := consentLost(all, client.GrantSpec{Rights: []emrv1.Right{read}, Categories: []string{"imaging"}, NotAfter: end}, now); !slices.Equal(got, []string{"every category but imaging"}) {
 		t.Errorf("all categories narrowed: %q", got)
+	}
+	// A consent that starts later than now loses nothing to a grant that
+	// starts at the same time.
+	later := &emrv1.Permission{Rights: []emrv1.Right{read}, NotBefore: timestamppb.New(now.AddDate(0, 1, 0)), NotAfter: timestamppb.New(end)}
+	if got := consentLost(later, client.GrantSpec{Rights: []emrv1.Right{read}, NotBefore: now.AddDate(0, 1, 0), NotAfter: end}, now); len(got) != 0 {
+		t.Errorf("the same later start: %q", got)
 	}
 }
