@@ -754,7 +754,8 @@ func fetchBlob(ctx context.Context, s Signer, blob chainBlob, dir string, opts T
 	}
 	var fails []string
 	lies := map[string]string{} // sidecar -> how its answer was not the blob
-	for round := 0; round < rounds && len(lies) < len(opts.Sidecars); round++ {
+	distinct := len(slices.Compact(slices.Sorted(slices.Values(opts.Sidecars))))
+	for round := 0; round < rounds && len(lies) < distinct; round++ {
 		if round > 0 {
 			select {
 			case <-ctx.Done():

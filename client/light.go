@@ -364,10 +364,10 @@ func TrustFromGenesis(ctx context.Context, node string, genesisJSON []byte, peri
 		if err == nil && latest.Height >= gen.InitialHeight {
 			break
 		}
-		if errors.Is(err, syscall.ECONNREFUSED) {
-			return "", nil, fmt.Errorf("node %s: %w", node, err)
-		}
 		if attempt >= 50 {
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				return "", nil, fmt.Errorf("node %s: %w", node, err)
+			}
 			return "", nil, fmt.Errorf("node %s: no commit for a block at or above the genesis' initial height %d: %v", node, gen.InitialHeight, err)
 		}
 		select {

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	cmtcfg "github.com/cometbft/cometbft/config"
+
 	cmtflags "github.com/cometbft/cometbft/libs/cli/flags"
 	"github.com/cometbft/cometbft/libs/log"
 	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
@@ -361,6 +363,24 @@ func (c *sidecarConfig) resolve(home string) error {
 	case c.PendingBytesTotal > 0 && c.PendingBytesPatients >= c.PendingBytesTotal:
 		return fmt.Errorf("sidecar: pending_bytes_patients (%d) must be below pending_bytes_total (%d), or it bounds nothing the total does not; 0 for no bound of its own",
 			c.PendingBytesPatients, c.PendingBytesTotal)
+	}
+	return nil
+}
+
+// checkHeadAge refuses a sidecar bound on the head's age (max_head_age)
+// that an idle chain would pass: with no empty blocks, or empty blocks
+// further apart than the bound, every sidecar request (an upload, which
+// comes before the transaction that would make a block, too) would be
+// refused as stale whenever the chain is quiet.
+func checkHeadAge(c sidecarConfig, consensus *cmtcfg.ConsensusConfig) error {
+	age := time.Duration(c.MaxHeadAge)
+	switch {
+	case age == 0:
+		return nil
+	case !consensus.CreateEmptyBlocks:
+		return fmt.Errorf("sidecar: max_head_age %s with consensus.create_empty_blocks = false: an idle chain makes no blocks, and the sidecar would refuse every request as stale; set max_head_age = \"0s\" (no bound) or make empty blocks", age)
+	case consensus.CreateEmptyBlocksInterval >= age:
+		return fmt.Errorf("sidecar: max_head_age %s is not above consensus.create_empty_blocks_interval %s: an idle chain's newest block would be too old for the sidecar to serve; raise max_head_age or lower the interval", age, consensus.CreateEmptyBlocksInterval)
 	}
 	return nil
 }

@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	cmtcfg "github.com/cometbft/cometbft/config"
+
 	cmtlog "github.com/cometbft/cometbft/libs/log"
 	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
 	"google.golang.org/protobuf/proto"
@@ -1111,6 +1113,35 @@ func TestLoopbackNode(t *testing.T) {
 	} {
 		if got := loopbackNode(node); got != want {
 			t.Errorf("loopbackNode(%q) = %v, want %v", node, got, want)
+		}
+	}
+}
+
+// TestHeadAgeAgainstEmptyBlocks: a bound on the head's age that an idle
+// chain would pass (no empty blocks, or empty blocks further apart) would
+// make the sidecar refuse every request whenever the chain is quiet:
+// start refuses it, naming both settings.
+func TestHeadAgeAgainstEmptyBlocks(t *testing.T) {
+	c := defaultSidecarConfig()
+	for _, tc := range []struct {
+		name     string
+		empty    bool
+		interval time.Duration
+		maxAge   time.Duration
+		want     string
+	}{
+		{"the defaults", true, 10 * time.Second, time.Minute, ""},
+		{"continuous empty blocks", true, 0, time.Minute, ""},
+		{"no empty blocks", false, 0, time.Minute, "create_empty_blocks = false"},
+		{"no empty blocks, no bound", false, 0, 0, ""},
+		{"empty blocks too far apart", true, 2 * time.Minute, time.Minute, "create_empty_blocks_interval"},
+	} {
+		c.MaxHeadAge = duration(tc.maxAge)
+		cons := cmtcfg.DefaultConsensusConfig()
+		cons.CreateEmptyBlocks, cons.CreateEmptyBlocksInterval = tc.empty, tc.interval
+		err := checkHeadAge(c, cons)
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
 		}
 	}
 }

@@ -165,6 +165,9 @@ func loadNodeSettings(cmd *cobra.Command) (*nodeSettings, error) {
 		if err := appConf.Sidecar.resolve(home); err != nil {
 			return nil, err
 		}
+		if err := checkHeadAge(appConf.Sidecar, conf.Consensus); err != nil {
+			return nil, err
+		}
 	}
 	if err := conf.ValidateBasic(); err != nil {
 		return nil, err

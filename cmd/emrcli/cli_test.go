@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -284,5 +285,15 @@ func TestDeleteCorruptKey(t *testing.T) {
 	}
 	if out, code := cli("keys", "delete", "ada", "--yes"); code != exitFailure || !strings.Contains(out, "no such key") {
 		t.Fatalf("keys delete of a missing key: exit %d: %s", code, out)
+	}
+}
+
+// TestSidecarURLsOnceEach: a sidecar named twice (or as host:port and as
+// its URL) is asked once per round, in the order first given.
+func TestSidecarURLsOnceEach(t *testing.T) {
+	a := &cli{home: t.TempDir()}
+	got, err := a.sidecarURLs([]string{"127.0.0.1:7070", "http://127.0.0.1:7071/", "http://127.0.0.1:7070"})
+	if err != nil || !slices.Equal(got, []string{"http://127.0.0.1:7070", "http://127.0.0.1:7071"}) {
+		t.Fatalf("%q, %v", got, err)
 	}
 }

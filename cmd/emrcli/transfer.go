@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -52,7 +53,14 @@ func (a *cli) sidecarURLs(flag []string) ([]string, error) {
 		}
 		urls[i] = strings.TrimRight(u, "/")
 	}
-	return urls, nil
+	// One sidecar named twice would be asked twice in every round.
+	var unique []string
+	for _, u := range urls {
+		if !slices.Contains(unique, u) {
+			unique = append(unique, u)
+		}
+	}
+	return unique, nil
 }
 
 // progressLine draws one "\r"-rewritten progress line on a terminal.

@@ -1288,3 +1288,16 @@ func TestStaleHeadIsRefused(t *testing.T) {
 		t.Fatalf("with MaxHeadAge < 0 (no bound): %v", err)
 	}
 }
+
+// TestHealthzSaysStale: while the head is older than MaxHeadAge every
+// request is refused (chain_stale), so /healthz says unavailable too: a
+// load balancer must not keep the sidecar in rotation.
+func TestHealthzSaysStale(t *testing.T) {
+	e := newEnv(t, nil)
+	e.chain.mu.Lock()
+	e.chain.head.Time = time.Now().Add(-2 * time.Hour)
+	e.chain.mu.Unlock()
+	if status, h := e.health(t); status == http.StatusOK || h.Status != "unavailable" || !strings.Contains(h.ChainError, "max_head_age") {
+		t.Fatalf("healthz on a head 2h old: %d %+v", status, h)
+	}
+}

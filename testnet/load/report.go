@@ -540,7 +540,9 @@ func (r *Result) WriteText(w io.Writer) {
 		if s.SentAfterEnd > 0 {
 			fmt.Fprintf(w, "  late       %d txs due in the phase went out after its end (the senders were behind; latency counts from due)\n", s.SentAfterEnd)
 		}
-		if offered := float64(s.Accepted) / s.DurationS; s.Mode == "rate" && s.DurationS > 0 && offered < 0.95*s.TargetRate {
+		// Offered in the phase: what senders still held at its end and
+		// sent after it (SentAfterEnd) is what they did not keep up with.
+		if offered := float64(s.Accepted-int64(s.SentAfterEnd)) / s.DurationS; s.Mode == "rate" && s.DurationS > 0 && offered < 0.95*s.TargetRate {
 			// Senders wait for CheckTx: on busy nodes they fall behind the
 			// rate, and latency is then measured at a lower one.
 			fmt.Fprintf(w, "  offered    %.0f tx/s accepted, short of the %.0f asked: the nodes took them in more slowly (more --conns?)\n",

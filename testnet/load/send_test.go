@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -209,5 +210,18 @@ func TestBatchInFlightAtDeadlineIsBooked(t *testing.T) {
 		if !tx.accepted.Load() {
 			t.Fatalf("tx %d not marked accepted", tx.raw[0])
 		}
+	}
+}
+
+// TestOfferedCountsOnlyThePhase: the warning that senders offered less
+// than the rate asked counts what was taken in the phase, not what they
+// still sent after its end (within the drain), or it would hide exactly
+// the run whose senders fell furthest behind.
+func TestOfferedCountsOnlyThePhase(t *testing.T) {
+	r := &Result{Summary: Summary{Name: "x", Mode: "rate", TargetRate: 10, DurationS: 1, Accepted: 10, SentAfterEnd: 9}}
+	var out strings.Builder
+	r.WriteText(&out)
+	if !strings.Contains(out.String(), "offered    1 tx/s accepted, short of the 10 asked") {
+		t.Fatalf("no warning for 1 of 10 txs taken in the phase:\n%s", out.String())
 	}
 }
