@@ -202,6 +202,12 @@ func runInit(w io.Writer, o initOptions) error {
 	if o.apiAddr != "" {
 		appConf.API.Address = o.apiAddr
 	}
+	// The sidecar refuses a head older than max_head_age; an idle chain's
+	// head is up to one empty-block interval old, so a long interval gets
+	// a bound that leaves room for two (start refuses less: checkHeadAge).
+	if room := 2*o.emptyBlocks + 10*time.Second; time.Duration(appConf.Sidecar.MaxHeadAge) < room {
+		appConf.Sidecar.MaxHeadAge = duration(room)
+	}
 	if err := appConf.validate(); err != nil {
 		return fmt.Errorf("app config: %w", err)
 	}
