@@ -278,11 +278,11 @@ func TestFlow(t *testing.T) {
 	e.fails(2, "would take away the write right", "grant", "--from", "alice", "--to", "clinician", "--rights", "read", "--categories", "lab-results", "--until", until)
 	later := time.Now().AddDate(1, 1, 0).Format("2006-01-02")
 	out = e.ok("grant", "--from", "alice", "--to", "clinician", "--rights", "read,write", "--categories", "lab-results", "--until", later)
-	if !regexp.MustCompile(`it replaces: read\+write on lab-results (from \S+ )?until `+until).MatchString(out) {
+	if !regexp.MustCompile(`it replaces: read\+write on lab-results (from \S+ )?until ` + until).MatchString(out) {
 		t.Fatalf("grant extending the consent: %s", out)
 	}
 	out = e.ok("grant", "--from", "alice", "--to", "clinician", "--rights", "read,write", "--categories", "lab-results", "--until", until, "--replace")
-	if !regexp.MustCompile(`it replaces: read\+write on lab-results (from \S+ )?until `+later).MatchString(out) {
+	if !regexp.MustCompile(`it replaces: read\+write on lab-results (from \S+ )?until ` + later).MatchString(out) {
 		t.Fatalf("grant --replace: %s", out)
 	}
 	// The clinician sees the consent it holds, all pages or one.
