@@ -51,12 +51,19 @@ func (s *Server) head(ctx context.Context) (Head, *apiError) {
 	if err != nil {
 		return Head{}, chainError(err)
 	}
-	if age := s.opts.Now().Sub(head.Time); s.opts.MaxHeadAge > 0 && age > s.opts.MaxHeadAge {
+	if age, stale := s.staleHead(head); stale {
 		return Head{}, errf(http.StatusServiceUnavailable, "chain_stale",
 			"the node's latest block (height %d, %s) is %s old, more than the %s this sidecar authorizes by: the node may have stopped following the chain and not seen the latest revocations",
 			head.Height, formatTime(head.Time), age.Round(time.Second), s.opts.MaxHeadAge)
 	}
 	return head, nil
+}
+
+// staleHead is how old head is by the sidecar's clock, and whether that
+// is past MaxHeadAge: requests are then refused, and /healthz says so.
+func (s *Server) staleHead(head Head) (time.Duration, bool) {
+	age := s.opts.Now().Sub(head.Time)
+	return age, s.opts.MaxHeadAge > 0 && age > s.opts.MaxHeadAge
 }
 
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }

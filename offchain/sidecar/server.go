@@ -1075,7 +1075,7 @@ func (s *Server) runHealthChecks(done chan struct{}) {
 		h.Status, h.ChainError = "unavailable", healthFailure("the node", err)
 	} else {
 		h.Height, h.BlockTime = head.Height, head.Time.UTC().Format(time.RFC3339Nano)
-		if age := s.opts.Now().Sub(head.Time); s.opts.MaxHeadAge > 0 && age > s.opts.MaxHeadAge {
+		if age, stale := s.staleHead(head); stale {
 			// Every request is refused (chain_stale): say so here too.
 			h.Status, h.ChainError = "unavailable", fmt.Sprintf("the node's latest block is %s old (more than max_head_age %s)", age.Round(time.Second), s.opts.MaxHeadAge)
 		}
