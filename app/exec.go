@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"time"
 
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
@@ -303,13 +304,26 @@ func (ctx *txContext) authorize(p *emrv1.Patient, right emrv1.Right, category st
 	return perm, nil
 }
 
-func (ctx *txContext) knownCategory(c string) error {
-	for _, known := range ctx.params.Categories {
-		if c == known {
-			return nil
-		}
+func (ctx *txContext) knownCategory(c string) error { return KnownCategory(ctx.params, c) }
+
+// KnownCategory refuses a record category p does not list
+// (ErrUnknownCategory): the chain's rule, which clients check before they
+// upload.
+func KnownCategory(p *emrv1.Params, c string) error {
+	if slices.Contains(p.Categories, c) {
+		return nil
 	}
-	return fmt.Errorf("%w: %q (known: %v)", ErrUnknownCategory, c, ctx.params.Categories)
+	return fmt.Errorf("%w: %q (known: %v)", ErrUnknownCategory, c, p.Categories)
+}
+
+// CheckBlobSize refuses a ciphertext of size bytes past p's
+// max_blob_bytes (ErrTooLarge): the chain's rule for a record's or a
+// share's file, which clients check before they upload.
+func CheckBlobSize(p *emrv1.Params, size uint64) error {
+	if size > p.MaxBlobBytes {
+		return fmt.Errorf("%w: file is %d bytes, the limit is %d", ErrTooLarge, size, p.MaxBlobBytes)
+	}
+	return nil
 }
 
 func roleName(r emrv1.Role) string {

@@ -27,8 +27,8 @@ func (ctx *txContext) addRecord(m *emrv1.MsgAddRecord) error {
 	if m.KeyVersion != p.KeyVersion {
 		return fmt.Errorf("%w: the file key is wrapped under version %d, the patient's key is at version %d", ErrKeyVersion, m.KeyVersion, p.KeyVersion)
 	}
-	if m.Size > ctx.params.MaxBlobBytes {
-		return fmt.Errorf("%w: file is %d bytes, the limit is %d", ErrTooLarge, m.Size, ctx.params.MaxBlobBytes)
+	if err := CheckBlobSize(ctx.params, m.Size); err != nil {
+		return err
 	}
 	if err := ctx.checkWrappedKeySize(m.WrappedFileKey); err != nil {
 		return err

@@ -87,8 +87,8 @@ func (ctx *txContext) shareRecord(m *emrv1.MsgShareRecord) error {
 	if perm.Anonymise && !m.Anonymised {
 		return fmt.Errorf("%w: the patient consented to sharing with %q only if anonymised", ErrUnauthorized, m.StudyId)
 	}
-	if m.Size > ctx.params.MaxBlobBytes {
-		return fmt.Errorf("%w: file is %d bytes, the limit is %d", ErrTooLarge, m.Size, ctx.params.MaxBlobBytes)
+	if err := CheckBlobSize(ctx.params, m.Size); err != nil {
+		return err
 	}
 	if err := ctx.checkWrappedKeySize(m.WrappedStudyKey); err != nil {
 		return err

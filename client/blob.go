@@ -399,12 +399,16 @@ func (c *Client) checkUploadable(ctx context.Context, category string, size int6
 	if err != nil {
 		return fmt.Errorf("params: %w", err)
 	}
-	if !slices.Contains(params.Categories, category) {
-		return fmt.Errorf("%w: %q is not one of the chain's categories (%s); nothing was uploaded", app.ErrUnknownCategory, category, strings.Join(params.Categories, ", "))
+	if err := app.KnownCategory(params, category); err != nil {
+		return fmt.Errorf("%w; nothing was uploaded", err)
 	}
 	if size >= 0 {
-		if n := crypto.CiphertextSize(size); n < 0 || uint64(n) > params.MaxBlobBytes {
-			return fmt.Errorf("%w: the file is %d bytes, %d encrypted; the chain's limit (params.max_blob_bytes) is %d; nothing was uploaded", app.ErrTooLarge, size, n, params.MaxBlobBytes)
+		n := crypto.CiphertextSize(size)
+		if n < 0 {
+			return fmt.Errorf("%w: a file of %d bytes is past any limit; nothing was uploaded", app.ErrTooLarge, size)
+		}
+		if err := app.CheckBlobSize(params, uint64(n)); err != nil {
+			return fmt.Errorf("%w (%d bytes before encryption); nothing was uploaded", err, size)
 		}
 	}
 	return nil
