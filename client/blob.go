@@ -757,9 +757,14 @@ func fetchBlob(ctx context.Context, s Signer, blob chainBlob, dir string, opts T
 		rounds = 3
 	}
 	var fails []string
+	var sidecars []string // each once, in the order given
+	for _, u := range opts.Sidecars {
+		if !slices.Contains(sidecars, u) {
+			sidecars = append(sidecars, u)
+		}
+	}
 	lies := map[string]string{} // sidecar -> how its answer was not the blob
-	distinct := len(slices.Compact(slices.Sorted(slices.Values(opts.Sidecars))))
-	for round := 0; round < rounds && len(lies) < distinct; round++ {
+	for round := 0; round < rounds && len(lies) < len(sidecars); round++ {
 		if round > 0 {
 			select {
 			case <-ctx.Done():
@@ -768,7 +773,7 @@ func fetchBlob(ctx context.Context, s Signer, blob chainBlob, dir string, opts T
 			}
 		}
 		fails = fails[:0]
-		for _, u := range opts.Sidecars {
+		for _, u := range sidecars {
 			if _, lied := lies[u]; lied {
 				continue
 			}
@@ -794,7 +799,7 @@ func fetchBlob(ctx context.Context, s Signer, blob chainBlob, dir string, opts T
 	}
 	if len(lies) > 0 {
 		var liars []string
-		for _, u := range opts.Sidecars {
+		for _, u := range sidecars {
 			if detail, lied := lies[u]; lied {
 				liars = append(liars, fmt.Sprintf("%s: %s", u, detail))
 			}
