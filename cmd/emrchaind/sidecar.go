@@ -265,7 +265,10 @@ max_uploads = %d
 max_uploads_per_signer = %d
 max_uploads_patients = %d
 # Garbage collection of blobs no committed record or share references: how
-# often ("0s" disables it), how old a blob must be, and bounds per pass. A
+# often ("0s" disables it), how old a blob must be, and bounds per pass.
+# A blob's age counts against the earlier of this sidecar's clock and the
+# node's latest block: a node cut off from the chain keeps what was
+# uploaded since the grace period before its last block. A
 # pass deletes nothing until the reference index has read every block from
 # height 1 (on a node restored from a snapshot: the state's records and
 # shares, then every block after them): the node must keep the blocks and

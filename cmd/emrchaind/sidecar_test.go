@@ -500,11 +500,12 @@ func TestSidecarAgainstNode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// A sweeper whose clock is two hours ahead: every blob is past the
-		// one-hour grace period. Its reference index reads every block of
-		// the node from height 1.
+		// Every blob uploaded two hours ago, past the one-hour grace period
+		// (the node's blocks are recent, the sweep's other bound). The
+		// sweeper's reference index reads every block of the node from
+		// height 1.
+		ageFiles(t, filepath.Join(store.Dir(), "blobs"), 2*time.Hour)
 		side := chain.inProcessSidecar(store, func(o *sidecar.Options) {
-			o.Now = func() time.Time { return time.Now().Add(2 * time.Hour) }
 			o.RefIndexDir = t.TempDir()
 		})
 		rep, err := side.Sweep(ctx)
@@ -1143,5 +1144,24 @@ func TestHeadAgeAgainstEmptyBlocks(t *testing.T) {
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// ageFiles moves the modification time of every file under dir back by d.
+func ageFiles(t *testing.T, dir string, d time.Duration) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(path string, e os.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		info, err := e.Info()
+		if err != nil {
+			return err
+		}
+		old := info.ModTime().Add(-d)
+		return os.Chtimes(path, old, old)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -156,10 +156,15 @@
 // head. If it cannot — the node is down or discards ABCI responses; or the
 // block at the cursor is not the one the index read (another chain under
 // the same directory) — the pass deletes nothing and returns the error. A blob is deleted only if the
-// index, complete up to the head, does not have it; a reference committed
-// after the catch-up read the head is covered by the grace period, since
-// the pass reads its clock before the catch-up and the upload comes
-// before the transaction.
+// index, complete up to the head, does not have it, and if it is older
+// than the grace period before the earlier of the pass's clock and the
+// head block's time. A reference committed after the catch-up read the
+// head is covered by the first (the clock is read before the catch-up and
+// the upload comes before the transaction); a reference the node never saw
+// because it stopped following the chain by the second: a node cut off
+// answers with its last block, and the pass then checks only blobs older
+// than that block by the grace period (SweepReport.HeadBehind, logged as
+// an error when past MaxHeadAge).
 //
 // # Quotas on pending uploads
 //

@@ -403,6 +403,18 @@ func (f *fakeChain) recordAccess(r *emrv1.Record, who *actor, purpose emrv1.Purp
 	}
 }
 
+// shift moves the time of every block by d: the validators' clock runs d
+// ahead of the sidecar's, or, for a negative d, the node stopped following
+// the chain -d ago.
+func (f *fakeChain) shift(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for h, t := range f.times {
+		f.times[h] = t.Add(d)
+	}
+	f.head.Time = f.head.Time.Add(d)
+}
+
 func (f *fakeChain) advance(d time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

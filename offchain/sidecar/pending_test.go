@@ -176,15 +176,7 @@ func blob(tag string, n int) []byte {
 // index's last read frees its blob's bytes at the next refused upload, and
 // the sweep frees what it deletes. The refusals are counted by reason.
 func TestPendingQuotaHTTP(t *testing.T) {
-	var clock time.Time
-	e, w2 := quotaEnv(t, 100, 250, func(o *Options) {
-		o.Now = func() time.Time {
-			if clock.IsZero() {
-				return time.Now()
-			}
-			return clock
-		}
-	})
+	e, w2 := quotaEnv(t, 100, 250, nil)
 	ctx := context.Background()
 	first, second := blob("a", 60), blob("b", 40)
 	for _, d := range [][]byte{first, second} {
@@ -225,11 +217,10 @@ func TestPendingQuotaHTTP(t *testing.T) {
 		t.Fatalf("pending: writer %d, all %d; want 100, 250", mine, total)
 	}
 	// The sweep deletes the unreferenced blobs, and their bytes go.
-	clock = time.Now().Add(2 * time.Hour)
+	ageBlobs(t, e)
 	if rep, err := e.srv.Sweep(ctx); err != nil || rep.Deleted != 4 {
 		t.Fatalf("sweep: %+v %v", rep, err)
 	}
-	clock = time.Time{}
 	if mine, total := e.srv.pending.usage(signerAddr(e.writer.Address())); mine != 0 || total != 0 {
 		t.Fatalf("pending after the sweep: writer %d, all %d; want 0", mine, total)
 	}

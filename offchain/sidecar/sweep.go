@@ -32,6 +32,15 @@ type SweepReport struct {
 	// Height: the reference index held every block up to this one when
 	// the pass checked blobs.
 	Height int64
+	// Cutoff: blobs modified after this time were not checked. It is the
+	// grace period before the pass's clock or, if earlier, before the time
+	// of block Height.
+	Cutoff time.Time
+	// HeadBehind: how far block Height's time was behind the pass's clock
+	// (0 if it was not). Blocks come at least every create-empty-blocks
+	// interval, so a large value means the node stopped following the
+	// chain, and the pass kept blobs uploaded since then.
+	HeadBehind time.Duration
 }
 
 // Sweep runs one garbage-collection pass: blobs older than the grace
@@ -40,11 +49,22 @@ type SweepReport struct {
 // reference index (refindex.go); if it cannot, it deletes nothing and
 // returns the error. A pass checks at most SweepMaxChecks blobs against the
 // index and deletes at most SweepMaxDeletes; the next pass continues where
-// it stopped, so every blob is visited in turn. A reference committed after
-// the index caught up is protected by the grace period: the pass's clock is
-// read before the catch-up reads the chain's head, so such a reference was
-// committed after it, and its upload, which a client commits within the
-// grace period, is younger than the cutoff however long the catch-up took.
+// it stopped, so every blob is visited in turn.
+//
+// A blob's reference, if it has one, is committed within the grace period
+// after its upload. The cutoff is the grace period before the earlier of
+// two times, so that every reference to a blob older than it is in the
+// index:
+//   - the pass's clock, read before the catch-up reads the chain's head: a
+//     reference committed after the index caught up was committed after
+//     that reading, so its upload is younger than the cutoff however long
+//     the catch-up took;
+//   - the time of the block the index is complete through: a node that
+//     stopped following the chain (partitioned, halted, or a frozen
+//     validator set) answers with a head hours old, and a reference
+//     committed on the chain since then is in none of its blocks. A blob
+//     uploaded after that block's time less the grace period is kept until
+//     the node moves on (SweepReport.HeadBehind).
 func (s *Server) Sweep(ctx context.Context) (SweepReport, error) {
 	var rep SweepReport
 	s.metrics.sweepRuns.Inc()
@@ -59,7 +79,13 @@ func (s *Server) Sweep(ctx context.Context) (SweepReport, error) {
 			ix.Height, err)
 	}
 	rep.Height = ix.Height
-	cutoff := now.Add(-s.opts.SweepGrace)
+	upTo := now
+	if ix.Time.Before(now) {
+		upTo = ix.Time
+		rep.HeadBehind = now.Sub(ix.Time)
+	}
+	cutoff := upTo.Add(-s.opts.SweepGrace)
+	rep.Cutoff = cutoff
 
 	s.mu.Lock()
 	cursor := s.cursor
@@ -263,6 +289,10 @@ func (s *Server) sweepLogged(ctx context.Context) {
 	s.log.Info("sweep done", "checked", rep.Checked, "deleted", rep.Deleted, "deleted_bytes", rep.DeletedBytes,
 		"kept", rep.Kept, "errors", rep.Errors, "busy", rep.Busy, "temp_removed", rep.TempRemoved, "wrapped", rep.Wrapped, "height", rep.Height,
 		"took", time.Since(start).Round(time.Millisecond).String())
+	if s.opts.MaxHeadAge > 0 && rep.HeadBehind > s.opts.MaxHeadAge {
+		s.log.Error("sweep: the node's latest block is old; blobs uploaded since the grace period before it are kept until the node follows the chain again",
+			"height", rep.Height, "behind", rep.HeadBehind.Round(time.Second).String(), "cutoff", formatTime(rep.Cutoff))
+	}
 }
 
 // untilStop is ctx, also cancelled when stop closes (the server shuts

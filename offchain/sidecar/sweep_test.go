@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,9 +18,26 @@ import (
 	"github.com/emrchain/emrchain/offchain/blobstore"
 )
 
-// sweepLater is a clock two hours ahead: every blob is past a one-hour
-// grace period.
-func sweepLater() time.Time { return time.Now().Add(2 * time.Hour) }
+// ageBlobs moves the modification time of every blob in e's store two
+// hours back, as if each was uploaded two hours ago: past a one-hour grace
+// period, while the chain's blocks, the sweep's other bound, are recent.
+func ageBlobs(t *testing.T, e *env) {
+	t.Helper()
+	err := filepath.WalkDir(filepath.Join(e.store.Dir(), "blobs"), func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		old := info.ModTime().Add(-2 * time.Hour)
+		return os.Chtimes(path, old, old)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
 
 // storeBlob puts data into e's store directly, for e's patient and
 // testCategory, and returns its sum.
@@ -49,11 +65,12 @@ func wantStored(t *testing.T, e *env, want bool, sums ...[32]byte) {
 	}
 }
 
-// newSweeper is a second server over e's store and chain, sweeping with a
-// clock two hours ahead and its reference index in dir.
+// newSweeper is a second server over e's store and chain, with its
+// reference index in dir. Every blob stored so far is aged (ageBlobs).
 func newSweeper(t *testing.T, e *env, dir string) *Server {
 	t.Helper()
-	srv, err := New(Options{Store: e.store, Chain: e.chain, SweepInterval: -1, Now: sweepLater, RefIndexDir: dir})
+	ageBlobs(t, e)
+	srv, err := New(Options{Store: e.store, Chain: e.chain, SweepInterval: -1, RefIndexDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,16 +85,9 @@ func shutdown(t *testing.T, srv *Server) {
 }
 
 func TestSweep(t *testing.T) {
-	var clock time.Time
 	e := newEnv(t, func(o *Options) {
 		o.SweepGrace = time.Hour
 		o.SweepMaxDeletes = 2
-		o.Now = func() time.Time {
-			if clock.IsZero() {
-				return time.Now()
-			}
-			return clock
-		}
 	})
 	ctx := context.Background()
 	var orphans [][32]byte
@@ -107,7 +117,7 @@ func TestSweep(t *testing.T) {
 	if err != nil || rep.Deleted != 0 || rep.Checked != 0 || rep.Height != 11 {
 		t.Fatalf("sweep of young blobs: %+v %v", rep, err)
 	}
-	clock = time.Now().Add(2 * time.Hour)
+	ageBlobs(t, e)
 	// The chain down: the index cannot catch up, nothing is deleted.
 	e.chain.down = true
 	rep, err = e.srv.Sweep(ctx)
@@ -136,9 +146,10 @@ func TestSweep(t *testing.T) {
 	// period, the transaction newer than the last catch-up) is read by the
 	// next pass before it deletes anything.
 	late := storeBlob(t, e, "referenced late")
+	ageBlobs(t, e)
 	e.chain.advance(time.Second)
 	e.chain.addRecord(e.pid, late, e.writer)
-	if rep, err := e.srv.Sweep(ctx); err != nil || rep.Deleted != 0 || rep.Height != 12 {
+	if rep, err := e.srv.Sweep(ctx); err != nil || rep.Deleted != 0 || rep.Kept != 3 || rep.Height != 12 {
 		t.Fatalf("sweep after a new record: %+v %v", rep, err)
 	}
 	wantStored(t, e, true, late, keptSum, sharedSum)
@@ -236,7 +247,8 @@ func TestSweepWithoutBlocks(t *testing.T) {
 	e := newEnv(t, nil)
 	view := NewQueryChainView(nil, e.chain.Head, nil)
 	orphan := storeBlob(t, e, "orphan")
-	srv, err := New(Options{Store: e.store, Chain: view, SweepInterval: -1, Now: sweepLater})
+	ageBlobs(t, e)
+	srv, err := New(Options{Store: e.store, Chain: view, SweepInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +264,9 @@ func TestSweepWithoutBlocks(t *testing.T) {
 // uploaded within the grace period before the commit, must be younger than
 // the pass's cutoff however long the catch-up took: the pass reads its
 // clock before the catch-up. Read after it (as it was until 2026-11-22),
-// the cutoff here is 90 minutes later and the blob is deleted.
+// the cutoff here is 90 minutes later and the blob is deleted. The
+// validators' clock runs three hours ahead of the sidecar's, so the time of
+// the head block, the cutoff's other bound, does not cover for it.
 func TestSweepCutoffBeforeCatchUp(t *testing.T) {
 	uploaded := time.Now()
 	now := uploaded.Add(30 * time.Minute)
@@ -260,6 +274,7 @@ func TestSweepCutoffBeforeCatchUp(t *testing.T) {
 		o.SweepGrace = time.Hour
 		o.Now = func() time.Time { return now }
 	})
+	e.chain.shift(3 * time.Hour)
 	late := storeBlob(t, e, "referenced while the catch-up runs")
 	e.chain.afterBlocks = func() {
 		now = uploaded.Add(2 * time.Hour) // the catch-up took 90 minutes
@@ -271,6 +286,38 @@ func TestSweepCutoffBeforeCatchUp(t *testing.T) {
 		t.Fatalf("sweep: %+v %v", rep, err)
 	}
 	wantStored(t, e, true, late)
+}
+
+// TestSweepHeadBehind: the node the sidecar asks stopped following the
+// chain three hours ago (partitioned, or halted), and answers with that
+// head. A blob uploaded two hours ago whose record the chain committed
+// since is in none of the node's blocks, and neither the pass's clock nor
+// the grace period protects it: the pass checks only blobs uploaded a grace
+// period before the head block's time. Until 2026-11-23 the cutoff was the
+// clock's alone, and this pass deleted both blobs. Once the node follows
+// the chain again, the orphan goes and the record's blob stays.
+func TestSweepHeadBehind(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.SweepGrace = time.Hour })
+	ctx := context.Background()
+	e.chain.shift(-3 * time.Hour)
+	recorded := storeBlob(t, e, "its record is in a block the node does not have")
+	orphan := storeBlob(t, e, "never referenced")
+	ageBlobs(t, e)
+	rep, err := e.srv.Sweep(ctx)
+	if err != nil || rep.Checked != 0 || rep.Deleted != 0 || rep.HeadBehind < 3*time.Hour-time.Minute ||
+		!rep.Cutoff.Equal(e.chain.head.Time.Add(-time.Hour)) {
+		t.Fatalf("sweep against a node three hours behind: %+v %v", rep, err)
+	}
+	wantStored(t, e, true, recorded, orphan)
+
+	e.chain.advance(3 * time.Hour) // the node follows the chain again: head 11, now
+	e.chain.addRecord(e.pid, recorded, e.writer)
+	rep, err = e.srv.Sweep(ctx)
+	if err != nil || rep.Deleted != 1 || rep.Kept != 1 || rep.HeadBehind > time.Minute {
+		t.Fatalf("sweep once the node follows the chain: %+v %v", rep, err)
+	}
+	wantStored(t, e, true, recorded)
+	wantStored(t, e, false, orphan)
 }
 
 // restoredChain makes e's chain look like a node restored from a snapshot
@@ -746,11 +793,9 @@ func (d *deleteHook) Delete(ctx context.Context, key blobstore.Key) error {
 // it did before uploads and deletes were locked against each other.
 func TestSweepAgainstReupload(t *testing.T) {
 	var hook *deleteHook
-	var ahead atomic.Int64
 	e := newEnv(t, func(o *Options) {
 		hook = &deleteHook{Store: o.Store}
 		o.Store = hook
-		o.Now = func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
 	})
 	data := []byte("uploaded an hour ago; its AddRecord is about to be retried")
 	sum := sha256.Sum256(data)
@@ -759,7 +804,6 @@ func TestSweepAgainstReupload(t *testing.T) {
 	}
 	put := make(chan error, 1)
 	hook.fn = func() {
-		ahead.Store(0)
 		go func() {
 			_, err := e.put(e.writer, data)
 			put <- err
@@ -770,7 +814,7 @@ func TestSweepAgainstReupload(t *testing.T) {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-	ahead.Store(int64(2 * time.Hour))
+	ageBlobs(t, e)
 	rep, err := e.srv.Sweep(context.Background())
 	if err != nil || rep.Deleted != 1 {
 		t.Fatalf("sweep: %+v %v", rep, err)
@@ -847,10 +891,7 @@ func TestServeCleansTempWithSweepDisabled(t *testing.T) {
 // once (the upload refreshes its age) instead of waiting for the lock, so
 // the pass, and the quota accounting and temp cleaning after it, go on.
 func TestSweepSkipsBlobBeingUploaded(t *testing.T) {
-	var ahead atomic.Int64
-	e, hook := hookedEnv(t, func(o *Options) {
-		o.Now = func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
-	})
+	e, hook := hookedEnv(t, nil)
 	data := []byte("uploaded, never referenced")
 	sum := sha256.Sum256(data)
 	if _, err := e.put(e.writer, data); err != nil {
@@ -860,7 +901,7 @@ func TestSweepSkipsBlobBeingUploaded(t *testing.T) {
 	// The stalled upload holds the key lock, waiting for its body.
 	pw, uploaded := stalledUpload(t, e, hook, e.writer, sum, int64(len(data)))
 
-	ahead.Store(int64(2 * time.Hour))
+	ageBlobs(t, e)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	done := make(chan struct{})
