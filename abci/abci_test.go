@@ -338,25 +338,30 @@ func TestQueryErrors(t *testing.T) {
 		initChain(t, conn)
 		block(t, conn, 1)
 		for _, tc := range []struct {
-			name string
-			req  *types.QueryRequest
+			name      string
+			req       *types.QueryRequest
+			codespace string
+			code      uint32
 		}{
-			{"unknown path", &types.QueryRequest{Path: "/no/such/path"}},
-			{"empty path", &types.QueryRequest{}},
-			{"service prefix without method", &types.QueryRequest{Path: abci.QueryServicePrefix}},
-			{"unknown method", &types.QueryRequest{Path: abci.QueryServicePrefix + "NoSuchMethod"}},
-			{"garbage request", &types.QueryRequest{Path: abci.QueryServicePrefix + "Member", Data: []byte{0xff, 0xff, 0xff}}},
-			{"negative height", &types.QueryRequest{Path: abci.QueryServicePrefix + "Params", Height: -1}},
-			{"future height", &types.QueryRequest{Path: abci.QueryServicePrefix + "Params", Height: 1000}},
-			{"store key without key", &types.QueryRequest{Path: abci.QueryStoreKeyPath, Prove: true}},
+			{"unknown path", &types.QueryRequest{Path: "/no/such/path"}, abci.Codespace, abci.CodeUnknownPath},
+			{"empty path", &types.QueryRequest{}, abci.Codespace, abci.CodeUnknownPath},
+			{"service prefix without method", &types.QueryRequest{Path: abci.QueryServicePrefix}, abci.Codespace, abci.CodeUnknownPath},
+			{"unknown method", &types.QueryRequest{Path: abci.QueryServicePrefix + "NoSuchMethod"}, app.Codespace, app.CodeOf(app.ErrInvalidQuery)},
+			{"garbage request", &types.QueryRequest{Path: abci.QueryServicePrefix + "Member", Data: []byte{0xff, 0xff, 0xff}}, app.Codespace, app.CodeOf(app.ErrInvalidQuery)},
+			{"negative height", &types.QueryRequest{Path: abci.QueryServicePrefix + "Params", Height: -1}, abci.Codespace, abci.CodeInvalidQuery},
+			// A node behind the height asked: "not committed yet", which a
+			// client reads as "ask again, or another node", not as a bad request.
+			{"future height", &types.QueryRequest{Path: abci.QueryServicePrefix + "Params", Height: 1000}, app.Codespace, app.CodeOf(app.ErrHeightNotCommitted)},
+			{"future height of a store key", &types.QueryRequest{Path: abci.QueryStoreKeyPath, Data: []byte("k"), Height: 1000}, app.Codespace, app.CodeOf(app.ErrHeightNotCommitted)},
+			{"store key without key", &types.QueryRequest{Path: abci.QueryStoreKeyPath, Prove: true}, abci.Codespace, abci.CodeInvalidQuery},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				res, err := conn.Query(ctx, tc.req)
 				if err != nil {
 					t.Fatalf("Query returned an error instead of a code: %v", err)
 				}
-				if res.Code == types.CodeTypeOK {
-					t.Fatalf("Query(%q) = code 0, want non-zero", tc.req.Path)
+				if res.Code != tc.code || res.Codespace != tc.codespace {
+					t.Fatalf("Query(%q) = code %d in %q (%s), want %d in %q", tc.req.Path, res.Code, res.Codespace, res.Log, tc.code, tc.codespace)
 				}
 				if res.Log == "" {
 					t.Fatalf("Query(%q): code %d without a log", tc.req.Path, res.Code)

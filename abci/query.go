@@ -61,10 +61,10 @@ func (a *Application) Query(_ context.Context, req *types.QueryRequest) (resp *t
 		}, nil
 	}
 	if last, _ := a.app.LastCommit(); req.Height > last {
-		return &types.QueryResponse{
-			Code: CodeInvalidQuery, Codespace: Codespace, Height: req.Height,
-			Log: fmt.Sprintf("height %d is not committed yet (last committed height is %d)", req.Height, last),
-		}, nil
+		// The state machine's code, as its own reads answer: a client
+		// tells a node that is behind from a bad request by it.
+		return queryError(req, fmt.Errorf("%w: height %d (this node's last committed height is %d)",
+			app.ErrHeightNotCommitted, req.Height, last)), nil
 	}
 
 	switch {
