@@ -254,8 +254,10 @@ func (c appConfig) validate() error {
 		return fmt.Errorf("store.snapshot_keep_recent %d: want 1 to %d", c.Store.SnapshotKeepRecent, maxSnapshotKeepRecent)
 	case c.Store.CometBFTMemTableMiB < 0 || c.Store.CometBFTMemTableMiB > cometdb.MaxMemTableMiB:
 		return fmt.Errorf("store.cometbft_memtable_mib %d: want 0 (pebble's default) to %d", c.Store.CometBFTMemTableMiB, cometdb.MaxMemTableMiB)
-	case c.App.SigCacheSize < 0:
-		return errors.New("app.sig_cache_size must not be negative")
+	case c.App.SigCacheSize < 1:
+		// 0 would not turn the cache off: the app reads it as its default.
+		return fmt.Errorf("app.sig_cache_size %d: want 1 to %d (the cache cannot be turned off: block execution reuses CheckTx's decoding and verification through it)",
+			c.App.SigCacheSize, maxSigCacheSize)
 	case c.App.SigCacheSize > maxSigCacheSize:
 		// The cache is allocated in full when the app opens.
 		return fmt.Errorf("app.sig_cache_size %d is above %d (about 1 KiB an entry)", c.App.SigCacheSize, maxSigCacheSize)
@@ -357,8 +359,8 @@ snapshot_keep_recent = %d
 
 [app]
 # Decoded, signature-verified transactions kept between CheckTx, rechecks and
-# block execution (about 1 KiB each): each is decoded and verified once. At
-# most 10000000.
+# block execution (about 1 KiB each): each is decoded and verified once. 1 to
+# 10000000.
 sig_cache_size = %d
 # Node ids of the consortium's nodes (emrchaind init prints each) that may
 # connect to this node over P2P. The nodes of config.toml's p2p.persistent_peers

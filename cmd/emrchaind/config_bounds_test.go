@@ -3,9 +3,26 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
+
+// TestSigCacheSizeZeroRefused: sig_cache_size = 0 reads as "no cache", but
+// the app took 0 as its default (50,000 entries); it is refused instead.
+func TestSigCacheSizeZeroRefused(t *testing.T) {
+	home := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(home, "config"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, "config", appConfigFile), []byte("[app]\nsig_cache_size = 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadAppConfig(home)
+	if err == nil || !strings.Contains(err.Error(), "sig_cache_size 0: want 1 to") {
+		t.Fatalf("loadAppConfig with sig_cache_size = 0: %+v, %v", c.App, err)
+	}
+}
 
 // TestAppConfigUpperBounds: app.toml numbers past any sane value are
 // refused at load, before they do harm: sig_cache_size is allocated in

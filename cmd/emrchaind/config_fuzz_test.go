@@ -88,6 +88,7 @@ func appTomlSeeds(f *testing.F) {
 		"[store]\ncometbft_memtable_mib = 4096\n",
 		"[store]\ncache_size = 1.5\n",
 		"[app]\nsig_cache_size = 10000000\n",
+		"[app]\nsig_cache_size = 0\n",
 		"[app]\nsig_cache_size = 10000001\n",
 		"[app]\nallowed_peers = [\"" + strings.Repeat("A", 40) + "\", \"zz\"]\n",
 		"[grpc]\nbroadcast_timeout = \"1h0m0.000000001s\"\n",
@@ -170,7 +171,7 @@ func FuzzLoadAppConfig(f *testing.F) {
 			s.PruningKeepRecent != 0 && s.PruningKeepRecent < minPruningKeepRecent,
 			s.CometBFTMemTableMiB < 0, s.CometBFTMemTableMiB > cometdb.MaxMemTableMiB,
 			s.SnapshotInterval < 0, s.SnapshotKeepRecent < 1, s.SnapshotKeepRecent > maxSnapshotKeepRecent,
-			c.App.SigCacheSize < 0, c.App.SigCacheSize > maxSigCacheSize,
+			c.App.SigCacheSize < 1, c.App.SigCacheSize > maxSigCacheSize,
 			c.GRPC.BroadcastTimeout <= 0, c.GRPC.BroadcastTimeout > maxBroadcastTimeout:
 			t.Fatalf("%q accepted as %+v", body, c)
 		}
