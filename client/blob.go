@@ -243,7 +243,7 @@ func (c *Client) Record(ctx context.Context, patientID []byte, sequence uint64) 
 	if err := c.Query(ctx, "Record", &emrv1.QueryRecordRequest{PatientId: hex.EncodeToString(patientID), Sequence: sequence}, &resp); err != nil {
 		return nil, err
 	}
-	return present("Record", "record", resp.Record)
+	return present(c, "Record", "record", resp.Record)
 }
 
 // Share returns a patient's share by sequence number.
@@ -268,7 +268,7 @@ func (c *Client) Study(ctx context.Context, id string) (*emrv1.Study, error) {
 	if err := c.Query(ctx, "Study", &emrv1.QueryStudyRequest{Id: id}, &resp); err != nil {
 		return nil, err
 	}
-	return present("Study", "study", resp.Study)
+	return present(c, "Study", "study", resp.Study)
 }
 
 // Params returns the chain's parameters.
@@ -277,7 +277,7 @@ func (c *Client) Params(ctx context.Context) (*emrv1.Params, error) {
 	if err := c.Query(ctx, "Params", &emrv1.QueryParamsRequest{}, &resp); err != nil {
 		return nil, err
 	}
-	return present("Params", "params", resp.Params)
+	return present(c, "Params", "params", resp.Params)
 }
 
 // GranteeKEKFunc is the KEKFunc of a grantee: the KEK sealed to encPriv in

@@ -23,13 +23,19 @@ import (
 // present is v, the part of a query's answer that names what was asked
 // for, or an error when the answer lacks it: the app always sets it (a
 // missing thing is a "not found" error, not an empty answer), so a
-// verified answer has it, but one read with Verify off need not, and the
+// verified answer has it, and one without it is a verification failure.
+// One read with Verify off need not have it; then the node answered
+// wrongly, but nothing was verified, and the error says so. Either way the
 // flows that use it must not dereference a nil.
-func present[T any](method, what string, v *T) (*T, error) {
-	if v == nil {
+func present[T any](c *Client, method, what string, v *T) (*T, error) {
+	switch {
+	case v != nil:
+		return v, nil
+	case c.Verified():
 		return nil, verificationError("%s: an answer without the %s", method, what)
+	default:
+		return nil, fmt.Errorf("%s: the node answered without the %s (unverified: nothing it answers is checked)", method, what)
 	}
-	return v, nil
 }
 
 // Member returns the member with address addr.
@@ -38,7 +44,7 @@ func (c *Client) Member(ctx context.Context, addr []byte) (*emrv1.Member, error)
 	if err := c.Query(ctx, "Member", &emrv1.QueryMemberRequest{Address: hex.EncodeToString(addr)}, &resp); err != nil {
 		return nil, err
 	}
-	return present("Member", "member", resp.Member)
+	return present(c, "Member", "member", resp.Member)
 }
 
 // Patient returns the patient with pseudonymous id.
@@ -47,7 +53,7 @@ func (c *Client) Patient(ctx context.Context, id []byte) (*emrv1.Patient, error)
 	if err := c.Query(ctx, "Patient", &emrv1.QueryPatientRequest{PatientId: hex.EncodeToString(id)}, &resp); err != nil {
 		return nil, err
 	}
-	return present("Patient", "patient", resp.Patient)
+	return present(c, "Patient", "patient", resp.Patient)
 }
 
 // PatientByOwner returns the patient an account owns.
@@ -56,7 +62,7 @@ func (c *Client) PatientByOwner(ctx context.Context, owner []byte) (*emrv1.Patie
 	if err := c.Query(ctx, "PatientByOwner", &emrv1.QueryPatientByOwnerRequest{Owner: hex.EncodeToString(owner)}, &resp); err != nil {
 		return nil, err
 	}
-	return present("PatientByOwner", "patient", resp.Patient)
+	return present(c, "PatientByOwner", "patient", resp.Patient)
 }
 
 // Permissions returns a patient's permissions (each one proven; see the
@@ -80,7 +86,7 @@ func (c *Client) Permission(ctx context.Context, patientID, grantee []byte) (*em
 	if err != nil {
 		return nil, nil, err
 	}
-	perm, err := present("Permission", "permission", resp.Permission)
+	perm, err := present(c, "Permission", "permission", resp.Permission)
 	if err != nil {
 		return nil, nil, err
 	}
