@@ -126,8 +126,9 @@ var (
 // TransferOptions configure the blob pipelines.
 type TransferOptions struct {
 	// Sidecars are the base URLs of blob sidecars ("http://127.0.0.1:7070"),
-	// tried in order: an upload goes to the first that stores it, a
-	// download comes from the first that serves intact ciphertext.
+	// tried in order (one named twice, once): an upload goes to the first
+	// that stores it, a download comes from the first that serves intact
+	// ciphertext.
 	Sidecars []string
 	// HTTPClient talks to the sidecars; nil means a client shared by the
 	// process with "Expect: 100-continue" (a refused upload is refused
@@ -146,6 +147,18 @@ type TransferOptions struct {
 	// (A sidecar's 429 with Retry-After is waited for either way; see
 	// retryLater.)
 	RetryDelay time.Duration
+}
+
+// distinctSidecars is Sidecars with each URL once, in the order given: a
+// sidecar named twice would be asked twice in every round.
+func (o TransferOptions) distinctSidecars() []string {
+	var urls []string
+	for _, u := range o.Sidecars {
+		if !slices.Contains(urls, u) {
+			urls = append(urls, u)
+		}
+	}
+	return urls
 }
 
 // sidecarHTTP is the HTTP client of TransferOptions without one: shared,
@@ -484,7 +497,7 @@ func sealToScratch(ctx context.Context, dir string, src io.Reader, plainSize int
 // the next one.
 func putBlob(ctx context.Context, s Signer, patientID []byte, category string, shared bool, b *sealed, opts TransferOptions) (string, *sidecar.PutResult, error) {
 	var fails []string
-	for _, u := range opts.Sidecars {
+	for _, u := range opts.distinctSidecars() {
 		sc := opts.sidecarClient(u, s)
 		var res *sidecar.PutResult
 		err := retryLater(ctx, func() error {
@@ -757,12 +770,7 @@ func fetchBlob(ctx context.Context, s Signer, blob chainBlob, dir string, opts T
 		rounds = 3
 	}
 	var fails []string
-	var sidecars []string // each once, in the order given
-	for _, u := range opts.Sidecars {
-		if !slices.Contains(sidecars, u) {
-			sidecars = append(sidecars, u)
-		}
-	}
+	sidecars := opts.distinctSidecars()
 	lies := map[string]string{} // sidecar -> how its answer was not the blob
 	for round := 0; round < rounds && len(lies) < len(sidecars); round++ {
 		if round > 0 {

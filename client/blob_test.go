@@ -543,3 +543,33 @@ func TestStudyKeyBinding(t *testing.T) {
 		t.Fatal("record stream aad is not injective")
 	}
 }
+
+// TestSidecarNamedTwiceIsAskedOnce: a sidecar named twice in Sidecars is
+// asked once by an upload, and once per round by a download. (emrcli
+// deduplicated its own list; a program calling the client did not.)
+func TestSidecarNamedTwiceIsAskedOnce(t *testing.T) {
+	e := newBlobEnv(t, 1)
+	var puts, gets atomic.Int32
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut {
+			puts.Add(1)
+			_, _ = io.Copy(io.Discard, r.Body)
+		} else {
+			gets.Add(1)
+		}
+		w.WriteHeader(http.StatusBadGateway)
+	}))
+	defer failing.Close()
+	good, _ := e.upload(t, []byte("stored on the working sidecar"), TransferOptions{Sidecars: e.urls})
+	opts := TransferOptions{Sidecars: []string{failing.URL, failing.URL, e.urls[0]}, RetryDelay: -1}
+	if _, _, err := putBlob(context.Background(), e.signer, e.patientID, testCategory, false, good, opts); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.download(good, nil, filepath.Join(t.TempDir(), "out"), opts); err == nil {
+		// nil key: the decryption fails, after the fetch this test counts
+		t.Fatal("decrypting with no key succeeded")
+	}
+	if puts.Load() != 1 || gets.Load() != 1 {
+		t.Fatalf("the sidecar named twice got %d uploads and %d downloads, want 1 and 1", puts.Load(), gets.Load())
+	}
+}

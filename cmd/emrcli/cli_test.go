@@ -288,12 +288,14 @@ func TestDeleteCorruptKey(t *testing.T) {
 	}
 }
 
-// TestSidecarURLsOnceEach: a sidecar named twice (or as host:port and as
-// its URL) is asked once per round, in the order first given.
-func TestSidecarURLsOnceEach(t *testing.T) {
+// TestSidecarURLsOneForm: a sidecar named as host:port, or with a trailing
+// slash, gets the same URL as when named in full, so the client, which asks
+// each URL once per round (TestSidecarNamedTwiceIsAskedOnce), sees it as
+// one sidecar.
+func TestSidecarURLsOneForm(t *testing.T) {
 	a := &cli{home: t.TempDir()}
 	got, err := a.sidecarURLs([]string{"127.0.0.1:7070", "http://127.0.0.1:7071/", "http://127.0.0.1:7070"})
-	if err != nil || !slices.Equal(got, []string{"http://127.0.0.1:7070", "http://127.0.0.1:7071"}) {
+	if err != nil || !slices.Equal(got, []string{"http://127.0.0.1:7070", "http://127.0.0.1:7071", "http://127.0.0.1:7070"}) {
 		t.Fatalf("%q, %v", got, err)
 	}
 }

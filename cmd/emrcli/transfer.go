@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -51,16 +50,11 @@ func (a *cli) sidecarURLs(flag []string) ([]string, error) {
 		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 			return nil, usagef("--sidecar %q: want an http:// or https:// URL", urls[i])
 		}
+		// The same form for the same sidecar: the client asks each URL
+		// once.
 		urls[i] = strings.TrimRight(u, "/")
 	}
-	// One sidecar named twice would be asked twice in every round.
-	var unique []string
-	for _, u := range urls {
-		if !slices.Contains(unique, u) {
-			unique = append(unique, u)
-		}
-	}
-	return unique, nil
+	return urls, nil
 }
 
 // progressLine draws one "\r"-rewritten progress line on a terminal.
