@@ -19,6 +19,7 @@ import (
 	cmttime "github.com/cometbft/cometbft/types/time"
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/emrchain/emrchain/abci"
 	"github.com/emrchain/emrchain/app"
@@ -42,6 +43,7 @@ type initOptions struct {
 	orgs            []string
 	registrars      []string
 	appStateFile    string
+	appState        *emrchainv1.GenesisState // instead of appStateFile: an app_state built by the caller (testnet)
 	backend         string
 	force           bool
 	rpcAddr         string
@@ -137,14 +139,37 @@ and starts over.
 }
 
 func runInit(w io.Writer, o initOptions) error {
-	if err := validateBackend(o.backend); err != nil {
+	p, err := planInit(o)
+	if err != nil {
 		return err
 	}
+	return p.write(w)
+}
+
+// initPlan is what init writes into a home, built and checked in memory.
+type initPlan struct {
+	o           initOptions
+	conf        *cmtcfg.Config
+	appConf     appConfig
+	gs          *emrchainv1.GenesisState
+	appState    []byte
+	keys        []*devKey
+	genesisTime time.Time
+}
+
+// planInit checks every input of init and builds what it would write,
+// without touching the disk (it only reads --genesis-app-state): testnet
+// plans all its nodes before it deletes an old testnet, so that bad input
+// fails while the old one is still there.
+func planInit(o initOptions) (*initPlan, error) {
+	if err := validateBackend(o.backend); err != nil {
+		return nil, err
+	}
 	if o.chainID == "" || len(o.chainID) > cmttypes.MaxChainIDLen || strings.ContainsAny(o.chainID, " \t\n") {
-		return fmt.Errorf("--chain-id %q: want 1-%d characters without spaces", o.chainID, cmttypes.MaxChainIDLen)
+		return nil, fmt.Errorf("--chain-id %q: want 1-%d characters without spaces", o.chainID, cmttypes.MaxChainIDLen)
 	}
 	if o.timeoutCommit < 0 || o.emptyBlocks < 0 {
-		return errors.New("--timeout-commit and --empty-blocks-interval must not be negative")
+		return nil, errors.New("--timeout-commit and --empty-blocks-interval must not be negative")
 	}
 	if o.moniker == "" {
 		o.moniker, _ = os.Hostname()
@@ -152,22 +177,17 @@ func runInit(w io.Writer, o initOptions) error {
 			o.moniker = "emrchain-node"
 		}
 	}
-	if err := checkHome(o.home, o.force); err != nil {
-		return err
-	}
-
-	// Everything that can fail on bad input is done in memory first.
 	gs, keys, err := buildGenesisState(o)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	appState, err := protojson.MarshalOptions{Indent: "  ", UseProtoNames: true}.Marshal(gs)
 	if err != nil {
-		return fmt.Errorf("encode app_state: %w", err)
+		return nil, fmt.Errorf("encode app_state: %w", err)
 	}
 	genesisTime := cmttime.Now()
 	if err := dryRunGenesis(o.chainID, appState, genesisTime); err != nil {
-		return err
+		return nil, err
 	}
 
 	conf := cmtcfg.DefaultConfig()
@@ -187,7 +207,7 @@ func runInit(w io.Writer, o initOptions) error {
 	conf.Instrumentation.PrometheusListenAddr = "127.0.0.1:26660"
 	lanConsensus(conf.Consensus, o.timeoutCommit, o.emptyBlocks)
 	if err := conf.ValidateBasic(); err != nil {
-		return fmt.Errorf("config: %w", err)
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	appConf := defaultAppConfig()
 	appConf.Store.Backend = o.backend
@@ -209,10 +229,18 @@ func runInit(w io.Writer, o initOptions) error {
 		appConf.Sidecar.MaxHeadAge = duration(room)
 	}
 	if err := appConf.validate(); err != nil {
-		return fmt.Errorf("app config: %w", err)
+		return nil, fmt.Errorf("app config: %w", err)
 	}
+	return &initPlan{o: o, conf: conf, appConf: appConf, gs: gs, appState: appState, keys: keys, genesisTime: genesisTime}, nil
+}
 
-	// Write.
+// write writes the plan into its home, which must not hold a node unless
+// --force was given.
+func (p *initPlan) write(w io.Writer) error {
+	o, conf, appConf, gs, keys := p.o, p.conf, p.appConf, p.gs, p.keys
+	if err := checkHome(o.home, o.force); err != nil {
+		return err
+	}
 	if o.force {
 		for _, d := range []string{cmtcfg.DefaultConfigDir, cmtcfg.DefaultDataDir, devKeysDir} {
 			if err := os.RemoveAll(filepath.Join(o.home, d)); err != nil {
@@ -246,12 +274,12 @@ func runInit(w io.Writer, o initOptions) error {
 	// The app reports abci.AppVersion in Info; the genesis says the same.
 	params.Version.App = abci.AppVersion
 	genDoc := cmttypes.GenesisDoc{
-		GenesisTime:     genesisTime,
+		GenesisTime:     p.genesisTime,
 		ChainID:         o.chainID,
 		InitialHeight:   1,
 		ConsensusParams: params,
 		Validators:      []cmttypes.GenesisValidator{genesisValidator(pub, o.moniker)},
-		AppState:        appState,
+		AppState:        p.appState,
 	}
 	if err := genDoc.ValidateAndComplete(); err != nil {
 		return fmt.Errorf("genesis: %w", err)
@@ -328,7 +356,9 @@ func nonEmpty(p string) bool {
 // registrars it creates.
 func buildGenesisState(o initOptions) (*emrchainv1.GenesisState, []*devKey, error) {
 	gs := app.DefaultGenesis()
-	if o.appStateFile != "" {
+	if o.appState != nil {
+		gs = proto.Clone(o.appState).(*emrchainv1.GenesisState)
+	} else if o.appStateFile != "" {
 		raw, err := os.ReadFile(o.appStateFile)
 		if err != nil {
 			return nil, nil, fmt.Errorf("--genesis-app-state: %w", err)
@@ -354,7 +384,7 @@ func buildGenesisState(o initOptions) (*emrchainv1.GenesisState, []*devKey, erro
 		gs.Organizations = append(gs.Organizations, org)
 	}
 	registrars := o.registrars
-	if len(o.orgs) == 0 && o.appStateFile == "" {
+	if len(o.orgs) == 0 && o.appStateFile == "" && o.appState == nil {
 		gs.Organizations = append(gs.Organizations, &emrchainv1.Organization{
 			Id: devOrgID, Name: devOrgName, Kind: emrchainv1.OrganizationKind_ORGANIZATION_KIND_HOSPITAL,
 		})

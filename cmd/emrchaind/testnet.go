@@ -14,10 +14,10 @@ import (
 	"github.com/cometbft/cometbft/p2p"
 	"github.com/cometbft/cometbft/privval"
 	cmttypes "github.com/cometbft/cometbft/types"
+	"github.com/spf13/cobra"
+
 	"github.com/emrchain/emrchain/store"
 	"github.com/emrchain/emrchain/testnet/manifest"
-	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // Names and defaults of the testnet command.
@@ -97,7 +97,8 @@ and MINIO_SECRET_KEY (start MinIO yourself, or use make localnet BLOB=minio).
 
 Start each node with: emrchaind start --home DIR/nodeI (or make localnet).
 testnet refuses a non-empty DIR; --force deletes a DIR that holds a testnet
-(DIR/testnet.json) and writes a new one.`,
+(DIR/testnet.json) and writes a new one. Every flag is checked before DIR is
+touched: a refused flag leaves the old testnet as it was.`,
 		Example: `  emrchaind testnet --output ./localnet
   emrchaind testnet --output /tmp/net --validators 7 --base-port 30000 --chain-id emr-test-2
   emrchaind testnet --output ./localnet --force --org st-mary:"St Mary's":hospital --org lab-1:"Lab 1":lab`,
@@ -155,7 +156,11 @@ func runTestnet(w io.Writer, o testnetOptions) (_ *manifest.Testnet, err error) 
 		}
 	}
 
-	// Everything that can fail on bad input is checked before DIR is touched.
+	// Everything that can fail on bad input is checked before DIR is
+	// touched: with --force DIR holds the old testnet, which a mistyped
+	// flag must not cost. Every node's init is planned (checked and built
+	// in memory) first; the nodes differ only in what testnet derives, so
+	// a refusal is about the flags, not about one node.
 	base := initOptions{
 		chainID:       o.chainID,
 		orgs:          orgs,
@@ -168,31 +173,11 @@ func runTestnet(w io.Writer, o testnetOptions) (_ *manifest.Testnet, err error) 
 	if err != nil {
 		return nil, err
 	}
-	appState, err := protojson.MarshalOptions{Indent: "  ", UseProtoNames: true}.Marshal(gs)
-	if err != nil {
-		return nil, fmt.Errorf("encode app_state: %w", err)
-	}
-	if err := prepareTestnetDir(out, o.force); err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			os.RemoveAll(out)
-		}
-	}()
-
-	// The consortium's app_state, read by init for every node.
-	appStateFile := filepath.Join(out, ".app_state.json")
-	if err := os.WriteFile(appStateFile, appState, 0o600); err != nil {
-		return nil, err
-	}
-	defer os.Remove(appStateFile)
-
 	net := &manifest.Testnet{ChainID: o.chainID, Blob: manifest.Blob{Kind: o.blob}}
 	if o.blob == "minio" {
 		net.Blob.MinioAddr, net.Blob.MinioBucket = o.minioAddr, testnetMinioBucket
 	}
-	var validators []cmttypes.GenesisValidator
+	var plans []*initPlan
 	for i := range o.validators {
 		port := func(off int) int { return o.basePort + testnetPortStride*i + off }
 		n := manifest.Node{
@@ -205,12 +190,31 @@ func runTestnet(w io.Writer, o testnetOptions) (_ *manifest.Testnet, err error) 
 			Sidecar: fmt.Sprintf("http://%s:%d", testnetHost, port(portOffsetSidecar)),
 		}
 		ni := base
-		ni.home, ni.moniker, ni.appStateFile = n.Home, n.Name, appStateFile
+		ni.home, ni.moniker, ni.appState = n.Home, n.Name, gs
 		ni.orgs, ni.registrars = nil, nil // all in the app_state already
 		ni.rpcAddr, ni.p2pAddr = n.RPC, n.P2P
 		ni.grpcAddr, ni.apiAddr, ni.sidecarAddr = n.GRPC, strings.TrimPrefix(n.API, "http://"), strings.TrimPrefix(n.Sidecar, "http://")
+		p, err := planInit(ni)
+		if err != nil {
+			return nil, err
+		}
+		plans = append(plans, p)
+		net.Nodes = append(net.Nodes, n)
+	}
+	if err := prepareTestnetDir(out, o.force); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(out)
+		}
+	}()
+
+	var validators []cmttypes.GenesisValidator
+	for i, p := range plans {
+		n := &net.Nodes[i]
 		// testnet prints one summary of its own, not init's per node.
-		if err := runInit(io.Discard, ni); err != nil {
+		if err := p.write(io.Discard); err != nil {
 			return nil, fmt.Errorf("%s: %w", n.Name, err)
 		}
 		conf := cmtcfg.DefaultConfig()
@@ -227,7 +231,6 @@ func runTestnet(w io.Writer, o testnetOptions) (_ *manifest.Testnet, err error) 
 		n.NodeID = string(nodeKey.ID())
 		n.ValidatorAddress = pub.Address().String()
 		validators = append(validators, genesisValidator(pub, n.Name))
-		net.Nodes = append(net.Nodes, n)
 	}
 
 	// One genesis, every validator in it, every node with the others as peers.

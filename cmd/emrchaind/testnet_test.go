@@ -212,3 +212,57 @@ func TestTestnetOverwriteAndFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestTestnetForceChecksInputFirst: testnet --force with a bad input is
+// refused with an error naming it, and the testnet already in DIR is left
+// as it was: every input is checked before DIR is deleted (a chain id, a
+// duration or an organization the state machine refuses were checked only
+// after, so a typo cost the operator the old net).
+func TestTestnetForceChecksInputFirst(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "net")
+	if out, err := run(t, "testnet", "--output", dir, "--validators", "2", "--base-port", "30100"); err != nil {
+		t.Fatalf("testnet: %v\n%s", err, out)
+	}
+	kept := []string{
+		filepath.Join(dir, manifest.File),
+		filepath.Join(dir, "node0", "config", "config.toml"),
+		filepath.Join(dir, "node1", "config", "priv_validator_key.json"),
+		filepath.Join(dir, "keys", "registrar-hospital-a.json"),
+	}
+	before := map[string]string{}
+	for _, p := range kept {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[p] = string(b)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--chain-id", "emr test"}, "--chain-id"},
+		{[]string{"--chain-id", strings.Repeat("x", 51)}, "--chain-id"},
+		{[]string{"--timeout-commit", "-1s"}, "--timeout-commit"},
+		{[]string{"--empty-blocks-interval", "-1s"}, "--empty-blocks-interval"},
+		{[]string{"--org", "just-an-id"}, "id:name:kind"},
+		{[]string{"--org", "a:A:castle"}, "unknown organization kind"},
+		{[]string{"--org", "Bad Id:A:lab", "--org", "lab-1:B:lab", "--registrar", "lab-1:lee"}, "genesis rejected"},
+		{[]string{"--registrar", "nowhere:bob"}, "no organization"},
+		{[]string{"--validators", "65"}, "--validators"},
+		{[]string{"--base-port", "80"}, "--base-port"},
+		{[]string{"--blob", "s3"}, "--blob"},
+		{[]string{"--backend", "sqlite"}, "unknown backend"},
+	} {
+		args := append([]string{"testnet", "--output", dir, "--validators", "2", "--base-port", "30100", "--force"}, tc.args...)
+		_, err := run(t, args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("testnet --force %v: %v; want an error about %s", tc.args, err, tc.want)
+		}
+		for _, p := range kept {
+			if b, rerr := os.ReadFile(p); rerr != nil || string(b) != before[p] {
+				t.Fatalf("testnet --force %v failed (%v) and did not leave %s as it was: %v", tc.args, err, p, rerr)
+			}
+		}
+	}
+}
