@@ -15,6 +15,7 @@ import (
 	"github.com/BurntSushi/toml"
 	cmtcfg "github.com/cometbft/cometbft/config"
 	"github.com/cometbft/cometbft/libs/log"
+	"github.com/cometbft/cometbft/p2p"
 	"github.com/mitchellh/mapstructure"
 
 	"github.com/emrchain/emrchain/abci"
@@ -300,6 +301,29 @@ func validateListenAddress(key, addr string, enabled bool) error {
 	}
 	if err != nil || strings.Contains(host, "/") {
 		return fmt.Errorf("%s %q: want host:port, e.g. %q", key, addr, "127.0.0.1:9090")
+	}
+	return nil
+}
+
+// maxMonikerLen bounds the moniker. CometBFT sets no bound at start, but
+// the moniker travels in the node info every peer receives in the P2P
+// handshake, and peers refuse a node info above p2p.MaxNodeInfoSize (10
+// KB): a node with a huge moniker would start and never connect.
+const maxMonikerLen = 1024
+
+// checkMoniker refuses a moniker CometBFT refuses when the node starts:
+// it runs CometBFT's own check of the node info (p2p.DefaultNodeInfo's
+// Validate, which node.NewNode runs) on a node info valid but for the
+// moniker, and bounds its length (maxMonikerLen). start and init both call
+// it, so init refuses what start would.
+func checkMoniker(moniker string) error {
+	info := p2p.DefaultNodeInfo{
+		DefaultNodeID: p2p.ID(strings.Repeat("0", 2*p2p.IDByteLength)),
+		ListenAddr:    "127.0.0.1:26656",
+		Moniker:       moniker,
+	}
+	if len(moniker) > maxMonikerLen || info.Validate() != nil {
+		return fmt.Errorf("want 1 to %d printable ASCII characters (no tab, newline or other control character), not only spaces", maxMonikerLen)
 	}
 	return nil
 }

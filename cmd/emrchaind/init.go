@@ -88,7 +88,10 @@ allowed_peers, or give their ID@host:port in --p2p.persistent_peers (start
 --help says more).
 
 Before writing anything, init runs the genesis through the state machine, so a
-genesis the chain would reject fails here, not at start. init refuses to touch
+genesis the chain would reject fails here, not at start; the moniker (printable
+ASCII, at most 1024 characters, no double quote or backslash) and every
+--p2p.persistent_peers entry (ID@host:port) are checked as start checks them.
+Nothing is written or deleted when a check fails. init refuses to touch
 a home that already holds a node unless --force is given; --force DELETES
 HOME/config, HOME/data and HOME/dev-keys (the chain, its state and its keys)
 and starts over.
@@ -120,7 +123,7 @@ and starts over.
 	addHomeFlag(cmd)
 	f := cmd.Flags()
 	f.StringVar(&o.chainID, "chain-id", "", "chain id (required; at most 50 characters)")
-	f.StringVar(&o.moniker, "moniker", "", "node name (default: the host name)")
+	f.StringVar(&o.moniker, "moniker", "", `node name: printable ASCII, at most 1024 characters, no '"' or '\' (default: the host name)`)
 	f.StringArrayVar(&o.orgs, "org", nil, `organization "id:name:kind", kind one of hospital, lab, pharmacy, research (repeatable)`)
 	f.StringArrayVar(&o.registrars, "registrar", nil, `registrar "org-id:NAME" with fresh keys in HOME/dev-keys/NAME.json (repeatable)`)
 	f.StringVar(&o.appStateFile, "genesis-app-state", "", "start the app_state from this protojson emrchainv1.GenesisState file")
@@ -177,6 +180,22 @@ func planInit(o initOptions) (*initPlan, error) {
 			o.moniker = "emrchain-node"
 		}
 	}
+	// start refuses a moniker or a persistent peer it cannot use; init
+	// refuses them by the same functions, so the operator learns it now,
+	// not at start.
+	if err := checkMoniker(o.moniker); err != nil {
+		return nil, fmt.Errorf("--moniker %q: %w", o.moniker, err)
+	}
+	if err := checkTemplateValue(o.moniker); err != nil {
+		return nil, fmt.Errorf("--moniker %q: %w", o.moniker, err)
+	}
+	if _, err := persistentPeerIDs(o.persistentPeers); err != nil {
+		return nil, fmt.Errorf("--p2p.persistent_peers: %w", err) // names the peer
+	}
+	if err := checkTemplateValue(o.persistentPeers); err != nil {
+		return nil, fmt.Errorf("--p2p.persistent_peers %q: %w", o.persistentPeers, err)
+	}
+
 	gs, keys, err := buildGenesisState(o)
 	if err != nil {
 		return nil, err
@@ -315,6 +334,17 @@ func (p *initPlan) write(w io.Writer) error {
 		}
 	}
 	fmt.Fprintf(w, "Start the node with: emrchaind start --home %s\n", o.home)
+	return nil
+}
+
+// checkTemplateValue refuses a value CometBFT's config.toml template
+// cannot hold: the template writes it between double quotes as it is, so
+// a double quote or a backslash would make config.toml unreadable, or read
+// back as another value.
+func checkTemplateValue(s string) error {
+	if strings.ContainsAny(s, `"\`) {
+		return errors.New("want no double quote or backslash (config.toml holds it unescaped)")
+	}
 	return nil
 }
 

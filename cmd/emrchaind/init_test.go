@@ -423,3 +423,99 @@ func TestAllowedPeersConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestInitRefusesWhatStartRefuses: a moniker or a --p2p.persistent_peers
+// entry start would refuse (or config.toml cannot hold) is refused by init,
+// with an error naming the flag and what is wanted, and the home is left as
+// it was: empty for a new home, untouched by --force for a node's home. A
+// good value passes, and start accepts the home init wrote. start refuses a
+// moniker of the same kinds found in config.toml.
+func TestInitRefusesWhatStartRefuses(t *testing.T) {
+	const peerID = "9a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d"
+	for _, tc := range []struct {
+		name, flag, value, want string
+	}{
+		{"moniker with a quote", "--moniker", `st "mary"`, "no double quote"},
+		{"moniker with a backslash", "--moniker", `node\0`, "no double quote or backslash"},
+		{"moniker with a newline", "--moniker", "node\n0", "printable ASCII"},
+		{"moniker with a tab", "--moniker", "node\t0", "printable ASCII"},
+		{"moniker not ASCII", "--moniker", "hôpital", "printable ASCII"},
+		{"moniker of spaces", "--moniker", "   ", "not only spaces"},
+		{"moniker too long", "--moniker", strings.Repeat("n", maxMonikerLen+1), "1 to 1024"},
+		{"peer without id", "--p2p.persistent_peers", "127.0.0.1:26656", "want ID@host:port"},
+		{"peer with a short id", "--p2p.persistent_peers", "abc@127.0.0.1:26656", "40 hex"},
+		{"peer with a non-hex id", "--p2p.persistent_peers", strings.Repeat("z", 40) + "@127.0.0.1:26656", "40 hex"},
+		{"peer without port", "--p2p.persistent_peers", peerID + "@127.0.0.1", "want ID@host:port"},
+		{"peer with a bad port", "--p2p.persistent_peers", peerID + "@127.0.0.1:65536", "want ID@host:port"},
+		{"second peer bad", "--p2p.persistent_peers", peerID + "@127.0.0.1:26656,127.0.0.2:26656", `"127.0.0.2:26656"`},
+		{"peer with a quote", "--p2p.persistent_peers", peerID + `@no"host:26656`, "no double quote"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			home := t.TempDir()
+			_, err := run(t, "init", "--home", home, "--chain-id", "emr-bad", tc.flag, tc.value)
+			if err == nil || !strings.Contains(err.Error(), tc.flag) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("init %s %.60q: %.300v; want an error naming %s and %q", tc.flag, tc.value, err, tc.flag, tc.want)
+			}
+			if entries, _ := os.ReadDir(home); len(entries) != 0 {
+				t.Fatalf("a refused init wrote %d entries into the home", len(entries))
+			}
+
+			// --force over a node: refused before anything is deleted.
+			if out, err := run(t, "init", "--home", home, "--chain-id", "emr-old"); err != nil {
+				t.Fatalf("init: %v\n%s", err, out)
+			}
+			before := readTree(t, home)
+			if _, err := run(t, "init", "--home", home, "--chain-id", "emr-bad", "--force", tc.flag, tc.value); err == nil || !strings.Contains(err.Error(), tc.flag) {
+				t.Fatalf("init --force %s %.60q: %.300v; want refused", tc.flag, tc.value, err)
+			}
+			if after := readTree(t, home); !reflect.DeepEqual(after, before) {
+				t.Fatalf("a refused init --force changed the home")
+			}
+		})
+	}
+
+	// Good values pass, and start takes the home as init wrote it.
+	home := t.TempDir()
+	moniker := "St Mary's (ward 3) node-0"
+	peers := peerID + "@127.0.0.1:26656, tcp://" + strings.ToUpper(peerID[:38]) + "0f@127.0.0.2:26656"
+	if out, err := run(t, "init", "--home", home, "--chain-id", "emr-good", "--moniker", moniker, "--p2p.persistent_peers", peers); err != nil {
+		t.Fatalf("init with a good moniker and peers: %v\n%s", err, out)
+	}
+	s, err := startSettings(t, home)
+	if err != nil {
+		t.Fatalf("start on the home init wrote: %v", err)
+	}
+	if s.config.Moniker != moniker || s.config.P2P.PersistentPeers != peers || len(s.peers) != 2 {
+		t.Fatalf("start read moniker %q, peers %q (%v); init was given %q, %q", s.config.Moniker, s.config.P2P.PersistentPeers, s.peers, moniker, peers)
+	}
+	// start applies the same moniker check to config.toml.
+	for _, bad := range []string{"hôpital", strings.Repeat("n", maxMonikerLen+1)} {
+		conf, err := loadCometConfig(home)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conf.Moniker = bad
+		cmtcfg.WriteConfigFile(filepath.Join(home, "config", "config.toml"), conf)
+		if _, err := startSettings(t, home); err == nil || !strings.Contains(err.Error(), "moniker") || !strings.Contains(err.Error(), "printable ASCII") {
+			t.Errorf("start with moniker %.20q: %v; want refused as init refuses it", bad, err)
+		}
+	}
+}
+
+// readTree returns every file under dir by its path, with its content.
+func readTree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		files[path] = string(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
 	cmtcfg "github.com/cometbft/cometbft/config"
+	"github.com/cometbft/cometbft/p2p"
 
 	"github.com/emrchain/emrchain/abci"
 )
@@ -29,7 +31,7 @@ import (
 //
 // The result is empty when all three are: then the node accepts no peer,
 // which a single validator does not need.
-func acceptedPeers(p2p *cmtcfg.P2PConfig, allowed []string) ([]string, error) {
+func acceptedPeers(p2pConf *cmtcfg.P2PConfig, allowed []string) ([]string, error) {
 	var ids []string
 	seen := make(map[string]bool)
 	add := func(id string) {
@@ -45,23 +47,47 @@ func acceptedPeers(p2p *cmtcfg.P2PConfig, allowed []string) ([]string, error) {
 		}
 		add(id)
 	}
-	for _, peer := range splitPeerList(p2p.PersistentPeers) {
-		// As CometBFT reads it: [protocol://]ID@host:port.
-		addr := peer
-		if i := strings.Index(addr, "://"); i >= 0 {
-			addr = addr[i+len("://"):]
-		}
-		id, _, ok := strings.Cut(addr, "@")
-		if !ok || !abci.IsNodeID(id) {
-			return nil, fmt.Errorf("p2p.persistent_peers: %q: want ID@host:port with a node id of 40 hex characters", peer)
-		}
+	persistent, err := persistentPeerIDs(p2pConf.PersistentPeers)
+	if err != nil {
+		return nil, fmt.Errorf("p2p.persistent_peers: %w", err)
+	}
+	for _, id := range persistent {
 		add(id)
 	}
-	for _, id := range splitPeerList(p2p.UnconditionalPeerIDs) {
+	for _, id := range splitPeerList(p2pConf.UnconditionalPeerIDs) {
 		if !abci.IsNodeID(id) {
 			return nil, fmt.Errorf("p2p.unconditional_peer_ids: %q is not a node id (40 hex characters)", id)
 		}
 		add(id)
+	}
+	return ids, nil
+}
+
+// persistentPeerIDs reads a p2p.persistent_peers list as CometBFT does when
+// the node starts (p2p.Switch.AddPersistentPeers: p2p.NewNetAddressString
+// on every item, [protocol://]ID@host:port) and returns the peers' node
+// ids. start and init both check the list with it, so init refuses what
+// start would. Like CometBFT it lets a host name that does not resolve
+// pass (the node keeps dialing it); its node id was checked before the
+// look-up.
+func persistentPeerIDs(list string) ([]string, error) {
+	var ids []string
+	for _, peer := range splitPeerList(list) {
+		addr, err := p2p.NewNetAddressString(peer)
+		var lookup p2p.ErrNetAddressLookup
+		switch {
+		case err == nil:
+			ids = append(ids, string(addr.ID))
+		case errors.As(err, &lookup):
+			rest := peer
+			if i := strings.Index(rest, "://"); i >= 0 {
+				rest = rest[i+len("://"):]
+			}
+			id, _, _ := strings.Cut(rest, "@")
+			ids = append(ids, id)
+		default:
+			return nil, fmt.Errorf("%q: want ID@host:port, ID the peer's node id (40 hex characters), host an IP address or name: %w", peer, err)
+		}
 	}
 	return ids, nil
 }

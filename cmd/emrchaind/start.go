@@ -172,6 +172,11 @@ func loadNodeSettings(cmd *cobra.Command) (*nodeSettings, error) {
 	if err := conf.ValidateBasic(); err != nil {
 		return nil, err
 	}
+	// CometBFT refuses a bad moniker only once the stores are open, and
+	// peers refuse one too long; checked here by the function init uses.
+	if err := checkMoniker(conf.Moniker); err != nil {
+		return nil, fmt.Errorf("%s: moniker %q: %w", filepath.Join(home, cmtcfg.DefaultConfigDir, cmtcfg.DefaultConfigFileName), conf.Moniker, err)
+	}
 	peers, err := acceptedPeers(conf.P2P, appConf.App.AllowedPeers)
 	if err != nil {
 		return nil, err
