@@ -447,6 +447,9 @@ func TestInitRefusesWhatStartRefuses(t *testing.T) {
 		{"peer with a non-hex id", "--p2p.persistent_peers", strings.Repeat("z", 40) + "@127.0.0.1:26656", "40 hex"},
 		{"peer without port", "--p2p.persistent_peers", peerID + "@127.0.0.1", "want ID@host:port"},
 		{"peer with a bad port", "--p2p.persistent_peers", peerID + "@127.0.0.1:65536", "want ID@host:port"},
+		// A host that does not resolve passes, as in CometBFT, but its port
+		// is still read (CometBFT looks the host up first).
+		{"unresolved peer with a bad port", "--p2p.persistent_peers", peerID + "@no-such-host.invalid:65536", "port a number up to 65535"},
 		{"second peer bad", "--p2p.persistent_peers", peerID + "@127.0.0.1:26656,127.0.0.2:26656", `"127.0.0.2:26656"`},
 		{"peer with a quote", "--p2p.persistent_peers", peerID + `@no"host:26656`, "no double quote"},
 	} {

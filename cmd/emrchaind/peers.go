@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 
 	cmtcfg "github.com/cometbft/cometbft/config"
@@ -79,11 +81,16 @@ func persistentPeerIDs(list string) ([]string, error) {
 		case err == nil:
 			ids = append(ids, string(addr.ID))
 		case errors.As(err, &lookup):
+			// CometBFT looks the host up before it reads the port.
 			rest := peer
 			if i := strings.Index(rest, "://"); i >= 0 {
 				rest = rest[i+len("://"):]
 			}
-			id, _, _ := strings.Cut(rest, "@")
+			id, hostPort, _ := strings.Cut(rest, "@")
+			_, port, _ := net.SplitHostPort(hostPort)
+			if _, perr := strconv.ParseUint(port, 10, 16); perr != nil {
+				return nil, fmt.Errorf("%q: want ID@host:port, port a number up to 65535", peer)
+			}
 			ids = append(ids, id)
 		default:
 			return nil, fmt.Errorf("%q: want ID@host:port, ID the peer's node id (40 hex characters), host an IP address or name: %w", peer, err)
