@@ -29,7 +29,8 @@ var maxReindexAtStart = 1000
 // before the node opens its databases; it walks down from the newest block
 // while a block or its last transaction is missing from the index.
 // appHeight is the app's last commit: with none, there is nothing to
-// index and no database is opened.
+// index and no database is opened. A block whose results are gone is
+// skipped, not a reason to stop (see skippedResults).
 func reindexUnindexed(conf *cmtcfg.Config, dbProvider cmtcfg.DBProvider, logger log.Logger, appHeight int64) (n int, err error) {
 	if conf.TxIndex.Indexer != "kv" || appHeight == 0 {
 		return 0, nil
@@ -105,6 +106,9 @@ func reindexUnindexed(conf *cmtcfg.Config, dbProvider cmtcfg.DBProvider, logger 
 		}
 		missing = append(missing, h)
 	}
+	var skipped skippedResults
+	defer func() { skipped.log(logger, conf.Storage.DiscardABCIResponses) }()
+	var from, to int64 // the oldest and the newest block indexed
 	for i := len(missing) - 1; i >= 0; i-- {
 		h := missing[i]
 		block, _ := blocks.LoadBlock(h)
@@ -118,6 +122,17 @@ func reindexUnindexed(conf *cmtcfg.Config, dbProvider cmtcfg.DBProvider, logger 
 			load = states.LoadLastFinalizeBlockResponse
 		}
 		resp, err := load(h)
+		var pruned sm.ErrNoABCIResponsesForHeight
+		if errors.Is(err, sm.ErrFinalizeBlockResponsesNotPersisted) || errors.As(err, &pruned) {
+			// Results are lost oldest first (discard_abci_responses
+			// keeps only the last block's, pruning deletes from the
+			// bottom up, and a node that stopped discarding keeps them
+			// from then on), so the blocks above this one may well have
+			// theirs: index those rather than leave every transaction
+			// after the gap unfindable by hash.
+			skipped.add(h, len(block.Txs))
+			continue
+		}
 		if err != nil {
 			return n, fmt.Errorf("results of block %d: %w", h, err)
 		}
@@ -136,11 +151,57 @@ func reindexUnindexed(conf *cmtcfg.Config, dbProvider cmtcfg.DBProvider, logger 
 		if err := txIdx.AddBatch(batch); err != nil {
 			return n, fmt.Errorf("index the transactions of block %d: %w", h, err)
 		}
+		if n == 0 {
+			from = h
+		}
+		to = h
 		n++
 	}
 	if n > 0 {
 		logger.Info("indexed blocks the tx index lacked (a stop between a commit and its indexing)",
-			"blocks", n, "from", missing[len(missing)-1], "to", missing[0])
+			"blocks", n, "from", from, "to", to)
 	}
 	return n, nil
+}
+
+// skippedResults counts the blocks reindexUnindexed could not index because
+// their FinalizeBlock results are gone: a transaction's result (code,
+// events) is what the tx index stores, and only the block's results hold
+// it. Nothing brings them back, so the skip is logged once and the start
+// goes on. The next start does not see these blocks again: it stops at the
+// newest indexed block, and the newest executed block always has its
+// results (CometBFT keeps them for crash recovery).
+type skippedResults struct {
+	blocks, txs int
+	from, to    int64
+}
+
+func (s *skippedResults) add(height int64, txs int) {
+	if s.blocks == 0 {
+		s.from = height
+	}
+	s.to = height
+	s.blocks++
+	s.txs += txs
+}
+
+func (s *skippedResults) log(logger log.Logger, discard bool) {
+	if s.blocks == 0 {
+		return
+	}
+	why := "their results were pruned, or discarded while [storage] discard_abci_responses was true"
+	if discard {
+		why = "config.toml [storage] discard_abci_responses = true keeps only the newest block's results; " +
+			"set it to false to keep them from now on (emrcli's verified lookups and the sidecar's sweep read them too)"
+	}
+	msg := "the tx index lacks blocks whose results are gone: tx_search and /tx on this node will not find their transactions; " +
+		"look them up on a node that kept the results, or read them (without results) from /block?height=N"
+	fields := []any{"blocks", s.blocks, "transactions", s.txs, "from", s.from, "to", s.to, "why", why}
+	if s.txs == 0 {
+		// No transaction is lost, only the blocks' own events
+		// (block_search).
+		logger.Info(msg, fields...)
+		return
+	}
+	logger.Error(msg, fields...)
 }

@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	dbm "github.com/cometbft/cometbft-db"
+	abcitypes "github.com/cometbft/cometbft/abci/types"
 	cmtcfg "github.com/cometbft/cometbft/config"
 	"github.com/cometbft/cometbft/crypto/ed25519"
 	"github.com/cometbft/cometbft/libs/log"
@@ -166,4 +169,148 @@ func blockHeightKey(t *testing.T, height int64) []byte {
 		t.Fatal(err)
 	}
 	return append([]byte("block_events"), key...)
+}
+
+// TestReindexSkipsLostResults: a block whose FinalizeBlock results are gone
+// (pruned, or [storage] discard_abci_responses) cannot be indexed, but the
+// blocks above it are, and the start goes on: it once stopped at the first
+// such block and left every transaction after it unfindable by hash. The
+// skip is logged once, with the range and what the operator can do; the
+// next start does not report it again.
+func TestReindexSkipsLostResults(t *testing.T) {
+	const top = 5
+	// In-memory databases outlive reindexUnindexed's Close, so the test
+	// reads what it wrote.
+	dbs := map[string]dbm.DB{}
+	provider := func(ctx *cmtcfg.DBContext) (dbm.DB, error) {
+		if dbs[ctx.ID] == nil {
+			dbs[ctx.ID] = dbm.NewMemDB()
+		}
+		return dbs[ctx.ID], nil
+	}
+	conf := cmtcfg.DefaultConfig()
+	conf.SetRoot(t.TempDir())
+	open := func(id string) dbm.DB {
+		t.Helper()
+		db, err := provider(&cmtcfg.DBContext{ID: id, Config: conf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db
+	}
+
+	// Blocks 1 to 5, one transaction each, executed, their results stored;
+	// then the results of 1 and 2 pruned.
+	blocks := cmtstore.NewBlockStore(open("blockstore"), cmtstore.WithDBKeyLayout(conf.Storage.ExperimentalKeyLayout))
+	states := sm.NewStore(open("state"), sm.StoreOptions{DBKeyLayout: conf.Storage.ExperimentalKeyLayout})
+	validator := ed25519.GenPrivKey().PubKey()
+	txs := make([]cmttypes.Tx, top+1)
+	// A commit the block store takes: for the block, with one signature,
+	// absent.
+	commit := func(h int64, id cmttypes.BlockID) *cmttypes.Commit {
+		if h == 0 {
+			return &cmttypes.Commit{}
+		}
+		return &cmttypes.Commit{Height: h, BlockID: id, Signatures: []cmttypes.CommitSig{cmttypes.NewCommitSigAbsent()}}
+	}
+	var last cmttypes.BlockID
+	for h := int64(1); h <= top; h++ {
+		txs[h] = cmttypes.Tx(fmt.Sprintf("tx %d", h))
+		block := cmttypes.MakeBlock(h, cmttypes.Txs{txs[h]}, commit(h-1, last), nil)
+		block.ProposerAddress = validator.Address()
+		parts, err := block.MakePartSet(cmttypes.BlockPartSizeBytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = cmttypes.BlockID{Hash: block.Hash(), PartSetHeader: parts.Header()}
+		blocks.SaveBlock(block, parts, commit(h, last))
+		if err := states.SaveFinalizeBlockResponse(h, &abcitypes.FinalizeBlockResponse{
+			TxResults: []*abcitypes.ExecTxResult{{Code: uint32(h)}},
+			AppHash:   []byte{byte(h)},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state, err := sm.MakeGenesisState(&cmttypes.GenesisDoc{
+		ChainID:    "reindex-test",
+		Validators: []cmttypes.GenesisValidator{{PubKey: validator, Power: 1}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	state.LastBlockHeight, state.LastValidators = top, state.Validators.Copy()
+	if err := states.Save(state); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := states.PruneABCIResponses(3, false); err != nil {
+		t.Fatal(err)
+	}
+
+	var logged bytes.Buffer
+	logger := log.NewTMLogger(log.NewSyncWriter(&logged))
+	const gone = "the tx index lacks blocks whose results are gone"
+	// indexed says which blocks, and which of their transactions, the index
+	// holds, as "block 3 tx 3 ..." for a readable failure.
+	indexed := func() string {
+		t.Helper()
+		var got []string
+		blockIdx := blockidxkv.New(dbm.NewPrefixDB(open("tx_index"), []byte("block_events")))
+		txIdx := kv.NewTxIndex(open("tx_index"))
+		for h := int64(1); h <= top; h++ {
+			has, err := blockIdx.Has(h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if has {
+				got = append(got, fmt.Sprintf("block %d", h))
+			}
+			res, err := txIdx.Get(txs[h].Hash())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res != nil {
+				if res.Height != h || res.Result.Code != uint32(h) {
+					t.Errorf("transaction of block %d indexed at %d with code %d", h, res.Height, res.Result.Code)
+				}
+				got = append(got, fmt.Sprintf("tx %d", h))
+			}
+		}
+		return strings.Join(got, " ")
+	}
+
+	n, err := reindexUnindexed(conf, provider, logger, top)
+	if err != nil || n != 3 {
+		t.Fatalf("reindexed %d blocks (%v), want 3 to 5, past the pruned 1 and 2; log:\n%s", n, err, logged.Bytes())
+	}
+	if got, want := indexed(), "block 3 tx 3 block 4 tx 4 block 5 tx 5"; got != want {
+		t.Errorf("indexed: %s, want %s", got, want)
+	}
+	if out := logged.String(); strings.Count(out, gone) != 1 ||
+		!strings.Contains(out, "blocks=2 transactions=2 from=1 to=2") || !strings.Contains(out, "pruned") {
+		t.Errorf("the log does not say once that blocks 1 and 2 (2 transactions) were skipped, and why:\n%s", out)
+	}
+
+	// A second start finds block 5 indexed and stops there: nothing to do,
+	// nothing to report again.
+	logged.Reset()
+	if n, err := reindexUnindexed(conf, provider, logger, top); err != nil || n != 0 || strings.Contains(logged.String(), gone) {
+		t.Fatalf("a second start reindexed %d blocks (%v); log:\n%s", n, err, logged.Bytes())
+	}
+
+	// With discard_abci_responses only the newest block's results count:
+	// it is indexed, the blocks below are skipped, and the log names the
+	// setting.
+	dbs["tx_index"] = dbm.NewMemDB()
+	conf.Storage.DiscardABCIResponses = true
+	logged.Reset()
+	if n, err := reindexUnindexed(conf, provider, logger, top); err != nil || n != 1 {
+		t.Fatalf("with discard_abci_responses, reindexed %d blocks (%v), want the newest; log:\n%s", n, err, logged.Bytes())
+	}
+	if got, want := indexed(), "block 5 tx 5"; got != want {
+		t.Errorf("with discard_abci_responses, indexed: %s, want %s", got, want)
+	}
+	if out := logged.String(); strings.Count(out, gone) != 1 ||
+		!strings.Contains(out, "blocks=4 transactions=4 from=1 to=4") || !strings.Contains(out, "discard_abci_responses = true") {
+		t.Errorf("with discard_abci_responses, the log does not say once that blocks 1 to 4 were skipped, and why:\n%s", out)
+	}
 }
