@@ -445,6 +445,17 @@ func warnIfNoAppConfig(logger log.Logger, home string) {
 	}
 }
 
+// warnIfDiscardingResults logs an error when config.toml's
+// storage.discard_abci_responses is set. CometBFT allows it, but emrchain
+// reads past blocks' results beyond its tx index: the sidecar's sweep
+// builds its reference index from them, and a client verifies a
+// transaction's result with them.
+func warnIfDiscardingResults(logger log.Logger, storage *cmtcfg.StorageConfig) {
+	if storage.DiscardABCIResponses {
+		logger.Error("storage.discard_abci_responses is set: this node keeps no results of past blocks, so its sidecar's sweep deletes nothing and clients cannot verify a transaction's result against it; set it to false in config.toml to keep results from now on")
+	}
+}
+
 // loadAppConfig reads HOME/config/app.toml over the defaults; a missing file
 // means the defaults.
 func loadAppConfig(home string) (appConfig, error) {

@@ -280,10 +280,11 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 	if err := recordRestoredState(ctx, logger, conf, dbProvider, genProvider, filepath.Join(conf.DBDir(), appDBDir), h, hash); err != nil {
 		return err
 	}
+	warnIfDiscardingResults(logger, conf.Storage)
 	if _, err := reindexUnindexed(conf, dbProvider, logger, h); err != nil {
 		// Housekeeping: the chain runs without it, and tx_search and
-		// /tx miss what is missing (with [storage]
-		// discard_abci_responses, the results of old blocks are gone).
+		// /tx miss what is missing. (Blocks whose results are gone are
+		// skipped, not an error: reindexUnindexed logs them.)
 		logger.Error("could not index again the blocks the tx index lacks", "err", err)
 	}
 	if conf.StateSync.Enable && h > 0 {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	cmtcfg "github.com/cometbft/cometbft/config"
 	"github.com/cometbft/cometbft/libs/log"
 )
 
@@ -95,5 +96,23 @@ func TestWarnIfNoAppConfig(t *testing.T) {
 	warnIfNoAppConfig(log.NewTMLogger(&again), home)
 	if again.String() != "" {
 		t.Fatalf("logged with an app.toml: %s", again.String())
+	}
+}
+
+// TestWarnIfDiscardingResults: a node that discards ABCI responses is told
+// what of emrchain stops working; CometBFT's default is not warned about.
+func TestWarnIfDiscardingResults(t *testing.T) {
+	var out lockedBuffer
+	storage := cmtcfg.DefaultStorageConfig()
+	warnIfDiscardingResults(log.NewTMLogger(&out), storage)
+	if out.String() != "" {
+		t.Fatalf("logged with CometBFT's default storage settings: %s", out.String())
+	}
+	storage.DiscardABCIResponses = true
+	warnIfDiscardingResults(log.NewTMLogger(&out), storage)
+	for _, want := range []string{"discard_abci_responses", "sweep deletes nothing", "cannot verify"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("the warning does not say %q:\n%s", want, out.String())
+		}
 	}
 }
