@@ -1,19 +1,24 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	cmtcfg "github.com/cometbft/cometbft/config"
 	"google.golang.org/grpc/codes"
 	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/internal/freeport"
 )
 
 // TestGRPCCodes: every result code app/errors.go registers has a gRPC code,
@@ -128,5 +133,95 @@ func TestInitServerAddresses(t *testing.T) {
 	}
 	if _, err := run(t, "init", "--home", t.TempDir(), "--chain-id", "emr-addr", "--grpc.address", "localhost"); err == nil {
 		t.Fatal("init accepted --grpc.address without a port")
+	}
+}
+
+// TestHealthHeadAgeConfig: [grpc] max_head_age is written with init's
+// bound (a minute, or room for two empty-block intervals), follows
+// [sidecar] max_head_age when app.toml leaves it out, is never negative,
+// and start refuses a bound an idle chain's head would pass, naming it.
+func TestHealthHeadAgeConfig(t *testing.T) {
+	if def := defaultAppConfig(); def.GRPC.MaxHeadAge != time.Minute || time.Duration(def.Sidecar.MaxHeadAge) != time.Minute {
+		t.Fatalf("default max_head_age: [grpc] %s [sidecar] %s, want 1m", def.GRPC.MaxHeadAge, time.Duration(def.Sidecar.MaxHeadAge))
+	}
+	home := t.TempDir()
+	// Loopback addresses: should start not refuse, the node it runs
+	// listens on 127.0.0.1 only.
+	args := append([]string{"init", "--home", home, "--chain-id", "emr-age", "--empty-blocks-interval", "1h"}, loopbackFlags(t, freeport.Get(t))...)
+	if out, err := run(t, args...); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	raw, err := os.ReadFile(filepath.Join(home, "config", appConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, grpcTable, _ := strings.Cut(string(raw), "\n[grpc]\n")
+	grpcTable, _, _ = strings.Cut(grpcTable, "\n[")
+	if !strings.Contains(grpcTable, "\nmax_head_age = \"2h0m10s\"\n") {
+		t.Fatalf("init --empty-blocks-interval 1h wrote\n%s\nwant [grpc] max_head_age = \"2h0m10s\"", raw)
+	}
+
+	write := func(body string) (appConfig, error) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(home, "config", appConfigFile), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return loadAppConfig(home)
+	}
+	for _, tc := range []struct {
+		body string
+		want time.Duration
+	}{
+		{"", time.Minute},
+		{"[sidecar]\nmax_head_age = \"10m10s\"\n", 10*time.Minute + 10*time.Second},
+		{"[sidecar]\nmax_head_age = \"0s\"\n", 0},
+		{"[grpc]\nmax_head_age = \"30s\"\n[sidecar]\nmax_head_age = \"10m\"\n", 30 * time.Second},
+		{"[grpc]\nmax_head_age = \"0s\"\n", 0},
+	} {
+		if c, err := write(tc.body); err != nil || c.GRPC.MaxHeadAge != tc.want {
+			t.Errorf("%q: [grpc] max_head_age %s, %v; want %s", tc.body, c.GRPC.MaxHeadAge, err, tc.want)
+		}
+	}
+	if _, err := write("[grpc]\nmax_head_age = \"-1s\"\n"); err == nil || !strings.Contains(err.Error(), "grpc.max_head_age") {
+		t.Errorf("negative max_head_age: %v", err)
+	}
+
+	for _, tc := range []struct {
+		name     string
+		empty    bool
+		interval time.Duration
+		maxAge   time.Duration
+		want     string
+	}{
+		{"the defaults", true, 10 * time.Second, time.Minute, ""},
+		{"continuous empty blocks", true, 0, time.Minute, ""},
+		{"no empty blocks", false, 0, time.Minute, "create_empty_blocks = false"},
+		{"no empty blocks, no bound", false, 0, 0, ""},
+		{"empty blocks too far apart", true, 2 * time.Minute, time.Minute, "create_empty_blocks_interval"},
+		{"empty blocks as far apart as the bound", true, time.Minute, time.Minute, "create_empty_blocks_interval"},
+	} {
+		cons := cmtcfg.DefaultConsensusConfig()
+		cons.CreateEmptyBlocks, cons.CreateEmptyBlocksInterval = tc.empty, tc.interval
+		err := checkHealthHeadAge(grpcConfig{MaxHeadAge: tc.maxAge}, cons)
+		if (tc.want == "") != (err == nil) || (err != nil && (!strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "grpc.max_head_age"))) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+
+	// start refuses a bound below init's empty-block interval before the
+	// node starts, whatever the sidecar's bound is (run as its own
+	// process: a start that did not refuse runs a node until ctx ends).
+	if testing.Short() {
+		return
+	}
+	if _, err := write("[grpc]\nmax_head_age = \"30m\"\n[sidecar]\nmax_head_age = \"2h0m10s\"\n"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binary(t), "start", "--home", home).CombinedOutput()
+	if err == nil || ctx.Err() != nil || !strings.Contains(string(out), "grpc.max_head_age 30m0s is not above consensus.create_empty_blocks_interval 1h0m0s") ||
+		strings.Contains(string(out), "node started") {
+		t.Fatalf("start with grpc.max_head_age below the empty-block interval: %v\n%s", err, out)
 	}
 }

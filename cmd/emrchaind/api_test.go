@@ -61,6 +61,12 @@ const apiChainID = "emr-api-test"
 // registrar each), turns CORS on for corsOrigin and starts the node.
 func startAPINode(ctx context.Context, t *testing.T, corsOrigin string) *apiNode {
 	t.Helper()
+	return startAPINodeWith(ctx, t, func(c *appConfig) { c.API.CORSAllowedOrigins = []string{corsOrigin} })
+}
+
+// startAPINodeWith is startAPINode with app.toml as edit leaves it.
+func startAPINodeWith(ctx context.Context, t *testing.T, edit func(*appConfig)) *apiNode {
+	t.Helper()
 	home := t.TempDir()
 	n := &apiNode{home: home, rpcPort: freeport.Get(t),
 		grpcAddr: fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)), apiAddr: fmt.Sprintf("127.0.0.1:%d", freeport.Get(t))}
@@ -82,7 +88,7 @@ func startAPINode(ctx context.Context, t *testing.T, corsOrigin string) *apiNode
 	if conf.GRPC.Address != n.grpcAddr || conf.API.Address != n.apiAddr || !conf.GRPC.Enable || !conf.API.Enable {
 		t.Fatalf("init wrote [grpc] %+v [api] %+v", conf.GRPC, conf.API)
 	}
-	conf.API.CORSAllowedOrigins = []string{corsOrigin}
+	edit(&conf)
 	if err := writeAppConfig(home, conf); err != nil {
 		t.Fatal(err)
 	}
@@ -846,28 +852,93 @@ func TestAPIPortInUse(t *testing.T) {
 }
 
 // TestServingStatus: the gRPC health is SERVING only for a node with
-// committed state that is not catching up.
+// committed state that is not catching up and whose latest block is at
+// most max_head_age old by the node's clock (no bound at 0); REST's
+// /healthz says the same as an HTTP status, with the reason while not
+// serving.
 func TestServingStatus(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	const bound = time.Minute
+	serving, notServing := healthpb.HealthCheckResponse_SERVING, healthpb.HealthCheckResponse_NOT_SERVING
 	for _, tc := range []struct {
 		catchingUp bool
 		height     int64
+		age        time.Duration // of the block at height, by now
+		maxAge     time.Duration
 		want       healthpb.HealthCheckResponse_ServingStatus
+		reason     string // in the reason while NOT_SERVING
 	}{
-		{false, 5, healthpb.HealthCheckResponse_SERVING},
-		{true, 5, healthpb.HealthCheckResponse_NOT_SERVING},
-		{false, 0, healthpb.HealthCheckResponse_NOT_SERVING},
-		{true, 0, healthpb.HealthCheckResponse_NOT_SERVING},
+		{false, 5, bound / 2, bound, serving, ""},
+		{false, 5, bound, bound, serving, ""},
+		{false, 5, bound + time.Millisecond, bound, notServing, "more than max_head_age 1m0s"},
+		{false, 5, time.Hour, bound, notServing, "is 1h0m0s old"},
+		{false, 5, -time.Minute, bound, serving, ""}, // the block's time ahead of the node's clock
+		{false, 5, time.Hour, 0, serving, ""},
+		{true, 5, bound / 2, bound, notServing, "catching up"},
+		{true, 5, time.Hour, bound, notServing, "catching up"},
+		{true, 5, time.Hour, 0, notServing, "catching up"},
+		{false, 0, 0, bound, notServing, "no committed state"},
+		{true, 0, 0, 0, notServing, "catching up"},
+		{false, 0, 0, 0, notServing, "no committed state"},
 	} {
-		if got := servingStatus(tc.catchingUp, tc.height); got != tc.want {
-			t.Errorf("servingStatus(catching up %v, height %d) = %v, want %v", tc.catchingUp, tc.height, got, tc.want)
+		head := nodeHead{catchingUp: tc.catchingUp, height: tc.height}
+		if tc.height > 0 {
+			head.time = now.Add(-tc.age)
+		}
+		name := fmt.Sprintf("catching up %v, height %d, head %s old, max_head_age %s", tc.catchingUp, tc.height, tc.age, tc.maxAge)
+		got := servingStatus(head, now, tc.maxAge)
+		if got.status != tc.want || (got.reason == "") != (tc.want == serving) || !strings.Contains(got.reason, tc.reason) {
+			t.Errorf("%s: %v %q, want %v %q", name, got.status, got.reason, tc.want, tc.reason)
 		}
 		// REST's /healthz says the same, as an HTTP status.
 		rec := httptest.NewRecorder()
-		serveHealth(rec, httptest.NewRequest(http.MethodGet, restHealthPath, nil), func() (bool, int64) { return tc.catchingUp, tc.height })
+		serveHealth(rec, httptest.NewRequest(http.MethodGet, restHealthPath, nil), func() nodeHealth { return got })
 		var h restHealth
 		if err := json.Unmarshal(rec.Body.Bytes(), &h); err != nil || h.Status != tc.want.String() || h.Height != tc.height || h.CatchingUp != tc.catchingUp ||
-			(rec.Code == http.StatusOK) != (tc.want == healthpb.HealthCheckResponse_SERVING) || (rec.Code == http.StatusServiceUnavailable) != (rec.Header().Get("Retry-After") == "1") {
-			t.Errorf("GET /healthz (catching up %v, height %d): %d %s", tc.catchingUp, tc.height, rec.Code, rec.Body)
+			!h.BlockTime.Equal(head.time) || h.Reason != got.reason ||
+			(rec.Code == http.StatusOK) != (tc.want == serving) || (rec.Code == http.StatusServiceUnavailable) != (rec.Header().Get("Retry-After") == "1") {
+			t.Errorf("GET /healthz (%s): %d %s", name, rec.Code, rec.Body)
 		}
+	}
+	// A head whose time the node cannot read is not taken as fresh.
+	if got := servingStatus(nodeHead{height: 5}, now, bound); got.status != notServing || !strings.Contains(got.reason, "unknown") {
+		t.Errorf("head without a time: %v %q", got.status, got.reason)
+	}
+}
+
+// TestHealthStaleHead: through the real node, its gRPC server and REST
+// gateway say NOT_SERVING (REST: 503 with the reason) while the node's
+// latest block is older than [grpc] max_head_age by the node's clock. The
+// bound is below one block interval, so the head is always past it: the
+// test needs no frozen chain and waits for no bound.
+func TestHealthStaleHead(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the node binary")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	n := startAPINodeWith(ctx, t, func(c *appConfig) { c.GRPC.MaxHeadAge = time.Millisecond })
+	// The node keeps up (catching_up is false) and makes blocks, yet every
+	// block is more than a millisecond old by its clock.
+	waitHeight(ctx, t, n.proc, n.rpcPort, 2)
+	r := n.rest(ctx, t, restCall{method: http.MethodGet, path: restHealthPath})
+	var h restHealth
+	if err := json.Unmarshal(r.body, &h); err != nil || r.status != http.StatusServiceUnavailable || h.Status != "NOT_SERVING" ||
+		h.CatchingUp || h.Height < 1 || h.BlockTime.IsZero() || time.Since(h.BlockTime) > time.Minute || !strings.Contains(h.Reason, "more than max_head_age 1ms") {
+		t.Fatalf("GET /healthz with a head older than max_head_age: %d %s", r.status, r.body)
+	}
+	// gRPC's health tells no reason: the node logs it once its poll
+	// (healthPoll) sees the stale head rather than a node catching up.
+	waitLog(ctx, t, n.proc, "health: NOT_SERVING", "more than max_head_age 1ms")
+	for _, svc := range []string{"", "emrchain.v1.Query", "emrchain.v1.TxService"} {
+		res, err := healthpb.NewHealthClient(n.conn).Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
+		if err != nil || res.Status != healthpb.HealthCheckResponse_NOT_SERVING {
+			t.Fatalf("health of %q with a head older than max_head_age: %v %v, want NOT_SERVING", svc, res, err)
+		}
+	}
+	// Reads are still answered: the health says where to send clients, it
+	// does not refuse them.
+	if _, err := n.query.Params(ctx, &emrv1.QueryParamsRequest{}); err != nil {
+		t.Fatalf("Params: %v", err)
 	}
 }

@@ -148,6 +148,10 @@ type grpcConfig struct {
 	// How long BroadcastTx (gRPC and REST) waits for a tx to be committed
 	// before it answers DEADLINE_EXCEEDED.
 	BroadcastTimeout time.Duration `toml:"broadcast_timeout"`
+	// MaxHeadAge: how old the node's latest block may be for grpc.health.v1
+	// and REST's /healthz to say SERVING. 0: no bound. Left out of app.toml,
+	// it is [sidecar] max_head_age (loadAppConfig).
+	MaxHeadAge time.Duration `toml:"max_head_age"`
 }
 
 // apiConfig is the [api] section: the REST gateway (grpc-gateway) and the
@@ -204,7 +208,7 @@ func defaultAppConfig() appConfig {
 			SnapshotKeepRecent:  defaultSnapshotKeepRecent,
 		},
 		App:     appSettings{SigCacheSize: app.DefaultOptions().SigCacheSize, AllowedPeers: []string{}},
-		GRPC:    grpcConfig{Enable: true, Address: defaultGRPCAddress, BroadcastTimeout: defaultBroadcastTimeout},
+		GRPC:    grpcConfig{Enable: true, Address: defaultGRPCAddress, BroadcastTimeout: defaultBroadcastTimeout, MaxHeadAge: sidecar.DefaultMaxHeadAge},
 		API:     apiConfig{Enable: true, Address: defaultAPIAddress, CORSAllowedOrigins: []string{}},
 		Sidecar: defaultSidecarConfig(),
 	}
@@ -269,6 +273,8 @@ func (c appConfig) validate() error {
 	case c.GRPC.BroadcastTimeout > maxBroadcastTimeout:
 		// The REST server's write timeout is derived from it.
 		return fmt.Errorf("grpc.broadcast_timeout %s is above %s", c.GRPC.BroadcastTimeout, maxBroadcastTimeout)
+	case c.GRPC.MaxHeadAge < 0:
+		return errors.New("grpc.max_head_age must not be negative (\"0s\": no bound)")
 	}
 	if err := validateListenAddress("grpc.address", c.GRPC.Address, c.GRPC.Enable); err != nil {
 		return err
@@ -403,6 +409,16 @@ address = %q
 # How long BroadcastTx (gRPC and REST) waits for a tx to be committed before
 # it answers DEADLINE_EXCEEDED (the tx may still be committed later).
 broadcast_timeout = %q
+# How old, by this machine's clock, the node's latest block may be for
+# grpc.health.v1 and the REST gateway's /healthz (both servers) to say
+# SERVING; beyond it they say NOT_SERVING (503 with the reason over REST). A
+# node cut off from the other validators, or on a chain that lost its
+# quorum, keeps answering reads from its last block without saying it is
+# behind. The chain makes a block at least every
+# consensus.create_empty_blocks_interval, and start refuses a bound not
+# above it. "0s": no bound, for a chain configured to make no empty blocks.
+# Left out, it is [sidecar] max_head_age.
+max_head_age = %q
 
 [api]
 # The REST gateway over the same services (grpc-gateway), with the OpenAPI
@@ -420,7 +436,7 @@ func writeAppConfig(home string, c appConfig) error {
 	body := fmt.Sprintf(appConfigHeader+appConfigTemplate, c.Store.Backend, c.Store.CacheSize, c.Store.ValueCacheSize,
 		c.Store.PruningKeepRecent, c.Store.PruningInterval, c.Store.CometBFTMemTableMiB,
 		c.Store.SnapshotInterval, c.Store.SnapshotKeepRecent, c.App.SigCacheSize, tomlStrings(c.App.AllowedPeers),
-		c.GRPC.Enable, c.GRPC.Address, c.GRPC.BroadcastTimeout.String(),
+		c.GRPC.Enable, c.GRPC.Address, c.GRPC.BroadcastTimeout.String(), c.GRPC.MaxHeadAge.String(),
 		c.API.Enable, c.API.Address, tomlStrings(c.API.CORSAllowedOrigins)) + renderSidecarConfig(c.Sidecar)
 	return durable.ReplaceFile(filepath.Join(home, cmtcfg.DefaultConfigDir, appConfigFile), []byte(body), 0o644)
 }
@@ -470,6 +486,13 @@ func loadAppConfig(home string) (appConfig, error) {
 	}
 	for _, key := range md.Undecoded() {
 		return c, fmt.Errorf("%s: unknown key %q", path, key.String())
+	}
+	if !md.IsDefined("grpc", "max_head_age") {
+		// An app.toml written before the key existed keeps start working:
+		// init sized the sidecar's bound to the chain's empty-block
+		// interval, and a longer interval than the default bound would be
+		// refused (checkHealthHeadAge).
+		c.GRPC.MaxHeadAge = time.Duration(c.Sidecar.MaxHeadAge)
 	}
 	if !md.IsDefined("sidecar", "pending_bytes_patients") { // follows a total set lower than the default
 		c.Sidecar.PendingBytesPatients = sidecar.PatientsShare(c.Sidecar.PendingBytesTotal)

@@ -94,6 +94,9 @@ func appTomlSeeds(f *testing.F) {
 		"[grpc]\nbroadcast_timeout = \"1h0m0.000000001s\"\n",
 		"[grpc]\nbroadcast_timeout = 1000000000\n",
 		"[grpc]\nbroadcast_timeout = \"-1s\"\n",
+		"[grpc]\nmax_head_age = \"-1ns\"\n",
+		"[grpc]\nmax_head_age = \"0s\"\n[sidecar]\nmax_head_age = \"5m\"\n",
+		"[sidecar]\nmax_head_age = \"2h0m10s\"\n",
 		"[grpc]\nenable = false\naddress = \"\"\n[api]\nenable = false\naddress = \"127.0.0.1:0\"\n",
 		"[grpc]\naddress = \"tcp://127.0.0.1:9090\"\n",
 		"[api]\naddress = \":65535\"\n",
@@ -141,9 +144,10 @@ func checkListenAddress(t *testing.T, key, addr string, enabled bool) {
 // FuzzLoadAppConfig: app.toml is refused with an error naming the file,
 // or every bound config.go documents holds of what it reads (backend,
 // non-negative caches, pruning of both or neither and at least 100
-// versions, memtable MiB, sig cache, node ids, broadcast timeout, listen
-// addresses, CORS origins), and an unset pending_bytes_patients follows
-// the total, an unset max_uploads_patients half of max_uploads. Written again by writeAppConfig (what init and testnet
+// versions, memtable MiB, sig cache, node ids, broadcast timeout, health's
+// max_head_age, listen addresses, CORS origins), and an unset
+// pending_bytes_patients follows the total, an unset max_uploads_patients
+// half of max_uploads, an unset [grpc] max_head_age the sidecar's. Written again by writeAppConfig (what init and testnet
 // write), it reads back as the same settings, and the writer's own
 // files read back as what it wrote.
 func FuzzLoadAppConfig(f *testing.F) {
@@ -172,7 +176,7 @@ func FuzzLoadAppConfig(f *testing.F) {
 			s.CometBFTMemTableMiB < 0, s.CometBFTMemTableMiB > cometdb.MaxMemTableMiB,
 			s.SnapshotInterval < 0, s.SnapshotKeepRecent < 1, s.SnapshotKeepRecent > maxSnapshotKeepRecent,
 			c.App.SigCacheSize < 1, c.App.SigCacheSize > maxSigCacheSize,
-			c.GRPC.BroadcastTimeout <= 0, c.GRPC.BroadcastTimeout > maxBroadcastTimeout:
+			c.GRPC.BroadcastTimeout <= 0, c.GRPC.BroadcastTimeout > maxBroadcastTimeout, c.GRPC.MaxHeadAge < 0:
 			t.Fatalf("%q accepted as %+v", body, c)
 		}
 		if o := c.storeOptions(); o.Backend != s.Backend || o.CacheSize != s.CacheSize || o.KeepRecent != uint64(s.PruningKeepRecent) ||
@@ -200,6 +204,9 @@ func FuzzLoadAppConfig(f *testing.F) {
 		if !md.IsDefined("sidecar", "pending_bytes_patients") && c.Sidecar.PendingBytesPatients != sidecar.PatientsShare(c.Sidecar.PendingBytesTotal) {
 			t.Fatalf("pending_bytes_patients unset: %d, want the share %d of the total %d",
 				c.Sidecar.PendingBytesPatients, sidecar.PatientsShare(c.Sidecar.PendingBytesTotal), c.Sidecar.PendingBytesTotal)
+		}
+		if !md.IsDefined("grpc", "max_head_age") && c.GRPC.MaxHeadAge != time.Duration(c.Sidecar.MaxHeadAge) {
+			t.Fatalf("[grpc] max_head_age unset: %s, want the sidecar's %s", c.GRPC.MaxHeadAge, time.Duration(c.Sidecar.MaxHeadAge))
 		}
 		if !md.IsDefined("sidecar", "max_uploads_patients") && c.Sidecar.MaxUploadsPatients != sidecar.UploadsPatientsShare(c.Sidecar.MaxUploads) {
 			t.Fatalf("max_uploads_patients unset: %d, want the share %d of max_uploads %d",

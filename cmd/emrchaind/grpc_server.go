@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
+	cmtcfg "github.com/cometbft/cometbft/config"
 	"github.com/cometbft/cometbft/libs/log"
 	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
@@ -115,14 +117,26 @@ const healthPoll = time.Second
 // watchHealth keeps grpc.health.v1's status (the server's, "", and each
 // service's) SERVING only while the node answers from a state that keeps
 // up: NOT_SERVING while it block- or state-syncs (its reads lag the
-// chain) or holds no committed state yet. A load balancer then sends
-// clients elsewhere. node reports whether the node is catching up and its
-// last committed height.
-func (s *grpcService) watchHealth(node func() (catchingUp bool, height int64)) {
+// chain), holds no committed state yet, or its latest block is older than
+// [grpc] max_head_age (servingStatus). A load balancer then sends clients
+// elsewhere. health is the node's health now; a change of status or of
+// its cause is logged with the reason, since the health service itself
+// tells a client no reason (a node that has caught up on a chain that has
+// stopped goes from one NOT_SERVING to another).
+func (s *grpcService) watchHealth(health func() nodeHealth) {
+	var last nodeHealth
 	set := func() {
-		status := servingStatus(node())
+		h := health()
 		for _, name := range []string{"", emrv1.Query_ServiceDesc.ServiceName, emrv1.TxService_ServiceDesc.ServiceName} {
-			s.health.SetServingStatus(name, status)
+			s.health.SetServingStatus(name, h.status)
+		}
+		if h.status != last.status || h.cause != last.cause {
+			last = h
+			if h.status == healthpb.HealthCheckResponse_SERVING {
+				s.logger.Info("health: SERVING", "height", h.head.height)
+			} else {
+				s.logger.Info("health: NOT_SERVING", "reason", h.reason)
+			}
 		}
 	}
 	set()
@@ -140,10 +154,64 @@ func (s *grpcService) watchHealth(node func() (catchingUp bool, height int64)) {
 	}()
 }
 
-// servingStatus is the health of a node catching up or not, at height.
-func servingStatus(catchingUp bool, height int64) healthpb.HealthCheckResponse_ServingStatus {
-	if catchingUp || height < 1 {
-		return healthpb.HealthCheckResponse_NOT_SERVING
+// nodeHead is what the health answers are made of: whether the node is
+// catching up (block- or state-syncing: its reads lag the chain), its last
+// committed height and the time of that block (zero when unknown).
+type nodeHead struct {
+	catchingUp bool
+	height     int64
+	time       time.Time
+}
+
+// nodeHealth is the health of a node: its head, and SERVING or
+// NOT_SERVING with the reason.
+type nodeHealth struct {
+	head   nodeHead
+	status healthpb.HealthCheckResponse_ServingStatus
+	cause  healthCause
+	reason string // empty while SERVING
+}
+
+// healthCause is why a node is NOT_SERVING; reasons hold ages and heights,
+// which change with every look.
+type healthCause int
+
+const (
+	causeNone healthCause = iota
+	causeCatchingUp
+	causeNoState
+	causeNoBlockTime
+	causeStaleHead
+)
+
+// servingStatus is the health of a node at head, by the node's clock (now):
+// SERVING only while it is not catching up, holds committed state and its
+// latest block is at most maxAge old (0: no bound). A node cut off from the
+// other validators, or on a chain that lost its quorum, says nothing of it
+// itself (it is not catching up, it just sees no new blocks) and would
+// otherwise keep answering reads from a frozen state as a healthy node.
+func servingStatus(head nodeHead, now time.Time, maxAge time.Duration) nodeHealth {
+	h := nodeHealth{head: head, status: healthpb.HealthCheckResponse_NOT_SERVING}
+	switch age := now.Sub(head.time); {
+	case head.catchingUp:
+		h.cause, h.reason = causeCatchingUp, fmt.Sprintf("the node is catching up (block- or state-syncing), at height %d", head.height)
+	case head.height < 1:
+		h.cause, h.reason = causeNoState, "the node holds no committed state yet"
+	case maxAge > 0 && head.time.IsZero():
+		h.cause, h.reason = causeNoBlockTime, fmt.Sprintf("the time of the node's latest block (height %d) is unknown, so its age cannot be checked against max_head_age %s", head.height, maxAge)
+	case maxAge > 0 && age > maxAge:
+		h.cause, h.reason = causeStaleHead, fmt.Sprintf("the node's latest block (height %d, %s) is %s old, more than max_head_age %s: the node may be cut off from the other validators, or the chain may have lost its quorum",
+			head.height, head.time.UTC().Format(time.RFC3339), age.Round(time.Millisecond), maxAge)
+	default:
+		h.status = healthpb.HealthCheckResponse_SERVING
 	}
-	return healthpb.HealthCheckResponse_SERVING
+	return h
+}
+
+// checkHealthHeadAge refuses a [grpc] max_head_age that an idle chain's
+// head would pass, as checkHeadAge does the sidecar's: the health answers
+// would say NOT_SERVING whenever the chain is quiet, and a load balancer
+// would send clients away from every node at once.
+func checkHealthHeadAge(c grpcConfig, consensus *cmtcfg.ConsensusConfig) error {
+	return checkIdleHeadAge("grpc.max_head_age", c.MaxHeadAge, "grpc.health.v1 and REST's /healthz would say NOT_SERVING whenever the chain is quiet", consensus)
 }

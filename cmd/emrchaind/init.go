@@ -241,11 +241,17 @@ func planInit(o initOptions) (*initPlan, error) {
 	if o.apiAddr != "" {
 		appConf.API.Address = o.apiAddr
 	}
-	// The sidecar refuses a head older than max_head_age; an idle chain's
+	// The sidecar refuses a head older than max_head_age, and the health
+	// answers say NOT_SERVING beyond [grpc] max_head_age; an idle chain's
 	// head is up to one empty-block interval old, so a long interval gets
-	// a bound that leaves room for two (start refuses less: checkHeadAge).
-	if room := 2*o.emptyBlocks + 10*time.Second; time.Duration(appConf.Sidecar.MaxHeadAge) < room {
+	// bounds that leave room for two (start refuses less: checkHeadAge,
+	// checkHealthHeadAge).
+	room := 2*o.emptyBlocks + 10*time.Second
+	if time.Duration(appConf.Sidecar.MaxHeadAge) < room {
 		appConf.Sidecar.MaxHeadAge = duration(room)
+	}
+	if appConf.GRPC.MaxHeadAge < room {
+		appConf.GRPC.MaxHeadAge = room
 	}
 	if err := appConf.validate(); err != nil {
 		return nil, fmt.Errorf("app config: %w", err)

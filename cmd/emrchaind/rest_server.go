@@ -114,7 +114,7 @@ func (s *restService) Stop(ctx context.Context) error {
 
 // newRESTHandler is the whole REST API: the gateway, /openapi.json, body
 // limits, ?height=, CORS (when origins are given) and panic recovery.
-func newRESTHandler(queries *queryServer, txs *txServer, health func() (catchingUp bool, height int64), corsOrigins []string, logger log.Logger) (http.Handler, error) {
+func newRESTHandler(queries *queryServer, txs *txServer, health func() nodeHealth, corsOrigins []string, logger log.Logger) (http.Handler, error) {
 	ctx := context.Background()
 	gw := runtime.NewServeMux(
 		// A route is served for its method only: the gateway would
@@ -324,27 +324,31 @@ const restHealthPath = "/healthz"
 
 // restHealth is the JSON of GET /healthz.
 type restHealth struct {
-	Status     string `json:"status"` // SERVING or NOT_SERVING, as grpc.health.v1
-	CatchingUp bool   `json:"catching_up"`
-	Height     int64  `json:"height"`
+	Status     string    `json:"status"` // SERVING or NOT_SERVING, as grpc.health.v1
+	CatchingUp bool      `json:"catching_up"`
+	Height     int64     `json:"height"`
+	BlockTime  time.Time `json:"block_time,omitzero"` // of the block at height
+	Reason     string    `json:"reason,omitempty"`    // why NOT_SERVING
 }
 
 // serveHealth answers 200 while the node serves reads that keep up with
-// the chain, and 503 (Retry-After) while it catches up or holds no
-// committed state: a load balancer sends clients elsewhere meanwhile.
-func serveHealth(w http.ResponseWriter, r *http.Request, health func() (bool, int64)) {
+// the chain, and 503 (Retry-After) with the reason while it catches up,
+// holds no committed state or its latest block is older than [grpc]
+// max_head_age (servingStatus): a load balancer sends clients elsewhere
+// meanwhile.
+func serveHealth(w http.ResponseWriter, r *http.Request, health func() nodeHealth) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		writeRESTError(w, http.StatusMethodNotAllowed, codes.Unimplemented, "method "+r.Method+" not allowed on "+restHealthPath)
 		return
 	}
-	catchingUp, height := health()
-	status := servingStatus(catchingUp, height)
-	body, _ := json.Marshal(restHealth{Status: status.String(), CatchingUp: catchingUp, Height: height})
+	h := health()
+	body, _ := json.Marshal(restHealth{Status: h.status.String(), CatchingUp: h.head.catchingUp, Height: h.head.height,
+		BlockTime: h.head.time.UTC(), Reason: h.reason})
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	code := http.StatusOK
-	if status != healthpb.HealthCheckResponse_SERVING {
+	if h.status != healthpb.HealthCheckResponse_SERVING {
 		w.Header().Set("Retry-After", "1")
 		code = http.StatusServiceUnavailable
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	cmtcfg "github.com/cometbft/cometbft/config"
 	"github.com/cometbft/cometbft/libs/log"
@@ -25,12 +26,26 @@ type service interface {
 	Stop(ctx context.Context) error
 }
 
-// nodeHealth reports whether the node is catching up (block- or
-// state-syncing: its reads lag the chain) and its last committed height,
-// for the services' health answers.
-func (env serviceEnv) nodeHealth() (catchingUp bool, height int64) {
+// nodeHealth is the node's health now, for the services' health answers
+// (grpc.health.v1 and REST's /healthz): its head by this machine's clock
+// against [grpc] max_head_age.
+func (env serviceEnv) nodeHealth() nodeHealth {
+	return servingStatus(env.nodeHead(), time.Now(), env.appConfig.GRPC.MaxHeadAge)
+}
+
+// nodeHead reads whether the node is catching up (block- or state-syncing:
+// its reads lag the chain), its last committed height (the state reads
+// are answered from) and that block's time, from the block store, which
+// holds every block the app has committed beyond a state-sync snapshot.
+func (env serviceEnv) nodeHead() nodeHead {
 	h, _ := env.app.LastCommit()
-	return env.node.ConsensusReactor().WaitSync(), h
+	head := nodeHead{catchingUp: env.node.ConsensusReactor().WaitSync(), height: h}
+	if h > 0 {
+		if meta := env.node.BlockStore().LoadBlockMeta(h); meta != nil {
+			head.time = meta.Header.Time
+		}
+	}
+	return head
 }
 
 // serviceEnv is what a service may build on. Services read state through the

@@ -376,14 +376,20 @@ func (c *sidecarConfig) resolve(home string) error {
 // comes before the transaction that would make a block, too) would be
 // refused as stale whenever the chain is quiet.
 func checkHeadAge(c sidecarConfig, consensus *cmtcfg.ConsensusConfig) error {
-	age := time.Duration(c.MaxHeadAge)
+	return checkIdleHeadAge("sidecar: max_head_age", time.Duration(c.MaxHeadAge), "the sidecar would refuse every request as stale", consensus)
+}
+
+// checkIdleHeadAge refuses age, the bound on the head's age that the
+// setting key holds, when an idle chain's head would pass it; effect says
+// what would follow.
+func checkIdleHeadAge(key string, age time.Duration, effect string, consensus *cmtcfg.ConsensusConfig) error {
 	switch {
 	case age == 0:
 		return nil
 	case !consensus.CreateEmptyBlocks:
-		return fmt.Errorf("sidecar: max_head_age %s with consensus.create_empty_blocks = false: an idle chain makes no blocks, and the sidecar would refuse every request as stale; set max_head_age = \"0s\" (no bound) or make empty blocks", age)
+		return fmt.Errorf("%s %s with consensus.create_empty_blocks = false: an idle chain makes no blocks, and %s; set max_head_age = \"0s\" (no bound) or make empty blocks", key, age, effect)
 	case consensus.CreateEmptyBlocksInterval >= age:
-		return fmt.Errorf("sidecar: max_head_age %s is not above consensus.create_empty_blocks_interval %s: an idle chain's newest block would be too old for the sidecar to serve; raise max_head_age or lower the interval", age, consensus.CreateEmptyBlocksInterval)
+		return fmt.Errorf("%s %s is not above consensus.create_empty_blocks_interval %s: an idle chain's newest block would be older, and %s; raise max_head_age or lower the interval", key, age, consensus.CreateEmptyBlocksInterval, effect)
 	}
 	return nil
 }

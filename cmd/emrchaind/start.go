@@ -55,9 +55,11 @@ data/priv_validator_state.json, which init writes: restore them from a backup
 
 Beside the node, start serves (as app.toml [grpc] and [api] say) the gRPC
 Query and TxService services on 127.0.0.1:9090, with grpc.health.v1 (SERVING
-once the node holds committed state and is not block- or state-syncing), the
+while the node holds committed state, is not block- or state-syncing and its
+latest block is at most [grpc] max_head_age old by this machine's clock), the
 REST gateway over them on 127.0.0.1:1317, with the OpenAPI document at
-/openapi.json, and (as [sidecar] says) the blob sidecar on 127.0.0.1:7070. A
+/openapi.json and the same health at /healthz (503 with the reason), and (as
+[sidecar] says) the blob sidecar on 127.0.0.1:7070. A
 listen address already in use, or a bad [sidecar] setting, stops start with
 an error before the node starts; the addresses are taken then, and answer
 once the node runs (after any replay of blocks). A sidecar whose blob store
@@ -166,6 +168,11 @@ func loadNodeSettings(cmd *cobra.Command) (*nodeSettings, error) {
 			return nil, err
 		}
 		if err := checkHeadAge(appConf.Sidecar, conf.Consensus); err != nil {
+			return nil, err
+		}
+	}
+	if appConf.GRPC.Enable || appConf.API.Enable {
+		if err := checkHealthHeadAge(appConf.GRPC, conf.Consensus); err != nil {
 			return nil, err
 		}
 	}
