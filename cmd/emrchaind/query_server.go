@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -36,12 +37,27 @@ type queryServer struct {
 	emrv1.UnimplementedQueryServer
 	inner  *app.QueryService
 	logger log.Logger
+	// slots holds one token per query being served, gRPC and REST
+	// together: a query waits for a free one (until its deadline).
+	slots chan struct{}
 }
 
 var _ emrv1.QueryServer = (*queryServer)(nil)
 
+// queriesPerCPU bounds the queries served at once, per CPU. The connection
+// limits (grpc_server.go, rest_server.go) allow tens of thousands of
+// concurrent calls; each query reads IAVL and builds proofs on the cores
+// consensus needs, and past a few per core more at once only add memory
+// and lengthen every answer.
+const queriesPerCPU = 4
+
 func newQueryServer(env serviceEnv) *queryServer {
-	return &queryServer{inner: app.NewQueryService(env.app), logger: env.logger.With("module", "query")}
+	return newQueryServerOver(app.NewQueryService(env.app), env.logger.With("module", "query"), queriesPerCPU*runtime.GOMAXPROCS(0))
+}
+
+// newQueryServerOver serves inner with at most slots queries at once.
+func newQueryServerOver(inner *app.QueryService, logger log.Logger, slots int) *queryServer {
+	return &queryServer{inner: inner, logger: logger, slots: make(chan struct{}, slots)}
 }
 
 // requestHeight is the height the request's metadata asks for; 0 = latest.
@@ -83,6 +99,13 @@ func serveQuery[Req any, Resp heightResponse](ctx context.Context, s *queryServe
 	h, err := requestHeight(ctx)
 	if err != nil {
 		return zero, err
+	}
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+	case <-ctx.Done():
+		return zero, grpcstatus.Errorf(grpcstatus.FromContextError(ctx.Err()).Code(),
+			"%s: the request ended while it waited for one of the node's %d query slots (all busy)", method, cap(s.slots))
 	}
 	resp, err = call(app.WithHeight(ctx, h), req)
 	if err != nil {

@@ -19,7 +19,7 @@ import (
 // loopback port (httptest); broadcasts are not wired.
 func newTestREST(t *testing.T, c *apptest.Chain) *httptest.Server {
 	t.Helper()
-	q := &queryServer{inner: app.NewQueryService(c.App), logger: log.NewNopLogger()}
+	q := newQueryServerOver(app.NewQueryService(c.App), log.NewNopLogger(), queriesPerCPU)
 	txs := &txServer{app: c.App, mempoolMaxTxBytes: 1 << 20, timeout: time.Second,
 		done: make(chan struct{}), waiters: make(chan struct{}, 1), logger: log.NewNopLogger()}
 	h, err := newRESTHandler(q, txs, func() nodeHealth { return servingStatus(nodeHead{height: 1, time: time.Now()}, time.Now(), 0) }, nil, log.NewNopLogger())
