@@ -335,6 +335,9 @@ func (c *sidecarConfig) resolve(home string) error {
 		if c.MinIOEndpoint == "" || c.MinIOBucket == "" {
 			return errors.New("sidecar: the minio backend needs minio_endpoint and minio_bucket")
 		}
+		if err := blobstore.CheckMinIOEndpoint(c.MinIOEndpoint); err != nil {
+			return fmt.Errorf("sidecar: minio_endpoint: %w", err)
+		}
 		if c.MinIOAccessKey == "" || c.MinIOSecretKey == "" {
 			return fmt.Errorf("sidecar: the minio backend needs credentials: set %s and %s (or minio_access_key and minio_secret_key in app.toml)",
 				envMinIOAccessKey, envMinIOSecretKey)

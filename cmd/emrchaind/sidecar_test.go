@@ -1165,3 +1165,37 @@ func ageFiles(t *testing.T, dir string, d time.Duration) {
 		t.Fatal(err)
 	}
 }
+
+// TestMinIOEndpointChecked: a MinIO endpoint with a path, another scheme
+// or a bad port is refused when the config is read (and by testnet's
+// --minio-addr), naming the key, not when the sidecar first dials.
+func TestMinIOEndpointChecked(t *testing.T) {
+	t.Setenv(envMinIOAccessKey, "ak")
+	t.Setenv(envMinIOSecretKey, "sk")
+	for ep, ok := range map[string]bool{
+		"127.0.0.1:9000":          true,
+		"minio.hospital.example":  true,
+		"[::1]:9000":              true,
+		"http://127.0.0.1:9000":   true,
+		"https://minio.example":   true,
+		"ftp://127.0.0.1:9000":    false,
+		"http://127.0.0.1:9000/b": false,
+		"127.0.0.1:9000/bucket":   false,
+		"127.0.0.1:0":             false,
+		"127.0.0.1:65536":         false,
+		"127.0.0.1:http":          false,
+		"::1":                     false,
+		"user@minio.example:9000": false,
+		":9000":                   false,
+	} {
+		c := defaultSidecarConfig()
+		c.Backend, c.MinIOEndpoint, c.MinIOBucket = sidecarBackendMinIO, ep, "emrchain"
+		err := c.resolve(t.TempDir())
+		if ok && err != nil {
+			t.Errorf("endpoint %q refused: %v", ep, err)
+		}
+		if !ok && (err == nil || !strings.Contains(err.Error(), "minio_endpoint")) {
+			t.Errorf("endpoint %q: %v, want it refused naming minio_endpoint", ep, err)
+		}
+	}
+}

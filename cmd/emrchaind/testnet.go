@@ -16,6 +16,7 @@ import (
 	cmttypes "github.com/cometbft/cometbft/types"
 	"github.com/spf13/cobra"
 
+	"github.com/emrchain/emrchain/offchain/blobstore"
 	"github.com/emrchain/emrchain/store"
 	"github.com/emrchain/emrchain/testnet/manifest"
 )
@@ -136,6 +137,11 @@ func runTestnet(w io.Writer, o testnetOptions) (_ *manifest.Testnet, err error) 
 	}
 	if o.blob != "fs" && o.blob != "minio" {
 		return nil, fmt.Errorf(`--blob %q: want "fs" or "minio"`, o.blob)
+	}
+	if o.blob == "minio" {
+		if err := blobstore.CheckMinIOEndpoint(o.minioAddr); err != nil {
+			return nil, fmt.Errorf("--minio-addr: %w", err)
+		}
 	}
 	if err := validateBackend(o.backend); err != nil {
 		return nil, err

@@ -252,6 +252,8 @@ func TestTestnetForceChecksInputFirst(t *testing.T) {
 		{[]string{"--validators", "65"}, "--validators"},
 		{[]string{"--base-port", "80"}, "--base-port"},
 		{[]string{"--blob", "s3"}, "--blob"},
+		{[]string{"--blob", "minio", "--minio-addr", "http://127.0.0.1:9000/emrchain"}, "--minio-addr"},
+		{[]string{"--blob", "minio", "--minio-addr", "127.0.0.1:90000"}, "--minio-addr"},
 		{[]string{"--backend", "sqlite"}, "unknown backend"},
 	} {
 		args := append([]string{"testnet", "--output", dir, "--validators", "2", "--base-port", "30100", "--force"}, tc.args...)

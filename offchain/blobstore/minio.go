@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -71,13 +73,22 @@ func minioPartSize(size int64) uint64 {
 	return uint64(max(part, minioMinPartSize))
 }
 
-// OpenMinIO connects to the server and creates the bucket if it is missing.
-func OpenMinIO(ctx context.Context, cfg MinIOConfig) (*MinIO, error) {
-	endpoint, secure := cfg.Endpoint, cfg.Secure
+// CheckMinIOEndpoint refuses an endpoint (MinIOConfig.Endpoint) that
+// OpenMinIO would refuse, without connecting: for a config's checks, made
+// before anything starts.
+func CheckMinIOEndpoint(endpoint string) error {
+	_, _, err := minioEndpoint(endpoint, false)
+	return err
+}
+
+// minioEndpoint is the host:port minio-go dials for endpoint, and whether
+// it uses TLS: a URL's scheme decides, secure does for a bare host:port.
+func minioEndpoint(endpoint string, secure bool) (string, bool, error) {
+	hostport := endpoint
 	if strings.Contains(endpoint, "://") {
 		u, err := url.Parse(endpoint)
 		if err != nil {
-			return nil, fmt.Errorf("blobstore: minio endpoint %q: %w", cfg.Endpoint, err)
+			return "", false, fmt.Errorf("blobstore: minio endpoint %q: %w", endpoint, err)
 		}
 		switch u.Scheme {
 		case "http":
@@ -85,15 +96,39 @@ func OpenMinIO(ctx context.Context, cfg MinIOConfig) (*MinIO, error) {
 		case "https":
 			secure = true
 		default:
-			return nil, fmt.Errorf("blobstore: minio endpoint %q: scheme must be http or https", cfg.Endpoint)
+			return "", false, fmt.Errorf("blobstore: minio endpoint %q: scheme must be http or https", endpoint)
 		}
-		if u.Path != "" && u.Path != "/" {
-			return nil, fmt.Errorf("blobstore: minio endpoint %q must not have a path", cfg.Endpoint)
+		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return "", false, fmt.Errorf("blobstore: minio endpoint %q must be a server's address, without a path, query or user", endpoint)
 		}
-		endpoint = u.Host
+		hostport = u.Host
 	}
-	if endpoint == "" {
-		return nil, errors.New("blobstore: minio endpoint is empty")
+	if hostport == "" {
+		return "", false, errors.New("blobstore: minio endpoint is empty")
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil && !strings.Contains(hostport, ":") {
+		host, port, err = hostport, "", nil // a host alone: the scheme's port
+	}
+	if err == nil && port != "" {
+		if n, perr := strconv.ParseUint(port, 10, 16); perr != nil || n == 0 {
+			err = fmt.Errorf("bad port %q", port)
+		}
+	}
+	if err == nil && (host == "" || strings.ContainsAny(host, "/?#@ \t")) {
+		err = errors.New("bad host")
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("blobstore: minio endpoint %q: want host:port (or http:// or https:// and host:port): %w", endpoint, err)
+	}
+	return hostport, secure, nil
+}
+
+// OpenMinIO connects to the server and creates the bucket if it is missing.
+func OpenMinIO(ctx context.Context, cfg MinIOConfig) (*MinIO, error) {
+	endpoint, secure, err := minioEndpoint(cfg.Endpoint, cfg.Secure)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Bucket == "" {
 		return nil, errors.New("blobstore: minio bucket is empty")
