@@ -77,6 +77,7 @@ func TestAppConfigServers(t *testing.T) {
 	c := def
 	c.GRPC = grpcConfig{Enable: false, Address: "0.0.0.0:19090", BroadcastTimeout: 5 * time.Second}
 	c.API = apiConfig{Enable: true, Address: "[::1]:11317", CORSAllowedOrigins: []string{"https://app.example.org", "*"}}
+	c.App.AllowedHosts = []string{"localhost", "node0.hospital.example"}
 	if err := writeAppConfig(home, c); err != nil {
 		t.Fatal(err)
 	}
@@ -100,6 +101,7 @@ func TestAppConfigServers(t *testing.T) {
 		"zero timeout":       "[grpc]\nbroadcast_timeout = \"0s\"\n",
 		"bad duration":       "[grpc]\nbroadcast_timeout = \"soon\"\n",
 		"bad origin":         "[api]\ncors_allowed_origins = [\"a b\"]\n",
+		"host with port":     "[app]\nallowed_hosts = [\"node0:1317\"]\n",
 		"unknown key":        "[api]\nport = 1317\n",
 	} {
 		if err := write(body); err == nil {

@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	cmtcfg "github.com/cometbft/cometbft/config"
 	"github.com/cometbft/cometbft/crypto/ed25519"
 	cmttypes "github.com/cometbft/cometbft/types"
 	"google.golang.org/genproto/googleapis/api/annotations"
@@ -67,6 +68,13 @@ func startAPINode(ctx context.Context, t *testing.T, corsOrigin string) *apiNode
 // startAPINodeWith is startAPINode with app.toml as edit leaves it.
 func startAPINodeWith(ctx context.Context, t *testing.T, edit func(*appConfig)) *apiNode {
 	t.Helper()
+	return startAPINodeConfigured(ctx, t, edit, nil)
+}
+
+// startAPINodeConfigured is startAPINodeWith with config.toml as
+// editComet (when not nil) leaves it.
+func startAPINodeConfigured(ctx context.Context, t *testing.T, edit func(*appConfig), editComet func(*cmtcfg.Config)) *apiNode {
+	t.Helper()
 	home := t.TempDir()
 	n := &apiNode{home: home, rpcPort: freeport.Get(t),
 		grpcAddr: fmt.Sprintf("127.0.0.1:%d", freeport.Get(t)), apiAddr: fmt.Sprintf("127.0.0.1:%d", freeport.Get(t))}
@@ -91,6 +99,14 @@ func startAPINodeWith(ctx context.Context, t *testing.T, edit func(*appConfig)) 
 	edit(&conf)
 	if err := writeAppConfig(home, conf); err != nil {
 		t.Fatal(err)
+	}
+	if editComet != nil {
+		cc, err := loadCometConfig(home)
+		if err != nil {
+			t.Fatal(err)
+		}
+		editComet(cc)
+		cmtcfg.WriteConfigFile(filepath.Join(home, "config", "config.toml"), cc)
 	}
 	n.proc = startNode(t, home, "node.log")
 	waitHeight(ctx, t, n.proc, n.rpcPort, 1)

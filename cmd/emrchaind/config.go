@@ -137,6 +137,10 @@ type appSettings struct {
 	// always turns CometBFT's filter_peers on; acceptedPeers). None listed
 	// anywhere: no peer may connect.
 	AllowedPeers []string `toml:"allowed_peers"`
+	// Host names a request to the node's HTTP servers (CometBFT's RPC and
+	// the REST gateway) may name in its Host header, without the port; an
+	// IP address always passes; "*" lets any through (hostFilter).
+	AllowedHosts []string `toml:"allowed_hosts"`
 }
 
 // grpcConfig is the [grpc] section: the gRPC Query and TxService server.
@@ -207,7 +211,7 @@ func defaultAppConfig() appConfig {
 			CometBFTMemTableMiB: cometdb.DefaultMemTableMiB,
 			SnapshotKeepRecent:  defaultSnapshotKeepRecent,
 		},
-		App:     appSettings{SigCacheSize: app.DefaultOptions().SigCacheSize, AllowedPeers: []string{}},
+		App:     appSettings{SigCacheSize: app.DefaultOptions().SigCacheSize, AllowedPeers: []string{}, AllowedHosts: slices.Clone(defaultAllowedHosts)},
 		GRPC:    grpcConfig{Enable: true, Address: defaultGRPCAddress, BroadcastTimeout: defaultBroadcastTimeout, MaxHeadAge: sidecar.DefaultMaxHeadAge},
 		API:     apiConfig{Enable: true, Address: defaultAPIAddress, CORSAllowedOrigins: []string{}},
 		Sidecar: defaultSidecarConfig(),
@@ -290,7 +294,7 @@ func (c appConfig) validate() error {
 			return fmt.Errorf("api.cors_allowed_origins: bad origin %q (want e.g. \"https://app.example.org\" or \"*\")", o)
 		}
 	}
-	return nil
+	return checkAllowedHosts(c.App.AllowedHosts)
 }
 
 // validateListenAddress accepts host:port with a numeric port; an empty
@@ -398,6 +402,15 @@ sig_cache_size = %d
 # in any of the three, this node refuses every peer (a single validator needs
 # none).
 allowed_peers = %s
+# Host names a request to this node's HTTP servers (CometBFT's RPC, config.toml
+# [rpc] laddr, and the REST gateway, [api] below) may call it by: the Host
+# header, without the port. A request naming any other host is refused (403),
+# so that a web page cannot reach a node behind a firewall through a browser
+# inside it, by pointing a DNS name of its own at the node's address (DNS
+# rebinding). A Host that is an IP address is always answered. Add the names
+# clients use once the node is exposed, e.g. ["localhost",
+# "node0.hospital.example"]; ["*"] answers any.
+allowed_hosts = %s
 
 [grpc]
 # The gRPC server: emrchain.v1.Query, emrchain.v1.TxService, server
@@ -435,7 +448,7 @@ cors_allowed_origins = %s
 func writeAppConfig(home string, c appConfig) error {
 	body := fmt.Sprintf(appConfigHeader+appConfigTemplate, c.Store.Backend, c.Store.CacheSize, c.Store.ValueCacheSize,
 		c.Store.PruningKeepRecent, c.Store.PruningInterval, c.Store.CometBFTMemTableMiB,
-		c.Store.SnapshotInterval, c.Store.SnapshotKeepRecent, c.App.SigCacheSize, tomlStrings(c.App.AllowedPeers),
+		c.Store.SnapshotInterval, c.Store.SnapshotKeepRecent, c.App.SigCacheSize, tomlStrings(c.App.AllowedPeers), tomlStrings(c.App.AllowedHosts),
 		c.GRPC.Enable, c.GRPC.Address, c.GRPC.BroadcastTimeout.String(), c.GRPC.MaxHeadAge.String(),
 		c.API.Enable, c.API.Address, tomlStrings(c.API.CORSAllowedOrigins)) + renderSidecarConfig(c.Sidecar)
 	return durable.ReplaceFile(filepath.Join(home, cmtcfg.DefaultConfigDir, appConfigFile), []byte(body), 0o644)

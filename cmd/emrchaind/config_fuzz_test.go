@@ -56,6 +56,7 @@ func sampleAppConfigs() []appConfig {
 	pebble.App.AllowedPeers = []string{strings.Repeat("9a", 20), strings.Repeat("0", 39) + "1"}
 	pebble.GRPC = grpcConfig{Enable: false, Address: "", BroadcastTimeout: time.Hour}
 	pebble.API = apiConfig{Enable: true, Address: "[::1]:11317", CORSAllowedOrigins: []string{"https://app.example.org", "*"}}
+	pebble.App.AllowedHosts = []string{"*"}
 	minio := def
 	minio.Sidecar.Backend, minio.Sidecar.MinIOEndpoint, minio.Sidecar.MinIOBucket = sidecarBackendMinIO, "127.0.0.1:9000", "emrchain-testnet"
 	minio.Sidecar.MinIOPrefix, minio.Sidecar.MinIORegion, minio.Sidecar.MinIOSecure = "node0/", "eu-west-1", true
@@ -103,6 +104,7 @@ func appTomlSeeds(f *testing.F) {
 		"[api]\naddress = \"127.0.0.1:65536\"\n",
 		"[api]\naddress = \"[::1%25eth0]:1\"\n",
 		"[api]\ncors_allowed_origins = [\"a,b\"]\n",
+		"[app]\nallowed_hosts = [\"http://node0\"]\n",
 		"[api]\ncors_allowed_origins = [\"\\u00a0\"]\n",
 		"[sidecar]\nlisten = \"\"\nenable = false\n",
 		"[sidecar]\npending_bytes_total = 1\n",
@@ -191,6 +193,11 @@ func FuzzLoadAppConfig(f *testing.F) {
 		for _, o := range c.API.CORSAllowedOrigins {
 			if o == "" || strings.ContainsAny(o, " \t\r\n,") {
 				t.Fatalf("CORS origin %q accepted", o)
+			}
+		}
+		for _, h := range c.App.AllowedHosts {
+			if h != allowAnyHost && (h == "" || strings.ContainsAny(h, " :/*")) {
+				t.Fatalf("allowed host %q accepted", h)
 			}
 		}
 		checkListenAddress(t, "grpc.address", c.GRPC.Address, c.GRPC.Enable)

@@ -30,7 +30,10 @@
 // txServer: a query can be pinned to a height with x-emrchain-height
 // (metadata, header or ?height=), app errors become gRPC status codes
 // (grpc_codes.go) and, over REST, JSON {"code", "status", "message"} with the
-// matching HTTP status.
+// matching HTTP status. CometBFT's RPC (config.toml [rpc] laddr) is served by
+// start too, with CometBFT's routes (rpc_server.go), so that it and REST both
+// refuse a Host outside [app] allowed_hosts (http_hosts.go, DNS rebinding)
+// and the RPC's WebSocket refuses browsers from origins not listed.
 //
 // start runs CometBFT in-process over a local ABCI client (package abci). The
 // app persists only in Commit and reports its last commit in Info, so a crash

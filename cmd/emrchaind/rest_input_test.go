@@ -22,7 +22,8 @@ func newTestREST(t *testing.T, c *apptest.Chain) *httptest.Server {
 	q := newQueryServerOver(app.NewQueryService(c.App), log.NewNopLogger(), queriesPerCPU)
 	txs := &txServer{app: c.App, mempoolMaxTxBytes: 1 << 20, timeout: time.Second,
 		done: make(chan struct{}), waiters: make(chan struct{}, 1), logger: log.NewNopLogger()}
-	h, err := newRESTHandler(q, txs, func() nodeHealth { return servingStatus(nodeHead{height: 1, time: time.Now()}, time.Now(), 0) }, nil, log.NewNopLogger())
+	h, err := newRESTHandler(q, txs, func() nodeHealth { return servingStatus(nodeHead{height: 1, time: time.Now()}, time.Now(), 0) }, nil,
+		newHostFilter(defaultAllowedHosts), log.NewNopLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

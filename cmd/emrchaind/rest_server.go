@@ -70,7 +70,8 @@ func startREST(env serviceEnv, queries *queryServer, txs *txServer) (*restServic
 	logger := env.logger.With("module", "rest")
 	// Every connection holds a file descriptor, which consensus shares.
 	lis := netutil.LimitListener(take(&env.listeners.api), restMaxConnections)
-	handler, err := newRESTHandler(queries, txs, env.nodeHealth, env.appConfig.API.CORSAllowedOrigins, logger)
+	handler, err := newRESTHandler(queries, txs, env.nodeHealth, env.appConfig.API.CORSAllowedOrigins,
+		newHostFilter(env.appConfig.App.AllowedHosts), logger)
 	if err != nil {
 		lis.Close()
 		return nil, err
@@ -88,7 +89,8 @@ func startREST(env serviceEnv, queries *queryServer, txs *txServer) (*restServic
 	s := &restService{srv: srv, txs: txs, addr: lis.Addr().String(), done: make(chan error, 1), logger: logger}
 	go func() { s.done <- srv.Serve(lis) }()
 	logger.Info("REST server listening", "address", s.addr, "openapi", "http://"+s.addr+openAPIPath,
-		"cors_allowed_origins", strings.Join(env.appConfig.API.CORSAllowedOrigins, ","))
+		"cors_allowed_origins", strings.Join(env.appConfig.API.CORSAllowedOrigins, ","),
+		"allowed_hosts", strings.Join(env.appConfig.App.AllowedHosts, ","))
 	return s, nil
 }
 
@@ -113,8 +115,9 @@ func (s *restService) Stop(ctx context.Context) error {
 }
 
 // newRESTHandler is the whole REST API: the gateway, /openapi.json, body
-// limits, ?height=, CORS (when origins are given) and panic recovery.
-func newRESTHandler(queries *queryServer, txs *txServer, health func() nodeHealth, corsOrigins []string, logger log.Logger) (http.Handler, error) {
+// limits, ?height=, CORS (when origins are given), the Host check (hosts)
+// and panic recovery.
+func newRESTHandler(queries *queryServer, txs *txServer, health func() nodeHealth, corsOrigins []string, hosts hostFilter, logger log.Logger) (http.Handler, error) {
 	ctx := context.Background()
 	gw := runtime.NewServeMux(
 		// A route is served for its method only: the gateway would
@@ -192,6 +195,9 @@ func newRESTHandler(queries *queryServer, txs *txServer, health func() nodeHealt
 			MaxAge:         600,
 		}).Handler(h)
 	}
+	h = hosts.wrap(h, func(w http.ResponseWriter, why string) {
+		writeRESTError(w, http.StatusForbidden, codes.PermissionDenied, why)
+	})
 	return recoverREST(h, logger), nil
 }
 

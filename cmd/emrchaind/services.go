@@ -70,16 +70,21 @@ type serviceEnv struct {
 // server takes its listener (take); close closes those never taken.
 type serviceListeners struct {
 	grpc, api, sidecar net.Listener
+	rpc                []rpcListener // CometBFT's RPC: rpcService
 }
 
-// listenServices listens on every enabled server's address.
-func listenServices(c appConfig) (_ *serviceListeners, err error) {
+// listenServices listens on every enabled server's address, CometBFT's RPC
+// (rpc) first.
+func listenServices(c appConfig, rpc *cmtcfg.RPCConfig) (_ *serviceListeners, err error) {
 	l := &serviceListeners{}
 	defer func() {
 		if err != nil {
 			l.close()
 		}
 	}()
+	if l.rpc, err = listenRPC(rpc); err != nil {
+		return nil, err
+	}
 	for _, s := range []struct {
 		enable     bool
 		addr, what string
@@ -112,11 +117,17 @@ func (l *serviceListeners) close() {
 			_ = take(ln).Close()
 		}
 	}
+	for _, ln := range l.rpc {
+		_ = ln.Close()
+	}
+	l.rpc = nil
 }
 
 // startServices is the hook where start brings up the services that run
 // beside the node, after the node has started, in this order:
 //
+//   - CometBFT's RPC (config.toml [rpc] laddr), served by rpcService rather
+//     than by the node, so that it checks Host and WebSocket Origin;
 //   - the gRPC server (app.toml [grpc]): emrchain.v1.Query, emrchain.v1.TxService,
 //     reflection and health, on 127.0.0.1:9090 by default;
 //   - the REST gateway (app.toml [api]): every Query and TxService route of the
@@ -142,6 +153,17 @@ func startServices(ctx context.Context, env serviceEnv) (_ []service, err error)
 			txs.close()
 		}
 	}()
+	if rpc := env.listeners.rpc; len(rpc) > 0 {
+		env.listeners.rpc = nil
+		s, err := startRPCService(env.node, env.config.RPC, rpc, newHostFilter(env.appConfig.App.AllowedHosts), env.logger)
+		if err != nil {
+			for _, l := range rpc {
+				_ = l.Close()
+			}
+			return nil, err
+		}
+		started = append(started, s)
+	}
 	queries := newQueryServer(env)
 	if env.appConfig.GRPC.Enable {
 		s, err := startGRPC(env, queries, txs)

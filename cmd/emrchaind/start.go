@@ -179,6 +179,12 @@ func loadNodeSettings(cmd *cobra.Command) (*nodeSettings, error) {
 	if err := conf.ValidateBasic(); err != nil {
 		return nil, err
 	}
+	if conf.GRPC.ListenAddress != "" || conf.GRPC.Privileged.ListenAddress != "" {
+		// CometBFT starts them with its RPC server, which rpcService
+		// replaces.
+		return nil, fmt.Errorf("%s: [grpc] laddr and [grpc.privileged] laddr must be empty: emrchaind does not serve CometBFT's "+
+			"gRPC services (its own gRPC server is app.toml [grpc])", filepath.Join(home, cmtcfg.DefaultConfigDir, cmtcfg.DefaultConfigFileName))
+	}
 	// CometBFT refuses a bad moniker only once the stores are open, and
 	// peers refuse one too long; checked here by the function init uses.
 	if err := checkMoniker(conf.Moniker); err != nil {
@@ -248,7 +254,7 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 	if err != nil {
 		return err
 	}
-	listeners, err := listenServices(s.app)
+	listeners, err := listenServices(s.app, conf.RPC)
 	if err != nil {
 		return err
 	}
@@ -325,7 +331,7 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 	if err != nil {
 		return fmt.Errorf("create node: %w", err)
 	}
-	if err := n.Start(); err != nil {
+	if err := startNodeWithoutRPC(n, conf.RPC); err != nil {
 		return fmt.Errorf("start node: %w", err)
 	}
 	logger.Info("node started", "node_id", nodeKey.ID(), "chain_id", gen.GenesisDoc.ChainID,
@@ -359,6 +365,17 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 	abciApp.Close()
 	logger.Info("node stopped")
 	return err
+}
+
+// startNodeWithoutRPC starts n without its RPC server: rpcService serves
+// CometBFT's RPC instead (startServices), and the node serves it only
+// while [rpc] laddr names an address when it starts. The node's info,
+// which peers and /status see, was made by node.NewNode with the address.
+func startNodeWithoutRPC(n *node.Node, rpc *cmtcfg.RPCConfig) error {
+	laddr := rpc.ListenAddress
+	rpc.ListenAddress = ""
+	defer func() { rpc.ListenAddress = laddr }()
+	return n.Start()
 }
 
 func stopNode(logger log.Logger, n *node.Node) {
