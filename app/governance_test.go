@@ -704,6 +704,31 @@ func TestProposalProofsDoNotGrowWithStaff(t *testing.T) {
 	}
 }
 
+// TestProposalProofsDoNotGrowWithRegistrars: the organizations that can
+// approve are read one active registrar each, so a registrar who registers
+// fifty more in its own organization makes a verified Proposal read (and
+// every proposal's check) no longer.
+func TestProposalProofsDoNotGrowWithRegistrars(t *testing.T) {
+	w := newRuleWorld(t, apptest.Options{})
+	c := w.c
+	c.Must(w.regA, apptest.SetValidatorPower(apptest.NewActor("y").SignPub(), 1))
+	proofs := func() (int, uint32) {
+		var resp emrv1.QueryProposalResponse
+		c.QueryProven("Proposal", &emrv1.QueryProposalRequest{Id: 1}, &resp)
+		return len(resp.Proofs), resp.Organizations
+	}
+	before, orgs := proofs()
+	var txs [][]byte
+	seq := c.Seq(w.regA.Address)
+	for i := range 50 {
+		txs = append(txs, w.regA.Tx(apptest.ChainID, seq+uint64(i), apptest.RegisterMember(apptest.NewActor(fmt.Sprintf("registrar-%d", i)), emrv1.Role_ROLE_REGISTRAR, apptest.HospitalA)))
+	}
+	ruleAllOK(t, c.Block(txs...))
+	if after, o := proofs(); after != before || o != orgs {
+		t.Fatalf("Proposal's proofs went from %d to %d with fifty more registrars (organizations %d, then %d)", before, after, orgs, o)
+	}
+}
+
 // TestStaleReactivation: a reactivation proposed while the consortium's
 // suspension stood does not execute after the member was reactivated and
 // suspended anew (a new reason the vote did not weigh).

@@ -161,31 +161,42 @@ func (s state) studyShareAt(key, ref []byte) (*emrv1.Share, error) {
 }
 
 // votingOrganizations are the organizations that can approve a proposal:
-// those with an active registrar (from the registrar index, 0x17).
+// those with an active registrar (from the registrar index, 0x17). Once an
+// organization has one, the walk skips the rest of its registrars, so a
+// registrar who registers many more makes no proposal check (nor the
+// proofs of a verified Proposal read) longer: per organization it reads
+// its registrars up to the first active one.
 func (s state) votingOrganizations() (map[string]bool, error) {
 	voting := map[string]bool{}
-	err := s.each([]byte{prefixRegistrar}, func(key, _ []byte) error {
-		n := int(key[1])
-		if len(key) != 2+n+AddressSize {
-			return fmt.Errorf("%w: registrar index key %x", ErrInternal, key)
-		}
-		org := string(key[2 : 2+n])
-		if voting[org] {
-			return nil
-		}
-		m, err := s.member(key[2+n:])
+	prefix := []byte{prefixRegistrar}
+	from, end := prefix, prefixEnd(prefix)
+	for from != nil {
+		start := from
+		from = nil
+		err := scan(s.kv, start, end, true, func(key, _ []byte) (bool, error) {
+			if len(key) < 2 || len(key) != 2+int(key[1])+AddressSize {
+				return false, fmt.Errorf("%w: registrar index key %x", ErrInternal, key)
+			}
+			orgPrefix := key[:2+int(key[1])]
+			m, err := s.member(key[len(orgPrefix):])
+			if err != nil {
+				return false, err
+			}
+			if m == nil {
+				return false, fmt.Errorf("%w: registrar index %x without member", ErrInternal, key)
+			}
+			if !isActive(m) {
+				return true, nil
+			}
+			voting[string(orgPrefix[2:])] = true
+			from = prefixEnd(orgPrefix) // the next organization's registrars
+			return false, nil
+		})
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if m == nil {
-			return fmt.Errorf("%w: registrar index %x without member", ErrInternal, key)
-		}
-		if isActive(m) {
-			voting[org] = true
-		}
-		return nil
-	})
-	return voting, err
+	}
+	return voting, nil
 }
 
 // validators is the validator set, ordered by key.
