@@ -680,6 +680,19 @@ func TestNoSuspensionLeavesNobodyToApprove(t *testing.T) {
 	}
 }
 
+// registerFifty has hospital A's registrar register fifty new members of
+// role in one block.
+func (w *ruleWorld) registerFifty(t *testing.T, role emrv1.Role) {
+	t.Helper()
+	var txs [][]byte
+	seq := w.c.Seq(w.regA.Address)
+	for i := range 50 {
+		who := apptest.NewActor(fmt.Sprintf("%s-%d", role, i))
+		txs = append(txs, w.regA.Tx(apptest.ChainID, seq+uint64(i), apptest.RegisterMember(who, role, apptest.HospitalA)))
+	}
+	ruleAllOK(t, w.c.Block(txs...))
+}
+
 // TestProposalProofsDoNotGrowWithStaff: a verified Proposal read proves
 // the organizations that can approve from the registrar index, so fifty
 // more clinicians add no proof.
@@ -693,12 +706,7 @@ func TestProposalProofsDoNotGrowWithStaff(t *testing.T) {
 		return len(resp.Proofs)
 	}
 	before := proofs()
-	var txs [][]byte
-	seq := c.Seq(w.regA.Address)
-	for i := range 50 {
-		txs = append(txs, w.regA.Tx(apptest.ChainID, seq+uint64(i), apptest.RegisterMember(apptest.NewActor(fmt.Sprintf("staff-%d", i)), emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA)))
-	}
-	ruleAllOK(t, c.Block(txs...))
+	w.registerFifty(t, emrv1.Role_ROLE_CLINICIAN)
 	if after := proofs(); after != before {
 		t.Fatalf("Proposal's proofs went from %d to %d with fifty clinicians", before, after)
 	}
@@ -718,12 +726,7 @@ func TestProposalProofsDoNotGrowWithRegistrars(t *testing.T) {
 		return len(resp.Proofs), resp.Organizations
 	}
 	before, orgs := proofs()
-	var txs [][]byte
-	seq := c.Seq(w.regA.Address)
-	for i := range 50 {
-		txs = append(txs, w.regA.Tx(apptest.ChainID, seq+uint64(i), apptest.RegisterMember(apptest.NewActor(fmt.Sprintf("registrar-%d", i)), emrv1.Role_ROLE_REGISTRAR, apptest.HospitalA)))
-	}
-	ruleAllOK(t, c.Block(txs...))
+	w.registerFifty(t, emrv1.Role_ROLE_REGISTRAR)
 	if after, o := proofs(); after != before || o != orgs {
 		t.Fatalf("Proposal's proofs went from %d to %d with fifty more registrars (organizations %d, then %d)", before, after, orgs, o)
 	}
@@ -1085,12 +1088,7 @@ func TestOrganizationProofsDoNotGrowWithStaff(t *testing.T) {
 		return len(resp.Proofs), len(resp.Registrars)
 	}
 	before, registrars := proofs()
-	var txs [][]byte
-	seq := c.Seq(w.regA.Address)
-	for i := range 50 {
-		txs = append(txs, w.regA.Tx(apptest.ChainID, seq+uint64(i), apptest.RegisterMember(apptest.NewActor(fmt.Sprintf("staff-%d", i)), emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA)))
-	}
-	ruleAllOK(t, c.Block(txs...))
+	w.registerFifty(t, emrv1.Role_ROLE_CLINICIAN)
 	if after, r := proofs(); after != before || r != registrars {
 		t.Fatalf("Organization's proofs went from %d to %d with fifty clinicians (registrars %d, then %d)", before, after, registrars, r)
 	}

@@ -71,29 +71,36 @@ func TestRESTRefusesUnlistedHost(t *testing.T) {
 			"127.0.0.1:" + port:               http.StatusOK,
 			"localhost:" + port:               http.StatusOK,
 		} {
-			req, err := http.NewRequest(http.MethodGet, srv.URL+path, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Host = host
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != want {
-				t.Errorf("GET %s with Host %s: %d %s, want %d", path, host, resp.StatusCode, body, want)
+			code, body := getAs(context.Background(), t, srv.URL+path, host)
+			if code != want {
+				t.Errorf("GET %s with Host %s: %d %s, want %d", path, host, code, body, want)
 				continue
 			}
 			if want == http.StatusForbidden {
 				var e restErrorBody
-				if err := json.Unmarshal(body, &e); err != nil || e.Status != "PermissionDenied" {
+				if err := json.Unmarshal([]byte(body), &e); err != nil || e.Status != "PermissionDenied" {
 					t.Errorf("GET %s with Host %s: body %s (%v), want PermissionDenied", path, host, body, err)
 				}
 			}
 		}
 	}
+}
+
+// getAs GETs url with the Host header host, and returns the status and body.
+func getAs(ctx context.Context, t *testing.T, url, host string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
 }
 
 // TestAllowedHostsConfig: [app] allowed_hosts defaults to localhost, round-
@@ -130,27 +137,13 @@ func TestNodeChecksHostAndOrigin(t *testing.T) {
 	})
 	rpcAddr := fmt.Sprintf("127.0.0.1:%d", n.rpcPort)
 
-	get := func(url, host string) (int, string) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Host = host
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
-	}
 	for _, url := range []string{"http://" + rpcAddr + "/status", "http://" + n.apiAddr + "/emrchain/v1/params"} {
 		_, port, _ := net.SplitHostPort(strings.Split(url, "/")[2])
-		if code, body := get(url, "rebind.attacker.example:"+port); code != http.StatusForbidden || !strings.Contains(body, "allowed_hosts") {
+		if code, body := getAs(ctx, t, url, "rebind.attacker.example:"+port); code != http.StatusForbidden || !strings.Contains(body, "allowed_hosts") {
 			t.Errorf("GET %s as rebind.attacker.example: %d %s", url, code, body)
 		}
 		for _, host := range []string{"127.0.0.1:" + port, "localhost:" + port} {
-			if code, body := get(url, host); code != http.StatusOK {
+			if code, body := getAs(ctx, t, url, host); code != http.StatusOK {
 				t.Errorf("GET %s as %s: %d %s", url, host, code, body)
 			}
 		}
