@@ -37,7 +37,6 @@ import (
 // for the node's Start (startNodeWithoutRPC).
 type rpcService struct {
 	listeners []net.Listener
-	logger    log.Logger
 }
 
 // rpcListener is one address of [rpc] laddr, listened on.
@@ -94,7 +93,7 @@ func startRPCService(n *node.Node, c *cmtcfg.RPCConfig, listeners []rpcListener,
 	}
 	logger = logger.With("module", "rpc-server")
 	origins := cors.New(cors.Options{AllowedOrigins: c.CORSAllowedOrigins})
-	s := &rpcService{logger: logger}
+	s := &rpcService{}
 	for _, l := range listeners {
 		wmLogger := logger.With("protocol", "websocket")
 		wm := rpcserver.NewWebsocketManager(routes,
