@@ -96,6 +96,9 @@ func TestStateSyncJoin(t *testing.T) {
 	if _, trust, err := client.TrustFromGenesis(ctx, net.RPCURL(j), gen, 0); err != nil || trust.Height < st.SyncInfo.EarliestBlockHeight {
 		t.Fatalf("trust from the genesis through the joiner (earliest block %d): %+v %v", st.SyncInfo.EarliestBlockHeight, trust, err)
 	}
+	if err := net.WaitHeight(ctx, 0, target); err != nil { // header target holds the app hash after target-1
+		t.Fatal(err)
+	}
 	h := target - 1
 	want, err := net.AppHashAt(0, h)
 	if err != nil {
@@ -158,6 +161,10 @@ func TestStateSyncJoin(t *testing.T) {
 		again := net.MaxHeight() + 2
 		if err := net.WaitHeight(ctx, j, again); err != nil {
 			t.Fatalf("the joined node %s: %v", what, err)
+		}
+		// The validator may store the block a moment after the joiner.
+		if err := net.WaitHeight(ctx, 0, again); err != nil {
+			t.Fatal(err)
 		}
 		h := again - 1
 		want, err := net.AppHashAt(0, h)
