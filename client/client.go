@@ -73,9 +73,11 @@ type Client struct {
 	lightMu sync.Mutex
 	light   *light.Client
 	lightDB dbm.DB
-	// witnesses are the light client's witnesses, asked for their height
-	// before a header is verified (see verifiedBlock).
-	witnesses []*rpchttp.HTTP
+	// witnesses are the light client's witnesses (but the node itself),
+	// asked for their height before a header is verified (see
+	// verifiedBlock); witnessNames are their addresses, for errors.
+	witnesses    []*rpchttp.HTTP
+	witnessNames []string
 	// minHeight is the lowest state height a verified read may be answered
 	// at: the highest height of anything the client has verified (a read,
 	// a committed transaction, the newest header in its light store, less

@@ -21,6 +21,7 @@ import (
 	lighthttp "github.com/cometbft/cometbft/light/provider/http"
 	lightdb "github.com/cometbft/cometbft/light/store/db"
 	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
+	rpctypes "github.com/cometbft/cometbft/rpc/jsonrpc/types"
 	cmttypes "github.com/cometbft/cometbft/types"
 
 	"github.com/emrchain/emrchain/internal/durable"
@@ -169,6 +170,7 @@ func (c *Client) openLight(ctx context.Context) error {
 		}
 		witnesses = append(witnesses, lighthttp.NewWithClient(c.chainID, rc))
 		c.witnesses = append(c.witnesses, rc)
+		c.witnessNames = append(c.witnessNames, w)
 	}
 	if len(witnesses) == 0 {
 		witnesses = []provider.Provider{primary}
@@ -253,6 +255,16 @@ func (c *Client) verifiedBlock(ctx context.Context, height int64) (*cmttypes.Lig
 			return nil, verificationError("header %d: %v: is this computer's clock behind (it reads %s)? set it right, e.g. with NTP",
 				height, err, now.UTC().Format(time.RFC3339))
 		}
+		if errors.Is(err, light.ErrNoWitnesses) {
+			// CometBFT dropped every witness that failed to answer, and
+			// says "please reset light client": say which and why.
+			why := "each answers now: ask again"
+			if problems := c.witnessProblems(ctx); len(problems) > 0 {
+				why = strings.Join(problems, "; ")
+			}
+			return nil, verificationError("header %d: no witness is left to cross-check it (%s): check them, or change them with emrcli light init --force --witness ...",
+				height, why)
+		}
 		return nil, verificationError("header %d: %v", height, err)
 	}
 	if lb.Height != height || lb.ChainID != c.chainID {
@@ -304,6 +316,60 @@ func (c *Client) waitWitnesses(ctx context.Context, height int64) {
 			}
 		}
 	}
+}
+
+// witnessProblems asks each witness (but the node itself) for its status
+// and says which did not answer, and why.
+func (c *Client) witnessProblems(ctx context.Context) []string {
+	var out []string
+	for i, w := range c.witnesses {
+		if _, err := w.Status(ctx); err != nil {
+			out = append(out, fmt.Sprintf("witness %s: %v", c.witnessNames[i], err))
+		}
+	}
+	return out
+}
+
+// rpcInvalidRequest is JSON-RPC's code for a request the server refuses
+// as such (-32600), as emrchaind's Host check answers.
+const rpcInvalidRequest = -32600
+
+// witnessCheckWait bounds how long CheckWitnesses waits for a witness that
+// cannot be reached yet (a node still starting).
+const witnessCheckWait = 10 * time.Second
+
+// CheckWitnesses reports each witness (but the node itself) that does not
+// answer. The light client drops such a witness without a word and goes
+// on with fewer, or fails with "no witnesses connected" once none is left;
+// emrcli light init calls this so that a mistyped witness, or one whose
+// node refuses this client (its Host check, for one), is said at once. A
+// witness that cannot be reached yet is asked again for up to
+// witnessCheckWait; a refusal is final.
+func (c *Client) CheckWitnesses(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, witnessCheckWait)
+	defer cancel()
+	var problems []string
+	for i, w := range c.witnesses {
+		for {
+			_, err := w.Status(ctx)
+			if err == nil {
+				break
+			}
+			var refused *rpctypes.RPCError
+			if errors.As(err, &refused) || ctx.Err() != nil {
+				problems = append(problems, fmt.Sprintf("witness %s: %v", c.witnessNames[i], err))
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
 }
 
 // TrustFromGenesis derives a trust root from a genesis document the
@@ -363,6 +429,11 @@ func TrustFromGenesis(ctx context.Context, node string, genesisJSON []byte, peri
 		latest, err = commitAt(nil)
 		if err == nil && latest.Height >= gen.InitialHeight {
 			break
+		}
+		if refused := (*rpctypes.RPCError)(nil); errors.As(err, &refused) && refused.Code == rpcInvalidRequest {
+			// The node refuses the request itself (its Host check, for
+			// one): asking again changes nothing.
+			return "", nil, fmt.Errorf("node %s: %w", node, err)
 		}
 		if attempt >= 50 {
 			if errors.Is(err, syscall.ECONNREFUSED) {

@@ -73,11 +73,21 @@ func TestUsageErrorsExit2OnOneLine(t *testing.T) {
 		{"grant", "--from", "a", "--to", "b", "--rights", "read", "--anonymise", "--until", "2027-01-01"},
 		{"member", "register", "--from", "r", "--role", "clinician", "--key", "k"},
 		{"download", "--from", "a", "--patient", "b", "--record", "0", "-o", "x"},
+		{"patient", "enroll", "--from", "ada", "--name", "Ada", "Lovelace", "--birth-date", "1815-12-10"},
 	} {
 		out, errOut, code := runCLI(t, args...)
 		if code != exitUsage || out != "" || !strings.HasPrefix(errOut, "Error: ") || strings.Count(errOut, "\n") != 1 {
 			t.Errorf("emrcli %v: exit %d, stdout %q, stderr %q; want exit 2 and one Error line", args, code, out, errOut)
 		}
+	}
+}
+
+// TestUnquotedValueIsNotAnUnknownCommand: a word left over by a value
+// with a space is reported as such, not as an unknown command.
+func TestUnquotedValueIsNotAnUnknownCommand(t *testing.T) {
+	_, errOut, code := runCLI(t, "patient", "enroll", "--from", "ada", "--name", "Ada", "Lovelace", "--birth-date", "1815-12-10")
+	if code != exitUsage || !strings.Contains(errOut, `unexpected argument "Lovelace"`) || !strings.Contains(errOut, "quote") {
+		t.Fatalf("exit %d, %q", code, errOut)
 	}
 }
 

@@ -41,7 +41,7 @@ member its patient id and record metadata (docs/decisions.md).`,
 		Example: `  emrcli grant --from alice --to dr-who --rights read,write --categories lab-results --until 2027-01-01
   emrcli grant --from alice --to 3F2A0C9D5E6B7A8190AB3F2A0C9D5E6B7A8190AB --rights read --until 2026-12-31T18:00:00Z
   emrcli grant --from alice --to dr-lab --rights share --study covid-19 --anonymise --until 2027-06-30`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			rightNames, cats := splitList(rights), splitList(categories)
@@ -262,7 +262,7 @@ Honest limits: a file the member already downloaded and decrypted cannot be
 taken back, and neither can a data key it already unwrapped: only
 re-encrypting such a file (download, upload again) takes it out of reach.`,
 		Example: `  emrcli revoke --from alice --to dr-who`,
-		Args:    cobra.NoArgs,
+		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			grantee, err := a.address(to)

@@ -570,3 +570,35 @@ func TestKeysThroughBinary(t *testing.T) {
 		t.Fatal("no bash completion")
 	}
 }
+
+// TestRefusedNodeIsSaid: a node or witness that refuses this client (its
+// Host check: here a node whose [app] allowed_hosts lists no name, asked
+// by "localhost") is reported with the node's reason. light init refuses a
+// witness that does not answer instead of letting the light client drop it
+// without a word, a refused node is not retried and called "no commit",
+// and a read whose witnesses all refuse names them instead of CometBFT's
+// "no witnesses connected. please reset light client".
+func TestRefusedNodeIsSaid(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs emrchaind and emrcli")
+	}
+	node := clienttest.StartNode(t, clienttest.NodeOptions{ChainID: "emr-refused", Configure: func(home string) error {
+		return clienttest.SetConfig(filepath.Join(home, "config", "app.toml"), "app", map[string]string{"allowed_hosts": "[]"})
+	}})
+	e := &cliEnv{t: t, bin: clienttest.Build(t, "github.com/emrchain/emrchain/cmd/emrcli"), home: t.TempDir()}
+	e.env = []string{"EMRCLI_HOME=" + e.home, "EMRCLI_NODE=" + node.RPC, "EMRCLI_PASSPHRASE=correct horse battery", "EMRCLI_KEYRING_BACKEND="}
+	byName := strings.Replace(node.RPC, "127.0.0.1", "localhost", 1)
+
+	out := e.fails(1, "allowed_hosts", "light", "init", "--genesis", node.Genesis, "--witness", byName)
+	t.Logf("light init --witness %s: %s", byName, out)
+	if !strings.Contains(out, "witness "+byName) {
+		t.Errorf("light init with a refusing witness does not name it: %s", out)
+	}
+	if out := e.fails(1, "allowed_hosts", "light", "init", "--genesis", node.Genesis, "--node", byName); strings.Contains(out, "no commit") {
+		t.Errorf("a refusing node is reported as having no commit: %s", out)
+	}
+	e.ok("light", "init", "--genesis", node.Genesis)
+	if out := e.fails(1, "no witness is left", "params", "--witness", byName); !strings.Contains(out, "witness "+byName) || !strings.Contains(out, "allowed_hosts") {
+		t.Errorf("a read whose only witness refuses: %s", out)
+	}
+}

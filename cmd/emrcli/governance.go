@@ -64,7 +64,7 @@ An organization's registrars register its registrars; this is for one
 without an active registrar. A lost or compromised registrar key is still
 active: suspend it first (propose suspend-member).`,
 		Example: `  emrcli propose add-registrar --from registrar --org st-mary --registrar-sign-pub-key 1f2e... --registrar-enc-pub-key 9a8b... --reason "its registrar was suspended"`,
-		Args:    cobra.NoArgs,
+		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			sp, ep, err := reg.keys(a)
 			if err != nil {
@@ -131,7 +131,7 @@ runs "emrcli keys show NAME --json" and sends them). Once the proposal
 executes, that registrar registers the organization's other members.`,
 		Example: `  emrcli propose add-organization --from registrar --id st-mary --name "St Mary's" --kind hospital \
       --registrar-sign-pub-key 1f2e... --registrar-enc-pub-key 9a8b... --credential REG-1 --reason "joins the regional network"`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			kind, err := app.ParseOrganizationKind(kindStr)
 			if err != nil {
@@ -179,7 +179,7 @@ has power 10. Before adding a node, start it as a full node and let it catch
 up: from two blocks after the change, it must sign.`,
 		Example: `  emrcli propose validator --from registrar --pub-key 6Z9TkQb1...Q= --power 10 --reason "St Mary's node"
   emrcli propose validator --from registrar --pub-key 6Z9TkQb1...Q= --power 0 --reason "decommissioned"`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			key, err := parseConsensusKey(pubKey)
 			if err != nil {
@@ -720,7 +720,7 @@ a block under the change, from two blocks after it; changes are refused
 that would leave a third or more of the total unseen) and the height that
 last changed them. A change executed at height H is CometBFT's from H+2.`,
 		Example: "  emrcli validators\n  emrcli validators --json",
-		Args:    cobra.NoArgs,
+		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			c, err := a.client(ctx)

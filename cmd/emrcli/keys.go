@@ -99,7 +99,7 @@ keys UNENCRYPTED, for scripts and tests only.`,
 			Use:     "list",
 			Short:   "List the keys (no passphrase needed)",
 			Example: "  emrcli keys list\n  emrcli keys list --json",
-			Args:    cobra.NoArgs,
+			Args:    noArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				kr, err := a.keyring()
 				if err != nil {

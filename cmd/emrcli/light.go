@@ -64,7 +64,7 @@ and --sidecar as the blob sidecars of upload, download and share.`,
 		Example: `  emrcli light init --genesis ./node0/config/genesis.json --node http://127.0.0.1:26657 --sidecar http://127.0.0.1:7070
   emrcli light init --height 1200 --hash 6F1CA3...E2 --witness http://10.0.0.2:26657
   emrcli light init --genesis genesis.json --force`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			if (genesis == "") == (height == 0 && hashHex == "") {
@@ -145,6 +145,13 @@ and --sidecar as the blob sidecars of upload, download and share.`,
 			if err != nil {
 				return err
 			}
+			// The light client drops a witness that does not answer
+			// without a word: a mistyped one, or one whose node refuses
+			// this client, is said now, not as "no witnesses" later.
+			if err := c.CheckWitnesses(ctx); err != nil {
+				_ = c.Close()
+				return fmt.Errorf("%w (each --witness must be another validator's RPC address that answers this client)", err)
+			}
 			if err := c.Close(); err != nil {
 				return err
 			}
@@ -215,7 +222,7 @@ func newLightStatusCmd(a *cli) *cobra.Command {
 		Use:     "status",
 		Short:   "Show the root of trust and verify the node's latest header",
 		Example: "  emrcli light status\n  emrcli light status --json",
-		Args:    cobra.NoArgs,
+		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			tr, err := client.ReadTrustRoot(a.lightHome())
 			if err != nil {

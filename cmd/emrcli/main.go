@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/spf13/cobra"
+
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/client"
 )
@@ -65,6 +67,17 @@ func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// noArgs is noArgs for emrcli's commands, which take flags only. A
+// word left over is a value with a space that was not quoted ("--name Ada
+// Lovelace"), not the unknown command cobra would call it.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef("unexpected argument %s: %s takes flags only (quote a value that holds spaces, e.g. --name \"Ada Lovelace\")",
+			app.QuoteInput(args[0]), cmd.CommandPath())
+	}
+	return nil
+}
 
 // isUsage recognises usage errors: ours and cobra's flag and argument
 // errors (markUsageErrors makes those usageErrors), and the three cobra

@@ -39,7 +39,7 @@ in this keyring (--key) or are given in hex (the member runs
 "emrcli keys show NAME --json" and sends them). Patients enroll themselves.`,
 		Example: `  emrcli member register --from registrar --key dr-who --role clinician --credential GMC-1234
   emrcli member register --from registrar --sign-pub-key 1f2e... --enc-pub-key 9a8b... --role researcher --credential ORCID-0000-0002`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			role, err := parseRole(roleStr)

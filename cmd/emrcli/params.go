@@ -81,7 +81,7 @@ overtaken, by any params change executed after the params it carries
 were read (it would undo that change unseen): propose again then.`,
 		Example: `  emrcli propose params --from registrar --add-category genomics --reason "genome sequencing joins the records"
   emrcli propose params --from registrar --max-blob-bytes 8589934592 --reason "whole-slide images reach 6 GiB"`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			c, err := a.client(ctx)
@@ -226,7 +226,7 @@ func newParamsCmd(a *cli) *cobra.Command {
 limits, how long a proposal can be approved, and how many executed
 proposals have changed them ("emrcli propose params" proposes new ones).`,
 		Example: "  emrcli params\n  emrcli params --json",
-		Args:    cobra.NoArgs,
+		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			c, err := a.client(ctx)

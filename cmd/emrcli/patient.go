@@ -94,7 +94,7 @@ object, canonicalized: keys sorted, strings trimmed). Enrolling the same key
 with the same information always gives the same id.`,
 		Example: `  emrcli patient enroll --from alice --name "Ada Lovelace" --birth-date 1815-12-10
   emrcli patient enroll --from bob --identity ./bob-identity.json`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			var identity []byte
@@ -201,7 +201,7 @@ func newPatientShowCmd(a *cli) *cobra.Command {
 		Use:     "show [--patient ID | --from KEY]",
 		Short:   "Show a patient (verified)",
 		Example: "  emrcli patient show --from alice\n  emrcli patient show --patient 5be1...9f",
-		Args:    cobra.NoArgs,
+		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			id, c, err := a.queriedPatient(ctx, patient, from)

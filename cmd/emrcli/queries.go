@@ -32,7 +32,7 @@ func newPermissionsCmd(a *cli) *cobra.Command {
 		Long: `permissions lists every consent the patient has given, active, expired and
 revoked, each proven against a light-client-verified header.`,
 		Example: "  emrcli permissions --from alice\n  emrcli permissions --patient 5be1...9f --json",
-		Args:    cobra.NoArgs,
+		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			pid, c, err := a.queriedPatient(ctx, patient, from)
@@ -238,7 +238,7 @@ membership), the purpose, the records read (and the reads of the patient's
 shares with a study), and the block. Every event is
 proven, and the log is checked for completeness: a node cannot hide a read.`,
 		Example: "  emrcli audit --from alice\n  emrcli audit --patient 5be1...9f --json",
-		Args:    cobra.NoArgs,
+		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			pid, c, err := a.queriedPatient(ctx, patient, from)
@@ -343,7 +343,7 @@ proven, and the list complete.`,
 		Example: `  emrcli shares --study cardio-2026
   emrcli shares --from alice
   emrcli shares --patient 5be1...9f --study cardio-2026 --json`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			if study != "" {

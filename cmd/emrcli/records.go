@@ -74,7 +74,7 @@ and adds its record in one go.`,
 		Example: `  emrcli add-record --from dr-who --patient 5be1...9f --category lab-results \
     --sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 --size 4096 --object-key blobs/9f86d0 \
     --data-key-file ./lab-1.key`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			h, ok := decodeHex(sum, 32)
@@ -171,7 +171,7 @@ To fetch, verify and decrypt the file as well, use "emrcli download" (which
 logs the read the same way).`,
 		Example: `  emrcli read --from dr-who --patient 5be1...9f --record 1
   emrcli read --from dr-who --patient 5be1...9f --record 1,2 --purpose treatment`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			purpose, err := parsePurpose(purposeStr)
@@ -260,7 +260,7 @@ are compared.`,
 		Example: `  emrcli records --from alice
   emrcli records --patient 5be1...9f --category lab-results --json
   emrcli records --from alice --after 20 --limit 10`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			pid, c, err := a.queriedPatient(ctx, patient, from)

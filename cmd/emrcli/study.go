@@ -36,7 +36,7 @@ the PI decrypts shares with the key in their own keyring (emrcli download
 --share). A separate study key (emrcli study keygen) can be handed to several
 researchers of the study; they pass its file to download --study-key-file.`,
 		Example: `  emrcli study register --from research-registrar --id covid-19 --title "COVID-19 outcomes" --pi dr-lab`,
-		Args:    cobra.NoArgs,
+		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			if id == "" || title == "" || pi == "" {
@@ -138,7 +138,7 @@ Without a study key of its own, a study uses the principal investigator's
 encryption key and needs none of this.`,
 		Example: `  emrcli study keygen --output covid-19.studykey
   emrcli study register --from research-registrar --id covid-19 --title "COVID-19 outcomes" --pi dr-lab --study-key <printed hex>`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output == "" {
 				return usagef("--output FILE is required")

@@ -278,7 +278,7 @@ study's X25519 private key in hex (emrcli study keygen).`,
   emrcli download --from alice --record 1 -o ~/my-records/ct-head.dcm
   emrcli download --from dr-who --patient 5be1...9f --record 3 -o cbc.json --reuse-access --sidecar http://10.0.0.6:7070
   emrcli download --from dr-lab --patient 5be1...9f --share 1 -o shared.json`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			if (record == 0) == (share == 0) {
@@ -430,7 +430,7 @@ func newShareCmd(a *cli) *cobra.Command {
 The study's researchers then fetch it with "emrcli download --share N".`,
 		Example: `  emrcli share --from dr-who --patient 5be1...9f --record 3 --study covid-19
   emrcli share --from dr-who --patient alice --record 3 --study covid-19 --json`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			if record == 0 || study == "" {
