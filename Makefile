@@ -102,7 +102,7 @@ localnet-stop: ## Stop the processes of ./localnet (by their pid files) and wait
 demo: build ## Build, start a fresh 4-validator consortium (embedded blob store), run the oncology story with emrcli across hospitals, stop it all.
 	@dir=$$(mktemp -d "$${TMPDIR:-/tmp}/emrchain-demo.XXXXXX"); \
 	trap 'LOCALNET_DIR="$$dir/net" ./testnet/localnet.sh stop >/dev/null 2>&1; rm -rf "$$dir"' EXIT; \
-	LOCALNET_DIR="$$dir/net" BASE_PORT=$${DEMO_BASE_PORT:-27600} CHAIN_ID=emrchain-demo EMRCHAIND=$(BIN)/emrchaind ./testnet/localnet.sh start && \
+	LOCALNET_DIR="$$dir/net" BASE_PORT=$${DEMO_BASE_PORT:-27600} CHAIN_ID=emrchain-demo LOCALNET_HINT=0 EMRCHAIND=$(BIN)/emrchaind ./testnet/localnet.sh start && \
 	LOCALNET_DIR="$$dir/net" EMRCLI=$(BIN)/emrcli ./testnet/demo.sh
 
 .PHONY: demo-localnet

@@ -52,7 +52,8 @@ curl -fsS --max-time 3 "$RPC_A/status" >/dev/null || die "node0 does not answer 
 export EMRCLI_HOME=$ABS_DIR/demo EMRCLI_KEYRING_BACKEND=test
 rm -rf "$EMRCLI_HOME"
 mkdir -p "$EMRCLI_HOME"
-cli() { echo "\$ emrcli $*" >&2; "$EMRCLI" "$@"; }
+# Printed quoted as a shell would need it, so each line can be copied.
+cli() { printf '$ emrcli' >&2; printf ' %q' "$@" >&2; echo >&2; "$EMRCLI" "$@"; }
 
 step "Trust the chain from its genesis (light client root of trust)"
 cli light init --genesis "$ABS_DIR/node0/config/genesis.json" --node "$RPC_A" \

@@ -124,7 +124,9 @@ start() {
   done
   say "the chain makes blocks: height $(height "$(rpc_ports | head -1)") on node0"
   status
-  say "registrar keys: $DIR/keys; addresses: $DIR/testnet.json; try: make demo-localnet (the emrcli story on this net; README, \"By hand on the localnet\"); stop with: make localnet-stop"
+  # LOCALNET_HINT=0: a script that runs its own story and stops the net (make demo).
+  [[ ${LOCALNET_HINT:-1} == 0 ]] ||
+    say "registrar keys: $DIR/keys; addresses: $DIR/testnet.json; try: make demo-localnet (the emrcli story on this net; README, \"By hand on the localnet\"); stop with: make localnet-stop"
 }
 
 start_minio() {

@@ -408,8 +408,9 @@ allowed_peers = %s
 # so that a web page cannot reach a node behind a firewall through a browser
 # inside it, by pointing a DNS name of its own at the node's address (DNS
 # rebinding). A Host that is an IP address is always answered. Add the names
-# clients use once the node is exposed, e.g. ["localhost",
-# "node0.hospital.example"]; ["*"] answers any.
+# clients and other nodes (state sync's rpc_servers) use once the node is
+# exposed, e.g. ["localhost", "node0.hospital.example"]; ["*"] answers any.
+# Read when the node starts.
 allowed_hosts = %s
 
 [grpc]
@@ -440,7 +441,8 @@ enable = %t
 # host:port to listen on; loopback by default.
 address = %q
 # Origins a browser may call the REST API from, e.g. ["https://app.example.org"];
-# ["*"] allows any. Empty turns CORS off.
+# ["*"] allows any. Empty turns CORS off. The name the app calls the node by
+# must also be in [app] allowed_hosts.
 cors_allowed_origins = %s
 `
 

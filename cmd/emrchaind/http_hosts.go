@@ -58,16 +58,19 @@ func (f hostFilter) allows(hostport string) bool {
 	if f.any || hostport == "" {
 		return true
 	}
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	} else {
-		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]") // "[::1]" without a port
-	}
+	host := hostOf(hostport)
 	if _, err := netip.ParseAddr(host); err == nil {
 		return true
 	}
 	return f.names[normalHost(host)]
+}
+
+// hostOf is the host of a Host header, without the port.
+func hostOf(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]") // "[::1]" without a port
 }
 
 // wrap hands next the requests to a host the filter allows; refuse answers
@@ -82,10 +85,13 @@ func (f hostFilter) wrap(next http.Handler, refuse func(w http.ResponseWriter, w
 	})
 }
 
-// refusal says why a request naming host is refused, and what to do.
-func refusal(host string) string {
-	return fmt.Sprintf("host %s is not in this node's [app] allowed_hosts (app.toml; a defence against DNS rebinding): "+
-		"call the node by its IP address or a listed name", app.QuoteInput(host))
+// refusal says why a request whose Host header is hostport is refused, and
+// what the client and the node's operator can do.
+func refusal(hostport string) string {
+	host := app.QuoteInput(normalHost(hostOf(hostport)))
+	return fmt.Sprintf("host %s (Host: %s) is not in this node's app.toml [app] allowed_hosts, a defence against DNS rebinding: "+
+		"call the node by its IP address or a listed name, or have its operator add %s to allowed_hosts and restart it",
+		host, app.QuoteInput(hostport), host)
 }
 
 // checkAllowedHosts refuses an [app] allowed_hosts entry no Host header

@@ -162,27 +162,29 @@ func TestNodeChecksHostAndOrigin(t *testing.T) {
 		t.Errorf("status through a rebound name: %v, want the allowed_hosts refusal", err)
 	}
 
-	dial := func(origin string) (*websocket.Conn, int, error) {
+	dial := func(origin string) (*websocket.Conn, int, string, error) {
 		h := http.Header{}
 		if origin != "" {
 			h.Set("Origin", origin)
 		}
 		c, resp, err := websocket.DefaultDialer.DialContext(ctx, "ws://"+rpcAddr+"/websocket", h)
-		code := 0
+		code, body := 0, ""
 		if resp != nil {
 			code = resp.StatusCode
+			b, _ := io.ReadAll(resp.Body)
+			body = string(b)
 			resp.Body.Close()
 		}
-		return c, code, err
+		return c, code, body, err
 	}
-	if c, code, err := dial("https://evil.example"); err == nil || code != http.StatusForbidden {
+	if c, code, body, err := dial("https://evil.example"); err == nil || code != http.StatusForbidden || !strings.Contains(body, "cors_allowed_origins") {
 		if c != nil {
 			c.Close()
 		}
-		t.Errorf("WebSocket from https://evil.example: status %d, %v; want 403", code, err)
+		t.Errorf("WebSocket from https://evil.example: status %d %q, %v; want 403 naming cors_allowed_origins", code, body, err)
 	}
 	for _, origin := range []string{"", appOrigin} {
-		c, code, err := dial(origin)
+		c, code, _, err := dial(origin)
 		if err != nil {
 			t.Fatalf("WebSocket with Origin %q: status %d, %v", origin, code, err)
 		}

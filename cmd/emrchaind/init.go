@@ -68,7 +68,8 @@ func newInitCmd() *cobra.Command {
                                   P2P on loopback unless told otherwise)
   config/app.toml                 emrchain settings (store backend, pruning, caches,
                                   gRPC on 127.0.0.1:9090, REST on 127.0.0.1:1317,
-                                  allowed_peers empty)
+                                  allowed_peers empty, allowed_hosts ["localhost"]:
+                                  the names RPC and REST may be called by)
   config/genesis.json             this node as the only validator; app_state is
                                   the protojson of emrchainv1.GenesisState
   config/node_key.json            P2P identity

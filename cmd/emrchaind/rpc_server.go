@@ -16,6 +16,8 @@ import (
 	rpcserver "github.com/cometbft/cometbft/rpc/jsonrpc/server"
 	rpctypes "github.com/cometbft/cometbft/rpc/jsonrpc/types"
 	"github.com/rs/cors"
+
+	"github.com/emrchain/emrchain/app"
 )
 
 // rpcService serves CometBFT's RPC (config.toml [rpc] laddr: the JSON-RPC
@@ -110,6 +112,7 @@ func startRPCService(n *node.Node, c *cmtcfg.RPCConfig, listeners []rpcListener,
 		wm.CheckOrigin = func(r *http.Request) bool {
 			return r.Header.Get("Origin") == "" || (c.IsCorsEnabled() && origins.OriginAllowed(r))
 		}
+		wm.Error = refuseWebSocket
 		mux := http.NewServeMux()
 		mux.HandleFunc("/websocket", wm.WebsocketHandler)
 		mux.HandleFunc("/v1/websocket", wm.WebsocketHandler)
@@ -145,6 +148,16 @@ func startRPCService(n *node.Node, c *cmtcfg.RPCConfig, listeners []rpcListener,
 // CometBFT's clients show as such.
 func refuseRPC(w http.ResponseWriter, why string) {
 	_ = rpcserver.WriteRPCResponseHTTPError(w, http.StatusForbidden, rpctypes.RPCInvalidRequestError(nil, errors.New(why)))
+}
+
+// refuseWebSocket answers a refused WebSocket handshake as a JSON-RPC
+// error saying why: for a browser's Origin, which setting lists origins.
+func refuseWebSocket(w http.ResponseWriter, r *http.Request, status int, reason error) {
+	if origin := r.Header.Get("Origin"); status == http.StatusForbidden && origin != "" {
+		reason = fmt.Errorf("origin %s is not in this node's config.toml [rpc] cors_allowed_origins: "+
+			"a WebSocket that a browser opens is accepted only from a listed origin", app.QuoteInput(origin))
+	}
+	_ = rpcserver.WriteRPCResponseHTTPError(w, status, rpctypes.RPCInvalidRequestError(nil, reason))
 }
 
 // Name implements service.

@@ -76,6 +76,15 @@ as init leaves them, it refuses every peer and says so in its log; a single
 validator needs no peers. Peers are filtered by node id, which the P2P
 handshake authenticates, not by address.
 
+start serves CometBFT's RPC ([rpc] laddr) itself, with CometBFT's routes.
+It and the REST gateway answer a request only when its Host header is an IP
+address or a name in app.toml [app] allowed_hosts ("localhost" unless told
+otherwise): other names get 403 with the reason, so a web page cannot reach
+the node by pointing a DNS name of its own at it. Add the names clients and
+other nodes (state sync's rpc_servers) call this node by. The RPC's
+/websocket accepts a browser (which sends Origin) only from an origin in
+config.toml [rpc] cors_allowed_origins; programs send none.
+
 Settings come from HOME/config/config.toml (CometBFT) and HOME/config/app.toml
 (emrchain); the flags below override them for this run only.`,
 		Example: `  emrchaind start --home ./node0
