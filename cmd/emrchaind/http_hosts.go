@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"unicode"
 
 	"github.com/emrchain/emrchain/app"
 )
@@ -103,6 +104,13 @@ func checkAllowedHosts(hosts []string) error {
 		}
 		if h == "" || strings.ContainsAny(h, " \t\r\n,:/[]*@") {
 			return fmt.Errorf("app.allowed_hosts: bad host %q (want a name without port, e.g. \"node0.hospital.example\", or \"*\" for any)", h)
+		}
+		for _, r := range h {
+			if r > unicode.MaxASCII {
+				// Clients send an internationalised name in its ASCII
+				// (punycode) form, which such an entry would never match.
+				return fmt.Errorf("app.allowed_hosts: host %q is not ASCII: give its punycode form (xn--...), as clients send it", h)
+			}
 		}
 	}
 	return nil

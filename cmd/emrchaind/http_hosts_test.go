@@ -109,12 +109,12 @@ func TestAllowedHostsConfig(t *testing.T) {
 	if got := defaultAppConfig().App.AllowedHosts; fmt.Sprint(got) != "[localhost]" {
 		t.Fatalf("default allowed_hosts %q", got)
 	}
-	for _, bad := range []string{"", "node0:1317", "http://node0", "node0/x", "a b", "a,b", "*.example.org", "[::1]"} {
+	for _, bad := range []string{"", "node0:1317", "http://node0", "node0/x", "a b", "a,b", "*.example.org", "[::1]", "bücher.example"} {
 		if err := checkAllowedHosts([]string{"localhost", bad}); err == nil {
 			t.Errorf("allowed_hosts entry %q accepted", bad)
 		}
 	}
-	if err := checkAllowedHosts([]string{"*", "localhost", "node0.hospital.example", "Node1."}); err != nil {
+	if err := checkAllowedHosts([]string{"*", "localhost", "node0.hospital.example", "Node1.", "xn--bcher-kva.example"}); err != nil {
 		t.Errorf("good entries refused: %v", err)
 	}
 }

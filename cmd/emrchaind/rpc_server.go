@@ -34,9 +34,11 @@ import (
 //     accepted only from an origin of [rpc] cors_allowed_origins; programs
 //     send no Origin and are not affected.
 //
-// start takes the listeners before the node starts (listenRPC) and serves
-// them once it has started (startRPCService), with CometBFT's laddr blanked
-// for the node's Start (startNodeWithoutRPC).
+// start takes the listeners just before the node starts, after its replay
+// (listenRPC), and serves them once it has started (startRPCService), with
+// CometBFT's laddr blanked for the node's Start (startNodeWithoutRPC). In
+// between, a connection is accepted and waits: only briefly, but for as
+// long as the node sleeps until a genesis time in the future.
 type rpcService struct {
 	listeners []net.Listener
 }

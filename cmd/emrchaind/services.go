@@ -70,21 +70,20 @@ type serviceEnv struct {
 // server takes its listener (take); close closes those never taken.
 type serviceListeners struct {
 	grpc, api, sidecar net.Listener
-	rpc                []rpcListener // CometBFT's RPC: rpcService
+	// rpc is CometBFT's RPC (rpcService), taken later than the others
+	// (runNode): once the node has replayed its blocks, just before it
+	// starts, as CometBFT itself takes it.
+	rpc []rpcListener
 }
 
-// listenServices listens on every enabled server's address, CometBFT's RPC
-// (rpc) first.
-func listenServices(c appConfig, rpc *cmtcfg.RPCConfig) (_ *serviceListeners, err error) {
+// listenServices listens on every enabled server's address but the RPC's.
+func listenServices(c appConfig) (_ *serviceListeners, err error) {
 	l := &serviceListeners{}
 	defer func() {
 		if err != nil {
 			l.close()
 		}
 	}()
-	if l.rpc, err = listenRPC(rpc); err != nil {
-		return nil, err
-	}
 	for _, s := range []struct {
 		enable     bool
 		addr, what string
@@ -149,8 +148,8 @@ func startServices(ctx context.Context, env serviceEnv) (_ []service, err error)
 		if err != nil {
 			stopServices(env.logger, started)
 		}
-		if err != nil || len(started) == 0 {
-			txs.close()
+		if err != nil || !(env.appConfig.GRPC.Enable || env.appConfig.API.Enable) {
+			txs.close() // else the API servers close it when they stop
 		}
 	}()
 	if rpc := env.listeners.rpc; len(rpc) > 0 {

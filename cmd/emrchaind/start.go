@@ -263,7 +263,7 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 	if err != nil {
 		return err
 	}
-	listeners, err := listenServices(s.app, conf.RPC)
+	listeners, err := listenServices(s.app)
 	if err != nil {
 		return err
 	}
@@ -339,6 +339,13 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 	)
 	if err != nil {
 		return fmt.Errorf("create node: %w", err)
+	}
+	// CometBFT's RPC port is taken now, after the replay in NewNode, as the
+	// node itself takes it: a client that connects is answered soon, not
+	// held through a replay (or refused later by a port in use, after the
+	// node signed blocks).
+	if listeners.rpc, err = listenRPC(conf.RPC); err != nil {
+		return err
 	}
 	if err := startNodeWithoutRPC(n, conf.RPC); err != nil {
 		return fmt.Errorf("start node: %w", err)
