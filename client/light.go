@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -318,58 +319,99 @@ func (c *Client) waitWitnesses(ctx context.Context, height int64) {
 	}
 }
 
-// witnessProblems asks each witness (but the node itself) for its status
-// and says which did not answer, and why.
+// witnessProblems asks each witness (but the node itself) for its status,
+// with a wait of its own (the verification's may be spent), and says which
+// did not answer, and why.
 func (c *Client) witnessProblems(ctx context.Context) []string {
-	var out []string
-	for i, w := range c.witnesses {
-		if _, err := w.Status(ctx); err != nil {
-			out = append(out, fmt.Sprintf("witness %s: %v", c.witnessNames[i], err))
-		}
+	if len(c.witnesses) == 0 {
+		return []string{"the node, its own witness, did not answer"}
 	}
-	return out
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), witnessProblemWait)
+	defer cancel()
+	return witnessErrors(ctx, c.witnesses, c.witnessNames, false)
 }
 
 // rpcInvalidRequest is JSON-RPC's code for a request the server refuses
 // as such (-32600), as emrchaind's Host check answers.
 const rpcInvalidRequest = -32600
 
-// witnessCheckWait bounds how long CheckWitnesses waits for a witness that
-// cannot be reached yet (a node still starting).
-const witnessCheckWait = 10 * time.Second
+const (
+	// witnessCheckWait bounds how long CheckWitnesses waits for a witness
+	// that cannot be reached yet (a node still starting).
+	witnessCheckWait = 10 * time.Second
+	// witnessProblemWait bounds witnessProblems' status requests.
+	witnessProblemWait = 5 * time.Second
+)
 
-// CheckWitnesses reports each witness (but the node itself) that does not
-// answer. The light client drops such a witness without a word and goes
-// on with fewer, or fails with "no witnesses connected" once none is left;
-// emrcli light init calls this so that a mistyped witness, or one whose
-// node refuses this client (its Host check, for one), is said at once. A
-// witness that cannot be reached yet is asked again for up to
-// witnessCheckWait; a refusal is final.
-func (c *Client) CheckWitnesses(ctx context.Context) error {
+// CheckWitnesses reports each of witnesses (RPC addresses, as Config
+// takes them; node's own is skipped, as the light client skips it) that
+// does not answer. The light client compares a new root of trust only
+// with the witnesses that answer it, drops the others without a word, and
+// fails with "no witnesses connected" once none is left: emrcli light init
+// calls this before it builds the light client, so that the root is
+// compared with every witness, and a mistyped one, or one whose node
+// refuses this client (its Host check, for one), is said at once. A witness
+// that cannot be reached yet is asked again for up to witnessCheckWait; a
+// refusal is final. Each is named with its own last error.
+func CheckWitnesses(ctx context.Context, node string, witnesses []string, timeout time.Duration) error {
+	var clients []*rpchttp.HTTP
+	var names []string
+	for _, w := range witnesses {
+		if w == node {
+			continue
+		}
+		rc, err := newRPC(w, timeout)
+		if err != nil {
+			return fmt.Errorf("witness %q: %w", w, err)
+		}
+		clients, names = append(clients, rc), append(names, w)
+	}
 	ctx, cancel := context.WithTimeout(ctx, witnessCheckWait)
 	defer cancel()
-	var problems []string
-	for i, w := range c.witnesses {
-		for {
-			_, err := w.Status(ctx)
-			if err == nil {
-				break
-			}
-			var refused *rpctypes.RPCError
-			if errors.As(err, &refused) || ctx.Err() != nil {
-				problems = append(problems, fmt.Sprintf("witness %s: %v", c.witnessNames[i], err))
-				break
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-	}
-	if len(problems) > 0 {
+	if problems := witnessErrors(ctx, clients, names, true); len(problems) > 0 {
 		return errors.New(strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// witnessErrors asks every witness for its status at once and returns, in
+// order, what each that did not answer said ("witness NAME: error"). With
+// retry, one that cannot be reached is asked again until ctx ends, and is
+// named with the last error it gave before that; a refusal (a JSON-RPC
+// error) is final.
+func witnessErrors(ctx context.Context, witnesses []*rpchttp.HTTP, names []string, retry bool) []string {
+	errs := make([]error, len(witnesses))
+	var wg sync.WaitGroup
+	for i, w := range witnesses {
+		wg.Go(func() {
+			for {
+				_, err := w.Status(ctx)
+				if err == nil {
+					errs[i] = nil
+					return
+				}
+				if errs[i] == nil || ctx.Err() == nil {
+					errs[i] = err // the last error before the wait ran out
+				}
+				var refused *rpctypes.RPCError
+				if !retry || errors.As(err, &refused) || ctx.Err() != nil {
+					return
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+		})
+	}
+	wg.Wait()
+	var out []string
+	for i, err := range errs {
+		if err != nil {
+			out = append(out, fmt.Sprintf("witness %s: %v", names[i], err))
+		}
+	}
+	return out
 }
 
 // TrustFromGenesis derives a trust root from a genesis document the

@@ -138,19 +138,19 @@ and --sidecar as the blob sidecars of upload, download and share.`,
 				return err
 			}
 			defer os.RemoveAll(fresh)
+			// The light client compares the root only with the witnesses
+			// that answer, and drops the others without a word: every
+			// witness must answer first, and a mistyped one, or one whose
+			// node refuses this client, is said now.
+			if err := client.CheckWitnesses(ctx, a.node, a.witnesses, a.timeout); err != nil {
+				return fmt.Errorf("%w (each --witness must be another validator's RPC address that answers this client)", err)
+			}
 			c, err := client.New(ctx, client.Config{
 				Node: a.node, ChainID: chainID, Witnesses: a.witnesses, Home: fresh,
 				Verify: true, Trust: trust, Timeout: a.timeout,
 			})
 			if err != nil {
 				return err
-			}
-			// The light client drops a witness that does not answer
-			// without a word: a mistyped one, or one whose node refuses
-			// this client, is said now, not as "no witnesses" later.
-			if err := c.CheckWitnesses(ctx); err != nil {
-				_ = c.Close()
-				return fmt.Errorf("%w (each --witness must be another validator's RPC address that answers this client)", err)
 			}
 			if err := c.Close(); err != nil {
 				return err
