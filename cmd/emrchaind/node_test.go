@@ -728,3 +728,42 @@ func TestPeerFilterNodes(t *testing.T) {
 		t.Fatalf("A did not exit cleanly on SIGTERM: %v", err)
 	}
 }
+
+// TestStopBeforeGenesisTime: a node whose genesis time is an hour away
+// waits for it, says so, and stops on SIGTERM meanwhile (CometBFT slept
+// through signals inside its Start).
+func TestStopBeforeGenesisTime(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs emrchaind")
+	}
+	home, _ := initLoopbackHome(t)
+	genPath := filepath.Join(home, "config", "genesis.json")
+	raw, err := os.ReadFile(genPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gen map[string]any
+	if err := json.Unmarshal(raw, &gen); err != nil {
+		t.Fatal(err)
+	}
+	gen["genesis_time"] = time.Now().Add(time.Hour).UTC().Format(time.RFC3339Nano)
+	if raw, err = json.Marshal(gen); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(genPath, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	node := startNode(t, home, "node.log")
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		// (CometBFT's own sleep says "Genesis time is in the future" too.)
+		if b, _ := os.ReadFile(node.log); bytes.Contains(bytes.ToLower(b), []byte("genesis time is in the future")) {
+			break
+		}
+		if node.exited() || time.Now().After(deadline) {
+			t.Fatal("the node did not say it waits for the genesis time")
+		}
+	}
+	if err := node.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("exit after SIGTERM before the genesis time: %v", err)
+	}
+}

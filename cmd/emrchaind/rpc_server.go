@@ -37,8 +37,8 @@ import (
 // start takes the listeners just before the node starts, after its replay
 // (listenRPC), and serves them once it has started (startRPCService), with
 // CometBFT's laddr blanked for the node's Start (startNodeWithoutRPC). In
-// between, a connection is accepted and waits: only briefly, but for as
-// long as the node sleeps until a genesis time in the future.
+// between, a connection is accepted and waits, briefly: start waits for a
+// future genesis time before it takes the listeners (waitForGenesis).
 type rpcService struct {
 	listeners []net.Listener
 }

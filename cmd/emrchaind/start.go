@@ -340,6 +340,12 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 	if err != nil {
 		return fmt.Errorf("create node: %w", err)
 	}
+	// CometBFT would sleep until a future genesis time inside Start, deaf
+	// to a stop signal: the wait is made here instead.
+	if !waitForGenesis(ctx, logger, gen.GenesisDoc.GenesisTime) {
+		logger.Info("signal received before the genesis time, shutting down")
+		return nil
+	}
 	// CometBFT's RPC port is taken now, after the replay in NewNode, as the
 	// node itself takes it: a client that connects is answered soon, not
 	// held through a replay (or refused later by a port in use, after the
@@ -381,6 +387,24 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 	abciApp.Close()
 	logger.Info("node stopped")
 	return err
+}
+
+// waitForGenesis waits until genesis, when that is in the future, and
+// says so in the log; false when ctx ended first.
+func waitForGenesis(ctx context.Context, logger log.Logger, genesis time.Time) bool {
+	wait := time.Until(genesis)
+	if wait <= 0 {
+		return true
+	}
+	logger.Info("the genesis time is in the future: waiting for it", "genesis_time", genesis.UTC().Format(time.RFC3339), "in", wait.Round(time.Second))
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // startNodeWithoutRPC starts n without its RPC server: rpcService serves
