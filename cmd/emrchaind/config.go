@@ -36,6 +36,37 @@ const appDBDir = "app.db"
 // errNotInitialized is returned when HOME has no config.toml.
 var errNotInitialized = errors.New("home directory is not initialized")
 
+// cometRPCNotes are what emrchaind adds to the [rpc] comments of
+// CometBFT's config.toml template: the checks rpcService makes that
+// CometBFT's own server does not. Each goes after the first line that is
+// its key.
+var cometRPCNotes = []struct{ after, note string }{
+	{"# TCP or UNIX socket address for the RPC server to listen on\n",
+		"# (emrchaind serves it itself: a request whose Host header is neither an IP\n" +
+			"# address nor a name in app.toml [app] allowed_hosts is refused, 403.)\n"},
+	{"# Use '[\"*\"]' to allow any origin\n",
+		"# (emrchaind: also the only origins a browser may open /websocket from.)\n"},
+}
+
+// writeCometConfig writes conf as HOME/config/config.toml with CometBFT's
+// template, and cometRPCNotes in its comments.
+func writeCometConfig(home string, conf *cmtcfg.Config) error {
+	path := filepath.Join(home, cmtcfg.DefaultConfigDir, cmtcfg.DefaultConfigFileName)
+	cmtcfg.WriteConfigFile(path, conf)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	body := string(raw)
+	for _, n := range cometRPCNotes {
+		if i := strings.Index(body, n.after); i >= 0 {
+			at := i + len(n.after)
+			body = body[:at] + n.note + body[at:]
+		}
+	}
+	return durable.ReplaceFile(path, []byte(body), 0o644)
+}
+
 // loadCometConfig reads HOME/config/config.toml over CometBFT's defaults,
 // exactly as CometBFT's own CLI does (same keys, same duration and list
 // syntax), and roots every path at home.

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -200,5 +202,28 @@ func TestNodeChecksHostAndOrigin(t *testing.T) {
 			t.Errorf("status over a WebSocket with Origin %q: %s %s %v", origin, answer.Result, answer.Error, err)
 		}
 		c.Close()
+	}
+}
+
+// TestConfigTomlNotesRPCChecks: the config.toml init writes says, beside
+// [rpc] laddr and cors_allowed_origins, what emrchaind checks that
+// CometBFT's template does not tell, and still reads back.
+func TestConfigTomlNotesRPCChecks(t *testing.T) {
+	home := t.TempDir()
+	if out, err := run(t, "init", "--home", home, "--chain-id", "emr-notes"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	raw, err := os.ReadFile(filepath.Join(home, "config", "config.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := string(raw)
+	for _, n := range cometRPCNotes {
+		if !strings.Contains(body, n.after+n.note) {
+			t.Errorf("config.toml lacks, after %q, the note %q", n.after, n.note)
+		}
+	}
+	if _, err := loadCometConfig(home); err != nil {
+		t.Fatalf("config.toml with the notes: %v", err)
 	}
 }

@@ -279,7 +279,9 @@ func (p *initPlan) write(w io.Writer) error {
 			return err
 		}
 	}
-	cmtcfg.WriteConfigFile(filepath.Join(o.home, cmtcfg.DefaultConfigDir, cmtcfg.DefaultConfigFileName), conf)
+	if err := writeCometConfig(o.home, conf); err != nil {
+		return err
+	}
 	if err := writeAppConfig(o.home, appConf); err != nil {
 		return err
 	}

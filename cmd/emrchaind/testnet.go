@@ -265,7 +265,9 @@ func runTestnet(w io.Writer, o testnetOptions) (_ *manifest.Testnet, err error) 
 			return nil, fmt.Errorf("%s: %w", n.Name, err)
 		}
 		conf.P2P.PersistentPeers = n.PersistentPeers
-		cmtcfg.WriteConfigFile(filepath.Join(n.Home, cmtcfg.DefaultConfigDir, cmtcfg.DefaultConfigFileName), conf)
+		if err := writeCometConfig(n.Home, conf); err != nil {
+			return nil, fmt.Errorf("%s: %w", n.Name, err)
+		}
 		var sidecarPeers, peerIDs []string
 		for _, other := range net.Nodes {
 			if other.Name != n.Name {
