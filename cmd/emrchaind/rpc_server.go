@@ -96,10 +96,20 @@ func startRPCService(n *node.Node, c *cmtcfg.RPCConfig, listeners []rpcListener,
 		conf.WriteTimeout = c.TimeoutBroadcastTxCommit + time.Second
 	}
 	logger = logger.With("module", "rpc-server")
-	origins := cors.New(cors.Options{AllowedOrigins: c.CORSAllowedOrigins})
+	wmLogger := logger.With("protocol", "websocket")
+	// One CORS policy answers both the browsers' cross-origin requests and
+	// which origins may open a WebSocket; none when no origin is listed
+	// (rs/cors would read an empty list as "any").
+	var crs *cors.Cors
+	if c.IsCorsEnabled() {
+		crs = cors.New(cors.Options{
+			AllowedOrigins: c.CORSAllowedOrigins,
+			AllowedMethods: c.CORSAllowedMethods,
+			AllowedHeaders: c.CORSAllowedHeaders,
+		})
+	}
 	s := &rpcService{}
 	for _, l := range listeners {
-		wmLogger := logger.With("protocol", "websocket")
 		wm := rpcserver.NewWebsocketManager(routes,
 			rpcserver.OnDisconnect(func(remoteAddr string) {
 				err := env.EventBus.UnsubscribeAll(context.Background(), remoteAddr)
@@ -112,7 +122,7 @@ func startRPCService(n *node.Node, c *cmtcfg.RPCConfig, listeners []rpcListener,
 		)
 		wm.SetLogger(wmLogger)
 		wm.CheckOrigin = func(r *http.Request) bool {
-			return r.Header.Get("Origin") == "" || (c.IsCorsEnabled() && origins.OriginAllowed(r))
+			return r.Header.Get("Origin") == "" || (crs != nil && crs.OriginAllowed(r))
 		}
 		wm.Error = refuseWebSocket
 		mux := http.NewServeMux()
@@ -120,12 +130,8 @@ func startRPCService(n *node.Node, c *cmtcfg.RPCConfig, listeners []rpcListener,
 		mux.HandleFunc("/v1/websocket", wm.WebsocketHandler)
 		rpcserver.RegisterRPCFuncs(mux, routes, logger)
 		var h http.Handler = mux
-		if c.IsCorsEnabled() {
-			h = cors.New(cors.Options{
-				AllowedOrigins: c.CORSAllowedOrigins,
-				AllowedMethods: c.CORSAllowedMethods,
-				AllowedHeaders: c.CORSAllowedHeaders,
-			}).Handler(h)
+		if crs != nil {
+			h = crs.Handler(h)
 		}
 		if !l.unix {
 			h = hosts.wrap(h, refuseRPC)

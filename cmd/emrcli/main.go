@@ -68,7 +68,7 @@ func (e usageError) Unwrap() error { return e.err }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
-// noArgs is noArgs for emrcli's commands, which take flags only. A
+// noArgs is cobra.NoArgs for emrcli's commands, which take flags only. A
 // word left over is a value with a space that was not quoted ("--name Ada
 // Lovelace"), not the unknown command cobra would call it.
 func noArgs(cmd *cobra.Command, args []string) error {
