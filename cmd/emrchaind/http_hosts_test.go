@@ -96,13 +96,7 @@ func getAs(ctx context.Context, t *testing.T, url, host string) (int, string) {
 		t.Fatal(err)
 	}
 	req.Host = host
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
+	return statusOfRequest(t, req)
 }
 
 // TestAllowedHostsConfig: [app] allowed_hosts defaults to localhost, round-
