@@ -153,14 +153,11 @@ func startServices(ctx context.Context, env serviceEnv) (_ []service, err error)
 		}
 	}()
 	if rpc := env.listeners.rpc; len(rpc) > 0 {
-		env.listeners.rpc = nil
 		s, err := startRPCService(env.node, env.config.RPC, rpc, newHostFilter(env.appConfig.App.AllowedHosts), env.logger)
 		if err != nil {
-			for _, l := range rpc {
-				_ = l.Close()
-			}
-			return nil, err
+			return nil, err // start's listeners.close closes them
 		}
+		env.listeners.rpc = nil // the service's now
 		started = append(started, s)
 	}
 	queries := newQueryServer(env)
