@@ -16,6 +16,7 @@ import (
 	"github.com/cometbft/cometbft/abci/types"
 	cmtproto "github.com/cometbft/cometbft/api/cometbft/types/v1"
 	"github.com/cometbft/cometbft/libs/log"
+	cmttypes "github.com/cometbft/cometbft/types"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -98,6 +99,14 @@ func initChain(t *testing.T, conn types.Application) []byte {
 
 func initChainWith(t *testing.T, conn types.Application, gs *emrchainv1.GenesisState) []byte {
 	t.Helper()
+	return initChainWithParams(t, conn, gs, cmttypes.DefaultConsensusParams())
+}
+
+// initChainWithParams is initChainWith under the genesis consensus params
+// cp, which CometBFT hands InitChain.
+func initChainWithParams(t *testing.T, conn types.Application, gs *emrchainv1.GenesisState, cp *cmttypes.ConsensusParams) []byte {
+	t.Helper()
+	params := cp.ToProto()
 	ctx := context.Background()
 	info, err := conn.Info(ctx, &types.InfoRequest{})
 	if err != nil {
@@ -111,7 +120,7 @@ func initChainWith(t *testing.T, conn types.Application, gs *emrchainv1.GenesisS
 	}
 	res, err := conn.InitChain(ctx, &types.InitChainRequest{
 		Time: genesisTime, ChainId: testChainID, InitialHeight: 1, AppStateBytes: appStateOf(t, gs),
-		Validators: genesisValidators(),
+		Validators: genesisValidators(), ConsensusParams: &params,
 	})
 	if err != nil {
 		t.Fatalf("InitChain: %v", err)
@@ -682,6 +691,51 @@ func TestValidatorUpdates(t *testing.T) {
 		fin, err = conn.FinalizeBlock(ctx, &types.FinalizeBlockRequest{Height: 3, Time: genesisTime.Add(3 * time.Second)})
 		if err != nil || len(fin.ValidatorUpdates) != 0 {
 			t.Fatalf("empty block: validator updates %v, %v", fin.ValidatorUpdates, err)
+		}
+	})
+}
+
+// TestConsensusParamUpdates: a block whose proposal executes a change of
+// the block and evidence limits hands it to CometBFT in FinalizeBlock, as
+// the block and evidence sections (with the genesis's gas limit kept),
+// which CometBFT's params then take and its own checks pass; a block
+// without one hands none.
+func TestConsensusParamUpdates(t *testing.T) {
+	transports(t, func(t *testing.T, conn types.Application) {
+		ctx := context.Background()
+		g := apptest.Consortium()
+		g.Organizations, g.Members = g.Organizations[:1], g.Members[:1] // one organization decides alone
+		genesis := cmttypes.DefaultConsensusParams()
+		genesis.Block.MaxBytes, genesis.Block.MaxGas = 8<<20, 5_000_000
+		initChainWithParams(t, conn, g, genesis)
+		block(t, conn, 1)
+		next := proto.Clone(g.Params).(*emrchainv1.Params)
+		next.Consensus = app.ConsensusLimitsOf(genesis.Block, genesis.Evidence)
+		next.Consensus.BlockMaxBytes = 3 << 20
+		tx := apptest.Registrar(apptest.HospitalA).Tx(testChainID, 0, apptest.SetParams(next, 0))
+		fin, err := conn.FinalizeBlock(ctx, &types.FinalizeBlockRequest{Height: 2, Time: genesisTime.Add(2 * time.Second), Txs: [][]byte{tx}})
+		if err != nil || fin.TxResults[0].Code != 0 {
+			t.Fatalf("FinalizeBlock = %v, %v", fin, err)
+		}
+		u := fin.ConsensusParamUpdates
+		if u.GetBlock().GetMaxBytes() != 3<<20 || u.GetBlock().GetMaxGas() != 5_000_000 || u.GetEvidence() == nil ||
+			u.Evidence.MaxBytes != genesis.Evidence.MaxBytes || u.Evidence.MaxAgeNumBlocks != genesis.Evidence.MaxAgeNumBlocks || u.Evidence.MaxAgeDuration != genesis.Evidence.MaxAgeDuration ||
+			u.Validator != nil || u.Version != nil || u.Feature != nil || u.Synchrony != nil {
+			t.Fatalf("consensus param updates = %v, want a 3 MiB block and the rest of block and evidence as at genesis", u)
+		}
+		updated := genesis.Update(u)
+		if err := updated.ValidateBasic(); err != nil {
+			t.Fatalf("CometBFT's checks refuse the update: %v", err)
+		}
+		if err := genesis.ValidateUpdate(u, 2); err != nil {
+			t.Fatalf("CometBFT's update checks refuse it: %v", err)
+		}
+		if _, err := conn.Commit(ctx, &types.CommitRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		fin, err = conn.FinalizeBlock(ctx, &types.FinalizeBlockRequest{Height: 3, Time: genesisTime.Add(3 * time.Second)})
+		if err != nil || fin.ConsensusParamUpdates != nil {
+			t.Fatalf("empty block: consensus param updates %v, %v", fin.ConsensusParamUpdates, err)
 		}
 	})
 }

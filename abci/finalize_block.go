@@ -13,9 +13,10 @@ import (
 
 // FinalizeBlock executes the decided block: every tx gets an ExecTxResult (a
 // failed tx has a non-zero code and is still part of the block) and the
-// response carries the app hash of the staged state and the validator
+// response carries the app hash of the staged state, the validator
 // changes the block's executed proposals made (CometBFT applies them from
-// height+2). Nothing is persisted
+// height+2) and their change of the block and evidence limits (from
+// height+1). Nothing is persisted
 // here — Commit does that — so a crash after FinalizeBlock replays the block.
 //
 // An error returned here halts the chain, deliberately. The app returns one
@@ -61,7 +62,14 @@ func (a *Application) FinalizeBlock(_ context.Context, req *types.FinalizeBlockR
 		a.logger.Info("Validator set change", "height", req.Height, "pub_key", app.ValidatorKeyText(v.PubKey),
 			"power", v.Power, "from_height", req.Height+2)
 	}
+	var paramUpdates *cmtproto.ConsensusParams
+	if c := a.app.ConsensusUpdate(); c != nil {
+		paramUpdates = consensusParamUpdates(c)
+		a.logger.Info("Consensus params change", "height", req.Height, "block_max_bytes", c.BlockMaxBytes,
+			"evidence_max_bytes", c.EvidenceMaxBytes, "evidence_max_age_blocks", c.EvidenceMaxAgeBlocks,
+			"evidence_max_age", c.EvidenceMaxAge.AsDuration(), "from_height", req.Height+1)
+	}
 	a.logger.Debug("ABCI FinalizeBlock", "height", req.Height, "txs", len(req.Txs), "failed", failed,
 		"app_hash", fmt.Sprintf("%X", appHash))
-	return &types.FinalizeBlockResponse{TxResults: txResults, AppHash: appHash, ValidatorUpdates: updates}, nil
+	return &types.FinalizeBlockResponse{TxResults: txResults, AppHash: appHash, ValidatorUpdates: updates, ConsensusParamUpdates: paramUpdates}, nil
 }

@@ -15,6 +15,10 @@ import (
 // emrchainv1.GenesisState) and returns the resulting app hash, which becomes
 // the AppHash of the first block's header.
 //
+// The genesis's block and evidence limits are kept in the params, where a
+// proposal changes them (returned from FinalizeBlock as consensus param
+// updates).
+//
 // The genesis validators are kept in the state, where proposals change them
 // (app MsgPropose, returned from FinalizeBlock as validator updates), and
 // returned unchanged: an empty list tells CometBFT to keep the genesis's.
@@ -47,7 +51,7 @@ func (a *Application) InitChain(_ context.Context, req *types.InitChainRequest) 
 		}
 		validators[i] = &emrv1.Validator{PubKey: v.PubKeyBytes, Power: v.Power}
 	}
-	appHash, err := a.app.InitChain(req.ChainId, req.AppStateBytes, req.Time.UTC(), validators)
+	appHash, err := a.app.InitChain(req.ChainId, req.AppStateBytes, req.Time.UTC(), validators, consensusLimits(req.ConsensusParams))
 	if err != nil {
 		return nil, fmt.Errorf("abci: InitChain for chain %q: %w", req.ChainId, err)
 	}

@@ -53,11 +53,13 @@ type App struct {
 	// the decided block is the same, instead of executing it again.
 	executed *executedBlock
 	// pending is the block finalized and not yet committed,
-	// pendingValidators the validator changes it makes, and pendingParams
-	// the params it sets (nil: unchanged).
+	// pendingValidators the validator changes it makes, pendingParams
+	// the params it sets and pendingConsensus CometBFT's limits it
+	// changes (nil: unchanged).
 	pending           *BlockInfo
 	pendingValidators []*emrv1.Validator
 	pendingParams     *emrv1.Params
+	pendingConsensus  *emrv1.ConsensusLimits
 }
 
 // executedBlock is a block's transactions executed into a cache over the
@@ -146,9 +148,10 @@ func (a *App) LastCommit() (int64, []byte) {
 }
 
 // InitChain writes the genesis state (appState is protojson of
-// GenesisState) and the genesis validators into the working tree; it is
-// committed with block 1.
-func (a *App) InitChain(chainID string, appState []byte, genesisTime time.Time, validators []*emrv1.Validator) ([]byte, error) {
+// GenesisState), the genesis validators and CometBFT's block and evidence
+// limits of the genesis (consensus; nil: CometBFT's defaults) into the
+// working tree; it is committed with block 1.
+func (a *App) InitChain(chainID string, appState []byte, genesisTime time.Time, validators []*emrv1.Validator, consensus *emrv1.ConsensusLimits) ([]byte, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if version, _ := a.store.LastCommit(); version > 0 {
@@ -162,6 +165,9 @@ func (a *App) InitChain(chainID string, appState []byte, genesisTime time.Time, 
 		return nil, err
 	}
 	if err := validateGenesisValidators(validators); err != nil {
+		return nil, err
+	}
+	if err := takeConsensusLimits(g.Params, consensus); err != nil {
 		return nil, err
 	}
 	st := state{a.store.Working()}
@@ -297,6 +303,10 @@ func (a *App) FinalizeBlock(b BlockInfo, txs [][]byte) ([]Result, []byte, error)
 		return nil, nil, fmt.Errorf("write block %d: %w", b.Height, err)
 	}
 	a.pending, a.pendingValidators, a.pendingParams = &b, updates, params
+	a.pendingConsensus = nil
+	if params != nil {
+		a.pendingConsensus = consensusUpdate(a.params, params)
+	}
 	return ex.results, a.store.WorkingHash(), nil
 }
 
@@ -328,7 +338,7 @@ func (a *App) Commit() (int64, error) {
 	if a.pendingParams != nil {
 		a.params = a.pendingParams
 	}
-	a.last, a.pending, a.pendingValidators, a.pendingParams = *a.pending, nil, nil, nil
+	a.last, a.pending, a.pendingValidators, a.pendingParams, a.pendingConsensus = *a.pending, nil, nil, nil, nil
 	if err := a.resetCheckState(); err != nil {
 		return 0, err
 	}
@@ -342,6 +352,15 @@ func (a *App) ValidatorUpdates() []*emrv1.Validator {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.pendingValidators
+}
+
+// ConsensusUpdate is the change to CometBFT's block and evidence limits
+// the block finalized last (and not yet committed) makes, for CometBFT to
+// apply from the next block, as the params: nil when none.
+func (a *App) ConsensusUpdate() *emrv1.ConsensusLimits {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.pendingConsensus
 }
 
 // validatorUpdates compares the validator set before the executed block ex
@@ -421,8 +440,11 @@ func hashTxs(txs [][]byte) [32]byte {
 
 // protoSizeOfTx is the bytes one tx adds to a block's Data in CometBFT's
 // accounting (types.ComputeProtoSizeForTxs): tag, length varint, bytes.
-func protoSizeOfTx(tx []byte) int64 {
-	return int64(1 + len(binary.AppendUvarint(nil, uint64(len(tx)))) + len(tx))
+func protoSizeOfTx(tx []byte) int64 { return protoSizeOfTxLen(uint64(len(tx))) }
+
+// protoSizeOfTxLen is protoSizeOfTx for a tx of n bytes.
+func protoSizeOfTxLen(n uint64) int64 {
+	return int64(1+len(binary.AppendUvarint(nil, n))) + int64(n)
 }
 
 // Simulate executes tx as the next block at time t, against the committed

@@ -315,6 +315,9 @@ func (w *workload) tx() []byte {
 				// before params changes).
 				params := app.DefaultParams()
 				params.MaxRecordsPerAccess = uint32(1 + w.n%4)
+				// And CometBFT's block size, which FinalizeBlock hands on.
+				params.Consensus = app.DefaultConsensusLimits()
+				params.Consensus.BlockMaxBytes = int64(4+w.n%3) << 20
 				return w.sign(reg.actor, apptest.SetParams(params, w.paramsChanges))
 			}
 			return w.sign(reg.actor, apptest.SetValidatorPower(apptest.Validator(w.rnd.IntN(5)).SignPub(), int64(w.rnd.IntN(21))))

@@ -85,7 +85,8 @@ func MarshalGenesis(g *emrv1.GenesisState) ([]byte, error) {
 }
 
 // ValidateParams checks the consortium's parameters, at genesis and in a
-// proposal to change them: categories, floors and ceilings.
+// proposal to change them: categories, floors and ceilings, and CometBFT's
+// limits when given.
 func ValidateParams(p *emrv1.Params) error {
 	if p == nil {
 		return errors.New("params missing")
@@ -145,6 +146,11 @@ func ValidateParams(p *emrv1.Params) error {
 	// not fit in max_tx_bytes, the params could never change again.
 	if need := uint64(proto.Size(p)) + setParamsTxOverhead; need > p.MaxTxBytes {
 		return fmt.Errorf("params.max_tx_bytes is %d: a proposal to change these params (%d categories) needs up to %d", p.MaxTxBytes, len(p.Categories), need)
+	}
+	// Left out at genesis (taken from consensus_params) and in a proposal
+	// (the chain's are kept).
+	if p.Consensus != nil {
+		return validateConsensusLimits(p.Consensus, p.MaxTxBytes)
 	}
 	return nil
 }

@@ -31,19 +31,26 @@ func genesisSeeds(tb testing.TB) map[string][]byte {
 	patient.Members[0].Role = emrv1.Role_ROLE_PATIENT
 	noCategories := apptest.Consortium()
 	noCategories.Params.Categories = nil
+	limits := apptest.Consortium()
+	limits.Params.Consensus = app.DefaultConsensusLimits()
+	otherLimits := apptest.Consortium()
+	otherLimits.Params.Consensus = app.DefaultConsensusLimits()
+	otherLimits.Params.Consensus.BlockMaxBytes = 2 << 20
 	return map[string][]byte{
-		"consortium":      marshal(full),
-		"default":         marshal(app.DefaultGenesis()),
-		"member-twice":    marshal(twice),
-		"patient-member":  marshal(patient),
-		"no-categories":   marshal(noCategories),
-		"compact":         []byte(`{"params":{"categories":["x"],"maxTxBytes":"1024","maxBlobBytes":"1","maxRecordsPerAccess":1,"maxRewrapsPerRotation":1,"maxPageSize":1,"maxWrappedKeyBytes":93}}`),
-		"enum-number":     []byte(`{"params":{"categories":["x"],"max_tx_bytes":1024,"max_blob_bytes":1,"max_records_per_access":1,"max_rewraps_per_rotation":1,"max_page_size":1,"max_wrapped_key_bytes":93},"organizations":[{"id":"o","name":"O","kind":99}]}`),
-		"null-member":     []byte(`{"params":{"categories":["x"]},"members":[null]}`),
-		"empty-object":    []byte(`{}`),
-		"null":            []byte(`null`),
-		"empty":           nil,
-		"trailing-object": append(marshal(app.DefaultGenesis()), []byte(`{}`)...),
+		"consensus-limits":       marshal(limits),
+		"other-consensus-limits": marshal(otherLimits),
+		"consortium":             marshal(full),
+		"default":                marshal(app.DefaultGenesis()),
+		"member-twice":           marshal(twice),
+		"patient-member":         marshal(patient),
+		"no-categories":          marshal(noCategories),
+		"compact":                []byte(`{"params":{"categories":["x"],"maxTxBytes":"1024","maxBlobBytes":"1","maxRecordsPerAccess":1,"maxRewrapsPerRotation":1,"maxPageSize":1,"maxWrappedKeyBytes":93}}`),
+		"enum-number":            []byte(`{"params":{"categories":["x"],"max_tx_bytes":1024,"max_blob_bytes":1,"max_records_per_access":1,"max_rewraps_per_rotation":1,"max_page_size":1,"max_wrapped_key_bytes":93},"organizations":[{"id":"o","name":"O","kind":99}]}`),
+		"null-member":            []byte(`{"params":{"categories":["x"]},"members":[null]}`),
+		"empty-object":           []byte(`{}`),
+		"null":                   []byte(`null`),
+		"empty":                  nil,
+		"trailing-object":        append(marshal(app.DefaultGenesis()), []byte(`{}`)...),
 	}
 }
 
@@ -87,14 +94,24 @@ func FuzzParseGenesis(f *testing.F) {
 		if !proto.Equal(g, again) {
 			t.Fatalf("a genesis does not survive a round trip:\n%v\n%v", g, again)
 		}
+		if raw2, _ := app.MarshalGenesis(again); !bytes.Equal(raw, raw2) {
+			t.Fatalf("MarshalGenesis is not stable:\n%s\n%s", raw, raw2)
+		}
+		// The chain takes CometBFT's limits from consensus_params (the
+		// defaults here); app_state may only repeat them, which
+		// TestGenesisConsensusLimits covers.
+		want := proto.Clone(g.Params).(*emrv1.Params)
+		if want.Consensus == nil {
+			want.Consensus = app.DefaultConsensusLimits()
+		}
+		if !proto.Equal(want.Consensus, app.DefaultConsensusLimits()) {
+			return
+		}
 		c := apptest.New(t, apptest.Options{Genesis: g})
 		var params emrv1.QueryParamsResponse
 		c.Query("Params", &emrv1.QueryParamsRequest{}, &params)
-		if !proto.Equal(params.Params, g.Params) {
-			t.Fatalf("the chain started with params %v, genesis has %v", params.Params, g.Params)
-		}
-		if raw2, _ := app.MarshalGenesis(again); !bytes.Equal(raw, raw2) {
-			t.Fatalf("MarshalGenesis is not stable:\n%s\n%s", raw, raw2)
+		if !proto.Equal(params.Params, want) {
+			t.Fatalf("the chain started with params %v, genesis has %v", params.Params, want)
 		}
 	})
 }

@@ -62,10 +62,14 @@ func (ctx *txContext) propose(m *emrv1.MsgPropose) error {
 	// that is the chain's count now: built from params another change
 	// replaced since, it would undo that change unseen. The chain records
 	// the params it replaces, to show it as a change.
+	// CometBFT's limits left out are the chain's.
 	if set := change.GetSetParams(); set != nil {
 		var err error
 		if set.FromParams, err = ctx.st.params(); err != nil {
 			return err
+		}
+		if set.Params.Consensus == nil {
+			set.Params.Consensus = set.FromParams.GetConsensus()
 		}
 	}
 	if err := ctx.checkChange(change, ctx.tx.Signer); err != nil {
@@ -367,9 +371,9 @@ func (ctx *txContext) checkValidatorChange(set *emrv1.SetValidatorPower) error {
 }
 
 // checkParamsChange checks that the params may become set's: no change of
-// the params executed since the ones it was built from (from_changes), it
-// changes something, and it only adds record categories, after the
-// current ones.
+// the params executed since the ones it was built from (from_changes),
+// valid with CometBFT's limits, it changes something, and it only adds
+// record categories, after the current ones.
 func (ctx *txContext) checkParamsChange(set *emrv1.SetParams) error {
 	changes, err := ctx.st.paramsChanges()
 	if err != nil {
@@ -377,6 +381,11 @@ func (ctx *txContext) checkParamsChange(set *emrv1.SetParams) error {
 	}
 	if why := ParamsChangeOvertaken(set, changes); why != "" {
 		return fmt.Errorf("%w: %s: another change overtook it", ErrProposalClosed, why)
+	}
+	// Again with CometBFT's limits, which the proposal may have left out
+	// (ValidateMsg checked it without them).
+	if err := ValidateParams(set.Params); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidMsg, err)
 	}
 	current, err := ctx.st.params()
 	if err != nil {

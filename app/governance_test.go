@@ -834,7 +834,7 @@ func ruleInitChain(t *testing.T, validators []*emrv1.Validator) error {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = a.InitChain(apptest.ChainID, appState, apptest.GenesisTime, validators)
+	_, err = a.InitChain(apptest.ChainID, appState, apptest.GenesisTime, validators, nil)
 	return err
 }
 

@@ -20,7 +20,8 @@ import (
 // and the new validator signs: with one of the first four stopped, the
 // chain still commits, which 30 of 50 voting power could not, and the new
 // validator's signature is in the commits. New params by proposal then
-// take effect on every node. All running nodes agree.
+// take effect on every node, CometBFT's block size among them. All running
+// nodes agree.
 func TestValidatorJoinsByProposal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a testnet of real processes")
@@ -115,9 +116,24 @@ func TestValidatorJoinsByProposal(t *testing.T) {
 		t.Fatalf("a record of a category the params lack: %v, code %d %s", err, out.Code, out.Log)
 	}
 	params.Params.Categories = append(params.Params.Categories, "genomics")
+	params.Params.Consensus.BlockMaxBytes = 3 << 20 // and CometBFT's, which every node applies
 	mustSubmit(t, tr, "propose params", net.Registrar(apptest.HospitalA), apptest.SetParams(params.Params, params.Changes))
 	mustSubmit(t, tr, "approve params (b)", net.Registrar(apptest.HospitalB), apptest.Approve(2))
 	mustSubmit(t, tr, "approve params (research)", net.Registrar(apptest.Research), apptest.Approve(2))
 	mustSubmit(t, tr, "a record of the category added", patient, apptest.AddRecord(pid, "genomics", "g1"))
+	if err := tr.Query("Proposal", &emrv1.QueryProposalRequest{Id: 2}, &p); err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{0, 1, 2, j} {
+		if err := net.WaitHeight(ctx, i, p.Proposal.ExecutedHeight+1); err != nil {
+			t.Fatal(err)
+		}
+		for h, want := range map[int64]int64{p.Proposal.ExecutedHeight: 4 << 20, p.Proposal.ExecutedHeight + 1: 3 << 20} {
+			cp, err := net.RPC(i).ConsensusParams(ctx, &h)
+			if err != nil || cp.ConsensusParams.Block.MaxBytes != want {
+				t.Fatalf("node %d: CometBFT's consensus params at %d: %v (%v), want block.max_bytes %d", i, h, cp, err, want)
+			}
+		}
+	}
 	agree(context.Background(), t, net)
 }

@@ -83,6 +83,9 @@ type Chain struct {
 	// ValidatorUpdates are the last block's changes to the validator set,
 	// as FinalizeBlock hands them to CometBFT.
 	ValidatorUpdates []*emrv1.Validator
+	// ConsensusUpdate is the last block's change of CometBFT's block and
+	// evidence limits, as FinalizeBlock hands it to CometBFT (nil: none).
+	ConsensusUpdate *emrv1.ConsensusLimits
 	// Signers are the validator addresses whose signatures the next
 	// block's last commit holds (BlockInfo.Signers); nil: none.
 	Signers [][]byte
@@ -104,7 +107,7 @@ func New(tb testing.TB, opts Options) *Chain {
 	if validators == nil {
 		validators = GenesisValidators()
 	}
-	if _, err := c.App.InitChain(ChainID, appState, GenesisTime, validators); err != nil {
+	if _, err := c.App.InitChain(ChainID, appState, GenesisTime, validators, nil); err != nil {
 		tb.Fatalf("InitChain: %v", err)
 	}
 	c.Now = GenesisTime.Add(c.BlockInterval)
@@ -170,7 +173,7 @@ func (c *Chain) Block(txs ...[]byte) []app.Result {
 	if err != nil {
 		c.TB.Fatalf("FinalizeBlock %d: %v", b.Height, err)
 	}
-	c.ValidatorUpdates = c.App.ValidatorUpdates()
+	c.ValidatorUpdates, c.ConsensusUpdate = c.App.ValidatorUpdates(), c.App.ConsensusUpdate()
 	if _, err := c.App.Commit(); err != nil {
 		c.TB.Fatalf("Commit %d: %v", b.Height, err)
 	}

@@ -486,7 +486,7 @@ func dryRunGenesis(chainID string, appState []byte, t time.Time) error {
 	// The validators are not known yet (init makes the key after this
 	// check); a stand-in of the same kind and power takes their place.
 	standIn := []*emrchainv1.Validator{{PubKey: ed25519.GenPrivKeyFromSecret([]byte("dry run")).PubKey().Bytes(), Power: validatorPower}}
-	if _, err := a.InitChain(chainID, appState, t, standIn); err != nil {
+	if _, err := a.InitChain(chainID, appState, t, standIn, nil); err != nil {
 		return fmt.Errorf("genesis rejected by the state machine: %w", err)
 	}
 	return nil

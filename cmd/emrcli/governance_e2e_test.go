@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
 
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/client/clienttest"
@@ -339,4 +342,75 @@ func isQueryCall(call clienttest.Call, method string) bool {
 	}
 	_ = json.Unmarshal(call.Params, &params)
 	return call.Method == "abci_query" && params.Path == app.QueryPathPrefix+method
+}
+
+// TestConsensusLimitsByProposal: on a real node, a params proposal changes
+// CometBFT's block and evidence limits, which the node's CometBFT applies
+// from the block after the one that executed it (its own
+// /consensus_params), and the chain goes on making blocks. Limits that
+// leave no room in a block for a transaction of max_tx_bytes are refused
+// before anything is signed.
+func TestConsensusLimitsByProposal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs emrchaind and emrcli")
+	}
+	node := clienttest.StartNode(t, clienttest.NodeOptions{ChainID: "emr-limits-test"})
+	e := &cliEnv{t: t, bin: clienttest.Build(t, "github.com/emrchain/emrchain/cmd/emrcli"), home: t.TempDir()}
+	e.env = []string{"EMRCLI_HOME=" + e.home, "EMRCLI_NODE=" + node.RPC, "EMRCLI_KEYRING_BACKEND=test"}
+	e.ok("light", "init", "--genesis", node.Genesis)
+	e.ok("keys", "import-dev", node.RegistrarKey)
+
+	e.fails(2, "params.max_tx_bytes is 1048576: a block of 2097152 bytes", "propose", "params", "--from", "registrar", "--block-max-bytes", "2097152", "--reason", "small")
+	e.fails(2, "evidence.MaxAgeNumBlocks must be greater than 0", "propose", "params", "--from", "registrar", "--evidence-max-age-blocks", "0", "--reason", "none")
+	e.fails(2, "invalid argument", "propose", "params", "--from", "registrar", "--evidence-max-age", "two days", "--reason", "typo")
+	var decided struct {
+		Proposal struct {
+			Status         string `json:"status"`
+			ExecutedHeight int64  `json:"executed_height"`
+			Change         string `json:"change"`
+		} `json:"proposal"`
+	}
+	e.json(&decided, "propose", "params", "--from", "registrar", "--block-max-bytes", "3145728", "--evidence-max-age", "96h", "--reason", "smaller blocks")
+	if p := decided.Proposal; p.Status != "executed" || !strings.Contains(p.Change, "block max bytes 3145728 (was 4194304); evidence max age 96h0m0s (was 48h0m0s)") {
+		t.Fatalf("propose params: %+v", p)
+	}
+	executed := decided.Proposal.ExecutedHeight
+	rpc, err := rpchttp.New(node.RPC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blockMaxBytes := func(height int64) int64 {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			res, err := rpc.ConsensusParams(context.Background(), &height)
+			if err == nil {
+				return res.ConsensusParams.Block.MaxBytes
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("consensus params at %d: %v", height, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if got := blockMaxBytes(executed); got != 4<<20 {
+		t.Fatalf("CometBFT's block.max_bytes at height %d, which executed the change: %d, want 4194304 still", executed, got)
+	}
+	// A block after the change: the chain goes on under the new limits.
+	e.ok("keys", "add", "after-doc")
+	e.ok("member", "register", "--from", "registrar", "--key", "after-doc", "--role", "clinician", "--credential", "GMC-2")
+	if got := blockMaxBytes(executed + 1); got != 3<<20 {
+		t.Fatalf("CometBFT's block.max_bytes at height %d: %d, want 3145728", executed+1, got)
+	}
+	var params struct {
+		Consensus struct {
+			BlockMaxBytes  int64   `json:"block_max_bytes"`
+			EvidenceMaxAge float64 `json:"evidence_max_age_seconds"`
+		} `json:"consensus"`
+		Verified bool `json:"verified"`
+	}
+	e.json(&params, "params")
+	if params.Consensus.BlockMaxBytes != 3<<20 || params.Consensus.EvidenceMaxAge != 96*3600 || !params.Verified {
+		t.Fatalf("params after the change: %+v", params)
+	}
 }

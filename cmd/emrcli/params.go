@@ -11,17 +11,20 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/emrchain/emrchain/app"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
 // paramLimit is one numeric param and its flag of "propose params": the
-// field it names, uint64 or uint32.
+// field it names, uint64, uint32, int64 or a duration.
 type paramLimit struct {
 	flag, usage string
 	u64         func(*emrv1.Params) *uint64
 	u32         func(*emrv1.Params) *uint32
+	i64         func(*emrv1.Params) *int64
+	dur         func(*emrv1.Params) **durationpb.Duration
 }
 
 func u64Limit(flag, usage string, field func(*emrv1.Params) *uint64) paramLimit {
@@ -32,23 +35,70 @@ func u32Limit(flag, usage string, field func(*emrv1.Params) *uint32) paramLimit 
 	return paramLimit{flag: flag, usage: usage, u32: field}
 }
 
+func i64Limit(flag, usage string, field func(*emrv1.ConsensusLimits) *int64) paramLimit {
+	return paramLimit{flag: flag, usage: usage, i64: func(p *emrv1.Params) *int64 { return field(consensusOf(p)) }}
+}
+
+func durationLimit(flag, usage string, field func(*emrv1.ConsensusLimits) **durationpb.Duration) paramLimit {
+	return paramLimit{flag: flag, usage: usage, dur: func(p *emrv1.Params) **durationpb.Duration { return field(consensusOf(p)) }}
+}
+
+// consensusOf is p's CometBFT limits, made empty when p has none.
+func consensusOf(p *emrv1.Params) *emrv1.ConsensusLimits {
+	if p.Consensus == nil {
+		p.Consensus = &emrv1.ConsensusLimits{}
+	}
+	return p.Consensus
+}
+
 // bind makes the flag set the field of into.
 func (l paramLimit) bind(f *pflag.FlagSet, into *emrv1.Params) {
-	if l.u64 != nil {
+	switch {
+	case l.u64 != nil:
 		f.Uint64Var(l.u64(into), l.flag, 0, l.usage)
-		return
+	case l.u32 != nil:
+		f.Uint32Var(l.u32(into), l.flag, 0, l.usage)
+	case l.i64 != nil:
+		f.Int64Var(l.i64(into), l.flag, 0, l.usage)
+	default:
+		f.Var(durationFlag{l.dur(into)}, l.flag, l.usage)
 	}
-	f.Uint32Var(l.u32(into), l.flag, 0, l.usage)
 }
 
 // copy sets the field of dst to src's.
 func (l paramLimit) copy(dst, src *emrv1.Params) {
-	if l.u64 != nil {
+	switch {
+	case l.u64 != nil:
 		*l.u64(dst) = *l.u64(src)
-		return
+	case l.u32 != nil:
+		*l.u32(dst) = *l.u32(src)
+	case l.i64 != nil:
+		*l.i64(dst) = *l.i64(src)
+	default:
+		*l.dur(dst) = *l.dur(src)
 	}
-	*l.u32(dst) = *l.u32(src)
 }
+
+// durationFlag is a flag of a duration ("48h") into a protobuf Duration.
+type durationFlag struct{ into **durationpb.Duration }
+
+func (d durationFlag) String() string {
+	if d.into == nil || *d.into == nil {
+		return ""
+	}
+	return (*d.into).AsDuration().String()
+}
+
+func (d durationFlag) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d.into = durationpb.New(v)
+	return nil
+}
+
+func (durationFlag) Type() string { return "duration" }
 
 // paramLimits are the numeric params, in the order of the Params message.
 var paramLimits = []paramLimit{
@@ -60,6 +110,10 @@ var paramLimits = []paramLimit{
 	u64Limit("emergency-access-seconds", "how long an emergency (break-glass) read would last (break-glass access is not enabled)", func(p *emrv1.Params) *uint64 { return &p.EmergencyAccessSeconds }),
 	u32Limit("max-wrapped-key-bytes", "largest wrapped key in a grant or record", func(p *emrv1.Params) *uint32 { return &p.MaxWrappedKeyBytes }),
 	u64Limit("proposal-seconds", "how long a consortium proposal can be approved", func(p *emrv1.Params) *uint64 { return &p.ProposalSeconds }),
+	i64Limit("block-max-bytes", "largest block, in bytes (CometBFT's block.max_bytes; -1: 100 MiB): it must hold a transaction of max-tx-bytes beside the evidence and the commit", func(c *emrv1.ConsensusLimits) *int64 { return &c.BlockMaxBytes }),
+	i64Limit("evidence-max-bytes", "most evidence of misbehaviour in one block, in bytes (evidence.max_bytes)", func(c *emrv1.ConsensusLimits) *int64 { return &c.EvidenceMaxBytes }),
+	i64Limit("evidence-max-age-blocks", "evidence older than this many blocks, and than --evidence-max-age, is refused (evidence.max_age_num_blocks)", func(c *emrv1.ConsensusLimits) *int64 { return &c.EvidenceMaxAgeBlocks }),
+	durationLimit("evidence-max-age", "evidence older than this (e.g. 48h), and than --evidence-max-age-blocks, is refused (evidence.max_age_duration)", func(c *emrv1.ConsensusLimits) **durationpb.Duration { return &c.EvidenceMaxAge }),
 }
 
 func newProposeParamsCmd(a *cli) *cobra.Command {
@@ -68,7 +122,7 @@ func newProposeParamsCmd(a *cli) *cobra.Command {
 	var given emrv1.Params
 	cmd := &cobra.Command{
 		Use:   "params --from REGISTRAR [--add-category NAME]... [--max-tx-bytes N] [--max-page-size N] [...] --reason TEXT",
-		Short: "Propose new consortium params: record categories added, size limits, the emergency window, the voting period",
+		Short: "Propose new consortium params: record categories added, size limits, the emergency window, the voting period, CometBFT's block and evidence limits",
 		Long: governanceLong + `
 
 The proposal carries the whole set of params: the current ones, read
@@ -78,9 +132,19 @@ categories can be added, never removed: the records, consents and shares
 of a category outlive it. The new params apply from the block after the
 one that executes the proposal. A params proposal is refused, or
 overtaken, by any params change executed after the params it carries
-were read (it would undo that change unseen): propose again then.`,
+were read (it would undo that change unseen): propose again then.
+
+The block and evidence limits are CometBFT's consensus params, which the
+chain hands to CometBFT when the proposal executes: every node applies
+them from the next block, with no restart. They are checked by
+CometBFT's own rules, and a block must still hold a transaction of
+max-tx-bytes beside the most evidence and the commit of 100 validators.
+A node's config.toml [mempool] max_tx_bytes and max_txs_bytes are its
+own, not the chain's: raise them on every node before raising
+max-tx-bytes past them.`,
 		Example: `  emrcli propose params --from registrar --add-category genomics --reason "genome sequencing joins the records"
-  emrcli propose params --from registrar --max-blob-bytes 8589934592 --reason "whole-slide images reach 6 GiB"`,
+  emrcli propose params --from registrar --max-blob-bytes 8589934592 --reason "whole-slide images reach 6 GiB"
+  emrcli propose params --from registrar --block-max-bytes 8388608 --reason "blocks of 8 MiB for the night's imaging backlog"`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -140,11 +204,30 @@ type paramsView struct {
 	EmergencyAccessSeconds uint64   `json:"emergency_access_seconds"`
 	MaxWrappedKeyBytes     uint32   `json:"max_wrapped_key_bytes"`
 	ProposalSeconds        uint64   `json:"proposal_seconds"`
+	// Consensus is nil when the params carry none (a chain from before
+	// they did).
+	Consensus *consensusView `json:"consensus,omitempty"`
+}
+
+// consensusView is CometBFT's block and evidence limits as emrcli shows
+// them; the evidence age in seconds.
+type consensusView struct {
+	BlockMaxBytes        int64   `json:"block_max_bytes"`
+	BlockMaxGas          int64   `json:"block_max_gas"`
+	EvidenceMaxBytes     int64   `json:"evidence_max_bytes"`
+	EvidenceMaxAgeBlocks int64   `json:"evidence_max_age_blocks"`
+	EvidenceMaxAge       float64 `json:"evidence_max_age_seconds"`
+	evidenceMaxAge       time.Duration
 }
 
 func viewParams(p *emrv1.Params) paramsView {
-	return paramsView{p.GetCategories(), p.GetMaxTxBytes(), p.GetMaxBlobBytes(), p.GetMaxRecordsPerAccess(), p.GetMaxRewrapsPerRotation(),
-		p.GetMaxPageSize(), p.GetEmergencyAccessSeconds(), p.GetMaxWrappedKeyBytes(), p.GetProposalSeconds()}
+	v := paramsView{p.GetCategories(), p.GetMaxTxBytes(), p.GetMaxBlobBytes(), p.GetMaxRecordsPerAccess(), p.GetMaxRewrapsPerRotation(),
+		p.GetMaxPageSize(), p.GetEmergencyAccessSeconds(), p.GetMaxWrappedKeyBytes(), p.GetProposalSeconds(), nil}
+	if c := p.GetConsensus(); c != nil {
+		age := c.GetEvidenceMaxAge().AsDuration()
+		v.Consensus = &consensusView{c.BlockMaxBytes, c.BlockMaxGas, c.EvidenceMaxBytes, c.EvidenceMaxAgeBlocks, age.Seconds(), age}
+	}
+	return v
 }
 
 // fields are the params as name and value pairs, named as the flags of
@@ -158,11 +241,21 @@ func (v paramsView) fields() []string {
 		}
 		return (time.Duration(s) * time.Second).String()
 	}
-	return []string{"categories", strings.Join(v.Categories, ", "), "max tx bytes", fmt.Sprint(v.MaxTxBytes),
+	kv := []string{"categories", strings.Join(v.Categories, ", "), "max tx bytes", fmt.Sprint(v.MaxTxBytes),
 		"max blob bytes", fmt.Sprint(v.MaxBlobBytes), "max records per access", fmt.Sprint(v.MaxRecordsPerAccess),
 		"max rewraps per rotation", fmt.Sprint(v.MaxRewrapsPerRotation), "max page size", fmt.Sprint(v.MaxPageSize),
 		"emergency access", "not enabled (a break-glass read would last " + seconds(v.EmergencyAccessSeconds) + ")", "max wrapped key bytes", fmt.Sprint(v.MaxWrappedKeyBytes),
 		"proposals open for", seconds(v.ProposalSeconds)}
+	if c := v.Consensus; c != nil {
+		blockBytes := fmt.Sprint(c.BlockMaxBytes)
+		if c.BlockMaxBytes == -1 {
+			blockBytes = "-1 (100 MiB)"
+		}
+		kv = append(kv, "block max bytes", blockBytes, "block max gas", fmt.Sprint(c.BlockMaxGas),
+			"evidence max bytes", fmt.Sprint(c.EvidenceMaxBytes), "evidence max age blocks", fmt.Sprint(c.EvidenceMaxAgeBlocks),
+			"evidence max age", c.evidenceMaxAge.String())
+	}
+	return kv
 }
 
 // String is the params on one line, as a proposal's change shows them.
@@ -207,9 +300,15 @@ func paramsChangeText(set *emrv1.SetParams) string {
 	// After the categories (the first pair), name and value pairs in the
 	// same order.
 	before, after := from.fields(), to.fields()
+	// The params replaced may carry no CometBFT limits (a chain from
+	// before they did): those pairs are missing.
 	for i := 2; i+1 < len(after); i += 2 {
-		if before[i+1] != after[i+1] {
-			parts = append(parts, fmt.Sprintf("%s %s (was %s)", after[i], after[i+1], before[i+1]))
+		was := "not kept"
+		if i+1 < len(before) {
+			was = before[i+1]
+		}
+		if was != after[i+1] {
+			parts = append(parts, fmt.Sprintf("%s %s (was %s)", after[i], after[i+1], was))
 		}
 	}
 	if len(parts) == 0 {

@@ -13,6 +13,7 @@ package emrchainv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -358,7 +359,8 @@ func (ProposalStatus) EnumDescriptor() ([]byte, []int) {
 	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{5}
 }
 
-// Params are the consortium-wide parameters, fixed at genesis.
+// Params are the consortium-wide parameters: set at genesis, changed by
+// proposal (SetParams).
 type Params struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Record categories a record may have and a grant may name.
@@ -380,8 +382,12 @@ type Params struct {
 	// How long a consortium proposal (MsgPropose) stays open for approvals,
 	// in seconds of block time.
 	ProposalSeconds uint64 `protobuf:"varint,9,opt,name=proposal_seconds,json=proposalSeconds,proto3" json:"proposal_seconds,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// CometBFT's block and evidence limits, which the chain relays to
+	// CometBFT when a proposal changes them. Taken at genesis from the
+	// genesis's consensus_params (app_state leaves them out).
+	Consensus     *ConsensusLimits `protobuf:"bytes,10,opt,name=consensus,proto3" json:"consensus,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Params) Reset() {
@@ -477,6 +483,102 @@ func (x *Params) GetProposalSeconds() uint64 {
 	return 0
 }
 
+func (x *Params) GetConsensus() *ConsensusLimits {
+	if x != nil {
+		return x.Consensus
+	}
+	return nil
+}
+
+// ConsensusLimits are the block and evidence sections of CometBFT's
+// consensus params, which CometBFT replaces as a whole: the chain checks
+// them with CometBFT's own rules, and that a transaction of max_tx_bytes
+// still fits in a block beside the most evidence and the commit of the
+// most validators.
+type ConsensusLimits struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Largest block, in bytes (block.max_bytes; -1: CometBFT's largest,
+	// 100 MiB).
+	BlockMaxBytes int64 `protobuf:"varint,1,opt,name=block_max_bytes,json=blockMaxBytes,proto3" json:"block_max_bytes,omitempty"`
+	// block.max_gas (-1: no limit). emrchain's transactions ask for no gas;
+	// the value is carried so that replacing the block section keeps it.
+	BlockMaxGas int64 `protobuf:"varint,2,opt,name=block_max_gas,json=blockMaxGas,proto3" json:"block_max_gas,omitempty"`
+	// Evidence of misbehaviour older than this many blocks and than
+	// evidence_max_age is refused (evidence.max_age_num_blocks).
+	EvidenceMaxAgeBlocks int64 `protobuf:"varint,3,opt,name=evidence_max_age_blocks,json=evidenceMaxAgeBlocks,proto3" json:"evidence_max_age_blocks,omitempty"`
+	// evidence.max_age_duration.
+	EvidenceMaxAge *durationpb.Duration `protobuf:"bytes,4,opt,name=evidence_max_age,json=evidenceMaxAge,proto3" json:"evidence_max_age,omitempty"`
+	// Most evidence in one block, in bytes (evidence.max_bytes).
+	EvidenceMaxBytes int64 `protobuf:"varint,5,opt,name=evidence_max_bytes,json=evidenceMaxBytes,proto3" json:"evidence_max_bytes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ConsensusLimits) Reset() {
+	*x = ConsensusLimits{}
+	mi := &file_emrchain_v1_types_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsensusLimits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsensusLimits) ProtoMessage() {}
+
+func (x *ConsensusLimits) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_types_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsensusLimits.ProtoReflect.Descriptor instead.
+func (*ConsensusLimits) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ConsensusLimits) GetBlockMaxBytes() int64 {
+	if x != nil {
+		return x.BlockMaxBytes
+	}
+	return 0
+}
+
+func (x *ConsensusLimits) GetBlockMaxGas() int64 {
+	if x != nil {
+		return x.BlockMaxGas
+	}
+	return 0
+}
+
+func (x *ConsensusLimits) GetEvidenceMaxAgeBlocks() int64 {
+	if x != nil {
+		return x.EvidenceMaxAgeBlocks
+	}
+	return 0
+}
+
+func (x *ConsensusLimits) GetEvidenceMaxAge() *durationpb.Duration {
+	if x != nil {
+		return x.EvidenceMaxAge
+	}
+	return nil
+}
+
+func (x *ConsensusLimits) GetEvidenceMaxBytes() int64 {
+	if x != nil {
+		return x.EvidenceMaxBytes
+	}
+	return 0
+}
+
 // Organization is a consortium member institution.
 type Organization struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -489,7 +591,7 @@ type Organization struct {
 
 func (x *Organization) Reset() {
 	*x = Organization{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[1]
+	mi := &file_emrchain_v1_types_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -501,7 +603,7 @@ func (x *Organization) String() string {
 func (*Organization) ProtoMessage() {}
 
 func (x *Organization) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[1]
+	mi := &file_emrchain_v1_types_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -514,7 +616,7 @@ func (x *Organization) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Organization.ProtoReflect.Descriptor instead.
 func (*Organization) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{1}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Organization) GetId() string {
@@ -568,7 +670,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[2]
+	mi := &file_emrchain_v1_types_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -580,7 +682,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[2]
+	mi := &file_emrchain_v1_types_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -593,7 +695,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{2}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Member) GetAddress() []byte {
@@ -685,7 +787,7 @@ type Account struct {
 
 func (x *Account) Reset() {
 	*x = Account{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[3]
+	mi := &file_emrchain_v1_types_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -697,7 +799,7 @@ func (x *Account) String() string {
 func (*Account) ProtoMessage() {}
 
 func (x *Account) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[3]
+	mi := &file_emrchain_v1_types_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -710,7 +812,7 @@ func (x *Account) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Account.ProtoReflect.Descriptor instead.
 func (*Account) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{3}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Account) GetAddress() []byte {
@@ -754,7 +856,7 @@ type Patient struct {
 
 func (x *Patient) Reset() {
 	*x = Patient{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[4]
+	mi := &file_emrchain_v1_types_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -766,7 +868,7 @@ func (x *Patient) String() string {
 func (*Patient) ProtoMessage() {}
 
 func (x *Patient) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[4]
+	mi := &file_emrchain_v1_types_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -779,7 +881,7 @@ func (x *Patient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Patient.ProtoReflect.Descriptor instead.
 func (*Patient) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{4}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Patient) GetId() []byte {
@@ -867,7 +969,7 @@ type Permission struct {
 
 func (x *Permission) Reset() {
 	*x = Permission{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[5]
+	mi := &file_emrchain_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -879,7 +981,7 @@ func (x *Permission) String() string {
 func (*Permission) ProtoMessage() {}
 
 func (x *Permission) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[5]
+	mi := &file_emrchain_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -892,7 +994,7 @@ func (x *Permission) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Permission.ProtoReflect.Descriptor instead.
 func (*Permission) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Permission) GetPatientId() []byte {
@@ -1019,7 +1121,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[6]
+	mi := &file_emrchain_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1031,7 +1133,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[6]
+	mi := &file_emrchain_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,7 +1146,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Record) GetPatientId() []byte {
@@ -1168,7 +1270,7 @@ type AccessEvent struct {
 
 func (x *AccessEvent) Reset() {
 	*x = AccessEvent{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[7]
+	mi := &file_emrchain_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1180,7 +1282,7 @@ func (x *AccessEvent) String() string {
 func (*AccessEvent) ProtoMessage() {}
 
 func (x *AccessEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[7]
+	mi := &file_emrchain_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1193,7 +1295,7 @@ func (x *AccessEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessEvent.ProtoReflect.Descriptor instead.
 func (*AccessEvent) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AccessEvent) GetPatientId() []byte {
@@ -1280,7 +1382,7 @@ type Study struct {
 
 func (x *Study) Reset() {
 	*x = Study{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[8]
+	mi := &file_emrchain_v1_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1292,7 +1394,7 @@ func (x *Study) String() string {
 func (*Study) ProtoMessage() {}
 
 func (x *Study) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[8]
+	mi := &file_emrchain_v1_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1305,7 +1407,7 @@ func (x *Study) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Study.ProtoReflect.Descriptor instead.
 func (*Study) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Study) GetId() string {
@@ -1391,7 +1493,7 @@ type Share struct {
 
 func (x *Share) Reset() {
 	*x = Share{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[9]
+	mi := &file_emrchain_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1403,7 +1505,7 @@ func (x *Share) String() string {
 func (*Share) ProtoMessage() {}
 
 func (x *Share) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[9]
+	mi := &file_emrchain_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1416,7 +1518,7 @@ func (x *Share) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Share.ProtoReflect.Descriptor instead.
 func (*Share) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Share) GetPatientId() []byte {
@@ -1531,7 +1633,7 @@ type GenesisMember struct {
 
 func (x *GenesisMember) Reset() {
 	*x = GenesisMember{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[10]
+	mi := &file_emrchain_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1543,7 +1645,7 @@ func (x *GenesisMember) String() string {
 func (*GenesisMember) ProtoMessage() {}
 
 func (x *GenesisMember) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[10]
+	mi := &file_emrchain_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1556,7 +1658,7 @@ func (x *GenesisMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenesisMember.ProtoReflect.Descriptor instead.
 func (*GenesisMember) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{10}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GenesisMember) GetSignPubKey() []byte {
@@ -1606,7 +1708,7 @@ type GenesisState struct {
 
 func (x *GenesisState) Reset() {
 	*x = GenesisState{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[11]
+	mi := &file_emrchain_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1618,7 +1720,7 @@ func (x *GenesisState) String() string {
 func (*GenesisState) ProtoMessage() {}
 
 func (x *GenesisState) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[11]
+	mi := &file_emrchain_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1631,7 +1733,7 @@ func (x *GenesisState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenesisState.ProtoReflect.Descriptor instead.
 func (*GenesisState) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{11}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GenesisState) GetParams() *Params {
@@ -1671,7 +1773,7 @@ type Validator struct {
 
 func (x *Validator) Reset() {
 	*x = Validator{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[12]
+	mi := &file_emrchain_v1_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1683,7 +1785,7 @@ func (x *Validator) String() string {
 func (*Validator) ProtoMessage() {}
 
 func (x *Validator) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[12]
+	mi := &file_emrchain_v1_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1696,7 +1798,7 @@ func (x *Validator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Validator.ProtoReflect.Descriptor instead.
 func (*Validator) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{12}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Validator) GetPubKey() []byte {
@@ -1736,7 +1838,7 @@ type AddOrganization struct {
 
 func (x *AddOrganization) Reset() {
 	*x = AddOrganization{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[13]
+	mi := &file_emrchain_v1_types_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1748,7 +1850,7 @@ func (x *AddOrganization) String() string {
 func (*AddOrganization) ProtoMessage() {}
 
 func (x *AddOrganization) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[13]
+	mi := &file_emrchain_v1_types_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1761,7 +1863,7 @@ func (x *AddOrganization) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddOrganization.ProtoReflect.Descriptor instead.
 func (*AddOrganization) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{13}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AddOrganization) GetOrganization() *Organization {
@@ -1815,7 +1917,7 @@ type SetValidatorPower struct {
 
 func (x *SetValidatorPower) Reset() {
 	*x = SetValidatorPower{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[14]
+	mi := &file_emrchain_v1_types_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1827,7 +1929,7 @@ func (x *SetValidatorPower) String() string {
 func (*SetValidatorPower) ProtoMessage() {}
 
 func (x *SetValidatorPower) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[14]
+	mi := &file_emrchain_v1_types_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1840,7 +1942,7 @@ func (x *SetValidatorPower) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetValidatorPower.ProtoReflect.Descriptor instead.
 func (*SetValidatorPower) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{14}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SetValidatorPower) GetPubKey() []byte {
@@ -1888,7 +1990,7 @@ type ConsortiumChange struct {
 
 func (x *ConsortiumChange) Reset() {
 	*x = ConsortiumChange{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[15]
+	mi := &file_emrchain_v1_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1900,7 +2002,7 @@ func (x *ConsortiumChange) String() string {
 func (*ConsortiumChange) ProtoMessage() {}
 
 func (x *ConsortiumChange) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[15]
+	mi := &file_emrchain_v1_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1913,7 +2015,7 @@ func (x *ConsortiumChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsortiumChange.ProtoReflect.Descriptor instead.
 func (*ConsortiumChange) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{15}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ConsortiumChange) GetChange() isConsortiumChange_Change {
@@ -2011,7 +2113,8 @@ func (*ConsortiumChange_AddRegistrar) isConsortiumChange_Change() {}
 func (*ConsortiumChange_SetParams) isConsortiumChange_Change() {}
 
 // SetParams replaces the consortium's parameters with params, the whole
-// set: a proposal says every value it means. Params are checked as at
+// set: a proposal says every value it means (consensus left out keeps the
+// chain's, which the chain fills in when the proposal is made). Params are checked as at
 // genesis, and record categories can be added, not removed (the records,
 // consents and shares of a category outlive it). The new params apply from
 // the block after the one that executes the proposal: every transaction of
@@ -2035,7 +2138,7 @@ type SetParams struct {
 
 func (x *SetParams) Reset() {
 	*x = SetParams{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[16]
+	mi := &file_emrchain_v1_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2047,7 +2150,7 @@ func (x *SetParams) String() string {
 func (*SetParams) ProtoMessage() {}
 
 func (x *SetParams) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[16]
+	mi := &file_emrchain_v1_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2060,7 +2163,7 @@ func (x *SetParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetParams.ProtoReflect.Descriptor instead.
 func (*SetParams) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{16}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SetParams) GetParams() *Params {
@@ -2100,7 +2203,7 @@ type AddRegistrar struct {
 
 func (x *AddRegistrar) Reset() {
 	*x = AddRegistrar{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[17]
+	mi := &file_emrchain_v1_types_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2112,7 +2215,7 @@ func (x *AddRegistrar) String() string {
 func (*AddRegistrar) ProtoMessage() {}
 
 func (x *AddRegistrar) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[17]
+	mi := &file_emrchain_v1_types_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2125,7 +2228,7 @@ func (x *AddRegistrar) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddRegistrar.ProtoReflect.Descriptor instead.
 func (*AddRegistrar) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{17}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AddRegistrar) GetOrganizationId() string {
@@ -2173,7 +2276,7 @@ type SetMemberStatus struct {
 
 func (x *SetMemberStatus) Reset() {
 	*x = SetMemberStatus{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[18]
+	mi := &file_emrchain_v1_types_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2185,7 +2288,7 @@ func (x *SetMemberStatus) String() string {
 func (*SetMemberStatus) ProtoMessage() {}
 
 func (x *SetMemberStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[18]
+	mi := &file_emrchain_v1_types_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2198,7 +2301,7 @@ func (x *SetMemberStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMemberStatus.ProtoReflect.Descriptor instead.
 func (*SetMemberStatus) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{18}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SetMemberStatus) GetAddress() []byte {
@@ -2257,7 +2360,7 @@ type Proposal struct {
 
 func (x *Proposal) Reset() {
 	*x = Proposal{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[19]
+	mi := &file_emrchain_v1_types_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2269,7 +2372,7 @@ func (x *Proposal) String() string {
 func (*Proposal) ProtoMessage() {}
 
 func (x *Proposal) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[19]
+	mi := &file_emrchain_v1_types_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2282,7 +2385,7 @@ func (x *Proposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proposal.ProtoReflect.Descriptor instead.
 func (*Proposal) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{19}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Proposal) GetId() uint64 {
@@ -2373,7 +2476,7 @@ var File_emrchain_v1_types_proto protoreflect.FileDescriptor
 
 const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\n" +
-	"\x17emrchain/v1/types.proto\x12\vemrchain.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x03\n" +
+	"\x17emrchain/v1/types.proto\x12\vemrchain.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x03\n" +
 	"\x06Params\x12\x1e\n" +
 	"\n" +
 	"categories\x18\x01 \x03(\tR\n" +
@@ -2386,7 +2489,15 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\rmax_page_size\x18\x06 \x01(\rR\vmaxPageSize\x128\n" +
 	"\x18emergency_access_seconds\x18\a \x01(\x04R\x16emergencyAccessSeconds\x121\n" +
 	"\x15max_wrapped_key_bytes\x18\b \x01(\rR\x12maxWrappedKeyBytes\x12)\n" +
-	"\x10proposal_seconds\x18\t \x01(\x04R\x0fproposalSeconds\"e\n" +
+	"\x10proposal_seconds\x18\t \x01(\x04R\x0fproposalSeconds\x12:\n" +
+	"\tconsensus\x18\n" +
+	" \x01(\v2\x1c.emrchain.v1.ConsensusLimitsR\tconsensus\"\x87\x02\n" +
+	"\x0fConsensusLimits\x12&\n" +
+	"\x0fblock_max_bytes\x18\x01 \x01(\x03R\rblockMaxBytes\x12\"\n" +
+	"\rblock_max_gas\x18\x02 \x01(\x03R\vblockMaxGas\x125\n" +
+	"\x17evidence_max_age_blocks\x18\x03 \x01(\x03R\x14evidenceMaxAgeBlocks\x12C\n" +
+	"\x10evidence_max_age\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x0eevidenceMaxAge\x12,\n" +
+	"\x12evidence_max_bytes\x18\x05 \x01(\x03R\x10evidenceMaxBytes\"e\n" +
 	"\fOrganization\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x121\n" +
@@ -2613,7 +2724,7 @@ func file_emrchain_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_emrchain_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_emrchain_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_emrchain_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_emrchain_v1_types_proto_goTypes = []any{
 	(Role)(0),                     // 0: emrchain.v1.Role
 	(MemberStatus)(0),             // 1: emrchain.v1.MemberStatus
@@ -2622,61 +2733,65 @@ var file_emrchain_v1_types_proto_goTypes = []any{
 	(Purpose)(0),                  // 4: emrchain.v1.Purpose
 	(ProposalStatus)(0),           // 5: emrchain.v1.ProposalStatus
 	(*Params)(nil),                // 6: emrchain.v1.Params
-	(*Organization)(nil),          // 7: emrchain.v1.Organization
-	(*Member)(nil),                // 8: emrchain.v1.Member
-	(*Account)(nil),               // 9: emrchain.v1.Account
-	(*Patient)(nil),               // 10: emrchain.v1.Patient
-	(*Permission)(nil),            // 11: emrchain.v1.Permission
-	(*Record)(nil),                // 12: emrchain.v1.Record
-	(*AccessEvent)(nil),           // 13: emrchain.v1.AccessEvent
-	(*Study)(nil),                 // 14: emrchain.v1.Study
-	(*Share)(nil),                 // 15: emrchain.v1.Share
-	(*GenesisMember)(nil),         // 16: emrchain.v1.GenesisMember
-	(*GenesisState)(nil),          // 17: emrchain.v1.GenesisState
-	(*Validator)(nil),             // 18: emrchain.v1.Validator
-	(*AddOrganization)(nil),       // 19: emrchain.v1.AddOrganization
-	(*SetValidatorPower)(nil),     // 20: emrchain.v1.SetValidatorPower
-	(*ConsortiumChange)(nil),      // 21: emrchain.v1.ConsortiumChange
-	(*SetParams)(nil),             // 22: emrchain.v1.SetParams
-	(*AddRegistrar)(nil),          // 23: emrchain.v1.AddRegistrar
-	(*SetMemberStatus)(nil),       // 24: emrchain.v1.SetMemberStatus
-	(*Proposal)(nil),              // 25: emrchain.v1.Proposal
-	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
+	(*ConsensusLimits)(nil),       // 7: emrchain.v1.ConsensusLimits
+	(*Organization)(nil),          // 8: emrchain.v1.Organization
+	(*Member)(nil),                // 9: emrchain.v1.Member
+	(*Account)(nil),               // 10: emrchain.v1.Account
+	(*Patient)(nil),               // 11: emrchain.v1.Patient
+	(*Permission)(nil),            // 12: emrchain.v1.Permission
+	(*Record)(nil),                // 13: emrchain.v1.Record
+	(*AccessEvent)(nil),           // 14: emrchain.v1.AccessEvent
+	(*Study)(nil),                 // 15: emrchain.v1.Study
+	(*Share)(nil),                 // 16: emrchain.v1.Share
+	(*GenesisMember)(nil),         // 17: emrchain.v1.GenesisMember
+	(*GenesisState)(nil),          // 18: emrchain.v1.GenesisState
+	(*Validator)(nil),             // 19: emrchain.v1.Validator
+	(*AddOrganization)(nil),       // 20: emrchain.v1.AddOrganization
+	(*SetValidatorPower)(nil),     // 21: emrchain.v1.SetValidatorPower
+	(*ConsortiumChange)(nil),      // 22: emrchain.v1.ConsortiumChange
+	(*SetParams)(nil),             // 23: emrchain.v1.SetParams
+	(*AddRegistrar)(nil),          // 24: emrchain.v1.AddRegistrar
+	(*SetMemberStatus)(nil),       // 25: emrchain.v1.SetMemberStatus
+	(*Proposal)(nil),              // 26: emrchain.v1.Proposal
+	(*durationpb.Duration)(nil),   // 27: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
 }
 var file_emrchain_v1_types_proto_depIdxs = []int32{
-	2,  // 0: emrchain.v1.Organization.kind:type_name -> emrchain.v1.OrganizationKind
-	0,  // 1: emrchain.v1.Member.role:type_name -> emrchain.v1.Role
-	1,  // 2: emrchain.v1.Member.status:type_name -> emrchain.v1.MemberStatus
-	3,  // 3: emrchain.v1.Permission.rights:type_name -> emrchain.v1.Right
-	26, // 4: emrchain.v1.Permission.not_before:type_name -> google.protobuf.Timestamp
-	26, // 5: emrchain.v1.Permission.not_after:type_name -> google.protobuf.Timestamp
-	26, // 6: emrchain.v1.Permission.revoked_time:type_name -> google.protobuf.Timestamp
-	26, // 7: emrchain.v1.Record.time:type_name -> google.protobuf.Timestamp
-	4,  // 8: emrchain.v1.AccessEvent.purpose:type_name -> emrchain.v1.Purpose
-	26, // 9: emrchain.v1.AccessEvent.time:type_name -> google.protobuf.Timestamp
-	26, // 10: emrchain.v1.Share.time:type_name -> google.protobuf.Timestamp
-	0,  // 11: emrchain.v1.GenesisMember.role:type_name -> emrchain.v1.Role
-	6,  // 12: emrchain.v1.GenesisState.params:type_name -> emrchain.v1.Params
-	7,  // 13: emrchain.v1.GenesisState.organizations:type_name -> emrchain.v1.Organization
-	16, // 14: emrchain.v1.GenesisState.members:type_name -> emrchain.v1.GenesisMember
-	7,  // 15: emrchain.v1.AddOrganization.organization:type_name -> emrchain.v1.Organization
-	19, // 16: emrchain.v1.ConsortiumChange.add_organization:type_name -> emrchain.v1.AddOrganization
-	20, // 17: emrchain.v1.ConsortiumChange.set_validator_power:type_name -> emrchain.v1.SetValidatorPower
-	24, // 18: emrchain.v1.ConsortiumChange.set_member_status:type_name -> emrchain.v1.SetMemberStatus
-	23, // 19: emrchain.v1.ConsortiumChange.add_registrar:type_name -> emrchain.v1.AddRegistrar
-	22, // 20: emrchain.v1.ConsortiumChange.set_params:type_name -> emrchain.v1.SetParams
-	6,  // 21: emrchain.v1.SetParams.params:type_name -> emrchain.v1.Params
-	6,  // 22: emrchain.v1.SetParams.from_params:type_name -> emrchain.v1.Params
-	1,  // 23: emrchain.v1.SetMemberStatus.status:type_name -> emrchain.v1.MemberStatus
-	21, // 24: emrchain.v1.Proposal.change:type_name -> emrchain.v1.ConsortiumChange
-	26, // 25: emrchain.v1.Proposal.time:type_name -> google.protobuf.Timestamp
-	26, // 26: emrchain.v1.Proposal.voting_end:type_name -> google.protobuf.Timestamp
-	5,  // 27: emrchain.v1.Proposal.status:type_name -> emrchain.v1.ProposalStatus
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	7,  // 0: emrchain.v1.Params.consensus:type_name -> emrchain.v1.ConsensusLimits
+	27, // 1: emrchain.v1.ConsensusLimits.evidence_max_age:type_name -> google.protobuf.Duration
+	2,  // 2: emrchain.v1.Organization.kind:type_name -> emrchain.v1.OrganizationKind
+	0,  // 3: emrchain.v1.Member.role:type_name -> emrchain.v1.Role
+	1,  // 4: emrchain.v1.Member.status:type_name -> emrchain.v1.MemberStatus
+	3,  // 5: emrchain.v1.Permission.rights:type_name -> emrchain.v1.Right
+	28, // 6: emrchain.v1.Permission.not_before:type_name -> google.protobuf.Timestamp
+	28, // 7: emrchain.v1.Permission.not_after:type_name -> google.protobuf.Timestamp
+	28, // 8: emrchain.v1.Permission.revoked_time:type_name -> google.protobuf.Timestamp
+	28, // 9: emrchain.v1.Record.time:type_name -> google.protobuf.Timestamp
+	4,  // 10: emrchain.v1.AccessEvent.purpose:type_name -> emrchain.v1.Purpose
+	28, // 11: emrchain.v1.AccessEvent.time:type_name -> google.protobuf.Timestamp
+	28, // 12: emrchain.v1.Share.time:type_name -> google.protobuf.Timestamp
+	0,  // 13: emrchain.v1.GenesisMember.role:type_name -> emrchain.v1.Role
+	6,  // 14: emrchain.v1.GenesisState.params:type_name -> emrchain.v1.Params
+	8,  // 15: emrchain.v1.GenesisState.organizations:type_name -> emrchain.v1.Organization
+	17, // 16: emrchain.v1.GenesisState.members:type_name -> emrchain.v1.GenesisMember
+	8,  // 17: emrchain.v1.AddOrganization.organization:type_name -> emrchain.v1.Organization
+	20, // 18: emrchain.v1.ConsortiumChange.add_organization:type_name -> emrchain.v1.AddOrganization
+	21, // 19: emrchain.v1.ConsortiumChange.set_validator_power:type_name -> emrchain.v1.SetValidatorPower
+	25, // 20: emrchain.v1.ConsortiumChange.set_member_status:type_name -> emrchain.v1.SetMemberStatus
+	24, // 21: emrchain.v1.ConsortiumChange.add_registrar:type_name -> emrchain.v1.AddRegistrar
+	23, // 22: emrchain.v1.ConsortiumChange.set_params:type_name -> emrchain.v1.SetParams
+	6,  // 23: emrchain.v1.SetParams.params:type_name -> emrchain.v1.Params
+	6,  // 24: emrchain.v1.SetParams.from_params:type_name -> emrchain.v1.Params
+	1,  // 25: emrchain.v1.SetMemberStatus.status:type_name -> emrchain.v1.MemberStatus
+	22, // 26: emrchain.v1.Proposal.change:type_name -> emrchain.v1.ConsortiumChange
+	28, // 27: emrchain.v1.Proposal.time:type_name -> google.protobuf.Timestamp
+	28, // 28: emrchain.v1.Proposal.voting_end:type_name -> google.protobuf.Timestamp
+	5,  // 29: emrchain.v1.Proposal.status:type_name -> emrchain.v1.ProposalStatus
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_emrchain_v1_types_proto_init() }
@@ -2684,7 +2799,7 @@ func file_emrchain_v1_types_proto_init() {
 	if File_emrchain_v1_types_proto != nil {
 		return
 	}
-	file_emrchain_v1_types_proto_msgTypes[15].OneofWrappers = []any{
+	file_emrchain_v1_types_proto_msgTypes[16].OneofWrappers = []any{
 		(*ConsortiumChange_AddOrganization)(nil),
 		(*ConsortiumChange_SetValidatorPower)(nil),
 		(*ConsortiumChange_SetMemberStatus)(nil),
@@ -2697,7 +2812,7 @@ func file_emrchain_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_emrchain_v1_types_proto_rawDesc), len(file_emrchain_v1_types_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
