@@ -3,6 +3,8 @@ package app
 import (
 	"errors"
 	"fmt"
+	"math"
+	"time"
 
 	cmttypes "github.com/cometbft/cometbft/types"
 	"google.golang.org/protobuf/proto"
@@ -60,6 +62,11 @@ func validateConsensusLimits(c *emrv1.ConsensusLimits, maxTxBytes uint64) error 
 	}
 	if err := c.EvidenceMaxAge.CheckValid(); err != nil {
 		return fmt.Errorf("params.consensus.evidence_max_age: %w", err)
+	}
+	// CometBFT holds it as a time.Duration: past that range it would get
+	// another value than the params say.
+	if age := c.EvidenceMaxAge; !proto.Equal(durationpb.New(age.AsDuration()), age) {
+		return fmt.Errorf("params.consensus.evidence_max_age is %ds, more than CometBFT's longest duration (%s)", age.Seconds, time.Duration(math.MaxInt64))
 	}
 	if err := cometParams(c).ValidateBasic(); err != nil {
 		return fmt.Errorf("params.consensus: %w", err)

@@ -112,6 +112,10 @@ func TestParamsChangeConsensusLimits(t *testing.T) {
 		{"evidence age of no time", func(p *emrv1.Params) { p.Consensus.EvidenceMaxAge = durationpb.New(0) }, "evidence.MaxAgeDuration must be greater than 0"},
 		{"evidence age missing", func(p *emrv1.Params) { p.Consensus.EvidenceMaxAge = nil }, "params.consensus.evidence_max_age missing"},
 		{"evidence age out of range", func(p *emrv1.Params) { p.Consensus.EvidenceMaxAge = &durationpb.Duration{Seconds: 1, Nanos: -1} }, "params.consensus.evidence_max_age"},
+		{"evidence age past a time.Duration", func(p *emrv1.Params) {
+			p.Consensus.EvidenceMaxAge = &durationpb.Duration{Seconds: 300 * 365 * 24 * 3600}
+		},
+			"params.consensus.evidence_max_age is 9460800000s, more than CometBFT's longest duration (2562047h47m16.854775807s)"},
 		{"a block too small for its header", func(p *emrv1.Params) { p.Consensus.BlockMaxBytes, p.Consensus.EvidenceMaxBytes = 1000, 0 },
 			"holds 0 bytes of transactions beside 0 of evidence (consensus.evidence_max_bytes) and the commit of 100 validators"},
 		{"a block too small for max_tx_bytes", func(p *emrv1.Params) { p.Consensus.BlockMaxBytes = 2 << 20 }, "params.max_tx_bytes is 1048576: a block of 2097152 bytes"},
