@@ -34,6 +34,10 @@ type blockStat struct {
 	// Unknown: txs of this load whose outcome is unknown (the block's
 	// results never came); neither successes nor failures.
 	Unknown int
+	// Round is the consensus round the block was decided in, from the
+	// next block's last commit (0 until that is seen): after round 0, a
+	// proposal was missed or late (timeout_propose) or the votes split.
+	Round int32
 }
 
 // succeeded is how many of the load's txs in the block succeeded.
@@ -212,6 +216,9 @@ func (o *observer) record(h int64, b *block, results []txResult, seen, executed 
 		o.committed++
 		t.unknown = !known
 		o.book(&st, known, res)
+	}
+	if n := len(o.blocks); n > 0 && o.blocks[n-1].Height == h-1 {
+		o.blocks[n-1].Round = b.LastCommit.Round
 	}
 	o.blocks = append(o.blocks, st)
 	close(o.changed)

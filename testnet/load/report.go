@@ -160,6 +160,9 @@ type BlockStats struct {
 	// ExecMs is the mean time from a block being served (decided) to its
 	// results being served (executed and committed by the node).
 	ExecMs float64 `json:"mean_exec_ms"`
+	// LateRounds: blocks decided after round 0 (a missed or late
+	// proposal, or split votes), each at least timeout_propose late.
+	LateRounds int `json:"late_rounds"`
 }
 
 // Point is one second of a run.
@@ -187,6 +190,7 @@ type BlockRow struct {
 	Failed     int     `json:"failed"`
 	ExecMs     float64 `json:"exec_ms"`
 	Unknown    int     `json:"unknown"` // txs of the load whose outcome is unknown (no results)
+	Round      int32   `json:"round"`   // the consensus round it was decided in
 }
 
 // buildResult summarises a run whose measured phase went from start to
@@ -329,7 +333,7 @@ func buildResult(cfg Config, obs *observer, st *sendStats, txs []*plannedTx, sta
 	var prev time.Time
 	for _, b := range obs.blocks {
 		s.OutcomeUnknown += b.Unknown
-		row := BlockRow{Height: b.Height, T: float64(b.Observed.UnixNano()-startNs) / 1e9, Txs: b.Txs, Bytes: b.Bytes, Ours: b.Ours, Failed: b.Failed, Unknown: b.Unknown}
+		row := BlockRow{Height: b.Height, T: float64(b.Observed.UnixNano()-startNs) / 1e9, Txs: b.Txs, Bytes: b.Bytes, Ours: b.Ours, Failed: b.Failed, Unknown: b.Unknown, Round: b.Round}
 		if !b.Executed.IsZero() {
 			row.ExecMs = float64(b.Executed.Sub(b.Observed)) / 1e6
 		}
@@ -351,6 +355,9 @@ func buildResult(cfg Config, obs *observer, st *sendStats, txs []*plannedTx, sta
 			s.Blocks.MaxTxs = max(s.Blocks.MaxTxs, b.Txs)
 			s.Blocks.MaxBytes = max(s.Blocks.MaxBytes, b.Bytes)
 			s.Blocks.ExecMs += row.ExecMs
+			if b.Round > 0 {
+				s.Blocks.LateRounds++
+			}
 			if row.IntervalMs > 0 {
 				intervals = append(intervals, row.IntervalMs)
 			}
@@ -508,10 +515,10 @@ func (r *Result) WriteSeriesCSV(w io.Writer) error {
 // WriteBlocksCSV writes the observed blocks.
 func (r *Result) WriteBlocksCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
-	_ = cw.Write([]string{"height", "t_s", "interval_ms", "txs", "bytes", "ours", "failed", "exec_ms", "unknown"})
+	_ = cw.Write([]string{"height", "t_s", "interval_ms", "txs", "bytes", "ours", "failed", "exec_ms", "unknown", "round"})
 	for _, b := range r.Blocks {
 		_ = cw.Write([]string{strconv.FormatInt(b.Height, 10), strconv.FormatFloat(b.T, 'f', 3, 64), ff(b.IntervalMs),
-			strconv.Itoa(b.Txs), strconv.Itoa(b.Bytes), strconv.Itoa(b.Ours), strconv.Itoa(b.Failed), ff(b.ExecMs), strconv.Itoa(b.Unknown)})
+			strconv.Itoa(b.Txs), strconv.Itoa(b.Bytes), strconv.Itoa(b.Ours), strconv.Itoa(b.Failed), ff(b.ExecMs), strconv.Itoa(b.Unknown), strconv.Itoa(int(b.Round))})
 	}
 	cw.Flush()
 	return cw.Error()
@@ -568,8 +575,8 @@ func (r *Result) WriteText(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  latency    p50 %s, p95 %s, p99 %s, max %s (%d txs, %s%s)\n",
 		l.show("p50", l.P50), l.show("p95", l.P95), l.show("p99", l.P99), l.show("max", l.Max), l.Count, from, censored)
-	fmt.Fprintf(w, "  blocks     %d, interval mean %.0f ms (p50 %.0f, max %.0f), %.0f txs and %.0f KiB per block (max %d txs), %.0f B/tx, results %.0f ms after the block\n",
-		s.Blocks.Count, s.Blocks.MeanIntervalMs, s.Blocks.P50IntervalMs, s.Blocks.MaxIntervalMs, s.Blocks.MeanTxs, s.Blocks.MeanBytes/1024, s.Blocks.MaxTxs, s.MeanTxBytes, s.Blocks.ExecMs)
+	fmt.Fprintf(w, "  blocks     %d, interval mean %.0f ms (p50 %.0f, max %.0f), %.0f txs and %.0f KiB per block (max %d txs), %.0f B/tx, results %.0f ms after the block, %d decided after round 0\n",
+		s.Blocks.Count, s.Blocks.MeanIntervalMs, s.Blocks.P50IntervalMs, s.Blocks.MaxIntervalMs, s.Blocks.MeanTxs, s.Blocks.MeanBytes/1024, s.Blocks.MaxTxs, s.MeanTxBytes, s.Blocks.ExecMs, s.Blocks.LateRounds)
 	if s.CPUPids > 0 {
 		perTx := fmt.Sprintf("%.3f ms per committed tx", s.NodeCPUMsPTx)
 		if s.CommittedInWindow == 0 {

@@ -261,3 +261,38 @@ func TestTxsNeverCommittedAreCensored(t *testing.T) {
 		t.Errorf("latency of committed txs only: %+v", l)
 	}
 }
+
+// TestLateRoundsCounted: a block's round is the one its successor's last
+// commit names; the summary counts the blocks of the window decided after
+// round 0, the text says so, and the blocks CSV has each block's round.
+func TestLateRoundsCounted(t *testing.T) {
+	start := time.Unix(1000, 0)
+	o := newObserver(nil, false)
+	for h, round := range []int32{0, 2, 0, 1, 0} { // the last commits of blocks 1 to 5
+		var b block
+		b.LastCommit.Round = round
+		seen := start.Add(time.Duration(h+1) * time.Second)
+		o.record(int64(h+1), &b, nil, seen, seen)
+	}
+	r := buildResult(Config{Name: "x", Duration: 10 * time.Second, Rate: 1}, o, newSendStats(), nil, start, start.Add(10*time.Second), start.Add(10*time.Second))
+	var rounds []int32
+	for _, b := range r.Blocks {
+		rounds = append(rounds, b.Round)
+	}
+	// Block 1 was decided in round 2 (block 2's last commit), block 3 in
+	// round 1; block 5's round is not known yet.
+	if want := []int32{2, 0, 1, 0, 0}; !slices.Equal(rounds, want) || r.Summary.Blocks.LateRounds != 2 {
+		t.Fatalf("rounds %v, late %d: want %v, 2", rounds, r.Summary.Blocks.LateRounds, want)
+	}
+	var text, csv bytes.Buffer
+	r.WriteText(&text)
+	if !strings.Contains(text.String(), "2 decided after round 0") {
+		t.Fatalf("text summary lacks the late rounds:\n%s", text.String())
+	}
+	if err := r.WriteBlocksCSV(&csv); err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(csv.String()), "\n"); !strings.HasSuffix(lines[0], ",round") || !strings.HasSuffix(lines[1], ",2") {
+		t.Fatalf("blocks CSV:\n%s", csv.String())
+	}
+}

@@ -224,6 +224,11 @@ type block struct {
 	Data struct {
 		Txs [][]byte `json:"txs"`
 	} `json:"data"`
+	// LastCommit is the commit of the block before: its round is the
+	// consensus round that block was decided in.
+	LastCommit struct {
+		Round int32 `json:"round"`
+	} `json:"last_commit"`
 }
 
 func (c *rpc) block(ctx context.Context, height int64) (*block, error) {
