@@ -21,6 +21,10 @@ import (
 // commit and evidence leave no room for data: validateConsensusLimits
 // checks both before a proposal can be made or executed.
 
+// maxEvidenceAgeBlocks bounds evidence_max_age_blocks: 2^48 blocks are
+// 8.9 million years of a block a second.
+const maxEvidenceAgeBlocks = 1 << 48
+
 // DefaultConsensusLimits are CometBFT's defaults (types.DefaultConsensusParams),
 // what its genesis holds when consensus_params leaves the sections out.
 func DefaultConsensusLimits() *emrv1.ConsensusLimits {
@@ -71,6 +75,11 @@ func validateConsensusLimits(c *emrv1.ConsensusLimits, maxTxBytes uint64) error 
 	if err := cometParams(c).ValidateBasic(); err != nil {
 		return fmt.Errorf("params.consensus: %w", err)
 	}
+	// CometBFT adds it to evidence heights: far past any chain's life,
+	// and far from overflowing there.
+	if c.EvidenceMaxAgeBlocks > maxEvidenceAgeBlocks {
+		return fmt.Errorf("params.consensus.evidence_max_age_blocks is %d, more than %d", c.EvidenceMaxAgeBlocks, int64(maxEvidenceAgeBlocks))
+	}
 	block := c.BlockMaxBytes
 	if block == -1 {
 		block = cmttypes.MaxBlockSizeBytes
@@ -84,9 +93,10 @@ func validateConsensusLimits(c *emrv1.ConsensusLimits, maxTxBytes uint64) error 
 }
 
 // consensusUpdate is the change to CometBFT's limits from params before to
-// after: nil when they are the same (or not known before).
+// after: nil when they are the same. (Params always carry them: InitChain
+// takes them from the genesis, and a proposal without them keeps them.)
 func consensusUpdate(before, after *emrv1.Params) *emrv1.ConsensusLimits {
-	if before.GetConsensus() == nil || proto.Equal(before.GetConsensus(), after.GetConsensus()) {
+	if proto.Equal(before.GetConsensus(), after.GetConsensus()) {
 		return nil
 	}
 	return after.GetConsensus()

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	cmtproto "github.com/cometbft/cometbft/api/cometbft/types/v1"
 	cmttypes "github.com/cometbft/cometbft/types"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -112,6 +111,7 @@ func TestParamsChangeConsensusLimits(t *testing.T) {
 		{"evidence age of no time", func(p *emrv1.Params) { p.Consensus.EvidenceMaxAge = durationpb.New(0) }, "evidence.MaxAgeDuration must be greater than 0"},
 		{"evidence age missing", func(p *emrv1.Params) { p.Consensus.EvidenceMaxAge = nil }, "params.consensus.evidence_max_age missing"},
 		{"evidence age out of range", func(p *emrv1.Params) { p.Consensus.EvidenceMaxAge = &durationpb.Duration{Seconds: 1, Nanos: -1} }, "params.consensus.evidence_max_age"},
+		{"evidence age past 2^48 blocks", func(p *emrv1.Params) { p.Consensus.EvidenceMaxAgeBlocks = 1<<48 + 1 }, "params.consensus.evidence_max_age_blocks is 281474976710657, more than 281474976710656"},
 		{"evidence age past a time.Duration", func(p *emrv1.Params) {
 			p.Consensus.EvidenceMaxAge = &durationpb.Duration{Seconds: 300 * 365 * 24 * 3600}
 		},
@@ -149,15 +149,6 @@ func TestParamsChangeConsensusLimits(t *testing.T) {
 	if c.ConsensusUpdate != nil {
 		t.Fatalf("the block after the change hands CometBFT %v again", c.ConsensusUpdate)
 	}
-	// What CometBFT does with it: its params, updated, pass its own checks.
-	before := cmttypes.DefaultConsensusParams()
-	after := before.Update(&cmtproto.ConsensusParams{
-		Block:    &cmtproto.BlockParams{MaxBytes: next.Consensus.BlockMaxBytes, MaxGas: next.Consensus.BlockMaxGas},
-		Evidence: &cmtproto.EvidenceParams{MaxAgeNumBlocks: next.Consensus.EvidenceMaxAgeBlocks, MaxAgeDuration: 96 * time.Hour, MaxBytes: next.Consensus.EvidenceMaxBytes},
-	})
-	if err := after.ValidateBasic(); err != nil {
-		t.Fatalf("CometBFT refuses the limits the chain accepted: %v", err)
-	}
 
 	// A proposal that leaves the limits out keeps them: the chain stores
 	// it with the chain's, and its block changes nothing of CometBFT's.
@@ -170,5 +161,63 @@ func TestParamsChangeConsensusLimits(t *testing.T) {
 	stored := ruleProposal(c, ruleProposalsMade(c)).Proposal.Change.GetSetParams().Params
 	if p, _ := paramsAndChanges(c); !proto.Equal(p.Consensus, next.Consensus) || !proto.Equal(stored.Consensus, next.Consensus) || p.MaxPageSize != 50 {
 		t.Fatalf("after a proposal without limits: params %v, stored proposal %v; want the limits %v kept", p, stored, next.Consensus)
+	}
+}
+
+// TestConsensusLimitsRoom: the room rule is CometBFT's own arithmetic
+// (types.MaxDataBytes with the most validators): a block with exactly
+// room for a transaction of max_tx_bytes beside the evidence is accepted,
+// one byte less is refused, with -1 counted as CometBFT's largest block.
+func TestConsensusLimitsRoom(t *testing.T) {
+	p := app.DefaultParams()
+	p.Consensus = app.DefaultConsensusLimits()
+	need := int64(p.MaxTxBytes) + 4 // tag and a 3-byte length
+	evidence := p.Consensus.EvidenceMaxBytes
+	exact := need + (4 << 20) - cmttypes.MaxDataBytes(4<<20, evidence, app.MaxValidators)
+	p.Consensus.BlockMaxBytes = exact
+	if err := app.ValidateParams(p); err != nil {
+		t.Fatalf("a block of %d bytes, exactly room for a transaction of %d: %v", exact, p.MaxTxBytes, err)
+	}
+	p.Consensus.BlockMaxBytes = exact - 1
+	if err := app.ValidateParams(p); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("holds %d bytes of transactions", need-1)) {
+		t.Fatalf("a block of %d bytes, one short: %v", exact-1, err)
+	}
+	p.Consensus.BlockMaxBytes = -1
+	p.Consensus.EvidenceMaxBytes = cmttypes.MaxDataBytes(cmttypes.MaxBlockSizeBytes, 0, app.MaxValidators) - need
+	if err := app.ValidateParams(p); err != nil {
+		t.Fatalf("block -1 with evidence leaving exactly room: %v", err)
+	}
+	p.Consensus.EvidenceMaxBytes++
+	if err := app.ValidateParams(p); err == nil {
+		t.Fatal("block -1 with evidence leaving one byte too few: accepted")
+	}
+}
+
+// TestConsensusUpdateAfterRestart: a node that finalized the block
+// executing a change and stopped before Commit finalizes it again on
+// restart (CometBFT replays it) and hands CometBFT the same change.
+func TestConsensusUpdateAfterRestart(t *testing.T) {
+	g := apptest.Consortium()
+	g.Organizations, g.Members = g.Organizations[:1], g.Members[:1] // one organization decides alone
+	c := apptest.New(t, apptest.Options{Dir: t.TempDir(), Genesis: g})
+	next := proto.Clone(g.Params).(*emrv1.Params)
+	next.Consensus = app.DefaultConsensusLimits()
+	next.Consensus.BlockMaxBytes = 3 << 20
+	tx := c.Tx(apptest.Registrar(apptest.HospitalA), apptest.SetParams(next, 0))
+	b := app.BlockInfo{Height: c.Height() + 1, Time: c.Now}
+	finalize := func(c *apptest.Chain) *emrv1.ConsensusLimits {
+		t.Helper()
+		results, _, err := c.App.FinalizeBlock(b, [][]byte{tx})
+		if err != nil || !results[0].OK() {
+			t.Fatalf("FinalizeBlock: %v, %v", results, err)
+		}
+		return c.App.ConsensusUpdate()
+	}
+	first := finalize(c)
+	if !proto.Equal(first, next.Consensus) {
+		t.Fatalf("first FinalizeBlock hands %v, want %v", first, next.Consensus)
+	}
+	if again := finalize(c.Reopen()); !proto.Equal(again, first) {
+		t.Fatalf("after a restart before Commit the block hands %v, first %v", again, first)
 	}
 }

@@ -68,6 +68,9 @@ type Options struct {
 	Genesis *emrv1.GenesisState
 	// Validators; nil means GenesisValidators().
 	Validators []*emrv1.Validator
+	// Consensus are the genesis consensus_params' block and evidence
+	// limits; nil means CometBFT's defaults.
+	Consensus *emrv1.ConsensusLimits
 }
 
 // Chain is an emrchain state machine driven block by block.
@@ -107,7 +110,7 @@ func New(tb testing.TB, opts Options) *Chain {
 	if validators == nil {
 		validators = GenesisValidators()
 	}
-	if _, err := c.App.InitChain(ChainID, appState, GenesisTime, validators, nil); err != nil {
+	if _, err := c.App.InitChain(ChainID, appState, GenesisTime, validators, opts.Consensus); err != nil {
 		tb.Fatalf("InitChain: %v", err)
 	}
 	c.Now = GenesisTime.Add(c.BlockInterval)

@@ -102,7 +102,7 @@ func (durationFlag) Type() string { return "duration" }
 
 // paramLimits are the numeric params, in the order of the Params message.
 var paramLimits = []paramLimit{
-	u64Limit("max-tx-bytes", "largest transaction, in bytes (CometBFT's mempool.max_tx_bytes and block size bound it too)", func(p *emrv1.Params) *uint64 { return &p.MaxTxBytes }),
+	u64Limit("max-tx-bytes", "largest transaction, in bytes (it must fit in a block, see --block-max-bytes; each node's config.toml [mempool] max_tx_bytes bounds it too)", func(p *emrv1.Params) *uint64 { return &p.MaxTxBytes }),
 	u64Limit("max-blob-bytes", "largest encrypted file, in bytes", func(p *emrv1.Params) *uint64 { return &p.MaxBlobBytes }),
 	u32Limit("max-records-per-access", "most records one read (RecordAccess) names", func(p *emrv1.Params) *uint32 { return &p.MaxRecordsPerAccess }),
 	u32Limit("max-rewraps-per-rotation", "most file keys one key rotation re-wraps", func(p *emrv1.Params) *uint32 { return &p.MaxRewrapsPerRotation }),
@@ -300,8 +300,8 @@ func paramsChangeText(set *emrv1.SetParams) string {
 	// After the categories (the first pair), name and value pairs in the
 	// same order.
 	before, after := from.fields(), to.fields()
-	// The params replaced may carry no CometBFT limits (a chain from
-	// before they did): those pairs are missing.
+	// Params without CometBFT's limits (a malformed answer) lack those
+	// pairs.
 	for i := 2; i+1 < len(after); i += 2 {
 		was := "not kept"
 		if i+1 < len(before) {
