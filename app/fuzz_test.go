@@ -40,6 +40,7 @@ func seedMsgs() map[string]*emrv1.Msg {
 		"propose_status":    apptest.ConsortiumSetStatus(doc, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED),
 		"propose_registrar": apptest.AddRegistrar(apptest.HospitalB, doc),
 		"propose_params":    apptest.SetParams(app.DefaultParams(), 0),
+		"propose_retire":    apptest.RetireOrganization(apptest.HospitalB),
 	}
 }
 

@@ -277,6 +277,9 @@ func (ctx *txContext) checkChange(change *emrv1.ConsortiumChange, proposer []byt
 		if org == nil {
 			return fmt.Errorf("%w: no organization %q", ErrNotFound, add.OrganizationId)
 		}
+		if why := OrganizationRetired(org.Id, org.RetiredHeight); why != "" {
+			return fmt.Errorf("%w: %s", ErrProposalClosed, why)
+		}
 		voting, err := ctx.st.votingOrganizations()
 		if err != nil {
 			return err
@@ -292,10 +295,21 @@ func (ctx *txContext) checkChange(change *emrv1.ConsortiumChange, proposer []byt
 		return ctx.checkValidatorChange(c.SetValidatorPower)
 	case *emrv1.ConsortiumChange_SetParams:
 		return ctx.checkParamsChange(c.SetParams)
+	case *emrv1.ConsortiumChange_RetireOrganization:
+		return ctx.checkRetirement(c.RetireOrganization)
 	case *emrv1.ConsortiumChange_SetMemberStatus:
 		target, err := ctx.organizationMember(c.SetMemberStatus.Address)
 		if err != nil {
 			return err
+		}
+		if c.SetMemberStatus.Status == emrv1.MemberStatus_MEMBER_STATUS_ACTIVE {
+			org, err := ctx.st.organization(target.OrganizationId)
+			if err != nil {
+				return err
+			}
+			if why := OrganizationRetired(target.OrganizationId, org.GetRetiredHeight()); why != "" {
+				return fmt.Errorf("%w: member %X: %s", ErrProposalClosed, target.Address, why)
+			}
 		}
 		if bytes.Equal(target.Address, proposer) {
 			return fmt.Errorf("%w: a registrar cannot propose to change its own status", ErrInvalidMsg)
@@ -366,6 +380,31 @@ func (ctx *txContext) checkValidatorChange(set *emrv1.SetValidatorPower) error {
 	if unseenAfter > 0 && 3*unseenAfter >= after {
 		return fmt.Errorf("%w: after this change %d of the %d voting power would be in validators not yet seen signing (a third or more halts the chain until they sign): wait until they sign, or change less at once",
 			ErrTooLarge, unseenAfter, after)
+	}
+	return nil
+}
+
+// checkRetirement checks that retire's organization can be retired: it
+// exists, is not retired, and another organization can still approve
+// proposals after it (else no change could ever be made again).
+func (ctx *txContext) checkRetirement(retire *emrv1.RetireOrganization) error {
+	org, err := ctx.st.organization(retire.OrganizationId)
+	if err != nil {
+		return err
+	}
+	if org == nil {
+		return fmt.Errorf("%w: no organization %q", ErrNotFound, retire.OrganizationId)
+	}
+	if why := OrganizationRetired(org.Id, org.RetiredHeight); why != "" {
+		return fmt.Errorf("%w: %s", ErrProposalClosed, why)
+	}
+	voting, err := ctx.st.votingOrganizations()
+	if err != nil {
+		return err
+	}
+	delete(voting, retire.OrganizationId)
+	if len(voting) == 0 {
+		return fmt.Errorf("%w: no other organization has an active registrar, and without one no proposal could ever be approved", ErrInvalidMsg)
 	}
 	return nil
 }
@@ -482,6 +521,16 @@ func ParamsChangeOvertaken(set *emrv1.SetParams, changes uint64) string {
 	return fmt.Sprintf("the params were changed %d times since this was proposed", changes-set.GetFromChanges())
 }
 
+// OrganizationRetired: organization id was retired at retiredHeight (0:
+// it was not). A retirement of it, a registrar seated in it and a
+// reactivation of a member of it are overtaken then.
+func OrganizationRetired(id string, retiredHeight int64) string {
+	if retiredHeight == 0 {
+		return ""
+	}
+	return fmt.Sprintf("organization %q was retired at height %d", id, retiredHeight)
+}
+
 // nextUnseen is a validator's unseen power after its power goes from
 // current to next: a raise adds to it; what is left can hold no more.
 func nextUnseen(current, unseen, next int64) int64 {
@@ -528,6 +577,8 @@ func (ctx *txContext) applyChange(change *emrv1.ConsortiumChange) error {
 			return err
 		}
 		return ctx.putMemberStatus(target, c.SetMemberStatus.Status, true)
+	case *emrv1.ConsortiumChange_RetireOrganization:
+		return ctx.retireOrganization(c.RetireOrganization.OrganizationId)
 	case *emrv1.ConsortiumChange_SetParams:
 		set := c.SetParams
 		if err := ctx.st.setParamsChanges(set.FromChanges + 1); err != nil {
@@ -537,6 +588,44 @@ func (ctx *txContext) applyChange(change *emrv1.ConsortiumChange) error {
 		return ctx.st.put(keyParams, set.Params)
 	}
 	return fmt.Errorf("%w: unhandled change %T", ErrInvalidMsg, change.GetChange())
+}
+
+// retireOrganization marks org retired and suspends, by the consortium,
+// each of its members not so suspended already, in address order.
+func (ctx *txContext) retireOrganization(id string) error {
+	org, err := ctx.st.organization(id)
+	if err != nil {
+		return err
+	}
+	org.RetiredHeight = ctx.block.Height
+	if err := ctx.st.put(organizationKey(id), org); err != nil {
+		return err
+	}
+	// Collected first: the suspensions write the index being read.
+	var addrs [][]byte
+	prefix := orgMemberPrefix(id)
+	if err := scan(ctx.st.kv, prefix, prefixEnd(prefix), true, func(key, _ []byte) (bool, error) {
+		addrs = append(addrs, bytes.Clone(key[len(prefix):]))
+		return true, nil
+	}); err != nil {
+		return err
+	}
+	for _, addr := range addrs {
+		m, err := ctx.st.member(addr)
+		if err != nil {
+			return err
+		}
+		if m == nil {
+			return fmt.Errorf("%w: organization index of %q names %X, no member", ErrInternal, id, addr)
+		}
+		if m.Status == emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED && m.SuspendedByConsortium {
+			continue
+		}
+		if err := ctx.putMemberStatus(m, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED, true); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // seatRegistrar makes a registrar of org, by proposal: no registrar

@@ -327,8 +327,10 @@ func validatePropose(m *emrv1.MsgPropose) error {
 			return fmt.Errorf("from_params is the chain's to set: leave it unset")
 		}
 		return ValidateParams(c.SetParams.GetParams())
+	case *emrv1.ConsortiumChange_RetireOrganization:
+		return checkID("organization id", c.RetireOrganization.GetOrganizationId())
 	}
-	return fmt.Errorf("the proposal changes nothing: it needs add_organization, set_validator_power, set_member_status, add_registrar or set_params")
+	return fmt.Errorf("the proposal changes nothing: it needs add_organization, set_validator_power, set_member_status, add_registrar, set_params or retire_organization")
 }
 
 // validateRegistrarKeys checks a registrar seated by proposal: its keys as

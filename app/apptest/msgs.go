@@ -208,6 +208,14 @@ func AddRegistrar(org string, registrar *Actor) *emrv1.Msg {
 	}}}
 }
 
+// RetireOrganization proposes to retire org.
+func RetireOrganization(org string) *emrv1.Msg {
+	return &emrv1.Msg{Sum: &emrv1.Msg_Propose{Propose: &emrv1.MsgPropose{
+		Reason: org + " leaves",
+		Change: &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_RetireOrganization{RetireOrganization: &emrv1.RetireOrganization{OrganizationId: org}}},
+	}}}
+}
+
 // SetParams proposes to replace the consortium's params with p, built
 // from the params of fromChanges changes (the Params answer's changes).
 func SetParams(p *emrv1.Params, fromChanges uint64) *emrv1.Msg {

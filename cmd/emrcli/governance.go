@@ -22,7 +22,8 @@ import (
 const governanceLong = `A change to the consortium (an organization admitted with its first
 registrar, a validator added, re-weighted or removed, a member of any
 organization suspended or reactivated, a registrar seated in an
-organization without an active one, new params) is proposed by a registrar and takes
+organization without an active one, new params, an organization retired)
+is proposed by a registrar and takes
 effect in the transaction that brings its approvals above two thirds of
 the organizations that can approve (those with an active registrar): one
 approval per organization, by any of its registrars, the proposer's
@@ -37,7 +38,7 @@ executed it.`
 func newProposeCmd(a *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "propose",
-		Short: "Propose a change to the consortium: admit an organization, change a validator, suspend a member, seat a registrar, new params",
+		Short: "Propose a change to the consortium: admit or retire an organization, change a validator, suspend a member, seat a registrar, new params",
 		Long:  governanceLong,
 		Example: `  emrcli propose add-organization --from registrar --id st-mary --name "St Mary's" --kind hospital \
       --registrar-key st-mary-registrar --credential REG-1 --reason "joins the regional network"
@@ -47,7 +48,36 @@ func newProposeCmd(a *cli) *cobra.Command {
 	cmd.AddCommand(newProposeOrgCmd(a), newProposeValidatorCmd(a),
 		newProposeStatusCmd(a, "suspend-member", "Propose to suspend a member of any organization (a compromised hospital's registrar, say)", emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED),
 		newProposeStatusCmd(a, "reactivate-member", "Propose to reactivate a member of any organization", emrv1.MemberStatus_MEMBER_STATUS_ACTIVE),
-		newProposeRegistrarCmd(a), newProposeParamsCmd(a))
+		newProposeRegistrarCmd(a), newProposeParamsCmd(a), newProposeRetireCmd(a))
+	return cmd
+}
+
+func newProposeRetireCmd(a *cli) *cobra.Command {
+	var pf proposeFlags
+	var org string
+	cmd := &cobra.Command{
+		Use:   "retire-organization --from REGISTRAR --org ID --reason TEXT",
+		Short: "Propose to retire an organization that leaves the consortium: all its members suspended for good",
+		Long: governanceLong + `
+
+The transaction that executes the proposal suspends every member of the
+organization, its registrars included, by the consortium: none can be
+reactivated, and no registrar can be seated in it again. It no longer
+counts among the organizations that approve. Its records, the consents
+patients gave its members, and its audit trail stay on the chain;
+patients revoke those consents as they wish. Its validators are not
+tied to it: remove them with "emrcli propose validator --power 0". The
+last organization that can approve is never retired.`,
+		Example: `  emrcli propose retire-organization --from registrar --org st-mary --reason "St Mary's merged into St Luke's"`,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			change := &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_RetireOrganization{RetireOrganization: &emrv1.RetireOrganization{OrganizationId: org}}}
+			return pf.submit(a, cmd, change)
+		},
+	}
+	pf.add(a, cmd)
+	cmd.Flags().StringVar(&org, "org", "", "the organization's id")
+	_ = cmd.MarkFlagRequired("org")
 	return cmd
 }
 
@@ -430,6 +460,8 @@ func viewProposal(p *emrv1.Proposal, now time.Time) proposalView {
 		v.Change = fmt.Sprintf(verb, upperHex(c.SetMemberStatus.GetAddress()))
 	case *emrv1.ConsortiumChange_AddRegistrar:
 		v.Change = fmt.Sprintf("seat registrar %s in %s", upperHex(app.AddressOf(c.AddRegistrar.GetSignPubKey())), c.AddRegistrar.GetOrganizationId())
+	case *emrv1.ConsortiumChange_RetireOrganization:
+		v.Change = fmt.Sprintf("retire %s (suspend all its members for good)", c.RetireOrganization.GetOrganizationId())
 	case *emrv1.ConsortiumChange_SetParams:
 		v.Change = paramsChangeText(c.SetParams)
 		if p := c.SetParams.GetParams(); p != nil {
@@ -499,7 +531,8 @@ type overtakingState struct {
 	validators map[string]*emrv1.Validator
 	// members are the members reactivations name, by address (nil: none).
 	members map[string]*emrv1.Member
-	// organizations are those admissions and registrar seatings name, by
+	// organizations are those admissions, registrar seatings and
+	// retirements name, and those of the members reactivations name, by
 	// id (nil: none).
 	organizations map[string]*emrv1.QueryOrganizationResponse
 	// paramsChanges is how many executed proposals changed the params;
@@ -510,8 +543,9 @@ type overtakingState struct {
 
 // readOvertakingState reads, at height, what the open proposals need:
 // the validator set once (a change of any validator), each member a
-// reactivation names, each organization an admission or a registrar
-// seating names, the count of params changes once (a params change).
+// reactivation names and its organization, each organization an
+// admission, a registrar seating or a retirement names, the count of
+// params changes once (a params change).
 func readOvertakingState(ctx context.Context, c *client.Client, height int64, open []*emrv1.Proposal) (*overtakingState, error) {
 	s := &overtakingState{members: map[string]*emrv1.Member{}, organizations: map[string]*emrv1.QueryOrganizationResponse{}}
 	readOrganization := func(id string) error {
@@ -559,12 +593,22 @@ func readOvertakingState(ctx context.Context, c *client.Client, height int64, op
 				return nil, fmt.Errorf("member %X: %w", set.GetAddress(), err)
 			}
 			s.members[string(set.GetAddress())] = resp.GetMember() // nil when not found
+			// A member of a retired organization is not reactivated.
+			if m := resp.GetMember(); m != nil && m.OrganizationId != "" {
+				if err := readOrganization(m.OrganizationId); err != nil {
+					return nil, err
+				}
+			}
 		case *emrv1.ConsortiumChange_AddOrganization:
 			if err := readOrganization(change.AddOrganization.GetOrganization().GetId()); err != nil {
 				return nil, err
 			}
 		case *emrv1.ConsortiumChange_AddRegistrar:
 			if err := readOrganization(change.AddRegistrar.GetOrganizationId()); err != nil {
+				return nil, err
+			}
+		case *emrv1.ConsortiumChange_RetireOrganization:
+			if err := readOrganization(change.RetireOrganization.GetOrganizationId()); err != nil {
 				return nil, err
 			}
 		case *emrv1.ConsortiumChange_SetParams:
@@ -611,6 +655,11 @@ func (s *overtakingState) overtakenReason(p *emrv1.Proposal) string {
 		// A member not found cannot have its status changed: the chain
 		// refuses that, but not as overtaken.
 		if m := s.members[string(change.SetMemberStatus.GetAddress())]; m != nil {
+			if org := s.organizations[m.OrganizationId]; org != nil && change.SetMemberStatus.GetStatus() == emrv1.MemberStatus_MEMBER_STATUS_ACTIVE {
+				if why := app.OrganizationRetired(m.OrganizationId, org.GetOrganization().GetRetiredHeight()); why != "" {
+					return fmt.Sprintf("member %X: %s", m.Address, why)
+				}
+			}
 			return app.MemberStatusChangeOvertaken(change.SetMemberStatus, m.StatusChanges)
 		}
 	case *emrv1.ConsortiumChange_AddOrganization:
@@ -621,10 +670,17 @@ func (s *overtakingState) overtakenReason(p *emrv1.Proposal) string {
 		if s.paramsRead {
 			return app.ParamsChangeOvertaken(change.SetParams, s.paramsChanges)
 		}
+	case *emrv1.ConsortiumChange_RetireOrganization:
+		if org := s.organizations[change.RetireOrganization.GetOrganizationId()]; org != nil {
+			return app.OrganizationRetired(change.RetireOrganization.GetOrganizationId(), org.GetOrganization().GetRetiredHeight())
+		}
 	case *emrv1.ConsortiumChange_AddRegistrar:
 		// The registrars are listed as proven, but the list is not proven
 		// complete: one left out can only make the proposal look open.
 		if org := s.organizations[change.AddRegistrar.GetOrganizationId()]; org != nil {
+			if why := app.OrganizationRetired(org.GetOrganization().GetId(), org.GetOrganization().GetRetiredHeight()); why != "" {
+				return why
+			}
 			return app.AddRegistrarOvertaken(change.AddRegistrar, slices.ContainsFunc(org.Registrars, func(r *emrv1.Member) bool {
 				return r.GetStatus() == emrv1.MemberStatus_MEMBER_STATUS_ACTIVE
 			}))

@@ -25,7 +25,7 @@ import (
 // the light client goes on verifying headers of the new set. An executed
 // proposal takes no approval, an organization approves once, power not yet
 // seen signing stays below a third, and the only validator cannot be
-// removed. New params, and a withdrawn proposal.
+// removed. New params, a withdrawn proposal, and an organization retired.
 func TestGovernanceFlow(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs emrchaind and emrcli")
@@ -332,6 +332,23 @@ func TestGovernanceFlow(t *testing.T) {
 	}
 	e.fails(1, "proposal 13 was withdrawn at height", "approve", "--from", "st-mary-registrar", "13")
 	wantListed(proposals("13"), 13, "withdrawn", "")
+
+	// St Mary's leaves: retired by all three organizations, its own
+	// included, its members are suspended for good, and a second
+	// retirement of it is overtaken.
+	propose(14, "retire-organization", "--from", "registrar", "--org", "st-mary", "--reason", "merged into St Luke's")
+	propose(15, "retire-organization", "--from", "registrar", "--org", "st-mary", "--reason", "the same, twice")
+	e.ok("approve", "--from", "st-luke-b", "14")
+	if out := e.ok("approve", "--from", "st-mary-registrar", "14"); !strings.Contains(out, "retire st-mary (suspend all its members for good)") || !strings.Contains(out, "executed at height") {
+		t.Fatalf("approve 14:\n%s", out)
+	}
+	wantListed(proposals(), 15, "overtaken", `organization "st-mary" was retired at height`)
+	e.fails(1, `organization "st-mary" was retired at height`, "approve", "--from", "st-luke-b", "15")
+	if out := e.ok("member", "show", "st-mary-doc"); !strings.Contains(out, "suspended") {
+		t.Fatalf("member show st-mary-doc after the retirement:\n%s", out)
+	}
+	e.ok("keys", "add", "st-mary-late")
+	e.fails(1, "signer suspended", "member", "register", "--from", "st-mary-registrar", "--key", "st-mary-late", "--role", "clinician", "--credential", "GMC-10")
 }
 
 // isQueryCall reports whether call is an ABCI query of the Query service

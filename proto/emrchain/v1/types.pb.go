@@ -581,10 +581,13 @@ func (x *ConsensusLimits) GetEvidenceMaxBytes() int64 {
 
 // Organization is a consortium member institution.
 type Organization struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Kind          OrganizationKind       `protobuf:"varint,3,opt,name=kind,proto3,enum=emrchain.v1.OrganizationKind" json:"kind,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Kind  OrganizationKind       `protobuf:"varint,3,opt,name=kind,proto3,enum=emrchain.v1.OrganizationKind" json:"kind,omitempty"`
+	// The height of the block that retired it (RetireOrganization); 0 while
+	// it is a member of the consortium.
+	RetiredHeight int64 `protobuf:"varint,4,opt,name=retired_height,json=retiredHeight,proto3" json:"retired_height,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -638,6 +641,13 @@ func (x *Organization) GetKind() OrganizationKind {
 		return x.Kind
 	}
 	return OrganizationKind_ORGANIZATION_KIND_UNSPECIFIED
+}
+
+func (x *Organization) GetRetiredHeight() int64 {
+	if x != nil {
+		return x.RetiredHeight
+	}
+	return 0
 }
 
 // Member is an account known to the chain. The address is the first 20 bytes
@@ -1983,6 +1993,7 @@ type ConsortiumChange struct {
 	//	*ConsortiumChange_SetMemberStatus
 	//	*ConsortiumChange_AddRegistrar
 	//	*ConsortiumChange_SetParams
+	//	*ConsortiumChange_RetireOrganization
 	Change        isConsortiumChange_Change `protobuf_oneof:"change"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2070,6 +2081,15 @@ func (x *ConsortiumChange) GetSetParams() *SetParams {
 	return nil
 }
 
+func (x *ConsortiumChange) GetRetireOrganization() *RetireOrganization {
+	if x != nil {
+		if x, ok := x.Change.(*ConsortiumChange_RetireOrganization); ok {
+			return x.RetireOrganization
+		}
+	}
+	return nil
+}
+
 type isConsortiumChange_Change interface {
 	isConsortiumChange_Change()
 }
@@ -2102,6 +2122,12 @@ type ConsortiumChange_SetParams struct {
 	SetParams *SetParams `protobuf:"bytes,5,opt,name=set_params,json=setParams,proto3,oneof"`
 }
 
+type ConsortiumChange_RetireOrganization struct {
+	// Retires an organization that leaves the consortium: every member of
+	// it is suspended, by the consortium, for good.
+	RetireOrganization *RetireOrganization `protobuf:"bytes,6,opt,name=retire_organization,json=retireOrganization,proto3,oneof"`
+}
+
 func (*ConsortiumChange_AddOrganization) isConsortiumChange_Change() {}
 
 func (*ConsortiumChange_SetValidatorPower) isConsortiumChange_Change() {}
@@ -2111,6 +2137,58 @@ func (*ConsortiumChange_SetMemberStatus) isConsortiumChange_Change() {}
 func (*ConsortiumChange_AddRegistrar) isConsortiumChange_Change() {}
 
 func (*ConsortiumChange_SetParams) isConsortiumChange_Change() {}
+
+func (*ConsortiumChange_RetireOrganization) isConsortiumChange_Change() {}
+
+// RetireOrganization retires organization_id: it no longer counts in
+// approvals, and its members (registrars included) are suspended in the
+// transaction that executes the proposal, as by SetMemberStatus, and can
+// never be reactivated, nor registrars seated in it. Its records, the
+// consents patients gave its members and its audit trail stay. Its
+// validators are not its to lose: change them with SetValidatorPower.
+type RetireOrganization struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RetireOrganization) Reset() {
+	*x = RetireOrganization{}
+	mi := &file_emrchain_v1_types_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetireOrganization) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetireOrganization) ProtoMessage() {}
+
+func (x *RetireOrganization) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_types_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetireOrganization.ProtoReflect.Descriptor instead.
+func (*RetireOrganization) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RetireOrganization) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
 
 // SetParams replaces the consortium's parameters with params, the whole
 // set: a proposal says every value it means (consensus left out keeps the
@@ -2138,7 +2216,7 @@ type SetParams struct {
 
 func (x *SetParams) Reset() {
 	*x = SetParams{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[17]
+	mi := &file_emrchain_v1_types_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2150,7 +2228,7 @@ func (x *SetParams) String() string {
 func (*SetParams) ProtoMessage() {}
 
 func (x *SetParams) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[17]
+	mi := &file_emrchain_v1_types_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2163,7 +2241,7 @@ func (x *SetParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetParams.ProtoReflect.Descriptor instead.
 func (*SetParams) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{17}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SetParams) GetParams() *Params {
@@ -2203,7 +2281,7 @@ type AddRegistrar struct {
 
 func (x *AddRegistrar) Reset() {
 	*x = AddRegistrar{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[18]
+	mi := &file_emrchain_v1_types_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2215,7 +2293,7 @@ func (x *AddRegistrar) String() string {
 func (*AddRegistrar) ProtoMessage() {}
 
 func (x *AddRegistrar) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[18]
+	mi := &file_emrchain_v1_types_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2228,7 +2306,7 @@ func (x *AddRegistrar) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddRegistrar.ProtoReflect.Descriptor instead.
 func (*AddRegistrar) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{18}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AddRegistrar) GetOrganizationId() string {
@@ -2276,7 +2354,7 @@ type SetMemberStatus struct {
 
 func (x *SetMemberStatus) Reset() {
 	*x = SetMemberStatus{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[19]
+	mi := &file_emrchain_v1_types_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2288,7 +2366,7 @@ func (x *SetMemberStatus) String() string {
 func (*SetMemberStatus) ProtoMessage() {}
 
 func (x *SetMemberStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[19]
+	mi := &file_emrchain_v1_types_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2301,7 +2379,7 @@ func (x *SetMemberStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMemberStatus.ProtoReflect.Descriptor instead.
 func (*SetMemberStatus) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{19}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SetMemberStatus) GetAddress() []byte {
@@ -2360,7 +2438,7 @@ type Proposal struct {
 
 func (x *Proposal) Reset() {
 	*x = Proposal{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[20]
+	mi := &file_emrchain_v1_types_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2372,7 +2450,7 @@ func (x *Proposal) String() string {
 func (*Proposal) ProtoMessage() {}
 
 func (x *Proposal) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[20]
+	mi := &file_emrchain_v1_types_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2385,7 +2463,7 @@ func (x *Proposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proposal.ProtoReflect.Descriptor instead.
 func (*Proposal) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{20}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Proposal) GetId() uint64 {
@@ -2497,11 +2575,12 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\rblock_max_gas\x18\x02 \x01(\x03R\vblockMaxGas\x125\n" +
 	"\x17evidence_max_age_blocks\x18\x03 \x01(\x03R\x14evidenceMaxAgeBlocks\x12C\n" +
 	"\x10evidence_max_age\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x0eevidenceMaxAge\x12,\n" +
-	"\x12evidence_max_bytes\x18\x05 \x01(\x03R\x10evidenceMaxBytes\"e\n" +
+	"\x12evidence_max_bytes\x18\x05 \x01(\x03R\x10evidenceMaxBytes\"\x8c\x01\n" +
 	"\fOrganization\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x121\n" +
-	"\x04kind\x18\x03 \x01(\x0e2\x1d.emrchain.v1.OrganizationKindR\x04kind\"\xbf\x03\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x1d.emrchain.v1.OrganizationKindR\x04kind\x12%\n" +
+	"\x0eretired_height\x18\x04 \x01(\x03R\rretiredHeight\"\xbf\x03\n" +
 	"\x06Member\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\fR\aaddress\x12 \n" +
 	"\fsign_pub_key\x18\x02 \x01(\fR\n" +
@@ -2638,15 +2717,18 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\x05power\x18\x02 \x01(\x03R\x05power\x12\x1d\n" +
 	"\n" +
 	"from_power\x18\x03 \x01(\x03R\tfromPower\x12!\n" +
-	"\ffrom_changes\x18\x04 \x01(\x04R\vfromChanges\"\x80\x03\n" +
+	"\ffrom_changes\x18\x04 \x01(\x04R\vfromChanges\"\xd4\x03\n" +
 	"\x10ConsortiumChange\x12I\n" +
 	"\x10add_organization\x18\x01 \x01(\v2\x1c.emrchain.v1.AddOrganizationH\x00R\x0faddOrganization\x12P\n" +
 	"\x13set_validator_power\x18\x02 \x01(\v2\x1e.emrchain.v1.SetValidatorPowerH\x00R\x11setValidatorPower\x12J\n" +
 	"\x11set_member_status\x18\x03 \x01(\v2\x1c.emrchain.v1.SetMemberStatusH\x00R\x0fsetMemberStatus\x12@\n" +
 	"\radd_registrar\x18\x04 \x01(\v2\x19.emrchain.v1.AddRegistrarH\x00R\faddRegistrar\x127\n" +
 	"\n" +
-	"set_params\x18\x05 \x01(\v2\x16.emrchain.v1.SetParamsH\x00R\tsetParamsB\b\n" +
-	"\x06change\"\x91\x01\n" +
+	"set_params\x18\x05 \x01(\v2\x16.emrchain.v1.SetParamsH\x00R\tsetParams\x12R\n" +
+	"\x13retire_organization\x18\x06 \x01(\v2\x1f.emrchain.v1.RetireOrganizationH\x00R\x12retireOrganizationB\b\n" +
+	"\x06change\"=\n" +
+	"\x12RetireOrganization\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\"\x91\x01\n" +
 	"\tSetParams\x12+\n" +
 	"\x06params\x18\x01 \x01(\v2\x13.emrchain.v1.ParamsR\x06params\x12!\n" +
 	"\ffrom_changes\x18\x02 \x01(\x04R\vfromChanges\x124\n" +
@@ -2724,7 +2806,7 @@ func file_emrchain_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_emrchain_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_emrchain_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_emrchain_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_emrchain_v1_types_proto_goTypes = []any{
 	(Role)(0),                     // 0: emrchain.v1.Role
 	(MemberStatus)(0),             // 1: emrchain.v1.MemberStatus
@@ -2749,27 +2831,28 @@ var file_emrchain_v1_types_proto_goTypes = []any{
 	(*AddOrganization)(nil),       // 20: emrchain.v1.AddOrganization
 	(*SetValidatorPower)(nil),     // 21: emrchain.v1.SetValidatorPower
 	(*ConsortiumChange)(nil),      // 22: emrchain.v1.ConsortiumChange
-	(*SetParams)(nil),             // 23: emrchain.v1.SetParams
-	(*AddRegistrar)(nil),          // 24: emrchain.v1.AddRegistrar
-	(*SetMemberStatus)(nil),       // 25: emrchain.v1.SetMemberStatus
-	(*Proposal)(nil),              // 26: emrchain.v1.Proposal
-	(*durationpb.Duration)(nil),   // 27: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
+	(*RetireOrganization)(nil),    // 23: emrchain.v1.RetireOrganization
+	(*SetParams)(nil),             // 24: emrchain.v1.SetParams
+	(*AddRegistrar)(nil),          // 25: emrchain.v1.AddRegistrar
+	(*SetMemberStatus)(nil),       // 26: emrchain.v1.SetMemberStatus
+	(*Proposal)(nil),              // 27: emrchain.v1.Proposal
+	(*durationpb.Duration)(nil),   // 28: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
 }
 var file_emrchain_v1_types_proto_depIdxs = []int32{
 	7,  // 0: emrchain.v1.Params.consensus:type_name -> emrchain.v1.ConsensusLimits
-	27, // 1: emrchain.v1.ConsensusLimits.evidence_max_age:type_name -> google.protobuf.Duration
+	28, // 1: emrchain.v1.ConsensusLimits.evidence_max_age:type_name -> google.protobuf.Duration
 	2,  // 2: emrchain.v1.Organization.kind:type_name -> emrchain.v1.OrganizationKind
 	0,  // 3: emrchain.v1.Member.role:type_name -> emrchain.v1.Role
 	1,  // 4: emrchain.v1.Member.status:type_name -> emrchain.v1.MemberStatus
 	3,  // 5: emrchain.v1.Permission.rights:type_name -> emrchain.v1.Right
-	28, // 6: emrchain.v1.Permission.not_before:type_name -> google.protobuf.Timestamp
-	28, // 7: emrchain.v1.Permission.not_after:type_name -> google.protobuf.Timestamp
-	28, // 8: emrchain.v1.Permission.revoked_time:type_name -> google.protobuf.Timestamp
-	28, // 9: emrchain.v1.Record.time:type_name -> google.protobuf.Timestamp
+	29, // 6: emrchain.v1.Permission.not_before:type_name -> google.protobuf.Timestamp
+	29, // 7: emrchain.v1.Permission.not_after:type_name -> google.protobuf.Timestamp
+	29, // 8: emrchain.v1.Permission.revoked_time:type_name -> google.protobuf.Timestamp
+	29, // 9: emrchain.v1.Record.time:type_name -> google.protobuf.Timestamp
 	4,  // 10: emrchain.v1.AccessEvent.purpose:type_name -> emrchain.v1.Purpose
-	28, // 11: emrchain.v1.AccessEvent.time:type_name -> google.protobuf.Timestamp
-	28, // 12: emrchain.v1.Share.time:type_name -> google.protobuf.Timestamp
+	29, // 11: emrchain.v1.AccessEvent.time:type_name -> google.protobuf.Timestamp
+	29, // 12: emrchain.v1.Share.time:type_name -> google.protobuf.Timestamp
 	0,  // 13: emrchain.v1.GenesisMember.role:type_name -> emrchain.v1.Role
 	6,  // 14: emrchain.v1.GenesisState.params:type_name -> emrchain.v1.Params
 	8,  // 15: emrchain.v1.GenesisState.organizations:type_name -> emrchain.v1.Organization
@@ -2777,21 +2860,22 @@ var file_emrchain_v1_types_proto_depIdxs = []int32{
 	8,  // 17: emrchain.v1.AddOrganization.organization:type_name -> emrchain.v1.Organization
 	20, // 18: emrchain.v1.ConsortiumChange.add_organization:type_name -> emrchain.v1.AddOrganization
 	21, // 19: emrchain.v1.ConsortiumChange.set_validator_power:type_name -> emrchain.v1.SetValidatorPower
-	25, // 20: emrchain.v1.ConsortiumChange.set_member_status:type_name -> emrchain.v1.SetMemberStatus
-	24, // 21: emrchain.v1.ConsortiumChange.add_registrar:type_name -> emrchain.v1.AddRegistrar
-	23, // 22: emrchain.v1.ConsortiumChange.set_params:type_name -> emrchain.v1.SetParams
-	6,  // 23: emrchain.v1.SetParams.params:type_name -> emrchain.v1.Params
-	6,  // 24: emrchain.v1.SetParams.from_params:type_name -> emrchain.v1.Params
-	1,  // 25: emrchain.v1.SetMemberStatus.status:type_name -> emrchain.v1.MemberStatus
-	22, // 26: emrchain.v1.Proposal.change:type_name -> emrchain.v1.ConsortiumChange
-	28, // 27: emrchain.v1.Proposal.time:type_name -> google.protobuf.Timestamp
-	28, // 28: emrchain.v1.Proposal.voting_end:type_name -> google.protobuf.Timestamp
-	5,  // 29: emrchain.v1.Proposal.status:type_name -> emrchain.v1.ProposalStatus
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	26, // 20: emrchain.v1.ConsortiumChange.set_member_status:type_name -> emrchain.v1.SetMemberStatus
+	25, // 21: emrchain.v1.ConsortiumChange.add_registrar:type_name -> emrchain.v1.AddRegistrar
+	24, // 22: emrchain.v1.ConsortiumChange.set_params:type_name -> emrchain.v1.SetParams
+	23, // 23: emrchain.v1.ConsortiumChange.retire_organization:type_name -> emrchain.v1.RetireOrganization
+	6,  // 24: emrchain.v1.SetParams.params:type_name -> emrchain.v1.Params
+	6,  // 25: emrchain.v1.SetParams.from_params:type_name -> emrchain.v1.Params
+	1,  // 26: emrchain.v1.SetMemberStatus.status:type_name -> emrchain.v1.MemberStatus
+	22, // 27: emrchain.v1.Proposal.change:type_name -> emrchain.v1.ConsortiumChange
+	29, // 28: emrchain.v1.Proposal.time:type_name -> google.protobuf.Timestamp
+	29, // 29: emrchain.v1.Proposal.voting_end:type_name -> google.protobuf.Timestamp
+	5,  // 30: emrchain.v1.Proposal.status:type_name -> emrchain.v1.ProposalStatus
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_emrchain_v1_types_proto_init() }
@@ -2805,6 +2889,7 @@ func file_emrchain_v1_types_proto_init() {
 		(*ConsortiumChange_SetMemberStatus)(nil),
 		(*ConsortiumChange_AddRegistrar)(nil),
 		(*ConsortiumChange_SetParams)(nil),
+		(*ConsortiumChange_RetireOrganization)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2812,7 +2897,7 @@ func file_emrchain_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_emrchain_v1_types_proto_rawDesc), len(file_emrchain_v1_types_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
