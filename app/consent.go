@@ -51,12 +51,8 @@ func (ctx *txContext) grant(m *emrv1.MsgGrant) error {
 		return fmt.Errorf("%w: the grant carries key version %d, the patient's key is at version %d", ErrKeyVersion, m.KeyVersion, p.KeyVersion)
 	}
 	if slices.Contains(rights, emrv1.Right_RIGHT_SHARE) {
-		study, err := ctx.st.study(m.StudyId)
-		if err != nil {
+		if _, err := ctx.liveStudy(m.StudyId); err != nil {
 			return err
-		}
-		if study == nil {
-			return fmt.Errorf("%w: no study %q", ErrNotFound, m.StudyId)
 		}
 	}
 	notBefore := m.NotBefore
@@ -133,6 +129,15 @@ func (ctx *txContext) rotateKey(m *emrv1.MsgRotateKey) error {
 	var missing []string
 	err = ctx.forEachPermission(p.Id, func(perm *emrv1.Permission) error {
 		needs := permissionStands(perm, ctx.block.Time)
+		if needs {
+			// A retired grantee never acts again: the new key is not
+			// sealed to it.
+			grantee, err := ctx.st.member(perm.Grantee)
+			if err != nil {
+				return err
+			}
+			needs = grantee.GetStatus() != emrv1.MemberStatus_MEMBER_STATUS_RETIRED
+		}
 		env, has := envelopes[string(perm.Grantee)]
 		switch {
 		case needs && !has:
@@ -153,7 +158,7 @@ func (ctx *txContext) rotateKey(m *emrv1.MsgRotateKey) error {
 		return fmt.Errorf("%w: no new key envelope for standing grantee(s) %s", ErrInvalidMsg, strings.Join(missing, ", "))
 	}
 	if len(envelopes) > 0 {
-		return fmt.Errorf("%w: %d envelope(s) for members without a standing grant", ErrInvalidMsg, len(envelopes))
+		return fmt.Errorf("%w: %d envelope(s) for members without a standing grant (or retired)", ErrInvalidMsg, len(envelopes))
 	}
 	seen := make(map[uint64]bool, len(m.Rewrapped))
 	for _, r := range m.Rewrapped {

@@ -185,7 +185,7 @@ func (ctx *txContext) authenticate() error {
 		return fmt.Errorf("%w: signer key does not match member %X", ErrBadSignature, signer)
 	}
 	if !isActive(member) {
-		return fmt.Errorf("%w: member %X is suspended and can sign nothing", ErrSignerSuspended, signer)
+		return fmt.Errorf("%w: member %X is %s and can sign nothing", ErrSignerSuspended, signer, statusName(member.Status))
 	}
 	ctx.signer = member
 	return nil

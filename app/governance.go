@@ -25,6 +25,10 @@ const (
 // MsgApprove approved or a MsgWithdraw withdrew, in decimal.
 const ProposalAttribute = "proposal"
 
+// OrganizationAttribute (indexed) names the organization a proposal's
+// execution retired.
+const OrganizationAttribute = "organization"
+
 // ExecutedAttribute (unindexed) is "true" on the event of the transaction
 // that executed a proposal.
 const ExecutedAttribute = "executed"
@@ -302,17 +306,14 @@ func (ctx *txContext) checkChange(change *emrv1.ConsortiumChange, proposer []byt
 		if err != nil {
 			return err
 		}
-		if c.SetMemberStatus.Status == emrv1.MemberStatus_MEMBER_STATUS_ACTIVE {
-			org, err := ctx.st.organization(target.OrganizationId)
-			if err != nil {
-				return err
-			}
-			if why := OrganizationRetired(target.OrganizationId, org.GetRetiredHeight()); why != "" {
-				return fmt.Errorf("%w: member %X: %s", ErrProposalClosed, target.Address, why)
-			}
-		}
 		if bytes.Equal(target.Address, proposer) {
 			return fmt.Errorf("%w: a registrar cannot propose to change its own status", ErrInvalidMsg)
+		}
+		// Its organization left: no status change of it executes (a
+		// registrar of a retired organization signs nothing, so this is
+		// the only way to one).
+		if why := MemberRetired(target); why != "" {
+			return fmt.Errorf("%w: %s", ErrProposalClosed, why)
 		}
 		if why := MemberStatusChangeOvertaken(c.SetMemberStatus, target.StatusChanges); why != "" {
 			return fmt.Errorf("%w: %s: another change overtook it", ErrProposalClosed, why)
@@ -522,8 +523,8 @@ func ParamsChangeOvertaken(set *emrv1.SetParams, changes uint64) string {
 }
 
 // OrganizationRetired: organization id was retired at retiredHeight (0:
-// it was not). A retirement of it, a registrar seated in it and a
-// reactivation of a member of it are overtaken then.
+// it was not). A retirement of it and a registrar seated in it are
+// overtaken then.
 func OrganizationRetired(id string, retiredHeight int64) string {
 	if retiredHeight == 0 {
 		return ""
@@ -590,8 +591,11 @@ func (ctx *txContext) applyChange(change *emrv1.ConsortiumChange) error {
 	return fmt.Errorf("%w: unhandled change %T", ErrInvalidMsg, change.GetChange())
 }
 
-// retireOrganization marks org retired and suspends, by the consortium,
-// each of its members not so suspended already, in address order.
+// retireOrganization marks org retired, retires each of its members, in
+// address order, and drops its registrars from the index the approvals
+// are counted over (they can never approve again, and would otherwise be
+// read at every count). The event names the organization, not each
+// member.
 func (ctx *txContext) retireOrganization(id string) error {
 	org, err := ctx.st.organization(id)
 	if err != nil {
@@ -601,13 +605,10 @@ func (ctx *txContext) retireOrganization(id string) error {
 	if err := ctx.st.put(organizationKey(id), org); err != nil {
 		return err
 	}
-	// Collected first: the suspensions write the index being read.
-	var addrs [][]byte
-	prefix := orgMemberPrefix(id)
-	if err := scan(ctx.st.kv, prefix, prefixEnd(prefix), true, func(key, _ []byte) (bool, error) {
-		addrs = append(addrs, bytes.Clone(key[len(prefix):]))
-		return true, nil
-	}); err != nil {
+	ctx.attr(OrganizationAttribute, id)
+	// Collected first: the loop writes the tree the scans read.
+	addrs, err := ctx.st.keysAfter(orgMemberPrefix(id))
+	if err != nil {
 		return err
 	}
 	for _, addr := range addrs {
@@ -618,10 +619,19 @@ func (ctx *txContext) retireOrganization(id string) error {
 		if m == nil {
 			return fmt.Errorf("%w: organization index of %q names %X, no member", ErrInternal, id, addr)
 		}
-		if m.Status == emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED && m.SuspendedByConsortium {
-			continue
+		m.Status, m.SuspendedByConsortium = emrv1.MemberStatus_MEMBER_STATUS_RETIRED, false
+		m.StatusChanges++
+		// The member alone: its organization's indexes stay as they are.
+		if err := ctx.st.put(memberKey(addr), m); err != nil {
+			return err
 		}
-		if err := ctx.putMemberStatus(m, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED, true); err != nil {
+	}
+	registrars, err := ctx.st.keysAfter(registrarPrefix(id))
+	if err != nil {
+		return err
+	}
+	for _, addr := range registrars {
+		if err := ctx.st.kv.Delete(registrarKey(id, addr)); err != nil {
 			return err
 		}
 	}

@@ -121,6 +121,16 @@ func checkStatusChange(target *emrv1.Member, status emrv1.MemberStatus, byConsor
 	return nil
 }
 
+// MemberRetired says why m's status can no longer change: its
+// organization was retired ("" while it was not). A suspension or
+// reactivation of it is overtaken then.
+func MemberRetired(m *emrv1.Member) string {
+	if m.GetStatus() != emrv1.MemberStatus_MEMBER_STATUS_RETIRED {
+		return ""
+	}
+	return fmt.Sprintf("member %X is retired: its organization %q left the consortium", m.GetAddress(), m.GetOrganizationId())
+}
+
 // putMemberStatus gives target status; byConsortium marks a suspension a
 // proposal made.
 func (ctx *txContext) putMemberStatus(target *emrv1.Member, status emrv1.MemberStatus, byConsortium bool) error {
@@ -177,6 +187,8 @@ func statusName(s emrv1.MemberStatus) string {
 		return "active"
 	case emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED:
 		return "suspended"
+	case emrv1.MemberStatus_MEMBER_STATUS_RETIRED:
+		return "retired (its organization left the consortium)"
 	}
 	return s.String()
 }

@@ -41,7 +41,13 @@ func TestOvertakenRules(t *testing.T) {
 		{"seating once there is one", app.AddRegistrarOvertaken(seat, true), `"st-mary" has an active registrar, who registers its registrars`},
 		{"params as proposed", app.ParamsChangeOvertaken(&emrv1.SetParams{FromChanges: 2}, 2), ""},
 		{"params changed since", app.ParamsChangeOvertaken(&emrv1.SetParams{FromChanges: 2}, 4), "the params were changed 2 times since this was proposed"},
+		{"organization not retired", app.OrganizationRetired("st-mary", 0), ""},
+		{"organization retired", app.OrganizationRetired("st-mary", 40), `organization "st-mary" was retired at height 40`},
+		{"member not retired", app.MemberRetired(&emrv1.Member{Address: member, Status: emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED}), ""},
+		{"member retired", app.MemberRetired(&emrv1.Member{Address: member, OrganizationId: "st-mary", Status: emrv1.MemberStatus_MEMBER_STATUS_RETIRED}),
+			`member ABABABABABABABABABABABABABABABABABABABAB is retired: its organization "st-mary" left the consortium`},
 		// Nil parts (an unverified node's proposal, in emrcli) are not a panic.
+		{"nil member", app.MemberRetired(nil), ""},
 		{"nil validator change", app.ValidatorChangeOvertaken(nil, 0, 0), ""},
 		{"nil status change", app.MemberStatusChangeOvertaken(nil, 1), ""},
 		{"nil admission", app.AddOrganizationOvertaken(nil, true), `organization "" exists`},

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -38,6 +39,17 @@ func (s state) put(key []byte, m proto.Message) error {
 		return fmt.Errorf("write %x: %w", key, err)
 	}
 	return nil
+}
+
+// keysAfter lists, in key order, what follows prefix in the keys under it
+// (an index's addresses, say).
+func (s state) keysAfter(prefix []byte) ([][]byte, error) {
+	var out [][]byte
+	err := scan(s.kv, prefix, prefixEnd(prefix), true, func(key, _ []byte) (bool, error) {
+		out = append(out, bytes.Clone(key[len(prefix):]))
+		return true, nil
+	})
+	return out, err
 }
 
 func (s state) mark(key []byte) error {

@@ -66,12 +66,9 @@ func (ctx *txContext) shareRecord(m *emrv1.MsgShareRecord) error {
 	if rec == nil {
 		return fmt.Errorf("%w: the patient has no record %d", ErrNotFound, m.RecordSequence)
 	}
-	study, err := ctx.st.study(m.StudyId)
+	study, err := ctx.liveStudy(m.StudyId)
 	if err != nil {
 		return err
-	}
-	if study == nil {
-		return fmt.Errorf("%w: no study %q", ErrNotFound, m.StudyId)
 	}
 	perm, err := ctx.authorize(p, emrv1.Right_RIGHT_SHARE, rec.Category)
 	if err != nil {
@@ -121,4 +118,25 @@ func (ctx *txContext) shareRecord(m *emrv1.MsgShareRecord) error {
 		ctx.st.put(patientKey(p.Id), p),
 		ctx.st.putStudyShare(study, share),
 	)
+}
+
+// liveStudy reads study id, which a share consent or a share names: it
+// must exist, and its organization must not have left the consortium (its
+// members, who alone read its shares, are retired).
+func (ctx *txContext) liveStudy(id string) (*emrv1.Study, error) {
+	study, err := ctx.st.study(id)
+	if err != nil {
+		return nil, err
+	}
+	if study == nil {
+		return nil, fmt.Errorf("%w: no study %q", ErrNotFound, id)
+	}
+	org, err := ctx.st.organization(study.OrganizationId)
+	if err != nil {
+		return nil, err
+	}
+	if why := OrganizationRetired(study.OrganizationId, org.GetRetiredHeight()); why != "" {
+		return nil, fmt.Errorf("%w: study %q: %s", ErrUnauthorized, id, why)
+	}
+	return study, nil
 }

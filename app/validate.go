@@ -358,6 +358,9 @@ func validateOrganization(o *emrv1.Organization) error {
 	if o.Kind == emrv1.OrganizationKind_ORGANIZATION_KIND_UNSPECIFIED || emrv1.OrganizationKind_name[int32(o.Kind)] == "" {
 		return fmt.Errorf("organization %q: kind must be hospital, lab, pharmacy or research", o.Id)
 	}
+	if o.RetiredHeight != 0 {
+		return fmt.Errorf("organization %q: retired_height is the chain's to set (RetireOrganization): leave it 0", o.Id)
+	}
 	return nil
 }
 

@@ -258,7 +258,8 @@ func (c *Client) GrantMsg(ctx context.Context, patientID []byte, spec GrantSpec,
 
 // needsEnvelope mirrors the chain's rule for RotateKey: a grant that is
 // not revoked and not expired at t, whatever its rights (writers wrap file
-// keys under the KEK too).
+// keys under the KEK too), to a grantee that is not retired (Rotate reads
+// the grantee to tell).
 func needsEnvelope(perm *emrv1.Permission, t time.Time) bool {
 	return perm.RevokedHeight == 0 && t.Before(perm.GetNotAfter().AsTime())
 }
@@ -427,6 +428,9 @@ func (c *Client) rotationMsg(ctx context.Context, patientID []byte, newKEK KEKFu
 		m, err := c.Member(ctx, perm.Grantee)
 		if err != nil {
 			return nil, nil, fmt.Errorf("grantee %X: %w", perm.Grantee, err)
+		}
+		if m.Status == emrv1.MemberStatus_MEMBER_STATUS_RETIRED {
+			continue // its organization left: the chain refuses an envelope for it
 		}
 		env, err := SealKEK(m, patientID, next, kek)
 		if err != nil {

@@ -326,7 +326,7 @@ re-encrypting such a file (download, upload again) takes it out of reach.`,
 				for _, rv := range out.Rotations {
 					fmt.Fprintf(w, "rotated the patient key: version %d -> %d\n", rv.OldVersion, rv.NewVersion)
 					if len(rv.Envelopes) == 0 {
-						fmt.Fprintln(w, "  new key sealed to: nobody (no other unrevoked, unexpired consent)")
+						fmt.Fprintln(w, "  new key sealed to: nobody (no other unrevoked, unexpired consent, but to retired members)")
 					} else {
 						fmt.Fprintf(w, "  new key sealed to: %s\n", strings.Join(rv.Envelopes, ", "))
 					}

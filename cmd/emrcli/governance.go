@@ -47,7 +47,7 @@ func newProposeCmd(a *cli) *cobra.Command {
 	}
 	cmd.AddCommand(newProposeOrgCmd(a), newProposeValidatorCmd(a),
 		newProposeStatusCmd(a, "suspend-member", "Propose to suspend a member of any organization (a compromised hospital's registrar, say)", emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED),
-		newProposeStatusCmd(a, "reactivate-member", "Propose to reactivate a member of any organization", emrv1.MemberStatus_MEMBER_STATUS_ACTIVE),
+		newProposeStatusCmd(a, "reactivate-member", "Propose to reactivate a member of any organization that is not retired", emrv1.MemberStatus_MEMBER_STATUS_ACTIVE),
 		newProposeRegistrarCmd(a), newProposeParamsCmd(a), newProposeRetireCmd(a))
 	return cmd
 }
@@ -57,17 +57,21 @@ func newProposeRetireCmd(a *cli) *cobra.Command {
 	var org string
 	cmd := &cobra.Command{
 		Use:   "retire-organization --from REGISTRAR --org ID --reason TEXT",
-		Short: "Propose to retire an organization that leaves the consortium: all its members suspended for good",
+		Short: "Propose to retire an organization that leaves the consortium: all its members retired for good",
 		Long: governanceLong + `
 
-The transaction that executes the proposal suspends every member of the
-organization, its registrars included, by the consortium: none can be
-reactivated, and no registrar can be seated in it again. It no longer
-counts among the organizations that approve. Its records, the consents
-patients gave its members, and its audit trail stay on the chain;
-patients revoke those consents as they wish. Its validators are not
-tied to it: remove them with "emrcli propose validator --power 0". The
-last organization that can approve is never retired.`,
+The transaction that executes the proposal retires every member of the
+organization, its registrars included: like a suspension, for good. None
+can be reactivated, and no registrar can be seated in it again. It no
+longer counts among the organizations that approve, and its studies take
+no new share consents or shares. Its records, the consents patients gave
+its members, and its audit trail stay on the chain; patients revoke
+those consents as they wish, and a patient's key rotation no longer
+seals the new key to its members. Shares its clinicians made are no
+longer served to studies: a clinician of an active organization shares
+anew. Its validators are not tied to it: remove them with "emrcli
+propose validator --power 0". The last organization that can approve is
+never retired.`,
 		Example: `  emrcli propose retire-organization --from registrar --org st-mary --reason "St Mary's merged into St Luke's"`,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -461,7 +465,7 @@ func viewProposal(p *emrv1.Proposal, now time.Time) proposalView {
 	case *emrv1.ConsortiumChange_AddRegistrar:
 		v.Change = fmt.Sprintf("seat registrar %s in %s", upperHex(app.AddressOf(c.AddRegistrar.GetSignPubKey())), c.AddRegistrar.GetOrganizationId())
 	case *emrv1.ConsortiumChange_RetireOrganization:
-		v.Change = fmt.Sprintf("retire %s (suspend all its members for good)", c.RetireOrganization.GetOrganizationId())
+		v.Change = fmt.Sprintf("retire %s (all its members, for good)", c.RetireOrganization.GetOrganizationId())
 	case *emrv1.ConsortiumChange_SetParams:
 		v.Change = paramsChangeText(c.SetParams)
 		if p := c.SetParams.GetParams(); p != nil {
@@ -529,11 +533,10 @@ func viewProposals(ctx context.Context, c *client.Client, list []*emrv1.Proposal
 type overtakingState struct {
 	// validators is the validator set by consensus key; nil when not read.
 	validators map[string]*emrv1.Validator
-	// members are the members reactivations name, by address (nil: none).
+	// members are the members status changes name, by address (nil: none).
 	members map[string]*emrv1.Member
 	// organizations are those admissions, registrar seatings and
-	// retirements name, and those of the members reactivations name, by
-	// id (nil: none).
+	// retirements name, by id (nil: none).
 	organizations map[string]*emrv1.QueryOrganizationResponse
 	// paramsChanges is how many executed proposals changed the params;
 	// read only when paramsRead.
@@ -543,9 +546,9 @@ type overtakingState struct {
 
 // readOvertakingState reads, at height, what the open proposals need:
 // the validator set once (a change of any validator), each member a
-// reactivation names and its organization, each organization an
-// admission, a registrar seating or a retirement names, the count of
-// params changes once (a params change).
+// status change names, each organization an admission, a registrar
+// seating or a retirement names, the count of params changes once (a
+// params change).
 func readOvertakingState(ctx context.Context, c *client.Client, height int64, open []*emrv1.Proposal) (*overtakingState, error) {
 	s := &overtakingState{members: map[string]*emrv1.Member{}, organizations: map[string]*emrv1.QueryOrganizationResponse{}}
 	readOrganization := func(id string) error {
@@ -579,11 +582,10 @@ func readOvertakingState(ctx context.Context, c *client.Client, height int64, op
 				s.validators[string(v.PubKey)] = v
 			}
 		case *emrv1.ConsortiumChange_SetMemberStatus:
+			// A reactivation (app.MemberStatusChangeOvertaken), and any
+			// change of a retired member (app.MemberRetired), is
+			// overtaken.
 			set := change.SetMemberStatus
-			// Only a reactivation can be overtaken (app.MemberStatusChangeOvertaken).
-			if set.GetStatus() != emrv1.MemberStatus_MEMBER_STATUS_ACTIVE {
-				continue
-			}
 			if _, read := s.members[string(set.GetAddress())]; read {
 				continue
 			}
@@ -593,12 +595,6 @@ func readOvertakingState(ctx context.Context, c *client.Client, height int64, op
 				return nil, fmt.Errorf("member %X: %w", set.GetAddress(), err)
 			}
 			s.members[string(set.GetAddress())] = resp.GetMember() // nil when not found
-			// A member of a retired organization is not reactivated.
-			if m := resp.GetMember(); m != nil && m.OrganizationId != "" {
-				if err := readOrganization(m.OrganizationId); err != nil {
-					return nil, err
-				}
-			}
 		case *emrv1.ConsortiumChange_AddOrganization:
 			if err := readOrganization(change.AddOrganization.GetOrganization().GetId()); err != nil {
 				return nil, err
@@ -655,10 +651,8 @@ func (s *overtakingState) overtakenReason(p *emrv1.Proposal) string {
 		// A member not found cannot have its status changed: the chain
 		// refuses that, but not as overtaken.
 		if m := s.members[string(change.SetMemberStatus.GetAddress())]; m != nil {
-			if org := s.organizations[m.OrganizationId]; org != nil && change.SetMemberStatus.GetStatus() == emrv1.MemberStatus_MEMBER_STATUS_ACTIVE {
-				if why := app.OrganizationRetired(m.OrganizationId, org.GetOrganization().GetRetiredHeight()); why != "" {
-					return fmt.Sprintf("member %X: %s", m.Address, why)
-				}
+			if why := app.MemberRetired(m); why != "" {
+				return why
 			}
 			return app.MemberStatusChangeOvertaken(change.SetMemberStatus, m.StatusChanges)
 		}
@@ -701,8 +695,10 @@ voting ended) or overtaken: not executed, but
 another change overtook it and it can no longer execute, by the chain's
 rules and the state the proposals were read from (verified like them): the
 validator's power changed since it was proposed, the member to reactivate
-changed status again, the organization to admit exists, the organization
-to seat a registrar in has an active one.`,
+changed status again, the member to suspend or reactivate is retired, the
+organization to admit exists, the organization to seat a registrar in has
+an active one or is retired, the organization to retire is retired, the
+params changed since they were read.`,
 		Example: "  emrcli proposals\n  emrcli proposals 3 --json",
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

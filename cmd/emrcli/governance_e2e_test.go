@@ -334,18 +334,30 @@ func TestGovernanceFlow(t *testing.T) {
 	wantListed(proposals("13"), 13, "withdrawn", "")
 
 	// St Mary's leaves: retired by all three organizations, its own
-	// included, its members are suspended for good, and a second
+	// included, its members are retired for good, and a second
 	// retirement of it is overtaken.
+	// Bob consents to St Mary's doctor and to one of the dev hospital.
+	e.ok("keys", "add", "dev-doc")
+	e.ok("member", "register", "--from", "registrar", "--key", "dev-doc", "--role", "clinician", "--credential", "GMC-11")
+	for _, to := range []string{"st-mary-doc", "dev-doc"} {
+		e.ok("grant", "--from", "bob", "--to", to, "--rights", "read", "--categories", "lab-results", "--until", "2099-01-01")
+	}
 	propose(14, "retire-organization", "--from", "registrar", "--org", "st-mary", "--reason", "merged into St Luke's")
 	propose(15, "retire-organization", "--from", "registrar", "--org", "st-mary", "--reason", "the same, twice")
 	e.ok("approve", "--from", "st-luke-b", "14")
-	if out := e.ok("approve", "--from", "st-mary-registrar", "14"); !strings.Contains(out, "retire st-mary (suspend all its members for good)") || !strings.Contains(out, "executed at height") {
+	if out := e.ok("approve", "--from", "st-mary-registrar", "14"); !strings.Contains(out, "retire st-mary (all its members, for good)") || !strings.Contains(out, "executed at height") {
 		t.Fatalf("approve 14:\n%s", out)
 	}
 	wantListed(proposals(), 15, "overtaken", `organization "st-mary" was retired at height`)
 	e.fails(1, `organization "st-mary" was retired at height`, "approve", "--from", "st-luke-b", "15")
-	if out := e.ok("member", "show", "st-mary-doc"); !strings.Contains(out, "suspended") {
+	if out := e.ok("member", "show", "st-mary-doc"); !strings.Contains(out, "status:         retired") {
 		t.Fatalf("member show st-mary-doc after the retirement:\n%s", out)
+	}
+	// Bob's revocation of the dev doctor rotates his key: the new key is
+	// sealed to his standing grantees, not to the retired doctor (the
+	// chain refuses an envelope for it).
+	if out := e.ok("revoke", "--from", "bob", "--to", "dev-doc"); !strings.Contains(out, "rotated the patient key: version 1 -> 2") || !strings.Contains(out, "new key sealed to: nobody") {
+		t.Fatalf("revoke after the retirement:\n%s", out)
 	}
 	e.ok("keys", "add", "st-mary-late")
 	e.fails(1, "signer suspended", "member", "register", "--from", "st-mary-registrar", "--key", "st-mary-late", "--role", "clinician", "--credential", "GMC-10")

@@ -227,6 +227,9 @@ func TestOvertakenReason(t *testing.T) {
 		}
 		return map[string]*emrv1.QueryOrganizationResponse{"st-mary": resp}
 	}
+	retired := map[string]*emrv1.Member{string(member): {Address: member, OrganizationId: "st-mary", Status: emrv1.MemberStatus_MEMBER_STATUS_RETIRED, StatusChanges: 1}}
+	retiredOrg := map[string]*emrv1.QueryOrganizationResponse{"st-mary": {Organization: &emrv1.Organization{Id: "st-mary", RetiredHeight: 40}}}
+	retirement := &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_RetireOrganization{RetireOrganization: &emrv1.RetireOrganization{OrganizationId: "st-mary"}}}
 	paramsChange := &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{Params: app.DefaultParams(), FromChanges: 2}}}
 	const active, suspended = emrv1.MemberStatus_MEMBER_STATUS_ACTIVE, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED
 	for _, tc := range []struct {
@@ -254,6 +257,10 @@ func TestOvertakenReason(t *testing.T) {
 		{"reactivation after another status change", reactivation, overtakingState{members: members(3)},
 			"member " + strings.Repeat("AB", 20) + "'s status changed 2 times since this reactivation was proposed"},
 		{"suspension after another status change", suspension, overtakingState{members: members(3)}, ""},
+		{"suspension of a retired member", suspension, overtakingState{members: retired},
+			"member " + strings.Repeat("AB", 20) + ` is retired: its organization "st-mary" left the consortium`},
+		{"reactivation of a retired member", reactivation, overtakingState{members: retired},
+			"member " + strings.Repeat("AB", 20) + ` is retired: its organization "st-mary" left the consortium`},
 
 		{"organization not read", admission, overtakingState{}, ""},
 		{"organization to admit not there", admission, overtakingState{organizations: map[string]*emrv1.QueryOrganizationResponse{"st-mary": nil}}, ""},
@@ -262,6 +269,10 @@ func TestOvertakenReason(t *testing.T) {
 		{"seating where a registrar is active", seating, overtakingState{organizations: organization(suspended, active)},
 			`"st-mary" has an active registrar, who registers its registrars`},
 		{"seating in an organization not found", seating, overtakingState{organizations: map[string]*emrv1.QueryOrganizationResponse{"st-mary": nil}}, ""},
+		{"seating in a retired organization", seating, overtakingState{organizations: retiredOrg}, `organization "st-mary" was retired at height 40`},
+		{"retirement not read", retirement, overtakingState{}, ""},
+		{"retirement as proposed", retirement, overtakingState{organizations: organization(active)}, ""},
+		{"retirement of a retired organization", retirement, overtakingState{organizations: retiredOrg}, `organization "st-mary" was retired at height 40`},
 
 		{"params changes not read", paramsChange, overtakingState{}, ""},
 		{"params as proposed", paramsChange, overtakingState{paramsChanges: 2, paramsRead: true}, ""},

@@ -617,6 +617,8 @@ func statusName(st emrv1.MemberStatus) string {
 		return "active"
 	case emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED:
 		return "suspended"
+	case emrv1.MemberStatus_MEMBER_STATUS_RETIRED:
+		return "retired (its organization left the consortium)"
 	}
 	return st.String()
 }

@@ -99,6 +99,10 @@ const (
 	MemberStatus_MEMBER_STATUS_ACTIVE      MemberStatus = 1
 	// A suspended member can sign nothing and its grants are inactive.
 	MemberStatus_MEMBER_STATUS_SUSPENDED MemberStatus = 2
+	// A member of an organization that left the consortium
+	// (RetireOrganization): as suspended, for good. Its grants need no new
+	// key envelope when a patient rotates the key, and may not get one.
+	MemberStatus_MEMBER_STATUS_RETIRED MemberStatus = 3
 )
 
 // Enum value maps for MemberStatus.
@@ -107,11 +111,13 @@ var (
 		0: "MEMBER_STATUS_UNSPECIFIED",
 		1: "MEMBER_STATUS_ACTIVE",
 		2: "MEMBER_STATUS_SUSPENDED",
+		3: "MEMBER_STATUS_RETIRED",
 	}
 	MemberStatus_value = map[string]int32{
 		"MEMBER_STATUS_UNSPECIFIED": 0,
 		"MEMBER_STATUS_ACTIVE":      1,
 		"MEMBER_STATUS_SUSPENDED":   2,
+		"MEMBER_STATUS_RETIRED":     3,
 	}
 )
 
@@ -2124,7 +2130,7 @@ type ConsortiumChange_SetParams struct {
 
 type ConsortiumChange_RetireOrganization struct {
 	// Retires an organization that leaves the consortium: every member of
-	// it is suspended, by the consortium, for good.
+	// it is retired, for good.
 	RetireOrganization *RetireOrganization `protobuf:"bytes,6,opt,name=retire_organization,json=retireOrganization,proto3,oneof"`
 }
 
@@ -2141,11 +2147,12 @@ func (*ConsortiumChange_SetParams) isConsortiumChange_Change() {}
 func (*ConsortiumChange_RetireOrganization) isConsortiumChange_Change() {}
 
 // RetireOrganization retires organization_id: it no longer counts in
-// approvals, and its members (registrars included) are suspended in the
-// transaction that executes the proposal, as by SetMemberStatus, and can
-// never be reactivated, nor registrars seated in it. Its records, the
-// consents patients gave its members and its audit trail stay. Its
-// validators are not its to lose: change them with SetValidatorPower.
+// approvals, every member of it (registrars included) becomes retired in
+// the transaction that executes the proposal (MEMBER_STATUS_RETIRED, for
+// good), no registrar is seated in it again, and its studies take no new
+// share consents or shares. Its records, the consents patients gave its
+// members and its audit trail stay. Its validators are not its to lose:
+// change them with SetValidatorPower.
 type RetireOrganization struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
@@ -2765,11 +2772,12 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\x0eROLE_CLINICIAN\x10\x02\x12\x13\n" +
 	"\x0fROLE_RESEARCHER\x10\x03\x12\x12\n" +
 	"\x0eROLE_REGISTRAR\x10\x04\x12\x10\n" +
-	"\fROLE_AUDITOR\x10\x05*d\n" +
+	"\fROLE_AUDITOR\x10\x05*\x7f\n" +
 	"\fMemberStatus\x12\x1d\n" +
 	"\x19MEMBER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14MEMBER_STATUS_ACTIVE\x10\x01\x12\x1b\n" +
-	"\x17MEMBER_STATUS_SUSPENDED\x10\x02*\xb0\x01\n" +
+	"\x17MEMBER_STATUS_SUSPENDED\x10\x02\x12\x19\n" +
+	"\x15MEMBER_STATUS_RETIRED\x10\x03*\xb0\x01\n" +
 	"\x10OrganizationKind\x12!\n" +
 	"\x1dORGANIZATION_KIND_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aORGANIZATION_KIND_HOSPITAL\x10\x01\x12\x19\n" +
