@@ -16,9 +16,9 @@ import (
 	"github.com/emrchain/emrchain/store"
 )
 
-// initChainWithLimits starts an app from genesis g with CometBFT's limits
-// consensus (as InitChain gets them from consensus_params).
-func initChainWithLimits(t *testing.T, g *emrv1.GenesisState, consensus *emrv1.ConsensusLimits) error {
+// initChainWith starts an app from genesis g with validators and CometBFT's
+// limits consensus (as InitChain gets them from consensus_params).
+func initChainWith(t *testing.T, g *emrv1.GenesisState, validators []*emrv1.Validator, consensus *emrv1.ConsensusLimits) error {
 	t.Helper()
 	opts := store.DefaultOptions()
 	opts.Backend = store.BackendMemDB
@@ -35,7 +35,7 @@ func initChainWithLimits(t *testing.T, g *emrv1.GenesisState, consensus *emrv1.C
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = a.InitChain(apptest.ChainID, appState, apptest.GenesisTime, apptest.GenesisValidators(), consensus)
+	_, err = a.InitChain(apptest.ChainID, appState, apptest.GenesisTime, validators, consensus)
 	return err
 }
 
@@ -50,12 +50,12 @@ func TestGenesisConsensusLimits(t *testing.T) {
 	}
 	eightMiB := app.DefaultConsensusLimits()
 	eightMiB.BlockMaxBytes = 8 << 20
-	if err := initChainWithLimits(t, apptest.Consortium(), eightMiB); err != nil {
+	if err := initChainWith(t, apptest.Consortium(), apptest.GenesisValidators(), eightMiB); err != nil {
 		t.Fatalf("InitChain with an 8 MiB block: %v", err)
 	}
 	repeated := apptest.Consortium()
 	repeated.Params.Consensus = proto.Clone(eightMiB).(*emrv1.ConsensusLimits)
-	if err := initChainWithLimits(t, repeated, eightMiB); err != nil {
+	if err := initChainWith(t, repeated, apptest.GenesisValidators(), eightMiB); err != nil {
 		t.Fatalf("app_state repeating consensus_params: %v", err)
 	}
 	for _, tc := range []struct {
@@ -73,7 +73,7 @@ func TestGenesisConsensusLimits(t *testing.T) {
 			BlockMaxBytes: 4 << 20, BlockMaxGas: -1, EvidenceMaxAgeBlocks: 0, EvidenceMaxAge: durationpb.New(time.Hour), EvidenceMaxBytes: 1 << 20,
 		}, "evidence.MaxAgeNumBlocks must be greater than 0"},
 	} {
-		err := initChainWithLimits(t, tc.g(), tc.consensus)
+		err := initChainWith(t, tc.g(), apptest.GenesisValidators(), tc.consensus)
 		if app.CodeOf(err) != app.ErrInvalidGenesis.Code() || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: InitChain = %v, want an invalid genesis saying %q", tc.name, err, tc.want)
 		}

@@ -15,7 +15,6 @@ import (
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/app/apptest"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
-	"github.com/emrchain/emrchain/store"
 )
 
 // Consortium proposals: who may propose and approve, the two-thirds rule
@@ -819,23 +818,7 @@ func ruleValidatorSet(n int) []*emrv1.Validator {
 // fails the test on one).
 func ruleInitChain(t *testing.T, validators []*emrv1.Validator) error {
 	t.Helper()
-	opts := store.DefaultOptions()
-	opts.Backend = store.BackendMemDB
-	st, err := store.Open("", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	a, err := app.New(st, app.DefaultOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	appState, err := app.MarshalGenesis(apptest.Consortium())
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = a.InitChain(apptest.ChainID, appState, apptest.GenesisTime, validators, nil)
-	return err
+	return initChainWith(t, apptest.Consortium(), validators, nil)
 }
 
 // TestGenesisValidatorsAtMostMaxValidators: a genesis of MaxValidators

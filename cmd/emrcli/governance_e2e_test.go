@@ -30,11 +30,7 @@ func TestGovernanceFlow(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs emrchaind and emrcli")
 	}
-	node := clienttest.StartNode(t, clienttest.NodeOptions{ChainID: "emr-gov-test"})
-	e := &cliEnv{t: t, bin: clienttest.Build(t, "github.com/emrchain/emrchain/cmd/emrcli"), home: t.TempDir()}
-	e.env = []string{"EMRCLI_HOME=" + e.home, "EMRCLI_NODE=" + node.RPC, "EMRCLI_KEYRING_BACKEND=test"}
-	e.ok("light", "init", "--genesis", node.Genesis)
-	e.ok("keys", "import-dev", node.RegistrarKey)
+	node, e := registrarEnv(t, "emr-gov-test")
 	e.ok("keys", "add", "st-mary-registrar")
 	e.ok("keys", "add", "st-mary-doc")
 
@@ -383,11 +379,7 @@ func TestConsensusLimitsByProposal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs emrchaind and emrcli")
 	}
-	node := clienttest.StartNode(t, clienttest.NodeOptions{ChainID: "emr-limits-test"})
-	e := &cliEnv{t: t, bin: clienttest.Build(t, "github.com/emrchain/emrchain/cmd/emrcli"), home: t.TempDir()}
-	e.env = []string{"EMRCLI_HOME=" + e.home, "EMRCLI_NODE=" + node.RPC, "EMRCLI_KEYRING_BACKEND=test"}
-	e.ok("light", "init", "--genesis", node.Genesis)
-	e.ok("keys", "import-dev", node.RegistrarKey)
+	node, e := registrarEnv(t, "emr-limits-test")
 
 	e.fails(2, "params.max_tx_bytes is 1048576: a block of 2097152 bytes", "propose", "params", "--from", "registrar", "--block-max-bytes", "2097152", "--reason", "small")
 	e.fails(2, "evidence.MaxAgeNumBlocks must be greater than 0", "propose", "params", "--from", "registrar", "--evidence-max-age-blocks", "0", "--reason", "none")
@@ -442,4 +434,16 @@ func TestConsensusLimitsByProposal(t *testing.T) {
 	if params.Consensus.BlockMaxBytes != 3<<20 || params.Consensus.EvidenceMaxAge != 96*3600 || !params.Verified {
 		t.Fatalf("params after the change: %+v", params)
 	}
+}
+
+// registrarEnv starts a node of chain id and an emrcli that trusts it and
+// holds its dev registrar's key ("registrar").
+func registrarEnv(t *testing.T, chainID string) (*clienttest.Node, *cliEnv) {
+	t.Helper()
+	node := clienttest.StartNode(t, clienttest.NodeOptions{ChainID: chainID})
+	e := &cliEnv{t: t, bin: clienttest.Build(t, "github.com/emrchain/emrchain/cmd/emrcli"), home: t.TempDir()}
+	e.env = []string{"EMRCLI_HOME=" + e.home, "EMRCLI_NODE=" + node.RPC, "EMRCLI_KEYRING_BACKEND=test"}
+	e.ok("light", "init", "--genesis", node.Genesis)
+	e.ok("keys", "import-dev", node.RegistrarKey)
+	return node, e
 }
