@@ -32,7 +32,7 @@ func CheckPermission(perm *emrv1.Permission, grantee *emrv1.Member, right emrv1.
 		return fmt.Errorf("%w at height %d", ErrPermissionRevoked, perm.RevokedHeight)
 	}
 	if !isActive(grantee) {
-		return fmt.Errorf("%w: the grantee's membership is suspended", ErrGranteeSuspended)
+		return fmt.Errorf("%w: the grantee is %s", ErrGranteeSuspended, statusName(grantee.Status))
 	}
 	if nb := perm.NotBefore; nb != nil && t.Before(nb.AsTime()) {
 		return fmt.Errorf("%w: permission starts at %s", ErrPermissionNotYetValid, formatTime(nb.AsTime()))

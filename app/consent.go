@@ -26,7 +26,7 @@ func (ctx *txContext) grant(m *emrv1.MsgGrant) error {
 		return fmt.Errorf("%w: consent can be given to clinicians and researchers, %X is a %s", ErrUnauthorized, m.Grantee, roleName(grantee.Role))
 	}
 	if !isActive(grantee) {
-		return fmt.Errorf("%w: %X is suspended", ErrGranteeSuspended, m.Grantee)
+		return fmt.Errorf("%w: %X is %s", ErrGranteeSuspended, m.Grantee, statusName(grantee.Status))
 	}
 	categories := slices.Clone(m.Categories)
 	slices.Sort(categories)

@@ -115,3 +115,15 @@ func b2u(b bool) uint64 {
 	}
 	return 0
 }
+
+// TestGenesisOrganizationNotRetired: only a RetireOrganization proposal
+// retires an organization; a genesis that names one retired is refused
+// (it would vote with an active registrar yet refuse every change made to
+// it as overtaken).
+func TestGenesisOrganizationNotRetired(t *testing.T) {
+	g := apptest.Consortium()
+	g.Organizations[1].RetiredHeight = 5
+	if err := app.ValidateGenesis(g); app.CodeOf(err) != app.ErrInvalidGenesis.Code() || !strings.Contains(err.Error(), "retired_height is the chain's to set") {
+		t.Fatalf("genesis with a retired organization: %v, want an invalid genesis", err)
+	}
+}

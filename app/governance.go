@@ -591,11 +591,8 @@ func (ctx *txContext) applyChange(change *emrv1.ConsortiumChange) error {
 	return fmt.Errorf("%w: unhandled change %T", ErrInvalidMsg, change.GetChange())
 }
 
-// retireOrganization marks org retired, retires each of its members, in
-// address order, and drops its registrars from the index the approvals
-// are counted over (they can never approve again, and would otherwise be
-// read at every count). The event names the organization, not each
-// member.
+// retireOrganization marks org retired and retires each of its members,
+// in address order. The event names the organization, not each member.
 func (ctx *txContext) retireOrganization(id string) error {
 	org, err := ctx.st.organization(id)
 	if err != nil {
@@ -623,15 +620,6 @@ func (ctx *txContext) retireOrganization(id string) error {
 		m.StatusChanges++
 		// The member alone: its organization's indexes stay as they are.
 		if err := ctx.st.put(memberKey(addr), m); err != nil {
-			return err
-		}
-	}
-	registrars, err := ctx.st.keysAfter(registrarPrefix(id))
-	if err != nil {
-		return err
-	}
-	for _, addr := range registrars {
-		if err := ctx.st.kv.Delete(registrarKey(id, addr)); err != nil {
 			return err
 		}
 	}

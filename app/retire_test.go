@@ -48,6 +48,14 @@ func TestRetireOrganization(t *testing.T) {
 	c.Must(w.regB, apptest.SetStatus(nurse, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED))
 	nurseChanges := ruleMember(c, nurse.Address).StatusChanges
 	w.records(ruleLab)
+	// A technician the consortium suspended (three of three).
+	tech := w.member("retire-tech-b", emrv1.Role_ROLE_CLINICIAN, apptest.HospitalB)
+	c.Must(w.regA, apptest.ConsortiumSetStatus(tech, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED))
+	c.Must(w.regR, apptest.Approve(ruleProposalsMade(c)))
+	c.Must(w.regB, apptest.Approve(ruleProposalsMade(c)))
+	if got := ruleMember(c, tech.Address); !got.SuspendedByConsortium {
+		t.Fatalf("the technician before the retirement: %v, want suspended by the consortium", got)
+	}
 	c.Must(w.pat, apptest.Grant(w.pid, w.doc2, apptest.GrantSpec{Rights: []emrv1.Right{rRead}, Categories: []string{ruleLab}, NotAfter: w.year}))
 	c.Must(w.pat, apptest.Grant(w.pid, w.doc, apptest.GrantSpec{Rights: []emrv1.Right{rRead}, Categories: []string{ruleLab}, NotAfter: w.year}))
 	// Open when the retirement executes: a suspension of its clinician and
@@ -76,7 +84,7 @@ func TestRetireOrganization(t *testing.T) {
 	if !hasAttribute(res, app.OrganizationAttribute, apptest.HospitalB) || hasAttribute(res, "member", hex.EncodeToString(w.doc2.Address)) {
 		t.Errorf("the executing transaction's event: %v, want organization=%s and no attribute per member", res.Events, apptest.HospitalB)
 	}
-	for _, m := range []*apptest.Actor{w.regB, w.doc2, nurse} {
+	for _, m := range []*apptest.Actor{w.regB, w.doc2, nurse, tech} {
 		if got := ruleMember(c, m.Address); got.Status != emrv1.MemberStatus_MEMBER_STATUS_RETIRED || got.SuspendedByConsortium {
 			t.Errorf("%s after the retirement: %v, want retired", m.Name, got)
 		}
@@ -84,6 +92,12 @@ func TestRetireOrganization(t *testing.T) {
 	if got := ruleMember(c, nurse.Address).StatusChanges; got != nurseChanges+1 {
 		t.Errorf("the nurse its registrar had suspended: %d status changes, want %d", got, nurseChanges+1)
 	}
+	// Its registrars are still listed, retired.
+	if regs := ruleOrganization(c, apptest.HospitalB).Registrars; len(regs) != 1 || regs[0].Status != emrv1.MemberStatus_MEMBER_STATUS_RETIRED {
+		t.Errorf("the retired organization's registrars: %v, want its one, retired", regs)
+	}
+	ruleCheck(t, "a grant to its clinician", c.Exec(w.pat, apptest.Grant(w.pid, nurse, apptest.GrantSpec{Rights: []emrv1.Right{rRead}, Categories: []string{ruleLab}, NotAfter: w.year})),
+		app.ErrGranteeSuspended, "is retired (its organization left the consortium)")
 	ruleCheck(t, "its registrar registers", c.Exec(w.regB, apptest.RegisterMember(apptest.NewActor("retire-late"), emrv1.Role_ROLE_CLINICIAN, apptest.HospitalB)),
 		app.ErrSignerSuspended, "retired (its organization left the consortium)")
 	ruleCheck(t, "its clinician adds a record", c.Exec(w.doc2, apptest.AddRecord(w.pid, ruleLab, "retire-rec")), app.ErrSignerSuspended)

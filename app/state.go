@@ -197,6 +197,12 @@ func (s state) votingOrganizations() (map[string]bool, error) {
 			if m == nil {
 				return false, fmt.Errorf("%w: registrar index %x without member", ErrInternal, key)
 			}
+			// Retired together: the first of its registrars says the
+			// organization is, and the rest are not read.
+			if m.Status == emrv1.MemberStatus_MEMBER_STATUS_RETIRED {
+				from = prefixEnd(orgPrefix)
+				return false, nil
+			}
 			if !isActive(m) {
 				return true, nil
 			}

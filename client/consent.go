@@ -289,6 +289,9 @@ type RotationResult struct {
 	OldVersion, NewVersion uint64
 	// Grantees that received an envelope of the new KEK.
 	Grantees [][]byte
+	// Retired grantees whose consent stands but who got no envelope: their
+	// organization left the consortium (the chain refuses one).
+	Retired [][]byte
 	// Records whose data keys were re-wrapped under the new KEK, ascending.
 	Rewrapped []uint64
 	// Skipped lists the records (ascending) left under their old key
@@ -430,7 +433,8 @@ func (c *Client) rotationMsg(ctx context.Context, patientID []byte, newKEK KEKFu
 			return nil, nil, fmt.Errorf("grantee %X: %w", perm.Grantee, err)
 		}
 		if m.Status == emrv1.MemberStatus_MEMBER_STATUS_RETIRED {
-			continue // its organization left: the chain refuses an envelope for it
+			res.Retired = append(res.Retired, perm.Grantee) // the chain refuses an envelope for it
+			continue
 		}
 		env, err := SealKEK(m, patientID, next, kek)
 		if err != nil {

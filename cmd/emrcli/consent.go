@@ -283,9 +283,11 @@ re-encrypting such a file (download, upload again) takes it out of reach.`,
 				Reason     string `json:"reason"`
 			}
 			type rotationView struct {
-				OldVersion   uint64        `json:"old_key_version"`
-				NewVersion   uint64        `json:"new_key_version"`
-				Envelopes    []string      `json:"new_envelopes_for"`
+				OldVersion uint64   `json:"old_key_version"`
+				NewVersion uint64   `json:"new_key_version"`
+				Envelopes  []string `json:"new_envelopes_for"`
+				// Standing consents of retired members: no envelope.
+				Retired      []string      `json:"not_sealed_to_retired"`
 				Rewrapped    []uint64      `json:"rewrapped_records"`
 				NotRewrapped []skippedView `json:"not_rewrapped_records"`
 				// The next rotation re-wraps the records instead.
@@ -302,13 +304,16 @@ re-encrypting such a file (download, upload again) takes it out of reach.`,
 			}{PatientID: hexStr(pid), Grantee: upperHex(grantee), RevokedHeight: res.RevokedHeight, RevokeTx: viewTx(res.Revoke),
 				Rotations: []*rotationView{}}
 			for _, r := range res.Rotations {
-				rv := &rotationView{OldVersion: r.OldVersion, NewVersion: r.NewVersion, Envelopes: []string{}, Rewrapped: r.Rewrapped,
+				rv := &rotationView{OldVersion: r.OldVersion, NewVersion: r.NewVersion, Envelopes: []string{}, Retired: []string{}, Rewrapped: r.Rewrapped,
 					NotRewrapped: []skippedView{}, RewrapDeferred: r.RewrapDeferred, Tx: viewTx(r.Tx)}
 				for _, sk := range r.Skipped {
 					rv.NotRewrapped = append(rv.NotRewrapped, skippedView{sk.Sequence, sk.KeyVersion, sk.Reason})
 				}
 				for _, g := range r.Grantees {
 					rv.Envelopes = append(rv.Envelopes, upperHex(g))
+				}
+				for _, g := range r.Retired {
+					rv.Retired = append(rv.Retired, upperHex(g))
 				}
 				if rv.Rewrapped == nil {
 					rv.Rewrapped = []uint64{}
@@ -326,9 +331,12 @@ re-encrypting such a file (download, upload again) takes it out of reach.`,
 				for _, rv := range out.Rotations {
 					fmt.Fprintf(w, "rotated the patient key: version %d -> %d\n", rv.OldVersion, rv.NewVersion)
 					if len(rv.Envelopes) == 0 {
-						fmt.Fprintln(w, "  new key sealed to: nobody (no other unrevoked, unexpired consent, but to retired members)")
+						fmt.Fprintln(w, "  new key sealed to: nobody (no other unrevoked, unexpired consent to an active or suspended member)")
 					} else {
 						fmt.Fprintf(w, "  new key sealed to: %s\n", strings.Join(rv.Envelopes, ", "))
+					}
+					if len(rv.Retired) > 0 {
+						fmt.Fprintf(w, "  not sealed to (retired: their organization left the consortium; their consents stand on older keys until revoked): %s\n", strings.Join(rv.Retired, ", "))
 					}
 					if rv.RewrapDeferred {
 						fmt.Fprintln(w, "  record keys: re-wrapped by the next rotation, straight under its key")

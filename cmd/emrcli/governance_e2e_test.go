@@ -340,11 +340,14 @@ func TestGovernanceFlow(t *testing.T) {
 	}
 	propose(14, "retire-organization", "--from", "registrar", "--org", "st-mary", "--reason", "merged into St Luke's")
 	propose(15, "retire-organization", "--from", "registrar", "--org", "st-mary", "--reason", "the same, twice")
+	propose(16, "suspend-member", "--from", "registrar", "st-mary-doc", "--reason", "open when St Mary's leaves")
 	e.ok("approve", "--from", "st-luke-b", "14")
 	if out := e.ok("approve", "--from", "st-mary-registrar", "14"); !strings.Contains(out, "retire st-mary (all its members, for good)") || !strings.Contains(out, "executed at height") {
 		t.Fatalf("approve 14:\n%s", out)
 	}
-	wantListed(proposals(), 15, "overtaken", `organization "st-mary" was retired at height`)
+	after := proposals()
+	wantListed(after, 15, "overtaken", `organization "st-mary" was retired at height`)
+	wantListed(after, 16, "overtaken", `is retired: its organization "st-mary" left the consortium`)
 	e.fails(1, `organization "st-mary" was retired at height`, "approve", "--from", "st-luke-b", "15")
 	if out := e.ok("member", "show", "st-mary-doc"); !strings.Contains(out, "status:         retired") {
 		t.Fatalf("member show st-mary-doc after the retirement:\n%s", out)
@@ -352,7 +355,7 @@ func TestGovernanceFlow(t *testing.T) {
 	// Bob's revocation of the dev doctor rotates his key: the new key is
 	// sealed to his standing grantees, not to the retired doctor (the
 	// chain refuses an envelope for it).
-	if out := e.ok("revoke", "--from", "bob", "--to", "dev-doc"); !strings.Contains(out, "rotated the patient key: version 1 -> 2") || !strings.Contains(out, "new key sealed to: nobody") {
+	if out := e.ok("revoke", "--from", "bob", "--to", "dev-doc"); !strings.Contains(out, "rotated the patient key: version 1 -> 2") || !strings.Contains(out, "new key sealed to: nobody") || !strings.Contains(out, "not sealed to (retired") {
 		t.Fatalf("revoke after the retirement:\n%s", out)
 	}
 	e.ok("keys", "add", "st-mary-late")

@@ -410,7 +410,8 @@ func (x *QueryOrganizationRequest) GetId() string {
 type QueryOrganizationResponse struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	Organization *Organization          `protobuf:"bytes,1,opt,name=organization,proto3" json:"organization,omitempty"`
-	// The organization's active and suspended registrars.
+	// The organization's registrars: active, suspended or (once it is
+	// retired) retired.
 	Registrars    []*Member     `protobuf:"bytes,2,rep,name=registrars,proto3" json:"registrars,omitempty"`
 	Height        int64         `protobuf:"varint,14,opt,name=height,proto3" json:"height,omitempty"`
 	Proofs        []*StoreProof `protobuf:"bytes,15,rep,name=proofs,proto3" json:"proofs,omitempty"`
