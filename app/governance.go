@@ -603,7 +603,7 @@ func (ctx *txContext) retireOrganization(id string) error {
 		return err
 	}
 	ctx.attr(OrganizationAttribute, id)
-	// Collected first: the loop writes the tree the scans read.
+	// Collected first: nothing is written while the scan is open.
 	addrs, err := ctx.st.keysAfter(orgMemberPrefix(id))
 	if err != nil {
 		return err
