@@ -384,7 +384,7 @@ func TestQueryErrors(t *testing.T) {
 // log line) quotes it cut short, never whole.
 func TestQueryLogsDoNotEchoHugePath(t *testing.T) {
 	ctx := context.Background()
-	a := memApp(t)
+	a := apptest.MemApp(t)
 	huge := strings.Repeat("\x01", 10_000)
 	var logged bytes.Buffer
 	conn := abci.New(a, abci.Options{
@@ -564,7 +564,7 @@ func ExampleApplication() {
 func TestPeerFilter(t *testing.T) {
 	ctx := context.Background()
 	const member, stranger = "9a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d", "0000000000000000000000000000000000000001"
-	a := memApp(t)
+	a := apptest.MemApp(t)
 	code := func(app *abci.Application, path string) uint32 {
 		res, err := app.Query(ctx, &types.QueryRequest{Path: path})
 		if err != nil {
@@ -641,7 +641,7 @@ func (l *levelCounter) With(...any) log.Logger {
 func TestPeerRefusalsLoggedOnce(t *testing.T) {
 	ctx := context.Background()
 	logger := &levelCounter{Logger: log.NewNopLogger()}
-	conn := abci.New(memApp(t), abci.Options{Logger: logger})
+	conn := abci.New(apptest.MemApp(t), abci.Options{Logger: logger})
 	refuse := func(id string) {
 		t.Helper()
 		if res, err := conn.Query(ctx, &types.QueryRequest{Path: abci.PeerFilterIDPath + id}); err != nil || res.Code != abci.CodePeerRefused {

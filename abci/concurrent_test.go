@@ -12,8 +12,7 @@ import (
 	"github.com/cometbft/cometbft/libs/log"
 
 	"github.com/emrchain/emrchain/abci"
-	"github.com/emrchain/emrchain/app"
-	"github.com/emrchain/emrchain/store"
+	"github.com/emrchain/emrchain/app/apptest"
 )
 
 // TestReadsDoNotWaitForBlocks: while a block is being finalized (the
@@ -56,23 +55,6 @@ func TestReadsDoNotWaitForBlocks(t *testing.T) {
 	}
 }
 
-// memApp is an app over an in-memory store, closed with the test.
-func memApp(t *testing.T) *app.App {
-	t.Helper()
-	opts := store.DefaultOptions()
-	opts.Backend = store.BackendMemDB
-	st, err := store.Open("", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	a, err := app.New(st, app.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
-
 // blockMsg is the Debug line FinalizeBlock logs while it holds the
 // adapter's lock.
 const blockMsg = "ABCI FinalizeBlock"
@@ -84,7 +66,7 @@ const blockMsg = "ABCI FinalizeBlock"
 func blockHeldUp(t *testing.T, msgs ...string) (*abci.Application, *gateLogger, <-chan error) {
 	t.Helper()
 	logger := newGateLogger(append(msgs, blockMsg)...)
-	conn := abci.New(memApp(t), abci.Options{Version: "test", Logger: logger})
+	conn := abci.New(apptest.MemApp(t), abci.Options{Version: "test", Logger: logger})
 	initChain(t, conn)
 	block(t, conn, 1)
 	logger.armed.Store(true)

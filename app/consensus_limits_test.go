@@ -13,24 +13,13 @@ import (
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/app/apptest"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
-	"github.com/emrchain/emrchain/store"
 )
 
 // initChainWith starts an app from genesis g with validators and CometBFT's
 // limits consensus (as InitChain gets them from consensus_params).
 func initChainWith(t *testing.T, g *emrv1.GenesisState, validators []*emrv1.Validator, consensus *emrv1.ConsensusLimits) error {
 	t.Helper()
-	opts := store.DefaultOptions()
-	opts.Backend = store.BackendMemDB
-	st, err := store.Open("", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	a, err := app.New(st, app.DefaultOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := apptest.MemApp(t)
 	appState, err := app.MarshalGenesis(g)
 	if err != nil {
 		t.Fatal(err)

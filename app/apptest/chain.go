@@ -134,6 +134,13 @@ func (c *Chain) Reopen() *Chain {
 	return n
 }
 
+// MemApp is an app with no genesis over an in-memory store, closed with
+// the test: for a test that calls InitChain itself.
+func MemApp(tb testing.TB) *app.App {
+	tb.Helper()
+	return open(tb, Options{}).App
+}
+
 func open(tb testing.TB, opts Options) *Chain {
 	tb.Helper()
 	so := store.DefaultOptions()
