@@ -274,15 +274,8 @@ func (ctx *txContext) checkChange(change *emrv1.ConsortiumChange, proposer []byt
 		return nil
 	case *emrv1.ConsortiumChange_AddRegistrar:
 		add := c.AddRegistrar
-		org, err := ctx.st.organization(add.OrganizationId)
-		if err != nil {
+		if err := ctx.checkMemberOrganization(add.OrganizationId); err != nil {
 			return err
-		}
-		if org == nil {
-			return fmt.Errorf("%w: no organization %q", ErrNotFound, add.OrganizationId)
-		}
-		if why := OrganizationRetired(org.Id, org.RetiredHeight); why != "" {
-			return fmt.Errorf("%w: %s", ErrProposalClosed, why)
 		}
 		voting, err := ctx.st.votingOrganizations()
 		if err != nil {
@@ -385,19 +378,29 @@ func (ctx *txContext) checkValidatorChange(set *emrv1.SetValidatorPower) error {
 	return nil
 }
 
-// checkRetirement checks that retire's organization can be retired: it
-// exists, is not retired, and another organization can still approve
-// proposals after it (else no change could ever be made again).
-func (ctx *txContext) checkRetirement(retire *emrv1.RetireOrganization) error {
-	org, err := ctx.st.organization(retire.OrganizationId)
+// checkMemberOrganization checks that organization id, which a proposal
+// changes, exists and is still a member of the consortium (a change to a
+// retired one is overtaken).
+func (ctx *txContext) checkMemberOrganization(id string) error {
+	org, err := ctx.st.organization(id)
 	if err != nil {
 		return err
 	}
 	if org == nil {
-		return fmt.Errorf("%w: no organization %q", ErrNotFound, retire.OrganizationId)
+		return fmt.Errorf("%w: no organization %q", ErrNotFound, id)
 	}
 	if why := OrganizationRetired(org.Id, org.RetiredHeight); why != "" {
 		return fmt.Errorf("%w: %s", ErrProposalClosed, why)
+	}
+	return nil
+}
+
+// checkRetirement checks that retire's organization can be retired: it
+// exists, is not retired, and another organization can still approve
+// proposals after it (else no change could ever be made again).
+func (ctx *txContext) checkRetirement(retire *emrv1.RetireOrganization) error {
+	if err := ctx.checkMemberOrganization(retire.OrganizationId); err != nil {
+		return err
 	}
 	voting, err := ctx.st.votingOrganizations()
 	if err != nil {
