@@ -31,8 +31,8 @@ func CheckPermission(perm *emrv1.Permission, grantee *emrv1.Member, right emrv1.
 	if perm.RevokedHeight != 0 {
 		return fmt.Errorf("%w at height %d", ErrPermissionRevoked, perm.RevokedHeight)
 	}
-	if !isActive(grantee) {
-		return fmt.Errorf("%w: the grantee is %s", ErrGranteeSuspended, statusName(grantee.Status))
+	if !IsActive(grantee) {
+		return fmt.Errorf("%w: the grantee is %s", ErrGranteeSuspended, StatusName(grantee.Status))
 	}
 	if nb := perm.NotBefore; nb != nil && t.Before(nb.AsTime()) {
 		return fmt.Errorf("%w: permission starts at %s", ErrPermissionNotYetValid, formatTime(nb.AsTime()))
@@ -67,6 +67,8 @@ func rightName(r emrv1.Right) string {
 	return r.String()
 }
 
-func isActive(m *emrv1.Member) bool {
+// IsActive reports whether m may act: neither suspended nor retired (the
+// sidecars ask the same).
+func IsActive(m *emrv1.Member) bool {
 	return m != nil && m.Status == emrv1.MemberStatus_MEMBER_STATUS_ACTIVE
 }

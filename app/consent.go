@@ -25,8 +25,8 @@ func (ctx *txContext) grant(m *emrv1.MsgGrant) error {
 	if grantee.Role != emrv1.Role_ROLE_CLINICIAN && grantee.Role != emrv1.Role_ROLE_RESEARCHER {
 		return fmt.Errorf("%w: consent can be given to clinicians and researchers, %X is a %s", ErrUnauthorized, m.Grantee, roleName(grantee.Role))
 	}
-	if !isActive(grantee) {
-		return fmt.Errorf("%w: %X is %s", ErrGranteeSuspended, m.Grantee, statusName(grantee.Status))
+	if !IsActive(grantee) {
+		return fmt.Errorf("%w: %X is %s", ErrGranteeSuspended, m.Grantee, StatusName(grantee.Status))
 	}
 	categories := slices.Clone(m.Categories)
 	slices.Sort(categories)

@@ -184,8 +184,8 @@ func (ctx *txContext) authenticate() error {
 	if !bytes.Equal(member.SignPubKey, ctx.tx.Body.SignerPubKey) {
 		return fmt.Errorf("%w: signer key does not match member %X", ErrBadSignature, signer)
 	}
-	if !isActive(member) {
-		return fmt.Errorf("%w: member %X is %s and can sign nothing", ErrSignerSuspended, signer, statusName(member.Status))
+	if !IsActive(member) {
+		return fmt.Errorf("%w: member %X is %s and can sign nothing", ErrSignerSuspended, signer, StatusName(member.Status))
 	}
 	ctx.signer = member
 	return nil

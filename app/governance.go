@@ -248,7 +248,7 @@ func (ctx *txContext) approvalCounts(p *emrv1.Proposal, i int) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return m != nil && isActive(m), nil
+	return m != nil && IsActive(m), nil
 }
 
 // Approved reports whether approvals by that many organizations, of orgs,

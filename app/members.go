@@ -114,7 +114,7 @@ func checkStatusChange(target *emrv1.Member, status emrv1.MemberStatus, byConsor
 	case byConsortium && status == suspended && target.Status == suspended && !target.SuspendedByConsortium:
 		return nil
 	case target.Status == status:
-		return fmt.Errorf("%w: member %X is already %s", ErrInvalidMsg, target.Address, statusName(status))
+		return fmt.Errorf("%w: member %X is already %s", ErrInvalidMsg, target.Address, StatusName(status))
 	case !byConsortium && target.SuspendedByConsortium:
 		return fmt.Errorf("%w: the consortium suspended member %X by proposal; only a proposal reactivates it", ErrUnauthorized, target.Address)
 	}
@@ -181,7 +181,9 @@ func (ctx *txContext) enrollPatient(m *emrv1.MsgEnrollPatient) error {
 	return ctx.st.kv.Set(ownerKey(owner), m.PatientId)
 }
 
-func statusName(s emrv1.MemberStatus) string {
+// StatusName is how errors, the chain's and the sidecars', name a member
+// status.
+func StatusName(s emrv1.MemberStatus) string {
 	switch s {
 	case emrv1.MemberStatus_MEMBER_STATUS_ACTIVE:
 		return "active"

@@ -203,7 +203,7 @@ func (s state) votingOrganizations() (map[string]bool, error) {
 				from = prefixEnd(orgPrefix)
 				return false, nil
 			}
-			if !isActive(m) {
+			if !IsActive(m) {
 				return true, nil
 			}
 			voting[string(orgPrefix[2:])] = true

@@ -33,7 +33,7 @@ func (ctx *txContext) registerStudy(m *emrv1.MsgRegisterStudy) error {
 	if pi == nil || pi.Role != emrv1.Role_ROLE_RESEARCHER || pi.OrganizationId != org.Id {
 		return fmt.Errorf("%w: the principal investigator %X must be a researcher of %q", ErrInvalidMsg, m.PrincipalInvestigator, org.Id)
 	}
-	if !isActive(pi) {
+	if !IsActive(pi) {
 		return fmt.Errorf("%w: the principal investigator %X is suspended", ErrGranteeSuspended, m.PrincipalInvestigator)
 	}
 	ctx.attr("study", m.StudyId)

@@ -68,10 +68,6 @@ func (s *Server) staleHead(head Head) (time.Duration, bool) {
 
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
-func isActive(m *emrv1.Member) bool {
-	return m != nil && m.Status == emrv1.MemberStatus_MEMBER_STATUS_ACTIVE
-}
-
 // authState answers the questions of one request against the chain. Its
 // memo lives only as long as the request.
 type authState struct {

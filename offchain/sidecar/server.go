@@ -605,22 +605,10 @@ func (s *Server) authenticateSigned(r *http.Request) (*emrv1.Member, *signedRequ
 	if !fresh {
 		return nil, nil, unauthenticated("replayed request: this signed request was already received; sign each request anew")
 	}
-	if !isActive(member) {
-		return nil, nil, forbidden("member %x is %s", sr.address, statusName(member.Status))
+	if !app.IsActive(member) {
+		return nil, nil, forbidden("member %x is %s", sr.address, app.StatusName(member.Status))
 	}
 	return member, sr, nil
-}
-
-func statusName(st emrv1.MemberStatus) string {
-	switch st {
-	case emrv1.MemberStatus_MEMBER_STATUS_ACTIVE:
-		return "active"
-	case emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED:
-		return "suspended"
-	case emrv1.MemberStatus_MEMBER_STATUS_RETIRED:
-		return "retired (its organization left the consortium)"
-	}
-	return st.String()
 }
 
 // PutResult is the JSON answer to a successful PUT.
