@@ -303,10 +303,7 @@ func (a *App) FinalizeBlock(b BlockInfo, txs [][]byte) ([]Result, []byte, error)
 		return nil, nil, fmt.Errorf("write block %d: %w", b.Height, err)
 	}
 	a.pending, a.pendingValidators, a.pendingParams = &b, updates, params
-	a.pendingConsensus = nil
-	if params != nil {
-		a.pendingConsensus = consensusUpdate(a.params, params)
-	}
+	a.pendingConsensus = consensusUpdate(a.params, params)
 	return ex.results, a.store.WorkingHash(), nil
 }
 

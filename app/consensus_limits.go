@@ -93,10 +93,11 @@ func validateConsensusLimits(c *emrv1.ConsensusLimits, maxTxBytes uint64) error 
 }
 
 // consensusUpdate is the change to CometBFT's limits from params before to
-// after: nil when they are the same. (Params always carry them: InitChain
-// takes them from the genesis, and a proposal without them keeps them.)
+// after: nil when they are the same, or after is nil (the params did not
+// change). (Params always carry them: InitChain takes them from the
+// genesis, and a proposal without them keeps them.)
 func consensusUpdate(before, after *emrv1.Params) *emrv1.ConsensusLimits {
-	if proto.Equal(before.GetConsensus(), after.GetConsensus()) {
+	if after == nil || proto.Equal(before.GetConsensus(), after.GetConsensus()) {
 		return nil
 	}
 	return after.GetConsensus()
