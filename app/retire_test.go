@@ -19,18 +19,6 @@ func ruleOrganization(c *apptest.Chain, id string) *emrv1.QueryOrganizationRespo
 	return &resp
 }
 
-// hasAttribute reports whether res's event has key=value.
-func hasAttribute(res app.Result, key, value string) bool {
-	for _, e := range res.Events {
-		for _, a := range e.Attributes {
-			if a.Key == key && a.Value == value {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // TestRetireOrganization: an organization that leaves is retired by
 // proposal. The executing transaction retires every member of it (one its
 // registrar had suspended too) and names the organization in its event;
@@ -81,7 +69,7 @@ func TestRetireOrganization(t *testing.T) {
 	if org := ruleOrganization(c, apptest.HospitalB).Organization; executed == 0 || org.RetiredHeight != executed {
 		t.Fatalf("organization after the proposal executed at %d: %v", executed, org)
 	}
-	if !hasAttribute(res, app.OrganizationAttribute, apptest.HospitalB) || hasAttribute(res, "member", hex.EncodeToString(w.doc2.Address)) {
+	if !hasAttr(res, app.OrganizationAttribute, apptest.HospitalB) || hasAttr(res, "member", hex.EncodeToString(w.doc2.Address)) {
 		t.Errorf("the executing transaction's event: %v, want organization=%s and no attribute per member", res.Events, apptest.HospitalB)
 	}
 	for _, m := range []*apptest.Actor{w.regB, w.doc2, nurse, tech} {
