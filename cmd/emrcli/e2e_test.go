@@ -403,9 +403,28 @@ func TestFlow(t *testing.T) {
 	}
 
 	// The registrar suspends the clinician: nothing it signs is accepted.
+	// The patient's listing and the clinician's say the consent, still in
+	// its window, lets it do nothing while it is suspended.
 	e.ok("member", "suspend", "--from", "registrar", "clinician")
 	e.fails(1, "suspended", "read", "--from", "clinician", "--patient", pid, "--record", "1")
+	if out := e.ok("permissions", "--from", "alice"); !strings.Contains(out, "active, but grantee suspended") {
+		t.Fatalf("permissions with the grantee suspended: %s", out)
+	}
+	var standing struct {
+		Permissions []struct {
+			State         string `json:"state"`
+			GranteeStatus string `json:"grantee_status"`
+		} `json:"permissions"`
+	}
+	e.json(&standing, "grants", "clinician")
+	if len(standing.Permissions) != 1 || standing.Permissions[0].GranteeStatus != "suspended" || standing.Permissions[0].State != "active, but grantee suspended" {
+		t.Fatalf("grants --json with the grantee suspended: %+v", standing)
+	}
 	e.ok("member", "reactivate", "--from", "registrar", "clinician")
+	e.json(&standing, "grants", "clinician")
+	if len(standing.Permissions) != 1 || standing.Permissions[0].GranteeStatus != "active" || standing.Permissions[0].State != "active" {
+		t.Fatalf("grants --json after the reactivation: %+v", standing)
+	}
 	e.fails(1, "no study", "study", "show", "no-such-study")
 
 	// Revoke: three transactions, the key rotates twice.

@@ -358,6 +358,9 @@ func TestGovernanceFlow(t *testing.T) {
 	if out := e.ok("revoke", "--from", "bob", "--to", "dev-doc"); !strings.Contains(out, "rotated the patient key: version 1 -> 2") || !strings.Contains(out, "new key sealed to: nobody") || !strings.Contains(out, "not sealed to (retired") {
 		t.Fatalf("revoke after the retirement:\n%s", out)
 	}
+	if out := e.ok("permissions", "--from", "bob"); !strings.Contains(out, "but grantee retired") {
+		t.Fatalf("bob's consents after the retirement:\n%s", out)
+	}
 	e.ok("keys", "add", "st-mary-late")
 	e.fails(1, "signer suspended", "member", "register", "--from", "st-mary-registrar", "--key", "st-mary-late", "--role", "clinician", "--credential", "GMC-10")
 }

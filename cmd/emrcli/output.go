@@ -204,7 +204,17 @@ type permissionView struct {
 	RevokedHeight int64    `json:"revoked_height,omitempty"`
 	RevokedTime   string   `json:"revoked_time,omitempty"`
 	State         string   `json:"state"`
+	// GranteeStatus is the grantee's standing in the same state ("active",
+	// "suspended", "retired"): a consent whose grantee is not active lets
+	// it do nothing, whatever its window (markGranteeStanding).
+	GranteeStatus string `json:"grantee_status"`
 }
+
+// The states of a consent in force, or to be (viewPermission).
+const (
+	stateActive      = "active"
+	stateNotYetValid = "not yet valid"
+)
 
 // viewPermission describes p as of block time now.
 func viewPermission(p *emrv1.Permission, now time.Time) permissionView {
@@ -222,9 +232,9 @@ func viewPermission(p *emrv1.Permission, now time.Time) permissionView {
 	case !now.Before(p.GetNotAfter().AsTime()):
 		v.State = "expired"
 	case p.NotBefore != nil && now.Before(p.NotBefore.AsTime()):
-		v.State = "not yet valid"
+		v.State = stateNotYetValid
 	default:
-		v.State = "active"
+		v.State = stateActive
 	}
 	return v
 }

@@ -52,6 +52,9 @@ revoked, each proven against a light-client-verified header.`,
 			for _, p := range perms {
 				out.Permissions = append(out.Permissions, viewPermission(p, now))
 			}
+			if err := markGranteeStanding(ctx, c, info, out.Permissions); err != nil {
+				return err
+			}
 			return a.emit(out, func(w io.Writer) {
 				if len(out.Permissions) == 0 {
 					fmt.Fprintln(w, "no consents given")
@@ -115,6 +118,9 @@ list can be long).`,
 			for _, p := range perms {
 				out.Permissions = append(out.Permissions, viewPermission(p, now))
 			}
+			if err := markGranteeStanding(ctx, c, info, out.Permissions); err != nil {
+				return err
+			}
 			return a.emit(out, func(w io.Writer) {
 				if len(out.Permissions) == 0 {
 					fmt.Fprintln(w, "no consents held")
@@ -133,6 +139,42 @@ list can be long).`,
 	f.StringVar(&after, "after", "", "start after this patient id (hex)")
 	f.Uint32Var(&limit, "limit", 0, "consents per page (default: all)")
 	return cmd
+}
+
+// markGranteeStanding reads each grantee's member entry in the state the
+// consents were read from (info.Height, verified like them) and records
+// its standing in the views. A consent that would be in force but whose
+// grantee is suspended, or retired with its organization, says so in its
+// state: the chain refuses everything such a member signs, so the consent
+// lets it do nothing (a suspended member's consents take effect again if
+// the member is reactivated; a retired one's never do).
+func markGranteeStanding(ctx context.Context, c *client.Client, info *client.QueryInfo, views []permissionView) error {
+	if len(views) == 0 {
+		return nil
+	}
+	statuses := map[string]emrv1.MemberStatus{}
+	for i := range views {
+		v := &views[i]
+		status, ok := statuses[v.Grantee]
+		if !ok {
+			var resp emrv1.QueryMemberResponse
+			if _, err := c.QueryInfoAt(ctx, info.Height, "Member", &emrv1.QueryMemberRequest{Address: v.Grantee}, &resp); err != nil {
+				return fmt.Errorf("grantee %s: %w", v.Grantee, err)
+			}
+			status = resp.GetMember().GetStatus()
+			statuses[v.Grantee] = status
+		}
+		v.GranteeStatus = memberStatusWord(status)
+		if status != emrv1.MemberStatus_MEMBER_STATUS_ACTIVE && (v.State == stateActive || v.State == stateNotYetValid) {
+			v.State = fmt.Sprintf("%s, but grantee %s", v.State, v.GranteeStatus)
+		}
+	}
+	return nil
+}
+
+// memberStatusWord names a member status in one word ("suspended").
+func memberStatusWord(s emrv1.MemberStatus) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "MEMBER_STATUS_"))
 }
 
 // labeler returns a function that shows an address with the name of the
