@@ -90,6 +90,7 @@ func (ctx *txContext) recordAccess(m *emrv1.MsgRecordAccess) error {
 	}
 	ctx.detailHex("accessor", ctx.tx.Signer)
 	ctx.detail("purpose", purposeName(m.Purpose))
+	studyOpen := false // a research read's study was found open (liveStudy)
 	for _, seq := range m.RecordSequences {
 		rec, err := ctx.st.record(p.Id, seq)
 		if err != nil {
@@ -101,6 +102,16 @@ func (ctx *txContext) recordAccess(m *emrv1.MsgRecordAccess) error {
 		perm, err := ctx.authorize(p, right, rec.Category)
 		if err != nil {
 			return fmt.Errorf("record %d: %w", seq, err)
+		}
+		// A research read serves the study the consent names: once that
+		// study's organization has left the consortium, the study can
+		// receive nothing (liveStudy refuses its shares), so the consent
+		// reads nothing for it either.
+		if m.Purpose == emrv1.Purpose_PURPOSE_RESEARCH && perm != nil && !studyOpen {
+			if _, err := ctx.liveStudy(perm.StudyId); err != nil {
+				return fmt.Errorf("record %d: %w", seq, err)
+			}
+			studyOpen = true
 		}
 		if m.Purpose == emrv1.Purpose_PURPOSE_RESEARCH && perm != nil && perm.Anonymise && ctx.signer.Role != emrv1.Role_ROLE_CLINICIAN {
 			return fmt.Errorf("%w: record %d: the patient consented to study %q only anonymised, so a %s reads the anonymised share a clinician made, not the record",

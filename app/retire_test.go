@@ -116,6 +116,7 @@ func TestRetireOrganization(t *testing.T) {
 	// proposal and the institute's approval carry it.
 	w.study(ruleStudy)
 	c.Must(w.pat, apptest.Grant(w.pid, w.doc, apptest.GrantSpec{Rights: []emrv1.Right{rRead, rShare}, Categories: []string{ruleLab}, NotAfter: w.year, Study: ruleStudy, KeyVersion: 2}))
+	c.Must(w.doc, apptest.Access(w.pid, emrv1.Purpose_PURPOSE_RESEARCH, 1))
 	c.Must(w.regA, apptest.RetireOrganization(apptest.Research))
 	id = ruleProposalsMade(c)
 	c.Must(w.regR, apptest.Approve(id))
@@ -126,6 +127,11 @@ func TestRetireOrganization(t *testing.T) {
 		app.ErrUnauthorized, `study "rules-study": organization "research-institute" was retired at height`)
 	ruleCheck(t, "a share consent for it", c.Exec(w.pat, apptest.Grant(w.pid, w.doc, apptest.GrantSpec{Rights: []emrv1.Right{rShare}, Categories: []string{ruleLab}, NotAfter: w.year, Study: ruleStudy, KeyVersion: 2})),
 		app.ErrUnauthorized, `organization "research-institute" was retired at height`)
+	// The consent reads nothing more for the closed study; its treatment
+	// right stands.
+	ruleCheck(t, "a research read for it", c.Exec(w.doc, apptest.Access(w.pid, emrv1.Purpose_PURPOSE_RESEARCH, 1)),
+		app.ErrUnauthorized, `record 1: unauthorized: study "rules-study": organization "research-institute" was retired at height`)
+	c.Must(w.doc, apptest.Access(w.pid, emrv1.Purpose_PURPOSE_TREATMENT, 1))
 	ruleCheck(t, "the last organization that can approve", c.Exec(w.regA, apptest.RetireOrganization(apptest.HospitalA)), app.ErrInvalidMsg,
 		"no other organization has an active registrar")
 }

@@ -118,6 +118,10 @@ func (v *ownerView) Study(context.Context, string) (*emrv1.Study, error) {
 	return nil, fmt.Errorf("%w: study", sidecar.ErrNotFound)
 }
 
+func (v *ownerView) Organization(context.Context, string) (*emrv1.Organization, error) {
+	return nil, fmt.Errorf("%w: organization", sidecar.ErrNotFound)
+}
+
 // blobEnv is a patient-owner signer and sidecars over fs stores.
 type blobEnv struct {
 	signer    sidecar.KeySigner

@@ -206,8 +206,12 @@ type permissionView struct {
 	State         string   `json:"state"`
 	// GranteeStatus is the grantee's standing in the same state ("active",
 	// "suspended", "retired"): a consent whose grantee is not active lets
-	// it do nothing, whatever its window (markGranteeStanding).
+	// it do nothing, whatever its window (markStanding).
 	GranteeStatus string `json:"grantee_status"`
+	// StudyClosed says why the study a share consent names is closed
+	// (its organization left the consortium), when it is: the consent
+	// then allows no research read or share (markStanding).
+	StudyClosed string `json:"study_closed,omitempty"`
 }
 
 // The states of a consent in force, or to be (viewPermission).
@@ -334,6 +338,9 @@ type studyView struct {
 	RegisteredBy          string `json:"registered_by"`
 	RegisteredHeight      int64  `json:"registered_height"`
 	Shares                uint64 `json:"share_count"`
+	// Closed says why the study takes no research read or share (its
+	// organization left the consortium); "" while it is open.
+	Closed string `json:"closed,omitempty"`
 }
 
 func viewStudy(s *emrv1.Study) studyView {
@@ -343,9 +350,13 @@ func viewStudy(s *emrv1.Study) studyView {
 }
 
 func (s studyView) text(w io.Writer) {
+	closed := "" // fields leaves the line out while the study is open
+	if s.Closed != "" {
+		closed = s.Closed + ": no research read or share is accepted"
+	}
 	fields(w, "study", s.ID, "title", s.Title, "principal investigator", s.PrincipalInvestigator, "organization", s.Organization,
 		"study key", s.StudyPubKey, "registered by", s.RegisteredBy, "registered at", fmt.Sprint("height ", s.RegisteredHeight),
-		"records shared", fmt.Sprint(s.Shares))
+		"records shared", fmt.Sprint(s.Shares), "closed", closed)
 }
 
 // provenance is printed with query results.

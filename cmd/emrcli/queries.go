@@ -52,7 +52,7 @@ revoked, each proven against a light-client-verified header.`,
 			for _, p := range perms {
 				out.Permissions = append(out.Permissions, viewPermission(p, now))
 			}
-			if err := markGranteeStanding(ctx, c, info, out.Permissions); err != nil {
+			if err := markStanding(ctx, c, info, out.Permissions); err != nil {
 				return err
 			}
 			return a.emit(out, func(w io.Writer) {
@@ -118,7 +118,7 @@ list can be long).`,
 			for _, p := range perms {
 				out.Permissions = append(out.Permissions, viewPermission(p, now))
 			}
-			if err := markGranteeStanding(ctx, c, info, out.Permissions); err != nil {
+			if err := markStanding(ctx, c, info, out.Permissions); err != nil {
 				return err
 			}
 			return a.emit(out, func(w io.Writer) {
@@ -141,18 +141,18 @@ list can be long).`,
 	return cmd
 }
 
-// markGranteeStanding reads each grantee's member entry in the state the
-// consents were read from (info.Height, verified like them) and records
-// its standing in the views. A consent that would be in force but whose
-// grantee is suspended, or retired with its organization, says so in its
-// state: the chain refuses everything such a member signs, so the consent
-// lets it do nothing (a suspended member's consents take effect again if
-// the member is reactivated; a retired one's never do).
-func markGranteeStanding(ctx context.Context, c *client.Client, info *client.QueryInfo, views []permissionView) error {
-	if len(views) == 0 {
-		return nil
-	}
+// markStanding reads, in the state the consents were read from
+// (info.Height, verified like them), each grantee's member entry and each
+// named study's organization, and records them in the views. A consent
+// that would be in force says in its state when it lets its grantee do
+// nothing: the grantee is suspended, or retired with its organization
+// (the chain refuses everything such a member signs; a suspended member's
+// consents take effect again if it is reactivated, a retired one's
+// never), or the study it names has closed, its organization having left
+// the consortium (the chain refuses research reads and shares for it).
+func markStanding(ctx context.Context, c *client.Client, info *client.QueryInfo, views []permissionView) error {
 	statuses := map[string]emrv1.MemberStatus{}
+	closed := map[string]string{} // study id -> why it is closed ("" open)
 	for i := range views {
 		v := &views[i]
 		status, ok := statuses[v.Grantee]
@@ -165,11 +165,44 @@ func markGranteeStanding(ctx context.Context, c *client.Client, info *client.Que
 			statuses[v.Grantee] = status
 		}
 		v.GranteeStatus = memberStatusWord(status)
-		if status != emrv1.MemberStatus_MEMBER_STATUS_ACTIVE && (v.State == stateActive || v.State == stateNotYetValid) {
+		if v.StudyID != "" {
+			why, ok := closed[v.StudyID]
+			if !ok {
+				var err error
+				if why, err = studyClosed(ctx, c, info.Height, v.StudyID); err != nil {
+					return err
+				}
+				closed[v.StudyID] = why
+			}
+			v.StudyClosed = why
+		}
+		if v.State != stateActive && v.State != stateNotYetValid {
+			continue
+		}
+		switch {
+		case status != emrv1.MemberStatus_MEMBER_STATUS_ACTIVE:
 			v.State = fmt.Sprintf("%s, but grantee %s", v.State, v.GranteeStatus)
+		case v.StudyClosed != "":
+			v.State += ", but study closed"
 		}
 	}
 	return nil
+}
+
+// studyClosed says why study id takes no research read or share in the
+// state at height ("" when it does): its organization left the
+// consortium.
+func studyClosed(ctx context.Context, c *client.Client, height int64, id string) (string, error) {
+	var study emrv1.QueryStudyResponse
+	if _, err := c.QueryInfoAt(ctx, height, "Study", &emrv1.QueryStudyRequest{Id: id}, &study); err != nil {
+		return "", fmt.Errorf("study %q: %w", id, err)
+	}
+	orgID := study.GetStudy().GetOrganizationId()
+	var org emrv1.QueryOrganizationResponse
+	if _, err := c.QueryInfoAt(ctx, height, "Organization", &emrv1.QueryOrganizationRequest{Id: orgID}, &org); err != nil {
+		return "", fmt.Errorf("study %q: its organization %q: %w", id, orgID, err)
+	}
+	return app.OrganizationRetired(orgID, org.GetOrganization().GetRetiredHeight()), nil
 }
 
 // memberStatusWord names a member status in one word ("suspended").

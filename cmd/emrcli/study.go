@@ -115,6 +115,9 @@ func newStudyShowCmd(a *cli) *cobra.Command {
 				return errors.New("no study in the answer")
 			}
 			v := viewStudy(resp.Study)
+			if v.Closed, err = studyClosed(ctx, c, info.Height, v.ID); err != nil {
+				return err
+			}
 			out := struct {
 				studyView
 				provenance

@@ -262,6 +262,32 @@ func (a *authState) mayReadRecord(ctx context.Context, rec *emrv1.Record) (strin
 	if ev.Purpose == emrv1.Purpose_PURPOSE_RESEARCH && perm.Anonymise && a.caller.Role != emrv1.Role_ROLE_CLINICIAN {
 		return fmt.Sprintf("the patient now consents to study %q only anonymised: read the anonymised share a clinician made", perm.StudyId), nil
 	}
+	// Nor once the study has closed (its organization left the
+	// consortium): the chain refuses research reads for it now.
+	if ev.Purpose == emrv1.Purpose_PURPOSE_RESEARCH {
+		return a.studyClosed(ctx, perm.StudyId)
+	}
+	return "", nil
+}
+
+// studyClosed explains why study id takes no research read now: it is not
+// registered, or its organization has left the consortium ("" when open;
+// the chain's rule, app liveStudy).
+func (a *authState) studyClosed(ctx context.Context, id string) (string, error) {
+	study, err := a.chain.Study(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Sprintf("study %q is not registered", id), nil
+	}
+	if err != nil {
+		return "", err
+	}
+	org, err := a.chain.Organization(ctx, study.OrganizationId)
+	if err != nil {
+		return "", fmt.Errorf("study %q: %w", id, err)
+	}
+	if why := app.OrganizationRetired(org.Id, org.RetiredHeight); why != "" {
+		return fmt.Sprintf("study %q: %s", id, why), nil
+	}
 	return "", nil
 }
 

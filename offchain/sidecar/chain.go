@@ -103,6 +103,9 @@ type ChainView interface {
 	LastAccess(ctx context.Context, patientID []byte, sequence uint64, accessor []byte) (*emrv1.AccessEvent, error)
 	LastShareRead(ctx context.Context, patientID []byte, share uint64, accessor []byte) (*emrv1.AccessEvent, error)
 	Study(ctx context.Context, id string) (*emrv1.Study, error)
+	// Organization is organization id (retired_height set once it has left
+	// the consortium, which closes its studies).
+	Organization(ctx context.Context, id string) (*emrv1.Organization, error)
 }
 
 // QueryFunc answers one Query service method: method is the bare name
@@ -455,6 +458,17 @@ func (v *queryView) lastAccess(ctx context.Context, req *emrv1.QueryLastAccessRe
 		return nil, fmt.Errorf("%w: no access event", ErrNotFound)
 	}
 	return resp.Event, nil
+}
+
+func (v *queryView) Organization(ctx context.Context, id string) (*emrv1.Organization, error) {
+	var resp emrv1.QueryOrganizationResponse
+	if err := v.query(ctx, "Organization", &emrv1.QueryOrganizationRequest{Id: id}, &resp); err != nil {
+		return nil, err
+	}
+	if resp.Organization == nil {
+		return nil, fmt.Errorf("%w: organization %q", ErrNotFound, id)
+	}
+	return resp.Organization, nil
 }
 
 func (v *queryView) Study(ctx context.Context, id string) (*emrv1.Study, error) {

@@ -27,7 +27,9 @@ type fakeChain struct {
 	shares   []*emrv1.Share
 	access   map[string]*emrv1.AccessEvent
 	studies  map[string]*emrv1.Study
-	down     bool
+	// orgs are the organizations members were added to (addMember).
+	orgs map[string]*emrv1.Organization
+	down bool
 	// syncing makes Head fail as a node catching up does; lookups still
 	// answer, from its stale state.
 	syncing bool
@@ -61,6 +63,7 @@ func newFakeChain(now time.Time) *fakeChain {
 		perms:    map[string][]*emrv1.Permission{},
 		access:   map[string]*emrv1.AccessEvent{},
 		studies:  map[string]*emrv1.Study{},
+		orgs:     map[string]*emrv1.Organization{},
 		times:    map[int64]time.Time{},
 	}
 	for h := int64(1); h <= f.head.Height; h++ {
@@ -298,6 +301,19 @@ func (f *fakeChain) shareRead(sh *emrv1.Share, who *actor) {
 	}
 }
 
+func (f *fakeChain) Organization(_ context.Context, id string) (*emrv1.Organization, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	o, ok := f.orgs[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: organization", ErrNotFound)
+	}
+	return o, nil
+}
+
 func (f *fakeChain) Study(_ context.Context, id string) (*emrv1.Study, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -326,6 +342,9 @@ func (f *fakeChain) addMember(name string, role emrv1.Role, org string) *actor {
 	}
 	f.mu.Lock()
 	f.members[string(a.Address())] = a.member
+	if _, ok := f.orgs[org]; !ok {
+		f.orgs[org] = &emrv1.Organization{Id: org}
+	}
 	f.mu.Unlock()
 	return a
 }

@@ -491,6 +491,7 @@ func TestGetResearchReadOfAConsentNowAnonymised(t *testing.T) {
 	ref := RecordRef(rec.PatientId, rec.Sequence)
 	researcher := e.chain.addMember("researcher", emrv1.Role_ROLE_RESEARCHER, "research")
 	clinician := e.chain.addMember("study-clinician", emrv1.Role_ROLE_CLINICIAN, "hospital-a")
+	e.chain.studies["s1"] = &emrv1.Study{Id: "s1", PrincipalInvestigator: researcher.Address(), OrganizationId: "research"}
 	var perms []*emrv1.Permission
 	for _, a := range []*actor{researcher, clinician} {
 		p := e.chain.grant(e.pid, a, e.chain.head.Time.Add(time.Hour), emrv1.Right_RIGHT_SHARE)
@@ -514,6 +515,42 @@ func TestGetResearchReadOfAConsentNowAnonymised(t *testing.T) {
 	wantStatus(t, err, 403, `study "s1" only anonymised`)
 	if got, err := e.get(clinician, ref, sum, nil); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("a clinician's research read of an anonymise-only consent (to make the share): %v", err)
+	}
+}
+
+// TestGetResearchReadOfAClosedStudy: a research read's access event stops
+// serving the record's ciphertext once the study's organization has left
+// the consortium (the chain refuses such a read now); a treatment read's
+// does not.
+func TestGetResearchReadOfAClosedStudy(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.AccessWindow = 10 * time.Minute })
+	data := []byte("a record a study reads")
+	sum := sha256.Sum256(data)
+	if _, err := e.put(e.writer, data); err != nil {
+		t.Fatal(err)
+	}
+	rec := e.chain.addRecord(e.pid, sum, e.writer)
+	ref := RecordRef(rec.PatientId, rec.Sequence)
+	pi := e.chain.addMember("pi", emrv1.Role_ROLE_RESEARCHER, "research")
+	clinician := e.chain.addMember("study-clinician", emrv1.Role_ROLE_CLINICIAN, "hospital-a")
+	e.chain.studies["s1"] = &emrv1.Study{Id: "s1", PrincipalInvestigator: pi.Address(), OrganizationId: "research"}
+	p := e.chain.grant(e.pid, clinician, e.chain.head.Time.Add(time.Hour), emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_SHARE)
+	p.StudyId = "s1"
+	e.chain.recordAccess(rec, clinician, emrv1.Purpose_PURPOSE_RESEARCH)
+	if got, err := e.get(clinician, ref, sum, nil); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("research read for an open study: %v", err)
+	}
+
+	e.chain.mu.Lock()
+	e.chain.orgs["research"].RetiredHeight = e.chain.head.Height
+	e.chain.mu.Unlock()
+	e.chain.advance(time.Minute)
+	_, err := e.get(clinician, ref, sum, nil)
+	wantStatus(t, err, 403, `study "s1": organization "research" was retired at height`)
+
+	e.chain.recordAccess(rec, clinician, emrv1.Purpose_PURPOSE_TREATMENT)
+	if got, err := e.get(clinician, ref, sum, nil); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("treatment read after the study closed: %v", err)
 	}
 }
 
