@@ -475,19 +475,25 @@ func TestShareCannotServeARecordsCiphertext(t *testing.T) {
 	}
 }
 
+// studyRecordEnv is an env with a 10-minute access window and a record of
+// the patient's, uploaded, that a study's reader reads.
+func studyRecordEnv(t *testing.T) (e *env, rec *emrv1.Record, data []byte, sum [32]byte) {
+	e = newEnv(t, func(o *Options) { o.AccessWindow = 10 * time.Minute })
+	data = []byte("a record a study reads")
+	sum = sha256.Sum256(data)
+	if _, err := e.put(e.writer, data); err != nil {
+		t.Fatal(err)
+	}
+	return e, e.chain.addRecord(e.pid, sum, e.writer), data, sum
+}
+
 // TestGetResearchReadOfAConsentNowAnonymised: a research read's access
 // event stops serving the record's ciphertext once the patient's consent
 // asks for anonymisation, unless the reader is a clinician (who makes the
 // anonymised share): the chain would refuse that read now, as it refuses
 // a revoked one.
 func TestGetResearchReadOfAConsentNowAnonymised(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.AccessWindow = 10 * time.Minute })
-	data := []byte("a record a study reads")
-	sum := sha256.Sum256(data)
-	if _, err := e.put(e.writer, data); err != nil {
-		t.Fatal(err)
-	}
-	rec := e.chain.addRecord(e.pid, sum, e.writer)
+	e, rec, data, sum := studyRecordEnv(t)
 	ref := RecordRef(rec.PatientId, rec.Sequence)
 	researcher := e.chain.addMember("researcher", emrv1.Role_ROLE_RESEARCHER, "research")
 	clinician := e.chain.addMember("study-clinician", emrv1.Role_ROLE_CLINICIAN, "hospital-a")
@@ -523,13 +529,7 @@ func TestGetResearchReadOfAConsentNowAnonymised(t *testing.T) {
 // the consortium (the chain refuses such a read now); a treatment read's
 // does not.
 func TestGetResearchReadOfAClosedStudy(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.AccessWindow = 10 * time.Minute })
-	data := []byte("a record a study reads")
-	sum := sha256.Sum256(data)
-	if _, err := e.put(e.writer, data); err != nil {
-		t.Fatal(err)
-	}
-	rec := e.chain.addRecord(e.pid, sum, e.writer)
+	e, rec, data, sum := studyRecordEnv(t)
 	ref := RecordRef(rec.PatientId, rec.Sequence)
 	pi := e.chain.addMember("pi", emrv1.Role_ROLE_RESEARCHER, "research")
 	clinician := e.chain.addMember("study-clinician", emrv1.Role_ROLE_CLINICIAN, "hospital-a")
