@@ -488,6 +488,8 @@ func TestInitChainRejectsBadGenesis(t *testing.T) {
 			Validators: []types.ValidatorUpdate{{PubKeyType: "secp256k1", PubKeyBytes: make([]byte, 33), Power: 10}}}},
 		{"consensus params without ed25519", &types.InitChainRequest{ChainId: testChainID, Time: genesisTime, AppStateBytes: genesisAppState(t),
 			Validators: genesisValidators(), ConsensusParams: &cmtproto.ConsensusParams{Validator: &cmtproto.ValidatorParams{PubKeyTypes: []string{"secp256k1"}}}}},
+		{"another app version", &types.InitChainRequest{ChainId: testChainID, Time: genesisTime, AppStateBytes: genesisAppState(t),
+			Validators: genesisValidators(), ConsensusParams: &cmtproto.ConsensusParams{Version: &cmtproto.VersionParams{App: abci.AppVersion + 1}}}},
 		{"validator of power 0", &types.InitChainRequest{ChainId: testChainID, Time: genesisTime, AppStateBytes: genesisAppState(t),
 			Validators: []types.ValidatorUpdate{{PubKeyType: "ed25519", PubKeyBytes: apptest.Validator(0).SignPub()}}}},
 	} {
@@ -698,7 +700,8 @@ func TestValidatorUpdates(t *testing.T) {
 // TestConsensusParamUpdates: a block whose proposal executes a change of
 // the block and evidence limits hands it to CometBFT in FinalizeBlock, as
 // the block and evidence sections (with the genesis's gas limit kept) and
-// no other section, which CometBFT's params then take and its own checks
+// the app version, which a genesis of version 0 would otherwise put in
+// every later header, and no other section, which CometBFT's params then take and its own checks
 // pass; a block without one hands none.
 func TestConsensusParamUpdates(t *testing.T) {
 	transports(t, func(t *testing.T, conn types.Application) {
@@ -720,12 +723,17 @@ func TestConsensusParamUpdates(t *testing.T) {
 		u := fin.ConsensusParamUpdates
 		if u.GetBlock().GetMaxBytes() != 3<<20 || u.GetBlock().GetMaxGas() != 5_000_000 || u.GetEvidence() == nil ||
 			u.Evidence.MaxBytes != genesis.Evidence.MaxBytes || u.Evidence.MaxAgeNumBlocks != genesis.Evidence.MaxAgeNumBlocks || u.Evidence.MaxAgeDuration != genesis.Evidence.MaxAgeDuration ||
-			u.Validator != nil || u.Version != nil || u.Feature != nil || u.Synchrony != nil {
-			t.Fatalf("consensus param updates = %v, want a 3 MiB block and the rest of block and evidence as at genesis", u)
+			u.Validator != nil || u.GetVersion().GetApp() != abci.AppVersion || u.Feature != nil || u.Synchrony != nil {
+			t.Fatalf("consensus param updates = %v, want a 3 MiB block and the rest of block and evidence as at genesis, and the app version", u)
 		}
 		updated := genesis.Update(u)
 		if err := updated.ValidateBasic(); err != nil {
 			t.Fatalf("CometBFT's checks refuse the update: %v", err)
+		}
+		// The genesis left version.app at 0; CometBFT's headers after the
+		// update carry the params' (updateState), which must stay Info's.
+		if updated.Version.App != abci.AppVersion {
+			t.Fatalf("after the update the headers carry app version %d; Info says %d", updated.Version.App, abci.AppVersion)
 		}
 		if _, err := conn.Commit(ctx, &types.CommitRequest{}); err != nil {
 			t.Fatal(err)

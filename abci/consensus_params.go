@@ -22,10 +22,18 @@ func consensusLimits(p *cmtproto.ConsensusParams) *emrv1.ConsensusLimits {
 }
 
 // consensusParamUpdates tells CometBFT to replace its block and evidence
-// sections with c (the other sections stay).
+// sections with c, and its version section with AppVersion (the other
+// sections stay). The version goes with every update because CometBFT
+// takes the app version of the headers that follow an update from its
+// params (state/execution.go updateState), and until then from Info: on a
+// genesis that leaves consensus_params.version.app at 0, as `cometbft
+// init` writes it, an update without it would switch every later header
+// to version 0 while Info says AppVersion, and state sync of a later
+// snapshot would fail CometBFT's check that the two agree.
 func consensusParamUpdates(c *emrv1.ConsensusLimits) *cmtproto.ConsensusParams {
 	return &cmtproto.ConsensusParams{
-		Block: &cmtproto.BlockParams{MaxBytes: c.BlockMaxBytes, MaxGas: c.BlockMaxGas},
+		Version: &cmtproto.VersionParams{App: AppVersion},
+		Block:   &cmtproto.BlockParams{MaxBytes: c.BlockMaxBytes, MaxGas: c.BlockMaxGas},
 		Evidence: &cmtproto.EvidenceParams{
 			MaxAgeNumBlocks: c.EvidenceMaxAgeBlocks,
 			MaxAgeDuration:  c.EvidenceMaxAge.AsDuration(),

@@ -44,6 +44,11 @@ func (a *Application) InitChain(_ context.Context, req *types.InitChainRequest) 
 	if keyTypes := req.ConsensusParams.GetValidator().GetPubKeyTypes(); len(keyTypes) > 0 && !slices.Contains(keyTypes, ed25519.KeyType) {
 		return nil, fmt.Errorf("abci: the genesis consensus params allow validator keys of types %v; emrchain's validators change by ed25519 key, so ed25519 must be among them", keyTypes)
 	}
+	// The headers carry Info's AppVersion; a genesis that names another
+	// app version (0, CometBFT's default, names none) is for another app.
+	if v := req.ConsensusParams.GetVersion().GetApp(); v != 0 && v != AppVersion {
+		return nil, fmt.Errorf("abci: the genesis consensus params name app version %d; this emrchaind is app version %d", v, AppVersion)
+	}
 	validators := make([]*emrv1.Validator, len(req.Validators))
 	for i, v := range req.Validators {
 		if v.PubKeyType != ed25519.KeyType {
