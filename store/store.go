@@ -611,7 +611,7 @@ func (r *versionReader) Iterator(start, end []byte, ascending bool) (Iterator, e
 	if err != nil {
 		return nil, r.s.readErr(r.version, fmt.Errorf("store: iterator at version %d: %w", r.version, err))
 	}
-	return &lockedIterator{mu: &r.s.mu, Iterator: it}, nil
+	return &lockedIterator{s: r.s, version: r.version, Iterator: it}, nil
 }
 
 // lockedIterator walks a saved version under the store's read lock, one
@@ -621,15 +621,32 @@ func (r *versionReader) Iterator(start, end []byte, ascending bool) (Iterator, e
 // steps the writer may run; the version's content never changes. Only Next
 // walks the tree: IAVL's Valid, Key, Value, Error and Close read what the
 // last step left in the iterator.
+//
+// A Commit between steps may prune the version. IAVL's iterator then
+// fails to load the next node and ends, without an error (iavl v1.3.6
+// Iterator.Next drops it); a walk that ends while its version is gone
+// reports ErrVersionNotFound instead of passing for the end of the range.
 type lockedIterator struct {
-	mu *sync.RWMutex
+	s       *Store
+	version int64
+	err     error // set when the walk ended because its version was pruned
 	Iterator
 }
 
 func (l *lockedIterator) Next() {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
+	l.s.mu.RLock()
+	defer l.s.mu.RUnlock()
 	l.Iterator.Next()
+	if !l.Iterator.Valid() && l.version > 0 && !l.s.tree.VersionExists(l.version) {
+		l.err = fmt.Errorf("%w: version %d was pruned during the iteration", ErrVersionNotFound, l.version)
+	}
+}
+
+func (l *lockedIterator) Error() error {
+	if l.err != nil {
+		return l.err
+	}
+	return l.Iterator.Error()
 }
 
 // emptyReader is the state before the first commit.
