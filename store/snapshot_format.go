@@ -140,25 +140,46 @@ func checkExportNode(n *iavl.ExportNode) error {
 
 // DecodeChunk decodes the export nodes of one chunk from a peer, none of
 // them of a version above maxVersion. It fails with ErrBadSnapshot (and no
-// nodes) for an empty chunk, a truncated node, trailing bytes, or a node
-// outside the format's bounds. The nodes alias b.
+// nodes) for an empty chunk, one over MaxChunkSize, a truncated node,
+// trailing bytes, or a node outside the format's bounds. The nodes alias
+// b.
 func DecodeChunk(b []byte, maxVersion int64) ([]*iavl.ExportNode, error) {
+	var nodes []*iavl.ExportNode
+	err := eachNode(b, maxVersion, func(n *iavl.ExportNode) error {
+		nodes = append(nodes, n)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return nodes, nil
+}
+
+// eachNode decodes the nodes of chunk b one at a time, as DecodeChunk
+// does, and hands each to add before it decodes the next: the first node
+// that does not decode, or that add refuses, ends the walk with its
+// error. The nodes alias b.
+func eachNode(b []byte, maxVersion int64, add func(*iavl.ExportNode) error) error {
 	if len(b) == 0 {
-		return nil, fmt.Errorf("%w: empty chunk", ErrBadSnapshot)
+		return fmt.Errorf("%w: empty chunk", ErrBadSnapshot)
+	}
+	if len(b) > MaxChunkSize {
+		return fmt.Errorf("%w: chunk of %d bytes (at most %d)", ErrBadSnapshot, len(b), MaxChunkSize)
 	}
 	if maxVersion < 1 {
-		return nil, fmt.Errorf("%w: snapshot version %d", ErrBadSnapshot, maxVersion)
+		return fmt.Errorf("%w: snapshot version %d", ErrBadSnapshot, maxVersion)
 	}
-	var nodes []*iavl.ExportNode
 	for off := 0; off < len(b); {
 		n, k, err := decodeNode(b[off:], maxVersion)
 		if err != nil {
-			return nil, fmt.Errorf("node at byte %d: %w", off, err)
+			return fmt.Errorf("node at byte %d: %w", off, err)
 		}
-		nodes = append(nodes, n)
+		if err := add(n); err != nil {
+			return err
+		}
 		off += k
 	}
-	return nodes, nil
+	return nil
 }
 
 // decodeNode decodes one node at the start of b and returns its length.

@@ -64,23 +64,22 @@ func (s *Store) BeginRestore(version int64) (*Restore, error) {
 // Version is the version being restored.
 func (r *Restore) Version() int64 { return r.version }
 
-// AddChunk decodes one chunk and adds its nodes to the import. A chunk
-// that does not decode, or whose nodes do not continue a valid tree, is
-// ErrBadSnapshot; the import can then only be aborted.
+// AddChunk decodes one chunk and adds its nodes to the import, one node
+// at a time: a peer's chunk costs no more memory than its bytes and the
+// import's bound (maxImportBytes), however many nodes it packs. A chunk
+// over MaxChunkSize, one that does not decode, or whose nodes do not
+// continue a valid tree, is ErrBadSnapshot; the import can then only be
+// aborted.
 func (r *Restore) AddChunk(chunk []byte) error {
 	if r.done {
 		return fmt.Errorf("%w: restore already finished", ErrBadSnapshot)
-	}
-	nodes, err := DecodeChunk(chunk, r.version)
-	if err != nil {
-		return err
 	}
 	r.s.mu.Lock()
 	defer r.s.mu.Unlock()
 	if r.s.closed {
 		return ErrClosed
 	}
-	for _, n := range nodes {
+	return eachNode(chunk, r.version, func(n *iavl.ExportNode) error {
 		// The importer keeps what it is given until the node's parent
 		// comes: a node of its own, not a slice that holds a whole chunk.
 		n.Key, n.Value = bytes.Clone(n.Key), bytes.Clone(n.Value)
@@ -90,8 +89,8 @@ func (r *Restore) AddChunk(chunk []byte) error {
 		if err := r.imp.Add(n); err != nil {
 			return fmt.Errorf("%w: %w", ErrBadSnapshot, err)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // Limits of an import stream (streamShape).
