@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"testing"
@@ -211,6 +212,21 @@ func TestAuthorizationMatrix(t *testing.T) {
 	}
 	mustAll(t, c.Block(txs...))
 
+	// Blocks 5 and 6: the owner's two key rotations after the
+	// revocations, as emrcli revoke makes them (no record is added below
+	// key version 3 until then: app.KeyRotationPending), each sealed to
+	// every standing grantee.
+	const keyVersion = 3
+	for v := uint64(2); v <= keyVersion; v++ {
+		var envelopes []*emrv1.KeyEnvelope
+		for _, g := range grantees {
+			if g.rights != nil && !g.revoked {
+				envelopes = append(envelopes, &emrv1.KeyEnvelope{Grantee: g.actor.Address, WrappedKek: bytes.Repeat([]byte{1}, 93)})
+			}
+		}
+		mustAll(t, c.Block(owner.Tx(apptest.ChainID, c.Seq(owner.Address), apptest.RotateKey(pid, v, envelopes, nil))))
+	}
+
 	times := map[matrixTime]time.Time{
 		beforeWindow: t0.Add(30 * time.Minute),
 		insideWindow: t0.Add(90 * time.Minute),
@@ -225,7 +241,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 					var m *emrv1.Msg
 					switch msg {
 					case msgWrite:
-						m = apptest.AddRecord(pid, category, "matrix-new")
+						m = apptest.AddRecordAt(pid, category, "matrix-new", keyVersion)
 					case msgReadTreatment:
 						m = apptest.Access(pid, emrv1.Purpose_PURPOSE_TREATMENT, records[category])
 					case msgAccessResearch:

@@ -97,7 +97,21 @@ func (ctx *txContext) revoke(m *emrv1.MsgRevoke) error {
 	perm.RevokedHeight = ctx.block.Height
 	perm.RevokedTime = timestamp(ctx.block.Time)
 	ctx.attrHex("grantee", m.Grantee)
-	return ctx.st.put(permissionKey(p.Id, m.Grantee), perm)
+	if err := ctx.st.put(permissionKey(p.Id, m.Grantee), perm); err != nil {
+		return err
+	}
+	// The grantee may hold the KEK of its envelope's version, and of the
+	// next (an attempt at that rotation built before the revocation may
+	// have sealed it to the grantee): no record is added until the
+	// patient's rotations have gone past both (client.RevokeAndRotate).
+	if len(perm.WrappedKek) == 0 {
+		return nil
+	}
+	if floor := perm.KeyVersion + 2; floor > p.MinKeyVersion && floor > p.KeyVersion {
+		p.MinKeyVersion = floor
+		return ctx.st.put(patientKey(p.Id), p)
+	}
+	return nil
 }
 
 // rotateKey: the owner moves to KEK version current+1. It must hand the new

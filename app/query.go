@@ -63,6 +63,11 @@ func (a *App) Query(path string, data []byte, height int64, prove bool) ([]byte,
 		}
 		return nil
 	}, nil)
+	if errors.Is(err, store.ErrVersionNotFound) {
+		// The height was pruned during the read (a Commit between two of
+		// its steps): one this node no longer keeps.
+		return nil, h, a.heightError(h, err)
+	}
 	if err != nil {
 		return nil, h, err
 	}

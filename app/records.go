@@ -11,6 +11,18 @@ import (
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
+// KeyRotationPending refuses new records for p while a revocation's key
+// rotations are unfinished (ErrKeyVersion): the patient's key is below
+// min_key_version, so a revoked grantee may hold it. Clients check it
+// before they upload.
+func KeyRotationPending(p *emrv1.Patient) error {
+	if p.KeyVersion < p.MinKeyVersion {
+		return fmt.Errorf("%w: the patient's key is at version %d, and no record is added below version %d until the key rotations after a revocation are done (the patient runs emrcli revoke again to finish them)",
+			ErrKeyVersion, p.KeyVersion, p.MinKeyVersion)
+	}
+	return nil
+}
+
 // addRecord: the owner, or a member with a write right covering the
 // category at block time, adds the metadata of an uploaded file.
 func (ctx *txContext) addRecord(m *emrv1.MsgAddRecord) error {
@@ -26,6 +38,9 @@ func (ctx *txContext) addRecord(m *emrv1.MsgAddRecord) error {
 	}
 	if m.KeyVersion != p.KeyVersion {
 		return fmt.Errorf("%w: the file key is wrapped under version %d, the patient's key is at version %d", ErrKeyVersion, m.KeyVersion, p.KeyVersion)
+	}
+	if err := KeyRotationPending(p); err != nil {
+		return err
 	}
 	if err := CheckBlobSize(ctx.params, m.Size); err != nil {
 		return err

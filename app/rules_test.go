@@ -1105,9 +1105,9 @@ func TestRotateKeyRules(t *testing.T) {
 		apptest.Grant(w.pid, docE, apptest.GrantSpec{Rights: []emrv1.Right{rRead}, NotAfter: expiry}),
 		// Not yet valid, but standing: it needs the new key too.
 		apptest.Grant(w.pid, docF, apptest.GrantSpec{Rights: []emrv1.Right{rRead}, NotBefore: w.year.Add(-30 * 24 * time.Hour), NotAfter: w.year}),
-		apptest.Revoke(w.pid, docR),
 		apptest.AddRecord(w.pid, ruleLab, "r1"),
 		apptest.AddRecord(w.pid, ruleImaging, "r2"),
+		apptest.Revoke(w.pid, docR),
 	)...))
 	for !c.Now.After(expiry) {
 		c.Block()
@@ -1196,9 +1196,18 @@ func TestRotateKeyRules(t *testing.T) {
 		{"add record at the old version", w.pat, apptest.AddRecordAt(w.pid, ruleLab, "r3", 1), app.ErrKeyVersion,
 			[]string{"the file key is wrapped under version 1, the patient's key is at version 2"}},
 		{"writer adds at the old version", w.doc, apptest.AddRecordAt(w.pid, ruleLab, "r3", 1), app.ErrKeyVersion, nil},
-		{"add record at the new version", w.pat, apptest.AddRecordAt(w.pid, ruleLab, "r3", 2), nil, nil},
-		{"writer adds at the new version", w.doc, apptest.AddRecordAt(w.pid, ruleLab, "r3", 2), nil, nil},
+		// docR was revoked holding the KEK of version 1, and a rotation
+		// to 2 built before its revocation could have sealed it version
+		// 2's: no record is wrapped under either.
+		{"add record before the revocation's second rotation", w.pat, apptest.AddRecordAt(w.pid, ruleLab, "r3", 2), app.ErrKeyVersion,
+			[]string{"the patient's key is at version 2, and no record is added below version 3"}},
+		{"writer adds before it", w.doc, apptest.AddRecordAt(w.pid, ruleLab, "r3", 2), app.ErrKeyVersion, []string{"no record is added below version 3"}},
 		{"next rotation must be 3", w.pat, rot(2, standing, nil), app.ErrKeyVersion, []string{"the current key version is 2, the new one must be 3, not 2"}},
+	})
+	c.Must(w.pat, rot(3, standing, nil))
+	ruleRun(t, c, c.Now, []ruleCase{
+		{"add record at the new version", w.pat, apptest.AddRecordAt(w.pid, ruleLab, "r3", 3), nil, nil},
+		{"writer adds at the new version", w.doc, apptest.AddRecordAt(w.pid, ruleLab, "r3", 3), nil, nil},
 	})
 }
 

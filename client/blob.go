@@ -368,6 +368,9 @@ func (c *Client) Upload(ctx context.Context, s Signer, req UploadRequest, opts T
 	if err := CheckKEK(p, req.KeyVersion, req.KEK); err != nil {
 		return nil, err
 	}
+	if err := app.KeyRotationPending(p); err != nil {
+		return nil, err
+	}
 	// So do a category and a size the chain would refuse: before a large
 	// file is encrypted, and before a ciphertext no record will reference
 	// is left on a sidecar.

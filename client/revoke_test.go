@@ -3,6 +3,7 @@ package client_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"slices"
 	"strings"
 	"sync"
@@ -89,6 +90,32 @@ func TestRevokeResumesAfterFailedRotation(t *testing.T) {
 	if err != nil || p.KeyVersion != envelopeVersion {
 		t.Fatalf("after the interrupted revocation the patient is at key version %d (%v), want %d", p.GetKeyVersion(), err, envelopeVersion)
 	}
+	// Until the rotations are done, no record is added under the key the
+	// revoked clinician holds (a reviewer's finding: the chain took one,
+	// whose data key the clinician could then unwrap).
+	if p.MinKeyVersion != envelopeVersion+2 {
+		t.Fatalf("after the revocation no record is added below key version %d, want %d", p.MinKeyVersion, envelopeVersion+2)
+	}
+	addRecord := func() error {
+		kek, err := w.kek(p.KeyVersion)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dataKey, err := crypto.GenerateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256([]byte("written after the revocation"))
+		msg, err := client.AddRecordMsg(w.patientID, client.RecordSpec{Category: "lab-results", ObjectKey: "after-revoke", SHA256: sum[:], Size: 100}, kek, p.KeyVersion, dataKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Submit(ctx, w.patient, msg)
+		return err
+	}
+	if err := addRecord(); err == nil || !strings.Contains(err.Error(), "until the key rotations after a revocation are done") {
+		t.Fatalf("a record added under the revoked clinician's key: %v", err)
+	}
 
 	// Run again, through an honest node.
 	res, err := c.RevokeAndRotate(ctx, w.patient, w.patientID, w.clinician.Address(), w.kek, nil)
@@ -103,6 +130,9 @@ func TestRevokeResumesAfterFailedRotation(t *testing.T) {
 	}
 	if p, err = c.Patient(ctx, w.patientID); err != nil || p.KeyVersion != envelopeVersion+2 {
 		t.Fatalf("patient at key version %d (%v), want %d", p.GetKeyVersion(), err, envelopeVersion+2)
+	}
+	if err := addRecord(); err != nil {
+		t.Fatalf("a record after the revocation's rotations: %v", err)
 	}
 	rots := dropped()
 	if len(rots) == 0 {

@@ -865,7 +865,13 @@ type Patient struct {
 	// an HMAC under the KEK), committed by the patient's client at enrolment
 	// and rotation. The chain cannot verify it; the patient's devices and
 	// the grantees compare their copy of the KEK with it before using it.
-	KekCheck      []byte `protobuf:"bytes,8,opt,name=kek_check,json=kekCheck,proto3" json:"kek_check,omitempty"`
+	KekCheck []byte `protobuf:"bytes,8,opt,name=kek_check,json=kekCheck,proto3" json:"kek_check,omitempty"`
+	// No record is added under a key version below this one. A revocation
+	// raises it to two past the revoked grantee's last envelope, the
+	// version the patient's rotations must reach before that grantee holds
+	// no key to what is written (emrcli revoke's rotations); until then a
+	// new record would be wrapped under a KEK the revoked grantee has.
+	MinKeyVersion uint64 `protobuf:"varint,9,opt,name=min_key_version,json=minKeyVersion,proto3" json:"min_key_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -954,6 +960,13 @@ func (x *Patient) GetKekCheck() []byte {
 		return x.KekCheck
 	}
 	return nil
+}
+
+func (x *Patient) GetMinKeyVersion() uint64 {
+	if x != nil {
+		return x.MinKeyVersion
+	}
+	return 0
 }
 
 // Permission is a patient's consent to one grantee.
@@ -2604,7 +2617,7 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\x0estatus_changes\x18\v \x01(\x04R\rstatusChanges\"H\n" +
 	"\aAccount\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\fR\aaddress\x12#\n" +
-	"\rnext_sequence\x18\x02 \x01(\x04R\fnextSequence\"\xfd\x01\n" +
+	"\rnext_sequence\x18\x02 \x01(\x04R\fnextSequence\"\xa5\x02\n" +
 	"\aPatient\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\fR\x05owner\x12\x1f\n" +
@@ -2615,7 +2628,8 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\vshare_count\x18\x06 \x01(\x04R\n" +
 	"shareCount\x12'\n" +
 	"\x0fenrolled_height\x18\a \x01(\x03R\x0eenrolledHeight\x12\x1b\n" +
-	"\tkek_check\x18\b \x01(\fR\bkekCheck\"\x8d\x04\n" +
+	"\tkek_check\x18\b \x01(\fR\bkekCheck\x12&\n" +
+	"\x0fmin_key_version\x18\t \x01(\x04R\rminKeyVersion\"\x8d\x04\n" +
 	"\n" +
 	"Permission\x12\x1d\n" +
 	"\n" +
