@@ -225,6 +225,9 @@ type GrantSpec struct {
 // GrantMsg builds a Grant: the patient's current KEK (by the verified
 // patient's key version) sealed to the grantee's verified encryption key.
 func (c *Client) GrantMsg(ctx context.Context, patientID []byte, spec GrantSpec, kek KEKFunc) (*emrv1.Msg, error) {
+	if err := c.sealVerified("a grant"); err != nil {
+		return nil, err
+	}
 	p, err := c.Patient(ctx, patientID)
 	if err != nil {
 		return nil, fmt.Errorf("patient %x: %w", patientID, err)
@@ -389,6 +392,9 @@ func (c *Client) rotateKey(ctx context.Context, s Signer, patientID []byte, newK
 }
 
 func (c *Client) rotationMsg(ctx context.Context, patientID []byte, newKEK KEKFunc, rewrap Rewrapper, opts rotationOpts) (*RotationResult, *emrv1.Msg, error) {
+	if err := c.sealVerified("a key rotation"); err != nil {
+		return nil, nil, err
+	}
 	var presp emrv1.QueryPatientResponse
 	pinfo, err := c.QueryInfo(ctx, "Patient", &emrv1.QueryPatientRequest{PatientId: hex.EncodeToString(patientID)}, &presp)
 	if err != nil {
@@ -555,6 +561,12 @@ func (c *Client) RevokeAndRotate(ctx context.Context, s Signer, patientID, grant
 	perm, _, err := c.Permission(ctx, patientID, grantee)
 	if err != nil {
 		return nil, err
+	}
+	if len(perm.WrappedKek) > 0 {
+		// Refused before the revocation, not between it and its rotations.
+		if err := c.sealVerified("a revocation's key rotation"); err != nil {
+			return nil, err
+		}
 	}
 	res := &RevokeResult{Grantee: grantee, RevokedHeight: perm.RevokedHeight}
 	if perm.RevokedHeight == 0 {

@@ -48,7 +48,22 @@ var (
 	// committed, or an envelope a patient's client sealed from such a copy.
 	// Nothing is wrapped or sealed under it.
 	ErrWrongKEK = errors.New("not the patient's committed key-encryption key")
+
+	// ErrSealUnverified means a grant or a key rotation was asked of a
+	// client that does not verify its reads: it would seal the patient's
+	// KEK to the encryption keys the node reports for the grantees, and a
+	// node that answered with a key of its own would get the KEK.
+	ErrSealUnverified = errors.New("sealing the patient key needs verified reads")
 )
+
+// sealVerified refuses, with ErrSealUnverified, to seal a patient key on
+// an unverified client.
+func (c *Client) sealVerified(what string) error {
+	if c.cfg.Verify {
+		return nil
+	}
+	return fmt.Errorf("%w: %s seals the patient key to the encryption keys of its grantees, which an unverified read takes on the node's word (a node that lied would receive the key); run it with verification", ErrSealUnverified, what)
+}
 
 // CheckKEK refuses kek as the KEK of version of patient p (read from the
 // chain) with ErrWrongKEK when the chain holds a check value for that

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/client"
 	"github.com/emrchain/emrchain/client/clienttest"
+	"github.com/emrchain/emrchain/client/keyring"
 	"github.com/emrchain/emrchain/offchain/crypto"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
@@ -75,6 +77,20 @@ func TestRevokeResumesAfterFailedRotation(t *testing.T) {
 	}
 	if envelopeVersion == 0 {
 		t.Fatal("the clinician holds no envelope to revoke")
+	}
+
+	// Unverified, nothing is revoked: the rotations would seal the new
+	// keys on the node's word.
+	unverified, err := client.New(ctx, client.Config{Node: w.node.RPC, Verify: false, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unverified.Close()
+	if _, err := unverified.RevokeAndRotate(ctx, w.patient, w.patientID, w.clinician.Address(), w.kek, nil); !errors.Is(err, client.ErrSealUnverified) {
+		t.Fatalf("an unverified RevokeAndRotate: %v, want ErrSealUnverified", err)
+	}
+	if perm, _, err := c.Permission(ctx, w.patientID, w.clinician.Address()); err != nil || perm.RevokedHeight != 0 {
+		t.Fatalf("after the refused unverified revocation: %v, %v; want the consent standing", perm, err)
 	}
 
 	node, dropped := rotationDroppingNode(t, w, 0)
@@ -325,4 +341,30 @@ func TestRevokeResumesAfterDeferredRotation(t *testing.T) {
 		}
 	}
 	checkRevokeDone(ctx, t, w, c)
+}
+
+// TestSealingNeedsVerifiedReads: a client that does not verify its reads
+// refuses to grant, rotate, or revoke a grantee that holds a key, before
+// it asks the node anything: the grantees' encryption keys would come on
+// the node's word, and a node that lied would receive the patient's KEK
+// (a reviewer's finding; --no-verify only warned).
+func TestSealingNeedsVerifiedReads(t *testing.T) {
+	ctx := context.Background()
+	c, err := client.New(ctx, client.Config{Node: "http://127.0.0.1:1", ChainID: "emr-unverified", Verify: false, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pid := bytes.Repeat([]byte{7}, 32)
+	kek := func(uint64) ([]byte, error) { return make([]byte, 32), nil }
+	if _, err := c.GrantMsg(ctx, pid, client.GrantSpec{Grantee: make([]byte, 20), Rights: []emrv1.Right{emrv1.Right_RIGHT_READ}, NotAfter: time.Now().Add(time.Hour)}, kek); !errors.Is(err, client.ErrSealUnverified) {
+		t.Fatalf("GrantMsg unverified: %v, want ErrSealUnverified", err)
+	}
+	patient, err := keyring.Generate("unverified-patient")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RotateKey(ctx, patient, pid, kek, nil); !errors.Is(err, client.ErrSealUnverified) {
+		t.Fatalf("RotateKey unverified: %v, want ErrSealUnverified", err)
+	}
 }
