@@ -473,6 +473,15 @@ func TestSidecarAgainstNode(t *testing.T) {
 		if err != nil {
 			t.Fatalf("the writer is not affected: %v", err)
 		}
+		// The patient's two key rotations, as emrcli revoke makes them:
+		// records are added under version 3 from now on.
+		for v := uint64(2); v <= 3; v++ {
+			var envelopes []*emrv1.KeyEnvelope
+			for _, a := range []*apptest.Actor{writer, late, susp} {
+				envelopes = append(envelopes, &emrv1.KeyEnvelope{Grantee: a.Address, WrappedKek: bytes.Repeat([]byte{1}, 93)})
+			}
+			chain.must(ctx, patient, apptest.RotateKey(pid, v, envelopes, nil))
+		}
 	})
 
 	t.Run("Sweep", func(t *testing.T) {
@@ -487,7 +496,9 @@ func TestSidecarAgainstNode(t *testing.T) {
 		if _, err := cl(writer).Put(ctx, pid, testCategory, lsum, bytes.NewReader(late), int64(len(late))); err != nil {
 			t.Fatal(err)
 		}
-		h := chain.must(ctx, writer, addRecordMsg(pid, late))
+		added := addRecordMsg(pid, late)
+		added.GetAddRecord().KeyVersion = 3 // after the revocation's rotations
+		h := chain.must(ctx, writer, added)
 		blocks, err := chain.chainView().BlockBlobs(ctx, h-1, 3)
 		if err != nil {
 			t.Fatal(err)
