@@ -309,3 +309,19 @@ func TestSidecarURLsOneForm(t *testing.T) {
 		t.Fatalf("%q, %v", got, err)
 	}
 }
+
+// TestViewPatientRotationPending: patient show says when no record can be
+// added because a revocation's key rotations are unfinished, and what to
+// do; it says nothing once they are done.
+func TestViewPatientRotationPending(t *testing.T) {
+	pending := &emrv1.Patient{Id: []byte{1}, KeyVersion: 1, MinKeyVersion: 3}
+	var out bytes.Buffer
+	viewPatient(pending).text(&out)
+	if !strings.Contains(out.String(), "no record is added below key version 3: run emrcli revoke again") {
+		t.Fatalf("patient show with the rotations unfinished:\n%s", out.String())
+	}
+	done := &emrv1.Patient{Id: []byte{1}, KeyVersion: 3, MinKeyVersion: 3}
+	if v := viewPatient(done); v.RotationPending != "" {
+		t.Fatalf("patient show after the rotations: %q", v.RotationPending)
+	}
+}

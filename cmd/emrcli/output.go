@@ -178,16 +178,24 @@ type patientView struct {
 	AccessCount    uint64 `json:"access_count"`
 	ShareCount     uint64 `json:"share_count"`
 	EnrolledHeight int64  `json:"enrolled_height"`
+	// RotationPending says why no record is added now: a revocation's key
+	// rotations are unfinished (app.KeyRotationPending); "" otherwise.
+	RotationPending string `json:"rotation_pending,omitempty"`
 }
 
 func viewPatient(p *emrv1.Patient) patientView {
-	return patientView{ID: hexStr(p.Id), Owner: upperHex(p.Owner), KeyVersion: p.KeyVersion, RecordCount: p.RecordCount,
+	v := patientView{ID: hexStr(p.Id), Owner: upperHex(p.Owner), KeyVersion: p.KeyVersion, RecordCount: p.RecordCount,
 		AccessCount: p.AccessCount, ShareCount: p.ShareCount, EnrolledHeight: p.EnrolledHeight}
+	if p.KeyVersion < p.MinKeyVersion {
+		v.RotationPending = fmt.Sprintf("no record is added below key version %d: run emrcli revoke again to finish the key rotations", p.MinKeyVersion)
+	}
+	return v
 }
 
 func (p patientView) text(w io.Writer) {
 	fields(w, "patient id", p.ID, "owner", p.Owner, "key version", fmt.Sprint(p.KeyVersion), "records", fmt.Sprint(p.RecordCount),
-		"reads logged", fmt.Sprint(p.AccessCount), "shares", fmt.Sprint(p.ShareCount), "enrolled at", fmt.Sprint("height ", p.EnrolledHeight))
+		"reads logged", fmt.Sprint(p.AccessCount), "shares", fmt.Sprint(p.ShareCount), "enrolled at", fmt.Sprint("height ", p.EnrolledHeight),
+		"rotation pending", p.RotationPending)
 }
 
 type permissionView struct {
