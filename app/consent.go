@@ -55,6 +55,19 @@ func (ctx *txContext) grant(m *emrv1.MsgGrant) error {
 			return err
 		}
 	}
+	if p.KeyVersion < p.MinKeyVersion {
+		// A revocation's rotations are unfinished. Replacing a revoked
+		// permission now would leave the patient no revocation to finish
+		// them by (emrcli revoke --to that member again).
+		old, err := ctx.st.permission(p.Id, m.Grantee)
+		if err != nil {
+			return err
+		}
+		if old != nil && old.RevokedHeight != 0 {
+			return fmt.Errorf("%w: %X was revoked at height %d and the key rotations after it are unfinished (the patient's key is at version %d, records need %d): finish them first (emrcli revoke --to that member again)",
+				ErrKeyVersion, m.Grantee, old.RevokedHeight, p.KeyVersion, p.MinKeyVersion)
+		}
+	}
 	notBefore := m.NotBefore
 	if notBefore == nil {
 		notBefore = timestamp(ctx.block.Time)

@@ -1078,12 +1078,43 @@ func TestRevokeRules(t *testing.T) {
 		t.Fatalf("Grants(doc) after revoke: %v", grants.Permissions)
 	}
 
-	// A new grant replaces the revoked one.
-	c.Must(w.pat, apptest.Grant(w.pid, w.doc, apptest.GrantSpec{Rights: []emrv1.Right{rRead}, NotAfter: w.year}))
+	// After the revocation's two key rotations (nobody else holds a
+	// grant), a new grant replaces the revoked one.
+	for v := uint64(2); v <= 3; v++ {
+		c.Must(w.pat, apptest.RotateKey(w.pid, v, nil, nil))
+	}
+	regrant := apptest.Grant(w.pid, w.doc, apptest.GrantSpec{Rights: []emrv1.Right{rRead}, NotAfter: w.year})
+	regrant.GetGrant().KeyVersion = 3
+	c.Must(w.pat, regrant)
 	if p := rulePermission(c, w.pid, w.doc); p.RevokedHeight != 0 || p.RevokedTime != nil {
 		t.Fatalf("re-granted permission still revoked: %v", p)
 	}
 	ruleCheck(t, "read after re-grant", c.Exec(w.doc, read), nil)
+}
+
+// TestRegrantDuringPendingRotation: while a revocation's key rotations
+// are unfinished, the revoked member is not granted again (that would
+// leave the patient no revocation to finish them by, and no record could
+// be added); others are. Once the rotations are done, it may be.
+func TestRegrantDuringPendingRotation(t *testing.T) {
+	w := newRuleWorld(t, apptest.Options{})
+	c := w.c
+	readWrite := apptest.GrantSpec{Rights: []emrv1.Right{rRead, rWrite}, NotAfter: w.year}
+	c.Must(w.pat, apptest.Grant(w.pid, w.doc, readWrite))
+	c.Must(w.pat, apptest.Revoke(w.pid, w.doc))
+	ruleRun(t, c, c.Now, []ruleCase{
+		{"the revoked member again", w.pat, apptest.Grant(w.pid, w.doc, readWrite), app.ErrKeyVersion,
+			[]string{"the key rotations after it are unfinished", "finish them first"}},
+		{"another member", w.pat, apptest.Grant(w.pid, w.doc2, readWrite), nil, nil},
+	})
+	c.Must(w.pat, apptest.Grant(w.pid, w.doc2, readWrite))
+	for v := uint64(2); v <= 3; v++ {
+		c.Must(w.pat, apptest.RotateKey(w.pid, v, []*emrv1.KeyEnvelope{{Grantee: w.doc2.Address, WrappedKek: bytes.Repeat([]byte{1}, 93)}}, nil))
+	}
+	grant := apptest.Grant(w.pid, w.doc, readWrite)
+	grant.GetGrant().KeyVersion = 3
+	c.Must(w.pat, grant)
+	ruleCheck(t, "the member granted again adds a record", c.Exec(w.doc, apptest.AddRecordAt(w.pid, ruleLab, "after", 3)), nil)
 }
 
 // ======================= RotateKey =======================
@@ -1683,7 +1714,7 @@ func TestShareReadRules(t *testing.T) {
 	otherCategories := consent
 	otherCategories.Categories = []string{ruleImaging}
 	readOnly := apptest.GrantSpec{Rights: []emrv1.Right{rRead}, NotAfter: w.year} // no share right, so no study
-	for _, change := range []struct {
+	changes := []struct {
 		name   string
 		signer *apptest.Actor
 		msg    *emrv1.Msg
@@ -1696,11 +1727,17 @@ func TestShareReadRules(t *testing.T) {
 			`no longer stands: category not granted: the permission does not cover "lab-results"`},
 		{"share right withdrawn", w.pat, apptest.Grant(w.pid, w.doc, readOnly), app.ErrRightNotGranted, "no longer stands: right not granted: the permission does not include share"},
 		{"sharer suspended", w.regA, apptest.SetStatus(w.doc, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED), app.ErrGranteeSuspended, "no longer stands"},
+		// Last: a revoked consent is granted again only after the key
+		// rotations (app.KeyRotationPending).
 		{"revoked", w.pat, apptest.Revoke(w.pid, w.doc), app.ErrPermissionRevoked, "no longer stands"},
-	} {
+	}
+	for i, change := range changes {
 		c.Must(change.signer, change.msg)
 		ruleRun(t, c, c.Now, []ruleCase{{change.name, w.sci, read(1), change.want, []string{"share 1: ", change.log}}})
 		ruleRun(t, c, c.Now, []ruleCase{{change.name + ", the owner", w.pat, read(1), nil, nil}})
+		if i == len(changes)-1 {
+			break
+		}
 		// Restore the consent for the next change.
 		if ruleMember(c, w.doc.Address).Status != emrv1.MemberStatus_MEMBER_STATUS_ACTIVE {
 			c.Must(w.regA, apptest.SetStatus(w.doc, emrv1.MemberStatus_MEMBER_STATUS_ACTIVE))

@@ -598,7 +598,9 @@ func (c *Client) RevokeAndRotate(ctx context.Context, s Signer, patientID, grant
 	// Each rotation reads the state again, at or after the revocation
 	// (MinHeight was raised by it; opts.after and opts.revoked check it
 	// again), so no attempt seals the new KEK to the revoked grantee.
-	for v, target := p.KeyVersion, perm.KeyVersion+2; v < target; {
+	// Two past the grantee's envelope, and at least the chain's floor for
+	// new records (an earlier revocation's rotations may be unfinished).
+	for v, target := p.KeyVersion, max(perm.KeyVersion+2, p.MinKeyVersion); v < target; {
 		rot, err := c.rotateKey(ctx, s, patientID, newKEK, rewrap, rotationOpts{after: res.RevokedHeight, revoked: grantee, rewrapFrom: target})
 		if err != nil {
 			lockedOut := ""

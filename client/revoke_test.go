@@ -344,7 +344,7 @@ func TestRevokeResumesAfterDeferredRotation(t *testing.T) {
 }
 
 // TestSealingNeedsVerifiedReads: a client that does not verify its reads
-// refuses to grant, rotate, or revoke a grantee that holds a key, before
+// refuses to grant, rotate, share, or revoke a grantee that holds a key, before
 // it asks the node anything: the grantees' encryption keys would come on
 // the node's word, and a node that lied would receive the patient's KEK
 // (a reviewer's finding; --no-verify only warned).
@@ -366,5 +366,11 @@ func TestSealingNeedsVerifiedReads(t *testing.T) {
 	}
 	if _, err := c.RotateKey(ctx, patient, pid, kek, nil); !errors.Is(err, client.ErrSealUnverified) {
 		t.Fatalf("RotateKey unverified: %v, want ErrSealUnverified", err)
+	}
+	// A share seals a record's content to the study's key.
+	_, err = c.ShareRecord(ctx, patient, client.ShareRequest{PatientID: pid, Record: 1, StudyID: "s1", EncKey: patient.EncPrivKey()},
+		client.TransferOptions{Sidecars: []string{"http://127.0.0.1:1"}})
+	if !errors.Is(err, client.ErrSealUnverified) {
+		t.Fatalf("ShareRecord unverified: %v, want ErrSealUnverified", err)
 	}
 }

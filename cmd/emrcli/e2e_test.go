@@ -317,6 +317,10 @@ func TestFlow(t *testing.T) {
 	}
 	e.fails(2, "--data-key-file", "add-record", "--from", "clinician", "--patient", pid, "--category", "lab-results",
 		"--sha256", hex.EncodeToString(sum[:]), "--size", "4096", "--object-key", "blobs/lab-1")
+	// Unverified, a member wraps nothing under the key its consent
+	// carries: the envelope would come on the node's word.
+	e.fails(1, "needs verified reads", "add-record", "--no-verify", "--from", "clinician", "--patient", pid, "--category", "lab-results",
+		"--sha256", hex.EncodeToString(sum[:]), "--size", "4096", "--object-key", "blobs/lab-1", "--data-key-file", keyFile)
 	e.json(&added, "add-record", "--from", "clinician", "--patient", pid, "--category", "lab-results",
 		"--sha256", hex.EncodeToString(sum[:]), "--size", "4096", "--object-key", "blobs/lab-1", "--data-key-file", keyFile)
 	if added.Record != 1 {
