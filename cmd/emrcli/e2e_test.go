@@ -114,6 +114,21 @@ func (e *cliEnv) getenv(name string) string {
 	return ""
 }
 
+// enrollWithDataKey enrolls key name as a patient (Ada Lovelace) and
+// writes a data key file for add-record: the patient id and the file.
+func (e *cliEnv) enrollWithDataKey(name string) (pid, keyFile string) {
+	e.t.Helper()
+	var enroll struct {
+		PatientID string `json:"patient_id"`
+	}
+	e.json(&enroll, "patient", "enroll", "--from", name, "--name", "Ada Lovelace", "--birth-date", "1815-12-10")
+	keyFile = filepath.Join(e.home, name+"-data.key")
+	if err := os.WriteFile(keyFile, []byte(strings.Repeat("a5", 32)), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	return enroll.PatientID, keyFile
+}
+
 // unwrapDataKey is the data key of a patient's record, unwrapped with the
 // KEK the patient's key (name, in the emrcli home) holds for the record's
 // key version.

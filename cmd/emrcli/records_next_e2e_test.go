@@ -45,14 +45,7 @@ func TestRecordsEmptyFilteredPageSaysMore(t *testing.T) {
 	e.env = []string{"EMRCLI_HOME=" + e.home, "EMRCLI_NODE=" + node.RPC, "EMRCLI_PASSPHRASE=correct horse battery", "EMRCLI_KEYRING_BACKEND="}
 	e.ok("light", "init", "--genesis", node.Genesis)
 	e.ok("keys", "add", "alice")
-	var enroll struct {
-		PatientID string `json:"patient_id"`
-	}
-	e.json(&enroll, "patient", "enroll", "--from", "alice", "--name", "Ada Lovelace", "--birth-date", "1815-12-10")
-	keyFile := filepath.Join(e.home, "data.key")
-	if err := os.WriteFile(keyFile, []byte(strings.Repeat("a5", 32)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	pid, keyFile := e.enrollWithDataKey("alice")
 	// Records 1..11 are imaging, 12 a lab result.
 	for n := 1; n <= 12; n++ {
 		category := "imaging"
@@ -60,7 +53,7 @@ func TestRecordsEmptyFilteredPageSaysMore(t *testing.T) {
 			category = "lab-results"
 		}
 		sum := sha256.Sum256([]byte(fmt.Sprint("blob ", n)))
-		e.ok("add-record", "--from", "alice", "--patient", enroll.PatientID, "--category", category,
+		e.ok("add-record", "--from", "alice", "--patient", pid, "--category", category,
 			"--sha256", hex.EncodeToString(sum[:]), "--size", "100", "--object-key", fmt.Sprint("k", n),
 			"--data-key-file", keyFile)
 	}

@@ -3,8 +3,6 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -25,19 +23,12 @@ func TestClosedStudy(t *testing.T) {
 	e.ok("member", "register", "--from", "lab-reg", "--key", "pi", "--role", "researcher", "--credential", "R-1")
 	e.ok("study", "register", "--from", "lab-reg", "--id", "s1", "--title", "Study one", "--pi", "pi")
 	e.ok("member", "register", "--from", "registrar", "--key", "doc", "--role", "clinician", "--credential", "GMC-1")
-	var enroll struct {
-		PatientID string `json:"patient_id"`
-	}
-	e.json(&enroll, "patient", "enroll", "--from", "alice", "--name", "Ada Lovelace", "--birth-date", "1815-12-10")
-	keyFile := filepath.Join(e.home, "data.key")
-	if err := os.WriteFile(keyFile, []byte(strings.Repeat("a5", 32)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	pid, keyFile := e.enrollWithDataKey("alice")
 	sum := sha256.Sum256([]byte("blob"))
-	e.ok("add-record", "--from", "alice", "--patient", enroll.PatientID, "--category", "lab-results",
+	e.ok("add-record", "--from", "alice", "--patient", pid, "--category", "lab-results",
 		"--sha256", hex.EncodeToString(sum[:]), "--size", "100", "--object-key", "k1", "--data-key-file", keyFile)
 	e.ok("grant", "--from", "alice", "--to", "doc", "--rights", "share", "--study", "s1", "--until", "2099-01-01")
-	e.ok("read", "--from", "doc", "--patient", enroll.PatientID, "--record", "1", "--purpose", "research")
+	e.ok("read", "--from", "doc", "--patient", pid, "--record", "1", "--purpose", "research")
 
 	// The lab leaves the consortium: proposal 2, approved by both.
 	e.ok("propose", "retire-organization", "--from", "registrar", "--org", "lab", "--reason", "closed")
@@ -61,5 +52,5 @@ func TestClosedStudy(t *testing.T) {
 		t.Errorf("study show of the closed study:\n%s", out)
 	}
 	e.fails(1, `study "s1": organization "lab" was retired at height`,
-		"read", "--from", "doc", "--patient", enroll.PatientID, "--record", "1", "--purpose", "research")
+		"read", "--from", "doc", "--patient", pid, "--record", "1", "--purpose", "research")
 }
