@@ -10,8 +10,8 @@
 // are in blocks. Then the measured phase sends, for a fixed duration and
 // bounded by a fixed number of transactions signed before it starts,
 // a realistic mix (by default 60% AddRecord, 30% RecordAccess and 10%
-// consent changes: Grant, Revoke and RotateKey in turn by patients of their
-// own) either at a target rate or as fast as the nodes take them in.
+// consent changes: Grant, Revoke and two RotateKeys in turn by patients of
+// their own) either at a target rate or as fast as the nodes take them in.
 //
 // Every signer has its own sequence stream and is pinned to one validator,
 // and a signer's transactions are sent in order by one worker, so a

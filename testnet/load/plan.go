@@ -32,7 +32,9 @@ const (
 var kindNames = [numKinds]string{"register", "enroll", "grant", "add-record", "record-access", "revoke", "rotate-key"}
 
 // Mix is the share (weights) of each kind of transaction in the measured
-// phase. Consent is a patient's Grant, Revoke and RotateKey, in turn.
+// phase. Consent is a patient's Grant, Revoke and two RotateKeys, in turn
+// (the two rotations a revocation needs before the patient adds a record
+// or grants that member again: app.KeyRotationPending).
 type Mix struct {
 	AddRecord    int
 	RecordAccess int
@@ -134,7 +136,7 @@ type plan struct {
 	consent    []int // patients changing their consents
 	patientID  map[int][]byte
 	keyVersion map[int]uint64
-	cycle      map[int]int    // consent patient -> next step (grant, revoke, rotate)
+	cycle      map[int]int    // consent patient -> next step (grant, revoke, rotate, rotate)
 	consultant map[int][]byte // consent patient -> grantee of its last grant
 
 	// round-robin cursors of the measured phase
@@ -354,14 +356,15 @@ func (p *plan) pickPatient(c int) int {
 
 // consentStep is the next step of the next consent patient: grant a
 // clinician (a consultant) read on lab results for a week, revoke it, then
-// rotate the key (no grant stands then, so no envelope is needed).
+// rotate the key twice, as emrcli revoke does (no grant stands then, so no
+// envelope is needed).
 func (p *plan) consentStep(now time.Time) *plannedTx {
 	pt := p.consent[p.nextConsent%len(p.consent)]
 	consultant := p.signers[p.clinicians[p.nextConsent%len(p.clinicians)]]
 	p.nextConsent++
 	id := p.patientID[pt]
 	step := p.cycle[pt]
-	p.cycle[pt] = (step + 1) % 3
+	p.cycle[pt] = (step + 1) % 4
 	switch step {
 	case 0:
 		p.consultant[pt] = consultant.address
