@@ -131,6 +131,12 @@ func initChainWithParams(t *testing.T, conn types.Application, gs *emrchainv1.Ge
 	if len(res.Validators) != 0 {
 		t.Fatalf("InitChain changed the validators: %v", res.Validators)
 	}
+	// CometBFT's state takes the app version from the answer (a genesis,
+	// as DefaultConsensusParams, may leave it at 0), and nothing else.
+	if u := res.ConsensusParams; u.GetVersion().GetApp() != abci.AppVersion || u.Block != nil || u.Evidence != nil || u.Validator != nil ||
+		u.Feature != nil || u.Synchrony != nil || cp.Update(u).Version.App != abci.AppVersion {
+		t.Fatalf("InitChain's consensus params %v; want the app version %d and no other section", u, abci.AppVersion)
+	}
 	return res.AppHash
 }
 

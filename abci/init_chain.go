@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/cometbft/cometbft/abci/types"
+	cmtproto "github.com/cometbft/cometbft/api/cometbft/types/v1"
 	"github.com/cometbft/cometbft/crypto/ed25519"
 
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
@@ -18,6 +19,9 @@ import (
 // The genesis's block and evidence limits are kept in the params, where a
 // proposal changes them (returned from FinalizeBlock as consensus param
 // updates).
+//
+// The response names the app version, AppVersion, for CometBFT's state:
+// a genesis may leave it at 0.
 //
 // The genesis validators are kept in the state, where proposals change them
 // (app MsgPropose, returned from FinalizeBlock as validator updates), and
@@ -62,5 +66,8 @@ func (a *Application) InitChain(_ context.Context, req *types.InitChainRequest) 
 	}
 	a.logger.Info("ABCI InitChain", "chain_id", req.ChainId, "app_hash", fmt.Sprintf("%X", appHash),
 		"validators", len(req.Validators))
-	return &types.InitChainResponse{AppHash: appHash}, nil
+	// The app version CometBFT's state holds from genesis on (it would
+	// otherwise keep a genesis's 0 until the first params update, and its
+	// own rollback restores the state's: consensusParamUpdates).
+	return &types.InitChainResponse{AppHash: appHash, ConsensusParams: &cmtproto.ConsensusParams{Version: &cmtproto.VersionParams{App: AppVersion}}}, nil
 }
