@@ -954,9 +954,7 @@ func (c *Client) ShareRecord(ctx context.Context, s Signer, req ShareRequest, op
 	if len(opts.Sidecars) == 0 {
 		return nil, errors.New("share: no sidecar URL configured")
 	}
-	// The record's content goes out sealed to the study's key, read from
-	// the chain.
-	if err := c.sealVerified("a share"); err != nil {
+	if err := c.SealVerified("a share seals the record to the study's key"); err != nil {
 		return nil, err
 	}
 	perm, err := c.shareConsent(ctx, s.Address(), req.PatientID, req.StudyID)

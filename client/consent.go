@@ -225,7 +225,7 @@ type GrantSpec struct {
 // GrantMsg builds a Grant: the patient's current KEK (by the verified
 // patient's key version) sealed to the grantee's verified encryption key.
 func (c *Client) GrantMsg(ctx context.Context, patientID []byte, spec GrantSpec, kek KEKFunc) (*emrv1.Msg, error) {
-	if err := c.sealVerified("a grant"); err != nil {
+	if err := c.SealVerified("a grant seals the patient key to the grantee's encryption key"); err != nil {
 		return nil, err
 	}
 	p, err := c.Patient(ctx, patientID)
@@ -392,7 +392,7 @@ func (c *Client) rotateKey(ctx context.Context, s Signer, patientID []byte, newK
 }
 
 func (c *Client) rotationMsg(ctx context.Context, patientID []byte, newKEK KEKFunc, rewrap Rewrapper, opts rotationOpts) (*RotationResult, *emrv1.Msg, error) {
-	if err := c.sealVerified("a key rotation"); err != nil {
+	if err := c.SealVerified("a key rotation seals the new patient key to the grantees' encryption keys"); err != nil {
 		return nil, nil, err
 	}
 	var presp emrv1.QueryPatientResponse
@@ -564,7 +564,7 @@ func (c *Client) RevokeAndRotate(ctx context.Context, s Signer, patientID, grant
 	}
 	if len(perm.WrappedKek) > 0 {
 		// Refused before the revocation, not between it and its rotations.
-		if err := c.sealVerified("a revocation's key rotation"); err != nil {
+		if err := c.SealVerified("a revocation's key rotations seal the new patient keys to the other grantees' encryption keys"); err != nil {
 			return nil, err
 		}
 	}

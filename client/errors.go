@@ -49,20 +49,23 @@ var (
 	// Nothing is wrapped or sealed under it.
 	ErrWrongKEK = errors.New("not the patient's committed key-encryption key")
 
-	// ErrSealUnverified means a grant or a key rotation was asked of a
-	// client that does not verify its reads: it would seal the patient's
-	// KEK to the encryption keys the node reports for the grantees, and a
-	// node that answered with a key of its own would get the KEK.
-	ErrSealUnverified = errors.New("sealing the patient key needs verified reads")
+	// ErrSealUnverified means a client that does not verify its reads was
+	// asked to seal a key to, or wrap one under, key material read from
+	// the node: a grantee's or a study's encryption key, or the KEK a
+	// member's envelope carries. A node that answered with a key of its
+	// own would then learn the patient's key or a record's.
+	ErrSealUnverified = errors.New("sealing a key needs verified reads")
 )
 
-// sealVerified refuses, with ErrSealUnverified, to seal a patient key on
-// an unverified client.
-func (c *Client) sealVerified(what string) error {
+// SealVerified refuses, with ErrSealUnverified, what seals a key to (or
+// wraps one under) key material read from the node, when the client does
+// not verify its reads. what says what the caller does with which key
+// ("a grant seals the patient key to the grantee's encryption key").
+func (c *Client) SealVerified(what string) error {
 	if c.cfg.Verify {
 		return nil
 	}
-	return fmt.Errorf("%w: %s seals the patient key to the encryption keys of its grantees, which an unverified read takes on the node's word (a node that lied would receive the key); run it with verification", ErrSealUnverified, what)
+	return fmt.Errorf("%w: %s, which an unverified read takes on the node's word (a node that lied would learn the key); run it with verification", ErrSealUnverified, what)
 }
 
 // CheckKEK refuses kek as the KEK of version of patient p (read from the

@@ -41,10 +41,10 @@ func (a *cli) kekFor(ctx context.Context, c *client.Client, k *keyring.Key, pid 
 		}
 		return kek, p.KeyVersion, nil
 	}
-	if !c.Verified() {
-		// The envelope and its check value would come on the node's word:
-		// a node that sealed a key of its own would learn the record's.
-		return nil, 0, fmt.Errorf("%w: a member wraps a record's key under the patient key its consent carries, which an unverified read takes on the node's word; run it with verification", client.ErrSealUnverified)
+	// The envelope and its check value come from the node: one that sealed
+	// a key of its own would learn the record's.
+	if err := c.SealVerified("a member wraps a record's key under the patient key its consent carries"); err != nil {
+		return nil, 0, err
 	}
 	kek, v, err := c.GranteeKEK(ctx, k.EncPrivKey(), pid, k.Address())
 	if err != nil {
