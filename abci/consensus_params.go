@@ -31,13 +31,10 @@ func consensusLimits(p *cmtproto.ConsensusParams) *emrv1.ConsensusLimits {
 // to version 0 while Info says AppVersion, and state sync of a later
 // snapshot would fail CometBFT's check that the two agree.
 func consensusParamUpdates(c *emrv1.ConsensusLimits) *cmtproto.ConsensusParams {
-	return &cmtproto.ConsensusParams{
-		Version: &cmtproto.VersionParams{App: AppVersion},
-		Block:   &cmtproto.BlockParams{MaxBytes: c.BlockMaxBytes, MaxGas: c.BlockMaxGas},
-		Evidence: &cmtproto.EvidenceParams{
-			MaxAgeNumBlocks: c.EvidenceMaxAgeBlocks,
-			MaxAgeDuration:  c.EvidenceMaxAge.AsDuration(),
-			MaxBytes:        c.EvidenceMaxBytes,
-		},
-	}
+	comet := app.CometParams(c)
+	p := comet.ToProto()
+	return &cmtproto.ConsensusParams{Version: appVersionParams(), Block: p.Block, Evidence: p.Evidence}
 }
+
+// appVersionParams is CometBFT's version section naming AppVersion.
+func appVersionParams() *cmtproto.VersionParams { return &cmtproto.VersionParams{App: AppVersion} }

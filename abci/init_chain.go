@@ -69,5 +69,5 @@ func (a *Application) InitChain(_ context.Context, req *types.InitChainRequest) 
 	// The app version CometBFT's state holds from genesis on (it would
 	// otherwise keep a genesis's 0 until the first params update, and its
 	// own rollback restores the state's: consensusParamUpdates).
-	return &types.InitChainResponse{AppHash: appHash, ConsensusParams: &cmtproto.ConsensusParams{Version: &cmtproto.VersionParams{App: AppVersion}}}, nil
+	return &types.InitChainResponse{AppHash: appHash, ConsensusParams: &cmtproto.ConsensusParams{Version: appVersionParams()}}, nil
 }

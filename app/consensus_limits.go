@@ -43,10 +43,10 @@ func ConsensusLimitsOf(block cmttypes.BlockParams, evidence cmttypes.EvidencePar
 	}
 }
 
-// cometParams is c as CometBFT's consensus params: its defaults with c's
+// CometParams is c as CometBFT's consensus params: its defaults with c's
 // block and evidence sections (CometBFT checks those apart from the
-// others).
-func cometParams(c *emrv1.ConsensusLimits) cmttypes.ConsensusParams {
+// others, and FinalizeBlock hands only those on).
+func CometParams(c *emrv1.ConsensusLimits) cmttypes.ConsensusParams {
 	p := cmttypes.DefaultConsensusParams()
 	p.Block = cmttypes.BlockParams{MaxBytes: c.GetBlockMaxBytes(), MaxGas: c.GetBlockMaxGas()}
 	p.Evidence = cmttypes.EvidenceParams{
@@ -72,7 +72,7 @@ func validateConsensusLimits(c *emrv1.ConsensusLimits, maxTxBytes uint64) error 
 	if age := c.EvidenceMaxAge; !proto.Equal(durationpb.New(age.AsDuration()), age) {
 		return fmt.Errorf("params.consensus.evidence_max_age is %ds, more than CometBFT's longest duration (%s)", age.Seconds, time.Duration(math.MaxInt64))
 	}
-	if err := cometParams(c).ValidateBasic(); err != nil {
+	if err := CometParams(c).ValidateBasic(); err != nil {
 		return fmt.Errorf("params.consensus: %w", err)
 	}
 	// CometBFT adds it to evidence heights: far past any chain's life,
