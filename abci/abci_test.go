@@ -706,9 +706,9 @@ func TestValidatorUpdates(t *testing.T) {
 // TestConsensusParamUpdates: a block whose proposal executes a change of
 // the block and evidence limits hands it to CometBFT in FinalizeBlock, as
 // the block and evidence sections (with the genesis's gas limit kept) and
-// the app version, which a genesis of version 0 would otherwise put in
-// every later header, and no other section, which CometBFT's params then take and its own checks
-// pass; a block without one hands none.
+// the app version (which a genesis of version 0 would otherwise put in
+// every later header), and no other section; CometBFT's params take it
+// and its own checks pass. A block without one hands none.
 func TestConsensusParamUpdates(t *testing.T) {
 	transports(t, func(t *testing.T, conn types.Application) {
 		ctx := context.Background()

@@ -63,8 +63,8 @@ func newProposeRetireCmd(a *cli) *cobra.Command {
 The transaction that executes the proposal retires every member of the
 organization, its registrars included: like a suspension, for good. None
 can be reactivated, and no registrar can be seated in it again. It no
-longer counts among the organizations that approve, and its studies take
-no new share consents or shares. Its records, the consents patients gave
+longer counts among the organizations that approve, and its studies
+close: no share consents, shares or research reads for them. Its records, the consents patients gave
 its members, and its audit trail stay on the chain; patients revoke
 those consents as they wish, and a patient's key rotation no longer
 seals the new key to its members. Shares its clinicians made are no
