@@ -49,11 +49,20 @@ var cometRPCNotes = []struct{ after, note string }{
 }
 
 // writeCometConfig writes conf as HOME/config/config.toml with CometBFT's
-// template, and cometRPCNotes in its comments.
+// template, and cometRPCNotes in its comments, in one durable replace: the
+// template is rendered into a scratch directory beside it first, because
+// CometBFT renders it only into a file, in place, and exits the process
+// when that write fails.
 func writeCometConfig(home string, conf *cmtcfg.Config) error {
 	path := filepath.Join(home, cmtcfg.DefaultConfigDir, cmtcfg.DefaultConfigFileName)
-	cmtcfg.WriteConfigFile(path, conf)
-	raw, err := os.ReadFile(path)
+	scratch, err := os.MkdirTemp(filepath.Dir(path), ".config-render-")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.RemoveAll(scratch)
+	rendered := filepath.Join(scratch, cmtcfg.DefaultConfigFileName)
+	cmtcfg.WriteConfigFile(rendered, conf)
+	raw, err := os.ReadFile(rendered)
 	if err != nil {
 		return err
 	}

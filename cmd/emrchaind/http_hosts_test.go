@@ -201,7 +201,8 @@ func TestNodeChecksHostAndOrigin(t *testing.T) {
 
 // TestConfigTomlNotesRPCChecks: the config.toml init writes says, beside
 // [rpc] laddr and cors_allowed_origins, what emrchaind checks that
-// CometBFT's template does not tell, and still reads back.
+// CometBFT's template does not tell, and still reads back; the template's
+// scratch copy is gone.
 func TestConfigTomlNotesRPCChecks(t *testing.T) {
 	home := t.TempDir()
 	if out, err := run(t, "init", "--home", home, "--chain-id", "emr-notes"); err != nil {
@@ -219,5 +220,14 @@ func TestConfigTomlNotesRPCChecks(t *testing.T) {
 	}
 	if _, err := loadCometConfig(home); err != nil {
 		t.Fatalf("config.toml with the notes: %v", err)
+	}
+	entries, err := os.ReadDir(filepath.Join(home, "config"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".config-render-") {
+			t.Errorf("init left its scratch directory %s in config/", e.Name())
+		}
 	}
 }

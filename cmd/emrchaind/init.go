@@ -94,8 +94,10 @@ ASCII, at most 1024 characters, no double quote or backslash) and every
 --p2p.persistent_peers entry (ID@host:port) are checked as start checks them.
 Nothing is written or deleted when a check fails. init refuses to touch
 a home that already holds a node unless --force is given; --force DELETES
-HOME/config, HOME/data and HOME/dev-keys (the chain, its state and its keys)
-and starts over.
+HOME/config, HOME/dev-keys and HOME/data (the chain, its state and its keys)
+and starts over, but keeps the blob sidecar's filesystem store (app.toml
+[sidecar] dir, default HOME/data/blobs): it may hold the only copy of
+ciphertext that committed records name, and only the sweep removes blobs.
 
 ` + devKeyFormatHelp,
 		Example: `  # one development node with a dev hospital and its registrar
@@ -129,7 +131,7 @@ and starts over.
 	f.StringArrayVar(&o.registrars, "registrar", nil, `registrar "org-id:NAME" with fresh keys in HOME/dev-keys/NAME.json (repeatable)`)
 	f.StringVar(&o.appStateFile, "genesis-app-state", "", "start the app_state from this protojson emrchainv1.GenesisState file")
 	f.StringVar(&o.backend, "backend", store.DefaultBackend, "database engine of the app store and CometBFT: pebble or goleveldb")
-	f.BoolVar(&o.force, "force", false, "wipe HOME/config, HOME/data and HOME/dev-keys of an existing node first")
+	f.BoolVar(&o.force, "force", false, "wipe HOME/config, HOME/dev-keys and HOME/data (but its blob store) of an existing node first")
 	f.StringVar(&o.rpcAddr, "rpc.laddr", "tcp://127.0.0.1:26657", "CometBFT RPC listen address")
 	f.StringVar(&o.p2pAddr, "p2p.laddr", "tcp://127.0.0.1:26656", "P2P listen address")
 	f.StringVar(&o.grpcAddr, "grpc.address", defaultGRPCAddress, "gRPC server listen address, host:port (app.toml [grpc] address)")
@@ -268,10 +270,8 @@ func (p *initPlan) write(w io.Writer) error {
 		return err
 	}
 	if o.force {
-		for _, d := range []string{cmtcfg.DefaultConfigDir, cmtcfg.DefaultDataDir, devKeysDir} {
-			if err := os.RemoveAll(filepath.Join(o.home, d)); err != nil {
-				return fmt.Errorf("--force: %w", err)
-			}
+		if err := wipeForReinit(w, o.home); err != nil {
+			return fmt.Errorf("--force: %w", err)
 		}
 	}
 	for _, d := range []string{o.home, filepath.Join(o.home, cmtcfg.DefaultConfigDir), filepath.Join(o.home, cmtcfg.DefaultDataDir)} {
@@ -357,6 +357,48 @@ func checkTemplateValue(s string) error {
 	return nil
 }
 
+// wipeForReinit deletes what init --force starts over: HOME/config,
+// HOME/dev-keys and everything in HOME/data but the sidecar's filesystem
+// blob store, as the home's app.toml names it (default data/blobs). That
+// store may hold the only copy of ciphertext that committed records name
+// (a blob reaches the consortium's other sidecars only when one reads it
+// through), so only the sweep removes blobs, once the chain the node
+// serves references them no more. The sweep's reference index goes with
+// the databases: it was read from the old chain, and start rebuilds it.
+func wipeForReinit(w io.Writer, home string) error {
+	dataDir := filepath.Join(home, cmtcfg.DefaultDataDir)
+	blobDir := filepath.Join(home, defaultSidecarDir)
+	if old, err := loadAppConfig(home); err == nil {
+		blobDir = underHome(home, old.Sidecar.Dir, defaultSidecarDir)
+	}
+	keep := "" // the entry of HOME/data that holds the blob store
+	if rel, err := filepath.Rel(dataDir, blobDir); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		if rel == "." {
+			return fmt.Errorf("the sidecar's blob store is %s itself: move the blobs out (app.toml [sidecar] dir), or remove the node's databases by hand", dataDir)
+		}
+		keep = strings.Split(rel, string(filepath.Separator))[0]
+	}
+	for _, d := range []string{cmtcfg.DefaultConfigDir, devKeysDir} {
+		if err := os.RemoveAll(filepath.Join(home, d)); err != nil {
+			return err
+		}
+	}
+	entries, err := os.ReadDir(dataDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	for _, e := range entries {
+		if e.Name() == keep {
+			fmt.Fprintf(w, "kept %s: the blob store (the sweep removes the blobs the chain no longer references)\n", filepath.Join(dataDir, keep))
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dataDir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // checkHome refuses a home that already holds a node, unless force.
 func checkHome(home string, force bool) error {
 	candidates := []string{
@@ -373,7 +415,7 @@ func checkHome(home string, force bool) error {
 		if force {
 			return nil
 		}
-		return fmt.Errorf("%s already holds a node (found %s); refusing to overwrite it: pass --force to delete its config/, data/ and dev-keys/ and start over", home, p)
+		return fmt.Errorf("%s already holds a node (found %s); refusing to overwrite it: pass --force to delete its config/, dev-keys/ and data/ (but the blob store) and start over", home, p)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdh"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -165,6 +166,43 @@ func TestInitTwiceNeedsForce(t *testing.T) {
 	doc, gsAfter = readGenesis(t, home)
 	if doc.ChainID != "emr-b" || bytes.Equal(gsBefore.Members[0].SignPubKey, gsAfter.Members[0].SignPubKey) {
 		t.Fatal("init --force did not start over")
+	}
+}
+
+// TestInitForceKeepsBlobStore: init --force starts the node over but keeps
+// the sidecar's filesystem blob store, which may hold the only copy of
+// ciphertext the consortium's records name; the sweep's reference index,
+// read from the old chain, goes with the databases.
+func TestInitForceKeepsBlobStore(t *testing.T) {
+	home := t.TempDir()
+	if out, err := run(t, "init", "--home", home, "--chain-id", "emr-a"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	blob := filepath.Join(home, "data", "blobs", "blobs", "ab", strings.Repeat("ab", 32), strings.Repeat("11", 32))
+	refs := filepath.Join(home, "data", "sidecar-refs", "000001.log")
+	oldDB := filepath.Join(home, "data", "blockstore.db", "000001.log")
+	for _, p := range []string{blob, refs, oldDB} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := run(t, "init", "--home", home, "--chain-id", "emr-a", "--force")
+	if err != nil {
+		t.Fatalf("init --force: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(blob); err != nil {
+		t.Errorf("init --force deleted the sidecar's blob store: %v", err)
+	}
+	if !strings.Contains(out, "kept "+filepath.Join(home, "data", "blobs")) {
+		t.Errorf("init --force does not say it kept the blob store:\n%s", out)
+	}
+	for _, p := range []string{refs, oldDB} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("init --force kept %s (%v)", p, err)
+		}
 	}
 }
 
