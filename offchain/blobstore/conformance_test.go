@@ -7,10 +7,13 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/minio/minio-go/v7"
 )
 
 // testData is deterministic pseudo-random bytes.
@@ -160,6 +163,26 @@ func runConformance(t *testing.T, open func(t *testing.T) Store) {
 		}
 		if l := listAll(t, s); len(l) != 1 {
 			t.Fatalf("List = %d blobs, want 1", len(l))
+		}
+	})
+
+	t.Run("PutReplacesDamagedCopy", func(t *testing.T) {
+		s := open(t)
+		data := testData(6, 30_000)
+		key := mustPut(t, s, data)
+		truncateStored(t, s, key, int64(len(data)/2)) // torn by a disk, or a bad restore
+		// A stored copy of the wrong size is not the blob: the verified
+		// upload replaces it (a same-size damage only the reader's hash
+		// check finds).
+		mustPut(t, s, data)
+		if got, size := readAll(t, s, key, 0, -1); size != int64(len(data)) || !bytes.Equal(got, data) {
+			t.Fatalf("after a re-upload over a damaged copy: %d of %d bytes stored", size, len(data))
+		}
+		// ...and a wrong body is still refused, keeping nothing.
+		truncateStored(t, s, key, 10)
+		bad := testData(7, len(data))
+		if err := s.Put(ctx, key, bytes.NewReader(bad), int64(len(bad))); !errors.Is(err, ErrHashMismatch) {
+			t.Fatalf("wrong body over a damaged copy: %v, want ErrHashMismatch", err)
 		}
 	})
 
@@ -360,4 +383,30 @@ func (c *cancelAfter) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.read += n
 	return n, err
+}
+
+// truncateStored damages the stored copy of key, as a torn write or a bad
+// restore would, keeping its first n bytes.
+func truncateStored(t *testing.T, s Store, key Key, n int64) {
+	t.Helper()
+	rc, _, err := s.Get(context.Background(), key, 0, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch st := s.(type) {
+	case *FS:
+		err = os.WriteFile(st.Path(key), head, 0o600)
+	case *MinIO:
+		_, err = st.c.PutObject(context.Background(), st.bucket, st.name(key), bytes.NewReader(head), n, minio.PutObjectOptions{})
+	default:
+		t.Fatalf("no way to damage a blob of %T", s)
+	}
+	if err != nil {
+		t.Fatalf("damage %s: %v", key, err)
+	}
 }

@@ -262,12 +262,14 @@ func (s *MinIO) Put(ctx context.Context, key Key, r io.Reader, size int64) (err 
 		return err
 	}
 	final := s.name(key)
-	if info, err := s.Stat(ctx, key); err == nil {
+	// A stored copy of another size is damaged (the hash fixes the size):
+	// the upload below replaces it.
+	if info, err := s.Stat(ctx, key); err == nil && info.Size == size {
 		if err := drainVerify(ctx, r, key.Sum, size); err != nil {
 			return err
 		}
 		return s.touch(ctx, final, info.Size)
-	} else if !errors.Is(err, ErrNotFound) {
+	} else if err != nil && !errors.Is(err, ErrNotFound) {
 		return err
 	}
 

@@ -100,7 +100,9 @@ type Store interface {
 	// streams and commits only if the bytes hash to key.Sum and are exactly
 	// size long; otherwise it returns ErrHashMismatch or ErrSizeMismatch and
 	// stores nothing. If the blob is already stored, Put still verifies the
-	// body, keeps the stored copy and refreshes its ModTime.
+	// body, keeps the stored copy and refreshes its ModTime; a stored copy
+	// of another size is damaged (the sum fixes the size), and the verified
+	// body replaces it.
 	Put(ctx context.Context, key Key, r io.Reader, size int64) error
 	// Get returns a reader over length bytes of the blob from offset
 	// (length < 0: to the end) and the blob's total size. The range must lie

@@ -3,6 +3,7 @@ package sidecar
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"strconv"
 	"sync"
@@ -29,7 +30,10 @@ type fakeChain struct {
 	studies  map[string]*emrv1.Study
 	// orgs are the organizations members were added to (addMember).
 	orgs map[string]*emrv1.Organization
-	down bool
+	// sizes are the sizes of the blobs env put, which the records and
+	// shares of those blobs carry, as on the chain.
+	sizes map[[32]byte]uint64
+	down  bool
 	// syncing makes Head fail as a node catching up does; lookups still
 	// answer, from its stale state.
 	syncing bool
@@ -65,6 +69,7 @@ func newFakeChain(now time.Time) *fakeChain {
 		studies:  map[string]*emrv1.Study{},
 		orgs:     map[string]*emrv1.Organization{},
 		times:    map[int64]time.Time{},
+		sizes:    map[[32]byte]uint64{},
 	}
 	for h := int64(1); h <= f.head.Height; h++ {
 		f.times[h] = now.Add(time.Duration(h-f.head.Height) * time.Second)
@@ -387,9 +392,16 @@ func (f *fakeChain) addRecordIn(id []byte, category string, sum [32]byte, upload
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r := &emrv1.Record{PatientId: id, Sequence: f.nextRecord(id), Category: category, CiphertextSha256: sum[:], Uploader: uploader.Address(),
-		Time: timestamppb.New(f.head.Time), Height: f.head.Height}
+		Size: f.sizes[sum], Time: timestamppb.New(f.head.Time), Height: f.head.Height}
 	f.records = append(f.records, r)
 	return r
+}
+
+// uploaded notes the size of a blob put, for the records and shares of it.
+func (f *fakeChain) uploaded(data []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sizes[sha256.Sum256(data)] = uint64(len(data))
 }
 
 // nextRecord is the sequence the next record of patient id gets.
@@ -408,7 +420,7 @@ func (f *fakeChain) addShare(rec *emrv1.Record, study string, sum [32]byte, shar
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s := &emrv1.Share{PatientId: rec.PatientId, Sequence: uint64(len(f.shares) + 1), RecordSequence: rec.Sequence, StudyId: study,
-		SharedSha256: sum[:], Sharer: sharer.Address(), Time: timestamppb.New(f.head.Time), Height: f.head.Height}
+		SharedSha256: sum[:], Size: f.sizes[sum], Sharer: sharer.Address(), Time: timestamppb.New(f.head.Time), Height: f.head.Height}
 	f.shares = append(f.shares, s)
 	return s
 }

@@ -11,6 +11,8 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,9 +54,7 @@ func uploadedRecord(t *testing.T, e *env) ([]byte, [32]byte, *emrv1.Record) {
 	if _, err := e.put(e.writer, data); err != nil {
 		t.Fatal(err)
 	}
-	rec := e.chain.addRecord(e.pid, sum, e.writer)
-	rec.Size = uint64(len(data))
-	return data, sum, rec
+	return data, sum, e.chain.addRecord(e.pid, sum, e.writer)
 }
 
 // TestReadThroughPeers: a sidecar that lacks a blob fetches it from a peer
@@ -191,6 +191,57 @@ func TestReadThroughLocalStoreFailure(t *testing.T) {
 	var se *Error
 	if errors.As(err, &se) && (se.Code != "store_error" || strings.Contains(se.Reason, "/var/lib") || strings.Contains(se.Reason, "no space")) {
 		t.Fatalf("answer %q (%s) should be store_error and quote nothing of the store's error", se.Reason, se.Code)
+	}
+}
+
+// TestDamagedCopyIsRepaired: a stored copy whose size is not the chain's
+// (torn by a disk, truncated by a bad restore) is never served: the GET
+// reads the blob through from a peer that holds it intact, whose verified
+// copy replaces the damaged one; with no peer to read from, the GET is a
+// 404. A re-upload of the right bytes replaces a damaged copy too.
+func TestDamagedCopyIsRepaired(t *testing.T) {
+	e := newEnv(t, nil) // A: holds the upload intact
+	data, sum, rec := uploadedRecord(t, e)
+	b, bSrv := peerOf(t, e, nil, e.ts.URL) // B, peered with A
+	lone, loneSrv := peerOf(t, e, nil)     // C, no peers
+	ctx := context.Background()
+	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	damage := func(srv *Server) string {
+		t.Helper()
+		p := srv.store.(*blobstore.FS).Path(e.key(sum))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data[:len(data)/2], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	get := func(url string) ([]byte, error) {
+		var buf bytes.Buffer
+		_, err := NewClient(url, e.reader, nil).Get(ctx, RecordRef(rec.PatientId, rec.Sequence), sum, &buf, nil)
+		return buf.Bytes(), err
+	}
+
+	p := damage(bSrv)
+	if got, err := get(b.URL); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("GET via B of a record whose copy there is damaged (intact on peer A): %d of %d bytes, %v", len(got), len(data), err)
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Size() != int64(len(data)) {
+		t.Fatalf("B's damaged copy was not replaced by the peer's: %v %v", fi, err)
+	}
+
+	damage(loneSrv)
+	if got, err := get(lone.URL); err == nil {
+		t.Fatalf("a sidecar with only a damaged copy served %d bytes", len(got))
+	} else {
+		wantStatus(t, err, http.StatusNotFound, "not stored on this sidecar")
+	}
+	if _, err := NewClient(lone.URL, e.writer, nil).Put(ctx, e.pid, testCategory, sum, bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := get(lone.URL); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("GET after the uploader put the blob again over the damaged copy: %d of %d bytes, %v", len(got), len(data), err)
 	}
 }
 

@@ -802,6 +802,13 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 	}
 	key := blob.key
 	info, err := s.store.Stat(ctx, key)
+	if err == nil && uint64(info.Size) != blob.size {
+		// A damaged copy (torn or truncated by a disk or a restore): the
+		// chain names the size. Read the blob through from a peer, whose
+		// verified copy replaces this one, rather than serve these bytes.
+		s.log.Error("stored blob has the wrong size: reading it from a peer", "sha256", sum.String(), "key", key.String(), "stored", info.Size, "chain", blob.size)
+		err = fmt.Errorf("%w: the stored copy has %d bytes, the chain says %d", blobstore.ErrNotFound, info.Size, blob.size)
+	}
 	if errors.Is(err, blobstore.ErrNotFound) {
 		if perr := s.fetchFromPeers(ctx, r, signerAddr(sr.address), caller.Role == emrv1.Role_ROLE_PATIENT, blob); perr != nil {
 			var refused *slotRefusedError

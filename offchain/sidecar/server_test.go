@@ -96,11 +96,13 @@ func (e *env) put(a *actor, data []byte) (*PutResult, error) {
 }
 
 func (e *env) putIn(a *actor, category string, data []byte) (*PutResult, error) {
+	e.chain.uploaded(data)
 	return e.client(a).Put(context.Background(), e.pid, category, sha256.Sum256(data), bytes.NewReader(data), int64(len(data)))
 }
 
 // putShared uploads data as a share's ciphertext, for testCategory.
 func (e *env) putShared(a *actor, data []byte) (*PutResult, error) {
+	e.chain.uploaded(data)
 	return e.client(a).PutShared(context.Background(), e.pid, testCategory, sha256.Sum256(data), bytes.NewReader(data), int64(len(data)))
 }
 
