@@ -71,6 +71,9 @@ var (
 	ErrProposalClosed = register(28, "proposal closed")
 	// ErrLastValidator: the change would leave the chain no validator.
 	ErrLastValidator = register(29, "last validator")
+	// ErrTxExpired: the block is past the transaction's timeout height.
+	// It never executes: its signer may sign the message again.
+	ErrTxExpired = register(30, "transaction expired")
 )
 
 // CodeOf returns the ABCI result code of err: 0 for nil, the code of the

@@ -122,6 +122,9 @@ func (a *App) execTx(view store.KV, b BlockInfo, raw []byte, dtx *DecodedTx, rep
 	if dtx.Body.ChainId != a.chainID {
 		return resultOf(fmt.Errorf("%w: transaction is for %q, this chain is %q", ErrWrongChain, dtx.Body.ChainId, a.chainID)), nil
 	}
+	if limit := dtx.Body.TimeoutHeight; limit != 0 && uint64(b.Height) > limit {
+		return resultOf(fmt.Errorf("%w: block %d is past the transaction's timeout height %d", ErrTxExpired, b.Height, limit)), nil
+	}
 	cache := store.NewCache(view)
 	ctx := &txContext{
 		st:     state{cache},

@@ -358,6 +358,39 @@ func TestTxWrongChain(t *testing.T) {
 	}
 }
 
+// TestTxTimeoutHeight: a transaction is refused (ErrTxExpired) in every
+// block past its timeout height, by CheckTx, recheck and FinalizeBlock
+// alike, and changes nothing there; in the block at its timeout height,
+// or with none (0), it executes.
+func TestTxTimeoutHeight(t *testing.T) {
+	w := newRuleWorld(t, apptest.Options{})
+	c := w.c
+	reg := w.regA
+	msg := func(name string) *emrv1.Msg {
+		return apptest.RegisterMember(apptest.NewActor(name), emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA)
+	}
+	next := uint64(c.Height() + 1) // the height of the next block
+	s := c.Seq(reg.Address)
+
+	expired := reg.TxUntil(apptest.ChainID, s, next-1, msg("rules-t1"))
+	ruleCheck(t, "CheckTx past the timeout", c.App.CheckTx(expired, false), app.ErrTxExpired,
+		fmt.Sprintf("block %d is past the transaction's timeout height %d", next, next-1))
+	ruleCheck(t, "block past the timeout", c.Block(expired)[0], app.ErrTxExpired)
+	if got := c.Seq(reg.Address); got != s {
+		t.Fatalf("an expired transaction moved the sequence to %d", got)
+	}
+
+	next = uint64(c.Height() + 1)
+	atLimit := reg.TxUntil(apptest.ChainID, s, next, msg("rules-t2"))
+	ruleCheck(t, "CheckTx at the timeout", c.App.CheckTx(atLimit, false), nil)
+	c.Block() // the mempool's tx waited a block: recheck now refuses it
+	ruleCheck(t, "recheck a block past the timeout", c.App.CheckTx(atLimit, true), app.ErrTxExpired)
+
+	next = uint64(c.Height() + 1)
+	ruleCheck(t, "block at the timeout", c.Block(reg.TxUntil(apptest.ChainID, s, next, msg("rules-t3")))[0], nil)
+	ruleCheck(t, "no timeout", c.Block(reg.TxUntil(apptest.ChainID, s+1, 0, msg("rules-t4")))[0], nil)
+}
+
 func TestTxReplayAndSequence(t *testing.T) {
 	w := newRuleWorld(t, apptest.Options{})
 	c := w.c

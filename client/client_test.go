@@ -1029,6 +1029,20 @@ func testLyingNode(t *testing.T, w *world) {
 			m.(*emrv1.QueryPermissionResponse).Permission.NotAfter.Seconds += 86400 * 365
 		}), "Permission", &emrv1.QueryPermissionRequest{PatientId: pid, Grantee: clinician}},
 		{"FalseNotFoundPermission", notFound("Permission"), "Permission", &emrv1.QueryPermissionRequest{PatientId: pid, Grantee: clinician}},
+		{"HideRegistrar", queryRewrite("Organization", func(m proto.Message) {
+			// Leave the registrar and the proofs of it out (its index entry
+			// 0x17 and member 0x03 keys; store/README.md): the hospital
+			// looks as if it had none.
+			r := m.(*emrv1.QueryOrganizationResponse)
+			var kept []*emrv1.StoreProof
+			for _, p := range r.Proofs {
+				if len(p.Key) > 0 && (p.Key[0] == 0x17 || p.Key[0] == 0x03) {
+					continue
+				}
+				kept = append(kept, p)
+			}
+			r.Registrars, r.Proofs = nil, kept
+		}), "Organization", &emrv1.QueryOrganizationRequest{Id: "dev-hospital"}},
 		{"HideGrant", queryRewrite("Grants", func(m proto.Message) {
 			r := m.(*emrv1.QueryGrantsResponse)
 			r.Permissions = nil

@@ -78,18 +78,20 @@
 //     Where one consent is needed (GranteeKEK, RevokeAndRotate),
 //     Permission reads it by its key instead: one proof, however many
 //     grantees the patient has.
-//   - Organization lists the organization's registrars: each one is
-//     proven, but the list is not proven complete, because the query walks
-//     every member of the organization (not only registrars) and proving
-//     its gaps would cost one proof per member. Do not rely on it to learn
-//     that someone is not a registrar; query Member instead.
+//   - Organization lists the organization's registrars, proven complete
+//     the same way: the query walks the registrar index, so the gaps cost
+//     one proof per registrar, not per member.
 //
 // # Transactions
 //
 // SignTx/Submit sign with a Signer (ed25519) over the deterministic body
-// (app.EncodeTx), with the account's next sequence. Sequence is read
-// without verification on purpose: a wrong one can only make the
-// transaction fail. Submit signs a message again after a "wrong sequence"
+// (app.EncodeTx), with the account's next sequence and a timeout height
+// TxTimeoutBlocks past the head. In verified mode the sequence is proven: a
+// node that reported a later one could have the signer sign a transaction
+// the node holds back, valid once the signer's sequence reaches it; and
+// the timeout height bounds how long a node that keeps any transaction
+// instead of passing it on can release it (blocks past it refuse it,
+// app.ErrTxExpired). Submit signs a message again after a "wrong sequence"
 // refusal (the node's word) only when verified state proves the first
 // transaction did not execute and never can (see Submit). Broadcast uses
 // broadcast_tx_sync (a CheckTx refusal is a *ChainError matching

@@ -333,6 +333,9 @@ var rangeProven = map[string]bool{
 	// The validator set; the proposals; the organizations a proposal's
 	// two thirds are counted from.
 	"Validators": true, "Proposals": true, "Proposal": true,
+	// An organization's registrars (its registrar index: one gap proof per
+	// registrar, not per member).
+	"Organization": true,
 }
 
 // checkComplete makes sure a node cannot shorten a sequence-numbered list

@@ -7,14 +7,18 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/client"
 	"github.com/emrchain/emrchain/client/clienttest"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
 // broadcastTx returns the transaction of a broadcast_tx_sync call.
@@ -87,41 +91,31 @@ func TestSubmitBadSequence(t *testing.T) {
 	})
 
 	t.Run("SequenceTaken", func(t *testing.T) {
-		// Another transaction of the signer took the sequence: Submit proves
-		// the first one is not in that block and signs again, once.
+		// Another transaction of the signer takes the sequence between
+		// Submit's read of it and its broadcast: Submit proves the first
+		// one is not in that block and signs again, once.
 		before := events()
-		seq, err := honest.Sequence(ctx, w.clinician.Address())
-		if err != nil {
-			t.Fatal(err)
-		}
-		hdr, err := honest.VerifyLatest(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		old := hdr.Height - 1 // the clinician's next sequence is seq in state old
-		other, err := honest.SignTxWithSequence(w.clinician, seq, readRecord(w, 2))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := honest.Broadcast(ctx, other, true); err != nil {
-			t.Fatal(err)
-		}
-		// The node's unproven Account answer (Sequence) is of state old.
 		proxy := clienttest.NewProxy(t, w.node.RPC)
 		var broadcasts atomic.Int32
 		proxy.SetRoute(func(call clienttest.Call) string {
-			// (A CheckTx refusal is a JSON-RPC error, which SetRewrite does not see.)
-			if broadcastTx(call) != nil {
-				broadcasts.Add(1)
+			if broadcastTx(call) == nil {
+				return ""
+			}
+			if broadcasts.Add(1) == 1 {
+				seq, err := honest.Sequence(ctx, w.clinician.Address())
+				if err != nil {
+					t.Error(err)
+					return ""
+				}
+				other, err := honest.SignTxWithSequence(w.clinician, seq, readRecord(w, 2))
+				if err == nil {
+					_, err = honest.Broadcast(ctx, other, true)
+				}
+				if err != nil {
+					t.Error(err)
+				}
 			}
 			return ""
-		})
-		proxy.SetRewrite(func(call clienttest.Call, result json.RawMessage) json.RawMessage {
-			var params map[string]any
-			if call.Method != "abci_query" || json.Unmarshal(call.Params, &params) != nil || params["prove"] == true {
-				return result
-			}
-			return staleNode{upstream: w.node.RPC, height: func() int64 { return old }, paths: map[string]bool{app.QueryPathPrefix + "Account": true}}.rewrite(call, result)
 		})
 		c := w.mustClient(t, proxy.URL)
 		res, err := c.Submit(ctx, w.clinician, readRecord(w, 1))
@@ -133,6 +127,86 @@ func TestSubmitBadSequence(t *testing.T) {
 		}
 		if n := broadcasts.Load(); n != 2 {
 			t.Fatalf("%d broadcasts, want 2 (refused for its sequence, then signed again)", n)
+		}
+	})
+
+	t.Run("LaterSequenceInvented", func(t *testing.T) {
+		// The node reports a next sequence one past the signer's (an
+		// unproven answer would say so), keeps the transaction it is
+		// handed and refuses it. Verified, Submit signs with the proven
+		// sequence and a timeout height, so the kept transaction is dead
+		// once the signer's next one takes the sequence (or the timeout
+		// passes): it cannot take effect long after the signer saw it fail.
+		var mu sync.Mutex
+		var kept [][]byte
+		keeper := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			var req struct {
+				ID     json.RawMessage `json:"id"`
+				Method string          `json:"method"`
+				Params json.RawMessage `json:"params"`
+			}
+			_ = json.NewDecoder(r.Body).Decode(&req)
+			if tx := broadcastTx(clienttest.Call{Method: req.Method, Params: req.Params}); tx != nil {
+				mu.Lock()
+				kept = append(kept, tx)
+				mu.Unlock()
+			}
+			rw.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(rw).Encode(map[string]any{"jsonrpc": "2.0", "id": req.ID, "result": map[string]any{
+				"code": app.ErrBadSequence.Code(), "codespace": app.Codespace, "log": "wrong account sequence", "data": "", "hash": "",
+			}})
+		}))
+		t.Cleanup(keeper.Close)
+		proxy := clienttest.NewProxy(t, w.node.RPC)
+		proxy.SetRoute(func(call clienttest.Call) string {
+			if call.Method == "broadcast_tx_sync" {
+				return keeper.URL
+			}
+			return ""
+		})
+		proxy.SetRewrite(func(call clienttest.Call, result json.RawMessage) json.RawMessage {
+			var params map[string]any
+			if call.Method != "abci_query" || json.Unmarshal(call.Params, &params) != nil || params["prove"] == true ||
+				params["path"] != app.QueryPathPrefix+"Account" {
+				return result
+			}
+			return laterSequence(t, result)
+		})
+		seq, err := honest.Sequence(ctx, w.clinician.Address())
+		if err != nil {
+			t.Fatal(err)
+		}
+		hdr, err := honest.VerifyLatest(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = w.mustClient(t, proxy.URL).Submit(ctx, w.clinician, readRecord(w, 1))
+		if !errors.Is(err, app.ErrBadSequence) || !strings.Contains(err.Error(), "its timeout height") {
+			t.Fatalf("Submit through the keeping node: %v, want the refusal, saying until when the transaction may yet be committed", err)
+		}
+		mu.Lock()
+		held := append([][]byte(nil), kept...)
+		mu.Unlock()
+		if len(held) != 1 {
+			t.Fatalf("%d transactions kept, want 1", len(held))
+		}
+		dtx, err := app.DecodeTx(held[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dtx.Body.Sequence != seq {
+			t.Fatalf("signed with sequence %d, the node's invention; the proven one is %d", dtx.Body.Sequence, seq)
+		}
+		if lo, hi := uint64(hdr.Height)-1+client.TxTimeoutBlocks, uint64(hdr.Height)+client.TxTimeoutBlocks+20; dtx.Body.TimeoutHeight < lo || dtx.Body.TimeoutHeight > hi {
+			t.Fatalf("timeout height %d, want %d past the head (%d)", dtx.Body.TimeoutHeight, client.TxTimeoutBlocks, hdr.Height)
+		}
+		// The signer's next transaction takes the sequence; the kept one,
+		// released, can no longer execute.
+		if _, err := honest.Submit(ctx, w.clinician, readRecord(w, 2)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := honest.Broadcast(ctx, held[0], true); !errors.Is(err, app.ErrBadSequence) {
+			t.Fatalf("the kept transaction, released after the signer's next: %v, want a wrong-sequence refusal", err)
 		}
 	})
 
@@ -173,4 +247,35 @@ func TestSubmitBadSequence(t *testing.T) {
 			t.Fatalf("%d access events added", n)
 		}
 	})
+}
+
+// laterSequence rewrites an Account query's answer to a next sequence one
+// past the real one.
+func laterSequence(t *testing.T, result json.RawMessage) json.RawMessage {
+	var res struct {
+		Response struct {
+			Value []byte `json:"value"`
+		} `json:"response"`
+	}
+	var raw map[string]any
+	if json.Unmarshal(result, &res) != nil || json.Unmarshal(result, &raw) != nil {
+		return result
+	}
+	var acct emrv1.QueryAccountResponse
+	if err := proto.Unmarshal(res.Response.Value, &acct); err != nil || acct.Account == nil {
+		return result
+	}
+	acct.Account.NextSequence++
+	bz, err := proto.Marshal(&acct)
+	if err != nil {
+		t.Error(err)
+		return result
+	}
+	raw["response"].(map[string]any)["value"] = bz
+	out, err := json.Marshal(raw)
+	if err != nil {
+		t.Error(err)
+		return result
+	}
+	return out
 }

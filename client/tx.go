@@ -73,38 +73,63 @@ func (r *TxResult) Attribute(typ, key string) []string {
 	return out
 }
 
+// TxTimeoutBlocks is how many blocks past the head it was signed at a
+// transaction Submit or SignTx signs may still be executed in (its
+// timeout height): enough for a congested mempool, and a bound on how long
+// a node that held a transaction back instead of passing it on can keep
+// it valid.
+const TxTimeoutBlocks = 100
+
 // Sequence returns the sequence the next transaction of addr must carry.
-// It is deliberately not verified: a wrong sequence can only make the
-// transaction fail, and skipping the proof saves a header verification.
-// (What Submit does after such a failure is verified: see Submit.)
+// In verified mode it is proven: a node that reported a later one could
+// make the signer sign a transaction it holds back, valid once the
+// signer's sequence reaches it.
 func (c *Client) Sequence(ctx context.Context, addr []byte) (uint64, error) {
+	seq, _, err := c.sequenceAt(ctx, addr)
+	return seq, err
+}
+
+// sequenceAt is Sequence and the height of the state it was read from.
+func (c *Client) sequenceAt(ctx context.Context, addr []byte) (uint64, int64, error) {
 	var resp emrv1.QueryAccountResponse
-	if err := c.queryUnverified(ctx, 0, "Account", &emrv1.QueryAccountRequest{Address: fmt.Sprintf("%x", addr)}, &resp); err != nil {
-		return 0, fmt.Errorf("sequence of %X: %w", addr, err)
+	info, err := c.QueryInfo(ctx, "Account", &emrv1.QueryAccountRequest{Address: fmt.Sprintf("%x", addr)}, &resp)
+	if err != nil {
+		return 0, 0, fmt.Errorf("sequence of %X: %w", addr, err)
 	}
-	return resp.GetAccount().GetNextSequence(), nil
+	return resp.GetAccount().GetNextSequence(), info.Height, nil
 }
 
 // SignTx builds and signs a transaction carrying msg, with the signer's
-// next sequence.
+// next sequence and a timeout height TxTimeoutBlocks past the head.
 func (c *Client) SignTx(ctx context.Context, s Signer, msg *emrv1.Msg) ([]byte, error) {
-	seq, err := c.Sequence(ctx, s.Address())
+	seq, height, err := c.sequenceAt(ctx, s.Address())
 	if err != nil {
 		return nil, err
 	}
-	return c.SignTxWithSequence(s, seq, msg)
+	return c.signTx(s, seq, timeoutAfter(height), msg)
 }
 
-// SignTxWithSequence signs msg with an explicit sequence.
+// SignTxWithSequence signs msg with an explicit sequence and no timeout
+// height.
 func (c *Client) SignTxWithSequence(s Signer, seq uint64, msg *emrv1.Msg) ([]byte, error) {
+	return c.signTx(s, seq, 0, msg)
+}
+
+// timeoutAfter is the timeout height of a transaction signed when the
+// head was at height.
+func timeoutAfter(height int64) uint64 { return uint64(max(height, 0)) + TxTimeoutBlocks }
+
+// signTx signs msg with sequence seq and timeout height timeout (0: none).
+func (c *Client) signTx(s Signer, seq, timeout uint64, msg *emrv1.Msg) ([]byte, error) {
 	if !bytes.Equal(app.AddressOf(s.PubKey()), s.Address()) {
 		return nil, errors.New("signer's address does not match its public key")
 	}
 	return app.EncodeTx(&emrv1.TxBody{
-		ChainId:      c.chainID,
-		SignerPubKey: s.PubKey(),
-		Sequence:     seq,
-		Msg:          msg,
+		ChainId:       c.chainID,
+		SignerPubKey:  s.PubKey(),
+		Sequence:      seq,
+		Msg:           msg,
+		TimeoutHeight: timeout,
 	}, s.Sign)
 }
 
@@ -207,11 +232,12 @@ func (c *Client) waitTx(ctx context.Context, hash []byte) (*TxResult, error) {
 func (c *Client) Submit(ctx context.Context, s Signer, msg *emrv1.Msg) (*TxResult, error) {
 	// The transaction is in no block at or below floor: it does not exist yet.
 	floor := c.MinHeight()
-	seq, err := c.Sequence(ctx, s.Address())
+	seq, height, err := c.sequenceAt(ctx, s.Address())
 	if err != nil {
 		return nil, err
 	}
-	tx, err := c.SignTxWithSequence(s, seq, msg)
+	timeout := timeoutAfter(height)
+	tx, err := c.signTx(s, seq, timeout, msg)
 	if err != nil {
 		return nil, err
 	}
@@ -219,14 +245,14 @@ func (c *Client) Submit(ctx context.Context, s Signer, msg *emrv1.Msg) (*TxResul
 	if !errors.Is(err, app.ErrBadSequence) {
 		return res, err
 	}
-	next, rerr := c.resignSequence(ctx, s.Address(), seq, app.TxHash(tx), floor)
+	next, rerr := c.resignSequence(ctx, s.Address(), seq, timeout, app.TxHash(tx), floor)
 	switch {
 	case errors.Is(rerr, errTxExecuted):
 		return c.waitTx(ctx, app.TxHash(tx))
 	case rerr != nil:
 		return nil, fmt.Errorf("%w (not signed again: %w)", err, rerr)
 	}
-	if tx, err = c.SignTxWithSequence(s, next, msg); err != nil {
+	if tx, err = c.signTx(s, next, timeoutAfter(max(height, c.MinHeight())), msg); err != nil {
 		return nil, err
 	}
 	return c.Broadcast(ctx, tx, true)
@@ -237,15 +263,16 @@ func (c *Client) Submit(ctx context.Context, s Signer, msg *emrv1.Msg) (*TxResul
 var errTxExecuted = errors.New("the transaction is in a block")
 
 // resignSequence returns the sequence to sign a message again with, after
-// its transaction (hash, with sequence seq of signer addr, made after
-// state floor) was refused for a wrong sequence. Unverified, it is the
-// node's next sequence. Verified, it must be proven that the transaction
-// cannot execute: the signer's verified next sequence is past seq (so the
-// transaction can never be valid again), and the block where it passed
-// seq (found by verified reads of the account at past heights, after
-// floor) does not hold the transaction. errTxExecuted when that block
-// holds it.
-func (c *Client) resignSequence(ctx context.Context, addr []byte, seq uint64, hash []byte, floor int64) (uint64, error) {
+// its transaction (hash, with sequence seq and timeout height timeout of
+// signer addr, made after state floor) was refused for a wrong sequence.
+// Unverified, it is the node's next sequence. Verified, it must be proven
+// that the transaction cannot execute: either the verified state is past
+// its timeout height with seq still unused, or the signer's verified next
+// sequence is past seq (so the transaction can never be valid again) and
+// the block where it passed seq (found by verified reads of the account
+// at past heights, after floor) does not hold the transaction.
+// errTxExecuted when that block holds it.
+func (c *Client) resignSequence(ctx context.Context, addr []byte, seq, timeout uint64, hash []byte, floor int64) (uint64, error) {
 	if !c.cfg.Verify {
 		return c.Sequence(ctx, addr)
 	}
@@ -257,7 +284,10 @@ func (c *Client) resignSequence(ctx context.Context, addr []byte, seq uint64, ha
 	}
 	next := acct.GetAccount().GetNextSequence()
 	if next <= seq {
-		return 0, fmt.Errorf("sequence %d is still unused at height %d, so the transaction may yet be committed", seq, info.Height)
+		if uint64(info.Height) >= timeout {
+			return next, nil // expired unexecuted: blocks past its timeout refuse it
+		}
+		return 0, fmt.Errorf("sequence %d is still unused at height %d, so the transaction may yet be committed, until height %d (its timeout height; never after)", seq, info.Height, timeout)
 	}
 	nextAt := func(h int64) (uint64, error) {
 		var r emrv1.QueryAccountResponse

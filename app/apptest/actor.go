@@ -39,11 +39,17 @@ func (a *Actor) EncPub() []byte { return a.Enc.PublicKey().Bytes() }
 
 // Tx signs msg as a transaction with the given sequence.
 func (a *Actor) Tx(chainID string, seq uint64, msg *emrv1.Msg) []byte {
+	return a.TxUntil(chainID, seq, 0, msg)
+}
+
+// TxUntil is Tx with a timeout height (0: none).
+func (a *Actor) TxUntil(chainID string, seq, timeout uint64, msg *emrv1.Msg) []byte {
 	tx, err := app.EncodeTx(&emrv1.TxBody{
-		ChainId:      chainID,
-		SignerPubKey: a.SignPub(),
-		Sequence:     seq,
-		Msg:          msg,
+		ChainId:       chainID,
+		SignerPubKey:  a.SignPub(),
+		Sequence:      seq,
+		Msg:           msg,
+		TimeoutHeight: timeout,
 	}, a.Sign.Sign)
 	if err != nil {
 		panic(err)

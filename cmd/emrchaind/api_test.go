@@ -280,8 +280,12 @@ func TestAPIServers(t *testing.T) {
 		}
 	}
 
-	// Txs, alternating REST and gRPC.
-	tx1 := regH.Tx(apiChainID, 0, apptest.RegisterMember(doc, emrv1.Role_ROLE_CLINICIAN, "dev-hospital"))
+	// Txs, alternating REST and gRPC. The first has a timeout height a few
+	// blocks ahead, past which its resending after the restart below is
+	// refused as expired before its sequence is looked at.
+	now, _ := waitHeight(ctx, t, n.proc, n.rpcPort, 1)
+	tx1Timeout := uint64(now) + 5
+	tx1 := regH.TxUntil(apiChainID, 0, tx1Timeout, apptest.RegisterMember(doc, emrv1.Role_ROLE_CLINICIAN, "dev-hospital"))
 	first := n.broadcastREST(ctx, t, tx1)
 	mustCommit(t, "register clinician (REST)", tx1, first)
 	tx := regR.Tx(apiChainID, 0, apptest.RegisterMember(pi, emrv1.Role_ROLE_RESEARCHER, "dev-research"))
@@ -802,15 +806,16 @@ func TestAPIServers(t *testing.T) {
 
 	// After a restart the mempool's cache of seen txs is empty, so a
 	// committed tx sent again reaches CheckTx, which refuses its sequence
-	// (used by itself): the answer is still its committed result, from the
-	// tx index, not a rejection a client would re-sign after. The index is
+	// (used by itself), or, past its timeout height, refuses it as
+	// expired: the answer is still its committed result, from the tx
+	// index, not a rejection a client would re-sign after. The index is
 	// lost here first (as a stop between a commit and its indexing loses
 	// the last block's): start indexes again the blocks it lacks.
 	if err := os.RemoveAll(filepath.Join(n.home, "data", "tx_index.db")); err != nil {
 		t.Fatal(err)
 	}
 	n.proc = startNode(t, n.home, "node-restarted.log")
-	waitHeight(ctx, t, n.proc, n.rpcPort, first.Height+1)
+	waitHeight(ctx, t, n.proc, n.rpcPort, max(first.Height+1, int64(tx1Timeout)+1))
 	if logText, _ := os.ReadFile(n.proc.log); !bytes.Contains(logText, []byte("indexed blocks the tx index lacked")) {
 		t.Errorf("the restart's log does not say it indexed the blocks again")
 	}

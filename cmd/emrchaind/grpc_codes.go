@@ -44,6 +44,7 @@ var grpcCodes = map[uint32]codes.Code{
 	app.ErrHeightNotKept.Code():         codes.OutOfRange,
 	app.ErrProposalClosed.Code():        codes.FailedPrecondition,
 	app.ErrLastValidator.Code():         codes.FailedPrecondition,
+	app.ErrTxExpired.Code():             codes.FailedPrecondition,
 }
 
 // grpcCodeOf is the gRPC status code for an emrchain result code.

@@ -285,14 +285,15 @@ func (s *txServer) wait(ctx context.Context, sub cmttypes.Subscription, hash []b
 // committed already: a tx sent again after its commit (a retry after a
 // timeout, after a restart of the node, or on another node, where the
 // mempool's cache of seen txs does not have it) is refused for its
-// sequence, which it used itself; the tx index then has its result.
+// sequence, which it used itself, or, past its timeout height, as
+// expired; the tx index then has its result.
 // The node indexes a block's transactions after it commits the block, so
 // a tx resent at that moment is refused before the index has it: when its
 // sequence is used in the committed state, the index is asked
 // indexedLookups times, indexedLookupWait apart (once for an async
 // broadcast, which answers before the commit anyway).
 func (s *txServer) rejected(ctx context.Context, out *emrv1.BroadcastTxResponse, tx, hash []byte, async bool, code uint32, codespace, log string) *emrv1.BroadcastTxResponse {
-	if code == app.ErrBadSequence.Code() && codespace == app.Codespace {
+	if (code == app.ErrBadSequence.Code() || code == app.ErrTxExpired.Code()) && codespace == app.Codespace {
 		lookups := 1
 		if !async && s.sequenceUsed(tx) { // an async sender (a stream) is not held up
 			lookups = indexedLookups

@@ -90,8 +90,13 @@ type TxBody struct {
 	// The signer's ed25519 public key; the signer's address is derived from it.
 	SignerPubKey []byte `protobuf:"bytes,2,opt,name=signer_pub_key,json=signerPubKey,proto3" json:"signer_pub_key,omitempty"`
 	// Must equal the signer's account next_sequence (replay protection).
-	Sequence      uint64 `protobuf:"varint,3,opt,name=sequence,proto3" json:"sequence,omitempty"`
-	Msg           *Msg   `protobuf:"bytes,4,opt,name=msg,proto3" json:"msg,omitempty"`
+	Sequence uint64 `protobuf:"varint,3,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Msg      *Msg   `protobuf:"bytes,4,opt,name=msg,proto3" json:"msg,omitempty"`
+	// The last block height the transaction may be executed in (0: no limit).
+	// A client sets it a little past the head it signs at, so a transaction a
+	// node held back instead of passing on can no longer surprise its signer
+	// once that height has passed.
+	TimeoutHeight uint64 `protobuf:"varint,5,opt,name=timeout_height,json=timeoutHeight,proto3" json:"timeout_height,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -152,6 +157,13 @@ func (x *TxBody) GetMsg() *Msg {
 		return x.Msg
 	}
 	return nil
+}
+
+func (x *TxBody) GetTimeoutHeight() uint64 {
+	if x != nil {
+		return x.TimeoutHeight
+	}
+	return 0
 }
 
 // Msg is exactly one state transition.
@@ -1489,12 +1501,13 @@ const file_emrchain_v1_tx_proto_rawDesc = "" +
 	"\x02Tx\x12\x1d\n" +
 	"\n" +
 	"body_bytes\x18\x01 \x01(\fR\tbodyBytes\x12\x1c\n" +
-	"\tsignature\x18\x02 \x01(\fR\tsignature\"\x89\x01\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"\xb0\x01\n" +
 	"\x06TxBody\x12\x19\n" +
 	"\bchain_id\x18\x01 \x01(\tR\achainId\x12$\n" +
 	"\x0esigner_pub_key\x18\x02 \x01(\fR\fsignerPubKey\x12\x1a\n" +
 	"\bsequence\x18\x03 \x01(\x04R\bsequence\x12\"\n" +
-	"\x03msg\x18\x04 \x01(\v2\x10.emrchain.v1.MsgR\x03msg\"\xb8\x06\n" +
+	"\x03msg\x18\x04 \x01(\v2\x10.emrchain.v1.MsgR\x03msg\x12%\n" +
+	"\x0etimeout_height\x18\x05 \x01(\x04R\rtimeoutHeight\"\xb8\x06\n" +
 	"\x03Msg\x12I\n" +
 	"\x0fregister_member\x18\x01 \x01(\v2\x1e.emrchain.v1.MsgRegisterMemberH\x00R\x0eregisterMember\x12M\n" +
 	"\x11set_member_status\x18\x02 \x01(\v2\x1f.emrchain.v1.MsgSetMemberStatusH\x00R\x0fsetMemberStatus\x12F\n" +
