@@ -15,7 +15,11 @@
 // are stored in the file and bounded when read). The public part and the
 // KDF parameters are the GCM associated data, so renaming a file, swapping
 // its public keys or weakening its KDF makes it fail to open, and so does a
-// wrong passphrase (ErrWrongPassphrase: the two are indistinguishable).
+// wrong passphrase (ErrWrongPassphrase: the two are indistinguishable). The
+// patient id in the clear must equal the encrypted one (ErrCorrupt). What
+// is read without a passphrase (Info, List: emrcli's listing, and the
+// patient a query names by key) is not authenticated: whoever can write
+// the keyring directory can change it, as they could replace the files.
 //
 // "test" keeps the same files in HOME/keyring-test with the secrets in the
 // clear and a warning in every file. It exists for scripts and tests and

@@ -168,6 +168,11 @@ func (f *keyFile) keyFrom(s *secrets) (*Key, error) {
 	if hexOf(k.Address()) != f.Address || hexOf(k.PubKey()) != f.SignPubKey || hexOf(k.EncPubKey()) != f.EncPubKey {
 		return nil, fmt.Errorf("%w: %q: public keys do not match the private keys", ErrCorrupt, f.Name)
 	}
+	// The patient id in the clear (for commands that need no passphrase)
+	// is not in the associated data (aad); it must be the encrypted one.
+	if f.PatientID != hexOf(s.PatientID) {
+		return nil, fmt.Errorf("%w: %q: the patient id in the clear (%s) is not the key's (%s)", ErrCorrupt, f.Name, f.PatientID, hexOf(s.PatientID))
+	}
 	k.Created = f.Created
 	k.PatientID = s.PatientID
 	k.KEKs = map[uint64][]byte{}

@@ -164,6 +164,39 @@ func TestTamperedFileFails(t *testing.T) {
 	}
 }
 
+// TestTamperedPatientIDFails: the patient id in the clear (what commands
+// that need no passphrase show and query) is not associated data; a key
+// whose clear id is not its encrypted one, changed or removed, does not
+// open.
+func TestTamperedPatientIDFails(t *testing.T) {
+	home := t.TempDir()
+	kr, _ := Open(BackendFile, home, fixedPass("correct horse", "x"), WithKDF(cheap))
+	k, err := kr.Add("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.PatientID = bytes.Repeat([]byte{7}, 32)
+	if err := kr.Save(k); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(home, "keyring-file", "alice.json")
+	raw, _ := os.ReadFile(path)
+	for _, forged := range []string{hexOf(bytes.Repeat([]byte{9}, 32)), ""} {
+		var f map[string]any
+		_ = json.Unmarshal(raw, &f)
+		f["patient_id"] = forged
+		out, _ := json.Marshal(f)
+		_ = os.WriteFile(path, out, 0o600)
+		if _, err := kr.Get("alice"); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("clear patient id %q (the key's is 07…): %v, want ErrCorrupt", forged, err)
+		}
+	}
+	_ = os.WriteFile(path, raw, 0o600)
+	if got, err := kr.Get("alice"); err != nil || !bytes.Equal(got.PatientID, k.PatientID) {
+		t.Fatalf("the untouched file: %v", err)
+	}
+}
+
 func TestExportImportSameAddress(t *testing.T) {
 	src, _ := Open(BackendFile, t.TempDir(), fixedPass("correct horse", "export-pass"), WithKDF(cheap))
 	k, _ := src.Add("carol")

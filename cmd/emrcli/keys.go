@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -210,6 +211,10 @@ prompt), to --output (mode 0600) or standard output.`,
 				return err
 			}
 			if err := durable.WriteFile(output, blob, 0o600); err != nil {
+				return err
+			}
+			// keys delete says "export it first": the name must outlive a crash.
+			if err := durable.SyncDir(filepath.Dir(output)); err != nil {
 				return err
 			}
 			return a.emit(map[string]string{"exported": args[0], "file": output}, func(w io.Writer) {

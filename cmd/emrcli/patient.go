@@ -88,12 +88,14 @@ transaction can enroll the id first. enroll creates the patient's first
 key-encryption key (kept in the key as well) and submits EnrollPatient. The
 identifying information never leaves this machine.
 
-Identifying information is either --name and --birth-date (the name is
-lowercased and its whitespace normalized) or an --identity JSON file (an
-object, canonicalized: keys sorted, strings trimmed). Enrolling the same key
-with the same information always gives the same id.`,
-		Example: `  emrcli patient enroll --from alice --name "Ada Lovelace" --birth-date 1815-12-10
-  emrcli patient enroll --from bob --identity ./bob-identity.json`,
+Identifying information is either an --identity JSON file (an object,
+canonicalized: keys sorted, strings trimmed) or --name and --birth-date (the
+name is lowercased and its whitespace normalized). Prefer the file on a
+shared machine: command-line arguments are visible to every local user (ps)
+and kept in the shell's history. Enrolling the same key with the same
+information always gives the same id.`,
+		Example: `  emrcli patient enroll --from bob --identity ./bob-identity.json
+  emrcli patient enroll --from alice --name "Ada Lovelace" --birth-date 1815-12-10`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
