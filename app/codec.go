@@ -63,7 +63,7 @@ func TxHash(tx []byte) []byte {
 // checked off-chain without the transaction (RecordSignBytesOf).
 //
 // It cannot be mistaken for a body: a body is signed as its canonical
-// protobuf encoding, whose first byte is a tag of a TxBody field (1-4),
+// protobuf encoding, whose first byte is a tag of a TxBody field (1-5),
 // never the domain's 'e' (0x65, field 12).
 func RecordSignBytes(patientID []byte, category string, ciphertextSHA256, bodySHA256 []byte) []byte {
 	const domain = "emrchain/v1/record-tx\x00"

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -278,4 +279,44 @@ func laterSequence(t *testing.T, result json.RawMessage) json.RawMessage {
 		return result
 	}
 	return out
+}
+
+// TestSubmitRightAfterOwnTx: the signer's previous transaction, sent by
+// another of its processes, is in the node's newest block, which no
+// header proves yet: Submit waits for that proof instead of signing with
+// the sequence the previous transaction used (and then refusing to sign
+// again, "still unused").
+func TestSubmitRightAfterOwnTx(t *testing.T) {
+	w, ctx := runningWorld(t, 120*time.Second)
+	other := w.mustClient(t, w.node.RPC) // the signer's other process
+	first, err := other.Submit(ctx, w.clinician, readRecord(w, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The node's status stays at the previous transaction's block until
+	// the client has made its verified read (of the state before that
+	// block), as a node's does for a moment after each block.
+	h := first.Height
+	var released atomic.Bool
+	proxy := clienttest.NewProxy(t, w.node.RPC)
+	proxy.SetRewrite(func(call clienttest.Call, result json.RawMessage) json.RawMessage {
+		var params map[string]any
+		if call.Method == "abci_query" && json.Unmarshal(call.Params, &params) == nil && params["prove"] != true &&
+			params["path"] == app.QueryPathPrefix+"Account" {
+			released.Store(true) // the unproven read that follows the proven one
+		}
+		if call.Method != "status" || released.Load() {
+			return result
+		}
+		var st map[string]any
+		if json.Unmarshal(result, &st) != nil {
+			return result
+		}
+		st["sync_info"].(map[string]any)["latest_block_height"] = strconv.FormatInt(h, 10)
+		out, _ := json.Marshal(st)
+		return out
+	})
+	if _, err := w.mustClient(t, proxy.URL).Submit(ctx, w.clinician, readRecord(w, 2)); err != nil {
+		t.Fatalf("Submit right after the signer's previous transaction committed (block %d the newest): %v", h, err)
+	}
 }

@@ -90,13 +90,41 @@ func (c *Client) Sequence(ctx context.Context, addr []byte) (uint64, error) {
 }
 
 // sequenceAt is Sequence and the height of the state it was read from.
+//
+// A verified read proves the state before the newest block (whose proof
+// is the next header), so a transaction of the signer's in the newest
+// block (sent by another of its processes or devices) is not in it yet.
+// When the node's unproven answer says the sequence has moved past the
+// proven one, the state of the node's newest block is proven once its
+// next header is there (a moment after a block with transactions). A
+// node that invented that answer gets the proven sequence of that state,
+// and one that cannot prove it the older proven one: a sequence too low
+// can only make the transaction fail.
 func (c *Client) sequenceAt(ctx context.Context, addr []byte) (uint64, int64, error) {
+	req := &emrv1.QueryAccountRequest{Address: fmt.Sprintf("%x", addr)}
 	var resp emrv1.QueryAccountResponse
-	info, err := c.QueryInfo(ctx, "Account", &emrv1.QueryAccountRequest{Address: fmt.Sprintf("%x", addr)}, &resp)
+	info, err := c.QueryInfo(ctx, "Account", req, &resp)
 	if err != nil {
 		return 0, 0, fmt.Errorf("sequence of %X: %w", addr, err)
 	}
-	return resp.GetAccount().GetNextSequence(), info.Height, nil
+	seq, height := resp.GetAccount().GetNextSequence(), info.Height
+	if !c.cfg.Verify {
+		return seq, height, nil
+	}
+	var hint emrv1.QueryAccountResponse
+	if err := c.queryUnverified(ctx, 0, "Account", req, &hint); err != nil ||
+		hint.GetAccount().GetNextSequence() <= seq || hint.Height <= height {
+		return seq, height, nil
+	}
+	var newer emrv1.QueryAccountResponse
+	ninfo, err := c.QueryInfoAt(ctx, hint.Height, "Account", req, &newer)
+	switch {
+	case err == nil:
+		return newer.GetAccount().GetNextSequence(), ninfo.Height, nil
+	case ctx.Err() != nil:
+		return 0, 0, fmt.Errorf("sequence of %X: %w", addr, err)
+	}
+	return seq, height, nil
 }
 
 // SignTx builds and signs a transaction carrying msg, with the signer's
@@ -227,8 +255,8 @@ func (c *Client) waitTx(ctx context.Context, hash []byte) (*TxResult, error) {
 // can be (resignSequence): the signer's sequence used by it has been
 // taken, by a block that does not hold it. If that block holds it, the
 // first transaction's own verified result is returned; if the sequence is
-// still free, or anything cannot be proven, the refusal is returned and
-// nothing is signed again.
+// still free (before the transaction's timeout height), or anything cannot
+// be proven, the refusal is returned and nothing is signed again.
 func (c *Client) Submit(ctx context.Context, s Signer, msg *emrv1.Msg) (*TxResult, error) {
 	// The transaction is in no block at or below floor: it does not exist yet.
 	floor := c.MinHeight()

@@ -256,6 +256,11 @@ func planInit(o initOptions) (*initPlan, error) {
 	if appConf.GRPC.MaxHeadAge < room {
 		appConf.GRPC.MaxHeadAge = room
 	}
+	if o.force {
+		if err := keepBlobStoreSettings(o.home, &appConf); err != nil {
+			return nil, fmt.Errorf("--force: %w", err)
+		}
+	}
 	if err := appConf.validate(); err != nil {
 		return nil, fmt.Errorf("app config: %w", err)
 	}
@@ -270,7 +275,7 @@ func (p *initPlan) write(w io.Writer) error {
 		return err
 	}
 	if o.force {
-		if err := wipeForReinit(w, o.home); err != nil {
+		if err := wipeForReinit(w, o.home, underHome(o.home, appConf.Sidecar.Dir, defaultSidecarDir)); err != nil {
 			return fmt.Errorf("--force: %w", err)
 		}
 	}
@@ -357,26 +362,40 @@ func checkTemplateValue(s string) error {
 	return nil
 }
 
+// keepBlobStoreSettings carries the blob store settings of the home's
+// app.toml ([sidecar] backend, dir and the MinIO ones) into the new one,
+// so that the store init --force keeps (wipeForReinit) is the one the new
+// node serves and sweeps. An app.toml it cannot read is refused: it could
+// not tell where that store is.
+func keepBlobStoreSettings(home string, appConf *appConfig) error {
+	path := filepath.Join(home, cmtcfg.DefaultConfigDir, appConfigFile)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	old, err := loadAppConfig(home)
+	if err != nil {
+		return fmt.Errorf("cannot tell where the node's blob store is, to keep it: %w (mend %s, or move the blobs away and remove it)", err, path)
+	}
+	s, o := &appConf.Sidecar, old.Sidecar
+	s.Backend, s.Dir = o.Backend, o.Dir
+	s.MinIOEndpoint, s.MinIOBucket, s.MinIOPrefix, s.MinIORegion, s.MinIOSecure = o.MinIOEndpoint, o.MinIOBucket, o.MinIOPrefix, o.MinIORegion, o.MinIOSecure
+	s.MinIOAccessKey, s.MinIOSecretKey = o.MinIOAccessKey, o.MinIOSecretKey
+	return nil
+}
+
 // wipeForReinit deletes what init --force starts over: HOME/config,
 // HOME/dev-keys and everything in HOME/data but the sidecar's filesystem
-// blob store, as the home's app.toml names it (default data/blobs). That
+// blob store, blobDir (keepBlobStoreSettings keeps it in app.toml). That
 // store may hold the only copy of ciphertext that committed records name
 // (a blob reaches the consortium's other sidecars only when one reads it
 // through), so only the sweep removes blobs, once the chain the node
 // serves references them no more. The sweep's reference index goes with
 // the databases: it was read from the old chain, and start rebuilds it.
-func wipeForReinit(w io.Writer, home string) error {
+func wipeForReinit(w io.Writer, home, blobDir string) error {
 	dataDir := filepath.Join(home, cmtcfg.DefaultDataDir)
-	blobDir := filepath.Join(home, defaultSidecarDir)
-	if old, err := loadAppConfig(home); err == nil {
-		blobDir = underHome(home, old.Sidecar.Dir, defaultSidecarDir)
-	}
-	keep := "" // the entry of HOME/data that holds the blob store
-	if rel, err := filepath.Rel(dataDir, blobDir); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-		if rel == "." {
-			return fmt.Errorf("the sidecar's blob store is %s itself: move the blobs out (app.toml [sidecar] dir), or remove the node's databases by hand", dataDir)
-		}
-		keep = strings.Split(rel, string(filepath.Separator))[0]
+	keep, err := entryHolding(dataDir, blobDir)
+	if err != nil {
+		return err
 	}
 	for _, d := range []string{cmtcfg.DefaultConfigDir, devKeysDir} {
 		if err := os.RemoveAll(filepath.Join(home, d)); err != nil {
@@ -397,6 +416,34 @@ func wipeForReinit(w io.Writer, home string) error {
 		}
 	}
 	return nil
+}
+
+// entryHolding is the entry of dir that is or holds path ("" if path is
+// outside dir), by their names or, through symbolic links, by what they
+// lead to. path being dir itself is an error.
+func entryHolding(dir, path string) (string, error) {
+	inside := func(dir, path string) (string, bool) {
+		rel, err := filepath.Rel(dir, path)
+		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return "", false
+		}
+		return strings.Split(rel, string(filepath.Separator))[0], true
+	}
+	first, ok := inside(dir, path)
+	if !ok {
+		realDir, err1 := filepath.EvalSymlinks(dir)
+		realPath, err2 := filepath.EvalSymlinks(path)
+		if err1 != nil || err2 != nil {
+			return "", nil
+		}
+		if first, ok = inside(realDir, realPath); !ok {
+			return "", nil
+		}
+	}
+	if first == "." {
+		return "", fmt.Errorf("the sidecar's blob store is %s itself: move the blobs out (app.toml [sidecar] dir), or remove the node's databases by hand", dir)
+	}
+	return first, nil
 }
 
 // checkHome refuses a home that already holds a node, unless force.

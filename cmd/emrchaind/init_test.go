@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -203,6 +204,71 @@ func TestInitForceKeepsBlobStore(t *testing.T) {
 		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("init --force kept %s (%v)", p, err)
 		}
+	}
+}
+
+// TestInitForceKeepsConfiguredBlobStore: the blob store init --force keeps
+// is the one the old app.toml names, and the new app.toml names it too (so
+// the new node serves and sweeps it), whether it is named relative to the
+// home or by an absolute path through a symlinked home; an app.toml init
+// cannot read is refused before anything is deleted.
+func TestInitForceKeepsConfiguredBlobStore(t *testing.T) {
+	real := t.TempDir()
+	home := filepath.Join(t.TempDir(), "node") // a symlink to real
+	if err := os.Symlink(real, home); err != nil {
+		t.Fatal(err)
+	}
+	putBlob := func(dir string) string {
+		blob := filepath.Join(dir, "blobs", "ab", strings.Repeat("ab", 32), strings.Repeat("11", 32))
+		if err := os.MkdirAll(filepath.Dir(blob), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(blob, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return blob
+	}
+	appToml := filepath.Join(home, "config", "app.toml")
+	setDir := func(dir string, extra string) {
+		raw, err := os.ReadFile(appToml)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := regexp.MustCompile(`(?m)^dir = ".*"$`).ReplaceAllString(string(raw), `dir = "`+dir+`"`)
+		body = strings.Replace(body, "[sidecar]", "[sidecar]"+extra, 1)
+		if err := os.WriteFile(appToml, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, dir := range []string{"data/store", filepath.Join(real, "data", "blobs")} {
+		if out, err := run(t, "init", "--home", home, "--chain-id", "emr-a", "--force"); err != nil {
+			t.Fatalf("init: %v\n%s", err, out)
+		}
+		setDir(dir, "")
+		blob := putBlob(underHome(home, dir, ""))
+		if out, err := run(t, "init", "--home", home, "--chain-id", "emr-a", "--force"); err != nil {
+			t.Fatalf("init --force: %v\n%s", err, out)
+		}
+		if _, err := os.Stat(blob); err != nil {
+			t.Fatalf("init --force deleted the blob store %s: %v", dir, err)
+		}
+		c, err := loadSidecarConfig(home)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Dir != dir {
+			t.Errorf("init --force kept the blob store %s, but the new app.toml names %q", dir, c.Dir)
+		}
+	}
+
+	setDir("data/store", "\nsome_retired_key = 1")
+	blob := putBlob(filepath.Join(home, "data", "store"))
+	out, err := run(t, "init", "--home", home, "--chain-id", "emr-a", "--force")
+	if err == nil || !strings.Contains(err.Error(), "blob store") {
+		t.Errorf("init --force over an app.toml it cannot read: %v, want a refusal naming the blob store\n%s", err, out)
+	}
+	if _, err := os.Stat(blob); err != nil {
+		t.Fatalf("the refused init --force deleted the blob store: %v", err)
 	}
 }
 

