@@ -475,6 +475,37 @@ func TestFlow(t *testing.T) {
 	line := e.fails(1, "permission revoked at height", "read", "--from", "clinician", "--patient", pid, "--record", "1")
 	t.Logf("refused read: %s", line)
 
+	// A consent that expires leaves its grantee the key new records are
+	// still encrypted under: permissions says so, and a revocation rotates
+	// past it.
+	soon := time.Now().Add(3 * time.Second).UTC().Format(time.RFC3339)
+	e.ok("grant", "--from", "alice", "--to", "clinician", "--rights", "read", "--until", soon)
+	var ended struct {
+		Permissions []struct {
+			State           string `json:"state"`
+			HoldsCurrentKey bool   `json:"holds_current_key"`
+		} `json:"permissions"`
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		ended.Permissions = nil
+		e.json(&ended, "permissions", "--from", "alice")
+		if len(ended.Permissions) == 1 && ended.Permissions[0].State != "active" || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(ended.Permissions) != 1 || !ended.Permissions[0].HoldsCurrentKey || ended.Permissions[0].State != "expired, holds the current key" {
+		t.Fatalf("permissions --json after the consent expired: %+v", ended)
+	}
+	if out := e.ok("permissions", "--from", "alice"); !strings.Contains(out, "1 ended consent(s) hold the key new records are encrypted under") {
+		t.Fatalf("permissions after the consent expired: %s", out)
+	}
+	e.ok("revoke", "--from", "alice", "--to", "clinician")
+	ended.Permissions = nil
+	e.json(&ended, "permissions", "--from", "alice")
+	if len(ended.Permissions) != 1 || ended.Permissions[0].HoldsCurrentKey {
+		t.Fatalf("permissions --json after revoking the expired consent: %+v", ended)
+	}
+
 	// Usage errors exit 2; --no-verify says so.
 	e.fails(2, "unknown right", "grant", "--from", "alice", "--to", "clinician", "--rights", "admin", "--until", until)
 	e.fails(2, "unknown flag", "audit", "--bogus")

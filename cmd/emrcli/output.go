@@ -220,12 +220,19 @@ type permissionView struct {
 	// (its organization left the consortium), when it is: the consent
 	// then allows no research read or share (markStanding).
 	StudyClosed string `json:"study_closed,omitempty"`
+	// HoldsCurrentKey: the consent has ended (expired, not revoked) but its
+	// grantee was handed the patient's current key version, under which new
+	// records are still encrypted (markKeyHolders). A revocation rotates
+	// the key past it.
+	HoldsCurrentKey bool `json:"holds_current_key,omitempty"`
 }
 
-// The states of a consent in force, or to be (viewPermission).
+// The states of a consent in force, or to be, or ended by its window
+// (viewPermission).
 const (
 	stateActive      = "active"
 	stateNotYetValid = "not yet valid"
+	stateExpired     = "expired"
 )
 
 // viewPermission describes p as of block time now.
@@ -242,7 +249,7 @@ func viewPermission(p *emrv1.Permission, now time.Time) permissionView {
 	case p.RevokedHeight != 0:
 		v.State = fmt.Sprintf("revoked at height %d", p.RevokedHeight)
 	case !now.Before(p.GetNotAfter().AsTime()):
-		v.State = "expired"
+		v.State = stateExpired
 	case p.NotBefore != nil && now.Before(p.NotBefore.AsTime()):
 		v.State = stateNotYetValid
 	default:

@@ -30,7 +30,12 @@ func newPermissionsCmd(a *cli) *cobra.Command {
 		Use:   "permissions [--patient ID | --from KEY]",
 		Short: "List the consents a patient has given (verified)",
 		Long: `permissions lists every consent the patient has given, active, expired and
-revoked, each proven against a light-client-verified header.`,
+revoked, each proven against a light-client-verified header.
+
+An expired consent whose grantee was handed the patient's current key is
+marked "holds the current key": new records are encrypted under that key
+until it rotates, and an expiry does not rotate it (the chain cannot act for
+the patient). emrcli revoke --to MEMBER rotates the key past it.`,
 		Example: "  emrcli permissions --from alice\n  emrcli permissions --patient 5be1...9f --json",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -55,6 +60,10 @@ revoked, each proven against a light-client-verified header.`,
 			if err := markStanding(ctx, c, info, out.Permissions); err != nil {
 				return err
 			}
+			holders, err := markKeyHolders(ctx, c, info, pid, perms, out.Permissions)
+			if err != nil {
+				return err
+			}
 			return a.emit(out, func(w io.Writer) {
 				if len(out.Permissions) == 0 {
 					fmt.Fprintln(w, "no consents given")
@@ -62,6 +71,9 @@ revoked, each proven against a light-client-verified header.`,
 					label := a.labeler()
 					table(w, []string{"GRANTEE", "RIGHTS", "CATEGORIES", "WINDOW", "KEY V", "STATE"},
 						permissionRows(out.Permissions, func(p permissionView) string { return label(p.Grantee) }))
+				}
+				if holders > 0 {
+					fmt.Fprintf(w, "%d ended consent(s) hold the key new records are encrypted under: emrcli revoke --to MEMBER rotates the key past one.\n", holders)
 				}
 				out.provenance.text(w)
 			})
@@ -187,6 +199,30 @@ func markStanding(ctx context.Context, c *client.Client, info *client.QueryInfo,
 		}
 	}
 	return nil
+}
+
+// markKeyHolders marks the consents of views (of perms, the patient pid's,
+// read at info) that have expired but whose grantee was handed the
+// patient's current key version: the chain encrypts nothing for it any
+// more, but new records are wrapped under that key until the patient
+// rotates it, which a revocation does (an expiry does not: the chain
+// cannot act for the patient). It returns how many there are.
+func markKeyHolders(ctx context.Context, c *client.Client, info *client.QueryInfo, pid []byte, perms []*emrv1.Permission, views []permissionView) (int, error) {
+	var patient emrv1.QueryPatientResponse
+	if _, err := c.QueryInfoAt(ctx, info.Height, "Patient", &emrv1.QueryPatientRequest{PatientId: hexStr(pid)}, &patient); err != nil {
+		return 0, fmt.Errorf("patient %x: %w", pid, err)
+	}
+	current := patient.GetPatient().GetKeyVersion()
+	n := 0
+	for i, p := range perms {
+		if views[i].State != stateExpired || len(p.WrappedKek) == 0 || p.KeyVersion != current {
+			continue
+		}
+		views[i].HoldsCurrentKey = true
+		views[i].State += ", holds the current key"
+		n++
+	}
+	return n, nil
 }
 
 // studyClosed says why study id takes no research read or share in the
