@@ -320,3 +320,64 @@ func TestSubmitRightAfterOwnTx(t *testing.T) {
 		t.Fatalf("Submit right after the signer's previous transaction committed (block %d the newest): %v", h, err)
 	}
 }
+
+// TestSubmitRightAfterOwnTxNoExtraBlock: when the proof of the block with
+// the signer's previous transaction is already there (the usual case, but
+// Submit's first look at the node came just before it), Submit proves the
+// sequence with it, and waits for no later header (on an idle chain the
+// next one is an empty block, seconds away).
+func TestSubmitRightAfterOwnTxNoExtraBlock(t *testing.T) {
+	w, ctx := runningWorld(t, 120*time.Second)
+	other := w.mustClient(t, w.node.RPC)
+	first, err := other.Submit(ctx, w.clinician, readRecord(w, 1)) // its result is proven by header first.Height+1
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := first.Height
+	var released, broadcast atomic.Bool
+	var mu sync.Mutex
+	var headersAsked []int64
+	proxy := clienttest.NewProxy(t, w.node.RPC)
+	proxy.SetRoute(func(call clienttest.Call) string {
+		if call.Method == "broadcast_tx_sync" {
+			broadcast.Store(true)
+		}
+		var p struct {
+			Height string `json:"height"`
+		}
+		if (call.Method == "commit" || call.Method == "validators") && !broadcast.Load() && json.Unmarshal(call.Params, &p) == nil {
+			if n, err := strconv.ParseInt(p.Height, 10, 64); err == nil {
+				mu.Lock()
+				headersAsked = append(headersAsked, n)
+				mu.Unlock()
+			}
+		}
+		return ""
+	})
+	proxy.SetRewrite(func(call clienttest.Call, result json.RawMessage) json.RawMessage {
+		var params map[string]any
+		if call.Method == "abci_query" && json.Unmarshal(call.Params, &params) == nil && params["prove"] == true {
+			released.Store(true) // the first proven read is made
+		}
+		if call.Method != "status" || released.Load() {
+			return result
+		}
+		var st map[string]any // the first look: just before header h+1
+		if json.Unmarshal(result, &st) != nil {
+			return result
+		}
+		st["sync_info"].(map[string]any)["latest_block_height"] = strconv.FormatInt(h, 10)
+		out, _ := json.Marshal(st)
+		return out
+	})
+	if _, err := w.mustClient(t, proxy.URL).Submit(ctx, w.clinician, readRecord(w, 2)); err != nil {
+		t.Fatalf("Submit: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, n := range headersAsked {
+		if n > h+1 {
+			t.Fatalf("before broadcasting, Submit asked for header %d (heights asked: %v): it waited for a block past %d, whose header proves the previous transaction", n, headersAsked, h+1)
+		}
+	}
+}

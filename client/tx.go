@@ -116,8 +116,22 @@ func (c *Client) sequenceAt(ctx context.Context, addr []byte) (uint64, int64, er
 		hint.GetAccount().GetNextSequence() <= seq || hint.Height <= height {
 		return seq, height, nil
 	}
+	// The node may have made the proof of the hint's state meanwhile: a
+	// fresh proven read of the newest provable state, before any wait for a
+	// header (on an idle chain the next one after a proof block is an empty
+	// block, seconds away).
 	var newer emrv1.QueryAccountResponse
-	ninfo, err := c.QueryInfoAt(ctx, hint.Height, "Account", req, &newer)
+	ninfo, err := c.QueryInfo(ctx, "Account", req, &newer)
+	if err == nil && ninfo.Height >= height {
+		seq, height = newer.GetAccount().GetNextSequence(), ninfo.Height
+		if seq >= hint.GetAccount().GetNextSequence() || height >= hint.Height {
+			return seq, height, nil
+		}
+	}
+	if err == nil || ctx.Err() == nil {
+		newer.Reset()
+		ninfo, err = c.QueryInfoAt(ctx, hint.Height, "Account", req, &newer)
+	}
 	switch {
 	case err == nil:
 		return newer.GetAccount().GetNextSequence(), ninfo.Height, nil

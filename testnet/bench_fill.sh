@@ -91,18 +91,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# abci_ms FILE_BEFORE FILE_AFTER METHOD: mean ms per call of an ABCI method
-# on node1 between two scrapes.
-abci_ms() {
-  awk -v m="method=\"$3\"" '
-    FNR == 1 { f++ }
-    index($1, m) && index($1, "type=\"sync\"") {
-      if ($1 ~ /^cometbft_abci_connection_method_timing_seconds_sum/) sum[f] = $2
-      if ($1 ~ /^cometbft_abci_connection_method_timing_seconds_count/) cnt[f] = $2
-    }
-    END { n = cnt[2] - cnt[1]; if (n > 0) printf "%.1f", 1000 * (sum[2] - sum[1]) / n; else print "n/a" }' "$1" "$2"
-}
-
 {
   echo "# bench-fill $(date -u +%FT%TZ) on $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "# commit $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet 2>/dev/null || echo '+changes'); $(go version 2>/dev/null | cut -d' ' -f3)"
@@ -118,9 +106,10 @@ enable_metrics "$NET" 1 "$METRICS_PORT"
 enable_pprof "$NET" 1 "$PPROF_PORT"
 start_net "$NET" "$EMRCHAIND"
 
-# phase NAME: the default mix at saturation; sets NAME_TPS, NAME_CPU and
-# the FinalizeBlock and Commit means. A CPU profile of node1 is taken in the
-# middle of the measured part.
+# phase NAME: the default mix at saturation; the load reports node1's
+# FinalizeBlock and Commit means over its measured window (--metrics: not
+# its setup's or drain's small blocks), per block and per tx committed in
+# the window. A CPU profile of node1 is taken in the middle of the window.
 phase() {
   local name=$1
   say "$name: saturation for ${DURATION}s"
@@ -129,13 +118,12 @@ phase() {
   prof=$!
   run "$EMRCHAIND" load --testnet "$NET" --name "$name" --duration "${DURATION}s" --warmup "${WARMUP}s" \
     --prefix "fill-$name" --json "$OUT/$name.json" --csv "$OUT/$name.csv" --blocks-csv "$OUT/$name-blocks.csv" \
-    --cpu-pids "$(node_pids "$NET")"
+    --cpu-pids "$(node_pids "$NET")" --metrics "http://127.0.0.1:$METRICS_PORT/metrics"
   scrape "$METRICS_PORT" "$OUT/$name-metrics-after.txt"
   wait "$prof" && profile_text "$EMRCHAIND" "$OUT/$name-node1.cpu.pprof" || say "no CPU profile of the $name phase"
-  printf '%s finalize_block_ms %s commit_ms %s cpu_ms_per_tx %s\n' "$name" \
-    "$(abci_ms "$OUT/$name-metrics-before.txt" "$OUT/$name-metrics-after.txt" finalize_block)" \
-    "$(abci_ms "$OUT/$name-metrics-before.txt" "$OUT/$name-metrics-after.txt" commit)" \
-    "$(cpu_per_tx "$OUT/$name.json")" | tee -a "$OUT/phases.txt"
+  printf '%s finalize_block_ms %s commit_ms %s abci_us_per_tx %s cpu_ms_per_tx %s\n' "$name" \
+    "$(jq .abci.finalize_block_ms "$OUT/$name.json")" "$(jq .abci.commit_ms "$OUT/$name.json")" \
+    "$(jq .abci.per_tx_us "$OUT/$name.json")" "$(cpu_per_tx "$OUT/$name.json")" | tee -a "$OUT/phases.txt"
 }
 
 phase fresh
@@ -153,27 +141,28 @@ while [[ $FILLED -lt $FILL ]]; do
   FILLED=$((FILLED + c))
   say "filled $FILLED of $FILL"
 done
-# Records: the fill's, plus one per patient of each run's setup (1,024),
-# plus the fresh phase's share of AddRecords (60 % of what it committed).
+# Records now: the fill's, plus one per patient of each run's setup
+# (1,024: the fresh phase's and the fill runs'), plus the fresh phase's
+# share of AddRecords (60 % of what it committed). The state's bytes are
+# taken now too, before the filled phase adds its own.
 RECORDS=$(jq -s --argjson filled "$FILLED" --argjson runs "$RUNS" \
-  '.[0].committed * 0.6 + $filled + ($runs + 2) * 1024 | floor' "$OUT/fresh.json")
-
-phase filled
+  '.[0].committed * 0.6 + $filled + ($runs + 1) * 1024 | floor' "$OUT/fresh.json")
 DB_BYTES=$(du -sb "$NET/node1/data/app.db" | cut -f1)
 echo "app.db of node1: $DB_BYTES bytes for about $RECORDS records: $((DB_BYTES / RECORDS)) B/record" | tee -a "$OUT/phases.txt"
+
+phase filled
 
 echo
 for f in fresh filled; do
   jq -r "$JQ_LATENCY"' "\(.name): \(.tps|floor) tx/s committed, latency p50 \(lat("p50")) ms, p99 \(lat("p99")) ms; blocks every \(.blocks.mean_interval_ms|floor) ms with \(.blocks.mean_txs|floor) txs"' "$OUT/$f.json"
 done
 cat "$OUT/phases.txt"
-read -r _ _ F0 _ C0 _ _ < <(grep '^fresh ' "$OUT/phases.txt")
-read -r _ _ F1 _ C1 _ _ < <(grep '^filled ' "$OUT/phases.txt")
+read -r _ _ F0 _ C0 _ P0 _ _ < <(grep '^fresh ' "$OUT/phases.txt")
+read -r _ _ F1 _ C1 _ P1 _ _ < <(grep '^filled ' "$OUT/phases.txt")
 T0=$(jq .tps "$OUT/fresh.json")
 T1=$(jq .tps "$OUT/filled.json")
-N0=$(jq .blocks.mean_txs "$OUT/fresh.json")
-N1=$(jq .blocks.mean_txs "$OUT/filled.json")
-# The last line; per block and, since saturated blocks differ in size, per tx.
-awk -v t0="$T0" -v t1="$T1" -v r="$RECORDS" -v f0="$F0" -v c0="$C0" -v f1="$F1" -v c1="$C1" -v n0="$N0" -v n1="$N1" 'BEGIN {
+# The last line; per block and, since saturated blocks differ in size, per
+# tx committed in the window (both over the window's blocks only).
+awk -v t0="$T0" -v t1="$T1" -v r="$RECORDS" -v f0="$F0" -v c0="$C0" -v f1="$F1" -v c1="$C1" -v p0="$P0" -v p1="$P1" 'BEGIN {
   printf "fresh %d tx/s, filled %d tx/s with %d records, ratio %.2f; FinalizeBlock+Commit per block %.0f ms -> %.0f ms, per tx %.0f us -> %.0f us\n",
-    t0, t1, r, (t0 > 0 ? t1 / t0 : 0), f0 + c0, f1 + c1, (n0 > 0 ? 1000 * (f0 + c0) / n0 : 0), (n1 > 0 ? 1000 * (f1 + c1) / n1 : 0) }'
+    t0, t1, r, (t0 > 0 ? t1 / t0 : 0), f0 + c0, f1 + c1, p0, p1 }'

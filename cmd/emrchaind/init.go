@@ -376,6 +376,18 @@ func keepBlobStoreSettings(home string, appConf *appConfig) error {
 	if err != nil {
 		return fmt.Errorf("cannot tell where the node's blob store is, to keep it: %w (mend %s, or move the blobs away and remove it)", err, path)
 	}
+	// The store is kept in HOME/data only (wipeForReinit): one under the
+	// directories init replaces whole would go with them.
+	blobDir := underHome(home, old.Sidecar.Dir, defaultSidecarDir)
+	for _, d := range []string{cmtcfg.DefaultConfigDir, devKeysDir} {
+		in, err := entriesHolding(filepath.Join(home, d), blobDir)
+		if err != nil {
+			return err
+		}
+		if len(in) > 0 {
+			return fmt.Errorf("the node's blob store %s is in %s, which init --force replaces: move it (app.toml [sidecar] dir) first", blobDir, filepath.Join(home, d))
+		}
+	}
 	s, o := &appConf.Sidecar, old.Sidecar
 	s.Backend, s.Dir = o.Backend, o.Dir
 	s.MinIOEndpoint, s.MinIOBucket, s.MinIOPrefix, s.MinIORegion, s.MinIOSecure = o.MinIOEndpoint, o.MinIOBucket, o.MinIOPrefix, o.MinIORegion, o.MinIOSecure
@@ -385,17 +397,21 @@ func keepBlobStoreSettings(home string, appConf *appConfig) error {
 
 // wipeForReinit deletes what init --force starts over: HOME/config,
 // HOME/dev-keys and everything in HOME/data but the sidecar's filesystem
-// blob store, blobDir (keepBlobStoreSettings keeps it in app.toml). That
-// store may hold the only copy of ciphertext that committed records name
-// (a blob reaches the consortium's other sidecars only when one reads it
-// through), so only the sweep removes blobs, once the chain the node
-// serves references them no more. The sweep's reference index goes with
-// the databases: it was read from the old chain, and start rebuilds it.
+// blob store, blobDir (keepBlobStoreSettings keeps it in app.toml, and
+// refuses one under config/ or dev-keys/). That store may hold the only
+// copy of ciphertext that committed records name (a blob reaches the
+// consortium's other sidecars only when one reads it through), so only the
+// sweep removes blobs, once the chain the node serves references them no
+// more. The sweep's reference index goes with the databases: it was read
+// from the old chain, and start rebuilds it.
 func wipeForReinit(w io.Writer, home, blobDir string) error {
 	dataDir := filepath.Join(home, cmtcfg.DefaultDataDir)
-	keep, err := entryHolding(dataDir, blobDir)
+	keep, err := entriesHolding(dataDir, blobDir)
 	if err != nil {
 		return err
+	}
+	if keep["."] {
+		return fmt.Errorf("the sidecar's blob store is %s itself: move the blobs out (app.toml [sidecar] dir), or remove the node's databases by hand", dataDir)
 	}
 	for _, d := range []string{cmtcfg.DefaultConfigDir, devKeysDir} {
 		if err := os.RemoveAll(filepath.Join(home, d)); err != nil {
@@ -407,8 +423,8 @@ func wipeForReinit(w io.Writer, home, blobDir string) error {
 		return err
 	}
 	for _, e := range entries {
-		if e.Name() == keep {
-			fmt.Fprintf(w, "kept %s: the blob store (the sweep removes the blobs the chain no longer references)\n", filepath.Join(dataDir, keep))
+		if keep[e.Name()] {
+			fmt.Fprintf(w, "kept %s: the blob store (the sweep removes the blobs the chain no longer references)\n", filepath.Join(dataDir, e.Name()))
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(dataDir, e.Name())); err != nil {
@@ -418,32 +434,30 @@ func wipeForReinit(w io.Writer, home, blobDir string) error {
 	return nil
 }
 
-// entryHolding is the entry of dir that is or holds path ("" if path is
-// outside dir), by their names or, through symbolic links, by what they
-// lead to. path being dir itself is an error.
-func entryHolding(dir, path string) (string, error) {
-	inside := func(dir, path string) (string, bool) {
+// entriesHolding are the entries of dir that are or hold path: by their
+// names, and through symbolic links by what they lead to (both, when a
+// link in dir leads to another entry of it). "." means path is dir.
+func entriesHolding(dir, path string) (map[string]bool, error) {
+	keep := map[string]bool{}
+	inside := func(dir, path string) {
 		rel, err := filepath.Rel(dir, path)
-		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-			return "", false
-		}
-		return strings.Split(rel, string(filepath.Separator))[0], true
-	}
-	first, ok := inside(dir, path)
-	if !ok {
-		realDir, err1 := filepath.EvalSymlinks(dir)
-		realPath, err2 := filepath.EvalSymlinks(path)
-		if err1 != nil || err2 != nil {
-			return "", nil
-		}
-		if first, ok = inside(realDir, realPath); !ok {
-			return "", nil
+		if err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			keep[strings.Split(rel, string(filepath.Separator))[0]] = true
 		}
 	}
-	if first == "." {
-		return "", fmt.Errorf("the sidecar's blob store is %s itself: move the blobs out (app.toml [sidecar] dir), or remove the node's databases by hand", dir)
+	inside(dir, path)
+	realDir, err := filepath.EvalSymlinks(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
 	}
-	return first, nil
+	realPath, err := filepath.EvalSymlinks(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	if realDir != "" && realPath != "" {
+		inside(realDir, realPath)
+	}
+	return keep, nil
 }
 
 // checkHome refuses a home that already holds a node, unless force.

@@ -272,6 +272,53 @@ func TestInitForceKeepsConfiguredBlobStore(t *testing.T) {
 	}
 }
 
+// TestInitForceBlobStoreLinks: a blob store reached through a link in
+// HOME/data to another of its entries keeps both; one under config/ (which
+// init --force replaces whole) is refused before anything is deleted.
+func TestInitForceBlobStoreLinks(t *testing.T) {
+	home := t.TempDir()
+	if out, err := run(t, "init", "--home", home, "--chain-id", "emr-a"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	put := func(dir string) string {
+		blob := filepath.Join(dir, "blobs", "ab", strings.Repeat("ab", 32), strings.Repeat("11", 32))
+		if err := os.MkdirAll(filepath.Dir(blob), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(blob, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return blob
+	}
+	// data/blobs -> blobs-2026 (the blobs moved, the link put back).
+	blob := put(filepath.Join(home, "data", "blobs-2026"))
+	if err := os.Symlink("blobs-2026", filepath.Join(home, "data", "blobs")); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(t, "init", "--home", home, "--chain-id", "emr-a", "--force"); err != nil {
+		t.Fatalf("init --force: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(home, "data", "blobs", "blobs")); err != nil {
+		t.Fatalf("init --force broke data/blobs -> blobs-2026 (the blob %s: %v)", blob, err)
+	}
+
+	appToml := filepath.Join(home, "config", "app.toml")
+	raw, err := os.ReadFile(appToml)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(appToml, []byte(strings.Replace(string(raw), `dir = "data/blobs"`, `dir = "config/blobs"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	blob = put(filepath.Join(home, "config", "blobs"))
+	if out, err := run(t, "init", "--home", home, "--chain-id", "emr-a", "--force"); err == nil || !strings.Contains(err.Error(), "init --force replaces") {
+		t.Fatalf("init --force with the blob store in config/: %v, want a refusal\n%s", err, out)
+	}
+	if _, err := os.Stat(blob); err != nil {
+		t.Fatalf("the refused init --force deleted the blob store in config/: %v", err)
+	}
+}
+
 func TestInitConsortium(t *testing.T) {
 	home := t.TempDir()
 	out, err := run(t, "init", "--home", home, "--chain-id", "emr-c", "--backend", "pebble",

@@ -130,10 +130,14 @@ endpoints are accepted. Every run needs a fresh --prefix on the same chain
 	f.Uint64Var(&cfg.Seed, "seed", 1, "seed of the mix")
 	f.DurationVar(&cfg.SetupTimeout, "setup-timeout", 3*time.Minute, "bound of each setup step")
 	f.IntSliceVar(&cfg.CPUPids, "cpu-pids", nil, cpuPidsUsage)
+	f.StringVar(&cfg.Metrics, "metrics", "", metricsUsage)
 	out.flags(cmd)
 	cmd.AddCommand(newLoadWatchCmd(), newLoadPlotCmd(), newLoadCompareCmd())
 	return cmd
 }
+
+// metricsUsage is the help of --metrics, of load and load watch alike.
+const metricsUsage = "a node's CometBFT metrics, http://127.0.0.1:PORT/metrics: its FinalizeBlock and Commit times over the window after --warmup are reported, also per committed tx"
 
 // cpuPidsUsage is the help of --cpu-pids, of load and load watch alike.
 const cpuPidsUsage = "process ids (the nodes, comma-separated) whose CPU time (Linux /proc) over the window after --warmup is reported, also per committed tx"
@@ -168,6 +172,7 @@ counted as foreign.`,
 	f.DurationVar(&cfg.Warmup, "warmup", 5*time.Second, "start left out of throughput and latency")
 	f.DurationVar(&cfg.Drain, "drain", 5*time.Second, "how long to follow blocks after --duration")
 	f.IntSliceVar(&cfg.CPUPids, "cpu-pids", nil, cpuPidsUsage)
+	f.StringVar(&cfg.Metrics, "metrics", "", metricsUsage)
 	out.flags(cmd)
 	return cmd
 }

@@ -108,6 +108,21 @@ type Summary struct {
 	CPUPids      int     `json:"cpu_pids,omitempty"`
 	NodeCPUS     float64 `json:"node_cpu_s,omitempty"`
 	NodeCPUMsPTx float64 `json:"node_cpu_ms_per_tx,omitempty"`
+
+	// With --metrics: one node's FinalizeBlock and Commit over the window.
+	ABCI *ABCIStats `json:"abci,omitempty"`
+}
+
+// ABCIStats are one node's FinalizeBlock and Commit times over the
+// window, from its CometBFT metrics (abciWindow).
+type ABCIStats struct {
+	// Blocks is how many blocks it finalized in the window.
+	Blocks int `json:"blocks"`
+	// Mean milliseconds per call.
+	FinalizeBlockMs float64 `json:"finalize_block_ms"`
+	CommitMs        float64 `json:"commit_ms"`
+	// PerTxUs is the two together per tx of CommittedInWindow, in µs.
+	PerTxUs float64 `json:"per_tx_us"`
 }
 
 // LatencyStats are submit-to-commit latencies, in milliseconds, of the txs
@@ -583,6 +598,10 @@ func (r *Result) WriteText(w io.Writer) {
 			perTx = "n/a per tx (none committed in the window)"
 		}
 		fmt.Fprintf(w, "  node cpu   %.2f s over the window in %d processes, %s\n", s.NodeCPUS, s.CPUPids, perTx)
+	}
+	if a := s.ABCI; a != nil {
+		fmt.Fprintf(w, "  abci       %d blocks in the window: FinalizeBlock %.1f ms, Commit %.1f ms per block; %.1f µs per committed tx\n",
+			a.Blocks, a.FinalizeBlockMs, a.CommitMs, a.PerTxUs)
 	}
 	if s.ObserverErrors > 0 {
 		fmt.Fprintf(w, "  observer   %d RPC errors, last: %s\n", s.ObserverErrors, s.ObserverError)

@@ -66,6 +66,9 @@ type Config struct {
 	SetupTimeout time.Duration
 	// Seed of the mix; 0 means 1.
 	Seed uint64
+	// Metrics is a node's Prometheus endpoint (http://127.0.0.1:PORT/metrics)
+	// whose FinalizeBlock and Commit times over the window are reported.
+	Metrics string
 	// CPUPids are processes (the nodes) whose CPU time over the window
 	// (after the warm-up, to the end of the measured phase) is reported,
 	// also per committed tx; none means no such report.
@@ -198,6 +201,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := checkCPUPids(cfg.CPUPids); err != nil {
 		return nil, err
 	}
+	if err := checkMetricsURL(ctx, cfg.Metrics); err != nil {
+		return nil, err
+	}
 	var regs []*registrar
 	for _, f := range cfg.Target.Registrars {
 		r, err := readRegistrar(f)
@@ -279,6 +285,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	start := time.Now()
 	end := start.Add(cfg.Duration)
 	cpu := startCPU(ctx, cfg.CPUPids, start.Add(cfg.Warmup), end)
+	abci := startABCI(ctx, cfg.Metrics, start.Add(cfg.Warmup), end)
 	drainEnd := end.Add(cfg.Drain)
 	sendUntil := end
 	if cfg.Rate > 0 {
@@ -311,7 +318,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	r := buildResult(cfg, obs, snd.stats, txs, start, end, observedTo)
 	r.Summary.Exhausted = exhausted
 	r.Summary.Signers = len(p.signers)
-	if err := cpu.set(&r.Summary); err != nil {
+	if err := errors.Join(cpu.set(&r.Summary), abci.set(&r.Summary)); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -350,8 +357,9 @@ type WatchConfig struct {
 	Warmup   time.Duration
 	// Drain: how long to keep following blocks after Duration; 0 means 5s.
 	Drain time.Duration
-	// CPUPids: as Config's.
+	// CPUPids, Metrics: as Config's.
 	CPUPids []int
+	Metrics string
 	Log     io.Writer
 }
 
@@ -377,6 +385,9 @@ func Watch(ctx context.Context, cfg WatchConfig) (*Result, error) {
 	if err := checkCPUPids(cfg.CPUPids); err != nil {
 		return nil, err
 	}
+	if err := checkMetricsURL(ctx, cfg.Metrics); err != nil {
+		return nil, err
+	}
 	c := newRPC(cfg.RPC, 2)
 	defer c.close()
 	obs := newObserver(c, true)
@@ -388,13 +399,14 @@ func Watch(ctx context.Context, cfg WatchConfig) (*Result, error) {
 	octx, cancel := context.WithDeadline(ctx, end.Add(cfg.Drain))
 	defer cancel()
 	cpu := startCPU(ctx, cfg.CPUPids, start.Add(cfg.Warmup), end)
+	abci := startABCI(ctx, cfg.Metrics, start.Add(cfg.Warmup), end)
 	obs.run(octx)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	wc := Config{Name: cfg.Name, Duration: cfg.Duration, Warmup: cfg.Warmup, Target: Target{RPC: []string{cfg.RPC}}}
 	r := buildResult(wc, obs, newSendStats(), nil, start, end, time.Now())
-	if err := cpu.set(&r.Summary); err != nil {
+	if err := errors.Join(cpu.set(&r.Summary), abci.set(&r.Summary)); err != nil {
 		return nil, err
 	}
 	return r, nil

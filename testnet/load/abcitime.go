@@ -1,0 +1,164 @@
+package load
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// abciTiming is a node's cumulative ABCI time of FinalizeBlock and Commit,
+// from CometBFT's Prometheus metrics
+// (cometbft_abci_connection_method_timing_seconds, type "sync").
+type abciTiming struct {
+	finalizeS, commitS float64 // seconds spent so far
+	finalizeN, commitN float64 // calls so far
+}
+
+// parseABCITiming reads abciTiming from a Prometheus text exposition.
+func parseABCITiming(r io.Reader) (abciTiming, error) {
+	const name = "cometbft_abci_connection_method_timing_seconds_"
+	var t abciTiming
+	var seen int
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name) || !strings.Contains(line, `type="sync"`) {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			return t, fmt.Errorf("metrics line %q: %w", line, err)
+		}
+		var field *float64
+		switch kind := line[len(name):]; {
+		case strings.Contains(line, `method="finalize_block"`) && strings.HasPrefix(kind, "sum{"):
+			field = &t.finalizeS
+		case strings.Contains(line, `method="finalize_block"`) && strings.HasPrefix(kind, "count{"):
+			field = &t.finalizeN
+		case strings.Contains(line, `method="commit"`) && strings.HasPrefix(kind, "sum{"):
+			field = &t.commitS
+		case strings.Contains(line, `method="commit"`) && strings.HasPrefix(kind, "count{"):
+			field = &t.commitN
+		default:
+			continue
+		}
+		*field = v
+		seen++
+	}
+	if err := sc.Err(); err != nil {
+		return t, err
+	}
+	if seen < 4 {
+		return t, fmt.Errorf("no FinalizeBlock and Commit timing in the metrics (is [instrumentation] prometheus on?)")
+	}
+	return t, nil
+}
+
+// scrapeABCITiming fetches url (a node's /metrics) and parses it.
+func scrapeABCITiming(ctx context.Context, url string) (abciTiming, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return abciTiming{}, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return abciTiming{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return abciTiming{}, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return parseABCITiming(io.LimitReader(resp.Body, 16<<20))
+}
+
+// checkMetricsURL refuses, before anything starts, a --metrics URL that
+// is not on this machine or answers no ABCI timing.
+func checkMetricsURL(ctx context.Context, url string) error {
+	if url == "" {
+		return nil
+	}
+	if err := checkLoopback(url); err != nil {
+		return fmt.Errorf("--metrics: %w", err)
+	}
+	if _, err := scrapeABCITiming(ctx, url); err != nil {
+		return fmt.Errorf("--metrics: %w", err)
+	}
+	return nil
+}
+
+// abciWindow is a node's ABCI timing between two instants, sampled in the
+// background, as cpuWindow samples CPU time: over the measured window only,
+// so that setup, signing and the drain's small blocks stay out of it.
+type abciWindow struct {
+	done chan struct{}
+	diff abciTiming
+	err  error
+}
+
+// startABCI samples url's ABCI timing over [from, to]; nil, whose set does
+// nothing, when url is empty.
+func startABCI(ctx context.Context, url string, from, to time.Time) *abciWindow {
+	if url == "" {
+		return nil
+	}
+	w := &abciWindow{done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		sleepCtx(ctx, time.Until(from))
+		t0, err := scrapeABCITiming(ctx, url)
+		if err != nil {
+			w.err = err
+			return
+		}
+		sleepCtx(ctx, time.Until(to))
+		if w.err = ctx.Err(); w.err != nil {
+			return
+		}
+		t1, err := scrapeABCITiming(ctx, url)
+		w.err = err
+		w.diff = abciTiming{
+			finalizeS: t1.finalizeS - t0.finalizeS, commitS: t1.commitS - t0.commitS,
+			finalizeN: t1.finalizeN - t0.finalizeN, commitN: t1.commitN - t0.commitN,
+		}
+	}()
+	return w
+}
+
+// set waits for the window's end and puts the timing into s: the means per
+// call, and the two together per tx of CommittedInWindow (same window).
+func (w *abciWindow) set(s *Summary) error {
+	if w == nil {
+		return nil
+	}
+	<-w.done
+	if w.err != nil {
+		return fmt.Errorf("--metrics: %w", w.err)
+	}
+	d := w.diff
+	a := &ABCIStats{Blocks: int(d.finalizeN)}
+	round := func(v float64) float64 { return math.Round(v*10) / 10 }
+	if d.finalizeN > 0 {
+		a.FinalizeBlockMs = round(1000 * d.finalizeS / d.finalizeN)
+	}
+	if d.commitN > 0 {
+		a.CommitMs = round(1000 * d.commitS / d.commitN)
+	}
+	if s.CommittedInWindow > 0 {
+		a.PerTxUs = round(1e6 * (d.finalizeS + d.commitS) / float64(s.CommittedInWindow))
+	}
+	s.ABCI = a
+	return nil
+}
