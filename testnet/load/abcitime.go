@@ -12,12 +12,16 @@ import (
 	"time"
 )
 
-// abciTiming is a node's cumulative ABCI time of FinalizeBlock and Commit,
+// abciTiming is a node's cumulative ABCI time of the block's methods,
 // from CometBFT's Prometheus metrics
-// (cometbft_abci_connection_method_timing_seconds, type "sync").
+// (cometbft_abci_connection_method_timing_seconds, type "sync"). The
+// block's transactions execute in PrepareProposal (on its proposer) or
+// ProcessProposal, which FinalizeBlock then reuses (abci/), so all four
+// together are the node's work per block.
 type abciTiming struct {
 	finalizeS, commitS float64 // seconds spent so far
 	finalizeN, commitN float64 // calls so far
+	proposalS          float64 // seconds in PrepareProposal and ProcessProposal
 }
 
 // parseABCITiming reads abciTiming from a Prometheus text exposition.
@@ -50,6 +54,10 @@ func parseABCITiming(r io.Reader) (abciTiming, error) {
 			field = &t.commitS
 		case strings.Contains(line, `method="commit"`) && strings.HasPrefix(kind, "count{"):
 			field = &t.commitN
+		case (strings.Contains(line, `method="prepare_proposal"`) || strings.Contains(line, `method="process_proposal"`)) &&
+			strings.HasPrefix(kind, "sum{"):
+			t.proposalS += v
+			continue
 		default:
 			continue
 		}
@@ -132,13 +140,14 @@ func startABCI(ctx context.Context, url string, from, to time.Time) *abciWindow 
 		w.diff = abciTiming{
 			finalizeS: t1.finalizeS - t0.finalizeS, commitS: t1.commitS - t0.commitS,
 			finalizeN: t1.finalizeN - t0.finalizeN, commitN: t1.commitN - t0.commitN,
+			proposalS: t1.proposalS - t0.proposalS,
 		}
 	}()
 	return w
 }
 
 // set waits for the window's end and puts the timing into s: the means per
-// call, and the two together per tx of CommittedInWindow (same window).
+// block, and per tx of CommittedInWindow (same window).
 func (w *abciWindow) set(s *Summary) error {
 	if w == nil {
 		return nil
@@ -156,8 +165,12 @@ func (w *abciWindow) set(s *Summary) error {
 	if d.commitN > 0 {
 		a.CommitMs = round(1000 * d.commitS / d.commitN)
 	}
+	if d.finalizeN > 0 {
+		a.BlockMs = round(1000 * (d.proposalS + d.finalizeS + d.commitS) / d.finalizeN)
+	}
 	if s.CommittedInWindow > 0 {
 		a.PerTxUs = round(1e6 * (d.finalizeS + d.commitS) / float64(s.CommittedInWindow))
+		a.BlockPerTxUs = round(1e6 * (d.proposalS + d.finalizeS + d.commitS) / float64(s.CommittedInWindow))
 	}
 	s.ABCI = a
 	return nil
