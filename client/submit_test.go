@@ -297,25 +297,10 @@ func TestSubmitRightAfterOwnTx(t *testing.T) {
 	// the client has made its verified read (of the state before that
 	// block), as a node's does for a moment after each block.
 	h := first.Height
-	var released atomic.Bool
 	proxy := clienttest.NewProxy(t, w.node.RPC)
-	proxy.SetRewrite(func(call clienttest.Call, result json.RawMessage) json.RawMessage {
-		var params map[string]any
-		if call.Method == "abci_query" && json.Unmarshal(call.Params, &params) == nil && params["prove"] != true &&
-			params["path"] == app.QueryPathPrefix+"Account" {
-			released.Store(true) // the unproven read that follows the proven one
-		}
-		if call.Method != "status" || released.Load() {
-			return result
-		}
-		var st map[string]any
-		if json.Unmarshal(result, &st) != nil {
-			return result
-		}
-		st["sync_info"].(map[string]any)["latest_block_height"] = strconv.FormatInt(h, 10)
-		out, _ := json.Marshal(st)
-		return out
-	})
+	proxy.SetRewrite(statusPinnedUntil(h, func(params map[string]any) bool {
+		return params["prove"] != true && params["path"] == app.QueryPathPrefix+"Account" // the unproven read that follows the proven one
+	}))
 	if _, err := w.mustClient(t, proxy.URL).Submit(ctx, w.clinician, readRecord(w, 2)); err != nil {
 		t.Fatalf("Submit right after the signer's previous transaction committed (block %d the newest): %v", h, err)
 	}
@@ -334,7 +319,7 @@ func TestSubmitRightAfterOwnTxNoExtraBlock(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := first.Height
-	var released, broadcast atomic.Bool
+	var broadcast atomic.Bool
 	var mu sync.Mutex
 	var headersAsked []int64
 	proxy := clienttest.NewProxy(t, w.node.RPC)
@@ -354,22 +339,9 @@ func TestSubmitRightAfterOwnTxNoExtraBlock(t *testing.T) {
 		}
 		return ""
 	})
-	proxy.SetRewrite(func(call clienttest.Call, result json.RawMessage) json.RawMessage {
-		var params map[string]any
-		if call.Method == "abci_query" && json.Unmarshal(call.Params, &params) == nil && params["prove"] == true {
-			released.Store(true) // the first proven read is made
-		}
-		if call.Method != "status" || released.Load() {
-			return result
-		}
-		var st map[string]any // the first look: just before header h+1
-		if json.Unmarshal(result, &st) != nil {
-			return result
-		}
-		st["sync_info"].(map[string]any)["latest_block_height"] = strconv.FormatInt(h, 10)
-		out, _ := json.Marshal(st)
-		return out
-	})
+	proxy.SetRewrite(statusPinnedUntil(h, func(params map[string]any) bool {
+		return params["prove"] == true // the first proven read (of the first look: just before header h+1)
+	}))
 	if _, err := w.mustClient(t, proxy.URL).Submit(ctx, w.clinician, readRecord(w, 2)); err != nil {
 		t.Fatalf("Submit: %v", err)
 	}
@@ -379,5 +351,28 @@ func TestSubmitRightAfterOwnTxNoExtraBlock(t *testing.T) {
 		if n > h+1 {
 			t.Fatalf("before broadcasting, Submit asked for header %d (heights asked: %v): it waited for a block past %d, whose header proves the previous transaction", n, headersAsked, h+1)
 		}
+	}
+}
+
+// statusPinnedUntil is a proxy rewrite under which the node's status says
+// its newest block is h until the first abci_query whose params satisfy
+// release, as a node's does for a moment after each block.
+func statusPinnedUntil(h int64, release func(params map[string]any) bool) func(clienttest.Call, json.RawMessage) json.RawMessage {
+	var released atomic.Bool
+	return func(call clienttest.Call, result json.RawMessage) json.RawMessage {
+		var params map[string]any
+		if call.Method == "abci_query" && json.Unmarshal(call.Params, &params) == nil && release(params) {
+			released.Store(true)
+		}
+		if call.Method != "status" || released.Load() {
+			return result
+		}
+		var st map[string]any
+		if json.Unmarshal(result, &st) != nil {
+			return result
+		}
+		st["sync_info"].(map[string]any)["latest_block_height"] = strconv.FormatInt(h, 10)
+		out, _ := json.Marshal(st)
+		return out
 	}
 }

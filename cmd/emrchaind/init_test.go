@@ -207,6 +207,20 @@ func TestInitForceKeepsBlobStore(t *testing.T) {
 	}
 }
 
+// putTestBlob writes one blob into the filesystem blob store at dir, where
+// the sidecar would, and returns its path.
+func putTestBlob(t *testing.T, dir string) string {
+	t.Helper()
+	blob := filepath.Join(dir, "blobs", "ab", strings.Repeat("ab", 32), strings.Repeat("11", 32))
+	if err := os.MkdirAll(filepath.Dir(blob), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(blob, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return blob
+}
+
 // TestInitForceKeepsConfiguredBlobStore: the blob store init --force keeps
 // is the one the old app.toml names, and the new app.toml names it too (so
 // the new node serves and sweeps it), whether it is named relative to the
@@ -217,16 +231,6 @@ func TestInitForceKeepsConfiguredBlobStore(t *testing.T) {
 	home := filepath.Join(t.TempDir(), "node") // a symlink to real
 	if err := os.Symlink(real, home); err != nil {
 		t.Fatal(err)
-	}
-	putBlob := func(dir string) string {
-		blob := filepath.Join(dir, "blobs", "ab", strings.Repeat("ab", 32), strings.Repeat("11", 32))
-		if err := os.MkdirAll(filepath.Dir(blob), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(blob, []byte("x"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return blob
 	}
 	appToml := filepath.Join(home, "config", "app.toml")
 	setDir := func(dir string, extra string) {
@@ -245,7 +249,7 @@ func TestInitForceKeepsConfiguredBlobStore(t *testing.T) {
 			t.Fatalf("init: %v\n%s", err, out)
 		}
 		setDir(dir, "")
-		blob := putBlob(underHome(home, dir, ""))
+		blob := putTestBlob(t, underHome(home, dir, ""))
 		if out, err := run(t, "init", "--home", home, "--chain-id", "emr-a", "--force"); err != nil {
 			t.Fatalf("init --force: %v\n%s", err, out)
 		}
@@ -262,7 +266,7 @@ func TestInitForceKeepsConfiguredBlobStore(t *testing.T) {
 	}
 
 	setDir("data/store", "\nsome_retired_key = 1")
-	blob := putBlob(filepath.Join(home, "data", "store"))
+	blob := putTestBlob(t, filepath.Join(home, "data", "store"))
 	out, err := run(t, "init", "--home", home, "--chain-id", "emr-a", "--force")
 	if err == nil || !strings.Contains(err.Error(), "blob store") {
 		t.Errorf("init --force over an app.toml it cannot read: %v, want a refusal naming the blob store\n%s", err, out)
@@ -280,18 +284,8 @@ func TestInitForceBlobStoreLinks(t *testing.T) {
 	if out, err := run(t, "init", "--home", home, "--chain-id", "emr-a"); err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
 	}
-	put := func(dir string) string {
-		blob := filepath.Join(dir, "blobs", "ab", strings.Repeat("ab", 32), strings.Repeat("11", 32))
-		if err := os.MkdirAll(filepath.Dir(blob), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(blob, []byte("x"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return blob
-	}
 	// data/blobs -> blobs-2026 (the blobs moved, the link put back).
-	blob := put(filepath.Join(home, "data", "blobs-2026"))
+	blob := putTestBlob(t, filepath.Join(home, "data", "blobs-2026"))
 	if err := os.Symlink("blobs-2026", filepath.Join(home, "data", "blobs")); err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +304,7 @@ func TestInitForceBlobStoreLinks(t *testing.T) {
 	if err := os.WriteFile(appToml, []byte(strings.Replace(string(raw), `dir = "data/blobs"`, `dir = "config/blobs"`, 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	blob = put(filepath.Join(home, "config", "blobs"))
+	blob = putTestBlob(t, filepath.Join(home, "config", "blobs"))
 	if out, err := run(t, "init", "--home", home, "--chain-id", "emr-a", "--force"); err == nil || !strings.Contains(err.Error(), "init --force replaces") {
 		t.Fatalf("init --force with the blob store in config/: %v, want a refusal\n%s", err, out)
 	}
