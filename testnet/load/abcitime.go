@@ -107,14 +107,19 @@ func checkMetricsURL(ctx context.Context, url string) error {
 	return nil
 }
 
-// abciWindow is a node's ABCI timing between two instants, sampled in the
-// background, as cpuWindow samples CPU time: over the measured window only,
-// so that setup, signing and the drain's small blocks stay out of it.
-type abciWindow struct {
-	done chan struct{}
-	diff abciTiming
-	err  error
+// since is t's growth since t0.
+func (t abciTiming) since(t0 abciTiming) abciTiming {
+	return abciTiming{
+		finalizeS: t.finalizeS - t0.finalizeS, commitS: t.commitS - t0.commitS,
+		finalizeN: t.finalizeN - t0.finalizeN, commitN: t.commitN - t0.commitN,
+		proposalS: t.proposalS - t0.proposalS,
+	}
 }
+
+// abciWindow is a node's ABCI timing over the measured window only
+// (windowEdges), so that setup, signing and the drain's small blocks stay
+// out of it.
+type abciWindow struct{ edges *windowEdges[abciTiming] }
 
 // startABCI samples url's ABCI timing over [from, to]; nil, whose set does
 // nothing, when url is empty.
@@ -122,28 +127,9 @@ func startABCI(ctx context.Context, url string, from, to time.Time) *abciWindow 
 	if url == "" {
 		return nil
 	}
-	w := &abciWindow{done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		sleepCtx(ctx, time.Until(from))
-		t0, err := scrapeABCITiming(ctx, url)
-		if err != nil {
-			w.err = err
-			return
-		}
-		sleepCtx(ctx, time.Until(to))
-		if w.err = ctx.Err(); w.err != nil {
-			return
-		}
-		t1, err := scrapeABCITiming(ctx, url)
-		w.err = err
-		w.diff = abciTiming{
-			finalizeS: t1.finalizeS - t0.finalizeS, commitS: t1.commitS - t0.commitS,
-			finalizeN: t1.finalizeN - t0.finalizeN, commitN: t1.commitN - t0.commitN,
-			proposalS: t1.proposalS - t0.proposalS,
-		}
-	}()
-	return w
+	return &abciWindow{sampleEdges(ctx, from, to, func(ctx context.Context) (abciTiming, error) {
+		return scrapeABCITiming(ctx, url)
+	})}
 }
 
 // set waits for the window's end and puts the timing into s: the means per
@@ -152,21 +138,19 @@ func (w *abciWindow) set(s *Summary) error {
 	if w == nil {
 		return nil
 	}
-	<-w.done
-	if w.err != nil {
-		return fmt.Errorf("--metrics: %w", w.err)
+	t0, t1, err := w.edges.wait()
+	if err != nil {
+		return fmt.Errorf("--metrics: %w", err)
 	}
-	d := w.diff
+	d := t1.since(t0)
 	a := &ABCIStats{Blocks: int(d.finalizeN)}
 	round := func(v float64) float64 { return math.Round(v*10) / 10 }
 	if d.finalizeN > 0 {
 		a.FinalizeBlockMs = round(1000 * d.finalizeS / d.finalizeN)
+		a.BlockMs = round(1000 * (d.proposalS + d.finalizeS + d.commitS) / d.finalizeN)
 	}
 	if d.commitN > 0 {
 		a.CommitMs = round(1000 * d.commitS / d.commitN)
-	}
-	if d.finalizeN > 0 {
-		a.BlockMs = round(1000 * (d.proposalS + d.finalizeS + d.commitS) / d.finalizeN)
 	}
 	if s.CommittedInWindow > 0 {
 		a.PerTxUs = round(1e6 * (d.finalizeS + d.commitS) / float64(s.CommittedInWindow))

@@ -83,38 +83,53 @@ func startCPU(ctx context.Context, pids []int, from, to time.Time) *cpuWindow {
 	return sampleCPU(ctx, pids, from, to)
 }
 
-// cpuWindow is the CPU time of some processes (the nodes) between two
-// instants, sampled in the background.
-type cpuWindow struct {
-	pids int
-	done chan struct{}
-	used time.Duration
-	err  error
+// windowEdges are two samples of a cumulative figure, taken in the
+// background at the measured window's edges: what the load does before the
+// window (setup, signing) and after it (the drain) stays out of their
+// difference, so that a chain the load tool sets up compares with one
+// loaded by another tool (load watch).
+type windowEdges[T any] struct {
+	done        chan struct{}
+	first, last T
+	err         error
 }
 
-// sampleCPU reads the CPU time of pids at from and at to; wait returns the
-// difference. Sampling the measured window only leaves out what the load
-// does before it (setup, signing) and after it (the drain), so that the
-// CPU per tx of a chain the load tool sets up compares with that of one
-// loaded by another tool (load watch).
-func sampleCPU(ctx context.Context, pids []int, from, to time.Time) *cpuWindow {
-	c := &cpuWindow{pids: len(pids), done: make(chan struct{})}
+// sampleEdges calls sample at from and at to.
+func sampleEdges[T any](ctx context.Context, from, to time.Time, sample func(context.Context) (T, error)) *windowEdges[T] {
+	e := &windowEdges[T]{done: make(chan struct{})}
 	go func() {
-		defer close(c.done)
+		defer close(e.done)
 		sleepCtx(ctx, time.Until(from))
-		c0, err := processesCPU(pids)
-		if err != nil {
-			c.err = err
+		if e.first, e.err = sample(ctx); e.err != nil {
 			return
 		}
 		sleepCtx(ctx, time.Until(to))
-		if c.err = ctx.Err(); c.err != nil {
+		if e.err = ctx.Err(); e.err != nil {
 			return
 		}
-		c1, err := processesCPU(pids)
-		c.used, c.err = c1-c0, err
+		e.last, e.err = sample(ctx)
 	}()
-	return c
+	return e
+}
+
+// wait returns the two samples once the second is taken.
+func (e *windowEdges[T]) wait() (first, last T, err error) {
+	<-e.done
+	return e.first, e.last, e.err
+}
+
+// cpuWindow is the CPU time of some processes (the nodes) over the
+// measured window (windowEdges).
+type cpuWindow struct {
+	pids  int
+	edges *windowEdges[time.Duration]
+}
+
+// sampleCPU reads the CPU time of pids at from and at to.
+func sampleCPU(ctx context.Context, pids []int, from, to time.Time) *cpuWindow {
+	return &cpuWindow{len(pids), sampleEdges(ctx, from, to, func(context.Context) (time.Duration, error) {
+		return processesCPU(pids)
+	})}
 }
 
 // set waits for the window's end and puts the CPU time into s: per tx of
@@ -124,14 +139,15 @@ func (c *cpuWindow) set(s *Summary) error {
 	if c == nil {
 		return nil
 	}
-	<-c.done
-	if c.err != nil {
-		return fmt.Errorf("--cpu-pids: %w", c.err)
+	c0, c1, err := c.edges.wait()
+	if err != nil {
+		return fmt.Errorf("--cpu-pids: %w", err)
 	}
+	used := c1 - c0
 	s.CPUPids = c.pids
-	s.NodeCPUS = math.Round(c.used.Seconds()*1000) / 1000
+	s.NodeCPUS = math.Round(used.Seconds()*1000) / 1000
 	if s.CommittedInWindow > 0 {
-		s.NodeCPUMsPTx = math.Round(c.used.Seconds()*1e6/float64(s.CommittedInWindow)) / 1000
+		s.NodeCPUMsPTx = math.Round(used.Seconds()*1e6/float64(s.CommittedInWindow)) / 1000
 	}
 	return nil
 }

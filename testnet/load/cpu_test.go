@@ -54,9 +54,9 @@ func TestCPUOverTheWindowOnly(t *testing.T) {
 // (the CPU time itself stays).
 func TestCPUPerTx(t *testing.T) {
 	window := func() *cpuWindow {
-		c := &cpuWindow{pids: 4, done: make(chan struct{}), used: 1500 * time.Millisecond}
-		close(c.done)
-		return c
+		e := &windowEdges[time.Duration]{done: make(chan struct{}), first: time.Second, last: 2500 * time.Millisecond}
+		close(e.done)
+		return &cpuWindow{pids: 4, edges: e}
 	}
 	s := Summary{CommittedInWindow: 300}
 	if err := window().set(&s); err != nil {
