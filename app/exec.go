@@ -123,7 +123,7 @@ func (a *App) execTx(view store.KV, b BlockInfo, raw []byte, dtx *DecodedTx, rep
 		return resultOf(fmt.Errorf("%w: transaction is for %q, this chain is %q", ErrWrongChain, dtx.Body.ChainId, a.chainID)), nil
 	}
 	if limit := dtx.Body.TimeoutHeight; limit != 0 && uint64(b.Height) > limit {
-		return resultOf(fmt.Errorf("%w: block %d is past the transaction's timeout height %d", ErrTxExpired, b.Height, limit)), nil
+		return resultOf(fmt.Errorf("%w: block %d is past the transaction's timeout height %d, so it can never execute: sign and send it again", ErrTxExpired, b.Height, limit)), nil
 	}
 	cache := store.NewCache(view)
 	ctx := &txContext{
