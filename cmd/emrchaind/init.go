@@ -96,8 +96,10 @@ Nothing is written or deleted when a check fails. init refuses to touch
 a home that already holds a node unless --force is given; --force DELETES
 HOME/config, HOME/dev-keys and HOME/data (the chain, its state and its keys)
 and starts over, but keeps the blob sidecar's filesystem store (app.toml
-[sidecar] dir, default HOME/data/blobs): it may hold the only copy of
-ciphertext that committed records name, and only the sweep removes blobs.
+[sidecar] dir, default HOME/data/blobs) and its [sidecar] settings: it may
+hold the only copy of ciphertext that committed records name, and only the
+sweep removes blobs. --force refuses an app.toml it cannot read, and a blob
+store under HOME/config or HOME/dev-keys, before deleting anything.
 
 ` + devKeyFormatHelp,
 		Example: `  # one development node with a dev hospital and its registrar
