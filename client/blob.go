@@ -772,6 +772,9 @@ func fetchBlob(ctx context.Context, s Signer, blob chainBlob, dir string, opts T
 	if retry && delay > 0 {
 		rounds = 3
 	}
+	// Every distinct failure of every round, in order: a sidecar that cut
+	// a damaged copy's transfer short answers 404 in the next round if no
+	// peer holds the blob, and the caller needs both to know why.
 	var fails []string
 	sidecars := opts.distinctSidecars()
 	lies := map[string]string{} // sidecar -> how its answer was not the blob
@@ -783,7 +786,6 @@ func fetchBlob(ctx context.Context, s Signer, blob chainBlob, dir string, opts T
 			case <-time.After(delay):
 			}
 		}
-		fails = fails[:0]
 		for _, u := range sidecars {
 			if _, lied := lies[u]; lied {
 				continue
@@ -805,7 +807,9 @@ func fetchBlob(ctx context.Context, s Signer, blob chainBlob, dir string, opts T
 				lies[u] = m.detail
 				continue
 			}
-			fails = append(fails, fmt.Sprintf("%s: %v", u, err))
+			if fail := fmt.Sprintf("%s: %v", u, err); !slices.Contains(fails, fail) {
+				fails = append(fails, fail)
+			}
 		}
 	}
 	if len(lies) > 0 {

@@ -552,8 +552,17 @@ func TestStorageFaults(t *testing.T) {
 	if _, err := mc.PutObject(ctx, e.bucket, object, bytes.NewReader(blob), int64(len(blob)), minio.PutObjectOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	line = e.refused("ciphertext hash mismatch: storage or sidecar returned altered data",
+	// The sidecar cuts the transfer short and drops its copy; with no peer
+	// to read an intact one from, the next round's answer is a 404, and
+	// the error gives both.
+	line = e.refused("the transfer was cut short",
 		"download", "--from", "writer", "--patient", pid, "--record", "1")
+	if !strings.Contains(line, "not stored on this sidecar") {
+		t.Fatalf("tampered storage: %s; want the retry's 404 too", line)
+	}
+	if _, err := mc.StatObject(ctx, e.bucket, object, minio.StatObjectOptions{}); minio.ToErrorResponse(err).Code != "NoSuchKey" {
+		t.Fatalf("the sidecar kept its damaged copy in MinIO: %v", err)
+	}
 	t.Logf("tampered storage: %s", line)
 	// Record 2 is untouched.
 	e.download("writer", pid, 2, second)

@@ -140,6 +140,11 @@ func (c *Client) Get(ctx context.Context, ref BlobRef, sum [32]byte, w io.Writer
 	case rng == nil && resp.StatusCode == http.StatusOK:
 		h := sha256.New()
 		n, err := io.Copy(io.MultiWriter(w, h), resp.Body)
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			// A sidecar cuts short the transfer of a copy it finds damaged,
+			// and reads the blob from a peer for the next GET.
+			return n, fmt.Errorf("sidecar: get %x: the transfer was cut short after %d of %d bytes (asking again may be served from an intact copy): %w", sum, n, resp.ContentLength, err)
+		}
 		if err != nil {
 			return n, fmt.Errorf("sidecar: get %x: %w", sum, err)
 		}

@@ -30,13 +30,18 @@
 //	  uploads_busy or patients_uploads_busy when a peer has it and this
 //	  sidecar has no upload slot
 //	  to keep it (peer fetches count among the uploads in flight). (single-range requests: 206 + Content-Range,
-//	  416 when unsatisfiable); streamed as application/octet-stream.
+//	  416 when unsatisfiable); streamed as application/octet-stream. A
+//	  stored copy of the wrong size is read through from a peer instead; a
+//	  whole blob is hashed as it streams, its last chunk held back, and a
+//	  copy whose bytes are not the blob is cut short (the connection is
+//	  aborted before the last chunk) and dropped, so that the next GET
+//	  reads it through from a peer.
 //	GET /healthz             200/503 JSON: the store and the chain reachable
 //	  (checked at most once a second; which failed, the error in the log).
 //	GET /metrics             Prometheus: emrchain_sidecar_bytes_in_total,
 //	  bytes_out_total, requests_total{route,outcome},
 //	  request_duration_seconds{route}, sweep_* counters,
-//	  quota_refusals_total{reason}, pending_bytes.
+//	  quota_refusals_total{reason}, pending_bytes, damaged_copies_total.
 //
 // Every error is JSON {"error": reason, "code": code}; the reason says what
 // is missing ("no committed access event for this record", "your access

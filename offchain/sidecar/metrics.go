@@ -23,6 +23,7 @@ type metrics struct {
 	sweepBytes prometheus.Counter
 	refusals   *prometheus.CounterVec
 	pending    prometheus.Gauge
+	damaged    prometheus.Counter
 }
 
 // Reasons of emrchain_sidecar_quota_refusals_total.
@@ -83,8 +84,10 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			[]string{"reason"}),
 		pending: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "pending_bytes", Help: "Bytes of stored blobs that no committed record or share references yet, as the upload quotas count them."}),
+		damaged: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "damaged_copies_total", Help: "Stored copies found damaged when read (the wrong size, or bytes that do not hash to the blob's SHA-256), and not served."}),
 	}
-	reg.MustRegister(m.bytesIn, m.bytesOut, m.requests, m.latency, m.sweepRuns, m.sweepDel, m.sweepErrs, m.sweepBytes, m.refusals, m.pending)
+	reg.MustRegister(m.bytesIn, m.bytesOut, m.requests, m.latency, m.sweepRuns, m.sweepDel, m.sweepErrs, m.sweepBytes, m.refusals, m.pending, m.damaged)
 	return m
 }
 
@@ -137,6 +140,15 @@ func (m *metrics) instrument(route string, h http.HandlerFunc, done func(route s
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
+		defer func() {
+			// A handler that cuts a transfer short (http.ErrAbortHandler:
+			// a damaged copy) is counted too, as aborted.
+			if p := recover(); p != nil {
+				m.requests.WithLabelValues(route, "aborted").Inc()
+				m.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+				panic(p)
+			}
+		}()
 		h(rec, r)
 		status := rec.status
 		if status == 0 {

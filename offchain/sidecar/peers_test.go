@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/emrchain/emrchain/offchain/blobstore"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // peerOf starts a second sidecar on e's chain with its own filesystem
@@ -242,6 +244,79 @@ func TestDamagedCopyIsRepaired(t *testing.T) {
 	}
 	if got, err := get(lone.URL); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("GET after the uploader put the blob again over the damaged copy: %d of %d bytes, %v", len(got), len(data), err)
+	}
+}
+
+// TestSameSizeDamagedCopy: a stored copy of the right size whose bytes are
+// not the blob (a flipped bit) is not served whole: the GET is cut short,
+// the copy is dropped and counted, and the next GET reads the blob through
+// from a peer that holds it intact; with no peer, it is a 404 until the
+// uploader puts the blob again. A range of the damaged copy is still
+// served (the reader checks the whole it assembles).
+func TestSameSizeDamagedCopy(t *testing.T) {
+	e := newEnv(t, nil) // A: holds the upload intact
+	data, sum, rec := uploadedRecord(t, e)
+	b, bSrv := peerOf(t, e, nil, e.ts.URL) // B, peered with A
+	lone, loneSrv := peerOf(t, e, nil)     // C, no peers
+	ctx := context.Background()
+	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	damage := func(srv *Server) string {
+		t.Helper()
+		p := srv.store.(*blobstore.FS).Path(e.key(sum))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		bad := bytes.Clone(data)
+		bad[len(bad)/3] ^= 0x20
+		if err := os.WriteFile(p, bad, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	get := func(url string, rng *Range) ([]byte, error) {
+		var buf bytes.Buffer
+		_, err := NewClient(url, e.reader, nil).Get(ctx, RecordRef(rec.PatientId, rec.Sequence), sum, &buf, rng)
+		return buf.Bytes(), err
+	}
+	cutShort := func(srv *Server, url string, p string) {
+		t.Helper()
+		before := testutil.ToFloat64(srv.metrics.damaged)
+		got, err := get(url, nil)
+		if err == nil || errors.Is(err, ErrHashMismatch) || !strings.Contains(err.Error(), "cut short") {
+			t.Fatalf("GET of a damaged copy: %d of %d bytes, %v; want a transfer cut short", len(got), len(data), err)
+		}
+		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("the damaged copy was not dropped: %v", err)
+		}
+		if n := testutil.ToFloat64(srv.metrics.damaged) - before; n != 1 {
+			t.Fatalf("damaged_copies_total grew by %v, want 1", n)
+		}
+		if n := testutil.ToFloat64(srv.metrics.requests.WithLabelValues("get_blob", "aborted")); n < 1 {
+			t.Fatalf("requests_total{outcome=aborted} is %v", n)
+		}
+	}
+
+	p := damage(bSrv)
+	if got, err := get(b.URL, &Range{Start: 0, Length: 100}); err != nil || len(got) != 100 {
+		t.Fatalf("a range of a damaged copy: %d bytes, %v", len(got), err)
+	}
+	cutShort(bSrv, b.URL, p)
+	if got, err := get(b.URL, nil); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("GET via B after it dropped its damaged copy (intact on peer A): %d of %d bytes, %v", len(got), len(data), err)
+	}
+	if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("B did not keep the peer's intact copy: %d bytes, %v", len(got), err)
+	}
+
+	p = damage(loneSrv)
+	cutShort(loneSrv, lone.URL, p)
+	_, err := get(lone.URL, nil)
+	wantStatus(t, err, http.StatusNotFound, "not stored on this sidecar")
+	if _, err := NewClient(lone.URL, e.writer, nil).Put(ctx, e.pid, testCategory, sum, bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := get(lone.URL, nil); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("GET after the uploader put the blob again: %d of %d bytes, %v", len(got), len(data), err)
 	}
 }
 

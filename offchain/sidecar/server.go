@@ -807,6 +807,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		// chain names the size. Read the blob through from a peer, whose
 		// verified copy replaces this one, rather than serve these bytes.
 		s.log.Error("stored blob has the wrong size: reading it from a peer", "sha256", sum.String(), "key", key.String(), "stored", info.Size, "chain", blob.size)
+		s.metrics.damaged.Inc()
 		err = fmt.Errorf("%w: the stored copy has %d bytes, the chain says %d", blobstore.ErrNotFound, info.Size, blob.size)
 	}
 	if errors.Is(err, blobstore.ErrNotFound) {
@@ -870,9 +871,30 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodHead {
 		bp := s.bufs.Get().(*[]byte)
 		cw := &countingWriter{w: &writeDeadline{w: w, rc: http.NewResponseController(w), idle: s.opts.UploadIdleTimeout}, c: s.metrics.bytesOut}
-		_, err = io.CopyBuffer(cw, struct{ io.Reader }{rc}, *bp)
+		if partial {
+			// A range is not the blob: the reader checks the whole it
+			// assembles against the chain's hash.
+			_, err = io.CopyBuffer(cw, struct{ io.Reader }{rc}, *bp)
+		} else {
+			// The status goes out first, so that a copy found damaged is
+			// a transfer cut short, whatever its size.
+			if err = http.NewResponseController(w).Flush(); err == nil {
+				_, err = copyVerified(cw, rc, sum, *bp)
+			}
+		}
 		s.bufs.Put(bp)
 		n = cw.n
+		if errors.Is(err, errDamagedCopy) {
+			// Same size, other bytes (a flipped bit on a disk, a bad
+			// restore): the reader gets a transfer cut short, never the
+			// whole damaged blob. Dropping the copy lets the next GET read
+			// it through from a peer (the reader's retry, or another's).
+			s.metrics.damaged.Inc()
+			derr := s.dropDamagedCopy(context.WithoutCancel(ctx), key, info)
+			s.log.Error("stored blob is damaged (its bytes do not hash to its SHA-256): not served; the next GET reads it from a peer",
+				"sha256", sum.String(), "key", key.String(), "sent", n, "dropped", derr == nil, "err", derr)
+			panic(http.ErrAbortHandler)
+		}
 		if err != nil {
 			s.log.Error("blob transfer interrupted", "sha256", sum.String(), "reader", hex.EncodeToString(caller.Address), "sent", n, "err", err)
 			return
