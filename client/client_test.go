@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -450,6 +452,7 @@ func TestClientAgainstNode(t *testing.T) {
 
 	t.Run("LyingNode", func(t *testing.T) { testLyingNode(t, w) })
 	t.Run("UnverifiedEmptyAnswer", func(t *testing.T) { testUnverifiedEmptyAnswer(t, w) })
+	t.Run("NotCommittedWithinTimeout", func(t *testing.T) { testNotCommitted(t, w) })
 
 	// An upload the chain would refuse (a category it does not know, a
 	// file past max_blob_bytes) fails before the file is read or anything
@@ -837,6 +840,56 @@ func testUnverifiedEmptyAnswer(t *testing.T, w *world) {
 		NotAfter: time.Now().Add(time.Hour)}, w.kek)
 	if err == nil {
 		t.Error("GrantMsg with an empty Patient answer succeeded")
+	}
+}
+
+// testNotCommitted: a transaction the node accepted but that is in no
+// block within the client's timeout (here the node swallowed it) is
+// reported as not committed yet, with the block after which it never can
+// be: its timeout height, TxTimeoutBlocks past the head it was signed at.
+func testNotCommitted(t *testing.T, w *world) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	swallow := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		var req struct {
+			ID json.RawMessage `json:"id"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		rw.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(rw, `{"jsonrpc":"2.0","id":%s,"result":{"code":0,"data":"","log":"","codespace":"","hash":""}}`, req.ID)
+	}))
+	defer swallow.Close()
+	proxy := clienttest.NewProxy(t, w.node.RPC)
+	proxy.SetRoute(func(c clienttest.Call) string {
+		if c.Method == "broadcast_tx_sync" {
+			return swallow.URL
+		}
+		return ""
+	})
+	c, err := client.New(ctx, client.Config{Node: proxy.URL, Timeout: 1500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	before, err := c.LatestHeight(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Submit(ctx, w.clinician, &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{
+		PatientId: w.patientID, RecordSequences: []uint64{1}, Purpose: emrv1.Purpose_PURPOSE_TREATMENT}}})
+	after, herr := c.LatestHeight(ctx)
+	if herr != nil {
+		t.Fatal(herr)
+	}
+	var nc *client.NotCommittedError
+	if !errors.As(err, &nc) {
+		t.Fatalf("a swallowed transaction: %v, want a NotCommittedError", err)
+	}
+	if lo, hi := uint64(before)+client.TxTimeoutBlocks, uint64(after)+client.TxTimeoutBlocks; nc.TimeoutHeight < lo || nc.TimeoutHeight > hi {
+		t.Fatalf("timeout height %d, want %d..%d", nc.TimeoutHeight, lo, hi)
+	}
+	if want := fmt.Sprintf("until block %d (its timeout height), never after; check with: emrcli tx status %X", nc.TimeoutHeight, nc.Hash); !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %q does not say %q", err, want)
 	}
 }
 

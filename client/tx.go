@@ -204,7 +204,11 @@ func (c *Client) Broadcast(ctx context.Context, tx []byte, wait bool) (*TxResult
 	if !wait {
 		return &TxResult{Hash: hash}, nil
 	}
-	return c.waitTx(ctx, hash)
+	var timeout uint64
+	if dtx, err := app.DecodeTx(tx); err == nil {
+		timeout = dtx.Body.GetTimeoutHeight()
+	}
+	return c.waitTx(ctx, hash, timeout)
 }
 
 // invalidTxRE parses CometBFT's mempool.ErrInvalidTx, which broadcast_tx_sync
@@ -232,8 +236,27 @@ func isAlreadyInCache(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "already exists in cache")
 }
 
-// waitTx polls for hash until it is committed or the timeout passes.
-func (c *Client) waitTx(ctx context.Context, hash []byte) (*TxResult, error) {
+// NotCommittedError: a transaction was accepted but not seen in a block
+// within the client's timeout. It may still be committed, but never past
+// its timeout height, if it has one.
+type NotCommittedError struct {
+	Hash   []byte
+	Within time.Duration
+	// TimeoutHeight is the transaction's (0: none, or not known).
+	TimeoutHeight uint64
+}
+
+func (e *NotCommittedError) Error() string {
+	if e.TimeoutHeight == 0 {
+		return fmt.Sprintf("transaction %X not committed within %s (it may still be; check with: emrcli tx status %X)", e.Hash, e.Within, e.Hash)
+	}
+	return fmt.Sprintf("transaction %X not committed within %s: it may still be, until block %d (its timeout height), never after; check with: emrcli tx status %X",
+		e.Hash, e.Within, e.TimeoutHeight, e.Hash)
+}
+
+// waitTx polls for hash (a transaction with timeout height timeout, 0 if
+// none or unknown) until it is committed or the client's timeout passes.
+func (c *Client) waitTx(ctx context.Context, hash []byte, timeout uint64) (*TxResult, error) {
 	wctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -246,12 +269,19 @@ func (c *Client) waitTx(ctx context.Context, hash []byte) (*TxResult, error) {
 			}
 			return r, nil
 		}
+		if wctx.Err() != nil && ctx.Err() == nil {
+			// The wait ran out, maybe in the middle of a look.
+			return nil, &NotCommittedError{Hash: hash, Within: c.cfg.Timeout, TimeoutHeight: timeout}
+		}
 		if !errors.Is(err, ErrNotFound) {
 			return nil, err
 		}
 		select {
 		case <-wctx.Done():
-			return nil, fmt.Errorf("transaction %X not committed within %s (it may still be; check with: emrcli tx status %X)", hash, c.cfg.Timeout, hash)
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, &NotCommittedError{Hash: hash, Within: c.cfg.Timeout, TimeoutHeight: timeout}
 		case <-tick.C:
 		}
 	}
@@ -290,7 +320,7 @@ func (c *Client) Submit(ctx context.Context, s Signer, msg *emrv1.Msg) (*TxResul
 	next, rerr := c.resignSequence(ctx, s.Address(), seq, timeout, app.TxHash(tx), floor)
 	switch {
 	case errors.Is(rerr, errTxExecuted):
-		return c.waitTx(ctx, app.TxHash(tx))
+		return c.waitTx(ctx, app.TxHash(tx), timeout)
 	case rerr != nil:
 		return nil, fmt.Errorf("%w (not signed again: %w)", err, rerr)
 	}
