@@ -117,6 +117,8 @@ func appTomlSeeds(f *testing.F) {
 		"[sidecar]\nmax_uploads = 9\n",
 		"[sidecar]\nmax_uploads = -1\nmax_uploads_per_signer = -1\n",
 		"[sidecar]\naccess_window = \"0s\"\nmax_clock_skew = \"-1m\"\nsweep_interval = \"-1s\"\n",
+		"[sidecar]\nscrub_interval = \"0s\"\nscrub_bytes_per_second = 0\n",
+		"[sidecar]\nscrub_interval = \"-1h\"\nscrub_bytes_per_second = -5\n",
 		"[sidecar]\nbackend = \"minio\"\nminio_bucket = \"\"\n",
 		"[sidecar]\nminio_endpoint = \"x\"\nminio_access_key = \"a\"\nminio_secret_key = \"s\"\n",
 		"[sidecar]\nnode = \"\\u007f\\u0000\"\n",
@@ -265,6 +267,7 @@ func FuzzLoadSidecarConfig(f *testing.F) {
 			!filepath.IsAbs(c.Dir), !filepath.IsAbs(c.RefIndexDir),
 			c.Listen == "",
 			c.AccessWindow <= 0, c.MaxClockSkew <= 0, c.SweepInterval < 0, c.SweepGrace < 0, c.MaxHeadAge < 0,
+			c.ScrubInterval < 0, c.ScrubBytesPerSecond < 0,
 			c.ReplayCacheSize < 0, c.ReplayPerSigner < 0, c.FailedAuthPerMinute < 0, c.SweepMaxDeletes < 0, c.SweepMaxChecks < 0,
 			c.PendingBytesPerSigner < 0, c.PendingBytesPatients < 0, c.PendingBytesTotal < 0,
 			c.PendingBytesTotal > 0 && c.PendingBytesPatients >= c.PendingBytesTotal,
@@ -286,6 +289,8 @@ func FuzzLoadSidecarConfig(f *testing.F) {
 			!noBound(int64(c.MaxHeadAge), int64(o.MaxHeadAge)) ||
 			(c.SweepInterval == 0) != (o.SweepInterval < 0 && o.RefIndexDir == "") ||
 			(c.SweepInterval > 0 && (o.SweepInterval != time.Duration(c.SweepInterval) || o.RefIndexDir != c.RefIndexDir)) ||
+			(c.ScrubInterval == 0) != (o.ScrubInterval < 0) || (c.ScrubInterval > 0 && o.ScrubInterval != time.Duration(c.ScrubInterval)) ||
+			!noBound(c.ScrubBytesPerSecond, o.ScrubBytesPerSecond) ||
 			!reflect.DeepEqual(o.Peers, c.Peers) {
 			t.Fatalf("options %+v of %+v", o, c)
 		}

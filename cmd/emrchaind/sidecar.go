@@ -105,6 +105,11 @@ type sidecarConfig struct {
 	SweepGrace      duration `toml:"sweep_grace"`
 	SweepMaxDeletes int      `toml:"sweep_max_deletes"`
 	SweepMaxChecks  int      `toml:"sweep_max_checks"`
+	// ScrubInterval between passes that read every stored blob and check
+	// its SHA-256; "0s" disables them. ScrubBytesPerSecond bounds their
+	// reads (0: no bound).
+	ScrubInterval       duration `toml:"scrub_interval"`
+	ScrubBytesPerSecond int64    `toml:"scrub_bytes_per_second"`
 	// Peers are the other hospitals' sidecars (base URLs): a blob this
 	// sidecar lacks is fetched through them on the member's own signed
 	// request and kept (read-through replication).
@@ -150,6 +155,9 @@ func defaultSidecarConfig() sidecarConfig {
 		SweepMaxDeletes: sidecar.DefaultSweepMaxDeletes,
 		SweepMaxChecks:  sidecar.DefaultSweepMaxChecks,
 		Peers:           []string{},
+
+		ScrubInterval:       duration(sidecar.DefaultScrubInterval),
+		ScrubBytesPerSecond: sidecar.DefaultScrubBytesPerSecond,
 
 		FailedAuthPerMinute:   sidecar.DefaultFailedAuthPerMinute,
 		PendingBytesPerSigner: sidecar.DefaultPendingBytesPerSigner,
@@ -282,6 +290,14 @@ sweep_interval = %q
 sweep_grace = %q
 sweep_max_deletes = %d
 sweep_max_checks = %d
+# The scrub: how often ("0s" disables it) every stored blob is read whole and
+# checked against its SHA-256, and how fast (bytes per second; 0: no bound).
+# A damaged copy (a flipped bit, a truncation) is logged, counted in
+# emrchain_sidecar_damaged_copies_total and dropped, so that the next GET
+# reads the blob through from a peer, or its uploader puts it again. The
+# first pass comes 10 minutes after start.
+scrub_interval = %q
+scrub_bytes_per_second = %d
 # The other sidecars of the consortium ("http://host:port"): a blob this one
 # does not hold is fetched through them with the member's own signed request,
 # checked against its SHA-256 and kept. Empty: serve only local blobs.
@@ -290,7 +306,7 @@ peers = %s
 		c.MinIOSecure, c.MinIORegion, c.MinIOPrefix, time.Duration(c.AccessWindow).String(), time.Duration(c.MaxClockSkew).String(), time.Duration(c.MaxHeadAge).String(),
 		c.ReplayCacheSize, c.ReplayPerSigner, c.FailedAuthPerMinute, c.PendingBytesPerSigner, c.PendingBytesPatients, c.PendingBytesTotal,
 		time.Duration(c.UploadIdleTimeout).String(), c.UploadMinRate, c.MaxUploads, c.MaxUploadsPerSigner, c.MaxUploadsPatients, time.Duration(c.SweepInterval).String(), time.Duration(c.SweepGrace).String(), c.SweepMaxDeletes, c.SweepMaxChecks,
-		tomlStrings(c.Peers))
+		time.Duration(c.ScrubInterval).String(), c.ScrubBytesPerSecond, tomlStrings(c.Peers))
 }
 
 // loadSidecarConfig reads the [sidecar] table of HOME/config/app.toml over
@@ -352,8 +368,8 @@ func (c *sidecarConfig) resolve(home string) error {
 		return errors.New("sidecar: access_window must be positive")
 	case c.MaxClockSkew <= 0:
 		return errors.New("sidecar: max_clock_skew must be positive")
-	case c.SweepInterval < 0 || c.SweepGrace < 0 || c.MaxHeadAge < 0:
-		return errors.New("sidecar: sweep_interval, sweep_grace and max_head_age must not be negative")
+	case c.SweepInterval < 0 || c.SweepGrace < 0 || c.MaxHeadAge < 0 || c.ScrubInterval < 0 || c.ScrubBytesPerSecond < 0:
+		return errors.New("sidecar: sweep_interval, sweep_grace, max_head_age, scrub_interval and scrub_bytes_per_second must not be negative")
 	case c.ReplayCacheSize < 0 || c.SweepMaxDeletes < 0 || c.SweepMaxChecks < 0:
 		return errors.New("sidecar: replay_cache_size, sweep_max_deletes and sweep_max_checks must not be negative")
 	case c.ReplayPerSigner < 0 || c.FailedAuthPerMinute < 0 || c.PendingBytesPerSigner < 0 || c.PendingBytesPatients < 0 || c.PendingBytesTotal < 0:
@@ -437,6 +453,10 @@ func (c *sidecarConfig) options() sidecar.Options {
 		}
 		return v
 	}
+	scrub := time.Duration(c.ScrubInterval)
+	if scrub == 0 {
+		scrub = -1 // disabled
+	}
 	return sidecar.Options{
 		AccessWindow:          time.Duration(c.AccessWindow),
 		MaxClockSkew:          time.Duration(c.MaxClockSkew),
@@ -458,6 +478,8 @@ func (c *sidecarConfig) options() sidecar.Options {
 		SweepMaxChecks:        c.SweepMaxChecks,
 		RefIndexDir:           refDir,
 		Peers:                 c.Peers,
+		ScrubInterval:         scrub,
+		ScrubBytesPerSecond:   noBound(c.ScrubBytesPerSecond),
 	}
 }
 

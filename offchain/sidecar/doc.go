@@ -35,7 +35,8 @@
 //	  whole blob is hashed as it streams, its last chunk held back, and a
 //	  copy whose bytes are not the blob is cut short (the connection is
 //	  aborted before the last chunk) and dropped, so that the next GET
-//	  reads it through from a peer.
+//	  reads it through from a peer. A scrub (Scrub, every ScrubInterval)
+//	  reads every stored blob and drops the damaged ones the same way.
 //	GET /healthz             200/503 JSON: the store and the chain reachable
 //	  (checked at most once a second; which failed, the error in the log).
 //	GET /metrics             Prometheus: emrchain_sidecar_bytes_in_total,

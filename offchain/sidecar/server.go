@@ -177,6 +177,13 @@ type Options struct {
 	SweepMaxDeletes int
 	// SweepMaxChecks bounds the blobs a pass checks.
 	SweepMaxChecks int
+	// ScrubInterval between passes that read every stored blob and check
+	// its SHA-256 (Scrub); 0 means DefaultScrubInterval, negative disables
+	// the background scrub (Scrub can still be called).
+	ScrubInterval time.Duration
+	// ScrubBytesPerSecond bounds how fast a scrub reads the store; 0
+	// means DefaultScrubBytesPerSecond, negative no bound.
+	ScrubBytesPerSecond int64
 	// RefIndexDir holds the sweep's reference index (a pebble database):
 	// the blobs every committed block referenced, read from block results.
 	// Empty keeps it in memory, read again at each start (from height 1,
@@ -258,6 +265,8 @@ func New(opts Options) (*Server, error) {
 	opts.MaxUploadsPerSigner = cmp.Or(opts.MaxUploadsPerSigner, DefaultMaxUploadsPerSigner)
 	opts.MaxUploadsPatients = cmp.Or(opts.MaxUploadsPatients, UploadsPatientsShare(opts.MaxUploads))
 	opts.SweepInterval = cmp.Or(opts.SweepInterval, DefaultSweepInterval)
+	opts.ScrubInterval = cmp.Or(opts.ScrubInterval, DefaultScrubInterval)
+	opts.ScrubBytesPerSecond = cmp.Or(opts.ScrubBytesPerSecond, DefaultScrubBytesPerSecond)
 	if opts.SweepGrace <= 0 {
 		opts.SweepGrace = DefaultSweepGrace
 	}
@@ -422,6 +431,10 @@ func (s *Server) Serve(l net.Listener) error {
 	}()
 	s.wg.Add(1)
 	go s.sweepLoop(s.stop) // with the sweep disabled, only temporary uploads
+	if s.opts.ScrubInterval > 0 {
+		s.wg.Add(1)
+		go s.scrubLoop(s.stop)
+	}
 
 	if s.pending != nil {
 		// Count the pending uploads now rather than at the first upload.
@@ -436,7 +449,8 @@ func (s *Server) Serve(l net.Listener) error {
 		}(s.stop)
 	}
 	s.log.Info("sidecar listening", "addr", l.Addr().String(), "backend", s.store.Name(),
-		"access_window", s.opts.AccessWindow.String(), "sweep_interval", s.opts.SweepInterval.String())
+		"access_window", s.opts.AccessWindow.String(), "sweep_interval", s.opts.SweepInterval.String(),
+		"scrub_interval", s.opts.ScrubInterval.String())
 	return nil
 }
 
@@ -890,9 +904,9 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 			// whole damaged blob. Dropping the copy lets the next GET read
 			// it through from a peer (the reader's retry, or another's).
 			s.metrics.damaged.Inc()
-			derr := s.dropDamagedCopy(context.WithoutCancel(ctx), key, info)
+			dropped, derr := s.dropDamagedCopy(context.WithoutCancel(ctx), key, info)
 			s.log.Error("stored blob is damaged (its bytes do not hash to its SHA-256): not served; the next GET reads it from a peer",
-				"sha256", sum.String(), "key", key.String(), "sent", n, "dropped", derr == nil, "err", derr)
+				"sha256", sum.String(), "key", key.String(), "sent", n, "dropped", dropped, "err", derr)
 			panic(http.ErrAbortHandler)
 		}
 		if err != nil {

@@ -51,31 +51,33 @@ func copyVerified(w io.Writer, r io.Reader, want blobstore.Sum, buf []byte) (sen
 }
 
 // dropDamagedCopy deletes the stored copy of key that was read as served
-// (whose bytes did not hash to key.Sum), so that the next GET reads the
-// blob through from a peer, and an upload stores it anew. It deletes only
-// that copy: locked against uploads of the blob, and only if the store
-// still holds a copy of the same size and age (a peer's or an uploader's
-// copy written since is not touched). An upload holding the lock leaves
-// the copy for the next GET to find again.
-func (s *Server) dropDamagedCopy(ctx context.Context, key blobstore.Key, served blobstore.Info) error {
+// (whose bytes did not hash to key.Sum; served is what Stat said before
+// the read), so that the next GET reads the blob through from a peer, and
+// an upload stores it anew. It deletes only that copy: locked against
+// uploads of the blob, and only if the store still holds a copy of the
+// same size and age (nothing replaces a copy of the right size in place,
+// so a different one was written after a delete). dropped is false if it
+// found another copy, or none; errBlobBusy if an upload holds the lock
+// (the next GET, or scrub, finds the copy again).
+func (s *Server) dropDamagedCopy(ctx context.Context, key blobstore.Key, served blobstore.Info) (dropped bool, err error) {
 	unlock, ok := s.blobs.tryLock(key)
 	if !ok {
-		return errBlobBusy
+		return false, errBlobBusy
 	}
 	defer unlock()
 	info, err := s.store.Stat(ctx, key)
 	if errors.Is(err, blobstore.ErrNotFound) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	if info.Size != served.Size || !info.ModTime.Equal(served.ModTime) {
-		return nil
+		return false, nil
 	}
 	if err := s.store.Delete(ctx, key); err != nil && !errors.Is(err, blobstore.ErrNotFound) {
-		return fmt.Errorf("deleting the damaged copy: %w", err)
+		return false, fmt.Errorf("deleting the damaged copy: %w", err)
 	}
 	s.pending.deleted(key)
-	return nil
+	return true, nil
 }

@@ -1,0 +1,205 @@
+package sidecar
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/emrchain/emrchain/offchain/blobstore"
+)
+
+// Scrub defaults: a pass a day, reading at most 32 MiB/s, the first pass
+// scrubFirstDelay after start (at most one interval).
+const (
+	DefaultScrubInterval       = 24 * time.Hour
+	DefaultScrubBytesPerSecond = 32 << 20
+	scrubFirstDelay            = 10 * time.Minute
+)
+
+// scrubBatch bounds the blobs a pass holds listed at once; it lists the
+// store again after the last one for the next batch. (A variable for
+// tests.)
+var scrubBatch = 10_000
+
+// ScrubReport says what one scrub pass found.
+type ScrubReport struct {
+	// Checked: blobs read whole and hashed, and their bytes.
+	Checked int
+	Bytes   int64
+	// Damaged: copies whose bytes do not hash to the SHA-256 they are
+	// stored under. Dropped of them were deleted (dropDamagedCopy); Busy
+	// were left because an upload of the blob held its lock (the next
+	// pass, or GET, finds them again).
+	Damaged int
+	Dropped int
+	Busy    int
+	// Errors: blobs that could not be read or dropped (kept).
+	Errors int
+}
+
+// Scrub reads every stored blob whole, at most ScrubBytesPerSecond, and
+// checks that its bytes hash to the SHA-256 it is stored under. A copy
+// that does not is logged, counted (damaged_copies_total) and dropped, as
+// a GET drops one: the next GET reads the blob through from a peer, or
+// the uploader puts it again. Without a scrub, a copy nobody reads is
+// found damaged only when someone does, perhaps after the last intact
+// copy elsewhere is gone; the scrub tells the operator first.
+func (s *Server) Scrub(ctx context.Context) (ScrubReport, error) {
+	var rep ScrubReport
+	var cursor blobstore.Key
+	started := false
+	buf := make([]byte, 256<<10)
+	limit := newRateLimit(s.opts.ScrubBytesPerSecond)
+	for {
+		var batch []blobstore.Info
+		err := s.store.List(ctx, func(i blobstore.Info) bool {
+			if started && i.Key.Compare(cursor) <= 0 {
+				return true
+			}
+			batch = append(batch, i)
+			return len(batch) < scrubBatch
+		})
+		if err != nil {
+			return rep, fmt.Errorf("scrub: listing the store: %w", err)
+		}
+		for _, info := range batch {
+			if err := s.scrubOne(ctx, info, buf, limit, &rep); err != nil {
+				return rep, err
+			}
+			cursor, started = info.Key, true
+		}
+		if len(batch) < scrubBatch {
+			return rep, nil
+		}
+	}
+}
+
+// scrubOne checks one blob; an error stops the pass (ctx ended).
+func (s *Server) scrubOne(ctx context.Context, listed blobstore.Info, buf []byte, limit *rateLimit, rep *ScrubReport) error {
+	// Stat, not the listing: dropDamagedCopy compares what it finds with
+	// this, and a store's listing may give times of another precision.
+	info, err := s.store.Stat(ctx, listed.Key)
+	var rc io.ReadCloser
+	if err == nil {
+		rc, _, err = s.store.Get(ctx, info.Key, 0, -1)
+	}
+	if errors.Is(err, blobstore.ErrNotFound) {
+		return nil // deleted since the listing (the sweep)
+	}
+	if err == nil {
+		h := sha256.New()
+		var n int64
+		n, err = io.CopyBuffer(h, &limitedReader{ctx: ctx, r: rc, limit: limit}, buf)
+		rc.Close()
+		rep.Bytes += n
+		if err == nil && blobstore.Sum(h.Sum(nil)) != info.Key.Sum {
+			err = errDamagedCopy
+		}
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	switch {
+	case err == nil:
+		rep.Checked++
+	case errors.Is(err, errDamagedCopy):
+		rep.Checked++
+		rep.Damaged++
+		s.metrics.damaged.Inc()
+		dropped, derr := s.dropDamagedCopy(ctx, info.Key, info)
+		switch {
+		case dropped:
+			rep.Dropped++
+		case errors.Is(derr, errBlobBusy):
+			rep.Busy++
+		case derr != nil:
+			rep.Errors++
+		}
+		s.log.Error("scrub: stored blob is damaged (its bytes do not hash to its SHA-256); dropped, so that the next GET reads it from a peer or the uploader puts it again",
+			"key", info.Key.String(), "size", info.Size, "dropped", dropped, "err", derr)
+	default:
+		rep.Errors++
+		s.log.Error("scrub: cannot read blob, keeping it", "key", info.Key.String(), "err", err)
+	}
+	return nil
+}
+
+// rateLimit paces reads to a number of bytes per second (none if not
+// positive): after each read, it sleeps until the bytes read so far are
+// due.
+type rateLimit struct {
+	perSecond int64
+	start     time.Time
+	done      int64
+}
+
+func newRateLimit(perSecond int64) *rateLimit {
+	return &rateLimit{perSecond: perSecond, start: time.Now()}
+}
+
+// wait accounts for n bytes read and sleeps until they are due.
+func (l *rateLimit) wait(ctx context.Context, n int) error {
+	if l.perSecond <= 0 {
+		return nil
+	}
+	l.done += int64(n)
+	due := l.start.Add(time.Duration(float64(l.done) / float64(l.perSecond) * float64(time.Second)))
+	d := time.Until(due)
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// limitedReader reads r at limit's pace.
+type limitedReader struct {
+	ctx   context.Context
+	r     io.Reader
+	limit *rateLimit
+}
+
+func (r *limitedReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if werr := r.limit.wait(r.ctx, n); werr != nil && err == nil {
+		err = werr
+	}
+	return n, err
+}
+
+// scrubLoop runs Scrub every ScrubInterval, the first pass
+// scrubFirstDelay after start (or one interval, if shorter).
+func (s *Server) scrubLoop(stop <-chan struct{}) {
+	defer s.wg.Done()
+	interval := s.opts.ScrubInterval
+	base, cancel := untilStop(context.Background(), stop)
+	defer cancel()
+	t := time.NewTimer(min(interval, scrubFirstDelay))
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		start := time.Now()
+		rep, err := s.Scrub(base)
+		took := time.Since(start).Round(time.Second).String()
+		if err != nil && base.Err() == nil {
+			s.log.Error("scrub pass failed", "err", err, "checked", rep.Checked, "damaged", rep.Damaged, "took", took)
+		} else if err == nil {
+			s.log.Info("scrub pass", "checked", rep.Checked, "bytes", rep.Bytes, "damaged", rep.Damaged,
+				"dropped", rep.Dropped, "busy", rep.Busy, "errors", rep.Errors, "took", took)
+		}
+		t.Reset(interval)
+	}
+}
