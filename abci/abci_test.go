@@ -778,10 +778,12 @@ func TestSignersClearUnseenPower(t *testing.T) {
 		}
 		return fin.TxResults
 	}
-	if r := finalize(2, cmtproto.BlockIDFlagAbsent, reg.Tx(testChainID, 0, apptest.SetValidatorPower(y.SignPub(), 19))); r[0].Code != 0 {
+	if r := finalize(2, cmtproto.BlockIDFlagAbsent, reg.Tx(testChainID, 0, apptest.SetValidatorPowerWith(y.SignPub(), 19, y.Possession(testChainID)))); r[0].Code != 0 {
 		t.Fatalf("add Y: %v", r[0])
 	}
-	addZ := func(seq uint64) []byte { return reg.Tx(testChainID, seq, apptest.SetValidatorPower(z.SignPub(), 1)) }
+	addZ := func(seq uint64) []byte {
+		return reg.Tx(testChainID, seq, apptest.SetValidatorPowerWith(z.SignPub(), 1, z.Possession(testChainID)))
+	}
 	if r := finalize(3, cmtproto.BlockIDFlagAbsent, addZ(1)); r[0].Code != app.ErrTooLarge.Code() {
 		t.Fatalf("add Z while Y is unseen: %v", r[0])
 	}

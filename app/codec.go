@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cometbft/cometbft/crypto/ed25519"
 	"github.com/cometbft/cometbft/crypto/tmhash"
 	"google.golang.org/protobuf/proto"
 
@@ -79,6 +80,39 @@ func RecordSignBytes(patientID []byte, category string, ciphertextSHA256, bodySH
 // RecordSignBytesOf is what a stored record's uploader signature signs.
 func RecordSignBytesOf(r *emrv1.Record) []byte {
 	return RecordSignBytes(r.PatientId, r.Category, r.CiphertextSha256, r.BodySha256)
+}
+
+// validatorPossessionDomain separates a validator's proof of possession
+// from every other message its consensus key signs. CometBFT's votes and
+// proposals sign a length-prefixed protobuf encoding of their fields 1 to
+// 7, which cannot begin with this text ('e' read as a length, then 'm',
+// the tag of a field 13); a transaction body begins with a tag of a TxBody
+// field, and an AddRecord's sign bytes with "emrchain/v1/record-tx".
+const validatorPossessionDomain = "emrchain/v1/validator-possession\x00"
+
+// ValidatorPossessionSignBytes is what a validator's consensus key pubKey
+// signs to prove that its operator holds it (SetValidatorPower.possession):
+// "emrchain/v1/validator-possession" 0x00 || chainID || 0x00 || pubKey.
+// The key, fixed-size and last, makes the encoding unambiguous. Binding
+// the chain id keeps a possession made for one chain (a testnet, say)
+// from adding the key to another; binding the key keeps a possession from
+// vouching for any other key.
+func ValidatorPossessionSignBytes(chainID string, pubKey []byte) []byte {
+	out := make([]byte, 0, len(validatorPossessionDomain)+len(chainID)+1+len(pubKey))
+	out = append(out, validatorPossessionDomain...)
+	out = append(out, chainID...)
+	out = append(out, 0)
+	return append(out, pubKey...)
+}
+
+// VerifyValidatorPossession reports whether possession is consensus key
+// pubKey's proof of possession for chain chainID: its ed25519 signature of
+// ValidatorPossessionSignBytes, verified as CometBFT verifies signatures.
+func VerifyValidatorPossession(chainID string, pubKey, possession []byte) bool {
+	if len(pubKey) != ed25519.PubKeySize || len(possession) != SignatureSize {
+		return false
+	}
+	return ed25519.PubKey(pubKey).VerifySignature(ValidatorPossessionSignBytes(chainID, pubKey), possession)
 }
 
 // SignBytes is what a transaction's signer signs: the body bytes, except for

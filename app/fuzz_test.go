@@ -35,12 +35,14 @@ func seedMsgs() map[string]*emrv1.Msg {
 		"share_record":      apptest.Share(pid, 1, "s1", true),
 		"propose_org":       apptest.AddOrganization("org-fuzz", doc),
 		"propose_validator": apptest.SetValidatorPower(apptest.Validator(1).SignPub(), 0),
-		"approve":           apptest.Approve(1),
-		"withdraw":          apptest.Withdraw(1),
-		"propose_status":    apptest.ConsortiumSetStatus(doc, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED),
-		"propose_registrar": apptest.AddRegistrar(apptest.HospitalB, doc),
-		"propose_params":    apptest.SetParams(app.DefaultParams(), 0),
-		"propose_retire":    apptest.RetireOrganization(apptest.HospitalB),
+		// An addition, with the key's proof of possession.
+		"propose_validator_add": apptest.AddValidator(apptest.NewActor("fuzz-validator"), 10),
+		"approve":               apptest.Approve(1),
+		"withdraw":              apptest.Withdraw(1),
+		"propose_status":        apptest.ConsortiumSetStatus(doc, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED),
+		"propose_registrar":     apptest.AddRegistrar(apptest.HospitalB, doc),
+		"propose_params":        apptest.SetParams(app.DefaultParams(), 0),
+		"propose_retire":        apptest.RetireOrganization(apptest.HospitalB),
 	}
 }
 

@@ -79,6 +79,12 @@ func (ctx *txContext) propose(m *emrv1.MsgPropose) error {
 	if err := ctx.checkChange(change, ctx.tx.Signer); err != nil {
 		return err
 	}
+	if set := change.GetSetValidatorPower(); set != nil {
+		// The transaction's chain id is this chain's (execTx checked it).
+		if err := checkPossession(ctx.tx.Body.ChainId, set); err != nil {
+			return err
+		}
+	}
 	id, err := ctx.st.nextProposalID()
 	if err != nil {
 		return err
@@ -374,6 +380,31 @@ func (ctx *txContext) checkValidatorChange(set *emrv1.SetValidatorPower) error {
 	if unseenAfter > 0 && 3*unseenAfter >= after {
 		return fmt.Errorf("%w: after this change %d of the %d voting power would be in validators not yet seen signing (a third or more halts the chain until they sign): wait until they sign, or change less at once",
 			ErrTooLarge, unseenAfter, after)
+	}
+	return nil
+}
+
+// checkPossession checks set's proof of possession (checked when the
+// proposal is made, after checkChange: set.FromPower is the key's power
+// now). A proposal adding a key (no power now, some after) needs one: a
+// key nobody holds, a typo or the wrong key pasted, would count as power
+// never seen signing, and the proposal would be voted on for nothing. A
+// change of an existing validator's power needs none (its key is in the
+// set already, and a lost or leaked key must still be removable), but one
+// given must verify. The one signature verification is the same on every
+// node.
+func checkPossession(chainID string, set *emrv1.SetValidatorPower) error {
+	key := ValidatorKeyText(set.PubKey)
+	if len(set.Possession) == 0 {
+		if set.FromPower == 0 && set.Power > 0 {
+			return fmt.Errorf("%w: %s is not a validator, and adding it needs its proof of possession: its operator runs `emrchaind show validator --possession` on the node of that key and hands the output to the proposer (emrcli propose validator --possession)",
+				ErrInvalidMsg, key)
+		}
+		return nil
+	}
+	if !VerifyValidatorPossession(chainID, set.PubKey, set.Possession) {
+		return fmt.Errorf("%w: the possession is not a signature by validator key %s for chain %q (another key's, or another chain's): its operator runs `emrchaind show validator --possession` on the node of that key, of this chain, and hands the output to the proposer",
+			ErrInvalidMsg, key, chainID)
 	}
 	return nil
 }

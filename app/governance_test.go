@@ -130,7 +130,7 @@ func TestProposalRules(t *testing.T) {
 func TestProposalVotingEnds(t *testing.T) {
 	w := newRuleWorld(t, apptest.Options{})
 	c := w.c
-	c.Must(w.regA, apptest.SetValidatorPower(apptest.NewActor("validator-new").SignPub(), 5))
+	c.Must(w.regA, apptest.AddValidator(apptest.NewActor("validator-new"), 5))
 	end := ruleProposal(c, 1).Proposal.VotingEnd.AsTime()
 	ruleCheck(t, "approve a second before the end", c.Simulate(w.regB, end.Add(-time.Second), apptest.Approve(1)), nil)
 	ruleCheck(t, "approve at the end", c.Simulate(w.regB, end, apptest.Approve(1)), app.ErrProposalClosed, "voting on proposal 1 ended at")
@@ -170,8 +170,8 @@ func TestOneOrganizationDecidesAlone(t *testing.T) {
 	reg := apptest.Registrar(apptest.HospitalA)
 	ruleCheck(t, "remove the only validator", c.Exec(reg, apptest.SetValidatorPower(only, 0)), app.ErrLastValidator, "only validator")
 	second := apptest.NewActor("validator-second")
-	ruleCheck(t, "a second validator as strong as the first", c.Exec(reg, apptest.SetValidatorPower(second.SignPub(), 10)), app.ErrTooLarge, "10 of the 20")
-	res := c.Must(reg, apptest.SetValidatorPower(second.SignPub(), 4))
+	ruleCheck(t, "a second validator as strong as the first", c.Exec(reg, apptest.AddValidator(second, 10)), app.ErrTooLarge, "10 of the 20")
+	res := c.Must(reg, apptest.AddValidator(second, 4))
 	if len(res.ValidatorUpdates) != 1 || res.ValidatorUpdates[0].Power != 4 || len(c.ValidatorUpdates) != 1 {
 		t.Fatalf("validator updates %v, to CometBFT %v", res.ValidatorUpdates, c.ValidatorUpdates)
 	}
@@ -233,14 +233,14 @@ func TestAddAndRemoveInOneBlock(t *testing.T) {
 	w := newRuleWorld(t, apptest.Options{})
 	c := w.c
 	mirror := newCometSet(apptest.GenesisValidators())
-	y := apptest.NewActor("validator-y").SignPub()
-	c.Must(w.regA, apptest.SetValidatorPower(y, 10))
+	y := apptest.NewActor("validator-y")
+	c.Must(w.regA, apptest.AddValidator(y, 10))
 	c.Must(w.regB, apptest.Approve(1))
 	sR := c.Seq(w.regR.Address)
 	sB := c.Seq(w.regB.Address)
 	_, results := c.Propose(
 		w.regR.Tx(apptest.ChainID, sR, apptest.Approve(1)), // executes: Y added
-		c.Tx(w.regA, apptest.SetValidatorPower(y, 0)),
+		c.Tx(w.regA, apptest.SetValidatorPower(y.SignPub(), 0)),
 		w.regB.Tx(apptest.ChainID, sB, apptest.Approve(2)),
 		w.regR.Tx(apptest.ChainID, sR+1, apptest.Approve(2)), // executes: Y removed
 	)
@@ -310,13 +310,13 @@ func TestUnseenPower(t *testing.T) {
 	y, z := apptest.NewActor("validator-y"), apptest.NewActor("validator-z")
 	v0 := apptest.Validator(0).SignPub()
 	ruleRun(t, c, c.Now, []ruleCase{
-		{"add 20 to 40", w.regA, apptest.SetValidatorPower(y.SignPub(), 20), app.ErrTooLarge, []string{"20 of the 60 voting power would be in validators not yet seen signing"}},
+		{"add 20 to 40", w.regA, apptest.AddValidator(y, 20), app.ErrTooLarge, []string{"20 of the 60 voting power would be in validators not yet seen signing"}},
 		{"raise V0 by 20", w.regA, apptest.SetValidatorPower(v0, 30), app.ErrTooLarge, []string{"20 of the 60"}},
 		{"lower V0", w.regA, apptest.SetValidatorPower(v0, 1), nil, nil},
 	})
-	w.decide(apptest.SetValidatorPower(y.SignPub(), 19)) // 19 of 59
+	w.decide(apptest.AddValidator(y, 19)) // 19 of 59
 	ruleRun(t, c, c.Now, []ruleCase{
-		{"add Z before Y signs", w.regA, apptest.SetValidatorPower(z.SignPub(), 1), app.ErrTooLarge, []string{"20 of the 60"}},
+		{"add Z before Y signs", w.regA, apptest.AddValidator(z, 1), app.ErrTooLarge, []string{"20 of the 60"}},
 		{"remove V0 before Y signs", w.regA, apptest.SetValidatorPower(v0, 0), app.ErrTooLarge, []string{"19 of the 49"}},
 		{"remove Y itself", w.regA, apptest.SetValidatorPower(y.SignPub(), 0), nil, nil},
 	})
@@ -331,9 +331,9 @@ func TestUnseenPower(t *testing.T) {
 	// Y's signature counts from the commit of the block two after its
 	// addition (CometBFT's set has it from there).
 	ruleSignBlocks(c, apptest.Validator(0).Address)
-	ruleCheck(t, "add Z after others signed", c.Simulate(w.regA, c.Now, apptest.SetValidatorPower(z.SignPub(), 1)), app.ErrTooLarge)
+	ruleCheck(t, "add Z after others signed", c.Simulate(w.regA, c.Now, apptest.AddValidator(z, 1)), app.ErrTooLarge)
 	ruleSignBlocks(c, apptest.Validator(0).Address, y.Address)
-	ruleCheck(t, "add Z after Y signed", c.Simulate(w.regA, c.Now, apptest.SetValidatorPower(z.SignPub(), 20)), nil)
+	ruleCheck(t, "add Z after Y signed", c.Simulate(w.regA, c.Now, apptest.AddValidator(z, 20)), nil)
 	ruleCheck(t, "remove V0 after Y signed", c.Simulate(w.regA, c.Now, apptest.SetValidatorPower(v0, 0)), nil)
 }
 
@@ -509,8 +509,8 @@ func TestOvertakenThereAndBack(t *testing.T) {
 	v3 := apptest.Validator(3).SignPub()
 	c.Must(w.regA, apptest.SetValidatorPower(v3, 13)) // proposal 1
 	c.Must(w.regB, apptest.Approve(1))
-	w.decide(apptest.SetValidatorPower(v3, 0))  // proposal 2: removed
-	w.decide(apptest.SetValidatorPower(v3, 10)) // proposal 3: back at 10
+	w.decide(apptest.SetValidatorPower(v3, 0))               // proposal 2: removed
+	w.decide(apptest.AddValidator(apptest.Validator(3), 10)) // proposal 3: back at 10
 	ruleCheck(t, "execute the overtaken proposal", c.Exec(w.regR, apptest.Approve(1)), app.ErrProposalClosed,
 		"was changed 2 times since this was proposed")
 }
@@ -522,8 +522,7 @@ func TestSuspendedApproverNoLongerCounts(t *testing.T) {
 	w := newRuleWorld(t, apptest.Options{})
 	c := w.c
 	regB2 := w.member("registrar-b-2", emrv1.Role_ROLE_REGISTRAR, apptest.HospitalB)
-	y := apptest.NewActor("validator-y").SignPub()
-	c.Must(w.regA, apptest.SetValidatorPower(y, 5))
+	c.Must(w.regA, apptest.AddValidator(apptest.NewActor("validator-y"), 5))
 	c.Must(w.regB, apptest.Approve(1))
 	c.Must(regB2, apptest.SetStatus(w.regB, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED))
 	res := c.Must(w.regR, apptest.Approve(1))
@@ -548,11 +547,11 @@ func TestSuspendedApproverNoLongerCounts(t *testing.T) {
 func TestOldProposalDoesNotReaddARemovedKey(t *testing.T) {
 	w := newRuleWorld(t, apptest.Options{})
 	c := w.c
-	y := apptest.NewActor("validator-y").SignPub()
-	c.Must(w.regA, apptest.SetValidatorPower(y, 5)) // proposal 1, from 0
+	y := apptest.NewActor("validator-y")
+	c.Must(w.regA, apptest.AddValidator(y, 5)) // proposal 1, from 0
 	c.Must(w.regB, apptest.Approve(1))
-	w.decide(apptest.SetValidatorPower(y, 5)) // proposal 2: added
-	w.decide(apptest.SetValidatorPower(y, 0)) // proposal 3: removed (key leaked)
+	w.decide(apptest.AddValidator(y, 5))                // proposal 2: added
+	w.decide(apptest.SetValidatorPower(y.SignPub(), 0)) // proposal 3: removed (key leaked)
 	ruleCheck(t, "proposal 1, made before Y was added and removed", c.Exec(w.regR, apptest.Approve(1)), app.ErrProposalClosed,
 		"another change overtook it")
 }
@@ -567,9 +566,9 @@ func TestThereAndBackInOneBlock(t *testing.T) {
 	c.Must(w.regB, apptest.Approve(1))
 	sa, sb, sr := c.Seq(w.regA.Address), c.Seq(w.regB.Address), c.Seq(w.regR.Address)
 	ruleAllOK(t, c.Block(
-		w.regA.Tx(apptest.ChainID, sa, apptest.SetValidatorPower(v3, 13)),   // proposal 2, from 10
-		w.regR.Tx(apptest.ChainID, sr, apptest.Approve(1)),                  // removed
-		w.regA.Tx(apptest.ChainID, sa+1, apptest.SetValidatorPower(v3, 10)), // proposal 3
+		w.regA.Tx(apptest.ChainID, sa, apptest.SetValidatorPower(v3, 13)),                // proposal 2, from 10
+		w.regR.Tx(apptest.ChainID, sr, apptest.Approve(1)),                               // removed
+		w.regA.Tx(apptest.ChainID, sa+1, apptest.AddValidator(apptest.Validator(3), 10)), // proposal 3
 		w.regB.Tx(apptest.ChainID, sb, apptest.Approve(3)),
 		w.regR.Tx(apptest.ChainID, sr+1, apptest.Approve(3)), // back at 10
 	))
@@ -619,8 +618,7 @@ func TestFewerOrganizationsCarryAProposal(t *testing.T) {
 	c.Must(w.regA, apptest.AddOrganization("hospital-e", regE)) // 2
 	c.Must(w.regB, apptest.Approve(2))
 	c.Must(w.regR, apptest.Approve(2))
-	y := apptest.NewActor("validator-y").SignPub()
-	c.Must(w.regA, apptest.SetValidatorPower(y, 1)) // 3: A, B, R = 3 of 5
+	c.Must(w.regA, apptest.AddValidator(apptest.NewActor("validator-y"), 1)) // 3: A, B, R = 3 of 5
 	c.Must(w.regB, apptest.Approve(3))
 	c.Must(w.regR, apptest.Approve(3))
 	suspended := emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED
@@ -652,7 +650,7 @@ func TestStaleSignatureDoesNotClearUnseen(t *testing.T) {
 	w.decide(apptest.SetValidatorPower(v3.SignPub(), 0))
 	// The next blocks still carry V3's signature (it leaves CometBFT's set two blocks later).
 	c.Signers = [][]byte{apptest.Validator(0).Address, v3.Address}
-	w.decide(apptest.SetValidatorPower(v3.SignPub(), 14))
+	w.decide(apptest.AddValidator(v3, 14))
 	var vs emrv1.QueryValidatorsResponse
 	c.Query("Validators", &emrv1.QueryValidatorsRequest{}, &vs)
 	t.Logf("unseen %v", vs.UnseenPower)
@@ -698,7 +696,7 @@ func (w *ruleWorld) registerFifty(t *testing.T, role emrv1.Role) {
 func TestProposalProofsDoNotGrowWithStaff(t *testing.T) {
 	w := newRuleWorld(t, apptest.Options{})
 	c := w.c
-	c.Must(w.regA, apptest.SetValidatorPower(apptest.NewActor("y").SignPub(), 1))
+	c.Must(w.regA, apptest.AddValidator(apptest.NewActor("y"), 1))
 	proofs := func() int {
 		var resp emrv1.QueryProposalResponse
 		c.QueryProven("Proposal", &emrv1.QueryProposalRequest{Id: 1}, &resp)
@@ -718,7 +716,7 @@ func TestProposalProofsDoNotGrowWithStaff(t *testing.T) {
 func TestProposalProofsDoNotGrowWithRegistrars(t *testing.T) {
 	w := newRuleWorld(t, apptest.Options{})
 	c := w.c
-	c.Must(w.regA, apptest.SetValidatorPower(apptest.NewActor("y").SignPub(), 1))
+	c.Must(w.regA, apptest.AddValidator(apptest.NewActor("y"), 1))
 	proofs := func() (int, uint32) {
 		var resp emrv1.QueryProposalResponse
 		c.QueryProven("Proposal", &emrv1.QueryProposalRequest{Id: 1}, &resp)
@@ -780,7 +778,7 @@ func TestUnseenClearsFromTwoBlocksAfter(t *testing.T) {
 	w := newRuleWorld(t, apptest.Options{})
 	c := w.c
 	y := apptest.NewActor("validator-y")
-	c.Must(w.regA, apptest.SetValidatorPower(y.SignPub(), 4))
+	c.Must(w.regA, apptest.AddValidator(y, 4))
 	c.Must(w.regB, apptest.Approve(1))
 	c.Must(w.regR, apptest.Approve(1)) // executed at H
 	unseen := func() int64 {
@@ -868,16 +866,16 @@ func TestGenesisValidatorListedTwice(t *testing.T) {
 func TestProposalsKeepAtMostMaxValidators(t *testing.T) {
 	w := newRuleWorld(t, apptest.Options{Validators: ruleValidatorSet(app.MaxValidators - 1)})
 	c := w.c
-	y, z := apptest.NewActor("validator-y").SignPub(), apptest.NewActor("validator-z").SignPub()
-	c.Must(w.regA, apptest.SetValidatorPower(y, 1)) // proposal 1, made with room for one
+	y, z := apptest.NewActor("validator-y"), apptest.NewActor("validator-z")
+	c.Must(w.regA, apptest.AddValidator(y, 1)) // proposal 1, made with room for one
 	c.Must(w.regB, apptest.Approve(1))
-	w.decide(apptest.SetValidatorPower(z, 1)) // proposal 2 takes the room
+	w.decide(apptest.AddValidator(z, 1)) // proposal 2 takes the room
 	if n := len(ruleValidators(c)); n != app.MaxValidators {
 		t.Fatalf("%d validators, want %d", n, app.MaxValidators)
 	}
 	full := fmt.Sprintf("the chain has %d validators, the most it may have", app.MaxValidators)
 	ruleRun(t, c, c.Now, []ruleCase{
-		{"add a validator to a full set", w.regA, apptest.SetValidatorPower(apptest.NewActor("validator-x").SignPub(), 1), app.ErrTooLarge, []string{full}},
+		{"add a validator to a full set", w.regA, apptest.AddValidator(apptest.NewActor("validator-x"), 1), app.ErrTooLarge, []string{full}},
 		{"re-weight a validator of a full set", w.regA, apptest.SetValidatorPower(apptest.Validator(0).SignPub(), 11), nil, nil},
 	})
 	ruleCheck(t, "execute the addition proposed with room", c.Exec(w.regR, apptest.Approve(1)), app.ErrTooLarge, "proposal 1 cannot execute", full)
@@ -886,7 +884,7 @@ func TestProposalsKeepAtMostMaxValidators(t *testing.T) {
 	}
 	w.decide(apptest.SetValidatorPower(apptest.Validator(5).SignPub(), 0)) // proposal 3: one leaves
 	res := c.Must(w.regR, apptest.Approve(1))
-	if len(res.ValidatorUpdates) != 1 || !bytes.Equal(res.ValidatorUpdates[0].PubKey, y) || len(ruleValidators(c)) != app.MaxValidators {
+	if len(res.ValidatorUpdates) != 1 || !bytes.Equal(res.ValidatorUpdates[0].PubKey, y.SignPub()) || len(ruleValidators(c)) != app.MaxValidators {
 		t.Fatalf("the addition after a validator left: updates %v, %d validators", res.ValidatorUpdates, len(ruleValidators(c)))
 	}
 }
@@ -939,8 +937,7 @@ func TestSecondRegistrarOfAnOrganizationApprovesOnce(t *testing.T) {
 	c := w.c
 	regA2 := w.member("registrar-a-2", emrv1.Role_ROLE_REGISTRAR, apptest.HospitalA)
 	regB2 := w.member("registrar-b-2", emrv1.Role_ROLE_REGISTRAR, apptest.HospitalB)
-	y := apptest.NewActor("validator-y").SignPub()
-	c.Must(w.regA, apptest.SetValidatorPower(y, 1)) // proposal 1: hospital-a approves
+	c.Must(w.regA, apptest.AddValidator(apptest.NewActor("validator-y"), 1)) // proposal 1: hospital-a approves
 	c.Must(w.regB, apptest.Approve(1))
 	ruleRun(t, c, c.Now, []ruleCase{
 		{"the proposer's organization's second registrar", regA2, apptest.Approve(1), app.ErrAlreadyExists, []string{`"hospital-a" has approved proposal 1 already`}},
@@ -957,8 +954,7 @@ func TestSecondRegistrarOfAnOrganizationApprovesOnce(t *testing.T) {
 	}
 
 	// Both registrars of hospital-b in one block: the second is refused.
-	z := apptest.NewActor("validator-z").SignPub()
-	c.Must(w.regA, apptest.SetValidatorPower(z, 1)) // proposal 2
+	c.Must(w.regA, apptest.AddValidator(apptest.NewActor("validator-z"), 1)) // proposal 2
 	results := c.Block(ruleSigned(c, w.regB, apptest.Approve(2))[0], ruleSigned(c, regB2, apptest.Approve(2))[0])
 	ruleCheck(t, "hospital-b's first registrar, in the block", results[0], nil)
 	ruleCheck(t, "hospital-b's second registrar, in the same block", results[1], app.ErrAlreadyExists, `"hospital-b" has approved proposal 2 already`)

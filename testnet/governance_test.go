@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cometbft/cometbft/privval"
@@ -44,8 +45,18 @@ func TestValidatorJoinsByProposal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Its operator's proof of possession of the key, for the testnet's
+	// chain (its genesis is the testnet's now): an addition needs it.
+	possession, err := testnet.ShowPossession(t, joinHome)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tr := testnet.Transport{Net: net}
-	mustSubmit(t, tr, "propose", net.Registrar(apptest.HospitalA), apptest.SetValidatorPower(pub.Bytes(), 10))
+	if out, err := tr.Submit(net.Registrar(apptest.HospitalA), apptest.SetValidatorPower(pub.Bytes(), 10)); err != nil || out.Code != app.ErrInvalidMsg.Code() ||
+		!strings.Contains(out.Log, "emrchaind show validator --possession") {
+		t.Fatalf("an addition without the possession: %v, code %d %s", err, out.Code, out.Log)
+	}
+	mustSubmit(t, tr, "propose", net.Registrar(apptest.HospitalA), apptest.SetValidatorPowerWith(pub.Bytes(), 10, possession))
 	mustSubmit(t, tr, "approve (b)", net.Registrar(apptest.HospitalB), apptest.Approve(1))
 	var p emrv1.QueryProposalResponse
 	if err := tr.Query("Proposal", &emrv1.QueryProposalRequest{Id: 1}, &p); err != nil {

@@ -2,6 +2,7 @@ package testnet
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"os/exec"
@@ -72,6 +73,27 @@ func CopyGenesis(from, to string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(to, "config", "genesis.json"), gen, 0o644)
+}
+
+// ShowPossession is the proof of possession of home's consensus key for
+// the chain of its genesis, as its operator gets it: `emrchaind show
+// validator --possession`. A proposal adding the node as a validator
+// carries it (SetValidatorPower.possession).
+func ShowPossession(t testing.TB, home string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), initTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, Binary(t), "show", "validator", "--possession", "--home", home)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("emrchaind show validator --possession: %w\n%s", err, stderr.String())
+	}
+	possession, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(out)))
+	if err != nil {
+		return nil, fmt.Errorf("emrchaind show validator --possession printed %q: %w", out, err)
+	}
+	return possession, nil
 }
 
 // SetStateSync turns state sync on in home's config.toml: the light

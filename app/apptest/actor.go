@@ -57,6 +57,17 @@ func (a *Actor) TxUntil(chainID string, seq, timeout uint64, msg *emrv1.Msg) []b
 	return tx
 }
 
+// Possession is the actor's proof of possession of its signing key as a
+// validator's consensus key of chain chainID (what `emrchaind show
+// validator --possession` prints for a node's key).
+func (a *Actor) Possession(chainID string) []byte {
+	sig, err := a.Sign.Sign(app.ValidatorPossessionSignBytes(chainID, a.SignPub()))
+	if err != nil {
+		panic(err)
+	}
+	return sig
+}
+
 // GenesisMember describes the actor as a genesis member.
 func (a *Actor) GenesisMember(role emrv1.Role, org string) *emrv1.GenesisMember {
 	return &emrv1.GenesisMember{SignPubKey: a.SignPub(), EncPubKey: a.EncPub(), Role: role, OrganizationId: org, CredentialRef: "genesis:" + a.Name}

@@ -167,14 +167,28 @@ func AddOrganization(id string, registrar *Actor) *emrv1.Msg {
 	}}}
 }
 
-// SetValidatorPower proposes to give the consensus key pubKey power.
+// SetValidatorPower proposes to give the consensus key pubKey power,
+// without a proof of possession: a change of an existing validator's power
+// (or a proposal the chain refuses). AddValidator adds one.
 func SetValidatorPower(pubKey []byte, power int64) *emrv1.Msg {
+	return SetValidatorPowerWith(pubKey, power, nil)
+}
+
+// SetValidatorPowerWith is SetValidatorPower with possession as the
+// key's proof of possession.
+func SetValidatorPowerWith(pubKey []byte, power int64, possession []byte) *emrv1.Msg {
 	return &emrv1.Msg{Sum: &emrv1.Msg_Propose{Propose: &emrv1.MsgPropose{
 		Reason: "validator change",
 		Change: &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetValidatorPower{SetValidatorPower: &emrv1.SetValidatorPower{
-			PubKey: pubKey, Power: power,
+			PubKey: pubKey, Power: power, Possession: possession,
 		}}},
 	}}}
+}
+
+// AddValidator proposes to give v's key (as a consensus key) power, with
+// its proof of possession for the test chain, which adding a key needs.
+func AddValidator(v *Actor, power int64) *emrv1.Msg {
+	return SetValidatorPowerWith(v.SignPub(), power, v.Possession(ChainID))
 }
 
 // Approve approves proposal id.

@@ -1,15 +1,20 @@
 package main
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 
 	cmtcfg "github.com/cometbft/cometbft/config"
 	"github.com/cometbft/cometbft/crypto"
+	"github.com/cometbft/cometbft/crypto/ed25519"
 	cmtjson "github.com/cometbft/cometbft/libs/json"
 	"github.com/cometbft/cometbft/p2p"
 	"github.com/cometbft/cometbft/privval"
 	cmttypes "github.com/cometbft/cometbft/types"
 	"github.com/spf13/cobra"
+
+	"github.com/emrchain/emrchain/app"
 )
 
 // newShowCmd prints what an operator hands to the rest of the consortium:
@@ -18,7 +23,7 @@ import (
 func newShowCmd() *cobra.Command {
 	show := &cobra.Command{
 		Use:   "show",
-		Short: "Print this node's id or its genesis validator entry (nothing secret)",
+		Short: "Print this node's id, its genesis validator entry or its key's proof of possession (nothing secret)",
 		Long: `show prints what a hospital hands to the rest of the consortium when it
 joins, from the keys init wrote in --home:
 
@@ -26,7 +31,9 @@ joins, from the keys init wrote in --home:
               allowed_peers (and, as ID@host:port, in persistent_peers)
   validator   the node's entry for genesis.json "validators": its address,
               public key, a voting power of 10 (as init and testnet give
-              every validator) and its moniker as name
+              every validator) and its moniker as name; with --possession,
+              the consensus key's proof of possession, which a proposal
+              adding the node as a validator needs
 
 The private keys stay where they are: only public values are printed.`,
 		Args: cobra.NoArgs,
@@ -49,22 +56,47 @@ The private keys stay where they are: only public values are printed.`,
 			return nil
 		},
 	}
+	var possession, asJSON bool
 	validator := &cobra.Command{
-		Use:     "validator",
-		Short:   "Print this node's validator entry for genesis.json",
-		Example: `  emrchaind show validator --home ./node0 > st-mary.validator.json`,
-		Args:    cobra.NoArgs,
+		Use:   "validator",
+		Short: "Print this node's validator entry for genesis.json, or (--possession) its proof of possession",
+		Long: `validator prints the node's entry for genesis.json "validators" (JSON):
+its address, consensus public key, power and name. The "value" of its
+"pub_key" is what "emrcli propose validator --pub-key" takes.
+
+With --possession it prints instead the key's proof of possession for
+the chain of this node's genesis: a signature by the consensus key (in
+priv_validator_key.json) of "emrchain/v1/validator-possession" 0x00 ||
+chain id || 0x00 || public key, in base64. A proposal adding the key as a
+validator must carry it ("emrcli propose validator --possession"): the
+chain refuses to add a key whose holder did not sign it, which catches a
+mistyped or wrongly pasted key before anyone votes on it. A joining node's
+operator runs it once the node has the consortium's genesis.json (the
+chain id is that genesis'), and hands the output, with the key, to the
+registrar who proposes the node. It proves the key is held; it grants
+nothing, and reveals nothing secret. With --json it prints the chain id,
+the key and the possession as one JSON object.`,
+		Example: `  emrchaind show validator --home ./node0 > st-mary.validator.json
+  emrchaind show validator --possession --home ./node0
+  emrchaind show validator --possession --json --home ./node0 > st-mary.possession.json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			conf, err := showConfig(cmd)
 			if err != nil {
 				return err
 			}
 			if conf.PrivValidatorListenAddr != "" {
+				if possession {
+					return fmt.Errorf("this node signs with a remote signer (priv_validator_laddr %s): the possession is the signer key's signature of app.ValidatorPossessionSignBytes (see --help), which only the signer can make", conf.PrivValidatorListenAddr)
+				}
 				return fmt.Errorf("this node signs with a remote signer (priv_validator_laddr %s): its public key is the signer's, so ask the signer", conf.PrivValidatorListenAddr)
 			}
 			key := new(privval.FilePVKey)
 			if err := readKeyFile("validator key", conf.PrivValidatorKeyFile(), key); err != nil {
 				return err
+			}
+			if possession {
+				return showPossession(cmd, conf, key, asJSON)
 			}
 			out, err := cmtjson.MarshalIndent(genesisValidator(key.PubKey, conf.Moniker), "", "  ")
 			if err != nil {
@@ -74,11 +106,52 @@ The private keys stay where they are: only public values are printed.`,
 			return nil
 		},
 	}
+	validator.Flags().BoolVar(&possession, "possession", false, "print the consensus key's proof of possession for this node's chain (base64), which a proposal adding it as a validator needs")
+	validator.Flags().BoolVar(&asJSON, "json", false, "with --possession: print the chain id, the key and the possession as JSON")
 	for _, c := range []*cobra.Command{nodeID, validator} {
 		addHomeFlag(c)
 		show.AddCommand(c)
 	}
 	return show
+}
+
+// showPossession prints key's proof of possession for the chain of
+// conf's genesis (app.ValidatorPossessionSignBytes): the base64 signature
+// alone on stdout, to pass on as it is, and the key and chain on stderr;
+// or all three as JSON.
+func showPossession(cmd *cobra.Command, conf *cmtcfg.Config, key *privval.FilePVKey, asJSON bool) error {
+	if key.PubKey.Type() != ed25519.KeyType {
+		return fmt.Errorf("validator key %s is %s: emrchain's validators have ed25519 keys", conf.PrivValidatorKeyFile(), key.PubKey.Type())
+	}
+	gen, err := cmttypes.GenesisDocFromFile(conf.GenesisFile())
+	if err != nil {
+		return fmt.Errorf("genesis (the possession is for its chain id; put the consortium's genesis.json in place first): %w", err)
+	}
+	pub := key.PubKey.Bytes()
+	sig, err := key.PrivKey.Sign(app.ValidatorPossessionSignBytes(gen.ChainID, pub))
+	if err != nil {
+		return fmt.Errorf("sign the possession: %w", err)
+	}
+	if !app.VerifyValidatorPossession(gen.ChainID, pub, sig) {
+		return fmt.Errorf("validator key %s: its private key does not match its public key", conf.PrivValidatorKeyFile())
+	}
+	proof := base64.StdEncoding.EncodeToString(sig)
+	if asJSON {
+		out, err := json.MarshalIndent(struct {
+			ChainID    string `json:"chain_id"`
+			PubKey     string `json:"pub_key"`
+			Possession string `json:"possession"`
+		}{gen.ChainID, app.ValidatorKeyText(pub), proof}, "", "  ")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), string(out))
+		return nil
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), proof)
+	fmt.Fprintf(cmd.ErrOrStderr(), "(the proof of possession of validator key %s for chain %q: give both to the registrar who proposes the node, for emrcli propose validator --pub-key and --possession)\n",
+		app.ValidatorKeyText(pub), gen.ChainID)
+	return nil
 }
 
 // showConfig is the config of --home.

@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
+	"maps"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -11,6 +14,8 @@ import (
 	"github.com/cometbft/cometbft/p2p"
 	"github.com/cometbft/cometbft/privval"
 	cmttypes "github.com/cometbft/cometbft/types"
+
+	"github.com/emrchain/emrchain/app"
 )
 
 // TestShow: show node-id is the id peers allow, and show validator is the
@@ -69,5 +74,87 @@ func TestShow(t *testing.T) {
 	}
 	if out, err := run(t, "show", "validator", "--home", home); err == nil || !strings.Contains(err.Error(), "remote signer") {
 		t.Fatalf("show validator with a remote signer: %v\n%s", err, out)
+	}
+}
+
+// TestShowPossession: show validator --possession prints the node's
+// consensus key's proof of possession for the chain of its genesis, which
+// the chain accepts for that key (app.VerifyValidatorPossession) and for
+// no other chain; --json prints it with the chain id and the key. The
+// private key is printed nowhere.
+func TestShowPossession(t *testing.T) {
+	home := t.TempDir()
+	if out, err := run(t, "init", "--home", home, "--chain-id", "emr-dev", "--moniker", "st-mary"); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	conf, err := loadCometConfig(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pv := new(privval.FilePVKey)
+	if err := readKeyFile("validator key", conf.PrivValidatorKeyFile(), pv); err != nil {
+		t.Fatal(err)
+	}
+	pub := pv.PubKey.Bytes()
+	priv := base64.StdEncoding.EncodeToString(pv.PrivKey.Bytes())
+	showOut := func(args ...string) (stdout, stderr string) {
+		t.Helper()
+		cmd := newRootCmd()
+		var out, errOut bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetErr(&errOut)
+		cmd.SetArgs(append([]string{"show", "validator", "--home", home}, args...))
+		if err := cmd.Execute(); err != nil {
+			t.Fatalf("show validator %v: %v\n%s%s", args, err, out.String(), errOut.String())
+		}
+		if all := out.String() + errOut.String(); strings.Contains(all, priv[:20]) {
+			t.Fatalf("show validator %v prints the private key:\n%s", args, all)
+		}
+		return out.String(), errOut.String()
+	}
+
+	out, note := showOut("--possession")
+	sig, err := base64.StdEncoding.DecodeString(strings.TrimSpace(out))
+	if err != nil || len(sig) != 64 {
+		t.Fatalf("show validator --possession: %q (%v), want one base64 signature", out, err)
+	}
+	if !app.VerifyValidatorPossession("emr-dev", pub, sig) {
+		t.Fatalf("the possession %q does not verify for the node's key on emr-dev", out)
+	}
+	if app.VerifyValidatorPossession("emr-other", pub, sig) {
+		t.Fatal("the possession verifies for another chain")
+	}
+	if !strings.Contains(note, app.ValidatorKeyText(pub)) || !strings.Contains(note, `"emr-dev"`) {
+		t.Fatalf("stderr %q does not name the key and the chain", note)
+	}
+
+	out, _ = showOut("--possession", "--json")
+	var got map[string]string
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("show validator --possession --json: %v\n%s", err, out)
+	}
+	want := map[string]string{"chain_id": "emr-dev", "pub_key": app.ValidatorKeyText(pub), "possession": base64.StdEncoding.EncodeToString(sig)}
+	if !maps.Equal(got, want) {
+		t.Fatalf("show validator --possession --json: %v, want %v", got, want)
+	}
+
+	// Without --possession: the genesis entry, as before.
+	out, _ = showOut()
+	if strings.Contains(out, want["possession"]) {
+		t.Fatalf("show validator prints the possession without --possession:\n%s", out)
+	}
+
+	// A remote signer's key is not in the home: nothing to sign with.
+	path := filepath.Join(home, "config", "config.toml")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw = bytes.Replace(raw, []byte(`priv_validator_laddr = ""`), []byte(`priv_validator_laddr = "tcp://127.0.0.1:26659"`), 1)
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(t, "show", "validator", "--possession", "--home", home); err == nil || !strings.Contains(err.Error(), "only the signer can make") {
+		t.Fatalf("show validator --possession with a remote signer: %v\n%s", err, out)
 	}
 }

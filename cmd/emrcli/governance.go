@@ -199,10 +199,10 @@ executes, that registrar registers the organization's other members.`,
 
 func newProposeValidatorCmd(a *cli) *cobra.Command {
 	var pf proposeFlags
-	var pubKey string
+	var pubKey, possessionText string
 	var power int64
 	cmd := &cobra.Command{
-		Use:   "validator --from REGISTRAR --pub-key KEY --power N --reason TEXT",
+		Use:   "validator --from REGISTRAR --pub-key KEY --power N [--possession SIG] --reason TEXT",
 		Short: "Propose to add a validator, change its voting power, or remove it (--power 0)",
 		Long: governanceLong + `
 
@@ -210,8 +210,18 @@ func newProposeValidatorCmd(a *cli) *cobra.Command {
 what "emrchaind show validator" prints (base64), or the same 32 bytes in
 hex. Power 0 removes the validator; every validator init and testnet make
 has power 10. Before adding a node, start it as a full node and let it catch
-up: from two blocks after the change, it must sign.`,
-		Example: `  emrcli propose validator --from registrar --pub-key 6Z9TkQb1...Q= --power 10 --reason "St Mary's node"
+up: from two blocks after the change, it must sign.
+
+--possession is the key's proof of possession, which a proposal adding a
+key (one that is not a validator now) must carry: the node's operator runs
+"emrchaind show validator --possession" on that node, once it has this
+chain's genesis.json, and hands its output (base64) to the proposer with
+the key. It is the key's signature of this chain's id and the key, so the
+chain refuses to add a key nobody holds (a typo, the wrong key pasted). A
+change of an existing validator's power needs none; one given is checked
+all the same. emrcli checks it against the key and the chain id before
+signing anything.`,
+		Example: `  emrcli propose validator --from registrar --pub-key 6Z9TkQb1...Q= --power 10 --possession jWG4Hcwe...DQ== --reason "St Mary's node"
   emrcli propose validator --from registrar --pub-key 6Z9TkQb1...Q= --power 0 --reason "decommissioned"`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -222,8 +232,22 @@ up: from two blocks after the change, it must sign.`,
 			if power < 0 || power > app.MaxValidatorPower {
 				return usagef("--power %d: want 0 (remove) to %d", power, app.MaxValidatorPower)
 			}
+			var possession []byte
+			if cmd.Flags().Changed("possession") {
+				if possession, err = parsePossession(possessionText); err != nil {
+					return err
+				}
+				c, err := a.client(cmd.Context())
+				if err != nil {
+					return err
+				}
+				if !app.VerifyValidatorPossession(c.ChainID(), key, possession) {
+					return usagef(`--possession is not a signature by key %s for chain %q (another key's, or another chain's: was the node's genesis.json this chain's when it was made?): have the node's operator run "emrchaind show validator --possession" on the node of that key, with this chain's genesis.json`,
+						app.ValidatorKeyText(key), c.ChainID())
+				}
+			}
 			change := &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetValidatorPower{SetValidatorPower: &emrv1.SetValidatorPower{
-				PubKey: key, Power: power,
+				PubKey: key, Power: power, Possession: possession,
 			}}}
 			return pf.submit(a, cmd, change)
 		},
@@ -232,6 +256,7 @@ up: from two blocks after the change, it must sign.`,
 	f := cmd.Flags()
 	f.StringVar(&pubKey, "pub-key", "", `the validator's ed25519 consensus key (base64 as "emrchaind show validator" prints it, or hex)`)
 	f.Int64Var(&power, "power", 0, "voting power; 0 removes the validator")
+	f.StringVar(&possessionText, "possession", "", `the key's proof of possession (base64), as "emrchaind show validator --possession" prints it on the node; required to add a key that is not a validator`)
 	for _, name := range []string{"pub-key", "power"} {
 		_ = cmd.MarkFlagRequired(name)
 	}
@@ -247,6 +272,15 @@ func parseConsensusKey(s string) ([]byte, error) {
 		return b, nil
 	}
 	return nil, usagef("--pub-key: want the 32-byte ed25519 key in base64 (44 characters) or hex (64)")
+}
+
+// parsePossession reads a 64-byte proof of possession in standard base64,
+// as "emrchaind show validator --possession" prints it.
+func parsePossession(s string) ([]byte, error) {
+	if b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s)); err == nil && len(b) == app.SignatureSize {
+		return b, nil
+	}
+	return nil, usagef(`--possession: want the 64-byte signature in base64 (88 characters), as "emrchaind show validator --possession" prints it`)
 }
 
 // proposeFlags are the flags every propose subcommand has.

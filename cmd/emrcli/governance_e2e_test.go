@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -452,4 +455,83 @@ func registrarEnv(t *testing.T, chainID string) (*clienttest.Node, *cliEnv) {
 	e.ok("light", "init", "--genesis", node.Genesis)
 	e.ok("keys", "import-dev", node.RegistrarKey)
 	return node, e
+}
+
+// TestProposeValidatorPossession: a new node's operator prints its key's
+// proof of possession with "emrchaind show validator --possession", and
+// the registrar's "propose validator --possession" adds it. A possession
+// made before the node had this chain's genesis (another chain id), or
+// one that is not base64 of 64 bytes, is refused before anything is
+// signed; without one, the chain refuses the addition and says where to
+// get it.
+func TestProposeValidatorPossession(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs emrchaind and emrcli")
+	}
+	const chainID = "emr-possession-test"
+	node, e := registrarEnv(t, chainID)
+	joiner := t.TempDir()
+	emrchaind := func(args ...string) []byte {
+		t.Helper()
+		out, err := exec.Command(clienttest.NodeBinary(t), args...).Output()
+		if err != nil {
+			t.Fatalf("emrchaind %v: %v", args, err)
+		}
+		return out
+	}
+	// The joining node, with the genesis init made for it: not this chain's.
+	emrchaind("init", "--home", joiner, "--chain-id", "st-mary-own", "--moniker", "st-mary")
+	possessionOf := func() (key, possession string) {
+		t.Helper()
+		var shown struct {
+			ChainID    string `json:"chain_id"`
+			PubKey     string `json:"pub_key"`
+			Possession string `json:"possession"`
+		}
+		if err := json.Unmarshal(emrchaind("show", "validator", "--possession", "--json", "--home", joiner), &shown); err != nil {
+			t.Fatal(err)
+		}
+		return shown.PubKey, shown.Possession
+	}
+	key, wrongChain := possessionOf()
+	propose := func(args ...string) []string {
+		return append([]string{"propose", "validator", "--from", "registrar", "--pub-key", key, "--power", "1", "--reason", "St Mary's node"}, args...)
+	}
+	e.fails(2, `--possession is not a signature by key `+key+` for chain "`+chainID+`"`, propose("--possession", wrongChain)...)
+	e.fails(2, "--possession: want the 64-byte signature in base64", propose("--possession", wrongChain[:40])...)
+	e.fails(1, "emrchaind show validator --possession", propose()...)
+
+	// With this chain's genesis in place, its possession adds the key (one
+	// organization: executed when made).
+	genesis, err := os.ReadFile(node.Genesis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(joiner, "config", "genesis.json"), genesis, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	again, possession := possessionOf()
+	if again != key || possession == wrongChain {
+		t.Fatalf("after the genesis changed: key %s, possession %s (was %s)", again, possession, wrongChain)
+	}
+	var decided struct {
+		Proposal struct {
+			Status string `json:"status"`
+		} `json:"proposal"`
+	}
+	e.json(&decided, propose("--possession", possession)...)
+	if decided.Proposal.Status != "executed" {
+		t.Fatalf("propose validator with its possession: %+v", decided)
+	}
+	type validator struct {
+		PubKey string `json:"pub_key"`
+		Power  int64  `json:"power"`
+	}
+	var vs struct {
+		Validators []validator `json:"validators"`
+	}
+	e.json(&vs, "validators")
+	if len(vs.Validators) != 2 || !slices.Contains(vs.Validators, validator{key, 1}) {
+		t.Fatalf("validators after the addition: %+v", vs)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -321,5 +322,35 @@ func TestViewProposalOfUnknownStatus(t *testing.T) {
 	p := &emrv1.Proposal{Id: 1, Status: emrv1.ProposalStatus(4)}
 	if v := viewProposal(p, time.Time{}); v.Status == "open" || v.Status == "expired" {
 		t.Fatalf("a proposal of status 4 shown as %q", v.Status)
+	}
+}
+
+// TestParsePossession: --possession takes the 64-byte signature in
+// standard base64, as "emrchaind show validator --possession" prints it,
+// white space around it allowed; anything else is a usage error.
+func TestParsePossession(t *testing.T) {
+	sig := bytes.Repeat([]byte{0xfb, 0xef, 0x01}, 22)[:64]
+	b64 := base64.StdEncoding.EncodeToString(sig)
+	for _, tc := range []struct {
+		name, in string
+		ok       bool
+	}{
+		{"base64", b64, true},
+		{"base64 with white space around", " " + b64 + "\n", true},
+		{"empty", "", false},
+		{"base64 of 63 bytes", base64.StdEncoding.EncodeToString(sig[:63]), false},
+		{"base64 of 65 bytes", base64.StdEncoding.EncodeToString(append(sig[:64:64], 0)), false},
+		{"URL-safe base64", base64.URLEncoding.EncodeToString(sig), false},
+		{"hex", hex.EncodeToString(sig), false},
+	} {
+		got, err := parsePossession(tc.in)
+		switch {
+		case tc.ok && (err != nil || !bytes.Equal(got, sig)):
+			t.Errorf("%s: parsePossession = %x, %v; want %x", tc.name, got, err, sig)
+		case !tc.ok && err == nil:
+			t.Errorf("%s: parsePossession = %x, want an error", tc.name, got)
+		case !tc.ok && !errors.As(err, new(usageError)):
+			t.Errorf("%s: %v is not a usage error", tc.name, err)
+		}
 	}
 }

@@ -1939,7 +1939,16 @@ type SetValidatorPower struct {
 	// proposals had changed this key's power then. The change executes only
 	// while that number is unchanged (a key removed and added again has the
 	// same power, but not the same count). Leave it 0 in MsgPropose.
-	FromChanges   uint64 `protobuf:"varint,4,opt,name=from_changes,json=fromChanges,proto3" json:"from_changes,omitempty"`
+	FromChanges uint64 `protobuf:"varint,4,opt,name=from_changes,json=fromChanges,proto3" json:"from_changes,omitempty"`
+	// Proof of possession of pub_key: its ed25519 signature (64 bytes) of
+	// "emrchain/v1/validator-possession" 0x00 || chain_id || 0x00 || pub_key
+	// (app.ValidatorPossessionSignBytes), which the key's operator prints
+	// with `emrchaind show validator --possession`. Required when the
+	// proposal adds the key (it has no power when proposed and power > 0):
+	// a key nobody holds (a typo, the wrong key pasted) is refused before
+	// it can be voted in. Optional for a change of an existing validator's
+	// power, but checked when given.
+	Possession    []byte `protobuf:"bytes,5,opt,name=possession,proto3" json:"possession,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2000,6 +2009,13 @@ func (x *SetValidatorPower) GetFromChanges() uint64 {
 		return x.FromChanges
 	}
 	return 0
+}
+
+func (x *SetValidatorPower) GetPossession() []byte {
+	if x != nil {
+		return x.Possession
+	}
+	return nil
 }
 
 // ConsortiumChange is what a proposal would change.
@@ -2732,13 +2748,16 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\forganization\x18\x01 \x01(\v2\x19.emrchain.v1.OrganizationR\forganization\x123\n" +
 	"\x16registrar_sign_pub_key\x18\x02 \x01(\fR\x13registrarSignPubKey\x121\n" +
 	"\x15registrar_enc_pub_key\x18\x03 \x01(\fR\x12registrarEncPubKey\x128\n" +
-	"\x18registrar_credential_ref\x18\x04 \x01(\tR\x16registrarCredentialRef\"\x84\x01\n" +
+	"\x18registrar_credential_ref\x18\x04 \x01(\tR\x16registrarCredentialRef\"\xa4\x01\n" +
 	"\x11SetValidatorPower\x12\x17\n" +
 	"\apub_key\x18\x01 \x01(\fR\x06pubKey\x12\x14\n" +
 	"\x05power\x18\x02 \x01(\x03R\x05power\x12\x1d\n" +
 	"\n" +
 	"from_power\x18\x03 \x01(\x03R\tfromPower\x12!\n" +
-	"\ffrom_changes\x18\x04 \x01(\x04R\vfromChanges\"\xd4\x03\n" +
+	"\ffrom_changes\x18\x04 \x01(\x04R\vfromChanges\x12\x1e\n" +
+	"\n" +
+	"possession\x18\x05 \x01(\fR\n" +
+	"possession\"\xd4\x03\n" +
 	"\x10ConsortiumChange\x12I\n" +
 	"\x10add_organization\x18\x01 \x01(\v2\x1c.emrchain.v1.AddOrganizationH\x00R\x0faddOrganization\x12P\n" +
 	"\x13set_validator_power\x18\x02 \x01(\v2\x1e.emrchain.v1.SetValidatorPowerH\x00R\x11setValidatorPower\x12J\n" +
