@@ -779,6 +779,7 @@ func fetchBlob(ctx context.Context, s Signer, blob chainBlob, dir string, opts T
 	sidecars := opts.distinctSidecars()
 	lies := map[string]string{} // sidecar -> how its answer was not the blob
 	for round := 0; round < rounds && len(lies) < len(sidecars); round++ {
+		cutShort := false
 		if round > 0 {
 			select {
 			case <-ctx.Done():
@@ -810,6 +811,13 @@ func fetchBlob(ctx context.Context, s Signer, blob chainBlob, dir string, opts T
 			if fail := fmt.Sprintf("%s: %v", u, err); !slices.Contains(fails, fail) {
 				fails = append(fails, fail)
 			}
+			cutShort = cutShort || errors.Is(err, sidecar.ErrCutShort)
+		}
+		if cutShort && rounds == 1 {
+			// Without retries (--reuse-access), a transfer cut short is
+			// still asked once more: a sidecar that found its copy damaged
+			// reads the blob from a peer for the next GET.
+			rounds = 2
 		}
 	}
 	if len(lies) > 0 {

@@ -244,15 +244,26 @@ type NotCommittedError struct {
 	Within time.Duration
 	// TimeoutHeight is the transaction's (0: none, or not known).
 	TimeoutHeight uint64
+	// Cause is why the wait stopped before the client's timeout (the
+	// caller's context ended); nil when the timeout passed.
+	Cause error
 }
 
 func (e *NotCommittedError) Error() string {
-	if e.TimeoutHeight == 0 {
-		return fmt.Sprintf("transaction %X not committed within %s (it may still be; check with: emrcli tx status %X)", e.Hash, e.Within, e.Hash)
+	what := fmt.Sprintf("transaction %X not committed within %s", e.Hash, e.Within)
+	if e.Cause != nil {
+		what = fmt.Sprintf("stopped waiting for transaction %X (%v)", e.Hash, e.Cause)
 	}
-	return fmt.Sprintf("transaction %X not committed within %s: it may still be, until block %d (its timeout height), never after; check with: emrcli tx status %X",
-		e.Hash, e.Within, e.TimeoutHeight, e.Hash)
+	if e.TimeoutHeight == 0 {
+		return fmt.Sprintf("%s: it may still be committed; check with: emrcli tx status %X", what, e.Hash)
+	}
+	return fmt.Sprintf("%s: it may still be committed, until block %d (its timeout height), never after; check with: emrcli tx status %X",
+		what, e.TimeoutHeight, e.Hash)
 }
+
+// Unwrap is the cause (context.Canceled, say), if the caller stopped the
+// wait.
+func (e *NotCommittedError) Unwrap() error { return e.Cause }
 
 // waitTx polls for hash (a transaction with timeout height timeout, 0 if
 // none or unknown) until it is committed or the client's timeout passes.
@@ -269,19 +280,17 @@ func (c *Client) waitTx(ctx context.Context, hash []byte, timeout uint64) (*TxRe
 			}
 			return r, nil
 		}
-		if wctx.Err() != nil && ctx.Err() == nil {
-			// The wait ran out, maybe in the middle of a look.
-			return nil, &NotCommittedError{Hash: hash, Within: c.cfg.Timeout, TimeoutHeight: timeout}
+		if wctx.Err() != nil {
+			// The wait ran out or was stopped, maybe in the middle of a
+			// look: the transaction may still be committed.
+			return nil, &NotCommittedError{Hash: hash, Within: c.cfg.Timeout, TimeoutHeight: timeout, Cause: ctx.Err()}
 		}
 		if !errors.Is(err, ErrNotFound) {
 			return nil, err
 		}
 		select {
 		case <-wctx.Done():
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, &NotCommittedError{Hash: hash, Within: c.cfg.Timeout, TimeoutHeight: timeout}
+			return nil, &NotCommittedError{Hash: hash, Within: c.cfg.Timeout, TimeoutHeight: timeout, Cause: ctx.Err()}
 		case <-tick.C:
 		}
 	}

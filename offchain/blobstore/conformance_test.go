@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -251,6 +252,60 @@ func runConformance(t *testing.T, open func(t *testing.T) Store) {
 		}
 		if err := s.Delete(ctx, missing); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("Delete missing: %v", err)
+		}
+	})
+
+	t.Run("ListAfter", func(t *testing.T) {
+		s := open(t)
+		// Owners in three shards, two sharing one, several blobs each.
+		owners := []Owner{{0x10, 1}, {0x10, 2}, {0x7f}, {0xe0, 9}}
+		for i, o := range owners {
+			for j := range 3 {
+				mustPutFor(t, s, o, testData(uint64(500+10*i+j), 100+j))
+			}
+		}
+		all := listAll(t, s)
+		if len(all) != 12 {
+			t.Fatalf("List = %d blobs, want 12", len(all))
+		}
+		after := func(k Key) []Key {
+			var out []Key
+			if err := s.ListAfter(ctx, k, func(i Info) bool { out = append(out, i.Key); return true }); err != nil {
+				t.Fatalf("ListAfter %s: %v", k, err)
+			}
+			return out
+		}
+		keys := func(l []Info) []Key {
+			out := make([]Key, len(l))
+			for i, x := range l {
+				out[i] = x.Key
+			}
+			return out
+		}
+		// After each listed key: exactly the rest, in order.
+		for i, x := range all {
+			if got, want := after(x.Key), keys(all[i+1:]); !slices.Equal(got, want) {
+				t.Fatalf("ListAfter(entry %d) = %v, want %v", i, got, want)
+			}
+		}
+		// After keys that are not stored: what lies above them.
+		if got := after(Key{}); !slices.Equal(got, keys(all)) {
+			t.Fatalf("ListAfter(zero) = %d blobs, want all %d", len(got), len(all))
+		}
+		between := Key{Owner: Owner{0x10, 1, 0xff}}
+		if got := after(between); !slices.Equal(got, keys(all[3:])) {
+			t.Fatalf("ListAfter(between owners) = %v, want the 9 of the later owners", got)
+		}
+		last := Key{Owner: Owner{0xff}}
+		for i := range last.Owner {
+			last.Owner[i] = 0xff
+		}
+		if got := after(last); len(got) != 0 {
+			t.Fatalf("ListAfter(the largest key) = %v, want none", got)
+		}
+		seen := 0
+		if err := s.ListAfter(ctx, all[0].Key, func(Info) bool { seen++; return seen < 2 }); err != nil || seen != 2 {
+			t.Fatalf("ListAfter stopping early visited %d (%v), want 2", seen, err)
 		}
 	})
 

@@ -264,12 +264,28 @@ func (s *FS) Delete(_ context.Context, key Key) error {
 // blob belongs), as something other than the store may leave, are passed
 // over, so they cannot stop a sweep.
 func (s *FS) List(ctx context.Context, fn func(Info) bool) error {
+	return s.list(ctx, nil, fn)
+}
+
+// ListAfter implements Store. Names are fixed-length lowercase hex, so
+// comparing them as strings is comparing keys: what lies at or below
+// after is passed over without a stat.
+func (s *FS) ListAfter(ctx context.Context, after Key, fn func(Info) bool) error {
+	return s.list(ctx, &after, fn)
+}
+
+// list lists every blob, or those above *after.
+func (s *FS) list(ctx context.Context, after *Key, fn func(Info) bool) error {
+	var afterOwner, afterSum string
+	if after != nil {
+		afterOwner, afterSum = after.Owner.String(), after.Sum.String()
+	}
 	shards, err := readDirNames(s.data, true)
 	if err != nil {
 		return err
 	}
 	for _, shard := range shards {
-		if len(shard) != 2 {
+		if len(shard) != 2 || (after != nil && shard < afterOwner[:2]) {
 			continue
 		}
 		owners, err := readDirNames(filepath.Join(s.data, shard), true)
@@ -277,7 +293,7 @@ func (s *FS) List(ctx context.Context, fn func(Info) bool) error {
 			return err
 		}
 		for _, owner := range owners {
-			if !isHexName(owner) || !strings.HasPrefix(owner, shard) {
+			if !isHexName(owner) || !strings.HasPrefix(owner, shard) || (after != nil && owner < afterOwner) {
 				continue
 			}
 			dir := filepath.Join(s.data, shard, owner)
@@ -288,6 +304,9 @@ func (s *FS) List(ctx context.Context, fn func(Info) bool) error {
 			for _, name := range names {
 				if err := ctx.Err(); err != nil {
 					return err
+				}
+				if after != nil && owner == afterOwner && name <= afterSum {
+					continue
 				}
 				key, err := ParseKey(owner + "/" + name)
 				if err != nil {

@@ -399,10 +399,21 @@ func (s *MinIO) Delete(ctx context.Context, key Key) error {
 // List implements Store. Objects are listed page by page (S3 returns keys
 // in ascending order), so memory does not grow with the bucket.
 func (s *MinIO) List(ctx context.Context, fn func(Info) bool) error {
+	return s.list(ctx, "", fn)
+}
+
+// ListAfter implements Store: S3 starts the listing after the key's name
+// (fixed-length hex, so the names' order is the keys').
+func (s *MinIO) ListAfter(ctx context.Context, after Key, fn func(Info) bool) error {
+	return s.list(ctx, s.prefix+"blobs/"+after.String(), fn)
+}
+
+// list lists the blobs whose object names are above startAfter.
+func (s *MinIO) list(ctx context.Context, startAfter string, fn func(Info) bool) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // stops the listing goroutine when fn stops early
 	prefix := s.prefix + "blobs/"
-	for oi := range s.c.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+	for oi := range s.c.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true, StartAfter: startAfter}) {
 		if oi.Err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

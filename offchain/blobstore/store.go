@@ -115,6 +115,10 @@ type Store interface {
 	// List calls fn for every stored blob, in ascending order of key (see
 	// Key.Compare), until fn returns false or ctx ends.
 	List(ctx context.Context, fn func(Info) bool) error
+	// ListAfter is List from the first blob whose key is above after: a
+	// pass that goes through the store in batches resumes where it
+	// stopped without listing again what it has seen.
+	ListAfter(ctx context.Context, after Key, fn func(Info) bool) error
 	// CleanTemp removes temporary objects of interrupted Puts older than
 	// olderThan and returns how many it removed.
 	CleanTemp(ctx context.Context, olderThan time.Duration) (int, error)

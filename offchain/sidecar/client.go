@@ -139,11 +139,17 @@ func (c *Client) Get(ctx context.Context, ref BlobRef, sum [32]byte, w io.Writer
 	switch {
 	case rng == nil && resp.StatusCode == http.StatusOK:
 		h := sha256.New()
-		n, err := io.Copy(io.MultiWriter(w, h), resp.Body)
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			// A sidecar cuts short the transfer of a copy it finds damaged,
-			// and reads the blob from a peer for the next GET.
-			return n, fmt.Errorf("sidecar: get %x: the transfer was cut short after %d of %d bytes (asking again may be served from an intact copy): %w", sum, n, resp.ContentLength, err)
+		body := &errRecorder{r: resp.Body}
+		n, err := io.Copy(io.MultiWriter(w, h), body)
+		if body.err != nil && ctx.Err() == nil && (resp.ContentLength < 0 || n < resp.ContentLength) {
+			// A sidecar cuts short the transfer of a copy it finds damaged
+			// (HTTP/1.1: the connection closes early; HTTP/2: the stream
+			// is reset), and reads the blob from a peer for the next GET.
+			of := "the announced"
+			if resp.ContentLength >= 0 {
+				of = fmt.Sprintf("%d", resp.ContentLength)
+			}
+			return n, fmt.Errorf("sidecar: get %x: the transfer was cut short after %d of %s bytes (asking again may be served from an intact copy): %w: %w", sum, n, of, ErrCutShort, body.err)
 		}
 		if err != nil {
 			return n, fmt.Errorf("sidecar: get %x: %w", sum, err)
@@ -175,6 +181,11 @@ func (c *Client) Get(ctx context.Context, ref BlobRef, sum [32]byte, w io.Writer
 		return 0, readError(resp)
 	}
 }
+
+// ErrCutShort: a sidecar's answer ended before the length it announced
+// (it cuts the transfer of a copy it finds damaged short, or the
+// connection broke). Asking again may be served from an intact copy.
+var ErrCutShort = errors.New("transfer cut short")
 
 // parseContentRange parses "bytes first-last/size". A refusal returns no
 // range, not the half it could parse.

@@ -85,7 +85,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		pending: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "pending_bytes", Help: "Bytes of stored blobs that no committed record or share references yet, as the upload quotas count them."}),
 		damaged: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "damaged_copies_total", Help: "Stored copies found damaged when read (the wrong size, or bytes that do not hash to the blob's SHA-256), and not served."}),
+			Name: "damaged_copies_total", Help: "Reads (GETs, scrub passes) that found a stored copy damaged (the wrong size, or bytes that do not hash to the blob's SHA-256) and did not serve it; two reads of one copy count twice."}),
 	}
 	reg.MustRegister(m.bytesIn, m.bytesOut, m.requests, m.latency, m.sweepRuns, m.sweepDel, m.sweepErrs, m.sweepBytes, m.refusals, m.pending, m.damaged)
 	return m

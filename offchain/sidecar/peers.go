@@ -131,7 +131,11 @@ func (s *Server) fetchFromPeer(ctx context.Context, peer string, r *http.Request
 	// failed read of the body (body.err) tells a failed Put the peer's (the
 	// transfer broke, or the bytes are not the blob) from the local store's.
 	body := &errRecorder{r: resp.Body}
+	// Locked like an upload, so that a drop of a damaged copy (which reads
+	// the copy again under the lock) never deletes the one kept here.
+	unlock := s.blobs.lock(blob.key)
 	err = s.store.Put(ctx, blob.key, body, resp.ContentLength)
+	unlock()
 	if err == nil || body.err != nil || ctx.Err() != nil ||
 		errors.Is(err, blobstore.ErrHashMismatch) || errors.Is(err, blobstore.ErrSizeMismatch) {
 		return err // the peer's doing (or the member's, gone)

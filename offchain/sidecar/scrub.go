@@ -19,6 +19,18 @@ const (
 	scrubFirstDelay            = 10 * time.Minute
 )
 
+// A scrub pass drops at most scrubMaxDrops damaged copies, and logs at
+// most scrubMaxLogged damaged or unreadable blobs one by one (its summary
+// counts them all).
+const (
+	scrubMaxDrops  = 100
+	scrubMaxLogged = 20
+)
+
+// rateBurst is the most credit a scrub's rate limit keeps for time it
+// spent not reading.
+const rateBurst = time.Second
+
 // scrubBatch bounds the blobs a pass holds listed at once; it lists the
 // store again after the last one for the next batch. (A variable for
 // tests.)
@@ -36,6 +48,10 @@ type ScrubReport struct {
 	Damaged int
 	Dropped int
 	Busy    int
+	// Held: damaged copies kept because the pass had dropped
+	// scrubMaxDrops already (a fault that damages many at once, or makes
+	// intact ones read as damaged, is the operator's to look at first).
+	Held int
 	// Errors: blobs that could not be read or dropped (kept).
 	Errors int
 }
@@ -55,10 +71,7 @@ func (s *Server) Scrub(ctx context.Context) (ScrubReport, error) {
 	limit := newRateLimit(s.opts.ScrubBytesPerSecond)
 	for {
 		var batch []blobstore.Info
-		err := s.store.List(ctx, func(i blobstore.Info) bool {
-			if started && i.Key.Compare(cursor) <= 0 {
-				return true
-			}
+		err := listFrom(ctx, s.store, cursor, started, func(i blobstore.Info) bool {
 			batch = append(batch, i)
 			return len(batch) < scrubBatch
 		})
@@ -95,6 +108,9 @@ func (s *Server) scrubOne(ctx context.Context, listed blobstore.Info, buf []byte
 		n, err = io.CopyBuffer(h, &limitedReader{ctx: ctx, r: rc, limit: limit}, buf)
 		rc.Close()
 		rep.Bytes += n
+		if err == nil && n != info.Size {
+			err = fmt.Errorf("the store gave %d of the blob's %d bytes: %w", n, info.Size, io.ErrUnexpectedEOF)
+		}
 		if err == nil && blobstore.Sum(h.Sum(nil)) != info.Key.Sum {
 			err = errDamagedCopy
 		}
@@ -102,6 +118,7 @@ func (s *Server) scrubOne(ctx context.Context, listed blobstore.Info, buf []byte
 	if cerr := ctx.Err(); cerr != nil {
 		return cerr
 	}
+	logIt := rep.Damaged+rep.Errors < scrubMaxLogged
 	switch {
 	case err == nil:
 		rep.Checked++
@@ -109,6 +126,17 @@ func (s *Server) scrubOne(ctx context.Context, listed blobstore.Info, buf []byte
 		rep.Checked++
 		rep.Damaged++
 		s.metrics.damaged.Inc()
+		if rep.Dropped >= scrubMaxDrops {
+			rep.Held++
+			if logIt {
+				s.log.Error("scrub: stored blob is damaged (its bytes do not hash to its SHA-256); kept: this pass has dropped as many as it may",
+					"key", info.Key.String(), "size", info.Size, "max_drops", scrubMaxDrops)
+			}
+			return nil
+		}
+		// The drop reads the copy again, under the blob's lock, and
+		// deletes it only if it is damaged then too (not a fault of one
+		// read).
 		dropped, derr := s.dropDamagedCopy(ctx, info.Key, info)
 		switch {
 		case dropped:
@@ -118,18 +146,24 @@ func (s *Server) scrubOne(ctx context.Context, listed blobstore.Info, buf []byte
 		case derr != nil:
 			rep.Errors++
 		}
-		s.log.Error("scrub: stored blob is damaged (its bytes do not hash to its SHA-256); dropped, so that the next GET reads it from a peer or the uploader puts it again",
-			"key", info.Key.String(), "size", info.Size, "dropped", dropped, "err", derr)
+		if logIt {
+			s.log.Error("scrub: stored blob is damaged (its bytes do not hash to its SHA-256); dropped, so that the next GET reads it from a peer or the uploader puts it again",
+				"key", info.Key.String(), "size", info.Size, "dropped", dropped, "err", derr)
+		}
 	default:
 		rep.Errors++
-		s.log.Error("scrub: cannot read blob, keeping it", "key", info.Key.String(), "err", err)
+		if logIt {
+			s.log.Error("scrub: cannot read blob, keeping it", "key", info.Key.String(), "err", err)
+		}
 	}
 	return nil
 }
 
 // rateLimit paces reads to a number of bytes per second (none if not
 // positive): after each read, it sleeps until the bytes read so far are
-// due.
+// due. Time spent not reading (a slow listing, a drop) earns at most
+// rateBurst of credit, so a pass never catches up at the disk's full
+// speed.
 type rateLimit struct {
 	perSecond int64
 	start     time.Time
@@ -148,6 +182,11 @@ func (l *rateLimit) wait(ctx context.Context, n int) error {
 	l.done += int64(n)
 	due := l.start.Add(time.Duration(float64(l.done) / float64(l.perSecond) * float64(time.Second)))
 	d := time.Until(due)
+	if d < -rateBurst {
+		// Behind by more than the burst: forget the credit beyond it.
+		l.start = l.start.Add(-d - rateBurst)
+		d = -rateBurst
+	}
 	if d <= 0 {
 		return nil
 	}
@@ -169,6 +208,11 @@ type limitedReader struct {
 }
 
 func (r *limitedReader) Read(p []byte) (int, error) {
+	// A file's reader does not watch the context: a pass stopped (the
+	// sidecar shutting down) must not read the rest of a large blob.
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
 	n, err := r.r.Read(p)
 	if werr := r.limit.wait(r.ctx, n); werr != nil && err == nil {
 		err = werr
@@ -197,8 +241,12 @@ func (s *Server) scrubLoop(stop <-chan struct{}) {
 		if err != nil && base.Err() == nil {
 			s.log.Error("scrub pass failed", "err", err, "checked", rep.Checked, "damaged", rep.Damaged, "took", took)
 		} else if err == nil {
-			s.log.Info("scrub pass", "checked", rep.Checked, "bytes", rep.Bytes, "damaged", rep.Damaged,
-				"dropped", rep.Dropped, "busy", rep.Busy, "errors", rep.Errors, "took", took)
+			log := s.log.Info
+			if rep.Damaged+rep.Errors > 0 {
+				log = s.log.Error
+			}
+			log("scrub pass", "checked", rep.Checked, "bytes", rep.Bytes, "damaged", rep.Damaged,
+				"dropped", rep.Dropped, "busy", rep.Busy, "held", rep.Held, "errors", rep.Errors, "took", took)
 		}
 		t.Reset(interval)
 	}

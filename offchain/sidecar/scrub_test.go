@@ -6,8 +6,12 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/emrchain/emrchain/offchain/blobstore"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -86,5 +90,201 @@ func TestScrubRate(t *testing.T) {
 	}
 	if err := newRateLimit(1<<40).wait(ended, 10); err != nil {
 		t.Fatalf("10 bytes at 1 TB/s are due at once: %v", err)
+	}
+}
+
+// countingStore counts the entries its listings hand out, and runs
+// onRead before every read of a Get's reader (which, like an *os.File's,
+// does not watch the context).
+type countingStore struct {
+	blobstore.Store
+	listed atomic.Int64
+	reads  atomic.Int64
+	onRead func(n int64)
+}
+
+func (s *countingStore) List(ctx context.Context, fn func(blobstore.Info) bool) error {
+	return s.Store.List(ctx, func(i blobstore.Info) bool { s.listed.Add(1); return fn(i) })
+}
+
+func (s *countingStore) ListAfter(ctx context.Context, after blobstore.Key, fn func(blobstore.Info) bool) error {
+	return s.Store.ListAfter(ctx, after, func(i blobstore.Info) bool { s.listed.Add(1); return fn(i) })
+}
+
+func (s *countingStore) Get(ctx context.Context, key blobstore.Key, off, n int64) (io.ReadCloser, int64, error) {
+	rc, size, err := s.Store.Get(ctx, key, off, n)
+	if err != nil {
+		return rc, size, err
+	}
+	return &countingReader{ReadCloser: rc, s: s}, size, nil
+}
+
+type countingReader struct {
+	io.ReadCloser
+	s *countingStore
+}
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	n := r.s.reads.Add(1)
+	if r.s.onRead != nil {
+		r.s.onRead(n)
+	}
+	return r.ReadCloser.Read(p[:min(len(p), 4096)])
+}
+
+// putBlobs stores n blobs of size bytes under distinct owners.
+func putBlobs(t *testing.T, st blobstore.Store, n, size int) {
+	t.Helper()
+	for i := range n {
+		data := bytes.Repeat(fmt.Appendf(nil, "%08d", i), size/8)
+		key := blobstore.Key{Owner: blobstore.Owner{byte(i), byte(i >> 8)}, Sum: sha256.Sum256(data)}
+		if err := st.Put(context.Background(), key, bytes.NewReader(data), int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestScrubListsEachBlobOnce: a pass in batches resumes each listing after
+// the last blob it read, so it lists every blob once (and the empty end),
+// not the whole store again for every batch.
+func TestScrubListsEachBlobOnce(t *testing.T) {
+	e := newEnv(t, nil)
+	cs := &countingStore{Store: e.store}
+	srv, err := New(Options{Store: cs, Chain: e.chain, SweepInterval: -1, ScrubBytesPerSecond: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func(b int) { scrubBatch = b }(scrubBatch)
+	scrubBatch = 4
+	const n = 40
+	putBlobs(t, e.store, n, 64)
+	if rep, err := srv.Scrub(context.Background()); err != nil || rep.Checked != n {
+		t.Fatalf("scrub: %+v, %v", rep, err)
+	}
+	if got := cs.listed.Load(); got != n {
+		t.Fatalf("a pass over %d blobs in batches of %d listed %d entries, want %d", n, scrubBatch, got, n)
+	}
+}
+
+// TestScrubStopsWithinARead: a pass whose context ends (the sidecar
+// shutting down) stops at the next read of the blob it is reading,
+// whatever the rate bound, though the store's reader does not watch the
+// context.
+func TestScrubStopsWithinARead(t *testing.T) {
+	for _, rate := range []int64{-1, 1 << 40} { // no bound; a bound never reached
+		t.Run(fmt.Sprint(rate), func(t *testing.T) {
+			e := newEnv(t, nil)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			cs := &countingStore{Store: e.store, onRead: func(n int64) {
+				if n == 3 {
+					cancel()
+				}
+			}}
+			srv, err := New(Options{Store: cs, Chain: e.chain, SweepInterval: -1, ScrubBytesPerSecond: rate})
+			if err != nil {
+				t.Fatal(err)
+			}
+			putBlobs(t, e.store, 1, 1<<20) // 256 reads of 4 KiB
+			if _, err := srv.Scrub(ctx); !errors.Is(err, context.Canceled) {
+				t.Fatalf("scrub stopped mid-blob: %v, want context.Canceled", err)
+			}
+			if n := cs.reads.Load(); n > 3 {
+				t.Fatalf("%d reads, the context ended at the 3rd", n)
+			}
+			if _, err := os.Stat(e.store.Path(blobstore.Key{Owner: blobstore.Owner{0, 0}, Sum: sha256.Sum256(bytes.Repeat(fmt.Appendf(nil, "%08d", 0), (1<<20)/8))})); err != nil {
+				t.Fatalf("a pass stopped mid-blob touched the blob: %v", err)
+			}
+		})
+	}
+}
+
+// TestScrubRateKeepsNoBurst: time a pass spent not reading (a slow
+// listing) earns at most rateBurst of credit: at 1 MiB/s, 10 s after the
+// pass started, the MiB read then and one more (a second's credit) are
+// due at once, the third is not.
+func TestScrubRateKeepsNoBurst(t *testing.T) {
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	l := newRateLimit(1 << 20)
+	l.start = time.Now().Add(-10 * time.Second)
+	for i := range 2 {
+		if err := l.wait(ended, 1<<20); err != nil {
+			t.Fatalf("MiB %d after 10 s idle at 1 MiB/s: %v, want no wait", i+1, err)
+		}
+	}
+	if err := l.wait(ended, 1<<20); !errors.Is(err, context.Canceled) {
+		t.Fatalf("the third MiB: %v, want a wait (cut by the context): the idle time beyond a second is not credit", err)
+	}
+}
+
+// flakyRead corrupts one byte of the first read of every blob: a transient
+// read fault (non-ECC memory, a flaky controller), the bytes at rest
+// intact.
+type flakyRead struct {
+	blobstore.Store
+	mu   sync.Mutex
+	seen map[blobstore.Key]bool
+}
+
+func (s *flakyRead) Get(ctx context.Context, key blobstore.Key, off, n int64) (io.ReadCloser, int64, error) {
+	rc, size, err := s.Store.Get(ctx, key, off, n)
+	if err != nil {
+		return rc, size, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seen[key] {
+		return rc, size, nil
+	}
+	s.seen[key] = true
+	b, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return nil, 0, err
+	}
+	b[len(b)/2] ^= 0x40
+	return io.NopCloser(bytes.NewReader(b)), size, nil
+}
+
+// TestScrubTransientFaultDropsNothing: one read that does not hash right
+// is not damage at rest: the drop reads the copy again, and keeps it when
+// that read is intact.
+func TestScrubTransientFaultDropsNothing(t *testing.T) {
+	e := newEnv(t, nil)
+	srv, err := New(Options{Store: &flakyRead{Store: e.store, seen: map[blobstore.Key]bool{}}, Chain: e.chain, SweepInterval: -1, ScrubBytesPerSecond: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	putBlobs(t, e.store, 20, 4096)
+	rep, err := srv.Scrub(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Dropped != 0 || rep.Damaged != 20 {
+		t.Fatalf("a transient fault on each blob's first read: %+v, want 20 found damaged and none dropped", rep)
+	}
+}
+
+// TestScrubDropBound: a pass drops at most scrubMaxDrops copies; the rest
+// of the damaged ones are kept (Held) for the operator to look at.
+func TestScrubDropBound(t *testing.T) {
+	e := newEnv(t, nil)
+	const n = scrubMaxDrops + 5
+	putBlobs(t, e.store, n, 64)
+	if err := e.store.List(context.Background(), func(i blobstore.Info) bool {
+		if err := os.WriteFile(e.store.Path(i.Key), bytes.Repeat([]byte{0}, int(i.Size)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := e.srv.Scrub(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Damaged != n || rep.Dropped != scrubMaxDrops || rep.Held != 5 {
+		t.Fatalf("a store of %d zeroed copies: %+v, want %d dropped and 5 held", n, rep, scrubMaxDrops)
 	}
 }

@@ -893,7 +893,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 			// The status goes out first, so that a copy found damaged is
 			// a transfer cut short, whatever its size.
 			if err = http.NewResponseController(w).Flush(); err == nil {
-				_, err = copyVerified(cw, rc, sum, *bp)
+				_, err = copyVerified(cw, rc, length, sum, *bp)
 			}
 		}
 		s.bufs.Put(bp)

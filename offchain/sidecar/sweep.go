@@ -96,10 +96,7 @@ func (s *Server) Sweep(ctx context.Context) (SweepReport, error) {
 	var candidates []blobstore.Info
 	var last blobstore.Key
 	full := false
-	err = s.store.List(ctx, func(i blobstore.Info) bool {
-		if cursor != (blobstore.Key{}) && i.Key.Compare(cursor) <= 0 {
-			return true
-		}
+	err = listFrom(ctx, s.store, cursor, cursor != (blobstore.Key{}), func(i blobstore.Info) bool {
 		last = i.Key
 		if i.ModTime.After(cutoff) {
 			return true
@@ -186,8 +183,9 @@ func (s *Server) cleanTemp(ctx context.Context) int {
 	return n
 }
 
-// errBlobBusy: an upload of the blob holds its lock.
-var errBlobBusy = errors.New("an upload of the blob is in progress")
+// errBlobBusy: an upload of the blob (or the sweep, or a drop of a damaged
+// copy) holds its lock.
+var errBlobBusy = errors.New("the blob is locked by an upload, the sweep or a drop of a damaged copy")
 
 // deleteIfOld deletes blob key if it is still older than cutoff. The age is
 // checked again here, locked against uploads of the blob (keyLocks): a
@@ -307,4 +305,13 @@ func untilStop(ctx context.Context, stop <-chan struct{}) (context.Context, cont
 		}
 	}()
 	return ctx, cancel
+}
+
+// listFrom lists store's blobs above cursor if resume, else all of them:
+// a pass through the store in batches never lists again what it has seen.
+func listFrom(ctx context.Context, store blobstore.Store, cursor blobstore.Key, resume bool, fn func(blobstore.Info) bool) error {
+	if !resume {
+		return store.List(ctx, fn)
+	}
+	return store.ListAfter(ctx, cursor, fn)
 }

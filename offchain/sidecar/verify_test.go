@@ -31,7 +31,7 @@ func TestCopyVerified(t *testing.T) {
 		for name, wrap := range readers {
 			t.Run(fmt.Sprintf("%d/%s", size, name), func(t *testing.T) {
 				var out bytes.Buffer
-				n, err := copyVerified(&out, wrap(bytes.NewReader(data)), sum, make([]byte, bufSize))
+				n, err := copyVerified(&out, wrap(bytes.NewReader(data)), int64(size), sum, make([]byte, bufSize))
 				if err != nil || n != int64(size) || !bytes.Equal(out.Bytes(), data) {
 					t.Fatalf("intact: %d of %d bytes, %v", n, size, err)
 				}
@@ -39,12 +39,25 @@ func TestCopyVerified(t *testing.T) {
 				damaged := bytes.Clone(data)
 				damaged[size/2] ^= 0x01
 				out.Reset()
-				n, err = copyVerified(&out, wrap(bytes.NewReader(damaged)), sum, make([]byte, bufSize))
+				n, err = copyVerified(&out, wrap(bytes.NewReader(damaged)), int64(size), sum, make([]byte, bufSize))
 				if !errors.Is(err, errDamagedCopy) {
 					t.Fatalf("damaged: %v, want errDamagedCopy", err)
 				}
 				if n != int64(out.Len()) || n >= int64(size) || !bytes.Equal(out.Bytes(), damaged[:n]) {
 					t.Fatalf("damaged: sent %d (%d written) of %d bytes, want a prefix short of the end", n, out.Len(), size)
+				}
+
+				// A store whose read ends early (a cut connection) is a
+				// failed read, not damage: nothing is dropped for it.
+				for _, short := range []io.Reader{
+					bytes.NewReader(data[:size-1]),
+					io.MultiReader(bytes.NewReader(data[:size/2]), iotest.ErrReader(io.ErrUnexpectedEOF)),
+				} {
+					out.Reset()
+					n, err = copyVerified(&out, wrap(short), int64(size), sum, make([]byte, bufSize))
+					if errors.Is(err, errDamagedCopy) || !errors.Is(err, io.ErrUnexpectedEOF) || n >= int64(size) {
+						t.Fatalf("short read: %d of %d bytes sent, %v; want a failed read, not damage", n, size, err)
+					}
 				}
 			})
 		}
@@ -54,14 +67,14 @@ func TestCopyVerified(t *testing.T) {
 	data := bytes.Repeat([]byte{7}, 5*bufSize)
 	failing := io.MultiReader(bytes.NewReader(data[:2*bufSize]), iotest.ErrReader(errors.New("disk read error")))
 	var out bytes.Buffer
-	if _, err := copyVerified(&out, failing, blobstore.Sum(sha256.Sum256(data)), make([]byte, bufSize)); err == nil || errors.Is(err, errDamagedCopy) || err.Error() != "disk read error" {
+	if _, err := copyVerified(&out, failing, int64(len(data)), blobstore.Sum(sha256.Sum256(data)), make([]byte, bufSize)); err == nil || errors.Is(err, errDamagedCopy) || err.Error() != "disk read error" {
 		t.Fatalf("failing store: %v, want its error", err)
 	}
 	if out.Len() >= 2*bufSize {
 		t.Fatalf("failing store: %d bytes sent, want the last chunk read held back", out.Len())
 	}
 	// A reader that goes away: the writer's error.
-	if _, err := copyVerified(errWriter{}, bytes.NewReader(data), blobstore.Sum(sha256.Sum256(data)), make([]byte, bufSize)); err == nil || err.Error() != "broken pipe" {
+	if _, err := copyVerified(errWriter{}, bytes.NewReader(data), int64(len(data)), blobstore.Sum(sha256.Sum256(data)), make([]byte, bufSize)); err == nil || err.Error() != "broken pipe" {
 		t.Fatalf("broken writer: %v", err)
 	}
 }
