@@ -255,6 +255,27 @@ func runConformance(t *testing.T, open func(t *testing.T) Store) {
 		}
 	})
 
+	t.Run("GetOfDeletedBlob", func(t *testing.T) {
+		// A blob deleted after Get (a sweep between a reader's Stat and its
+		// first Read, which MinIO makes lazily) reads whole or fails with
+		// ErrNotFound, never with a backend's own error.
+		s := open(t)
+		data := testData(77, 5000)
+		key := mustPut(t, s, data)
+		rc, _, err := s.Get(ctx, key, 0, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		if err := s.Delete(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(rc)
+		if !(err == nil && bytes.Equal(b, data)) && !errors.Is(err, ErrNotFound) {
+			t.Fatalf("reading a blob deleted after Get: %d bytes, %v; want it whole or ErrNotFound", len(b), err)
+		}
+	})
+
 	t.Run("ListAfter", func(t *testing.T) {
 		s := open(t)
 		// Owners in three shards, two sharing one, several blobs each.

@@ -363,7 +363,23 @@ func (s *MinIO) Get(ctx context.Context, key Key, offset, length int64) (io.Read
 		return nil, 0, fmt.Errorf("blobstore: minio get %s: %w", key, err)
 	}
 	// Never hand out more than n bytes, whatever the server sends.
-	return &limitedCloser{Reader: io.LimitReader(obj, n), c: obj}, info.Size, nil
+	return &limitedCloser{Reader: io.LimitReader(&objectReader{obj: obj, key: key}, n), c: obj}, info.Size, nil
+}
+
+// objectReader reads an object whose request minio-go makes at the first
+// Read: an object deleted since the Stat (by a sweep) then fails with
+// NoSuchKey, which is ErrNotFound, as for the fs store's Get.
+type objectReader struct {
+	obj *minio.Object
+	key Key
+}
+
+func (r *objectReader) Read(p []byte) (int, error) {
+	n, err := r.obj.Read(p)
+	if err != nil && err != io.EOF && isNoSuchKey(err) {
+		err = fmt.Errorf("%w: %s (deleted before it was read)", ErrNotFound, r.key)
+	}
+	return n, err
 }
 
 type limitedCloser struct {

@@ -114,6 +114,9 @@ func (s *Server) scrubOne(ctx context.Context, listed blobstore.Info, buf []byte
 		if err == nil && blobstore.Sum(h.Sum(nil)) != info.Key.Sum {
 			err = errDamagedCopy
 		}
+		if errors.Is(err, blobstore.ErrNotFound) {
+			return nil // deleted while it was read (MinIO reads lazily)
+		}
 	}
 	if cerr := ctx.Err(); cerr != nil {
 		return cerr
