@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -63,31 +64,53 @@ type ScrubReport struct {
 // the uploader puts it again. Without a scrub, a copy nobody reads is
 // found damaged only when someone does, perhaps after the last intact
 // copy elsewhere is gone; the scrub tells the operator first.
+//
+// A pass starts at a random key and wraps around the store: a pass
+// takes hours on a large store, and a node restarted more often than
+// that would otherwise never reach the end of its key space.
 func (s *Server) Scrub(ctx context.Context) (ScrubReport, error) {
 	var rep ScrubReport
-	var cursor blobstore.Key
-	started := false
+	start := scrubStart()
 	buf := make([]byte, 256<<10)
 	limit := newRateLimit(s.opts.ScrubBytesPerSecond)
-	for {
-		var batch []blobstore.Info
-		err := listFrom(ctx, s.store, cursor, started, func(i blobstore.Info) bool {
-			batch = append(batch, i)
-			return len(batch) < scrubBatch
-		})
-		if err != nil {
-			return rep, fmt.Errorf("scrub: listing the store: %w", err)
-		}
-		for _, info := range batch {
-			if err := s.scrubOne(ctx, info, buf, limit, &rep); err != nil {
-				return rep, err
+	// Above start, then from the first key up to start (inclusive).
+	for _, wrapped := range []bool{false, true} {
+		cursor, resume := start, !wrapped
+		for {
+			var batch []blobstore.Info
+			end := false
+			err := listFrom(ctx, s.store, cursor, resume, func(i blobstore.Info) bool {
+				if wrapped && i.Key.Compare(start) > 0 {
+					end = true
+					return false
+				}
+				batch = append(batch, i)
+				return len(batch) < scrubBatch
+			})
+			if err != nil {
+				return rep, fmt.Errorf("scrub: listing the store: %w", err)
 			}
-			cursor, started = info.Key, true
-		}
-		if len(batch) < scrubBatch {
-			return rep, nil
+			for _, info := range batch {
+				if err := s.scrubOne(ctx, info, buf, limit, &rep); err != nil {
+					return rep, err
+				}
+				cursor, resume = info.Key, true
+			}
+			if end || len(batch) < scrubBatch {
+				break
+			}
 		}
 	}
+	return rep, nil
+}
+
+// scrubStart is where a scrub pass starts: a random key. (A variable for
+// tests.)
+var scrubStart = func() blobstore.Key {
+	var k blobstore.Key
+	_, _ = rand.Read(k.Owner[:])
+	_, _ = rand.Read(k.Sum[:])
+	return k
 }
 
 // scrubOne checks one blob; an error stops the pass (ctx ended).

@@ -154,16 +154,74 @@ func TestScrubListsEachBlobOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func(b int) { scrubBatch = b }(scrubBatch)
+	defer func(b int, f func() blobstore.Key) { scrubBatch, scrubStart = b, f }(scrubBatch, scrubStart)
 	scrubBatch = 4
+	scrubStart = func() blobstore.Key { return blobstore.Key{Owner: blobstore.Owner{20}} }
 	const n = 40
 	putBlobs(t, e.store, n, 64)
 	if rep, err := srv.Scrub(context.Background()); err != nil || rep.Checked != n {
 		t.Fatalf("scrub: %+v, %v", rep, err)
 	}
-	if got := cs.listed.Load(); got != n {
-		t.Fatalf("a pass over %d blobs in batches of %d listed %d entries, want %d", n, scrubBatch, got, n)
+	// Every blob once, and the first above the start once more: the
+	// wrapped listing stops there.
+	if got := cs.listed.Load(); got != n+1 {
+		t.Fatalf("a pass over %d blobs in batches of %d listed %d entries, want %d", n, scrubBatch, got, n+1)
 	}
+}
+
+// TestScrubWrapsAround: a pass starts at a random key and wraps around
+// the store, reading every blob once wherever it starts: below every
+// key, above every key, between two, on one, in batches of any size.
+func TestScrubWrapsAround(t *testing.T) {
+	defer func(b int, f func() blobstore.Key) { scrubBatch, scrubStart = b, f }(scrubBatch, scrubStart)
+	e := newEnv(t, nil)
+	const n = 9
+	putBlobs(t, e.store, n, 64)
+	var keys []blobstore.Key
+	if err := e.store.List(context.Background(), func(i blobstore.Info) bool { keys = append(keys, i.Key); return true }); err != nil {
+		t.Fatal(err)
+	}
+	var top blobstore.Key
+	for i := range top.Owner {
+		top.Owner[i], top.Sum[i] = 0xff, 0xff
+	}
+	starts := map[string]blobstore.Key{"zero": {}, "top": top, "on the 4th": keys[3], "between": {Owner: blobstore.Owner{4, 0, 1}}}
+	for name, start := range starts {
+		for _, batch := range []int{1, 2, 4, n, 100} {
+			t.Run(fmt.Sprintf("%s/%d", name, batch), func(t *testing.T) {
+				scrubBatch = batch
+				scrubStart = func() blobstore.Key { return start }
+				reads := map[blobstore.Key]int{}
+				var mu sync.Mutex
+				srv, err := New(Options{Store: &recordingGets{Store: e.store, mu: &mu, reads: reads}, Chain: e.chain, SweepInterval: -1, ScrubBytesPerSecond: -1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rep, err := srv.Scrub(context.Background()); err != nil || rep.Checked != n {
+					t.Fatalf("scrub: %+v, %v", rep, err)
+				}
+				for _, k := range keys {
+					if reads[k] != 1 {
+						t.Fatalf("blob %s read %d times, want once (reads %v)", k, reads[k], reads)
+					}
+				}
+			})
+		}
+	}
+}
+
+// recordingGets counts the Gets of each key.
+type recordingGets struct {
+	blobstore.Store
+	mu    *sync.Mutex
+	reads map[blobstore.Key]int
+}
+
+func (s *recordingGets) Get(ctx context.Context, key blobstore.Key, off, n int64) (io.ReadCloser, int64, error) {
+	s.mu.Lock()
+	s.reads[key]++
+	s.mu.Unlock()
+	return s.Store.Get(ctx, key, off, n)
 }
 
 // TestScrubStopsWithinARead: a pass whose context ends (the sidecar
