@@ -92,27 +92,37 @@ const validatorPossessionDomain = "emrchain/v1/validator-possession\x00"
 
 // ValidatorPossessionSignBytes is what a validator's consensus key pubKey
 // signs to prove that its operator holds it (SetValidatorPower.possession):
-// "emrchain/v1/validator-possession" 0x00 || chainID || 0x00 || pubKey.
-// The key, fixed-size and last, makes the encoding unambiguous. Binding
-// the chain id keeps a possession made for one chain (a testnet, say)
-// from adding the key to another; binding the key keeps a possession from
-// vouching for any other key.
-func ValidatorPossessionSignBytes(chainID string, pubKey []byte) []byte {
-	out := make([]byte, 0, len(validatorPossessionDomain)+len(chainID)+1+len(pubKey))
+// "emrchain/v1/validator-possession" 0x00 || chainID || 0x00 || pubKey ||
+// changes (8 bytes, big-endian), where changes is the key's change count
+// when the proposal is made (SetValidatorPower.from_changes: how many
+// executed proposals had changed its power; 0 for a key never a
+// validator). The key and the count, fixed-size and last, make the
+// encoding unambiguous. Binding the chain id keeps a possession made for
+// one chain (a testnet, say) from adding the key to another; binding the
+// key keeps a possession from vouching for any other key; binding the
+// count keeps a possession from outliving the key's next change: every
+// proposal keeps its possession in state, and without the count the one
+// that first added a key would add it again after its removal (an old
+// command re-run, the key since replaced and wiped), as power nobody
+// holds.
+func ValidatorPossessionSignBytes(chainID string, pubKey []byte, changes uint64) []byte {
+	out := make([]byte, 0, len(validatorPossessionDomain)+len(chainID)+1+len(pubKey)+8)
 	out = append(out, validatorPossessionDomain...)
 	out = append(out, chainID...)
 	out = append(out, 0)
-	return append(out, pubKey...)
+	out = append(out, pubKey...)
+	return binary.BigEndian.AppendUint64(out, changes)
 }
 
 // VerifyValidatorPossession reports whether possession is consensus key
-// pubKey's proof of possession for chain chainID: its ed25519 signature of
-// ValidatorPossessionSignBytes, verified as CometBFT verifies signatures.
-func VerifyValidatorPossession(chainID string, pubKey, possession []byte) bool {
+// pubKey's proof of possession for chain chainID at change count changes:
+// its ed25519 signature of ValidatorPossessionSignBytes, verified as
+// CometBFT verifies signatures.
+func VerifyValidatorPossession(chainID string, pubKey []byte, changes uint64, possession []byte) bool {
 	if len(pubKey) != ed25519.PubKeySize || len(possession) != SignatureSize {
 		return false
 	}
-	return ed25519.PubKey(pubKey).VerifySignature(ValidatorPossessionSignBytes(chainID, pubKey), possession)
+	return ed25519.PubKey(pubKey).VerifySignature(ValidatorPossessionSignBytes(chainID, pubKey, changes), possession)
 }
 
 // SignBytes is what a transaction's signer signs: the body bytes, except for

@@ -58,6 +58,9 @@ func TestDeterminism(t *testing.T) {
 				t.Fatalf("block %d tx %d: validator updates differ", a.Height(), i)
 			}
 			updates += len(ra[i].ValidatorUpdates)
+			for _, v := range ra[i].ValidatorUpdates {
+				w.keyChanges[string(v.PubKey)]++
+			}
 			if ra[i].OK() && ra[i].ParamsChanged {
 				w.paramsChanges++
 			}
@@ -100,8 +103,11 @@ type workload struct {
 	// paramsChanges is how many params changes executed: the from_changes
 	// of the next params proposal.
 	paramsChanges uint64
-	pending       []func() // per tx of the current block: what success teaches
-	seqs          map[string]uint64
+	// keyChanges is, per consensus key, how many validator changes
+	// executed: the change count its next proof of possession is for.
+	keyChanges map[string]uint64
+	pending    []func() // per tx of the current block: what success teaches
+	seqs       map[string]uint64
 }
 
 type wMember struct {
@@ -127,7 +133,7 @@ func (w *workload) someone(p *wPatient, roles ...emrv1.Role) *apptest.Actor {
 }
 
 func newWorkload(rnd *rand.Rand, chain *apptest.Chain) *workload {
-	w := &workload{rnd: rnd, chain: chain, orgs: []string{apptest.HospitalA, apptest.HospitalB, apptest.Research}}
+	w := &workload{rnd: rnd, chain: chain, orgs: []string{apptest.HospitalA, apptest.HospitalB, apptest.Research}, keyChanges: map[string]uint64{}}
 	for _, org := range w.orgs {
 		w.members = append(w.members, &wMember{actor: apptest.Registrar(org), org: org, role: emrv1.Role_ROLE_REGISTRAR})
 	}
@@ -320,9 +326,13 @@ func (w *workload) tx() []byte {
 				params.Consensus.BlockMaxBytes = int64(4+w.n%3) << 20
 				return w.sign(reg.actor, apptest.SetParams(params, w.paramsChanges))
 			}
-			// With the key's proof of possession: adding the fifth needs
-			// it, and the chain checks it on the others too.
-			return w.sign(reg.actor, apptest.AddValidator(apptest.Validator(w.rnd.IntN(5)), int64(w.rnd.IntN(21))))
+			// With the key's proof of possession for its change count at
+			// the start of the block: adding the fifth (or re-adding a
+			// removed key) needs it, and the chain checks it on the
+			// others too (one made stale by a change earlier in the
+			// block is refused).
+			v := apptest.Validator(w.rnd.IntN(5))
+			return w.sign(reg.actor, apptest.AddValidatorAt(v, int64(w.rnd.IntN(21)), w.keyChanges[string(v.SignPub())]))
 		}
 		// Mostly the newest, so that some gather all three organizations.
 		return w.sign(reg.actor, apptest.Approve(uint64(max(1, w.proposals-w.rnd.IntN(2)))))

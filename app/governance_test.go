@@ -509,8 +509,9 @@ func TestOvertakenThereAndBack(t *testing.T) {
 	v3 := apptest.Validator(3).SignPub()
 	c.Must(w.regA, apptest.SetValidatorPower(v3, 13)) // proposal 1
 	c.Must(w.regB, apptest.Approve(1))
-	w.decide(apptest.SetValidatorPower(v3, 0))               // proposal 2: removed
-	w.decide(apptest.AddValidator(apptest.Validator(3), 10)) // proposal 3: back at 10
+	w.decide(apptest.SetValidatorPower(v3, 0)) // proposal 2: removed
+	// Proposal 3: back at 10, with V3's possession for its one change.
+	w.decide(apptest.AddValidatorAt(apptest.Validator(3), 10, c.ValidatorChanges(v3)))
 	ruleCheck(t, "execute the overtaken proposal", c.Exec(w.regR, apptest.Approve(1)), app.ErrProposalClosed,
 		"was changed 2 times since this was proposed")
 }
@@ -566,9 +567,9 @@ func TestThereAndBackInOneBlock(t *testing.T) {
 	c.Must(w.regB, apptest.Approve(1))
 	sa, sb, sr := c.Seq(w.regA.Address), c.Seq(w.regB.Address), c.Seq(w.regR.Address)
 	ruleAllOK(t, c.Block(
-		w.regA.Tx(apptest.ChainID, sa, apptest.SetValidatorPower(v3, 13)),                // proposal 2, from 10
-		w.regR.Tx(apptest.ChainID, sr, apptest.Approve(1)),                               // removed
-		w.regA.Tx(apptest.ChainID, sa+1, apptest.AddValidator(apptest.Validator(3), 10)), // proposal 3
+		w.regA.Tx(apptest.ChainID, sa, apptest.SetValidatorPower(v3, 13)),                     // proposal 2, from 10
+		w.regR.Tx(apptest.ChainID, sr, apptest.Approve(1)),                                    // removed
+		w.regA.Tx(apptest.ChainID, sa+1, apptest.AddValidatorAt(apptest.Validator(3), 10, 1)), // proposal 3 (V3 removed once: change count 1)
 		w.regB.Tx(apptest.ChainID, sb, apptest.Approve(3)),
 		w.regR.Tx(apptest.ChainID, sr+1, apptest.Approve(3)), // back at 10
 	))
@@ -650,7 +651,7 @@ func TestStaleSignatureDoesNotClearUnseen(t *testing.T) {
 	w.decide(apptest.SetValidatorPower(v3.SignPub(), 0))
 	// The next blocks still carry V3's signature (it leaves CometBFT's set two blocks later).
 	c.Signers = [][]byte{apptest.Validator(0).Address, v3.Address}
-	w.decide(apptest.AddValidator(v3, 14))
+	w.decide(apptest.AddValidatorAt(v3, 14, c.ValidatorChanges(v3.SignPub())))
 	var vs emrv1.QueryValidatorsResponse
 	c.Query("Validators", &emrv1.QueryValidatorsRequest{}, &vs)
 	t.Logf("unseen %v", vs.UnseenPower)

@@ -320,8 +320,8 @@ func validatePropose(m *emrv1.MsgPropose) error {
 		if set.GetFromPower() != 0 || set.GetFromChanges() != 0 {
 			return fmt.Errorf("from_power and from_changes are the chain's to set: leave them 0")
 		}
-		// The possession is verified where the chain id is known
-		// (checkPossession); here only its shape.
+		// The possession is verified where the chain id and the key's
+		// change count are known (checkPossession); here only its shape.
 		if p := set.GetPossession(); len(p) != 0 {
 			if err := checkFixed("validator possession (an ed25519 signature)", p, SignatureSize); err != nil {
 				return err

@@ -46,8 +46,9 @@ func TestValidatorJoinsByProposal(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Its operator's proof of possession of the key, for the testnet's
-	// chain (its genesis is the testnet's now): an addition needs it.
-	possession, err := testnet.ShowPossession(t, joinHome)
+	// chain (its genesis is the testnet's now) and a key never a
+	// validator (change count 0): an addition needs it.
+	possession, err := testnet.ShowPossession(t, joinHome, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,13 +76,14 @@ func CopyGenesis(from, to string) error {
 }
 
 // ShowPossession is the proof of possession of home's consensus key for
-// the chain of its genesis, as its operator gets it: `emrchaind show
-// validator --possession`. A proposal adding the node as a validator
+// the chain of its genesis at change count changes (0 for a key never a
+// validator), as its operator gets it: `emrchaind show validator
+// --possession --changes N`. A proposal adding the node as a validator
 // carries it (SetValidatorPower.possession).
-func ShowPossession(t testing.TB, home string) ([]byte, error) {
+func ShowPossession(t testing.TB, home string, changes uint64) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), initTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, Binary(t), "show", "validator", "--possession", "--home", home)
+	cmd := exec.CommandContext(ctx, Binary(t), "show", "validator", "--possession", "--changes", strconv.FormatUint(changes, 10), "--home", home)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

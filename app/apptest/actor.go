@@ -58,10 +58,19 @@ func (a *Actor) TxUntil(chainID string, seq, timeout uint64, msg *emrv1.Msg) []b
 }
 
 // Possession is the actor's proof of possession of its signing key as a
-// validator's consensus key of chain chainID (what `emrchaind show
-// validator --possession` prints for a node's key).
+// validator's consensus key of chain chainID, for a key never a validator
+// (change count 0): what `emrchaind show validator --possession` prints
+// for a node's key. PossessionAt makes one for another count.
 func (a *Actor) Possession(chainID string) []byte {
-	sig, err := a.Sign.Sign(app.ValidatorPossessionSignBytes(chainID, a.SignPub()))
+	return a.PossessionAt(chainID, 0)
+}
+
+// PossessionAt is the actor's proof of possession for chain chainID at
+// change count changes: what a proposal re-adding the key after changes
+// executed changes of its power carries (`emrchaind show validator
+// --possession --changes N`; Chain.ValidatorChanges reads the count).
+func (a *Actor) PossessionAt(chainID string, changes uint64) []byte {
+	sig, err := a.Sign.Sign(app.ValidatorPossessionSignBytes(chainID, a.SignPub(), changes))
 	if err != nil {
 		panic(err)
 	}

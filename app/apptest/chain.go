@@ -280,3 +280,25 @@ func (c *Chain) query(method string, req, resp proto.Message, prove bool) error 
 	}
 	return proto.Unmarshal(out, resp)
 }
+
+// ValidatorChanges is consensus key pubKey's change count, which its
+// proof of possession must be for: the executed proposals that changed
+// its power (the chain keeps the count, but no query answers it), read
+// from the Proposals query.
+func (c *Chain) ValidatorChanges(pubKey []byte) uint64 {
+	c.TB.Helper()
+	var n uint64
+	for after := uint64(0); ; {
+		var page emrv1.QueryProposalsResponse
+		c.Query("Proposals", &emrv1.QueryProposalsRequest{After: after}, &page)
+		for _, p := range page.Proposals {
+			if set := p.Change.GetSetValidatorPower(); set != nil && p.Status == emrv1.ProposalStatus_PROPOSAL_STATUS_EXECUTED && bytes.Equal(set.PubKey, pubKey) {
+				n++
+			}
+		}
+		if page.Next == 0 {
+			return n
+		}
+		after = page.Next
+	}
+}

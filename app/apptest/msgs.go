@@ -186,9 +186,18 @@ func SetValidatorPowerWith(pubKey []byte, power int64, possession []byte) *emrv1
 }
 
 // AddValidator proposes to give v's key (as a consensus key) power, with
-// its proof of possession for the test chain, which adding a key needs.
+// its proof of possession for the test chain, which adding a key needs,
+// made for a key never changed (change count 0); AddValidatorAt, for one
+// that was (a re-addition).
 func AddValidator(v *Actor, power int64) *emrv1.Msg {
-	return SetValidatorPowerWith(v.SignPub(), power, v.Possession(ChainID))
+	return AddValidatorAt(v, power, 0)
+}
+
+// AddValidatorAt is AddValidator with the possession for change count
+// changes: the number of executed proposals that changed the key's power
+// (Chain.ValidatorChanges), which the possession must be for.
+func AddValidatorAt(v *Actor, power int64, changes uint64) *emrv1.Msg {
+	return SetValidatorPowerWith(v.SignPub(), power, v.PossessionAt(ChainID, changes))
 }
 
 // Approve approves proposal id.

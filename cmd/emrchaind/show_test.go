@@ -78,10 +78,11 @@ func TestShow(t *testing.T) {
 }
 
 // TestShowPossession: show validator --possession prints the node's
-// consensus key's proof of possession for the chain of its genesis, which
-// the chain accepts for that key (app.VerifyValidatorPossession) and for
-// no other chain; --json prints it with the chain id and the key. The
-// private key is printed nowhere.
+// consensus key's proof of possession for the chain of its genesis and
+// change count 0 (a key never a validator), or --changes N, which the
+// chain accepts for that key and count (app.VerifyValidatorPossession)
+// and for no other chain or count; --json prints it with the chain id,
+// the key and the count. The private key is printed nowhere.
 func TestShowPossession(t *testing.T) {
 	home := t.TempDir()
 	if out, err := run(t, "init", "--home", home, "--chain-id", "emr-dev", "--moniker", "st-mary"); err != nil {
@@ -118,29 +119,49 @@ func TestShowPossession(t *testing.T) {
 	if err != nil || len(sig) != 64 {
 		t.Fatalf("show validator --possession: %q (%v), want one base64 signature", out, err)
 	}
-	if !app.VerifyValidatorPossession("emr-dev", pub, sig) {
-		t.Fatalf("the possession %q does not verify for the node's key on emr-dev", out)
+	if !app.VerifyValidatorPossession("emr-dev", pub, 0, sig) {
+		t.Fatalf("the possession %q does not verify for the node's key on emr-dev at change count 0", out)
 	}
-	if app.VerifyValidatorPossession("emr-other", pub, sig) {
+	if app.VerifyValidatorPossession("emr-other", pub, 0, sig) {
 		t.Fatal("the possession verifies for another chain")
 	}
-	if !strings.Contains(note, app.ValidatorKeyText(pub)) || !strings.Contains(note, `"emr-dev"`) {
-		t.Fatalf("stderr %q does not name the key and the chain", note)
+	if app.VerifyValidatorPossession("emr-dev", pub, 2, sig) {
+		t.Fatal("the possession for change count 0 verifies for count 2")
+	}
+	if !strings.Contains(note, app.ValidatorKeyText(pub)) || !strings.Contains(note, `"emr-dev" at change count 0`) {
+		t.Fatalf("stderr %q does not name the key, the chain and the count", note)
+	}
+
+	// --changes: the possession for re-adding a key after its changes.
+	out, note = showOut("--possession", "--changes", "2")
+	sig2, err := base64.StdEncoding.DecodeString(strings.TrimSpace(out))
+	if err != nil || !app.VerifyValidatorPossession("emr-dev", pub, 2, sig2) || app.VerifyValidatorPossession("emr-dev", pub, 0, sig2) {
+		t.Fatalf("show validator --possession --changes 2: %q (%v) is not the key's possession for count 2 only", out, err)
+	}
+	if !strings.Contains(note, "at change count 2") {
+		t.Fatalf("stderr %q does not name the count", note)
+	}
+	if out, err := run(t, "show", "validator", "--changes", "2", "--home", home); err == nil || !strings.Contains(err.Error(), "--changes is the change count of --possession") {
+		t.Fatalf("show validator --changes without --possession: %v\n%s", err, out)
 	}
 
 	out, _ = showOut("--possession", "--json")
-	var got map[string]string
+	var got map[string]any
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatalf("show validator --possession --json: %v\n%s", err, out)
 	}
-	want := map[string]string{"chain_id": "emr-dev", "pub_key": app.ValidatorKeyText(pub), "possession": base64.StdEncoding.EncodeToString(sig)}
+	want := map[string]any{"chain_id": "emr-dev", "pub_key": app.ValidatorKeyText(pub), "changes": float64(0), "possession": base64.StdEncoding.EncodeToString(sig)}
 	if !maps.Equal(got, want) {
 		t.Fatalf("show validator --possession --json: %v, want %v", got, want)
+	}
+	out, _ = showOut("--possession", "--json", "--changes", "2")
+	if err := json.Unmarshal([]byte(out), &got); err != nil || got["changes"] != float64(2) || got["possession"] != base64.StdEncoding.EncodeToString(sig2) {
+		t.Fatalf("show validator --possession --json --changes 2: %v\n%s", err, out)
 	}
 
 	// Without --possession: the genesis entry, as before.
 	out, _ = showOut()
-	if strings.Contains(out, want["possession"]) {
+	if strings.Contains(out, want["possession"].(string)) {
 		t.Fatalf("show validator prints the possession without --possession:\n%s", out)
 	}
 

@@ -216,11 +216,17 @@ up: from two blocks after the change, it must sign.
 key (one that is not a validator now) must carry: the node's operator runs
 "emrchaind show validator --possession" on that node, once it has this
 chain's genesis.json, and hands its output (base64) to the proposer with
-the key. It is the key's signature of this chain's id and the key, so the
-chain refuses to add a key nobody holds (a typo, the wrong key pasted). A
-change of an existing validator's power needs none; one given is checked
-all the same. emrcli checks it against the key and the chain id before
-signing anything.`,
+the key. It is the key's signature of this chain's id, the key and the
+key's change count (how many executed proposals changed its power: 0 for
+a key never a validator), so the chain refuses to add a key nobody holds
+(a typo, the wrong key pasted), and a possession made before the key's
+last change (the one of the proposal that first added a key since
+removed) cannot add it again. To re-add a removed key, its operator runs
+"emrchaind show validator --possession --changes N", N being the count
+the chain's refusal names. A change of an existing validator's power
+needs none; one given is checked all the same. emrcli checks its form
+(64 bytes, base64) before signing anything; the signature only the chain
+checks, as only it knows the key's count (no query answers it).`,
 		Example: `  emrcli propose validator --from registrar --pub-key 6Z9TkQb1...Q= --power 10 --possession jWG4Hcwe...DQ== --reason "St Mary's node"
   emrcli propose validator --from registrar --pub-key 6Z9TkQb1...Q= --power 0 --reason "decommissioned"`,
 		Args: noArgs,
@@ -234,16 +240,11 @@ signing anything.`,
 			}
 			var possession []byte
 			if cmd.Flags().Changed("possession") {
+				// Its signature is over the key's change count, which
+				// only the chain knows (no query answers it): the chain
+				// checks it, and its refusal names the count.
 				if possession, err = parsePossession(possessionText); err != nil {
 					return err
-				}
-				c, err := a.client(cmd.Context())
-				if err != nil {
-					return err
-				}
-				if !app.VerifyValidatorPossession(c.ChainID(), key, possession) {
-					return usagef(`--possession is not a signature by key %s for chain %q (another key's, or another chain's: was the node's genesis.json this chain's when it was made?): have the node's operator run "emrchaind show validator --possession" on the node of that key, with this chain's genesis.json`,
-						app.ValidatorKeyText(key), c.ChainID())
 				}
 			}
 			change := &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetValidatorPower{SetValidatorPower: &emrv1.SetValidatorPower{

@@ -459,11 +459,14 @@ func registrarEnv(t *testing.T, chainID string) (*clienttest.Node, *cliEnv) {
 
 // TestProposeValidatorPossession: a new node's operator prints its key's
 // proof of possession with "emrchaind show validator --possession", and
-// the registrar's "propose validator --possession" adds it. A possession
-// made before the node had this chain's genesis (another chain id), or
-// one that is not base64 of 64 bytes, is refused before anything is
-// signed; without one, the chain refuses the addition and says where to
-// get it.
+// the registrar's "propose validator --possession" adds it. One that is
+// not base64 of 64 bytes is refused before anything is signed; one made
+// before the node had this chain's genesis (another chain id) the chain
+// refuses (emrcli cannot check the signature: it is over the key's change
+// count, which no query answers); without one, the chain refuses the
+// addition and says where to get it. Once the key is removed, re-running
+// the command that added it is refused, naming the change count, and a
+// possession made with --changes of that count adds it again.
 func TestProposeValidatorPossession(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs emrchaind and emrcli")
@@ -481,25 +484,29 @@ func TestProposeValidatorPossession(t *testing.T) {
 	}
 	// The joining node, with the genesis init made for it: not this chain's.
 	emrchaind("init", "--home", joiner, "--chain-id", "st-mary-own", "--moniker", "st-mary")
-	possessionOf := func() (key, possession string) {
+	possessionOf := func(changes uint64) (key, possession string) {
 		t.Helper()
 		var shown struct {
 			ChainID    string `json:"chain_id"`
 			PubKey     string `json:"pub_key"`
+			Changes    uint64 `json:"changes"`
 			Possession string `json:"possession"`
 		}
-		if err := json.Unmarshal(emrchaind("show", "validator", "--possession", "--json", "--home", joiner), &shown); err != nil {
+		if err := json.Unmarshal(emrchaind("show", "validator", "--possession", "--json", "--changes", strconv.FormatUint(changes, 10), "--home", joiner), &shown); err != nil {
 			t.Fatal(err)
+		}
+		if shown.Changes != changes {
+			t.Fatalf("show validator --possession --changes %d --json: changes %d", changes, shown.Changes)
 		}
 		return shown.PubKey, shown.Possession
 	}
-	key, wrongChain := possessionOf()
+	key, wrongChain := possessionOf(0)
 	propose := func(args ...string) []string {
 		return append([]string{"propose", "validator", "--from", "registrar", "--pub-key", key, "--power", "1", "--reason", "St Mary's node"}, args...)
 	}
-	e.fails(2, `--possession is not a signature by key `+key+` for chain "`+chainID+`"`, propose("--possession", wrongChain)...)
+	e.fails(1, `the possession is not a signature by validator key `+key+` for chain "`+chainID+`" and change count 0`, propose("--possession", wrongChain)...)
 	e.fails(2, "--possession: want the 64-byte signature in base64", propose("--possession", wrongChain[:40])...)
-	e.fails(1, "emrchaind show validator --possession", propose()...)
+	e.fails(1, "emrchaind show validator --possession --changes 0", propose()...)
 
 	// With this chain's genesis in place, its possession adds the key (one
 	// organization: executed when made).
@@ -510,7 +517,7 @@ func TestProposeValidatorPossession(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(joiner, "config", "genesis.json"), genesis, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	again, possession := possessionOf()
+	again, possession := possessionOf(0)
 	if again != key || possession == wrongChain {
 		t.Fatalf("after the genesis changed: key %s, possession %s (was %s)", again, possession, wrongChain)
 	}
@@ -533,5 +540,25 @@ func TestProposeValidatorPossession(t *testing.T) {
 	e.json(&vs, "validators")
 	if len(vs.Validators) != 2 || !slices.Contains(vs.Validators, validator{key, 1}) {
 		t.Fatalf("validators after the addition: %+v", vs)
+	}
+
+	// Removed, the key is not added again by the command that added it
+	// (its possession, kept in that proposal, is for change count 0; the
+	// key's count is 2 now), but by one with a possession for count 2.
+	e.json(&decided, "propose", "validator", "--from", "registrar", "--pub-key", key, "--power", "0", "--reason", "St Mary's node replaced")
+	if decided.Proposal.Status != "executed" {
+		t.Fatalf("propose the removal: %+v", decided)
+	}
+	if refused := e.fails(1, "for chain \""+chainID+"\" and change count 2", propose("--possession", possession)...); !strings.Contains(refused, "emrchaind show validator --possession --changes 2") {
+		t.Fatalf("the refusal of the stale possession does not say how to make one: %s", refused)
+	}
+	_, readd := possessionOf(2)
+	e.json(&decided, propose("--possession", readd)...)
+	if decided.Proposal.Status != "executed" {
+		t.Fatalf("propose validator with its possession for change count 2: %+v", decided)
+	}
+	e.json(&vs, "validators")
+	if len(vs.Validators) != 2 || !slices.Contains(vs.Validators, validator{key, 1}) {
+		t.Fatalf("validators after the re-addition: %+v", vs)
 	}
 }

@@ -1942,12 +1942,17 @@ type SetValidatorPower struct {
 	FromChanges uint64 `protobuf:"varint,4,opt,name=from_changes,json=fromChanges,proto3" json:"from_changes,omitempty"`
 	// Proof of possession of pub_key: its ed25519 signature (64 bytes) of
 	// "emrchain/v1/validator-possession" 0x00 || chain_id || 0x00 || pub_key
-	// (app.ValidatorPossessionSignBytes), which the key's operator prints
-	// with `emrchaind show validator --possession`. Required when the
-	// proposal adds the key (it has no power when proposed and power > 0):
-	// a key nobody holds (a typo, the wrong key pasted) is refused before
-	// it can be voted in. Optional for a change of an existing validator's
-	// power, but checked when given.
+	// || changes (8 bytes, big-endian), where changes is the key's
+	// from_changes as the chain sets it when the proposal is made (0 for a
+	// key never a validator): app.ValidatorPossessionSignBytes, which the
+	// key's operator prints with `emrchaind show validator --possession
+	// --changes N`. Required when the proposal adds the key (it has no power
+	// when proposed and power > 0): a key nobody holds (a typo, the wrong key
+	// pasted) is refused before it can be voted in. Optional for a change of
+	// an existing validator's power, but checked when given. The count makes
+	// a possession good until the key's next executed change only: the one
+	// kept in the proposal that added a key cannot add it again once it is
+	// removed.
 	Possession    []byte `protobuf:"bytes,5,opt,name=possession,proto3" json:"possession,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
