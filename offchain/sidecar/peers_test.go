@@ -196,55 +196,79 @@ func TestReadThroughLocalStoreFailure(t *testing.T) {
 	}
 }
 
+// damageFixture: sidecar A holds an uploaded record's blob intact, B is
+// peered with A, C (lone) has no peers; the record's read is logged.
+type damageFixture struct {
+	t          *testing.T
+	e          *env
+	data       []byte
+	sum        [32]byte
+	rec        *emrv1.Record
+	b, lone    *httptest.Server
+	bSrv, cSrv *Server
+}
+
+func newDamageFixture(t *testing.T) *damageFixture {
+	f := &damageFixture{t: t, e: newEnv(t, nil)}
+	f.data, f.sum, f.rec = uploadedRecord(t, f.e)
+	f.b, f.bSrv = peerOf(t, f.e, nil, f.e.ts.URL)
+	f.lone, f.cSrv = peerOf(t, f.e, nil)
+	f.e.chain.recordAccess(f.rec, f.e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	return f
+}
+
+// damage writes the blob's bytes, changed by bad, as srv's stored copy
+// and returns its path.
+func (f *damageFixture) damage(srv *Server, bad func([]byte) []byte) string {
+	f.t.Helper()
+	p := srv.store.(*blobstore.FS).Path(f.e.key(f.sum))
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		f.t.Fatal(err)
+	}
+	if err := os.WriteFile(p, bad(bytes.Clone(f.data)), 0o600); err != nil {
+		f.t.Fatal(err)
+	}
+	return p
+}
+
+// get reads the record's blob (or rng of it) from url as the reader.
+func (f *damageFixture) get(url string, rng *Range) ([]byte, error) {
+	var buf bytes.Buffer
+	_, err := NewClient(url, f.e.reader, nil).Get(context.Background(), RecordRef(f.rec.PatientId, f.rec.Sequence), f.sum, &buf, rng)
+	return buf.Bytes(), err
+}
+
+// reuploadServes: C answers 404, then serves the blob the uploader puts
+// again over whatever C held.
+func (f *damageFixture) reuploadServes() {
+	f.t.Helper()
+	_, err := f.get(f.lone.URL, nil)
+	wantStatus(f.t, err, http.StatusNotFound, "not stored on this sidecar")
+	if _, err := NewClient(f.lone.URL, f.e.writer, nil).Put(context.Background(), f.e.pid, testCategory, f.sum, bytes.NewReader(f.data), int64(len(f.data))); err != nil {
+		f.t.Fatal(err)
+	}
+	if got, err := f.get(f.lone.URL, nil); err != nil || !bytes.Equal(got, f.data) {
+		f.t.Fatalf("GET after the uploader put the blob again: %d of %d bytes, %v", len(got), len(f.data), err)
+	}
+}
+
 // TestDamagedCopyIsRepaired: a stored copy whose size is not the chain's
 // (torn by a disk, truncated by a bad restore) is never served: the GET
 // reads the blob through from a peer that holds it intact, whose verified
 // copy replaces the damaged one; with no peer to read from, the GET is a
 // 404. A re-upload of the right bytes replaces a damaged copy too.
 func TestDamagedCopyIsRepaired(t *testing.T) {
-	e := newEnv(t, nil) // A: holds the upload intact
-	data, sum, rec := uploadedRecord(t, e)
-	b, bSrv := peerOf(t, e, nil, e.ts.URL) // B, peered with A
-	lone, loneSrv := peerOf(t, e, nil)     // C, no peers
-	ctx := context.Background()
-	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
-	damage := func(srv *Server) string {
-		t.Helper()
-		p := srv.store.(*blobstore.FS).Path(e.key(sum))
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, data[:len(data)/2], 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
+	f := newDamageFixture(t)
+	half := func(b []byte) []byte { return b[:len(b)/2] }
+	p := f.damage(f.bSrv, half)
+	if got, err := f.get(f.b.URL, nil); err != nil || !bytes.Equal(got, f.data) {
+		t.Fatalf("GET via B of a record whose copy there is damaged (intact on peer A): %d of %d bytes, %v", len(got), len(f.data), err)
 	}
-	get := func(url string) ([]byte, error) {
-		var buf bytes.Buffer
-		_, err := NewClient(url, e.reader, nil).Get(ctx, RecordRef(rec.PatientId, rec.Sequence), sum, &buf, nil)
-		return buf.Bytes(), err
-	}
-
-	p := damage(bSrv)
-	if got, err := get(b.URL); err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("GET via B of a record whose copy there is damaged (intact on peer A): %d of %d bytes, %v", len(got), len(data), err)
-	}
-	if fi, err := os.Stat(p); err != nil || fi.Size() != int64(len(data)) {
+	if fi, err := os.Stat(p); err != nil || fi.Size() != int64(len(f.data)) {
 		t.Fatalf("B's damaged copy was not replaced by the peer's: %v %v", fi, err)
 	}
-
-	damage(loneSrv)
-	if got, err := get(lone.URL); err == nil {
-		t.Fatalf("a sidecar with only a damaged copy served %d bytes", len(got))
-	} else {
-		wantStatus(t, err, http.StatusNotFound, "not stored on this sidecar")
-	}
-	if _, err := NewClient(lone.URL, e.writer, nil).Put(ctx, e.pid, testCategory, sum, bytes.NewReader(data), int64(len(data))); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := get(lone.URL); err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("GET after the uploader put the blob again over the damaged copy: %d of %d bytes, %v", len(got), len(data), err)
-	}
+	f.damage(f.cSrv, half)
+	f.reuploadServes()
 }
 
 // TestSameSizeDamagedCopy: a stored copy of the right size whose bytes are
@@ -254,36 +278,14 @@ func TestDamagedCopyIsRepaired(t *testing.T) {
 // uploader puts the blob again. A range of the damaged copy is still
 // served (the reader checks the whole it assembles).
 func TestSameSizeDamagedCopy(t *testing.T) {
-	e := newEnv(t, nil) // A: holds the upload intact
-	data, sum, rec := uploadedRecord(t, e)
-	b, bSrv := peerOf(t, e, nil, e.ts.URL) // B, peered with A
-	lone, loneSrv := peerOf(t, e, nil)     // C, no peers
-	ctx := context.Background()
-	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
-	damage := func(srv *Server) string {
-		t.Helper()
-		p := srv.store.(*blobstore.FS).Path(e.key(sum))
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		bad := bytes.Clone(data)
-		bad[len(bad)/3] ^= 0x20
-		if err := os.WriteFile(p, bad, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	get := func(url string, rng *Range) ([]byte, error) {
-		var buf bytes.Buffer
-		_, err := NewClient(url, e.reader, nil).Get(ctx, RecordRef(rec.PatientId, rec.Sequence), sum, &buf, rng)
-		return buf.Bytes(), err
-	}
+	f := newDamageFixture(t)
+	flip := func(b []byte) []byte { b[len(b)/3] ^= 0x20; return b }
 	cutShort := func(srv *Server, url string, p string) {
 		t.Helper()
 		before := testutil.ToFloat64(srv.metrics.damaged)
-		got, err := get(url, nil)
-		if err == nil || errors.Is(err, ErrHashMismatch) || !strings.Contains(err.Error(), "cut short") {
-			t.Fatalf("GET of a damaged copy: %d of %d bytes, %v; want a transfer cut short", len(got), len(data), err)
+		got, err := f.get(url, nil)
+		if err == nil || errors.Is(err, ErrHashMismatch) || !errors.Is(err, ErrCutShort) {
+			t.Fatalf("GET of a damaged copy: %d of %d bytes, %v; want a transfer cut short", len(got), len(f.data), err)
 		}
 		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
 			t.Fatalf("the damaged copy was not dropped: %v", err)
@@ -296,28 +298,19 @@ func TestSameSizeDamagedCopy(t *testing.T) {
 		}
 	}
 
-	p := damage(bSrv)
-	if got, err := get(b.URL, &Range{Start: 0, Length: 100}); err != nil || len(got) != 100 {
+	p := f.damage(f.bSrv, flip)
+	if got, err := f.get(f.b.URL, &Range{Start: 0, Length: 100}); err != nil || len(got) != 100 {
 		t.Fatalf("a range of a damaged copy: %d bytes, %v", len(got), err)
 	}
-	cutShort(bSrv, b.URL, p)
-	if got, err := get(b.URL, nil); err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("GET via B after it dropped its damaged copy (intact on peer A): %d of %d bytes, %v", len(got), len(data), err)
+	cutShort(f.bSrv, f.b.URL, p)
+	if got, err := f.get(f.b.URL, nil); err != nil || !bytes.Equal(got, f.data) {
+		t.Fatalf("GET via B after it dropped its damaged copy (intact on peer A): %d of %d bytes, %v", len(got), len(f.data), err)
 	}
-	if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, data) {
+	if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, f.data) {
 		t.Fatalf("B did not keep the peer's intact copy: %d bytes, %v", len(got), err)
 	}
-
-	p = damage(loneSrv)
-	cutShort(loneSrv, lone.URL, p)
-	_, err := get(lone.URL, nil)
-	wantStatus(t, err, http.StatusNotFound, "not stored on this sidecar")
-	if _, err := NewClient(lone.URL, e.writer, nil).Put(ctx, e.pid, testCategory, sum, bytes.NewReader(data), int64(len(data))); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := get(lone.URL, nil); err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("GET after the uploader put the blob again: %d of %d bytes, %v", len(got), len(data), err)
-	}
+	cutShort(f.cSrv, f.lone.URL, f.damage(f.cSrv, flip))
+	f.reuploadServes()
 }
 
 // TestReadThroughTakesUploadSlot: a read-through keeps the peer's blob
