@@ -63,6 +63,25 @@ func TestWaitStoppedByCallerKeepsHash(t *testing.T) {
 	}
 }
 
+// TestBroadcastAfterTheDeadline: a broadcast whose context has already
+// ended sends nothing, and says so with the context's error, not as a
+// transaction that may still be committed.
+func TestBroadcastAfterTheDeadline(t *testing.T) {
+	node := swallowingNode(t)
+	c, err := New(context.Background(), Config{Node: node.URL, ChainID: "test", Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	_, err = c.Broadcast(ctx, []byte("never sent"), true)
+	var nc *NotCommittedError
+	if errors.As(err, &nc) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a broadcast past its deadline: %v; want context.DeadlineExceeded, not a NotCommittedError", err)
+	}
+}
+
 // TestReuseAccessRetriesCutShort: without retry rounds (--reuse-access), a
 // transfer a sidecar cut short (a damaged copy it drops, and reads from a
 // peer for the next GET) is still asked once more.

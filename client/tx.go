@@ -182,6 +182,9 @@ func (c *Client) signTx(s Signer, seq, timeout uint64, msg *emrv1.Msg) ([]byte, 
 // verified mode the inclusion and code are verified (TxStatus).
 func (c *Client) Broadcast(ctx context.Context, tx []byte, wait bool) (*TxResult, error) {
 	hash := app.TxHash(tx)
+	if err := ctx.Err(); err != nil {
+		return nil, err // nothing sent: not a transaction that may yet be committed
+	}
 	bctx, cancel := c.withTimeout(ctx)
 	res, err := c.rpc.BroadcastTxSync(bctx, tx)
 	cancel()

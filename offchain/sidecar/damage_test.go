@@ -263,3 +263,72 @@ func TestMinIOSlowGETKeepsRepairedCopy(t *testing.T) {
 		t.Fatalf("the intact copy read through from the peer was deleted by the slower GET of the damaged one: %v", err)
 	}
 }
+
+// waiters is the number of holders and waiters of key's lock on srv.
+func waiters(srv *Server, key blobstore.Key) int {
+	srv.blobs.mu.Lock()
+	defer srv.blobs.mu.Unlock()
+	if k := srv.blobs.held[key]; k != nil {
+		return k.users
+	}
+	return 0
+}
+
+// TestReadThroughWaitsForTheLockFirst: a read-through takes the blob's
+// lock before it asks a peer (an answer left unread while it waited
+// would be cut by the peer's idle timeout), gives up waiting when the
+// member hangs up, and, once it has the lock, serves the copy that the
+// holder (another read-through, an upload) stored meanwhile, asking no
+// peer.
+func TestReadThroughWaitsForTheLockFirst(t *testing.T) {
+	e := newEnv(t, nil)
+	data, sum, rec := uploadedRecord(t, e)
+	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	var asked atomic.Int32
+	peer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		e.srv.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(peer.Close)
+	b, bSrv := peerOf(t, e, nil, peer.URL)
+	key := e.key(sum)
+	get := func(ctx context.Context) ([]byte, error) {
+		var buf bytes.Buffer
+		_, err := NewClient(b.URL, e.reader, nil).Get(ctx, RecordRef(rec.PatientId, rec.Sequence), sum, &buf, nil)
+		return buf.Bytes(), err
+	}
+	waitFor := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); waiters(bSrv, key) != n; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("lock of the blob: %d holders and waiters, want %d", waiters(bSrv, key), n)
+			}
+		}
+	}
+
+	unlock := bSrv.blobs.lock(key) // another read-through, or an upload
+	// A member who hangs up while waiting: the request ends, and so does
+	// its wait.
+	ctx, cancel := context.WithCancel(context.Background())
+	gone := make(chan error, 1)
+	go func() { _, err := get(ctx); gone <- err }()
+	waitFor(2)
+	cancel()
+	<-gone
+	waitFor(1)
+
+	done := make(chan error, 1)
+	var got []byte
+	go func() { var err error; got, err = get(context.Background()); done <- err }()
+	waitFor(2)
+	if err := bSrv.store.Put(context.Background(), key, bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	if err := <-done; err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("GET through B once the lock's holder stored the blob: %d bytes, %v", len(got), err)
+	}
+	if n := asked.Load(); n != 0 {
+		t.Fatalf("the peer was asked %d times, want none: the blob was stored while the read-through waited", n)
+	}
+}

@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"context"
 	"sync"
 
 	"github.com/emrchain/emrchain/offchain/blobstore"
@@ -23,26 +24,56 @@ type keyLocks struct {
 	held map[blobstore.Key]*keyLock
 }
 
+// keyLock is a mutex as a channel of one slot, so that a wait for it can
+// end with a context.
 type keyLock struct {
-	sync.Mutex
+	slot  chan struct{}
 	users int // holders and waiters; the entry goes when it drops to 0
 }
 
-// lock locks key and returns its unlock.
-func (l *keyLocks) lock(key blobstore.Key) (unlock func()) {
+// entry is key's lock, counted as used by one more holder or waiter.
+func (l *keyLocks) entry(key blobstore.Key) *keyLock {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.held == nil {
 		l.held = make(map[blobstore.Key]*keyLock)
 	}
 	k := l.held[key]
 	if k == nil {
-		k = &keyLock{}
+		k = &keyLock{slot: make(chan struct{}, 1)}
 		l.held[key] = k
 	}
 	k.users++
+	return k
+}
+
+// release drops one user of key's lock k.
+func (l *keyLocks) release(key blobstore.Key, k *keyLock) {
+	l.mu.Lock()
+	if k.users--; k.users == 0 {
+		delete(l.held, key)
+	}
 	l.mu.Unlock()
-	k.Lock()
+}
+
+// lock locks key and returns its unlock.
+func (l *keyLocks) lock(key blobstore.Key) (unlock func()) {
+	k := l.entry(key)
+	k.slot <- struct{}{}
 	return l.unlocker(key, k)
+}
+
+// lockCtx is lock, giving up with ctx's error when ctx ends first (a
+// member who hung up does not keep a request waiting for a blob's lock).
+func (l *keyLocks) lockCtx(ctx context.Context, key blobstore.Key) (unlock func(), err error) {
+	k := l.entry(key)
+	select {
+	case k.slot <- struct{}{}:
+		return l.unlocker(key, k), nil
+	case <-ctx.Done():
+		l.release(key, k)
+		return nil, ctx.Err()
+	}
 }
 
 // tryLock locks key if no one holds it, and returns its unlock; ok is false
@@ -56,8 +87,8 @@ func (l *keyLocks) tryLock(key blobstore.Key) (unlock func(), ok bool) {
 	if l.held == nil {
 		l.held = make(map[blobstore.Key]*keyLock)
 	}
-	k := &keyLock{users: 1}
-	k.Lock()
+	k := &keyLock{slot: make(chan struct{}, 1), users: 1}
+	k.slot <- struct{}{}
 	l.held[key] = k
 	return l.unlocker(key, k), true
 }
@@ -66,11 +97,7 @@ func (l *keyLocks) tryLock(key blobstore.Key) (unlock func(), ok bool) {
 // user.
 func (l *keyLocks) unlocker(key blobstore.Key, k *keyLock) func() {
 	return func() {
-		k.Unlock()
-		l.mu.Lock()
-		if k.users--; k.users == 0 {
-			delete(l.held, key)
-		}
-		l.mu.Unlock()
+		<-k.slot
+		l.release(key, k)
 	}
 }

@@ -72,6 +72,19 @@ func (s *Server) fetchFromPeers(ctx context.Context, r *http.Request, signer sig
 	if r.Method != http.MethodGet {
 		return fmt.Errorf("%w: a %s is not forwarded to peers (a GET fetches the blob from them)", errNoPeerHasIt, r.Method)
 	}
+	// Locked like an upload, before asking any peer (a peer's answer left
+	// unread while this waits would be cut by its idle timeout), so that a
+	// drop of a damaged copy (which reads the copy again under the lock)
+	// never deletes the one kept here; and a read-through or upload of the
+	// blob that held the lock may have stored it meanwhile.
+	unlock, err := s.blobs.lockCtx(ctx, blob.key)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if info, err := s.store.Stat(ctx, blob.key); err == nil && uint64(info.Size) == blob.size {
+		return nil
+	}
 	var reasons []string
 	for _, peer := range s.opts.Peers {
 		err := s.fetchFromPeer(ctx, peer, r, signer, patient, blob)
@@ -131,11 +144,7 @@ func (s *Server) fetchFromPeer(ctx context.Context, peer string, r *http.Request
 	// failed read of the body (body.err) tells a failed Put the peer's (the
 	// transfer broke, or the bytes are not the blob) from the local store's.
 	body := &errRecorder{r: resp.Body}
-	// Locked like an upload, so that a drop of a damaged copy (which reads
-	// the copy again under the lock) never deletes the one kept here.
-	unlock := s.blobs.lock(blob.key)
 	err = s.store.Put(ctx, blob.key, body, resp.ContentLength)
-	unlock()
 	if err == nil || body.err != nil || ctx.Err() != nil ||
 		errors.Is(err, blobstore.ErrHashMismatch) || errors.Is(err, blobstore.ErrSizeMismatch) {
 		return err // the peer's doing (or the member's, gone)

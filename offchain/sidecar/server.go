@@ -699,7 +699,12 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, shared bool) {
 		return
 	}
 	defer release()
-	unlock := s.blobs.lock(key)
+	unlock, err := s.blobs.lockCtx(ctx, key)
+	if err != nil {
+		// The uploader hung up while another upload of the blob held it.
+		writeError(w, errf(http.StatusRequestTimeout, "upload_timeout", "the upload ended while another upload of the same blob was in progress: %v", err))
+		return
+	}
 	defer unlock()
 	_, statErr := s.store.Stat(ctx, key)
 	existed := statErr == nil
