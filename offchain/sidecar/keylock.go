@@ -56,15 +56,9 @@ func (l *keyLocks) release(key blobstore.Key, k *keyLock) {
 	l.mu.Unlock()
 }
 
-// lock locks key and returns its unlock.
-func (l *keyLocks) lock(key blobstore.Key) (unlock func()) {
-	k := l.entry(key)
-	k.slot <- struct{}{}
-	return l.unlocker(key, k)
-}
-
-// lockCtx is lock, giving up with ctx's error when ctx ends first (a
-// member who hung up does not keep a request waiting for a blob's lock).
+// lockCtx locks key and returns its unlock, or gives up with ctx's error
+// when ctx ends first (a member who hung up does not keep a request
+// waiting for a blob's lock).
 func (l *keyLocks) lockCtx(ctx context.Context, key blobstore.Key) (unlock func(), err error) {
 	k := l.entry(key)
 	select {

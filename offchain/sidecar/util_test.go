@@ -1,7 +1,7 @@
 package sidecar
 
 import (
-	"os"
+	"context"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/app/apptest"
+	"github.com/emrchain/emrchain/offchain/blobstore"
 )
 
 func strconvMs(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
@@ -19,7 +20,11 @@ func newKey(name string) ed25519.PrivKey {
 	return ed25519.GenPrivKeyFromSecret([]byte("sidecar-test/" + name))
 }
 
-func writeFile(p string, b []byte) error { return os.WriteFile(p, b, 0o600) }
+// lock locks key, waiting as long as it takes.
+func (l *keyLocks) lock(key blobstore.Key) (unlock func()) {
+	unlock, _ = l.lockCtx(context.Background(), key)
+	return unlock
+}
 
 // TestCategoryRule: the sidecar refuses an upload's category exactly when
 // the chain would refuse it in a record.
