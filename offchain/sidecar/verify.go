@@ -87,7 +87,9 @@ func (s *Server) dropDamagedCopy(ctx context.Context, key blobstore.Key, served 
 	// Size and age cannot tell two copies apart on every store (MinIO's
 	// Stat has whole seconds): hash the copy stored now, under the lock,
 	// and delete it only if it is damaged too.
-	if intact, err := s.storedCopyIntact(ctx, key, info.Size); err != nil || intact {
+	if intact, err := s.storedCopyIntact(ctx, key, info.Size); errors.Is(err, blobstore.ErrNotFound) {
+		return false, nil // gone meanwhile
+	} else if err != nil || intact {
 		return false, err
 	}
 	if err := s.store.Delete(ctx, key); err != nil && !errors.Is(err, blobstore.ErrNotFound) {
@@ -98,13 +100,10 @@ func (s *Server) dropDamagedCopy(ctx context.Context, key blobstore.Key, served 
 }
 
 // storedCopyIntact reads the stored copy of key (size bytes) whole and
-// reports whether it hashes to key.Sum. A copy gone is not intact; a read
-// that fails or ends short is an error (nothing is judged on it).
+// reports whether it hashes to key.Sum. A read that fails or ends short
+// is an error (nothing is judged on it); a copy gone, ErrNotFound.
 func (s *Server) storedCopyIntact(ctx context.Context, key blobstore.Key, size int64) (bool, error) {
 	rc, _, err := s.store.Get(ctx, key, 0, -1)
-	if errors.Is(err, blobstore.ErrNotFound) {
-		return false, nil
-	}
 	if err != nil {
 		return false, fmt.Errorf("reading the copy again: %w", err)
 	}
