@@ -3,7 +3,6 @@ package sidecar
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -115,55 +114,37 @@ var scrubStart = func() blobstore.Key {
 
 // scrubOne checks one blob; an error stops the pass (ctx ended).
 func (s *Server) scrubOne(ctx context.Context, listed blobstore.Info, buf []byte, limit *rateLimit, rep *ScrubReport) error {
-	// Stat, not the listing: dropDamagedCopy compares what it finds with
-	// this, and a store's listing may give times of another precision.
-	info, err := s.store.Stat(ctx, listed.Key)
-	var rc io.ReadCloser
-	if err == nil {
-		rc, _, err = s.store.Get(ctx, info.Key, 0, -1)
-	}
+	intact, n, err := s.storedCopyIntact(ctx, listed.Key, limit, buf)
+	rep.Bytes += n
 	if errors.Is(err, blobstore.ErrNotFound) {
 		return nil // deleted since the listing (the sweep)
-	}
-	if err == nil {
-		h := sha256.New()
-		var n int64
-		n, err = io.CopyBuffer(h, &limitedReader{ctx: ctx, r: rc, limit: limit}, buf)
-		rc.Close()
-		rep.Bytes += n
-		if err == nil && n != info.Size {
-			err = fmt.Errorf("the store gave %d of the blob's %d bytes: %w", n, info.Size, io.ErrUnexpectedEOF)
-		}
-		if err == nil && blobstore.Sum(h.Sum(nil)) != info.Key.Sum {
-			err = errDamagedCopy
-		}
-		if errors.Is(err, blobstore.ErrNotFound) {
-			return nil // deleted while it was read (MinIO reads lazily)
-		}
 	}
 	if cerr := ctx.Err(); cerr != nil {
 		return cerr
 	}
 	logIt := rep.Damaged+rep.Errors < scrubMaxLogged
 	switch {
-	case err == nil:
+	case err != nil:
+		rep.Errors++
+		if logIt {
+			s.log.Error("scrub: cannot read blob, keeping it", "key", listed.Key.String(), "err", err)
+		}
+	case intact:
 		rep.Checked++
-	case errors.Is(err, errDamagedCopy):
+	case rep.Dropped >= scrubMaxDrops:
+		rep.Checked++
+		rep.Damaged++
+		rep.Held++
+		s.metrics.damaged.Inc()
+		if logIt {
+			s.log.Error("scrub: stored blob is damaged (its bytes do not hash to its SHA-256); kept: this pass has dropped as many as it may",
+				"key", listed.Key.String(), "size", listed.Size, "max_drops", scrubMaxDrops)
+		}
+	default:
 		rep.Checked++
 		rep.Damaged++
 		s.metrics.damaged.Inc()
-		if rep.Dropped >= scrubMaxDrops {
-			rep.Held++
-			if logIt {
-				s.log.Error("scrub: stored blob is damaged (its bytes do not hash to its SHA-256); kept: this pass has dropped as many as it may",
-					"key", info.Key.String(), "size", info.Size, "max_drops", scrubMaxDrops)
-			}
-			return nil
-		}
-		// The drop reads the copy again, under the blob's lock, and
-		// deletes it only if it is damaged then too (not a fault of one
-		// read).
-		dropped, derr := s.dropDamagedCopy(ctx, info.Key, info)
+		dropped, derr := s.dropDamagedCopy(ctx, listed.Key)
 		switch {
 		case dropped:
 			rep.Dropped++
@@ -174,12 +155,7 @@ func (s *Server) scrubOne(ctx context.Context, listed blobstore.Info, buf []byte
 		}
 		if logIt {
 			s.log.Error("scrub: stored blob is damaged (its bytes do not hash to its SHA-256); dropped, so that the next GET reads it from a peer or the uploader puts it again",
-				"key", info.Key.String(), "size", info.Size, "dropped", dropped, "err", derr)
-		}
-	default:
-		rep.Errors++
-		if logIt {
-			s.log.Error("scrub: cannot read blob, keeping it", "key", info.Key.String(), "err", err)
+				"key", listed.Key.String(), "size", listed.Size, "dropped", dropped, "err", derr)
 		}
 	}
 	return nil

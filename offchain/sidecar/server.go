@@ -909,7 +909,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 			// whole damaged blob. Dropping the copy lets the next GET read
 			// it through from a peer (the reader's retry, or another's).
 			s.metrics.damaged.Inc()
-			dropped, derr := s.dropDamagedCopy(context.WithoutCancel(ctx), key, info)
+			dropped, derr := s.dropDamagedCopy(context.WithoutCancel(ctx), key)
 			s.log.Error("stored blob is damaged (its bytes do not hash to its SHA-256): not served; the next GET reads it from a peer",
 				"sha256", sum.String(), "key", key.String(), "sent", n, "dropped", dropped, "err", derr)
 			panic(http.ErrAbortHandler)

@@ -58,39 +58,31 @@ func copyVerified(w io.Writer, r io.Reader, size int64, want blobstore.Sum, buf 
 	return sent + int64(k), werr
 }
 
-// dropDamagedCopy deletes the stored copy of key that was read as served
-// (whose bytes did not hash to key.Sum; served is what Stat said before
-// the read), so that the next GET reads the blob through from a peer, and
-// an upload stores it anew. It deletes only that copy: locked against
-// uploads of the blob, and only if the store still holds a copy of the
-// same size and age and is damaged too (read again under the lock: a
-// peer's or an uploader's copy written since is not touched). dropped is
-// false if it found another copy, an intact one, or none; errBlobBusy if
-// an upload, the sweep or another drop holds the lock (the next GET, or
-// scrub, finds the copy again).
-func (s *Server) dropDamagedCopy(ctx context.Context, key blobstore.Key, served blobstore.Info) (dropped bool, err error) {
+// dropDamagedCopy deletes the stored copy of key, which a read found
+// damaged, so that the next GET reads the blob through from a peer, and
+// an upload stores it anew. Locked against uploads and read-throughs of
+// the blob, it reads the copy again whole and deletes it only if that read
+// is damaged too: a fault of one read (a bit flipped in memory or on a
+// cable) deletes nothing, and neither does a copy written since (a
+// peer's, an uploader's; on MinIO, whose Stat has whole seconds, size and
+// age cannot tell two copies apart). dropped is false if it found an
+// intact copy, or none; errBlobBusy if an upload, a read-through, the
+// sweep or another drop holds the lock (the next GET, or scrub, finds the
+// copy again).
+func (s *Server) dropDamagedCopy(ctx context.Context, key blobstore.Key) (dropped bool, err error) {
 	unlock, ok := s.blobs.tryLock(key)
 	if !ok {
 		return false, errBlobBusy
 	}
 	defer unlock()
-	info, err := s.store.Stat(ctx, key)
-	if errors.Is(err, blobstore.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	if info.Size != served.Size || !info.ModTime.Equal(served.ModTime) {
-		return false, nil
-	}
-	// Size and age cannot tell two copies apart on every store (MinIO's
-	// Stat has whole seconds): hash the copy stored now, under the lock,
-	// and delete it only if it is damaged too.
-	if intact, err := s.storedCopyIntact(ctx, key, info.Size); errors.Is(err, blobstore.ErrNotFound) {
+	intact, _, err := s.storedCopyIntact(ctx, key, nil, nil)
+	switch {
+	case errors.Is(err, blobstore.ErrNotFound):
 		return false, nil // gone meanwhile
-	} else if err != nil || intact {
-		return false, err
+	case err != nil:
+		return false, fmt.Errorf("reading the copy again: %w", err)
+	case intact:
+		return false, nil
 	}
 	if err := s.store.Delete(ctx, key); err != nil && !errors.Is(err, blobstore.ErrNotFound) {
 		return false, fmt.Errorf("deleting the damaged copy: %w", err)
@@ -99,22 +91,29 @@ func (s *Server) dropDamagedCopy(ctx context.Context, key blobstore.Key, served 
 	return true, nil
 }
 
-// storedCopyIntact reads the stored copy of key (size bytes) whole and
-// reports whether it hashes to key.Sum. A read that fails or ends short
-// is an error (nothing is judged on it); a copy gone, ErrNotFound.
-func (s *Server) storedCopyIntact(ctx context.Context, key blobstore.Key, size int64) (bool, error) {
-	rc, _, err := s.store.Get(ctx, key, 0, -1)
+// storedCopyIntact reads the stored copy of key whole, at limit's pace
+// (nil: as fast as the store gives it) through buf (nil: a buffer of its
+// own), and reports whether its bytes hash to key.Sum; n is the bytes
+// read. A read that fails or ends short of the copy's size is an error
+// (nothing is judged on it); a copy gone, ErrNotFound (MinIO's reads are
+// lazy, so also a copy deleted after Get).
+func (s *Server) storedCopyIntact(ctx context.Context, key blobstore.Key, limit *rateLimit, buf []byte) (intact bool, n int64, err error) {
+	rc, size, err := s.store.Get(ctx, key, 0, -1)
 	if err != nil {
-		return false, fmt.Errorf("reading the copy again: %w", err)
+		return false, 0, err
 	}
 	defer rc.Close()
+	var r io.Reader = rc
+	if limit != nil {
+		r = &limitedReader{ctx: ctx, r: rc, limit: limit}
+	}
 	h := sha256.New()
-	n, err := io.Copy(h, rc)
+	n, err = io.CopyBuffer(h, struct{ io.Reader }{r}, buf)
 	if err == nil && n != size {
-		err = fmt.Errorf("%d of %d bytes: %w", n, size, io.ErrUnexpectedEOF)
+		err = fmt.Errorf("the store gave %d of the blob's %d bytes: %w", n, size, io.ErrUnexpectedEOF)
 	}
 	if err != nil {
-		return false, fmt.Errorf("reading the copy again: %w", err)
+		return false, n, err
 	}
-	return blobstore.Sum(h.Sum(nil)) == key.Sum, nil
+	return blobstore.Sum(h.Sum(nil)) == key.Sum, n, nil
 }
