@@ -117,7 +117,9 @@ type Store interface {
 	List(ctx context.Context, fn func(Info) bool) error
 	// ListAfter is List from the first blob whose key is above after: a
 	// pass that goes through the store in batches resumes where it
-	// stopped without listing again what it has seen.
+	// stopped without listing again what it has seen. After the zero Key
+	// it lists every blob (no blob has it: its sum would be a SHA-256 of
+	// all zeros).
 	ListAfter(ctx context.Context, after Key, fn func(Info) bool) error
 	// CleanTemp removes temporary objects of interrupted Puts older than
 	// olderThan and returns how many it removed.

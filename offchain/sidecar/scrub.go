@@ -72,13 +72,17 @@ func (s *Server) Scrub(ctx context.Context) (ScrubReport, error) {
 	start := scrubStart()
 	buf := make([]byte, 256<<10)
 	limit := newRateLimit(s.opts.ScrubBytesPerSecond)
-	// Above start, then from the first key up to start (inclusive).
+	// Above start, then from the first key (after the zero Key) up to
+	// start (inclusive).
 	for _, wrapped := range []bool{false, true} {
-		cursor, resume := start, !wrapped
+		cursor := start
+		if wrapped {
+			cursor = blobstore.Key{}
+		}
 		for {
 			var batch []blobstore.Info
 			end := false
-			err := listFrom(ctx, s.store, cursor, resume, func(i blobstore.Info) bool {
+			err := s.store.ListAfter(ctx, cursor, func(i blobstore.Info) bool {
 				if wrapped && i.Key.Compare(start) > 0 {
 					end = true
 					return false
@@ -93,7 +97,7 @@ func (s *Server) Scrub(ctx context.Context) (ScrubReport, error) {
 				if err := s.scrubOne(ctx, info, buf, limit, &rep); err != nil {
 					return rep, err
 				}
-				cursor, resume = info.Key, true
+				cursor = info.Key
 			}
 			if end || len(batch) < scrubBatch {
 				break

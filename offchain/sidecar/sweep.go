@@ -96,7 +96,7 @@ func (s *Server) Sweep(ctx context.Context) (SweepReport, error) {
 	var candidates []blobstore.Info
 	var last blobstore.Key
 	full := false
-	err = listFrom(ctx, s.store, cursor, cursor != (blobstore.Key{}), func(i blobstore.Info) bool {
+	err = s.store.ListAfter(ctx, cursor, func(i blobstore.Info) bool {
 		last = i.Key
 		if i.ModTime.After(cutoff) {
 			return true
@@ -305,13 +305,4 @@ func untilStop(ctx context.Context, stop <-chan struct{}) (context.Context, cont
 		}
 	}()
 	return ctx, cancel
-}
-
-// listFrom lists store's blobs above cursor if resume, else all of them:
-// a pass through the store in batches never lists again what it has seen.
-func listFrom(ctx context.Context, store blobstore.Store, cursor blobstore.Key, resume bool, fn func(blobstore.Info) bool) error {
-	if !resume {
-		return store.List(ctx, fn)
-	}
-	return store.ListAfter(ctx, cursor, fn)
 }
