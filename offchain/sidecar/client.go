@@ -149,7 +149,7 @@ func (c *Client) Get(ctx context.Context, ref BlobRef, sum [32]byte, w io.Writer
 			if resp.ContentLength >= 0 {
 				of = fmt.Sprintf("%d", resp.ContentLength)
 			}
-			return n, fmt.Errorf("sidecar: get %x: the transfer was cut short after %d of %s bytes (asking again may be served from an intact copy): %w: %w", sum, n, of, ErrCutShort, body.err)
+			return n, fmt.Errorf("sidecar: get %x: %w after %d of %s bytes (asking again may be served from an intact copy): %w", sum, ErrCutShort, n, of, body.err)
 		}
 		if err != nil {
 			return n, fmt.Errorf("sidecar: get %x: %w", sum, err)
@@ -185,7 +185,7 @@ func (c *Client) Get(ctx context.Context, ref BlobRef, sum [32]byte, w io.Writer
 // ErrCutShort: a sidecar's answer ended before the length it announced
 // (it cuts the transfer of a copy it finds damaged short, or the
 // connection broke). Asking again may be served from an intact copy.
-var ErrCutShort = errors.New("transfer cut short")
+var ErrCutShort = errors.New("the transfer was cut short")
 
 // parseContentRange parses "bytes first-last/size". A refusal returns no
 // range, not the half it could parse.
