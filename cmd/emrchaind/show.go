@@ -86,11 +86,11 @@ was removed has another (1 for a genesis validator removed, 2 for a key
 added and removed, more if its power changed in between), and adding it
 again needs a possession for that count: the chain refuses one for
 another count, or none, and its refusal (which "emrcli propose
-validator" prints) names the count it wants: "change count N", and the
-command to run, this one with --changes N. The count moves on with every executed change of the
-key, so a possession is good until the key's next change only: the one
-kept in the proposal that first added a key cannot add it again after
-its removal.`,
+validator" prints) names the count it wants ("change count N") and the
+command to run: this one, with --changes N. The count moves on with
+every executed change of the key, so a possession is good until the
+key's next change only: the one kept in the proposal that first added a
+key cannot add it again after its removal.`,
 		Example: `  emrchaind show validator --home ./node0 > st-mary.validator.json
   emrchaind show validator --possession --home ./node0
   emrchaind show validator --possession --json --home ./node0 > st-mary.possession.json

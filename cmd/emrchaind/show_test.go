@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	cmtcfg "github.com/cometbft/cometbft/config"
 	cmtjson "github.com/cometbft/cometbft/libs/json"
 	"github.com/cometbft/cometbft/p2p"
 	"github.com/cometbft/cometbft/privval"
@@ -18,10 +19,9 @@ import (
 	"github.com/emrchain/emrchain/app"
 )
 
-// TestShow: show node-id is the id peers allow, and show validator is the
-// node's entry of the genesis init wrote, as a genesis holds it; neither
-// prints a private key.
-func TestShow(t *testing.T) {
+// initShowHome is a home init wrote for chain emr-dev, and its config.
+func initShowHome(t *testing.T) (string, *cmtcfg.Config) {
+	t.Helper()
 	home := t.TempDir()
 	if out, err := run(t, "init", "--home", home, "--chain-id", "emr-dev", "--moniker", "st-mary"); err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
@@ -30,6 +30,14 @@ func TestShow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return home, conf
+}
+
+// TestShow: show node-id is the id peers allow, and show validator is the
+// node's entry of the genesis init wrote, as a genesis holds it; neither
+// prints a private key.
+func TestShow(t *testing.T) {
+	home, conf := initShowHome(t)
 	nodeKey, err := p2p.LoadNodeKey(conf.NodeKeyFile())
 	if err != nil {
 		t.Fatal(err)
@@ -84,14 +92,7 @@ func TestShow(t *testing.T) {
 // and for no other chain or count; --json prints it with the chain id,
 // the key and the count. The private key is printed nowhere.
 func TestShowPossession(t *testing.T) {
-	home := t.TempDir()
-	if out, err := run(t, "init", "--home", home, "--chain-id", "emr-dev", "--moniker", "st-mary"); err != nil {
-		t.Fatalf("init: %v\n%s", err, out)
-	}
-	conf, err := loadCometConfig(home)
-	if err != nil {
-		t.Fatal(err)
-	}
+	home, conf := initShowHome(t)
 	pv := new(privval.FilePVKey)
 	if err := readKeyFile("validator key", conf.PrivValidatorKeyFile(), pv); err != nil {
 		t.Fatal(err)
