@@ -295,7 +295,8 @@ sweep_max_checks = %d
 # A damaged copy (a flipped bit, a truncation) is logged, counted in
 # emrchain_sidecar_damaged_copies_total and dropped, so that the next GET
 # reads the blob through from a peer, or its uploader puts it again. The
-# first pass comes 10 minutes after start.
+# first pass comes 10 minutes after start; a pass a restart cut short goes on
+# where it stopped (its progress is kept with the reference index).
 scrub_interval = %q
 scrub_bytes_per_second = %d
 # The other sidecars of the consortium ("http://host:port"): a blob this one

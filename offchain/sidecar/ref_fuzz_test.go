@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/emrchain/emrchain/offchain/blobstore"
 )
 
 // FuzzParseBlobRef: a GET's query string is refused or read as exactly one
@@ -50,8 +52,8 @@ func FuzzParseBlobRef(f *testing.F) {
 	})
 }
 
-// FuzzDecodeRefIndexMeta: the reference index's cursor and a seed's
-// progress, as read back from its database, are refused or decoded into
+// FuzzDecodeRefIndexMeta: the reference index's cursor, a seed's progress
+// and a scrub's, as read back from its database, are refused or decoded into
 // values whose encoding is exactly the bytes read and whose height is one
 // that is written (at least 1); neither decoder panics.
 func FuzzDecodeRefIndexMeta(f *testing.F) {
@@ -62,6 +64,8 @@ func FuzzDecodeRefIndexMeta(f *testing.F) {
 		{0, 0, 0, 0, 0, 0, 0, 1, 2},
 		seedProgress{Done: true}.encode(),
 		refCursor{Height: -1}.encode(),
+		(&scrubProgress{Start: blobstore.Key{Owner: blobstore.Owner{1}}, Done: blobstore.Key{Sum: blobstore.Sum{2}}, Wrapped: true}).encode(),
+		(&scrubProgress{}).encode(),
 		{1, 2, 3},
 		nil,
 	} {
@@ -76,6 +80,11 @@ func FuzzDecodeRefIndexMeta(f *testing.F) {
 		if prog, err := decodeSeedProgress(v); err == nil {
 			if back := prog.encode(); !bytes.Equal(back, v) || prog.Height < 1 {
 				t.Fatalf("seed progress %x decodes as %+v, which encodes as %x", v, prog, back)
+			}
+		}
+		if prog, err := decodeScrubProgress(v); err == nil {
+			if back := prog.encode(); !bytes.Equal(back, v) {
+				t.Fatalf("scrub progress %x decodes as %+v, which encodes as %x", v, prog, back)
 			}
 		}
 	})

@@ -46,12 +46,14 @@ type refCursor struct {
 	Time   time.Time
 }
 
-// Keys of the reference index: the cursor, a seed's progress, and one key
-// per blob.
+// Keys of the reference index: the cursor, a seed's progress, one key per
+// blob, and the progress of a scrub pass (which keeps it here, in the
+// sidecar's one database, so that a restart does not start it again).
 var (
 	refCursorKey  = []byte{0x00}
 	refSeedKey    = []byte{0x01}
 	refBlobPrefix = byte(0x02)
+	refScrubKey   = []byte{0x03}
 )
 
 // seedProgress is how far a seed from the state (refIndex.seed) got: the
@@ -432,6 +434,35 @@ func (x *refIndex) writeBatch(keys []blobstore.Key, sync bool, meta func(dbm.Bat
 		done()
 	}
 	return nil
+}
+
+// scrubProgress is the progress of a scrub pass cut short, or nil.
+func (x *refIndex) scrubProgress() (*scrubProgress, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.db == nil {
+		return nil, errRefIndexClosed
+	}
+	v, err := x.db.Get(refScrubKey)
+	if err != nil || v == nil {
+		return nil, err
+	}
+	return decodeScrubProgress(v)
+}
+
+// setScrubProgress keeps a scrub pass's progress, or deletes it (nil). It
+// is not synced: a crash loses at most the pass's last steps, which the
+// pass then checks again.
+func (x *refIndex) setScrubProgress(p *scrubProgress) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.db == nil {
+		return errRefIndexClosed
+	}
+	if p == nil {
+		return x.db.Delete(refScrubKey)
+	}
+	return x.db.Set(refScrubKey, p.encode())
 }
 
 // seedProgress is the progress of a seed cut short, or none.

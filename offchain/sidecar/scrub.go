@@ -64,51 +64,116 @@ type ScrubReport struct {
 // found damaged only when someone does, perhaps after the last intact
 // copy elsewhere is gone; the scrub tells the operator first.
 //
-// A pass starts at a random key and wraps around the store: a pass
-// takes hours on a large store, and a node restarted more often than
-// that would otherwise never reach the end of its key space.
+// A pass takes hours on a large store, so it keeps its progress in the
+// sidecar's database (scrubProgress, at most scrubSaveEvery old, and when
+// it stops): a pass cut short by a restart goes on where it stopped, and
+// the report of the pass that goes on counts only what it checked. A new
+// pass starts at a random key and wraps around the store, so that passes
+// cut short without their progress (a database in memory, a crash) still
+// reach every key over time.
 func (s *Server) Scrub(ctx context.Context) (ScrubReport, error) {
 	var rep ScrubReport
-	start := scrubStart()
+	p, err := s.refs.scrubProgress()
+	if err != nil {
+		s.log.Error("scrub: the last pass's progress does not read; starting a new pass", "err", err)
+	}
+	if p == nil {
+		start := scrubStart()
+		p = &scrubProgress{Start: start, Done: start}
+	} else {
+		s.log.Info("scrub: going on with the pass a restart cut short", "after", p.Done.String(), "wrapped", p.Wrapped)
+	}
+	saved := time.Now()
+	save := func() {
+		if err := s.refs.setScrubProgress(p); err != nil {
+			s.log.Error("scrub: cannot keep the pass's progress", "err", err)
+		}
+		saved = time.Now()
+	}
 	buf := make([]byte, 256<<10)
 	limit := newRateLimit(s.opts.ScrubBytesPerSecond)
-	// Above start, then from the first key (after the zero Key) up to
-	// start (inclusive).
-	for _, wrapped := range []bool{false, true} {
-		cursor := start
-		if wrapped {
-			cursor = blobstore.Key{}
+	// Above Start to the last key, then from the first key (after the zero
+	// Key) up to Start (inclusive).
+	for {
+		var batch []blobstore.Info
+		end := false
+		err := s.store.ListAfter(ctx, p.Done, func(i blobstore.Info) bool {
+			if p.Wrapped && i.Key.Compare(p.Start) > 0 {
+				end = true
+				return false
+			}
+			batch = append(batch, i)
+			return len(batch) < scrubBatch
+		})
+		if err != nil {
+			save()
+			return rep, fmt.Errorf("scrub: listing the store: %w", err)
 		}
-		for {
-			var batch []blobstore.Info
-			end := false
-			err := s.store.ListAfter(ctx, cursor, func(i blobstore.Info) bool {
-				if wrapped && i.Key.Compare(start) > 0 {
-					end = true
-					return false
-				}
-				batch = append(batch, i)
-				return len(batch) < scrubBatch
-			})
-			if err != nil {
-				return rep, fmt.Errorf("scrub: listing the store: %w", err)
+		for _, info := range batch {
+			if err := s.scrubOne(ctx, info, buf, limit, &rep); err != nil {
+				save()
+				return rep, err
 			}
-			for _, info := range batch {
-				if err := s.scrubOne(ctx, info, buf, limit, &rep); err != nil {
-					return rep, err
-				}
-				cursor = info.Key
+			p.Done = info.Key
+			if time.Since(saved) >= scrubSaveEvery {
+				save()
 			}
-			if end || len(batch) < scrubBatch {
+		}
+		if end || len(batch) < scrubBatch {
+			if p.Wrapped {
 				break
 			}
+			p.Wrapped, p.Done = true, blobstore.Key{}
 		}
+	}
+	if err := s.refs.setScrubProgress(nil); err != nil {
+		s.log.Error("scrub: cannot clear the finished pass's progress", "err", err)
 	}
 	return rep, nil
 }
 
-// scrubStart is where a scrub pass starts: a random key. (A variable for
+// scrubSaveEvery: how often a pass writes its progress. (A variable for
 // tests.)
+var scrubSaveEvery = time.Minute
+
+// scrubProgress is how far an unfinished scrub pass got: it started after
+// Start and has checked every blob up to Done, in the pass's order (above
+// Start to the last key, then, Wrapped, from the first key to Start).
+type scrubProgress struct {
+	Start, Done blobstore.Key
+	Wrapped     bool
+}
+
+// scrubProgressSize: Start, Done and the Wrapped byte.
+const scrubProgressSize = 2*(len(blobstore.Owner{})+len(blobstore.Sum{})) + 1
+
+func (p *scrubProgress) encode() []byte {
+	b := make([]byte, 0, scrubProgressSize)
+	b = append(append(b, p.Start.Owner[:]...), p.Start.Sum[:]...)
+	b = append(append(b, p.Done.Owner[:]...), p.Done.Sum[:]...)
+	if p.Wrapped {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+// decodeScrubProgress is encode's inverse.
+func decodeScrubProgress(v []byte) (*scrubProgress, error) {
+	if len(v) != scrubProgressSize || v[len(v)-1] > 1 {
+		return nil, fmt.Errorf("the scrub's progress (%d bytes) does not decode", len(v))
+	}
+	var p scrubProgress
+	r := v
+	for _, k := range []*blobstore.Key{&p.Start, &p.Done} {
+		r = r[copy(k.Owner[:], r):]
+		r = r[copy(k.Sum[:], r):]
+	}
+	p.Wrapped = r[0] == 1
+	return &p, nil
+}
+
+// scrubStart is where a new scrub pass starts: a random key. (A variable
+// for tests.)
 var scrubStart = func() blobstore.Key {
 	var k blobstore.Key
 	_, _ = rand.Read(k.Owner[:])

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -212,16 +213,128 @@ func TestScrubWrapsAround(t *testing.T) {
 	}
 }
 
+// TestScrubGoesOnAfterRestart: a pass stopped (the sidecar shutting down)
+// keeps its progress in the sidecar's database, and the next pass, in a
+// sidecar started again on it, checks only the blobs the stopped one had
+// not, whether it stopped before or after wrapping around; the pass after
+// that is a whole new one.
+func TestScrubGoesOnAfterRestart(t *testing.T) {
+	defer func(f func() blobstore.Key, d time.Duration) { scrubStart, scrubSaveEvery = f, d }(scrubStart, scrubSaveEvery)
+	scrubSaveEvery = time.Hour // kept when the pass stops, not before
+	e := newEnv(t, nil)
+	const n = 9
+	keys := putBlobs(t, e.store, n, 64)
+	// The pass's order from keys[4]: keys[5:], then keys[:5].
+	order := append(slices.Clone(keys[5:]), keys[:5]...)
+	for _, stopAt := range []int{1, 3, 4, 6, n} { // the Get that finds the context ended
+		t.Run(fmt.Sprint(stopAt), func(t *testing.T) {
+			dir := t.TempDir()
+			scrubStart = func() blobstore.Key { return keys[4] }
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var mu sync.Mutex
+			reads := map[blobstore.Key]int{}
+			first := &recordingGets{Store: e.store, mu: &mu, reads: reads, before: func(total int) {
+				if total == stopAt {
+					cancel()
+				}
+			}}
+			srv, err := New(Options{Store: first, Chain: e.chain, SweepInterval: -1, ScrubBytesPerSecond: -1, RefIndexDir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := srv.Scrub(ctx); !errors.Is(err, context.Canceled) {
+				t.Fatalf("stopped pass: %v, want context.Canceled", err)
+			}
+			if err := srv.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+
+			scrubStart = func() blobstore.Key { return keys[1] } // not where it goes on from
+			clear(reads)
+			srv, err = New(Options{Store: &recordingGets{Store: e.store, mu: &mu, reads: reads}, Chain: e.chain, SweepInterval: -1, ScrubBytesPerSecond: -1, RefIndexDir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = srv.Shutdown(context.Background()) }()
+			rep, err := srv.Scrub(context.Background())
+			if err != nil || rep.Checked != n-(stopAt-1) {
+				t.Fatalf("pass that goes on: %+v, %v; want %d checked", rep, err, n-(stopAt-1))
+			}
+			for i, k := range order {
+				want := 1
+				if i < stopAt-1 {
+					want = 0 // checked by the stopped pass
+				}
+				if reads[k] != want {
+					t.Fatalf("blob %d of the pass read %d times by the pass that goes on, want %d", i, reads[k], want)
+				}
+			}
+			clear(reads)
+			if rep, err := srv.Scrub(context.Background()); err != nil || rep.Checked != n {
+				t.Fatalf("the next pass: %+v, %v; want all %d checked", rep, err, n)
+			}
+		})
+	}
+}
+
+// TestScrubKeepsItsProgress: a pass writes its progress every
+// scrubSaveEvery, so a crash (which saves nothing) loses only what it
+// checked since; a finished pass leaves none.
+func TestScrubKeepsItsProgress(t *testing.T) {
+	defer func(f func() blobstore.Key, d time.Duration) { scrubStart, scrubSaveEvery = f, d }(scrubStart, scrubSaveEvery)
+	scrubSaveEvery = 0 // after every blob
+	e := newEnv(t, nil)
+	keys := putBlobs(t, e.store, 6, 64)
+	scrubStart = func() blobstore.Key { return keys[3] }
+	var srv *Server
+	var seen []string
+	st := &recordingGets{Store: e.store, mu: new(sync.Mutex), reads: map[blobstore.Key]int{}, before: func(total int) {
+		p, err := srv.refs.scrubProgress()
+		if err != nil || p == nil {
+			seen = append(seen, fmt.Sprintf("%d: %v, %v", total, p, err))
+			return
+		}
+		seen = append(seen, fmt.Sprintf("%d: after %d wrapped %v", total, slices.Index(keys, p.Done), p.Wrapped))
+	}}
+	srv, err := New(Options{Store: st, Chain: e.chain, SweepInterval: -1, ScrubBytesPerSecond: -1, RefIndexDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = srv.Shutdown(context.Background()) }()
+	if _, err := srv.Scrub(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Before the first Get nothing is kept yet; then each blob checked is.
+	want := []string{"1: <nil>, <nil>", "2: after 4 wrapped false", "3: after 5 wrapped false",
+		"4: after 0 wrapped true", "5: after 1 wrapped true", "6: after 2 wrapped true"}
+	if !slices.Equal(seen, want) {
+		t.Fatalf("progress before each Get:\n%s\nwant\n%s", strings.Join(seen, "\n"), strings.Join(want, "\n"))
+	}
+	if p, err := srv.refs.scrubProgress(); p != nil || err != nil {
+		t.Fatalf("a finished pass left progress %+v (%v)", p, err)
+	}
+}
+
 // recordingGets counts the Gets of each key.
+// before, if set, learns each Get's number (from 1) before the Get.
 type recordingGets struct {
 	blobstore.Store
-	mu    *sync.Mutex
-	reads map[blobstore.Key]int
+	mu     *sync.Mutex
+	reads  map[blobstore.Key]int
+	total  int
+	before func(total int)
 }
 
 func (s *recordingGets) Get(ctx context.Context, key blobstore.Key, off, n int64) (io.ReadCloser, int64, error) {
 	s.mu.Lock()
-	s.reads[key]++
+	s.total++
+	if s.before != nil {
+		s.before(s.total)
+	}
+	if ctx.Err() == nil {
+		s.reads[key]++
+	}
 	s.mu.Unlock()
 	return s.Store.Get(ctx, key, off, n)
 }
