@@ -1116,3 +1116,53 @@ func TestWithdrawProposal(t *testing.T) {
 	ruleCheck(t, "withdrawing a proposal whose voting ended", c.Simulate(w.regA, c.Now.Add(15*24*time.Hour), apptest.Withdraw(3)),
 		app.ErrProposalClosed, "voting on proposal 3 ended")
 }
+
+// TestValidatorKeyQuery: the ValidatorKey query answers one consensus
+// key's validator entry, unseen power and change count. The count moves on
+// with every executed change of the key and stays after its removal (the
+// count the executed proposals give, Chain.ValidatorChanges); a key never
+// a validator is an answer (no validator, count 0: what its first
+// possession is for), not NOT_FOUND; a key that is not 32 bytes is an
+// invalid query.
+func TestValidatorKeyQuery(t *testing.T) {
+	w := newRuleWorld(t, apptest.Options{})
+	c := w.c
+	y := apptest.NewActor("validator-key-y")
+	want := func(what string, pub []byte, power, unseen int64, changes uint64) {
+		t.Helper()
+		var resp emrv1.QueryValidatorKeyResponse
+		c.Query("ValidatorKey", &emrv1.QueryValidatorKeyRequest{PubKey: pub}, &resp)
+		if resp.Height != c.Height() {
+			t.Fatalf("%s: answered at height %d, the last is %d", what, resp.Height, c.Height())
+		}
+		if power == 0 && resp.Validator != nil {
+			t.Fatalf("%s: validator %v, want none", what, resp.Validator)
+		}
+		if power > 0 && (!bytes.Equal(resp.Validator.GetPubKey(), pub) || resp.Validator.GetPower() != power) {
+			t.Fatalf("%s: validator %v, want power %d", what, resp.Validator, power)
+		}
+		if resp.UnseenPower != unseen || resp.Changes != changes {
+			t.Fatalf("%s: unseen power %d, changes %d; want %d and %d", what, resp.UnseenPower, resp.Changes, unseen, changes)
+		}
+		if n := c.ValidatorChanges(pub); n != changes {
+			t.Fatalf("%s: the executed proposals changed the key %d times, the answer says %d", what, n, changes)
+		}
+	}
+	want("a genesis validator", apptest.Validator(0).SignPub(), 10, 0, 0)
+	want("a key never a validator", y.SignPub(), 0, 0, 0)
+	w.decide(apptest.AddValidator(y, 5))
+	want("added", y.SignPub(), 5, 5, 1)
+	ruleSignBlocks(c, y.Address)
+	want("added, and seen signing", y.SignPub(), 5, 0, 1)
+	w.decide(apptest.SetValidatorPower(y.SignPub(), 0))
+	want("removed", y.SignPub(), 0, 0, 2)
+	w.decide(apptest.AddValidatorAt(y, 3, 2))
+	want("added again", y.SignPub(), 3, 3, 3)
+
+	for _, bad := range [][]byte{nil, y.SignPub()[:31], append(y.SignPub(), 0)} {
+		err := c.TryQuery("ValidatorKey", &emrv1.QueryValidatorKeyRequest{PubKey: bad}, &emrv1.QueryValidatorKeyResponse{})
+		if app.CodeOf(err) != app.ErrInvalidQuery.Code() || !strings.Contains(err.Error(), fmt.Sprintf("must be 32 bytes, got %d", len(bad))) {
+			t.Errorf("a key of %d bytes: %v, want an invalid query", len(bad), err)
+		}
+	}
+}

@@ -161,3 +161,58 @@ func TestQueryHeights(t *testing.T) {
 		t.Fatalf("garbage request: %v", err)
 	}
 }
+
+// TestValidatorKeyProofs: a proven ValidatorKey answer carries one proof
+// for each of the key's three entries (its validator, 0x13; its unseen
+// power, 0x15; its change count, 0x16; store/README.md), each verifying
+// against the AppHash: a removed key's validator and unseen power proven
+// absent, its count present. Nothing else: the answer does not grow with
+// the validator set, and a verified read needs no range proof.
+func TestValidatorKeyProofs(t *testing.T) {
+	w := newRuleWorld(t, apptest.Options{})
+	c := w.c
+	y := apptest.NewActor("validator-proof-y")
+	w.decide(apptest.AddValidator(y, 1))
+	w.decide(apptest.SetValidatorPower(y.SignPub(), 0))
+	root := c.AppHash()
+
+	var resp emrv1.QueryValidatorKeyResponse
+	proveQuery(t, c, "ValidatorKey", 0, &emrv1.QueryValidatorKeyRequest{PubKey: y.SignPub()}, &resp)
+	if resp.Validator != nil || resp.UnseenPower != 0 || resp.Changes != 2 {
+		t.Fatalf("the removed key: %v", &resp)
+	}
+	want := map[byte][]byte{0x13: nil, 0x15: nil, 0x16: {0, 0, 0, 0, 0, 0, 0, 2}}
+	if len(resp.Proofs) != len(want) {
+		t.Fatalf("%d proofs, want %d", len(resp.Proofs), len(want))
+	}
+	for _, p := range resp.Proofs {
+		value, ok := want[p.Key[0]]
+		if !ok || !bytes.Equal(p.Key[1:], y.SignPub()) || !bytes.Equal(p.Value, value) {
+			t.Fatalf("proof of key %x = %x, want one of the key's entries %x", p.Key, p.Value, want)
+		}
+		delete(want, p.Key[0])
+		ops := app.FromProofOps(p.Ops)
+		if len(p.Value) == 0 {
+			if err := store.VerifyAbsence(root, p.Key, ops); err != nil {
+				t.Fatalf("absence of %x: %v", p.Key, err)
+			}
+		} else if err := store.VerifyMembership(root, p.Key, p.Value, ops); err != nil {
+			t.Fatalf("membership of %x: %v", p.Key, err)
+		}
+	}
+
+	// A validator's entry is proven present.
+	v0 := apptest.Validator(0).SignPub()
+	proveQuery(t, c, "ValidatorKey", 0, &emrv1.QueryValidatorKeyRequest{PubKey: v0}, &resp)
+	for _, p := range resp.Proofs {
+		if p.Key[0] == 0x13 {
+			var v emrv1.Validator
+			if err := proto.Unmarshal(p.Value, &v); err != nil || !proto.Equal(&v, resp.Validator) {
+				t.Fatalf("validator proof value %x (%v), answer %v", p.Value, err, resp.Validator)
+			}
+			if err := store.VerifyMembership(root, p.Key, p.Value, app.FromProofOps(p.Ops)); err != nil {
+				t.Fatalf("membership of %x: %v", p.Key, err)
+			}
+		}
+	}
+}

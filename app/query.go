@@ -789,6 +789,32 @@ func (q *Querier) Validators(context.Context, *emrv1.QueryValidatorsRequest) (*e
 	return resp, nil
 }
 
+// ValidatorKey reads one consensus key's entries: its validator, its unseen
+// power and its change count, three keys each proven present or absent. A
+// key the chain never heard of is an answer (count 0, no validator), not
+// NOT_FOUND: that count is the one its first possession is for.
+func (q *Querier) ValidatorKey(_ context.Context, req *emrv1.QueryValidatorKeyRequest) (*emrv1.QueryValidatorKeyResponse, error) {
+	// Its length only: a key that is no ed25519 point was never proposed,
+	// and its answer is that (count 0, no validator).
+	if err := checkKey("pub_key (an ed25519 consensus key)", req.PubKey); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
+	}
+	st := q.st()
+	v, err := st.validator(req.PubKey)
+	if err != nil {
+		return nil, err
+	}
+	unseen, err := st.unseenPower(req.PubKey)
+	if err != nil {
+		return nil, err
+	}
+	changes, err := st.keyChanges(req.PubKey)
+	if err != nil {
+		return nil, err
+	}
+	return &emrv1.QueryValidatorKeyResponse{Validator: v, Changes: changes, UnseenPower: unseen}, nil
+}
+
 func (q *Querier) Proposal(_ context.Context, req *emrv1.QueryProposalRequest) (*emrv1.QueryProposalResponse, error) {
 	p, err := q.st().proposal(req.Id)
 	if err != nil {

@@ -92,6 +92,7 @@ func querySeeds(q *queryChain) map[string]querySeed {
 		"StudyShares":    &emrv1.QueryStudySharesRequest{StudyId: "fuzz-study", Page: &emrv1.PageRequest{After: 0, Limit: 1}},
 		"LastAccess":     &emrv1.QueryLastAccessRequest{PatientId: pid, Sequence: 3, Accessor: doc},
 		"BlobRefs":       &emrv1.QueryBlobRefsRequest{After: app.BlobRefName(app.BlobRefRecord, q.pid, 2), Limit: 2},
+		"ValidatorKey":   &emrv1.QueryValidatorKeyRequest{PubKey: apptest.Validator(0).SignPub()},
 	}
 	seeds := map[string]querySeed{}
 	for method, req := range reqs {

@@ -114,6 +114,9 @@ func (s *QueryService) BlobRefs(ctx context.Context, r *emrv1.QueryBlobRefsReque
 func (s *QueryService) Validators(ctx context.Context, r *emrv1.QueryValidatorsRequest) (*emrv1.QueryValidatorsResponse, error) {
 	return call[emrv1.QueryValidatorsResponse](ctx, s, "Validators", r)
 }
+func (s *QueryService) ValidatorKey(ctx context.Context, r *emrv1.QueryValidatorKeyRequest) (*emrv1.QueryValidatorKeyResponse, error) {
+	return call[emrv1.QueryValidatorKeyResponse](ctx, s, "ValidatorKey", r)
+}
 func (s *QueryService) Proposal(ctx context.Context, r *emrv1.QueryProposalRequest) (*emrv1.QueryProposalResponse, error) {
 	return call[emrv1.QueryProposalResponse](ctx, s, "Proposal", r)
 }

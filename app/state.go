@@ -262,6 +262,13 @@ func (s state) unseen() (map[string]int64, error) {
 	return out, err
 }
 
+// unseenPower is the unseen power of one key (0: none), read from its own
+// entry: a reader of one key proves one key, not every validator's.
+func (s state) unseenPower(pubKey []byte) (int64, error) {
+	n, err := s.counter(unseenKey(pubKey), 0)
+	return int64(n), err
+}
+
 // setUnseen records power of pubKey as not yet seen signing (0: none).
 func (s state) setUnseen(pubKey []byte, power int64) error {
 	if power == 0 {

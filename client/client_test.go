@@ -52,6 +52,8 @@ type world struct {
 	clinician *keyring.Key
 	patient   *keyring.Key
 	patientID []byte
+	// validator is the node's consensus key (its genesis validator).
+	validator []byte
 }
 
 // kek is the patient's KEKFunc: like emrcli's, it makes a version's KEK
@@ -120,6 +122,11 @@ func setup(t *testing.T) *world {
 		t.Fatalf("TrustFromGenesis = %q %+v", chainID, trust)
 	}
 	w := &world{node: node, chainID: chainID, trust: trust}
+	doc, err := cmttypes.GenesisDocFromJSON(gen)
+	if err != nil || len(doc.Validators) != 1 {
+		t.Fatalf("the node's genesis: %v", err)
+	}
+	w.validator = doc.Validators[0].PubKey.Bytes()
 	raw, err := os.ReadFile(node.RegistrarKey)
 	if err != nil {
 		t.Fatal(err)
@@ -259,6 +266,7 @@ func (w *world) queries() []struct {
 		{"LastAccess", &emrv1.QueryLastAccessRequest{PatientId: pid, Sequence: 1, Accessor: hexs(w.clinician.Address())}, &emrv1.QueryLastAccessResponse{}},
 		{"BlobRefs", &emrv1.QueryBlobRefsRequest{}, &emrv1.QueryBlobRefsResponse{}},
 		{"Validators", &emrv1.QueryValidatorsRequest{}, &emrv1.QueryValidatorsResponse{}},
+		{"ValidatorKey", &emrv1.QueryValidatorKeyRequest{PubKey: w.validator}, &emrv1.QueryValidatorKeyResponse{}},
 		{"Proposal", &emrv1.QueryProposalRequest{Id: 1}, &emrv1.QueryProposalResponse{}},
 		{"Proposals", &emrv1.QueryProposalsRequest{}, &emrv1.QueryProposalsResponse{}},
 	}
@@ -1138,6 +1146,24 @@ func testLyingNode(t *testing.T, w *world) {
 			r := m.(*emrv1.QueryValidatorsResponse)
 			r.Validators, r.Proofs = nil, nil
 		}), "Validators", &emrv1.QueryValidatorsRequest{}},
+		{"HideValidatorKey", queryRewrite("ValidatorKey", func(m proto.Message) {
+			// Claim the node's key is no validator: leave its entry and
+			// the proof of it (key 0x13, store/README.md) out; the proofs
+			// of its count and unseen power stay.
+			r := m.(*emrv1.QueryValidatorKeyResponse)
+			var kept []*emrv1.StoreProof
+			for _, p := range r.Proofs {
+				if p.Key[0] != 0x13 {
+					kept = append(kept, p)
+				}
+			}
+			r.Validator, r.Proofs = nil, kept
+		}), "ValidatorKey", &emrv1.QueryValidatorKeyRequest{PubKey: w.validator}},
+		{"AlterValidatorKeyChanges", queryRewrite("ValidatorKey", func(m proto.Message) {
+			// Claim another change count, which a possession would then
+			// be checked against.
+			m.(*emrv1.QueryValidatorKeyResponse).Changes++
+		}), "ValidatorKey", &emrv1.QueryValidatorKeyRequest{PubKey: w.validator}},
 		{"HideProposals", queryRewrite("Proposals", func(m proto.Message) {
 			// Claim nothing is proposed; the page size's proof stays.
 			r := m.(*emrv1.QueryProposalsResponse)

@@ -327,7 +327,9 @@ func checkNumbered[T any](method, what string, items []T, number func(T) uint64,
 // over every patient, needs about one per item). The
 // sequence-numbered lists (Records, AccessEvents, Shares, StudyShares)
 // are checked against the proven patient or study counters instead
-// (checkComplete).
+// (checkComplete). A query that reads keys one by one (Member,
+// ValidatorKey, ...) needs neither: the node proves each key it read
+// present or absent, and one it left out fails the re-run.
 var rangeProven = map[string]bool{
 	"Permissions": true, "Grants": true, "BlobRefs": true,
 	// The validator set; the proposals; the organizations a proposal's

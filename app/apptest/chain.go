@@ -283,8 +283,8 @@ func (c *Chain) query(method string, req, resp proto.Message, prove bool) error 
 
 // ValidatorChanges is consensus key pubKey's change count, which its
 // proof of possession must be for: the executed proposals that changed
-// its power (the chain keeps the count, but no query answers it), read
-// from the Proposals query.
+// its power, counted from the Proposals query, apart from the count the
+// chain keeps (the ValidatorKey query), which tests check against it.
 func (c *Chain) ValidatorChanges(pubKey []byte) uint64 {
 	c.TB.Helper()
 	var n uint64

@@ -352,6 +352,14 @@ func TestAPIServers(t *testing.T) {
 
 	hx := hex.EncodeToString
 	pidHex, docHex := hx(pid), hx(doc.Address)
+	set, err := n.query.Validators(ctx, &emrv1.QueryValidatorsRequest{})
+	if err != nil || len(set.Validators) != 1 {
+		t.Fatalf("validators: %v %v", set, err)
+	}
+	// A consensus key in a REST path is URL-safe base64 (grpc-gateway's
+	// bytes path parameter: a "/" of standard base64 would split the path).
+	validatorKey := set.Validators[0].PubKey
+	validatorPath := "/emrchain/v1/validators/" + base64.URLEncoding.EncodeToString(validatorKey)
 	routes := []queryRoute{
 		{"Params", "/emrchain/v1/params", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
 			return n.query.Params(ctx, &emrv1.QueryParamsRequest{}, o...)
@@ -410,6 +418,9 @@ func TestAPIServers(t *testing.T) {
 		{"Validators", "/emrchain/v1/validators", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
 			return n.query.Validators(ctx, &emrv1.QueryValidatorsRequest{}, o...)
 		}, func() proto.Message { return new(emrv1.QueryValidatorsResponse) }},
+		{"ValidatorKey", validatorPath, func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.ValidatorKey(ctx, &emrv1.QueryValidatorKeyRequest{PubKey: validatorKey}, o...)
+		}, func() proto.Message { return new(emrv1.QueryValidatorKeyResponse) }},
 		{"Proposal", "/emrchain/v1/proposals/1", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
 			return n.query.Proposal(ctx, &emrv1.QueryProposalRequest{Id: 1}, o...)
 		}, func() proto.Message { return new(emrv1.QueryProposalResponse) }},
@@ -468,6 +479,24 @@ func TestAPIServers(t *testing.T) {
 			}
 			if viaGRPC.(heightResponse).GetHeight() != height {
 				t.Errorf("%s answered height %d, want %d", r.method, viaGRPC.(heightResponse).GetHeight(), height)
+			}
+		}
+		// A key whose standard base64 has "+" and "/" (none a validator):
+		// URL-safe, it is read (count 0, no validator); standard, its "/"
+		// (escaped or not) splits the path, which no route matches.
+		odd := bytes.Repeat([]byte{0xfb, 0xff, 0xbf}, 11)[:32]
+		std := base64.StdEncoding.EncodeToString(odd)
+		if !strings.Contains(std, "+") || !strings.Contains(std, "/") {
+			t.Fatalf("test key %s lacks '+' or '/'", std)
+		}
+		got := n.rest(ctx, t, restCall{method: http.MethodGet, path: "/emrchain/v1/validators/" + base64.URLEncoding.EncodeToString(odd)})
+		var oddKey emrv1.QueryValidatorKeyResponse
+		if err := protojson.Unmarshal(got.body, &oddKey); got.status != http.StatusOK || err != nil || oddKey.Validator != nil || oddKey.Changes != 0 || oddKey.Height == 0 {
+			t.Errorf("GET a key never a validator, URL-safe: %d %s (%v)", got.status, got.body, err)
+		}
+		for _, path := range []string{std, strings.ReplaceAll(std, "/", "%2F")} {
+			if rep := n.rest(ctx, t, restCall{method: http.MethodGet, path: "/emrchain/v1/validators/" + path}); rep.status != http.StatusNotFound {
+				t.Errorf("GET a key in standard base64 with '/' (%s): %d %s, want 404", path, rep.status, rep.body)
 			}
 		}
 		// The pin matters: the latest state has the second read.
@@ -536,6 +565,10 @@ func TestAPIServers(t *testing.T) {
 			get("/emrchain/v1/patients/zz/shares/1", 400),
 			get("/emrchain/v1/patients/"+strings.Repeat("0", 63)+"/shares/1", 400),
 			get(records[:len(records)-len("records")]+"shares/999", 404),
+			get("/emrchain/v1/validators/"+base64.URLEncoding.EncodeToString(validatorKey[:31]), 400),
+			get("/emrchain/v1/validators/"+strings.TrimRight(base64.URLEncoding.EncodeToString(validatorKey), "="), 400),
+			get("/emrchain/v1/validators/"+hx(validatorKey), 400),
+			get("/emrchain/v1/validators/not*base64", 400),
 			get("/emrchain/v1/organizations/no-such-org", 404),
 			get("/emrchain/v1/organizations/"+strings.Repeat("x", 3000), 400),
 			get("/emrchain/v1/studies/no-such-study", 404),
@@ -602,6 +635,7 @@ func TestAPIServers(t *testing.T) {
 			want codes.Code
 		}{
 			{"malformed address", second(n.query.Member(ctx, &emrv1.QueryMemberRequest{Address: "zz"})), codes.InvalidArgument},
+			{"short consensus key", second(n.query.ValidatorKey(ctx, &emrv1.QueryValidatorKeyRequest{PubKey: validatorKey[:31]})), codes.InvalidArgument},
 			{"unknown patient", second(n.query.Patient(ctx, &emrv1.QueryPatientRequest{PatientId: unknownPid})), codes.NotFound},
 			{"huge page", second(n.query.Records(ctx, &emrv1.QueryRecordsRequest{PatientId: pidHex, Page: &emrv1.PageRequest{Limit: 1 << 30}})), codes.InvalidArgument},
 			{"bad height", second(n.query.Params(pinned("x"), &emrv1.QueryParamsRequest{})), codes.InvalidArgument},

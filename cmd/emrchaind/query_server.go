@@ -180,6 +180,9 @@ func (s *queryServer) BlobRefs(ctx context.Context, r *emrv1.QueryBlobRefsReques
 func (s *queryServer) Validators(ctx context.Context, r *emrv1.QueryValidatorsRequest) (*emrv1.QueryValidatorsResponse, error) {
 	return serveQuery(ctx, s, "Validators", r, s.inner.Validators)
 }
+func (s *queryServer) ValidatorKey(ctx context.Context, r *emrv1.QueryValidatorKeyRequest) (*emrv1.QueryValidatorKeyResponse, error) {
+	return serveQuery(ctx, s, "ValidatorKey", r, s.inner.ValidatorKey)
+}
 func (s *queryServer) Proposal(ctx context.Context, r *emrv1.QueryProposalRequest) (*emrv1.QueryProposalResponse, error) {
 	return serveQuery(ctx, s, "Proposal", r, s.inner.Proposal)
 }

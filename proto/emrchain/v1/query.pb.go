@@ -2439,6 +2439,135 @@ func (x *QueryValidatorsResponse) GetProofs() []*StoreProof {
 	return nil
 }
 
+// QueryValidatorKeyRequest names an ed25519 consensus key (32 bytes).
+type QueryValidatorKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PubKey        []byte                 `protobuf:"bytes,1,opt,name=pub_key,json=pubKey,proto3" json:"pub_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryValidatorKeyRequest) Reset() {
+	*x = QueryValidatorKeyRequest{}
+	mi := &file_emrchain_v1_query_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryValidatorKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryValidatorKeyRequest) ProtoMessage() {}
+
+func (x *QueryValidatorKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_query_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryValidatorKeyRequest.ProtoReflect.Descriptor instead.
+func (*QueryValidatorKeyRequest) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *QueryValidatorKeyRequest) GetPubKey() []byte {
+	if x != nil {
+		return x.PubKey
+	}
+	return nil
+}
+
+type QueryValidatorKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key's entry in the validator set; absent when it is not in it (a
+	// key never a validator, or one removed).
+	Validator *Validator `protobuf:"bytes,1,opt,name=validator,proto3" json:"validator,omitempty"`
+	// How many executed proposals changed the key's power, kept after a
+	// removal: a proof of possession adding the key must be for this count
+	// (SetValidatorPower.from_changes), and a validator proposal whose
+	// from_changes differs was overtaken.
+	Changes uint64 `protobuf:"varint,2,opt,name=changes,proto3" json:"changes,omitempty"`
+	// Power added to the key and not yet seen signing (as in
+	// QueryValidatorsResponse.unseen_power).
+	UnseenPower   int64         `protobuf:"varint,3,opt,name=unseen_power,json=unseenPower,proto3" json:"unseen_power,omitempty"`
+	Height        int64         `protobuf:"varint,14,opt,name=height,proto3" json:"height,omitempty"`
+	Proofs        []*StoreProof `protobuf:"bytes,15,rep,name=proofs,proto3" json:"proofs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryValidatorKeyResponse) Reset() {
+	*x = QueryValidatorKeyResponse{}
+	mi := &file_emrchain_v1_query_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryValidatorKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryValidatorKeyResponse) ProtoMessage() {}
+
+func (x *QueryValidatorKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_query_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryValidatorKeyResponse.ProtoReflect.Descriptor instead.
+func (*QueryValidatorKeyResponse) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *QueryValidatorKeyResponse) GetValidator() *Validator {
+	if x != nil {
+		return x.Validator
+	}
+	return nil
+}
+
+func (x *QueryValidatorKeyResponse) GetChanges() uint64 {
+	if x != nil {
+		return x.Changes
+	}
+	return 0
+}
+
+func (x *QueryValidatorKeyResponse) GetUnseenPower() int64 {
+	if x != nil {
+		return x.UnseenPower
+	}
+	return 0
+}
+
+func (x *QueryValidatorKeyResponse) GetHeight() int64 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+func (x *QueryValidatorKeyResponse) GetProofs() []*StoreProof {
+	if x != nil {
+		return x.Proofs
+	}
+	return nil
+}
+
 type QueryProposalRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -2448,7 +2577,7 @@ type QueryProposalRequest struct {
 
 func (x *QueryProposalRequest) Reset() {
 	*x = QueryProposalRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[42]
+	mi := &file_emrchain_v1_query_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2460,7 +2589,7 @@ func (x *QueryProposalRequest) String() string {
 func (*QueryProposalRequest) ProtoMessage() {}
 
 func (x *QueryProposalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[42]
+	mi := &file_emrchain_v1_query_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2473,7 +2602,7 @@ func (x *QueryProposalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryProposalRequest.ProtoReflect.Descriptor instead.
 func (*QueryProposalRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{42}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *QueryProposalRequest) GetId() uint64 {
@@ -2497,7 +2626,7 @@ type QueryProposalResponse struct {
 
 func (x *QueryProposalResponse) Reset() {
 	*x = QueryProposalResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[43]
+	mi := &file_emrchain_v1_query_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2509,7 +2638,7 @@ func (x *QueryProposalResponse) String() string {
 func (*QueryProposalResponse) ProtoMessage() {}
 
 func (x *QueryProposalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[43]
+	mi := &file_emrchain_v1_query_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2522,7 +2651,7 @@ func (x *QueryProposalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryProposalResponse.ProtoReflect.Descriptor instead.
 func (*QueryProposalResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{43}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *QueryProposalResponse) GetProposal() *Proposal {
@@ -2565,7 +2694,7 @@ type QueryProposalsRequest struct {
 
 func (x *QueryProposalsRequest) Reset() {
 	*x = QueryProposalsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[44]
+	mi := &file_emrchain_v1_query_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2577,7 +2706,7 @@ func (x *QueryProposalsRequest) String() string {
 func (*QueryProposalsRequest) ProtoMessage() {}
 
 func (x *QueryProposalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[44]
+	mi := &file_emrchain_v1_query_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2590,7 +2719,7 @@ func (x *QueryProposalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryProposalsRequest.ProtoReflect.Descriptor instead.
 func (*QueryProposalsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{44}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *QueryProposalsRequest) GetAfter() uint64 {
@@ -2620,7 +2749,7 @@ type QueryProposalsResponse struct {
 
 func (x *QueryProposalsResponse) Reset() {
 	*x = QueryProposalsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[45]
+	mi := &file_emrchain_v1_query_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2632,7 +2761,7 @@ func (x *QueryProposalsResponse) String() string {
 func (*QueryProposalsResponse) ProtoMessage() {}
 
 func (x *QueryProposalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[45]
+	mi := &file_emrchain_v1_query_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2645,7 +2774,7 @@ func (x *QueryProposalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryProposalsResponse.ProtoReflect.Descriptor instead.
 func (*QueryProposalsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{45}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *QueryProposalsResponse) GetProposals() []*Proposal {
@@ -2847,6 +2976,14 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"validators\x12!\n" +
 	"\funseen_power\x18\x02 \x03(\x03R\vunseenPower\x12\x16\n" +
 	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
+	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"3\n" +
+	"\x18QueryValidatorKeyRequest\x12\x17\n" +
+	"\apub_key\x18\x01 \x01(\fR\x06pubKey\"\xd7\x01\n" +
+	"\x19QueryValidatorKeyResponse\x124\n" +
+	"\tvalidator\x18\x01 \x01(\v2\x16.emrchain.v1.ValidatorR\tvalidator\x12\x18\n" +
+	"\achanges\x18\x02 \x01(\x04R\achanges\x12!\n" +
+	"\funseen_power\x18\x03 \x01(\x03R\vunseenPower\x12\x16\n" +
+	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
 	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"&\n" +
 	"\x14QueryProposalRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\"\xb9\x01\n" +
@@ -2862,7 +2999,7 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"\tproposals\x18\x01 \x03(\v2\x15.emrchain.v1.ProposalR\tproposals\x12\x12\n" +
 	"\x04next\x18\x02 \x01(\x04R\x04next\x12\x16\n" +
 	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
-	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs2\xd4\x15\n" +
+	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs2\xdf\x16\n" +
 	"\x05Query\x12h\n" +
 	"\x06Params\x12\x1f.emrchain.v1.QueryParamsRequest\x1a .emrchain.v1.QueryParamsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/emrchain/v1/params\x12\x86\x01\n" +
 	"\fOrganization\x12%.emrchain.v1.QueryOrganizationRequest\x1a&.emrchain.v1.QueryOrganizationResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/emrchain/v1/organizations/{id}\x12s\n" +
@@ -2885,7 +3022,8 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"\vStudyShares\x12$.emrchain.v1.QueryStudySharesRequest\x1a%.emrchain.v1.QueryStudySharesResponse\".\x82\xd3\xe4\x93\x02(\x12&/emrchain/v1/studies/{study_id}/shares\x12q\n" +
 	"\bBlobRefs\x12!.emrchain.v1.QueryBlobRefsRequest\x1a\".emrchain.v1.QueryBlobRefsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/emrchain/v1/blob_refs\x12x\n" +
 	"\n" +
-	"Validators\x12#.emrchain.v1.QueryValidatorsRequest\x1a$.emrchain.v1.QueryValidatorsResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/emrchain/v1/validators\x12v\n" +
+	"Validators\x12#.emrchain.v1.QueryValidatorsRequest\x1a$.emrchain.v1.QueryValidatorsResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/emrchain/v1/validators\x12\x88\x01\n" +
+	"\fValidatorKey\x12%.emrchain.v1.QueryValidatorKeyRequest\x1a&.emrchain.v1.QueryValidatorKeyResponse\")\x82\xd3\xe4\x93\x02#\x12!/emrchain/v1/validators/{pub_key}\x12v\n" +
 	"\bProposal\x12!.emrchain.v1.QueryProposalRequest\x1a\".emrchain.v1.QueryProposalResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/emrchain/v1/proposals/{id}\x12t\n" +
 	"\tProposals\x12\".emrchain.v1.QueryProposalsRequest\x1a#.emrchain.v1.QueryProposalsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/emrchain/v1/proposalsB;Z9github.com/emrchain/emrchain/proto/emrchain/v1;emrchainv1b\x06proto3"
 
@@ -2901,7 +3039,7 @@ func file_emrchain_v1_query_proto_rawDescGZIP() []byte {
 	return file_emrchain_v1_query_proto_rawDescData
 }
 
-var file_emrchain_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_emrchain_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_emrchain_v1_query_proto_goTypes = []any{
 	(*StoreProof)(nil),                 // 0: emrchain.v1.StoreProof
 	(*ProofOp)(nil),                    // 1: emrchain.v1.ProofOp
@@ -2945,121 +3083,127 @@ var file_emrchain_v1_query_proto_goTypes = []any{
 	(*BlobRef)(nil),                    // 39: emrchain.v1.BlobRef
 	(*QueryValidatorsRequest)(nil),     // 40: emrchain.v1.QueryValidatorsRequest
 	(*QueryValidatorsResponse)(nil),    // 41: emrchain.v1.QueryValidatorsResponse
-	(*QueryProposalRequest)(nil),       // 42: emrchain.v1.QueryProposalRequest
-	(*QueryProposalResponse)(nil),      // 43: emrchain.v1.QueryProposalResponse
-	(*QueryProposalsRequest)(nil),      // 44: emrchain.v1.QueryProposalsRequest
-	(*QueryProposalsResponse)(nil),     // 45: emrchain.v1.QueryProposalsResponse
-	(*Params)(nil),                     // 46: emrchain.v1.Params
-	(*Organization)(nil),               // 47: emrchain.v1.Organization
-	(*Member)(nil),                     // 48: emrchain.v1.Member
-	(*Account)(nil),                    // 49: emrchain.v1.Account
-	(*Patient)(nil),                    // 50: emrchain.v1.Patient
-	(*Permission)(nil),                 // 51: emrchain.v1.Permission
-	(*Record)(nil),                     // 52: emrchain.v1.Record
-	(*AccessEvent)(nil),                // 53: emrchain.v1.AccessEvent
-	(*Share)(nil),                      // 54: emrchain.v1.Share
-	(*Study)(nil),                      // 55: emrchain.v1.Study
-	(*Validator)(nil),                  // 56: emrchain.v1.Validator
-	(*Proposal)(nil),                   // 57: emrchain.v1.Proposal
+	(*QueryValidatorKeyRequest)(nil),   // 42: emrchain.v1.QueryValidatorKeyRequest
+	(*QueryValidatorKeyResponse)(nil),  // 43: emrchain.v1.QueryValidatorKeyResponse
+	(*QueryProposalRequest)(nil),       // 44: emrchain.v1.QueryProposalRequest
+	(*QueryProposalResponse)(nil),      // 45: emrchain.v1.QueryProposalResponse
+	(*QueryProposalsRequest)(nil),      // 46: emrchain.v1.QueryProposalsRequest
+	(*QueryProposalsResponse)(nil),     // 47: emrchain.v1.QueryProposalsResponse
+	(*Params)(nil),                     // 48: emrchain.v1.Params
+	(*Organization)(nil),               // 49: emrchain.v1.Organization
+	(*Member)(nil),                     // 50: emrchain.v1.Member
+	(*Account)(nil),                    // 51: emrchain.v1.Account
+	(*Patient)(nil),                    // 52: emrchain.v1.Patient
+	(*Permission)(nil),                 // 53: emrchain.v1.Permission
+	(*Record)(nil),                     // 54: emrchain.v1.Record
+	(*AccessEvent)(nil),                // 55: emrchain.v1.AccessEvent
+	(*Share)(nil),                      // 56: emrchain.v1.Share
+	(*Study)(nil),                      // 57: emrchain.v1.Study
+	(*Validator)(nil),                  // 58: emrchain.v1.Validator
+	(*Proposal)(nil),                   // 59: emrchain.v1.Proposal
 }
 var file_emrchain_v1_query_proto_depIdxs = []int32{
 	1,  // 0: emrchain.v1.StoreProof.ops:type_name -> emrchain.v1.ProofOp
-	46, // 1: emrchain.v1.QueryParamsResponse.params:type_name -> emrchain.v1.Params
+	48, // 1: emrchain.v1.QueryParamsResponse.params:type_name -> emrchain.v1.Params
 	0,  // 2: emrchain.v1.QueryParamsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	47, // 3: emrchain.v1.QueryOrganizationResponse.organization:type_name -> emrchain.v1.Organization
-	48, // 4: emrchain.v1.QueryOrganizationResponse.registrars:type_name -> emrchain.v1.Member
+	49, // 3: emrchain.v1.QueryOrganizationResponse.organization:type_name -> emrchain.v1.Organization
+	50, // 4: emrchain.v1.QueryOrganizationResponse.registrars:type_name -> emrchain.v1.Member
 	0,  // 5: emrchain.v1.QueryOrganizationResponse.proofs:type_name -> emrchain.v1.StoreProof
-	48, // 6: emrchain.v1.QueryMemberResponse.member:type_name -> emrchain.v1.Member
+	50, // 6: emrchain.v1.QueryMemberResponse.member:type_name -> emrchain.v1.Member
 	0,  // 7: emrchain.v1.QueryMemberResponse.proofs:type_name -> emrchain.v1.StoreProof
-	49, // 8: emrchain.v1.QueryAccountResponse.account:type_name -> emrchain.v1.Account
+	51, // 8: emrchain.v1.QueryAccountResponse.account:type_name -> emrchain.v1.Account
 	0,  // 9: emrchain.v1.QueryAccountResponse.proofs:type_name -> emrchain.v1.StoreProof
-	50, // 10: emrchain.v1.QueryPatientResponse.patient:type_name -> emrchain.v1.Patient
+	52, // 10: emrchain.v1.QueryPatientResponse.patient:type_name -> emrchain.v1.Patient
 	0,  // 11: emrchain.v1.QueryPatientResponse.proofs:type_name -> emrchain.v1.StoreProof
-	51, // 12: emrchain.v1.QueryPermissionResponse.permission:type_name -> emrchain.v1.Permission
+	53, // 12: emrchain.v1.QueryPermissionResponse.permission:type_name -> emrchain.v1.Permission
 	0,  // 13: emrchain.v1.QueryPermissionResponse.proofs:type_name -> emrchain.v1.StoreProof
-	51, // 14: emrchain.v1.QueryPermissionsResponse.permissions:type_name -> emrchain.v1.Permission
+	53, // 14: emrchain.v1.QueryPermissionsResponse.permissions:type_name -> emrchain.v1.Permission
 	0,  // 15: emrchain.v1.QueryPermissionsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	51, // 16: emrchain.v1.QueryGrantsResponse.permissions:type_name -> emrchain.v1.Permission
+	53, // 16: emrchain.v1.QueryGrantsResponse.permissions:type_name -> emrchain.v1.Permission
 	0,  // 17: emrchain.v1.QueryGrantsResponse.proofs:type_name -> emrchain.v1.StoreProof
 	2,  // 18: emrchain.v1.QueryRecordsRequest.page:type_name -> emrchain.v1.PageRequest
-	52, // 19: emrchain.v1.QueryRecordsResponse.records:type_name -> emrchain.v1.Record
+	54, // 19: emrchain.v1.QueryRecordsResponse.records:type_name -> emrchain.v1.Record
 	3,  // 20: emrchain.v1.QueryRecordsResponse.page:type_name -> emrchain.v1.PageResponse
 	0,  // 21: emrchain.v1.QueryRecordsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	52, // 22: emrchain.v1.QueryRecordResponse.record:type_name -> emrchain.v1.Record
+	54, // 22: emrchain.v1.QueryRecordResponse.record:type_name -> emrchain.v1.Record
 	0,  // 23: emrchain.v1.QueryRecordResponse.proofs:type_name -> emrchain.v1.StoreProof
 	2,  // 24: emrchain.v1.QueryAccessEventsRequest.page:type_name -> emrchain.v1.PageRequest
-	53, // 25: emrchain.v1.QueryAccessEventsResponse.events:type_name -> emrchain.v1.AccessEvent
+	55, // 25: emrchain.v1.QueryAccessEventsResponse.events:type_name -> emrchain.v1.AccessEvent
 	3,  // 26: emrchain.v1.QueryAccessEventsResponse.page:type_name -> emrchain.v1.PageResponse
 	0,  // 27: emrchain.v1.QueryAccessEventsResponse.proofs:type_name -> emrchain.v1.StoreProof
 	2,  // 28: emrchain.v1.QuerySharesRequest.page:type_name -> emrchain.v1.PageRequest
-	54, // 29: emrchain.v1.QuerySharesResponse.shares:type_name -> emrchain.v1.Share
+	56, // 29: emrchain.v1.QuerySharesResponse.shares:type_name -> emrchain.v1.Share
 	3,  // 30: emrchain.v1.QuerySharesResponse.page:type_name -> emrchain.v1.PageResponse
 	0,  // 31: emrchain.v1.QuerySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
-	55, // 32: emrchain.v1.QueryStudyResponse.study:type_name -> emrchain.v1.Study
+	57, // 32: emrchain.v1.QueryStudyResponse.study:type_name -> emrchain.v1.Study
 	0,  // 33: emrchain.v1.QueryStudyResponse.proofs:type_name -> emrchain.v1.StoreProof
 	2,  // 34: emrchain.v1.QueryStudySharesRequest.page:type_name -> emrchain.v1.PageRequest
-	54, // 35: emrchain.v1.QueryStudySharesResponse.shares:type_name -> emrchain.v1.Share
+	56, // 35: emrchain.v1.QueryStudySharesResponse.shares:type_name -> emrchain.v1.Share
 	3,  // 36: emrchain.v1.QueryStudySharesResponse.page:type_name -> emrchain.v1.PageResponse
 	0,  // 37: emrchain.v1.QueryStudySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
-	54, // 38: emrchain.v1.QueryShareResponse.share:type_name -> emrchain.v1.Share
+	56, // 38: emrchain.v1.QueryShareResponse.share:type_name -> emrchain.v1.Share
 	0,  // 39: emrchain.v1.QueryShareResponse.proofs:type_name -> emrchain.v1.StoreProof
-	53, // 40: emrchain.v1.QueryLastAccessResponse.event:type_name -> emrchain.v1.AccessEvent
+	55, // 40: emrchain.v1.QueryLastAccessResponse.event:type_name -> emrchain.v1.AccessEvent
 	0,  // 41: emrchain.v1.QueryLastAccessResponse.proofs:type_name -> emrchain.v1.StoreProof
 	39, // 42: emrchain.v1.QueryBlobRefsResponse.refs:type_name -> emrchain.v1.BlobRef
 	0,  // 43: emrchain.v1.QueryBlobRefsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	56, // 44: emrchain.v1.QueryValidatorsResponse.validators:type_name -> emrchain.v1.Validator
+	58, // 44: emrchain.v1.QueryValidatorsResponse.validators:type_name -> emrchain.v1.Validator
 	0,  // 45: emrchain.v1.QueryValidatorsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	57, // 46: emrchain.v1.QueryProposalResponse.proposal:type_name -> emrchain.v1.Proposal
-	0,  // 47: emrchain.v1.QueryProposalResponse.proofs:type_name -> emrchain.v1.StoreProof
-	57, // 48: emrchain.v1.QueryProposalsResponse.proposals:type_name -> emrchain.v1.Proposal
-	0,  // 49: emrchain.v1.QueryProposalsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	4,  // 50: emrchain.v1.Query.Params:input_type -> emrchain.v1.QueryParamsRequest
-	6,  // 51: emrchain.v1.Query.Organization:input_type -> emrchain.v1.QueryOrganizationRequest
-	8,  // 52: emrchain.v1.Query.Member:input_type -> emrchain.v1.QueryMemberRequest
-	10, // 53: emrchain.v1.Query.Account:input_type -> emrchain.v1.QueryAccountRequest
-	12, // 54: emrchain.v1.Query.Patient:input_type -> emrchain.v1.QueryPatientRequest
-	13, // 55: emrchain.v1.Query.PatientByOwner:input_type -> emrchain.v1.QueryPatientByOwnerRequest
-	17, // 56: emrchain.v1.Query.Permissions:input_type -> emrchain.v1.QueryPermissionsRequest
-	15, // 57: emrchain.v1.Query.Permission:input_type -> emrchain.v1.QueryPermissionRequest
-	19, // 58: emrchain.v1.Query.Grants:input_type -> emrchain.v1.QueryGrantsRequest
-	21, // 59: emrchain.v1.Query.Records:input_type -> emrchain.v1.QueryRecordsRequest
-	23, // 60: emrchain.v1.Query.Record:input_type -> emrchain.v1.QueryRecordRequest
-	25, // 61: emrchain.v1.Query.AccessEvents:input_type -> emrchain.v1.QueryAccessEventsRequest
-	27, // 62: emrchain.v1.Query.Shares:input_type -> emrchain.v1.QuerySharesRequest
-	33, // 63: emrchain.v1.Query.Share:input_type -> emrchain.v1.QueryShareRequest
-	35, // 64: emrchain.v1.Query.LastAccess:input_type -> emrchain.v1.QueryLastAccessRequest
-	29, // 65: emrchain.v1.Query.Study:input_type -> emrchain.v1.QueryStudyRequest
-	31, // 66: emrchain.v1.Query.StudyShares:input_type -> emrchain.v1.QueryStudySharesRequest
-	37, // 67: emrchain.v1.Query.BlobRefs:input_type -> emrchain.v1.QueryBlobRefsRequest
-	40, // 68: emrchain.v1.Query.Validators:input_type -> emrchain.v1.QueryValidatorsRequest
-	42, // 69: emrchain.v1.Query.Proposal:input_type -> emrchain.v1.QueryProposalRequest
-	44, // 70: emrchain.v1.Query.Proposals:input_type -> emrchain.v1.QueryProposalsRequest
-	5,  // 71: emrchain.v1.Query.Params:output_type -> emrchain.v1.QueryParamsResponse
-	7,  // 72: emrchain.v1.Query.Organization:output_type -> emrchain.v1.QueryOrganizationResponse
-	9,  // 73: emrchain.v1.Query.Member:output_type -> emrchain.v1.QueryMemberResponse
-	11, // 74: emrchain.v1.Query.Account:output_type -> emrchain.v1.QueryAccountResponse
-	14, // 75: emrchain.v1.Query.Patient:output_type -> emrchain.v1.QueryPatientResponse
-	14, // 76: emrchain.v1.Query.PatientByOwner:output_type -> emrchain.v1.QueryPatientResponse
-	18, // 77: emrchain.v1.Query.Permissions:output_type -> emrchain.v1.QueryPermissionsResponse
-	16, // 78: emrchain.v1.Query.Permission:output_type -> emrchain.v1.QueryPermissionResponse
-	20, // 79: emrchain.v1.Query.Grants:output_type -> emrchain.v1.QueryGrantsResponse
-	22, // 80: emrchain.v1.Query.Records:output_type -> emrchain.v1.QueryRecordsResponse
-	24, // 81: emrchain.v1.Query.Record:output_type -> emrchain.v1.QueryRecordResponse
-	26, // 82: emrchain.v1.Query.AccessEvents:output_type -> emrchain.v1.QueryAccessEventsResponse
-	28, // 83: emrchain.v1.Query.Shares:output_type -> emrchain.v1.QuerySharesResponse
-	34, // 84: emrchain.v1.Query.Share:output_type -> emrchain.v1.QueryShareResponse
-	36, // 85: emrchain.v1.Query.LastAccess:output_type -> emrchain.v1.QueryLastAccessResponse
-	30, // 86: emrchain.v1.Query.Study:output_type -> emrchain.v1.QueryStudyResponse
-	32, // 87: emrchain.v1.Query.StudyShares:output_type -> emrchain.v1.QueryStudySharesResponse
-	38, // 88: emrchain.v1.Query.BlobRefs:output_type -> emrchain.v1.QueryBlobRefsResponse
-	41, // 89: emrchain.v1.Query.Validators:output_type -> emrchain.v1.QueryValidatorsResponse
-	43, // 90: emrchain.v1.Query.Proposal:output_type -> emrchain.v1.QueryProposalResponse
-	45, // 91: emrchain.v1.Query.Proposals:output_type -> emrchain.v1.QueryProposalsResponse
-	71, // [71:92] is the sub-list for method output_type
-	50, // [50:71] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	58, // 46: emrchain.v1.QueryValidatorKeyResponse.validator:type_name -> emrchain.v1.Validator
+	0,  // 47: emrchain.v1.QueryValidatorKeyResponse.proofs:type_name -> emrchain.v1.StoreProof
+	59, // 48: emrchain.v1.QueryProposalResponse.proposal:type_name -> emrchain.v1.Proposal
+	0,  // 49: emrchain.v1.QueryProposalResponse.proofs:type_name -> emrchain.v1.StoreProof
+	59, // 50: emrchain.v1.QueryProposalsResponse.proposals:type_name -> emrchain.v1.Proposal
+	0,  // 51: emrchain.v1.QueryProposalsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	4,  // 52: emrchain.v1.Query.Params:input_type -> emrchain.v1.QueryParamsRequest
+	6,  // 53: emrchain.v1.Query.Organization:input_type -> emrchain.v1.QueryOrganizationRequest
+	8,  // 54: emrchain.v1.Query.Member:input_type -> emrchain.v1.QueryMemberRequest
+	10, // 55: emrchain.v1.Query.Account:input_type -> emrchain.v1.QueryAccountRequest
+	12, // 56: emrchain.v1.Query.Patient:input_type -> emrchain.v1.QueryPatientRequest
+	13, // 57: emrchain.v1.Query.PatientByOwner:input_type -> emrchain.v1.QueryPatientByOwnerRequest
+	17, // 58: emrchain.v1.Query.Permissions:input_type -> emrchain.v1.QueryPermissionsRequest
+	15, // 59: emrchain.v1.Query.Permission:input_type -> emrchain.v1.QueryPermissionRequest
+	19, // 60: emrchain.v1.Query.Grants:input_type -> emrchain.v1.QueryGrantsRequest
+	21, // 61: emrchain.v1.Query.Records:input_type -> emrchain.v1.QueryRecordsRequest
+	23, // 62: emrchain.v1.Query.Record:input_type -> emrchain.v1.QueryRecordRequest
+	25, // 63: emrchain.v1.Query.AccessEvents:input_type -> emrchain.v1.QueryAccessEventsRequest
+	27, // 64: emrchain.v1.Query.Shares:input_type -> emrchain.v1.QuerySharesRequest
+	33, // 65: emrchain.v1.Query.Share:input_type -> emrchain.v1.QueryShareRequest
+	35, // 66: emrchain.v1.Query.LastAccess:input_type -> emrchain.v1.QueryLastAccessRequest
+	29, // 67: emrchain.v1.Query.Study:input_type -> emrchain.v1.QueryStudyRequest
+	31, // 68: emrchain.v1.Query.StudyShares:input_type -> emrchain.v1.QueryStudySharesRequest
+	37, // 69: emrchain.v1.Query.BlobRefs:input_type -> emrchain.v1.QueryBlobRefsRequest
+	40, // 70: emrchain.v1.Query.Validators:input_type -> emrchain.v1.QueryValidatorsRequest
+	42, // 71: emrchain.v1.Query.ValidatorKey:input_type -> emrchain.v1.QueryValidatorKeyRequest
+	44, // 72: emrchain.v1.Query.Proposal:input_type -> emrchain.v1.QueryProposalRequest
+	46, // 73: emrchain.v1.Query.Proposals:input_type -> emrchain.v1.QueryProposalsRequest
+	5,  // 74: emrchain.v1.Query.Params:output_type -> emrchain.v1.QueryParamsResponse
+	7,  // 75: emrchain.v1.Query.Organization:output_type -> emrchain.v1.QueryOrganizationResponse
+	9,  // 76: emrchain.v1.Query.Member:output_type -> emrchain.v1.QueryMemberResponse
+	11, // 77: emrchain.v1.Query.Account:output_type -> emrchain.v1.QueryAccountResponse
+	14, // 78: emrchain.v1.Query.Patient:output_type -> emrchain.v1.QueryPatientResponse
+	14, // 79: emrchain.v1.Query.PatientByOwner:output_type -> emrchain.v1.QueryPatientResponse
+	18, // 80: emrchain.v1.Query.Permissions:output_type -> emrchain.v1.QueryPermissionsResponse
+	16, // 81: emrchain.v1.Query.Permission:output_type -> emrchain.v1.QueryPermissionResponse
+	20, // 82: emrchain.v1.Query.Grants:output_type -> emrchain.v1.QueryGrantsResponse
+	22, // 83: emrchain.v1.Query.Records:output_type -> emrchain.v1.QueryRecordsResponse
+	24, // 84: emrchain.v1.Query.Record:output_type -> emrchain.v1.QueryRecordResponse
+	26, // 85: emrchain.v1.Query.AccessEvents:output_type -> emrchain.v1.QueryAccessEventsResponse
+	28, // 86: emrchain.v1.Query.Shares:output_type -> emrchain.v1.QuerySharesResponse
+	34, // 87: emrchain.v1.Query.Share:output_type -> emrchain.v1.QueryShareResponse
+	36, // 88: emrchain.v1.Query.LastAccess:output_type -> emrchain.v1.QueryLastAccessResponse
+	30, // 89: emrchain.v1.Query.Study:output_type -> emrchain.v1.QueryStudyResponse
+	32, // 90: emrchain.v1.Query.StudyShares:output_type -> emrchain.v1.QueryStudySharesResponse
+	38, // 91: emrchain.v1.Query.BlobRefs:output_type -> emrchain.v1.QueryBlobRefsResponse
+	41, // 92: emrchain.v1.Query.Validators:output_type -> emrchain.v1.QueryValidatorsResponse
+	43, // 93: emrchain.v1.Query.ValidatorKey:output_type -> emrchain.v1.QueryValidatorKeyResponse
+	45, // 94: emrchain.v1.Query.Proposal:output_type -> emrchain.v1.QueryProposalResponse
+	47, // 95: emrchain.v1.Query.Proposals:output_type -> emrchain.v1.QueryProposalsResponse
+	74, // [74:96] is the sub-list for method output_type
+	52, // [52:74] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_emrchain_v1_query_proto_init() }
@@ -3074,7 +3218,7 @@ func file_emrchain_v1_query_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_emrchain_v1_query_proto_rawDesc), len(file_emrchain_v1_query_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   46,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -38,6 +38,7 @@ const (
 	Query_StudyShares_FullMethodName    = "/emrchain.v1.Query/StudyShares"
 	Query_BlobRefs_FullMethodName       = "/emrchain.v1.Query/BlobRefs"
 	Query_Validators_FullMethodName     = "/emrchain.v1.Query/Validators"
+	Query_ValidatorKey_FullMethodName   = "/emrchain.v1.Query/ValidatorKey"
 	Query_Proposal_FullMethodName       = "/emrchain.v1.Query/Proposal"
 	Query_Proposals_FullMethodName      = "/emrchain.v1.Query/Proposals"
 )
@@ -107,6 +108,13 @@ type QueryClient interface {
 	// Validators lists the validator set as the state machine last set it,
 	// by public key. CometBFT applies a change made at height H from H+2.
 	Validators(ctx context.Context, in *QueryValidatorsRequest, opts ...grpc.CallOption) (*QueryValidatorsResponse, error)
+	// ValidatorKey returns what the chain holds of one consensus key: its
+	// validator entry (if it is in the set), its unseen power and its change
+	// count, the count a proof of possession adding it must be for. Over
+	// REST the key is URL-safe base64 ("-" and "_" for "+" and "/", with its
+	// "=" padding): a "/" of standard base64, escaped or not, splits the
+	// path.
+	ValidatorKey(ctx context.Context, in *QueryValidatorKeyRequest, opts ...grpc.CallOption) (*QueryValidatorKeyResponse, error)
 	// Proposal returns one consortium proposal.
 	Proposal(ctx context.Context, in *QueryProposalRequest, opts ...grpc.CallOption) (*QueryProposalResponse, error)
 	// Proposals lists consortium proposals, oldest first.
@@ -311,6 +319,16 @@ func (c *queryClient) Validators(ctx context.Context, in *QueryValidatorsRequest
 	return out, nil
 }
 
+func (c *queryClient) ValidatorKey(ctx context.Context, in *QueryValidatorKeyRequest, opts ...grpc.CallOption) (*QueryValidatorKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QueryValidatorKeyResponse)
+	err := c.cc.Invoke(ctx, Query_ValidatorKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *queryClient) Proposal(ctx context.Context, in *QueryProposalRequest, opts ...grpc.CallOption) (*QueryProposalResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(QueryProposalResponse)
@@ -396,6 +414,13 @@ type QueryServer interface {
 	// Validators lists the validator set as the state machine last set it,
 	// by public key. CometBFT applies a change made at height H from H+2.
 	Validators(context.Context, *QueryValidatorsRequest) (*QueryValidatorsResponse, error)
+	// ValidatorKey returns what the chain holds of one consensus key: its
+	// validator entry (if it is in the set), its unseen power and its change
+	// count, the count a proof of possession adding it must be for. Over
+	// REST the key is URL-safe base64 ("-" and "_" for "+" and "/", with its
+	// "=" padding): a "/" of standard base64, escaped or not, splits the
+	// path.
+	ValidatorKey(context.Context, *QueryValidatorKeyRequest) (*QueryValidatorKeyResponse, error)
 	// Proposal returns one consortium proposal.
 	Proposal(context.Context, *QueryProposalRequest) (*QueryProposalResponse, error)
 	// Proposals lists consortium proposals, oldest first.
@@ -466,6 +491,9 @@ func (UnimplementedQueryServer) BlobRefs(context.Context, *QueryBlobRefsRequest)
 }
 func (UnimplementedQueryServer) Validators(context.Context, *QueryValidatorsRequest) (*QueryValidatorsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Validators not implemented")
+}
+func (UnimplementedQueryServer) ValidatorKey(context.Context, *QueryValidatorKeyRequest) (*QueryValidatorKeyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ValidatorKey not implemented")
 }
 func (UnimplementedQueryServer) Proposal(context.Context, *QueryProposalRequest) (*QueryProposalResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Proposal not implemented")
@@ -836,6 +864,24 @@ func _Query_Validators_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Query_ValidatorKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QueryValidatorKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServer).ValidatorKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Query_ValidatorKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServer).ValidatorKey(ctx, req.(*QueryValidatorKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Query_Proposal_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(QueryProposalRequest)
 	if err := dec(in); err != nil {
@@ -954,6 +1000,10 @@ var Query_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Validators",
 			Handler:    _Query_Validators_Handler,
+		},
+		{
+			MethodName: "ValidatorKey",
+			Handler:    _Query_ValidatorKey_Handler,
 		},
 		{
 			MethodName: "Proposal",
