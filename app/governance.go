@@ -386,30 +386,48 @@ func (ctx *txContext) checkValidatorChange(set *emrv1.SetValidatorPower) error {
 
 // checkPossession checks set's proof of possession (checked when the
 // proposal is made, after checkChange: set.FromPower is the key's power
-// now, set.FromChanges its change count). A proposal adding a key (no
-// power now, some after) needs one: a key nobody holds, a typo or the
-// wrong key pasted, would count as power never seen signing, and the
-// proposal would be voted on for nothing. A change of an existing
-// validator's power needs none (its key is in the set already, and a lost
-// or leaked key must still be removable), but one given must verify. It
-// must be for the key's change count now (ValidatorPossessionSignBytes):
-// a possession kept in an earlier proposal of the key, made before the
-// key's last change, cannot add it again. The one signature verification
-// is the same on every node.
+// now, set.FromChanges its change count), by ValidatorPossessionProblem.
+// The one signature verification is the same on every node.
 func checkPossession(chainID string, set *emrv1.SetValidatorPower) error {
-	key := ValidatorKeyText(set.PubKey)
-	if len(set.Possession) == 0 {
-		if set.FromPower == 0 && set.Power > 0 {
-			return fmt.Errorf("%w: %s is not a validator, and adding it needs its proof of possession for change count %d: its operator runs `emrchaind show validator --possession --changes %d` on the node of that key and hands the output to the proposer (emrcli propose validator --possession)",
-				ErrInvalidMsg, key, set.FromChanges, set.FromChanges)
-		}
-		return nil
-	}
-	if !VerifyValidatorPossession(chainID, set.PubKey, set.FromChanges, set.Possession) {
-		return fmt.Errorf("%w: the possession is not a signature by validator key %s for chain %q and change count %d (another key's, another chain's, or one made before the key's last change: the count is how many executed proposals changed the key's power, and a possession is good for one count only): its operator runs `emrchaind show validator --possession --changes %d` on the node of that key, of this chain, and hands the output to the proposer",
-			ErrInvalidMsg, key, chainID, set.FromChanges, set.FromChanges)
+	if why := ValidatorPossessionProblem(chainID, set); why != "" {
+		return fmt.Errorf("%w: %s", ErrInvalidMsg, why)
 	}
 	return nil
+}
+
+// ValidatorPossessionProblem says what is wrong with set's proof of
+// possession on chain chainID ("" when nothing), set.FromPower being the
+// key's power now and set.FromChanges its change count: the chain's rule,
+// which emrcli applies to the verified count (the ValidatorKey query)
+// before it signs a proposal. A proposal adding a key (no power now, some
+// after) needs one: a key nobody holds, a typo or the wrong key pasted,
+// would count as power never seen signing, and the proposal would be
+// voted on for nothing. A change of an existing validator's power needs
+// none (its key is in the set already, and a lost or leaked key must still
+// be removable), but one given must verify. It must be for the key's
+// change count now (ValidatorPossessionSignBytes): a possession kept in an
+// earlier proposal of the key, made before the key's last change, cannot
+// add it again.
+func ValidatorPossessionProblem(chainID string, set *emrv1.SetValidatorPower) string {
+	key := ValidatorKeyText(set.GetPubKey())
+	if len(set.GetPossession()) == 0 {
+		if set.GetFromPower() == 0 && set.GetPower() > 0 {
+			return fmt.Sprintf("%s is not a validator, and adding it needs its proof of possession for change count %d: its operator runs `emrchaind show validator --possession --changes %d` on the node of that key and hands the output to the proposer (emrcli propose validator --possession)",
+				key, set.GetFromChanges(), set.GetFromChanges())
+		}
+		return ""
+	}
+	if VerifyValidatorPossession(chainID, set.GetPubKey(), set.GetFromChanges(), set.GetPossession()) {
+		return ""
+	}
+	why := fmt.Sprintf("the possession is not a signature by validator key %s for chain %q and change count %d (another key's, another chain's, or one made before the key's last change: the count is how many executed proposals changed the key's power, and a possession is good for one count only): its operator runs `emrchaind show validator --possession --changes %d` on the node of that key, of this chain, and hands the output to the proposer",
+		key, chainID, set.GetFromChanges(), set.GetFromChanges())
+	if set.GetFromPower() > 0 {
+		// Checked all the same, as it would be kept in the proposal; but
+		// the likelier fix is to give none.
+		why += fmt.Sprintf("; or leave it out: %s is a validator (power %d), and a change of a validator's power needs none", key, set.GetFromPower())
+	}
+	return why
 }
 
 // checkMemberOrganization checks that organization id, which a proposal

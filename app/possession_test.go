@@ -49,7 +49,8 @@ func TestValidatorPossession(t *testing.T) {
 		{"remove an existing validator without a possession", w.regA, apptest.SetValidatorPower(v3.SignPub(), 0), nil, nil},
 		{"raise an existing validator with its possession", w.regA, apptest.AddValidator(v0, 12), nil, nil},
 		{"raise an existing validator with another key's possession", w.regA, apptest.SetValidatorPowerWith(v0.SignPub(), 12, y.Possession(apptest.ChainID)), app.ErrInvalidMsg,
-			[]string{"is not a signature by validator key " + app.ValidatorKeyText(v0.SignPub())}},
+			[]string{"is not a signature by validator key " + app.ValidatorKeyText(v0.SignPub()),
+				"or leave it out: " + app.ValidatorKeyText(v0.SignPub()) + " is a validator (power 10), and a change of a validator's power needs none"}},
 		{"remove an existing validator with another chain's possession", w.regA, apptest.SetValidatorPowerWith(v3.SignPub(), 0, v3.Possession("emrchain-other")), app.ErrInvalidMsg,
 			[]string{"another chain's"}},
 	}

@@ -85,9 +85,9 @@ was never a validator: a joining node's. A key that was a validator and
 was removed has another (1 for a genesis validator removed, 2 for a key
 added and removed, more if its power changed in between), and adding it
 again needs a possession for that count: the chain refuses one for
-another count, or none, and its refusal (which "emrcli propose
-validator" prints) names the count it wants ("change count N") and the
-command to run: this one, with --changes N. The count moves on with
+another count, or none, and "emrcli propose validator", which checks the
+possession against the count before it signs, names the count it wants
+("change count N") and the command to run: this one, with --changes N. The count moves on with
 every executed change of the key, so a possession is good until the
 key's next change only: the one kept in the proposal that first added a
 key cannot add it again after its removal.`,
@@ -127,7 +127,7 @@ key cannot add it again after its removal.`,
 	}
 	validator.Flags().BoolVar(&possession, "possession", false, "print the consensus key's proof of possession for this node's chain (base64), which a proposal adding it as a validator needs")
 	validator.Flags().BoolVar(&asJSON, "json", false, "with --possession: print the chain id, the key, the change count and the possession as JSON")
-	validator.Flags().Uint64Var(&changes, "changes", 0, "with --possession: the key's change count on the chain (executed proposals that changed its power): 0 for a key never a validator; to re-add a removed key, the count the chain's refusal names")
+	validator.Flags().Uint64Var(&changes, "changes", 0, "with --possession: the key's change count on the chain (executed proposals that changed its power): 0 for a key never a validator; to re-add a removed key, the count \"emrcli propose validator\" names")
 	for _, c := range []*cobra.Command{nodeID, validator} {
 		addHomeFlag(c)
 		show.AddCommand(c)

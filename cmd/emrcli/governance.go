@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/client"
@@ -222,11 +223,14 @@ a key never a validator), so the chain refuses to add a key nobody holds
 (a typo, the wrong key pasted), and a possession made before the key's
 last change (the one of the proposal that first added a key since
 removed) cannot add it again. To re-add a removed key, its operator runs
-"emrchaind show validator --possession --changes N", N being the count
-the chain's refusal names. A change of an existing validator's power
-needs none; one given is checked all the same. emrcli checks its form
-(64 bytes, base64) before signing anything; the signature only the chain
-checks, as only it knows the key's count (no query answers it).`,
+"emrchaind show validator --possession --changes N", N being the key's
+count. A change of an existing validator's power needs none; one given
+is checked all the same. Before signing anything, emrcli reads the key's
+power and change count from the chain (verified unless --no-verify) and
+checks the possession as the chain will: a missing one, or one that is
+not the key's signature for this chain and that count (another key's,
+another chain's, one made for an earlier count), is refused (exit 2),
+naming the count N to make it for.`,
 		Example: `  emrcli propose validator --from registrar --pub-key 6Z9TkQb1...Q= --power 10 --possession jWG4Hcwe...DQ== --reason "St Mary's node"
   emrcli propose validator --from registrar --pub-key 6Z9TkQb1...Q= --power 0 --reason "decommissioned"`,
 		Args: noArgs,
@@ -240,16 +244,19 @@ checks, as only it knows the key's count (no query answers it).`,
 			}
 			var possession []byte
 			if cmd.Flags().Changed("possession") {
-				// Its signature is over the key's change count, which
-				// only the chain knows (no query answers it): the chain
-				// checks it, and its refusal names the count.
 				if possession, err = parsePossession(possessionText); err != nil {
 					return err
 				}
 			}
-			change := &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetValidatorPower{SetValidatorPower: &emrv1.SetValidatorPower{
-				PubKey: key, Power: power, Possession: possession,
-			}}}
+			set := &emrv1.SetValidatorPower{PubKey: key, Power: power, Possession: possession}
+			// A removal without a possession cannot fail the check: it
+			// reads nothing (a lost key's removal waits for no read).
+			if possession != nil || power > 0 {
+				if err := a.checkPossession(cmd.Context(), set); err != nil {
+					return err
+				}
+			}
+			change := &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetValidatorPower{SetValidatorPower: set}}
 			return pf.submit(a, cmd, change)
 		},
 	}
@@ -262,6 +269,55 @@ checks, as only it knows the key's count (no query answers it).`,
 		_ = cmd.MarkFlagRequired(name)
 	}
 	return cmd
+}
+
+// checkPossession checks set's proof of possession before anything is
+// signed, by the chain's rule (app.ValidatorPossessionProblem) applied to
+// the key's power and change count read from the chain now: a usage
+// error (exit 2) says what is wrong and the count to make it for. The
+// chain checks it again when the proposal is made (its count may have
+// moved on meanwhile).
+func (a *cli) checkPossession(ctx context.Context, set *emrv1.SetValidatorPower) error {
+	c, err := a.client(ctx)
+	if err != nil {
+		return err
+	}
+	var resp emrv1.QueryValidatorKeyResponse
+	if _, err := c.QueryInfo(ctx, "ValidatorKey", &emrv1.QueryValidatorKeyRequest{PubKey: set.PubKey}, &resp); err != nil {
+		return fmt.Errorf("read the change count of %s, which its proof of possession is for: %w", app.ValidatorKeyText(set.PubKey), err)
+	}
+	return possessionProblem(c.ChainID(), set, resp.GetValidator().GetPower(), resp.GetChanges())
+}
+
+// earlierCounts bounds the earlier change counts possessionProblem tries a
+// possession against, newest first: one kept from the key's last few
+// changes is the likely mistake, and each try is a signature
+// verification.
+const earlierCounts = 64
+
+// possessionProblem is app.ValidatorPossessionProblem for set on chain
+// chainID, its key of power power and change count changes now, as a usage
+// error; nil when the chain would take it. A possession made for an
+// earlier count (one kept from before the key's last change) is named as
+// such.
+func possessionProblem(chainID string, set *emrv1.SetValidatorPower, power int64, changes uint64) error {
+	set = proto.Clone(set).(*emrv1.SetValidatorPower)
+	set.FromPower, set.FromChanges = power, changes
+	why := app.ValidatorPossessionProblem(chainID, set)
+	if why == "" {
+		return nil
+	}
+	for n := changes; n > 0 && changes-n < earlierCounts && len(set.Possession) > 0; n-- {
+		if app.VerifyValidatorPossession(chainID, set.PubKey, n-1, set.Possession) {
+			since := "change"
+			if d := changes - (n - 1); d > 1 {
+				since = fmt.Sprintf("%d changes", d)
+			}
+			why += fmt.Sprintf(" (this one is the key's possession for change count %d, made before the key's last %s)", n-1, since)
+			break
+		}
+	}
+	return usagef("--possession: %s", why)
 }
 
 // parseConsensusKey reads a 32-byte ed25519 key in hex or standard base64.

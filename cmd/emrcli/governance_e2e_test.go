@@ -459,13 +459,14 @@ func registrarEnv(t *testing.T, chainID string) (*clienttest.Node, *cliEnv) {
 
 // TestProposeValidatorPossession: a new node's operator prints its key's
 // proof of possession with "emrchaind show validator --possession", and
-// the registrar's "propose validator --possession" adds it. One that is
-// not base64 of 64 bytes is refused before anything is signed; one made
-// before the node had this chain's genesis (another chain id) the chain
-// refuses (emrcli cannot check the signature: it is over the key's change
-// count, which no query answers); without one, the chain refuses the
-// addition and says where to get it. Once the key is removed, re-running
-// the command that added it is refused, naming the change count, and a
+// the registrar's "propose validator --possession" adds it. emrcli checks
+// it before anything is signed (exit 2), against the key's change count
+// read verified from the chain: one that is not base64 of 64 bytes, one
+// made before the node had this chain's genesis (another chain id),
+// another node's, or none are refused, saying where to get the right one;
+// a validator given a wrong one is told it needs none. Once the key is
+// removed, re-running the command that added it is refused, naming the
+// change count and the count the possession was made for, and a
 // possession made with --changes of that count adds it again.
 func TestProposeValidatorPossession(t *testing.T) {
 	if testing.Short() {
@@ -504,9 +505,9 @@ func TestProposeValidatorPossession(t *testing.T) {
 	propose := func(args ...string) []string {
 		return append([]string{"propose", "validator", "--from", "registrar", "--pub-key", key, "--power", "1", "--reason", "St Mary's node"}, args...)
 	}
-	e.fails(1, `the possession is not a signature by validator key `+key+` for chain "`+chainID+`" and change count 0`, propose("--possession", wrongChain)...)
+	e.fails(2, `--possession: the possession is not a signature by validator key `+key+` for chain "`+chainID+`" and change count 0`, propose("--possession", wrongChain)...)
 	e.fails(2, "--possession: want the 64-byte signature in base64", propose("--possession", wrongChain[:40])...)
-	e.fails(1, "emrchaind show validator --possession --changes 0", propose()...)
+	e.fails(2, "emrchaind show validator --possession --changes 0", propose()...)
 
 	// With this chain's genesis in place, its possession adds the key (one
 	// organization: executed when made).
@@ -521,6 +522,20 @@ func TestProposeValidatorPossession(t *testing.T) {
 	if again != key || possession == wrongChain {
 		t.Fatalf("after the genesis changed: key %s, possession %s (was %s)", again, possession, wrongChain)
 	}
+	// Another node's possession, with this chain's genesis, is not this
+	// key's.
+	other := t.TempDir()
+	emrchaind("init", "--home", other, "--chain-id", "st-luke-own", "--moniker", "st-luke")
+	if err := os.WriteFile(filepath.Join(other, "config", "genesis.json"), genesis, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var otherNode struct {
+		Possession string `json:"possession"`
+	}
+	if err := json.Unmarshal(emrchaind("show", "validator", "--possession", "--json", "--home", other), &otherNode); err != nil {
+		t.Fatal(err)
+	}
+	e.fails(2, "the possession is not a signature by validator key "+key, propose("--possession", otherNode.Possession)...)
 	var decided struct {
 		Proposal struct {
 			Status string `json:"status"`
@@ -541,6 +556,10 @@ func TestProposeValidatorPossession(t *testing.T) {
 	if len(vs.Validators) != 2 || !slices.Contains(vs.Validators, validator{key, 1}) {
 		t.Fatalf("validators after the addition: %+v", vs)
 	}
+	// A validator's change needs no possession; a wrong one is refused
+	// all the same (the chain would), saying it may be left out.
+	e.fails(2, "or leave it out: "+key+" is a validator (power 1), and a change of a validator's power needs none",
+		"propose", "validator", "--from", "registrar", "--pub-key", key, "--power", "2", "--possession", otherNode.Possession, "--reason", "more")
 
 	// Removed, the key is not added again by the command that added it
 	// (its possession, kept in that proposal, is for change count 0; the
@@ -549,8 +568,10 @@ func TestProposeValidatorPossession(t *testing.T) {
 	if decided.Proposal.Status != "executed" {
 		t.Fatalf("propose the removal: %+v", decided)
 	}
-	if refused := e.fails(1, "for chain \""+chainID+"\" and change count 2", propose("--possession", possession)...); !strings.Contains(refused, "emrchaind show validator --possession --changes 2") {
-		t.Fatalf("the refusal of the stale possession does not say how to make one: %s", refused)
+	refused := e.fails(2, "for chain \""+chainID+"\" and change count 2", propose("--possession", possession)...)
+	if !strings.Contains(refused, "emrchaind show validator --possession --changes 2") ||
+		!strings.Contains(refused, "this one is the key's possession for change count 0, made before the key's last 2 changes") {
+		t.Fatalf("the refusal of the stale possession does not say how to make one, or what it was made for: %s", refused)
 	}
 	_, readd := possessionOf(2)
 	e.json(&decided, propose("--possession", readd)...)

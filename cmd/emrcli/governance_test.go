@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/app/apptest"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -352,5 +353,76 @@ func TestParsePossession(t *testing.T) {
 		case !tc.ok && !errors.As(err, new(usageError)):
 			t.Errorf("%s: %v is not a usage error", tc.name, err)
 		}
+	}
+}
+
+// TestPossessionProblem: "propose validator" checks a possession as the
+// chain will, against the key's power and change count read from the
+// chain, before anything is signed: the right one passes; one for another
+// count (named when it is an earlier one), another key's or another
+// chain's is a usage error naming the count to make it for; an addition
+// needs one, a change of a validator's power none, and a validator given a
+// wrong one is told it may leave it out.
+func TestPossessionProblem(t *testing.T) {
+	const chainID = "emr-possession-unit"
+	y, z := apptest.NewActor("possession-y"), apptest.NewActor("possession-z")
+	key := app.ValidatorKeyText(y.SignPub())
+	set := func(power int64, possession []byte) *emrv1.SetValidatorPower {
+		return &emrv1.SetValidatorPower{PubKey: y.SignPub(), Power: power, Possession: possession}
+	}
+	notY := "the possession is not a signature by validator key " + key + ` for chain "` + chainID + `" and change count 2`
+	const makeAt2 = "emrchaind show validator --possession --changes 2"
+	for _, tc := range []struct {
+		name          string
+		set           *emrv1.SetValidatorPower
+		power         int64
+		changes       uint64
+		want, notWant []string // nil want: no problem
+	}{
+		{"addition with the possession for its count", set(5, y.PossessionAt(chainID, 2)), 0, 2, nil, nil},
+		{"first addition", set(5, y.Possession(chainID)), 0, 0, nil, nil},
+		{"addition with the possession for an earlier count", set(5, y.Possession(chainID)), 0, 2,
+			[]string{notY, makeAt2, "(this one is the key's possession for change count 0, made before the key's last 2 changes)"}, []string{"leave it out"}},
+		{"addition with the possession for the count before", set(5, y.PossessionAt(chainID, 1)), 0, 2,
+			[]string{notY, "for change count 1, made before the key's last change)"}, nil},
+		{"addition with the possession for a later count", set(5, y.PossessionAt(chainID, 3)), 0, 2, []string{notY, makeAt2}, []string{"this one is"}},
+		{"addition with another key's possession", set(5, z.PossessionAt(chainID, 2)), 0, 2, []string{notY, makeAt2}, []string{"this one is"}},
+		{"addition with another chain's possession", set(5, y.PossessionAt("emr-other", 2)), 0, 2, []string{notY, "another chain's", makeAt2}, []string{"this one is"}},
+		{"addition without a possession", set(5, nil), 0, 2, []string{key + " is not a validator", "for change count 2", makeAt2}, nil},
+		{"raise without a possession", set(12, nil), 10, 2, nil, nil},
+		{"removal without a possession", set(0, nil), 10, 2, nil, nil},
+		{"raise with the possession for its count", set(12, y.PossessionAt(chainID, 2)), 10, 2, nil, nil},
+		{"raise with another key's possession", set(12, z.PossessionAt(chainID, 2)), 10, 2,
+			[]string{notY, "or leave it out: " + key + " is a validator (power 10), and a change of a validator's power needs none"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := possessionProblem(chainID, tc.set, tc.power, tc.changes)
+			switch {
+			case tc.want == nil && err != nil:
+				t.Fatalf("possessionProblem: %v, want none", err)
+			case tc.want == nil:
+				return
+			case err == nil:
+				t.Fatalf("possessionProblem: none, want %q", tc.want)
+			case !isUsage(err) || !strings.HasPrefix(err.Error(), "--possession: "):
+				t.Fatalf("possessionProblem: %v, want a usage error about --possession", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("possessionProblem: %v\nlacks %q", err, w)
+				}
+			}
+			for _, w := range tc.notWant {
+				if strings.Contains(err.Error(), w) {
+					t.Errorf("possessionProblem: %v\nhas %q", err, w)
+				}
+			}
+		})
+	}
+	// The set given is not changed (the proposal's from_* are the chain's).
+	s := set(5, y.Possession(chainID))
+	_ = possessionProblem(chainID, s, 7, 2)
+	if s.FromPower != 0 || s.FromChanges != 0 {
+		t.Fatalf("possessionProblem changed the set: %v", s)
 	}
 }
