@@ -528,6 +528,10 @@ func ValidatorChangeOvertaken(set *emrv1.SetValidatorPower, power int64, changes
 	switch {
 	case power != set.GetFromPower():
 		return fmt.Sprintf("validator %s has power %d, %d when this was proposed", key, power, set.GetFromPower())
+	case changes < set.GetFromChanges():
+		// Never on the chain (counts only grow); an unverified answer
+		// in emrcli.
+		return fmt.Sprintf("validator %s was changed %d times, not %d", key, changes, set.GetFromChanges())
 	case changes != set.GetFromChanges():
 		return fmt.Sprintf("validator %s was changed %d times since this was proposed", key, changes-set.GetFromChanges())
 	}

@@ -30,6 +30,7 @@ func TestOvertakenRules(t *testing.T) {
 		{"validator power moved", app.ValidatorChangeOvertaken(setPower, 14, 4), "validator " + keyText + " has power 14, 10 when this was proposed"},
 		{"validator removed", app.ValidatorChangeOvertaken(setPower, 0, 4), "validator " + keyText + " has power 0, 10 when this was proposed"},
 		{"validator changed and changed back", app.ValidatorChangeOvertaken(setPower, 10, 5), "validator " + keyText + " was changed 2 times since this was proposed"},
+		{"validator count below the one proposed from", app.ValidatorChangeOvertaken(setPower, 10, 2), "validator " + keyText + " was changed 2 times, not 3"},
 		{"new validator as proposed", app.ValidatorChangeOvertaken(&emrv1.SetValidatorPower{PubKey: key, Power: 10}, 0, 0), ""},
 		{"new validator added and removed since", app.ValidatorChangeOvertaken(&emrv1.SetValidatorPower{PubKey: key, Power: 10}, 0, 2), "validator " + keyText + " was changed 2 times since this was proposed"},
 		{"reactivation as proposed", app.MemberStatusChangeOvertaken(reactivate, 2), ""},

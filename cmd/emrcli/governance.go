@@ -622,8 +622,9 @@ func viewProposals(ctx context.Context, c *client.Client, list []*emrv1.Proposal
 // that a proposal executed after that height is not taken for one its own
 // change overtook.
 type overtakingState struct {
-	// validators is the validator set by consensus key; nil when not read.
-	validators map[string]*emrv1.Validator
+	// validatorKeys are the ValidatorKey answers of the keys validator
+	// changes name (power and change count), by key (nil: none).
+	validatorKeys map[string]*emrv1.QueryValidatorKeyResponse
 	// members are the members status changes name, by address (nil: none).
 	members map[string]*emrv1.Member
 	// organizations are those admissions, registrar seatings and
@@ -636,12 +637,13 @@ type overtakingState struct {
 }
 
 // readOvertakingState reads, at height, what the open proposals need:
-// the validator set once (a change of any validator), each member a
-// status change names, each organization an admission, a registrar
-// seating or a retirement names, the count of params changes once (a
-// params change).
+// each consensus key a validator change names (its power and change
+// count), each member a status change names, each organization an
+// admission, a registrar seating or a retirement names, the count of
+// params changes once (a params change).
 func readOvertakingState(ctx context.Context, c *client.Client, height int64, open []*emrv1.Proposal) (*overtakingState, error) {
-	s := &overtakingState{members: map[string]*emrv1.Member{}, organizations: map[string]*emrv1.QueryOrganizationResponse{}}
+	s := &overtakingState{validatorKeys: map[string]*emrv1.QueryValidatorKeyResponse{},
+		members: map[string]*emrv1.Member{}, organizations: map[string]*emrv1.QueryOrganizationResponse{}}
 	readOrganization := func(id string) error {
 		if _, read := s.organizations[id]; read {
 			return nil
@@ -661,17 +663,17 @@ func readOvertakingState(ctx context.Context, c *client.Client, height int64, op
 	for _, p := range open {
 		switch change := p.Change.GetChange().(type) {
 		case *emrv1.ConsortiumChange_SetValidatorPower:
-			if s.validators != nil {
+			key := change.SetValidatorPower.GetPubKey()
+			// A key not of 32 bytes (only from an unverified node) has
+			// no answer: its proposal stays open.
+			if _, read := s.validatorKeys[string(key)]; read || len(key) != app.PubKeySize {
 				continue
 			}
-			var resp emrv1.QueryValidatorsResponse
-			if _, err := c.QueryInfoAt(ctx, height, "Validators", &emrv1.QueryValidatorsRequest{}, &resp); err != nil {
-				return nil, fmt.Errorf("validators: %w", err)
+			var resp emrv1.QueryValidatorKeyResponse
+			if _, err := c.QueryInfoAt(ctx, height, "ValidatorKey", &emrv1.QueryValidatorKeyRequest{PubKey: key}, &resp); err != nil {
+				return nil, fmt.Errorf("validator %s: %w", app.ValidatorKeyText(key), err)
 			}
-			s.validators = make(map[string]*emrv1.Validator, len(resp.Validators))
-			for _, v := range resp.Validators {
-				s.validators[string(v.PubKey)] = v
-			}
+			s.validatorKeys[string(key)] = &resp
 		case *emrv1.ConsortiumChange_SetMemberStatus:
 			// A reactivation (app.MemberStatusChangeOvertaken), and any
 			// change of a retired member (app.MemberRetired), is
@@ -719,24 +721,12 @@ func readOvertakingState(ctx context.Context, c *client.Client, height int64, op
 func (s *overtakingState) overtakenReason(p *emrv1.Proposal) string {
 	switch change := p.Change.GetChange().(type) {
 	case *emrv1.ConsortiumChange_SetValidatorPower:
-		if s.validators == nil {
-			return ""
-		}
+		// The key's power and count of executed changes: the chain's
+		// rule exactly (changed and changed back, in any block, moved
+		// the count on).
 		set := change.SetValidatorPower
-		v := s.validators[string(set.GetPubKey())] // nil: no validator, power 0
-		// The Validators answer has no count of the key's executed
-		// changes: taken as the one proposed from, the chain's rule
-		// decides by power.
-		if why := app.ValidatorChangeOvertaken(set, v.GetPower(), set.GetFromChanges()); why != "" {
-			return why
-		}
-		// A change in a later block than the proposal's moved the count
-		// on (changed and changed back). One in the proposal's own block
-		// may have come before it, and a key removed since has no
-		// changed_height: those stay open.
-		if v.GetChangedHeight() > p.Height {
-			return fmt.Sprintf("validator %s was changed at height %d, after this was proposed (height %d)",
-				app.ValidatorKeyText(set.GetPubKey()), v.GetChangedHeight(), p.Height)
+		if k, read := s.validatorKeys[string(set.GetPubKey())]; read {
+			return app.ValidatorChangeOvertaken(set, k.GetValidator().GetPower(), k.GetChanges())
 		}
 	case *emrv1.ConsortiumChange_SetMemberStatus:
 		// A member not found cannot have its status changed: the chain
@@ -784,7 +774,8 @@ open, executed, withdrawn (by its proposer: emrcli withdraw), expired (its
 voting ended) or overtaken: not executed, but
 another change overtook it and it can no longer execute, by the chain's
 rules and the state the proposals were read from (verified like them): the
-validator's power changed since it was proposed, the member to reactivate
+validator's power changed since it was proposed (or changed and changed
+back: its count of executed changes moved on), the member to reactivate
 changed status again, the member to suspend or reactivate is retired, the
 organization to admit exists, the organization to seat a registrar in has
 an active one or is retired, the organization to retire is retired, the

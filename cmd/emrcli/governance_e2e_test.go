@@ -250,7 +250,7 @@ func TestGovernanceFlow(t *testing.T) {
 		t.Fatalf("approve 8: %+v", decided)
 	}
 	got = proposals()
-	wantListed(got, 6, "overtaken", "was changed at height")
+	wantListed(got, 6, "overtaken", "was changed 2 times since this was proposed")
 	wantListed(got, 7, "overtaken", `organization "st-luke" exists`)
 	wantListed(got, 4, "overtaken", "status changed 1 times")
 	out = e.ok("proposals")

@@ -193,9 +193,9 @@ func TestViewProposalOfMalformedChange(t *testing.T) {
 }
 
 // TestOvertakenReason: an open proposal is overtaken by the chain's rules
-// applied to the state read with it; what that state cannot tell (not
-// read, a member or organization not found, a validator change in the
-// proposal's own block) leaves it open.
+// applied to the state read with it (for a validator change, the key's
+// power and count of executed changes: exact); what that state cannot
+// tell (not read, a member or organization not found) leaves it open.
 func TestOvertakenReason(t *testing.T) {
 	key := bytes.Repeat([]byte{7}, 32)
 	keyText := base64.StdEncoding.EncodeToString(key)
@@ -206,8 +206,12 @@ func TestOvertakenReason(t *testing.T) {
 			PubKey: key, Power: power, FromPower: from, FromChanges: 2,
 		}}}
 	}
-	validators := func(power, changedHeight int64) map[string]*emrv1.Validator {
-		return map[string]*emrv1.Validator{string(key): {PubKey: key, Power: power, ChangedHeight: changedHeight}}
+	validatorKey := func(power int64, changes uint64) map[string]*emrv1.QueryValidatorKeyResponse {
+		resp := &emrv1.QueryValidatorKeyResponse{Changes: changes}
+		if power > 0 {
+			resp.Validator = &emrv1.Validator{PubKey: key, Power: power}
+		}
+		return map[string]*emrv1.QueryValidatorKeyResponse{string(key): resp}
 	}
 	statusChange := func(status emrv1.MemberStatus) *emrv1.ConsortiumChange {
 		return &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetMemberStatus{SetMemberStatus: &emrv1.SetMemberStatus{
@@ -240,18 +244,24 @@ func TestOvertakenReason(t *testing.T) {
 		state  overtakingState
 		want   string
 	}{
-		{"validator set not read", validatorChange(12, 14), overtakingState{}, ""},
-		{"validator as proposed", validatorChange(12, 14), overtakingState{validators: validators(14, 30)}, ""},
-		{"validator changed in the proposal's block", validatorChange(12, 14), overtakingState{validators: validators(14, proposedAt)}, ""},
-		{"validator power changed since", validatorChange(12, 14), overtakingState{validators: validators(13, 60)},
+		{"validator key not read", validatorChange(12, 14), overtakingState{}, ""},
+		{"validator as proposed", validatorChange(12, 14), overtakingState{validatorKeys: validatorKey(14, 2)}, ""},
+		{"validator power changed since", validatorChange(12, 14), overtakingState{validatorKeys: validatorKey(13, 3)},
 			"validator " + keyText + " has power 13, 14 when this was proposed"},
-		{"validator removed since", validatorChange(12, 14), overtakingState{validators: map[string]*emrv1.Validator{}},
+		{"validator removed since", validatorChange(12, 14), overtakingState{validatorKeys: validatorKey(0, 3)},
 			"validator " + keyText + " has power 0, 14 when this was proposed"},
-		{"validator changed and changed back since", validatorChange(12, 14), overtakingState{validators: validators(14, 60)},
-			"validator " + keyText + " was changed at height 60, after this was proposed (height 50)"},
-		{"new validator not added yet", validatorChange(10, 0), overtakingState{validators: map[string]*emrv1.Validator{}}, ""},
-		{"new validator added since", validatorChange(10, 0), overtakingState{validators: validators(4, 60)},
+		// Once told by changed_height, which missed a change in the
+		// proposal's own block: the count is exact.
+		{"validator changed and changed back since", validatorChange(12, 14), overtakingState{validatorKeys: validatorKey(14, 4)},
+			"validator " + keyText + " was changed 2 times since this was proposed"},
+		{"validator count below the proposal's (an unverified node)", validatorChange(12, 14), overtakingState{validatorKeys: validatorKey(14, 1)},
+			"validator " + keyText + " was changed 1 times, not 2"},
+		{"new validator not added yet", validatorChange(10, 0), overtakingState{validatorKeys: validatorKey(0, 2)}, ""},
+		{"new validator added since", validatorChange(10, 0), overtakingState{validatorKeys: validatorKey(4, 3)},
 			"validator " + keyText + " has power 4, 0 when this was proposed"},
+		// Once left open: a removed key has no changed_height.
+		{"new validator added and removed since", validatorChange(10, 0), overtakingState{validatorKeys: validatorKey(0, 4)},
+			"validator " + keyText + " was changed 2 times since this was proposed"},
 
 		{"member not read", reactivation, overtakingState{}, ""},
 		{"member not found", reactivation, overtakingState{members: map[string]*emrv1.Member{string(member): nil}}, ""},
@@ -280,7 +290,7 @@ func TestOvertakenReason(t *testing.T) {
 		{"params as proposed", paramsChange, overtakingState{paramsChanges: 2, paramsRead: true}, ""},
 		{"params changed since", paramsChange, overtakingState{paramsChanges: 3, paramsRead: true}, "the params were changed 1 times since this was proposed"},
 
-		{"no change", nil, overtakingState{validators: validators(14, 60), members: members(3), organizations: organization(active), paramsChanges: 3, paramsRead: true}, ""},
+		{"no change", nil, overtakingState{validatorKeys: validatorKey(14, 4), members: members(3), organizations: organization(active), paramsChanges: 3, paramsRead: true}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := &emrv1.Proposal{Id: 7, Change: tc.change, Height: proposedAt, Status: emrv1.ProposalStatus_PROPOSAL_STATUS_OPEN}
