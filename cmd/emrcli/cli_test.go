@@ -66,6 +66,7 @@ func TestUsageErrorsExit2OnOneLine(t *testing.T) {
 		{"light", "init", "--height", "x"},
 		{"keys", "show", "a", "b"},
 		{"keys", "add"},
+		{"keys", "add", "Dr Alice"},
 		{"grant", "--from"},
 		{"grant", "--from", "a", "--to", "b", "--rights", "read", "--from-time", "2027-02-01", "--until", "2027-01-01"},
 		{"grant", "--from", "a", "--to", "b", "--rights", "share", "--until", "2027-01-01"},

@@ -620,7 +620,8 @@ func TestKeysThroughBinary(t *testing.T) {
 	}
 	bad := &cliEnv{t: t, bin: e.bin, home: t.TempDir()}
 	bad.env = []string{"EMRCLI_HOME=" + bad.home, "EMRCLI_PASSPHRASE=second passphrase", "EMRCLI_EXPORT_PASSPHRASE=wrong export pass"}
-	bad.fails(1, "wrong passphrase", "keys", "import", "bob", exportFile)
+	// The export's passphrase is wrong, not the keyring's: the error says which.
+	bad.fails(1, "the export passphrase (EMRCLI_EXPORT_PASSPHRASE, or the one asked for) does not open it: keyring: wrong passphrase", "keys", "import", "bob", exportFile)
 
 	// The test keyring is separate and says it is unencrypted.
 	e.ok("keys", "add", "script", "--keyring-backend", "test")

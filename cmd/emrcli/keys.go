@@ -246,6 +246,11 @@ func newKeysImportCmd(a *cli) *cobra.Command {
 				if _, derr := keyring.ParseDevKey(raw); derr == nil {
 					return usagef("%s is a development key file, not an export: import it with emrcli keys import-dev %s", args[1], args[1])
 				}
+				if errors.Is(err, keyring.ErrWrongPassphrase) {
+					// Not the keyring's passphrase: the one the export
+					// was made with.
+					return fmt.Errorf("%s: the export passphrase (%s, or the one asked for) does not open it: %w", args[1], envExportPassphrase, err)
+				}
 				return err
 			}
 			v := viewKey(k.Info(kr.Backend()))

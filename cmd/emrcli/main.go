@@ -14,6 +14,7 @@ import (
 
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/client"
+	"github.com/emrchain/emrchain/client/keyring"
 )
 
 func main() {
@@ -79,13 +80,14 @@ func noArgs(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-// isUsage recognises usage errors: ours and cobra's flag and argument
-// errors (markUsageErrors makes those usageErrors), and the three cobra
+// isUsage recognises usage errors: ours, a key name the keyring refuses,
+// cobra's flag and argument errors (markUsageErrors makes those
+// usageErrors), and the three cobra
 // returns as plain errors, known by how they start: an unknown command,
 // a required flag left out, flags of a group given apart.
 func isUsage(err error) bool {
 	var u usageError
-	if errors.As(err, &u) {
+	if errors.As(err, &u) || errors.Is(err, keyring.ErrBadName) {
 		return true
 	}
 	msg := err.Error()
