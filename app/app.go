@@ -16,7 +16,8 @@ import (
 // Options tune an App; none of them changes what it computes.
 type Options struct {
 	// SigCacheSize bounds the cache of decoded, signature-verified
-	// transactions (about 1 KiB each).
+	// transactions in entries (about 1 KiB each for the load's mix; the
+	// cache also holds at most 256 MiB, whatever their size).
 	SigCacheSize int
 	// OnPruneError hears of a pruning that failed after its block was
 	// committed (store.ErrPruneFailed). Housekeeping does not halt the
@@ -200,7 +201,12 @@ func (a *App) CheckTx(tx []byte, recheck bool) Result {
 	if err != nil {
 		// A storage fault in the check state rejects the tx; consensus
 		// will hit (and halt on) the same fault if it is real.
-		return resultOf(fmt.Errorf("%w: %v", ErrInternal, err))
+		res = resultOf(fmt.Errorf("%w: %v", ErrInternal, err))
+	}
+	if !res.OK() {
+		// Refused, it leaves (or never enters) the mempool, and no honest
+		// block holds it: its decoded copy is not kept (sigCache).
+		a.sigs.forget(sha256.Sum256(tx))
 	}
 	return res
 }
@@ -210,7 +216,7 @@ func (a *App) CheckTx(tx []byte, recheck bool) Result {
 func (a *App) PrepareProposal(b BlockInfo, txs [][]byte, maxTxBytes int64) [][]byte {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	decoded := a.sigs.decodeAndPreverify(txs)
+	decoded := a.sigs.decodeAndPreverify(txs, a.chainID)
 	cache := store.NewCache(a.store.Working())
 	var (
 		selected [][]byte
@@ -384,7 +390,7 @@ func (a *App) validatorUpdates(ex *executedBlock) ([]*emrv1.Validator, error) {
 
 // executeBlock runs txs in a cache over the committed state.
 func (a *App) executeBlock(b BlockInfo, txs [][]byte) (*executedBlock, error) {
-	decoded := a.sigs.decodeAndPreverify(txs)
+	decoded := a.sigs.decodeAndPreverify(txs, a.chainID)
 	cache := store.NewCache(a.store.Working())
 	results := make([]Result, len(txs))
 	for i, tx := range txs {

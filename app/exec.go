@@ -112,15 +112,17 @@ func (a *App) execTx(view store.KV, b BlockInfo, raw []byte, dtx *DecodedTx, rep
 	}
 	var err error
 	if dtx == nil {
-		dtx, err = a.sigs.decodeVerified(raw)
-	} else {
-		err = a.sigs.verify(dtx)
+		if dtx, err = a.sigs.decode(raw); err != nil {
+			return resultOf(err), nil
+		}
 	}
-	if err != nil {
-		return resultOf(err), nil
-	}
+	// The chain first: a transaction for another chain is refused without
+	// a signature check, and never cached.
 	if dtx.Body.ChainId != a.chainID {
 		return resultOf(fmt.Errorf("%w: transaction is for %q, this chain is %q", ErrWrongChain, dtx.Body.ChainId, a.chainID)), nil
+	}
+	if err := a.sigs.verify(dtx); err != nil {
+		return resultOf(err), nil
 	}
 	if limit := dtx.Body.TimeoutHeight; limit != 0 && uint64(b.Height) > limit {
 		return resultOf(fmt.Errorf("%w: block %d is past the transaction's timeout height %d, so it can never execute: sign and send it again", ErrTxExpired, b.Height, limit)), nil

@@ -307,13 +307,14 @@ func TestTxBadSignature(t *testing.T) {
 		sig := mutate(slices.Clone(env.Signature))
 		return ruleMarshal(t, &emrv1.Tx{BodyBytes: env.BodyBytes, Signature: sig})
 	}
-	// A body byte: the first character of the chain id ('e' -> 'd'). The
-	// body stays decodable and canonical; only the signature is wrong (and
-	// the signature is checked before the chain id).
+	// A body byte: the first character of the organization's id. The body
+	// stays decodable and canonical; only the signature is wrong. (A
+	// flipped chain id is refused as another chain's, unverified:
+	// TestWrongChainIsNotVerified.)
 	body := slices.Clone(env.BodyBytes)
-	i := strings.Index(string(body), apptest.ChainID)
+	i := strings.Index(string(body), apptest.HospitalA)
 	if i < 0 {
-		t.Fatal("chain id not found in body")
+		t.Fatal("the organization's id not found in body")
 	}
 	body[i] ^= 0x01
 	otherSig, err := w.regB.Sign.Sign(env.BodyBytes)

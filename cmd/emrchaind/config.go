@@ -170,7 +170,8 @@ type storeConfig struct {
 
 type appSettings struct {
 	// Entries of the cache of decoded, signature-verified transactions
-	// shared by CheckTx, rechecks and block execution (about 1 KiB each).
+	// shared by CheckTx, rechecks and block execution (about 1 KiB each for
+	// the load's mix; at most 256 MiB in all, whatever their size).
 	SigCacheSize int `toml:"sig_cache_size"`
 	// Node ids of the consortium's nodes: with config.toml's persistent and
 	// unconditional peers, the only nodes that may connect over P2P (start
@@ -433,8 +434,8 @@ snapshot_keep_recent = %d
 
 [app]
 # Decoded, signature-verified transactions kept between CheckTx, rechecks and
-# block execution (about 1 KiB each): each is decoded and verified once. 1 to
-# 10000000.
+# block execution (about 1 KiB each for ordinary ones; at most 256 MiB in all,
+# whatever their size): each is decoded and verified once. 1 to 10000000.
 sig_cache_size = %d
 # Node ids of the consortium's nodes (emrchaind init prints each) that may
 # connect to this node over P2P. The nodes of config.toml's p2p.persistent_peers
