@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/cometbft/cometbft/crypto/ed25519"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
@@ -29,30 +30,83 @@ import (
 // a transaction it refuses (forget): no honest block will hold it.
 type sigCache struct {
 	mu    sync.Mutex
-	valid map[[32]byte]*DecodedTx
-	// order is a ring of inserted hashes, oldest at head; a hash forgotten
-	// since stays in it, costing a slot until evicted, not bytes.
-	order [][32]byte
+	valid map[[32]byte]cachedTx
+	// order is a ring of inserted hashes, oldest at head. A hash forgotten
+	// since stays in it, costing a slot until evicted, not bytes; its
+	// generation tells it from the same hash added again later.
+	order []cacheSlot
 	head  int
 	n     int
-	bytes int64 // sum of txCost over valid
-	max   int64 // bound on bytes
+	gen   uint64 // of the last add
+	bytes int64  // sum of the costs in valid
+	max   int64  // bound on bytes
+}
+
+type cachedTx struct {
+	tx   *DecodedTx
+	cost int64 // txCost
+	gen  uint64
+}
+
+type cacheSlot struct {
+	hash [32]byte
+	gen  uint64
 }
 
 // sigCacheMaxBytes bounds the bytes a node's cache holds (txCost), whatever
 // its size in entries: 50,000 transactions of the load's mix take about
-// 55 MiB. (A variable for tests.)
+// 90 MiB. (A variable for tests.)
 var sigCacheMaxBytes int64 = 256 << 20
 
+// decodedElementCost is what an element of a decoded message costs beyond
+// its encoded bytes, at most: a message's struct and pointer, a list
+// entry, a string's or byte slice's header.
+const decodedElementCost = 96
+
 // txCost is what a cached transaction holds in memory, about: its body
-// twice (encoded and decoded), and the rest.
-func txCost(tx *DecodedTx) int64 { return 2*int64(len(tx.BodyBytes)) + 512 }
+// encoded, its bytes again decoded, every element decoding made (a body of
+// a million one-byte rights, or of tiny messages, decodes to several times
+// its size), and the rest.
+func txCost(tx *DecodedTx) int64 {
+	return 2*int64(len(tx.BodyBytes)) + 512 + decodedElementCost*decodedElements(tx.Body.ProtoReflect())
+}
+
+// decodedElements counts m and the messages, list entries and map entries
+// below it.
+func decodedElements(m protoreflect.Message) int64 {
+	n := int64(1)
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsList() && fd.Message() != nil:
+			l := v.List()
+			for i := range l.Len() {
+				n += decodedElements(l.Get(i).Message())
+			}
+		case fd.IsList():
+			n += int64(v.List().Len())
+		case fd.IsMap():
+			n += int64(v.Map().Len())
+			if fd.MapValue().Message() != nil {
+				v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+					n += decodedElements(mv.Message())
+					return true
+				})
+			}
+		case fd.Message() != nil:
+			n += decodedElements(v.Message())
+		case fd.Kind() == protoreflect.StringKind || fd.Kind() == protoreflect.BytesKind:
+			n++
+		}
+		return true
+	})
+	return n
+}
 
 func newSigCache(size int) *sigCache {
 	if size <= 0 {
 		size = 1
 	}
-	return &sigCache{valid: make(map[[32]byte]*DecodedTx, min(size, 1<<16)), order: make([][32]byte, size), max: sigCacheMaxBytes}
+	return &sigCache{valid: make(map[[32]byte]cachedTx, min(size, 1<<16)), order: make([]cacheSlot, size), max: sigCacheMaxBytes}
 }
 
 func hashKey(h []byte) (k [32]byte) {
@@ -64,12 +118,15 @@ func hashKey(h []byte) (k [32]byte) {
 func (c *sigCache) get(h [32]byte) *DecodedTx {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.valid[h]
+	return c.valid[h].tx
 }
 
 func (c *sigCache) add(tx *DecodedTx) {
 	k := hashKey(tx.Hash)
-	cost := txCost(tx)
+	if c.get(k) != nil {
+		return
+	}
+	cost := txCost(tx) // outside the lock: it walks the whole body
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.valid[k]; ok || cost > c.max {
@@ -78,22 +135,24 @@ func (c *sigCache) add(tx *DecodedTx) {
 	for c.n == len(c.order) || (c.n > 0 && c.bytes+cost > c.max) {
 		c.evictOldest()
 	}
-	c.order[(c.head+c.n)%len(c.order)] = k
+	c.gen++
+	c.order[(c.head+c.n)%len(c.order)] = cacheSlot{hash: k, gen: c.gen}
 	c.n++
-	c.valid[k] = tx
+	c.valid[k] = cachedTx{tx: tx, cost: cost, gen: c.gen}
 	c.bytes += cost
 }
 
-// evictOldest drops the oldest hash of the ring (and its transaction, if
-// it was not forgotten since). c.mu is held.
+// evictOldest drops the oldest slot of the ring, and its transaction if
+// that slot still holds it (not forgotten, nor forgotten and added again
+// since, in a newer slot). c.mu is held.
 func (c *sigCache) evictOldest() {
 	old := c.order[c.head]
-	c.order[c.head] = [32]byte{}
+	c.order[c.head] = cacheSlot{}
 	c.head = (c.head + 1) % len(c.order)
 	c.n--
-	if tx, ok := c.valid[old]; ok {
-		delete(c.valid, old)
-		c.bytes -= txCost(tx)
+	if e, ok := c.valid[old.hash]; ok && e.gen == old.gen {
+		delete(c.valid, old.hash)
+		c.bytes -= e.cost
 	}
 }
 
@@ -101,9 +160,9 @@ func (c *sigCache) evictOldest() {
 func (c *sigCache) forget(h [32]byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if tx, ok := c.valid[h]; ok {
+	if e, ok := c.valid[h]; ok {
 		delete(c.valid, h)
-		c.bytes -= txCost(tx)
+		c.bytes -= e.cost
 	}
 }
 
