@@ -55,7 +55,8 @@ import (
 //
 // # Download (Download)
 //
-//	verified Record ─▶ uploader signature ─▶ unwrap data key (KEK of record.key_version) ─▶ RecordAccess (committed)
+//	verified Record ─▶ uploader signature ─▶ unwrap data key (KEK of record.key_version) ─▶ output checked
+//	─▶ a sidecar answers (GET /healthz) ─▶ RecordAccess (committed)
 //	─▶ GET the record's blob from each sidecar in turn ─▶ scratch file, hashed, bounded by record.size
 //	─▶ SHA-256 == record.ciphertext_sha256 ? ─▶ decrypt (authenticated) ─▶ pending file ─▶ fsync, link/rename
 //
@@ -64,9 +65,19 @@ import (
 // with the uploader's key (the member, verified likewise) over
 // app.RecordSignBytesOf(record): a record the uploader did not sign is
 // refused with ErrVerification even if the chain holds it, so validators
-// cannot slip a file in under a clinician's name. The data key is unwrapped
-// before the read is logged, so a read that cannot succeed for lack of a key
-// is not logged. Ciphertext is hashed while it lands in a scratch file
+// cannot slip a file in under a clinician's name. Everything that can fail
+// without the chain is checked before the read is logged, since a read
+// logged for nothing is a false entry in the patient's audit trail: the
+// data key is unwrapped; the output must name a file that may be written
+// (CheckOutput: not a directory, not an existing file unless Overwrite,
+// in a directory that exists), and the pending file is created; and at
+// least one sidecar must answer (probeSidecars: one GET /healthz to each,
+// all at once, at most a few seconds; if none answers, the error matches
+// ErrStorageUnavailable). Whether a sidecar serves the blob to the reader
+// is still decided after the read, by the sidecar. If none does, the
+// error wraps ErrReadLoggedNotServed and a *NotServedError, which matches
+// ErrSidecarsRefused when every sidecar refused outright (403, 404), so
+// that asking them again will not help. Ciphertext is hashed while it lands in a scratch file
 // beside the output; a sidecar whose bytes do not hash to the record's SHA-256 (or
 // that sends more or fewer than record.size) is skipped and the next one
 // tried; if none serves intact ciphertext the error wraps
@@ -109,8 +120,19 @@ var (
 
 	// ErrStorageUnavailable: no sidecar stored (or served) the ciphertext
 	// because a sidecar or its storage is down or failing. For an upload,
-	// no transaction was sent.
+	// no transaction was sent; for a download (or a share) no sidecar
+	// answered the check made before the read is logged, and no read was
+	// logged (the error then unwraps to each sidecar's failure).
 	ErrStorageUnavailable = errors.New("no sidecar could store the ciphertext (sidecar or storage unavailable)")
+
+	// ErrSidecarsRefused: no sidecar served the ciphertext, and in the last
+	// round every sidecar asked refused outright (a 4xx answer other than
+	// 408 and 429: 403, the sidecar's node does not let the signer read
+	// it, e.g. the consent expired or was revoked after the read was
+	// logged; 404, the sidecar does not hold it). Asking the same sidecars
+	// again, with or without a new read, is refused the same way until
+	// that changes. The error is a *NotServedError whose Refusal says why.
+	ErrSidecarsRefused = errors.New("every sidecar refused to serve the ciphertext")
 
 	// ErrCannotAnonymise: the consent requires anonymisation and the record
 	// is not content deid can de-identify (FHIR R4 JSON). Nothing was
@@ -564,8 +586,9 @@ type DownloadResult struct {
 }
 
 // Download logs a read of a record (RecordAccess, committed) and fetches,
-// verifies and decrypts its ciphertext into req.Output. See the pipeline
-// description above.
+// verifies and decrypts its ciphertext into req.Output. What can fail
+// without the chain (the output, the data key, that a sidecar answers) is
+// checked before the read is logged. See the pipeline description above.
 func (c *Client) Download(ctx context.Context, s Signer, req DownloadRequest, opts TransferOptions) (*DownloadResult, error) {
 	if req.Record == 0 {
 		return nil, errors.New("download: record 0 does not exist (records are numbered from 1)")
@@ -575,6 +598,9 @@ func (c *Client) Download(ctx context.Context, s Signer, req DownloadRequest, op
 	}
 	if len(opts.Sidecars) == 0 {
 		return nil, errors.New("download: no sidecar URL configured")
+	}
+	if err := CheckOutput(req.Output, req.Overwrite); err != nil {
+		return nil, err
 	}
 	purpose := req.Purpose
 	if purpose == emrv1.Purpose_PURPOSE_UNSPECIFIED {
@@ -610,8 +636,10 @@ type savedBlob struct {
 }
 
 // saveDecrypted writes the plaintext of blob, named what in errors
-// ("record 3"), to output: it makes sure output can be written, logs the
-// read (logRead; nil when the caller's access event stands), fetches the
+// ("record 3"), to output: it makes sure output can be written
+// (CheckOutput, and the pending file created) and, before it logs the
+// read (logRead; nil when the caller's access event stands), that a
+// sidecar answers (probeSidecars); then it fetches the
 // ciphertext from a sidecar (checked against the chain's hash), decrypts it
 // with dataKey under aad, and moves it into place only once whole.
 func saveDecrypted(ctx context.Context, s Signer, what string, blob chainBlob, dataKey, aad []byte,
@@ -623,6 +651,11 @@ func saveDecrypted(ctx context.Context, s Signer, what string, blob chainBlob, d
 	defer out.Discard()
 	saved := &savedBlob{}
 	if logRead != nil {
+		// A read logged for nothing is a false entry in the patient's
+		// audit trail: first make sure a sidecar answers at all.
+		if err := probeSidecars(ctx, opts); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
 		if saved.access, err = logRead(); err != nil {
 			return nil, err
 		}
@@ -775,9 +808,10 @@ func fetchBlob(ctx context.Context, s Signer, blob chainBlob, dir string, opts T
 	// Every distinct failure of every round, in order: a sidecar that cut
 	// a damaged copy's transfer short answers 404 in the next round if no
 	// peer holds the blob, and the caller needs both to know why.
-	var fails []string
+	var fails sidecarErrors
 	sidecars := opts.distinctSidecars()
 	lies := map[string]string{} // sidecar -> how its answer was not the blob
+	var last map[string]error   // each sidecar's failure in the last round
 	for round := 0; round < rounds && len(lies) < len(sidecars); round++ {
 		cutShort := false
 		if round > 0 {
@@ -787,6 +821,7 @@ func fetchBlob(ctx context.Context, s Signer, blob chainBlob, dir string, opts T
 			case <-time.After(delay):
 			}
 		}
+		last = map[string]error{}
 		for _, u := range sidecars {
 			if _, lied := lies[u]; lied {
 				continue
@@ -808,9 +843,8 @@ func fetchBlob(ctx context.Context, s Signer, blob chainBlob, dir string, opts T
 				lies[u] = m.detail
 				continue
 			}
-			if fail := fmt.Sprintf("%s: %v", u, err); !slices.Contains(fails, fail) {
-				fails = append(fails, fail)
-			}
+			last[u] = err
+			fails = fails.add(&sidecarFailure{URL: u, Err: err})
 			cutShort = cutShort || errors.Is(err, sidecar.ErrCutShort)
 		}
 		if cutShort && rounds == 1 {
@@ -821,16 +855,161 @@ func fetchBlob(ctx context.Context, s Signer, blob chainBlob, dir string, opts T
 		}
 	}
 	if len(lies) > 0 {
-		var liars []string
+		var liars sidecarErrors
 		for _, u := range sidecars {
 			if detail, lied := lies[u]; lied {
-				liars = append(liars, fmt.Sprintf("%s: %s", u, detail))
+				liars = append(liars, &sidecarFailure{URL: u, Err: errors.New(detail)})
 			}
 		}
-		return nil, "", fmt.Errorf("%w (no sidecar served intact ciphertext): %s", ErrCiphertextMismatch, strings.Join(append(liars, fails...), "; "))
+		return nil, "", fmt.Errorf("%w (no sidecar served intact ciphertext): %w", ErrCiphertextMismatch, append(liars, fails...))
 	}
-	return nil, "", fmt.Errorf("no sidecar served the ciphertext: %s", strings.Join(fails, "; "))
+	return nil, "", &NotServedError{Failures: fails, Refusal: refusal(sidecars, last)}
 }
+
+// NotServedError is why no sidecar served a blob (none lied: that is
+// ErrCiphertextMismatch). errors.Is matches ErrSidecarsRefused when
+// Refusal is set, and errors.As finds each failure's error (a
+// *sidecar.Error for an answer, the transport's error otherwise).
+type NotServedError struct {
+	// Failures are the distinct failures of every round, in the order
+	// they came: each says "URL: error" and unwraps to the error.
+	Failures []error
+	// Refusal is set when every sidecar asked in the last round refused
+	// outright (ErrSidecarsRefused): the first of those refusals that is a
+	// 403, else the first. Asking again will not help while it holds.
+	Refusal *sidecar.Error
+}
+
+func (e *NotServedError) Error() string {
+	return "no sidecar served the ciphertext: " + sidecarErrors(e.Failures).Error()
+}
+
+// Is matches ErrSidecarsRefused when every sidecar refused outright.
+func (e *NotServedError) Is(target error) bool {
+	return target == ErrSidecarsRefused && e.Refusal != nil
+}
+
+func (e *NotServedError) Unwrap() []error { return e.Failures }
+
+// refusal is the refusal of the sidecars in last (their failures in the
+// last round) when every one refused outright (refusedOutright), else nil.
+func refusal(sidecars []string, last map[string]error) *sidecar.Error {
+	var first *sidecar.Error
+	for _, u := range sidecars {
+		err, asked := last[u]
+		if !asked {
+			continue
+		}
+		var se *sidecar.Error
+		if !errors.As(err, &se) || !refusedOutright(se.StatusCode) {
+			return nil
+		}
+		if first == nil || (se.StatusCode == http.StatusForbidden && first.StatusCode != http.StatusForbidden) {
+			first = se
+		}
+	}
+	return first
+}
+
+// refusedOutright says whether a sidecar's answer status is a refusal
+// that asking again does not change (a 4xx but 408 and 429): not a
+// failure of the sidecar, its storage or the transfer.
+func refusedOutright(status int) bool {
+	return status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests
+}
+
+// sidecarFailure is what went wrong at one sidecar.
+type sidecarFailure struct {
+	URL string
+	Err error
+}
+
+func (f *sidecarFailure) Error() string { return f.URL + ": " + f.Err.Error() }
+func (f *sidecarFailure) Unwrap() error { return f.Err }
+
+// sidecarErrors are the failures of several sidecars, on one line:
+// "URL: error; URL: error". errors.Is and errors.As look into each.
+type sidecarErrors []error
+
+func (e sidecarErrors) Error() string {
+	parts := make([]string, len(e))
+	for i, err := range e {
+		parts[i] = err.Error()
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (e sidecarErrors) Unwrap() []error { return e }
+
+// add is e with err appended, unless a failure of the same message is
+// already in it.
+func (e sidecarErrors) add(err error) sidecarErrors {
+	msg := err.Error()
+	for _, have := range e {
+		if have.Error() == msg {
+			return e
+		}
+	}
+	return append(e, err)
+}
+
+// sidecarProbeTimeout bounds probeSidecars: how long a sidecar has to
+// answer its /healthz before a read is logged.
+var sidecarProbeTimeout = 5 * time.Second
+
+// probeSidecars makes sure, before a read is logged, that at least one of
+// the sidecars answers: one GET /healthz to each (no signature), all at
+// once, each bounded by sidecarProbeTimeout and ctx. It returns nil as
+// soon as one answers 200, or any 4xx (something answered that does not
+// serve /healthz, a proxy perhaps: the download decides). If none does
+// (nothing listens, no answer in time, 5xx: a 503 says the sidecar's store
+// or node is down), the error matches ErrStorageUnavailable and names each
+// sidecar's failure. Whether the sidecars will serve the blob to the
+// signer is decided after the read is logged, by the sidecars.
+func probeSidecars(ctx context.Context, opts TransferOptions) error {
+	urls := opts.distinctSidecars()
+	pctx, cancel := context.WithTimeout(ctx, sidecarProbeTimeout)
+	defer cancel()
+	type answer struct {
+		i   int
+		err error
+	}
+	answers := make(chan answer, len(urls)) // none blocks once we stop listening
+	for i, u := range urls {
+		go func() {
+			_, err := opts.sidecarClient(u, nil).Health(pctx)
+			answers <- answer{i, err}
+		}()
+	}
+	fails := make(sidecarErrors, len(urls))
+	for range urls {
+		a := <-answers
+		var se *sidecar.Error
+		if a.err == nil || (errors.As(a.err, &se) && se.StatusCode >= 400 && se.StatusCode < 500) {
+			return nil
+		}
+		if errors.Is(a.err, context.DeadlineExceeded) && ctx.Err() == nil {
+			a.err = fmt.Errorf("no answer within %s: %w", sidecarProbeTimeout, a.err)
+		}
+		fails[a.i] = &sidecarFailure{URL: urls[a.i], Err: a.err}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return &unreachableError{fails}
+}
+
+// unreachableError: no sidecar answered probeSidecars, and no read was
+// logged. It matches ErrStorageUnavailable, and unwraps to each sidecar's
+// failure.
+type unreachableError struct{ fails sidecarErrors }
+
+func (e *unreachableError) Error() string {
+	return "no sidecar answered (sidecar or storage unavailable), so no read was logged: " + e.fails.Error()
+}
+
+func (e *unreachableError) Is(target error) bool { return target == ErrStorageUnavailable }
+func (e *unreachableError) Unwrap() []error      { return e.fails }
 
 // A sidecar answers 429 with Retry-After when the signer's share of its
 // replay cache or of its uploads in flight is used up (many requests
@@ -959,7 +1138,8 @@ type ShareResult struct {
 }
 
 // ShareRecord shares a record with a study (see the pipeline description
-// above): download and decrypt it, de-identify it if the consent says
+// above): download and decrypt it (as Download does, only once a sidecar
+// answers is the read logged), de-identify it if the consent says
 // anonymise, re-encrypt it to the study key, upload it and submit
 // ShareRecord.
 func (c *Client) ShareRecord(ctx context.Context, s Signer, req ShareRequest, opts TransferOptions) (*ShareResult, error) {
@@ -1003,12 +1183,20 @@ func (c *Client) ShareRecord(ctx context.Context, s Signer, req ShareRequest, op
 	defer clear(dataKey)
 	res := &ShareResult{Anonymised: perm.Anonymise}
 	if !req.ReuseAccess {
+		if err := probeSidecars(ctx, opts); err != nil {
+			return nil, fmt.Errorf("record %d: %w", req.Record, err)
+		}
 		if res.Access, err = c.logRead(ctx, s, req.PatientID, req.Record, emrv1.Purpose_PURPOSE_RESEARCH); err != nil {
 			return nil, err
 		}
 	}
 	ct, _, err := fetchBlob(ctx, s, recordBlob(rec), opts.TempDir, opts, !req.ReuseAccess)
 	if err != nil {
+		if res.Access != nil {
+			// As for a download: a retry within the window need not log
+			// another read.
+			return nil, fmt.Errorf("record %d: %w (height %d): %w", req.Record, ErrReadLoggedNotServed, res.Access.Height, err)
+		}
 		return nil, fmt.Errorf("record %d: %w", req.Record, err)
 	}
 	defer ct.Discard()
@@ -1162,11 +1350,14 @@ type ShareDownloadResult struct {
 // principal investigator and the researchers of its organization while
 // the consent the share was made under stands), fetches it (the sidecar
 // serves it after that event), checks it against the verified Share, and
-// decrypts it with the study key into req.Output (atomically, as
-// Download).
+// decrypts it with the study key into req.Output (atomically, and with
+// the same checks before the read is logged, as Download).
 func (c *Client) DownloadShare(ctx context.Context, s Signer, req ShareDownloadRequest, opts TransferOptions) (*ShareDownloadResult, error) {
 	if len(opts.Sidecars) == 0 {
 		return nil, errors.New("download: no sidecar URL configured")
+	}
+	if err := CheckOutput(req.Output, req.Overwrite); err != nil {
+		return nil, err
 	}
 	if req.StudyKey == nil {
 		return nil, errors.New("download: no study key")

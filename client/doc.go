@@ -144,8 +144,8 @@
 // # Blob transfer
 //
 // Upload (encrypt → PUT to a sidecar → AddRecord), Download (verified
-// record → RecordAccess → GET from any sidecar → SHA-256 check → decrypt →
-// atomic write), ShareRecord (download, de-identify if the consent says
+// record → output and sidecars checked → RecordAccess → GET from any
+// sidecar → SHA-256 check → decrypt → atomic write), ShareRecord (download, de-identify if the consent says
 // anonymise, re-encrypt to the study key, PUT, ShareRecord) and
 // DownloadShare are the pipelines emrcli's upload, download and share
 // commands run; blob.go describes each step, the formats

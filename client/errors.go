@@ -35,11 +35,16 @@ var (
 	// timeout. The answer is never returned.
 	ErrStale = errors.New("stale state")
 
-	// ErrReadLoggedNotServed means a download logged its read on chain
-	// (the access event is committed, and in the patient's audit log) but
-	// no sidecar served the ciphertext. A retry within the sidecars'
-	// access window can reuse that read (DownloadRequest.ReuseAccess)
-	// instead of logging another.
+	// ErrReadLoggedNotServed means a download (or a share) logged its read
+	// on chain (the access event is committed, and in the patient's audit
+	// log) but no sidecar served the ciphertext. A retry within the
+	// sidecars' access window can reuse that read
+	// (DownloadRequest.ReuseAccess) instead of logging another, unless
+	// every sidecar refused outright (the error then also matches
+	// ErrSidecarsRefused, and its *NotServedError says why): asking them
+	// again is refused the same way. Nothing that can fail without the
+	// chain (the output, a sidecar that does not answer) fails after the
+	// read is logged: those are checked first.
 	ErrReadLoggedNotServed = errors.New("the read is logged but no sidecar served the ciphertext")
 
 	// ErrWrongKEK means a copy of the patient's key-encryption key is not

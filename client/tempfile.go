@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -83,16 +84,79 @@ type pendingFile struct {
 // was not asked for.
 var ErrOutputExists = errors.New("output file exists (use --force to replace it)")
 
-// newPending prepares to write target (mode 0600). It refuses at once if
-// target exists and overwrite is false.
-func newPending(target string, overwrite bool) (*pendingFile, error) {
+// ErrOutputNotAFile is returned when the output names something a file
+// cannot replace: a directory (or a path ending in a separator, which
+// names one), a device, a pipe or a socket. Overwriting does not help.
+var ErrOutputNotAFile = errors.New("not a file")
+
+// CheckOutput says whether a decrypted file can be written to target
+// (overwrite: replacing a file there), before anything is logged, fetched
+// or decrypted: target must name a file, not a directory (one that exists,
+// or a path ending in a separator), nor a device, pipe or socket; it must
+// not exist unless overwrite (ErrOutputExists); and its directory must
+// exist. Download and DownloadShare check it first (newPending), and a
+// caller may check it even sooner (emrcli, before it asks for a
+// passphrase). It does not create anything; whether the directory can be
+// written is found out by creating the pending file, still before the read
+// is logged.
+func CheckOutput(target string, overwrite bool) error {
 	if target == "" {
-		return nil, errors.New("no output file named")
+		return errors.New("no output file named")
 	}
-	if !overwrite {
-		if _, err := os.Lstat(target); err == nil {
-			return nil, fmt.Errorf("%s: %w", target, ErrOutputExists)
+	if os.IsPathSeparator(target[len(target)-1]) {
+		return fmt.Errorf("%s names a directory (it ends in %c), %w: name a file, e.g. %s",
+			target, target[len(target)-1], ErrOutputNotAFile, filepath.Join(target, "NAME"))
+	}
+	lfi, err := os.Lstat(target)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return checkOutputDir(target)
+	case err != nil:
+		if derr := checkOutputDir(target); derr != nil {
+			return derr // a clearer reason: its directory is a file
 		}
+		return fmt.Errorf("output %s: %w", target, err)
+	}
+	fi := lfi
+	if lfi.Mode()&fs.ModeSymlink != 0 {
+		// A link to a directory is taken for the directory: a file
+		// linked in its place is surely not what was meant.
+		if st, err := os.Stat(target); err == nil {
+			fi = st
+		}
+	}
+	switch {
+	case fi.IsDir():
+		return fmt.Errorf("%s is a directory, %w: name a file, e.g. %s", target, ErrOutputNotAFile, filepath.Join(target, "NAME"))
+	case fi.Mode()&(fs.ModeDevice|fs.ModeCharDevice|fs.ModeNamedPipe|fs.ModeSocket) != 0:
+		return fmt.Errorf("%s is a device, pipe or socket, %w: name a file", target, ErrOutputNotAFile)
+	case !overwrite:
+		return fmt.Errorf("%s: %w", target, ErrOutputExists)
+	}
+	return nil
+}
+
+// checkOutputDir refuses a target whose directory does not exist, or is
+// not a directory.
+func checkOutputDir(target string) error {
+	dir := filepath.Dir(target)
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("cannot write %s: the directory %s does not exist (create it first)", target, dir)
+	case err != nil:
+		return fmt.Errorf("cannot write %s: %w", target, err)
+	case !fi.IsDir():
+		return fmt.Errorf("cannot write %s: %s is not a directory", target, dir)
+	}
+	return nil
+}
+
+// newPending prepares to write target (mode 0600). It refuses at once
+// what CheckOutput refuses.
+func newPending(target string, overwrite bool) (*pendingFile, error) {
+	if err := CheckOutput(target, overwrite); err != nil {
+		return nil, err
 	}
 	dir := filepath.Dir(target)
 	if f, err := openAnon(dir); err == nil {

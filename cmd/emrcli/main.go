@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/client"
 	"github.com/emrchain/emrchain/client/keyring"
+	"github.com/emrchain/emrchain/offchain/sidecar"
 )
 
 func main() {
@@ -54,11 +56,28 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 func hint(err error) string {
 	switch {
 	case errors.Is(err, client.ErrReadLoggedNotServed):
+		var ns *client.NotServedError
+		if errors.As(err, &ns) && ns.Refusal != nil {
+			return refusedHint(ns.Refusal)
+		}
 		return ". Hint: the read is on chain; retry with --reuse-access (and the right --sidecar) within the sidecars' access window, which logs no second read"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return ". Hint: nothing listens at that address. Is the node (or sidecar) running there? --node and --sidecar say where to look; emrcli light init records both"
 	}
 	return ""
+}
+
+// refusedHint is the hint of a download whose read is logged and that
+// every sidecar refused outright (r, the refusal that says why): unlike a
+// sidecar that is down or a transfer cut short, asking the same sidecars
+// again is refused the same way.
+func refusedHint(r *sidecar.Error) string {
+	why := fmt.Sprintf("%d %s: %s", r.StatusCode, http.StatusText(r.StatusCode), r.Reason)
+	if r.StatusCode == http.StatusNotFound {
+		return ". Hint: the read is on chain, but none of these sidecars holds the ciphertext (" + why + "); asking them again will not help. " +
+			"If another sidecar holds it, retry with --reuse-access --sidecar URL within the access window (no second read is logged); if none does, its uploader must upload it again"
+	}
+	return ". Hint: the read is on chain, but the sidecars refuse to serve it (" + why + "); retrying, with --reuse-access or without, will not help while that holds"
 }
 
 // usageError is a wrong command line.

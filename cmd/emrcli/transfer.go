@@ -249,23 +249,33 @@ func newDownloadCmd(a *cli) *cobra.Command {
   1. reads record N with a light-client-verified proof (its SHA-256, size,
      key version and wrapped data key) and unwraps the data key with your key:
      the patient's own, or the one sealed to you in your consent;
-  2. logs the read on chain (RecordAccess, purpose --purpose, committed) —
+  2. checks what can fail without the chain, so that no read is logged for
+     nothing: FILE must name a file (not a directory; not an existing file
+     unless --force) in a directory that exists, and at least one --sidecar
+     must answer (GET /healthz, all at once, a few seconds at most);
+  3. logs the read on chain (RecordAccess, purpose --purpose, committed) —
      the patient sees it in emrcli audit; the chain refuses it unless you
      are the patient or hold a standing consent with the right for the
      purpose (read for treatment, share for research);
-  3. fetches the ciphertext from the first --sidecar that serves it (the
+  4. fetches the ciphertext from the first --sidecar that serves it (the
      sidecar serves it only after the access event is committed, within its
      access window), into a scratch file beside FILE, and checks its SHA-256
      against the verified record: a mismatch ("ciphertext hash mismatch:
      storage or sidecar returned altered data") tries the next sidecar and
      fails if none serves intact data;
-  4. decrypts it (every 64 KiB segment authenticated) into a file that has
+  5. decrypts it (every 64 KiB segment authenticated) into a file that has
      no name until it is complete (Linux O_TMPFILE; elsewhere a hidden
      partial file beside FILE), then fsyncs it and links it as FILE (0600).
      On any failure nothing is written: no partial or unverified plaintext.
 
---reuse-access skips step 2, relying on your access event committed within the
+--reuse-access skips step 3, relying on your access event committed within the
 sidecar's access window (to retry a failed download without a second entry).
+If the read is logged but no sidecar serves the ciphertext, the error says so,
+and when retrying can help (a sidecar down, a transfer cut short) that you may
+retry with --reuse-access; when every sidecar refused outright (403: the
+sidecars no longer let you read it, e.g. a consent that expired or was revoked
+meanwhile; 404: they do not hold it) it says why, and that retrying them will
+not help.
 
 download --share N fetches share N of the patient (a record a clinician
 re-encrypted for a research study; the sidecar serves it to the study's
@@ -293,6 +303,12 @@ study's X25519 private key in hex (emrcli study keygen).`,
 			}
 			urls, err := a.sidecarURLs(sidecars)
 			if err != nil {
+				return err
+			}
+			// Before a passphrase is asked for or the node is: a
+			// directory, or a file that exists without --force, is never
+			// written (the client checks again before it logs the read).
+			if err := client.CheckOutput(output, force); err != nil {
 				return err
 			}
 			var studyKey *ecdh.PrivateKey // read before any passphrase prompt or network call
@@ -387,7 +403,7 @@ study's X25519 private key in hex (emrcli study keygen).`,
 	f.StringVarP(&output, "output", "o", "", "file to write (mode 0600)")
 	f.StringVar(&purposeStr, "purpose", "treatment", "purpose of the logged read: treatment or research")
 	f.BoolVar(&reuseAccess, "reuse-access", false, "do not log a new read: use your read of the record (or share) committed within the sidecar's window")
-	f.BoolVar(&force, "force", false, "replace the output file if it exists")
+	f.BoolVar(&force, "force", false, "replace the output file if it exists (a file only: a directory is never replaced)")
 	f.StringVar(&studyKeyFile, "study-key-file", "", "with --share: file holding the study's X25519 private key in hex (default: your encryption key)")
 	sidecarFlag(cmd, &sidecars)
 	_ = cmd.RegisterFlagCompletionFunc("purpose", cobra.FixedCompletions([]string{"treatment", "research"}, cobra.ShellCompDirectiveNoFileComp))

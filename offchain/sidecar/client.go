@@ -182,6 +182,49 @@ func (c *Client) Get(ctx context.Context, ref BlobRef, sum [32]byte, w io.Writer
 	}
 }
 
+// Health asks the sidecar's /healthz, which needs no signature: one
+// request, which says whether the sidecar answers at all and, if it does,
+// whether it serves (200, its answer returned; a body that is not a
+// Health gives a zero one). Any other answer is an *Error: a 503 says
+// which of its blob store and its node is unavailable, in Reason (Code is
+// the answer's status, "unavailable"). A sidecar that cannot be reached
+// is the transport's error.
+func (c *Client) Health(ctx context.Context) (*Health, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/healthz", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("sidecar: healthz: %w", err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	var h Health
+	decoded := json.Unmarshal(raw, &h) == nil
+	if resp.StatusCode == http.StatusOK {
+		if !decoded {
+			h = Health{}
+		}
+		return &h, nil
+	}
+	if !decoded || h.Status == "" {
+		return nil, errorOf(resp, raw)
+	}
+	var why []string
+	for _, w := range []string{h.BackendError, h.ChainError} {
+		if w != "" {
+			why = append(why, w)
+		}
+	}
+	if len(why) == 0 {
+		why = append(why, "it says it is "+h.Status)
+	}
+	e := errorOf(resp, nil)
+	e.Code, e.Reason = cleanText(h.Status, maxErrorCode), cleanText(strings.Join(why, "; "), maxErrorReason)
+	return nil, e
+}
+
 // ErrCutShort: a sidecar's answer ended before the length it announced
 // (it cuts the transfer of a copy it finds damaged short, or the
 // connection broke). Asking again may be served from an intact copy.
@@ -215,12 +258,17 @@ func parseContentRange(s string) (first, last int64, ok bool) {
 // code and reason end up in a terminal, in logs and in this sidecar's own
 // answers: both are cleaned (cleanText) and bounded.
 func readError(resp *http.Response) error {
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	return errorOf(resp, raw)
+}
+
+// errorOf is readError of an answer whose body (raw) is read.
+func errorOf(resp *http.Response, raw []byte) *Error {
 	e := &Error{StatusCode: resp.StatusCode}
 	if secs, err := strconv.ParseUint(strings.TrimSpace(resp.Header.Get("Retry-After")), 10, 32); err == nil {
 		e.RetryAfter = time.Duration(secs) * time.Second
 	}
 	var body ErrorBody
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 	if json.Unmarshal(raw, &body) == nil && body.Error != "" {
 		e.Code, e.Reason = cleanText(body.Code, maxErrorCode), cleanText(body.Error, maxErrorReason)
 	} else {

@@ -1339,3 +1339,36 @@ func TestHealthzSaysStale(t *testing.T) {
 		t.Fatalf("healthz on a head 2h old: %d %+v", status, h)
 	}
 }
+
+// TestClientHealth: Client.Health (what a download asks each sidecar
+// before it logs a read) returns the answer of a sidecar that serves, and
+// an *Error with the reason of one that does not (a stale head, a store
+// not open), or with the answer of something that does not serve
+// /healthz at all.
+func TestClientHealth(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	if h, err := NewClient(e.ts.URL, nil, nil).Health(ctx); err != nil || h.Status != "ok" || h.Height != 10 {
+		t.Fatalf("Health of a sidecar that serves: %+v, %v", h, err)
+	}
+	e.chain.mu.Lock()
+	e.chain.head.Time = time.Now().Add(-2 * time.Hour)
+	e.chain.mu.Unlock()
+	time.Sleep(healthFresh + 100*time.Millisecond) // past the cached answer
+	var se *Error
+	if _, err := NewClient(e.ts.URL, nil, nil).Health(ctx); !errors.As(err, &se) || se.StatusCode != http.StatusServiceUnavailable ||
+		se.Code != "unavailable" || !strings.Contains(se.Reason, "max_head_age") {
+		t.Fatalf("Health of a sidecar on a stale head: %v", err)
+	}
+	notOpen := httptest.NewServer(NotOpenHandler("minio", func() string { return "MinIO is not answering" }))
+	defer notOpen.Close()
+	if _, err := NewClient(notOpen.URL, nil, nil).Health(ctx); !errors.As(err, &se) || se.StatusCode != http.StatusServiceUnavailable ||
+		err.Error() != "sidecar: 503 Service Unavailable: MinIO is not answering" {
+		t.Fatalf("Health of a sidecar whose store is not open: %v", err)
+	}
+	other := httptest.NewServer(http.NotFoundHandler())
+	defer other.Close()
+	if _, err := NewClient(other.URL, nil, nil).Health(ctx); !errors.As(err, &se) || se.StatusCode != http.StatusNotFound {
+		t.Fatalf("Health of a server without /healthz: %v, want its 404", err)
+	}
+}
