@@ -39,9 +39,7 @@ type Config struct {
 	// means the primary is its own witness, which cross-checks nothing.
 	Witnesses []string
 	// Home is the directory of the light client's trusted store and trust
-	// root (trust.json); "" keeps them in memory for this Client only. Any
-	// number of Clients, in one process or several, may share a Home at
-	// once (see New).
+	// root (trust.json); "" keeps them in memory for this Client only.
 	Home string
 	// Verify turns on light-client verification of every query result and
 	// every transaction result.
@@ -74,10 +72,7 @@ type Client struct {
 	// Verified mode only.
 	lightMu sync.Mutex
 	light   *light.Client
-	// lightDB is the light client's store: in memory, a copy of the one
-	// under Home, if any, which disk writes back to (see lightstore.go).
 	lightDB dbm.DB
-	disk    *diskStore
 	// witnesses are the light client's witnesses (but the node itself),
 	// asked for their height before a header is verified (see
 	// verifiedBlock); witnessNames are their addresses, for errors.
@@ -95,11 +90,9 @@ type Client struct {
 	now func() time.Time
 }
 
-// New connects to cfg.Node. In verified mode it reads (or creates, from
+// New connects to cfg.Node. In verified mode it opens (or creates, from
 // cfg.Trust) the light client's trusted store under cfg.Home; a trust root
-// the store does not match is refused. The store is locked only while it
-// is read or written, never for the Client's life: any number of Clients,
-// in any number of processes, may use one Home at once.
+// the store does not match is refused.
 func New(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Node == "" {
 		cfg.Node = DefaultNode
@@ -142,26 +135,16 @@ func newRPC(node string, timeout time.Duration) (*rpchttp.HTTP, error) {
 	return rpchttp.NewWithTimeout(node, uint(math.Ceil(timeout.Seconds())))
 }
 
-// Close writes the headers the light client verified back to the light
-// store under Config.Home (those keepVerified has not; within the timeout,
-// should another run hold the store) and releases the light client.
+// Close releases the light client's store.
 func (c *Client) Close() error {
 	c.lightMu.Lock()
-	d := c.disk
-	c.disk, c.light = nil, nil
-	c.lightMu.Unlock()
-	var err error
-	if d != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
-		err = d.write(ctx, false)
-		cancel()
-	}
-	c.lightMu.Lock()
 	defer c.lightMu.Unlock()
+	var err error
 	if c.lightDB != nil {
-		err = errors.Join(err, c.lightDB.Close())
+		err = c.lightDB.Close()
 		c.lightDB = nil
 	}
+	c.light = nil
 	return err
 }
 

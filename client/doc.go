@@ -40,8 +40,7 @@
 // the node, chooses the height. Client.MinHeight only goes up: to the
 // height of every verified read, and to every verified header less one
 // (so to the block of every transaction seen committed); at start, to the
-// newest header in the light store (a Home keeps it between runs: see The
-// light store). A read
+// newest header in the light store (a Home keeps it between runs). A read
 // is made at the state under the node's newest header, never below
 // MinHeight: a node claiming an older head is waited for, then refused.
 // An answer for an older height than asked is refused. Both wrap
@@ -52,24 +51,6 @@
 // reports is not checked against the witnesses'); there is no bound on
 // header age (QueryInfo.Time says how old an answer is). See
 // docs/decisions.md.
-//
-// # The light store
-//
-// Under Config.Home, the light client's headers live in a goleveldb store
-// (light.db in the Home) beside trust.json. Any number of Clients, in any number
-// of processes (two emrcli commands of one home), use it at once, because
-// none keeps it open: New copies it into memory, sharing goleveldb's lock
-// with other readers for that moment, and the light client works on the
-// copy. A Client writes its new headers back, under the exclusive lock for
-// that moment only, as soon as it verifies one newer than the store had
-// (before it returns anything that header proves, so that MinHeight holds
-// across runs, and across a crash, as when one run kept the store open),
-// and the rest at Close; only headers the store lacks, then pruned to the
-// light client's 1,000. A Client that finds the store locked waits for
-// it, within Config.Timeout. The store records the trust root its headers
-// were verified from: a run whose store emrcli light init --force replaced
-// meanwhile (ReplaceStore, which rewrites the store in place, in one
-// write) writes nothing of its old root into it.
 //
 // # Completeness of lists
 //

@@ -112,16 +112,10 @@ func (c *Client) LatestTrusted() (int64, time.Time, error) {
 }
 
 func (c *Client) openLight(ctx context.Context) error {
-	// The store, its root and trust.json, read at one moment (loadStore);
-	// with no Home, a store of this Client's own.
-	mem, dbRoot, stored := dbm.DB(dbm.NewMemDB()), (*TrustRoot)(nil), (*TrustRoot)(nil)
-	if c.cfg.Home != "" {
-		var err error
-		if mem, dbRoot, stored, err = loadStore(ctx, c.cfg.Home); err != nil {
-			return err
-		}
+	stored, err := ReadTrustRoot(c.cfg.Home)
+	if err != nil {
+		return err
 	}
-	c.lightDB = mem
 	switch {
 	case stored != nil && c.chainID != "" && c.chainID != stored.ChainID:
 		return fmt.Errorf("chain id %q differs from the trust root's %q (in %s)", c.chainID, stored.ChainID, c.cfg.Home)
@@ -145,16 +139,24 @@ func (c *Client) openLight(ctx context.Context) error {
 				c.cfg.Home, stored.Height, stored.Hash, trust.Height, trust.Hash)
 		}
 	}
-	if dbRoot != nil && stored != nil && !sameRoot(dbRoot, stored) {
-		// ReplaceStore writes the store, then trust.json: a crash between.
-		return fmt.Errorf("the light store in %s was verified from height %d hash %s, its trust.json names height %d hash %s (a light init cut short?): run emrcli light init --force again",
-			c.cfg.Home, dbRoot.Height, dbRoot.Hash, stored.Height, stored.Hash)
-	}
 	if trust == nil {
 		hash, _ := hex.DecodeString(stored.Hash) // ReadTrustRoot checked it
 		trust = &TrustOptions{Height: stored.Height, Hash: hash, Period: stored.Period}
 	}
-	lstore := &savedStore{Store: lightdb.New(c.lightDB, lightPrefix)}
+
+	if c.cfg.Home == "" {
+		c.lightDB = dbm.NewMemDB()
+	} else {
+		if err := os.MkdirAll(c.cfg.Home, 0o700); err != nil {
+			return err
+		}
+		db, err := dbm.NewGoLevelDB(lightDBName, c.cfg.Home)
+		if err != nil {
+			return fmt.Errorf("open the light store in %s (is another emrcli using it?): %w", c.cfg.Home, err)
+		}
+		c.lightDB = db
+	}
+	lstore := lightdb.New(c.lightDB, lightPrefix)
 
 	primary := lighthttp.NewWithClient(c.chainID, c.rpc)
 	var witnesses []provider.Provider
@@ -179,7 +181,6 @@ func (c *Client) openLight(ctx context.Context) error {
 		// See lightMaxClockDrift and lightMaxBlockLag.
 		light.MaxClockDrift(lightMaxClockDrift),
 		light.MaxBlockLag(lightMaxBlockLag),
-		light.PruningSize(lightPruningSize),
 	}
 	last, err := lstore.LastLightBlockHeight()
 	if err != nil {
@@ -189,14 +190,9 @@ func (c *Client) openLight(ctx context.Context) error {
 		// Headers without the trust root file (deleted, or a crash between
 		// the two writes): the store must hold the root it is now told to
 		// trust, or trust.json would claim a root the store was never
-		// verified from. The store says which (lightRootKey); one made
-		// before it did must still hold the root's header.
-		ok := dbRoot != nil && dbRoot.ChainID == c.chainID && dbRoot.Height == trust.Height && strings.EqualFold(dbRoot.Hash, hex.EncodeToString(trust.Hash))
-		if dbRoot == nil {
-			lb, err := lstore.LightBlock(trust.Height)
-			ok = err == nil && bytes.Equal(lb.Hash(), trust.Hash)
-		}
-		if !ok {
+		// verified from.
+		lb, err := lstore.LightBlock(trust.Height)
+		if err != nil || !bytes.Equal(lb.Hash(), trust.Hash) {
 			return fmt.Errorf("the light store in %s holds headers but no trust root file, and not the trusted header %d %X: remove it (emrcli light init --force)",
 				c.cfg.Home, trust.Height, trust.Hash)
 		}
@@ -211,52 +207,17 @@ func (c *Client) openLight(ctx context.Context) error {
 	if err != nil {
 		return verificationError("light client: %v", err)
 	}
+	c.light = lc
 	// The newest header this store ever verified (an earlier run's, with a
-	// Home: every run writes each newer header it verifies back before it
-	// returns anything that header proves, see keepVerified) is as far back
-	// as reads may go: see Client.MinHeight.
+	// Home) is as far back as reads may go: see Client.MinHeight.
 	if lb, err := lc.TrustedLightBlock(0); err == nil {
 		c.raiseMinHeight(lb.Height - 1)
 	}
-	if c.cfg.Home != "" {
-		d := &diskStore{home: c.cfg.Home, root: stored, mem: lstore, newest: last}
-		if stored == nil {
-			// A new root: the store holds it, then trust.json says so.
-			d.root = &TrustRoot{
-				ChainID: c.chainID, Height: trust.Height, Hash: fmt.Sprintf("%X", trust.Hash),
-				Period: trust.Period, Created: time.Now().UTC(),
-			}
-			if err := d.write(ctx, true); err != nil {
-				return fmt.Errorf("save the light store in %s: %w", c.cfg.Home, err)
-			}
-		}
-		c.disk = d
-	}
-	c.light = lc
-	return nil
-}
-
-// keepVerified writes the headers the light client verified back to the
-// light store under the Home once one is newer than the store holds:
-// before a read or a transaction that header proves is returned, so a run
-// of the Home started after that (in another terminal, or after this one
-// crashed) starts at least at its height (Client.MinHeight) and cannot be
-// taken back before what this run returned, as when one run held the
-// store open. Runs that overlap merge their headers in the store; each
-// starts from the newest there when it starts. Older headers (verified
-// backwards, or on the way) wait for Close: losing them costs only their
-// verification again.
-func (c *Client) keepVerified(ctx context.Context) error {
-	c.lightMu.Lock()
-	d := c.disk
-	c.lightMu.Unlock()
-	if d == nil || !d.stale() {
-		return nil
-	}
-	ctx, cancel := c.withTimeout(ctx)
-	defer cancel()
-	if err := d.write(ctx, false); err != nil {
-		return fmt.Errorf("keep the verified headers in the light store: %w", err)
+	if c.cfg.Home != "" && stored == nil {
+		return writeTrustRoot(c.cfg.Home, &TrustRoot{
+			ChainID: c.chainID, Height: trust.Height, Hash: fmt.Sprintf("%X", trust.Hash),
+			Period: trust.Period, Created: time.Now().UTC(),
+		})
 	}
 	return nil
 }
@@ -268,18 +229,6 @@ func (c *Client) keepVerified(ctx context.Context) error {
 // at height h (whose results header h+1 is verified) is in every later
 // read.
 func (c *Client) verifiedBlock(ctx context.Context, height int64) (*cmttypes.LightBlock, error) {
-	lb, err := c.verifyHeader(ctx, height)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.keepVerified(ctx); err != nil {
-		return nil, err
-	}
-	return lb, nil
-}
-
-// verifyHeader is verifiedBlock but for keeping the header.
-func (c *Client) verifyHeader(ctx context.Context, height int64) (*cmttypes.LightBlock, error) {
 	if err := c.waitHeight(ctx, height); err != nil {
 		return nil, err
 	}

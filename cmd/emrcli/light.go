@@ -1,10 +1,10 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 	"time"
@@ -155,16 +155,18 @@ and --sidecar as the blob sidecars of upload, download and share.`,
 			if err := c.Close(); err != nil {
 				return err
 			}
-			// The store keeps its place and its contents are replaced in
-			// one write under its lock (not the directory renamed): other
-			// runs of this home may be reading or writing it back this
-			// very moment, and goleveldb finds its files by path.
-			wait, cancel := context.WithTimeout(ctx, a.timeout)
-			err = client.ReplaceStore(wait, a.lightHome(), fresh)
-			cancel()
-			if err != nil {
+			old := fresh + ".old"
+			if err := os.Rename(a.lightHome(), old); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
+			if err := os.Rename(fresh, a.lightHome()); err != nil {
+				_ = os.Rename(old, a.lightHome())
+				return err
+			}
+			if err := durable.SyncDir(a.home); err != nil {
+				return err
+			}
+			_ = os.RemoveAll(old)
 			if c, err = client.New(ctx, client.Config{
 				Node: a.node, ChainID: chainID, Witnesses: a.witnesses, Home: a.lightHome(),
 				Verify: true, Timeout: a.timeout,
