@@ -11,6 +11,7 @@ import (
 	cmttypes "github.com/cometbft/cometbft/types"
 
 	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/internal/ctxtime"
 )
 
 // Bounds of Submit.
@@ -74,7 +75,7 @@ func (n *Net) Submit(ctx context.Context, tx []byte) (Committed, error) {
 		case err != nil:
 			// Down, catching up, or shutting down: try the next node.
 			lastErr = fmt.Errorf("%s: %w", n.nodes[i].name, err)
-			if err := sleep(ctx, retryPause); err != nil {
+			if err := ctxtime.Sleep(ctx, retryPause); err != nil {
 				return Committed{}, fmt.Errorf("tx %X: %w (last error: %v)", hash, err, lastErr)
 			}
 			continue
@@ -138,7 +139,7 @@ func (n *Net) waitTx(ctx context.Context, hash []byte, wait time.Duration) (Comm
 				return c, true
 			}
 		}
-		if sleep(ctx, txPollInterval) != nil {
+		if ctxtime.Sleep(ctx, txPollInterval) != nil {
 			return Committed{}, false
 		}
 	}
@@ -184,7 +185,7 @@ func (n *Net) PickCurrent(ctx context.Context) (int, error) {
 				return i, nil
 			}
 		}
-		if err := sleep(ctx, pollInterval); err != nil {
+		if err := ctxtime.Sleep(ctx, pollInterval); err != nil {
 			return -1, fmt.Errorf("no running node has committed height %d: %w", want, err)
 		}
 	}
@@ -199,15 +200,4 @@ func (n *Net) AppHeight(ctx context.Context, i int) (int64, error) {
 		return 0, err
 	}
 	return res.Response.LastBlockHeight, nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

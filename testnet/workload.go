@@ -12,6 +12,7 @@ import (
 
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/app/apptest"
+	"github.com/emrchain/emrchain/internal/ctxtime"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -167,7 +168,7 @@ func (w *Workload) Round(ctx context.Context, size int) error {
 			}
 		}
 		admitted = left
-		if err := sleep(ctx, 2*txPollInterval); err != nil {
+		if err := ctxtime.Sleep(ctx, 2*txPollInterval); err != nil {
 			return err
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/internal/ctxtime"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -302,7 +303,7 @@ func (s *txServer) rejected(ctx context.Context, out *emrv1.BroadcastTxResponse,
 			if res := s.lookup(hash); res != nil {
 				return res
 			}
-			if i == lookups-1 || sleepCtx(ctx, indexedLookupWait) != nil {
+			if i == lookups-1 || ctxtime.Sleep(ctx, indexedLookupWait) != nil {
 				break
 			}
 		}
@@ -329,18 +330,6 @@ const (
 	indexedLookups    = 3
 	indexedLookupWait = 100 * time.Millisecond
 )
-
-// sleepCtx waits d, or until ctx ends (its error).
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
 
 // lookup returns the result of a committed tx from the tx index, or nil.
 func (s *txServer) lookup(hash []byte) *emrv1.BroadcastTxResponse {

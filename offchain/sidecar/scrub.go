@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/emrchain/emrchain/internal/ctxtime"
 	"github.com/emrchain/emrchain/offchain/blobstore"
 )
 
@@ -261,14 +262,7 @@ func (l *rateLimit) wait(ctx context.Context, n int) error {
 	if d <= 0 {
 		return nil
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return ctxtime.Sleep(ctx, d)
 }
 
 // limitedReader reads r at limit's pace.

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/emrchain/emrchain/internal/ctxtime"
 )
 
 // userHZ is the unit of utime and stime in /proc/<pid>/stat: USER_HZ,
@@ -99,11 +101,11 @@ func sampleEdges[T any](ctx context.Context, from, to time.Time, sample func(con
 	e := &windowEdges[T]{done: make(chan struct{})}
 	go func() {
 		defer close(e.done)
-		sleepCtx(ctx, time.Until(from))
+		ctxtime.Sleep(ctx, time.Until(from))
 		if e.first, e.err = sample(ctx); e.err != nil {
 			return
 		}
-		sleepCtx(ctx, time.Until(to))
+		ctxtime.Sleep(ctx, time.Until(to))
 		if e.err = ctx.Err(); e.err != nil {
 			return
 		}

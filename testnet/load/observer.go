@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/cometbft/cometbft/test/loadtime/payload"
+
+	"github.com/emrchain/emrchain/internal/ctxtime"
 )
 
 // pollInterval is how often the observer asks for the next block while
@@ -127,7 +129,7 @@ func (o *observer) run(ctx context.Context) {
 			rctx, cancel := context.WithTimeout(final, resultsWait)
 			results, err := o.rpc.blockResults(rctx, sb.h)
 			for err != nil && rctx.Err() == nil {
-				sleepCtx(rctx, pollInterval)
+				ctxtime.Sleep(rctx, pollInterval)
 				results, err = o.rpc.blockResults(rctx, sb.h)
 			}
 			cancel()
@@ -155,7 +157,7 @@ func (o *observer) run(ctx context.Context) {
 			if !notYet(err) {
 				o.noteErr(err)
 			}
-			sleepCtx(ctx, pollInterval)
+			ctxtime.Sleep(ctx, pollInterval)
 			continue
 		}
 		select {
@@ -270,14 +272,5 @@ func (o *observer) waitCommitted(ctx context.Context, txs []*plannedTx) int {
 		case <-ch:
 		case <-ctx.Done():
 		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
 	}
 }

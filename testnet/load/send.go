@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/emrchain/emrchain/internal/ctxtime"
 )
 
 // Pauses of a worker. A full mempool is retried after fullBackoff, doubled
@@ -167,7 +169,7 @@ func (s *sender) worker(ctx, dctx context.Context, n submitter, queue []*planned
 	var lastBatch time.Time
 	for len(queue) > 0 {
 		if rate > 0 {
-			sleepCtx(dctx, time.Until(lastBatch.Add(rateTick)))
+			ctxtime.Sleep(dctx, time.Until(lastBatch.Add(rateTick)))
 		}
 		if dctx.Err() != nil {
 			s.stats.unsent.Add(int64(len(queue)))
@@ -198,7 +200,7 @@ func (s *sender) worker(ctx, dctx context.Context, n submitter, queue []*planned
 		}
 		if len(batch) == 0 {
 			if len(queue) > 0 {
-				sleepCtx(dctx, time.Until(time.Unix(0, queue[0].dueNs)))
+				ctxtime.Sleep(dctx, time.Until(time.Unix(0, queue[0].dueNs)))
 			}
 			continue
 		}
@@ -216,19 +218,19 @@ func (s *sender) worker(ctx, dctx context.Context, n submitter, queue []*planned
 				continue // counted as unsent above
 			}
 			s.stats.rpcError(err)
-			sleepCtx(dctx, errorBackoff)
+			ctxtime.Sleep(dctx, errorBackoff)
 			continue
 		}
 		retry, full, failed := s.settle(batch, outs, broken)
 		queue = append(retry, queue...)
 		switch {
 		case full:
-			sleepCtx(dctx, backoff)
+			ctxtime.Sleep(dctx, backoff)
 			backoff = min(2*backoff, maxFullBackoff)
 		case failed:
 			// A node that refuses txs (catching up, stopping) is not
 			// asked again at once, as after a failed batch.
-			sleepCtx(dctx, errorBackoff)
+			ctxtime.Sleep(dctx, errorBackoff)
 		case len(retry) == 0:
 			backoff = fullBackoff
 		}
