@@ -193,40 +193,39 @@ func (s *Server) scrubOne(ctx context.Context, listed blobstore.Info, buf []byte
 		return cerr
 	}
 	logIt := rep.Damaged+rep.Errors < scrubMaxLogged
-	switch {
-	case err != nil:
+	if err != nil {
 		rep.Errors++
 		if logIt {
 			s.log.Error("scrub: cannot read blob, keeping it", "key", listed.Key.String(), "err", err)
 		}
-	case intact:
-		rep.Checked++
-	case rep.Dropped >= scrubMaxDrops:
-		rep.Checked++
-		rep.Damaged++
+		return nil
+	}
+	rep.Checked++
+	if intact {
+		return nil
+	}
+	rep.Damaged++
+	s.metrics.damaged.Inc()
+	if rep.Dropped >= scrubMaxDrops {
 		rep.Held++
-		s.metrics.damaged.Inc()
 		if logIt {
 			s.log.Error("scrub: stored blob is damaged (its bytes do not hash to its SHA-256); kept: this pass has dropped as many as it may",
 				"key", listed.Key.String(), "size", listed.Size, "max_drops", scrubMaxDrops)
 		}
-	default:
-		rep.Checked++
-		rep.Damaged++
-		s.metrics.damaged.Inc()
-		dropped, derr := s.dropDamagedCopy(ctx, listed.Key)
-		switch {
-		case dropped:
-			rep.Dropped++
-		case errors.Is(derr, errBlobBusy):
-			rep.Busy++
-		case derr != nil:
-			rep.Errors++
-		}
-		if logIt {
-			s.log.Error("scrub: stored blob is damaged (its bytes do not hash to its SHA-256); dropped, so that the next GET reads it from a peer or the uploader puts it again",
-				"key", listed.Key.String(), "size", listed.Size, "dropped", dropped, "err", derr)
-		}
+		return nil
+	}
+	dropped, derr := s.dropDamagedCopy(ctx, listed.Key)
+	switch {
+	case dropped:
+		rep.Dropped++
+	case errors.Is(derr, errBlobBusy):
+		rep.Busy++
+	case derr != nil:
+		rep.Errors++
+	}
+	if logIt {
+		s.log.Error("scrub: stored blob is damaged (its bytes do not hash to its SHA-256); dropped, so that the next GET reads it from a peer or the uploader puts it again",
+			"key", listed.Key.String(), "size", listed.Size, "dropped", dropped, "err", derr)
 	}
 	return nil
 }

@@ -48,7 +48,7 @@ func copyVerified(w io.Writer, r io.Reader, size int64, want blobstore.Sum, buf 
 		return sent, rerr
 	}
 	if read != size {
-		return sent, fmt.Errorf("the store gave %d of the blob's %d bytes: %w", read, size, io.ErrUnexpectedEOF)
+		return sent, shortRead(read, size)
 	}
 	h.Write(held)
 	if blobstore.Sum(h.Sum(nil)) != want {
@@ -110,10 +110,16 @@ func (s *Server) storedCopyIntact(ctx context.Context, key blobstore.Key, limit 
 	h := sha256.New()
 	n, err = io.CopyBuffer(h, struct{ io.Reader }{r}, buf)
 	if err == nil && n != size {
-		err = fmt.Errorf("the store gave %d of the blob's %d bytes: %w", n, size, io.ErrUnexpectedEOF)
+		err = shortRead(n, size)
 	}
 	if err != nil {
 		return false, n, err
 	}
 	return blobstore.Sum(h.Sum(nil)) == key.Sum, n, nil
+}
+
+// shortRead is the error of a store's read that gave n of a blob's size
+// bytes: a failed read (io.ErrUnexpectedEOF), never damage.
+func shortRead(n, size int64) error {
+	return fmt.Errorf("the store gave %d of the blob's %d bytes: %w", n, size, io.ErrUnexpectedEOF)
 }
