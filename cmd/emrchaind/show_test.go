@@ -71,15 +71,7 @@ func TestShow(t *testing.T) {
 		t.Fatalf("show node-id of an empty home: %v\n%s", err, out)
 	}
 	// A remote signer's key is not in the home.
-	path := conf.RootDir + "/config/config.toml"
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw = bytes.Replace(raw, []byte(`priv_validator_laddr = ""`), []byte(`priv_validator_laddr = "tcp://127.0.0.1:26659"`), 1)
-	if err := os.WriteFile(path, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	useRemoteSigner(t, conf.RootDir)
 	if out, err := run(t, "show", "validator", "--home", home); err == nil || !strings.Contains(err.Error(), "remote signer") {
 		t.Fatalf("show validator with a remote signer: %v\n%s", err, out)
 	}
@@ -167,6 +159,16 @@ func TestShowPossession(t *testing.T) {
 	}
 
 	// A remote signer's key is not in the home: nothing to sign with.
+	useRemoteSigner(t, home)
+	if out, err := run(t, "show", "validator", "--possession", "--home", home); err == nil || !strings.Contains(err.Error(), "only the signer can make") {
+		t.Fatalf("show validator --possession with a remote signer: %v\n%s", err, out)
+	}
+}
+
+// useRemoteSigner makes the node of home sign through a remote signer
+// (config.toml's priv_validator_laddr): its key is not in the home.
+func useRemoteSigner(t *testing.T, home string) {
+	t.Helper()
 	path := filepath.Join(home, "config", "config.toml")
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -175,8 +177,5 @@ func TestShowPossession(t *testing.T) {
 	raw = bytes.Replace(raw, []byte(`priv_validator_laddr = ""`), []byte(`priv_validator_laddr = "tcp://127.0.0.1:26659"`), 1)
 	if err := os.WriteFile(path, raw, 0o600); err != nil {
 		t.Fatal(err)
-	}
-	if out, err := run(t, "show", "validator", "--possession", "--home", home); err == nil || !strings.Contains(err.Error(), "only the signer can make") {
-		t.Fatalf("show validator --possession with a remote signer: %v\n%s", err, out)
 	}
 }
