@@ -163,12 +163,28 @@ type TransferOptions struct {
 	// "upload", "download" or "decrypt", total is -1 when unknown. It is
 	// called often (every few KiB); throttle in the callback.
 	Progress func(phase string, done, total int64)
-	// RetryDelay between rounds over the sidecars when every one refused a
-	// download just after its access event was committed (a sidecar whose
-	// node is a block behind); 0 means 500ms. Negative disables retries.
-	// (A sidecar's 429 with Retry-After is waited for either way; see
-	// retryLater.)
+	// RetryDelay between rounds over the sidecars when none served a
+	// download just after its access event was committed; 0 means 500ms.
+	// Negative disables retries. (A sidecar told the height the client saw
+	// committed waits for its node, or answers 503 with Retry-After, which
+	// is waited for either way, as a 429's is: see retryLater. The rounds
+	// are for a sidecar of before session 37, whose lagging node refuses.)
 	RetryDelay time.Duration
+
+	// minHeight is the height the sidecars are told the client saw
+	// committed (sidecar.HeaderMinHeight), read as each request is made:
+	// the Client's MinHeight, which logging a read raises. Set by the
+	// Client's transfer methods (withMinHeight).
+	minHeight func() int64
+}
+
+// withMinHeight is o telling the sidecars, with each request, the height
+// c has verified (Client.MinHeight): a sidecar whose node lags then waits
+// for it, or answers 503, rather than refusing an access event, a grant
+// or a key it has not seen yet.
+func (o TransferOptions) withMinHeight(c *Client) TransferOptions {
+	o.minHeight = c.MinHeight
+	return o
 }
 
 // distinctSidecars is Sidecars with each URL once, in the order given: a
@@ -198,7 +214,11 @@ func (o *TransferOptions) sidecarClient(url string, s Signer) *sidecar.Client {
 	if hc == nil {
 		hc = sidecarHTTP()
 	}
-	return sidecar.NewClient(url, s, hc)
+	sc := sidecar.NewClient(url, s, hc)
+	if o.minHeight != nil {
+		sc.MinHeight = o.minHeight()
+	}
+	return sc
 }
 
 // Associated-data and binding labels. These encodings are persistent
@@ -367,6 +387,7 @@ type UploadResult struct {
 // ciphertext to a sidecar and, only once it is stored, submits AddRecord
 // signed by s. See the pipeline description above.
 func (c *Client) Upload(ctx context.Context, s Signer, req UploadRequest, opts TransferOptions) (*UploadResult, error) {
+	opts = opts.withMinHeight(c)
 	if req.Category == "" {
 		return nil, errors.New("upload: no category")
 	}
@@ -590,6 +611,7 @@ type DownloadResult struct {
 // without the chain (the output, the data key, that a sidecar answers) is
 // checked before the read is logged. See the pipeline description above.
 func (c *Client) Download(ctx context.Context, s Signer, req DownloadRequest, opts TransferOptions) (*DownloadResult, error) {
+	opts = opts.withMinHeight(c)
 	if req.Record == 0 {
 		return nil, errors.New("download: record 0 does not exist (records are numbered from 1)")
 	}
@@ -1143,6 +1165,7 @@ type ShareResult struct {
 // anonymise, re-encrypt it to the study key, upload it and submit
 // ShareRecord.
 func (c *Client) ShareRecord(ctx context.Context, s Signer, req ShareRequest, opts TransferOptions) (*ShareResult, error) {
+	opts = opts.withMinHeight(c)
 	if len(opts.Sidecars) == 0 {
 		return nil, errors.New("share: no sidecar URL configured")
 	}
@@ -1353,6 +1376,7 @@ type ShareDownloadResult struct {
 // decrypts it with the study key into req.Output (atomically, and with
 // the same checks before the read is logged, as Download).
 func (c *Client) DownloadShare(ctx context.Context, s Signer, req ShareDownloadRequest, opts TransferOptions) (*ShareDownloadResult, error) {
+	opts = opts.withMinHeight(c)
 	if len(opts.Sidecars) == 0 {
 		return nil, errors.New("download: no sidecar URL configured")
 	}

@@ -35,6 +35,13 @@ const (
 	// record the blob will be added as, or (PUT /v1/shared-blobs) of the
 	// record it shares.
 	HeaderCategory = "X-Emr-Category"
+	// HeaderMinHeight (optional, not signed) is the height the client
+	// knows the chain has committed (decimal): the access event it just
+	// logged, say. A sidecar whose node is below it waits a moment for
+	// the node (Options.MaxHeightWait) and then answers 503 chain_behind,
+	// never a refusal, so that "403" always means "no", not "not yet". A
+	// caller who sets it wrongly only delays its own request.
+	HeaderMinHeight = "X-Emr-Min-Height"
 )
 
 // signDomain separates sidecar request signatures from every other thing

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/internal/ctxtime"
 	"github.com/emrchain/emrchain/offchain/blobstore"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
@@ -57,6 +59,42 @@ func (s *Server) head(ctx context.Context) (Head, *apiError) {
 			head.Height, formatTime(head.Time), age.Round(time.Second), s.opts.MaxHeadAge)
 	}
 	return head, nil
+}
+
+// heightPoll is how often reachHeight asks the node for its height.
+const heightPoll = 50 * time.Millisecond
+
+// reachHeight waits, up to MaxHeightWait, until the node has the height
+// the request says its client saw committed (HeaderMinHeight; nothing to
+// wait for without it), and answers 503 chain_behind, with Retry-After, if
+// it does not get there: a lagging node must say "not yet", not refuse
+// what it has not seen.
+func (s *Server) reachHeight(r *http.Request) *apiError {
+	raw := r.Header.Get(HeaderMinHeight)
+	if raw == "" {
+		return nil
+	}
+	want, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || want < 0 {
+		return errf(http.StatusBadRequest, "bad_request", "%s %q: want a height, a decimal number not below 0", HeaderMinHeight, raw)
+	}
+	ctx := r.Context()
+	wait, cancel := context.WithTimeout(ctx, max(s.opts.MaxHeightWait, 0))
+	defer cancel()
+	for {
+		head, err := s.chain.Head(ctx)
+		if err != nil {
+			return chainError(err)
+		}
+		if head.Height >= want {
+			return nil
+		}
+		if ctxtime.Sleep(wait, heightPoll) != nil {
+			return retryLater(http.StatusServiceUnavailable, "chain_behind", time.Second,
+				"this sidecar's node is at height %d, below height %d, which the client saw committed (%s): it has not caught up yet",
+				head.Height, want, HeaderMinHeight)
+		}
+	}
 }
 
 // staleHead is how old head is by the sidecar's clock, and whether that

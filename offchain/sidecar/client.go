@@ -42,6 +42,11 @@ type Client struct {
 	base   string
 	signer Signer
 	http   *http.Client
+	// MinHeight, when positive, is sent with each request as
+	// HeaderMinHeight: the height the caller has seen committed (the
+	// client library's Client.MinHeight). A sidecar whose node is below it
+	// answers 503 chain_behind, not a refusal.
+	MinHeight int64
 }
 
 // NewClient returns a client for the sidecar at baseURL
@@ -86,7 +91,7 @@ func (c *Client) put(ctx context.Context, path string, patientID []byte, categor
 	req.Header.Set("Expect", "100-continue")
 	req.Header.Set(HeaderPatient, hex.EncodeToString(patientID))
 	req.Header.Set(HeaderCategory, category)
-	if err := SignRequest(req, c.signer, hex.EncodeToString(sum[:])); err != nil {
+	if err := c.sign(req, hex.EncodeToString(sum[:])); err != nil {
 		return nil, err
 	}
 	resp, err := c.http.Do(req)
@@ -128,7 +133,7 @@ func (c *Client) Get(ctx context.Context, ref BlobRef, sum [32]byte, w io.Writer
 		}
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", rng.Start, rng.Start+rng.Length-1))
 	}
-	if err := SignRequest(req, c.signer, ""); err != nil {
+	if err := c.sign(req, ""); err != nil {
 		return 0, err
 	}
 	resp, err := c.http.Do(req)
@@ -180,6 +185,14 @@ func (c *Client) Get(ctx context.Context, ref BlobRef, sum [32]byte, w io.Writer
 	default:
 		return 0, readError(resp)
 	}
+}
+
+// sign sets the request's MinHeight header, if any, and signs it.
+func (c *Client) sign(req *http.Request, bodySHA256 string) error {
+	if c.MinHeight > 0 {
+		req.Header.Set(HeaderMinHeight, strconv.FormatInt(c.MinHeight, 10))
+	}
+	return SignRequest(req, c.signer, bodySHA256)
 }
 
 // Health asks the sidecar's /healthz, which needs no signature: one

@@ -120,7 +120,13 @@
 // catching up, or one whose latest block is older than MaxHeadAge by the
 // sidecar's clock (cut off from the other validators, it keeps answering
 // with its last block and would never see a revocation), authorizes
-// nothing (503). Clients never trust the sidecar: they
+// nothing (503). Nor to be as far as the client: a client that says which
+// height it saw committed (X-Emr-Min-Height: the access event it just
+// logged, the key it just rotated) is answered only once the node has
+// that height. The request waits up to MaxHeightWait (3 s) for it, then
+// gets 503 chain_behind with Retry-After, so that a 403 always means
+// "no", never "not yet". The header is not signed: a wrong one only
+// delays its own request. Clients never trust the sidecar: they
 // check the SHA-256 of what they download against a record proven with the
 // light client before decrypting. NewQueryChainView lets a verifying client
 // back the sidecar instead.

@@ -27,10 +27,11 @@ import (
 // HeaderForwarded marks a GET one sidecar forwards to another.
 const HeaderForwarded = "X-Emr-Forwarded"
 
-// signedHeaders are the member's request headers a forward carries: every
-// one the signed string covers (SigningString), so the peer verifies the
-// member's signature over the same bytes.
-var signedHeaders = []string{HeaderAddress, HeaderTimestamp, HeaderBodySHA256, HeaderSignature, HeaderPatient, HeaderCategory}
+// forwardedHeaders are the member's request headers a forward carries:
+// every one the signed string covers (SigningString), so the peer verifies
+// the member's signature over the same bytes, and the height the member
+// knows committed, so a peer whose node lags waits for it too.
+var forwardedHeaders = []string{HeaderAddress, HeaderTimestamp, HeaderBodySHA256, HeaderSignature, HeaderPatient, HeaderCategory, HeaderMinHeight}
 
 // peerTimeout bounds one peer transfer.
 const peerTimeout = 5 * time.Minute
@@ -115,7 +116,7 @@ func (s *Server) fetchFromPeer(ctx context.Context, peer string, r *http.Request
 	if err != nil {
 		return err
 	}
-	for _, h := range signedHeaders {
+	for _, h := range forwardedHeaders {
 		if v := r.Header.Get(h); v != "" {
 			req.Header.Set(h, v)
 		}

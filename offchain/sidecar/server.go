@@ -31,6 +31,7 @@ const (
 	DefaultAccessWindow    = 10 * time.Minute
 	DefaultMaxClockSkew    = 60 * time.Second
 	DefaultMaxHeadAge      = time.Minute
+	DefaultMaxHeightWait   = 3 * time.Second
 	DefaultReplayCacheSize = 100_000
 	DefaultReplayPerSigner = 1_000
 	DefaultSweepInterval   = 10 * time.Minute
@@ -101,6 +102,15 @@ type Options struct {
 	// (DefaultMaxHeadAge, 1 minute) leaves room for slow rounds. Negative:
 	// no bound (for chains that make no empty blocks).
 	MaxHeadAge time.Duration
+	// MaxHeightWait: how long a request that says its client has seen a
+	// height committed (HeaderMinHeight) waits for the node to reach it
+	// before the answer is 503 chain_behind, with Retry-After. A node
+	// a block behind the one that committed a member's access event would
+	// otherwise refuse it (403), which the member must take as final. The
+	// default (DefaultMaxHeightWait, 3 s) covers a block or two; waiting
+	// requests hold the host's authentication tokens (FailedAuthPerMinute),
+	// so one host cannot keep many waiting. Negative: answer at once.
+	MaxHeightWait time.Duration
 	// ReplayCacheSize bounds the remembered request signatures.
 	ReplayCacheSize int
 	// ReplayPerSigner bounds the remembered requests of one signer: beyond
@@ -247,6 +257,7 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxHeadAge == 0 {
 		opts.MaxHeadAge = DefaultMaxHeadAge
 	}
+	opts.MaxHeightWait = cmp.Or(opts.MaxHeightWait, DefaultMaxHeightWait)
 	if opts.MaxClockSkew <= 0 {
 		opts.MaxClockSkew = DefaultMaxClockSkew
 	}
@@ -580,6 +591,12 @@ func (s *Server) authenticateSigned(r *http.Request) (*emrv1.Member, *signedRequ
 	if d, ok := withinSkew(now, sr.timestamp, s.opts.MaxClockSkew); !ok {
 		return nil, nil, unauthenticated("stale timestamp: %s is %s away from the sidecar's clock %s (allowed skew %s)",
 			sr.timestamp.UTC().Format(time.RFC3339Nano), d.Round(time.Millisecond), now.UTC().Format(time.RFC3339Nano), s.opts.MaxClockSkew)
+	}
+	// Before the chain judges the member (a key registered or rotated,
+	// a member reinstated) or the request (an access event, a consent),
+	// its node must have what the client saw committed.
+	if aerr := s.reachHeight(r); aerr != nil {
+		return nil, nil, aerr
 	}
 	member, err := s.chain.Member(r.Context(), sr.address)
 	if errors.Is(err, ErrNotFound) {

@@ -1,0 +1,83 @@
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/cometbft/cometbft/crypto/ed25519"
+
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// TestMinHeight: a request that says its client saw height 11 committed
+// (HeaderMinHeight), at a sidecar whose node is at 10. A member the
+// node has not seen yet is neither refused (401) nor charged a failed
+// authentication while the node is behind: the answer is 503 chain_behind
+// with Retry-After. Once the node reaches 11 within MaxHeightWait, the
+// request is judged at that height. A height the node has reached, or
+// none, changes nothing; a header that is not a height is a bad request.
+func TestMinHeight(t *testing.T) {
+	e := newEnv(t, func(o *Options) {
+		o.MaxHeightWait = 200 * time.Millisecond
+		o.FailedAuthPerMinute = 1 // a charged failure would show as a 429 next
+	})
+	data := []byte("ciphertext of an x-ray report")
+	if _, err := e.put(e.writer, data); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	rec := e.chain.addRecord(e.pid, sum, e.writer)
+	ref := RecordRef(rec.PatientId, rec.Sequence)
+
+	// A clinician registered in block 11, which the node has not made.
+	late := &actor{KeySigner: KeySigner{Key: ed25519.GenPrivKeyFromSecret([]byte("sidecar-test/late"))}}
+	late.member = &emrv1.Member{Address: late.Address(), SignPubKey: late.PubKey(), Role: emrv1.Role_ROLE_CLINICIAN,
+		OrganizationId: "hospital-a", Status: emrv1.MemberStatus_MEMBER_STATUS_ACTIVE}
+	get := func(a *actor, minHeight int64) error {
+		t.Helper()
+		c := e.client(a)
+		c.MinHeight = minHeight
+		var buf bytes.Buffer
+		_, err := c.Get(context.Background(), ref, sum, &buf, nil)
+		return err
+	}
+	for range 3 {
+		err := get(late, 11)
+		wantStatus(t, err, http.StatusServiceUnavailable, "below height 11")
+		if se := err.(*Error); se.Code != "chain_behind" || se.RetryAfter != time.Second {
+			t.Fatalf("node behind: code %q, Retry-After %s; want chain_behind, 1s", se.Code, se.RetryAfter)
+		}
+	}
+	// Told a height the node has, the node judges what it has.
+	wantStatus(t, get(e.reader, 10), http.StatusForbidden, "no committed access event")
+
+	// The node makes block 11 while the request waits: the member is
+	// judged at it (no access event yet: 403, not 401).
+	e.chain.mu.Lock()
+	polls := 0
+	e.chain.onHead = func() { // runs under e.chain.mu
+		if polls++; polls == 2 {
+			e.chain.head.Height = 11
+			e.chain.members[string(late.Address())] = late.member
+		}
+	}
+	e.chain.mu.Unlock()
+	wantStatus(t, get(late, 11), http.StatusForbidden, "no committed access event")
+
+	for _, bad := range []string{"eleven", "-1", "0x0b", "99999999999999999999"} {
+		req := e.signed(e.reader, http.MethodGet, "/v1/blobs/"+hex.EncodeToString(sum[:])+"?"+ref.query(), nil, false)
+		req.Header.Set(HeaderMinHeight, bad)
+		if status, body := doJSON(t, req); status != http.StatusBadRequest || body.Code != "bad_request" {
+			t.Errorf("%s %q: %d %+v, want 400 bad_request", HeaderMinHeight, bad, status, body)
+		}
+	}
+	// Told no height, the node refuses a member it does not know (last:
+	// this failure uses up the host's one a minute).
+	stranger := &actor{KeySigner: KeySigner{Key: ed25519.GenPrivKeyFromSecret([]byte("sidecar-test/stranger"))}}
+	wantStatus(t, get(stranger, 0), http.StatusUnauthorized, "not a member")
+}
