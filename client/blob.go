@@ -547,14 +547,16 @@ func putBlob(ctx context.Context, s Signer, patientID []byte, category string, s
 		sc := opts.sidecarClient(u, s)
 		var res *sidecar.PutResult
 		err := retryLater(ctx, func() error {
-			body := &progressReader{ctx: ctx, r: io.NewSectionReader(b.file, 0, b.size), phase: "upload", total: b.size, progress: opts.Progress}
+			ctx, watch, stop := watchStalls(ctx) // waiting for "100 Continue", or for the body to be sent anyway
+			defer stop()
+			body := watchedReader{&progressReader{ctx: ctx, r: io.NewSectionReader(b.file, 0, b.size), phase: "upload", total: b.size, progress: opts.Progress}, watch}
 			var err error
 			put := sc.Put
 			if shared {
 				put = sc.PutShared
 			}
 			res, err = put(ctx, patientID, category, b.sum, body, b.size)
-			return err
+			return stalled(ctx, err)
 		})
 		if err == nil {
 			return u, res, nil
@@ -1083,8 +1085,11 @@ func fetchFrom(ctx context.Context, s Signer, url string, blob chainBlob, dir st
 		return nil, fmt.Errorf("scratch file for the ciphertext: %w", err)
 	}
 	sc := opts.sidecarClient(url, s)
-	w := &boundedWriter{w: f, limit: size, progress: opts.Progress}
+	ctx, watch, stop := watchStalls(ctx)
+	defer stop()
+	w := &boundedWriter{w: watchedWriter{f, watch}, limit: size, progress: opts.Progress}
 	n, err := sc.Get(ctx, blob.ref, sum, w, nil)
+	err = stalled(ctx, err)
 	switch {
 	case errors.Is(err, sidecar.ErrHashMismatch):
 		err = &mismatchError{err.Error()}

@@ -1,0 +1,125 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+)
+
+// How long a sidecar transfer may stand still before it is given up and
+// the next sidecar asked (variables for the tests).
+var (
+	// sidecarAnswerWait bounds the wait for a sidecar's answer: after a
+	// download's request, or after an upload's last byte. A sidecar
+	// that does not hold a blob reads it whole from a peer before it
+	// answers, for up to its peerTimeout (5 minutes), after waiting up to
+	// MaxHeightWait (3 s) for its node; and it stores an upload whole
+	// before it answers.
+	sidecarAnswerWait = 6 * time.Minute
+	// sidecarStallWait bounds the pause between two reads of a download's
+	// body, or of an upload's: bytes that stop coming (or stop being taken)
+	// for this long mean the sidecar, or the way to it, is stuck.
+	sidecarStallWait = time.Minute
+)
+
+// ErrSidecarStalled: a sidecar accepted a transfer and then did not
+// answer within sidecarAnswerWait, or stopped moving its bytes for
+// sidecarStallWait. The transfer was abandoned (for a download, the next
+// sidecar is asked).
+var ErrSidecarStalled = errors.New("the sidecar stopped answering")
+
+// stallWatch cancels a transfer's context when it stands still too long:
+// waiting for the answer (answering) for sidecarAnswerWait, or between
+// two moves of its bytes (moved) for sidecarStallWait. Its context's
+// cause is then a stallError.
+type stallWatch struct {
+	mu    sync.Mutex
+	timer *time.Timer
+	since time.Time
+	what  string // what it waits for, for the error
+	wait  time.Duration
+}
+
+// stallError is why a stallWatch cancelled: what did not happen, and for
+// how long.
+type stallError struct {
+	what string
+	wait time.Duration
+}
+
+func (e *stallError) Error() string {
+	return fmt.Sprintf("%v: %s for %s", ErrSidecarStalled, e.what, e.wait)
+}
+
+func (e *stallError) Unwrap() error { return ErrSidecarStalled }
+
+// watchStalls returns ctx with a stallWatch over it, waiting for the
+// answer first; stop releases it.
+func watchStalls(ctx context.Context) (context.Context, *stallWatch, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	w := &stallWatch{}
+	w.mu.Lock()
+	w.what, w.wait = "no answer", sidecarAnswerWait
+	w.timer = time.AfterFunc(w.wait, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		cancel(&stallError{w.what, w.wait})
+	})
+	w.mu.Unlock()
+	return ctx, w, func() { w.timer.Stop(); cancel(nil) }
+}
+
+// answering: the transfer now waits for the sidecar's answer.
+func (w *stallWatch) answering() { w.reset("no answer", sidecarAnswerWait) }
+
+// moved: bytes moved; the next must within sidecarStallWait.
+func (w *stallWatch) moved() { w.reset("no byte moved", sidecarStallWait) }
+
+func (w *stallWatch) reset(what string, wait time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.what, w.wait = what, wait
+	w.timer.Reset(wait)
+}
+
+// stalled is err, or the stall that caused it when the watch's context
+// ctx was cancelled by one.
+func stalled(ctx context.Context, err error) error {
+	var stall *stallError
+	if err != nil && errors.As(context.Cause(ctx), &stall) {
+		return fmt.Errorf("%w (%v)", stall, err)
+	}
+	return err
+}
+
+// watchedWriter tells a stallWatch of every write (a download's bytes
+// arriving).
+type watchedWriter struct {
+	w     io.Writer
+	watch *stallWatch
+}
+
+func (w watchedWriter) Write(p []byte) (int, error) {
+	w.watch.moved()
+	return w.w.Write(p)
+}
+
+// watchedReader tells a stallWatch of every read (an upload's bytes
+// leaving), and that the answer is awaited once the body is all read.
+type watchedReader struct {
+	r     io.Reader
+	watch *stallWatch
+}
+
+func (r watchedReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err == io.EOF {
+		r.watch.answering()
+	} else {
+		r.watch.moved()
+	}
+	return n, err
+}
