@@ -1047,13 +1047,16 @@ const (
 )
 
 // retryLater runs attempt, and again after the wait a sidecar's 429 or
-// 503 asks for (see maxRetryAfter).
+// 503 asks for (see maxRetryAfter). Not after a 503 chain_behind: that
+// sidecar already waited for its node, and the next sidecar may have the
+// height (a download's later round asks this one again).
 func retryLater(ctx context.Context, attempt func() error) error {
 	for i := 0; ; i++ {
 		err := attempt()
 		var se *sidecar.Error
 		if err == nil || i == maxRetriesAfter || !errors.As(err, &se) ||
 			(se.StatusCode != http.StatusTooManyRequests && se.StatusCode != http.StatusServiceUnavailable) ||
+			se.Code == sidecar.CodeChainBehind ||
 			se.RetryAfter <= 0 || se.RetryAfter > maxRetryAfter {
 			return err
 		}

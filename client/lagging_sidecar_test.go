@@ -51,11 +51,13 @@ func (v *laggingView) Record(ctx context.Context, id []byte, seq uint64) (*emrv1
 // sidecar waits for its node and serves the blob, in the client's first
 // and only round; if its node does not get there within MaxHeightWait, it
 // answers 503 chain_behind, which is not a refusal (ErrSidecarsRefused
-// would tell the user that asking again cannot help). Not told, it
+// would tell the user that asking again cannot help), and is not asked
+// again at once for its Retry-After (the next sidecar is). Not told, it
 // refuses (403 "no committed record"), as every sidecar did before.
 func TestALaggingSidecarSaysNotYet(t *testing.T) {
 	body := bytes.Repeat([]byte("ciphertext of a discharge letter "), 100)
 	sum := sha256.Sum256(body)
+	var asked atomic.Int32 // requests the sidecar had in the last fetch
 	// catchUp is how long after the request is made the node catches up
 	// (0: never).
 	fetch := func(catchUp time.Duration, tell bool, wait time.Duration) error {
@@ -70,7 +72,11 @@ func TestALaggingSidecarSaysNotYet(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ts := httptest.NewServer(srv.Handler())
+		asked.Store(0)
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			asked.Add(1)
+			srv.Handler().ServeHTTP(w, r)
+		}))
 		defer ts.Close()
 		if err := store.Put(context.Background(), sidecar.BlobKey(pid, testCategory, sum), bytes.NewReader(body), int64(len(body))); err != nil {
 			t.Fatal(err)
@@ -104,6 +110,9 @@ func TestALaggingSidecarSaysNotYet(t *testing.T) {
 	if err == nil || errors.Is(err, ErrSidecarsRefused) || !errors.As(err, &se) ||
 		se.StatusCode != http.StatusServiceUnavailable || se.Code != "chain_behind" || se.RetryAfter <= 0 {
 		t.Fatalf("told the height, a node that stays behind: %v (%+v); want 503 chain_behind with Retry-After, not a refusal", err, se)
+	}
+	if n := asked.Load(); n != 1 {
+		t.Errorf("the sidecar whose node stays behind was asked %d times; want once (it waited already: the next sidecar is asked)", n)
 	}
 	err = fetch(300*time.Millisecond, false, 0)
 	if !errors.Is(err, ErrSidecarsRefused) || !errors.As(err, &se) || se.StatusCode != http.StatusForbidden {

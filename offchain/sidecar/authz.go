@@ -61,6 +61,11 @@ func (s *Server) head(ctx context.Context) (Head, *apiError) {
 	return head, nil
 }
 
+// CodeChainBehind is the code of the 503 a request gets when the
+// sidecar's node has not reached the height its client saw committed
+// (HeaderMinHeight) within MaxHeightWait.
+const CodeChainBehind = "chain_behind"
+
 // heightPoll is how often reachHeight asks the node for its height.
 const heightPoll = 50 * time.Millisecond
 
@@ -82,15 +87,15 @@ func (s *Server) reachHeight(r *http.Request) *apiError {
 	wait, cancel := context.WithTimeout(ctx, max(s.opts.MaxHeightWait, 0))
 	defer cancel()
 	for {
-		head, err := s.chain.Head(ctx)
-		if err != nil {
-			return chainError(err)
+		head, aerr := s.head(ctx) // a node that stopped is stale, not behind: no wait
+		if aerr != nil {
+			return aerr
 		}
 		if head.Height >= want {
 			return nil
 		}
 		if ctxtime.Sleep(wait, heightPoll) != nil {
-			return retryLater(http.StatusServiceUnavailable, "chain_behind", time.Second,
+			return retryLater(http.StatusServiceUnavailable, CodeChainBehind, time.Second,
 				"this sidecar's node is at height %d, below height %d, which the client saw committed (%s): it has not caught up yet",
 				head.Height, want, HeaderMinHeight)
 		}
