@@ -2,6 +2,7 @@ package keyring
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdh"
 	stded25519 "crypto/ed25519"
 	"crypto/rand"
@@ -21,6 +22,7 @@ import (
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/client"
 	"github.com/emrchain/emrchain/internal/durable"
+	"github.com/emrchain/emrchain/internal/filelock"
 	"github.com/emrchain/emrchain/offchain/crypto"
 )
 
@@ -425,9 +427,17 @@ func (kr *Keyring) mergeStored(k *Key) error {
 }
 
 // lock takes the exclusive lock on key name (a file next to it) and
-// returns its release.
+// returns its release. emrcli runs are separate processes, so the lock is
+// the kernel's (internal/filelock); it goes with the process if that dies.
+// It is waited for as long as it takes: another run holds it only while
+// it saves the key. Where flock is missing, two runs that save the same
+// key at once are not kept apart (see Save).
 func (kr *Keyring) lock(name string) (func(), error) {
-	return lockFile(filepath.Join(kr.dir, "."+name+".lock"))
+	release, err := filelock.Lock(context.Background(), filepath.Join(kr.dir, "."+name+".lock"))
+	if err != nil {
+		return nil, fmt.Errorf("keyring: %w", err)
+	}
+	return release, nil
 }
 
 // Delete removes a key file.
