@@ -145,7 +145,7 @@ func (c *Client) openLight(ctx context.Context) error {
 	}
 
 	if c.cfg.Home == "" {
-		c.lightDB = dbm.NewMemDB()
+		c.lightDB = newLightMemDB() // see copyIterDB
 	} else {
 		if err := os.MkdirAll(c.cfg.Home, 0o700); err != nil {
 			return err
