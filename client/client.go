@@ -12,6 +12,7 @@ import (
 
 	dbm "github.com/cometbft/cometbft-db"
 	"github.com/cometbft/cometbft/light"
+	lightstore "github.com/cometbft/cometbft/light/store"
 	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
 )
 
@@ -40,6 +41,9 @@ type Config struct {
 	Witnesses []string
 	// Home is the directory of the light client's trusted store and trust
 	// root (trust.json); "" keeps them in memory for this Client only.
+	// Clients of one Home, in one process or many, work at once: each
+	// holds the store only for the moment of a light-client operation,
+	// under the lock file Home+".lock" (beside the directory).
 	Home string
 	// Verify turns on light-client verification of every query result and
 	// every transaction result.
@@ -70,9 +74,22 @@ type Client struct {
 	chainID string
 
 	// Verified mode only.
-	lightMu sync.Mutex
-	light   *light.Client
-	lightDB dbm.DB
+	//
+	// root is the root of trust the client verifies from, and trust the
+	// options the light client is built with (its period may be
+	// Config.Trust's): with a Home, each operation checks that the Home
+	// still holds root (checkRoot). Set by New.
+	root  *TrustRoot
+	trust *TrustOptions
+	// lightMu serialises the client's light-client operations (withLight).
+	// Without a Home, light, lightDB and lightStore are the light client
+	// and its in-memory store, for the Client's life; with one they are
+	// nil: each operation opens the store under its lock and closes it.
+	lightMu    sync.Mutex
+	light      *light.Client
+	lightDB    dbm.DB
+	lightStore lightstore.Store
+	closed     bool
 	// witnesses are the light client's witnesses (but the node itself),
 	// asked for their height before a header is verified (see
 	// verifiedBlock); witnessNames are their addresses, for errors.
@@ -81,7 +98,8 @@ type Client struct {
 	// minHeight is the lowest state height a verified read may be answered
 	// at: the highest height of anything the client has verified (a read,
 	// a committed transaction, the newest header in its light store, less
-	// one). It only goes up (raiseMinHeight), so a node cannot take the
+	// one; with a Home, the store's newest is also what other runs of it
+	// verified, read again after each operation). It only goes up (raiseMinHeight), so a node cannot take the
 	// client back in time: once a transaction is seen committed, every
 	// later read sees it. See readHeight.
 	minHeight atomic.Int64
@@ -91,8 +109,9 @@ type Client struct {
 }
 
 // New connects to cfg.Node. In verified mode it opens (or creates, from
-// cfg.Trust) the light client's trusted store under cfg.Home; a trust root
-// the store does not match is refused.
+// cfg.Trust) the light client's trusted store under cfg.Home, and keeps
+// it open only while it does; a trust root the store does not match is
+// refused.
 func New(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Node == "" {
 		cfg.Node = DefaultNode
@@ -135,16 +154,20 @@ func newRPC(node string, timeout time.Duration) (*rpchttp.HTTP, error) {
 	return rpchttp.NewWithTimeout(node, uint(math.Ceil(timeout.Seconds())))
 }
 
-// Close releases the light client's store.
+// Close ends the client's verified operations (a later one fails), and
+// releases the in-memory light store of a client without a Home; a
+// Home's store is held only during each operation, so there is nothing of
+// it to release.
 func (c *Client) Close() error {
 	c.lightMu.Lock()
 	defer c.lightMu.Unlock()
+	c.closed = true
 	var err error
 	if c.lightDB != nil {
 		err = c.lightDB.Close()
 		c.lightDB = nil
 	}
-	c.light = nil
+	c.light, c.lightStore = nil, nil
 	return err
 }
 

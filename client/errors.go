@@ -60,6 +60,14 @@ var (
 	// member's envelope carries. A node that answered with a key of its
 	// own would then learn the patient's key or a record's.
 	ErrSealUnverified = errors.New("sealing a key needs verified reads")
+
+	// ErrTrustRootReplaced means the root of trust in the client's Home
+	// was replaced (emrcli light init --force in another terminal) or
+	// removed after the client started: its next light-client operation
+	// refuses to go on from the old root with the new root's store. Nothing
+	// was verified; a new client (the command run again) uses the new
+	// root.
+	ErrTrustRootReplaced = errors.New("the root of trust was replaced while this command ran")
 )
 
 // SealVerified refuses, with ErrSealUnverified, what seals a key to (or

@@ -20,12 +20,15 @@ import (
 	"github.com/cometbft/cometbft/light"
 	"github.com/cometbft/cometbft/light/provider"
 	lighthttp "github.com/cometbft/cometbft/light/provider/http"
+	lightstore "github.com/cometbft/cometbft/light/store"
 	lightdb "github.com/cometbft/cometbft/light/store/db"
 	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
 	rpctypes "github.com/cometbft/cometbft/rpc/jsonrpc/types"
 	cmttypes "github.com/cometbft/cometbft/types"
 
+	"github.com/emrchain/emrchain/internal/ctxtime"
 	"github.com/emrchain/emrchain/internal/durable"
+	"github.com/emrchain/emrchain/internal/filelock"
 )
 
 // Files under Config.Home.
@@ -81,48 +84,281 @@ func writeTrustRoot(home string, tr *TrustRoot) error {
 	return durable.ReplaceFile(filepath.Join(home, trustFileName), append(raw, '\n'), 0o600)
 }
 
-// TrustRoot returns the root the client's light store trusts (nil when
-// not in verified mode).
+// TrustRoot returns the root of trust the client verifies from (nil when
+// not in verified mode): the Home's trust.json as New found or wrote it,
+// or Config.Trust without a Home.
 func (c *Client) TrustRoot() *TrustRoot {
-	if !c.cfg.Verify {
+	if !c.cfg.Verify || c.root == nil {
 		return nil
 	}
-	if tr, err := ReadTrustRoot(c.cfg.Home); err == nil && tr != nil {
-		return tr
-	}
-	if c.cfg.Trust == nil {
-		return nil
-	}
-	return &TrustRoot{ChainID: c.chainID, Height: c.cfg.Trust.Height, Hash: fmt.Sprintf("%X", c.cfg.Trust.Hash), Period: c.cfg.Trust.Period}
+	tr := *c.root
+	return &tr
 }
 
 // LatestTrusted returns the height and time of the newest header the
-// light client has verified.
+// light client has verified (with a Home, any run of it), waiting at most
+// the client's timeout for the store.
 func (c *Client) LatestTrusted() (int64, time.Time, error) {
-	c.lightMu.Lock()
-	defer c.lightMu.Unlock()
-	if c.light == nil {
+	if !c.cfg.Verify {
 		return 0, time.Time{}, errors.New("not in verified mode")
 	}
-	lb, err := c.light.TrustedLightBlock(0)
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+	defer cancel()
+	var lb *cmttypes.LightBlock
+	err := c.withLight(ctx, func(lc *light.Client) error {
+		var err error
+		lb, err = lc.TrustedLightBlock(0)
+		return err
+	})
 	if err != nil {
 		return 0, time.Time{}, err
 	}
 	return lb.Height, lb.Time, nil
 }
 
+// storeLockPath is the lock file of the light store under home: beside
+// the directory, not in it, so that it stays one file while emrcli light
+// init --force swaps the directory.
+func storeLockPath(home string) string { return filepath.Clean(home) + ".lock" }
+
+// LockStore takes the lock of the light store under home (the file
+// HOME.lock beside it), waiting until ctx ends while another run holds it,
+// and returns its release. A Client holds it for each light-client
+// operation (see withLight); emrcli light init holds it to check that
+// home has no root yet and to swap in a new store.
+func LockStore(ctx context.Context, home string) (release func(), err error) {
+	release, err = filelock.Lock(ctx, storeLockPath(home))
+	if err != nil {
+		return nil, fmt.Errorf("the light store in %s (another emrcli run of this home was verifying for the whole wait?): %w", home, err)
+	}
+	return release, nil
+}
+
+// Waits for a light store goleveldb finds locked (see openStoreDB).
+const (
+	storeOpenMinWait = 2 * time.Millisecond
+	storeOpenMaxWait = 100 * time.Millisecond
+)
+
+// openStoreDB opens (or creates) the goleveldb store under home; the
+// caller holds the store's lock (LockStore). goleveldb takes a lock of its
+// own while open, which every run of this emrcli releases with the lock
+// it holds: if goleveldb's is held all the same, a program that does not
+// take HOME.lock keeps the store open, an emrcli older than this one (it
+// kept the store open for its whole run). That is waited for until ctx
+// ends, then said.
+func openStoreDB(ctx context.Context, home string) (dbm.DB, error) {
+	wait := storeOpenMinWait
+	for {
+		db, err := dbm.NewGoLevelDB(lightDBName, home)
+		if err == nil {
+			return db, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("open the light store in %s: %w", home, err)
+		}
+		if serr := ctxtime.Sleep(ctx, wait); serr != nil {
+			return nil, fmt.Errorf("open the light store in %s: another program keeps it open (an emrcli older than this one does for its whole run: let it finish, or update it): %w (%w)",
+				home, err, serr)
+		}
+		wait = min(2*wait, storeOpenMaxWait)
+	}
+}
+
+// sameRoot reports whether a and b are one root of trust (chain, height,
+// header hash; the trusting period is the running client's own).
+func sameRoot(a, b *TrustRoot) bool {
+	return a.ChainID == b.ChainID && a.Height == b.Height && strings.EqualFold(a.Hash, b.Hash)
+}
+
+// checkRoot refuses, with ErrTrustRootReplaced, a Home whose trust.json is
+// no longer the root this client started from: emrcli light init --force
+// replaced (or someone removed) it while this client ran. Its store holds
+// headers verified from another root; verifying on from this client's
+// root would mix the two. The caller holds the store's lock, under which
+// init swaps trust.json and store together.
+func (c *Client) checkRoot() error {
+	home := c.cfg.Home
+	tr, err := ReadTrustRoot(home)
+	if err != nil {
+		return fmt.Errorf("the root of trust in %s: %w", home, err)
+	}
+	if tr == nil {
+		return fmt.Errorf("%w: %s holds no root of trust any more, this command started from height %d hash %s of %s: run emrcli light init, then the command again",
+			ErrTrustRootReplaced, home, c.root.Height, c.root.Hash, c.root.ChainID)
+	}
+	if !sameRoot(tr, c.root) {
+		return fmt.Errorf("%w: %s now trusts height %d hash %s of %s, this command started from height %d hash %s of %s (emrcli light init --force): run the command again",
+			ErrTrustRootReplaced, home, tr.Height, tr.Hash, tr.ChainID, c.root.Height, c.root.Hash, c.root.ChainID)
+	}
+	return nil
+}
+
+// withLight runs fn with the client's light client, and then raises the
+// client's minimum read height to the newest header in the light store
+// (less one: see Client.MinHeight), which with a Home may be one another
+// run verified.
+//
+// Without a Home the light client and its in-memory store are the
+// Client's, for its life. With a Home, the store is held only for fn:
+// under lightMu (this process) and the store's lock (other runs), it
+// checks that the Home still holds this client's root of trust, opens
+// the store, builds a light client over it (from the headers it holds; an
+// empty store, one deleted while trust.json stayed, is made again from the
+// root), runs fn, and closes it. So runs of one Home work at once, and
+// one waits at most for another's operation; and each sees the headers
+// the others verified.
+func (c *Client) withLight(ctx context.Context, fn func(*light.Client) error) error {
+	c.lightMu.Lock()
+	defer c.lightMu.Unlock()
+	if c.closed {
+		return errClosed
+	}
+	if c.cfg.Home == "" {
+		err := fn(c.light)
+		c.raiseToStore(c.lightStore)
+		return err
+	}
+	release, err := LockStore(ctx, c.cfg.Home)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if err := c.checkRoot(); err != nil {
+		return err
+	}
+	db, err := openStoreDB(ctx, c.cfg.Home)
+	if err != nil {
+		return err
+	}
+	// Every header the light client saves is written with WriteSync: a
+	// failed close loses nothing this operation verified.
+	defer db.Close()
+	lstore := lightdb.New(db, lightPrefix)
+	lc, err := c.newLightClient(ctx, lstore)
+	if err != nil {
+		return err
+	}
+	err = fn(lc)
+	c.raiseToStore(lstore)
+	return err
+}
+
+// raiseToStore raises the minimum read height to the newest header in s,
+// less one.
+func (c *Client) raiseToStore(s lightstore.Store) {
+	if last, err := s.LastLightBlockHeight(); err == nil && last > 0 {
+		c.raiseMinHeight(last - 1)
+	}
+}
+
+// dialWitnesses makes the RPC clients of the witnesses (but the node
+// itself, its own witness).
+func (c *Client) dialWitnesses() error {
+	for _, w := range c.cfg.Witnesses {
+		if w == c.cfg.Node {
+			continue
+		}
+		rc, err := newRPC(w, c.cfg.Timeout)
+		if err != nil {
+			return fmt.Errorf("witness %q: %w", w, err)
+		}
+		c.witnesses = append(c.witnesses, rc)
+		c.witnessNames = append(c.witnessNames, w)
+	}
+	return nil
+}
+
+// newLightClient builds a light client over lstore, with the node as
+// primary and the witnesses: from the newest header lstore holds, or,
+// when it holds none, from the client's root of trust (asking the node
+// for the root's header and comparing it with the witnesses'). Its
+// providers are new each time: the light client drops, from its own list,
+// a witness that fails to answer, and a later operation asks it again.
+func (c *Client) newLightClient(ctx context.Context, lstore lightstore.Store) (*light.Client, error) {
+	primary := lighthttp.NewWithClient(c.chainID, c.rpc)
+	var witnesses []provider.Provider
+	next := 0
+	for _, w := range c.cfg.Witnesses {
+		if w == c.cfg.Node {
+			witnesses = append(witnesses, primary)
+			continue
+		}
+		witnesses = append(witnesses, lighthttp.NewWithClient(c.chainID, c.witnesses[next]))
+		next++
+	}
+	if len(witnesses) == 0 {
+		witnesses = []provider.Provider{primary}
+	}
+	opts := []light.Option{
+		light.Logger(log.NewNopLogger()),
+		// See lightMaxClockDrift and lightMaxBlockLag.
+		light.MaxClockDrift(lightMaxClockDrift),
+		light.MaxBlockLag(lightMaxBlockLag),
+	}
+	last, err := lstore.LastLightBlockHeight()
+	if err != nil {
+		return nil, fmt.Errorf("light store: %w", err)
+	}
+	trust := c.trust
+	var lc *light.Client
+	if last > 0 {
+		lc, err = light.NewClientFromTrustedStore(c.chainID, trust.Period, primary, witnesses, lstore, opts...)
+	} else {
+		lc, err = light.NewClient(ctx, c.chainID, light.TrustOptions{Period: trust.Period, Height: trust.Height, Hash: trust.Hash},
+			primary, witnesses, lstore, opts...)
+	}
+	if err != nil {
+		return nil, verificationError("light client: %v", err)
+	}
+	return lc, nil
+}
+
+// openLight sets up verified mode (New): it settles the root of trust
+// (the Home's trust.json, or Config.Trust, which must then match it),
+// and verifies that root into the light store. With a Home, it does so
+// under the store's lock, writes trust.json for a new root, and keeps
+// nothing open: each later operation opens the store (withLight).
+// Without one, the light client and its in-memory store stay for the
+// Client's life.
 func (c *Client) openLight(ctx context.Context) error {
-	stored, err := ReadTrustRoot(c.cfg.Home)
+	if err := c.dialWitnesses(); err != nil {
+		return err
+	}
+	home := c.cfg.Home
+	if home != "" {
+		if c.cfg.Trust == nil {
+			// Nothing to create: a Home without a root is refused before
+			// anything is made in it (its lock file, beside it).
+			if tr, err := ReadTrustRoot(home); err != nil {
+				return err
+			} else if tr == nil {
+				return errNoTrustRoot
+			}
+		}
+		if err := os.MkdirAll(home, 0o700); err != nil {
+			return err
+		}
+		// Under the lock, two Clients given two new roots for one new
+		// Home at once cannot both write theirs: the second reads the
+		// first's trust.json, and is refused as any later one is.
+		release, err := LockStore(ctx, home)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
+	stored, err := ReadTrustRoot(home)
 	if err != nil {
 		return err
 	}
 	switch {
 	case stored != nil && c.chainID != "" && c.chainID != stored.ChainID:
-		return fmt.Errorf("chain id %q differs from the trust root's %q (in %s)", c.chainID, stored.ChainID, c.cfg.Home)
+		return fmt.Errorf("chain id %q differs from the trust root's %q (in %s)", c.chainID, stored.ChainID, home)
 	case stored != nil:
 		c.chainID = stored.ChainID
 	case c.cfg.Trust == nil:
-		return errors.New("no trust root: verified mode needs a trusted header (emrcli light init) or --no-verify")
+		return errNoTrustRoot
 	case c.chainID == "":
 		// The trusted hash pins the chain: a header of another chain id
 		// cannot have it, so asking the node is safe here.
@@ -136,51 +372,31 @@ func (c *Client) openLight(ctx context.Context) error {
 	if trust != nil && stored != nil {
 		if trust.Height != stored.Height || !strings.EqualFold(hex.EncodeToString(trust.Hash), stored.Hash) {
 			return fmt.Errorf("the light store in %s trusts height %d hash %s, not height %d hash %X: remove it (emrcli light init --force) to change the trust root",
-				c.cfg.Home, stored.Height, stored.Hash, trust.Height, trust.Hash)
+				home, stored.Height, stored.Hash, trust.Height, trust.Hash)
 		}
 	}
 	if trust == nil {
 		hash, _ := hex.DecodeString(stored.Hash) // ReadTrustRoot checked it
 		trust = &TrustOptions{Height: stored.Height, Hash: hash, Period: stored.Period}
 	}
+	c.trust = trust
+	root := stored
+	if root == nil {
+		root = &TrustRoot{ChainID: c.chainID, Height: trust.Height, Hash: fmt.Sprintf("%X", trust.Hash), Period: trust.Period, Created: time.Now().UTC()}
+	}
 
-	if c.cfg.Home == "" {
+	var lstore lightstore.Store
+	if home == "" {
 		c.lightDB = newLightMemDB() // see copyIterDB
+		lstore = lightdb.New(c.lightDB, lightPrefix)
+		c.lightStore = lstore
 	} else {
-		if err := os.MkdirAll(c.cfg.Home, 0o700); err != nil {
+		db, err := openStoreDB(ctx, home)
+		if err != nil {
 			return err
 		}
-		db, err := dbm.NewGoLevelDB(lightDBName, c.cfg.Home)
-		if err != nil {
-			return fmt.Errorf("open the light store in %s (is another emrcli using it?): %w", c.cfg.Home, err)
-		}
-		c.lightDB = db
-	}
-	lstore := lightdb.New(c.lightDB, lightPrefix)
-
-	primary := lighthttp.NewWithClient(c.chainID, c.rpc)
-	var witnesses []provider.Provider
-	for _, w := range c.cfg.Witnesses {
-		if w == c.cfg.Node {
-			witnesses = append(witnesses, primary)
-			continue
-		}
-		rc, err := newRPC(w, c.cfg.Timeout)
-		if err != nil {
-			return fmt.Errorf("witness %q: %w", w, err)
-		}
-		witnesses = append(witnesses, lighthttp.NewWithClient(c.chainID, rc))
-		c.witnesses = append(c.witnesses, rc)
-		c.witnessNames = append(c.witnessNames, w)
-	}
-	if len(witnesses) == 0 {
-		witnesses = []provider.Provider{primary}
-	}
-	opts := []light.Option{
-		light.Logger(log.NewNopLogger()),
-		// See lightMaxClockDrift and lightMaxBlockLag.
-		light.MaxClockDrift(lightMaxClockDrift),
-		light.MaxBlockLag(lightMaxBlockLag),
+		defer db.Close()
+		lstore = lightdb.New(db, lightPrefix)
 	}
 	last, err := lstore.LastLightBlockHeight()
 	if err != nil {
@@ -194,33 +410,27 @@ func (c *Client) openLight(ctx context.Context) error {
 		lb, err := lstore.LightBlock(trust.Height)
 		if err != nil || !bytes.Equal(lb.Hash(), trust.Hash) {
 			return fmt.Errorf("the light store in %s holds headers but no trust root file, and not the trusted header %d %X: remove it (emrcli light init --force)",
-				c.cfg.Home, trust.Height, trust.Hash)
+				home, trust.Height, trust.Hash)
 		}
 	}
-	var lc *light.Client
-	if last > 0 {
-		lc, err = light.NewClientFromTrustedStore(c.chainID, trust.Period, primary, witnesses, lstore, opts...)
-	} else {
-		lc, err = light.NewClient(ctx, c.chainID, light.TrustOptions{Period: trust.Period, Height: trust.Height, Hash: trust.Hash},
-			primary, witnesses, lstore, opts...)
-	}
+	lc, err := c.newLightClient(ctx, lstore)
 	if err != nil {
-		return verificationError("light client: %v", err)
+		return err
 	}
-	c.light = lc
+	if home == "" {
+		c.light = lc
+	}
 	// The newest header this store ever verified (an earlier run's, with a
 	// Home) is as far back as reads may go: see Client.MinHeight.
-	if lb, err := lc.TrustedLightBlock(0); err == nil {
-		c.raiseMinHeight(lb.Height - 1)
-	}
-	if c.cfg.Home != "" && stored == nil {
-		return writeTrustRoot(c.cfg.Home, &TrustRoot{
-			ChainID: c.chainID, Height: trust.Height, Hash: fmt.Sprintf("%X", trust.Hash),
-			Period: trust.Period, Created: time.Now().UTC(),
-		})
+	c.raiseToStore(lstore)
+	c.root = root
+	if home != "" && stored == nil {
+		return writeTrustRoot(home, root)
 	}
 	return nil
 }
+
+var errNoTrustRoot = errors.New("no trust root: verified mode needs a trusted header (emrcli light init) or --no-verify")
 
 // verifiedBlock returns the light block at height, verified by the light
 // client from the trust root (waiting for the node to produce it). A
@@ -235,13 +445,15 @@ func (c *Client) verifiedBlock(ctx context.Context, height int64) (*cmttypes.Lig
 	c.waitWitnesses(ctx, height)
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	c.lightMu.Lock()
-	defer c.lightMu.Unlock()
-	if c.light == nil {
-		return nil, errClosed
-	}
 	now := c.now()
-	lb, err := c.light.VerifyLightBlockAtHeight(ctx, height, now)
+	var lb *cmttypes.LightBlock
+	var err error // the light client's, said below, once the store is released
+	if lerr := c.withLight(ctx, func(lc *light.Client) error {
+		lb, err = lc.VerifyLightBlockAtHeight(ctx, height, now)
+		return nil
+	}); lerr != nil {
+		return nil, lerr
+	}
 	if err != nil {
 		var expired light.ErrOldHeaderExpired
 		if errors.As(err, &expired) {

@@ -100,23 +100,33 @@ func (c *Client) QueryInfoAt(ctx context.Context, height int64, method string, r
 // header H+1, whose AppHash proves state H. The node's status is not
 // trusted: a node that claims an older head than the client has seen is
 // waited for, and refused (ErrStale) if it does not catch up.
+//
+// With a Home, the verification also reads the newest header any run of
+// it has verified (withLight). When that is newer than the head chosen,
+// another run returned a newer state meanwhile (before this read began,
+// or while it chose): the read is chosen again, once, from that floor, so
+// it is never older than what another run had verified when it began.
 func (c *Client) readHeight(ctx context.Context) (int64, *cmttypes.LightBlock, error) {
-	head, err := c.LatestHeight(ctx)
-	if err != nil {
-		return 0, nil, err
-	}
-	if floor := c.minHeight.Load() + 1; head < floor {
-		if err := c.waitHeight(ctx, floor); err != nil {
-			return 0, nil, fmt.Errorf("%w: node %s is behind height %d, which this client has already seen: %w", ErrStale, c.cfg.Node, floor-1, err)
+	for attempt := 0; ; attempt++ {
+		head, err := c.LatestHeight(ctx)
+		if err != nil {
+			return 0, nil, err
 		}
-		head = floor
+		if floor := c.minHeight.Load() + 1; head < floor {
+			if err := c.waitHeight(ctx, floor); err != nil {
+				return 0, nil, fmt.Errorf("%w: node %s is behind height %d, which this client has already seen: %w", ErrStale, c.cfg.Node, floor-1, err)
+			}
+			head = floor
+		}
+		head = max(head, 2) // state 1 is the first one a header proves
+		lb, err := c.verifiedBlock(ctx, head)
+		if err != nil {
+			return 0, nil, err
+		}
+		if head-1 >= c.minHeight.Load() || attempt > 0 {
+			return head - 1, lb, nil
+		}
 	}
-	head = max(head, 2) // state 1 is the first one a header proves
-	lb, err := c.verifiedBlock(ctx, head)
-	if err != nil {
-		return 0, nil, err
-	}
-	return head - 1, lb, nil
 }
 
 // queryAt runs a verified query at height, against lb (the verified
