@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -115,15 +116,12 @@ and --sidecar as the blob sidecars of upload, download and share.`,
 			if !cmd.Flags().Changed("witness") && chainID != "" && oldChain != "" && oldChain != chainID {
 				dropped, a.witnesses = a.witnesses, nil
 			}
+			// Said at once here, before anything is fetched, and again under
+			// the store's lock before the new store goes in (another init
+			// may have set a root meanwhile).
 			if !force {
-				tr, err := client.ReadTrustRoot(a.lightHome())
-				if err != nil {
-					// A root that no longer reads is not a missing one:
-					// replacing it is the user's call.
-					return fmt.Errorf("%w; pass --force to replace the root of trust", err)
-				}
-				if tr != nil {
-					return fmt.Errorf("%s already trusts height %d of %s: pass --force to replace the root of trust", a.lightHome(), tr.Height, tr.ChainID)
+				if err := a.checkNoRoot(); err != nil {
+					return err
 				}
 			}
 			if err := durable.MkdirAll(a.home, 0o700); err != nil {
@@ -138,6 +136,7 @@ and --sidecar as the blob sidecars of upload, download and share.`,
 				return err
 			}
 			defer os.RemoveAll(fresh)
+			defer os.Remove(fresh + ".lock") // the client's lock of the new store (client.LockStore)
 			// The light client compares the root only with the witnesses
 			// that answer, and drops the others without a word: every
 			// witness must answer first, and a mistyped one, or one whose
@@ -155,18 +154,9 @@ and --sidecar as the blob sidecars of upload, download and share.`,
 			if err := c.Close(); err != nil {
 				return err
 			}
-			old := fresh + ".old"
-			if err := os.Rename(a.lightHome(), old); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := a.installStore(ctx, fresh, force); err != nil {
 				return err
 			}
-			if err := os.Rename(fresh, a.lightHome()); err != nil {
-				_ = os.Rename(old, a.lightHome())
-				return err
-			}
-			if err := durable.SyncDir(a.home); err != nil {
-				return err
-			}
-			_ = os.RemoveAll(old)
 			if c, err = client.New(ctx, client.Config{
 				Node: a.node, ChainID: chainID, Witnesses: a.witnesses, Home: a.lightHome(),
 				Verify: true, Timeout: a.timeout,
@@ -215,6 +205,62 @@ and --sidecar as the blob sidecars of upload, download and share.`,
 	cmd.MarkFlagsMutuallyExclusive("genesis", "height")
 	cmd.MarkFlagsMutuallyExclusive("genesis", "hash")
 	return cmd
+}
+
+// checkNoRoot refuses a home that has a root of trust already (light init
+// without --force).
+func (a *cli) checkNoRoot() error {
+	tr, err := client.ReadTrustRoot(a.lightHome())
+	if err != nil {
+		// A root that no longer reads is not a missing one: replacing it
+		// is the user's call.
+		return fmt.Errorf("%w; pass --force to replace the root of trust", err)
+	}
+	if tr != nil {
+		return fmt.Errorf("%s already trusts height %d of %s: pass --force to replace the root of trust", a.lightHome(), tr.Height, tr.ChainID)
+	}
+	return nil
+}
+
+// installStore puts the light store built and verified in fresh (a
+// directory beside HOME/light) in HOME/light's place, under the store's
+// lock (client.LockStore): no other run is in a light-client operation
+// meanwhile, and one that is between two finds the new store at its next
+// and, unless the new root is its own, stops there
+// (client.ErrTrustRootReplaced). Without force, a root set meanwhile by
+// another light init is refused here: of two inits at once, one wins.
+//
+// The old store is moved aside by its directory's name, never opened: a
+// store goleveldb cannot open (a CURRENT naming a lost MANIFEST) is
+// replaced as well as a sound one. A crash leaves either the old
+// directory or the new one in place (renames of one directory in one
+// parent), and at worst a .light-new-* directory beside it.
+func (a *cli) installStore(ctx context.Context, fresh string, force bool) error {
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	release, err := client.LockStore(ctx, a.lightHome())
+	if err != nil {
+		return err
+	}
+	defer release()
+	if !force {
+		if err := a.checkNoRoot(); err != nil {
+			return err
+		}
+	}
+	old := fresh + ".old"
+	if err := os.Rename(a.lightHome(), old); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := os.Rename(fresh, a.lightHome()); err != nil {
+		_ = os.Rename(old, a.lightHome())
+		return err
+	}
+	if err := durable.SyncDir(a.home); err != nil {
+		return err
+	}
+	_ = os.RemoveAll(old)
+	return nil
 }
 
 func newLightStatusCmd(a *cli) *cobra.Command {
