@@ -141,6 +141,9 @@ func TestFullLightStore(t *testing.T) {
 		defer c.Close()
 		fill(t, client.MemLightStore(c))
 		verify(t, c)
+		if n := client.MemLightStore(c).Size(); n != full {
+			t.Fatalf("after a header verified on a full store, it holds %d headers, want %d (pruned)", n, full)
+		}
 		const m = 20
 		var read time.Duration
 		for range m {
