@@ -10,7 +10,8 @@
 //
 //  1. The CometBFT light client (github.com/cometbft/cometbft/light)
 //     verifies the node's newest header, H+1, from the root of trust
-//     (TrustOptions, or the store under Config.Home), cross-checking it
+//     (TrustOptions, or the store under Config.Home: see "The light
+//     store"), cross-checking it
 //     with the witnesses (see Freshness for how H is chosen).
 //  2. abci_query with prove=true at that explicit height H. The answer
 //     carries one StoreProof (key, value, ICS23 proof) per state key the
@@ -39,18 +40,42 @@
 // Proofs show what a state held, not that it is recent: the client, not
 // the node, chooses the height. Client.MinHeight only goes up: to the
 // height of every verified read, and to every verified header less one
-// (so to the block of every transaction seen committed); at start, to the
-// newest header in the light store (a Home keeps it between runs). A read
-// is made at the state under the node's newest header, never below
-// MinHeight: a node claiming an older head is waited for, then refused.
-// An answer for an older height than asked is refused. Both wrap
-// ErrStale. So reads are monotonic and see the client's own transactions:
+// (so to the block of every transaction seen committed); at start, and
+// after every light-client operation, to the newest header in the light
+// store less one (a Home keeps it between runs, and shares it between
+// runs at once: see below). A read is made at the state under the node's
+// newest header, never below MinHeight: a node claiming an older head is
+// waited for, then refused. An answer for an older height than asked is
+// refused. Both wrap ErrStale. With a Home, a read whose verification finds that another run
+// verified a newer header meanwhile chooses its height again, once, so it
+// is never older than what any run of the Home had verified when it
+// began. So reads are monotonic and see the client's own transactions:
 // RevokeAndRotate's rotation reads the state after its revocation, an
 // audit log read after a RecordAccess holds it. What a node can still do
 // is withhold blocks newer than any this client has seen (the head it
 // reports is not checked against the witnesses'); there is no bound on
 // header age (QueryInfo.Time says how old an answer is). See
 // docs/decisions.md.
+//
+// # The light store: one Home, many runs
+//
+// Without Config.Home the light client's store is in memory, the
+// Client's alone. With one, it is HOME/light.db (goleveldb) and
+// HOME/trust.json, shared by every Client of the Home, in this process or
+// another (emrcli commands in two terminals, a script's parallel
+// uploads). No Client keeps the store open: each light-client operation
+// (a verification; LatestTrusted) takes the lock file HOME.lock (beside
+// the directory, which emrcli light init --force swaps), checks that
+// trust.json is still the root the Client started from, opens the store,
+// builds a light client from its newest header (from the root when it is
+// empty: a store deleted while trust.json stayed is made again), runs,
+// closes it and releases the lock. A run waits at most for one operation
+// of another (bounded by Config.Timeout); an open, check and close costs
+// 8 to 9 ms (docs/decisions.md). A root replaced or removed meanwhile
+// makes the next operation fail with ErrTrustRootReplaced, unless the new
+// root is the Client's own; a new command then uses the new root. New
+// settles a new root, and writes trust.json, under the same lock: of two
+// Clients given two roots for one new Home at once, one is refused.
 //
 // # Completeness of lists
 //

@@ -94,6 +94,8 @@ word.
 
 Settings come from flags, then EMRCLI_HOME, EMRCLI_NODE, EMRCLI_KEYRING_BACKEND,
 EMRCLI_SIDECAR, then HOME/config.json (written by "emrcli light init").
+Commands of one home may run at once: each holds the light store (HOME/light)
+only while it verifies a header, and waits for another that is verifying.
 
 Exit codes: 0 success, 1 failure (the chain refused, verification failed, I/O),
 2 wrong command line. Failures print one line: "Error: <reason>".`,
