@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -404,11 +405,6 @@ func (q *Querier) Records(_ context.Context, req *emrv1.QueryRecordsRequest) (*e
 	if err != nil {
 		return nil, err
 	}
-	resp := &emrv1.QueryRecordsResponse{Page: &emrv1.PageResponse{Total: p.RecordCount}}
-	if req.GetPage().GetAfter() >= p.RecordCount {
-		return resp, nil // past the end (and no overflow below)
-	}
-	start := recordKey(p.Id, req.GetPage().GetAfter()+1)
 	// A category filter skips records: the page reads at most budget of
 	// them (recordScanFactor pages' worth), then ends early, with Next at the
 	// last one read, so one query's work (and, with prove, its proofs) stays
@@ -416,12 +412,24 @@ func (q *Querier) Records(_ context.Context, req *emrv1.QueryRecordsRequest) (*e
 	// limit records, or none, and still have a next page.
 	budget, scanned := uint64(math.MaxUint64), uint64(0) // unfiltered, a page reads limit+1 at most
 	if req.Category != "" {
+		// The params key is already read (the page size): no more proofs.
 		params, err := q.st().params()
 		if err != nil {
 			return nil, err
 		}
+		// A category the params do not list (a misspelling) is the
+		// caller's mistake, not "no such records": categories are only
+		// ever added, so none of this height's records has it.
+		if !slices.Contains(params.Categories, req.Category) {
+			return nil, fmt.Errorf("%w: category %s is not one of params.categories", ErrInvalidQuery, QuoteInput(req.Category))
+		}
 		budget = recordScanFactor * uint64(params.MaxPageSize)
 	}
+	resp := &emrv1.QueryRecordsResponse{Page: &emrv1.PageResponse{Total: p.RecordCount}}
+	if req.GetPage().GetAfter() >= p.RecordCount {
+		return resp, nil // past the end (and no overflow below)
+	}
+	start := recordKey(p.Id, req.GetPage().GetAfter()+1)
 	err = scan(q.r, start, prefixEnd(recordPrefix(p.Id)), true, func(key, value []byte) (bool, error) {
 		rec := &emrv1.Record{}
 		if err := unmarshalAt(key, value, rec); err != nil {

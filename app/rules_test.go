@@ -1461,7 +1461,7 @@ func TestRecordsQuery(t *testing.T) {
 		{ruleImaging, 0, 0, []uint64{2, 5}, 0, false},
 		{ruleImaging, 0, 1, []uint64{2}, 2, false},
 		{ruleImaging, 2, 1, []uint64{5}, 0, false},
-		{"dental", 0, 0, []uint64{}, 0, false},
+		{"prescriptions", 0, 0, []uint64{}, 0, false}, // a category of params, with no records
 	} {
 		resp := page(tc.category, tc.after, tc.limit)
 		name := fmt.Sprintf("Records(category=%q, after=%d, limit=%d)", tc.category, tc.after, tc.limit)
@@ -1483,6 +1483,17 @@ func TestRecordsQuery(t *testing.T) {
 	all := page("", 0, 0).Records
 	if got := ruleRecord(c, w.pid, 4); !proto.Equal(got, all[3]) || got.Sequence != 4 || got.Category != ruleLab {
 		t.Errorf("Record(4) = %v, want %v", got, all[3])
+	}
+	// A category params do not list is refused, not answered with no
+	// records (a misspelling would read as "none of this kind"), also
+	// past the end of the list.
+	for _, cat := range []string{"dental", "lab-result", "Lab-Results", ruleLab + " "} {
+		for _, after := range []uint64{0, 6} {
+			req := &emrv1.QueryRecordsRequest{PatientId: hexOf(w.pid), Category: cat, Page: &emrv1.PageRequest{After: after}}
+			if code := ruleQueryCode(c, "Records", req, &emrv1.QueryRecordsResponse{}); code != app.ErrInvalidQuery.Code() {
+				t.Errorf("Records(category=%q, after=%d): code %d, want %d (invalid query)", cat, after, code, app.ErrInvalidQuery.Code())
+			}
+		}
 	}
 	if code := ruleQueryCode(c, "Record", &emrv1.QueryRecordRequest{PatientId: hexOf(w.pid), Sequence: 7}, &emrv1.QueryRecordResponse{}); code != app.ErrNotFound.Code() {
 		t.Errorf("Record(7): code %d, want %d", code, app.ErrNotFound.Code())
