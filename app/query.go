@@ -371,6 +371,17 @@ func (q *Querier) Grants(_ context.Context, req *emrv1.QueryGrantsRequest) (*emr
 	if err != nil {
 		return nil, err
 	}
+	// The grants of an address that is no member are not found, as the
+	// lists of an unknown patient are: a mistyped clinician is not "holds
+	// no consent". (Consent is given to members only, and members are never
+	// deleted.)
+	m, err := q.st().member(grantee)
+	if err != nil {
+		return nil, err
+	}
+	if m == nil {
+		return nil, fmt.Errorf("%w: no member %X", ErrNotFound, grantee)
+	}
 	limit, err := q.limit(&emrv1.PageRequest{Limit: req.Limit})
 	if err != nil {
 		return nil, err

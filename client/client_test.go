@@ -333,9 +333,17 @@ func TestClientAgainstNode(t *testing.T) {
 		if _, _, err := c.GranteeKEK(ctx, w.registrar.EncPrivKey(), w.patientID, w.registrar.Address()); !errors.Is(err, app.ErrNoPermission) || !errors.Is(err, client.ErrNotFound) {
 			t.Fatalf("GranteeKEK without consent: %v, want ErrNoPermission", err)
 		}
+		// The grants of an address that is no member: a verified "not
+		// found" (the member key proven absent), not an empty list.
+		if _, _, err := c.AllGrants(ctx, bytes.Repeat([]byte{0xab}, 20)); !errors.Is(err, client.ErrNotFound) || !errors.As(err, &cerr) {
+			t.Fatalf("grants of no member: %v, want a verified ErrNotFound", err)
+		}
 		// A verified invalid query.
 		if err := c.Query(ctx, "Member", &emrv1.QueryMemberRequest{Address: "zz"}, &emrv1.QueryMemberResponse{}); !errors.Is(err, app.ErrInvalidQuery) {
 			t.Fatalf("bad address: %v", err)
+		}
+		if err := c.Query(ctx, "Records", &emrv1.QueryRecordsRequest{PatientId: hexs(w.patientID), Category: "lab-result"}, &recs); !errors.Is(err, app.ErrInvalidQuery) {
+			t.Fatalf("Records of a category params do not list: %v, want ErrInvalidQuery", err)
 		}
 		seq, err := c.Sequence(ctx, w.clinician.Address())
 		if err != nil || seq != 5 {

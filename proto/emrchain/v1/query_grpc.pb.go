@@ -78,7 +78,8 @@ type QueryClient interface {
 	// list. NOT_FOUND when the patient is not enrolled or has given that
 	// grantee none. The blob sidecars authorize with it.
 	Permission(ctx context.Context, in *QueryPermissionRequest, opts ...grpc.CallOption) (*QueryPermissionResponse, error)
-	// Grants lists the consents a member holds.
+	// Grants lists the consents a member holds; NOT_FOUND for an address
+	// that is no member.
 	Grants(ctx context.Context, in *QueryGrantsRequest, opts ...grpc.CallOption) (*QueryGrantsResponse, error)
 	// Records lists a patient's records, oldest first, optionally of one category.
 	Records(ctx context.Context, in *QueryRecordsRequest, opts ...grpc.CallOption) (*QueryRecordsResponse, error)
@@ -384,7 +385,8 @@ type QueryServer interface {
 	// list. NOT_FOUND when the patient is not enrolled or has given that
 	// grantee none. The blob sidecars authorize with it.
 	Permission(context.Context, *QueryPermissionRequest) (*QueryPermissionResponse, error)
-	// Grants lists the consents a member holds.
+	// Grants lists the consents a member holds; NOT_FOUND for an address
+	// that is no member.
 	Grants(context.Context, *QueryGrantsRequest) (*QueryGrantsResponse, error)
 	// Records lists a patient's records, oldest first, optionally of one category.
 	Records(context.Context, *QueryRecordsRequest) (*QueryRecordsResponse, error)
