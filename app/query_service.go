@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"google.golang.org/protobuf/proto"
@@ -46,8 +47,11 @@ func call[Resp any, PResp interface {
 		// UTF-8, which the REST gateway lets through): its mistake.
 		return nil, fmt.Errorf("%w: encode request: %v", ErrInvalidQuery, err)
 	}
-	out, _, err := s.app.Query(QueryPathPrefix+method, data, heightOf(ctx), false)
+	out, h, err := s.app.Query(QueryPathPrefix+method, data, heightOf(ctx), false)
 	if err != nil {
+		if h > 0 {
+			err = &answeredError{err: err, height: h}
+		}
 		return nil, err
 	}
 	resp := PResp(new(Resp))
@@ -55,6 +59,27 @@ func call[Resp any, PResp interface {
 		return nil, err
 	}
 	return resp, nil
+}
+
+// answeredError is an error answer of the state at height: the query
+// read it (a "not found" there, say), so the answer holds for that height.
+type answeredError struct {
+	err    error
+	height int64
+}
+
+func (e *answeredError) Error() string { return e.err.Error() }
+func (e *answeredError) Unwrap() error { return e.err }
+
+// AnsweredHeight is the height a QueryService error was read at: the state
+// in which, for example, a patient was not found. 0 when the query failed
+// before it read any state (a height the node does not have).
+func AnsweredHeight(err error) int64 {
+	var a *answeredError
+	if errors.As(err, &a) {
+		return a.height
+	}
+	return 0
 }
 
 func (s *QueryService) Params(ctx context.Context, r *emrv1.QueryParamsRequest) (*emrv1.QueryParamsResponse, error) {

@@ -616,6 +616,7 @@ func TestAPIServers(t *testing.T) {
 				Code    *int    `json:"code"`
 				Status  *string `json:"status"`
 				Message *string `json:"message"`
+				Height  *string `json:"height"` // a NOT_FOUND's, as X-Emrchain-Height
 			}
 			dec := json.NewDecoder(bytes.NewReader(rep.body))
 			dec.DisallowUnknownFields()
@@ -625,6 +626,15 @@ func TestAPIServers(t *testing.T) {
 			if err := dec.Decode(&e); err != nil || e.Code == nil || e.Status == nil || e.Message == nil ||
 				*e.Code == 0 || *e.Message == "" || codes.Code(*e.Code).String() != *e.Status {
 				t.Errorf("%s: error body %s (%v)", name, rep.body, err)
+			}
+			// A NOT_FOUND says the height it was read at, in the body and
+			// the header; no other error does (none read a height).
+			if hdr := rep.header.Get(heightHeader); e.Code != nil && codes.Code(*e.Code) == codes.NotFound {
+				if e.Height == nil || *e.Height == "" || *e.Height != hdr {
+					t.Errorf("%s: NOT_FOUND %s with %s %q: want the height in both", name, rep.body, heightHeader, hdr)
+				}
+			} else if e.Height != nil || hdr != "" {
+				t.Errorf("%s: error %s with %s %q: only a NOT_FOUND says a height", name, rep.body, heightHeader, hdr)
 			}
 		}
 		// The same mistakes over gRPC.

@@ -109,11 +109,20 @@ func serveQuery[Req any, Resp heightResponse](ctx context.Context, s *queryServe
 	}
 	resp, err = call(app.WithHeight(ctx, h), req)
 	if err != nil {
+		answered := app.AnsweredHeight(err)
 		err = grpcError(err)
-		if grpcstatus.Code(err) == codes.Internal {
+		switch grpcstatus.Code(err) {
+		case codes.Internal:
 			// The error names the node's own stores; the caller gets none of it.
 			s.logger.Error("query failed", "method", method, "height", h, "err", err)
 			err = grpcstatus.Errorf(codes.Internal, "internal error serving %s (the node's log has the details)", method)
+		case codes.NotFound:
+			// "Not found" is an answer about one state, as a found object
+			// is: it says its height (from a node that lags, it may be
+			// stale). The REST gateway copies it into the error answer.
+			if answered > 0 {
+				_ = grpc.SetHeader(ctx, metadata.Pairs(heightMD, strconv.FormatInt(answered, 10)))
+			}
 		}
 		return zero, err
 	}

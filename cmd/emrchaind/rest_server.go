@@ -13,6 +13,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -380,10 +381,15 @@ func serveOpenAPI(w http.ResponseWriter, r *http.Request) {
 
 // restErrorBody is every REST error: the gRPC status code (as a number and
 // by name) and the message, which for app errors is the app's error text.
+// A NOT_FOUND also says the height it was read at, as a found object's
+// answer does (and as the X-Emrchain-Height header): a string, as the
+// height of every answer is in JSON. (The OpenAPI document's
+// emrchainError, in query.proto, describes this body.)
 type restErrorBody struct {
 	Code    codes.Code `json:"code"`
 	Status  string     `json:"status"`
 	Message string     `json:"message"`
+	Height  int64      `json:"height,omitempty,string"`
 }
 
 // maxRESTErrorMessage bounds an error's message: the gateway's own parse
@@ -391,9 +397,18 @@ type restErrorBody struct {
 const maxRESTErrorMessage = 512
 
 func writeRESTError(w http.ResponseWriter, httpStatus int, code codes.Code, msg string) {
-	body, _ := json.Marshal(restErrorBody{Code: code, Status: code.String(), Message: app.Cut(msg, maxRESTErrorMessage)})
+	writeRESTErrorAt(w, httpStatus, code, msg, 0)
+}
+
+// writeRESTErrorAt is writeRESTError for an answer read at height (0 =
+// none: the header and the body's height are left out).
+func writeRESTErrorAt(w http.ResponseWriter, httpStatus int, code codes.Code, msg string, height int64) {
+	body, _ := json.Marshal(restErrorBody{Code: code, Status: code.String(), Message: app.Cut(msg, maxRESTErrorMessage), Height: height})
 	h := w.Header()
 	h.Del(heightHeader)
+	if height > 0 {
+		h.Set(heightHeader, strconv.FormatInt(height, 10))
+	}
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
 	if code == codes.Unavailable || code == codes.ResourceExhausted {
@@ -424,7 +439,7 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 // restError is the gateway's error handler: the HTTP status follows the
 // gRPC code (InvalidArgument 400, PermissionDenied 403, NotFound 404,
 // AlreadyExists 409, ...).
-func restError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+func restError(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	if body, ok := r.Body.(*limitedBody); ok && body.exceeded {
 		writeRESTError(w, http.StatusRequestEntityTooLarge, codes.InvalidArgument, "the request body is above the limit")
 		return
@@ -436,7 +451,29 @@ func restError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w ht
 		// request (its body or parameters), never about the node.
 		code = codes.InvalidArgument
 	}
-	writeRESTError(w, runtime.HTTPStatusFromCode(code), code, st.Message())
+	writeRESTErrorAt(w, runtime.HTTPStatusFromCode(code), code, st.Message(), answeredHeight(ctx, code))
+}
+
+// answeredHeight is the height a NOT_FOUND from the query server was read
+// at (the x-emrchain-height it set, which the gateway hands the error
+// handler as server metadata); 0 for any other error, which says none.
+func answeredHeight(ctx context.Context, code codes.Code) int64 {
+	if code != codes.NotFound {
+		return 0
+	}
+	md, ok := runtime.ServerMetadataFromContext(ctx)
+	if !ok {
+		return 0
+	}
+	vals := md.HeaderMD.Get(heightMD)
+	if len(vals) != 1 {
+		return 0
+	}
+	h, err := strconv.ParseInt(vals[0], 10, 64)
+	if err != nil || h <= 0 {
+		return 0
+	}
+	return h
 }
 
 // restRoutingError answers requests no route matches: 404, or 405 when the
