@@ -483,7 +483,11 @@ func restRoutingError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshale
 	case http.StatusMethodNotAllowed:
 		writeRESTError(w, httpStatus, codes.Unimplemented, fmt.Sprintf("method %s not allowed on %s", r.Method, r.URL.Path))
 	case http.StatusNotFound:
-		writeRESTError(w, httpStatus, codes.NotFound, fmt.Sprintf("no route %s %s (the routes are in %s)", r.Method, r.URL.Path, openAPIPath))
+		// Still 404, but UNIMPLEMENTED in the body, as gRPC answers an
+		// unknown method: a program must not read a mistyped path (or an
+		// API version this node does not serve) as NOT_FOUND, "no such
+		// patient".
+		writeRESTError(w, httpStatus, codes.Unimplemented, fmt.Sprintf("no such route: %s %s (the routes are in %s)", r.Method, app.QuoteInput(r.URL.Path), openAPIPath))
 	default:
 		writeRESTError(w, http.StatusBadRequest, codes.InvalidArgument, http.StatusText(httpStatus))
 	}
