@@ -117,7 +117,7 @@ func TestNotFoundSaysItsHeight(t *testing.T) {
 }
 
 // reviewGRPC serves the Query service over c with the node's own gRPC
-// server options on a loopback port.
+// server options and registration on a loopback port.
 func reviewGRPC(t *testing.T, c *apptest.Chain) *grpc.ClientConn {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -125,7 +125,7 @@ func reviewGRPC(t *testing.T, c *apptest.Chain) *grpc.ClientConn {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer(grpcServerOptions(4 << 20)...)
-	emrv1.RegisterQueryServer(srv, newQueryServerOver(app.NewQueryService(c.App), log.NewNopLogger(), queriesPerCPU))
+	registerAPIServices(srv, newQueryServerOver(app.NewQueryService(c.App), log.NewNopLogger(), queriesPerCPU), nil)
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -40,9 +40,11 @@ const (
 )
 
 // grpcServerOptions are the server's limits: messages up to maxMsg bytes,
-// and the connection limits above.
+// and the connection limits above; and its codec, which lets the emrchain
+// services decode their own requests (grpc_decode.go).
 func grpcServerOptions(maxMsg int) []grpc.ServerOption {
 	return []grpc.ServerOption{
+		grpc.ForceServerCodecV2(newRequestCodec()),
 		grpc.MaxRecvMsgSize(maxMsg),
 		grpc.MaxConcurrentStreams(grpcMaxConcurrentStreams),
 		grpc.ConnectionTimeout(grpcHandshakeTimeout),
@@ -68,8 +70,7 @@ type grpcService struct {
 func startGRPC(env serviceEnv, queries *queryServer, txs *txServer) (*grpcService, error) {
 	lis := netutil.LimitListener(take(&env.listeners.grpc), grpcMaxConnections)
 	srv := grpc.NewServer(grpcServerOptions(txs.maxMessageBytes())...)
-	emrv1.RegisterQueryServer(srv, queries)
-	emrv1.RegisterTxServiceServer(srv, txs)
+	registerAPIServices(srv, queries, txs)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	reflection.Register(srv)
