@@ -63,7 +63,7 @@ proto: $(addprefix $(BIN)/,$(PROTOC_PLUGINS)) ## Regenerate Go, gRPC, gateway an
 	  --plugin=protoc-gen-go=$(BIN)/protoc-gen-go --go_out=. --go_opt=paths=source_relative \
 	  --plugin=protoc-gen-go-grpc=$(BIN)/protoc-gen-go-grpc --go-grpc_out=. --go-grpc_opt=paths=source_relative \
 	  --plugin=protoc-gen-grpc-gateway=$(BIN)/protoc-gen-grpc-gateway --grpc-gateway_out=. --grpc-gateway_opt=paths=source_relative \
-	  --plugin=protoc-gen-openapiv2=$(BIN)/protoc-gen-openapiv2 --openapiv2_out=. --openapiv2_opt=allow_merge=true,merge_file_name=emrchain/v1/emrchain \
+	  --plugin=protoc-gen-openapiv2=$(BIN)/protoc-gen-openapiv2 --openapiv2_out=. --openapiv2_opt=allow_merge=true,merge_file_name=emrchain/v1/emrchain,disable_default_errors=true,openapi_configuration=emrchain/v1/openapi.yaml \
 	  $(patsubst $(PROTO_DIR)/%,%,$(PROTO_FILES))
 
 # --- MinIO server for the blob store and sidecar tests -----------------------

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	grpcstatus "google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/emrchain/emrchain/app"
@@ -267,10 +269,13 @@ func TestGrantsOfNonMemberIsNotFound(t *testing.T) {
 }
 
 // TestBlobRefsLimitAsDocumented: the OpenAPI document (from
-// query.proto) says GET /emrchain/v1/blob_refs's limit is "capped by
+// query.proto) said GET /emrchain/v1/blob_refs's limit is "capped by
 // params.max_page_size"; the server refuses a larger one (400), as README
 // says every list does. A client written to the document, asking for
-// "as many as allowed", fails.
+// "as many as allowed", failed. The document now says what the server
+// does, for every list's page size: refused above params.max_page_size.
+// (The reviewer's version asked the server for 200; a page size above the
+// maximum is refused on every list, so the document was what was wrong.)
 func TestBlobRefsLimitAsDocumented(t *testing.T) {
 	var doc struct {
 		Paths map[string]map[string]struct {
@@ -280,19 +285,44 @@ func TestBlobRefsLimitAsDocumented(t *testing.T) {
 	if err := json.Unmarshal(emrv1.OpenAPI, &doc); err != nil {
 		t.Fatal(err)
 	}
-	var described string
-	for _, p := range doc.Paths["/emrchain/v1/blob_refs"]["get"].Parameters {
-		if p.Name == "limit" {
-			described = p.Description
+	described := map[string]string{}
+	for path, ops := range doc.Paths {
+		for _, p := range ops["get"].Parameters {
+			if p.Name == "limit" || p.Name == "page.limit" {
+				described[path+"?"+p.Name] = p.Description
+				if !strings.Contains(p.Description, "above params.max_page_size is INVALID_ARGUMENT") {
+					t.Errorf("OpenAPI GET %s, %s: %q does not say a page size above params.max_page_size is refused", path, p.Name, p.Description)
+				}
+			}
 		}
 	}
+	if _, ok := described["/emrchain/v1/blob_refs?limit"]; !ok {
+		t.Fatalf("OpenAPI GET /emrchain/v1/blob_refs has no limit parameter (%v)", slices.Sorted(mapKeys(described)))
+	}
 	c := apptest.New(t, apptest.Options{})
+	pat, pid := apptest.NewActor("review-limit"), apptest.PatientID("review-limit")
+	c.Must(pat, apptest.Enroll(pat))
 	srv := newTestREST(t, c)
 	var params emrv1.QueryParamsResponse
 	c.Query("Params", &emrv1.QueryParamsRequest{}, &params)
-	status, _, body := reviewGet(t, srv.URL, fmt.Sprintf("/emrchain/v1/blob_refs?limit=%d", params.Params.MaxPageSize+1))
-	if status != http.StatusOK {
-		t.Errorf("blob_refs?limit=max_page_size+1: HTTP %d %s; the OpenAPI document says of limit: %q", status, body, described)
+	for _, path := range []string{
+		fmt.Sprintf("/emrchain/v1/blob_refs?limit=%d", params.Params.MaxPageSize+1),
+		fmt.Sprintf("/emrchain/v1/patients/%x/records?page.limit=%d", pid, params.Params.MaxPageSize+1),
+	} {
+		status, _, body := reviewGet(t, srv.URL, path)
+		var e restErrorBody
+		_ = json.Unmarshal(body, &e)
+		if status != http.StatusBadRequest || e.Status != "InvalidArgument" {
+			t.Errorf("GET %s (max_page_size+1): HTTP %d %s; want 400 InvalidArgument, as the OpenAPI document says", path, status, body)
+		}
+	}
+	for _, path := range []string{
+		fmt.Sprintf("/emrchain/v1/blob_refs?limit=%d", params.Params.MaxPageSize),
+		fmt.Sprintf("/emrchain/v1/patients/%x/records?page.limit=%d", pid, params.Params.MaxPageSize),
+	} {
+		if status, _, body := reviewGet(t, srv.URL, path); status != http.StatusOK {
+			t.Errorf("GET %s (max_page_size): HTTP %d %s; want 200", path, status, body)
+		}
 	}
 }
 
@@ -318,5 +348,33 @@ func TestUnknownRouteIsNotAMissingObject(t *testing.T) {
 		if e.Code == missing.Code && e.Status == missing.Status {
 			t.Errorf("GET %s (no such route): HTTP %d code %d %q, the same code and status as an unknown patient (%d %q)", path, status, e.Code, e.Status, missing.Code, missing.Status)
 		}
+	}
+}
+
+// TestRESTErrorBodyIsErrorBody: the body writeRESTError sends has the
+// fields, by JSON name, of emrchain.v1.ErrorBody, which the OpenAPI
+// document names as every route's error; a NOT_FOUND's height is a string,
+// as protojson writes an int64 (and as every answer's height is).
+func TestRESTErrorBodyIsErrorBody(t *testing.T) {
+	served, err := json.Marshal(restErrorBody{Code: codes.NotFound, Status: codes.NotFound.String(), Message: "m", Height: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got emrv1.ErrorBody
+	if err := protojson.Unmarshal(served, &got); err != nil {
+		t.Fatalf("%s is no emrchain.v1.ErrorBody: %v", served, err)
+	}
+	if got.Code != int32(codes.NotFound) || got.Status != "NotFound" || got.Message != "m" || got.Height != 7 {
+		t.Errorf("%s read as %v", served, &got)
+	}
+	want, _ := protojson.MarshalOptions{EmitUnpopulated: true}.Marshal(&emrv1.ErrorBody{Height: 7})
+	var wantFields, servedFields map[string]any
+	_ = json.Unmarshal(want, &wantFields)
+	_ = json.Unmarshal(served, &servedFields)
+	if !slices.Equal(slices.Sorted(mapKeys(wantFields)), slices.Sorted(mapKeys(servedFields))) {
+		t.Errorf("served fields %v, ErrorBody's %v", slices.Sorted(mapKeys(servedFields)), slices.Sorted(mapKeys(wantFields)))
+	}
+	if servedFields["height"] != "7" {
+		t.Errorf("height served as %#v, want the string \"7\"", servedFields["height"])
 	}
 }

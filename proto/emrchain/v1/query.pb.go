@@ -2137,7 +2137,7 @@ type QueryBlobRefsRequest struct {
 	// Continue after this reference (the previous page's next); empty = from
 	// the start.
 	After string `protobuf:"bytes,1,opt,name=after,proto3" json:"after,omitempty"`
-	// References per page; 0 = the default; capped by params.max_page_size.
+	// References per page; 0 = the default; above params.max_page_size is INVALID_ARGUMENT.
 	Limit         uint32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2805,6 +2805,82 @@ func (x *QueryProposalsResponse) GetProofs() []*StoreProof {
 	return nil
 }
 
+// ErrorBody is the JSON body of every REST error (the OpenAPI document's
+// default response): the gRPC status code, as a number and by its Go name
+// ("NotFound"), and the message. A path no route has is 404 with code 12,
+// "Unimplemented", never NOT_FOUND, which is about an object. Over gRPC the
+// status carries the code and the message.
+type ErrorBody struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Code    int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Status  string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	Message string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// For a NOT_FOUND only: the height it was read at, as the
+	// X-Emrchain-Height header (gRPC: the x-emrchain-height header). Absent
+	// on every other error.
+	Height        int64 `protobuf:"varint,4,opt,name=height,proto3" json:"height,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ErrorBody) Reset() {
+	*x = ErrorBody{}
+	mi := &file_emrchain_v1_query_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ErrorBody) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ErrorBody) ProtoMessage() {}
+
+func (x *ErrorBody) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_query_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ErrorBody.ProtoReflect.Descriptor instead.
+func (*ErrorBody) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *ErrorBody) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *ErrorBody) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *ErrorBody) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *ErrorBody) GetHeight() int64 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
 var File_emrchain_v1_query_proto protoreflect.FileDescriptor
 
 const file_emrchain_v1_query_proto_rawDesc = "" +
@@ -2999,7 +3075,12 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"\tproposals\x18\x01 \x03(\v2\x15.emrchain.v1.ProposalR\tproposals\x12\x12\n" +
 	"\x04next\x18\x02 \x01(\x04R\x04next\x12\x16\n" +
 	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
-	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs2\xdf\x16\n" +
+	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"i\n" +
+	"\tErrorBody\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12\x16\n" +
+	"\x06height\x18\x04 \x01(\x03R\x06height2\xdf\x16\n" +
 	"\x05Query\x12h\n" +
 	"\x06Params\x12\x1f.emrchain.v1.QueryParamsRequest\x1a .emrchain.v1.QueryParamsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/emrchain/v1/params\x12\x86\x01\n" +
 	"\fOrganization\x12%.emrchain.v1.QueryOrganizationRequest\x1a&.emrchain.v1.QueryOrganizationResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/emrchain/v1/organizations/{id}\x12s\n" +
@@ -3039,7 +3120,7 @@ func file_emrchain_v1_query_proto_rawDescGZIP() []byte {
 	return file_emrchain_v1_query_proto_rawDescData
 }
 
-var file_emrchain_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_emrchain_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_emrchain_v1_query_proto_goTypes = []any{
 	(*StoreProof)(nil),                 // 0: emrchain.v1.StoreProof
 	(*ProofOp)(nil),                    // 1: emrchain.v1.ProofOp
@@ -3089,71 +3170,72 @@ var file_emrchain_v1_query_proto_goTypes = []any{
 	(*QueryProposalResponse)(nil),      // 45: emrchain.v1.QueryProposalResponse
 	(*QueryProposalsRequest)(nil),      // 46: emrchain.v1.QueryProposalsRequest
 	(*QueryProposalsResponse)(nil),     // 47: emrchain.v1.QueryProposalsResponse
-	(*Params)(nil),                     // 48: emrchain.v1.Params
-	(*Organization)(nil),               // 49: emrchain.v1.Organization
-	(*Member)(nil),                     // 50: emrchain.v1.Member
-	(*Account)(nil),                    // 51: emrchain.v1.Account
-	(*Patient)(nil),                    // 52: emrchain.v1.Patient
-	(*Permission)(nil),                 // 53: emrchain.v1.Permission
-	(*Record)(nil),                     // 54: emrchain.v1.Record
-	(*AccessEvent)(nil),                // 55: emrchain.v1.AccessEvent
-	(*Share)(nil),                      // 56: emrchain.v1.Share
-	(*Study)(nil),                      // 57: emrchain.v1.Study
-	(*Validator)(nil),                  // 58: emrchain.v1.Validator
-	(*Proposal)(nil),                   // 59: emrchain.v1.Proposal
+	(*ErrorBody)(nil),                  // 48: emrchain.v1.ErrorBody
+	(*Params)(nil),                     // 49: emrchain.v1.Params
+	(*Organization)(nil),               // 50: emrchain.v1.Organization
+	(*Member)(nil),                     // 51: emrchain.v1.Member
+	(*Account)(nil),                    // 52: emrchain.v1.Account
+	(*Patient)(nil),                    // 53: emrchain.v1.Patient
+	(*Permission)(nil),                 // 54: emrchain.v1.Permission
+	(*Record)(nil),                     // 55: emrchain.v1.Record
+	(*AccessEvent)(nil),                // 56: emrchain.v1.AccessEvent
+	(*Share)(nil),                      // 57: emrchain.v1.Share
+	(*Study)(nil),                      // 58: emrchain.v1.Study
+	(*Validator)(nil),                  // 59: emrchain.v1.Validator
+	(*Proposal)(nil),                   // 60: emrchain.v1.Proposal
 }
 var file_emrchain_v1_query_proto_depIdxs = []int32{
 	1,  // 0: emrchain.v1.StoreProof.ops:type_name -> emrchain.v1.ProofOp
-	48, // 1: emrchain.v1.QueryParamsResponse.params:type_name -> emrchain.v1.Params
+	49, // 1: emrchain.v1.QueryParamsResponse.params:type_name -> emrchain.v1.Params
 	0,  // 2: emrchain.v1.QueryParamsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	49, // 3: emrchain.v1.QueryOrganizationResponse.organization:type_name -> emrchain.v1.Organization
-	50, // 4: emrchain.v1.QueryOrganizationResponse.registrars:type_name -> emrchain.v1.Member
+	50, // 3: emrchain.v1.QueryOrganizationResponse.organization:type_name -> emrchain.v1.Organization
+	51, // 4: emrchain.v1.QueryOrganizationResponse.registrars:type_name -> emrchain.v1.Member
 	0,  // 5: emrchain.v1.QueryOrganizationResponse.proofs:type_name -> emrchain.v1.StoreProof
-	50, // 6: emrchain.v1.QueryMemberResponse.member:type_name -> emrchain.v1.Member
+	51, // 6: emrchain.v1.QueryMemberResponse.member:type_name -> emrchain.v1.Member
 	0,  // 7: emrchain.v1.QueryMemberResponse.proofs:type_name -> emrchain.v1.StoreProof
-	51, // 8: emrchain.v1.QueryAccountResponse.account:type_name -> emrchain.v1.Account
+	52, // 8: emrchain.v1.QueryAccountResponse.account:type_name -> emrchain.v1.Account
 	0,  // 9: emrchain.v1.QueryAccountResponse.proofs:type_name -> emrchain.v1.StoreProof
-	52, // 10: emrchain.v1.QueryPatientResponse.patient:type_name -> emrchain.v1.Patient
+	53, // 10: emrchain.v1.QueryPatientResponse.patient:type_name -> emrchain.v1.Patient
 	0,  // 11: emrchain.v1.QueryPatientResponse.proofs:type_name -> emrchain.v1.StoreProof
-	53, // 12: emrchain.v1.QueryPermissionResponse.permission:type_name -> emrchain.v1.Permission
+	54, // 12: emrchain.v1.QueryPermissionResponse.permission:type_name -> emrchain.v1.Permission
 	0,  // 13: emrchain.v1.QueryPermissionResponse.proofs:type_name -> emrchain.v1.StoreProof
-	53, // 14: emrchain.v1.QueryPermissionsResponse.permissions:type_name -> emrchain.v1.Permission
+	54, // 14: emrchain.v1.QueryPermissionsResponse.permissions:type_name -> emrchain.v1.Permission
 	0,  // 15: emrchain.v1.QueryPermissionsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	53, // 16: emrchain.v1.QueryGrantsResponse.permissions:type_name -> emrchain.v1.Permission
+	54, // 16: emrchain.v1.QueryGrantsResponse.permissions:type_name -> emrchain.v1.Permission
 	0,  // 17: emrchain.v1.QueryGrantsResponse.proofs:type_name -> emrchain.v1.StoreProof
 	2,  // 18: emrchain.v1.QueryRecordsRequest.page:type_name -> emrchain.v1.PageRequest
-	54, // 19: emrchain.v1.QueryRecordsResponse.records:type_name -> emrchain.v1.Record
+	55, // 19: emrchain.v1.QueryRecordsResponse.records:type_name -> emrchain.v1.Record
 	3,  // 20: emrchain.v1.QueryRecordsResponse.page:type_name -> emrchain.v1.PageResponse
 	0,  // 21: emrchain.v1.QueryRecordsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	54, // 22: emrchain.v1.QueryRecordResponse.record:type_name -> emrchain.v1.Record
+	55, // 22: emrchain.v1.QueryRecordResponse.record:type_name -> emrchain.v1.Record
 	0,  // 23: emrchain.v1.QueryRecordResponse.proofs:type_name -> emrchain.v1.StoreProof
 	2,  // 24: emrchain.v1.QueryAccessEventsRequest.page:type_name -> emrchain.v1.PageRequest
-	55, // 25: emrchain.v1.QueryAccessEventsResponse.events:type_name -> emrchain.v1.AccessEvent
+	56, // 25: emrchain.v1.QueryAccessEventsResponse.events:type_name -> emrchain.v1.AccessEvent
 	3,  // 26: emrchain.v1.QueryAccessEventsResponse.page:type_name -> emrchain.v1.PageResponse
 	0,  // 27: emrchain.v1.QueryAccessEventsResponse.proofs:type_name -> emrchain.v1.StoreProof
 	2,  // 28: emrchain.v1.QuerySharesRequest.page:type_name -> emrchain.v1.PageRequest
-	56, // 29: emrchain.v1.QuerySharesResponse.shares:type_name -> emrchain.v1.Share
+	57, // 29: emrchain.v1.QuerySharesResponse.shares:type_name -> emrchain.v1.Share
 	3,  // 30: emrchain.v1.QuerySharesResponse.page:type_name -> emrchain.v1.PageResponse
 	0,  // 31: emrchain.v1.QuerySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
-	57, // 32: emrchain.v1.QueryStudyResponse.study:type_name -> emrchain.v1.Study
+	58, // 32: emrchain.v1.QueryStudyResponse.study:type_name -> emrchain.v1.Study
 	0,  // 33: emrchain.v1.QueryStudyResponse.proofs:type_name -> emrchain.v1.StoreProof
 	2,  // 34: emrchain.v1.QueryStudySharesRequest.page:type_name -> emrchain.v1.PageRequest
-	56, // 35: emrchain.v1.QueryStudySharesResponse.shares:type_name -> emrchain.v1.Share
+	57, // 35: emrchain.v1.QueryStudySharesResponse.shares:type_name -> emrchain.v1.Share
 	3,  // 36: emrchain.v1.QueryStudySharesResponse.page:type_name -> emrchain.v1.PageResponse
 	0,  // 37: emrchain.v1.QueryStudySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
-	56, // 38: emrchain.v1.QueryShareResponse.share:type_name -> emrchain.v1.Share
+	57, // 38: emrchain.v1.QueryShareResponse.share:type_name -> emrchain.v1.Share
 	0,  // 39: emrchain.v1.QueryShareResponse.proofs:type_name -> emrchain.v1.StoreProof
-	55, // 40: emrchain.v1.QueryLastAccessResponse.event:type_name -> emrchain.v1.AccessEvent
+	56, // 40: emrchain.v1.QueryLastAccessResponse.event:type_name -> emrchain.v1.AccessEvent
 	0,  // 41: emrchain.v1.QueryLastAccessResponse.proofs:type_name -> emrchain.v1.StoreProof
 	39, // 42: emrchain.v1.QueryBlobRefsResponse.refs:type_name -> emrchain.v1.BlobRef
 	0,  // 43: emrchain.v1.QueryBlobRefsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	58, // 44: emrchain.v1.QueryValidatorsResponse.validators:type_name -> emrchain.v1.Validator
+	59, // 44: emrchain.v1.QueryValidatorsResponse.validators:type_name -> emrchain.v1.Validator
 	0,  // 45: emrchain.v1.QueryValidatorsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	58, // 46: emrchain.v1.QueryValidatorKeyResponse.validator:type_name -> emrchain.v1.Validator
+	59, // 46: emrchain.v1.QueryValidatorKeyResponse.validator:type_name -> emrchain.v1.Validator
 	0,  // 47: emrchain.v1.QueryValidatorKeyResponse.proofs:type_name -> emrchain.v1.StoreProof
-	59, // 48: emrchain.v1.QueryProposalResponse.proposal:type_name -> emrchain.v1.Proposal
+	60, // 48: emrchain.v1.QueryProposalResponse.proposal:type_name -> emrchain.v1.Proposal
 	0,  // 49: emrchain.v1.QueryProposalResponse.proofs:type_name -> emrchain.v1.StoreProof
-	59, // 50: emrchain.v1.QueryProposalsResponse.proposals:type_name -> emrchain.v1.Proposal
+	60, // 50: emrchain.v1.QueryProposalsResponse.proposals:type_name -> emrchain.v1.Proposal
 	0,  // 51: emrchain.v1.QueryProposalsResponse.proofs:type_name -> emrchain.v1.StoreProof
 	4,  // 52: emrchain.v1.Query.Params:input_type -> emrchain.v1.QueryParamsRequest
 	6,  // 53: emrchain.v1.Query.Organization:input_type -> emrchain.v1.QueryOrganizationRequest
@@ -3218,7 +3300,7 @@ func file_emrchain_v1_query_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_emrchain_v1_query_proto_rawDesc), len(file_emrchain_v1_query_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   48,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -990,7 +990,9 @@ type Permission struct {
 	Anonymise     bool  `protobuf:"varint,10,opt,name=anonymise,proto3" json:"anonymise,omitempty"`
 	GrantedHeight int64 `protobuf:"varint,11,opt,name=granted_height,json=grantedHeight,proto3" json:"granted_height,omitempty"`
 	// Zero while the grant stands; the height of the Revoke otherwise.
-	RevokedHeight int64                  `protobuf:"varint,12,opt,name=revoked_height,json=revokedHeight,proto3" json:"revoked_height,omitempty"`
+	RevokedHeight int64 `protobuf:"varint,12,opt,name=revoked_height,json=revokedHeight,proto3" json:"revoked_height,omitempty"`
+	// The time of the Revoke's block; unset (null in JSON) while the grant
+	// stands.
 	RevokedTime   *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=revoked_time,json=revokedTime,proto3" json:"revoked_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
