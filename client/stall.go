@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sync"
 	"time"
 )
@@ -12,13 +13,21 @@ import (
 // How long a sidecar transfer may stand still before it is given up and
 // the next sidecar asked (variables for the tests).
 var (
-	// sidecarAnswerWait bounds the wait for a sidecar's answer: after a
-	// download's request, or after an upload's last byte. A sidecar
-	// that does not hold a blob reads it whole from a peer before it
-	// answers, for up to its peerTimeout (5 minutes), after waiting up to
-	// MaxHeightWait (3 s) for its node; and it stores an upload whole
-	// before it answers.
+	// sidecarAnswerWait bounds the wait for a sidecar's answer (after a
+	// download's request, or after an upload's last byte), with the time
+	// to store the blob (answerWait). A sidecar that does not hold a blob
+	// reads it whole from a peer before it answers (a peer that does not
+	// answer costs it 30 s, one that stops mid-way up to its peerTimeout,
+	// 5 minutes), after waiting up to MaxHeightWait (3 s) for its node;
+	// and it stores an upload whole before it answers.
 	sidecarAnswerWait = 6 * time.Minute
+	// sidecarCommitRate (bytes a second) is the slowest pace at which a
+	// sidecar is expected to store a whole blob before it answers: a
+	// read-through from a peer, or an upload's commit (MinIO completes
+	// the multipart upload and copies the object to its name, server
+	// side, in time that grows with the blob). The answer wait grows by
+	// a blob's size at this pace (answerWait).
+	sidecarCommitRate int64 = 16 << 20
 	// sidecarStallWait bounds the pause between two reads of a download's
 	// body, or of an upload's: bytes that stop coming (or stop being taken)
 	// for this long mean the sidecar, or the way to it, is stuck.
@@ -31,16 +40,28 @@ var (
 // sidecar is asked).
 var ErrSidecarStalled = errors.New("the sidecar stopped answering")
 
+// answerWait is how long a sidecar may take to answer a transfer of a
+// blob of size bytes: sidecarAnswerWait, and the time to store the blob
+// at sidecarCommitRate (a 64 GiB imaging study: 68 minutes more).
+func answerWait(size int64) time.Duration {
+	const most = time.Duration(math.MaxInt64)
+	extra := float64(max(size, 0)) / float64(sidecarCommitRate) * float64(time.Second)
+	if extra >= float64(most-sidecarAnswerWait) {
+		return most
+	}
+	return sidecarAnswerWait + time.Duration(extra)
+}
+
 // stallWatch cancels a transfer's context when it stands still too long:
-// waiting for the answer (answering) for sidecarAnswerWait, or between
-// two moves of its bytes (moved) for sidecarStallWait. Its context's
-// cause is then a stallError.
+// waiting for the answer (answering) for its answer wait, or between two
+// moves of its bytes (moved) for sidecarStallWait. Its context's cause is
+// then a stallError.
 type stallWatch struct {
-	mu    sync.Mutex
-	timer *time.Timer
-	since time.Time
-	what  string // what it waits for, for the error
-	wait  time.Duration
+	mu     sync.Mutex
+	timer  *time.Timer
+	answer time.Duration // the answer wait
+	what   string        // what it waits for, for the error
+	wait   time.Duration
 }
 
 // stallError is why a stallWatch cancelled: what did not happen, and for
@@ -51,18 +72,27 @@ type stallError struct {
 }
 
 func (e *stallError) Error() string {
-	return fmt.Sprintf("%v: %s for %s", ErrSidecarStalled, e.what, e.wait)
+	return fmt.Sprintf("%v: %s for %s", ErrSidecarStalled, e.what, roundWait(e.wait))
+}
+
+// roundWait is d as a person reads it: whole seconds, or below a second,
+// whole milliseconds.
+func roundWait(d time.Duration) time.Duration {
+	if d >= time.Second {
+		return d.Round(time.Second)
+	}
+	return d.Round(time.Millisecond)
 }
 
 func (e *stallError) Unwrap() error { return ErrSidecarStalled }
 
-// watchStalls returns ctx with a stallWatch over it, waiting for the
-// answer first; stop releases it.
-func watchStalls(ctx context.Context) (context.Context, *stallWatch, func()) {
+// watchStalls returns ctx with a stallWatch over it for the transfer of a
+// blob of size bytes, waiting for the answer first; stop releases it.
+func watchStalls(ctx context.Context, size int64) (context.Context, *stallWatch, func()) {
 	ctx, cancel := context.WithCancelCause(ctx)
-	w := &stallWatch{}
+	w := &stallWatch{answer: answerWait(size)}
 	w.mu.Lock()
-	w.what, w.wait = "no answer", sidecarAnswerWait
+	w.what, w.wait = "no answer", w.answer
 	w.timer = time.AfterFunc(w.wait, func() {
 		w.mu.Lock()
 		defer w.mu.Unlock()
@@ -73,7 +103,7 @@ func watchStalls(ctx context.Context) (context.Context, *stallWatch, func()) {
 }
 
 // answering: the transfer now waits for the sidecar's answer.
-func (w *stallWatch) answering() { w.reset("no answer", sidecarAnswerWait) }
+func (w *stallWatch) answering() { w.reset("no answer", w.answer) }
 
 // moved: bytes moved; the next must within sidecarStallWait.
 func (w *stallWatch) moved() { w.reset("no byte moved", sidecarStallWait) }

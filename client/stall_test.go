@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -15,12 +16,13 @@ import (
 	"time"
 )
 
-// shortStallWaits makes the stall bounds short for a test.
+// shortStallWaits makes the stall bounds short for a test (and the answer
+// wait the same for every size).
 func shortStallWaits(t *testing.T) {
 	t.Helper()
-	answer, stall := sidecarAnswerWait, sidecarStallWait
-	sidecarAnswerWait, sidecarStallWait = 200*time.Millisecond, 200*time.Millisecond
-	t.Cleanup(func() { sidecarAnswerWait, sidecarStallWait = answer, stall })
+	answer, stall, rate := sidecarAnswerWait, sidecarStallWait, sidecarCommitRate
+	sidecarAnswerWait, sidecarStallWait, sidecarCommitRate = 200*time.Millisecond, 200*time.Millisecond, math.MaxInt64
+	t.Cleanup(func() { sidecarAnswerWait, sidecarStallWait, sidecarCommitRate = answer, stall, rate })
 }
 
 // silentSidecar accepts requests and never answers them (until the test

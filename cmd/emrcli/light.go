@@ -232,9 +232,12 @@ func (a *cli) checkNoRoot() error {
 //
 // The old store is moved aside by its directory's name, never opened: a
 // store goleveldb cannot open (a CURRENT naming a lost MANIFEST) is
-// replaced as well as a sound one. A crash leaves either the old
-// directory or the new one in place (renames of one directory in one
-// parent), and at worst a .light-new-* directory beside it.
+// replaced as well as a sound one. A crash before the first rename or
+// after the second leaves the old store or the new one in place (with at
+// worst a .light-new-* directory beside it). One between them leaves no
+// store in HOME/light: the old is beside it as .light-new-*.old, and a
+// run then says there is no root of trust, until light init is run
+// again.
 func (a *cli) installStore(ctx context.Context, fresh string, force bool) error {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()

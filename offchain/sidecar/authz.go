@@ -23,6 +23,9 @@ type apiError struct {
 	reason string
 	// retryAfter, when positive, is sent as Retry-After (whole seconds).
 	retryAfter time.Duration
+	// charged: the answer counts against the client's host as a failed
+	// authentication (as every 401 does; see authenticate).
+	charged bool
 }
 
 func (e *apiError) Error() string { return e.reason }
@@ -91,13 +94,21 @@ func (s *Server) reachHeight(r *http.Request) *apiError {
 		if aerr != nil {
 			return aerr
 		}
-		if head.Height >= want {
+		have := head.Height
+		if have >= want {
+			// The node saves a block before its app executes and commits
+			// it: the state its lookups read may still be a block older.
+			if have, err = stateHeight(ctx, s.chain, head); err != nil {
+				return chainError(err)
+			}
+		}
+		if have >= want {
 			return nil
 		}
 		if ctxtime.Sleep(wait, heightPoll) != nil {
 			return retryLater(http.StatusServiceUnavailable, CodeChainBehind, time.Second,
-				"this sidecar's node is at height %d, below height %d, which the client saw committed (%s): it has not caught up yet",
-				head.Height, want, HeaderMinHeight)
+				"this sidecar's node has state %d, below height %d, which the client saw committed (%s): it has not caught up yet",
+				have, want, HeaderMinHeight)
 		}
 	}
 }

@@ -115,6 +115,23 @@ type ChainView interface {
 // It must return an error wrapping ErrNotFound for a missing object.
 type QueryFunc func(ctx context.Context, method string, req, resp proto.Message) error
 
+// StateHeighter is a ChainView that can say the height of the state its
+// lookups read: the block its node's app last committed, which may be a
+// block below Head for a moment (a node stores a block before its app
+// executes it). A view that is not one reads the state of its Head.
+type StateHeighter interface {
+	StateHeight(ctx context.Context) (int64, error)
+}
+
+// stateHeight is the height of the state chain's lookups read, its head
+// being head.
+func stateHeight(ctx context.Context, chain ChainView, head Head) (int64, error) {
+	if sh, ok := chain.(StateHeighter); ok {
+		return sh.StateHeight(ctx)
+	}
+	return head.Height, nil
+}
+
 // HeadFunc returns the latest block.
 type HeadFunc func(ctx context.Context) (Head, error)
 
@@ -155,7 +172,7 @@ type NodeClient interface {
 // light client. Where the sidecar and the node run in different trust
 // domains, back the sidecar with NewQueryChainView over a verifying client.
 func NewNodeChainView(c NodeClient) ChainView {
-	return NewQueryChainView(
+	return &nodeView{c: c, queryView: NewQueryChainView(
 		func(ctx context.Context, method string, req, resp proto.Message) error {
 			return abciQuery(ctx, c, method, req, resp)
 		},
@@ -178,7 +195,24 @@ func NewNodeChainView(c NodeClient) ChainView {
 		func(ctx context.Context, from int64, max int) ([]BlockBlobs, error) {
 			return nodeBlockBlobs(ctx, c, from, max)
 		},
-	)
+	).(*queryView)}
+}
+
+// nodeView is the ChainView of NewNodeChainView: a queryView over the
+// node, which also says the height of its app's state (StateHeighter).
+type nodeView struct {
+	*queryView
+	c NodeClient
+}
+
+// StateHeight is the block the node's app last committed (ABCI Info),
+// the state its queries at the latest height read.
+func (v *nodeView) StateHeight(ctx context.Context) (int64, error) {
+	info, err := v.c.ABCIInfo(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("%w: abci_info: %v", ErrChainUnavailable, err)
+	}
+	return info.Response.LastBlockHeight, nil
 }
 
 // nodeBlocksPerCall is the most block metas CometBFT's BlockchainInfo

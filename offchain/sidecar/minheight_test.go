@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -14,17 +15,20 @@ import (
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
-// TestMinHeight: a request that says its client saw height 11 committed
-// (HeaderMinHeight), at a sidecar whose node is at 10. A member the
-// node has not seen yet is neither refused (401) nor charged a failed
-// authentication while the node is behind: the answer is 503 chain_behind
-// with Retry-After. Once the node reaches 11 within MaxHeightWait, the
-// request is judged at that height. A height the node has reached, or
-// none, changes nothing; a header that is not a height is a bad request.
+// TestMinHeight: requests that say their client saw height 11 committed
+// (HeaderMinHeight), at a sidecar whose node is at 10. A member's request
+// is answered 503 chain_behind, with Retry-After, and not charged to its
+// host. Once the node reaches 11 within MaxHeightWait, the request is
+// judged at that height: a clinician registered in block 11 is then
+// known (no access event yet: 403, not 401). A height the node has
+// changes nothing; a header that is not a height is a bad request. A
+// request no member signed (at the node's state) that waits in vain is
+// charged like a failed authentication, so a host that signs nothing
+// cannot keep requests waiting on the node for free.
 func TestMinHeight(t *testing.T) {
 	e := newEnv(t, func(o *Options) {
 		o.MaxHeightWait = 200 * time.Millisecond
-		o.FailedAuthPerMinute = 1 // a charged failure would show as a 429 next
+		o.FailedAuthPerMinute = 2 // the third charged failure is a 429
 	})
 	data := []byte("ciphertext of an x-ray report")
 	if _, err := e.put(e.writer, data); err != nil {
@@ -46,12 +50,16 @@ func TestMinHeight(t *testing.T) {
 		_, err := c.Get(context.Background(), ref, sum, &buf, nil)
 		return err
 	}
-	for range 3 {
-		err := get(late, 11)
-		wantStatus(t, err, http.StatusServiceUnavailable, "below height 11")
-		if se := err.(*Error); se.Code != "chain_behind" || se.RetryAfter != time.Second {
+	behind := func(a *actor, height int64) {
+		t.Helper()
+		err := get(a, height)
+		wantStatus(t, err, http.StatusServiceUnavailable, fmt.Sprintf("below height %d", height))
+		if se := err.(*Error); se.Code != CodeChainBehind || se.RetryAfter != time.Second {
 			t.Fatalf("node behind: code %q, Retry-After %s; want chain_behind, 1s", se.Code, se.RetryAfter)
 		}
+	}
+	for range 3 {
+		behind(e.reader, 11) // a member's: not charged
 	}
 	// Told a height the node has, the node judges what it has.
 	wantStatus(t, get(e.reader, 10), http.StatusForbidden, "no committed access event")
@@ -76,8 +84,10 @@ func TestMinHeight(t *testing.T) {
 			t.Errorf("%s %q: %d %+v, want 400 bad_request", HeaderMinHeight, bad, status, body)
 		}
 	}
-	// Told no height, the node refuses a member it does not know (last:
-	// this failure uses up the host's one a minute).
+	// A key the node does not know (not yet, or never), waiting in vain
+	// for block 12: charged, twice, then the host is refused.
 	stranger := &actor{KeySigner: KeySigner{Key: ed25519.GenPrivKeyFromSecret([]byte("sidecar-test/stranger"))}}
-	wantStatus(t, get(stranger, 0), http.StatusUnauthorized, "not a member")
+	behind(stranger, 12)
+	behind(stranger, 12)
+	wantStatus(t, get(stranger, 12), http.StatusTooManyRequests, "too many failed authentications")
 }

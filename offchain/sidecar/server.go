@@ -551,7 +551,7 @@ func (s *Server) authenticate(r *http.Request) (*emrv1.Member, *signedRequest, *
 			hostName(host), s.opts.FailedAuthPerMinute)
 	}
 	member, sr, aerr := s.authenticateSigned(r)
-	if aerr == nil || aerr.status != http.StatusUnauthorized {
+	if aerr == nil || (aerr.status != http.StatusUnauthorized && !aerr.charged) {
 		refund()
 	}
 	return member, sr, aerr
@@ -596,6 +596,13 @@ func (s *Server) authenticateSigned(r *http.Request) (*emrv1.Member, *signedRequ
 	// a member reinstated) or the request (an access event, a consent),
 	// its node must have what the client saw committed.
 	if aerr := s.reachHeight(r); aerr != nil {
+		if aerr.code == CodeChainBehind && !s.signedByMember(r.Context(), sr) {
+			// Not a member's signature at the state the node has: the
+			// wait is charged to the host like a failed authentication,
+			// so a host that signs nothing cannot keep requests waiting
+			// on the node for free.
+			aerr.charged = true
+		}
 		return nil, nil, aerr
 	}
 	member, err := s.chain.Member(r.Context(), sr.address)
@@ -640,6 +647,13 @@ func (s *Server) authenticateSigned(r *http.Request) (*emrv1.Member, *signedRequ
 		return nil, nil, forbidden("member %x is %s", sr.address, app.StatusName(member.Status))
 	}
 	return member, sr, nil
+}
+
+// signedByMember says whether sr is signed with the key the node has for
+// its signer, a member.
+func (s *Server) signedByMember(ctx context.Context, sr *signedRequest) bool {
+	member, err := s.chain.Member(ctx, sr.address)
+	return err == nil && sr.verify(member.SignPubKey)
 }
 
 // PutResult is the JSON answer to a successful PUT.
@@ -851,6 +865,11 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 			var refused *slotRefusedError
 			if errors.As(perr, &refused) {
 				writeError(w, refused.aerr)
+				return
+			}
+			if errors.Is(perr, errPeersBehind) {
+				writeError(w, retryLater(http.StatusServiceUnavailable, CodeChainBehind, time.Second,
+					"blob %s of %s is not stored on this sidecar, and %v", sum, ref, perr))
 				return
 			}
 			var local *localStoreError
