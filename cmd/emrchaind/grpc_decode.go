@@ -27,8 +27,16 @@ import (
 // ServiceDescs (decodeInHandler) ask RecvMsg for the request's bytes
 // (undecodedRequest, which the server's codec, requestCodec, fills without
 // decoding) and unmarshal them with protobuf's own rules, answering
-// INVALID_ARGUMENT when that fails. Interceptors and every other service
-// (health, reflection) see no difference.
+// INVALID_ARGUMENT when that fails. Every other service (health,
+// reflection) sees no difference, and unary interceptors see the decoded
+// request. Stream interceptors that wrap RecvMsg, and stats handlers (an
+// InPayload's Payload, unary calls' too), see an *undecodedRequest: the
+// node registers neither; whoever adds one must decode the bytes itself,
+// or move the stream decoding into a first stream interceptor. Each
+// request is copied once more than grpc's own codec does (Materialize):
+// for a 64 KiB transaction, 35 µs and 64 KiB more (a reviewer's
+// benchmark); for the load's few hundred bytes, an allocation of their
+// size.
 
 // undecodedRequest receives a request's bytes from requestCodec.
 type undecodedRequest struct{ data []byte }

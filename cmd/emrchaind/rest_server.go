@@ -384,7 +384,7 @@ func serveOpenAPI(w http.ResponseWriter, r *http.Request) {
 // A NOT_FOUND also says the height it was read at, as a found object's
 // answer does (and as the X-Emrchain-Height header): a string, as the
 // height of every answer is in JSON. (The OpenAPI document's
-// emrchainError, in query.proto, describes this body.)
+// ErrorBody, in query.proto, describes this body.)
 type restErrorBody struct {
 	Code    codes.Code `json:"code"`
 	Status  string     `json:"status"`

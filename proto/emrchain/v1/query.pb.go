@@ -1189,7 +1189,9 @@ func (x *QueryGrantsResponse) GetProofs() []*StoreProof {
 type QueryRecordsRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	PatientId string                 `protobuf:"bytes,1,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
-	// Only records of this category; empty = all.
+	// Only records of this category; empty = all. A category that is not
+	// one of params.categories is refused (INVALID_ARGUMENT), never
+	// answered with an empty page.
 	Category      string       `protobuf:"bytes,2,opt,name=category,proto3" json:"category,omitempty"`
 	Page          *PageRequest `protobuf:"bytes,3,opt,name=page,proto3" json:"page,omitempty"`
 	unknownFields protoimpl.UnknownFields
