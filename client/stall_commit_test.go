@@ -2,14 +2,10 @@ package client
 
 import (
 	"bytes"
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -41,26 +37,12 @@ func TestASlowCommitIsWaitedFor(t *testing.T) {
 			case <-r.Context().Done():
 				return // the client gave up: the commit is cancelled
 			}
-			sum := sha256.Sum256(stored)
-			w.WriteHeader(http.StatusCreated)
-			w.Write([]byte(`{"sha256":"` + hex.EncodeToString(sum[:]) + `","size":` + strconv.Itoa(len(stored)) + `,"created":true}`))
+			answerStored(w, stored)
 		}))
 		t.Cleanup(ts.Close)
 		return ts
 	}
-	f, err := newScratch(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Discard()
-	if _, err := f.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	blob := &sealed{file: f, size: int64(len(data)), sum: sha256.Sum256(data)}
-	put := func(sidecars ...string) (string, error) {
-		u, _, err := putBlob(context.Background(), testSigner, bytes.Repeat([]byte{1}, 32), testCategory, false, blob, TransferOptions{Sidecars: sidecars})
-		return u, err
-	}
+	put := sealedPut(t, data)
 	slow := slowCommit(wait / 2)
 	if u, err := put(slow.URL); err != nil || u != slow.URL {
 		t.Fatalf("a sidecar committing for %s after the last byte (the wait is %s): %v (stored at %q)", wait/2, wait, err, u)

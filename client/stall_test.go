@@ -91,31 +91,44 @@ func TestAStalledUploadIsLeftForTheNext(t *testing.T) {
 	var stored []byte
 	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		stored, _ = io.ReadAll(r.Body)
-		sum := sha256.Sum256(stored)
-		w.WriteHeader(http.StatusCreated)
-		w.Write([]byte(`{"sha256":"` + hex.EncodeToString(sum[:]) + `","size":` + strconv.Itoa(len(stored)) + `,"created":true}`))
+		answerStored(w, stored)
 	}))
 	defer good.Close()
 
 	data := bytes.Repeat([]byte("ciphertext of a referral "), 1000)
+	put := sealedPut(t, data)
+	if u, err := put(silent.URL, good.URL); err != nil || u != good.URL || !bytes.Equal(stored, data) {
+		t.Fatalf("a silent and a good sidecar: stored at %q (%d bytes), %v; want the good one", u, len(stored), err)
+	}
+	_, err := put(silent.URL)
+	if !errors.Is(err, ErrStorageUnavailable) || !strings.Contains(err.Error(), "the sidecar stopped answering: no answer for 200ms") {
+		t.Fatalf("a silent sidecar: %v; want ErrStorageUnavailable saying it stopped answering", err)
+	}
+}
+
+// answerStored answers a PUT as a sidecar that stored body does.
+func answerStored(w http.ResponseWriter, body []byte) {
+	sum := sha256.Sum256(body)
+	w.WriteHeader(http.StatusCreated)
+	w.Write([]byte(`{"sha256":"` + hex.EncodeToString(sum[:]) + `","size":` + strconv.Itoa(len(body)) + `,"created":true}`))
+}
+
+// sealedPut is data as sealed ciphertext in a scratch file, and put, which
+// uploads it with putBlob to the first of sidecars that stores it and
+// returns that one.
+func sealedPut(t *testing.T, data []byte) (put func(sidecars ...string) (string, error)) {
+	t.Helper()
 	f, err := newScratch(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Discard()
+	t.Cleanup(f.Discard)
 	if _, err := f.Write(data); err != nil {
 		t.Fatal(err)
 	}
 	b := &sealed{file: f, size: int64(len(data)), sum: sha256.Sum256(data)}
-	put := func(sidecars ...string) (string, error) {
+	return func(sidecars ...string) (string, error) {
 		u, _, err := putBlob(context.Background(), testSigner, bytes.Repeat([]byte{1}, 32), testCategory, false, b, TransferOptions{Sidecars: sidecars})
 		return u, err
-	}
-	if u, err := put(silent.URL, good.URL); err != nil || u != good.URL || !bytes.Equal(stored, data) {
-		t.Fatalf("a silent and a good sidecar: stored at %q (%d bytes), %v; want the good one", u, len(stored), err)
-	}
-	_, err = put(silent.URL)
-	if !errors.Is(err, ErrStorageUnavailable) || !strings.Contains(err.Error(), "the sidecar stopped answering: no answer for 200ms") {
-		t.Fatalf("a silent sidecar: %v; want ErrStorageUnavailable saying it stopped answering", err)
 	}
 }

@@ -105,7 +105,7 @@ func TestNotFoundSaysItsHeight(t *testing.T) {
 	}
 
 	// gRPC: no x-emrchain-height header or trailer on NOT_FOUND either.
-	conn := reviewGRPC(t, c)
+	conn := queryGRPC(t, c)
 	var header, trailer struct{ md metadata.MD }
 	_, err := emrv1.NewQueryClient(conn).Permission(context.Background(),
 		&emrv1.QueryPermissionRequest{PatientId: fmt.Sprintf("%x", pid), Grantee: fmt.Sprintf("%x", doc.Address)},
@@ -118,16 +118,23 @@ func TestNotFoundSaysItsHeight(t *testing.T) {
 	}
 }
 
-// reviewGRPC serves the Query service over c with the node's own gRPC
+// queryGRPC serves the Query service over c with the node's own gRPC
 // server options and registration on a loopback port.
-func reviewGRPC(t *testing.T, c *apptest.Chain) *grpc.ClientConn {
+func queryGRPC(t *testing.T, c *apptest.Chain) *grpc.ClientConn {
+	t.Helper()
+	srv := grpc.NewServer(grpcServerOptions(4 << 20)...)
+	registerAPIServices(srv, newQueryServerOver(app.NewQueryService(c.App), log.NewNopLogger(), queriesPerCPU), nil)
+	return serveGRPC(t, srv)
+}
+
+// serveGRPC serves srv on a loopback port until the test ends, and
+// returns a connection to it.
+func serveGRPC(t *testing.T, srv *grpc.Server) *grpc.ClientConn {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(grpcServerOptions(4 << 20)...)
-	registerAPIServices(srv, newQueryServerOver(app.NewQueryService(c.App), log.NewNopLogger(), queriesPerCPU), nil)
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -155,7 +162,7 @@ func (reviewRawCodec) Name() string { return "proto" }
 // INTERNAL, the code a program retries or pages an operator for.
 func TestGRPCMalformedRequestIsInvalidArgument(t *testing.T) {
 	c := apptest.New(t, apptest.Options{})
-	conn := reviewGRPC(t, c)
+	conn := queryGRPC(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for name, in := range map[string][]byte{

@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health"
 	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
 	grpcstatus "google.golang.org/grpc/status"
@@ -46,10 +44,6 @@ func (echoTxService) BroadcastTxs(stream grpc.BidiStreamingServer[emrv1.Broadcas
 // the decoded request, and the services registered as usual (health)
 // still work.
 func TestGRPCDecodeInHandler(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var intercepted any
 	srv := grpc.NewServer(append(grpcServerOptions(4<<20), grpc.UnaryInterceptor(
 		func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
@@ -59,13 +53,7 @@ func TestGRPCDecodeInHandler(t *testing.T) {
 	registerAPIServices(srv, nil, echoTxService{})
 	hs := healthpb.NewServer()
 	healthgrpc.RegisterHealthServer(srv, hs)
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := serveGRPC(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
