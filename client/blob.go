@@ -547,7 +547,7 @@ func putBlob(ctx context.Context, s Signer, patientID []byte, category string, s
 		sc := opts.sidecarClient(u, s)
 		var res *sidecar.PutResult
 		err := retryLater(ctx, func() error {
-			ctx, watch, stop := watchStalls(ctx, b.size) // waiting for "100 Continue", or for the body to be sent anyway
+			ctx, watch, stop := watchStalls(ctx, b.size, sidecarUploadStallWait) // waiting for "100 Continue", or for the body to be sent anyway
 			defer stop()
 			body := watchedReader{&progressReader{ctx: ctx, r: io.NewSectionReader(b.file, 0, b.size), phase: "upload", total: b.size, progress: opts.Progress}, watch}
 			var err error
@@ -1088,7 +1088,7 @@ func fetchFrom(ctx context.Context, s Signer, url string, blob chainBlob, dir st
 		return nil, fmt.Errorf("scratch file for the ciphertext: %w", err)
 	}
 	sc := opts.sidecarClient(url, s)
-	ctx, watch, stop := watchStalls(ctx, size)
+	ctx, watch, stop := watchStalls(ctx, size, sidecarStallWait)
 	defer stop()
 	w := &boundedWriter{w: watchedWriter{f, watch}, limit: size, progress: opts.Progress}
 	n, err := sc.Get(ctx, blob.ref, sum, w, nil)

@@ -29,9 +29,15 @@ var (
 	// a blob's size at this pace (answerWait).
 	sidecarCommitRate int64 = 16 << 20
 	// sidecarStallWait bounds the pause between two reads of a download's
-	// body, or of an upload's: bytes that stop coming (or stop being taken)
-	// for this long mean the sidecar, or the way to it, is stuck.
+	// body: bytes that stop coming for this long mean the sidecar, or the
+	// way to it, is stuck.
 	sidecarStallWait = time.Minute
+	// sidecarUploadStallWait bounds the pause between two reads of an
+	// upload's body by the sidecar. It is longer: a sidecar over MinIO
+	// reads a whole part (5 MiB or more), stores it, and only then reads
+	// on, and minio-go gives MinIO a minute to answer each attempt at a
+	// part, and tries again (a reviewer's finding, session 37).
+	sidecarUploadStallWait = 6 * time.Minute
 )
 
 // ErrSidecarStalled: a sidecar accepted a transfer and then did not
@@ -54,12 +60,13 @@ func answerWait(size int64) time.Duration {
 
 // stallWatch cancels a transfer's context when it stands still too long:
 // waiting for the answer (answering) for its answer wait, or between two
-// moves of its bytes (moved) for sidecarStallWait. Its context's cause is
+// moves of its bytes (moved) for its idle wait. Its context's cause is
 // then a stallError.
 type stallWatch struct {
 	mu     sync.Mutex
 	timer  *time.Timer
 	answer time.Duration // the answer wait
+	idle   time.Duration // the longest pause between two moves
 	what   string        // what it waits for, for the error
 	wait   time.Duration
 }
@@ -87,10 +94,11 @@ func roundWait(d time.Duration) time.Duration {
 func (e *stallError) Unwrap() error { return ErrSidecarStalled }
 
 // watchStalls returns ctx with a stallWatch over it for the transfer of a
-// blob of size bytes, waiting for the answer first; stop releases it.
-func watchStalls(ctx context.Context, size int64) (context.Context, *stallWatch, func()) {
+// blob of size bytes whose bytes may pause for idle at most, waiting for
+// the answer first; stop releases it.
+func watchStalls(ctx context.Context, size int64, idle time.Duration) (context.Context, *stallWatch, func()) {
 	ctx, cancel := context.WithCancelCause(ctx)
-	w := &stallWatch{answer: answerWait(size)}
+	w := &stallWatch{answer: answerWait(size), idle: idle}
 	w.mu.Lock()
 	w.what, w.wait = "no answer", w.answer
 	w.timer = time.AfterFunc(w.wait, func() {
@@ -105,8 +113,8 @@ func watchStalls(ctx context.Context, size int64) (context.Context, *stallWatch,
 // answering: the transfer now waits for the sidecar's answer.
 func (w *stallWatch) answering() { w.reset("no answer", w.answer) }
 
-// moved: bytes moved; the next must within sidecarStallWait.
-func (w *stallWatch) moved() { w.reset("no byte moved", sidecarStallWait) }
+// moved: bytes moved; the next must within the watch's idle wait.
+func (w *stallWatch) moved() { w.reset("no byte moved", w.idle) }
 
 func (w *stallWatch) reset(what string, wait time.Duration) {
 	w.mu.Lock()

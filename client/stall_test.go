@@ -20,9 +20,11 @@ import (
 // wait the same for every size).
 func shortStallWaits(t *testing.T) {
 	t.Helper()
-	answer, stall, rate := sidecarAnswerWait, sidecarStallWait, sidecarCommitRate
-	sidecarAnswerWait, sidecarStallWait, sidecarCommitRate = 200*time.Millisecond, 200*time.Millisecond, math.MaxInt64
-	t.Cleanup(func() { sidecarAnswerWait, sidecarStallWait, sidecarCommitRate = answer, stall, rate })
+	answer, stall, upload, rate := sidecarAnswerWait, sidecarStallWait, sidecarUploadStallWait, sidecarCommitRate
+	sidecarAnswerWait, sidecarStallWait, sidecarUploadStallWait, sidecarCommitRate = 200*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond, math.MaxInt64
+	t.Cleanup(func() {
+		sidecarAnswerWait, sidecarStallWait, sidecarUploadStallWait, sidecarCommitRate = answer, stall, upload, rate
+	})
 }
 
 // silentSidecar accepts requests and never answers them (until the test

@@ -38,10 +38,13 @@ const peerTimeout = 5 * time.Minute
 
 var errNoPeerHasIt = errors.New("no peer sidecar has the blob")
 
-// errPeersBehind: every peer asked answered 503 chain_behind, its node not
-// yet at the height the member saw committed: "not yet", which the member
-// must hear as such (a 503 chain_behind), not as "no peer has it" (404).
-var errPeersBehind = errors.New("every peer sidecar's node is behind the height the client saw committed")
+// errPeersBehind: no peer served the blob, and one answered 503
+// chain_behind, its node not yet at the height the member saw committed.
+// That one may be the only one that holds it (the uploader's; the others
+// answer 404, as a forwarded request is not forwarded again): "not yet",
+// which the member must hear as such (a 503 chain_behind), not as "no
+// peer has it" (404).
+var errPeersBehind = errors.New("a peer sidecar's node is behind the height the client saw committed")
 
 // localStoreError is a failure of this sidecar's own store while it kept
 // a blob a peer served: the member is answered 500, not 404, and the
@@ -92,7 +95,7 @@ func (s *Server) fetchFromPeers(ctx context.Context, r *http.Request, signer sig
 		return nil
 	}
 	var reasons []string
-	behind := true // every peer said its node has not reached the member's height yet
+	behind := false // a peer said its node has not reached the member's height yet
 	for _, peer := range s.opts.Peers {
 		err := s.fetchFromPeer(ctx, peer, r, signer, patient, blob)
 		if err == nil {
@@ -106,7 +109,7 @@ func (s *Server) fetchFromPeers(ctx context.Context, r *http.Request, signer sig
 			return err
 		}
 		var se *Error
-		behind = behind && errors.As(err, &se) && se.Code == CodeChainBehind
+		behind = behind || (errors.As(err, &se) && se.Code == CodeChainBehind)
 		reasons = append(reasons, fmt.Sprintf("%s: %v", peer, err))
 	}
 	if behind {

@@ -596,11 +596,13 @@ func (s *Server) authenticateSigned(r *http.Request) (*emrv1.Member, *signedRequ
 	// a member reinstated) or the request (an access event, a consent),
 	// its node must have what the client saw committed.
 	if aerr := s.reachHeight(r); aerr != nil {
-		if aerr.code == CodeChainBehind && !s.signedByMember(r.Context(), sr) {
-			// Not a member's signature at the state the node has: the
-			// wait is charged to the host like a failed authentication,
-			// so a host that signs nothing cannot keep requests waiting
-			// on the node for free.
+		if aerr.code == CodeChainBehind && !s.firstSignedByMember(r.Context(), sr, now) {
+			// Not a member's signature at the state the node has, or a
+			// copy of a request already seen: the wait is charged to the
+			// host like a failed authentication, so a host that signs
+			// nothing, or replays what a member signed (the height header
+			// is not signed), cannot keep requests waiting on the node for
+			// free.
 			aerr.charged = true
 		}
 		return nil, nil, aerr
@@ -621,12 +623,7 @@ func (s *Server) authenticateSigned(r *http.Request) (*emrv1.Member, *signedRequ
 	if !sr.verify(member.SignPubKey) {
 		return nil, nil, unauthenticated("bad signature: it does not verify with the signing key %x registered for %x", member.SignPubKey, sr.address)
 	}
-	// A request is remembered until its signature's window closes, and
-	// counts against its signer for a whole window from its arrival at
-	// least: a timestamp set back to just inside the window would
-	// otherwise leave the signer's quota within moments.
-	expires := later(sr.timestamp, now).Add(s.opts.MaxClockSkew)
-	fresh, err := s.replay.admit(signerAddr(sr.address), sr.replayKey(), expires)
+	fresh, err := s.admit(sr, now)
 	var busy *signerBusyError
 	switch {
 	case errors.Is(err, errReplayWindowPassed):
@@ -649,11 +646,35 @@ func (s *Server) authenticateSigned(r *http.Request) (*emrv1.Member, *signedRequ
 	return member, sr, nil
 }
 
-// signedByMember says whether sr is signed with the key the node has for
-// its signer, a member.
-func (s *Server) signedByMember(ctx context.Context, sr *signedRequest) bool {
+// memberCheckWait bounds firstSignedByMember's lookup, which must not end
+// with the request: a client that gives up during the height wait is not
+// to be charged for it.
+const memberCheckWait = 5 * time.Second
+
+// firstSignedByMember says whether sr is signed with the key the node has
+// for its signer, a member, and is that request's first copy: it admits
+// sr to the replay cache (admit), as authentication would have, so a copy
+// sent again is not.
+func (s *Server) firstSignedByMember(ctx context.Context, sr *signedRequest, now time.Time) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), memberCheckWait)
+	defer cancel()
 	member, err := s.chain.Member(ctx, sr.address)
-	return err == nil && sr.verify(member.SignPubKey)
+	if err != nil || !sr.verify(member.SignPubKey) {
+		return false
+	}
+	fresh, err := s.admit(sr, now)
+	return err == nil && fresh
+}
+
+// admit records the verified request sr in the replay cache (its clock
+// checked at now): a request is remembered until its signature's window
+// closes, and counts against its signer for a whole window from its
+// arrival at least (a timestamp set back to just inside the window would
+// otherwise leave the signer's quota within moments). It returns false
+// for a request already seen.
+func (s *Server) admit(sr *signedRequest, now time.Time) (bool, error) {
+	expires := later(sr.timestamp, now).Add(s.opts.MaxClockSkew)
+	return s.replay.admit(signerAddr(sr.address), sr.replayKey(), expires)
 }
 
 // PutResult is the JSON answer to a successful PUT.
