@@ -25,7 +25,9 @@
 //	GET /v1/blobs/{sha256}?share=<patient id hex>/<seq>
 //	  names the committed record (or share) whose ciphertext it reads; 400
 //	  without exactly one of the two. 404 when neither this sidecar nor a
-//	  peer has it; 500 store_error when a peer served it and the local store
+//	  peer has it (every peer answered); 503 chain_behind (Retry-After)
+//	  when a peer's node has not reached X-Emr-Min-Height, 503
+//	  peers_unavailable when a peer did not answer or failed; 500 store_error when a peer served it and the local store
 //	  failed to keep it (details in the log only); 429 signer_uploads / 503
 //	  uploads_busy or patients_uploads_busy when a peer has it and this
 //	  sidecar has no upload slot

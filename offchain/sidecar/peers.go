@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -45,6 +46,12 @@ var errNoPeerHasIt = errors.New("no peer sidecar has the blob")
 // which the member must hear as such (a 503 chain_behind), not as "no
 // peer has it" (404).
 var errPeersBehind = errors.New("a peer sidecar's node is behind the height the client saw committed")
+
+// errPeersUnavailable: no peer served the blob, none said "not yet", and
+// one did not answer or failed (5xx). It may be the one that holds the
+// blob: the answer is 503, which asking again may mend, not 404 "no peer
+// has it", which the client takes as a refusal.
+var errPeersUnavailable = errors.New("a peer sidecar that may hold the blob did not answer or failed")
 
 // localStoreError is a failure of this sidecar's own store while it kept
 // a blob a peer served: the member is answered 500, not 404, and the
@@ -96,6 +103,7 @@ func (s *Server) fetchFromPeers(ctx context.Context, r *http.Request, signer sig
 	}
 	var reasons []string
 	behind := false // a peer said its node has not reached the member's height yet
+	unsure := false // a peer did not answer, or failed (5xx): it may hold the blob
 	for _, peer := range s.opts.Peers {
 		err := s.fetchFromPeer(ctx, peer, r, signer, patient, blob)
 		if err == nil {
@@ -109,11 +117,16 @@ func (s *Server) fetchFromPeers(ctx context.Context, r *http.Request, signer sig
 			return err
 		}
 		var se *Error
+		var noAnswer *url.Error
 		behind = behind || (errors.As(err, &se) && se.Code == CodeChainBehind)
+		unsure = unsure || errors.As(err, &noAnswer) || (errors.As(err, &se) && se.StatusCode >= 500)
 		reasons = append(reasons, fmt.Sprintf("%s: %v", peer, err))
 	}
 	if behind {
 		return fmt.Errorf("%w (%s)", errPeersBehind, strings.Join(reasons, "; "))
+	}
+	if unsure {
+		return fmt.Errorf("%w (%s)", errPeersUnavailable, strings.Join(reasons, "; "))
 	}
 	return fmt.Errorf("%w (%s)", errNoPeerHasIt, strings.Join(reasons, "; "))
 }

@@ -893,6 +893,11 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 					"blob %s of %s is not stored on this sidecar, and %v", sum, ref, perr))
 				return
 			}
+			if errors.Is(perr, errPeersUnavailable) {
+				writeError(w, errf(http.StatusServiceUnavailable, "peers_unavailable",
+					"blob %s of %s is not stored on this sidecar, and %v", sum, ref, perr))
+				return
+			}
 			var local *localStoreError
 			if errors.As(perr, &local) {
 				s.log.Error("blob store failed keeping a blob a peer served", "sha256", sum.String(), "key", key.String(), "err", local.err)
