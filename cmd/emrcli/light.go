@@ -232,12 +232,13 @@ func (a *cli) checkNoRoot() error {
 //
 // The old store is moved aside by its directory's name, never opened: a
 // store goleveldb cannot open (a CURRENT naming a lost MANIFEST) is
-// replaced as well as a sound one. A crash before the first rename or
-// after the second leaves the old store or the new one in place (with at
-// worst a .light-new-* directory beside it). One between them leaves no
-// store in HOME/light: the old is beside it as .light-new-*.old, and a
-// run then says there is no root of trust, until light init is run
-// again.
+// replaced as well as a sound one. On Linux the two directories are
+// exchanged in one step (durable.Exchange), so a crash leaves the old
+// store or the new one in place, with at worst a .light-new-* directory
+// beside it. Elsewhere (or on a file system that cannot) it takes two
+// renames, and a crash between them leaves no store in HOME/light: the
+// old is beside it as .light-new-*.old, and a run then says there is no
+// root of trust, until light init is run again.
 func (a *cli) installStore(ctx context.Context, fresh string, force bool) error {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
@@ -251,12 +252,24 @@ func (a *cli) installStore(ctx context.Context, fresh string, force bool) error 
 			return err
 		}
 	}
-	old := fresh + ".old"
-	if err := os.Rename(a.lightHome(), old); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	if err := os.Rename(fresh, a.lightHome()); err != nil {
-		_ = os.Rename(old, a.lightHome())
+	// One step where the system can (fresh then names the old store,
+	// which the caller removes with it); else two renames.
+	old := fresh
+	switch err := durable.Exchange(fresh, a.lightHome()); {
+	case errors.Is(err, fs.ErrNotExist): // no store yet
+		if err := os.Rename(fresh, a.lightHome()); err != nil {
+			return err
+		}
+	case errors.Is(err, durable.ErrNoExchange):
+		old = fresh + ".old"
+		if err := os.Rename(a.lightHome(), old); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if err := os.Rename(fresh, a.lightHome()); err != nil {
+			_ = os.Rename(old, a.lightHome())
+			return err
+		}
+	case err != nil:
 		return err
 	}
 	if err := durable.SyncDir(a.home); err != nil {

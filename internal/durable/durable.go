@@ -1,6 +1,7 @@
 package durable
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -106,3 +107,7 @@ func MkdirAll(dir string, perm os.FileMode) error {
 	}
 	return nil
 }
+
+// ErrNoExchange: Exchange cannot swap two names in one step here (not
+// Linux, or a file system without RENAME_EXCHANGE).
+var ErrNoExchange = errors.New("durable: no atomic exchange of two names here")

@@ -93,3 +93,35 @@ func TestMkdirAll(t *testing.T) {
 		t.Fatal("MkdirAll through a file succeeded")
 	}
 }
+
+// TestExchange: two directories swap names in one step (each name then
+// holds what the other did); a missing one is fs.ErrNotExist, so a caller
+// can tell "nothing to replace" from a failure. Where the system cannot
+// (not Linux), the error is ErrNoExchange.
+func TestExchange(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	for _, d := range []string{a, b} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "name"), []byte(filepath.Base(d)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := Exchange(a, b)
+	if errors.Is(err, ErrNoExchange) {
+		t.Skipf("no atomic exchange here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{a: "b", b: "a"} {
+		if got, err := os.ReadFile(filepath.Join(path, "name")); err != nil || string(got) != want {
+			t.Errorf("after the exchange %s holds %q (%v), want %q", path, got, err, want)
+		}
+	}
+	if err := Exchange(a, filepath.Join(dir, "missing")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("exchange with a missing directory: %v, want fs.ErrNotExist", err)
+	}
+}
