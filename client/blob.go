@@ -22,6 +22,7 @@ import (
 	"github.com/cometbft/cometbft/crypto/ed25519"
 
 	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/internal/ctxtime"
 	"github.com/emrchain/emrchain/offchain/crypto"
 	"github.com/emrchain/emrchain/offchain/deid"
 	"github.com/emrchain/emrchain/offchain/sidecar"
@@ -839,10 +840,8 @@ func fetchBlob(ctx context.Context, s Signer, blob chainBlob, dir string, opts T
 	for round := 0; round < rounds && len(lies) < len(sidecars); round++ {
 		cutShort := false
 		if round > 0 {
-			select {
-			case <-ctx.Done():
-				return nil, "", ctx.Err()
-			case <-time.After(delay):
+			if err := ctxtime.Sleep(ctx, delay); err != nil {
+				return nil, "", err
 			}
 		}
 		last = map[string]error{}
@@ -1060,12 +1059,8 @@ func retryLater(ctx context.Context, attempt func() error) error {
 			se.RetryAfter <= 0 || se.RetryAfter > maxRetryAfter {
 			return err
 		}
-		t := time.NewTimer(se.RetryAfter)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if err := ctxtime.Sleep(ctx, se.RetryAfter); err != nil {
+			return err
 		}
 	}
 }

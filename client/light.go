@@ -88,7 +88,7 @@ func writeTrustRoot(home string, tr *TrustRoot) error {
 // not in verified mode): the Home's trust.json as New found or wrote it,
 // or Config.Trust without a Home.
 func (c *Client) TrustRoot() *TrustRoot {
-	if !c.cfg.Verify || c.root == nil {
+	if c.root == nil { // set by openLight, in verified mode only
 		return nil
 	}
 	tr := *c.root
@@ -102,7 +102,7 @@ func (c *Client) LatestTrusted() (int64, time.Time, error) {
 	if !c.cfg.Verify {
 		return 0, time.Time{}, errors.New("not in verified mode")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+	ctx, cancel := c.withTimeout(context.Background())
 	defer cancel()
 	var lb *cmttypes.LightBlock
 	err := c.withLight(ctx, func(lc *light.Client) error {
@@ -116,10 +116,10 @@ func (c *Client) LatestTrusted() (int64, time.Time, error) {
 	return lb.Height, lb.Time, nil
 }
 
-// storeLockPath is the lock file of the light store under home: beside
+// StoreLockPath is the lock file of the light store under home: beside
 // the directory, not in it, so that it stays one file while emrcli light
 // init --force swaps the directory.
-func storeLockPath(home string) string { return filepath.Clean(home) + ".lock" }
+func StoreLockPath(home string) string { return filepath.Clean(home) + ".lock" }
 
 // LockStore takes the lock of the light store under home (the file
 // HOME.lock beside it), waiting until ctx ends while another run holds it,
@@ -127,9 +127,9 @@ func storeLockPath(home string) string { return filepath.Clean(home) + ".lock" }
 // operation (see withLight); emrcli light init holds it to check that
 // home has no root yet and to swap in a new store.
 func LockStore(ctx context.Context, home string) (release func(), err error) {
-	release, err = filelock.Lock(ctx, storeLockPath(home))
+	release, err = filelock.Lock(ctx, StoreLockPath(home))
 	if err != nil {
-		return nil, fmt.Errorf("the light store in %s (another emrcli run of this home was verifying for the whole wait?): %w", home, err)
+		return nil, fmt.Errorf("the light store in %s stayed in use by another emrcli run of this home for the whole wait: %w", home, err)
 	}
 	return release, nil
 }

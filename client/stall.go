@@ -41,9 +41,9 @@ var (
 )
 
 // ErrSidecarStalled: a sidecar accepted a transfer and then did not
-// answer within sidecarAnswerWait, or stopped moving its bytes for
-// sidecarStallWait. The transfer was abandoned (for a download, the next
-// sidecar is asked).
+// answer within the answer wait (answerWait), or stopped moving its bytes
+// for the stall wait (sidecarStallWait, sidecarUploadStallWait). The
+// transfer was abandoned (for a download, the next sidecar is asked).
 var ErrSidecarStalled = errors.New("the sidecar stopped answering")
 
 // answerWait is how long a sidecar may take to answer a transfer of a
@@ -67,8 +67,9 @@ type stallWatch struct {
 	timer  *time.Timer
 	answer time.Duration // the answer wait
 	idle   time.Duration // the longest pause between two moves
-	what   string        // what it waits for, for the error
-	wait   time.Duration
+	// waiting is what the watch waits for now, and how long: the cause
+	// it cancels with when the timer fires.
+	waiting stallError
 }
 
 // stallError is why a stallWatch cancelled: what did not happen, and for
@@ -82,6 +83,8 @@ func (e *stallError) Error() string {
 	return fmt.Sprintf("%v: %s for %s", ErrSidecarStalled, e.what, roundWait(e.wait))
 }
 
+func (e *stallError) Unwrap() error { return ErrSidecarStalled }
+
 // roundWait is d as a person reads it: whole seconds, or below a second,
 // whole milliseconds.
 func roundWait(d time.Duration) time.Duration {
@@ -91,8 +94,6 @@ func roundWait(d time.Duration) time.Duration {
 	return d.Round(time.Millisecond)
 }
 
-func (e *stallError) Unwrap() error { return ErrSidecarStalled }
-
 // watchStalls returns ctx with a stallWatch over it for the transfer of a
 // blob of size bytes whose bytes may pause for idle at most, waiting for
 // the answer first; stop releases it.
@@ -100,11 +101,12 @@ func watchStalls(ctx context.Context, size int64, idle time.Duration) (context.C
 	ctx, cancel := context.WithCancelCause(ctx)
 	w := &stallWatch{answer: answerWait(size), idle: idle}
 	w.mu.Lock()
-	w.what, w.wait = "no answer", w.answer
-	w.timer = time.AfterFunc(w.wait, func() {
+	w.waiting = stallError{"no answer", w.answer}
+	w.timer = time.AfterFunc(w.answer, func() {
 		w.mu.Lock()
-		defer w.mu.Unlock()
-		cancel(&stallError{w.what, w.wait})
+		cause := w.waiting
+		w.mu.Unlock()
+		cancel(&cause)
 	})
 	w.mu.Unlock()
 	return ctx, w, func() { w.timer.Stop(); cancel(nil) }
@@ -119,7 +121,7 @@ func (w *stallWatch) moved() { w.reset("no byte moved", w.idle) }
 func (w *stallWatch) reset(what string, wait time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.what, w.wait = what, wait
+	w.waiting = stallError{what, wait}
 	w.timer.Reset(wait)
 }
 

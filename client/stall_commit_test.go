@@ -20,7 +20,7 @@ import (
 // large enough blob (a reviewer's finding, session 37): the wait grows
 // with the blob's size (answerWait). A commit within it is waited for; one
 // twice as long is abandoned at each sidecar in turn. Scaled down: answer
-// wait 200 ms, a commit rate of 100 kB/s.
+// wait 1 s, a commit rate of 100 kB/s.
 func TestASlowCommitIsWaitedFor(t *testing.T) {
 	shortStallWaits(t)
 	sidecarCommitRate = 100_000

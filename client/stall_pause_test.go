@@ -26,7 +26,7 @@ import (
 // (sidecarStallWait), with which the client abandoned an upload the
 // sidecar was storing (a reviewer's finding, session 37). An upload's
 // body has a stall wait of its own, sidecarUploadStallWait. Scaled: the
-// download's stall wait 200 ms, the upload's and the answer wait 2 s (6
+// download's stall wait 1 s, the upload's and the answer wait 2 s (6
 // minutes each), each part's upload 500 ms.
 func TestAPausingStoreIsNotAStall(t *testing.T) {
 	if testing.Short() {

@@ -21,7 +21,7 @@ import (
 func shortStallWaits(t *testing.T) {
 	t.Helper()
 	answer, stall, upload, rate := sidecarAnswerWait, sidecarStallWait, sidecarUploadStallWait, sidecarCommitRate
-	sidecarAnswerWait, sidecarStallWait, sidecarUploadStallWait, sidecarCommitRate = 200*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond, math.MaxInt64
+	sidecarAnswerWait, sidecarStallWait, sidecarUploadStallWait, sidecarCommitRate = time.Second, time.Second, time.Second, math.MaxInt64
 	t.Cleanup(func() {
 		sidecarAnswerWait, sidecarStallWait, sidecarUploadStallWait, sidecarCommitRate = answer, stall, upload, rate
 	})
@@ -77,7 +77,7 @@ func TestAStalledSidecarIsLeftForTheNext(t *testing.T) {
 	if !errors.Is(err, ErrSidecarStalled) || errors.Is(err, ErrSidecarsRefused) {
 		t.Fatalf("a silent and a stalled sidecar: %v; want ErrSidecarStalled, not a refusal", err)
 	}
-	for _, want := range []string{silent.URL + ": the sidecar stopped answering: no answer for 200ms", halfway.URL + ": the sidecar stopped answering: no byte moved for 200ms"} {
+	for _, want := range []string{silent.URL + ": the sidecar stopped answering: no answer for 1s", halfway.URL + ": the sidecar stopped answering: no byte moved for 1s"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
@@ -103,7 +103,7 @@ func TestAStalledUploadIsLeftForTheNext(t *testing.T) {
 		t.Fatalf("a silent and a good sidecar: stored at %q (%d bytes), %v; want the good one", u, len(stored), err)
 	}
 	_, err := put(silent.URL)
-	if !errors.Is(err, ErrStorageUnavailable) || !strings.Contains(err.Error(), "the sidecar stopped answering: no answer for 200ms") {
+	if !errors.Is(err, ErrStorageUnavailable) || !strings.Contains(err.Error(), "the sidecar stopped answering: no answer for 1s") {
 		t.Fatalf("a silent sidecar: %v; want ErrStorageUnavailable saying it stopped answering", err)
 	}
 }

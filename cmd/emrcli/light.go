@@ -136,7 +136,7 @@ and --sidecar as the blob sidecars of upload, download and share.`,
 				return err
 			}
 			defer os.RemoveAll(fresh)
-			defer os.Remove(fresh + ".lock") // the client's lock of the new store (client.LockStore)
+			defer os.Remove(client.StoreLockPath(fresh)) // the client's lock of the new store (client.LockStore)
 			// The light client compares the root only with the witnesses
 			// that answer, and drops the others without a word: every
 			// witness must answer first, and a mistyped one, or one whose
