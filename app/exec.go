@@ -111,8 +111,9 @@ func (a *App) execTx(view store.KV, b BlockInfo, raw []byte, dtx *DecodedTx, rep
 		return resultOf(fmt.Errorf("%w: %d bytes, the limit is %d", ErrTxTooLarge, len(raw), a.params.MaxTxBytes)), nil
 	}
 	var err error
+	verified := false // a cached transaction's signature was verified for this chain
 	if dtx == nil {
-		if dtx, err = a.sigs.decode(raw); err != nil {
+		if dtx, verified, err = a.sigs.decode(raw); err != nil {
 			return resultOf(err), nil
 		}
 	}
@@ -121,8 +122,10 @@ func (a *App) execTx(view store.KV, b BlockInfo, raw []byte, dtx *DecodedTx, rep
 	if dtx.Body.ChainId != a.chainID {
 		return resultOf(fmt.Errorf("%w: transaction is for %q, this chain is %q", ErrWrongChain, dtx.Body.ChainId, a.chainID)), nil
 	}
-	if err := a.sigs.verify(dtx); err != nil {
-		return resultOf(err), nil
+	if !verified {
+		if err := a.sigs.verify(dtx); err != nil {
+			return resultOf(err), nil
+		}
 	}
 	if limit := dtx.Body.TimeoutHeight; limit != 0 && uint64(b.Height) > limit {
 		return resultOf(fmt.Errorf("%w: block %d is past the transaction's timeout height %d, so it can never execute: sign and send it again", ErrTxExpired, b.Height, limit)), nil

@@ -278,12 +278,9 @@ func (q *Querier) Member(_ context.Context, req *emrv1.QueryMemberRequest) (*emr
 	if err != nil {
 		return nil, err
 	}
-	m, err := q.st().member(addr)
+	m, err := q.member(addr)
 	if err != nil {
 		return nil, err
-	}
-	if m == nil {
-		return nil, fmt.Errorf("%w: no member %X", ErrNotFound, addr)
 	}
 	return &emrv1.QueryMemberResponse{Member: m}, nil
 }
@@ -375,12 +372,8 @@ func (q *Querier) Grants(_ context.Context, req *emrv1.QueryGrantsRequest) (*emr
 	// lists of an unknown patient are: a mistyped clinician is not "holds
 	// no consent". (Consent is given to members only, and members are never
 	// deleted.)
-	m, err := q.st().member(grantee)
-	if err != nil {
+	if _, err := q.member(grantee); err != nil {
 		return nil, err
-	}
-	if m == nil {
-		return nil, fmt.Errorf("%w: no member %X", ErrNotFound, grantee)
 	}
 	limit, err := q.limit(&emrv1.PageRequest{Limit: req.Limit})
 	if err != nil {
@@ -707,6 +700,18 @@ func ParseBlobRef(s string) (kind string, patientID []byte, seq uint64, err erro
 		return "", nil, 0, fmt.Errorf("%s: the sequence must be a decimal number from 1", QuoteInput(s))
 	}
 	return kind, patientID, seq, nil
+}
+
+// member is the member at addr, or ErrNotFound.
+func (q *Querier) member(addr []byte) (*emrv1.Member, error) {
+	m, err := q.st().member(addr)
+	if err != nil {
+		return nil, err
+	}
+	if m == nil {
+		return nil, fmt.Errorf("%w: no member %X", ErrNotFound, addr)
+	}
+	return m, nil
 }
 
 func (q *Querier) patient(idHex string) (*emrv1.Patient, error) {

@@ -166,13 +166,15 @@ func (c *sigCache) forget(h [32]byte) {
 	}
 }
 
-// decode returns raw decoded: from the cache (signature verified), or
-// decoded now (signature not verified yet: verify).
-func (c *sigCache) decode(raw []byte) (*DecodedTx, error) {
+// decode returns raw decoded: from the cache (verified true: its
+// signature verified, for this chain), or decoded now (verified false:
+// verify it).
+func (c *sigCache) decode(raw []byte) (tx *DecodedTx, verified bool, err error) {
 	if tx := c.get(sha256.Sum256(raw)); tx != nil {
-		return tx, nil
+		return tx, true, nil
 	}
-	return DecodeTx(raw)
+	tx, err = DecodeTx(raw)
+	return tx, false, err
 }
 
 // verify checks a transaction's signature, through the cache.
