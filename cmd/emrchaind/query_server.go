@@ -121,15 +121,19 @@ func serveQuery[Req any, Resp heightResponse](ctx context.Context, s *queryServe
 			// is: it says its height (from a node that lags, it may be
 			// stale). The REST gateway copies it into the error answer.
 			if answered > 0 {
-				_ = grpc.SetHeader(ctx, metadata.Pairs(heightMD, strconv.FormatInt(answered, 10)))
+				setHeight(ctx, answered)
 			}
 		}
 		return zero, err
 	}
-	// Fails only outside a gRPC call (never here); the height is also in
-	// the response body.
-	_ = grpc.SetHeader(ctx, metadata.Pairs(heightMD, strconv.FormatInt(resp.GetHeight(), 10)))
+	setHeight(ctx, resp.GetHeight()) // also in the response body
 	return resp, nil
+}
+
+// setHeight sends the height an answer was read at as the call's
+// heightMD header. It fails only outside a gRPC call (never here).
+func setHeight(ctx context.Context, h int64) {
+	_ = grpc.SetHeader(ctx, metadata.Pairs(heightMD, strconv.FormatInt(h, 10)))
 }
 
 func (s *queryServer) Params(ctx context.Context, r *emrv1.QueryParamsRequest) (*emrv1.QueryParamsResponse, error) {

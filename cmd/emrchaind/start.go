@@ -26,6 +26,7 @@ import (
 
 	"github.com/emrchain/emrchain/abci"
 	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/internal/ctxtime"
 	"github.com/emrchain/emrchain/store"
 	"github.com/emrchain/emrchain/store/cometdb"
 )
@@ -397,14 +398,7 @@ func waitForGenesis(ctx context.Context, logger log.Logger, genesis time.Time) b
 		return true
 	}
 	logger.Info("the genesis time is in the future: waiting for it", "genesis_time", genesis.UTC().Format(time.RFC3339), "in", wait.Round(time.Second))
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return ctxtime.Sleep(ctx, wait) == nil
 }
 
 // startNodeWithoutRPC starts n without its RPC server: rpcService serves

@@ -24,7 +24,7 @@ type apiError struct {
 	// retryAfter, when positive, is sent as Retry-After (whole seconds).
 	retryAfter time.Duration
 	// charged: the answer counts against the client's host as a failed
-	// authentication (as every 401 does; see authenticate).
+	// authentication (every 401 does: unauthenticated; see authenticate).
 	charged bool
 }
 

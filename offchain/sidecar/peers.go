@@ -118,8 +118,9 @@ func (s *Server) fetchFromPeers(ctx context.Context, r *http.Request, signer sig
 		}
 		var se *Error
 		var noAnswer *url.Error
-		behind = behind || (errors.As(err, &se) && se.Code == CodeChainBehind)
-		unsure = unsure || errors.As(err, &noAnswer) || (errors.As(err, &se) && se.StatusCode >= 500)
+		answered := errors.As(err, &se)
+		behind = behind || (answered && se.Code == CodeChainBehind)
+		unsure = unsure || errors.As(err, &noAnswer) || (answered && se.StatusCode >= 500)
 		reasons = append(reasons, fmt.Sprintf("%s: %v", peer, err))
 	}
 	if behind {

@@ -533,8 +533,12 @@ func retrySeconds(d time.Duration) time.Duration {
 	return max(time.Second, (d + time.Second - 1).Truncate(time.Second))
 }
 
+// unauthenticated is a 401: a failed authentication, charged to the
+// client's host (authenticate).
 func unauthenticated(format string, args ...any) *apiError {
-	return errf(http.StatusUnauthorized, "unauthenticated", format, args...)
+	e := errf(http.StatusUnauthorized, "unauthenticated", format, args...)
+	e.charged = true
+	return e
 }
 
 // authenticate is authenticateSigned for a client host that has not used
@@ -551,7 +555,7 @@ func (s *Server) authenticate(r *http.Request) (*emrv1.Member, *signedRequest, *
 			hostName(host), s.opts.FailedAuthPerMinute)
 	}
 	member, sr, aerr := s.authenticateSigned(r)
-	if aerr == nil || (aerr.status != http.StatusUnauthorized && !aerr.charged) {
+	if aerr == nil || !aerr.charged {
 		refund()
 	}
 	return member, sr, aerr
@@ -888,14 +892,13 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 				writeError(w, refused.aerr)
 				return
 			}
-			if errors.Is(perr, errPeersBehind) {
-				writeError(w, retryLater(http.StatusServiceUnavailable, CodeChainBehind, time.Second,
-					"blob %s of %s is not stored on this sidecar, and %v", sum, ref, perr))
+			const notHere = "blob %s of %s is not stored on this sidecar, and %v"
+			switch {
+			case errors.Is(perr, errPeersBehind):
+				writeError(w, retryLater(http.StatusServiceUnavailable, CodeChainBehind, time.Second, notHere, sum, ref, perr))
 				return
-			}
-			if errors.Is(perr, errPeersUnavailable) {
-				writeError(w, errf(http.StatusServiceUnavailable, "peers_unavailable",
-					"blob %s of %s is not stored on this sidecar, and %v", sum, ref, perr))
+			case errors.Is(perr, errPeersUnavailable):
+				writeError(w, errf(http.StatusServiceUnavailable, "peers_unavailable", notHere, sum, ref, perr))
 				return
 			}
 			var local *localStoreError

@@ -115,12 +115,8 @@ func (o *observer) run(ctx context.Context) {
 	defer cancelFinal()
 	go func() {
 		<-ctx.Done()
-		t := time.NewTimer(resultsWait)
-		defer t.Stop()
-		select {
-		case <-t.C:
+		if ctxtime.Sleep(final, resultsWait) == nil {
 			cancelFinal()
-		case <-final.Done():
 		}
 	}()
 	go func() {
