@@ -134,12 +134,6 @@ func LockStore(ctx context.Context, home string) (release func(), err error) {
 	return release, nil
 }
 
-// Waits for a light store goleveldb finds locked (see openStoreDB).
-const (
-	storeOpenMinWait = 2 * time.Millisecond
-	storeOpenMaxWait = 100 * time.Millisecond
-)
-
 // openStoreDB opens (or creates) the goleveldb store under home; the
 // caller holds the store's lock (LockStore). goleveldb takes a lock of its
 // own while open, which every run of this emrcli releases with the lock
@@ -148,21 +142,19 @@ const (
 // kept the store open for its whole run). That is waited for until ctx
 // ends, then said.
 func openStoreDB(ctx context.Context, home string) (dbm.DB, error) {
-	wait := storeOpenMinWait
-	for {
-		db, err := dbm.NewGoLevelDB(lightDBName, home)
-		if err == nil {
-			return db, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("open the light store in %s: %w", home, err)
-		}
-		if serr := ctxtime.Sleep(ctx, wait); serr != nil {
-			return nil, fmt.Errorf("open the light store in %s: another program keeps it open (an emrcli older than this one does for its whole run: let it finish, or update it): %w (%w)",
-				home, err, serr)
-		}
-		wait = min(2*wait, storeOpenMaxWait)
+	var db dbm.DB
+	var err error
+	if serr := ctxtime.Retry(ctx, func() bool {
+		db, err = dbm.NewGoLevelDB(lightDBName, home)
+		return !errors.Is(err, syscall.EWOULDBLOCK)
+	}); serr != nil {
+		return nil, fmt.Errorf("open the light store in %s: another program keeps it open (an emrcli older than this one does for its whole run: let it finish, or update it): %w (%w)",
+			home, err, serr)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("open the light store in %s: %w", home, err)
+	}
+	return db, nil
 }
 
 // sameRoot reports whether a and b are one root of trust (chain, height,

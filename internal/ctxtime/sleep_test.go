@@ -29,3 +29,18 @@ func TestSleep(t *testing.T) {
 		t.Fatalf("no sleep: %v", err)
 	}
 }
+
+// TestRetry: Retry calls try until it is done, and stops, with ctx's
+// error, when ctx ends first.
+func TestRetry(t *testing.T) {
+	calls := 0
+	if err := Retry(context.Background(), func() bool { calls++; return calls == 3 }); err != nil || calls != 3 {
+		t.Fatalf("Retry until the third call: %v after %d calls", err, calls)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	calls = 0
+	if err := Retry(ctx, func() bool { calls++; return false }); !errors.Is(err, context.DeadlineExceeded) || calls < 2 {
+		t.Fatalf("Retry of a try never done: %v after %d calls, want the deadline after a few", err, calls)
+	}
+}

@@ -9,7 +9,7 @@
 // Locks of one path exclude each other within a process too, and it goes
 // with the process when that dies, however it dies: a crashed run leaves
 // no lock behind, only the (empty) lock file. The wait polls (LOCK_NB,
-// then a short sleep that doubles from minWait to maxWait) rather than
+// then a short sleep that doubles: ctxtime.Retry) rather than
 // blocking in the kernel, because a blocking flock cannot be given up
 // when the context ends. Where flock is missing (not unix, or AIX) Lock
 // does nothing.

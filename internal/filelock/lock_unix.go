@@ -7,19 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/emrchain/emrchain/internal/ctxtime"
-)
-
-// The wait between two tries at a lock held elsewhere: short at first (a
-// light-client operation of another run takes milliseconds to seconds),
-// doubling up to maxWait, so a long wait costs a few polls a second.
-const (
-	minWait = 2 * time.Millisecond
-	maxWait = 100 * time.Millisecond
 )
 
 // Lock takes the exclusive lock on path, creating the file (0o600) if it
@@ -32,27 +23,22 @@ func Lock(ctx context.Context, path string) (release func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
 	}
-	wait := minWait
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		switch {
-		case err == nil:
-			return func() {
-				// Closing the file releases the lock; the explicit
-				// unlock says so to a reader.
-				_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
-				f.Close()
-			}, nil
-		case errors.Is(err, unix.EINTR):
-			continue
-		case !errors.Is(err, unix.EWOULDBLOCK):
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		if err := ctxtime.Sleep(ctx, wait); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("%s stayed locked by another holder: %w", path, err)
-		}
-		wait = min(2*wait, maxWait)
+	var lockErr error
+	if err := ctxtime.Retry(ctx, func() bool {
+		lockErr = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		return !errors.Is(lockErr, unix.EWOULDBLOCK) && !errors.Is(lockErr, unix.EINTR)
+	}); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s stayed locked by another holder: %w", path, err)
 	}
+	if lockErr != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, lockErr)
+	}
+	return func() {
+		// Closing the file releases the lock; the explicit unlock says
+		// so to a reader.
+		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		f.Close()
+	}, nil
 }
