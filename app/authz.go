@@ -63,6 +63,8 @@ func rightName(r emrv1.Right) string {
 		return "write"
 	case emrv1.Right_RIGHT_SHARE:
 		return "share"
+	case emrv1.Right_RIGHT_EMERGENCY:
+		return "emergency"
 	}
 	return r.String()
 }

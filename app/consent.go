@@ -22,8 +22,8 @@ func (ctx *txContext) grant(m *emrv1.MsgGrant) error {
 	if grantee == nil {
 		return fmt.Errorf("%w: no member %X", ErrNotFound, m.Grantee)
 	}
-	if grantee.Role != emrv1.Role_ROLE_CLINICIAN && grantee.Role != emrv1.Role_ROLE_RESEARCHER {
-		return fmt.Errorf("%w: consent can be given to clinicians and researchers, %X is a %s", ErrUnauthorized, m.Grantee, roleName(grantee.Role))
+	if err := granteeMayHold(grantee, m.Rights); err != nil {
+		return err
 	}
 	if !IsActive(grantee) {
 		return fmt.Errorf("%w: %X is %s", ErrGranteeSuspended, m.Grantee, StatusName(grantee.Status))
@@ -89,6 +89,24 @@ func (ctx *txContext) grant(m *emrv1.MsgGrant) error {
 		return err
 	}
 	return ctx.st.mark(grantKey(m.Grantee, p.Id))
+}
+
+// granteeMayHold refuses a grant of rights to grantee's role: clinicians
+// and researchers are granted read, write and share; an emergency service
+// only the emergency right (a patient's opt-in to break-glass reads by its
+// organization's clinicians), which no one else is granted. rights is
+// valid (validateGrant): the emergency right comes alone.
+func granteeMayHold(grantee *emrv1.Member, rights []emrv1.Right) error {
+	optIn := slices.Contains(rights, emrv1.Right_RIGHT_EMERGENCY)
+	switch {
+	case optIn && grantee.Role != emrv1.Role_ROLE_EMERGENCY_SERVICE:
+		return fmt.Errorf("%w: the emergency right is granted to an organization's emergency service, %X is a %s", ErrUnauthorized, grantee.Address, roleName(grantee.Role))
+	case !optIn && grantee.Role == emrv1.Role_ROLE_EMERGENCY_SERVICE:
+		return fmt.Errorf("%w: an emergency service is granted only the emergency right (an opt-in to break-glass reads by its organization's clinicians), not %v", ErrUnauthorized, rights)
+	case !optIn && grantee.Role != emrv1.Role_ROLE_CLINICIAN && grantee.Role != emrv1.Role_ROLE_RESEARCHER:
+		return fmt.Errorf("%w: consent can be given to clinicians and researchers, %X is a %s", ErrUnauthorized, grantee.Address, roleName(grantee.Role))
+	}
+	return nil
 }
 
 // revoke: the owner revokes a grant; it stops at this block.

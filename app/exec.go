@@ -346,6 +346,8 @@ func roleName(r emrv1.Role) string {
 		return "registrar"
 	case emrv1.Role_ROLE_AUDITOR:
 		return "auditor"
+	case emrv1.Role_ROLE_EMERGENCY_SERVICE:
+		return "emergency service"
 	}
 	return r.String()
 }

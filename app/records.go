@@ -85,7 +85,9 @@ func (ctx *txContext) addRecord(m *emrv1.MsgAddRecord) error {
 // (shareRecord, which only clinicians send); a researcher reads the
 // anonymised share, never the record, so the consent cannot be bypassed.
 // The study's members log their reads of its shares the same way
-// (shareRead), for research.
+// (shareRead), for research. An emergency read is a clinician's, through
+// the emergency service of its organization that the patient opted in to
+// (breakGlass).
 func (ctx *txContext) recordAccess(m *emrv1.MsgRecordAccess) error {
 	p, err := ctx.patient(m.PatientId)
 	if err != nil {
@@ -95,13 +97,17 @@ func (ctx *txContext) recordAccess(m *emrv1.MsgRecordAccess) error {
 		return fmt.Errorf("%w: %d records and shares in one access, the limit is %d", ErrTooLarge, n, ctx.params.MaxRecordsPerAccess)
 	}
 	var right emrv1.Right
+	var glass *breakGlass
 	switch m.Purpose {
 	case emrv1.Purpose_PURPOSE_TREATMENT:
 		right = emrv1.Right_RIGHT_READ
 	case emrv1.Purpose_PURPOSE_RESEARCH:
 		right = emrv1.Right_RIGHT_SHARE
 	default:
-		return fmt.Errorf("%w: emergency access is not enabled on this chain yet", ErrNotEnabled)
+		if glass, err = ctx.breakGlass(p, m.EmergencyService); err != nil {
+			return err
+		}
+		ctx.attrHex(EmergencyServiceAttribute, m.EmergencyService)
 	}
 	ctx.detailHex("accessor", ctx.tx.Signer)
 	ctx.detail("purpose", purposeName(m.Purpose))
@@ -113,6 +119,16 @@ func (ctx *txContext) recordAccess(m *emrv1.MsgRecordAccess) error {
 		}
 		if rec == nil {
 			return fmt.Errorf("%w: the patient has no record %d (it has %d)", ErrNotFound, seq, p.RecordCount)
+		}
+		if glass != nil {
+			if err := glass.covers(rec.Category, ctx.block.Time); err != nil {
+				return fmt.Errorf("record %d: %w", seq, err)
+			}
+			if err := ctx.logAccess(p, m.Purpose, seq, 0, m.EmergencyService); err != nil {
+				return err
+			}
+			ctx.attrRecord(p.Id, seq)
+			continue
 		}
 		perm, err := ctx.authorize(p, right, rec.Category)
 		if err != nil {
@@ -132,7 +148,7 @@ func (ctx *txContext) recordAccess(m *emrv1.MsgRecordAccess) error {
 			return fmt.Errorf("%w: record %d: the patient consented to study %q only anonymised, so a %s reads the anonymised share a clinician made, not the record",
 				ErrUnauthorized, seq, perm.StudyId, roleName(ctx.signer.Role))
 		}
-		if err := ctx.logAccess(p, m.Purpose, seq, 0); err != nil {
+		if err := ctx.logAccess(p, m.Purpose, seq, 0, nil); err != nil {
 			return err
 		}
 		ctx.attrRecord(p.Id, seq)
@@ -142,7 +158,7 @@ func (ctx *txContext) recordAccess(m *emrv1.MsgRecordAccess) error {
 		if err != nil {
 			return fmt.Errorf("share %d: %w", seq, err)
 		}
-		if err := ctx.logAccess(p, m.Purpose, sh.RecordSequence, seq); err != nil {
+		if err := ctx.logAccess(p, m.Purpose, sh.RecordSequence, seq, nil); err != nil {
 			return err
 		}
 	}
@@ -150,9 +166,10 @@ func (ctx *txContext) recordAccess(m *emrv1.MsgRecordAccess) error {
 }
 
 // logAccess appends an access event to p's log: a read of record, or of
-// share (when not 0) of it; and points the reader's last-access index at
-// it, which the sidecars authorize with. The caller stores p.
-func (ctx *txContext) logAccess(p *emrv1.Patient, purpose emrv1.Purpose, record, share uint64) error {
+// share (when not 0) of it, through emergency service via for an
+// emergency read; and points the reader's last-access index at it, which
+// the sidecars authorize with. The caller stores p.
+func (ctx *txContext) logAccess(p *emrv1.Patient, purpose emrv1.Purpose, record, share uint64, via []byte) error {
 	p.AccessCount++
 	ev := &emrv1.AccessEvent{
 		PatientId:      p.Id,
@@ -163,7 +180,8 @@ func (ctx *txContext) logAccess(p *emrv1.Patient, purpose emrv1.Purpose, record,
 		Purpose:        purpose,
 		Height:         ctx.block.Height,
 		Time:           timestamp(ctx.block.Time),
-		TxHash:         ctx.tx.Hash,
+		TxHash:           ctx.tx.Hash,
+		EmergencyService: via,
 	}
 	if err := ctx.st.put(accessKey(p.Id, ev.Sequence), ev); err != nil {
 		return err

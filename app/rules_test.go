@@ -685,12 +685,13 @@ func TestRegisterMemberRole(t *testing.T) {
 		return msg
 	}
 	role := func(r emrv1.Role) *emrv1.Msg { return with(func(m *emrv1.MsgRegisterMember) { m.Role = r }) }
-	const roleRule = "role must be clinician, researcher, auditor or registrar"
+	const roleRule = "role must be clinician, researcher, auditor, registrar or emergency service"
 	ruleRun(t, c, c.Now, []ruleCase{
 		{"clinician", w.regA, role(emrv1.Role_ROLE_CLINICIAN), nil, nil},
 		{"researcher", w.regA, role(emrv1.Role_ROLE_RESEARCHER), nil, nil},
 		{"auditor", w.regA, role(emrv1.Role_ROLE_AUDITOR), nil, nil},
 		{"registrar", w.regA, role(emrv1.Role_ROLE_REGISTRAR), nil, nil},
+		{"emergency service", w.regA, role(emrv1.Role_ROLE_EMERGENCY_SERVICE), nil, nil},
 		{"patient", w.regA, role(emrv1.Role_ROLE_PATIENT), app.ErrInvalidMsg, []string{"register_member", roleRule}},
 		{"unspecified", w.regA, role(emrv1.Role_ROLE_UNSPECIFIED), app.ErrInvalidMsg, []string{roleRule}},
 		{"out of range", w.regA, role(emrv1.Role(42)), app.ErrInvalidMsg, []string{roleRule}},
@@ -1643,8 +1644,7 @@ func TestRecordAccessRules(t *testing.T) {
 		{"owner, treatment", w.pat, access(treatment, 2), nil, nil},
 		{"owner, research", w.pat, access(research, 2), nil, nil},
 		{"share grantee, research", w.sci, access(research, 1, 2), nil, nil},
-		{"emergency", w.doc, access(emergency, 1), app.ErrNotEnabled, []string{"emergency access is not enabled"}},
-		{"emergency by the owner", w.pat, access(emergency, 1), app.ErrNotEnabled, nil},
+		{"emergency without a service", w.doc, access(emergency, 1), app.ErrInvalidMsg, []string{"an emergency read names the emergency service"}},
 		{"unknown record", w.doc, access(treatment, 1, 9), app.ErrNotFound, []string{"the patient has no record 9 (it has 3)"}},
 		{"unknown patient", w.doc, apptest.Access(apptest.PatientID("nobody"), treatment, 1), app.ErrNotFound, []string{"no patient"}},
 		{"duplicate record", w.doc, access(treatment, 1, 2, 1), app.ErrInvalidMsg, []string{"record 1 named twice"}},

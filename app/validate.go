@@ -111,9 +111,9 @@ func checkProposalID(id uint64) error {
 
 func validateRegisterMember(m *emrv1.MsgRegisterMember) error {
 	switch m.Role {
-	case emrv1.Role_ROLE_CLINICIAN, emrv1.Role_ROLE_RESEARCHER, emrv1.Role_ROLE_AUDITOR, emrv1.Role_ROLE_REGISTRAR:
+	case emrv1.Role_ROLE_CLINICIAN, emrv1.Role_ROLE_RESEARCHER, emrv1.Role_ROLE_AUDITOR, emrv1.Role_ROLE_REGISTRAR, emrv1.Role_ROLE_EMERGENCY_SERVICE:
 	default:
-		return fmt.Errorf("role must be clinician, researcher, auditor or registrar, got %s", m.Role)
+		return fmt.Errorf("role must be clinician, researcher, auditor, registrar or emergency service, got %s", m.Role)
 	}
 	return firstError(
 		checkSigningKey("signing key", m.SignPubKey),
@@ -146,7 +146,15 @@ func validateGrant(m *emrv1.MsgGrant) error {
 		return fmt.Errorf("key version must be at least 1")
 	}
 	for _, r := range m.Rights {
-		if r != emrv1.Right_RIGHT_READ && r != emrv1.Right_RIGHT_WRITE && r != emrv1.Right_RIGHT_SHARE {
+		switch r {
+		case emrv1.Right_RIGHT_READ, emrv1.Right_RIGHT_WRITE, emrv1.Right_RIGHT_SHARE:
+		case emrv1.Right_RIGHT_EMERGENCY:
+			// An opt-in to an organization's emergency service is a grant
+			// of its own: the service reads, writes and shares nothing.
+			if slices.ContainsFunc(m.Rights, func(o emrv1.Right) bool { return o != r }) {
+				return fmt.Errorf("the emergency right is granted alone (to an emergency service), not with %v", m.Rights)
+			}
+		default:
 			return fmt.Errorf("unknown right %s", r)
 		}
 	}
@@ -245,6 +253,13 @@ func validateRecordAccess(m *emrv1.MsgRecordAccess) error {
 	}
 	if len(m.ShareSequences) > 0 && m.Purpose != emrv1.Purpose_PURPOSE_RESEARCH {
 		return fmt.Errorf("a share is read for research, not %s", purposeName(m.Purpose))
+	}
+	if m.Purpose == emrv1.Purpose_PURPOSE_EMERGENCY {
+		if err := checkAddress("emergency service", m.EmergencyService); err != nil {
+			return fmt.Errorf("an emergency read names the emergency service the patient opted in to: %v", err)
+		}
+	} else if len(m.EmergencyService) != 0 {
+		return fmt.Errorf("an emergency service is named only by an emergency read, not one for %s", purposeName(m.Purpose))
 	}
 	if err := checkSequences("record", m.RecordSequences); err != nil {
 		return err

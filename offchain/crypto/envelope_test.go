@@ -241,3 +241,37 @@ func TestParseEncryptionPublicKeyRejectsSmallOrder(t *testing.T) {
 		t.Errorf("base point rejected: %v", err)
 	}
 }
+
+// TestEmergencyKeyBinding: an emergency data-key envelope opens for its
+// own (patient, clinician, record) only, and never as the clinician's KEK
+// envelope of the same number.
+func TestEmergencyKeyBinding(t *testing.T) {
+	clin, err := GenerateEncryptionKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	patient, clinician, other := []byte("patient-1"), make([]byte, GranteeAddressSize), make([]byte, GranteeAddressSize)
+	other[0] = 1
+	dataKey, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := SealEnvelope(clin.PublicKey(), dataKey, EmergencyKeyBinding(patient, clinician, 7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := OpenEnvelope(clin, env, EmergencyKeyBinding(patient, clinician, 7))
+	if err != nil || string(got) != string(dataKey) {
+		t.Fatalf("open with its own binding: %v", err)
+	}
+	for name, b := range map[string]EnvelopeBinding{
+		"other record":      EmergencyKeyBinding(patient, clinician, 8),
+		"other clinician":   EmergencyKeyBinding(patient, other, 7),
+		"other patient":     EmergencyKeyBinding([]byte("patient-2"), clinician, 7),
+		"as a KEK envelope": {PatientID: patient, Grantee: clinician, KeyVersion: 7},
+	} {
+		if _, err := OpenEnvelope(clin, env, b); err == nil {
+			t.Errorf("%s: the envelope opened", name)
+		}
+	}
+}

@@ -1106,8 +1106,12 @@ type MsgRecordAccess struct {
 	RecordSequences []uint64               `protobuf:"varint,2,rep,packed,name=record_sequences,json=recordSequences,proto3" json:"record_sequences,omitempty"`
 	Purpose         Purpose                `protobuf:"varint,3,opt,name=purpose,proto3,enum=emrchain.v1.Purpose" json:"purpose,omitempty"`
 	ShareSequences  []uint64               `protobuf:"varint,4,rep,packed,name=share_sequences,json=shareSequences,proto3" json:"share_sequences,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// For purpose emergency (and only then): the emergency service of the
+	// signer's organization the patient opted in to (RIGHT_EMERGENCY). An
+	// emergency read names records, never shares.
+	EmergencyService []byte `protobuf:"bytes,5,opt,name=emergency_service,json=emergencyService,proto3" json:"emergency_service,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *MsgRecordAccess) Reset() {
@@ -1164,6 +1168,13 @@ func (x *MsgRecordAccess) GetPurpose() Purpose {
 func (x *MsgRecordAccess) GetShareSequences() []uint64 {
 	if x != nil {
 		return x.ShareSequences
+	}
+	return nil
+}
+
+func (x *MsgRecordAccess) GetEmergencyService() []byte {
+	if x != nil {
+		return x.EmergencyService
 	}
 	return nil
 }
@@ -1588,13 +1599,14 @@ const file_emrchain_v1_tx_proto_rawDesc = "" +
 	"\x04size\x18\x05 \x01(\x04R\x04size\x12\x1f\n" +
 	"\vkey_version\x18\x06 \x01(\x04R\n" +
 	"keyVersion\x12(\n" +
-	"\x10wrapped_file_key\x18\a \x01(\fR\x0ewrappedFileKeyJ\x04\b\b\x10\tR\x12uploader_signature\"\xb4\x01\n" +
+	"\x10wrapped_file_key\x18\a \x01(\fR\x0ewrappedFileKeyJ\x04\b\b\x10\tR\x12uploader_signature\"\xe1\x01\n" +
 	"\x0fMsgRecordAccess\x12\x1d\n" +
 	"\n" +
 	"patient_id\x18\x01 \x01(\fR\tpatientId\x12)\n" +
 	"\x10record_sequences\x18\x02 \x03(\x04R\x0frecordSequences\x12.\n" +
 	"\apurpose\x18\x03 \x01(\x0e2\x14.emrchain.v1.PurposeR\apurpose\x12'\n" +
-	"\x0fshare_sequences\x18\x04 \x03(\x04R\x0eshareSequences\"\x9e\x01\n" +
+	"\x0fshare_sequences\x18\x04 \x03(\x04R\x0eshareSequences\x12+\n" +
+	"\x11emergency_service\x18\x05 \x01(\fR\x10emergencyService\"\x9e\x01\n" +
 	"\x10MsgRegisterStudy\x12\x19\n" +
 	"\bstudy_id\x18\x01 \x01(\tR\astudyId\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x125\n" +

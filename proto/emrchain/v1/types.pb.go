@@ -42,6 +42,13 @@ const (
 	Role_ROLE_REGISTRAR Role = 4
 	// An auditor inspects the access log.
 	Role_ROLE_AUDITOR Role = 5
+	// An organization's break-glass service: its encryption key is the
+	// organization's emergency key, which patients who opt in seal their key
+	// to (a grant of RIGHT_EMERGENCY). It releases one record's data key at a
+	// time to a clinician of its organization, and only against that
+	// clinician's committed emergency access event. It is granted nothing
+	// else and reads nothing itself.
+	Role_ROLE_EMERGENCY_SERVICE Role = 6
 )
 
 // Enum value maps for Role.
@@ -53,14 +60,16 @@ var (
 		3: "ROLE_RESEARCHER",
 		4: "ROLE_REGISTRAR",
 		5: "ROLE_AUDITOR",
+		6: "ROLE_EMERGENCY_SERVICE",
 	}
 	Role_value = map[string]int32{
-		"ROLE_UNSPECIFIED": 0,
-		"ROLE_PATIENT":     1,
-		"ROLE_CLINICIAN":   2,
-		"ROLE_RESEARCHER":  3,
-		"ROLE_REGISTRAR":   4,
-		"ROLE_AUDITOR":     5,
+		"ROLE_UNSPECIFIED":       0,
+		"ROLE_PATIENT":           1,
+		"ROLE_CLINICIAN":         2,
+		"ROLE_RESEARCHER":        3,
+		"ROLE_REGISTRAR":         4,
+		"ROLE_AUDITOR":           5,
+		"ROLE_EMERGENCY_SERVICE": 6,
 	}
 )
 
@@ -212,6 +221,10 @@ const (
 	Right_RIGHT_READ        Right = 1
 	Right_RIGHT_WRITE       Right = 2
 	Right_RIGHT_SHARE       Right = 3
+	// Granted only to an emergency service: the clinicians of its
+	// organization may log emergency reads of the categories the grant
+	// covers, while it stands (break-glass access, docs/decisions.md).
+	Right_RIGHT_EMERGENCY Right = 4
 )
 
 // Enum value maps for Right.
@@ -221,12 +234,14 @@ var (
 		1: "RIGHT_READ",
 		2: "RIGHT_WRITE",
 		3: "RIGHT_SHARE",
+		4: "RIGHT_EMERGENCY",
 	}
 	Right_value = map[string]int32{
 		"RIGHT_UNSPECIFIED": 0,
 		"RIGHT_READ":        1,
 		"RIGHT_WRITE":       2,
 		"RIGHT_SHARE":       3,
+		"RIGHT_EMERGENCY":   4,
 	}
 )
 
@@ -381,7 +396,9 @@ type Params struct {
 	MaxRewrapsPerRotation uint32 `protobuf:"varint,5,opt,name=max_rewraps_per_rotation,json=maxRewrapsPerRotation,proto3" json:"max_rewraps_per_rotation,omitempty"`
 	// Most items a query page returns.
 	MaxPageSize uint32 `protobuf:"varint,6,opt,name=max_page_size,json=maxPageSize,proto3" json:"max_page_size,omitempty"`
-	// Length of emergency ("break-glass") access, in seconds.
+	// Length of emergency ("break-glass") access, in seconds of block time:
+	// how long after an emergency access event its clinician may fetch the
+	// record's ciphertext and its data key from the emergency service.
 	EmergencyAccessSeconds uint64 `protobuf:"varint,7,opt,name=emergency_access_seconds,json=emergencyAccessSeconds,proto3" json:"emergency_access_seconds,omitempty"`
 	// Largest wrapped key or envelope, in bytes.
 	MaxWrappedKeyBytes uint32 `protobuf:"varint,8,opt,name=max_wrapped_key_bytes,json=maxWrappedKeyBytes,proto3" json:"max_wrapped_key_bytes,omitempty"`
@@ -1295,8 +1312,12 @@ type AccessEvent struct {
 	// Set for a read of the patient's share share_sequence (0: a read of
 	// the record itself).
 	ShareSequence uint64 `protobuf:"varint,9,opt,name=share_sequence,json=shareSequence,proto3" json:"share_sequence,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// For purpose emergency: the emergency service of the accessor's
+	// organization whose opt-in (the patient's RIGHT_EMERGENCY grant) allowed
+	// the read, and which may release the record's data key to the accessor.
+	EmergencyService []byte `protobuf:"bytes,10,opt,name=emergency_service,json=emergencyService,proto3" json:"emergency_service,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *AccessEvent) Reset() {
@@ -1390,6 +1411,13 @@ func (x *AccessEvent) GetShareSequence() uint64 {
 		return x.ShareSequence
 	}
 	return 0
+}
+
+func (x *AccessEvent) GetEmergencyService() []byte {
+	if x != nil {
+		return x.EmergencyService
+	}
+	return nil
 }
 
 // Study is a registered research study.
@@ -2694,7 +2722,7 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\x04time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x17\n" +
 	"\atx_hash\x18\r \x01(\fR\x06txHash\x12\x1f\n" +
 	"\vbody_sha256\x18\x0e \x01(\fR\n" +
-	"bodySha256\"\xc5\x02\n" +
+	"bodySha256\"\xf2\x02\n" +
 	"\vAccessEvent\x12\x1d\n" +
 	"\n" +
 	"patient_id\x18\x01 \x01(\fR\tpatientId\x12\x1a\n" +
@@ -2705,7 +2733,9 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\x06height\x18\x06 \x01(\x03R\x06height\x12.\n" +
 	"\x04time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x17\n" +
 	"\atx_hash\x18\b \x01(\fR\x06txHash\x12%\n" +
-	"\x0eshare_sequence\x18\t \x01(\x04R\rshareSequence\"\xa4\x02\n" +
+	"\x0eshare_sequence\x18\t \x01(\x04R\rshareSequence\x12+\n" +
+	"\x11emergency_service\x18\n" +
+	" \x01(\fR\x10emergencyService\"\xa4\x02\n" +
 	"\x05Study\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x125\n" +
@@ -2805,14 +2835,15 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\x0fexecuted_height\x18\n" +
 	" \x01(\x03R\x0eexecutedHeight\x12\x1c\n" +
 	"\tapprovers\x18\v \x03(\fR\tapprovers\x12)\n" +
-	"\x10withdrawn_height\x18\f \x01(\x03R\x0fwithdrawnHeight*}\n" +
+	"\x10withdrawn_height\x18\f \x01(\x03R\x0fwithdrawnHeight*\x99\x01\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fROLE_PATIENT\x10\x01\x12\x12\n" +
 	"\x0eROLE_CLINICIAN\x10\x02\x12\x13\n" +
 	"\x0fROLE_RESEARCHER\x10\x03\x12\x12\n" +
 	"\x0eROLE_REGISTRAR\x10\x04\x12\x10\n" +
-	"\fROLE_AUDITOR\x10\x05*\x7f\n" +
+	"\fROLE_AUDITOR\x10\x05\x12\x1a\n" +
+	"\x16ROLE_EMERGENCY_SERVICE\x10\x06*\x7f\n" +
 	"\fMemberStatus\x12\x1d\n" +
 	"\x19MEMBER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14MEMBER_STATUS_ACTIVE\x10\x01\x12\x1b\n" +
@@ -2823,13 +2854,14 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\x1aORGANIZATION_KIND_HOSPITAL\x10\x01\x12\x19\n" +
 	"\x15ORGANIZATION_KIND_LAB\x10\x02\x12\x1e\n" +
 	"\x1aORGANIZATION_KIND_PHARMACY\x10\x03\x12\x1e\n" +
-	"\x1aORGANIZATION_KIND_RESEARCH\x10\x04*P\n" +
+	"\x1aORGANIZATION_KIND_RESEARCH\x10\x04*e\n" +
 	"\x05Right\x12\x15\n" +
 	"\x11RIGHT_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
 	"RIGHT_READ\x10\x01\x12\x0f\n" +
 	"\vRIGHT_WRITE\x10\x02\x12\x0f\n" +
-	"\vRIGHT_SHARE\x10\x03*f\n" +
+	"\vRIGHT_SHARE\x10\x03\x12\x13\n" +
+	"\x0fRIGHT_EMERGENCY\x10\x04*f\n" +
 	"\aPurpose\x12\x17\n" +
 	"\x13PURPOSE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11PURPOSE_TREATMENT\x10\x01\x12\x14\n" +

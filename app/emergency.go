@@ -1,0 +1,84 @@
+package app
+
+import (
+	"bytes"
+	"fmt"
+	"time"
+
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// EmergencyServiceAttribute (indexed, lowercase hex) names the emergency
+// service an emergency read went through: an organization's auditors find
+// every break-glass read of their service by it.
+const EmergencyServiceAttribute = "emergency_service"
+
+// breakGlass is an emergency read's standing: the emergency service it goes
+// through, and the patient's opt-in to that service.
+type breakGlass struct {
+	service *emrv1.Member
+	optIn   *emrv1.Permission
+}
+
+// breakGlass: an active clinician reads a patient's records in an
+// emergency, without a consent of its own, through the emergency service of
+// its organization that the patient opted in to (a grant of the emergency
+// right to it). Each record's category must be covered by the opt-in at
+// block time (covers). The read is an access event of purpose emergency
+// that names the service, on the patient's audit trail like every read.
+func (ctx *txContext) breakGlass(p *emrv1.Patient, via []byte) (*breakGlass, error) {
+	if ctx.signer.Role != emrv1.Role_ROLE_CLINICIAN {
+		return nil, fmt.Errorf("%w: only a clinician breaks the glass, the signer is a %s", ErrUnauthorized, roleName(ctx.signer.Role))
+	}
+	service, err := ctx.st.member(via)
+	if err != nil {
+		return nil, err
+	}
+	if service == nil || service.Role != emrv1.Role_ROLE_EMERGENCY_SERVICE {
+		return nil, fmt.Errorf("%w: %X is not an emergency service", ErrNotFound, via)
+	}
+	if service.OrganizationId != ctx.signer.OrganizationId {
+		return nil, fmt.Errorf("%w: emergency service %X is %q's, the signer is a clinician of %q", ErrUnauthorized, via, service.OrganizationId, ctx.signer.OrganizationId)
+	}
+	optIn, err := ctx.st.permission(p.Id, via)
+	if err != nil {
+		return nil, err
+	}
+	if optIn == nil {
+		return nil, fmt.Errorf("%w: the patient has not opted in to break-glass reads through %q's emergency service %X", ErrNoPermission, service.OrganizationId, via)
+	}
+	return &breakGlass{service: service, optIn: optIn}, nil
+}
+
+// covers returns nil when the opt-in lets the service's clinicians read a
+// record of category at t: EmergencyOptInStands.
+func (g *breakGlass) covers(category string, t time.Time) error {
+	return EmergencyOptInStands(g.optIn, g.service, category, t)
+}
+
+// EmergencyOptInStands returns nil when optIn, the patient's grant to
+// emergency service service, lets the clinicians of the service's
+// organization read a record of category at t: the grant has the emergency
+// right on the category, is not revoked and within its window, and the
+// service is active. The chain checks every emergency read with it; the
+// sidecars check it again before they serve the record's ciphertext or its
+// data key, so a revocation ends an emergency read's window.
+func EmergencyOptInStands(optIn *emrv1.Permission, service *emrv1.Member, category string, t time.Time) error {
+	if service.GetRole() != emrv1.Role_ROLE_EMERGENCY_SERVICE {
+		return fmt.Errorf("%w: %X is not an emergency service", ErrUnauthorized, service.GetAddress())
+	}
+	if optIn != nil && !bytes.Equal(optIn.Grantee, service.Address) {
+		return fmt.Errorf("%w: the opt-in is to %X, not to %X", ErrInternal, optIn.Grantee, service.Address)
+	}
+	if err := CheckPermission(optIn, service, emrv1.Right_RIGHT_EMERGENCY, category, t); err != nil {
+		return fmt.Errorf("the patient's opt-in to emergency service %X: %w", service.Address, err)
+	}
+	return nil
+}
+
+// EmergencyWindow is how long an emergency access event lets its clinician
+// fetch the record's ciphertext and data key, in block time
+// (emergency_access_seconds).
+func EmergencyWindow(p *emrv1.Params) time.Duration {
+	return time.Duration(p.GetEmergencyAccessSeconds()) * time.Second
+}
