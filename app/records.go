@@ -172,14 +172,14 @@ func (ctx *txContext) recordAccess(m *emrv1.MsgRecordAccess) error {
 func (ctx *txContext) logAccess(p *emrv1.Patient, purpose emrv1.Purpose, record, share uint64, via []byte) error {
 	p.AccessCount++
 	ev := &emrv1.AccessEvent{
-		PatientId:      p.Id,
-		Sequence:       p.AccessCount,
-		RecordSequence: record,
-		ShareSequence:  share,
-		Accessor:       ctx.tx.Signer,
-		Purpose:        purpose,
-		Height:         ctx.block.Height,
-		Time:           timestamp(ctx.block.Time),
+		PatientId:        p.Id,
+		Sequence:         p.AccessCount,
+		RecordSequence:   record,
+		ShareSequence:    share,
+		Accessor:         ctx.tx.Signer,
+		Purpose:          purpose,
+		Height:           ctx.block.Height,
+		Time:             timestamp(ctx.block.Time),
 		TxHash:           ctx.tx.Hash,
 		EmergencyService: via,
 	}

@@ -321,11 +321,12 @@ func TestDeterminismAcrossNodes(t *testing.T) {
 	}
 }
 
-// TestCareFlowOnTestnet runs scenario.CareFlow — the story the in-process
-// chain runs too — on four real validators.
+// TestCareFlowOnTestnet runs scenario.CareFlow and scenario.BreakGlass —
+// the stories the in-process chain runs too — on four real validators.
 func TestCareFlowOnTestnet(t *testing.T) {
 	_, net := setup(t)
 	scenario.CareFlow(t, testnet.Transport{Net: net}, scenario.NewCast(net.Registrar(apptest.HospitalA), "testnet"), apptest.HospitalA)
+	scenario.BreakGlass(t, testnet.Transport{Net: net}, scenario.NewCast(net.Registrar(apptest.HospitalA), "testnet-glass"), apptest.HospitalA)
 	agree(context.Background(), t, net)
 	// The state after the story, as each node's next header commits to it.
 	h := mustHeight(t, net, 0)

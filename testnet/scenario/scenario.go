@@ -56,6 +56,8 @@ type Cast struct {
 	Clinician *apptest.Actor
 	Patient   *apptest.Actor
 	PatientID []byte
+	// Service is the emergency service of BreakGlass.
+	Service *apptest.Actor
 }
 
 // NewCast makes a cast whose registrar is registrar (a genesis registrar of
@@ -66,16 +68,14 @@ func NewCast(registrar *apptest.Actor, suffix string) Cast {
 		Clinician: apptest.NewActor("scenario-clinician-" + suffix),
 		Patient:   apptest.NewActor("scenario-patient-" + suffix),
 		PatientID: apptest.PatientID("scenario-patient-" + suffix),
+		Service:   apptest.NewActor("scenario-emergency-service-" + suffix),
 	}
 }
 
-// CareFlow is the basic story of the chain: a registrar registers a
-// clinician; a patient enrolls and grants read+write on lab-results; the
-// clinician adds a record and reads it; the read is in the patient's audit
-// log; the patient revokes; the clinician's next read is refused.
-func CareFlow(t testing.TB, tr Transport, cast Cast, org string) {
-	t.Helper()
-	must := func(step string, actor *apptest.Actor, msg *emrv1.Msg) Outcome {
+// submitter returns a function that submits a step's message and fails t
+// unless it is committed.
+func submitter(t testing.TB, tr Transport) func(step string, actor *apptest.Actor, msg *emrv1.Msg) Outcome {
+	return func(step string, actor *apptest.Actor, msg *emrv1.Msg) Outcome {
 		t.Helper()
 		out, err := tr.Submit(actor, msg)
 		if err != nil {
@@ -86,6 +86,38 @@ func CareFlow(t testing.TB, tr Transport, cast Cast, org string) {
 		}
 		return out
 	}
+}
+
+// refused submits a step's message and fails t unless it is refused with
+// want, its log saying says.
+func refused(t testing.TB, tr Transport, step string, actor *apptest.Actor, msg *emrv1.Msg, want *app.CodedError, says string) {
+	t.Helper()
+	out, err := tr.Submit(actor, msg)
+	if err != nil {
+		t.Fatalf("%s: %v", step, err)
+	}
+	if out.Code != want.Code() || !strings.Contains(out.Log, says) {
+		t.Fatalf("%s: code %d %q, want %d (%s)", step, out.Code, out.Log, want.Code(), says)
+	}
+}
+
+// auditLog is the patient's access events.
+func auditLog(t testing.TB, tr Transport, patientID []byte) []*emrv1.AccessEvent {
+	t.Helper()
+	var audit emrv1.QueryAccessEventsResponse
+	if err := tr.Query("AccessEvents", &emrv1.QueryAccessEventsRequest{PatientId: hex.EncodeToString(patientID)}, &audit); err != nil {
+		t.Fatalf("audit log: %v", err)
+	}
+	return audit.Events
+}
+
+// CareFlow is the basic story of the chain: a registrar registers a
+// clinician; a patient enrolls and grants read+write on lab-results; the
+// clinician adds a record and reads it; the read is in the patient's audit
+// log; the patient revokes; the clinician's next read is refused.
+func CareFlow(t testing.TB, tr Transport, cast Cast, org string) {
+	t.Helper()
+	must := submitter(t, tr)
 	must("register clinician", cast.Registrar, apptest.RegisterMember(cast.Clinician, emrv1.Role_ROLE_CLINICIAN, org))
 	must("enroll patient", cast.Patient, apptest.Enroll(cast.Patient))
 	must("grant", cast.Patient, apptest.Grant(cast.PatientID, cast.Clinician, apptest.GrantSpec{
@@ -96,24 +128,55 @@ func CareFlow(t testing.TB, tr Transport, cast Cast, org string) {
 	must("add record", cast.Clinician, apptest.AddRecord(cast.PatientID, "lab-results", "scenario-cbc-"+cast.Patient.Name))
 	read := must("read record", cast.Clinician, apptest.Access(cast.PatientID, emrv1.Purpose_PURPOSE_TREATMENT, 1))
 
-	var audit emrv1.QueryAccessEventsResponse
-	if err := tr.Query("AccessEvents", &emrv1.QueryAccessEventsRequest{PatientId: hex.EncodeToString(cast.PatientID)}, &audit); err != nil {
-		t.Fatalf("audit log: %v", err)
+	events := auditLog(t, tr, cast.PatientID)
+	if len(events) != 1 {
+		t.Fatalf("audit log has %d events, want 1", len(events))
 	}
-	if len(audit.Events) != 1 {
-		t.Fatalf("audit log has %d events, want 1", len(audit.Events))
-	}
-	ev := audit.Events[0]
+	ev := events[0]
 	if string(ev.Accessor) != string(cast.Clinician.Address) || ev.RecordSequence != 1 || ev.Height != read.Height || ev.Purpose != emrv1.Purpose_PURPOSE_TREATMENT {
 		t.Fatalf("audit event %v does not describe the clinician's read at height %d", ev, read.Height)
 	}
 
 	must("revoke", cast.Patient, apptest.Revoke(cast.PatientID, cast.Clinician))
-	out, err := tr.Submit(cast.Clinician, apptest.Access(cast.PatientID, emrv1.Purpose_PURPOSE_TREATMENT, 1))
-	if err != nil {
-		t.Fatalf("read after revoke: %v", err)
+	refused(t, tr, "read after revoke", cast.Clinician, apptest.Access(cast.PatientID, emrv1.Purpose_PURPOSE_TREATMENT, 1),
+		app.ErrPermissionRevoked, "revoked at height")
+}
+
+// BreakGlass is the emergency story: a registrar registers its
+// organization's emergency service and an emergency clinician; a patient
+// with a lab result and an image opts in to break-glass reads of her lab
+// results through that service; the clinician, who holds no consent, reads
+// the lab result in an emergency, and the read is in her audit log as an
+// emergency read naming the service; the image is refused; once she
+// revokes the opt-in, so is the lab result.
+func BreakGlass(t testing.TB, tr Transport, cast Cast, org string) {
+	t.Helper()
+	must := submitter(t, tr)
+	must("register emergency service", cast.Registrar, apptest.RegisterMember(cast.Service, emrv1.Role_ROLE_EMERGENCY_SERVICE, org))
+	must("register clinician", cast.Registrar, apptest.RegisterMember(cast.Clinician, emrv1.Role_ROLE_CLINICIAN, org))
+	must("enroll patient", cast.Patient, apptest.Enroll(cast.Patient))
+	must("add lab result", cast.Patient, apptest.AddRecord(cast.PatientID, "lab-results", "scenario-glass-lab-"+cast.Patient.Name))
+	must("add image", cast.Patient, apptest.AddRecord(cast.PatientID, "imaging", "scenario-glass-img-"+cast.Patient.Name))
+	refused(t, tr, "emergency read before the opt-in", cast.Clinician, apptest.EmergencyAccess(cast.PatientID, cast.Service, 1),
+		app.ErrNoPermission, "has not opted in")
+	must("opt in", cast.Patient, apptest.Grant(cast.PatientID, cast.Service, apptest.GrantSpec{
+		Rights:     []emrv1.Right{emrv1.Right_RIGHT_EMERGENCY},
+		Categories: []string{"lab-results"},
+		NotAfter:   tr.Now().Add(365 * 24 * time.Hour),
+	}))
+	read := must("emergency read", cast.Clinician, apptest.EmergencyAccess(cast.PatientID, cast.Service, 1))
+	events := auditLog(t, tr, cast.PatientID)
+	if len(events) != 1 {
+		t.Fatalf("audit log has %d events, want 1", len(events))
 	}
-	if out.Code != app.ErrPermissionRevoked.Code() || !strings.Contains(out.Log, "revoked at height") {
-		t.Fatalf("read after revoke: code %d %q, want %d (permission revoked at height ...)", out.Code, out.Log, app.ErrPermissionRevoked.Code())
+	ev := events[0]
+	if string(ev.Accessor) != string(cast.Clinician.Address) || ev.RecordSequence != 1 || ev.Height != read.Height ||
+		ev.Purpose != emrv1.Purpose_PURPOSE_EMERGENCY || string(ev.EmergencyService) != string(cast.Service.Address) {
+		t.Fatalf("audit event %v does not describe the clinician's emergency read through %X at height %d", ev, cast.Service.Address, read.Height)
 	}
+	refused(t, tr, "emergency read of the image", cast.Clinician, apptest.EmergencyAccess(cast.PatientID, cast.Service, 2),
+		app.ErrCategoryNotGranted, "does not cover \"imaging\"")
+	must("revoke the opt-in", cast.Patient, apptest.Revoke(cast.PatientID, cast.Service))
+	refused(t, tr, "emergency read after the revocation", cast.Clinician, apptest.EmergencyAccess(cast.PatientID, cast.Service, 1),
+		app.ErrPermissionRevoked, "revoked at height")
 }
