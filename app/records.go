@@ -121,34 +121,14 @@ func (ctx *txContext) recordAccess(m *emrv1.MsgRecordAccess) error {
 			return fmt.Errorf("%w: the patient has no record %d (it has %d)", ErrNotFound, seq, p.RecordCount)
 		}
 		if glass != nil {
-			if err := glass.covers(rec.Category, ctx.block.Time); err != nil {
-				return fmt.Errorf("record %d: %w", seq, err)
-			}
-			if err := ctx.logAccess(p, m.Purpose, seq, 0, m.EmergencyService); err != nil {
-				return err
-			}
-			ctx.attrRecord(p.Id, seq)
-			continue
+			err = glass.covers(rec.Category, ctx.block.Time)
+		} else {
+			err = ctx.consentReads(p, m.Purpose, right, rec, &studyOpen)
 		}
-		perm, err := ctx.authorize(p, right, rec.Category)
 		if err != nil {
 			return fmt.Errorf("record %d: %w", seq, err)
 		}
-		// A research read serves the study the consent names: once that
-		// study's organization has left the consortium, the study can
-		// receive nothing (liveStudy refuses its shares), so the consent
-		// reads nothing for it either.
-		if m.Purpose == emrv1.Purpose_PURPOSE_RESEARCH && perm != nil && !studyOpen {
-			if _, err := ctx.liveStudy(perm.StudyId); err != nil {
-				return fmt.Errorf("record %d: %w", seq, err)
-			}
-			studyOpen = true
-		}
-		if m.Purpose == emrv1.Purpose_PURPOSE_RESEARCH && perm != nil && perm.Anonymise && ctx.signer.Role != emrv1.Role_ROLE_CLINICIAN {
-			return fmt.Errorf("%w: record %d: the patient consented to study %q only anonymised, so a %s reads the anonymised share a clinician made, not the record",
-				ErrUnauthorized, seq, perm.StudyId, roleName(ctx.signer.Role))
-		}
-		if err := ctx.logAccess(p, m.Purpose, seq, 0, nil); err != nil {
+		if err := ctx.logAccess(p, m.Purpose, seq, 0, m.EmergencyService); err != nil {
 			return err
 		}
 		ctx.attrRecord(p.Id, seq)
@@ -163,6 +143,31 @@ func (ctx *txContext) recordAccess(m *emrv1.MsgRecordAccess) error {
 		}
 	}
 	return ctx.st.put(patientKey(p.Id), p)
+}
+
+// consentReads: the signer's own consent (or ownership) lets it read rec
+// for purpose, which needs right. studyOpen says a research read's study
+// was already found open, and is set once it is.
+func (ctx *txContext) consentReads(p *emrv1.Patient, purpose emrv1.Purpose, right emrv1.Right, rec *emrv1.Record, studyOpen *bool) error {
+	perm, err := ctx.authorize(p, right, rec.Category)
+	if err != nil || purpose != emrv1.Purpose_PURPOSE_RESEARCH || perm == nil {
+		return err
+	}
+	// A research read serves the study the consent names: once that
+	// study's organization has left the consortium, the study can
+	// receive nothing (liveStudy refuses its shares), so the consent
+	// reads nothing for it either.
+	if !*studyOpen {
+		if _, err := ctx.liveStudy(perm.StudyId); err != nil {
+			return err
+		}
+		*studyOpen = true
+	}
+	if perm.Anonymise && ctx.signer.Role != emrv1.Role_ROLE_CLINICIAN {
+		return fmt.Errorf("%w: the patient consented to study %q only anonymised, so a %s reads the anonymised share a clinician made, not the record",
+			ErrUnauthorized, perm.StudyId, roleName(ctx.signer.Role))
+	}
+	return nil
 }
 
 // logAccess appends an access event to p's log: a read of record, or of
