@@ -293,6 +293,12 @@ func (a *authState) mayReadRecord(ctx context.Context, rec *emrv1.Record) (strin
 	if err != nil {
 		return "", err
 	}
+	if ev.Purpose == emrv1.Purpose_PURPOSE_EMERGENCY {
+		// No consent of the caller's: the patient's opt-in to the
+		// emergency service the read went through must stand instead.
+		_, why, err := a.emergencyReadStands(ctx, rec, ev)
+		return why, err
+	}
 	if why := a.expired(ev); why != "" {
 		return why, nil
 	}
@@ -384,9 +390,16 @@ func (a *authState) mayReadShare(ctx context.Context, sh *emrv1.Share, category 
 // ciphertext ("" when it does): it is older than the access window in
 // block time.
 func (a *authState) expired(ev *emrv1.AccessEvent) string {
-	if expires := ev.Time.AsTime().Add(a.window); a.head.Time.After(expires) {
-		return fmt.Sprintf("your access event at height %d expired at %s (access window %s, block time %s)",
-			ev.Height, formatTime(expires), a.window, formatTime(a.head.Time))
+	return a.expiredAfter(ev, a.window, fmt.Sprintf("access window %s", a.window))
+}
+
+// expiredAfter explains why access event ev, which lets its reader fetch
+// for window after it in block time (the window described by what), no
+// longer does ("" while it does).
+func (a *authState) expiredAfter(ev *emrv1.AccessEvent, window time.Duration, what string) string {
+	if expires := ev.Time.AsTime().Add(window); a.head.Time.After(expires) {
+		return fmt.Sprintf("your access event at height %d expired at %s (%s, block time %s)",
+			ev.Height, formatTime(expires), what, formatTime(a.head.Time))
 	}
 	return ""
 }

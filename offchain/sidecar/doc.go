@@ -39,12 +39,24 @@
 //	  aborted before the last chunk) and dropped, so that the next GET
 //	  reads it through from a peer. A scrub (Scrub, every ScrubInterval)
 //	  reads every stored blob and drops the damaged ones the same way.
+//	GET /v1/emergency-key?record=<patient id hex>/<seq>
+//	  an emergency service's release of one record's data key (below,
+//	  Break-glass): 200 JSON EmergencyKey, Cache-Control: no-store; 404
+//	  no_emergency_service (this sidecar holds no emergency key) or
+//	  other_emergency_service (the caller's emergency read went through
+//	  another service); 403 without a standing emergency read; 409
+//	  key_version (the record's key is wrapped under another key version
+//	  than the opt-in holds); 500 emergency_key_mismatch (the chain has
+//	  another key for the service) or opt_in_unusable (the opt-in does not
+//	  open to the record's key). Signed, authenticated and height-waited
+//	  like a blob GET.
 //	GET /healthz             200/503 JSON: the store and the chain reachable
 //	  (checked at most once a second; which failed, the error in the log).
 //	GET /metrics             Prometheus: emrchain_sidecar_bytes_in_total,
 //	  bytes_out_total, requests_total{route,outcome},
 //	  request_duration_seconds{route}, sweep_* counters,
-//	  quota_refusals_total{reason}, pending_bytes, damaged_copies_total.
+//	  quota_refusals_total{reason}, pending_bytes, damaged_copies_total,
+//	  emergency_keys_released_total.
 //
 // Every error is JSON {"error": reason, "code": code}; the reason says what
 // is missing ("no committed access event for this record", "your access
@@ -114,6 +126,30 @@
 // active, in its window, the share right for the category and the study,
 // and not narrowed to anonymised sharing for a share that is not
 // anonymised). Everything else is 403.
+//
+// # Break-glass
+//
+// A clinician's emergency read (an access event of purpose emergency,
+// naming an emergency service of the clinician's organization) takes no
+// consent of the clinician's: its record's ciphertext is served while the
+// event is at most the chain's emergency window (emergency_access_seconds)
+// old, and at most AccessWindow, whichever is shorter; the caller is an
+// active clinician of the service's organization; and the patient's opt-in
+// to the service (a grant of the emergency right) still covers the
+// record's category at the newest block (app.EmergencyOptInStands: not
+// revoked, in its window, the service active). A sidecar configured as
+// that service (Options.Emergency, its member address and X25519 key)
+// also releases the record's data key on the same rule
+// (GET /v1/emergency-key): it opens the opt-in's envelope (the patient's
+// KEK of the opt-in's key version, checked against the patient's check
+// value when that version is current), unwraps the record's data key,
+// clears the KEK, and seals the data key to the clinician's registered
+// encryption key with crypto.EmergencyKeyBinding(patient, clinician,
+// record). The KEK never leaves the sidecar; every release is logged
+// ("emergency data key released": patient, record, clinician, service,
+// event height) and counted. Each release first checks that the chain has
+// the service's key as the one the sidecar holds (CheckEmergencyService
+// checks it at start).
 //
 // # Trust
 //

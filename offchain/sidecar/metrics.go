@@ -24,6 +24,9 @@ type metrics struct {
 	refusals   *prometheus.CounterVec
 	pending    prometheus.Gauge
 	damaged    prometheus.Counter
+	// emergencyKeys counts the data keys released by the emergency
+	// service (emergency.go).
+	emergencyKeys prometheus.Counter
 }
 
 // Reasons of emrchain_sidecar_quota_refusals_total.
@@ -86,8 +89,10 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "pending_bytes", Help: "Bytes of stored blobs that no committed record or share references yet, as the upload quotas count them."}),
 		damaged: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "damaged_copies_total", Help: "Reads (GETs, scrub passes) that found a stored copy damaged (the wrong size, or bytes that do not hash to the blob's SHA-256) and did not serve it; two reads of one copy count twice."}),
+		emergencyKeys: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "emergency_keys_released_total", Help: "Record data keys the emergency service released to clinicians, against their committed emergency reads."}),
 	}
-	reg.MustRegister(m.bytesIn, m.bytesOut, m.requests, m.latency, m.sweepRuns, m.sweepDel, m.sweepErrs, m.sweepBytes, m.refusals, m.pending, m.damaged)
+	reg.MustRegister(m.bytesIn, m.bytesOut, m.requests, m.latency, m.sweepRuns, m.sweepDel, m.sweepErrs, m.sweepBytes, m.refusals, m.pending, m.damaged, m.emergencyKeys)
 	return m
 }
 
@@ -116,6 +121,8 @@ func outcome(status int) string {
 		return "forbidden"
 	case status == http.StatusNotFound:
 		return "not_found"
+	case status == http.StatusConflict:
+		return "conflict"
 	case status == http.StatusLengthRequired:
 		return "length_required"
 	case status == http.StatusRequestEntityTooLarge:

@@ -210,6 +210,11 @@ type Options struct {
 	// this sidecar does not hold is fetched through them on the member's
 	// own authorization (peers.go).
 	Peers []string
+	// Emergency, when set, makes the sidecar its organization's emergency
+	// ("break-glass") service: GET EmergencyKeyPath releases a record's data
+	// key to a clinician whose committed emergency read went through it
+	// (emergency.go). Nil: that route answers 404 CodeNoEmergencyService.
+	Emergency *EmergencyService
 }
 
 // Server is the blob sidecar.
@@ -293,6 +298,11 @@ func New(opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Emergency != nil {
+		if err := opts.Emergency.validate(); err != nil {
+			return nil, err
+		}
+	}
 	refs, err := openRefIndex(opts.RefIndexDir)
 	if err != nil {
 		return nil, err
@@ -326,6 +336,7 @@ func New(opts Options) (*Server, error) {
 	mux.HandleFunc("PUT /v1/blobs/{sha256}", s.instrument("put_blob", s.handlePut(false)))
 	mux.HandleFunc("PUT /v1/shared-blobs/{sha256}", s.instrument("put_shared_blob", s.handlePut(true)))
 	mux.HandleFunc("GET /v1/blobs/{sha256}", s.instrument("get_blob", s.handleGet))
+	mux.HandleFunc("GET "+EmergencyKeyPath, s.instrument("emergency_key", s.handleEmergencyKey))
 	mux.HandleFunc("GET /healthz", s.instrument("healthz", s.handleHealth))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
 	s.handler = mux
@@ -844,14 +855,22 @@ func (s *Server) reservePending(ctx context.Context, signer signerAddr, patient 
 	return nil, errf(http.StatusServiceUnavailable, "quota_unavailable", "cannot count the pending uploads to check the upload quotas: %v", err)
 }
 
-func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
+// authenticateGet authenticates a GET (authenticate), which has no body.
+func (s *Server) authenticateGet(r *http.Request) (*emrv1.Member, *signedRequest, *apiError) {
 	caller, sr, aerr := s.authenticate(r)
 	if aerr != nil {
-		writeError(w, aerr)
-		return
+		return nil, nil, aerr
 	}
 	if sr.bodySum != [32]byte(mustHex(emptySHA256)) {
-		writeError(w, errf(http.StatusBadRequest, "bad_request", "a GET has no body: %s must be the SHA-256 of nothing (%s)", HeaderBodySHA256, emptySHA256))
+		return nil, nil, errf(http.StatusBadRequest, "bad_request", "a GET has no body: %s must be the SHA-256 of nothing (%s)", HeaderBodySHA256, emptySHA256)
+	}
+	return caller, sr, nil
+}
+
+func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
+	caller, sr, aerr := s.authenticateGet(r)
+	if aerr != nil {
+		writeError(w, aerr)
 		return
 	}
 	sum, err := blobstore.ParseSum(r.PathValue("sha256"))
