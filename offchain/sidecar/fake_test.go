@@ -434,6 +434,25 @@ func (f *fakeChain) recordAccess(r *emrv1.Record, who *actor, purpose emrv1.Purp
 	}
 }
 
+// emergencyAccess commits who's emergency read of r through emergency
+// service via.
+func (f *fakeChain) emergencyAccess(r *emrv1.Record, who, via *actor) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.access[accessKey(r.PatientId, r.Sequence, who.Address())] = &emrv1.AccessEvent{
+		PatientId: r.PatientId, RecordSequence: r.Sequence, Accessor: who.Address(), Purpose: emrv1.Purpose_PURPOSE_EMERGENCY,
+		EmergencyService: via.Address(), Height: f.head.Height, Time: timestamppb.New(f.head.Time),
+	}
+}
+
+// edit changes the chain's objects under its lock, as a committed block
+// would.
+func (f *fakeChain) edit(change func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	change()
+}
+
 // shift moves the time of every block by d: the validators' clock runs d
 // ahead of the sidecar's, or, for a negative d, the node stopped following
 // the chain -d ago.
