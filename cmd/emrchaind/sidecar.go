@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -114,6 +115,19 @@ type sidecarConfig struct {
 	// sidecar lacks is fetched through them on the member's own signed
 	// request and kept (read-through replication).
 	Peers []string `toml:"peers"`
+	// EmergencyKey names, in an emrcli keyring, the key of the
+	// organization's emergency ("break-glass") service this sidecar acts as
+	// (empty: it is none); EmergencyKeyringHome is that keyring's emrcli
+	// home (relative to HOME unless absolute), EmergencyKeyringBackend its
+	// backend ("file" or "test"), and EmergencyPassphraseFile the file
+	// holding a "file" key's passphrase (else
+	// EMRCHAIND_EMERGENCY_PASSPHRASE). See emergency.go.
+	EmergencyKey            string `toml:"emergency_key"`
+	EmergencyKeyringHome    string `toml:"emergency_keyring_home"`
+	EmergencyKeyringBackend string `toml:"emergency_keyring_backend"`
+	EmergencyPassphraseFile string `toml:"emergency_passphrase_file"`
+	// emergency is the service loadEmergency loaded; nil when none.
+	emergency *sidecar.EmergencyService
 }
 
 // duration is a time.Duration written "10m" in TOML.
@@ -155,6 +169,8 @@ func defaultSidecarConfig() sidecarConfig {
 		SweepMaxDeletes: sidecar.DefaultSweepMaxDeletes,
 		SweepMaxChecks:  sidecar.DefaultSweepMaxChecks,
 		Peers:           []string{},
+
+		EmergencyKeyringBackend: defaultEmergencyKeyringBackend,
 
 		ScrubInterval:       duration(sidecar.DefaultScrubInterval),
 		ScrubBytesPerSecond: sidecar.DefaultScrubBytesPerSecond,
@@ -303,11 +319,29 @@ scrub_bytes_per_second = %d
 # does not hold is fetched through them with the member's own signed request,
 # checked against its SHA-256 and kept. Empty: serve only local blobs.
 peers = %s
+# Break-glass: make this sidecar its organization's emergency service, the
+# member registered with role emergency service whose encryption key the
+# patients' opt-ins are sealed to. It then releases a record's data key
+# (GET /v1/emergency-key), sealed to a clinician of the organization whose
+# emergency read of the record is committed and still stands, and logs each
+# release; it never hands out a patient's key. emergency_key names the
+# service's key in the emrcli keyring of emergency_keyring_home (relative to
+# the home directory; created with "emrcli keys add"), whose backend is
+# emergency_keyring_backend ("file", encrypted, or "test", UNENCRYPTED). The
+# passphrase of a "file" key is the first line of emergency_passphrase_file
+# (mode 0600; relative to the home directory), else
+# EMRCHAIND_EMERGENCY_PASSPHRASE. Empty emergency_key: not an emergency
+# service (the route answers 404 no_emergency_service).
+emergency_key = %q
+emergency_keyring_home = %q
+emergency_keyring_backend = %q
+emergency_passphrase_file = %q
 `, c.Enable, c.Listen, c.Node, c.Backend, c.Dir, c.RefIndexDir, c.MinIOEndpoint, c.MinIOBucket, c.MinIOAccessKey, c.MinIOSecretKey,
 		c.MinIOSecure, c.MinIORegion, c.MinIOPrefix, time.Duration(c.AccessWindow).String(), time.Duration(c.MaxClockSkew).String(), time.Duration(c.MaxHeadAge).String(),
 		c.ReplayCacheSize, c.ReplayPerSigner, c.FailedAuthPerMinute, c.PendingBytesPerSigner, c.PendingBytesPatients, c.PendingBytesTotal,
 		time.Duration(c.UploadIdleTimeout).String(), c.UploadMinRate, c.MaxUploads, c.MaxUploadsPerSigner, c.MaxUploadsPatients, time.Duration(c.SweepInterval).String(), time.Duration(c.SweepGrace).String(), c.SweepMaxDeletes, c.SweepMaxChecks,
-		time.Duration(c.ScrubInterval).String(), c.ScrubBytesPerSecond, tomlStrings(c.Peers))
+		time.Duration(c.ScrubInterval).String(), c.ScrubBytesPerSecond, tomlStrings(c.Peers),
+		c.EmergencyKey, c.EmergencyKeyringHome, c.EmergencyKeyringBackend, c.EmergencyPassphraseFile)
 }
 
 // loadSidecarConfig reads the [sidecar] table of HOME/config/app.toml over
@@ -387,7 +421,7 @@ func (c *sidecarConfig) resolve(home string) error {
 		return fmt.Errorf("sidecar: pending_bytes_patients (%d) must be below pending_bytes_total (%d), or it bounds nothing the total does not; 0 for no bound of its own",
 			c.PendingBytesPatients, c.PendingBytesTotal)
 	}
-	return nil
+	return c.resolveEmergency(home)
 }
 
 // checkHeadAge refuses a sidecar bound on the head's age (max_head_age)
@@ -481,6 +515,7 @@ func (c *sidecarConfig) options() sidecar.Options {
 		Peers:                 c.Peers,
 		ScrubInterval:         scrub,
 		ScrubBytesPerSecond:   noBound(c.ScrubBytesPerSecond),
+		Emergency:             c.emergency,
 	}
 }
 
@@ -540,6 +575,7 @@ func startSidecarService(ctx context.Context, env serviceEnv) (service, error) {
 		if err := srv.Serve(ln); err != nil {
 			return nil, errors.Join(err, ln.Close(), srv.Shutdown(context.Background()))
 		}
+		go checkEmergencyService(ctx, srv, c, logger)
 		done := make(chan struct{})
 		close(done)
 		return &sidecarService{cancel: func() {}, done: done, srv: srv}, nil
@@ -586,6 +622,7 @@ func startSidecarService(ctx context.Context, env serviceEnv) (service, error) {
 		s.srv = srv
 		s.mu.Unlock()
 		logger.Info("the sidecar has started", "listen", c.Listen)
+		checkEmergencyService(retryCtx, srv, c, logger)
 	}()
 	return s, nil
 }
@@ -728,11 +765,30 @@ from height 1 (restored from a state-sync snapshot, or pruned), and for an
 index whose next blocks the node no longer holds, the index is read from the
 records and shares in the state instead. Two sidecars cannot
 share a reference index: give a second one on the same home its own
---ref-index-dir.`,
+--ref-index-dir.
+
+Break-glass: with --emergency-key (app.toml emergency_key) the sidecar is
+its organization's emergency service. The key is a member's key in an emrcli
+keyring (--emergency-keyring-home, --emergency-keyring-backend; created with
+"emrcli keys add" and registered with role emergency service); a "file"
+key's passphrase is the first line of --emergency-passphrase-file, else
+` + envEmergencyPassphrase + `. The sidecar then answers GET
+/v1/emergency-key?record=<patient>/<seq>, signed by a clinician of the
+organization whose latest committed access event of the record is an
+emergency read through this service, still standing (at most the chain's
+emergency_access_seconds and the access window old, the patient's opt-in
+to the service not revoked and covering the record's category, the service
+active): it opens the opt-in with the service's key, unwraps the record's
+data key, and answers it sealed to the clinician's registered encryption
+key. It never hands out a patient's key, and logs every release. At start
+it checks that the chain has the key it holds for the service, and says so
+in the log; each release checks it again.`,
 		Example: `  emrchaind sidecar --home ./node0
   emrchaind sidecar --home ./node0 --listen 127.0.0.1:7071 --node tcp://127.0.0.1:26657
   MINIO_ACCESS_KEY=... MINIO_SECRET_KEY=... emrchaind sidecar --home ./node0 \
-    --backend minio --minio-endpoint http://127.0.0.1:9000 --minio-bucket emr`,
+    --backend minio --minio-endpoint http://127.0.0.1:9000 --minio-bucket emr
+  emrchaind sidecar --home ./node0 --emergency-key er-service \
+    --emergency-keyring-home /etc/emrchain/er --emergency-passphrase-file /etc/emrchain/er/passphrase`,
 		Args: cobra.NoArgs,
 		RunE: runSidecar,
 	}
@@ -752,6 +808,7 @@ share a reference index: give a second one on the same home its own
 	f.Duration("max-head-age", 0, "refuse requests (503) while the node's latest block is older than this; 0: no bound (default: app.toml, else 1m)")
 	f.Duration("sweep-interval", 0, "garbage-collection interval (default: app.toml, else 10m)")
 	f.Duration("sweep-grace", 0, "never sweep blobs younger than this (default: app.toml, else 1h)")
+	addEmergencyFlags(cmd)
 	return cmd
 }
 
@@ -762,15 +819,20 @@ func sidecarFromFlags(cmd *cobra.Command, home string) (sidecarConfig, error) {
 		return c, err
 	}
 	f := cmd.Flags()
-	for name, dst := range map[string]*string{
+	flags := map[string]*string{
 		"listen": &c.Listen, "node": &c.Node, "backend": &c.Backend, "dir": &c.Dir, "ref-index-dir": &c.RefIndexDir,
 		"minio-endpoint": &c.MinIOEndpoint, "minio-bucket": &c.MinIOBucket,
-	} {
+	}
+	maps.Copy(flags, c.emergencyFlags())
+	for name, dst := range flags {
 		if f.Changed(name) {
 			*dst, _ = f.GetString(name)
 		}
 	}
-	for name, dst := range map[string]*string{"dir": &c.Dir, "ref-index-dir": &c.RefIndexDir} {
+	for name, dst := range map[string]*string{
+		"dir": &c.Dir, "ref-index-dir": &c.RefIndexDir,
+		"emergency-keyring-home": &c.EmergencyKeyringHome, "emergency-passphrase-file": &c.EmergencyPassphraseFile,
+	} {
 		if f.Changed(name) && !filepath.IsAbs(*dst) {
 			// A flag is relative to the working directory, like every path flag.
 			*dst, _ = filepath.Abs(*dst)
@@ -821,6 +883,9 @@ func runSidecar(cmd *cobra.Command, _ []string) error {
 			"the link to it must be one no one else can change (loopback, a private network, TLS)", "node", c.Node)
 	}
 
+	if err := c.loadEmergency(logger); err != nil {
+		return err
+	}
 	rpc, err := rpchttp.NewWithTimeout(c.Node, 30)
 	if err != nil {
 		return fmt.Errorf("node %s: %w", c.Node, err)
@@ -841,6 +906,7 @@ func runSidecar(cmd *cobra.Command, _ []string) error {
 		backend += " " + strings.TrimSuffix(c.MinIOEndpoint, "/") + "/" + c.MinIOBucket
 	}
 	logger.Info("sidecar started", "listen", srv.Addr().String(), "node", c.Node, "backend", backend)
+	checkEmergencyService(ctx, srv, c, logger)
 	<-ctx.Done()
 	stop()
 	logger.Info("signal received, shutting down")

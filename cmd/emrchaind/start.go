@@ -226,6 +226,13 @@ func loadNodeSettings(cmd *cobra.Command) (*nodeSettings, error) {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
 	warnIfNoAppConfig(logger, home)
+	if appConf.Sidecar.Enable {
+		// Before the node starts too: a key that cannot be read is a
+		// setting to fix, not a store to wait for.
+		if err := appConf.Sidecar.loadEmergency(logger.With("module", "sidecar")); err != nil {
+			return nil, err
+		}
+	}
 	return &nodeSettings{home: home, config: conf, app: appConf, peers: peers, logger: logger}, nil
 }
 

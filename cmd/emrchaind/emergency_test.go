@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/cometbft/cometbft/libs/log"
+
+	"github.com/emrchain/emrchain/client/keyring"
+)
+
+// cheapKDF keeps the test keyrings' argon2id cheap.
+var cheapKDF = keyring.KDFParams{Time: 1, MemoryKiB: 1024, Threads: 1}
+
+// emergencyKeyring makes an emrcli home whose keyring of backend holds a
+// key named "er", protected by pass for the file backend.
+func emergencyKeyring(t *testing.T, backend, pass string) (string, *keyring.Key) {
+	t.Helper()
+	home := t.TempDir()
+	kr, err := keyring.Open(backend, home, func(keyring.Purpose, string) ([]byte, error) { return []byte(pass), nil }, keyring.WithKDF(cheapKDF))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := kr.Add("er")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return home, k
+}
+
+// TestSidecarEmergencyKey: the emergency service's key is read from an
+// emrcli keyring, a file key with its passphrase from a file (relative to
+// the home) or the environment, and reaches the sidecar's Options; a
+// missing keyring is not created, and a wrong or missing passphrase, or a
+// bad setting, is refused with what to fix.
+func TestSidecarEmergencyKey(t *testing.T) {
+	nodeHome := t.TempDir()
+	load := func(c sidecarConfig) (sidecarConfig, error) {
+		if err := c.resolve(nodeHome); err != nil {
+			return c, err
+		}
+		return c, c.loadEmergency(log.NewNopLogger())
+	}
+	if c, err := load(defaultSidecarConfig()); err != nil || c.options().Emergency != nil {
+		t.Fatalf("no emergency_key: %v, %+v", err, c.options().Emergency)
+	}
+
+	testHome, testKey := emergencyKeyring(t, keyring.BackendTest, "")
+	c := defaultSidecarConfig()
+	c.EmergencyKey, c.EmergencyKeyringHome, c.EmergencyKeyringBackend = "er", testHome, keyring.BackendTest
+	c, err := load(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := c.options().Emergency; e == nil || !bytes.Equal(e.Address, testKey.Address()) || !bytes.Equal(e.Key.PublicKey().Bytes(), testKey.EncPubKey()) {
+		t.Fatalf("test keyring: options %+v, want the key of %X", e, testKey.Address())
+	}
+
+	const pass = "correct horse battery"
+	fileHome, fileKey := emergencyKeyring(t, keyring.BackendFile, pass)
+	if err := os.WriteFile(filepath.Join(nodeHome, "er-passphrase"), []byte(pass+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := defaultSidecarConfig()
+	file.EmergencyKey, file.EmergencyKeyringHome = "er", fileHome
+	t.Setenv(envEmergencyPassphrase, "")
+	if _, err := load(file); err == nil || !strings.Contains(err.Error(), envEmergencyPassphrase) {
+		t.Fatalf("no passphrase: %v", err)
+	}
+	t.Setenv(envEmergencyPassphrase, "not the passphrase")
+	if _, err := load(file); !errors.Is(err, keyring.ErrWrongPassphrase) {
+		t.Fatalf("wrong passphrase: %v", err)
+	}
+	t.Setenv(envEmergencyPassphrase, pass)
+	if c, err := load(file); err != nil || !bytes.Equal(c.options().Emergency.Address, fileKey.Address()) {
+		t.Fatalf("passphrase from the environment: %v", err)
+	}
+	t.Setenv(envEmergencyPassphrase, "")
+	file.EmergencyPassphraseFile = "er-passphrase" // under the node's home
+	if c, err := load(file); err != nil || !bytes.Equal(c.options().Emergency.Address, fileKey.Address()) {
+		t.Fatalf("passphrase from a file: %v", err)
+	}
+
+	missing := defaultSidecarConfig()
+	missing.EmergencyKey, missing.EmergencyKeyringHome = "er", filepath.Join(nodeHome, "no-such-home")
+	if _, err := load(missing); err == nil {
+		t.Fatal("a missing keyring was accepted")
+	}
+	if _, err := os.Stat(missing.EmergencyKeyringHome); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("loading created the missing keyring: %v", err)
+	}
+	for name, bad := range map[string]func(*sidecarConfig){
+		"bad name":    func(c *sidecarConfig) { c.EmergencyKey = "../er" },
+		"bad backend": func(c *sidecarConfig) { c.EmergencyKeyringBackend = "os" },
+		"no home":     func(c *sidecarConfig) { c.EmergencyKeyringHome = "" },
+	} {
+		c := file
+		bad(&c)
+		if err := c.resolve(nodeHome); err == nil || !strings.HasPrefix(err.Error(), "sidecar: emergency") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestSidecarEmergencyConfig: the emergency settings round-trip through
+// app.toml, and the sidecar command's flags override them, their paths
+// relative to the working directory.
+func TestSidecarEmergencyConfig(t *testing.T) {
+	home := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(home, "config"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	want := defaultSidecarConfig()
+	want.EmergencyKey, want.EmergencyKeyringHome = "er", "/etc/emrchain/er"
+	want.EmergencyKeyringBackend, want.EmergencyPassphraseFile = keyring.BackendTest, "er/passphrase"
+	conf := defaultAppConfig()
+	conf.Sidecar = want
+	if err := writeAppConfig(home, conf); err != nil {
+		t.Fatal(err)
+	}
+	got, err := loadSidecarConfig(home)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("round trip:\n got %+v %v\nwant %+v", got, err, want)
+	}
+
+	cmd := newSidecarCmd()
+	if err := cmd.ParseFlags([]string{"--home", home, "--emergency-key", "er2", "--emergency-keyring-home", "keys",
+		"--emergency-keyring-backend", keyring.BackendFile, "--emergency-passphrase-file", "pass"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := sidecarFromFlags(cmd, home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wd, _ := os.Getwd()
+	if c.EmergencyKey != "er2" || c.EmergencyKeyringBackend != keyring.BackendFile ||
+		c.EmergencyKeyringHome != filepath.Join(wd, "keys") || c.EmergencyPassphraseFile != filepath.Join(wd, "pass") {
+		t.Fatalf("flags: %+v", c)
+	}
+	help := cmd.Flags().FlagUsages()
+	for _, flag := range []string{"--emergency-key", "--emergency-keyring-home", "--emergency-keyring-backend", "--emergency-passphrase-file"} {
+		if !strings.Contains(help, flag) {
+			t.Errorf("--help lacks %s", flag)
+		}
+	}
+}
