@@ -67,6 +67,7 @@ func sampleAppConfigs() []appConfig {
 	fs.Sidecar.Listen, fs.Sidecar.Dir, fs.Sidecar.RefIndexDir = "127.0.0.1:26660", "/var/lib/emrchain/blobs", "refs"
 	fs.Sidecar.Peers = []string{"http://127.0.0.1:26670", "http://127.0.0.1:26680"}
 	fs.App.AllowedPeers = []string{strings.Repeat("ab", 20)}
+	fs.Sidecar.EmergencyKey, fs.Sidecar.EmergencyKeyringHome, fs.Sidecar.EmergencyPassphraseFile = "er-service", "/etc/emrchain/er", "er/passphrase"
 	return []appConfig{def, pebble, minio, fs}
 }
 
