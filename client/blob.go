@@ -644,7 +644,7 @@ func (c *Client) Download(ctx context.Context, s Signer, req DownloadRequest, op
 	if !req.ReuseAccess {
 		logRead = func() (*TxResult, error) { return c.logRead(ctx, s, req.PatientID, req.Record, purpose) }
 	}
-	saved, err := saveDecrypted(ctx, s, fmt.Sprintf("record %d", req.Record), recordBlob(rec), dataKey,
+	saved, err := saveDecrypted(ctx, s, fmt.Sprintf("record %d", req.Record), recordBlob(rec), knownKey(dataKey),
 		RecordStreamAAD(req.PatientID, rec.Category), req.Output, req.Overwrite, logRead, opts)
 	if err != nil {
 		return nil, err
@@ -660,14 +660,25 @@ type savedBlob struct {
 	size    int64
 }
 
+// blobKey yields the data key of a blob once its ciphertext is fetched
+// (and its read, if any, logged). The key stays the caller's: it is not
+// cleared by saveDecrypted.
+type blobKey func() ([]byte, error)
+
+// knownKey is the blobKey of a data key the caller holds before the read
+// (unwrapped with a KEK, opened with a study key).
+func knownKey(dataKey []byte) blobKey { return func() ([]byte, error) { return dataKey, nil } }
+
 // saveDecrypted writes the plaintext of blob, named what in errors
 // ("record 3"), to output: it makes sure output can be written
 // (CheckOutput, and the pending file created) and, before it logs the
 // read (logRead; nil when the caller's access event stands), that a
 // sidecar answers (probeSidecars); then it fetches the
-// ciphertext from a sidecar (checked against the chain's hash), decrypts it
-// with dataKey under aad, and moves it into place only once whole.
-func saveDecrypted(ctx context.Context, s Signer, what string, blob chainBlob, dataKey, aad []byte,
+// ciphertext from a sidecar (checked against the chain's hash), takes the
+// data key (dataKey: known beforehand, or released only against the
+// logged read, as an emergency read's is), decrypts the ciphertext with it
+// under aad, and moves it into place only once whole.
+func saveDecrypted(ctx context.Context, s Signer, what string, blob chainBlob, dataKey blobKey, aad []byte,
 	output string, overwrite bool, logRead func() (*TxResult, error), opts TransferOptions) (*savedBlob, error) {
 	out, err := newPending(output, overwrite)
 	if err != nil {
@@ -695,7 +706,14 @@ func saveDecrypted(ctx context.Context, s Signer, what string, blob chainBlob, d
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer ct.Discard()
-	n, err := decryptInto(ctx, ct, int64(blob.size), dataKey, aad, out, opts.Progress)
+	key, err := dataKey()
+	if err != nil {
+		if saved.access != nil {
+			return nil, fmt.Errorf("%s: the read is logged (height %d) and its ciphertext fetched, but: %w", what, saved.access.Height, err)
+		}
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	n, err := decryptInto(ctx, ct, int64(blob.size), key, aad, out, opts.Progress)
 	if err != nil {
 		return nil, fmt.Errorf("%s: decrypt: %w", what, err)
 	}
@@ -807,6 +825,21 @@ func shareBlob(sh *emrv1.Share) chainBlob {
 	return chainBlob{sidecar.ShareRef(sh.PatientId, sh.Sequence), sh.SharedSha256, sh.Size}
 }
 
+// rounds is how many rounds over the sidecars a download asks them in,
+// and the delay between two: three with retry (just after its read was
+// committed, which a sidecar behind a node a block late has not seen) and
+// a RetryDelay that is not negative, else one.
+func (o TransferOptions) rounds(retry bool) (int, time.Duration) {
+	delay := o.RetryDelay
+	if delay == 0 {
+		delay = 500 * time.Millisecond
+	}
+	if retry && delay > 0 {
+		return 3, delay
+	}
+	return 1, delay
+}
+
 // fetchBlob downloads blob from the first sidecar that serves it intact,
 // into a scratch file in dir positioned at its start. retry allows two more
 // rounds when no sidecar served it: a sidecar behind a node a block late
@@ -822,14 +855,7 @@ func fetchBlob(ctx context.Context, s Signer, blob chainBlob, dir string, opts T
 	if blob.size > math.MaxInt64 {
 		return nil, "", fmt.Errorf("record size %d out of range", blob.size)
 	}
-	rounds := 1
-	delay := opts.RetryDelay
-	if delay == 0 {
-		delay = 500 * time.Millisecond
-	}
-	if retry && delay > 0 {
-		rounds = 3
-	}
+	rounds, delay := opts.rounds(retry)
 	// Every distinct failure of every round, in order: a sidecar that cut
 	// a damaged copy's transfer short answers 404 in the next round if no
 	// peer holds the blob, and the caller needs both to know why.
@@ -1411,7 +1437,7 @@ func (c *Client) DownloadShare(ctx context.Context, s Signer, req ShareDownloadR
 	if !req.ReuseAccess {
 		logRead = func() (*TxResult, error) { return c.logShareRead(ctx, s, req.PatientID, req.Share) }
 	}
-	saved, err := saveDecrypted(ctx, s, fmt.Sprintf("share %d", req.Share), shareBlob(sh), dataKey,
+	saved, err := saveDecrypted(ctx, s, fmt.Sprintf("share %d", req.Share), shareBlob(sh), knownKey(dataKey),
 		ShareStreamAAD(req.PatientID, sh.StudyId, sh.RecordSequence), req.Output, req.Overwrite, logRead, opts)
 	if err != nil {
 		return nil, err

@@ -109,7 +109,7 @@ func TestDownloadIntoADirectoryLogsNoRead(t *testing.T) {
 	var reads readLog
 	for _, overwrite := range []bool{false, true} {
 		for _, out := range []string{dir, filepath.Join(dir, "newdir") + string(filepath.Separator), filepath.Join(dir, "missing", "out")} {
-			_, err := saveDecrypted(context.Background(), testSigner, "record 1", blobOf([]byte("x")), nil, nil, out, overwrite,
+			_, err := saveDecrypted(context.Background(), testSigner, "record 1", blobOf([]byte("x")), knownKey(nil), nil, out, overwrite,
 				reads.log, TransferOptions{Sidecars: []string{sc.URL}})
 			if err == nil {
 				t.Fatalf("download into %s (overwrite %v) succeeded", out, overwrite)
@@ -142,7 +142,7 @@ func TestDownloadWithNoReachableSidecarLogsNoRead(t *testing.T) {
 	var reads readLog
 	out := filepath.Join(t.TempDir(), "out")
 	start := time.Now()
-	_, err := saveDecrypted(context.Background(), testSigner, "record 1", blobOf([]byte("x")), nil, nil, out, false,
+	_, err := saveDecrypted(context.Background(), testSigner, "record 1", blobOf([]byte("x")), knownKey(nil), nil, out, false,
 		reads.log, TransferOptions{Sidecars: []string{closed.URL, notOpen.URL, silent.URL}})
 	took := time.Since(start)
 	if !errors.Is(err, ErrStorageUnavailable) || errors.Is(err, ErrReadLoggedNotServed) || !errors.Is(err, syscall.ECONNREFUSED) {
@@ -169,7 +169,7 @@ func TestDownloadWithNoReachableSidecarLogsNoRead(t *testing.T) {
 	e := newBlobEnv(t, 1)
 	sl, key := e.upload(t, []byte("CBC: Hb 13.2 g/dL\n"), TransferOptions{Sidecars: e.urls})
 	blob := chainBlob{e.view.ref(sl.sum), sl.sum[:], uint64(sl.size)}
-	saved, err := saveDecrypted(context.Background(), e.signer, "record 1", blob, key, RecordStreamAAD(e.patientID, testCategory), out, false,
+	saved, err := saveDecrypted(context.Background(), e.signer, "record 1", blob, knownKey(key), RecordStreamAAD(e.patientID, testCategory), out, false,
 		reads.log, TransferOptions{Sidecars: []string{closed.URL, notOpen.URL, e.urls[0]}})
 	if err != nil || saved.sidecar != e.urls[0] || reads.n.Load() != 1 {
 		t.Fatalf("one sidecar of three answering: %v (served by %v), %d read(s) logged; want it served, one read", err, saved, reads.n.Load())
@@ -182,7 +182,7 @@ func TestDownloadWithNoReachableSidecarLogsNoRead(t *testing.T) {
 		_, _ = w.Write([]byte(`{"code":"forbidden","error":"record 1: permission revoked at height 40"}`))
 	}))
 	defer proxy.Close()
-	_, err = saveDecrypted(context.Background(), testSigner, "record 1", blobOf([]byte("x")), nil, nil, filepath.Join(t.TempDir(), "out"), false,
+	_, err = saveDecrypted(context.Background(), testSigner, "record 1", blobOf([]byte("x")), knownKey(nil), nil, filepath.Join(t.TempDir(), "out"), false,
 		reads.log, TransferOptions{Sidecars: []string{proxy.URL}, RetryDelay: time.Millisecond})
 	if !errors.Is(err, ErrReadLoggedNotServed) || reads.n.Load() != 2 {
 		t.Fatalf("a sidecar whose /healthz answers 403: %v, %d reads; want the read logged, then not served", err, reads.n.Load())
@@ -221,7 +221,7 @@ func TestRefusedByEverySidecar(t *testing.T) {
 	download := func(sidecars ...string) error {
 		t.Helper()
 		var reads readLog
-		_, err := saveDecrypted(context.Background(), testSigner, "record 1", blobOf([]byte("x")), nil, nil, filepath.Join(t.TempDir(), "out"), false,
+		_, err := saveDecrypted(context.Background(), testSigner, "record 1", blobOf([]byte("x")), knownKey(nil), nil, filepath.Join(t.TempDir(), "out"), false,
 			reads.log, TransferOptions{Sidecars: sidecars, RetryDelay: time.Millisecond})
 		if !errors.Is(err, ErrReadLoggedNotServed) || reads.n.Load() != 1 {
 			t.Fatalf("download from %v: %v after %d read(s); want one read logged, then not served", sidecars, err, reads.n.Load())

@@ -1,0 +1,335 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdh"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+
+	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/internal/ctxtime"
+	"github.com/emrchain/emrchain/offchain/crypto"
+	"github.com/emrchain/emrchain/offchain/sidecar"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// Emergency ("break-glass") reads.
+//
+// A patient opts in to break-glass reads by an organization by granting
+// the emergency right (alone) to the organization's emergency service, a
+// member of role emergency service whose encryption key is the
+// organization's emergency key: the grant seals the patient's KEK to it
+// like any grant. An active clinician of that organization may then log an
+// emergency read of a record whose category the opt-in covers
+// (MsgRecordAccess of purpose emergency naming the service), without a
+// consent of its own. Against that committed event, within the chain's
+// emergency window (app.EmergencyWindow) and while the opt-in stands, the
+// sidecars serve the record's ciphertext to the clinician, and the sidecar
+// that runs the service releases the record's data key, sealed to the
+// clinician's registered X25519 key (crypto.EmergencyKeyBinding): never
+// the patient's KEK.
+//
+// EmergencyDownload is Download's pipeline with that key source: the
+// same checks before the read is logged, the same fetch (hash and size
+// checked against the verified, uploader-signed record) and the same
+// authenticated decryption into a file that has no name until it is
+// whole. Only the data key differs: it is asked of the sidecars, in order,
+// once the ciphertext is fetched (emergencyKey).
+
+// Errors of emergency reads. Test with errors.Is.
+var (
+	// ErrNoEmergencyOptIn: the patient has no standing opt-in (a grant of
+	// the emergency right that is not revoked, within its window, to an
+	// active emergency service) to break-glass reads by the organization,
+	// or none that covers the category asked for. Nothing was logged.
+	ErrNoEmergencyOptIn = errors.New("the patient has not opted in to break-glass reads")
+
+	// ErrEmergencyKeyNotReleased: the emergency read is logged and the
+	// ciphertext was fetched, but no sidecar released the record's data key
+	// (none runs the emergency service the read names, the service is
+	// down, or it refused: the opt-in was revoked or the emergency window
+	// ended meanwhile). Nothing was written. A retry within the emergency
+	// window, against a sidecar that runs the service, can reuse the read
+	// (EmergencyDownloadRequest.ReuseAccess).
+	ErrEmergencyKeyNotReleased = errors.New("no sidecar released the record's data key")
+)
+
+// EmergencyServices returns the emergency services of organization org
+// that the patient has a standing opt-in to for category ("" for any
+// category the opt-in names), ordered by address, and the provenance of
+// the state they were read from. The patient's permissions are read in one
+// verified, complete listing and each grantee's membership from the same
+// state; an opt-in stands by app.EmergencyOptInStands at that state's
+// header time. None is an error wrapping ErrNoEmergencyOptIn.
+func (c *Client) EmergencyServices(ctx context.Context, patientID []byte, org, category string) ([]*emrv1.Member, *QueryInfo, error) {
+	perms, info, err := c.Permissions(ctx, patientID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("patient %x's permissions: %w", patientID, err)
+	}
+	now := info.timeOrNow()
+	var found []*emrv1.Member
+	for _, p := range perms {
+		if !slices.Contains(p.Rights, emrv1.Right_RIGHT_EMERGENCY) {
+			continue
+		}
+		var resp emrv1.QueryMemberResponse
+		if _, err := c.QueryInfoAt(ctx, info.Height, "Member", &emrv1.QueryMemberRequest{Address: hex.EncodeToString(p.Grantee)}, &resp); err != nil {
+			return nil, nil, fmt.Errorf("opt-in grantee %X: %w", p.Grantee, err)
+		}
+		m, err := present(c, "Member", "member", resp.Member)
+		if err != nil {
+			return nil, nil, err
+		}
+		if m.OrganizationId == org && app.EmergencyOptInStands(p, m, categoryOf(p, category), now) == nil {
+			found = append(found, m)
+		}
+	}
+	if len(found) == 0 {
+		what := "break-glass reads"
+		if category != "" {
+			what = fmt.Sprintf("break-glass reads of its %s records", category)
+		}
+		return nil, nil, fmt.Errorf("%w: patient %x has no standing opt-in to %s by %q (a grant of the emergency right to one of its emergency services)",
+			ErrNoEmergencyOptIn, patientID, what, org)
+	}
+	slices.SortFunc(found, func(a, b *emrv1.Member) int { return bytes.Compare(a.Address, b.Address) })
+	return found, info, nil
+}
+
+// categoryOf is the category an opt-in is judged for: category, or when
+// that is "" (any), one the opt-in covers.
+func categoryOf(optIn *emrv1.Permission, category string) string {
+	if category == "" && len(optIn.Categories) > 0 {
+		return optIn.Categories[0]
+	}
+	return category
+}
+
+// EmergencyDownloadRequest names a record a clinician reads in an
+// emergency and where to write it.
+type EmergencyDownloadRequest struct {
+	PatientID []byte
+	Record    uint64
+	// Service is the emergency service the read goes through, an
+	// organization's member of role emergency service. Nil: the one of the
+	// clinician's organization that the patient opted in to for the
+	// record's category (EmergencyServices; the first by address if there
+	// are several), or with ReuseAccess the one the standing read names.
+	Service []byte
+	// EncKey is the clinician's X25519 private key, whose public half is
+	// its registered encryption key: the service seals the data key to it.
+	EncKey *ecdh.PrivateKey
+	// ReuseAccess does not log a new read: it relies on the signer's
+	// latest access event of the record being an emergency read committed
+	// within the emergency window (to retry without a second audit entry).
+	ReuseAccess bool
+	// Output is the file to write (mode 0600); Overwrite replaces an
+	// existing one.
+	Output    string
+	Overwrite bool
+}
+
+// EmergencyDownloadResult says what EmergencyDownload did.
+type EmergencyDownloadResult struct {
+	DownloadResult
+	// Service is the emergency service the read went through.
+	Service []byte
+	// KeySidecar is the sidecar that released the data key.
+	KeySidecar string
+}
+
+// EmergencyDownload logs an emergency (break-glass) read of a record by
+// the clinician s (RecordAccess of purpose emergency through req.Service,
+// committed: the patient and the organization's auditors see it), fetches
+// and verifies its ciphertext as Download does, asks the sidecars in
+// order for the record's data key (released by the one that runs the
+// service), opens it with req.EncKey and decrypts the ciphertext into
+// req.Output. What can fail without the chain (the output, the
+// clinician's encryption key, that the patient opted in, that a sidecar
+// answers) is checked before the read is logged. The chain refuses the
+// read unless s is an active clinician of the service's organization and
+// the patient's opt-in to the service covers the record's category.
+func (c *Client) EmergencyDownload(ctx context.Context, s Signer, req EmergencyDownloadRequest, opts TransferOptions) (*EmergencyDownloadResult, error) {
+	opts = opts.withMinHeight(c)
+	if req.Record == 0 {
+		return nil, errors.New("download: record 0 does not exist (records are numbered from 1)")
+	}
+	if req.EncKey == nil {
+		return nil, errors.New("download: no encryption key to open the released data key with")
+	}
+	if len(opts.Sidecars) == 0 {
+		return nil, errors.New("download: no sidecar URL configured")
+	}
+	if err := CheckOutput(req.Output, req.Overwrite); err != nil {
+		return nil, err
+	}
+	rec, err := c.signedRecord(ctx, req.PatientID, req.Record)
+	if err != nil {
+		return nil, err
+	}
+	me, err := c.Member(ctx, s.Address())
+	if err != nil {
+		return nil, fmt.Errorf("your membership (%X): %w", s.Address(), err)
+	}
+	if !bytes.Equal(me.EncPubKey, req.EncKey.PublicKey().Bytes()) {
+		return nil, fmt.Errorf("your encryption key (%x) is not the one registered for you (%x): the emergency service seals the data key to the registered one",
+			req.EncKey.PublicKey().Bytes(), me.EncPubKey)
+	}
+	service, err := c.emergencyVia(ctx, s, me, rec, req)
+	if err != nil {
+		return nil, err
+	}
+	var logRead func() (*TxResult, error)
+	if !req.ReuseAccess {
+		logRead = func() (*TxResult, error) {
+			return c.logAccess(ctx, s, fmt.Sprintf("emergency read of record %d through emergency service %X", req.Record, service),
+				&emrv1.MsgRecordAccess{PatientId: req.PatientID, RecordSequences: []uint64{req.Record},
+					Purpose: emrv1.Purpose_PURPOSE_EMERGENCY, EmergencyService: service})
+		}
+	}
+	var dataKey []byte
+	defer func() { clear(dataKey) }()
+	var keySidecar string
+	released := func() ([]byte, error) {
+		var kerr error
+		dataKey, keySidecar, kerr = emergencyKey(ctx, s, req.EncKey, rec, service, opts, logRead != nil)
+		return dataKey, kerr
+	}
+	saved, err := saveDecrypted(ctx, s, fmt.Sprintf("record %d", req.Record), recordBlob(rec), released,
+		RecordStreamAAD(req.PatientID, rec.Category), req.Output, req.Overwrite, logRead, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &EmergencyDownloadResult{
+		DownloadResult: DownloadResult{Record: rec, Access: saved.access, Sidecar: saved.sidecar, Size: saved.size, Path: req.Output},
+		Service:        service, KeySidecar: keySidecar,
+	}, nil
+}
+
+// emergencyVia is the emergency service an emergency read of rec by
+// clinician me goes through: req.Service; else with ReuseAccess the one
+// the clinician's standing read of the record names (which must be an
+// emergency read); else the first service of me's organization that the
+// patient opted in to for rec's category.
+func (c *Client) emergencyVia(ctx context.Context, s Signer, me *emrv1.Member, rec *emrv1.Record, req EmergencyDownloadRequest) ([]byte, error) {
+	if req.ReuseAccess {
+		var resp emrv1.QueryLastAccessResponse
+		q := &emrv1.QueryLastAccessRequest{PatientId: hex.EncodeToString(req.PatientID), Sequence: req.Record, Accessor: hex.EncodeToString(s.Address())}
+		err := c.Query(ctx, "LastAccess", q, &resp)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return nil, fmt.Errorf("record %d: you have no read of it to reuse: %w", req.Record, err)
+		case err != nil:
+			return nil, fmt.Errorf("record %d: your last read of it: %w", req.Record, err)
+		}
+		ev, err := present(c, "LastAccess", "access event", resp.Event)
+		if err != nil {
+			return nil, err
+		}
+		if ev.Purpose != emrv1.Purpose_PURPOSE_EMERGENCY {
+			return nil, fmt.Errorf("record %d: your last read of it (height %d) is not an emergency read: log a new one", req.Record, ev.Height)
+		}
+		if req.Service != nil && !bytes.Equal(req.Service, ev.EmergencyService) {
+			return nil, fmt.Errorf("record %d: your emergency read of it (height %d) went through emergency service %X, not %X",
+				req.Record, ev.Height, ev.EmergencyService, req.Service)
+		}
+		return ev.EmergencyService, nil
+	}
+	if req.Service != nil {
+		// Named: the chain judges the opt-in (and says why it does not
+		// stand) when the read is logged.
+		return req.Service, nil
+	}
+	if me.OrganizationId == "" {
+		return nil, fmt.Errorf("member %X belongs to no organization: a clinician reads in an emergency through its organization's emergency service", me.Address)
+	}
+	services, _, err := c.EmergencyServices(ctx, req.PatientID, me.OrganizationId, rec.Category)
+	if err != nil {
+		return nil, fmt.Errorf("record %d: %w", req.Record, err)
+	}
+	return services[0].Address, nil
+}
+
+// emergencyKey asks the sidecars, in order, for the data key of rec, which
+// the signer read in an emergency through service, and opens it with
+// encPriv. A sidecar that does not run the service (404
+// no_emergency_service or other_emergency_service) is not asked again,
+// nor is one whose answer does not open or names another record, service
+// or key version; one that is not there yet (its node behind the read:
+// chain_behind, a 503) is asked again in a later round, as fetchBlob asks
+// for the ciphertext (retry: the read was logged just now). If none
+// releases the key the error wraps ErrEmergencyKeyNotReleased and each
+// sidecar's failure.
+func emergencyKey(ctx context.Context, s Signer, encPriv *ecdh.PrivateKey, rec *emrv1.Record, service []byte, opts TransferOptions, retry bool) ([]byte, string, error) {
+	rounds, delay := opts.rounds(retry)
+	sidecars := opts.distinctSidecars()
+	done := map[string]bool{} // sidecars not to ask again
+	var fails sidecarErrors
+	for round := 0; round < rounds && len(done) < len(sidecars); round++ {
+		if round > 0 {
+			if err := ctxtime.Sleep(ctx, delay); err != nil {
+				return nil, "", err
+			}
+		}
+		for _, u := range sidecars {
+			if done[u] {
+				continue
+			}
+			var k *sidecar.EmergencyKey
+			err := retryLater(ctx, func() error {
+				var err error
+				k, err = opts.sidecarClient(u, s).EmergencyKey(ctx, rec.PatientId, rec.Sequence)
+				return err
+			})
+			if err == nil {
+				var key []byte
+				if key, err = openEmergencyKey(k, encPriv, s.Address(), rec, service); err == nil {
+					return key, u, nil
+				}
+				done[u] = true
+			}
+			if ctx.Err() != nil {
+				return nil, "", ctx.Err()
+			}
+			if notTheService(err) {
+				done[u] = true
+			}
+			fails = fails.add(&sidecarFailure{URL: u, Err: err})
+		}
+	}
+	return nil, "", fmt.Errorf("%w (emergency service %X): %w", ErrEmergencyKeyNotReleased, service, fails)
+}
+
+// notTheService says whether err is a sidecar's answer that it does not
+// run the emergency service a read names.
+func notTheService(err error) bool {
+	var se *sidecar.Error
+	return errors.As(err, &se) && se.StatusCode == http.StatusNotFound &&
+		(se.Code == sidecar.CodeNoEmergencyService || se.Code == sidecar.CodeOtherEmergencyService)
+}
+
+// openEmergencyKey checks an emergency service's answer against the read
+// (sidecar.Client.EmergencyKey checked the record it names; its key
+// version must be the record's, its service the read's) and opens
+// the data key it seals to the clinician's X25519 key.
+func openEmergencyKey(k *sidecar.EmergencyKey, encPriv *ecdh.PrivateKey, clinician []byte, rec *emrv1.Record, service []byte) ([]byte, error) {
+	if got, err := hex.DecodeString(k.Service); err != nil || !bytes.Equal(got, service) {
+		return nil, fmt.Errorf("the data key was released by emergency service %q, the read went through %X", k.Service, service)
+	}
+	if k.KeyVersion != rec.KeyVersion {
+		return nil, fmt.Errorf("the data key released is of patient key version %d, the record's is %d", k.KeyVersion, rec.KeyVersion)
+	}
+	key, err := crypto.OpenEnvelope(encPriv, k.Envelope, crypto.EmergencyKeyBinding(rec.PatientId, clinician, rec.Sequence))
+	if err != nil {
+		return nil, fmt.Errorf("the released data key does not open with your encryption key: %w", err)
+	}
+	if len(key) != crypto.KeySize {
+		clear(key)
+		return nil, fmt.Errorf("the released data key is %d bytes, want %d", len(key), crypto.KeySize)
+	}
+	return key, nil
+}
