@@ -23,7 +23,7 @@ func newGrantCmd(a *cli) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "grant --from PATIENT --to MEMBER --rights R[,R] [--categories C[,C]] --until TIME",
-		Short: "Give a clinician or researcher consent over your records",
+		Short: "Give a clinician or researcher consent over your records, or opt in to break-glass reads by an organization",
 		Long: `grant records the patient's consent on chain: rights (read, write, share)
 over categories (none = all) from --from-time (default: the grant's block
 time) until --until, each a date (YYYY-MM-DD, midnight UTC) or RFC 3339 time.
@@ -37,10 +37,23 @@ add a right, give the rights to keep too. The share right needs --study (and --a
 data must be anonymised); the study downloads what the member shares only
 while this consent stands, and what it downloaded stays with it. An
 anonymised share is a de-identified document, but the chain shows every
-member its patient id and record metadata (docs/decisions.md).`,
+member its patient id and record metadata (docs/decisions.md).
+
+--rights emergency, alone, to an organization's emergency service (a member of
+role emergency-service: "emrcli member show" says), is your opt-in to
+emergency ("break-glass") reads by that organization's clinicians: any active
+clinician of it may then read your records of --categories (default: all)
+without a consent of their own, with "emrcli download --purpose emergency".
+Each such read is logged on chain as an emergency read naming the service:
+you see it in "emrcli audit", and the organization's auditors review them.
+The service holds your key (sealed to its emergency key like any grantee's)
+and releases to the clinician only the data key of each record read, never
+your key. "emrcli revoke" ends the opt-in (and rotates your key) like any
+consent.`,
 		Example: `  emrcli grant --from alice --to dr-who --rights read,write --categories lab-results --until 2027-01-01
   emrcli grant --from alice --to 3F2A0C9D5E6B7A8190AB3F2A0C9D5E6B7A8190AB --rights read --until 2026-12-31T18:00:00Z
-  emrcli grant --from alice --to dr-lab --rights share --study covid-19 --anonymise --until 2027-06-30`,
+  emrcli grant --from alice --to dr-lab --rights share --study covid-19 --anonymise --until 2027-06-30
+  emrcli grant --from alice --to st-mary-emergency --rights emergency --categories allergies,medications --until 2030-01-01`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -133,7 +146,7 @@ member its patient id and record metadata (docs/decisions.md).`,
 	f := cmd.Flags()
 	a.keyFlag(cmd, &from, "from", "the patient's key")
 	a.keyFlag(cmd, &to, "to", "grantee: address or key name")
-	f.StringSliceVar(&rights, "rights", nil, "read, write and/or share")
+	f.StringSliceVar(&rights, "rights", nil, "read, write and/or share; or emergency, alone, to an emergency service (opt-in to break-glass reads)")
 	f.StringSliceVar(&categories, "categories", nil, "record categories (default: all)")
 	f.StringVar(&until, "until", "", "end of the consent: YYYY-MM-DD (midnight UTC) or RFC 3339")
 	f.StringVar(&fromTime, "from-time", "", "start of the consent: YYYY-MM-DD (midnight UTC) or RFC 3339 (default: the grant's block time)")
@@ -141,7 +154,7 @@ member its patient id and record metadata (docs/decisions.md).`,
 	f.BoolVar(&anonymise, "anonymise", false, "shared data must be anonymised")
 	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
 	f.BoolVar(&replace, "replace", false, "replace the member's standing consent even where this grant gives less")
-	_ = cmd.RegisterFlagCompletionFunc("rights", cobra.FixedCompletions([]string{"read", "write", "share"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("rights", cobra.FixedCompletions([]string{"read", "write", "share", "emergency"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 

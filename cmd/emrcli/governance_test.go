@@ -106,7 +106,7 @@ func TestViewProposal(t *testing.T) {
 			Params: &emrv1.Params{Categories: []string{"imaging", "genomics"}, MaxTxBytes: 2048, MaxBlobBytes: 4096, MaxRecordsPerAccess: 5,
 				MaxRewrapsPerRotation: 6, MaxPageSize: 7, EmergencyAccessSeconds: 60, MaxWrappedKeyBytes: 128, ProposalSeconds: 7200},
 		}}}, "params: categories imaging, genomics; max tx bytes 2048; max blob bytes 4096; max records per access 5; " +
-			"max rewraps per rotation 6; max page size 7; emergency access not enabled (a break-glass read would last 1m0s); " +
+			"max rewraps per rotation 6; max page size 7; emergency window 1m0s; " +
 			"max wrapped key bytes 128; proposals open for 2h0m0s"},
 		{"set params, with the params they replace", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{
 			Params:     &emrv1.Params{Categories: []string{"imaging", "genomics"}, MaxTxBytes: 2048, MaxPageSize: 7, ProposalSeconds: 7200},
@@ -312,8 +312,8 @@ func TestParamsChangeTextShowsEveryChange(t *testing.T) {
 		to   uint64
 		want string
 	}{
-		{"by 2^55 seconds", 3600 + 1<<55, "emergency access not enabled (a break-glass read would last 36028797018967568s) (was"},
-		{"to a value past a Duration", 1 << 62, "a break-glass read would last 4611686018427387904s)"},
+		{"by 2^55 seconds", 3600 + 1<<55, "emergency window 36028797018967568s (was"},
+		{"to a value past a Duration", 1 << 62, "emergency window 4611686018427387904s (was"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			to := &emrv1.Params{Categories: []string{"imaging"}, EmergencyAccessSeconds: tc.to, ProposalSeconds: 3600}

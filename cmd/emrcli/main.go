@@ -61,6 +61,8 @@ func hint(err error) string {
 			return refusedHint(ns.Refusal)
 		}
 		return ". Hint: the read is on chain; retry with --reuse-access (and the right --sidecar) within the sidecars' access window, which logs no second read"
+	case errors.Is(err, client.ErrEmergencyKeyNotReleased):
+		return ". Hint: the emergency read is on chain; retry with --reuse-access and a --sidecar that runs the emergency service, within the emergency window (emrcli params), which logs no second read"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return ". Hint: nothing listens at that address. Is the node (or sidecar) running there? --node and --sidecar say where to look; emrcli light init records both"
 	}

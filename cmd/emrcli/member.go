@@ -32,13 +32,21 @@ func newMemberRegisterCmd(a *cli) *cobra.Command {
 	var async bool
 	cmd := &cobra.Command{
 		Use:   "register --from REGISTRAR (--key NAME | --sign-pub-key HEX --enc-pub-key HEX) --role ROLE --credential REF",
-		Short: "Register a clinician, researcher, auditor or registrar of your organization",
+		Short: "Register a clinician, researcher, auditor, registrar or emergency service of your organization",
 		Long: `A registrar registers a member of its own organization, attesting its
 credential (e.g. a licence number). The member's public keys come from a key
 in this keyring (--key) or are given in hex (the member runs
-"emrcli keys show NAME --json" and sends them). Patients enroll themselves.`,
+"emrcli keys show NAME --json" and sends them). Patients enroll themselves.
+
+Role emergency-service is the organization's break-glass service: its
+encryption key is the organization's emergency key, held by the sidecar that
+runs the service (emrchaind's sidecar, given that key), not by a person.
+Patients opt in to emergency reads by the organization's clinicians by
+granting it the emergency right ("emrcli grant --rights emergency"); it is
+granted nothing else.`,
 		Example: `  emrcli member register --from registrar --key dr-who --role clinician --credential GMC-1234
-  emrcli member register --from registrar --sign-pub-key 1f2e... --enc-pub-key 9a8b... --role researcher --credential ORCID-0000-0002`,
+  emrcli member register --from registrar --sign-pub-key 1f2e... --enc-pub-key 9a8b... --role researcher --credential ORCID-0000-0002
+  emrcli member register --from registrar --key st-mary-emergency --role emergency-service --credential ER-ON-CALL`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -92,12 +100,12 @@ in this keyring (--key) or are given in hex (the member runs
 	a.keyFlag(cmd, &keyName, "key", "the new member's key, in this keyring")
 	f.StringVar(&signPub, "sign-pub-key", "", "the new member's ed25519 public key (hex)")
 	f.StringVar(&encPub, "enc-pub-key", "", "the new member's X25519 public key (hex)")
-	f.StringVar(&roleStr, "role", "", "clinician, researcher, auditor or registrar")
+	f.StringVar(&roleStr, "role", "", "clinician, researcher, auditor, registrar or emergency-service")
 	f.StringVar(&org, "org", "", "organization id (default: the registrar's own)")
 	f.StringVar(&credential, "credential", "", "credential reference the registrar attests, e.g. a licence number (required)")
 	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
 	_ = cmd.MarkFlagRequired("role")
-	_ = cmd.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"clinician", "researcher", "auditor", "registrar"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"clinician", "researcher", "auditor", "registrar", "emergency-service"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 

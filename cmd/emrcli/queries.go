@@ -265,12 +265,16 @@ func (a *cli) labeler() func(addrHex string) string {
 }
 
 type auditRow struct {
-	Time         string   `json:"time"`
-	Accessor     string   `json:"accessor"`
-	Organization string   `json:"organization"`
-	Role         string   `json:"role"`
-	Purpose      string   `json:"purpose"`
-	Records      []uint64 `json:"records"`
+	Time         string `json:"time"`
+	Accessor     string `json:"accessor"`
+	Organization string `json:"organization"`
+	Role         string `json:"role"`
+	Purpose      string `json:"purpose"`
+	// EmergencyService is, for an emergency (break-glass) read, the
+	// emergency service of the accessor's organization that the patient's
+	// opt-in let the read through.
+	EmergencyService string   `json:"emergency_service,omitempty"`
+	Records          []uint64 `json:"records"`
 	// Shares are the reads of the patient's shares with a study (of the
 	// records ShareRecords names, in the same order).
 	Shares       []uint64 `json:"shares,omitempty"`
@@ -307,6 +311,9 @@ func auditRows(ctx context.Context, c *client.Client, events []*emrv1.AccessEven
 		row := auditRow{
 			Time: ts(ev.Time), Accessor: upperHex(ev.Accessor), Organization: org, Role: roleName(m.GetRole()),
 			Purpose: purposeName(ev.Purpose), Records: []uint64{}, Height: ev.Height, TxHash: upperHex(ev.TxHash), Events: []uint64{ev.Sequence},
+		}
+		if len(ev.EmergencyService) > 0 {
+			row.EmergencyService = upperHex(ev.EmergencyService)
 		}
 		row.add(ev)
 		rows = append(rows, row)
@@ -347,7 +354,12 @@ func newAuditCmd(a *cli) *cobra.Command {
 local key name if any), their organization and role (from their verified
 membership), the purpose, the records read (and the reads of the patient's
 shares with a study), and the block. Every event is
-proven, and the log is checked for completeness: a node cannot hide a read.`,
+proven, and the log is checked for completeness: a node cannot hide a read.
+
+An emergency ("break-glass") read is shown as "EMERGENCY via SERVICE": a
+clinician who holds no consent of the patient read the records through the
+emergency service of its organization that the patient opted in to ("emrcli
+grant --rights emergency"); "emrcli revoke" on the service ends the opt-in.`,
 		Example: "  emrcli audit --from alice\n  emrcli audit --patient 5be1...9f --json",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -378,10 +390,19 @@ proven, and the log is checked for completeness: a node cannot hide a read.`,
 				} else {
 					label := a.labeler()
 					var tr [][]string
+					emergencies := 0
 					for _, r := range rows {
-						tr = append(tr, []string{r.Time, label(r.Accessor), r.Organization, r.Role, r.Purpose, r.read(), fmt.Sprint(r.Height)})
+						purpose := r.Purpose
+						if r.EmergencyService != "" {
+							purpose = "EMERGENCY via " + label(r.EmergencyService)
+							emergencies++
+						}
+						tr = append(tr, []string{r.Time, label(r.Accessor), r.Organization, r.Role, purpose, r.read(), fmt.Sprint(r.Height)})
 					}
 					table(w, []string{"WHEN", "WHO", "ORGANIZATION", "ROLE", "PURPOSE", "RECORDS", "BLOCK"}, tr)
+					if emergencies > 0 {
+						fmt.Fprintf(w, "%d emergency (break-glass) read(s): by a clinician without a consent of its own, through the emergency service the patient opted in to\n", emergencies)
+					}
 				}
 				out.provenance.text(w)
 			})

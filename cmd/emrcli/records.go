@@ -159,7 +159,7 @@ func recordFromEvents(ctx context.Context, c *client.Client, res *client.TxResul
 }
 
 func newReadCmd(a *cli) *cobra.Command {
-	var from, patient, purposeStr string
+	var from, patient, purposeStr, via string
 	var records []string
 	var async bool
 	cmd := &cobra.Command{
@@ -171,6 +171,12 @@ share for research) over each record's category, and logs one access event per
 record before any ciphertext may be served. A refused read exits non-zero with
 the chain's reason. Then it shows each record's metadata, verified: proven
 against a light-client-verified header, and signed by its uploader.
+
+--purpose emergency logs a break-glass read: a clinician without a consent
+reads through the emergency service of its organization that the patient
+opted in to (--via; by default the first, by address, whose opt-in stands),
+for records of the categories the opt-in covers. The patient sees it in
+"emrcli audit" as an emergency read naming the service.
 
 To fetch, verify and decrypt the file as well, use "emrcli download" (which
 logs the read the same way).`,
@@ -194,11 +200,20 @@ logs the read the same way).`,
 			if len(seqs) == 0 {
 				return usagef("--record is required")
 			}
+			if via != "" && purpose != emrv1.Purpose_PURPOSE_EMERGENCY {
+				return usagef("--via names the emergency service of a break-glass read: give --purpose emergency")
+			}
 			k, pid, c, err := a.signer(ctx, from, patient)
 			if err != nil {
 				return err
 			}
-			msg := &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{PatientId: pid, RecordSequences: seqs, Purpose: purpose}}}
+			access := &emrv1.MsgRecordAccess{PatientId: pid, RecordSequences: seqs, Purpose: purpose}
+			if purpose == emrv1.Purpose_PURPOSE_EMERGENCY {
+				if access.EmergencyService, err = a.emergencyService(ctx, c, k, pid, via); err != nil {
+					return err
+				}
+			}
+			msg := &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: access}}
 			res, err := a.submit(ctx, k, msg, async)
 			if err != nil {
 				return err
@@ -238,10 +253,30 @@ logs the read the same way).`,
 	a.keyFlag(cmd, &from, "from", "reader key")
 	f.StringVar(&patient, "patient", "", "patient id (hex) or enrolled key name (default: --from's own patient)")
 	f.StringSliceVar(&records, "record", nil, "record number(s)")
-	f.StringVar(&purposeStr, "purpose", "treatment", "treatment or research (emergency access is not enabled)")
+	f.StringVar(&purposeStr, "purpose", "treatment", "treatment, research or emergency (a break-glass read: see above)")
+	a.keyFlag(cmd, &via, "via", "with --purpose emergency: the emergency service (address or key name; default: the one the patient opted in to)")
 	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
-	_ = cmd.RegisterFlagCompletionFunc("purpose", cobra.FixedCompletions([]string{"treatment", "research"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("purpose", cobra.FixedCompletions([]string{"treatment", "research", "emergency"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
+}
+
+// emergencyService is the emergency service a break-glass read by k of
+// patient pid goes through: via (an address or key name), else the first,
+// by address, of k's organization that the patient has a standing opt-in
+// to (client.EmergencyServices).
+func (a *cli) emergencyService(ctx context.Context, c *client.Client, k *keyring.Key, pid []byte, via string) ([]byte, error) {
+	if via != "" {
+		return a.address(via)
+	}
+	me, err := c.Member(ctx, k.Address())
+	if err != nil {
+		return nil, fmt.Errorf("your membership (%X): %w", k.Address(), err)
+	}
+	services, _, err := c.EmergencyServices(ctx, pid, me.OrganizationId, "")
+	if err != nil {
+		return nil, err
+	}
+	return services[0].Address, nil
 }
 
 func newRecordsCmd(a *cli) *cobra.Command {

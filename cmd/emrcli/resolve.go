@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -265,43 +266,50 @@ func parseTime(flag, s string) (time.Time, error) {
 	return t.UTC(), nil
 }
 
+// parseRights reads --rights: read, write, share, or emergency (a
+// patient's opt-in to break-glass reads, granted alone to an
+// organization's emergency service).
 func parseRights(list []string) ([]emrv1.Right, error) {
 	var out []emrv1.Right
 	for _, s := range list {
 		word, ascii := app.EnumWord(s)
 		v, ok := emrv1.Right_value["RIGHT_"+word]
 		if !ascii || !ok || v == 0 {
-			return nil, usagef("--rights: unknown right %q (want read, write, share)", s)
+			return nil, usagef("--rights: unknown right %q (want read, write, share, or emergency for an emergency service)", s)
 		}
 		if !slices.Contains(out, emrv1.Right(v)) { // "read,read" grants read once
 			out = append(out, emrv1.Right(v))
 		}
 	}
 	if len(out) == 0 {
-		return nil, usagef("--rights: name at least one of read, write, share")
+		return nil, usagef("--rights: name at least one of read, write, share (or emergency, alone, for an emergency service)")
+	}
+	if slices.Contains(out, emrv1.Right_RIGHT_EMERGENCY) && len(out) > 1 {
+		return nil, usagef("--rights: emergency is granted alone, to an organization's emergency service (an opt-in to break-glass reads by its clinicians), not with %s",
+			strings.Join(rightsNames(slices.DeleteFunc(slices.Clone(out), func(r emrv1.Right) bool { return r == emrv1.Right_RIGHT_EMERGENCY })), ","))
 	}
 	return out, nil
 }
 
+// parseRole reads --role as roleName writes it: clinician, researcher,
+// auditor, registrar or emergency-service (an organization's break-glass
+// service), in any case.
 func parseRole(s string) (emrv1.Role, error) {
 	word, ascii := app.EnumWord(s)
-	v, ok := emrv1.Role_value["ROLE_"+word]
-	if !ascii || !ok || v == 0 || emrv1.Role(v) == emrv1.Role_ROLE_PATIENT {
-		return 0, usagef("--role %q: want clinician, researcher, auditor or registrar", s)
+	v, ok := emrv1.Role_value["ROLE_"+strings.ReplaceAll(word, "-", "_")]
+	if !ascii || !ok || v == 0 || strings.Contains(word, "_") || emrv1.Role(v) == emrv1.Role_ROLE_PATIENT {
+		return 0, usagef("--role %q: want clinician, researcher, auditor, registrar or emergency-service", s)
 	}
 	return emrv1.Role(v), nil
 }
 
+// parsePurpose reads --purpose: treatment, research or emergency (a
+// break-glass read through an emergency service the patient opted in to).
 func parsePurpose(s string) (emrv1.Purpose, error) {
 	word, ascii := app.EnumWord(s)
 	v, ok := emrv1.Purpose_value["PURPOSE_"+word]
 	if !ascii || !ok || v == 0 {
-		return 0, usagef("--purpose %q: want treatment or research", s)
-	}
-	if emrv1.Purpose(v) == emrv1.Purpose_PURPOSE_EMERGENCY {
-		// The chain refuses every emergency read (app recordAccess): say
-		// so before signing anything.
-		return 0, usagef("--purpose emergency: break-glass access is not enabled on this chain; want treatment or research")
+		return 0, usagef("--purpose %q: want treatment, research or emergency", s)
 	}
 	return emrv1.Purpose(v), nil
 }

@@ -127,12 +127,13 @@ func FuzzParseTime(f *testing.F) {
 // FuzzParseRights: --rights is refused with no rights and a usage error,
 // or every name in it, trimmed and in any case of its ASCII letters (ſ
 // and ı, which upper-case to S and I, name nothing), is read, write or share,
-// read as that right, each right once in the order first named, whose
-// rightName reads back the same.
+// or emergency alone, read as that right, each right once in the order
+// first named, whose rightName reads back the same.
 func FuzzParseRights(f *testing.F) {
 	for _, seed := range []string{
 		"read", "read,write,share", " Read , WRITE", "read,read", "read,", ",", "",
 		"unspecified", "RIGHT_READ", "read,delete", "ſhare", "wrıte",
+		"emergency", " Emergency ,emergency", "read,emergency", "emergency,share",
 	} {
 		f.Add(seed)
 	}
@@ -160,7 +161,8 @@ func FuzzParseRights(f *testing.F) {
 		}
 		names := make([]string, len(rs))
 		for i, r := range rs {
-			if r != emrv1.Right_RIGHT_READ && r != emrv1.Right_RIGHT_WRITE && r != emrv1.Right_RIGHT_SHARE {
+			if r != emrv1.Right_RIGHT_READ && r != emrv1.Right_RIGHT_WRITE && r != emrv1.Right_RIGHT_SHARE &&
+				(r != emrv1.Right_RIGHT_EMERGENCY || len(rs) != 1) {
 				t.Fatalf("parseRights(%q) = %v", list, rs)
 			}
 			names[i] = rightName(r)
@@ -181,26 +183,26 @@ func FuzzParseRights(f *testing.F) {
 }
 
 // FuzzParseRole: --role is refused with role 0 and a usage error, or it
-// names (trimmed, in any case) clinician, researcher, auditor or
-// registrar, never patient, read as that role, whose roleName reads back
-// the same.
+// names (trimmed, in any case) clinician, researcher, auditor, registrar
+// or emergency-service (so spelt: not emergency_service), never patient,
+// read as that role, whose roleName reads back the same.
 func FuzzParseRole(f *testing.F) {
 	fuzzEnumFlag(f, []string{
 		"clinician", "researcher", "auditor", "registrar", " Registrar\t", "patient", "PATIENT",
 		"unspecified", "ROLE_CLINICIAN", "", "regıstrar", "2",
+		"emergency-service", "Emergency-Service", "emergency_service", "EMERGENCY_SERVICE", "emergency", "-emergency-service",
 	}, parseRole, roleName,
-		emrv1.Role_ROLE_CLINICIAN, emrv1.Role_ROLE_RESEARCHER, emrv1.Role_ROLE_AUDITOR, emrv1.Role_ROLE_REGISTRAR)
+		emrv1.Role_ROLE_CLINICIAN, emrv1.Role_ROLE_RESEARCHER, emrv1.Role_ROLE_AUDITOR, emrv1.Role_ROLE_REGISTRAR, emrv1.Role_ROLE_EMERGENCY_SERVICE)
 }
 
 // FuzzParsePurpose: --purpose is refused with purpose 0 and a usage
-// error, or it names (trimmed, in any case) treatment or research, read as
-// that purpose, whose purposeName reads back the same. Emergency is
-// refused: the chain has not enabled it.
+// error, or it names (trimmed, in any case) treatment, research or
+// emergency, read as that purpose, whose purposeName reads back the same.
 func FuzzParsePurpose(f *testing.F) {
 	fuzzEnumFlag(f, []string{
 		"treatment", "research", "emergency", " Emergency\n", "unspecified", "PURPOSE_RESEARCH", "", "reſearch", "1",
 	}, parsePurpose, purposeName,
-		emrv1.Purpose_PURPOSE_TREATMENT, emrv1.Purpose_PURPOSE_RESEARCH)
+		emrv1.Purpose_PURPOSE_TREATMENT, emrv1.Purpose_PURPOSE_RESEARCH, emrv1.Purpose_PURPOSE_EMERGENCY)
 }
 
 // fuzzEnumFlag fuzzes the parser of a flag naming one value of an enum:

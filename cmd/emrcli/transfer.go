@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdh"
 	"encoding/hex"
 	"fmt"
@@ -13,7 +14,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/emrchain/emrchain/client"
+	"github.com/emrchain/emrchain/client/keyring"
 	"github.com/emrchain/emrchain/offchain/crypto"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
 // envSidecar lists default sidecar URLs, comma-separated.
@@ -238,7 +241,7 @@ stderr when it is a terminal.`,
 }
 
 func newDownloadCmd(a *cli) *cobra.Command {
-	var from, patient, output, purposeStr, studyKeyFile string
+	var from, patient, output, purposeStr, studyKeyFile, via string
 	var record, share uint64
 	var reuseAccess, force bool
 	var sidecars []string
@@ -283,11 +286,29 @@ principal investigator and the researchers of its organization), checks it
 against the verified share and decrypts it with the study key: by default your
 own encryption key (a study's key is its principal investigator's unless it
 was registered with another one); --study-key-file names a file holding the
-study's X25519 private key in hex (emrcli study keygen).`,
+study's X25519 private key in hex (emrcli study keygen).
+
+download --record N --purpose emergency is a break-glass read, for a clinician
+who holds no consent of the patient, in an emergency. It works only if the
+patient opted in to break-glass reads by your organization: granted its
+emergency service the emergency right over the record's category ("emrcli
+grant --to SERVICE --rights emergency"). The read is logged on chain as an
+emergency read naming the service: the patient sees it in "emrcli audit" and
+your organization's auditors review every one. The steps are those above,
+except the data key: you hold no envelope of the patient's key, so after the
+ciphertext is fetched the sidecars are asked, in order, for the record's data
+key, which the one that runs the service releases, sealed to your registered
+encryption key, while your read is within the chain's emergency window
+("emrcli params") and the opt-in stands (a revoked opt-in ends it). --via
+names the service (address or key name); by default it is the one of your
+organization the patient opted in to for the record's category (the first by
+address if there are several). --reuse-access reuses your emergency read
+within the window.`,
 		Example: `  emrcli download --from dr-who --patient 5be1...9f --record 3 -o cbc.json
   emrcli download --from alice --record 1 -o ~/my-records/ct-head.dcm
   emrcli download --from dr-who --patient 5be1...9f --record 3 -o cbc.json --reuse-access --sidecar http://10.0.0.6:7070
-  emrcli download --from dr-lab --patient 5be1...9f --share 1 -o shared.json`,
+  emrcli download --from dr-lab --patient 5be1...9f --share 1 -o shared.json
+  emrcli download --from dr-er --patient 5be1...9f --record 2 --purpose emergency -o allergies.json`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -300,6 +321,13 @@ study's X25519 private key in hex (emrcli study keygen).`,
 			purpose, err := parsePurpose(purposeStr)
 			if err != nil {
 				return err
+			}
+			emergency := purpose == emrv1.Purpose_PURPOSE_EMERGENCY
+			switch {
+			case emergency && share > 0:
+				return usagef("--purpose emergency reads a record (--record N), not a share")
+			case via != "" && !emergency:
+				return usagef("--via names the emergency service of a break-glass read: give --purpose emergency")
 			}
 			urls, err := a.sidecarURLs(sidecars)
 			if err != nil {
@@ -357,6 +385,11 @@ study's X25519 private key in hex (emrcli study keygen).`,
 					}
 				})
 			}
+			if emergency {
+				return a.emergencyDownload(ctx, c, k, pid, client.EmergencyDownloadRequest{
+					PatientID: pid, Record: record, EncKey: k.EncPrivKey(), ReuseAccess: reuseAccess, Output: output, Overwrite: force,
+				}, via, opts, prog)
+			}
 			owner, err := a.ownsPatientID(ctx, c, k, pid)
 			if err != nil {
 				return err
@@ -401,13 +434,56 @@ study's X25519 private key in hex (emrcli study keygen).`,
 	f.Uint64Var(&record, "record", 0, "record number to download")
 	f.Uint64Var(&share, "share", 0, "share number to download (the study's researchers; the read is logged on chain first)")
 	f.StringVarP(&output, "output", "o", "", "file to write (mode 0600)")
-	f.StringVar(&purposeStr, "purpose", "treatment", "purpose of the logged read: treatment or research")
+	f.StringVar(&purposeStr, "purpose", "treatment", "purpose of the logged read: treatment, research, or emergency (break-glass: see above)")
+	a.keyFlag(cmd, &via, "via", "with --purpose emergency: the emergency service (address or key name; default: the one the patient opted in to)")
 	f.BoolVar(&reuseAccess, "reuse-access", false, "do not log a new read: use your read of the record (or share) committed within the sidecar's window")
 	f.BoolVar(&force, "force", false, "replace the output file if it exists (a file only: a directory is never replaced)")
 	f.StringVar(&studyKeyFile, "study-key-file", "", "with --share: file holding the study's X25519 private key in hex (default: your encryption key)")
 	sidecarFlag(cmd, &sidecars)
-	_ = cmd.RegisterFlagCompletionFunc("purpose", cobra.FixedCompletions([]string{"treatment", "research"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("purpose", cobra.FixedCompletions([]string{"treatment", "research", "emergency"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
+}
+
+// emergencyDownload runs download --purpose emergency: a break-glass read
+// of req's record by k through emergency service via ("": the client
+// finds the one the patient opted in to), and prints what it did.
+func (a *cli) emergencyDownload(ctx context.Context, c *client.Client, k *keyring.Key, pid []byte, req client.EmergencyDownloadRequest,
+	via string, opts client.TransferOptions, prog *progressLine) error {
+	if via != "" {
+		service, err := a.address(via)
+		if err != nil {
+			return err
+		}
+		req.Service = service
+	}
+	res, err := c.EmergencyDownload(ctx, k, req, opts)
+	prog.finish()
+	if err != nil {
+		return err
+	}
+	out := struct {
+		PatientID  string  `json:"patient_id"`
+		Record     uint64  `json:"record"`
+		Category   string  `json:"category"`
+		Purpose    string  `json:"purpose"`
+		Service    string  `json:"emergency_service"`
+		File       string  `json:"file"`
+		Size       int64   `json:"size"`
+		SHA256     string  `json:"ciphertext_sha256"`
+		Sidecar    string  `json:"sidecar"`
+		KeySidecar string  `json:"key_sidecar"`
+		Access     *txView `json:"access_tx"`
+	}{hexStr(pid), req.Record, res.Record.Category, purposeName(emrv1.Purpose_PURPOSE_EMERGENCY), upperHex(res.Service), res.Path, res.Size,
+		hexStr(res.Record.CiphertextSha256), res.Sidecar, res.KeySidecar, viewTx(res.Access)}
+	return a.emit(out, func(w io.Writer) {
+		fmt.Fprintf(w, "wrote %s: record %d (%s) of patient %s, %d bytes, ciphertext verified (emergency read)\n",
+			out.File, out.Record, out.Category, out.PatientID, out.Size)
+		fields(w, "emergency service", a.labeler()(out.Service), "ciphertext sha256", out.SHA256, "sidecar", out.Sidecar, "data key from", out.KeySidecar)
+		if out.Access != nil {
+			fmt.Fprint(w, "break-glass read logged (the patient and your organization's auditors see it): ")
+			out.Access.text(w)
+		}
+	})
 }
 
 // readStudyKey reads the study's X25519 private key, 64 hex characters.
