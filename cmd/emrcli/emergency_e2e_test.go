@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emrchain/emrchain/client/clienttest"
+)
+
+// TestEmergencyRead is a break-glass read end to end, through the emrcli
+// binary, a real node and its sidecar running the organization's emergency
+// service (the sidecar's emergency_key: the service's key in this emrcli
+// home's keyring). A registrar registers the emergency service and a
+// clinician the patient granted nothing: the clinician's ordinary download
+// is refused by the chain, and so is a break-glass read before the patient
+// opts in. Once the patient grants the service the emergency right over
+// allergies: the clinician's "download --purpose emergency" writes the
+// plaintext (the data key released by the service, sealed to the
+// clinician), again with --reuse-access; a record of another category is
+// refused (by the client without --via, by the chain with it); the audit
+// shows the emergency read and its service. After the patient revokes the
+// opt-in, a new emergency read is refused by the chain, and the standing
+// one no longer serves.
+func TestEmergencyRead(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs emrchaind and emrcli")
+	}
+	start := time.Now()
+	e := &cliEnv{t: t, bin: clienttest.Build(t, "github.com/emrchain/emrchain/cmd/emrcli"), home: t.TempDir()}
+	e.env = []string{"EMRCLI_HOME=" + e.home, "EMRCLI_KEYRING_BACKEND=test", "EMRCLI_SIDECAR="}
+	// The service's key exists before the node: its sidecar loads it.
+	e.ok("keys", "add", "er-service")
+	node := clienttest.StartNode(t, clienttest.NodeOptions{ChainID: "emr-emergency", Configure: func(home string) error {
+		return clienttest.SetConfig(filepath.Join(home, "config", "app.toml"), "sidecar", map[string]string{
+			"emergency_key": `"er-service"`, "emergency_keyring_home": strconv.Quote(e.home), "emergency_keyring_backend": `"test"`,
+		})
+	}})
+	e.env = append(e.env, "EMRCLI_NODE="+node.RPC)
+	e.ok("light", "init", "--genesis", node.Genesis, "--sidecar", node.SidecarURL)
+	t.Logf("node and binaries ready in %s", time.Since(start).Round(time.Millisecond))
+
+	e.ok("keys", "import-dev", node.RegistrarKey)
+	register := func(key, role string) string {
+		t.Helper()
+		if key != "er-service" {
+			e.ok("keys", "add", key)
+		}
+		e.ok("member", "register", "--from", "registrar", "--key", key, "--role", role, "--credential", "LIC-"+key)
+		return strings.TrimSpace(e.ok("keys", "show", key, "--address"))
+	}
+	service := register("er-service", "emergency-service")
+	register("dr-er", "clinician")
+	if out := e.ok("member", "show", "er-service"); !strings.Contains(out, "emergency-service") {
+		t.Fatalf("member show of the emergency service does not say its role:\n%s", out)
+	}
+	if out := e.ok("params"); !strings.Contains(out, "emergency window") || strings.Contains(out, "not enabled") {
+		t.Fatalf("params do not show the emergency window:\n%s", out)
+	}
+
+	e.ok("keys", "add", "alice")
+	var enroll struct {
+		PatientID string `json:"patient_id"`
+	}
+	e.json(&enroll, "patient", "enroll", "--from", "alice", "--name", "Zebulon Quixotic", "--birth-date", "1961-04-17")
+	pid := enroll.PatientID
+	dir := t.TempDir()
+	upload := func(category string, content []byte) uint64 {
+		t.Helper()
+		p := filepath.Join(dir, category+".in")
+		if err := os.WriteFile(p, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var out uploadOut
+		e.json(&out, "upload", "--from", "alice", "--category", category, p)
+		if out.Record == 0 {
+			t.Fatalf("upload of %s: no record", category)
+		}
+		return out.Record
+	}
+	allergies := []byte(`{"resourceType":"AllergyIntolerance","code":{"text":"penicillin"}}`)
+	labs := randomContent(t, 300_000)
+	recAllergies, recLabs := upload("allergies", allergies), upload("lab-results", labs)
+
+	out := func() string { return filepath.Join(t.TempDir(), "record.out") }
+	emergency := func(record uint64, extra ...string) []string {
+		return append([]string{"download", "--from", "dr-er", "--patient", pid, "--record", fmt.Sprint(record), "-o", out(), "--purpose", "emergency"}, extra...)
+	}
+	// Without consent, an ordinary read is refused by the chain.
+	e.fails(1, "granted this member nothing", "download", "--from", "dr-er", "--patient", pid, "--record", fmt.Sprint(recAllergies), "-o", out())
+	// So is a break-glass read before the patient opted in: the client
+	// finds no opt-in, and with --via the chain refuses.
+	e.fails(1, "has not opted in", emergency(recAllergies)...)
+	e.fails(1, "has not opted in", emergency(recAllergies, "--via", "er-service")...)
+
+	until := time.Now().AddDate(1, 0, 0).Format("2006-01-02")
+	e.fails(2, "emergency is granted alone", "grant", "--from", "alice", "--to", "er-service", "--rights", "read,emergency", "--until", until)
+	e.ok("grant", "--from", "alice", "--to", "er-service", "--rights", "emergency", "--categories", "allergies", "--until", until)
+
+	var got struct {
+		Record     uint64 `json:"record"`
+		Purpose    string `json:"purpose"`
+		Service    string `json:"emergency_service"`
+		File       string `json:"file"`
+		KeySidecar string `json:"key_sidecar"`
+		Access     *struct {
+			Height int64 `json:"height"`
+		} `json:"access_tx"`
+	}
+	e.json(&got, emergency(recAllergies)...)
+	if plain, err := os.ReadFile(got.File); err != nil || !bytes.Equal(plain, allergies) {
+		t.Fatalf("emergency download wrote %q (%v); want %q", plain, err, allergies)
+	}
+	if got.Purpose != "emergency" || !strings.EqualFold(got.Service, service) || got.KeySidecar != node.SidecarURL || got.Access == nil {
+		t.Fatalf("emergency download said %+v; want purpose emergency through %s, the key from %s, a logged read", got, service, node.SidecarURL)
+	}
+	// The text output says it is a break-glass read, and through what.
+	text := e.ok(emergency(recAllergies, "--reuse-access")...)
+	if !strings.Contains(text, "emergency read") || !strings.Contains(text, "er-service") {
+		t.Fatalf("emergency download (reusing the read) says:\n%s", text)
+	}
+	// A record of a category the opt-in does not cover: the client finds
+	// no opt-in for it; named, the chain refuses.
+	e.fails(1, "has not opted in", emergency(recLabs)...)
+	line := e.fails(1, "lab-results", emergency(recLabs, "--via", service)...)
+	t.Logf("a category the opt-in does not cover: %s", line)
+
+	// The audit shows the emergency read and its service, and nothing of
+	// the refused ones.
+	var audit struct {
+		Reads []auditRow `json:"reads"`
+	}
+	e.json(&audit, "audit", "--from", "alice")
+	emergencies := slices.DeleteFunc(slices.Clone(audit.Reads), func(r auditRow) bool { return r.Purpose != "emergency" })
+	if len(emergencies) != 1 || !strings.EqualFold(emergencies[0].EmergencyService, service) || !slices.Equal(emergencies[0].Records, []uint64{recAllergies}) ||
+		emergencies[0].Role != "clinician" {
+		t.Fatalf("audit lists emergency reads %+v; want one of record %d by a clinician through %s", emergencies, recAllergies, service)
+	}
+	if text := e.ok("audit", "--from", "alice"); !strings.Contains(text, "EMERGENCY via "+service+" (er-service)") {
+		t.Fatalf("audit does not show the emergency read:\n%s", text)
+	}
+
+	// The patient revokes the opt-in: a new emergency read is refused by
+	// the chain, and the read already logged no longer serves.
+	e.ok("revoke", "--from", "alice", "--to", "er-service")
+	e.fails(1, "has not opted in", emergency(recAllergies)...)
+	line = e.fails(1, "revoked", emergency(recAllergies, "--via", "er-service")...)
+	t.Logf("after the revocation: %s", line)
+	line = e.fails(1, "", emergency(recAllergies, "--reuse-access")...)
+	t.Logf("the standing read after the revocation: %s", line)
+}
