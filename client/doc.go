@@ -156,7 +156,11 @@
 // DownloadShare are the pipelines emrcli's upload, download and share
 // commands run; blob.go describes each step, the formats
 // (RecordStreamAAD, ShareStreamAAD, StudyKeyBinding) and the temporary
-// files.
+// files. EmergencyDownload is Download for a clinician's break-glass read
+// (RecordAccess of purpose emergency through an emergency service the
+// patient opted in to, found with EmergencyServices): the data key is
+// released by the service's sidecar after the read, sealed to the
+// clinician (emergency.go).
 //
 // # What is trusted
 //
