@@ -74,6 +74,13 @@ func TestUsageErrorsExit2OnOneLine(t *testing.T) {
 		{"grant", "--from", "a", "--to", "b", "--rights", "read", "--anonymise", "--until", "2027-01-01"},
 		{"member", "register", "--from", "r", "--role", "clinician", "--key", "k"},
 		{"download", "--from", "a", "--patient", "b", "--record", "0", "-o", "x"},
+		// Break-glass reads: a record, with --via only then; the emergency
+		// right alone; the role spelt as roleName writes it.
+		{"download", "--from", "a", "--patient", "b", "--share", "1", "--purpose", "emergency", "-o", "x"},
+		{"download", "--from", "a", "--patient", "b", "--record", "1", "--via", "s", "-o", "x"},
+		{"read", "--from", "a", "--patient", "b", "--record", "1", "--via", "s"},
+		{"grant", "--from", "a", "--to", "b", "--rights", "emergency,read", "--until", "2027-01-01"},
+		{"member", "register", "--from", "r", "--role", "emergency_service", "--key", "k", "--credential", "c"},
 		{"patient", "enroll", "--from", "ada", "--name", "Ada", "Lovelace", "--birth-date", "1815-12-10"},
 	} {
 		out, errOut, code := runCLI(t, args...)
