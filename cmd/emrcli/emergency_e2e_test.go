@@ -19,9 +19,9 @@ import (
 // service (the sidecar's emergency_key: the service's key in this emrcli
 // home's keyring). A registrar registers the emergency service and a
 // clinician the patient granted nothing: the clinician's ordinary download
-// is refused by the chain, and so is a break-glass read before the patient
+// is refused, and so is a break-glass read before the patient
 // opts in. Once the patient grants the service the emergency right over
-// allergies: the clinician's "download --purpose emergency" writes the
+// prescriptions: the clinician's "download --purpose emergency" writes the
 // plaintext (the data key released by the service, sealed to the
 // clinician), again with --reuse-access; a record of another category is
 // refused (by the client without --via, by the chain with it); the audit
@@ -84,24 +84,25 @@ func TestEmergencyRead(t *testing.T) {
 		}
 		return out.Record
 	}
-	allergies := []byte(`{"resourceType":"AllergyIntolerance","code":{"text":"penicillin"}}`)
+	prescription := []byte(`{"resourceType":"MedicationRequest","medicationCodeableConcept":{"text":"warfarin 5 mg"}}`)
 	labs := randomContent(t, 300_000)
-	recAllergies, recLabs := upload("allergies", allergies), upload("lab-results", labs)
+	recRx, recLabs := upload("prescriptions", prescription), upload("lab-results", labs)
 
 	out := func() string { return filepath.Join(t.TempDir(), "record.out") }
 	emergency := func(record uint64, extra ...string) []string {
 		return append([]string{"download", "--from", "dr-er", "--patient", pid, "--record", fmt.Sprint(record), "-o", out(), "--purpose", "emergency"}, extra...)
 	}
-	// Without consent, an ordinary read is refused by the chain.
-	e.fails(1, "granted this member nothing", "download", "--from", "dr-er", "--patient", pid, "--record", fmt.Sprint(recAllergies), "-o", out())
+	// Without consent, an ordinary read is refused: the clinician holds
+	// no envelope of the patient's key (and the chain would refuse it).
+	e.fails(1, "no consent", "download", "--from", "dr-er", "--patient", pid, "--record", fmt.Sprint(recRx), "-o", out())
 	// So is a break-glass read before the patient opted in: the client
 	// finds no opt-in, and with --via the chain refuses.
-	e.fails(1, "has not opted in", emergency(recAllergies)...)
-	e.fails(1, "has not opted in", emergency(recAllergies, "--via", "er-service")...)
+	e.fails(1, "has not opted in", emergency(recRx)...)
+	e.fails(1, "has not opted in", emergency(recRx, "--via", "er-service")...)
 
 	until := time.Now().AddDate(1, 0, 0).Format("2006-01-02")
 	e.fails(2, "emergency is granted alone", "grant", "--from", "alice", "--to", "er-service", "--rights", "read,emergency", "--until", until)
-	e.ok("grant", "--from", "alice", "--to", "er-service", "--rights", "emergency", "--categories", "allergies", "--until", until)
+	e.ok("grant", "--from", "alice", "--to", "er-service", "--rights", "emergency", "--categories", "prescriptions", "--until", until)
 
 	var got struct {
 		Record     uint64 `json:"record"`
@@ -113,15 +114,15 @@ func TestEmergencyRead(t *testing.T) {
 			Height int64 `json:"height"`
 		} `json:"access_tx"`
 	}
-	e.json(&got, emergency(recAllergies)...)
-	if plain, err := os.ReadFile(got.File); err != nil || !bytes.Equal(plain, allergies) {
-		t.Fatalf("emergency download wrote %q (%v); want %q", plain, err, allergies)
+	e.json(&got, emergency(recRx)...)
+	if plain, err := os.ReadFile(got.File); err != nil || !bytes.Equal(plain, prescription) {
+		t.Fatalf("emergency download wrote %q (%v); want %q", plain, err, prescription)
 	}
 	if got.Purpose != "emergency" || !strings.EqualFold(got.Service, service) || got.KeySidecar != node.SidecarURL || got.Access == nil {
 		t.Fatalf("emergency download said %+v; want purpose emergency through %s, the key from %s, a logged read", got, service, node.SidecarURL)
 	}
 	// The text output says it is a break-glass read, and through what.
-	text := e.ok(emergency(recAllergies, "--reuse-access")...)
+	text := e.ok(emergency(recRx, "--reuse-access")...)
 	if !strings.Contains(text, "emergency read") || !strings.Contains(text, "er-service") {
 		t.Fatalf("emergency download (reusing the read) says:\n%s", text)
 	}
@@ -138,9 +139,9 @@ func TestEmergencyRead(t *testing.T) {
 	}
 	e.json(&audit, "audit", "--from", "alice")
 	emergencies := slices.DeleteFunc(slices.Clone(audit.Reads), func(r auditRow) bool { return r.Purpose != "emergency" })
-	if len(emergencies) != 1 || !strings.EqualFold(emergencies[0].EmergencyService, service) || !slices.Equal(emergencies[0].Records, []uint64{recAllergies}) ||
+	if len(emergencies) != 1 || !strings.EqualFold(emergencies[0].EmergencyService, service) || !slices.Equal(emergencies[0].Records, []uint64{recRx}) ||
 		emergencies[0].Role != "clinician" {
-		t.Fatalf("audit lists emergency reads %+v; want one of record %d by a clinician through %s", emergencies, recAllergies, service)
+		t.Fatalf("audit lists emergency reads %+v; want one of record %d by a clinician through %s", emergencies, recRx, service)
 	}
 	if text := e.ok("audit", "--from", "alice"); !strings.Contains(text, "EMERGENCY via "+service+" (er-service)") {
 		t.Fatalf("audit does not show the emergency read:\n%s", text)
@@ -149,9 +150,9 @@ func TestEmergencyRead(t *testing.T) {
 	// The patient revokes the opt-in: a new emergency read is refused by
 	// the chain, and the read already logged no longer serves.
 	e.ok("revoke", "--from", "alice", "--to", "er-service")
-	e.fails(1, "has not opted in", emergency(recAllergies)...)
-	line = e.fails(1, "revoked", emergency(recAllergies, "--via", "er-service")...)
+	e.fails(1, "has not opted in", emergency(recRx)...)
+	line = e.fails(1, "revoked", emergency(recRx, "--via", "er-service")...)
 	t.Logf("after the revocation: %s", line)
-	line = e.fails(1, "", emergency(recAllergies, "--reuse-access")...)
+	line = e.fails(1, "permission revoked", emergency(recRx, "--reuse-access")...)
 	t.Logf("the standing read after the revocation: %s", line)
 }
