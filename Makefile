@@ -103,11 +103,11 @@ demo: build ## Build, start a fresh 4-validator consortium (embedded blob store)
 	@dir=$$(mktemp -d "$${TMPDIR:-/tmp}/emrchain-demo.XXXXXX"); \
 	trap 'LOCALNET_DIR="$$dir/net" ./testnet/localnet.sh stop >/dev/null 2>&1; rm -rf "$$dir"' EXIT; \
 	LOCALNET_DIR="$$dir/net" BASE_PORT=$${DEMO_BASE_PORT:-27600} CHAIN_ID=emrchain-demo LOCALNET_HINT=0 EMRCHAIND=$(BIN)/emrchaind ./testnet/localnet.sh start && \
-	LOCALNET_DIR="$$dir/net" EMRCLI=$(BIN)/emrcli ./testnet/demo.sh
+	LOCALNET_DIR="$$dir/net" EMRCLI=$(BIN)/emrcli EMRCHAIND=$(BIN)/emrchaind ./testnet/demo.sh
 
 .PHONY: demo-localnet
 demo-localnet: build ## Run the emrcli story on the running ./localnet (make localnet first).
-	LOCALNET_DIR=$(LOCALNET_DIR) EMRCLI=$(BIN)/emrcli ./testnet/demo.sh
+	LOCALNET_DIR=$(LOCALNET_DIR) EMRCLI=$(BIN)/emrcli EMRCHAIND=$(BIN)/emrchaind ./testnet/demo.sh
 
 # --- emrchain against CometBFT's kvstore -------------------------------------
 # testnet/bench_chain.sh does the work (see its header for the knobs:

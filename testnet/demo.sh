@@ -15,24 +15,35 @@
 #      the ciphertext from hospital-a's on his authorization): the read is
 #      logged on chain first, the ciphertext is checked against the proven
 #      hash, then decrypted;
-#   5. ada reads her audit log; she revokes hospital-b's access (her key
-#      rotates) and dr-bob's next download is refused with the chain's
-#      reason.
+#   5. break-glass: hospital-a's registrar registers its emergency service
+#      (er-hospital-a; a sidecar of hospital-a is started as that service,
+#      holding its key) and dr-carol, an emergency physician ada granted
+#      nothing; ada opts in to break-glass reads of her radiation-dose
+#      records by hospital-a (the emergency right, granted to the service);
+#      dr-carol's emergency download is logged on chain as an emergency
+#      read, the ciphertext comes from hospital-a's sidecar and the data key
+#      from the emergency service, sealed to her;
+#   6. ada reads her audit log (the emergency read is flagged, with the
+#      service); she revokes hospital-b's access (her key rotates) and
+#      dr-bob's next download is refused with the chain's reason.
 #
 # Every query is verified by the light client against a root of trust taken
 # from the genesis. Environment: LOCALNET_DIR [./localnet], EMRCLI
-# [./bin/emrcli]. The demo's keys and light store live in $LOCALNET_DIR/demo,
-# written afresh on each run (keyring backend "test": unencrypted, for
-# scripts only).
+# [./bin/emrcli], EMRCHAIND [./bin/emrchaind] (the emergency service's
+# sidecar), ER_SIDECAR_PORT [node0's sidecar port + 50]. The demo's keys and
+# light store live in $LOCALNET_DIR/demo, written afresh on each run (keyring
+# backend "test": unencrypted, for scripts only).
 set -euo pipefail
 
 DIR=${LOCALNET_DIR:-./localnet}
 EMRCLI=${EMRCLI:-./bin/emrcli}
+EMRCHAIND=${EMRCHAIND:-./bin/emrchaind}
 
 die() { echo "demo: $*" >&2; exit 1; }
 step() { printf '\n== %s\n' "$*"; }
 
 [[ -x $EMRCLI ]] || die "$EMRCLI not found: run make build (or set EMRCLI)"
+[[ -x $EMRCHAIND ]] || die "$EMRCHAIND not found: run make build (or set EMRCHAIND)"
 [[ -f $DIR/testnet.json ]] || die "no testnet in $DIR: run make localnet first"
 ABS_DIR=$(cd "$DIR" && pwd)
 
@@ -86,6 +97,37 @@ step "Dr Bob (hospital-b) downloads it through hospital-b's sidecar: read logged
 cli download --from dr-bob --patient "$PID" --record 1 -o "$WORK/dose-at-b.json" --sidecar "$SIDECAR_B" --node "$RPC_B"
 cmp "$WORK/dose.json" "$WORK/dose-at-b.json" || die "the downloaded report differs from the uploaded one"
 echo "the report arrived intact at hospital-b"
+
+step "Break-glass: hospital-a registers its emergency service and an emergency physician ada granted nothing"
+cli keys add er-hospital-a
+cli keys add dr-carol
+cli member register --from registrar-hospital-a --key er-hospital-a --role emergency-service --credential er:on-call --node "$RPC_A"
+cli member register --from registrar-hospital-a --key dr-carol --role clinician --credential emergency:GMC-3003 --node "$RPC_A"
+
+step "Hospital-a runs its emergency service: a sidecar holding er-hospital-a's key"
+SIDECAR_A_PORT=${SIDECAR_A##*:}
+ER_SIDECAR=127.0.0.1:${ER_SIDECAR_PORT:-$((SIDECAR_A_PORT + 50))}
+"$EMRCHAIND" sidecar --home "$ABS_DIR/node0" --node "$(field node0 rpc)" --listen "$ER_SIDECAR" \
+  --backend fs --dir "$WORK/er-blobs" --ref-index-dir "$WORK/er-refs" \
+  --emergency-key er-hospital-a --emergency-keyring-home "$EMRCLI_HOME" --emergency-keyring-backend test \
+  >"$WORK/er-sidecar.log" 2>&1 &
+ER_PID=$!
+trap 'kill "$ER_PID" 2>/dev/null; wait "$ER_PID" 2>/dev/null; rm -rf "$WORK"' EXIT
+for _ in $(seq 50); do
+  curl -fsS --max-time 1 "http://$ER_SIDECAR/healthz" >/dev/null 2>&1 && break
+  kill -0 "$ER_PID" 2>/dev/null || { cat "$WORK/er-sidecar.log" >&2; die "the emergency service's sidecar exited"; }
+  sleep 0.2
+done
+echo "emergency service of hospital-a at http://$ER_SIDECAR"
+
+step "Ada opts in to break-glass reads of her radiation-dose records by hospital-a"
+cli grant --from ada --to er-hospital-a --rights emergency --categories radiation-dose --until "$(date -u -d '+1 year' +%Y-%m-%d)"
+
+step "Dr Carol (hospital-a, no consent) reads the report in an emergency: logged as a break-glass read"
+cli download --from dr-carol --patient "$PID" --record 1 --purpose emergency -o "$WORK/dose-er.json" \
+  --sidecar "$SIDECAR_A" --sidecar "$ER_SIDECAR" --node "$RPC_A"
+cmp "$WORK/dose.json" "$WORK/dose-er.json" || die "the report read in an emergency differs from the uploaded one"
+echo "the report arrived intact; the data key came from hospital-a's emergency service, sealed to Dr Carol"
 
 step "Ada's audit log"
 cli audit --from ada
