@@ -244,12 +244,25 @@ func (c *Client) emergencyVia(ctx context.Context, s Signer, me *emrv1.Member, r
 		// stand) when the read is logged.
 		return req.Service, nil
 	}
-	if me.OrganizationId == "" {
-		return nil, fmt.Errorf("member %X belongs to no organization: a clinician reads in an emergency through its organization's emergency service", me.Address)
-	}
-	services, _, err := c.EmergencyServices(ctx, req.PatientID, me.OrganizationId, rec.Category)
+	service, err := c.EmergencyServiceFor(ctx, me, req.PatientID, rec.Category)
 	if err != nil {
 		return nil, fmt.Errorf("record %d: %w", req.Record, err)
+	}
+	return service, nil
+}
+
+// EmergencyServiceFor is the emergency service a break-glass read by
+// clinician of the patient's records of category ("" for any category)
+// goes through when the clinician names none: the first, by address, of
+// the clinician's organization that the patient has a standing opt-in to
+// (EmergencyServices). None is an error wrapping ErrNoEmergencyOptIn.
+func (c *Client) EmergencyServiceFor(ctx context.Context, clinician *emrv1.Member, patientID []byte, category string) ([]byte, error) {
+	if clinician.OrganizationId == "" {
+		return nil, fmt.Errorf("member %X belongs to no organization: a clinician reads in an emergency through its organization's emergency service", clinician.Address)
+	}
+	services, _, err := c.EmergencyServices(ctx, patientID, clinician.OrganizationId, category)
+	if err != nil {
+		return nil, err
 	}
 	return services[0].Address, nil
 }

@@ -263,7 +263,7 @@ logs the read the same way).`,
 // emergencyService is the emergency service a break-glass read by k of
 // patient pid goes through: via (an address or key name), else the first,
 // by address, of k's organization that the patient has a standing opt-in
-// to (client.EmergencyServices).
+// to (client.EmergencyServiceFor).
 func (a *cli) emergencyService(ctx context.Context, c *client.Client, k *keyring.Key, pid []byte, via string) ([]byte, error) {
 	if via != "" {
 		return a.address(via)
@@ -272,11 +272,7 @@ func (a *cli) emergencyService(ctx context.Context, c *client.Client, k *keyring
 	if err != nil {
 		return nil, fmt.Errorf("your membership (%X): %w", k.Address(), err)
 	}
-	services, _, err := c.EmergencyServices(ctx, pid, me.OrganizationId, "")
-	if err != nil {
-		return nil, err
-	}
-	return services[0].Address, nil
+	return c.EmergencyServiceFor(ctx, me, pid, "")
 }
 
 func newRecordsCmd(a *cli) *cobra.Command {
