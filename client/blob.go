@@ -661,13 +661,30 @@ type savedBlob struct {
 }
 
 // blobKey yields the data key of a blob once its ciphertext is fetched
-// (and its read, if any, logged). The key stays the caller's: it is not
-// cleared by saveDecrypted.
-type blobKey func() ([]byte, error)
+// (and its read, if any, logged). opens says whether a key decrypts the
+// start of that ciphertext, for a key whose source could lie. The key
+// stays the caller's: it is not cleared by saveDecrypted.
+type blobKey func(opens func(key []byte) error) ([]byte, error)
 
 // knownKey is the blobKey of a data key the caller holds before the read
 // (unwrapped with a KEK, opened with a study key).
-func knownKey(dataKey []byte) blobKey { return func() ([]byte, error) { return dataKey, nil } }
+func knownKey(dataKey []byte) blobKey {
+	return func(func([]byte) error) ([]byte, error) { return dataKey, nil }
+}
+
+// keyOpens checks that key decrypts the first segment of the ciphertext
+// ct (size bytes) under aad: a wrong key fails the segment's
+// authentication.
+func keyOpens(ct io.ReaderAt, size int64, key, aad []byte) error {
+	r, err := crypto.NewDecryptReader(io.NewSectionReader(ct, 0, size), key, aad)
+	if err == nil {
+		_, err = r.Read(make([]byte, 1))
+	}
+	if err != nil && err != io.EOF {
+		return fmt.Errorf("it does not decrypt the ciphertext: %w", err)
+	}
+	return nil
+}
 
 // saveDecrypted writes the plaintext of blob, named what in errors
 // ("record 3"), to output: it makes sure output can be written
@@ -706,7 +723,7 @@ func saveDecrypted(ctx context.Context, s Signer, what string, blob chainBlob, d
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer ct.Discard()
-	key, err := dataKey()
+	key, err := dataKey(func(k []byte) error { return keyOpens(ct, int64(blob.size), k, aad) })
 	if err != nil {
 		if saved.access != nil {
 			return nil, fmt.Errorf("%s: the read is logged (height %d) and its ciphertext fetched, but: %w", what, saved.access.Height, err)

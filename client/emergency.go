@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/internal/ctxtime"
@@ -56,6 +57,13 @@ var (
 	// window, against a sidecar that runs the service, can reuse the read
 	// (EmergencyDownloadRequest.ReuseAccess).
 	ErrEmergencyKeyNotReleased = errors.New("no sidecar released the record's data key")
+
+	// ErrNoEmergencyRelease: before the read was logged, the client found
+	// that no emergency service could release the record's data key: none
+	// of the configured sidecars runs the service the read would go
+	// through, or the record is wrapped under another key version than the
+	// patient's opt-in to the service holds. Nothing was logged.
+	ErrNoEmergencyRelease = errors.New("no emergency service can release the record's data key")
 )
 
 // EmergencyServices returns the emergency services of organization org
@@ -149,8 +157,10 @@ type EmergencyDownloadResult struct {
 // order for the record's data key (released by the one that runs the
 // service), opens it with req.EncKey and decrypts the ciphertext into
 // req.Output. What can fail without the chain (the output, the
-// clinician's encryption key, that the patient opted in, that a sidecar
-// answers) is checked before the read is logged. The chain refuses the
+// clinician's encryption key, that the patient opted in, that the record's
+// key version is the opt-in's, that a sidecar runs the service, that a
+// sidecar answers) is checked before the read is logged, and a released
+// key is taken only once it decrypts the ciphertext. The chain refuses the
 // read unless s is an active clinician of the service's organization and
 // the patient's opt-in to the service covers the record's category.
 func (c *Client) EmergencyDownload(ctx context.Context, s Signer, req EmergencyDownloadRequest, opts TransferOptions) (*EmergencyDownloadResult, error) {
@@ -183,6 +193,15 @@ func (c *Client) EmergencyDownload(ctx context.Context, s Signer, req EmergencyD
 	if err != nil {
 		return nil, err
 	}
+	// A read logged for nothing is a false entry in the patient's audit
+	// trail: first make sure the service can release the key, and that a
+	// configured sidecar runs it.
+	if err := c.releasable(ctx, rec, service); err != nil {
+		return nil, err
+	}
+	if err := findEmergencySidecar(ctx, opts, service); err != nil {
+		return nil, err
+	}
 	var logRead func() (*TxResult, error)
 	if !req.ReuseAccess {
 		logRead = func() (*TxResult, error) {
@@ -194,9 +213,9 @@ func (c *Client) EmergencyDownload(ctx context.Context, s Signer, req EmergencyD
 	var dataKey []byte
 	defer func() { clear(dataKey) }()
 	var keySidecar string
-	released := func() ([]byte, error) {
+	released := func(opens func([]byte) error) ([]byte, error) {
 		var kerr error
-		dataKey, keySidecar, kerr = emergencyKey(ctx, s, req.EncKey, rec, service, opts, logRead != nil)
+		dataKey, keySidecar, kerr = emergencyKey(ctx, s, req.EncKey, rec, service, opens, opts, logRead != nil)
 		return dataKey, kerr
 	}
 	saved, err := saveDecrypted(ctx, s, fmt.Sprintf("record %d", req.Record), recordBlob(rec), released,
@@ -251,6 +270,71 @@ func (c *Client) emergencyVia(ctx context.Context, s Signer, me *emrv1.Member, r
 	return service, nil
 }
 
+// releasable refuses (ErrNoEmergencyRelease) a read of rec through
+// service whose data key the service could not release: the record is
+// wrapped under another key version than the patient's opt-in to the
+// service holds (a rotation that did not re-wrap it). Without an opt-in,
+// or with one revoked or ended, the chain refuses the read itself, and
+// says why.
+func (c *Client) releasable(ctx context.Context, rec *emrv1.Record, service []byte) error {
+	optIn, info, err := c.Permission(ctx, rec.PatientId, service)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("the patient's opt-in to emergency service %X: %w", service, err)
+	}
+	ended := optIn.RevokedHeight != 0 || !info.timeOrNow().Before(optIn.GetNotAfter().AsTime())
+	if !ended && optIn.KeyVersion != rec.KeyVersion {
+		return fmt.Errorf("%w, so no read was logged: record %d's data key is wrapped under the patient's key version %d, and the opt-in to emergency service %X holds version %d (a key rotation did not re-wrap the record)",
+			ErrNoEmergencyRelease, rec.Sequence, rec.KeyVersion, service, optIn.KeyVersion)
+	}
+	return nil
+}
+
+// findEmergencySidecar makes sure, before an emergency read is logged,
+// that one of the sidecars runs service (its /healthz names it): one
+// unsigned GET /healthz to each, all at once, each bounded by
+// sidecarProbeTimeout and ctx. If none does, the error matches
+// ErrNoEmergencyRelease and says what each sidecar answered.
+func findEmergencySidecar(ctx context.Context, opts TransferOptions, service []byte) error {
+	urls := opts.distinctSidecars()
+	pctx, cancel := context.WithTimeout(ctx, sidecarProbeTimeout)
+	defer cancel()
+	type answer struct {
+		i      int
+		health *sidecar.Health
+		err    error
+	}
+	answers := make(chan answer, len(urls)) // none blocks once we stop listening
+	for i, u := range urls {
+		go func() {
+			h, err := opts.sidecarClient(u, nil).Health(pctx)
+			answers <- answer{i, h, err}
+		}()
+	}
+	want := hex.EncodeToString(service)
+	says := make([]string, len(urls))
+	for range urls {
+		a := <-answers
+		switch {
+		case a.err != nil:
+			says[a.i] = fmt.Sprintf("%s: %v", urls[a.i], a.err)
+		case a.health.EmergencyService == want:
+			return nil
+		case a.health.EmergencyService == "":
+			says[a.i] = urls[a.i] + " runs no emergency service"
+		default:
+			says[a.i] = fmt.Sprintf("%s runs emergency service %s", urls[a.i], a.health.EmergencyService)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return fmt.Errorf("%w, so no read was logged: none of the sidecars runs emergency service %X (give the sidecar of that service with --sidecar): %s",
+		ErrNoEmergencyRelease, service, strings.Join(says, "; "))
+}
+
 // EmergencyServiceFor is the emergency service a break-glass read by
 // clinician of the patient's records of category ("" for any category)
 // goes through when the clinician names none: the first, by address, of
@@ -277,11 +361,13 @@ func (c *Client) EmergencyServiceFor(ctx context.Context, clinician *emrv1.Membe
 // for the ciphertext (retry: the read was logged just now). If none
 // releases the key the error wraps ErrEmergencyKeyNotReleased and each
 // sidecar's failure.
-func emergencyKey(ctx context.Context, s Signer, encPriv *ecdh.PrivateKey, rec *emrv1.Record, service []byte, opts TransferOptions, retry bool) ([]byte, string, error) {
+func emergencyKey(ctx context.Context, s Signer, encPriv *ecdh.PrivateKey, rec *emrv1.Record, service []byte, opens func([]byte) error,
+	opts TransferOptions, retry bool) ([]byte, string, error) {
 	rounds, delay := opts.rounds(retry)
 	sidecars := opts.distinctSidecars()
 	done := map[string]bool{} // sidecars not to ask again
 	var fails sidecarErrors
+	var refused *sidecar.Error // the first refusal for good
 	for round := 0; round < rounds && len(done) < len(sidecars); round++ {
 		if round > 0 {
 			if err := ctxtime.Sleep(ctx, delay); err != nil {
@@ -301,21 +387,66 @@ func emergencyKey(ctx context.Context, s Signer, encPriv *ecdh.PrivateKey, rec *
 			if err == nil {
 				var key []byte
 				if key, err = openEmergencyKey(k, encPriv, s.Address(), rec, service); err == nil {
-					return key, u, nil
+					// Anyone can seal a key to the clinician: only one
+					// that decrypts the ciphertext is the service's.
+					if err = opens(key); err == nil {
+						return key, u, nil
+					}
+					clear(key)
+					err = fmt.Errorf("the data key released: %w", err)
 				}
 				done[u] = true
 			}
 			if ctx.Err() != nil {
 				return nil, "", ctx.Err()
 			}
-			if notTheService(err) {
+			var se *sidecar.Error
+			switch {
+			case notTheService(err):
 				done[u] = true
+			case errors.As(err, &se) && finalKeyRefusal(se):
+				done[u] = true
+				if refused == nil {
+					refused = se
+				}
 			}
 			fails = fails.add(&sidecarFailure{URL: u, Err: err})
 		}
 	}
-	return nil, "", fmt.Errorf("%w (emergency service %X): %w", ErrEmergencyKeyNotReleased, service, fails)
+	return nil, "", &KeyNotReleasedError{Service: service, Failures: fails, Refusal: refused}
 }
+
+// finalKeyRefusal says whether an emergency service's answer refuses the
+// release for good, so that asking it again will not help while that
+// holds: a 4xx (but 408 and 429) that is not "not this service" (the read
+// no longer stands, the record's key version), or a 500 that says its key
+// or the patient's opt-in is unusable.
+func finalKeyRefusal(se *sidecar.Error) bool {
+	return refusedOutright(se.StatusCode) ||
+		(se.StatusCode == http.StatusInternalServerError && (se.Code == "emergency_key_mismatch" || se.Code == "opt_in_unusable"))
+}
+
+// KeyNotReleasedError is why no sidecar released an emergency read's data
+// key. It matches ErrEmergencyKeyNotReleased, and errors.As finds each
+// sidecar's failure.
+type KeyNotReleasedError struct {
+	// Service is the emergency service the read went through.
+	Service []byte
+	// Failures are the distinct failures, in the order they came.
+	Failures []error
+	// Refusal is set when the service refused the release for good (the
+	// first such answer): asking again will not help while it holds.
+	Refusal *sidecar.Error
+}
+
+func (e *KeyNotReleasedError) Error() string {
+	return fmt.Sprintf("%v (emergency service %X): %v", ErrEmergencyKeyNotReleased, e.Service, sidecarErrors(e.Failures))
+}
+
+// Is matches ErrEmergencyKeyNotReleased.
+func (e *KeyNotReleasedError) Is(target error) bool { return target == ErrEmergencyKeyNotReleased }
+
+func (e *KeyNotReleasedError) Unwrap() []error { return e.Failures }
 
 // notTheService says whether err is a sidecar's answer that it does not
 // run the emergency service a read names.

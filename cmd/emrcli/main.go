@@ -62,6 +62,12 @@ func hint(err error) string {
 		}
 		return ". Hint: the read is on chain; retry with --reuse-access (and the right --sidecar) within the sidecars' access window, which logs no second read"
 	case errors.Is(err, client.ErrEmergencyKeyNotReleased):
+		var kn *client.KeyNotReleasedError
+		if errors.As(err, &kn) && kn.Refusal != nil {
+			r := kn.Refusal
+			return fmt.Sprintf(". Hint: the emergency read is on chain, but the emergency service refuses to release the record's key (%d %s: %s); retrying, with --reuse-access or without, will not help while that holds",
+				r.StatusCode, http.StatusText(r.StatusCode), r.Reason)
+		}
 		return ". Hint: the emergency read is on chain; retry with --reuse-access and a --sidecar that runs the emergency service, within the emergency window (emrcli params), which logs no second read"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return ". Hint: nothing listens at that address. Is the node (or sidecar) running there? --node and --sidecar say where to look; emrcli light init records both"

@@ -1085,6 +1085,11 @@ type Health struct {
 	Height       int64  `json:"height,omitempty"`
 	BlockTime    string `json:"block_time,omitempty"`
 	ChainError   string `json:"chain_error,omitempty"`
+	// EmergencyService is the member address, in hex, of the emergency
+	// service this sidecar runs (Options.Emergency), if any: clients find
+	// the sidecar that releases an emergency read's data key by it before
+	// they log the read.
+	EmergencyService string `json:"emergency_service,omitempty"`
 }
 
 // NotOpenHandler answers every request with 503 and why (backend names
@@ -1176,6 +1181,9 @@ func (s *Server) runHealthChecks(done chan struct{}) {
 	defer cancel()
 	c := &s.health
 	h := Health{Status: "ok", Backend: s.store.Name()}
+	if s.opts.Emergency != nil {
+		h.EmergencyService = hex.EncodeToString(s.opts.Emergency.Address)
+	}
 	// The two checks run side by side: a slow store must not use up the
 	// node's time.
 	var storeErr error
