@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -59,18 +60,19 @@ func notService(code string) func(int32, http.ResponseWriter) {
 	}
 }
 
-// TestEmergencyKeyAsksTheSidecarsInOrder: the sidecars that do not run the
-// service (404 no_emergency_service, other_emergency_service) are passed
-// over, asked once each; one whose node is behind (503 chain_behind) is
-// asked again in the next round; the key released opens with the
-// clinician's key and is the record's.
-func TestEmergencyKeyAsksTheSidecarsInOrder(t *testing.T) {
+// emergencyFixture is a clinician's encryption key, a record's data key,
+// an emergency service's address, the record, and seal, which seals the
+// data key to the clinician with a binding.
+func emergencyFixture(t *testing.T) (*ecdh.PrivateKey, []byte, []byte, *emrv1.Record, func(crypto.EnvelopeBinding) []byte) {
+	t.Helper()
 	clinician, err := crypto.GenerateEncryptionKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	dataKey, _ := crypto.GenerateKey()
-	service := bytes.Repeat([]byte{0xE5}, 20)
+	dataKey, err := crypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
 	rec := &emrv1.Record{PatientId: bytes.Repeat([]byte{7}, 32), Sequence: 3, KeyVersion: 2, Category: testCategory}
 	seal := func(b crypto.EnvelopeBinding) []byte {
 		env, err := crypto.SealEnvelope(clinician.PublicKey(), dataKey, b)
@@ -79,6 +81,16 @@ func TestEmergencyKeyAsksTheSidecarsInOrder(t *testing.T) {
 		}
 		return env
 	}
+	return clinician, dataKey, bytes.Repeat([]byte{0xE5}, 20), rec, seal
+}
+
+// TestEmergencyKeyAsksTheSidecarsInOrder: the sidecars that do not run the
+// service (404 no_emergency_service, other_emergency_service) are passed
+// over, asked once each; one whose node is behind (503 chain_behind) is
+// asked again in the next round; the key released opens with the
+// clinician's key and is the record's.
+func TestEmergencyKeyAsksTheSidecarsInOrder(t *testing.T) {
+	clinician, dataKey, service, rec, seal := emergencyFixture(t)
 	none, noneAsked := emergencySidecar(t, notService(sidecar.CodeNoEmergencyService))
 	other, otherAsked := emergencySidecar(t, notService(sidecar.CodeOtherEmergencyService))
 	svc, svcAsked := emergencySidecar(t, func(n int32, w http.ResponseWriter) {
@@ -106,17 +118,7 @@ func TestEmergencyKeyAsksTheSidecarsInOrder(t *testing.T) {
 // clinician's key (sealed to another record) releases nothing: the error
 // matches ErrEmergencyKeyNotReleased and says why.
 func TestEmergencyKeyRefusesAnAnswerNotForTheRead(t *testing.T) {
-	clinician, _ := crypto.GenerateEncryptionKey()
-	dataKey, _ := crypto.GenerateKey()
-	service := bytes.Repeat([]byte{0xE5}, 20)
-	rec := &emrv1.Record{PatientId: bytes.Repeat([]byte{7}, 32), Sequence: 3, KeyVersion: 2, Category: testCategory}
-	seal := func(b crypto.EnvelopeBinding) []byte {
-		env, err := crypto.SealEnvelope(clinician.PublicKey(), dataKey, b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return env
-	}
+	clinician, dataKey, service, rec, seal := emergencyFixture(t)
 	for _, tc := range []struct {
 		name   string
 		change func(k *sidecar.EmergencyKey)
