@@ -199,7 +199,8 @@ func (c *Client) EmergencyDownload(ctx context.Context, s Signer, req EmergencyD
 	if err := c.releasable(ctx, rec, service); err != nil {
 		return nil, err
 	}
-	if err := findEmergencySidecar(ctx, opts, service); err != nil {
+	named, err := findEmergencySidecar(ctx, opts, service)
+	if err != nil {
 		return nil, err
 	}
 	var logRead func() (*TxResult, error)
@@ -215,7 +216,7 @@ func (c *Client) EmergencyDownload(ctx context.Context, s Signer, req EmergencyD
 	var keySidecar string
 	released := func(opens func([]byte) error) ([]byte, error) {
 		var kerr error
-		dataKey, keySidecar, kerr = emergencyKey(ctx, s, req.EncKey, rec, service, opens, opts, logRead != nil)
+		dataKey, keySidecar, kerr = emergencyKey(ctx, s, req.EncKey, rec, service, named, opens, opts, logRead != nil)
 		return dataKey, kerr
 	}
 	saved, err := saveDecrypted(ctx, s, fmt.Sprintf("record %d", req.Record), recordBlob(rec), released,
@@ -293,11 +294,15 @@ func (c *Client) releasable(ctx context.Context, rec *emrv1.Record, service []by
 }
 
 // findEmergencySidecar makes sure, before an emergency read is logged,
-// that one of the sidecars runs service (its /healthz names it): one
-// unsigned GET /healthz to each, all at once, each bounded by
-// sidecarProbeTimeout and ctx. If none does, the error matches
-// ErrNoEmergencyRelease and says what each sidecar answered.
-func findEmergencySidecar(ctx context.Context, opts TransferOptions, service []byte) error {
+// that one of the sidecars may run service: one unsigned GET /healthz to
+// each, all at once, each bounded by sidecarProbeTimeout and ctx. It
+// returns the sidecars whose /healthz names the service. Only when every
+// sidecar's /healthz says it runs no emergency service or another one is
+// the read refused (an error matching ErrNoEmergencyRelease, with what
+// each said); a sidecar whose /healthz cannot say (a 503 while its blob
+// store is down, a proxy that does not route it, no answer) may still be
+// the service, and the key request decides.
+func findEmergencySidecar(ctx context.Context, opts TransferOptions, service []byte) (map[string]bool, error) {
 	urls := opts.distinctSidecars()
 	pctx, cancel := context.WithTimeout(ctx, sidecarProbeTimeout)
 	defer cancel()
@@ -314,14 +319,16 @@ func findEmergencySidecar(ctx context.Context, opts TransferOptions, service []b
 		}()
 	}
 	want := hex.EncodeToString(service)
+	named := map[string]bool{}
+	unknown := false
 	says := make([]string, len(urls))
 	for range urls {
 		a := <-answers
 		switch {
 		case a.err != nil:
-			says[a.i] = fmt.Sprintf("%s: %v", urls[a.i], a.err)
+			unknown = true
 		case a.health.EmergencyService == want:
-			return nil
+			named[urls[a.i]] = true
 		case a.health.EmergencyService == "":
 			says[a.i] = urls[a.i] + " runs no emergency service"
 		default:
@@ -329,9 +336,12 @@ func findEmergencySidecar(ctx context.Context, opts TransferOptions, service []b
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
-	return fmt.Errorf("%w, so no read was logged: none of the sidecars runs emergency service %X (give the sidecar of that service with --sidecar): %s",
+	if len(named) > 0 || unknown {
+		return named, nil
+	}
+	return nil, fmt.Errorf("%w, so no read was logged: none of the sidecars runs emergency service %X (give the sidecar of that service with --sidecar): %s",
 		ErrNoEmergencyRelease, service, strings.Join(says, "; "))
 }
 
@@ -358,11 +368,14 @@ func (c *Client) EmergencyServiceFor(ctx context.Context, clinician *emrv1.Membe
 // nor is one whose answer does not open or names another record, service
 // or key version; one that is not there yet (its node behind the read:
 // chain_behind, a 503) is asked again in a later round, as fetchBlob asks
-// for the ciphertext (retry: the read was logged just now). If none
-// releases the key the error wraps ErrEmergencyKeyNotReleased and each
-// sidecar's failure.
-func emergencyKey(ctx context.Context, s Signer, encPriv *ecdh.PrivateKey, rec *emrv1.Record, service []byte, opens func([]byte) error,
-	opts TransferOptions, retry bool) ([]byte, string, error) {
+// for the ciphertext (retry: the read was logged just now); one that
+// refuses for good (finalKeyRefusal) is not asked again, and when it is
+// among named (the sidecars whose /healthz names the service) its refusal
+// is the error's Refusal. A key that does not decrypt the ciphertext
+// (opens) is passed over. If none releases the key the error is a
+// *KeyNotReleasedError.
+func emergencyKey(ctx context.Context, s Signer, encPriv *ecdh.PrivateKey, rec *emrv1.Record, service []byte, named map[string]bool,
+	opens func([]byte) error, opts TransferOptions, retry bool) ([]byte, string, error) {
 	rounds, delay := opts.rounds(retry)
 	sidecars := opts.distinctSidecars()
 	done := map[string]bool{} // sidecars not to ask again
@@ -406,7 +419,7 @@ func emergencyKey(ctx context.Context, s Signer, encPriv *ecdh.PrivateKey, rec *
 				done[u] = true
 			case errors.As(err, &se) && finalKeyRefusal(se):
 				done[u] = true
-				if refused == nil {
+				if refused == nil && named[u] {
 					refused = se
 				}
 			}
@@ -435,7 +448,9 @@ type KeyNotReleasedError struct {
 	// Failures are the distinct failures, in the order they came.
 	Failures []error
 	// Refusal is set when the service refused the release for good (the
-	// first such answer): asking again will not help while it holds.
+	// first such answer of a sidecar whose /healthz names the service: any
+	// other sidecar's refusal is not the service's word): asking again
+	// will not help while it holds.
 	Refusal *sidecar.Error
 }
 

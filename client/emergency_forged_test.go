@@ -52,7 +52,7 @@ func TestAForgedEmergencyKeyIsPassedOver(t *testing.T) {
 	opts := TransferOptions{Sidecars: []string{forger.URL, e.urls[0], honest.URL}, RetryDelay: 10 * time.Millisecond}
 	ctx := context.Background()
 	released := func(opens func([]byte) error) ([]byte, error) {
-		k, _, err := emergencyKey(ctx, e.signer, clinician, rec, service, opens, opts, false)
+		k, _, err := emergencyKey(ctx, e.signer, clinician, rec, service, nil, opens, opts, false)
 		return k, err
 	}
 	out := filepath.Join(t.TempDir(), "allergies.out")

@@ -101,7 +101,7 @@ func TestEmergencyKeyAsksTheSidecarsInOrder(t *testing.T) {
 		writeJSON(w, http.StatusOK, keyAnswer(t, rec, service, dataKey, seal))
 	})
 	opts := TransferOptions{Sidecars: []string{none.URL, other.URL, svc.URL}, RetryDelay: 10 * time.Millisecond}
-	got, url, err := emergencyKey(context.Background(), testSigner, clinician, rec, service, anyKeyOpens, opts, true)
+	got, url, err := emergencyKey(context.Background(), testSigner, clinician, rec, service, nil, anyKeyOpens, opts, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestEmergencyKeyRefusesAnAnswerNotForTheRead(t *testing.T) {
 				writeJSON(w, http.StatusOK, k)
 			})
 			opts := TransferOptions{Sidecars: []string{srv.URL}, RetryDelay: 10 * time.Millisecond}
-			_, _, err := emergencyKey(context.Background(), testSigner, clinician, rec, service, anyKeyOpens, opts, true)
+			_, _, err := emergencyKey(context.Background(), testSigner, clinician, rec, service, nil, anyKeyOpens, opts, true)
 			if !errors.Is(err, ErrEmergencyKeyNotReleased) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v; want ErrEmergencyKeyNotReleased saying %q", err, tc.want)
 			}
@@ -156,7 +156,7 @@ func TestEmergencyKeyNoServiceAmongTheSidecars(t *testing.T) {
 	clinician, _ := crypto.GenerateEncryptionKey()
 	none, asked := emergencySidecar(t, notService(sidecar.CodeNoEmergencyService))
 	rec := &emrv1.Record{PatientId: bytes.Repeat([]byte{7}, 32), Sequence: 1}
-	_, _, err := emergencyKey(context.Background(), testSigner, clinician, rec, bytes.Repeat([]byte{1}, 20), anyKeyOpens,
+	_, _, err := emergencyKey(context.Background(), testSigner, clinician, rec, bytes.Repeat([]byte{1}, 20), nil, anyKeyOpens,
 		TransferOptions{Sidecars: []string{none.URL}, RetryDelay: time.Millisecond}, true)
 	if !errors.Is(err, ErrEmergencyKeyNotReleased) || !strings.Contains(err.Error(), "no such emergency service") {
 		t.Fatalf("err = %v", err)
