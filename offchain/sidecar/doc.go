@@ -51,7 +51,8 @@
 //	  open to the record's key). Signed, authenticated and height-waited
 //	  like a blob GET.
 //	GET /healthz             200/503 JSON: the store and the chain reachable
-//	  (checked at most once a second; which failed, the error in the log).
+//	  (checked at most once a second; which failed, the error in the log),
+//	  and the emergency service it runs (emergency_service), if any.
 //	GET /metrics             Prometheus: emrchain_sidecar_bytes_in_total,
 //	  bytes_out_total, requests_total{route,outcome},
 //	  request_duration_seconds{route}, sweep_* counters,
