@@ -1033,20 +1033,8 @@ var sidecarProbeTimeout = 5 * time.Second
 // sidecar's failure. Whether the sidecars will serve the blob to the
 // signer is decided after the read is logged, by the sidecars.
 func probeSidecars(ctx context.Context, opts TransferOptions) error {
-	urls := opts.distinctSidecars()
-	pctx, cancel := context.WithTimeout(ctx, sidecarProbeTimeout)
+	urls, answers, cancel := askHealth(ctx, opts)
 	defer cancel()
-	type answer struct {
-		i   int
-		err error
-	}
-	answers := make(chan answer, len(urls)) // none blocks once we stop listening
-	for i, u := range urls {
-		go func() {
-			_, err := opts.sidecarClient(u, nil).Health(pctx)
-			answers <- answer{i, err}
-		}()
-	}
 	fails := make(sidecarErrors, len(urls))
 	for range urls {
 		a := <-answers
@@ -1063,6 +1051,31 @@ func probeSidecars(ctx context.Context, opts TransferOptions) error {
 		return err
 	}
 	return &unreachableError{fails}
+}
+
+// healthAnswer is sidecar i's answer to GET /healthz (askHealth).
+type healthAnswer struct {
+	i      int
+	health *sidecar.Health
+	err    error
+}
+
+// askHealth sends one unsigned GET /healthz to each distinct sidecar, all
+// at once, each bounded by sidecarProbeTimeout and ctx: it returns the
+// sidecars, a channel that gets one answer per sidecar as it comes (none
+// blocks once the caller stops listening), and the cancel that ends the
+// requests still out.
+func askHealth(ctx context.Context, opts TransferOptions) ([]string, <-chan healthAnswer, context.CancelFunc) {
+	urls := opts.distinctSidecars()
+	pctx, cancel := context.WithTimeout(ctx, sidecarProbeTimeout)
+	answers := make(chan healthAnswer, len(urls))
+	for i, u := range urls {
+		go func() {
+			h, err := opts.sidecarClient(u, nil).Health(pctx)
+			answers <- healthAnswer{i, h, err}
+		}()
+	}
+	return urls, answers, cancel
 }
 
 // unreachableError: no sidecar answered probeSidecars, and no read was

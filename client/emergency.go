@@ -294,30 +294,15 @@ func (c *Client) releasable(ctx context.Context, rec *emrv1.Record, service []by
 }
 
 // findEmergencySidecar makes sure, before an emergency read is logged,
-// that one of the sidecars may run service: one unsigned GET /healthz to
-// each, all at once, each bounded by sidecarProbeTimeout and ctx. It
-// returns the sidecars whose /healthz names the service. Only when every
+// that one of the sidecars may run service (askHealth). It returns the sidecars whose /healthz names the service. Only when every
 // sidecar's /healthz says it runs no emergency service or another one is
 // the read refused (an error matching ErrNoEmergencyRelease, with what
 // each said); a sidecar whose /healthz cannot say (a 503 while its blob
 // store is down, a proxy that does not route it, no answer) may still be
 // the service, and the key request decides.
 func findEmergencySidecar(ctx context.Context, opts TransferOptions, service []byte) (map[string]bool, error) {
-	urls := opts.distinctSidecars()
-	pctx, cancel := context.WithTimeout(ctx, sidecarProbeTimeout)
+	urls, answers, cancel := askHealth(ctx, opts)
 	defer cancel()
-	type answer struct {
-		i      int
-		health *sidecar.Health
-		err    error
-	}
-	answers := make(chan answer, len(urls)) // none blocks once we stop listening
-	for i, u := range urls {
-		go func() {
-			h, err := opts.sidecarClient(u, nil).Health(pctx)
-			answers <- answer{i, h, err}
-		}()
-	}
 	want := hex.EncodeToString(service)
 	named := map[string]bool{}
 	unknown := false
