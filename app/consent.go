@@ -100,11 +100,11 @@ func granteeMayHold(grantee *emrv1.Member, rights []emrv1.Right) error {
 	optIn := slices.Contains(rights, emrv1.Right_RIGHT_EMERGENCY)
 	switch {
 	case optIn && grantee.Role != emrv1.Role_ROLE_EMERGENCY_SERVICE:
-		return fmt.Errorf("%w: the emergency right is granted to an organization's emergency service, %X is a %s", ErrUnauthorized, grantee.Address, roleName(grantee.Role))
+		return fmt.Errorf("%w: the emergency right is granted to an organization's emergency service, %X is a %s", ErrUnauthorized, grantee.Address, RoleName(grantee.Role))
 	case !optIn && grantee.Role == emrv1.Role_ROLE_EMERGENCY_SERVICE:
 		return fmt.Errorf("%w: an emergency service is granted only the emergency right (an opt-in to break-glass reads by its organization's clinicians), not %v", ErrUnauthorized, rights)
 	case !optIn && grantee.Role != emrv1.Role_ROLE_CLINICIAN && grantee.Role != emrv1.Role_ROLE_RESEARCHER:
-		return fmt.Errorf("%w: consent can be given to clinicians and researchers, %X is a %s", ErrUnauthorized, grantee.Address, roleName(grantee.Role))
+		return fmt.Errorf("%w: consent can be given to clinicians and researchers, %X is a %s", ErrUnauthorized, grantee.Address, RoleName(grantee.Role))
 	}
 	return nil
 }

@@ -28,7 +28,7 @@ type breakGlass struct {
 // that names the service, on the patient's audit trail like every read.
 func (ctx *txContext) breakGlass(p *emrv1.Patient, via []byte) (*breakGlass, error) {
 	if ctx.signer.Role != emrv1.Role_ROLE_CLINICIAN {
-		return nil, fmt.Errorf("%w: only a clinician breaks the glass, the signer is a %s", ErrUnauthorized, roleName(ctx.signer.Role))
+		return nil, fmt.Errorf("%w: only a clinician breaks the glass, the signer is a %s", ErrUnauthorized, RoleName(ctx.signer.Role))
 	}
 	service, err := ctx.st.member(via)
 	if err != nil {

@@ -182,7 +182,7 @@ func (ctx *txContext) authenticate() error {
 	}
 	if _, enrolling := ctx.tx.Body.Msg.Sum.(*emrv1.Msg_EnrollPatient); enrolling {
 		if member != nil {
-			return fmt.Errorf("%w: account %X is already a %s", ErrAlreadyExists, signer, roleName(member.Role))
+			return fmt.Errorf("%w: account %X is already a %s", ErrAlreadyExists, signer, RoleName(member.Role))
 		}
 		return nil
 	}
@@ -334,7 +334,8 @@ func CheckBlobSize(p *emrv1.Params, size uint64) error {
 	return nil
 }
 
-func roleName(r emrv1.Role) string {
+// RoleName names a role in messages: "clinician", "emergency service".
+func RoleName(r emrv1.Role) string {
 	switch r {
 	case emrv1.Role_ROLE_PATIENT:
 		return "patient"
@@ -348,6 +349,8 @@ func roleName(r emrv1.Role) string {
 		return "auditor"
 	case emrv1.Role_ROLE_EMERGENCY_SERVICE:
 		return "emergency service"
+	case emrv1.Role_ROLE_STORAGE_SERVICE:
+		return "storage service"
 	}
 	return r.String()
 }

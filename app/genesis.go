@@ -181,10 +181,8 @@ func ValidateGenesis(g *emrv1.GenesisState) error {
 			checkText("credential reference", m.CredentialRef, false)); err != nil {
 			return bad("member %d: %v", i, err)
 		}
-		switch m.Role {
-		case emrv1.Role_ROLE_REGISTRAR, emrv1.Role_ROLE_CLINICIAN, emrv1.Role_ROLE_RESEARCHER, emrv1.Role_ROLE_AUDITOR, emrv1.Role_ROLE_EMERGENCY_SERVICE:
-		default:
-			return bad("member %d: genesis members are registrars, clinicians, researchers, auditors or emergency services, not %s", i, m.Role)
+		if !RegistrableRole(m.Role) {
+			return bad("member %d: a genesis member's role is %s, not %s", i, registrableRoles, m.Role)
 		}
 		if orgs[m.OrganizationId] == nil {
 			return bad("member %d: unknown organization %q", i, m.OrganizationId)

@@ -199,7 +199,7 @@ func (ctx *txContext) openProposal(id uint64) (*emrv1.Proposal, error) {
 // organization).
 func (ctx *txContext) requireRegistrar() error {
 	if ctx.signer.Role != emrv1.Role_ROLE_REGISTRAR {
-		return fmt.Errorf("%w: only a registrar may do this, the signer is a %s", ErrUnauthorized, roleName(ctx.signer.Role))
+		return fmt.Errorf("%w: only a registrar may do this, the signer is a %s", ErrUnauthorized, RoleName(ctx.signer.Role))
 	}
 	return nil
 }

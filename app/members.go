@@ -65,7 +65,7 @@ func (ctx *txContext) newMemberAddress(signPubKey []byte) ([]byte, error) {
 		return nil, err
 	}
 	if existing != nil {
-		return nil, fmt.Errorf("%w: %X is already a %s", ErrAlreadyExists, addr, roleName(existing.Role))
+		return nil, fmt.Errorf("%w: %X is already a %s", ErrAlreadyExists, addr, RoleName(existing.Role))
 	}
 	return addr, nil
 }

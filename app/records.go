@@ -165,7 +165,7 @@ func (ctx *txContext) consentReads(p *emrv1.Patient, purpose emrv1.Purpose, righ
 	}
 	if perm.Anonymise && ctx.signer.Role != emrv1.Role_ROLE_CLINICIAN {
 		return fmt.Errorf("%w: the patient consented to study %q only anonymised, so a %s reads the anonymised share a clinician made, not the record",
-			ErrUnauthorized, perm.StudyId, roleName(ctx.signer.Role))
+			ErrUnauthorized, perm.StudyId, RoleName(ctx.signer.Role))
 	}
 	return nil
 }

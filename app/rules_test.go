@@ -685,13 +685,14 @@ func TestRegisterMemberRole(t *testing.T) {
 		return msg
 	}
 	role := func(r emrv1.Role) *emrv1.Msg { return with(func(m *emrv1.MsgRegisterMember) { m.Role = r }) }
-	const roleRule = "role must be clinician, researcher, auditor, registrar or emergency service"
+	const roleRule = "role must be clinician, researcher, auditor, registrar, emergency service or storage service"
 	ruleRun(t, c, c.Now, []ruleCase{
 		{"clinician", w.regA, role(emrv1.Role_ROLE_CLINICIAN), nil, nil},
 		{"researcher", w.regA, role(emrv1.Role_ROLE_RESEARCHER), nil, nil},
 		{"auditor", w.regA, role(emrv1.Role_ROLE_AUDITOR), nil, nil},
 		{"registrar", w.regA, role(emrv1.Role_ROLE_REGISTRAR), nil, nil},
 		{"emergency service", w.regA, role(emrv1.Role_ROLE_EMERGENCY_SERVICE), nil, nil},
+		{"storage service", w.regA, role(emrv1.Role_ROLE_STORAGE_SERVICE), nil, nil},
 		{"patient", w.regA, role(emrv1.Role_ROLE_PATIENT), app.ErrInvalidMsg, []string{"register_member", roleRule}},
 		{"unspecified", w.regA, role(emrv1.Role_ROLE_UNSPECIFIED), app.ErrInvalidMsg, []string{roleRule}},
 		{"out of range", w.regA, role(emrv1.Role(42)), app.ErrInvalidMsg, []string{roleRule}},

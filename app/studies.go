@@ -57,7 +57,7 @@ func (ctx *txContext) shareRecord(m *emrv1.MsgShareRecord) error {
 		return err
 	}
 	if ctx.signer.Role != emrv1.Role_ROLE_CLINICIAN {
-		return fmt.Errorf("%w: only clinicians share records with studies, the signer is a %s", ErrUnauthorized, roleName(ctx.signer.Role))
+		return fmt.Errorf("%w: only clinicians share records with studies, the signer is a %s", ErrUnauthorized, RoleName(ctx.signer.Role))
 	}
 	rec, err := ctx.st.record(p.Id, m.RecordSequence)
 	if err != nil {

@@ -109,11 +109,24 @@ func checkProposalID(id uint64) error {
 	return nil
 }
 
+// RegistrableRole reports whether a registrar may register a member with
+// role r (and genesis seat one): every role but the patient's, which a
+// patient takes by enrolling itself.
+func RegistrableRole(r emrv1.Role) bool {
+	switch r {
+	case emrv1.Role_ROLE_CLINICIAN, emrv1.Role_ROLE_RESEARCHER, emrv1.Role_ROLE_AUDITOR, emrv1.Role_ROLE_REGISTRAR,
+		emrv1.Role_ROLE_EMERGENCY_SERVICE, emrv1.Role_ROLE_STORAGE_SERVICE:
+		return true
+	}
+	return false
+}
+
+// registrableRoles names them for errors.
+const registrableRoles = "clinician, researcher, auditor, registrar, emergency service or storage service"
+
 func validateRegisterMember(m *emrv1.MsgRegisterMember) error {
-	switch m.Role {
-	case emrv1.Role_ROLE_CLINICIAN, emrv1.Role_ROLE_RESEARCHER, emrv1.Role_ROLE_AUDITOR, emrv1.Role_ROLE_REGISTRAR, emrv1.Role_ROLE_EMERGENCY_SERVICE:
-	default:
-		return fmt.Errorf("role must be clinician, researcher, auditor, registrar or emergency service, got %s", m.Role)
+	if !RegistrableRole(m.Role) {
+		return fmt.Errorf("role must be %s, got %s", registrableRoles, m.Role)
 	}
 	return firstError(
 		checkSigningKey("signing key", m.SignPubKey),

@@ -66,7 +66,9 @@ configure() {
 # (enable_pprof, enable_metrics turn them on).
 write_net() {
   BASE=$(free_base)
-  run "$EMRCHAIND" testnet --output "$1" --base-port "$BASE" --chain-id "$2" --backend "$BACKEND" \
+  # --replicate=false: the load uploads no blobs, and a storage service would
+  # ask its peers for every record's (bench_chain.sh's header).
+  run "$EMRCHAIND" testnet --output "$1" --base-port "$BASE" --chain-id "$2" --backend "$BACKEND" --replicate=false \
     ${TIMEOUT_COMMIT:+--timeout-commit "$TIMEOUT_COMMIT"} >/dev/null
   configure "$1"
   METRICS_PORT=$((BASE + 17))

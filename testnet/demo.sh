@@ -11,10 +11,12 @@
 #      a week;
 #   3. dr-alice encrypts a radiation dose report and uploads it through
 #      hospital-a's sidecar; its metadata (hash, wrapped key) goes on chain;
-#   4. dr-bob downloads it through hospital-b's own sidecar (which fetches
-#      the ciphertext from hospital-a's on his authorization): the read is
-#      logged on chain first, the ciphertext is checked against the proven
-#      hash, then decrypted;
+#      every other hospital's sidecar copies the ciphertext as a storage
+#      service once the record commits;
+#   4. dr-bob downloads it through hospital-b's own sidecar (from its copy;
+#      a sidecar without one fetches the ciphertext from a peer on his
+#      authorization): the read is logged on chain first, the ciphertext is
+#      checked against the proven hash, then decrypted;
 #   5. break-glass: hospital-a's registrar registers its emergency service
 #      (er-hospital-a; a sidecar of hospital-a is started as that service,
 #      holding its key) and dr-carol, an emergency physician ada granted
@@ -91,7 +93,23 @@ step "Dr Alice (hospital-a) encrypts and uploads a radiation dose report"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 printf '{"course":"breast, left, adjuvant","fractions":15,"dose_per_fraction_gy":2.67,"total_dose_gy":40.05,"date":"%s"}\n' "$(date -u +%F)" >"$WORK/dose.json"
-cli upload --from dr-alice --patient "$PID" --category radiation-dose --sidecar "$SIDECAR_A" --node "$RPC_A" "$WORK/dose.json"
+cli upload --from dr-alice --patient "$PID" --category radiation-dose --sidecar "$SIDECAR_A" --node "$RPC_A" "$WORK/dose.json" | tee "$WORK/upload.txt"
+SUM=$(grep 'ciphertext sha256' "$WORK/upload.txt" | grep -o '[0-9a-f]\{64\}' | head -1)
+
+step "Every hospital's sidecar keeps a copy of the ciphertext: their storage services copy it once its record commits"
+if grep -q '^storage_key = "storage-' "$ABS_DIR/node1/config/app.toml" 2>/dev/null; then
+  for n in 1 2 3; do
+    for _ in $(seq 100); do
+      [[ -n $(find "$ABS_DIR/node$n/data/blobs/blobs" -name "$SUM" 2>/dev/null) ]] && break
+      sleep 0.1
+    done
+    [[ -n $(find "$ABS_DIR/node$n/data/blobs/blobs" -name "$SUM" 2>/dev/null) ]] ||
+      die "node$n's sidecar has no copy of $SUM 10 s after its record committed (its log: $ABS_DIR/logs/node$n.log)"
+    echo "node$n's sidecar holds ciphertext $SUM"
+  done
+else
+  echo "(this localnet's sidecars have no storage service: MinIO-backed, or written before they had one)"
+fi
 
 step "Dr Bob (hospital-b) downloads it through hospital-b's sidecar: read logged, hash checked, decrypted"
 cli download --from dr-bob --patient "$PID" --record 1 -o "$WORK/dose-at-b.json" --sidecar "$SIDECAR_B" --node "$RPC_B"
@@ -109,7 +127,7 @@ SIDECAR_A_PORT=${SIDECAR_A##*:}
 ER_SIDECAR=127.0.0.1:${ER_SIDECAR_PORT:-$((SIDECAR_A_PORT + 50))}
 "$EMRCHAIND" sidecar --home "$ABS_DIR/node0" --node "$(field node0 rpc)" --listen "$ER_SIDECAR" \
   --backend fs --dir "$WORK/er-blobs" --ref-index-dir "$WORK/er-refs" \
-  --emergency-key er-hospital-a --emergency-keyring-home "$EMRCLI_HOME" --emergency-keyring-backend test \
+  --emergency-key er-hospital-a --emergency-keyring-home "$EMRCLI_HOME" --emergency-keyring-backend test --storage-key "" \
   >"$WORK/er-sidecar.log" 2>&1 &
 ER_PID=$!
 trap 'kill "$ER_PID" 2>/dev/null; wait "$ER_PID" 2>/dev/null; rm -rf "$WORK"' EXIT

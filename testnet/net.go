@@ -57,6 +57,12 @@ type Options struct {
 	// offchain/blobstore/miniotest: $EMRCHAIN_MINIO_BIN or ./bin/minio; the
 	// test is skipped without it) that every sidecar shares.
 	Blob string
+	// Replicate gives every fs sidecar a storage service of its own
+	// (`emrchaind testnet --replicate`), which copies every committed blob
+	// from its peers. Off unless set: the load of the fault tests commits
+	// records whose blobs are never uploaded, and every storage service
+	// would ask its peers for each.
+	Replicate bool
 	// TestnetArgs are extra arguments to `emrchaind testnet`.
 	TestnetArgs []string
 	// AllowPeers are node ids of nodes outside the testnet (a node joining
@@ -173,6 +179,9 @@ func Start(t testing.TB, o Options) *Net {
 			t.Skip(err)
 		}
 		args = append(args, "--blob", "minio", "--minio-addr", n.storage.addr)
+	}
+	if !o.Replicate {
+		args = append(args, "--replicate=false")
 	}
 	args = append(args, o.TestnetArgs...)
 	ctx, cancel := context.WithTimeout(context.Background(), initTimeout)

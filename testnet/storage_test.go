@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -129,6 +131,65 @@ func TestSidecarStorageKilled(t *testing.T) {
 		return status == "ok"
 	})
 	agree(ctx, t, net)
+}
+
+// TestBlobsReplicateOnTestnet: with every sidecar signing as a storage
+// service (emrchaind testnet's default), a blob uploaded to one hospital's
+// sidecar is copied to every other once its record commits, so a lost disk
+// loses no ciphertext; and a copy found damaged by a read is dropped and
+// copied back from a peer without anyone asking for it again.
+func TestBlobsReplicateOnTestnet(t *testing.T) {
+	ctx, net := setupWith(t, testnet.Options{Validators: 4, Replicate: true})
+	tr := testnet.Transport{Net: net}
+	clinician, _, id := careTeam(t, tr, apptest.HospitalA, "replica")
+	blob := make([]byte, 300<<10)
+	rand.Read(blob)
+	sum := sha256.Sum256(blob)
+	if err := net.WaitHeight(ctx, 0, net.MaxHeight()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sidecar.NewClient(net.SidecarURL(0), sidecar.KeySigner{Key: clinician.Sign}, nil).Put(ctx, id, "lab-results", sum, bytes.NewReader(blob), int64(len(blob))); err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+	mustSubmit(t, tr, "add record", clinician, addRecord(id, sum, len(blob)))
+	key := sidecar.BlobKey(id, "lab-results", sum)
+	// Where the fs store of node i's sidecar (HOME/data/blobs) keeps it
+	// (blobstore.FS.Path).
+	path := func(i int) string {
+		o := key.Owner.String()
+		return filepath.Join(net.Home(i), "data", "blobs", "blobs", o[:2], o, key.Sum.String())
+	}
+	stored := func(i int) []byte {
+		b, _ := os.ReadFile(path(i))
+		return b
+	}
+	if stored(0) == nil {
+		t.Fatal("the blob is not where the fs store keeps it on node0: the test reads the wrong path")
+	}
+	start := time.Now()
+	for i := 1; i < net.Len(); i++ {
+		waitFor(ctx, t, fmt.Sprintf("node%d's sidecar to copy the blob", i), func() bool { return bytes.Equal(stored(i), blob) })
+	}
+	t.Logf("the blob reached every sidecar %v after its record committed", time.Since(start).Round(time.Millisecond))
+
+	// A flipped bit on node2's disk: the next read there is cut short and
+	// the copy dropped; node2's storage service copies it back.
+	p := path(2)
+	damaged := bytes.Clone(blob)
+	damaged[len(damaged)/2] ^= 1
+	if err := os.WriteFile(p, damaged, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustSubmit(t, tr, "log the read", clinician, apptest.Access(id, emrv1.Purpose_PURPOSE_TREATMENT, 1))
+	if err := net.WaitHeight(ctx, 2, net.MaxHeight()); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	_, err := sidecar.NewClient(net.SidecarURL(2), sidecar.KeySigner{Key: clinician.Sign}, nil).Get(ctx, sidecar.RecordRef(id, 1), sum, &buf, nil)
+	if !errors.Is(err, sidecar.ErrCutShort) {
+		t.Fatalf("a read of the damaged copy: %v; want a transfer cut short", err)
+	}
+	waitFor(ctx, t, "node2's sidecar to copy back the blob it dropped", func() bool { return bytes.Equal(stored(2), blob) })
 }
 
 // addRecord is the AddRecord message for a blob of size bytes with SHA-256

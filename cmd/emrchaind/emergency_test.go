@@ -44,7 +44,7 @@ func TestSidecarEmergencyKey(t *testing.T) {
 		if err := c.resolve(nodeHome); err != nil {
 			return c, err
 		}
-		return c, c.loadEmergency(log.NewNopLogger())
+		return c, c.loadServiceKeys(log.NewNopLogger())
 	}
 	if c, err := load(defaultSidecarConfig()); err != nil || c.options().Emergency != nil {
 		t.Fatalf("no emergency_key: %v, %+v", err, c.options().Emergency)

@@ -126,8 +126,25 @@ type sidecarConfig struct {
 	EmergencyKeyringHome    string `toml:"emergency_keyring_home"`
 	EmergencyKeyringBackend string `toml:"emergency_keyring_backend"`
 	EmergencyPassphraseFile string `toml:"emergency_passphrase_file"`
-	// emergency is the service loadEmergency loaded; nil when none.
+	// StorageKey names, in an emrcli keyring, the key of the
+	// organization's storage service this sidecar signs as towards its
+	// peers (empty: none): with it, the sidecar copies every committed
+	// blob it lacks from its peers, and repairs a copy it finds damaged.
+	// The other three as for the emergency key (servicekey.go).
+	StorageKey            string `toml:"storage_key"`
+	StorageKeyringHome    string `toml:"storage_keyring_home"`
+	StorageKeyringBackend string `toml:"storage_keyring_backend"`
+	StoragePassphraseFile string `toml:"storage_passphrase_file"`
+	// ReplicaInterval between passes that copy the committed blobs this
+	// sidecar lacks (with a storage key); "0s" disables them (new blobs
+	// and repairs are still copied as they commit). ReplicaBytesPerSecond
+	// bounds the copying (0: no bound).
+	ReplicaInterval       duration `toml:"replica_interval"`
+	ReplicaBytesPerSecond int64    `toml:"replica_bytes_per_second"`
+	// emergency and storage are the services loadServiceKeys loaded; nil
+	// when none.
 	emergency *sidecar.EmergencyService
+	storage   sidecar.Signer
 }
 
 // duration is a time.Duration written "10m" in TOML.
@@ -170,7 +187,10 @@ func defaultSidecarConfig() sidecarConfig {
 		SweepMaxChecks:  sidecar.DefaultSweepMaxChecks,
 		Peers:           []string{},
 
-		EmergencyKeyringBackend: defaultEmergencyKeyringBackend,
+		EmergencyKeyringBackend: defaultServiceKeyringBackend,
+		StorageKeyringBackend:   defaultServiceKeyringBackend,
+		ReplicaInterval:         duration(sidecar.DefaultReplicaInterval),
+		ReplicaBytesPerSecond:   sidecar.DefaultReplicaBytesPerSecond,
 
 		ScrubInterval:       duration(sidecar.DefaultScrubInterval),
 		ScrubBytesPerSecond: sidecar.DefaultScrubBytesPerSecond,
@@ -336,12 +356,34 @@ emergency_key = %q
 emergency_keyring_home = %q
 emergency_keyring_backend = %q
 emergency_passphrase_file = %q
+# Replication: make this sidecar sign as its organization's storage service,
+# the member registered with role storage service ("emrcli member register
+# --role storage-service"), towards its peers. It then keeps a copy of the
+# ciphertext of every committed record and share, copied from its peers as
+# blocks commit and checked against its SHA-256, and copies back a copy its
+# scrub or a GET dropped as damaged; emrchain_sidecar_blobs_replicated_total
+# counts them. The peers serve these copies only to an active storage
+# service. storage_key, storage_keyring_home, storage_keyring_backend and
+# storage_passphrase_file (else EMRCHAIND_STORAGE_PASSPHRASE) are as for the
+# emergency key. Empty storage_key: this sidecar holds what is uploaded to it
+# and what members read through it. replica_interval: how often a pass looks
+# for every committed blob this sidecar lacks (the first one 30 s after
+# start; "0s": none, the blobs are still copied as they commit);
+# replica_bytes_per_second bounds the copying (0: no bound).
+storage_key = %q
+storage_keyring_home = %q
+storage_keyring_backend = %q
+storage_passphrase_file = %q
+replica_interval = %q
+replica_bytes_per_second = %d
 `, c.Enable, c.Listen, c.Node, c.Backend, c.Dir, c.RefIndexDir, c.MinIOEndpoint, c.MinIOBucket, c.MinIOAccessKey, c.MinIOSecretKey,
 		c.MinIOSecure, c.MinIORegion, c.MinIOPrefix, time.Duration(c.AccessWindow).String(), time.Duration(c.MaxClockSkew).String(), time.Duration(c.MaxHeadAge).String(),
 		c.ReplayCacheSize, c.ReplayPerSigner, c.FailedAuthPerMinute, c.PendingBytesPerSigner, c.PendingBytesPatients, c.PendingBytesTotal,
 		time.Duration(c.UploadIdleTimeout).String(), c.UploadMinRate, c.MaxUploads, c.MaxUploadsPerSigner, c.MaxUploadsPatients, time.Duration(c.SweepInterval).String(), time.Duration(c.SweepGrace).String(), c.SweepMaxDeletes, c.SweepMaxChecks,
 		time.Duration(c.ScrubInterval).String(), c.ScrubBytesPerSecond, tomlStrings(c.Peers),
-		c.EmergencyKey, c.EmergencyKeyringHome, c.EmergencyKeyringBackend, c.EmergencyPassphraseFile)
+		c.EmergencyKey, c.EmergencyKeyringHome, c.EmergencyKeyringBackend, c.EmergencyPassphraseFile,
+		c.StorageKey, c.StorageKeyringHome, c.StorageKeyringBackend, c.StoragePassphraseFile,
+		time.Duration(c.ReplicaInterval).String(), c.ReplicaBytesPerSecond)
 }
 
 // loadSidecarConfig reads the [sidecar] table of HOME/config/app.toml over
@@ -403,8 +445,8 @@ func (c *sidecarConfig) resolve(home string) error {
 		return errors.New("sidecar: access_window must be positive")
 	case c.MaxClockSkew <= 0:
 		return errors.New("sidecar: max_clock_skew must be positive")
-	case c.SweepInterval < 0 || c.SweepGrace < 0 || c.MaxHeadAge < 0 || c.ScrubInterval < 0 || c.ScrubBytesPerSecond < 0:
-		return errors.New("sidecar: sweep_interval, sweep_grace, max_head_age, scrub_interval and scrub_bytes_per_second must not be negative")
+	case c.SweepInterval < 0 || c.SweepGrace < 0 || c.MaxHeadAge < 0 || c.ScrubInterval < 0 || c.ScrubBytesPerSecond < 0 || c.ReplicaInterval < 0 || c.ReplicaBytesPerSecond < 0:
+		return errors.New("sidecar: sweep_interval, sweep_grace, max_head_age, scrub_interval, scrub_bytes_per_second, replica_interval and replica_bytes_per_second must not be negative")
 	case c.ReplayCacheSize < 0 || c.SweepMaxDeletes < 0 || c.SweepMaxChecks < 0:
 		return errors.New("sidecar: replay_cache_size, sweep_max_deletes and sweep_max_checks must not be negative")
 	case c.ReplayPerSigner < 0 || c.FailedAuthPerMinute < 0 || c.PendingBytesPerSigner < 0 || c.PendingBytesPatients < 0 || c.PendingBytesTotal < 0:
@@ -421,7 +463,7 @@ func (c *sidecarConfig) resolve(home string) error {
 		return fmt.Errorf("sidecar: pending_bytes_patients (%d) must be below pending_bytes_total (%d), or it bounds nothing the total does not; 0 for no bound of its own",
 			c.PendingBytesPatients, c.PendingBytesTotal)
 	}
-	return c.resolveEmergency(home)
+	return c.resolveServiceKeys(home)
 }
 
 // checkHeadAge refuses a sidecar bound on the head's age (max_head_age)
@@ -488,10 +530,13 @@ func (c *sidecarConfig) options() sidecar.Options {
 		}
 		return v
 	}
-	scrub := time.Duration(c.ScrubInterval)
-	if scrub == 0 {
-		scrub = -1 // disabled
+	disabledAt0 := func(d duration) time.Duration {
+		if d == 0 {
+			return -1 // disabled
+		}
+		return time.Duration(d)
 	}
+	scrub, replica := disabledAt0(c.ScrubInterval), disabledAt0(c.ReplicaInterval)
 	return sidecar.Options{
 		AccessWindow:          time.Duration(c.AccessWindow),
 		MaxClockSkew:          time.Duration(c.MaxClockSkew),
@@ -516,6 +561,9 @@ func (c *sidecarConfig) options() sidecar.Options {
 		ScrubInterval:         scrub,
 		ScrubBytesPerSecond:   noBound(c.ScrubBytesPerSecond),
 		Emergency:             c.emergency,
+		Storage:               c.storage,
+		ReplicaInterval:       replica,
+		ReplicaBytesPerSecond: noBound(c.ReplicaBytesPerSecond),
 	}
 }
 
@@ -782,7 +830,18 @@ active): it opens the opt-in with the service's key, unwraps the record's
 data key, and answers it sealed to the clinician's registered encryption
 key. It never hands out a patient's key, and logs every release. At start
 it checks that the chain has the key it holds for the service, and says so
-in the log; each release checks it again.`,
+in the log; each release checks it again.
+
+Replication: with --storage-key (app.toml storage_key; the other
+--storage-* flags as for the emergency key, a "file" key's passphrase else in
+` + envStoragePassphrase + `) the sidecar signs as its organization's
+storage service, a member registered with role storage service. It then
+copies from its peers (app.toml peers) the ciphertext of every committed
+record and share it does not hold, as blocks commit and in a pass every
+replica_interval, checked against its SHA-256, and copies back a copy its
+scrub or a GET dropped as damaged. Every sidecar serves such copies
+(GET /v1/replicas/<owner>/<sha256>) to active storage services only, and
+only of blobs a committed record or share references.`,
 		Example: `  emrchaind sidecar --home ./node0
   emrchaind sidecar --home ./node0 --listen 127.0.0.1:7071 --node tcp://127.0.0.1:26657
   MINIO_ACCESS_KEY=... MINIO_SECRET_KEY=... emrchaind sidecar --home ./node0 \
@@ -808,7 +867,9 @@ in the log; each release checks it again.`,
 	f.Duration("max-head-age", 0, "refuse requests (503) while the node's latest block is older than this; 0: no bound (default: app.toml, else 1m)")
 	f.Duration("sweep-interval", 0, "garbage-collection interval (default: app.toml, else 10m)")
 	f.Duration("sweep-grace", 0, "never sweep blobs younger than this (default: app.toml, else 1h)")
-	addEmergencyFlags(cmd)
+	var zero sidecarConfig
+	zero.emergencyKey().addFlags(cmd, "act as the organization's emergency (break-glass) service")
+	zero.storageKey().addFlags(cmd, "sign as the organization's storage service towards the peers (copy every committed blob, repair damaged copies)")
 	return cmd
 }
 
@@ -823,17 +884,19 @@ func sidecarFromFlags(cmd *cobra.Command, home string) (sidecarConfig, error) {
 		"listen": &c.Listen, "node": &c.Node, "backend": &c.Backend, "dir": &c.Dir, "ref-index-dir": &c.RefIndexDir,
 		"minio-endpoint": &c.MinIOEndpoint, "minio-bucket": &c.MinIOBucket,
 	}
-	maps.Copy(flags, c.emergencyFlags())
+	pathFlags := []string{"dir", "ref-index-dir"}
+	for _, k := range []serviceKey{c.emergencyKey(), c.storageKey()} {
+		all, paths := k.flags()
+		maps.Copy(flags, all)
+		pathFlags = append(pathFlags, paths...)
+	}
 	for name, dst := range flags {
 		if f.Changed(name) {
 			*dst, _ = f.GetString(name)
 		}
 	}
-	for name, dst := range map[string]*string{
-		"dir": &c.Dir, "ref-index-dir": &c.RefIndexDir,
-		"emergency-keyring-home": &c.EmergencyKeyringHome, "emergency-passphrase-file": &c.EmergencyPassphraseFile,
-	} {
-		if f.Changed(name) && !filepath.IsAbs(*dst) {
+	for _, name := range pathFlags {
+		if dst := flags[name]; f.Changed(name) && !filepath.IsAbs(*dst) {
 			// A flag is relative to the working directory, like every path flag.
 			*dst, _ = filepath.Abs(*dst)
 		}
@@ -883,7 +946,7 @@ func runSidecar(cmd *cobra.Command, _ []string) error {
 			"the link to it must be one no one else can change (loopback, a private network, TLS)", "node", c.Node)
 	}
 
-	if err := c.loadEmergency(logger); err != nil {
+	if err := c.loadServiceKeys(logger); err != nil {
 		return err
 	}
 	rpc, err := rpchttp.NewWithTimeout(c.Node, 30)

@@ -229,7 +229,7 @@ func loadNodeSettings(cmd *cobra.Command) (*nodeSettings, error) {
 	if appConf.Sidecar.Enable {
 		// Before the node starts too: a key that cannot be read is a
 		// setting to fix, not a store to wait for.
-		if err := appConf.Sidecar.loadEmergency(logger.With("module", "sidecar")); err != nil {
+		if err := appConf.Sidecar.loadServiceKeys(logger.With("module", "sidecar")); err != nil {
 			return nil, err
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,7 +17,9 @@ import (
 	cmttypes "github.com/cometbft/cometbft/types"
 	"github.com/spf13/cobra"
 
+	"github.com/emrchain/emrchain/client/keyring"
 	"github.com/emrchain/emrchain/offchain/blobstore"
+	emrchainv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 	"github.com/emrchain/emrchain/store"
 	"github.com/emrchain/emrchain/testnet/manifest"
 )
@@ -59,6 +62,7 @@ type testnetOptions struct {
 	registrars    []string
 	basePort      int
 	blob          string
+	replicate     bool
 	minioAddr     string
 	backend       string
 	timeoutCommit time.Duration
@@ -92,7 +96,10 @@ registrar "registrar-<org id>"; --org replaces it, and without --registrar
 each --org gets such a registrar.
 
 Each node runs its own blob sidecar. With --blob fs (the default) each keeps
-its blobs under its home; with --blob minio all use one MinIO server at
+its blobs under its home and, unless --replicate=false, signs as a storage
+service of its own, seated in the genesis (of the organizations in turn; its
+key in DIR/nodeI/` + testnetStorageKeyring + `), so that it copies every
+committed blob from the other sidecars; with --blob minio all use one MinIO server at
 --minio-addr and one bucket, and take the credentials from MINIO_ACCESS_KEY
 and MINIO_SECRET_KEY (start MinIO yourself, or use make localnet BLOB=minio).
 
@@ -116,6 +123,7 @@ touched: a refused flag leaves the old testnet as it was.`,
 	f.StringArrayVar(&o.orgs, "org", nil, `organization "id:name:kind" (repeatable; default: hospital-a, hospital-b, research-institute)`)
 	f.StringArrayVar(&o.registrars, "registrar", nil, `registrar "org-id:NAME" (repeatable; default: "registrar-<org id>" for every organization)`)
 	f.IntVar(&o.basePort, "base-port", testnetBasePort, "first port; node i uses the ten ports from base-port + 10*i")
+	f.BoolVar(&o.replicate, "replicate", true, `with --blob fs, seat a storage service per node in the genesis (key "storage-nodeI" in HOME/`+testnetStorageKeyring+`, a test keyring) and give it to the node's sidecar, which then copies every committed blob from its peers`)
 	f.StringVar(&o.blob, "blob", "fs", `blob store of the sidecars: "fs" (embedded, per node) or "minio" (one MinIO server and bucket shared by all; credentials from MINIO_ACCESS_KEY and MINIO_SECRET_KEY)`)
 	f.StringVar(&o.minioAddr, "minio-addr", testnetMinioAddr, "MinIO server address with --blob minio")
 	f.StringVar(&o.backend, "backend", store.DefaultBackend, "database engine: pebble or goleveldb")
@@ -178,6 +186,23 @@ func runTestnet(w io.Writer, o testnetOptions) (_ *manifest.Testnet, err error) 
 	gs, keys, err := buildGenesisState(base)
 	if err != nil {
 		return nil, err
+	}
+	// With the fs store every node's sidecar signs as a storage service of
+	// its own (of the organizations in turn), seated in the genesis, so
+	// that each keeps a copy of every committed blob.
+	var storage []*keyring.Key
+	if o.blob != "minio" && o.replicate {
+		for i := range o.validators {
+			k, err := keyring.Generate(fmt.Sprintf("storage-node%d", i))
+			if err != nil {
+				return nil, err
+			}
+			storage = append(storage, k)
+			gs.Members = append(gs.Members, &emrchainv1.GenesisMember{
+				SignPubKey: k.PubKey(), EncPubKey: k.EncPubKey(), Role: emrchainv1.Role_ROLE_STORAGE_SERVICE,
+				OrganizationId: gs.Organizations[i%len(gs.Organizations)].Id, CredentialRef: "localnet-sidecar:node" + strconv.Itoa(i),
+			})
+		}
 	}
 	net := &manifest.Testnet{ChainID: o.chainID, Blob: manifest.Blob{Kind: o.blob}}
 	if o.blob == "minio" {
@@ -275,7 +300,18 @@ func runTestnet(w io.Writer, o testnetOptions) (_ *manifest.Testnet, err error) 
 				peerIDs = append(peerIDs, other.NodeID)
 			}
 		}
-		if err := configureTestnetServices(n.Home, *n, net.Blob, sidecarPeers, peerIDs); err != nil {
+		var storageKey *keyring.Key
+		if storage != nil {
+			storageKey = storage[i]
+			kr, err := keyring.Open(keyring.BackendTest, filepath.Join(n.Home, testnetStorageKeyring), nil)
+			if err == nil {
+				err = kr.Create(storageKey)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s: the storage service's keyring: %w", n.Name, err)
+			}
+		}
+		if err := configureTestnetServices(n.Home, *n, net.Blob, sidecarPeers, peerIDs, storageKey); err != nil {
 			return nil, fmt.Errorf("%s: %w", n.Name, err)
 		}
 	}
@@ -316,6 +352,10 @@ func runTestnet(w io.Writer, o testnetOptions) (_ *manifest.Testnet, err error) 
 	return net, nil
 }
 
+// testnetStorageKeyring is the emrcli home, under a testnet node's home,
+// of its sidecar's storage service key.
+const testnetStorageKeyring = "storage-keyring"
+
 // prepareTestnetDir makes out an empty directory. A non-empty out is
 // refused, unless force is set and out holds a testnet (testnet.json): only
 // then is it deleted, so a mistyped --output never wipes unrelated files.
@@ -347,9 +387,11 @@ func prepareTestnetDir(out string, force bool) error {
 // can be fetched from any other, as a reader checking it against the chain
 // may do. The MinIO credentials are not written: the sidecars take them
 // from MINIO_ACCESS_KEY and MINIO_SECRET_KEY. With the fs store each
-// hospital keeps its own blobs, and its sidecar reads through its peers'
-// (peers: the other nodes' sidecars).
-func configureTestnetServices(home string, n manifest.Node, blob manifest.Blob, peers, peerIDs []string) error {
+// hospital keeps its own blobs, its sidecar reads through its peers'
+// (peers: the other nodes' sidecars), and signs as the storage service
+// whose key is storage (in HOME/storage-keyring, a test keyring), so that
+// it copies every committed blob from its peers.
+func configureTestnetServices(home string, n manifest.Node, blob manifest.Blob, peers, peerIDs []string, storage *keyring.Key) error {
 	c, err := loadAppConfig(home)
 	if err != nil {
 		return err
@@ -361,6 +403,9 @@ func configureTestnetServices(home string, n manifest.Node, blob manifest.Blob, 
 		c.Sidecar.MinIOEndpoint, c.Sidecar.MinIOBucket = blob.MinioAddr, blob.MinioBucket
 	} else {
 		c.Sidecar.Peers = peers
+	}
+	if storage != nil {
+		c.Sidecar.StorageKey, c.Sidecar.StorageKeyringHome, c.Sidecar.StorageKeyringBackend = storage.Name, testnetStorageKeyring, keyring.BackendTest
 	}
 	return writeAppConfig(home, c)
 }

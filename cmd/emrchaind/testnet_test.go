@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cometbft/cometbft/libs/log"
 	"github.com/cometbft/cometbft/privval"
 
 	emrchainv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
@@ -125,8 +126,28 @@ func TestTestnetDefault(t *testing.T) {
 	if want := []string{"hospital-a:ORGANIZATION_KIND_HOSPITAL", "hospital-b:ORGANIZATION_KIND_HOSPITAL", "research-institute:ORGANIZATION_KIND_RESEARCH"}; !slices.Equal(orgs, want) {
 		t.Fatalf("organizations = %v, want %v", orgs, want)
 	}
-	if len(net.Keys) != 3 || len(gs.Members) != 3 {
-		t.Fatalf("%d keys, %d genesis members; want 3 registrars", len(net.Keys), len(gs.Members))
+	if len(net.Keys) != 3 || len(gs.Members) != 3+4 {
+		t.Fatalf("%d keys, %d genesis members; want 3 registrars and 4 storage services", len(net.Keys), len(gs.Members))
+	}
+	// Each node's sidecar signs as a storage service of its own, of the
+	// organizations in turn, whose key is in its home's test keyring.
+	for i, n := range net.Nodes {
+		m := gs.Members[3+i]
+		c, err := loadAppConfig(n.Home)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := c.Sidecar
+		if err := sc.resolve(n.Home); err != nil {
+			t.Fatal(err)
+		}
+		if err := sc.loadServiceKeys(log.NewNopLogger()); err != nil {
+			t.Fatalf("%s: %v", n.Name, err)
+		}
+		if m.Role != emrchainv1.Role_ROLE_STORAGE_SERVICE || m.OrganizationId != gs.Organizations[i%3].Id ||
+			sc.storage == nil || string(sc.storage.PubKey()) != string(m.SignPubKey) || len(sc.Peers) != 3 {
+			t.Errorf("%s: genesis member %+v, sidecar settings %+v", n.Name, m, sc)
+		}
 	}
 	for i, k := range net.Keys {
 		dk := readDevKey(t, k.File)

@@ -32,7 +32,7 @@ func newMemberRegisterCmd(a *cli) *cobra.Command {
 	var async bool
 	cmd := &cobra.Command{
 		Use:   "register --from REGISTRAR (--key NAME | --sign-pub-key HEX --enc-pub-key HEX) --role ROLE --credential REF",
-		Short: "Register a clinician, researcher, auditor, registrar or emergency service of your organization",
+		Short: "Register a clinician, researcher, auditor, registrar, emergency or storage service of your organization",
 		Long: `A registrar registers a member of its own organization, attesting its
 credential (e.g. a licence number). The member's public keys come from a key
 in this keyring (--key) or are given in hex (the member runs
@@ -43,10 +43,17 @@ encryption key is the organization's emergency key, held by the sidecar that
 runs the service (emrchaind's sidecar, given that key), not by a person.
 Patients opt in to emergency reads by the organization's clinicians by
 granting it the emergency right ("emrcli grant --rights emergency"); it is
-granted nothing else.`,
+granted nothing else.
+
+Role storage-service is the identity the organization's sidecar signs with
+towards the other hospitals' sidecars (emrchaind's sidecar, given that key as
+[sidecar] storage_key): with it the sidecar keeps a copy of the ciphertext of
+every committed record and share, and repairs a copy it finds damaged. It is
+granted nothing and decrypts nothing.`,
 		Example: `  emrcli member register --from registrar --key dr-who --role clinician --credential GMC-1234
   emrcli member register --from registrar --sign-pub-key 1f2e... --enc-pub-key 9a8b... --role researcher --credential ORCID-0000-0002
-  emrcli member register --from registrar --key st-mary-emergency --role emergency-service --credential ER-ON-CALL`,
+  emrcli member register --from registrar --key st-mary-emergency --role emergency-service --credential ER-ON-CALL
+  emrcli member register --from registrar --key st-mary-storage --role storage-service --credential SIDECAR-1`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -100,12 +107,12 @@ granted nothing else.`,
 	a.keyFlag(cmd, &keyName, "key", "the new member's key, in this keyring")
 	f.StringVar(&signPub, "sign-pub-key", "", "the new member's ed25519 public key (hex)")
 	f.StringVar(&encPub, "enc-pub-key", "", "the new member's X25519 public key (hex)")
-	f.StringVar(&roleStr, "role", "", "clinician, researcher, auditor, registrar or emergency-service")
+	f.StringVar(&roleStr, "role", "", "clinician, researcher, auditor, registrar, emergency-service or storage-service (a hospital sidecar's identity towards its peers)")
 	f.StringVar(&org, "org", "", "organization id (default: the registrar's own)")
 	f.StringVar(&credential, "credential", "", "credential reference the registrar attests, e.g. a licence number (required)")
 	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
 	_ = cmd.MarkFlagRequired("role")
-	_ = cmd.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"clinician", "researcher", "auditor", "registrar", "emergency-service"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"clinician", "researcher", "auditor", "registrar", "emergency-service", "storage-service"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 

@@ -298,7 +298,7 @@ func parseRole(s string) (emrv1.Role, error) {
 	word, ascii := app.EnumWord(s)
 	v, ok := emrv1.Role_value["ROLE_"+strings.ReplaceAll(word, "-", "_")]
 	if !ascii || !ok || v == 0 || strings.Contains(word, "_") || emrv1.Role(v) == emrv1.Role_ROLE_PATIENT {
-		return 0, usagef("--role %q: want clinician, researcher, auditor, registrar or emergency-service", s)
+		return 0, usagef("--role %q: want clinician, researcher, auditor, registrar, emergency-service or storage-service", s)
 	}
 	return emrv1.Role(v), nil
 }

@@ -27,6 +27,9 @@ type metrics struct {
 	// emergencyKeys counts the data keys released by the emergency
 	// service (emergency.go).
 	emergencyKeys prometheus.Counter
+	// replicated counts the blobs copied from peers by the storage service
+	// (replica.go).
+	replicated prometheus.Counter
 }
 
 // Reasons of emrchain_sidecar_quota_refusals_total.
@@ -91,8 +94,10 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "damaged_copies_total", Help: "Reads (GETs, scrub passes) that found a stored copy damaged (the wrong size, or bytes that do not hash to the blob's SHA-256) and did not serve it; two reads of one copy count twice."}),
 		emergencyKeys: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "emergency_keys_released_total", Help: "Record data keys the emergency service released to clinicians, against their committed emergency reads."}),
+		replicated: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "blobs_replicated_total", Help: "Committed blobs copied from peer sidecars by this sidecar's storage service (replicas and repairs)."}),
 	}
-	reg.MustRegister(m.bytesIn, m.bytesOut, m.requests, m.latency, m.sweepRuns, m.sweepDel, m.sweepErrs, m.sweepBytes, m.refusals, m.pending, m.damaged, m.emergencyKeys)
+	reg.MustRegister(m.bytesIn, m.bytesOut, m.requests, m.latency, m.sweepRuns, m.sweepDel, m.sweepErrs, m.sweepBytes, m.refusals, m.pending, m.damaged, m.emergencyKeys, m.replicated)
 	return m
 }
 

@@ -180,6 +180,32 @@ func (x *refIndex) has(key blobstore.Key) (bool, error) {
 	return x.db.Has(refBlobKey(key))
 }
 
+// keysAfter returns up to n keys of the index above after, in key order
+// (Key.Compare: the order of Store.List).
+func (x *refIndex) keysAfter(after blobstore.Key, n int) ([]blobstore.Key, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.db == nil {
+		return nil, errRefIndexClosed
+	}
+	it, err := x.db.Iterator(append(refBlobKey(after), 0), []byte{refBlobPrefix + 1})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var keys []blobstore.Key
+	for ; it.Valid() && len(keys) < n; it.Next() {
+		k := it.Key()
+		if len(k) != 1+len(blobstore.Owner{})+len(blobstore.Sum{}) {
+			return nil, fmt.Errorf("reference index: a key of %d bytes", len(k))
+		}
+		var key blobstore.Key
+		copy(key.Sum[:], k[1+copy(key.Owner[:], k[1:]):])
+		keys = append(keys, key)
+	}
+	return keys, it.Error()
+}
+
 // close closes the database; later calls fail. It may be called again.
 func (x *refIndex) close() error {
 	x.mu.Lock()

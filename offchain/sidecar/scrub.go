@@ -60,8 +60,9 @@ type ScrubReport struct {
 // Scrub reads every stored blob whole, at most ScrubBytesPerSecond, and
 // checks that its bytes hash to the SHA-256 it is stored under. A copy
 // that does not is logged, counted (damaged_copies_total) and dropped, as
-// a GET drops one: the next GET reads the blob through from a peer, or
-// the uploader puts it again. Without a scrub, a copy nobody reads is
+// a GET drops one: a sidecar with a storage service identity copies it
+// back from a peer at once (replica.go); otherwise the next GET reads the
+// blob through from a peer, or the uploader puts it again. Without a scrub, a copy nobody reads is
 // found damaged only when someone does, perhaps after the last intact
 // copy elsewhere is gone; the scrub tells the operator first.
 //
@@ -224,7 +225,7 @@ func (s *Server) scrubOne(ctx context.Context, listed blobstore.Info, buf []byte
 		rep.Errors++
 	}
 	if logIt {
-		s.log.Error("scrub: stored blob is damaged (its bytes do not hash to its SHA-256); dropped, so that the next GET reads it from a peer or the uploader puts it again",
+		s.log.Error("scrub: stored blob is damaged (its bytes do not hash to its SHA-256); dropped, so that the storage service (if set) or the next GET copies it from a peer, or the uploader puts it again",
 			"key", listed.Key.String(), "size", listed.Size, "dropped", dropped, "err", derr)
 	}
 	return nil

@@ -215,6 +215,22 @@ type Options struct {
 	// key to a clinician whose committed emergency read went through it
 	// (emergency.go). Nil: that route answers 404 CodeNoEmergencyService.
 	Emergency *EmergencyService
+	// Storage, when set, is the storage service this sidecar signs as
+	// towards its peers: a member of its organization registered with
+	// ROLE_STORAGE_SERVICE. With it and Peers, the sidecar keeps a copy of
+	// every blob a committed record or share references, copied from the
+	// peers, and repairs a copy it drops as damaged (replica.go). Nil: it
+	// holds what was uploaded to it and what members read through it.
+	// Either way it serves ReplicaPath to its peers' storage services.
+	Storage Signer
+	// ReplicaInterval between passes that copy the committed blobs the
+	// store lacks (with Storage); 0 means DefaultReplicaInterval, negative
+	// no passes (new blobs and repairs are still copied as they come).
+	ReplicaInterval time.Duration
+	// ReplicaBytesPerSecond bounds how fast blobs are copied from peers
+	// (with Storage); 0 means DefaultReplicaBytesPerSecond, negative no
+	// bound.
+	ReplicaBytesPerSecond int64
 }
 
 // Server is the blob sidecar.
@@ -227,10 +243,13 @@ type Server struct {
 	replay  *replayCache
 	refs    *refIndex     // what committed blocks reference, for the sweep
 	pending *pendingQuota // nil: no bound on pending uploads
-	blobs   keyLocks      // an upload against the sweep's delete, per blob
-	uploads *uploadSlots  // store Puts in flight
-	handler http.Handler
-	bufs    sync.Pool
+	// replicas queues the blobs to copy from peers; nil without
+	// Options.Storage (replica.go).
+	replicas *replicator
+	blobs    keyLocks     // an upload against the sweep's delete, per blob
+	uploads  *uploadSlots // store Puts in flight
+	handler  http.Handler
+	bufs     sync.Pool
 	// peerClient fetches blobs from peer sidecars.
 	peerClient *http.Client
 	// authFails counts failed authentications per client host; nil: no
@@ -283,6 +302,8 @@ func New(opts Options) (*Server, error) {
 	opts.SweepInterval = cmp.Or(opts.SweepInterval, DefaultSweepInterval)
 	opts.ScrubInterval = cmp.Or(opts.ScrubInterval, DefaultScrubInterval)
 	opts.ScrubBytesPerSecond = cmp.Or(opts.ScrubBytesPerSecond, DefaultScrubBytesPerSecond)
+	opts.ReplicaInterval = cmp.Or(opts.ReplicaInterval, DefaultReplicaInterval)
+	opts.ReplicaBytesPerSecond = cmp.Or(opts.ReplicaBytesPerSecond, DefaultReplicaBytesPerSecond)
 	if opts.SweepGrace <= 0 {
 		opts.SweepGrace = DefaultSweepGrace
 	}
@@ -329,7 +350,15 @@ func New(opts Options) (*Server, error) {
 	if opts.PendingBytesPerSigner > 0 || opts.PendingBytesPatients > 0 || opts.PendingBytesTotal > 0 {
 		s.pending = newPendingQuota(max(opts.PendingBytesPerSigner, 0), max(opts.PendingBytesPatients, 0), max(opts.PendingBytesTotal, 0),
 			opts.Store, refs, s.metrics.pending)
-		refs.onAdd = s.pending.referenced
+	}
+	if opts.Storage != nil && len(opts.Peers) > 0 {
+		s.replicas = newReplicator(opts.ReplicaBytesPerSecond)
+	}
+	refs.onAdd = func(keys []blobstore.Key) {
+		if s.pending != nil {
+			s.pending.referenced(keys)
+		}
+		s.replicas.want(keys...)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /v1/blobs", s.instrument("put_blob", s.handlePut(false)))
@@ -337,6 +366,7 @@ func New(opts Options) (*Server, error) {
 	mux.HandleFunc("PUT /v1/shared-blobs/{sha256}", s.instrument("put_shared_blob", s.handlePut(true)))
 	mux.HandleFunc("GET /v1/blobs/{sha256}", s.instrument("get_blob", s.handleGet))
 	mux.HandleFunc("GET "+EmergencyKeyPath, s.instrument("emergency_key", s.handleEmergencyKey))
+	mux.HandleFunc("GET "+ReplicaPathPrefix+"{owner}/{sha256}", s.instrument("replica", s.handleReplica))
 	mux.HandleFunc("GET /healthz", s.instrument("healthz", s.handleHealth))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
 	s.handler = mux
@@ -458,6 +488,10 @@ func (s *Server) Serve(l net.Listener) error {
 		go s.scrubLoop(s.stop)
 	}
 
+	if s.replicas != nil {
+		s.wg.Add(1)
+		go s.replicaLoop(s.stop)
+	}
 	if s.pending != nil {
 		// Count the pending uploads now rather than at the first upload.
 		s.wg.Add(1)
@@ -936,6 +970,13 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errf(http.StatusInternalServerError, "store_error", "reading the blob failed"))
 		return
 	}
+	s.serveStored(w, r, key, info, caller.Address, head.Height)
+}
+
+// serveStored answers r with the stored blob key (info: its Stat), or the
+// range r asks, to reader; the whole blob is verified as it is sent.
+func (s *Server) serveStored(w http.ResponseWriter, r *http.Request, key blobstore.Key, info blobstore.Info, reader []byte, height int64) {
+	ctx, sum := r.Context(), key.Sum
 	start, length, partial, rerr := parseRange(r.Header.Get("Range"), info.Size)
 	if rerr != nil {
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", info.Size))
@@ -994,17 +1035,17 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 			// it through from a peer (the reader's retry, or another's).
 			s.metrics.damaged.Inc()
 			dropped, derr := s.dropDamagedCopy(context.WithoutCancel(ctx), key)
-			s.log.Error("stored blob is damaged (its bytes do not hash to its SHA-256): not served; the next GET reads it from a peer",
+			s.log.Error("stored blob is damaged (its bytes do not hash to its SHA-256): not served; the next GET reads it from a peer, and a storage service copies it",
 				"sha256", sum.String(), "key", key.String(), "sent", n, "dropped", dropped, "err", derr)
 			panic(http.ErrAbortHandler)
 		}
 		if err != nil {
-			s.log.Error("blob transfer interrupted", "sha256", sum.String(), "reader", hex.EncodeToString(caller.Address), "sent", n, "err", err)
+			s.log.Error("blob transfer interrupted", "sha256", sum.String(), "reader", hex.EncodeToString(reader), "sent", n, "err", err)
 			return
 		}
 	}
-	s.log.Info("blob served", "sha256", sum.String(), "reader", hex.EncodeToString(caller.Address),
-		"bytes", n, "range", r.Header.Get("Range"), "height", head.Height)
+	s.log.Info("blob served", "sha256", sum.String(), "reader", hex.EncodeToString(reader),
+		"bytes", n, "range", r.Header.Get("Range"), "height", height)
 }
 
 func mustHex(s string) []byte {

@@ -49,6 +49,12 @@ const (
 	// clinician's committed emergency access event. It is granted nothing
 	// else and reads nothing itself.
 	Role_ROLE_EMERGENCY_SERVICE Role = 6
+	// An organization's storage service: the identity its blob sidecar signs
+	// with towards the other hospitals' sidecars, to copy the ciphertext of
+	// committed records and shares it does not hold (a replica, or the repair
+	// of a copy found damaged). It is granted nothing, signs no transaction
+	// that reads or writes records, and can decrypt nothing.
+	Role_ROLE_STORAGE_SERVICE Role = 7
 )
 
 // Enum value maps for Role.
@@ -61,6 +67,7 @@ var (
 		4: "ROLE_REGISTRAR",
 		5: "ROLE_AUDITOR",
 		6: "ROLE_EMERGENCY_SERVICE",
+		7: "ROLE_STORAGE_SERVICE",
 	}
 	Role_value = map[string]int32{
 		"ROLE_UNSPECIFIED":       0,
@@ -70,6 +77,7 @@ var (
 		"ROLE_REGISTRAR":         4,
 		"ROLE_AUDITOR":           5,
 		"ROLE_EMERGENCY_SERVICE": 6,
+		"ROLE_STORAGE_SERVICE":   7,
 	}
 )
 
@@ -2835,7 +2843,7 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\x0fexecuted_height\x18\n" +
 	" \x01(\x03R\x0eexecutedHeight\x12\x1c\n" +
 	"\tapprovers\x18\v \x03(\fR\tapprovers\x12)\n" +
-	"\x10withdrawn_height\x18\f \x01(\x03R\x0fwithdrawnHeight*\x99\x01\n" +
+	"\x10withdrawn_height\x18\f \x01(\x03R\x0fwithdrawnHeight*\xb3\x01\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fROLE_PATIENT\x10\x01\x12\x12\n" +
@@ -2843,7 +2851,8 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\x0fROLE_RESEARCHER\x10\x03\x12\x12\n" +
 	"\x0eROLE_REGISTRAR\x10\x04\x12\x10\n" +
 	"\fROLE_AUDITOR\x10\x05\x12\x1a\n" +
-	"\x16ROLE_EMERGENCY_SERVICE\x10\x06*\x7f\n" +
+	"\x16ROLE_EMERGENCY_SERVICE\x10\x06\x12\x18\n" +
+	"\x14ROLE_STORAGE_SERVICE\x10\a*\x7f\n" +
 	"\fMemberStatus\x12\x1d\n" +
 	"\x19MEMBER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14MEMBER_STATUS_ACTIVE\x10\x01\x12\x1b\n" +

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cometbft/cometbft/libs/log"
+	"github.com/spf13/cobra"
+
+	"github.com/emrchain/emrchain/client/keyring"
+	"github.com/emrchain/emrchain/offchain/sidecar"
+)
+
+// defaultServiceKeyringBackend is the backend of a service's keyring unless
+// app.toml says otherwise.
+const defaultServiceKeyringBackend = keyring.BackendFile
+
+// serviceKey is a member key the sidecar acts as, held in an emrcli
+// keyring: the emergency service's (emergency_*, emergency.go) or the
+// storage service's (storage_*). Its fields point into sidecarConfig.
+type serviceKey struct {
+	prefix string // of the settings and flags: "emergency"
+	what   string // for messages: "emergency service"
+	env    string // the passphrase's environment variable
+
+	name, home, backend, passFile *string
+}
+
+// envEmergencyPassphrase and envStoragePassphrase hold the passphrase of
+// a service's key when no *_passphrase_file is set.
+const (
+	envEmergencyPassphrase = "EMRCHAIND_EMERGENCY_PASSPHRASE"
+	envStoragePassphrase   = "EMRCHAIND_STORAGE_PASSPHRASE"
+)
+
+func (c *sidecarConfig) emergencyKey() serviceKey {
+	return serviceKey{prefix: "emergency", what: "emergency service", env: envEmergencyPassphrase,
+		name: &c.EmergencyKey, home: &c.EmergencyKeyringHome, backend: &c.EmergencyKeyringBackend, passFile: &c.EmergencyPassphraseFile}
+}
+
+func (c *sidecarConfig) storageKey() serviceKey {
+	return serviceKey{prefix: "storage", what: "storage service", env: envStoragePassphrase,
+		name: &c.StorageKey, home: &c.StorageKeyringHome, backend: &c.StorageKeyringBackend, passFile: &c.StoragePassphraseFile}
+}
+
+// resolve checks the settings, with relative paths rooted at home
+// (nothing to check without a key name).
+func (k serviceKey) resolve(home string) error {
+	if *k.name == "" {
+		return nil
+	}
+	if err := keyring.CheckName(*k.name); err != nil {
+		return fmt.Errorf("sidecar: %s_key: %w", k.prefix, err)
+	}
+	switch *k.backend {
+	case keyring.BackendFile, keyring.BackendTest:
+	default:
+		return fmt.Errorf("sidecar: %s_keyring_backend %q: want %q or %q", k.prefix, *k.backend, keyring.BackendFile, keyring.BackendTest)
+	}
+	if *k.home == "" {
+		return fmt.Errorf("sidecar: %s_key needs %s_keyring_home, the emrcli home whose keyring holds it", k.prefix, k.prefix)
+	}
+	*k.home = underHome(home, *k.home, "")
+	if *k.passFile != "" {
+		*k.passFile = underHome(home, *k.passFile, "")
+	}
+	return nil
+}
+
+// load reads the key from its keyring (nil without a key name). It never
+// creates the keyring, and asks for no passphrase on a terminal: a "file"
+// key's comes from *_passphrase_file, else from the environment.
+func (k serviceKey) load(logger log.Logger) (*keyring.Key, error) {
+	if *k.name == "" {
+		return nil, nil
+	}
+	dir := filepath.Join(*k.home, "keyring-"+*k.backend)
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("sidecar: the %s's keyring: %w", k.what, err)
+	}
+	kr, err := keyring.Open(*k.backend, *k.home, k.passphrase)
+	if err != nil {
+		return nil, fmt.Errorf("sidecar: the %s's keyring: %w", k.what, err)
+	}
+	key, err := kr.Get(*k.name)
+	if err != nil {
+		return nil, fmt.Errorf("sidecar: %s key %q of %s: %w", k.prefix, *k.name, dir, err)
+	}
+	if *k.backend == keyring.BackendTest {
+		logger.Error("the "+k.what+"'s key is in an UNENCRYPTED (test) keyring: use a file keyring outside tests", "keyring", dir)
+	}
+	return key, nil
+}
+
+// passphrase answers the keyring: the first line of *_passphrase_file, or
+// the environment variable.
+func (k serviceKey) passphrase(_ keyring.Purpose, name string) ([]byte, error) {
+	if *k.passFile == "" {
+		if v := os.Getenv(k.env); v != "" {
+			return []byte(v), nil
+		}
+		return nil, fmt.Errorf("key %q is encrypted: set %s_passphrase_file (--%s-passphrase-file) or %s", name, k.prefix, k.prefix, k.env)
+	}
+	raw, err := os.ReadFile(*k.passFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s_passphrase_file: %w", k.prefix, err)
+	}
+	defer clear(raw)
+	line, _, _ := bytes.Cut(raw, []byte("\n"))
+	return bytes.Clone(bytes.TrimSuffix(line, []byte("\r"))), nil
+}
+
+// addFlags gives the sidecar command the key's flags; role says what the
+// key makes the sidecar.
+func (k serviceKey) addFlags(cmd *cobra.Command, role string) {
+	f := cmd.Flags()
+	f.String(k.prefix+"-key", "", role+" whose key has this name in an emrcli keyring (default: app.toml "+k.prefix+"_key; empty: not the "+k.what+")")
+	f.String(k.prefix+"-keyring-home", "", "emrcli home holding that keyring (default: app.toml "+k.prefix+"_keyring_home)")
+	f.String(k.prefix+"-keyring-backend", "", `backend of that keyring: "file" (encrypted) or "test" (UNENCRYPTED) (default: app.toml, else file)`)
+	f.String(k.prefix+"-passphrase-file", "", "file whose first line is the passphrase of a file-backend "+k.prefix+" key (default: app.toml, else "+k.env+")")
+}
+
+// flags are the flags of addFlags and the settings they override; paths
+// are those of them that are paths.
+func (k serviceKey) flags() (all map[string]*string, paths []string) {
+	return map[string]*string{
+		k.prefix + "-key": k.name, k.prefix + "-keyring-home": k.home,
+		k.prefix + "-keyring-backend": k.backend, k.prefix + "-passphrase-file": k.passFile,
+	}, []string{k.prefix + "-keyring-home", k.prefix + "-passphrase-file"}
+}
+
+// resolveServiceKeys checks both services' settings.
+func (c *sidecarConfig) resolveServiceKeys(home string) error {
+	return errors.Join(c.emergencyKey().resolve(home), c.storageKey().resolve(home))
+}
+
+// loadServiceKeys loads the keys the sidecar acts as: the emergency
+// service's member address and X25519 key become Options.Emergency, the
+// storage service's signing key Options.Storage.
+func (c *sidecarConfig) loadServiceKeys(logger log.Logger) error {
+	k, err := c.emergencyKey().load(logger)
+	if err != nil {
+		return err
+	}
+	if k != nil {
+		c.emergency = &sidecar.EmergencyService{Address: k.Address(), Key: k.EncPrivKey()}
+	}
+	if k, err = c.storageKey().load(logger); err != nil {
+		return err
+	}
+	if k != nil {
+		c.storage = k
+	}
+	return nil
+}
