@@ -149,3 +149,65 @@ func TestSidecarEmergencyConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestSidecarStorageConfig: the storage service's settings round-trip
+// through app.toml; its key, read from an emrcli keyring as the emergency
+// service's is, reaches the sidecar's Options as its signer; the flags
+// override the settings (an empty --storage-key turns it off); and a
+// replica_interval of 0s disables the passes.
+func TestSidecarStorageConfig(t *testing.T) {
+	home := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(home, "config"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	keysHome, key := emergencyKeyring(t, keyring.BackendTest, "")
+	want := defaultSidecarConfig()
+	want.StorageKey, want.StorageKeyringHome, want.StorageKeyringBackend = "er", keysHome, keyring.BackendTest
+	want.StoragePassphraseFile, want.ReplicaInterval, want.ReplicaBytesPerSecond = "storage/passphrase", 0, 1<<20
+	conf := defaultAppConfig()
+	conf.Sidecar = want
+	if err := writeAppConfig(home, conf); err != nil {
+		t.Fatal(err)
+	}
+	got, err := loadSidecarConfig(home)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("round trip:\n got %+v %v\nwant %+v", got, err, want)
+	}
+	if err := got.resolve(home); err != nil {
+		t.Fatal(err)
+	}
+	if err := got.loadServiceKeys(log.NewNopLogger()); err != nil {
+		t.Fatal(err)
+	}
+	o := got.options()
+	if o.Storage == nil || !bytes.Equal(o.Storage.Address(), key.Address()) || o.Emergency != nil ||
+		o.ReplicaInterval >= 0 || o.ReplicaBytesPerSecond != 1<<20 {
+		t.Fatalf("options: storage %v, emergency %v, replica interval %v, %d B/s", o.Storage, o.Emergency, o.ReplicaInterval, o.ReplicaBytesPerSecond)
+	}
+
+	for _, c := range []struct {
+		args []string
+		key  string
+	}{
+		{[]string{"--storage-key", "st2", "--storage-keyring-home", "keys", "--storage-passphrase-file", "pass"}, "st2"},
+		{[]string{"--storage-key", ""}, ""},
+	} {
+		cmd := newSidecarCmd()
+		if err := cmd.ParseFlags(append([]string{"--home", home}, c.args...)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := sidecarFromFlags(cmd, home)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wd, _ := os.Getwd()
+		if got.StorageKey != c.key || (c.key != "" && (got.StorageKeyringHome != filepath.Join(wd, "keys") || got.StoragePassphraseFile != filepath.Join(wd, "pass"))) {
+			t.Fatalf("flags %v: %+v", c.args, got)
+		}
+	}
+	bad := defaultSidecarConfig()
+	bad.StorageKey, bad.StorageKeyringBackend, bad.StorageKeyringHome = "st", "os", keysHome
+	if err := bad.resolve(home); err == nil || !strings.HasPrefix(err.Error(), "sidecar: storage_keyring_backend") {
+		t.Fatalf("a bad backend: %v", err)
+	}
+}

@@ -183,16 +183,19 @@ func FuzzParseRights(f *testing.F) {
 }
 
 // FuzzParseRole: --role is refused with role 0 and a usage error, or it
-// names (trimmed, in any case) clinician, researcher, auditor, registrar
-// or emergency-service (so spelt: not emergency_service), never patient,
+// names (trimmed, in any case) clinician, researcher, auditor, registrar,
+// emergency-service or storage-service (so spelt: not emergency_service),
+// never patient,
 // read as that role, whose roleName reads back the same.
 func FuzzParseRole(f *testing.F) {
 	fuzzEnumFlag(f, []string{
 		"clinician", "researcher", "auditor", "registrar", " Registrar\t", "patient", "PATIENT",
 		"unspecified", "ROLE_CLINICIAN", "", "regıstrar", "2",
 		"emergency-service", "Emergency-Service", "emergency_service", "EMERGENCY_SERVICE", "emergency", "-emergency-service",
+		"storage-service", "storage_service", "storage",
 	}, parseRole, roleName,
-		emrv1.Role_ROLE_CLINICIAN, emrv1.Role_ROLE_RESEARCHER, emrv1.Role_ROLE_AUDITOR, emrv1.Role_ROLE_REGISTRAR, emrv1.Role_ROLE_EMERGENCY_SERVICE)
+		emrv1.Role_ROLE_CLINICIAN, emrv1.Role_ROLE_RESEARCHER, emrv1.Role_ROLE_AUDITOR, emrv1.Role_ROLE_REGISTRAR, emrv1.Role_ROLE_EMERGENCY_SERVICE,
+		emrv1.Role_ROLE_STORAGE_SERVICE)
 }
 
 // FuzzParsePurpose: --purpose is refused with purpose 0 and a usage

@@ -152,6 +152,17 @@
 // the service's key as the one the sidecar holds (CheckEmergencyService
 // checks it at start).
 //
+// # Replication
+//
+// A sidecar given its organization's storage service key (Options.Storage:
+// a member registered with ROLE_STORAGE_SERVICE) copies from its Peers the
+// ciphertext of every blob a committed record or share references and it
+// does not hold: as blocks commit, when it drops a copy as damaged (the
+// repair), and in a pass every ReplicaInterval (ReplicatePass). Peers serve
+// GET ReplicaPath(key) to active storage services only, and only blobs
+// their own reference index has; every copy is checked against its
+// SHA-256 as it is written (replica.go).
+//
 // # Trust
 //
 // NewNodeChainView trusts the co-located node (same operator, same trust
