@@ -217,25 +217,18 @@ func (s *Server) handleEmergencyKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errf(http.StatusMethodNotAllowed, "method_not_allowed", "an emergency key is asked for with GET"))
 		return
 	}
-	caller, _, aerr := s.authenticateGet(r)
-	if aerr != nil {
-		writeError(w, aerr)
-		return
-	}
-	ref, err := parseBlobRef(r.URL.Query())
-	if err == nil && ref.Share {
-		err = fmt.Errorf("an emergency service releases a record's data key, not a share's: ?%s=<patient id hex>/<sequence>", queryRecord)
-	}
-	if err != nil {
-		writeError(w, errf(http.StatusBadRequest, "bad_request", "%v", err))
+	var ref BlobRef
+	caller, _, head, ok := s.getPrologue(w, r, func() (err error) {
+		ref, err = parseBlobRef(r.URL.Query())
+		if err == nil && ref.Share {
+			err = fmt.Errorf("an emergency service releases a record's data key, not a share's: ?%s=<patient id hex>/<sequence>", queryRecord)
+		}
+		return err
+	})
+	if !ok {
 		return
 	}
 	ctx := r.Context()
-	head, aerr := s.head(ctx)
-	if aerr != nil {
-		writeError(w, aerr)
-		return
-	}
 	a := newAuthState(s.chain, caller, head, s.opts.AccessWindow)
 	read, aerr := a.authorizeEmergencyKey(ctx, ref, s.opts.Emergency.Address)
 	if aerr != nil {

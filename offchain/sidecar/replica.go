@@ -159,15 +159,17 @@ func (s *Server) CheckStorageService(ctx context.Context) error {
 // whole blob, if a committed record or share references it and this
 // sidecar holds it. It never reads through from a peer.
 func (s *Server) handleReplica(w http.ResponseWriter, r *http.Request) {
-	caller, _, aerr := s.authenticateGet(r)
-	if aerr != nil {
-		writeError(w, aerr)
-		return
-	}
-	ctx := r.Context()
-	head, aerr := s.head(ctx)
-	if aerr != nil {
-		writeError(w, aerr)
+	var key blobstore.Key
+	caller, _, head, ok := s.getPrologue(w, r, func() (err error) {
+		if key, err = blobstore.ParseKey(r.PathValue("owner") + "/" + r.PathValue("sha256")); err != nil {
+			return fmt.Errorf("path: %w", err)
+		}
+		if r.Header.Get("Range") != "" {
+			return errors.New("a replica is copied whole: no Range")
+		}
+		return nil
+	})
+	if !ok {
 		return
 	}
 	if caller.Role != emrv1.Role_ROLE_STORAGE_SERVICE || !app.IsActive(caller) {
@@ -175,15 +177,7 @@ func (s *Server) handleReplica(w http.ResponseWriter, r *http.Request) {
 			caller.Address, app.RoleName(caller.Role), app.StatusName(caller.Status)))
 		return
 	}
-	key, err := blobstore.ParseKey(r.PathValue("owner") + "/" + r.PathValue("sha256"))
-	if err != nil {
-		writeError(w, errf(http.StatusBadRequest, "bad_request", "path: %v", err))
-		return
-	}
-	if r.Header.Get("Range") != "" {
-		writeError(w, errf(http.StatusBadRequest, "bad_request", "a replica is copied whole: no Range"))
-		return
-	}
+	ctx := r.Context()
 	committed, err := s.committedReference(ctx, key)
 	if err != nil {
 		s.log.Error("replica: the reference index cannot say whether a blob is committed", "key", key.String(), "err", err)

@@ -901,28 +901,42 @@ func (s *Server) authenticateGet(r *http.Request) (*emrv1.Member, *signedRequest
 	return caller, sr, nil
 }
 
-func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
+// getPrologue is what every GET of a blob or key does first: it
+// authenticates the caller (authenticateGet), parses the request's path
+// and query with parse (an error is a 400 with its text), and reads the
+// node's head to authorize by. If any fails it has answered w, and ok is
+// false.
+func (s *Server) getPrologue(w http.ResponseWriter, r *http.Request, parse func() error) (caller *emrv1.Member, sr *signedRequest, head Head, ok bool) {
 	caller, sr, aerr := s.authenticateGet(r)
+	if aerr == nil {
+		if err := parse(); err != nil {
+			aerr = errf(http.StatusBadRequest, "bad_request", "%v", err)
+		}
+	}
+	if aerr == nil {
+		head, aerr = s.head(r.Context())
+	}
 	if aerr != nil {
 		writeError(w, aerr)
-		return
+		return nil, nil, Head{}, false
 	}
-	sum, err := blobstore.ParseSum(r.PathValue("sha256"))
-	if err != nil {
-		writeError(w, errf(http.StatusBadRequest, "bad_request", "path: %v", err))
-		return
-	}
-	ref, err := parseBlobRef(r.URL.Query())
-	if err != nil {
-		writeError(w, errf(http.StatusBadRequest, "bad_request", "%v", err))
+	return caller, sr, head, true
+}
+
+func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
+	var sum blobstore.Sum
+	var ref BlobRef
+	caller, sr, head, ok := s.getPrologue(w, r, func() (err error) {
+		if sum, err = blobstore.ParseSum(r.PathValue("sha256")); err != nil {
+			return fmt.Errorf("path: %w", err)
+		}
+		ref, err = parseBlobRef(r.URL.Query())
+		return err
+	})
+	if !ok {
 		return
 	}
 	ctx := r.Context()
-	head, aerr := s.head(ctx)
-	if aerr != nil {
-		writeError(w, aerr)
-		return
-	}
 	blob, aerr := newAuthState(s.chain, caller, head, s.opts.AccessWindow).authorizeGet(ctx, ref, sum)
 	if aerr != nil {
 		writeError(w, aerr)
