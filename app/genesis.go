@@ -52,6 +52,8 @@ const (
 	// at most 64 characters keep it a small transaction, a small value in
 	// a state snapshot (8 MiB at most) and linear work to check.
 	maxParamCategories = 256
+	// maxParamStorageOrganizations bounds params.storage_organizations.
+	maxParamStorageOrganizations = 64
 	// setParamsTxOverhead bounds what a SetParams transaction adds to its
 	// params: envelope, signature, key, a chain id of 50 bytes, a reason
 	// of 256, the field tags and lengths (457 bytes at most).
@@ -106,6 +108,19 @@ func ValidateParams(p *emrv1.Params) error {
 			return fmt.Errorf("category %q listed twice", c)
 		}
 		seen[c] = true
+	}
+	if len(p.StorageOrganizations) > maxParamStorageOrganizations {
+		return fmt.Errorf("params.storage_organizations lists %d, more than %d", len(p.StorageOrganizations), maxParamStorageOrganizations)
+	}
+	named := map[string]bool{}
+	for _, o := range p.StorageOrganizations {
+		if err := checkID("storage organization", o); err != nil {
+			return err
+		}
+		if named[o] {
+			return fmt.Errorf("storage organization %q listed twice", o)
+		}
+		named[o] = true
 	}
 	for _, c := range []struct {
 		name       string
@@ -186,6 +201,9 @@ func ValidateGenesis(g *emrv1.GenesisState) error {
 		}
 		if orgs[m.OrganizationId] == nil {
 			return bad("member %d: unknown organization %q", i, m.OrganizationId)
+		}
+		if err := storageServiceAllowed(g.Params, m.Role, m.OrganizationId); err != nil {
+			return bad("member %d: %v", i, err)
 		}
 		addr := string(AddressOf(m.SignPubKey))
 		if addrs[addr] {

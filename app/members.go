@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"fmt"
+	"slices"
 
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
@@ -31,6 +32,9 @@ func (ctx *txContext) registerMember(m *emrv1.MsgRegisterMember) error {
 	}
 	if org == nil {
 		return fmt.Errorf("%w: no organization %q", ErrNotFound, m.OrganizationId)
+	}
+	if err := storageServiceAllowed(ctx.params, m.Role, m.OrganizationId); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnauthorized, err)
 	}
 	addr, err := ctx.newMemberAddress(m.SignPubKey)
 	if err != nil {
@@ -193,4 +197,21 @@ func StatusName(s emrv1.MemberStatus) string {
 		return "retired (its organization left the consortium)"
 	}
 	return s.String()
+}
+
+// StorageOrganization reports whether params name org among the
+// organizations whose storage services keep copies of every blob.
+func StorageOrganization(p *emrv1.Params, org string) bool {
+	return slices.Contains(p.GetStorageOrganizations(), org)
+}
+
+// storageServiceAllowed refuses a storage service of an organization the
+// consortium has not named in params.storage_organizations: a copy of
+// every patient's ciphertext is the consortium's decision, not one
+// registrar's.
+func storageServiceAllowed(p *emrv1.Params, role emrv1.Role, org string) error {
+	if role == emrv1.Role_ROLE_STORAGE_SERVICE && !StorageOrganization(p, org) {
+		return fmt.Errorf("organization %q may not have a storage service: the consortium names the organizations that keep copies of every blob in params.storage_organizations (%v), by proposal", org, p.GetStorageOrganizations())
+	}
+	return nil
 }

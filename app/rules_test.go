@@ -692,7 +692,7 @@ func TestRegisterMemberRole(t *testing.T) {
 		{"auditor", w.regA, role(emrv1.Role_ROLE_AUDITOR), nil, nil},
 		{"registrar", w.regA, role(emrv1.Role_ROLE_REGISTRAR), nil, nil},
 		{"emergency service", w.regA, role(emrv1.Role_ROLE_EMERGENCY_SERVICE), nil, nil},
-		{"storage service", w.regA, role(emrv1.Role_ROLE_STORAGE_SERVICE), nil, nil},
+		{"storage service of an organization not named", w.regA, role(emrv1.Role_ROLE_STORAGE_SERVICE), app.ErrUnauthorized, []string{"may not have a storage service", "params.storage_organizations"}},
 		{"patient", w.regA, role(emrv1.Role_ROLE_PATIENT), app.ErrInvalidMsg, []string{"register_member", roleRule}},
 		{"unspecified", w.regA, role(emrv1.Role_ROLE_UNSPECIFIED), app.ErrInvalidMsg, []string{roleRule}},
 		{"out of range", w.regA, role(emrv1.Role(42)), app.ErrInvalidMsg, []string{roleRule}},

@@ -123,7 +123,7 @@ touched: a refused flag leaves the old testnet as it was.`,
 	f.StringArrayVar(&o.orgs, "org", nil, `organization "id:name:kind" (repeatable; default: hospital-a, hospital-b, research-institute)`)
 	f.StringArrayVar(&o.registrars, "registrar", nil, `registrar "org-id:NAME" (repeatable; default: "registrar-<org id>" for every organization)`)
 	f.IntVar(&o.basePort, "base-port", testnetBasePort, "first port; node i uses the ten ports from base-port + 10*i")
-	f.BoolVar(&o.replicate, "replicate", true, `with --blob fs, seat a storage service per node in the genesis (key "storage-nodeI" in HOME/`+testnetStorageKeyring+`, a test keyring) and give it to the node's sidecar, which then copies every committed blob from its peers`)
+	f.BoolVar(&o.replicate, "replicate", true, `with --blob fs, name the hospitals in params.storage_organizations, seat a storage service per node in the genesis (of the hospitals in turn; key "storage-nodeI" in HOME/`+testnetStorageKeyring+`, a test keyring) and give it to the node's sidecar, which then copies every committed blob from its peers`)
 	f.StringVar(&o.blob, "blob", "fs", `blob store of the sidecars: "fs" (embedded, per node) or "minio" (one MinIO server and bucket shared by all; credentials from MINIO_ACCESS_KEY and MINIO_SECRET_KEY)`)
 	f.StringVar(&o.minioAddr, "minio-addr", testnetMinioAddr, "MinIO server address with --blob minio")
 	f.StringVar(&o.backend, "backend", store.DefaultBackend, "database engine: pebble or goleveldb")
@@ -187,11 +187,20 @@ func runTestnet(w io.Writer, o testnetOptions) (_ *manifest.Testnet, err error) 
 	if err != nil {
 		return nil, err
 	}
-	// With the fs store every node's sidecar signs as a storage service of
-	// its own (of the organizations in turn), seated in the genesis, so
-	// that each keeps a copy of every committed blob.
+	// With the fs store the genesis names the hospitals as the
+	// organizations that keep copies (params.storage_organizations), and
+	// every node's sidecar signs as a storage service of its own (of the
+	// hospitals in turn), seated in the genesis, so that each keeps a copy
+	// of every committed blob.
 	var storage []*keyring.Key
-	if o.blob != "minio" && o.replicate {
+	var hospitals []string
+	for _, org := range gs.Organizations {
+		if org.Kind == emrchainv1.OrganizationKind_ORGANIZATION_KIND_HOSPITAL {
+			hospitals = append(hospitals, org.Id)
+		}
+	}
+	if o.blob != "minio" && o.replicate && len(hospitals) > 0 {
+		gs.Params.StorageOrganizations = hospitals
 		for i := range o.validators {
 			k, err := keyring.Generate(fmt.Sprintf("storage-node%d", i))
 			if err != nil {
@@ -200,7 +209,7 @@ func runTestnet(w io.Writer, o testnetOptions) (_ *manifest.Testnet, err error) 
 			storage = append(storage, k)
 			gs.Members = append(gs.Members, &emrchainv1.GenesisMember{
 				SignPubKey: k.PubKey(), EncPubKey: k.EncPubKey(), Role: emrchainv1.Role_ROLE_STORAGE_SERVICE,
-				OrganizationId: gs.Organizations[i%len(gs.Organizations)].Id, CredentialRef: "localnet-sidecar:node" + strconv.Itoa(i),
+				OrganizationId: hospitals[i%len(hospitals)], CredentialRef: "localnet-sidecar:node" + strconv.Itoa(i),
 			})
 		}
 	}

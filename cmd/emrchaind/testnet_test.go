@@ -129,8 +129,12 @@ func TestTestnetDefault(t *testing.T) {
 	if len(net.Keys) != 3 || len(gs.Members) != 3+4 {
 		t.Fatalf("%d keys, %d genesis members; want 3 registrars and 4 storage services", len(net.Keys), len(gs.Members))
 	}
-	// Each node's sidecar signs as a storage service of its own, of the
-	// organizations in turn, whose key is in its home's test keyring.
+	// The hospitals keep copies of every blob; each node's sidecar signs as
+	// a storage service of its own, of the hospitals in turn, whose key is
+	// in its home's test keyring.
+	if want := []string{"hospital-a", "hospital-b"}; !slices.Equal(gs.Params.StorageOrganizations, want) {
+		t.Fatalf("params.storage_organizations = %v, want %v", gs.Params.StorageOrganizations, want)
+	}
 	for i, n := range net.Nodes {
 		m := gs.Members[3+i]
 		c, err := loadAppConfig(n.Home)
@@ -144,7 +148,7 @@ func TestTestnetDefault(t *testing.T) {
 		if err := sc.loadServiceKeys(log.NewNopLogger()); err != nil {
 			t.Fatalf("%s: %v", n.Name, err)
 		}
-		if m.Role != emrchainv1.Role_ROLE_STORAGE_SERVICE || m.OrganizationId != gs.Organizations[i%3].Id ||
+		if m.Role != emrchainv1.Role_ROLE_STORAGE_SERVICE || m.OrganizationId != gs.Organizations[i%2].Id ||
 			sc.storage == nil || string(sc.storage.PubKey()) != string(m.SignPubKey) || len(sc.Peers) != 3 {
 			t.Errorf("%s: genesis member %+v, sidecar settings %+v", n.Name, m, sc)
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"math"
@@ -118,11 +119,11 @@ var paramLimits = []paramLimit{
 
 func newProposeParamsCmd(a *cli) *cobra.Command {
 	var pf proposeFlags
-	var addCategories []string
+	var addCategories, storageOrgs []string
 	var given emrv1.Params
 	cmd := &cobra.Command{
-		Use:   "params --from REGISTRAR [--add-category NAME]... [--max-tx-bytes N] [--max-page-size N] [...] --reason TEXT",
-		Short: "Propose new consortium params: record categories added, size limits, the emergency window, the voting period, CometBFT's block and evidence limits",
+		Use:   "params --from REGISTRAR [--add-category NAME]... [--max-tx-bytes N] [--max-page-size N] [--storage-organizations ORG,...] [...] --reason TEXT",
+		Short: "Propose new consortium params: record categories added, size limits, the emergency window, the voting period, the storage organizations, CometBFT's block and evidence limits",
 		Long: governanceLong + `
 
 The proposal carries the whole set of params: the current ones, read
@@ -141,10 +142,18 @@ CometBFT's own rules, and a block must still hold a transaction of
 max-tx-bytes beside the most evidence and the commit of 100 validators.
 A node's config.toml [mempool] max_tx_bytes and max_txs_bytes are its
 own, not the chain's: raise them on every node before raising
-max-tx-bytes past them.`,
+max-tx-bytes past them.
+
+--storage-organizations names the organizations whose storage services
+(members of role storage-service, each its hospital's sidecar) keep a copy
+of the ciphertext of every committed record and share: only those may
+register one, and the sidecars serve copies to those listed now. Dropping
+an organization stops its copies at once; its storage service stays a
+member, which its registrar suspends.`,
 		Example: `  emrcli propose params --from registrar --add-category genomics --reason "genome sequencing joins the records"
   emrcli propose params --from registrar --max-blob-bytes 8589934592 --reason "whole-slide images reach 6 GiB"
-  emrcli propose params --from registrar --block-max-bytes 8388608 --reason "blocks of 8 MiB for the night's imaging backlog"`,
+  emrcli propose params --from registrar --block-max-bytes 8388608 --reason "blocks of 8 MiB for the night's imaging backlog"
+  emrcli propose params --from registrar --storage-organizations st-mary,st-luke --reason "both hospitals keep copies of every record"`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -172,6 +181,9 @@ max-tx-bytes past them.`,
 					l.copy(next, &given)
 				}
 			}
+			if cmd.Flags().Changed("storage-organizations") {
+				next.StorageOrganizations = slices.DeleteFunc(storageOrgs, func(s string) bool { return s == "" })
+			}
 			if proto.Equal(next, current) {
 				return usagef("the params would not change: give --add-category or a new value (see --help; \"emrcli params\" shows the current ones)")
 			}
@@ -187,6 +199,7 @@ max-tx-bytes past them.`,
 	pf.add(a, cmd)
 	f := cmd.Flags()
 	f.StringArrayVar(&addCategories, "add-category", nil, "a record category to add (repeatable)")
+	f.StringSliceVar(&storageOrgs, "storage-organizations", nil, `the organizations whose storage services keep a copy of every blob, replacing the list (comma-separated; "" for none)`)
 	for _, l := range paramLimits {
 		l.bind(f, &given)
 	}
@@ -207,6 +220,8 @@ type paramsView struct {
 	// Consensus is nil when the params carry none (a chain from before
 	// they did).
 	Consensus *consensusView `json:"consensus,omitempty"`
+	// StorageOrganizations keep copies of every blob ([] for none).
+	StorageOrganizations []string `json:"storage_organizations"`
 }
 
 // consensusView is CometBFT's block and evidence limits as emrcli shows
@@ -222,7 +237,8 @@ type consensusView struct {
 
 func viewParams(p *emrv1.Params) paramsView {
 	v := paramsView{p.GetCategories(), p.GetMaxTxBytes(), p.GetMaxBlobBytes(), p.GetMaxRecordsPerAccess(), p.GetMaxRewrapsPerRotation(),
-		p.GetMaxPageSize(), p.GetEmergencyAccessSeconds(), p.GetMaxWrappedKeyBytes(), p.GetProposalSeconds(), nil}
+		p.GetMaxPageSize(), p.GetEmergencyAccessSeconds(), p.GetMaxWrappedKeyBytes(), p.GetProposalSeconds(), nil,
+		append([]string{}, p.GetStorageOrganizations()...)}
 	if c := p.GetConsensus(); c != nil {
 		age := c.GetEvidenceMaxAge().AsDuration()
 		v.Consensus = &consensusView{c.BlockMaxBytes, c.BlockMaxGas, c.EvidenceMaxBytes, c.EvidenceMaxAgeBlocks, age.Seconds(), age}
@@ -245,7 +261,7 @@ func (v paramsView) fields() []string {
 		"max blob bytes", fmt.Sprint(v.MaxBlobBytes), "max records per access", fmt.Sprint(v.MaxRecordsPerAccess),
 		"max rewraps per rotation", fmt.Sprint(v.MaxRewrapsPerRotation), "max page size", fmt.Sprint(v.MaxPageSize),
 		"emergency window", seconds(v.EmergencyAccessSeconds), "max wrapped key bytes", fmt.Sprint(v.MaxWrappedKeyBytes),
-		"proposals open for", seconds(v.ProposalSeconds)}
+		"proposals open for", seconds(v.ProposalSeconds), "storage organizations", cmp.Or(strings.Join(v.StorageOrganizations, ", "), "(none)")}
 	if c := v.Consensus; c != nil {
 		blockBytes := fmt.Sprint(c.BlockMaxBytes)
 		if c.BlockMaxBytes == -1 {

@@ -40,8 +40,11 @@ import (
 //     time (a record whose blob was never uploaded is asked for again at
 //     every pass).
 //
-// A peer serves GET ReplicaPath(key) to an active storage service only, and
-// only a blob its own reference index has (a committed reference: a pending
+// A peer serves GET ReplicaPath(key) to an active storage service only, of
+// an organization the consortium names in params.storage_organizations
+// (the chain lets only those have one, and a params proposal that drops an
+// organization stops its copies at once), and only a blob its own
+// reference index has (a committed reference: a pending
 // upload is its uploader's until its record commits), whole and verified
 // as it is read, as it serves a member. The copy is checked against the
 // blob's SHA-256 while it is written (Store.Put), so a lying peer can only
@@ -152,6 +155,14 @@ func (s *Server) CheckStorageService(ctx context.Context) error {
 	case !app.IsActive(m):
 		return fmt.Errorf("sidecar: storage service %X is %s: %w", m.Address, app.StatusName(m.Status), errNotAStorageService)
 	}
+	params, err := s.chain.Params(ctx)
+	if err != nil {
+		return fmt.Errorf("sidecar: storage service %X: %w", m.Address, err)
+	}
+	if !app.StorageOrganization(params, m.OrganizationId) {
+		return fmt.Errorf("sidecar: storage service %X is of organization %q, which params.storage_organizations does not name (%v): %w",
+			m.Address, m.OrganizationId, params.StorageOrganizations, errNotAStorageService)
+	}
 	return nil
 }
 
@@ -178,6 +189,15 @@ func (s *Server) handleReplica(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	params, err := s.chain.Params(ctx)
+	if err != nil {
+		writeError(w, chainError(err))
+		return
+	}
+	if !app.StorageOrganization(params, caller.OrganizationId) {
+		writeError(w, forbidden("the consortium does not name organization %q among those that keep copies of every blob (params.storage_organizations)", caller.OrganizationId))
+		return
+	}
 	committed, err := s.committedReference(ctx, key)
 	if err != nil {
 		s.log.Error("replica: the reference index cannot say whether a blob is committed", "key", key.String(), "err", err)
@@ -225,9 +245,7 @@ func (s *Server) replicaLoop(stop <-chan struct{}) {
 	defer s.wg.Done()
 	ctx, cancel := untilStop(context.Background(), stop)
 	defer cancel()
-	if err := s.CheckStorageService(ctx); err != nil && ctx.Err() == nil {
-		s.log.Error("replication: the peers will refuse this sidecar's copies until this is fixed", "err", err)
-	}
+	checked := false // whether the chain has said if the storage key is an active service's
 	interval := s.opts.ReplicaInterval
 	pass := time.NewTimer(min(replicaFirstPass, max(interval, replicaPoll)))
 	if interval < 0 {
@@ -245,6 +263,9 @@ func (s *Server) replicaLoop(stop <-chan struct{}) {
 				s.log.Info("replication: no peer served a committed blob yet; the next pass tries again", "key", key.String(), "err", err)
 			}
 		case <-poll.C:
+			if !checked {
+				checked = s.checkStorageOnce(ctx)
+			}
 			if _, err := s.refs.catchUp(ctx, s.chain, s.log); err != nil && ctx.Err() == nil {
 				s.log.Error("replication: reading new blocks into the reference index failed", "err", err)
 			}
@@ -266,6 +287,23 @@ func (s *Server) replicaLoop(stop <-chan struct{}) {
 			pass.Reset(interval)
 		}
 	}
+}
+
+// checkStorageOnce logs whether the chain has Options.Storage's key as an
+// active storage service, and reports whether the chain could tell (a node
+// still starting, or catching up, cannot yet: the loop asks again at its
+// next poll).
+func (s *Server) checkStorageOnce(ctx context.Context) bool {
+	err := s.CheckStorageService(ctx)
+	switch {
+	case errors.Is(err, ErrChainUnavailable) || ctx.Err() != nil:
+		return false
+	case err != nil:
+		s.log.Error("replication: the peers will refuse this sidecar's copies until this is fixed", "err", err)
+	default:
+		s.log.Info("replication: copying every committed blob from the peers as storage service", "service", fmt.Sprintf("%X", s.opts.Storage.Address()), "peers", len(s.opts.Peers))
+	}
+	return true
 }
 
 // ReplicatePass copies from the peers every blob that a committed block

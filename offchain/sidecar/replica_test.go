@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,6 +48,11 @@ func replicaGet(t *testing.T, url string, a Signer, key blobstore.Key, header ma
 	return io.ReadAll(resp.Body)
 }
 
+// nameStorageOrgs makes orgs the chain's params.storage_organizations.
+func nameStorageOrgs(e *env, orgs ...string) {
+	e.chain.edit(func() { e.chain.params.StorageOrganizations = orgs })
+}
+
 // committedBlob uploads data to e's sidecar as its writer and commits a
 // record of it in a new block.
 func committedBlob(t *testing.T, e *env, data []byte) blobstore.Key {
@@ -61,13 +67,15 @@ func committedBlob(t *testing.T, e *env, data []byte) blobstore.Key {
 }
 
 // TestReplicaServing: a sidecar serves GET ReplicaPath whole, to an active
-// storage service only, and only a blob a committed record references
-// (never a pending upload, never read through from a peer).
+// storage service of an organization params.storage_organizations names
+// only, and only a blob a committed record references (never a pending
+// upload, never read through from a peer).
 func TestReplicaServing(t *testing.T) {
 	e := newEnv(t, nil)
 	data := bytes.Repeat([]byte("encrypted discharge letter "), 300)
 	key := committedBlob(t, e, data)
 	svc := e.chain.addMember("storage-b", emrv1.Role_ROLE_STORAGE_SERVICE, "hospital-b")
+	nameStorageOrgs(e, "hospital-b", "hospital-c")
 
 	got, err := replicaGet(t, e.ts.URL, svc, key, nil)
 	if err != nil || !bytes.Equal(got, data) {
@@ -81,6 +89,7 @@ func TestReplicaServing(t *testing.T) {
 	suspended := e.chain.addMember("storage-c", emrv1.Role_ROLE_STORAGE_SERVICE, "hospital-c")
 	e.chain.setStatus(suspended, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED)
 	emergency := e.chain.addMember("emergency-b", emrv1.Role_ROLE_EMERGENCY_SERVICE, "hospital-b")
+	unnamed := e.chain.addMember("storage-r", emrv1.Role_ROLE_STORAGE_SERVICE, "research-institute")
 	var absent blobstore.Key
 	absent.Owner, absent.Sum = key.Owner, sha256.Sum256([]byte("never uploaded"))
 	e.chain.advance(time.Second)
@@ -99,6 +108,7 @@ func TestReplicaServing(t *testing.T) {
 		{"the record's reader", e.reader, key, nil, http.StatusForbidden, "only an active storage service"},
 		{"an emergency service", emergency, key, nil, http.StatusForbidden, "role is emergency service"},
 		{"a suspended storage service", suspended, key, nil, http.StatusForbidden, "is suspended"},
+		{"a storage service of an organization not named", unnamed, key, nil, http.StatusForbidden, "does not name organization \"research-institute\""},
 		{"a pending upload", svc, e.key(sha256.Sum256(pending)), nil, http.StatusNotFound, "no committed record"},
 		{"a committed blob not held", svc, absent, nil, http.StatusNotFound, "not stored on this sidecar"},
 		{"a range", svc, key, map[string]string{"Range": "bytes=0-9"}, http.StatusBadRequest, "copied whole"},
@@ -133,6 +143,7 @@ func TestReplicatePass(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := e.chain.addMember("storage-b", emrv1.Role_ROLE_STORAGE_SERVICE, "hospital-b")
+	nameStorageOrgs(e, "hospital-b")
 	_, b := peerOf(t, e, func(o *Options) { o.Storage = svc }, e.ts.URL)
 	if err := b.CheckStorageService(context.Background()); err != nil {
 		t.Fatal(err)
@@ -212,22 +223,28 @@ func readStored(t *testing.T, srv *Server, key blobstore.Key) []byte {
 }
 
 // TestReplicationFollowsTheChain: a running sidecar with a storage service
-// identity copies a blob soon after its record commits, and copies back a
-// copy its scrub dropped as damaged (the repair the scrub could not make
-// without a member's request to forward).
+// identity says so once its node can tell (not before), copies a blob soon
+// after its record commits, and copies back a copy its scrub dropped as
+// damaged (the repair the scrub could not make without a member's request
+// to forward).
 func TestReplicationFollowsTheChain(t *testing.T) {
 	defer func(p, f time.Duration) { replicaPoll, replicaFirstPass = p, f }(replicaPoll, replicaFirstPass)
 	replicaPoll, replicaFirstPass = 20*time.Millisecond, time.Hour
 	e := newEnv(t, nil)
 	svc := e.chain.addMember("storage-b", emrv1.Role_ROLE_STORAGE_SERVICE, "hospital-b")
+	nameStorageOrgs(e, "hospital-b")
 	store, err := blobstore.OpenFS(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := New(Options{Store: store, Chain: e.chain, SweepInterval: -1, ScrubInterval: -1, Peers: []string{e.ts.URL}, Storage: svc})
+	log := &lines{}
+	b, err := New(Options{Store: store, Chain: e.chain, SweepInterval: -1, ScrubInterval: -1, Peers: []string{e.ts.URL}, Storage: svc, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A node still starting cannot say whether the key is a storage
+	// service's: that is not logged as a key the peers will refuse.
+	e.chain.edit(func() { e.chain.down = true })
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -236,6 +253,12 @@ func TestReplicationFollowsTheChain(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
+	time.Sleep(5 * replicaPoll)
+	e.chain.edit(func() { e.chain.down = false })
+	waitFor(t, "B to log that it copies as a storage service", func() bool { return len(log.with("as storage service")) == 1 })
+	if refused := log.with("will refuse"); len(refused) != 0 {
+		t.Fatalf("a chain not yet up was logged as a refused key: %q", refused)
+	}
 
 	data := bytes.Repeat([]byte("encrypted MRI report "), 400)
 	key := committedBlob(t, e, data)
@@ -269,7 +292,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // TestCheckStorageService: the sidecar tells its operator when the chain
-// does not have its storage key as an active storage service.
+// does not have its storage key as an active storage service of an
+// organization params.storage_organizations names.
 func TestCheckStorageService(t *testing.T) {
 	e := newEnv(t, nil)
 	svc := e.chain.addMember("storage-b", emrv1.Role_ROLE_STORAGE_SERVICE, "hospital-b")
@@ -277,6 +301,10 @@ func TestCheckStorageService(t *testing.T) {
 		_, srv := peerOf(t, e, func(o *Options) { o.Storage = signer }, e.ts.URL)
 		return srv.CheckStorageService(context.Background())
 	}
+	if err := check(svc); !errors.Is(err, errNotAStorageService) || !strings.Contains(err.Error(), "does not name") {
+		t.Fatalf("a service of an organization not named: %v", err)
+	}
+	nameStorageOrgs(e, "hospital-b")
 	if err := check(svc); err != nil {
 		t.Fatal(err)
 	}

@@ -52,8 +52,9 @@ const (
 	// An organization's storage service: the identity its blob sidecar signs
 	// with towards the other hospitals' sidecars, to copy the ciphertext of
 	// committed records and shares it does not hold (a replica, or the repair
-	// of a copy found damaged). It is granted nothing, signs no transaction
-	// that reads or writes records, and can decrypt nothing.
+	// of a copy found damaged). Only organizations the consortium names in
+	// params.storage_organizations have one. It is granted nothing, signs no
+	// transaction that reads or writes records, and can decrypt nothing.
 	Role_ROLE_STORAGE_SERVICE Role = 7
 )
 
@@ -416,9 +417,15 @@ type Params struct {
 	// CometBFT's block and evidence limits, which the chain relays to
 	// CometBFT when a proposal changes them. Taken at genesis from the
 	// genesis's consensus_params (app_state leaves them out).
-	Consensus     *ConsensusLimits `protobuf:"bytes,10,opt,name=consensus,proto3" json:"consensus,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Consensus *ConsensusLimits `protobuf:"bytes,10,opt,name=consensus,proto3" json:"consensus,omitempty"`
+	// The organizations whose storage services (ROLE_STORAGE_SERVICE) keep a
+	// copy of the ciphertext of every committed record and share, by the
+	// consortium's decision (genesis, then a params proposal): a storage
+	// service can be registered only for one of them, and the sidecars serve
+	// copies only to the storage services of those listed now. Empty: none.
+	StorageOrganizations []string `protobuf:"bytes,11,rep,name=storage_organizations,json=storageOrganizations,proto3" json:"storage_organizations,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Params) Reset() {
@@ -517,6 +524,13 @@ func (x *Params) GetProposalSeconds() uint64 {
 func (x *Params) GetConsensus() *ConsensusLimits {
 	if x != nil {
 		return x.Consensus
+	}
+	return nil
+}
+
+func (x *Params) GetStorageOrganizations() []string {
+	if x != nil {
+		return x.StorageOrganizations
 	}
 	return nil
 }
@@ -2633,7 +2647,7 @@ var File_emrchain_v1_types_proto protoreflect.FileDescriptor
 
 const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\n" +
-	"\x17emrchain/v1/types.proto\x12\vemrchain.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x03\n" +
+	"\x17emrchain/v1/types.proto\x12\vemrchain.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x04\n" +
 	"\x06Params\x12\x1e\n" +
 	"\n" +
 	"categories\x18\x01 \x03(\tR\n" +
@@ -2648,7 +2662,8 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\x15max_wrapped_key_bytes\x18\b \x01(\rR\x12maxWrappedKeyBytes\x12)\n" +
 	"\x10proposal_seconds\x18\t \x01(\x04R\x0fproposalSeconds\x12:\n" +
 	"\tconsensus\x18\n" +
-	" \x01(\v2\x1c.emrchain.v1.ConsensusLimitsR\tconsensus\"\x87\x02\n" +
+	" \x01(\v2\x1c.emrchain.v1.ConsensusLimitsR\tconsensus\x123\n" +
+	"\x15storage_organizations\x18\v \x03(\tR\x14storageOrganizations\"\x87\x02\n" +
 	"\x0fConsensusLimits\x12&\n" +
 	"\x0fblock_max_bytes\x18\x01 \x01(\x03R\rblockMaxBytes\x12\"\n" +
 	"\rblock_max_gas\x18\x02 \x01(\x03R\vblockMaxGas\x125\n" +
