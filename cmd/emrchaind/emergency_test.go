@@ -164,6 +164,7 @@ func TestSidecarStorageConfig(t *testing.T) {
 	want := defaultSidecarConfig()
 	want.StorageKey, want.StorageKeyringHome, want.StorageKeyringBackend = "er", keysHome, keyring.BackendTest
 	want.StoragePassphraseFile, want.ReplicaInterval, want.ReplicaBytesPerSecond = "storage/passphrase", 0, 1<<20
+	want.Peers = []string{"http://127.0.0.1:7071"}
 	conf := defaultAppConfig()
 	conf.Sidecar = want
 	if err := writeAppConfig(home, conf); err != nil {
@@ -206,8 +207,28 @@ func TestSidecarStorageConfig(t *testing.T) {
 		}
 	}
 	bad := defaultSidecarConfig()
-	bad.StorageKey, bad.StorageKeyringBackend, bad.StorageKeyringHome = "st", "os", keysHome
+	bad.StorageKey, bad.StorageKeyringBackend, bad.StorageKeyringHome, bad.Peers = "st", "os", keysHome, want.Peers
 	if err := bad.resolve(home); err == nil || !strings.HasPrefix(err.Error(), "sidecar: storage_keyring_backend") {
 		t.Fatalf("a bad backend: %v", err)
+	}
+}
+
+// TestServiceKeysRefused: a storage key without peers would copy nothing,
+// and one sidecar holding both the emergency key (which opens opted-in
+// patients' keys) and a storage key (a copy of every blob) is refused.
+func TestServiceKeysRefused(t *testing.T) {
+	nodeHome := t.TempDir()
+	erHome, _ := emergencyKeyring(t, keyring.BackendTest, "")
+	stHome, _ := emergencyKeyring(t, keyring.BackendTest, "")
+	noPeers := defaultSidecarConfig()
+	noPeers.StorageKey, noPeers.StorageKeyringHome, noPeers.StorageKeyringBackend = "er", stHome, keyring.BackendTest
+	if err := noPeers.resolve(nodeHome); err == nil || !strings.Contains(err.Error(), "peers is empty") {
+		t.Fatalf("a storage key without peers: %v", err)
+	}
+	both := noPeers
+	both.Peers = []string{"http://127.0.0.1:1"}
+	both.EmergencyKey, both.EmergencyKeyringHome, both.EmergencyKeyringBackend = "er", erHome, keyring.BackendTest
+	if err := both.resolve(nodeHome); err == nil || !strings.Contains(err.Error(), "not both") {
+		t.Fatalf("an emergency and a storage key on one sidecar: %v", err)
 	}
 }

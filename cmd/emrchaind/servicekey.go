@@ -132,8 +132,17 @@ func (k serviceKey) flags() (all map[string]*string, paths []string) {
 	}, []string{k.prefix + "-keyring-home", k.prefix + "-passphrase-file"}
 }
 
-// resolveServiceKeys checks both services' settings.
+// resolveServiceKeys checks both services' settings. A sidecar is not
+// both services: one process would hold the key that opens opted-in
+// patients' keys and a copy of every blob. A storage service copies from
+// the peers, so it needs some.
 func (c *sidecarConfig) resolveServiceKeys(home string) error {
+	switch {
+	case c.EmergencyKey != "" && c.StorageKey != "":
+		return errors.New(`sidecar: emergency_key and storage_key are both set: a sidecar is its organization's emergency service or its storage service, not both (one process would hold the key that opens opted-in patients' keys and a copy of every blob); run the emergency service as a sidecar of its own (emrchaind sidecar --emergency-key NAME --storage-key "")`)
+	case c.StorageKey != "" && len(c.Peers) == 0:
+		return errors.New("sidecar: storage_key is set but peers is empty: a storage service copies every committed blob from the other hospitals' sidecars, which peers lists")
+	}
 	return errors.Join(c.emergencyKey().resolve(home), c.storageKey().resolve(home))
 }
 

@@ -34,8 +34,9 @@ const HeaderForwarded = "X-Emr-Forwarded"
 // knows committed, so a peer whose node lags waits for it too.
 var forwardedHeaders = []string{HeaderAddress, HeaderTimestamp, HeaderBodySHA256, HeaderSignature, HeaderPatient, HeaderCategory, HeaderMinHeight}
 
-// peerTimeout bounds one peer transfer.
-const peerTimeout = 5 * time.Minute
+// peerTimeout bounds one peer transfer (a replica's, plus its time at the
+// replication rate). (A variable for tests.)
+var peerTimeout = 5 * time.Minute
 
 var errNoPeerHasIt = errors.New("no peer sidecar has the blob")
 
@@ -48,7 +49,7 @@ var errNoPeerHasIt = errors.New("no peer sidecar has the blob")
 var errPeersBehind = errors.New("a peer sidecar's node is behind the height the client saw committed")
 
 // errPeersUnavailable: no peer served the blob, none said "not yet", and
-// one did not answer or failed (5xx). It may be the one that holds the
+// one did not answer, failed (5xx) or limited this sidecar's host (429). It may be the one that holds the
 // blob: the answer is 503, which asking again may mend, not 404 "no peer
 // has it", which the client takes as a refusal.
 var errPeersUnavailable = errors.New("a peer sidecar that may hold the blob did not answer or failed")
@@ -120,7 +121,7 @@ func (s *Server) fetchFromPeers(ctx context.Context, r *http.Request, signer sig
 		var noAnswer *url.Error
 		answered := errors.As(err, &se)
 		behind = behind || (answered && se.Code == CodeChainBehind)
-		unsure = unsure || errors.As(err, &noAnswer) || (answered && se.StatusCode >= 500)
+		unsure = unsure || errors.As(err, &noAnswer) || (answered && (se.StatusCode >= 500 || se.StatusCode == http.StatusTooManyRequests))
 		reasons = append(reasons, fmt.Sprintf("%s: %v", peer, err))
 	}
 	if behind {

@@ -5,13 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/emrchain/emrchain/app"
-	"github.com/emrchain/emrchain/internal/ctxtime"
 	"github.com/emrchain/emrchain/offchain/blobstore"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
@@ -80,9 +81,6 @@ const (
 	// replicaQueue bounds the keys waiting to be copied; beyond, they are
 	// left to the next pass.
 	replicaQueue = 4096
-	// replicaMaxWait bounds how long a copy waits on a peer's Retry-After
-	// (its share of the replay cache used up) before going on.
-	replicaMaxWait = time.Minute
 )
 
 // errNotAStorageService: Options.Storage's key is not an active storage
@@ -95,13 +93,96 @@ type replicator struct {
 	// dropped counts the keys left to the next pass because the queue
 	// was full.
 	dropped atomic.Int64
-	// limit paces the copies (ReplicaBytesPerSecond); used by the
-	// replicator's one goroutine only.
+	// limit paces the copies (ReplicaBytesPerSecond), of the queue's
+	// worker and of a pass together.
 	limit *rateLimit
+	// ready is set once the chain has the sidecar's key as a storage
+	// service its peers will serve (CheckStorageService); until then, and
+	// after a pass finds it no longer is, nothing is asked of the peers:
+	// each refused request would count against this sidecar's host in the
+	// peers' failed-authentication limits, which its members' read-throughs
+	// share.
+	ready atomic.Bool
+	// complained is set once a check's refusal is logged, until one passes.
+	complained atomic.Bool
+
+	mu sync.Mutex
+	// held are the peers not asked until the time given: one that refused
+	// this sidecar's signature (401, 403) or said it is busy (429, 503).
+	held map[string]time.Time
+	// misses are the blobs no peer served, with how many passes in a row
+	// and the pass that asks again (an exponential backoff: a record whose
+	// blob was never uploaded is asked for less and less often).
+	misses map[blobstore.Key]replicaMiss
+	passes int64 // passes begun
 }
 
+// replicaMiss is a blob no peer served: fails passes in a row, asked again
+// from pass next.
+type replicaMiss struct {
+	fails int
+	next  int64
+}
+
+// Bounds of the replicator's memory of peers and blobs.
+const (
+	// replicaMaxMisses bounds the blobs remembered as missing; beyond,
+	// new misses are asked for at every pass.
+	replicaMaxMisses = 100_000
+	// replicaHold is how long a peer that refused this sidecar's signature
+	// is left alone; replicaMaxBackoff bounds a missing blob's backoff, in
+	// passes.
+	replicaHold       = 5 * time.Minute
+	replicaMaxBackoff = 64
+)
+
 func newReplicator(bytesPerSecond int64) *replicator {
-	return &replicator{queue: make(chan blobstore.Key, replicaQueue), limit: newRateLimit(bytesPerSecond)}
+	return &replicator{queue: make(chan blobstore.Key, replicaQueue), limit: newRateLimit(bytesPerSecond),
+		held: map[string]time.Time{}, misses: map[blobstore.Key]replicaMiss{}}
+}
+
+// peerHeld reports whether peer is left alone now.
+func (r *replicator) peerHeld(peer string, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	until, ok := r.held[peer]
+	if ok && !now.Before(until) {
+		delete(r.held, peer)
+		return false
+	}
+	return ok
+}
+
+// hold leaves peer alone for d.
+func (r *replicator) hold(peer string, now time.Time, d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.held[peer] = now.Add(d)
+}
+
+// due reports whether a pass asks for key: not while a miss's backoff runs.
+func (r *replicator) due(key blobstore.Key) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m, ok := r.misses[key]
+	return !ok || r.passes >= m.next
+}
+
+// missed notes that no peer served key (copied false), or forgets it.
+func (r *replicator) missed(key blobstore.Key, copied bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if copied {
+		delete(r.misses, key)
+		return
+	}
+	m, ok := r.misses[key]
+	if !ok && len(r.misses) >= replicaMaxMisses {
+		return
+	}
+	m.fails++
+	m.next = r.passes + min(int64(1)<<min(m.fails, 7), replicaMaxBackoff)
+	r.misses[key] = m
 }
 
 // want queues keys to be copied if this sidecar does not hold them. It
@@ -132,6 +213,9 @@ type ReplicaReport struct {
 	// pass); the first failure's reason is kept in FirstFailure.
 	Failed       int
 	FirstFailure string
+	// BackingOff is the missing blobs not asked for this pass: no peer
+	// served them the last times (a record whose blob was never uploaded).
+	BackingOff int
 }
 
 // CheckStorageService checks that the chain has Options.Storage's key as an
@@ -198,7 +282,7 @@ func (s *Server) handleReplica(w http.ResponseWriter, r *http.Request) {
 		writeError(w, forbidden("the consortium does not name organization %q among those that keep copies of every blob (params.storage_organizations)", caller.OrganizationId))
 		return
 	}
-	committed, err := s.committedReference(ctx, key)
+	committed, err := s.committedReference(ctx, key, head)
 	if err != nil {
 		s.log.Error("replica: the reference index cannot say whether a blob is committed", "key", key.String(), "err", err)
 		writeError(w, retryLater(http.StatusServiceUnavailable, "index_unavailable", 10*time.Second, "this sidecar cannot tell yet whether a committed record references blob %s", key))
@@ -222,12 +306,22 @@ func (s *Server) handleReplica(w http.ResponseWriter, r *http.Request) {
 }
 
 // committedReference reports whether a committed block referenced key,
-// reading the chain's new blocks into the index first if it does not
-// know the key yet (the index is otherwise read up only by the sweep and
-// the replicator).
-func (s *Server) committedReference(ctx context.Context, key blobstore.Key) (bool, error) {
+// reading the chain's new blocks (up to head) into the index first if it
+// does not know the key yet (the index is otherwise read up by the sweep
+// and the replicator).
+func (s *Server) committedReference(ctx context.Context, key blobstore.Key, head Head) (bool, error) {
 	if ok, err := s.refs.has(key); err != nil || ok {
 		return ok, err
+	}
+	// Only when the node has blocks the index has not read, and once a
+	// second at most for all requests: a key no block referenced must not
+	// cost the node a read of its blocks each time it is asked for.
+	if cur, err := s.refs.cursor(); err != nil || cur.Height >= head.Height {
+		return false, err
+	}
+	now := time.Now().UnixNano()
+	if last := s.replicaCatchUp.Load(); now-last < int64(time.Second) || !s.replicaCatchUp.CompareAndSwap(last, now) {
+		return false, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
@@ -238,14 +332,16 @@ func (s *Server) committedReference(ctx context.Context, key blobstore.Key) (boo
 }
 
 // replicaLoop copies what the replicator queues, reads new blocks into
-// the reference index every replicaPoll, and runs a pass every
-// ReplicaInterval. Blobs committed faster than they are copied overflow
-// the queue; the next pass copies them.
+// the reference index every replicaPoll, and starts a pass every
+// ReplicaInterval, which runs beside the queue's copies so that a long
+// pass never delays a new blob's. Nothing is copied until the chain has
+// the sidecar's key as a storage service (checkStorage). Blobs committed
+// faster than they are copied overflow the queue; the next pass copies
+// them.
 func (s *Server) replicaLoop(stop <-chan struct{}) {
 	defer s.wg.Done()
 	ctx, cancel := untilStop(context.Background(), stop)
 	defer cancel()
-	checked := false // whether the chain has said if the storage key is an active service's
 	interval := s.opts.ReplicaInterval
 	pass := time.NewTimer(min(replicaFirstPass, max(interval, replicaPoll)))
 	if interval < 0 {
@@ -254,56 +350,87 @@ func (s *Server) replicaLoop(stop <-chan struct{}) {
 	defer pass.Stop()
 	poll := time.NewTicker(replicaPoll)
 	defer poll.Stop()
+	var passing sync.WaitGroup
+	defer passing.Wait()
+	passDone := make(chan struct{}, 1)
+	running := false
 	for {
+		queue := s.replicas.queue
+		if !s.replicas.ready.Load() {
+			queue = nil // left queued (or to the next pass) until the key is one the peers serve
+		}
 		select {
 		case <-stop:
 			return
-		case key := <-s.replicas.queue:
-			if _, err := s.replicate(ctx, key); err != nil && ctx.Err() == nil {
-				s.log.Info("replication: no peer served a committed blob yet; the next pass tries again", "key", key.String(), "err", err)
+		case key := <-queue:
+			_, err := s.replicate(ctx, key)
+			if err != nil && ctx.Err() == nil {
+				s.log.Info("replication: no peer served a committed blob yet; a later pass asks again", "key", key.String(), "err", err)
+			}
+			if ctx.Err() == nil {
+				s.replicas.missed(key, err == nil)
 			}
 		case <-poll.C:
-			if !checked {
-				checked = s.checkStorageOnce(ctx)
+			if !s.replicas.ready.Load() {
+				s.checkStorage(ctx)
 			}
 			if _, err := s.refs.catchUp(ctx, s.chain, s.log); err != nil && ctx.Err() == nil {
 				s.log.Error("replication: reading new blocks into the reference index failed", "err", err)
 			}
-		case <-pass.C:
-			start := time.Now()
-			rep, err := s.ReplicatePass(ctx)
-			took := time.Since(start).Round(time.Second).String()
-			switch {
-			case err != nil && ctx.Err() == nil:
-				s.log.Error("replication pass failed", "err", err, "copied", rep.Copied, "failed", rep.Failed, "took", took)
-			case err == nil:
-				log := s.log.Info
-				if rep.Failed > 0 {
-					log = s.log.Error
-				}
-				log("replication pass", "referenced", rep.Referenced, "missing", rep.Missing, "copied", rep.Copied,
-					"bytes", rep.Bytes, "failed", rep.Failed, "first_failure", rep.FirstFailure, "took", took)
-			}
+		case <-passDone:
+			running = false
 			pass.Reset(interval)
+		case <-pass.C:
+			if running {
+				continue
+			}
+			running = true
+			passing.Add(1)
+			go func() {
+				defer passing.Done()
+				s.logPass(ctx)
+				passDone <- struct{}{}
+			}()
 		}
 	}
 }
 
-// checkStorageOnce logs whether the chain has Options.Storage's key as an
-// active storage service, and reports whether the chain could tell (a node
-// still starting, or catching up, cannot yet: the loop asks again at its
-// next poll).
-func (s *Server) checkStorageOnce(ctx context.Context) bool {
-	err := s.CheckStorageService(ctx)
+// logPass runs a pass and logs what it did.
+func (s *Server) logPass(ctx context.Context) {
+	start := time.Now()
+	rep, err := s.ReplicatePass(ctx)
+	took := time.Since(start).Round(time.Second).String()
 	switch {
-	case errors.Is(err, ErrChainUnavailable) || ctx.Err() != nil:
-		return false
-	case err != nil:
-		s.log.Error("replication: the peers will refuse this sidecar's copies until this is fixed", "err", err)
-	default:
+	case err != nil && ctx.Err() == nil:
+		s.log.Error("replication pass failed", "err", err, "copied", rep.Copied, "failed", rep.Failed, "took", took)
+	case err == nil:
+		log := s.log.Info
+		if rep.Failed > 0 {
+			log = s.log.Error
+		}
+		log("replication pass", "referenced", rep.Referenced, "missing", rep.Missing, "copied", rep.Copied,
+			"bytes", rep.Bytes, "failed", rep.Failed, "backing_off", rep.BackingOff, "first_failure", rep.FirstFailure, "took", took)
+	}
+}
+
+// checkStorage asks the chain whether Options.Storage's key is one the
+// peers serve (CheckStorageService), sets the replicator ready
+// accordingly, and logs each change of the answer. A chain that cannot
+// tell yet (a node starting, or catching up) changes nothing.
+func (s *Server) checkStorage(ctx context.Context) bool {
+	err := s.CheckStorageService(ctx)
+	if errors.Is(err, ErrChainUnavailable) || ctx.Err() != nil {
+		return s.replicas.ready.Load()
+	}
+	was := s.replicas.ready.Swap(err == nil)
+	switch {
+	case err != nil && (was || !s.replicas.complained.Swap(true)):
+		s.log.Error("replication: nothing is copied until this is fixed (the peers would refuse this sidecar's requests)", "err", err)
+	case err == nil && !was:
+		s.replicas.complained.Store(false)
 		s.log.Info("replication: copying every committed blob from the peers as storage service", "service", fmt.Sprintf("%X", s.opts.Storage.Address()), "peers", len(s.opts.Peers))
 	}
-	return true
+	return err == nil
 }
 
 // ReplicatePass copies from the peers every blob that a committed block
@@ -312,12 +439,19 @@ func (s *Server) checkStorageOnce(ctx context.Context) bool {
 // listing side by side (both in key order), a page at a time.
 func (s *Server) ReplicatePass(ctx context.Context) (ReplicaReport, error) {
 	var rep ReplicaReport
-	if s.opts.Storage == nil || len(s.opts.Peers) == 0 {
+	if s.replicas == nil {
 		return rep, errors.New("sidecar: replication needs a storage service identity and peers")
+	}
+	if !s.checkStorage(ctx) {
+		return rep, fmt.Errorf("sidecar: replication: %w: the peers would refuse this sidecar's requests (the log says why)", errNotAStorageService)
 	}
 	if _, err := s.refs.catchUp(ctx, s.chain, s.log); err != nil {
 		return rep, fmt.Errorf("replication: reading the chain into the reference index: %w", err)
 	}
+	r := s.replicas
+	r.mu.Lock()
+	r.passes++
+	r.mu.Unlock()
 	var after blobstore.Key
 	for {
 		keys, err := s.refs.keysAfter(after, replicaPage)
@@ -345,10 +479,15 @@ func (s *Server) ReplicatePass(ctx context.Context) (ReplicaReport, error) {
 				continue
 			}
 			rep.Missing++
+			if !r.due(k) {
+				rep.BackingOff++
+				continue
+			}
 			n, err := s.replicate(ctx, k)
 			if cerr := ctx.Err(); cerr != nil {
 				return rep, cerr
 			}
+			r.missed(k, err == nil)
 			switch {
 			case err != nil:
 				rep.Failed++
@@ -368,7 +507,7 @@ func (s *Server) ReplicatePass(ctx context.Context) (ReplicaReport, error) {
 // the store holds a copy (n is then 0: the scrub, or a GET, checks that
 // copy). n is the bytes copied.
 func (s *Server) replicate(ctx context.Context, key blobstore.Key) (n int64, err error) {
-	if s.opts.Storage == nil || len(s.opts.Peers) == 0 {
+	if s.replicas == nil {
 		return 0, errNoPeerHasIt
 	}
 	// Locked like an upload or a read-through, so that a drop of a damaged
@@ -389,6 +528,10 @@ func (s *Server) replicate(ctx context.Context, key blobstore.Key) (n int64, err
 	}
 	var reasons []string
 	for _, peer := range s.opts.Peers {
+		if s.replicas.peerHeld(peer, time.Now()) {
+			reasons = append(reasons, peer+": left alone for now (it refused this sidecar's signature, or was busy)")
+			continue
+		}
 		n, err := s.replicateFrom(ctx, peer, key, params.MaxBlobBytes)
 		if err == nil {
 			s.metrics.replicated.Inc()
@@ -404,22 +547,34 @@ func (s *Server) replicate(ctx context.Context, key blobstore.Key) (n int64, err
 	return 0, fmt.Errorf("%w (%s)", errNoPeerHasIt, strings.Join(reasons, "; "))
 }
 
-// replicateFrom copies key's blob from peer, asking once more after the
-// peer's Retry-After (at most replicaMaxWait) when it is busy.
+// replicateFrom copies key's blob from peer. A peer that refuses this
+// sidecar's signature (401, 403: the key is not yet, or no longer, one it
+// serves; or the clocks disagree) is left alone for replicaHold, and one
+// that says it is busy (429, 503) for its Retry-After: each refused
+// request counts against this sidecar's host in the peer's
+// failed-authentication limit, which its members' read-throughs share.
+// Nothing waits here, under the blob's lock: the blob is asked for again
+// later.
 func (s *Server) replicateFrom(ctx context.Context, peer string, key blobstore.Key, maxSize uint64) (int64, error) {
 	n, err := s.replicateOnce(ctx, peer, key, maxSize)
 	var se *Error
-	if errors.As(err, &se) && se.RetryAfter > 0 && (se.StatusCode == http.StatusTooManyRequests || se.StatusCode == http.StatusServiceUnavailable) {
-		if werr := ctxtime.Sleep(ctx, min(se.RetryAfter, replicaMaxWait)); werr != nil {
-			return 0, werr
+	if errors.As(err, &se) {
+		switch se.StatusCode {
+		case http.StatusUnauthorized, http.StatusForbidden:
+			s.replicas.hold(peer, time.Now(), replicaHold)
+		case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+			s.replicas.hold(peer, time.Now(), min(max(se.RetryAfter, time.Second), replicaHold))
 		}
-		return s.replicateOnce(ctx, peer, key, maxSize)
 	}
 	return n, err
 }
 
+// replicateOnce asks peer for key's blob and keeps it. The answer's
+// headers must come within the peer client's timeout; then the body must
+// keep coming (replicaIdle between reads) and be done within peerTimeout
+// plus twice its time at the replication rate (at least 1 MiB/s).
 func (s *Server) replicateOnce(ctx context.Context, peer string, key blobstore.Key, maxSize uint64) (int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(peer, "/")+ReplicaPath(key), nil)
 	if err != nil {
@@ -442,7 +597,15 @@ func (s *Server) replicateOnce(ctx context.Context, peer string, key blobstore.K
 	case maxSize > 0 && uint64(resp.ContentLength) > maxSize:
 		return 0, fmt.Errorf("it announces %d bytes, above the chain's limit of %d", resp.ContentLength, maxSize)
 	}
-	body := &errRecorder{r: &limitedReader{ctx: ctx, r: resp.Body, limit: s.replicas.limit}}
+	rate := s.replicas.limit.perSecond
+	if rate <= 0 || rate > 1<<20 {
+		rate = 1 << 20
+	}
+	deadline := time.AfterFunc(peerTimeout+2*time.Duration(resp.ContentLength/rate+1)*time.Second, cancel)
+	defer deadline.Stop()
+	idle := &idleReader{r: resp.Body, idle: replicaIdle, timer: time.AfterFunc(replicaIdle, cancel)}
+	defer idle.timer.Stop()
+	body := &errRecorder{r: &limitedReader{ctx: ctx, r: idle, limit: s.replicas.limit}}
 	switch err := s.store.Put(ctx, key, body, resp.ContentLength); {
 	case err == nil:
 		return resp.ContentLength, nil
@@ -451,4 +614,22 @@ func (s *Server) replicateOnce(ctx context.Context, peer string, key blobstore.K
 	default:
 		return 0, &localStoreError{err}
 	}
+}
+
+// replicaIdle bounds the wait for each read of a peer's body. (A variable
+// for tests.)
+var replicaIdle = 30 * time.Second
+
+// idleReader resets timer to idle after every read: a peer that stops
+// sending for that long has its transfer cut (the timer cancels it).
+type idleReader struct {
+	r     io.Reader
+	idle  time.Duration
+	timer *time.Timer
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.timer.Reset(r.idle)
+	return n, err
 }

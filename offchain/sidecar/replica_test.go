@@ -94,6 +94,7 @@ func TestReplicaServing(t *testing.T) {
 	absent.Owner, absent.Sum = key.Owner, sha256.Sum256([]byte("never uploaded"))
 	e.chain.advance(time.Second)
 	e.chain.addRecord(e.pid, absent.Sum, e.writer)
+	e.srv.replicaCatchUp.Store(0) // a second later: requests read new blocks once a second
 
 	for _, c := range []struct {
 		name   string

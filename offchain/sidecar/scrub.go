@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/emrchain/emrchain/internal/ctxtime"
@@ -238,6 +239,7 @@ func (s *Server) scrubOne(ctx context.Context, listed blobstore.Info, buf []byte
 // speed.
 type rateLimit struct {
 	perSecond int64
+	mu        sync.Mutex // the replicator's pass and queue share one
 	start     time.Time
 	done      int64
 }
@@ -251,6 +253,7 @@ func (l *rateLimit) wait(ctx context.Context, n int) error {
 	if l.perSecond <= 0 {
 		return nil
 	}
+	l.mu.Lock()
 	l.done += int64(n)
 	due := l.start.Add(time.Duration(float64(l.done) / float64(l.perSecond) * float64(time.Second)))
 	d := time.Until(due)
@@ -259,6 +262,7 @@ func (l *rateLimit) wait(ctx context.Context, n int) error {
 		l.start = l.start.Add(-d - rateBurst)
 		d = -rateBurst
 	}
+	l.mu.Unlock()
 	if d <= 0 {
 		return nil
 	}

@@ -246,10 +246,13 @@ type Server struct {
 	// replicas queues the blobs to copy from peers; nil without
 	// Options.Storage (replica.go).
 	replicas *replicator
-	blobs    keyLocks     // an upload against the sweep's delete, per blob
-	uploads  *uploadSlots // store Puts in flight
-	handler  http.Handler
-	bufs     sync.Pool
+	// replicaCatchUp is when (Unix ns) a replica request last read new
+	// blocks into the reference index.
+	replicaCatchUp atomic.Int64
+	blobs          keyLocks     // an upload against the sweep's delete, per blob
+	uploads        *uploadSlots // store Puts in flight
+	handler        http.Handler
+	bufs           sync.Pool
 	// peerClient fetches blobs from peer sidecars.
 	peerClient *http.Client
 	// authFails counts failed authentications per client host; nil: no
@@ -323,6 +326,12 @@ func New(opts Options) (*Server, error) {
 		if err := opts.Emergency.validate(); err != nil {
 			return nil, err
 		}
+	}
+	switch {
+	case opts.Storage != nil && opts.Emergency != nil:
+		return nil, errors.New("sidecar: a sidecar is an emergency service or a storage service, not both: one process would hold the key that opens opted-in patients' keys and a copy of every blob; run the emergency service as a sidecar of its own")
+	case opts.Storage != nil && len(opts.Peers) == 0:
+		return nil, errors.New("sidecar: a storage service copies blobs from the peers, and none is set")
 	}
 	refs, err := openRefIndex(opts.RefIndexDir)
 	if err != nil {
