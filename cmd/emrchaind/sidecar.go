@@ -358,12 +358,14 @@ emergency_keyring_backend = %q
 emergency_passphrase_file = %q
 # Replication: make this sidecar sign as its organization's storage service,
 # the member registered with role storage service ("emrcli member register
-# --role storage-service"), towards its peers. It then keeps a copy of the
+# --role storage-service", for an organization the consortium names in
+# params.storage_organizations), towards its peers. It then keeps a copy of the
 # ciphertext of every committed record and share, copied from its peers as
 # blocks commit and checked against its SHA-256, and copies back a copy its
 # scrub or a GET dropped as damaged; emrchain_sidecar_blobs_replicated_total
 # counts them. The peers serve these copies only to an active storage
-# service. storage_key, storage_keyring_home, storage_keyring_backend and
+# service of a named organization. A sidecar is not also the emergency
+# service, and a storage key needs peers. storage_key, storage_keyring_home, storage_keyring_backend and
 # storage_passphrase_file (else EMRCHAIND_STORAGE_PASSPHRASE) are as for the
 # emergency key. Empty storage_key: this sidecar holds what is uploaded to it
 # and what members read through it. replica_interval: how often a pass looks
@@ -835,13 +837,15 @@ in the log; each release checks it again.
 Replication: with --storage-key (app.toml storage_key; the other
 --storage-* flags as for the emergency key, a "file" key's passphrase else in
 ` + envStoragePassphrase + `) the sidecar signs as its organization's
-storage service, a member registered with role storage service. It then
+storage service, a member registered with role storage service (only an
+organization named in params.storage_organizations has one). It then
 copies from its peers (app.toml peers) the ciphertext of every committed
 record and share it does not hold, as blocks commit and in a pass every
 replica_interval, checked against its SHA-256, and copies back a copy its
 scrub or a GET dropped as damaged. Every sidecar serves such copies
-(GET /v1/replicas/<owner>/<sha256>) to active storage services only, and
-only of blobs a committed record or share references.`,
+(GET /v1/replicas/<owner>/<sha256>) to active storage services of named
+organizations only, and only of blobs a committed record or share
+references. A sidecar is not both the emergency and the storage service.`,
 		Example: `  emrchaind sidecar --home ./node0
   emrchaind sidecar --home ./node0 --listen 127.0.0.1:7071 --node tcp://127.0.0.1:26657
   MINIO_ACCESS_KEY=... MINIO_SECRET_KEY=... emrchaind sidecar --home ./node0 \

@@ -45,8 +45,9 @@ Patients opt in to emergency reads by the organization's clinicians by
 granting it the emergency right ("emrcli grant --rights emergency"); it is
 granted nothing else.
 
-Role storage-service is the identity the organization's sidecar signs with
-towards the other hospitals' sidecars (emrchaind's sidecar, given that key as
+Role storage-service (only for an organization the consortium names in
+params.storage_organizations) is the identity the organization's sidecar
+signs with towards the other hospitals' sidecars (emrchaind's sidecar, given that key as
 [sidecar] storage_key): with it the sidecar keeps a copy of the ciphertext of
 every committed record and share, and repairs a copy it finds damaged. It is
 granted nothing and decrypts nothing.`,
