@@ -159,9 +159,10 @@
 // ciphertext of every blob a committed record or share references and it
 // does not hold: as blocks commit, when it drops a copy as damaged (the
 // repair), and in a pass every ReplicaInterval (ReplicatePass). Peers serve
-// GET ReplicaPath(key) to active storage services only, and only blobs
-// their own reference index has; every copy is checked against its
-// SHA-256 as it is written (replica.go).
+// GET ReplicaPath(key) to active storage services of the organizations
+// params.storage_organizations names (the consortium's custodians) only,
+// and only blobs their own reference index has; every copy is checked
+// against its SHA-256 as it is written (replica.go).
 //
 // # Trust
 //
