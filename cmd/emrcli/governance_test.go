@@ -112,6 +112,10 @@ func TestViewProposal(t *testing.T) {
 			Params:     &emrv1.Params{Categories: []string{"imaging", "genomics"}, MaxTxBytes: 2048, MaxPageSize: 7, ProposalSeconds: 7200},
 			FromParams: &emrv1.Params{Categories: []string{"imaging"}, MaxTxBytes: 2048, MaxPageSize: 100, ProposalSeconds: 3600},
 		}}}, "params: category genomics added; max page size 7 (was 100); proposals open for 2h0m0s (was 1h0m0s)"},
+		{"set params, naming storage organizations", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{
+			Params:     &emrv1.Params{Categories: []string{"imaging"}, StorageOrganizations: []string{"st-mary", "st-luke"}},
+			FromParams: &emrv1.Params{Categories: []string{"imaging"}, StorageOrganizations: []string{"st-mary", "lab-1"}},
+		}}}, "params: storage organization st-luke named; storage organization lab-1 dropped"},
 		{"set params, as they were", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{
 			Params: &emrv1.Params{Categories: []string{"imaging"}}, FromParams: &emrv1.Params{Categories: []string{"imaging"}},
 		}}}, "params: as they were"},

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"fmt"
 	"io"
 	"math"
@@ -261,7 +260,7 @@ func (v paramsView) fields() []string {
 		"max blob bytes", fmt.Sprint(v.MaxBlobBytes), "max records per access", fmt.Sprint(v.MaxRecordsPerAccess),
 		"max rewraps per rotation", fmt.Sprint(v.MaxRewrapsPerRotation), "max page size", fmt.Sprint(v.MaxPageSize),
 		"emergency window", seconds(v.EmergencyAccessSeconds), "max wrapped key bytes", fmt.Sprint(v.MaxWrappedKeyBytes),
-		"proposals open for", seconds(v.ProposalSeconds), "storage organizations", cmp.Or(strings.Join(v.StorageOrganizations, ", "), "(none)")}
+		"proposals open for", seconds(v.ProposalSeconds)}
 	if c := v.Consensus; c != nil {
 		blockBytes := fmt.Sprint(c.BlockMaxBytes)
 		if c.BlockMaxBytes == -1 {
@@ -274,9 +273,19 @@ func (v paramsView) fields() []string {
 	return kv
 }
 
+// storageField is the storage organizations as a name and value pair,
+// none when none are named. (Not among fields, whose pairs a change's diff
+// compares by position: these are compared as a set.)
+func (v paramsView) storageField() []string {
+	if len(v.StorageOrganizations) == 0 {
+		return nil
+	}
+	return []string{"storage organizations", strings.Join(v.StorageOrganizations, ", ")}
+}
+
 // String is the params on one line, as a proposal's change shows them.
 func (v paramsView) String() string {
-	kv := v.fields()
+	kv := append(v.fields(), v.storageField()...)
 	parts := make([]string, 0, len(kv)/2)
 	for i := 0; i < len(kv); i += 2 {
 		parts = append(parts, kv[i]+" "+kv[i+1])
@@ -311,6 +320,17 @@ func paramsChangeText(set *emrv1.SetParams) string {
 	for _, c := range from.Categories {
 		if !now[c] {
 			parts = append(parts, "category "+c+" removed")
+		}
+	}
+	was, now = setOf(from.StorageOrganizations), setOf(to.StorageOrganizations)
+	for _, o := range to.StorageOrganizations {
+		if !was[o] {
+			parts = append(parts, "storage organization "+o+" named")
+		}
+	}
+	for _, o := range from.StorageOrganizations {
+		if !now[o] {
+			parts = append(parts, "storage organization "+o+" dropped")
 		}
 	}
 	// After the categories (the first pair), name and value pairs in the
@@ -359,7 +379,7 @@ proposals have changed them ("emrcli propose params" proposes new ones).`,
 				provenance
 			}{viewParams(resp.Params), resp.Changes, viewInfo(info)}
 			return a.emit(out, func(w io.Writer) {
-				fields(w, append(out.paramsView.fields(), "changed by proposals", fmt.Sprint(out.Changes))...)
+				fields(w, append(append(out.paramsView.fields(), out.paramsView.storageField()...), "changed by proposals", fmt.Sprint(out.Changes))...)
 				out.provenance.text(w)
 			})
 		},
