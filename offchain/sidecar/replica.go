@@ -363,13 +363,7 @@ func (s *Server) replicaLoop(stop <-chan struct{}) {
 		case <-stop:
 			return
 		case key := <-queue:
-			_, err := s.replicate(ctx, key)
-			if err != nil && ctx.Err() == nil {
-				s.log.Info("replication: no peer served a committed blob yet; a later pass asks again", "key", key.String(), "err", err)
-			}
-			if ctx.Err() == nil {
-				s.replicas.missed(key, err == nil)
-			}
+			s.copyQueued(ctx, key)
 		case <-poll.C:
 			if !s.replicas.ready.Load() {
 				s.checkStorage(ctx)
@@ -392,6 +386,18 @@ func (s *Server) replicaLoop(stop <-chan struct{}) {
 				passDone <- struct{}{}
 			}()
 		}
+	}
+}
+
+// copyQueued copies a queued key. A failure is left to the next pass,
+// which asks again: only a pass's errBlobAbsent starts a blob's backoff.
+func (s *Server) copyQueued(ctx context.Context, key blobstore.Key) {
+	_, err := s.replicate(ctx, key)
+	switch {
+	case err == nil:
+		s.replicas.missed(key, true)
+	case ctx.Err() == nil:
+		s.log.Info("replication: no peer served a committed blob yet; a later pass asks again", "key", key.String(), "err", err)
 	}
 }
 
@@ -487,7 +493,9 @@ func (s *Server) ReplicatePass(ctx context.Context) (ReplicaReport, error) {
 			if cerr := ctx.Err(); cerr != nil {
 				return rep, cerr
 			}
-			r.missed(k, err == nil)
+			if err == nil || errors.Is(err, errBlobAbsent) {
+				r.missed(k, err == nil)
+			}
 			switch {
 			case err != nil:
 				rep.Failed++
@@ -527,9 +535,11 @@ func (s *Server) replicate(ctx context.Context, key blobstore.Key) (n int64, err
 		return 0, fmt.Errorf("reading the chain's blob size limit: %w", err)
 	}
 	var reasons []string
+	absent := true // every peer was asked and said it does not hold the blob
 	for _, peer := range s.opts.Peers {
 		if s.replicas.peerHeld(peer, time.Now()) {
 			reasons = append(reasons, peer+": left alone for now (it refused this sidecar's signature, or was busy)")
+			absent = false
 			continue
 		}
 		n, err := s.replicateFrom(ctx, peer, key, params.MaxBlobBytes)
@@ -542,10 +552,23 @@ func (s *Server) replicate(ctx context.Context, key blobstore.Key) (n int64, err
 		if errors.As(err, &local) || ctx.Err() != nil {
 			return 0, err
 		}
+		var se *Error
+		absent = absent && errors.As(err, &se) && se.StatusCode == http.StatusNotFound && se.Code == "not_found"
 		reasons = append(reasons, fmt.Sprintf("%s: %v", peer, err))
+	}
+	if absent {
+		return 0, fmt.Errorf("%w (%s)", errBlobAbsent, strings.Join(reasons, "; "))
 	}
 	return 0, fmt.Errorf("%w (%s)", errNoPeerHasIt, strings.Join(reasons, "; "))
 }
+
+// errBlobAbsent: every peer was asked for a blob and answered that a
+// committed record references it but it does not hold it (404
+// not_found): a record whose blob was never uploaded, or lost everywhere.
+// Only this starts a blob's backoff (replicator.missed); a peer busy,
+// refusing, unreachable, cut off or behind (not_committed: its index has
+// not read the block yet) says nothing about the blob.
+var errBlobAbsent = fmt.Errorf("%w: every peer says it does not hold it", errNoPeerHasIt)
 
 // replicateFrom copies key's blob from peer. A peer that refuses this
 // sidecar's signature (401, 403: the key is not yet, or no longer, one it
@@ -562,6 +585,9 @@ func (s *Server) replicateFrom(ctx context.Context, peer string, key blobstore.K
 		switch se.StatusCode {
 		case http.StatusUnauthorized, http.StatusForbidden:
 			s.replicas.hold(peer, time.Now(), replicaHold)
+			// Ask the chain again at the next poll whether the key is still
+			// one the peers serve (an organization dropped from the list).
+			s.replicas.ready.Store(false)
 		case http.StatusTooManyRequests, http.StatusServiceUnavailable:
 			s.replicas.hold(peer, time.Now(), min(max(se.RetryAfter, time.Second), replicaHold))
 		}
@@ -603,7 +629,10 @@ func (s *Server) replicateOnce(ctx context.Context, peer string, key blobstore.K
 	}
 	deadline := time.AfterFunc(peerTimeout+2*time.Duration(resp.ContentLength/rate+1)*time.Second, cancel)
 	defer deadline.Stop()
+	// The idle timer runs while a read of the peer's body waits, not while
+	// this sidecar's own rate limit does (limitedReader, outside it).
 	idle := &idleReader{r: resp.Body, idle: replicaIdle, timer: time.AfterFunc(replicaIdle, cancel)}
+	idle.timer.Stop()
 	defer idle.timer.Stop()
 	body := &errRecorder{r: &limitedReader{ctx: ctx, r: idle, limit: s.replicas.limit}}
 	switch err := s.store.Put(ctx, key, body, resp.ContentLength); {
@@ -620,8 +649,9 @@ func (s *Server) replicateOnce(ctx context.Context, peer string, key blobstore.K
 // for tests.)
 var replicaIdle = 30 * time.Second
 
-// idleReader resets timer to idle after every read: a peer that stops
-// sending for that long has its transfer cut (the timer cancels it).
+// idleReader arms timer for idle during every read: a peer that sends
+// nothing for that long has its transfer cut (the timer cancels it). The
+// timer is stopped between reads.
 type idleReader struct {
 	r     io.Reader
 	idle  time.Duration
@@ -629,7 +659,8 @@ type idleReader struct {
 }
 
 func (r *idleReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
 	r.timer.Reset(r.idle)
+	n, err := r.r.Read(p)
+	r.timer.Stop()
 	return n, err
 }
