@@ -96,31 +96,11 @@ func ValidateParams(p *emrv1.Params) error {
 	if len(p.Categories) == 0 {
 		return errors.New("no record categories")
 	}
-	if len(p.Categories) > maxParamCategories {
-		return fmt.Errorf("params.categories lists %d, more than %d", len(p.Categories), maxParamCategories)
+	if err := checkIDList("categories", "category", p.Categories, maxParamCategories); err != nil {
+		return err
 	}
-	seen := map[string]bool{}
-	for _, c := range p.Categories {
-		if err := checkID("category", c); err != nil {
-			return err
-		}
-		if seen[c] {
-			return fmt.Errorf("category %q listed twice", c)
-		}
-		seen[c] = true
-	}
-	if len(p.StorageOrganizations) > maxParamStorageOrganizations {
-		return fmt.Errorf("params.storage_organizations lists %d, more than %d", len(p.StorageOrganizations), maxParamStorageOrganizations)
-	}
-	named := map[string]bool{}
-	for _, o := range p.StorageOrganizations {
-		if err := checkID("storage organization", o); err != nil {
-			return err
-		}
-		if named[o] {
-			return fmt.Errorf("storage organization %q listed twice", o)
-		}
-		named[o] = true
+	if err := checkIDList("storage_organizations", "storage organization", p.StorageOrganizations, maxParamStorageOrganizations); err != nil {
+		return err
 	}
 	for _, c := range []struct {
 		name       string
@@ -166,6 +146,25 @@ func ValidateParams(p *emrv1.Params) error {
 	// (the chain's are kept).
 	if p.Consensus != nil {
 		return validateConsensusLimits(p.Consensus, p.MaxTxBytes)
+	}
+	return nil
+}
+
+// checkIDList checks params.<field>: at most max ids, each well-formed
+// (what names one in errors) and listed once.
+func checkIDList(field, what string, ids []string, max int) error {
+	if len(ids) > max {
+		return fmt.Errorf("params.%s lists %d, more than %d", field, len(ids), max)
+	}
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if err := checkID(what, id); err != nil {
+			return err
+		}
+		if seen[id] {
+			return fmt.Errorf("%s %q listed twice", what, id)
+		}
+		seen[id] = true
 	}
 	return nil
 }

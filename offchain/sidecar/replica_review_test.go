@@ -138,19 +138,34 @@ func TestUnknownKeysCostNoChainReads(t *testing.T) {
 	}
 }
 
-// TestLargeBlobIsCopied: a blob that takes longer than peerTimeout at the
-// replication rate is still copied (the deadline grows with its size).
-func TestLargeBlobIsCopied(t *testing.T) {
-	defer func(d time.Duration) { peerTimeout = d }(peerTimeout)
-	peerTimeout = time.Second
-	e := newEnv(t, nil)
-	nameStorageOrgs(e, "hospital-b")
-	data := bytes.Repeat([]byte("0123456789"), 2_500)
-	key := committedBlob(t, e, data)
-	svc := e.chain.addMember("storage-b", emrv1.Role_ROLE_STORAGE_SERVICE, "hospital-b")
-	_, b := peerOf(t, e, func(o *Options) { o.Storage = svc; o.ReplicaBytesPerSecond = 10_000 }, e.ts.URL)
-	if n, err := b.replicate(context.Background(), key); err != nil || n != int64(len(data)) {
-		t.Fatalf("a %d-byte blob at 10,000 B/s with a 1-s peer timeout: %d bytes, %v", len(data), n, err)
+// TestSlowCopiesComplete: a copy at a slow replication rate (10,000 B/s,
+// a 25 kB blob, from a peer that sends it at once) completes
+//   - though it takes longer than peerTimeout: the deadline grows with the
+//     blob's size at the rate (from the review: it was never copied);
+//   - though each read's wait on the rate limit is longer than replicaIdle:
+//     the idle timer runs during the peer's reads only (from the re-review:
+//     the transfer was cut).
+func TestSlowCopiesComplete(t *testing.T) {
+	defer func(p, i time.Duration) { peerTimeout, replicaIdle = p, i }(peerTimeout, replicaIdle)
+	for _, c := range []struct {
+		name              string
+		peerTimeout, idle time.Duration
+	}{
+		{"longer than peerTimeout", time.Second, replicaIdle},
+		{"rate-limit waits longer than replicaIdle", peerTimeout, 200 * time.Millisecond},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			peerTimeout, replicaIdle = c.peerTimeout, c.idle
+			e := newEnv(t, nil)
+			nameStorageOrgs(e, "hospital-b")
+			data := bytes.Repeat([]byte("0123456789"), 2_500)
+			key := committedBlob(t, e, data)
+			svc := e.chain.addMember("storage-b", emrv1.Role_ROLE_STORAGE_SERVICE, "hospital-b")
+			_, b := peerOf(t, e, func(o *Options) { o.Storage = svc; o.ReplicaBytesPerSecond = 10_000 }, e.ts.URL)
+			if n, err := b.replicate(context.Background(), key); err != nil || n != int64(len(data)) {
+				t.Fatalf("a %d-byte blob at 10,000 B/s: %d bytes, %v", len(data), n, err)
+			}
+		})
 	}
 }
 
