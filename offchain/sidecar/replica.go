@@ -38,16 +38,22 @@ import (
 //     which walks the index and the store side by side and copies what the
 //     store lacks: what was committed before the sidecar had the identity,
 //     what a full queue dropped, and what no peer could serve the last
-//     time (a record whose blob was never uploaded is asked for again at
-//     every pass).
+//     time (a blob every peer says it lacks, a record whose blob was never
+//     uploaded, is asked for after 1, 3, 7, ... passes, at most 64).
+//
+// Nothing is asked of the peers until the chain has the key as an active
+// storage service they serve (checkStorage): each refused request would
+// count against this sidecar's host in the peers' failed-authentication
+// limits, which its members' read-throughs share. A peer that refuses or
+// is busy is left alone for a while (replicateFrom).
 //
 // A peer serves GET ReplicaPath(key) to an active storage service only, of
 // an organization the consortium names in params.storage_organizations
 // (the chain lets only those have one, and a params proposal that drops an
 // organization stops its copies at once), and only a blob its own
-// reference index has (a committed reference: a pending
-// upload is its uploader's until its record commits), whole and verified
-// as it is read, as it serves a member. The copy is checked against the
+// reference index has (a committed reference: a pending upload is its
+// uploader's until its record commits), whole and verified as it is read,
+// as it serves a member. The copy is checked against the
 // blob's SHA-256 while it is written (Store.Put), so a lying peer can only
 // fail the transfer. Ciphertext goes only from sidecar to sidecar of the
 // consortium; a storage service has no key to any of it.
@@ -219,8 +225,9 @@ type ReplicaReport struct {
 }
 
 // CheckStorageService checks that the chain has Options.Storage's key as an
-// active storage service (nil when the sidecar has no such identity): its
-// peers refuse the copies of any other.
+// active storage service of an organization params.storage_organizations
+// names (nil when the sidecar has no such identity): its peers refuse the
+// copies of any other.
 func (s *Server) CheckStorageService(ctx context.Context) error {
 	signer := s.opts.Storage
 	if signer == nil {
