@@ -29,6 +29,11 @@
 # top functions as text), CPU seconds per committed tx of each network, the
 # commands run (commands.txt) and the nodes' logs.
 #
+# Both networks run without storage services (`emrchaind testnet
+# --replicate=false`): the load commits records whose blobs it never
+# uploads, and each sidecar's storage service would ask its peers for every
+# one (docs/decisions.md, storage services).
+#
 # Environment (defaults in brackets):
 #   BIN            directory with emrchaind, cometbft and load [./bin]
 #   BENCH_OUT      results directory [./bench-chain]

@@ -67,7 +67,8 @@ configure() {
 write_net() {
   BASE=$(free_base)
   # --replicate=false: the load uploads no blobs, and a storage service would
-  # ask its peers for every record's (bench_chain.sh's header).
+  # ask its peers for every record's (bench_chain.sh's header; bench_fill.sh
+  # writes its net here too).
   run "$EMRCHAIND" testnet --output "$1" --base-port "$BASE" --chain-id "$2" --backend "$BACKEND" --replicate=false \
     ${TIMEOUT_COMMIT:+--timeout-commit "$TIMEOUT_COMMIT"} >/dev/null
   configure "$1"
