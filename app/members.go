@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strings"
 
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
@@ -211,7 +212,16 @@ func StorageOrganization(p *emrv1.Params, org string) bool {
 // registrar's.
 func storageServiceAllowed(p *emrv1.Params, role emrv1.Role, org string) error {
 	if role == emrv1.Role_ROLE_STORAGE_SERVICE && !StorageOrganization(p, org) {
-		return fmt.Errorf("organization %q may not have a storage service: the consortium names the organizations that keep copies of every blob in params.storage_organizations (%v), by proposal", org, p.GetStorageOrganizations())
+		return fmt.Errorf("organization %q may not have a storage service: the consortium names the organizations that keep copies of every blob in params.storage_organizations (now: %s), by proposal", org, StorageOrganizationsText(p))
 	}
 	return nil
+}
+
+// StorageOrganizationsText names params.storage_organizations for
+// messages: "hospital-a, hospital-b", or "none".
+func StorageOrganizationsText(p *emrv1.Params) string {
+	if len(p.GetStorageOrganizations()) == 0 {
+		return "none"
+	}
+	return strings.Join(p.GetStorageOrganizations(), ", ")
 }

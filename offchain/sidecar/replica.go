@@ -97,7 +97,7 @@ var errNotAStorageService = errors.New("not an active storage service")
 type replicator struct {
 	queue chan blobstore.Key
 	// dropped counts the keys left to the next pass because the queue
-	// was full.
+	// was full, since the last pass's log.
 	dropped atomic.Int64
 	// limit paces the copies (ReplicaBytesPerSecond), of the queue's
 	// worker and of a pass together.
@@ -136,10 +136,10 @@ const (
 	// new misses are asked for at every pass.
 	replicaMaxMisses = 100_000
 	// replicaHold is how long a peer that refused this sidecar's signature
-	// is left alone; replicaMaxBackoff bounds a missing blob's backoff, in
-	// passes.
-	replicaHold       = 5 * time.Minute
-	replicaMaxBackoff = 64
+	// is left alone; a missing blob's backoff is at most
+	// 1<<replicaMaxBackoffShift (64) passes.
+	replicaHold            = 5 * time.Minute
+	replicaMaxBackoffShift = 6
 )
 
 func newReplicator(bytesPerSecond int64) *replicator {
@@ -187,7 +187,7 @@ func (r *replicator) missed(key blobstore.Key, copied bool) {
 		return
 	}
 	m.fails++
-	m.next = r.passes + min(int64(1)<<min(m.fails, 7), replicaMaxBackoff)
+	m.next = r.passes + int64(1)<<min(m.fails, replicaMaxBackoffShift)
 	r.misses[key] = m
 }
 
@@ -251,8 +251,8 @@ func (s *Server) CheckStorageService(ctx context.Context) error {
 		return fmt.Errorf("sidecar: storage service %X: %w", m.Address, err)
 	}
 	if !app.StorageOrganization(params, m.OrganizationId) {
-		return fmt.Errorf("sidecar: storage service %X is of organization %q, which params.storage_organizations does not name (%v): %w",
-			m.Address, m.OrganizationId, params.StorageOrganizations, errNotAStorageService)
+		return fmt.Errorf("sidecar: storage service %X is of organization %q, which params.storage_organizations does not name (it names: %s; the consortium changes it by proposal): %w",
+			m.Address, m.OrganizationId, app.StorageOrganizationsText(params), errNotAStorageService)
 	}
 	return nil
 }
@@ -359,8 +359,9 @@ func (s *Server) replicaLoop(stop <-chan struct{}) {
 	defer poll.Stop()
 	var passing sync.WaitGroup
 	defer passing.Wait()
+	// The pass timer is set again only when a pass is done, so one runs at
+	// a time.
 	passDone := make(chan struct{}, 1)
-	running := false
 	for {
 		queue := s.replicas.queue
 		if !s.replicas.ready.Load() {
@@ -379,13 +380,8 @@ func (s *Server) replicaLoop(stop <-chan struct{}) {
 				s.log.Error("replication: reading new blocks into the reference index failed", "err", err)
 			}
 		case <-passDone:
-			running = false
 			pass.Reset(interval)
 		case <-pass.C:
-			if running {
-				continue
-			}
-			running = true
 			passing.Add(1)
 			go func() {
 				defer passing.Done()
@@ -422,7 +418,8 @@ func (s *Server) logPass(ctx context.Context) {
 			log = s.log.Error
 		}
 		log("replication pass", "referenced", rep.Referenced, "missing", rep.Missing, "copied", rep.Copied,
-			"bytes", rep.Bytes, "failed", rep.Failed, "backing_off", rep.BackingOff, "first_failure", rep.FirstFailure, "took", took)
+			"bytes", rep.Bytes, "failed", rep.Failed, "backing_off", rep.BackingOff, "first_failure", rep.FirstFailure, "took", took,
+			"queue_overflow", s.replicas.dropped.Swap(0))
 	}
 }
 
