@@ -112,6 +112,10 @@ func TestViewProposal(t *testing.T) {
 			Params:     &emrv1.Params{Categories: []string{"imaging", "genomics"}, MaxTxBytes: 2048, MaxPageSize: 7, ProposalSeconds: 7200},
 			FromParams: &emrv1.Params{Categories: []string{"imaging"}, MaxTxBytes: 2048, MaxPageSize: 100, ProposalSeconds: 3600},
 		}}}, "params: category genomics added; max page size 7 (was 100); proposals open for 2h0m0s (was 1h0m0s)"},
+		{"set params, with storage organizations", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{
+			Params: &emrv1.Params{Categories: []string{"imaging"}, MaxTxBytes: 2048, StorageOrganizations: []string{"st-mary", "st-luke"}},
+		}}}, "params: categories imaging; max tx bytes 2048; max blob bytes 0; max records per access 0; max rewraps per rotation 0; " +
+			"max page size 0; emergency window 0s; max wrapped key bytes 0; proposals open for 0s; storage organizations st-mary, st-luke"},
 		{"set params, naming storage organizations", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{
 			Params:     &emrv1.Params{Categories: []string{"imaging"}, StorageOrganizations: []string{"st-mary", "st-luke"}},
 			FromParams: &emrv1.Params{Categories: []string{"imaging"}, StorageOrganizations: []string{"st-mary", "lab-1"}},
