@@ -102,6 +102,9 @@ func ValidateParams(p *emrv1.Params) error {
 	if err := checkIDList("storage_organizations", "storage organization", p.StorageOrganizations, maxParamStorageOrganizations); err != nil {
 		return err
 	}
+	if int(p.StorageCopies) > len(p.StorageOrganizations) {
+		return fmt.Errorf("params.storage_copies is %d, more than the %d storage organizations named (0: every one keeps a copy)", p.StorageCopies, len(p.StorageOrganizations))
+	}
 	for _, c := range []struct {
 		name       string
 		value, min uint64

@@ -273,6 +273,110 @@ func (q *Querier) Organization(_ context.Context, req *emrv1.QueryOrganizationRe
 	return resp, err
 }
 
+func (q *Querier) Organizations(_ context.Context, req *emrv1.QueryOrganizationsRequest) (*emrv1.QueryOrganizationsResponse, error) {
+	limit, err := q.limit(&emrv1.PageRequest{Limit: req.Limit})
+	if err != nil {
+		return nil, err
+	}
+	prefix := []byte{prefixOrganization}
+	start := prefix
+	if req.After != "" {
+		if err := checkID("after", req.After); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
+		}
+		start = append(organizationKey(req.After), 0) // the first key after it
+	}
+	resp := &emrv1.QueryOrganizationsResponse{}
+	err = scan(q.r, start, prefixEnd(prefix), true, func(key, value []byte) (bool, error) {
+		if uint32(len(resp.Organizations)) == limit {
+			resp.Next = resp.Organizations[limit-1].Id
+			return false, nil
+		}
+		org := &emrv1.Organization{}
+		if err := unmarshalAt(key, value, org); err != nil {
+			return false, err
+		}
+		resp.Organizations = append(resp.Organizations, org)
+		return true, nil
+	})
+	return resp, err
+}
+
+// Members pages through an organization's member index (0x04), whose
+// value is each member's role, so a role filter reads only the members it
+// returns. A filtered page reads at most memberScanFactor pages' worth of
+// the index, then ends early (as Records does with a category): a
+// registrar looking for the two storage services among ten thousand
+// clinicians costs bounded work per page.
+func (q *Querier) Members(_ context.Context, req *emrv1.QueryMembersRequest) (*emrv1.QueryMembersResponse, error) {
+	if err := checkID("organization id", req.Organization); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
+	}
+	switch {
+	case req.Role == emrv1.Role_ROLE_PATIENT:
+		return nil, fmt.Errorf("%w: patients belong to no organization", ErrInvalidQuery)
+	case emrv1.Role_name[int32(req.Role)] == "":
+		return nil, fmt.Errorf("%w: role %d is not a role", ErrInvalidQuery, req.Role)
+	}
+	org, err := q.st().organization(req.Organization)
+	if err != nil {
+		return nil, err
+	}
+	if org == nil {
+		return nil, fmt.Errorf("%w: no organization %s", ErrNotFound, QuoteInput(req.Organization))
+	}
+	limit, err := q.limit(&emrv1.PageRequest{Limit: req.Limit})
+	if err != nil {
+		return nil, err
+	}
+	budget := uint64(math.MaxUint64)
+	if req.Role != emrv1.Role_ROLE_UNSPECIFIED {
+		params, err := q.st().params() // read already (the page size): no more proofs
+		if err != nil {
+			return nil, err
+		}
+		budget = memberScanFactor * uint64(params.MaxPageSize)
+	}
+	prefix := orgMemberPrefix(req.Organization)
+	start := prefix
+	if req.After != "" {
+		after, err := parseHex("after", req.After, AddressSize)
+		if err != nil {
+			return nil, err
+		}
+		start = append(orgMemberKey(req.Organization, after), 0) // the first key after it
+	}
+	resp := &emrv1.QueryMembersResponse{}
+	var scanned uint64
+	var last []byte
+	err = scan(q.r, start, prefixEnd(prefix), true, func(key, value []byte) (bool, error) {
+		addr := key[len(prefix):]
+		if scanned == budget || uint32(len(resp.Members)) == limit {
+			resp.Next = hex.EncodeToString(last)
+			return false, nil
+		}
+		scanned++
+		last = addr
+		if len(value) != 1 {
+			return false, fmt.Errorf("%w: organization member index %x holds %d bytes, not a role", ErrInternal, key, len(value))
+		}
+		if req.Role != emrv1.Role_ROLE_UNSPECIFIED && emrv1.Role(value[0]) != req.Role {
+			return true, nil
+		}
+		m, err := q.st().member(addr)
+		if err != nil || m == nil {
+			return false, fmt.Errorf("%w: organization member index %x without member: %v", ErrInternal, key, err)
+		}
+		resp.Members = append(resp.Members, m)
+		return true, nil
+	})
+	return resp, err
+}
+
+// memberScanFactor times params.max_page_size is how many index entries
+// one filtered Members page may read before it ends early (see Members).
+const memberScanFactor = recordScanFactor
+
 func (q *Querier) Member(_ context.Context, req *emrv1.QueryMemberRequest) (*emrv1.QueryMemberResponse, error) {
 	addr, err := parseHex("address", req.Address, AddressSize)
 	if err != nil {

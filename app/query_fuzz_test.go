@@ -77,6 +77,8 @@ func querySeeds(q *queryChain) map[string]querySeed {
 		"Params":         &emrv1.QueryParamsRequest{},
 		"Organization":   &emrv1.QueryOrganizationRequest{Id: apptest.HospitalA},
 		"Member":         &emrv1.QueryMemberRequest{Address: doc},
+		"Organizations":  &emrv1.QueryOrganizationsRequest{After: apptest.HospitalA, Limit: 1},
+		"Members":        &emrv1.QueryMembersRequest{Organization: apptest.HospitalA, Role: emrv1.Role_ROLE_CLINICIAN, Limit: 2},
 		"Account":        &emrv1.QueryAccountRequest{Address: "0x" + strings.ToUpper(doc)},
 		"Patient":        &emrv1.QueryPatientRequest{PatientId: pid},
 		"PatientByOwner": &emrv1.QueryPatientByOwnerRequest{Owner: hexOf(apptest.NewActor("patient-fuzz").Address)},

@@ -88,6 +88,12 @@ func (s *QueryService) Params(ctx context.Context, r *emrv1.QueryParamsRequest) 
 func (s *QueryService) Organization(ctx context.Context, r *emrv1.QueryOrganizationRequest) (*emrv1.QueryOrganizationResponse, error) {
 	return call[emrv1.QueryOrganizationResponse](ctx, s, "Organization", r)
 }
+func (s *QueryService) Organizations(ctx context.Context, r *emrv1.QueryOrganizationsRequest) (*emrv1.QueryOrganizationsResponse, error) {
+	return call[emrv1.QueryOrganizationsResponse](ctx, s, "Organizations", r)
+}
+func (s *QueryService) Members(ctx context.Context, r *emrv1.QueryMembersRequest) (*emrv1.QueryMembersResponse, error) {
+	return call[emrv1.QueryMembersResponse](ctx, s, "Members", r)
+}
 func (s *QueryService) Member(ctx context.Context, r *emrv1.QueryMemberRequest) (*emrv1.QueryMemberResponse, error) {
 	return call[emrv1.QueryMemberResponse](ctx, s, "Member", r)
 }

@@ -250,6 +250,8 @@ func (w *world) queries() []struct {
 	}{
 		{"Params", &emrv1.QueryParamsRequest{}, &emrv1.QueryParamsResponse{}},
 		{"Organization", &emrv1.QueryOrganizationRequest{Id: "dev-hospital"}, &emrv1.QueryOrganizationResponse{}},
+		{"Organizations", &emrv1.QueryOrganizationsRequest{}, &emrv1.QueryOrganizationsResponse{}},
+		{"Members", &emrv1.QueryMembersRequest{Organization: "dev-hospital"}, &emrv1.QueryMembersResponse{}},
 		{"Member", &emrv1.QueryMemberRequest{Address: hexs(w.clinician.Address())}, &emrv1.QueryMemberResponse{}},
 		{"Account", &emrv1.QueryAccountRequest{Address: hexs(w.clinician.Address())}, &emrv1.QueryAccountResponse{}},
 		{"Patient", &emrv1.QueryPatientRequest{PatientId: pid}, &emrv1.QueryPatientResponse{}},
@@ -1183,6 +1185,25 @@ func testLyingNode(t *testing.T, w *world) {
 			}
 			r.Proposals, r.Proofs = nil, params
 		}), "Proposals", &emrv1.QueryProposalsRequest{}},
+		{"HideMember", queryRewrite("Members", func(m proto.Message) {
+			// Leave the clinician out of its organization's list: its
+			// entry, and the proofs of its member index entry (key
+			// 0x04, store/README.md) and of its member (0x03).
+			r := m.(*emrv1.QueryMembersResponse)
+			var kept []*emrv1.Member
+			for _, mem := range r.Members {
+				if !bytes.Equal(mem.Address, w.clinician.Address()) {
+					kept = append(kept, mem)
+				}
+			}
+			proofs := r.Proofs[:0]
+			for _, p := range r.Proofs {
+				if !((p.Key[0] == 0x04 || p.Key[0] == 0x03) && bytes.HasSuffix(p.Key, w.clinician.Address())) {
+					proofs = append(proofs, p)
+				}
+			}
+			r.Members, r.Proofs = kept, proofs
+		}), "Members", &emrv1.QueryMembersRequest{Organization: "dev-hospital"}},
 		{"FewerOrganizations", queryRewrite("Proposal", func(m proto.Message) {
 			// Claim one organization fewer, so that fewer approvals
 			// would seem to carry the proposal: leave one registrar

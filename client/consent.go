@@ -47,6 +47,27 @@ func (c *Client) Member(ctx context.Context, addr []byte) (*emrv1.Member, error)
 	return present(c, "Member", "member", resp.Member)
 }
 
+// AllOrganizations pages through the consortium's organizations, by id,
+// retired ones too (see AllGrants).
+func (c *Client) AllOrganizations(ctx context.Context) ([]*emrv1.Organization, *QueryInfo, error) {
+	return allPagesAt(ctx, c, "organizations", "Organizations", func(after string) (*emrv1.QueryOrganizationsRequest, *emrv1.QueryOrganizationsResponse) {
+		return &emrv1.QueryOrganizationsRequest{After: after}, &emrv1.QueryOrganizationsResponse{}
+	}, func(resp *emrv1.QueryOrganizationsResponse) ([]*emrv1.Organization, string) {
+		return resp.Organizations, resp.Next
+	})
+}
+
+// AllMembers pages through the members of organization org, by address,
+// of every status; of role only, unless it is ROLE_UNSPECIFIED (see
+// AllGrants).
+func (c *Client) AllMembers(ctx context.Context, org string, role emrv1.Role) ([]*emrv1.Member, *QueryInfo, error) {
+	return allPagesAt(ctx, c, "members", "Members", func(after string) (*emrv1.QueryMembersRequest, *emrv1.QueryMembersResponse) {
+		return &emrv1.QueryMembersRequest{Organization: org, Role: role, After: after}, &emrv1.QueryMembersResponse{}
+	}, func(resp *emrv1.QueryMembersResponse) ([]*emrv1.Member, string) {
+		return resp.Members, resp.Next
+	})
+}
+
 // Patient returns the patient with pseudonymous id.
 func (c *Client) Patient(ctx context.Context, id []byte) (*emrv1.Patient, error) {
 	var resp emrv1.QueryPatientResponse

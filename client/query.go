@@ -348,6 +348,9 @@ var rangeProven = map[string]bool{
 	// An organization's registrars (its registrar index: one gap proof per
 	// registrar, not per member).
 	"Organization": true,
+	// The organizations; an organization's members (its member index,
+	// every entry a page read, matching its role filter or not).
+	"Organizations": true, "Members": true,
 }
 
 // checkComplete makes sure a node cannot shorten a sequence-numbered list

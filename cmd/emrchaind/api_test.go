@@ -367,6 +367,12 @@ func TestAPIServers(t *testing.T) {
 		{"Organization", "/emrchain/v1/organizations/dev-hospital", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
 			return n.query.Organization(ctx, &emrv1.QueryOrganizationRequest{Id: "dev-hospital"}, o...)
 		}, func() proto.Message { return new(emrv1.QueryOrganizationResponse) }},
+		{"Organizations", "/emrchain/v1/organizations?limit=1", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.Organizations(ctx, &emrv1.QueryOrganizationsRequest{Limit: 1}, o...)
+		}, func() proto.Message { return new(emrv1.QueryOrganizationsResponse) }},
+		{"Members", "/emrchain/v1/organizations/dev-hospital/members?role=ROLE_CLINICIAN", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.Members(ctx, &emrv1.QueryMembersRequest{Organization: "dev-hospital", Role: emrv1.Role_ROLE_CLINICIAN}, o...)
+		}, func() proto.Message { return new(emrv1.QueryMembersResponse) }},
 		{"Member", "/emrchain/v1/members/" + docHex, func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
 			return n.query.Member(ctx, &emrv1.QueryMemberRequest{Address: docHex}, o...)
 		}, func() proto.Message { return new(emrv1.QueryMemberResponse) }},

@@ -142,6 +142,12 @@ func (s *queryServer) Params(ctx context.Context, r *emrv1.QueryParamsRequest) (
 func (s *queryServer) Organization(ctx context.Context, r *emrv1.QueryOrganizationRequest) (*emrv1.QueryOrganizationResponse, error) {
 	return serveQuery(ctx, s, "Organization", r, s.inner.Organization)
 }
+func (s *queryServer) Organizations(ctx context.Context, r *emrv1.QueryOrganizationsRequest) (*emrv1.QueryOrganizationsResponse, error) {
+	return serveQuery(ctx, s, "Organizations", r, s.inner.Organizations)
+}
+func (s *queryServer) Members(ctx context.Context, r *emrv1.QueryMembersRequest) (*emrv1.QueryMembersResponse, error) {
+	return serveQuery(ctx, s, "Members", r, s.inner.Members)
+}
 func (s *queryServer) Member(ctx context.Context, r *emrv1.QueryMemberRequest) (*emrv1.QueryMemberResponse, error) {
 	return serveQuery(ctx, s, "Member", r, s.inner.Member)
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,6 +52,36 @@ func TestGovernanceFlow(t *testing.T) {
 		t.Fatalf("member show: %s", out)
 	}
 	e.fails(1, "proposal closed", "approve", "--from", "registrar", "1")
+
+	// Who is in the consortium, verified: its organizations, one's
+	// registrars, and its members, all or of one role.
+	out = e.ok("organizations")
+	for _, want := range []string{"dev-hospital", "st-mary", "St Mary's", "hospital", "member", "verified against"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("organizations lacks %q:\n%s", want, out)
+		}
+	}
+	if out := e.ok("organizations", "st-mary"); !strings.Contains(out, "(st-mary-registrar)") || strings.Contains(out, "st-mary-doc") {
+		t.Fatalf("organizations st-mary (its registrars only):\n%s", out)
+	}
+	if out := e.ok("member", "list", "--org", "st-mary"); !strings.Contains(out, "(st-mary-doc)") || !strings.Contains(out, "(st-mary-registrar)") || strings.Contains(out, "(dev-doc)") {
+		t.Fatalf("member list --org st-mary:\n%s", out)
+	}
+	var staff struct {
+		Organization string `json:"organization"`
+		Members      []struct {
+			Address string `json:"address"`
+			Role    string `json:"role"`
+		} `json:"members"`
+		Verified bool `json:"verified"`
+	}
+	e.json(&staff, "member", "list", "--org", "st-mary", "--role", "clinician")
+	if len(staff.Members) != 1 || staff.Members[0].Role != "clinician" || staff.Members[0].Address != strings.ToUpper(strings.TrimSpace(e.ok("keys", "show", "st-mary-doc", "--address"))) || !staff.Verified {
+		t.Fatalf("member list --org st-mary --role clinician: %+v", staff)
+	}
+	e.fails(2, "--org is required", "member", "list")
+	e.fails(2, "--role", "member", "list", "--org", "st-mary", "--role", "patient")
+	e.fails(1, `no organization "st-luke"`, "member", "list", "--org", "st-luke")
 
 	var vs struct {
 		Validators []struct {
@@ -354,6 +385,9 @@ func TestGovernanceFlow(t *testing.T) {
 	e.fails(1, `organization "st-mary" was retired at height`, "approve", "--from", "st-luke-b", "15")
 	if out := e.ok("member", "show", "st-mary-doc"); !strings.Contains(out, "status:         retired") {
 		t.Fatalf("member show st-mary-doc after the retirement:\n%s", out)
+	}
+	if out := e.ok("organizations"); !regexp.MustCompile(`st-mary +St Mary's +hospital +retired at height \d+`).MatchString(out) {
+		t.Fatalf("organizations after the retirement:\n%s", out)
 	}
 	// Bob's revocation of the dev doctor rotates his key: the new key is
 	// sealed to his standing grantees, not to the retired doctor (the

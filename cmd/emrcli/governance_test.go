@@ -120,6 +120,14 @@ func TestViewProposal(t *testing.T) {
 			Params:     &emrv1.Params{Categories: []string{"imaging"}, StorageOrganizations: []string{"st-mary", "st-luke"}},
 			FromParams: &emrv1.Params{Categories: []string{"imaging"}, StorageOrganizations: []string{"st-mary", "lab-1"}},
 		}}}, "params: storage organization st-luke named; storage organization lab-1 dropped"},
+		{"set params, fewer copies", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{
+			Params:     &emrv1.Params{Categories: []string{"imaging"}, StorageOrganizations: []string{"st-mary", "st-luke", "lab-1"}, StorageCopies: 2},
+			FromParams: &emrv1.Params{Categories: []string{"imaging"}, StorageOrganizations: []string{"st-mary", "st-luke", "lab-1"}},
+		}}}, "params: copies of each blob 2 (was at every storage organization)"},
+		{"set params, with copies", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{
+			Params: &emrv1.Params{Categories: []string{"imaging"}, MaxTxBytes: 2048, StorageOrganizations: []string{"st-mary", "st-luke"}, StorageCopies: 1},
+		}}}, "params: categories imaging; max tx bytes 2048; max blob bytes 0; max records per access 0; max rewraps per rotation 0; " +
+			"max page size 0; emergency window 0s; max wrapped key bytes 0; proposals open for 0s; storage organizations st-mary, st-luke; copies of each blob 1"},
 		{"set params, as they were", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{
 			Params: &emrv1.Params{Categories: []string{"imaging"}}, FromParams: &emrv1.Params{Categories: []string{"imaging"}},
 		}}}, "params: as they were"},

@@ -15,15 +15,16 @@ import (
 func newMemberCmd(a *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "member",
-		Short: "Register, suspend, reactivate and show members",
+		Short: "Register, suspend, reactivate, show and list members",
 		Example: `  emrcli member register --from registrar --key dr-who --role clinician --credential GMC-1234
   emrcli member suspend --from registrar dr-who
-  emrcli member show dr-who`,
+  emrcli member show dr-who
+  emrcli member list --org st-mary --role clinician`,
 	}
 	cmd.AddCommand(newMemberRegisterCmd(a),
 		newMemberStatusCmd(a, "suspend", "Suspend a member of your organization: it can sign nothing, its grants pause", emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED),
 		newMemberStatusCmd(a, "reactivate", "Reactivate a suspended member", emrv1.MemberStatus_MEMBER_STATUS_ACTIVE),
-		newMemberShowCmd(a))
+		newMemberShowCmd(a), newMemberListCmd(a))
 	return cmd
 }
 

@@ -114,6 +114,7 @@ var paramLimits = []paramLimit{
 	i64Limit("evidence-max-bytes", "most evidence of misbehaviour in one block, in bytes (evidence.max_bytes)", func(c *emrv1.ConsensusLimits) *int64 { return &c.EvidenceMaxBytes }),
 	i64Limit("evidence-max-age-blocks", "evidence older than this many blocks, and than --evidence-max-age, is refused (evidence.max_age_num_blocks)", func(c *emrv1.ConsensusLimits) *int64 { return &c.EvidenceMaxAgeBlocks }),
 	durationLimit("evidence-max-age", "evidence older than this (e.g. 48h), and than --evidence-max-age-blocks, is refused (evidence.max_age_duration)", func(c *emrv1.ConsensusLimits) **durationpb.Duration { return &c.EvidenceMaxAge }),
+	u32Limit("storage-copies", "how many of the storage organizations keep a copy of each blob (0: every one), chosen per blob by its hash", func(p *emrv1.Params) *uint32 { return &p.StorageCopies }),
 }
 
 func newProposeParamsCmd(a *cli) *cobra.Command {
@@ -144,15 +145,19 @@ own, not the chain's: raise them on every node before raising
 max-tx-bytes past them.
 
 --storage-organizations names the organizations whose storage services
-(members of role storage-service, each its hospital's sidecar) keep a copy
-of the ciphertext of every committed record and share: only those may
+(members of role storage-service, each its hospital's sidecar) keep copies
+of the ciphertext of committed records and shares: only those may
 register one, and the sidecars serve copies to those listed now. Dropping
 an organization stops its copies at once; its storage service stays a
-member, which its registrar suspends.`,
+member, which its registrar suspends. --storage-copies N has N of them
+keep each blob (0, the default: every one), chosen per blob by its hash
+(rendezvous hashing): naming or dropping one moves only the copies it
+gains or held. The sidecar a blob was uploaded to keeps it too.`,
 		Example: `  emrcli propose params --from registrar --add-category genomics --reason "genome sequencing joins the records"
   emrcli propose params --from registrar --max-blob-bytes 8589934592 --reason "whole-slide images reach 6 GiB"
   emrcli propose params --from registrar --block-max-bytes 8388608 --reason "blocks of 8 MiB for the night's imaging backlog"
-  emrcli propose params --from registrar --storage-organizations st-mary,st-luke --reason "both hospitals keep copies of every record"`,
+  emrcli propose params --from registrar --storage-organizations st-mary,st-luke --reason "both hospitals keep copies of every record"
+  emrcli propose params --from registrar --storage-copies 2 --reason "two copies of each blob are enough for twelve hospitals"`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -221,6 +226,8 @@ type paramsView struct {
 	Consensus *consensusView `json:"consensus,omitempty"`
 	// StorageOrganizations keep copies of every blob ([] for none).
 	StorageOrganizations []string `json:"storage_organizations"`
+	// StorageCopies of them keep each blob; 0: every one.
+	StorageCopies uint32 `json:"storage_copies"`
 }
 
 // consensusView is CometBFT's block and evidence limits as emrcli shows
@@ -237,7 +244,7 @@ type consensusView struct {
 func viewParams(p *emrv1.Params) paramsView {
 	v := paramsView{p.GetCategories(), p.GetMaxTxBytes(), p.GetMaxBlobBytes(), p.GetMaxRecordsPerAccess(), p.GetMaxRewrapsPerRotation(),
 		p.GetMaxPageSize(), p.GetEmergencyAccessSeconds(), p.GetMaxWrappedKeyBytes(), p.GetProposalSeconds(), nil,
-		append([]string{}, p.GetStorageOrganizations()...)}
+		append([]string{}, p.GetStorageOrganizations()...), p.GetStorageCopies()}
 	if c := p.GetConsensus(); c != nil {
 		age := c.GetEvidenceMaxAge().AsDuration()
 		v.Consensus = &consensusView{c.BlockMaxBytes, c.BlockMaxGas, c.EvidenceMaxBytes, c.EvidenceMaxAgeBlocks, age.Seconds(), age}
@@ -280,7 +287,19 @@ func (v paramsView) storageField() []string {
 	if len(v.StorageOrganizations) == 0 {
 		return nil
 	}
-	return []string{"storage organizations", strings.Join(v.StorageOrganizations, ", ")}
+	kv := []string{"storage organizations", strings.Join(v.StorageOrganizations, ", ")}
+	if v.StorageCopies > 0 {
+		kv = append(kv, "copies of each blob", v.copiesText())
+	}
+	return kv
+}
+
+// copiesText says how many storage organizations keep each blob.
+func (v paramsView) copiesText() string {
+	if v.StorageCopies == 0 {
+		return "at every storage organization"
+	}
+	return fmt.Sprint(v.StorageCopies)
 }
 
 // String is the params on one line, as a proposal's change shows them.
@@ -332,6 +351,9 @@ func paramsChangeText(set *emrv1.SetParams) string {
 		if !now[o] {
 			parts = append(parts, "storage organization "+o+" dropped")
 		}
+	}
+	if from.StorageCopies != to.StorageCopies {
+		parts = append(parts, fmt.Sprintf("copies of each blob %s (was %s)", to.copiesText(), from.copiesText()))
 	}
 	// After the categories (the first pair), name and value pairs in the
 	// same order.

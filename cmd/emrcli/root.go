@@ -129,6 +129,7 @@ Exit codes: 0 success, 1 failure (the chain refused, verification failed, I/O),
 		newUploadCmd(a), newDownloadCmd(a), newShareCmd(a),
 		newRecordsCmd(a), newPermissionsCmd(a), newGrantsCmd(a), newAuditCmd(a), newSharesCmd(a), newParamsCmd(a),
 		newTxCmd(a), newProposeCmd(a), newApproveCmd(a), newWithdrawCmd(a), newProposalsCmd(a), newValidatorsCmd(a),
+		newOrganizationsCmd(a),
 	)
 	root.InitDefaultCompletionCmd()
 	root.InitDefaultHelpCmd()

@@ -162,7 +162,11 @@
 // GET ReplicaPath(key) to active storage services of the organizations
 // params.storage_organizations names (the consortium's custodians) only,
 // and only blobs their own reference index has; every copy is checked
-// against its SHA-256 as it is written (replica.go).
+// against its SHA-256 as it is written (replica.go). With
+// params.storage_copies = k, a new blob is copied only by the k storage
+// organizations app.CopyHolders places it at (rendezvous hashing over its
+// SHA-256, from the params alone); a damaged copy is repaired wherever it
+// was held.
 //
 // # Trust
 //

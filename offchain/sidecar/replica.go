@@ -95,7 +95,7 @@ var errNotAStorageService = errors.New("not an active storage service")
 
 // replicator queues the blobs the sidecar should copy from its peers.
 type replicator struct {
-	queue chan blobstore.Key
+	queue chan replicaJob
 	// dropped counts the keys left to the next pass because the queue
 	// was full, since the last pass's log.
 	dropped atomic.Int64
@@ -121,6 +121,22 @@ type replicator struct {
 	// blob was never uploaded is asked for less and less often).
 	misses map[blobstore.Key]replicaMiss
 	passes int64 // passes begun
+	// org is the organization of the storage service, as the chain last
+	// had it (CheckStorageService): the one whose copies it keeps.
+	org string
+	// params are the chain's params read at paramsAt, for placing the
+	// queue's copies (at most replicaPoll old).
+	params   *emrv1.Params
+	paramsAt time.Time
+}
+
+// replicaJob is a blob to copy: one a new block referenced (kept only
+// where the placement puts it), or the repair of a copy this sidecar
+// held and dropped as damaged (kept whatever the placement says: the
+// sidecar held it, perhaps as the uploader's).
+type replicaJob struct {
+	key    blobstore.Key
+	repair bool
 }
 
 // replicaMiss is a blob no peer served: fails passes in a row, asked again
@@ -143,7 +159,7 @@ const (
 )
 
 func newReplicator(bytesPerSecond int64) *replicator {
-	return &replicator{queue: make(chan blobstore.Key, replicaQueue), limit: newRateLimit(bytesPerSecond),
+	return &replicator{queue: make(chan replicaJob, replicaQueue), limit: newRateLimit(bytesPerSecond),
 		held: map[string]time.Time{}, misses: map[blobstore.Key]replicaMiss{}}
 }
 
@@ -191,19 +207,55 @@ func (r *replicator) missed(key blobstore.Key, copied bool) {
 	r.misses[key] = m
 }
 
-// want queues keys to be copied if this sidecar does not hold them. It
-// never blocks: a key that does not fit is left to the next pass.
+// want queues keys a new block referenced, to be copied if this sidecar
+// does not hold them and the placement puts them here. It never blocks:
+// a key that does not fit is left to the next pass.
 func (r *replicator) want(keys ...blobstore.Key) {
+	for _, k := range keys {
+		r.enqueue(replicaJob{key: k})
+	}
+}
+
+// repair queues the copy back of key, which this sidecar held and dropped
+// as damaged.
+func (r *replicator) repair(key blobstore.Key) { r.enqueue(replicaJob{key: key, repair: true}) }
+
+func (r *replicator) enqueue(job replicaJob) {
 	if r == nil {
 		return
 	}
-	for _, k := range keys {
-		select {
-		case r.queue <- k:
-		default:
-			r.dropped.Add(1)
-		}
+	select {
+	case r.queue <- job:
+	default:
+		r.dropped.Add(1)
 	}
+}
+
+// setOrg records the storage service's organization.
+func (r *replicator) setOrg(org string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.org = org
+}
+
+// placement is the params and organization the placement of copies is
+// judged by: the params read at most replicaPoll ago (read now if older).
+func (s *Server) placement(ctx context.Context) (*emrv1.Params, string, error) {
+	r := s.replicas
+	r.mu.Lock()
+	params, org, fresh := r.params, r.org, time.Since(r.paramsAt) < replicaPoll
+	r.mu.Unlock()
+	if params != nil && fresh {
+		return params, org, nil
+	}
+	params, err := s.chain.Params(ctx)
+	if err != nil {
+		return nil, "", fmt.Errorf("reading the chain's params (where copies are kept): %w", err)
+	}
+	r.mu.Lock()
+	r.params, r.paramsAt = params, time.Now()
+	r.mu.Unlock()
+	return params, org, nil
 }
 
 // ReplicaReport is what one replication pass did.
@@ -222,6 +274,9 @@ type ReplicaReport struct {
 	// BackingOff is the missing blobs not asked for this pass: no peer
 	// served them the last times (a record whose blob was never uploaded).
 	BackingOff int
+	// PlacedElsewhere is the blobs the store does not hold that the
+	// placement (params.storage_copies) gives to other organizations.
+	PlacedElsewhere int
 }
 
 // CheckStorageService checks that the chain has Options.Storage's key as an
@@ -253,6 +308,9 @@ func (s *Server) CheckStorageService(ctx context.Context) error {
 	if !app.StorageOrganization(params, m.OrganizationId) {
 		return fmt.Errorf("sidecar: storage service %X is of organization %q, which params.storage_organizations does not name (it names: %s; the consortium changes it by proposal): %w",
 			m.Address, m.OrganizationId, app.StorageOrganizationsText(params), errNotAStorageService)
+	}
+	if s.replicas != nil {
+		s.replicas.setOrg(m.OrganizationId)
 	}
 	return nil
 }
@@ -370,8 +428,8 @@ func (s *Server) replicaLoop(stop <-chan struct{}) {
 		select {
 		case <-stop:
 			return
-		case key := <-queue:
-			s.copyQueued(ctx, key)
+		case job := <-queue:
+			s.copyQueued(ctx, job)
 		case <-poll.C:
 			if !s.replicas.ready.Load() {
 				s.checkStorage(ctx)
@@ -392,15 +450,28 @@ func (s *Server) replicaLoop(stop <-chan struct{}) {
 	}
 }
 
-// copyQueued copies a queued key. A failure is left to the next pass,
+// copyQueued copies a queued blob, unless it is a new one the placement
+// gives to other organizations. A failure is left to the next pass,
 // which asks again: only a pass's errBlobAbsent starts a blob's backoff.
-func (s *Server) copyQueued(ctx context.Context, key blobstore.Key) {
-	_, err := s.replicate(ctx, key)
+func (s *Server) copyQueued(ctx context.Context, job replicaJob) {
+	if !job.repair {
+		params, org, err := s.placement(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Info("replication: a later pass copies a committed blob", "key", job.key.String(), "err", err)
+			}
+			return
+		}
+		if !app.HoldsCopy(params, org, job.key.Sum[:]) {
+			return
+		}
+	}
+	_, err := s.replicate(ctx, job.key)
 	switch {
 	case err == nil:
-		s.replicas.missed(key, true)
+		s.replicas.missed(job.key, true)
 	case ctx.Err() == nil:
-		s.log.Info("replication: no peer served a committed blob yet; a later pass asks again", "key", key.String(), "err", err)
+		s.log.Info("replication: no peer served a committed blob yet; a later pass asks again", "key", job.key.String(), "err", err)
 	}
 }
 
@@ -417,7 +488,7 @@ func (s *Server) logPass(ctx context.Context) {
 		if rep.Failed > 0 {
 			log = s.log.Error
 		}
-		log("replication pass", "referenced", rep.Referenced, "missing", rep.Missing, "copied", rep.Copied,
+		log("replication pass", "referenced", rep.Referenced, "placed_elsewhere", rep.PlacedElsewhere, "missing", rep.Missing, "copied", rep.Copied,
 			"bytes", rep.Bytes, "failed", rep.Failed, "backing_off", rep.BackingOff, "first_failure", rep.FirstFailure, "took", took,
 			"queue_overflow", s.replicas.dropped.Swap(0))
 	}
@@ -483,9 +554,17 @@ func (s *Server) ReplicatePass(ctx context.Context) (ReplicaReport, error) {
 		if err != nil {
 			return rep, fmt.Errorf("replication: listing the store: %w", err)
 		}
+		params, org, err := s.placement(ctx)
+		if err != nil {
+			return rep, fmt.Errorf("replication: %w", err)
+		}
 		rep.Referenced += len(keys)
 		for _, k := range keys {
 			if held[k] {
+				continue
+			}
+			if !app.HoldsCopy(params, org, k.Sum[:]) {
+				rep.PlacedElsewhere++
 				continue
 			}
 			rep.Missing++

@@ -25,7 +25,10 @@ func TestFreshBlobNotBackedOff(t *testing.T) {
 		t.Fatalf("the blob of block h: %v", err)
 	}
 	second := committedBlob(t, e, bytes.Repeat([]byte("encrypted note of block h+1 "), 40))
-	b.copyQueued(ctx, second) // what replicaLoop does with a queued key
+	if err := b.CheckStorageService(ctx); err != nil { // as replicaLoop does before it copies
+		t.Fatal(err)
+	}
+	b.copyQueued(ctx, replicaJob{key: second}) // what replicaLoop does with a queued key
 	time.Sleep(1100 * time.Millisecond)
 	rep, perr := b.ReplicatePass(ctx)
 	if perr != nil || rep.Copied != 1 {

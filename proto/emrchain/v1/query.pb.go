@@ -477,6 +477,276 @@ func (x *QueryOrganizationResponse) GetProofs() []*StoreProof {
 	return nil
 }
 
+type QueryOrganizationsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Start after this organization id; empty = from the first.
+	After string `protobuf:"bytes,1,opt,name=after,proto3" json:"after,omitempty"`
+	// Organizations per page; 0 = the default; above params.max_page_size is INVALID_ARGUMENT.
+	Limit         uint32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryOrganizationsRequest) Reset() {
+	*x = QueryOrganizationsRequest{}
+	mi := &file_emrchain_v1_query_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryOrganizationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryOrganizationsRequest) ProtoMessage() {}
+
+func (x *QueryOrganizationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_query_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryOrganizationsRequest.ProtoReflect.Descriptor instead.
+func (*QueryOrganizationsRequest) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *QueryOrganizationsRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *QueryOrganizationsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type QueryOrganizationsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ordered by id (bytewise).
+	Organizations []*Organization `protobuf:"bytes,1,rep,name=organizations,proto3" json:"organizations,omitempty"`
+	// Pass as after for the next page; empty when there is none.
+	Next          string        `protobuf:"bytes,2,opt,name=next,proto3" json:"next,omitempty"`
+	Height        int64         `protobuf:"varint,14,opt,name=height,proto3" json:"height,omitempty"`
+	Proofs        []*StoreProof `protobuf:"bytes,15,rep,name=proofs,proto3" json:"proofs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryOrganizationsResponse) Reset() {
+	*x = QueryOrganizationsResponse{}
+	mi := &file_emrchain_v1_query_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryOrganizationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryOrganizationsResponse) ProtoMessage() {}
+
+func (x *QueryOrganizationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_query_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryOrganizationsResponse.ProtoReflect.Descriptor instead.
+func (*QueryOrganizationsResponse) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *QueryOrganizationsResponse) GetOrganizations() []*Organization {
+	if x != nil {
+		return x.Organizations
+	}
+	return nil
+}
+
+func (x *QueryOrganizationsResponse) GetNext() string {
+	if x != nil {
+		return x.Next
+	}
+	return ""
+}
+
+func (x *QueryOrganizationsResponse) GetHeight() int64 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+func (x *QueryOrganizationsResponse) GetProofs() []*StoreProof {
+	if x != nil {
+		return x.Proofs
+	}
+	return nil
+}
+
+type QueryMembersRequest struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Organization string                 `protobuf:"bytes,1,opt,name=organization,proto3" json:"organization,omitempty"`
+	// Only members of this role; ROLE_UNSPECIFIED = every role.
+	// ROLE_PATIENT is INVALID_ARGUMENT: patients belong to no organization.
+	Role Role `protobuf:"varint,2,opt,name=role,proto3,enum=emrchain.v1.Role" json:"role,omitempty"`
+	// Start after this member address (hex); empty = from the first.
+	After string `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
+	// Members per page; 0 = the default; above params.max_page_size is
+	// INVALID_ARGUMENT. With a role filter a page reads at most ten pages'
+	// worth (10 x params.max_page_size) of the organization's members and
+	// then ends early: it may hold fewer than limit members, or none, and
+	// still have a next page.
+	Limit         uint32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryMembersRequest) Reset() {
+	*x = QueryMembersRequest{}
+	mi := &file_emrchain_v1_query_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryMembersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryMembersRequest) ProtoMessage() {}
+
+func (x *QueryMembersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_query_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryMembersRequest.ProtoReflect.Descriptor instead.
+func (*QueryMembersRequest) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *QueryMembersRequest) GetOrganization() string {
+	if x != nil {
+		return x.Organization
+	}
+	return ""
+}
+
+func (x *QueryMembersRequest) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *QueryMembersRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *QueryMembersRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type QueryMembersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ordered by address.
+	Members []*Member `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	// Pass as after for the next page; empty when there is none.
+	Next          string        `protobuf:"bytes,2,opt,name=next,proto3" json:"next,omitempty"`
+	Height        int64         `protobuf:"varint,14,opt,name=height,proto3" json:"height,omitempty"`
+	Proofs        []*StoreProof `protobuf:"bytes,15,rep,name=proofs,proto3" json:"proofs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryMembersResponse) Reset() {
+	*x = QueryMembersResponse{}
+	mi := &file_emrchain_v1_query_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryMembersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryMembersResponse) ProtoMessage() {}
+
+func (x *QueryMembersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_query_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryMembersResponse.ProtoReflect.Descriptor instead.
+func (*QueryMembersResponse) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *QueryMembersResponse) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *QueryMembersResponse) GetNext() string {
+	if x != nil {
+		return x.Next
+	}
+	return ""
+}
+
+func (x *QueryMembersResponse) GetHeight() int64 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+func (x *QueryMembersResponse) GetProofs() []*StoreProof {
+	if x != nil {
+		return x.Proofs
+	}
+	return nil
+}
+
 type QueryMemberRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Address       string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
@@ -486,7 +756,7 @@ type QueryMemberRequest struct {
 
 func (x *QueryMemberRequest) Reset() {
 	*x = QueryMemberRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[8]
+	mi := &file_emrchain_v1_query_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -498,7 +768,7 @@ func (x *QueryMemberRequest) String() string {
 func (*QueryMemberRequest) ProtoMessage() {}
 
 func (x *QueryMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[8]
+	mi := &file_emrchain_v1_query_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -511,7 +781,7 @@ func (x *QueryMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryMemberRequest.ProtoReflect.Descriptor instead.
 func (*QueryMemberRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{8}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *QueryMemberRequest) GetAddress() string {
@@ -532,7 +802,7 @@ type QueryMemberResponse struct {
 
 func (x *QueryMemberResponse) Reset() {
 	*x = QueryMemberResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[9]
+	mi := &file_emrchain_v1_query_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -544,7 +814,7 @@ func (x *QueryMemberResponse) String() string {
 func (*QueryMemberResponse) ProtoMessage() {}
 
 func (x *QueryMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[9]
+	mi := &file_emrchain_v1_query_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -557,7 +827,7 @@ func (x *QueryMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryMemberResponse.ProtoReflect.Descriptor instead.
 func (*QueryMemberResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{9}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *QueryMemberResponse) GetMember() *Member {
@@ -590,7 +860,7 @@ type QueryAccountRequest struct {
 
 func (x *QueryAccountRequest) Reset() {
 	*x = QueryAccountRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[10]
+	mi := &file_emrchain_v1_query_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -602,7 +872,7 @@ func (x *QueryAccountRequest) String() string {
 func (*QueryAccountRequest) ProtoMessage() {}
 
 func (x *QueryAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[10]
+	mi := &file_emrchain_v1_query_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -615,7 +885,7 @@ func (x *QueryAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryAccountRequest.ProtoReflect.Descriptor instead.
 func (*QueryAccountRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{10}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *QueryAccountRequest) GetAddress() string {
@@ -636,7 +906,7 @@ type QueryAccountResponse struct {
 
 func (x *QueryAccountResponse) Reset() {
 	*x = QueryAccountResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[11]
+	mi := &file_emrchain_v1_query_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -648,7 +918,7 @@ func (x *QueryAccountResponse) String() string {
 func (*QueryAccountResponse) ProtoMessage() {}
 
 func (x *QueryAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[11]
+	mi := &file_emrchain_v1_query_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -661,7 +931,7 @@ func (x *QueryAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryAccountResponse.ProtoReflect.Descriptor instead.
 func (*QueryAccountResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{11}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *QueryAccountResponse) GetAccount() *Account {
@@ -694,7 +964,7 @@ type QueryPatientRequest struct {
 
 func (x *QueryPatientRequest) Reset() {
 	*x = QueryPatientRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[12]
+	mi := &file_emrchain_v1_query_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -706,7 +976,7 @@ func (x *QueryPatientRequest) String() string {
 func (*QueryPatientRequest) ProtoMessage() {}
 
 func (x *QueryPatientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[12]
+	mi := &file_emrchain_v1_query_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -719,7 +989,7 @@ func (x *QueryPatientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryPatientRequest.ProtoReflect.Descriptor instead.
 func (*QueryPatientRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{12}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *QueryPatientRequest) GetPatientId() string {
@@ -738,7 +1008,7 @@ type QueryPatientByOwnerRequest struct {
 
 func (x *QueryPatientByOwnerRequest) Reset() {
 	*x = QueryPatientByOwnerRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[13]
+	mi := &file_emrchain_v1_query_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -750,7 +1020,7 @@ func (x *QueryPatientByOwnerRequest) String() string {
 func (*QueryPatientByOwnerRequest) ProtoMessage() {}
 
 func (x *QueryPatientByOwnerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[13]
+	mi := &file_emrchain_v1_query_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -763,7 +1033,7 @@ func (x *QueryPatientByOwnerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryPatientByOwnerRequest.ProtoReflect.Descriptor instead.
 func (*QueryPatientByOwnerRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{13}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *QueryPatientByOwnerRequest) GetOwner() string {
@@ -784,7 +1054,7 @@ type QueryPatientResponse struct {
 
 func (x *QueryPatientResponse) Reset() {
 	*x = QueryPatientResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[14]
+	mi := &file_emrchain_v1_query_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -796,7 +1066,7 @@ func (x *QueryPatientResponse) String() string {
 func (*QueryPatientResponse) ProtoMessage() {}
 
 func (x *QueryPatientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[14]
+	mi := &file_emrchain_v1_query_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -809,7 +1079,7 @@ func (x *QueryPatientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryPatientResponse.ProtoReflect.Descriptor instead.
 func (*QueryPatientResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{14}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *QueryPatientResponse) GetPatient() *Patient {
@@ -845,7 +1115,7 @@ type QueryPermissionRequest struct {
 
 func (x *QueryPermissionRequest) Reset() {
 	*x = QueryPermissionRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[15]
+	mi := &file_emrchain_v1_query_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -857,7 +1127,7 @@ func (x *QueryPermissionRequest) String() string {
 func (*QueryPermissionRequest) ProtoMessage() {}
 
 func (x *QueryPermissionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[15]
+	mi := &file_emrchain_v1_query_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,7 +1140,7 @@ func (x *QueryPermissionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryPermissionRequest.ProtoReflect.Descriptor instead.
 func (*QueryPermissionRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{15}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *QueryPermissionRequest) GetPatientId() string {
@@ -898,7 +1168,7 @@ type QueryPermissionResponse struct {
 
 func (x *QueryPermissionResponse) Reset() {
 	*x = QueryPermissionResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[16]
+	mi := &file_emrchain_v1_query_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +1180,7 @@ func (x *QueryPermissionResponse) String() string {
 func (*QueryPermissionResponse) ProtoMessage() {}
 
 func (x *QueryPermissionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[16]
+	mi := &file_emrchain_v1_query_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +1193,7 @@ func (x *QueryPermissionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryPermissionResponse.ProtoReflect.Descriptor instead.
 func (*QueryPermissionResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{16}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *QueryPermissionResponse) GetPermission() *Permission {
@@ -957,7 +1227,7 @@ type QueryPermissionsRequest struct {
 
 func (x *QueryPermissionsRequest) Reset() {
 	*x = QueryPermissionsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[17]
+	mi := &file_emrchain_v1_query_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -969,7 +1239,7 @@ func (x *QueryPermissionsRequest) String() string {
 func (*QueryPermissionsRequest) ProtoMessage() {}
 
 func (x *QueryPermissionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[17]
+	mi := &file_emrchain_v1_query_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -982,7 +1252,7 @@ func (x *QueryPermissionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryPermissionsRequest.ProtoReflect.Descriptor instead.
 func (*QueryPermissionsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{17}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *QueryPermissionsRequest) GetPatientId() string {
@@ -1003,7 +1273,7 @@ type QueryPermissionsResponse struct {
 
 func (x *QueryPermissionsResponse) Reset() {
 	*x = QueryPermissionsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[18]
+	mi := &file_emrchain_v1_query_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1015,7 +1285,7 @@ func (x *QueryPermissionsResponse) String() string {
 func (*QueryPermissionsResponse) ProtoMessage() {}
 
 func (x *QueryPermissionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[18]
+	mi := &file_emrchain_v1_query_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1028,7 +1298,7 @@ func (x *QueryPermissionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryPermissionsResponse.ProtoReflect.Descriptor instead.
 func (*QueryPermissionsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{18}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *QueryPermissionsResponse) GetPermissions() []*Permission {
@@ -1067,7 +1337,7 @@ type QueryGrantsRequest struct {
 
 func (x *QueryGrantsRequest) Reset() {
 	*x = QueryGrantsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[19]
+	mi := &file_emrchain_v1_query_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1079,7 +1349,7 @@ func (x *QueryGrantsRequest) String() string {
 func (*QueryGrantsRequest) ProtoMessage() {}
 
 func (x *QueryGrantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[19]
+	mi := &file_emrchain_v1_query_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1092,7 +1362,7 @@ func (x *QueryGrantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryGrantsRequest.ProtoReflect.Descriptor instead.
 func (*QueryGrantsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{19}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *QueryGrantsRequest) GetGrantee() string {
@@ -1130,7 +1400,7 @@ type QueryGrantsResponse struct {
 
 func (x *QueryGrantsResponse) Reset() {
 	*x = QueryGrantsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[20]
+	mi := &file_emrchain_v1_query_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1142,7 +1412,7 @@ func (x *QueryGrantsResponse) String() string {
 func (*QueryGrantsResponse) ProtoMessage() {}
 
 func (x *QueryGrantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[20]
+	mi := &file_emrchain_v1_query_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1155,7 +1425,7 @@ func (x *QueryGrantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryGrantsResponse.ProtoReflect.Descriptor instead.
 func (*QueryGrantsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{20}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *QueryGrantsResponse) GetPermissions() []*Permission {
@@ -1200,7 +1470,7 @@ type QueryRecordsRequest struct {
 
 func (x *QueryRecordsRequest) Reset() {
 	*x = QueryRecordsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[21]
+	mi := &file_emrchain_v1_query_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1212,7 +1482,7 @@ func (x *QueryRecordsRequest) String() string {
 func (*QueryRecordsRequest) ProtoMessage() {}
 
 func (x *QueryRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[21]
+	mi := &file_emrchain_v1_query_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1225,7 +1495,7 @@ func (x *QueryRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryRecordsRequest.ProtoReflect.Descriptor instead.
 func (*QueryRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{21}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *QueryRecordsRequest) GetPatientId() string {
@@ -1261,7 +1531,7 @@ type QueryRecordsResponse struct {
 
 func (x *QueryRecordsResponse) Reset() {
 	*x = QueryRecordsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[22]
+	mi := &file_emrchain_v1_query_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +1543,7 @@ func (x *QueryRecordsResponse) String() string {
 func (*QueryRecordsResponse) ProtoMessage() {}
 
 func (x *QueryRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[22]
+	mi := &file_emrchain_v1_query_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,7 +1556,7 @@ func (x *QueryRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryRecordsResponse.ProtoReflect.Descriptor instead.
 func (*QueryRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{22}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *QueryRecordsResponse) GetRecords() []*Record {
@@ -1327,7 +1597,7 @@ type QueryRecordRequest struct {
 
 func (x *QueryRecordRequest) Reset() {
 	*x = QueryRecordRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[23]
+	mi := &file_emrchain_v1_query_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1339,7 +1609,7 @@ func (x *QueryRecordRequest) String() string {
 func (*QueryRecordRequest) ProtoMessage() {}
 
 func (x *QueryRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[23]
+	mi := &file_emrchain_v1_query_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1352,7 +1622,7 @@ func (x *QueryRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryRecordRequest.ProtoReflect.Descriptor instead.
 func (*QueryRecordRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{23}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *QueryRecordRequest) GetPatientId() string {
@@ -1380,7 +1650,7 @@ type QueryRecordResponse struct {
 
 func (x *QueryRecordResponse) Reset() {
 	*x = QueryRecordResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[24]
+	mi := &file_emrchain_v1_query_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1392,7 +1662,7 @@ func (x *QueryRecordResponse) String() string {
 func (*QueryRecordResponse) ProtoMessage() {}
 
 func (x *QueryRecordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[24]
+	mi := &file_emrchain_v1_query_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1405,7 +1675,7 @@ func (x *QueryRecordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryRecordResponse.ProtoReflect.Descriptor instead.
 func (*QueryRecordResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{24}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *QueryRecordResponse) GetRecord() *Record {
@@ -1439,7 +1709,7 @@ type QueryAccessEventsRequest struct {
 
 func (x *QueryAccessEventsRequest) Reset() {
 	*x = QueryAccessEventsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[25]
+	mi := &file_emrchain_v1_query_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1721,7 @@ func (x *QueryAccessEventsRequest) String() string {
 func (*QueryAccessEventsRequest) ProtoMessage() {}
 
 func (x *QueryAccessEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[25]
+	mi := &file_emrchain_v1_query_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1734,7 @@ func (x *QueryAccessEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryAccessEventsRequest.ProtoReflect.Descriptor instead.
 func (*QueryAccessEventsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{25}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *QueryAccessEventsRequest) GetPatientId() string {
@@ -1493,7 +1763,7 @@ type QueryAccessEventsResponse struct {
 
 func (x *QueryAccessEventsResponse) Reset() {
 	*x = QueryAccessEventsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[26]
+	mi := &file_emrchain_v1_query_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1505,7 +1775,7 @@ func (x *QueryAccessEventsResponse) String() string {
 func (*QueryAccessEventsResponse) ProtoMessage() {}
 
 func (x *QueryAccessEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[26]
+	mi := &file_emrchain_v1_query_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1518,7 +1788,7 @@ func (x *QueryAccessEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryAccessEventsResponse.ProtoReflect.Descriptor instead.
 func (*QueryAccessEventsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{26}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *QueryAccessEventsResponse) GetEvents() []*AccessEvent {
@@ -1559,7 +1829,7 @@ type QuerySharesRequest struct {
 
 func (x *QuerySharesRequest) Reset() {
 	*x = QuerySharesRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[27]
+	mi := &file_emrchain_v1_query_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1571,7 +1841,7 @@ func (x *QuerySharesRequest) String() string {
 func (*QuerySharesRequest) ProtoMessage() {}
 
 func (x *QuerySharesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[27]
+	mi := &file_emrchain_v1_query_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1584,7 +1854,7 @@ func (x *QuerySharesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuerySharesRequest.ProtoReflect.Descriptor instead.
 func (*QuerySharesRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{27}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *QuerySharesRequest) GetPatientId() string {
@@ -1613,7 +1883,7 @@ type QuerySharesResponse struct {
 
 func (x *QuerySharesResponse) Reset() {
 	*x = QuerySharesResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[28]
+	mi := &file_emrchain_v1_query_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1625,7 +1895,7 @@ func (x *QuerySharesResponse) String() string {
 func (*QuerySharesResponse) ProtoMessage() {}
 
 func (x *QuerySharesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[28]
+	mi := &file_emrchain_v1_query_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1638,7 +1908,7 @@ func (x *QuerySharesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuerySharesResponse.ProtoReflect.Descriptor instead.
 func (*QuerySharesResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{28}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *QuerySharesResponse) GetShares() []*Share {
@@ -1678,7 +1948,7 @@ type QueryStudyRequest struct {
 
 func (x *QueryStudyRequest) Reset() {
 	*x = QueryStudyRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[29]
+	mi := &file_emrchain_v1_query_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1690,7 +1960,7 @@ func (x *QueryStudyRequest) String() string {
 func (*QueryStudyRequest) ProtoMessage() {}
 
 func (x *QueryStudyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[29]
+	mi := &file_emrchain_v1_query_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1703,7 +1973,7 @@ func (x *QueryStudyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryStudyRequest.ProtoReflect.Descriptor instead.
 func (*QueryStudyRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{29}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *QueryStudyRequest) GetId() string {
@@ -1724,7 +1994,7 @@ type QueryStudyResponse struct {
 
 func (x *QueryStudyResponse) Reset() {
 	*x = QueryStudyResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[30]
+	mi := &file_emrchain_v1_query_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1736,7 +2006,7 @@ func (x *QueryStudyResponse) String() string {
 func (*QueryStudyResponse) ProtoMessage() {}
 
 func (x *QueryStudyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[30]
+	mi := &file_emrchain_v1_query_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1749,7 +2019,7 @@ func (x *QueryStudyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryStudyResponse.ProtoReflect.Descriptor instead.
 func (*QueryStudyResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{30}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *QueryStudyResponse) GetStudy() *Study {
@@ -1783,7 +2053,7 @@ type QueryStudySharesRequest struct {
 
 func (x *QueryStudySharesRequest) Reset() {
 	*x = QueryStudySharesRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[31]
+	mi := &file_emrchain_v1_query_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1795,7 +2065,7 @@ func (x *QueryStudySharesRequest) String() string {
 func (*QueryStudySharesRequest) ProtoMessage() {}
 
 func (x *QueryStudySharesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[31]
+	mi := &file_emrchain_v1_query_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1808,7 +2078,7 @@ func (x *QueryStudySharesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryStudySharesRequest.ProtoReflect.Descriptor instead.
 func (*QueryStudySharesRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{31}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *QueryStudySharesRequest) GetStudyId() string {
@@ -1837,7 +2107,7 @@ type QueryStudySharesResponse struct {
 
 func (x *QueryStudySharesResponse) Reset() {
 	*x = QueryStudySharesResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[32]
+	mi := &file_emrchain_v1_query_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1849,7 +2119,7 @@ func (x *QueryStudySharesResponse) String() string {
 func (*QueryStudySharesResponse) ProtoMessage() {}
 
 func (x *QueryStudySharesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[32]
+	mi := &file_emrchain_v1_query_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1862,7 +2132,7 @@ func (x *QueryStudySharesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryStudySharesResponse.ProtoReflect.Descriptor instead.
 func (*QueryStudySharesResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{32}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *QueryStudySharesResponse) GetShares() []*Share {
@@ -1903,7 +2173,7 @@ type QueryShareRequest struct {
 
 func (x *QueryShareRequest) Reset() {
 	*x = QueryShareRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[33]
+	mi := &file_emrchain_v1_query_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1915,7 +2185,7 @@ func (x *QueryShareRequest) String() string {
 func (*QueryShareRequest) ProtoMessage() {}
 
 func (x *QueryShareRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[33]
+	mi := &file_emrchain_v1_query_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1928,7 +2198,7 @@ func (x *QueryShareRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryShareRequest.ProtoReflect.Descriptor instead.
 func (*QueryShareRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{33}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *QueryShareRequest) GetPatientId() string {
@@ -1956,7 +2226,7 @@ type QueryShareResponse struct {
 
 func (x *QueryShareResponse) Reset() {
 	*x = QueryShareResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[34]
+	mi := &file_emrchain_v1_query_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1968,7 +2238,7 @@ func (x *QueryShareResponse) String() string {
 func (*QueryShareResponse) ProtoMessage() {}
 
 func (x *QueryShareResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[34]
+	mi := &file_emrchain_v1_query_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1981,7 +2251,7 @@ func (x *QueryShareResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryShareResponse.ProtoReflect.Descriptor instead.
 func (*QueryShareResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{34}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *QueryShareResponse) GetShare() *Share {
@@ -2018,7 +2288,7 @@ type QueryLastAccessRequest struct {
 
 func (x *QueryLastAccessRequest) Reset() {
 	*x = QueryLastAccessRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[35]
+	mi := &file_emrchain_v1_query_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2030,7 +2300,7 @@ func (x *QueryLastAccessRequest) String() string {
 func (*QueryLastAccessRequest) ProtoMessage() {}
 
 func (x *QueryLastAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[35]
+	mi := &file_emrchain_v1_query_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2043,7 +2313,7 @@ func (x *QueryLastAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryLastAccessRequest.ProtoReflect.Descriptor instead.
 func (*QueryLastAccessRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{35}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *QueryLastAccessRequest) GetPatientId() string {
@@ -2085,7 +2355,7 @@ type QueryLastAccessResponse struct {
 
 func (x *QueryLastAccessResponse) Reset() {
 	*x = QueryLastAccessResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[36]
+	mi := &file_emrchain_v1_query_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2097,7 +2367,7 @@ func (x *QueryLastAccessResponse) String() string {
 func (*QueryLastAccessResponse) ProtoMessage() {}
 
 func (x *QueryLastAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[36]
+	mi := &file_emrchain_v1_query_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2110,7 +2380,7 @@ func (x *QueryLastAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryLastAccessResponse.ProtoReflect.Descriptor instead.
 func (*QueryLastAccessResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{36}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *QueryLastAccessResponse) GetEvent() *AccessEvent {
@@ -2147,7 +2417,7 @@ type QueryBlobRefsRequest struct {
 
 func (x *QueryBlobRefsRequest) Reset() {
 	*x = QueryBlobRefsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[37]
+	mi := &file_emrchain_v1_query_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2159,7 +2429,7 @@ func (x *QueryBlobRefsRequest) String() string {
 func (*QueryBlobRefsRequest) ProtoMessage() {}
 
 func (x *QueryBlobRefsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[37]
+	mi := &file_emrchain_v1_query_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2172,7 +2442,7 @@ func (x *QueryBlobRefsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryBlobRefsRequest.ProtoReflect.Descriptor instead.
 func (*QueryBlobRefsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{37}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *QueryBlobRefsRequest) GetAfter() string {
@@ -2202,7 +2472,7 @@ type QueryBlobRefsResponse struct {
 
 func (x *QueryBlobRefsResponse) Reset() {
 	*x = QueryBlobRefsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[38]
+	mi := &file_emrchain_v1_query_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2214,7 +2484,7 @@ func (x *QueryBlobRefsResponse) String() string {
 func (*QueryBlobRefsResponse) ProtoMessage() {}
 
 func (x *QueryBlobRefsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[38]
+	mi := &file_emrchain_v1_query_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2227,7 +2497,7 @@ func (x *QueryBlobRefsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryBlobRefsResponse.ProtoReflect.Descriptor instead.
 func (*QueryBlobRefsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{38}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *QueryBlobRefsResponse) GetRefs() []*BlobRef {
@@ -2276,7 +2546,7 @@ type BlobRef struct {
 
 func (x *BlobRef) Reset() {
 	*x = BlobRef{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[39]
+	mi := &file_emrchain_v1_query_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2288,7 +2558,7 @@ func (x *BlobRef) String() string {
 func (*BlobRef) ProtoMessage() {}
 
 func (x *BlobRef) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[39]
+	mi := &file_emrchain_v1_query_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2301,7 +2571,7 @@ func (x *BlobRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobRef.ProtoReflect.Descriptor instead.
 func (*BlobRef) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{39}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *BlobRef) GetRef() string {
@@ -2340,7 +2610,7 @@ type QueryValidatorsRequest struct {
 
 func (x *QueryValidatorsRequest) Reset() {
 	*x = QueryValidatorsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[40]
+	mi := &file_emrchain_v1_query_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2352,7 +2622,7 @@ func (x *QueryValidatorsRequest) String() string {
 func (*QueryValidatorsRequest) ProtoMessage() {}
 
 func (x *QueryValidatorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[40]
+	mi := &file_emrchain_v1_query_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2365,7 +2635,7 @@ func (x *QueryValidatorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryValidatorsRequest.ProtoReflect.Descriptor instead.
 func (*QueryValidatorsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{40}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{44}
 }
 
 type QueryValidatorsResponse struct {
@@ -2385,7 +2655,7 @@ type QueryValidatorsResponse struct {
 
 func (x *QueryValidatorsResponse) Reset() {
 	*x = QueryValidatorsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[41]
+	mi := &file_emrchain_v1_query_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2397,7 +2667,7 @@ func (x *QueryValidatorsResponse) String() string {
 func (*QueryValidatorsResponse) ProtoMessage() {}
 
 func (x *QueryValidatorsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[41]
+	mi := &file_emrchain_v1_query_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2410,7 +2680,7 @@ func (x *QueryValidatorsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryValidatorsResponse.ProtoReflect.Descriptor instead.
 func (*QueryValidatorsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{41}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *QueryValidatorsResponse) GetValidators() []*Validator {
@@ -2451,7 +2721,7 @@ type QueryValidatorKeyRequest struct {
 
 func (x *QueryValidatorKeyRequest) Reset() {
 	*x = QueryValidatorKeyRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[42]
+	mi := &file_emrchain_v1_query_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2463,7 +2733,7 @@ func (x *QueryValidatorKeyRequest) String() string {
 func (*QueryValidatorKeyRequest) ProtoMessage() {}
 
 func (x *QueryValidatorKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[42]
+	mi := &file_emrchain_v1_query_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2476,7 +2746,7 @@ func (x *QueryValidatorKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryValidatorKeyRequest.ProtoReflect.Descriptor instead.
 func (*QueryValidatorKeyRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{42}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *QueryValidatorKeyRequest) GetPubKey() []byte {
@@ -2507,7 +2777,7 @@ type QueryValidatorKeyResponse struct {
 
 func (x *QueryValidatorKeyResponse) Reset() {
 	*x = QueryValidatorKeyResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[43]
+	mi := &file_emrchain_v1_query_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2519,7 +2789,7 @@ func (x *QueryValidatorKeyResponse) String() string {
 func (*QueryValidatorKeyResponse) ProtoMessage() {}
 
 func (x *QueryValidatorKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[43]
+	mi := &file_emrchain_v1_query_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2532,7 +2802,7 @@ func (x *QueryValidatorKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryValidatorKeyResponse.ProtoReflect.Descriptor instead.
 func (*QueryValidatorKeyResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{43}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *QueryValidatorKeyResponse) GetValidator() *Validator {
@@ -2579,7 +2849,7 @@ type QueryProposalRequest struct {
 
 func (x *QueryProposalRequest) Reset() {
 	*x = QueryProposalRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[44]
+	mi := &file_emrchain_v1_query_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2591,7 +2861,7 @@ func (x *QueryProposalRequest) String() string {
 func (*QueryProposalRequest) ProtoMessage() {}
 
 func (x *QueryProposalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[44]
+	mi := &file_emrchain_v1_query_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2604,7 +2874,7 @@ func (x *QueryProposalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryProposalRequest.ProtoReflect.Descriptor instead.
 func (*QueryProposalRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{44}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *QueryProposalRequest) GetId() uint64 {
@@ -2628,7 +2898,7 @@ type QueryProposalResponse struct {
 
 func (x *QueryProposalResponse) Reset() {
 	*x = QueryProposalResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[45]
+	mi := &file_emrchain_v1_query_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2640,7 +2910,7 @@ func (x *QueryProposalResponse) String() string {
 func (*QueryProposalResponse) ProtoMessage() {}
 
 func (x *QueryProposalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[45]
+	mi := &file_emrchain_v1_query_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2653,7 +2923,7 @@ func (x *QueryProposalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryProposalResponse.ProtoReflect.Descriptor instead.
 func (*QueryProposalResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{45}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *QueryProposalResponse) GetProposal() *Proposal {
@@ -2696,7 +2966,7 @@ type QueryProposalsRequest struct {
 
 func (x *QueryProposalsRequest) Reset() {
 	*x = QueryProposalsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[46]
+	mi := &file_emrchain_v1_query_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2708,7 +2978,7 @@ func (x *QueryProposalsRequest) String() string {
 func (*QueryProposalsRequest) ProtoMessage() {}
 
 func (x *QueryProposalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[46]
+	mi := &file_emrchain_v1_query_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2721,7 +2991,7 @@ func (x *QueryProposalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryProposalsRequest.ProtoReflect.Descriptor instead.
 func (*QueryProposalsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{46}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *QueryProposalsRequest) GetAfter() uint64 {
@@ -2751,7 +3021,7 @@ type QueryProposalsResponse struct {
 
 func (x *QueryProposalsResponse) Reset() {
 	*x = QueryProposalsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[47]
+	mi := &file_emrchain_v1_query_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2763,7 +3033,7 @@ func (x *QueryProposalsResponse) String() string {
 func (*QueryProposalsResponse) ProtoMessage() {}
 
 func (x *QueryProposalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[47]
+	mi := &file_emrchain_v1_query_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2776,7 +3046,7 @@ func (x *QueryProposalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryProposalsResponse.ProtoReflect.Descriptor instead.
 func (*QueryProposalsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{47}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *QueryProposalsResponse) GetProposals() []*Proposal {
@@ -2827,7 +3097,7 @@ type ErrorBody struct {
 
 func (x *ErrorBody) Reset() {
 	*x = ErrorBody{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[48]
+	mi := &file_emrchain_v1_query_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2839,7 +3109,7 @@ func (x *ErrorBody) String() string {
 func (*ErrorBody) ProtoMessage() {}
 
 func (x *ErrorBody) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[48]
+	mi := &file_emrchain_v1_query_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2852,7 +3122,7 @@ func (x *ErrorBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorBody.ProtoReflect.Descriptor instead.
 func (*ErrorBody) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{48}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ErrorBody) GetCode() int32 {
@@ -2916,6 +3186,24 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"\n" +
 	"registrars\x18\x02 \x03(\v2\x13.emrchain.v1.MemberR\n" +
 	"registrars\x12\x16\n" +
+	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
+	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"G\n" +
+	"\x19QueryOrganizationsRequest\x12\x14\n" +
+	"\x05after\x18\x01 \x01(\tR\x05after\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\"\xba\x01\n" +
+	"\x1aQueryOrganizationsResponse\x12?\n" +
+	"\rorganizations\x18\x01 \x03(\v2\x19.emrchain.v1.OrganizationR\rorganizations\x12\x12\n" +
+	"\x04next\x18\x02 \x01(\tR\x04next\x12\x16\n" +
+	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
+	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"\x8c\x01\n" +
+	"\x13QueryMembersRequest\x12\"\n" +
+	"\forganization\x18\x01 \x01(\tR\forganization\x12%\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x11.emrchain.v1.RoleR\x04role\x12\x14\n" +
+	"\x05after\x18\x03 \x01(\tR\x05after\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit\"\xa2\x01\n" +
+	"\x14QueryMembersResponse\x12-\n" +
+	"\amembers\x18\x01 \x03(\v2\x13.emrchain.v1.MemberR\amembers\x12\x12\n" +
+	"\x04next\x18\x02 \x01(\tR\x04next\x12\x16\n" +
 	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
 	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\".\n" +
 	"\x12QueryMemberRequest\x12\x18\n" +
@@ -3082,10 +3370,12 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x16\n" +
-	"\x06height\x18\x04 \x01(\x03R\x06height2\xdf\x16\n" +
+	"\x06height\x18\x04 \x01(\x03R\x06height2\xf2\x18\n" +
 	"\x05Query\x12h\n" +
 	"\x06Params\x12\x1f.emrchain.v1.QueryParamsRequest\x1a .emrchain.v1.QueryParamsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/emrchain/v1/params\x12\x86\x01\n" +
-	"\fOrganization\x12%.emrchain.v1.QueryOrganizationRequest\x1a&.emrchain.v1.QueryOrganizationResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/emrchain/v1/organizations/{id}\x12s\n" +
+	"\fOrganization\x12%.emrchain.v1.QueryOrganizationRequest\x1a&.emrchain.v1.QueryOrganizationResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/emrchain/v1/organizations/{id}\x12\x84\x01\n" +
+	"\rOrganizations\x12&.emrchain.v1.QueryOrganizationsRequest\x1a'.emrchain.v1.QueryOrganizationsResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/emrchain/v1/organizations\x12\x89\x01\n" +
+	"\aMembers\x12 .emrchain.v1.QueryMembersRequest\x1a!.emrchain.v1.QueryMembersResponse\"9\x82\xd3\xe4\x93\x023\x121/emrchain/v1/organizations/{organization}/members\x12s\n" +
 	"\x06Member\x12\x1f.emrchain.v1.QueryMemberRequest\x1a .emrchain.v1.QueryMemberResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/emrchain/v1/members/{address}\x12w\n" +
 	"\aAccount\x12 .emrchain.v1.QueryAccountRequest\x1a!.emrchain.v1.QueryAccountResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/emrchain/v1/accounts/{address}\x12z\n" +
 	"\aPatient\x12 .emrchain.v1.QueryPatientRequest\x1a!.emrchain.v1.QueryPatientResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/emrchain/v1/patients/{patient_id}\x12\x8b\x01\n" +
@@ -3122,7 +3412,7 @@ func file_emrchain_v1_query_proto_rawDescGZIP() []byte {
 	return file_emrchain_v1_query_proto_rawDescData
 }
 
-var file_emrchain_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_emrchain_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_emrchain_v1_query_proto_goTypes = []any{
 	(*StoreProof)(nil),                 // 0: emrchain.v1.StoreProof
 	(*ProofOp)(nil),                    // 1: emrchain.v1.ProofOp
@@ -3132,162 +3422,176 @@ var file_emrchain_v1_query_proto_goTypes = []any{
 	(*QueryParamsResponse)(nil),        // 5: emrchain.v1.QueryParamsResponse
 	(*QueryOrganizationRequest)(nil),   // 6: emrchain.v1.QueryOrganizationRequest
 	(*QueryOrganizationResponse)(nil),  // 7: emrchain.v1.QueryOrganizationResponse
-	(*QueryMemberRequest)(nil),         // 8: emrchain.v1.QueryMemberRequest
-	(*QueryMemberResponse)(nil),        // 9: emrchain.v1.QueryMemberResponse
-	(*QueryAccountRequest)(nil),        // 10: emrchain.v1.QueryAccountRequest
-	(*QueryAccountResponse)(nil),       // 11: emrchain.v1.QueryAccountResponse
-	(*QueryPatientRequest)(nil),        // 12: emrchain.v1.QueryPatientRequest
-	(*QueryPatientByOwnerRequest)(nil), // 13: emrchain.v1.QueryPatientByOwnerRequest
-	(*QueryPatientResponse)(nil),       // 14: emrchain.v1.QueryPatientResponse
-	(*QueryPermissionRequest)(nil),     // 15: emrchain.v1.QueryPermissionRequest
-	(*QueryPermissionResponse)(nil),    // 16: emrchain.v1.QueryPermissionResponse
-	(*QueryPermissionsRequest)(nil),    // 17: emrchain.v1.QueryPermissionsRequest
-	(*QueryPermissionsResponse)(nil),   // 18: emrchain.v1.QueryPermissionsResponse
-	(*QueryGrantsRequest)(nil),         // 19: emrchain.v1.QueryGrantsRequest
-	(*QueryGrantsResponse)(nil),        // 20: emrchain.v1.QueryGrantsResponse
-	(*QueryRecordsRequest)(nil),        // 21: emrchain.v1.QueryRecordsRequest
-	(*QueryRecordsResponse)(nil),       // 22: emrchain.v1.QueryRecordsResponse
-	(*QueryRecordRequest)(nil),         // 23: emrchain.v1.QueryRecordRequest
-	(*QueryRecordResponse)(nil),        // 24: emrchain.v1.QueryRecordResponse
-	(*QueryAccessEventsRequest)(nil),   // 25: emrchain.v1.QueryAccessEventsRequest
-	(*QueryAccessEventsResponse)(nil),  // 26: emrchain.v1.QueryAccessEventsResponse
-	(*QuerySharesRequest)(nil),         // 27: emrchain.v1.QuerySharesRequest
-	(*QuerySharesResponse)(nil),        // 28: emrchain.v1.QuerySharesResponse
-	(*QueryStudyRequest)(nil),          // 29: emrchain.v1.QueryStudyRequest
-	(*QueryStudyResponse)(nil),         // 30: emrchain.v1.QueryStudyResponse
-	(*QueryStudySharesRequest)(nil),    // 31: emrchain.v1.QueryStudySharesRequest
-	(*QueryStudySharesResponse)(nil),   // 32: emrchain.v1.QueryStudySharesResponse
-	(*QueryShareRequest)(nil),          // 33: emrchain.v1.QueryShareRequest
-	(*QueryShareResponse)(nil),         // 34: emrchain.v1.QueryShareResponse
-	(*QueryLastAccessRequest)(nil),     // 35: emrchain.v1.QueryLastAccessRequest
-	(*QueryLastAccessResponse)(nil),    // 36: emrchain.v1.QueryLastAccessResponse
-	(*QueryBlobRefsRequest)(nil),       // 37: emrchain.v1.QueryBlobRefsRequest
-	(*QueryBlobRefsResponse)(nil),      // 38: emrchain.v1.QueryBlobRefsResponse
-	(*BlobRef)(nil),                    // 39: emrchain.v1.BlobRef
-	(*QueryValidatorsRequest)(nil),     // 40: emrchain.v1.QueryValidatorsRequest
-	(*QueryValidatorsResponse)(nil),    // 41: emrchain.v1.QueryValidatorsResponse
-	(*QueryValidatorKeyRequest)(nil),   // 42: emrchain.v1.QueryValidatorKeyRequest
-	(*QueryValidatorKeyResponse)(nil),  // 43: emrchain.v1.QueryValidatorKeyResponse
-	(*QueryProposalRequest)(nil),       // 44: emrchain.v1.QueryProposalRequest
-	(*QueryProposalResponse)(nil),      // 45: emrchain.v1.QueryProposalResponse
-	(*QueryProposalsRequest)(nil),      // 46: emrchain.v1.QueryProposalsRequest
-	(*QueryProposalsResponse)(nil),     // 47: emrchain.v1.QueryProposalsResponse
-	(*ErrorBody)(nil),                  // 48: emrchain.v1.ErrorBody
-	(*Params)(nil),                     // 49: emrchain.v1.Params
-	(*Organization)(nil),               // 50: emrchain.v1.Organization
-	(*Member)(nil),                     // 51: emrchain.v1.Member
-	(*Account)(nil),                    // 52: emrchain.v1.Account
-	(*Patient)(nil),                    // 53: emrchain.v1.Patient
-	(*Permission)(nil),                 // 54: emrchain.v1.Permission
-	(*Record)(nil),                     // 55: emrchain.v1.Record
-	(*AccessEvent)(nil),                // 56: emrchain.v1.AccessEvent
-	(*Share)(nil),                      // 57: emrchain.v1.Share
-	(*Study)(nil),                      // 58: emrchain.v1.Study
-	(*Validator)(nil),                  // 59: emrchain.v1.Validator
-	(*Proposal)(nil),                   // 60: emrchain.v1.Proposal
+	(*QueryOrganizationsRequest)(nil),  // 8: emrchain.v1.QueryOrganizationsRequest
+	(*QueryOrganizationsResponse)(nil), // 9: emrchain.v1.QueryOrganizationsResponse
+	(*QueryMembersRequest)(nil),        // 10: emrchain.v1.QueryMembersRequest
+	(*QueryMembersResponse)(nil),       // 11: emrchain.v1.QueryMembersResponse
+	(*QueryMemberRequest)(nil),         // 12: emrchain.v1.QueryMemberRequest
+	(*QueryMemberResponse)(nil),        // 13: emrchain.v1.QueryMemberResponse
+	(*QueryAccountRequest)(nil),        // 14: emrchain.v1.QueryAccountRequest
+	(*QueryAccountResponse)(nil),       // 15: emrchain.v1.QueryAccountResponse
+	(*QueryPatientRequest)(nil),        // 16: emrchain.v1.QueryPatientRequest
+	(*QueryPatientByOwnerRequest)(nil), // 17: emrchain.v1.QueryPatientByOwnerRequest
+	(*QueryPatientResponse)(nil),       // 18: emrchain.v1.QueryPatientResponse
+	(*QueryPermissionRequest)(nil),     // 19: emrchain.v1.QueryPermissionRequest
+	(*QueryPermissionResponse)(nil),    // 20: emrchain.v1.QueryPermissionResponse
+	(*QueryPermissionsRequest)(nil),    // 21: emrchain.v1.QueryPermissionsRequest
+	(*QueryPermissionsResponse)(nil),   // 22: emrchain.v1.QueryPermissionsResponse
+	(*QueryGrantsRequest)(nil),         // 23: emrchain.v1.QueryGrantsRequest
+	(*QueryGrantsResponse)(nil),        // 24: emrchain.v1.QueryGrantsResponse
+	(*QueryRecordsRequest)(nil),        // 25: emrchain.v1.QueryRecordsRequest
+	(*QueryRecordsResponse)(nil),       // 26: emrchain.v1.QueryRecordsResponse
+	(*QueryRecordRequest)(nil),         // 27: emrchain.v1.QueryRecordRequest
+	(*QueryRecordResponse)(nil),        // 28: emrchain.v1.QueryRecordResponse
+	(*QueryAccessEventsRequest)(nil),   // 29: emrchain.v1.QueryAccessEventsRequest
+	(*QueryAccessEventsResponse)(nil),  // 30: emrchain.v1.QueryAccessEventsResponse
+	(*QuerySharesRequest)(nil),         // 31: emrchain.v1.QuerySharesRequest
+	(*QuerySharesResponse)(nil),        // 32: emrchain.v1.QuerySharesResponse
+	(*QueryStudyRequest)(nil),          // 33: emrchain.v1.QueryStudyRequest
+	(*QueryStudyResponse)(nil),         // 34: emrchain.v1.QueryStudyResponse
+	(*QueryStudySharesRequest)(nil),    // 35: emrchain.v1.QueryStudySharesRequest
+	(*QueryStudySharesResponse)(nil),   // 36: emrchain.v1.QueryStudySharesResponse
+	(*QueryShareRequest)(nil),          // 37: emrchain.v1.QueryShareRequest
+	(*QueryShareResponse)(nil),         // 38: emrchain.v1.QueryShareResponse
+	(*QueryLastAccessRequest)(nil),     // 39: emrchain.v1.QueryLastAccessRequest
+	(*QueryLastAccessResponse)(nil),    // 40: emrchain.v1.QueryLastAccessResponse
+	(*QueryBlobRefsRequest)(nil),       // 41: emrchain.v1.QueryBlobRefsRequest
+	(*QueryBlobRefsResponse)(nil),      // 42: emrchain.v1.QueryBlobRefsResponse
+	(*BlobRef)(nil),                    // 43: emrchain.v1.BlobRef
+	(*QueryValidatorsRequest)(nil),     // 44: emrchain.v1.QueryValidatorsRequest
+	(*QueryValidatorsResponse)(nil),    // 45: emrchain.v1.QueryValidatorsResponse
+	(*QueryValidatorKeyRequest)(nil),   // 46: emrchain.v1.QueryValidatorKeyRequest
+	(*QueryValidatorKeyResponse)(nil),  // 47: emrchain.v1.QueryValidatorKeyResponse
+	(*QueryProposalRequest)(nil),       // 48: emrchain.v1.QueryProposalRequest
+	(*QueryProposalResponse)(nil),      // 49: emrchain.v1.QueryProposalResponse
+	(*QueryProposalsRequest)(nil),      // 50: emrchain.v1.QueryProposalsRequest
+	(*QueryProposalsResponse)(nil),     // 51: emrchain.v1.QueryProposalsResponse
+	(*ErrorBody)(nil),                  // 52: emrchain.v1.ErrorBody
+	(*Params)(nil),                     // 53: emrchain.v1.Params
+	(*Organization)(nil),               // 54: emrchain.v1.Organization
+	(*Member)(nil),                     // 55: emrchain.v1.Member
+	(Role)(0),                          // 56: emrchain.v1.Role
+	(*Account)(nil),                    // 57: emrchain.v1.Account
+	(*Patient)(nil),                    // 58: emrchain.v1.Patient
+	(*Permission)(nil),                 // 59: emrchain.v1.Permission
+	(*Record)(nil),                     // 60: emrchain.v1.Record
+	(*AccessEvent)(nil),                // 61: emrchain.v1.AccessEvent
+	(*Share)(nil),                      // 62: emrchain.v1.Share
+	(*Study)(nil),                      // 63: emrchain.v1.Study
+	(*Validator)(nil),                  // 64: emrchain.v1.Validator
+	(*Proposal)(nil),                   // 65: emrchain.v1.Proposal
 }
 var file_emrchain_v1_query_proto_depIdxs = []int32{
 	1,  // 0: emrchain.v1.StoreProof.ops:type_name -> emrchain.v1.ProofOp
-	49, // 1: emrchain.v1.QueryParamsResponse.params:type_name -> emrchain.v1.Params
+	53, // 1: emrchain.v1.QueryParamsResponse.params:type_name -> emrchain.v1.Params
 	0,  // 2: emrchain.v1.QueryParamsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	50, // 3: emrchain.v1.QueryOrganizationResponse.organization:type_name -> emrchain.v1.Organization
-	51, // 4: emrchain.v1.QueryOrganizationResponse.registrars:type_name -> emrchain.v1.Member
+	54, // 3: emrchain.v1.QueryOrganizationResponse.organization:type_name -> emrchain.v1.Organization
+	55, // 4: emrchain.v1.QueryOrganizationResponse.registrars:type_name -> emrchain.v1.Member
 	0,  // 5: emrchain.v1.QueryOrganizationResponse.proofs:type_name -> emrchain.v1.StoreProof
-	51, // 6: emrchain.v1.QueryMemberResponse.member:type_name -> emrchain.v1.Member
-	0,  // 7: emrchain.v1.QueryMemberResponse.proofs:type_name -> emrchain.v1.StoreProof
-	52, // 8: emrchain.v1.QueryAccountResponse.account:type_name -> emrchain.v1.Account
-	0,  // 9: emrchain.v1.QueryAccountResponse.proofs:type_name -> emrchain.v1.StoreProof
-	53, // 10: emrchain.v1.QueryPatientResponse.patient:type_name -> emrchain.v1.Patient
-	0,  // 11: emrchain.v1.QueryPatientResponse.proofs:type_name -> emrchain.v1.StoreProof
-	54, // 12: emrchain.v1.QueryPermissionResponse.permission:type_name -> emrchain.v1.Permission
-	0,  // 13: emrchain.v1.QueryPermissionResponse.proofs:type_name -> emrchain.v1.StoreProof
-	54, // 14: emrchain.v1.QueryPermissionsResponse.permissions:type_name -> emrchain.v1.Permission
-	0,  // 15: emrchain.v1.QueryPermissionsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	54, // 16: emrchain.v1.QueryGrantsResponse.permissions:type_name -> emrchain.v1.Permission
-	0,  // 17: emrchain.v1.QueryGrantsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	2,  // 18: emrchain.v1.QueryRecordsRequest.page:type_name -> emrchain.v1.PageRequest
-	55, // 19: emrchain.v1.QueryRecordsResponse.records:type_name -> emrchain.v1.Record
-	3,  // 20: emrchain.v1.QueryRecordsResponse.page:type_name -> emrchain.v1.PageResponse
-	0,  // 21: emrchain.v1.QueryRecordsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	55, // 22: emrchain.v1.QueryRecordResponse.record:type_name -> emrchain.v1.Record
-	0,  // 23: emrchain.v1.QueryRecordResponse.proofs:type_name -> emrchain.v1.StoreProof
-	2,  // 24: emrchain.v1.QueryAccessEventsRequest.page:type_name -> emrchain.v1.PageRequest
-	56, // 25: emrchain.v1.QueryAccessEventsResponse.events:type_name -> emrchain.v1.AccessEvent
-	3,  // 26: emrchain.v1.QueryAccessEventsResponse.page:type_name -> emrchain.v1.PageResponse
-	0,  // 27: emrchain.v1.QueryAccessEventsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	2,  // 28: emrchain.v1.QuerySharesRequest.page:type_name -> emrchain.v1.PageRequest
-	57, // 29: emrchain.v1.QuerySharesResponse.shares:type_name -> emrchain.v1.Share
-	3,  // 30: emrchain.v1.QuerySharesResponse.page:type_name -> emrchain.v1.PageResponse
-	0,  // 31: emrchain.v1.QuerySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
-	58, // 32: emrchain.v1.QueryStudyResponse.study:type_name -> emrchain.v1.Study
-	0,  // 33: emrchain.v1.QueryStudyResponse.proofs:type_name -> emrchain.v1.StoreProof
-	2,  // 34: emrchain.v1.QueryStudySharesRequest.page:type_name -> emrchain.v1.PageRequest
-	57, // 35: emrchain.v1.QueryStudySharesResponse.shares:type_name -> emrchain.v1.Share
-	3,  // 36: emrchain.v1.QueryStudySharesResponse.page:type_name -> emrchain.v1.PageResponse
-	0,  // 37: emrchain.v1.QueryStudySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
-	57, // 38: emrchain.v1.QueryShareResponse.share:type_name -> emrchain.v1.Share
-	0,  // 39: emrchain.v1.QueryShareResponse.proofs:type_name -> emrchain.v1.StoreProof
-	56, // 40: emrchain.v1.QueryLastAccessResponse.event:type_name -> emrchain.v1.AccessEvent
-	0,  // 41: emrchain.v1.QueryLastAccessResponse.proofs:type_name -> emrchain.v1.StoreProof
-	39, // 42: emrchain.v1.QueryBlobRefsResponse.refs:type_name -> emrchain.v1.BlobRef
-	0,  // 43: emrchain.v1.QueryBlobRefsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	59, // 44: emrchain.v1.QueryValidatorsResponse.validators:type_name -> emrchain.v1.Validator
-	0,  // 45: emrchain.v1.QueryValidatorsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	59, // 46: emrchain.v1.QueryValidatorKeyResponse.validator:type_name -> emrchain.v1.Validator
-	0,  // 47: emrchain.v1.QueryValidatorKeyResponse.proofs:type_name -> emrchain.v1.StoreProof
-	60, // 48: emrchain.v1.QueryProposalResponse.proposal:type_name -> emrchain.v1.Proposal
-	0,  // 49: emrchain.v1.QueryProposalResponse.proofs:type_name -> emrchain.v1.StoreProof
-	60, // 50: emrchain.v1.QueryProposalsResponse.proposals:type_name -> emrchain.v1.Proposal
-	0,  // 51: emrchain.v1.QueryProposalsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	4,  // 52: emrchain.v1.Query.Params:input_type -> emrchain.v1.QueryParamsRequest
-	6,  // 53: emrchain.v1.Query.Organization:input_type -> emrchain.v1.QueryOrganizationRequest
-	8,  // 54: emrchain.v1.Query.Member:input_type -> emrchain.v1.QueryMemberRequest
-	10, // 55: emrchain.v1.Query.Account:input_type -> emrchain.v1.QueryAccountRequest
-	12, // 56: emrchain.v1.Query.Patient:input_type -> emrchain.v1.QueryPatientRequest
-	13, // 57: emrchain.v1.Query.PatientByOwner:input_type -> emrchain.v1.QueryPatientByOwnerRequest
-	17, // 58: emrchain.v1.Query.Permissions:input_type -> emrchain.v1.QueryPermissionsRequest
-	15, // 59: emrchain.v1.Query.Permission:input_type -> emrchain.v1.QueryPermissionRequest
-	19, // 60: emrchain.v1.Query.Grants:input_type -> emrchain.v1.QueryGrantsRequest
-	21, // 61: emrchain.v1.Query.Records:input_type -> emrchain.v1.QueryRecordsRequest
-	23, // 62: emrchain.v1.Query.Record:input_type -> emrchain.v1.QueryRecordRequest
-	25, // 63: emrchain.v1.Query.AccessEvents:input_type -> emrchain.v1.QueryAccessEventsRequest
-	27, // 64: emrchain.v1.Query.Shares:input_type -> emrchain.v1.QuerySharesRequest
-	33, // 65: emrchain.v1.Query.Share:input_type -> emrchain.v1.QueryShareRequest
-	35, // 66: emrchain.v1.Query.LastAccess:input_type -> emrchain.v1.QueryLastAccessRequest
-	29, // 67: emrchain.v1.Query.Study:input_type -> emrchain.v1.QueryStudyRequest
-	31, // 68: emrchain.v1.Query.StudyShares:input_type -> emrchain.v1.QueryStudySharesRequest
-	37, // 69: emrchain.v1.Query.BlobRefs:input_type -> emrchain.v1.QueryBlobRefsRequest
-	40, // 70: emrchain.v1.Query.Validators:input_type -> emrchain.v1.QueryValidatorsRequest
-	42, // 71: emrchain.v1.Query.ValidatorKey:input_type -> emrchain.v1.QueryValidatorKeyRequest
-	44, // 72: emrchain.v1.Query.Proposal:input_type -> emrchain.v1.QueryProposalRequest
-	46, // 73: emrchain.v1.Query.Proposals:input_type -> emrchain.v1.QueryProposalsRequest
-	5,  // 74: emrchain.v1.Query.Params:output_type -> emrchain.v1.QueryParamsResponse
-	7,  // 75: emrchain.v1.Query.Organization:output_type -> emrchain.v1.QueryOrganizationResponse
-	9,  // 76: emrchain.v1.Query.Member:output_type -> emrchain.v1.QueryMemberResponse
-	11, // 77: emrchain.v1.Query.Account:output_type -> emrchain.v1.QueryAccountResponse
-	14, // 78: emrchain.v1.Query.Patient:output_type -> emrchain.v1.QueryPatientResponse
-	14, // 79: emrchain.v1.Query.PatientByOwner:output_type -> emrchain.v1.QueryPatientResponse
-	18, // 80: emrchain.v1.Query.Permissions:output_type -> emrchain.v1.QueryPermissionsResponse
-	16, // 81: emrchain.v1.Query.Permission:output_type -> emrchain.v1.QueryPermissionResponse
-	20, // 82: emrchain.v1.Query.Grants:output_type -> emrchain.v1.QueryGrantsResponse
-	22, // 83: emrchain.v1.Query.Records:output_type -> emrchain.v1.QueryRecordsResponse
-	24, // 84: emrchain.v1.Query.Record:output_type -> emrchain.v1.QueryRecordResponse
-	26, // 85: emrchain.v1.Query.AccessEvents:output_type -> emrchain.v1.QueryAccessEventsResponse
-	28, // 86: emrchain.v1.Query.Shares:output_type -> emrchain.v1.QuerySharesResponse
-	34, // 87: emrchain.v1.Query.Share:output_type -> emrchain.v1.QueryShareResponse
-	36, // 88: emrchain.v1.Query.LastAccess:output_type -> emrchain.v1.QueryLastAccessResponse
-	30, // 89: emrchain.v1.Query.Study:output_type -> emrchain.v1.QueryStudyResponse
-	32, // 90: emrchain.v1.Query.StudyShares:output_type -> emrchain.v1.QueryStudySharesResponse
-	38, // 91: emrchain.v1.Query.BlobRefs:output_type -> emrchain.v1.QueryBlobRefsResponse
-	41, // 92: emrchain.v1.Query.Validators:output_type -> emrchain.v1.QueryValidatorsResponse
-	43, // 93: emrchain.v1.Query.ValidatorKey:output_type -> emrchain.v1.QueryValidatorKeyResponse
-	45, // 94: emrchain.v1.Query.Proposal:output_type -> emrchain.v1.QueryProposalResponse
-	47, // 95: emrchain.v1.Query.Proposals:output_type -> emrchain.v1.QueryProposalsResponse
-	74, // [74:96] is the sub-list for method output_type
-	52, // [52:74] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	54, // 6: emrchain.v1.QueryOrganizationsResponse.organizations:type_name -> emrchain.v1.Organization
+	0,  // 7: emrchain.v1.QueryOrganizationsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	56, // 8: emrchain.v1.QueryMembersRequest.role:type_name -> emrchain.v1.Role
+	55, // 9: emrchain.v1.QueryMembersResponse.members:type_name -> emrchain.v1.Member
+	0,  // 10: emrchain.v1.QueryMembersResponse.proofs:type_name -> emrchain.v1.StoreProof
+	55, // 11: emrchain.v1.QueryMemberResponse.member:type_name -> emrchain.v1.Member
+	0,  // 12: emrchain.v1.QueryMemberResponse.proofs:type_name -> emrchain.v1.StoreProof
+	57, // 13: emrchain.v1.QueryAccountResponse.account:type_name -> emrchain.v1.Account
+	0,  // 14: emrchain.v1.QueryAccountResponse.proofs:type_name -> emrchain.v1.StoreProof
+	58, // 15: emrchain.v1.QueryPatientResponse.patient:type_name -> emrchain.v1.Patient
+	0,  // 16: emrchain.v1.QueryPatientResponse.proofs:type_name -> emrchain.v1.StoreProof
+	59, // 17: emrchain.v1.QueryPermissionResponse.permission:type_name -> emrchain.v1.Permission
+	0,  // 18: emrchain.v1.QueryPermissionResponse.proofs:type_name -> emrchain.v1.StoreProof
+	59, // 19: emrchain.v1.QueryPermissionsResponse.permissions:type_name -> emrchain.v1.Permission
+	0,  // 20: emrchain.v1.QueryPermissionsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	59, // 21: emrchain.v1.QueryGrantsResponse.permissions:type_name -> emrchain.v1.Permission
+	0,  // 22: emrchain.v1.QueryGrantsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	2,  // 23: emrchain.v1.QueryRecordsRequest.page:type_name -> emrchain.v1.PageRequest
+	60, // 24: emrchain.v1.QueryRecordsResponse.records:type_name -> emrchain.v1.Record
+	3,  // 25: emrchain.v1.QueryRecordsResponse.page:type_name -> emrchain.v1.PageResponse
+	0,  // 26: emrchain.v1.QueryRecordsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	60, // 27: emrchain.v1.QueryRecordResponse.record:type_name -> emrchain.v1.Record
+	0,  // 28: emrchain.v1.QueryRecordResponse.proofs:type_name -> emrchain.v1.StoreProof
+	2,  // 29: emrchain.v1.QueryAccessEventsRequest.page:type_name -> emrchain.v1.PageRequest
+	61, // 30: emrchain.v1.QueryAccessEventsResponse.events:type_name -> emrchain.v1.AccessEvent
+	3,  // 31: emrchain.v1.QueryAccessEventsResponse.page:type_name -> emrchain.v1.PageResponse
+	0,  // 32: emrchain.v1.QueryAccessEventsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	2,  // 33: emrchain.v1.QuerySharesRequest.page:type_name -> emrchain.v1.PageRequest
+	62, // 34: emrchain.v1.QuerySharesResponse.shares:type_name -> emrchain.v1.Share
+	3,  // 35: emrchain.v1.QuerySharesResponse.page:type_name -> emrchain.v1.PageResponse
+	0,  // 36: emrchain.v1.QuerySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
+	63, // 37: emrchain.v1.QueryStudyResponse.study:type_name -> emrchain.v1.Study
+	0,  // 38: emrchain.v1.QueryStudyResponse.proofs:type_name -> emrchain.v1.StoreProof
+	2,  // 39: emrchain.v1.QueryStudySharesRequest.page:type_name -> emrchain.v1.PageRequest
+	62, // 40: emrchain.v1.QueryStudySharesResponse.shares:type_name -> emrchain.v1.Share
+	3,  // 41: emrchain.v1.QueryStudySharesResponse.page:type_name -> emrchain.v1.PageResponse
+	0,  // 42: emrchain.v1.QueryStudySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
+	62, // 43: emrchain.v1.QueryShareResponse.share:type_name -> emrchain.v1.Share
+	0,  // 44: emrchain.v1.QueryShareResponse.proofs:type_name -> emrchain.v1.StoreProof
+	61, // 45: emrchain.v1.QueryLastAccessResponse.event:type_name -> emrchain.v1.AccessEvent
+	0,  // 46: emrchain.v1.QueryLastAccessResponse.proofs:type_name -> emrchain.v1.StoreProof
+	43, // 47: emrchain.v1.QueryBlobRefsResponse.refs:type_name -> emrchain.v1.BlobRef
+	0,  // 48: emrchain.v1.QueryBlobRefsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	64, // 49: emrchain.v1.QueryValidatorsResponse.validators:type_name -> emrchain.v1.Validator
+	0,  // 50: emrchain.v1.QueryValidatorsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	64, // 51: emrchain.v1.QueryValidatorKeyResponse.validator:type_name -> emrchain.v1.Validator
+	0,  // 52: emrchain.v1.QueryValidatorKeyResponse.proofs:type_name -> emrchain.v1.StoreProof
+	65, // 53: emrchain.v1.QueryProposalResponse.proposal:type_name -> emrchain.v1.Proposal
+	0,  // 54: emrchain.v1.QueryProposalResponse.proofs:type_name -> emrchain.v1.StoreProof
+	65, // 55: emrchain.v1.QueryProposalsResponse.proposals:type_name -> emrchain.v1.Proposal
+	0,  // 56: emrchain.v1.QueryProposalsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	4,  // 57: emrchain.v1.Query.Params:input_type -> emrchain.v1.QueryParamsRequest
+	6,  // 58: emrchain.v1.Query.Organization:input_type -> emrchain.v1.QueryOrganizationRequest
+	8,  // 59: emrchain.v1.Query.Organizations:input_type -> emrchain.v1.QueryOrganizationsRequest
+	10, // 60: emrchain.v1.Query.Members:input_type -> emrchain.v1.QueryMembersRequest
+	12, // 61: emrchain.v1.Query.Member:input_type -> emrchain.v1.QueryMemberRequest
+	14, // 62: emrchain.v1.Query.Account:input_type -> emrchain.v1.QueryAccountRequest
+	16, // 63: emrchain.v1.Query.Patient:input_type -> emrchain.v1.QueryPatientRequest
+	17, // 64: emrchain.v1.Query.PatientByOwner:input_type -> emrchain.v1.QueryPatientByOwnerRequest
+	21, // 65: emrchain.v1.Query.Permissions:input_type -> emrchain.v1.QueryPermissionsRequest
+	19, // 66: emrchain.v1.Query.Permission:input_type -> emrchain.v1.QueryPermissionRequest
+	23, // 67: emrchain.v1.Query.Grants:input_type -> emrchain.v1.QueryGrantsRequest
+	25, // 68: emrchain.v1.Query.Records:input_type -> emrchain.v1.QueryRecordsRequest
+	27, // 69: emrchain.v1.Query.Record:input_type -> emrchain.v1.QueryRecordRequest
+	29, // 70: emrchain.v1.Query.AccessEvents:input_type -> emrchain.v1.QueryAccessEventsRequest
+	31, // 71: emrchain.v1.Query.Shares:input_type -> emrchain.v1.QuerySharesRequest
+	37, // 72: emrchain.v1.Query.Share:input_type -> emrchain.v1.QueryShareRequest
+	39, // 73: emrchain.v1.Query.LastAccess:input_type -> emrchain.v1.QueryLastAccessRequest
+	33, // 74: emrchain.v1.Query.Study:input_type -> emrchain.v1.QueryStudyRequest
+	35, // 75: emrchain.v1.Query.StudyShares:input_type -> emrchain.v1.QueryStudySharesRequest
+	41, // 76: emrchain.v1.Query.BlobRefs:input_type -> emrchain.v1.QueryBlobRefsRequest
+	44, // 77: emrchain.v1.Query.Validators:input_type -> emrchain.v1.QueryValidatorsRequest
+	46, // 78: emrchain.v1.Query.ValidatorKey:input_type -> emrchain.v1.QueryValidatorKeyRequest
+	48, // 79: emrchain.v1.Query.Proposal:input_type -> emrchain.v1.QueryProposalRequest
+	50, // 80: emrchain.v1.Query.Proposals:input_type -> emrchain.v1.QueryProposalsRequest
+	5,  // 81: emrchain.v1.Query.Params:output_type -> emrchain.v1.QueryParamsResponse
+	7,  // 82: emrchain.v1.Query.Organization:output_type -> emrchain.v1.QueryOrganizationResponse
+	9,  // 83: emrchain.v1.Query.Organizations:output_type -> emrchain.v1.QueryOrganizationsResponse
+	11, // 84: emrchain.v1.Query.Members:output_type -> emrchain.v1.QueryMembersResponse
+	13, // 85: emrchain.v1.Query.Member:output_type -> emrchain.v1.QueryMemberResponse
+	15, // 86: emrchain.v1.Query.Account:output_type -> emrchain.v1.QueryAccountResponse
+	18, // 87: emrchain.v1.Query.Patient:output_type -> emrchain.v1.QueryPatientResponse
+	18, // 88: emrchain.v1.Query.PatientByOwner:output_type -> emrchain.v1.QueryPatientResponse
+	22, // 89: emrchain.v1.Query.Permissions:output_type -> emrchain.v1.QueryPermissionsResponse
+	20, // 90: emrchain.v1.Query.Permission:output_type -> emrchain.v1.QueryPermissionResponse
+	24, // 91: emrchain.v1.Query.Grants:output_type -> emrchain.v1.QueryGrantsResponse
+	26, // 92: emrchain.v1.Query.Records:output_type -> emrchain.v1.QueryRecordsResponse
+	28, // 93: emrchain.v1.Query.Record:output_type -> emrchain.v1.QueryRecordResponse
+	30, // 94: emrchain.v1.Query.AccessEvents:output_type -> emrchain.v1.QueryAccessEventsResponse
+	32, // 95: emrchain.v1.Query.Shares:output_type -> emrchain.v1.QuerySharesResponse
+	38, // 96: emrchain.v1.Query.Share:output_type -> emrchain.v1.QueryShareResponse
+	40, // 97: emrchain.v1.Query.LastAccess:output_type -> emrchain.v1.QueryLastAccessResponse
+	34, // 98: emrchain.v1.Query.Study:output_type -> emrchain.v1.QueryStudyResponse
+	36, // 99: emrchain.v1.Query.StudyShares:output_type -> emrchain.v1.QueryStudySharesResponse
+	42, // 100: emrchain.v1.Query.BlobRefs:output_type -> emrchain.v1.QueryBlobRefsResponse
+	45, // 101: emrchain.v1.Query.Validators:output_type -> emrchain.v1.QueryValidatorsResponse
+	47, // 102: emrchain.v1.Query.ValidatorKey:output_type -> emrchain.v1.QueryValidatorKeyResponse
+	49, // 103: emrchain.v1.Query.Proposal:output_type -> emrchain.v1.QueryProposalResponse
+	51, // 104: emrchain.v1.Query.Proposals:output_type -> emrchain.v1.QueryProposalsResponse
+	81, // [81:105] is the sub-list for method output_type
+	57, // [57:81] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_emrchain_v1_query_proto_init() }
@@ -3302,7 +3606,7 @@ func file_emrchain_v1_query_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_emrchain_v1_query_proto_rawDesc), len(file_emrchain_v1_query_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   49,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

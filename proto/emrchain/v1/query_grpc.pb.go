@@ -21,6 +21,8 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Query_Params_FullMethodName         = "/emrchain.v1.Query/Params"
 	Query_Organization_FullMethodName   = "/emrchain.v1.Query/Organization"
+	Query_Organizations_FullMethodName  = "/emrchain.v1.Query/Organizations"
+	Query_Members_FullMethodName        = "/emrchain.v1.Query/Members"
 	Query_Member_FullMethodName         = "/emrchain.v1.Query/Member"
 	Query_Account_FullMethodName        = "/emrchain.v1.Query/Account"
 	Query_Patient_FullMethodName        = "/emrchain.v1.Query/Patient"
@@ -63,6 +65,13 @@ type QueryClient interface {
 	Params(ctx context.Context, in *QueryParamsRequest, opts ...grpc.CallOption) (*QueryParamsResponse, error)
 	// Organization returns one organization.
 	Organization(ctx context.Context, in *QueryOrganizationRequest, opts ...grpc.CallOption) (*QueryOrganizationResponse, error)
+	// Organizations lists the consortium's organizations by id, retired ones
+	// too.
+	Organizations(ctx context.Context, in *QueryOrganizationsRequest, opts ...grpc.CallOption) (*QueryOrganizationsResponse, error)
+	// Members lists an organization's members by address, of every status,
+	// optionally of one role; NOT_FOUND for an organization that does not
+	// exist. Patients belong to no organization.
+	Members(ctx context.Context, in *QueryMembersRequest, opts ...grpc.CallOption) (*QueryMembersResponse, error)
 	// Member returns one member by address.
 	Member(ctx context.Context, in *QueryMemberRequest, opts ...grpc.CallOption) (*QueryMemberResponse, error)
 	// Account returns a signer's next sequence.
@@ -144,6 +153,26 @@ func (c *queryClient) Organization(ctx context.Context, in *QueryOrganizationReq
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(QueryOrganizationResponse)
 	err := c.cc.Invoke(ctx, Query_Organization_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryClient) Organizations(ctx context.Context, in *QueryOrganizationsRequest, opts ...grpc.CallOption) (*QueryOrganizationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QueryOrganizationsResponse)
+	err := c.cc.Invoke(ctx, Query_Organizations_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryClient) Members(ctx context.Context, in *QueryMembersRequest, opts ...grpc.CallOption) (*QueryMembersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QueryMembersResponse)
+	err := c.cc.Invoke(ctx, Query_Members_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -370,6 +399,13 @@ type QueryServer interface {
 	Params(context.Context, *QueryParamsRequest) (*QueryParamsResponse, error)
 	// Organization returns one organization.
 	Organization(context.Context, *QueryOrganizationRequest) (*QueryOrganizationResponse, error)
+	// Organizations lists the consortium's organizations by id, retired ones
+	// too.
+	Organizations(context.Context, *QueryOrganizationsRequest) (*QueryOrganizationsResponse, error)
+	// Members lists an organization's members by address, of every status,
+	// optionally of one role; NOT_FOUND for an organization that does not
+	// exist. Patients belong to no organization.
+	Members(context.Context, *QueryMembersRequest) (*QueryMembersResponse, error)
 	// Member returns one member by address.
 	Member(context.Context, *QueryMemberRequest) (*QueryMemberResponse, error)
 	// Account returns a signer's next sequence.
@@ -442,6 +478,12 @@ func (UnimplementedQueryServer) Params(context.Context, *QueryParamsRequest) (*Q
 }
 func (UnimplementedQueryServer) Organization(context.Context, *QueryOrganizationRequest) (*QueryOrganizationResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Organization not implemented")
+}
+func (UnimplementedQueryServer) Organizations(context.Context, *QueryOrganizationsRequest) (*QueryOrganizationsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Organizations not implemented")
+}
+func (UnimplementedQueryServer) Members(context.Context, *QueryMembersRequest) (*QueryMembersResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Members not implemented")
 }
 func (UnimplementedQueryServer) Member(context.Context, *QueryMemberRequest) (*QueryMemberResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Member not implemented")
@@ -556,6 +598,42 @@ func _Query_Organization_Handler(srv interface{}, ctx context.Context, dec func(
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(QueryServer).Organization(ctx, req.(*QueryOrganizationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Query_Organizations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QueryOrganizationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServer).Organizations(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Query_Organizations_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServer).Organizations(ctx, req.(*QueryOrganizationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Query_Members_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QueryMembersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServer).Members(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Query_Members_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServer).Members(ctx, req.(*QueryMembersRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -934,6 +1012,14 @@ var Query_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Organization",
 			Handler:    _Query_Organization_Handler,
+		},
+		{
+			MethodName: "Organizations",
+			Handler:    _Query_Organizations_Handler,
+		},
+		{
+			MethodName: "Members",
+			Handler:    _Query_Members_Handler,
 		},
 		{
 			MethodName: "Member",

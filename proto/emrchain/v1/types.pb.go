@@ -424,8 +424,14 @@ type Params struct {
 	// service can be registered only for one of them, and the sidecars serve
 	// copies only to the storage services of those listed now. Empty: none.
 	StorageOrganizations []string `protobuf:"bytes,11,rep,name=storage_organizations,json=storageOrganizations,proto3" json:"storage_organizations,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// How many of the storage organizations keep a copy of each blob; 0:
+	// every one. Which ones is rendezvous hashing over the blob's SHA-256
+	// (app.CopyHolders), so every sidecar knows without asking. At most the
+	// number of storage_organizations. The sidecar a blob was uploaded to
+	// keeps it too.
+	StorageCopies uint32 `protobuf:"varint,12,opt,name=storage_copies,json=storageCopies,proto3" json:"storage_copies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Params) Reset() {
@@ -533,6 +539,13 @@ func (x *Params) GetStorageOrganizations() []string {
 		return x.StorageOrganizations
 	}
 	return nil
+}
+
+func (x *Params) GetStorageCopies() uint32 {
+	if x != nil {
+		return x.StorageCopies
+	}
+	return 0
 }
 
 // ConsensusLimits are the block and evidence sections of CometBFT's
@@ -2647,7 +2660,7 @@ var File_emrchain_v1_types_proto protoreflect.FileDescriptor
 
 const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\n" +
-	"\x17emrchain/v1/types.proto\x12\vemrchain.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x04\n" +
+	"\x17emrchain/v1/types.proto\x12\vemrchain.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x04\n" +
 	"\x06Params\x12\x1e\n" +
 	"\n" +
 	"categories\x18\x01 \x03(\tR\n" +
@@ -2663,7 +2676,8 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\x10proposal_seconds\x18\t \x01(\x04R\x0fproposalSeconds\x12:\n" +
 	"\tconsensus\x18\n" +
 	" \x01(\v2\x1c.emrchain.v1.ConsensusLimitsR\tconsensus\x123\n" +
-	"\x15storage_organizations\x18\v \x03(\tR\x14storageOrganizations\"\x87\x02\n" +
+	"\x15storage_organizations\x18\v \x03(\tR\x14storageOrganizations\x12%\n" +
+	"\x0estorage_copies\x18\f \x01(\rR\rstorageCopies\"\x87\x02\n" +
 	"\x0fConsensusLimits\x12&\n" +
 	"\x0fblock_max_bytes\x18\x01 \x01(\x03R\rblockMaxBytes\x12\"\n" +
 	"\rblock_max_gas\x18\x02 \x01(\x03R\vblockMaxGas\x125\n" +
