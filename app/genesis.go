@@ -102,7 +102,7 @@ func ValidateParams(p *emrv1.Params) error {
 	if err := checkIDList("storage_organizations", "storage organization", p.StorageOrganizations, maxParamStorageOrganizations); err != nil {
 		return err
 	}
-	if int(p.StorageCopies) > len(p.StorageOrganizations) {
+	if uint64(p.StorageCopies) > uint64(len(p.StorageOrganizations)) { // as uint64: no int overflow on any platform
 		return fmt.Errorf("params.storage_copies is %d, more than the %d storage organizations named (0: every one keeps a copy)", p.StorageCopies, len(p.StorageOrganizations))
 	}
 	for _, c := range []struct {

@@ -28,10 +28,11 @@ const placementDomain = "emrchain/v1/copy-placement"
 // least their number.
 func CopyHolders(p *emrv1.Params, sum []byte) []string {
 	orgs := p.GetStorageOrganizations()
-	k := int(p.GetStorageCopies())
-	if k == 0 || k >= len(orgs) {
+	copies := p.GetStorageCopies()
+	if copies == 0 || uint64(copies) >= uint64(len(orgs)) {
 		return slices.Clone(orgs)
 	}
+	k := int(copies) // below len(orgs)
 	type scored struct {
 		org   string
 		score [sha256.Size]byte

@@ -351,7 +351,8 @@ func (q *Querier) Members(_ context.Context, req *emrv1.QueryMembersRequest) (*e
 	var last []byte
 	err = scan(q.r, start, prefixEnd(prefix), true, func(key, value []byte) (bool, error) {
 		addr := key[len(prefix):]
-		if scanned == budget || uint32(len(resp.Members)) == limit {
+		if uint32(len(resp.Members)) == limit {
+			// Full: this entry, read past the page, says there is more.
 			resp.Next = hex.EncodeToString(last)
 			return false, nil
 		}
@@ -360,14 +361,19 @@ func (q *Querier) Members(_ context.Context, req *emrv1.QueryMembersRequest) (*e
 		if len(value) != 1 {
 			return false, fmt.Errorf("%w: organization member index %x holds %d bytes, not a role", ErrInternal, key, len(value))
 		}
-		if req.Role != emrv1.Role_ROLE_UNSPECIFIED && emrv1.Role(value[0]) != req.Role {
-			return true, nil
+		if req.Role == emrv1.Role_ROLE_UNSPECIFIED || emrv1.Role(value[0]) == req.Role {
+			m, err := q.st().member(addr)
+			if err != nil || m == nil {
+				return false, fmt.Errorf("%w: organization member index %x without member: %v", ErrInternal, key, err)
+			}
+			resp.Members = append(resp.Members, m)
 		}
-		m, err := q.st().member(addr)
-		if err != nil || m == nil {
-			return false, fmt.Errorf("%w: organization member index %x without member: %v", ErrInternal, key, err)
+		if scanned == budget {
+			// The budget spent: end here, without reading past it, even
+			// if this was the last entry (the next page is then empty).
+			resp.Next = hex.EncodeToString(addr)
+			return false, nil
 		}
-		resp.Members = append(resp.Members, m)
 		return true, nil
 	})
 	return resp, err

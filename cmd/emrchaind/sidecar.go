@@ -360,7 +360,8 @@ emergency_passphrase_file = %q
 # the member registered with role storage service ("emrcli member register
 # --role storage-service", for an organization the consortium names in
 # params.storage_organizations), towards its peers. It then keeps a copy of the
-# ciphertext of every committed record and share, copied from its peers as
+# ciphertext of every committed record and share (of those placed at its
+# organization when params.storage_copies is set), copied from its peers as
 # blocks commit and checked against its SHA-256, and copies back a copy its
 # scrub or a GET dropped as damaged; emrchain_sidecar_blobs_replicated_total
 # counts them. The peers serve these copies only to an active storage
@@ -840,7 +841,8 @@ Replication: with --storage-key (app.toml storage_key; the other
 storage service, a member registered with role storage service (only an
 organization named in params.storage_organizations has one). It then
 copies from its peers (app.toml peers) the ciphertext of every committed
-record and share it does not hold, as blocks commit and in a pass every
+record and share it does not hold (with params.storage_copies k, of those
+the placement gives its organization among k), as blocks commit and in a pass every
 replica_interval, checked against its SHA-256, and copies back a copy its
 scrub or a GET dropped as damaged. Every sidecar serves such copies
 (GET /v1/replicas/<owner>/<sha256>) to active storage services of named

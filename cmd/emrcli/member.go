@@ -50,7 +50,8 @@ Role storage-service (only for an organization the consortium names in
 params.storage_organizations) is the identity the organization's sidecar
 signs with towards the other hospitals' sidecars (emrchaind's sidecar, given that key as
 [sidecar] storage_key): with it the sidecar keeps a copy of the ciphertext of
-every committed record and share, and repairs a copy it finds damaged. It is
+every committed record and share (or, with params.storage_copies, of those
+placed at its organization), and repairs a copy it finds damaged. It is
 granted nothing and decrypts nothing.`,
 		Example: `  emrcli member register --from registrar --key dr-who --role clinician --credential GMC-1234
   emrcli member register --from registrar --sign-pub-key 1f2e... --enc-pub-key 9a8b... --role researcher --credential ORCID-0000-0002

@@ -26,14 +26,16 @@ import (
 // registrar registered with ROLE_STORAGE_SERVICE, whose signing key the
 // sidecar holds) therefore keeps a copy of every blob a committed record
 // or share references (its reference index, refindex.go) and it does not
-// hold, copied from its peers:
+// hold, copied from its peers; with params.storage_copies set, of every
+// such blob app.CopyHolders places at its organization:
 //
 //   - as blocks commit: each page of keys the index reads is queued
 //     (replicator.want), and the index is read up to the chain's head every
 //     replicaPoll;
 //   - when it drops a copy found damaged (a GET, the scrub): the repair the
 //     scrub could not make before, as it had no member's request to
-//     forward;
+//     forward (replicator.repair; wherever the blob is placed, since this
+//     sidecar held it);
 //   - and in a pass every ReplicaInterval (the first soon after start),
 //     which walks the index and the store side by side and copies what the
 //     store lacks: what was committed before the sidecar had the identity,
@@ -128,6 +130,11 @@ type replicator struct {
 	// queue's copies (at most replicaPoll old).
 	params   *emrv1.Params
 	paramsAt time.Time
+	// repairs are the blobs this sidecar held and dropped as damaged and
+	// has not copied back yet: a pass copies them back wherever the
+	// placement puts them (a repair the queue had no room for, or whose
+	// copy failed). At most replicaMaxMisses.
+	repairs map[blobstore.Key]bool
 }
 
 // replicaJob is a blob to copy: one a new block referenced (kept only
@@ -160,7 +167,7 @@ const (
 
 func newReplicator(bytesPerSecond int64) *replicator {
 	return &replicator{queue: make(chan replicaJob, replicaQueue), limit: newRateLimit(bytesPerSecond),
-		held: map[string]time.Time{}, misses: map[blobstore.Key]replicaMiss{}}
+		held: map[string]time.Time{}, misses: map[blobstore.Key]replicaMiss{}, repairs: map[blobstore.Key]bool{}}
 }
 
 // peerHeld reports whether peer is left alone now.
@@ -217,8 +224,32 @@ func (r *replicator) want(keys ...blobstore.Key) {
 }
 
 // repair queues the copy back of key, which this sidecar held and dropped
-// as damaged.
-func (r *replicator) repair(key blobstore.Key) { r.enqueue(replicaJob{key: key, repair: true}) }
+// as damaged, and remembers it for the passes until it is copied.
+func (r *replicator) repair(key blobstore.Key) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	if len(r.repairs) < replicaMaxMisses {
+		r.repairs[key] = true
+	}
+	r.mu.Unlock()
+	r.enqueue(replicaJob{key: key, repair: true})
+}
+
+// repairing reports whether key is a repair not done yet.
+func (r *replicator) repairing(key blobstore.Key) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.repairs[key]
+}
+
+// repaired forgets key's repair: the store holds the blob again.
+func (r *replicator) repaired(key blobstore.Key) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.repairs, key)
+}
 
 func (r *replicator) enqueue(job replicaJob) {
 	if r == nil {
@@ -470,6 +501,7 @@ func (s *Server) copyQueued(ctx context.Context, job replicaJob) {
 	switch {
 	case err == nil:
 		s.replicas.missed(job.key, true)
+		s.replicas.repaired(job.key)
 	case ctx.Err() == nil:
 		s.log.Info("replication: no peer served a committed blob yet; a later pass asks again", "key", job.key.String(), "err", err)
 	}
@@ -509,7 +541,7 @@ func (s *Server) checkStorage(ctx context.Context) bool {
 		s.log.Error("replication: nothing is copied until this is fixed (the peers would refuse this sidecar's requests)", "err", err)
 	case err == nil && !was:
 		s.replicas.complained.Store(false)
-		s.log.Info("replication: copying every committed blob from the peers as storage service", "service", fmt.Sprintf("%X", s.opts.Storage.Address()), "peers", len(s.opts.Peers))
+		s.log.Info("replication: copying the committed blobs placed at this organization (every one without params.storage_copies) from the peers as storage service", "service", fmt.Sprintf("%X", s.opts.Storage.Address()), "peers", len(s.opts.Peers))
 	}
 	return err == nil
 }
@@ -563,7 +595,7 @@ func (s *Server) ReplicatePass(ctx context.Context) (ReplicaReport, error) {
 			if held[k] {
 				continue
 			}
-			if !app.HoldsCopy(params, org, k.Sum[:]) {
+			if !app.HoldsCopy(params, org, k.Sum[:]) && !r.repairing(k) {
 				rep.PlacedElsewhere++
 				continue
 			}
@@ -578,6 +610,9 @@ func (s *Server) ReplicatePass(ctx context.Context) (ReplicaReport, error) {
 			}
 			if err == nil || errors.Is(err, errBlobAbsent) {
 				r.missed(k, err == nil)
+			}
+			if err == nil {
+				r.repaired(k)
 			}
 			switch {
 			case err != nil:

@@ -609,11 +609,11 @@ type QueryMembersRequest struct {
 	Role Role `protobuf:"varint,2,opt,name=role,proto3,enum=emrchain.v1.Role" json:"role,omitempty"`
 	// Start after this member address (hex); empty = from the first.
 	After string `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
-	// Members per page; 0 = the default; above params.max_page_size is
-	// INVALID_ARGUMENT. With a role filter a page reads at most ten pages'
-	// worth (10 x params.max_page_size) of the organization's members and
-	// then ends early: it may hold fewer than limit members, or none, and
-	// still have a next page.
+	// Members per page; 0 = the default; above params.max_page_size is INVALID_ARGUMENT.
+	// With a role filter a page reads at most ten pages' worth (10 x
+	// params.max_page_size) of the organization's members and then ends
+	// early: it may hold fewer than limit members, or none, and still have
+	// a next page.
 	Limit         uint32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
