@@ -133,8 +133,12 @@ type replicator struct {
 	// repairs are the blobs this sidecar held and dropped as damaged and
 	// has not copied back yet: a pass copies them back wherever the
 	// placement puts them (a repair the queue had no room for, or whose
-	// copy failed). At most replicaMaxMisses.
-	repairs map[blobstore.Key]bool
+	// copy failed). Each is stamped with the pass it was last needed in
+	// (or begun before); a pass that walks the whole index forgets those
+	// stamped before it that it did not need (restored another way, by a
+	// read-through or an upload, or never referenced: a pending upload the
+	// scrub dropped). At most replicaMaxMisses.
+	repairs map[blobstore.Key]int64
 }
 
 // replicaJob is a blob to copy: one a new block referenced (kept only
@@ -167,7 +171,7 @@ const (
 
 func newReplicator(bytesPerSecond int64) *replicator {
 	return &replicator{queue: make(chan replicaJob, replicaQueue), limit: newRateLimit(bytesPerSecond),
-		held: map[string]time.Time{}, misses: map[blobstore.Key]replicaMiss{}, repairs: map[blobstore.Key]bool{}}
+		held: map[string]time.Time{}, misses: map[blobstore.Key]replicaMiss{}, repairs: map[blobstore.Key]int64{}}
 }
 
 // peerHeld reports whether peer is left alone now.
@@ -230,18 +234,35 @@ func (r *replicator) repair(key blobstore.Key) {
 		return
 	}
 	r.mu.Lock()
-	if len(r.repairs) < replicaMaxMisses {
-		r.repairs[key] = true
+	if _, ok := r.repairs[key]; ok || len(r.repairs) < replicaMaxMisses {
+		r.repairs[key] = r.passes
 	}
 	r.mu.Unlock()
 	r.enqueue(replicaJob{key: key, repair: true})
 }
 
-// repairing reports whether key is a repair not done yet.
+// repairing reports whether key is a repair not done yet, and stamps it
+// as needed by the pass under way.
 func (r *replicator) repairing(key blobstore.Key) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.repairs[key]
+	if _, ok := r.repairs[key]; !ok {
+		return false
+	}
+	r.repairs[key] = r.passes
+	return true
+}
+
+// forgetRepairs drops the repairs stamped before pass, which walked the
+// whole index without needing them.
+func (r *replicator) forgetRepairs(pass int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, stamp := range r.repairs {
+		if stamp < pass {
+			delete(r.repairs, k)
+		}
+	}
 }
 
 // repaired forgets key's repair: the store holds the blob again.
@@ -564,6 +585,7 @@ func (s *Server) ReplicatePass(ctx context.Context) (ReplicaReport, error) {
 	r := s.replicas
 	r.mu.Lock()
 	r.passes++
+	pass := r.passes
 	r.mu.Unlock()
 	var after blobstore.Key
 	for {
@@ -572,6 +594,7 @@ func (s *Server) ReplicatePass(ctx context.Context) (ReplicaReport, error) {
 			return rep, fmt.Errorf("replication: reading the reference index: %w", err)
 		}
 		if len(keys) == 0 {
+			r.forgetRepairs(pass)
 			return rep, nil
 		}
 		last := keys[len(keys)-1]

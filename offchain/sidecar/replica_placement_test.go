@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -132,6 +133,51 @@ func TestRepairLeftToPass(t *testing.T) {
 	}
 	if !holds(t, srv, key) {
 		t.Fatalf("the pass did not copy back the dropped copy (pass %+v): a repair left to the next pass is never done", rep)
+	}
+}
+
+// TestRepairForgottenWhenRestored (from the re-review): a repair left to
+// the pass whose blob comes back another way (a GET's read-through, an
+// upload) is forgotten by the next pass, as is one of a blob no committed
+// record references (a pending upload the scrub dropped): remembered for
+// good, they would fill the bound, and a real repair would then be lost.
+func TestRepairForgottenWhenRestored(t *testing.T) {
+	e, orgs := placedEnv(t)
+	ctx := context.Background()
+	body := []byte("encrypted note restored by a read-through")
+	key := committedBlob(t, e, body)
+	var srv *Server
+	for _, org := range orgs {
+		if !app.HoldsCopy(e.chain.params, org, key.Sum[:]) {
+			svc := e.chain.addMember("storage-"+org, emrv1.Role_ROLE_STORAGE_SERVICE, org)
+			_, srv = peerOf(t, e, func(o *Options) { o.Storage = svc }, e.ts.URL)
+			break
+		}
+	}
+	if err := srv.CheckStorageService(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for len(srv.replicas.queue) < cap(srv.replicas.queue) {
+		srv.replicas.queue <- replicaJob{key: blobstore.Key{}}
+	}
+	srv.replicas.repair(key) // dropped as damaged with the queue full
+	for i := range 1000 {    // pending uploads the scrub dropped
+		var k blobstore.Key
+		k.Sum[0], k.Sum[1], k.Sum[31] = byte(i>>8), byte(i), 0xff
+		srv.replicas.repair(k)
+	}
+	// A GET reads it through before the pass.
+	if err := srv.store.Put(ctx, key, bytes.NewReader(body), int64(len(body))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.ReplicatePass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv.replicas.mu.Lock()
+	left := len(srv.replicas.repairs)
+	srv.replicas.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d repairs remembered after a pass that needed none of them, want 0", left)
 	}
 }
 
