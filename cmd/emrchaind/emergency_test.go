@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 
@@ -118,15 +117,7 @@ func TestSidecarEmergencyConfig(t *testing.T) {
 	want := defaultSidecarConfig()
 	want.EmergencyKey, want.EmergencyKeyringHome = "er", "/etc/emrchain/er"
 	want.EmergencyKeyringBackend, want.EmergencyPassphraseFile = keyring.BackendTest, "er/passphrase"
-	conf := defaultAppConfig()
-	conf.Sidecar = want
-	if err := writeAppConfig(home, conf); err != nil {
-		t.Fatal(err)
-	}
-	got, err := loadSidecarConfig(home)
-	if err != nil || !reflect.DeepEqual(got, want) {
-		t.Fatalf("round trip:\n got %+v %v\nwant %+v", got, err, want)
-	}
+	sidecarConfigRoundTrip(t, home, want)
 
 	cmd := newSidecarCmd()
 	if err := cmd.ParseFlags([]string{"--home", home, "--emergency-key", "er2", "--emergency-keyring-home", "keys",
@@ -165,15 +156,7 @@ func TestSidecarStorageConfig(t *testing.T) {
 	want.StorageKey, want.StorageKeyringHome, want.StorageKeyringBackend = "er", keysHome, keyring.BackendTest
 	want.StoragePassphraseFile, want.ReplicaInterval, want.ReplicaBytesPerSecond = "storage/passphrase", 0, 1<<20
 	want.Peers = []string{"http://127.0.0.1:7071"}
-	conf := defaultAppConfig()
-	conf.Sidecar = want
-	if err := writeAppConfig(home, conf); err != nil {
-		t.Fatal(err)
-	}
-	got, err := loadSidecarConfig(home)
-	if err != nil || !reflect.DeepEqual(got, want) {
-		t.Fatalf("round trip:\n got %+v %v\nwant %+v", got, err, want)
-	}
+	got := sidecarConfigRoundTrip(t, home, want)
 	if err := got.resolve(home); err != nil {
 		t.Fatal(err)
 	}

@@ -602,15 +602,7 @@ func TestSidecarConfig(t *testing.T) {
 	want.MaxUploads = 32
 	want.MaxUploadsPerSigner = 4
 	want.MaxUploadsPatients = 0
-	conf := defaultAppConfig()
-	conf.Sidecar = want
-	if err := writeAppConfig(home, conf); err != nil {
-		t.Fatal(err)
-	}
-	got, err := loadSidecarConfig(home)
-	if err != nil || !reflect.DeepEqual(got, want) {
-		t.Fatalf("round trip:\n got %+v %v\nwant %+v", got, err, want)
-	}
+	got := sidecarConfigRoundTrip(t, home, want)
 	if _, err := loadAppConfig(home); err != nil {
 		t.Fatalf("loadAppConfig rejects the [sidecar] table: %v", err)
 	}
@@ -1209,4 +1201,20 @@ func TestMinIOEndpointChecked(t *testing.T) {
 			t.Errorf("endpoint %q: %v, want it refused naming minio_endpoint", ep, err)
 		}
 	}
+}
+
+// sidecarConfigRoundTrip writes want as home's app.toml [sidecar] section
+// and reads it back, which must give want again.
+func sidecarConfigRoundTrip(t *testing.T, home string, want sidecarConfig) sidecarConfig {
+	t.Helper()
+	conf := defaultAppConfig()
+	conf.Sidecar = want
+	if err := writeAppConfig(home, conf); err != nil {
+		t.Fatal(err)
+	}
+	got, err := loadSidecarConfig(home)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("round trip:\n got %+v %v\nwant %+v", got, err, want)
+	}
+	return got
 }
