@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 )
 
 // EmergencyKeyPath is the route of an emergency service's data-key
@@ -66,10 +65,10 @@ func (c *Client) EmergencyKey(ctx context.Context, patientID []byte, seq uint64)
 		return nil, fmt.Errorf("sidecar: emergency key of %s: decode the answer: %w", ref, err)
 	}
 	if k.Record != ref.value() {
-		return nil, fmt.Errorf("sidecar: emergency key of %s: the answer is for %q", ref, url.QueryEscape(k.Record))
+		return nil, fmt.Errorf("sidecar: emergency key of %s: the answer is for %q", ref, cleanText(k.Record, maxErrorReason))
 	}
 	if _, err := hex.DecodeString(k.Service); err != nil {
-		return nil, fmt.Errorf("sidecar: emergency key of %s: service %q is not hex", ref, url.QueryEscape(k.Service))
+		return nil, fmt.Errorf("sidecar: emergency key of %s: service %q is not hex", ref, cleanText(k.Service, maxErrorReason))
 	}
 	return &k, nil
 }

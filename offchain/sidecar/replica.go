@@ -201,14 +201,10 @@ func (r *replicator) due(key blobstore.Key) bool {
 	return !ok || r.passes >= m.next
 }
 
-// missed notes that no peer served key (copied false), or forgets it.
-func (r *replicator) missed(key blobstore.Key, copied bool) {
+// missed notes that no peer served key.
+func (r *replicator) missed(key blobstore.Key) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if copied {
-		delete(r.misses, key)
-		return
-	}
 	m, ok := r.misses[key]
 	if !ok && len(r.misses) >= replicaMaxMisses {
 		return
@@ -265,10 +261,11 @@ func (r *replicator) forgetRepairs(pass int64) {
 	}
 }
 
-// repaired forgets key's repair: the store holds the blob again.
-func (r *replicator) repaired(key blobstore.Key) {
+// copied forgets key's misses and repair: the store holds the blob again.
+func (r *replicator) copied(key blobstore.Key) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	delete(r.misses, key)
 	delete(r.repairs, key)
 }
 
@@ -283,11 +280,12 @@ func (r *replicator) enqueue(job replicaJob) {
 	}
 }
 
-// setOrg records the storage service's organization.
-func (r *replicator) setOrg(org string) {
+// setPlacement records the storage service's organization and the
+// params just read, which place its copies.
+func (r *replicator) setPlacement(org string, params *emrv1.Params) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.org = org
+	r.org, r.params, r.paramsAt = org, params, time.Now()
 }
 
 // placement is the params and organization the placement of copies is
@@ -302,11 +300,9 @@ func (s *Server) placement(ctx context.Context) (*emrv1.Params, string, error) {
 	}
 	params, err := s.chain.Params(ctx)
 	if err != nil {
-		return nil, "", fmt.Errorf("reading the chain's params (where copies are kept): %w", err)
+		return nil, "", fmt.Errorf("reading the chain's params (where copies are kept, the blob size limit): %w", err)
 	}
-	r.mu.Lock()
-	r.params, r.paramsAt = params, time.Now()
-	r.mu.Unlock()
+	r.setPlacement(org, params)
 	return params, org, nil
 }
 
@@ -361,9 +357,7 @@ func (s *Server) CheckStorageService(ctx context.Context) error {
 		return fmt.Errorf("sidecar: storage service %X is of organization %q, which params.storage_organizations does not name (it names: %s; the consortium changes it by proposal): %w",
 			m.Address, m.OrganizationId, app.StorageOrganizationsText(params), errNotAStorageService)
 	}
-	if s.replicas != nil {
-		s.replicas.setOrg(m.OrganizationId)
-	}
+	s.replicas.setPlacement(m.OrganizationId, params) // Storage comes with peers, hence replicas (New)
 	return nil
 }
 
@@ -506,23 +500,20 @@ func (s *Server) replicaLoop(stop <-chan struct{}) {
 // gives to other organizations. A failure is left to the next pass,
 // which asks again: only a pass's errBlobAbsent starts a blob's backoff.
 func (s *Server) copyQueued(ctx context.Context, job replicaJob) {
-	if !job.repair {
-		params, org, err := s.placement(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Info("replication: a later pass copies a committed blob", "key", job.key.String(), "err", err)
-			}
-			return
+	params, org, err := s.placement(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Info("replication: a later pass copies a committed blob", "key", job.key.String(), "err", err)
 		}
-		if !app.HoldsCopy(params, org, job.key.Sum[:]) {
-			return
-		}
+		return
 	}
-	_, err := s.replicate(ctx, job.key)
+	if !job.repair && !app.HoldsCopy(params, org, job.key.Sum[:]) {
+		return
+	}
+	_, err = s.replicate(ctx, job.key, params.MaxBlobBytes)
 	switch {
 	case err == nil:
-		s.replicas.missed(job.key, true)
-		s.replicas.repaired(job.key)
+		s.replicas.copied(job.key)
 	case ctx.Err() == nil:
 		s.log.Info("replication: no peer served a committed blob yet; a later pass asks again", "key", job.key.String(), "err", err)
 	}
@@ -550,11 +541,15 @@ func (s *Server) logPass(ctx context.Context) {
 // checkStorage asks the chain whether Options.Storage's key is one the
 // peers serve (CheckStorageService), sets the replicator ready
 // accordingly, and logs each change of the answer. A chain that cannot
-// tell yet (a node starting, or catching up) changes nothing.
-func (s *Server) checkStorage(ctx context.Context) bool {
+// tell yet (a node starting, or catching up) changes nothing: the error
+// is then nil if the replicator was ready.
+func (s *Server) checkStorage(ctx context.Context) error {
 	err := s.CheckStorageService(ctx)
 	if errors.Is(err, ErrChainUnavailable) || ctx.Err() != nil {
-		return s.replicas.ready.Load()
+		if s.replicas.ready.Load() {
+			return nil
+		}
+		return err
 	}
 	was := s.replicas.ready.Swap(err == nil)
 	switch {
@@ -564,7 +559,7 @@ func (s *Server) checkStorage(ctx context.Context) bool {
 		s.replicas.complained.Store(false)
 		s.log.Info("replication: copying the committed blobs placed at this organization (every one without params.storage_copies) from the peers as storage service", "service", fmt.Sprintf("%X", s.opts.Storage.Address()), "peers", len(s.opts.Peers))
 	}
-	return err == nil
+	return err
 }
 
 // ReplicatePass copies from the peers every blob that a committed block
@@ -576,8 +571,8 @@ func (s *Server) ReplicatePass(ctx context.Context) (ReplicaReport, error) {
 	if s.replicas == nil {
 		return rep, errors.New("sidecar: replication needs a storage service identity and peers")
 	}
-	if !s.checkStorage(ctx) {
-		return rep, fmt.Errorf("sidecar: replication: %w: the peers would refuse this sidecar's requests (the log says why)", errNotAStorageService)
+	if err := s.checkStorage(ctx); err != nil {
+		return rep, fmt.Errorf("replication: the peers would refuse this sidecar's requests: %w", err)
 	}
 	if _, err := s.refs.catchUp(ctx, s.chain, s.log); err != nil {
 		return rep, fmt.Errorf("replication: reading the chain into the reference index: %w", err)
@@ -627,15 +622,15 @@ func (s *Server) ReplicatePass(ctx context.Context) (ReplicaReport, error) {
 				rep.BackingOff++
 				continue
 			}
-			n, err := s.replicate(ctx, k)
+			n, err := s.replicate(ctx, k, params.MaxBlobBytes)
 			if cerr := ctx.Err(); cerr != nil {
 				return rep, cerr
 			}
-			if err == nil || errors.Is(err, errBlobAbsent) {
-				r.missed(k, err == nil)
-			}
-			if err == nil {
-				r.repaired(k)
+			switch {
+			case err == nil:
+				r.copied(k)
+			case errors.Is(err, errBlobAbsent):
+				r.missed(k)
 			}
 			switch {
 			case err != nil:
@@ -652,13 +647,11 @@ func (s *Server) ReplicatePass(ctx context.Context) (ReplicaReport, error) {
 	}
 }
 
-// replicate copies key's blob from the first peer that serves it, unless
-// the store holds a copy (n is then 0: the scrub, or a GET, checks that
+// replicate copies key's blob, of at most maxSize bytes (the chain's
+// params.max_blob_bytes), from the first peer that serves it, unless the
+// store holds a copy (n is then 0: the scrub, or a GET, checks that
 // copy). n is the bytes copied.
-func (s *Server) replicate(ctx context.Context, key blobstore.Key) (n int64, err error) {
-	if s.replicas == nil {
-		return 0, errNoPeerHasIt
-	}
+func (s *Server) replicate(ctx context.Context, key blobstore.Key, maxSize uint64) (n int64, err error) {
 	// Locked like an upload or a read-through, so that a drop of a damaged
 	// copy never deletes the one kept here.
 	unlock, err := s.blobs.lockCtx(ctx, key)
@@ -671,10 +664,6 @@ func (s *Server) replicate(ctx context.Context, key blobstore.Key) (n int64, err
 	} else if !errors.Is(err, blobstore.ErrNotFound) {
 		return 0, &localStoreError{err}
 	}
-	params, err := s.chain.Params(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("reading the chain's blob size limit: %w", err)
-	}
 	var reasons []string
 	absent := true // every peer was asked and said it does not hold the blob
 	for _, peer := range s.opts.Peers {
@@ -683,7 +672,7 @@ func (s *Server) replicate(ctx context.Context, key blobstore.Key) (n int64, err
 			absent = false
 			continue
 		}
-		n, err := s.replicateFrom(ctx, peer, key, params.MaxBlobBytes)
+		n, err := s.replicateFrom(ctx, peer, key, maxSize)
 		if err == nil {
 			s.metrics.replicated.Inc()
 			s.log.Info("blob copied from a peer sidecar", "key", key.String(), "peer", peer, "bytes", n)

@@ -21,7 +21,7 @@ func TestFreshBlobNotBackedOff(t *testing.T) {
 	ctx := context.Background()
 
 	first := committedBlob(t, e, bytes.Repeat([]byte("encrypted note of block h "), 40))
-	if _, err := b.replicate(ctx, first); err != nil {
+	if _, err := b.replicate(ctx, first, e.chain.params.MaxBlobBytes); err != nil {
 		t.Fatalf("the blob of block h: %v", err)
 	}
 	second := committedBlob(t, e, bytes.Repeat([]byte("encrypted note of block h+1 "), 40))

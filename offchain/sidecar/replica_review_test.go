@@ -101,7 +101,7 @@ func TestStalledPeerIsCutOff(t *testing.T) {
 	svc := e.chain.addMember("storage-b", emrv1.Role_ROLE_STORAGE_SERVICE, "hospital-b")
 	_, b := peerOf(t, e, func(o *Options) { o.Storage = svc }, staller.URL, e.ts.URL)
 	start := time.Now()
-	if n, err := b.replicate(context.Background(), key); err != nil || n != int64(len(data)) {
+	if n, err := b.replicate(context.Background(), key, e.chain.params.MaxBlobBytes); err != nil || n != int64(len(data)) {
 		t.Fatalf("replicate past a stalled peer: %d bytes, %v", n, err)
 	}
 	if took := time.Since(start); took > 5*time.Second {
@@ -162,7 +162,7 @@ func TestSlowCopiesComplete(t *testing.T) {
 			key := committedBlob(t, e, data)
 			svc := e.chain.addMember("storage-b", emrv1.Role_ROLE_STORAGE_SERVICE, "hospital-b")
 			_, b := peerOf(t, e, func(o *Options) { o.Storage = svc; o.ReplicaBytesPerSecond = 10_000 }, e.ts.URL)
-			if n, err := b.replicate(context.Background(), key); err != nil || n != int64(len(data)) {
+			if n, err := b.replicate(context.Background(), key, e.chain.params.MaxBlobBytes); err != nil || n != int64(len(data)) {
 				t.Fatalf("a %d-byte blob at 10,000 B/s: %d bytes, %v", len(data), n, err)
 			}
 		})

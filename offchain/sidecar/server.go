@@ -360,7 +360,7 @@ func New(opts Options) (*Server, error) {
 		s.pending = newPendingQuota(max(opts.PendingBytesPerSigner, 0), max(opts.PendingBytesPatients, 0), max(opts.PendingBytesTotal, 0),
 			opts.Store, refs, s.metrics.pending)
 	}
-	if opts.Storage != nil && len(opts.Peers) > 0 {
+	if opts.Storage != nil { // with peers: refused above without
 		s.replicas = newReplicator(opts.ReplicaBytesPerSecond)
 	}
 	refs.onAdd = func(keys []blobstore.Key) {
