@@ -123,7 +123,7 @@ touched: a refused flag leaves the old testnet as it was.`,
 	f.StringArrayVar(&o.orgs, "org", nil, `organization "id:name:kind" (repeatable; default: hospital-a, hospital-b, research-institute)`)
 	f.StringArrayVar(&o.registrars, "registrar", nil, `registrar "org-id:NAME" (repeatable; default: "registrar-<org id>" for every organization)`)
 	f.IntVar(&o.basePort, "base-port", testnetBasePort, "first port; node i uses the ten ports from base-port + 10*i")
-	f.BoolVar(&o.replicate, "replicate", true, `with --blob fs, name the hospitals in params.storage_organizations, seat a storage service per node in the genesis (of the hospitals in turn; key "storage-nodeI" in HOME/`+testnetStorageKeyring+`, a test keyring) and give it to the node's sidecar, which then copies every committed blob from its peers`)
+	f.BoolVar(&o.replicate, "replicate", true, `with --blob fs and two or more validators, name the hospitals in params.storage_organizations, seat a storage service per node in the genesis (of the hospitals in turn; key "storage-nodeI" in HOME/`+testnetStorageKeyring+`, a test keyring) and give it to the node's sidecar, which then copies every committed blob from its peers`)
 	f.StringVar(&o.blob, "blob", "fs", `blob store of the sidecars: "fs" (embedded, per node) or "minio" (one MinIO server and bucket shared by all; credentials from MINIO_ACCESS_KEY and MINIO_SECRET_KEY)`)
 	f.StringVar(&o.minioAddr, "minio-addr", testnetMinioAddr, "MinIO server address with --blob minio")
 	f.StringVar(&o.backend, "backend", store.DefaultBackend, "database engine: pebble or goleveldb")
@@ -199,7 +199,8 @@ func runTestnet(w io.Writer, o testnetOptions) (_ *manifest.Testnet, err error) 
 			hospitals = append(hospitals, org.Id)
 		}
 	}
-	if o.blob != "minio" && o.replicate && len(hospitals) > 0 {
+	// One node has no peer to copy from: no storage services then.
+	if o.blob != "minio" && o.replicate && len(hospitals) > 0 && o.validators > 1 {
 		gs.Params.StorageOrganizations = hospitals
 		for i := range o.validators {
 			k, err := keyring.Generate(fmt.Sprintf("storage-node%d", i))

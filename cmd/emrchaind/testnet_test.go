@@ -169,6 +169,29 @@ func TestTestnetDefault(t *testing.T) {
 	}
 }
 
+// TestTestnetOfOne: a one-validator testnet, whose sidecar has no peer
+// to copy from, seats no storage service, and its sidecar settings load
+// (with one, they were refused: a storage key without peers).
+func TestTestnetOfOne(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "net")
+	if out, err := run(t, "testnet", "--output", dir, "--validators", "1", "--base-port", "30200"); err != nil {
+		t.Fatalf("testnet: %v\n%s", err, out)
+	}
+	net := readTestnet(t, dir)
+	_, gs := readGenesis(t, net.Nodes[0].Home)
+	if len(gs.Params.StorageOrganizations) != 0 || len(gs.Members) != 3 {
+		t.Fatalf("storage organizations %v, %d genesis members; want none and the 3 registrars", gs.Params.StorageOrganizations, len(gs.Members))
+	}
+	c, err := loadAppConfig(net.Nodes[0].Home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := c.Sidecar
+	if err := sc.resolve(net.Nodes[0].Home); err != nil {
+		t.Fatalf("the node's sidecar settings: %v", err)
+	}
+}
+
 func TestTestnetOverwriteAndFlags(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "net")
 	if out, err := run(t, "testnet", "--output", dir, "--validators", "2"); err != nil {
