@@ -55,9 +55,32 @@ func CopyHolders(p *emrv1.Params, sum []byte) []string {
 }
 
 // HoldsCopy reports whether org keeps a copy of the blob whose SHA-256
-// is sum (CopyHolders).
+// is sum (CopyHolders): without building the list, as a sidecar asks it
+// of every committed blob in a pass. org holds one when fewer than k
+// organizations rank above it.
 func HoldsCopy(p *emrv1.Params, org string, sum []byte) bool {
-	return slices.Contains(CopyHolders(p, sum), org)
+	orgs := p.GetStorageOrganizations()
+	copies := p.GetStorageCopies()
+	if !slices.Contains(orgs, org) {
+		return false
+	}
+	if copies == 0 || uint64(copies) >= uint64(len(orgs)) {
+		return true
+	}
+	mine := placementScore(org, sum)
+	above := 0
+	for _, other := range orgs {
+		if other == org {
+			continue
+		}
+		score := placementScore(other, sum)
+		if c := bytes.Compare(score[:], mine[:]); c > 0 || c == 0 && other < org {
+			if above++; uint64(above) >= uint64(copies) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // placementScore is org's rendezvous score for the blob whose SHA-256 is

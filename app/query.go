@@ -325,16 +325,12 @@ func (q *Querier) Members(_ context.Context, req *emrv1.QueryMembersRequest) (*e
 	if org == nil {
 		return nil, fmt.Errorf("%w: no organization %s", ErrNotFound, QuoteInput(req.Organization))
 	}
-	limit, err := q.limit(&emrv1.PageRequest{Limit: req.Limit})
+	limit, params, err := q.limitAndParams(&emrv1.PageRequest{Limit: req.Limit})
 	if err != nil {
 		return nil, err
 	}
 	budget := uint64(math.MaxUint64)
 	if req.Role != emrv1.Role_ROLE_UNSPECIFIED {
-		params, err := q.st().params() // read already (the page size): no more proofs
-		if err != nil {
-			return nil, err
-		}
 		budget = memberScanFactor * uint64(params.MaxPageSize)
 	}
 	prefix := orgMemberPrefix(req.Organization)
@@ -851,18 +847,24 @@ func (q *Querier) patientPage(idHex string, page *emrv1.PageRequest) (*emrv1.Pat
 
 // limit is the page size a request may have: the default is the maximum.
 func (q *Querier) limit(page *emrv1.PageRequest) (uint32, error) {
+	limit, _, err := q.limitAndParams(page)
+	return limit, err
+}
+
+// limitAndParams is limit and the params it was read from.
+func (q *Querier) limitAndParams(page *emrv1.PageRequest) (uint32, *emrv1.Params, error) {
 	params, err := q.st().params()
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	limit := page.GetLimit()
 	if limit == 0 {
-		return params.MaxPageSize, nil
+		return params.MaxPageSize, params, nil
 	}
 	if limit > params.MaxPageSize {
-		return 0, fmt.Errorf("%w: page size %d is above the maximum %d", ErrInvalidQuery, limit, params.MaxPageSize)
+		return 0, nil, fmt.Errorf("%w: page size %d is above the maximum %d", ErrInvalidQuery, limit, params.MaxPageSize)
 	}
-	return limit, nil
+	return limit, params, nil
 }
 
 // parseHex decodes a fixed-size hex id (an optional 0x prefix, any case).
