@@ -55,6 +55,9 @@ organization is shown with its registrars (active, suspended or retired).
 				if err != nil {
 					return err
 				}
+				if resp.Organization == nil {
+					return fmt.Errorf("Organization: the node answered without the organization %q", args[0])
+				}
 				out := struct {
 					organizationView
 					Registrars []memberView `json:"registrars"`

@@ -200,8 +200,9 @@ logs the read the same way).`,
 			if len(seqs) == 0 {
 				return usagef("--record is required")
 			}
-			if via != "" && purpose != emrv1.Purpose_PURPOSE_EMERGENCY {
-				return usagef("--via names the emergency service of a break-glass read: give --purpose emergency")
+			viaAddr, err := a.viaService(via, purpose)
+			if err != nil {
+				return err
 			}
 			k, pid, c, err := a.signer(ctx, from, patient)
 			if err != nil {
@@ -209,7 +210,7 @@ logs the read the same way).`,
 			}
 			access := &emrv1.MsgRecordAccess{PatientId: pid, RecordSequences: seqs, Purpose: purpose}
 			if purpose == emrv1.Purpose_PURPOSE_EMERGENCY {
-				if access.EmergencyService, err = a.emergencyService(ctx, c, k, pid, via); err != nil {
+				if access.EmergencyService, err = a.emergencyService(ctx, c, k, pid, viaAddr); err != nil {
 					return err
 				}
 			}
@@ -260,13 +261,25 @@ logs the read the same way).`,
 	return cmd
 }
 
+// viaService reads --via, the emergency service of a break-glass read
+// (nil when not given), before any passphrase prompt or network call.
+func (a *cli) viaService(via string, purpose emrv1.Purpose) ([]byte, error) {
+	switch {
+	case via == "":
+		return nil, nil
+	case purpose != emrv1.Purpose_PURPOSE_EMERGENCY:
+		return nil, usagef("--via names the emergency service of a break-glass read: give --purpose emergency")
+	}
+	return a.address(via)
+}
+
 // emergencyService is the emergency service a break-glass read by k of
-// patient pid goes through: via (an address or key name), else the first,
-// by address, of k's organization that the patient has a standing opt-in
-// to (client.EmergencyServiceFor).
-func (a *cli) emergencyService(ctx context.Context, c *client.Client, k *keyring.Key, pid []byte, via string) ([]byte, error) {
-	if via != "" {
-		return a.address(via)
+// patient pid goes through: via (from --via), else the first, by address,
+// of k's organization that the patient has a standing opt-in to
+// (client.EmergencyServiceFor).
+func (a *cli) emergencyService(ctx context.Context, c *client.Client, k *keyring.Key, pid, via []byte) ([]byte, error) {
+	if via != nil {
+		return via, nil
 	}
 	me, err := c.Member(ctx, k.Address())
 	if err != nil {

@@ -323,11 +323,12 @@ within the window.`,
 				return err
 			}
 			emergency := purpose == emrv1.Purpose_PURPOSE_EMERGENCY
-			switch {
-			case emergency && share > 0:
+			if emergency && share > 0 {
 				return usagef("--purpose emergency reads a record (--record N), not a share")
-			case via != "" && !emergency:
-				return usagef("--via names the emergency service of a break-glass read: give --purpose emergency")
+			}
+			viaAddr, err := a.viaService(via, purpose)
+			if err != nil {
+				return err
 			}
 			urls, err := a.sidecarURLs(sidecars)
 			if err != nil {
@@ -388,7 +389,7 @@ within the window.`,
 			if emergency {
 				return a.emergencyDownload(ctx, c, k, pid, client.EmergencyDownloadRequest{
 					PatientID: pid, Record: record, EncKey: k.EncPrivKey(), ReuseAccess: reuseAccess, Output: output, Overwrite: force,
-				}, via, opts, prog)
+				}, viaAddr, opts, prog)
 			}
 			owner, err := a.ownsPatientID(ctx, c, k, pid)
 			if err != nil {
@@ -445,17 +446,11 @@ within the window.`,
 }
 
 // emergencyDownload runs download --purpose emergency: a break-glass read
-// of req's record by k through emergency service via ("": the client
+// of req's record by k through emergency service via (nil: the client
 // finds the one the patient opted in to), and prints what it did.
 func (a *cli) emergencyDownload(ctx context.Context, c *client.Client, k *keyring.Key, pid []byte, req client.EmergencyDownloadRequest,
-	via string, opts client.TransferOptions, prog *progressLine) error {
-	if via != "" {
-		service, err := a.address(via)
-		if err != nil {
-			return err
-		}
-		req.Service = service
-	}
+	via []byte, opts client.TransferOptions, prog *progressLine) error {
+	req.Service = via
 	res, err := c.EmergencyDownload(ctx, k, req, opts)
 	prog.finish()
 	if err != nil {
