@@ -190,6 +190,11 @@ func ValidateGenesis(g *emrv1.GenesisState) error {
 		}
 		orgs[o.Id] = o
 	}
+	for _, id := range g.Params.StorageOrganizations {
+		if orgs[id] == nil {
+			return bad("params.storage_organizations names %q, not one of the genesis organizations", id)
+		}
+	}
 	addrs := map[string]bool{}
 	for i, m := range g.Members {
 		// The checks of validateRegisterMember: genesis may not seat a

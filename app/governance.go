@@ -489,6 +489,19 @@ func (ctx *txContext) checkParamsChange(set *emrv1.SetParams) error {
 	if proto.Equal(current, set.Params) {
 		return fmt.Errorf("%w: the params are these already", ErrAlreadyExists)
 	}
+	// A storage organization newly named must be a member of the
+	// consortium: one that does not exist, or has retired, can never run
+	// a storage service, and the blobs placed with it would keep a copy
+	// fewer. One named already stays named (retirement drops it:
+	// dropStorageOrganization).
+	for _, org := range set.Params.StorageOrganizations {
+		if slices.Contains(current.StorageOrganizations, org) {
+			continue
+		}
+		if err := ctx.checkMemberOrganization(org); err != nil {
+			return fmt.Errorf("params.storage_organizations: %w", err)
+		}
+	}
 	// Linear in the categories (a transaction may carry tens of
 	// thousands): the set only to name a removed one.
 	next := set.Params.Categories
@@ -682,7 +695,39 @@ func (ctx *txContext) retireOrganization(id string) error {
 			return err
 		}
 	}
-	return nil
+	return ctx.dropStorageOrganization(id)
+}
+
+// dropStorageOrganization takes retired organization id out of
+// params.storage_organizations, if it is named there: its storage service
+// is retired with it, and every blob placed with it (CopyHolders) would
+// keep a copy fewer for good. Without it the sidecars place those blobs
+// with the next organization in their ranking and copy them there.
+// storage_copies comes down to the organizations left if it was above
+// them. This is a change of the params, counted as a proposal's is, so a
+// params proposal made before it is overtaken (from_changes) instead of
+// naming the organization again.
+func (ctx *txContext) dropStorageOrganization(id string) error {
+	current, err := ctx.st.params()
+	if err != nil {
+		return err
+	}
+	i := slices.Index(current.StorageOrganizations, id)
+	if i < 0 {
+		return nil
+	}
+	changes, err := ctx.st.paramsChanges()
+	if err != nil {
+		return err
+	}
+	next := proto.Clone(current).(*emrv1.Params)
+	next.StorageOrganizations = slices.Delete(next.StorageOrganizations, i, i+1)
+	next.StorageCopies = min(next.StorageCopies, uint32(len(next.StorageOrganizations)))
+	if err := ctx.st.setParamsChanges(changes + 1); err != nil {
+		return err
+	}
+	ctx.paramsChanged = true
+	return ctx.st.put(keyParams, next)
 }
 
 // seatRegistrar makes a registrar of org, by proposal: no registrar

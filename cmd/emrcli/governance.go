@@ -71,8 +71,12 @@ those consents as they wish, and a patient's key rotation no longer
 seals the new key to its members. Shares its clinicians made are no
 longer served to studies: a clinician of an active organization shares
 anew. Its validators are not tied to it: remove them with "emrcli
-propose validator --power 0". The last organization that can approve is
-never retired.`,
+propose validator --power 0". If params.storage_organizations names it,
+it is dropped from the list (params.storage_copies comes down to the
+organizations left if it was above them), which overtakes any params
+proposal made before, and the sidecars copy the blobs it held to the
+organizations that now hold them. The last organization that can approve
+is never retired.`,
 		Example: `  emrcli propose retire-organization --from registrar --org st-mary --reason "St Mary's merged into St Luke's"`,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -147,7 +147,9 @@ max-tx-bytes past them.
 --storage-organizations names the organizations whose storage services
 (members of role storage-service, each its hospital's sidecar) keep copies
 of the ciphertext of committed records and shares: only those may
-register one, and the sidecars serve copies to those listed now. Dropping
+register one, and the sidecars serve copies to those listed now. An
+organization newly named must be a member of the consortium (a retiring
+one is dropped from the list by its retirement). Dropping
 an organization stops its copies at once; its storage service stays a
 member, which its registrar suspends. --storage-copies N has N of them
 keep each blob (0, the default: every one), chosen per blob by its hash
