@@ -511,7 +511,11 @@ func (q *Querier) Grants(_ context.Context, req *emrv1.QueryGrantsRequest) (*emr
 }
 
 func (q *Querier) Records(_ context.Context, req *emrv1.QueryRecordsRequest) (*emrv1.QueryRecordsResponse, error) {
-	p, limit, err := q.patientPage(req.PatientId, req.Page)
+	p, err := q.patient(req.PatientId)
+	if err != nil {
+		return nil, err
+	}
+	limit, params, err := q.limitAndParams(req.Page)
 	if err != nil {
 		return nil, err
 	}
@@ -522,11 +526,6 @@ func (q *Querier) Records(_ context.Context, req *emrv1.QueryRecordsRequest) (*e
 	// limit records, or none, and still have a next page.
 	budget, scanned := uint64(math.MaxUint64), uint64(0) // unfiltered, a page reads limit+1 at most
 	if req.Category != "" {
-		// The params key is already read (the page size): no more proofs.
-		params, err := q.st().params()
-		if err != nil {
-			return nil, err
-		}
 		// A category the params do not list (a misspelling) is the
 		// caller's mistake, not "no such records": categories are only
 		// ever added, so none of this height's records has it.
