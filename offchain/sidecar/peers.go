@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -170,14 +171,21 @@ func (s *Server) fetchFromPeer(ctx context.Context, peer string, r *http.Request
 		return &slotRefusedError{aerr}
 	}
 	defer release()
-	// Put hashes while it writes and keeps nothing that does not match. A
-	// failed read of the body (body.err) tells a failed Put the peer's (the
-	// transfer broke, or the bytes are not the blob) from the local store's.
-	body := &errRecorder{r: resp.Body}
-	err = s.store.Put(ctx, blob.key, body, resp.ContentLength)
-	if err == nil || body.err != nil || ctx.Err() != nil ||
+	return s.keepPeerBlob(ctx, blob.key, resp.Body, resp.ContentLength)
+}
+
+// keepPeerBlob stores body, a peer's answer of size bytes, as key's blob.
+// Put hashes while it writes and keeps nothing that does not match. A
+// failed read of the body tells a failed Put the peer's (the transfer
+// broke, or the bytes are not the blob; or ctx ended: the caller's doing)
+// from the local store's, which is a *localStoreError: another peer would
+// meet the same store.
+func (s *Server) keepPeerBlob(ctx context.Context, key blobstore.Key, body io.Reader, size int64) error {
+	read := &errRecorder{r: body}
+	err := s.store.Put(ctx, key, read, size)
+	if err == nil || read.err != nil || ctx.Err() != nil ||
 		errors.Is(err, blobstore.ErrHashMismatch) || errors.Is(err, blobstore.ErrSizeMismatch) {
-		return err // the peer's doing (or the member's, gone)
+		return err
 	}
 	return &localStoreError{err}
 }

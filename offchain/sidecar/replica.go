@@ -764,15 +764,10 @@ func (s *Server) replicateOnce(ctx context.Context, peer string, key blobstore.K
 	idle := &idleReader{r: resp.Body, idle: replicaIdle, timer: time.AfterFunc(replicaIdle, cancel)}
 	idle.timer.Stop()
 	defer idle.timer.Stop()
-	body := &errRecorder{r: &limitedReader{ctx: ctx, r: idle, limit: s.replicas.limit}}
-	switch err := s.store.Put(ctx, key, body, resp.ContentLength); {
-	case err == nil:
-		return resp.ContentLength, nil
-	case body.err != nil || ctx.Err() != nil || errors.Is(err, blobstore.ErrHashMismatch) || errors.Is(err, blobstore.ErrSizeMismatch):
-		return 0, err // the peer's doing (or the pass's, stopped)
-	default:
-		return 0, &localStoreError{err}
+	if err := s.keepPeerBlob(ctx, key, &limitedReader{ctx: ctx, r: idle, limit: s.replicas.limit}, resp.ContentLength); err != nil {
+		return 0, err
 	}
+	return resp.ContentLength, nil
 }
 
 // replicaIdle bounds the wait for each read of a peer's body. (A variable
