@@ -170,6 +170,14 @@ func (x *refIndex) cursor() (refCursor, error) {
 	return x.cur, nil
 }
 
+// behind reports whether the node's head is a block the index has not
+// read yet: a key not in the index may then still be referenced, and a
+// catchUp would tell.
+func (x *refIndex) behind(head Head) (bool, error) {
+	cur, err := x.cursor()
+	return err == nil && cur.Height < head.Height, err
+}
+
 // has reports whether a block the index has read referenced the blob key.
 func (x *refIndex) has(key blobstore.Key) (bool, error) {
 	x.mu.Lock()

@@ -427,7 +427,7 @@ func (s *Server) committedReference(ctx context.Context, key blobstore.Key, head
 	// Only when the node has blocks the index has not read, and once a
 	// second at most for all requests: a key no block referenced must not
 	// cost the node a read of its blocks each time it is asked for.
-	if cur, err := s.refs.cursor(); err != nil || cur.Height >= head.Height {
+	if behind, err := s.refs.behind(head); err != nil || !behind {
 		return false, err
 	}
 	now := time.Now().UnixNano()

@@ -868,7 +868,7 @@ func (s *Server) reservePending(ctx context.Context, signer signerAddr, patient 
 	b, err := s.pending.reserve(ctx, signer, patient, key, size)
 	var qe *pendingQuotaError
 	if errors.As(err, &qe) { // a bound refused it
-		if cur, cerr := s.refs.cursor(); cerr == nil && cur.Height < head.Height {
+		if behind, _ := s.refs.behind(head); behind {
 			if _, cerr := s.refs.catchUp(ctx, s.chain, s.log); cerr != nil {
 				s.log.Error("the reference index could not read the latest blocks for the upload quota", "err", cerr)
 			}
