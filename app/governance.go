@@ -494,10 +494,7 @@ func (ctx *txContext) checkParamsChange(set *emrv1.SetParams) error {
 	// a storage service, and the blobs placed with it would keep a copy
 	// fewer. One named already stays named (retirement drops it:
 	// dropStorageOrganization).
-	for _, org := range set.Params.StorageOrganizations {
-		if slices.Contains(current.StorageOrganizations, org) {
-			continue
-		}
+	for _, org := range NewStorageOrganizations(current, set.Params) {
 		if err := ctx.checkMemberOrganization(org); err != nil {
 			return fmt.Errorf("params.storage_organizations: %w", err)
 		}
@@ -592,6 +589,20 @@ func ParamsChangeOvertaken(set *emrv1.SetParams, changes uint64) string {
 		return fmt.Sprintf("the params were changed %d times, not %d", changes, from)
 	}
 	return fmt.Sprintf("the params were changed %d times since this was proposed", changes-set.GetFromChanges())
+}
+
+// NewStorageOrganizations are the organizations next names in
+// params.storage_organizations that current does not: a params change may
+// name them only while they are members, not retired (a retirement after
+// the proposal overtakes it: OrganizationRetired).
+func NewStorageOrganizations(current, next *emrv1.Params) []string {
+	var named []string
+	for _, org := range next.GetStorageOrganizations() {
+		if !slices.Contains(current.GetStorageOrganizations(), org) {
+			named = append(named, org)
+		}
+	}
+	return named
 }
 
 // OrganizationRetired: organization id was retired at retiredHeight (0:

@@ -631,8 +631,9 @@ type overtakingState struct {
 	validatorKeys map[string]*emrv1.QueryValidatorKeyResponse
 	// members are the members status changes name, by address (nil: none).
 	members map[string]*emrv1.Member
-	// organizations are those admissions, registrar seatings and
-	// retirements name, by id (nil: none).
+	// organizations are those admissions, registrar seatings,
+	// retirements and params changes (storage organizations newly named)
+	// name, by id (nil: none).
 	organizations map[string]*emrv1.QueryOrganizationResponse
 	// paramsChanges is how many executed proposals changed the params;
 	// read only when paramsRead.
@@ -643,8 +644,9 @@ type overtakingState struct {
 // readOvertakingState reads, at height, what the open proposals need:
 // each consensus key a validator change names (its power and change
 // count), each member a status change names, each organization an
-// admission, a registrar seating or a retirement names, the count of
-// params changes once (a params change).
+// admission, a registrar seating or a retirement names, and the count of
+// params changes once and each storage organization newly named (a params
+// change).
 func readOvertakingState(ctx context.Context, c *client.Client, height int64, open []*emrv1.Proposal) (*overtakingState, error) {
 	s := &overtakingState{validatorKeys: map[string]*emrv1.QueryValidatorKeyResponse{},
 		members: map[string]*emrv1.Member{}, organizations: map[string]*emrv1.QueryOrganizationResponse{}}
@@ -705,6 +707,14 @@ func readOvertakingState(ctx context.Context, c *client.Client, height int64, op
 				return nil, err
 			}
 		case *emrv1.ConsortiumChange_SetParams:
+			// While the params are unchanged since the proposal, the chain
+			// has its from_params: the organizations it newly names must
+			// not have retired since.
+			for _, id := range app.NewStorageOrganizations(change.SetParams.GetFromParams(), change.SetParams.GetParams()) {
+				if err := readOrganization(id); err != nil {
+					return nil, err
+				}
+			}
 			if s.paramsRead {
 				continue
 			}
@@ -746,8 +756,20 @@ func (s *overtakingState) overtakenReason(p *emrv1.Proposal) string {
 			return app.AddOrganizationOvertaken(change.AddOrganization, org != nil)
 		}
 	case *emrv1.ConsortiumChange_SetParams:
-		if s.paramsRead {
-			return app.ParamsChangeOvertaken(change.SetParams, s.paramsChanges)
+		if !s.paramsRead {
+			return ""
+		}
+		if why := app.ParamsChangeOvertaken(change.SetParams, s.paramsChanges); why != "" {
+			return why
+		}
+		// An organization not found cannot be named: the chain refuses
+		// that, but not as overtaken.
+		for _, id := range app.NewStorageOrganizations(change.SetParams.GetFromParams(), change.SetParams.GetParams()) {
+			if org := s.organizations[id]; org != nil {
+				if why := app.OrganizationRetired(id, org.GetOrganization().GetRetiredHeight()); why != "" {
+					return why
+				}
+			}
 		}
 	case *emrv1.ConsortiumChange_RetireOrganization:
 		if org := s.organizations[change.RetireOrganization.GetOrganizationId()]; org != nil {
@@ -783,7 +805,8 @@ back: its count of executed changes moved on), the member to reactivate
 changed status again, the member to suspend or reactivate is retired, the
 organization to admit exists, the organization to seat a registrar in has
 an active one or is retired, the organization to retire is retired, the
-params changed since they were read.`,
+params changed since they were read, or a storage organization the params
+newly name was retired since.`,
 		Example: "  emrcli proposals\n  emrcli proposals 3 --json",
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

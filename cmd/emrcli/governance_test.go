@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/emrchain/emrchain/app"
@@ -253,6 +254,12 @@ func TestOvertakenReason(t *testing.T) {
 	retiredOrg := map[string]*emrv1.QueryOrganizationResponse{"st-mary": {Organization: &emrv1.Organization{Id: "st-mary", RetiredHeight: 40}}}
 	retirement := &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_RetireOrganization{RetireOrganization: &emrv1.RetireOrganization{OrganizationId: "st-mary"}}}
 	paramsChange := &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{Params: app.DefaultParams(), FromChanges: 2}}}
+	// Naming st-mary, beside st-luke, as a storage organization.
+	namingFrom := app.DefaultParams()
+	namingFrom.StorageOrganizations = []string{"st-luke"}
+	naming := proto.Clone(namingFrom).(*emrv1.Params)
+	naming.StorageOrganizations = []string{"st-luke", "st-mary"}
+	storageNaming := &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{Params: naming, FromParams: namingFrom, FromChanges: 2}}}
 	const active, suspended = emrv1.MemberStatus_MEMBER_STATUS_ACTIVE, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED
 	for _, tc := range []struct {
 		name   string
@@ -305,6 +312,15 @@ func TestOvertakenReason(t *testing.T) {
 		{"params changes not read", paramsChange, overtakingState{}, ""},
 		{"params as proposed", paramsChange, overtakingState{paramsChanges: 2, paramsRead: true}, ""},
 		{"params changed since", paramsChange, overtakingState{paramsChanges: 3, paramsRead: true}, "the params were changed 1 times since this was proposed"},
+		// A retirement drops a storage organization already named (a
+		// params change): one newly named that retires since overtakes
+		// the proposal without changing the params.
+		{"storage organization named, a member", storageNaming, overtakingState{paramsChanges: 2, paramsRead: true, organizations: organization(active)}, ""},
+		{"storage organization named, not found", storageNaming, overtakingState{paramsChanges: 2, paramsRead: true, organizations: map[string]*emrv1.QueryOrganizationResponse{"st-mary": nil}}, ""},
+		{"storage organization named, retired since", storageNaming, overtakingState{paramsChanges: 2, paramsRead: true, organizations: retiredOrg},
+			`organization "st-mary" was retired at height 40`},
+		{"storage organization named, params changed since", storageNaming, overtakingState{paramsChanges: 3, paramsRead: true, organizations: retiredOrg},
+			"the params were changed 1 times since this was proposed"},
 
 		{"no change", nil, overtakingState{validatorKeys: validatorKey(14, 4), members: members(3), organizations: organization(active), paramsChanges: 3, paramsRead: true}, ""},
 	} {

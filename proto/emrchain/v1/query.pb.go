@@ -296,8 +296,9 @@ func (*QueryParamsRequest) Descriptor() ([]byte, []int) {
 type QueryParamsResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Params *Params                `protobuf:"bytes,1,opt,name=params,proto3" json:"params,omitempty"`
-	// How many executed proposals have changed the params (SetParams): a
-	// params proposal whose from_changes differs was overtaken.
+	// How many executed proposals have changed the params (a SetParams, or
+	// the retirement of a storage organization, which drops it from the
+	// list): a params proposal whose from_changes differs was overtaken.
 	Changes       uint64        `protobuf:"varint,2,opt,name=changes,proto3" json:"changes,omitempty"`
 	Height        int64         `protobuf:"varint,14,opt,name=height,proto3" json:"height,omitempty"`
 	Proofs        []*StoreProof `protobuf:"bytes,15,rep,name=proofs,proto3" json:"proofs,omitempty"`
