@@ -19,6 +19,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/emrchain/emrchain/offchain/blobstore"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
@@ -382,6 +383,30 @@ func TestReadThroughTakesUploadSlot(t *testing.T) {
 	}
 	if n := bSrv.uploads.inFlight(); n != 0 {
 		t.Fatalf("%d upload slots still taken after the read-through", n)
+	}
+}
+
+// TestStalledPeerIsCutOffInReadThrough: a peer that sends a blob's
+// headers and a few bytes and then nothing is cut off after peerIdle (as
+// for a replica), so that the next peer, which holds the blob, serves the
+// member while it still waits, instead of the stalled one holding the
+// read, the blob's lock and an upload slot for peerTimeout.
+func TestStalledPeerIsCutOffInReadThrough(t *testing.T) {
+	defer func(d time.Duration) { peerIdle = d }(peerIdle)
+	peerIdle = 200 * time.Millisecond
+	e := newEnv(t, nil)
+	data, sum, rec := uploadedRecord(t, e)
+	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	b, _ := peerOf(t, e, nil, stallingPeer(t, data), e.ts.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var buf bytes.Buffer
+	start := time.Now()
+	if _, err := NewClient(b.URL, e.reader, nil).Get(ctx, RecordRef(rec.PatientId, rec.Sequence), sum, &buf, nil); err != nil || !bytes.Equal(buf.Bytes(), data) {
+		t.Fatalf("read-through past a stalled peer: %v after %v", err, time.Since(start).Round(time.Millisecond))
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("a stalled peer held the read-through for %v", took)
 	}
 }
 

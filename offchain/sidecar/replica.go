@@ -727,7 +727,7 @@ func (s *Server) replicateFrom(ctx context.Context, peer string, key blobstore.K
 
 // replicateOnce asks peer for key's blob and keeps it. The answer's
 // headers must come within the peer client's timeout; then the body must
-// keep coming (replicaIdle between reads) and be done within peerTimeout
+// keep coming (peerIdle between reads) and be done within peerTimeout
 // plus twice its time at the replication rate (at least 1 MiB/s).
 func (s *Server) replicateOnce(ctx context.Context, peer string, key blobstore.Key, maxSize uint64) (int64, error) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -761,18 +761,27 @@ func (s *Server) replicateOnce(ctx context.Context, peer string, key blobstore.K
 	defer deadline.Stop()
 	// The idle timer runs while a read of the peer's body waits, not while
 	// this sidecar's own rate limit does (limitedReader, outside it).
-	idle := &idleReader{r: resp.Body, idle: replicaIdle, timer: time.AfterFunc(replicaIdle, cancel)}
-	idle.timer.Stop()
-	defer idle.timer.Stop()
-	if err := s.keepPeerBlob(ctx, key, &limitedReader{ctx: ctx, r: idle, limit: s.replicas.limit}, resp.ContentLength); err != nil {
+	body, stopIdle := cutWhenIdle(resp.Body, cancel)
+	defer stopIdle()
+	if err := s.keepPeerBlob(ctx, key, &limitedReader{ctx: ctx, r: body, limit: s.replicas.limit}, resp.ContentLength); err != nil {
 		return 0, err
 	}
 	return resp.ContentLength, nil
 }
 
-// replicaIdle bounds the wait for each read of a peer's body. (A variable
-// for tests.)
-var replicaIdle = 30 * time.Second
+// peerIdle bounds the wait for each read of a peer's body, copied
+// (replicateOnce) or read through (fetchFromPeer): a peer that stalls
+// part-way is cut off, and the next peer asked. (A variable for tests.)
+var peerIdle = 30 * time.Second
+
+// cutWhenIdle wraps a peer's body so that a read waiting longer than
+// peerIdle calls cancel (which ends the transfer's context); stop ends the
+// timer.
+func cutWhenIdle(body io.Reader, cancel context.CancelFunc) (r io.Reader, stop func()) {
+	idle := &idleReader{r: body, idle: peerIdle, timer: time.AfterFunc(peerIdle, cancel)}
+	idle.timer.Stop()
+	return idle, func() { idle.timer.Stop() }
+}
 
 // idleReader arms timer for idle during every read: a peer that sends
 // nothing for that long has its transfer cut (the timer cancels it). The

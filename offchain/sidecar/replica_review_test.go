@@ -77,15 +77,29 @@ func TestUnknownStorageKeyLocksNothingOut(t *testing.T) {
 }
 
 // TestStalledPeerIsCutOff: a peer that sends a replica's headers and then
-// nothing is cut off after replicaIdle, and the next peer, which holds the
+// nothing is cut off after peerIdle, and the next peer, which holds the
 // blob, serves it; the stalled one is then left alone.
 func TestStalledPeerIsCutOff(t *testing.T) {
-	defer func(d time.Duration) { replicaIdle = d }(replicaIdle)
-	replicaIdle = 200 * time.Millisecond
+	defer func(d time.Duration) { peerIdle = d }(peerIdle)
+	peerIdle = 200 * time.Millisecond
 	e := newEnv(t, nil)
 	nameStorageOrgs(e, "hospital-b")
 	data := bytes.Repeat([]byte("encrypted CT report "), 200)
 	key := committedBlob(t, e, data)
+	svc := e.chain.addMember("storage-b", emrv1.Role_ROLE_STORAGE_SERVICE, "hospital-b")
+	_, b := peerOf(t, e, func(o *Options) { o.Storage = svc }, stallingPeer(t, data), e.ts.URL)
+	start := time.Now()
+	if n, err := b.replicate(context.Background(), key, e.chain.params.MaxBlobBytes); err != nil || n != int64(len(data)) {
+		t.Fatalf("replicate past a stalled peer: %d bytes, %v", n, err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("a stalled peer held the copy for %v", took)
+	}
+}
+
+// stallingPeer is a peer that answers every request with data's length
+// and its first 10 bytes, and then sends nothing until the test ends.
+func stallingPeer(t *testing.T, data []byte) string {
 	release := make(chan struct{})
 	staller := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
@@ -98,15 +112,7 @@ func TestStalledPeerIsCutOff(t *testing.T) {
 		}
 	}))
 	t.Cleanup(func() { close(release); staller.Close() })
-	svc := e.chain.addMember("storage-b", emrv1.Role_ROLE_STORAGE_SERVICE, "hospital-b")
-	_, b := peerOf(t, e, func(o *Options) { o.Storage = svc }, staller.URL, e.ts.URL)
-	start := time.Now()
-	if n, err := b.replicate(context.Background(), key, e.chain.params.MaxBlobBytes); err != nil || n != int64(len(data)) {
-		t.Fatalf("replicate past a stalled peer: %d bytes, %v", n, err)
-	}
-	if took := time.Since(start); took > 5*time.Second {
-		t.Fatalf("a stalled peer held the copy for %v", took)
-	}
+	return staller.URL
 }
 
 // TestUnknownKeysCostNoChainReads: replica requests for keys no block
@@ -142,20 +148,20 @@ func TestUnknownKeysCostNoChainReads(t *testing.T) {
 // a 25 kB blob, from a peer that sends it at once) completes
 //   - though it takes longer than peerTimeout: the deadline grows with the
 //     blob's size at the rate (from the review: it was never copied);
-//   - though each read's wait on the rate limit is longer than replicaIdle:
+//   - though each read's wait on the rate limit is longer than peerIdle:
 //     the idle timer runs during the peer's reads only (from the re-review:
 //     the transfer was cut).
 func TestSlowCopiesComplete(t *testing.T) {
-	defer func(p, i time.Duration) { peerTimeout, replicaIdle = p, i }(peerTimeout, replicaIdle)
+	defer func(p, i time.Duration) { peerTimeout, peerIdle = p, i }(peerTimeout, peerIdle)
 	for _, c := range []struct {
 		name              string
 		peerTimeout, idle time.Duration
 	}{
-		{"longer than peerTimeout", time.Second, replicaIdle},
-		{"rate-limit waits longer than replicaIdle", peerTimeout, 200 * time.Millisecond},
+		{"longer than peerTimeout", time.Second, peerIdle},
+		{"rate-limit waits longer than peerIdle", peerTimeout, 200 * time.Millisecond},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			peerTimeout, replicaIdle = c.peerTimeout, c.idle
+			peerTimeout, peerIdle = c.peerTimeout, c.idle
 			e := newEnv(t, nil)
 			nameStorageOrgs(e, "hospital-b")
 			data := bytes.Repeat([]byte("0123456789"), 2_500)
