@@ -49,6 +49,12 @@ const ActionAttribute = "action"
 // state references (offchain/sidecar); the state keeps no index by hash.
 const BlobAttribute = "blob"
 
+// BlobSizeAttribute (unindexed, decimal) is the size in bytes of the
+// ciphertext BlobAttribute names, from the same event: a storage service
+// copies a committed blob of exactly that size, whatever
+// params.max_blob_bytes is when it copies (offchain/sidecar).
+const BlobSizeAttribute = "blob_size"
+
 // PatientAttribute (indexed, lowercase hex) names the patient a transaction
 // acts on, and CategoryAttribute (unindexed) the data category of the
 // record an AddRecord adds or a ShareRecord shares. The sidecars file a

@@ -744,7 +744,7 @@ func (q *Querier) BlobRefs(_ context.Context, req *emrv1.QueryBlobRefsRequest) (
 			}
 			resp.Refs = append(resp.Refs, &emrv1.BlobRef{
 				Ref:       BlobRefName(BlobRefRecord, rec.PatientId, rec.Sequence),
-				PatientId: rec.PatientId, Category: rec.Category, Sha256: rec.CiphertextSha256,
+				PatientId: rec.PatientId, Category: rec.Category, Sha256: rec.CiphertextSha256, Size: rec.Size,
 			})
 			return true, nil
 		})
@@ -769,7 +769,7 @@ func (q *Querier) BlobRefs(_ context.Context, req *emrv1.QueryBlobRefsRequest) (
 		}
 		resp.Refs = append(resp.Refs, &emrv1.BlobRef{
 			Ref:       BlobRefName(BlobRefShare, sh.PatientId, sh.Sequence),
-			PatientId: sh.PatientId, Category: rec.Category, Sha256: sh.SharedSha256,
+			PatientId: sh.PatientId, Category: rec.Category, Sha256: sh.SharedSha256, Size: sh.Size,
 		})
 		return true, nil
 	})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"strconv"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -70,6 +71,7 @@ func (ctx *txContext) addRecord(m *emrv1.MsgAddRecord) error {
 	ctx.attrRecord(p.Id, rec.Sequence)
 	ctx.detail(CategoryAttribute, m.Category)
 	ctx.detailHex(BlobAttribute, m.CiphertextSha256)
+	ctx.detail(BlobSizeAttribute, strconv.FormatUint(m.Size, 10))
 	return firstError(
 		ctx.st.put(recordKey(p.Id, rec.Sequence), rec),
 		ctx.st.put(patientKey(p.Id), p),

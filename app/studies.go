@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"strconv"
 
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
@@ -113,6 +114,7 @@ func (ctx *txContext) shareRecord(m *emrv1.MsgShareRecord) error {
 	ctx.detailHex("sharer", ctx.tx.Signer)
 	ctx.detail(CategoryAttribute, rec.Category)
 	ctx.detailHex(BlobAttribute, m.SharedSha256)
+	ctx.detail(BlobSizeAttribute, strconv.FormatUint(m.Size, 10))
 	return firstError(
 		ctx.st.put(shareKey(p.Id, share.Sequence), share),
 		ctx.st.put(patientKey(p.Id), p),

@@ -504,7 +504,7 @@ func TestSidecarAgainstNode(t *testing.T) {
 			t.Fatal(err)
 		}
 		if len(blocks) < 2 || blocks[0].Height != h-1 || blocks[1].Height != h || len(blocks[0].Blobs) != 0 ||
-			len(blocks[1].Blobs) != 1 || blocks[1].Blobs[0].Sum != lsum {
+			len(blocks[1].Blobs) != 1 || blocks[1].Blobs[0].Key.Sum != lsum || blocks[1].Blobs[0].Size != added.GetAddRecord().Size {
 			t.Fatalf("BlockBlobs(%d, 3) = %+v, want block %d with blob %x only", h-1, blocks, h, lsum)
 		}
 		store, err := blobstore.OpenFS(filepath.Join(chain.home, "data", "blobs"))

@@ -54,10 +54,28 @@ type Head struct {
 type BlockBlobs struct {
 	Height int64
 	Time   time.Time
-	// Blobs are the store keys of the blobs the block's successful
-	// transactions reference: each blob's SHA-256 under the patient and
-	// category of its record (BlobKeys).
-	Blobs []blobstore.Key
+	// Blobs are the blobs the block's successful transactions reference:
+	// each blob's SHA-256 under the patient and category of its record
+	// (ResultBlobs).
+	Blobs []CommittedBlob
+}
+
+// CommittedBlob is a blob a committed record or share references: its
+// store key, and its size in bytes as the record or share gives it, which
+// the chain held to params.max_blob_bytes when it committed (0: not
+// known, an index entry written before sizes were kept).
+type CommittedBlob struct {
+	Key  blobstore.Key
+	Size uint64
+}
+
+// blobKeys are the store keys of blobs.
+func blobKeys(blobs []CommittedBlob) []blobstore.Key {
+	keys := make([]blobstore.Key, len(blobs))
+	for i, b := range blobs {
+		keys[i] = b.Key
+	}
+	return keys
 }
 
 // StateBlobs is one page of the blobs that the records and shares in the
@@ -65,9 +83,9 @@ type BlockBlobs struct {
 type StateBlobs struct {
 	// Height is the height of the state the page was read from.
 	Height int64
-	// Blobs are the store keys: each blob's SHA-256 under the patient and
-	// category it is filed under.
-	Blobs []blobstore.Key
+	// Blobs are each blob's SHA-256 under the patient and category it is
+	// filed under, and its size.
+	Blobs []CommittedBlob
 	// Next is where the next page starts; empty after the last page.
 	Next string
 }
@@ -88,8 +106,8 @@ type ChainView interface {
 	Share(ctx context.Context, patientID []byte, sequence uint64) (*emrv1.Share, error)
 	// BlockBlobs lists committed blocks from height from on, oldest first
 	// and at most max of them (fewer when the chain is shorter): each
-	// block's time and the key of every blob its successful transactions
-	// reference (AddRecord, ShareRecord; BlobKeys reads them from the
+	// block's time and the key and size of every blob its successful
+	// transactions reference (AddRecord, ShareRecord; ResultBlobs reads them from the
 	// transactions' results). The sweep builds its reference index from it.
 	BlockBlobs(ctx context.Context, from int64, max int) ([]BlockBlobs, error)
 	// StateBlobs lists one page of the blobs that the records and shares in
@@ -258,7 +276,7 @@ func nodeBlockBlobs(ctx context.Context, c NodeClient, from int64, max int) ([]B
 			if len(res.TxResults) != m.NumTxs {
 				return nil, fmt.Errorf("block blobs: block %d has %d transactions but %d results", want, m.NumTxs, len(res.TxResults))
 			}
-			if b.Blobs, err = BlobKeys(res.TxResults); err != nil {
+			if b.Blobs, err = ResultBlobs(res.TxResults); err != nil {
 				return nil, fmt.Errorf("block blobs: block %d: %w", want, err)
 			}
 		}
@@ -284,14 +302,15 @@ func blockResults(ctx context.Context, c rpcclient.SignClient, h, last int64) (*
 	}
 }
 
-// BlobKeys are the store keys of the blobs named by the successful
-// transactions of a block's results: each event of type app.EventType that
-// names a blob (app.BlobAttribute) also names the patient
-// (app.PatientAttribute) and the data category (app.CategoryAttribute) the
-// blob is filed under. An event that names a blob without exactly one
-// patient and one category is an error: the index must not guess.
-func BlobKeys(results []*abci.ExecTxResult) ([]blobstore.Key, error) {
-	var keys []blobstore.Key
+// ResultBlobs are the blobs named by the successful transactions of a
+// block's results: each event of type app.EventType that names a blob
+// (app.BlobAttribute) also names the patient (app.PatientAttribute) and the
+// data category (app.CategoryAttribute) the blob is filed under, and its
+// size (app.BlobSizeAttribute, one per blob). An event that names a blob
+// without exactly one patient and one category, or with sizes that are
+// not one decimal number per blob, is an error: the index must not guess.
+func ResultBlobs(results []*abci.ExecTxResult) ([]CommittedBlob, error) {
+	var blobs []CommittedBlob
 	for i, r := range results {
 		if r == nil || r.Code != 0 {
 			continue
@@ -300,7 +319,7 @@ func BlobKeys(results []*abci.ExecTxResult) ([]blobstore.Key, error) {
 			if ev.Type != app.EventType {
 				continue
 			}
-			var sums, patients, categories []string
+			var sums, sizes, patients, categories []string
 			shared := false
 			for _, a := range ev.Attributes {
 				switch a.Key {
@@ -308,6 +327,8 @@ func BlobKeys(results []*abci.ExecTxResult) ([]blobstore.Key, error) {
 					shared = shared || a.Value == shareAction
 				case app.BlobAttribute:
 					sums = append(sums, a.Value)
+				case app.BlobSizeAttribute:
+					sizes = append(sizes, a.Value)
 				case app.PatientAttribute:
 					patients = append(patients, a.Value)
 				case app.CategoryAttribute:
@@ -328,16 +349,24 @@ func BlobKeys(results []*abci.ExecTxResult) ([]blobstore.Key, error) {
 			if err != nil || len(patientID) != patientIDSize {
 				return nil, fmt.Errorf("transaction %d: event attribute %s.%s %q is not a patient id", i, app.EventType, app.PatientAttribute, patients[0])
 			}
-			for _, v := range sums {
+			if len(sizes) != len(sums) {
+				return nil, fmt.Errorf("transaction %d: an %s event names %d blobs and %d sizes (%s): want one size per blob",
+					i, app.EventType, len(sums), len(sizes), app.BlobSizeAttribute)
+			}
+			for j, v := range sums {
 				sum, err := blobstore.ParseSum(v)
 				if err != nil {
 					return nil, fmt.Errorf("transaction %d: event attribute %s.%s: %w", i, app.EventType, app.BlobAttribute, err)
 				}
-				keys = append(keys, blobKeyOf(shared, patientID, categories[0], sum))
+				size, ok := parseDecimal(sizes[j])
+				if !ok {
+					return nil, fmt.Errorf("transaction %d: event attribute %s.%s %q is not a size in bytes", i, app.EventType, app.BlobSizeAttribute, sizes[j])
+				}
+				blobs = append(blobs, CommittedBlob{blobKeyOf(shared, patientID, categories[0], sum), uint64(size)})
 			}
 		}
 	}
-	return keys, nil
+	return blobs, nil
 }
 
 // abciQuery runs one Query method over ABCI at the latest committed height.
@@ -470,7 +499,7 @@ func (v *queryView) StateBlobs(ctx context.Context, after string) (StateBlobs, e
 				r.Ref, len(r.PatientId), len(r.Sha256), r.Category)
 		}
 		shared := strings.HasPrefix(r.Ref, app.BlobRefShare+"/")
-		page.Blobs = append(page.Blobs, blobKeyOf(shared, r.PatientId, r.Category, [sha256.Size]byte(r.Sha256)))
+		page.Blobs = append(page.Blobs, CommittedBlob{blobKeyOf(shared, r.PatientId, r.Category, [sha256.Size]byte(r.Sha256)), r.Size})
 	}
 	return page, nil
 }

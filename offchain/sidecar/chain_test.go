@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +22,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/emrchain/emrchain/app"
-	"github.com/emrchain/emrchain/offchain/blobstore"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -90,8 +90,12 @@ func (n *fakeNode) BlockResults(_ context.Context, h *int64) (*ctypes.ResultBloc
 	return &ctypes.ResultBlockResults{Height: *h, TxResults: n.results[*h]}, nil
 }
 
+// blobTxSize is the size blobTx gives every blob.
+const blobTxSize = 4096
+
 // blobTx is the result of a transaction whose event names patient,
-// category (each left out when empty) and the blobs sums.
+// category (each left out when empty) and the blobs sums, each of
+// blobTxSize bytes.
 func blobTx(code uint32, evType string, patient []byte, category string, sums ...string) *abci.ExecTxResult {
 	ev := abci.Event{Type: evType, Attributes: []abci.EventAttribute{{Key: "action", Value: "AddRecord", Index: true}}}
 	if patient != nil {
@@ -101,7 +105,8 @@ func blobTx(code uint32, evType string, patient []byte, category string, sums ..
 		ev.Attributes = append(ev.Attributes, abci.EventAttribute{Key: app.CategoryAttribute, Value: category})
 	}
 	for _, s := range sums {
-		ev.Attributes = append(ev.Attributes, abci.EventAttribute{Key: app.BlobAttribute, Value: s})
+		ev.Attributes = append(ev.Attributes, abci.EventAttribute{Key: app.BlobAttribute, Value: s},
+			abci.EventAttribute{Key: app.BlobSizeAttribute, Value: strconv.Itoa(blobTxSize)})
 	}
 	return &abci.ExecTxResult{Code: code, Events: []abci.Event{ev}}
 }
@@ -124,7 +129,7 @@ func TestNodeBlockBlobs(t *testing.T) {
 			5: {blobTx(0, app.EventType, pb, "imaging", hx(b)), blobTx(7, app.EventType, pb, "lab", hx(c)), blobTx(0, "other", pb, "lab", hx(c))},
 		},
 	}
-	ka, kb := BlobKey(pa, "lab", a), BlobKey(pb, "imaging", b)
+	ka, kb := CommittedBlob{BlobKey(pa, "lab", a), blobTxSize}, CommittedBlob{BlobKey(pb, "imaging", b), blobTxSize}
 	got, err := nodeBlockBlobs(ctx, n, 2, 100)
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +137,7 @@ func TestNodeBlockBlobs(t *testing.T) {
 	if len(got) != 20 || got[0].Height != 2 || got[19].Height != 21 || !got[0].Time.Equal(time.Unix(2, 0)) {
 		t.Fatalf("blocks %d-%d (%d), want 2-21", got[0].Height, got[len(got)-1].Height, len(got))
 	}
-	if !slices.Equal(got[1].Blobs, []blobstore.Key{ka}) || !slices.Equal(got[3].Blobs, []blobstore.Key{kb}) {
+	if !slices.Equal(got[1].Blobs, []CommittedBlob{ka}) || !slices.Equal(got[3].Blobs, []CommittedBlob{kb}) {
 		t.Fatalf("blobs of block 3: %v, of block 5: %v", got[1].Blobs, got[3].Blobs)
 	}
 	for _, blk := range got {
@@ -158,6 +163,17 @@ func TestNodeBlockBlobs(t *testing.T) {
 		"two categories": {func(n *fakeNode) {
 			n.results[3][0] = twoOf(blobTx(0, app.EventType, pa, "lab", hx(a)), app.CategoryAttribute, "imaging")
 		}, "want one of each"},
+		"no size": {func(n *fakeNode) {
+			n.results[3][0] = blobTx(0, app.EventType, pa, "lab", hx(a))
+			n.results[3][0].Events[0].Attributes = slices.DeleteFunc(n.results[3][0].Events[0].Attributes, func(a abci.EventAttribute) bool { return a.Key == app.BlobSizeAttribute })
+		}, "want one size per blob"},
+		"two sizes": {func(n *fakeNode) {
+			n.results[3][0] = twoOf(blobTx(0, app.EventType, pa, "lab", hx(a)), app.BlobSizeAttribute, "7")
+		}, "want one size per blob"},
+		"bad size": {func(n *fakeNode) {
+			n.results[3][0] = blobTx(0, app.EventType, pa, "lab", hx(a))
+			n.results[3][0].Events[0].Attributes[len(n.results[3][0].Events[0].Attributes)-1].Value = "-1"
+		}, "is not a size in bytes"},
 		"pruned":  {func(n *fakeNode) { n.base = 4 }, "did not return block 2"},
 		"results": {func(n *fakeNode) { n.resultsErr = errors.New("discarded") }, "block_results 3"},
 		"count":   {func(n *fakeNode) { n.numTxs[5] = 4 }, "4 transactions but 3 results"},
@@ -171,7 +187,7 @@ func TestNodeBlockBlobs(t *testing.T) {
 	}
 	// The latest block's results are not stored yet: asked again.
 	n.last, n.lagging, n.asked = 5, 2, nil
-	if got, err := nodeBlockBlobs(ctx, n, 3, 3); err != nil || len(got) != 3 || !slices.Equal(got[2].Blobs, []blobstore.Key{kb}) {
+	if got, err := nodeBlockBlobs(ctx, n, 3, 3); err != nil || len(got) != 3 || !slices.Equal(got[2].Blobs, []CommittedBlob{kb}) {
 		t.Fatalf("latest block's results lagging: %+v %v", got, err)
 	}
 	if !slices.Equal(n.asked, []int64{3, 5, 5, 5}) {
@@ -191,16 +207,16 @@ func TestBlobKeysOfShares(t *testing.T) {
 	share := blobTx(0, app.EventType, pid, "lab", hex.EncodeToString(sum[:]))
 	share.Events[0].Attributes[0].Value = shareAction
 	record := blobTx(0, app.EventType, pid, "lab", hex.EncodeToString(sum[:]))
-	keys, err := BlobKeys([]*abci.ExecTxResult{share, record})
-	if err != nil || !slices.Equal(keys, []blobstore.Key{SharedBlobKey(pid, "lab", sum), BlobKey(pid, "lab", sum)}) {
+	keys, err := ResultBlobs([]*abci.ExecTxResult{share, record})
+	if err != nil || !slices.Equal(keys, []CommittedBlob{{SharedBlobKey(pid, "lab", sum), blobTxSize}, {BlobKey(pid, "lab", sum), blobTxSize}}) {
 		t.Fatalf("keys of a share and a record of the same bytes: %v, %v", keys, err)
 	}
 	if SharedBlobKey(pid, "lab", sum) == BlobKey(pid, "lab", sum) {
 		t.Fatal("a share's blob and a record's are filed alike")
 	}
 	refs := &emrv1.QueryBlobRefsResponse{Height: 9, Refs: []*emrv1.BlobRef{
-		{Ref: "share/x/1", PatientId: pid, Category: "lab", Sha256: sum[:]},
-		{Ref: "record/x/1", PatientId: pid, Category: "lab", Sha256: sum[:]},
+		{Ref: "share/x/1", PatientId: pid, Category: "lab", Sha256: sum[:], Size: blobTxSize},
+		{Ref: "record/x/1", PatientId: pid, Category: "lab", Sha256: sum[:], Size: blobTxSize},
 	}}
 	page, err := NewQueryChainView(func(_ context.Context, _ string, _, out proto.Message) error {
 		proto.Merge(out, refs)
@@ -223,7 +239,7 @@ func twoOf(r *abci.ExecTxResult, key, value string) *abci.ExecTxResult {
 // 32-byte patient id, a 32-byte SHA-256 or a category.
 func TestQueryViewStateBlobs(t *testing.T) {
 	pid, sum := bytes.Repeat([]byte{7}, patientIDSize), sha256.Sum256([]byte("c"))
-	good := &emrv1.BlobRef{Ref: "record/x/1", PatientId: pid, Category: "imaging", Sha256: sum[:]}
+	good := &emrv1.BlobRef{Ref: "record/x/1", PatientId: pid, Category: "imaging", Sha256: sum[:], Size: 77}
 	view := func(resp *emrv1.QueryBlobRefsResponse) ChainView {
 		return NewQueryChainView(func(_ context.Context, method string, _, out proto.Message) error {
 			if method != "BlobRefs" {
@@ -234,7 +250,7 @@ func TestQueryViewStateBlobs(t *testing.T) {
 		}, nil, nil)
 	}
 	page, err := view(&emrv1.QueryBlobRefsResponse{Height: 9, Next: "record/x/1", Refs: []*emrv1.BlobRef{good}}).StateBlobs(context.Background(), "")
-	if err != nil || page.Height != 9 || page.Next != "record/x/1" || !slices.Equal(page.Blobs, []blobstore.Key{BlobKey(pid, "imaging", sum)}) {
+	if err != nil || page.Height != 9 || page.Next != "record/x/1" || !slices.Equal(page.Blobs, []CommittedBlob{{BlobKey(pid, "imaging", sum), 77}}) {
 		t.Fatalf("page %+v, %v", page, err)
 	}
 	with := func(f func(*emrv1.BlobRef)) *emrv1.BlobRef {

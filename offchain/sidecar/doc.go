@@ -201,8 +201,9 @@
 // digest, and SHA-256) of every blob named by a successful transaction of a
 // committed block (the event attributes emrchain.blob, emrchain.patient and
 // emrchain.category of AddRecord and ShareRecord, read from block results;
-// ChainView.BlockBlobs, BlobKeys), with the height and block time it is
-// complete through. It lives in a pebble database under
+// ChainView.BlockBlobs, ResultBlobs), with the largest size a record or
+// share gives the blob (emrchain.blob_size), and the height and block time
+// it is complete through. It lives in a pebble database under
 // Options.RefIndexDir, or in memory (read again at each start); each page
 // of blocks is one synced batch with the new cursor, so a crash never
 // leaves the cursor ahead of its sums.

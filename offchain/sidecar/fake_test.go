@@ -12,7 +12,6 @@ import (
 	"github.com/cometbft/cometbft/crypto/ed25519"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/emrchain/emrchain/offchain/blobstore"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -213,7 +212,7 @@ func (f *fakeChain) blockBlobs(_ context.Context, from int64, max int) ([]BlockB
 		b := BlockBlobs{Height: h, Time: f.times[h]}
 		for _, r := range f.records {
 			if r.Height == h {
-				b.Blobs = append(b.Blobs, BlobKey(r.PatientId, r.Category, [32]byte(r.CiphertextSha256)))
+				b.Blobs = append(b.Blobs, CommittedBlob{BlobKey(r.PatientId, r.Category, [32]byte(r.CiphertextSha256)), r.Size})
 			}
 		}
 		for _, s := range f.shares {
@@ -222,7 +221,7 @@ func (f *fakeChain) blockBlobs(_ context.Context, from int64, max int) ([]BlockB
 			}
 			for _, r := range f.records {
 				if bytes.Equal(r.PatientId, s.PatientId) && r.Sequence == s.RecordSequence {
-					b.Blobs = append(b.Blobs, BlobKey(s.PatientId, r.Category, [32]byte(s.SharedSha256)))
+					b.Blobs = append(b.Blobs, CommittedBlob{BlobKey(s.PatientId, r.Category, [32]byte(s.SharedSha256)), s.Size})
 				}
 			}
 		}
@@ -244,14 +243,14 @@ func (f *fakeChain) StateBlobs(_ context.Context, after string) (StateBlobs, err
 	if err := f.check(); err != nil {
 		return StateBlobs{}, err
 	}
-	var all []blobstore.Key
+	var all []CommittedBlob
 	for _, r := range f.records {
-		all = append(all, BlobKey(r.PatientId, r.Category, [32]byte(r.CiphertextSha256)))
+		all = append(all, CommittedBlob{BlobKey(r.PatientId, r.Category, [32]byte(r.CiphertextSha256)), r.Size})
 	}
 	for _, s := range f.shares {
 		for _, r := range f.records {
 			if bytes.Equal(r.PatientId, s.PatientId) && r.Sequence == s.RecordSequence {
-				all = append(all, BlobKey(s.PatientId, r.Category, [32]byte(s.SharedSha256)))
+				all = append(all, CommittedBlob{BlobKey(s.PatientId, r.Category, [32]byte(s.SharedSha256)), s.Size})
 			}
 		}
 	}

@@ -108,7 +108,7 @@ func TestPendingQuotaRules(t *testing.T) {
 				t.Fatal(err)
 			}
 			key := func(k byte) blobstore.Key { return blobstore.Key{Sum: blobstore.Sum{k}} }
-			if _, err := refs.add(refCursor{}, []BlockBlobs{{Height: 1, Blobs: []blobstore.Key{key(9)}}}); err != nil {
+			if _, err := refs.add(refCursor{}, []BlockBlobs{{Height: 1, Blobs: []CommittedBlob{{Key: key(9)}}}}); err != nil {
 				t.Fatal(err)
 			}
 			q := newPendingQuota(tc.perSigner, tc.patients, tc.total, store, refs, nil)
@@ -131,7 +131,7 @@ func TestPendingQuotaRules(t *testing.T) {
 				case release:
 					q.release(held[s.key])
 				case reference:
-					if _, err := refs.add(refs.cur, []BlockBlobs{{Height: refs.cur.Height + 1, Blobs: []blobstore.Key{key(s.key)}}}); err != nil {
+					if _, err := refs.add(refs.cur, []BlockBlobs{{Height: refs.cur.Height + 1, Blobs: []CommittedBlob{{Key: key(s.key)}}}}); err != nil {
 						t.Fatal(err)
 					}
 				case sweep:

@@ -66,6 +66,7 @@ func FuzzDecodeRefIndexMeta(f *testing.F) {
 		refCursor{Height: -1}.encode(),
 		(&scrubProgress{Start: blobstore.Key{Owner: blobstore.Owner{1}}, Done: blobstore.Key{Sum: blobstore.Sum{2}}, Wrapped: true}).encode(),
 		(&scrubProgress{}).encode(),
+		encodeRefSize(56000),
 		{1, 2, 3},
 		nil,
 	} {
@@ -86,6 +87,9 @@ func FuzzDecodeRefIndexMeta(f *testing.F) {
 			if back := prog.encode(); !bytes.Equal(back, v) {
 				t.Fatalf("scrub progress %x decodes as %+v, which encodes as %x", v, prog, back)
 			}
+		}
+		if size := decodeRefSize(v); size != 0 && !bytes.Equal(encodeRefSize(size), v) {
+			t.Fatalf("a blob entry %x reads as size %d, which encodes as %x", v, size, encodeRefSize(size))
 		}
 	})
 }

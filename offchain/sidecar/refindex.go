@@ -178,6 +178,31 @@ func (x *refIndex) behind(head Head) (bool, error) {
 	return err == nil && cur.Height < head.Height, err
 }
 
+// size is the largest size a committed record or share has given the blob
+// key (0: none the index has read, or an entry written before sizes were
+// kept).
+func (x *refIndex) size(key blobstore.Key) (uint64, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.db == nil {
+		return 0, errRefIndexClosed
+	}
+	v, err := x.db.Get(refBlobKey(key))
+	return decodeRefSize(v), err
+}
+
+// encodeRefSize is a blob entry's value: its size, 8 bytes big-endian.
+// Entries written before sizes were kept hold one byte, 1.
+func encodeRefSize(size uint64) []byte { return binary.BigEndian.AppendUint64(nil, size) }
+
+// decodeRefSize reads encodeRefSize: 0 for an older entry, or none.
+func decodeRefSize(v []byte) uint64 {
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
 // has reports whether a block the index has read referenced the blob key.
 func (x *refIndex) has(key blobstore.Key) (bool, error) {
 	x.mu.Lock()
@@ -397,25 +422,25 @@ func (x *refIndex) seed(ctx context.Context, chain ChainView, head Head, log Log
 // add writes blocks, which must directly follow cur, as one synced batch:
 // their blob keys and the new cursor; then it tells onAdd.
 func (x *refIndex) add(cur refCursor, blocks []BlockBlobs) (refCursor, error) {
-	var keys []blobstore.Key
+	var blobs []CommittedBlob
 	for i, b := range blocks {
 		if want := cur.Height + 1 + int64(i); b.Height != want {
 			return cur, fmt.Errorf("the chain listed block %d where block %d was expected", b.Height, want)
 		}
-		keys = append(keys, b.Blobs...)
+		blobs = append(blobs, b.Blobs...)
 	}
 	last := blocks[len(blocks)-1]
 	next := refCursor{Height: last.Height, Time: last.Time}
-	if err := x.putBlocks(keys, next); err != nil {
+	if err := x.putBlocks(blobs, next); err != nil {
 		return cur, fmt.Errorf("blocks %d-%d: %w", blocks[0].Height, last.Height, err)
 	}
 	return next, nil
 }
 
-// putBlocks writes the blob keys of a run of blocks and the cursor past
-// them, next, as one synced batch (it ends any seed).
-func (x *refIndex) putBlocks(keys []blobstore.Key, next refCursor) error {
-	return x.put(keys, true, func(b dbm.Batch) error {
+// putBlocks writes the blobs of a run of blocks and the cursor past them,
+// next, as one synced batch (it ends any seed).
+func (x *refIndex) putBlocks(blobs []CommittedBlob, next refCursor) error {
+	return x.put(blobs, true, func(b dbm.Batch) error {
 		if err := b.Set(refCursorKey, next.encode()); err != nil {
 			return err
 		}
@@ -423,25 +448,29 @@ func (x *refIndex) putBlocks(keys []blobstore.Key, next refCursor) error {
 	}, func() { x.cur = next })
 }
 
-// putSeedPage writes the blob keys of one page of a seed and the seed's
+// putSeedPage writes the blobs of one page of a seed and the seed's
 // progress, unsynced: the cursor a seed ends with is written synced.
-func (x *refIndex) putSeedPage(keys []blobstore.Key, prog seedProgress) error {
-	return x.put(keys, false, func(b dbm.Batch) error { return b.Set(refSeedKey, prog.encode()) }, nil)
+func (x *refIndex) putSeedPage(blobs []CommittedBlob, prog seedProgress) error {
+	return x.put(blobs, false, func(b dbm.Batch) error { return b.Set(refSeedKey, prog.encode()) }, nil)
 }
 
-// put writes keys and what meta adds as one batch (synced if sync), runs
+// put writes blobs and what meta adds as one batch (synced if sync), runs
 // done under the index's lock once it is written, then tells onAdd.
-func (x *refIndex) put(keys []blobstore.Key, sync bool, meta func(dbm.Batch) error, done func()) error {
-	if err := x.writeBatch(keys, sync, meta, done); err != nil {
+func (x *refIndex) put(blobs []CommittedBlob, sync bool, meta func(dbm.Batch) error, done func()) error {
+	if err := x.writeBatch(blobs, sync, meta, done); err != nil {
 		return err
 	}
 	if x.onAdd != nil {
-		x.onAdd(keys)
+		x.onAdd(blobKeys(blobs))
 	}
 	return nil
 }
 
-func (x *refIndex) writeBatch(keys []blobstore.Key, sync bool, meta func(dbm.Batch) error, done func()) error {
+// writeBatch writes each blob's key with the largest size a record or
+// share has given it (refSize): records of one patient and category that
+// name the same SHA-256 name the same bytes, and only a writer's mistake
+// gives them two sizes; the larger bounds a copy (size).
+func (x *refIndex) writeBatch(blobs []CommittedBlob, sync bool, meta func(dbm.Batch) error, done func()) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.db == nil {
@@ -449,8 +478,19 @@ func (x *refIndex) writeBatch(keys []blobstore.Key, sync bool, meta func(dbm.Bat
 	}
 	batch := x.db.NewBatch()
 	defer batch.Close()
-	for _, key := range keys {
-		if err := batch.Set(refBlobKey(key), []byte{1}); err != nil {
+	sizes := make(map[blobstore.Key]uint64, len(blobs)) // the batch's own, not yet readable
+	for _, b := range blobs {
+		size, seen := sizes[b.Key]
+		if !seen {
+			v, err := x.db.Get(refBlobKey(b.Key))
+			if err != nil {
+				return fmt.Errorf("reference index: %w", err)
+			}
+			size = decodeRefSize(v)
+		}
+		size = max(size, b.Size)
+		sizes[b.Key] = size
+		if err := batch.Set(refBlobKey(b.Key), encodeRefSize(size)); err != nil {
 			return fmt.Errorf("reference index: %w", err)
 		}
 	}

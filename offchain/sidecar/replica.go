@@ -647,10 +647,12 @@ func (s *Server) ReplicatePass(ctx context.Context) (ReplicaReport, error) {
 	}
 }
 
-// replicate copies key's blob, of at most maxSize bytes (the chain's
-// params.max_blob_bytes), from the first peer that serves it, unless the
-// store holds a copy (n is then 0: the scrub, or a GET, checks that
-// copy). n is the bytes copied.
+// replicate copies key's blob from the first peer that serves it, unless
+// the store holds a copy (n is then 0: the scrub, or a GET, checks that
+// copy). n is the bytes copied. The blob may have at most maxSize bytes
+// (the chain's params.max_blob_bytes), or as many as its records give it
+// (the reference index): one committed before the consortium lowered the
+// limit is copied all the same.
 func (s *Server) replicate(ctx context.Context, key blobstore.Key, maxSize uint64) (n int64, err error) {
 	// Locked like an upload or a read-through, so that a drop of a damaged
 	// copy never deletes the one kept here.
@@ -664,6 +666,11 @@ func (s *Server) replicate(ctx context.Context, key blobstore.Key, maxSize uint6
 	} else if !errors.Is(err, blobstore.ErrNotFound) {
 		return 0, &localStoreError{err}
 	}
+	committed, err := s.refs.size(key)
+	if err != nil {
+		return 0, fmt.Errorf("the blob's size in the reference index: %w", err)
+	}
+	maxSize = max(maxSize, committed)
 	var reasons []string
 	absent := true // every peer was asked and said it does not hold the blob
 	for _, peer := range s.opts.Peers {
@@ -751,7 +758,7 @@ func (s *Server) replicateOnce(ctx context.Context, peer string, key blobstore.K
 	case resp.ContentLength < 0:
 		return 0, errors.New("no Content-Length")
 	case maxSize > 0 && uint64(resp.ContentLength) > maxSize:
-		return 0, fmt.Errorf("it announces %d bytes, above the chain's limit of %d", resp.ContentLength, maxSize)
+		return 0, fmt.Errorf("it announces %d bytes, above the %d its records and the chain's limit allow", resp.ContentLength, maxSize)
 	}
 	rate := s.replicas.limit.perSecond
 	if rate <= 0 || rate > 1<<20 {

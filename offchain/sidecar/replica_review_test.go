@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cometbft/cometbft/crypto/ed25519"
+	dbm "github.com/cosmos/cosmos-db"
 
 	"github.com/emrchain/emrchain/offchain/blobstore"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
@@ -198,5 +199,62 @@ func TestMissingBlobsBackOff(t *testing.T) {
 		if err != nil || rep != want {
 			t.Fatalf("pass %d: %+v, %v; want %+v", i+1, rep, err, want)
 		}
+	}
+}
+
+// TestReplicaOfBlobAboveLoweredLimit: a blob committed while
+// params.max_blob_bytes allowed it stays a committed blob after the
+// consortium lowers the limit (the chain checks a size when the record
+// commits), and a storage service copies it: the copy is bounded by the
+// size its record gives it (the reference index), not only by today's
+// limit.
+func TestReplicaOfBlobAboveLoweredLimit(t *testing.T) {
+	e := newEnv(t, nil)
+	data := bytes.Repeat([]byte("encrypted whole-slide image "), 2000) // 56,000 bytes
+	key := committedBlob(t, e, data)
+	svc := e.chain.addMember("storage-b", emrv1.Role_ROLE_STORAGE_SERVICE, "hospital-b")
+	nameStorageOrgs(e, "hospital-b")
+	e.chain.edit(func() { e.chain.params.MaxBlobBytes = uint64(len(data)) / 2 })
+
+	_, b := peerOf(t, e, func(o *Options) { o.Storage = svc }, e.ts.URL)
+	rep, err := b.ReplicatePass(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Copied != 1 || !bytes.Equal(readStored(t, b, key), data) {
+		t.Fatalf("%+v: a committed blob larger than today's max_blob_bytes was not copied", rep)
+	}
+}
+
+// TestRefIndexKeepsTheLargestSize: the index keeps, per blob, the largest
+// size a committed record or share gives it (in one batch and across
+// batches), and reads an entry written before sizes were kept as size 0.
+func TestRefIndexKeepsTheLargestSize(t *testing.T) {
+	db := dbm.NewMemDB()
+	refs, err := newRefIndex(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, old := blobstore.Key{Sum: blobstore.Sum{1}}, blobstore.Key{Sum: blobstore.Sum{2}}, blobstore.Key{Sum: blobstore.Sum{3}}
+	if err := db.Set(refBlobKey(old), []byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := refs.add(refCursor{}, []BlockBlobs{{Height: 1, Blobs: []CommittedBlob{{a, 700}, {a, 900}, {a, 800}, {b, 50}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := refs.add(cur, []BlockBlobs{{Height: 2, Blobs: []CommittedBlob{{a, 100}, {b, 60}, {old, 0}}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		key  blobstore.Key
+		want uint64
+	}{{a, 900}, {b, 60}, {old, 0}, {blobstore.Key{Sum: blobstore.Sum{4}}, 0}} {
+		if got, err := refs.size(c.key); err != nil || got != c.want {
+			t.Errorf("size of %s = %d, %v; want %d", c.key, got, err, c.want)
+		}
+	}
+	if ok, err := refs.has(old); err != nil || !ok {
+		t.Fatalf("an entry written before sizes were kept: has = %v, %v", ok, err)
 	}
 }

@@ -198,7 +198,7 @@ func TestReplicatePass(t *testing.T) {
 		t.Fatalf("first failure %q does not say the bytes are not the blob", rep.FirstFailure)
 	}
 	huge = true
-	if _, err := c.replicate(context.Background(), keys[0], e.chain.params.MaxBlobBytes); err == nil || !bytes.Contains([]byte(err.Error()), []byte("above the chain's limit")) {
+	if _, err := c.replicate(context.Background(), keys[0], e.chain.params.MaxBlobBytes); err == nil || !bytes.Contains([]byte(err.Error()), []byte("above the 1048576 its records and the chain's limit allow")) {
 		t.Fatalf("a peer announcing more than max_blob_bytes: %v", err)
 	}
 	for _, k := range keys {

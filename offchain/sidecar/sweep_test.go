@@ -650,9 +650,9 @@ func TestRefIndexCrashConsistency(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, b := range blocks {
-			for _, k := range b.Blobs {
-				if ok, err := after.has(k); err != nil || !ok {
-					t.Fatalf("after write %d the cursor is at height %d but blob %s of block %d is missing", i, cur.Height, k, b.Height)
+			for _, blob := range b.Blobs {
+				if ok, err := after.has(blob.Key); err != nil || !ok {
+					t.Fatalf("after write %d the cursor is at height %d but blob %s of block %d is missing", i, cur.Height, blob.Key, b.Height)
 				}
 			}
 		}
@@ -678,7 +678,7 @@ func TestRefIndexSeedCrashConsistency(t *testing.T) {
 	}
 	var all []blobstore.Key
 	for page := state; ; {
-		all = append(all, page.Blobs...)
+		all = append(all, blobKeys(page.Blobs)...)
 		if page.Next == "" {
 			break
 		}

@@ -2540,7 +2540,9 @@ type BlobRef struct {
 	// of the record it shares.
 	Category string `protobuf:"bytes,3,opt,name=category,proto3" json:"category,omitempty"`
 	// SHA-256 of the ciphertext.
-	Sha256        []byte `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Sha256 []byte `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// Size of the ciphertext in bytes.
+	Size          uint64 `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2601,6 +2603,13 @@ func (x *BlobRef) GetSha256() []byte {
 		return x.Sha256
 	}
 	return nil
+}
+
+func (x *BlobRef) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
 }
 
 type QueryValidatorsRequest struct {
@@ -3329,13 +3338,14 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"\x04refs\x18\x01 \x03(\v2\x14.emrchain.v1.BlobRefR\x04refs\x12\x12\n" +
 	"\x04next\x18\x02 \x01(\tR\x04next\x12\x16\n" +
 	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
-	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"n\n" +
+	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"\x82\x01\n" +
 	"\aBlobRef\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x1d\n" +
 	"\n" +
 	"patient_id\x18\x02 \x01(\fR\tpatientId\x12\x1a\n" +
 	"\bcategory\x18\x03 \x01(\tR\bcategory\x12\x16\n" +
-	"\x06sha256\x18\x04 \x01(\fR\x06sha256\"\x18\n" +
+	"\x06sha256\x18\x04 \x01(\fR\x06sha256\x12\x12\n" +
+	"\x04size\x18\x05 \x01(\x04R\x04size\"\x18\n" +
 	"\x16QueryValidatorsRequest\"\xbd\x01\n" +
 	"\x17QueryValidatorsResponse\x126\n" +
 	"\n" +
