@@ -51,8 +51,9 @@ const BlobAttribute = "blob"
 
 // BlobSizeAttribute (unindexed, decimal) is the size in bytes of the
 // ciphertext BlobAttribute names, from the same event: a storage service
-// copies a committed blob of exactly that size, whatever
-// params.max_blob_bytes is when it copies (offchain/sidecar).
+// bounds its copy of the blob by it, so that a blob committed before the
+// consortium lowered params.max_blob_bytes is copied too
+// (offchain/sidecar).
 const BlobSizeAttribute = "blob_size"
 
 // PatientAttribute (indexed, lowercase hex) names the patient a transaction

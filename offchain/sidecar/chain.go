@@ -107,8 +107,9 @@ type ChainView interface {
 	// BlockBlobs lists committed blocks from height from on, oldest first
 	// and at most max of them (fewer when the chain is shorter): each
 	// block's time and the key and size of every blob its successful
-	// transactions reference (AddRecord, ShareRecord; ResultBlobs reads them from the
-	// transactions' results). The sweep builds its reference index from it.
+	// transactions reference (AddRecord, ShareRecord; ResultBlobs reads
+	// them from the transactions' results). The sweep builds its reference
+	// index from it.
 	BlockBlobs(ctx context.Context, from int64, max int) ([]BlockBlobs, error)
 	// StateBlobs lists one page of the blobs that the records and shares in
 	// the latest committed state reference (the Query service's BlobRefs),

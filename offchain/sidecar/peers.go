@@ -137,9 +137,10 @@ func (s *Server) fetchFromPeers(ctx context.Context, r *http.Request, signer sig
 // The forward asks for exactly what the member asked (r.URL.RequestURI():
 // the blob and the record or share it names), which the member's signature
 // covers. A peer that stops sending for peerIdle is cut off, so that the
-// next peer is asked while the member still waits. The store's Put takes an upload slot of the member, signer
-// (*slotRefusedError if none is free): the slots bound the Puts in flight
-// and their buffers, not the requests to peers.
+// next peer is asked while the member still waits. The store's Put takes
+// an upload slot of the member, signer (*slotRefusedError if none is
+// free): the slots bound the Puts in flight and their buffers, not the
+// requests to peers.
 func (s *Server) fetchFromPeer(ctx context.Context, peer string, r *http.Request, signer signerAddr, patient bool, blob servedBlob) error {
 	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
 	defer cancel()

@@ -467,9 +467,9 @@ func (x *refIndex) put(blobs []CommittedBlob, sync bool, meta func(dbm.Batch) er
 }
 
 // writeBatch writes each blob's key with the largest size a record or
-// share has given it (refSize): records of one patient and category that
-// name the same SHA-256 name the same bytes, and only a writer's mistake
-// gives them two sizes; the larger bounds a copy (size).
+// share has given it (encodeRefSize): records of one patient and category
+// that name the same SHA-256 name the same bytes, and only a writer's
+// mistake gives them two sizes; the larger bounds a copy (size).
 func (x *refIndex) writeBatch(blobs []CommittedBlob, sync bool, meta func(dbm.Batch) error, done func()) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
