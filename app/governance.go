@@ -664,12 +664,7 @@ func (ctx *txContext) applyChange(change *emrv1.ConsortiumChange) error {
 	case *emrv1.ConsortiumChange_RetireOrganization:
 		return ctx.retireOrganization(c.RetireOrganization.OrganizationId)
 	case *emrv1.ConsortiumChange_SetParams:
-		set := c.SetParams
-		if err := ctx.st.setParamsChanges(set.FromChanges + 1); err != nil {
-			return err
-		}
-		ctx.paramsChanged = true
-		return ctx.st.put(keyParams, set.Params)
+		return ctx.changeParams(c.SetParams.Params, c.SetParams.FromChanges)
 	}
 	return fmt.Errorf("%w: unhandled change %T", ErrInvalidMsg, change.GetChange())
 }
@@ -734,6 +729,13 @@ func (ctx *txContext) dropStorageOrganization(id string) error {
 	next := proto.Clone(current).(*emrv1.Params)
 	next.StorageOrganizations = slices.Delete(next.StorageOrganizations, i, i+1)
 	next.StorageCopies = min(next.StorageCopies, uint32(len(next.StorageOrganizations)))
+	return ctx.changeParams(next, changes)
+}
+
+// changeParams stores next as the params, changes having been made before
+// (the params change counter, which moves on by one: a params proposal
+// made before is overtaken), and has the block pick them up at its end.
+func (ctx *txContext) changeParams(next *emrv1.Params, changes uint64) error {
 	if err := ctx.st.setParamsChanges(changes + 1); err != nil {
 		return err
 	}
