@@ -172,7 +172,7 @@ func TestGrantsPaged(t *testing.T) {
 
 // TestBlobRefsPaged: BlobRefs lists every record's ciphertext, then every
 // share's, each exactly once and under the category it is filed under (a
-// share's: its record's), in pages of at most limit whose next is the last
+// share's: its record's) with its size, in pages of at most limit whose next is the last
 // reference of a full page with more after it; a malformed after is
 // refused.
 func TestBlobRefsPaged(t *testing.T) {
@@ -182,7 +182,10 @@ func TestBlobRefsPaged(t *testing.T) {
 	c.Must(regA, apptest.RegisterMember(doc, emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA))
 	c.Must(regR, apptest.RegisterMember(pi, emrv1.Role_ROLE_RESEARCHER, apptest.Research))
 	c.Must(regR, apptest.RegisterStudy("refs-study", pi))
-	type ref struct{ name, patient, category, sum string }
+	type ref struct {
+		name, patient, category, sum string
+		size                         uint64
+	}
 	var records, shares []ref
 	for i, categories := range [][]string{{"imaging", "lab-results"}, {"lab-results"}, {"imaging", "imaging", "lab-results"}} {
 		p := apptest.NewActor(fmt.Sprintf("refs-patient-%d", i))
@@ -194,13 +197,13 @@ func TestBlobRefsPaged(t *testing.T) {
 		for j, cat := range categories {
 			msg := apptest.AddRecord(id, cat, fmt.Sprintf("refs-%d-%d", i, j))
 			c.Must(p, msg)
-			records = append(records, ref{app.BlobRefName(app.BlobRefRecord, id, uint64(j+1)), hexOf(id), cat, hexOf(msg.GetAddRecord().CiphertextSha256)})
+			records = append(records, ref{app.BlobRefName(app.BlobRefRecord, id, uint64(j+1)), hexOf(id), cat, hexOf(msg.GetAddRecord().CiphertextSha256), msg.GetAddRecord().Size})
 		}
 		if i != 1 {
 			last := uint64(len(categories))
 			msg := apptest.Share(id, last, "refs-study", i == 0)
 			c.Must(doc, msg)
-			shares = append(shares, ref{app.BlobRefName(app.BlobRefShare, id, 1), hexOf(id), categories[last-1], hexOf(msg.GetShareRecord().SharedSha256)})
+			shares = append(shares, ref{app.BlobRefName(app.BlobRefShare, id, 1), hexOf(id), categories[last-1], hexOf(msg.GetShareRecord().SharedSha256), msg.GetShareRecord().Size})
 		}
 	}
 	byName := func(a, b ref) int { return strings.Compare(a.name, b.name) }
@@ -213,7 +216,7 @@ func TestBlobRefsPaged(t *testing.T) {
 		err := c.TryQuery("BlobRefs", &emrv1.QueryBlobRefsRequest{After: after, Limit: limit}, &resp)
 		var refs []ref
 		for _, r := range resp.Refs {
-			refs = append(refs, ref{r.Ref, hexOf(r.PatientId), r.Category, hexOf(r.Sha256)})
+			refs = append(refs, ref{r.Ref, hexOf(r.PatientId), r.Category, hexOf(r.Sha256), r.Size})
 		}
 		return refs, resp.Next, err
 	}

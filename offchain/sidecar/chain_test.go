@@ -163,20 +163,12 @@ func TestNodeBlockBlobs(t *testing.T) {
 		"two categories": {func(n *fakeNode) {
 			n.results[3][0] = twoOf(blobTx(0, app.EventType, pa, "lab", hx(a)), app.CategoryAttribute, "imaging")
 		}, "want one of each"},
-		"no size": {func(n *fakeNode) {
-			n.results[3][0] = blobTx(0, app.EventType, pa, "lab", hx(a))
-			n.results[3][0].Events[0].Attributes = slices.DeleteFunc(n.results[3][0].Events[0].Attributes, func(a abci.EventAttribute) bool { return a.Key == app.BlobSizeAttribute })
-		}, "want one size per blob"},
-		"two sizes": {func(n *fakeNode) {
-			n.results[3][0] = twoOf(blobTx(0, app.EventType, pa, "lab", hx(a)), app.BlobSizeAttribute, "7")
-		}, "want one size per blob"},
-		"bad size": {func(n *fakeNode) {
-			n.results[3][0] = blobTx(0, app.EventType, pa, "lab", hx(a))
-			n.results[3][0].Events[0].Attributes[len(n.results[3][0].Events[0].Attributes)-1].Value = "-1"
-		}, "is not a size in bytes"},
-		"pruned":  {func(n *fakeNode) { n.base = 4 }, "did not return block 2"},
-		"results": {func(n *fakeNode) { n.resultsErr = errors.New("discarded") }, "block_results 3"},
-		"count":   {func(n *fakeNode) { n.numTxs[5] = 4 }, "4 transactions but 3 results"},
+		"no size":   {func(n *fakeNode) { n.results[3][0] = sizedBlobTx(pa, hx(a)) }, "want one size per blob"},
+		"two sizes": {func(n *fakeNode) { n.results[3][0] = sizedBlobTx(pa, hx(a), "7", "7") }, "want one size per blob"},
+		"bad size":  {func(n *fakeNode) { n.results[3][0] = sizedBlobTx(pa, hx(a), "-1") }, "is not a size in bytes"},
+		"pruned":    {func(n *fakeNode) { n.base = 4 }, "did not return block 2"},
+		"results":   {func(n *fakeNode) { n.resultsErr = errors.New("discarded") }, "block_results 3"},
+		"count":     {func(n *fakeNode) { n.numTxs[5] = 4 }, "4 transactions but 3 results"},
 	} {
 		// Each case spoils a copy of n.
 		bad := &fakeNode{base: n.base, numTxs: maps.Clone(n.numTxs), results: map[int64][]*abci.ExecTxResult{3: slices.Clone(n.results[3]), 5: n.results[5]}}
@@ -225,6 +217,19 @@ func TestBlobKeysOfShares(t *testing.T) {
 	if err != nil || !slices.Equal(page.Blobs, keys) {
 		t.Fatalf("BlobRefs of a share and a record: %v, %v; want %v", page.Blobs, err, keys)
 	}
+}
+
+// sizedBlobTx is blobTx's AddRecord of one blob, sum, of category "lab"
+// for patient, whose event gives the blob the sizes (none, or several)
+// instead of one.
+func sizedBlobTx(patient []byte, sum string, sizes ...string) *abci.ExecTxResult {
+	r := blobTx(0, app.EventType, patient, "lab", sum)
+	ev := &r.Events[0]
+	ev.Attributes = slices.DeleteFunc(ev.Attributes, func(a abci.EventAttribute) bool { return a.Key == app.BlobSizeAttribute })
+	for _, size := range sizes {
+		ev.Attributes = append(ev.Attributes, abci.EventAttribute{Key: app.BlobSizeAttribute, Value: size})
+	}
+	return r
 }
 
 // twoOf adds a second attribute key = value to the event of r.
