@@ -144,7 +144,7 @@ type sidecarConfig struct {
 	// emergency and storage are the services loadServiceKeys loaded; nil
 	// when none.
 	emergency *sidecar.EmergencyService
-	storage   sidecar.Signer
+	storage   sidecar.StorageIdentity
 }
 
 // duration is a time.Duration written "10m" in TOML.
@@ -847,7 +847,10 @@ replica_interval, checked against its SHA-256, and copies back a copy its
 scrub or a GET dropped as damaged. Every sidecar serves such copies
 (GET /v1/replicas/<owner>/<sha256>) to active storage services of named
 organizations only, and only of blobs a committed record or share
-references. A sidecar is not both the emergency and the storage service.`,
+references, sealed to the encryption key the chain has for the service
+(nothing is copied, and the log says why, while that is not the storage
+key's own).
+A sidecar is not both the emergency and the storage service.`,
 		Example: `  emrchaind sidecar --home ./node0
   emrchaind sidecar --home ./node0 --listen 127.0.0.1:7071 --node tcp://127.0.0.1:26657
   MINIO_ACCESS_KEY=... MINIO_SECRET_KEY=... emrchaind sidecar --home ./node0 \

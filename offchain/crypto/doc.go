@@ -112,6 +112,22 @@
 // r, not the sender: anyone can seal some KEK to a public key. Who granted
 // what is established by the signed grant transaction on chain, not here.
 //
+// # Transfer-key envelope (SealTransferKey / OpenTransferKey), 93 bytes
+//
+// The KEK envelope's layout and construction under the label
+// "emrchain/v1/transfer-key", sealing a fresh data key for one transfer
+// (the sidecar's replica stream, encrypted with NewEncryptWriter under that
+// key) to the recipient's registered X25519 key:
+//
+//	key = HKDF-SHA256(ikm = shared, salt = none,
+//	                  info = "emrchain/v1/transfer-key" || E || R, L = 32)
+//	aad = "emrchain/v1/transfer-key" || 0x01 || uint32(len(context)) || context
+//
+// context names the transfer (not empty); the stream is encrypted with the
+// same context as its associated data. The distinct label keeps the two
+// kinds apart: neither opens as the other. Whoever relays or records a
+// transfer holds bytes only the recipient can read.
+//
 // X25519 public keys are 32 bytes (MarshalEncryptionPublicKey);
 // ParseEncryptionPublicKey rejects small-order points.
 //

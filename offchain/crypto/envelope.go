@@ -78,14 +78,21 @@ func SealEnvelope(recipient *ecdh.PublicKey, kek []byte, binding EnvelopeBinding
 // sealEnvelope is SealEnvelope with a caller-chosen ephemeral key and nonce,
 // for known-answer tests. Reusing an ephemeral key is never safe.
 func sealEnvelope(recipient *ecdh.PublicKey, kek []byte, binding EnvelopeBinding, eph *ecdh.PrivateKey, nonce []byte) ([]byte, error) {
+	if err := binding.validate(); err != nil {
+		return nil, err
+	}
+	return sealKey(envelopeLabel, recipient, kek, binding.aad(), eph, nonce)
+}
+
+// sealKey seals a 32-byte key to recipient under label (the HKDF info's
+// prefix, which keeps each kind of envelope apart) with aad as associated
+// data: the layout of a KEK envelope, shared by transfer keys.
+func sealKey(label string, recipient *ecdh.PublicKey, key, aad []byte, eph *ecdh.PrivateKey, nonce []byte) ([]byte, error) {
 	if err := checkX25519Public(recipient); err != nil {
 		return nil, err
 	}
-	if len(kek) != KeySize {
-		return nil, fmt.Errorf("%w: KEK is %d bytes, want %d", ErrInvalidKey, len(kek), KeySize)
-	}
-	if err := binding.validate(); err != nil {
-		return nil, err
+	if len(key) != KeySize {
+		return nil, fmt.Errorf("%w: sealed key is %d bytes, want %d", ErrInvalidKey, len(key), KeySize)
 	}
 	shared, err := eph.ECDH(recipient)
 	if err != nil {
@@ -93,7 +100,7 @@ func sealEnvelope(recipient *ecdh.PublicKey, kek []byte, binding EnvelopeBinding
 		return nil, fmt.Errorf("%w: %w", ErrInvalidKey, err)
 	}
 	ephPub := eph.PublicKey().Bytes()
-	aead, err := envelopeAEAD(shared, ephPub, recipient.Bytes())
+	aead, err := envelopeAEAD(label, shared, ephPub, recipient.Bytes())
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +108,7 @@ func sealEnvelope(recipient *ecdh.PublicKey, kek []byte, binding EnvelopeBinding
 	out = append(out, envelopeVersion)
 	out = append(out, ephPub...)
 	out = append(out, nonce...)
-	return aead.Seal(out, nonce, kek, binding.aad()), nil
+	return aead.Seal(out, nonce, key, aad), nil
 }
 
 // OpenEnvelope decrypts an envelope made by SealEnvelope for the public key
@@ -110,10 +117,15 @@ func sealEnvelope(recipient *ecdh.PublicKey, kek []byte, binding EnvelopeBinding
 // ErrDecrypt; a wrong length ErrBadFormat; an unknown version byte
 // ErrUnsupportedVersion.
 func OpenEnvelope(recipient *ecdh.PrivateKey, envelope []byte, binding EnvelopeBinding) ([]byte, error) {
-	if err := checkX25519Private(recipient); err != nil {
+	if err := binding.validate(); err != nil {
 		return nil, err
 	}
-	if err := binding.validate(); err != nil {
+	return openKey("KEK envelope", envelopeLabel, recipient, envelope, binding.aad())
+}
+
+// openKey opens an envelope of sealKey's; what names it in errors.
+func openKey(what, label string, recipient *ecdh.PrivateKey, envelope, aad []byte) ([]byte, error) {
+	if err := checkX25519Private(recipient); err != nil {
 		return nil, err
 	}
 	if len(envelope) == 0 {
@@ -134,36 +146,41 @@ func OpenEnvelope(recipient *ecdh.PrivateKey, envelope []byte, binding EnvelopeB
 	}
 	shared, err := recipient.ECDH(eph)
 	if err != nil {
-		// Small-order ephemeral key: never produced by SealEnvelope.
+		// Small-order ephemeral key: never produced by sealKey.
 		return nil, fmt.Errorf("%w: ephemeral key has small order", ErrDecrypt)
 	}
-	aead, err := envelopeAEAD(shared, ephPub, recipient.PublicKey().Bytes())
+	aead, err := envelopeAEAD(label, shared, ephPub, recipient.PublicKey().Bytes())
 	if err != nil {
 		return nil, err
 	}
-	kek, err := aead.Open(nil, nonce, ct, binding.aad())
+	key, err := aead.Open(nil, nonce, ct, aad)
 	if err != nil {
-		return nil, fmt.Errorf("%w: opening KEK envelope", ErrDecrypt)
+		return nil, fmt.Errorf("%w: opening %s", ErrDecrypt, what)
 	}
-	return kek, nil
+	return key, nil
 }
 
-// envelopeKey derives the envelope key:
+// envelopeKey derives a KEK envelope's key (kat_test.go checks it).
+func envelopeKey(shared, ephPub, recipientPub []byte) ([]byte, error) {
+	return sealingKey(envelopeLabel, shared, ephPub, recipientPub)
+}
+
+// sealingKey derives the key of an envelope of kind label:
 // HKDF-SHA256(ikm = shared, salt = none, info = label || ephPub || recipientPub, L = 32).
 // Binding the transmitted ephemeral key bytes (not just the shared secret)
 // matters: X25519 ignores the top bit of a u-coordinate, so two encodings of
 // the ephemeral key give the same shared secret; with both in info, a
 // re-encoded envelope derives a different key and fails to open.
-func envelopeKey(shared, ephPub, recipientPub []byte) ([]byte, error) {
-	info := make([]byte, 0, len(envelopeLabel)+2*X25519KeySize)
-	info = append(info, envelopeLabel...)
+func sealingKey(label string, shared, ephPub, recipientPub []byte) ([]byte, error) {
+	info := make([]byte, 0, len(label)+2*X25519KeySize)
+	info = append(info, label...)
 	info = append(info, ephPub...)
 	info = append(info, recipientPub...)
 	return hkdf.Key(sha256.New, shared, nil, string(info), KeySize)
 }
 
-func envelopeAEAD(shared, ephPub, recipientPub []byte) (cipher.AEAD, error) {
-	key, err := envelopeKey(shared, ephPub, recipientPub)
+func envelopeAEAD(label string, shared, ephPub, recipientPub []byte) (cipher.AEAD, error) {
+	key, err := sealingKey(label, shared, ephPub, recipientPub)
 	clear(shared)
 	if err != nil {
 		return nil, err

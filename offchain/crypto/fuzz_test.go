@@ -146,6 +146,10 @@ func TestFuzzSeedCorpora(t *testing.T) {
 			_, err := OpenEnvelope(recipient, b, fuzzBinding)
 			return err
 		},
+		"FuzzOpenTransferKey": func(b []byte) error {
+			_, err := OpenTransferKey(recipient, b, fuzzTransferContext)
+			return err
+		},
 	}
 	for name, decode := range decoders {
 		files, err := filepath.Glob(filepath.Join("testdata", "fuzz", name, "*"))

@@ -167,18 +167,7 @@ func TestKATWrap(t *testing.T) {
 func TestKATEnvelope(t *testing.T) {
 	for _, v := range loadKAT(t).Envelope {
 		t.Run(v.Name, func(t *testing.T) {
-			recipient, err := ParseEncryptionPrivateKey(v.RecipientPrivate)
-			if err != nil {
-				t.Fatal(err)
-			}
-			eph, err := ecdh.X25519().NewPrivateKey(v.EphemeralPrivate)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(MarshalEncryptionPublicKey(recipient.PublicKey()), v.RecipientPublic) ||
-				!bytes.Equal(eph.PublicKey().Bytes(), v.EphemeralPublic) {
-				t.Fatal("public key derivation mismatch")
-			}
+			recipient, eph := katKeys(t, v.RecipientPrivate, v.EphemeralPrivate, v.RecipientPublic, v.EphemeralPublic)
 			shared, err := recipient.ECDH(eph.PublicKey())
 			if err != nil || !bytes.Equal(shared, v.SharedSecret) {
 				t.Fatalf("shared secret mismatch: %x, %v", shared, err)
@@ -219,4 +208,21 @@ func TestKATFilePinned(t *testing.T) {
 	if got := hex.EncodeToString(h.Sum(nil)); got != want {
 		t.Fatalf("testdata/vectors.json changed: sha256 %s, pinned %s", got, want)
 	}
+}
+
+// katKeys parses a vector's recipient and ephemeral private keys and
+// checks that they give the vector's public keys.
+func katKeys(t *testing.T, recipientPriv, ephPriv, recipientPub, ephPub []byte) (recipient, eph *ecdh.PrivateKey) {
+	t.Helper()
+	recipient, err := ParseEncryptionPrivateKey(recipientPriv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if eph, err = ecdh.X25519().NewPrivateKey(ephPriv); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(MarshalEncryptionPublicKey(recipient.PublicKey()), recipientPub) || !bytes.Equal(eph.PublicKey().Bytes(), ephPub) {
+		t.Fatal("public key derivation mismatch")
+	}
+	return recipient, eph
 }

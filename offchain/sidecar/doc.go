@@ -161,8 +161,10 @@
 // repair), and in a pass every ReplicaInterval (ReplicatePass). Peers serve
 // GET ReplicaPath(key) to active storage services of the organizations
 // params.storage_organizations names (the consortium's custodians) only,
-// and only blobs their own reference index has; every copy is checked
-// against its SHA-256 as it is written (replica.go). With
+// and only blobs their own reference index has, sealed to the X25519 key
+// the chain has for the service that asked (crypto.SealTransferKey: a
+// peer that relays the signed request gets nothing it can read); every
+// copy is checked against its SHA-256 as it is written (replica.go). With
 // params.storage_copies = k, a new blob is copied only by the k storage
 // organizations app.CopyHolders places it at (rendezvous hashing over its
 // SHA-256, from the params alone); a damaged copy is repaired wherever it

@@ -3,6 +3,7 @@ package sidecar
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
 	"crypto/sha256"
 	"fmt"
 	"strconv"
@@ -331,17 +332,27 @@ func (f *fakeChain) Study(_ context.Context, id string) (*emrv1.Study, error) {
 	return s, nil
 }
 
-// actor is a test member.
+// actor is a test member: its signing key and its X25519 key (a storage
+// service's replicas are sealed to it).
 type actor struct {
 	KeySigner
+	enc    *ecdh.PrivateKey
 	member *emrv1.Member
 }
 
+// EncPrivKey makes an actor a StorageIdentity.
+func (a *actor) EncPrivKey() *ecdh.PrivateKey { return a.enc }
+
 func (f *fakeChain) addMember(name string, role emrv1.Role, org string) *actor {
 	key := ed25519.GenPrivKeyFromSecret([]byte("sidecar-test/" + name))
-	a := &actor{KeySigner: KeySigner{Key: key}}
+	encSeed := sha256.Sum256([]byte("sidecar-test-enc/" + name))
+	enc, err := ecdh.X25519().NewPrivateKey(encSeed[:])
+	if err != nil {
+		panic(err)
+	}
+	a := &actor{KeySigner: KeySigner{Key: key}, enc: enc}
 	a.member = &emrv1.Member{
-		Address: a.Address(), SignPubKey: a.PubKey(), Role: role, OrganizationId: org,
+		Address: a.Address(), SignPubKey: a.PubKey(), EncPubKey: enc.PublicKey().Bytes(), Role: role, OrganizationId: org,
 		Status: emrv1.MemberStatus_MEMBER_STATUS_ACTIVE,
 	}
 	f.mu.Lock()

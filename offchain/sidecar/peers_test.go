@@ -397,7 +397,7 @@ func TestStalledPeerIsCutOffInReadThrough(t *testing.T) {
 	e := newEnv(t, nil)
 	data, sum, rec := uploadedRecord(t, e)
 	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
-	b, _ := peerOf(t, e, nil, stallingPeer(t, data), e.ts.URL)
+	b, _ := peerOf(t, e, nil, stallingPeer(t, data, nil), e.ts.URL)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var buf bytes.Buffer

@@ -3,10 +3,14 @@ package sidecar
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +18,7 @@ import (
 
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/offchain/blobstore"
+	"github.com/emrchain/emrchain/offchain/crypto"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -59,6 +64,14 @@ import (
 // blob's SHA-256 while it is written (Store.Put), so a lying peer can only
 // fail the transfer. Ciphertext goes only from sidecar to sidecar of the
 // consortium; a storage service has no key to any of it.
+//
+// The replica goes sealed to the storage service that asked (replicaSeal):
+// encrypted once more, under a fresh key sealed to the X25519 key the chain
+// has for it (crypto.SealTransferKey). A signed request names no target,
+// so a peer asked could pass it on, within the clock skew, to a sidecar
+// that holds the blob; sealed, what comes back is of no use but to the
+// storage service itself, and an organization the consortium did not name
+// in params.storage_organizations collects nothing by relaying.
 
 // ReplicaPathPrefix is the route a storage service copies a committed
 // blob from: GET ReplicaPathPrefix + "<owner hex>/<sum hex>" (ReplicaPath).
@@ -66,6 +79,103 @@ const ReplicaPathPrefix = "/v1/replicas/"
 
 // ReplicaPath is the route of the blob filed under key.
 func ReplicaPath(key blobstore.Key) string { return ReplicaPathPrefix + key.String() }
+
+// Headers of a replica's answer (replicaSeal): the body is the blob
+// encrypted with crypto.NewEncryptWriter, ReplicaPath(key) its associated
+// data, under the data key of HeaderReplicaEnvelope.
+const (
+	// HeaderReplicaEnvelope is the base64 (standard, padded)
+	// crypto.SealTransferKey envelope of the body's data key, sealed to the
+	// storage service's registered X25519 key and bound to ReplicaPath(key).
+	HeaderReplicaEnvelope = "X-Emr-Replica-Envelope"
+	// HeaderReplicaSize is the blob's size in bytes (decimal); the body has
+	// crypto.CiphertextSize of it.
+	HeaderReplicaSize = "X-Emr-Replica-Size"
+)
+
+// StorageIdentity is the storage service a sidecar copies blobs as: the
+// member's signing key, which signs its requests, and its X25519 key, to
+// which the peers seal the replicas (a *keyring.Key is one).
+type StorageIdentity interface {
+	Signer
+	// EncPrivKey is the X25519 private key whose public key the chain has
+	// for the member.
+	EncPrivKey() *ecdh.PrivateKey
+}
+
+// replicaSeal seals one replica to the storage service that asked for
+// it: the blob goes encrypted under a fresh data key, which goes in an
+// envelope only that service's X25519 key opens.
+type replicaSeal struct {
+	dataKey, envelope, context []byte
+}
+
+// sealReplica prepares the seal of key's replica to a storage service's
+// registered encryption key.
+func sealReplica(to *ecdh.PublicKey, key blobstore.Key) (*replicaSeal, error) {
+	context := []byte(ReplicaPath(key))
+	dataKey, envelope, err := crypto.SealTransferKey(to, context)
+	if err != nil {
+		return nil, err
+	}
+	return &replicaSeal{dataKey: dataKey, envelope: envelope, context: context}, nil
+}
+
+// setHeaders announces the sealed replica of a size-byte blob.
+func (s *replicaSeal) setHeaders(h http.Header, size int64) {
+	h.Set(HeaderReplicaEnvelope, base64.StdEncoding.EncodeToString(s.envelope))
+	h.Set(HeaderReplicaSize, strconv.FormatInt(size, 10))
+	h.Set("Content-Length", strconv.FormatInt(crypto.CiphertextSize(size), 10))
+}
+
+// copyVerified sends r's size bytes to w sealed, verified against sum as
+// copyVerified does: a damaged copy's stream ends without its final
+// segment, which the storage service's reader refuses.
+func (s *replicaSeal) copyVerified(w io.Writer, r io.Reader, size int64, sum blobstore.Sum, buf []byte) error {
+	enc, err := crypto.NewEncryptWriter(w, s.dataKey, s.context)
+	if err != nil {
+		return err
+	}
+	if _, err := copyVerified(enc, r, size, sum, buf); err != nil {
+		return err
+	}
+	return enc.Close()
+}
+
+// openReplica opens a peer's sealed answer to a request for key's
+// replica with the storage service's X25519 key: the blob's size, which
+// must be within maxSize (0: any), and a reader of its bytes from body
+// (resp's body, wrapped). The reader fails on anything the peer did not
+// seal to this key for this blob; the store checks the blob's SHA-256.
+func openReplica(resp *http.Response, body io.Reader, key blobstore.Key, to *ecdh.PrivateKey, maxSize uint64) (int64, io.Reader, error) {
+	sealed := resp.Header.Get(HeaderReplicaEnvelope)
+	if sealed == "" {
+		return 0, nil, fmt.Errorf("the replica came without %s: a peer must seal it to this storage service's key (a sidecar from before replicas were sealed is upgraded)", HeaderReplicaEnvelope)
+	}
+	envelope, err := base64.StdEncoding.DecodeString(sealed)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s: %w", HeaderReplicaEnvelope, err)
+	}
+	size, err := strconv.ParseInt(resp.Header.Get(HeaderReplicaSize), 10, 64)
+	switch {
+	case err != nil || size < 0:
+		return 0, nil, fmt.Errorf("%s %q: not a size", HeaderReplicaSize, resp.Header.Get(HeaderReplicaSize))
+	case maxSize > 0 && uint64(size) > maxSize:
+		return 0, nil, fmt.Errorf("it announces %d bytes, above the %d its records and the chain's limit allow", size, maxSize)
+	case resp.ContentLength != crypto.CiphertextSize(size):
+		return 0, nil, fmt.Errorf("a sealed replica of %d bytes is %d bytes long, not %d", size, crypto.CiphertextSize(size), resp.ContentLength)
+	}
+	context := []byte(ReplicaPath(key))
+	dataKey, err := crypto.OpenTransferKey(to, envelope, context)
+	if err != nil {
+		return 0, nil, fmt.Errorf("the replica's envelope: %w", err)
+	}
+	plain, err := crypto.NewDecryptReader(body, dataKey, context)
+	if err != nil {
+		return 0, nil, fmt.Errorf("the sealed replica: %w", err)
+	}
+	return size, plain, nil
+}
 
 // Defaults of the replication.
 const (
@@ -346,6 +456,9 @@ func (s *Server) CheckStorageService(ctx context.Context) error {
 			m.Address, app.RoleName(m.Role), errNotAStorageService)
 	case !bytes.Equal(m.SignPubKey, signer.PubKey()):
 		return fmt.Errorf("sidecar: the chain has signing key %x for storage service %X, not the key this sidecar holds: %w", m.SignPubKey, m.Address, errNotAStorageService)
+	case !bytes.Equal(m.EncPubKey, crypto.MarshalEncryptionPublicKey(signer.EncPrivKey().PublicKey())):
+		return fmt.Errorf("sidecar: the chain has encryption key %x for storage service %X, not the one this sidecar holds (the peers seal replicas to the chain's): %w",
+			m.EncPubKey, m.Address, errNotAStorageService)
 	case !app.IsActive(m):
 		return fmt.Errorf("sidecar: storage service %X is %s: %w", m.Address, app.StatusName(m.Status), errNotAStorageService)
 	}
@@ -393,6 +506,12 @@ func (s *Server) handleReplica(w http.ResponseWriter, r *http.Request) {
 		writeError(w, forbidden("the consortium does not name organization %q among those that keep copies of every blob (params.storage_organizations)", caller.OrganizationId))
 		return
 	}
+	sealTo, err := crypto.ParseEncryptionPublicKey(caller.EncPubKey)
+	if err != nil { // the chain checks every member's key when it registers it
+		s.log.Error("replica: a storage service's registered encryption key does not parse", "member", hex.EncodeToString(caller.Address), "err", err)
+		writeError(w, forbidden("storage service %X has no usable encryption key on the chain to seal its replicas to", caller.Address))
+		return
+	}
 	committed, err := s.committedReference(ctx, key, head)
 	if err != nil {
 		s.log.Error("replica: the reference index cannot say whether a blob is committed", "key", key.String(), "err", err)
@@ -413,7 +532,13 @@ func (s *Server) handleReplica(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errf(http.StatusInternalServerError, "store_error", "reading the blob failed"))
 		return
 	}
-	s.serveStored(w, r, key, info, caller.Address, head.Height)
+	seal, err := sealReplica(sealTo, key)
+	if err != nil {
+		s.log.Error("replica: sealing failed", "key", key.String(), "err", err)
+		writeError(w, errf(http.StatusInternalServerError, "seal_error", "sealing the replica failed"))
+		return
+	}
+	s.serveStored(w, r, key, info, caller.Address, head.Height, seal)
 }
 
 // committedReference reports whether a committed block referenced key,
@@ -554,7 +679,7 @@ func (s *Server) checkStorage(ctx context.Context) error {
 	was := s.replicas.ready.Swap(err == nil)
 	switch {
 	case err != nil && (was || !s.replicas.complained.Swap(true)):
-		s.log.Error("replication: nothing is copied until this is fixed (the peers would refuse this sidecar's requests)", "err", err)
+		s.log.Error("replication: nothing is copied until this is fixed (the peers would refuse this sidecar's requests, or seal their copies to a key it does not hold)", "err", err)
 	case err == nil && !was:
 		s.replicas.complained.Store(false)
 		s.log.Info("replication: copying the committed blobs placed at this organization (every one without params.storage_copies) from the peers as storage service", "service", fmt.Sprintf("%X", s.opts.Storage.Address()), "peers", len(s.opts.Peers))
@@ -754,11 +879,8 @@ func (s *Server) replicateOnce(ctx context.Context, peer string, key blobstore.K
 	if resp.StatusCode != http.StatusOK {
 		return 0, readError(resp)
 	}
-	switch {
-	case resp.ContentLength < 0:
+	if resp.ContentLength < 0 {
 		return 0, errors.New("no Content-Length")
-	case maxSize > 0 && uint64(resp.ContentLength) > maxSize:
-		return 0, fmt.Errorf("it announces %d bytes, above the %d its records and the chain's limit allow", resp.ContentLength, maxSize)
 	}
 	rate := s.replicas.limit.perSecond
 	if rate <= 0 || rate > 1<<20 {
@@ -770,10 +892,14 @@ func (s *Server) replicateOnce(ctx context.Context, peer string, key blobstore.K
 	// this sidecar's own rate limit does (limitedReader, outside it).
 	body, stopIdle := cutWhenIdle(resp.Body, cancel)
 	defer stopIdle()
-	if err := s.keepPeerBlob(ctx, key, &limitedReader{ctx: ctx, r: body, limit: s.replicas.limit}, resp.ContentLength); err != nil {
+	size, blob, err := openReplica(resp, body, key, s.opts.Storage.EncPrivKey(), maxSize)
+	if err != nil {
 		return 0, err
 	}
-	return resp.ContentLength, nil
+	if err := s.keepPeerBlob(ctx, key, &limitedReader{ctx: ctx, r: blob, limit: s.replicas.limit}, size); err != nil {
+		return 0, err
+	}
+	return size, nil
 }
 
 // peerIdle bounds the wait for each read of a peer's body, copied

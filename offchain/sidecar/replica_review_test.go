@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,7 +59,7 @@ func TestUnknownStorageKeyLocksNothingOut(t *testing.T) {
 	for i := range 3 {
 		committedBlob(t, e, bytes.Repeat([]byte(fmt.Sprintf("encrypted note %d ", i)), 50))
 	}
-	unregistered := &actor{KeySigner: KeySigner{Key: ed25519.GenPrivKeyFromSecret([]byte("storage key not on chain"))}}
+	unregistered := &actor{KeySigner: KeySigner{Key: ed25519.GenPrivKeyFromSecret([]byte("storage key not on chain"))}, enc: e.writer.enc}
 	b, bSrv := peerOf(t, e, func(o *Options) { o.Storage = unregistered }, e.ts.URL)
 	if _, err := bSrv.ReplicatePass(context.Background()); err == nil {
 		t.Fatal("a pass with a key the chain does not know ran")
@@ -88,7 +89,7 @@ func TestStalledPeerIsCutOff(t *testing.T) {
 	data := bytes.Repeat([]byte("encrypted CT report "), 200)
 	key := committedBlob(t, e, data)
 	svc := e.chain.addMember("storage-b", emrv1.Role_ROLE_STORAGE_SERVICE, "hospital-b")
-	_, b := peerOf(t, e, func(o *Options) { o.Storage = svc }, stallingPeer(t, data), e.ts.URL)
+	_, b := peerOf(t, e, func(o *Options) { o.Storage = svc }, stallingPeer(t, data, svc), e.ts.URL)
 	start := time.Now()
 	if n, err := b.replicate(context.Background(), key, e.chain.params.MaxBlobBytes); err != nil || n != int64(len(data)) {
 		t.Fatalf("replicate past a stalled peer: %d bytes, %v", n, err)
@@ -99,11 +100,23 @@ func TestStalledPeerIsCutOff(t *testing.T) {
 }
 
 // stallingPeer is a peer that answers every request with data's length
-// and its first 10 bytes, and then sends nothing until the test ends.
-func stallingPeer(t *testing.T, data []byte) string {
+// and its first 10 bytes, and then sends nothing until the test ends. With
+// sealTo, it answers as a replica sealed to that storage service.
+func stallingPeer(t *testing.T, data []byte, sealTo *actor) string {
 	release := make(chan struct{})
 	staller := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+		if sealTo != nil {
+			key, err := blobstore.ParseKey(strings.TrimPrefix(r.URL.Path, ReplicaPathPrefix))
+			if err != nil {
+				panic(err)
+			}
+			seal, err := sealReplica(sealTo.enc.PublicKey(), key)
+			if err != nil {
+				panic(err)
+			}
+			seal.setHeaders(w.Header(), int64(len(data)))
+		}
 		w.WriteHeader(http.StatusOK)
 		w.Write(data[:10])
 		w.(http.Flusher).Flush()

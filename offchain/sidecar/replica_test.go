@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,8 +21,9 @@ import (
 )
 
 // replicaGet asks url for the replica of key, signed by a (unsigned if
-// nil), with header set on the request; it returns the body of a 200.
-func replicaGet(t *testing.T, url string, a Signer, key blobstore.Key, header map[string]string) ([]byte, error) {
+// nil), with header set on the request; it returns the blob a 200 seals
+// to a (opened with a's key: the caller is a storage service).
+func replicaGet(t *testing.T, url string, a StorageIdentity, key blobstore.Key, header map[string]string) ([]byte, error) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url+ReplicaPath(key), nil)
 	if err != nil {
@@ -45,7 +45,11 @@ func replicaGet(t *testing.T, url string, a Signer, key blobstore.Key, header ma
 	if resp.StatusCode != http.StatusOK {
 		return nil, readError(resp)
 	}
-	return io.ReadAll(resp.Body)
+	_, blob, err := openReplica(resp, resp.Body, key, a.EncPrivKey(), 0)
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(blob)
 }
 
 // nameStorageOrgs makes orgs the chain's params.storage_organizations.
@@ -98,7 +102,7 @@ func TestReplicaServing(t *testing.T) {
 
 	for _, c := range []struct {
 		name   string
-		signer Signer
+		signer StorageIdentity
 		key    blobstore.Key
 		header map[string]string
 		status int
@@ -182,11 +186,10 @@ func TestReplicatePass(t *testing.T) {
 	var huge bool
 	liar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if huge {
-			w.Header().Set("Content-Length", strconv.Itoa(1<<20+1))
+			sealedAnswer(w, r, svc, nil, 1<<20+1)
 			return
 		}
-		w.Header().Set("Content-Length", strconv.Itoa(len(forged)))
-		w.Write(forged)
+		sealedAnswer(w, r, svc, forged, int64(len(forged)))
 	}))
 	t.Cleanup(liar.Close)
 	_, c := peerOf(t, e, func(o *Options) { o.Storage = svc }, liar.URL)
@@ -298,7 +301,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestCheckStorageService(t *testing.T) {
 	e := newEnv(t, nil)
 	svc := e.chain.addMember("storage-b", emrv1.Role_ROLE_STORAGE_SERVICE, "hospital-b")
-	check := func(signer Signer) error {
+	check := func(signer StorageIdentity) error {
 		_, srv := peerOf(t, e, func(o *Options) { o.Storage = signer }, e.ts.URL)
 		return srv.CheckStorageService(context.Background())
 	}
@@ -311,6 +314,10 @@ func TestCheckStorageService(t *testing.T) {
 	}
 	if err := check(e.writer); !errors.Is(err, errNotAStorageService) {
 		t.Fatalf("a clinician's key: %v", err)
+	}
+	otherEnc := &actor{KeySigner: svc.KeySigner, enc: e.writer.enc, member: svc.member}
+	if err := check(otherEnc); !errors.Is(err, errNotAStorageService) || !strings.Contains(err.Error(), "encryption key") {
+		t.Fatalf("the service's signing key with another encryption key (the peers would seal to the chain's): %v", err)
 	}
 	e.chain.setStatus(svc, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED)
 	if err := check(svc); !errors.Is(err, errNotAStorageService) {

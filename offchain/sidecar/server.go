@@ -222,7 +222,7 @@ type Options struct {
 	// peers, and repairs a copy it drops as damaged (replica.go). Nil: it
 	// holds what was uploaded to it and what members read through it.
 	// Either way it serves ReplicaPath to its peers' storage services.
-	Storage Signer
+	Storage StorageIdentity
 	// ReplicaInterval between passes that copy the committed blobs the
 	// store lacks (with Storage); 0 means DefaultReplicaInterval, negative
 	// no passes (new blobs and repairs are still copied as they come).
@@ -332,6 +332,8 @@ func New(opts Options) (*Server, error) {
 		return nil, errors.New("sidecar: a sidecar is an emergency service or a storage service, not both: one process would hold the key that opens opted-in patients' keys and a copy of every blob; run the emergency service as a sidecar of its own")
 	case opts.Storage != nil && len(opts.Peers) == 0:
 		return nil, errors.New("sidecar: a storage service copies blobs from the peers, and none is set")
+	case opts.Storage != nil && opts.Storage.EncPrivKey() == nil:
+		return nil, errors.New("sidecar: the storage service has no X25519 key: the peers seal its replicas to the one the chain has for it")
 	}
 	refs, err := openRefIndex(opts.RefIndexDir)
 	if err != nil {
@@ -993,12 +995,13 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errf(http.StatusInternalServerError, "store_error", "reading the blob failed"))
 		return
 	}
-	s.serveStored(w, r, key, info, caller.Address, head.Height)
+	s.serveStored(w, r, key, info, caller.Address, head.Height, nil)
 }
 
 // serveStored answers r with the stored blob key (info: its Stat), or the
-// range r asks, to reader; the whole blob is verified as it is sent.
-func (s *Server) serveStored(w http.ResponseWriter, r *http.Request, key blobstore.Key, info blobstore.Info, reader []byte, height int64) {
+// range r asks, to reader; the whole blob is verified as it is sent. A
+// replica (seal not nil) goes whole and sealed to its storage service.
+func (s *Server) serveStored(w http.ResponseWriter, r *http.Request, key blobstore.Key, info blobstore.Info, reader []byte, height int64, seal *replicaSeal) {
 	ctx, sum := r.Context(), key.Sum
 	start, length, partial, rerr := parseRange(r.Header.Get("Range"), info.Size)
 	if rerr != nil {
@@ -1024,10 +1027,14 @@ func (s *Server) serveStored(w http.ResponseWriter, r *http.Request, key blobsto
 	defer rc.Close()
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
-	h.Set("Content-Length", strconv.FormatInt(length, 10))
-	h.Set("Accept-Ranges", "bytes")
-	h.Set("ETag", `"`+sum.String()+`"`)
 	h.Set("Cache-Control", "private, no-store")
+	if seal != nil {
+		seal.setHeaders(h, length)
+	} else {
+		h.Set("Content-Length", strconv.FormatInt(length, 10))
+		h.Set("Accept-Ranges", "bytes")
+		h.Set("ETag", `"`+sum.String()+`"`)
+	}
 	status := http.StatusOK
 	if partial {
 		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+length-1, size))
@@ -1046,7 +1053,11 @@ func (s *Server) serveStored(w http.ResponseWriter, r *http.Request, key blobsto
 			// The status goes out first, so that a copy found damaged is
 			// a transfer cut short, whatever its size.
 			if err = http.NewResponseController(w).Flush(); err == nil {
-				_, err = copyVerified(cw, rc, length, sum, *bp)
+				if seal != nil {
+					err = seal.copyVerified(cw, rc, length, sum, *bp)
+				} else {
+					_, err = copyVerified(cw, rc, length, sum, *bp)
+				}
 			}
 		}
 		s.bufs.Put(bp)
