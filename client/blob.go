@@ -640,11 +640,12 @@ func (c *Client) Download(ctx context.Context, s Signer, req DownloadRequest, op
 		return nil, err
 	}
 	defer clear(dataKey)
+	what := fmt.Sprintf("record %d", req.Record)
 	var logRead func() (*TxResult, error)
 	if !req.ReuseAccess {
-		logRead = func() (*TxResult, error) { return c.logRead(ctx, s, req.PatientID, req.Record, purpose) }
+		logRead = probedLog(ctx, opts, what, func() (*TxResult, error) { return c.logRead(ctx, s, req.PatientID, req.Record, purpose) })
 	}
-	saved, err := saveDecrypted(ctx, s, fmt.Sprintf("record %d", req.Record), recordBlob(rec), knownKey(dataKey),
+	saved, err := saveDecrypted(ctx, s, what, recordBlob(rec), knownKey(dataKey),
 		RecordStreamAAD(req.PatientID, rec.Category), req.Output, req.Overwrite, logRead, opts)
 	if err != nil {
 		return nil, err
@@ -688,9 +689,10 @@ func keyOpens(ct io.ReaderAt, size int64, key, aad []byte) error {
 
 // saveDecrypted writes the plaintext of blob, named what in errors
 // ("record 3"), to output: it makes sure output can be written
-// (CheckOutput, and the pending file created) and, before it logs the
-// read (logRead; nil when the caller's access event stands), that a
-// sidecar answers (probeSidecars); then it fetches the
+// (CheckOutput, and the pending file created) and then logs the read
+// (logRead; nil when the caller's access event stands: the callers'
+// logRead first makes sure a sidecar answers, probedLog, or has made
+// sure, findEmergencySidecar); then it fetches the
 // ciphertext from a sidecar (checked against the chain's hash), takes the
 // data key (dataKey: known beforehand, or released only against the
 // logged read, as an emergency read's is), decrypts the ciphertext with it
@@ -704,11 +706,6 @@ func saveDecrypted(ctx context.Context, s Signer, what string, blob chainBlob, d
 	defer out.Discard()
 	saved := &savedBlob{}
 	if logRead != nil {
-		// A read logged for nothing is a false entry in the patient's
-		// audit trail: first make sure a sidecar answers at all.
-		if err := probeSidecars(ctx, opts); err != nil {
-			return nil, fmt.Errorf("%s: %w", what, err)
-		}
 		if saved.access, err = logRead(); err != nil {
 			return nil, err
 		}
@@ -1023,6 +1020,18 @@ func (e sidecarErrors) add(err error) sidecarErrors {
 // answer its /healthz before a read is logged.
 var sidecarProbeTimeout = 5 * time.Second
 
+// probedLog is log preceded by probeSidecars (its failure said of what):
+// a read logged for nothing is a false entry in the patient's audit
+// trail, so first make sure a sidecar answers at all.
+func probedLog(ctx context.Context, opts TransferOptions, what string, log func() (*TxResult, error)) func() (*TxResult, error) {
+	return func() (*TxResult, error) {
+		if err := probeSidecars(ctx, opts); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		return log()
+	}
+}
+
 // probeSidecars makes sure, before a read is logged, that at least one of
 // the sidecars answers: one GET /healthz to each (no signature), all at
 // once, each bounded by sidecarProbeTimeout and ctx. It returns nil as
@@ -1035,22 +1044,51 @@ var sidecarProbeTimeout = 5 * time.Second
 func probeSidecars(ctx context.Context, opts TransferOptions) error {
 	urls, answers, cancel := askHealth(ctx, opts)
 	defer cancel()
-	fails := make(sidecarErrors, len(urls))
+	p := newProbe(urls)
 	for range urls {
-		a := <-answers
-		var se *sidecar.Error
-		if a.err == nil || (errors.As(a.err, &se) && se.StatusCode >= 400 && se.StatusCode < 500) {
+		if p.answered(ctx, <-answers) {
 			return nil
 		}
-		if errors.Is(a.err, context.DeadlineExceeded) && ctx.Err() == nil {
-			a.err = fmt.Errorf("no answer within %s: %w", sidecarProbeTimeout, a.err)
-		}
-		fails[a.i] = &sidecarFailure{URL: urls[a.i], Err: a.err}
+	}
+	return p.err(ctx)
+}
+
+// probe judges askHealth's answers as probeSidecars does: a sidecar
+// answered with a 200 or any 4xx; every other answer is its failure.
+type probe struct {
+	urls  []string
+	fails sidecarErrors
+	ok    bool
+}
+
+func newProbe(urls []string) *probe {
+	return &probe{urls: urls, fails: make(sidecarErrors, len(urls))}
+}
+
+// answered notes a and reports whether it is an answer.
+func (p *probe) answered(ctx context.Context, a healthAnswer) bool {
+	var se *sidecar.Error
+	if a.err == nil || (errors.As(a.err, &se) && se.StatusCode >= 400 && se.StatusCode < 500) {
+		p.ok = true
+		return true
+	}
+	if errors.Is(a.err, context.DeadlineExceeded) && ctx.Err() == nil {
+		a.err = fmt.Errorf("no answer within %s: %w", sidecarProbeTimeout, a.err)
+	}
+	p.fails[a.i] = &sidecarFailure{URL: p.urls[a.i], Err: a.err}
+	return false
+}
+
+// err is nil once a sidecar answered; else ctx's error, or the
+// unreachableError naming each sidecar's failure.
+func (p *probe) err(ctx context.Context) error {
+	if p.ok {
+		return nil
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return &unreachableError{fails}
+	return &unreachableError{p.fails}
 }
 
 // healthAnswer is sidecar i's answer to GET /healthz (askHealth).
@@ -1463,11 +1501,12 @@ func (c *Client) DownloadShare(ctx context.Context, s Signer, req ShareDownloadR
 		return nil, fmt.Errorf("share %d: open its study key envelope: %w", req.Share, err)
 	}
 	defer clear(dataKey)
+	what := fmt.Sprintf("share %d", req.Share)
 	var logRead func() (*TxResult, error)
 	if !req.ReuseAccess {
-		logRead = func() (*TxResult, error) { return c.logShareRead(ctx, s, req.PatientID, req.Share) }
+		logRead = probedLog(ctx, opts, what, func() (*TxResult, error) { return c.logShareRead(ctx, s, req.PatientID, req.Share) })
 	}
-	saved, err := saveDecrypted(ctx, s, fmt.Sprintf("share %d", req.Share), shareBlob(sh), knownKey(dataKey),
+	saved, err := saveDecrypted(ctx, s, what, shareBlob(sh), knownKey(dataKey),
 		ShareStreamAAD(req.PatientID, sh.StudyId, sh.RecordSequence), req.Output, req.Overwrite, logRead, opts)
 	if err != nil {
 		return nil, err

@@ -109,8 +109,9 @@ func TestDownloadIntoADirectoryLogsNoRead(t *testing.T) {
 	var reads readLog
 	for _, overwrite := range []bool{false, true} {
 		for _, out := range []string{dir, filepath.Join(dir, "newdir") + string(filepath.Separator), filepath.Join(dir, "missing", "out")} {
+			opts := TransferOptions{Sidecars: []string{sc.URL}}
 			_, err := saveDecrypted(context.Background(), testSigner, "record 1", blobOf([]byte("x")), knownKey(nil), nil, out, overwrite,
-				reads.log, TransferOptions{Sidecars: []string{sc.URL}})
+				probedLog(context.Background(), opts, "record 1", reads.log), opts)
 			if err == nil {
 				t.Fatalf("download into %s (overwrite %v) succeeded", out, overwrite)
 			}
@@ -142,8 +143,9 @@ func TestDownloadWithNoReachableSidecarLogsNoRead(t *testing.T) {
 	var reads readLog
 	out := filepath.Join(t.TempDir(), "out")
 	start := time.Now()
+	opts := TransferOptions{Sidecars: []string{closed.URL, notOpen.URL, silent.URL}}
 	_, err := saveDecrypted(context.Background(), testSigner, "record 1", blobOf([]byte("x")), knownKey(nil), nil, out, false,
-		reads.log, TransferOptions{Sidecars: []string{closed.URL, notOpen.URL, silent.URL}})
+		probedLog(context.Background(), opts, "record 1", reads.log), opts)
 	took := time.Since(start)
 	if !errors.Is(err, ErrStorageUnavailable) || errors.Is(err, ErrReadLoggedNotServed) || !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("no sidecar answers: %v; want ErrStorageUnavailable (unwrapping to connection refused), not a logged read", err)
@@ -169,8 +171,9 @@ func TestDownloadWithNoReachableSidecarLogsNoRead(t *testing.T) {
 	e := newBlobEnv(t, 1)
 	sl, key := e.upload(t, []byte("CBC: Hb 13.2 g/dL\n"), TransferOptions{Sidecars: e.urls})
 	blob := chainBlob{e.view.ref(sl.sum), sl.sum[:], uint64(sl.size)}
+	opts = TransferOptions{Sidecars: []string{closed.URL, notOpen.URL, e.urls[0]}}
 	saved, err := saveDecrypted(context.Background(), e.signer, "record 1", blob, knownKey(key), RecordStreamAAD(e.patientID, testCategory), out, false,
-		reads.log, TransferOptions{Sidecars: []string{closed.URL, notOpen.URL, e.urls[0]}})
+		probedLog(context.Background(), opts, "record 1", reads.log), opts)
 	if err != nil || saved.sidecar != e.urls[0] || reads.n.Load() != 1 {
 		t.Fatalf("one sidecar of three answering: %v (served by %v), %d read(s) logged; want it served, one read", err, saved, reads.n.Load())
 	}
@@ -182,8 +185,9 @@ func TestDownloadWithNoReachableSidecarLogsNoRead(t *testing.T) {
 		_, _ = w.Write([]byte(`{"code":"forbidden","error":"record 1: permission revoked at height 40"}`))
 	}))
 	defer proxy.Close()
+	opts = TransferOptions{Sidecars: []string{proxy.URL}, RetryDelay: time.Millisecond}
 	_, err = saveDecrypted(context.Background(), testSigner, "record 1", blobOf([]byte("x")), knownKey(nil), nil, filepath.Join(t.TempDir(), "out"), false,
-		reads.log, TransferOptions{Sidecars: []string{proxy.URL}, RetryDelay: time.Millisecond})
+		probedLog(context.Background(), opts, "record 1", reads.log), opts)
 	if !errors.Is(err, ErrReadLoggedNotServed) || reads.n.Load() != 2 {
 		t.Fatalf("a sidecar whose /healthz answers 403: %v, %d reads; want the read logged, then not served", err, reads.n.Load())
 	}
@@ -221,8 +225,9 @@ func TestRefusedByEverySidecar(t *testing.T) {
 	download := func(sidecars ...string) error {
 		t.Helper()
 		var reads readLog
+		opts := TransferOptions{Sidecars: sidecars, RetryDelay: time.Millisecond}
 		_, err := saveDecrypted(context.Background(), testSigner, "record 1", blobOf([]byte("x")), knownKey(nil), nil, filepath.Join(t.TempDir(), "out"), false,
-			reads.log, TransferOptions{Sidecars: sidecars, RetryDelay: time.Millisecond})
+			probedLog(context.Background(), opts, "record 1", reads.log), opts)
 		if !errors.Is(err, ErrReadLoggedNotServed) || reads.n.Load() != 1 {
 			t.Fatalf("download from %v: %v after %d read(s); want one read logged, then not served", sidecars, err, reads.n.Load())
 		}

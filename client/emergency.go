@@ -294,12 +294,15 @@ func (c *Client) releasable(ctx context.Context, rec *emrv1.Record, service []by
 }
 
 // findEmergencySidecar makes sure, before an emergency read is logged,
-// that one of the sidecars may run service (askHealth). It returns the sidecars whose /healthz names the service. Only when every
+// that one of the sidecars may run service, and that one answers at all
+// (probeSidecars, from the same GET /healthz to each: askHealth). It
+// returns the sidecars whose /healthz names the service. Only when every
 // sidecar's /healthz says it runs no emergency service or another one is
 // the read refused (an error matching ErrNoEmergencyRelease, with what
 // each said); a sidecar whose /healthz cannot say (a 503 while its blob
 // store is down, a proxy that does not route it, no answer) may still be
-// the service, and the key request decides.
+// the service, and the key request decides. When no sidecar answers, the
+// error is probeSidecars'.
 func findEmergencySidecar(ctx context.Context, opts TransferOptions, service []byte) (map[string]bool, error) {
 	urls, answers, cancel := askHealth(ctx, opts)
 	defer cancel()
@@ -307,8 +310,10 @@ func findEmergencySidecar(ctx context.Context, opts TransferOptions, service []b
 	named := map[string]bool{}
 	unknown := false
 	says := make([]string, len(urls))
+	p := newProbe(urls)
 	for range urls {
 		a := <-answers
+		p.answered(ctx, a)
 		switch {
 		case a.err != nil:
 			unknown = true
@@ -320,7 +325,7 @@ func findEmergencySidecar(ctx context.Context, opts TransferOptions, service []b
 			says[a.i] = fmt.Sprintf("%s runs emergency service %s", urls[a.i], a.health.EmergencyService)
 		}
 	}
-	if err := ctx.Err(); err != nil {
+	if err := p.err(ctx); err != nil {
 		return nil, err
 	}
 	if len(named) > 0 || unknown {

@@ -55,9 +55,23 @@ func TestEmergencySidecarWithStoreDownIsFound(t *testing.T) {
 		t.Fatalf("/healthz = %d, want 503 (store down)", resp.StatusCode)
 	}
 
-	if _, err := findEmergencySidecar(context.Background(), TransferOptions{Sidecars: []string{ts.URL}}, service); err != nil {
+	// Another sidecar, whose store is up, can serve the ciphertext.
+	blobs, err := sidecar.New(sidecar.Options{Store: st, Chain: newOwnerView(testSigner, bytes.Repeat([]byte{0x6c}, 32)),
+		SweepInterval: -1, Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := httptest.NewServer(blobs.Handler())
+	t.Cleanup(other.Close)
+	if _, err := findEmergencySidecar(context.Background(), TransferOptions{Sidecars: []string{ts.URL, other.URL}}, service); err != nil {
 		t.Fatalf("the sidecar that runs emergency service %s (store down, node and key fine) was not found, "+
 			"and the break-glass read is refused before it is logged: %v", hex.EncodeToString(service), err)
+	}
+	// Alone, it answers nothing that says a sidecar can serve the
+	// ciphertext: refused before the read is logged, as probeSidecars does.
+	_, err = findEmergencySidecar(context.Background(), TransferOptions{Sidecars: []string{ts.URL}}, service)
+	if !errors.Is(err, ErrStorageUnavailable) || errors.Is(err, ErrNoEmergencyRelease) {
+		t.Fatalf("the only sidecar's store is down: %v; want ErrStorageUnavailable (no read logged)", err)
 	}
 }
 

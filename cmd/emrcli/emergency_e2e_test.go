@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -114,7 +116,17 @@ func TestEmergencyRead(t *testing.T) {
 			Height int64 `json:"height"`
 		} `json:"access_tx"`
 	}
+	healthz := func() int {
+		t.Helper()
+		return metricValue(t, node.SidecarURL, `emrchain_sidecar_requests_total{outcome="ok",route="healthz"}`)
+	}
+	before := healthz()
 	e.json(&got, emergency(recRx)...)
+	// One GET /healthz says both that the sidecar answers and that it runs
+	// the service (findEmergencySidecar), not one for each.
+	if n := healthz() - before; n != 1 {
+		t.Fatalf("the emergency download asked the sidecar's /healthz %d times, want once", n)
+	}
 	if plain, err := os.ReadFile(got.File); err != nil || !bytes.Equal(plain, prescription) {
 		t.Fatalf("emergency download wrote %q (%v); want %q", plain, err, prescription)
 	}
@@ -164,4 +176,29 @@ func TestEmergencyRead(t *testing.T) {
 	t.Logf("after the revocation: %s", line)
 	line = e.fails(1, "permission revoked", emergency(recRx, "--reuse-access")...)
 	t.Logf("the standing read after the revocation: %s", line)
+}
+
+// metricValue reads the value of the sample named series (name and
+// labels, as /metrics writes them) from the sidecar at url; 0 when absent.
+func metricValue(t *testing.T, url, series string) int {
+	t.Helper()
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), series+" "); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				t.Fatalf("%s: %v", series, err)
+			}
+			return n
+		}
+	}
+	return 0
 }
