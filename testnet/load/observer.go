@@ -246,6 +246,17 @@ func codeKey(codespace string, code uint32) string {
 	return codespace + "/" + strconv.FormatUint(uint64(code), 10)
 }
 
+// topHeight is the highest block the observer saw any of txs in.
+func (o *observer) topHeight(txs []*plannedTx) int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var top int64
+	for _, t := range txs {
+		top = max(top, t.height)
+	}
+	return top
+}
+
 // waitCommitted waits until every tx of txs that was accepted is committed,
 // or ctx ends. It returns how many are still missing. Call it once txs are
 // sent: after every block it looks again only at the txs still missing.

@@ -272,6 +272,23 @@ func (c *rpc) latestHeight(ctx context.Context) (int64, error) {
 	return strconv.ParseInt(out.SyncInfo.LatestBlockHeight, 10, 64)
 }
 
+// appHeight is the last height the node's app has committed (abci_info):
+// the state its CheckTx judges new txs against.
+func (c *rpc) appHeight(ctx context.Context) (int64, error) {
+	var out struct {
+		Response struct {
+			LastBlockHeight string `json:"last_block_height"`
+		} `json:"response"`
+	}
+	if err := c.call(ctx, "abci_info", map[string]any{}, &out); err != nil {
+		return 0, err
+	}
+	if out.Response.LastBlockHeight == "" {
+		return 0, nil // nothing committed yet: the field is left out
+	}
+	return strconv.ParseInt(out.Response.LastBlockHeight, 10, 64)
+}
+
 // abciQuery runs an ABCI query at the latest height.
 func (c *rpc) abciQuery(ctx context.Context, path string, data []byte) ([]byte, error) {
 	var out struct {

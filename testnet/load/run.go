@@ -219,6 +219,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	defer closeSubmitters(submitTo)
 	obsRPC := newRPC(cfg.Target.RPC[0], 2)
 	defer obsRPC.close()
+	// nodes are asked, after each setup step, whether their apps have
+	// committed it (waitApplied).
+	nodes := []*rpc{obsRPC}
+	for _, u := range cfg.Target.RPC[1:] {
+		n := newRPC(u, 1)
+		defer n.close()
+		nodes = append(nodes, n)
+	}
 
 	regNext := make([]uint64, len(regs))
 	for i, r := range regs {
@@ -260,6 +268,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		setupEnd := time.Now().Add(cfg.SetupTimeout)
 		snd.send(sctx, s.txs, 0, setupEnd, setupEnd)
 		missing := obs.waitCommitted(sctx, s.txs)
+		var behind error
+		if missing == 0 {
+			behind = waitApplied(sctx, nodes, obs.topHeight(s.txs))
+		}
 		cancel()
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -267,6 +279,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		if n := len(snd.stats.rejected); n > 0 || snd.stats.accepted.Load() != int64(len(s.txs)) || missing > 0 {
 			return nil, fmt.Errorf("setup step %q: %d of %d txs accepted, %d not committed within %s, rejected: %v %v%s",
 				s.name, snd.stats.accepted.Load(), len(s.txs), missing, cfg.SetupTimeout, snd.stats.rejected, snd.stats.sampleLog, snd.stats.errorText())
+		}
+		if behind != nil {
+			return nil, fmt.Errorf("setup step %q: %w", s.name, behind)
 		}
 		cfg.logf("setup: %s: %d txs committed in %s", s.name, len(s.txs), time.Since(start).Round(time.Millisecond))
 	}
@@ -322,6 +337,34 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// appliedPoll is how often waitApplied asks a node for its app's height.
+const appliedPoll = 20 * time.Millisecond
+
+// waitApplied waits until the app of every node has committed height. A
+// setup step's txs are seen committed on the observed node; a node a
+// moment behind it would refuse the next step's txs at CheckTx (a grant
+// to a clinician it has not registered yet: run 69 of make bench-chain
+// failed so).
+func waitApplied(ctx context.Context, nodes []*rpc, height int64) error {
+	for _, n := range nodes {
+		for {
+			h, err := n.appHeight(ctx)
+			if err == nil && h >= height {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				if err == nil {
+					err = fmt.Errorf("its app is at height %d", h)
+				}
+				return fmt.Errorf("node %s did not commit height %d: %w (%w)", n.url, height, err, ctx.Err())
+			case <-time.After(appliedPoll):
+			}
+		}
+	}
+	return nil
 }
 
 func rateName(rate float64) string {
