@@ -148,7 +148,8 @@ func (c *sidecarConfig) resolveServiceKeys(home string) error {
 
 // loadServiceKeys loads the keys the sidecar acts as: the emergency
 // service's member address and X25519 key become Options.Emergency, the
-// storage service's signing key Options.Storage.
+// storage service's key (its signing key, and the X25519 key the peers
+// seal replicas to) Options.Storage.
 func (c *sidecarConfig) loadServiceKeys(logger log.Logger) error {
 	k, err := c.emergencyKey().load(logger)
 	if err != nil {
