@@ -150,7 +150,7 @@ func (s *replicaSeal) copyVerified(w io.Writer, r io.Reader, size int64, sum blo
 func openReplica(resp *http.Response, body io.Reader, key blobstore.Key, to *ecdh.PrivateKey, maxSize uint64) (int64, io.Reader, error) {
 	sealed := resp.Header.Get(HeaderReplicaEnvelope)
 	if sealed == "" {
-		return 0, nil, fmt.Errorf("the replica came without %s: a peer must seal it to this storage service's key (a sidecar from before replicas were sealed is upgraded)", HeaderReplicaEnvelope)
+		return 0, nil, fmt.Errorf("the replica came without %s: the peer did not seal it to this storage service's key (a sidecar from before replicas were sealed: upgrade it)", HeaderReplicaEnvelope)
 	}
 	envelope, err := base64.StdEncoding.DecodeString(sealed)
 	if err != nil {

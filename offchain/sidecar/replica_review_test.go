@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -107,15 +106,7 @@ func stallingPeer(t *testing.T, data []byte, sealTo *actor) string {
 	staller := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 		if sealTo != nil {
-			key, err := blobstore.ParseKey(strings.TrimPrefix(r.URL.Path, ReplicaPathPrefix))
-			if err != nil {
-				panic(err)
-			}
-			seal, err := sealReplica(sealTo.enc.PublicKey(), key)
-			if err != nil {
-				panic(err)
-			}
-			seal.setHeaders(w.Header(), int64(len(data)))
+			sealFor(w, r, sealTo, int64(len(data)))
 		}
 		w.WriteHeader(http.StatusOK)
 		w.Write(data[:10])

@@ -17,19 +17,25 @@ import (
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
-// sealedAnswer answers r, a replica request, as a peer does: body sealed
-// to to's key for the key r names, announced as a blob of size bytes.
-func sealedAnswer(w http.ResponseWriter, r *http.Request, to *actor, body []byte, size int64) {
+// sealFor announces, on w, a replica of size bytes sealed to to's key for
+// the key r names, as a peer does, and returns the seal to write it with.
+func sealFor(w http.ResponseWriter, r *http.Request, to *actor, size int64) *replicaSeal {
 	key, err := blobstore.ParseKey(strings.TrimPrefix(r.URL.Path, ReplicaPathPrefix))
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
+		panic(err)
 	}
 	seal, err := sealReplica(to.enc.PublicKey(), key)
 	if err != nil {
 		panic(err)
 	}
 	seal.setHeaders(w.Header(), size)
+	return seal
+}
+
+// sealedAnswer answers r, a replica request, as a peer does: body sealed
+// to to's key for the key r names, announced as a blob of size bytes.
+func sealedAnswer(w http.ResponseWriter, r *http.Request, to *actor, body []byte, size int64) {
+	seal := sealFor(w, r, to, size)
 	enc, err := crypto.NewEncryptWriter(w, seal.dataKey, seal.context)
 	if err != nil {
 		panic(err)
