@@ -69,17 +69,41 @@ var (
 // EmergencyServices returns the emergency services of organization org
 // that the patient has a standing opt-in to for category ("" for any
 // category the opt-in names), ordered by address, and the provenance of
+// the state they were read from (emergencyOptIns). None is an error
+// wrapping ErrNoEmergencyOptIn.
+func (c *Client) EmergencyServices(ctx context.Context, patientID []byte, org, category string) ([]*emrv1.Member, *QueryInfo, error) {
+	optIns, info, err := c.emergencyOptIns(ctx, patientID, org, category)
+	if err != nil {
+		return nil, nil, err
+	}
+	services := make([]*emrv1.Member, len(optIns))
+	for i, o := range optIns {
+		services[i] = o.service
+	}
+	return services, info, nil
+}
+
+// emergencyOptIn is a patient's standing opt-in to an emergency service:
+// the grant of the emergency right and the service it was granted to.
+type emergencyOptIn struct {
+	service *emrv1.Member
+	grant   *emrv1.Permission
+}
+
+// emergencyOptIns returns the patient's standing opt-ins to emergency
+// services of organization org for category ("" for any category the
+// opt-in names), ordered by the service's address, and the provenance of
 // the state they were read from. The patient's permissions are read in one
 // verified, complete listing and each grantee's membership from the same
 // state; an opt-in stands by app.EmergencyOptInStands at that state's
 // header time. None is an error wrapping ErrNoEmergencyOptIn.
-func (c *Client) EmergencyServices(ctx context.Context, patientID []byte, org, category string) ([]*emrv1.Member, *QueryInfo, error) {
+func (c *Client) emergencyOptIns(ctx context.Context, patientID []byte, org, category string) ([]emergencyOptIn, *QueryInfo, error) {
 	perms, info, err := c.Permissions(ctx, patientID)
 	if err != nil {
 		return nil, nil, fmt.Errorf("patient %x's permissions: %w", patientID, err)
 	}
 	now := info.timeOrNow()
-	var found []*emrv1.Member
+	var found []emergencyOptIn
 	for _, p := range perms {
 		if !slices.Contains(p.Rights, emrv1.Right_RIGHT_EMERGENCY) {
 			continue
@@ -93,7 +117,7 @@ func (c *Client) EmergencyServices(ctx context.Context, patientID []byte, org, c
 			return nil, nil, err
 		}
 		if m.OrganizationId == org && app.EmergencyOptInStands(p, m, categoryOf(p, category), now) == nil {
-			found = append(found, m)
+			found = append(found, emergencyOptIn{service: m, grant: p})
 		}
 	}
 	if len(found) == 0 {
@@ -104,7 +128,7 @@ func (c *Client) EmergencyServices(ctx context.Context, patientID []byte, org, c
 		return nil, nil, fmt.Errorf("%w: patient %x has no standing opt-in to %s by %q (a grant of the emergency right to one of its emergency services)",
 			ErrNoEmergencyOptIn, patientID, what, org)
 	}
-	slices.SortFunc(found, func(a, b *emrv1.Member) int { return bytes.Compare(a.Address, b.Address) })
+	slices.SortFunc(found, func(a, b emergencyOptIn) int { return bytes.Compare(a.service.Address, b.service.Address) })
 	return found, info, nil
 }
 
@@ -189,14 +213,14 @@ func (c *Client) EmergencyDownload(ctx context.Context, s Signer, req EmergencyD
 		return nil, fmt.Errorf("your encryption key (%x) is not the one registered for you (%x): the emergency service seals the data key to the registered one",
 			req.EncKey.PublicKey().Bytes(), me.EncPubKey)
 	}
-	service, err := c.emergencyVia(ctx, s, me, rec, req)
+	service, optIn, err := c.emergencyVia(ctx, s, me, rec, req)
 	if err != nil {
 		return nil, err
 	}
 	// A read logged for nothing is a false entry in the patient's audit
 	// trail: first make sure the service can release the key, and that a
 	// configured sidecar runs it.
-	if err := c.releasable(ctx, rec, service); err != nil {
+	if err := c.releasable(ctx, rec, service, optIn); err != nil {
 		return nil, err
 	}
 	named, err := findEmergencySidecar(ctx, opts, service)
@@ -234,58 +258,63 @@ func (c *Client) EmergencyDownload(ctx context.Context, s Signer, req EmergencyD
 // clinician me goes through: req.Service; else with ReuseAccess the one
 // the clinician's standing read of the record names (which must be an
 // emergency read); else the first service of me's organization that the
-// patient opted in to for rec's category.
-func (c *Client) emergencyVia(ctx context.Context, s Signer, me *emrv1.Member, rec *emrv1.Record, req EmergencyDownloadRequest) ([]byte, error) {
+// patient opted in to for rec's category, and then also that opt-in (nil
+// otherwise), as the listing that found the service read it.
+func (c *Client) emergencyVia(ctx context.Context, s Signer, me *emrv1.Member, rec *emrv1.Record, req EmergencyDownloadRequest) ([]byte, *emrv1.Permission, error) {
 	if req.ReuseAccess {
 		var resp emrv1.QueryLastAccessResponse
 		q := &emrv1.QueryLastAccessRequest{PatientId: hex.EncodeToString(req.PatientID), Sequence: req.Record, Accessor: hex.EncodeToString(s.Address())}
 		err := c.Query(ctx, "LastAccess", q, &resp)
 		switch {
 		case errors.Is(err, ErrNotFound):
-			return nil, fmt.Errorf("record %d: you have no read of it to reuse: %w", req.Record, err)
+			return nil, nil, fmt.Errorf("record %d: you have no read of it to reuse: %w", req.Record, err)
 		case err != nil:
-			return nil, fmt.Errorf("record %d: your last read of it: %w", req.Record, err)
+			return nil, nil, fmt.Errorf("record %d: your last read of it: %w", req.Record, err)
 		}
 		ev, err := present(c, "LastAccess", "access event", resp.Event)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if ev.Purpose != emrv1.Purpose_PURPOSE_EMERGENCY {
-			return nil, fmt.Errorf("record %d: your last read of it (height %d) is not an emergency read: log a new one", req.Record, ev.Height)
+			return nil, nil, fmt.Errorf("record %d: your last read of it (height %d) is not an emergency read: log a new one", req.Record, ev.Height)
 		}
 		if req.Service != nil && !bytes.Equal(req.Service, ev.EmergencyService) {
-			return nil, fmt.Errorf("record %d: your emergency read of it (height %d) went through emergency service %X, not %X",
+			return nil, nil, fmt.Errorf("record %d: your emergency read of it (height %d) went through emergency service %X, not %X",
 				req.Record, ev.Height, ev.EmergencyService, req.Service)
 		}
-		return ev.EmergencyService, nil
+		return ev.EmergencyService, nil, nil
 	}
 	if req.Service != nil {
 		// Named: the chain judges the opt-in (and says why it does not
 		// stand) when the read is logged.
-		return req.Service, nil
+		return req.Service, nil, nil
 	}
-	service, err := c.EmergencyServiceFor(ctx, me, req.PatientID, rec.Category)
+	o, err := c.emergencyOptInFor(ctx, me, req.PatientID, rec.Category)
 	if err != nil {
-		return nil, fmt.Errorf("record %d: %w", req.Record, err)
+		return nil, nil, fmt.Errorf("record %d: %w", req.Record, err)
 	}
-	return service, nil
+	return o.service.Address, o.grant, nil
 }
 
 // releasable refuses (ErrNoEmergencyRelease) a read of rec through
 // service whose data key the service could not release: the record is
 // wrapped under another key version than the patient's opt-in to the
-// service holds (a rotation that did not re-wrap it). Without an opt-in,
-// or with one revoked or ended, the chain refuses the read itself, and
-// says why.
-func (c *Client) releasable(ctx context.Context, rec *emrv1.Record, service []byte) error {
-	optIn, info, err := c.Permission(ctx, rec.PatientId, service)
-	if errors.Is(err, ErrNotFound) {
-		return nil
+// service holds (a rotation that did not re-wrap it). The opt-in is
+// listed, a standing one emergencyVia found, or nil: then it is read here.
+// Without an opt-in, or with one revoked or ended, the chain refuses the
+// read itself, and says why.
+func (c *Client) releasable(ctx context.Context, rec *emrv1.Record, service []byte, listed *emrv1.Permission) error {
+	optIn, ended := listed, false
+	if optIn == nil {
+		p, info, err := c.Permission(ctx, rec.PatientId, service)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("the patient's opt-in to emergency service %X: %w", service, err)
+		}
+		optIn, ended = p, p.RevokedHeight != 0 || !info.timeOrNow().Before(p.GetNotAfter().AsTime())
 	}
-	if err != nil {
-		return fmt.Errorf("the patient's opt-in to emergency service %X: %w", service, err)
-	}
-	ended := optIn.RevokedHeight != 0 || !info.timeOrNow().Before(optIn.GetNotAfter().AsTime())
 	if !ended && optIn.KeyVersion != rec.KeyVersion {
 		return fmt.Errorf("%w, so no read was logged: record %d's data key is wrapped under the patient's key version %d, and the opt-in to emergency service %X holds version %d (a key rotation did not re-wrap the record)",
 			ErrNoEmergencyRelease, rec.Sequence, rec.KeyVersion, service, optIn.KeyVersion)
@@ -341,14 +370,24 @@ func findEmergencySidecar(ctx context.Context, opts TransferOptions, service []b
 // the clinician's organization that the patient has a standing opt-in to
 // (EmergencyServices). None is an error wrapping ErrNoEmergencyOptIn.
 func (c *Client) EmergencyServiceFor(ctx context.Context, clinician *emrv1.Member, patientID []byte, category string) ([]byte, error) {
-	if clinician.OrganizationId == "" {
-		return nil, fmt.Errorf("member %X belongs to no organization: a clinician reads in an emergency through its organization's emergency service", clinician.Address)
-	}
-	services, _, err := c.EmergencyServices(ctx, patientID, clinician.OrganizationId, category)
+	o, err := c.emergencyOptInFor(ctx, clinician, patientID, category)
 	if err != nil {
 		return nil, err
 	}
-	return services[0].Address, nil
+	return o.service.Address, nil
+}
+
+// emergencyOptInFor is EmergencyServiceFor's service with the patient's
+// opt-in to it.
+func (c *Client) emergencyOptInFor(ctx context.Context, clinician *emrv1.Member, patientID []byte, category string) (emergencyOptIn, error) {
+	if clinician.OrganizationId == "" {
+		return emergencyOptIn{}, fmt.Errorf("member %X belongs to no organization: a clinician reads in an emergency through its organization's emergency service", clinician.Address)
+	}
+	optIns, _, err := c.emergencyOptIns(ctx, patientID, clinician.OrganizationId, category)
+	if err != nil {
+		return emergencyOptIn{}, err
+	}
+	return optIns[0], nil
 }
 
 // emergencyKey asks the sidecars, in order, for the data key of rec, which

@@ -2,14 +2,17 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,11 +124,33 @@ func TestEmergencyRead(t *testing.T) {
 		return metricValue(t, node.SidecarURL, `emrchain_sidecar_requests_total{outcome="ok",route="healthz"}`)
 	}
 	before := healthz()
-	e.json(&got, emergency(recRx)...)
+	rpc := clienttest.NewProxy(t, node.RPC)
+	var mu sync.Mutex
+	optInReads := map[string]int{}
+	rpc.SetRewrite(func(call clienttest.Call, result json.RawMessage) json.RawMessage {
+		for _, method := range []string{"Permission", "Permissions"} {
+			if isQueryCall(call, method) {
+				mu.Lock()
+				optInReads[method]++
+				mu.Unlock()
+			}
+		}
+		return result
+	})
+	e.json(&got, emergency(recRx, "--node", rpc.URL)...)
 	// One GET /healthz says both that the sidecar answers and that it runs
 	// the service (findEmergencySidecar), not one for each.
 	if n := healthz() - before; n != 1 {
 		t.Fatalf("the emergency download asked the sidecar's /healthz %d times, want once", n)
+	}
+	// The opt-in is read once: the verified listing that finds the service
+	// holds its key version too, which is not asked for again.
+	mu.Lock()
+	reads := maps.Clone(optInReads)
+	mu.Unlock()
+	if reads["Permissions"] != 1 || reads["Permission"] != 0 {
+		t.Fatalf("the emergency download read the patient's permissions %d times and one permission %d times; want the listing once and nothing else",
+			reads["Permissions"], reads["Permission"])
 	}
 	if plain, err := os.ReadFile(got.File); err != nil || !bytes.Equal(plain, prescription) {
 		t.Fatalf("emergency download wrote %q (%v); want %q", plain, err, prescription)

@@ -37,8 +37,12 @@
 //	  whole blob is hashed as it streams, its last chunk held back, and a
 //	  copy whose bytes are not the blob is cut short (the connection is
 //	  aborted before the last chunk) and dropped, so that the next GET
-//	  reads it through from a peer. A scrub (Scrub, every ScrubInterval)
-//	  reads every stored blob and drops the damaged ones the same way.
+//	  reads it through from a peer. A range is served only from a copy
+//	  read whole and found intact within the last 10 minutes (the first
+//	  range of a blob waits for that read; rangecheck.go): a damaged one
+//	  is dropped and the range read through from a peer. A scrub (Scrub,
+//	  every ScrubInterval) reads every stored blob and drops the damaged
+//	  ones the same way.
 //	GET /v1/emergency-key?record=<patient id hex>/<seq>
 //	  an emergency service's release of one record's data key (below,
 //	  Break-glass): 200 JSON EmergencyKey, Cache-Control: no-store; 404

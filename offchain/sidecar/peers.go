@@ -109,6 +109,7 @@ func (s *Server) fetchFromPeers(ctx context.Context, r *http.Request, signer sig
 	for _, peer := range s.opts.Peers {
 		err := s.fetchFromPeer(ctx, peer, r, signer, patient, blob)
 		if err == nil {
+			s.verified.intact(blob.key, s.opts.Now()) // Put hashed it as it wrote
 			s.log.Info("blob replicated from a peer sidecar", "sha256", blob.key.Sum.String(), "key", blob.key.String(), "peer", peer)
 			return nil
 		}

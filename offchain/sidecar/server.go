@@ -249,8 +249,9 @@ type Server struct {
 	// replicaCatchUp is when (Unix ns) a replica request last read new
 	// blocks into the reference index.
 	replicaCatchUp atomic.Int64
-	blobs          keyLocks     // an upload against the sweep's delete, per blob
-	uploads        *uploadSlots // store Puts in flight
+	blobs          keyLocks       // an upload against the sweep's delete, per blob
+	verified       verifiedCopies // copies read whole and found intact lately, for ranges
+	uploads        *uploadSlots   // store Puts in flight
 	handler        http.Handler
 	bufs           sync.Pool
 	// peerClient fetches blobs from peer sidecars.
@@ -962,6 +963,13 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		s.log.Error("stored blob has the wrong size: reading it from a peer", "sha256", sum.String(), "key", key.String(), "stored", info.Size, "chain", blob.size)
 		s.metrics.damaged.Inc()
 		err = fmt.Errorf("%w: the stored copy has %d bytes, the chain says %d", blobstore.ErrNotFound, info.Size, blob.size)
+	}
+	if err == nil && r.Method == http.MethodGet {
+		if _, _, partial, rerr := parseRange(r.Header.Get("Range"), info.Size); partial && rerr == nil {
+			// A range is not checked as it is sent: the copy is, first
+			// (rangecheck.go).
+			err = s.checkCopyForRange(ctx, key)
+		}
 	}
 	if errors.Is(err, blobstore.ErrNotFound) {
 		if perr := s.fetchFromPeers(ctx, r, signerAddr(sr.address), caller.Role == emrv1.Role_ROLE_PATIENT, blob); perr != nil {

@@ -210,6 +210,7 @@ func (s *Server) deleteIfOld(ctx context.Context, key blobstore.Key, cutoff time
 		return info, false, err
 	}
 	s.pending.deleted(key)
+	s.verified.forget(key)
 	return info, true, nil
 }
 

@@ -88,6 +88,7 @@ func (s *Server) dropDamagedCopy(ctx context.Context, key blobstore.Key) (droppe
 		return false, fmt.Errorf("deleting the damaged copy: %w", err)
 	}
 	s.pending.deleted(key)
+	s.verified.forget(key)
 	s.replicas.repair(key) // a storage service copies it back from a peer
 	return true, nil
 }
