@@ -40,7 +40,8 @@
 //	  reads it through from a peer. A range is served only from a copy
 //	  read whole and found intact within the last 10 minutes (the first
 //	  range of a blob waits for that read; rangecheck.go): a damaged one
-//	  is dropped and the range read through from a peer. A scrub (Scrub,
+//	  is dropped and the range read through from a peer (500 store_error
+//	  if it cannot be dropped). A scrub (Scrub,
 //	  every ScrubInterval) reads every stored blob and drops the damaged
 //	  ones the same way.
 //	GET /v1/emergency-key?record=<patient id hex>/<seq>

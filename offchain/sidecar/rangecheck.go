@@ -18,11 +18,14 @@ import (
 // range of a damaged copy used to be served: a program resuming a download
 // assembled the damaged bytes again at every try, until the scrub reached
 // the copy. So a range is served only from a copy read whole and found
-// intact within rangeCheckTTL (checkCopyForRange); one found damaged is
-// dropped as a whole GET drops it, and the range is read through from a
-// peer. The cost is one read of the copy from the local store per blob
-// and rangeCheckTTL, while ranges of it are asked for; concurrent ranges of
-// one blob wait for one read (under the blob's lock).
+// intact within rangeCheckTTL (checkCopyForRange). One found damaged is
+// judged again and dropped under the blob's lock, and the range is read
+// through from a peer (fetchFromPeers with damaged set), or refused. The
+// cost is one read of the copy from the local store per blob and
+// rangeCheckTTL, while ranges of it are asked for. Concurrent ranges of
+// one blob wait for one read; the read does not take the blob's lock, so
+// a range of an intact copy never waits for an upload of the same blob
+// (which holds the lock while its body comes, however slowly).
 
 // Bounds of verifiedCopies. (Variables for tests.)
 var (
@@ -34,11 +37,21 @@ var (
 )
 
 // verifiedCopies remembers which stored copies were read whole and found
-// intact, and when, for at most rangeCheckMax copies. Forgetting one only
-// costs a read.
+// intact, and when, for at most rangeCheckMax copies (forgetting one only
+// costs a read); and runs one read at a time of each copy (check).
 type verifiedCopies struct {
-	mu sync.Mutex
-	at map[blobstore.Key]time.Time
+	mu       sync.Mutex
+	at       map[blobstore.Key]time.Time
+	inflight map[blobstore.Key]*copyCheck
+}
+
+// copyCheck is one read of a copy, which concurrent checks of it share.
+type copyCheck struct {
+	done   chan struct{}
+	intact bool
+	err    error
+	// joined counts the checks that waited for this read.
+	joined int
 }
 
 // fresh reports whether key's copy was found intact within rangeCheckTTL
@@ -46,15 +59,24 @@ type verifiedCopies struct {
 func (v *verifiedCopies) fresh(key blobstore.Key, now time.Time) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	return v.freshLocked(key, now)
+}
+
+func (v *verifiedCopies) freshLocked(key blobstore.Key, now time.Time) bool {
 	at, ok := v.at[key]
 	return ok && now.Sub(at) < rangeCheckTTL && !at.After(now)
 }
 
 // intact records that key's copy was read whole and found intact at now.
-// At the bound, the copies checked longest ago are forgotten first.
 func (v *verifiedCopies) intact(key blobstore.Key, now time.Time) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	v.intactLocked(key, now)
+}
+
+// intactLocked is intact under v.mu. At the bound, the expired copies are
+// forgotten, then the ones checked longest ago.
+func (v *verifiedCopies) intactLocked(key blobstore.Key, now time.Time) {
 	if v.at == nil {
 		v.at = map[blobstore.Key]time.Time{}
 	}
@@ -64,7 +86,7 @@ func (v *verifiedCopies) intact(key blobstore.Key, now time.Time) {
 				delete(v.at, k)
 			}
 		}
-		for len(v.at) >= rangeCheckMax {
+		for len(v.at) > 0 && len(v.at) >= rangeCheckMax {
 			var oldest blobstore.Key
 			first := true
 			for k, at := range v.at {
@@ -85,38 +107,86 @@ func (v *verifiedCopies) forget(key blobstore.Key) {
 	delete(v.at, key)
 }
 
+// check reports whether key's copy is intact: at once if it was found so
+// within rangeCheckTTL, else by read, one at a time per copy: a check that
+// finds a read of the copy under way waits for its verdict instead. A read
+// that failed (its request ended, a store error) gives no verdict, and the
+// check reads itself. now is the clock.
+func (v *verifiedCopies) check(ctx context.Context, key blobstore.Key, now func() time.Time, read func(context.Context) (bool, error)) (bool, error) {
+	for {
+		v.mu.Lock()
+		if v.freshLocked(key, now()) {
+			v.mu.Unlock()
+			return true, nil
+		}
+		if c := v.inflight[key]; c != nil {
+			c.joined++
+			v.mu.Unlock()
+			select {
+			case <-c.done:
+			case <-ctx.Done():
+				return false, ctx.Err()
+			}
+			if c.err == nil {
+				return c.intact, nil
+			}
+			continue
+		}
+		if v.inflight == nil {
+			v.inflight = map[blobstore.Key]*copyCheck{}
+		}
+		c := &copyCheck{done: make(chan struct{})}
+		v.inflight[key] = c
+		v.mu.Unlock()
+
+		c.intact, c.err = read(ctx)
+		v.mu.Lock()
+		delete(v.inflight, key)
+		if c.err == nil && c.intact {
+			v.intactLocked(key, now())
+		}
+		v.mu.Unlock()
+		close(c.done)
+		return c.intact, c.err
+	}
+}
+
 // checkCopyForRange makes sure the stored copy of key is intact before a
-// range of it is served: read whole (unless it was within rangeCheckTTL)
-// under the blob's lock, so that concurrent ranges wait for one read. A
-// copy found damaged is dropped (dropDamagedCopy, which reads it once more
-// first) and the error wraps blobstore.ErrNotFound: the caller reads the
-// blob through from a peer, as for a copy it never had. Other errors are
-// the store's.
+// range of it is served (verifiedCopies.check). A copy found damaged is
+// counted and logged, then judged again and dropped under the blob's lock
+// (dropDamagedCopyLocked; only a damaged copy waits for an upload of the
+// blob): the error then wraps blobstore.ErrNotFound, and the caller reads
+// the blob through from a peer, whose copy a Put verifies as it keeps it.
+// nil: the copy is intact (on the first read, or the second). Other errors
+// are the store's, or ctx's: nothing may be served.
 func (s *Server) checkCopyForRange(ctx context.Context, key blobstore.Key) error {
-	if s.verified.fresh(key, s.opts.Now()) {
-		return nil
+	intact, err := s.verified.check(ctx, key, s.opts.Now, func(ctx context.Context) (bool, error) {
+		bp := s.bufs.Get().(*[]byte)
+		defer s.bufs.Put(bp)
+		intact, n, err := s.storedCopyIntact(ctx, key, nil, *bp)
+		if err == nil && !intact {
+			s.metrics.damaged.Inc()
+			s.log.Error("stored blob is damaged (its bytes do not hash to its SHA-256): no range of it served; dropping it and reading it from a peer",
+				"sha256", key.Sum.String(), "key", key.String(), "read", n)
+		}
+		return intact, err
+	})
+	if err != nil || intact {
+		return err
 	}
 	unlock, err := s.blobs.lockCtx(ctx, key)
 	if err != nil {
 		return err
 	}
-	if s.verified.fresh(key, s.opts.Now()) { // another range read it meanwhile
-		unlock()
-		return nil
-	}
-	bp := s.bufs.Get().(*[]byte)
-	intact, n, err := s.storedCopyIntact(ctx, key, nil, *bp)
-	s.bufs.Put(bp)
-	if err == nil && intact {
-		s.verified.intact(key, s.opts.Now())
-	}
-	unlock()
-	if err != nil || intact {
+	defer unlock()
+	dropped, err := s.dropDamagedCopyLocked(context.WithoutCancel(ctx), key)
+	switch {
+	case err != nil:
 		return err
+	case dropped:
+		return fmt.Errorf("%w: the stored copy was damaged, and is dropped", blobstore.ErrNotFound)
+	case s.verified.fresh(key, s.opts.Now()):
+		return nil // intact when read again (a fault of the first read)
 	}
-	s.metrics.damaged.Inc()
-	dropped, derr := s.dropDamagedCopy(context.WithoutCancel(ctx), key)
-	s.log.Error("stored blob is damaged (its bytes do not hash to its SHA-256): no range of it served; reading it from a peer",
-		"sha256", key.Sum.String(), "key", key.String(), "read", n, "dropped", dropped, "err", derr)
-	return fmt.Errorf("%w: the stored copy is damaged (%w)", blobstore.ErrNotFound, errDamagedCopy)
+	return fmt.Errorf("%w: the stored copy is gone", blobstore.ErrNotFound)
 }

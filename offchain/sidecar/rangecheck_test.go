@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -137,6 +138,168 @@ func TestRangeOfDamagedCopy(t *testing.T) {
 	}
 	if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("C did not drop its damaged copy: %v", err)
+	}
+}
+
+// faultyStore is an FS store whose Delete can fail, and whose first
+// whole read (a verification) can be held until hold returns.
+type faultyStore struct {
+	*blobstore.FS
+	failDelete bool
+	once       sync.Once
+	hold       func()
+}
+
+func (s *faultyStore) Delete(ctx context.Context, key blobstore.Key) error {
+	if s.failDelete {
+		return errors.New("injected: delete failed")
+	}
+	return s.FS.Delete(ctx, key)
+}
+
+func (s *faultyStore) Get(ctx context.Context, key blobstore.Key, off, n int64) (io.ReadCloser, int64, error) {
+	if off == 0 && n < 0 && s.hold != nil {
+		s.once.Do(s.hold)
+	}
+	return s.FS.Get(ctx, key, off, n)
+}
+
+// damagedRangeFixture: A (e's sidecar) holds the blob intact; B, whose
+// peer is A, holds a copy of the right size with one bit flipped inside
+// the range asked for, in a faultyStore.
+type damagedRangeFixture struct {
+	e          *env
+	data       []byte
+	sum        [32]byte
+	rec        *emrv1.Record
+	store      *faultyStore
+	bURL       string
+	bSrv       *Server
+	rng        *Range
+	want, flip []byte
+}
+
+func newDamagedRangeFixture(t *testing.T, mod func(*damagedRangeFixture)) *damagedRangeFixture {
+	t.Helper()
+	f := &damagedRangeFixture{e: newEnv(t, nil)}
+	f.data, f.sum, f.rec = uploadedRecord(t, f.e)
+	f.e.chain.recordAccess(f.rec, f.e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	fsys, err := blobstore.OpenFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.store = &faultyStore{FS: fsys}
+	if mod != nil {
+		mod(f)
+	}
+	ts, srv := peerOf(t, f.e, func(o *Options) { o.Store = f.store }, f.e.ts.URL)
+	f.bURL, f.bSrv = ts.URL, srv
+	at := len(f.data) / 3
+	bad := bytes.Clone(f.data)
+	bad[at] ^= 0x20
+	p := fsys.Path(f.e.key(f.sum))
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.rng = &Range{Start: int64(at - 10), Length: 100}
+	f.want, f.flip = f.data[at-10:at+90], bad[at-10:at+90]
+	return f
+}
+
+func (f *damagedRangeFixture) get() ([]byte, error) {
+	var buf bytes.Buffer
+	_, err := NewClient(f.bURL, f.e.reader, nil).Get(context.Background(), RecordRef(f.rec.PatientId, f.rec.Sequence), f.sum, &buf, f.rng)
+	return buf.Bytes(), err
+}
+
+// TestRangeOfDamagedCopyNotDropped: the range check finds B's copy
+// damaged and deleting it fails (a store fault): nothing is served (500
+// store_error), not the damaged bytes, and not a copy read from the peer
+// over them (a Put keeps a stored copy of the same size).
+// (The session-44 review's.)
+func TestRangeOfDamagedCopyNotDropped(t *testing.T) {
+	f := newDamagedRangeFixture(t, func(f *damagedRangeFixture) { f.store.failDelete = true })
+	got, err := f.get()
+	wantStatus(t, err, http.StatusInternalServerError, "reading the blob failed")
+	if len(got) != 0 {
+		t.Fatalf("a range of a damaged copy that could not be dropped: %q served", got)
+	}
+}
+
+// TestConcurrentRangesOfDamagedCopy: two ranges of a damaged copy arrive
+// together; the second waits for the first's read of the copy. Neither is
+// served the damaged bytes: the copy is dropped once and both ranges come
+// from the peer's. (The session-44 review's.)
+func TestConcurrentRangesOfDamagedCopy(t *testing.T) {
+	f := newDamagedRangeFixture(t, func(f *damagedRangeFixture) {
+		f.store.hold = func() {
+			// Hold the first read of the copy until the second range
+			// waits for it.
+			key := f.e.key(f.sum)
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+				f.bSrv.verified.mu.Lock()
+				c := f.bSrv.verified.inflight[key]
+				joined := c != nil && c.joined > 0
+				f.bSrv.verified.mu.Unlock()
+				if joined {
+					return
+				}
+			}
+			t.Error("the second range never waited for the first's read")
+		}
+	})
+	before := testutil.ToFloat64(f.bSrv.metrics.damaged)
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			got, err := f.get()
+			if err == nil && !bytes.Equal(got, f.want) {
+				err = fmt.Errorf("served %q, want %q (damaged: %q)", got, f.want, f.flip)
+			}
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent ranges of a damaged copy: %v", err)
+		}
+	}
+	if n := testutil.ToFloat64(f.bSrv.metrics.damaged) - before; n != 1 {
+		t.Errorf("damaged_copies_total grew by %v for one shared read, want 1", n)
+	}
+}
+
+// TestRangeDoesNotWaitForAnUpload: an upload of a blob holds the blob's
+// lock while its body comes, however slowly; a range of the intact copy
+// stored already is served meanwhile (its check takes no lock).
+// (The session-44 review's.)
+func TestRangeDoesNotWaitForAnUpload(t *testing.T) {
+	e := newEnv(t, nil)
+	data, sum, rec := uploadedRecord(t, e)
+	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+
+	pr, pw := io.Pipe()
+	upCtx, cancelUp := context.WithCancel(context.Background())
+	upDone := make(chan struct{})
+	go func() {
+		defer close(upDone)
+		_, _ = e.client(e.writer).Put(upCtx, e.pid, testCategory, sum, pr, int64(len(data)))
+	}()
+	defer func() { pw.CloseWithError(errors.New("done")); cancelUp(); <-upDone }()
+	if _, err := pw.Write(data[:1024]); err != nil { // the upload's body is being read
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var buf bytes.Buffer
+	if _, err := e.client(e.reader).Get(ctx, RecordRef(rec.PatientId, rec.Sequence), sum, &buf, &Range{Start: 10, Length: 100}); err != nil {
+		t.Fatalf("a range of an intact copy while an upload of the blob is under way: %v", err)
+	}
+	if !bytes.Equal(buf.Bytes(), data[10:110]) {
+		t.Fatalf("range: %q, want %q", buf.Bytes(), data[10:110])
 	}
 }
 

@@ -968,7 +968,15 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		if _, _, partial, rerr := parseRange(r.Header.Get("Range"), info.Size); partial && rerr == nil {
 			// A range is not checked as it is sent: the copy is, first
 			// (rangecheck.go).
-			err = s.checkCopyForRange(ctx, key)
+			if cerr := s.checkCopyForRange(ctx, key); errors.Is(cerr, blobstore.ErrNotFound) {
+				err = cerr // dropped as damaged, or gone: read it through from a peer
+			} else if cerr != nil {
+				if ctx.Err() == nil {
+					s.log.Error("checking the stored blob before serving a range failed", "sha256", sum.String(), "key", key.String(), "err", cerr)
+				}
+				writeError(w, errf(http.StatusInternalServerError, "store_error", "reading the blob failed"))
+				return
+			}
 		}
 	}
 	if errors.Is(err, blobstore.ErrNotFound) {

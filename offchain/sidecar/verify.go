@@ -75,6 +75,13 @@ func (s *Server) dropDamagedCopy(ctx context.Context, key blobstore.Key) (droppe
 		return false, errBlobBusy
 	}
 	defer unlock()
+	return s.dropDamagedCopyLocked(ctx, key)
+}
+
+// dropDamagedCopyLocked is dropDamagedCopy for a caller that holds key's
+// lock. A copy it reads whole and finds intact is remembered as such
+// (verifiedCopies).
+func (s *Server) dropDamagedCopyLocked(ctx context.Context, key blobstore.Key) (dropped bool, err error) {
 	intact, _, err := s.storedCopyIntact(ctx, key, nil, nil)
 	switch {
 	case errors.Is(err, blobstore.ErrNotFound):
@@ -82,6 +89,7 @@ func (s *Server) dropDamagedCopy(ctx context.Context, key blobstore.Key) (droppe
 	case err != nil:
 		return false, fmt.Errorf("reading the copy again: %w", err)
 	case intact:
+		s.verified.intact(key, s.opts.Now())
 		return false, nil
 	}
 	if err := s.store.Delete(ctx, key); err != nil && !errors.Is(err, blobstore.ErrNotFound) {
