@@ -20,7 +20,8 @@ import (
 // the copy. So a range is served only from a copy read whole and found
 // intact within rangeCheckTTL (checkCopyForRange). One found damaged is
 // judged again and dropped under the blob's lock, and the range is read
-// through from a peer (fetchFromPeers with damaged set), or refused. The
+// through from a peer, or refused. Whatever finds a copy damaged (a whole
+// GET, the scrub, this check) forgets that it was found intact. The
 // cost is one read of the copy from the local store per blob and
 // rangeCheckTTL, while ranges of it are asked for. Concurrent ranges of
 // one blob wait for one read; the read does not take the blob's lock, so
@@ -34,6 +35,8 @@ var (
 	rangeCheckTTL = 10 * time.Minute
 	// rangeCheckMax bounds the copies remembered as intact.
 	rangeCheckMax = 4096
+	// rangeCheckTimeout bounds one read of a copy for ranges.
+	rangeCheckTimeout = 5 * time.Minute
 )
 
 // verifiedCopies remembers which stored copies were read whole and found
@@ -45,7 +48,8 @@ type verifiedCopies struct {
 	inflight map[blobstore.Key]*copyCheck
 }
 
-// copyCheck is one read of a copy, which concurrent checks of it share.
+// copyCheck is one read of a copy, which concurrent checks of it share;
+// intact and err are set before done is closed.
 type copyCheck struct {
 	done   chan struct{}
 	intact bool
@@ -108,65 +112,66 @@ func (v *verifiedCopies) forget(key blobstore.Key) {
 }
 
 // check reports whether key's copy is intact: at once if it was found so
-// within rangeCheckTTL, else by read, one at a time per copy: a check that
-// finds a read of the copy under way waits for its verdict instead. A read
-// that failed (its request ended, a store error) gives no verdict, and the
-// check reads itself. now is the clock.
-func (v *verifiedCopies) check(ctx context.Context, key blobstore.Key, now func() time.Time, read func(context.Context) (bool, error)) (bool, error) {
-	for {
-		v.mu.Lock()
-		if v.freshLocked(key, now()) {
-			v.mu.Unlock()
-			return true, nil
-		}
-		if c := v.inflight[key]; c != nil {
-			c.joined++
-			v.mu.Unlock()
-			select {
-			case <-c.done:
-			case <-ctx.Done():
-				return false, ctx.Err()
-			}
-			if c.err == nil {
-				return c.intact, nil
-			}
-			continue
-		}
+// within rangeCheckTTL, else by read. One read of a copy runs at a time,
+// in a goroutine of its own, and every check of the copy meanwhile waits
+// for its verdict, or its error, which they all share. A check whose ctx
+// ends leaves; the read goes on (read bounds it) for the others, and is
+// remembered. now is the clock.
+func (v *verifiedCopies) check(ctx context.Context, key blobstore.Key, now func() time.Time, read func() (bool, error)) (bool, error) {
+	v.mu.Lock()
+	if v.freshLocked(key, now()) {
+		v.mu.Unlock()
+		return true, nil
+	}
+	c := v.inflight[key]
+	if c != nil {
+		c.joined++
+	} else {
 		if v.inflight == nil {
 			v.inflight = map[blobstore.Key]*copyCheck{}
 		}
-		c := &copyCheck{done: make(chan struct{})}
+		c = &copyCheck{done: make(chan struct{})}
 		v.inflight[key] = c
-		v.mu.Unlock()
-
-		c.intact, c.err = read(ctx)
-		v.mu.Lock()
-		delete(v.inflight, key)
-		if c.err == nil && c.intact {
-			v.intactLocked(key, now())
-		}
-		v.mu.Unlock()
-		close(c.done)
+		go func() {
+			intact, err := read()
+			v.mu.Lock()
+			c.intact, c.err = intact, err
+			delete(v.inflight, key)
+			if err == nil && intact {
+				v.intactLocked(key, now())
+			}
+			v.mu.Unlock()
+			close(c.done)
+		}()
+	}
+	v.mu.Unlock()
+	select {
+	case <-c.done:
 		return c.intact, c.err
+	case <-ctx.Done():
+		return false, ctx.Err()
 	}
 }
 
 // checkCopyForRange makes sure the stored copy of key is intact before a
-// range of it is served (verifiedCopies.check). A copy found damaged is
-// counted and logged, then judged again and dropped under the blob's lock
+// range of it is served (verifiedCopies.check; the read is bounded by
+// rangeCheckTimeout, not by the request). A copy found damaged is counted
+// and logged, then judged again and dropped under the blob's lock
 // (dropDamagedCopyLocked; only a damaged copy waits for an upload of the
 // blob): the error then wraps blobstore.ErrNotFound, and the caller reads
 // the blob through from a peer, whose copy a Put verifies as it keeps it.
 // nil: the copy is intact (on the first read, or the second). Other errors
 // are the store's, or ctx's: nothing may be served.
 func (s *Server) checkCopyForRange(ctx context.Context, key blobstore.Key) error {
-	intact, err := s.verified.check(ctx, key, s.opts.Now, func(ctx context.Context) (bool, error) {
+	intact, err := s.verified.check(ctx, key, s.opts.Now, func() (bool, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rangeCheckTimeout)
+		defer cancel()
 		bp := s.bufs.Get().(*[]byte)
 		defer s.bufs.Put(bp)
 		intact, n, err := s.storedCopyIntact(ctx, key, nil, *bp)
 		if err == nil && !intact {
 			s.metrics.damaged.Inc()
-			s.log.Error("stored blob is damaged (its bytes do not hash to its SHA-256): no range of it served; dropping it and reading it from a peer",
+			s.log.Error("stored blob is damaged (its bytes do not hash to its SHA-256): no range of it served",
 				"sha256", key.Sum.String(), "key", key.String(), "read", n)
 		}
 		return intact, err
@@ -176,10 +181,14 @@ func (s *Server) checkCopyForRange(ctx context.Context, key blobstore.Key) error
 	}
 	unlock, err := s.blobs.lockCtx(ctx, key)
 	if err != nil {
+		s.log.Error("damaged blob left: the request ended while its drop waited for the blob's lock (the next GET or the scrub drops it)",
+			"sha256", key.Sum.String(), "key", key.String(), "err", err)
 		return err
 	}
 	defer unlock()
 	dropped, err := s.dropDamagedCopyLocked(context.WithoutCancel(ctx), key)
+	s.log.Error("damaged blob judged again before a range", "sha256", key.Sum.String(), "key", key.String(),
+		"dropped", dropped, "err", err)
 	switch {
 	case err != nil:
 		return err

@@ -353,3 +353,210 @@ func TestVerifiedCopiesExpireAndAreBounded(t *testing.T) {
 		t.Fatalf("%d copies remembered, the bound is 3", len(v.at))
 	}
 }
+
+// waitJoined waits until n checks wait for the read of key in flight.
+func waitJoined(t *testing.T, v *verifiedCopies, key blobstore.Key, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		v.mu.Lock()
+		c := v.inflight[key]
+		ok := c != nil && c.joined >= n
+		v.mu.Unlock()
+		if ok {
+			return
+		}
+	}
+	t.Fatalf("%d checks never joined the read in flight", n)
+}
+
+// TestFailedReadIsShared: eight concurrent checks of one copy while the
+// store fails the read after a while (a MinIO that times out) share the
+// one read's error: one read, not one after another. (The session-44
+// re-review's.)
+func TestFailedReadIsShared(t *testing.T) {
+	var v verifiedCopies
+	key := blobstore.Key{Sum: blobstore.Sum{7}}
+	var reads atomic.Int32
+	release := make(chan struct{})
+	read := func() (bool, error) {
+		reads.Add(1)
+		<-release
+		return false, errors.New("injected: the store timed out")
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if _, err := v.check(context.Background(), key, time.Now, read); err == nil {
+				t.Error("a failed read gave a verdict")
+			}
+		})
+	}
+	waitJoined(t, &v, key, 7)
+	close(release)
+	wg.Wait()
+	if n := reads.Load(); n != 1 {
+		t.Fatalf("8 concurrent checks of one copy made %d reads of it, want 1 (its failure shared)", n)
+	}
+}
+
+// ctxStore is an FS store whose whole reads honour their context and take
+// readTime, as MinIO's do (its reader is an HTTP body bound to the
+// request's context).
+type ctxStore struct {
+	*blobstore.FS
+	readTime time.Duration
+	whole    atomic.Int32
+}
+
+func (s *ctxStore) Get(ctx context.Context, key blobstore.Key, off, n int64) (io.ReadCloser, int64, error) {
+	rc, size, err := s.FS.Get(ctx, key, off, n)
+	if err != nil || off != 0 || n >= 0 {
+		return rc, size, err
+	}
+	s.whole.Add(1)
+	return &ctxReader{ctx: ctx, rc: rc, until: time.Now().Add(s.readTime)}, size, nil
+}
+
+type ctxReader struct {
+	ctx   context.Context
+	rc    io.ReadCloser
+	until time.Time
+}
+
+func (r *ctxReader) Read(p []byte) (int, error) {
+	for time.Now().Before(r.until) {
+		if err := r.ctx.Err(); err != nil {
+			return 0, err
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return r.rc.Read(p)
+}
+
+func (r *ctxReader) Close() error { return r.rc.Close() }
+
+// TestRangeCheckOutlivesTheRequest: a client whose requests time out
+// before the copy is read whole (a large blob on MinIO or a cold disk)
+// does not abort the read: it is finished and remembered, and the
+// client's next try is served, with the copy read once. (The session-44
+// re-review's.)
+func TestRangeCheckOutlivesTheRequest(t *testing.T) {
+	const readTime = 300 * time.Millisecond
+	e := newEnv(t, nil)
+	data, sum, rec := uploadedRecord(t, e)
+	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	fsys, err := blobstore.OpenFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &ctxStore{FS: fsys, readTime: readTime}
+	ts, _ := peerOf(t, e, func(o *Options) { o.Store = store })
+	p := fsys.Path(e.key(sum))
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o600); err != nil { // an intact copy
+		t.Fatal(err)
+	}
+	served := false
+	for try := 0; try < 4 && !served; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), readTime*2/3)
+		var buf bytes.Buffer
+		_, err := NewClient(ts.URL, e.reader, nil).Get(ctx, RecordRef(rec.PatientId, rec.Sequence), sum, &buf, &Range{Start: 10, Length: 100})
+		cancel()
+		served = err == nil && bytes.Equal(buf.Bytes(), data[10:110])
+		if !served {
+			time.Sleep(readTime) // the client waits before it tries again
+		}
+	}
+	if !served || store.whole.Load() != 1 {
+		t.Fatalf("a client whose requests time out after %s, trying 4 times %s apart: served %v, the copy read whole %d times; want served, one read",
+			readTime*2/3, readTime, served, store.whole.Load())
+	}
+}
+
+// TestDamageFoundForgetsTheIntactCopy: a copy found intact (by a range)
+// is damaged afterwards; a whole GET finds it damaged but cannot drop it
+// (an upload of the blob holds the lock). The next range does not trust
+// the earlier verdict: it is not served the damaged bytes. (The
+// session-44 re-review's.)
+func TestDamageFoundForgetsTheIntactCopy(t *testing.T) {
+	e := newEnv(t, nil)
+	data, sum, rec := uploadedRecord(t, e)
+	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	key := e.key(sum)
+	ref := RecordRef(rec.PatientId, rec.Sequence)
+	at := len(data) / 3
+	rng := &Range{Start: int64(at - 10), Length: 100}
+	if _, err := e.get(e.reader, ref, sum, rng); err != nil { // read whole, found intact, remembered
+		t.Fatal(err)
+	}
+	bad := bytes.Clone(data)
+	bad[at] ^= 0x20
+	if err := os.WriteFile(e.store.Path(key), bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := e.srv.blobs.lockCtx(context.Background(), key) // an upload holds the lock
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.get(e.reader, ref, sum, nil); err == nil {
+		t.Fatal("a whole GET of the damaged copy succeeded")
+	}
+	unlock()
+	if _, err := os.Stat(e.store.Path(key)); err != nil {
+		t.Fatalf("the copy was dropped after all (%v): the test needs it kept", err)
+	}
+	got, err := e.get(e.reader, ref, sum, rng)
+	if err == nil && bytes.Equal(got, bad[at-10:at+90]) {
+		t.Fatal("a whole GET found the copy damaged, and the next range was served its damaged bytes")
+	}
+}
+
+// TestRangeOfDamagedCopyLeftIsLogged: the client of a range of a damaged
+// copy hangs up while the drop waits for the blob's lock (an upload holds
+// it): the log says the copy was left, and does not claim a drop or a
+// read from a peer. (The session-44 re-review's.)
+func TestRangeOfDamagedCopyLeftIsLogged(t *testing.T) {
+	e := newEnv(t, nil)
+	data, sum, rec := uploadedRecord(t, e)
+	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	fsys, err := blobstore.OpenFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &lines{}
+	ts, srv := peerOf(t, e, func(o *Options) { o.Store, o.Logger = fsys, log }, e.ts.URL)
+	key := e.key(sum)
+	p := fsys.Path(key)
+	bad := bytes.Clone(data)
+	bad[len(data)/3] ^= 0x20
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := srv.blobs.lockCtx(context.Background(), key) // a slow upload of the blob
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	var buf bytes.Buffer
+	if _, err := NewClient(ts.URL, e.reader, nil).Get(ctx, RecordRef(rec.PatientId, rec.Sequence), sum, &buf, &Range{Start: 0, Length: 100}); err == nil {
+		t.Fatal("the range was served while the copy's drop waited for the lock")
+	}
+	for deadline := time.Now().Add(5 * time.Second); len(log.with("damaged blob left")) == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no line says the damaged copy was left; all lines: %q", log.with(""))
+		}
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("the copy was dropped (%v): the test needs it kept", err)
+	}
+	if said := log.with("dropped"); len(said) > 0 {
+		t.Fatalf("nothing was dropped, but the log says %q", said)
+	}
+}

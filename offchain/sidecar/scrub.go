@@ -208,6 +208,7 @@ func (s *Server) scrubOne(ctx context.Context, listed blobstore.Info, buf []byte
 	}
 	rep.Damaged++
 	s.metrics.damaged.Inc()
+	s.verified.forget(listed.Key) // no range served from it, dropped or not
 	if rep.Dropped >= scrubMaxDrops {
 		rep.Held++
 		if logIt {
