@@ -37,6 +37,10 @@ var (
 	rangeCheckMax = 4096
 	// rangeCheckTimeout bounds one read of a copy for ranges.
 	rangeCheckTimeout = 5 * time.Minute
+	// rangeCheckReads bounds the reads for ranges under way at once (of
+	// different copies): the reads outlive their requests, so the
+	// requests' own bounds do not hold them.
+	rangeCheckReads = 4
 )
 
 // verifiedCopies remembers which stored copies were read whole and found
@@ -46,6 +50,7 @@ type verifiedCopies struct {
 	mu       sync.Mutex
 	at       map[blobstore.Key]time.Time
 	inflight map[blobstore.Key]*copyCheck
+	reading  chan struct{} // a slot per read under way (rangeCheckReads)
 }
 
 // copyCheck is one read of a copy, which concurrent checks of it share;
@@ -113,8 +118,9 @@ func (v *verifiedCopies) forget(key blobstore.Key) {
 
 // check reports whether key's copy is intact: at once if it was found so
 // within rangeCheckTTL, else by read. One read of a copy runs at a time,
-// in a goroutine of its own, and every check of the copy meanwhile waits
-// for its verdict, or its error, which they all share. A check whose ctx
+// in a goroutine of its own (at most rangeCheckReads of them read at
+// once), and every check of the copy meanwhile waits for its verdict, or
+// its error, which they all share. A check whose ctx
 // ends leaves; the read goes on (read bounds it) for the others, and is
 // remembered. now is the clock.
 func (v *verifiedCopies) check(ctx context.Context, key blobstore.Key, now func() time.Time, read func() (bool, error)) (bool, error) {
@@ -129,11 +135,14 @@ func (v *verifiedCopies) check(ctx context.Context, key blobstore.Key, now func(
 	} else {
 		if v.inflight == nil {
 			v.inflight = map[blobstore.Key]*copyCheck{}
+			v.reading = make(chan struct{}, rangeCheckReads)
 		}
 		c = &copyCheck{done: make(chan struct{})}
 		v.inflight[key] = c
 		go func() {
+			v.reading <- struct{}{}
 			intact, err := read()
+			<-v.reading
 			v.mu.Lock()
 			c.intact, c.err = intact, err
 			delete(v.inflight, key)

@@ -560,3 +560,50 @@ func TestRangeOfDamagedCopyLeftIsLogged(t *testing.T) {
 		t.Fatalf("nothing was dropped, but the log says %q", said)
 	}
 }
+
+// TestRangeCheckReadsAreBounded: reads of different copies for ranges
+// outlive their requests, so they are bounded on their own: with more
+// copies asked for at once than rangeCheckReads, no more read at a time,
+// and every check gets its verdict.
+func TestRangeCheckReadsAreBounded(t *testing.T) {
+	var v verifiedCopies
+	var mu sync.Mutex
+	reading, most := 0, 0
+	release := make(chan struct{})
+	read := func() (bool, error) {
+		mu.Lock()
+		reading++
+		most = max(most, reading)
+		mu.Unlock()
+		<-release
+		mu.Lock()
+		reading--
+		mu.Unlock()
+		return true, nil
+	}
+	var wg sync.WaitGroup
+	for i := range 2 * rangeCheckReads {
+		wg.Go(func() {
+			if ok, err := v.check(context.Background(), blobstore.Key{Sum: blobstore.Sum{byte(i)}}, time.Now, read); !ok || err != nil {
+				t.Errorf("copy %d: intact %v, %v", i, ok, err)
+			}
+		})
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		mu.Lock()
+		n := reading
+		mu.Unlock()
+		if n == rangeCheckReads {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d reads under way, want %d", n, rangeCheckReads)
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // room for a read beyond the bound to start
+	close(release)
+	wg.Wait()
+	if most != rangeCheckReads {
+		t.Fatalf("at most %d reads at once, want %d", most, rangeCheckReads)
+	}
+}
