@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -24,9 +25,10 @@ import (
 // GET, the scrub, this check) forgets that it was found intact. The
 // cost is one read of the copy from the local store per blob and
 // rangeCheckTTL, while ranges of it are asked for. Concurrent ranges of
-// one blob wait for one read; the read does not take the blob's lock, so
-// a range of an intact copy never waits for an upload of the same blob
-// (which holds the lock while its body comes, however slowly).
+// one blob wait for one read, in the first one's handler; the read does
+// not take the blob's lock, so a range of an intact copy never waits for
+// an upload of the same blob (which holds the lock while its body comes,
+// however slowly).
 
 // Bounds of verifiedCopies. (Variables for tests.)
 var (
@@ -37,10 +39,6 @@ var (
 	rangeCheckMax = 4096
 	// rangeCheckTimeout bounds one read of a copy for ranges.
 	rangeCheckTimeout = 5 * time.Minute
-	// rangeCheckReads bounds the reads for ranges under way at once (of
-	// different copies): the reads outlive their requests, so the
-	// requests' own bounds do not hold them.
-	rangeCheckReads = 4
 )
 
 // verifiedCopies remembers which stored copies were read whole and found
@@ -50,7 +48,6 @@ type verifiedCopies struct {
 	mu       sync.Mutex
 	at       map[blobstore.Key]time.Time
 	inflight map[blobstore.Key]*copyCheck
-	reading  chan struct{} // a slot per read under way (rangeCheckReads)
 }
 
 // copyCheck is one read of a copy, which concurrent checks of it share;
@@ -59,6 +56,8 @@ type copyCheck struct {
 	done   chan struct{}
 	intact bool
 	err    error
+	// stale: the copy was found damaged while this read went on.
+	stale bool
 	// joined counts the checks that waited for this read.
 	joined int
 }
@@ -109,62 +108,69 @@ func (v *verifiedCopies) intactLocked(key blobstore.Key, now time.Time) {
 	v.at[key] = now
 }
 
-// forget drops what is remembered of key's copy (it was deleted).
+// forget drops what is remembered of key's copy (it was found damaged, or
+// deleted), and what a read of it under way would find.
 func (v *verifiedCopies) forget(key blobstore.Key) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	delete(v.at, key)
+	if c := v.inflight[key]; c != nil {
+		c.stale = true
+	}
 }
 
 // check reports whether key's copy is intact: at once if it was found so
-// within rangeCheckTTL, else by read. One read of a copy runs at a time,
-// in a goroutine of its own (at most rangeCheckReads of them read at
-// once), and every check of the copy meanwhile waits for its verdict, or
-// its error, which they all share. A check whose ctx
-// ends leaves; the read goes on (read bounds it) for the others, and is
-// remembered. now is the clock.
-func (v *verifiedCopies) check(ctx context.Context, key blobstore.Key, now func() time.Time, read func() (bool, error)) (bool, error) {
+// within rangeCheckTTL, else by read. The first check of a copy reads it
+// (read, in its own request's goroutine, and bounded by read, not by that
+// request's ctx: it finishes for the others however its own client
+// fares), and every check of the copy meanwhile waits for that verdict,
+// or its error, which they all share, unless its ctx ends first. A copy
+// found damaged while it was read (forget) gets no verdict of intact: the
+// read saw bytes from before. now is the clock; the verdict is remembered
+// as of when the read began.
+func (v *verifiedCopies) check(ctx context.Context, key blobstore.Key, now func() time.Time, read func() (bool, error)) (intact bool, err error) {
 	v.mu.Lock()
 	if v.freshLocked(key, now()) {
 		v.mu.Unlock()
 		return true, nil
 	}
-	c := v.inflight[key]
-	if c != nil {
+	if c := v.inflight[key]; c != nil {
 		c.joined++
-	} else {
-		if v.inflight == nil {
-			v.inflight = map[blobstore.Key]*copyCheck{}
-			v.reading = make(chan struct{}, rangeCheckReads)
+		v.mu.Unlock()
+		select {
+		case <-c.done:
+			return c.intact, c.err
+		case <-ctx.Done():
+			return false, ctx.Err()
 		}
-		c = &copyCheck{done: make(chan struct{})}
-		v.inflight[key] = c
-		go func() {
-			v.reading <- struct{}{}
-			intact, err := read()
-			<-v.reading
-			v.mu.Lock()
-			c.intact, c.err = intact, err
-			delete(v.inflight, key)
-			if err == nil && intact {
-				v.intactLocked(key, now())
-			}
-			v.mu.Unlock()
-			close(c.done)
-		}()
 	}
+	if v.inflight == nil {
+		v.inflight = map[blobstore.Key]*copyCheck{}
+	}
+	c := &copyCheck{done: make(chan struct{})}
+	v.inflight[key] = c
+	began := now()
 	v.mu.Unlock()
-	select {
-	case <-c.done:
-		return c.intact, c.err
-	case <-ctx.Done():
-		return false, ctx.Err()
-	}
+	defer func() {
+		v.mu.Lock()
+		if c.stale {
+			intact = false // judged again (the caller's damaged path)
+		}
+		c.intact, c.err = intact, err
+		delete(v.inflight, key)
+		if err == nil && intact {
+			v.intactLocked(key, began)
+		}
+		v.mu.Unlock()
+		close(c.done)
+	}()
+	err = errors.New("the read of the copy did not finish") // a panic: net/http recovers it
+	return read()
 }
 
 // checkCopyForRange makes sure the stored copy of key is intact before a
 // range of it is served (verifiedCopies.check; the read is bounded by
-// rangeCheckTimeout, not by the request). A copy found damaged is counted
+// rangeCheckTimeout, not by the request, whose handler waits for it). A copy found damaged is counted
 // and logged, then judged again and dropped under the blob's lock
 // (dropDamagedCopyLocked; only a damaged copy waits for an upload of the
 // blob): the error then wraps blobstore.ErrNotFound, and the caller reads
@@ -195,6 +201,9 @@ func (s *Server) checkCopyForRange(ctx context.Context, key blobstore.Key) error
 		return err
 	}
 	defer unlock()
+	if s.verified.fresh(key, s.opts.Now()) {
+		return nil // another range that shared the verdict dropped it, and kept a peer's copy
+	}
 	dropped, err := s.dropDamagedCopyLocked(context.WithoutCancel(ctx), key)
 	s.log.Error("damaged blob judged again before a range", "sha256", key.Sum.String(), "key", key.String(),
 		"dropped", dropped, "err", err)

@@ -561,49 +561,145 @@ func TestRangeOfDamagedCopyLeftIsLogged(t *testing.T) {
 	}
 }
 
-// TestRangeCheckReadsAreBounded: reads of different copies for ranges
-// outlive their requests, so they are bounded on their own: with more
-// copies asked for at once than rangeCheckReads, no more read at a time,
-// and every check gets its verdict.
-func TestRangeCheckReadsAreBounded(t *testing.T) {
+// gatedStore: its first whole read (a range check's) takes the copy's
+// bytes as they are when it opens (closing opened), then waits for
+// release before it ends.
+type gatedStore struct {
+	*blobstore.FS
+	once            sync.Once
+	opened, release chan struct{}
+}
+
+type gatedReader struct {
+	r       io.Reader
+	release chan struct{}
+}
+
+func (g *gatedReader) Read(p []byte) (int, error) {
+	n, err := g.r.Read(p)
+	if err == io.EOF {
+		<-g.release
+	}
+	return n, err
+}
+
+func (s *gatedStore) Get(ctx context.Context, key blobstore.Key, off, n int64) (io.ReadCloser, int64, error) {
+	rc, size, err := s.FS.Get(ctx, key, off, n)
+	if err != nil || off != 0 || n >= 0 {
+		return rc, size, err
+	}
+	gated := false
+	s.once.Do(func() { gated = true })
+	if !gated {
+		return rc, size, err
+	}
+	b, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return nil, 0, err
+	}
+	close(s.opened)
+	return io.NopCloser(&gatedReader{r: bytes.NewReader(b), release: s.release}), size, nil
+}
+
+// TestDamageFoundDuringACheck: a range's check is reading the copy,
+// intact so far, when the copy is damaged and a whole GET finds it so but
+// cannot drop it (an upload holds the lock). The check's verdict, from
+// bytes read before, is not remembered as intact, and no range is served
+// the damaged bytes. (The session-44 third review's.)
+func TestDamageFoundDuringACheck(t *testing.T) {
+	e := newEnv(t, nil)
+	data, sum, rec := uploadedRecord(t, e)
+	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	fsys, err := blobstore.OpenFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &gatedStore{FS: fsys, opened: make(chan struct{}), release: make(chan struct{})}
+	ts, srv := peerOf(t, e, func(o *Options) { o.Store = store }) // no peer
+	key := e.key(sum)
+	p := fsys.Path(key)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ref := RecordRef(rec.PatientId, rec.Sequence)
+	at := len(data) / 3
+	rng := &Range{Start: int64(at - 10), Length: 100}
+	bad := bytes.Clone(data)
+	bad[at] ^= 0x20
+	get := func(r *Range) ([]byte, error) {
+		var buf bytes.Buffer
+		_, err := NewClient(ts.URL, e.reader, nil).Get(context.Background(), ref, sum, &buf, r)
+		return buf.Bytes(), err
+	}
+	first := make(chan []byte, 1)
+	go func() { got, _ := get(rng); first <- got }()
+	<-store.opened
+	if err := os.WriteFile(p, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := srv.blobs.lockCtx(context.Background(), key) // an upload holds the lock
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := get(nil); err == nil {
+		t.Fatal("a whole GET of the damaged copy succeeded")
+	}
+	unlock()
+	close(store.release)
+	for i, got := range [][]byte{<-first, nil} {
+		if i == 1 {
+			got, _ = get(rng)
+		}
+		if bytes.Equal(got, bad[at-10:at+90]) {
+			t.Fatalf("range %d was served the damaged bytes after a whole GET found the copy damaged", i+1)
+		}
+	}
+}
+
+// TestPanickedCheckFreesTheCopy: a read that panics (net/http recovers
+// the request) leaves no read in flight: the checks that waited for it
+// get an error, and the next check reads again.
+func TestPanickedCheckFreesTheCopy(t *testing.T) {
 	var v verifiedCopies
-	var mu sync.Mutex
-	reading, most := 0, 0
+	key := blobstore.Key{Sum: blobstore.Sum{9}}
 	release := make(chan struct{})
-	read := func() (bool, error) {
-		mu.Lock()
-		reading++
-		most = max(most, reading)
-		mu.Unlock()
-		<-release
-		mu.Lock()
-		reading--
-		mu.Unlock()
-		return true, nil
-	}
-	var wg sync.WaitGroup
-	for i := range 2 * rangeCheckReads {
-		wg.Go(func() {
-			if ok, err := v.check(context.Background(), blobstore.Key{Sum: blobstore.Sum{byte(i)}}, time.Now, read); !ok || err != nil {
-				t.Errorf("copy %d: intact %v, %v", i, ok, err)
-			}
+	leader := make(chan any, 1)
+	go func() {
+		defer func() { leader <- recover() }()
+		_, _ = v.check(context.Background(), key, time.Now, func() (bool, error) {
+			<-release
+			panic("injected")
 		})
-	}
+	}()
+	waiter := make(chan error, 1)
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		mu.Lock()
-		n := reading
-		mu.Unlock()
-		if n == rangeCheckReads {
+		v.mu.Lock()
+		started := v.inflight[key] != nil
+		v.mu.Unlock()
+		if started {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d reads under way, want %d", n, rangeCheckReads)
+			t.Fatal("the first check never started its read")
 		}
 	}
-	time.Sleep(50 * time.Millisecond) // room for a read beyond the bound to start
+	go func() {
+		_, err := v.check(context.Background(), key, time.Now, func() (bool, error) { return true, nil })
+		waiter <- err
+	}()
+	waitJoined(t, &v, key, 1)
 	close(release)
-	wg.Wait()
-	if most != rangeCheckReads {
-		t.Fatalf("at most %d reads at once, want %d", most, rangeCheckReads)
+	if p := <-leader; p == nil {
+		t.Fatal("the panic was swallowed")
+	}
+	if err := <-waiter; err == nil {
+		t.Fatal("a check that waited for a read that panicked got a verdict")
+	}
+	if ok, err := v.check(context.Background(), key, time.Now, func() (bool, error) { return true, nil }); !ok || err != nil {
+		t.Fatalf("the next check: intact %v, %v; want a fresh read", ok, err)
 	}
 }
