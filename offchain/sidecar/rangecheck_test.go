@@ -21,6 +21,28 @@ import (
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
+// readableRecord is an env with a record whose blob its sidecar holds
+// and whose reader has a committed read of it.
+func readableRecord(t *testing.T) (*env, []byte, [32]byte, *emrv1.Record) {
+	t.Helper()
+	e := newEnv(t, nil)
+	data, sum, rec := uploadedRecord(t, e)
+	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	return e, data, sum, rec
+}
+
+// writeCopy writes b as the stored copy at path p, behind the sidecar's
+// back (a disk's damage, a bad restore).
+func writeCopy(t *testing.T, p string, b []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // wholeReads counts the reads of whole copies (Get from 0 to the end),
 // which a sidecar makes to verify a copy, never to serve a GET.
 type wholeReads struct {
@@ -43,9 +65,7 @@ func (s *wholeReads) Get(ctx context.Context, key blobstore.Key, off, n int64) (
 // copy found intact serves ranges without being read again, and
 // concurrent ranges of a copy not yet checked wait for one read.
 func TestRangeOfDamagedCopy(t *testing.T) {
-	e := newEnv(t, nil)
-	data, sum, rec := uploadedRecord(t, e)
-	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	e, data, sum, rec := readableRecord(t)
 	key := e.key(sum)
 	stores := map[*Server]*blobstore.FS{}
 	reads := map[*Server]*wholeReads{}
@@ -68,12 +88,7 @@ func TestRangeOfDamagedCopy(t *testing.T) {
 		p := stores[srv].Path(key)
 		bad := bytes.Clone(data)
 		bad[at] ^= 0x20
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, bad, 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeCopy(t, p, bad)
 		return p
 	}
 	rng := &Range{Start: int64(at - 10), Length: 100}
@@ -181,9 +196,8 @@ type damagedRangeFixture struct {
 
 func newDamagedRangeFixture(t *testing.T, mod func(*damagedRangeFixture)) *damagedRangeFixture {
 	t.Helper()
-	f := &damagedRangeFixture{e: newEnv(t, nil)}
-	f.data, f.sum, f.rec = uploadedRecord(t, f.e)
-	f.e.chain.recordAccess(f.rec, f.e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	f := &damagedRangeFixture{}
+	f.e, f.data, f.sum, f.rec = readableRecord(t)
 	fsys, err := blobstore.OpenFS(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -198,12 +212,7 @@ func newDamagedRangeFixture(t *testing.T, mod func(*damagedRangeFixture)) *damag
 	bad := bytes.Clone(f.data)
 	bad[at] ^= 0x20
 	p := fsys.Path(f.e.key(f.sum))
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, bad, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeCopy(t, p, bad)
 	f.rng = &Range{Start: int64(at - 10), Length: 100}
 	f.want, f.flip = f.data[at-10:at+90], bad[at-10:at+90]
 	return f
@@ -277,9 +286,7 @@ func TestConcurrentRangesOfDamagedCopy(t *testing.T) {
 // stored already is served meanwhile (its check takes no lock).
 // (The session-44 review's.)
 func TestRangeDoesNotWaitForAnUpload(t *testing.T) {
-	e := newEnv(t, nil)
-	data, sum, rec := uploadedRecord(t, e)
-	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	e, data, sum, rec := readableRecord(t)
 
 	pr, pw := io.Pipe()
 	upCtx, cancelUp := context.WithCancel(context.Background())
@@ -442,9 +449,7 @@ func (r *ctxReader) Close() error { return r.rc.Close() }
 // re-review's.)
 func TestRangeCheckOutlivesTheRequest(t *testing.T) {
 	const readTime = 300 * time.Millisecond
-	e := newEnv(t, nil)
-	data, sum, rec := uploadedRecord(t, e)
-	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	e, data, sum, rec := readableRecord(t)
 	fsys, err := blobstore.OpenFS(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -452,12 +457,7 @@ func TestRangeCheckOutlivesTheRequest(t *testing.T) {
 	store := &ctxStore{FS: fsys, readTime: readTime}
 	ts, _ := peerOf(t, e, func(o *Options) { o.Store = store })
 	p := fsys.Path(e.key(sum))
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, data, 0o600); err != nil { // an intact copy
-		t.Fatal(err)
-	}
+	writeCopy(t, p, data)
 	served := false
 	for try := 0; try < 4 && !served; try++ {
 		ctx, cancel := context.WithTimeout(context.Background(), readTime*2/3)
@@ -481,9 +481,7 @@ func TestRangeCheckOutlivesTheRequest(t *testing.T) {
 // the earlier verdict: it is not served the damaged bytes. (The
 // session-44 re-review's.)
 func TestDamageFoundForgetsTheIntactCopy(t *testing.T) {
-	e := newEnv(t, nil)
-	data, sum, rec := uploadedRecord(t, e)
-	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	e, data, sum, rec := readableRecord(t)
 	key := e.key(sum)
 	ref := RecordRef(rec.PatientId, rec.Sequence)
 	at := len(data) / 3
@@ -518,9 +516,7 @@ func TestDamageFoundForgetsTheIntactCopy(t *testing.T) {
 // it): the log says the copy was left, and does not claim a drop or a
 // read from a peer. (The session-44 re-review's.)
 func TestRangeOfDamagedCopyLeftIsLogged(t *testing.T) {
-	e := newEnv(t, nil)
-	data, sum, rec := uploadedRecord(t, e)
-	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	e, data, sum, rec := readableRecord(t)
 	fsys, err := blobstore.OpenFS(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -531,12 +527,7 @@ func TestRangeOfDamagedCopyLeftIsLogged(t *testing.T) {
 	p := fsys.Path(key)
 	bad := bytes.Clone(data)
 	bad[len(data)/3] ^= 0x20
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, bad, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeCopy(t, p, bad)
 	unlock, err := srv.blobs.lockCtx(context.Background(), key) // a slow upload of the blob
 	if err != nil {
 		t.Fatal(err)
@@ -608,9 +599,7 @@ func (s *gatedStore) Get(ctx context.Context, key blobstore.Key, off, n int64) (
 // bytes read before, is not remembered as intact, and no range is served
 // the damaged bytes. (The session-44 third review's.)
 func TestDamageFoundDuringACheck(t *testing.T) {
-	e := newEnv(t, nil)
-	data, sum, rec := uploadedRecord(t, e)
-	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	e, data, sum, rec := readableRecord(t)
 	fsys, err := blobstore.OpenFS(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -619,12 +608,7 @@ func TestDamageFoundDuringACheck(t *testing.T) {
 	ts, srv := peerOf(t, e, func(o *Options) { o.Store = store }) // no peer
 	key := e.key(sum)
 	p := fsys.Path(key)
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeCopy(t, p, data)
 	ref := RecordRef(rec.PatientId, rec.Sequence)
 	at := len(data) / 3
 	rng := &Range{Start: int64(at - 10), Length: 100}
