@@ -94,7 +94,7 @@ func (v *verifiedCopies) intactLocked(key blobstore.Key, now time.Time) {
 				delete(v.at, k)
 			}
 		}
-		for len(v.at) > 0 && len(v.at) >= rangeCheckMax {
+		if len(v.at) >= rangeCheckMax {
 			var oldest blobstore.Key
 			first := true
 			for k, at := range v.at {
@@ -185,7 +185,7 @@ func (s *Server) checkCopyForRange(ctx context.Context, key blobstore.Key) error
 		defer s.bufs.Put(bp)
 		intact, n, err := s.storedCopyIntact(ctx, key, nil, *bp)
 		if err == nil && !intact {
-			s.metrics.damaged.Inc()
+			s.foundDamaged(key)
 			s.log.Error("stored blob is damaged (its bytes do not hash to its SHA-256): no range of it served",
 				"sha256", key.Sum.String(), "key", key.String(), "read", n)
 		}

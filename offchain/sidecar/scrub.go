@@ -207,8 +207,7 @@ func (s *Server) scrubOne(ctx context.Context, listed blobstore.Info, buf []byte
 		return nil
 	}
 	rep.Damaged++
-	s.metrics.damaged.Inc()
-	s.verified.forget(listed.Key) // no range served from it, dropped or not
+	s.foundDamaged(listed.Key)
 	if rep.Dropped >= scrubMaxDrops {
 		rep.Held++
 		if logIt {

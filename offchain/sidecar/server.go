@@ -961,8 +961,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		// chain names the size. Read the blob through from a peer, whose
 		// verified copy replaces this one, rather than serve these bytes.
 		s.log.Error("stored blob has the wrong size: reading it from a peer", "sha256", sum.String(), "key", key.String(), "stored", info.Size, "chain", blob.size)
-		s.metrics.damaged.Inc()
-		s.verified.forget(key)
+		s.foundDamaged(key)
 		err = fmt.Errorf("%w: the stored copy has %d bytes, the chain says %d", blobstore.ErrNotFound, info.Size, blob.size)
 	}
 	if err == nil && r.Method == http.MethodGet {
@@ -1084,8 +1083,7 @@ func (s *Server) serveStored(w http.ResponseWriter, r *http.Request, key blobsto
 			// restore): the reader gets a transfer cut short, never the
 			// whole damaged blob. Dropping the copy lets the next GET read
 			// it through from a peer (the reader's retry, or another's).
-			s.metrics.damaged.Inc()
-			s.verified.forget(key) // no range served from it, dropped or not
+			s.foundDamaged(key)
 			dropped, derr := s.dropDamagedCopy(context.WithoutCancel(ctx), key)
 			s.log.Error("stored blob is damaged (its bytes do not hash to its SHA-256): not served; the next GET reads it from a peer, and a storage service copies it",
 				"sha256", sum.String(), "key", key.String(), "sent", n, "dropped", dropped, "err", derr)

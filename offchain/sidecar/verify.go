@@ -58,6 +58,15 @@ func copyVerified(w io.Writer, r io.Reader, size int64, want blobstore.Sum, buf 
 	return sent + int64(k), werr
 }
 
+// foundDamaged notes that a read found the stored copy of key damaged,
+// whether or not it can be dropped: it is counted (damaged_copies_total),
+// and no longer remembered as intact, so no range is served from it
+// (rangecheck.go).
+func (s *Server) foundDamaged(key blobstore.Key) {
+	s.metrics.damaged.Inc()
+	s.verified.forget(key)
+}
+
 // dropDamagedCopy deletes the stored copy of key, which a read found
 // damaged, so that the next GET reads the blob through from a peer, and
 // an upload stores it anew. Locked against uploads and read-throughs of
