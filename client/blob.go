@@ -663,7 +663,9 @@ type savedBlob struct {
 
 // blobKey yields the data key of a blob once its ciphertext is fetched
 // (and its read, if any, logged). opens says whether a key decrypts the
-// start of that ciphertext, for a key whose source could lie. The key
+// start of that ciphertext: a check against a faulty source, not proof
+// of the key (a ciphertext chosen by its writer can decrypt under a second
+// key; an emergency key is taken for its service's signature). The key
 // stays the caller's: it is not cleared by saveDecrypted.
 type blobKey func(opens func(key []byte) error) ([]byte, error)
 

@@ -31,7 +31,8 @@ import (
 // emergency window (app.EmergencyWindow) and while the opt-in stands, the
 // sidecars serve the record's ciphertext to the clinician, and the sidecar
 // that runs the service releases the record's data key, sealed to the
-// clinician's registered X25519 key (crypto.EmergencyKeyBinding): never
+// clinician's registered X25519 key (crypto.EmergencyKeyBinding) and
+// signed by the service's key on chain (sidecar.VerifyEmergencyKey): never
 // the patient's KEK.
 //
 // EmergencyDownload is Download's pipeline with that key source: the
@@ -184,7 +185,8 @@ type EmergencyDownloadResult struct {
 // clinician's encryption key, that the patient opted in, that the record's
 // key version is the opt-in's, that a sidecar runs the service, that a
 // sidecar answers) is checked before the read is logged, and a released
-// key is taken only once it decrypts the ciphertext. The chain refuses the
+// key is taken only with the service's signature, and once it decrypts
+// the ciphertext. The chain refuses the
 // read unless s is an active clinician of the service's organization and
 // the patient's opt-in to the service covers the record's category.
 func (c *Client) EmergencyDownload(ctx context.Context, s Signer, req EmergencyDownloadRequest, opts TransferOptions) (*EmergencyDownloadResult, error) {
@@ -213,14 +215,15 @@ func (c *Client) EmergencyDownload(ctx context.Context, s Signer, req EmergencyD
 		return nil, fmt.Errorf("your encryption key (%x) is not the one registered for you (%x): the emergency service seals the data key to the registered one",
 			req.EncKey.PublicKey().Bytes(), me.EncPubKey)
 	}
-	service, optIn, err := c.emergencyVia(ctx, s, me, rec, req)
+	via, err := c.emergencyVia(ctx, s, me, rec, req)
 	if err != nil {
 		return nil, err
 	}
+	service := via.service.Address
 	// A read logged for nothing is a false entry in the patient's audit
 	// trail: first make sure the service can release the key, and that a
 	// configured sidecar runs it.
-	if err := c.releasable(ctx, rec, service, optIn); err != nil {
+	if err := c.releasable(ctx, rec, service, via.grant); err != nil {
 		return nil, err
 	}
 	named, err := findEmergencySidecar(ctx, opts, service)
@@ -240,7 +243,7 @@ func (c *Client) EmergencyDownload(ctx context.Context, s Signer, req EmergencyD
 	var keySidecar string
 	released := func(opens func([]byte) error) ([]byte, error) {
 		var kerr error
-		dataKey, keySidecar, kerr = emergencyKey(ctx, s, req.EncKey, rec, service, named, opens, opts, logRead != nil)
+		dataKey, keySidecar, kerr = emergencyKey(ctx, s, req.EncKey, rec, via.service, named, opens, opts, logRead != nil)
 		return dataKey, kerr
 	}
 	saved, err := saveDecrypted(ctx, s, fmt.Sprintf("record %d", req.Record), recordBlob(rec), released,
@@ -259,41 +262,48 @@ func (c *Client) EmergencyDownload(ctx context.Context, s Signer, req EmergencyD
 // the clinician's standing read of the record names (which must be an
 // emergency read); else the first service of me's organization that the
 // patient opted in to for rec's category, and then also that opt-in (nil
-// otherwise), as the listing that found the service read it.
-func (c *Client) emergencyVia(ctx context.Context, s Signer, me *emrv1.Member, rec *emrv1.Record, req EmergencyDownloadRequest) ([]byte, *emrv1.Permission, error) {
+// otherwise), as the listing that found the service read it. The service
+// comes with its member record: every key it releases must carry the
+// signature of the signing key the chain has for it.
+func (c *Client) emergencyVia(ctx context.Context, s Signer, me *emrv1.Member, rec *emrv1.Record, req EmergencyDownloadRequest) (emergencyOptIn, error) {
+	named := req.Service
 	if req.ReuseAccess {
 		var resp emrv1.QueryLastAccessResponse
 		q := &emrv1.QueryLastAccessRequest{PatientId: hex.EncodeToString(req.PatientID), Sequence: req.Record, Accessor: hex.EncodeToString(s.Address())}
 		err := c.Query(ctx, "LastAccess", q, &resp)
 		switch {
 		case errors.Is(err, ErrNotFound):
-			return nil, nil, fmt.Errorf("record %d: you have no read of it to reuse: %w", req.Record, err)
+			return emergencyOptIn{}, fmt.Errorf("record %d: you have no read of it to reuse: %w", req.Record, err)
 		case err != nil:
-			return nil, nil, fmt.Errorf("record %d: your last read of it: %w", req.Record, err)
+			return emergencyOptIn{}, fmt.Errorf("record %d: your last read of it: %w", req.Record, err)
 		}
 		ev, err := present(c, "LastAccess", "access event", resp.Event)
 		if err != nil {
-			return nil, nil, err
+			return emergencyOptIn{}, err
 		}
 		if ev.Purpose != emrv1.Purpose_PURPOSE_EMERGENCY {
-			return nil, nil, fmt.Errorf("record %d: your last read of it (height %d) is not an emergency read: log a new one", req.Record, ev.Height)
+			return emergencyOptIn{}, fmt.Errorf("record %d: your last read of it (height %d) is not an emergency read: log a new one", req.Record, ev.Height)
 		}
 		if req.Service != nil && !bytes.Equal(req.Service, ev.EmergencyService) {
-			return nil, nil, fmt.Errorf("record %d: your emergency read of it (height %d) went through emergency service %X, not %X",
+			return emergencyOptIn{}, fmt.Errorf("record %d: your emergency read of it (height %d) went through emergency service %X, not %X",
 				req.Record, ev.Height, ev.EmergencyService, req.Service)
 		}
-		return ev.EmergencyService, nil, nil
+		named = ev.EmergencyService
 	}
-	if req.Service != nil {
+	if named != nil {
 		// Named: the chain judges the opt-in (and says why it does not
 		// stand) when the read is logged.
-		return req.Service, nil, nil
+		m, err := c.Member(ctx, named)
+		if err != nil {
+			return emergencyOptIn{}, fmt.Errorf("emergency service %X: %w", named, err)
+		}
+		return emergencyOptIn{service: m}, nil
 	}
 	o, err := c.emergencyOptInFor(ctx, me, req.PatientID, rec.Category)
 	if err != nil {
-		return nil, nil, fmt.Errorf("record %d: %w", req.Record, err)
+		return emergencyOptIn{}, fmt.Errorf("record %d: %w", req.Record, err)
 	}
-	return o.service.Address, o.grant, nil
+	return o, nil
 }
 
 // releasable refuses (ErrNoEmergencyRelease) a read of rec through
@@ -394,16 +404,17 @@ func (c *Client) emergencyOptInFor(ctx context.Context, clinician *emrv1.Member,
 // the signer read in an emergency through service, and opens it with
 // encPriv. A sidecar that does not run the service (404
 // no_emergency_service or other_emergency_service) is not asked again,
-// nor is one whose answer does not open or names another record, service
-// or key version; one that is not there yet (its node behind the read:
-// chain_behind, a 503) is asked again in a later round, as fetchBlob asks
-// for the ciphertext (retry: the read was logged just now); one that
-// refuses for good (finalKeyRefusal) is not asked again, and when it is
-// among named (the sidecars whose /healthz names the service) its refusal
-// is the error's Refusal. A key that does not decrypt the ciphertext
-// (opens) is passed over. If none releases the key the error is a
+// nor is one whose answer is not signed by the service's key on chain,
+// does not open, or names another record, service or key version; one
+// that is not there yet (its node behind the read: chain_behind, a 503)
+// is asked again in a later round, as fetchBlob asks for the ciphertext
+// (retry: the read was logged just now); one that refuses for good
+// (finalKeyRefusal) is not asked again, and when it is among named (the
+// sidecars whose /healthz names the service) its refusal is the error's
+// Refusal. A signed key that does not decrypt the ciphertext (opens) is
+// passed over too. If none releases the key the error is a
 // *KeyNotReleasedError.
-func emergencyKey(ctx context.Context, s Signer, encPriv *ecdh.PrivateKey, rec *emrv1.Record, service []byte, named map[string]bool,
+func emergencyKey(ctx context.Context, s Signer, encPriv *ecdh.PrivateKey, rec *emrv1.Record, service *emrv1.Member, named map[string]bool,
 	opens func([]byte) error, opts TransferOptions, retry bool) ([]byte, string, error) {
 	rounds, delay := opts.rounds(retry)
 	sidecars := opts.distinctSidecars()
@@ -429,8 +440,9 @@ func emergencyKey(ctx context.Context, s Signer, encPriv *ecdh.PrivateKey, rec *
 			if err == nil {
 				var key []byte
 				if key, err = openEmergencyKey(k, encPriv, s.Address(), rec, service); err == nil {
-					// Anyone can seal a key to the clinician: only one
-					// that decrypts the ciphertext is the service's.
+					// The service's signature says the key is the one it
+					// unwrapped from the chain; a key that then does not
+					// decrypt the ciphertext is a fault of the service's.
 					if err = opens(key); err == nil {
 						return key, u, nil
 					}
@@ -455,7 +467,7 @@ func emergencyKey(ctx context.Context, s Signer, encPriv *ecdh.PrivateKey, rec *
 			fails = fails.add(&sidecarFailure{URL: u, Err: err})
 		}
 	}
-	return nil, "", &KeyNotReleasedError{Service: service, Failures: fails, Refusal: refused}
+	return nil, "", &KeyNotReleasedError{Service: service.Address, Failures: fails, Refusal: refused}
 }
 
 // finalKeyRefusal says whether an emergency service's answer refuses the
@@ -501,12 +513,20 @@ func notTheService(err error) bool {
 }
 
 // openEmergencyKey checks an emergency service's answer against the read
-// (sidecar.Client.EmergencyKey checked the record it names; its key
-// version must be the record's, its service the read's) and opens
-// the data key it seals to the clinician's X25519 key.
-func openEmergencyKey(k *sidecar.EmergencyKey, encPriv *ecdh.PrivateKey, clinician []byte, rec *emrv1.Record, service []byte) ([]byte, error) {
-	if got, err := hex.DecodeString(k.Service); err != nil || !bytes.Equal(got, service) {
-		return nil, fmt.Errorf("the data key was released by emergency service %q, the read went through %X", k.Service, service)
+// (sidecar.Client.EmergencyKey checked the record it names; its service
+// must be the read's, its signature by the service's signing key on chain,
+// its key version the record's) and opens the data key it seals to the
+// clinician's X25519 key. Anyone can seal a key to a clinician, and a
+// ciphertext chosen by its writer can decrypt under a second key (AES-GCM
+// does not commit to its key): only the signature shows the key is the
+// one the service unwrapped from the chain, which every other reader of
+// the record gets.
+func openEmergencyKey(k *sidecar.EmergencyKey, encPriv *ecdh.PrivateKey, clinician []byte, rec *emrv1.Record, service *emrv1.Member) ([]byte, error) {
+	if got, err := hex.DecodeString(k.Service); err != nil || !bytes.Equal(got, service.Address) {
+		return nil, fmt.Errorf("the data key was released by emergency service %q, the read went through %X", k.Service, service.Address)
+	}
+	if err := sidecar.VerifyEmergencyKey(k, clinician, service.SignPubKey); err != nil {
+		return nil, fmt.Errorf("the data key released for emergency service %X: %w", service.Address, err)
 	}
 	if k.KeyVersion != rec.KeyVersion {
 		return nil, fmt.Errorf("the data key released is of patient key version %d, the record's is %d", k.KeyVersion, rec.KeyVersion)

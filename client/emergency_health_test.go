@@ -36,9 +36,9 @@ func TestEmergencySidecarWithStoreDownIsFound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	service := bytes.Repeat([]byte{0xE5}, 20)
+	service := testService.Address()
 	srv, err := sidecar.New(sidecar.Options{Store: downStore{st}, Chain: newOwnerView(testSigner, bytes.Repeat([]byte{0x6c}, 32)),
-		SweepInterval: -1, Registry: prometheus.NewRegistry(), Emergency: &sidecar.EmergencyService{Address: service, Key: svcKey}})
+		SweepInterval: -1, Registry: prometheus.NewRegistry(), Emergency: &sidecar.EmergencyService{Signer: testService, Key: svcKey}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,7 @@ func TestRefusalOnlyFromTheService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	service := bytes.Repeat([]byte{0xE5}, 20)
+	service := testServiceMember()
 	rec := &emrv1.Record{PatientId: bytes.Repeat([]byte{7}, 32), Sequence: 3, KeyVersion: 1, Category: testCategory}
 	for _, tc := range []struct {
 		name  string

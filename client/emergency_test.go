@@ -15,21 +15,38 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cometbft/cometbft/crypto/ed25519"
+
 	"github.com/emrchain/emrchain/offchain/crypto"
 	"github.com/emrchain/emrchain/offchain/sidecar"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
-// keyAnswer is a sidecar's release of dataKey for rec to testSigner, as
-// service, sealed by seal.
-func keyAnswer(t *testing.T, rec *emrv1.Record, service, dataKey []byte, seal func(binding crypto.EnvelopeBinding) []byte) sidecar.EmergencyKey {
+// testService is the emergency service of the fixtures: its key signs
+// the releases (sidecar.EmergencyKeySignBytes).
+var testService = sidecar.KeySigner{Key: ed25519.GenPrivKeyFromSecret([]byte("emergency service"))}
+
+// testServiceMember is testService as the chain has it.
+func testServiceMember() *emrv1.Member {
+	return &emrv1.Member{Address: testService.Address(), SignPubKey: testService.PubKey(), Role: emrv1.Role_ROLE_EMERGENCY_SERVICE}
+}
+
+// keyAnswer is a sidecar's release of dataKey for rec to clinician, as
+// service, sealed by seal and signed by signer.
+func keyAnswer(t *testing.T, signer sidecar.Signer, clinician []byte, rec *emrv1.Record, service *emrv1.Member, seal func(binding crypto.EnvelopeBinding) []byte) sidecar.EmergencyKey {
 	t.Helper()
-	return sidecar.EmergencyKey{
+	k := sidecar.EmergencyKey{
 		Record:     fmt.Sprintf("%x/%d", rec.PatientId, rec.Sequence),
-		Service:    hex.EncodeToString(service),
+		Service:    hex.EncodeToString(service.Address),
 		KeyVersion: rec.KeyVersion,
-		Envelope:   seal(crypto.EmergencyKeyBinding(rec.PatientId, testSigner.Address(), rec.Sequence)),
+		Envelope:   seal(crypto.EmergencyKeyBinding(rec.PatientId, clinician, rec.Sequence)),
 	}
+	sig, err := signer.Sign(sidecar.EmergencyKeySignBytes(&k, clinician))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Signature = sig
+	return k
 }
 
 // emergencySidecar serves GET sidecar.EmergencyKeyPath with answer (called
@@ -61,9 +78,9 @@ func notService(code string) func(int32, http.ResponseWriter) {
 }
 
 // emergencyFixture is a clinician's encryption key, a record's data key,
-// an emergency service's address, the record, and seal, which seals the
-// data key to the clinician with a binding.
-func emergencyFixture(t *testing.T) (*ecdh.PrivateKey, []byte, []byte, *emrv1.Record, func(crypto.EnvelopeBinding) []byte) {
+// the emergency service (testServiceMember), the record, and seal, which
+// seals the data key to the clinician with a binding.
+func emergencyFixture(t *testing.T) (*ecdh.PrivateKey, []byte, *emrv1.Member, *emrv1.Record, func(crypto.EnvelopeBinding) []byte) {
 	t.Helper()
 	clinician, err := crypto.GenerateEncryptionKey()
 	if err != nil {
@@ -74,14 +91,18 @@ func emergencyFixture(t *testing.T) (*ecdh.PrivateKey, []byte, []byte, *emrv1.Re
 		t.Fatal(err)
 	}
 	rec := &emrv1.Record{PatientId: bytes.Repeat([]byte{7}, 32), Sequence: 3, KeyVersion: 2, Category: testCategory}
-	seal := func(b crypto.EnvelopeBinding) []byte {
-		env, err := crypto.SealEnvelope(clinician.PublicKey(), dataKey, b)
+	return clinician, dataKey, testServiceMember(), rec, sealWith(t, clinician.PublicKey(), dataKey)
+}
+
+// sealWith seals dataKey to the clinician's public key with a binding.
+func sealWith(t *testing.T, clinician *ecdh.PublicKey, dataKey []byte) func(crypto.EnvelopeBinding) []byte {
+	return func(b crypto.EnvelopeBinding) []byte {
+		env, err := crypto.SealEnvelope(clinician, dataKey, b)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return env
 	}
-	return clinician, dataKey, bytes.Repeat([]byte{0xE5}, 20), rec, seal
 }
 
 // TestEmergencyKeyAsksTheSidecarsInOrder: the sidecars that do not run the
@@ -98,7 +119,7 @@ func TestEmergencyKeyAsksTheSidecarsInOrder(t *testing.T) {
 			writeJSON(w, http.StatusServiceUnavailable, sidecar.ErrorBody{Error: "node behind", Code: sidecar.CodeChainBehind})
 			return
 		}
-		writeJSON(w, http.StatusOK, keyAnswer(t, rec, service, dataKey, seal))
+		writeJSON(w, http.StatusOK, keyAnswer(t, testService, testSigner.Address(), rec, service, seal))
 	})
 	opts := TransferOptions{Sidecars: []string{none.URL, other.URL, svc.URL}, RetryDelay: 10 * time.Millisecond}
 	got, url, err := emergencyKey(context.Background(), testSigner, clinician, rec, service, nil, anyKeyOpens, opts, true)
@@ -118,23 +139,34 @@ func TestEmergencyKeyAsksTheSidecarsInOrder(t *testing.T) {
 // clinician's key (sealed to another record) releases nothing: the error
 // matches ErrEmergencyKeyNotReleased and says why.
 func TestEmergencyKeyRefusesAnAnswerNotForTheRead(t *testing.T) {
-	clinician, dataKey, service, rec, seal := emergencyFixture(t)
+	clinician, _, service, rec, seal := emergencyFixture(t)
+	resign := func(k *sidecar.EmergencyKey) {
+		k.Signature, _ = testService.Sign(sidecar.EmergencyKeySignBytes(k, testSigner.Address()))
+	}
 	for _, tc := range []struct {
 		name   string
 		change func(k *sidecar.EmergencyKey)
 		want   string
 	}{
 		{"another service", func(k *sidecar.EmergencyKey) { k.Service = strings.Repeat("ab", 20) }, "released by emergency service"},
-		{"another key version", func(k *sidecar.EmergencyKey) { k.KeyVersion = 1 }, "patient key version 1"},
+		{"another key version", func(k *sidecar.EmergencyKey) { k.KeyVersion = 1; resign(k) }, "patient key version 1"},
 		{"sealed for another record", func(k *sidecar.EmergencyKey) {
 			k.Envelope = seal(crypto.EmergencyKeyBinding(rec.PatientId, testSigner.Address(), rec.Sequence+1))
+			resign(k)
 		}, "does not open with your encryption key"},
+		{"unsigned", func(k *sidecar.EmergencyKey) { k.Signature = nil }, "not signed by the emergency service's key on chain"},
+		{"signed by another key", func(k *sidecar.EmergencyKey) {
+			*k = keyAnswer(t, testSigner, testSigner.Address(), rec, service, seal)
+		}, "not signed by the emergency service's key on chain"},
+		{"signed for another clinician", func(k *sidecar.EmergencyKey) {
+			k.Signature, _ = testService.Sign(sidecar.EmergencyKeySignBytes(k, testService.Address()))
+		}, "not signed by the emergency service's key on chain"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, asked := emergencySidecar(t, func(int32, http.ResponseWriter) {})
 			srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				asked.Add(1)
-				k := keyAnswer(t, rec, service, dataKey, seal)
+				k := keyAnswer(t, testService, testSigner.Address(), rec, service, seal)
 				tc.change(&k)
 				writeJSON(w, http.StatusOK, k)
 			})
@@ -156,7 +188,7 @@ func TestEmergencyKeyNoServiceAmongTheSidecars(t *testing.T) {
 	clinician, _ := crypto.GenerateEncryptionKey()
 	none, asked := emergencySidecar(t, notService(sidecar.CodeNoEmergencyService))
 	rec := &emrv1.Record{PatientId: bytes.Repeat([]byte{7}, 32), Sequence: 1}
-	_, _, err := emergencyKey(context.Background(), testSigner, clinician, rec, bytes.Repeat([]byte{1}, 20), nil, anyKeyOpens,
+	_, _, err := emergencyKey(context.Background(), testSigner, clinician, rec, testServiceMember(), nil, anyKeyOpens,
 		TransferOptions{Sidecars: []string{none.URL}, RetryDelay: time.Millisecond}, true)
 	if !errors.Is(err, ErrEmergencyKeyNotReleased) || !strings.Contains(err.Error(), "no such emergency service") {
 		t.Fatalf("err = %v", err)

@@ -26,8 +26,8 @@ func checkEmergencyService(ctx context.Context, srv *sidecar.Server, c sidecarCo
 	ctx, cancel := context.WithTimeout(ctx, emergencyCheckTimeout)
 	defer cancel()
 	if err := srv.CheckEmergencyService(ctx); err != nil {
-		logger.Error("the emergency service cannot release data keys until this is fixed", "service", fmt.Sprintf("%X", c.emergency.Address), "err", err)
+		logger.Error("the emergency service cannot release data keys until this is fixed", "service", fmt.Sprintf("%X", c.emergency.Address()), "err", err)
 		return
 	}
-	logger.Info("emergency service ready: releasing data keys against committed emergency reads", "service", fmt.Sprintf("%X", c.emergency.Address))
+	logger.Info("emergency service ready: releasing data keys against committed emergency reads", "service", fmt.Sprintf("%X", c.emergency.Address()))
 }

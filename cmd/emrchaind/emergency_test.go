@@ -56,7 +56,7 @@ func TestSidecarEmergencyKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := c.options().Emergency; e == nil || !bytes.Equal(e.Address, testKey.Address()) || !bytes.Equal(e.Key.PublicKey().Bytes(), testKey.EncPubKey()) {
+	if e := c.options().Emergency; e == nil || !bytes.Equal(e.Address(), testKey.Address()) || !bytes.Equal(e.Key.PublicKey().Bytes(), testKey.EncPubKey()) {
 		t.Fatalf("test keyring: options %+v, want the key of %X", e, testKey.Address())
 	}
 
@@ -76,12 +76,12 @@ func TestSidecarEmergencyKey(t *testing.T) {
 		t.Fatalf("wrong passphrase: %v", err)
 	}
 	t.Setenv(envEmergencyPassphrase, pass)
-	if c, err := load(file); err != nil || !bytes.Equal(c.options().Emergency.Address, fileKey.Address()) {
+	if c, err := load(file); err != nil || !bytes.Equal(c.options().Emergency.Address(), fileKey.Address()) {
 		t.Fatalf("passphrase from the environment: %v", err)
 	}
 	t.Setenv(envEmergencyPassphrase, "")
 	file.EmergencyPassphraseFile = "er-passphrase" // under the node's home
-	if c, err := load(file); err != nil || !bytes.Equal(c.options().Emergency.Address, fileKey.Address()) {
+	if c, err := load(file); err != nil || !bytes.Equal(c.options().Emergency.Address(), fileKey.Address()) {
 		t.Fatalf("passphrase from a file: %v", err)
 	}
 

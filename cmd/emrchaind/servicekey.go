@@ -156,7 +156,7 @@ func (c *sidecarConfig) loadServiceKeys(logger log.Logger) error {
 		return err
 	}
 	if k != nil {
-		c.emergency = &sidecar.EmergencyService{Address: k.Address(), Key: k.EncPrivKey()}
+		c.emergency = &sidecar.EmergencyService{Signer: k, Key: k.EncPrivKey()}
 	}
 	if k, err = c.storageKey().load(logger); err != nil {
 		return err

@@ -831,9 +831,10 @@ emergency_access_seconds and the access window old, the patient's opt-in
 to the service not revoked and covering the record's category, the service
 active): it opens the opt-in with the service's key, unwraps the record's
 data key, and answers it sealed to the clinician's registered encryption
-key. It never hands out a patient's key, and logs every release. At start
-it checks that the chain has the key it holds for the service, and says so
-in the log; each release checks it again.
+key and signed with the service's key (clients take no unsigned key). It
+never hands out a patient's key, and logs every release. At start it
+checks that the chain has the keys it holds for the service, and says so
+in the log; each release checks them again.
 
 Replication: with --storage-key (app.toml storage_key; the other
 --storage-* flags as for the emergency key, a "file" key's passphrase else in

@@ -143,7 +143,13 @@
 // presented with the wrong key or binding is rejected with an error
 // (ErrCorrupt / ErrDecrypt), never returned as wrong plaintext. Together with
 // the on-chain SHA-256 of the ciphertext (checked by the client before
-// decryption) this makes every lie by storage a clear error.
+// decryption) this makes every lie by storage a clear error. That holds
+// against anyone but the ciphertext's writer: AES-GCM does not commit to
+// its key, so a writer who chooses the ciphertext can make it decrypt, in
+// full, under a second key of its choosing as well. No key is therefore
+// ever taken because it decrypts: a data key is unwrapped from the chain
+// (under the KEK, bound to patient, category and version), or comes in an
+// emergency release signed by the service that unwrapped it.
 //
 // Not protected, stated plainly:
 //

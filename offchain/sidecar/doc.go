@@ -46,13 +46,14 @@
 //	  ones the same way.
 //	GET /v1/emergency-key?record=<patient id hex>/<seq>
 //	  an emergency service's release of one record's data key (below,
-//	  Break-glass): 200 JSON EmergencyKey, Cache-Control: no-store; 404
+//	  Break-glass): 200 JSON EmergencyKey, signed by the service
+//	  (VerifyEmergencyKey), Cache-Control: no-store; 404
 //	  no_emergency_service (this sidecar holds no emergency key) or
 //	  other_emergency_service (the caller's emergency read went through
 //	  another service); 403 without a standing emergency read; 409
 //	  key_version (the record's key is wrapped under another key version
 //	  than the opt-in holds); 500 emergency_key_mismatch (the chain has
-//	  another key for the service) or opt_in_unusable (the opt-in does not
+//	  other keys for the service) or opt_in_unusable (the opt-in does not
 //	  open to the record's key). Signed, authenticated and height-waited
 //	  like a blob GET.
 //	GET /healthz             200/503 JSON: the store and the chain reachable
@@ -144,18 +145,21 @@
 // to the service (a grant of the emergency right) still covers the
 // record's category at the newest block (app.EmergencyOptInStands: not
 // revoked, in its window, the service active). A sidecar configured as
-// that service (Options.Emergency, its member address and X25519 key)
+// that service (Options.Emergency, its member signing and X25519 keys)
 // also releases the record's data key on the same rule
 // (GET /v1/emergency-key): it opens the opt-in's envelope (the patient's
 // KEK of the opt-in's key version, checked against the patient's check
 // value when that version is current), unwraps the record's data key,
 // clears the KEK, and seals the data key to the clinician's registered
 // encryption key with crypto.EmergencyKeyBinding(patient, clinician,
-// record). The KEK never leaves the sidecar; every release is logged
-// ("emergency data key released": patient, record, clinician, service,
-// event height) and counted. Each release first checks that the chain has
-// the service's key as the one the sidecar holds (CheckEmergencyService
-// checks it at start).
+// record), and signs the answer with the service's signing key
+// (EmergencyKeySignBytes): the client takes a released key only with that
+// signature, never because it decrypts the record (a ciphertext chosen by
+// its uploader can decrypt under two keys). The KEK never leaves the
+// sidecar; every release is logged ("emergency data key released":
+// patient, record, clinician, service, event height) and counted. Each
+// release first checks that the chain has the service's keys as the ones
+// the sidecar holds (CheckEmergencyService checks them at start).
 //
 // # Replication
 //

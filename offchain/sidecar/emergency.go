@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/cometbft/cometbft/crypto/ed25519"
+
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/offchain/crypto"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
@@ -25,19 +27,29 @@ import (
 // still stands, and seals it to that clinician (crypto.EmergencyKeyBinding).
 // It never hands out the KEK.
 type EmergencyService struct {
-	// Address is the service's member address.
-	Address []byte
+	// Signer is the service's member key: its address is the service's,
+	// and it signs every release (EmergencyKeySignBytes), which a client
+	// takes only with a signature by the key the chain has for the
+	// service. The sidecar refuses to release anything while the chain
+	// has another signing key for the service (CheckEmergencyService).
+	Signer Signer
 	// Key is the private half of the encryption key registered for the
 	// service (its member's enc_pub_key): the key the opt-ins are sealed
 	// to. The sidecar refuses to release anything while the chain has
-	// another public key for the service (CheckEmergencyService).
+	// another public key for the service.
 	Key *ecdh.PrivateKey
 }
 
+// Address is the service's member address.
+func (e *EmergencyService) Address() []byte { return e.Signer.Address() }
+
 // validate checks the shape of the service's settings.
 func (e *EmergencyService) validate() error {
-	if len(e.Address) != app.AddressSize {
-		return fmt.Errorf("sidecar: emergency service address is %d bytes, want %d", len(e.Address), app.AddressSize)
+	if e.Signer == nil || len(e.Signer.PubKey()) != ed25519.PubKeySize {
+		return errors.New("sidecar: the emergency service needs its ed25519 signing key: it signs every data key it releases")
+	}
+	if len(e.Address()) != app.AddressSize {
+		return fmt.Errorf("sidecar: emergency service address is %d bytes, want %d", len(e.Address()), app.AddressSize)
 	}
 	if e.Key == nil || e.Key.Curve() != ecdh.X25519() {
 		return errors.New("sidecar: the emergency service needs its X25519 encryption key")
@@ -46,18 +58,21 @@ func (e *EmergencyService) validate() error {
 }
 
 // holdsKeyOf explains why member, as the chain has it, is not the service
-// whose key e holds (nil when it is): another address, not an emergency
-// service, or another encryption key registered for it (a key rotated on
-// chain, or the wrong key file given to the sidecar).
+// whose keys e holds (nil when it is): another address, not an emergency
+// service, or another signing or encryption key registered for it (a key
+// replaced on chain, or the wrong key file given to the sidecar).
 func (e *EmergencyService) holdsKeyOf(member *emrv1.Member) error {
 	switch {
-	case !bytes.Equal(member.GetAddress(), e.Address):
-		return fmt.Errorf("member %X is not this sidecar's emergency service %X", member.GetAddress(), e.Address)
+	case !bytes.Equal(member.GetAddress(), e.Address()):
+		return fmt.Errorf("member %X is not this sidecar's emergency service %X", member.GetAddress(), e.Address())
 	case member.Role != emrv1.Role_ROLE_EMERGENCY_SERVICE:
-		return fmt.Errorf("member %X, which this sidecar's emergency key is configured for, is not registered as an emergency service", e.Address)
+		return fmt.Errorf("member %X, which this sidecar's emergency key is configured for, is not registered as an emergency service", e.Address())
+	case !bytes.Equal(member.SignPubKey, e.Signer.PubKey()):
+		return fmt.Errorf("the chain has signing key %x for emergency service %X, and this sidecar holds the private half of %x: configure the service's current key",
+			member.SignPubKey, e.Address(), e.Signer.PubKey())
 	case !bytes.Equal(member.EncPubKey, crypto.MarshalEncryptionPublicKey(e.Key.PublicKey())):
 		return fmt.Errorf("the chain has encryption key %x for emergency service %X, and the key this sidecar holds is the private half of %x: configure the service's current key",
-			member.EncPubKey, e.Address, crypto.MarshalEncryptionPublicKey(e.Key.PublicKey()))
+			member.EncPubKey, e.Address(), crypto.MarshalEncryptionPublicKey(e.Key.PublicKey()))
 	}
 	return nil
 }
@@ -68,7 +83,7 @@ func (e *EmergencyService) holdsKeyOf(member *emrv1.Member) error {
 // it. The KEK is cleared before dataKey returns; the caller clears the
 // data key.
 func (e *EmergencyService) dataKey(patient *emrv1.Patient, optIn *emrv1.Permission, rec *emrv1.Record) ([]byte, error) {
-	kek, err := crypto.OpenEnvelope(e.Key, optIn.WrappedKek, crypto.EnvelopeBinding{PatientID: patient.Id, Grantee: e.Address, KeyVersion: optIn.KeyVersion})
+	kek, err := crypto.OpenEnvelope(e.Key, optIn.WrappedKek, crypto.EnvelopeBinding{PatientID: patient.Id, Grantee: e.Address(), KeyVersion: optIn.KeyVersion})
 	if err != nil {
 		return nil, fmt.Errorf("the patient's opt-in envelope (key version %d) does not open with this service's key: %w", optIn.KeyVersion, err)
 	}
@@ -230,7 +245,7 @@ func (s *Server) handleEmergencyKey(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	a := newAuthState(s.chain, caller, head, s.opts.AccessWindow)
-	read, aerr := a.authorizeEmergencyKey(ctx, ref, s.opts.Emergency.Address)
+	read, aerr := a.authorizeEmergencyKey(ctx, ref, s.opts.Emergency.Address())
 	if aerr != nil {
 		writeError(w, aerr)
 		return
@@ -260,7 +275,7 @@ func (s *Server) releaseKey(ctx context.Context, a *authState, read *emergencyRe
 	if rec.KeyVersion != read.optIn.KeyVersion {
 		return nil, errf(http.StatusConflict, codeKeyVersion,
 			"record %d's data key is wrapped under the patient's key version %d, and the patient's opt-in to emergency service %X holds version %d: this service can release only keys wrapped under the version it holds",
-			rec.Sequence, rec.KeyVersion, svc.Address, read.optIn.KeyVersion)
+			rec.Sequence, rec.KeyVersion, svc.Address(), read.optIn.KeyVersion)
 	}
 	patient, err := a.patient(ctx, rec.PatientId)
 	if err != nil {
@@ -280,12 +295,16 @@ func (s *Server) releaseKey(ctx context.Context, a *authState, read *emergencyRe
 	if err != nil {
 		return nil, errf(http.StatusInternalServerError, "seal_error", "sealing the data key to the encryption key registered for %X: %v", a.caller.Address, err)
 	}
-	return &EmergencyKey{
+	k := &EmergencyKey{
 		Record:     RecordRef(rec.PatientId, rec.Sequence).value(),
-		Service:    hex.EncodeToString(svc.Address),
+		Service:    hex.EncodeToString(svc.Address()),
 		KeyVersion: rec.KeyVersion,
 		Envelope:   env,
-	}, nil
+	}
+	if k.Signature, err = svc.Signer.Sign(EmergencyKeySignBytes(k, a.caller.Address)); err != nil {
+		return nil, errf(http.StatusInternalServerError, "sign_error", "signing the release: %v", err)
+	}
+	return k, nil
 }
 
 // CheckEmergencyService checks that the emergency service this sidecar is
@@ -298,15 +317,15 @@ func (s *Server) CheckEmergencyService(ctx context.Context) error {
 	if svc == nil {
 		return nil
 	}
-	m, err := s.chain.Member(ctx, svc.Address)
+	m, err := s.chain.Member(ctx, svc.Address())
 	if err != nil {
-		return fmt.Errorf("sidecar: emergency service %X: %w", svc.Address, err)
+		return fmt.Errorf("sidecar: emergency service %X: %w", svc.Address(), err)
 	}
 	if err := svc.holdsKeyOf(m); err != nil {
 		return fmt.Errorf("sidecar: %w", err)
 	}
 	if !app.IsActive(m) {
-		return fmt.Errorf("sidecar: emergency service %X is %s: no emergency read goes through it", svc.Address, app.StatusName(m.Status))
+		return fmt.Errorf("sidecar: emergency service %X is %s: no emergency read goes through it", svc.Address(), app.StatusName(m.Status))
 	}
 	return nil
 }

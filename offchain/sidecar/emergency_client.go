@@ -2,11 +2,15 @@ package sidecar
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+
+	"github.com/cometbft/cometbft/crypto/ed25519"
 )
 
 // EmergencyKeyPath is the route of an emergency service's data-key
@@ -36,6 +40,54 @@ type EmergencyKey struct {
 	KeyVersion uint64 `json:"key_version"`
 	// Envelope is the sealed data key (crypto.EnvelopeSize bytes).
 	Envelope []byte `json:"envelope"`
+	// Signature is the service's ed25519 signature of
+	// EmergencyKeySignBytes(the answer, the clinician's address), by the
+	// signing key the chain has for the service (VerifyEmergencyKey).
+	// Anyone can seal a key to a clinician's public key, and a ciphertext
+	// its writer chose can decrypt under two keys (AES-GCM does not commit
+	// to its key), so the signature, not a decryption, is what shows the
+	// key is the one the service unwrapped from the chain.
+	Signature []byte `json:"signature"`
+}
+
+// emergencyKeyDomain begins what an emergency service signs for a release
+// (EmergencyKeySignBytes), apart from every other message a member's key
+// signs: transactions, which are protobuf, and sidecar requests
+// (signDomain).
+const emergencyKeyDomain = "emrchain/v1/emergency-key-release"
+
+// EmergencyKeySignBytes is what the emergency service k names signs when
+// it releases k to clinician (a member address): the domain tag, then
+// each of the record, the service, the clinician, the key version (8
+// bytes, big-endian) and the envelope, preceded by its length (4 bytes,
+// big-endian). The envelope's own binding already ties the key to the
+// patient, the clinician and the record; the signature ties the envelope
+// to the service.
+func EmergencyKeySignBytes(k *EmergencyKey, clinician []byte) []byte {
+	fields := [][]byte{[]byte(k.Record), []byte(k.Service), clinician, binary.BigEndian.AppendUint64(nil, k.KeyVersion), k.Envelope}
+	b := []byte(emergencyKeyDomain)
+	for _, f := range fields {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
+		b = append(b, f...)
+	}
+	return b
+}
+
+// ErrEmergencyKeyNotSigned: an emergency key release whose signature is
+// not the service's (VerifyEmergencyKey).
+var ErrEmergencyKeyNotSigned = errors.New("the release is not signed by the emergency service's key on chain")
+
+// VerifyEmergencyKey checks that k, released to clinician, carries the
+// signature of signPubKey, the ed25519 key the chain has for the service
+// k names. An error wraps ErrEmergencyKeyNotSigned.
+func VerifyEmergencyKey(k *EmergencyKey, clinician, signPubKey []byte) error {
+	if len(signPubKey) != ed25519.PubKeySize {
+		return fmt.Errorf("%w: the service's signing key is %d bytes, want %d", ErrEmergencyKeyNotSigned, len(signPubKey), ed25519.PubKeySize)
+	}
+	if !ed25519.PubKey(signPubKey).VerifySignature(EmergencyKeySignBytes(k, clinician), k.Signature) {
+		return fmt.Errorf("%w (%x)", ErrEmergencyKeyNotSigned, signPubKey)
+	}
+	return nil
 }
 
 // EmergencyKey asks the sidecar's emergency service for the data key of

@@ -54,7 +54,7 @@ func newGlassEnv(t *testing.T, mod func(*Options)) *glassEnv {
 	serviceKey := mustEncKey(t)
 	e := newEnv(t, func(o *Options) {
 		o.AccessWindow = 2 * glassEmergencyWindow
-		o.Emergency = &EmergencyService{Address: KeySigner{Key: newKey(glassServiceName)}.Address(), Key: serviceKey}
+		o.Emergency = &EmergencyService{Signer: KeySigner{Key: newKey(glassServiceName)}, Key: serviceKey}
 		if mod != nil {
 			mod(o)
 		}
@@ -239,6 +239,25 @@ func TestEmergencyKeyRelease(t *testing.T) {
 	if _, err := crypto.OpenEnvelope(g.serviceKey, k.Envelope, binding); err == nil {
 		t.Error("the envelope opens with the service's key")
 	}
+	// Signed by the service's key on chain, for this clinician only.
+	if err := VerifyEmergencyKey(k, g.doctor.Address(), g.service.PubKey()); err != nil {
+		t.Errorf("the release's signature: %v", err)
+	}
+	for name, check := range map[string]func() error{
+		"another clinician":   func() error { return VerifyEmergencyKey(k, g.writer.Address(), g.service.PubKey()) },
+		"another signing key": func() error { return VerifyEmergencyKey(k, g.doctor.Address(), g.doctor.PubKey()) },
+		"another envelope": func() error {
+			other := *k
+			other.Envelope = bytes.Clone(k.Envelope)
+			other.Envelope[len(other.Envelope)-1] ^= 1
+			return VerifyEmergencyKey(&other, g.doctor.Address(), g.service.PubKey())
+		},
+		"a short signing key": func() error { return VerifyEmergencyKey(k, g.doctor.Address(), g.service.PubKey()[:31]) },
+	} {
+		if err := check(); !errors.Is(err, ErrEmergencyKeyNotSigned) {
+			t.Errorf("the release's signature checked with %s: %v, want ErrEmergencyKeyNotSigned", name, err)
+		}
+	}
 	if got := testutil.ToFloat64(g.srv.metrics.emergencyKeys); got != 1 {
 		t.Errorf("emergency_keys_released_total is %v, want 1", got)
 	}
@@ -261,7 +280,7 @@ func TestEmergencyKeyRelease(t *testing.T) {
 		t.Fatalf("raw answer %d %v", resp.StatusCode, resp.Header)
 	}
 	var raw map[string]any
-	if err := json.Unmarshal(body, &raw); err != nil || len(raw) != 4 {
+	if err := json.Unmarshal(body, &raw); err != nil || len(raw) != 5 {
 		t.Fatalf("raw answer %s: %v", body, err)
 	}
 	for _, secret := range [][]byte{g.kek, g.dataKey} {
@@ -316,6 +335,10 @@ func TestEmergencyKeyRefusals(t *testing.T) {
 		}, status: http.StatusInternalServerError, code: codeOptInUnusable, reason: "does not hold the patient's key of version 1"},
 		{name: "the chain has another key for the service", opts: func(o *Options) { o.Emergency.Key = mustEncKey(t) },
 			status: http.StatusInternalServerError, code: codeEmergencyKeyMismatch, reason: "configure the service's current key"},
+		{name: "the chain has another signing key for the service", setup: func(g *glassEnv) {
+			g.breakGlass()
+			g.chain.edit(func() { g.service.member.SignPubKey = g.doctor.PubKey() })
+		}, status: http.StatusInternalServerError, code: codeEmergencyKeyMismatch, reason: "the chain has signing key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := newGlassEnv(t, tc.opts)
@@ -395,17 +418,17 @@ func TestCheckEmergencyService(t *testing.T) {
 }
 
 // TestEmergencyServiceOptionChecked: New refuses an emergency service
-// without its address or key.
+// without its signing key or its X25519 key.
 func TestEmergencyServiceOptionChecked(t *testing.T) {
-	key := mustEncKey(t)
+	key, signer := mustEncKey(t), KeySigner{Key: newKey(glassServiceName)}
 	p256, err := ecdh.P256().GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for name, svc := range map[string]*EmergencyService{
-		"short address": {Address: []byte{1}, Key: key},
-		"no key":        {Address: make([]byte, 20)},
-		"not X25519":    {Address: make([]byte, 20), Key: p256},
+		"no signing key": {Key: key},
+		"no key":         {Signer: signer},
+		"not X25519":     {Signer: signer, Key: p256},
 	} {
 		store := newEnv(t, nil).store
 		if _, err := New(Options{Store: store, Chain: newFakeChain(time.Now()), Emergency: svc}); err == nil {

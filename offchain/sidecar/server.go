@@ -1273,7 +1273,7 @@ func (s *Server) runHealthChecks(done chan struct{}) {
 	c := &s.health
 	h := Health{Status: "ok", Backend: s.store.Name()}
 	if s.opts.Emergency != nil {
-		h.EmergencyService = hex.EncodeToString(s.opts.Emergency.Address)
+		h.EmergencyService = hex.EncodeToString(s.opts.Emergency.Address())
 	}
 	// The two checks run side by side: a slow store must not use up the
 	// node's time.
