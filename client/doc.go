@@ -51,10 +51,14 @@
 // is never older than what any run of the Home had verified when it
 // began. So reads are monotonic and see the client's own transactions:
 // RevokeAndRotate's rotation reads the state after its revocation, an
-// audit log read after a RecordAccess holds it. What a node can still do
-// is withhold blocks newer than any this client has seen (the head it
-// reports is not checked against the witnesses'); there is no bound on
-// header age (QueryInfo.Time says how old an answer is). See
+// audit log read after a RecordAccess holds it. Nor can a node withhold
+// blocks its witnesses have: when a witness reports a head more than two
+// blocks past the node's, the client fetches that header from the
+// witness and verifies it from the node's head; if it is more than
+// lightMaxBlockLag (2 s) newer, the node must reach it within the timeout
+// or the read fails with ErrStale. What is left is a node and every
+// witness withholding together, or a client without witnesses; there is
+// no bound on header age (QueryInfo.Time says how old an answer is). See
 // docs/decisions.md.
 //
 // # The light store: one Home, many runs

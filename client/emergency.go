@@ -297,6 +297,9 @@ func (c *Client) emergencyVia(ctx context.Context, s Signer, me *emrv1.Member, r
 		if err != nil {
 			return emergencyOptIn{}, fmt.Errorf("emergency service %X: %w", named, err)
 		}
+		if err := releasesKeys(m); err != nil {
+			return emergencyOptIn{}, fmt.Errorf("record %d: %w", req.Record, err)
+		}
 		return emergencyOptIn{service: m}, nil
 	}
 	o, err := c.emergencyOptInFor(ctx, me, req.PatientID, rec.Category)
@@ -512,9 +515,24 @@ func notTheService(err error) bool {
 		(se.Code == sidecar.CodeNoEmergencyService || se.Code == sidecar.CodeOtherEmergencyService)
 }
 
+// releasesKeys says why service, as the chain has it, releases no data
+// key (nil when it does): it is not an emergency service, or not active.
+// Its sidecar refuses every release then, so a release signed with its key
+// could only come from whoever kept the key of a service taken out of use.
+func releasesKeys(service *emrv1.Member) error {
+	switch {
+	case service.Role != emrv1.Role_ROLE_EMERGENCY_SERVICE:
+		return fmt.Errorf("member %X is not an emergency service", service.Address)
+	case !app.IsActive(service):
+		return fmt.Errorf("emergency service %X is %s: it releases no data keys", service.Address, app.StatusName(service.Status))
+	}
+	return nil
+}
+
 // openEmergencyKey checks an emergency service's answer against the read
 // (sidecar.Client.EmergencyKey checked the record it names; its service
-// must be the read's, its signature by the service's signing key on chain,
+// must be the read's and active, its signature by the service's signing
+// key on chain,
 // its key version the record's) and opens the data key it seals to the
 // clinician's X25519 key. Anyone can seal a key to a clinician, and a
 // ciphertext chosen by its writer can decrypt under a second key (AES-GCM
@@ -522,6 +540,9 @@ func notTheService(err error) bool {
 // one the service unwrapped from the chain, which every other reader of
 // the record gets.
 func openEmergencyKey(k *sidecar.EmergencyKey, encPriv *ecdh.PrivateKey, clinician []byte, rec *emrv1.Record, service *emrv1.Member) ([]byte, error) {
+	if err := releasesKeys(service); err != nil {
+		return nil, err
+	}
 	if got, err := hex.DecodeString(k.Service); err != nil || !bytes.Equal(got, service.Address) {
 		return nil, fmt.Errorf("the data key was released by emergency service %q, the read went through %X", k.Service, service.Address)
 	}

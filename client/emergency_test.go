@@ -28,7 +28,8 @@ var testService = sidecar.KeySigner{Key: ed25519.GenPrivKeyFromSecret([]byte("em
 
 // testServiceMember is testService as the chain has it.
 func testServiceMember() *emrv1.Member {
-	return &emrv1.Member{Address: testService.Address(), SignPubKey: testService.PubKey(), Role: emrv1.Role_ROLE_EMERGENCY_SERVICE}
+	return &emrv1.Member{Address: testService.Address(), SignPubKey: testService.PubKey(), Role: emrv1.Role_ROLE_EMERGENCY_SERVICE,
+		Status: emrv1.MemberStatus_MEMBER_STATUS_ACTIVE}
 }
 
 // keyAnswer is a sidecar's release of dataKey for rec to clinician, as
@@ -200,3 +201,24 @@ func TestEmergencyKeyNoServiceAmongTheSidecars(t *testing.T) {
 
 // anyKeyOpens takes every released key for the ciphertext's.
 func anyKeyOpens([]byte) error { return nil }
+
+// TestNoKeyFromAServiceOutOfUse (the session-45 re-review): a service
+// suspended or retired releases nothing (its sidecar refuses), so a
+// release signed with its key comes from whoever kept that key, and is
+// not taken: with ReuseAccess, or a service suspended after the read was
+// logged, the client holds the member record of a service out of use.
+func TestNoKeyFromAServiceOutOfUse(t *testing.T) {
+	for _, status := range []emrv1.MemberStatus{emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED, emrv1.MemberStatus_MEMBER_STATUS_RETIRED} {
+		t.Run(status.String(), func(t *testing.T) {
+			clinician, _, service, rec, seal := emergencyFixture(t)
+			service.Status = status
+			answer := keyAnswer(t, testService, testSigner.Address(), rec, service, seal)
+			srv, _ := emergencySidecar(t, func(_ int32, w http.ResponseWriter) { writeJSON(w, http.StatusOK, answer) })
+			opts := TransferOptions{Sidecars: []string{srv.URL}, RetryDelay: time.Millisecond}
+			_, _, err := emergencyKey(context.Background(), testSigner, clinician, rec, service, nil, anyKeyOpens, opts, false)
+			if !errors.Is(err, ErrEmergencyKeyNotReleased) || !strings.Contains(err.Error(), "it releases no data keys") {
+				t.Fatalf("a release signed by a %s emergency service's key: err %v; want it refused", status, err)
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package client
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -431,10 +433,18 @@ var errNoTrustRoot = errors.New("no trust root: verified mode needs a trusted he
 // at height h (whose results header h+1 is verified) is in every later
 // read.
 func (c *Client) verifiedBlock(ctx context.Context, height int64) (*cmttypes.LightBlock, error) {
+	lb, _, err := c.verifiedBlockAndWitnesses(ctx, height)
+	return lb, err
+}
+
+// verifiedBlockAndWitnesses is verifiedBlock, which also returns the
+// newest height each witness reported while it was waited for
+// (waitWitnesses).
+func (c *Client) verifiedBlockAndWitnesses(ctx context.Context, height int64) (*cmttypes.LightBlock, []int64, error) {
 	if err := c.waitHeight(ctx, height); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	c.waitWitnesses(ctx, height)
+	heads := c.waitWitnesses(ctx, height)
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	now := c.now()
@@ -444,12 +454,12 @@ func (c *Client) verifiedBlock(ctx context.Context, height int64) (*cmttypes.Lig
 		lb, err = lc.VerifyLightBlockAtHeight(ctx, height, now)
 		return nil
 	}); lerr != nil {
-		return nil, lerr
+		return nil, nil, lerr
 	}
 	if err != nil {
 		var expired light.ErrOldHeaderExpired
 		if errors.As(err, &expired) {
-			return nil, fmt.Errorf("%w: header %d: the newest trusted header expired at %s (trusting period): set a new trust root with emrcli light init --force",
+			return nil, nil, fmt.Errorf("%w: header %d: the newest trusted header expired at %s (trusting period): set a new trust root with emrcli light init --force",
 				ErrVerification, height, expired.At.Format(time.RFC3339))
 		}
 		if strings.Contains(err.Error(), "time from the future") {
@@ -457,7 +467,7 @@ func (c *Client) verifiedBlock(ctx context.Context, height int64) (*cmttypes.Lig
 			// whose reason is text): the header is more than
 			// lightMaxClockDrift ahead of this machine's clock, which is
 			// far likelier a slow local clock than a lying chain.
-			return nil, verificationError("header %d: %v: is this computer's clock behind (it reads %s)? set it right, e.g. with NTP",
+			return nil, nil, verificationError("header %d: %v: is this computer's clock behind (it reads %s)? set it right, e.g. with NTP",
 				height, err, now.UTC().Format(time.RFC3339))
 		}
 		if errors.Is(err, light.ErrNoWitnesses) {
@@ -467,16 +477,16 @@ func (c *Client) verifiedBlock(ctx context.Context, height int64) (*cmttypes.Lig
 			if problems := c.witnessProblems(ctx); len(problems) > 0 {
 				why = strings.Join(problems, "; ")
 			}
-			return nil, verificationError("header %d: no witness is left to cross-check it (%s): check them, or change them with emrcli light init --force --witness ...",
+			return nil, nil, verificationError("header %d: no witness is left to cross-check it (%s): check them, or change them with emrcli light init --force --witness ...",
 				height, why)
 		}
-		return nil, verificationError("header %d: %v", height, err)
+		return nil, nil, verificationError("header %d: %v", height, err)
 	}
 	if lb.Height != height || lb.ChainID != c.chainID {
-		return nil, verificationError("light client returned header %d of %q for height %d", lb.Height, lb.ChainID, height)
+		return nil, nil, verificationError("light client returned header %d of %q for height %d", lb.Height, lb.ChainID, height)
 	}
 	c.raiseMinHeight(height - 1)
-	return lb, nil
+	return lb, heads, nil
 }
 
 // Light client timing (see openLight).
@@ -501,26 +511,80 @@ const (
 // client's detector compares the primary's header with each witness's, and
 // a witness that does not have it yet makes it sleep before asking again.
 // Best effort: a witness that is down or slow is the light client's to
-// judge.
-func (c *Client) waitWitnesses(ctx context.Context, height int64) {
+// judge. It returns the newest height each witness reported (0: no
+// answer), in the order of c.witnesses.
+func (c *Client) waitWitnesses(ctx context.Context, height int64) []int64 {
+	heads := make([]int64, len(c.witnesses))
 	if len(c.witnesses) == 0 {
-		return
+		return heads
 	}
 	ctx, cancel := context.WithTimeout(ctx, witnessWait)
 	defer cancel()
-	for _, w := range c.witnesses {
+	for i, w := range c.witnesses {
 		for {
 			st, err := w.Status(ctx)
-			if err != nil || st.SyncInfo.LatestBlockHeight >= height {
+			if err != nil {
+				break
+			}
+			if heads[i] = st.SyncInfo.LatestBlockHeight; heads[i] >= height {
 				break
 			}
 			select {
 			case <-ctx.Done():
-				return
+				return heads
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
 	}
+	return heads
+}
+
+// witnessLead is how many blocks a witness may report beyond the node's
+// head before its header is fetched to see whether the node is behind
+// (witnessAhead): a witness often is a block or two ahead of a node that
+// is not.
+const witnessLead = 2
+
+// witnessHeader is a witness's header, verified from the node's head,
+// that is newer than that head by more than lightMaxBlockLag.
+type witnessHeader struct {
+	witness string
+	height  int64
+	ahead   time.Duration // its time less that of the node's head
+}
+
+// witnessAhead checks the node's verified head lb against what the
+// witnesses reported (heads, from waitWitnesses): it returns the newest
+// witness header that the light client's rules verify from lb (the
+// skipping verification, CometBFT's light.Verify with the default trust
+// level) and whose time is more than lightMaxBlockLag after lb's; nil
+// when there is none. Such a header shows the chain has blocks the node
+// did not report: it lags, or it withholds them (to serve an audit trail
+// without the newest reads, or consents from before a revocation). A
+// witness whose header does not verify is passed over: its claim proves
+// nothing, and it cannot stop a read.
+func (c *Client) witnessAhead(ctx context.Context, lb *cmttypes.LightBlock, heads []int64) *witnessHeader {
+	order := make([]int, 0, len(heads))
+	for i, h := range heads {
+		if h > lb.Height+witnessLead {
+			order = append(order, i)
+		}
+	}
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(heads[b], heads[a]) })
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	for _, i := range order {
+		wlb, err := lighthttp.NewWithClient(c.chainID, c.witnesses[i]).LightBlock(ctx, heads[i])
+		if err != nil || wlb.Time.Sub(lb.Time) <= lightMaxBlockLag {
+			continue
+		}
+		if err := light.Verify(lb.SignedHeader, lb.ValidatorSet, wlb.SignedHeader, wlb.ValidatorSet,
+			c.trust.Period, c.now(), lightMaxClockDrift, light.DefaultTrustLevel); err != nil {
+			continue
+		}
+		return &witnessHeader{witness: c.witnessNames[i], height: wlb.Height, ahead: wlb.Time.Sub(lb.Time)}
+	}
+	return nil
 }
 
 // witnessProblems asks each witness (but the node itself) for its status,

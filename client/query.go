@@ -99,7 +99,11 @@ func (c *Client) QueryInfoAt(ctx context.Context, height int64, method string, r
 // than minHeight. It returns that height H and the light-client-verified
 // header H+1, whose AppHash proves state H. The node's status is not
 // trusted: a node that claims an older head than the client has seen is
-// waited for, and refused (ErrStale) if it does not catch up.
+// waited for, and refused (ErrStale) if it does not catch up. Nor is it
+// the only word on how new the chain is: when a witness has a header more
+// than lightMaxBlockLag newer than the node's head, verified from it
+// (witnessAhead), the node must reach that header too, or is refused
+// alike.
 //
 // With a Home, the verification also reads the newest header any run of
 // it has verified (withLight). When that is newer than the head chosen,
@@ -107,6 +111,7 @@ func (c *Client) QueryInfoAt(ctx context.Context, height int64, method string, r
 // or while it chose): the read is chosen again, once, from that floor, so
 // it is never older than what another run had verified when it began.
 func (c *Client) readHeight(ctx context.Context) (int64, *cmttypes.LightBlock, error) {
+	var ahead *witnessHeader // a witness's newer header, which the node must reach
 	for attempt := 0; ; attempt++ {
 		head, err := c.LatestHeight(ctx)
 		if err != nil {
@@ -114,14 +119,25 @@ func (c *Client) readHeight(ctx context.Context) (int64, *cmttypes.LightBlock, e
 		}
 		if floor := c.minHeight.Load() + 1; head < floor {
 			if err := c.waitHeight(ctx, floor); err != nil {
+				if ahead != nil {
+					return 0, nil, fmt.Errorf("%w: node %s reports head %d, and witness %s has a header at height %d, %s newer: the node lags, or withholds blocks: %w",
+						ErrStale, c.cfg.Node, head, ahead.witness, ahead.height, ahead.ahead.Round(time.Millisecond), err)
+				}
 				return 0, nil, fmt.Errorf("%w: node %s is behind height %d, which this client has already seen: %w", ErrStale, c.cfg.Node, floor-1, err)
 			}
 			head = floor
 		}
 		head = max(head, 2) // state 1 is the first one a header proves
-		lb, err := c.verifiedBlock(ctx, head)
+		lb, witnessHeads, err := c.verifiedBlockAndWitnesses(ctx, head)
 		if err != nil {
 			return 0, nil, err
+		}
+		if attempt == 0 {
+			if ahead = c.witnessAhead(ctx, lb, witnessHeads); ahead != nil {
+				// A verified header: the reads from here on are at least as new.
+				c.raiseMinHeight(ahead.height - 1)
+				continue
+			}
 		}
 		if head-1 >= c.minHeight.Load() || attempt > 0 {
 			return head - 1, lb, nil
