@@ -54,12 +54,14 @@
 // audit log read after a RecordAccess holds it. Nor can a node withhold
 // blocks its witnesses have: when a witness reports a head more than two
 // blocks past the node's, the client fetches that header from the
-// witness and verifies it from the node's head; if it is more than
-// lightMaxBlockLag (2 s) newer, the node must reach it within the timeout
-// or the read fails with ErrStale. What is left is a node and every
-// witness withholding together, or a client without witnesses; there is
-// no bound on header age (QueryInfo.Time says how old an answer is). See
-// docs/decisions.md.
+// witness (each such witness at once, within its own timeout) and
+// verifies it from the node's head; if it is more than lightMaxBlockLag
+// (2 s) newer, the node must reach it within the timeout or the read
+// fails with ErrStale. A head older than the trusting period fails the
+// read (set a new trust root), as any newer one would. What is left is a
+// node and every witness withholding together, or a client without
+// witnesses; there is no bound on header age within the trusting period
+// (QueryInfo.Time says how old an answer is). See docs/decisions.md.
 //
 // # The light store: one Home, many runs
 //

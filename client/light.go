@@ -2,7 +2,6 @@ package client
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -10,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -459,8 +457,7 @@ func (c *Client) verifiedBlockAndWitnesses(ctx context.Context, height int64) (*
 	if err != nil {
 		var expired light.ErrOldHeaderExpired
 		if errors.As(err, &expired) {
-			return nil, nil, fmt.Errorf("%w: header %d: the newest trusted header expired at %s (trusting period): set a new trust root with emrcli light init --force",
-				ErrVerification, height, expired.At.Format(time.RFC3339))
+			return nil, nil, trustExpired(height, expired.At)
 		}
 		if strings.Contains(err.Error(), "time from the future") {
 			// CometBFT's verifier says only this (an ErrInvalidHeader
@@ -487,6 +484,13 @@ func (c *Client) verifiedBlockAndWitnesses(ctx context.Context, height int64) (*
 	}
 	c.raiseMinHeight(height - 1)
 	return lb, heads, nil
+}
+
+// trustExpired is the error of a verification at height that needs a
+// trusted header which expired at (the trusting period after its time).
+func trustExpired(height int64, at time.Time) error {
+	return fmt.Errorf("%w: header %d: the newest trusted header expired at %s (trusting period): set a new trust root with emrcli light init --force",
+		ErrVerification, height, at.Format(time.RFC3339))
 }
 
 // Light client timing (see openLight).
@@ -554,37 +558,65 @@ type witnessHeader struct {
 }
 
 // witnessAhead checks the node's verified head lb against what the
-// witnesses reported (heads, from waitWitnesses): it returns the newest
-// witness header that the light client's rules verify from lb (the
-// skipping verification, CometBFT's light.Verify with the default trust
-// level) and whose time is more than lightMaxBlockLag after lb's; nil
-// when there is none. Such a header shows the chain has blocks the node
-// did not report: it lags, or it withholds them (to serve an audit trail
-// without the newest reads, or consents from before a revocation). A
-// witness whose header does not verify is passed over: its claim proves
-// nothing, and it cannot stop a read.
-func (c *Client) witnessAhead(ctx context.Context, lb *cmttypes.LightBlock, heads []int64) *witnessHeader {
-	order := make([]int, 0, len(heads))
+// witnesses reported (heads, from waitWitnesses): it returns a witness
+// header that the light client's rules verify from lb (the skipping
+// verification, CometBFT's light.Verify with the default trust level)
+// and whose time is more than lightMaxBlockLag after lb's; nil when there
+// is none. Such a header shows the chain has blocks the node did not
+// report: it lags, or it withholds them (to serve an audit trail without
+// the newest reads, or consents from before a revocation).
+//
+// The witnesses ahead are asked at once, each within its own timeout, and
+// the first header that qualifies is taken: a witness that stalls, or
+// claims a head it has no header for, neither hides another's header nor
+// stops the read (a claim that does not verify proves nothing). A header
+// from the future by this machine's clock is judged at its own time: its
+// signatures, not the clock, say the chain has it. The error is ctx's,
+// when it ends first.
+func (c *Client) witnessAhead(ctx context.Context, lb *cmttypes.LightBlock, heads []int64) (*witnessHeader, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // the others, once one qualifies
+	found := make(chan *witnessHeader, len(heads))
+	asked := 0
 	for i, h := range heads {
-		if h > lb.Height+witnessLead {
-			order = append(order, i)
+		if h <= lb.Height+witnessLead {
+			continue
+		}
+		asked++
+		go func() { found <- c.witnessHeaderAhead(ctx, i, h, lb) }()
+	}
+	for range asked {
+		select {
+		case w := <-found:
+			if w != nil {
+				return w, nil
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 	}
-	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(heads[b], heads[a]) })
+	return nil, nil
+}
+
+// witnessHeaderAhead fetches witness i's header at height and returns it
+// when it verifies from lb and is more than lightMaxBlockLag newer (nil
+// otherwise), within the client's timeout.
+func (c *Client) witnessHeaderAhead(ctx context.Context, i int, height int64, lb *cmttypes.LightBlock) *witnessHeader {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	for _, i := range order {
-		wlb, err := lighthttp.NewWithClient(c.chainID, c.witnesses[i]).LightBlock(ctx, heads[i])
-		if err != nil || wlb.Time.Sub(lb.Time) <= lightMaxBlockLag {
-			continue
-		}
-		if err := light.Verify(lb.SignedHeader, lb.ValidatorSet, wlb.SignedHeader, wlb.ValidatorSet,
-			c.trust.Period, c.now(), lightMaxClockDrift, light.DefaultTrustLevel); err != nil {
-			continue
-		}
-		return &witnessHeader{witness: c.witnessNames[i], height: wlb.Height, ahead: wlb.Time.Sub(lb.Time)}
+	wlb, err := lighthttp.NewWithClient(c.chainID, c.witnesses[i]).LightBlock(ctx, height)
+	if err != nil || wlb.Time.Sub(lb.Time) <= lightMaxBlockLag {
+		return nil
 	}
-	return nil
+	now := c.now()
+	if wlb.Time.After(now) {
+		now = wlb.Time
+	}
+	if err := light.Verify(lb.SignedHeader, lb.ValidatorSet, wlb.SignedHeader, wlb.ValidatorSet,
+		c.trust.Period, now, lightMaxClockDrift, light.DefaultTrustLevel); err != nil {
+		return nil
+	}
+	return &witnessHeader{witness: c.witnessNames[i], height: wlb.Height, ahead: wlb.Time.Sub(lb.Time)}
 }
 
 // witnessProblems asks each witness (but the node itself) for its status,

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	abci "github.com/cometbft/cometbft/abci/types"
+	"github.com/cometbft/cometbft/light"
 	rpcclient "github.com/cometbft/cometbft/rpc/client"
 	cmttypes "github.com/cometbft/cometbft/types"
 	"google.golang.org/grpc"
@@ -132,8 +133,17 @@ func (c *Client) readHeight(ctx context.Context) (int64, *cmttypes.LightBlock, e
 		if err != nil {
 			return 0, nil, err
 		}
+		// A header already in the light store verifies without a look at
+		// its age: the node's head must be within the trusting period, as
+		// any newer header it could report would have to be verified from.
+		if light.HeaderExpired(lb.SignedHeader, c.trust.Period, c.now()) {
+			return 0, nil, trustExpired(head, lb.Time.Add(c.trust.Period))
+		}
 		if attempt == 0 {
-			if ahead = c.witnessAhead(ctx, lb, witnessHeads); ahead != nil {
+			if ahead, err = c.witnessAhead(ctx, lb, witnessHeads); err != nil {
+				return 0, nil, err
+			}
+			if ahead != nil {
 				// A verified header: the reads from here on are at least as new.
 				c.raiseMinHeight(ahead.height - 1)
 				continue
