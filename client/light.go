@@ -558,24 +558,23 @@ type witnessHeader struct {
 }
 
 // witnessAhead checks the node's verified head lb against what the
-// witnesses reported (heads, from waitWitnesses): it returns a witness
-// header that the light client's rules verify from lb (the skipping
-// verification, CometBFT's light.Verify with the default trust level)
-// and whose time is more than lightMaxBlockLag after lb's; nil when there
-// is none. Such a header shows the chain has blocks the node did not
-// report: it lags, or it withholds them (to serve an audit trail without
-// the newest reads, or consents from before a revocation).
+// witnesses reported (heads, from waitWitnesses): it returns the newest
+// witness header that the light client's rules verify from lb (the
+// skipping verification, CometBFT's light.Verify with the default trust
+// level) and whose time is more than lightMaxBlockLag after lb's; nil
+// when there is none. Such a header shows the chain has blocks the node
+// did not report: it lags, or it withholds them (to serve an audit trail
+// without the newest reads, or consents from before a revocation).
 //
 // The witnesses ahead are asked at once, each within its own timeout, and
-// the first header that qualifies is taken: a witness that stalls, or
-// claims a head it has no header for, neither hides another's header nor
-// stops the read (a claim that does not verify proves nothing). A header
-// from the future by this machine's clock is judged at its own time: its
+// all are waited for: a witness that stalls, or claims a head it has no
+// header for, neither hides another's header nor stops the read (a claim
+// that does not verify proves nothing), and one that answers first with
+// an older header does not set a floor below another's. A header from the
+// future by this machine's clock is judged at its own time: its
 // signatures, not the clock, say the chain has it. The error is ctx's,
 // when it ends first.
 func (c *Client) witnessAhead(ctx context.Context, lb *cmttypes.LightBlock, heads []int64) (*witnessHeader, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // the others, once one qualifies
 	found := make(chan *witnessHeader, len(heads))
 	asked := 0
 	for i, h := range heads {
@@ -585,17 +584,16 @@ func (c *Client) witnessAhead(ctx context.Context, lb *cmttypes.LightBlock, head
 		asked++
 		go func() { found <- c.witnessHeaderAhead(ctx, i, h, lb) }()
 	}
+	var newest *witnessHeader
 	for range asked {
-		select {
-		case w := <-found:
-			if w != nil {
-				return w, nil
-			}
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		if w := <-found; w != nil && (newest == nil || w.height > newest.height) {
+			newest = w
 		}
 	}
-	return nil, nil
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("checking the node's head against the witnesses': %w", err)
+	}
+	return newest, nil
 }
 
 // witnessHeaderAhead fetches witness i's header at height and returns it
