@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -245,66 +243,4 @@ func revokeThroughStaleNode(t *testing.T, w *world, lieStatus bool, wantVersion 
 	if _, _, err := c.GranteeKEK(ctx, w.clinician.EncPrivKey(), w.patientID, w.clinician.Address()); !errors.Is(err, app.ErrPermissionRevoked) {
 		t.Fatalf("GranteeKEK of the revoked clinician: %v", err)
 	}
-}
-
-// TestWithheldHead: a node that reports an old head, withholding the
-// blocks after it, serves the state under that head, correctly proven: an
-// audit trail without the patient's newest read. A client with a witness
-// that has the newer blocks refuses the node (ErrStale, naming the
-// witness); a witness that claims a head it has no header for stops
-// nothing. Without witnesses the client cannot tell (the documented
-// limit, asserted here so that the scenario is shown to bite).
-func TestWithheldHead(t *testing.T) {
-	w, ctx := runningWorld(t, 150*time.Second)
-	honest := w.mustClient(t, w.node.RPC)
-	hdr, err := honest.VerifyLatest(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h0 := hdr.Height - 1 // the state the withholding node serves
-	res, err := honest.Submit(ctx, w.clinician, readRecord(w, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(3 * time.Second) // the chain moves on, past lightMaxBlockLag
-	withholding := clienttest.NewProxy(t, w.node.RPC)
-	withholding.SetRewrite(staleNode{upstream: w.node.RPC, height: func() int64 { return h0 }, lieStatus: true}.rewrite)
-	holds := func(events []*emrv1.AccessEvent) bool {
-		return slices.ContainsFunc(events, func(ev *emrv1.AccessEvent) bool { return bytes.Equal(ev.TxHash, res.Hash) })
-	}
-	withWitness := func(node, witness string) *client.Client {
-		c, err := client.New(ctx, client.Config{Node: node, Witnesses: []string{witness}, Verify: true, Trust: w.trust, Timeout: 5 * time.Second})
-		if err != nil {
-			t.Fatalf("client.New(%s, witness %s): %v", node, witness, err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	// The node itself, under another name, as the witness.
-	witness := strings.Replace(w.node.RPC, "127.0.0.1", "localhost", 1)
-
-	t.Run("NoWitness", func(t *testing.T) {
-		events, _, err := w.mustClient(t, withholding.URL).AllAccessEvents(ctx, w.patientID)
-		if err != nil || holds(events) {
-			t.Fatalf("without a witness: %d events, holding the newest read: %v, err %v; want the audit trail of height %d, without it",
-				len(events), holds(events), err, h0)
-		}
-	})
-	t.Run("Witness", func(t *testing.T) {
-		events, _, err := withWitness(withholding.URL, witness).AllAccessEvents(ctx, w.patientID)
-		if !errors.Is(err, client.ErrStale) || !strings.Contains(err.Error(), "witness "+witness) {
-			t.Fatalf("a node withholding blocks its witness has: %d events (the newest read among them: %v), err %v; want ErrStale naming the witness",
-				len(events), holds(events), err)
-		}
-		t.Logf("refused: %v", err)
-	})
-	t.Run("LyingWitness", func(t *testing.T) {
-		lying := clienttest.NewProxy(t, w.node.RPC)
-		lying.SetRewrite(staleNode{upstream: w.node.RPC, height: func() int64 { return hdr.Height + 1000 }, lieStatus: true}.rewrite)
-		events, _, err := withWitness(w.node.RPC, lying.URL).AllAccessEvents(ctx, w.patientID)
-		if err != nil || !holds(events) {
-			t.Fatalf("an honest node with a witness claiming height %d: %d events, holding the newest read: %v, err %v",
-				hdr.Height+1001, len(events), holds(events), err)
-		}
-	})
 }
