@@ -416,9 +416,15 @@ func (c *Client) emergencyOptInFor(ctx context.Context, clinician *emrv1.Member,
 // sidecars whose /healthz names the service) its refusal is the error's
 // Refusal. A signed key that does not decrypt the ciphertext (opens) is
 // passed over too. If none releases the key the error is a
-// *KeyNotReleasedError.
+// *KeyNotReleasedError; so it is at once, asking none, when service is not
+// an active emergency service (releasesKeys).
 func emergencyKey(ctx context.Context, s Signer, encPriv *ecdh.PrivateKey, rec *emrv1.Record, service *emrv1.Member, named map[string]bool,
 	opens func([]byte) error, opts TransferOptions, retry bool) ([]byte, string, error) {
+	if err := releasesKeys(service); err != nil {
+		// No sidecar is asked: whatever one answered would be signed with
+		// the key of a service out of use.
+		return nil, "", &KeyNotReleasedError{Service: service.Address, Failures: []error{err}}
+	}
 	rounds, delay := opts.rounds(retry)
 	sidecars := opts.distinctSidecars()
 	done := map[string]bool{} // sidecars not to ask again
@@ -531,18 +537,14 @@ func releasesKeys(service *emrv1.Member) error {
 
 // openEmergencyKey checks an emergency service's answer against the read
 // (sidecar.Client.EmergencyKey checked the record it names; its service
-// must be the read's and active, its signature by the service's signing
-// key on chain,
-// its key version the record's) and opens the data key it seals to the
-// clinician's X25519 key. Anyone can seal a key to a clinician, and a
+// must be the read's, its signature by the service's signing key on
+// chain, its key version the record's) and opens the data key it seals to
+// the clinician's X25519 key. Anyone can seal a key to a clinician, and a
 // ciphertext chosen by its writer can decrypt under a second key (AES-GCM
 // does not commit to its key): only the signature shows the key is the
 // one the service unwrapped from the chain, which every other reader of
 // the record gets.
 func openEmergencyKey(k *sidecar.EmergencyKey, encPriv *ecdh.PrivateKey, clinician []byte, rec *emrv1.Record, service *emrv1.Member) ([]byte, error) {
-	if err := releasesKeys(service); err != nil {
-		return nil, err
-	}
 	if got, err := hex.DecodeString(k.Service); err != nil || !bytes.Equal(got, service.Address) {
 		return nil, fmt.Errorf("the data key was released by emergency service %q, the read went through %X", k.Service, service.Address)
 	}

@@ -121,7 +121,7 @@ func (c *Client) readHeight(ctx context.Context) (int64, *cmttypes.LightBlock, e
 		if floor := c.minHeight.Load() + 1; head < floor {
 			if err := c.waitHeight(ctx, floor); err != nil {
 				if ahead != nil {
-					return 0, nil, fmt.Errorf("%w: node %s reports head %d, and witness %s has a header at height %d, %s newer: the node lags, or withholds blocks: %w",
+					return 0, nil, fmt.Errorf("%w: node %s reports head %d, and witness %s has a header at height %d, %s newer: the node lags, or withholds blocks (read through another node, emrcli --node): %w",
 						ErrStale, c.cfg.Node, head, ahead.witness, ahead.height, ahead.ahead.Round(time.Millisecond), err)
 				}
 				return 0, nil, fmt.Errorf("%w: node %s is behind height %d, which this client has already seen: %w", ErrStale, c.cfg.Node, floor-1, err)
