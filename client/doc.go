@@ -160,9 +160,9 @@
 // sidecar → SHA-256 check → decrypt → atomic write), ShareRecord (download, de-identify if the consent says
 // anonymise, re-encrypt to the study key, PUT, ShareRecord) and
 // DownloadShare are the pipelines emrcli's upload, download and share
-// commands run; blob.go describes each step, the formats
-// (RecordStreamAAD, ShareStreamAAD, StudyKeyBinding) and the temporary
-// files. EmergencyDownload is Download for a clinician's break-glass read
+// commands run; blob.go describes each step and the formats
+// (RecordStreamAAD, ShareStreamAAD, StudyKeyBinding), tempfile.go the
+// temporary files. EmergencyDownload is Download for a clinician's break-glass read
 // (RecordAccess of purpose emergency through an emergency service the
 // patient opted in to, found with EmergencyServices): the data key is
 // released by the service's sidecar after the read, sealed to the

@@ -12,7 +12,8 @@ import (
 	"github.com/emrchain/emrchain/internal/durable"
 )
 
-// Temporary files of the blob pipelines (blob.go).
+// Temporary files of the blob pipelines (blob.go, upload.go, download.go,
+// fetch.go, research.go).
 //
 // Two kinds, both mode 0600 and both in a directory the caller picks:
 //

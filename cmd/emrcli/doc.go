@@ -4,7 +4,7 @@
 // the blob sidecars (upload, download), research sharing with Safe Harbor
 // de-identification (share, download --share), logged reads, and queries
 // whose every answer is verified by the CometBFT light client and the state
-// proofs (package client; the transfer pipelines are in client/blob.go).
+// proofs (package client; the transfer pipelines are described in client/blob.go).
 // Run "emrcli --help".
 //
 // The command line is the interface scripts use: --json on every command,

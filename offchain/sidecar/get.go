@@ -1,0 +1,300 @@
+package sidecar
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emrchain/emrchain/offchain/blobstore"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// authenticateGet authenticates a GET (authenticate), which has no body.
+func (s *Server) authenticateGet(r *http.Request) (*emrv1.Member, *signedRequest, *apiError) {
+	caller, sr, aerr := s.authenticate(r)
+	if aerr != nil {
+		return nil, nil, aerr
+	}
+	if sr.bodySum != [32]byte(mustHex(emptySHA256)) {
+		return nil, nil, errf(http.StatusBadRequest, "bad_request", "a GET has no body: %s must be the SHA-256 of nothing (%s)", HeaderBodySHA256, emptySHA256)
+	}
+	return caller, sr, nil
+}
+
+// getPrologue is what every GET of a blob or key does first: it
+// authenticates the caller (authenticateGet), parses the request's path
+// and query with parse (an error is a 400 with its text), and reads the
+// node's head to authorize by. If any fails it has answered w, and ok is
+// false.
+func (s *Server) getPrologue(w http.ResponseWriter, r *http.Request, parse func() error) (caller *emrv1.Member, sr *signedRequest, head Head, ok bool) {
+	caller, sr, aerr := s.authenticateGet(r)
+	if aerr == nil {
+		if err := parse(); err != nil {
+			aerr = errf(http.StatusBadRequest, "bad_request", "%v", err)
+		}
+	}
+	if aerr == nil {
+		head, aerr = s.head(r.Context())
+	}
+	if aerr != nil {
+		writeError(w, aerr)
+		return nil, nil, Head{}, false
+	}
+	return caller, sr, head, true
+}
+
+func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
+	var sum blobstore.Sum
+	var ref BlobRef
+	caller, sr, head, ok := s.getPrologue(w, r, func() (err error) {
+		if sum, err = blobstore.ParseSum(r.PathValue("sha256")); err != nil {
+			return fmt.Errorf("path: %w", err)
+		}
+		ref, err = parseBlobRef(r.URL.Query())
+		return err
+	})
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	blob, aerr := newAuthState(s.chain, caller, head, s.opts.AccessWindow).authorizeGet(ctx, ref, sum)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	key := blob.key
+	info, err := s.store.Stat(ctx, key)
+	if err == nil && uint64(info.Size) != blob.size {
+		// A damaged copy (torn or truncated by a disk or a restore): the
+		// chain names the size. Read the blob through from a peer, whose
+		// verified copy replaces this one, rather than serve these bytes.
+		s.log.Error("stored blob has the wrong size: reading it from a peer", "sha256", sum.String(), "key", key.String(), "stored", info.Size, "chain", blob.size)
+		s.foundDamaged(key)
+		err = fmt.Errorf("%w: the stored copy has %d bytes, the chain says %d", blobstore.ErrNotFound, info.Size, blob.size)
+	}
+	if err == nil && r.Method == http.MethodGet {
+		if _, _, partial, rerr := parseRange(r.Header.Get("Range"), info.Size); partial && rerr == nil {
+			// A range is not checked as it is sent: the copy is, first
+			// (rangecheck.go).
+			if cerr := s.checkCopyForRange(ctx, key); errors.Is(cerr, blobstore.ErrNotFound) {
+				err = cerr // dropped as damaged, or gone: read it through from a peer
+			} else if cerr != nil {
+				if ctx.Err() == nil {
+					s.log.Error("checking the stored blob before serving a range failed", "sha256", sum.String(), "key", key.String(), "err", cerr)
+				}
+				writeError(w, errf(http.StatusInternalServerError, "store_error", "reading the blob failed"))
+				return
+			}
+		}
+	}
+	if errors.Is(err, blobstore.ErrNotFound) {
+		if perr := s.fetchFromPeers(ctx, r, signerAddr(sr.address), caller.Role == emrv1.Role_ROLE_PATIENT, blob); perr != nil {
+			var refused *slotRefusedError
+			if errors.As(perr, &refused) {
+				writeError(w, refused.aerr)
+				return
+			}
+			const notHere = "blob %s of %s is not stored on this sidecar, and %v"
+			switch {
+			case errors.Is(perr, errPeersBehind):
+				writeError(w, retryLater(http.StatusServiceUnavailable, CodeChainBehind, time.Second, notHere, sum, ref, perr))
+				return
+			case errors.Is(perr, errPeersUnavailable):
+				writeError(w, errf(http.StatusServiceUnavailable, "peers_unavailable", notHere, sum, ref, perr))
+				return
+			}
+			var local *localStoreError
+			if errors.As(perr, &local) {
+				s.log.Error("blob store failed keeping a blob a peer served", "sha256", sum.String(), "key", key.String(), "err", local.err)
+				writeError(w, errf(http.StatusInternalServerError, "store_error", "storing the blob fetched from a peer sidecar failed"))
+				return
+			}
+			writeError(w, errf(http.StatusNotFound, "not_found", "blob %s of %s is not stored on this sidecar for that record's patient and category: %v", sum, ref, perr))
+			return
+		}
+		info, err = s.store.Stat(ctx, key)
+	}
+	if err != nil {
+		s.log.Error("blob stat failed", "sha256", sum.String(), "key", key.String(), "err", err)
+		writeError(w, errf(http.StatusInternalServerError, "store_error", "reading the blob failed"))
+		return
+	}
+	s.serveStored(w, r, key, info, caller.Address, head.Height, nil)
+}
+
+// serveStored answers r with the stored blob key (info: its Stat), or the
+// range r asks, to reader; the whole blob is verified as it is sent. A
+// replica (seal not nil) goes whole and sealed to its storage service.
+func (s *Server) serveStored(w http.ResponseWriter, r *http.Request, key blobstore.Key, info blobstore.Info, reader []byte, height int64, seal *replicaSeal) {
+	ctx, sum := r.Context(), key.Sum
+	start, length, partial, rerr := parseRange(r.Header.Get("Range"), info.Size)
+	if rerr != nil {
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", info.Size))
+		writeError(w, errf(http.StatusRequestedRangeNotSatisfiable, "range_not_satisfiable", "%v", rerr))
+		return
+	}
+	rc, size, err := s.store.Get(ctx, key, start, length)
+	if err != nil {
+		if errors.Is(err, blobstore.ErrNotFound) {
+			writeError(w, errf(http.StatusNotFound, "not_found", "blob %s is not stored on this sidecar", sum))
+			return
+		}
+		if errors.Is(err, blobstore.ErrInvalidRange) { // the blob changed size meanwhile: impossible for a hash, but be exact
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", size))
+			writeError(w, errf(http.StatusRequestedRangeNotSatisfiable, "range_not_satisfiable", "%v", err))
+			return
+		}
+		s.log.Error("blob read failed", "sha256", sum.String(), "err", err)
+		writeError(w, errf(http.StatusInternalServerError, "store_error", "reading the blob failed"))
+		return
+	}
+	defer rc.Close()
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Cache-Control", "private, no-store")
+	if seal != nil {
+		seal.setHeaders(h, length)
+	} else {
+		h.Set("Content-Length", strconv.FormatInt(length, 10))
+		h.Set("Accept-Ranges", "bytes")
+		h.Set("ETag", `"`+sum.String()+`"`)
+	}
+	status := http.StatusOK
+	if partial {
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+length-1, size))
+		status = http.StatusPartialContent
+	}
+	w.WriteHeader(status)
+	var n int64
+	if r.Method != http.MethodHead {
+		bp := s.bufs.Get().(*[]byte)
+		cw := &countingWriter{w: &writeDeadline{w: w, rc: http.NewResponseController(w), idle: s.opts.UploadIdleTimeout}, c: s.metrics.bytesOut}
+		if partial {
+			// A range is not the blob: the reader checks the whole it
+			// assembles against the chain's hash.
+			_, err = io.CopyBuffer(cw, struct{ io.Reader }{rc}, *bp)
+		} else {
+			// The status goes out first, so that a copy found damaged is
+			// a transfer cut short, whatever its size.
+			if err = http.NewResponseController(w).Flush(); err == nil {
+				if seal != nil {
+					err = seal.copyVerified(cw, rc, length, sum, *bp)
+				} else {
+					_, err = copyVerified(cw, rc, length, sum, *bp)
+				}
+			}
+		}
+		s.bufs.Put(bp)
+		n = cw.n
+		if errors.Is(err, errDamagedCopy) {
+			// Same size, other bytes (a flipped bit on a disk, a bad
+			// restore): the reader gets a transfer cut short, never the
+			// whole damaged blob. Dropping the copy lets the next GET read
+			// it through from a peer (the reader's retry, or another's).
+			s.foundDamaged(key)
+			dropped, derr := s.dropDamagedCopy(context.WithoutCancel(ctx), key)
+			s.log.Error("stored blob is damaged (its bytes do not hash to its SHA-256): not served; the next GET reads it from a peer, and a storage service copies it",
+				"sha256", sum.String(), "key", key.String(), "sent", n, "dropped", dropped, "err", derr)
+			panic(http.ErrAbortHandler)
+		}
+		if err != nil {
+			s.log.Error("blob transfer interrupted", "sha256", sum.String(), "reader", hex.EncodeToString(reader), "sent", n, "err", err)
+			return
+		}
+	}
+	s.log.Info("blob served", "sha256", sum.String(), "reader", hex.EncodeToString(reader),
+		"bytes", n, "range", r.Header.Get("Range"), "height", height)
+}
+
+func mustHex(s string) []byte {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// parseRange interprets a Range header for a blob of size bytes: one range
+// "bytes=a-b", "bytes=a-" or "bytes=-n". It returns the start, the length
+// and whether the answer is partial. A header that is absent, malformed or
+// asks for several ranges is ignored (the whole blob, 200), as HTTP allows;
+// a well-formed single range that lies outside the blob is an error (416).
+func parseRange(h string, size int64) (start, length int64, partial bool, err error) {
+	if h == "" {
+		return 0, size, false, nil
+	}
+	spec, ok := strings.CutPrefix(h, "bytes=")
+	if !ok || strings.Contains(spec, ",") {
+		return 0, size, false, nil
+	}
+	a, b, ok := strings.Cut(strings.TrimSpace(spec), "-")
+	if !ok {
+		return 0, size, false, nil
+	}
+	if a == "" { // suffix: the last n bytes
+		n, ok := parseDecimal(b)
+		if !ok {
+			return 0, size, false, nil
+		}
+		if n == 0 || size == 0 {
+			return 0, 0, false, fmt.Errorf("range %q selects nothing of a %d-byte blob", h, size)
+		}
+		n = min(n, size)
+		return size - n, n, true, nil
+	}
+	first, ok := parseDecimal(a)
+	if !ok {
+		return 0, size, false, nil
+	}
+	last := size - 1
+	if b != "" {
+		l, ok := parseDecimal(b)
+		if !ok || l < first {
+			return 0, size, false, nil
+		}
+		last = min(l, size-1)
+	}
+	if first >= size {
+		return 0, 0, false, fmt.Errorf("range %q starts beyond the %d-byte blob", h, size)
+	}
+	return first, last - first + 1, true, nil
+}
+
+// parseDecimal reads a non-negative decimal number of plain ASCII digits,
+// as HTTP writes them (1*DIGIT): no sign, no spaces, no underscores, and
+// nothing beyond int64. strconv alone would also take a sign.
+func parseDecimal(s string) (int64, bool) {
+	if s == "" {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
+}
+
+// writeDeadline gives each write to a download's reader idle to complete
+// (none when idle is negative): a reader that stops reading would
+// otherwise hold the handler, its buffer and the blob's file or stream
+// for as long as it keeps the connection.
+type writeDeadline struct {
+	w    io.Writer
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (d *writeDeadline) Write(p []byte) (int, error) {
+	if d.idle > 0 {
+		_ = d.rc.SetWriteDeadline(time.Now().Add(d.idle)) // not every writer has deadlines
+	}
+	return d.w.Write(p)
+}
