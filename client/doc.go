@@ -52,9 +52,10 @@
 // began. So reads are monotonic and see the client's own transactions:
 // RevokeAndRotate's rotation reads the state after its revocation, an
 // audit log read after a RecordAccess holds it. Nor can a node withhold
-// blocks its witnesses have: when a witness reports a head more than two
-// blocks past the node's, the client fetches that header from the
-// witness (each such witness at once, within its own timeout) and
+// blocks its witnesses have: every witness is asked for its head at once
+// (one that lags or stalls holds up no other), and when one reports a head
+// more than two blocks past the node's, the client fetches that header
+// from the witness (each such witness at once, within its own timeout) and
 // verifies it from the node's head; if it is more than lightMaxBlockLag
 // (2 s) newer, the node must reach it within the timeout or the read
 // fails with ErrStale. A head older than the trusting period fails the

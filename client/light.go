@@ -517,6 +517,14 @@ const (
 // Best effort: a witness that is down or slow is the light client's to
 // judge. It returns the newest height each witness reported (0: no
 // answer), in the order of c.witnesses.
+//
+// The witnesses are asked at once, each polled on its own within the one
+// witnessWait: asked one after another, a witness that lags (or says it
+// does) or stalls its status spent the wait, the witnesses after it were
+// never asked, and witnessAhead had no head to check the node against
+// (the session-46 review, TestWithheldHead/LaggingFirstWitness). A
+// failed request is tried again, twice at most: one lost request must not
+// leave a witness out of the check.
 func (c *Client) waitWitnesses(ctx context.Context, height int64) []int64 {
 	heads := make([]int64, len(c.witnesses))
 	if len(c.witnesses) == 0 {
@@ -524,22 +532,29 @@ func (c *Client) waitWitnesses(ctx context.Context, height int64) []int64 {
 	}
 	ctx, cancel := context.WithTimeout(ctx, witnessWait)
 	defer cancel()
+	var wg sync.WaitGroup
 	for i, w := range c.witnesses {
-		for {
-			st, err := w.Status(ctx)
-			if err != nil {
-				break
+		wg.Go(func() {
+			for failures := 0; ; {
+				st, err := w.Status(ctx)
+				switch {
+				case err != nil:
+					if failures++; failures > 2 {
+						return
+					}
+				case st.SyncInfo.LatestBlockHeight >= height:
+					heads[i] = st.SyncInfo.LatestBlockHeight
+					return
+				default:
+					heads[i] = st.SyncInfo.LatestBlockHeight
+				}
+				if ctxtime.Sleep(ctx, 50*time.Millisecond) != nil {
+					return
+				}
 			}
-			if heads[i] = st.SyncInfo.LatestBlockHeight; heads[i] >= height {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return heads
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
+		})
 	}
+	wg.Wait()
 	return heads
 }
 

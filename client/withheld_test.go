@@ -23,8 +23,8 @@ import (
 // witness); a witness that claims a head it has no header for stops
 // nothing. Without witnesses the client cannot tell (the documented
 // limit, asserted here so that the scenario is shown to bite). The later
-// subtests are the session-45 reviews' ways around the check. They share
-// one node, each with its own newest read.
+// subtests are the session-45 and session-46 reviews' ways around the
+// check. They share one node, each with its own newest read.
 func TestWithheldHead(t *testing.T) {
 	w, ctx := runningWorld(t, 240*time.Second)
 	honest := w.mustClient(t, w.node.RPC)
@@ -70,6 +70,7 @@ func TestWithheldHead(t *testing.T) {
 	t.Run("SlowWitnessBesideAnHonestOne", func(t *testing.T) { slowWitnessBesideAnHonestOne(t, ctx, w, honest, witness) })
 	t.Run("ExpiredHead", func(t *testing.T) { expiredHead(t, ctx, w, honest, witness) })
 	t.Run("NewestWitnessHeaderIsTheFloor", func(t *testing.T) { newestWitnessHeaderIsTheFloor(t, ctx, w, honest, witness) })
+	t.Run("LaggingOrStallingFirstWitness", func(t *testing.T) { laggingOrStallingFirstWitness(t, ctx, w, honest, witness) })
 }
 
 // holdsRead says whether events hold the access event of res.
@@ -121,6 +122,55 @@ func slowWitnessBesideAnHonestOne(t *testing.T, ctx context.Context, w *world, h
 		t.Fatalf("node withholding blocks (head %d) that witness %s has, beside a slow witness: %d events, newest read among them: %v, err %v; want ErrStale",
 			h0+1, witness, len(events), holdsRead(events, res), err)
 	}
+}
+
+// laggingOrStallingFirstWitness: a witness listed before the honest one
+// that reports a head behind the node's (a colluder's lie, or an honest
+// witness's lag) or stalls its /status past witnessWait must not keep the
+// honest witness from being asked for its head. When the witnesses were
+// asked one after another within one wait, it did, and the withheld
+// state was served (the session-46 review).
+func laggingOrStallingFirstWitness(t *testing.T, ctx context.Context, w *world, honest *client.Client, witness string) {
+	hdr, err := honest.VerifyLatest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h0 := hdr.Height - 1
+	res, err := honest.Submit(ctx, w.clinician, readRecord(w, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // past lightMaxBlockLag
+	withholding := clienttest.NewProxy(t, w.node.RPC)
+	withholding.SetRewrite(staleNode{upstream: w.node.RPC, height: func() int64 { return h0 }, lieStatus: true}.rewrite)
+	refused := func(t *testing.T, first string) {
+		t.Helper()
+		events, info, err := w.witnessedClient(t, ctx, withholding.URL, first, witness).AllAccessEvents(ctx, w.patientID)
+		if !errors.Is(err, client.ErrStale) || !strings.Contains(err.Error(), "witness "+witness) {
+			t.Fatalf("node withholding blocks (head %d) that witness %s has, listed after %s: read at %+v, %d events, the newest read among them: %v, err %v; want ErrStale naming %s",
+				h0+1, witness, first, info, len(events), holdsRead(events, res), err, witness)
+		}
+	}
+	t.Run("Lagging", func(t *testing.T) {
+		lagging := clienttest.NewProxy(t, w.node.RPC)
+		lagging.SetRewrite(staleNode{upstream: w.node.RPC, height: func() int64 { return h0 - 1 }, lieStatus: true}.rewrite)
+		refused(t, lagging.URL)
+	})
+	t.Run("StallingStatus", func(t *testing.T) {
+		done := make(chan struct{})
+		stalling := clienttest.NewProxy(t, w.node.RPC)
+		t.Cleanup(func() { close(done) }) // before the proxy closes
+		stalling.SetRoute(func(call clienttest.Call) string {
+			if call.Method == "status" {
+				select {
+				case <-time.After(4 * time.Second): // past witnessWait, within the client's timeout
+				case <-done:
+				}
+			}
+			return ""
+		})
+		refused(t, stalling.URL)
+	})
 }
 
 // expiredHead: once the trusted head is older than the trusting period, a
