@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/internal/ctxtime"
@@ -68,12 +69,12 @@ var (
 )
 
 // EmergencyServices returns the emergency services of organization org
-// that the patient has a standing opt-in to for category ("" for any
-// category the opt-in names), ordered by address, and the provenance of
-// the state they were read from (emergencyOptIns). None is an error
-// wrapping ErrNoEmergencyOptIn.
-func (c *Client) EmergencyServices(ctx context.Context, patientID []byte, org, category string) ([]*emrv1.Member, *QueryInfo, error) {
-	optIns, info, err := c.emergencyOptIns(ctx, patientID, org, category)
+// that the patient has a standing opt-in to for every one of categories
+// (none: any category the opt-in names), ordered by address, and the
+// provenance of the state they were read from (emergencyOptIns). None is
+// an error wrapping ErrNoEmergencyOptIn.
+func (c *Client) EmergencyServices(ctx context.Context, patientID []byte, org string, categories ...string) ([]*emrv1.Member, *QueryInfo, error) {
+	optIns, info, err := c.emergencyOptIns(ctx, patientID, org, categories)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -92,13 +93,13 @@ type emergencyOptIn struct {
 }
 
 // emergencyOptIns returns the patient's standing opt-ins to emergency
-// services of organization org for category ("" for any category the
-// opt-in names), ordered by the service's address, and the provenance of
+// services of organization org for every one of categories (none: any
+// category the opt-in names), ordered by the service's address, and the provenance of
 // the state they were read from. The patient's permissions are read in one
 // verified, complete listing and each grantee's membership from the same
 // state; an opt-in stands by app.EmergencyOptInStands at that state's
 // header time. None is an error wrapping ErrNoEmergencyOptIn.
-func (c *Client) emergencyOptIns(ctx context.Context, patientID []byte, org, category string) ([]emergencyOptIn, *QueryInfo, error) {
+func (c *Client) emergencyOptIns(ctx context.Context, patientID []byte, org string, categories []string) ([]emergencyOptIn, *QueryInfo, error) {
 	perms, info, err := c.Permissions(ctx, patientID)
 	if err != nil {
 		return nil, nil, fmt.Errorf("patient %x's permissions: %w", patientID, err)
@@ -117,14 +118,14 @@ func (c *Client) emergencyOptIns(ctx context.Context, patientID []byte, org, cat
 		if err != nil {
 			return nil, nil, err
 		}
-		if m.OrganizationId == org && app.EmergencyOptInStands(p, m, categoryOf(p, category), now) == nil {
+		if m.OrganizationId == org && optInStands(p, m, categories, now) {
 			found = append(found, emergencyOptIn{service: m, grant: p})
 		}
 	}
 	if len(found) == 0 {
 		what := "break-glass reads"
-		if category != "" {
-			what = fmt.Sprintf("break-glass reads of its %s records", category)
+		if len(categories) > 0 {
+			what = fmt.Sprintf("break-glass reads of its %s records", strings.Join(categories, " and "))
 		}
 		return nil, nil, fmt.Errorf("%w: patient %x has no standing opt-in to %s by %q (a grant of the emergency right to one of its emergency services)",
 			ErrNoEmergencyOptIn, patientID, what, org)
@@ -133,13 +134,23 @@ func (c *Client) emergencyOptIns(ctx context.Context, patientID []byte, org, cat
 	return found, info, nil
 }
 
-// categoryOf is the category an opt-in is judged for: category, or when
-// that is "" (any), one the opt-in covers.
-func categoryOf(optIn *emrv1.Permission, category string) string {
-	if category == "" && len(optIn.Categories) > 0 {
-		return optIn.Categories[0]
+// optInStands says whether the opt-in of service m stands at now for
+// every one of categories (app.EmergencyOptInStands), or with none given,
+// for a category it covers.
+func optInStands(optIn *emrv1.Permission, m *emrv1.Member, categories []string, now time.Time) bool {
+	if len(categories) == 0 {
+		covered := ""
+		if len(optIn.Categories) > 0 {
+			covered = optIn.Categories[0]
+		}
+		categories = []string{covered}
 	}
-	return category
+	for _, category := range categories {
+		if app.EmergencyOptInStands(optIn, m, category, now) != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // EmergencyDownloadRequest names a record a clinician reads in an
@@ -378,12 +389,13 @@ func findEmergencySidecar(ctx context.Context, opts TransferOptions, service []b
 }
 
 // EmergencyServiceFor is the emergency service a break-glass read by
-// clinician of the patient's records of category ("" for any category)
-// goes through when the clinician names none: the first, by address, of
-// the clinician's organization that the patient has a standing opt-in to
+// clinician of the patient's records of categories (those of the records
+// the read names; none: any category) goes through when the clinician
+// names none: the first, by address, of the clinician's organization that
+// the patient has a standing opt-in to for every one of them
 // (EmergencyServices). None is an error wrapping ErrNoEmergencyOptIn.
-func (c *Client) EmergencyServiceFor(ctx context.Context, clinician *emrv1.Member, patientID []byte, category string) ([]byte, error) {
-	o, err := c.emergencyOptInFor(ctx, clinician, patientID, category)
+func (c *Client) EmergencyServiceFor(ctx context.Context, clinician *emrv1.Member, patientID []byte, categories ...string) ([]byte, error) {
+	o, err := c.emergencyOptInFor(ctx, clinician, patientID, categories...)
 	if err != nil {
 		return nil, err
 	}
@@ -392,11 +404,11 @@ func (c *Client) EmergencyServiceFor(ctx context.Context, clinician *emrv1.Membe
 
 // emergencyOptInFor is EmergencyServiceFor's service with the patient's
 // opt-in to it.
-func (c *Client) emergencyOptInFor(ctx context.Context, clinician *emrv1.Member, patientID []byte, category string) (emergencyOptIn, error) {
+func (c *Client) emergencyOptInFor(ctx context.Context, clinician *emrv1.Member, patientID []byte, categories ...string) (emergencyOptIn, error) {
 	if clinician.OrganizationId == "" {
 		return emergencyOptIn{}, fmt.Errorf("member %X belongs to no organization: a clinician reads in an emergency through its organization's emergency service", clinician.Address)
 	}
-	optIns, _, err := c.emergencyOptIns(ctx, patientID, clinician.OrganizationId, category)
+	optIns, _, err := c.emergencyOptIns(ctx, patientID, clinician.OrganizationId, categories)
 	if err != nil {
 		return emergencyOptIn{}, err
 	}

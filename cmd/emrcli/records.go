@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -174,8 +175,9 @@ against a light-client-verified header, and signed by its uploader.
 
 --purpose emergency logs a break-glass read: a clinician without a consent
 reads through the emergency service of its organization that the patient
-opted in to (--via; by default the first, by address, whose opt-in stands),
-for records of the categories the opt-in covers. The patient sees it in
+opted in to (--via; by default the first, by address, whose opt-in stands
+for the categories of all the records named), for records of the categories
+the opt-in covers. The patient sees it in
 "emrcli audit" as an emergency read naming the service.
 
 To fetch, verify and decrypt the file as well, use "emrcli download" (which
@@ -210,7 +212,7 @@ logs the read the same way).`,
 			}
 			access := &emrv1.MsgRecordAccess{PatientId: pid, RecordSequences: seqs, Purpose: purpose}
 			if purpose == emrv1.Purpose_PURPOSE_EMERGENCY {
-				if access.EmergencyService, err = a.emergencyService(ctx, c, k, pid, viaAddr); err != nil {
+				if access.EmergencyService, err = a.emergencyService(ctx, c, k, pid, seqs, viaAddr); err != nil {
 					return err
 				}
 			}
@@ -274,10 +276,11 @@ func (a *cli) viaService(via string, purpose emrv1.Purpose) ([]byte, error) {
 }
 
 // emergencyService is the emergency service a break-glass read by k of
-// patient pid goes through: via (from --via), else the first, by address,
-// of k's organization that the patient has a standing opt-in to
-// (client.EmergencyServiceFor).
-func (a *cli) emergencyService(ctx context.Context, c *client.Client, k *keyring.Key, pid, via []byte) ([]byte, error) {
+// the patient pid's records seqs goes through: via (from --via), else the
+// first, by address, of k's organization that the patient has a standing
+// opt-in to for the categories of all of them (client.EmergencyServiceFor;
+// the records' categories are verified reads).
+func (a *cli) emergencyService(ctx context.Context, c *client.Client, k *keyring.Key, pid []byte, seqs []uint64, via []byte) ([]byte, error) {
 	if via != nil {
 		return via, nil
 	}
@@ -285,7 +288,20 @@ func (a *cli) emergencyService(ctx context.Context, c *client.Client, k *keyring
 	if err != nil {
 		return nil, fmt.Errorf("your membership (%X): %w", k.Address(), err)
 	}
-	return c.EmergencyServiceFor(ctx, me, pid, "")
+	var categories []string
+	for _, seq := range seqs {
+		r, err := c.Record(ctx, pid, seq)
+		if err == nil && r == nil {
+			err = errors.New("no record in the answer")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("record %d: %w", seq, err)
+		}
+		if !slices.Contains(categories, r.Category) {
+			categories = append(categories, r.Category)
+		}
+	}
+	return c.EmergencyServiceFor(ctx, me, pid, categories...)
 }
 
 func newRecordsCmd(a *cli) *cobra.Command {
