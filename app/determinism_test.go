@@ -92,14 +92,18 @@ func TestDeterminism(t *testing.T) {
 // workload generates a random but reproducible stream of transactions,
 // learning from the results which members, patients and records exist.
 type workload struct {
-	rnd       *rand.Rand
-	chain     *apptest.Chain // the reference instance, for sequences
-	orgs      []string
-	members   []*wMember
-	patients  []*wPatient
-	studies   []string
-	n         int
-	proposals int // proposals sent (an upper bound of those made)
+	rnd      *rand.Rand
+	chain    *apptest.Chain // the reference instance, for sequences
+	orgs     []string
+	members  []*wMember
+	patients []*wPatient
+	studies  []string
+	services []*wMember // emergency services registered (newestRulesTx)
+	optIns   []wOptIn   // patients' opt-ins made (maybe since expired or revoked)
+	// emergencyReads counts the break-glass reads that succeeded.
+	emergencyReads int
+	n              int
+	proposals      int // proposals sent (an upper bound of those made)
 	// paramsChanges is how many params changes executed: the from_changes
 	// of the next params proposal.
 	paramsChanges uint64
@@ -114,6 +118,12 @@ type wMember struct {
 	actor *apptest.Actor
 	org   string
 	role  emrv1.Role
+}
+
+// wOptIn is a patient's opt-in to an emergency service.
+type wOptIn struct {
+	patient *wPatient
+	service *wMember
 }
 
 type wPatient struct {

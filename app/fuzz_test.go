@@ -18,6 +18,7 @@ import (
 // seedMsgs is one message of every kind, for the fuzz seed corpora.
 func seedMsgs() map[string]*emrv1.Msg {
 	doc := apptest.NewActor("fuzz-doc")
+	service := apptest.NewActor("fuzz-emergency-service")
 	pid := apptest.PatientID("fuzz-patient")
 	return map[string]*emrv1.Msg{
 		"register_member":   apptest.RegisterMember(doc, emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA),
@@ -43,6 +44,12 @@ func seedMsgs() map[string]*emrv1.Msg {
 		"propose_registrar":     apptest.AddRegistrar(apptest.HospitalB, doc),
 		"propose_params":        apptest.SetParams(app.DefaultParams(), 0),
 		"propose_retire":        apptest.RetireOrganization(apptest.HospitalB),
+		// Break-glass: a service registered, a patient's opt-in, a read.
+		"register_emergency_service": apptest.RegisterMember(service, emrv1.Role_ROLE_EMERGENCY_SERVICE, apptest.HospitalA),
+		"grant_emergency": apptest.Grant(pid, service, apptest.GrantSpec{
+			Rights: []emrv1.Right{emrv1.Right_RIGHT_EMERGENCY}, Categories: []string{"imaging"}, NotAfter: apptest.GenesisTime.Add(time.Hour),
+		}),
+		"emergency_access": apptest.EmergencyAccess(pid, service, 1, 2),
 	}
 }
 

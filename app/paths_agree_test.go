@@ -15,15 +15,48 @@ import (
 
 // newestRulesTx is the determinism workload's next transaction, or (about one
 // in eight) one of the newest kinds: a transaction with a timeout height
-// near the head, a withdrawal, a retirement, an admission.
+// near the head, a withdrawal, a retirement, an admission, an emergency
+// service registered, a patient's opt-in to one, a break-glass read.
 func newestRulesTx(w *workload, height int64) []byte {
 	if len(w.patients) == 0 || w.rnd.IntN(8) > 0 {
 		return w.tx()
 	}
 	w.n++
 	w.pending = append(w.pending, nil)
+	learn := &w.pending[len(w.pending)-1]
 	reg := w.memberOf(emrv1.Role_ROLE_REGISTRAR)
-	switch w.rnd.IntN(6) {
+	kind := w.rnd.IntN(10)
+	if kind >= 7 && len(w.services) == 0 {
+		kind = 6 // no service yet: register one
+	}
+	switch kind {
+	case 6: // an emergency service of the registrar's organization
+		m := &wMember{actor: apptest.NewActor(fmt.Sprintf("w-service-%d", w.n)), org: reg.org, role: emrv1.Role_ROLE_EMERGENCY_SERVICE}
+		*learn = func() { w.members, w.services = append(w.members, m), append(w.services, m) }
+		return w.sign(reg.actor, apptest.RegisterMember(m.actor, m.role, m.org))
+	case 7: // a patient's opt-in to a service, sometimes for one category
+		p, service := pick(w.rnd, w.patients), pick(w.rnd, w.services)
+		spec := apptest.GrantSpec{Rights: []emrv1.Right{emrv1.Right_RIGHT_EMERGENCY}, NotAfter: w.chain.Now.Add(time.Duration(w.rnd.IntN(3600)-120) * time.Second), KeyVersion: p.version}
+		if w.rnd.IntN(2) == 0 {
+			spec.Categories = []string{pick(w.rnd, app.DefaultCategories)}
+		}
+		*learn = func() { w.optIns = append(w.optIns, wOptIn{p, service}) }
+		return w.sign(p.actor, apptest.Grant(p.id, service.actor, spec))
+	case 8, 9: // a break-glass read, mostly under an opt-in made, by a clinician of the service's organization
+		p, service := pick(w.rnd, w.patients), pick(w.rnd, w.services)
+		if len(w.optIns) > 0 && w.rnd.IntN(4) > 0 {
+			o := pick(w.rnd, w.optIns)
+			p, service = o.patient, o.service
+		}
+		reader := w.memberOf(emrv1.Role_ROLE_CLINICIAN)
+		for range 3 {
+			if reader.org == service.org {
+				break
+			}
+			reader = w.memberOf(emrv1.Role_ROLE_CLINICIAN)
+		}
+		*learn = func() { w.emergencyReads++ }
+		return w.sign(reader.actor, apptest.EmergencyAccess(p.id, service.actor, uint64(1+w.rnd.IntN(int(p.records)+1))))
 	case 0, 1: // a timeout height just before, at or after the next block
 		p := pick(w.rnd, w.patients)
 		a := p.actor
@@ -43,7 +76,7 @@ func newestRulesTx(w *workload, height int64) []byte {
 	case 4:
 		w.proposals++
 		return w.sign(reg.actor, apptest.AddOrganization(fmt.Sprintf("w-org-%d", w.n), apptest.NewActor(fmt.Sprintf("w-org-reg-%d", w.n))))
-	default:
+	default: // 5
 		w.proposals++
 		return w.sign(reg.actor, apptest.ConsortiumSetStatus(pick(w.rnd, w.members).actor, pick(w.rnd, []emrv1.MemberStatus{emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED, emrv1.MemberStatus_MEMBER_STATUS_ACTIVE})))
 	}
@@ -141,6 +174,10 @@ func pathsAgree(t *testing.T, seed uint64) {
 			t.Fatalf("block %d: validator updates differ", a.Height())
 		}
 	}
+	if w.emergencyReads == 0 {
+		t.Fatal("no break-glass read of the workload succeeded: the paths were not compared on one")
+	}
+	t.Logf("%d break-glass reads succeeded", w.emergencyReads)
 }
 
 // TestCheckTxAgreesWithTheBlockAtItsTime: at the same state and the same time
@@ -177,6 +214,9 @@ func TestCheckTxAgreesWithTheBlockAtItsTime(t *testing.T) {
 					}
 				}
 				w.learn(res)
+			}
+			if w.emergencyReads == 0 {
+				t.Fatal("no break-glass read of the workload succeeded: CheckTx and the block were not compared on one")
 			}
 		})
 	}
