@@ -28,18 +28,7 @@ import (
 func TestWithheldHead(t *testing.T) {
 	w, ctx := runningWorld(t, 240*time.Second)
 	honest := w.mustClient(t, w.node.RPC)
-	hdr, err := honest.VerifyLatest(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h0 := hdr.Height - 1 // the state the withholding node serves
-	res, err := honest.Submit(ctx, w.clinician, readRecord(w, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(3 * time.Second) // the chain moves on, past lightMaxBlockLag
-	withholding := clienttest.NewProxy(t, w.node.RPC)
-	withholding.SetRewrite(staleNode{upstream: w.node.RPC, height: func() int64 { return h0 }, lieStatus: true}.rewrite)
+	withholding, h0, res := withholdingANewRead(t, ctx, w, honest) // the node reports head h0+1
 	// The node itself, under another name, as the witness.
 	witness := strings.Replace(w.node.RPC, "127.0.0.1", "localhost", 1)
 
@@ -60,17 +49,38 @@ func TestWithheldHead(t *testing.T) {
 	})
 	t.Run("LyingWitness", func(t *testing.T) {
 		lying := clienttest.NewProxy(t, w.node.RPC)
-		lying.SetRewrite(staleNode{upstream: w.node.RPC, height: func() int64 { return hdr.Height + 1000 }, lieStatus: true}.rewrite)
+		lying.SetRewrite(staleNode{upstream: w.node.RPC, height: func() int64 { return h0 + 1001 }, lieStatus: true}.rewrite)
 		events, _, err := w.witnessedClient(t, ctx, w.node.RPC, lying.URL).AllAccessEvents(ctx, w.patientID)
 		if err != nil || !holdsRead(events, res) {
 			t.Fatalf("an honest node with a witness claiming height %d: %d events, holding the newest read: %v, err %v",
-				hdr.Height+1001, len(events), holdsRead(events, res), err)
+				h0+1002, len(events), holdsRead(events, res), err)
 		}
 	})
 	t.Run("SlowWitnessBesideAnHonestOne", func(t *testing.T) { slowWitnessBesideAnHonestOne(t, ctx, w, honest, witness) })
 	t.Run("ExpiredHead", func(t *testing.T) { expiredHead(t, ctx, w, honest, witness) })
 	t.Run("NewestWitnessHeaderIsTheFloor", func(t *testing.T) { newestWitnessHeaderIsTheFloor(t, ctx, w, honest, witness) })
 	t.Run("LaggingOrStallingFirstWitness", func(t *testing.T) { laggingOrStallingFirstWitness(t, ctx, w, honest, witness) })
+}
+
+// withholdingANewRead logs a new read of record 1 and lets the chain move
+// on past lightMaxBlockLag; it returns a proxy of the node that reports
+// the head from before the read and withholds the blocks after it, the
+// state under that head (h0), and the read.
+func withholdingANewRead(t *testing.T, ctx context.Context, w *world, honest *client.Client) (*clienttest.Proxy, int64, *client.TxResult) {
+	t.Helper()
+	hdr, err := honest.VerifyLatest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h0 := hdr.Height - 1
+	res, err := honest.Submit(ctx, w.clinician, readRecord(w, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // the chain moves on, past lightMaxBlockLag
+	withholding := clienttest.NewProxy(t, w.node.RPC)
+	withholding.SetRewrite(staleNode{upstream: w.node.RPC, height: func() int64 { return h0 }, lieStatus: true}.rewrite)
+	return withholding, h0, res
 }
 
 // holdsRead says whether events hold the access event of res.
@@ -96,19 +106,8 @@ func (w *world) witnessedClient(t *testing.T, ctx context.Context, node string, 
 // within its own timeout). The first version shared one timeout among the
 // witnesses, and the withheld state was served.
 func slowWitnessBesideAnHonestOne(t *testing.T, ctx context.Context, w *world, honest *client.Client, witness string) {
-	hdr, err := honest.VerifyLatest(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h0 := hdr.Height - 1
-	res, err := honest.Submit(ctx, w.clinician, readRecord(w, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(3 * time.Second) // past lightMaxBlockLag
-	withholding := clienttest.NewProxy(t, w.node.RPC)
-	withholding.SetRewrite(staleNode{upstream: w.node.RPC, height: func() int64 { return h0 }, lieStatus: true}.rewrite)
-	claim := hdr.Height + 1000
+	withholding, h0, res := withholdingANewRead(t, ctx, w, honest)
+	claim := h0 + 1001
 	slow := clienttest.NewProxy(t, w.node.RPC)
 	slow.SetRewrite(staleNode{upstream: w.node.RPC, height: func() int64 { return claim - 1 }, lieStatus: true}.rewrite)
 	slow.SetRoute(func(call clienttest.Call) string {
@@ -131,18 +130,7 @@ func slowWitnessBesideAnHonestOne(t *testing.T, ctx context.Context, w *world, h
 // asked one after another within one wait, it did, and the withheld
 // state was served (the session-46 review).
 func laggingOrStallingFirstWitness(t *testing.T, ctx context.Context, w *world, honest *client.Client, witness string) {
-	hdr, err := honest.VerifyLatest(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h0 := hdr.Height - 1
-	res, err := honest.Submit(ctx, w.clinician, readRecord(w, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(3 * time.Second) // past lightMaxBlockLag
-	withholding := clienttest.NewProxy(t, w.node.RPC)
-	withholding.SetRewrite(staleNode{upstream: w.node.RPC, height: func() int64 { return h0 }, lieStatus: true}.rewrite)
+	withholding, h0, res := withholdingANewRead(t, ctx, w, honest)
 	refused := func(t *testing.T, first string) {
 		t.Helper()
 		events, info, err := w.witnessedClient(t, ctx, withholding.URL, first, witness).AllAccessEvents(ctx, w.patientID)
