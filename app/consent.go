@@ -227,6 +227,14 @@ func (ctx *txContext) rotateKey(m *emrv1.MsgRotateKey) error {
 			return err
 		}
 	}
+	// The floor a revocation set binds re-wrapped keys as it binds new
+	// records (addRecord): a revoked grantee may hold the KEK of a version
+	// below it, and a record's key re-wrapped under that KEK would be its
+	// to open, whatever version the record was under before.
+	if len(m.Rewrapped) > 0 && m.NewKeyVersion < p.MinKeyVersion {
+		return fmt.Errorf("%w: no record key is re-wrapped under version %d: a revoked grantee may hold it; re-wrap them in the rotation to version %d (the revocation's last)",
+			ErrKeyVersion, m.NewKeyVersion, p.MinKeyVersion)
+	}
 	p.KeyVersion = m.NewKeyVersion
 	p.KekCheck = m.KekCheck
 	ctx.detail("key_version", fmt.Sprint(p.KeyVersion))

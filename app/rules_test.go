@@ -1195,7 +1195,7 @@ func TestRotateKeyRules(t *testing.T) {
 	rewrap := func(seqs ...uint64) []*emrv1.RewrappedKey {
 		var out []*emrv1.RewrappedKey
 		for _, s := range seqs {
-			out = append(out, &emrv1.RewrappedKey{RecordSequence: s, WrappedFileKey: []byte(fmt.Sprintf("fk-v2-%d", s))})
+			out = append(out, &emrv1.RewrappedKey{RecordSequence: s, WrappedFileKey: []byte(fmt.Sprintf("fk-rewrapped-%d", s))})
 		}
 		return out
 	}
@@ -1207,7 +1207,11 @@ func TestRotateKeyRules(t *testing.T) {
 	const notStanding = "1 envelope(s) for members without a standing grant"
 
 	ruleRun(t, c, c.Now, []ruleCase{
-		{"owner, all standing grantees", w.pat, rot(2, standing, rewrap(1)), nil, nil},
+		{"owner, all standing grantees", w.pat, rot(2, standing, nil), nil, nil},
+		// docR was revoked holding version 1's KEK: version 2's may be its
+		// too (see below), so no record key is re-wrapped under it.
+		{"re-wrap below the revocation's floor", w.pat, rot(2, standing, rewrap(1)), app.ErrKeyVersion,
+			[]string{"no record key is re-wrapped under version 2", "rotation to version 3"}},
 		{"non-owner", w.doc, rot(2, standing, nil), app.ErrUnauthorized, []string{"only the patient's owner"}},
 		{"unknown patient", w.pat, apptest.RotateKey(apptest.PatientID("nobody"), 2, standing, nil), app.ErrNotFound, nil},
 		{"skips a version", w.pat, rot(3, standing, nil), app.ErrKeyVersion,
@@ -1232,7 +1236,7 @@ func TestRotateKeyRules(t *testing.T) {
 			[]string{"KEK check value must be 16 bytes"}},
 	})
 
-	c.Must(w.pat, rot(2, standing, rewrap(1)))
+	c.Must(w.pat, rot(2, standing, nil))
 	if p := rulePatient(c, w.pid); p.KeyVersion != 2 || !bytes.Equal(p.KekCheck, apptest.KEKCheck(2)) {
 		t.Fatalf("patient key version %d, check %x; want 2 and the rotation's check value", p.KeyVersion, p.KekCheck)
 	}
@@ -1252,12 +1256,6 @@ func TestRotateKeyRules(t *testing.T) {
 			}
 		}
 	}
-	if r := ruleRecord(c, w.pid, 1); r.KeyVersion != 2 || string(r.WrappedFileKey) != "fk-v2-1" {
-		t.Errorf("record 1 after rewrap: key version %d, key %q", r.KeyVersion, r.WrappedFileKey)
-	}
-	if r := ruleRecord(c, w.pid, 2); r.KeyVersion != 1 || string(r.WrappedFileKey) != "file-key-r2" {
-		t.Errorf("record 2 (not re-wrapped): key version %d, key %q; want unchanged", r.KeyVersion, r.WrappedFileKey)
-	}
 
 	ruleRun(t, c, c.Now, []ruleCase{
 		{"add record at the old version", w.pat, apptest.AddRecordAt(w.pid, ruleLab, "r3", 1), app.ErrKeyVersion,
@@ -1271,7 +1269,13 @@ func TestRotateKeyRules(t *testing.T) {
 		{"writer adds before it", w.doc, apptest.AddRecordAt(w.pid, ruleLab, "r3", 2), app.ErrKeyVersion, []string{"no record is added below version 3"}},
 		{"next rotation must be 3", w.pat, rot(2, standing, nil), app.ErrKeyVersion, []string{"the current key version is 2, the new one must be 3, not 2"}},
 	})
-	c.Must(w.pat, rot(3, standing, nil))
+	c.Must(w.pat, rot(3, standing, rewrap(1)))
+	if r := ruleRecord(c, w.pid, 1); r.KeyVersion != 3 || string(r.WrappedFileKey) != "fk-rewrapped-1" {
+		t.Errorf("record 1 after rewrap: key version %d, key %q", r.KeyVersion, r.WrappedFileKey)
+	}
+	if r := ruleRecord(c, w.pid, 2); r.KeyVersion != 1 || string(r.WrappedFileKey) != "file-key-r2" {
+		t.Errorf("record 2 (not re-wrapped): key version %d, key %q; want unchanged", r.KeyVersion, r.WrappedFileKey)
+	}
 	ruleRun(t, c, c.Now, []ruleCase{
 		{"add record at the new version", w.pat, apptest.AddRecordAt(w.pid, ruleLab, "r3", 3), nil, nil},
 		{"writer adds at the new version", w.doc, apptest.AddRecordAt(w.pid, ruleLab, "r3", 3), nil, nil},

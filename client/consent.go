@@ -447,7 +447,9 @@ func (c *Client) rotationMsg(ctx context.Context, patientID []byte, newKEK KEKFu
 	}
 	defer clear(kek)
 	res := &RotationResult{OldVersion: p.KeyVersion, NewVersion: next}
-	if rewrap != nil && next < opts.rewrapFrom {
+	if rewrap != nil && next < max(opts.rewrapFrom, p.MinKeyVersion) {
+		// Below the floor a revocation set, the chain takes no re-wrapped
+		// key (a revoked grantee may hold that version's KEK).
 		rewrap, res.RewrapDeferred = nil, true
 	}
 	rot := &emrv1.MsgRotateKey{PatientId: patientID, NewKeyVersion: next, KekCheck: crypto.KEKCheck(kek, patientID, next)}

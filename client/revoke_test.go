@@ -374,3 +374,31 @@ func TestSealingNeedsVerifiedReads(t *testing.T) {
 		t.Fatalf("ShareRecord unverified: %v, want ErrSealUnverified", err)
 	}
 }
+
+// TestPlainRotationBelowTheFloorDefersRewrap: a plain RotateKey (another
+// device, or a rotation outside RevokeAndRotate) while a revocation's
+// rotations are unfinished re-wraps no record key: the chain takes none
+// under a version a revoked grantee may hold (the session-46 review), and
+// a rotation that sent them would be refused.
+func TestPlainRotationBelowTheFloorDefersRewrap(t *testing.T) {
+	w, ctx := runningWorld(t, 120*time.Second)
+	c := w.mustClient(t, w.node.RPC)
+	if _, err := c.Submit(ctx, w.patient, &emrv1.Msg{Sum: &emrv1.Msg_Revoke{Revoke: &emrv1.MsgRevoke{PatientId: w.patientID, Grantee: w.clinician.Address()}}}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.Patient(ctx, w.patientID)
+	if err != nil || p.MinKeyVersion != p.KeyVersion+2 {
+		t.Fatalf("after the revocation: %v, %v; want the floor two versions up", p, err)
+	}
+	rot, err := c.RotateKey(ctx, w.patient, w.patientID, w.kek, client.FileKeyRewrapper(w.patientID, w.kek))
+	if err != nil {
+		t.Fatalf("a plain rotation below the floor: %v", err)
+	}
+	if !rot.RewrapDeferred || len(rot.Rewrapped) != 0 || rot.NewVersion != p.KeyVersion+1 {
+		t.Fatalf("a plain rotation below the floor: %+v; want version %d, nothing re-wrapped", rot, p.KeyVersion+1)
+	}
+	rot, err = c.RotateKey(ctx, w.patient, w.patientID, w.kek, client.FileKeyRewrapper(w.patientID, w.kek))
+	if err != nil || rot.RewrapDeferred || len(rot.Rewrapped) == 0 {
+		t.Fatalf("the rotation to the floor: %+v, %v; want the record keys re-wrapped", rot, err)
+	}
+}
