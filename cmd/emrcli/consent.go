@@ -119,7 +119,7 @@ consent.`,
 			}
 			res, err := a.submit(ctx, k, msg, async)
 			if err != nil {
-				return err
+				return fmt.Errorf("%w (the grant carried your current key sealed to %s: if you no longer mean to grant it, emrcli rotate-key)", err, to)
 			}
 			g := msg.GetGrant()
 			out := struct {
@@ -290,23 +290,6 @@ re-encrypting such a file (download, upload again) takes it out of reach.`,
 			if err != nil {
 				return err
 			}
-			type skippedView struct {
-				Record     uint64 `json:"record"`
-				KeyVersion uint64 `json:"key_version"`
-				Reason     string `json:"reason"`
-			}
-			type rotationView struct {
-				OldVersion uint64   `json:"old_key_version"`
-				NewVersion uint64   `json:"new_key_version"`
-				Envelopes  []string `json:"new_envelopes_for"`
-				// Standing consents of retired members: no envelope.
-				Retired      []string      `json:"not_sealed_to_retired"`
-				Rewrapped    []uint64      `json:"rewrapped_records"`
-				NotRewrapped []skippedView `json:"not_rewrapped_records"`
-				// The next rotation re-wraps the records instead.
-				RewrapDeferred bool    `json:"rewrap_deferred"`
-				Tx             *txView `json:"tx"`
-			}
 			out := struct {
 				PatientID     string          `json:"patient_id"`
 				Grantee       string          `json:"grantee"`
@@ -317,20 +300,7 @@ re-encrypting such a file (download, upload again) takes it out of reach.`,
 			}{PatientID: hexStr(pid), Grantee: upperHex(grantee), RevokedHeight: res.RevokedHeight, RevokeTx: viewTx(res.Revoke),
 				Rotations: []*rotationView{}}
 			for _, r := range res.Rotations {
-				rv := &rotationView{OldVersion: r.OldVersion, NewVersion: r.NewVersion, Envelopes: []string{}, Retired: []string{}, Rewrapped: r.Rewrapped,
-					NotRewrapped: []skippedView{}, RewrapDeferred: r.RewrapDeferred, Tx: viewTx(r.Tx)}
-				for _, sk := range r.Skipped {
-					rv.NotRewrapped = append(rv.NotRewrapped, skippedView{sk.Sequence, sk.KeyVersion, sk.Reason})
-				}
-				for _, g := range r.Grantees {
-					rv.Envelopes = append(rv.Envelopes, upperHex(g))
-				}
-				for _, g := range r.Retired {
-					rv.Retired = append(rv.Retired, upperHex(g))
-				}
-				if rv.Rewrapped == nil {
-					rv.Rewrapped = []uint64{}
-				}
+				rv := viewRotation(r)
 				out.Rotations = append(out.Rotations, rv)
 				out.Rotation = rv
 			}
@@ -342,42 +312,126 @@ re-encrypting such a file (download, upload again) takes it out of reach.`,
 					fmt.Fprintf(w, "%s was already revoked at height %d\n", out.Grantee, out.RevokedHeight)
 				}
 				for _, rv := range out.Rotations {
-					fmt.Fprintf(w, "rotated the patient key: version %d -> %d\n", rv.OldVersion, rv.NewVersion)
-					if len(rv.Envelopes) == 0 {
-						fmt.Fprintln(w, "  new key sealed to: nobody (no other unrevoked, unexpired consent to an active or suspended member)")
-					} else {
-						fmt.Fprintf(w, "  new key sealed to: %s\n", strings.Join(rv.Envelopes, ", "))
-					}
-					if len(rv.Retired) > 0 {
-						fmt.Fprintf(w, "  not sealed to (retired: their organization left the consortium; their consents stand on older keys until revoked): %s\n", strings.Join(rv.Retired, ", "))
-					}
-					if rv.RewrapDeferred {
-						fmt.Fprintln(w, "  record keys: re-wrapped by the next rotation, straight under its key")
-					} else {
-						fmt.Fprintf(w, "  record keys re-wrapped under version %d: %d of %d records\n", rv.NewVersion, len(rv.Rewrapped), len(rv.Rewrapped)+len(rv.NotRewrapped))
-						if n := len(rv.NotRewrapped); n > 0 {
-							seqs := make([]string, 0, n)
-							for i, sk := range rv.NotRewrapped {
-								if i == 20 {
-									seqs = append(seqs, fmt.Sprintf("and %d more", n-i))
-									break
-								}
-								seqs = append(seqs, fmt.Sprint(sk.Record))
-							}
-							fmt.Fprintf(w, "  NOT re-wrapped: %d record(s) (%s) stay under older key versions: you can still read them, your grantees cannot.\n",
-								n, strings.Join(seqs, ", "))
-							fmt.Fprintf(w, "    reason (record %d): %s\n", rv.NotRewrapped[0].Record, rv.NotRewrapped[0].Reason)
-						}
-					}
-					rv.Tx.text(w)
+					rv.text(w)
 				}
 				if len(out.Rotations) == 0 {
-					fmt.Fprintln(w, "no key rotation needed: the member holds no current key")
+					fmt.Fprintln(w, "no key rotation needed: the member holds no current key (if a grant to it was ever sent and did not commit, it may: emrcli rotate-key)")
 				}
 			})
 		},
 	}
 	a.keyFlag(cmd, &from, "from", "the patient's key")
 	a.keyFlag(cmd, &to, "to", "member to revoke: address or key name")
+	return cmd
+}
+
+// rotationView is a key rotation as revoke and rotate-key show it.
+type rotationView struct {
+	OldVersion uint64   `json:"old_key_version"`
+	NewVersion uint64   `json:"new_key_version"`
+	Envelopes  []string `json:"new_envelopes_for"`
+	// Standing consents of retired members: no envelope.
+	Retired      []string      `json:"not_sealed_to_retired"`
+	Rewrapped    []uint64      `json:"rewrapped_records"`
+	NotRewrapped []skippedView `json:"not_rewrapped_records"`
+	// The next rotation re-wraps the records instead.
+	RewrapDeferred bool    `json:"rewrap_deferred"`
+	Tx             *txView `json:"tx"`
+}
+
+// skippedView is a record a rotation did not re-wrap, and why.
+type skippedView struct {
+	Record     uint64 `json:"record"`
+	KeyVersion uint64 `json:"key_version"`
+	Reason     string `json:"reason"`
+}
+
+func viewRotation(r *client.RotationResult) *rotationView {
+	rv := &rotationView{OldVersion: r.OldVersion, NewVersion: r.NewVersion, Envelopes: []string{}, Retired: []string{}, Rewrapped: r.Rewrapped,
+		NotRewrapped: []skippedView{}, RewrapDeferred: r.RewrapDeferred, Tx: viewTx(r.Tx)}
+	for _, sk := range r.Skipped {
+		rv.NotRewrapped = append(rv.NotRewrapped, skippedView{sk.Sequence, sk.KeyVersion, sk.Reason})
+	}
+	for _, g := range r.Grantees {
+		rv.Envelopes = append(rv.Envelopes, upperHex(g))
+	}
+	for _, g := range r.Retired {
+		rv.Retired = append(rv.Retired, upperHex(g))
+	}
+	if rv.Rewrapped == nil {
+		rv.Rewrapped = []uint64{}
+	}
+	return rv
+}
+
+func (rv *rotationView) text(w io.Writer) {
+	fmt.Fprintf(w, "rotated the patient key: version %d -> %d\n", rv.OldVersion, rv.NewVersion)
+	if len(rv.Envelopes) == 0 {
+		fmt.Fprintln(w, "  new key sealed to: nobody (no other unrevoked, unexpired consent to an active or suspended member)")
+	} else {
+		fmt.Fprintf(w, "  new key sealed to: %s\n", strings.Join(rv.Envelopes, ", "))
+	}
+	if len(rv.Retired) > 0 {
+		fmt.Fprintf(w, "  not sealed to (retired: their organization left the consortium; their consents stand on older keys until revoked): %s\n", strings.Join(rv.Retired, ", "))
+	}
+	if rv.RewrapDeferred {
+		fmt.Fprintln(w, "  record keys: re-wrapped by the next rotation, straight under its key")
+	} else {
+		fmt.Fprintf(w, "  record keys re-wrapped under version %d: %d of %d records\n", rv.NewVersion, len(rv.Rewrapped), len(rv.Rewrapped)+len(rv.NotRewrapped))
+		if n := len(rv.NotRewrapped); n > 0 {
+			seqs := make([]string, 0, n)
+			for i, sk := range rv.NotRewrapped {
+				if i == 20 {
+					seqs = append(seqs, fmt.Sprintf("and %d more", n-i))
+					break
+				}
+				seqs = append(seqs, fmt.Sprint(sk.Record))
+			}
+			fmt.Fprintf(w, "  NOT re-wrapped: %d record(s) (%s) stay under older key versions: you can still read them, your grantees cannot.\n",
+				n, strings.Join(seqs, ", "))
+			fmt.Fprintf(w, "    reason (record %d): %s\n", rv.NotRewrapped[0].Record, rv.NotRewrapped[0].Reason)
+		}
+	}
+	rv.Tx.text(w)
+}
+
+func newRotateKeyCmd(a *cli) *cobra.Command {
+	var from string
+	cmd := &cobra.Command{
+		Use:   "rotate-key --from PATIENT",
+		Short: "Rotate your key: what is written from now on opens only for your standing consents",
+		Long: `rotate-key submits RotateKey once: a new version of the patient's
+key-encryption key (saved in the key before it is used), sealed to every
+member whose consent still stands (any right), with the data key of every
+record re-wrapped under it, as revoke's last rotation does. Records written
+from then on are wrapped under a key no one else holds.
+
+revoke rotates by itself. rotate-key is for a key that may have reached a
+member without a consent on the chain: a grant that failed or never
+committed (its transaction carried your current key sealed to the member,
+and the node it was sent to saw it), or a copy of your key you no longer
+trust. While a revocation's rotations are unfinished, it re-wraps nothing
+(revoke completes them). Honest limits as for revoke: what a member already
+decrypted cannot be taken back.`,
+		Example: `  emrcli rotate-key --from alice`,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			k, pid, c, err := a.signer(ctx, from, "")
+			if err != nil {
+				return err
+			}
+			res, err := c.RotateKey(ctx, k, pid, newKEK(a.kr, k), client.FileKeyRewrapper(pid, existingKEK(a.kr, k)))
+			if err != nil {
+				return err
+			}
+			out := struct {
+				PatientID string `json:"patient_id"`
+				*rotationView
+			}{hexStr(pid), viewRotation(res)}
+			return a.emit(out, out.text)
+		},
+	}
+	a.keyFlag(cmd, &from, "from", "the patient's key")
 	return cmd
 }

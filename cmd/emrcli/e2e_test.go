@@ -475,6 +475,25 @@ func TestFlow(t *testing.T) {
 	line := e.fails(1, "permission revoked at height", "read", "--from", "clinician", "--patient", pid, "--record", "1")
 	t.Logf("refused read: %s", line)
 
+	// A grant the chain refuses says its key envelope went out, and
+	// rotate-key moves the key on once, re-wrapping every record.
+	line = e.fails(1, "emrcli rotate-key", "grant", "--from", "alice", "--to", "registrar", "--rights", "read", "--until", until)
+	t.Logf("refused grant: %s", line)
+	var rotated struct {
+		PatientID string   `json:"patient_id"`
+		Old       uint64   `json:"old_key_version"`
+		New       uint64   `json:"new_key_version"`
+		Rewrapped []uint64 `json:"rewrapped_records"`
+		Deferred  bool     `json:"rewrap_deferred"`
+	}
+	e.json(&rotated, "rotate-key", "--from", "alice")
+	if rotated.PatientID != pid || rotated.Old != 3 || rotated.New != 4 || rotated.Deferred || len(rotated.Rewrapped) == 0 {
+		t.Fatalf("rotate-key --json: %+v; want patient %s from version 3 to 4, its records re-wrapped", rotated, pid)
+	}
+	if out := e.ok("patient", "show", "--from", "alice"); !regexp.MustCompile(`key version:\s+4`).MatchString(out) {
+		t.Fatalf("patient show after rotate-key: %s", out)
+	}
+
 	// A consent that expires leaves its grantee the key new records are
 	// still encrypted under: permissions says so, and a revocation rotates
 	// past it.

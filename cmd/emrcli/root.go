@@ -125,7 +125,7 @@ Exit codes: 0 success, 1 failure (the chain refused, verification failed, I/O),
 
 	root.AddCommand(
 		newKeysCmd(a), newLightCmd(a), newPatientCmd(a), newMemberCmd(a), newStudyCmd(a),
-		newGrantCmd(a), newRevokeCmd(a), newAddRecordCmd(a), newReadCmd(a),
+		newGrantCmd(a), newRevokeCmd(a), newRotateKeyCmd(a), newAddRecordCmd(a), newReadCmd(a),
 		newUploadCmd(a), newDownloadCmd(a), newShareCmd(a),
 		newRecordsCmd(a), newPermissionsCmd(a), newGrantsCmd(a), newAuditCmd(a), newSharesCmd(a), newParamsCmd(a),
 		newTxCmd(a), newProposeCmd(a), newApproveCmd(a), newWithdrawCmd(a), newProposalsCmd(a), newValidatorsCmd(a),
