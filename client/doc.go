@@ -54,7 +54,8 @@
 // audit log read after a RecordAccess holds it. Nor can a node withhold
 // blocks its witnesses have: every witness is asked for its head at once
 // (one that lags or stalls holds up no other), and when one reports a head
-// more than two blocks past the node's, the client fetches that header
+// more than two blocks past the node's, or past it and more than
+// lightMaxBlockLag newer (an idle chain), the client fetches that header
 // from the witness (each such witness at once, within its own timeout) and
 // verifies it from the node's head; if it is more than lightMaxBlockLag
 // (2 s) newer, the node must reach it within the timeout or the read

@@ -70,7 +70,7 @@ var (
 
 // EmergencyServices returns the emergency services of organization org
 // that the patient has a standing opt-in to for every one of categories
-// (none: any category the opt-in names), ordered by address, and the
+// (none, or "": any category the opt-in names), ordered by address, and the
 // provenance of the state they were read from (emergencyOptIns). None is
 // an error wrapping ErrNoEmergencyOptIn.
 func (c *Client) EmergencyServices(ctx context.Context, patientID []byte, org string, categories ...string) ([]*emrv1.Member, *QueryInfo, error) {
@@ -124,8 +124,8 @@ func (c *Client) emergencyOptIns(ctx context.Context, patientID []byte, org stri
 	}
 	if len(found) == 0 {
 		what := "break-glass reads"
-		if len(categories) > 0 {
-			what = fmt.Sprintf("break-glass reads of its %s records", strings.Join(categories, " and "))
+		if named := slices.DeleteFunc(slices.Clone(categories), func(c string) bool { return c == "" }); len(named) > 0 {
+			what = fmt.Sprintf("break-glass reads of its %s records", strings.Join(named, " and "))
 		}
 		return nil, nil, fmt.Errorf("%w: patient %x has no standing opt-in to %s by %q (a grant of the emergency right to one of its emergency services)",
 			ErrNoEmergencyOptIn, patientID, what, org)
@@ -135,17 +135,16 @@ func (c *Client) emergencyOptIns(ctx context.Context, patientID []byte, org stri
 }
 
 // optInStands says whether the opt-in of service m stands at now for
-// every one of categories (app.EmergencyOptInStands), or with none given,
-// for a category it covers.
+// every one of categories (app.EmergencyOptInStands); "", or none given,
+// is any category: one the opt-in covers.
 func optInStands(optIn *emrv1.Permission, m *emrv1.Member, categories []string, now time.Time) bool {
 	if len(categories) == 0 {
-		covered := ""
-		if len(optIn.Categories) > 0 {
-			covered = optIn.Categories[0]
-		}
-		categories = []string{covered}
+		categories = []string{""}
 	}
 	for _, category := range categories {
+		if category == "" && len(optIn.Categories) > 0 {
+			category = optIn.Categories[0]
+		}
 		if app.EmergencyOptInStands(optIn, m, category, now) != nil {
 			return false
 		}

@@ -436,9 +436,9 @@ func (c *Client) verifiedBlock(ctx context.Context, height int64) (*cmttypes.Lig
 }
 
 // verifiedBlockAndWitnesses is verifiedBlock, which also returns the
-// newest height each witness reported while it was waited for
+// newest head each witness reported while it was waited for
 // (waitWitnesses).
-func (c *Client) verifiedBlockAndWitnesses(ctx context.Context, height int64) (*cmttypes.LightBlock, []int64, error) {
+func (c *Client) verifiedBlockAndWitnesses(ctx context.Context, height int64) (*cmttypes.LightBlock, []witnessHead, error) {
 	if err := c.waitHeight(ctx, height); err != nil {
 		return nil, nil, err
 	}
@@ -515,18 +515,19 @@ const (
 // client's detector compares the primary's header with each witness's, and
 // a witness that does not have it yet makes it sleep before asking again.
 // Best effort: a witness that is down or slow is the light client's to
-// judge. It returns the newest height each witness reported (0: no
+// judge. It returns the newest head each witness reported (height 0: no
 // answer), in the order of c.witnesses.
 //
 // The witnesses are asked at once, each polled on its own within the one
 // witnessWait: asked one after another, a witness that lags (or says it
 // does) or stalls its status spent the wait, the witnesses after it were
 // never asked, and witnessAhead had no head to check the node against
-// (the session-46 review, TestWithheldHead/LaggingFirstWitness). A
-// failed request is tried again, twice at most: one lost request must not
-// leave a witness out of the check.
-func (c *Client) waitWitnesses(ctx context.Context, height int64) []int64 {
-	heads := make([]int64, len(c.witnesses))
+// (the session-46 review, TestWithheldHead/LaggingOrStallingFirstWitness).
+// A failed request is tried again, twice at most: one lost request must
+// not leave a witness out of the check. A refusal (a JSON-RPC error) is
+// not asked again.
+func (c *Client) waitWitnesses(ctx context.Context, height int64) []witnessHead {
+	heads := make([]witnessHead, len(c.witnesses))
 	if len(c.witnesses) == 0 {
 		return heads
 	}
@@ -537,16 +538,19 @@ func (c *Client) waitWitnesses(ctx context.Context, height int64) []int64 {
 		wg.Go(func() {
 			for failures := 0; ; {
 				st, err := w.Status(ctx)
+				var refused *rpctypes.RPCError
 				switch {
+				case errors.As(err, &refused):
+					return
 				case err != nil:
 					if failures++; failures > 2 {
 						return
 					}
-				case st.SyncInfo.LatestBlockHeight >= height:
-					heads[i] = st.SyncInfo.LatestBlockHeight
-					return
 				default:
-					heads[i] = st.SyncInfo.LatestBlockHeight
+					heads[i] = witnessHead{st.SyncInfo.LatestBlockHeight, st.SyncInfo.LatestBlockTime}
+					if heads[i].height >= height {
+						return
+					}
 				}
 				if ctxtime.Sleep(ctx, 50*time.Millisecond) != nil {
 					return
@@ -560,9 +564,16 @@ func (c *Client) waitWitnesses(ctx context.Context, height int64) []int64 {
 
 // witnessLead is how many blocks a witness may report beyond the node's
 // head before its header is fetched to see whether the node is behind
-// (witnessAhead): a witness often is a block or two ahead of a node that
-// is not.
+// (witnessAhead), unless the witness's head is also more than
+// lightMaxBlockLag newer: a witness often is a block or two ahead of a
+// node that is not, but on an idle chain two blocks can be seconds apart.
 const witnessLead = 2
+
+// witnessHead is the head a witness's status reported.
+type witnessHead struct {
+	height int64
+	time   time.Time
+}
 
 // witnessHeader is a witness's header, verified from the node's head,
 // that is newer than that head by more than lightMaxBlockLag.
@@ -581,6 +592,14 @@ type witnessHeader struct {
 // did not report: it lags, or it withholds them (to serve an audit trail
 // without the newest reads, or consents from before a revocation).
 //
+// A witness is ahead when its status reported a head more than
+// witnessLead blocks past lb, or past lb at all with a time more than
+// lightMaxBlockLag after lb's: on an idle chain a transaction's block is
+// followed at once by the next, then by nothing for the empty-block
+// interval, so a node one block behind can be seconds behind (the
+// session-46 re-review, TestWithheldHeadOnAnIdleChain). A witness that
+// lies in its status gains one header fetch, whose header is verified.
+//
 // The witnesses ahead are asked at once, each within its own timeout, and
 // all are waited for: a witness that stalls, or claims a head it has no
 // header for, neither hides another's header nor stops the read (a claim
@@ -589,15 +608,15 @@ type witnessHeader struct {
 // future by this machine's clock is judged at its own time: its
 // signatures, not the clock, say the chain has it. The error is ctx's,
 // when it ends first.
-func (c *Client) witnessAhead(ctx context.Context, lb *cmttypes.LightBlock, heads []int64) (*witnessHeader, error) {
+func (c *Client) witnessAhead(ctx context.Context, lb *cmttypes.LightBlock, heads []witnessHead) (*witnessHeader, error) {
 	found := make(chan *witnessHeader, len(heads))
 	asked := 0
 	for i, h := range heads {
-		if h <= lb.Height+witnessLead {
+		if h.height <= lb.Height || h.height <= lb.Height+witnessLead && h.time.Sub(lb.Time) <= lightMaxBlockLag {
 			continue
 		}
 		asked++
-		go func() { found <- c.witnessHeaderAhead(ctx, i, h, lb) }()
+		go func() { found <- c.witnessHeaderAhead(ctx, i, h.height, lb) }()
 	}
 	var newest *witnessHeader
 	for range asked {
