@@ -302,8 +302,12 @@ func (w *workload) tx() []byte {
 				envs = append(envs, &emrv1.KeyEnvelope{Grantee: perm.Grantee, WrappedKek: []byte(fmt.Sprintf("kek-%d", w.n))})
 			}
 		}
+		// Below the floor of an unfinished revocation no key is re-wrapped
+		// (the chain refuses it: one rotation in eight tries).
+		var pat emrv1.QueryPatientResponse
+		w.chain.Query("Patient", &emrv1.QueryPatientRequest{PatientId: hexOf(p.id)}, &pat)
 		var rewrapped []*emrv1.RewrappedKey
-		for s := uint64(1); s <= p.records && s <= 5; s++ {
+		for s := uint64(1); s <= p.records && s <= 5 && (p.version+1 >= pat.Patient.GetMinKeyVersion() || w.n%8 == 0); s++ {
 			rewrapped = append(rewrapped, &emrv1.RewrappedKey{RecordSequence: s, WrappedFileKey: []byte(fmt.Sprintf("fk-%d-%d", w.n, s))})
 		}
 		learn = func() { p.version++ }

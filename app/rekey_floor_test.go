@@ -44,4 +44,7 @@ func TestRewrapBelowTheRevocationFloor(t *testing.T) {
 		{"rotation to 3, below the floor, re-wrapping record 1", w.pat, apptest.RotateKey(w.pid, 3, nil, rewrap), app.ErrKeyVersion, []string{"no record key is re-wrapped under version 3", "a revoked grantee may hold it"}},
 		{"rotation to 3, below the floor, re-wrapping nothing", w.pat, apptest.RotateKey(w.pid, 3, nil, nil), nil, nil},
 	})
+	if r := ruleRecord(c, w.pid, 1); r.KeyVersion != 1 {
+		t.Fatalf("record 1 after the refused re-wrap: key version %d, want 1", r.KeyVersion)
+	}
 }

@@ -119,7 +119,7 @@ consent.`,
 			}
 			res, err := a.submit(ctx, k, msg, async)
 			if err != nil {
-				return fmt.Errorf("%w (the grant carried your current key sealed to %s: if you no longer mean to grant it, emrcli rotate-key)", err, to)
+				return fmt.Errorf("%w (the grant may have reached the node with your current key sealed to %s: if you no longer mean to grant it, emrcli rotate-key)", err, to)
 			}
 			g := msg.GetGrant()
 			out := struct {
@@ -401,18 +401,22 @@ func newRotateKeyCmd(a *cli) *cobra.Command {
 		Use:   "rotate-key --from PATIENT",
 		Short: "Rotate your key: what is written from now on opens only for your standing consents",
 		Long: `rotate-key submits RotateKey once: a new version of the patient's
-key-encryption key (saved in the key before it is used), sealed to every
-member whose consent still stands (any right), with the data key of every
-record re-wrapped under it, as revoke's last rotation does. Records written
-from then on are wrapped under a key no one else holds.
+key-encryption key (stored in your keyring before it is used), sealed to
+every member whose consent still stands (any right), with the data keys of
+your records re-wrapped under it as revoke's last rotation does (at most
+params.max_rewraps_per_rotation of them, the newest first; records whose key
+cannot be unwrapped are listed). Records written from then on are wrapped
+under a key no one else holds.
 
 revoke rotates by itself. rotate-key is for a key that may have reached a
 member without a consent on the chain: a grant that failed or never
 committed (its transaction carried your current key sealed to the member,
 and the node it was sent to saw it), or a copy of your key you no longer
-trust. While a revocation's rotations are unfinished, it re-wraps nothing
-(revoke completes them). Honest limits as for revoke: what a member already
-decrypted cannot be taken back.`,
+trust. If that member shows among "new key sealed to", the grant committed
+after all: revoke it. Below the floor of an unfinished revocation a
+rotation re-wraps nothing, and says so: run revoke again to finish it.
+Honest limits as for revoke: what a member already decrypted cannot be
+taken back.`,
 		Example: `  emrcli rotate-key --from alice`,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -429,7 +433,12 @@ decrypted cannot be taken back.`,
 				PatientID string `json:"patient_id"`
 				*rotationView
 			}{hexStr(pid), viewRotation(res)}
-			return a.emit(out, out.text)
+			return a.emit(out, func(w io.Writer) {
+				out.text(w)
+				if out.RewrapDeferred {
+					fmt.Fprintln(w, "A revocation's key rotations are unfinished, so no record key was re-wrapped: run emrcli revoke --to MEMBER again for the member revoked (or rotate-key again). Until then your grantees cannot open your existing records.")
+				}
+			})
 		},
 	}
 	a.keyFlag(cmd, &from, "from", "the patient's key")
