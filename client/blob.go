@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"slices"
 	"sync"
@@ -237,7 +236,7 @@ const (
 // data key. It holds no key version: re-wrapping a data key under a new
 // KEK must not require re-encrypting the file.
 func RecordStreamAAD(patientID []byte, category string) []byte {
-	return lengthPrefixed(recordStreamLabel, patientID, []byte(category))
+	return crypto.LengthPrefixed(recordStreamLabel, patientID, []byte(category))
 }
 
 // ShareStreamAAD is the associated data of a shared (re-encrypted)
@@ -246,7 +245,7 @@ func RecordStreamAAD(patientID []byte, category string) []byte {
 //	"emrchain/v1/share-stream" || u32(len(patientID)) || patientID ||
 //	u32(len(studyID)) || studyID || u64(recordSequence)      (big-endian)
 func ShareStreamAAD(patientID []byte, studyID string, recordSequence uint64) []byte {
-	return binary.BigEndian.AppendUint64(lengthPrefixed(shareStreamLabel, patientID, []byte(studyID)), recordSequence)
+	return binary.BigEndian.AppendUint64(crypto.LengthPrefixed(shareStreamLabel, patientID, []byte(studyID)), recordSequence)
 }
 
 // StudyKeyBinding is the binding of the envelope that seals a shared
@@ -266,26 +265,8 @@ func ShareStreamAAD(patientID []byte, studyID string, recordSequence uint64) []b
 // member's encryption key), so a study envelope is never mistaken for a
 // member's KEK envelope.
 func StudyKeyBinding(patientID []byte, studyID string, recordSequence uint64) crypto.EnvelopeBinding {
-	h := sha256.Sum256(lengthPrefixed(studyKeyLabel, []byte(studyID)))
+	h := sha256.Sum256(crypto.LengthPrefixed(studyKeyLabel, []byte(studyID)))
 	return crypto.EnvelopeBinding{PatientID: patientID, Grantee: h[:crypto.GranteeAddressSize], KeyVersion: recordSequence}
-}
-
-// lengthPrefixed encodes label || (u32(len(f)) || f)...
-func lengthPrefixed(label string, fields ...[]byte) []byte {
-	n := len(label)
-	for _, f := range fields {
-		if uint64(len(f)) > math.MaxUint32 {
-			panic("client: associated-data field longer than 2^32-1 bytes")
-		}
-		n += 4 + len(f)
-	}
-	b := make([]byte, 0, n+8)
-	b = append(b, label...)
-	for _, f := range fields {
-		b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
-		b = append(b, f...)
-	}
-	return b
 }
 
 // --- typed verified reads ----------------------------------------------

@@ -2,7 +2,6 @@ package crypto
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 )
 
 // emergencyKeyLabel labels the pseudo-grantee of an emergency data-key
@@ -25,10 +24,6 @@ const emergencyKeyLabel = "emrchain/v1/emergency-file-key"
 // the patient's KEK: a break-glass read discloses the data keys of the
 // records read, nothing more.
 func EmergencyKeyBinding(patientID, clinician []byte, recordSequence uint64) EnvelopeBinding {
-	in := make([]byte, 0, len(emergencyKeyLabel)+4+len(clinician))
-	in = append(in, emergencyKeyLabel...)
-	in = binary.BigEndian.AppendUint32(in, uint32(len(clinician)))
-	in = append(in, clinician...)
-	h := sha256.Sum256(in)
+	h := sha256.Sum256(LengthPrefixed(emergencyKeyLabel, clinician))
 	return EnvelopeBinding{PatientID: patientID, Grantee: h[:GranteeAddressSize], KeyVersion: recordSequence}
 }

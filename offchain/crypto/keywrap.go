@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
-	"math"
 )
 
 const (
@@ -107,16 +106,7 @@ func wrapAAD(aad []byte) []byte {
 // This encoding is persistent (wrapped keys live on chain): it must never
 // change.
 func FileKeyAAD(patientID []byte, category string, keyVersion uint64) []byte {
-	if uint64(len(patientID)) > math.MaxUint32 || uint64(len(category)) > math.MaxUint32 {
-		panic("crypto: FileKeyAAD field longer than 2^32-1 bytes")
-	}
-	b := make([]byte, 0, len(fileKeyAADLabel)+4+len(patientID)+4+len(category)+8)
-	b = append(b, fileKeyAADLabel...)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(patientID)))
-	b = append(b, patientID...)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(category)))
-	b = append(b, category...)
-	return binary.BigEndian.AppendUint64(b, keyVersion)
+	return binary.BigEndian.AppendUint64(LengthPrefixed(fileKeyAADLabel, patientID, []byte(category)), keyVersion)
 }
 
 func newGCM(key []byte, what string) (cipher.AEAD, error) {

@@ -11,6 +11,8 @@ import (
 	"net/http"
 
 	"github.com/cometbft/cometbft/crypto/ed25519"
+
+	"github.com/emrchain/emrchain/offchain/crypto"
 )
 
 // EmergencyKeyPath is the route of an emergency service's data-key
@@ -64,13 +66,7 @@ const emergencyKeyDomain = "emrchain/v1/emergency-key-release"
 // patient, the clinician and the record; the signature ties the envelope
 // to the service.
 func EmergencyKeySignBytes(k *EmergencyKey, clinician []byte) []byte {
-	fields := [][]byte{[]byte(k.Record), []byte(k.Service), clinician, binary.BigEndian.AppendUint64(nil, k.KeyVersion), k.Envelope}
-	b := []byte(emergencyKeyDomain)
-	for _, f := range fields {
-		b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
-		b = append(b, f...)
-	}
-	return b
+	return crypto.LengthPrefixed(emergencyKeyDomain, []byte(k.Record), []byte(k.Service), clinician, binary.BigEndian.AppendUint64(nil, k.KeyVersion), k.Envelope)
 }
 
 // ErrEmergencyKeyNotSigned: an emergency key release whose signature is
