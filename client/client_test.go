@@ -102,14 +102,16 @@ func runningWorld(t *testing.T, timeout time.Duration) (*world, context.Context)
 	return w, ctx
 }
 
-func setup(t *testing.T) *world {
+// setup starts a node (emrchaind testnet's flags and initArgs) and the
+// world of the client tests on it.
+func setup(t *testing.T, initArgs ...string) *world {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	node := clienttest.StartNode(t, clienttest.NodeOptions{InitArgs: []string{
+	node := clienttest.StartNode(t, clienttest.NodeOptions{InitArgs: append([]string{
 		"--org", "dev-hospital:Development Hospital:hospital", "--org", "dev-research:Research Institute:research",
 		"--registrar", "dev-hospital:registrar", "--registrar", "dev-research:research-registrar",
-	}})
+	}, initArgs...)})
 	gen, err := os.ReadFile(node.Genesis)
 	if err != nil {
 		t.Fatal(err)

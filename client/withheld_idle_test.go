@@ -3,7 +3,6 @@ package client_test
 import (
 	"context"
 	"errors"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -30,48 +29,14 @@ func TestWithheldHeadOnAnIdleChain(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs emrchaind")
 	}
-	node := clienttest.StartNode(t, clienttest.NodeOptions{InitArgs: []string{"--empty-blocks-interval", "30s"}})
+	w := setup(t, "--empty-blocks-interval", "30s")
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	gen, err := os.ReadFile(node.Genesis)
+	rpc, err := rpchttp.New(w.node.RPC)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, trust, err := client.TrustFromGenesis(ctx, node.RPC, gen, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	newClient := func(nodeURL string, witnesses ...string) *client.Client {
-		c, err := client.New(ctx, client.Config{Node: nodeURL, Witnesses: witnesses, Verify: true, Trust: trust, Timeout: 5 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	raw, err := os.ReadFile(node.RegistrarKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr, err := keyring.Open(keyring.BackendTest, t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	registrar, _, err := kr.ImportDev("", raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rpc, err := rpchttp.New(node.RPC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	head := func() int64 {
-		st, err := rpc.Status(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st.SyncInfo.LatestBlockHeight
-	}
+	head := func() int64 { return w.node.Height(ctx) }
 	// Let the chain go idle, then wait a while so that the next block's
 	// header time (the commit time of the idle head) is old.
 	for last := head(); ; {
@@ -82,9 +47,9 @@ func TestWithheldHeadOnAnIdleChain(t *testing.T) {
 			last = h
 		}
 	}
-	honest := newClient(node.RPC)
+	honest := w.mustClient(t, w.node.RPC)
 	clinician, _ := keyring.Generate("clinician")
-	res, err := honest.Submit(ctx, registrar, &emrv1.Msg{Sum: &emrv1.Msg_RegisterMember{RegisterMember: &emrv1.MsgRegisterMember{
+	res, err := honest.Submit(ctx, w.registrar, &emrv1.Msg{Sum: &emrv1.Msg_RegisterMember{RegisterMember: &emrv1.MsgRegisterMember{
 		SignPubKey: clinician.PubKey(), EncPubKey: clinician.EncPubKey(), Role: emrv1.Role_ROLE_CLINICIAN,
 		OrganizationId: "dev-hospital", CredentialRef: "licence:IDLE-1",
 	}}})
@@ -109,10 +74,10 @@ func TestWithheldHeadOnAnIdleChain(t *testing.T) {
 	}
 	// The node reports head N (status N, so it serves state N-1) and
 	// withholds the rest; the witness is the honest node under another name.
-	withholding := clienttest.NewProxy(t, node.RPC)
-	withholding.SetRewrite(staleNode{upstream: node.RPC, height: func() int64 { return n - 1 }, lieStatus: true}.rewrite)
-	witness := strings.Replace(node.RPC, "127.0.0.1", "localhost", 1)
-	members, info, err := newClient(withholding.URL, witness).AllMembers(ctx, "dev-hospital", emrv1.Role_ROLE_CLINICIAN)
+	withholding := clienttest.NewProxy(t, w.node.RPC)
+	withholding.SetRewrite(staleNode{upstream: w.node.RPC, height: func() int64 { return n - 1 }, lieStatus: true}.rewrite)
+	witness := strings.Replace(w.node.RPC, "127.0.0.1", "localhost", 1)
+	members, info, err := w.witnessedClient(t, ctx, withholding.URL, witness).AllMembers(ctx, "dev-hospital", emrv1.Role_ROLE_CLINICIAN)
 	if errors.Is(err, client.ErrStale) && strings.Contains(err.Error(), "witness "+witness) {
 		return
 	}
