@@ -107,7 +107,7 @@ func (c *Client) Upload(ctx context.Context, s Signer, req UploadRequest, opts T
 	if err != nil {
 		return nil, fmt.Errorf("the ciphertext is stored (sha256 %x) but the record was not added: %w", sealed.sum, err)
 	}
-	if rec := c.recordCreatedBy(ctx, res.Tx, req.PatientID); rec != nil {
+	if rec := c.RecordCreatedBy(ctx, res.Tx, req.PatientID); rec != nil {
 		res.Sequence, res.Record = rec.Sequence, rec
 	}
 	return res, nil
@@ -136,9 +136,10 @@ func (c *Client) checkUploadable(ctx context.Context, category string, size int6
 	return nil
 }
 
-// recordCreatedBy finds the record a committed AddRecord created: the
-// event names it, and the verified record must carry the tx's hash.
-func (c *Client) recordCreatedBy(ctx context.Context, tx *TxResult, patientID []byte) *emrv1.Record {
+// RecordCreatedBy finds the record a committed AddRecord tx created (nil
+// when none is found): the event names it, and the verified record must
+// carry the tx's hash.
+func (c *Client) RecordCreatedBy(ctx context.Context, tx *TxResult, patientID []byte) *emrv1.Record {
 	for _, ref := range tx.Attribute(app.EventType, app.RecordAttribute) {
 		_, seqStr, ok := strings.Cut(ref, "/")
 		if !ok {

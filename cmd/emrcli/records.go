@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -118,7 +116,7 @@ and adds its record in one go.`,
 				Tx        *txView `json:"tx"`
 			}{PatientID: hexStr(pid), Tx: viewTx(res)}
 			if res.Height > 0 {
-				out.Record = recordFromEvents(ctx, c, res, pid)
+				out.Record = c.RecordCreatedBy(ctx, res, pid).GetSequence()
 			}
 			return a.emit(out, func(w io.Writer) {
 				if out.Record > 0 {
@@ -138,25 +136,6 @@ and adds its record in one go.`,
 	f.StringVar(&dataKeyFile, "data-key-file", "", "file holding the data key the ciphertext was encrypted with (64 hex characters)")
 	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
 	return cmd
-}
-
-// recordFromEvents finds the record a committed AddRecord created: the
-// event names it, and the verified record must carry the tx's hash.
-func recordFromEvents(ctx context.Context, c *client.Client, res *client.TxResult, pid []byte) uint64 {
-	for _, ref := range res.Attribute("emrchain", "record") {
-		_, seqStr, ok := strings.Cut(ref, "/")
-		if !ok {
-			continue
-		}
-		seq, err := strconv.ParseUint(seqStr, 10, 64)
-		if err != nil {
-			continue
-		}
-		if r, err := c.Record(ctx, pid, seq); err == nil && bytes.Equal(r.GetTxHash(), res.Hash) {
-			return seq
-		}
-	}
-	return 0
 }
 
 func newReadCmd(a *cli) *cobra.Command {
