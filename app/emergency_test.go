@@ -179,8 +179,9 @@ func TestEmergencyOptInGrants(t *testing.T) {
 }
 
 // TestBreakGlassRead: an emergency read is logged as such, naming the
-// service (in the access event and the indexed event attribute); it
-// names records, never shares; a standing opt-in needs a new envelope at
+// service (in the access event and the indexed event attribute) and its
+// reason, which it must give (and no other read may); it names records,
+// never shares; a standing opt-in needs a new envelope at
 // every key rotation, like any grant, and a revocation ends the reads.
 func TestBreakGlassRead(t *testing.T) {
 	w := newRuleWorld(t, apptest.Options{})
@@ -193,7 +194,18 @@ func TestBreakGlassRead(t *testing.T) {
 	shares.GetRecordAccess().ShareSequences = []uint64{1}
 	treatmentVia := apptest.Access(w.pid, emrv1.Purpose_PURPOSE_TREATMENT, 1)
 	treatmentVia.GetRecordAccess().EmergencyService = service.Address
+	treatmentWhy := apptest.Access(w.pid, emrv1.Purpose_PURPOSE_TREATMENT, 1)
+	treatmentWhy.GetRecordAccess().EmergencyReason = emrv1.EmergencyReason_EMERGENCY_REASON_IMMEDIATE_THREAT
+	withReason := func(r emrv1.EmergencyReason) *emrv1.Msg {
+		m := apptest.EmergencyAccess(w.pid, service, 1)
+		m.GetRecordAccess().EmergencyReason = r
+		return m
+	}
 	ruleRun(t, c, c.Now, []ruleCase{
+		{"no reason", w.doc, withReason(emrv1.EmergencyReason_EMERGENCY_REASON_UNSPECIFIED), app.ErrInvalidMsg,
+			[]string{"an emergency read gives its reason, patient-incapacitated, immediate-threat or patient-request; got 0"}},
+		{"an unknown reason", w.doc, withReason(4), app.ErrInvalidMsg, []string{"gives its reason", "got 4"}},
+		{"a reason for a treatment read", w.doc, treatmentWhy, app.ErrInvalidMsg, []string{"a reason to break the glass is given only by an emergency read, not one for treatment"}},
 		{"a share", w.doc, shares, app.ErrInvalidMsg, []string{"a share is read for research, not emergency"}},
 		{"a service named by a treatment read", w.doc, treatmentVia, app.ErrInvalidMsg, []string{"named only by an emergency read"}},
 		{"a record the opt-in does not cover", w.doc, apptest.EmergencyAccess(w.pid, service, 1, 2), app.ErrCategoryNotGranted, []string{"record 2: ", "opt-in to emergency service"}},
@@ -204,8 +216,20 @@ func TestBreakGlassRead(t *testing.T) {
 	ev := ruleEvents(c, w.pid, nil).Events
 	last := ev[len(ev)-1]
 	if last.Purpose != emrv1.Purpose_PURPOSE_EMERGENCY || string(last.EmergencyService) != string(service.Address) ||
-		string(last.Accessor) != string(w.doc.Address) || last.RecordSequence != 1 {
+		string(last.Accessor) != string(w.doc.Address) || last.RecordSequence != 1 || last.EmergencyReason != apptest.EmergencyReasonInTests {
 		t.Fatalf("the access event: %v", last)
+	}
+	if !slices.ContainsFunc(res.Events[0].Attributes, func(a app.Attribute) bool {
+		return a.Key == "emergency_reason" && a.Value == "patient-incapacitated" && !a.Index
+	}) {
+		t.Fatalf("no emergency_reason attribute in %v", res.Events[0].Attributes)
+	}
+	for _, r := range []emrv1.EmergencyReason{emrv1.EmergencyReason_EMERGENCY_REASON_IMMEDIATE_THREAT, emrv1.EmergencyReason_EMERGENCY_REASON_PATIENT_REQUEST} {
+		c.Must(w.doc, withReason(r))
+		ev := ruleEvents(c, w.pid, nil).Events
+		if got := ev[0].EmergencyReason; got != r { // newest first
+			t.Fatalf("an emergency read for %s was logged for %s", app.EmergencyReasonName(r), app.EmergencyReasonName(got))
+		}
 	}
 	attr := slices.IndexFunc(res.Events[0].Attributes, func(a app.Attribute) bool {
 		return a.Key == app.EmergencyServiceAttribute && a.Value == hexOf(service.Address) && a.Index

@@ -110,6 +110,7 @@ func (ctx *txContext) recordAccess(m *emrv1.MsgRecordAccess) error {
 			return err
 		}
 		ctx.attrHex(EmergencyServiceAttribute, m.EmergencyService)
+		ctx.detail("emergency_reason", EmergencyReasonName(m.EmergencyReason))
 	}
 	ctx.detailHex("accessor", ctx.tx.Signer)
 	ctx.detail("purpose", purposeName(m.Purpose))
@@ -130,7 +131,7 @@ func (ctx *txContext) recordAccess(m *emrv1.MsgRecordAccess) error {
 		if err != nil {
 			return fmt.Errorf("record %d: %w", seq, err)
 		}
-		if err := ctx.logAccess(p, m.Purpose, seq, 0, m.EmergencyService); err != nil {
+		if err := ctx.logAccess(p, m.Purpose, seq, 0, m.EmergencyService, m.EmergencyReason); err != nil {
 			return err
 		}
 		ctx.attrRecord(p.Id, seq)
@@ -140,7 +141,7 @@ func (ctx *txContext) recordAccess(m *emrv1.MsgRecordAccess) error {
 		if err != nil {
 			return fmt.Errorf("share %d: %w", seq, err)
 		}
-		if err := ctx.logAccess(p, m.Purpose, sh.RecordSequence, seq, nil); err != nil {
+		if err := ctx.logAccess(p, m.Purpose, sh.RecordSequence, seq, nil, 0); err != nil {
 			return err
 		}
 	}
@@ -173,10 +174,10 @@ func (ctx *txContext) consentReads(p *emrv1.Patient, purpose emrv1.Purpose, righ
 }
 
 // logAccess appends an access event to p's log: a read of record, or of
-// share (when not 0) of it, through emergency service via for an
-// emergency read; and points the reader's last-access index at it, which
+// share (when not 0) of it, through emergency service via and for reason
+// for an emergency read; and points the reader's last-access index at it, which
 // the sidecars authorize with. The caller stores p.
-func (ctx *txContext) logAccess(p *emrv1.Patient, purpose emrv1.Purpose, record, share uint64, via []byte) error {
+func (ctx *txContext) logAccess(p *emrv1.Patient, purpose emrv1.Purpose, record, share uint64, via []byte, reason emrv1.EmergencyReason) error {
 	p.AccessCount++
 	ev := &emrv1.AccessEvent{
 		PatientId:        p.Id,
@@ -189,6 +190,7 @@ func (ctx *txContext) logAccess(p *emrv1.Patient, purpose emrv1.Purpose, record,
 		Time:             timestamp(ctx.block.Time),
 		TxHash:           ctx.tx.Hash,
 		EmergencyService: via,
+		EmergencyReason:  reason,
 	}
 	if err := ctx.st.put(accessKey(p.Id, ev.Sequence), ev); err != nil {
 		return err

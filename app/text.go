@@ -82,3 +82,36 @@ func ParseOrganizationKind(s string) (emrv1.OrganizationKind, error) {
 	}
 	return 0, fmt.Errorf("unknown organization kind %q (want hospital, lab, pharmacy or research)", s)
 }
+
+// emergencyReasonWords lists the emergency reasons as command lines write
+// them.
+const emergencyReasonWords = "patient-incapacitated, immediate-threat or patient-request"
+
+// CheckEmergencyReason returns nil for a reason an emergency read may
+// give: a known one, not EMERGENCY_REASON_UNSPECIFIED.
+func CheckEmergencyReason(r emrv1.EmergencyReason) error {
+	if _, known := emrv1.EmergencyReason_name[int32(r)]; !known || r == emrv1.EmergencyReason_EMERGENCY_REASON_UNSPECIFIED {
+		return fmt.Errorf("an emergency read gives its reason, %s; got %d", emergencyReasonWords, int32(r))
+	}
+	return nil
+}
+
+// EmergencyReasonName names an emergency reason as events, logs and emrcli
+// write it: "patient-incapacitated", "immediate-threat", "patient-request".
+func EmergencyReasonName(r emrv1.EmergencyReason) string {
+	if CheckEmergencyReason(r) != nil {
+		return fmt.Sprintf("unknown (%d)", int32(r))
+	}
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(r.String(), "EMERGENCY_REASON_")), "_", "-")
+}
+
+// ParseEmergencyReason reads an emergency reason as a command line writes
+// it (EmergencyReasonName), in any case.
+func ParseEmergencyReason(s string) (emrv1.EmergencyReason, error) {
+	word, ascii := EnumWord(s)
+	v, ok := emrv1.EmergencyReason_value["EMERGENCY_REASON_"+strings.ReplaceAll(word, "-", "_")]
+	if !ascii || !ok || v == 0 || strings.Contains(word, "_") {
+		return 0, fmt.Errorf("unknown emergency reason %q (want %s)", s, emergencyReasonWords)
+	}
+	return emrv1.EmergencyReason(v), nil
+}

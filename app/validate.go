@@ -271,8 +271,16 @@ func validateRecordAccess(m *emrv1.MsgRecordAccess) error {
 		if err := checkAddress("emergency service", m.EmergencyService); err != nil {
 			return fmt.Errorf("an emergency read names the emergency service the patient opted in to: %v", err)
 		}
-	} else if len(m.EmergencyService) != 0 {
-		return fmt.Errorf("an emergency service is named only by an emergency read, not one for %s", purposeName(m.Purpose))
+		if err := CheckEmergencyReason(m.EmergencyReason); err != nil {
+			return err
+		}
+	} else {
+		if len(m.EmergencyService) != 0 {
+			return fmt.Errorf("an emergency service is named only by an emergency read, not one for %s", purposeName(m.Purpose))
+		}
+		if m.EmergencyReason != emrv1.EmergencyReason_EMERGENCY_REASON_UNSPECIFIED {
+			return fmt.Errorf("a reason to break the glass is given only by an emergency read, not one for %s", purposeName(m.Purpose))
+		}
 	}
 	if err := checkSequences("record", m.RecordSequences); err != nil {
 		return err

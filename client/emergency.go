@@ -170,6 +170,9 @@ type EmergencyDownloadRequest struct {
 	// latest access event of the record being an emergency read committed
 	// within the emergency window (to retry without a second audit entry).
 	ReuseAccess bool
+	// Reason is why the clinician breaks the glass, written to the audit
+	// log with the read: required unless ReuseAccess.
+	Reason emrv1.EmergencyReason
 	// Output is the file to write (mode 0600); Overwrite replaces an
 	// existing one.
 	Output    string
@@ -206,6 +209,11 @@ func (c *Client) EmergencyDownload(ctx context.Context, s Signer, req EmergencyD
 	}
 	if req.EncKey == nil {
 		return nil, errors.New("download: no encryption key to open the released data key with")
+	}
+	if !req.ReuseAccess {
+		if err := app.CheckEmergencyReason(req.Reason); err != nil {
+			return nil, fmt.Errorf("download: %w", err)
+		}
 	}
 	if len(opts.Sidecars) == 0 {
 		return nil, errors.New("download: no sidecar URL configured")
@@ -245,7 +253,7 @@ func (c *Client) EmergencyDownload(ctx context.Context, s Signer, req EmergencyD
 		logRead = func() (*TxResult, error) {
 			return c.logAccess(ctx, s, fmt.Sprintf("emergency read of record %d through emergency service %X", req.Record, service),
 				&emrv1.MsgRecordAccess{PatientId: req.PatientID, RecordSequences: []uint64{req.Record},
-					Purpose: emrv1.Purpose_PURPOSE_EMERGENCY, EmergencyService: service})
+					Purpose: emrv1.Purpose_PURPOSE_EMERGENCY, EmergencyService: service, EmergencyReason: req.Reason})
 		}
 	}
 	var dataKey []byte

@@ -141,8 +141,8 @@ echo "emergency service of hospital-a at http://$ER_SIDECAR"
 step "Ada opts in to break-glass reads of her radiation-dose records by hospital-a"
 cli grant --from ada --to er-hospital-a --rights emergency --categories radiation-dose --until "$(date -u -d '+1 year' +%Y-%m-%d)"
 
-step "Dr Carol (hospital-a, no consent) reads the report in an emergency: logged as a break-glass read"
-cli download --from dr-carol --patient "$PID" --record 1 --purpose emergency -o "$WORK/dose-er.json" \
+step "Dr Carol (hospital-a, no consent) reads the report in an emergency: logged as a break-glass read, with its reason"
+cli download --from dr-carol --patient "$PID" --record 1 --purpose emergency --reason patient-incapacitated -o "$WORK/dose-er.json" \
   --sidecar "$SIDECAR_A" --sidecar "$ER_SIDECAR" --node "$RPC_A"
 cmp "$WORK/dose.json" "$WORK/dose-er.json" || die "the report read in an emergency differs from the uploaded one"
 echo "the report arrived intact; the data key came from hospital-a's emergency service, sealed to Dr Carol"

@@ -116,11 +116,16 @@ func Access(id []byte, purpose emrv1.Purpose, records ...uint64) *emrv1.Msg {
 }
 
 // EmergencyAccess is the message logging an emergency read of records of
-// patient id through emergency service via.
+// patient id through emergency service via, for reason
+// EmergencyReasonInTests.
 func EmergencyAccess(id []byte, via *Actor, records ...uint64) *emrv1.Msg {
 	return &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{
-		PatientId: id, RecordSequences: records, Purpose: emrv1.Purpose_PURPOSE_EMERGENCY, EmergencyService: via.Address}}}
+		PatientId: id, RecordSequences: records, Purpose: emrv1.Purpose_PURPOSE_EMERGENCY, EmergencyService: via.Address,
+		EmergencyReason: EmergencyReasonInTests}}}
 }
+
+// EmergencyReasonInTests is the reason EmergencyAccess's reads give.
+const EmergencyReasonInTests = emrv1.EmergencyReason_EMERGENCY_REASON_PATIENT_INCAPACITATED
 
 // ShareAccess logs reads, for research, of shares of patient id.
 func ShareAccess(id []byte, shares ...uint64) *emrv1.Msg {

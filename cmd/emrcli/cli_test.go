@@ -79,6 +79,14 @@ func TestUsageErrorsExit2OnOneLine(t *testing.T) {
 		{"download", "--from", "a", "--patient", "b", "--share", "1", "--purpose", "emergency", "-o", "x"},
 		{"download", "--from", "a", "--patient", "b", "--record", "1", "--via", "s", "-o", "x"},
 		{"read", "--from", "a", "--patient", "b", "--record", "1", "--via", "s"},
+		// A new break-glass read says why, in one of the reasons'
+		// words; nothing else does.
+		{"read", "--from", "a", "--patient", "b", "--record", "1", "--purpose", "emergency"},
+		{"read", "--from", "a", "--patient", "b", "--record", "1", "--reason", "immediate-threat"},
+		{"read", "--from", "a", "--patient", "b", "--record", "1", "--purpose", "emergency", "--reason", "immediate_threat"},
+		{"download", "--from", "a", "--patient", "b", "--record", "1", "--purpose", "emergency", "-o", "x"},
+		{"download", "--from", "a", "--patient", "b", "--record", "1", "--purpose", "emergency", "--reason", "bored", "-o", "x"},
+		{"download", "--from", "a", "--patient", "b", "--record", "1", "--purpose", "emergency", "--reuse-access", "--reason", "patient-request", "-o", "x"},
 		{"grant", "--from", "a", "--to", "b", "--rights", "emergency,read", "--until", "2027-01-01"},
 		{"member", "register", "--from", "r", "--role", "emergency_service", "--key", "k", "--credential", "c"},
 		{"patient", "enroll", "--from", "ada", "--name", "Ada", "Lovelace", "--birth-date", "1815-12-10"},

@@ -96,8 +96,14 @@ func TestEmergencyRead(t *testing.T) {
 	recRx, recLabs := upload("prescriptions", prescription), upload("lab-results", labs)
 
 	out := func() string { return filepath.Join(t.TempDir(), "record.out") }
+	// A new break-glass download says why (immediate-threat); one that
+	// reuses a logged read gives no reason.
 	emergency := func(record uint64, extra ...string) []string {
-		return append([]string{"download", "--from", "dr-er", "--patient", pid, "--record", fmt.Sprint(record), "-o", out(), "--purpose", "emergency"}, extra...)
+		args := []string{"download", "--from", "dr-er", "--patient", pid, "--record", fmt.Sprint(record), "-o", out(), "--purpose", "emergency"}
+		if !slices.Contains(extra, "--reuse-access") {
+			args = append(args, "--reason", "immediate-threat")
+		}
+		return append(args, extra...)
 	}
 	// Without consent, an ordinary read is refused: the clinician holds
 	// no envelope of the patient's key (and the chain would refuse it).
@@ -115,6 +121,7 @@ func TestEmergencyRead(t *testing.T) {
 		Record     uint64 `json:"record"`
 		Purpose    string `json:"purpose"`
 		Service    string `json:"emergency_service"`
+		Reason     string `json:"emergency_reason"`
 		File       string `json:"file"`
 		KeySidecar string `json:"key_sidecar"`
 		Access     *struct {
@@ -157,8 +164,9 @@ func TestEmergencyRead(t *testing.T) {
 	if plain, err := os.ReadFile(got.File); err != nil || !bytes.Equal(plain, prescription) {
 		t.Fatalf("emergency download wrote %q (%v); want %q", plain, err, prescription)
 	}
-	if got.Purpose != "emergency" || !strings.EqualFold(got.Service, service) || got.KeySidecar != node.SidecarURL || got.Access == nil {
-		t.Fatalf("emergency download said %+v; want purpose emergency through %s, the key from %s, a logged read", got, service, node.SidecarURL)
+	if got.Purpose != "emergency" || !strings.EqualFold(got.Service, service) || got.KeySidecar != node.SidecarURL || got.Access == nil ||
+		got.Reason != "immediate-threat" {
+		t.Fatalf("emergency download said %+v; want purpose emergency through %s, the key from %s, a logged read for an immediate threat", got, service, node.SidecarURL)
 	}
 	// The text output says it is a break-glass read, and through what.
 	text := e.ok(emergency(recRx, "--reuse-access")...)
@@ -172,7 +180,7 @@ func TestEmergencyRead(t *testing.T) {
 	t.Logf("a category the opt-in does not cover: %s", line)
 
 	// "read --purpose emergency" logs one too (through the service found).
-	if text := e.ok("read", "--from", "dr-er", "--patient", pid, "--record", fmt.Sprint(recRx), "--purpose", "emergency"); !strings.Contains(text, "read logged (emergency)") {
+	if text := e.ok("read", "--from", "dr-er", "--patient", pid, "--record", fmt.Sprint(recRx), "--purpose", "emergency", "--reason", "patient-incapacitated"); !strings.Contains(text, "read logged (emergency)") {
 		t.Fatalf("read --purpose emergency says:\n%s", text)
 	}
 
@@ -186,12 +194,16 @@ func TestEmergencyRead(t *testing.T) {
 	if len(emergencies) != 2 || len(audit.Reads) != 2 {
 		t.Fatalf("audit lists reads %+v; want the two emergency reads of record %d, nothing else", audit.Reads, recRx)
 	}
-	for _, r := range emergencies {
-		if !strings.EqualFold(r.EmergencyService, service) || !slices.Equal(r.Records, []uint64{recRx}) || r.Role != "clinician" {
-			t.Fatalf("audit lists emergency read %+v; want one of record %d by a clinician through %s", r, recRx, service)
+	for i, r := range emergencies {
+		// Newest first: the read's reason, then the download's.
+		reason := []string{"patient-incapacitated", "immediate-threat"}[i]
+		if !strings.EqualFold(r.EmergencyService, service) || !slices.Equal(r.Records, []uint64{recRx}) || r.Role != "clinician" ||
+			r.EmergencyReason != reason {
+			t.Fatalf("audit lists emergency read %+v; want one of record %d by a clinician through %s, for reason %s", r, recRx, service, reason)
 		}
 	}
-	if text := e.ok("audit", "--from", "alice"); !strings.Contains(text, "EMERGENCY via "+service+" (er-service)") {
+	if text := e.ok("audit", "--from", "alice"); !strings.Contains(text, "EMERGENCY (immediate-threat) via "+service+" (er-service)") ||
+		!strings.Contains(text, "EMERGENCY (patient-incapacitated) via ") {
 		t.Fatalf("audit does not show the emergency read:\n%s", text)
 	}
 
@@ -225,7 +237,7 @@ func TestEmergencyRead(t *testing.T) {
 		{fmt.Sprint(recLabs), wideAddr},                  // only the wide one covers it
 		{fmt.Sprintf("%d,%d", recRx, recLabs), wideAddr}, // only the wide one covers both
 	} {
-		e.ok("read", "--from", "dr-er", "--patient", pid, "--record", c.records, "--purpose", "emergency")
+		e.ok("read", "--from", "dr-er", "--patient", pid, "--record", c.records, "--purpose", "emergency", "--reason", "patient-request")
 		e.json(&audit, "audit", "--from", "alice")
 		last := audit.Reads[0] // newest first
 		if !strings.EqualFold(last.EmergencyService, c.via) {

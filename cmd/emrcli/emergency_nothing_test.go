@@ -47,7 +47,7 @@ func TestNoEmergencyReadLoggedForNothing(t *testing.T) {
 	e.ok("grant", "--from", "alice", "--to", "er-service", "--rights", "emergency", "--until", time.Now().AddDate(1, 0, 0).Format("2006-01-02"))
 
 	outFile := filepath.Join(t.TempDir(), "rx.out")
-	line := e.fails(1, "", "download", "--from", "dr-er", "--patient", enroll.PatientID, "--record", fmt.Sprint(up.Record), "-o", outFile, "--purpose", "emergency")
+	line := e.fails(1, "", "download", "--from", "dr-er", "--patient", enroll.PatientID, "--record", fmt.Sprint(up.Record), "-o", outFile, "--purpose", "emergency", "--reason", "immediate-threat")
 	if !strings.Contains(line, "no read was logged") || !strings.Contains(line, "runs no emergency service") {
 		t.Errorf("the physician was told: %s", line)
 	}

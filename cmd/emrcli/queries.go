@@ -273,8 +273,11 @@ type auditRow struct {
 	// EmergencyService is, for an emergency (break-glass) read, the
 	// emergency service of the accessor's organization that the patient's
 	// opt-in let the read through.
-	EmergencyService string   `json:"emergency_service,omitempty"`
-	Records          []uint64 `json:"records"`
+	EmergencyService string `json:"emergency_service,omitempty"`
+	// EmergencyReason is, for an emergency read, why the clinician broke
+	// the glass (app.EmergencyReasonName).
+	EmergencyReason string   `json:"emergency_reason,omitempty"`
+	Records         []uint64 `json:"records"`
 	// Shares are the reads of the patient's shares with a study (of the
 	// records ShareRecords names, in the same order).
 	Shares       []uint64 `json:"shares,omitempty"`
@@ -314,6 +317,7 @@ func auditRows(ctx context.Context, c *client.Client, events []*emrv1.AccessEven
 		}
 		if len(ev.EmergencyService) > 0 {
 			row.EmergencyService = upperHex(ev.EmergencyService)
+			row.EmergencyReason = app.EmergencyReasonName(ev.EmergencyReason)
 		}
 		row.add(ev)
 		rows = append(rows, row)
@@ -356,10 +360,12 @@ membership), the purpose, the records read (and the reads of the patient's
 shares with a study), and the block. Every event is
 proven, and the log is checked for completeness: a node cannot hide a read.
 
-An emergency ("break-glass") read is shown as "EMERGENCY via SERVICE": a
-clinician who holds no consent of the patient read the records through the
-emergency service of its organization that the patient opted in to ("emrcli
-grant --rights emergency"); "emrcli revoke" on the service ends the opt-in.`,
+An emergency ("break-glass") read is shown as "EMERGENCY (REASON) via
+SERVICE": a clinician who holds no consent of the patient read the records
+through the emergency service of its organization that the patient opted in
+to ("emrcli grant --rights emergency"), for the reason it gave
+(patient-incapacitated, immediate-threat or patient-request); "emrcli revoke"
+on the service ends the opt-in.`,
 		Example: "  emrcli audit --from alice\n  emrcli audit --patient 5be1...9f --json",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -394,7 +400,7 @@ grant --rights emergency"); "emrcli revoke" on the service ends the opt-in.`,
 					for _, r := range rows {
 						purpose := r.Purpose
 						if r.EmergencyService != "" {
-							purpose = "EMERGENCY via " + label(r.EmergencyService)
+							purpose = "EMERGENCY (" + r.EmergencyReason + ") via " + label(r.EmergencyService)
 							emergencies++
 						}
 						tr = append(tr, []string{r.Time, label(r.Accessor), r.Organization, r.Role, purpose, r.read(), fmt.Sprint(r.Height)})

@@ -7,9 +7,11 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/client"
 	"github.com/emrchain/emrchain/client/keyring"
 	"github.com/emrchain/emrchain/offchain/crypto"
@@ -139,7 +141,7 @@ and adds its record in one go.`,
 }
 
 func newReadCmd(a *cli) *cobra.Command {
-	var from, patient, purposeStr, via string
+	var from, patient, purposeStr, via, reasonStr string
 	var records []string
 	var async bool
 	cmd := &cobra.Command{
@@ -156,13 +158,15 @@ against a light-client-verified header, and signed by its uploader.
 reads through the emergency service of its organization that the patient
 opted in to (--via; by default the first, by address, whose opt-in stands
 for the categories of all the records named), for records of the categories
-the opt-in covers. The patient sees it in
-"emrcli audit" as an emergency read naming the service.
+the opt-in covers, and says why (--reason, required: patient-incapacitated,
+immediate-threat or patient-request). The patient sees it in "emrcli audit" as
+an emergency read naming the service and the reason.
 
 To fetch, verify and decrypt the file as well, use "emrcli download" (which
 logs the read the same way).`,
 		Example: `  emrcli read --from dr-who --patient 5be1...9f --record 1
-  emrcli read --from dr-who --patient 5be1...9f --record 1,2 --purpose treatment`,
+  emrcli read --from dr-who --patient 5be1...9f --record 1,2 --purpose treatment
+  emrcli read --from dr-er --patient 5be1...9f --record 2 --purpose emergency --reason patient-incapacitated`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -185,11 +189,15 @@ logs the read the same way).`,
 			if err != nil {
 				return err
 			}
+			reason, err := emergencyReason(reasonStr, purpose, false)
+			if err != nil {
+				return err
+			}
 			k, pid, c, err := a.signer(ctx, from, patient)
 			if err != nil {
 				return err
 			}
-			access := &emrv1.MsgRecordAccess{PatientId: pid, RecordSequences: seqs, Purpose: purpose}
+			access := &emrv1.MsgRecordAccess{PatientId: pid, RecordSequences: seqs, Purpose: purpose, EmergencyReason: reason}
 			if purpose == emrv1.Purpose_PURPOSE_EMERGENCY {
 				if access.EmergencyService, err = a.emergencyService(ctx, c, k, pid, seqs, viaAddr); err != nil {
 					return err
@@ -237,9 +245,45 @@ logs the read the same way).`,
 	f.StringSliceVar(&records, "record", nil, "record number(s)")
 	f.StringVar(&purposeStr, "purpose", "treatment", "treatment, research or emergency (a break-glass read: see above)")
 	a.keyFlag(cmd, &via, "via", "with --purpose emergency: the emergency service (address or key name; default: the one the patient opted in to)")
+	reasonFlag(cmd, &reasonStr)
 	f.BoolVar(&async, "async", false, "do not wait for the transaction to commit")
 	_ = cmd.RegisterFlagCompletionFunc("purpose", cobra.FixedCompletions([]string{"treatment", "research", "emergency"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
+}
+
+// reasonWords are the emergency reasons as --reason takes them
+// (app.EmergencyReasonName).
+var reasonWords = []string{"patient-incapacitated", "immediate-threat", "patient-request"}
+
+// reasonFlag adds --reason, why a break-glass read breaks the glass.
+func reasonFlag(cmd *cobra.Command, reason *string) {
+	cmd.Flags().StringVar(reason, "reason", "", "with --purpose emergency (required): why you break the glass, "+strings.Join(reasonWords[:2], ", ")+" or "+reasonWords[2]+"; on the patient's audit trail")
+	_ = cmd.RegisterFlagCompletionFunc("reason", cobra.FixedCompletions(reasonWords, cobra.ShellCompDirectiveNoFileComp))
+}
+
+// emergencyReason reads --reason, before any passphrase prompt or network
+// call: required by a break-glass read that logs a new read (reuse is
+// --reuse-access), refused otherwise.
+func emergencyReason(s string, purpose emrv1.Purpose, reuse bool) (emrv1.EmergencyReason, error) {
+	switch {
+	case purpose != emrv1.Purpose_PURPOSE_EMERGENCY:
+		if s != "" {
+			return 0, usagef("--reason says why a break-glass read breaks the glass: give --purpose emergency")
+		}
+		return 0, nil
+	case reuse:
+		if s != "" {
+			return 0, usagef("--reason goes with a new break-glass read; --reuse-access logs none (its read's reason stands)")
+		}
+		return 0, nil
+	case s == "":
+		return 0, usagef("--purpose emergency needs --reason: %s or %s (on the patient's audit trail)", strings.Join(reasonWords[:2], ", "), reasonWords[2])
+	}
+	r, err := app.ParseEmergencyReason(s)
+	if err != nil {
+		return 0, usagef("--reason: %v", err)
+	}
+	return r, nil
 }
 
 // viaService reads --via, the emergency service of a break-glass read

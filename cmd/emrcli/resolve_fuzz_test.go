@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/emrchain/emrchain/app"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -206,6 +207,23 @@ func FuzzParsePurpose(f *testing.F) {
 		"treatment", "research", "emergency", " Emergency\n", "unspecified", "PURPOSE_RESEARCH", "", "reſearch", "1",
 	}, parsePurpose, purposeName,
 		emrv1.Purpose_PURPOSE_TREATMENT, emrv1.Purpose_PURPOSE_RESEARCH, emrv1.Purpose_PURPOSE_EMERGENCY)
+}
+
+// FuzzParseEmergencyReason: --reason of a new break-glass read is refused
+// with reason 0 and a usage error, or it names (trimmed, in any case)
+// patient-incapacitated, immediate-threat or patient-request (so spelt:
+// not immediate_threat), read as that reason, whose name reads back the
+// same.
+func FuzzParseEmergencyReason(f *testing.F) {
+	fuzzEnumFlag(f, []string{
+		"patient-incapacitated", "immediate-threat", "patient-request", " Immediate-Threat\t", "immediate_threat",
+		"IMMEDIATE_THREAT", "EMERGENCY_REASON_IMMEDIATE_THREAT", "unspecified", "", "1", "-patient-request", "ımmediate-threat",
+	}, func(s string) (emrv1.EmergencyReason, error) {
+		return emergencyReason(s, emrv1.Purpose_PURPOSE_EMERGENCY, false)
+	},
+		app.EmergencyReasonName,
+		emrv1.EmergencyReason_EMERGENCY_REASON_PATIENT_INCAPACITATED, emrv1.EmergencyReason_EMERGENCY_REASON_IMMEDIATE_THREAT,
+		emrv1.EmergencyReason_EMERGENCY_REASON_PATIENT_REQUEST)
 }
 
 // fuzzEnumFlag fuzzes the parser of a flag naming one value of an enum:

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/client"
 	"github.com/emrchain/emrchain/client/keyring"
 	"github.com/emrchain/emrchain/offchain/crypto"
@@ -241,7 +242,7 @@ stderr when it is a terminal.`,
 }
 
 func newDownloadCmd(a *cli) *cobra.Command {
-	var from, patient, output, purposeStr, studyKeyFile, via string
+	var from, patient, output, purposeStr, studyKeyFile, via, reasonStr string
 	var record, share uint64
 	var reuseAccess, force bool
 	var sidecars []string
@@ -292,9 +293,11 @@ download --record N --purpose emergency is a break-glass read, for a clinician
 who holds no consent of the patient, in an emergency. It works only if the
 patient opted in to break-glass reads by your organization: granted its
 emergency service the emergency right over the record's category ("emrcli
-grant --to SERVICE --rights emergency"). The read is logged on chain as an
-emergency read naming the service: the patient sees it in "emrcli audit" and
-your organization's auditors review every one. The steps are those above,
+grant --to SERVICE --rights emergency"). You say why (--reason:
+patient-incapacitated, immediate-threat or patient-request). The read is
+logged on chain as an emergency read naming the service and the reason: the
+patient sees it in "emrcli audit" and your organization's auditors review
+every one. The steps are those above,
 except the data key: you hold no envelope of the patient's key, so after the
 ciphertext is fetched the sidecars are asked, in order, for the record's data
 key, which the one that runs the service releases, sealed to your registered
@@ -308,7 +311,7 @@ within the window.`,
   emrcli download --from alice --record 1 -o ~/my-records/ct-head.dcm
   emrcli download --from dr-who --patient 5be1...9f --record 3 -o cbc.json --reuse-access --sidecar http://10.0.0.6:7070
   emrcli download --from dr-lab --patient 5be1...9f --share 1 -o shared.json
-  emrcli download --from dr-er --patient 5be1...9f --record 2 --purpose emergency -o allergies.json`,
+  emrcli download --from dr-er --patient 5be1...9f --record 2 --purpose emergency --reason patient-incapacitated -o allergies.json`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -327,6 +330,10 @@ within the window.`,
 				return usagef("--purpose emergency reads a record (--record N), not a share")
 			}
 			viaAddr, err := a.viaService(via, purpose)
+			if err != nil {
+				return err
+			}
+			reason, err := emergencyReason(reasonStr, purpose, reuseAccess)
 			if err != nil {
 				return err
 			}
@@ -388,7 +395,7 @@ within the window.`,
 			}
 			if emergency {
 				return a.emergencyDownload(ctx, c, k, pid, client.EmergencyDownloadRequest{
-					PatientID: pid, Record: record, EncKey: k.EncPrivKey(), ReuseAccess: reuseAccess, Output: output, Overwrite: force,
+					PatientID: pid, Record: record, EncKey: k.EncPrivKey(), ReuseAccess: reuseAccess, Reason: reason, Output: output, Overwrite: force,
 				}, viaAddr, opts, prog)
 			}
 			owner, err := a.ownsPatientID(ctx, c, k, pid)
@@ -437,6 +444,7 @@ within the window.`,
 	f.StringVarP(&output, "output", "o", "", "file to write (mode 0600)")
 	f.StringVar(&purposeStr, "purpose", "treatment", "purpose of the logged read: treatment, research, or emergency (break-glass: see above)")
 	a.keyFlag(cmd, &via, "via", "with --purpose emergency: the emergency service (address or key name; default: the one the patient opted in to)")
+	reasonFlag(cmd, &reasonStr)
 	f.BoolVar(&reuseAccess, "reuse-access", false, "do not log a new read: use your read of the record (or share) committed within the sidecar's window")
 	f.BoolVar(&force, "force", false, "replace the output file if it exists (a file only: a directory is never replaced)")
 	f.StringVar(&studyKeyFile, "study-key-file", "", "with --share: file holding the study's X25519 private key in hex (default: your encryption key)")
@@ -462,20 +470,25 @@ func (a *cli) emergencyDownload(ctx context.Context, c *client.Client, k *keyrin
 		Category   string  `json:"category"`
 		Purpose    string  `json:"purpose"`
 		Service    string  `json:"emergency_service"`
+		Reason     string  `json:"emergency_reason,omitempty"`
 		File       string  `json:"file"`
 		Size       int64   `json:"size"`
 		SHA256     string  `json:"ciphertext_sha256"`
 		Sidecar    string  `json:"sidecar"`
 		KeySidecar string  `json:"key_sidecar"`
 		Access     *txView `json:"access_tx"`
-	}{hexStr(pid), req.Record, res.Record.Category, purposeName(emrv1.Purpose_PURPOSE_EMERGENCY), upperHex(res.Service), res.Path, res.Size,
-		hexStr(res.Record.CiphertextSha256), res.Sidecar, res.KeySidecar, viewTx(res.Access)}
+	}{PatientID: hexStr(pid), Record: req.Record, Category: res.Record.Category, Purpose: purposeName(emrv1.Purpose_PURPOSE_EMERGENCY),
+		Service: upperHex(res.Service), File: res.Path, Size: res.Size, SHA256: hexStr(res.Record.CiphertextSha256),
+		Sidecar: res.Sidecar, KeySidecar: res.KeySidecar, Access: viewTx(res.Access)}
+	if res.Access != nil {
+		out.Reason = app.EmergencyReasonName(req.Reason)
+	}
 	return a.emit(out, func(w io.Writer) {
 		fmt.Fprintf(w, "wrote %s: record %d (%s) of patient %s, %d bytes, ciphertext verified (emergency read)\n",
 			out.File, out.Record, out.Category, out.PatientID, out.Size)
 		fields(w, "emergency service", a.labeler()(out.Service), "ciphertext sha256", out.SHA256, "sidecar", out.Sidecar, "data key from", out.KeySidecar)
 		if out.Access != nil {
-			fmt.Fprint(w, "break-glass read logged (the patient and your organization's auditors see it): ")
+			fmt.Fprintf(w, "break-glass read logged, reason %s (the patient and your organization's auditors see it): ", out.Reason)
 			out.Access.text(w)
 		}
 	})

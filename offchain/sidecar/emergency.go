@@ -258,7 +258,8 @@ func (s *Server) handleEmergencyKey(w http.ResponseWriter, r *http.Request) {
 	s.metrics.emergencyKeys.Inc()
 	s.log.Info("emergency data key released", "patient", hex.EncodeToString(read.rec.PatientId), "record", read.rec.Sequence,
 		"category", read.rec.Category, "clinician", hex.EncodeToString(caller.Address), "organization", caller.OrganizationId,
-		"service", key.Service, "event_height", read.ev.Height, "event_tx", hex.EncodeToString(read.ev.TxHash),
+		"service", key.Service, "reason", app.EmergencyReasonName(read.ev.EmergencyReason),
+		"event_height", read.ev.Height, "event_tx", hex.EncodeToString(read.ev.TxHash),
 		"key_version", key.KeyVersion, "height", head.Height)
 	writeJSON(w, http.StatusOK, key) // Cache-Control: no-store
 }

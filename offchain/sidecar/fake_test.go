@@ -451,7 +451,8 @@ func (f *fakeChain) emergencyAccess(r *emrv1.Record, who, via *actor) {
 	defer f.mu.Unlock()
 	f.access[accessKey(r.PatientId, r.Sequence, who.Address())] = &emrv1.AccessEvent{
 		PatientId: r.PatientId, RecordSequence: r.Sequence, Accessor: who.Address(), Purpose: emrv1.Purpose_PURPOSE_EMERGENCY,
-		EmergencyService: via.Address(), Height: f.head.Height, Time: timestamppb.New(f.head.Time),
+		EmergencyService: via.Address(), EmergencyReason: emrv1.EmergencyReason_EMERGENCY_REASON_IMMEDIATE_THREAT,
+		Height: f.head.Height, Time: timestamppb.New(f.head.Time),
 	}
 }
 

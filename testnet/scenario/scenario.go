@@ -171,8 +171,10 @@ func BreakGlass(t testing.TB, tr Transport, cast Cast, org string) {
 	}
 	ev := events[0]
 	if string(ev.Accessor) != string(cast.Clinician.Address) || ev.RecordSequence != 1 || ev.Height != read.Height ||
-		ev.Purpose != emrv1.Purpose_PURPOSE_EMERGENCY || string(ev.EmergencyService) != string(cast.Service.Address) {
-		t.Fatalf("audit event %v does not describe the clinician's emergency read through %X at height %d", ev, cast.Service.Address, read.Height)
+		ev.Purpose != emrv1.Purpose_PURPOSE_EMERGENCY || string(ev.EmergencyService) != string(cast.Service.Address) ||
+		ev.EmergencyReason != apptest.EmergencyReasonInTests {
+		t.Fatalf("audit event %v does not describe the clinician's emergency read through %X at height %d, for reason %s",
+			ev, cast.Service.Address, read.Height, app.EmergencyReasonName(apptest.EmergencyReasonInTests))
 	}
 	refused(t, tr, "emergency read of the image", cast.Clinician, apptest.EmergencyAccess(cast.PatientID, cast.Service, 2),
 		app.ErrCategoryNotGranted, "does not cover \"imaging\"")

@@ -1110,8 +1110,11 @@ type MsgRecordAccess struct {
 	// signer's organization the patient opted in to (RIGHT_EMERGENCY). An
 	// emergency read names records, never shares.
 	EmergencyService []byte `protobuf:"bytes,5,opt,name=emergency_service,json=emergencyService,proto3" json:"emergency_service,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// For purpose emergency (and then required): why the clinician breaks the
+	// glass, a code written to the audit log with the read.
+	EmergencyReason EmergencyReason `protobuf:"varint,6,opt,name=emergency_reason,json=emergencyReason,proto3,enum=emrchain.v1.EmergencyReason" json:"emergency_reason,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *MsgRecordAccess) Reset() {
@@ -1177,6 +1180,13 @@ func (x *MsgRecordAccess) GetEmergencyService() []byte {
 		return x.EmergencyService
 	}
 	return nil
+}
+
+func (x *MsgRecordAccess) GetEmergencyReason() EmergencyReason {
+	if x != nil {
+		return x.EmergencyReason
+	}
+	return EmergencyReason_EMERGENCY_REASON_UNSPECIFIED
 }
 
 // MsgRegisterStudy: a registrar of a research organization registers a study.
@@ -1599,14 +1609,15 @@ const file_emrchain_v1_tx_proto_rawDesc = "" +
 	"\x04size\x18\x05 \x01(\x04R\x04size\x12\x1f\n" +
 	"\vkey_version\x18\x06 \x01(\x04R\n" +
 	"keyVersion\x12(\n" +
-	"\x10wrapped_file_key\x18\a \x01(\fR\x0ewrappedFileKeyJ\x04\b\b\x10\tR\x12uploader_signature\"\xe1\x01\n" +
+	"\x10wrapped_file_key\x18\a \x01(\fR\x0ewrappedFileKeyJ\x04\b\b\x10\tR\x12uploader_signature\"\xaa\x02\n" +
 	"\x0fMsgRecordAccess\x12\x1d\n" +
 	"\n" +
 	"patient_id\x18\x01 \x01(\fR\tpatientId\x12)\n" +
 	"\x10record_sequences\x18\x02 \x03(\x04R\x0frecordSequences\x12.\n" +
 	"\apurpose\x18\x03 \x01(\x0e2\x14.emrchain.v1.PurposeR\apurpose\x12'\n" +
 	"\x0fshare_sequences\x18\x04 \x03(\x04R\x0eshareSequences\x12+\n" +
-	"\x11emergency_service\x18\x05 \x01(\fR\x10emergencyService\"\x9e\x01\n" +
+	"\x11emergency_service\x18\x05 \x01(\fR\x10emergencyService\x12G\n" +
+	"\x10emergency_reason\x18\x06 \x01(\x0e2\x1c.emrchain.v1.EmergencyReasonR\x0femergencyReason\"\x9e\x01\n" +
 	"\x10MsgRegisterStudy\x12\x19\n" +
 	"\bstudy_id\x18\x01 \x01(\tR\astudyId\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x125\n" +
@@ -1674,7 +1685,8 @@ var file_emrchain_v1_tx_proto_goTypes = []any{
 	(Right)(0),                    // 20: emrchain.v1.Right
 	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
 	(Purpose)(0),                  // 22: emrchain.v1.Purpose
-	(*ConsortiumChange)(nil),      // 23: emrchain.v1.ConsortiumChange
+	(EmergencyReason)(0),          // 23: emrchain.v1.EmergencyReason
+	(*ConsortiumChange)(nil),      // 24: emrchain.v1.ConsortiumChange
 }
 var file_emrchain_v1_tx_proto_depIdxs = []int32{
 	2,  // 0: emrchain.v1.TxBody.msg:type_name -> emrchain.v1.Msg
@@ -1699,12 +1711,13 @@ var file_emrchain_v1_tx_proto_depIdxs = []int32{
 	8,  // 19: emrchain.v1.MsgRotateKey.envelopes:type_name -> emrchain.v1.KeyEnvelope
 	9,  // 20: emrchain.v1.MsgRotateKey.rewrapped:type_name -> emrchain.v1.RewrappedKey
 	22, // 21: emrchain.v1.MsgRecordAccess.purpose:type_name -> emrchain.v1.Purpose
-	23, // 22: emrchain.v1.MsgPropose.change:type_name -> emrchain.v1.ConsortiumChange
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	23, // 22: emrchain.v1.MsgRecordAccess.emergency_reason:type_name -> emrchain.v1.EmergencyReason
+	24, // 23: emrchain.v1.MsgPropose.change:type_name -> emrchain.v1.ConsortiumChange
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_emrchain_v1_tx_proto_init() }

@@ -334,6 +334,70 @@ func (Purpose) EnumDescriptor() ([]byte, []int) {
 	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{4}
 }
 
+// EmergencyReason is why a clinician breaks the glass. Every emergency read
+// names one; it is written to the audit log with the read, for the patient
+// and the organization's auditors. It is a code, not a note: every member of
+// the consortium reads the chain, and free text beside a patient's pseudonym
+// would put clinical detail there. The clinician's own note belongs in the
+// hospital's record of the encounter.
+type EmergencyReason int32
+
+const (
+	EmergencyReason_EMERGENCY_REASON_UNSPECIFIED EmergencyReason = 0
+	// The patient cannot consent: unconscious, sedated, confused or otherwise
+	// unable to communicate.
+	EmergencyReason_EMERGENCY_REASON_PATIENT_INCAPACITATED EmergencyReason = 1
+	// A threat to the patient's life or health that cannot wait for the
+	// patient's consent.
+	EmergencyReason_EMERGENCY_REASON_IMMEDIATE_THREAT EmergencyReason = 2
+	// The patient asks to be treated and agrees to the read, but cannot grant
+	// a consent now (no device or keys at hand).
+	EmergencyReason_EMERGENCY_REASON_PATIENT_REQUEST EmergencyReason = 3
+)
+
+// Enum value maps for EmergencyReason.
+var (
+	EmergencyReason_name = map[int32]string{
+		0: "EMERGENCY_REASON_UNSPECIFIED",
+		1: "EMERGENCY_REASON_PATIENT_INCAPACITATED",
+		2: "EMERGENCY_REASON_IMMEDIATE_THREAT",
+		3: "EMERGENCY_REASON_PATIENT_REQUEST",
+	}
+	EmergencyReason_value = map[string]int32{
+		"EMERGENCY_REASON_UNSPECIFIED":           0,
+		"EMERGENCY_REASON_PATIENT_INCAPACITATED": 1,
+		"EMERGENCY_REASON_IMMEDIATE_THREAT":      2,
+		"EMERGENCY_REASON_PATIENT_REQUEST":       3,
+	}
+)
+
+func (x EmergencyReason) Enum() *EmergencyReason {
+	p := new(EmergencyReason)
+	*p = x
+	return p
+}
+
+func (x EmergencyReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EmergencyReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_emrchain_v1_types_proto_enumTypes[5].Descriptor()
+}
+
+func (EmergencyReason) Type() protoreflect.EnumType {
+	return &file_emrchain_v1_types_proto_enumTypes[5]
+}
+
+func (x EmergencyReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EmergencyReason.Descriptor instead.
+func (EmergencyReason) EnumDescriptor() ([]byte, []int) {
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
 // ProposalStatus is where a proposal stands. An open proposal whose
 // voting_end has passed is expired: it can no longer be approved.
 type ProposalStatus int32
@@ -373,11 +437,11 @@ func (x ProposalStatus) String() string {
 }
 
 func (ProposalStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_emrchain_v1_types_proto_enumTypes[5].Descriptor()
+	return file_emrchain_v1_types_proto_enumTypes[6].Descriptor()
 }
 
 func (ProposalStatus) Type() protoreflect.EnumType {
-	return &file_emrchain_v1_types_proto_enumTypes[5]
+	return &file_emrchain_v1_types_proto_enumTypes[6]
 }
 
 func (x ProposalStatus) Number() protoreflect.EnumNumber {
@@ -386,7 +450,7 @@ func (x ProposalStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ProposalStatus.Descriptor instead.
 func (ProposalStatus) EnumDescriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 // Params are the consortium-wide parameters: set at genesis, changed by
@@ -1351,8 +1415,10 @@ type AccessEvent struct {
 	// organization whose opt-in (the patient's RIGHT_EMERGENCY grant) allowed
 	// the read, and which may release the record's data key to the accessor.
 	EmergencyService []byte `protobuf:"bytes,10,opt,name=emergency_service,json=emergencyService,proto3" json:"emergency_service,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// For purpose emergency: why the clinician broke the glass.
+	EmergencyReason EmergencyReason `protobuf:"varint,11,opt,name=emergency_reason,json=emergencyReason,proto3,enum=emrchain.v1.EmergencyReason" json:"emergency_reason,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *AccessEvent) Reset() {
@@ -1453,6 +1519,13 @@ func (x *AccessEvent) GetEmergencyService() []byte {
 		return x.EmergencyService
 	}
 	return nil
+}
+
+func (x *AccessEvent) GetEmergencyReason() EmergencyReason {
+	if x != nil {
+		return x.EmergencyReason
+	}
+	return EmergencyReason_EMERGENCY_REASON_UNSPECIFIED
 }
 
 // Study is a registered research study.
@@ -2759,7 +2832,7 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\x04time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x17\n" +
 	"\atx_hash\x18\r \x01(\fR\x06txHash\x12\x1f\n" +
 	"\vbody_sha256\x18\x0e \x01(\fR\n" +
-	"bodySha256\"\xf2\x02\n" +
+	"bodySha256\"\xbb\x03\n" +
 	"\vAccessEvent\x12\x1d\n" +
 	"\n" +
 	"patient_id\x18\x01 \x01(\fR\tpatientId\x12\x1a\n" +
@@ -2772,7 +2845,8 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\atx_hash\x18\b \x01(\fR\x06txHash\x12%\n" +
 	"\x0eshare_sequence\x18\t \x01(\x04R\rshareSequence\x12+\n" +
 	"\x11emergency_service\x18\n" +
-	" \x01(\fR\x10emergencyService\"\xa4\x02\n" +
+	" \x01(\fR\x10emergencyService\x12G\n" +
+	"\x10emergency_reason\x18\v \x01(\x0e2\x1c.emrchain.v1.EmergencyReasonR\x0femergencyReason\"\xa4\x02\n" +
 	"\x05Study\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x125\n" +
@@ -2904,7 +2978,12 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\x13PURPOSE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11PURPOSE_TREATMENT\x10\x01\x12\x14\n" +
 	"\x10PURPOSE_RESEARCH\x10\x02\x12\x15\n" +
-	"\x11PURPOSE_EMERGENCY\x10\x03*\x88\x01\n" +
+	"\x11PURPOSE_EMERGENCY\x10\x03*\xac\x01\n" +
+	"\x0fEmergencyReason\x12 \n" +
+	"\x1cEMERGENCY_REASON_UNSPECIFIED\x10\x00\x12*\n" +
+	"&EMERGENCY_REASON_PATIENT_INCAPACITATED\x10\x01\x12%\n" +
+	"!EMERGENCY_REASON_IMMEDIATE_THREAT\x10\x02\x12$\n" +
+	" EMERGENCY_REASON_PATIENT_REQUEST\x10\x03*\x88\x01\n" +
 	"\x0eProposalStatus\x12\x1f\n" +
 	"\x1bPROPOSAL_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14PROPOSAL_STATUS_OPEN\x10\x01\x12\x1c\n" +
@@ -2923,7 +3002,7 @@ func file_emrchain_v1_types_proto_rawDescGZIP() []byte {
 	return file_emrchain_v1_types_proto_rawDescData
 }
 
-var file_emrchain_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_emrchain_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
 var file_emrchain_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_emrchain_v1_types_proto_goTypes = []any{
 	(Role)(0),                     // 0: emrchain.v1.Role
@@ -2931,69 +3010,71 @@ var file_emrchain_v1_types_proto_goTypes = []any{
 	(OrganizationKind)(0),         // 2: emrchain.v1.OrganizationKind
 	(Right)(0),                    // 3: emrchain.v1.Right
 	(Purpose)(0),                  // 4: emrchain.v1.Purpose
-	(ProposalStatus)(0),           // 5: emrchain.v1.ProposalStatus
-	(*Params)(nil),                // 6: emrchain.v1.Params
-	(*ConsensusLimits)(nil),       // 7: emrchain.v1.ConsensusLimits
-	(*Organization)(nil),          // 8: emrchain.v1.Organization
-	(*Member)(nil),                // 9: emrchain.v1.Member
-	(*Account)(nil),               // 10: emrchain.v1.Account
-	(*Patient)(nil),               // 11: emrchain.v1.Patient
-	(*Permission)(nil),            // 12: emrchain.v1.Permission
-	(*Record)(nil),                // 13: emrchain.v1.Record
-	(*AccessEvent)(nil),           // 14: emrchain.v1.AccessEvent
-	(*Study)(nil),                 // 15: emrchain.v1.Study
-	(*Share)(nil),                 // 16: emrchain.v1.Share
-	(*GenesisMember)(nil),         // 17: emrchain.v1.GenesisMember
-	(*GenesisState)(nil),          // 18: emrchain.v1.GenesisState
-	(*Validator)(nil),             // 19: emrchain.v1.Validator
-	(*AddOrganization)(nil),       // 20: emrchain.v1.AddOrganization
-	(*SetValidatorPower)(nil),     // 21: emrchain.v1.SetValidatorPower
-	(*ConsortiumChange)(nil),      // 22: emrchain.v1.ConsortiumChange
-	(*RetireOrganization)(nil),    // 23: emrchain.v1.RetireOrganization
-	(*SetParams)(nil),             // 24: emrchain.v1.SetParams
-	(*AddRegistrar)(nil),          // 25: emrchain.v1.AddRegistrar
-	(*SetMemberStatus)(nil),       // 26: emrchain.v1.SetMemberStatus
-	(*Proposal)(nil),              // 27: emrchain.v1.Proposal
-	(*durationpb.Duration)(nil),   // 28: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
+	(EmergencyReason)(0),          // 5: emrchain.v1.EmergencyReason
+	(ProposalStatus)(0),           // 6: emrchain.v1.ProposalStatus
+	(*Params)(nil),                // 7: emrchain.v1.Params
+	(*ConsensusLimits)(nil),       // 8: emrchain.v1.ConsensusLimits
+	(*Organization)(nil),          // 9: emrchain.v1.Organization
+	(*Member)(nil),                // 10: emrchain.v1.Member
+	(*Account)(nil),               // 11: emrchain.v1.Account
+	(*Patient)(nil),               // 12: emrchain.v1.Patient
+	(*Permission)(nil),            // 13: emrchain.v1.Permission
+	(*Record)(nil),                // 14: emrchain.v1.Record
+	(*AccessEvent)(nil),           // 15: emrchain.v1.AccessEvent
+	(*Study)(nil),                 // 16: emrchain.v1.Study
+	(*Share)(nil),                 // 17: emrchain.v1.Share
+	(*GenesisMember)(nil),         // 18: emrchain.v1.GenesisMember
+	(*GenesisState)(nil),          // 19: emrchain.v1.GenesisState
+	(*Validator)(nil),             // 20: emrchain.v1.Validator
+	(*AddOrganization)(nil),       // 21: emrchain.v1.AddOrganization
+	(*SetValidatorPower)(nil),     // 22: emrchain.v1.SetValidatorPower
+	(*ConsortiumChange)(nil),      // 23: emrchain.v1.ConsortiumChange
+	(*RetireOrganization)(nil),    // 24: emrchain.v1.RetireOrganization
+	(*SetParams)(nil),             // 25: emrchain.v1.SetParams
+	(*AddRegistrar)(nil),          // 26: emrchain.v1.AddRegistrar
+	(*SetMemberStatus)(nil),       // 27: emrchain.v1.SetMemberStatus
+	(*Proposal)(nil),              // 28: emrchain.v1.Proposal
+	(*durationpb.Duration)(nil),   // 29: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
 }
 var file_emrchain_v1_types_proto_depIdxs = []int32{
-	7,  // 0: emrchain.v1.Params.consensus:type_name -> emrchain.v1.ConsensusLimits
-	28, // 1: emrchain.v1.ConsensusLimits.evidence_max_age:type_name -> google.protobuf.Duration
+	8,  // 0: emrchain.v1.Params.consensus:type_name -> emrchain.v1.ConsensusLimits
+	29, // 1: emrchain.v1.ConsensusLimits.evidence_max_age:type_name -> google.protobuf.Duration
 	2,  // 2: emrchain.v1.Organization.kind:type_name -> emrchain.v1.OrganizationKind
 	0,  // 3: emrchain.v1.Member.role:type_name -> emrchain.v1.Role
 	1,  // 4: emrchain.v1.Member.status:type_name -> emrchain.v1.MemberStatus
 	3,  // 5: emrchain.v1.Permission.rights:type_name -> emrchain.v1.Right
-	29, // 6: emrchain.v1.Permission.not_before:type_name -> google.protobuf.Timestamp
-	29, // 7: emrchain.v1.Permission.not_after:type_name -> google.protobuf.Timestamp
-	29, // 8: emrchain.v1.Permission.revoked_time:type_name -> google.protobuf.Timestamp
-	29, // 9: emrchain.v1.Record.time:type_name -> google.protobuf.Timestamp
+	30, // 6: emrchain.v1.Permission.not_before:type_name -> google.protobuf.Timestamp
+	30, // 7: emrchain.v1.Permission.not_after:type_name -> google.protobuf.Timestamp
+	30, // 8: emrchain.v1.Permission.revoked_time:type_name -> google.protobuf.Timestamp
+	30, // 9: emrchain.v1.Record.time:type_name -> google.protobuf.Timestamp
 	4,  // 10: emrchain.v1.AccessEvent.purpose:type_name -> emrchain.v1.Purpose
-	29, // 11: emrchain.v1.AccessEvent.time:type_name -> google.protobuf.Timestamp
-	29, // 12: emrchain.v1.Share.time:type_name -> google.protobuf.Timestamp
-	0,  // 13: emrchain.v1.GenesisMember.role:type_name -> emrchain.v1.Role
-	6,  // 14: emrchain.v1.GenesisState.params:type_name -> emrchain.v1.Params
-	8,  // 15: emrchain.v1.GenesisState.organizations:type_name -> emrchain.v1.Organization
-	17, // 16: emrchain.v1.GenesisState.members:type_name -> emrchain.v1.GenesisMember
-	8,  // 17: emrchain.v1.AddOrganization.organization:type_name -> emrchain.v1.Organization
-	20, // 18: emrchain.v1.ConsortiumChange.add_organization:type_name -> emrchain.v1.AddOrganization
-	21, // 19: emrchain.v1.ConsortiumChange.set_validator_power:type_name -> emrchain.v1.SetValidatorPower
-	26, // 20: emrchain.v1.ConsortiumChange.set_member_status:type_name -> emrchain.v1.SetMemberStatus
-	25, // 21: emrchain.v1.ConsortiumChange.add_registrar:type_name -> emrchain.v1.AddRegistrar
-	24, // 22: emrchain.v1.ConsortiumChange.set_params:type_name -> emrchain.v1.SetParams
-	23, // 23: emrchain.v1.ConsortiumChange.retire_organization:type_name -> emrchain.v1.RetireOrganization
-	6,  // 24: emrchain.v1.SetParams.params:type_name -> emrchain.v1.Params
-	6,  // 25: emrchain.v1.SetParams.from_params:type_name -> emrchain.v1.Params
-	1,  // 26: emrchain.v1.SetMemberStatus.status:type_name -> emrchain.v1.MemberStatus
-	22, // 27: emrchain.v1.Proposal.change:type_name -> emrchain.v1.ConsortiumChange
-	29, // 28: emrchain.v1.Proposal.time:type_name -> google.protobuf.Timestamp
-	29, // 29: emrchain.v1.Proposal.voting_end:type_name -> google.protobuf.Timestamp
-	5,  // 30: emrchain.v1.Proposal.status:type_name -> emrchain.v1.ProposalStatus
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	30, // 11: emrchain.v1.AccessEvent.time:type_name -> google.protobuf.Timestamp
+	5,  // 12: emrchain.v1.AccessEvent.emergency_reason:type_name -> emrchain.v1.EmergencyReason
+	30, // 13: emrchain.v1.Share.time:type_name -> google.protobuf.Timestamp
+	0,  // 14: emrchain.v1.GenesisMember.role:type_name -> emrchain.v1.Role
+	7,  // 15: emrchain.v1.GenesisState.params:type_name -> emrchain.v1.Params
+	9,  // 16: emrchain.v1.GenesisState.organizations:type_name -> emrchain.v1.Organization
+	18, // 17: emrchain.v1.GenesisState.members:type_name -> emrchain.v1.GenesisMember
+	9,  // 18: emrchain.v1.AddOrganization.organization:type_name -> emrchain.v1.Organization
+	21, // 19: emrchain.v1.ConsortiumChange.add_organization:type_name -> emrchain.v1.AddOrganization
+	22, // 20: emrchain.v1.ConsortiumChange.set_validator_power:type_name -> emrchain.v1.SetValidatorPower
+	27, // 21: emrchain.v1.ConsortiumChange.set_member_status:type_name -> emrchain.v1.SetMemberStatus
+	26, // 22: emrchain.v1.ConsortiumChange.add_registrar:type_name -> emrchain.v1.AddRegistrar
+	25, // 23: emrchain.v1.ConsortiumChange.set_params:type_name -> emrchain.v1.SetParams
+	24, // 24: emrchain.v1.ConsortiumChange.retire_organization:type_name -> emrchain.v1.RetireOrganization
+	7,  // 25: emrchain.v1.SetParams.params:type_name -> emrchain.v1.Params
+	7,  // 26: emrchain.v1.SetParams.from_params:type_name -> emrchain.v1.Params
+	1,  // 27: emrchain.v1.SetMemberStatus.status:type_name -> emrchain.v1.MemberStatus
+	23, // 28: emrchain.v1.Proposal.change:type_name -> emrchain.v1.ConsortiumChange
+	30, // 29: emrchain.v1.Proposal.time:type_name -> google.protobuf.Timestamp
+	30, // 30: emrchain.v1.Proposal.voting_end:type_name -> google.protobuf.Timestamp
+	6,  // 31: emrchain.v1.Proposal.status:type_name -> emrchain.v1.ProposalStatus
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_emrchain_v1_types_proto_init() }
@@ -3014,7 +3095,7 @@ func file_emrchain_v1_types_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_emrchain_v1_types_proto_rawDesc), len(file_emrchain_v1_types_proto_rawDesc)),
-			NumEnums:      6,
+			NumEnums:      7,
 			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
