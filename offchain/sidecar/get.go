@@ -69,6 +69,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := blob.key
+	waited := false // for a range's copy check or a read-through: authorize again before a byte goes out
 	info, err := s.store.Stat(ctx, key)
 	if err == nil && uint64(info.Size) != blob.size {
 		// A damaged copy (torn or truncated by a disk or a restore): the
@@ -82,6 +83,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		if _, _, partial, rerr := parseRange(r.Header.Get("Range"), info.Size); partial && rerr == nil {
 			// A range is not checked as it is sent: the copy is, first
 			// (rangecheck.go).
+			waited = !s.verified.fresh(key, s.opts.Now())
 			if cerr := s.checkCopyForRange(ctx, key); errors.Is(cerr, blobstore.ErrNotFound) {
 				err = cerr // dropped as damaged, or gone: read it through from a peer
 			} else if cerr != nil {
@@ -94,6 +96,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if errors.Is(err, blobstore.ErrNotFound) {
+		waited = true
 		if perr := s.fetchFromPeers(ctx, r, signerAddr(sr.address), caller.Role == emrv1.Role_ROLE_PATIENT, blob); perr != nil {
 			var refused *slotRefusedError
 			if errors.As(perr, &refused) {
@@ -124,6 +127,19 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		s.log.Error("blob stat failed", "sha256", sum.String(), "key", key.String(), "err", err)
 		writeError(w, errf(http.StatusInternalServerError, "store_error", "reading the blob failed"))
 		return
+	}
+	if waited {
+		// The copy check and the read-through can take minutes (the
+		// blob's lock, a peer's transfer, a whole read of a large copy):
+		// a consent revoked, a member suspended or an access window
+		// passed meanwhile must stop the bytes before the first goes out.
+		if head, aerr = s.head(ctx); aerr == nil {
+			_, aerr = newAuthState(s.chain, caller, head, s.opts.AccessWindow).authorizeGet(ctx, ref, sum)
+		}
+		if aerr != nil {
+			writeError(w, aerr)
+			return
+		}
 	}
 	s.serveStored(w, r, key, info, caller.Address, head.Height, nil)
 }
