@@ -3,12 +3,16 @@ package sidecar
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/emrchain/emrchain/offchain/blobstore"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
 // A GET is authorized before it waits, and again before its first byte:
@@ -105,4 +109,54 @@ func TestReadThroughIsNotServedAfterTheConsentWasRevokedDuringTheTransfer(t *tes
 		t.Fatal("B served the whole blob to a reader whose consent was revoked before B sent its first byte")
 	}
 	wantStatus(t, r.err, http.StatusForbidden, "revoked")
+}
+
+// freshMembers is the fake chain whose Member answers a copy, as the real
+// ChainView (queryView) does: every query decodes a new message. The fake
+// otherwise hands out the very *Member that setStatus edits, so a caller
+// authenticated before a suspension sees it without asking the chain again.
+type freshMembers struct{ *fakeChain }
+
+func (f freshMembers) Member(_ context.Context, addr []byte) (*emrv1.Member, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	m, ok := f.members[string(addr)]
+	if !ok {
+		return nil, fmt.Errorf("%w: member", ErrNotFound)
+	}
+	return proto.Clone(m).(*emrv1.Member), nil
+}
+
+// TestRangeIsNotServedToAMemberSuspendedDuringTheCopyCheck: the reader is
+// suspended while its range waits for the copy check. The second
+// authorization reads the membership anew: the one authentication read is
+// from before the wait, and with a chain that answers fresh messages (the
+// real one) it would not show the suspension (the session-47 re-review).
+func TestRangeIsNotServedToAMemberSuspendedDuringTheCopyCheck(t *testing.T) {
+	e, data, sum, rec := readableRecord(t)
+	fsys, err := blobstore.OpenFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &gatedStore{FS: fsys, opened: make(chan struct{}), release: make(chan struct{})}
+	ts, _ := peerOf(t, e, func(o *Options) { o.Store, o.Chain = store, freshMembers{e.chain} })
+	writeCopy(t, fsys.Path(e.key(sum)), data)
+
+	done := make(chan waitResult, 1)
+	go func() {
+		var buf bytes.Buffer
+		_, err := NewClient(ts.URL, e.reader, nil).Get(context.Background(), RecordRef(rec.PatientId, rec.Sequence), sum, &buf, &Range{Start: 10, Length: 100})
+		done <- waitResult{buf.Bytes(), err}
+	}()
+	<-store.opened // authenticated and authorized; the range waits for the copy check
+	e.chain.setStatus(e.reader, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED)
+	close(store.release)
+	r := <-done
+	if r.err == nil {
+		t.Fatalf("%d bytes of the range were served to a member suspended while the request waited for the copy check", len(r.body))
+	}
+	wantStatus(t, r.err, http.StatusForbidden, "suspended")
 }

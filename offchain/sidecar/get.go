@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/offchain/blobstore"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
@@ -83,8 +85,8 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		if _, _, partial, rerr := parseRange(r.Header.Get("Range"), info.Size); partial && rerr == nil {
 			// A range is not checked as it is sent: the copy is, first
 			// (rangecheck.go).
-			waited = !s.verified.fresh(key, s.opts.Now())
-			if cerr := s.checkCopyForRange(ctx, key); errors.Is(cerr, blobstore.ErrNotFound) {
+			var cerr error
+			if waited, cerr = s.checkCopyForRange(ctx, key); errors.Is(cerr, blobstore.ErrNotFound) {
 				err = cerr // dropped as damaged, or gone: read it through from a peer
 			} else if cerr != nil {
 				if ctx.Err() == nil {
@@ -129,19 +131,46 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if waited {
-		// The copy check and the read-through can take minutes (the
-		// blob's lock, a peer's transfer, a whole read of a large copy):
-		// a consent revoked, a member suspended or an access window
-		// passed meanwhile must stop the bytes before the first goes out.
-		if head, aerr = s.head(ctx); aerr == nil {
-			_, aerr = newAuthState(s.chain, caller, head, s.opts.AccessWindow).authorizeGet(ctx, ref, sum)
-		}
-		if aerr != nil {
+		if head, aerr = s.reauthorizeGet(ctx, caller, head, ref, sum); aerr != nil {
 			writeError(w, aerr)
 			return
 		}
 	}
 	s.serveStored(w, r, key, info, caller.Address, head.Height, nil)
+}
+
+// reauthorizeGet judges again a GET that caller's request, authorized at
+// head, waited on: a range's copy check or a read-through can take minutes
+// (the blob's lock, a peer's transfer, a whole read of a large copy), and
+// a consent revoked, a member suspended or replaced, or an access window
+// passed meanwhile must stop the bytes before the first goes out. It
+// reads the node's head, which must not have gone back, and the caller's
+// membership anew (caller is as authentication read it), and returns the
+// head it authorized at.
+func (s *Server) reauthorizeGet(ctx context.Context, caller *emrv1.Member, was Head, ref BlobRef, sum blobstore.Sum) (Head, *apiError) {
+	head, aerr := s.head(ctx)
+	if aerr != nil {
+		return Head{}, aerr
+	}
+	if head.Height < was.Height {
+		return Head{}, retryLater(http.StatusServiceUnavailable, CodeChainBehind, time.Second,
+			"the node's head went back from height %d to %d while the request waited: not judged again on older state", was.Height, head.Height)
+	}
+	now, err := s.chain.Member(ctx, caller.Address)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return Head{}, forbidden("member %x is no longer on the chain", caller.Address)
+	case err != nil:
+		return Head{}, chainError(err)
+	case !bytes.Equal(now.SignPubKey, caller.SignPubKey):
+		return Head{}, unauthenticated("the signing key of %x was replaced while the request waited; sign the request anew", caller.Address)
+	case !app.IsActive(now):
+		return Head{}, forbidden("member %x is %s", caller.Address, app.StatusName(now.Status))
+	}
+	if _, aerr := newAuthState(s.chain, now, head, s.opts.AccessWindow).authorizeGet(ctx, ref, sum); aerr != nil {
+		return Head{}, aerr
+	}
+	return head, nil
 }
 
 // serveStored answers r with the stored blob key (info: its Stat), or the

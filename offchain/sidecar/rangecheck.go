@@ -127,21 +127,22 @@ func (v *verifiedCopies) forget(key blobstore.Key) {
 // or its error, which they all share, unless its ctx ends first. A copy
 // found damaged while it was read (forget) gets no verdict of intact: the
 // read saw bytes from before. now is the clock; the verdict is remembered
-// as of when the read began.
-func (v *verifiedCopies) check(ctx context.Context, key blobstore.Key, now func() time.Time, read func() (bool, error)) (intact bool, err error) {
+// as of when the read began. remembered says the verdict was one found
+// earlier, given at once: otherwise the caller waited for a read.
+func (v *verifiedCopies) check(ctx context.Context, key blobstore.Key, now func() time.Time, read func() (bool, error)) (intact, remembered bool, err error) {
 	v.mu.Lock()
 	if v.freshLocked(key, now()) {
 		v.mu.Unlock()
-		return true, nil
+		return true, true, nil
 	}
 	if c := v.inflight[key]; c != nil {
 		c.joined++
 		v.mu.Unlock()
 		select {
 		case <-c.done:
-			return c.intact, c.err
+			return c.intact, false, c.err
 		case <-ctx.Done():
-			return false, ctx.Err()
+			return false, false, ctx.Err()
 		}
 	}
 	if v.inflight == nil {
@@ -165,7 +166,8 @@ func (v *verifiedCopies) check(ctx context.Context, key blobstore.Key, now func(
 		close(c.done)
 	}()
 	err = errors.New("the read of the copy did not finish") // a panic: net/http recovers it
-	return read()
+	intact, err = read()
+	return intact, false, err
 }
 
 // checkCopyForRange makes sure the stored copy of key is intact before a
@@ -176,9 +178,11 @@ func (v *verifiedCopies) check(ctx context.Context, key blobstore.Key, now func(
 // blob): the error then wraps blobstore.ErrNotFound, and the caller reads
 // the blob through from a peer, whose copy a Put verifies as it keeps it.
 // nil: the copy is intact (on the first read, or the second). Other errors
-// are the store's, or ctx's: nothing may be served.
-func (s *Server) checkCopyForRange(ctx context.Context, key blobstore.Key) error {
-	intact, err := s.verified.check(ctx, key, s.opts.Now, func() (bool, error) {
+// are the store's, or ctx's: nothing may be served. waited is false only
+// when the verdict was a remembered one, given at once: a request that
+// waited must be authorized again before it is answered.
+func (s *Server) checkCopyForRange(ctx context.Context, key blobstore.Key) (waited bool, err error) {
+	intact, remembered, err := s.verified.check(ctx, key, s.opts.Now, func() (bool, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rangeCheckTimeout)
 		defer cancel()
 		bp := s.bufs.Get().(*[]byte)
@@ -192,28 +196,28 @@ func (s *Server) checkCopyForRange(ctx context.Context, key blobstore.Key) error
 		return intact, err
 	})
 	if err != nil || intact {
-		return err
+		return !remembered, err
 	}
 	unlock, err := s.blobs.lockCtx(ctx, key)
 	if err != nil {
 		s.log.Error("damaged blob left: the request ended while its drop waited for the blob's lock (the next GET or the scrub drops it)",
 			"sha256", key.Sum.String(), "key", key.String(), "err", err)
-		return err
+		return true, err
 	}
 	defer unlock()
 	if s.verified.fresh(key, s.opts.Now()) {
-		return nil // another range that shared the verdict dropped it, and kept a peer's copy
+		return true, nil // another range that shared the verdict dropped it, and kept a peer's copy
 	}
 	dropped, err := s.dropDamagedCopyLocked(context.WithoutCancel(ctx), key)
 	s.log.Error("damaged blob judged again before a range", "sha256", key.Sum.String(), "key", key.String(),
 		"dropped", dropped, "err", err)
 	switch {
 	case err != nil:
-		return err
+		return true, err
 	case dropped:
-		return fmt.Errorf("%w: the stored copy was damaged, and is dropped", blobstore.ErrNotFound)
+		return true, fmt.Errorf("%w: the stored copy was damaged, and is dropped", blobstore.ErrNotFound)
 	case s.verified.fresh(key, s.opts.Now()):
-		return nil // intact when read again (a fault of the first read)
+		return true, nil // intact when read again (a fault of the first read)
 	}
-	return fmt.Errorf("%w: the stored copy is gone", blobstore.ErrNotFound)
+	return true, fmt.Errorf("%w: the stored copy is gone", blobstore.ErrNotFound)
 }

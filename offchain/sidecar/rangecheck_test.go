@@ -393,7 +393,7 @@ func TestFailedReadIsShared(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
-			if _, err := v.check(context.Background(), key, time.Now, read); err == nil {
+			if _, _, err := v.check(context.Background(), key, time.Now, read); err == nil {
 				t.Error("a failed read gave a verdict")
 			}
 		})
@@ -654,7 +654,7 @@ func TestPanickedCheckFreesTheCopy(t *testing.T) {
 	leader := make(chan any, 1)
 	go func() {
 		defer func() { leader <- recover() }()
-		_, _ = v.check(context.Background(), key, time.Now, func() (bool, error) {
+		_, _, _ = v.check(context.Background(), key, time.Now, func() (bool, error) {
 			<-release
 			panic("injected")
 		})
@@ -672,7 +672,7 @@ func TestPanickedCheckFreesTheCopy(t *testing.T) {
 		}
 	}
 	go func() {
-		_, err := v.check(context.Background(), key, time.Now, func() (bool, error) { return true, nil })
+		_, _, err := v.check(context.Background(), key, time.Now, func() (bool, error) { return true, nil })
 		waiter <- err
 	}()
 	waitJoined(t, &v, key, 1)
@@ -683,7 +683,7 @@ func TestPanickedCheckFreesTheCopy(t *testing.T) {
 	if err := <-waiter; err == nil {
 		t.Fatal("a check that waited for a read that panicked got a verdict")
 	}
-	if ok, err := v.check(context.Background(), key, time.Now, func() (bool, error) { return true, nil }); !ok || err != nil {
-		t.Fatalf("the next check: intact %v, %v; want a fresh read", ok, err)
+	if ok, remembered, err := v.check(context.Background(), key, time.Now, func() (bool, error) { return true, nil }); !ok || remembered || err != nil {
+		t.Fatalf("the next check: intact %v, remembered %v, %v; want a fresh read", ok, remembered, err)
 	}
 }
