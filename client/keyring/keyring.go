@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cometbft/cometbft/crypto/ed25519"
 
@@ -440,11 +441,18 @@ func (kr *Keyring) lock(name string) (func(), error) {
 	return release, nil
 }
 
-// Delete removes a key file.
+// Delete removes a key file, under the key's lock: a Save in progress in
+// another run (a rotation writing a new KEK) would otherwise write the
+// deleted key back after Delete said it was gone.
 func (kr *Keyring) Delete(name string) error {
 	if err := CheckName(name); err != nil {
 		return err
 	}
+	unlock, err := kr.lock(name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if err := os.Remove(kr.path(name)); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("%w: %q", ErrNotFound, name)
@@ -467,7 +475,7 @@ func (kr *Keyring) Export(name string) ([]byte, error) {
 		return nil, err
 	}
 	defer clear(pass)
-	if len(pass) < MinPassphraseLen {
+	if utf8.RuneCount(pass) < MinPassphraseLen {
 		return nil, fmt.Errorf("keyring: export passphrase must have at least %d characters", MinPassphraseLen)
 	}
 	f, _, err := seal(formatExport, BackendFile, k, pass, kr.kdf, nil)
@@ -547,7 +555,7 @@ func (kr *Keyring) store(k *Key, isNew bool) error {
 				return err
 			}
 			defer clear(pass)
-			if len(pass) < MinPassphraseLen {
+			if utf8.RuneCount(pass) < MinPassphraseLen {
 				return fmt.Errorf("keyring: passphrase must have at least %d characters", MinPassphraseLen)
 			}
 		}

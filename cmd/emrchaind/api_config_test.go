@@ -157,6 +157,12 @@ func TestHealthHeadAgeConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// app.toml may hold minio_secret_key: its owner's alone.
+	if info, err := os.Stat(filepath.Join(home, "config", appConfigFile)); err != nil {
+		t.Fatal(err)
+	} else if info.Mode().Perm() != 0o600 {
+		t.Fatalf("app.toml has mode %v; want 0600", info.Mode().Perm())
+	}
 	_, grpcTable, _ := strings.Cut(string(raw), "\n[grpc]\n")
 	grpcTable, _, _ = strings.Cut(grpcTable, "\n[")
 	if !strings.Contains(grpcTable, "\nmax_head_age = \"2h0m10s\"\n") {

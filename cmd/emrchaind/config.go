@@ -494,7 +494,8 @@ func writeAppConfig(home string, c appConfig) error {
 		c.Store.SnapshotInterval, c.Store.SnapshotKeepRecent, c.App.SigCacheSize, tomlStrings(c.App.AllowedPeers), tomlStrings(c.App.AllowedHosts),
 		c.GRPC.Enable, c.GRPC.Address, c.GRPC.BroadcastTimeout.String(), c.GRPC.MaxHeadAge.String(),
 		c.API.Enable, c.API.Address, tomlStrings(c.API.CORSAllowedOrigins)) + renderSidecarConfig(c.Sidecar)
-	return durable.ReplaceFile(filepath.Join(home, cmtcfg.DefaultConfigDir, appConfigFile), []byte(body), 0o644)
+	// 0600: it may hold minio_secret_key.
+	return durable.ReplaceFile(filepath.Join(home, cmtcfg.DefaultConfigDir, appConfigFile), []byte(body), 0o600)
 }
 
 // tomlStrings formats a TOML array of strings.

@@ -84,6 +84,40 @@ func TestSidecarEmergencyKey(t *testing.T) {
 	if c, err := load(file); err != nil || !bytes.Equal(c.options().Emergency.Address(), fileKey.Address()) {
 		t.Fatalf("passphrase from a file: %v", err)
 	}
+	// A passphrase file others may read, or that is not a file, or is too
+	// long to be one, unlocks nothing (the session-47 review: "echo ... >
+	// file" under umask 022 made the passphrase of the key that opens
+	// every opted-in patient's KEK readable by every local user).
+	passFile := filepath.Join(nodeHome, "er-passphrase")
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o620} {
+		if err := os.Chmod(passFile, mode); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := load(file); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+			t.Errorf("passphrase file of mode %04o: %v; want it refused, naming chmod 600", mode, err)
+		}
+	}
+	if err := os.Chmod(passFile, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := load(file); err != nil {
+		t.Fatalf("passphrase file of mode 0400: %v", err)
+	}
+	for name, bad := range map[string]string{
+		"a directory": t.TempDir(),
+		"too long":    filepath.Join(t.TempDir(), "long"),
+	} {
+		if name == "too long" {
+			if err := os.WriteFile(bad, bytes.Repeat([]byte("x"), maxPassphraseFile+1), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		long := file
+		long.EmergencyPassphraseFile = bad
+		if _, err := load(long); err == nil {
+			t.Errorf("passphrase file that is %s was read", name)
+		}
+	}
 
 	missing := defaultSidecarConfig()
 	missing.EmergencyKey, missing.EmergencyKeyringHome = "er", filepath.Join(nodeHome, "no-such-home")

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"github.com/cometbft/cometbft/libs/log"
 	"github.com/spf13/cobra"
@@ -104,13 +106,64 @@ func (k serviceKey) passphrase(_ keyring.Purpose, name string) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("key %q is encrypted: set %s_passphrase_file (--%s-passphrase-file) or %s", name, k.prefix, k.prefix, k.env)
 	}
-	raw, err := os.ReadFile(*k.passFile)
+	raw, err := readPassphraseFile(*k.passFile)
 	if err != nil {
 		return nil, fmt.Errorf("%s_passphrase_file: %w", k.prefix, err)
 	}
 	defer clear(raw)
 	line, _, _ := bytes.Cut(raw, []byte("\n"))
 	return bytes.Clone(bytes.TrimSuffix(line, []byte("\r"))), nil
+}
+
+// maxPassphraseFile bounds what is read of a passphrase file.
+const maxPassphraseFile = 4 << 10
+
+// readPassphraseFile reads a passphrase file that only its owner may read
+// or write: a regular file of at most maxPassphraseFile bytes, refused if
+// its mode lets the group or others in (as ssh refuses such a private
+// key). The passphrase unlocks a service key that opens every opted-in
+// patient's key, and "echo ... > file" under the usual umask makes the
+// file readable by every local user. A FIFO or a device is refused before
+// it is opened, and the mode is checked again on the open file.
+func readPassphraseFile(path string) ([]byte, error) {
+	check := func(info os.FileInfo) error {
+		switch {
+		case !info.Mode().IsRegular():
+			return fmt.Errorf("%s is not a regular file (%s)", path, info.Mode().Type())
+		case runtime.GOOS != "windows" && info.Mode().Perm()&0o077 != 0:
+			return fmt.Errorf("%s has mode %04o, so other users may read or change it: chmod 600 %s", path, info.Mode().Perm(), path)
+		case info.Size() > maxPassphraseFile:
+			return fmt.Errorf("%s has %d bytes; a passphrase file holds at most %d", path, info.Size(), maxPassphraseFile)
+		}
+		return nil
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := check(info); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if info, err = f.Stat(); err != nil {
+		return nil, err
+	}
+	if err := check(info); err != nil {
+		return nil, err
+	}
+	raw, err := io.ReadAll(io.LimitReader(f, maxPassphraseFile+1))
+	if err == nil && len(raw) > maxPassphraseFile {
+		err = fmt.Errorf("%s grew past %d bytes while it was read", path, maxPassphraseFile)
+	}
+	if err != nil {
+		clear(raw)
+		return nil, err
+	}
+	return raw, nil
 }
 
 // addFlags gives the sidecar command the key's flags; role says what the
@@ -120,7 +173,7 @@ func (k serviceKey) addFlags(cmd *cobra.Command, role string) {
 	f.String(k.prefix+"-key", "", role+" whose key has this name in an emrcli keyring (default: app.toml "+k.prefix+"_key; empty: not the "+k.what+")")
 	f.String(k.prefix+"-keyring-home", "", "emrcli home holding that keyring (default: app.toml "+k.prefix+"_keyring_home)")
 	f.String(k.prefix+"-keyring-backend", "", `backend of that keyring: "file" (encrypted) or "test" (UNENCRYPTED) (default: app.toml, else file)`)
-	f.String(k.prefix+"-passphrase-file", "", "file whose first line is the passphrase of a file-backend "+k.prefix+" key (default: app.toml, else "+k.env+")")
+	f.String(k.prefix+"-passphrase-file", "", "file whose first line is the passphrase of a file-backend "+k.prefix+" key, readable by its owner only (chmod 600) (default: app.toml, else "+k.env+")")
 }
 
 // flags are the flags of addFlags and the settings they override; paths

@@ -349,7 +349,8 @@ peers = %s
 # the home directory; created with "emrcli keys add"), whose backend is
 # emergency_keyring_backend ("file", encrypted, or "test", UNENCRYPTED). The
 # passphrase of a "file" key is the first line of emergency_passphrase_file
-# (mode 0600; relative to the home directory), else
+# (relative to the home directory; refused unless only its owner may read it,
+# mode 0600 or 0400), else
 # EMRCHAIND_EMERGENCY_PASSPHRASE. Empty emergency_key: not an emergency
 # service (the route answers 404 no_emergency_service).
 emergency_key = %q

@@ -65,11 +65,13 @@ patient's key-encryption key.
 
 The "file" keyring (HOME/keyring-file, files 0600) encrypts each key with
 AES-256-GCM under an argon2id-derived key; the passphrase comes from
-EMRCLI_PASSPHRASE or a prompt (typed without echo on Linux, macOS, the
-BSDs and Windows consoles). The "test" keyring (HOME/keyring-test) keeps
-keys UNENCRYPTED, for scripts and tests only.`,
+a prompt (typed without echo on Linux, macOS, the BSDs and Windows
+consoles), or for scripts EMRCLI_PASSPHRASE when set and not empty (kept
+out of shell history by the script's own means: a variable set on a command
+line is in the history). The "test" keyring (HOME/keyring-test) keeps keys
+UNENCRYPTED, for scripts and tests only.`,
 		Example: `  emrcli keys add alice
-  EMRCLI_PASSPHRASE=... emrcli keys list
+  emrcli keys list
   emrcli keys show alice --address
   emrcli keys import-dev ./node0/dev-keys/registrar.json --keyring-backend test`,
 	}
@@ -254,6 +256,13 @@ func newKeysImportCmd(a *cli) *cobra.Command {
 				return err
 			}
 			v := viewKey(k.Info(kr.Backend()))
+			if kr.Backend() == keyring.BackendTest {
+				// An export is a real key, under a passphrase: the test
+				// backend (perhaps EMRCLI_KEYRING_BACKEND=test left set
+				// by a script) keeps it in the clear.
+				fmt.Fprintf(a.stderr, "Warning: key %q is stored UNENCRYPTED in the test keyring (%s): its private keys and the patient's key-encryption keys are in the clear on disk. "+
+					"Delete it and import it again with --keyring-backend file unless this is a test.\n", v.Name, kr.Dir())
+			}
 			// Two copies of one account in one keyring drift apart: a
 			// rotation made with one (a revoke) leaves the other without
 			// the new key-encryption key.

@@ -13,7 +13,8 @@ import (
 )
 
 // passphrase answers the keyring: EMRCLI_PASSPHRASE (EMRCLI_EXPORT_PASSPHRASE
-// for export files) when set, else a prompt on the terminal (without echo),
+// for export files) when set and not empty (as emrchaind reads its
+// passphrase variables), else a prompt on the terminal (without echo),
 // else one line of standard input.
 func (a *cli) passphrase(p keyring.Purpose, name string) ([]byte, error) {
 	env, what := envPassphrase, fmt.Sprintf("Passphrase for key %q", name)
@@ -25,7 +26,7 @@ func (a *cli) passphrase(p keyring.Purpose, name string) ([]byte, error) {
 	case keyring.ImportKey:
 		env, what = envExportPassphrase, fmt.Sprintf("Passphrase of the export file (key %q)", name)
 	}
-	if v, ok := os.LookupEnv(env); ok {
+	if v := os.Getenv(env); v != "" {
 		return []byte(v), nil
 	}
 	first, err := a.readSecret(what+": ", env)

@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/emrchain/emrchain/internal/durable"
 	"github.com/emrchain/emrchain/offchain/crypto"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
@@ -150,19 +151,16 @@ encryption key and needs none of this.`,
 			if err != nil {
 				return err
 			}
-			f, err := os.OpenFile(output, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-			if err != nil {
-				return err
-			}
-			_, err = fmt.Fprintln(f, hex.EncodeToString(crypto.MarshalEncryptionPrivateKey(k)))
+			// Durable, name included, before the public key is shown: a
+			// study registered with a key whose private half a crash lost
+			// can never read what is shared with it.
+			secret := []byte(hex.EncodeToString(crypto.MarshalEncryptionPrivateKey(k)) + "\n")
+			err = durable.WriteFile(output, secret, 0o600)
+			clear(secret)
 			if err == nil {
-				err = f.Sync()
-			}
-			if cerr := f.Close(); err == nil {
-				err = cerr
+				err = durable.SyncDir(filepath.Dir(output))
 			}
 			if err != nil {
-				os.Remove(output)
 				return err
 			}
 			out := struct {

@@ -31,21 +31,24 @@ func SyncDir(dir string) error {
 
 // WriteFile writes data to a new file at path (it must not exist) with
 // permissions perm and fsyncs it before closing. The name itself is
-// durable once its directory is synced (SyncDir).
+// durable once its directory is synced (SyncDir). A file it fails to write
+// whole is removed, so that a retry does not find it there.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	return f.Close()
+	if err != nil {
+		os.Remove(path)
+	}
+	return err
 }
 
 // ReplaceFile writes data to path with permissions perm through a

@@ -11,6 +11,8 @@
 // no lock behind, only the (empty) lock file. The wait polls (LOCK_NB,
 // then a short sleep that doubles: ctxtime.Retry) rather than
 // blocking in the kernel, because a blocking flock cannot be given up
-// when the context ends. Where flock is missing (not unix, or AIX) Lock
-// does nothing.
+// when the context ends. On Windows the lock is LockFileEx's on the lock
+// file's first byte, which also belongs to the open handle and goes with
+// the process. Where neither is at hand (AIX, and systems that are neither
+// unix nor Windows) Lock does nothing.
 package filelock
