@@ -166,7 +166,8 @@
 // (RecordStreamAAD, ShareStreamAAD, StudyKeyBinding), tempfile.go the
 // temporary files. EmergencyDownload is Download for a clinician's break-glass read
 // (RecordAccess of purpose emergency through an emergency service the
-// patient opted in to, found with EmergencyServices): the data key is
+// patient opted in to, found with EmergencyServices, giving the
+// clinician's reason, EmergencyDownloadRequest.Reason): the data key is
 // released by the service's sidecar after the read, sealed to the
 // clinician (emergency.go).
 //

@@ -210,7 +210,10 @@ func (c *Client) EmergencyDownload(ctx context.Context, s Signer, req EmergencyD
 	if req.EncKey == nil {
 		return nil, errors.New("download: no encryption key to open the released data key with")
 	}
-	if !req.ReuseAccess {
+	switch {
+	case req.ReuseAccess && req.Reason != 0:
+		return nil, errors.New("download: a reused emergency read gives no new reason (its own stands): leave Reason unset with ReuseAccess")
+	case !req.ReuseAccess:
 		if err := app.CheckEmergencyReason(req.Reason); err != nil {
 			return nil, fmt.Errorf("download: %w", err)
 		}

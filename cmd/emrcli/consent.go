@@ -44,7 +44,9 @@ role emergency-service: "emrcli member show" says), is your opt-in to
 emergency ("break-glass") reads by that organization's clinicians: any active
 clinician of it may then read your records of --categories (default: all)
 without a consent of their own, with "emrcli download --purpose emergency".
-Each such read is logged on chain as an emergency read naming the service:
+Each such read is logged on chain as an emergency read naming the service
+and the clinician's reason (patient-incapacitated, immediate-threat or
+patient-request):
 you see it in "emrcli audit", and the organization's auditors review them.
 The service holds your key (sealed to its emergency key like any grantee's)
 and releases to the clinician only the data key of each record read, never

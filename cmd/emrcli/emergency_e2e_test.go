@@ -180,7 +180,7 @@ func TestEmergencyRead(t *testing.T) {
 	t.Logf("a category the opt-in does not cover: %s", line)
 
 	// "read --purpose emergency" logs one too (through the service found).
-	if text := e.ok("read", "--from", "dr-er", "--patient", pid, "--record", fmt.Sprint(recRx), "--purpose", "emergency", "--reason", "patient-incapacitated"); !strings.Contains(text, "read logged (emergency)") {
+	if text := e.ok("read", "--from", "dr-er", "--patient", pid, "--record", fmt.Sprint(recRx), "--purpose", "emergency", "--reason", "patient-incapacitated"); !strings.Contains(text, "read logged (emergency, reason patient-incapacitated)") {
 		t.Fatalf("read --purpose emergency says:\n%s", text)
 	}
 

@@ -211,7 +211,12 @@ logs the read the same way).`,
 			out := struct {
 				Records []recordView `json:"records"`
 				Tx      *txView      `json:"tx"`
+				// EmergencyReason is a break-glass read's reason.
+				EmergencyReason string `json:"emergency_reason,omitempty"`
 			}{Tx: viewTx(res), Records: []recordView{}}
+			if reason != 0 {
+				out.EmergencyReason = app.EmergencyReasonName(reason)
+			}
 			var recs []*emrv1.Record
 			for _, seq := range seqs {
 				r, err := c.Record(ctx, pid, seq)
@@ -230,7 +235,11 @@ logs the read the same way).`,
 				out.Records = append(out.Records, viewRecord(r))
 			}
 			return a.emit(out, func(w io.Writer) {
-				fmt.Fprintf(w, "read logged (%s)\n", purposeName(purpose))
+				if out.EmergencyReason != "" {
+					fmt.Fprintf(w, "read logged (%s, reason %s)\n", purposeName(purpose), out.EmergencyReason)
+				} else {
+					fmt.Fprintf(w, "read logged (%s)\n", purposeName(purpose))
+				}
 				out.Tx.text(w)
 				for _, r := range out.Records {
 					fmt.Fprintln(w)
@@ -257,7 +266,7 @@ var reasonWords = []string{"patient-incapacitated", "immediate-threat", "patient
 
 // reasonFlag adds --reason, why a break-glass read breaks the glass.
 func reasonFlag(cmd *cobra.Command, reason *string) {
-	cmd.Flags().StringVar(reason, "reason", "", "with --purpose emergency (required): why you break the glass, "+strings.Join(reasonWords[:2], ", ")+" or "+reasonWords[2]+"; on the patient's audit trail")
+	cmd.Flags().StringVar(reason, "reason", "", "with --purpose emergency, required for a new read: why you break the glass, "+strings.Join(reasonWords[:2], ", ")+" or "+reasonWords[2]+"; on the patient's audit trail")
 	_ = cmd.RegisterFlagCompletionFunc("reason", cobra.FixedCompletions(reasonWords, cobra.ShellCompDirectiveNoFileComp))
 }
 
