@@ -3,7 +3,6 @@ package sidecar
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -117,16 +116,13 @@ func TestReadThroughIsNotServedAfterTheConsentWasRevokedDuringTheTransfer(t *tes
 // authenticated before a suspension sees it without asking the chain again.
 type freshMembers struct{ *fakeChain }
 
-func (f freshMembers) Member(_ context.Context, addr []byte) (*emrv1.Member, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := f.check(); err != nil {
+func (f freshMembers) Member(ctx context.Context, addr []byte) (*emrv1.Member, error) {
+	m, err := f.fakeChain.Member(ctx, addr)
+	if err != nil {
 		return nil, err
 	}
-	m, ok := f.members[string(addr)]
-	if !ok {
-		return nil, fmt.Errorf("%w: member", ErrNotFound)
-	}
+	f.mu.Lock() // setStatus edits m under it
+	defer f.mu.Unlock()
 	return proto.Clone(m).(*emrv1.Member), nil
 }
 
