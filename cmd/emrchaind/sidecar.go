@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/signal"
@@ -115,6 +116,9 @@ type sidecarConfig struct {
 	// sidecar lacks is fetched through them on the member's own signed
 	// request and kept (read-through replication).
 	Peers []string `toml:"peers"`
+	// MetricsFrom are the networks (CIDR prefixes, or single addresses)
+	// whose hosts may read GET /metrics; empty: nobody.
+	MetricsFrom []string `toml:"metrics_from"`
 	// EmergencyKey names, in an emrcli keyring, the key of the
 	// organization's emergency ("break-glass") service this sidecar acts as
 	// (empty: it is none); EmergencyKeyringHome is that keyring's emrcli
@@ -145,6 +149,8 @@ type sidecarConfig struct {
 	// when none.
 	emergency *sidecar.EmergencyService
 	storage   sidecar.StorageIdentity
+	// metricsFrom is MetricsFrom parsed (by resolve).
+	metricsFrom []netip.Prefix
 }
 
 // duration is a time.Duration written "10m" in TOML.
@@ -186,6 +192,7 @@ func defaultSidecarConfig() sidecarConfig {
 		SweepMaxDeletes: sidecar.DefaultSweepMaxDeletes,
 		SweepMaxChecks:  sidecar.DefaultSweepMaxChecks,
 		Peers:           []string{},
+		MetricsFrom:     prefixStrings(sidecar.DefaultMetricsFrom()),
 
 		EmergencyKeyringBackend: defaultServiceKeyringBackend,
 		StorageKeyringBackend:   defaultServiceKeyringBackend,
@@ -339,6 +346,12 @@ scrub_bytes_per_second = %d
 # does not hold is fetched through them with the member's own signed request,
 # checked against its SHA-256 and kept. Empty: serve only local blobs.
 peers = %s
+# Who may read GET /metrics (Prometheus): the hosts of these networks (CIDR
+# prefixes or single addresses; others get 403). The counters tell when
+# break-glass keys are released and reads are served. Behind a reverse proxy
+# on this host every request comes from loopback: keep /metrics from it at
+# the proxy. Empty: nobody.
+metrics_from = %s
 # Break-glass: make this sidecar its organization's emergency service, the
 # member registered with role emergency service whose encryption key the
 # patients' opt-ins are sealed to. It then releases a record's data key
@@ -384,7 +397,7 @@ replica_bytes_per_second = %d
 		c.MinIOSecure, c.MinIORegion, c.MinIOPrefix, time.Duration(c.AccessWindow).String(), time.Duration(c.MaxClockSkew).String(), time.Duration(c.MaxHeadAge).String(),
 		c.ReplayCacheSize, c.ReplayPerSigner, c.FailedAuthPerMinute, c.PendingBytesPerSigner, c.PendingBytesPatients, c.PendingBytesTotal,
 		time.Duration(c.UploadIdleTimeout).String(), c.UploadMinRate, c.MaxUploads, c.MaxUploadsPerSigner, c.MaxUploadsPatients, time.Duration(c.SweepInterval).String(), time.Duration(c.SweepGrace).String(), c.SweepMaxDeletes, c.SweepMaxChecks,
-		time.Duration(c.ScrubInterval).String(), c.ScrubBytesPerSecond, tomlStrings(c.Peers),
+		time.Duration(c.ScrubInterval).String(), c.ScrubBytesPerSecond, tomlStrings(c.Peers), tomlStrings(c.MetricsFrom),
 		c.EmergencyKey, c.EmergencyKeyringHome, c.EmergencyKeyringBackend, c.EmergencyPassphraseFile,
 		c.StorageKey, c.StorageKeyringHome, c.StorageKeyringBackend, c.StoragePassphraseFile,
 		time.Duration(c.ReplicaInterval).String(), c.ReplicaBytesPerSecond)
@@ -466,6 +479,14 @@ func (c *sidecarConfig) resolve(home string) error {
 	case c.PendingBytesTotal > 0 && c.PendingBytesPatients >= c.PendingBytesTotal:
 		return fmt.Errorf("sidecar: pending_bytes_patients (%d) must be below pending_bytes_total (%d), or it bounds nothing the total does not; 0 for no bound of its own",
 			c.PendingBytesPatients, c.PendingBytesTotal)
+	}
+	c.metricsFrom = make([]netip.Prefix, 0, len(c.MetricsFrom))
+	for _, s := range c.MetricsFrom {
+		p, err := parsePrefix(s)
+		if err != nil {
+			return fmt.Errorf("sidecar: metrics_from: %w", err)
+		}
+		c.metricsFrom = append(c.metricsFrom, p)
 	}
 	return c.resolveServiceKeys(home)
 }
@@ -562,6 +583,7 @@ func (c *sidecarConfig) options() sidecar.Options {
 		SweepMaxChecks:        c.SweepMaxChecks,
 		RefIndexDir:           refDir,
 		Peers:                 c.Peers,
+		MetricsFrom:           c.metricsFrom,
 		ScrubInterval:         scrub,
 		ScrubBytesPerSecond:   noBound(c.ScrubBytesPerSecond),
 		Emergency:             c.emergency,
@@ -782,7 +804,8 @@ or share must have exactly that blob.
 Requests are signed with the member's ed25519 key (X-Emr-Address,
 X-Emr-Timestamp, X-Emr-Body-SHA256, X-Emr-Signature); stale or replayed
 requests are refused. GET /healthz and GET /metrics
-(Prometheus) need no signature.
+(Prometheus; to the hosts of app.toml metrics_from only, loopback by
+default) need no signature.
 
 Quotas: one signer may have replay_per_signer requests within the
 timestamp window (beyond: 429 with Retry-After), one client host (IPv4
@@ -1011,4 +1034,30 @@ func loopbackNode(node string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && (ip.IsLoopback() || ip.IsUnspecified())
+}
+
+// parsePrefix reads a network of metrics_from: a CIDR prefix
+// ("10.1.0.0/16") or a single address ("10.1.2.3", "::1").
+func parsePrefix(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		if p != p.Masked() {
+			return netip.Prefix{}, fmt.Errorf("%q has host bits set: %s is the network", s, p.Masked())
+		}
+		return p, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is neither a CIDR prefix nor an IP address", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// prefixStrings writes prefixes as metrics_from takes them.
+func prefixStrings(ps []netip.Prefix) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return out
 }

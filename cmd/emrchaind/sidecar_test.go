@@ -602,9 +602,19 @@ func TestSidecarConfig(t *testing.T) {
 	want.MaxUploads = 32
 	want.MaxUploadsPerSigner = 4
 	want.MaxUploadsPatients = 0
+	want.MetricsFrom = []string{"10.9.0.0/16", "192.0.2.4", "::ffff:192.0.2.5"}
 	got := sidecarConfigRoundTrip(t, home, want)
 	if _, err := loadAppConfig(home); err != nil {
 		t.Fatalf("loadAppConfig rejects the [sidecar] table: %v", err)
+	}
+	def := defaultSidecarConfig()
+	if err := def.resolve(home); err != nil || !reflect.DeepEqual(prefixStrings(def.options().MetricsFrom), []string{"127.0.0.0/8", "::1/128"}) {
+		t.Fatalf("default metrics_from %v: %v", def.MetricsFrom, err)
+	}
+	none := defaultSidecarConfig()
+	none.MetricsFrom = []string{}
+	if err := none.resolve(home); err != nil || none.options().MetricsFrom == nil || len(none.options().MetricsFrom) != 0 {
+		t.Fatalf("metrics_from = [] must reach the sidecar as nobody (empty, not nil): %v %v", none.options().MetricsFrom, err)
 	}
 	// minio_endpoint set and no backend: minio, credentials from the environment.
 	t.Setenv(envMinIOAccessKey, "")
@@ -617,6 +627,9 @@ func TestSidecarConfig(t *testing.T) {
 	got, _ = loadSidecarConfig(home)
 	if err := got.resolve(home); err != nil || got.Backend != "minio" || got.MinIOAccessKey != "ak" || got.MinIOSecretKey != "sk" {
 		t.Fatalf("minio from env: %+v %v", got, err)
+	}
+	if from := prefixStrings(got.options().MetricsFrom); !reflect.DeepEqual(from, []string{"10.9.0.0/16", "192.0.2.4/32", "192.0.2.5/32"}) {
+		t.Fatalf("metrics_from %v reached the sidecar as %v", want.MetricsFrom, from)
 	}
 
 	raw, _ := os.ReadFile(path)
@@ -640,6 +653,8 @@ func TestSidecarConfig(t *testing.T) {
 		func(c *sidecarConfig) { c.MaxUploads, c.MaxUploadsPerSigner = 4, 5 },
 		func(c *sidecarConfig) { c.MaxUploads, c.MaxUploadsPatients = 4, 4 },
 		func(c *sidecarConfig) { c.MaxUploadsPatients = -1 },
+		func(c *sidecarConfig) { c.MetricsFrom = []string{"10.9.0.1/16"} },
+		func(c *sidecarConfig) { c.MetricsFrom = []string{"monitoring.example"} },
 	} {
 		c := defaultSidecarConfig()
 		bad(&c)

@@ -59,7 +59,8 @@
 //	GET /healthz             200/503 JSON: the store and the chain reachable
 //	  (checked at most once a second; which failed, the error in the log),
 //	  and the emergency service it runs (emergency_service), if any.
-//	GET /metrics             Prometheus: emrchain_sidecar_bytes_in_total,
+//	GET /metrics             Prometheus (to hosts of Options.MetricsFrom only,
+//	  loopback by default; 403 otherwise): emrchain_sidecar_bytes_in_total,
 //	  bytes_out_total, requests_total{route,outcome},
 //	  request_duration_seconds{route}, sweep_* counters,
 //	  quota_refusals_total{reason}, pending_bytes, damaged_copies_total,

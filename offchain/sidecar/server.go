@@ -202,6 +202,12 @@ type Options struct {
 	// Registry receives the metrics; nil means a fresh one with the Go and
 	// process collectors. /metrics serves it.
 	Registry *prometheus.Registry
+	// MetricsFrom are the networks whose hosts (the connection's address)
+	// may read /metrics; others get 403. Nil means loopback only
+	// (DefaultMetricsFrom); empty, not nil, means nobody. The counters say
+	// when break-glass keys are released and reads served, which is no
+	// outsider's business.
+	MetricsFrom []netip.Prefix
 	// Now is the wall clock (timestamps, sweep ages); nil means time.Now.
 	Now func() time.Time
 	// Peers are the other sidecars of the consortium (base URLs): a blob
@@ -318,6 +324,9 @@ func New(opts Options) (*Server, error) {
 	if opts.Registry == nil {
 		opts.Registry = defaultRegistry()
 	}
+	if opts.MetricsFrom == nil {
+		opts.MetricsFrom = DefaultMetricsFrom()
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -378,7 +387,7 @@ func New(opts Options) (*Server, error) {
 	mux.HandleFunc("GET "+EmergencyKeyPath, s.instrument("emergency_key", s.handleEmergencyKey))
 	mux.HandleFunc("GET "+ReplicaPathPrefix+"{owner}/{sha256}", s.instrument("replica", s.handleReplica))
 	mux.HandleFunc("GET /healthz", s.instrument("healthz", s.handleHealth))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", s.metricsFromAllowed(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{})))
 	s.handler = mux
 	return s, nil
 }
@@ -741,4 +750,28 @@ func later(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// DefaultMetricsFrom is who may read /metrics unless Options.MetricsFrom
+// says otherwise: the loopback networks (a Prometheus on the same host).
+func DefaultMetricsFrom() []netip.Prefix {
+	return []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+}
+
+// metricsFromAllowed serves h to hosts within Options.MetricsFrom, 403 to
+// others. The host is the connection's (r.RemoteAddr): behind a reverse
+// proxy on the same host every request comes from loopback, and the proxy
+// must keep /metrics to itself.
+func (s *Server) metricsFromAllowed(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+			for _, p := range s.opts.MetricsFrom {
+				if p.Contains(ap.Addr().Unmap()) {
+					h.ServeHTTP(w, r)
+					return
+				}
+			}
+		}
+		writeError(w, forbidden("/metrics is served to the hosts of the sidecar's metrics_from only"))
+	})
 }
