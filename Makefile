@@ -34,11 +34,11 @@ test-race: ## Run the state machine, store and ABCI tests under the race detecto
 	$(GO) test -count=1 -race -timeout 15m ./app/... ./store/... ./abci/...
 
 .PHONY: lint
-lint: ## gofmt and go vet (emrcli also as built for Windows and macOS).
+lint: ## gofmt and go vet (emrcli and emrchaind also as built for Windows and macOS).
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
-	GOOS=windows $(GO) vet ./cmd/emrcli
-	GOOS=darwin $(GO) vet ./cmd/emrcli
+	GOOS=windows $(GO) vet ./cmd/emrcli ./cmd/emrchaind
+	GOOS=darwin $(GO) vet ./cmd/emrcli ./cmd/emrchaind
 
 .PHONY: fuzz
 fuzz: ## Fuzz every decoder for FUZZTIME each (default 30s).

@@ -448,6 +448,9 @@ func (kr *Keyring) Delete(name string) error {
 	if err := CheckName(name); err != nil {
 		return err
 	}
+	if _, err := os.Lstat(kr.path(name)); errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w: %q", ErrNotFound, name) // and no lock file made for it
+	}
 	unlock, err := kr.lock(name)
 	if err != nil {
 		return err

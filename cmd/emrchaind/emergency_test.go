@@ -84,37 +84,39 @@ func TestSidecarEmergencyKey(t *testing.T) {
 	if c, err := load(file); err != nil || !bytes.Equal(c.options().Emergency.Address(), fileKey.Address()) {
 		t.Fatalf("passphrase from a file: %v", err)
 	}
-	// A passphrase file others may read, or that is not a file, or is too
-	// long to be one, unlocks nothing (the session-47 review: "echo ... >
-	// file" under umask 022 made the passphrase of the key that opens
-	// every opted-in patient's KEK readable by every local user).
+	// A passphrase file others may read or change, or that is not a file,
+	// or is too long to be one, unlocks nothing (the session-47 review:
+	// "echo ... > file" under umask 022 made the passphrase of the key that
+	// opens every opted-in patient's KEK readable by every local user). A
+	// root-owned file may be group-readable (a Kubernetes Secret with an
+	// fsGroup), as PostgreSQL allows its key files.
 	passFile := filepath.Join(nodeHome, "er-passphrase")
-	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o620} {
+	modes := map[os.FileMode]bool{0o600: true, 0o400: true, 0o644: false, 0o604: false, 0o620: false, 0o660: false}
+	rootOwned := os.Geteuid() == 0 // the test's files are the test's user's
+	modes[0o640], modes[0o440] = rootOwned, rootOwned
+	for mode, ok := range modes {
 		if err := os.Chmod(passFile, mode); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := load(file); err == nil || !strings.Contains(err.Error(), "chmod 600") {
-			t.Errorf("passphrase file of mode %04o: %v; want it refused, naming chmod 600", mode, err)
+		_, err := load(file)
+		if ok && err != nil {
+			t.Errorf("passphrase file of mode %04o (root-owned: %v): %v", mode, rootOwned, err)
+		}
+		if !ok && (err == nil || !strings.Contains(err.Error(), "chmod 600")) {
+			t.Errorf("passphrase file of mode %04o (root-owned: %v): %v; want it refused, naming chmod 600", mode, rootOwned, err)
 		}
 	}
-	if err := os.Chmod(passFile, 0o400); err != nil {
+	if err := os.Chmod(passFile, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := load(file); err != nil {
-		t.Fatalf("passphrase file of mode 0400: %v", err)
+	long := filepath.Join(t.TempDir(), "long")
+	if err := os.WriteFile(long, append([]byte(pass+"\n"), bytes.Repeat([]byte("x"), maxPassphraseFile)...), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	for name, bad := range map[string]string{
-		"a directory": t.TempDir(),
-		"too long":    filepath.Join(t.TempDir(), "long"),
-	} {
-		if name == "too long" {
-			if err := os.WriteFile(bad, bytes.Repeat([]byte("x"), maxPassphraseFile+1), 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
-		long := file
-		long.EmergencyPassphraseFile = bad
-		if _, err := load(long); err == nil {
+	for name, bad := range map[string]string{"a directory": t.TempDir(), "too long (the right first line)": long} {
+		c := file
+		c.EmergencyPassphraseFile = bad
+		if _, err := load(c); err == nil {
 			t.Errorf("passphrase file that is %s was read", name)
 		}
 	}

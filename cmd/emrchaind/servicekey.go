@@ -7,7 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
+	"syscall"
 
 	"github.com/cometbft/cometbft/libs/log"
 	"github.com/spf13/cobra"
@@ -119,40 +119,29 @@ func (k serviceKey) passphrase(_ keyring.Purpose, name string) ([]byte, error) {
 const maxPassphraseFile = 4 << 10
 
 // readPassphraseFile reads a passphrase file that only its owner may read
-// or write: a regular file of at most maxPassphraseFile bytes, refused if
-// its mode lets the group or others in (as ssh refuses such a private
-// key). The passphrase unlocks a service key that opens every opted-in
+// or write (privateFile): a regular file of at most maxPassphraseFile
+// bytes. The passphrase unlocks a service key that opens every opted-in
 // patient's key, and "echo ... > file" under the usual umask makes the
-// file readable by every local user. A FIFO or a device is refused before
-// it is opened, and the mode is checked again on the open file.
+// file readable by every local user. It is opened without blocking (a
+// FIFO put in its place would otherwise hold the sidecar's start until
+// someone writes to it), and every check is made on the open file.
 func readPassphraseFile(path string) ([]byte, error) {
-	check := func(info os.FileInfo) error {
-		switch {
-		case !info.Mode().IsRegular():
-			return fmt.Errorf("%s is not a regular file (%s)", path, info.Mode().Type())
-		case runtime.GOOS != "windows" && info.Mode().Perm()&0o077 != 0:
-			return fmt.Errorf("%s has mode %04o, so other users may read or change it: chmod 600 %s", path, info.Mode().Perm(), path)
-		case info.Size() > maxPassphraseFile:
-			return fmt.Errorf("%s has %d bytes; a passphrase file holds at most %d", path, info.Size(), maxPassphraseFile)
-		}
-		return nil
-	}
-	info, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := check(info); err != nil {
-		return nil, err
-	}
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	if info, err = f.Stat(); err != nil {
+	info, err := f.Stat()
+	if err != nil {
 		return nil, err
 	}
-	if err := check(info); err != nil {
+	switch {
+	case !info.Mode().IsRegular():
+		return nil, fmt.Errorf("%s is not a regular file (%s)", path, info.Mode().Type())
+	case info.Size() > maxPassphraseFile:
+		return nil, fmt.Errorf("%s has %d bytes; a passphrase file holds at most %d", path, info.Size(), maxPassphraseFile)
+	}
+	if err := privateFile(path, info); err != nil {
 		return nil, err
 	}
 	raw, err := io.ReadAll(io.LimitReader(f, maxPassphraseFile+1))
@@ -164,6 +153,30 @@ func readPassphraseFile(path string) ([]byte, error) {
 		return nil, err
 	}
 	return raw, nil
+}
+
+// privateFile returns nil when the file info describes (at path) is
+// private enough to hold a secret, by PostgreSQL's rule for its key
+// files: owned by this process's user, no access for group or others
+// (0600, 0400); owned by root, group read at most (0640, 0440: a
+// Kubernetes Secret mounted with an fsGroup, which cannot be made 0400).
+// Where the owner is not known (Windows) the mode says nothing and is not
+// checked.
+func privateFile(path string, info os.FileInfo) error {
+	uid, known := fileOwner(info)
+	if !known {
+		return nil
+	}
+	perm := info.Mode().Perm()
+	switch me := os.Geteuid(); {
+	case uid == me && perm&0o077 == 0:
+		return nil
+	case uid == 0 && perm&0o037 == 0:
+		return nil
+	case uid != me && uid != 0:
+		return fmt.Errorf("%s is owned by user %d, neither this process's user (%d) nor root: that user may read or change it", path, uid, me)
+	}
+	return fmt.Errorf("%s has mode %04o, so other users may read or change it: chmod 600 %s (owned by root, 0640 will do)", path, perm, path)
 }
 
 // addFlags gives the sidecar command the key's flags; role says what the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -158,7 +159,9 @@ encryption key and needs none of this.`,
 			err = durable.WriteFile(output, secret, 0o600)
 			clear(secret)
 			if err == nil {
-				err = durable.SyncDir(filepath.Dir(output))
+				if err = durable.SyncDir(filepath.Dir(output)); err != nil {
+					os.Remove(output) // never shown: a rerun makes another
+				}
 			}
 			if err != nil {
 				return err

@@ -44,6 +44,10 @@
 //	  if it cannot be dropped). A scrub (Scrub,
 //	  every ScrubInterval) reads every stored blob and drops the damaged
 //	  ones the same way.
+//	  A blob GET that waited (the whole-copy check before a range, a read-through
+//	  from a peer) is judged again before its first byte, on a fresh head
+//	  and membership: 401/403 as above if the authority lapsed meanwhile,
+//	  503 chain_behind if the node's head went back.
 //	GET /v1/emergency-key?record=<patient id hex>/<seq>
 //	  an emergency service's release of one record's data key (below,
 //	  Break-glass): 200 JSON EmergencyKey, signed by the service
