@@ -365,10 +365,6 @@ type rotationOpts struct {
 	// version, when non-zero, is the key version the patient must still
 	// be at; otherwise the rotation is not built (and no KEK is made).
 	version uint64
-	// rewrapFrom, when non-zero, is the lowest new key version whose
-	// rotation re-wraps; one to a lower version defers it (decided on the
-	// version read, not the one expected: another device may have rotated).
-	rewrapFrom uint64
 }
 
 // errKeyMoved: the patient's key version is no longer the one a rotation
@@ -447,9 +443,13 @@ func (c *Client) rotationMsg(ctx context.Context, patientID []byte, newKEK KEKFu
 	}
 	defer clear(kek)
 	res := &RotationResult{OldVersion: p.KeyVersion, NewVersion: next}
-	if rewrap != nil && next < max(opts.rewrapFrom, p.MinKeyVersion) {
+	if rewrap != nil && next < p.MinKeyVersion {
 		// Below the floor a revocation set, the chain takes no re-wrapped
-		// key (a revoked grantee may hold that version's KEK).
+		// key (a revoked grantee may hold that version's KEK). A
+		// revocation's own rotations read the state at or after it
+		// (opts.after), where its floor is already raised; the version
+		// read decides, not the one expected: another device may have
+		// rotated.
 		rewrap, res.RewrapDeferred = nil, true
 	}
 	rot := &emrv1.MsgRotateKey{PatientId: patientID, NewKeyVersion: next, KekCheck: crypto.KEKCheck(kek, patientID, next)}
@@ -624,7 +624,7 @@ func (c *Client) RevokeAndRotate(ctx context.Context, s Signer, patientID, grant
 	// Two past the grantee's envelope, and at least the chain's floor for
 	// new records (an earlier revocation's rotations may be unfinished).
 	for v, target := p.KeyVersion, max(perm.KeyVersion+2, p.MinKeyVersion); v < target; {
-		rot, err := c.rotateKey(ctx, s, patientID, newKEK, rewrap, rotationOpts{after: res.RevokedHeight, revoked: grantee, rewrapFrom: target})
+		rot, err := c.rotateKey(ctx, s, patientID, newKEK, rewrap, rotationOpts{after: res.RevokedHeight, revoked: grantee})
 		if err != nil {
 			lockedOut := ""
 			if last := res.LastRotation(); last != nil && last.RewrapDeferred {

@@ -47,6 +47,19 @@ type DownloadResult struct {
 	Path string
 }
 
+// errRecordZero refuses a download of record 0.
+var errRecordZero = errors.New("download: record 0 does not exist (records are numbered from 1)")
+
+// checkDownload refuses a download into output that cannot be done
+// whatever the chain says: no sidecar, an output that is a directory or
+// (without overwrite) exists.
+func checkDownload(output string, overwrite bool, opts TransferOptions) error {
+	if len(opts.Sidecars) == 0 {
+		return errors.New("download: no sidecar URL configured")
+	}
+	return CheckOutput(output, overwrite)
+}
+
 // Download logs a read of a record (RecordAccess, committed) and fetches,
 // verifies and decrypts its ciphertext into req.Output. What can fail
 // without the chain (the output, the data key, that a sidecar answers) is
@@ -54,15 +67,12 @@ type DownloadResult struct {
 func (c *Client) Download(ctx context.Context, s Signer, req DownloadRequest, opts TransferOptions) (*DownloadResult, error) {
 	opts = opts.withMinHeight(c)
 	if req.Record == 0 {
-		return nil, errors.New("download: record 0 does not exist (records are numbered from 1)")
+		return nil, errRecordZero
 	}
 	if req.KEK == nil {
 		return nil, errors.New("download: no key-encryption key source")
 	}
-	if len(opts.Sidecars) == 0 {
-		return nil, errors.New("download: no sidecar URL configured")
-	}
-	if err := CheckOutput(req.Output, req.Overwrite); err != nil {
+	if err := checkDownload(req.Output, req.Overwrite, opts); err != nil {
 		return nil, err
 	}
 	purpose := req.Purpose

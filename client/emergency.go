@@ -205,7 +205,7 @@ type EmergencyDownloadResult struct {
 func (c *Client) EmergencyDownload(ctx context.Context, s Signer, req EmergencyDownloadRequest, opts TransferOptions) (*EmergencyDownloadResult, error) {
 	opts = opts.withMinHeight(c)
 	if req.Record == 0 {
-		return nil, errors.New("download: record 0 does not exist (records are numbered from 1)")
+		return nil, errRecordZero
 	}
 	if req.EncKey == nil {
 		return nil, errors.New("download: no encryption key to open the released data key with")
@@ -218,10 +218,7 @@ func (c *Client) EmergencyDownload(ctx context.Context, s Signer, req EmergencyD
 			return nil, fmt.Errorf("download: %w", err)
 		}
 	}
-	if len(opts.Sidecars) == 0 {
-		return nil, errors.New("download: no sidecar URL configured")
-	}
-	if err := CheckOutput(req.Output, req.Overwrite); err != nil {
+	if err := checkDownload(req.Output, req.Overwrite, opts); err != nil {
 		return nil, err
 	}
 	rec, err := c.signedRecord(ctx, req.PatientID, req.Record)

@@ -273,10 +273,7 @@ type ShareDownloadResult struct {
 // the same checks before the read is logged, as Download).
 func (c *Client) DownloadShare(ctx context.Context, s Signer, req ShareDownloadRequest, opts TransferOptions) (*ShareDownloadResult, error) {
 	opts = opts.withMinHeight(c)
-	if len(opts.Sidecars) == 0 {
-		return nil, errors.New("download: no sidecar URL configured")
-	}
-	if err := CheckOutput(req.Output, req.Overwrite); err != nil {
+	if err := checkDownload(req.Output, req.Overwrite, opts); err != nil {
 		return nil, err
 	}
 	if req.StudyKey == nil {

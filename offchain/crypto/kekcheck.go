@@ -4,7 +4,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
-	"math"
 )
 
 // KEKCheckSize is the length of a KEK check value.
@@ -27,14 +26,8 @@ const kekCheckLabel = "emrchain/v1/kek-check"
 // brute force over 2^256 keys. This encoding is persistent: never change
 // it.
 func KEKCheck(kek, patientID []byte, version uint64) []byte {
-	if uint64(len(patientID)) > math.MaxUint32 {
-		panic("crypto: KEKCheck patient id longer than 2^32-1 bytes")
-	}
 	m := hmac.New(sha256.New, kek)
-	m.Write([]byte(kekCheckLabel))
-	m.Write(binary.BigEndian.AppendUint32(nil, uint32(len(patientID))))
-	m.Write(patientID)
-	m.Write(binary.BigEndian.AppendUint64(nil, version))
+	m.Write(binary.BigEndian.AppendUint64(LengthPrefixed(kekCheckLabel, patientID), version))
 	return m.Sum(nil)[:KEKCheckSize]
 }
 
