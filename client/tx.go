@@ -146,9 +146,28 @@ func (c *Client) sequenceAt(ctx context.Context, addr []byte) (uint64, int64, er
 func (c *Client) SignTx(ctx context.Context, s Signer, msg *emrv1.Msg) ([]byte, error) {
 	seq, height, err := c.sequenceAt(ctx, s.Address())
 	if err != nil {
-		return nil, err
+		return nil, &notSentError{err}
 	}
-	return c.signTx(s, seq, timeoutAfter(height), msg)
+	tx, err := c.signTx(s, seq, timeoutAfter(height), msg)
+	if err != nil {
+		return nil, &notSentError{err}
+	}
+	return tx, nil
+}
+
+// notSentError: a transaction was never handed to a node: the reads
+// before its signing, or the signing, failed, or the context had ended.
+type notSentError struct{ err error }
+
+func (e *notSentError) Error() string { return e.err.Error() }
+func (e *notSentError) Unwrap() error { return e.err }
+
+// NotSent reports whether err (from SignTx, Broadcast or Submit) says the
+// transaction was never sent: what it carries (a consent's sealed key)
+// reached no node. Other errors leave that open.
+func NotSent(err error) bool {
+	var ns *notSentError
+	return errors.As(err, &ns)
 }
 
 // SignTxWithSequence signs msg with an explicit sequence and no timeout
@@ -183,7 +202,7 @@ func (c *Client) signTx(s Signer, seq, timeout uint64, msg *emrv1.Msg) ([]byte, 
 func (c *Client) Broadcast(ctx context.Context, tx []byte, wait bool) (*TxResult, error) {
 	hash := app.TxHash(tx)
 	if err := ctx.Err(); err != nil {
-		return nil, err // nothing sent: not a transaction that may yet be committed
+		return nil, &notSentError{err} // not a transaction that may yet be committed
 	}
 	bctx, cancel := c.withTimeout(ctx)
 	res, err := c.rpc.BroadcastTxSync(bctx, tx)
@@ -318,12 +337,12 @@ func (c *Client) Submit(ctx context.Context, s Signer, msg *emrv1.Msg) (*TxResul
 	floor := c.MinHeight()
 	seq, height, err := c.sequenceAt(ctx, s.Address())
 	if err != nil {
-		return nil, err
+		return nil, &notSentError{err}
 	}
 	timeout := timeoutAfter(height)
 	tx, err := c.signTx(s, seq, timeout, msg)
 	if err != nil {
-		return nil, err
+		return nil, &notSentError{err}
 	}
 	res, err := c.Broadcast(ctx, tx, true)
 	if !errors.Is(err, app.ErrBadSequence) {

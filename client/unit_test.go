@@ -2,6 +2,7 @@ package client
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -145,5 +146,20 @@ func TestAnonymiseLimits(t *testing.T) {
 	}
 	if _, _, err := anonymise(bytes.NewReader(bundle), rec, ShareRequest{MaxAnonymiseBytes: int64(len(bundle)) - 1}); !errors.Is(err, ErrCannotAnonymise) {
 		t.Errorf("a record one byte above the limit: %v, want ErrCannotAnonymise", err)
+	}
+}
+
+// TestNotSent: a transaction that never left (here: the context had ended
+// before the broadcast) says so, and a refusal by the chain does not: a
+// refused grant's sealed key reached a node (emrcli grant's hint).
+func TestNotSent(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := (&Client{}).Broadcast(ctx, []byte("tx"), true)
+	if err == nil || !NotSent(err) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("broadcast after the context ended: %v (not sent: %v); want a not-sent error wrapping context.Canceled", err, NotSent(err))
+	}
+	if refused := error(&ChainError{Tx: true, Code: 5, Log: "unauthorized"}); NotSent(refused) || NotSent(fmt.Errorf("grant: %w", refused)) {
+		t.Fatal("a refusal by the chain reads as a transaction never sent")
 	}
 }

@@ -120,8 +120,11 @@ consent.`,
 				return err
 			}
 			res, err := a.submit(ctx, k, msg, async)
-			if err != nil {
+			if err != nil && !client.NotSent(err) {
 				return fmt.Errorf("%w (the grant may have reached the node with your current key sealed to %s: if you no longer mean to grant it, emrcli rotate-key)", err, to)
+			}
+			if err != nil {
+				return err
 			}
 			g := msg.GetGrant()
 			out := struct {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -197,9 +196,14 @@ logs the read the same way).`,
 			if err != nil {
 				return err
 			}
-			access := &emrv1.MsgRecordAccess{PatientId: pid, RecordSequences: seqs, Purpose: purpose, EmergencyReason: reason}
-			if purpose == emrv1.Purpose_PURPOSE_EMERGENCY {
-				if access.EmergencyService, err = a.emergencyService(ctx, c, k, pid, seqs, viaAddr); err != nil {
+			access := &emrv1.MsgRecordAccess{PatientId: pid, RecordSequences: seqs, Purpose: purpose, EmergencyReason: reason,
+				EmergencyService: viaAddr}
+			var recs []*emrv1.Record // read once: before the read when its service is found by their categories
+			if purpose == emrv1.Purpose_PURPOSE_EMERGENCY && viaAddr == nil {
+				if recs, err = recordsOf(ctx, c, pid, seqs); err != nil {
+					return err
+				}
+				if access.EmergencyService, err = emergencyServiceFor(ctx, c, k, pid, recs); err != nil {
 					return err
 				}
 			}
@@ -217,16 +221,10 @@ logs the read the same way).`,
 			if reason != 0 {
 				out.EmergencyReason = app.EmergencyReasonName(reason)
 			}
-			var recs []*emrv1.Record
-			for _, seq := range seqs {
-				r, err := c.Record(ctx, pid, seq)
-				if err == nil && r == nil {
-					err = errors.New("no record in the answer")
+			if recs == nil {
+				if recs, err = recordsOf(ctx, c, pid, seqs); err != nil {
+					return err
 				}
-				if err != nil {
-					return fmt.Errorf("record %d: %w", seq, err)
-				}
-				recs = append(recs, r)
 			}
 			if err := c.CheckUploaderSignatures(ctx, recs); err != nil {
 				return err
@@ -307,28 +305,30 @@ func (a *cli) viaService(via string, purpose emrv1.Purpose) ([]byte, error) {
 	return a.address(via)
 }
 
-// emergencyService is the emergency service a break-glass read by k of
-// the patient pid's records seqs goes through: via (from --via), else the
-// first, by address, of k's organization that the patient has a standing
-// opt-in to for the categories of all of them (client.EmergencyServiceFor;
-// the records' categories are verified reads).
-func (a *cli) emergencyService(ctx context.Context, c *client.Client, k *keyring.Key, pid []byte, seqs []uint64, via []byte) ([]byte, error) {
-	if via != nil {
-		return via, nil
+// recordsOf reads the patient pid's records seqs (verified).
+func recordsOf(ctx context.Context, c *client.Client, pid []byte, seqs []uint64) ([]*emrv1.Record, error) {
+	recs := make([]*emrv1.Record, 0, len(seqs))
+	for _, seq := range seqs {
+		r, err := c.Record(ctx, pid, seq)
+		if err != nil {
+			return nil, fmt.Errorf("record %d: %w", seq, err)
+		}
+		recs = append(recs, r)
 	}
+	return recs, nil
+}
+
+// emergencyServiceFor is the emergency service a break-glass read by k of
+// the patient pid's records recs goes through when --via names none: the
+// first, by address, of k's organization that the patient has a standing
+// opt-in to for the categories of all of them (client.EmergencyServiceFor).
+func emergencyServiceFor(ctx context.Context, c *client.Client, k *keyring.Key, pid []byte, recs []*emrv1.Record) ([]byte, error) {
 	me, err := c.Member(ctx, k.Address())
 	if err != nil {
 		return nil, fmt.Errorf("your membership (%X): %w", k.Address(), err)
 	}
 	var categories []string
-	for _, seq := range seqs {
-		r, err := c.Record(ctx, pid, seq)
-		if err == nil && r == nil {
-			err = errors.New("no record in the answer")
-		}
-		if err != nil {
-			return nil, fmt.Errorf("record %d: %w", seq, err)
-		}
+	for _, r := range recs {
 		if !slices.Contains(categories, r.Category) {
 			categories = append(categories, r.Category)
 		}
