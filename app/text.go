@@ -83,9 +83,47 @@ func ParseOrganizationKind(s string) (emrv1.OrganizationKind, error) {
 	return 0, fmt.Errorf("unknown organization kind %q (want hospital, lab, pharmacy or research)", s)
 }
 
+// KebabName is an enum value's name (s, its String()) as command lines,
+// events and logs write it: prefix dropped, in lower case, '_' as '-'
+// ("ROLE_EMERGENCY_SERVICE" → "emergency-service").
+func KebabName(s, prefix string) string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(s, prefix)), "_", "-")
+}
+
+// ParseKebab reads a KebabName back, trimmed and in any case, against
+// values (an enum's _value map): ok is false for a word that is not ASCII
+// (EnumWord), holds '_' (the name is spelt with '-'), is unknown, or names
+// the enum's 0.
+func ParseKebab(s, prefix string, values map[string]int32) (v int32, ok bool) {
+	word, ascii := EnumWord(s)
+	v, known := values[prefix+strings.ReplaceAll(word, "-", "_")]
+	return v, ascii && known && v != 0 && !strings.Contains(word, "_")
+}
+
+// OrList joins words as a sentence lists choices: "a", "a or b", "a, b or c".
+func OrList(words []string) string {
+	if len(words) <= 1 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
+}
+
+// EmergencyReasonNames are the reasons an emergency read may give, by
+// value, as EmergencyReasonName writes them.
+func EmergencyReasonNames() []string {
+	var names []string
+	for v := int32(1); ; v++ {
+		name, ok := emrv1.EmergencyReason_name[v]
+		if !ok {
+			return names
+		}
+		names = append(names, KebabName(name, "EMERGENCY_REASON_"))
+	}
+}
+
 // emergencyReasonWords lists the emergency reasons as command lines write
 // them.
-const emergencyReasonWords = "patient-incapacitated, immediate-threat or patient-request"
+var emergencyReasonWords = OrList(EmergencyReasonNames())
 
 // CheckEmergencyReason returns nil for a reason an emergency read may
 // give: a known one, not EMERGENCY_REASON_UNSPECIFIED.
@@ -102,15 +140,14 @@ func EmergencyReasonName(r emrv1.EmergencyReason) string {
 	if CheckEmergencyReason(r) != nil {
 		return fmt.Sprintf("unknown (%d)", int32(r))
 	}
-	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(r.String(), "EMERGENCY_REASON_")), "_", "-")
+	return KebabName(r.String(), "EMERGENCY_REASON_")
 }
 
 // ParseEmergencyReason reads an emergency reason as a command line writes
 // it (EmergencyReasonName), in any case.
 func ParseEmergencyReason(s string) (emrv1.EmergencyReason, error) {
-	word, ascii := EnumWord(s)
-	v, ok := emrv1.EmergencyReason_value["EMERGENCY_REASON_"+strings.ReplaceAll(word, "-", "_")]
-	if !ascii || !ok || v == 0 || strings.Contains(word, "_") {
+	v, ok := ParseKebab(s, "EMERGENCY_REASON_", emrv1.EmergencyReason_value)
+	if !ok {
 		return 0, fmt.Errorf("unknown emergency reason %q (want %s)", s, emergencyReasonWords)
 	}
 	return emrv1.EmergencyReason(v), nil

@@ -69,9 +69,7 @@ func enumName(s, prefix string) string {
 
 // roleName names a role as --role takes it: "clinician",
 // "emergency-service".
-func roleName(r emrv1.Role) string {
-	return strings.ReplaceAll(enumName(r.String(), "ROLE_"), "_", "-")
-}
+func roleName(r emrv1.Role) string { return app.KebabName(r.String(), "ROLE_") }
 
 func statusName(s emrv1.MemberStatus) string { return enumName(s.String(), "MEMBER_STATUS_") }
 

@@ -6,7 +6,6 @@ import (
 	"io"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -258,13 +257,13 @@ logs the read the same way).`,
 	return cmd
 }
 
-// reasonWords are the emergency reasons as --reason takes them
-// (app.EmergencyReasonName).
-var reasonWords = []string{"patient-incapacitated", "immediate-threat", "patient-request"}
+// reasonWords are the emergency reasons as --reason takes them, and as a
+// sentence lists them.
+var reasonWords, reasonChoices = app.EmergencyReasonNames(), app.OrList(app.EmergencyReasonNames())
 
 // reasonFlag adds --reason, why a break-glass read breaks the glass.
 func reasonFlag(cmd *cobra.Command, reason *string) {
-	cmd.Flags().StringVar(reason, "reason", "", "with --purpose emergency, required for a new read: why you break the glass, "+strings.Join(reasonWords[:2], ", ")+" or "+reasonWords[2]+"; on the patient's audit trail")
+	cmd.Flags().StringVar(reason, "reason", "", "with --purpose emergency, required for a new read: why you break the glass, "+reasonChoices+"; on the patient's audit trail")
 	_ = cmd.RegisterFlagCompletionFunc("reason", cobra.FixedCompletions(reasonWords, cobra.ShellCompDirectiveNoFileComp))
 }
 
@@ -284,7 +283,7 @@ func emergencyReason(s string, purpose emrv1.Purpose, reuse bool) (emrv1.Emergen
 		}
 		return 0, nil
 	case s == "":
-		return 0, usagef("--purpose emergency needs --reason: %s or %s (on the patient's audit trail)", strings.Join(reasonWords[:2], ", "), reasonWords[2])
+		return 0, usagef("--purpose emergency needs --reason: %s (on the patient's audit trail)", reasonChoices)
 	}
 	r, err := app.ParseEmergencyReason(s)
 	if err != nil {

@@ -295,9 +295,8 @@ func parseRights(list []string) ([]emrv1.Right, error) {
 // auditor, registrar or emergency-service (an organization's break-glass
 // service), in any case.
 func parseRole(s string) (emrv1.Role, error) {
-	word, ascii := app.EnumWord(s)
-	v, ok := emrv1.Role_value["ROLE_"+strings.ReplaceAll(word, "-", "_")]
-	if !ascii || !ok || v == 0 || strings.Contains(word, "_") || emrv1.Role(v) == emrv1.Role_ROLE_PATIENT {
+	v, ok := app.ParseKebab(s, "ROLE_", emrv1.Role_value)
+	if !ok || emrv1.Role(v) == emrv1.Role_ROLE_PATIENT {
 		return 0, usagef("--role %q: want clinician, researcher, auditor, registrar, emergency-service or storage-service", s)
 	}
 	return emrv1.Role(v), nil
