@@ -100,10 +100,7 @@ func writeKeyFile(dir string, k *devKey) error {
 	if err != nil {
 		return err
 	}
-	if err := durable.WriteFile(filepath.Join(dir, k.Name+".json"), append(b, '\n'), 0o600); err != nil {
-		return err
-	}
-	return durable.SyncDir(dir)
+	return durable.CreateFile(filepath.Join(dir, k.Name+".json"), append(b, '\n'), 0o600)
 }
 
 // roleName is the short lowercase name of a role ("registrar").

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -212,11 +211,8 @@ prompt), to --output (mode 0600) or standard output.`,
 				_, err = a.stdout.Write(blob)
 				return err
 			}
-			if err := durable.WriteFile(output, blob, 0o600); err != nil {
-				return err
-			}
 			// keys delete says "export it first": the name must outlive a crash.
-			if err := durable.SyncDir(filepath.Dir(output)); err != nil {
+			if err := durable.CreateFile(output, blob, 0o600); err != nil {
 				return err
 			}
 			return a.emit(map[string]string{"exported": args[0], "file": output}, func(w io.Writer) {
@@ -232,7 +228,7 @@ func newKeysImportCmd(a *cli) *cobra.Command {
 	return &cobra.Command{
 		Use:     "import NAME FILE",
 		Short:   "Import a key exported with emrcli keys export",
-		Example: "  EMRCLI_EXPORT_PASSPHRASE=... emrcli keys import alice alice.key",
+		Example: "  emrcli keys import alice alice.key",
 		Args:    exactArgs(2, "NAME FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			raw, err := os.ReadFile(args[1])

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -156,13 +154,8 @@ encryption key and needs none of this.`,
 			// study registered with a key whose private half a crash lost
 			// can never read what is shared with it.
 			secret := []byte(hex.EncodeToString(crypto.MarshalEncryptionPrivateKey(k)) + "\n")
-			err = durable.WriteFile(output, secret, 0o600)
+			err = durable.CreateFile(output, secret, 0o600)
 			clear(secret)
-			if err == nil {
-				if err = durable.SyncDir(filepath.Dir(output)); err != nil {
-					os.Remove(output) // never shown: a rerun makes another
-				}
-			}
 			if err != nil {
 				return err
 			}

@@ -51,6 +51,21 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	return err
 }
 
+// CreateFile is WriteFile, then SyncDir of path's directory: the file and
+// its name are durable when it returns (a key file a user is told about,
+// and may then delete the only other copy of). If the directory cannot be
+// synced the file is removed, so that a retry does not find it there.
+func CreateFile(path string, data []byte, perm os.FileMode) error {
+	if err := WriteFile(path, data, perm); err != nil {
+		return err
+	}
+	if err := SyncDir(filepath.Dir(path)); err != nil {
+		os.Remove(path)
+		return err
+	}
+	return nil
+}
+
 // ReplaceFile writes data to path with permissions perm through a
 // temporary file in the same directory and a rename, so that a crash
 // leaves the old file or the new one, never half of it; the directory is

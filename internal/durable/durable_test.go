@@ -38,6 +38,27 @@ func TestWriteFileAndSync(t *testing.T) {
 	}
 }
 
+// TestCreateFile: CreateFile writes a new file (never over one) with the
+// permissions asked.
+func TestCreateFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "key")
+	if err := CreateFile(path, []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "secret" {
+		t.Fatalf("read back %q, %v", b, err)
+	}
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v, %v", st.Mode(), err)
+	}
+	if err := CreateFile(path, []byte("other"), 0o600); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("CreateFile over an existing file: %v", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "secret" {
+		t.Fatalf("the existing file became %q", b)
+	}
+}
+
 // TestReplaceFile: ReplaceFile creates a file or replaces one whole, with
 // the permissions asked, and leaves no temporary file behind, also when
 // it fails.
