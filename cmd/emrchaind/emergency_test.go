@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -113,11 +114,14 @@ func TestSidecarEmergencyKey(t *testing.T) {
 	if err := os.WriteFile(long, append([]byte(pass+"\n"), bytes.Repeat([]byte("x"), maxPassphraseFile)...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for name, bad := range map[string]string{"a directory": t.TempDir(), "too long (the right first line)": long} {
+	for _, bad := range []struct{ what, path, why string }{
+		{"a directory", t.TempDir(), "is not a regular file"},
+		{"too long (the right first line)", long, fmt.Sprintf("a passphrase file holds at most %d", maxPassphraseFile)},
+	} {
 		c := file
-		c.EmergencyPassphraseFile = bad
-		if _, err := load(c); err == nil {
-			t.Errorf("passphrase file that is %s was read", name)
+		c.EmergencyPassphraseFile = bad.path
+		if _, err := load(c); err == nil || !strings.Contains(err.Error(), bad.why) {
+			t.Errorf("passphrase file that is %s: %v; want it refused: %s", bad.what, err, bad.why)
 		}
 	}
 

@@ -5,6 +5,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -100,4 +101,24 @@ func TestRootOwnedGroupReadablePassphraseFile(t *testing.T) {
 		t.Fatalf("a root-owned 0440 passphrase file (a Kubernetes Secret with fsGroup) is refused: %v", err)
 	}
 	clear(raw)
+}
+
+// TestPassphraseFileOfAnotherUserIsRefused: a passphrase file owned by a
+// user who is neither the sidecar's nor root is refused whatever its mode:
+// that user may read or change it. (Run as root, to give the file away.)
+func TestPassphraseFileOfAnotherUserIsRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a file to another user")
+	}
+	path := filepath.Join(t.TempDir(), "passphrase")
+	if err := os.WriteFile(path, []byte("correct horse battery\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(path, 65534, 65534); err != nil {
+		t.Skipf("chown: %v", err)
+	}
+	if raw, err := readPassphraseFile(path); err == nil || !strings.Contains(err.Error(), "owned by user 65534") {
+		clear(raw)
+		t.Fatalf("a 0600 passphrase file of user 65534: %v; want it refused, naming its owner", err)
+	}
 }

@@ -1037,11 +1037,19 @@ func loopbackNode(node string) bool {
 }
 
 // parsePrefix reads a network of metrics_from: a CIDR prefix
-// ("10.1.0.0/16") or a single address ("10.1.2.3", "::1").
+// ("10.1.0.0/16") or a single address ("10.1.2.3", "::1"). IPv4-mapped
+// IPv6 ones ("::ffff:10.1.0.0/112") are read as the IPv4 ones they map, as
+// the sidecar judges a client's address.
 func parsePrefix(s string) (netip.Prefix, error) {
 	if p, err := netip.ParsePrefix(s); err == nil {
 		if p != p.Masked() {
 			return netip.Prefix{}, fmt.Errorf("%q has host bits set: %s is the network", s, p.Masked())
+		}
+		if p.Addr().Is4In6() {
+			if p.Bits() < 96 {
+				return netip.Prefix{}, fmt.Errorf("%q spans more than the IPv4-mapped addresses (::ffff:0:0/96)", s)
+			}
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
 		return p, nil
 	}

@@ -602,7 +602,7 @@ func TestSidecarConfig(t *testing.T) {
 	want.MaxUploads = 32
 	want.MaxUploadsPerSigner = 4
 	want.MaxUploadsPatients = 0
-	want.MetricsFrom = []string{"10.9.0.0/16", "192.0.2.4", "::ffff:192.0.2.5"}
+	want.MetricsFrom = []string{"10.9.0.0/16", "192.0.2.4", "::ffff:192.0.2.5", "::ffff:10.8.0.0/112"}
 	got := sidecarConfigRoundTrip(t, home, want)
 	if _, err := loadAppConfig(home); err != nil {
 		t.Fatalf("loadAppConfig rejects the [sidecar] table: %v", err)
@@ -628,7 +628,7 @@ func TestSidecarConfig(t *testing.T) {
 	if err := got.resolve(home); err != nil || got.Backend != "minio" || got.MinIOAccessKey != "ak" || got.MinIOSecretKey != "sk" {
 		t.Fatalf("minio from env: %+v %v", got, err)
 	}
-	if from := prefixStrings(got.options().MetricsFrom); !reflect.DeepEqual(from, []string{"10.9.0.0/16", "192.0.2.4/32", "192.0.2.5/32"}) {
+	if from := prefixStrings(got.options().MetricsFrom); !reflect.DeepEqual(from, []string{"10.9.0.0/16", "192.0.2.4/32", "192.0.2.5/32", "10.8.0.0/16"}) {
 		t.Fatalf("metrics_from %v reached the sidecar as %v", want.MetricsFrom, from)
 	}
 
@@ -655,6 +655,7 @@ func TestSidecarConfig(t *testing.T) {
 		func(c *sidecarConfig) { c.MaxUploadsPatients = -1 },
 		func(c *sidecarConfig) { c.MetricsFrom = []string{"10.9.0.1/16"} },
 		func(c *sidecarConfig) { c.MetricsFrom = []string{"monitoring.example"} },
+		func(c *sidecarConfig) { c.MetricsFrom = []string{"::ffff:0.0.0.0/80"} },
 	} {
 		c := defaultSidecarConfig()
 		bad(&c)
