@@ -23,6 +23,7 @@ import (
 	lightstore "github.com/cometbft/cometbft/light/store"
 	lightdb "github.com/cometbft/cometbft/light/store/db"
 	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
+	coretypes "github.com/cometbft/cometbft/rpc/core/types"
 	rpctypes "github.com/cometbft/cometbft/rpc/jsonrpc/types"
 	cmttypes "github.com/cometbft/cometbft/types"
 
@@ -533,33 +534,37 @@ func (c *Client) waitWitnesses(ctx context.Context, height int64) []witnessHead 
 	}
 	ctx, cancel := context.WithTimeout(ctx, witnessWait)
 	defer cancel()
+	failures := make([]int, len(c.witnesses))
+	pollWitnesses(ctx, c.witnesses, 50*time.Millisecond, func(i int, st *coretypes.ResultStatus, err error) bool {
+		if err != nil {
+			failures[i]++
+			return failures[i] <= 2
+		}
+		heads[i] = witnessHead{st.SyncInfo.LatestBlockHeight, st.SyncInfo.LatestBlockTime}
+		return heads[i].height < height
+	})
+	return heads
+}
+
+// pollWitnesses asks every witness for its status at once, each again
+// after every while answer (told the witness's index and the status, or
+// the error) says so and ctx lasts. A refusal (a JSON-RPC error) is final:
+// answer sees it, and the witness is not asked again. Each witness's
+// answers come in order, from its own goroutine.
+func pollWitnesses(ctx context.Context, witnesses []*rpchttp.HTTP, every time.Duration, answer func(i int, st *coretypes.ResultStatus, err error) (again bool)) {
 	var wg sync.WaitGroup
-	for i, w := range c.witnesses {
+	for i, w := range witnesses {
 		wg.Go(func() {
-			for failures := 0; ; {
+			for {
 				st, err := w.Status(ctx)
 				var refused *rpctypes.RPCError
-				switch {
-				case errors.As(err, &refused):
-					return
-				case err != nil:
-					if failures++; failures > 2 {
-						return
-					}
-				default:
-					heads[i] = witnessHead{st.SyncInfo.LatestBlockHeight, st.SyncInfo.LatestBlockTime}
-					if heads[i].height >= height {
-						return
-					}
-				}
-				if ctxtime.Sleep(ctx, 50*time.Millisecond) != nil {
+				if !answer(i, st, err) || errors.As(err, &refused) || ctxtime.Sleep(ctx, every) != nil {
 					return
 				}
 			}
 		})
 	}
 	wg.Wait()
-	return heads
 }
 
 // witnessLead is how many blocks a witness may report beyond the node's
@@ -713,30 +718,12 @@ func CheckWitnesses(ctx context.Context, node string, witnesses []string, timeou
 // error) is final.
 func witnessErrors(ctx context.Context, witnesses []*rpchttp.HTTP, names []string, retry bool) []string {
 	errs := make([]error, len(witnesses))
-	var wg sync.WaitGroup
-	for i, w := range witnesses {
-		wg.Go(func() {
-			for {
-				_, err := w.Status(ctx)
-				if err == nil {
-					errs[i] = nil
-					return
-				}
-				if errs[i] == nil || ctx.Err() == nil {
-					errs[i] = err // the last error before the wait ran out
-				}
-				var refused *rpctypes.RPCError
-				if !retry || errors.As(err, &refused) || ctx.Err() != nil {
-					return
-				}
-				select {
-				case <-ctx.Done():
-				case <-time.After(200 * time.Millisecond):
-				}
-			}
-		})
-	}
-	wg.Wait()
+	pollWitnesses(ctx, witnesses, 200*time.Millisecond, func(i int, _ *coretypes.ResultStatus, err error) bool {
+		if err == nil || errs[i] == nil || ctx.Err() == nil {
+			errs[i] = err // nil once it answers; else the last error before the wait ran out
+		}
+		return err != nil && retry && ctx.Err() == nil
+	})
 	var out []string
 	for i, err := range errs {
 		if err != nil {
