@@ -264,7 +264,7 @@ func TestEmergencyKeyRelease(t *testing.T) {
 	released := log.with("emergency data key released")
 	if len(released) != 1 || !strings.Contains(released[0], hex.EncodeToString(g.doctor.Address())) ||
 		!strings.Contains(released[0], k.Service) || !strings.Contains(released[0], hex.EncodeToString(g.pid)) ||
-		!strings.Contains(released[0], "event_height") {
+		!strings.Contains(released[0], "event_height") || !strings.Contains(released[0], "immediate-threat") {
 		t.Errorf("release log lines %q", released)
 	}
 
