@@ -205,8 +205,8 @@ func anyKeyOpens([]byte) error { return nil }
 // TestNoKeyFromAServiceOutOfUse (the session-45 re-review): a service
 // suspended or retired releases nothing (its sidecar refuses), so a
 // release signed with its key comes from whoever kept that key, and is
-// not taken: with ReuseAccess, or a service suspended after the read was
-// logged, the client holds the member record of a service out of use.
+// not taken: with ReuseAccess the client may hold the member record of a
+// service out of use.
 func TestNoKeyFromAServiceOutOfUse(t *testing.T) {
 	for _, status := range []emrv1.MemberStatus{emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED, emrv1.MemberStatus_MEMBER_STATUS_RETIRED} {
 		t.Run(status.String(), func(t *testing.T) {
