@@ -82,3 +82,67 @@ func EmergencyOptInStands(optIn *emrv1.Permission, service *emrv1.Member, catego
 func EmergencyWindow(p *emrv1.Params) time.Duration {
 	return time.Duration(p.GetEmergencyAccessSeconds()) * time.Second
 }
+
+// EmergencyCountWindow is how long a patient read in an emergency counts
+// against its clinician's params.emergency_patients_per_day.
+const EmergencyCountWindow = 24 * time.Hour
+
+// countEmergencyRead counts the signer's emergency read of patient at block
+// time against params.emergency_patients_per_day (0: no limit, nothing
+// kept), and refuses it (ErrEmergencyLimit) when the clinician has already
+// read that many other patients in emergencies within EmergencyCountWindow.
+//
+// The block's time is never earlier than the last block's, at which
+// CheckTx runs, and a read only leaves the count as time passes: what
+// CheckTx admits, the block admits.
+func (ctx *txContext) countEmergencyRead(patient []byte) error {
+	limit := ctx.params.GetEmergencyPatientsPerDay()
+	if limit == 0 {
+		return nil
+	}
+	key := emergencyReadsKey(ctx.tx.Signer)
+	var reads emrv1.EmergencyReads
+	if _, err := ctx.st.get(key, &reads); err != nil {
+		return err
+	}
+	next, changed, err := admitEmergencyRead(reads.Reads, patient, ctx.block.Time, limit)
+	if err != nil {
+		return fmt.Errorf("clinician %X: %w", ctx.tx.Signer, err)
+	}
+	if !changed {
+		return nil
+	}
+	if len(next) == 0 {
+		return ctx.st.kv.Delete(key)
+	}
+	return ctx.st.put(key, &emrv1.EmergencyReads{Reads: next})
+}
+
+// admitEmergencyRead decides an emergency read of patient at now, given the
+// reads that counted before it (oldest first): those older than
+// EmergencyCountWindow are dropped; a patient among the rest is read again
+// without counting; another is counted (appended) while fewer than limit
+// remain, else refused with ErrEmergencyLimit, naming when the count next
+// falls below limit. changed says whether next differs from reads.
+func admitEmergencyRead(reads []*emrv1.EmergencyRead, patient []byte, now time.Time, limit uint32) (next []*emrv1.EmergencyRead, changed bool, err error) {
+	live := reads
+	for len(live) > 0 && !now.Before(live[0].GetTime().AsTime().Add(EmergencyCountWindow)) {
+		live = live[1:]
+	}
+	changed = len(live) != len(reads)
+	for _, r := range live {
+		if bytes.Equal(r.PatientId, patient) {
+			return live, changed, nil
+		}
+	}
+	if n := uint64(len(live)); n >= uint64(limit) {
+		// The count falls below limit once the read at n-limit (the
+		// oldest, unless the limit was lowered since) is a window old.
+		frees := live[n-uint64(limit)].GetTime().AsTime().Add(EmergencyCountWindow)
+		return nil, false, fmt.Errorf("%w: %d patients read in emergencies in the last 24 hours, and params.emergency_patients_per_day is %d; "+
+			"the patients already read may be read again, another from %s",
+			ErrEmergencyLimit, n, limit, formatTime(frees))
+	}
+	next = append(live[:len(live):len(live)], &emrv1.EmergencyRead{PatientId: bytes.Clone(patient), Time: timestamp(now)})
+	return next, true, nil
+}

@@ -74,6 +74,11 @@ var (
 	// ErrTxExpired: the block is past the transaction's timeout height.
 	// It never executes: its signer may sign the message again.
 	ErrTxExpired = register(30, "transaction expired")
+	// ErrEmergencyLimit: the clinician has read as many patients in
+	// emergencies within the last 24 hours of block time as
+	// params.emergency_patients_per_day allows. It may read them again, and
+	// another patient once the oldest of those reads is 24 hours old.
+	ErrEmergencyLimit = register(31, "emergency read limit reached")
 )
 
 // CodeOf returns the ABCI result code of err: 0 for nil, the code of the

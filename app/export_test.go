@@ -2,3 +2,7 @@ package app
 
 // ValidatorDiffForTest is validatorDiff, for the package's external tests.
 var ValidatorDiffForTest = validatorDiff
+
+// AdmitEmergencyReadForTest is admitEmergencyRead, for the package's
+// external tests.
+var AdmitEmergencyReadForTest = admitEmergencyRead

@@ -34,6 +34,9 @@ func DefaultParams() *emrv1.Params {
 		EmergencyAccessSeconds: 3600,
 		MaxWrappedKeyBytes:     512,
 		ProposalSeconds:        14 * 24 * 3600,
+		// A default, for the consortium to set: room for a busy shift of
+		// emergencies, not for browsing.
+		EmergencyPatientsPerDay: 20,
 	}
 }
 
@@ -47,6 +50,10 @@ const (
 	maxParamPageSize           = 1_000
 	maxParamProposalSeconds    = 366 * 24 * 3600
 	maxParamEmergencySeconds   = 366 * 24 * 3600
+	// maxParamEmergencyPatients bounds emergency_patients_per_day, and so
+	// a clinician's EmergencyReads, rewritten by each emergency read (about
+	// 50 bytes a patient).
+	maxParamEmergencyPatients = 1_000
 	// maxParamCategories bounds the record categories: a params proposal
 	// carries them all and is stored with the ones it replaces, so 256 of
 	// at most 64 characters keep it a small transaction, a small value in
@@ -134,6 +141,7 @@ func ValidateParams(p *emrv1.Params) error {
 		{"max_wrapped_key_bytes", uint64(p.MaxWrappedKeyBytes), maxStaticWrappedKey},
 		{"proposal_seconds", p.ProposalSeconds, maxParamProposalSeconds},
 		{"emergency_access_seconds", p.EmergencyAccessSeconds, maxParamEmergencySeconds},
+		{"emergency_patients_per_day", uint64(p.EmergencyPatientsPerDay), maxParamEmergencyPatients},
 	} {
 		if c.value > c.max {
 			return fmt.Errorf("params.%s is %d, more than %d", c.name, c.value, c.max)

@@ -35,6 +35,7 @@ const (
 	prefixUnseen        byte = 0x15 // 0x15 | ed25519 consensus key       → power not yet seen signing (8 bytes)
 	prefixKeyChanges    byte = 0x16 // 0x16 | ed25519 consensus key       → executed changes of its power (8 bytes)
 	prefixRegistrar     byte = 0x17 // 0x17 | len | org id | address        → marker
+	prefixEmergencyRead byte = 0x18 // 0x18 | clinician address            → EmergencyReads
 )
 
 const indexMarker = 1
@@ -73,6 +74,7 @@ func orgMemberPrefix(org string) []byte {
 }
 func orgMemberKey(org string, addr []byte) []byte { return join(orgMemberPrefix(org), addr) }
 func accountKey(addr []byte) []byte               { return join([]byte{prefixAccount}, addr) }
+func emergencyReadsKey(clinician []byte) []byte   { return join([]byte{prefixEmergencyRead}, clinician) }
 func patientKey(id []byte) []byte                 { return join([]byte{prefixPatient}, id) }
 func ownerKey(owner []byte) []byte                { return join([]byte{prefixOwner}, owner) }
 func permissionPrefix(patient []byte) []byte      { return join([]byte{prefixPermission}, patient) }

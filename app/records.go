@@ -89,7 +89,8 @@ func (ctx *txContext) addRecord(m *emrv1.MsgAddRecord) error {
 // The study's members log their reads of its shares the same way
 // (shareRead), for research. An emergency read is a clinician's, through
 // the emergency service of its organization that the patient opted in to
-// (breakGlass).
+// (breakGlass), and counts against its daily limit of patients
+// (countEmergencyRead).
 func (ctx *txContext) recordAccess(m *emrv1.MsgRecordAccess) error {
 	p, err := ctx.patient(m.PatientId)
 	if err != nil {
@@ -142,6 +143,11 @@ func (ctx *txContext) recordAccess(m *emrv1.MsgRecordAccess) error {
 			return fmt.Errorf("share %d: %w", seq, err)
 		}
 		if err := ctx.logAccess(p, m.Purpose, sh.RecordSequence, seq, nil, 0); err != nil {
+			return err
+		}
+	}
+	if glass != nil {
+		if err := ctx.countEmergencyRead(p.Id); err != nil {
 			return err
 		}
 	}

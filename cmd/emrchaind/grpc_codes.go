@@ -45,6 +45,7 @@ var grpcCodes = map[uint32]codes.Code{
 	app.ErrProposalClosed.Code():        codes.FailedPrecondition,
 	app.ErrLastValidator.Code():         codes.FailedPrecondition,
 	app.ErrTxExpired.Code():             codes.FailedPrecondition,
+	app.ErrEmergencyLimit.Code():        codes.ResourceExhausted,
 }
 
 // grpcCodeOf is the gRPC status code for an emrchain result code.

@@ -105,18 +105,18 @@ func TestViewProposal(t *testing.T) {
 		}}}, "seat registrar " + registrarAddr + " in st-mary"},
 		{"set params", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{
 			Params: &emrv1.Params{Categories: []string{"imaging", "genomics"}, MaxTxBytes: 2048, MaxBlobBytes: 4096, MaxRecordsPerAccess: 5,
-				MaxRewrapsPerRotation: 6, MaxPageSize: 7, EmergencyAccessSeconds: 60, MaxWrappedKeyBytes: 128, ProposalSeconds: 7200},
+				MaxRewrapsPerRotation: 6, MaxPageSize: 7, EmergencyAccessSeconds: 60, MaxWrappedKeyBytes: 128, ProposalSeconds: 7200, EmergencyPatientsPerDay: 20},
 		}}}, "params: categories imaging, genomics; max tx bytes 2048; max blob bytes 4096; max records per access 5; " +
 			"max rewraps per rotation 6; max page size 7; emergency window 1m0s; " +
-			"max wrapped key bytes 128; proposals open for 2h0m0s"},
+			"max wrapped key bytes 128; proposals open for 2h0m0s; emergency patients per day 20"},
 		{"set params, with the params they replace", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{
 			Params:     &emrv1.Params{Categories: []string{"imaging", "genomics"}, MaxTxBytes: 2048, MaxPageSize: 7, ProposalSeconds: 7200},
-			FromParams: &emrv1.Params{Categories: []string{"imaging"}, MaxTxBytes: 2048, MaxPageSize: 100, ProposalSeconds: 3600},
-		}}}, "params: category genomics added; max page size 7 (was 100); proposals open for 2h0m0s (was 1h0m0s)"},
+			FromParams: &emrv1.Params{Categories: []string{"imaging"}, MaxTxBytes: 2048, MaxPageSize: 100, ProposalSeconds: 3600, EmergencyPatientsPerDay: 20},
+		}}}, "params: category genomics added; max page size 7 (was 100); proposals open for 2h0m0s (was 1h0m0s); emergency patients per day no limit (was 20)"},
 		{"set params, with storage organizations", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{
 			Params: &emrv1.Params{Categories: []string{"imaging"}, MaxTxBytes: 2048, StorageOrganizations: []string{"st-mary", "st-luke"}},
 		}}}, "params: categories imaging; max tx bytes 2048; max blob bytes 0; max records per access 0; max rewraps per rotation 0; " +
-			"max page size 0; emergency window 0s; max wrapped key bytes 0; proposals open for 0s; storage organizations st-mary, st-luke"},
+			"max page size 0; emergency window 0s; max wrapped key bytes 0; proposals open for 0s; emergency patients per day no limit; storage organizations st-mary, st-luke"},
 		{"set params, naming storage organizations", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{
 			Params:     &emrv1.Params{Categories: []string{"imaging"}, StorageOrganizations: []string{"st-mary", "st-luke"}},
 			FromParams: &emrv1.Params{Categories: []string{"imaging"}, StorageOrganizations: []string{"st-mary", "lab-1"}},
@@ -128,7 +128,7 @@ func TestViewProposal(t *testing.T) {
 		{"set params, with copies", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{
 			Params: &emrv1.Params{Categories: []string{"imaging"}, MaxTxBytes: 2048, StorageOrganizations: []string{"st-mary", "st-luke"}, StorageCopies: 1},
 		}}}, "params: categories imaging; max tx bytes 2048; max blob bytes 0; max records per access 0; max rewraps per rotation 0; " +
-			"max page size 0; emergency window 0s; max wrapped key bytes 0; proposals open for 0s; storage organizations st-mary, st-luke; copies of each blob 1"},
+			"max page size 0; emergency window 0s; max wrapped key bytes 0; proposals open for 0s; emergency patients per day no limit; storage organizations st-mary, st-luke; copies of each blob 1"},
 		{"set params, as they were", &emrv1.ConsortiumChange{Change: &emrv1.ConsortiumChange_SetParams{SetParams: &emrv1.SetParams{
 			Params: &emrv1.Params{Categories: []string{"imaging"}}, FromParams: &emrv1.Params{Categories: []string{"imaging"}},
 		}}}, "params: as they were"},

@@ -115,6 +115,7 @@ var paramLimits = []paramLimit{
 	i64Limit("evidence-max-age-blocks", "evidence older than this many blocks, and than --evidence-max-age, is refused (evidence.max_age_num_blocks)", func(c *emrv1.ConsensusLimits) *int64 { return &c.EvidenceMaxAgeBlocks }),
 	durationLimit("evidence-max-age", "evidence older than this (e.g. 48h), and than --evidence-max-age-blocks, is refused (evidence.max_age_duration)", func(c *emrv1.ConsensusLimits) **durationpb.Duration { return &c.EvidenceMaxAge }),
 	u32Limit("storage-copies", "how many of the storage organizations keep a copy of each blob (0: every one), chosen per blob by its hash", func(p *emrv1.Params) *uint32 { return &p.StorageCopies }),
+	u32Limit("emergency-patients-per-day", "most patients one clinician may read in emergencies (break-glass) within 24 hours (0: no limit)", func(p *emrv1.Params) *uint32 { return &p.EmergencyPatientsPerDay }),
 }
 
 func newProposeParamsCmd(a *cli) *cobra.Command {
@@ -123,7 +124,7 @@ func newProposeParamsCmd(a *cli) *cobra.Command {
 	var given emrv1.Params
 	cmd := &cobra.Command{
 		Use:   "params --from REGISTRAR [--add-category NAME]... [--max-tx-bytes N] [--max-page-size N] [--storage-organizations ORG,...] [...] --reason TEXT",
-		Short: "Propose new consortium params: record categories added, size limits, the emergency window, the voting period, the storage organizations, CometBFT's block and evidence limits",
+		Short: "Propose new consortium params: record categories added, size limits, the emergency window and daily limit, the voting period, the storage organizations, CometBFT's block and evidence limits",
 		Long: governanceLong + `
 
 The proposal carries the whole set of params: the current ones, read
@@ -154,12 +155,19 @@ an organization stops its copies at once; its storage service stays a
 member, which its registrar suspends. --storage-copies N has N of them
 keep each blob (0, the default: every one), chosen per blob by its hash
 (rendezvous hashing): naming or dropping one moves only the copies it
-gains or held. The sidecar a blob was uploaded to keeps it too.`,
+gains or held. The sidecar a blob was uploaded to keeps it too.
+
+--emergency-patients-per-day N lets one clinician read at most N patients
+in emergencies (break-glass reads) within any 24 hours of block time; a
+patient counts once for 24 hours from the read that counted it. Beyond N
+the chain refuses the read (code 31, "emergency read limit reached") and
+says when the next one is possible. 0: no limit.`,
 		Example: `  emrcli propose params --from registrar --add-category genomics --reason "genome sequencing joins the records"
   emrcli propose params --from registrar --max-blob-bytes 8589934592 --reason "whole-slide images reach 6 GiB"
   emrcli propose params --from registrar --block-max-bytes 8388608 --reason "blocks of 8 MiB for the night's imaging backlog"
   emrcli propose params --from registrar --storage-organizations st-mary,st-luke --reason "both hospitals keep copies of every record"
-  emrcli propose params --from registrar --storage-copies 2 --reason "two copies of each blob are enough for twelve hospitals"`,
+  emrcli propose params --from registrar --storage-copies 2 --reason "two copies of each blob are enough for twelve hospitals"
+  emrcli propose params --from registrar --emergency-patients-per-day 40 --reason "the trauma centre's night shifts break the glass more often"`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -230,6 +238,9 @@ type paramsView struct {
 	StorageOrganizations []string `json:"storage_organizations"`
 	// StorageCopies of them keep each blob; 0: every one.
 	StorageCopies uint32 `json:"storage_copies"`
+	// EmergencyPatientsPerDay one clinician may read in emergencies; 0: no
+	// limit.
+	EmergencyPatientsPerDay uint32 `json:"emergency_patients_per_day"`
 }
 
 // consensusView is CometBFT's block and evidence limits as emrcli shows
@@ -246,7 +257,7 @@ type consensusView struct {
 func viewParams(p *emrv1.Params) paramsView {
 	v := paramsView{p.GetCategories(), p.GetMaxTxBytes(), p.GetMaxBlobBytes(), p.GetMaxRecordsPerAccess(), p.GetMaxRewrapsPerRotation(),
 		p.GetMaxPageSize(), p.GetEmergencyAccessSeconds(), p.GetMaxWrappedKeyBytes(), p.GetProposalSeconds(), nil,
-		append([]string{}, p.GetStorageOrganizations()...), p.GetStorageCopies()}
+		append([]string{}, p.GetStorageOrganizations()...), p.GetStorageCopies(), p.GetEmergencyPatientsPerDay()}
 	if c := p.GetConsensus(); c != nil {
 		age := c.GetEvidenceMaxAge().AsDuration()
 		v.Consensus = &consensusView{c.BlockMaxBytes, c.BlockMaxGas, c.EvidenceMaxBytes, c.EvidenceMaxAgeBlocks, age.Seconds(), age}
@@ -269,7 +280,7 @@ func (v paramsView) fields() []string {
 		"max blob bytes", fmt.Sprint(v.MaxBlobBytes), "max records per access", fmt.Sprint(v.MaxRecordsPerAccess),
 		"max rewraps per rotation", fmt.Sprint(v.MaxRewrapsPerRotation), "max page size", fmt.Sprint(v.MaxPageSize),
 		"emergency window", seconds(v.EmergencyAccessSeconds), "max wrapped key bytes", fmt.Sprint(v.MaxWrappedKeyBytes),
-		"proposals open for", seconds(v.ProposalSeconds)}
+		"proposals open for", seconds(v.ProposalSeconds), "emergency patients per day", perDay(v.EmergencyPatientsPerDay)}
 	if c := v.Consensus; c != nil {
 		blockBytes := fmt.Sprint(c.BlockMaxBytes)
 		if c.BlockMaxBytes == -1 {
@@ -280,6 +291,14 @@ func (v paramsView) fields() []string {
 			"evidence max age", c.evidenceMaxAge.String())
 	}
 	return kv
+}
+
+// perDay is a daily limit of n, 0 being none.
+func perDay(n uint32) string {
+	if n == 0 {
+		return "no limit"
+	}
+	return fmt.Sprint(n)
 }
 
 // storageField is the storage organizations as a name and value pair,

@@ -494,8 +494,15 @@ type Params struct {
 	// number of storage_organizations. The sidecar a blob was uploaded to
 	// keeps it too.
 	StorageCopies uint32 `protobuf:"varint,12,opt,name=storage_copies,json=storageCopies,proto3" json:"storage_copies,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Most patients one clinician may read in an emergency ("break-glass")
+	// within 24 hours of block time; 0: no limit. A patient counts once for
+	// 24 hours from the emergency read that counted it, however many of its
+	// records that clinician reads in emergencies meanwhile. It bounds what a
+	// stolen clinician key, or a clinician browsing, can open through the
+	// emergency services before the audit trail is read.
+	EmergencyPatientsPerDay uint32 `protobuf:"varint,13,opt,name=emergency_patients_per_day,json=emergencyPatientsPerDay,proto3" json:"emergency_patients_per_day,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *Params) Reset() {
@@ -608,6 +615,13 @@ func (x *Params) GetStorageOrganizations() []string {
 func (x *Params) GetStorageCopies() uint32 {
 	if x != nil {
 		return x.StorageCopies
+	}
+	return 0
+}
+
+func (x *Params) GetEmergencyPatientsPerDay() uint32 {
+	if x != nil {
+		return x.EmergencyPatientsPerDay
 	}
 	return 0
 }
@@ -1394,6 +1408,108 @@ func (x *Record) GetBodySha256() []byte {
 	return nil
 }
 
+// EmergencyReads are the patients one clinician read in an emergency
+// within the last 24 hours of block time, oldest first: the count that
+// params.emergency_patients_per_day bounds. Written only while that param
+// is not 0.
+type EmergencyReads struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reads         []*EmergencyRead       `protobuf:"bytes,1,rep,name=reads,proto3" json:"reads,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EmergencyReads) Reset() {
+	*x = EmergencyReads{}
+	mi := &file_emrchain_v1_types_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EmergencyReads) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EmergencyReads) ProtoMessage() {}
+
+func (x *EmergencyReads) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_types_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EmergencyReads.ProtoReflect.Descriptor instead.
+func (*EmergencyReads) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *EmergencyReads) GetReads() []*EmergencyRead {
+	if x != nil {
+		return x.Reads
+	}
+	return nil
+}
+
+// EmergencyRead: the clinician's emergency read of patient_id at time
+// counted it; it stops counting 24 hours later.
+type EmergencyRead struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PatientId     []byte                 `protobuf:"bytes,1,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EmergencyRead) Reset() {
+	*x = EmergencyRead{}
+	mi := &file_emrchain_v1_types_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EmergencyRead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EmergencyRead) ProtoMessage() {}
+
+func (x *EmergencyRead) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_types_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EmergencyRead.ProtoReflect.Descriptor instead.
+func (*EmergencyRead) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *EmergencyRead) GetPatientId() []byte {
+	if x != nil {
+		return x.PatientId
+	}
+	return nil
+}
+
+func (x *EmergencyRead) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
 // AccessEvent is one audited read of one record, or of one share of a
 // record with a study.
 type AccessEvent struct {
@@ -1423,7 +1539,7 @@ type AccessEvent struct {
 
 func (x *AccessEvent) Reset() {
 	*x = AccessEvent{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[8]
+	mi := &file_emrchain_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +1551,7 @@ func (x *AccessEvent) String() string {
 func (*AccessEvent) ProtoMessage() {}
 
 func (x *AccessEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[8]
+	mi := &file_emrchain_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +1564,7 @@ func (x *AccessEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessEvent.ProtoReflect.Descriptor instead.
 func (*AccessEvent) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AccessEvent) GetPatientId() []byte {
@@ -1549,7 +1665,7 @@ type Study struct {
 
 func (x *Study) Reset() {
 	*x = Study{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[9]
+	mi := &file_emrchain_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1561,7 +1677,7 @@ func (x *Study) String() string {
 func (*Study) ProtoMessage() {}
 
 func (x *Study) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[9]
+	mi := &file_emrchain_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1574,7 +1690,7 @@ func (x *Study) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Study.ProtoReflect.Descriptor instead.
 func (*Study) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Study) GetId() string {
@@ -1660,7 +1776,7 @@ type Share struct {
 
 func (x *Share) Reset() {
 	*x = Share{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[10]
+	mi := &file_emrchain_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1672,7 +1788,7 @@ func (x *Share) String() string {
 func (*Share) ProtoMessage() {}
 
 func (x *Share) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[10]
+	mi := &file_emrchain_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1685,7 +1801,7 @@ func (x *Share) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Share.ProtoReflect.Descriptor instead.
 func (*Share) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{10}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Share) GetPatientId() []byte {
@@ -1800,7 +1916,7 @@ type GenesisMember struct {
 
 func (x *GenesisMember) Reset() {
 	*x = GenesisMember{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[11]
+	mi := &file_emrchain_v1_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1812,7 +1928,7 @@ func (x *GenesisMember) String() string {
 func (*GenesisMember) ProtoMessage() {}
 
 func (x *GenesisMember) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[11]
+	mi := &file_emrchain_v1_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1825,7 +1941,7 @@ func (x *GenesisMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenesisMember.ProtoReflect.Descriptor instead.
 func (*GenesisMember) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{11}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GenesisMember) GetSignPubKey() []byte {
@@ -1875,7 +1991,7 @@ type GenesisState struct {
 
 func (x *GenesisState) Reset() {
 	*x = GenesisState{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[12]
+	mi := &file_emrchain_v1_types_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1887,7 +2003,7 @@ func (x *GenesisState) String() string {
 func (*GenesisState) ProtoMessage() {}
 
 func (x *GenesisState) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[12]
+	mi := &file_emrchain_v1_types_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1900,7 +2016,7 @@ func (x *GenesisState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenesisState.ProtoReflect.Descriptor instead.
 func (*GenesisState) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{12}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GenesisState) GetParams() *Params {
@@ -1940,7 +2056,7 @@ type Validator struct {
 
 func (x *Validator) Reset() {
 	*x = Validator{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[13]
+	mi := &file_emrchain_v1_types_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1952,7 +2068,7 @@ func (x *Validator) String() string {
 func (*Validator) ProtoMessage() {}
 
 func (x *Validator) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[13]
+	mi := &file_emrchain_v1_types_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1965,7 +2081,7 @@ func (x *Validator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Validator.ProtoReflect.Descriptor instead.
 func (*Validator) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{13}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Validator) GetPubKey() []byte {
@@ -2005,7 +2121,7 @@ type AddOrganization struct {
 
 func (x *AddOrganization) Reset() {
 	*x = AddOrganization{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[14]
+	mi := &file_emrchain_v1_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2017,7 +2133,7 @@ func (x *AddOrganization) String() string {
 func (*AddOrganization) ProtoMessage() {}
 
 func (x *AddOrganization) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[14]
+	mi := &file_emrchain_v1_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2030,7 +2146,7 @@ func (x *AddOrganization) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddOrganization.ProtoReflect.Descriptor instead.
 func (*AddOrganization) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{14}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AddOrganization) GetOrganization() *Organization {
@@ -2098,7 +2214,7 @@ type SetValidatorPower struct {
 
 func (x *SetValidatorPower) Reset() {
 	*x = SetValidatorPower{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[15]
+	mi := &file_emrchain_v1_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2110,7 +2226,7 @@ func (x *SetValidatorPower) String() string {
 func (*SetValidatorPower) ProtoMessage() {}
 
 func (x *SetValidatorPower) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[15]
+	mi := &file_emrchain_v1_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2123,7 +2239,7 @@ func (x *SetValidatorPower) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetValidatorPower.ProtoReflect.Descriptor instead.
 func (*SetValidatorPower) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{15}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SetValidatorPower) GetPubKey() []byte {
@@ -2179,7 +2295,7 @@ type ConsortiumChange struct {
 
 func (x *ConsortiumChange) Reset() {
 	*x = ConsortiumChange{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[16]
+	mi := &file_emrchain_v1_types_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2191,7 +2307,7 @@ func (x *ConsortiumChange) String() string {
 func (*ConsortiumChange) ProtoMessage() {}
 
 func (x *ConsortiumChange) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[16]
+	mi := &file_emrchain_v1_types_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2204,7 +2320,7 @@ func (x *ConsortiumChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsortiumChange.ProtoReflect.Descriptor instead.
 func (*ConsortiumChange) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{16}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ConsortiumChange) GetChange() isConsortiumChange_Change {
@@ -2334,7 +2450,7 @@ type RetireOrganization struct {
 
 func (x *RetireOrganization) Reset() {
 	*x = RetireOrganization{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[17]
+	mi := &file_emrchain_v1_types_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2346,7 +2462,7 @@ func (x *RetireOrganization) String() string {
 func (*RetireOrganization) ProtoMessage() {}
 
 func (x *RetireOrganization) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[17]
+	mi := &file_emrchain_v1_types_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2359,7 +2475,7 @@ func (x *RetireOrganization) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetireOrganization.ProtoReflect.Descriptor instead.
 func (*RetireOrganization) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{17}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RetireOrganization) GetOrganizationId() string {
@@ -2395,7 +2511,7 @@ type SetParams struct {
 
 func (x *SetParams) Reset() {
 	*x = SetParams{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[18]
+	mi := &file_emrchain_v1_types_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2407,7 +2523,7 @@ func (x *SetParams) String() string {
 func (*SetParams) ProtoMessage() {}
 
 func (x *SetParams) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[18]
+	mi := &file_emrchain_v1_types_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2420,7 +2536,7 @@ func (x *SetParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetParams.ProtoReflect.Descriptor instead.
 func (*SetParams) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{18}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SetParams) GetParams() *Params {
@@ -2460,7 +2576,7 @@ type AddRegistrar struct {
 
 func (x *AddRegistrar) Reset() {
 	*x = AddRegistrar{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[19]
+	mi := &file_emrchain_v1_types_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2472,7 +2588,7 @@ func (x *AddRegistrar) String() string {
 func (*AddRegistrar) ProtoMessage() {}
 
 func (x *AddRegistrar) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[19]
+	mi := &file_emrchain_v1_types_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2485,7 +2601,7 @@ func (x *AddRegistrar) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddRegistrar.ProtoReflect.Descriptor instead.
 func (*AddRegistrar) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{19}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AddRegistrar) GetOrganizationId() string {
@@ -2533,7 +2649,7 @@ type SetMemberStatus struct {
 
 func (x *SetMemberStatus) Reset() {
 	*x = SetMemberStatus{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[20]
+	mi := &file_emrchain_v1_types_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2545,7 +2661,7 @@ func (x *SetMemberStatus) String() string {
 func (*SetMemberStatus) ProtoMessage() {}
 
 func (x *SetMemberStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[20]
+	mi := &file_emrchain_v1_types_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2558,7 +2674,7 @@ func (x *SetMemberStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMemberStatus.ProtoReflect.Descriptor instead.
 func (*SetMemberStatus) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{20}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SetMemberStatus) GetAddress() []byte {
@@ -2617,7 +2733,7 @@ type Proposal struct {
 
 func (x *Proposal) Reset() {
 	*x = Proposal{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[21]
+	mi := &file_emrchain_v1_types_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2629,7 +2745,7 @@ func (x *Proposal) String() string {
 func (*Proposal) ProtoMessage() {}
 
 func (x *Proposal) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[21]
+	mi := &file_emrchain_v1_types_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2642,7 +2758,7 @@ func (x *Proposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proposal.ProtoReflect.Descriptor instead.
 func (*Proposal) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{21}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Proposal) GetId() uint64 {
@@ -2733,7 +2849,7 @@ var File_emrchain_v1_types_proto protoreflect.FileDescriptor
 
 const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\n" +
-	"\x17emrchain/v1/types.proto\x12\vemrchain.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x04\n" +
+	"\x17emrchain/v1/types.proto\x12\vemrchain.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xef\x04\n" +
 	"\x06Params\x12\x1e\n" +
 	"\n" +
 	"categories\x18\x01 \x03(\tR\n" +
@@ -2750,7 +2866,8 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\tconsensus\x18\n" +
 	" \x01(\v2\x1c.emrchain.v1.ConsensusLimitsR\tconsensus\x123\n" +
 	"\x15storage_organizations\x18\v \x03(\tR\x14storageOrganizations\x12%\n" +
-	"\x0estorage_copies\x18\f \x01(\rR\rstorageCopies\"\x87\x02\n" +
+	"\x0estorage_copies\x18\f \x01(\rR\rstorageCopies\x12;\n" +
+	"\x1aemergency_patients_per_day\x18\r \x01(\rR\x17emergencyPatientsPerDay\"\x87\x02\n" +
 	"\x0fConsensusLimits\x12&\n" +
 	"\x0fblock_max_bytes\x18\x01 \x01(\x03R\rblockMaxBytes\x12\"\n" +
 	"\rblock_max_gas\x18\x02 \x01(\x03R\vblockMaxGas\x125\n" +
@@ -2832,7 +2949,13 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\x04time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x17\n" +
 	"\atx_hash\x18\r \x01(\fR\x06txHash\x12\x1f\n" +
 	"\vbody_sha256\x18\x0e \x01(\fR\n" +
-	"bodySha256\"\xbb\x03\n" +
+	"bodySha256\"B\n" +
+	"\x0eEmergencyReads\x120\n" +
+	"\x05reads\x18\x01 \x03(\v2\x1a.emrchain.v1.EmergencyReadR\x05reads\"^\n" +
+	"\rEmergencyRead\x12\x1d\n" +
+	"\n" +
+	"patient_id\x18\x01 \x01(\fR\tpatientId\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xbb\x03\n" +
 	"\vAccessEvent\x12\x1d\n" +
 	"\n" +
 	"patient_id\x18\x01 \x01(\fR\tpatientId\x12\x1a\n" +
@@ -3003,7 +3126,7 @@ func file_emrchain_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_emrchain_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_emrchain_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_emrchain_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_emrchain_v1_types_proto_goTypes = []any{
 	(Role)(0),                     // 0: emrchain.v1.Role
 	(MemberStatus)(0),             // 1: emrchain.v1.MemberStatus
@@ -3020,61 +3143,65 @@ var file_emrchain_v1_types_proto_goTypes = []any{
 	(*Patient)(nil),               // 12: emrchain.v1.Patient
 	(*Permission)(nil),            // 13: emrchain.v1.Permission
 	(*Record)(nil),                // 14: emrchain.v1.Record
-	(*AccessEvent)(nil),           // 15: emrchain.v1.AccessEvent
-	(*Study)(nil),                 // 16: emrchain.v1.Study
-	(*Share)(nil),                 // 17: emrchain.v1.Share
-	(*GenesisMember)(nil),         // 18: emrchain.v1.GenesisMember
-	(*GenesisState)(nil),          // 19: emrchain.v1.GenesisState
-	(*Validator)(nil),             // 20: emrchain.v1.Validator
-	(*AddOrganization)(nil),       // 21: emrchain.v1.AddOrganization
-	(*SetValidatorPower)(nil),     // 22: emrchain.v1.SetValidatorPower
-	(*ConsortiumChange)(nil),      // 23: emrchain.v1.ConsortiumChange
-	(*RetireOrganization)(nil),    // 24: emrchain.v1.RetireOrganization
-	(*SetParams)(nil),             // 25: emrchain.v1.SetParams
-	(*AddRegistrar)(nil),          // 26: emrchain.v1.AddRegistrar
-	(*SetMemberStatus)(nil),       // 27: emrchain.v1.SetMemberStatus
-	(*Proposal)(nil),              // 28: emrchain.v1.Proposal
-	(*durationpb.Duration)(nil),   // 29: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
+	(*EmergencyReads)(nil),        // 15: emrchain.v1.EmergencyReads
+	(*EmergencyRead)(nil),         // 16: emrchain.v1.EmergencyRead
+	(*AccessEvent)(nil),           // 17: emrchain.v1.AccessEvent
+	(*Study)(nil),                 // 18: emrchain.v1.Study
+	(*Share)(nil),                 // 19: emrchain.v1.Share
+	(*GenesisMember)(nil),         // 20: emrchain.v1.GenesisMember
+	(*GenesisState)(nil),          // 21: emrchain.v1.GenesisState
+	(*Validator)(nil),             // 22: emrchain.v1.Validator
+	(*AddOrganization)(nil),       // 23: emrchain.v1.AddOrganization
+	(*SetValidatorPower)(nil),     // 24: emrchain.v1.SetValidatorPower
+	(*ConsortiumChange)(nil),      // 25: emrchain.v1.ConsortiumChange
+	(*RetireOrganization)(nil),    // 26: emrchain.v1.RetireOrganization
+	(*SetParams)(nil),             // 27: emrchain.v1.SetParams
+	(*AddRegistrar)(nil),          // 28: emrchain.v1.AddRegistrar
+	(*SetMemberStatus)(nil),       // 29: emrchain.v1.SetMemberStatus
+	(*Proposal)(nil),              // 30: emrchain.v1.Proposal
+	(*durationpb.Duration)(nil),   // 31: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
 }
 var file_emrchain_v1_types_proto_depIdxs = []int32{
 	8,  // 0: emrchain.v1.Params.consensus:type_name -> emrchain.v1.ConsensusLimits
-	29, // 1: emrchain.v1.ConsensusLimits.evidence_max_age:type_name -> google.protobuf.Duration
+	31, // 1: emrchain.v1.ConsensusLimits.evidence_max_age:type_name -> google.protobuf.Duration
 	2,  // 2: emrchain.v1.Organization.kind:type_name -> emrchain.v1.OrganizationKind
 	0,  // 3: emrchain.v1.Member.role:type_name -> emrchain.v1.Role
 	1,  // 4: emrchain.v1.Member.status:type_name -> emrchain.v1.MemberStatus
 	3,  // 5: emrchain.v1.Permission.rights:type_name -> emrchain.v1.Right
-	30, // 6: emrchain.v1.Permission.not_before:type_name -> google.protobuf.Timestamp
-	30, // 7: emrchain.v1.Permission.not_after:type_name -> google.protobuf.Timestamp
-	30, // 8: emrchain.v1.Permission.revoked_time:type_name -> google.protobuf.Timestamp
-	30, // 9: emrchain.v1.Record.time:type_name -> google.protobuf.Timestamp
-	4,  // 10: emrchain.v1.AccessEvent.purpose:type_name -> emrchain.v1.Purpose
-	30, // 11: emrchain.v1.AccessEvent.time:type_name -> google.protobuf.Timestamp
-	5,  // 12: emrchain.v1.AccessEvent.emergency_reason:type_name -> emrchain.v1.EmergencyReason
-	30, // 13: emrchain.v1.Share.time:type_name -> google.protobuf.Timestamp
-	0,  // 14: emrchain.v1.GenesisMember.role:type_name -> emrchain.v1.Role
-	7,  // 15: emrchain.v1.GenesisState.params:type_name -> emrchain.v1.Params
-	9,  // 16: emrchain.v1.GenesisState.organizations:type_name -> emrchain.v1.Organization
-	18, // 17: emrchain.v1.GenesisState.members:type_name -> emrchain.v1.GenesisMember
-	9,  // 18: emrchain.v1.AddOrganization.organization:type_name -> emrchain.v1.Organization
-	21, // 19: emrchain.v1.ConsortiumChange.add_organization:type_name -> emrchain.v1.AddOrganization
-	22, // 20: emrchain.v1.ConsortiumChange.set_validator_power:type_name -> emrchain.v1.SetValidatorPower
-	27, // 21: emrchain.v1.ConsortiumChange.set_member_status:type_name -> emrchain.v1.SetMemberStatus
-	26, // 22: emrchain.v1.ConsortiumChange.add_registrar:type_name -> emrchain.v1.AddRegistrar
-	25, // 23: emrchain.v1.ConsortiumChange.set_params:type_name -> emrchain.v1.SetParams
-	24, // 24: emrchain.v1.ConsortiumChange.retire_organization:type_name -> emrchain.v1.RetireOrganization
-	7,  // 25: emrchain.v1.SetParams.params:type_name -> emrchain.v1.Params
-	7,  // 26: emrchain.v1.SetParams.from_params:type_name -> emrchain.v1.Params
-	1,  // 27: emrchain.v1.SetMemberStatus.status:type_name -> emrchain.v1.MemberStatus
-	23, // 28: emrchain.v1.Proposal.change:type_name -> emrchain.v1.ConsortiumChange
-	30, // 29: emrchain.v1.Proposal.time:type_name -> google.protobuf.Timestamp
-	30, // 30: emrchain.v1.Proposal.voting_end:type_name -> google.protobuf.Timestamp
-	6,  // 31: emrchain.v1.Proposal.status:type_name -> emrchain.v1.ProposalStatus
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	32, // 6: emrchain.v1.Permission.not_before:type_name -> google.protobuf.Timestamp
+	32, // 7: emrchain.v1.Permission.not_after:type_name -> google.protobuf.Timestamp
+	32, // 8: emrchain.v1.Permission.revoked_time:type_name -> google.protobuf.Timestamp
+	32, // 9: emrchain.v1.Record.time:type_name -> google.protobuf.Timestamp
+	16, // 10: emrchain.v1.EmergencyReads.reads:type_name -> emrchain.v1.EmergencyRead
+	32, // 11: emrchain.v1.EmergencyRead.time:type_name -> google.protobuf.Timestamp
+	4,  // 12: emrchain.v1.AccessEvent.purpose:type_name -> emrchain.v1.Purpose
+	32, // 13: emrchain.v1.AccessEvent.time:type_name -> google.protobuf.Timestamp
+	5,  // 14: emrchain.v1.AccessEvent.emergency_reason:type_name -> emrchain.v1.EmergencyReason
+	32, // 15: emrchain.v1.Share.time:type_name -> google.protobuf.Timestamp
+	0,  // 16: emrchain.v1.GenesisMember.role:type_name -> emrchain.v1.Role
+	7,  // 17: emrchain.v1.GenesisState.params:type_name -> emrchain.v1.Params
+	9,  // 18: emrchain.v1.GenesisState.organizations:type_name -> emrchain.v1.Organization
+	20, // 19: emrchain.v1.GenesisState.members:type_name -> emrchain.v1.GenesisMember
+	9,  // 20: emrchain.v1.AddOrganization.organization:type_name -> emrchain.v1.Organization
+	23, // 21: emrchain.v1.ConsortiumChange.add_organization:type_name -> emrchain.v1.AddOrganization
+	24, // 22: emrchain.v1.ConsortiumChange.set_validator_power:type_name -> emrchain.v1.SetValidatorPower
+	29, // 23: emrchain.v1.ConsortiumChange.set_member_status:type_name -> emrchain.v1.SetMemberStatus
+	28, // 24: emrchain.v1.ConsortiumChange.add_registrar:type_name -> emrchain.v1.AddRegistrar
+	27, // 25: emrchain.v1.ConsortiumChange.set_params:type_name -> emrchain.v1.SetParams
+	26, // 26: emrchain.v1.ConsortiumChange.retire_organization:type_name -> emrchain.v1.RetireOrganization
+	7,  // 27: emrchain.v1.SetParams.params:type_name -> emrchain.v1.Params
+	7,  // 28: emrchain.v1.SetParams.from_params:type_name -> emrchain.v1.Params
+	1,  // 29: emrchain.v1.SetMemberStatus.status:type_name -> emrchain.v1.MemberStatus
+	25, // 30: emrchain.v1.Proposal.change:type_name -> emrchain.v1.ConsortiumChange
+	32, // 31: emrchain.v1.Proposal.time:type_name -> google.protobuf.Timestamp
+	32, // 32: emrchain.v1.Proposal.voting_end:type_name -> google.protobuf.Timestamp
+	6,  // 33: emrchain.v1.Proposal.status:type_name -> emrchain.v1.ProposalStatus
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_emrchain_v1_types_proto_init() }
@@ -3082,7 +3209,7 @@ func file_emrchain_v1_types_proto_init() {
 	if File_emrchain_v1_types_proto != nil {
 		return
 	}
-	file_emrchain_v1_types_proto_msgTypes[16].OneofWrappers = []any{
+	file_emrchain_v1_types_proto_msgTypes[18].OneofWrappers = []any{
 		(*ConsortiumChange_AddOrganization)(nil),
 		(*ConsortiumChange_SetValidatorPower)(nil),
 		(*ConsortiumChange_SetMemberStatus)(nil),
@@ -3096,7 +3223,7 @@ func file_emrchain_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_emrchain_v1_types_proto_rawDesc), len(file_emrchain_v1_types_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,127 @@
+package app_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/app/apptest"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// params.emergency_patients_per_day: how many patients one clinician may
+// read in emergencies within 24 hours of block time.
+
+func TestAdmitEmergencyRead(t *testing.T) {
+	t0 := time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	read := func(patient string, d time.Duration) *emrv1.EmergencyRead {
+		return &emrv1.EmergencyRead{PatientId: []byte(patient), Time: timestamppb.New(at(d))}
+	}
+	day := app.EmergencyCountWindow
+	for _, tc := range []struct {
+		name    string
+		reads   []*emrv1.EmergencyRead
+		patient string
+		now     time.Duration
+		limit   uint32
+		want    []string // patient@time since t0 of the reads counted after it; nil with wantErr
+		changed bool
+		wantErr string // the time the refusal names, as formatted
+	}{
+		{name: "the first", patient: "p1", limit: 2, want: []string{"p1@0s"}, changed: true},
+		{name: "a second", reads: []*emrv1.EmergencyRead{read("p1", 0)}, patient: "p2", now: time.Hour, limit: 2, want: []string{"p1@0s", "p2@1h0m0s"}, changed: true},
+		{name: "a patient already read does not count again", reads: []*emrv1.EmergencyRead{read("p1", 0), read("p2", time.Hour)}, patient: "p1", now: 2 * time.Hour, limit: 2, want: []string{"p1@0s", "p2@1h0m0s"}},
+		{name: "a third is refused until the first is a day old", reads: []*emrv1.EmergencyRead{read("p1", 0), read("p2", time.Hour)}, patient: "p3", now: day - time.Nanosecond, limit: 2, wantErr: "another from " + at(day).Format(time.RFC3339)},
+		{name: "a day after the first, it no longer counts", reads: []*emrv1.EmergencyRead{read("p1", 0), read("p2", time.Hour)}, patient: "p3", now: day, limit: 2, want: []string{"p2@1h0m0s", "p3@24h0m0s"}, changed: true},
+		{name: "a patient read a day ago counts again", reads: []*emrv1.EmergencyRead{read("p1", 0), read("p2", time.Hour)}, patient: "p1", now: day, limit: 2, want: []string{"p2@1h0m0s", "p1@24h0m0s"}, changed: true},
+		{name: "expired reads are dropped on a read again", reads: []*emrv1.EmergencyRead{read("p1", 0), read("p2", time.Hour)}, patient: "p2", now: day + time.Minute, limit: 2, want: []string{"p2@1h0m0s"}, changed: true},
+		{name: "all expired", reads: []*emrv1.EmergencyRead{read("p1", 0), read("p2", time.Hour)}, patient: "p3", now: 3 * day, limit: 1, want: []string{"p3@72h0m0s"}, changed: true},
+		{name: "a lowered limit frees a place when enough reads expired", reads: []*emrv1.EmergencyRead{read("p1", 0), read("p2", time.Hour), read("p3", 2*time.Hour), read("p4", 3*time.Hour)}, patient: "p5", now: 4 * time.Hour, limit: 2, wantErr: "another from " + at(day+2*time.Hour).Format(time.RFC3339)},
+		{name: "a lowered limit still lets the patients read be read", reads: []*emrv1.EmergencyRead{read("p1", 0), read("p2", time.Hour), read("p3", 2*time.Hour)}, patient: "p1", now: 4 * time.Hour, limit: 1, want: []string{"p1@0s", "p2@1h0m0s", "p3@2h0m0s"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := fmt.Sprint(tc.reads)
+			next, changed, err := app.AdmitEmergencyReadForTest(tc.reads, []byte(tc.patient), at(tc.now), tc.limit)
+			if fmt.Sprint(tc.reads) != before {
+				t.Fatalf("the reads given were changed: %s, were %s", fmt.Sprint(tc.reads), before)
+			}
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || app.CodeOf(err) != app.ErrEmergencyLimit.Code() {
+					t.Fatalf("got %v (next %v), want ErrEmergencyLimit naming %q", err, next, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range next {
+				got = append(got, fmt.Sprintf("%s@%s", r.PatientId, r.Time.AsTime().Sub(t0)))
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) || changed != tc.changed {
+				t.Fatalf("counted %v (changed %v), want %v (changed %v)", got, changed, tc.want, tc.changed)
+			}
+		})
+	}
+}
+
+func TestBreakGlassDailyLimit(t *testing.T) {
+	g := apptest.Consortium()
+	g.Params.EmergencyPatientsPerDay = 2
+	w := newRuleWorld(t, apptest.Options{Genesis: g})
+	c := w.c
+	service := w.member("limit-service", emrv1.Role_ROLE_EMERGENCY_SERVICE, apptest.HospitalA)
+	other := w.member("limit-doc-a2", emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA)
+	// Three patients, each with a record and opted in to the service.
+	ids := [][]byte{w.pid}
+	w.records(ruleLab)
+	c.Must(w.pat, apptest.Grant(w.pid, service, apptest.GrantSpec{Rights: []emrv1.Right{rEmergency}, NotAfter: w.year}))
+	for i := 2; i <= 3; i++ {
+		pat, id := w.patient(fmt.Sprintf("limit-patient-%d", i))
+		c.Must(pat, apptest.AddRecord(id, ruleLab, "limit-rec"))
+		c.Must(pat, apptest.Grant(id, service, apptest.GrantSpec{Rights: []emrv1.Right{rEmergency}, NotAfter: w.year}))
+		ids = append(ids, id)
+	}
+	read := func(id []byte) *emrv1.Msg { return apptest.EmergencyAccess(id, service, 1) }
+
+	first := c.Now
+	c.Must(w.doc, read(ids[0]))
+	c.Must(w.doc, read(ids[1]))
+	c.Must(w.doc, read(ids[0])) // read again: counts once
+	refusal := []string{"2 patients read in emergencies in the last 24 hours", "params.emergency_patients_per_day is 2",
+		"another from " + first.Add(24*time.Hour).UTC().Format(time.RFC3339), fmt.Sprintf("clinician %X", w.doc.Address)}
+	// CheckTx, at the last block's time, refuses it as the block does.
+	ruleCheck(t, "a third patient, checked", c.App.CheckTx(c.Tx(w.doc, read(ids[2])), false), app.ErrEmergencyLimit, refusal...)
+	ruleCheck(t, "a third patient", c.Exec(w.doc, read(ids[2])), app.ErrEmergencyLimit, refusal...)
+	c.Must(other, read(ids[2])) // the limit is each clinician's
+
+	// A day after the first read it no longer counts: the third patient
+	// may be read, and then the first counts anew, refused (in the same
+	// block: the second patient's read still counts).
+	c.Now = first.Add(24 * time.Hour)
+	res := c.Block(ruleSigned(c, w.doc, read(ids[2]), read(ids[0]))...)
+	ruleCheck(t, "the third patient a day after the first", res[0], nil)
+	ruleCheck(t, "the first patient again, with two others read within the day", res[1], app.ErrEmergencyLimit, "2 patients read")
+	// A treatment read under a consent is not an emergency read: not counted, not limited.
+	c.Must(w.pat, apptest.Grant(w.pid, w.doc, apptest.GrantSpec{Rights: []emrv1.Right{rRead}, NotAfter: w.year}))
+	c.Must(w.doc, apptest.Access(w.pid, emrv1.Purpose_PURPOSE_TREATMENT, 1))
+}
+
+func TestBreakGlassWithoutADailyLimit(t *testing.T) {
+	g := apptest.Consortium()
+	g.Params.EmergencyPatientsPerDay = 0
+	w := newRuleWorld(t, apptest.Options{Genesis: g})
+	c := w.c
+	service := w.member("nolimit-service", emrv1.Role_ROLE_EMERGENCY_SERVICE, apptest.HospitalA)
+	for i := range 3 {
+		pat, id := w.patient(fmt.Sprintf("nolimit-patient-%d", i))
+		c.Must(pat, apptest.AddRecord(id, ruleLab, "nolimit-rec"))
+		c.Must(pat, apptest.Grant(id, service, apptest.GrantSpec{Rights: []emrv1.Right{rEmergency}, NotAfter: w.year}))
+		c.Must(w.doc, apptest.EmergencyAccess(id, service, 1)) // the third would be refused with a limit of 2
+	}
+}
