@@ -544,39 +544,55 @@ func (kr *Keyring) read(name string) (*keyFile, error) {
 	return f, nil
 }
 
+// store writes k: a new key (isNew) under a passphrase asked for with
+// purpose NewKey, else (a Save) under the file key derived when it was
+// loaded, which keeps the file's salt and KDF cost.
 func (kr *Keyring) store(k *Key, isNew bool) error {
 	var f *keyFile
 	var err error
-	if kr.backend == BackendTest {
+	switch dk := kr.derived[k.Name]; {
+	case kr.backend == BackendTest:
 		f = sealClear(k)
-	} else {
-		dk := kr.derived[k.Name]
-		var pass []byte
-		if dk == nil || isNew {
-			dk = nil
-			if pass, err = kr.askPass(NewKey, k.Name); err != nil {
-				return err
-			}
-			defer clear(pass)
-			if utf8.RuneCount(pass) < MinPassphraseLen {
-				return fmt.Errorf("keyring: passphrase must have at least %d characters", MinPassphraseLen)
-			}
-		}
-		f, dk, err = seal(formatKey, kr.backend, k, pass, kr.kdf, dk)
-		if err != nil {
+	case dk == nil || isNew:
+		if f, dk, err = kr.sealAsked(k, NewKey); err != nil {
 			return err
 		}
 		kr.derived[k.Name] = dk
+	default:
+		if f, _, err = seal(formatKey, kr.backend, k, nil, kr.kdf, dk); err != nil {
+			return err
+		}
 	}
+	return kr.write(k.Name, f)
+}
+
+// sealAsked seals k as a key file under a passphrase asked for with
+// purpose p (one that protects the key from now on, NewKey),
+// with a fresh salt and the keyring's KDF cost. It returns the file and
+// its derived key; nothing is written.
+func (kr *Keyring) sealAsked(k *Key, p Purpose) (*keyFile, *derivedKey, error) {
+	pass, err := kr.askPass(p, k.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer clear(pass)
+	if utf8.RuneCount(pass) < MinPassphraseLen {
+		return nil, nil, fmt.Errorf("keyring: passphrase must have at least %d characters", MinPassphraseLen)
+	}
+	return seal(formatKey, kr.backend, k, pass, kr.kdf, nil)
+}
+
+// write replaces the file of key name with f, through a temporary file, a
+// rename and a sync of the directory: a crash leaves the old key file or
+// the new one, and a key (or a new KEK a rotation is about to use) the
+// caller was told is stored is.
+func (kr *Keyring) write(name string, f *keyFile) error {
 	raw, err := f.encode()
 	if err != nil {
 		return err
 	}
-	// Through a temporary file, a rename and a sync of the directory: a
-	// crash leaves the old key file or the new one, and a key (or a new
-	// KEK a rotation is about to use) the caller was told is stored is.
-	if err := durable.ReplaceFile(filepath.Join(kr.dir, k.Name+".json"), raw, 0o600); err != nil {
-		return fmt.Errorf("keyring: store key %q: %w", k.Name, err)
+	if err := durable.ReplaceFile(kr.path(name), raw, 0o600); err != nil {
+		return fmt.Errorf("keyring: store key %q: %w", name, err)
 	}
 	return nil
 }
