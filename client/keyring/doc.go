@@ -25,6 +25,17 @@
 // clear and a warning in every file. It exists for scripts and tests and
 // must never hold real keys.
 //
+// # Changing a passphrase
+//
+// ChangePassphrase opens a file-backend key with its current passphrase
+// and rewrites it under a new one, with a fresh salt and the keyring's KDF
+// cost (so it also moves an old file to the current cost), under the key's
+// lock. A run that loaded the key before and saves it after gets
+// ErrConflict (the salt changed) and writes nothing: a key is never written
+// back under its old passphrase. Exports and other copies of the old file
+// keep the passphrase they were made with. Test-backend keys have none
+// (ErrNoPassphrase).
+//
 // # Export and import
 //
 // Export writes the whole entry (keys, secret, patient id, every KEK)

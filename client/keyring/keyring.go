@@ -188,6 +188,9 @@ const (
 	ExportKey
 	// ImportKey opens an export file.
 	ImportKey
+	// ChangeKey is the new passphrase of an existing key
+	// (ChangePassphrase): ask twice.
+	ChangeKey
 )
 
 // PassphraseFunc supplies a passphrase (from a prompt or the environment).
@@ -195,7 +198,8 @@ const (
 // call must return a fresh one.
 type PassphraseFunc func(p Purpose, keyName string) ([]byte, error)
 
-// MinPassphraseLen is the shortest passphrase accepted for a new key.
+// MinPassphraseLen is the shortest passphrase accepted for a new key (and
+// for a key's new passphrase), in characters.
 const MinPassphraseLen = 8
 
 // Keyring is a directory of key files, one per name: HOME/keyring-file or
@@ -466,6 +470,68 @@ func (kr *Keyring) Delete(name string) error {
 	return nil
 }
 
+// ErrNoPassphrase: the test backend keeps keys in the clear, so there is
+// no passphrase to change.
+var ErrNoPassphrase = errors.New("keyring: the test keyring keeps keys UNENCRYPTED, without a passphrase")
+
+// ChangePassphrase re-encrypts key name under a new passphrase. Under the
+// key's lock it reads the key file, asks for the current passphrase
+// (purpose Unlock) and opens it: a wrong one fails as Get does
+// (ErrWrongPassphrase) and nothing is written. It then asks for the new one
+// (purpose ChangeKey; at least MinPassphraseLen characters) and rewrites
+// the file with a fresh salt under the keyring's KDF cost, whatever cost
+// the file had: an old key moves to the current cost, and giving the same
+// passphrase again does only that. The file is replaced durably, as Save
+// replaces it, and this keyring keeps the new derived key, so a key it
+// loaded saves without asking again.
+//
+// Another run that loaded the key before the change and then saves it
+// (Save, Refresh) fails with ErrConflict, the salt having changed: it never
+// writes the key back under the old passphrase. The test backend has no
+// passphrase (ErrNoPassphrase). A copy of the old file (a backup, an
+// export: exports have passphrases of their own) still opens as it did.
+func (kr *Keyring) ChangePassphrase(name string) error {
+	if err := CheckName(name); err != nil {
+		return err
+	}
+	if kr.backend == BackendTest {
+		return fmt.Errorf("%w: key %q (in %s)", ErrNoPassphrase, name, kr.dir)
+	}
+	if _, err := os.Lstat(kr.path(name)); errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w: %q (in %s)", ErrNotFound, name, kr.dir) // and no lock file made for it
+	}
+	unlock, err := kr.lock(name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	// Read under the lock: what the key holds now (a KEK another run saved
+	// a moment ago) is what is sealed again.
+	f, err := kr.read(name)
+	if err != nil {
+		return err
+	}
+	pass, err := kr.askPass(Unlock, name)
+	if err != nil {
+		return err
+	}
+	defer clear(pass)
+	k, old, err := f.open(pass)
+	if err != nil {
+		return err
+	}
+	clear(old.key)
+	nf, dk, err := kr.sealAsked(k, ChangeKey)
+	if err != nil {
+		return err
+	}
+	if err := kr.write(name, nf); err != nil {
+		return err
+	}
+	kr.derived[name] = dk
+	return nil
+}
+
 // Export returns the key encrypted under an export passphrase (asked with
 // purpose ExportKey), whatever the backend.
 func (kr *Keyring) Export(name string) ([]byte, error) {
@@ -567,7 +633,7 @@ func (kr *Keyring) store(k *Key, isNew bool) error {
 }
 
 // sealAsked seals k as a key file under a passphrase asked for with
-// purpose p (one that protects the key from now on, NewKey),
+// purpose p (one that protects the key from now on: NewKey, ChangeKey),
 // with a fresh salt and the keyring's KDF cost. It returns the file and
 // its derived key; nothing is written.
 func (kr *Keyring) sealAsked(k *Key, p Purpose) (*keyFile, *derivedKey, error) {
