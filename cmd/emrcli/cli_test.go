@@ -67,6 +67,11 @@ func TestUsageErrorsExit2OnOneLine(t *testing.T) {
 		{"keys", "show", "a", "b"},
 		{"keys", "add"},
 		{"keys", "add", "Dr Alice"},
+		{"keys", "change-passphrase"},
+		{"keys", "change-passphrase", "a", "b"},
+		{"keys", "change-passphrase", "Dr Alice"},
+		// The test keyring's keys have no passphrase to change.
+		{"--keyring-backend", "test", "keys", "change-passphrase", "a"},
 		{"grant", "--from"},
 		{"grant", "--from", "a", "--to", "b", "--rights", "read", "--from-time", "2027-02-01", "--until", "2027-01-01"},
 		{"grant", "--from", "a", "--to", "b", "--rights", "share", "--until", "2027-01-01"},

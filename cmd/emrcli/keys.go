@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -72,6 +73,7 @@ UNENCRYPTED, for scripts and tests only.`,
 		Example: `  emrcli keys add alice
   emrcli keys list
   emrcli keys show alice --address
+  emrcli keys change-passphrase alice
   emrcli keys import-dev ./node0/dev-keys/registrar.json --keyring-backend test`,
 	}
 	cmd.AddCommand(
@@ -125,7 +127,7 @@ UNENCRYPTED, for scripts and tests only.`,
 				return a.emit(views, func(w io.Writer) { table(w, []string{"NAME", "ADDRESS", "PATIENT ID"}, rows) })
 			},
 		},
-		newKeysShowCmd(a), newKeysDeleteCmd(a), newKeysExportCmd(a), newKeysImportCmd(a), newKeysImportDevCmd(a),
+		newKeysShowCmd(a), newKeysDeleteCmd(a), newKeysChangePassphraseCmd(a), newKeysExportCmd(a), newKeysImportCmd(a), newKeysImportDevCmd(a),
 	)
 	return cmd
 }
@@ -184,6 +186,62 @@ func newKeysDeleteCmd(a *cli) *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
 	return cmd
+}
+
+func newKeysChangePassphraseCmd(a *cli) *cobra.Command {
+	kdf := keyring.DefaultKDF
+	return &cobra.Command{
+		Use:   "change-passphrase NAME",
+		Short: "Change a key's passphrase (and move it to the current encryption cost)",
+		Long: fmt.Sprintf(`change-passphrase re-encrypts a key of the "file" keyring under a new
+passphrase. It asks for the current passphrase (%[1]s, else a
+prompt or a line of standard input), then for the new one, at least %[3]d
+characters, twice (%[2]s, else a prompt or two lines of
+standard input). The key itself (address, encryption key, patient keys)
+stays the same.
+
+The key file is rewritten with a fresh salt under the current argon2id cost
+(t=%[4]d, m=%[5]d MiB, p=%[6]d), whatever cost it was written with: giving the
+same passphrase again only moves an old key to that cost.
+
+Other emrcli runs that unlocked the key before the change (a revoke in
+progress, say) can no longer save it: they fail, the key having been
+"written anew", and must be run again with the new passphrase. For the
+service key of an emrchaind sidecar (app.toml's emergency_key or
+storage_key), put the new passphrase in the file emergency_passphrase_file
+or storage_passphrase_file names (else EMRCHAIND_EMERGENCY_PASSPHRASE or
+EMRCHAIND_STORAGE_PASSPHRASE) before the sidecar next starts: a running
+sidecar keeps the key it unlocked, a restarted one unlocks it anew.
+
+Exports made earlier (keys export) keep the passphrase they were made with,
+and a copy of the old key file (a backup) still opens with the old one: if
+the file may have leaked with its passphrase, make a new key instead. Keys
+of the "test" keyring are unencrypted and have no passphrase.`,
+			envPassphrase, envNewPassphrase, keyring.MinPassphraseLen, kdf.Time, kdf.MemoryKiB/1024, kdf.Threads),
+		Example:           "  emrcli keys change-passphrase alice\n  emrcli keys change-passphrase er --home /etc/emrchain/er   # app.toml: emergency_key, emergency_keyring_home",
+		Args:              exactArgs(1, "exactly one key NAME"),
+		ValidArgsFunction: a.completeKeys,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kr, err := a.keyring()
+			if err != nil {
+				return err
+			}
+			if err := kr.ChangePassphrase(args[0]); err != nil {
+				if errors.Is(err, keyring.ErrNoPassphrase) {
+					return usageError{err}
+				}
+				return err
+			}
+			if old := os.Getenv(envPassphrase); old != "" && old != os.Getenv(envNewPassphrase) {
+				// It opened the key: it is the old passphrase.
+				fmt.Fprintf(a.stderr, "Note: %s still holds the old passphrase; later commands need the new one.\n", envPassphrase)
+			}
+			file := filepath.Join(kr.Dir(), args[0]+".json")
+			return a.emit(map[string]string{"passphrase_changed": args[0], "file": file}, func(w io.Writer) {
+				fmt.Fprintf(w, "Changed the passphrase of key %q (%s)\n", args[0], file)
+			})
+		},
+	}
 }
 
 func newKeysExportCmd(a *cli) *cobra.Command {

@@ -13,14 +13,20 @@ import (
 )
 
 // passphrase answers the keyring: EMRCLI_PASSPHRASE (EMRCLI_EXPORT_PASSPHRASE
-// for export files) when set and not empty (as emrchaind reads its
+// for export files, EMRCLI_NEW_PASSPHRASE for the new passphrase of keys
+// change-passphrase) when set and not empty (as emrchaind reads its
 // passphrase variables), else a prompt on the terminal (without echo),
-// else one line of standard input.
+// else one line of standard input. A passphrase that protects something
+// from now on (a new key, a key's new passphrase, an export) is asked
+// twice.
 func (a *cli) passphrase(p keyring.Purpose, name string) ([]byte, error) {
 	env, what := envPassphrase, fmt.Sprintf("Passphrase for key %q", name)
 	switch p {
 	case keyring.NewKey:
 		what = fmt.Sprintf("New passphrase for key %q (at least %d characters)", name, keyring.MinPassphraseLen)
+	case keyring.ChangeKey:
+		// Not EMRCLI_PASSPHRASE: that is the current one, asked first.
+		env, what = envNewPassphrase, fmt.Sprintf("New passphrase for key %q (at least %d characters)", name, keyring.MinPassphraseLen)
 	case keyring.ExportKey:
 		env, what = envExportPassphrase, fmt.Sprintf("Passphrase to protect the export of %q", name)
 	case keyring.ImportKey:
@@ -33,7 +39,7 @@ func (a *cli) passphrase(p keyring.Purpose, name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if p == keyring.NewKey || p == keyring.ExportKey {
+	if p == keyring.NewKey || p == keyring.ChangeKey || p == keyring.ExportKey {
 		again, err := a.readSecret("Repeat it: ", env)
 		if err != nil {
 			clear(first)

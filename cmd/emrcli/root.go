@@ -26,6 +26,9 @@ const (
 	envKeyringBackend   = "EMRCLI_KEYRING_BACKEND"
 	envPassphrase       = "EMRCLI_PASSPHRASE"
 	envExportPassphrase = "EMRCLI_EXPORT_PASSPHRASE"
+	// envNewPassphrase is a key's new passphrase (keys change-passphrase),
+	// while envPassphrase gives its current one.
+	envNewPassphrase = "EMRCLI_NEW_PASSPHRASE"
 )
 
 const configFileName = "config.json"
