@@ -88,13 +88,20 @@ func EmergencyWindow(p *emrv1.Params) time.Duration {
 const EmergencyCountWindow = 24 * time.Hour
 
 // countEmergencyRead counts the signer's emergency read of patient at block
-// time against params.emergency_patients_per_day (0: no limit, nothing
-// kept), and refuses it (ErrEmergencyLimit) when the clinician has already
-// read that many other patients in emergencies within EmergencyCountWindow.
+// time against params.emergency_patients_per_day (0: no limit; nothing is
+// read or written, and what was counted before stays as it was), and
+// refuses it (ErrEmergencyLimit) when the clinician has already read that
+// many other patients in emergencies within EmergencyCountWindow.
 //
 // The block's time is never earlier than the last block's, at which
-// CheckTx runs, and a read only leaves the count as time passes: what
-// CheckTx admits, the block admits.
+// CheckTx runs, and a read only leaves the count as time passes. So what
+// CheckTx admits, the block admits, but for one edge, as a consent's
+// window has one: after the limit was lowered below the patients a
+// clinician has counted, a read of a counted patient whose counting read
+// turns 24 hours old between the last block and the next is admitted by
+// CheckTx and refused by the block (the patient counts anew, and the
+// others still exceed the limit); PrepareProposal leaves it out and the
+// recheck drops it.
 func (ctx *txContext) countEmergencyRead(patient []byte) error {
 	limit := ctx.params.GetEmergencyPatientsPerDay()
 	if limit == 0 {
@@ -112,10 +119,7 @@ func (ctx *txContext) countEmergencyRead(patient []byte) error {
 	if !changed {
 		return nil
 	}
-	if len(next) == 0 {
-		return ctx.st.kv.Delete(key)
-	}
-	return ctx.st.put(key, &emrv1.EmergencyReads{Reads: next})
+	return ctx.st.put(key, &emrv1.EmergencyReads{Reads: next}) // never empty: it holds patient
 }
 
 // admitEmergencyRead decides an emergency read of patient at now, given the
@@ -137,11 +141,20 @@ func admitEmergencyRead(reads []*emrv1.EmergencyRead, patient []byte, now time.T
 	}
 	if n := uint64(len(live)); n >= uint64(limit) {
 		// The count falls below limit once the read at n-limit (the
-		// oldest, unless the limit was lowered since) is a window old.
+		// oldest, unless the limit was lowered since) is a window old;
+		// named in whole seconds, rounded up, so a read at the time named
+		// is admitted.
 		frees := live[n-uint64(limit)].GetTime().AsTime().Add(EmergencyCountWindow)
-		return nil, false, fmt.Errorf("%w: %d patients read in emergencies in the last 24 hours, and params.emergency_patients_per_day is %d; "+
+		if whole := frees.Truncate(time.Second); whole.Before(frees) {
+			frees = whole.Add(time.Second)
+		}
+		patients := "patients"
+		if n == 1 {
+			patients = "patient"
+		}
+		return nil, false, fmt.Errorf("%w: %d %s read in emergencies in the last 24 hours, and params.emergency_patients_per_day is %d; "+
 			"the patients already read may be read again, another from %s",
-			ErrEmergencyLimit, n, limit, formatTime(frees))
+			ErrEmergencyLimit, n, patients, limit, formatTime(frees))
 	}
 	next = append(live[:len(live):len(live)], &emrv1.EmergencyRead{PatientId: bytes.Clone(patient), Time: timestamp(now)})
 	return next, true, nil

@@ -2,10 +2,12 @@ package app_test
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/emrchain/emrchain/app"
@@ -124,4 +126,108 @@ func TestBreakGlassWithoutADailyLimit(t *testing.T) {
 		c.Must(pat, apptest.Grant(id, service, apptest.GrantSpec{Rights: []emrv1.Right{rEmergency}, NotAfter: w.year}))
 		c.Must(w.doc, apptest.EmergencyAccess(id, service, 1)) // the third would be refused with a limit of 2
 	}
+	// Nothing is kept while there is no limit: a chain from before the
+	// param (field 13 absent, read as 0) replays as it did.
+	r, err := c.Store.ReaderAt(c.Height())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := r.Get(app.EmergencyReadsKeyForTest(w.doc.Address)); err != nil || v != nil {
+		t.Fatalf("without a limit the clinician's emergency reads were kept: %x, %v", v, err)
+	}
+}
+
+// A read at the time a refusal names is admitted: block times have
+// fractions of a second, and the time is named in whole seconds, rounded
+// up.
+func TestBreakGlassLimitNamesATimeTheReadIsPossible(t *testing.T) {
+	t0 := time.Date(2026, 11, 24, 8, 0, 0, 537_000_000, time.UTC)
+	reads := []*emrv1.EmergencyRead{{PatientId: []byte("p1"), Time: timestamppb.New(t0)}}
+	_, _, err := app.AdmitEmergencyReadForTest(reads, []byte("p2"), t0.Add(time.Hour), 1)
+	if app.CodeOf(err) != app.ErrEmergencyLimit.Code() || !strings.Contains(err.Error(), "1 patient read in emergencies") {
+		t.Fatalf("a second patient with a limit of 1: %v, want ErrEmergencyLimit", err)
+	}
+	m := regexp.MustCompile(`another from (\S+)`).FindStringSubmatch(err.Error())
+	if m == nil {
+		t.Fatalf("the refusal names no time: %v", err)
+	}
+	named, err := time.Parse(time.RFC3339, m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := app.AdmitEmergencyReadForTest(reads, []byte("p2"), named, 1); err != nil {
+		t.Fatalf("the refusal named %s (the read counting is at %s), and a read then is refused: %v", m[1], t0.Format(time.RFC3339Nano), err)
+	}
+	if _, _, err := app.AdmitEmergencyReadForTest(reads, []byte("p2"), named.Add(-time.Second), 1); err == nil {
+		t.Fatalf("a read a second before the time named (%s) is admitted: the time named is late", m[1])
+	}
+}
+
+// limitWorld is a ruleWorld whose genesis limit is limit, with an
+// emergency service of hospital-a and n patients opted in to it, each with
+// one record.
+func limitWorld(t *testing.T, limit uint32, n int) (*ruleWorld, func(id []byte) *emrv1.Msg, [][]byte) {
+	g := apptest.Consortium()
+	g.Params.EmergencyPatientsPerDay = limit
+	w := newRuleWorld(t, apptest.Options{Genesis: g})
+	service := w.member("limit-world-service", emrv1.Role_ROLE_EMERGENCY_SERVICE, apptest.HospitalA)
+	var ids [][]byte
+	for i := range n {
+		pat, id := w.patient(fmt.Sprintf("limit-world-patient-%d", i))
+		w.c.Must(pat, apptest.AddRecord(id, ruleLab, "limit-world-rec"))
+		w.c.Must(pat, apptest.Grant(id, service, apptest.GrantSpec{Rights: []emrv1.Right{rEmergency}, NotAfter: w.year}))
+		ids = append(ids, id)
+	}
+	return w, func(id []byte) *emrv1.Msg { return apptest.EmergencyAccess(id, service, 1) }, ids
+}
+
+// setLimit executes a params proposal setting emergency_patients_per_day.
+func setLimit(t *testing.T, w *ruleWorld, n uint32) {
+	t.Helper()
+	current, changes := paramsAndChanges(w.c)
+	next := proto.Clone(current).(*emrv1.Params)
+	next.EmergencyPatientsPerDay = n
+	executeByAll(t, w, apptest.SetParams(next, changes))
+	if got := w.c.App.Params().GetEmergencyPatientsPerDay(); got != n {
+		t.Fatalf("params.emergency_patients_per_day is %d after the proposal, want %d", got, n)
+	}
+}
+
+// The one edge where CheckTx admits what the block refuses (documented at
+// countEmergencyRead): the limit lowered below the patients counted, and
+// the re-read patient's counting read turning 24 hours old between the
+// last block and the next. The proposer leaves the read out.
+func TestBreakGlassLimitLoweredAtTheWindowsEdge(t *testing.T) {
+	w, read, ids := limitWorld(t, 3, 3)
+	c := w.c
+	first := c.Now
+	for _, id := range ids {
+		c.Must(w.doc, read(id))
+	}
+	setLimit(t, w, 1)
+	ruleCheck(t, "a counted patient read again under the lowered limit", c.Exec(w.doc, read(ids[1])), nil)
+	c.Now = first.Add(24*time.Hour - time.Second)
+	c.Block()
+	tx := c.Tx(w.doc, read(ids[0]))
+	ruleCheck(t, "CheckTx of the first patient, counted a day less a second ago", c.App.CheckTx(tx, false), nil)
+	c.Now = first.Add(24 * time.Hour)
+	if selected := c.App.PrepareProposal(app.BlockInfo{Height: c.Height() + 1, Time: c.Now}, [][]byte{tx}, 1<<30); len(selected) != 0 {
+		t.Fatalf("the proposer kept a read the block refuses")
+	}
+	ruleCheck(t, "the same read in the block, a second later", c.Block(tx)[0], app.ErrEmergencyLimit, "2 patients read", "is 1")
+}
+
+// Reads counted before the limit went to 0 still count for their 24
+// hours once a limit is set again; reads made while it was 0 never count.
+func TestBreakGlassLimitSetAgainAfterZero(t *testing.T) {
+	w, read, ids := limitWorld(t, 2, 4)
+	c := w.c
+	c.Must(w.doc, read(ids[0]))
+	c.Must(w.doc, read(ids[1])) // at the limit of 2
+	setLimit(t, w, 0)
+	c.Must(w.doc, read(ids[2])) // not counted
+	setLimit(t, w, 2)
+	ruleCheck(t, "a new patient once the limit is set again", c.Exec(w.doc, read(ids[3])), app.ErrEmergencyLimit, "2 patients read")
+	ruleCheck(t, "the patient read while there was no limit", c.Exec(w.doc, read(ids[2])), app.ErrEmergencyLimit)
+	c.Must(w.doc, read(ids[0])) // counted before: read again
 }

@@ -77,7 +77,8 @@ var (
 	// ErrEmergencyLimit: the clinician has read as many patients in
 	// emergencies within the last 24 hours of block time as
 	// params.emergency_patients_per_day allows. It may read them again, and
-	// another patient once the oldest of those reads is 24 hours old.
+	// another patient once enough of the reads that counted them are 24
+	// hours old (the refusal names when).
 	ErrEmergencyLimit = register(31, "emergency read limit reached")
 )
 

@@ -59,6 +59,7 @@ func TestGenesisParamsHaveCeilings(t *testing.T) {
 		{"max_wrapped_key_bytes", func(p *emrv1.Params, over bool) { p.MaxWrappedKeyBytes = 4096 + uint32(b2u(over)) }},
 		{"proposal_seconds", func(p *emrv1.Params, over bool) { p.ProposalSeconds = 366*24*3600 + b2u(over) }},
 		{"emergency_access_seconds", func(p *emrv1.Params, over bool) { p.EmergencyAccessSeconds = 366*24*3600 + b2u(over) }},
+		{"emergency_patients_per_day", func(p *emrv1.Params, over bool) { p.EmergencyPatientsPerDay = 1_000 + uint32(b2u(over)) }},
 		{"categories", func(p *emrv1.Params, over bool) {
 			for len(p.Categories) < 256+int(b2u(over)) {
 				p.Categories = append(p.Categories, fmt.Sprintf("c%03d-%s", len(p.Categories), strings.Repeat("x", 59)))
