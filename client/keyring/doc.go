@@ -28,9 +28,11 @@
 // # Changing a passphrase
 //
 // ChangePassphrase opens a file-backend key with its current passphrase
-// and rewrites it under a new one, with a fresh salt and the keyring's KDF
-// cost (so it also moves an old file to the current cost), under the key's
-// lock. A run that loaded the key before and saves it after gets
+// and rewrites it under a new one, with a fresh salt at the keyring's KDF
+// cost or the file's where higher (so it moves an old file up to the
+// current cost and never lowers one). The passphrases are asked for
+// outside the key's lock, which is held only to read the file again and
+// replace it. A run that loaded the key before and saves it after gets
 // ErrConflict (the salt changed) and writes nothing: a key is never written
 // back under its old passphrase. Exports and other copies of the old file
 // keep the passphrase they were made with. Test-backend keys have none

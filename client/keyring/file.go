@@ -33,6 +33,12 @@ type KDFParams struct {
 	Threads   uint8  `json:"threads"`
 }
 
+// atLeast is p with each parameter raised to floor's where floor's is
+// higher. Both valid (memory at least 8 KiB per thread), so is the result.
+func (p KDFParams) atLeast(floor KDFParams) KDFParams {
+	return KDFParams{Time: max(p.Time, floor.Time), MemoryKiB: max(p.MemoryKiB, floor.MemoryKiB), Threads: max(p.Threads, floor.Threads)}
+}
+
 // DefaultKDF is RFC 9106's second recommended argon2id setting
 // (t=3, m=64 MiB, p=4).
 var DefaultKDF = KDFParams{Time: 3, MemoryKiB: 64 * 1024, Threads: 4}
@@ -216,11 +222,10 @@ func (f *keyFile) aad() []byte {
 // key), else with a key derived from pass with a fresh salt.
 func seal(format, backend string, k *Key, pass []byte, params KDFParams, dk *derivedKey) (*keyFile, *derivedKey, error) {
 	if dk == nil {
-		salt := make([]byte, 16)
-		if _, err := rand.Read(salt); err != nil {
+		var err error
+		if dk, err = deriveFresh(pass, params); err != nil {
 			return nil, nil, err
 		}
-		dk = &derivedKey{salt: salt, kdf: params, key: derive(pass, salt, params)}
 	}
 	f := header(format, backend, k)
 	f.KDF = &kdfBlock{Alg: kdfArgon2id, Salt: dk.salt, KDFParams: dk.kdf}
@@ -283,6 +288,15 @@ func (f *keyFile) openWith(dk *derivedKey) (*Key, error) {
 		return nil, fmt.Errorf("%w: %q: %v", ErrCorrupt, f.Name, err)
 	}
 	return f.keyFrom(&s)
+}
+
+// deriveFresh derives a file key from pass with a fresh 16-byte salt.
+func deriveFresh(pass []byte, p KDFParams) (*derivedKey, error) {
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return nil, err
+	}
+	return &derivedKey{salt: salt, kdf: p, key: derive(pass, salt, p)}, nil
 }
 
 func derive(pass, salt []byte, p KDFParams) []byte {

@@ -474,16 +474,23 @@ func (kr *Keyring) Delete(name string) error {
 // no passphrase to change.
 var ErrNoPassphrase = errors.New("keyring: the test keyring keeps keys UNENCRYPTED, without a passphrase")
 
-// ChangePassphrase re-encrypts key name under a new passphrase. Under the
-// key's lock it reads the key file, asks for the current passphrase
-// (purpose Unlock) and opens it: a wrong one fails as Get does
-// (ErrWrongPassphrase) and nothing is written. It then asks for the new one
-// (purpose ChangeKey; at least MinPassphraseLen characters) and rewrites
-// the file with a fresh salt under the keyring's KDF cost, whatever cost
-// the file had: an old key moves to the current cost, and giving the same
-// passphrase again does only that. The file is replaced durably, as Save
-// replaces it, and this keyring keeps the new derived key, so a key it
-// loaded saves without asking again.
+// ChangePassphrase re-encrypts key name under a new passphrase. It reads
+// the key file, asks for the current passphrase (purpose Unlock) and opens
+// it: a wrong one fails as Get does (ErrWrongPassphrase) and nothing is
+// written. It then asks for the new one (purpose ChangeKey; at least
+// MinPassphraseLen characters) and derives the file key from it with a
+// fresh salt, at the keyring's KDF cost or the file's where that is higher
+// in a parameter: an old key moves up to the current cost (giving the same
+// passphrase again does only that), and no change lowers a key's cost.
+//
+// The prompts are not made under the key's lock, which another run waits
+// for without end (lock): it is taken only to read the file again and
+// replace it, as Save takes it. What the file holds then (a KEK another
+// run saved while the passphrases were typed) is what is sealed again; if
+// it was written anew meanwhile (another passphrase, an import: another
+// salt), the change fails with ErrConflict and writes nothing. The file is
+// replaced durably, as Save replaces it, and this keyring keeps the new
+// derived key, so a key it loaded saves without asking again.
 //
 // Another run that loaded the key before the change and then saves it
 // (Save, Refresh) fails with ErrConflict, the salt having changed: it never
@@ -500,13 +507,8 @@ func (kr *Keyring) ChangePassphrase(name string) error {
 	if _, err := os.Lstat(kr.path(name)); errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("%w: %q (in %s)", ErrNotFound, name, kr.dir) // and no lock file made for it
 	}
-	unlock, err := kr.lock(name)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	// Read under the lock: what the key holds now (a KEK another run saved
-	// a moment ago) is what is sealed again.
+	// Ask and derive outside the lock: it is held only while the key is
+	// re-read and written, as Save holds it.
 	f, err := kr.read(name)
 	if err != nil {
 		return err
@@ -520,13 +522,35 @@ func (kr *Keyring) ChangePassphrase(name string) error {
 	if err != nil {
 		return err
 	}
-	clear(old.key)
-	nf, dk, err := kr.sealAsked(k, ChangeKey)
+	defer clear(old.key)
+	dk, err := kr.newFileKey(name, ChangeKey, kr.kdf.atLeast(old.kdf))
+	if err != nil {
+		return err
+	}
+	unlock, err := kr.lock(name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	// What the key holds now (a KEK another run saved while the user
+	// typed) is what is sealed again.
+	if f, err = kr.read(name); err != nil {
+		return err
+	}
+	if f.KDF == nil || !bytes.Equal(f.KDF.Salt, old.salt) {
+		return fmt.Errorf("%w: %q was written anew (another passphrase or an import) while its passphrase was asked for; run the command again", ErrConflict, name)
+	}
+	if k, err = f.openWith(old); err != nil {
+		return err
+	}
+	nf, _, err := seal(formatKey, kr.backend, k, nil, dk.kdf, dk)
 	if err != nil {
 		return err
 	}
 	if err := kr.write(name, nf); err != nil {
-		return err
+		// The rename may have happened before a failed sync of the
+		// directory.
+		return fmt.Errorf("%w (the key may already be under the new passphrase: try both)", err)
 	}
 	kr.derived[name] = dk
 	return nil
@@ -616,36 +640,36 @@ func (kr *Keyring) read(name string) (*keyFile, error) {
 func (kr *Keyring) store(k *Key, isNew bool) error {
 	var f *keyFile
 	var err error
-	switch dk := kr.derived[k.Name]; {
-	case kr.backend == BackendTest:
+	if kr.backend == BackendTest {
 		f = sealClear(k)
-	case dk == nil || isNew:
-		if f, dk, err = kr.sealAsked(k, NewKey); err != nil {
+	} else {
+		dk := kr.derived[k.Name]
+		if dk == nil || isNew {
+			if dk, err = kr.newFileKey(k.Name, NewKey, kr.kdf); err != nil {
+				return err
+			}
+		}
+		if f, _, err = seal(formatKey, kr.backend, k, nil, dk.kdf, dk); err != nil {
 			return err
 		}
 		kr.derived[k.Name] = dk
-	default:
-		if f, _, err = seal(formatKey, kr.backend, k, nil, kr.kdf, dk); err != nil {
-			return err
-		}
 	}
 	return kr.write(k.Name, f)
 }
 
-// sealAsked seals k as a key file under a passphrase asked for with
-// purpose p (one that protects the key from now on: NewKey, ChangeKey),
-// with a fresh salt and the keyring's KDF cost. It returns the file and
-// its derived key; nothing is written.
-func (kr *Keyring) sealAsked(k *Key, p Purpose) (*keyFile, *derivedKey, error) {
-	pass, err := kr.askPass(p, k.Name)
+// newFileKey asks for the passphrase that is to protect key name from now
+// on (purpose NewKey or ChangeKey), checks its length, and derives a file
+// key from it with a fresh salt at KDF cost params.
+func (kr *Keyring) newFileKey(name string, p Purpose, params KDFParams) (*derivedKey, error) {
+	pass, err := kr.askPass(p, name)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer clear(pass)
 	if utf8.RuneCount(pass) < MinPassphraseLen {
-		return nil, nil, fmt.Errorf("keyring: passphrase must have at least %d characters", MinPassphraseLen)
+		return nil, fmt.Errorf("keyring: passphrase must have at least %d characters", MinPassphraseLen)
 	}
-	return seal(formatKey, kr.backend, k, pass, kr.kdf, nil)
+	return deriveFresh(pass, params)
 }
 
 // write replaces the file of key name with f, through a temporary file, a

@@ -232,7 +232,7 @@ of the "test" keyring are unencrypted and have no passphrase.`,
 				}
 				return err
 			}
-			if old := os.Getenv(envPassphrase); old != "" && old != os.Getenv(envNewPassphrase) {
+			if a.envPassphraseStale {
 				// It opened the key: it is the old passphrase.
 				fmt.Fprintf(a.stderr, "Note: %s still holds the old passphrase; later commands need the new one.\n", envPassphrase)
 			}

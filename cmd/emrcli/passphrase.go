@@ -19,7 +19,13 @@ import (
 // else one line of standard input. A passphrase that protects something
 // from now on (a new key, a key's new passphrase, an export) is asked
 // twice.
-func (a *cli) passphrase(p keyring.Purpose, name string) ([]byte, error) {
+func (a *cli) passphrase(p keyring.Purpose, name string) (pass []byte, err error) {
+	if p == keyring.ChangeKey {
+		defer func() {
+			old := os.Getenv(envPassphrase)
+			a.envPassphraseStale = err == nil && old != "" && !bytes.Equal(pass, []byte(old))
+		}()
+	}
 	env, what := envPassphrase, fmt.Sprintf("Passphrase for key %q", name)
 	switch p {
 	case keyring.NewKey:

@@ -51,6 +51,9 @@ type cli struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	stdinLines     *bufio.Reader // see readLine
+	// envPassphraseStale: keys change-passphrase was given a new
+	// passphrase other than EMRCLI_PASSPHRASE, which is set.
+	envPassphraseStale bool
 
 	home, node, chainID, backend string
 	witnesses                    []string

@@ -70,14 +70,23 @@ func CreateFile(path string, data []byte, perm os.FileMode) error {
 // temporary file in the same directory and a rename, so that a crash
 // leaves the old file or the new one, never half of it; the directory is
 // synced after the rename, so the new file is durable when it returns.
+// Run as root, it keeps the owner and group of the file it replaces
+// (keepOwner).
 func ReplaceFile(path string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)
+	old, err := os.Lstat(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name()) // a no-op once renamed
 	err = tmp.Chmod(perm)
+	if err == nil && old != nil {
+		err = keepOwner(tmp, old)
+	}
 	if err == nil {
 		_, err = tmp.Write(data)
 	}
