@@ -73,23 +73,9 @@ func TestAdmitEmergencyRead(t *testing.T) {
 }
 
 func TestBreakGlassDailyLimit(t *testing.T) {
-	g := apptest.Consortium()
-	g.Params.EmergencyPatientsPerDay = 2
-	w := newRuleWorld(t, apptest.Options{Genesis: g})
+	w, read, ids := limitWorld(t, 2, 3)
 	c := w.c
-	service := w.member("limit-service", emrv1.Role_ROLE_EMERGENCY_SERVICE, apptest.HospitalA)
 	other := w.member("limit-doc-a2", emrv1.Role_ROLE_CLINICIAN, apptest.HospitalA)
-	// Three patients, each with a record and opted in to the service.
-	ids := [][]byte{w.pid}
-	w.records(ruleLab)
-	c.Must(w.pat, apptest.Grant(w.pid, service, apptest.GrantSpec{Rights: []emrv1.Right{rEmergency}, NotAfter: w.year}))
-	for i := 2; i <= 3; i++ {
-		pat, id := w.patient(fmt.Sprintf("limit-patient-%d", i))
-		c.Must(pat, apptest.AddRecord(id, ruleLab, "limit-rec"))
-		c.Must(pat, apptest.Grant(id, service, apptest.GrantSpec{Rights: []emrv1.Right{rEmergency}, NotAfter: w.year}))
-		ids = append(ids, id)
-	}
-	read := func(id []byte) *emrv1.Msg { return apptest.EmergencyAccess(id, service, 1) }
 
 	first := c.Now
 	c.Must(w.doc, read(ids[0]))
@@ -115,16 +101,10 @@ func TestBreakGlassDailyLimit(t *testing.T) {
 }
 
 func TestBreakGlassWithoutADailyLimit(t *testing.T) {
-	g := apptest.Consortium()
-	g.Params.EmergencyPatientsPerDay = 0
-	w := newRuleWorld(t, apptest.Options{Genesis: g})
+	w, read, ids := limitWorld(t, 0, 3)
 	c := w.c
-	service := w.member("nolimit-service", emrv1.Role_ROLE_EMERGENCY_SERVICE, apptest.HospitalA)
-	for i := range 3 {
-		pat, id := w.patient(fmt.Sprintf("nolimit-patient-%d", i))
-		c.Must(pat, apptest.AddRecord(id, ruleLab, "nolimit-rec"))
-		c.Must(pat, apptest.Grant(id, service, apptest.GrantSpec{Rights: []emrv1.Right{rEmergency}, NotAfter: w.year}))
-		c.Must(w.doc, apptest.EmergencyAccess(id, service, 1)) // the third would be refused with a limit of 2
+	for _, id := range ids {
+		c.Must(w.doc, read(id)) // the third would be refused with a limit of 2
 	}
 	// Nothing is kept while there is no limit: a chain from before the
 	// param (field 13 absent, read as 0) replays as it did.
@@ -165,17 +145,21 @@ func TestBreakGlassLimitNamesATimeTheReadIsPossible(t *testing.T) {
 
 // limitWorld is a ruleWorld whose genesis limit is limit, with an
 // emergency service of hospital-a and n patients opted in to it, each with
-// one record.
-func limitWorld(t *testing.T, limit uint32, n int) (*ruleWorld, func(id []byte) *emrv1.Msg, [][]byte) {
+// one record (lab results); the first is w.pat. read is w.doc's emergency
+// read of a patient's record through the service.
+func limitWorld(t *testing.T, limit uint32, n int) (w *ruleWorld, read func(id []byte) *emrv1.Msg, ids [][]byte) {
 	g := apptest.Consortium()
 	g.Params.EmergencyPatientsPerDay = limit
-	w := newRuleWorld(t, apptest.Options{Genesis: g})
+	w = newRuleWorld(t, apptest.Options{Genesis: g})
 	service := w.member("limit-world-service", emrv1.Role_ROLE_EMERGENCY_SERVICE, apptest.HospitalA)
-	var ids [][]byte
-	for i := range n {
+	optIn := apptest.GrantSpec{Rights: []emrv1.Right{rEmergency}, NotAfter: w.year}
+	w.records(ruleLab)
+	w.c.Must(w.pat, apptest.Grant(w.pid, service, optIn))
+	ids = [][]byte{w.pid}
+	for i := 1; i < n; i++ {
 		pat, id := w.patient(fmt.Sprintf("limit-world-patient-%d", i))
 		w.c.Must(pat, apptest.AddRecord(id, ruleLab, "limit-world-rec"))
-		w.c.Must(pat, apptest.Grant(id, service, apptest.GrantSpec{Rights: []emrv1.Right{rEmergency}, NotAfter: w.year}))
+		w.c.Must(pat, apptest.Grant(id, service, optIn))
 		ids = append(ids, id)
 	}
 	return w, func(id []byte) *emrv1.Msg { return apptest.EmergencyAccess(id, service, 1) }, ids
