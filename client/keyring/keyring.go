@@ -549,8 +549,11 @@ func (kr *Keyring) ChangePassphrase(name string) error {
 	}
 	if err := kr.write(name, nf); err != nil {
 		// The rename may have happened before a failed sync of the
-		// directory.
-		return fmt.Errorf("%w (the key may already be under the new passphrase: try both)", err)
+		// directory: say which passphrase the file holds now.
+		if cur, rerr := kr.read(name); rerr == nil && cur.KDF != nil && bytes.Equal(cur.KDF.Salt, dk.salt) {
+			return fmt.Errorf("%w (the file holds the key under the new passphrase, but a crash before the directory reaches the disk may bring back the old one)", err)
+		}
+		return err
 	}
 	kr.derived[name] = dk
 	return nil

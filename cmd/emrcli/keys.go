@@ -200,9 +200,10 @@ characters, twice (%[2]s, else a prompt or two lines of
 standard input). The key itself (address, encryption key, patient keys)
 stays the same.
 
-The key file is rewritten with a fresh salt under the current argon2id cost
-(t=%[4]d, m=%[5]d MiB, p=%[6]d), whatever cost it was written with: giving the
-same passphrase again only moves an old key to that cost.
+The key file is rewritten with a fresh salt at the current argon2id cost
+(t=%[4]d, m=%[5]d MiB, p=%[6]d), or at the key's own where that is higher in
+a setting (a change never lowers it): giving the same passphrase again only
+moves an old key up to that cost.
 
 Other emrcli runs that unlocked the key before the change (a revoke in
 progress, say) can no longer save it: they fail, the key having been
