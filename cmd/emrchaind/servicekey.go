@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/emrchain/emrchain/client/keyring"
+	"github.com/emrchain/emrchain/internal/fileowner"
 	"github.com/emrchain/emrchain/offchain/sidecar"
 )
 
@@ -163,7 +164,7 @@ func readPassphraseFile(path string) ([]byte, error) {
 // Where the owner is not known (Windows) the mode says nothing and is not
 // checked.
 func privateFile(path string, info os.FileInfo) error {
-	uid, known := fileOwner(info)
+	uid, _, known := fileowner.Of(info)
 	if !known {
 		return nil
 	}
