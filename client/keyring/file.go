@@ -218,33 +218,27 @@ func (f *keyFile) aad() []byte {
 	return b
 }
 
-// seal encrypts k's secrets: with dk when given (re-saving an unlocked
-// key), else with a key derived from pass with a fresh salt.
-func seal(format, backend string, k *Key, pass []byte, params KDFParams, dk *derivedKey) (*keyFile, *derivedKey, error) {
-	if dk == nil {
-		var err error
-		if dk, err = deriveFresh(pass, params); err != nil {
-			return nil, nil, err
-		}
-	}
+// seal encrypts k's secrets with file key dk, recording dk's salt and KDF
+// cost in the file.
+func seal(format, backend string, k *Key, dk *derivedKey) (*keyFile, error) {
 	f := header(format, backend, k)
 	f.KDF = &kdfBlock{Alg: kdfArgon2id, Salt: dk.salt, KDFParams: dk.kdf}
 	f.Cipher = cipherGCM
 	plain, err := json.Marshal(secretsOf(k))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer clear(plain)
 	aead, err := newGCM(dk.key)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	f.Nonce = make([]byte, aead.NonceSize())
 	if _, err := rand.Read(f.Nonce); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	f.Ciphertext = aead.Seal(nil, f.Nonce, plain, f.aad())
-	return f, dk, nil
+	return f, nil
 }
 
 // open decrypts the secrets with pass.
@@ -288,15 +282,6 @@ func (f *keyFile) openWith(dk *derivedKey) (*Key, error) {
 		return nil, fmt.Errorf("%w: %q: %v", ErrCorrupt, f.Name, err)
 	}
 	return f.keyFrom(&s)
-}
-
-// deriveFresh derives a file key from pass with a fresh 16-byte salt.
-func deriveFresh(pass []byte, p KDFParams) (*derivedKey, error) {
-	salt := make([]byte, 16)
-	if _, err := rand.Read(salt); err != nil {
-		return nil, err
-	}
-	return &derivedKey{salt: salt, kdf: p, key: derive(pass, salt, p)}, nil
 }
 
 func derive(pass, salt []byte, p KDFParams) []byte {

@@ -50,7 +50,7 @@ func decodeFileSeeds(t testing.TB) map[string][]byte {
 	dk, _ := fuzzKeys()
 	k := fuzzKey(t, "alice")
 	sealed := func(format string) []byte {
-		f, _, err := seal(format, BackendFile, k, nil, cheap, dk)
+		f, err := seal(format, BackendFile, k, dk)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,7 +186,7 @@ func FuzzDecodeFile(f *testing.F) {
 		if !bytes.Equal(kf.KDF.Salt, dk.salt) || kf.KDF.KDFParams != dk.kdf {
 			t.Fatalf("opened with KDF parameters %+v it was not sealed with", kf.KDF)
 		}
-		sealed, _, err := seal(kf.Format, kf.Backend, k, nil, cheap, dk)
+		sealed, err := seal(kf.Format, kf.Backend, k, dk)
 		if err != nil {
 			t.Fatal(err)
 		}

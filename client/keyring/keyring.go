@@ -543,7 +543,7 @@ func (kr *Keyring) ChangePassphrase(name string) error {
 	if k, err = f.openWith(old); err != nil {
 		return err
 	}
-	nf, _, err := seal(formatKey, kr.backend, k, nil, dk.kdf, dk)
+	nf, err := seal(formatKey, kr.backend, k, dk)
 	if err != nil {
 		return err
 	}
@@ -566,15 +566,12 @@ func (kr *Keyring) Export(name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	pass, err := kr.askPass(ExportKey, name)
+	dk, err := kr.newFileKey(name, ExportKey, kr.kdf)
 	if err != nil {
 		return nil, err
 	}
-	defer clear(pass)
-	if utf8.RuneCount(pass) < MinPassphraseLen {
-		return nil, fmt.Errorf("keyring: export passphrase must have at least %d characters", MinPassphraseLen)
-	}
-	f, _, err := seal(formatExport, BackendFile, k, pass, kr.kdf, nil)
+	defer clear(dk.key)
+	f, err := seal(formatExport, BackendFile, k, dk)
 	if err != nil {
 		return nil, err
 	}
@@ -652,7 +649,7 @@ func (kr *Keyring) store(k *Key, isNew bool) error {
 				return err
 			}
 		}
-		if f, _, err = seal(formatKey, kr.backend, k, nil, dk.kdf, dk); err != nil {
+		if f, err = seal(formatKey, kr.backend, k, dk); err != nil {
 			return err
 		}
 		kr.derived[k.Name] = dk
@@ -661,8 +658,9 @@ func (kr *Keyring) store(k *Key, isNew bool) error {
 }
 
 // newFileKey asks for the passphrase that is to protect key name from now
-// on (purpose NewKey or ChangeKey), checks its length, and derives a file
-// key from it with a fresh salt at KDF cost params.
+// on (purpose NewKey, ChangeKey, or ExportKey for an export file), checks
+// its length, and derives a file key from it with a fresh 16-byte salt at
+// KDF cost params.
 func (kr *Keyring) newFileKey(name string, p Purpose, params KDFParams) (*derivedKey, error) {
 	pass, err := kr.askPass(p, name)
 	if err != nil {
@@ -670,9 +668,17 @@ func (kr *Keyring) newFileKey(name string, p Purpose, params KDFParams) (*derive
 	}
 	defer clear(pass)
 	if utf8.RuneCount(pass) < MinPassphraseLen {
-		return nil, fmt.Errorf("keyring: passphrase must have at least %d characters", MinPassphraseLen)
+		what := "passphrase"
+		if p == ExportKey {
+			what = "export passphrase"
+		}
+		return nil, fmt.Errorf("keyring: %s must have at least %d characters", what, MinPassphraseLen)
 	}
-	return deriveFresh(pass, params)
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return nil, err
+	}
+	return &derivedKey{salt: salt, kdf: params, key: derive(pass, salt, params)}, nil
 }
 
 // write replaces the file of key name with f, through a temporary file, a
