@@ -42,7 +42,7 @@ func TestDeleteWaitsForASaveInProgress(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(kr.path("alice")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(kr.Path("alice")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("key file after Delete: %v", err)
 	}
 }

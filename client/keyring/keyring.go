@@ -252,7 +252,8 @@ func (kr *Keyring) Backend() string { return kr.backend }
 // Dir is the directory of the key files.
 func (kr *Keyring) Dir() string { return kr.dir }
 
-func (kr *Keyring) path(name string) string { return filepath.Join(kr.dir, name+".json") }
+// Path is the file of key name.
+func (kr *Keyring) Path(name string) string { return filepath.Join(kr.dir, name+".json") }
 
 // List returns the public part of every key, by name. A key file that
 // cannot be read does not hide the others: they are returned with an
@@ -294,7 +295,7 @@ func (kr *Keyring) Has(name string) bool {
 	if CheckName(name) != nil {
 		return false
 	}
-	_, err := os.Stat(kr.path(name))
+	_, err := os.Stat(kr.Path(name))
 	return err == nil
 }
 
@@ -452,7 +453,7 @@ func (kr *Keyring) Delete(name string) error {
 	if err := CheckName(name); err != nil {
 		return err
 	}
-	if _, err := os.Lstat(kr.path(name)); errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Lstat(kr.Path(name)); errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("%w: %q", ErrNotFound, name) // and no lock file made for it
 	}
 	unlock, err := kr.lock(name)
@@ -460,7 +461,7 @@ func (kr *Keyring) Delete(name string) error {
 		return err
 	}
 	defer unlock()
-	if err := os.Remove(kr.path(name)); err != nil {
+	if err := os.Remove(kr.Path(name)); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("%w: %q", ErrNotFound, name)
 		}
@@ -504,7 +505,7 @@ func (kr *Keyring) ChangePassphrase(name string) error {
 	if kr.backend == BackendTest {
 		return fmt.Errorf("%w: key %q (in %s)", ErrNoPassphrase, name, kr.dir)
 	}
-	if _, err := os.Lstat(kr.path(name)); errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Lstat(kr.Path(name)); errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("%w: %q (in %s)", ErrNotFound, name, kr.dir) // and no lock file made for it
 	}
 	// Ask and derive outside the lock: it is held only while the key is
@@ -614,7 +615,7 @@ func (kr *Keyring) read(name string) (*keyFile, error) {
 	if err := CheckName(name); err != nil {
 		return nil, err
 	}
-	raw, err := os.ReadFile(kr.path(name))
+	raw, err := os.ReadFile(kr.Path(name))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %q (in %s)", ErrNotFound, name, kr.dir)
 	}
@@ -623,13 +624,13 @@ func (kr *Keyring) read(name string) (*keyFile, error) {
 	}
 	f, err := decodeFile(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", kr.path(name), err)
+		return nil, fmt.Errorf("%s: %w", kr.Path(name), err)
 	}
 	if f.Format != formatKey || f.Backend != kr.backend {
-		return nil, fmt.Errorf("%w: %s is a %q file of backend %q", ErrCorrupt, kr.path(name), f.Format, f.Backend)
+		return nil, fmt.Errorf("%w: %s is a %q file of backend %q", ErrCorrupt, kr.Path(name), f.Format, f.Backend)
 	}
 	if f.Name != name {
-		return nil, fmt.Errorf("%w: %s holds key %q", ErrCorrupt, kr.path(name), f.Name)
+		return nil, fmt.Errorf("%w: %s holds key %q", ErrCorrupt, kr.Path(name), f.Name)
 	}
 	return f, nil
 }
@@ -690,7 +691,7 @@ func (kr *Keyring) write(name string, f *keyFile) error {
 	if err != nil {
 		return err
 	}
-	if err := durable.ReplaceFile(kr.path(name), raw, 0o600); err != nil {
+	if err := durable.ReplaceFile(kr.Path(name), raw, 0o600); err != nil {
 		return fmt.Errorf("keyring: store key %q: %w", name, err)
 	}
 	return nil

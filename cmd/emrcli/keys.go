@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -237,7 +236,7 @@ of the "test" keyring are unencrypted and have no passphrase.`,
 				// It opened the key: it is the old passphrase.
 				fmt.Fprintf(a.stderr, "Note: %s still holds the old passphrase; later commands need the new one.\n", envPassphrase)
 			}
-			file := filepath.Join(kr.Dir(), args[0]+".json")
+			file := kr.Path(args[0])
 			return a.emit(map[string]string{"passphrase_changed": args[0], "file": file}, func(w io.Writer) {
 				fmt.Fprintf(w, "Changed the passphrase of key %q (%s)\n", args[0], file)
 			})
