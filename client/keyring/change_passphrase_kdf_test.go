@@ -32,7 +32,7 @@ func TestChangePassphraseNeverLowersTheKDFCost(t *testing.T) {
 	if err := json.Unmarshal(raw, &f); err != nil || f.KDF == nil {
 		t.Fatal(err)
 	}
-	if p := f.KDF.KDFParams; p.Time < dearer.Time || p.MemoryKiB < dearer.MemoryKiB {
+	if p := f.KDF.KDFParams; p.Time < dearer.Time || p.MemoryKiB < dearer.MemoryKiB || p.Threads < dearer.Threads {
 		t.Fatalf("the passphrase change lowered the key's argon2id cost from %+v to %+v", dearer, p)
 	}
 }
