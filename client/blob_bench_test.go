@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cometbft/cometbft/crypto/ed25519"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/prometheus/client_golang/prometheus"
@@ -75,7 +74,7 @@ func BenchmarkTransfer(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	signer := sidecar.KeySigner{Key: ed25519.GenPrivKeyFromSecret([]byte("bench"))}
+	signer := newTestRecipient("bench")
 	pid := bytes.Repeat([]byte{0xbe}, 32)
 	view := newOwnerView(signer, pid)
 	srv, err := sidecar.New(sidecar.Options{Store: store, Chain: view, SweepInterval: -1, Registry: prometheus.NewRegistry()})

@@ -19,8 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cometbft/cometbft/crypto/ed25519"
-
 	"github.com/emrchain/emrchain/offchain/crypto"
 	"github.com/emrchain/emrchain/offchain/sidecar"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
@@ -180,12 +178,11 @@ func TestBlobTamperedSidecar(t *testing.T) {
 	liar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b := bytes.Clone(good)
 		b[0] ^= 0xff
-		w.Write(b)
+		w.Write(sealAnswer(w.Header(), r, e.signer, b))
 	}))
 	defer liar.Close()
 	long := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Write(good)
-		w.Write(good) // more than the record's size
+		w.Write(sealAnswer(w.Header(), r, e.signer, append(bytes.Clone(good), good...))) // more than the record's size
 	}))
 	defer long.Close()
 	opts.Sidecars = []string{liar.URL, long.URL, e.urls[0]}
@@ -216,23 +213,23 @@ func TestLyingSidecarDoesNotStopTheRetry(t *testing.T) {
 	body := bytes.Repeat([]byte("ciphertext"), 100)
 	sum := sha256.Sum256(body)
 	var lies atomic.Int32
-	liar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	s := newTestRecipient("lying sidecar")
+	liar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		lies.Add(1)
-		_, _ = w.Write(bytes.Repeat([]byte("x"), len(body)))
+		_, _ = w.Write(sealAnswer(w.Header(), r, s, bytes.Repeat([]byte("x"), len(body))))
 	}))
 	defer liar.Close()
 	var asked atomic.Int32
 	var refuse atomic.Bool
-	behind := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	behind := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if asked.Add(1) == 1 || refuse.Load() { // its node has not seen the access event yet
 			w.WriteHeader(http.StatusForbidden)
 			_, _ = w.Write([]byte(`{"code":"no_access","error":"no access event"}`))
 			return
 		}
-		_, _ = w.Write(body)
+		_, _ = w.Write(sealAnswer(w.Header(), r, s, body))
 	}))
 	defer behind.Close()
-	s := sidecar.KeySigner{Key: ed25519.GenPrivKeyFromSecret([]byte("lying sidecar"))}
 	blob := chainBlob{ref: sidecar.RecordRef(bytes.Repeat([]byte{1}, 32), 1), sum: sum[:], size: uint64(len(body))}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -3,9 +3,14 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/emrchain/emrchain/offchain/blobstore"
+	"github.com/emrchain/emrchain/offchain/crypto"
 	"github.com/emrchain/emrchain/offchain/sidecar"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
@@ -31,13 +37,49 @@ type ownerView struct {
 	records map[[32]byte]*emrv1.Record
 }
 
-func newOwnerView(s sidecar.KeySigner, patientID []byte) *ownerView {
+func newOwnerView(s sidecar.KeyRecipient, patientID []byte) *ownerView {
 	return &ownerView{
-		member: &emrv1.Member{Address: s.Address(), SignPubKey: s.PubKey(), Role: emrv1.Role_ROLE_PATIENT,
+		member: &emrv1.Member{Address: s.Address(), SignPubKey: s.PubKey(), EncPubKey: s.Enc.PublicKey().Bytes(), Role: emrv1.Role_ROLE_PATIENT,
 			Status: emrv1.MemberStatus_MEMBER_STATUS_ACTIVE},
 		patient: &emrv1.Patient{Id: patientID, Owner: s.Address(), KeyVersion: 1},
 		records: map[[32]byte]*emrv1.Record{},
 	}
+}
+
+// newTestRecipient is a member's keys in the tests, the same each time
+// for a name: its signing key and the X25519 key a sidecar seals its
+// answers to.
+func newTestRecipient(name string) sidecar.KeyRecipient {
+	seed := sha256.Sum256([]byte("client-test-enc/" + name))
+	enc, err := ecdh.X25519().NewPrivateKey(seed[:])
+	if err != nil {
+		panic(err)
+	}
+	return sidecar.KeyRecipient{KeySigner: sidecar.KeySigner{Key: ed25519.GenPrivKeyFromSecret([]byte(name))}, Enc: enc}
+}
+
+// sealAnswer is what a sidecar sends as the whole blob body in answer to
+// r, sealed to to (the sidecar package's "Sealed answers", built from its
+// exported parts): it sets the answer's headers on h and returns the body.
+func sealAnswer(h http.Header, r *http.Request, to sidecar.KeyRecipient, body []byte) []byte {
+	context := sidecar.BlobAnswerContext(r.URL.RequestURI(), "")
+	dataKey, envelope, err := crypto.SealTransferKey(to.Enc.PublicKey(), context)
+	if err != nil {
+		panic(err)
+	}
+	var sealed bytes.Buffer
+	enc, err := crypto.NewEncryptWriter(&sealed, dataKey, context)
+	if err != nil {
+		panic(err)
+	}
+	enc.Write(body)
+	if err := enc.Close(); err != nil {
+		panic(err)
+	}
+	h.Set(sidecar.HeaderSealedEnvelope, base64.StdEncoding.EncodeToString(envelope))
+	h.Set(sidecar.HeaderSealedSize, strconv.Itoa(len(body)))
+	h.Set("Content-Length", strconv.Itoa(sealed.Len()))
+	return sealed.Bytes()
 }
 
 // testCategory is the category of the records of the blob tests.
@@ -124,7 +166,7 @@ func (v *ownerView) Organization(context.Context, string) (*emrv1.Organization, 
 
 // blobEnv is a patient-owner signer and sidecars over fs stores.
 type blobEnv struct {
-	signer    sidecar.KeySigner
+	signer    sidecar.KeyRecipient
 	patientID []byte
 	view      *ownerView
 	urls      []string
@@ -139,7 +181,7 @@ func newBlobEnv(t testing.TB, sidecars int) *blobEnv {
 // newBlobEnvWith is newBlobEnv with the sidecars' options changed by edit.
 func newBlobEnvWith(t testing.TB, sidecars int, edit func(*sidecar.Options)) *blobEnv {
 	t.Helper()
-	e := &blobEnv{signer: sidecar.KeySigner{Key: ed25519.GenPrivKeyFromSecret([]byte("blob-test"))}, patientID: bytes.Repeat([]byte{0x5b}, 32)}
+	e := &blobEnv{signer: newTestRecipient("blob-test"), patientID: bytes.Repeat([]byte{0x5b}, 32)}
 	e.view = newOwnerView(e.signer, e.patientID)
 	for range sidecars {
 		st, err := blobstore.OpenFS(t.TempDir())

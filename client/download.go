@@ -64,7 +64,7 @@ func checkDownload(output string, overwrite bool, opts TransferOptions) error {
 // verifies and decrypts its ciphertext into req.Output. What can fail
 // without the chain (the output, the data key, that a sidecar answers) is
 // checked before the read is logged. See the pipeline description above.
-func (c *Client) Download(ctx context.Context, s Signer, req DownloadRequest, opts TransferOptions) (*DownloadResult, error) {
+func (c *Client) Download(ctx context.Context, s Recipient, req DownloadRequest, opts TransferOptions) (*DownloadResult, error) {
 	opts = opts.withMinHeight(c)
 	if req.Record == 0 {
 		return nil, errRecordZero
@@ -147,7 +147,7 @@ func keyOpens(ct io.ReaderAt, size int64, key, aad []byte) error {
 // data key (dataKey: known beforehand, or released only against the
 // logged read, as an emergency read's is), decrypts the ciphertext with it
 // under aad, and moves it into place only once whole.
-func saveDecrypted(ctx context.Context, s Signer, what string, blob chainBlob, dataKey blobKey, aad []byte,
+func saveDecrypted(ctx context.Context, s Recipient, what string, blob chainBlob, dataKey blobKey, aad []byte,
 	output string, overwrite bool, logRead func() (*TxResult, error), opts TransferOptions) (*savedBlob, error) {
 	out, err := newPending(output, overwrite)
 	if err != nil {

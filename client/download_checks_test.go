@@ -22,8 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cometbft/cometbft/crypto/ed25519"
-
 	"github.com/emrchain/emrchain/offchain/sidecar"
 )
 
@@ -96,7 +94,7 @@ func blobOf(body []byte) chainBlob {
 	return chainBlob{ref: sidecar.RecordRef(bytes.Repeat([]byte{1}, 32), 1), sum: sum[:], size: uint64(len(body))}
 }
 
-var testSigner = sidecar.KeySigner{Key: ed25519.GenPrivKeyFromSecret([]byte("download checks"))}
+var testSigner = newTestRecipient("download checks")
 
 // TestDownloadIntoADirectoryLogsNoRead: an output that is a directory is
 // refused before the read is logged and before any sidecar is asked, with
@@ -272,11 +270,11 @@ func TestRefusedByEverySidecar(t *testing.T) {
 func TestRefusalIsJudgedByTheLastRound(t *testing.T) {
 	body := bytes.Repeat([]byte("ciphertext"), 1000)
 	var gets atomic.Int32
-	cutThen404 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	cutThen404 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if gets.Add(1) == 1 {
-			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			sealed := sealAnswer(w.Header(), r, testSigner, body)
 			w.WriteHeader(http.StatusOK)
-			_, _ = w.Write(body[:len(body)/2])
+			_, _ = w.Write(sealed[:len(sealed)/2])
 			w.(http.Flusher).Flush()
 			panic(http.ErrAbortHandler)
 		}

@@ -202,7 +202,7 @@ type EmergencyDownloadResult struct {
 // the ciphertext. The chain refuses the
 // read unless s is an active clinician of the service's organization and
 // the patient's opt-in to the service covers the record's category.
-func (c *Client) EmergencyDownload(ctx context.Context, s Signer, req EmergencyDownloadRequest, opts TransferOptions) (*EmergencyDownloadResult, error) {
+func (c *Client) EmergencyDownload(ctx context.Context, s Recipient, req EmergencyDownloadRequest, opts TransferOptions) (*EmergencyDownloadResult, error) {
 	opts = opts.withMinHeight(c)
 	if req.Record == 0 {
 		return nil, errRecordZero

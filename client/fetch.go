@@ -58,7 +58,7 @@ func (o TransferOptions) rounds(retry bool) (int, time.Duration) {
 // reported (ErrCiphertextMismatch) only when no other sidecar served the
 // blob either: one bad copy must not cost the read an honest sidecar would
 // serve a round later.
-func fetchBlob(ctx context.Context, s Signer, blob chainBlob, dir string, opts TransferOptions, retry bool) (*scratchFile, string, error) {
+func fetchBlob(ctx context.Context, s Recipient, blob chainBlob, dir string, opts TransferOptions, retry bool) (*scratchFile, string, error) {
 	if len(blob.sum) != sha256.Size {
 		return nil, "", fmt.Errorf("%w: the record's hash is %d bytes", ErrCiphertextMismatch, len(blob.sum))
 	}
@@ -366,7 +366,7 @@ var errTooLong = errors.New("more bytes than the record's size")
 
 // fetchFrom downloads blob (whose hash and size fetchBlob checked) from the
 // sidecar at url into a scratch file in dir positioned at its start.
-func fetchFrom(ctx context.Context, s Signer, url string, blob chainBlob, dir string, opts TransferOptions) (*scratchFile, error) {
+func fetchFrom(ctx context.Context, s Recipient, url string, blob chainBlob, dir string, opts TransferOptions) (*scratchFile, error) {
 	sum, size := [32]byte(blob.sum), int64(blob.size)
 	f, err := newScratch(dir)
 	if err != nil {
@@ -375,7 +375,8 @@ func fetchFrom(ctx context.Context, s Signer, url string, blob chainBlob, dir st
 	sc := opts.sidecarClient(url, s)
 	ctx, watch, stop := watchStalls(ctx, size, sidecarStallWait)
 	defer stop()
-	w := &boundedWriter{w: watchedWriter{f, watch}, limit: size, progress: opts.Progress}
+	sc.Received = func(int) { watch.moved() }
+	w := &boundedWriter{w: f, limit: size, progress: opts.Progress}
 	n, err := sc.Get(ctx, blob.ref, sum, w, nil)
 	err = stalled(ctx, err)
 	switch {

@@ -9,13 +9,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/cometbft/cometbft/crypto/ed25519"
 
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/offchain/sidecar"
@@ -89,18 +86,18 @@ func TestReuseAccessRetriesCutShort(t *testing.T) {
 	body := bytes.Repeat([]byte("ciphertext"), 1000)
 	sum := sha256.Sum256(body)
 	var gets atomic.Int32
-	sc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	s := newTestRecipient("cut short")
+	sc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sealed := sealAnswer(w.Header(), r, s, body)
 		if gets.Add(1) == 1 {
 			w.WriteHeader(http.StatusOK)
-			_, _ = w.Write(body[:len(body)/2])
+			_, _ = w.Write(sealed[:len(sealed)/2])
 			w.(http.Flusher).Flush()
 			panic(http.ErrAbortHandler)
 		}
-		_, _ = w.Write(body)
+		_, _ = w.Write(sealed)
 	}))
 	defer sc.Close()
-	s := sidecar.KeySigner{Key: ed25519.GenPrivKeyFromSecret([]byte("cut short"))}
 	blob := chainBlob{ref: sidecar.RecordRef(bytes.Repeat([]byte{1}, 32), 1), sum: sum[:], size: uint64(len(body))}
 	f, _, err := fetchBlob(context.Background(), s, blob, t.TempDir(), TransferOptions{Sidecars: []string{sc.URL}, RetryDelay: time.Millisecond}, false)
 	if err != nil {

@@ -60,7 +60,7 @@ type ShareResult struct {
 // answers is the read logged), de-identify it if the consent says
 // anonymise, re-encrypt it to the study key, upload it and submit
 // ShareRecord.
-func (c *Client) ShareRecord(ctx context.Context, s Signer, req ShareRequest, opts TransferOptions) (*ShareResult, error) {
+func (c *Client) ShareRecord(ctx context.Context, s Recipient, req ShareRequest, opts TransferOptions) (*ShareResult, error) {
 	opts = opts.withMinHeight(c)
 	if len(opts.Sidecars) == 0 {
 		return nil, errors.New("share: no sidecar URL configured")
@@ -271,7 +271,7 @@ type ShareDownloadResult struct {
 // serves it after that event), checks it against the verified Share, and
 // decrypts it with the study key into req.Output (atomically, and with
 // the same checks before the read is logged, as Download).
-func (c *Client) DownloadShare(ctx context.Context, s Signer, req ShareDownloadRequest, opts TransferOptions) (*ShareDownloadResult, error) {
+func (c *Client) DownloadShare(ctx context.Context, s Recipient, req ShareDownloadRequest, opts TransferOptions) (*ShareDownloadResult, error) {
 	opts = opts.withMinHeight(c)
 	if err := checkDownload(req.Output, req.Overwrite, opts); err != nil {
 		return nil, err

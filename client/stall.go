@@ -135,18 +135,6 @@ func stalled(ctx context.Context, err error) error {
 	return err
 }
 
-// watchedWriter tells a stallWatch of every write (a download's bytes
-// arriving).
-type watchedWriter struct {
-	w     io.Writer
-	watch *stallWatch
-}
-
-func (w watchedWriter) Write(p []byte) (int, error) {
-	w.watch.moved()
-	return w.w.Write(p)
-}
-
 // watchedReader tells a stallWatch of every read (an upload's bytes
 // leaving), and that the answer is awaited once the body is all read.
 type watchedReader struct {

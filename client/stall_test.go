@@ -53,13 +53,13 @@ func TestAStalledSidecarIsLeftForTheNext(t *testing.T) {
 	body := bytes.Repeat([]byte("ciphertext of a scan "), 5000)
 	silent := silentSidecar(t)
 	halfway := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-		w.Write(body[:len(body)/2])
+		sealed := sealAnswer(w.Header(), r, testSigner, body)
+		w.Write(sealed[:len(sealed)/2])
 		w.(http.Flusher).Flush()
 		<-r.Context().Done()
 	}))
 	defer halfway.Close()
-	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(body) }))
+	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(sealAnswer(w.Header(), r, testSigner, body)) }))
 	defer good.Close()
 
 	fetch := func(sidecars ...string) (string, error) {

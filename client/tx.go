@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -26,6 +27,14 @@ type Signer interface {
 	Address() []byte
 	// Sign returns the 64-byte ed25519 signature of msg.
 	Sign(msg []byte) ([]byte, error)
+}
+
+// Recipient is a Signer that also holds the member's X25519 private key,
+// whose public key the chain has for it: a sidecar seals the ciphertext it
+// serves to that key, so downloads need one (a *keyring.Key is one).
+type Recipient interface {
+	Signer
+	EncPrivKey() *ecdh.PrivateKey
 }
 
 // TxResult is the outcome of a transaction.

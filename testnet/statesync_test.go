@@ -122,7 +122,7 @@ func TestStateSyncJoin(t *testing.T) {
 		st, err := net.RPC(j).Status(ctx)
 		return err == nil && !st.SyncInfo.CatchingUp
 	})
-	sc := sidecar.NewClient(net.SidecarURL(j), sidecar.KeySigner{Key: clinician.Sign}, nil)
+	sc := sidecar.NewClient(net.SidecarURL(j), sidecar.KeyRecipient{KeySigner: sidecar.KeySigner{Key: clinician.Sign}, Enc: clinician.Enc}, nil)
 	orphan := []byte("ciphertext no record references")
 	orphanSum := sha256.Sum256(orphan)
 	for _, blob := range [][]byte{kept, orphan} {

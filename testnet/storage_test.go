@@ -37,7 +37,7 @@ func TestSidecarStorageKilled(t *testing.T) {
 	rand.Read(blob)
 	sum := sha256.Sum256(blob)
 	sc := func(i int) *sidecar.Client {
-		return sidecar.NewClient(net.SidecarURL(i), sidecar.KeySigner{Key: clinician.Sign}, nil)
+		return sidecar.NewClient(net.SidecarURL(i), sidecar.KeyRecipient{KeySigner: sidecar.KeySigner{Key: clinician.Sign}, Enc: clinician.Enc}, nil)
 	}
 	// A transaction is committed on the node the transport asked; another
 	// node's sidecar answers from its own node, which may be a block behind.
@@ -148,7 +148,7 @@ func TestBlobsReplicateOnTestnet(t *testing.T) {
 	if err := net.WaitHeight(ctx, 0, net.MaxHeight()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sidecar.NewClient(net.SidecarURL(0), sidecar.KeySigner{Key: clinician.Sign}, nil).Put(ctx, id, "lab-results", sum, bytes.NewReader(blob), int64(len(blob))); err != nil {
+	if _, err := sidecar.NewClient(net.SidecarURL(0), sidecar.KeyRecipient{KeySigner: sidecar.KeySigner{Key: clinician.Sign}, Enc: clinician.Enc}, nil).Put(ctx, id, "lab-results", sum, bytes.NewReader(blob), int64(len(blob))); err != nil {
 		t.Fatalf("upload: %v", err)
 	}
 	mustSubmit(t, tr, "add record", clinician, addRecord(id, sum, len(blob)))
@@ -185,7 +185,7 @@ func TestBlobsReplicateOnTestnet(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	_, err := sidecar.NewClient(net.SidecarURL(2), sidecar.KeySigner{Key: clinician.Sign}, nil).Get(ctx, sidecar.RecordRef(id, 1), sum, &buf, nil)
+	_, err := sidecar.NewClient(net.SidecarURL(2), sidecar.KeyRecipient{KeySigner: sidecar.KeySigner{Key: clinician.Sign}, Enc: clinician.Enc}, nil).Get(ctx, sidecar.RecordRef(id, 1), sum, &buf, nil)
 	if !errors.Is(err, sidecar.ErrCutShort) {
 		t.Fatalf("a read of the damaged copy: %v; want a transfer cut short", err)
 	}

@@ -113,8 +113,8 @@ type sidecarConfig struct {
 	ScrubInterval       duration `toml:"scrub_interval"`
 	ScrubBytesPerSecond int64    `toml:"scrub_bytes_per_second"`
 	// Peers are the other hospitals' sidecars (base URLs): a blob this
-	// sidecar lacks is fetched through them on the member's own signed
-	// request and kept (read-through replication).
+	// sidecar lacks is asked of them on the member's own signed request,
+	// and their answer, sealed to the member, relayed (read-through).
 	Peers []string `toml:"peers"`
 	// MetricsFrom are the networks (CIDR prefixes, or single addresses)
 	// whose hosts may read GET /metrics; empty: nobody.
@@ -295,8 +295,8 @@ pending_bytes_total = %d
 # Uploads in flight. Each read of an upload's body must come within
 # upload_idle_timeout, and after a first idle timeout the body must keep
 # up upload_min_rate bytes a second on average; an upload that does not is
-# refused (408) and its connection closed. At most max_uploads uploads (and
-# read-throughs from peers) have their body read at once (beyond: 503),
+# refused (408) and its connection closed. At most max_uploads uploads
+# have their body read at once (beyond: 503),
 # max_uploads_per_signer of them by one signer (beyond: 429; not above
 # max_uploads, which it follows down when left out) and max_uploads_patients by all patients together (beyond:
 # 503; below max_uploads: patients enroll themselves, so a few accounts
@@ -337,14 +337,16 @@ sweep_max_checks = %d
 # checked against its SHA-256, and how fast (bytes per second; 0: no bound).
 # A damaged copy (a flipped bit, a truncation) is logged, counted in
 # emrchain_sidecar_damaged_copies_total and dropped, so that the next GET
-# reads the blob through from a peer, or its uploader puts it again. The
+# is answered from a peer, a storage service copies it back, or its uploader
+# puts it again. The
 # first pass comes 10 minutes after start; a pass a restart cut short goes on
 # where it stopped (its progress is kept with the reference index).
 scrub_interval = %q
 scrub_bytes_per_second = %d
 # The other sidecars of the consortium ("http://host:port"): a blob this one
-# does not hold is fetched through them with the member's own signed request,
-# checked against its SHA-256 and kept. Empty: serve only local blobs.
+# does not hold is asked of them with the member's own signed request, and
+# the first answer, sealed to the member's key, is relayed to the member (not
+# kept: a storage service copies blobs, below). Empty: serve only local blobs.
 peers = %s
 # Who may read GET /metrics (Prometheus): the hosts of these networks (CIDR
 # prefixes or single addresses; others get 403). The counters tell when

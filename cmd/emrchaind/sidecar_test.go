@@ -224,7 +224,9 @@ func waitHealthy(ctx context.Context, t *testing.T, base string, exited <-chan s
 	}
 }
 
-func signer(a *apptest.Actor) sidecar.Signer { return sidecar.KeySigner{Key: a.Sign} }
+func signer(a *apptest.Actor) sidecar.KeyRecipient {
+	return sidecar.KeyRecipient{KeySigner: sidecar.KeySigner{Key: a.Sign}, Enc: a.Enc}
+}
 
 func wantHTTP(t *testing.T, err error, status int, reason string) {
 	t.Helper()

@@ -47,6 +47,11 @@ type Client struct {
 	// client library's Client.MinHeight). A sidecar whose node is below it
 	// answers 503 chain_behind, not a refusal.
 	MinHeight int64
+	// Received, when set, is told the size of each read of a GET's answer
+	// as it arrives: sealed bytes, which Get opens a stream segment (64
+	// KiB) at a time, so a watch of the bytes Get writes would see a slow
+	// transfer pause where bytes still move.
+	Received func(n int)
 }
 
 // NewClient returns a client for the sidecar at baseURL
@@ -115,14 +120,22 @@ type Range struct {
 }
 
 // Get downloads the blob sum of the record or share ref (or one range of
-// it) into w and returns the
-// number of bytes written. It streams: memory does not grow with the blob.
-// A whole-blob download is hashed on the way and ErrHashMismatch returned
-// if it does not match sum — after the bytes were written, so callers write
-// to a temporary place and discard it on any error. A range (which cannot
-// be checked against the sum) must come back as exactly the 206 asked for;
-// a range that runs past the end of the blob is cut at the end.
+// it) into w and returns the number of bytes written. The client's signer
+// must be a Recipient: the answer comes sealed to the member's registered
+// X25519 key (seal.go), and Get opens it as it streams, so memory does not
+// grow with the blob. A whole-blob download is hashed on the way and
+// ErrHashMismatch returned if it does not match sum — after the bytes were
+// written, so callers write to a temporary place and discard it on any
+// error. A range (which cannot be checked against the sum) must come back
+// as exactly the 206 asked for; a range that runs past the end of the
+// blob is cut at the end. An answer cut short is ErrCutShort; one that
+// does not open (not sealed to this member's key for this request, or
+// altered) is an error matching crypto.ErrDecrypt or crypto.ErrCorrupt.
 func (c *Client) Get(ctx context.Context, ref BlobRef, sum [32]byte, w io.Writer, rng *Range) (int64, error) {
+	member, ok := c.signer.(Recipient)
+	if !ok {
+		return 0, fmt.Errorf("sidecar: get %x: the signer holds no encryption key to open the answer with (it is not a Recipient)", sum)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/blobs/"+hex.EncodeToString(sum[:])+"?"+ref.query(), nil)
 	if err != nil {
 		return 0, err
@@ -141,50 +154,85 @@ func (c *Client) Get(ctx context.Context, ref BlobRef, sum [32]byte, w io.Writer
 		return 0, fmt.Errorf("sidecar: get %x: %w", sum, err)
 	}
 	defer resp.Body.Close()
+	contentRange := ""
 	switch {
 	case rng == nil && resp.StatusCode == http.StatusOK:
-		h := sha256.New()
-		body := &errRecorder{r: resp.Body}
-		n, err := io.Copy(io.MultiWriter(w, h), body)
-		if body.err != nil && ctx.Err() == nil && (resp.ContentLength < 0 || n < resp.ContentLength) {
-			// A sidecar cuts short the transfer of a copy it finds damaged
-			// (HTTP/1.1: the connection closes early; HTTP/2: the stream
-			// is reset), and reads the blob from a peer for the next GET.
-			of := "the announced"
-			if resp.ContentLength >= 0 {
-				of = fmt.Sprintf("%d", resp.ContentLength)
-			}
-			return n, fmt.Errorf("sidecar: get %x: %w after %d of %s bytes (asking again may be served from an intact copy): %w", sum, ErrCutShort, n, of, body.err)
-		}
-		if err != nil {
-			return n, fmt.Errorf("sidecar: get %x: %w", sum, err)
-		}
-		if got := blobstore.Sum(h.Sum(nil)); got != sum {
-			return n, fmt.Errorf("%w: got %s, want %x", ErrHashMismatch, got, sum)
-		}
-		return n, nil
 	case rng != nil && resp.StatusCode == http.StatusPartialContent:
-		first, last, ok := parseContentRange(resp.Header.Get("Content-Range"))
+		contentRange = resp.Header.Get("Content-Range")
+		first, last, ok := parseContentRange(contentRange)
 		// last-first, not last-first+1: with first >= 0 it cannot
 		// overflow, whatever last a peer sends.
 		if !ok || first != rng.Start || last < first || last-first >= rng.Length {
 			return 0, fmt.Errorf("sidecar: get %x: Content-Range %q does not answer bytes %d+%d",
-				sum, resp.Header.Get("Content-Range"), rng.Start, rng.Length)
+				sum, contentRange, rng.Start, rng.Length)
 		}
-		want := last - first + 1
-		n, err := io.Copy(w, io.LimitReader(resp.Body, want))
-		if err == nil && n != want {
-			err = io.ErrUnexpectedEOF
-		}
-		if err != nil {
-			return n, fmt.Errorf("sidecar: get %x: %w", sum, err)
-		}
-		return n, nil
 	case resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent:
 		return 0, fmt.Errorf("sidecar: get %x: unexpected %d to a request with range %v", sum, resp.StatusCode, rng != nil)
 	default:
 		return 0, readError(resp)
 	}
+	var raw io.Reader = resp.Body
+	if c.Received != nil {
+		raw = receivedReader{r: raw, received: c.Received}
+	}
+	body := &errRecorder{r: raw}
+	// cutShort tells a transfer that broke from an answer that is wrong: a
+	// sidecar cuts short the transfer of a copy it finds damaged (HTTP/1.1:
+	// the connection closes early; HTTP/2: the stream is reset), and the
+	// next GET is answered from an intact copy.
+	cutShort := func(n int64) error {
+		if body.err == nil || ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("sidecar: get %x: %w after %d bytes (asking again may be served from an intact copy): %w", sum, ErrCutShort, n, body.err)
+	}
+	size, plain, err := openSealed(resp, body, BlobAnswerContext(req.URL.RequestURI(), contentRange), member.EncPrivKey(), 0)
+	if err != nil {
+		if cut := cutShort(0); cut != nil {
+			return 0, cut
+		}
+		return 0, fmt.Errorf("sidecar: get %x: %w", sum, err)
+	}
+	if contentRange != "" {
+		if first, last, _ := parseContentRange(contentRange); size != last-first+1 {
+			return 0, fmt.Errorf("sidecar: get %x: the answer holds %d bytes sealed, its Content-Range %q says %d", sum, size, contentRange, last-first+1)
+		}
+	}
+	h := sha256.New()
+	out := w
+	if rng == nil {
+		out = io.MultiWriter(w, h)
+	}
+	n, err := io.Copy(out, plain)
+	if cut := cutShort(n); cut != nil {
+		return n, cut
+	}
+	if err == nil && n != size {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return n, fmt.Errorf("sidecar: get %x: %w", sum, err)
+	}
+	if rng == nil {
+		if got := blobstore.Sum(h.Sum(nil)); got != sum {
+			return n, fmt.Errorf("%w: got %s, want %x", ErrHashMismatch, got, sum)
+		}
+	}
+	return n, nil
+}
+
+// receivedReader tells received the size of every read.
+type receivedReader struct {
+	r        io.Reader
+	received func(n int)
+}
+
+func (r receivedReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if n > 0 {
+		r.received(n)
+	}
+	return n, err
 }
 
 // sign sets the request's MinHeight header, if any, and signs it.

@@ -209,10 +209,17 @@ func FuzzReadError(f *testing.F) {
 // answering the range, not read until the body runs out.
 func TestGetRefusesContentRangeBeyondTheAsk(t *testing.T) {
 	var contentRange atomic.Value // what the server answers; the cases run in turn
+	reader := newActor("r")
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Range", contentRange.Load().(string))
+		cr := contentRange.Load().(string)
+		seal, err := newTransferSeal(reader.enc.PublicKey(), BlobAnswerContext(r.URL.RequestURI(), cr))
+		if err != nil {
+			panic(err)
+		}
+		seal.setHeaders(w.Header(), 5)
+		w.Header().Set("Content-Range", cr)
 		w.WriteHeader(http.StatusPartialContent)
-		io.WriteString(w, "hello")
+		seal.copy(w, strings.NewReader("hello"), nil)
 	}))
 	t.Cleanup(ts.Close)
 	for cr, ok := range map[string]bool{
@@ -222,7 +229,7 @@ func TestGetRefusesContentRangeBeyondTheAsk(t *testing.T) {
 		"bytes 1-4/10":                   false,
 	} {
 		contentRange.Store(cr)
-		c := NewClient(ts.URL, KeySigner{Key: newKey("r")}, nil)
+		c := NewClient(ts.URL, reader, nil)
 		var buf bytes.Buffer
 		n, err := c.Get(context.Background(), RecordRef(bytes.Repeat([]byte{1}, 32), 1), [32]byte{}, &buf, &Range{Start: 0, Length: 5})
 		if ok && (err != nil || n != 5 || buf.String() != "hello") {

@@ -17,35 +17,34 @@
 //	  signer_pending_quota / 507 pending_quota (the upload would pass a bound
 //	  on pending uploads, below; refused before the body is read), 429
 //	  signer_uploads / 503 uploads_busy or patients_uploads_busy (too many
-//	  uploads and peer fetches in flight: of the signer, in all, of all
+//	  uploads in flight: of the signer, in all, of all
 //	  patients; with Retry-After; before the body is read), 408
 //	  upload_timeout (the body
 //	  came too slowly, below).
 //	GET /v1/blobs/{sha256}?record=<patient id hex>/<seq>
 //	GET /v1/blobs/{sha256}?share=<patient id hex>/<seq>
 //	  names the committed record (or share) whose ciphertext it reads; 400
-//	  without exactly one of the two. 404 when neither this sidecar nor a
-//	  peer has it (every peer answered); 503 chain_behind (Retry-After)
-//	  when a peer's node has not reached X-Emr-Min-Height, 503
-//	  peers_unavailable when a peer did not answer or failed; 500 store_error when a peer served it and the local store
-//	  failed to keep it (details in the log only); 429 signer_uploads / 503
-//	  uploads_busy or patients_uploads_busy when a peer has it and this
-//	  sidecar has no upload slot
-//	  to keep it (peer fetches count among the uploads in flight). (single-range requests: 206 + Content-Range,
-//	  416 when unsatisfiable); streamed as application/octet-stream. A
-//	  stored copy of the wrong size is read through from a peer instead; a
-//	  whole blob is hashed as it streams, its last chunk held back, and a
+//	  without exactly one of the two. The answer (200, or 206 +
+//	  Content-Range for a single range; 416 when unsatisfiable) is sealed to
+//	  the caller's registered X25519 key (Sealed answers, below). 404 when
+//	  neither this sidecar nor a peer has it (every peer answered); 503
+//	  chain_behind (Retry-After) when a peer's node has not reached
+//	  X-Emr-Min-Height, 503 peers_unavailable when a peer did not answer or
+//	  failed. A blob this sidecar does not hold is relayed from the first
+//	  peer that serves it (peers.go), and so is one whose stored copy has
+//	  the wrong size (that copy is then dropped); a whole
+//	  blob is hashed as it streams, its last chunk held back, and a
 //	  copy whose bytes are not the blob is cut short (the connection is
-//	  aborted before the last chunk) and dropped, so that the next GET
-//	  reads it through from a peer. A range is served only from a copy
+//	  aborted before the sealed stream's final segment) and dropped, so that
+//	  the next GET is answered from a peer. A range is served only from a copy
 //	  read whole and found intact within the last 10 minutes (the first
 //	  range of a blob waits for that read; rangecheck.go): a damaged one
-//	  is dropped and the range read through from a peer (500 store_error
+//	  is dropped and the range relayed from a peer (500 store_error
 //	  if it cannot be dropped). A scrub (Scrub,
 //	  every ScrubInterval) reads every stored blob and drops the damaged
-//	  ones the same way.
-//	  A blob GET that waited (the whole-copy check before a range, a read-through
-//	  from a peer) is judged again before its first byte, on a fresh head
+//	  ones the same way; a storage service copies a dropped blob back.
+//	  A blob GET that waited (the whole-copy check before a range, a peer's
+//	  answer) is judged again before its first byte, on a fresh head
 //	  and membership: 401/403 as above if the authority lapsed meanwhile,
 //	  503 chain_behind if the node's head went back.
 //	GET /v1/emergency-key?record=<patient id hex>/<seq>
@@ -108,6 +107,23 @@
 // client shares the proxy's address. At most 10,000 hosts are tracked: the
 // bound is on memory, and an attacker with more addresses escapes the
 // limit (authfail.go).
+//
+// # Sealed answers
+//
+// A signed request names no sidecar, so whoever sees one (a proxy that
+// logs headers, a plain-HTTP hop) could send it on to another sidecar
+// that holds the blob within the clock skew, which keeps its own replay
+// cache. So every blob answer goes sealed to the member that signed the
+// request (seal.go): the bytes are encrypted once more with
+// crypto.NewEncryptWriter under a fresh data key, sent in a
+// crypto.SealTransferKey envelope (header X-Emr-Sealed-Envelope, base64)
+// to the X25519 key the chain has for the member, both bound to
+// BlobAnswerContext(request URI, Content-Range); X-Emr-Sealed-Size is the
+// size of what the body holds, and the body is crypto.CiphertextSize of
+// it. Only that member's private key opens it (Client.Get does, as it
+// streams). A sidecar that relays a member's request to a peer passes the
+// peer's sealed answer on, and keeps no copy; a storage service's replica
+// is sealed to it the same way.
 //
 // # Authorization (asked of the chain on every request; nothing cached)
 //
@@ -272,7 +288,7 @@
 // body must come within UploadIdleTimeout (30 s), and after a first idle
 // timeout the body must keep up UploadMinRate (64 KiB/s) on average, or
 // the upload ends with 408 and its connection is closed; at most
-// MaxUploads (64) uploads and peer read-throughs are in flight, at most
+// MaxUploads (64) uploads are in flight, at most
 // MaxUploadsPerSigner (8) of one signer and MaxUploadsPatients (32) of
 // all patients together, who enroll themselves. So the sidecar's upload buffers
 // take at most MaxUploads × 5 MiB (320 MiB) with MinIO (uploads.go).

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cometbft/cometbft/crypto/ed25519"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
@@ -340,19 +339,24 @@ type actor struct {
 	member *emrv1.Member
 }
 
-// EncPrivKey makes an actor a StorageIdentity.
+// EncPrivKey makes an actor a Recipient (and a StorageIdentity).
 func (a *actor) EncPrivKey() *ecdh.PrivateKey { return a.enc }
 
-func (f *fakeChain) addMember(name string, role emrv1.Role, org string) *actor {
-	key := ed25519.GenPrivKeyFromSecret([]byte("sidecar-test/" + name))
+// newActor is the keys of name, on no chain: a member's signing key and
+// the X25519 key its answers are sealed to.
+func newActor(name string) *actor {
 	encSeed := sha256.Sum256([]byte("sidecar-test-enc/" + name))
 	enc, err := ecdh.X25519().NewPrivateKey(encSeed[:])
 	if err != nil {
 		panic(err)
 	}
-	a := &actor{KeySigner: KeySigner{Key: key}, enc: enc}
+	return &actor{KeySigner: KeySigner{Key: newKey(name)}, enc: enc}
+}
+
+func (f *fakeChain) addMember(name string, role emrv1.Role, org string) *actor {
+	a := newActor(name)
 	a.member = &emrv1.Member{
-		Address: a.Address(), SignPubKey: a.PubKey(), EncPubKey: enc.PublicKey().Bytes(), Role: role, OrganizationId: org,
+		Address: a.Address(), SignPubKey: a.PubKey(), EncPubKey: a.enc.PublicKey().Bytes(), Role: role, OrganizationId: org,
 		Status: emrv1.MemberStatus_MEMBER_STATUS_ACTIVE,
 	}
 	f.mu.Lock()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/offchain/blobstore"
+	"github.com/emrchain/emrchain/offchain/crypto"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -54,7 +55,7 @@ func (s *Server) getPrologue(w http.ResponseWriter, r *http.Request, parse func(
 func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 	var sum blobstore.Sum
 	var ref BlobRef
-	caller, sr, head, ok := s.getPrologue(w, r, func() (err error) {
+	caller, _, head, ok := s.getPrologue(w, r, func() (err error) {
 		if sum, err = blobstore.ParseSum(r.PathValue("sha256")); err != nil {
 			return fmt.Errorf("path: %w", err)
 		}
@@ -71,14 +72,16 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := blob.key
-	waited := false // for a range's copy check or a read-through: authorize again before a byte goes out
+	waited := false // for a range's copy check: authorize again before a byte goes out
 	info, err := s.store.Stat(ctx, key)
 	if err == nil && uint64(info.Size) != blob.size {
 		// A damaged copy (torn or truncated by a disk or a restore): the
-		// chain names the size. Read the blob through from a peer, whose
-		// verified copy replaces this one, rather than serve these bytes.
-		s.log.Error("stored blob has the wrong size: reading it from a peer", "sha256", sum.String(), "key", key.String(), "stored", info.Size, "chain", blob.size)
+		// chain names the size. Relay the blob from a peer rather than
+		// serve these bytes, and drop the copy afterwards (a storage
+		// service copies it back).
+		s.log.Error("stored blob has the wrong size: relaying it from a peer", "sha256", sum.String(), "key", key.String(), "stored", info.Size, "chain", blob.size)
 		s.foundDamaged(key)
+		defer s.dropWrongSizeCopy(ctx, key)
 		err = fmt.Errorf("%w: the stored copy has %d bytes, the chain says %d", blobstore.ErrNotFound, info.Size, blob.size)
 	}
 	if err == nil && r.Method == http.MethodGet {
@@ -87,7 +90,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 			// (rangecheck.go).
 			var cerr error
 			if waited, cerr = s.checkCopyForRange(ctx, key); errors.Is(cerr, blobstore.ErrNotFound) {
-				err = cerr // dropped as damaged, or gone: read it through from a peer
+				err = cerr // dropped as damaged, or gone: relay it from a peer
 			} else if cerr != nil {
 				if ctx.Err() == nil {
 					s.log.Error("checking the stored blob before serving a range failed", "sha256", sum.String(), "key", key.String(), "err", cerr)
@@ -98,32 +101,26 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if errors.Is(err, blobstore.ErrNotFound) {
-		waited = true
-		if perr := s.fetchFromPeers(ctx, r, signerAddr(sr.address), caller.Role == emrv1.Role_ROLE_PATIENT, blob); perr != nil {
-			var refused *slotRefusedError
-			if errors.As(perr, &refused) {
-				writeError(w, refused.aerr)
-				return
-			}
+		ans, perr := s.askPeers(ctx, r, blob)
+		if perr != nil {
 			const notHere = "blob %s of %s is not stored on this sidecar, and %v"
 			switch {
 			case errors.Is(perr, errPeersBehind):
 				writeError(w, retryLater(http.StatusServiceUnavailable, CodeChainBehind, time.Second, notHere, sum, ref, perr))
-				return
 			case errors.Is(perr, errPeersUnavailable):
 				writeError(w, errf(http.StatusServiceUnavailable, "peers_unavailable", notHere, sum, ref, perr))
-				return
+			default:
+				writeError(w, errf(http.StatusNotFound, "not_found", "blob %s of %s is not stored on this sidecar for that record's patient and category: %v", sum, ref, perr))
 			}
-			var local *localStoreError
-			if errors.As(perr, &local) {
-				s.log.Error("blob store failed keeping a blob a peer served", "sha256", sum.String(), "key", key.String(), "err", local.err)
-				writeError(w, errf(http.StatusInternalServerError, "store_error", "storing the blob fetched from a peer sidecar failed"))
-				return
-			}
-			writeError(w, errf(http.StatusNotFound, "not_found", "blob %s of %s is not stored on this sidecar for that record's patient and category: %v", sum, ref, perr))
 			return
 		}
-		info, err = s.store.Stat(ctx, key)
+		defer ans.done()
+		if head, aerr = s.reauthorizeGet(ctx, caller, head, ref, sum); aerr != nil {
+			writeError(w, aerr)
+			return
+		}
+		s.relay(w, ans, caller.Address, sum, head.Height)
+		return
 	}
 	if err != nil {
 		s.log.Error("blob stat failed", "sha256", sum.String(), "key", key.String(), "err", err)
@@ -136,12 +133,14 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.serveStored(w, r, key, info, caller.Address, head.Height, nil)
+	s.serveStored(w, r, key, info, caller, head.Height, func(contentRange string) []byte {
+		return BlobAnswerContext(r.URL.RequestURI(), contentRange)
+	})
 }
 
 // reauthorizeGet judges again a GET that caller's request, authorized at
-// head, waited on: a range's copy check or a read-through can take minutes
-// (the blob's lock, a peer's transfer, a whole read of a large copy), and
+// head, waited on: a range's copy check or a peer's answer can take minutes
+// (the blob's lock, a whole read of a large copy, a peer's own wait), and
 // a consent revoked, a member suspended or replaced, or an access window
 // passed meanwhile must stop the bytes before the first goes out. It
 // reads the node's head, which must not have gone back, and the caller's
@@ -174,14 +173,21 @@ func (s *Server) reauthorizeGet(ctx context.Context, caller *emrv1.Member, was H
 }
 
 // serveStored answers r with the stored blob key (info: its Stat), or the
-// range r asks, to reader; the whole blob is verified as it is sent. A
-// replica (seal not nil) goes whole and sealed to its storage service.
-func (s *Server) serveStored(w http.ResponseWriter, r *http.Request, key blobstore.Key, info blobstore.Info, reader []byte, height int64, seal *replicaSeal) {
+// range r asks, sealed to caller (seal.go) under the context sealContext
+// gives for the answer's Content-Range ("" for the whole blob). The whole
+// blob is verified as it is sent.
+func (s *Server) serveStored(w http.ResponseWriter, r *http.Request, key blobstore.Key, info blobstore.Info, caller *emrv1.Member, height int64, sealContext func(contentRange string) []byte) {
 	ctx, sum := r.Context(), key.Sum
 	start, length, partial, rerr := parseRange(r.Header.Get("Range"), info.Size)
 	if rerr != nil {
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", info.Size))
 		writeError(w, errf(http.StatusRequestedRangeNotSatisfiable, "range_not_satisfiable", "%v", rerr))
+		return
+	}
+	sealTo, err := crypto.ParseEncryptionPublicKey(caller.EncPubKey)
+	if err != nil { // the chain checks every member's key when it registers it
+		s.log.Error("a member's registered encryption key does not parse", "member", hex.EncodeToString(caller.Address), "err", err)
+		writeError(w, forbidden("member %X has no usable encryption key on the chain to seal the answer to", caller.Address))
 		return
 	}
 	rc, size, err := s.store.Get(ctx, key, start, length)
@@ -200,19 +206,23 @@ func (s *Server) serveStored(w http.ResponseWriter, r *http.Request, key blobsto
 		return
 	}
 	defer rc.Close()
+	contentRange := ""
+	if partial {
+		contentRange = fmt.Sprintf("bytes %d-%d/%d", start, start+length-1, size)
+	}
+	seal, err := newTransferSeal(sealTo, sealContext(contentRange))
+	if err != nil {
+		s.log.Error("sealing an answer failed", "sha256", sum.String(), "err", err)
+		writeError(w, errf(http.StatusInternalServerError, "seal_error", "sealing the answer failed"))
+		return
+	}
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Cache-Control", "private, no-store")
-	if seal != nil {
-		seal.setHeaders(h, length)
-	} else {
-		h.Set("Content-Length", strconv.FormatInt(length, 10))
-		h.Set("Accept-Ranges", "bytes")
-		h.Set("ETag", `"`+sum.String()+`"`)
-	}
+	seal.setHeaders(h, length)
 	status := http.StatusOK
 	if partial {
-		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+length-1, size))
+		h.Set("Content-Range", contentRange)
 		status = http.StatusPartialContent
 	}
 	w.WriteHeader(status)
@@ -223,16 +233,12 @@ func (s *Server) serveStored(w http.ResponseWriter, r *http.Request, key blobsto
 		if partial {
 			// A range is not the blob: the reader checks the whole it
 			// assembles against the chain's hash.
-			_, err = io.CopyBuffer(cw, struct{ io.Reader }{rc}, *bp)
+			err = seal.copy(cw, rc, *bp)
 		} else {
 			// The status goes out first, so that a copy found damaged is
 			// a transfer cut short, whatever its size.
 			if err = http.NewResponseController(w).Flush(); err == nil {
-				if seal != nil {
-					err = seal.copyVerified(cw, rc, length, sum, *bp)
-				} else {
-					_, err = copyVerified(cw, rc, length, sum, *bp)
-				}
+				err = seal.copyVerified(cw, rc, length, sum, *bp)
 			}
 		}
 		s.bufs.Put(bp)
@@ -249,11 +255,11 @@ func (s *Server) serveStored(w http.ResponseWriter, r *http.Request, key blobsto
 			panic(http.ErrAbortHandler)
 		}
 		if err != nil {
-			s.log.Error("blob transfer interrupted", "sha256", sum.String(), "reader", hex.EncodeToString(reader), "sent", n, "err", err)
+			s.log.Error("blob transfer interrupted", "sha256", sum.String(), "reader", hex.EncodeToString(caller.Address), "sent", n, "err", err)
 			return
 		}
 	}
-	s.log.Info("blob served", "sha256", sum.String(), "reader", hex.EncodeToString(reader),
+	s.log.Info("blob served", "sha256", sum.String(), "reader", hex.EncodeToString(caller.Address),
 		"bytes", n, "range", r.Header.Get("Range"), "height", height)
 }
 

@@ -53,13 +53,12 @@ const (
 	// (507).
 	refusedPending = "pending_bytes"
 	// refusedSignerUploads: the signer has max_uploads_per_signer uploads
-	// and peer fetches in flight (429).
+	// in flight (429).
 	refusedSignerUploads = "signer_uploads"
-	// refusedUploads: the sidecar has max_uploads uploads and peer fetches
-	// in flight (503).
+	// refusedUploads: the sidecar has max_uploads uploads in flight (503).
 	refusedUploads = "uploads"
 	// refusedPatientsUploads: patients have max_uploads_patients uploads
-	// and peer fetches in flight (503).
+	// in flight (503).
 	refusedPatientsUploads = "patients_uploads"
 )
 

@@ -2,38 +2,46 @@ package sidecar
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/emrchain/emrchain/offchain/blobstore"
 )
 
-// Read-through replication between the consortium's sidecars.
+// Read-through between the consortium's sidecars.
 //
-// Each hospital's sidecar stores what is uploaded to it. When a member asks
-// a sidecar for a blob it does not hold, the sidecar forwards the member's
-// own signed request to its peers (Options.Peers). A peer authorizes it
-// exactly as it would the member's direct request — same signature, same
-// chain rules, its own view of the chain — so forwarding grants nothing the
-// member does not already have. The first peer that serves the blob is
-// read into the local store, which checks its SHA-256 while writing
-// (blobs are content-addressed, so a lying peer can only fail the
-// transfer); then the member is served from the local copy. A forwarded
-// request carries HeaderForwarded, and is never forwarded again.
+// Each hospital's sidecar stores what is uploaded to it (and, as a storage
+// service, copies of what the consortium's custodians keep: replica.go).
+// When a member asks a sidecar for a blob it does not hold, the sidecar
+// forwards the member's own signed request to its peers (Options.Peers). A
+// peer authorizes it exactly as it would the member's direct request —
+// same signature, same chain rules, its own view of the chain — so
+// forwarding grants nothing the member does not already have. The first
+// peer that serves the blob has its answer relayed to the member as it
+// came: sealed to the member's key (seal.go), it is nothing this sidecar
+// can read or keep, and the member checks it as it would the peer's own.
+// A forwarded request carries HeaderForwarded, and is never forwarded
+// again.
 
 // HeaderForwarded marks a GET one sidecar forwards to another.
 const HeaderForwarded = "X-Emr-Forwarded"
 
 // forwardedHeaders are the member's request headers a forward carries:
 // every one the signed string covers (SigningString), so the peer verifies
-// the member's signature over the same bytes, and the height the member
-// knows committed, so a peer whose node lags waits for it too.
-var forwardedHeaders = []string{HeaderAddress, HeaderTimestamp, HeaderBodySHA256, HeaderSignature, HeaderPatient, HeaderCategory, HeaderMinHeight}
+// the member's signature over the same bytes; the height the member knows
+// committed, so a peer whose node lags waits for it too; and the range
+// asked, which the peer serves from its copy.
+var forwardedHeaders = []string{HeaderAddress, HeaderTimestamp, HeaderBodySHA256, HeaderSignature, HeaderPatient, HeaderCategory, HeaderMinHeight, "Range"}
+
+// relayedHeaders are the headers of a peer's answer relayed to the member.
+var relayedHeaders = []string{"Content-Type", "Cache-Control", "Content-Length", "Content-Range", HeaderSealedEnvelope, HeaderSealedSize}
 
 // peerTimeout bounds one peer transfer (a replica's, plus its time at the
 // replication rate). (A variable for tests.)
@@ -55,69 +63,42 @@ var errPeersBehind = errors.New("a peer sidecar's node is behind the height the 
 // has it", which the client takes as a refusal.
 var errPeersUnavailable = errors.New("a peer sidecar that may hold the blob did not answer or failed")
 
-// localStoreError is a failure of this sidecar's own store while it kept
-// a blob a peer served: the member is answered 500, not 404, and the
-// details (paths, the MinIO endpoint) go to the log only.
-type localStoreError struct{ err error }
-
-func (e *localStoreError) Error() string {
-	return "storing the blob a peer served failed: " + e.err.Error()
+// peerAnswer is a peer's answer serving a member's forwarded request: its
+// headers read and checked, its body not yet.
+type peerAnswer struct {
+	peer string
+	resp *http.Response
+	body io.Reader // resp.Body, cut off when the peer stalls (cutWhenIdle)
+	done func()    // closes the body and ends the transfer
 }
-func (e *localStoreError) Unwrap() error { return e.err }
 
-// slotRefusedError: a peer serves the blob, but this sidecar has no upload
-// slot free to keep it (a read-through takes one, as an upload does). The
-// member is answered the refusal itself: 429 or 503, with Retry-After.
-type slotRefusedError struct{ aerr *apiError }
-
-func (e *slotRefusedError) Error() string { return e.aerr.Error() }
-
-// fetchFromPeers copies blob from the first peer that serves it to the
-// member whose request r is, into the local store. The peer authorizes the
+// askPeers forwards the member's request r for blob to the peers in turn
+// and returns the first answer that serves it. The peer authorizes the
 // member and files blobs by the same rules, so what it serves for the
 // record or share r names is the blob uploaded for that record's patient
-// and category, which blob.key names. A peer that announces another size
-// than the chain's is refused before anything is written.
+// and category. The caller must call the answer's done.
 //
 // Only a GET is forwarded: the member signed its method, so a HEAD could
-// only go out as a HEAD, whose answer has no bytes to keep, and a GET
-// carrying a signature over "HEAD" fails at every peer (and counts against
-// this sidecar's host in the peers' failed-authentication limits).
-func (s *Server) fetchFromPeers(ctx context.Context, r *http.Request, signer signerAddr, patient bool, blob servedBlob) error {
+// only go out as a HEAD, whose answer has no bytes, and a GET carrying a
+// signature over "HEAD" fails at every peer (and counts against this
+// sidecar's host in the peers' failed-authentication limits).
+func (s *Server) askPeers(ctx context.Context, r *http.Request, blob servedBlob) (*peerAnswer, error) {
 	if len(s.opts.Peers) == 0 || r.Header.Get(HeaderForwarded) != "" {
-		return errNoPeerHasIt
+		return nil, errNoPeerHasIt
 	}
 	if r.Method != http.MethodGet {
-		return fmt.Errorf("%w: a %s is not forwarded to peers (a GET fetches the blob from them)", errNoPeerHasIt, r.Method)
-	}
-	// Locked like an upload, before asking any peer (a peer's answer left
-	// unread while this waits would be cut by its idle timeout), so that a
-	// drop of a damaged copy (which reads the copy again under the lock)
-	// never deletes the one kept here; and a read-through or upload of the
-	// blob that held the lock may have stored it meanwhile.
-	unlock, err := s.blobs.lockCtx(ctx, blob.key)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if info, err := s.store.Stat(ctx, blob.key); err == nil && uint64(info.Size) == blob.size {
-		return nil
+		return nil, fmt.Errorf("%w: a %s is not forwarded to peers (a GET is)", errNoPeerHasIt, r.Method)
 	}
 	var reasons []string
 	behind := false // a peer said its node has not reached the member's height yet
 	unsure := false // a peer did not answer, or failed (5xx): it may hold the blob
 	for _, peer := range s.opts.Peers {
-		err := s.fetchFromPeer(ctx, peer, r, signer, patient, blob)
+		ans, err := s.askPeer(ctx, peer, r, blob)
 		if err == nil {
-			s.verified.intact(blob.key, s.opts.Now()) // Put hashed it as it wrote
-			s.log.Info("blob replicated from a peer sidecar", "sha256", blob.key.Sum.String(), "key", blob.key.String(), "peer", peer)
-			return nil
+			return ans, nil
 		}
-		var local *localStoreError
-		var refused *slotRefusedError
-		if errors.As(err, &local) || errors.As(err, &refused) {
-			// Another peer would meet the same store, and the same slots.
-			return err
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
 		}
 		var se *Error
 		var noAnswer *url.Error
@@ -127,27 +108,32 @@ func (s *Server) fetchFromPeers(ctx context.Context, r *http.Request, signer sig
 		reasons = append(reasons, fmt.Sprintf("%s: %v", peer, err))
 	}
 	if behind {
-		return fmt.Errorf("%w (%s)", errPeersBehind, strings.Join(reasons, "; "))
+		return nil, fmt.Errorf("%w (%s)", errPeersBehind, strings.Join(reasons, "; "))
 	}
 	if unsure {
-		return fmt.Errorf("%w (%s)", errPeersUnavailable, strings.Join(reasons, "; "))
+		return nil, fmt.Errorf("%w (%s)", errPeersUnavailable, strings.Join(reasons, "; "))
 	}
-	return fmt.Errorf("%w (%s)", errNoPeerHasIt, strings.Join(reasons, "; "))
+	return nil, fmt.Errorf("%w (%s)", errNoPeerHasIt, strings.Join(reasons, "; "))
 }
 
-// The forward asks for exactly what the member asked (r.URL.RequestURI():
-// the blob and the record or share it names), which the member's signature
-// covers. A peer that stops sending for peerIdle is cut off, so that the
-// next peer is asked while the member still waits. The store's Put takes
-// an upload slot of the member, signer (*slotRefusedError if none is
-// free): the slots bound the Puts in flight and their buffers, not the
-// requests to peers.
-func (s *Server) fetchFromPeer(ctx context.Context, peer string, r *http.Request, signer signerAddr, patient bool, blob servedBlob) error {
-	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
-	defer cancel()
+// askPeer forwards r to peer. The forward asks for exactly what the member
+// asked (r.URL.RequestURI(): the blob and the record or share it names),
+// which the member's signature covers. The answer's headers must come
+// within the peer client's timeout; then a peer that stops sending for
+// peerIdle is cut off. An answer that does not serve the blob sealed, or
+// announces another size than the chain's, is refused before a byte is
+// relayed (the member's client would refuse it too, but the next peer may
+// serve it).
+func (s *Server) askPeer(ctx context.Context, peer string, r *http.Request, blob servedBlob) (ans *peerAnswer, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer func() {
+		if err != nil {
+			cancel()
+		}
+	}()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(peer, "/")+r.URL.RequestURI(), nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, h := range forwardedHeaders {
 		if v := r.Header.Get(h); v != "" {
@@ -157,40 +143,51 @@ func (s *Server) fetchFromPeer(ctx context.Context, peer string, r *http.Request
 	req.Header.Set(HeaderForwarded, "1")
 	resp, err := s.peerClient.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return readError(resp) // the peer's reason, e.g. that it limits this host
+	switch {
+	case resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent:
+		err = readError(resp) // the peer's reason, e.g. that it limits this host
+	case resp.Header.Get(HeaderSealedEnvelope) == "" || resp.ContentLength < 0:
+		err = fmt.Errorf("it did not answer sealed, with %s and a Content-Length (a sidecar from before answers were sealed: upgrade it)", HeaderSealedEnvelope)
+	case resp.StatusCode == http.StatusOK && resp.Header.Get(HeaderSealedSize) != strconv.FormatUint(blob.size, 10):
+		err = fmt.Errorf("it announces %s bytes; the chain says the blob has %d", resp.Header.Get(HeaderSealedSize), blob.size)
 	}
-	if resp.ContentLength < 0 {
-		return errors.New("no Content-Length")
+	if err != nil {
+		resp.Body.Close()
+		return nil, err
 	}
-	if uint64(resp.ContentLength) != blob.size {
-		return fmt.Errorf("it announces %d bytes; the chain says the blob has %d", resp.ContentLength, blob.size)
-	}
-	release, aerr := s.takeUploadSlot(signer, patient, true)
-	if aerr != nil {
-		return &slotRefusedError{aerr}
-	}
-	defer release()
 	body, stopIdle := cutWhenIdle(resp.Body, cancel)
-	defer stopIdle()
-	return s.keepPeerBlob(ctx, blob.key, body, resp.ContentLength)
+	return &peerAnswer{peer: peer, resp: resp, body: body, done: func() {
+		stopIdle()
+		resp.Body.Close()
+		cancel()
+	}}, nil
 }
 
-// keepPeerBlob stores body, a peer's answer of size bytes, as key's blob.
-// Put hashes while it writes and keeps nothing that does not match. A
-// failed read of the body tells a failed Put the peer's (the transfer
-// broke, or the bytes are not the blob; or ctx ended: the caller's doing)
-// from the local store's, which is a *localStoreError: another peer would
-// meet the same store.
-func (s *Server) keepPeerBlob(ctx context.Context, key blobstore.Key, body io.Reader, size int64) error {
-	read := &errRecorder{r: body}
-	err := s.store.Put(ctx, key, read, size)
-	if err == nil || read.err != nil || ctx.Err() != nil ||
-		errors.Is(err, blobstore.ErrHashMismatch) || errors.Is(err, blobstore.ErrSizeMismatch) {
-		return err
+// relay sends a peer's answer on to the member as it came, with its
+// status and the headers that describe it. A transfer that breaks part-way
+// is cut short for the member too (the connection aborted): the sealed
+// stream then lacks its final segment, which the member's reader refuses.
+func (s *Server) relay(w http.ResponseWriter, ans *peerAnswer, reader []byte, sum blobstore.Sum, height int64) {
+	h := w.Header()
+	for _, k := range relayedHeaders {
+		if v := ans.resp.Header.Get(k); v != "" {
+			h.Set(k, v)
+		}
 	}
-	return &localStoreError{err}
+	w.WriteHeader(ans.resp.StatusCode)
+	bp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bp)
+	cw := &countingWriter{w: &writeDeadline{w: w, rc: http.NewResponseController(w), idle: s.opts.UploadIdleTimeout}, c: s.metrics.bytesOut}
+	_, err := io.CopyBuffer(cw, struct{ io.Reader }{ans.body}, *bp)
+	if err == nil && cw.n != ans.resp.ContentLength {
+		err = fmt.Errorf("%w: the peer sent %d of its %d bytes", io.ErrUnexpectedEOF, cw.n, ans.resp.ContentLength)
+	}
+	if err != nil {
+		s.log.Error("relay of a peer's answer interrupted", "sha256", sum.String(), "reader", hex.EncodeToString(reader), "peer", ans.peer, "sent", cw.n, "err", err)
+		panic(http.ErrAbortHandler)
+	}
+	s.log.Info("blob relayed from a peer sidecar", "sha256", sum.String(), "reader", hex.EncodeToString(reader), "peer", ans.peer,
+		"bytes", cw.n, "range", ans.resp.Header.Get("Content-Range"), "height", height)
 }

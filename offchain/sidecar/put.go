@@ -80,7 +80,7 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, shared bool) {
 		return
 	}
 	patient := caller.Role == emrv1.Role_ROLE_PATIENT
-	release, aerr := s.takeUploadSlot(signerAddr(sr.address), patient, false)
+	release, aerr := s.takeUploadSlot(signerAddr(sr.address), patient)
 	if aerr != nil {
 		writeError(w, aerr)
 		return

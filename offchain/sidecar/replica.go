@@ -3,14 +3,10 @@ package sidecar
 import (
 	"bytes"
 	"context"
-	"crypto/ecdh"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,13 +61,11 @@ import (
 // fail the transfer. Ciphertext goes only from sidecar to sidecar of the
 // consortium; a storage service has no key to any of it.
 //
-// The replica goes sealed to the storage service that asked (replicaSeal):
-// encrypted once more, under a fresh key sealed to the X25519 key the chain
-// has for it (crypto.SealTransferKey). A signed request names no target,
-// so a peer asked could pass it on, within the clock skew, to a sidecar
-// that holds the blob; sealed, what comes back is of no use but to the
-// storage service itself, and an organization the consortium did not name
-// in params.storage_organizations collects nothing by relaying.
+// The replica goes sealed to the storage service that asked, as every
+// answer goes to its member (seal.go), bound to its route (ReplicaPath):
+// an organization the consortium did not name in
+// params.storage_organizations collects nothing by relaying a storage
+// service's request.
 
 // ReplicaPathPrefix is the route a storage service copies a committed
 // blob from: GET ReplicaPathPrefix + "<owner hex>/<sum hex>" (ReplicaPath).
@@ -80,102 +74,14 @@ const ReplicaPathPrefix = "/v1/replicas/"
 // ReplicaPath is the route of the blob filed under key.
 func ReplicaPath(key blobstore.Key) string { return ReplicaPathPrefix + key.String() }
 
-// Headers of a replica's answer (replicaSeal): the body is the blob
-// encrypted with crypto.NewEncryptWriter, ReplicaPath(key) its associated
-// data, under the data key of HeaderReplicaEnvelope.
-const (
-	// HeaderReplicaEnvelope is the base64 (standard, padded)
-	// crypto.SealTransferKey envelope of the body's data key, sealed to the
-	// storage service's registered X25519 key and bound to ReplicaPath(key).
-	HeaderReplicaEnvelope = "X-Emr-Replica-Envelope"
-	// HeaderReplicaSize is the blob's size in bytes (decimal); the body has
-	// crypto.CiphertextSize of it.
-	HeaderReplicaSize = "X-Emr-Replica-Size"
-)
-
 // StorageIdentity is the storage service a sidecar copies blobs as: the
 // member's signing key, which signs its requests, and its X25519 key, to
 // which the peers seal the replicas (a *keyring.Key is one).
-type StorageIdentity interface {
-	Signer
-	// EncPrivKey is the X25519 private key whose public key the chain has
-	// for the member.
-	EncPrivKey() *ecdh.PrivateKey
-}
+type StorageIdentity = Recipient
 
-// replicaSeal seals one replica to the storage service that asked for
-// it: the blob goes encrypted under a fresh data key, which goes in an
-// envelope only that service's X25519 key opens.
-type replicaSeal struct {
-	dataKey, envelope, context []byte
-}
-
-// sealReplica prepares the seal of key's replica to a storage service's
-// registered encryption key.
-func sealReplica(to *ecdh.PublicKey, key blobstore.Key) (*replicaSeal, error) {
-	context := []byte(ReplicaPath(key))
-	dataKey, envelope, err := crypto.SealTransferKey(to, context)
-	if err != nil {
-		return nil, err
-	}
-	return &replicaSeal{dataKey: dataKey, envelope: envelope, context: context}, nil
-}
-
-// setHeaders announces the sealed replica of a size-byte blob.
-func (s *replicaSeal) setHeaders(h http.Header, size int64) {
-	h.Set(HeaderReplicaEnvelope, base64.StdEncoding.EncodeToString(s.envelope))
-	h.Set(HeaderReplicaSize, strconv.FormatInt(size, 10))
-	h.Set("Content-Length", strconv.FormatInt(crypto.CiphertextSize(size), 10))
-}
-
-// copyVerified sends r's size bytes to w sealed, verified against sum as
-// copyVerified does: a damaged copy's stream ends without its final
-// segment, which the storage service's reader refuses.
-func (s *replicaSeal) copyVerified(w io.Writer, r io.Reader, size int64, sum blobstore.Sum, buf []byte) error {
-	enc, err := crypto.NewEncryptWriter(w, s.dataKey, s.context)
-	if err != nil {
-		return err
-	}
-	if _, err := copyVerified(enc, r, size, sum, buf); err != nil {
-		return err
-	}
-	return enc.Close()
-}
-
-// openReplica opens a peer's sealed answer to a request for key's
-// replica with the storage service's X25519 key: the blob's size, which
-// must be within maxSize (0: any), and a reader of its bytes from body
-// (resp's body, wrapped). The reader fails on anything the peer did not
-// seal to this key for this blob; the store checks the blob's SHA-256.
-func openReplica(resp *http.Response, body io.Reader, key blobstore.Key, to *ecdh.PrivateKey, maxSize uint64) (int64, io.Reader, error) {
-	sealed := resp.Header.Get(HeaderReplicaEnvelope)
-	if sealed == "" {
-		return 0, nil, fmt.Errorf("the replica came without %s: the peer did not seal it to this storage service's key (a sidecar from before replicas were sealed: upgrade it)", HeaderReplicaEnvelope)
-	}
-	envelope, err := base64.StdEncoding.DecodeString(sealed)
-	if err != nil {
-		return 0, nil, fmt.Errorf("%s: %w", HeaderReplicaEnvelope, err)
-	}
-	size, err := strconv.ParseInt(resp.Header.Get(HeaderReplicaSize), 10, 64)
-	switch {
-	case err != nil || size < 0:
-		return 0, nil, fmt.Errorf("%s %q: not a size", HeaderReplicaSize, resp.Header.Get(HeaderReplicaSize))
-	case maxSize > 0 && uint64(size) > maxSize:
-		return 0, nil, fmt.Errorf("it announces %d bytes, above the %d its records and the chain's limit allow", size, maxSize)
-	case resp.ContentLength != crypto.CiphertextSize(size):
-		return 0, nil, fmt.Errorf("a sealed replica of %d bytes is %d bytes long, not %d", size, crypto.CiphertextSize(size), resp.ContentLength)
-	}
-	context := []byte(ReplicaPath(key))
-	dataKey, err := crypto.OpenTransferKey(to, envelope, context)
-	if err != nil {
-		return 0, nil, fmt.Errorf("the replica's envelope: %w", err)
-	}
-	plain, err := crypto.NewDecryptReader(body, dataKey, context)
-	if err != nil {
-		return 0, nil, fmt.Errorf("the sealed replica: %w", err)
-	}
-	return size, plain, nil
-}
+// replicaContext is what a replica's seal is bound to: the route it is
+// copied from.
+func replicaContext(key blobstore.Key) []byte { return []byte(ReplicaPath(key)) }
 
 // Defaults of the replication.
 const (
@@ -246,7 +152,7 @@ type replicator struct {
 	// copy failed). Each is stamped with the pass it was last needed in
 	// (or begun before); a pass that walks the whole index forgets those
 	// stamped before it that it did not need (restored another way, by a
-	// read-through or an upload, or never referenced: a pending upload the
+	// an upload, or never referenced: a pending upload the
 	// scrub dropped). At most replicaMaxMisses.
 	repairs map[blobstore.Key]int64
 }
@@ -506,12 +412,6 @@ func (s *Server) handleReplica(w http.ResponseWriter, r *http.Request) {
 		writeError(w, forbidden("the consortium does not name organization %q among those that keep copies of every blob (params.storage_organizations)", caller.OrganizationId))
 		return
 	}
-	sealTo, err := crypto.ParseEncryptionPublicKey(caller.EncPubKey)
-	if err != nil { // the chain checks every member's key when it registers it
-		s.log.Error("replica: a storage service's registered encryption key does not parse", "member", hex.EncodeToString(caller.Address), "err", err)
-		writeError(w, forbidden("storage service %X has no usable encryption key on the chain to seal its replicas to", caller.Address))
-		return
-	}
 	committed, err := s.committedReference(ctx, key, head)
 	if err != nil {
 		s.log.Error("replica: the reference index cannot say whether a blob is committed", "key", key.String(), "err", err)
@@ -532,13 +432,7 @@ func (s *Server) handleReplica(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errf(http.StatusInternalServerError, "store_error", "reading the blob failed"))
 		return
 	}
-	seal, err := sealReplica(sealTo, key)
-	if err != nil {
-		s.log.Error("replica: sealing failed", "key", key.String(), "err", err)
-		writeError(w, errf(http.StatusInternalServerError, "seal_error", "sealing the replica failed"))
-		return
-	}
-	s.serveStored(w, r, key, info, caller.Address, head.Height, seal)
+	s.serveStored(w, r, key, info, caller, head.Height, func(string) []byte { return replicaContext(key) })
 }
 
 // committedReference reports whether a committed block referenced key,
@@ -779,7 +673,7 @@ func (s *Server) ReplicatePass(ctx context.Context) (ReplicaReport, error) {
 // (the reference index): one committed before the consortium lowered the
 // limit is copied all the same.
 func (s *Server) replicate(ctx context.Context, key blobstore.Key, maxSize uint64) (n int64, err error) {
-	// Locked like an upload or a read-through, so that a drop of a damaged
+	// Locked like an upload, so that a drop of a damaged
 	// copy never deletes the one kept here.
 	unlock, err := s.blobs.lockCtx(ctx, key)
 	if err != nil {
@@ -892,7 +786,7 @@ func (s *Server) replicateOnce(ctx context.Context, peer string, key blobstore.K
 	// this sidecar's own rate limit does (limitedReader, outside it).
 	body, stopIdle := cutWhenIdle(resp.Body, cancel)
 	defer stopIdle()
-	size, blob, err := openReplica(resp, body, key, s.opts.Storage.EncPrivKey(), maxSize)
+	size, blob, err := openSealed(resp, body, replicaContext(key), s.opts.Storage.EncPrivKey(), maxSize)
 	if err != nil {
 		return 0, err
 	}
@@ -902,8 +796,38 @@ func (s *Server) replicateOnce(ctx context.Context, peer string, key blobstore.K
 	return size, nil
 }
 
+// localStoreError is a failure of this sidecar's own store while it kept
+// a blob a peer served (a replica): the details (paths, the MinIO
+// endpoint) go to the log only.
+type localStoreError struct{ err error }
+
+func (e *localStoreError) Error() string {
+	return "storing the blob a peer served failed: " + e.err.Error()
+}
+func (e *localStoreError) Unwrap() error { return e.err }
+
+// keepPeerBlob stores body, a peer's answer of size bytes, as key's blob.
+// Put hashes while it writes and keeps nothing that does not match, so a
+// copy kept is remembered intact (no range waits for a read of it). A
+// failed read of the body tells a failed Put the peer's (the transfer
+// broke, or the bytes are not the blob; or ctx ended: the caller's doing)
+// from the local store's, which is a *localStoreError: another peer would
+// meet the same store.
+func (s *Server) keepPeerBlob(ctx context.Context, key blobstore.Key, body io.Reader, size int64) error {
+	read := &errRecorder{r: body}
+	err := s.store.Put(ctx, key, read, size)
+	if err == nil {
+		s.verified.intact(key, s.opts.Now()) // Put hashed it as it wrote
+	}
+	if err == nil || read.err != nil || ctx.Err() != nil ||
+		errors.Is(err, blobstore.ErrHashMismatch) || errors.Is(err, blobstore.ErrSizeMismatch) {
+		return err
+	}
+	return &localStoreError{err}
+}
+
 // peerIdle bounds the wait for each read of a peer's body, copied
-// (replicateOnce) or read through (fetchFromPeer): a peer that stalls
+// (replicateOnce) or relayed to a member (askPeer): a peer that stalls
 // part-way is cut off, and the next peer asked. (A variable for tests.)
 var peerIdle = 30 * time.Second
 

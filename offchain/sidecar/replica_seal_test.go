@@ -17,14 +17,19 @@ import (
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
-// sealFor announces, on w, a replica of size bytes sealed to to's key for
-// the key r names, as a peer does, and returns the seal to write it with.
-func sealFor(w http.ResponseWriter, r *http.Request, to *actor, size int64) *replicaSeal {
-	key, err := blobstore.ParseKey(strings.TrimPrefix(r.URL.Path, ReplicaPathPrefix))
-	if err != nil {
-		panic(err)
+// sealFor announces, on w, an answer of size bytes (a whole blob) sealed
+// to to's key for r, as a peer does (a replica's, or a member's), and
+// returns the seal to write it with.
+func sealFor(w http.ResponseWriter, r *http.Request, to *actor, size int64) *transferSeal {
+	context := BlobAnswerContext(r.URL.RequestURI(), "")
+	if path, ok := strings.CutPrefix(r.URL.Path, ReplicaPathPrefix); ok {
+		key, err := blobstore.ParseKey(path)
+		if err != nil {
+			panic(err)
+		}
+		context = replicaContext(key)
 	}
-	seal, err := sealReplica(to.enc.PublicKey(), key)
+	seal, err := newTransferSeal(to.enc.PublicKey(), context)
 	if err != nil {
 		panic(err)
 	}
@@ -32,8 +37,8 @@ func sealFor(w http.ResponseWriter, r *http.Request, to *actor, size int64) *rep
 	return seal
 }
 
-// sealedAnswer answers r, a replica request, as a peer does: body sealed
-// to to's key for the key r names, announced as a blob of size bytes.
+// sealedAnswer answers r as a peer does: body sealed to to's key for r
+// (sealFor), announced as a blob of size bytes.
 func sealedAnswer(w http.ResponseWriter, r *http.Request, to *actor, body []byte, size int64) {
 	seal := sealFor(w, r, to, size)
 	enc, err := crypto.NewEncryptWriter(w, seal.dataKey, seal.context)
@@ -99,7 +104,7 @@ func TestRelayedReplicaIsUnreadable(t *testing.T) {
 		if bytes.Contains(body, data[:64]) {
 			t.Fatalf("answer %d carries the blob's bytes in the clear", i)
 		}
-		envelope, err := base64.StdEncoding.DecodeString(keptHeader[i].Get(HeaderReplicaEnvelope))
+		envelope, err := base64.StdEncoding.DecodeString(keptHeader[i].Get(HeaderSealedEnvelope))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,26 +138,26 @@ func TestUnsealedOrMissealedReplicaIsRefused(t *testing.T) {
 		{"the blob in the clear (a peer from before replicas were sealed)", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 			w.Write(data)
-		}, "came without " + HeaderReplicaEnvelope},
+		}, "came without " + HeaderSealedEnvelope},
 		{"sealed to another storage service", func(w http.ResponseWriter, r *http.Request) {
 			sealedAnswer(w, r, stranger, data, size)
-		}, "the replica's envelope"},
+		}, "the answer's envelope"},
 		{"sealed for another blob", func(w http.ResponseWriter, r *http.Request) {
 			r.URL.Path = ReplicaPath(other)
 			sealedAnswer(w, r, svc, data, size)
-		}, "the replica's envelope"},
+		}, "the answer's envelope"},
 		{"a size that is not one", func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set(HeaderReplicaEnvelope, base64.StdEncoding.EncodeToString(make([]byte, crypto.EnvelopeSize)))
-			w.Header().Set(HeaderReplicaSize, "12k")
-		}, HeaderReplicaSize + ` "12k": not a size`},
+			w.Header().Set(HeaderSealedEnvelope, base64.StdEncoding.EncodeToString(make([]byte, crypto.EnvelopeSize)))
+			w.Header().Set(HeaderSealedSize, "12k")
+		}, HeaderSealedSize + ` "12k": not a size`},
 		{"a blob size above the limit", func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set(HeaderReplicaEnvelope, base64.StdEncoding.EncodeToString(make([]byte, crypto.EnvelopeSize)))
-			w.Header().Set(HeaderReplicaSize, strconv.Itoa(1<<20+1))
+			w.Header().Set(HeaderSealedEnvelope, base64.StdEncoding.EncodeToString(make([]byte, crypto.EnvelopeSize)))
+			w.Header().Set(HeaderSealedSize, strconv.Itoa(1<<20+1))
 			w.Header().Set("Content-Length", strconv.FormatInt(crypto.CiphertextSize(1<<20+1), 10))
-		}, "above the 1048576 its records and the chain's limit allow"},
+		}, "above the 1048576 expected"},
 		{"a length that is not the sealed size", func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set(HeaderReplicaEnvelope, base64.StdEncoding.EncodeToString(make([]byte, crypto.EnvelopeSize)))
-			w.Header().Set(HeaderReplicaSize, strconv.FormatInt(size, 10))
+			w.Header().Set(HeaderSealedEnvelope, base64.StdEncoding.EncodeToString(make([]byte, crypto.EnvelopeSize)))
+			w.Header().Set(HeaderSealedSize, strconv.FormatInt(size, 10))
 			w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 			w.Write(data)
 		}, "is " + strconv.FormatInt(crypto.CiphertextSize(size), 10) + " bytes long"},
@@ -164,7 +169,7 @@ func TestUnsealedOrMissealedReplicaIsRefused(t *testing.T) {
 			}
 			// The first segment, which was sealed as not the last, passed
 			// off as a whole sealed blob of its size.
-			w.Header().Set(HeaderReplicaSize, strconv.Itoa(crypto.DefaultSegmentSize))
+			w.Header().Set(HeaderSealedSize, strconv.Itoa(crypto.DefaultSegmentSize))
 			cut := rec.Body.Bytes()[:crypto.CiphertextSize(crypto.DefaultSegmentSize)]
 			w.Header().Set("Content-Length", strconv.Itoa(len(cut)))
 			w.Write(cut)

@@ -45,7 +45,7 @@ func replicaGet(t *testing.T, url string, a StorageIdentity, key blobstore.Key, 
 	if resp.StatusCode != http.StatusOK {
 		return nil, readError(resp)
 	}
-	_, blob, err := openReplica(resp, resp.Body, key, a.EncPrivKey(), 0)
+	_, blob, err := openSealed(resp, resp.Body, replicaContext(key), a.EncPrivKey(), 0)
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +201,7 @@ func TestReplicatePass(t *testing.T) {
 		t.Fatalf("first failure %q does not say the bytes are not the blob", rep.FirstFailure)
 	}
 	huge = true
-	if _, err := c.replicate(context.Background(), keys[0], e.chain.params.MaxBlobBytes); err == nil || !bytes.Contains([]byte(err.Error()), []byte("above the 1048576 its records and the chain's limit allow")) {
+	if _, err := c.replicate(context.Background(), keys[0], e.chain.params.MaxBlobBytes); err == nil || !bytes.Contains([]byte(err.Error()), []byte("above the 1048576 expected")) {
 		t.Fatalf("a peer announcing more than max_blob_bytes: %v", err)
 	}
 	for _, k := range keys {

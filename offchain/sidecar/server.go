@@ -153,8 +153,7 @@ type Options struct {
 	// upload's body must have come at this rate at least (408 otherwise).
 	// Negative: no rate (UploadIdleTimeout still holds).
 	UploadMinRate int64
-	// MaxUploads bounds the uploads whose body is being read (and the
-	// read-throughs from peers) at once: beyond, an upload is refused
+	// MaxUploads bounds the uploads whose body is being read at once: beyond, an upload is refused
 	// (503, Retry-After) before its body is read. With MinIO each holds a
 	// 5 MiB part (for blobs up to 48.8 GiB), so memory is bounded by
 	// MaxUploads × 5 MiB. Negative: no bound.

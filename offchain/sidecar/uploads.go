@@ -25,8 +25,7 @@ import (
 //   - the Puts in flight are bounded (uploadSlots): MaxUploads in all
 //     (beyond: 503), MaxUploadsPerSigner of one signer (beyond: 429) and
 //     MaxUploadsPatients of all patients (beyond: 503), with Retry-After,
-//     taken before the body is read. A read-through from a peer takes a
-//     slot too. Patients enroll themselves, one transaction each, so
+//     taken before the body is read. Patients enroll themselves, one transaction each, so
 //     without their own bound a few accounts sending bodies at
 //     UploadMinRate could hold every slot for hours (as long as their
 //     pending bytes allow) and deny uploads to the members a registrar
@@ -121,34 +120,28 @@ func (u *uploadSlots) inFlight() int {
 }
 
 // takeUploadSlot is acquire, refusals answered as the client should see
-// them (and counted). A member may meet them downloading too (peerFetch):
-// a blob this sidecar does not hold is fetched from a peer sidecar, which
-// takes a slot, and the refusal then says so.
-func (s *Server) takeUploadSlot(signer signerAddr, patient, peerFetch bool) (release func(), aerr *apiError) {
+// them (and counted).
+func (s *Server) takeUploadSlot(signer signerAddr, patient bool) (release func(), aerr *apiError) {
 	release, err := s.uploads.acquire(signer, patient)
 	if err == nil {
 		return release, nil
-	}
-	why := ""
-	if peerFetch {
-		why = "; this download fetches the blob from a peer sidecar, which counts as an upload"
 	}
 	switch {
 	case errors.Is(err, errSignerUploadsFull):
 		s.metrics.refused(refusedSignerUploads)
 		return nil, tooManyRequests("signer_uploads", uploadRetryAfter,
-			"%x has %d uploads and peer fetches in flight on this sidecar, the limit per signer (max_uploads_per_signer)%s",
-			signer[:], s.uploads.perSigner, why)
+			"%x has %d uploads in flight on this sidecar, the limit per signer (max_uploads_per_signer)",
+			signer[:], s.uploads.perSigner)
 	case errors.Is(err, errPatientsUploadsFull):
 		s.metrics.refused(refusedPatientsUploads)
 		return nil, retryLater(http.StatusServiceUnavailable, "patients_uploads_busy", uploadRetryAfter,
-			"patients have %d uploads and peer fetches in flight on this sidecar, their limit together (max_uploads_patients)%s",
-			s.uploads.patients, why)
+			"patients have %d uploads in flight on this sidecar, their limit together (max_uploads_patients)",
+			s.uploads.patients)
 	}
 	s.metrics.refused(refusedUploads)
 	return nil, retryLater(http.StatusServiceUnavailable, "uploads_busy", uploadRetryAfter,
-		"this sidecar has %d uploads and peer fetches in flight, its limit (max_uploads)%s",
-		s.uploads.total, why)
+		"this sidecar has %d uploads in flight, its limit (max_uploads)",
+		s.uploads.total)
 }
 
 // bodyDeadline reads an upload's body under a read deadline on its

@@ -68,14 +68,15 @@ func (s *Server) foundDamaged(key blobstore.Key) {
 }
 
 // dropDamagedCopy deletes the stored copy of key, which a read found
-// damaged, so that the next GET reads the blob through from a peer, and
-// an upload stores it anew. Locked against uploads and read-throughs of
+// damaged, so that the next GET is answered from a peer, a storage service
+// copies it back, and an upload stores it anew. Locked against uploads and
+// copies of
 // the blob, it reads the copy again whole and deletes it only if that read
 // is damaged too: a fault of one read (a bit flipped in memory or on a
 // cable) deletes nothing, and neither does a copy written since (a
 // peer's, an uploader's; on MinIO, whose Stat has whole seconds, size and
 // age cannot tell two copies apart). dropped is false if it found an
-// intact copy, or none; errBlobBusy if an upload, a read-through, the
+// intact copy, or none; errBlobBusy if an upload, a copy from a peer, the
 // sweep or another drop holds the lock (the next GET, or scrub, finds the
 // copy again).
 func (s *Server) dropDamagedCopy(ctx context.Context, key blobstore.Key) (dropped bool, err error) {
@@ -85,6 +86,14 @@ func (s *Server) dropDamagedCopy(ctx context.Context, key blobstore.Key) (droppe
 	}
 	defer unlock()
 	return s.dropDamagedCopyLocked(ctx, key)
+}
+
+// dropWrongSizeCopy drops the stored copy of key, which a GET found to
+// have another size than the chain's, once the GET is answered (from a
+// peer): as dropDamagedCopy does, which reads it again first.
+func (s *Server) dropWrongSizeCopy(ctx context.Context, key blobstore.Key) {
+	dropped, err := s.dropDamagedCopy(context.WithoutCancel(ctx), key)
+	s.log.Error("stored blob had the wrong size: dropped, and a storage service copies it", "key", key.String(), "dropped", dropped, "err", err)
 }
 
 // dropDamagedCopyLocked is dropDamagedCopy for a caller that holds key's
