@@ -43,33 +43,3 @@ func TestReplaceFileKeepsTheOwner(t *testing.T) {
 		t.Fatalf("a new file: %v, %v", fi, err)
 	}
 }
-
-// TestReplaceFileWhereRootMayNotChown: root without CAP_CHOWN (EPERM) or
-// in a user namespace where the owner is not mapped (EINVAL) still
-// replaces the file, as its own; another chown failure fails the write.
-func TestReplaceFileWhereRootMayNotChown(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("keepOwner chowns only as root")
-	}
-	defer func(f func(*os.File, int, int) error) { chownFile = f }(chownFile)
-	for _, c := range []struct {
-		errno   syscall.Errno
-		written bool
-	}{{syscall.EPERM, true}, {syscall.EINVAL, true}, {syscall.EIO, false}} {
-		chownFile = func(f *os.File, _, _ int) error {
-			return &os.PathError{Op: "chown", Path: f.Name(), Err: c.errno}
-		}
-		path := filepath.Join(t.TempDir(), "config.json")
-		if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chown(path, 4242, 4242); err != nil {
-			t.Fatal(err)
-		}
-		err := ReplaceFile(path, []byte("new"), 0o600)
-		got, _ := os.ReadFile(path)
-		if (err == nil) != c.written || (string(got) == "new") != c.written {
-			t.Errorf("chown failing with %v: ReplaceFile %v, the file holds %q; want it written: %v", c.errno, err, got, c.written)
-		}
-	}
-}

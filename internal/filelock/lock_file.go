@@ -6,8 +6,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/emrchain/emrchain/internal/ctxtime"
+	"github.com/emrchain/emrchain/internal/fileowner"
 )
 
 // lockFile takes the exclusive lock on path, creating the file (0o600) if
@@ -20,6 +22,14 @@ func lockFile(ctx context.Context, path string, try func(*os.File) error, busy f
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
+	}
+	// Root locking in a user's directory (sudo emrcli on a sidecar's
+	// keyring) leaves the lock file that user's: a 0600 lock file of
+	// root's would stop every later run of the user's own. A lock file
+	// root left before is given back the same way. Best effort: the
+	// lock works either way for root.
+	if dir, err := os.Stat(filepath.Dir(path)); err == nil {
+		_ = fileowner.MatchOwner(f, dir)
 	}
 	var lockErr error
 	if err := ctxtime.Retry(ctx, func() bool {

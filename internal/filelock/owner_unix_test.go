@@ -1,0 +1,60 @@
+//go:build unix && !aix
+
+package filelock
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+// TestLockFileOfRootIsTheDirectorysOwners: root taking a lock in a user's
+// directory (sudo emrcli on a sidecar's keyring) leaves the lock file
+// that user's, and gives back one root made before; a 0600 lock file of
+// root's stopped every later run of the user's own ("permission denied").
+func TestLockFileOfRootIsTheDirectorysOwners(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a file another owner")
+	}
+	const uid, gid = 65534, 65534 // nobody, nogroup
+	dir := t.TempDir()
+	if err := os.Chown(dir, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	owner := func(path string) (uint32, uint32) {
+		t.Helper()
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		return st.Uid, st.Gid
+	}
+	fresh := filepath.Join(dir, ".alice.lock")
+	left := filepath.Join(dir, ".bob.lock")
+	if err := os.WriteFile(left, nil, 0o600); err != nil { // root's, from before
+		t.Fatal(err)
+	}
+	for _, path := range []string{fresh, left} {
+		release, err := Lock(context.Background(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		release()
+		if u, g := owner(path); u != uid || g != gid {
+			t.Errorf("%s is %d:%d after root locked it, want the directory's %d:%d", filepath.Base(path), u, g, uid, gid)
+		}
+	}
+	// In root's own directory, root's lock file stays root's.
+	mine := filepath.Join(t.TempDir(), ".carol.lock")
+	release, err := Lock(context.Background(), mine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if u, _ := owner(mine); u != 0 {
+		t.Errorf("a lock file in root's directory is %d's", u)
+	}
+}
