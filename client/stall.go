@@ -16,14 +16,14 @@ var (
 	// sidecarAnswerWait bounds the wait for a sidecar's answer (after a
 	// download's request, or after an upload's last byte), with the time
 	// to store the blob (answerWait). A sidecar that does not hold a blob
-	// reads it whole from a peer before it answers (a peer that does not
-	// answer costs it 30 s, one that stops mid-way up to its peerTimeout,
-	// 5 minutes), after waiting up to MaxHeightWait (3 s) for its node;
-	// and it stores an upload whole before it answers.
+	// asks its peers in turn before it answers (each that does not answer
+	// costs it 30 s, each that stalls in its refusal a minute more), after
+	// waiting up to MaxHeightWait (3 s) for its node; and it stores an
+	// upload whole before it answers.
 	sidecarAnswerWait = 6 * time.Minute
 	// sidecarCommitRate (bytes a second) is the slowest pace at which a
-	// sidecar is expected to store a whole blob before it answers: a
-	// read-through from a peer, or an upload's commit (MinIO completes
+	// sidecar is expected to store a whole blob before it answers: an
+	// upload's commit (MinIO completes
 	// the multipart upload and copies the object to its name, server
 	// side, in time that grows with the blob). The answer wait grows by
 	// a blob's size at this pace (answerWait).

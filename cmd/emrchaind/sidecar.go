@@ -384,8 +384,8 @@ emergency_passphrase_file = %q
 # service of a named organization. A sidecar is not also the emergency
 # service, and a storage key needs peers. storage_key, storage_keyring_home, storage_keyring_backend and
 # storage_passphrase_file (else EMRCHAIND_STORAGE_PASSPHRASE) are as for the
-# emergency key. Empty storage_key: this sidecar holds what is uploaded to it
-# and what members read through it. replica_interval: how often a pass looks
+# emergency key. Empty storage_key: this sidecar holds what is uploaded to it,
+# and relays the rest from its peers. replica_interval: how often a pass looks
 # for every committed blob this sidecar lacks (the first one 30 s after
 # start; "0s": none, the blobs are still copied as they commit);
 # replica_bytes_per_second bounds the copying (0: no bound).

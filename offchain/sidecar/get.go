@@ -71,17 +71,25 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		writeError(w, aerr)
 		return
 	}
+	if _, _, _, rerr := parseRange(r.Header.Get("Range"), int64(blob.size)); rerr != nil {
+		// Judged on the chain's size, so that a relayed range is judged
+		// as a local one is.
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", blob.size))
+		writeError(w, errf(http.StatusRequestedRangeNotSatisfiable, "range_not_satisfiable", "%v", rerr))
+		return
+	}
 	key := blob.key
 	waited := false // for a range's copy check: authorize again before a byte goes out
 	info, err := s.store.Stat(ctx, key)
 	if err == nil && uint64(info.Size) != blob.size {
 		// A damaged copy (torn or truncated by a disk or a restore): the
-		// chain names the size. Relay the blob from a peer rather than
-		// serve these bytes, and drop the copy afterwards (a storage
-		// service copies it back).
-		s.log.Error("stored blob has the wrong size: relaying it from a peer", "sha256", sum.String(), "key", key.String(), "stored", info.Size, "chain", blob.size)
+		// chain names the size. Drop it (a storage service copies it
+		// back) and relay the blob from a peer rather than serve these
+		// bytes.
 		s.foundDamaged(key)
-		defer s.dropWrongSizeCopy(ctx, key)
+		dropped, derr := s.dropWrongSizeCopy(ctx, key, blob.size)
+		s.log.Error("stored blob has the wrong size: not served; relaying it from a peer", "sha256", sum.String(), "key", key.String(),
+			"stored", info.Size, "chain", blob.size, "dropped", dropped, "err", derr)
 		err = fmt.Errorf("%w: the stored copy has %d bytes, the chain says %d", blobstore.ErrNotFound, info.Size, blob.size)
 	}
 	if err == nil && r.Method == http.MethodGet {
@@ -119,7 +127,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 			writeError(w, aerr)
 			return
 		}
-		s.relay(w, ans, caller.Address, sum, head.Height)
+		s.relay(ctx, w, ans, caller.Address, sum, head.Height)
 		return
 	}
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/emrchain/emrchain/offchain/blobstore"
+	"github.com/emrchain/emrchain/offchain/crypto"
 )
 
 // Read-through between the consortium's sidecars.
@@ -41,7 +42,7 @@ const HeaderForwarded = "X-Emr-Forwarded"
 var forwardedHeaders = []string{HeaderAddress, HeaderTimestamp, HeaderBodySHA256, HeaderSignature, HeaderPatient, HeaderCategory, HeaderMinHeight, "Range"}
 
 // relayedHeaders are the headers of a peer's answer relayed to the member.
-var relayedHeaders = []string{"Content-Type", "Cache-Control", "Content-Length", "Content-Range", HeaderSealedEnvelope, HeaderSealedSize}
+var relayedHeaders = []string{"Content-Length", "Content-Range", HeaderSealedEnvelope, HeaderSealedSize}
 
 // peerTimeout bounds one peer transfer (a replica's, plus its time at the
 // replication rate). (A variable for tests.)
@@ -120,10 +121,11 @@ func (s *Server) askPeers(ctx context.Context, r *http.Request, blob servedBlob)
 // asked (r.URL.RequestURI(): the blob and the record or share it names),
 // which the member's signature covers. The answer's headers must come
 // within the peer client's timeout; then a peer that stops sending for
-// peerIdle is cut off. An answer that does not serve the blob sealed, or
-// announces another size than the chain's, is refused before a byte is
-// relayed (the member's client would refuse it too, but the next peer may
-// serve it).
+// peerIdle, in an answer or a refusal, is cut off, and the whole answer
+// must be done within peerTimeout plus its time at relayMinRate. An answer
+// that does not serve the blob sealed, or announces another size than the
+// chain's, is refused before a byte is relayed (the member's client would
+// refuse it too, but the next peer may serve it).
 func (s *Server) askPeer(ctx context.Context, peer string, r *http.Request, blob servedBlob) (ans *peerAnswer, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer func() {
@@ -145,48 +147,78 @@ func (s *Server) askPeer(ctx context.Context, peer string, r *http.Request, blob
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent:
-		err = readError(resp) // the peer's reason, e.g. that it limits this host
-	case resp.Header.Get(HeaderSealedEnvelope) == "" || resp.ContentLength < 0:
-		err = fmt.Errorf("it did not answer sealed, with %s and a Content-Length (a sidecar from before answers were sealed: upgrade it)", HeaderSealedEnvelope)
-	case resp.StatusCode == http.StatusOK && resp.Header.Get(HeaderSealedSize) != strconv.FormatUint(blob.size, 10):
-		err = fmt.Errorf("it announces %s bytes; the chain says the blob has %d", resp.Header.Get(HeaderSealedSize), blob.size)
-	}
-	if err != nil {
-		resp.Body.Close()
-		return nil, err
-	}
 	body, stopIdle := cutWhenIdle(resp.Body, cancel)
-	return &peerAnswer{peer: peer, resp: resp, body: body, done: func() {
+	deadline := time.AfterFunc(peerTimeout+time.Duration(crypto.CiphertextSize(int64(blob.size))/relayMinRate)*time.Second, cancel)
+	done := func() {
+		deadline.Stop()
 		stopIdle()
 		resp.Body.Close()
 		cancel()
-	}}, nil
+	}
+	sealedSize, serr := strconv.ParseInt(resp.Header.Get(HeaderSealedSize), 10, 64)
+	switch {
+	case resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent:
+		err = readErrorFrom(resp, body) // the peer's reason, e.g. that it limits this host
+	case resp.Header.Get(HeaderSealedEnvelope) == "" || serr != nil || sealedSize < 0:
+		err = fmt.Errorf("it did not answer sealed, with %s and %s (a sidecar from before answers were sealed: upgrade it)", HeaderSealedEnvelope, HeaderSealedSize)
+	case resp.StatusCode == http.StatusOK && uint64(sealedSize) != blob.size:
+		err = fmt.Errorf("it announces %d bytes; the chain says the blob has %d", sealedSize, blob.size)
+	case uint64(sealedSize) > blob.size || resp.ContentLength != crypto.CiphertextSize(sealedSize):
+		err = fmt.Errorf("it announces %d bytes sealed in a body of %d bytes, which is not their sealed size", sealedSize, resp.ContentLength)
+	}
+	if err != nil {
+		done()
+		return nil, err
+	}
+	return &peerAnswer{peer: peer, resp: resp, body: body, done: done}, nil
 }
 
-// relay sends a peer's answer on to the member as it came, with its
-// status and the headers that describe it. A transfer that breaks part-way
-// is cut short for the member too (the connection aborted): the sealed
-// stream then lacks its final segment, which the member's reader refuses.
-func (s *Server) relay(w http.ResponseWriter, ans *peerAnswer, reader []byte, sum blobstore.Sum, height int64) {
+// readErrorFrom is readError of a peer's refusal resp, its body read from
+// body (resp.Body, cut when the peer stalls: cutWhenIdle).
+func readErrorFrom(resp *http.Response, body io.Reader) error {
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{body, resp.Body}
+	return readError(resp)
+}
+
+// relayMinRate (bytes a second) is the pace below which a relayed answer
+// is cut off once peerTimeout has passed: the upload's minimum rate.
+const relayMinRate = DefaultUploadMinRate
+
+// relay sends a peer's answer on to the member as it came: its status and
+// the headers that describe the sealed body (this sidecar's own
+// Content-Type and Cache-Control). A transfer that the peer breaks
+// part-way is cut short for the member too (the connection aborted): the
+// sealed stream then lacks its final segment, which the member's reader
+// refuses. A member that stops reading, or hangs up (ctx, its request's,
+// ends), just ends it.
+func (s *Server) relay(ctx context.Context, w http.ResponseWriter, ans *peerAnswer, reader []byte, sum blobstore.Sum, height int64) {
 	h := w.Header()
 	for _, k := range relayedHeaders {
 		if v := ans.resp.Header.Get(k); v != "" {
 			h.Set(k, v)
 		}
 	}
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Cache-Control", "private, no-store")
 	w.WriteHeader(ans.resp.StatusCode)
 	bp := s.bufs.Get().(*[]byte)
 	defer s.bufs.Put(bp)
 	cw := &countingWriter{w: &writeDeadline{w: w, rc: http.NewResponseController(w), idle: s.opts.UploadIdleTimeout}, c: s.metrics.bytesOut}
-	_, err := io.CopyBuffer(cw, struct{ io.Reader }{ans.body}, *bp)
+	from := &errRecorder{r: ans.body}
+	_, err := io.CopyBuffer(cw, struct{ io.Reader }{from}, *bp)
 	if err == nil && cw.n != ans.resp.ContentLength {
-		err = fmt.Errorf("%w: the peer sent %d of its %d bytes", io.ErrUnexpectedEOF, cw.n, ans.resp.ContentLength)
+		from.err = fmt.Errorf("%w: the peer sent %d of its %d bytes", io.ErrUnexpectedEOF, cw.n, ans.resp.ContentLength)
 	}
-	if err != nil {
-		s.log.Error("relay of a peer's answer interrupted", "sha256", sum.String(), "reader", hex.EncodeToString(reader), "peer", ans.peer, "sent", cw.n, "err", err)
+	switch {
+	case from.err != nil && ctx.Err() == nil:
+		s.log.Error("relay of a peer's answer broken by the peer", "sha256", sum.String(), "reader", hex.EncodeToString(reader), "peer", ans.peer, "sent", cw.n, "err", from.err)
 		panic(http.ErrAbortHandler)
+	case err != nil || from.err != nil:
+		s.log.Error("blob transfer interrupted", "sha256", sum.String(), "reader", hex.EncodeToString(reader), "peer", ans.peer, "sent", cw.n, "err", errors.Join(err, from.err))
+		return
 	}
 	s.log.Info("blob relayed from a peer sidecar", "sha256", sum.String(), "reader", hex.EncodeToString(reader), "peer", ans.peer,
 		"bytes", cw.n, "range", ans.resp.Header.Get("Content-Range"), "height", height)

@@ -20,9 +20,9 @@ import (
 
 // Replication between the consortium's sidecars.
 //
-// A blob is uploaded to one sidecar, and read through (peers.go) to
-// another only when a member reads it there: until then a lost disk at
-// the first loses ciphertext the chain still names. A sidecar given a
+// A blob is uploaded to one sidecar, and another only relays it (peers.go)
+// when a member reads it there, keeping nothing: a lost disk at the first
+// loses ciphertext the chain still names. A sidecar given a
 // storage service identity (Options.Storage: a member its organization's
 // registrar registered with ROLE_STORAGE_SERVICE, whose signing key the
 // sidecar holds) therefore keeps a copy of every blob a committed record
@@ -770,8 +770,13 @@ func (s *Server) replicateOnce(ctx context.Context, peer string, key blobstore.K
 		return 0, err
 	}
 	defer resp.Body.Close()
+	// The idle timer runs while a read of the peer's body waits (a
+	// refusal's too), not while this sidecar's own rate limit does
+	// (limitedReader, outside it).
+	body, stopIdle := cutWhenIdle(resp.Body, cancel)
+	defer stopIdle()
 	if resp.StatusCode != http.StatusOK {
-		return 0, readError(resp)
+		return 0, readErrorFrom(resp, body)
 	}
 	if resp.ContentLength < 0 {
 		return 0, errors.New("no Content-Length")
@@ -782,10 +787,6 @@ func (s *Server) replicateOnce(ctx context.Context, peer string, key blobstore.K
 	}
 	deadline := time.AfterFunc(peerTimeout+2*time.Duration(resp.ContentLength/rate+1)*time.Second, cancel)
 	defer deadline.Stop()
-	// The idle timer runs while a read of the peer's body waits, not while
-	// this sidecar's own rate limit does (limitedReader, outside it).
-	body, stopIdle := cutWhenIdle(resp.Body, cancel)
-	defer stopIdle()
 	size, blob, err := openSealed(resp, body, replicaContext(key), s.opts.Storage.EncPrivKey(), maxSize)
 	if err != nil {
 		return 0, err
@@ -827,8 +828,9 @@ func (s *Server) keepPeerBlob(ctx context.Context, key blobstore.Key, body io.Re
 }
 
 // peerIdle bounds the wait for each read of a peer's body, copied
-// (replicateOnce) or relayed to a member (askPeer): a peer that stalls
-// part-way is cut off, and the next peer asked. (A variable for tests.)
+// (replicateOnce) or relayed to a member (askPeer), a refusal's too: a
+// peer that stalls is cut off. A copy, or a refusal, then asks the next
+// peer; a relay that has begun ends cut short. (A variable for tests.)
 var peerIdle = 30 * time.Second
 
 // cutWhenIdle wraps a peer's body so that a read waiting longer than

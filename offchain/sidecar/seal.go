@@ -3,6 +3,7 @@ package sidecar
 import (
 	"crypto/ecdh"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -148,6 +149,8 @@ func openSealed(resp *http.Response, body io.Reader, context []byte, to *ecdh.Pr
 	switch {
 	case err != nil || size < 0:
 		return 0, nil, fmt.Errorf("%s %q: not a size", HeaderSealedSize, resp.Header.Get(HeaderSealedSize))
+	case resp.ContentLength < 0:
+		return 0, nil, errors.New("a sealed answer without a Content-Length")
 	case maxSize > 0 && uint64(size) > maxSize:
 		return 0, nil, fmt.Errorf("it announces %d bytes, above the %d expected", size, maxSize)
 	case resp.ContentLength != crypto.CiphertextSize(size):

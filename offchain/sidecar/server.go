@@ -223,7 +223,7 @@ type Options struct {
 	// ROLE_STORAGE_SERVICE. With it and Peers, the sidecar keeps a copy of
 	// every blob a committed record or share references, copied from the
 	// peers, and repairs a copy it drops as damaged (replica.go). Nil: it
-	// holds what was uploaded to it and what members read through it.
+	// holds what was uploaded to it, and relays the rest from its peers.
 	// Either way it serves ReplicaPath to its peers' storage services.
 	Storage StorageIdentity
 	// ReplicaInterval between passes that copy the committed blobs the
