@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -67,23 +66,13 @@ func TestRelayedReplicaIsUnreadable(t *testing.T) {
 	var kept [][]byte
 	var keptHeader []http.Header
 	relay := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		req, err := http.NewRequest(r.Method, e.ts.URL+r.URL.RequestURI(), nil)
-		if err != nil {
-			panic(err)
-		}
-		req.Header = r.Header.Clone()
-		resp, err := http.DefaultClient.Do(req)
+		resp, body, err := forward(e.ts.URL, r)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
 		kept, keptHeader = append(kept, body), append(keptHeader, resp.Header.Clone())
-		for k, v := range resp.Header {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(resp.StatusCode)
+		answerWith(w, resp)
 		w.Write(body)
 	}))
 	t.Cleanup(relay.Close)

@@ -2,6 +2,9 @@ package sidecar
 
 import (
 	"context"
+	"io"
+	"maps"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -45,4 +48,28 @@ func TestKeySignerAddress(t *testing.T) {
 	if string(app.AddressOf(k.PubKey())) != string(k.Address()) {
 		t.Fatal("KeySigner.Address differs from app.AddressOf")
 	}
+}
+
+// forward sends r on to the server at url as it came (method, request URI,
+// headers), as a relay or a proxy would, and returns the answer with its
+// body read whole.
+func forward(url string, r *http.Request) (*http.Response, []byte, error) {
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, url+r.URL.RequestURI(), nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header = r.Header.Clone()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp, body, err
+}
+
+// answerWith writes resp's headers and status on w.
+func answerWith(w http.ResponseWriter, resp *http.Response) {
+	maps.Copy(w.Header(), resp.Header)
+	w.WriteHeader(resp.StatusCode)
 }
