@@ -4,13 +4,36 @@ package filelock
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
 	"github.com/emrchain/emrchain/internal/ctxtime"
 	"github.com/emrchain/emrchain/internal/fileowner"
 )
+
+// openLockFile opens the lock file at path, creating it (0o600) if it is
+// missing. A lock file root creates in another user's directory (sudo
+// emrcli on a sidecar's keyring) is given the directory's owner: one of
+// root's would stop every later run of that user's own. Only a file this
+// call created (O_EXCL, which follows no symlink) is given away: an
+// existing one, or a name planted as a symlink to a file of root's, keeps
+// its owner. Best effort (fileowner.MatchOwner): the lock works either way.
+func openLockFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return os.OpenFile(path, os.O_RDWR, 0)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if dir, err := os.Stat(filepath.Dir(path)); err == nil {
+		_ = fileowner.MatchOwner(f, dir)
+	}
+	return f, nil
+}
 
 // lockFile takes the exclusive lock on path, creating the file (0o600) if
 // it is missing, and returns its release: try takes the system's lock
@@ -19,17 +42,9 @@ import (
 // then returns an error that names path and wraps ctx's error. release
 // unlocks with unlock and closes the file, which releases the lock anyway.
 func lockFile(ctx context.Context, path string, try func(*os.File) error, busy func(error) bool, unlock func(*os.File)) (release func(), err error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := openLockFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
-	}
-	// Root locking in a user's directory (sudo emrcli on a sidecar's
-	// keyring) leaves the lock file that user's: a 0600 lock file of
-	// root's would stop every later run of the user's own. A lock file
-	// root left before is given back the same way. Best effort: the
-	// lock works either way for root.
-	if dir, err := os.Stat(filepath.Dir(path)); err == nil {
-		_ = fileowner.MatchOwner(f, dir)
 	}
 	var lockErr error
 	if err := ctxtime.Retry(ctx, func() bool {

@@ -32,7 +32,8 @@
 //	  X-Emr-Min-Height, 503 peers_unavailable when a peer did not answer or
 //	  failed. A blob this sidecar does not hold is relayed from the first
 //	  peer that serves it (peers.go), and so is one whose stored copy has
-//	  the wrong size (that copy is then dropped); a whole
+//	  another size than the record says (not dropped on that word: the
+//	  scrub judges the copy); a whole
 //	  blob is hashed as it streams, its last chunk held back, and a
 //	  copy whose bytes are not the blob is cut short (the connection is
 //	  aborted before the sealed stream's final segment) and dropped, so that
@@ -42,7 +43,9 @@
 //	  is dropped and the range relayed from a peer (500 store_error
 //	  if it cannot be dropped). A scrub (Scrub,
 //	  every ScrubInterval) reads every stored blob and drops the damaged
-//	  ones the same way; a storage service copies a dropped blob back.
+//	  ones the same way; a storage service copies a dropped blob back. A
+//	  relay waits for a peer's bytes at most peerIdle at a time and, in
+//	  all, 5 minutes plus its size at 64 KiB/s.
 //	  A blob GET that waited (the whole-copy check before a range, a peer's
 //	  answer) is judged again before its first byte, on a fresh head
 //	  and membership: 401/403 as above if the authority lapsed meanwhile,

@@ -82,15 +82,16 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 	waited := false // for a range's copy check: authorize again before a byte goes out
 	info, err := s.store.Stat(ctx, key)
 	if err == nil && uint64(info.Size) != blob.size {
-		// A damaged copy (torn or truncated by a disk or a restore): the
-		// chain names the size. Drop it (a storage service copies it
-		// back) and relay the blob from a peer rather than serve these
-		// bytes.
-		s.foundDamaged(key)
-		dropped, derr := s.dropWrongSizeCopy(ctx, key, blob.size)
-		s.log.Error("stored blob has the wrong size: not served; relaying it from a peer", "sha256", sum.String(), "key", key.String(),
-			"stored", info.Size, "chain", blob.size, "dropped", dropped, "err", derr)
-		err = fmt.Errorf("%w: the stored copy has %d bytes, the chain says %d", blobstore.ErrNotFound, info.Size, blob.size)
+		// The stored copy has another size than the record (or share)
+		// says: a copy torn or truncated by a disk or a restore, or a
+		// record that names the blob with a false size (the chain does
+		// not know a blob's bytes). Not served; the answer is relayed
+		// from a peer. Nothing is dropped on the record's word: the
+		// scrub reads the copy whole, and drops it only if its bytes are
+		// not the blob.
+		s.log.Error("stored blob has another size than the record says: not served; relaying it from a peer", "sha256", sum.String(), "key", key.String(),
+			"stored", info.Size, "record", blob.size, "ref", ref.String())
+		err = fmt.Errorf("%w: the stored copy has %d bytes, the record says %d", blobstore.ErrNotFound, info.Size, blob.size)
 	}
 	if err == nil && r.Method == http.MethodGet {
 		if _, _, partial, rerr := parseRange(r.Header.Get("Range"), info.Size); partial && rerr == nil {

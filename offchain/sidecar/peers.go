@@ -121,8 +121,9 @@ func (s *Server) askPeers(ctx context.Context, r *http.Request, blob servedBlob)
 // asked (r.URL.RequestURI(): the blob and the record or share it names),
 // which the member's signature covers. The answer's headers must come
 // within the peer client's timeout; then a peer that stops sending for
-// peerIdle, in an answer or a refusal, is cut off, and the whole answer
-// must be done within peerTimeout plus its time at relayMinRate. An answer
+// peerIdle, in an answer or a refusal, is cut off, and so is one whose
+// reads have waited, in all, longer than peerTimeout plus the answer's
+// time at relayMinRate (waitBudget). An answer
 // that does not serve the blob sealed, or announces another size than the
 // chain's, is refused before a byte is relayed (the member's client would
 // refuse it too, but the next peer may serve it).
@@ -147,10 +148,10 @@ func (s *Server) askPeer(ctx context.Context, peer string, r *http.Request, blob
 	if err != nil {
 		return nil, err
 	}
-	body, stopIdle := cutWhenIdle(resp.Body, cancel)
-	deadline := time.AfterFunc(peerTimeout+time.Duration(crypto.CiphertextSize(int64(blob.size))/relayMinRate)*time.Second, cancel)
+	idle, stopIdle := cutWhenIdle(resp.Body, cancel)
+	body := &waitBudget{r: idle, cancel: cancel,
+		left: peerTimeout + time.Duration(crypto.CiphertextSize(int64(blob.size))/relayMinRate)*time.Second}
 	done := func() {
-		deadline.Stop()
 		stopIdle()
 		resp.Body.Close()
 		cancel()
@@ -183,9 +184,37 @@ func readErrorFrom(resp *http.Response, body io.Reader) error {
 	return readError(resp)
 }
 
-// relayMinRate (bytes a second) is the pace below which a relayed answer
-// is cut off once peerTimeout has passed: the upload's minimum rate.
+// relayMinRate (bytes a second) is the pace of a peer below which its
+// relayed answer is cut off once peerTimeout has passed (waitBudget): the
+// default minimum rate of an upload. A slow member does not count: it
+// slows the writes, not the waits for the peer's bytes.
 const relayMinRate = DefaultUploadMinRate
+
+// errPeerTooSlow: a peer's answer waited longer than its budget.
+var errPeerTooSlow = errors.New("the peer sent its answer too slowly")
+
+// waitBudget reads a peer's body and cuts the transfer off (cancel) once
+// its reads have waited, in all, longer than left: a peer that trickles
+// (each read within peerIdle) cannot hold a relay for ever, while a
+// member that reads slowly, whose relay finds the peer's bytes already
+// waiting, costs it nothing.
+type waitBudget struct {
+	r      io.Reader
+	left   time.Duration
+	cancel context.CancelFunc
+}
+
+func (b *waitBudget) Read(p []byte) (int, error) {
+	start := time.Now()
+	n, err := b.r.Read(p)
+	if b.left -= time.Since(start); b.left < 0 {
+		b.cancel()
+		if err == nil || err == io.EOF {
+			err = errPeerTooSlow
+		}
+	}
+	return n, err
+}
 
 // relay sends a peer's answer on to the member as it came: its status and
 // the headers that describe the sealed body (this sidecar's own

@@ -241,10 +241,11 @@ func (f *damageFixture) reuploadServes() {
 
 // TestDamagedCopyIsRepaired: a stored copy whose size is not the chain's
 // (torn by a disk, truncated by a bad restore) is never served: the GET
-// is answered from a peer that holds the blob intact, and the damaged copy
-// is dropped (a storage service copies the blob back: replica.go); with no
-// peer to ask, the GET is a 404, and the copy dropped all the same. A
-// re-upload of the right bytes then serves.
+// is answered from a peer that holds the blob intact, and with no peer to
+// ask it is a 404. The GET drops nothing on the record's word (a record
+// may name a blob with a false size: TestWrongSizeRecordDoesNotDeleteAnIntactCopy);
+// the scrub, which reads the copy whole, drops it (and a storage service
+// copies it back: replica.go). A re-upload of the right bytes serves.
 func TestDamagedCopyIsRepaired(t *testing.T) {
 	f := newDamageFixture(t)
 	half := func(b []byte) []byte { return b[:len(b)/2] }
@@ -252,22 +253,14 @@ func TestDamagedCopyIsRepaired(t *testing.T) {
 	if got, err := f.get(f.b.URL, nil); err != nil || !bytes.Equal(got, f.data) {
 		t.Fatalf("GET via B of a record whose copy there is damaged (intact on peer A): %d of %d bytes, %v", len(got), len(f.data), err)
 	}
-	f.waitDropped(p)
+	if rep, err := f.bSrv.Scrub(context.Background()); err != nil || rep.Damaged != 1 {
+		t.Fatalf("B's scrub: %+v, %v; want the damaged copy found", rep, err)
+	}
+	if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the scrub did not drop B's damaged copy: %v", err)
+	}
 	f.damage(f.cSrv, half)
 	f.reuploadServes()
-}
-
-// waitDropped waits (a bounded while) for the damaged copy at p to be
-// dropped: a GET drops a copy of the wrong size after it answered.
-func (f *damageFixture) waitDropped(p string) {
-	f.t.Helper()
-	for range 200 {
-		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	f.t.Fatalf("the damaged copy %s was not dropped", p)
 }
 
 // TestSameSizeDamagedCopy: a stored copy of the right size whose bytes are

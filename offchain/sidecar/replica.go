@@ -754,7 +754,8 @@ func (s *Server) replicateFrom(ctx context.Context, peer string, key blobstore.K
 // replicateOnce asks peer for key's blob and keeps it. The answer's
 // headers must come within the peer client's timeout; then the body must
 // keep coming (peerIdle between reads) and be done within peerTimeout
-// plus twice its time at the replication rate (at least 1 MiB/s).
+// plus twice its time at the replication rate (at least 1 MiB/s) from
+// then; a refusal's, within peerTimeout.
 func (s *Server) replicateOnce(ctx context.Context, peer string, key blobstore.Key, maxSize uint64) (int64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -772,9 +773,11 @@ func (s *Server) replicateOnce(ctx context.Context, peer string, key blobstore.K
 	defer resp.Body.Close()
 	// The idle timer runs while a read of the peer's body waits (a
 	// refusal's too), not while this sidecar's own rate limit does
-	// (limitedReader, outside it).
+	// (limitedReader, outside it); the deadline, from the headers on.
 	body, stopIdle := cutWhenIdle(resp.Body, cancel)
 	defer stopIdle()
+	deadline := time.AfterFunc(peerTimeout, cancel)
+	defer deadline.Stop()
 	if resp.StatusCode != http.StatusOK {
 		return 0, readErrorFrom(resp, body)
 	}
@@ -785,8 +788,7 @@ func (s *Server) replicateOnce(ctx context.Context, peer string, key blobstore.K
 	if rate <= 0 || rate > 1<<20 {
 		rate = 1 << 20
 	}
-	deadline := time.AfterFunc(peerTimeout+2*time.Duration(resp.ContentLength/rate+1)*time.Second, cancel)
-	defer deadline.Stop()
+	deadline.Reset(peerTimeout + 2*time.Duration(resp.ContentLength/rate+1)*time.Second)
 	size, blob, err := openSealed(resp, body, replicaContext(key), s.opts.Storage.EncPrivKey(), maxSize)
 	if err != nil {
 		return 0, err

@@ -88,31 +88,6 @@ func (s *Server) dropDamagedCopy(ctx context.Context, key blobstore.Key) (droppe
 	return s.dropDamagedCopyLocked(ctx, key)
 }
 
-// dropWrongSizeCopy deletes the stored copy of key if it has another
-// size than size, the chain's: no blob has bytes of another size than its
-// own, so a Stat (under the blob's lock, so that a copy written since, an
-// upload's, is not deleted) shows it damaged, where a copy of the right
-// size must be read whole again first (dropDamagedCopy). errBlobBusy if
-// an upload, a copy from a peer, the sweep or another drop holds the
-// lock.
-func (s *Server) dropWrongSizeCopy(ctx context.Context, key blobstore.Key, size uint64) (dropped bool, err error) {
-	unlock, ok := s.blobs.tryLock(key)
-	if !ok {
-		return false, errBlobBusy
-	}
-	defer unlock()
-	info, err := s.store.Stat(ctx, key)
-	switch {
-	case errors.Is(err, blobstore.ErrNotFound):
-		return false, nil // gone meanwhile
-	case err != nil:
-		return false, err
-	case uint64(info.Size) == size:
-		return false, nil // replaced meanwhile
-	}
-	return true, s.deleteDamaged(ctx, key)
-}
-
 // dropDamagedCopyLocked is dropDamagedCopy for a caller that holds key's
 // lock. A copy it reads whole and finds intact is remembered as such
 // (verifiedCopies).
@@ -127,23 +102,13 @@ func (s *Server) dropDamagedCopyLocked(ctx context.Context, key blobstore.Key) (
 		s.verified.intact(key, s.opts.Now())
 		return false, nil
 	}
-	if err := s.deleteDamaged(ctx, key); err != nil {
-		return false, err
-	}
-	return true, nil
-}
-
-// deleteDamaged deletes the stored copy of key, found damaged, for a
-// caller that holds its lock; a storage service copies it back from a
-// peer.
-func (s *Server) deleteDamaged(ctx context.Context, key blobstore.Key) error {
 	if err := s.store.Delete(ctx, key); err != nil && !errors.Is(err, blobstore.ErrNotFound) {
-		return fmt.Errorf("deleting the damaged copy: %w", err)
+		return false, fmt.Errorf("deleting the damaged copy: %w", err)
 	}
 	s.pending.deleted(key)
 	s.verified.forget(key)
-	s.replicas.repair(key)
-	return nil
+	s.replicas.repair(key) // a storage service copies it back from a peer
+	return true, nil
 }
 
 // storedCopyIntact reads the stored copy of key whole, at limit's pace
