@@ -21,18 +21,26 @@ import (
 // call created (O_EXCL, which follows no symlink) is given away: an
 // existing one, or a name planted as a symlink to a file of root's, keeps
 // its owner. Best effort (fileowner.MatchOwner): the lock works either way.
+// A lock file deleted between the two opens is made again (a few times:
+// a name that is a symlink to nothing fails).
 func openLockFile(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return os.OpenFile(path, os.O_RDWR, 0)
+	for range 5 {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if err == nil {
+			if dir, err := os.Stat(filepath.Dir(path)); err == nil {
+				_ = fileowner.MatchOwner(f, dir)
+			}
+			return f, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return nil, err
+		}
+		f, err = os.OpenFile(path, os.O_RDWR, 0)
+		if !errors.Is(err, fs.ErrNotExist) {
+			return f, err
+		}
 	}
-	if err != nil {
-		return nil, err
-	}
-	if dir, err := os.Stat(filepath.Dir(path)); err == nil {
-		_ = fileowner.MatchOwner(f, dir)
-	}
-	return f, nil
+	return nil, fmt.Errorf("%s is there and then is not, again and again (a symlink to nothing?)", path)
 }
 
 // lockFile takes the exclusive lock on path, creating the file (0o600) if

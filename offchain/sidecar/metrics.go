@@ -90,7 +90,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		pending: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "pending_bytes", Help: "Bytes of stored blobs that no committed record or share references yet, as the upload quotas count them."}),
 		damaged: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "damaged_copies_total", Help: "Reads (GETs, scrub passes) that found a stored copy damaged (the wrong size, or bytes that do not hash to the blob's SHA-256) and did not serve it; two reads of one copy count twice."}),
+			Name: "damaged_copies_total", Help: "Reads (GETs, range checks, scrub passes) that found a stored copy damaged (bytes that do not hash to the blob's SHA-256) and did not serve it; two reads of one copy count twice."}),
 		emergencyKeys: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "emergency_keys_released_total", Help: "Record data keys the emergency service released to clinicians, against their committed emergency reads."}),
 		replicated: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,

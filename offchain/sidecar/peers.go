@@ -194,10 +194,12 @@ const relayMinRate = DefaultUploadMinRate
 var errPeerTooSlow = errors.New("the peer sent its answer too slowly")
 
 // waitBudget reads a peer's body and cuts the transfer off (cancel) once
-// its reads have waited, in all, longer than left: a peer that trickles
-// (each read within peerIdle) cannot hold a relay for ever, while a
-// member that reads slowly, whose relay finds the peer's bytes already
-// waiting, costs it nothing.
+// its reads have waited, in all, longer than left, during the read that
+// uses it up (a timer armed for what is left): a peer that trickles, or
+// stalls within peerIdle, cannot hold a relay for ever, while a member
+// that reads slowly, whose relay finds the peer's bytes already waiting,
+// costs it nothing. A read that brings the last bytes is the answer's,
+// whatever it cost.
 type waitBudget struct {
 	r      io.Reader
 	left   time.Duration
@@ -205,14 +207,15 @@ type waitBudget struct {
 }
 
 func (b *waitBudget) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		b.cancel()
+		return 0, errPeerTooSlow
+	}
+	timer := time.AfterFunc(b.left, b.cancel)
 	start := time.Now()
 	n, err := b.r.Read(p)
-	if b.left -= time.Since(start); b.left < 0 {
-		b.cancel()
-		if err == nil || err == io.EOF {
-			err = errPeerTooSlow
-		}
-	}
+	timer.Stop()
+	b.left -= time.Since(start)
 	return n, err
 }
 
