@@ -65,12 +65,12 @@ var errPeersBehind = errors.New("a peer sidecar's node is behind the height the 
 var errPeersUnavailable = errors.New("a peer sidecar that may hold the blob did not answer or failed")
 
 // peerAnswer is a peer's answer serving a member's forwarded request: its
-// headers read and checked, its body not yet.
+// headers read and checked, its body (cut off when the peer stalls:
+// cutWhenIdle, waitBudget) not yet.
 type peerAnswer struct {
 	peer string
 	resp *http.Response
-	body io.Reader // resp.Body, cut off when the peer stalls (cutWhenIdle)
-	done func()    // closes the body and ends the transfer
+	done func() // closes the body and ends the transfer
 }
 
 // askPeers forwards the member's request r for blob to the peers in turn
@@ -148,9 +148,9 @@ func (s *Server) askPeer(ctx context.Context, peer string, r *http.Request, blob
 	if err != nil {
 		return nil, err
 	}
-	idle, stopIdle := cutWhenIdle(resp.Body, cancel)
-	body := &waitBudget{r: idle, cancel: cancel,
-		left: peerTimeout + time.Duration(crypto.CiphertextSize(int64(blob.size))/relayMinRate)*time.Second}
+	stopIdle := cutWhenIdle(resp, cancel)
+	resp.Body = readCloser{&waitBudget{r: resp.Body, cancel: cancel,
+		left: peerTimeout + time.Duration(crypto.CiphertextSize(int64(blob.size))/relayMinRate)*time.Second}, resp.Body}
 	done := func() {
 		stopIdle()
 		resp.Body.Close()
@@ -159,7 +159,7 @@ func (s *Server) askPeer(ctx context.Context, peer string, r *http.Request, blob
 	sealedSize, serr := strconv.ParseInt(resp.Header.Get(HeaderSealedSize), 10, 64)
 	switch {
 	case resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent:
-		err = readErrorFrom(resp, body) // the peer's reason, e.g. that it limits this host
+		err = readError(resp) // the peer's reason, e.g. that it limits this host
 	case resp.Header.Get(HeaderSealedEnvelope) == "" || serr != nil || sealedSize < 0:
 		err = fmt.Errorf("it did not answer sealed, with %s and %s (a sidecar from before answers were sealed: upgrade it)", HeaderSealedEnvelope, HeaderSealedSize)
 	case resp.StatusCode == http.StatusOK && uint64(sealedSize) != blob.size:
@@ -171,17 +171,7 @@ func (s *Server) askPeer(ctx context.Context, peer string, r *http.Request, blob
 		done()
 		return nil, err
 	}
-	return &peerAnswer{peer: peer, resp: resp, body: body, done: done}, nil
-}
-
-// readErrorFrom is readError of a peer's refusal resp, its body read from
-// body (resp.Body, cut when the peer stalls: cutWhenIdle).
-func readErrorFrom(resp *http.Response, body io.Reader) error {
-	resp.Body = struct {
-		io.Reader
-		io.Closer
-	}{body, resp.Body}
-	return readError(resp)
+	return &peerAnswer{peer: peer, resp: resp, done: done}, nil
 }
 
 // relayMinRate (bytes a second) is the pace of a peer below which its
@@ -239,7 +229,7 @@ func (s *Server) relay(ctx context.Context, w http.ResponseWriter, ans *peerAnsw
 	bp := s.bufs.Get().(*[]byte)
 	defer s.bufs.Put(bp)
 	cw := &countingWriter{w: &writeDeadline{w: w, rc: http.NewResponseController(w), idle: s.opts.UploadIdleTimeout}, c: s.metrics.bytesOut}
-	from := &errRecorder{r: ans.body}
+	from := &errRecorder{r: ans.resp.Body}
 	_, err := io.CopyBuffer(cw, struct{ io.Reader }{from}, *bp)
 	if err == nil && cw.n != ans.resp.ContentLength {
 		from.err = fmt.Errorf("%w: the peer sent %d of its %d bytes", io.ErrUnexpectedEOF, cw.n, ans.resp.ContentLength)

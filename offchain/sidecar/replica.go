@@ -774,12 +774,11 @@ func (s *Server) replicateOnce(ctx context.Context, peer string, key blobstore.K
 	// The idle timer runs while a read of the peer's body waits (a
 	// refusal's too), not while this sidecar's own rate limit does
 	// (limitedReader, outside it); the deadline, from the headers on.
-	body, stopIdle := cutWhenIdle(resp.Body, cancel)
-	defer stopIdle()
+	defer cutWhenIdle(resp, cancel)()
 	deadline := time.AfterFunc(peerTimeout, cancel)
 	defer deadline.Stop()
 	if resp.StatusCode != http.StatusOK {
-		return 0, readErrorFrom(resp, body)
+		return 0, readError(resp)
 	}
 	if resp.ContentLength < 0 {
 		return 0, errors.New("no Content-Length")
@@ -789,7 +788,7 @@ func (s *Server) replicateOnce(ctx context.Context, peer string, key blobstore.K
 		rate = 1 << 20
 	}
 	deadline.Reset(peerTimeout + 2*time.Duration(resp.ContentLength/rate+1)*time.Second)
-	size, blob, err := openSealed(resp, body, replicaContext(key), s.opts.Storage.EncPrivKey(), maxSize)
+	size, blob, err := openSealed(resp, resp.Body, replicaContext(key), s.opts.Storage.EncPrivKey(), maxSize)
 	if err != nil {
 		return 0, err
 	}
@@ -835,13 +834,21 @@ func (s *Server) keepPeerBlob(ctx context.Context, key blobstore.Key, body io.Re
 // peer; a relay that has begun ends cut short. (A variable for tests.)
 var peerIdle = 30 * time.Second
 
-// cutWhenIdle wraps a peer's body so that a read waiting longer than
+// cutWhenIdle wraps the body of a peer's answer resp (an answer or a
+// refusal: readError reads it too) so that a read waiting longer than
 // peerIdle calls cancel (which ends the transfer's context); stop ends the
 // timer.
-func cutWhenIdle(body io.Reader, cancel context.CancelFunc) (r io.Reader, stop func()) {
-	idle := &idleReader{r: body, idle: peerIdle, timer: time.AfterFunc(peerIdle, cancel)}
+func cutWhenIdle(resp *http.Response, cancel context.CancelFunc) (stop func()) {
+	idle := &idleReader{r: resp.Body, idle: peerIdle, timer: time.AfterFunc(peerIdle, cancel)}
 	idle.timer.Stop()
-	return idle, func() { idle.timer.Stop() }
+	resp.Body = readCloser{idle, resp.Body}
+	return func() { idle.timer.Stop() }
+}
+
+// readCloser reads through a wrapper and closes the wrapped body.
+type readCloser struct {
+	io.Reader
+	io.Closer
 }
 
 // idleReader arms timer for idle during every read: a peer that sends
