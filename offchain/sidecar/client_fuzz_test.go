@@ -212,7 +212,7 @@ func TestGetRefusesContentRangeBeyondTheAsk(t *testing.T) {
 	reader := newActor("r")
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cr := contentRange.Load().(string)
-		seal, err := newTransferSeal(reader.enc.PublicKey(), BlobAnswerContext(r.URL.RequestURI(), cr))
+		seal, err := newTransferSeal(reader.Enc.PublicKey(), BlobAnswerContext(r.URL.RequestURI(), cr))
 		if err != nil {
 			panic(err)
 		}

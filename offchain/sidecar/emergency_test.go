@@ -79,7 +79,7 @@ func newGlassEnv(t *testing.T, mod func(*Options)) *glassEnv {
 		e.chain.params.EmergencyAccessSeconds = uint64(glassEmergencyWindow / time.Second)
 		g.service.member.EncPubKey = serviceKey.PublicKey().Bytes()
 		g.doctor.member.EncPubKey = g.doctorKey.PublicKey().Bytes()
-		g.doctor.enc = g.doctorKey // which opens its sealed answers too
+		g.doctor.Enc = g.doctorKey // which opens its sealed answers too
 		p := e.chain.patients[string(e.pid)]
 		p.KekCheck = crypto.KEKCheck(g.kek, e.pid, p.KeyVersion)
 		g.rec.KeyVersion, g.rec.WrappedFileKey = 1, wrapped

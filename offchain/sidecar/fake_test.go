@@ -334,13 +334,9 @@ func (f *fakeChain) Study(_ context.Context, id string) (*emrv1.Study, error) {
 // actor is a test member: its signing key and its X25519 key (a storage
 // service's replicas are sealed to it).
 type actor struct {
-	KeySigner
-	enc    *ecdh.PrivateKey
+	KeyRecipient
 	member *emrv1.Member
 }
-
-// EncPrivKey makes an actor a Recipient (and a StorageIdentity).
-func (a *actor) EncPrivKey() *ecdh.PrivateKey { return a.enc }
 
 // newActor is the keys of name, on no chain: a member's signing key and
 // the X25519 key its answers are sealed to.
@@ -350,13 +346,13 @@ func newActor(name string) *actor {
 	if err != nil {
 		panic(err)
 	}
-	return &actor{KeySigner: KeySigner{Key: newKey(name)}, enc: enc}
+	return &actor{KeyRecipient: KeyRecipient{KeySigner: KeySigner{Key: newKey(name)}, Enc: enc}}
 }
 
 func (f *fakeChain) addMember(name string, role emrv1.Role, org string) *actor {
 	a := newActor(name)
 	a.member = &emrv1.Member{
-		Address: a.Address(), SignPubKey: a.PubKey(), EncPubKey: a.enc.PublicKey().Bytes(), Role: role, OrganizationId: org,
+		Address: a.Address(), SignPubKey: a.PubKey(), EncPubKey: a.Enc.PublicKey().Bytes(), Role: role, OrganizationId: org,
 		Status: emrv1.MemberStatus_MEMBER_STATUS_ACTIVE,
 	}
 	f.mu.Lock()

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	abci "github.com/cometbft/cometbft/abci/types"
-	"github.com/cometbft/cometbft/crypto/ed25519"
 	cmtbytes "github.com/cometbft/cometbft/libs/bytes"
 	rpcclient "github.com/cometbft/cometbft/rpc/client"
 	ctypes "github.com/cometbft/cometbft/rpc/core/types"
@@ -39,7 +38,7 @@ func TestUnauthenticatedHeightWaitIsCharged(t *testing.T) {
 	e.chain.mu.Lock()
 	e.chain.onHead = func() { heads.Add(1) }
 	e.chain.mu.Unlock()
-	stranger := &actor{KeySigner: KeySigner{Key: ed25519.GenPrivKeyFromSecret([]byte("sidecar-test/charged-stranger"))}}
+	stranger := newActor("charged-stranger")
 	sum := sha256.Sum256([]byte("anything"))
 	ref := RecordRef(e.pid, 1)
 	statuses := map[int]int{}
@@ -111,7 +110,7 @@ func TestBlockStoreHeightIsNotState(t *testing.T) {
 	}
 	e := &env{t: t, srv: srv}
 	e.ts = newTestServer(t, srv)
-	late := &actor{KeySigner: KeySigner{Key: ed25519.GenPrivKeyFromSecret([]byte("sidecar-test/late-in-block"))}}
+	late := newActor("late-in-block")
 	c := NewClient(e.ts.URL, late, nil)
 	c.MinHeight = 11
 	sum := sha256.Sum256([]byte("x"))

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cometbft/cometbft/crypto/ed25519"
-
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -39,7 +37,7 @@ func TestMinHeight(t *testing.T) {
 	ref := RecordRef(rec.PatientId, rec.Sequence)
 
 	// A clinician registered in block 11, which the node has not made.
-	late := &actor{KeySigner: KeySigner{Key: ed25519.GenPrivKeyFromSecret([]byte("sidecar-test/late"))}}
+	late := newActor("late")
 	late.member = &emrv1.Member{Address: late.Address(), SignPubKey: late.PubKey(), Role: emrv1.Role_ROLE_CLINICIAN,
 		OrganizationId: "hospital-a", Status: emrv1.MemberStatus_MEMBER_STATUS_ACTIVE}
 	get := func(a *actor, minHeight int64) error {
@@ -86,7 +84,7 @@ func TestMinHeight(t *testing.T) {
 	}
 	// A key the node does not know (not yet, or never), waiting in vain
 	// for block 12: charged, twice, then the host is refused.
-	stranger := &actor{KeySigner: KeySigner{Key: ed25519.GenPrivKeyFromSecret([]byte("sidecar-test/stranger"))}}
+	stranger := newActor("stranger")
 	behind(stranger, 12)
 	behind(stranger, 12)
 	wantStatus(t, get(stranger, 12), http.StatusTooManyRequests, "too many failed authentications")

@@ -116,31 +116,6 @@ func TestSlowMemberIsNotCutFromARelay(t *testing.T) {
 	}
 }
 
-// paced is a peer in front of the sidecar at url that sends each answer
-// on at 200 KiB/s (1 KiB every 5 ms): a healthy peer, faster than the
-// member.
-func paced(t *testing.T, url string) string {
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		resp, body, err := forward(url, r)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		answerWith(w, resp)
-		for len(body) > 0 {
-			k := min(len(body), 1024)
-			if _, err := w.Write(body[:k]); err != nil {
-				return
-			}
-			w.(http.Flusher).Flush()
-			body = body[k:]
-			time.Sleep(5 * time.Millisecond)
-		}
-	}))
-	t.Cleanup(ts.Close)
-	return ts.URL
-}
-
 // TestReplicaRefusalTrickleIsBounded: a peer (or a proxy in front of it)
 // that trickles its refusal, a byte every less than peerIdle, is cut off
 // within peerTimeout; with the idle cut alone it held the copy for up to

@@ -39,14 +39,14 @@ func (s *blockWholeReads) Get(ctx context.Context, key blobstore.Key, off, n int
 // meanwhile (the scrub judges it): the first version read the copy whole
 // again in a deferred call, before net/http ended the response, and held
 // the member's answer for as long (a review's finding). Here every whole
-// read is held, and the peer sends its last bytes a moment after the
-// rest.
+// read is held, and the peer sends its answer in pieces (paced), its
+// last bytes a moment after the rest.
 func TestWrongSizeCopyDoesNotHoldTheAnswer(t *testing.T) {
 	e := newEnv(t, nil)
 	data, sum, rec := uploadedRecord(t, e)
 	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
 	gate := &blockWholeReads{started: make(chan struct{}), release: make(chan struct{})}
-	b, _ := peerOf(t, e, func(o *Options) { gate.Store = o.Store; o.Store = gate }, tailLater(t, e.ts.URL))
+	b, _ := peerOf(t, e, func(o *Options) { gate.Store = o.Store; o.Store = gate }, paced(t, e.ts.URL))
 	t.Cleanup(func() { close(gate.release) })
 	// B's copy: the first half (a truncated restore).
 	path := gate.Store.(*blobstore.FS).Path(e.key(sum))
@@ -126,25 +126,4 @@ func TestUnsatisfiableRangeThroughARelay(t *testing.T) {
 	if statusOf(relayed) != http.StatusRequestedRangeNotSatisfiable {
 		t.Fatalf("via B (relayed from A): %v, want 416 as at A", relayed)
 	}
-}
-
-// tailLater is a peer in front of the sidecar at url: it passes each
-// answer on as it came, but sends its last 100 bytes a moment after the
-// rest, as a network delivers a body in pieces.
-func tailLater(t *testing.T, url string) string {
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		resp, body, err := forward(url, r)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		answerWith(w, resp)
-		cut := max(len(body)-100, 0)
-		w.Write(body[:cut])
-		w.(http.Flusher).Flush()
-		time.Sleep(50 * time.Millisecond)
-		w.Write(body[cut:])
-	}))
-	t.Cleanup(ts.Close)
-	return ts.URL
 }

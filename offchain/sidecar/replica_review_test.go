@@ -58,7 +58,7 @@ func TestUnknownStorageKeyLocksNothingOut(t *testing.T) {
 	for i := range 3 {
 		committedBlob(t, e, bytes.Repeat([]byte(fmt.Sprintf("encrypted note %d ", i)), 50))
 	}
-	unregistered := &actor{KeySigner: KeySigner{Key: ed25519.GenPrivKeyFromSecret([]byte("storage key not on chain"))}, enc: e.writer.enc}
+	unregistered := &actor{KeyRecipient: KeyRecipient{KeySigner: KeySigner{Key: ed25519.GenPrivKeyFromSecret([]byte("storage key not on chain"))}, Enc: e.writer.Enc}}
 	b, bSrv := peerOf(t, e, func(o *Options) { o.Storage = unregistered }, e.ts.URL)
 	if _, err := bSrv.ReplicatePass(context.Background()); err == nil {
 		t.Fatal("a pass with a key the chain does not know ran")

@@ -28,7 +28,7 @@ func sealFor(w http.ResponseWriter, r *http.Request, to *actor, size int64) *tra
 		}
 		context = replicaContext(key)
 	}
-	seal, err := newTransferSeal(to.enc.PublicKey(), context)
+	seal, err := newTransferSeal(to.Enc.PublicKey(), context)
 	if err != nil {
 		panic(err)
 	}
@@ -97,7 +97,7 @@ func TestRelayedReplicaIsUnreadable(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := crypto.OpenTransferKey(relayOrg.enc, envelope, []byte(ReplicaPath(key))); !errors.Is(err, crypto.ErrDecrypt) {
+		if _, err := crypto.OpenTransferKey(relayOrg.Enc, envelope, []byte(ReplicaPath(key))); !errors.Is(err, crypto.ErrDecrypt) {
 			t.Fatalf("answer %d: the relay's own key opened the envelope: %v", i, err)
 		}
 	}

@@ -315,7 +315,7 @@ func TestCheckStorageService(t *testing.T) {
 	if err := check(e.writer); !errors.Is(err, errNotAStorageService) {
 		t.Fatalf("a clinician's key: %v", err)
 	}
-	otherEnc := &actor{KeySigner: svc.KeySigner, enc: e.writer.enc, member: svc.member}
+	otherEnc := &actor{KeyRecipient: KeyRecipient{KeySigner: svc.KeySigner, Enc: e.writer.Enc}, member: svc.member}
 	if err := check(otherEnc); !errors.Is(err, errNotAStorageService) || !strings.Contains(err.Error(), "encryption key") {
 		t.Fatalf("the service's signing key with another encryption key (the peers would seal to the chain's): %v", err)
 	}

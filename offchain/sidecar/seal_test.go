@@ -57,13 +57,13 @@ func TestBlobAnswersAreSealedToTheirMember(t *testing.T) {
 	if bytes.Contains(body, data[:64]) || int64(len(body)) != crypto.CiphertextSize(int64(len(data))) {
 		t.Fatalf("the answer (%d bytes) is not the %d-byte blob sealed", len(body), len(data))
 	}
-	if got, err := openAnswer(resp, body, e.reader.enc, BlobAnswerContext(uri, "")); err != nil || !bytes.Equal(got, data) {
+	if got, err := openAnswer(resp, body, e.reader.Enc, BlobAnswerContext(uri, "")); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("the member opening its answer: %d bytes, %v", len(got), err)
 	}
-	if _, err := openAnswer(resp, body, e.writer.enc, BlobAnswerContext(uri, "")); !errors.Is(err, crypto.ErrDecrypt) {
+	if _, err := openAnswer(resp, body, e.writer.Enc, BlobAnswerContext(uri, "")); !errors.Is(err, crypto.ErrDecrypt) {
 		t.Fatalf("another member's key opened the answer: %v", err)
 	}
-	if _, err := openAnswer(resp, body, e.reader.enc, BlobAnswerContext(uri, "bytes 0-9/10500")); !errors.Is(err, crypto.ErrDecrypt) {
+	if _, err := openAnswer(resp, body, e.reader.Enc, BlobAnswerContext(uri, "bytes 0-9/10500")); !errors.Is(err, crypto.ErrDecrypt) {
 		t.Fatalf("the answer opened as a range's: %v", err)
 	}
 
@@ -74,10 +74,10 @@ func TestBlobAnswersAreSealedToTheirMember(t *testing.T) {
 	if resp.StatusCode != http.StatusPartialContent || contentRange != "bytes 100-149/10500" {
 		t.Fatalf("range GET: %d %q", resp.StatusCode, contentRange)
 	}
-	if got, err := openAnswer(resp, body, e.reader.enc, BlobAnswerContext(uri, contentRange)); err != nil || !bytes.Equal(got, data[100:150]) {
+	if got, err := openAnswer(resp, body, e.reader.Enc, BlobAnswerContext(uri, contentRange)); err != nil || !bytes.Equal(got, data[100:150]) {
 		t.Fatalf("the member opening its range: %q, %v", got, err)
 	}
-	if _, err := openAnswer(resp, body, e.reader.enc, BlobAnswerContext(uri, "")); !errors.Is(err, crypto.ErrDecrypt) {
+	if _, err := openAnswer(resp, body, e.reader.Enc, BlobAnswerContext(uri, "")); !errors.Is(err, crypto.ErrDecrypt) {
 		t.Fatalf("a range's answer opened as the whole blob's: %v", err)
 	}
 }
@@ -116,10 +116,10 @@ func TestReplayedRequestAtAnotherSidecarOpensOnlyForItsMember(t *testing.T) {
 		t.Fatal("the replay got the blob's ciphertext")
 	}
 	replayer := e.chain.addMember("replayer", emrv1.Role_ROLE_CLINICIAN, "hospital-a")
-	if _, err := openAnswer(resp, body, replayer.enc, BlobAnswerContext(uri, "")); !errors.Is(err, crypto.ErrDecrypt) {
+	if _, err := openAnswer(resp, body, replayer.Enc, BlobAnswerContext(uri, "")); !errors.Is(err, crypto.ErrDecrypt) {
 		t.Fatalf("the replayer opened the answer: %v", err)
 	}
-	if got, err := openAnswer(resp, body, e.reader.enc, BlobAnswerContext(uri, "")); err != nil || !bytes.Equal(got, data) {
+	if got, err := openAnswer(resp, body, e.reader.Enc, BlobAnswerContext(uri, "")); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("the answer is not the member's: %v", err)
 	}
 }

@@ -20,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cometbft/cometbft/crypto/ed25519"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/emrchain/emrchain/offchain/blobstore"
@@ -677,7 +676,7 @@ func TestAuthentication(t *testing.T) {
 		}
 	}
 	// Unknown member.
-	ghost := &actor{KeySigner: KeySigner{Key: newKey("ghost")}}
+	ghost := newActor("ghost")
 	_, err := e.get(ghost, RecordRef(rec.PatientId, rec.Sequence), sum, nil)
 	wantStatus(t, err, 401, "not a member")
 	// A GET that claims a body.
@@ -807,7 +806,7 @@ func TestRangeHTTP(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := openAnswer(resp, body, e.patient.enc, BlobAnswerContext(path, resp.Header.Get("Content-Range")))
+		b, err := openAnswer(resp, body, e.patient.Enc, BlobAnswerContext(path, resp.Header.Get("Content-Range")))
 		if err != nil {
 			t.Fatalf("%d answer: %v", resp.StatusCode, err)
 		}
@@ -1159,7 +1158,7 @@ func TestDownloadReaderThatStopsReading(t *testing.T) {
 // sync, an unknown signer is refused with 401.
 func TestUnknownSignerOnANodeCatchingUp(t *testing.T) {
 	e := newEnv(t, nil)
-	stranger := &actor{KeySigner: KeySigner{Key: ed25519.GenPrivKeyFromSecret([]byte("sidecar-test/registered-elsewhere-first"))}}
+	stranger := newActor("registered-elsewhere-first")
 	e.chain.mu.Lock()
 	e.chain.syncing = true
 	e.chain.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -72,4 +73,29 @@ func forward(url string, r *http.Request) (*http.Response, []byte, error) {
 func answerWith(w http.ResponseWriter, resp *http.Response) {
 	maps.Copy(w.Header(), resp.Header)
 	w.WriteHeader(resp.StatusCode)
+}
+
+// paced is a peer in front of the sidecar at url that sends each answer
+// on at 200 KiB/s (1 KiB every 5 ms): a healthy peer, faster than the
+// member.
+func paced(t *testing.T, url string) string {
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resp, body, err := forward(url, r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		answerWith(w, resp)
+		for len(body) > 0 {
+			k := min(len(body), 1024)
+			if _, err := w.Write(body[:k]); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			body = body[k:]
+			time.Sleep(5 * time.Millisecond)
+		}
+	}))
+	t.Cleanup(ts.Close)
+	return ts.URL
 }
