@@ -155,6 +155,7 @@ func (c *Client) Get(ctx context.Context, ref BlobRef, sum [32]byte, w io.Writer
 	}
 	defer resp.Body.Close()
 	contentRange := ""
+	ranged := int64(-1) // the bytes a 206 says it holds
 	switch {
 	case rng == nil && resp.StatusCode == http.StatusOK:
 	case rng != nil && resp.StatusCode == http.StatusPartialContent:
@@ -166,6 +167,7 @@ func (c *Client) Get(ctx context.Context, ref BlobRef, sum [32]byte, w io.Writer
 			return 0, fmt.Errorf("sidecar: get %x: Content-Range %q does not answer bytes %d+%d",
 				sum, contentRange, rng.Start, rng.Length)
 		}
+		ranged = last - first + 1
 	case resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent:
 		return 0, fmt.Errorf("sidecar: get %x: unexpected %d to a request with range %v", sum, resp.StatusCode, rng != nil)
 	default:
@@ -193,10 +195,8 @@ func (c *Client) Get(ctx context.Context, ref BlobRef, sum [32]byte, w io.Writer
 		}
 		return 0, fmt.Errorf("sidecar: get %x: %w", sum, err)
 	}
-	if contentRange != "" {
-		if first, last, _ := parseContentRange(contentRange); size != last-first+1 {
-			return 0, fmt.Errorf("sidecar: get %x: the answer holds %d bytes sealed, its Content-Range %q says %d", sum, size, contentRange, last-first+1)
-		}
+	if ranged >= 0 && size != ranged {
+		return 0, fmt.Errorf("sidecar: get %x: the answer holds %d bytes sealed, its Content-Range %q says %d", sum, size, contentRange, ranged)
 	}
 	h := sha256.New()
 	out := w

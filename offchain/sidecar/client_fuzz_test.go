@@ -206,7 +206,8 @@ func FuzzReadError(f *testing.F) {
 
 // A ranged Get takes exactly the 206 it asked for: a Content-Range whose
 // last byte is so far out that last-first+1 overflows is refused as not
-// answering the range, not read until the body runs out.
+// answering the range, not read until the body runs out; and one whose
+// seal holds another number of bytes than it names is refused too.
 func TestGetRefusesContentRangeBeyondTheAsk(t *testing.T) {
 	var contentRange atomic.Value // what the server answers; the cases run in turn
 	reader := newActor("r")
@@ -222,12 +223,14 @@ func TestGetRefusesContentRangeBeyondTheAsk(t *testing.T) {
 		seal.copy(w, strings.NewReader("hello"), nil)
 	}))
 	t.Cleanup(ts.Close)
-	for cr, ok := range map[string]bool{
-		"bytes 0-4/10":                   true,
-		"bytes 0-5/10":                   false, // one byte more than asked
-		"bytes 0-9223372036854775807/10": false, // last-first+1 overflows
-		"bytes 1-4/10":                   false,
+	for cr, refusal := range map[string]string{
+		"bytes 0-4/10":                   "",
+		"bytes 0-5/10":                   "does not answer", // one byte more than asked
+		"bytes 0-9223372036854775807/10": "does not answer", // last-first+1 overflows
+		"bytes 1-4/10":                   "does not answer",
+		"bytes 0-3/10":                   "holds 5 bytes sealed", // a range asked, but not what the seal holds
 	} {
+		ok := refusal == ""
 		contentRange.Store(cr)
 		c := NewClient(ts.URL, reader, nil)
 		var buf bytes.Buffer
@@ -235,7 +238,7 @@ func TestGetRefusesContentRangeBeyondTheAsk(t *testing.T) {
 		if ok && (err != nil || n != 5 || buf.String() != "hello") {
 			t.Errorf("%s: %d bytes, %v; want hello", cr, n, err)
 		}
-		if !ok && (err == nil || !strings.Contains(err.Error(), "does not answer")) {
+		if !ok && (err == nil || !strings.Contains(err.Error(), refusal)) {
 			t.Errorf("%s: %d bytes, %v; want a refusal of the range", cr, n, err)
 		}
 	}
