@@ -71,9 +71,10 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		writeError(w, aerr)
 		return
 	}
-	if _, _, _, rerr := parseRange(r.Header.Get("Range"), int64(blob.size)); rerr != nil {
+	rng, rerr := parseByteRange(r.Header.Get("Range"), int64(blob.size))
+	if rerr != nil {
 		// Judged on the chain's size, so that a relayed range is judged
-		// as a local one is.
+		// as a local one is; a copy of another size is not served.
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", blob.size))
 		writeError(w, errf(http.StatusRequestedRangeNotSatisfiable, "range_not_satisfiable", "%v", rerr))
 		return
@@ -94,7 +95,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		err = fmt.Errorf("%w: the stored copy has %d bytes, the record says %d", blobstore.ErrNotFound, info.Size, blob.size)
 	}
 	if err == nil && r.Method == http.MethodGet {
-		if _, _, partial, rerr := parseRange(r.Header.Get("Range"), info.Size); partial && rerr == nil {
+		if rng.partial {
 			// A range is not checked as it is sent: the copy is, first
 			// (rangecheck.go).
 			var cerr error
@@ -142,7 +143,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.serveStored(w, r, key, info, caller, head.Height, func(contentRange string) []byte {
+	s.serveStored(w, r, key, rng, caller, head.Height, func(contentRange string) []byte {
 		return BlobAnswerContext(r.URL.RequestURI(), contentRange)
 	})
 }
@@ -181,18 +182,14 @@ func (s *Server) reauthorizeGet(ctx context.Context, caller *emrv1.Member, was H
 	return head, nil
 }
 
-// serveStored answers r with the stored blob key (info: its Stat), or the
-// range r asks, sealed to caller (seal.go) under the context sealContext
-// gives for the answer's Content-Range ("" for the whole blob). The whole
-// blob is verified as it is sent.
-func (s *Server) serveStored(w http.ResponseWriter, r *http.Request, key blobstore.Key, info blobstore.Info, caller *emrv1.Member, height int64, sealContext func(contentRange string) []byte) {
+// serveStored answers r with rng of the stored blob key (the whole blob,
+// or the range r asked, which the caller checked against the copy's
+// size), sealed to caller (seal.go) under the context sealContext gives
+// for the answer's Content-Range ("" for the whole blob). The whole blob
+// is verified as it is sent.
+func (s *Server) serveStored(w http.ResponseWriter, r *http.Request, key blobstore.Key, rng byteRange, caller *emrv1.Member, height int64, sealContext func(contentRange string) []byte) {
 	ctx, sum := r.Context(), key.Sum
-	start, length, partial, rerr := parseRange(r.Header.Get("Range"), info.Size)
-	if rerr != nil {
-		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", info.Size))
-		writeError(w, errf(http.StatusRequestedRangeNotSatisfiable, "range_not_satisfiable", "%v", rerr))
-		return
-	}
+	start, length, partial := rng.start, rng.length, rng.partial
 	sealTo, err := crypto.ParseEncryptionPublicKey(caller.EncPubKey)
 	if err != nil { // the chain checks every member's key when it registers it
 		s.log.Error("a member's registered encryption key does not parse", "member", hex.EncodeToString(caller.Address), "err", err)
@@ -278,6 +275,22 @@ func mustHex(s string) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// byteRange is the part of a blob an answer holds: length bytes from
+// start, partial unless it is the whole blob.
+type byteRange struct {
+	start, length int64
+	partial       bool
+}
+
+// wholeBlob is the byteRange of all size bytes.
+func wholeBlob(size int64) byteRange { return byteRange{0, size, false} }
+
+// parseByteRange is parseRange as a byteRange.
+func parseByteRange(h string, size int64) (byteRange, error) {
+	start, length, partial, err := parseRange(h, size)
+	return byteRange{start, length, partial}, err
 }
 
 // parseRange interprets a Range header for a blob of size bytes: one range

@@ -432,7 +432,7 @@ func (s *Server) handleReplica(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errf(http.StatusInternalServerError, "store_error", "reading the blob failed"))
 		return
 	}
-	s.serveStored(w, r, key, info, caller, head.Height, func(string) []byte { return replicaContext(key) })
+	s.serveStored(w, r, key, wholeBlob(info.Size), caller, head.Height, func(string) []byte { return replicaContext(key) })
 }
 
 // committedReference reports whether a committed block referenced key,
