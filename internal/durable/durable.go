@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"syscall"
+
+	"github.com/emrchain/emrchain/internal/fileowner"
 )
 
 // Sync opens name (a file or a directory), fsyncs it and closes it. Its
@@ -71,7 +73,8 @@ func CreateFile(path string, data []byte, perm os.FileMode) error {
 // leaves the old file or the new one, never half of it; the directory is
 // synced after the rename, so the new file is durable when it returns.
 // Run as root, it keeps the owner and group of the file it replaces
-// (keepOwner).
+// (fileowner.MatchOwner): root replacing a service's key file or config
+// (sudo) must not leave it unreadable by that service.
 func ReplaceFile(path string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)
 	old, err := os.Lstat(path)
@@ -85,7 +88,7 @@ func ReplaceFile(path string, data []byte, perm os.FileMode) error {
 	defer os.Remove(tmp.Name()) // a no-op once renamed
 	err = tmp.Chmod(perm)
 	if err == nil && old != nil {
-		err = keepOwner(tmp, old)
+		err = fileowner.MatchOwner(tmp, old)
 	}
 	if err == nil {
 		_, err = tmp.Write(data)
