@@ -60,6 +60,10 @@
 #                  `emrchaind testnet` writes]
 #   MEMPOOL_SIZE   [mempool] size of both networks, in transactions [the
 #                  5,000 `emrchaind testnet` writes, CometBFT's default]
+#   NODE_CONFIG    config.toml settings for both networks, space-separated
+#                  section.key=value items, the value as TOML writes it
+#                  (mempool.recheck=false, consensus.timeout_commit="1s")
+#                  [none]
 #   KV_RATE        loadtime's rate per endpoint at saturation, tx/s [1500]
 #   CONNS          emrchaind load senders per node [0: 8 at saturation, at a
 #                  rate one per 100 tx/s a node gets, 2 to 8]
@@ -162,7 +166,7 @@ trap 'exit 130' INT TERM
 {
   echo "# bench-chain $(date -u +%FT%TZ) on $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "# commit $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet 2>/dev/null || echo '+changes'); emrchaind $("$EMRCHAIND" version 2>/dev/null | awk '/^emrchaind:/ {print $2}'); cometbft $("$COMETBFT" version 2>/dev/null); $(go version 2>/dev/null | cut -d' ' -f3)"
-  echo "# DURATION=$DURATION WARMUP=$WARMUP WARM=$WARM RATE_FRACTION=$RATE_FRACTION RATE_FRESH=$RATE_FRESH REPEAT=$REPEAT BACKEND=$BACKEND NODE_GOGC=$NODE_GOGC NODE_MEMLIMIT=${NODE_MEMLIMIT:-none} TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE:-default} TIMEOUT_COMMIT=${TIMEOUT_COMMIT:-default} MEMPOOL_SIZE=${MEMPOOL_SIZE:-default} KV_RATE=$KV_RATE CONNS=$CONNS SUBMIT=$SUBMIT KV_COMETDB=$KV_COMETDB"
+  echo "# DURATION=$DURATION WARMUP=$WARMUP WARM=$WARM RATE_FRACTION=$RATE_FRACTION RATE_FRESH=$RATE_FRESH REPEAT=$REPEAT BACKEND=$BACKEND NODE_GOGC=$NODE_GOGC NODE_MEMLIMIT=${NODE_MEMLIMIT:-none} TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE:-default} TIMEOUT_COMMIT=${TIMEOUT_COMMIT:-default} MEMPOOL_SIZE=${MEMPOOL_SIZE:-default} NODE_CONFIG=${NODE_CONFIG:-none} KV_RATE=$KV_RATE CONNS=$CONNS SUBMIT=$SUBMIT KV_COMETDB=$KV_COMETDB"
 } | tee "$OUT/commands.txt"
 
 # emr_net DIR: writes and starts a 4-validator emrchain network in DIR;

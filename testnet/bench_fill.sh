@@ -34,6 +34,9 @@
 #   TIMEOUT_PROPOSE  consensus timeout_propose [3s]
 #   TIMEOUT_COMMIT   consensus timeout_commit [500ms, as emrchaind testnet]
 #   MEMPOOL_SIZE     [mempool] size, in transactions [5000]
+#   NODE_CONFIG      config.toml settings, space-separated section.key=value
+#                    items, the value as TOML writes it (bench_chain.sh)
+#                    [none]
 #   TX_INDEXER       CometBFT's tx indexer on every node: kv or null [kv, as
 #                    emrchaind init writes it; null shows how much of the
 #                    growth is the tx index's, not the application state's]
@@ -94,7 +97,7 @@ trap 'exit 130' INT TERM
 {
   echo "# bench-fill $(date -u +%FT%TZ) on $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "# commit $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet 2>/dev/null || echo '+changes'); $(go version 2>/dev/null | cut -d' ' -f3)"
-  echo "# FILL=$FILL FILL_STEP=$FILL_STEP DURATION=$DURATION WARMUP=$WARMUP BACKEND=$BACKEND NODE_GOGC=$NODE_GOGC NODE_MEMLIMIT=${NODE_MEMLIMIT:-none} TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE:-default} TIMEOUT_COMMIT=${TIMEOUT_COMMIT:-default} MEMPOOL_SIZE=${MEMPOOL_SIZE:-default} TX_INDEXER=$TX_INDEXER"
+  echo "# FILL=$FILL FILL_STEP=$FILL_STEP DURATION=$DURATION WARMUP=$WARMUP BACKEND=$BACKEND NODE_GOGC=$NODE_GOGC NODE_MEMLIMIT=${NODE_MEMLIMIT:-none} TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE:-default} TIMEOUT_COMMIT=${TIMEOUT_COMMIT:-default} MEMPOOL_SIZE=${MEMPOOL_SIZE:-default} NODE_CONFIG=${NODE_CONFIG:-none} TX_INDEXER=$TX_INDEXER"
 } | tee "$OUT/commands.txt"
 
 write_net "$NET" emrchain-fill

@@ -13,6 +13,12 @@ say() { echo "$BENCH_NAME: $*"; }
 # `emrchaind testnet --timeout-commit`, which refuses a bad one itself.
 check_node_env() {
   [[ -z ${MEMPOOL_SIZE:-} || $MEMPOOL_SIZE =~ ^[1-9][0-9]*$ ]] || die "MEMPOOL_SIZE must be a positive number of transactions"
+  # No |, & or \ in a value: configure writes it with sed.
+  local setting item='^[a-z_]+\.[a-z0-9_]+=[^|&\\]+$'
+  for setting in ${NODE_CONFIG:-}; do
+    [[ $setting =~ $item ]] ||
+      die "NODE_CONFIG: $setting is not section.key=value with no |, & or \\ in the value (e.g. mempool.recheck=false)"
+  done
   [[ -z ${TIMEOUT_PROPOSE:-} || $TIMEOUT_PROPOSE =~ ^[0-9]+(ms|s)$ ]] || die "TIMEOUT_PROPOSE must be a duration in ms or s (e.g. 3s)"
   [[ $NODE_GOGC =~ ^(off|[0-9]+)$ ]] || die "NODE_GOGC must be a GOGC: a number or off"
   [[ -z ${NODE_MEMLIMIT:-} || $NODE_MEMLIMIT =~ ^(off|[0-9]+(B|[KMGT]iB)?)$ ]] ||
@@ -58,6 +64,19 @@ configure() {
         die "$f: no size = line under [mempool] to set MEMPOOL_SIZE=$MEMPOOL_SIZE in"
     done
   fi
+  local setting section key value f
+  for setting in ${NODE_CONFIG:-}; do
+    section=${setting%%.*} key=${setting#*.} value=${setting#*=}
+    key=${key%%=*}
+    note "config.toml of every node of $1: [$section] $key = $value"
+    for f in "$1"/node*/config/config.toml; do
+      sed -i "/^\[$section\]/,/^\[/ s|^$key = .*|$key = $value|" "$f"
+      # A key CometBFT's config.toml does not have under [section] would
+      # be ignored, and the bench would say NODE_CONFIG.
+      grep -qxF "$key = $value" <(sed -n "/^\[$section\]/,/^\[/p" "$f") ||
+        die "$f: no $key = line under [$section] to set $setting in"
+    done
+  done
 }
 
 # write_net DIR CHAIN_ID: writes a 4-validator network into DIR with
