@@ -129,10 +129,7 @@ func (ctx *txContext) countEmergencyRead(patient []byte) error {
 // remain, else refused with ErrEmergencyLimit, naming when the count next
 // falls below limit. changed says whether next differs from reads.
 func admitEmergencyRead(reads []*emrv1.EmergencyRead, patient []byte, now time.Time, limit uint32) (next []*emrv1.EmergencyRead, changed bool, err error) {
-	live := reads
-	for len(live) > 0 && !now.Before(live[0].GetTime().AsTime().Add(EmergencyCountWindow)) {
-		live = live[1:]
-	}
+	live := CountingEmergencyReads(reads, now)
 	changed = len(live) != len(reads)
 	for _, r := range live {
 		if bytes.Equal(r.PatientId, patient) {
@@ -140,22 +137,38 @@ func admitEmergencyRead(reads []*emrv1.EmergencyRead, patient []byte, now time.T
 		}
 	}
 	if n := uint64(len(live)); n >= uint64(limit) {
-		// The count falls below limit once the read at n-limit (the
-		// oldest, unless the limit was lowered since) is a window old;
-		// named in whole seconds, rounded up, so a read at the time named
-		// is admitted.
-		frees := live[n-uint64(limit)].GetTime().AsTime().Add(EmergencyCountWindow)
-		if whole := frees.Truncate(time.Second); whole.Before(frees) {
-			frees = whole.Add(time.Second)
-		}
 		patients := "patients"
 		if n == 1 {
 			patients = "patient"
 		}
 		return nil, false, fmt.Errorf("%w: %d %s read in emergencies in the last 24 hours, and params.emergency_patients_per_day is %d; "+
 			"the patients already read may be read again, another from %s",
-			ErrEmergencyLimit, n, patients, limit, formatTime(frees))
+			ErrEmergencyLimit, n, patients, limit, formatTime(EmergencyLimitFrees(live, limit)))
 	}
 	next = append(live[:len(live):len(live)], &emrv1.EmergencyRead{PatientId: bytes.Clone(patient), Time: timestamp(now)})
 	return next, true, nil
+}
+
+// CountingEmergencyReads returns the reads of a clinician's count (as the
+// chain keeps them, oldest first) that still count at now: a read counts
+// for EmergencyCountWindow from its time.
+func CountingEmergencyReads(reads []*emrv1.EmergencyRead, now time.Time) []*emrv1.EmergencyRead {
+	for len(reads) > 0 && !now.Before(reads[0].GetTime().AsTime().Add(EmergencyCountWindow)) {
+		reads = reads[1:]
+	}
+	return reads
+}
+
+// EmergencyLimitFrees is when a clinician whose counting reads (oldest
+// first) have reached limit (1 <= limit <= len(live)) may read another
+// patient in an emergency: once the read at len(live)-limit (the oldest,
+// unless the limit was lowered since) is EmergencyCountWindow old. It is
+// named in whole seconds, rounded up, so a read at the time named is
+// admitted.
+func EmergencyLimitFrees(live []*emrv1.EmergencyRead, limit uint32) time.Time {
+	frees := live[len(live)-int(limit)].GetTime().AsTime().Add(EmergencyCountWindow)
+	if whole := frees.Truncate(time.Second); whole.Before(frees) {
+		frees = whole.Add(time.Second)
+	}
+	return frees
 }

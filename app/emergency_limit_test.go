@@ -1,6 +1,8 @@
 package app_test
 
 import (
+	"bytes"
+	"encoding/hex"
 	"fmt"
 	"regexp"
 	"strings"
@@ -86,6 +88,22 @@ func TestBreakGlassDailyLimit(t *testing.T) {
 	// CheckTx, at the last block's time, refuses it as the block does.
 	ruleCheck(t, "a third patient, checked", c.App.CheckTx(c.Tx(w.doc, read(ids[2])), false), app.ErrEmergencyLimit, refusal...)
 	ruleCheck(t, "a third patient", c.Exec(w.doc, read(ids[2])), app.ErrEmergencyLimit, refusal...)
+	// The query shows the count the refusal names, and when it frees.
+	var kept emrv1.QueryEmergencyReadsResponse
+	c.QueryProven("EmergencyReads", &emrv1.QueryEmergencyReadsRequest{Address: hex.EncodeToString(w.doc.Address)}, &kept)
+	if len(kept.Reads) != 2 || !bytes.Equal(kept.Reads[0].PatientId, ids[0]) || !bytes.Equal(kept.Reads[1].PatientId, ids[1]) ||
+		kept.PatientsPerDay != 2 || len(kept.Proofs) == 0 {
+		t.Fatalf("EmergencyReads after two patients read with a limit of 2: %v", &kept)
+	}
+	if frees := app.EmergencyLimitFrees(kept.Reads, kept.PatientsPerDay); !frees.Equal(first.Add(24 * time.Hour)) {
+		t.Fatalf("EmergencyLimitFrees: %s, the refusal names %s", frees, first.Add(24*time.Hour))
+	}
+	if n := len(app.CountingEmergencyReads(kept.Reads, first.Add(24*time.Hour))); n != 1 {
+		t.Fatalf("a day after the first read %d reads count, want 1", n)
+	}
+	if err := c.TryQuery("EmergencyReads", &emrv1.QueryEmergencyReadsRequest{Address: hex.EncodeToString(bytes.Repeat([]byte{7}, app.AddressSize))}, &kept); app.CodeOf(err) != app.ErrNotFound.Code() {
+		t.Fatalf("EmergencyReads of no member: %v, want ErrNotFound", err)
+	}
 	c.Must(other, read(ids[2])) // the limit is each clinician's
 
 	// A day after the first read it no longer counts: the third patient

@@ -391,6 +391,28 @@ func (q *Querier) Member(_ context.Context, req *emrv1.QueryMemberRequest) (*emr
 	return &emrv1.QueryMemberResponse{Member: m}, nil
 }
 
+// EmergencyReads returns the reads the chain keeps for a member's count
+// of patients read in emergencies (countEmergencyRead), as kept, and the
+// limit they count against.
+func (q *Querier) EmergencyReads(_ context.Context, req *emrv1.QueryEmergencyReadsRequest) (*emrv1.QueryEmergencyReadsResponse, error) {
+	addr, err := parseHex("address", req.Address, AddressSize)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := q.member(addr); err != nil {
+		return nil, err
+	}
+	var reads emrv1.EmergencyReads
+	if _, err := q.st().get(emergencyReadsKey(addr), &reads); err != nil {
+		return nil, err
+	}
+	params, err := q.st().params()
+	if err != nil {
+		return nil, err
+	}
+	return &emrv1.QueryEmergencyReadsResponse{Reads: reads.Reads, PatientsPerDay: params.GetEmergencyPatientsPerDay()}, nil
+}
+
 func (q *Querier) Account(_ context.Context, req *emrv1.QueryAccountRequest) (*emrv1.QueryAccountResponse, error) {
 	addr, err := parseHex("address", req.Address, AddressSize)
 	if err != nil {

@@ -1236,6 +1236,16 @@ func testLyingNode(t *testing.T, w *world) {
 		{"ExtraUnknownField", queryRewrite("Patient", func(m proto.Message) {
 			m.ProtoReflect().SetUnknown([]byte{0xa8, 0x1f, 0x01}) // field 501 = 1
 		}), "Patient", &emrv1.QueryPatientRequest{PatientId: pid}},
+		{"RaisedEmergencyLimit", queryRewrite("EmergencyReads", func(m proto.Message) {
+			m.(*emrv1.QueryEmergencyReadsResponse).PatientsPerDay += 5
+		}), "EmergencyReads", &emrv1.QueryEmergencyReadsRequest{Address: clinician}},
+		{"HiddenEmergencyReads", queryRewrite("EmergencyReads", func(m proto.Message) {
+			// Claim no reads were kept, with the proofs of the member and
+			// the params alone (the kept reads' key's proof dropped).
+			r := m.(*emrv1.QueryEmergencyReadsResponse)
+			r.Reads = nil
+			r.Proofs = slices.DeleteFunc(r.Proofs, func(p *emrv1.StoreProof) bool { return p.Key[0] == 0x18 })
+		}), "EmergencyReads", &emrv1.QueryEmergencyReadsRequest{Address: clinician}},
 		{"FalseNotFound", notFound("Member"), "Member", &emrv1.QueryMemberRequest{Address: clinician}},
 		// The node also refuses the key-by-key proofs that would check its
 		// failure: its own error must not stand for the query's.

@@ -583,3 +583,58 @@ func openEmergencyKey(k *sidecar.EmergencyKey, encPriv *ecdh.PrivateKey, clinici
 	}
 	return key, nil
 }
+
+// EmergencyAllowance is how a clinician stands against the chain's limit
+// on patients read in emergencies (params.emergency_patients_per_day),
+// judged at one time.
+type EmergencyAllowance struct {
+	// Limit is params.emergency_patients_per_day; 0 is no limit.
+	Limit uint32
+	// Counted are the patients read in emergencies that count at At,
+	// oldest first; each counts for app.EmergencyCountWindow from its
+	// time. They may be read again without counting anew.
+	Counted []*emrv1.EmergencyRead
+	// At is the time they were judged at: the verified header's, or the
+	// local clock's when the answer was not verified.
+	At time.Time
+}
+
+// Left is how many patients besides those counted the clinician may read
+// in emergencies at At; -1 when there is no limit.
+func (a *EmergencyAllowance) Left() int {
+	if a.Limit == 0 {
+		return -1
+	}
+	return max(int(a.Limit)-len(a.Counted), 0)
+}
+
+// NextAt is when the clinician may read another patient in an emergency,
+// if it may not at At (Left is 0); the zero time otherwise.
+func (a *EmergencyAllowance) NextAt() time.Time {
+	if a.Left() != 0 {
+		return time.Time{}
+	}
+	return app.EmergencyLimitFrees(a.Counted, a.Limit)
+}
+
+// EmergencyReads returns how the member at addr stands against the
+// chain's limit on patients read in emergencies, at the time of the state
+// read (QueryInfo.Time; the local clock unverified), and where that state
+// is. The chain drops a read that no longer counts only at the member's
+// next counted read: this judges them as the next block would, from the
+// header time.
+func (c *Client) EmergencyReads(ctx context.Context, addr []byte) (*EmergencyAllowance, *QueryInfo, error) {
+	var resp emrv1.QueryEmergencyReadsResponse
+	info, err := c.QueryInfo(ctx, "EmergencyReads", &emrv1.QueryEmergencyReadsRequest{Address: hex.EncodeToString(addr)}, &resp)
+	if err != nil {
+		return nil, nil, err
+	}
+	at := info.timeOrNow()
+	a := &EmergencyAllowance{Limit: resp.PatientsPerDay, At: at}
+	if a.Limit != 0 {
+		// With no limit nothing is counted, and what was kept from before
+		// is stale.
+		a.Counted = app.CountingEmergencyReads(resp.Reads, at)
+	}
+	return a, info, nil
+}

@@ -376,6 +376,9 @@ func TestAPIServers(t *testing.T) {
 		{"Member", "/emrchain/v1/members/" + docHex, func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
 			return n.query.Member(ctx, &emrv1.QueryMemberRequest{Address: docHex}, o...)
 		}, func() proto.Message { return new(emrv1.QueryMemberResponse) }},
+		{"EmergencyReads", "/emrchain/v1/members/" + docHex + "/emergency-reads", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.EmergencyReads(ctx, &emrv1.QueryEmergencyReadsRequest{Address: docHex}, o...)
+		}, func() proto.Message { return new(emrv1.QueryEmergencyReadsResponse) }},
 		{"Account", "/emrchain/v1/accounts/" + docHex, func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
 			return n.query.Account(ctx, &emrv1.QueryAccountRequest{Address: docHex}, o...)
 		}, func() proto.Message { return new(emrv1.QueryAccountResponse) }},

@@ -151,6 +151,9 @@ func (s *queryServer) Members(ctx context.Context, r *emrv1.QueryMembersRequest)
 func (s *queryServer) Member(ctx context.Context, r *emrv1.QueryMemberRequest) (*emrv1.QueryMemberResponse, error) {
 	return serveQuery(ctx, s, "Member", r, s.inner.Member)
 }
+func (s *queryServer) EmergencyReads(ctx context.Context, r *emrv1.QueryEmergencyReadsRequest) (*emrv1.QueryEmergencyReadsResponse, error) {
+	return serveQuery(ctx, s, "EmergencyReads", r, s.inner.EmergencyReads)
+}
 func (s *queryServer) Account(ctx context.Context, r *emrv1.QueryAccountRequest) (*emrv1.QueryAccountResponse, error) {
 	return serveQuery(ctx, s, "Account", r, s.inner.Account)
 }

@@ -206,6 +206,33 @@ func TestEmergencyRead(t *testing.T) {
 		!strings.Contains(text, "EMERGENCY (patient-incapacitated) via ") {
 		t.Fatalf("audit does not show the emergency read:\n%s", text)
 	}
+	// The clinician's count: the patient read (twice) counts once against
+	// the default limit of 20, for 24 hours from the first read.
+	var count struct {
+		PerDay  uint32 `json:"emergency_patients_per_day"`
+		Left    *int   `json:"left"`
+		NextAt  string `json:"next_at"`
+		Counted []struct {
+			PatientID   string `json:"patient_id"`
+			ReadAt      string `json:"read_at"`
+			CountsUntil string `json:"counts_until"`
+		} `json:"counted"`
+		Verified bool `json:"verified"`
+	}
+	e.json(&count, "emergency-reads", "dr-er")
+	if count.PerDay != 20 || count.Left == nil || *count.Left != 19 || count.NextAt != "" || len(count.Counted) != 1 ||
+		count.Counted[0].PatientID != pid || !count.Verified {
+		t.Fatalf("emergency-reads dr-er: %+v; want patient %s counted, 19 of 20 left, verified", count, pid)
+	}
+	if readAt, err := time.Parse(time.RFC3339, count.Counted[0].ReadAt); err != nil ||
+		count.Counted[0].CountsUntil != readAt.Add(24*time.Hour).Format(time.RFC3339) {
+		t.Fatalf("emergency-reads: read at %s counts until %s (%v), want a day later", count.Counted[0].ReadAt, count.Counted[0].CountsUntil, err)
+	}
+	if text := e.ok("emergency-reads", "dr-er"); !strings.Contains(text, "1 of 20 patients read in emergencies count at") ||
+		!strings.Contains(text, "19 more may be read") || !strings.Contains(text, pid) {
+		t.Fatalf("emergency-reads dr-er says:\n%s", text)
+	}
+	e.fails(1, "no member", "emergency-reads", strings.Repeat("AB", 20))
 
 	// The patient revokes the opt-in: a new emergency read is refused by
 	// the chain, and the read already logged no longer serves.

@@ -153,6 +153,106 @@ list can be long).`,
 	return cmd
 }
 
+func newEmergencyReadsCmd(a *cli) *cobra.Command {
+	return &cobra.Command{
+		Use:   "emergency-reads MEMBER",
+		Short: "Show a clinician's count of patients read in emergencies (verified)",
+		Long: `emergency-reads shows how a clinician stands against the chain's limit on
+break-glass reads: the patients it read in emergencies ("emrcli download
+--purpose emergency") that still count, each for 24 hours of block time from
+its read, and how many other patients it may read now, or from when. A
+patient counted may be read again without counting anew. The limit is the
+consortium's "emergency patients per day" ("emrcli params"; 0 is no limit).
+The reads are judged at the time of the light-client-verified header the
+answer is checked against, as the next block would judge a read.`,
+		Example:           "  emrcli emergency-reads dr-er\n  emrcli emergency-reads 3F2A0C9D5E6B7A8190AB3F2A0C9D5E6B7A8190AB --json",
+		ValidArgsFunction: a.completeKeys,
+		Args:              exactArgs(1, "one MEMBER (address or key name)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			addr, err := a.address(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := a.client(ctx)
+			if err != nil {
+				return err
+			}
+			allowance, info, err := c.EmergencyReads(ctx, addr)
+			if err != nil {
+				return err
+			}
+			out := viewEmergencyAllowance(addr, allowance, info)
+			return a.emit(out, out.text)
+		},
+	}
+}
+
+// emergencyAllowanceView is emergency-reads' output.
+type emergencyAllowanceView struct {
+	Member         string              `json:"member"`
+	PatientsPerDay uint32              `json:"emergency_patients_per_day"`
+	Counted        []emergencyReadView `json:"counted"`
+	// Left is how many other patients may be read now; absent with no limit.
+	Left *int `json:"left,omitempty"`
+	// NextAt is when another may be read, when none may now.
+	NextAt string `json:"next_at,omitempty"`
+	// JudgedAt is the time the reads were counted at.
+	JudgedAt string `json:"judged_at"`
+	provenance
+}
+
+type emergencyReadView struct {
+	PatientID   string `json:"patient_id"`
+	ReadAt      string `json:"read_at"`
+	CountsUntil string `json:"counts_until"`
+}
+
+func viewEmergencyAllowance(addr []byte, a *client.EmergencyAllowance, info *client.QueryInfo) emergencyAllowanceView {
+	v := emergencyAllowanceView{
+		Member:         upperHex(addr),
+		PatientsPerDay: a.Limit,
+		Counted:        []emergencyReadView{},
+		JudgedAt:       a.At.UTC().Format(time.RFC3339),
+		provenance:     viewInfo(info),
+	}
+	for _, r := range a.Counted {
+		v.Counted = append(v.Counted, emergencyReadView{
+			PatientID:   hexStr(r.PatientId),
+			ReadAt:      ts(r.Time),
+			CountsUntil: r.Time.AsTime().Add(app.EmergencyCountWindow).UTC().Format(time.RFC3339),
+		})
+	}
+	if left := a.Left(); left >= 0 {
+		v.Left = &left
+	}
+	if next := a.NextAt(); !next.IsZero() {
+		v.NextAt = next.UTC().Format(time.RFC3339)
+	}
+	return v
+}
+
+func (v emergencyAllowanceView) text(w io.Writer) {
+	switch {
+	case v.Left == nil:
+		fmt.Fprintln(w, "no limit on patients read in emergencies (emergency patients per day is 0)")
+	case *v.Left > 0:
+		fmt.Fprintf(w, "%d of %d patients read in emergencies count at %s: %d more may be read\n",
+			len(v.Counted), v.PatientsPerDay, v.JudgedAt, *v.Left)
+	default:
+		fmt.Fprintf(w, "%d of %d patients read in emergencies count at %s: those may be read again, another from %s\n",
+			len(v.Counted), v.PatientsPerDay, v.JudgedAt, v.NextAt)
+	}
+	if len(v.Counted) > 0 {
+		rows := make([][]string, len(v.Counted))
+		for i, r := range v.Counted {
+			rows[i] = []string{r.PatientID, r.ReadAt, r.CountsUntil}
+		}
+		table(w, []string{"PATIENT", "READ", "COUNTS UNTIL"}, rows)
+	}
+	v.provenance.text(w)
+}
+
 // markStanding reads, in the state the consents were read from
 // (info.Height, verified like them), each grantee's member entry and each
 // named study's organization, and records them in the views. A consent

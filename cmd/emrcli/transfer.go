@@ -306,7 +306,9 @@ encryption key, while your read is within the chain's emergency window
 names the service (address or key name); by default it is the one of your
 organization the patient opted in to for the record's category (the first by
 address if there are several). --reuse-access reuses your emergency read
-within the window.`,
+within the window. The chain counts the patients you read in emergencies
+over 24 hours against "emergency patients per day" ("emrcli params");
+"emrcli emergency-reads" shows your count.`,
 		Example: `  emrcli download --from dr-who --patient 5be1...9f --record 3 -o cbc.json
   emrcli download --from alice --record 1 -o ~/my-records/ct-head.dcm
   emrcli download --from dr-who --patient 5be1...9f --record 3 -o cbc.json --reuse-access --sidecar http://10.0.0.6:7070

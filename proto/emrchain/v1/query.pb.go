@@ -852,6 +852,122 @@ func (x *QueryMemberResponse) GetProofs() []*StoreProof {
 	return nil
 }
 
+type QueryEmergencyReadsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Address       string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryEmergencyReadsRequest) Reset() {
+	*x = QueryEmergencyReadsRequest{}
+	mi := &file_emrchain_v1_query_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryEmergencyReadsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryEmergencyReadsRequest) ProtoMessage() {}
+
+func (x *QueryEmergencyReadsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_query_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryEmergencyReadsRequest.ProtoReflect.Descriptor instead.
+func (*QueryEmergencyReadsRequest) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *QueryEmergencyReadsRequest) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+type QueryEmergencyReadsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The reads kept for the member (EmergencyReads), oldest first; empty
+	// when none was counted.
+	Reads []*EmergencyRead `protobuf:"bytes,1,rep,name=reads,proto3" json:"reads,omitempty"`
+	// params.emergency_patients_per_day: 0 is no limit (no read is counted
+	// then, and those kept stay as they were).
+	PatientsPerDay uint32        `protobuf:"varint,2,opt,name=patients_per_day,json=patientsPerDay,proto3" json:"patients_per_day,omitempty"`
+	Height         int64         `protobuf:"varint,14,opt,name=height,proto3" json:"height,omitempty"`
+	Proofs         []*StoreProof `protobuf:"bytes,15,rep,name=proofs,proto3" json:"proofs,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *QueryEmergencyReadsResponse) Reset() {
+	*x = QueryEmergencyReadsResponse{}
+	mi := &file_emrchain_v1_query_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryEmergencyReadsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryEmergencyReadsResponse) ProtoMessage() {}
+
+func (x *QueryEmergencyReadsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_query_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryEmergencyReadsResponse.ProtoReflect.Descriptor instead.
+func (*QueryEmergencyReadsResponse) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *QueryEmergencyReadsResponse) GetReads() []*EmergencyRead {
+	if x != nil {
+		return x.Reads
+	}
+	return nil
+}
+
+func (x *QueryEmergencyReadsResponse) GetPatientsPerDay() uint32 {
+	if x != nil {
+		return x.PatientsPerDay
+	}
+	return 0
+}
+
+func (x *QueryEmergencyReadsResponse) GetHeight() int64 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+func (x *QueryEmergencyReadsResponse) GetProofs() []*StoreProof {
+	if x != nil {
+		return x.Proofs
+	}
+	return nil
+}
+
 type QueryAccountRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Address       string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
@@ -861,7 +977,7 @@ type QueryAccountRequest struct {
 
 func (x *QueryAccountRequest) Reset() {
 	*x = QueryAccountRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[14]
+	mi := &file_emrchain_v1_query_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -873,7 +989,7 @@ func (x *QueryAccountRequest) String() string {
 func (*QueryAccountRequest) ProtoMessage() {}
 
 func (x *QueryAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[14]
+	mi := &file_emrchain_v1_query_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -886,7 +1002,7 @@ func (x *QueryAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryAccountRequest.ProtoReflect.Descriptor instead.
 func (*QueryAccountRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{14}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *QueryAccountRequest) GetAddress() string {
@@ -907,7 +1023,7 @@ type QueryAccountResponse struct {
 
 func (x *QueryAccountResponse) Reset() {
 	*x = QueryAccountResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[15]
+	mi := &file_emrchain_v1_query_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -919,7 +1035,7 @@ func (x *QueryAccountResponse) String() string {
 func (*QueryAccountResponse) ProtoMessage() {}
 
 func (x *QueryAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[15]
+	mi := &file_emrchain_v1_query_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -932,7 +1048,7 @@ func (x *QueryAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryAccountResponse.ProtoReflect.Descriptor instead.
 func (*QueryAccountResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{15}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *QueryAccountResponse) GetAccount() *Account {
@@ -965,7 +1081,7 @@ type QueryPatientRequest struct {
 
 func (x *QueryPatientRequest) Reset() {
 	*x = QueryPatientRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[16]
+	mi := &file_emrchain_v1_query_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +1093,7 @@ func (x *QueryPatientRequest) String() string {
 func (*QueryPatientRequest) ProtoMessage() {}
 
 func (x *QueryPatientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[16]
+	mi := &file_emrchain_v1_query_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +1106,7 @@ func (x *QueryPatientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryPatientRequest.ProtoReflect.Descriptor instead.
 func (*QueryPatientRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{16}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *QueryPatientRequest) GetPatientId() string {
@@ -1009,7 +1125,7 @@ type QueryPatientByOwnerRequest struct {
 
 func (x *QueryPatientByOwnerRequest) Reset() {
 	*x = QueryPatientByOwnerRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[17]
+	mi := &file_emrchain_v1_query_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +1137,7 @@ func (x *QueryPatientByOwnerRequest) String() string {
 func (*QueryPatientByOwnerRequest) ProtoMessage() {}
 
 func (x *QueryPatientByOwnerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[17]
+	mi := &file_emrchain_v1_query_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,7 +1150,7 @@ func (x *QueryPatientByOwnerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryPatientByOwnerRequest.ProtoReflect.Descriptor instead.
 func (*QueryPatientByOwnerRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{17}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *QueryPatientByOwnerRequest) GetOwner() string {
@@ -1055,7 +1171,7 @@ type QueryPatientResponse struct {
 
 func (x *QueryPatientResponse) Reset() {
 	*x = QueryPatientResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[18]
+	mi := &file_emrchain_v1_query_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1067,7 +1183,7 @@ func (x *QueryPatientResponse) String() string {
 func (*QueryPatientResponse) ProtoMessage() {}
 
 func (x *QueryPatientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[18]
+	mi := &file_emrchain_v1_query_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1080,7 +1196,7 @@ func (x *QueryPatientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryPatientResponse.ProtoReflect.Descriptor instead.
 func (*QueryPatientResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{18}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *QueryPatientResponse) GetPatient() *Patient {
@@ -1116,7 +1232,7 @@ type QueryPermissionRequest struct {
 
 func (x *QueryPermissionRequest) Reset() {
 	*x = QueryPermissionRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[19]
+	mi := &file_emrchain_v1_query_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1128,7 +1244,7 @@ func (x *QueryPermissionRequest) String() string {
 func (*QueryPermissionRequest) ProtoMessage() {}
 
 func (x *QueryPermissionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[19]
+	mi := &file_emrchain_v1_query_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1141,7 +1257,7 @@ func (x *QueryPermissionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryPermissionRequest.ProtoReflect.Descriptor instead.
 func (*QueryPermissionRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{19}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *QueryPermissionRequest) GetPatientId() string {
@@ -1169,7 +1285,7 @@ type QueryPermissionResponse struct {
 
 func (x *QueryPermissionResponse) Reset() {
 	*x = QueryPermissionResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[20]
+	mi := &file_emrchain_v1_query_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1181,7 +1297,7 @@ func (x *QueryPermissionResponse) String() string {
 func (*QueryPermissionResponse) ProtoMessage() {}
 
 func (x *QueryPermissionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[20]
+	mi := &file_emrchain_v1_query_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1194,7 +1310,7 @@ func (x *QueryPermissionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryPermissionResponse.ProtoReflect.Descriptor instead.
 func (*QueryPermissionResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{20}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *QueryPermissionResponse) GetPermission() *Permission {
@@ -1228,7 +1344,7 @@ type QueryPermissionsRequest struct {
 
 func (x *QueryPermissionsRequest) Reset() {
 	*x = QueryPermissionsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[21]
+	mi := &file_emrchain_v1_query_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1240,7 +1356,7 @@ func (x *QueryPermissionsRequest) String() string {
 func (*QueryPermissionsRequest) ProtoMessage() {}
 
 func (x *QueryPermissionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[21]
+	mi := &file_emrchain_v1_query_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1253,7 +1369,7 @@ func (x *QueryPermissionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryPermissionsRequest.ProtoReflect.Descriptor instead.
 func (*QueryPermissionsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{21}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *QueryPermissionsRequest) GetPatientId() string {
@@ -1274,7 +1390,7 @@ type QueryPermissionsResponse struct {
 
 func (x *QueryPermissionsResponse) Reset() {
 	*x = QueryPermissionsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[22]
+	mi := &file_emrchain_v1_query_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1286,7 +1402,7 @@ func (x *QueryPermissionsResponse) String() string {
 func (*QueryPermissionsResponse) ProtoMessage() {}
 
 func (x *QueryPermissionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[22]
+	mi := &file_emrchain_v1_query_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1299,7 +1415,7 @@ func (x *QueryPermissionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryPermissionsResponse.ProtoReflect.Descriptor instead.
 func (*QueryPermissionsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{22}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *QueryPermissionsResponse) GetPermissions() []*Permission {
@@ -1338,7 +1454,7 @@ type QueryGrantsRequest struct {
 
 func (x *QueryGrantsRequest) Reset() {
 	*x = QueryGrantsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[23]
+	mi := &file_emrchain_v1_query_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1350,7 +1466,7 @@ func (x *QueryGrantsRequest) String() string {
 func (*QueryGrantsRequest) ProtoMessage() {}
 
 func (x *QueryGrantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[23]
+	mi := &file_emrchain_v1_query_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1363,7 +1479,7 @@ func (x *QueryGrantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryGrantsRequest.ProtoReflect.Descriptor instead.
 func (*QueryGrantsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{23}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *QueryGrantsRequest) GetGrantee() string {
@@ -1401,7 +1517,7 @@ type QueryGrantsResponse struct {
 
 func (x *QueryGrantsResponse) Reset() {
 	*x = QueryGrantsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[24]
+	mi := &file_emrchain_v1_query_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1413,7 +1529,7 @@ func (x *QueryGrantsResponse) String() string {
 func (*QueryGrantsResponse) ProtoMessage() {}
 
 func (x *QueryGrantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[24]
+	mi := &file_emrchain_v1_query_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1426,7 +1542,7 @@ func (x *QueryGrantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryGrantsResponse.ProtoReflect.Descriptor instead.
 func (*QueryGrantsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{24}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *QueryGrantsResponse) GetPermissions() []*Permission {
@@ -1471,7 +1587,7 @@ type QueryRecordsRequest struct {
 
 func (x *QueryRecordsRequest) Reset() {
 	*x = QueryRecordsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[25]
+	mi := &file_emrchain_v1_query_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1483,7 +1599,7 @@ func (x *QueryRecordsRequest) String() string {
 func (*QueryRecordsRequest) ProtoMessage() {}
 
 func (x *QueryRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[25]
+	mi := &file_emrchain_v1_query_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1496,7 +1612,7 @@ func (x *QueryRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryRecordsRequest.ProtoReflect.Descriptor instead.
 func (*QueryRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{25}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *QueryRecordsRequest) GetPatientId() string {
@@ -1532,7 +1648,7 @@ type QueryRecordsResponse struct {
 
 func (x *QueryRecordsResponse) Reset() {
 	*x = QueryRecordsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[26]
+	mi := &file_emrchain_v1_query_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1544,7 +1660,7 @@ func (x *QueryRecordsResponse) String() string {
 func (*QueryRecordsResponse) ProtoMessage() {}
 
 func (x *QueryRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[26]
+	mi := &file_emrchain_v1_query_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1557,7 +1673,7 @@ func (x *QueryRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryRecordsResponse.ProtoReflect.Descriptor instead.
 func (*QueryRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{26}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *QueryRecordsResponse) GetRecords() []*Record {
@@ -1598,7 +1714,7 @@ type QueryRecordRequest struct {
 
 func (x *QueryRecordRequest) Reset() {
 	*x = QueryRecordRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[27]
+	mi := &file_emrchain_v1_query_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1610,7 +1726,7 @@ func (x *QueryRecordRequest) String() string {
 func (*QueryRecordRequest) ProtoMessage() {}
 
 func (x *QueryRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[27]
+	mi := &file_emrchain_v1_query_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1623,7 +1739,7 @@ func (x *QueryRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryRecordRequest.ProtoReflect.Descriptor instead.
 func (*QueryRecordRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{27}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *QueryRecordRequest) GetPatientId() string {
@@ -1651,7 +1767,7 @@ type QueryRecordResponse struct {
 
 func (x *QueryRecordResponse) Reset() {
 	*x = QueryRecordResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[28]
+	mi := &file_emrchain_v1_query_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1663,7 +1779,7 @@ func (x *QueryRecordResponse) String() string {
 func (*QueryRecordResponse) ProtoMessage() {}
 
 func (x *QueryRecordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[28]
+	mi := &file_emrchain_v1_query_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1676,7 +1792,7 @@ func (x *QueryRecordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryRecordResponse.ProtoReflect.Descriptor instead.
 func (*QueryRecordResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{28}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *QueryRecordResponse) GetRecord() *Record {
@@ -1710,7 +1826,7 @@ type QueryAccessEventsRequest struct {
 
 func (x *QueryAccessEventsRequest) Reset() {
 	*x = QueryAccessEventsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[29]
+	mi := &file_emrchain_v1_query_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1722,7 +1838,7 @@ func (x *QueryAccessEventsRequest) String() string {
 func (*QueryAccessEventsRequest) ProtoMessage() {}
 
 func (x *QueryAccessEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[29]
+	mi := &file_emrchain_v1_query_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1735,7 +1851,7 @@ func (x *QueryAccessEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryAccessEventsRequest.ProtoReflect.Descriptor instead.
 func (*QueryAccessEventsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{29}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *QueryAccessEventsRequest) GetPatientId() string {
@@ -1764,7 +1880,7 @@ type QueryAccessEventsResponse struct {
 
 func (x *QueryAccessEventsResponse) Reset() {
 	*x = QueryAccessEventsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[30]
+	mi := &file_emrchain_v1_query_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1776,7 +1892,7 @@ func (x *QueryAccessEventsResponse) String() string {
 func (*QueryAccessEventsResponse) ProtoMessage() {}
 
 func (x *QueryAccessEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[30]
+	mi := &file_emrchain_v1_query_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1789,7 +1905,7 @@ func (x *QueryAccessEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryAccessEventsResponse.ProtoReflect.Descriptor instead.
 func (*QueryAccessEventsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{30}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *QueryAccessEventsResponse) GetEvents() []*AccessEvent {
@@ -1830,7 +1946,7 @@ type QuerySharesRequest struct {
 
 func (x *QuerySharesRequest) Reset() {
 	*x = QuerySharesRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[31]
+	mi := &file_emrchain_v1_query_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1842,7 +1958,7 @@ func (x *QuerySharesRequest) String() string {
 func (*QuerySharesRequest) ProtoMessage() {}
 
 func (x *QuerySharesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[31]
+	mi := &file_emrchain_v1_query_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1855,7 +1971,7 @@ func (x *QuerySharesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuerySharesRequest.ProtoReflect.Descriptor instead.
 func (*QuerySharesRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{31}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *QuerySharesRequest) GetPatientId() string {
@@ -1884,7 +2000,7 @@ type QuerySharesResponse struct {
 
 func (x *QuerySharesResponse) Reset() {
 	*x = QuerySharesResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[32]
+	mi := &file_emrchain_v1_query_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1896,7 +2012,7 @@ func (x *QuerySharesResponse) String() string {
 func (*QuerySharesResponse) ProtoMessage() {}
 
 func (x *QuerySharesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[32]
+	mi := &file_emrchain_v1_query_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1909,7 +2025,7 @@ func (x *QuerySharesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuerySharesResponse.ProtoReflect.Descriptor instead.
 func (*QuerySharesResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{32}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *QuerySharesResponse) GetShares() []*Share {
@@ -1949,7 +2065,7 @@ type QueryStudyRequest struct {
 
 func (x *QueryStudyRequest) Reset() {
 	*x = QueryStudyRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[33]
+	mi := &file_emrchain_v1_query_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1961,7 +2077,7 @@ func (x *QueryStudyRequest) String() string {
 func (*QueryStudyRequest) ProtoMessage() {}
 
 func (x *QueryStudyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[33]
+	mi := &file_emrchain_v1_query_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1974,7 +2090,7 @@ func (x *QueryStudyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryStudyRequest.ProtoReflect.Descriptor instead.
 func (*QueryStudyRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{33}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *QueryStudyRequest) GetId() string {
@@ -1995,7 +2111,7 @@ type QueryStudyResponse struct {
 
 func (x *QueryStudyResponse) Reset() {
 	*x = QueryStudyResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[34]
+	mi := &file_emrchain_v1_query_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2007,7 +2123,7 @@ func (x *QueryStudyResponse) String() string {
 func (*QueryStudyResponse) ProtoMessage() {}
 
 func (x *QueryStudyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[34]
+	mi := &file_emrchain_v1_query_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2020,7 +2136,7 @@ func (x *QueryStudyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryStudyResponse.ProtoReflect.Descriptor instead.
 func (*QueryStudyResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{34}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *QueryStudyResponse) GetStudy() *Study {
@@ -2054,7 +2170,7 @@ type QueryStudySharesRequest struct {
 
 func (x *QueryStudySharesRequest) Reset() {
 	*x = QueryStudySharesRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[35]
+	mi := &file_emrchain_v1_query_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2066,7 +2182,7 @@ func (x *QueryStudySharesRequest) String() string {
 func (*QueryStudySharesRequest) ProtoMessage() {}
 
 func (x *QueryStudySharesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[35]
+	mi := &file_emrchain_v1_query_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2079,7 +2195,7 @@ func (x *QueryStudySharesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryStudySharesRequest.ProtoReflect.Descriptor instead.
 func (*QueryStudySharesRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{35}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *QueryStudySharesRequest) GetStudyId() string {
@@ -2108,7 +2224,7 @@ type QueryStudySharesResponse struct {
 
 func (x *QueryStudySharesResponse) Reset() {
 	*x = QueryStudySharesResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[36]
+	mi := &file_emrchain_v1_query_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2120,7 +2236,7 @@ func (x *QueryStudySharesResponse) String() string {
 func (*QueryStudySharesResponse) ProtoMessage() {}
 
 func (x *QueryStudySharesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[36]
+	mi := &file_emrchain_v1_query_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2133,7 +2249,7 @@ func (x *QueryStudySharesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryStudySharesResponse.ProtoReflect.Descriptor instead.
 func (*QueryStudySharesResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{36}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *QueryStudySharesResponse) GetShares() []*Share {
@@ -2174,7 +2290,7 @@ type QueryShareRequest struct {
 
 func (x *QueryShareRequest) Reset() {
 	*x = QueryShareRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[37]
+	mi := &file_emrchain_v1_query_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2186,7 +2302,7 @@ func (x *QueryShareRequest) String() string {
 func (*QueryShareRequest) ProtoMessage() {}
 
 func (x *QueryShareRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[37]
+	mi := &file_emrchain_v1_query_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2199,7 +2315,7 @@ func (x *QueryShareRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryShareRequest.ProtoReflect.Descriptor instead.
 func (*QueryShareRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{37}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *QueryShareRequest) GetPatientId() string {
@@ -2227,7 +2343,7 @@ type QueryShareResponse struct {
 
 func (x *QueryShareResponse) Reset() {
 	*x = QueryShareResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[38]
+	mi := &file_emrchain_v1_query_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2239,7 +2355,7 @@ func (x *QueryShareResponse) String() string {
 func (*QueryShareResponse) ProtoMessage() {}
 
 func (x *QueryShareResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[38]
+	mi := &file_emrchain_v1_query_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2252,7 +2368,7 @@ func (x *QueryShareResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryShareResponse.ProtoReflect.Descriptor instead.
 func (*QueryShareResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{38}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *QueryShareResponse) GetShare() *Share {
@@ -2289,7 +2405,7 @@ type QueryLastAccessRequest struct {
 
 func (x *QueryLastAccessRequest) Reset() {
 	*x = QueryLastAccessRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[39]
+	mi := &file_emrchain_v1_query_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2301,7 +2417,7 @@ func (x *QueryLastAccessRequest) String() string {
 func (*QueryLastAccessRequest) ProtoMessage() {}
 
 func (x *QueryLastAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[39]
+	mi := &file_emrchain_v1_query_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2314,7 +2430,7 @@ func (x *QueryLastAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryLastAccessRequest.ProtoReflect.Descriptor instead.
 func (*QueryLastAccessRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{39}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *QueryLastAccessRequest) GetPatientId() string {
@@ -2356,7 +2472,7 @@ type QueryLastAccessResponse struct {
 
 func (x *QueryLastAccessResponse) Reset() {
 	*x = QueryLastAccessResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[40]
+	mi := &file_emrchain_v1_query_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2368,7 +2484,7 @@ func (x *QueryLastAccessResponse) String() string {
 func (*QueryLastAccessResponse) ProtoMessage() {}
 
 func (x *QueryLastAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[40]
+	mi := &file_emrchain_v1_query_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2381,7 +2497,7 @@ func (x *QueryLastAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryLastAccessResponse.ProtoReflect.Descriptor instead.
 func (*QueryLastAccessResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{40}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *QueryLastAccessResponse) GetEvent() *AccessEvent {
@@ -2418,7 +2534,7 @@ type QueryBlobRefsRequest struct {
 
 func (x *QueryBlobRefsRequest) Reset() {
 	*x = QueryBlobRefsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[41]
+	mi := &file_emrchain_v1_query_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2430,7 +2546,7 @@ func (x *QueryBlobRefsRequest) String() string {
 func (*QueryBlobRefsRequest) ProtoMessage() {}
 
 func (x *QueryBlobRefsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[41]
+	mi := &file_emrchain_v1_query_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2443,7 +2559,7 @@ func (x *QueryBlobRefsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryBlobRefsRequest.ProtoReflect.Descriptor instead.
 func (*QueryBlobRefsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{41}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *QueryBlobRefsRequest) GetAfter() string {
@@ -2473,7 +2589,7 @@ type QueryBlobRefsResponse struct {
 
 func (x *QueryBlobRefsResponse) Reset() {
 	*x = QueryBlobRefsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[42]
+	mi := &file_emrchain_v1_query_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2485,7 +2601,7 @@ func (x *QueryBlobRefsResponse) String() string {
 func (*QueryBlobRefsResponse) ProtoMessage() {}
 
 func (x *QueryBlobRefsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[42]
+	mi := &file_emrchain_v1_query_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2498,7 +2614,7 @@ func (x *QueryBlobRefsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryBlobRefsResponse.ProtoReflect.Descriptor instead.
 func (*QueryBlobRefsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{42}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *QueryBlobRefsResponse) GetRefs() []*BlobRef {
@@ -2549,7 +2665,7 @@ type BlobRef struct {
 
 func (x *BlobRef) Reset() {
 	*x = BlobRef{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[43]
+	mi := &file_emrchain_v1_query_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2561,7 +2677,7 @@ func (x *BlobRef) String() string {
 func (*BlobRef) ProtoMessage() {}
 
 func (x *BlobRef) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[43]
+	mi := &file_emrchain_v1_query_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2574,7 +2690,7 @@ func (x *BlobRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobRef.ProtoReflect.Descriptor instead.
 func (*BlobRef) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{43}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *BlobRef) GetRef() string {
@@ -2620,7 +2736,7 @@ type QueryValidatorsRequest struct {
 
 func (x *QueryValidatorsRequest) Reset() {
 	*x = QueryValidatorsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[44]
+	mi := &file_emrchain_v1_query_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2632,7 +2748,7 @@ func (x *QueryValidatorsRequest) String() string {
 func (*QueryValidatorsRequest) ProtoMessage() {}
 
 func (x *QueryValidatorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[44]
+	mi := &file_emrchain_v1_query_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2645,7 +2761,7 @@ func (x *QueryValidatorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryValidatorsRequest.ProtoReflect.Descriptor instead.
 func (*QueryValidatorsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{44}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{46}
 }
 
 type QueryValidatorsResponse struct {
@@ -2665,7 +2781,7 @@ type QueryValidatorsResponse struct {
 
 func (x *QueryValidatorsResponse) Reset() {
 	*x = QueryValidatorsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[45]
+	mi := &file_emrchain_v1_query_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2677,7 +2793,7 @@ func (x *QueryValidatorsResponse) String() string {
 func (*QueryValidatorsResponse) ProtoMessage() {}
 
 func (x *QueryValidatorsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[45]
+	mi := &file_emrchain_v1_query_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2690,7 +2806,7 @@ func (x *QueryValidatorsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryValidatorsResponse.ProtoReflect.Descriptor instead.
 func (*QueryValidatorsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{45}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *QueryValidatorsResponse) GetValidators() []*Validator {
@@ -2731,7 +2847,7 @@ type QueryValidatorKeyRequest struct {
 
 func (x *QueryValidatorKeyRequest) Reset() {
 	*x = QueryValidatorKeyRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[46]
+	mi := &file_emrchain_v1_query_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2743,7 +2859,7 @@ func (x *QueryValidatorKeyRequest) String() string {
 func (*QueryValidatorKeyRequest) ProtoMessage() {}
 
 func (x *QueryValidatorKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[46]
+	mi := &file_emrchain_v1_query_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2756,7 +2872,7 @@ func (x *QueryValidatorKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryValidatorKeyRequest.ProtoReflect.Descriptor instead.
 func (*QueryValidatorKeyRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{46}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *QueryValidatorKeyRequest) GetPubKey() []byte {
@@ -2787,7 +2903,7 @@ type QueryValidatorKeyResponse struct {
 
 func (x *QueryValidatorKeyResponse) Reset() {
 	*x = QueryValidatorKeyResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[47]
+	mi := &file_emrchain_v1_query_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2799,7 +2915,7 @@ func (x *QueryValidatorKeyResponse) String() string {
 func (*QueryValidatorKeyResponse) ProtoMessage() {}
 
 func (x *QueryValidatorKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[47]
+	mi := &file_emrchain_v1_query_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2812,7 +2928,7 @@ func (x *QueryValidatorKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryValidatorKeyResponse.ProtoReflect.Descriptor instead.
 func (*QueryValidatorKeyResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{47}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *QueryValidatorKeyResponse) GetValidator() *Validator {
@@ -2859,7 +2975,7 @@ type QueryProposalRequest struct {
 
 func (x *QueryProposalRequest) Reset() {
 	*x = QueryProposalRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[48]
+	mi := &file_emrchain_v1_query_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2871,7 +2987,7 @@ func (x *QueryProposalRequest) String() string {
 func (*QueryProposalRequest) ProtoMessage() {}
 
 func (x *QueryProposalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[48]
+	mi := &file_emrchain_v1_query_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2884,7 +3000,7 @@ func (x *QueryProposalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryProposalRequest.ProtoReflect.Descriptor instead.
 func (*QueryProposalRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{48}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *QueryProposalRequest) GetId() uint64 {
@@ -2908,7 +3024,7 @@ type QueryProposalResponse struct {
 
 func (x *QueryProposalResponse) Reset() {
 	*x = QueryProposalResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[49]
+	mi := &file_emrchain_v1_query_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2920,7 +3036,7 @@ func (x *QueryProposalResponse) String() string {
 func (*QueryProposalResponse) ProtoMessage() {}
 
 func (x *QueryProposalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[49]
+	mi := &file_emrchain_v1_query_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2933,7 +3049,7 @@ func (x *QueryProposalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryProposalResponse.ProtoReflect.Descriptor instead.
 func (*QueryProposalResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{49}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *QueryProposalResponse) GetProposal() *Proposal {
@@ -2976,7 +3092,7 @@ type QueryProposalsRequest struct {
 
 func (x *QueryProposalsRequest) Reset() {
 	*x = QueryProposalsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[50]
+	mi := &file_emrchain_v1_query_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2988,7 +3104,7 @@ func (x *QueryProposalsRequest) String() string {
 func (*QueryProposalsRequest) ProtoMessage() {}
 
 func (x *QueryProposalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[50]
+	mi := &file_emrchain_v1_query_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3001,7 +3117,7 @@ func (x *QueryProposalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryProposalsRequest.ProtoReflect.Descriptor instead.
 func (*QueryProposalsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{50}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *QueryProposalsRequest) GetAfter() uint64 {
@@ -3031,7 +3147,7 @@ type QueryProposalsResponse struct {
 
 func (x *QueryProposalsResponse) Reset() {
 	*x = QueryProposalsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[51]
+	mi := &file_emrchain_v1_query_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3043,7 +3159,7 @@ func (x *QueryProposalsResponse) String() string {
 func (*QueryProposalsResponse) ProtoMessage() {}
 
 func (x *QueryProposalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[51]
+	mi := &file_emrchain_v1_query_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3056,7 +3172,7 @@ func (x *QueryProposalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryProposalsResponse.ProtoReflect.Descriptor instead.
 func (*QueryProposalsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{51}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *QueryProposalsResponse) GetProposals() []*Proposal {
@@ -3107,7 +3223,7 @@ type ErrorBody struct {
 
 func (x *ErrorBody) Reset() {
 	*x = ErrorBody{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[52]
+	mi := &file_emrchain_v1_query_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3119,7 +3235,7 @@ func (x *ErrorBody) String() string {
 func (*ErrorBody) ProtoMessage() {}
 
 func (x *ErrorBody) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[52]
+	mi := &file_emrchain_v1_query_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3132,7 +3248,7 @@ func (x *ErrorBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorBody.ProtoReflect.Descriptor instead.
 func (*ErrorBody) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{52}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ErrorBody) GetCode() int32 {
@@ -3220,6 +3336,13 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\"\x8b\x01\n" +
 	"\x13QueryMemberResponse\x12+\n" +
 	"\x06member\x18\x01 \x01(\v2\x13.emrchain.v1.MemberR\x06member\x12\x16\n" +
+	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
+	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"6\n" +
+	"\x1aQueryEmergencyReadsRequest\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\"\xc2\x01\n" +
+	"\x1bQueryEmergencyReadsResponse\x120\n" +
+	"\x05reads\x18\x01 \x03(\v2\x1a.emrchain.v1.EmergencyReadR\x05reads\x12(\n" +
+	"\x10patients_per_day\x18\x02 \x01(\rR\x0epatientsPerDay\x12\x16\n" +
 	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
 	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"/\n" +
 	"\x13QueryAccountRequest\x12\x18\n" +
@@ -3381,13 +3504,14 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x16\n" +
-	"\x06height\x18\x04 \x01(\x03R\x06height2\xf2\x18\n" +
+	"\x06height\x18\x04 \x01(\x03R\x06height2\x90\x1a\n" +
 	"\x05Query\x12h\n" +
 	"\x06Params\x12\x1f.emrchain.v1.QueryParamsRequest\x1a .emrchain.v1.QueryParamsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/emrchain/v1/params\x12\x86\x01\n" +
 	"\fOrganization\x12%.emrchain.v1.QueryOrganizationRequest\x1a&.emrchain.v1.QueryOrganizationResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/emrchain/v1/organizations/{id}\x12\x84\x01\n" +
 	"\rOrganizations\x12&.emrchain.v1.QueryOrganizationsRequest\x1a'.emrchain.v1.QueryOrganizationsResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/emrchain/v1/organizations\x12\x89\x01\n" +
 	"\aMembers\x12 .emrchain.v1.QueryMembersRequest\x1a!.emrchain.v1.QueryMembersResponse\"9\x82\xd3\xe4\x93\x023\x121/emrchain/v1/organizations/{organization}/members\x12s\n" +
-	"\x06Member\x12\x1f.emrchain.v1.QueryMemberRequest\x1a .emrchain.v1.QueryMemberResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/emrchain/v1/members/{address}\x12w\n" +
+	"\x06Member\x12\x1f.emrchain.v1.QueryMemberRequest\x1a .emrchain.v1.QueryMemberResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/emrchain/v1/members/{address}\x12\x9b\x01\n" +
+	"\x0eEmergencyReads\x12'.emrchain.v1.QueryEmergencyReadsRequest\x1a(.emrchain.v1.QueryEmergencyReadsResponse\"6\x82\xd3\xe4\x93\x020\x12./emrchain/v1/members/{address}/emergency-reads\x12w\n" +
 	"\aAccount\x12 .emrchain.v1.QueryAccountRequest\x1a!.emrchain.v1.QueryAccountResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/emrchain/v1/accounts/{address}\x12z\n" +
 	"\aPatient\x12 .emrchain.v1.QueryPatientRequest\x1a!.emrchain.v1.QueryPatientResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/emrchain/v1/patients/{patient_id}\x12\x8b\x01\n" +
 	"\x0ePatientByOwner\x12'.emrchain.v1.QueryPatientByOwnerRequest\x1a!.emrchain.v1.QueryPatientResponse\"-\x82\xd3\xe4\x93\x02'\x12%/emrchain/v1/accounts/{owner}/patient\x12\x92\x01\n" +
@@ -3423,186 +3547,193 @@ func file_emrchain_v1_query_proto_rawDescGZIP() []byte {
 	return file_emrchain_v1_query_proto_rawDescData
 }
 
-var file_emrchain_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_emrchain_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_emrchain_v1_query_proto_goTypes = []any{
-	(*StoreProof)(nil),                 // 0: emrchain.v1.StoreProof
-	(*ProofOp)(nil),                    // 1: emrchain.v1.ProofOp
-	(*PageRequest)(nil),                // 2: emrchain.v1.PageRequest
-	(*PageResponse)(nil),               // 3: emrchain.v1.PageResponse
-	(*QueryParamsRequest)(nil),         // 4: emrchain.v1.QueryParamsRequest
-	(*QueryParamsResponse)(nil),        // 5: emrchain.v1.QueryParamsResponse
-	(*QueryOrganizationRequest)(nil),   // 6: emrchain.v1.QueryOrganizationRequest
-	(*QueryOrganizationResponse)(nil),  // 7: emrchain.v1.QueryOrganizationResponse
-	(*QueryOrganizationsRequest)(nil),  // 8: emrchain.v1.QueryOrganizationsRequest
-	(*QueryOrganizationsResponse)(nil), // 9: emrchain.v1.QueryOrganizationsResponse
-	(*QueryMembersRequest)(nil),        // 10: emrchain.v1.QueryMembersRequest
-	(*QueryMembersResponse)(nil),       // 11: emrchain.v1.QueryMembersResponse
-	(*QueryMemberRequest)(nil),         // 12: emrchain.v1.QueryMemberRequest
-	(*QueryMemberResponse)(nil),        // 13: emrchain.v1.QueryMemberResponse
-	(*QueryAccountRequest)(nil),        // 14: emrchain.v1.QueryAccountRequest
-	(*QueryAccountResponse)(nil),       // 15: emrchain.v1.QueryAccountResponse
-	(*QueryPatientRequest)(nil),        // 16: emrchain.v1.QueryPatientRequest
-	(*QueryPatientByOwnerRequest)(nil), // 17: emrchain.v1.QueryPatientByOwnerRequest
-	(*QueryPatientResponse)(nil),       // 18: emrchain.v1.QueryPatientResponse
-	(*QueryPermissionRequest)(nil),     // 19: emrchain.v1.QueryPermissionRequest
-	(*QueryPermissionResponse)(nil),    // 20: emrchain.v1.QueryPermissionResponse
-	(*QueryPermissionsRequest)(nil),    // 21: emrchain.v1.QueryPermissionsRequest
-	(*QueryPermissionsResponse)(nil),   // 22: emrchain.v1.QueryPermissionsResponse
-	(*QueryGrantsRequest)(nil),         // 23: emrchain.v1.QueryGrantsRequest
-	(*QueryGrantsResponse)(nil),        // 24: emrchain.v1.QueryGrantsResponse
-	(*QueryRecordsRequest)(nil),        // 25: emrchain.v1.QueryRecordsRequest
-	(*QueryRecordsResponse)(nil),       // 26: emrchain.v1.QueryRecordsResponse
-	(*QueryRecordRequest)(nil),         // 27: emrchain.v1.QueryRecordRequest
-	(*QueryRecordResponse)(nil),        // 28: emrchain.v1.QueryRecordResponse
-	(*QueryAccessEventsRequest)(nil),   // 29: emrchain.v1.QueryAccessEventsRequest
-	(*QueryAccessEventsResponse)(nil),  // 30: emrchain.v1.QueryAccessEventsResponse
-	(*QuerySharesRequest)(nil),         // 31: emrchain.v1.QuerySharesRequest
-	(*QuerySharesResponse)(nil),        // 32: emrchain.v1.QuerySharesResponse
-	(*QueryStudyRequest)(nil),          // 33: emrchain.v1.QueryStudyRequest
-	(*QueryStudyResponse)(nil),         // 34: emrchain.v1.QueryStudyResponse
-	(*QueryStudySharesRequest)(nil),    // 35: emrchain.v1.QueryStudySharesRequest
-	(*QueryStudySharesResponse)(nil),   // 36: emrchain.v1.QueryStudySharesResponse
-	(*QueryShareRequest)(nil),          // 37: emrchain.v1.QueryShareRequest
-	(*QueryShareResponse)(nil),         // 38: emrchain.v1.QueryShareResponse
-	(*QueryLastAccessRequest)(nil),     // 39: emrchain.v1.QueryLastAccessRequest
-	(*QueryLastAccessResponse)(nil),    // 40: emrchain.v1.QueryLastAccessResponse
-	(*QueryBlobRefsRequest)(nil),       // 41: emrchain.v1.QueryBlobRefsRequest
-	(*QueryBlobRefsResponse)(nil),      // 42: emrchain.v1.QueryBlobRefsResponse
-	(*BlobRef)(nil),                    // 43: emrchain.v1.BlobRef
-	(*QueryValidatorsRequest)(nil),     // 44: emrchain.v1.QueryValidatorsRequest
-	(*QueryValidatorsResponse)(nil),    // 45: emrchain.v1.QueryValidatorsResponse
-	(*QueryValidatorKeyRequest)(nil),   // 46: emrchain.v1.QueryValidatorKeyRequest
-	(*QueryValidatorKeyResponse)(nil),  // 47: emrchain.v1.QueryValidatorKeyResponse
-	(*QueryProposalRequest)(nil),       // 48: emrchain.v1.QueryProposalRequest
-	(*QueryProposalResponse)(nil),      // 49: emrchain.v1.QueryProposalResponse
-	(*QueryProposalsRequest)(nil),      // 50: emrchain.v1.QueryProposalsRequest
-	(*QueryProposalsResponse)(nil),     // 51: emrchain.v1.QueryProposalsResponse
-	(*ErrorBody)(nil),                  // 52: emrchain.v1.ErrorBody
-	(*Params)(nil),                     // 53: emrchain.v1.Params
-	(*Organization)(nil),               // 54: emrchain.v1.Organization
-	(*Member)(nil),                     // 55: emrchain.v1.Member
-	(Role)(0),                          // 56: emrchain.v1.Role
-	(*Account)(nil),                    // 57: emrchain.v1.Account
-	(*Patient)(nil),                    // 58: emrchain.v1.Patient
-	(*Permission)(nil),                 // 59: emrchain.v1.Permission
-	(*Record)(nil),                     // 60: emrchain.v1.Record
-	(*AccessEvent)(nil),                // 61: emrchain.v1.AccessEvent
-	(*Share)(nil),                      // 62: emrchain.v1.Share
-	(*Study)(nil),                      // 63: emrchain.v1.Study
-	(*Validator)(nil),                  // 64: emrchain.v1.Validator
-	(*Proposal)(nil),                   // 65: emrchain.v1.Proposal
+	(*StoreProof)(nil),                  // 0: emrchain.v1.StoreProof
+	(*ProofOp)(nil),                     // 1: emrchain.v1.ProofOp
+	(*PageRequest)(nil),                 // 2: emrchain.v1.PageRequest
+	(*PageResponse)(nil),                // 3: emrchain.v1.PageResponse
+	(*QueryParamsRequest)(nil),          // 4: emrchain.v1.QueryParamsRequest
+	(*QueryParamsResponse)(nil),         // 5: emrchain.v1.QueryParamsResponse
+	(*QueryOrganizationRequest)(nil),    // 6: emrchain.v1.QueryOrganizationRequest
+	(*QueryOrganizationResponse)(nil),   // 7: emrchain.v1.QueryOrganizationResponse
+	(*QueryOrganizationsRequest)(nil),   // 8: emrchain.v1.QueryOrganizationsRequest
+	(*QueryOrganizationsResponse)(nil),  // 9: emrchain.v1.QueryOrganizationsResponse
+	(*QueryMembersRequest)(nil),         // 10: emrchain.v1.QueryMembersRequest
+	(*QueryMembersResponse)(nil),        // 11: emrchain.v1.QueryMembersResponse
+	(*QueryMemberRequest)(nil),          // 12: emrchain.v1.QueryMemberRequest
+	(*QueryMemberResponse)(nil),         // 13: emrchain.v1.QueryMemberResponse
+	(*QueryEmergencyReadsRequest)(nil),  // 14: emrchain.v1.QueryEmergencyReadsRequest
+	(*QueryEmergencyReadsResponse)(nil), // 15: emrchain.v1.QueryEmergencyReadsResponse
+	(*QueryAccountRequest)(nil),         // 16: emrchain.v1.QueryAccountRequest
+	(*QueryAccountResponse)(nil),        // 17: emrchain.v1.QueryAccountResponse
+	(*QueryPatientRequest)(nil),         // 18: emrchain.v1.QueryPatientRequest
+	(*QueryPatientByOwnerRequest)(nil),  // 19: emrchain.v1.QueryPatientByOwnerRequest
+	(*QueryPatientResponse)(nil),        // 20: emrchain.v1.QueryPatientResponse
+	(*QueryPermissionRequest)(nil),      // 21: emrchain.v1.QueryPermissionRequest
+	(*QueryPermissionResponse)(nil),     // 22: emrchain.v1.QueryPermissionResponse
+	(*QueryPermissionsRequest)(nil),     // 23: emrchain.v1.QueryPermissionsRequest
+	(*QueryPermissionsResponse)(nil),    // 24: emrchain.v1.QueryPermissionsResponse
+	(*QueryGrantsRequest)(nil),          // 25: emrchain.v1.QueryGrantsRequest
+	(*QueryGrantsResponse)(nil),         // 26: emrchain.v1.QueryGrantsResponse
+	(*QueryRecordsRequest)(nil),         // 27: emrchain.v1.QueryRecordsRequest
+	(*QueryRecordsResponse)(nil),        // 28: emrchain.v1.QueryRecordsResponse
+	(*QueryRecordRequest)(nil),          // 29: emrchain.v1.QueryRecordRequest
+	(*QueryRecordResponse)(nil),         // 30: emrchain.v1.QueryRecordResponse
+	(*QueryAccessEventsRequest)(nil),    // 31: emrchain.v1.QueryAccessEventsRequest
+	(*QueryAccessEventsResponse)(nil),   // 32: emrchain.v1.QueryAccessEventsResponse
+	(*QuerySharesRequest)(nil),          // 33: emrchain.v1.QuerySharesRequest
+	(*QuerySharesResponse)(nil),         // 34: emrchain.v1.QuerySharesResponse
+	(*QueryStudyRequest)(nil),           // 35: emrchain.v1.QueryStudyRequest
+	(*QueryStudyResponse)(nil),          // 36: emrchain.v1.QueryStudyResponse
+	(*QueryStudySharesRequest)(nil),     // 37: emrchain.v1.QueryStudySharesRequest
+	(*QueryStudySharesResponse)(nil),    // 38: emrchain.v1.QueryStudySharesResponse
+	(*QueryShareRequest)(nil),           // 39: emrchain.v1.QueryShareRequest
+	(*QueryShareResponse)(nil),          // 40: emrchain.v1.QueryShareResponse
+	(*QueryLastAccessRequest)(nil),      // 41: emrchain.v1.QueryLastAccessRequest
+	(*QueryLastAccessResponse)(nil),     // 42: emrchain.v1.QueryLastAccessResponse
+	(*QueryBlobRefsRequest)(nil),        // 43: emrchain.v1.QueryBlobRefsRequest
+	(*QueryBlobRefsResponse)(nil),       // 44: emrchain.v1.QueryBlobRefsResponse
+	(*BlobRef)(nil),                     // 45: emrchain.v1.BlobRef
+	(*QueryValidatorsRequest)(nil),      // 46: emrchain.v1.QueryValidatorsRequest
+	(*QueryValidatorsResponse)(nil),     // 47: emrchain.v1.QueryValidatorsResponse
+	(*QueryValidatorKeyRequest)(nil),    // 48: emrchain.v1.QueryValidatorKeyRequest
+	(*QueryValidatorKeyResponse)(nil),   // 49: emrchain.v1.QueryValidatorKeyResponse
+	(*QueryProposalRequest)(nil),        // 50: emrchain.v1.QueryProposalRequest
+	(*QueryProposalResponse)(nil),       // 51: emrchain.v1.QueryProposalResponse
+	(*QueryProposalsRequest)(nil),       // 52: emrchain.v1.QueryProposalsRequest
+	(*QueryProposalsResponse)(nil),      // 53: emrchain.v1.QueryProposalsResponse
+	(*ErrorBody)(nil),                   // 54: emrchain.v1.ErrorBody
+	(*Params)(nil),                      // 55: emrchain.v1.Params
+	(*Organization)(nil),                // 56: emrchain.v1.Organization
+	(*Member)(nil),                      // 57: emrchain.v1.Member
+	(Role)(0),                           // 58: emrchain.v1.Role
+	(*EmergencyRead)(nil),               // 59: emrchain.v1.EmergencyRead
+	(*Account)(nil),                     // 60: emrchain.v1.Account
+	(*Patient)(nil),                     // 61: emrchain.v1.Patient
+	(*Permission)(nil),                  // 62: emrchain.v1.Permission
+	(*Record)(nil),                      // 63: emrchain.v1.Record
+	(*AccessEvent)(nil),                 // 64: emrchain.v1.AccessEvent
+	(*Share)(nil),                       // 65: emrchain.v1.Share
+	(*Study)(nil),                       // 66: emrchain.v1.Study
+	(*Validator)(nil),                   // 67: emrchain.v1.Validator
+	(*Proposal)(nil),                    // 68: emrchain.v1.Proposal
 }
 var file_emrchain_v1_query_proto_depIdxs = []int32{
 	1,  // 0: emrchain.v1.StoreProof.ops:type_name -> emrchain.v1.ProofOp
-	53, // 1: emrchain.v1.QueryParamsResponse.params:type_name -> emrchain.v1.Params
+	55, // 1: emrchain.v1.QueryParamsResponse.params:type_name -> emrchain.v1.Params
 	0,  // 2: emrchain.v1.QueryParamsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	54, // 3: emrchain.v1.QueryOrganizationResponse.organization:type_name -> emrchain.v1.Organization
-	55, // 4: emrchain.v1.QueryOrganizationResponse.registrars:type_name -> emrchain.v1.Member
+	56, // 3: emrchain.v1.QueryOrganizationResponse.organization:type_name -> emrchain.v1.Organization
+	57, // 4: emrchain.v1.QueryOrganizationResponse.registrars:type_name -> emrchain.v1.Member
 	0,  // 5: emrchain.v1.QueryOrganizationResponse.proofs:type_name -> emrchain.v1.StoreProof
-	54, // 6: emrchain.v1.QueryOrganizationsResponse.organizations:type_name -> emrchain.v1.Organization
+	56, // 6: emrchain.v1.QueryOrganizationsResponse.organizations:type_name -> emrchain.v1.Organization
 	0,  // 7: emrchain.v1.QueryOrganizationsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	56, // 8: emrchain.v1.QueryMembersRequest.role:type_name -> emrchain.v1.Role
-	55, // 9: emrchain.v1.QueryMembersResponse.members:type_name -> emrchain.v1.Member
+	58, // 8: emrchain.v1.QueryMembersRequest.role:type_name -> emrchain.v1.Role
+	57, // 9: emrchain.v1.QueryMembersResponse.members:type_name -> emrchain.v1.Member
 	0,  // 10: emrchain.v1.QueryMembersResponse.proofs:type_name -> emrchain.v1.StoreProof
-	55, // 11: emrchain.v1.QueryMemberResponse.member:type_name -> emrchain.v1.Member
+	57, // 11: emrchain.v1.QueryMemberResponse.member:type_name -> emrchain.v1.Member
 	0,  // 12: emrchain.v1.QueryMemberResponse.proofs:type_name -> emrchain.v1.StoreProof
-	57, // 13: emrchain.v1.QueryAccountResponse.account:type_name -> emrchain.v1.Account
-	0,  // 14: emrchain.v1.QueryAccountResponse.proofs:type_name -> emrchain.v1.StoreProof
-	58, // 15: emrchain.v1.QueryPatientResponse.patient:type_name -> emrchain.v1.Patient
-	0,  // 16: emrchain.v1.QueryPatientResponse.proofs:type_name -> emrchain.v1.StoreProof
-	59, // 17: emrchain.v1.QueryPermissionResponse.permission:type_name -> emrchain.v1.Permission
-	0,  // 18: emrchain.v1.QueryPermissionResponse.proofs:type_name -> emrchain.v1.StoreProof
-	59, // 19: emrchain.v1.QueryPermissionsResponse.permissions:type_name -> emrchain.v1.Permission
-	0,  // 20: emrchain.v1.QueryPermissionsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	59, // 21: emrchain.v1.QueryGrantsResponse.permissions:type_name -> emrchain.v1.Permission
-	0,  // 22: emrchain.v1.QueryGrantsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	2,  // 23: emrchain.v1.QueryRecordsRequest.page:type_name -> emrchain.v1.PageRequest
-	60, // 24: emrchain.v1.QueryRecordsResponse.records:type_name -> emrchain.v1.Record
-	3,  // 25: emrchain.v1.QueryRecordsResponse.page:type_name -> emrchain.v1.PageResponse
-	0,  // 26: emrchain.v1.QueryRecordsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	60, // 27: emrchain.v1.QueryRecordResponse.record:type_name -> emrchain.v1.Record
-	0,  // 28: emrchain.v1.QueryRecordResponse.proofs:type_name -> emrchain.v1.StoreProof
-	2,  // 29: emrchain.v1.QueryAccessEventsRequest.page:type_name -> emrchain.v1.PageRequest
-	61, // 30: emrchain.v1.QueryAccessEventsResponse.events:type_name -> emrchain.v1.AccessEvent
-	3,  // 31: emrchain.v1.QueryAccessEventsResponse.page:type_name -> emrchain.v1.PageResponse
-	0,  // 32: emrchain.v1.QueryAccessEventsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	2,  // 33: emrchain.v1.QuerySharesRequest.page:type_name -> emrchain.v1.PageRequest
-	62, // 34: emrchain.v1.QuerySharesResponse.shares:type_name -> emrchain.v1.Share
-	3,  // 35: emrchain.v1.QuerySharesResponse.page:type_name -> emrchain.v1.PageResponse
-	0,  // 36: emrchain.v1.QuerySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
-	63, // 37: emrchain.v1.QueryStudyResponse.study:type_name -> emrchain.v1.Study
-	0,  // 38: emrchain.v1.QueryStudyResponse.proofs:type_name -> emrchain.v1.StoreProof
-	2,  // 39: emrchain.v1.QueryStudySharesRequest.page:type_name -> emrchain.v1.PageRequest
-	62, // 40: emrchain.v1.QueryStudySharesResponse.shares:type_name -> emrchain.v1.Share
-	3,  // 41: emrchain.v1.QueryStudySharesResponse.page:type_name -> emrchain.v1.PageResponse
-	0,  // 42: emrchain.v1.QueryStudySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
-	62, // 43: emrchain.v1.QueryShareResponse.share:type_name -> emrchain.v1.Share
-	0,  // 44: emrchain.v1.QueryShareResponse.proofs:type_name -> emrchain.v1.StoreProof
-	61, // 45: emrchain.v1.QueryLastAccessResponse.event:type_name -> emrchain.v1.AccessEvent
-	0,  // 46: emrchain.v1.QueryLastAccessResponse.proofs:type_name -> emrchain.v1.StoreProof
-	43, // 47: emrchain.v1.QueryBlobRefsResponse.refs:type_name -> emrchain.v1.BlobRef
-	0,  // 48: emrchain.v1.QueryBlobRefsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	64, // 49: emrchain.v1.QueryValidatorsResponse.validators:type_name -> emrchain.v1.Validator
-	0,  // 50: emrchain.v1.QueryValidatorsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	64, // 51: emrchain.v1.QueryValidatorKeyResponse.validator:type_name -> emrchain.v1.Validator
-	0,  // 52: emrchain.v1.QueryValidatorKeyResponse.proofs:type_name -> emrchain.v1.StoreProof
-	65, // 53: emrchain.v1.QueryProposalResponse.proposal:type_name -> emrchain.v1.Proposal
-	0,  // 54: emrchain.v1.QueryProposalResponse.proofs:type_name -> emrchain.v1.StoreProof
-	65, // 55: emrchain.v1.QueryProposalsResponse.proposals:type_name -> emrchain.v1.Proposal
-	0,  // 56: emrchain.v1.QueryProposalsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	4,  // 57: emrchain.v1.Query.Params:input_type -> emrchain.v1.QueryParamsRequest
-	6,  // 58: emrchain.v1.Query.Organization:input_type -> emrchain.v1.QueryOrganizationRequest
-	8,  // 59: emrchain.v1.Query.Organizations:input_type -> emrchain.v1.QueryOrganizationsRequest
-	10, // 60: emrchain.v1.Query.Members:input_type -> emrchain.v1.QueryMembersRequest
-	12, // 61: emrchain.v1.Query.Member:input_type -> emrchain.v1.QueryMemberRequest
-	14, // 62: emrchain.v1.Query.Account:input_type -> emrchain.v1.QueryAccountRequest
-	16, // 63: emrchain.v1.Query.Patient:input_type -> emrchain.v1.QueryPatientRequest
-	17, // 64: emrchain.v1.Query.PatientByOwner:input_type -> emrchain.v1.QueryPatientByOwnerRequest
-	21, // 65: emrchain.v1.Query.Permissions:input_type -> emrchain.v1.QueryPermissionsRequest
-	19, // 66: emrchain.v1.Query.Permission:input_type -> emrchain.v1.QueryPermissionRequest
-	23, // 67: emrchain.v1.Query.Grants:input_type -> emrchain.v1.QueryGrantsRequest
-	25, // 68: emrchain.v1.Query.Records:input_type -> emrchain.v1.QueryRecordsRequest
-	27, // 69: emrchain.v1.Query.Record:input_type -> emrchain.v1.QueryRecordRequest
-	29, // 70: emrchain.v1.Query.AccessEvents:input_type -> emrchain.v1.QueryAccessEventsRequest
-	31, // 71: emrchain.v1.Query.Shares:input_type -> emrchain.v1.QuerySharesRequest
-	37, // 72: emrchain.v1.Query.Share:input_type -> emrchain.v1.QueryShareRequest
-	39, // 73: emrchain.v1.Query.LastAccess:input_type -> emrchain.v1.QueryLastAccessRequest
-	33, // 74: emrchain.v1.Query.Study:input_type -> emrchain.v1.QueryStudyRequest
-	35, // 75: emrchain.v1.Query.StudyShares:input_type -> emrchain.v1.QueryStudySharesRequest
-	41, // 76: emrchain.v1.Query.BlobRefs:input_type -> emrchain.v1.QueryBlobRefsRequest
-	44, // 77: emrchain.v1.Query.Validators:input_type -> emrchain.v1.QueryValidatorsRequest
-	46, // 78: emrchain.v1.Query.ValidatorKey:input_type -> emrchain.v1.QueryValidatorKeyRequest
-	48, // 79: emrchain.v1.Query.Proposal:input_type -> emrchain.v1.QueryProposalRequest
-	50, // 80: emrchain.v1.Query.Proposals:input_type -> emrchain.v1.QueryProposalsRequest
-	5,  // 81: emrchain.v1.Query.Params:output_type -> emrchain.v1.QueryParamsResponse
-	7,  // 82: emrchain.v1.Query.Organization:output_type -> emrchain.v1.QueryOrganizationResponse
-	9,  // 83: emrchain.v1.Query.Organizations:output_type -> emrchain.v1.QueryOrganizationsResponse
-	11, // 84: emrchain.v1.Query.Members:output_type -> emrchain.v1.QueryMembersResponse
-	13, // 85: emrchain.v1.Query.Member:output_type -> emrchain.v1.QueryMemberResponse
-	15, // 86: emrchain.v1.Query.Account:output_type -> emrchain.v1.QueryAccountResponse
-	18, // 87: emrchain.v1.Query.Patient:output_type -> emrchain.v1.QueryPatientResponse
-	18, // 88: emrchain.v1.Query.PatientByOwner:output_type -> emrchain.v1.QueryPatientResponse
-	22, // 89: emrchain.v1.Query.Permissions:output_type -> emrchain.v1.QueryPermissionsResponse
-	20, // 90: emrchain.v1.Query.Permission:output_type -> emrchain.v1.QueryPermissionResponse
-	24, // 91: emrchain.v1.Query.Grants:output_type -> emrchain.v1.QueryGrantsResponse
-	26, // 92: emrchain.v1.Query.Records:output_type -> emrchain.v1.QueryRecordsResponse
-	28, // 93: emrchain.v1.Query.Record:output_type -> emrchain.v1.QueryRecordResponse
-	30, // 94: emrchain.v1.Query.AccessEvents:output_type -> emrchain.v1.QueryAccessEventsResponse
-	32, // 95: emrchain.v1.Query.Shares:output_type -> emrchain.v1.QuerySharesResponse
-	38, // 96: emrchain.v1.Query.Share:output_type -> emrchain.v1.QueryShareResponse
-	40, // 97: emrchain.v1.Query.LastAccess:output_type -> emrchain.v1.QueryLastAccessResponse
-	34, // 98: emrchain.v1.Query.Study:output_type -> emrchain.v1.QueryStudyResponse
-	36, // 99: emrchain.v1.Query.StudyShares:output_type -> emrchain.v1.QueryStudySharesResponse
-	42, // 100: emrchain.v1.Query.BlobRefs:output_type -> emrchain.v1.QueryBlobRefsResponse
-	45, // 101: emrchain.v1.Query.Validators:output_type -> emrchain.v1.QueryValidatorsResponse
-	47, // 102: emrchain.v1.Query.ValidatorKey:output_type -> emrchain.v1.QueryValidatorKeyResponse
-	49, // 103: emrchain.v1.Query.Proposal:output_type -> emrchain.v1.QueryProposalResponse
-	51, // 104: emrchain.v1.Query.Proposals:output_type -> emrchain.v1.QueryProposalsResponse
-	81, // [81:105] is the sub-list for method output_type
-	57, // [57:81] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	59, // 13: emrchain.v1.QueryEmergencyReadsResponse.reads:type_name -> emrchain.v1.EmergencyRead
+	0,  // 14: emrchain.v1.QueryEmergencyReadsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	60, // 15: emrchain.v1.QueryAccountResponse.account:type_name -> emrchain.v1.Account
+	0,  // 16: emrchain.v1.QueryAccountResponse.proofs:type_name -> emrchain.v1.StoreProof
+	61, // 17: emrchain.v1.QueryPatientResponse.patient:type_name -> emrchain.v1.Patient
+	0,  // 18: emrchain.v1.QueryPatientResponse.proofs:type_name -> emrchain.v1.StoreProof
+	62, // 19: emrchain.v1.QueryPermissionResponse.permission:type_name -> emrchain.v1.Permission
+	0,  // 20: emrchain.v1.QueryPermissionResponse.proofs:type_name -> emrchain.v1.StoreProof
+	62, // 21: emrchain.v1.QueryPermissionsResponse.permissions:type_name -> emrchain.v1.Permission
+	0,  // 22: emrchain.v1.QueryPermissionsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	62, // 23: emrchain.v1.QueryGrantsResponse.permissions:type_name -> emrchain.v1.Permission
+	0,  // 24: emrchain.v1.QueryGrantsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	2,  // 25: emrchain.v1.QueryRecordsRequest.page:type_name -> emrchain.v1.PageRequest
+	63, // 26: emrchain.v1.QueryRecordsResponse.records:type_name -> emrchain.v1.Record
+	3,  // 27: emrchain.v1.QueryRecordsResponse.page:type_name -> emrchain.v1.PageResponse
+	0,  // 28: emrchain.v1.QueryRecordsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	63, // 29: emrchain.v1.QueryRecordResponse.record:type_name -> emrchain.v1.Record
+	0,  // 30: emrchain.v1.QueryRecordResponse.proofs:type_name -> emrchain.v1.StoreProof
+	2,  // 31: emrchain.v1.QueryAccessEventsRequest.page:type_name -> emrchain.v1.PageRequest
+	64, // 32: emrchain.v1.QueryAccessEventsResponse.events:type_name -> emrchain.v1.AccessEvent
+	3,  // 33: emrchain.v1.QueryAccessEventsResponse.page:type_name -> emrchain.v1.PageResponse
+	0,  // 34: emrchain.v1.QueryAccessEventsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	2,  // 35: emrchain.v1.QuerySharesRequest.page:type_name -> emrchain.v1.PageRequest
+	65, // 36: emrchain.v1.QuerySharesResponse.shares:type_name -> emrchain.v1.Share
+	3,  // 37: emrchain.v1.QuerySharesResponse.page:type_name -> emrchain.v1.PageResponse
+	0,  // 38: emrchain.v1.QuerySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
+	66, // 39: emrchain.v1.QueryStudyResponse.study:type_name -> emrchain.v1.Study
+	0,  // 40: emrchain.v1.QueryStudyResponse.proofs:type_name -> emrchain.v1.StoreProof
+	2,  // 41: emrchain.v1.QueryStudySharesRequest.page:type_name -> emrchain.v1.PageRequest
+	65, // 42: emrchain.v1.QueryStudySharesResponse.shares:type_name -> emrchain.v1.Share
+	3,  // 43: emrchain.v1.QueryStudySharesResponse.page:type_name -> emrchain.v1.PageResponse
+	0,  // 44: emrchain.v1.QueryStudySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
+	65, // 45: emrchain.v1.QueryShareResponse.share:type_name -> emrchain.v1.Share
+	0,  // 46: emrchain.v1.QueryShareResponse.proofs:type_name -> emrchain.v1.StoreProof
+	64, // 47: emrchain.v1.QueryLastAccessResponse.event:type_name -> emrchain.v1.AccessEvent
+	0,  // 48: emrchain.v1.QueryLastAccessResponse.proofs:type_name -> emrchain.v1.StoreProof
+	45, // 49: emrchain.v1.QueryBlobRefsResponse.refs:type_name -> emrchain.v1.BlobRef
+	0,  // 50: emrchain.v1.QueryBlobRefsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	67, // 51: emrchain.v1.QueryValidatorsResponse.validators:type_name -> emrchain.v1.Validator
+	0,  // 52: emrchain.v1.QueryValidatorsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	67, // 53: emrchain.v1.QueryValidatorKeyResponse.validator:type_name -> emrchain.v1.Validator
+	0,  // 54: emrchain.v1.QueryValidatorKeyResponse.proofs:type_name -> emrchain.v1.StoreProof
+	68, // 55: emrchain.v1.QueryProposalResponse.proposal:type_name -> emrchain.v1.Proposal
+	0,  // 56: emrchain.v1.QueryProposalResponse.proofs:type_name -> emrchain.v1.StoreProof
+	68, // 57: emrchain.v1.QueryProposalsResponse.proposals:type_name -> emrchain.v1.Proposal
+	0,  // 58: emrchain.v1.QueryProposalsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	4,  // 59: emrchain.v1.Query.Params:input_type -> emrchain.v1.QueryParamsRequest
+	6,  // 60: emrchain.v1.Query.Organization:input_type -> emrchain.v1.QueryOrganizationRequest
+	8,  // 61: emrchain.v1.Query.Organizations:input_type -> emrchain.v1.QueryOrganizationsRequest
+	10, // 62: emrchain.v1.Query.Members:input_type -> emrchain.v1.QueryMembersRequest
+	12, // 63: emrchain.v1.Query.Member:input_type -> emrchain.v1.QueryMemberRequest
+	14, // 64: emrchain.v1.Query.EmergencyReads:input_type -> emrchain.v1.QueryEmergencyReadsRequest
+	16, // 65: emrchain.v1.Query.Account:input_type -> emrchain.v1.QueryAccountRequest
+	18, // 66: emrchain.v1.Query.Patient:input_type -> emrchain.v1.QueryPatientRequest
+	19, // 67: emrchain.v1.Query.PatientByOwner:input_type -> emrchain.v1.QueryPatientByOwnerRequest
+	23, // 68: emrchain.v1.Query.Permissions:input_type -> emrchain.v1.QueryPermissionsRequest
+	21, // 69: emrchain.v1.Query.Permission:input_type -> emrchain.v1.QueryPermissionRequest
+	25, // 70: emrchain.v1.Query.Grants:input_type -> emrchain.v1.QueryGrantsRequest
+	27, // 71: emrchain.v1.Query.Records:input_type -> emrchain.v1.QueryRecordsRequest
+	29, // 72: emrchain.v1.Query.Record:input_type -> emrchain.v1.QueryRecordRequest
+	31, // 73: emrchain.v1.Query.AccessEvents:input_type -> emrchain.v1.QueryAccessEventsRequest
+	33, // 74: emrchain.v1.Query.Shares:input_type -> emrchain.v1.QuerySharesRequest
+	39, // 75: emrchain.v1.Query.Share:input_type -> emrchain.v1.QueryShareRequest
+	41, // 76: emrchain.v1.Query.LastAccess:input_type -> emrchain.v1.QueryLastAccessRequest
+	35, // 77: emrchain.v1.Query.Study:input_type -> emrchain.v1.QueryStudyRequest
+	37, // 78: emrchain.v1.Query.StudyShares:input_type -> emrchain.v1.QueryStudySharesRequest
+	43, // 79: emrchain.v1.Query.BlobRefs:input_type -> emrchain.v1.QueryBlobRefsRequest
+	46, // 80: emrchain.v1.Query.Validators:input_type -> emrchain.v1.QueryValidatorsRequest
+	48, // 81: emrchain.v1.Query.ValidatorKey:input_type -> emrchain.v1.QueryValidatorKeyRequest
+	50, // 82: emrchain.v1.Query.Proposal:input_type -> emrchain.v1.QueryProposalRequest
+	52, // 83: emrchain.v1.Query.Proposals:input_type -> emrchain.v1.QueryProposalsRequest
+	5,  // 84: emrchain.v1.Query.Params:output_type -> emrchain.v1.QueryParamsResponse
+	7,  // 85: emrchain.v1.Query.Organization:output_type -> emrchain.v1.QueryOrganizationResponse
+	9,  // 86: emrchain.v1.Query.Organizations:output_type -> emrchain.v1.QueryOrganizationsResponse
+	11, // 87: emrchain.v1.Query.Members:output_type -> emrchain.v1.QueryMembersResponse
+	13, // 88: emrchain.v1.Query.Member:output_type -> emrchain.v1.QueryMemberResponse
+	15, // 89: emrchain.v1.Query.EmergencyReads:output_type -> emrchain.v1.QueryEmergencyReadsResponse
+	17, // 90: emrchain.v1.Query.Account:output_type -> emrchain.v1.QueryAccountResponse
+	20, // 91: emrchain.v1.Query.Patient:output_type -> emrchain.v1.QueryPatientResponse
+	20, // 92: emrchain.v1.Query.PatientByOwner:output_type -> emrchain.v1.QueryPatientResponse
+	24, // 93: emrchain.v1.Query.Permissions:output_type -> emrchain.v1.QueryPermissionsResponse
+	22, // 94: emrchain.v1.Query.Permission:output_type -> emrchain.v1.QueryPermissionResponse
+	26, // 95: emrchain.v1.Query.Grants:output_type -> emrchain.v1.QueryGrantsResponse
+	28, // 96: emrchain.v1.Query.Records:output_type -> emrchain.v1.QueryRecordsResponse
+	30, // 97: emrchain.v1.Query.Record:output_type -> emrchain.v1.QueryRecordResponse
+	32, // 98: emrchain.v1.Query.AccessEvents:output_type -> emrchain.v1.QueryAccessEventsResponse
+	34, // 99: emrchain.v1.Query.Shares:output_type -> emrchain.v1.QuerySharesResponse
+	40, // 100: emrchain.v1.Query.Share:output_type -> emrchain.v1.QueryShareResponse
+	42, // 101: emrchain.v1.Query.LastAccess:output_type -> emrchain.v1.QueryLastAccessResponse
+	36, // 102: emrchain.v1.Query.Study:output_type -> emrchain.v1.QueryStudyResponse
+	38, // 103: emrchain.v1.Query.StudyShares:output_type -> emrchain.v1.QueryStudySharesResponse
+	44, // 104: emrchain.v1.Query.BlobRefs:output_type -> emrchain.v1.QueryBlobRefsResponse
+	47, // 105: emrchain.v1.Query.Validators:output_type -> emrchain.v1.QueryValidatorsResponse
+	49, // 106: emrchain.v1.Query.ValidatorKey:output_type -> emrchain.v1.QueryValidatorKeyResponse
+	51, // 107: emrchain.v1.Query.Proposal:output_type -> emrchain.v1.QueryProposalResponse
+	53, // 108: emrchain.v1.Query.Proposals:output_type -> emrchain.v1.QueryProposalsResponse
+	84, // [84:109] is the sub-list for method output_type
+	59, // [59:84] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_emrchain_v1_query_proto_init() }
@@ -3617,7 +3748,7 @@ func file_emrchain_v1_query_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_emrchain_v1_query_proto_rawDesc), len(file_emrchain_v1_query_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   53,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

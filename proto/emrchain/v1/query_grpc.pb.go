@@ -24,6 +24,7 @@ const (
 	Query_Organizations_FullMethodName  = "/emrchain.v1.Query/Organizations"
 	Query_Members_FullMethodName        = "/emrchain.v1.Query/Members"
 	Query_Member_FullMethodName         = "/emrchain.v1.Query/Member"
+	Query_EmergencyReads_FullMethodName = "/emrchain.v1.Query/EmergencyReads"
 	Query_Account_FullMethodName        = "/emrchain.v1.Query/Account"
 	Query_Patient_FullMethodName        = "/emrchain.v1.Query/Patient"
 	Query_PatientByOwner_FullMethodName = "/emrchain.v1.Query/PatientByOwner"
@@ -74,6 +75,14 @@ type QueryClient interface {
 	Members(ctx context.Context, in *QueryMembersRequest, opts ...grpc.CallOption) (*QueryMembersResponse, error)
 	// Member returns one member by address.
 	Member(ctx context.Context, in *QueryMemberRequest, opts ...grpc.CallOption) (*QueryMemberResponse, error)
+	// EmergencyReads returns the patients a clinician has read in
+	// emergencies that may still count against
+	// params.emergency_patients_per_day, oldest first, as the chain keeps
+	// them, and that limit. A read stops counting 24 hours (block time) after
+	// its time, and the chain drops it only at the clinician's next counted
+	// read, so the reader judges the reads at its own time (the client uses
+	// the verified header's). NOT_FOUND for an address that is no member.
+	EmergencyReads(ctx context.Context, in *QueryEmergencyReadsRequest, opts ...grpc.CallOption) (*QueryEmergencyReadsResponse, error)
 	// Account returns a signer's next sequence.
 	Account(ctx context.Context, in *QueryAccountRequest, opts ...grpc.CallOption) (*QueryAccountResponse, error)
 	// Patient returns one patient by pseudonymous id.
@@ -183,6 +192,16 @@ func (c *queryClient) Member(ctx context.Context, in *QueryMemberRequest, opts .
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(QueryMemberResponse)
 	err := c.cc.Invoke(ctx, Query_Member_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryClient) EmergencyReads(ctx context.Context, in *QueryEmergencyReadsRequest, opts ...grpc.CallOption) (*QueryEmergencyReadsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QueryEmergencyReadsResponse)
+	err := c.cc.Invoke(ctx, Query_EmergencyReads_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -408,6 +427,14 @@ type QueryServer interface {
 	Members(context.Context, *QueryMembersRequest) (*QueryMembersResponse, error)
 	// Member returns one member by address.
 	Member(context.Context, *QueryMemberRequest) (*QueryMemberResponse, error)
+	// EmergencyReads returns the patients a clinician has read in
+	// emergencies that may still count against
+	// params.emergency_patients_per_day, oldest first, as the chain keeps
+	// them, and that limit. A read stops counting 24 hours (block time) after
+	// its time, and the chain drops it only at the clinician's next counted
+	// read, so the reader judges the reads at its own time (the client uses
+	// the verified header's). NOT_FOUND for an address that is no member.
+	EmergencyReads(context.Context, *QueryEmergencyReadsRequest) (*QueryEmergencyReadsResponse, error)
 	// Account returns a signer's next sequence.
 	Account(context.Context, *QueryAccountRequest) (*QueryAccountResponse, error)
 	// Patient returns one patient by pseudonymous id.
@@ -487,6 +514,9 @@ func (UnimplementedQueryServer) Members(context.Context, *QueryMembersRequest) (
 }
 func (UnimplementedQueryServer) Member(context.Context, *QueryMemberRequest) (*QueryMemberResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Member not implemented")
+}
+func (UnimplementedQueryServer) EmergencyReads(context.Context, *QueryEmergencyReadsRequest) (*QueryEmergencyReadsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method EmergencyReads not implemented")
 }
 func (UnimplementedQueryServer) Account(context.Context, *QueryAccountRequest) (*QueryAccountResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Account not implemented")
@@ -652,6 +682,24 @@ func _Query_Member_Handler(srv interface{}, ctx context.Context, dec func(interf
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(QueryServer).Member(ctx, req.(*QueryMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Query_EmergencyReads_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QueryEmergencyReadsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServer).EmergencyReads(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Query_EmergencyReads_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServer).EmergencyReads(ctx, req.(*QueryEmergencyReadsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1024,6 +1072,10 @@ var Query_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Member",
 			Handler:    _Query_Member_Handler,
+		},
+		{
+			MethodName: "EmergencyReads",
+			Handler:    _Query_EmergencyReads_Handler,
 		},
 		{
 			MethodName: "Account",
