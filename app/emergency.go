@@ -162,13 +162,23 @@ func CountingEmergencyReads(reads []*emrv1.EmergencyRead, now time.Time) []*emrv
 // EmergencyLimitFrees is when a clinician whose counting reads (oldest
 // first) have reached limit (1 <= limit <= len(live)) may read another
 // patient in an emergency: once the read at len(live)-limit (the oldest,
-// unless the limit was lowered since) is EmergencyCountWindow old. It is
-// named in whole seconds, rounded up, so a read at the time named is
-// admitted.
+// unless the limit was lowered since) no longer counts
+// (EmergencyReadEnds). The zero time for a limit outside that range: one
+// that is not reached, or none.
 func EmergencyLimitFrees(live []*emrv1.EmergencyRead, limit uint32) time.Time {
-	frees := live[len(live)-int(limit)].GetTime().AsTime().Add(EmergencyCountWindow)
-	if whole := frees.Truncate(time.Second); whole.Before(frees) {
-		frees = whole.Add(time.Second)
+	if limit == 0 || int(limit) > len(live) {
+		return time.Time{}
 	}
-	return frees
+	return EmergencyReadEnds(live[len(live)-int(limit)])
+}
+
+// EmergencyReadEnds is when an emergency read stops counting:
+// EmergencyCountWindow after it, named in whole seconds, rounded up, so
+// that at the time named it no longer counts.
+func EmergencyReadEnds(r *emrv1.EmergencyRead) time.Time {
+	ends := r.GetTime().AsTime().Add(EmergencyCountWindow)
+	if whole := ends.Truncate(time.Second); whole.Before(ends) {
+		ends = whole.Add(time.Second)
+	}
+	return ends
 }

@@ -92,7 +92,7 @@ func TestBreakGlassDailyLimit(t *testing.T) {
 	var kept emrv1.QueryEmergencyReadsResponse
 	c.QueryProven("EmergencyReads", &emrv1.QueryEmergencyReadsRequest{Address: hex.EncodeToString(w.doc.Address)}, &kept)
 	if len(kept.Reads) != 2 || !bytes.Equal(kept.Reads[0].PatientId, ids[0]) || !bytes.Equal(kept.Reads[1].PatientId, ids[1]) ||
-		kept.PatientsPerDay != 2 || len(kept.Proofs) == 0 {
+		kept.PatientsPerDay != 2 || !bytes.Equal(kept.Member.GetAddress(), w.doc.Address) || len(kept.Proofs) == 0 {
 		t.Fatalf("EmergencyReads after two patients read with a limit of 2: %v", &kept)
 	}
 	if frees := app.EmergencyLimitFrees(kept.Reads, kept.PatientsPerDay); !frees.Equal(first.Add(24 * time.Hour)) {

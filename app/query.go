@@ -392,14 +392,15 @@ func (q *Querier) Member(_ context.Context, req *emrv1.QueryMemberRequest) (*emr
 }
 
 // EmergencyReads returns the reads the chain keeps for a member's count
-// of patients read in emergencies (countEmergencyRead), as kept, and the
-// limit they count against.
+// of patients read in emergencies (countEmergencyRead), as kept, the
+// limit they count against, and the member.
 func (q *Querier) EmergencyReads(_ context.Context, req *emrv1.QueryEmergencyReadsRequest) (*emrv1.QueryEmergencyReadsResponse, error) {
 	addr, err := parseHex("address", req.Address, AddressSize)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := q.member(addr); err != nil {
+	m, err := q.member(addr)
+	if err != nil {
 		return nil, err
 	}
 	var reads emrv1.EmergencyReads
@@ -410,7 +411,7 @@ func (q *Querier) EmergencyReads(_ context.Context, req *emrv1.QueryEmergencyRea
 	if err != nil {
 		return nil, err
 	}
-	return &emrv1.QueryEmergencyReadsResponse{Reads: reads.Reads, PatientsPerDay: params.GetEmergencyPatientsPerDay()}, nil
+	return &emrv1.QueryEmergencyReadsResponse{Reads: reads.Reads, PatientsPerDay: params.GetEmergencyPatientsPerDay(), Member: m}, nil
 }
 
 func (q *Querier) Account(_ context.Context, req *emrv1.QueryAccountRequest) (*emrv1.QueryAccountResponse, error) {

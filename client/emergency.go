@@ -597,6 +597,22 @@ type EmergencyAllowance struct {
 	// At is the time they were judged at: the verified header's, or the
 	// local clock's when the answer was not verified.
 	At time.Time
+	// Member is the member asked about, as the same state has it.
+	Member *emrv1.Member
+}
+
+// Barred says why the member may read no patient in an emergency at all,
+// whatever its count (nil when it may): only an active clinician breaks
+// the glass.
+func (a *EmergencyAllowance) Barred() error {
+	m := a.Member
+	switch {
+	case m.GetRole() != emrv1.Role_ROLE_CLINICIAN:
+		return fmt.Errorf("member %X's role is %s: only a clinician reads in emergencies", m.GetAddress(), app.RoleName(m.GetRole()))
+	case !app.IsActive(m):
+		return fmt.Errorf("clinician %X is %s and can sign nothing", m.GetAddress(), app.StatusName(m.GetStatus()))
+	}
+	return nil
 }
 
 // Left is how many patients besides those counted the clinician may read
@@ -620,17 +636,21 @@ func (a *EmergencyAllowance) NextAt() time.Time {
 // EmergencyReads returns how the member at addr stands against the
 // chain's limit on patients read in emergencies, at the time of the state
 // read (QueryInfo.Time; the local clock unverified), and where that state
-// is. The chain drops a read that no longer counts only at the member's
-// next counted read: this judges them as the next block would, from the
-// header time.
+// is. The chain rewrites a clinician's reads only at its emergency reads,
+// so those kept may include reads that no longer count: this judges them
+// at the header time, which the next block's time is after.
 func (c *Client) EmergencyReads(ctx context.Context, addr []byte) (*EmergencyAllowance, *QueryInfo, error) {
 	var resp emrv1.QueryEmergencyReadsResponse
 	info, err := c.QueryInfo(ctx, "EmergencyReads", &emrv1.QueryEmergencyReadsRequest{Address: hex.EncodeToString(addr)}, &resp)
 	if err != nil {
 		return nil, nil, err
 	}
+	m, err := present(c, "EmergencyReads", "member", resp.Member)
+	if err != nil {
+		return nil, nil, err
+	}
 	at := info.timeOrNow()
-	a := &EmergencyAllowance{Limit: resp.PatientsPerDay, At: at}
+	a := &EmergencyAllowance{Limit: resp.PatientsPerDay, At: at, Member: m}
 	if a.Limit != 0 {
 		// With no limit nothing is counted, and what was kept from before
 		// is stale.

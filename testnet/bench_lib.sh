@@ -13,11 +13,13 @@ say() { echo "$BENCH_NAME: $*"; }
 # `emrchaind testnet --timeout-commit`, which refuses a bad one itself.
 check_node_env() {
   [[ -z ${MEMPOOL_SIZE:-} || $MEMPOOL_SIZE =~ ^[1-9][0-9]*$ ]] || die "MEMPOOL_SIZE must be a positive number of transactions"
-  # No |, & or \ in a value: configure writes it with sed.
-  local setting item='^[a-z_]+\.[a-z0-9_]+=[^|&\\]+$'
-  for setting in ${NODE_CONFIG:-}; do
+  # section.key=value (section may be nested, a.b; none for a top-level
+  # key), with no |, & or \ in the value: configure writes it with sed.
+  local setting item='^([a-z0-9_]+\.)*[a-z0-9_]+=[^|&\\]+$' settings
+  read -ra settings <<<"${NODE_CONFIG:-}" # split on blanks, no globbing
+  for setting in "${settings[@]}"; do
     [[ $setting =~ $item ]] ||
-      die "NODE_CONFIG: $setting is not section.key=value with no |, & or \\ in the value (e.g. mempool.recheck=false)"
+      die "NODE_CONFIG: $setting is not [section.]key=value with no |, & or \\ in the value (e.g. mempool.recheck=false)"
   done
   [[ -z ${TIMEOUT_PROPOSE:-} || $TIMEOUT_PROPOSE =~ ^[0-9]+(ms|s)$ ]] || die "TIMEOUT_PROPOSE must be a duration in ms or s (e.g. 3s)"
   [[ $NODE_GOGC =~ ^(off|[0-9]+)$ ]] || die "NODE_GOGC must be a GOGC: a number or off"
@@ -64,17 +66,23 @@ configure() {
         die "$f: no size = line under [mempool] to set MEMPOOL_SIZE=$MEMPOOL_SIZE in"
     done
   fi
-  local setting section key value f
-  for setting in ${NODE_CONFIG:-}; do
-    section=${setting%%.*} key=${setting#*.} value=${setting#*=}
-    key=${key%%=*}
-    note "config.toml of every node of $1: [$section] $key = $value"
+  local setting section key value f range settings
+  read -ra settings <<<"${NODE_CONFIG:-}"
+  for setting in "${settings[@]}"; do
+    key=${setting%%=*} value=${setting#*=}
+    section=""
+    if [[ $key == *.* ]]; then section=${key%.*} key=${key##*.}; fi
+    # The lines of [section] (dots escaped for sed), or those before the
+    # first section for a top-level key.
+    range="1,/^\[/"
+    [[ -n $section ]] && range="/^\[${section//./\\.}\]/,/^\[/"
+    note "config.toml of every node of $1: [${section:-top level}] $key = $value"
     for f in "$1"/node*/config/config.toml; do
-      sed -i "/^\[$section\]/,/^\[/ s|^$key = .*|$key = $value|" "$f"
-      # A key CometBFT's config.toml does not have under [section] would
-      # be ignored, and the bench would say NODE_CONFIG.
-      grep -qxF "$key = $value" <(sed -n "/^\[$section\]/,/^\[/p" "$f") ||
-        die "$f: no $key = line under [$section] to set $setting in"
+      sed -i "$range s|^$key = .*|$key = $value|" "$f"
+      # A key CometBFT's config.toml does not have there would be
+      # ignored, and the bench would say NODE_CONFIG.
+      grep -qxF "$key = $value" <(sed -n "${range}p" "$f") ||
+        die "$f: no $key = line ${section:+under [$section] }to set $setting in"
     done
   done
 }

@@ -224,13 +224,21 @@ func TestEmergencyRead(t *testing.T) {
 		count.Counted[0].PatientID != pid || !count.Verified {
 		t.Fatalf("emergency-reads dr-er: %+v; want patient %s counted, 19 of 20 left, verified", count, pid)
 	}
-	if readAt, err := time.Parse(time.RFC3339, count.Counted[0].ReadAt); err != nil ||
-		count.Counted[0].CountsUntil != readAt.Add(24*time.Hour).Format(time.RFC3339) {
-		t.Fatalf("emergency-reads: read at %s counts until %s (%v), want a day later", count.Counted[0].ReadAt, count.Counted[0].CountsUntil, err)
+	// Both in whole seconds: the read's truncated, the end rounded up (a
+	// block time has a fraction of a second).
+	readAt, err1 := time.Parse(time.RFC3339, count.Counted[0].ReadAt)
+	ends, err2 := time.Parse(time.RFC3339, count.Counted[0].CountsUntil)
+	if err1 != nil || err2 != nil || ends.Sub(readAt) != 24*time.Hour+time.Second {
+		t.Fatalf("emergency-reads: read at %s counts until %s (%v, %v), want a day and a second later", count.Counted[0].ReadAt, count.Counted[0].CountsUntil, err1, err2)
 	}
-	if text := e.ok("emergency-reads", "dr-er"); !strings.Contains(text, "1 of 20 patients read in emergencies count at") ||
-		!strings.Contains(text, "19 more may be read") || !strings.Contains(text, pid) {
+	if text := e.ok("emergency-reads", "dr-er"); !strings.Contains(text, "patients read in emergencies that count at") ||
+		!strings.Contains(text, ": 1 (limit 20); 19 more may be read") || !strings.Contains(text, pid) {
 		t.Fatalf("emergency-reads dr-er says:\n%s", text)
+	}
+	// The emergency service breaks no glass itself.
+	if text := e.ok("emergency-reads", "er-service"); !strings.Contains(text, "role is emergency service: only a clinician reads in emergencies") ||
+		strings.Contains(text, "may be read") {
+		t.Fatalf("emergency-reads er-service says:\n%s", text)
 	}
 	e.fails(1, "no member", "emergency-reads", strings.Repeat("AB", 20))
 

@@ -188,11 +188,7 @@ func newMemberShowCmd(a *cli) *cobra.Command {
 		Args:              exactArgs(1, "one MEMBER (address or key name)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			addr, err := a.address(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := a.client(ctx)
+			addr, c, err := a.memberClient(ctx, args[0])
 			if err != nil {
 				return err
 			}

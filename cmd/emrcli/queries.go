@@ -99,11 +99,7 @@ list can be long).`,
 		Args:              exactArgs(1, "one MEMBER (address or key name)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			addr, err := a.address(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := a.client(ctx)
+			addr, c, err := a.memberClient(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -164,17 +160,14 @@ its read, and how many other patients it may read now, or from when. A
 patient counted may be read again without counting anew. The limit is the
 consortium's "emergency patients per day" ("emrcli params"; 0 is no limit).
 The reads are judged at the time of the light-client-verified header the
-answer is checked against, as the next block would judge a read.`,
+answer is checked against (with --no-verify, at this machine's clock). Only
+an active clinician reads in emergencies: for another member it says so.`,
 		Example:           "  emrcli emergency-reads dr-er\n  emrcli emergency-reads 3F2A0C9D5E6B7A8190AB3F2A0C9D5E6B7A8190AB --json",
 		ValidArgsFunction: a.completeKeys,
 		Args:              exactArgs(1, "one MEMBER (address or key name)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			addr, err := a.address(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := a.client(ctx)
+			addr, c, err := a.memberClient(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -191,11 +184,16 @@ answer is checked against, as the next block would judge a read.`,
 // emergencyAllowanceView is emergency-reads' output.
 type emergencyAllowanceView struct {
 	Member         string              `json:"member"`
+	Role           string              `json:"role"`
+	Status         string              `json:"status"`
 	PatientsPerDay uint32              `json:"emergency_patients_per_day"`
 	Counted        []emergencyReadView `json:"counted"`
-	// Left is how many other patients may be read now; absent with no limit.
+	// Barred says why the member reads no patient in an emergency at all.
+	Barred string `json:"barred,omitempty"`
+	// Left is how many other patients may be read now; absent with no
+	// limit, 0 when barred.
 	Left *int `json:"left,omitempty"`
-	// NextAt is when another may be read, when none may now.
+	// NextAt is when another may be read, when none may now for the count.
 	NextAt string `json:"next_at,omitempty"`
 	// JudgedAt is the time the reads were counted at.
 	JudgedAt string `json:"judged_at"`
@@ -203,14 +201,18 @@ type emergencyAllowanceView struct {
 }
 
 type emergencyReadView struct {
-	PatientID   string `json:"patient_id"`
-	ReadAt      string `json:"read_at"`
+	PatientID string `json:"patient_id"`
+	ReadAt    string `json:"read_at"`
+	// CountsUntil is when the read stops counting (in whole seconds,
+	// rounded up: at that time it no longer counts).
 	CountsUntil string `json:"counts_until"`
 }
 
 func viewEmergencyAllowance(addr []byte, a *client.EmergencyAllowance, info *client.QueryInfo) emergencyAllowanceView {
 	v := emergencyAllowanceView{
 		Member:         upperHex(addr),
+		Role:           roleName(a.Member.GetRole()),
+		Status:         statusName(a.Member.GetStatus()),
 		PatientsPerDay: a.Limit,
 		Counted:        []emergencyReadView{},
 		JudgedAt:       a.At.UTC().Format(time.RFC3339),
@@ -220,7 +222,7 @@ func viewEmergencyAllowance(addr []byte, a *client.EmergencyAllowance, info *cli
 		v.Counted = append(v.Counted, emergencyReadView{
 			PatientID:   hexStr(r.PatientId),
 			ReadAt:      ts(r.Time),
-			CountsUntil: r.Time.AsTime().Add(app.EmergencyCountWindow).UTC().Format(time.RFC3339),
+			CountsUntil: app.EmergencyReadEnds(r).UTC().Format(time.RFC3339),
 		})
 	}
 	if left := a.Left(); left >= 0 {
@@ -229,19 +231,27 @@ func viewEmergencyAllowance(addr []byte, a *client.EmergencyAllowance, info *cli
 	if next := a.NextAt(); !next.IsZero() {
 		v.NextAt = next.UTC().Format(time.RFC3339)
 	}
+	if err := a.Barred(); err != nil {
+		none := 0
+		v.Barred, v.Left, v.NextAt = err.Error(), &none, ""
+	}
 	return v
 }
 
 func (v emergencyAllowanceView) text(w io.Writer) {
+	counted := fmt.Sprintf("patients read in emergencies that count at %s: %d (limit %d)", v.JudgedAt, len(v.Counted), v.PatientsPerDay)
 	switch {
+	case v.Barred != "":
+		fmt.Fprintln(w, v.Barred)
+		if len(v.Counted) > 0 {
+			fmt.Fprintln(w, counted)
+		}
 	case v.Left == nil:
 		fmt.Fprintln(w, "no limit on patients read in emergencies (emergency patients per day is 0)")
 	case *v.Left > 0:
-		fmt.Fprintf(w, "%d of %d patients read in emergencies count at %s: %d more may be read\n",
-			len(v.Counted), v.PatientsPerDay, v.JudgedAt, *v.Left)
+		fmt.Fprintf(w, "%s; %d more may be read\n", counted, *v.Left)
 	default:
-		fmt.Fprintf(w, "%d of %d patients read in emergencies count at %s: those may be read again, another from %s\n",
-			len(v.Counted), v.PatientsPerDay, v.JudgedAt, v.NextAt)
+		fmt.Fprintf(w, "%s; those may be read again, another from %s\n", counted, v.NextAt)
 	}
 	if len(v.Counted) > 0 {
 		rows := make([][]string, len(v.Counted))

@@ -87,6 +87,20 @@ func (a *cli) address(ref string) ([]byte, error) {
 	return nil, usagef("%q is neither an address (40 hex characters) nor a key in the %s keyring", ref, a.backend)
 }
 
+// memberClient resolves a command's MEMBER argument (an address or a key
+// name, as address does) and opens the client it is read through.
+func (a *cli) memberClient(ctx context.Context, ref string) ([]byte, *client.Client, error) {
+	addr, err := a.address(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := a.client(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return addr, c, nil
+}
+
 // patientID resolves the patient a command is about: --patient (64 hex
 // characters, or a key name that enrolled), else the patient owned by
 // --from (from the keyring, else from the chain, verified).

@@ -903,11 +903,13 @@ type QueryEmergencyReadsResponse struct {
 	Reads []*EmergencyRead `protobuf:"bytes,1,rep,name=reads,proto3" json:"reads,omitempty"`
 	// params.emergency_patients_per_day: 0 is no limit (no read is counted
 	// then, and those kept stay as they were).
-	PatientsPerDay uint32        `protobuf:"varint,2,opt,name=patients_per_day,json=patientsPerDay,proto3" json:"patients_per_day,omitempty"`
-	Height         int64         `protobuf:"varint,14,opt,name=height,proto3" json:"height,omitempty"`
-	Proofs         []*StoreProof `protobuf:"bytes,15,rep,name=proofs,proto3" json:"proofs,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	PatientsPerDay uint32 `protobuf:"varint,2,opt,name=patients_per_day,json=patientsPerDay,proto3" json:"patients_per_day,omitempty"`
+	// The member: only an active clinician reads in emergencies.
+	Member        *Member       `protobuf:"bytes,3,opt,name=member,proto3" json:"member,omitempty"`
+	Height        int64         `protobuf:"varint,14,opt,name=height,proto3" json:"height,omitempty"`
+	Proofs        []*StoreProof `protobuf:"bytes,15,rep,name=proofs,proto3" json:"proofs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *QueryEmergencyReadsResponse) Reset() {
@@ -952,6 +954,13 @@ func (x *QueryEmergencyReadsResponse) GetPatientsPerDay() uint32 {
 		return x.PatientsPerDay
 	}
 	return 0
+}
+
+func (x *QueryEmergencyReadsResponse) GetMember() *Member {
+	if x != nil {
+		return x.Member
+	}
+	return nil
 }
 
 func (x *QueryEmergencyReadsResponse) GetHeight() int64 {
@@ -3339,10 +3348,11 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
 	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"6\n" +
 	"\x1aQueryEmergencyReadsRequest\x12\x18\n" +
-	"\aaddress\x18\x01 \x01(\tR\aaddress\"\xc2\x01\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\"\xef\x01\n" +
 	"\x1bQueryEmergencyReadsResponse\x120\n" +
 	"\x05reads\x18\x01 \x03(\v2\x1a.emrchain.v1.EmergencyReadR\x05reads\x12(\n" +
-	"\x10patients_per_day\x18\x02 \x01(\rR\x0epatientsPerDay\x12\x16\n" +
+	"\x10patients_per_day\x18\x02 \x01(\rR\x0epatientsPerDay\x12+\n" +
+	"\x06member\x18\x03 \x01(\v2\x13.emrchain.v1.MemberR\x06member\x12\x16\n" +
 	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
 	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"/\n" +
 	"\x13QueryAccountRequest\x12\x18\n" +
@@ -3634,106 +3644,107 @@ var file_emrchain_v1_query_proto_depIdxs = []int32{
 	57, // 11: emrchain.v1.QueryMemberResponse.member:type_name -> emrchain.v1.Member
 	0,  // 12: emrchain.v1.QueryMemberResponse.proofs:type_name -> emrchain.v1.StoreProof
 	59, // 13: emrchain.v1.QueryEmergencyReadsResponse.reads:type_name -> emrchain.v1.EmergencyRead
-	0,  // 14: emrchain.v1.QueryEmergencyReadsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	60, // 15: emrchain.v1.QueryAccountResponse.account:type_name -> emrchain.v1.Account
-	0,  // 16: emrchain.v1.QueryAccountResponse.proofs:type_name -> emrchain.v1.StoreProof
-	61, // 17: emrchain.v1.QueryPatientResponse.patient:type_name -> emrchain.v1.Patient
-	0,  // 18: emrchain.v1.QueryPatientResponse.proofs:type_name -> emrchain.v1.StoreProof
-	62, // 19: emrchain.v1.QueryPermissionResponse.permission:type_name -> emrchain.v1.Permission
-	0,  // 20: emrchain.v1.QueryPermissionResponse.proofs:type_name -> emrchain.v1.StoreProof
-	62, // 21: emrchain.v1.QueryPermissionsResponse.permissions:type_name -> emrchain.v1.Permission
-	0,  // 22: emrchain.v1.QueryPermissionsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	62, // 23: emrchain.v1.QueryGrantsResponse.permissions:type_name -> emrchain.v1.Permission
-	0,  // 24: emrchain.v1.QueryGrantsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	2,  // 25: emrchain.v1.QueryRecordsRequest.page:type_name -> emrchain.v1.PageRequest
-	63, // 26: emrchain.v1.QueryRecordsResponse.records:type_name -> emrchain.v1.Record
-	3,  // 27: emrchain.v1.QueryRecordsResponse.page:type_name -> emrchain.v1.PageResponse
-	0,  // 28: emrchain.v1.QueryRecordsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	63, // 29: emrchain.v1.QueryRecordResponse.record:type_name -> emrchain.v1.Record
-	0,  // 30: emrchain.v1.QueryRecordResponse.proofs:type_name -> emrchain.v1.StoreProof
-	2,  // 31: emrchain.v1.QueryAccessEventsRequest.page:type_name -> emrchain.v1.PageRequest
-	64, // 32: emrchain.v1.QueryAccessEventsResponse.events:type_name -> emrchain.v1.AccessEvent
-	3,  // 33: emrchain.v1.QueryAccessEventsResponse.page:type_name -> emrchain.v1.PageResponse
-	0,  // 34: emrchain.v1.QueryAccessEventsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	2,  // 35: emrchain.v1.QuerySharesRequest.page:type_name -> emrchain.v1.PageRequest
-	65, // 36: emrchain.v1.QuerySharesResponse.shares:type_name -> emrchain.v1.Share
-	3,  // 37: emrchain.v1.QuerySharesResponse.page:type_name -> emrchain.v1.PageResponse
-	0,  // 38: emrchain.v1.QuerySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
-	66, // 39: emrchain.v1.QueryStudyResponse.study:type_name -> emrchain.v1.Study
-	0,  // 40: emrchain.v1.QueryStudyResponse.proofs:type_name -> emrchain.v1.StoreProof
-	2,  // 41: emrchain.v1.QueryStudySharesRequest.page:type_name -> emrchain.v1.PageRequest
-	65, // 42: emrchain.v1.QueryStudySharesResponse.shares:type_name -> emrchain.v1.Share
-	3,  // 43: emrchain.v1.QueryStudySharesResponse.page:type_name -> emrchain.v1.PageResponse
-	0,  // 44: emrchain.v1.QueryStudySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
-	65, // 45: emrchain.v1.QueryShareResponse.share:type_name -> emrchain.v1.Share
-	0,  // 46: emrchain.v1.QueryShareResponse.proofs:type_name -> emrchain.v1.StoreProof
-	64, // 47: emrchain.v1.QueryLastAccessResponse.event:type_name -> emrchain.v1.AccessEvent
-	0,  // 48: emrchain.v1.QueryLastAccessResponse.proofs:type_name -> emrchain.v1.StoreProof
-	45, // 49: emrchain.v1.QueryBlobRefsResponse.refs:type_name -> emrchain.v1.BlobRef
-	0,  // 50: emrchain.v1.QueryBlobRefsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	67, // 51: emrchain.v1.QueryValidatorsResponse.validators:type_name -> emrchain.v1.Validator
-	0,  // 52: emrchain.v1.QueryValidatorsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	67, // 53: emrchain.v1.QueryValidatorKeyResponse.validator:type_name -> emrchain.v1.Validator
-	0,  // 54: emrchain.v1.QueryValidatorKeyResponse.proofs:type_name -> emrchain.v1.StoreProof
-	68, // 55: emrchain.v1.QueryProposalResponse.proposal:type_name -> emrchain.v1.Proposal
-	0,  // 56: emrchain.v1.QueryProposalResponse.proofs:type_name -> emrchain.v1.StoreProof
-	68, // 57: emrchain.v1.QueryProposalsResponse.proposals:type_name -> emrchain.v1.Proposal
-	0,  // 58: emrchain.v1.QueryProposalsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	4,  // 59: emrchain.v1.Query.Params:input_type -> emrchain.v1.QueryParamsRequest
-	6,  // 60: emrchain.v1.Query.Organization:input_type -> emrchain.v1.QueryOrganizationRequest
-	8,  // 61: emrchain.v1.Query.Organizations:input_type -> emrchain.v1.QueryOrganizationsRequest
-	10, // 62: emrchain.v1.Query.Members:input_type -> emrchain.v1.QueryMembersRequest
-	12, // 63: emrchain.v1.Query.Member:input_type -> emrchain.v1.QueryMemberRequest
-	14, // 64: emrchain.v1.Query.EmergencyReads:input_type -> emrchain.v1.QueryEmergencyReadsRequest
-	16, // 65: emrchain.v1.Query.Account:input_type -> emrchain.v1.QueryAccountRequest
-	18, // 66: emrchain.v1.Query.Patient:input_type -> emrchain.v1.QueryPatientRequest
-	19, // 67: emrchain.v1.Query.PatientByOwner:input_type -> emrchain.v1.QueryPatientByOwnerRequest
-	23, // 68: emrchain.v1.Query.Permissions:input_type -> emrchain.v1.QueryPermissionsRequest
-	21, // 69: emrchain.v1.Query.Permission:input_type -> emrchain.v1.QueryPermissionRequest
-	25, // 70: emrchain.v1.Query.Grants:input_type -> emrchain.v1.QueryGrantsRequest
-	27, // 71: emrchain.v1.Query.Records:input_type -> emrchain.v1.QueryRecordsRequest
-	29, // 72: emrchain.v1.Query.Record:input_type -> emrchain.v1.QueryRecordRequest
-	31, // 73: emrchain.v1.Query.AccessEvents:input_type -> emrchain.v1.QueryAccessEventsRequest
-	33, // 74: emrchain.v1.Query.Shares:input_type -> emrchain.v1.QuerySharesRequest
-	39, // 75: emrchain.v1.Query.Share:input_type -> emrchain.v1.QueryShareRequest
-	41, // 76: emrchain.v1.Query.LastAccess:input_type -> emrchain.v1.QueryLastAccessRequest
-	35, // 77: emrchain.v1.Query.Study:input_type -> emrchain.v1.QueryStudyRequest
-	37, // 78: emrchain.v1.Query.StudyShares:input_type -> emrchain.v1.QueryStudySharesRequest
-	43, // 79: emrchain.v1.Query.BlobRefs:input_type -> emrchain.v1.QueryBlobRefsRequest
-	46, // 80: emrchain.v1.Query.Validators:input_type -> emrchain.v1.QueryValidatorsRequest
-	48, // 81: emrchain.v1.Query.ValidatorKey:input_type -> emrchain.v1.QueryValidatorKeyRequest
-	50, // 82: emrchain.v1.Query.Proposal:input_type -> emrchain.v1.QueryProposalRequest
-	52, // 83: emrchain.v1.Query.Proposals:input_type -> emrchain.v1.QueryProposalsRequest
-	5,  // 84: emrchain.v1.Query.Params:output_type -> emrchain.v1.QueryParamsResponse
-	7,  // 85: emrchain.v1.Query.Organization:output_type -> emrchain.v1.QueryOrganizationResponse
-	9,  // 86: emrchain.v1.Query.Organizations:output_type -> emrchain.v1.QueryOrganizationsResponse
-	11, // 87: emrchain.v1.Query.Members:output_type -> emrchain.v1.QueryMembersResponse
-	13, // 88: emrchain.v1.Query.Member:output_type -> emrchain.v1.QueryMemberResponse
-	15, // 89: emrchain.v1.Query.EmergencyReads:output_type -> emrchain.v1.QueryEmergencyReadsResponse
-	17, // 90: emrchain.v1.Query.Account:output_type -> emrchain.v1.QueryAccountResponse
-	20, // 91: emrchain.v1.Query.Patient:output_type -> emrchain.v1.QueryPatientResponse
-	20, // 92: emrchain.v1.Query.PatientByOwner:output_type -> emrchain.v1.QueryPatientResponse
-	24, // 93: emrchain.v1.Query.Permissions:output_type -> emrchain.v1.QueryPermissionsResponse
-	22, // 94: emrchain.v1.Query.Permission:output_type -> emrchain.v1.QueryPermissionResponse
-	26, // 95: emrchain.v1.Query.Grants:output_type -> emrchain.v1.QueryGrantsResponse
-	28, // 96: emrchain.v1.Query.Records:output_type -> emrchain.v1.QueryRecordsResponse
-	30, // 97: emrchain.v1.Query.Record:output_type -> emrchain.v1.QueryRecordResponse
-	32, // 98: emrchain.v1.Query.AccessEvents:output_type -> emrchain.v1.QueryAccessEventsResponse
-	34, // 99: emrchain.v1.Query.Shares:output_type -> emrchain.v1.QuerySharesResponse
-	40, // 100: emrchain.v1.Query.Share:output_type -> emrchain.v1.QueryShareResponse
-	42, // 101: emrchain.v1.Query.LastAccess:output_type -> emrchain.v1.QueryLastAccessResponse
-	36, // 102: emrchain.v1.Query.Study:output_type -> emrchain.v1.QueryStudyResponse
-	38, // 103: emrchain.v1.Query.StudyShares:output_type -> emrchain.v1.QueryStudySharesResponse
-	44, // 104: emrchain.v1.Query.BlobRefs:output_type -> emrchain.v1.QueryBlobRefsResponse
-	47, // 105: emrchain.v1.Query.Validators:output_type -> emrchain.v1.QueryValidatorsResponse
-	49, // 106: emrchain.v1.Query.ValidatorKey:output_type -> emrchain.v1.QueryValidatorKeyResponse
-	51, // 107: emrchain.v1.Query.Proposal:output_type -> emrchain.v1.QueryProposalResponse
-	53, // 108: emrchain.v1.Query.Proposals:output_type -> emrchain.v1.QueryProposalsResponse
-	84, // [84:109] is the sub-list for method output_type
-	59, // [59:84] is the sub-list for method input_type
-	59, // [59:59] is the sub-list for extension type_name
-	59, // [59:59] is the sub-list for extension extendee
-	0,  // [0:59] is the sub-list for field type_name
+	57, // 14: emrchain.v1.QueryEmergencyReadsResponse.member:type_name -> emrchain.v1.Member
+	0,  // 15: emrchain.v1.QueryEmergencyReadsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	60, // 16: emrchain.v1.QueryAccountResponse.account:type_name -> emrchain.v1.Account
+	0,  // 17: emrchain.v1.QueryAccountResponse.proofs:type_name -> emrchain.v1.StoreProof
+	61, // 18: emrchain.v1.QueryPatientResponse.patient:type_name -> emrchain.v1.Patient
+	0,  // 19: emrchain.v1.QueryPatientResponse.proofs:type_name -> emrchain.v1.StoreProof
+	62, // 20: emrchain.v1.QueryPermissionResponse.permission:type_name -> emrchain.v1.Permission
+	0,  // 21: emrchain.v1.QueryPermissionResponse.proofs:type_name -> emrchain.v1.StoreProof
+	62, // 22: emrchain.v1.QueryPermissionsResponse.permissions:type_name -> emrchain.v1.Permission
+	0,  // 23: emrchain.v1.QueryPermissionsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	62, // 24: emrchain.v1.QueryGrantsResponse.permissions:type_name -> emrchain.v1.Permission
+	0,  // 25: emrchain.v1.QueryGrantsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	2,  // 26: emrchain.v1.QueryRecordsRequest.page:type_name -> emrchain.v1.PageRequest
+	63, // 27: emrchain.v1.QueryRecordsResponse.records:type_name -> emrchain.v1.Record
+	3,  // 28: emrchain.v1.QueryRecordsResponse.page:type_name -> emrchain.v1.PageResponse
+	0,  // 29: emrchain.v1.QueryRecordsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	63, // 30: emrchain.v1.QueryRecordResponse.record:type_name -> emrchain.v1.Record
+	0,  // 31: emrchain.v1.QueryRecordResponse.proofs:type_name -> emrchain.v1.StoreProof
+	2,  // 32: emrchain.v1.QueryAccessEventsRequest.page:type_name -> emrchain.v1.PageRequest
+	64, // 33: emrchain.v1.QueryAccessEventsResponse.events:type_name -> emrchain.v1.AccessEvent
+	3,  // 34: emrchain.v1.QueryAccessEventsResponse.page:type_name -> emrchain.v1.PageResponse
+	0,  // 35: emrchain.v1.QueryAccessEventsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	2,  // 36: emrchain.v1.QuerySharesRequest.page:type_name -> emrchain.v1.PageRequest
+	65, // 37: emrchain.v1.QuerySharesResponse.shares:type_name -> emrchain.v1.Share
+	3,  // 38: emrchain.v1.QuerySharesResponse.page:type_name -> emrchain.v1.PageResponse
+	0,  // 39: emrchain.v1.QuerySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
+	66, // 40: emrchain.v1.QueryStudyResponse.study:type_name -> emrchain.v1.Study
+	0,  // 41: emrchain.v1.QueryStudyResponse.proofs:type_name -> emrchain.v1.StoreProof
+	2,  // 42: emrchain.v1.QueryStudySharesRequest.page:type_name -> emrchain.v1.PageRequest
+	65, // 43: emrchain.v1.QueryStudySharesResponse.shares:type_name -> emrchain.v1.Share
+	3,  // 44: emrchain.v1.QueryStudySharesResponse.page:type_name -> emrchain.v1.PageResponse
+	0,  // 45: emrchain.v1.QueryStudySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
+	65, // 46: emrchain.v1.QueryShareResponse.share:type_name -> emrchain.v1.Share
+	0,  // 47: emrchain.v1.QueryShareResponse.proofs:type_name -> emrchain.v1.StoreProof
+	64, // 48: emrchain.v1.QueryLastAccessResponse.event:type_name -> emrchain.v1.AccessEvent
+	0,  // 49: emrchain.v1.QueryLastAccessResponse.proofs:type_name -> emrchain.v1.StoreProof
+	45, // 50: emrchain.v1.QueryBlobRefsResponse.refs:type_name -> emrchain.v1.BlobRef
+	0,  // 51: emrchain.v1.QueryBlobRefsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	67, // 52: emrchain.v1.QueryValidatorsResponse.validators:type_name -> emrchain.v1.Validator
+	0,  // 53: emrchain.v1.QueryValidatorsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	67, // 54: emrchain.v1.QueryValidatorKeyResponse.validator:type_name -> emrchain.v1.Validator
+	0,  // 55: emrchain.v1.QueryValidatorKeyResponse.proofs:type_name -> emrchain.v1.StoreProof
+	68, // 56: emrchain.v1.QueryProposalResponse.proposal:type_name -> emrchain.v1.Proposal
+	0,  // 57: emrchain.v1.QueryProposalResponse.proofs:type_name -> emrchain.v1.StoreProof
+	68, // 58: emrchain.v1.QueryProposalsResponse.proposals:type_name -> emrchain.v1.Proposal
+	0,  // 59: emrchain.v1.QueryProposalsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	4,  // 60: emrchain.v1.Query.Params:input_type -> emrchain.v1.QueryParamsRequest
+	6,  // 61: emrchain.v1.Query.Organization:input_type -> emrchain.v1.QueryOrganizationRequest
+	8,  // 62: emrchain.v1.Query.Organizations:input_type -> emrchain.v1.QueryOrganizationsRequest
+	10, // 63: emrchain.v1.Query.Members:input_type -> emrchain.v1.QueryMembersRequest
+	12, // 64: emrchain.v1.Query.Member:input_type -> emrchain.v1.QueryMemberRequest
+	14, // 65: emrchain.v1.Query.EmergencyReads:input_type -> emrchain.v1.QueryEmergencyReadsRequest
+	16, // 66: emrchain.v1.Query.Account:input_type -> emrchain.v1.QueryAccountRequest
+	18, // 67: emrchain.v1.Query.Patient:input_type -> emrchain.v1.QueryPatientRequest
+	19, // 68: emrchain.v1.Query.PatientByOwner:input_type -> emrchain.v1.QueryPatientByOwnerRequest
+	23, // 69: emrchain.v1.Query.Permissions:input_type -> emrchain.v1.QueryPermissionsRequest
+	21, // 70: emrchain.v1.Query.Permission:input_type -> emrchain.v1.QueryPermissionRequest
+	25, // 71: emrchain.v1.Query.Grants:input_type -> emrchain.v1.QueryGrantsRequest
+	27, // 72: emrchain.v1.Query.Records:input_type -> emrchain.v1.QueryRecordsRequest
+	29, // 73: emrchain.v1.Query.Record:input_type -> emrchain.v1.QueryRecordRequest
+	31, // 74: emrchain.v1.Query.AccessEvents:input_type -> emrchain.v1.QueryAccessEventsRequest
+	33, // 75: emrchain.v1.Query.Shares:input_type -> emrchain.v1.QuerySharesRequest
+	39, // 76: emrchain.v1.Query.Share:input_type -> emrchain.v1.QueryShareRequest
+	41, // 77: emrchain.v1.Query.LastAccess:input_type -> emrchain.v1.QueryLastAccessRequest
+	35, // 78: emrchain.v1.Query.Study:input_type -> emrchain.v1.QueryStudyRequest
+	37, // 79: emrchain.v1.Query.StudyShares:input_type -> emrchain.v1.QueryStudySharesRequest
+	43, // 80: emrchain.v1.Query.BlobRefs:input_type -> emrchain.v1.QueryBlobRefsRequest
+	46, // 81: emrchain.v1.Query.Validators:input_type -> emrchain.v1.QueryValidatorsRequest
+	48, // 82: emrchain.v1.Query.ValidatorKey:input_type -> emrchain.v1.QueryValidatorKeyRequest
+	50, // 83: emrchain.v1.Query.Proposal:input_type -> emrchain.v1.QueryProposalRequest
+	52, // 84: emrchain.v1.Query.Proposals:input_type -> emrchain.v1.QueryProposalsRequest
+	5,  // 85: emrchain.v1.Query.Params:output_type -> emrchain.v1.QueryParamsResponse
+	7,  // 86: emrchain.v1.Query.Organization:output_type -> emrchain.v1.QueryOrganizationResponse
+	9,  // 87: emrchain.v1.Query.Organizations:output_type -> emrchain.v1.QueryOrganizationsResponse
+	11, // 88: emrchain.v1.Query.Members:output_type -> emrchain.v1.QueryMembersResponse
+	13, // 89: emrchain.v1.Query.Member:output_type -> emrchain.v1.QueryMemberResponse
+	15, // 90: emrchain.v1.Query.EmergencyReads:output_type -> emrchain.v1.QueryEmergencyReadsResponse
+	17, // 91: emrchain.v1.Query.Account:output_type -> emrchain.v1.QueryAccountResponse
+	20, // 92: emrchain.v1.Query.Patient:output_type -> emrchain.v1.QueryPatientResponse
+	20, // 93: emrchain.v1.Query.PatientByOwner:output_type -> emrchain.v1.QueryPatientResponse
+	24, // 94: emrchain.v1.Query.Permissions:output_type -> emrchain.v1.QueryPermissionsResponse
+	22, // 95: emrchain.v1.Query.Permission:output_type -> emrchain.v1.QueryPermissionResponse
+	26, // 96: emrchain.v1.Query.Grants:output_type -> emrchain.v1.QueryGrantsResponse
+	28, // 97: emrchain.v1.Query.Records:output_type -> emrchain.v1.QueryRecordsResponse
+	30, // 98: emrchain.v1.Query.Record:output_type -> emrchain.v1.QueryRecordResponse
+	32, // 99: emrchain.v1.Query.AccessEvents:output_type -> emrchain.v1.QueryAccessEventsResponse
+	34, // 100: emrchain.v1.Query.Shares:output_type -> emrchain.v1.QuerySharesResponse
+	40, // 101: emrchain.v1.Query.Share:output_type -> emrchain.v1.QueryShareResponse
+	42, // 102: emrchain.v1.Query.LastAccess:output_type -> emrchain.v1.QueryLastAccessResponse
+	36, // 103: emrchain.v1.Query.Study:output_type -> emrchain.v1.QueryStudyResponse
+	38, // 104: emrchain.v1.Query.StudyShares:output_type -> emrchain.v1.QueryStudySharesResponse
+	44, // 105: emrchain.v1.Query.BlobRefs:output_type -> emrchain.v1.QueryBlobRefsResponse
+	47, // 106: emrchain.v1.Query.Validators:output_type -> emrchain.v1.QueryValidatorsResponse
+	49, // 107: emrchain.v1.Query.ValidatorKey:output_type -> emrchain.v1.QueryValidatorKeyResponse
+	51, // 108: emrchain.v1.Query.Proposal:output_type -> emrchain.v1.QueryProposalResponse
+	53, // 109: emrchain.v1.Query.Proposals:output_type -> emrchain.v1.QueryProposalsResponse
+	85, // [85:110] is the sub-list for method output_type
+	60, // [60:85] is the sub-list for method input_type
+	60, // [60:60] is the sub-list for extension type_name
+	60, // [60:60] is the sub-list for extension extendee
+	0,  // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_emrchain_v1_query_proto_init() }

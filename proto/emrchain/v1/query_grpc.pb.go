@@ -78,10 +78,12 @@ type QueryClient interface {
 	// EmergencyReads returns the patients a clinician has read in
 	// emergencies that may still count against
 	// params.emergency_patients_per_day, oldest first, as the chain keeps
-	// them, and that limit. A read stops counting 24 hours (block time) after
-	// its time, and the chain drops it only at the clinician's next counted
-	// read, so the reader judges the reads at its own time (the client uses
-	// the verified header's). NOT_FOUND for an address that is no member.
+	// them, that limit, and the member. A read stops counting 24 hours
+	// (block time) after its time, but the chain rewrites the list only at
+	// the clinician's emergency reads (and not while the limit is 0), so it
+	// may hold reads that no longer count: the reader judges them at its
+	// own time (the client at the verified header's). NOT_FOUND for an
+	// address that is no member.
 	EmergencyReads(ctx context.Context, in *QueryEmergencyReadsRequest, opts ...grpc.CallOption) (*QueryEmergencyReadsResponse, error)
 	// Account returns a signer's next sequence.
 	Account(ctx context.Context, in *QueryAccountRequest, opts ...grpc.CallOption) (*QueryAccountResponse, error)
@@ -430,10 +432,12 @@ type QueryServer interface {
 	// EmergencyReads returns the patients a clinician has read in
 	// emergencies that may still count against
 	// params.emergency_patients_per_day, oldest first, as the chain keeps
-	// them, and that limit. A read stops counting 24 hours (block time) after
-	// its time, and the chain drops it only at the clinician's next counted
-	// read, so the reader judges the reads at its own time (the client uses
-	// the verified header's). NOT_FOUND for an address that is no member.
+	// them, that limit, and the member. A read stops counting 24 hours
+	// (block time) after its time, but the chain rewrites the list only at
+	// the clinician's emergency reads (and not while the limit is 0), so it
+	// may hold reads that no longer count: the reader judges them at its
+	// own time (the client at the verified header's). NOT_FOUND for an
+	// address that is no member.
 	EmergencyReads(context.Context, *QueryEmergencyReadsRequest) (*QueryEmergencyReadsResponse, error)
 	// Account returns a signer's next sequence.
 	Account(context.Context, *QueryAccountRequest) (*QueryAccountResponse, error)
