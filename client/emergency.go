@@ -616,7 +616,8 @@ func (a *EmergencyAllowance) Barred() error {
 }
 
 // Left is how many patients besides those counted the clinician may read
-// in emergencies at At; -1 when there is no limit.
+// in emergencies at At, by its count (Barred says whether it may read any);
+// -1 when there is no limit.
 func (a *EmergencyAllowance) Left() int {
 	if a.Limit == 0 {
 		return -1
@@ -624,8 +625,8 @@ func (a *EmergencyAllowance) Left() int {
 	return max(int(a.Limit)-len(a.Counted), 0)
 }
 
-// NextAt is when the clinician may read another patient in an emergency,
-// if it may not at At (Left is 0); the zero time otherwise.
+// NextAt is when the clinician's count lets it read another patient in
+// an emergency, if it does not at At (Left is 0); the zero time otherwise.
 func (a *EmergencyAllowance) NextAt() time.Time {
 	if a.Left() != 0 {
 		return time.Time{}

@@ -60,10 +60,11 @@
 #                  `emrchaind testnet` writes]
 #   MEMPOOL_SIZE   [mempool] size of both networks, in transactions [the
 #                  5,000 `emrchaind testnet` writes, CometBFT's default]
-#   NODE_CONFIG    config.toml settings for both networks, space-separated
-#                  section.key=value items, the value as TOML writes it
-#                  (mempool.recheck=false, consensus.timeout_commit="1s")
-#                  [none]
+#   NODE_CONFIG    config.toml settings for both networks, blank-separated
+#                  section.key=value items (a nested section a.b.key, a
+#                  top-level key alone), the value as TOML writes it and
+#                  without blanks (mempool.recheck=false,
+#                  consensus.timeout_commit="1s", log_level="debug") [none]
 #   KV_RATE        loadtime's rate per endpoint at saturation, tx/s [1500]
 #   CONNS          emrchaind load senders per node [0: 8 at saturation, at a
 #                  rate one per 100 tx/s a node gets, 2 to 8]

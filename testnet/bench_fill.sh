@@ -34,9 +34,8 @@
 #   TIMEOUT_PROPOSE  consensus timeout_propose [3s]
 #   TIMEOUT_COMMIT   consensus timeout_commit [500ms, as emrchaind testnet]
 #   MEMPOOL_SIZE     [mempool] size, in transactions [5000]
-#   NODE_CONFIG      config.toml settings, space-separated section.key=value
-#                    items, the value as TOML writes it (bench_chain.sh)
-#                    [none]
+#   NODE_CONFIG      config.toml settings, blank-separated section.key=value
+#                    items, as bench_chain.sh takes them [none]
 #   TX_INDEXER       CometBFT's tx indexer on every node: kv or null [kv, as
 #                    emrchaind init writes it; null shows how much of the
 #                    growth is the tx index's, not the application state's]

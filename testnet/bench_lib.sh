@@ -16,7 +16,8 @@ check_node_env() {
   # section.key=value (section may be nested, a.b; none for a top-level
   # key), with no |, & or \ in the value: configure writes it with sed.
   local setting item='^([a-z0-9_]+\.)*[a-z0-9_]+=[^|&\\]+$' settings
-  read -ra settings <<<"${NODE_CONFIG:-}" # split on blanks, no globbing
+  # Split on blanks and newlines (-d ''), without globbing.
+  read -ra settings -d '' <<<"${NODE_CONFIG:-}" || true
   for setting in "${settings[@]}"; do
     [[ $setting =~ $item ]] ||
       die "NODE_CONFIG: $setting is not [section.]key=value with no |, & or \\ in the value (e.g. mempool.recheck=false)"
@@ -67,7 +68,7 @@ configure() {
     done
   fi
   local setting section key value f range settings
-  read -ra settings <<<"${NODE_CONFIG:-}"
+  read -ra settings -d '' <<<"${NODE_CONFIG:-}" || true # as check_node_env
   for setting in "${settings[@]}"; do
     key=${setting%%=*} value=${setting#*=}
     section=""
@@ -76,13 +77,13 @@ configure() {
     # first section for a top-level key.
     range="1,/^\[/"
     [[ -n $section ]] && range="/^\[${section//./\\.}\]/,/^\[/"
-    note "config.toml of every node of $1: [${section:-top level}] $key = $value"
+    note "config.toml of every node of $1: ${section:+[$section] }$key = $value"
     for f in "$1"/node*/config/config.toml; do
       sed -i "$range s|^$key = .*|$key = $value|" "$f"
       # A key CometBFT's config.toml does not have there would be
       # ignored, and the bench would say NODE_CONFIG.
       grep -qxF "$key = $value" <(sed -n "${range}p" "$f") ||
-        die "$f: no $key = line ${section:+under [$section] }to set $setting in"
+        die "$f: no $key = line ${section:+under [$section]}${section:-before the first section} to set $setting in"
     done
   done
 }
