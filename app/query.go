@@ -380,11 +380,7 @@ func (q *Querier) Members(_ context.Context, req *emrv1.QueryMembersRequest) (*e
 const memberScanFactor = recordScanFactor
 
 func (q *Querier) Member(_ context.Context, req *emrv1.QueryMemberRequest) (*emrv1.QueryMemberResponse, error) {
-	addr, err := parseHex("address", req.Address, AddressSize)
-	if err != nil {
-		return nil, err
-	}
-	m, err := q.member(addr)
+	m, err := q.memberHex(req.Address)
 	if err != nil {
 		return nil, err
 	}
@@ -395,16 +391,12 @@ func (q *Querier) Member(_ context.Context, req *emrv1.QueryMemberRequest) (*emr
 // of patients read in emergencies (countEmergencyRead), as kept, the
 // limit they count against, and the member.
 func (q *Querier) EmergencyReads(_ context.Context, req *emrv1.QueryEmergencyReadsRequest) (*emrv1.QueryEmergencyReadsResponse, error) {
-	addr, err := parseHex("address", req.Address, AddressSize)
-	if err != nil {
-		return nil, err
-	}
-	m, err := q.member(addr)
+	m, err := q.memberHex(req.Address)
 	if err != nil {
 		return nil, err
 	}
 	var reads emrv1.EmergencyReads
-	if _, err := q.st().get(emergencyReadsKey(addr), &reads); err != nil {
+	if _, err := q.st().get(emergencyReadsKey(m.Address), &reads); err != nil {
 		return nil, err
 	}
 	params, err := q.st().params()
@@ -828,6 +820,15 @@ func ParseBlobRef(s string) (kind string, patientID []byte, seq uint64, err erro
 		return "", nil, 0, fmt.Errorf("%s: the sequence must be a decimal number from 1", QuoteInput(s))
 	}
 	return kind, patientID, seq, nil
+}
+
+// memberHex is the member at the address s names (hex), or ErrNotFound.
+func (q *Querier) memberHex(s string) (*emrv1.Member, error) {
+	addr, err := parseHex("address", s, AddressSize)
+	if err != nil {
+		return nil, err
+	}
+	return q.member(addr)
 }
 
 // member is the member at addr, or ErrNotFound.
