@@ -178,6 +178,13 @@ func TestEmergencyRead(t *testing.T) {
 	e.fails(1, "has not opted in", emergency(recLabs)...)
 	line := e.fails(1, "lab-results", emergency(recLabs, "--via", service)...)
 	t.Logf("a category the opt-in does not cover: %s", line)
+	// Naming a member that is no emergency service: the client refuses
+	// before it logs a read (releasesKeys); the chain, which would refuse
+	// it too, is not asked.
+	line = e.fails(1, "is not an emergency service", emergency(recRx, "--via", "dr-er")...)
+	if strings.Contains(line, "emrchain code") || strings.Contains(line, "transaction rejected") {
+		t.Fatalf("--via a clinician was refused by the chain, not before the read was sent: %s", line)
+	}
 
 	// "read --purpose emergency" logs one too (through the service found).
 	if text := e.ok("read", "--from", "dr-er", "--patient", pid, "--record", fmt.Sprint(recRx), "--purpose", "emergency", "--reason", "patient-incapacitated"); !strings.Contains(text, "read logged (emergency, reason patient-incapacitated)") {
