@@ -50,41 +50,32 @@ free_base() {
 # pid files), comma-separated, for `emrchaind load --cpu-pids`.
 node_pids() { cat "$1"/pids/node*.pid | paste -sd,; }
 
-# configure DIR: the settings this run applies to both networks alike.
+# configure DIR: the settings this run applies to both networks alike:
+# TIMEOUT_PROPOSE, MEMPOOL_SIZE and NODE_CONFIG, each a [section.]key=value
+# item written into every node's config.toml (set_config).
 configure() {
-  if [[ -n $TIMEOUT_PROPOSE ]]; then
-    note "config.toml of every node of $1: timeout_propose = \"$TIMEOUT_PROPOSE\""
-    sed -i "s|^timeout_propose = .*|timeout_propose = \"$TIMEOUT_PROPOSE\"|" "$1"/node*/config/config.toml
-  fi
-  if [[ -n ${MEMPOOL_SIZE:-} ]]; then
-    note "config.toml of every node of $1: [mempool] size = $MEMPOOL_SIZE"
-    local f
-    for f in "$1"/node*/config/config.toml; do
-      sed -i "/^\[mempool\]/,/^\[/ s|^size = .*|size = $MEMPOOL_SIZE|" "$f"
-      # A config.toml without a size line under [mempool] would run with
-      # CometBFT's default size, and the bench would say MEMPOOL_SIZE.
-      grep -qx "size = $MEMPOOL_SIZE" <(sed -n '/^\[mempool\]/,/^\[/p' "$f") ||
-        die "$f: no size = line under [mempool] to set MEMPOOL_SIZE=$MEMPOOL_SIZE in"
-    done
-  fi
-  local setting section key value f range settings
+  local settings setting
   read -ra settings -d '' <<<"${NODE_CONFIG:-}" || true # as check_node_env
-  for setting in "${settings[@]}"; do
-    key=${setting%%=*} value=${setting#*=}
-    section=""
-    if [[ $key == *.* ]]; then section=${key%.*} key=${key##*.}; fi
-    # The lines of [section] (dots escaped for sed), or those before the
-    # first section for a top-level key.
-    range="1,/^\[/"
-    [[ -n $section ]] && range="/^\[${section//./\\.}\]/,/^\[/"
-    note "config.toml of every node of $1: ${section:+[$section] }$key = $value"
-    for f in "$1"/node*/config/config.toml; do
-      sed -i "$range s|^$key = .*|$key = $value|" "$f"
-      # A key CometBFT's config.toml does not have there would be
-      # ignored, and the bench would say NODE_CONFIG.
-      grep -qxF "$key = $value" <(sed -n "${range}p" "$f") ||
-        die "$f: no $key = line ${section:+under [$section]}${section:-before the first section} to set $setting in"
-    done
+  [[ -n ${MEMPOOL_SIZE:-} ]] && settings=("mempool.size=$MEMPOOL_SIZE" "${settings[@]}")
+  [[ -n $TIMEOUT_PROPOSE ]] && settings=("consensus.timeout_propose=\"$TIMEOUT_PROPOSE\"" "${settings[@]}")
+  for setting in "${settings[@]}"; do set_config "$1" "$setting"; done
+}
+
+# set_config DIR [SECTION.]KEY=VALUE: writes the setting into every node's
+# config.toml of the network in DIR, and dies if one has no such key there
+# (it would be ignored, and the bench would say it was set).
+set_config() {
+  local key=${2%%=*} value=${2#*=} section="" range f
+  if [[ $key == *.* ]]; then section=${key%.*} key=${key##*.}; fi
+  # The lines of [section] (dots escaped for sed), or those before the
+  # first section for a top-level key.
+  range="1,/^\[/"
+  [[ -n $section ]] && range="/^\[${section//./\\.}\]/,/^\[/"
+  note "config.toml of every node of $1: ${section:+[$section] }$key = $value"
+  for f in "$1"/node*/config/config.toml; do
+    sed -i "$range s|^$key = .*|$key = $value|" "$f"
+    grep -qxF "$key = $value" <(sed -n "${range}p" "$f") ||
+      die "$f: no $key = line ${section:+under [$section]}${section:-before the first section} to set $2 in"
   done
 }
 
