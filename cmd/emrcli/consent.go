@@ -214,7 +214,7 @@ func consentLost(old *emrv1.Permission, g client.GrantSpec, now time.Time) []str
 		oldStart = old.NotBefore.AsTime()
 	}
 	if g.NotBefore.After(oldStart) {
-		lost = append(lost, "the time before "+g.NotBefore.UTC().Format(time.RFC3339))
+		lost = append(lost, "the time before "+rfc3339(g.NotBefore))
 	}
 	if slices.Contains(old.Rights, emrv1.Right_RIGHT_SHARE) && slices.Contains(rights, emrv1.Right_RIGHT_SHARE) {
 		if study != old.StudyId {

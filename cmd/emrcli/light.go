@@ -306,11 +306,11 @@ func newLightStatusCmd(a *cli) *cobra.Command {
 			}
 			out := map[string]any{"chain_id": tr.ChainID, "trusted_height": tr.Height, "trusted_hash": tr.Hash,
 				"trust_period": tr.Period.String(), "latest_verified_height": h.Height,
-				"latest_verified_time": h.Time.UTC().Format(time.RFC3339), "latest_app_hash": h.AppHash.String()}
+				"latest_verified_time": rfc3339(h.Time), "latest_app_hash": h.AppHash.String()}
 			return a.emit(out, func(w io.Writer) {
 				fields(w, "chain id", tr.ChainID, "root of trust", fmt.Sprintf("height %d, hash %s", tr.Height, tr.Hash),
 					"trust period", tr.Period.String(),
-					"latest verified header", fmt.Sprintf("height %d at %s, app hash %s", h.Height, h.Time.UTC().Format(time.RFC3339), h.AppHash))
+					"latest verified header", fmt.Sprintf("height %d at %s, app hash %s", h.Height, rfc3339(h.Time), h.AppHash))
 			})
 		},
 	}

@@ -60,8 +60,11 @@ func ts(t *timestamppb.Timestamp) string {
 	if t == nil {
 		return ""
 	}
-	return t.AsTime().UTC().Format(time.RFC3339)
+	return rfc3339(t.AsTime())
 }
+
+// rfc3339 is t in UTC, to the second, as emrcli shows times.
+func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 func enumName(s, prefix string) string {
 	return strings.ToLower(strings.TrimPrefix(s, prefix))
@@ -386,7 +389,7 @@ type provenance struct {
 func viewInfo(i *client.QueryInfo) provenance {
 	p := provenance{Height: i.Height, Verified: i.Verified}
 	if i.Verified {
-		p.Header = i.Time.UTC().Format(time.RFC3339)
+		p.Header = rfc3339(i.Time)
 	}
 	return p
 }

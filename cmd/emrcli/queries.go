@@ -215,21 +215,21 @@ func viewEmergencyAllowance(addr []byte, a *client.EmergencyAllowance, info *cli
 		Status:         statusName(a.Member.GetStatus()),
 		PatientsPerDay: a.Limit,
 		Counted:        []emergencyReadView{},
-		JudgedAt:       a.At.UTC().Format(time.RFC3339),
+		JudgedAt:       rfc3339(a.At),
 		provenance:     viewInfo(info),
 	}
 	for _, r := range a.Counted {
 		v.Counted = append(v.Counted, emergencyReadView{
 			PatientID:   hexStr(r.PatientId),
 			ReadAt:      ts(r.Time),
-			CountsUntil: app.EmergencyReadEnds(r).UTC().Format(time.RFC3339),
+			CountsUntil: rfc3339(app.EmergencyReadEnds(r)),
 		})
 	}
 	if left := a.Left(); left >= 0 {
 		v.Left = &left
 	}
 	if next := a.NextAt(); !next.IsZero() {
-		v.NextAt = next.UTC().Format(time.RFC3339)
+		v.NextAt = rfc3339(next)
 	}
 	if err := a.Barred(); err != nil {
 		none := 0
