@@ -2,6 +2,8 @@ package keyring
 
 import (
 	"bytes"
+	"errors"
+	"os"
 	"testing"
 	"time"
 )
@@ -64,5 +66,49 @@ func TestChangePassphraseDoesNotHoldTheLockWhileAsking(t *testing.T) {
 				t.Fatal("the KEK saved while the prompt was open is not in the re-encrypted key")
 			}
 		})
+	}
+}
+
+// TestChangePassphraseConflictsWithARewrite: a key file written anew while
+// the new passphrase is typed (here another run's change of passphrase:
+// another salt) fails the change with ErrConflict and is left as the other
+// run wrote it, not sealed over under the passphrase typed.
+func TestChangePassphraseConflictsWithARewrite(t *testing.T) {
+	home := t.TempDir()
+	newAlice(t, home, "old passphrase")
+	asking, release := make(chan struct{}), make(chan struct{})
+	changer, _ := Open(BackendFile, home, func(p Purpose, _ string) ([]byte, error) {
+		if p == ChangeKey {
+			close(asking)
+			<-release // the user is typing
+			return []byte("new passphrase"), nil
+		}
+		return []byte("old passphrase"), nil
+	}, WithKDF(cheap))
+	done := make(chan error, 1)
+	go func() { done <- changer.ChangePassphrase("alice") }()
+	<-asking
+	other, _ := Open(BackendFile, home, func(p Purpose, _ string) ([]byte, error) {
+		if p == ChangeKey {
+			return []byte("other passphrase"), nil
+		}
+		return []byte("old passphrase"), nil
+	}, WithKDF(cheap))
+	if err := other.ChangePassphrase("alice"); err != nil {
+		t.Fatal(err)
+	}
+	written, err := os.ReadFile(other.Path("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-done; !errors.Is(err, ErrConflict) {
+		t.Fatalf("a change of passphrase over a file rewritten meanwhile: %v, want ErrConflict", err)
+	}
+	if now, err := os.ReadFile(other.Path("alice")); err != nil || !bytes.Equal(now, written) {
+		t.Fatalf("the conflicting change rewrote the key file (%v)", err)
+	}
+	if _, ok := opensWith(t, home, "other passphrase"); !ok {
+		t.Fatal("the key no longer opens with the passphrase the other run set")
 	}
 }

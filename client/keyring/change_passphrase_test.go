@@ -239,30 +239,3 @@ func TestSaveAfterAPassphraseChange(t *testing.T) {
 		t.Fatal("the changer's Save is not under the new passphrase")
 	}
 }
-
-// TestChangePassphraseClearsPassphrases: both passphrases are zeroed once
-// used.
-func TestChangePassphraseClearsPassphrases(t *testing.T) {
-	home := t.TempDir()
-	newAlice(t, home, "old passphrase")
-	var given [][]byte
-	kr, _ := Open(BackendFile, home, func(p Purpose, _ string) ([]byte, error) {
-		b := []byte("old passphrase")
-		if p == ChangeKey {
-			b = []byte("new passphrase")
-		}
-		given = append(given, b)
-		return b, nil
-	}, WithKDF(cheap))
-	if err := kr.ChangePassphrase("alice"); err != nil {
-		t.Fatal(err)
-	}
-	if len(given) != 2 {
-		t.Fatalf("%d passphrases asked, want 2", len(given))
-	}
-	for i, b := range given {
-		if !bytes.Equal(b, make([]byte, len(b))) {
-			t.Fatalf("passphrase %d not cleared: %q", i+1, b)
-		}
-	}
-}

@@ -505,25 +505,13 @@ func (kr *Keyring) ChangePassphrase(name string) error {
 	if kr.backend == BackendTest {
 		return fmt.Errorf("%w: key %q (in %s)", ErrNoPassphrase, name, kr.dir)
 	}
-	if _, err := os.Lstat(kr.Path(name)); errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("%w: %q (in %s)", ErrNotFound, name, kr.dir) // and no lock file made for it
-	}
 	// Ask and derive outside the lock: it is held only while the key is
 	// re-read and written, as Save holds it.
-	f, err := kr.read(name)
+	k, err := kr.Get(name)
 	if err != nil {
 		return err
 	}
-	pass, err := kr.askPass(Unlock, name)
-	if err != nil {
-		return err
-	}
-	defer clear(pass)
-	k, old, err := f.open(pass)
-	if err != nil {
-		return err
-	}
-	defer clear(old.key)
+	old := kr.derived[name]
 	dk, err := kr.newFileKey(name, ChangeKey, kr.kdf.atLeast(old.kdf))
 	if err != nil {
 		return err
@@ -534,30 +522,22 @@ func (kr *Keyring) ChangePassphrase(name string) error {
 	}
 	defer unlock()
 	// What the key holds now (a KEK another run saved while the user
-	// typed) is what is sealed again.
-	if f, err = kr.read(name); err != nil {
-		return err
-	}
-	if f.KDF == nil || !bytes.Equal(f.KDF.Salt, old.salt) {
-		return fmt.Errorf("%w: %q was written anew (another passphrase or an import) while its passphrase was asked for; run the command again", ErrConflict, name)
-	}
-	if k, err = f.openWith(old); err != nil {
+	// typed) is what is sealed again; a file written anew meanwhile is
+	// ErrConflict.
+	if err := kr.mergeStored(k); err != nil {
 		return err
 	}
 	nf, err := seal(formatKey, kr.backend, k, dk)
 	if err != nil {
 		return err
 	}
-	if err := kr.write(name, nf); err != nil {
-		// The rename may have happened before a failed sync of the
-		// directory: say which passphrase the file holds now.
-		if cur, rerr := kr.read(name); rerr == nil && cur.KDF != nil && bytes.Equal(cur.KDF.Salt, dk.salt) {
-			return fmt.Errorf("%w (the file holds the key under the new passphrase, but a crash before the directory reaches the disk may bring back the old one)", err)
-		}
-		return err
+	err = kr.write(name, nf)
+	if err == nil || errors.Is(err, durable.ErrNotSynced) {
+		// The file holds the key under the new passphrase.
+		kr.derived[name] = dk
+		clear(old.key)
 	}
-	kr.derived[name] = dk
-	return nil
+	return err
 }
 
 // Export returns the key encrypted under an export passphrase (asked with

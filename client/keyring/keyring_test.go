@@ -395,6 +395,9 @@ func TestPassphrasesCleared(t *testing.T) {
 	if _, err := kr2.Get("alice"); err != nil {
 		t.Fatal(err)
 	}
+	if err := kr2.ChangePassphrase("alice"); err != nil { // current and new
+		t.Fatal(err)
+	}
 	exported, err := kr2.Export("alice")
 	if err != nil {
 		t.Fatal(err)

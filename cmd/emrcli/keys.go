@@ -227,9 +227,6 @@ of the "test" keyring are unencrypted and have no passphrase.`,
 				return err
 			}
 			if err := kr.ChangePassphrase(args[0]); err != nil {
-				if errors.Is(err, keyring.ErrNoPassphrase) {
-					return usageError{err}
-				}
 				return err
 			}
 			if a.envPassphraseStale {

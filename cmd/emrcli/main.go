@@ -107,14 +107,15 @@ func noArgs(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-// isUsage recognises usage errors: ours, a key name the keyring refuses,
+// isUsage recognises usage errors: ours, a key name the keyring refuses, a
+// passphrase change asked of the test keyring (which has none),
 // cobra's flag and argument errors (markUsageErrors makes those
 // usageErrors), and the three cobra
 // returns as plain errors, known by how they start: an unknown command,
 // a required flag left out, flags of a group given apart.
 func isUsage(err error) bool {
 	var u usageError
-	if errors.As(err, &u) || errors.Is(err, keyring.ErrBadName) {
+	if errors.As(err, &u) || errors.Is(err, keyring.ErrBadName) || errors.Is(err, keyring.ErrNoPassphrase) {
 		return true
 	}
 	msg := err.Error()

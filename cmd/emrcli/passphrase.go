@@ -28,11 +28,11 @@ func (a *cli) passphrase(p keyring.Purpose, name string) (pass []byte, err error
 	}
 	env, what := envPassphrase, fmt.Sprintf("Passphrase for key %q", name)
 	switch p {
-	case keyring.NewKey:
+	case keyring.NewKey, keyring.ChangeKey:
 		what = fmt.Sprintf("New passphrase for key %q (at least %d characters)", name, keyring.MinPassphraseLen)
-	case keyring.ChangeKey:
-		// Not EMRCLI_PASSPHRASE: that is the current one, asked first.
-		env, what = envNewPassphrase, fmt.Sprintf("New passphrase for key %q (at least %d characters)", name, keyring.MinPassphraseLen)
+		if p == keyring.ChangeKey {
+			env = envNewPassphrase // EMRCLI_PASSPHRASE is the current one, asked first
+		}
 	case keyring.ExportKey:
 		env, what = envExportPassphrase, fmt.Sprintf("Passphrase to protect the export of %q", name)
 	case keyring.ImportKey:

@@ -2,6 +2,7 @@ package durable
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -71,7 +72,8 @@ func CreateFile(path string, data []byte, perm os.FileMode) error {
 // ReplaceFile writes data to path with permissions perm through a
 // temporary file in the same directory and a rename, so that a crash
 // leaves the old file or the new one, never half of it; the directory is
-// synced after the rename, so the new file is durable when it returns.
+// synced after the rename, so the new file is durable when it returns
+// (an error wrapping ErrNotSynced: it is in place, not yet durable).
 // Run as root, it keeps the owner and group of the file it replaces
 // (fileowner.MatchOwner): root replacing a service's key file or config
 // (sudo) must not leave it unreadable by that service.
@@ -105,8 +107,16 @@ func ReplaceFile(path string, data []byte, perm os.FileMode) error {
 	if err != nil {
 		return err
 	}
-	return SyncDir(dir)
+	if err := SyncDir(dir); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotSynced, err)
+	}
+	return nil
 }
+
+// ErrNotSynced: ReplaceFile renamed the new file into place, but syncing
+// its directory failed, so a crash before the directory reaches the disk
+// may bring the old file back. Readers meanwhile see the new one.
+var ErrNotSynced = errors.New("the file was replaced, but a crash before its directory reaches the disk may bring back the old one")
 
 // MkdirAll is os.MkdirAll whose new directories are durable: each one it
 // creates is synced into its parent, so a file made in dir and synced

@@ -34,7 +34,10 @@ func TestReplaceFileKeepsTheOwner(t *testing.T) {
 	if st := fi.Sys().(*syscall.Stat_t); st.Uid != uid || st.Gid != gid || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("the replaced file is %d:%d %v, want %d:%d -rw-------", st.Uid, st.Gid, fi.Mode().Perm(), uid, gid)
 	}
-	// A new file is the writer's.
+	// A new file is the writer's, not its directory owner's.
+	if err := os.Chown(filepath.Dir(path), uid, gid); err != nil {
+		t.Fatal(err)
+	}
 	fresh := filepath.Join(filepath.Dir(path), "fresh.json")
 	if err := ReplaceFile(fresh, []byte("new"), 0o600); err != nil {
 		t.Fatal(err)

@@ -49,14 +49,4 @@ func TestLockFileOfRootIsTheDirectorysOwners(t *testing.T) {
 			t.Errorf("%s is %d's after root locked it, want %d's", filepath.Base(path), u, want)
 		}
 	}
-	// In root's own directory, root's lock file stays root's.
-	mine := filepath.Join(t.TempDir(), ".carol.lock")
-	release, err := Lock(context.Background(), mine)
-	if err != nil {
-		t.Fatal(err)
-	}
-	release()
-	if u, _ := owner(mine); u != 0 {
-		t.Errorf("a lock file in root's directory is %d's", u)
-	}
 }
