@@ -402,7 +402,7 @@ func keepBlobStoreSettings(home string, appConf *appConfig) error {
 // blob store, blobDir (keepBlobStoreSettings keeps it in app.toml, and
 // refuses one under config/ or dev-keys/). That store may hold the only
 // copy of ciphertext that committed records name (a blob reaches the
-// consortium's other sidecars only when one reads it through), so only the
+// consortium's other sidecars only through their storage services), so only the
 // sweep removes blobs, once the chain the node serves references them no
 // more. The sweep's reference index goes with the databases: it was read
 // from the old chain, and start rebuilds it.

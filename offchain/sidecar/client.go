@@ -188,7 +188,7 @@ func (c *Client) Get(ctx context.Context, ref BlobRef, sum [32]byte, w io.Writer
 		}
 		return fmt.Errorf("sidecar: get %x: %w after %d bytes (asking again may be served from an intact copy): %w", sum, ErrCutShort, n, body.err)
 	}
-	size, plain, err := openSealed(resp, body, BlobAnswerContext(req.URL.RequestURI(), contentRange), member.EncPrivKey(), 0)
+	size, plain, err := openSealed(resp, body, BlobAnswerContext(req.URL.RequestURI(), contentRange), member.EncPrivKey(), anySealedSize)
 	if err != nil {
 		if cut := cutShort(0); cut != nil {
 			return 0, cut

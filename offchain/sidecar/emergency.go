@@ -233,7 +233,7 @@ func (s *Server) handleEmergencyKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var ref BlobRef
-	caller, _, head, ok := s.getPrologue(w, r, func() (err error) {
+	caller, head, ok := s.getPrologue(w, r, func() (err error) {
 		ref, err = parseBlobRef(r.URL.Query())
 		if err == nil && ref.Share {
 			err = fmt.Errorf("an emergency service releases a record's data key, not a share's: ?%s=<patient id hex>/<sequence>", queryRecord)

@@ -19,15 +19,15 @@ import (
 )
 
 // authenticateGet authenticates a GET (authenticate), which has no body.
-func (s *Server) authenticateGet(r *http.Request) (*emrv1.Member, *signedRequest, *apiError) {
+func (s *Server) authenticateGet(r *http.Request) (*emrv1.Member, *apiError) {
 	caller, sr, aerr := s.authenticate(r)
 	if aerr != nil {
-		return nil, nil, aerr
+		return nil, aerr
 	}
 	if sr.bodySum != [32]byte(mustHex(emptySHA256)) {
-		return nil, nil, errf(http.StatusBadRequest, "bad_request", "a GET has no body: %s must be the SHA-256 of nothing (%s)", HeaderBodySHA256, emptySHA256)
+		return nil, errf(http.StatusBadRequest, "bad_request", "a GET has no body: %s must be the SHA-256 of nothing (%s)", HeaderBodySHA256, emptySHA256)
 	}
-	return caller, sr, nil
+	return caller, nil
 }
 
 // getPrologue is what every GET of a blob or key does first: it
@@ -35,8 +35,8 @@ func (s *Server) authenticateGet(r *http.Request) (*emrv1.Member, *signedRequest
 // and query with parse (an error is a 400 with its text), and reads the
 // node's head to authorize by. If any fails it has answered w, and ok is
 // false.
-func (s *Server) getPrologue(w http.ResponseWriter, r *http.Request, parse func() error) (caller *emrv1.Member, sr *signedRequest, head Head, ok bool) {
-	caller, sr, aerr := s.authenticateGet(r)
+func (s *Server) getPrologue(w http.ResponseWriter, r *http.Request, parse func() error) (caller *emrv1.Member, head Head, ok bool) {
+	caller, aerr := s.authenticateGet(r)
 	if aerr == nil {
 		if err := parse(); err != nil {
 			aerr = errf(http.StatusBadRequest, "bad_request", "%v", err)
@@ -47,15 +47,15 @@ func (s *Server) getPrologue(w http.ResponseWriter, r *http.Request, parse func(
 	}
 	if aerr != nil {
 		writeError(w, aerr)
-		return nil, nil, Head{}, false
+		return nil, Head{}, false
 	}
-	return caller, sr, head, true
+	return caller, head, true
 }
 
 func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 	var sum blobstore.Sum
 	var ref BlobRef
-	caller, _, head, ok := s.getPrologue(w, r, func() (err error) {
+	caller, head, ok := s.getPrologue(w, r, func() (err error) {
 		if sum, err = blobstore.ParseSum(r.PathValue("sha256")); err != nil {
 			return fmt.Errorf("path: %w", err)
 		}
@@ -252,8 +252,9 @@ func (s *Server) serveStored(w http.ResponseWriter, r *http.Request, key blobsto
 		if errors.Is(err, errDamagedCopy) {
 			// Same size, other bytes (a flipped bit on a disk, a bad
 			// restore): the reader gets a transfer cut short, never the
-			// whole damaged blob. Dropping the copy lets the next GET read
-			// it through from a peer (the reader's retry, or another's).
+			// whole damaged blob. Dropping the copy lets the next GET be
+			// relayed from a peer (the reader's retry, or another's), and
+			// a storage service copy the blob back.
 			s.foundDamaged(key)
 			dropped, derr := s.dropDamagedCopy(context.WithoutCancel(ctx), key)
 			s.log.Error("stored blob is damaged (its bytes do not hash to its SHA-256): not served; the next GET reads it from a peer, and a storage service copies it",

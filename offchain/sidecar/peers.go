@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -156,16 +155,12 @@ func (s *Server) askPeer(ctx context.Context, peer string, r *http.Request, blob
 		resp.Body.Close()
 		cancel()
 	}
-	sealedSize, serr := strconv.ParseInt(resp.Header.Get(HeaderSealedSize), 10, 64)
-	switch {
-	case resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent:
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent {
 		err = readError(resp) // the peer's reason, e.g. that it limits this host
-	case resp.Header.Get(HeaderSealedEnvelope) == "" || serr != nil || sealedSize < 0:
-		err = fmt.Errorf("it did not answer sealed, with %s and %s (a sidecar from before answers were sealed: upgrade it)", HeaderSealedEnvelope, HeaderSealedSize)
-	case resp.StatusCode == http.StatusOK && uint64(sealedSize) != blob.size:
+	} else if _, sealedSize, herr := sealedHeaders(resp, blob.size); herr != nil {
+		err = fmt.Errorf("it did not answer sealed: %w", herr)
+	} else if resp.StatusCode == http.StatusOK && uint64(sealedSize) != blob.size {
 		err = fmt.Errorf("it announces %d bytes; the chain says the blob has %d", sealedSize, blob.size)
-	case uint64(sealedSize) > blob.size || resp.ContentLength != crypto.CiphertextSize(sealedSize):
-		err = fmt.Errorf("it announces %d bytes sealed in a body of %d bytes, which is not their sealed size", sealedSize, resp.ContentLength)
 	}
 	if err != nil {
 		done()
@@ -188,12 +183,13 @@ var errPeerTooSlow = errors.New("the peer sent its answer too slowly")
 // uses it up (a timer armed for what is left): a peer that trickles, or
 // stalls within peerIdle, cannot hold a relay for ever, while a member
 // that reads slowly, whose relay finds the peer's bytes already waiting,
-// costs it nothing. A read that brings the last bytes is the answer's,
-// whatever it cost.
+// costs it nothing. A read that brings the last bytes in time is the
+// answer's, even if it used the budget up.
 type waitBudget struct {
 	r      io.Reader
 	left   time.Duration
 	cancel context.CancelFunc
+	timer  *time.Timer // armed for left around each read
 }
 
 func (b *waitBudget) Read(p []byte) (int, error) {
@@ -201,10 +197,14 @@ func (b *waitBudget) Read(p []byte) (int, error) {
 		b.cancel()
 		return 0, errPeerTooSlow
 	}
-	timer := time.AfterFunc(b.left, b.cancel)
+	if b.timer == nil {
+		b.timer = time.AfterFunc(b.left, b.cancel)
+	} else {
+		b.timer.Reset(b.left)
+	}
 	start := time.Now()
 	n, err := b.r.Read(p)
-	timer.Stop()
+	b.timer.Stop()
 	b.left -= time.Since(start)
 	return n, err
 }

@@ -688,3 +688,32 @@ func TestPanickedCheckFreesTheCopy(t *testing.T) {
 		t.Fatalf("the next check: intact %v, remembered %v, %v; want a fresh read", ok, remembered, err)
 	}
 }
+
+// TestReplicaCopyServesRangesWithoutAWholeRead: a copy a storage service
+// made from a peer was checked against its hash as it came
+// (keepPeerBlob), so it is known intact: a range of it reads nothing
+// whole.
+func TestReplicaCopyServesRangesWithoutAWholeRead(t *testing.T) {
+	e, data, sum, rec := readableRecord(t)
+	nameStorageOrgs(e, "hospital-b")
+	svc := e.chain.addMember("storage-b", emrv1.Role_ROLE_STORAGE_SERVICE, "hospital-b")
+	fsys, err := blobstore.OpenFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := &wholeReads{Store: fsys}
+	b, bSrv := peerOf(t, e, func(o *Options) { o.Store, o.Storage = counted, svc }, e.ts.URL)
+	if rep, err := bSrv.ReplicatePass(context.Background()); err != nil || rep.Copied != 1 {
+		t.Fatalf("replica pass: %+v, %v; want the blob copied", rep, err)
+	}
+	before := counted.n.Load()
+	var buf bytes.Buffer
+	rng := &Range{Start: 10, Length: 100}
+	if _, err := NewClient(b.URL, e.reader, nil).Get(context.Background(), RecordRef(rec.PatientId, rec.Sequence), sum, &buf, rng); err != nil ||
+		!bytes.Equal(buf.Bytes(), data[10:110]) {
+		t.Fatalf("a range of the replica copy: %q, %v", buf.Bytes(), err)
+	}
+	if n := counted.n.Load() - before; n != 0 {
+		t.Fatalf("a range of a replica copy read it whole %d times; it was checked as it was copied", n)
+	}
+}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/emrchain/emrchain/offchain/blobstore"
-	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
 // blockWholeReads blocks every whole read (off 0, n < 0: a check of the
@@ -42,9 +41,7 @@ func (s *blockWholeReads) Get(ctx context.Context, key blobstore.Key, off, n int
 // read is held, and the peer sends its answer in pieces (paced), its
 // last bytes a moment after the rest.
 func TestWrongSizeCopyDoesNotHoldTheAnswer(t *testing.T) {
-	e := newEnv(t, nil)
-	data, sum, rec := uploadedRecord(t, e)
-	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	e, data, sum, rec := readableRecord(t)
 	gate := &blockWholeReads{started: make(chan struct{}), release: make(chan struct{})}
 	b, _ := peerOf(t, e, func(o *Options) { gate.Store = o.Store; o.Store = gate }, paced(t, e.ts.URL))
 	t.Cleanup(func() { close(gate.release) })
@@ -80,9 +77,7 @@ func TestWrongSizeCopyDoesNotHoldTheAnswer(t *testing.T) {
 func TestPeerStalledInItsRefusalIsLeftForTheNext(t *testing.T) {
 	defer func(d time.Duration) { peerIdle = d }(peerIdle)
 	peerIdle = 200 * time.Millisecond
-	e := newEnv(t, nil)
-	data, sum, rec := uploadedRecord(t, e)
-	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	e, data, sum, rec := readableRecord(t)
 	release := make(chan struct{})
 	staller := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -112,9 +107,7 @@ func TestPeerStalledInItsRefusalIsLeftForTheNext(t *testing.T) {
 // first version took the peer's 416 as "no peer has it" and answered 404
 // not_found, which clients read as a refusal (a review's finding).
 func TestUnsatisfiableRangeThroughARelay(t *testing.T) {
-	e := newEnv(t, nil)
-	data, sum, rec := uploadedRecord(t, e)
-	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	e, data, sum, rec := readableRecord(t)
 	b, _ := peerOf(t, e, nil, e.ts.URL)
 	past := &Range{Start: int64(len(data)) + 10, Length: 5}
 	var buf bytes.Buffer

@@ -151,9 +151,9 @@ type replicator struct {
 	// placement puts them (a repair the queue had no room for, or whose
 	// copy failed). Each is stamped with the pass it was last needed in
 	// (or begun before); a pass that walks the whole index forgets those
-	// stamped before it that it did not need (restored another way, by a
-	// an upload, or never referenced: a pending upload the
-	// scrub dropped). At most replicaMaxMisses.
+	// stamped before it that it did not need (restored another way, by an
+	// upload, or never referenced: a pending upload the scrub dropped). At
+	// most replicaMaxMisses.
 	repairs map[blobstore.Key]int64
 }
 
@@ -385,7 +385,7 @@ func (s *Server) CheckStorageService(ctx context.Context) error {
 // sidecar holds it. It never reads through from a peer.
 func (s *Server) handleReplica(w http.ResponseWriter, r *http.Request) {
 	var key blobstore.Key
-	caller, _, head, ok := s.getPrologue(w, r, func() (err error) {
+	caller, head, ok := s.getPrologue(w, r, func() (err error) {
 		if key, err = blobstore.ParseKey(r.PathValue("owner") + "/" + r.PathValue("sha256")); err != nil {
 			return fmt.Errorf("path: %w", err)
 		}

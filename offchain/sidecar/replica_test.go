@@ -45,7 +45,7 @@ func replicaGet(t *testing.T, url string, a StorageIdentity, key blobstore.Key, 
 	if resp.StatusCode != http.StatusOK {
 		return nil, readError(resp)
 	}
-	_, blob, err := openSealed(resp, resp.Body, replicaContext(key), a.EncPrivKey(), 0)
+	_, blob, err := openSealed(resp, resp.Body, replicaContext(key), a.EncPrivKey(), anySealedSize)
 	if err != nil {
 		return nil, err
 	}

@@ -3,9 +3,9 @@ package sidecar
 import (
 	"crypto/ecdh"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 
@@ -129,32 +129,44 @@ func (s *transferSeal) copy(w io.Writer, r io.Reader, buf []byte) error {
 	return enc.Close()
 }
 
+// anySealedSize bounds nothing: sealedHeaders' maxSize for an answer of
+// any size.
+const anySealedSize = math.MaxUint64
+
+// sealedHeaders reads what a sealed answer's headers say: its envelope and
+// the size of what it holds, which must be within maxSize (anySealedSize:
+// any) and whose sealed size must be the answer's Content-Length.
+func sealedHeaders(resp *http.Response, maxSize uint64) (envelope []byte, size int64, err error) {
+	sealed := resp.Header.Get(HeaderSealedEnvelope)
+	if sealed == "" {
+		return nil, 0, fmt.Errorf("the answer came without %s: the sidecar did not seal it to this member's key (a sidecar from before answers were sealed: upgrade it)", HeaderSealedEnvelope)
+	}
+	if envelope, err = base64.StdEncoding.DecodeString(sealed); err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", HeaderSealedEnvelope, err)
+	}
+	size, err = strconv.ParseInt(resp.Header.Get(HeaderSealedSize), 10, 64)
+	switch {
+	case err != nil || size < 0:
+		return nil, 0, fmt.Errorf("%s %q: not a size", HeaderSealedSize, resp.Header.Get(HeaderSealedSize))
+	case uint64(size) > maxSize:
+		return nil, 0, fmt.Errorf("it announces %d bytes, above the %d expected", size, maxSize)
+	case resp.ContentLength != crypto.CiphertextSize(size): // also one unknown (-1)
+		return nil, 0, fmt.Errorf("a sealed answer of %d bytes is %d bytes long, not %d", size, crypto.CiphertextSize(size), resp.ContentLength)
+	}
+	return envelope, size, nil
+}
+
 // openSealed opens a sealed answer (resp, whose body is read from body:
 // resp.Body, wrapped) bound to context with the recipient's X25519 key:
-// the size of what it holds, which must be within maxSize (0: any), and a
+// the size of what it holds, which must be within maxSize (sealedHeaders), and a
 // reader of those bytes. The reader fails on anything not sealed to this
 // key under this context, and on a stream cut short; what says "sealed"
 // is the envelope header, whose absence is an error naming the sidecar
 // as one from before answers were sealed.
 func openSealed(resp *http.Response, body io.Reader, context []byte, to *ecdh.PrivateKey, maxSize uint64) (int64, io.Reader, error) {
-	sealed := resp.Header.Get(HeaderSealedEnvelope)
-	if sealed == "" {
-		return 0, nil, fmt.Errorf("the answer came without %s: the sidecar did not seal it to this member's key (a sidecar from before answers were sealed: upgrade it)", HeaderSealedEnvelope)
-	}
-	envelope, err := base64.StdEncoding.DecodeString(sealed)
+	envelope, size, err := sealedHeaders(resp, maxSize)
 	if err != nil {
-		return 0, nil, fmt.Errorf("%s: %w", HeaderSealedEnvelope, err)
-	}
-	size, err := strconv.ParseInt(resp.Header.Get(HeaderSealedSize), 10, 64)
-	switch {
-	case err != nil || size < 0:
-		return 0, nil, fmt.Errorf("%s %q: not a size", HeaderSealedSize, resp.Header.Get(HeaderSealedSize))
-	case resp.ContentLength < 0:
-		return 0, nil, errors.New("a sealed answer without a Content-Length")
-	case maxSize > 0 && uint64(size) > maxSize:
-		return 0, nil, fmt.Errorf("it announces %d bytes, above the %d expected", size, maxSize)
-	case resp.ContentLength != crypto.CiphertextSize(size):
-		return 0, nil, fmt.Errorf("a sealed answer of %d bytes is %d bytes long, not %d", size, crypto.CiphertextSize(size), resp.ContentLength)
+		return 0, nil, err
 	}
 	dataKey, err := crypto.OpenTransferKey(to, envelope, context)
 	if err != nil {

@@ -18,12 +18,7 @@ import (
 // rawGet sends req and returns the answer with its whole body.
 func rawGet(t *testing.T, req *http.Request) (*http.Response, []byte) {
 	t.Helper()
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	resp, body, err := send(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +27,7 @@ func rawGet(t *testing.T, req *http.Request) (*http.Response, []byte) {
 
 // openAnswer opens a sealed answer's body with key under context.
 func openAnswer(resp *http.Response, body []byte, key *ecdh.PrivateKey, context []byte) ([]byte, error) {
-	_, plain, err := openSealed(resp, bytes.NewReader(body), context, key, 0)
+	_, plain, err := openSealed(resp, bytes.NewReader(body), context, key, anySealedSize)
 	if err != nil {
 		return nil, err
 	}
@@ -45,9 +40,7 @@ func openAnswer(resp *http.Response, body []byte, key *ecdh.PrivateKey, context 
 // it; another member's key does not, and neither does the context of
 // another request or range.
 func TestBlobAnswersAreSealedToTheirMember(t *testing.T) {
-	e := newEnv(t, nil)
-	data, sum, rec := uploadedRecord(t, e)
-	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	e, data, sum, rec := readableRecord(t)
 	uri := "/v1/blobs/" + hex.EncodeToString(sum[:]) + "?" + RecordRef(rec.PatientId, rec.Sequence).query()
 
 	resp, body := rawGet(t, e.signed(e.reader, http.MethodGet, uri, nil, false))
@@ -89,9 +82,7 @@ func TestBlobAnswersAreSealedToTheirMember(t *testing.T) {
 // That sidecar answers, but sealed to the member: the replayer gets
 // nothing it can read, and the member's own answer is unchanged.
 func TestReplayedRequestAtAnotherSidecarOpensOnlyForItsMember(t *testing.T) {
-	e := newEnv(t, nil)
-	data, sum, rec := uploadedRecord(t, e)
-	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	e, data, sum, rec := readableRecord(t)
 	other, _ := peerOf(t, e, nil) // another hospital's sidecar holding the blob too
 	if _, err := NewClient(other.URL, e.writer, nil).Put(context.Background(), e.pid, testCategory, sum, bytes.NewReader(data), int64(len(data))); err != nil {
 		t.Fatal(err)
@@ -130,9 +121,7 @@ func TestReplayedRequestAtAnotherSidecarOpensOnlyForItsMember(t *testing.T) {
 // transit is an error, never bytes; and a signer that holds no
 // encryption key cannot download.
 func TestClientRefusesWhatIsNotSealedToIt(t *testing.T) {
-	e := newEnv(t, nil)
-	data, sum, rec := uploadedRecord(t, e)
-	e.chain.recordAccess(rec, e.reader, emrv1.Purpose_PURPOSE_TREATMENT)
+	e, data, sum, rec := readableRecord(t)
 	ref := RecordRef(rec.PatientId, rec.Sequence)
 	var answer func(w http.ResponseWriter, r *http.Request)
 	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { answer(w, r) }))

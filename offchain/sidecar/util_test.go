@@ -60,6 +60,11 @@ func forward(url string, r *http.Request) (*http.Response, []byte, error) {
 		return nil, nil, err
 	}
 	req.Header = r.Header.Clone()
+	return send(req)
+}
+
+// send sends req and returns the answer with its body read whole.
+func send(req *http.Request) (*http.Response, []byte, error) {
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, nil, err
