@@ -52,7 +52,7 @@ import (
 //
 // # Download (Download)
 //
-//	verified Record ─▶ uploader signature ─▶ unwrap data key (KEK of record.key_version) ─▶ output checked
+//	verified Record ─▶ uploader signature ─▶ unwrap data key (KEK of record.key_version) ─▶ encryption key registered ─▶ output checked
 //	─▶ a sidecar answers (GET /healthz) ─▶ RecordAccess (committed)
 //	─▶ GET the record's blob from each sidecar in turn ─▶ scratch file, hashed, bounded by record.size
 //	─▶ SHA-256 == record.ciphertext_sha256 ? ─▶ decrypt (authenticated) ─▶ pending file ─▶ fsync, link/rename
@@ -65,7 +65,9 @@ import (
 // cannot slip a file in under a clinician's name. Everything that can fail
 // without the chain is checked before the read is logged, since a read
 // logged for nothing is a false entry in the patient's audit trail: the
-// data key is unwrapped; the output must name a file that may be written
+// data key is unwrapped; the reader's X25519 key must be the one the
+// chain has for it (the sidecars seal what they serve to that one; else
+// ErrEncKeyNotRegistered); the output must name a file that may be written
 // (CheckOutput: not a directory, not an existing file unless Overwrite,
 // in a directory that exists), and the pending file is created; and at
 // least one sidecar must answer (probeSidecars: one GET /healthz to each,

@@ -3,6 +3,7 @@ package client_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -17,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -503,6 +505,7 @@ func TestClientAgainstNode(t *testing.T) {
 			}
 		}
 	})
+	t.Run("EncKeyNotRegistered", func(t *testing.T) { testEncKeyNotRegistered(t, w) })
 	t.Run("RangeProofsAtOnce", func(t *testing.T) { testRangeProofsAtOnce(t, w) })
 	t.Run("Fork", func(t *testing.T) { testFork(t, w, fork) })
 
@@ -1367,5 +1370,55 @@ func testFork(t *testing.T, w *world, fork *clienttest.Node) {
 	// A fresh client cannot even start from the fork's genesis header.
 	if _, err := w.newClient(t, fork.RPC); !errors.Is(err, client.ErrVerification) {
 		t.Fatalf("light client on the fork: %v", err)
+	}
+}
+
+// otherEncKey is a member's key with an X25519 key that is not the one
+// registered for it: a keyring pairing the wrong keys, or a program's
+// Recipient that does.
+type otherEncKey struct {
+	*keyring.Key
+	enc *ecdh.PrivateKey
+}
+
+func (k otherEncKey) EncPrivKey() *ecdh.PrivateKey { return k.enc }
+
+// testEncKeyNotRegistered: a download by a recipient whose encryption key
+// is not the registered one fails with ErrEncKeyNotRegistered before the
+// read is logged and before a sidecar is asked, with ReuseAccess too:
+// every sidecar seals what it serves to the registered key, so the read
+// would be logged and what was served would not open.
+func testEncKeyNotRegistered(t *testing.T, w *world) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := w.mustClient(t, w.node.RPC)
+	var asked atomic.Int32
+	sc := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { asked.Add(1) }))
+	defer sc.Close()
+	before, _, err := c.AllAccessEvents(ctx, w.patientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := crypto.GenerateEncryptionKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := otherEncKey{Key: w.clinician, enc: other}
+	// The KEK opens with the clinician's real key: only what the sidecars
+	// seal to is at stake.
+	kek := c.GranteeKEKFunc(ctx, w.clinician.EncPrivKey(), w.patientID, w.clinician.Address())
+	for _, reuse := range []bool{false, true} {
+		_, err := c.Download(ctx, wrong, client.DownloadRequest{PatientID: w.patientID, Record: 1, KEK: kek, ReuseAccess: reuse,
+			Output: filepath.Join(t.TempDir(), "out")}, client.TransferOptions{Sidecars: []string{sc.URL}})
+		if !errors.Is(err, client.ErrEncKeyNotRegistered) || !strings.Contains(err.Error(), hex.EncodeToString(w.clinician.EncPubKey())) {
+			t.Fatalf("download with another encryption key (reuse %v): %v; want ErrEncKeyNotRegistered naming the registered key", reuse, err)
+		}
+	}
+	after, _, err := c.AllAccessEvents(ctx, w.patientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) || asked.Load() != 0 {
+		t.Fatalf("the refused downloads logged %d read(s) and asked the sidecar %d time(s), want none", len(after)-len(before), asked.Load())
 	}
 }

@@ -63,7 +63,9 @@ func checkDownload(output string, overwrite bool, opts TransferOptions) error {
 // Download logs a read of a record (RecordAccess, committed) and fetches,
 // verifies and decrypts its ciphertext into req.Output. What can fail
 // without the chain (the output, the data key, that a sidecar answers) is
-// checked before the read is logged. See the pipeline description above.
+// checked before the read is logged, and so is that s's encryption key is
+// the registered one (ErrEncKeyNotRegistered). See the pipeline
+// description above.
 func (c *Client) Download(ctx context.Context, s Recipient, req DownloadRequest, opts TransferOptions) (*DownloadResult, error) {
 	opts = opts.withMinHeight(c)
 	if req.Record == 0 {
@@ -88,6 +90,9 @@ func (c *Client) Download(ctx context.Context, s Recipient, req DownloadRequest,
 		return nil, err
 	}
 	defer clear(dataKey)
+	if _, err := c.registeredRecipient(ctx, s, sealedToYou); err != nil {
+		return nil, err
+	}
 	what := fmt.Sprintf("record %d", req.Record)
 	var logRead func() (*TxResult, error)
 	if !req.ReuseAccess {
@@ -201,6 +206,30 @@ func (c *Client) signedRecord(ctx context.Context, patientID []byte, seq uint64)
 	}
 	return rec, nil
 }
+
+// registeredRecipient returns s's member entry, verified, once it has made
+// sure that s's X25519 key is the one registered for it (else an error
+// matching ErrEncKeyNotRegistered): the sidecars seal what they serve,
+// and an emergency service the data key it releases, to the registered
+// key, so a read logged with another would be served and not open. why
+// says who seals to it.
+func (c *Client) registeredRecipient(ctx context.Context, s Recipient, why string) (*emrv1.Member, error) {
+	me, err := c.Member(ctx, s.Address())
+	if err != nil {
+		return nil, fmt.Errorf("your membership (%X): %w", s.Address(), err)
+	}
+	enc := s.EncPrivKey()
+	if enc == nil {
+		return nil, fmt.Errorf("%w: you hold no encryption key (%s)", ErrEncKeyNotRegistered, why)
+	}
+	if pub := enc.PublicKey().Bytes(); !bytes.Equal(me.EncPubKey, pub) {
+		return nil, fmt.Errorf("%w: yours is %x and the chain has %x for member %X (%s)", ErrEncKeyNotRegistered, pub, me.EncPubKey, s.Address(), why)
+	}
+	return me, nil
+}
+
+// sealedToYou is registeredRecipient's why for a download.
+const sealedToYou = "the sidecars seal what they serve to the registered one"
 
 // logRead submits the RecordAccess that logs a read of a record and
 // waits for its block.

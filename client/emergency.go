@@ -163,9 +163,6 @@ type EmergencyDownloadRequest struct {
 	// record's category (EmergencyServices; the first by address if there
 	// are several), or with ReuseAccess the one the standing read names.
 	Service []byte
-	// EncKey is the clinician's X25519 private key, whose public half is
-	// its registered encryption key: the service seals the data key to it.
-	EncKey *ecdh.PrivateKey
 	// ReuseAccess does not log a new read: it relies on the signer's
 	// latest access event of the record being an emergency read committed
 	// within the emergency window (to retry without a second audit entry).
@@ -193,7 +190,7 @@ type EmergencyDownloadResult struct {
 // committed: the patient and the organization's auditors see it), fetches
 // and verifies its ciphertext as Download does, asks the sidecars in
 // order for the record's data key (released by the one that runs the
-// service), opens it with req.EncKey and decrypts the ciphertext into
+// service), opens it with s's encryption key and decrypts the ciphertext into
 // req.Output. What can fail without the chain (the output, the
 // clinician's encryption key, that the patient opted in, that the record's
 // key version is the opt-in's, that a sidecar runs the service, that a
@@ -206,9 +203,6 @@ func (c *Client) EmergencyDownload(ctx context.Context, s Recipient, req Emergen
 	opts = opts.withMinHeight(c)
 	if req.Record == 0 {
 		return nil, errRecordZero
-	}
-	if req.EncKey == nil {
-		return nil, errors.New("download: no encryption key to open the released data key with")
 	}
 	switch {
 	case req.ReuseAccess && req.Reason != 0:
@@ -225,13 +219,9 @@ func (c *Client) EmergencyDownload(ctx context.Context, s Recipient, req Emergen
 	if err != nil {
 		return nil, err
 	}
-	me, err := c.Member(ctx, s.Address())
+	me, err := c.registeredRecipient(ctx, s, "the emergency service seals the data key to the registered one")
 	if err != nil {
-		return nil, fmt.Errorf("your membership (%X): %w", s.Address(), err)
-	}
-	if !bytes.Equal(me.EncPubKey, req.EncKey.PublicKey().Bytes()) {
-		return nil, fmt.Errorf("your encryption key (%x) is not the one registered for you (%x): the emergency service seals the data key to the registered one",
-			req.EncKey.PublicKey().Bytes(), me.EncPubKey)
+		return nil, err
 	}
 	via, err := c.emergencyVia(ctx, s, me, rec, req)
 	if err != nil {
@@ -261,7 +251,7 @@ func (c *Client) EmergencyDownload(ctx context.Context, s Recipient, req Emergen
 	var keySidecar string
 	released := func(opens func([]byte) error) ([]byte, error) {
 		var kerr error
-		dataKey, keySidecar, kerr = emergencyKey(ctx, s, req.EncKey, rec, via.service, named, opens, opts, logRead != nil)
+		dataKey, keySidecar, kerr = emergencyKey(ctx, s, s.EncPrivKey(), rec, via.service, named, opens, opts, logRead != nil)
 		return dataKey, kerr
 	}
 	saved, err := saveDecrypted(ctx, s, fmt.Sprintf("record %d", req.Record), recordBlob(rec), released,

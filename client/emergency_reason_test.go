@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/emrchain/emrchain/offchain/crypto"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -13,10 +12,6 @@ import (
 // reason, and a reused one none, or nothing is asked of anyone: the
 // Client here has no node, and a request that went on would fail on it.
 func TestEmergencyDownloadNeedsAReason(t *testing.T) {
-	enc, err := crypto.GenerateEncryptionKey()
-	if err != nil {
-		t.Fatal(err)
-	}
 	opts := TransferOptions{Sidecars: []string{"http://127.0.0.1:1"}}
 	for _, c := range []struct {
 		name   string
@@ -30,7 +25,7 @@ func TestEmergencyDownloadNeedsAReason(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := (&Client{}).EmergencyDownload(context.Background(), testSigner, EmergencyDownloadRequest{
-				PatientID: make([]byte, 32), Record: 1, EncKey: enc, Reason: c.reason, ReuseAccess: c.reuse, Output: t.TempDir() + "/out",
+				PatientID: make([]byte, 32), Record: 1, Reason: c.reason, ReuseAccess: c.reuse, Output: t.TempDir() + "/out",
 			}, opts)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("EmergencyDownload: %v; want an error saying %q", err, c.want)

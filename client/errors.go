@@ -68,6 +68,14 @@ var (
 	// was verified; a new client (the command run again) uses the new
 	// root.
 	ErrTrustRootReplaced = errors.New("the root of trust was replaced while this command ran")
+
+	// ErrEncKeyNotRegistered means the caller's X25519 key is not the
+	// encryption key the chain has for its member: every sidecar seals what
+	// it serves to the registered key, so nothing it served would open. A
+	// download refuses this before it logs a read (a keyring that pairs a
+	// member's signing key with another encryption key, a program's
+	// Recipient that does).
+	ErrEncKeyNotRegistered = errors.New("not the encryption key registered for you")
 )
 
 // SealVerified refuses, with ErrSealUnverified, what seals a key to (or

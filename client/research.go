@@ -26,9 +26,6 @@ type ShareRequest struct {
 	PatientID []byte
 	Record    uint64
 	StudyID   string
-	// EncKey is the sharer's X25519 key: it opens the KEK envelope of the
-	// sharer's consent.
-	EncKey *ecdh.PrivateKey
 	// ReuseAccess: see DownloadRequest (here the purpose is research).
 	ReuseAccess bool
 	// Deid tunes de-identification when the consent requires it.
@@ -90,7 +87,7 @@ func (c *Client) ShareRecord(ctx context.Context, s Recipient, req ShareRequest,
 			"only the patient can unwrap it until it is re-wrapped", rec.Sequence, rec.KeyVersion, perm.KeyVersion)
 	}
 	dataKey, err := unwrapRecordKey(rec, func(uint64) ([]byte, error) {
-		kek, err := OpenKEK(req.EncKey, perm)
+		kek, err := OpenKEK(s.EncPrivKey(), perm)
 		if err != nil {
 			return nil, fmt.Errorf("open the patient key envelope of your consent: %w", err)
 		}
@@ -100,6 +97,9 @@ func (c *Client) ShareRecord(ctx context.Context, s Recipient, req ShareRequest,
 		return nil, err
 	}
 	defer clear(dataKey)
+	if _, err := c.registeredRecipient(ctx, s, sealedToYou); err != nil {
+		return nil, err
+	}
 	res := &ShareResult{Anonymised: perm.Anonymise}
 	if !req.ReuseAccess {
 		if err := probeSidecars(ctx, opts); err != nil {
@@ -297,6 +297,9 @@ func (c *Client) DownloadShare(ctx context.Context, s Recipient, req ShareDownlo
 		return nil, fmt.Errorf("share %d: open its study key envelope: %w", req.Share, err)
 	}
 	defer clear(dataKey)
+	if _, err := c.registeredRecipient(ctx, s, sealedToYou); err != nil {
+		return nil, err
+	}
 	what := fmt.Sprintf("share %d", req.Share)
 	var logRead func() (*TxResult, error)
 	if !req.ReuseAccess {

@@ -368,7 +368,7 @@ func TestSealingNeedsVerifiedReads(t *testing.T) {
 		t.Fatalf("RotateKey unverified: %v, want ErrSealUnverified", err)
 	}
 	// A share seals a record's content to the study's key.
-	_, err = c.ShareRecord(ctx, patient, client.ShareRequest{PatientID: pid, Record: 1, StudyID: "s1", EncKey: patient.EncPrivKey()},
+	_, err = c.ShareRecord(ctx, patient, client.ShareRequest{PatientID: pid, Record: 1, StudyID: "s1"},
 		client.TransferOptions{Sidecars: []string{"http://127.0.0.1:1"}})
 	if !errors.Is(err, client.ErrSealUnverified) {
 		t.Fatalf("ShareRecord unverified: %v, want ErrSealUnverified", err)

@@ -397,7 +397,7 @@ over 24 hours against "emergency patients per day" ("emrcli params");
 			}
 			if emergency {
 				return a.emergencyDownload(ctx, c, k, pid, client.EmergencyDownloadRequest{
-					PatientID: pid, Record: record, EncKey: k.EncPrivKey(), ReuseAccess: reuseAccess, Reason: reason, Output: output, Overwrite: force,
+					PatientID: pid, Record: record, ReuseAccess: reuseAccess, Reason: reason, Output: output, Overwrite: force,
 				}, viaAddr, opts, prog)
 			}
 			owner, err := a.ownsPatientID(ctx, c, k, pid)
@@ -548,7 +548,7 @@ The study's researchers then fetch it with "emrcli download --share N".`,
 			}
 			prog := a.newProgress()
 			res, err := c.ShareRecord(ctx, k, client.ShareRequest{
-				PatientID: pid, Record: record, StudyID: study, EncKey: k.EncPrivKey(), ReuseAccess: reuseAccess,
+				PatientID: pid, Record: record, StudyID: study, ReuseAccess: reuseAccess,
 			}, client.TransferOptions{Sidecars: urls, TempDir: tempDir, Progress: prog.callback()})
 			prog.finish()
 			if err != nil {

@@ -222,9 +222,8 @@ func (s *Server) serveStored(w http.ResponseWriter, r *http.Request, key blobsto
 		writeError(w, errf(http.StatusInternalServerError, "seal_error", "sealing the answer failed"))
 		return
 	}
+	cw := s.blobAnswer(w)
 	h := w.Header()
-	h.Set("Content-Type", "application/octet-stream")
-	h.Set("Cache-Control", "private, no-store")
 	seal.setHeaders(h, length)
 	status := http.StatusOK
 	if partial {
@@ -235,16 +234,21 @@ func (s *Server) serveStored(w http.ResponseWriter, r *http.Request, key blobsto
 	var n int64
 	if r.Method != http.MethodHead {
 		bp := s.bufs.Get().(*[]byte)
-		cw := &countingWriter{w: &writeDeadline{w: w, rc: http.NewResponseController(w), idle: s.opts.UploadIdleTimeout}, c: s.metrics.bytesOut}
 		if partial {
 			// A range is not the blob: the reader checks the whole it
 			// assembles against the chain's hash.
-			err = seal.copy(cw, rc, *bp)
+			err = seal.send(cw, func(sealed io.Writer) error {
+				_, err := io.CopyBuffer(sealed, struct{ io.Reader }{rc}, *bp)
+				return err
+			})
 		} else {
 			// The status goes out first, so that a copy found damaged is
 			// a transfer cut short, whatever its size.
 			if err = http.NewResponseController(w).Flush(); err == nil {
-				err = seal.copyVerified(cw, rc, length, sum, *bp)
+				err = seal.send(cw, func(sealed io.Writer) error {
+					_, err := copyVerified(sealed, rc, length, sum, *bp)
+					return err
+				})
 			}
 		}
 		s.bufs.Put(bp)
@@ -268,6 +272,16 @@ func (s *Server) serveStored(w http.ResponseWriter, r *http.Request, key blobsto
 	}
 	s.log.Info("blob served", "sha256", sum.String(), "reader", hex.EncodeToString(caller.Address),
 		"bytes", n, "range", r.Header.Get("Range"), "height", height)
+}
+
+// blobAnswer sets the headers every blob answer has (an opaque body, not
+// to be cached) and returns the writer its body goes through: counted in
+// the bytes-out metric, each write bounded by the idle timeout.
+func (s *Server) blobAnswer(w http.ResponseWriter) *countingWriter {
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Cache-Control", "private, no-store")
+	return &countingWriter{w: &writeDeadline{w: w, rc: http.NewResponseController(w), idle: s.opts.UploadIdleTimeout}, c: s.metrics.bytesOut}
 }
 
 func mustHex(s string) []byte {

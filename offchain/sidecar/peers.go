@@ -223,12 +223,10 @@ func (s *Server) relay(ctx context.Context, w http.ResponseWriter, ans *peerAnsw
 			h.Set(k, v)
 		}
 	}
-	h.Set("Content-Type", "application/octet-stream")
-	h.Set("Cache-Control", "private, no-store")
+	cw := s.blobAnswer(w)
 	w.WriteHeader(ans.resp.StatusCode)
 	bp := s.bufs.Get().(*[]byte)
 	defer s.bufs.Put(bp)
-	cw := &countingWriter{w: &writeDeadline{w: w, rc: http.NewResponseController(w), idle: s.opts.UploadIdleTimeout}, c: s.metrics.bytesOut}
 	from := &errRecorder{r: ans.resp.Body}
 	_, err := io.CopyBuffer(cw, struct{ io.Reader }{from}, *bp)
 	if err == nil && cw.n != ans.resp.ContentLength {

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/emrchain/emrchain/offchain/blobstore"
 	"github.com/emrchain/emrchain/offchain/crypto"
 )
 
@@ -103,27 +102,16 @@ func (s *transferSeal) setHeaders(h http.Header, size int64) {
 	h.Set("Content-Length", strconv.FormatInt(crypto.CiphertextSize(size), 10))
 }
 
-// copyVerified sends r's size bytes to w sealed, verified against sum as
-// copyVerified does: a damaged copy's stream ends without its final
-// segment, which the recipient's reader refuses.
-func (s *transferSeal) copyVerified(w io.Writer, r io.Reader, size int64, sum blobstore.Sum, buf []byte) error {
+// send writes to w, sealed, what copy writes to the writer it is given
+// (copyVerified for the whole blob, so that a damaged copy's stream ends
+// without its final segment, which the recipient's reader refuses; a
+// plain copy for a range, which is not the blob).
+func (s *transferSeal) send(w io.Writer, copy func(sealed io.Writer) error) error {
 	enc, err := crypto.NewEncryptWriter(w, s.dataKey, s.context)
 	if err != nil {
 		return err
 	}
-	if _, err := copyVerified(enc, r, size, sum, buf); err != nil {
-		return err
-	}
-	return enc.Close()
-}
-
-// copy sends r to w sealed, unverified (a range, which is not the blob).
-func (s *transferSeal) copy(w io.Writer, r io.Reader, buf []byte) error {
-	enc, err := crypto.NewEncryptWriter(w, s.dataKey, s.context)
-	if err != nil {
-		return err
-	}
-	if _, err := io.CopyBuffer(enc, struct{ io.Reader }{r}, buf); err != nil {
+	if err := copy(enc); err != nil {
 		return err
 	}
 	return enc.Close()
