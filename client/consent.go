@@ -141,11 +141,38 @@ func (c *Client) AllRecords(ctx context.Context, patientID []byte, category stri
 // AllAccessEvents pages through a patient's access log (newest first), all
 // of one state (see AllGrants).
 func (c *Client) AllAccessEvents(ctx context.Context, patientID []byte) ([]*emrv1.AccessEvent, *QueryInfo, error) {
+	return c.AccessEventsAfter(ctx, patientID, 0)
+}
+
+// AccessEventsAfter returns the events of a patient's access log numbered
+// after seen (the log's events are numbered from 1), newest first, all of
+// one state as AllAccessEvents: it reads pages from the newest until one
+// reaches event seen+1. A watcher of the log passes the newest event it
+// has shown; the proofs that every page is complete make the events it
+// gets the whole of what was logged since.
+func (c *Client) AccessEventsAfter(ctx context.Context, patientID []byte, seen uint64) ([]*emrv1.AccessEvent, *QueryInfo, error) {
 	return allPagesAt(ctx, c, "access events", "AccessEvents", func(after uint64) (*emrv1.QueryAccessEventsRequest, *emrv1.QueryAccessEventsResponse) {
 		return &emrv1.QueryAccessEventsRequest{PatientId: hex.EncodeToString(patientID), Page: &emrv1.PageRequest{After: after}}, &emrv1.QueryAccessEventsResponse{}
 	}, func(resp *emrv1.QueryAccessEventsResponse) ([]*emrv1.AccessEvent, uint64) {
-		return resp.Events, resp.Page.GetNext()
+		return accessEventsAfter(resp, seen)
 	})
+}
+
+// accessEventsAfter takes from a page of an access log (newest first) its
+// events numbered after seen, and the cursor of the next page to read: 0
+// when the log has none, or none after seen.
+func accessEventsAfter(resp *emrv1.QueryAccessEventsResponse, seen uint64) ([]*emrv1.AccessEvent, uint64) {
+	events := resp.Events
+	for i, ev := range events {
+		if ev.Sequence <= seen {
+			return events[:i], 0
+		}
+	}
+	next := resp.Page.GetNext() // the next page holds the events before it
+	if next <= seen+1 {
+		next = 0
+	}
+	return events, next
 }
 
 // allPagesAt reads every page of a list query, method, one after another

@@ -380,6 +380,7 @@ func TestFlow(t *testing.T) {
 		audit.Height < 1 || audit.Header == "" {
 		t.Fatalf("audit --json: %+v", audit)
 	}
+	testAuditFollow(t, e, pid, clinician)
 	// A second record naming the same ciphertext (an alias) is flagged.
 	e.ok("add-record", "--from", "clinician", "--patient", pid, "--category", "lab-results",
 		"--sha256", hex.EncodeToString(sum[:]), "--size", "4096", "--object-key", "blobs/lab-1-again", "--data-key-file", keyFile)

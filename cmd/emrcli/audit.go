@@ -1,0 +1,305 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/client"
+	"github.com/emrchain/emrchain/internal/ctxtime"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// auditRow is one read of a patient's access log: the events one
+// transaction logged.
+type auditRow struct {
+	Time         string `json:"time"`
+	Accessor     string `json:"accessor"`
+	Organization string `json:"organization"`
+	Role         string `json:"role"`
+	Purpose      string `json:"purpose"`
+	// EmergencyService is, for an emergency (break-glass) read, the
+	// emergency service of the accessor's organization that the patient's
+	// opt-in let the read through.
+	EmergencyService string `json:"emergency_service,omitempty"`
+	// EmergencyReason is, for an emergency read, why the clinician broke
+	// the glass (app.EmergencyReasonName).
+	EmergencyReason string   `json:"emergency_reason,omitempty"`
+	Records         []uint64 `json:"records"`
+	// Shares are the reads of the patient's shares with a study (of the
+	// records ShareRecords names, in the same order).
+	Shares       []uint64 `json:"shares,omitempty"`
+	ShareRecords []uint64 `json:"share_records,omitempty"`
+	Height       int64    `json:"height"`
+	TxHash       string   `json:"tx_hash"`
+	Events       []uint64 `json:"events"`
+}
+
+// auditRows groups a patient's access events (newest first) by
+// transaction and resolves each accessor's organization and role, verified.
+func auditRows(ctx context.Context, c *client.Client, events []*emrv1.AccessEvent) ([]auditRow, error) {
+	members := map[string]*emrv1.Member{}
+	var rows []auditRow
+	var lastTx []byte // the transaction of rows[len(rows)-1]
+	for _, ev := range events {
+		if n := len(rows); n > 0 && bytes.Equal(lastTx, ev.TxHash) {
+			rows[n-1].add(ev)
+			rows[n-1].Events = append(rows[n-1].Events, ev.Sequence)
+			continue
+		}
+		m, ok := members[string(ev.Accessor)]
+		if !ok {
+			var err error
+			if m, err = c.Member(ctx, ev.Accessor); err != nil {
+				return nil, fmt.Errorf("accessor %X: %w", ev.Accessor, err)
+			}
+			members[string(ev.Accessor)] = m
+		}
+		org := m.GetOrganizationId()
+		if org == "" {
+			org = "-"
+		}
+		row := auditRow{
+			Time: ts(ev.Time), Accessor: upperHex(ev.Accessor), Organization: org, Role: roleName(m.GetRole()),
+			Purpose: purposeName(ev.Purpose), Records: []uint64{}, Height: ev.Height, TxHash: upperHex(ev.TxHash), Events: []uint64{ev.Sequence},
+		}
+		if len(ev.EmergencyService) > 0 {
+			row.EmergencyService = upperHex(ev.EmergencyService)
+			row.EmergencyReason = app.EmergencyReasonName(ev.EmergencyReason)
+		}
+		row.add(ev)
+		rows = append(rows, row)
+		lastTx = ev.TxHash
+	}
+	return rows, nil
+}
+
+// add puts what ev read first in r (events come newest first).
+func (r *auditRow) add(ev *emrv1.AccessEvent) {
+	if ev.ShareSequence != 0 {
+		r.Shares = append([]uint64{ev.ShareSequence}, r.Shares...)
+		r.ShareRecords = append([]uint64{ev.RecordSequence}, r.ShareRecords...)
+		return
+	}
+	r.Records = append([]uint64{ev.RecordSequence}, r.Records...)
+}
+
+// read is what the row's reads were, for the table: "3,5" for records,
+// "share 1 (record 2)" for a share.
+func (r auditRow) read() string {
+	var parts []string
+	for _, s := range r.Records {
+		parts = append(parts, fmt.Sprint(s))
+	}
+	for i, s := range r.Shares {
+		parts = append(parts, fmt.Sprintf("share %d (record %d)", s, r.ShareRecords[i]))
+	}
+	return strings.Join(parts, ",")
+}
+
+// defaultFollowInterval is how often audit --follow asks for new reads:
+// about two blocks.
+const defaultFollowInterval = 2 * time.Second
+
+func newAuditCmd(a *cli) *cobra.Command {
+	var from, patient string
+	var follow bool
+	var interval time.Duration
+	cmd := &cobra.Command{
+		Use:   "audit [--patient ID | --from KEY] [--follow]",
+		Short: "Show a patient's access log: who read which records, when and why (verified, complete)",
+		Long: `audit shows the patient's access log as a table: when, who (address, and the
+local key name if any), their organization and role (from their verified
+membership), the purpose, the records read (and the reads of the patient's
+shares with a study), and the block. Every event is
+proven, and the log is checked for completeness: a node cannot hide a read.
+
+An emergency ("break-glass") read is shown as "EMERGENCY (REASON) via
+SERVICE": a clinician who holds no consent of the patient read the records
+through the emergency service of its organization that the patient opted in
+to ("emrcli grant --rights emergency"), for the reason it gave
+(patient-incapacitated, immediate-threat or patient-request); "emrcli revoke"
+on the service ends the opt-in.
+
+With --follow, audit then keeps watching: every --interval it reads the
+events logged since the last one it showed (verified and complete, as
+above) and prints each new read as one line, in the table's columns, until
+interrupted (Ctrl-C, which exits 0). A node that cannot be reached, or that
+is behind, is warned about once on standard error and asked again; an
+answer that does not verify ends the command (exit 1). With --json and
+--follow every read, those logged so far and then each new one, is one
+JSON object per line (the fields of "reads", with patient_id and
+verified), oldest first.`,
+		Example: "  emrcli audit --from alice\n  emrcli audit --patient 5be1...9f --json\n  emrcli audit --from alice --follow",
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if follow && interval <= 0 {
+				return usagef("--interval must be positive, got %s", interval)
+			}
+			ctx := cmd.Context()
+			pid, c, err := a.queriedPatient(ctx, patient, from)
+			if err != nil {
+				return err
+			}
+			events, info, err := c.AllAccessEvents(ctx, pid)
+			if err != nil {
+				return err
+			}
+			rows, err := auditRows(ctx, c, events)
+			if err != nil {
+				return err
+			}
+			if follow {
+				w := &auditFollower{a: a, c: c, patientID: pid, label: a.labeler(), verified: info.Verified}
+				if len(events) > 0 {
+					w.seen = events[0].Sequence
+				}
+				return w.run(ctx, rows, interval)
+			}
+			out := struct {
+				PatientID string     `json:"patient_id"`
+				Reads     []auditRow `json:"reads"`
+				provenance
+			}{hexStr(pid), rows, viewInfo(info)}
+			if out.Reads == nil {
+				out.Reads = []auditRow{}
+			}
+			return a.emit(out, func(w io.Writer) {
+				if len(rows) == 0 {
+					fmt.Fprintln(w, "no reads logged")
+				} else {
+					label := a.labeler()
+					var tr [][]string
+					emergencies := 0
+					for _, r := range rows {
+						if r.EmergencyService != "" {
+							emergencies++
+						}
+						tr = append(tr, r.cells(label))
+					}
+					table(w, auditColumns, tr)
+					if emergencies > 0 {
+						fmt.Fprintf(w, "%d emergency (break-glass) read(s): by a clinician without a consent of its own, through the emergency service the patient opted in to\n", emergencies)
+					}
+				}
+				out.provenance.text(w)
+			})
+		},
+	}
+	a.patientFlags(cmd, &patient, &from)
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "then print each new read as it is committed, until interrupted")
+	cmd.Flags().DurationVar(&interval, "interval", defaultFollowInterval, "with --follow, how often to ask for new reads")
+	return cmd
+}
+
+// auditColumns are the audit table's columns (auditRow.cells).
+var auditColumns = []string{"WHEN", "WHO", "ORGANIZATION", "ROLE", "PURPOSE", "RECORDS", "BLOCK"}
+
+// cells is r as a row of the audit table; label names addresses.
+func (r auditRow) cells(label func(string) string) []string {
+	purpose := r.Purpose
+	if r.EmergencyService != "" {
+		purpose = "EMERGENCY (" + r.EmergencyReason + ") via " + label(r.EmergencyService)
+	}
+	return []string{r.Time, label(r.Accessor), r.Organization, r.Role, purpose, r.read(), fmt.Sprint(r.Height)}
+}
+
+// auditFollower is audit --follow: it prints a patient's reads as they are
+// logged.
+type auditFollower struct {
+	a         *cli
+	c         *client.Client
+	patientID []byte
+	label     func(string) string
+	verified  bool
+	// seen is the newest event shown (0: none).
+	seen uint64
+}
+
+// run prints rows, the log so far (newest first), then every interval
+// the reads logged since, until ctx ends (nil) or a read fails to verify.
+func (f *auditFollower) run(ctx context.Context, rows []auditRow, interval time.Duration) error {
+	if f.a.jsonOut {
+		f.printLines(rows)
+	} else {
+		if f.a.noVerify {
+			fmt.Fprintln(f.a.stdout, "NOT VERIFIED (--no-verify): the node's answers below were not checked")
+		}
+		var tr [][]string
+		for _, r := range rows {
+			tr = append(tr, r.cells(f.label))
+		}
+		table(f.a.stdout, auditColumns, tr) // the header even when no read is logged yet
+	}
+	fmt.Fprintf(f.a.stderr, "following the access log of patient %x: each new read is printed as it is committed (every %s; Ctrl-C to stop)\n", f.patientID, interval)
+	failing := false
+	for {
+		if ctxtime.Sleep(ctx, interval) != nil {
+			return nil
+		}
+		rows, err := f.next(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, client.ErrVerification) || errors.Is(err, client.ErrTrustRootReplaced):
+			return err
+		case err != nil:
+			if !failing {
+				fmt.Fprintf(f.a.stderr, "warning: reading the access log failed, asking again every %s: %s\n", interval, app.OneLine(err.Error()))
+			}
+			failing = true
+			continue
+		case failing:
+			fmt.Fprintln(f.a.stderr, "the access log is read again")
+			failing = false
+		}
+		if f.a.jsonOut {
+			f.printLines(rows)
+			continue
+		}
+		for _, r := range slices.Backward(rows) {
+			cells := r.cells(f.label)
+			for i, c := range cells {
+				cells[i] = app.OneLine(c) // as table does: other people's text
+			}
+			fmt.Fprintln(f.a.stdout, strings.Join(cells, "  "))
+		}
+	}
+}
+
+// next returns the reads logged since the last shown (newest first) and
+// marks them shown.
+func (f *auditFollower) next(ctx context.Context) ([]auditRow, error) {
+	events, _, err := f.c.AccessEventsAfter(ctx, f.patientID, f.seen)
+	if err != nil || len(events) == 0 {
+		return nil, err
+	}
+	rows, err := auditRows(ctx, f.c, events)
+	if err != nil {
+		return nil, err
+	}
+	f.seen = events[0].Sequence
+	return rows, nil
+}
+
+// printLines writes rows (newest first) oldest first, one JSON object per
+// line.
+func (f *auditFollower) printLines(rows []auditRow) {
+	enc := json.NewEncoder(f.a.stdout)
+	for _, r := range slices.Backward(rows) {
+		_ = enc.Encode(struct {
+			PatientID string `json:"patient_id"`
+			auditRow
+			Verified bool `json:"verified"`
+		}{hexStr(f.patientID), r, f.verified})
+	}
+}
