@@ -1383,9 +1383,10 @@ type otherEncKey struct {
 
 func (k otherEncKey) EncPrivKey() *ecdh.PrivateKey { return k.enc }
 
-// testEncKeyNotRegistered: a download by a recipient whose encryption key
-// is not the registered one fails with ErrEncKeyNotRegistered before the
-// read is logged and before a sidecar is asked, with ReuseAccess too:
+// testEncKeyNotRegistered: a download or a share by a recipient whose
+// encryption key is not the registered one fails with
+// ErrEncKeyNotRegistered before the read is logged and before a sidecar
+// is asked, with ReuseAccess too:
 // every sidecar seals what it serves to the registered key, so the read
 // would be logged and what was served would not open.
 func testEncKeyNotRegistered(t *testing.T, w *world) {
@@ -1404,16 +1405,22 @@ func testEncKeyNotRegistered(t *testing.T, w *world) {
 		t.Fatal(err)
 	}
 	wrong := otherEncKey{Key: w.clinician, enc: other}
-	// The KEK opens with the clinician's real key: only what the sidecars
-	// seal to is at stake.
-	kek := c.GranteeKEKFunc(ctx, w.clinician.EncPrivKey(), w.patientID, w.clinician.Address())
-	for _, reuse := range []bool{false, true} {
-		_, err := c.Download(ctx, wrong, client.DownloadRequest{PatientID: w.patientID, Record: 1, KEK: kek, ReuseAccess: reuse,
-			Output: filepath.Join(t.TempDir(), "out")}, client.TransferOptions{Sidecars: []string{sc.URL}})
+	opts := client.TransferOptions{Sidecars: []string{sc.URL}}
+	wantRefused := func(what string, err error) {
+		t.Helper()
 		if !errors.Is(err, client.ErrEncKeyNotRegistered) || !strings.Contains(err.Error(), hex.EncodeToString(w.clinician.EncPubKey())) {
-			t.Fatalf("download with another encryption key (reuse %v): %v; want ErrEncKeyNotRegistered naming the registered key", reuse, err)
+			t.Fatalf("%s with another encryption key: %v; want ErrEncKeyNotRegistered naming the registered key", what, err)
 		}
 	}
+	// The KEK opens with the recipient's key, as emrcli's does: the
+	// refusal says why before that fails.
+	for _, reuse := range []bool{false, true} {
+		_, err := c.Download(ctx, wrong, client.DownloadRequest{PatientID: w.patientID, Record: 1, ReuseAccess: reuse,
+			KEK: c.GranteeKEKFunc(ctx, wrong.EncPrivKey(), w.patientID, w.clinician.Address()), Output: filepath.Join(t.TempDir(), "out")}, opts)
+		wantRefused(fmt.Sprintf("download (reuse %v)", reuse), err)
+	}
+	_, err = c.ShareRecord(ctx, wrong, client.ShareRequest{PatientID: w.patientID, Record: 1, StudyID: worldStudy}, opts)
+	wantRefused("a share", err)
 	after, _, err := c.AllAccessEvents(ctx, w.patientID)
 	if err != nil {
 		t.Fatal(err)

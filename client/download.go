@@ -81,6 +81,12 @@ func (c *Client) Download(ctx context.Context, s Recipient, req DownloadRequest,
 	if purpose == emrv1.Purpose_PURPOSE_UNSPECIFIED {
 		purpose = emrv1.Purpose_PURPOSE_TREATMENT
 	}
+	// Before the KEK (a grantee's is opened with the same key) and the data
+	// key: a key that is not the registered one would fail there, less
+	// clearly.
+	if _, err := c.registeredRecipient(ctx, s, sealedToYou); err != nil {
+		return nil, err
+	}
 	rec, err := c.signedRecord(ctx, req.PatientID, req.Record)
 	if err != nil {
 		return nil, err
@@ -90,9 +96,6 @@ func (c *Client) Download(ctx context.Context, s Recipient, req DownloadRequest,
 		return nil, err
 	}
 	defer clear(dataKey)
-	if _, err := c.registeredRecipient(ctx, s, sealedToYou); err != nil {
-		return nil, err
-	}
 	what := fmt.Sprintf("record %d", req.Record)
 	var logRead func() (*TxResult, error)
 	if !req.ReuseAccess {

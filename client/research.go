@@ -65,6 +65,11 @@ func (c *Client) ShareRecord(ctx context.Context, s Recipient, req ShareRequest,
 	if err := c.SealVerified("a share seals the record to the study's key"); err != nil {
 		return nil, err
 	}
+	// Before the consent's envelope is opened with it: a key that is not
+	// the registered one would fail there, less clearly.
+	if _, err := c.registeredRecipient(ctx, s, sealedToYou); err != nil {
+		return nil, err
+	}
 	perm, err := c.shareConsent(ctx, s.Address(), req.PatientID, req.StudyID)
 	if err != nil {
 		return nil, err
@@ -97,9 +102,6 @@ func (c *Client) ShareRecord(ctx context.Context, s Recipient, req ShareRequest,
 		return nil, err
 	}
 	defer clear(dataKey)
-	if _, err := c.registeredRecipient(ctx, s, sealedToYou); err != nil {
-		return nil, err
-	}
 	res := &ShareResult{Anonymised: perm.Anonymise}
 	if !req.ReuseAccess {
 		if err := probeSidecars(ctx, opts); err != nil {
@@ -279,6 +281,9 @@ func (c *Client) DownloadShare(ctx context.Context, s Recipient, req ShareDownlo
 	if req.StudyKey == nil {
 		return nil, errors.New("download: no study key")
 	}
+	if _, err := c.registeredRecipient(ctx, s, sealedToYou); err != nil {
+		return nil, err
+	}
 	sh, err := c.Share(ctx, req.PatientID, req.Share)
 	if err != nil {
 		return nil, fmt.Errorf("share %d: %w", req.Share, err)
@@ -297,9 +302,6 @@ func (c *Client) DownloadShare(ctx context.Context, s Recipient, req ShareDownlo
 		return nil, fmt.Errorf("share %d: open its study key envelope: %w", req.Share, err)
 	}
 	defer clear(dataKey)
-	if _, err := c.registeredRecipient(ctx, s, sealedToYou); err != nil {
-		return nil, err
-	}
 	what := fmt.Sprintf("share %d", req.Share)
 	var logRead func() (*TxResult, error)
 	if !req.ReuseAccess {

@@ -130,19 +130,23 @@ to ("emrcli grant --rights emergency"), for the reason it gave
 (patient-incapacitated, immediate-threat or patient-request); "emrcli revoke"
 on the service ends the opt-in.
 
-With --follow, audit then keeps watching: every --interval it reads the
-events logged since the last one it showed (verified and complete, as
-above) and prints each new read as one line, in the table's columns, until
-interrupted (Ctrl-C, which exits 0). A node that cannot be reached, or that
-is behind, is warned about once on standard error and asked again; an
-answer that does not verify ends the command (exit 1). With --json and
---follow every read, those logged so far and then each new one, is one
-JSON object per line (the fields of "reads", with patient_id and
-verified), oldest first.`,
+With --follow the table runs oldest first, and audit then keeps watching:
+every --interval it reads the events logged since the last one it showed
+(verified and complete, as above) and prints each new read as one more line
+of the table, until interrupted (Ctrl-C, which exits 0). A read that fails
+(a node or witness out of reach or behind, an answer that does not verify,
+of which nothing is shown) is warned about on standard error, again when
+the failure changes, and asked again; only a root of trust replaced meanwhile
+ends the command (exit 1). With --json and --follow every read, those
+logged so far and then each new one, is one JSON object per line (the
+fields of "reads", with patient_id and verified), oldest first.`,
 		Example: "  emrcli audit --from alice\n  emrcli audit --patient 5be1...9f --json\n  emrcli audit --from alice --follow",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if follow && interval <= 0 {
+			switch {
+			case cmd.Flags().Changed("interval") && !follow:
+				return usagef("--interval is how often --follow asks: give --follow too")
+			case interval <= 0:
 				return usagef("--interval must be positive, got %s", interval)
 			}
 			ctx := cmd.Context()
@@ -163,7 +167,7 @@ verified), oldest first.`,
 				if len(events) > 0 {
 					w.seen = events[0].Sequence
 				}
-				return w.run(ctx, rows, interval)
+				return w.run(ctx, rows, info.Height, interval)
 			}
 			out := struct {
 				PatientID string     `json:"patient_id"`
@@ -177,17 +181,8 @@ verified), oldest first.`,
 				if len(rows) == 0 {
 					fmt.Fprintln(w, "no reads logged")
 				} else {
-					label := a.labeler()
-					var tr [][]string
-					emergencies := 0
-					for _, r := range rows {
-						if r.EmergencyService != "" {
-							emergencies++
-						}
-						tr = append(tr, r.cells(label))
-					}
-					table(w, auditColumns, tr)
-					if emergencies > 0 {
+					table(w, auditColumns, auditCells(rows, a.labeler()))
+					if emergencies := countEmergencies(rows); emergencies > 0 {
 						fmt.Fprintf(w, "%d emergency (break-glass) read(s): by a clinician without a consent of its own, through the emergency service the patient opted in to\n", emergencies)
 					}
 				}
@@ -213,6 +208,27 @@ func (r auditRow) cells(label func(string) string) []string {
 	return []string{r.Time, label(r.Accessor), r.Organization, r.Role, purpose, r.read(), fmt.Sprint(r.Height)}
 }
 
+// auditCells are rows as rows of the audit table, in their order; label
+// names addresses.
+func auditCells(rows []auditRow, label func(string) string) [][]string {
+	var cells [][]string
+	for _, r := range rows {
+		cells = append(cells, r.cells(label))
+	}
+	return cells
+}
+
+// countEmergencies is how many of rows are emergency (break-glass) reads.
+func countEmergencies(rows []auditRow) int {
+	n := 0
+	for _, r := range rows {
+		if r.EmergencyService != "" {
+			n++
+		}
+	}
+	return n
+}
+
 // auditFollower is audit --follow: it prints a patient's reads as they are
 // logged.
 type auditFollower struct {
@@ -225,23 +241,29 @@ type auditFollower struct {
 	seen uint64
 }
 
-// run prints rows, the log so far (newest first), then every interval
-// the reads logged since, until ctx ends (nil) or a read fails to verify.
-func (f *auditFollower) run(ctx context.Context, rows []auditRow, interval time.Duration) error {
+// run prints rows, the log so far at height (newest first), oldest
+// first, then every interval the reads logged since, until ctx ends (nil)
+// or the root of trust is replaced.
+func (f *auditFollower) run(ctx context.Context, rows []auditRow, height int64, interval time.Duration) error {
+	var out *columns
 	if f.a.jsonOut {
 		f.printLines(rows)
 	} else {
 		if f.a.noVerify {
 			fmt.Fprintln(f.a.stdout, "NOT VERIFIED (--no-verify): the node's answers below were not checked")
 		}
-		var tr [][]string
-		for _, r := range rows {
-			tr = append(tr, r.cells(f.label))
-		}
-		table(f.a.stdout, auditColumns, tr) // the header even when no read is logged yet
+		out = newColumns(f.a.stdout, len(auditColumns))
+		// The header even when no read is logged yet, in one batch with
+		// the rows so that the columns fit them.
+		out.print(append([][]string{auditColumns}, f.cells(rows)...)...)
 	}
-	fmt.Fprintf(f.a.stderr, "following the access log of patient %x: each new read is printed as it is committed (every %s; Ctrl-C to stop)\n", f.patientID, interval)
-	failing := false
+	verified := "verified"
+	if !f.verified {
+		verified = "NOT verified"
+	}
+	fmt.Fprintf(f.a.stderr, "following the access log of patient %x from the state at height %d (%s, %d emergency read(s) so far): each new read is printed as it is committed (every %s; Ctrl-C to stop)\n",
+		f.patientID, height, verified, countEmergencies(rows), interval)
+	warned := "" // the failure last warned about, while reads fail
 	for {
 		if ctxtime.Sleep(ctx, interval) != nil {
 			return nil
@@ -250,30 +272,34 @@ func (f *auditFollower) run(ctx context.Context, rows []auditRow, interval time.
 		switch {
 		case ctx.Err() != nil:
 			return nil
-		case errors.Is(err, client.ErrVerification) || errors.Is(err, client.ErrTrustRootReplaced):
-			return err
+		case errors.Is(err, client.ErrTrustRootReplaced):
+			return err // this run's client reads from the old root: run again
 		case err != nil:
-			if !failing {
-				fmt.Fprintf(f.a.stderr, "warning: reading the access log failed, asking again every %s: %s\n", interval, app.OneLine(err.Error()))
+			// A node or witness out of reach or behind, or an answer that
+			// does not verify (nothing of it is shown): the chain's log is
+			// still there to be read, so ask again.
+			if msg := app.OneLine(err.Error()); msg != warned {
+				fmt.Fprintf(f.a.stderr, "warning: reading the access log failed, asking again every %s: %s\n", interval, msg)
+				warned = msg
 			}
-			failing = true
 			continue
-		case failing:
+		case warned != "":
 			fmt.Fprintln(f.a.stderr, "the access log is read again")
-			failing = false
+			warned = ""
 		}
 		if f.a.jsonOut {
 			f.printLines(rows)
-			continue
-		}
-		for _, r := range slices.Backward(rows) {
-			cells := r.cells(f.label)
-			for i, c := range cells {
-				cells[i] = app.OneLine(c) // as table does: other people's text
-			}
-			fmt.Fprintln(f.a.stdout, strings.Join(cells, "  "))
+		} else {
+			out.print(f.cells(rows)...)
 		}
 	}
+}
+
+// cells are rows (newest first) as table rows, oldest first.
+func (f *auditFollower) cells(rows []auditRow) [][]string {
+	cells := auditCells(rows, f.label)
+	slices.Reverse(cells)
+	return cells
 }
 
 // next returns the reads logged since the last shown (newest first) and

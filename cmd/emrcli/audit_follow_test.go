@@ -86,7 +86,7 @@ func testAuditFollow(t *testing.T, e *cliEnv, pid, clinician string) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("audit --follow, interrupted: %v; stderr: %s", err, stderr.String())
 	}
-	if !strings.Contains(stderr.String(), "following the access log of patient "+pid) {
+	if !strings.Contains(stderr.String(), "following the access log of patient "+pid+" from the state at height ") {
 		t.Fatalf("audit --follow does not say what it follows: %s", stderr.String())
 	}
 }

@@ -55,6 +55,7 @@ func TestUsageErrorsExit2OnOneLine(t *testing.T) {
 		{"no-such-command"},
 		{"audit", "--bogus"},
 		{"audit", "--follow", "--interval", "0s"},
+		{"audit", "--interval", "1s"},
 		{"grant", "--from", "a", "--to", "b", "--rights", "fly", "--until", "2027-01-01"},
 		{"grant", "--from", "a", "--to", "b", "--rights", "read", "--until", "soon"},
 		{"keys", "show"},

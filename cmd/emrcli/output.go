@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -91,16 +92,44 @@ func purposeName(p emrv1.Purpose) string { return enumName(p.String(), "PURPOSE_
 
 // table writes aligned columns.
 func table(w io.Writer, header []string, rows [][]string) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.Join(header, "\t"))
-	for _, r := range rows {
-		cells := make([]string, len(r))
-		for i, c := range r {
-			cells[i] = app.OneLine(c)
+	c := newColumns(w, len(header))
+	c.print(append([][]string{header}, rows...)...)
+}
+
+// columns prints rows of cells in columns two spaces apart, batch by
+// batch (audit --follow prints its rows as they come): a column is as wide
+// as its widest cell in the batches printed so far, so a later row lines
+// up with the earlier ones unless one of its cells is wider. Each cell is
+// printed on one line, escaped (app.OneLine).
+type columns struct {
+	w      io.Writer
+	widths []int
+}
+
+func newColumns(w io.Writer, n int) *columns { return &columns{w: w, widths: make([]int, n)} }
+
+// print prints a batch of rows.
+func (c *columns) print(rows ...[]string) {
+	lines := make([][]string, len(rows))
+	for i, r := range rows {
+		lines[i] = make([]string, len(r))
+		for j, cell := range r {
+			lines[i][j] = app.OneLine(cell)
+			if j < len(c.widths) {
+				c.widths[j] = max(c.widths[j], utf8.RuneCountInString(lines[i][j]))
+			}
 		}
-		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
-	tw.Flush()
+	for _, cells := range lines {
+		var b strings.Builder
+		for j, cell := range cells {
+			b.WriteString(cell)
+			if j < len(cells)-1 && j < len(c.widths) {
+				b.WriteString(strings.Repeat(" ", c.widths[j]-utf8.RuneCountInString(cell)+2))
+			}
+		}
+		fmt.Fprintln(c.w, b.String())
+	}
 }
 
 // fields writes "key: value" lines, aligned. Values are other people's

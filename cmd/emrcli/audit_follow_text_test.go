@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	abci "github.com/cometbft/cometbft/abci/types"
+	cmtjson "github.com/cometbft/cometbft/libs/json"
+	ctypes "github.com/cometbft/cometbft/rpc/core/types"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/client"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// fakeAccessLog is a fake node (JSON-RPC abci_query only) holding one
+// patient's access log, for an unverified client.
+type fakeAccessLog struct {
+	mu     sync.Mutex
+	events []*emrv1.AccessEvent // oldest first
+	height int64
+}
+
+func (l *fakeAccessLog) add(seq uint64, height int64, tx byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, &emrv1.AccessEvent{
+		Sequence: seq, RecordSequence: 1, Accessor: bytes.Repeat([]byte{0xAB}, 20),
+		Purpose: emrv1.Purpose_PURPOSE_TREATMENT, Height: height, Time: timestamppb.New(time.Unix(1_700_000_000+height, 0)),
+		TxHash: bytes.Repeat([]byte{tx}, 32),
+	})
+	l.height = height
+}
+
+func (l *fakeAccessLog) serve(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		ID     json.RawMessage `json:"id"`
+		Method string          `json:"method"`
+		Params struct {
+			Path string `json:"path"`
+			Data string `json:"data"`
+		} `json:"params"`
+	}
+	body, _ := io.ReadAll(r.Body)
+	if err := json.Unmarshal(body, &req); err != nil || req.Method != "abci_query" {
+		http.Error(w, "unsupported", http.StatusBadRequest)
+		return
+	}
+	data, _ := hex.DecodeString(req.Params.Data)
+	l.mu.Lock()
+	var out proto.Message
+	switch strings.TrimPrefix(req.Params.Path, app.QueryPathPrefix) {
+	case "AccessEvents":
+		q := &emrv1.QueryAccessEventsRequest{}
+		_ = proto.Unmarshal(data, q)
+		resp := &emrv1.QueryAccessEventsResponse{Page: &emrv1.PageResponse{Total: uint64(len(l.events))}, Height: l.height}
+		for i := len(l.events) - 1; i >= 0; i-- {
+			if after := q.GetPage().GetAfter(); after == 0 || l.events[i].Sequence < after {
+				resp.Events = append(resp.Events, l.events[i])
+			}
+		}
+		out = resp
+	case "Member":
+		out = &emrv1.QueryMemberResponse{Member: &emrv1.Member{Address: bytes.Repeat([]byte{0xAB}, 20),
+			OrganizationId: "dev-hospital", Role: emrv1.Role_ROLE_CLINICIAN}, Height: l.height}
+	}
+	l.mu.Unlock()
+	value, _ := proto.Marshal(out)
+	result, _ := cmtjson.Marshal(&ctypes.ResultABCIQuery{Response: abci.QueryResponse{Value: value, Height: l.height}})
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write([]byte(`{"jsonrpc":"2.0","id":` + string(req.ID) + `,"result":` + string(result) + `}`))
+}
+
+// followText runs audit --follow (text) over a log of two reads, adds a
+// third while it follows, and returns what it printed.
+func followText(t *testing.T) string {
+	t.Helper()
+	log := &fakeAccessLog{}
+	log.add(1, 10, 0x01)
+	log.add(2, 11, 0x02)
+	srv := httptest.NewServer(http.HandlerFunc(log.serve))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c, err := client.New(ctx, client.Config{Node: srv.URL, ChainID: "fake", Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pid := bytes.Repeat([]byte{0x5B}, 32)
+	events, info, err := c.AllAccessEvents(ctx, pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := auditRows(ctx, c, events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	a := &cli{stdout: &stdout, stderr: &stderr}
+	f := &auditFollower{a: a, c: c, patientID: pid, label: func(s string) string { return s }, verified: info.Verified, seen: events[0].Sequence}
+	time.AfterFunc(400*time.Millisecond, func() { log.add(3, 12, 0x03) })
+	if err := f.run(ctx, rows, info.Height, 100*time.Millisecond); err != nil {
+		t.Fatalf("run: %v; stderr: %s", err, stderr.String())
+	}
+	t.Logf("stdout:\n%s", stdout.String())
+	return stdout.String()
+}
+
+// blocks are the BLOCK cells (last column) of the lines after the header.
+func blocks(out string) []string {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var b []string
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		b = append(b, f[len(f)-1])
+	}
+	return b
+}
+
+// TestFollowTextIsChronological: the followed reads are printed below
+// the table, so with --follow the table runs oldest first (as --follow
+// --json does): else the newest read shown so far sat at the top and the
+// next one at the bottom, under the oldest (the session-51 review).
+func TestFollowTextIsChronological(t *testing.T) {
+	out := followText(t)
+	if got := strings.Join(blocks(out), ","); got != "10,11,12" {
+		t.Fatalf("audit --follow printed the reads of blocks %s, in that order; want 10,11,12 (oldest first, the new one last)", got)
+	}
+}
+
+// TestFollowTextKeepsTheColumns: each new read is one more line of the
+// table, in its columns: its BLOCK cell sits under BLOCK.
+func TestFollowTextKeepsTheColumns(t *testing.T) {
+	out := followText(t)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	col := strings.Index(lines[0], "BLOCK")
+	last := lines[len(lines)-1]
+	if !strings.HasSuffix(last, " 12") || strings.LastIndex(last, "12") != col {
+		t.Fatalf("the followed read's BLOCK cell is at column %d, the header's BLOCK at %d:\n%s\n%s", strings.LastIndex(last, "12"), col, lines[0], last)
+	}
+}
