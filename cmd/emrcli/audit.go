@@ -106,6 +106,10 @@ func (r auditRow) read() string {
 	return strings.Join(parts, ",")
 }
 
+// followWarnEvery is how often audit --follow says again that its reads
+// fail, while they do.
+const followWarnEvery = time.Minute
+
 // defaultFollowInterval is how often audit --follow asks for new reads:
 // about two blocks.
 const defaultFollowInterval = 2 * time.Second
@@ -135,9 +139,10 @@ every --interval it reads the events logged since the last one it showed
 (verified and complete, as above) and prints each new read as one more line
 of the table, until interrupted (Ctrl-C, which exits 0). A read that fails
 (a node or witness out of reach or behind, an answer that does not verify,
-of which nothing is shown) is warned about on standard error, again when
-the failure changes, and asked again; only a root of trust replaced meanwhile
-ends the command (exit 1). With --json and --follow every read, those
+of which nothing is shown) is warned about on standard error, again once a
+minute while reads fail, and asked again; only a root of trust replaced
+meanwhile ends the command (exit 1), so an expired trust period ("emrcli
+light init --force") is warned about until then. With --json and --follow every read, those
 logged so far and then each new one, is one JSON object per line (the
 fields of "reads", with patient_id and verified), oldest first.`,
 		Example: "  emrcli audit --from alice\n  emrcli audit --patient 5be1...9f --json\n  emrcli audit --from alice --follow",
@@ -253,6 +258,10 @@ func (f *auditFollower) run(ctx context.Context, rows []auditRow, height int64, 
 			fmt.Fprintln(f.a.stdout, "NOT VERIFIED (--no-verify): the node's answers below were not checked")
 		}
 		out = newColumns(f.a.stdout, len(auditColumns))
+		// Reads to come line up with the first batch if they fit it: make
+		// room for a clinician's treatment read (a time, an address),
+		// the most common, even before any is logged.
+		out.fit(len("2006-01-02T15:04:05Z"), 2*20, 0, len("clinician"), len("treatment"))
 		// The header even when no read is logged yet, in one batch with
 		// the rows so that the columns fit them.
 		out.print(append([][]string{auditColumns}, f.cells(rows)...)...)
@@ -263,7 +272,7 @@ func (f *auditFollower) run(ctx context.Context, rows []auditRow, height int64, 
 	}
 	fmt.Fprintf(f.a.stderr, "following the access log of patient %x from the state at height %d (%s, %d emergency read(s) so far): each new read is printed as it is committed (every %s; Ctrl-C to stop)\n",
 		f.patientID, height, verified, countEmergencies(rows), interval)
-	warned := "" // the failure last warned about, while reads fail
+	var failingSince, warned time.Time // while reads fail: since when, and the last warning
 	for {
 		if ctxtime.Sleep(ctx, interval) != nil {
 			return nil
@@ -277,15 +286,22 @@ func (f *auditFollower) run(ctx context.Context, rows []auditRow, height int64, 
 		case err != nil:
 			// A node or witness out of reach or behind, or an answer that
 			// does not verify (nothing of it is shown): the chain's log is
-			// still there to be read, so ask again.
-			if msg := app.OneLine(err.Error()); msg != warned {
-				fmt.Fprintf(f.a.stderr, "warning: reading the access log failed, asking again every %s: %s\n", interval, msg)
-				warned = msg
+			// still there to be read, so ask again. Warn when reads start
+			// failing, then once a minute while they do (a failure's text
+			// names the height, which changes every block).
+			now := time.Now()
+			switch {
+			case failingSince.IsZero():
+				failingSince, warned = now, now
+				fmt.Fprintf(f.a.stderr, "warning: reading the access log failed, asking again every %s: %s\n", interval, app.OneLine(err.Error()))
+			case now.Sub(warned) >= followWarnEvery:
+				warned = now
+				fmt.Fprintf(f.a.stderr, "warning: reading the access log has failed since %s: %s\n", rfc3339(failingSince), app.OneLine(err.Error()))
 			}
 			continue
-		case warned != "":
+		case !failingSince.IsZero():
 			fmt.Fprintln(f.a.stderr, "the access log is read again")
-			warned = ""
+			failingSince = time.Time{}
 		}
 		if f.a.jsonOut {
 			f.printLines(rows)

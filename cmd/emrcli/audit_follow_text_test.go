@@ -151,3 +151,39 @@ func TestFollowTextKeepsTheColumns(t *testing.T) {
 		t.Fatalf("the followed read's BLOCK cell is at column %d, the header's BLOCK at %d:\n%s\n%s", strings.LastIndex(last, "12"), col, lines[0], last)
 	}
 }
+
+// TestFollowFromAnEmptyLogKeepsTheColumns: a log empty when audit
+// --follow starts prints the header alone; the first read then still
+// sits under it (the session-51 review: the widths were the header
+// words').
+func TestFollowFromAnEmptyLogKeepsTheColumns(t *testing.T) {
+	log := &fakeAccessLog{height: 9}
+	srv := httptest.NewServer(http.HandlerFunc(log.serve))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c, err := client.New(ctx, client.Config{Node: srv.URL, ChainID: "fake", Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pid := bytes.Repeat([]byte{0x5B}, 32)
+	events, info, err := c.AllAccessEvents(ctx, pid)
+	if err != nil || len(events) != 0 {
+		t.Fatalf("%v %d", err, len(events))
+	}
+	var stdout, stderr bytes.Buffer
+	f := &auditFollower{a: &cli{stdout: &stdout, stderr: &stderr}, c: c, patientID: pid, label: func(s string) string { return s }, verified: info.Verified}
+	time.AfterFunc(300*time.Millisecond, func() { log.add(1, 12, 0x03) })
+	if err := f.run(ctx, nil, info.Height, 100*time.Millisecond); err != nil {
+		t.Fatalf("run: %v; stderr: %s", err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want the header and one read:\n%s", stdout.String())
+	}
+	col := strings.Index(lines[0], "BLOCK")
+	if got := strings.LastIndex(lines[1], "12"); got != col {
+		t.Fatalf("the followed read's BLOCK cell is at column %d, the header's BLOCK at %d:\n%s\n%s", got, col, lines[0], lines[1])
+	}
+}

@@ -108,6 +108,14 @@ type columns struct {
 
 func newColumns(w io.Writer, n int) *columns { return &columns{w: w, widths: make([]int, n)} }
 
+// fit makes the columns at least widths wide: for rows that will come
+// after the first batch, wider than it.
+func (c *columns) fit(widths ...int) {
+	for i, w := range widths[:min(len(widths), len(c.widths))] {
+		c.widths[i] = max(c.widths[i], w)
+	}
+}
+
 // print prints a batch of rows.
 func (c *columns) print(rows ...[]string) {
 	lines := make([][]string, len(rows))
@@ -124,9 +132,14 @@ func (c *columns) print(rows ...[]string) {
 		var b strings.Builder
 		for j, cell := range cells {
 			b.WriteString(cell)
-			if j < len(cells)-1 && j < len(c.widths) {
-				b.WriteString(strings.Repeat(" ", c.widths[j]-utf8.RuneCountInString(cell)+2))
+			if j == len(cells)-1 {
+				break
 			}
+			pad := 2
+			if j < len(c.widths) {
+				pad += c.widths[j] - utf8.RuneCountInString(cell)
+			}
+			b.WriteString(strings.Repeat(" ", pad))
 		}
 		fmt.Fprintln(c.w, b.String())
 	}
