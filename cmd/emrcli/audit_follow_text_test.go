@@ -82,13 +82,10 @@ func (l *fakeAccessLog) serve(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte(`{"jsonrpc":"2.0","id":` + string(req.ID) + `,"result":` + string(result) + `}`))
 }
 
-// followText runs audit --follow (text) over a log of two reads, adds a
-// third while it follows, and returns what it printed.
-func followText(t *testing.T) string {
+// followFake runs audit --follow (text) for 2 s over log, as a fake node
+// serves it, calls later 400 ms in, and returns what it printed.
+func followFake(t *testing.T, log *fakeAccessLog, later func()) string {
 	t.Helper()
-	log := &fakeAccessLog{}
-	log.add(1, 10, 0x01)
-	log.add(2, 11, 0x02)
 	srv := httptest.NewServer(http.HandlerFunc(log.serve))
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -108,14 +105,25 @@ func followText(t *testing.T) string {
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer
-	a := &cli{stdout: &stdout, stderr: &stderr}
-	f := &auditFollower{a: a, c: c, patientID: pid, label: func(s string) string { return s }, verified: info.Verified, seen: events[0].Sequence}
-	time.AfterFunc(400*time.Millisecond, func() { log.add(3, 12, 0x03) })
+	f := &auditFollower{a: &cli{stdout: &stdout, stderr: &stderr}, c: c, patientID: pid, label: func(s string) string { return s }, verified: info.Verified}
+	if len(events) > 0 {
+		f.seen = events[0].Sequence
+	}
+	time.AfterFunc(400*time.Millisecond, later)
 	if err := f.run(ctx, rows, info.Height, 100*time.Millisecond); err != nil {
 		t.Fatalf("run: %v; stderr: %s", err, stderr.String())
 	}
 	t.Logf("stdout:\n%s", stdout.String())
 	return stdout.String()
+}
+
+// followText is followFake over a log of two reads that gets a third.
+func followText(t *testing.T) string {
+	t.Helper()
+	log := &fakeAccessLog{}
+	log.add(1, 10, 0x01)
+	log.add(2, 11, 0x02)
+	return followFake(t, log, func() { log.add(3, 12, 0x03) })
 }
 
 // blocks are the BLOCK cells (last column) of the lines after the header.
@@ -158,29 +166,10 @@ func TestFollowTextKeepsTheColumns(t *testing.T) {
 // words').
 func TestFollowFromAnEmptyLogKeepsTheColumns(t *testing.T) {
 	log := &fakeAccessLog{height: 9}
-	srv := httptest.NewServer(http.HandlerFunc(log.serve))
-	defer srv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	c, err := client.New(ctx, client.Config{Node: srv.URL, ChainID: "fake", Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	pid := bytes.Repeat([]byte{0x5B}, 32)
-	events, info, err := c.AllAccessEvents(ctx, pid)
-	if err != nil || len(events) != 0 {
-		t.Fatalf("%v %d", err, len(events))
-	}
-	var stdout, stderr bytes.Buffer
-	f := &auditFollower{a: &cli{stdout: &stdout, stderr: &stderr}, c: c, patientID: pid, label: func(s string) string { return s }, verified: info.Verified}
-	time.AfterFunc(300*time.Millisecond, func() { log.add(1, 12, 0x03) })
-	if err := f.run(ctx, nil, info.Height, 100*time.Millisecond); err != nil {
-		t.Fatalf("run: %v; stderr: %s", err, stderr.String())
-	}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	out := followFake(t, log, func() { log.add(1, 12, 0x03) })
+	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 2 {
-		t.Fatalf("want the header and one read:\n%s", stdout.String())
+		t.Fatalf("want the header and one read:\n%s", out)
 	}
 	col := strings.Index(lines[0], "BLOCK")
 	if got := strings.LastIndex(lines[1], "12"); got != col {
