@@ -472,6 +472,17 @@ func TestClientAgainstNode(t *testing.T) {
 		}
 	})
 
+	// A clock past the trusting period of every header the client could
+	// verify from: ErrTrustExpired, which says what to do.
+	t.Run("TrustExpired", func(t *testing.T) {
+		c := w.mustClient(t, w.node.RPC)
+		client.SetClock(c, func() time.Time { return time.Now().Add(client.DefaultTrustPeriod + time.Hour) })
+		_, err := c.Patient(ctx, w.patientID)
+		if !errors.Is(err, client.ErrTrustExpired) || !errors.Is(err, client.ErrVerification) || !strings.Contains(err.Error(), "light init --force") {
+			t.Fatalf("a read with every trusted header expired: %v; want ErrTrustExpired (and ErrVerification) naming light init --force", err)
+		}
+	})
+
 	t.Run("LyingNode", func(t *testing.T) { testLyingNode(t, w) })
 	t.Run("UnverifiedEmptyAnswer", func(t *testing.T) { testUnverifiedEmptyAnswer(t, w) })
 	t.Run("NotCommittedWithinTimeout", func(t *testing.T) { testNotCommitted(t, w) })

@@ -69,6 +69,12 @@ var (
 	// root.
 	ErrTrustRootReplaced = errors.New("the root of trust was replaced while this command ran")
 
+	// ErrTrustExpired means a read needed the light client to verify from
+	// its newest trusted header, and that header is older than the
+	// trusting period: nothing can be verified until a new root of trust
+	// is set (emrcli light init --force). It also matches ErrVerification.
+	ErrTrustExpired = errors.New("the newest trusted header expired")
+
 	// ErrEncKeyNotRegistered means the caller's X25519 key is not the
 	// encryption key the chain has for its member: every sidecar seals what
 	// it serves to the registered key, so nothing it served would open. A

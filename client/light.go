@@ -490,8 +490,8 @@ func (c *Client) verifiedBlockAndWitnesses(ctx context.Context, height int64) (*
 // trustExpired is the error of a verification at height that needs a
 // trusted header which expired at (the trusting period after its time).
 func trustExpired(height int64, at time.Time) error {
-	return fmt.Errorf("%w: header %d: the newest trusted header expired at %s (trusting period): set a new trust root with emrcli light init --force",
-		ErrVerification, height, at.Format(time.RFC3339))
+	return fmt.Errorf("%w: header %d: %w at %s (trusting period): set a new trust root with emrcli light init --force",
+		ErrVerification, height, ErrTrustExpired, at.Format(time.RFC3339))
 }
 
 // Light client timing (see openLight).

@@ -141,8 +141,8 @@ of the table, until interrupted (Ctrl-C, which exits 0). A read that fails
 (a node or witness out of reach or behind, an answer that does not verify,
 of which nothing is shown) is warned about on standard error, again once a
 minute while reads fail, and asked again; only a root of trust replaced
-meanwhile ends the command (exit 1), so an expired trust period ("emrcli
-light init --force") is warned about until then. With --json and --follow every read, those
+meanwhile, or expired (set a new one with "emrcli light init --force"),
+ends the command (exit 1). With --json and --follow every read, those
 logged so far and then each new one, is one JSON object per line (the
 fields of "reads", with patient_id and verified), oldest first.`,
 		Example: "  emrcli audit --from alice\n  emrcli audit --patient 5be1...9f --json\n  emrcli audit --from alice --follow",
@@ -281,8 +281,8 @@ func (f *auditFollower) run(ctx context.Context, rows []auditRow, height int64, 
 		switch {
 		case ctx.Err() != nil:
 			return nil
-		case errors.Is(err, client.ErrTrustRootReplaced):
-			return err // this run's client reads from the old root: run again
+		case followEnds(err):
+			return err
 		case err != nil:
 			// A node or witness out of reach or behind, or an answer that
 			// does not verify (nothing of it is shown): the chain's log is
@@ -309,6 +309,14 @@ func (f *auditFollower) run(ctx context.Context, rows []auditRow, height int64, 
 			out.print(f.cells(rows)...)
 		}
 	}
+}
+
+// followEnds says whether a failed read ends audit --follow: only what
+// asking again cannot mend, a root of trust replaced meanwhile (this
+// run's client reads from the old one: run again) or expired (set a new
+// one). Every other failure leaves the chain's log there to be read.
+func followEnds(err error) bool {
+	return errors.Is(err, client.ErrTrustRootReplaced) || errors.Is(err, client.ErrTrustExpired)
 }
 
 // cells are rows (newest first) as table rows, oldest first.

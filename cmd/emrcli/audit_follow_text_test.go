@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -174,5 +176,25 @@ func TestFollowFromAnEmptyLogKeepsTheColumns(t *testing.T) {
 	col := strings.Index(lines[0], "BLOCK")
 	if got := strings.LastIndex(lines[1], "12"); got != col {
 		t.Fatalf("the followed read's BLOCK cell is at column %d, the header's BLOCK at %d:\n%s\n%s", got, col, lines[0], lines[1])
+	}
+}
+
+// TestFollowEndsOnlyOnWhatAskingAgainCannotMend: a root of trust replaced
+// or expired ends audit --follow; a verification failure (a witness out
+// of reach is one), a node behind, or a network error does not.
+func TestFollowEndsOnlyOnWhatAskingAgainCannotMend(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		ends bool
+	}{
+		{fmt.Errorf("light: %w", client.ErrTrustRootReplaced), true},
+		{fmt.Errorf("%w: header 9: %w at 2026-11-25T00:00:00Z", client.ErrVerification, client.ErrTrustExpired), true},
+		{fmt.Errorf("%w: header 9: no witness is left to cross-check it", client.ErrVerification), false},
+		{fmt.Errorf("%w: node behind", client.ErrStale), false},
+		{errors.New("dial tcp 127.0.0.1:26657: connection refused"), false},
+	} {
+		if got := followEnds(tc.err); got != tc.ends {
+			t.Errorf("followEnds(%v) = %v, want %v", tc.err, got, tc.ends)
+		}
 	}
 }
