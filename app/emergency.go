@@ -27,8 +27,8 @@ type breakGlass struct {
 // block time (covers). The read is an access event of purpose emergency
 // that names the service, on the patient's audit trail like every read.
 func (ctx *txContext) breakGlass(p *emrv1.Patient, via []byte) (*breakGlass, error) {
-	if ctx.signer.Role != emrv1.Role_ROLE_CLINICIAN {
-		return nil, fmt.Errorf("%w: only a clinician breaks the glass, the signer is a %s", ErrUnauthorized, RoleName(ctx.signer.Role))
+	if err := MayBreakGlass(ctx.signer); err != nil {
+		return nil, err
 	}
 	service, err := ctx.st.member(via)
 	if err != nil {
@@ -48,6 +48,20 @@ func (ctx *txContext) breakGlass(p *emrv1.Patient, via []byte) (*breakGlass, err
 		return nil, fmt.Errorf("%w: the patient has not opted in to break-glass reads through %q's emergency service %X", ErrNoPermission, service.OrganizationId, via)
 	}
 	return &breakGlass{service: service, optIn: optIn}, nil
+}
+
+// MayBreakGlass returns nil when member m may read in an emergency at all,
+// whatever the patient and its count: only an active clinician breaks the
+// glass. Else the error matches ErrUnauthorized (another role) or
+// ErrSignerSuspended (a clinician not active, which signs nothing).
+func MayBreakGlass(m *emrv1.Member) error {
+	switch {
+	case m.GetRole() != emrv1.Role_ROLE_CLINICIAN:
+		return fmt.Errorf("%w: member %X's role is %s: only a clinician reads in emergencies", ErrUnauthorized, m.GetAddress(), RoleName(m.GetRole()))
+	case !IsActive(m):
+		return fmt.Errorf("%w: clinician %X is %s and can sign nothing", ErrSignerSuspended, m.GetAddress(), StatusName(m.GetStatus()))
+	}
+	return nil
 }
 
 // covers returns nil when the opt-in lets the service's clinicians read a

@@ -97,7 +97,6 @@ func (s *QueryService) Members(ctx context.Context, r *emrv1.QueryMembersRequest
 func (s *QueryService) Member(ctx context.Context, r *emrv1.QueryMemberRequest) (*emrv1.QueryMemberResponse, error) {
 	return call[emrv1.QueryMemberResponse](ctx, s, "Member", r)
 }
-
 func (s *QueryService) EmergencyReads(ctx context.Context, r *emrv1.QueryEmergencyReadsRequest) (*emrv1.QueryEmergencyReadsResponse, error) {
 	return call[emrv1.QueryEmergencyReadsResponse](ctx, s, "EmergencyReads", r)
 }

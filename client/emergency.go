@@ -592,18 +592,9 @@ type EmergencyAllowance struct {
 }
 
 // Barred says why the member may read no patient in an emergency at all,
-// whatever its count (nil when it may): only an active clinician breaks
-// the glass.
-func (a *EmergencyAllowance) Barred() error {
-	m := a.Member
-	switch {
-	case m.GetRole() != emrv1.Role_ROLE_CLINICIAN:
-		return fmt.Errorf("member %X's role is %s: only a clinician reads in emergencies", m.GetAddress(), app.RoleName(m.GetRole()))
-	case !app.IsActive(m):
-		return fmt.Errorf("clinician %X is %s and can sign nothing", m.GetAddress(), app.StatusName(m.GetStatus()))
-	}
-	return nil
-}
+// whatever its count (nil when it may): the chain's rule,
+// app.MayBreakGlass.
+func (a *EmergencyAllowance) Barred() error { return app.MayBreakGlass(a.Member) }
 
 // Left is how many patients besides those counted the clinician may read
 // in emergencies at At, by its count (Barred says whether it may read any);

@@ -65,17 +65,17 @@ configure() {
 # config.toml of the network in DIR, and dies if one has no such key there
 # (it would be ignored, and the bench would say it was set).
 set_config() {
-  local key=${2%%=*} value=${2#*=} section="" range f
+  local key=${2%%=*} value=${2#*=} section="" range f where="before the first section"
   if [[ $key == *.* ]]; then section=${key%.*} key=${key##*.}; fi
   # The lines of [section] (dots escaped for sed), or those before the
   # first section for a top-level key.
   range="1,/^\[/"
-  [[ -n $section ]] && range="/^\[${section//./\\.}\]/,/^\[/"
+  if [[ -n $section ]]; then range="/^\[${section//./\\.}\]/,/^\[/" where="under [$section]"; fi
   note "config.toml of every node of $1: ${section:+[$section] }$key = $value"
   for f in "$1"/node*/config/config.toml; do
     sed -i "$range s|^$key = .*|$key = $value|" "$f"
     grep -qxF "$key = $value" <(sed -n "${range}p" "$f") ||
-      die "$f: no $key = line ${section:+under [$section]}${section:-before the first section} to set $2 in"
+      die "$f: no $key = line $where to set $2 in"
   done
 }
 

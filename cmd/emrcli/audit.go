@@ -168,11 +168,11 @@ fields of "reads", with patient_id and verified), oldest first.`,
 				return err
 			}
 			if follow {
-				w := &auditFollower{a: a, c: c, patientID: pid, label: a.labeler(), verified: info.Verified}
+				f := &auditFollower{a: a, c: c, patientID: pid, label: a.labeler(), verified: info.Verified}
 				if len(events) > 0 {
-					w.seen = events[0].Sequence
+					f.seen = events[0].Sequence
 				}
-				return w.run(ctx, rows, info.Height, interval)
+				return f.run(ctx, rows, info.Height, interval)
 			}
 			out := struct {
 				PatientID string     `json:"patient_id"`
@@ -248,15 +248,13 @@ type auditFollower struct {
 
 // run prints rows, the log so far at height (newest first), oldest
 // first, then every interval the reads logged since, until ctx ends (nil)
-// or the root of trust is replaced.
+// or a read fails in a way asking again cannot mend (followEnds).
 func (f *auditFollower) run(ctx context.Context, rows []auditRow, height int64, interval time.Duration) error {
 	var out *columns
 	if f.a.jsonOut {
 		f.printLines(rows)
 	} else {
-		if f.a.noVerify {
-			fmt.Fprintln(f.a.stdout, "NOT VERIFIED (--no-verify): the node's answers below were not checked")
-		}
+		f.a.unverifiedBanner()
 		out = newColumns(f.a.stdout, len(auditColumns))
 		// Reads to come line up with the first batch if they fit it: make
 		// room for a clinician's treatment read (a time, an address),

@@ -28,11 +28,17 @@ func (a *cli) emit(v any, text func(w io.Writer)) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)
 	}
+	a.unverifiedBanner()
+	text(a.stdout)
+	return nil
+}
+
+// unverifiedBanner starts unverified (--no-verify) text output with a
+// banner that says so.
+func (a *cli) unverifiedBanner() {
 	if a.noVerify {
 		fmt.Fprintln(a.stdout, "NOT VERIFIED (--no-verify): the node's answers below were not checked")
 	}
-	text(a.stdout)
-	return nil
 }
 
 // markUnverified adds "verified": false to v when it encodes as a JSON

@@ -139,7 +139,11 @@ func sealedHeaders(resp *http.Response, maxSize uint64) (envelope []byte, size i
 	case uint64(size) > maxSize:
 		return nil, 0, fmt.Errorf("it announces %d bytes, above the %d expected", size, maxSize)
 	case resp.ContentLength != crypto.CiphertextSize(size): // also one unknown (-1)
-		return nil, 0, fmt.Errorf("a sealed answer of %d bytes is %d bytes long, not %d", size, crypto.CiphertextSize(size), resp.ContentLength)
+		body := "of no stated length"
+		if resp.ContentLength >= 0 {
+			body = fmt.Sprintf("of %d bytes", resp.ContentLength)
+		}
+		return nil, 0, fmt.Errorf("a sealed answer of %d bytes is %d bytes long, but this one came in a body %s", size, crypto.CiphertextSize(size), body)
 	}
 	return envelope, size, nil
 }
