@@ -21,10 +21,11 @@ import (
 // call created (O_EXCL, which follows no symlink) is given away: an
 // existing one, or a name planted as a symlink to a file of root's, keeps
 // its owner. Best effort (fileowner.MatchOwner): the lock works either way.
-// A lock file deleted between the two opens is made again (a few times:
-// a name that is a symlink to nothing fails).
+// A lock file deleted between the two opens is made again, as often as
+// that happens (up to lockFileRaces times); a name that is a symlink to
+// nothing fails at once.
 func openLockFile(path string) (*os.File, error) {
-	for range 5 {
+	for range lockFileRaces {
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 		if err == nil {
 			if dir, err := os.Stat(filepath.Dir(path)); err == nil {
@@ -39,8 +40,15 @@ func openLockFile(path string) (*os.File, error) {
 		if !errors.Is(err, fs.ErrNotExist) {
 			return f, err
 		}
+		if fi, lerr := os.Lstat(path); lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			if _, serr := os.Stat(path); errors.Is(serr, fs.ErrNotExist) {
+				return nil, fmt.Errorf("%s is a symlink to nothing: remove it", path)
+			}
+		}
+		// Deleted between the two opens (by another run's cleanup, or a
+		// user): make it again.
 	}
-	return nil, fmt.Errorf("%s is there and then is not, again and again (a symlink to nothing?)", path)
+	return nil, fmt.Errorf("%s is there and then is not, again and again", path)
 }
 
 // lockFile takes the exclusive lock on path, creating the file (0o600) if
@@ -73,3 +81,7 @@ func lockFile(ctx context.Context, path string, try func(*os.File) error, busy f
 		f.Close()
 	}, nil
 }
+
+// lockFileRaces bounds how often openLockFile makes a lock file again that
+// is deleted as it is opened: a name deleted that often is not a race.
+const lockFileRaces = 1000

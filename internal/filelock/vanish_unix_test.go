@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -39,5 +40,24 @@ func TestLockSurvivesTheFileBeingDeletedMeanwhile(t *testing.T) {
 			t.Fatal(err)
 		}
 		release()
+	}
+}
+
+// TestLockRefusesASymlinkToNothing: a lock file name that is a symlink to
+// nothing is refused at once, saying so; it is not taken for a file
+// deleted meanwhile and made again.
+func TestLockRefusesASymlinkToNothing(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "x.lock")
+	if err := os.Symlink(filepath.Join(dir, "nowhere"), path); err != nil {
+		t.Fatal(err)
+	}
+	release, err := Lock(context.Background(), path)
+	if err == nil {
+		release()
+		t.Fatal("Lock through a symlink to nothing succeeded")
+	}
+	if !strings.Contains(err.Error(), "symlink to nothing") {
+		t.Fatalf("Lock through a symlink to nothing: %v, want it said", err)
 	}
 }
