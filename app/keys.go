@@ -36,6 +36,8 @@ const (
 	prefixKeyChanges    byte = 0x16 // 0x16 | ed25519 consensus key       → executed changes of its power (8 bytes)
 	prefixRegistrar     byte = 0x17 // 0x17 | len | org id | address        → marker
 	prefixEmergencyRead byte = 0x18 // 0x18 | clinician address            → EmergencyReads
+	prefixBreakGlass    byte = 0x19 // 0x19 | service address | seq        → patient id | access seq (raw, 40 bytes)
+	prefixBreakGlassLen byte = 0x1a // 0x1a | service address              → entries in its break-glass log (8 bytes)
 )
 
 const indexMarker = 1
@@ -112,6 +114,14 @@ func registrarPrefix(org string) []byte {
 func registrarKey(org string, addr []byte) []byte {
 	return join(registrarPrefix(org), addr)
 }
+
+// breakGlassKey is entry seq of emergency service service's break-glass log.
+func breakGlassKey(service []byte, seq uint64) []byte {
+	return join(breakGlassPrefix(service), u64(seq))
+}
+
+func breakGlassPrefix(service []byte) []byte { return join([]byte{prefixBreakGlass}, service) }
+func breakGlassLenKey(service []byte) []byte { return join([]byte{prefixBreakGlassLen}, service) }
 
 // prefixEnd returns the smallest key greater than every key with prefix p.
 func prefixEnd(p []byte) []byte {

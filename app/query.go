@@ -406,6 +406,49 @@ func (q *Querier) EmergencyReads(_ context.Context, req *emrv1.QueryEmergencyRea
 	return &emrv1.QueryEmergencyReadsResponse{Reads: reads.Reads, PatientsPerDay: params.GetEmergencyPatientsPerDay(), Member: m}, nil
 }
 
+// BreakGlassLog lists an emergency service's break-glass log: its
+// emergency reads in the order they were logged, each with its access
+// event, from entry page.after+1 on.
+func (q *Querier) BreakGlassLog(_ context.Context, req *emrv1.QueryBreakGlassLogRequest) (*emrv1.QueryBreakGlassLogResponse, error) {
+	service, err := q.memberHex(req.Service)
+	if err != nil {
+		return nil, err
+	}
+	if service.Role != emrv1.Role_ROLE_EMERGENCY_SERVICE {
+		return nil, fmt.Errorf("%w: member %X is a %s, not an emergency service", ErrNotFound, service.Address, RoleName(service.Role))
+	}
+	limit, err := q.limit(req.Page)
+	if err != nil {
+		return nil, err
+	}
+	st := q.st()
+	count, err := st.breakGlassLen(service.Address)
+	if err != nil {
+		return nil, err
+	}
+	resp := &emrv1.QueryBreakGlassLogResponse{Service: service, Page: &emrv1.PageResponse{Total: count}}
+	after := req.GetPage().GetAfter()
+	if after >= count {
+		return resp, nil // past the end (and no overflow below)
+	}
+	err = scan(q.r, breakGlassKey(service.Address, after+1), prefixEnd(breakGlassPrefix(service.Address)), true, func(key, value []byte) (bool, error) {
+		ev, err := st.breakGlassAt(service.Address, key, value)
+		if err != nil {
+			return false, err
+		}
+		seq := binary.BigEndian.Uint64(key[len(key)-8:])
+		resp.Entries = append(resp.Entries, &emrv1.BreakGlassEntry{Sequence: seq, Event: ev})
+		if uint32(len(resp.Entries)) == limit {
+			if seq < count {
+				resp.Page.Next = seq
+			}
+			return false, nil
+		}
+		return true, nil
+	})
+	return resp, err
+}
+
 func (q *Querier) Account(_ context.Context, req *emrv1.QueryAccountRequest) (*emrv1.QueryAccountResponse, error) {
 	addr, err := parseHex("address", req.Address, AddressSize)
 	if err != nil {

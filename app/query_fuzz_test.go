@@ -19,13 +19,15 @@ import (
 
 // queryChain is a small committed chain for FuzzQuery: a clinician, a
 // researcher, a study, a patient with a grant, three records, a read and a
-// share, with a page size of 2 so that paging matters; roots holds the
-// AppHash of every height.
+// share, an emergency service the patient opted in to and an emergency
+// read of the three records, with a page size of 2 so that paging matters;
+// roots holds the AppHash of every height.
 type queryChain struct {
 	c     *apptest.Chain
 	roots map[int64][]byte
 	pid   []byte
 	doc   *apptest.Actor
+	er    *apptest.Actor // the emergency service
 }
 
 func newQueryChain(tb testing.TB) *queryChain {
@@ -36,7 +38,8 @@ func newQueryChain(tb testing.TB) *queryChain {
 	regA, regR := apptest.Registrar(apptest.HospitalA), apptest.Registrar(apptest.Research)
 	doc, pi := apptest.NewActor("dr-fuzz"), apptest.NewActor("pi-fuzz")
 	pat, pid := apptest.NewActor("patient-fuzz"), apptest.PatientID("patient-fuzz")
-	q.pid, q.doc = pid, doc
+	er := apptest.NewActor("er-fuzz")
+	q.pid, q.doc, q.er = pid, doc, er
 	for _, step := range []struct {
 		by  *apptest.Actor
 		msg *emrv1.Msg
@@ -53,6 +56,9 @@ func newQueryChain(tb testing.TB) *queryChain {
 		{pat, apptest.AddRecord(pid, "imaging", "fuzz-3")},
 		{doc, apptest.Access(pid, emrv1.Purpose_PURPOSE_TREATMENT, 1, 3)},
 		{doc, apptest.Share(pid, 1, "fuzz-study", true)},
+		{regA, apptest.RegisterMember(er, emrv1.Role_ROLE_EMERGENCY_SERVICE, apptest.HospitalA)},
+		{pat, apptest.Grant(pid, er, apptest.GrantSpec{Rights: []emrv1.Right{emrv1.Right_RIGHT_EMERGENCY}, NotAfter: apptest.GenesisTime.Add(time.Hour)})},
+		{doc, apptest.EmergencyAccess(pid, er, 1, 2, 3)},
 	} {
 		c.Must(step.by, step.msg)
 		q.roots[c.Height()] = c.AppHash()
@@ -95,6 +101,7 @@ func querySeeds(q *queryChain) map[string]querySeed {
 		"LastAccess":     &emrv1.QueryLastAccessRequest{PatientId: pid, Sequence: 3, Accessor: doc},
 		"BlobRefs":       &emrv1.QueryBlobRefsRequest{After: app.BlobRefName(app.BlobRefRecord, q.pid, 2), Limit: 2},
 		"ValidatorKey":   &emrv1.QueryValidatorKeyRequest{PubKey: apptest.Validator(0).SignPub()},
+		"BreakGlassLog":  &emrv1.QueryBreakGlassLogRequest{Service: hexOf(q.er.Address), Page: &emrv1.PageRequest{After: 1, Limit: 2}},
 	}
 	seeds := map[string]querySeed{}
 	for method, req := range reqs {

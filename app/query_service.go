@@ -142,6 +142,9 @@ func (s *QueryService) Study(ctx context.Context, r *emrv1.QueryStudyRequest) (*
 func (s *QueryService) StudyShares(ctx context.Context, r *emrv1.QueryStudySharesRequest) (*emrv1.QueryStudySharesResponse, error) {
 	return call[emrv1.QueryStudySharesResponse](ctx, s, "StudyShares", r)
 }
+func (s *QueryService) BreakGlassLog(ctx context.Context, r *emrv1.QueryBreakGlassLogRequest) (*emrv1.QueryBreakGlassLogResponse, error) {
+	return call[emrv1.QueryBreakGlassLogResponse](ctx, s, "BreakGlassLog", r)
+}
 func (s *QueryService) BlobRefs(ctx context.Context, r *emrv1.QueryBlobRefsRequest) (*emrv1.QueryBlobRefsResponse, error) {
 	return call[emrv1.QueryBlobRefsResponse](ctx, s, "BlobRefs", r)
 }

@@ -181,8 +181,9 @@ func (ctx *txContext) consentReads(p *emrv1.Patient, purpose emrv1.Purpose, righ
 
 // logAccess appends an access event to p's log: a read of record, or of
 // share (when not 0) of it, through emergency service via and for reason
-// for an emergency read; and points the reader's last-access index at it, which
-// the sidecars authorize with. The caller stores p.
+// for an emergency read (which the service's break-glass log then lists
+// too); and points the reader's last-access index at it, which the
+// sidecars authorize with. The caller stores p.
 func (ctx *txContext) logAccess(p *emrv1.Patient, purpose emrv1.Purpose, record, share uint64, via []byte, reason emrv1.EmergencyReason) error {
 	p.AccessCount++
 	ev := &emrv1.AccessEvent{
@@ -200,6 +201,11 @@ func (ctx *txContext) logAccess(p *emrv1.Patient, purpose emrv1.Purpose, record,
 	}
 	if err := ctx.st.put(accessKey(p.Id, ev.Sequence), ev); err != nil {
 		return err
+	}
+	if len(via) > 0 {
+		if err := ctx.st.appendBreakGlass(ev); err != nil {
+			return err
+		}
 	}
 	last := lastAccessKey(p.Id, record, ctx.tx.Signer)
 	if share != 0 {

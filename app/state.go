@@ -172,6 +172,49 @@ func (s state) studyShareAt(key, ref []byte) (*emrv1.Share, error) {
 	return sh, nil
 }
 
+// breakGlassRefSize is the size of a break-glass log entry: the patient
+// id, then the access event's 8-byte sequence in that patient's log.
+const breakGlassRefSize = PatientIDSize + 8
+
+// breakGlassLen is how many entries the break-glass log of emergency
+// service service has (0: none yet).
+func (s state) breakGlassLen(service []byte) (uint64, error) {
+	return s.counter(breakGlassLenKey(service), 0)
+}
+
+// appendBreakGlass files ev, an emergency read through ev's emergency
+// service, as the next entry of that service's break-glass log.
+func (s state) appendBreakGlass(ev *emrv1.AccessEvent) error {
+	n, err := s.breakGlassLen(ev.EmergencyService)
+	if err != nil {
+		return err
+	}
+	n++
+	key := breakGlassKey(ev.EmergencyService, n)
+	if err := s.kv.Set(key, join(ev.PatientId, u64(ev.Sequence))); err != nil {
+		return fmt.Errorf("write %x: %w", key, err)
+	}
+	return s.kv.Set(breakGlassLenKey(ev.EmergencyService), u64(n))
+}
+
+// breakGlassAt reads the access event that ref, the value of break-glass
+// log key key of service, names, and checks that it is an emergency read
+// through service.
+func (s state) breakGlassAt(service, key, ref []byte) (*emrv1.AccessEvent, error) {
+	if len(ref) != breakGlassRefSize {
+		return nil, fmt.Errorf("%w: break-glass log entry %x is %d bytes, want %d", ErrInternal, key, len(ref), breakGlassRefSize)
+	}
+	patient, seq := ref[:PatientIDSize], binary.BigEndian.Uint64(ref[PatientIDSize:])
+	ev, err := getTyped[emrv1.AccessEvent](s, accessKey(patient, seq))
+	if err != nil {
+		return nil, err
+	}
+	if ev == nil || ev.Purpose != emrv1.Purpose_PURPOSE_EMERGENCY || !bytes.Equal(ev.EmergencyService, service) {
+		return nil, fmt.Errorf("%w: break-glass log entry %x names access event %x/%d, which is not there or no emergency read through %X", ErrInternal, key, patient, seq, service)
+	}
+	return ev, nil
+}
+
 // votingOrganizations are the organizations that can approve a proposal:
 // those with an active registrar (from the registrar index, 0x17). Once an
 // organization has one, the walk skips the rest of its registrars, so a

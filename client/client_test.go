@@ -91,6 +91,20 @@ func (w *world) mustClient(t *testing.T, node string) *client.Client {
 	return c
 }
 
+// mustSubmit submits msg signed by s through c and waits for it to
+// commit, verified, without error.
+func (w *world) mustSubmit(ctx context.Context, t *testing.T, c *client.Client, s client.Signer, msg *emrv1.Msg) *client.TxResult {
+	t.Helper()
+	res, err := c.Submit(ctx, s, msg)
+	if err != nil {
+		t.Fatalf("%s: %v", app.MsgName(msg), err)
+	}
+	if res.Height <= 0 || res.Code != 0 || !res.Verified {
+		t.Fatalf("%s: result %+v", app.MsgName(msg), res)
+	}
+	return res
+}
+
 // runningWorld is setup for a test that runs emrchaind (skipped with
 // -short), with a context that ends timeout after the setup.
 func runningWorld(t *testing.T, timeout time.Duration) (*world, context.Context) {
@@ -166,14 +180,7 @@ func setup(t *testing.T, initArgs ...string) *world {
 	c := w.mustClient(t, node.RPC)
 	submit := func(s client.Signer, msg *emrv1.Msg) *client.TxResult {
 		t.Helper()
-		res, err := c.Submit(ctx, s, msg)
-		if err != nil {
-			t.Fatalf("%s: %v", app.MsgName(msg), err)
-		}
-		if res.Height <= 0 || res.Code != 0 || !res.Verified {
-			t.Fatalf("%s: result %+v", app.MsgName(msg), res)
-		}
-		return res
+		return w.mustSubmit(ctx, t, c, s, msg)
 	}
 	submit(w.registrar, &emrv1.Msg{Sum: &emrv1.Msg_RegisterMember{RegisterMember: &emrv1.MsgRegisterMember{
 		SignPubKey: w.clinician.PubKey(), EncPubKey: w.clinician.EncPubKey(), Role: emrv1.Role_ROLE_CLINICIAN,
@@ -518,6 +525,7 @@ func TestClientAgainstNode(t *testing.T) {
 	})
 	t.Run("EncKeyNotRegistered", func(t *testing.T) { testEncKeyNotRegistered(t, w) })
 	t.Run("RangeProofsAtOnce", func(t *testing.T) { testRangeProofsAtOnce(t, w) })
+	t.Run("BreakGlassLog", func(t *testing.T) { testBreakGlassLog(t, w) })
 	t.Run("Fork", func(t *testing.T) { testFork(t, w, fork) })
 
 	// A copy of the patient's key whose KEK of the current version is not

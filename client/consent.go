@@ -186,14 +186,25 @@ func accessEventsAfter(resp *emrv1.QueryAccessEventsResponse, seen uint64) ([]*e
 // provenance.
 func allPagesAt[Req, Resp proto.Message, T any, C comparable](ctx context.Context, c *Client, what, method string,
 	page func(after C) (Req, Resp), items func(Resp) ([]T, C)) ([]T, *QueryInfo, error) {
+	return allPagesFrom(ctx, c, 0, what, method, page, items)
+}
+
+// allPagesFrom is allPagesAt with every page read at height, one an
+// earlier answer was read from (QueryInfoAt), or, when height is 0, at the
+// newest the client can read.
+func allPagesFrom[Req, Resp proto.Message, T any, C comparable](ctx context.Context, c *Client, height int64, what, method string,
+	page func(after C) (Req, Resp), items func(Resp) ([]T, C)) ([]T, *QueryInfo, error) {
 	var info *QueryInfo
 	list, err := allPages(what, func(after C) ([]T, C, error) {
 		req, resp := page(after)
 		var err error
-		if info == nil {
-			info, err = c.QueryInfo(ctx, method, req, resp)
-		} else {
+		switch {
+		case info != nil:
 			_, err = c.QueryInfoAt(ctx, info.Height, method, req, resp)
+		case height > 0:
+			info, err = c.QueryInfoAt(ctx, height, method, req, resp)
+		default:
+			info, err = c.QueryInfo(ctx, method, req, resp)
 		}
 		var none C
 		if err != nil {

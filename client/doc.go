@@ -90,11 +90,12 @@
 // A proof shows that a key holds a value; on its own it cannot show that a
 // list left nothing out. So:
 //
-//   - Records, AccessEvents and Shares are numbered by sequence, and a
-//     study's shares (StudyShares) by study_sequence. The items must be
-//     consecutive and reach the end that the proven counters (the
-//     Patient's record_count, access_count and share_count, the Study's
-//     share_count) say the list has;
+//   - Records, AccessEvents and Shares are numbered by sequence, a
+//     study's shares (StudyShares) by study_sequence, and an emergency
+//     service's break-glass log (BreakGlassLog) by its entries' sequence.
+//     The items must be consecutive and reach the end that the proven
+//     counters (the Patient's record_count, access_count and share_count,
+//     the Study's share_count, the log's length) say the list has;
 //     for Records every record the query walked (also under a category
 //     filter) must have been proven. A node cannot hide a record or a read.
 //   - Permissions and Grants have no counter.

@@ -361,8 +361,9 @@ func checkNumbered[T any](method, what string, items []T, number func(T) uint64,
 // state vouches for: each range they walk is proven complete with
 // non-existence proofs of the gaps (one raw-key proof per gap; BlobRefs,
 // over every patient, needs about one per item). The
-// sequence-numbered lists (Records, AccessEvents, Shares, StudyShares)
-// are checked against the proven patient or study counters instead
+// sequence-numbered lists (Records, AccessEvents, Shares, StudyShares,
+// BreakGlassLog) are checked against the proven patient, study or
+// break-glass log counters instead
 // (checkComplete). A query that reads keys one by one (Member,
 // ValidatorKey, ...) needs neither: the node proves each key it read
 // present or absent, and one it left out fails the re-run.
@@ -381,8 +382,8 @@ var rangeProven = map[string]bool{
 
 // checkComplete makes sure a node cannot shorten a sequence-numbered list
 // by leaving items (and their proofs) out: the items must be consecutive
-// and reach the end the proven patient (or study) counters say the list
-// has.
+// and reach the end the proven patient (study, break-glass log) counters
+// say the list has.
 func checkComplete(ctx context.Context, method string, req, resp proto.Message, pr *provenReader) error {
 	switch method {
 	case "Records":
@@ -431,6 +432,9 @@ func checkComplete(ctx context.Context, method string, req, resp proto.Message, 
 	case "StudyShares":
 		rq, rs := req.(*emrv1.QueryStudySharesRequest), resp.(*emrv1.QueryStudySharesResponse)
 		return checkNumbered("StudyShares", "share", rs.Shares, (*emrv1.Share).GetStudySequence, rq.GetPage().GetAfter(), rs.GetPage())
+	case "BreakGlassLog":
+		rq, rs := req.(*emrv1.QueryBreakGlassLogRequest), resp.(*emrv1.QueryBreakGlassLogResponse)
+		return checkNumbered("BreakGlassLog", "break-glass read", rs.Entries, (*emrv1.BreakGlassEntry).GetSequence, rq.GetPage().GetAfter(), rs.GetPage())
 	}
 	return nil
 }

@@ -26,7 +26,8 @@
 #      read, the ciphertext comes from hospital-a's sidecar and the data key
 #      from the emergency service, sealed to her;
 #   6. ada reads her audit log (the emergency read is flagged, with the
-#      service); she revokes hospital-b's access (her key rotates) and
+#      service); hospital-a's auditor reviews every break-glass read
+#      through its emergency service, across patients; ada revokes hospital-b's access (her key rotates) and
 #      dr-bob's next download is refused with the chain's reason.
 #
 # Every query is verified by the light client against a root of trust taken
@@ -149,6 +150,13 @@ echo "the report arrived intact; the data key came from hospital-a's emergency s
 
 step "Ada's audit log"
 cli audit --from ada
+
+step "Hospital-a's auditor reviews its clinicians' break-glass reads, across patients"
+cli keys add auditor-hospital-a
+cli member register --from registrar-hospital-a --key auditor-hospital-a --role auditor --credential audit:compliance --node "$RPC_A"
+LOG=$(cli break-glass-log --from auditor-hospital-a --node "$RPC_A")
+echo "$LOG"
+grep -q "dr-carol" <<<"$LOG" || die "the break-glass log does not show Dr Carol's emergency read"
 
 step "Ada revokes hospital-b (Dr Bob); her key rotates"
 cli revoke --from ada --to dr-bob

@@ -261,6 +261,7 @@ func TestAPIServers(t *testing.T) {
 
 	regH, regR := devActor(t, n.home, "registrar"), devActor(t, n.home, "research-registrar")
 	doc, pi := apptest.NewActor("api-doc"), apptest.NewActor("api-pi")
+	er, erDoc := apptest.NewActor("api-emergency-service"), apptest.NewActor("api-er-doc")
 	pat, pid := apptest.NewActor("api-patient"), apptest.PatientID("api-patient")
 	const study = "api-study"
 
@@ -319,6 +320,18 @@ func TestAPIServers(t *testing.T) {
 	// Two organizations: the proposal stays open (one of two approved).
 	tx = regH.Tx(apiChainID, 1, apptest.AddOrganization("api-lab", apptest.NewActor("api-lab-registrar")))
 	mustCommit(t, "propose (gRPC)", tx, n.broadcastGRPC(ctx, t, tx, false))
+	// An emergency service, the patient's opt-in to it and a clinician's
+	// break-glass read: the service's break-glass log has an entry.
+	tx = regH.Tx(apiChainID, 2, apptest.RegisterMember(er, emrv1.Role_ROLE_EMERGENCY_SERVICE, "dev-hospital"))
+	mustCommit(t, "register emergency service (REST)", tx, n.broadcastREST(ctx, t, tx))
+	tx = regH.Tx(apiChainID, 3, apptest.RegisterMember(erDoc, emrv1.Role_ROLE_CLINICIAN, "dev-hospital"))
+	mustCommit(t, "register emergency physician (gRPC)", tx, n.broadcastGRPC(ctx, t, tx, false))
+	tx = pat.Tx(apiChainID, 2, apptest.Grant(pid, er, apptest.GrantSpec{
+		Rights: []emrv1.Right{emrv1.Right_RIGHT_EMERGENCY}, NotAfter: time.Now().Add(365 * 24 * time.Hour),
+	}))
+	mustCommit(t, "emergency opt-in (gRPC)", tx, n.broadcastGRPC(ctx, t, tx, false))
+	tx = erDoc.Tx(apiChainID, 0, apptest.EmergencyAccess(pid, er, 1))
+	mustCommit(t, "break-glass read (REST)", tx, n.broadcastREST(ctx, t, tx))
 
 	// Rejections are answers, not transport errors.
 	if r := n.broadcastREST(ctx, t, doc.Tx(apiChainID, 0, apptest.Access(pid, emrv1.Purpose_PURPOSE_TREATMENT, 1))); r.Code != app.ErrBadSequence.Code() ||
@@ -379,6 +392,9 @@ func TestAPIServers(t *testing.T) {
 		{"EmergencyReads", "/emrchain/v1/members/" + docHex + "/emergency-reads", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
 			return n.query.EmergencyReads(ctx, &emrv1.QueryEmergencyReadsRequest{Address: docHex}, o...)
 		}, func() proto.Message { return new(emrv1.QueryEmergencyReadsResponse) }},
+		{"BreakGlassLog", "/emrchain/v1/members/" + hx(er.Address) + "/break-glass-log?page.limit=1", func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
+			return n.query.BreakGlassLog(ctx, &emrv1.QueryBreakGlassLogRequest{Service: hx(er.Address), Page: &emrv1.PageRequest{Limit: 1}}, o...)
+		}, func() proto.Message { return new(emrv1.QueryBreakGlassLogResponse) }},
 		{"Account", "/emrchain/v1/accounts/" + docHex, func(ctx context.Context, o ...grpc.CallOption) (proto.Message, error) {
 			return n.query.Account(ctx, &emrv1.QueryAccountRequest{Address: docHex}, o...)
 		}, func() proto.Message { return new(emrv1.QueryAccountResponse) }},
@@ -514,8 +530,8 @@ func TestAPIServers(t *testing.T) {
 		_ = protojson.Unmarshal(rep.body, &pinnedEvents)
 		rep = n.rest(ctx, t, restCall{method: http.MethodGet, path: "/emrchain/v1/patients/" + pidHex + "/access_events"})
 		_ = protojson.Unmarshal(rep.body, &latest)
-		if len(pinnedEvents.Events) != 1 || len(latest.Events) != 2 || latest.Height <= height {
-			t.Errorf("access events: %d at %d, %d at latest %d; want 1 and 2", len(pinnedEvents.Events), height, len(latest.Events), latest.Height)
+		if len(pinnedEvents.Events) != 2 || len(latest.Events) != 3 || latest.Height <= height {
+			t.Errorf("access events: %d at %d, %d at latest %d; want 2 (a read, a break-glass read) and 3", len(pinnedEvents.Events), height, len(latest.Events), latest.Height)
 		}
 	})
 

@@ -187,6 +187,9 @@ func (s *queryServer) Shares(ctx context.Context, r *emrv1.QuerySharesRequest) (
 func (s *queryServer) StudyShares(ctx context.Context, r *emrv1.QueryStudySharesRequest) (*emrv1.QueryStudySharesResponse, error) {
 	return serveQuery(ctx, s, "StudyShares", r, s.inner.StudyShares)
 }
+func (s *queryServer) BreakGlassLog(ctx context.Context, r *emrv1.QueryBreakGlassLogRequest) (*emrv1.QueryBreakGlassLogResponse, error) {
+	return serveQuery(ctx, s, "BreakGlassLog", r, s.inner.BreakGlassLog)
+}
 func (s *queryServer) Share(ctx context.Context, r *emrv1.QueryShareRequest) (*emrv1.QueryShareResponse, error) {
 	return serveQuery(ctx, s, "Share", r, s.inner.Share)
 }

@@ -286,6 +286,62 @@ func TestEmergencyRead(t *testing.T) {
 			t.Fatalf("the break-glass read of records %s went through %s; want %s", c.records, last.EmergencyService, c.via)
 		}
 	}
+	testBreakGlassLog(t, e, pid, service, narrowAddr, wideAddr, recRx, recLabs)
+}
+
+// testBreakGlassLog: the organization's break-glass log, over both its
+// emergency services, lists TestEmergencyRead's five break-glass reads
+// (the download and the read through er-service, then the three reads
+// through the two services), oldest first, one row per transaction, and
+// nothing of the refused ones or of the reuse of a logged read; --service
+// keeps one service's, --since a time after them none. A member that is
+// no emergency service has no log.
+func testBreakGlassLog(t *testing.T, e *cliEnv, pid, service, narrow, wide string, recRx, recLabs uint64) {
+	t.Helper()
+	type row struct {
+		service, reason string
+		records         []uint64
+	}
+	want := []row{
+		{service, "immediate-threat", []uint64{recRx}},
+		{service, "patient-incapacitated", []uint64{recRx}},
+		{narrow, "patient-request", []uint64{recRx}},
+		{wide, "patient-request", []uint64{recLabs}},
+		{wide, "patient-request", []uint64{recRx, recLabs}},
+	}
+	check := func(what string, got breakGlassView, want []row) {
+		t.Helper()
+		if len(got.Reads) != len(want) || !got.Verified {
+			t.Fatalf("%s: %d reads (verified %v), want %d: %+v", what, len(got.Reads), got.Verified, len(want), got.Reads)
+		}
+		for i, r := range got.Reads {
+			if !strings.EqualFold(r.Service, want[i].service) || r.Reason != want[i].reason || !slices.Equal(r.Records, want[i].records) ||
+				r.PatientID != pid || r.Clinician == "" || len(r.Entries) != len(want[i].records) {
+				t.Fatalf("%s: read %d is %+v, want %+v", what, i, r, want[i])
+			}
+		}
+	}
+	var all breakGlassView
+	e.json(&all, "break-glass-log", "--from", "registrar")
+	check("the organization's log", all, want)
+	if len(all.Services) != 2 {
+		t.Fatalf("the organization's log read %d services, want its two: %v", len(all.Services), all.Services)
+	}
+	var one breakGlassView
+	e.json(&one, "break-glass-log", "--service", wide)
+	check("the wide service's log", one, want[3:])
+	text := e.ok("break-glass-log", "--org", all.Organization)
+	if !strings.Contains(text, "CLINICIAN") || !strings.Contains(text, "5 break-glass read(s) by 1 clinician(s) of 1 patient(s)") ||
+		!strings.Contains(text, pid) || !strings.Contains(text, "dr-er") {
+		t.Fatalf("break-glass-log --org %s says:\n%s", all.Organization, text)
+	}
+	tomorrow := time.Now().AddDate(0, 0, 1).Format("2006-01-02")
+	if text := e.ok("break-glass-log", "--from", "registrar", "--since", tomorrow); !strings.Contains(text, "no break-glass reads since") {
+		t.Fatalf("break-glass-log --since %s says:\n%s", tomorrow, text)
+	}
+	e.fails(1, "not an emergency service", "break-glass-log", "--service", "dr-er")
+	e.fails(2, "give one of --org, --service or --from", "break-glass-log")
+	e.fails(2, "give one of --org, --service or --from", "break-glass-log", "--org", all.Organization, "--service", wide)
 }
 
 // metricValue reads the value of the sample named series (name and

@@ -134,7 +134,7 @@ Exit codes: 0 success, 1 failure (the chain refused, verification failed, I/O),
 		newGrantCmd(a), newRevokeCmd(a), newRotateKeyCmd(a), newAddRecordCmd(a), newReadCmd(a),
 		newUploadCmd(a), newDownloadCmd(a), newShareCmd(a),
 		newRecordsCmd(a), newPermissionsCmd(a), newGrantsCmd(a), newAuditCmd(a), newSharesCmd(a), newParamsCmd(a),
-		newEmergencyReadsCmd(a),
+		newEmergencyReadsCmd(a), newBreakGlassLogCmd(a),
 		newTxCmd(a), newProposeCmd(a), newApproveCmd(a), newWithdrawCmd(a), newProposalsCmd(a), newValidatorsCmd(a),
 		newOrganizationsCmd(a),
 	)

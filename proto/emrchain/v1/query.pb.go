@@ -977,6 +977,137 @@ func (x *QueryEmergencyReadsResponse) GetProofs() []*StoreProof {
 	return nil
 }
 
+type QueryBreakGlassLogRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The emergency service (address, hex).
+	Service string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// Ascending: page.after is the last entry already read.
+	Page          *PageRequest `protobuf:"bytes,2,opt,name=page,proto3" json:"page,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryBreakGlassLogRequest) Reset() {
+	*x = QueryBreakGlassLogRequest{}
+	mi := &file_emrchain_v1_query_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryBreakGlassLogRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryBreakGlassLogRequest) ProtoMessage() {}
+
+func (x *QueryBreakGlassLogRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_query_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryBreakGlassLogRequest.ProtoReflect.Descriptor instead.
+func (*QueryBreakGlassLogRequest) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *QueryBreakGlassLogRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *QueryBreakGlassLogRequest) GetPage() *PageRequest {
+	if x != nil {
+		return x.Page
+	}
+	return nil
+}
+
+type QueryBreakGlassLogResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Entries []*BreakGlassEntry     `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	Page    *PageResponse          `protobuf:"bytes,2,opt,name=page,proto3" json:"page,omitempty"`
+	// The emergency service.
+	Service       *Member       `protobuf:"bytes,3,opt,name=service,proto3" json:"service,omitempty"`
+	Height        int64         `protobuf:"varint,14,opt,name=height,proto3" json:"height,omitempty"`
+	Proofs        []*StoreProof `protobuf:"bytes,15,rep,name=proofs,proto3" json:"proofs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryBreakGlassLogResponse) Reset() {
+	*x = QueryBreakGlassLogResponse{}
+	mi := &file_emrchain_v1_query_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryBreakGlassLogResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryBreakGlassLogResponse) ProtoMessage() {}
+
+func (x *QueryBreakGlassLogResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_query_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryBreakGlassLogResponse.ProtoReflect.Descriptor instead.
+func (*QueryBreakGlassLogResponse) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *QueryBreakGlassLogResponse) GetEntries() []*BreakGlassEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *QueryBreakGlassLogResponse) GetPage() *PageResponse {
+	if x != nil {
+		return x.Page
+	}
+	return nil
+}
+
+func (x *QueryBreakGlassLogResponse) GetService() *Member {
+	if x != nil {
+		return x.Service
+	}
+	return nil
+}
+
+func (x *QueryBreakGlassLogResponse) GetHeight() int64 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+func (x *QueryBreakGlassLogResponse) GetProofs() []*StoreProof {
+	if x != nil {
+		return x.Proofs
+	}
+	return nil
+}
+
 type QueryAccountRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Address       string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
@@ -986,7 +1117,7 @@ type QueryAccountRequest struct {
 
 func (x *QueryAccountRequest) Reset() {
 	*x = QueryAccountRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[16]
+	mi := &file_emrchain_v1_query_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -998,7 +1129,7 @@ func (x *QueryAccountRequest) String() string {
 func (*QueryAccountRequest) ProtoMessage() {}
 
 func (x *QueryAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[16]
+	mi := &file_emrchain_v1_query_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1011,7 +1142,7 @@ func (x *QueryAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryAccountRequest.ProtoReflect.Descriptor instead.
 func (*QueryAccountRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{16}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *QueryAccountRequest) GetAddress() string {
@@ -1032,7 +1163,7 @@ type QueryAccountResponse struct {
 
 func (x *QueryAccountResponse) Reset() {
 	*x = QueryAccountResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[17]
+	mi := &file_emrchain_v1_query_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1175,7 @@ func (x *QueryAccountResponse) String() string {
 func (*QueryAccountResponse) ProtoMessage() {}
 
 func (x *QueryAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[17]
+	mi := &file_emrchain_v1_query_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,7 +1188,7 @@ func (x *QueryAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryAccountResponse.ProtoReflect.Descriptor instead.
 func (*QueryAccountResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{17}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *QueryAccountResponse) GetAccount() *Account {
@@ -1090,7 +1221,7 @@ type QueryPatientRequest struct {
 
 func (x *QueryPatientRequest) Reset() {
 	*x = QueryPatientRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[18]
+	mi := &file_emrchain_v1_query_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1102,7 +1233,7 @@ func (x *QueryPatientRequest) String() string {
 func (*QueryPatientRequest) ProtoMessage() {}
 
 func (x *QueryPatientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[18]
+	mi := &file_emrchain_v1_query_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1115,7 +1246,7 @@ func (x *QueryPatientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryPatientRequest.ProtoReflect.Descriptor instead.
 func (*QueryPatientRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{18}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *QueryPatientRequest) GetPatientId() string {
@@ -1134,7 +1265,7 @@ type QueryPatientByOwnerRequest struct {
 
 func (x *QueryPatientByOwnerRequest) Reset() {
 	*x = QueryPatientByOwnerRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[19]
+	mi := &file_emrchain_v1_query_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1146,7 +1277,7 @@ func (x *QueryPatientByOwnerRequest) String() string {
 func (*QueryPatientByOwnerRequest) ProtoMessage() {}
 
 func (x *QueryPatientByOwnerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[19]
+	mi := &file_emrchain_v1_query_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1159,7 +1290,7 @@ func (x *QueryPatientByOwnerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryPatientByOwnerRequest.ProtoReflect.Descriptor instead.
 func (*QueryPatientByOwnerRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{19}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *QueryPatientByOwnerRequest) GetOwner() string {
@@ -1180,7 +1311,7 @@ type QueryPatientResponse struct {
 
 func (x *QueryPatientResponse) Reset() {
 	*x = QueryPatientResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[20]
+	mi := &file_emrchain_v1_query_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1192,7 +1323,7 @@ func (x *QueryPatientResponse) String() string {
 func (*QueryPatientResponse) ProtoMessage() {}
 
 func (x *QueryPatientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[20]
+	mi := &file_emrchain_v1_query_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1205,7 +1336,7 @@ func (x *QueryPatientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryPatientResponse.ProtoReflect.Descriptor instead.
 func (*QueryPatientResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{20}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *QueryPatientResponse) GetPatient() *Patient {
@@ -1241,7 +1372,7 @@ type QueryPermissionRequest struct {
 
 func (x *QueryPermissionRequest) Reset() {
 	*x = QueryPermissionRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[21]
+	mi := &file_emrchain_v1_query_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1253,7 +1384,7 @@ func (x *QueryPermissionRequest) String() string {
 func (*QueryPermissionRequest) ProtoMessage() {}
 
 func (x *QueryPermissionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[21]
+	mi := &file_emrchain_v1_query_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1266,7 +1397,7 @@ func (x *QueryPermissionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryPermissionRequest.ProtoReflect.Descriptor instead.
 func (*QueryPermissionRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{21}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *QueryPermissionRequest) GetPatientId() string {
@@ -1294,7 +1425,7 @@ type QueryPermissionResponse struct {
 
 func (x *QueryPermissionResponse) Reset() {
 	*x = QueryPermissionResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[22]
+	mi := &file_emrchain_v1_query_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1306,7 +1437,7 @@ func (x *QueryPermissionResponse) String() string {
 func (*QueryPermissionResponse) ProtoMessage() {}
 
 func (x *QueryPermissionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[22]
+	mi := &file_emrchain_v1_query_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1319,7 +1450,7 @@ func (x *QueryPermissionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryPermissionResponse.ProtoReflect.Descriptor instead.
 func (*QueryPermissionResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{22}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *QueryPermissionResponse) GetPermission() *Permission {
@@ -1353,7 +1484,7 @@ type QueryPermissionsRequest struct {
 
 func (x *QueryPermissionsRequest) Reset() {
 	*x = QueryPermissionsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[23]
+	mi := &file_emrchain_v1_query_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1365,7 +1496,7 @@ func (x *QueryPermissionsRequest) String() string {
 func (*QueryPermissionsRequest) ProtoMessage() {}
 
 func (x *QueryPermissionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[23]
+	mi := &file_emrchain_v1_query_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1378,7 +1509,7 @@ func (x *QueryPermissionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryPermissionsRequest.ProtoReflect.Descriptor instead.
 func (*QueryPermissionsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{23}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *QueryPermissionsRequest) GetPatientId() string {
@@ -1399,7 +1530,7 @@ type QueryPermissionsResponse struct {
 
 func (x *QueryPermissionsResponse) Reset() {
 	*x = QueryPermissionsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[24]
+	mi := &file_emrchain_v1_query_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1411,7 +1542,7 @@ func (x *QueryPermissionsResponse) String() string {
 func (*QueryPermissionsResponse) ProtoMessage() {}
 
 func (x *QueryPermissionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[24]
+	mi := &file_emrchain_v1_query_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1424,7 +1555,7 @@ func (x *QueryPermissionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryPermissionsResponse.ProtoReflect.Descriptor instead.
 func (*QueryPermissionsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{24}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *QueryPermissionsResponse) GetPermissions() []*Permission {
@@ -1463,7 +1594,7 @@ type QueryGrantsRequest struct {
 
 func (x *QueryGrantsRequest) Reset() {
 	*x = QueryGrantsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[25]
+	mi := &file_emrchain_v1_query_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1475,7 +1606,7 @@ func (x *QueryGrantsRequest) String() string {
 func (*QueryGrantsRequest) ProtoMessage() {}
 
 func (x *QueryGrantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[25]
+	mi := &file_emrchain_v1_query_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1488,7 +1619,7 @@ func (x *QueryGrantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryGrantsRequest.ProtoReflect.Descriptor instead.
 func (*QueryGrantsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{25}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *QueryGrantsRequest) GetGrantee() string {
@@ -1526,7 +1657,7 @@ type QueryGrantsResponse struct {
 
 func (x *QueryGrantsResponse) Reset() {
 	*x = QueryGrantsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[26]
+	mi := &file_emrchain_v1_query_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1538,7 +1669,7 @@ func (x *QueryGrantsResponse) String() string {
 func (*QueryGrantsResponse) ProtoMessage() {}
 
 func (x *QueryGrantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[26]
+	mi := &file_emrchain_v1_query_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1551,7 +1682,7 @@ func (x *QueryGrantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryGrantsResponse.ProtoReflect.Descriptor instead.
 func (*QueryGrantsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{26}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *QueryGrantsResponse) GetPermissions() []*Permission {
@@ -1596,7 +1727,7 @@ type QueryRecordsRequest struct {
 
 func (x *QueryRecordsRequest) Reset() {
 	*x = QueryRecordsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[27]
+	mi := &file_emrchain_v1_query_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1608,7 +1739,7 @@ func (x *QueryRecordsRequest) String() string {
 func (*QueryRecordsRequest) ProtoMessage() {}
 
 func (x *QueryRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[27]
+	mi := &file_emrchain_v1_query_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1621,7 +1752,7 @@ func (x *QueryRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryRecordsRequest.ProtoReflect.Descriptor instead.
 func (*QueryRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{27}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *QueryRecordsRequest) GetPatientId() string {
@@ -1657,7 +1788,7 @@ type QueryRecordsResponse struct {
 
 func (x *QueryRecordsResponse) Reset() {
 	*x = QueryRecordsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[28]
+	mi := &file_emrchain_v1_query_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1669,7 +1800,7 @@ func (x *QueryRecordsResponse) String() string {
 func (*QueryRecordsResponse) ProtoMessage() {}
 
 func (x *QueryRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[28]
+	mi := &file_emrchain_v1_query_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1682,7 +1813,7 @@ func (x *QueryRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryRecordsResponse.ProtoReflect.Descriptor instead.
 func (*QueryRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{28}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *QueryRecordsResponse) GetRecords() []*Record {
@@ -1723,7 +1854,7 @@ type QueryRecordRequest struct {
 
 func (x *QueryRecordRequest) Reset() {
 	*x = QueryRecordRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[29]
+	mi := &file_emrchain_v1_query_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1735,7 +1866,7 @@ func (x *QueryRecordRequest) String() string {
 func (*QueryRecordRequest) ProtoMessage() {}
 
 func (x *QueryRecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[29]
+	mi := &file_emrchain_v1_query_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1748,7 +1879,7 @@ func (x *QueryRecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryRecordRequest.ProtoReflect.Descriptor instead.
 func (*QueryRecordRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{29}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *QueryRecordRequest) GetPatientId() string {
@@ -1776,7 +1907,7 @@ type QueryRecordResponse struct {
 
 func (x *QueryRecordResponse) Reset() {
 	*x = QueryRecordResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[30]
+	mi := &file_emrchain_v1_query_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1788,7 +1919,7 @@ func (x *QueryRecordResponse) String() string {
 func (*QueryRecordResponse) ProtoMessage() {}
 
 func (x *QueryRecordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[30]
+	mi := &file_emrchain_v1_query_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1801,7 +1932,7 @@ func (x *QueryRecordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryRecordResponse.ProtoReflect.Descriptor instead.
 func (*QueryRecordResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{30}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *QueryRecordResponse) GetRecord() *Record {
@@ -1835,7 +1966,7 @@ type QueryAccessEventsRequest struct {
 
 func (x *QueryAccessEventsRequest) Reset() {
 	*x = QueryAccessEventsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[31]
+	mi := &file_emrchain_v1_query_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1847,7 +1978,7 @@ func (x *QueryAccessEventsRequest) String() string {
 func (*QueryAccessEventsRequest) ProtoMessage() {}
 
 func (x *QueryAccessEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[31]
+	mi := &file_emrchain_v1_query_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1860,7 +1991,7 @@ func (x *QueryAccessEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryAccessEventsRequest.ProtoReflect.Descriptor instead.
 func (*QueryAccessEventsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{31}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *QueryAccessEventsRequest) GetPatientId() string {
@@ -1889,7 +2020,7 @@ type QueryAccessEventsResponse struct {
 
 func (x *QueryAccessEventsResponse) Reset() {
 	*x = QueryAccessEventsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[32]
+	mi := &file_emrchain_v1_query_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1901,7 +2032,7 @@ func (x *QueryAccessEventsResponse) String() string {
 func (*QueryAccessEventsResponse) ProtoMessage() {}
 
 func (x *QueryAccessEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[32]
+	mi := &file_emrchain_v1_query_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1914,7 +2045,7 @@ func (x *QueryAccessEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryAccessEventsResponse.ProtoReflect.Descriptor instead.
 func (*QueryAccessEventsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{32}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *QueryAccessEventsResponse) GetEvents() []*AccessEvent {
@@ -1955,7 +2086,7 @@ type QuerySharesRequest struct {
 
 func (x *QuerySharesRequest) Reset() {
 	*x = QuerySharesRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[33]
+	mi := &file_emrchain_v1_query_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1967,7 +2098,7 @@ func (x *QuerySharesRequest) String() string {
 func (*QuerySharesRequest) ProtoMessage() {}
 
 func (x *QuerySharesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[33]
+	mi := &file_emrchain_v1_query_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1980,7 +2111,7 @@ func (x *QuerySharesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuerySharesRequest.ProtoReflect.Descriptor instead.
 func (*QuerySharesRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{33}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *QuerySharesRequest) GetPatientId() string {
@@ -2009,7 +2140,7 @@ type QuerySharesResponse struct {
 
 func (x *QuerySharesResponse) Reset() {
 	*x = QuerySharesResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[34]
+	mi := &file_emrchain_v1_query_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2021,7 +2152,7 @@ func (x *QuerySharesResponse) String() string {
 func (*QuerySharesResponse) ProtoMessage() {}
 
 func (x *QuerySharesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[34]
+	mi := &file_emrchain_v1_query_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2034,7 +2165,7 @@ func (x *QuerySharesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuerySharesResponse.ProtoReflect.Descriptor instead.
 func (*QuerySharesResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{34}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *QuerySharesResponse) GetShares() []*Share {
@@ -2074,7 +2205,7 @@ type QueryStudyRequest struct {
 
 func (x *QueryStudyRequest) Reset() {
 	*x = QueryStudyRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[35]
+	mi := &file_emrchain_v1_query_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2086,7 +2217,7 @@ func (x *QueryStudyRequest) String() string {
 func (*QueryStudyRequest) ProtoMessage() {}
 
 func (x *QueryStudyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[35]
+	mi := &file_emrchain_v1_query_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2099,7 +2230,7 @@ func (x *QueryStudyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryStudyRequest.ProtoReflect.Descriptor instead.
 func (*QueryStudyRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{35}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *QueryStudyRequest) GetId() string {
@@ -2120,7 +2251,7 @@ type QueryStudyResponse struct {
 
 func (x *QueryStudyResponse) Reset() {
 	*x = QueryStudyResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[36]
+	mi := &file_emrchain_v1_query_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2132,7 +2263,7 @@ func (x *QueryStudyResponse) String() string {
 func (*QueryStudyResponse) ProtoMessage() {}
 
 func (x *QueryStudyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[36]
+	mi := &file_emrchain_v1_query_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2145,7 +2276,7 @@ func (x *QueryStudyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryStudyResponse.ProtoReflect.Descriptor instead.
 func (*QueryStudyResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{36}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *QueryStudyResponse) GetStudy() *Study {
@@ -2179,7 +2310,7 @@ type QueryStudySharesRequest struct {
 
 func (x *QueryStudySharesRequest) Reset() {
 	*x = QueryStudySharesRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[37]
+	mi := &file_emrchain_v1_query_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2191,7 +2322,7 @@ func (x *QueryStudySharesRequest) String() string {
 func (*QueryStudySharesRequest) ProtoMessage() {}
 
 func (x *QueryStudySharesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[37]
+	mi := &file_emrchain_v1_query_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2204,7 +2335,7 @@ func (x *QueryStudySharesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryStudySharesRequest.ProtoReflect.Descriptor instead.
 func (*QueryStudySharesRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{37}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *QueryStudySharesRequest) GetStudyId() string {
@@ -2233,7 +2364,7 @@ type QueryStudySharesResponse struct {
 
 func (x *QueryStudySharesResponse) Reset() {
 	*x = QueryStudySharesResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[38]
+	mi := &file_emrchain_v1_query_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2245,7 +2376,7 @@ func (x *QueryStudySharesResponse) String() string {
 func (*QueryStudySharesResponse) ProtoMessage() {}
 
 func (x *QueryStudySharesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[38]
+	mi := &file_emrchain_v1_query_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2258,7 +2389,7 @@ func (x *QueryStudySharesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryStudySharesResponse.ProtoReflect.Descriptor instead.
 func (*QueryStudySharesResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{38}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *QueryStudySharesResponse) GetShares() []*Share {
@@ -2299,7 +2430,7 @@ type QueryShareRequest struct {
 
 func (x *QueryShareRequest) Reset() {
 	*x = QueryShareRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[39]
+	mi := &file_emrchain_v1_query_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2311,7 +2442,7 @@ func (x *QueryShareRequest) String() string {
 func (*QueryShareRequest) ProtoMessage() {}
 
 func (x *QueryShareRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[39]
+	mi := &file_emrchain_v1_query_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2324,7 +2455,7 @@ func (x *QueryShareRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryShareRequest.ProtoReflect.Descriptor instead.
 func (*QueryShareRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{39}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *QueryShareRequest) GetPatientId() string {
@@ -2352,7 +2483,7 @@ type QueryShareResponse struct {
 
 func (x *QueryShareResponse) Reset() {
 	*x = QueryShareResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[40]
+	mi := &file_emrchain_v1_query_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2364,7 +2495,7 @@ func (x *QueryShareResponse) String() string {
 func (*QueryShareResponse) ProtoMessage() {}
 
 func (x *QueryShareResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[40]
+	mi := &file_emrchain_v1_query_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2377,7 +2508,7 @@ func (x *QueryShareResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryShareResponse.ProtoReflect.Descriptor instead.
 func (*QueryShareResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{40}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *QueryShareResponse) GetShare() *Share {
@@ -2414,7 +2545,7 @@ type QueryLastAccessRequest struct {
 
 func (x *QueryLastAccessRequest) Reset() {
 	*x = QueryLastAccessRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[41]
+	mi := &file_emrchain_v1_query_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2426,7 +2557,7 @@ func (x *QueryLastAccessRequest) String() string {
 func (*QueryLastAccessRequest) ProtoMessage() {}
 
 func (x *QueryLastAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[41]
+	mi := &file_emrchain_v1_query_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2439,7 +2570,7 @@ func (x *QueryLastAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryLastAccessRequest.ProtoReflect.Descriptor instead.
 func (*QueryLastAccessRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{41}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *QueryLastAccessRequest) GetPatientId() string {
@@ -2481,7 +2612,7 @@ type QueryLastAccessResponse struct {
 
 func (x *QueryLastAccessResponse) Reset() {
 	*x = QueryLastAccessResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[42]
+	mi := &file_emrchain_v1_query_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2493,7 +2624,7 @@ func (x *QueryLastAccessResponse) String() string {
 func (*QueryLastAccessResponse) ProtoMessage() {}
 
 func (x *QueryLastAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[42]
+	mi := &file_emrchain_v1_query_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2506,7 +2637,7 @@ func (x *QueryLastAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryLastAccessResponse.ProtoReflect.Descriptor instead.
 func (*QueryLastAccessResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{42}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *QueryLastAccessResponse) GetEvent() *AccessEvent {
@@ -2543,7 +2674,7 @@ type QueryBlobRefsRequest struct {
 
 func (x *QueryBlobRefsRequest) Reset() {
 	*x = QueryBlobRefsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[43]
+	mi := &file_emrchain_v1_query_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2555,7 +2686,7 @@ func (x *QueryBlobRefsRequest) String() string {
 func (*QueryBlobRefsRequest) ProtoMessage() {}
 
 func (x *QueryBlobRefsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[43]
+	mi := &file_emrchain_v1_query_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2568,7 +2699,7 @@ func (x *QueryBlobRefsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryBlobRefsRequest.ProtoReflect.Descriptor instead.
 func (*QueryBlobRefsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{43}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *QueryBlobRefsRequest) GetAfter() string {
@@ -2598,7 +2729,7 @@ type QueryBlobRefsResponse struct {
 
 func (x *QueryBlobRefsResponse) Reset() {
 	*x = QueryBlobRefsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[44]
+	mi := &file_emrchain_v1_query_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2610,7 +2741,7 @@ func (x *QueryBlobRefsResponse) String() string {
 func (*QueryBlobRefsResponse) ProtoMessage() {}
 
 func (x *QueryBlobRefsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[44]
+	mi := &file_emrchain_v1_query_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2623,7 +2754,7 @@ func (x *QueryBlobRefsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryBlobRefsResponse.ProtoReflect.Descriptor instead.
 func (*QueryBlobRefsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{44}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *QueryBlobRefsResponse) GetRefs() []*BlobRef {
@@ -2674,7 +2805,7 @@ type BlobRef struct {
 
 func (x *BlobRef) Reset() {
 	*x = BlobRef{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[45]
+	mi := &file_emrchain_v1_query_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2686,7 +2817,7 @@ func (x *BlobRef) String() string {
 func (*BlobRef) ProtoMessage() {}
 
 func (x *BlobRef) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[45]
+	mi := &file_emrchain_v1_query_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2699,7 +2830,7 @@ func (x *BlobRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobRef.ProtoReflect.Descriptor instead.
 func (*BlobRef) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{45}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *BlobRef) GetRef() string {
@@ -2745,7 +2876,7 @@ type QueryValidatorsRequest struct {
 
 func (x *QueryValidatorsRequest) Reset() {
 	*x = QueryValidatorsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[46]
+	mi := &file_emrchain_v1_query_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2757,7 +2888,7 @@ func (x *QueryValidatorsRequest) String() string {
 func (*QueryValidatorsRequest) ProtoMessage() {}
 
 func (x *QueryValidatorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[46]
+	mi := &file_emrchain_v1_query_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2770,7 +2901,7 @@ func (x *QueryValidatorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryValidatorsRequest.ProtoReflect.Descriptor instead.
 func (*QueryValidatorsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{46}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{48}
 }
 
 type QueryValidatorsResponse struct {
@@ -2790,7 +2921,7 @@ type QueryValidatorsResponse struct {
 
 func (x *QueryValidatorsResponse) Reset() {
 	*x = QueryValidatorsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[47]
+	mi := &file_emrchain_v1_query_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2802,7 +2933,7 @@ func (x *QueryValidatorsResponse) String() string {
 func (*QueryValidatorsResponse) ProtoMessage() {}
 
 func (x *QueryValidatorsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[47]
+	mi := &file_emrchain_v1_query_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2815,7 +2946,7 @@ func (x *QueryValidatorsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryValidatorsResponse.ProtoReflect.Descriptor instead.
 func (*QueryValidatorsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{47}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *QueryValidatorsResponse) GetValidators() []*Validator {
@@ -2856,7 +2987,7 @@ type QueryValidatorKeyRequest struct {
 
 func (x *QueryValidatorKeyRequest) Reset() {
 	*x = QueryValidatorKeyRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[48]
+	mi := &file_emrchain_v1_query_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2868,7 +2999,7 @@ func (x *QueryValidatorKeyRequest) String() string {
 func (*QueryValidatorKeyRequest) ProtoMessage() {}
 
 func (x *QueryValidatorKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[48]
+	mi := &file_emrchain_v1_query_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2881,7 +3012,7 @@ func (x *QueryValidatorKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryValidatorKeyRequest.ProtoReflect.Descriptor instead.
 func (*QueryValidatorKeyRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{48}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *QueryValidatorKeyRequest) GetPubKey() []byte {
@@ -2912,7 +3043,7 @@ type QueryValidatorKeyResponse struct {
 
 func (x *QueryValidatorKeyResponse) Reset() {
 	*x = QueryValidatorKeyResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[49]
+	mi := &file_emrchain_v1_query_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2924,7 +3055,7 @@ func (x *QueryValidatorKeyResponse) String() string {
 func (*QueryValidatorKeyResponse) ProtoMessage() {}
 
 func (x *QueryValidatorKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[49]
+	mi := &file_emrchain_v1_query_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2937,7 +3068,7 @@ func (x *QueryValidatorKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryValidatorKeyResponse.ProtoReflect.Descriptor instead.
 func (*QueryValidatorKeyResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{49}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *QueryValidatorKeyResponse) GetValidator() *Validator {
@@ -2984,7 +3115,7 @@ type QueryProposalRequest struct {
 
 func (x *QueryProposalRequest) Reset() {
 	*x = QueryProposalRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[50]
+	mi := &file_emrchain_v1_query_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2996,7 +3127,7 @@ func (x *QueryProposalRequest) String() string {
 func (*QueryProposalRequest) ProtoMessage() {}
 
 func (x *QueryProposalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[50]
+	mi := &file_emrchain_v1_query_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3009,7 +3140,7 @@ func (x *QueryProposalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryProposalRequest.ProtoReflect.Descriptor instead.
 func (*QueryProposalRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{50}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *QueryProposalRequest) GetId() uint64 {
@@ -3033,7 +3164,7 @@ type QueryProposalResponse struct {
 
 func (x *QueryProposalResponse) Reset() {
 	*x = QueryProposalResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[51]
+	mi := &file_emrchain_v1_query_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3045,7 +3176,7 @@ func (x *QueryProposalResponse) String() string {
 func (*QueryProposalResponse) ProtoMessage() {}
 
 func (x *QueryProposalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[51]
+	mi := &file_emrchain_v1_query_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3058,7 +3189,7 @@ func (x *QueryProposalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryProposalResponse.ProtoReflect.Descriptor instead.
 func (*QueryProposalResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{51}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *QueryProposalResponse) GetProposal() *Proposal {
@@ -3101,7 +3232,7 @@ type QueryProposalsRequest struct {
 
 func (x *QueryProposalsRequest) Reset() {
 	*x = QueryProposalsRequest{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[52]
+	mi := &file_emrchain_v1_query_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3113,7 +3244,7 @@ func (x *QueryProposalsRequest) String() string {
 func (*QueryProposalsRequest) ProtoMessage() {}
 
 func (x *QueryProposalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[52]
+	mi := &file_emrchain_v1_query_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3126,7 +3257,7 @@ func (x *QueryProposalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryProposalsRequest.ProtoReflect.Descriptor instead.
 func (*QueryProposalsRequest) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{52}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *QueryProposalsRequest) GetAfter() uint64 {
@@ -3156,7 +3287,7 @@ type QueryProposalsResponse struct {
 
 func (x *QueryProposalsResponse) Reset() {
 	*x = QueryProposalsResponse{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[53]
+	mi := &file_emrchain_v1_query_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3168,7 +3299,7 @@ func (x *QueryProposalsResponse) String() string {
 func (*QueryProposalsResponse) ProtoMessage() {}
 
 func (x *QueryProposalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[53]
+	mi := &file_emrchain_v1_query_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3181,7 +3312,7 @@ func (x *QueryProposalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryProposalsResponse.ProtoReflect.Descriptor instead.
 func (*QueryProposalsResponse) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{53}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *QueryProposalsResponse) GetProposals() []*Proposal {
@@ -3232,7 +3363,7 @@ type ErrorBody struct {
 
 func (x *ErrorBody) Reset() {
 	*x = ErrorBody{}
-	mi := &file_emrchain_v1_query_proto_msgTypes[54]
+	mi := &file_emrchain_v1_query_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3244,7 +3375,7 @@ func (x *ErrorBody) String() string {
 func (*ErrorBody) ProtoMessage() {}
 
 func (x *ErrorBody) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_query_proto_msgTypes[54]
+	mi := &file_emrchain_v1_query_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3257,7 +3388,7 @@ func (x *ErrorBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorBody.ProtoReflect.Descriptor instead.
 func (*ErrorBody) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{54}
+	return file_emrchain_v1_query_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ErrorBody) GetCode() int32 {
@@ -3353,6 +3484,15 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"\x05reads\x18\x01 \x03(\v2\x1a.emrchain.v1.EmergencyReadR\x05reads\x12(\n" +
 	"\x10patients_per_day\x18\x02 \x01(\rR\x0epatientsPerDay\x12+\n" +
 	"\x06member\x18\x03 \x01(\v2\x13.emrchain.v1.MemberR\x06member\x12\x16\n" +
+	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
+	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"c\n" +
+	"\x19QueryBreakGlassLogRequest\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12,\n" +
+	"\x04page\x18\x02 \x01(\v2\x18.emrchain.v1.PageRequestR\x04page\"\xfb\x01\n" +
+	"\x1aQueryBreakGlassLogResponse\x126\n" +
+	"\aentries\x18\x01 \x03(\v2\x1c.emrchain.v1.BreakGlassEntryR\aentries\x12-\n" +
+	"\x04page\x18\x02 \x01(\v2\x19.emrchain.v1.PageResponseR\x04page\x12-\n" +
+	"\aservice\x18\x03 \x01(\v2\x13.emrchain.v1.MemberR\aservice\x12\x16\n" +
 	"\x06height\x18\x0e \x01(\x03R\x06height\x12/\n" +
 	"\x06proofs\x18\x0f \x03(\v2\x17.emrchain.v1.StoreProofR\x06proofs\"/\n" +
 	"\x13QueryAccountRequest\x12\x18\n" +
@@ -3514,14 +3654,15 @@ const file_emrchain_v1_query_proto_rawDesc = "" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x16\n" +
-	"\x06height\x18\x04 \x01(\x03R\x06height2\x90\x1a\n" +
+	"\x06height\x18\x04 \x01(\x03R\x06height2\xab\x1b\n" +
 	"\x05Query\x12h\n" +
 	"\x06Params\x12\x1f.emrchain.v1.QueryParamsRequest\x1a .emrchain.v1.QueryParamsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/emrchain/v1/params\x12\x86\x01\n" +
 	"\fOrganization\x12%.emrchain.v1.QueryOrganizationRequest\x1a&.emrchain.v1.QueryOrganizationResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/emrchain/v1/organizations/{id}\x12\x84\x01\n" +
 	"\rOrganizations\x12&.emrchain.v1.QueryOrganizationsRequest\x1a'.emrchain.v1.QueryOrganizationsResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/emrchain/v1/organizations\x12\x89\x01\n" +
 	"\aMembers\x12 .emrchain.v1.QueryMembersRequest\x1a!.emrchain.v1.QueryMembersResponse\"9\x82\xd3\xe4\x93\x023\x121/emrchain/v1/organizations/{organization}/members\x12s\n" +
 	"\x06Member\x12\x1f.emrchain.v1.QueryMemberRequest\x1a .emrchain.v1.QueryMemberResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/emrchain/v1/members/{address}\x12\x9b\x01\n" +
-	"\x0eEmergencyReads\x12'.emrchain.v1.QueryEmergencyReadsRequest\x1a(.emrchain.v1.QueryEmergencyReadsResponse\"6\x82\xd3\xe4\x93\x020\x12./emrchain/v1/members/{address}/emergency-reads\x12w\n" +
+	"\x0eEmergencyReads\x12'.emrchain.v1.QueryEmergencyReadsRequest\x1a(.emrchain.v1.QueryEmergencyReadsResponse\"6\x82\xd3\xe4\x93\x020\x12./emrchain/v1/members/{address}/emergency-reads\x12\x98\x01\n" +
+	"\rBreakGlassLog\x12&.emrchain.v1.QueryBreakGlassLogRequest\x1a'.emrchain.v1.QueryBreakGlassLogResponse\"6\x82\xd3\xe4\x93\x020\x12./emrchain/v1/members/{service}/break-glass-log\x12w\n" +
 	"\aAccount\x12 .emrchain.v1.QueryAccountRequest\x1a!.emrchain.v1.QueryAccountResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/emrchain/v1/accounts/{address}\x12z\n" +
 	"\aPatient\x12 .emrchain.v1.QueryPatientRequest\x1a!.emrchain.v1.QueryPatientResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/emrchain/v1/patients/{patient_id}\x12\x8b\x01\n" +
 	"\x0ePatientByOwner\x12'.emrchain.v1.QueryPatientByOwnerRequest\x1a!.emrchain.v1.QueryPatientResponse\"-\x82\xd3\xe4\x93\x02'\x12%/emrchain/v1/accounts/{owner}/patient\x12\x92\x01\n" +
@@ -3557,7 +3698,7 @@ func file_emrchain_v1_query_proto_rawDescGZIP() []byte {
 	return file_emrchain_v1_query_proto_rawDescData
 }
 
-var file_emrchain_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_emrchain_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_emrchain_v1_query_proto_goTypes = []any{
 	(*StoreProof)(nil),                  // 0: emrchain.v1.StoreProof
 	(*ProofOp)(nil),                     // 1: emrchain.v1.ProofOp
@@ -3575,176 +3716,186 @@ var file_emrchain_v1_query_proto_goTypes = []any{
 	(*QueryMemberResponse)(nil),         // 13: emrchain.v1.QueryMemberResponse
 	(*QueryEmergencyReadsRequest)(nil),  // 14: emrchain.v1.QueryEmergencyReadsRequest
 	(*QueryEmergencyReadsResponse)(nil), // 15: emrchain.v1.QueryEmergencyReadsResponse
-	(*QueryAccountRequest)(nil),         // 16: emrchain.v1.QueryAccountRequest
-	(*QueryAccountResponse)(nil),        // 17: emrchain.v1.QueryAccountResponse
-	(*QueryPatientRequest)(nil),         // 18: emrchain.v1.QueryPatientRequest
-	(*QueryPatientByOwnerRequest)(nil),  // 19: emrchain.v1.QueryPatientByOwnerRequest
-	(*QueryPatientResponse)(nil),        // 20: emrchain.v1.QueryPatientResponse
-	(*QueryPermissionRequest)(nil),      // 21: emrchain.v1.QueryPermissionRequest
-	(*QueryPermissionResponse)(nil),     // 22: emrchain.v1.QueryPermissionResponse
-	(*QueryPermissionsRequest)(nil),     // 23: emrchain.v1.QueryPermissionsRequest
-	(*QueryPermissionsResponse)(nil),    // 24: emrchain.v1.QueryPermissionsResponse
-	(*QueryGrantsRequest)(nil),          // 25: emrchain.v1.QueryGrantsRequest
-	(*QueryGrantsResponse)(nil),         // 26: emrchain.v1.QueryGrantsResponse
-	(*QueryRecordsRequest)(nil),         // 27: emrchain.v1.QueryRecordsRequest
-	(*QueryRecordsResponse)(nil),        // 28: emrchain.v1.QueryRecordsResponse
-	(*QueryRecordRequest)(nil),          // 29: emrchain.v1.QueryRecordRequest
-	(*QueryRecordResponse)(nil),         // 30: emrchain.v1.QueryRecordResponse
-	(*QueryAccessEventsRequest)(nil),    // 31: emrchain.v1.QueryAccessEventsRequest
-	(*QueryAccessEventsResponse)(nil),   // 32: emrchain.v1.QueryAccessEventsResponse
-	(*QuerySharesRequest)(nil),          // 33: emrchain.v1.QuerySharesRequest
-	(*QuerySharesResponse)(nil),         // 34: emrchain.v1.QuerySharesResponse
-	(*QueryStudyRequest)(nil),           // 35: emrchain.v1.QueryStudyRequest
-	(*QueryStudyResponse)(nil),          // 36: emrchain.v1.QueryStudyResponse
-	(*QueryStudySharesRequest)(nil),     // 37: emrchain.v1.QueryStudySharesRequest
-	(*QueryStudySharesResponse)(nil),    // 38: emrchain.v1.QueryStudySharesResponse
-	(*QueryShareRequest)(nil),           // 39: emrchain.v1.QueryShareRequest
-	(*QueryShareResponse)(nil),          // 40: emrchain.v1.QueryShareResponse
-	(*QueryLastAccessRequest)(nil),      // 41: emrchain.v1.QueryLastAccessRequest
-	(*QueryLastAccessResponse)(nil),     // 42: emrchain.v1.QueryLastAccessResponse
-	(*QueryBlobRefsRequest)(nil),        // 43: emrchain.v1.QueryBlobRefsRequest
-	(*QueryBlobRefsResponse)(nil),       // 44: emrchain.v1.QueryBlobRefsResponse
-	(*BlobRef)(nil),                     // 45: emrchain.v1.BlobRef
-	(*QueryValidatorsRequest)(nil),      // 46: emrchain.v1.QueryValidatorsRequest
-	(*QueryValidatorsResponse)(nil),     // 47: emrchain.v1.QueryValidatorsResponse
-	(*QueryValidatorKeyRequest)(nil),    // 48: emrchain.v1.QueryValidatorKeyRequest
-	(*QueryValidatorKeyResponse)(nil),   // 49: emrchain.v1.QueryValidatorKeyResponse
-	(*QueryProposalRequest)(nil),        // 50: emrchain.v1.QueryProposalRequest
-	(*QueryProposalResponse)(nil),       // 51: emrchain.v1.QueryProposalResponse
-	(*QueryProposalsRequest)(nil),       // 52: emrchain.v1.QueryProposalsRequest
-	(*QueryProposalsResponse)(nil),      // 53: emrchain.v1.QueryProposalsResponse
-	(*ErrorBody)(nil),                   // 54: emrchain.v1.ErrorBody
-	(*Params)(nil),                      // 55: emrchain.v1.Params
-	(*Organization)(nil),                // 56: emrchain.v1.Organization
-	(*Member)(nil),                      // 57: emrchain.v1.Member
-	(Role)(0),                           // 58: emrchain.v1.Role
-	(*EmergencyRead)(nil),               // 59: emrchain.v1.EmergencyRead
-	(*Account)(nil),                     // 60: emrchain.v1.Account
-	(*Patient)(nil),                     // 61: emrchain.v1.Patient
-	(*Permission)(nil),                  // 62: emrchain.v1.Permission
-	(*Record)(nil),                      // 63: emrchain.v1.Record
-	(*AccessEvent)(nil),                 // 64: emrchain.v1.AccessEvent
-	(*Share)(nil),                       // 65: emrchain.v1.Share
-	(*Study)(nil),                       // 66: emrchain.v1.Study
-	(*Validator)(nil),                   // 67: emrchain.v1.Validator
-	(*Proposal)(nil),                    // 68: emrchain.v1.Proposal
+	(*QueryBreakGlassLogRequest)(nil),   // 16: emrchain.v1.QueryBreakGlassLogRequest
+	(*QueryBreakGlassLogResponse)(nil),  // 17: emrchain.v1.QueryBreakGlassLogResponse
+	(*QueryAccountRequest)(nil),         // 18: emrchain.v1.QueryAccountRequest
+	(*QueryAccountResponse)(nil),        // 19: emrchain.v1.QueryAccountResponse
+	(*QueryPatientRequest)(nil),         // 20: emrchain.v1.QueryPatientRequest
+	(*QueryPatientByOwnerRequest)(nil),  // 21: emrchain.v1.QueryPatientByOwnerRequest
+	(*QueryPatientResponse)(nil),        // 22: emrchain.v1.QueryPatientResponse
+	(*QueryPermissionRequest)(nil),      // 23: emrchain.v1.QueryPermissionRequest
+	(*QueryPermissionResponse)(nil),     // 24: emrchain.v1.QueryPermissionResponse
+	(*QueryPermissionsRequest)(nil),     // 25: emrchain.v1.QueryPermissionsRequest
+	(*QueryPermissionsResponse)(nil),    // 26: emrchain.v1.QueryPermissionsResponse
+	(*QueryGrantsRequest)(nil),          // 27: emrchain.v1.QueryGrantsRequest
+	(*QueryGrantsResponse)(nil),         // 28: emrchain.v1.QueryGrantsResponse
+	(*QueryRecordsRequest)(nil),         // 29: emrchain.v1.QueryRecordsRequest
+	(*QueryRecordsResponse)(nil),        // 30: emrchain.v1.QueryRecordsResponse
+	(*QueryRecordRequest)(nil),          // 31: emrchain.v1.QueryRecordRequest
+	(*QueryRecordResponse)(nil),         // 32: emrchain.v1.QueryRecordResponse
+	(*QueryAccessEventsRequest)(nil),    // 33: emrchain.v1.QueryAccessEventsRequest
+	(*QueryAccessEventsResponse)(nil),   // 34: emrchain.v1.QueryAccessEventsResponse
+	(*QuerySharesRequest)(nil),          // 35: emrchain.v1.QuerySharesRequest
+	(*QuerySharesResponse)(nil),         // 36: emrchain.v1.QuerySharesResponse
+	(*QueryStudyRequest)(nil),           // 37: emrchain.v1.QueryStudyRequest
+	(*QueryStudyResponse)(nil),          // 38: emrchain.v1.QueryStudyResponse
+	(*QueryStudySharesRequest)(nil),     // 39: emrchain.v1.QueryStudySharesRequest
+	(*QueryStudySharesResponse)(nil),    // 40: emrchain.v1.QueryStudySharesResponse
+	(*QueryShareRequest)(nil),           // 41: emrchain.v1.QueryShareRequest
+	(*QueryShareResponse)(nil),          // 42: emrchain.v1.QueryShareResponse
+	(*QueryLastAccessRequest)(nil),      // 43: emrchain.v1.QueryLastAccessRequest
+	(*QueryLastAccessResponse)(nil),     // 44: emrchain.v1.QueryLastAccessResponse
+	(*QueryBlobRefsRequest)(nil),        // 45: emrchain.v1.QueryBlobRefsRequest
+	(*QueryBlobRefsResponse)(nil),       // 46: emrchain.v1.QueryBlobRefsResponse
+	(*BlobRef)(nil),                     // 47: emrchain.v1.BlobRef
+	(*QueryValidatorsRequest)(nil),      // 48: emrchain.v1.QueryValidatorsRequest
+	(*QueryValidatorsResponse)(nil),     // 49: emrchain.v1.QueryValidatorsResponse
+	(*QueryValidatorKeyRequest)(nil),    // 50: emrchain.v1.QueryValidatorKeyRequest
+	(*QueryValidatorKeyResponse)(nil),   // 51: emrchain.v1.QueryValidatorKeyResponse
+	(*QueryProposalRequest)(nil),        // 52: emrchain.v1.QueryProposalRequest
+	(*QueryProposalResponse)(nil),       // 53: emrchain.v1.QueryProposalResponse
+	(*QueryProposalsRequest)(nil),       // 54: emrchain.v1.QueryProposalsRequest
+	(*QueryProposalsResponse)(nil),      // 55: emrchain.v1.QueryProposalsResponse
+	(*ErrorBody)(nil),                   // 56: emrchain.v1.ErrorBody
+	(*Params)(nil),                      // 57: emrchain.v1.Params
+	(*Organization)(nil),                // 58: emrchain.v1.Organization
+	(*Member)(nil),                      // 59: emrchain.v1.Member
+	(Role)(0),                           // 60: emrchain.v1.Role
+	(*EmergencyRead)(nil),               // 61: emrchain.v1.EmergencyRead
+	(*BreakGlassEntry)(nil),             // 62: emrchain.v1.BreakGlassEntry
+	(*Account)(nil),                     // 63: emrchain.v1.Account
+	(*Patient)(nil),                     // 64: emrchain.v1.Patient
+	(*Permission)(nil),                  // 65: emrchain.v1.Permission
+	(*Record)(nil),                      // 66: emrchain.v1.Record
+	(*AccessEvent)(nil),                 // 67: emrchain.v1.AccessEvent
+	(*Share)(nil),                       // 68: emrchain.v1.Share
+	(*Study)(nil),                       // 69: emrchain.v1.Study
+	(*Validator)(nil),                   // 70: emrchain.v1.Validator
+	(*Proposal)(nil),                    // 71: emrchain.v1.Proposal
 }
 var file_emrchain_v1_query_proto_depIdxs = []int32{
 	1,  // 0: emrchain.v1.StoreProof.ops:type_name -> emrchain.v1.ProofOp
-	55, // 1: emrchain.v1.QueryParamsResponse.params:type_name -> emrchain.v1.Params
+	57, // 1: emrchain.v1.QueryParamsResponse.params:type_name -> emrchain.v1.Params
 	0,  // 2: emrchain.v1.QueryParamsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	56, // 3: emrchain.v1.QueryOrganizationResponse.organization:type_name -> emrchain.v1.Organization
-	57, // 4: emrchain.v1.QueryOrganizationResponse.registrars:type_name -> emrchain.v1.Member
+	58, // 3: emrchain.v1.QueryOrganizationResponse.organization:type_name -> emrchain.v1.Organization
+	59, // 4: emrchain.v1.QueryOrganizationResponse.registrars:type_name -> emrchain.v1.Member
 	0,  // 5: emrchain.v1.QueryOrganizationResponse.proofs:type_name -> emrchain.v1.StoreProof
-	56, // 6: emrchain.v1.QueryOrganizationsResponse.organizations:type_name -> emrchain.v1.Organization
+	58, // 6: emrchain.v1.QueryOrganizationsResponse.organizations:type_name -> emrchain.v1.Organization
 	0,  // 7: emrchain.v1.QueryOrganizationsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	58, // 8: emrchain.v1.QueryMembersRequest.role:type_name -> emrchain.v1.Role
-	57, // 9: emrchain.v1.QueryMembersResponse.members:type_name -> emrchain.v1.Member
+	60, // 8: emrchain.v1.QueryMembersRequest.role:type_name -> emrchain.v1.Role
+	59, // 9: emrchain.v1.QueryMembersResponse.members:type_name -> emrchain.v1.Member
 	0,  // 10: emrchain.v1.QueryMembersResponse.proofs:type_name -> emrchain.v1.StoreProof
-	57, // 11: emrchain.v1.QueryMemberResponse.member:type_name -> emrchain.v1.Member
+	59, // 11: emrchain.v1.QueryMemberResponse.member:type_name -> emrchain.v1.Member
 	0,  // 12: emrchain.v1.QueryMemberResponse.proofs:type_name -> emrchain.v1.StoreProof
-	59, // 13: emrchain.v1.QueryEmergencyReadsResponse.reads:type_name -> emrchain.v1.EmergencyRead
-	57, // 14: emrchain.v1.QueryEmergencyReadsResponse.member:type_name -> emrchain.v1.Member
+	61, // 13: emrchain.v1.QueryEmergencyReadsResponse.reads:type_name -> emrchain.v1.EmergencyRead
+	59, // 14: emrchain.v1.QueryEmergencyReadsResponse.member:type_name -> emrchain.v1.Member
 	0,  // 15: emrchain.v1.QueryEmergencyReadsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	60, // 16: emrchain.v1.QueryAccountResponse.account:type_name -> emrchain.v1.Account
-	0,  // 17: emrchain.v1.QueryAccountResponse.proofs:type_name -> emrchain.v1.StoreProof
-	61, // 18: emrchain.v1.QueryPatientResponse.patient:type_name -> emrchain.v1.Patient
-	0,  // 19: emrchain.v1.QueryPatientResponse.proofs:type_name -> emrchain.v1.StoreProof
-	62, // 20: emrchain.v1.QueryPermissionResponse.permission:type_name -> emrchain.v1.Permission
-	0,  // 21: emrchain.v1.QueryPermissionResponse.proofs:type_name -> emrchain.v1.StoreProof
-	62, // 22: emrchain.v1.QueryPermissionsResponse.permissions:type_name -> emrchain.v1.Permission
-	0,  // 23: emrchain.v1.QueryPermissionsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	62, // 24: emrchain.v1.QueryGrantsResponse.permissions:type_name -> emrchain.v1.Permission
-	0,  // 25: emrchain.v1.QueryGrantsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	2,  // 26: emrchain.v1.QueryRecordsRequest.page:type_name -> emrchain.v1.PageRequest
-	63, // 27: emrchain.v1.QueryRecordsResponse.records:type_name -> emrchain.v1.Record
-	3,  // 28: emrchain.v1.QueryRecordsResponse.page:type_name -> emrchain.v1.PageResponse
-	0,  // 29: emrchain.v1.QueryRecordsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	63, // 30: emrchain.v1.QueryRecordResponse.record:type_name -> emrchain.v1.Record
-	0,  // 31: emrchain.v1.QueryRecordResponse.proofs:type_name -> emrchain.v1.StoreProof
-	2,  // 32: emrchain.v1.QueryAccessEventsRequest.page:type_name -> emrchain.v1.PageRequest
-	64, // 33: emrchain.v1.QueryAccessEventsResponse.events:type_name -> emrchain.v1.AccessEvent
-	3,  // 34: emrchain.v1.QueryAccessEventsResponse.page:type_name -> emrchain.v1.PageResponse
-	0,  // 35: emrchain.v1.QueryAccessEventsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	2,  // 36: emrchain.v1.QuerySharesRequest.page:type_name -> emrchain.v1.PageRequest
-	65, // 37: emrchain.v1.QuerySharesResponse.shares:type_name -> emrchain.v1.Share
-	3,  // 38: emrchain.v1.QuerySharesResponse.page:type_name -> emrchain.v1.PageResponse
-	0,  // 39: emrchain.v1.QuerySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
-	66, // 40: emrchain.v1.QueryStudyResponse.study:type_name -> emrchain.v1.Study
-	0,  // 41: emrchain.v1.QueryStudyResponse.proofs:type_name -> emrchain.v1.StoreProof
-	2,  // 42: emrchain.v1.QueryStudySharesRequest.page:type_name -> emrchain.v1.PageRequest
-	65, // 43: emrchain.v1.QueryStudySharesResponse.shares:type_name -> emrchain.v1.Share
-	3,  // 44: emrchain.v1.QueryStudySharesResponse.page:type_name -> emrchain.v1.PageResponse
-	0,  // 45: emrchain.v1.QueryStudySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
-	65, // 46: emrchain.v1.QueryShareResponse.share:type_name -> emrchain.v1.Share
-	0,  // 47: emrchain.v1.QueryShareResponse.proofs:type_name -> emrchain.v1.StoreProof
-	64, // 48: emrchain.v1.QueryLastAccessResponse.event:type_name -> emrchain.v1.AccessEvent
-	0,  // 49: emrchain.v1.QueryLastAccessResponse.proofs:type_name -> emrchain.v1.StoreProof
-	45, // 50: emrchain.v1.QueryBlobRefsResponse.refs:type_name -> emrchain.v1.BlobRef
-	0,  // 51: emrchain.v1.QueryBlobRefsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	67, // 52: emrchain.v1.QueryValidatorsResponse.validators:type_name -> emrchain.v1.Validator
-	0,  // 53: emrchain.v1.QueryValidatorsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	67, // 54: emrchain.v1.QueryValidatorKeyResponse.validator:type_name -> emrchain.v1.Validator
-	0,  // 55: emrchain.v1.QueryValidatorKeyResponse.proofs:type_name -> emrchain.v1.StoreProof
-	68, // 56: emrchain.v1.QueryProposalResponse.proposal:type_name -> emrchain.v1.Proposal
-	0,  // 57: emrchain.v1.QueryProposalResponse.proofs:type_name -> emrchain.v1.StoreProof
-	68, // 58: emrchain.v1.QueryProposalsResponse.proposals:type_name -> emrchain.v1.Proposal
-	0,  // 59: emrchain.v1.QueryProposalsResponse.proofs:type_name -> emrchain.v1.StoreProof
-	4,  // 60: emrchain.v1.Query.Params:input_type -> emrchain.v1.QueryParamsRequest
-	6,  // 61: emrchain.v1.Query.Organization:input_type -> emrchain.v1.QueryOrganizationRequest
-	8,  // 62: emrchain.v1.Query.Organizations:input_type -> emrchain.v1.QueryOrganizationsRequest
-	10, // 63: emrchain.v1.Query.Members:input_type -> emrchain.v1.QueryMembersRequest
-	12, // 64: emrchain.v1.Query.Member:input_type -> emrchain.v1.QueryMemberRequest
-	14, // 65: emrchain.v1.Query.EmergencyReads:input_type -> emrchain.v1.QueryEmergencyReadsRequest
-	16, // 66: emrchain.v1.Query.Account:input_type -> emrchain.v1.QueryAccountRequest
-	18, // 67: emrchain.v1.Query.Patient:input_type -> emrchain.v1.QueryPatientRequest
-	19, // 68: emrchain.v1.Query.PatientByOwner:input_type -> emrchain.v1.QueryPatientByOwnerRequest
-	23, // 69: emrchain.v1.Query.Permissions:input_type -> emrchain.v1.QueryPermissionsRequest
-	21, // 70: emrchain.v1.Query.Permission:input_type -> emrchain.v1.QueryPermissionRequest
-	25, // 71: emrchain.v1.Query.Grants:input_type -> emrchain.v1.QueryGrantsRequest
-	27, // 72: emrchain.v1.Query.Records:input_type -> emrchain.v1.QueryRecordsRequest
-	29, // 73: emrchain.v1.Query.Record:input_type -> emrchain.v1.QueryRecordRequest
-	31, // 74: emrchain.v1.Query.AccessEvents:input_type -> emrchain.v1.QueryAccessEventsRequest
-	33, // 75: emrchain.v1.Query.Shares:input_type -> emrchain.v1.QuerySharesRequest
-	39, // 76: emrchain.v1.Query.Share:input_type -> emrchain.v1.QueryShareRequest
-	41, // 77: emrchain.v1.Query.LastAccess:input_type -> emrchain.v1.QueryLastAccessRequest
-	35, // 78: emrchain.v1.Query.Study:input_type -> emrchain.v1.QueryStudyRequest
-	37, // 79: emrchain.v1.Query.StudyShares:input_type -> emrchain.v1.QueryStudySharesRequest
-	43, // 80: emrchain.v1.Query.BlobRefs:input_type -> emrchain.v1.QueryBlobRefsRequest
-	46, // 81: emrchain.v1.Query.Validators:input_type -> emrchain.v1.QueryValidatorsRequest
-	48, // 82: emrchain.v1.Query.ValidatorKey:input_type -> emrchain.v1.QueryValidatorKeyRequest
-	50, // 83: emrchain.v1.Query.Proposal:input_type -> emrchain.v1.QueryProposalRequest
-	52, // 84: emrchain.v1.Query.Proposals:input_type -> emrchain.v1.QueryProposalsRequest
-	5,  // 85: emrchain.v1.Query.Params:output_type -> emrchain.v1.QueryParamsResponse
-	7,  // 86: emrchain.v1.Query.Organization:output_type -> emrchain.v1.QueryOrganizationResponse
-	9,  // 87: emrchain.v1.Query.Organizations:output_type -> emrchain.v1.QueryOrganizationsResponse
-	11, // 88: emrchain.v1.Query.Members:output_type -> emrchain.v1.QueryMembersResponse
-	13, // 89: emrchain.v1.Query.Member:output_type -> emrchain.v1.QueryMemberResponse
-	15, // 90: emrchain.v1.Query.EmergencyReads:output_type -> emrchain.v1.QueryEmergencyReadsResponse
-	17, // 91: emrchain.v1.Query.Account:output_type -> emrchain.v1.QueryAccountResponse
-	20, // 92: emrchain.v1.Query.Patient:output_type -> emrchain.v1.QueryPatientResponse
-	20, // 93: emrchain.v1.Query.PatientByOwner:output_type -> emrchain.v1.QueryPatientResponse
-	24, // 94: emrchain.v1.Query.Permissions:output_type -> emrchain.v1.QueryPermissionsResponse
-	22, // 95: emrchain.v1.Query.Permission:output_type -> emrchain.v1.QueryPermissionResponse
-	26, // 96: emrchain.v1.Query.Grants:output_type -> emrchain.v1.QueryGrantsResponse
-	28, // 97: emrchain.v1.Query.Records:output_type -> emrchain.v1.QueryRecordsResponse
-	30, // 98: emrchain.v1.Query.Record:output_type -> emrchain.v1.QueryRecordResponse
-	32, // 99: emrchain.v1.Query.AccessEvents:output_type -> emrchain.v1.QueryAccessEventsResponse
-	34, // 100: emrchain.v1.Query.Shares:output_type -> emrchain.v1.QuerySharesResponse
-	40, // 101: emrchain.v1.Query.Share:output_type -> emrchain.v1.QueryShareResponse
-	42, // 102: emrchain.v1.Query.LastAccess:output_type -> emrchain.v1.QueryLastAccessResponse
-	36, // 103: emrchain.v1.Query.Study:output_type -> emrchain.v1.QueryStudyResponse
-	38, // 104: emrchain.v1.Query.StudyShares:output_type -> emrchain.v1.QueryStudySharesResponse
-	44, // 105: emrchain.v1.Query.BlobRefs:output_type -> emrchain.v1.QueryBlobRefsResponse
-	47, // 106: emrchain.v1.Query.Validators:output_type -> emrchain.v1.QueryValidatorsResponse
-	49, // 107: emrchain.v1.Query.ValidatorKey:output_type -> emrchain.v1.QueryValidatorKeyResponse
-	51, // 108: emrchain.v1.Query.Proposal:output_type -> emrchain.v1.QueryProposalResponse
-	53, // 109: emrchain.v1.Query.Proposals:output_type -> emrchain.v1.QueryProposalsResponse
-	85, // [85:110] is the sub-list for method output_type
-	60, // [60:85] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	2,  // 16: emrchain.v1.QueryBreakGlassLogRequest.page:type_name -> emrchain.v1.PageRequest
+	62, // 17: emrchain.v1.QueryBreakGlassLogResponse.entries:type_name -> emrchain.v1.BreakGlassEntry
+	3,  // 18: emrchain.v1.QueryBreakGlassLogResponse.page:type_name -> emrchain.v1.PageResponse
+	59, // 19: emrchain.v1.QueryBreakGlassLogResponse.service:type_name -> emrchain.v1.Member
+	0,  // 20: emrchain.v1.QueryBreakGlassLogResponse.proofs:type_name -> emrchain.v1.StoreProof
+	63, // 21: emrchain.v1.QueryAccountResponse.account:type_name -> emrchain.v1.Account
+	0,  // 22: emrchain.v1.QueryAccountResponse.proofs:type_name -> emrchain.v1.StoreProof
+	64, // 23: emrchain.v1.QueryPatientResponse.patient:type_name -> emrchain.v1.Patient
+	0,  // 24: emrchain.v1.QueryPatientResponse.proofs:type_name -> emrchain.v1.StoreProof
+	65, // 25: emrchain.v1.QueryPermissionResponse.permission:type_name -> emrchain.v1.Permission
+	0,  // 26: emrchain.v1.QueryPermissionResponse.proofs:type_name -> emrchain.v1.StoreProof
+	65, // 27: emrchain.v1.QueryPermissionsResponse.permissions:type_name -> emrchain.v1.Permission
+	0,  // 28: emrchain.v1.QueryPermissionsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	65, // 29: emrchain.v1.QueryGrantsResponse.permissions:type_name -> emrchain.v1.Permission
+	0,  // 30: emrchain.v1.QueryGrantsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	2,  // 31: emrchain.v1.QueryRecordsRequest.page:type_name -> emrchain.v1.PageRequest
+	66, // 32: emrchain.v1.QueryRecordsResponse.records:type_name -> emrchain.v1.Record
+	3,  // 33: emrchain.v1.QueryRecordsResponse.page:type_name -> emrchain.v1.PageResponse
+	0,  // 34: emrchain.v1.QueryRecordsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	66, // 35: emrchain.v1.QueryRecordResponse.record:type_name -> emrchain.v1.Record
+	0,  // 36: emrchain.v1.QueryRecordResponse.proofs:type_name -> emrchain.v1.StoreProof
+	2,  // 37: emrchain.v1.QueryAccessEventsRequest.page:type_name -> emrchain.v1.PageRequest
+	67, // 38: emrchain.v1.QueryAccessEventsResponse.events:type_name -> emrchain.v1.AccessEvent
+	3,  // 39: emrchain.v1.QueryAccessEventsResponse.page:type_name -> emrchain.v1.PageResponse
+	0,  // 40: emrchain.v1.QueryAccessEventsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	2,  // 41: emrchain.v1.QuerySharesRequest.page:type_name -> emrchain.v1.PageRequest
+	68, // 42: emrchain.v1.QuerySharesResponse.shares:type_name -> emrchain.v1.Share
+	3,  // 43: emrchain.v1.QuerySharesResponse.page:type_name -> emrchain.v1.PageResponse
+	0,  // 44: emrchain.v1.QuerySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
+	69, // 45: emrchain.v1.QueryStudyResponse.study:type_name -> emrchain.v1.Study
+	0,  // 46: emrchain.v1.QueryStudyResponse.proofs:type_name -> emrchain.v1.StoreProof
+	2,  // 47: emrchain.v1.QueryStudySharesRequest.page:type_name -> emrchain.v1.PageRequest
+	68, // 48: emrchain.v1.QueryStudySharesResponse.shares:type_name -> emrchain.v1.Share
+	3,  // 49: emrchain.v1.QueryStudySharesResponse.page:type_name -> emrchain.v1.PageResponse
+	0,  // 50: emrchain.v1.QueryStudySharesResponse.proofs:type_name -> emrchain.v1.StoreProof
+	68, // 51: emrchain.v1.QueryShareResponse.share:type_name -> emrchain.v1.Share
+	0,  // 52: emrchain.v1.QueryShareResponse.proofs:type_name -> emrchain.v1.StoreProof
+	67, // 53: emrchain.v1.QueryLastAccessResponse.event:type_name -> emrchain.v1.AccessEvent
+	0,  // 54: emrchain.v1.QueryLastAccessResponse.proofs:type_name -> emrchain.v1.StoreProof
+	47, // 55: emrchain.v1.QueryBlobRefsResponse.refs:type_name -> emrchain.v1.BlobRef
+	0,  // 56: emrchain.v1.QueryBlobRefsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	70, // 57: emrchain.v1.QueryValidatorsResponse.validators:type_name -> emrchain.v1.Validator
+	0,  // 58: emrchain.v1.QueryValidatorsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	70, // 59: emrchain.v1.QueryValidatorKeyResponse.validator:type_name -> emrchain.v1.Validator
+	0,  // 60: emrchain.v1.QueryValidatorKeyResponse.proofs:type_name -> emrchain.v1.StoreProof
+	71, // 61: emrchain.v1.QueryProposalResponse.proposal:type_name -> emrchain.v1.Proposal
+	0,  // 62: emrchain.v1.QueryProposalResponse.proofs:type_name -> emrchain.v1.StoreProof
+	71, // 63: emrchain.v1.QueryProposalsResponse.proposals:type_name -> emrchain.v1.Proposal
+	0,  // 64: emrchain.v1.QueryProposalsResponse.proofs:type_name -> emrchain.v1.StoreProof
+	4,  // 65: emrchain.v1.Query.Params:input_type -> emrchain.v1.QueryParamsRequest
+	6,  // 66: emrchain.v1.Query.Organization:input_type -> emrchain.v1.QueryOrganizationRequest
+	8,  // 67: emrchain.v1.Query.Organizations:input_type -> emrchain.v1.QueryOrganizationsRequest
+	10, // 68: emrchain.v1.Query.Members:input_type -> emrchain.v1.QueryMembersRequest
+	12, // 69: emrchain.v1.Query.Member:input_type -> emrchain.v1.QueryMemberRequest
+	14, // 70: emrchain.v1.Query.EmergencyReads:input_type -> emrchain.v1.QueryEmergencyReadsRequest
+	16, // 71: emrchain.v1.Query.BreakGlassLog:input_type -> emrchain.v1.QueryBreakGlassLogRequest
+	18, // 72: emrchain.v1.Query.Account:input_type -> emrchain.v1.QueryAccountRequest
+	20, // 73: emrchain.v1.Query.Patient:input_type -> emrchain.v1.QueryPatientRequest
+	21, // 74: emrchain.v1.Query.PatientByOwner:input_type -> emrchain.v1.QueryPatientByOwnerRequest
+	25, // 75: emrchain.v1.Query.Permissions:input_type -> emrchain.v1.QueryPermissionsRequest
+	23, // 76: emrchain.v1.Query.Permission:input_type -> emrchain.v1.QueryPermissionRequest
+	27, // 77: emrchain.v1.Query.Grants:input_type -> emrchain.v1.QueryGrantsRequest
+	29, // 78: emrchain.v1.Query.Records:input_type -> emrchain.v1.QueryRecordsRequest
+	31, // 79: emrchain.v1.Query.Record:input_type -> emrchain.v1.QueryRecordRequest
+	33, // 80: emrchain.v1.Query.AccessEvents:input_type -> emrchain.v1.QueryAccessEventsRequest
+	35, // 81: emrchain.v1.Query.Shares:input_type -> emrchain.v1.QuerySharesRequest
+	41, // 82: emrchain.v1.Query.Share:input_type -> emrchain.v1.QueryShareRequest
+	43, // 83: emrchain.v1.Query.LastAccess:input_type -> emrchain.v1.QueryLastAccessRequest
+	37, // 84: emrchain.v1.Query.Study:input_type -> emrchain.v1.QueryStudyRequest
+	39, // 85: emrchain.v1.Query.StudyShares:input_type -> emrchain.v1.QueryStudySharesRequest
+	45, // 86: emrchain.v1.Query.BlobRefs:input_type -> emrchain.v1.QueryBlobRefsRequest
+	48, // 87: emrchain.v1.Query.Validators:input_type -> emrchain.v1.QueryValidatorsRequest
+	50, // 88: emrchain.v1.Query.ValidatorKey:input_type -> emrchain.v1.QueryValidatorKeyRequest
+	52, // 89: emrchain.v1.Query.Proposal:input_type -> emrchain.v1.QueryProposalRequest
+	54, // 90: emrchain.v1.Query.Proposals:input_type -> emrchain.v1.QueryProposalsRequest
+	5,  // 91: emrchain.v1.Query.Params:output_type -> emrchain.v1.QueryParamsResponse
+	7,  // 92: emrchain.v1.Query.Organization:output_type -> emrchain.v1.QueryOrganizationResponse
+	9,  // 93: emrchain.v1.Query.Organizations:output_type -> emrchain.v1.QueryOrganizationsResponse
+	11, // 94: emrchain.v1.Query.Members:output_type -> emrchain.v1.QueryMembersResponse
+	13, // 95: emrchain.v1.Query.Member:output_type -> emrchain.v1.QueryMemberResponse
+	15, // 96: emrchain.v1.Query.EmergencyReads:output_type -> emrchain.v1.QueryEmergencyReadsResponse
+	17, // 97: emrchain.v1.Query.BreakGlassLog:output_type -> emrchain.v1.QueryBreakGlassLogResponse
+	19, // 98: emrchain.v1.Query.Account:output_type -> emrchain.v1.QueryAccountResponse
+	22, // 99: emrchain.v1.Query.Patient:output_type -> emrchain.v1.QueryPatientResponse
+	22, // 100: emrchain.v1.Query.PatientByOwner:output_type -> emrchain.v1.QueryPatientResponse
+	26, // 101: emrchain.v1.Query.Permissions:output_type -> emrchain.v1.QueryPermissionsResponse
+	24, // 102: emrchain.v1.Query.Permission:output_type -> emrchain.v1.QueryPermissionResponse
+	28, // 103: emrchain.v1.Query.Grants:output_type -> emrchain.v1.QueryGrantsResponse
+	30, // 104: emrchain.v1.Query.Records:output_type -> emrchain.v1.QueryRecordsResponse
+	32, // 105: emrchain.v1.Query.Record:output_type -> emrchain.v1.QueryRecordResponse
+	34, // 106: emrchain.v1.Query.AccessEvents:output_type -> emrchain.v1.QueryAccessEventsResponse
+	36, // 107: emrchain.v1.Query.Shares:output_type -> emrchain.v1.QuerySharesResponse
+	42, // 108: emrchain.v1.Query.Share:output_type -> emrchain.v1.QueryShareResponse
+	44, // 109: emrchain.v1.Query.LastAccess:output_type -> emrchain.v1.QueryLastAccessResponse
+	38, // 110: emrchain.v1.Query.Study:output_type -> emrchain.v1.QueryStudyResponse
+	40, // 111: emrchain.v1.Query.StudyShares:output_type -> emrchain.v1.QueryStudySharesResponse
+	46, // 112: emrchain.v1.Query.BlobRefs:output_type -> emrchain.v1.QueryBlobRefsResponse
+	49, // 113: emrchain.v1.Query.Validators:output_type -> emrchain.v1.QueryValidatorsResponse
+	51, // 114: emrchain.v1.Query.ValidatorKey:output_type -> emrchain.v1.QueryValidatorKeyResponse
+	53, // 115: emrchain.v1.Query.Proposal:output_type -> emrchain.v1.QueryProposalResponse
+	55, // 116: emrchain.v1.Query.Proposals:output_type -> emrchain.v1.QueryProposalsResponse
+	91, // [91:117] is the sub-list for method output_type
+	65, // [65:91] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_emrchain_v1_query_proto_init() }
@@ -3759,7 +3910,7 @@ func file_emrchain_v1_query_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_emrchain_v1_query_proto_rawDesc), len(file_emrchain_v1_query_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   55,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

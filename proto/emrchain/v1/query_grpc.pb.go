@@ -25,6 +25,7 @@ const (
 	Query_Members_FullMethodName        = "/emrchain.v1.Query/Members"
 	Query_Member_FullMethodName         = "/emrchain.v1.Query/Member"
 	Query_EmergencyReads_FullMethodName = "/emrchain.v1.Query/EmergencyReads"
+	Query_BreakGlassLog_FullMethodName  = "/emrchain.v1.Query/BreakGlassLog"
 	Query_Account_FullMethodName        = "/emrchain.v1.Query/Account"
 	Query_Patient_FullMethodName        = "/emrchain.v1.Query/Patient"
 	Query_PatientByOwner_FullMethodName = "/emrchain.v1.Query/PatientByOwner"
@@ -85,6 +86,14 @@ type QueryClient interface {
 	// own time (the client at the verified header's). NOT_FOUND for an
 	// address that is no member.
 	EmergencyReads(ctx context.Context, in *QueryEmergencyReadsRequest, opts ...grpc.CallOption) (*QueryEmergencyReadsResponse, error)
+	// BreakGlassLog lists every emergency (break-glass) read through one
+	// emergency service, in the order the chain logged them: entry n is the
+	// n-th access event of purpose emergency that named the service, numbered
+	// 1 to page.total without gaps, with the event itself (a read of several
+	// records is one entry per record). An organization's auditors review
+	// its clinicians' break-glass reads with it, across every patient.
+	// NOT_FOUND for an address that is no emergency service.
+	BreakGlassLog(ctx context.Context, in *QueryBreakGlassLogRequest, opts ...grpc.CallOption) (*QueryBreakGlassLogResponse, error)
 	// Account returns a signer's next sequence.
 	Account(ctx context.Context, in *QueryAccountRequest, opts ...grpc.CallOption) (*QueryAccountResponse, error)
 	// Patient returns one patient by pseudonymous id.
@@ -204,6 +213,16 @@ func (c *queryClient) EmergencyReads(ctx context.Context, in *QueryEmergencyRead
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(QueryEmergencyReadsResponse)
 	err := c.cc.Invoke(ctx, Query_EmergencyReads_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryClient) BreakGlassLog(ctx context.Context, in *QueryBreakGlassLogRequest, opts ...grpc.CallOption) (*QueryBreakGlassLogResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QueryBreakGlassLogResponse)
+	err := c.cc.Invoke(ctx, Query_BreakGlassLog_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -439,6 +458,14 @@ type QueryServer interface {
 	// own time (the client at the verified header's). NOT_FOUND for an
 	// address that is no member.
 	EmergencyReads(context.Context, *QueryEmergencyReadsRequest) (*QueryEmergencyReadsResponse, error)
+	// BreakGlassLog lists every emergency (break-glass) read through one
+	// emergency service, in the order the chain logged them: entry n is the
+	// n-th access event of purpose emergency that named the service, numbered
+	// 1 to page.total without gaps, with the event itself (a read of several
+	// records is one entry per record). An organization's auditors review
+	// its clinicians' break-glass reads with it, across every patient.
+	// NOT_FOUND for an address that is no emergency service.
+	BreakGlassLog(context.Context, *QueryBreakGlassLogRequest) (*QueryBreakGlassLogResponse, error)
 	// Account returns a signer's next sequence.
 	Account(context.Context, *QueryAccountRequest) (*QueryAccountResponse, error)
 	// Patient returns one patient by pseudonymous id.
@@ -521,6 +548,9 @@ func (UnimplementedQueryServer) Member(context.Context, *QueryMemberRequest) (*Q
 }
 func (UnimplementedQueryServer) EmergencyReads(context.Context, *QueryEmergencyReadsRequest) (*QueryEmergencyReadsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method EmergencyReads not implemented")
+}
+func (UnimplementedQueryServer) BreakGlassLog(context.Context, *QueryBreakGlassLogRequest) (*QueryBreakGlassLogResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method BreakGlassLog not implemented")
 }
 func (UnimplementedQueryServer) Account(context.Context, *QueryAccountRequest) (*QueryAccountResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Account not implemented")
@@ -704,6 +734,24 @@ func _Query_EmergencyReads_Handler(srv interface{}, ctx context.Context, dec fun
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(QueryServer).EmergencyReads(ctx, req.(*QueryEmergencyReadsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Query_BreakGlassLog_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QueryBreakGlassLogRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServer).BreakGlassLog(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Query_BreakGlassLog_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServer).BreakGlassLog(ctx, req.(*QueryBreakGlassLogRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1080,6 +1128,10 @@ var Query_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "EmergencyReads",
 			Handler:    _Query_EmergencyReads_Handler,
+		},
+		{
+			MethodName: "BreakGlassLog",
+			Handler:    _Query_BreakGlassLog_Handler,
 		},
 		{
 			MethodName: "Account",

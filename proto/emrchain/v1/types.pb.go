@@ -1510,6 +1510,61 @@ func (x *EmergencyRead) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// BreakGlassEntry is one emergency read in its emergency service's
+// break-glass log: the service's sequence-th, and the access event.
+type BreakGlassEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1-based position in the service's break-glass log.
+	Sequence      uint64       `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Event         *AccessEvent `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BreakGlassEntry) Reset() {
+	*x = BreakGlassEntry{}
+	mi := &file_emrchain_v1_types_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BreakGlassEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BreakGlassEntry) ProtoMessage() {}
+
+func (x *BreakGlassEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_emrchain_v1_types_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BreakGlassEntry.ProtoReflect.Descriptor instead.
+func (*BreakGlassEntry) Descriptor() ([]byte, []int) {
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *BreakGlassEntry) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *BreakGlassEntry) GetEvent() *AccessEvent {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
 // AccessEvent is one audited read of one record, or of one share of a
 // record with a study.
 type AccessEvent struct {
@@ -1539,7 +1594,7 @@ type AccessEvent struct {
 
 func (x *AccessEvent) Reset() {
 	*x = AccessEvent{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[10]
+	mi := &file_emrchain_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1551,7 +1606,7 @@ func (x *AccessEvent) String() string {
 func (*AccessEvent) ProtoMessage() {}
 
 func (x *AccessEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[10]
+	mi := &file_emrchain_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1564,7 +1619,7 @@ func (x *AccessEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessEvent.ProtoReflect.Descriptor instead.
 func (*AccessEvent) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{10}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AccessEvent) GetPatientId() []byte {
@@ -1665,7 +1720,7 @@ type Study struct {
 
 func (x *Study) Reset() {
 	*x = Study{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[11]
+	mi := &file_emrchain_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1677,7 +1732,7 @@ func (x *Study) String() string {
 func (*Study) ProtoMessage() {}
 
 func (x *Study) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[11]
+	mi := &file_emrchain_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1690,7 +1745,7 @@ func (x *Study) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Study.ProtoReflect.Descriptor instead.
 func (*Study) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{11}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Study) GetId() string {
@@ -1776,7 +1831,7 @@ type Share struct {
 
 func (x *Share) Reset() {
 	*x = Share{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[12]
+	mi := &file_emrchain_v1_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1788,7 +1843,7 @@ func (x *Share) String() string {
 func (*Share) ProtoMessage() {}
 
 func (x *Share) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[12]
+	mi := &file_emrchain_v1_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1801,7 +1856,7 @@ func (x *Share) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Share.ProtoReflect.Descriptor instead.
 func (*Share) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{12}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Share) GetPatientId() []byte {
@@ -1916,7 +1971,7 @@ type GenesisMember struct {
 
 func (x *GenesisMember) Reset() {
 	*x = GenesisMember{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[13]
+	mi := &file_emrchain_v1_types_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1928,7 +1983,7 @@ func (x *GenesisMember) String() string {
 func (*GenesisMember) ProtoMessage() {}
 
 func (x *GenesisMember) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[13]
+	mi := &file_emrchain_v1_types_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1941,7 +1996,7 @@ func (x *GenesisMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenesisMember.ProtoReflect.Descriptor instead.
 func (*GenesisMember) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{13}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GenesisMember) GetSignPubKey() []byte {
@@ -1991,7 +2046,7 @@ type GenesisState struct {
 
 func (x *GenesisState) Reset() {
 	*x = GenesisState{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[14]
+	mi := &file_emrchain_v1_types_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2003,7 +2058,7 @@ func (x *GenesisState) String() string {
 func (*GenesisState) ProtoMessage() {}
 
 func (x *GenesisState) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[14]
+	mi := &file_emrchain_v1_types_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2016,7 +2071,7 @@ func (x *GenesisState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenesisState.ProtoReflect.Descriptor instead.
 func (*GenesisState) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{14}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GenesisState) GetParams() *Params {
@@ -2056,7 +2111,7 @@ type Validator struct {
 
 func (x *Validator) Reset() {
 	*x = Validator{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[15]
+	mi := &file_emrchain_v1_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2068,7 +2123,7 @@ func (x *Validator) String() string {
 func (*Validator) ProtoMessage() {}
 
 func (x *Validator) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[15]
+	mi := &file_emrchain_v1_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2081,7 +2136,7 @@ func (x *Validator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Validator.ProtoReflect.Descriptor instead.
 func (*Validator) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{15}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Validator) GetPubKey() []byte {
@@ -2121,7 +2176,7 @@ type AddOrganization struct {
 
 func (x *AddOrganization) Reset() {
 	*x = AddOrganization{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[16]
+	mi := &file_emrchain_v1_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2133,7 +2188,7 @@ func (x *AddOrganization) String() string {
 func (*AddOrganization) ProtoMessage() {}
 
 func (x *AddOrganization) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[16]
+	mi := &file_emrchain_v1_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2146,7 +2201,7 @@ func (x *AddOrganization) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddOrganization.ProtoReflect.Descriptor instead.
 func (*AddOrganization) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{16}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AddOrganization) GetOrganization() *Organization {
@@ -2214,7 +2269,7 @@ type SetValidatorPower struct {
 
 func (x *SetValidatorPower) Reset() {
 	*x = SetValidatorPower{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[17]
+	mi := &file_emrchain_v1_types_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2226,7 +2281,7 @@ func (x *SetValidatorPower) String() string {
 func (*SetValidatorPower) ProtoMessage() {}
 
 func (x *SetValidatorPower) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[17]
+	mi := &file_emrchain_v1_types_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2239,7 +2294,7 @@ func (x *SetValidatorPower) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetValidatorPower.ProtoReflect.Descriptor instead.
 func (*SetValidatorPower) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{17}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SetValidatorPower) GetPubKey() []byte {
@@ -2295,7 +2350,7 @@ type ConsortiumChange struct {
 
 func (x *ConsortiumChange) Reset() {
 	*x = ConsortiumChange{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[18]
+	mi := &file_emrchain_v1_types_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2307,7 +2362,7 @@ func (x *ConsortiumChange) String() string {
 func (*ConsortiumChange) ProtoMessage() {}
 
 func (x *ConsortiumChange) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[18]
+	mi := &file_emrchain_v1_types_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2320,7 +2375,7 @@ func (x *ConsortiumChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsortiumChange.ProtoReflect.Descriptor instead.
 func (*ConsortiumChange) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{18}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ConsortiumChange) GetChange() isConsortiumChange_Change {
@@ -2450,7 +2505,7 @@ type RetireOrganization struct {
 
 func (x *RetireOrganization) Reset() {
 	*x = RetireOrganization{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[19]
+	mi := &file_emrchain_v1_types_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2462,7 +2517,7 @@ func (x *RetireOrganization) String() string {
 func (*RetireOrganization) ProtoMessage() {}
 
 func (x *RetireOrganization) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[19]
+	mi := &file_emrchain_v1_types_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2475,7 +2530,7 @@ func (x *RetireOrganization) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetireOrganization.ProtoReflect.Descriptor instead.
 func (*RetireOrganization) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{19}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RetireOrganization) GetOrganizationId() string {
@@ -2511,7 +2566,7 @@ type SetParams struct {
 
 func (x *SetParams) Reset() {
 	*x = SetParams{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[20]
+	mi := &file_emrchain_v1_types_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2523,7 +2578,7 @@ func (x *SetParams) String() string {
 func (*SetParams) ProtoMessage() {}
 
 func (x *SetParams) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[20]
+	mi := &file_emrchain_v1_types_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2536,7 +2591,7 @@ func (x *SetParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetParams.ProtoReflect.Descriptor instead.
 func (*SetParams) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{20}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SetParams) GetParams() *Params {
@@ -2576,7 +2631,7 @@ type AddRegistrar struct {
 
 func (x *AddRegistrar) Reset() {
 	*x = AddRegistrar{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[21]
+	mi := &file_emrchain_v1_types_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2588,7 +2643,7 @@ func (x *AddRegistrar) String() string {
 func (*AddRegistrar) ProtoMessage() {}
 
 func (x *AddRegistrar) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[21]
+	mi := &file_emrchain_v1_types_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2601,7 +2656,7 @@ func (x *AddRegistrar) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddRegistrar.ProtoReflect.Descriptor instead.
 func (*AddRegistrar) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{21}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AddRegistrar) GetOrganizationId() string {
@@ -2649,7 +2704,7 @@ type SetMemberStatus struct {
 
 func (x *SetMemberStatus) Reset() {
 	*x = SetMemberStatus{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[22]
+	mi := &file_emrchain_v1_types_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2661,7 +2716,7 @@ func (x *SetMemberStatus) String() string {
 func (*SetMemberStatus) ProtoMessage() {}
 
 func (x *SetMemberStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[22]
+	mi := &file_emrchain_v1_types_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2674,7 +2729,7 @@ func (x *SetMemberStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMemberStatus.ProtoReflect.Descriptor instead.
 func (*SetMemberStatus) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{22}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SetMemberStatus) GetAddress() []byte {
@@ -2733,7 +2788,7 @@ type Proposal struct {
 
 func (x *Proposal) Reset() {
 	*x = Proposal{}
-	mi := &file_emrchain_v1_types_proto_msgTypes[23]
+	mi := &file_emrchain_v1_types_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2745,7 +2800,7 @@ func (x *Proposal) String() string {
 func (*Proposal) ProtoMessage() {}
 
 func (x *Proposal) ProtoReflect() protoreflect.Message {
-	mi := &file_emrchain_v1_types_proto_msgTypes[23]
+	mi := &file_emrchain_v1_types_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2758,7 +2813,7 @@ func (x *Proposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proposal.ProtoReflect.Descriptor instead.
 func (*Proposal) Descriptor() ([]byte, []int) {
-	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{23}
+	return file_emrchain_v1_types_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Proposal) GetId() uint64 {
@@ -2955,7 +3010,10 @@ const file_emrchain_v1_types_proto_rawDesc = "" +
 	"\rEmergencyRead\x12\x1d\n" +
 	"\n" +
 	"patient_id\x18\x01 \x01(\fR\tpatientId\x12.\n" +
-	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xbb\x03\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"]\n" +
+	"\x0fBreakGlassEntry\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12.\n" +
+	"\x05event\x18\x02 \x01(\v2\x18.emrchain.v1.AccessEventR\x05event\"\xbb\x03\n" +
 	"\vAccessEvent\x12\x1d\n" +
 	"\n" +
 	"patient_id\x18\x01 \x01(\fR\tpatientId\x12\x1a\n" +
@@ -3126,7 +3184,7 @@ func file_emrchain_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_emrchain_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_emrchain_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_emrchain_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_emrchain_v1_types_proto_goTypes = []any{
 	(Role)(0),                     // 0: emrchain.v1.Role
 	(MemberStatus)(0),             // 1: emrchain.v1.MemberStatus
@@ -3145,63 +3203,65 @@ var file_emrchain_v1_types_proto_goTypes = []any{
 	(*Record)(nil),                // 14: emrchain.v1.Record
 	(*EmergencyReads)(nil),        // 15: emrchain.v1.EmergencyReads
 	(*EmergencyRead)(nil),         // 16: emrchain.v1.EmergencyRead
-	(*AccessEvent)(nil),           // 17: emrchain.v1.AccessEvent
-	(*Study)(nil),                 // 18: emrchain.v1.Study
-	(*Share)(nil),                 // 19: emrchain.v1.Share
-	(*GenesisMember)(nil),         // 20: emrchain.v1.GenesisMember
-	(*GenesisState)(nil),          // 21: emrchain.v1.GenesisState
-	(*Validator)(nil),             // 22: emrchain.v1.Validator
-	(*AddOrganization)(nil),       // 23: emrchain.v1.AddOrganization
-	(*SetValidatorPower)(nil),     // 24: emrchain.v1.SetValidatorPower
-	(*ConsortiumChange)(nil),      // 25: emrchain.v1.ConsortiumChange
-	(*RetireOrganization)(nil),    // 26: emrchain.v1.RetireOrganization
-	(*SetParams)(nil),             // 27: emrchain.v1.SetParams
-	(*AddRegistrar)(nil),          // 28: emrchain.v1.AddRegistrar
-	(*SetMemberStatus)(nil),       // 29: emrchain.v1.SetMemberStatus
-	(*Proposal)(nil),              // 30: emrchain.v1.Proposal
-	(*durationpb.Duration)(nil),   // 31: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
+	(*BreakGlassEntry)(nil),       // 17: emrchain.v1.BreakGlassEntry
+	(*AccessEvent)(nil),           // 18: emrchain.v1.AccessEvent
+	(*Study)(nil),                 // 19: emrchain.v1.Study
+	(*Share)(nil),                 // 20: emrchain.v1.Share
+	(*GenesisMember)(nil),         // 21: emrchain.v1.GenesisMember
+	(*GenesisState)(nil),          // 22: emrchain.v1.GenesisState
+	(*Validator)(nil),             // 23: emrchain.v1.Validator
+	(*AddOrganization)(nil),       // 24: emrchain.v1.AddOrganization
+	(*SetValidatorPower)(nil),     // 25: emrchain.v1.SetValidatorPower
+	(*ConsortiumChange)(nil),      // 26: emrchain.v1.ConsortiumChange
+	(*RetireOrganization)(nil),    // 27: emrchain.v1.RetireOrganization
+	(*SetParams)(nil),             // 28: emrchain.v1.SetParams
+	(*AddRegistrar)(nil),          // 29: emrchain.v1.AddRegistrar
+	(*SetMemberStatus)(nil),       // 30: emrchain.v1.SetMemberStatus
+	(*Proposal)(nil),              // 31: emrchain.v1.Proposal
+	(*durationpb.Duration)(nil),   // 32: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
 }
 var file_emrchain_v1_types_proto_depIdxs = []int32{
 	8,  // 0: emrchain.v1.Params.consensus:type_name -> emrchain.v1.ConsensusLimits
-	31, // 1: emrchain.v1.ConsensusLimits.evidence_max_age:type_name -> google.protobuf.Duration
+	32, // 1: emrchain.v1.ConsensusLimits.evidence_max_age:type_name -> google.protobuf.Duration
 	2,  // 2: emrchain.v1.Organization.kind:type_name -> emrchain.v1.OrganizationKind
 	0,  // 3: emrchain.v1.Member.role:type_name -> emrchain.v1.Role
 	1,  // 4: emrchain.v1.Member.status:type_name -> emrchain.v1.MemberStatus
 	3,  // 5: emrchain.v1.Permission.rights:type_name -> emrchain.v1.Right
-	32, // 6: emrchain.v1.Permission.not_before:type_name -> google.protobuf.Timestamp
-	32, // 7: emrchain.v1.Permission.not_after:type_name -> google.protobuf.Timestamp
-	32, // 8: emrchain.v1.Permission.revoked_time:type_name -> google.protobuf.Timestamp
-	32, // 9: emrchain.v1.Record.time:type_name -> google.protobuf.Timestamp
+	33, // 6: emrchain.v1.Permission.not_before:type_name -> google.protobuf.Timestamp
+	33, // 7: emrchain.v1.Permission.not_after:type_name -> google.protobuf.Timestamp
+	33, // 8: emrchain.v1.Permission.revoked_time:type_name -> google.protobuf.Timestamp
+	33, // 9: emrchain.v1.Record.time:type_name -> google.protobuf.Timestamp
 	16, // 10: emrchain.v1.EmergencyReads.reads:type_name -> emrchain.v1.EmergencyRead
-	32, // 11: emrchain.v1.EmergencyRead.time:type_name -> google.protobuf.Timestamp
-	4,  // 12: emrchain.v1.AccessEvent.purpose:type_name -> emrchain.v1.Purpose
-	32, // 13: emrchain.v1.AccessEvent.time:type_name -> google.protobuf.Timestamp
-	5,  // 14: emrchain.v1.AccessEvent.emergency_reason:type_name -> emrchain.v1.EmergencyReason
-	32, // 15: emrchain.v1.Share.time:type_name -> google.protobuf.Timestamp
-	0,  // 16: emrchain.v1.GenesisMember.role:type_name -> emrchain.v1.Role
-	7,  // 17: emrchain.v1.GenesisState.params:type_name -> emrchain.v1.Params
-	9,  // 18: emrchain.v1.GenesisState.organizations:type_name -> emrchain.v1.Organization
-	20, // 19: emrchain.v1.GenesisState.members:type_name -> emrchain.v1.GenesisMember
-	9,  // 20: emrchain.v1.AddOrganization.organization:type_name -> emrchain.v1.Organization
-	23, // 21: emrchain.v1.ConsortiumChange.add_organization:type_name -> emrchain.v1.AddOrganization
-	24, // 22: emrchain.v1.ConsortiumChange.set_validator_power:type_name -> emrchain.v1.SetValidatorPower
-	29, // 23: emrchain.v1.ConsortiumChange.set_member_status:type_name -> emrchain.v1.SetMemberStatus
-	28, // 24: emrchain.v1.ConsortiumChange.add_registrar:type_name -> emrchain.v1.AddRegistrar
-	27, // 25: emrchain.v1.ConsortiumChange.set_params:type_name -> emrchain.v1.SetParams
-	26, // 26: emrchain.v1.ConsortiumChange.retire_organization:type_name -> emrchain.v1.RetireOrganization
-	7,  // 27: emrchain.v1.SetParams.params:type_name -> emrchain.v1.Params
-	7,  // 28: emrchain.v1.SetParams.from_params:type_name -> emrchain.v1.Params
-	1,  // 29: emrchain.v1.SetMemberStatus.status:type_name -> emrchain.v1.MemberStatus
-	25, // 30: emrchain.v1.Proposal.change:type_name -> emrchain.v1.ConsortiumChange
-	32, // 31: emrchain.v1.Proposal.time:type_name -> google.protobuf.Timestamp
-	32, // 32: emrchain.v1.Proposal.voting_end:type_name -> google.protobuf.Timestamp
-	6,  // 33: emrchain.v1.Proposal.status:type_name -> emrchain.v1.ProposalStatus
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	33, // 11: emrchain.v1.EmergencyRead.time:type_name -> google.protobuf.Timestamp
+	18, // 12: emrchain.v1.BreakGlassEntry.event:type_name -> emrchain.v1.AccessEvent
+	4,  // 13: emrchain.v1.AccessEvent.purpose:type_name -> emrchain.v1.Purpose
+	33, // 14: emrchain.v1.AccessEvent.time:type_name -> google.protobuf.Timestamp
+	5,  // 15: emrchain.v1.AccessEvent.emergency_reason:type_name -> emrchain.v1.EmergencyReason
+	33, // 16: emrchain.v1.Share.time:type_name -> google.protobuf.Timestamp
+	0,  // 17: emrchain.v1.GenesisMember.role:type_name -> emrchain.v1.Role
+	7,  // 18: emrchain.v1.GenesisState.params:type_name -> emrchain.v1.Params
+	9,  // 19: emrchain.v1.GenesisState.organizations:type_name -> emrchain.v1.Organization
+	21, // 20: emrchain.v1.GenesisState.members:type_name -> emrchain.v1.GenesisMember
+	9,  // 21: emrchain.v1.AddOrganization.organization:type_name -> emrchain.v1.Organization
+	24, // 22: emrchain.v1.ConsortiumChange.add_organization:type_name -> emrchain.v1.AddOrganization
+	25, // 23: emrchain.v1.ConsortiumChange.set_validator_power:type_name -> emrchain.v1.SetValidatorPower
+	30, // 24: emrchain.v1.ConsortiumChange.set_member_status:type_name -> emrchain.v1.SetMemberStatus
+	29, // 25: emrchain.v1.ConsortiumChange.add_registrar:type_name -> emrchain.v1.AddRegistrar
+	28, // 26: emrchain.v1.ConsortiumChange.set_params:type_name -> emrchain.v1.SetParams
+	27, // 27: emrchain.v1.ConsortiumChange.retire_organization:type_name -> emrchain.v1.RetireOrganization
+	7,  // 28: emrchain.v1.SetParams.params:type_name -> emrchain.v1.Params
+	7,  // 29: emrchain.v1.SetParams.from_params:type_name -> emrchain.v1.Params
+	1,  // 30: emrchain.v1.SetMemberStatus.status:type_name -> emrchain.v1.MemberStatus
+	26, // 31: emrchain.v1.Proposal.change:type_name -> emrchain.v1.ConsortiumChange
+	33, // 32: emrchain.v1.Proposal.time:type_name -> google.protobuf.Timestamp
+	33, // 33: emrchain.v1.Proposal.voting_end:type_name -> google.protobuf.Timestamp
+	6,  // 34: emrchain.v1.Proposal.status:type_name -> emrchain.v1.ProposalStatus
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_emrchain_v1_types_proto_init() }
@@ -3209,7 +3269,7 @@ func file_emrchain_v1_types_proto_init() {
 	if File_emrchain_v1_types_proto != nil {
 		return
 	}
-	file_emrchain_v1_types_proto_msgTypes[18].OneofWrappers = []any{
+	file_emrchain_v1_types_proto_msgTypes[19].OneofWrappers = []any{
 		(*ConsortiumChange_AddOrganization)(nil),
 		(*ConsortiumChange_SetValidatorPower)(nil),
 		(*ConsortiumChange_SetMemberStatus)(nil),
@@ -3223,7 +3283,7 @@ func file_emrchain_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_emrchain_v1_types_proto_rawDesc), len(file_emrchain_v1_types_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,236 @@
+package main
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/emrchain/emrchain/app"
+	"github.com/emrchain/emrchain/client"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
+)
+
+// breakGlassRow is one transaction's emergency reads through one emergency
+// service: the entries of that service's break-glass log it made.
+type breakGlassRow struct {
+	Time      string   `json:"time"`
+	Clinician string   `json:"clinician"`
+	PatientID string   `json:"patient_id"`
+	Reason    string   `json:"reason"`
+	Service   string   `json:"emergency_service"`
+	Records   []uint64 `json:"records"`
+	Height    int64    `json:"height"`
+	TxHash    string   `json:"tx_hash"`
+	// Entries are the reads' numbers in the service's break-glass log.
+	Entries []uint64 `json:"entries"`
+	// Events are the reads' numbers in the patient's access log.
+	Events []uint64 `json:"events"`
+}
+
+// breakGlassRows groups the entries of one emergency service's break-glass
+// log (in the log's order) by transaction, keeping those logged at or after
+// since (all when since is zero).
+func breakGlassRows(service []byte, entries []*emrv1.BreakGlassEntry, since time.Time) []breakGlassRow {
+	var rows []breakGlassRow
+	var lastTx []byte // the transaction of rows[len(rows)-1]
+	for _, e := range entries {
+		ev := e.GetEvent()
+		if !since.IsZero() && ev.GetTime().AsTime().Before(since) {
+			continue
+		}
+		if n := len(rows); n > 0 && bytes.Equal(lastTx, ev.TxHash) {
+			rows[n-1].Records = append(rows[n-1].Records, ev.RecordSequence)
+			rows[n-1].Entries = append(rows[n-1].Entries, e.Sequence)
+			rows[n-1].Events = append(rows[n-1].Events, ev.Sequence)
+			continue
+		}
+		rows = append(rows, breakGlassRow{
+			Time: ts(ev.Time), Clinician: upperHex(ev.Accessor), PatientID: hexStr(ev.PatientId),
+			Reason: app.EmergencyReasonName(ev.EmergencyReason), Service: upperHex(service),
+			Records: []uint64{ev.RecordSequence}, Height: ev.Height, TxHash: upperHex(ev.TxHash),
+			Entries: []uint64{e.Sequence}, Events: []uint64{ev.Sequence},
+		})
+		lastTx = ev.TxHash
+	}
+	return rows
+}
+
+// breakGlassView is break-glass-log's output.
+type breakGlassView struct {
+	Organization string `json:"organization"`
+	// Services are the emergency services whose logs were read.
+	Services []string        `json:"emergency_services"`
+	Since    string          `json:"since,omitempty"`
+	Reads    []breakGlassRow `json:"reads"`
+	provenance
+}
+
+func (v breakGlassView) text(w io.Writer, label func(string) string) {
+	switch {
+	case len(v.Services) == 0:
+		fmt.Fprintf(w, "organization %s has no emergency service: its clinicians cannot read in emergencies\n", v.Organization)
+	case len(v.Reads) == 0 && v.Since != "":
+		fmt.Fprintf(w, "no break-glass reads since %s\n", v.Since)
+	case len(v.Reads) == 0:
+		fmt.Fprintln(w, "no break-glass reads logged")
+	default:
+		var cells [][]string
+		clinicians, patients := map[string]bool{}, map[string]bool{}
+		for _, r := range v.Reads {
+			cells = append(cells, []string{r.Time, label(r.Clinician), r.PatientID, r.Reason, joinUints(r.Records), label(r.Service), fmt.Sprint(r.Height)})
+			clinicians[r.Clinician], patients[r.PatientID] = true, true
+		}
+		table(w, []string{"WHEN", "CLINICIAN", "PATIENT", "REASON", "RECORDS", "VIA", "BLOCK"}, cells)
+		fmt.Fprintf(w, "%d break-glass read(s) by %d clinician(s) of %d patient(s)\n", len(v.Reads), len(clinicians), len(patients))
+	}
+	v.provenance.text(w)
+}
+
+// joinUints is "3,5".
+func joinUints(ns []uint64) string {
+	var b []byte
+	for i, n := range ns {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = fmt.Append(b, n)
+	}
+	return string(b)
+}
+
+func newBreakGlassLogCmd(a *cli) *cobra.Command {
+	var org, service, from, sinceStr string
+	cmd := &cobra.Command{
+		Use:   "break-glass-log (--org ORG | --service MEMBER | --from KEY) [--since TIME]",
+		Short: "Show every break-glass read through an organization's emergency services, across patients (verified, complete)",
+		Long: `break-glass-log is an organization's auditors' view of its clinicians'
+emergency ("break-glass") reads: every read a clinician made without a
+consent of its own, through an emergency service of the organization that
+the patient had opted in to ("emrcli download --purpose emergency"), of
+every patient, oldest first. Each row is one transaction: when, the
+clinician, the patient (pseudonymous id), the reason it gave, the records
+read, the emergency service, and the block.
+
+The chain keeps each emergency service's reads as a log numbered without
+gaps, beside each patient's own access log ("emrcli audit"). Every entry is
+proven against a light-client-verified header and each log is checked to
+be complete up to its proven length: a node cannot hide a break-glass read.
+All the logs shown are of one state.
+
+--org lists the organization's emergency services (verified) and shows
+all their reads; --from does that for the organization of a key's member;
+--service shows one emergency service's. --since keeps the reads logged at
+or after a time (RFC 3339 or YYYY-MM-DD, block time), for a review of what
+is new.`,
+		Example: "  emrcli break-glass-log --org st-mary\n  emrcli break-glass-log --from auditor --since 2026-11-01\n" +
+			"  emrcli break-glass-log --service er-desk --json",
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			given := 0
+			for _, s := range []string{org, service, from} {
+				if s != "" {
+					given++
+				}
+			}
+			if given != 1 {
+				return usagef("give one of --org, --service or --from: the organization, or the emergency service, whose break-glass reads to show")
+			}
+			var since time.Time
+			if sinceStr != "" {
+				var err error
+				if since, err = parseTime("--since", sinceStr); err != nil {
+					return err
+				}
+			}
+			ctx := cmd.Context()
+			c, err := a.client(ctx)
+			if err != nil {
+				return err
+			}
+			out, err := a.breakGlassLog(ctx, c, org, service, from, since)
+			if err != nil {
+				return err
+			}
+			return a.emit(out, func(w io.Writer) { out.text(w, a.labeler()) })
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&org, "org", "", "the organization whose emergency services' reads to show")
+	a.keyFlag(cmd, &service, "service", "one emergency service (address or key name)")
+	a.keyFlag(cmd, &from, "from", "a key whose member's organization to show (e.g. your auditor key)")
+	f.StringVar(&sinceStr, "since", "", "only reads logged at or after this time (RFC 3339 or YYYY-MM-DD)")
+	return cmd
+}
+
+// breakGlassLog reads the break-glass logs break-glass-log shows: of
+// emergency service service, or of every emergency service of org (or of
+// the organization of key from's member), all of one state.
+func (a *cli) breakGlassLog(ctx context.Context, c *client.Client, org, service, from string, since time.Time) (breakGlassView, error) {
+	var services [][]byte
+	var info *client.QueryInfo
+	switch {
+	case service != "":
+		addr, err := a.address(service)
+		if err != nil {
+			return breakGlassView{}, err
+		}
+		m, err := c.Member(ctx, addr)
+		if err != nil {
+			return breakGlassView{}, fmt.Errorf("emergency service %X: %w", addr, err)
+		}
+		if m.Role != emrv1.Role_ROLE_EMERGENCY_SERVICE {
+			return breakGlassView{}, fmt.Errorf("member %X is a %s, not an emergency service (emrcli member list --org %s --role emergency-service lists them)", addr, roleName(m.Role), m.OrganizationId)
+		}
+		org, services = m.OrganizationId, [][]byte{addr}
+	default:
+		if from != "" {
+			addr, err := a.address(from)
+			if err != nil {
+				return breakGlassView{}, err
+			}
+			m, err := c.Member(ctx, addr)
+			if err != nil {
+				return breakGlassView{}, fmt.Errorf("--from %s (%X): %w", from, addr, err)
+			}
+			org = m.OrganizationId
+		}
+		members, at, err := c.AllMembers(ctx, org, emrv1.Role_ROLE_EMERGENCY_SERVICE)
+		if err != nil {
+			return breakGlassView{}, fmt.Errorf("organization %q: %w", org, err)
+		}
+		info = at
+		for _, m := range members {
+			services = append(services, m.Address)
+		}
+	}
+	out := breakGlassView{Organization: org, Services: []string{}, Reads: []breakGlassRow{}}
+	if !since.IsZero() {
+		out.Since = rfc3339(since)
+	}
+	for _, s := range services {
+		var height int64 // the state every log is read at: the first read's
+		if info != nil {
+			height = info.Height
+		}
+		entries, at, err := c.BreakGlassLog(ctx, s, height)
+		if err != nil {
+			return breakGlassView{}, fmt.Errorf("break-glass log of emergency service %X: %w", s, err)
+		}
+		if info == nil {
+			info = at
+		}
+		out.Services = append(out.Services, upperHex(s))
+		out.Reads = append(out.Reads, breakGlassRows(s, entries, since)...)
+	}
+	// Oldest first across the services; one service's rows keep their
+	// log's order.
+	slices.SortStableFunc(out.Reads, func(x, y breakGlassRow) int { return cmp.Compare(x.Height, y.Height) })
+	out.provenance = viewInfo(info)
+	return out, nil
+}
