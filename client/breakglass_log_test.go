@@ -65,16 +65,19 @@ func testBreakGlassLog(t *testing.T, w *world) {
 	if err != nil || len(events) != 1 {
 		t.Fatalf("the patient's access log: %v, %v; want the one read", events, err)
 	}
-	entries, info, err := c.BreakGlassLog(ctx, service.Address(), 0)
+	entries, info, err := c.BreakGlassLog(ctx, service.Address(), 0, 0)
 	if err != nil || !info.Verified || len(entries) != 1 || entries[0].Sequence != 1 || !proto.Equal(entries[0].Event, events[0]) ||
 		!bytes.Equal(entries[0].Event.TxHash, read.Hash) {
 		t.Fatalf("BreakGlassLog = %v, %+v, %v; want the read %v, verified", entries, info, err, events[0])
 	}
-	at, atInfo, err := c.BreakGlassLog(ctx, service.Address(), info.Height)
+	at, atInfo, err := c.BreakGlassLog(ctx, service.Address(), 0, info.Height)
 	if err != nil || atInfo.Height != info.Height || len(at) != 1 || !proto.Equal(at[0], entries[0]) {
 		t.Fatalf("BreakGlassLog at height %d = %v, %+v, %v; want the same entry", info.Height, at, atInfo, err)
 	}
-	if _, _, err := c.BreakGlassLog(ctx, w.clinician.Address(), 0); !errors.Is(err, client.ErrNotFound) {
+	if after, _, err := c.BreakGlassLog(ctx, service.Address(), 1, 0); err != nil || len(after) != 0 {
+		t.Fatalf("BreakGlassLog after its one entry = %v, %v; want nothing", after, err)
+	}
+	if _, _, err := c.BreakGlassLog(ctx, w.clinician.Address(), 0, 0); !errors.Is(err, client.ErrNotFound) {
 		t.Fatalf("the break-glass log of a clinician: %v, want ErrNotFound", err)
 	}
 
@@ -103,7 +106,7 @@ func testBreakGlassLog(t *testing.T, w *world) {
 			proxy := clienttest.NewProxy(t, w.node.RPC)
 			proxy.SetRewrite(queryRewrite("BreakGlassLog", func(m proto.Message) { tc.lie(m.(*emrv1.QueryBreakGlassLogResponse)) }))
 			lied := w.mustClient(t, proxy.URL)
-			got, _, err := lied.BreakGlassLog(ctx, service.Address(), 0)
+			got, _, err := lied.BreakGlassLog(ctx, service.Address(), 0, 0)
 			if !errors.Is(err, client.ErrVerification) {
 				t.Fatalf("a node hiding the read: %v, %v; want ErrVerification", got, err)
 			}

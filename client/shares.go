@@ -34,15 +34,17 @@ func (c *Client) StudyShares(ctx context.Context, study string) ([]*emrv1.Share,
 }
 
 // BreakGlassLog pages through the break-glass log of emergency service
-// service: every emergency read through it, in the order the chain logged
-// them, each proven and, verified, the log complete (numbered without gaps
-// up to the proven count), all of one state: at height, one an earlier
-// answer was read from (reading several services' logs of one state), or
-// at the newest the client can read when height is 0. A member that is no
-// emergency service is ErrNotFound.
-func (c *Client) BreakGlassLog(ctx context.Context, service []byte, height int64) ([]*emrv1.BreakGlassEntry, *QueryInfo, error) {
-	return allPagesFrom(ctx, c, height, "break-glass log", "BreakGlassLog", func(after uint64) (*emrv1.QueryBreakGlassLogRequest, *emrv1.QueryBreakGlassLogResponse) {
-		return &emrv1.QueryBreakGlassLogRequest{Service: hex.EncodeToString(service), Page: &emrv1.PageRequest{After: after}}, &emrv1.QueryBreakGlassLogResponse{}
+// service from the entry after after (0: from the first): every emergency
+// read through it, in the order the chain logged them, each proven and,
+// verified, the log complete (numbered without gaps up to the proven
+// count), all of one state: at height, one an earlier answer was read
+// from (reading several services' logs of one state), or at the newest
+// the client can read when height is 0. A watcher of the log passes the
+// last entry it has shown as after. A member that is no emergency service
+// is ErrNotFound.
+func (c *Client) BreakGlassLog(ctx context.Context, service []byte, after uint64, height int64) ([]*emrv1.BreakGlassEntry, *QueryInfo, error) {
+	return allPagesFrom(ctx, c, height, "break-glass log", "BreakGlassLog", func(next uint64) (*emrv1.QueryBreakGlassLogRequest, *emrv1.QueryBreakGlassLogResponse) {
+		return &emrv1.QueryBreakGlassLogRequest{Service: hex.EncodeToString(service), Page: &emrv1.PageRequest{After: max(next, after)}}, &emrv1.QueryBreakGlassLogResponse{}
 	}, func(resp *emrv1.QueryBreakGlassLogResponse) ([]*emrv1.BreakGlassEntry, uint64) {
 		return resp.Entries, resp.Page.GetNext()
 	})

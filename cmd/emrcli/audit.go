@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/client"
-	"github.com/emrchain/emrchain/internal/ctxtime"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -105,14 +103,6 @@ func (r auditRow) read() string {
 	}
 	return strings.Join(parts, ",")
 }
-
-// followWarnEvery is how often audit --follow says again that its reads
-// fail, while they do.
-const followWarnEvery = time.Minute
-
-// defaultFollowInterval is how often audit --follow asks for new reads:
-// about two blocks.
-const defaultFollowInterval = 2 * time.Second
 
 func newAuditCmd(a *cli) *cobra.Command {
 	var from, patient string
@@ -270,51 +260,18 @@ func (f *auditFollower) run(ctx context.Context, rows []auditRow, height int64, 
 	}
 	fmt.Fprintf(f.a.stderr, "following the access log of patient %x from the state at height %d (%s, %d emergency read(s) so far): each new read is printed as it is committed (every %s; Ctrl-C to stop)\n",
 		f.patientID, height, verified, countEmergencies(rows), interval)
-	var failingSince, warned time.Time // while reads fail: since when, and the last warning
-	for {
-		if ctxtime.Sleep(ctx, interval) != nil {
-			return nil
-		}
+	return f.a.follow(ctx, interval, "the access log", func(ctx context.Context) error {
 		rows, err := f.next(ctx)
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case followEnds(err):
+		if err != nil {
 			return err
-		case err != nil:
-			// A node or witness out of reach or behind, or an answer that
-			// does not verify (nothing of it is shown): the chain's log is
-			// still there to be read, so ask again. Warn when reads start
-			// failing, then once a minute while they do (a failure's text
-			// names the height, which changes every block).
-			now := time.Now()
-			switch {
-			case failingSince.IsZero():
-				failingSince, warned = now, now
-				fmt.Fprintf(f.a.stderr, "warning: reading the access log failed, asking again every %s: %s\n", interval, app.OneLine(err.Error()))
-			case now.Sub(warned) >= followWarnEvery:
-				warned = now
-				fmt.Fprintf(f.a.stderr, "warning: reading the access log has failed since %s: %s\n", rfc3339(failingSince), app.OneLine(err.Error()))
-			}
-			continue
-		case !failingSince.IsZero():
-			fmt.Fprintln(f.a.stderr, "the access log is read again")
-			failingSince = time.Time{}
 		}
 		if f.a.jsonOut {
 			f.printLines(rows)
 		} else {
 			out.print(f.cells(rows)...)
 		}
-	}
-}
-
-// followEnds says whether a failed read ends audit --follow: only what
-// asking again cannot mend, a root of trust replaced meanwhile (this
-// run's client reads from the old one: run again) or expired (set a new
-// one). Every other failure leaves the chain's log there to be read.
-func followEnds(err error) bool {
-	return errors.Is(err, client.ErrTrustRootReplaced) || errors.Is(err, client.ErrTrustExpired)
+		return nil
+	})
 }
 
 // cells are rows (newest first) as table rows, oldest first.

@@ -27,12 +27,44 @@ type followedRead struct {
 // each new read once, as it is committed, and exits 0 when interrupted.
 // pid's log holds one read, of record 1 by the clinician at that address.
 func testAuditFollow(t *testing.T, e *cliEnv, pid, clinician string) {
+	f := e.startFollowing(t, "audit", "--from", "alice", "--follow", "--interval", "200ms", "--json")
+	var first, second followedRead
+	f.next(&first, "the read logged before")
+	if first.PatientID != pid || first.Accessor != clinician || len(first.Records) != 1 || first.Records[0] != 1 || !first.Verified {
+		t.Fatalf("audit --follow, the read logged before: %+v", first)
+	}
+	e.ok("read", "--from", "clinician", "--patient", pid, "--record", "1")
+	f.next(&second, "the read logged while it follows")
+	if second.Accessor != clinician || second.Purpose != "treatment" || second.Height <= first.Height ||
+		len(second.Events) != 1 || second.Events[0] != first.Events[0]+1 || !second.Verified {
+		t.Fatalf("audit --follow, a new read: %+v after %+v", second, first)
+	}
+	f.nothingMore(time.Second)
+	if stderr := f.interrupt(); !strings.Contains(stderr, "following the access log of patient "+pid+" from the state at height ") {
+		t.Fatalf("audit --follow does not say what it follows: %s", stderr)
+	}
+}
+
+// following is an emrcli --follow --json command running in the
+// background: its lines are read as they come.
+type following struct {
+	t      *testing.T
+	ctx    context.Context
+	cmd    *exec.Cmd
+	lines  chan string
+	stderr *strings.Builder
+}
+
+// startFollowing runs emrcli args (a --follow --json command) in the
+// background, for at most a minute.
+func (e *cliEnv) startFollowing(t *testing.T, args ...string) *following {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, e.bin, "audit", "--from", "alice", "--follow", "--interval", "200ms", "--json")
+	t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, e.bin, args...)
 	cmd.Env = append(os.Environ(), e.env...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	f := &following{t: t, ctx: ctx, cmd: cmd, lines: make(chan string), stderr: &strings.Builder{}}
+	cmd.Stderr = f.stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -40,53 +72,50 @@ func testAuditFollow(t *testing.T, e *cliEnv, pid, clinician string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	lines := make(chan string)
 	go func() {
-		defer close(lines)
+		defer close(f.lines)
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			lines <- sc.Text()
+			f.lines <- sc.Text()
 		}
 	}()
-	next := func(what string) followedRead {
-		t.Helper()
-		select {
-		case line, ok := <-lines:
-			var r followedRead
-			if !ok || json.Unmarshal([]byte(line), &r) != nil {
-				t.Fatalf("audit --follow: %s: got %q (more: %v); stderr: %s", what, line, ok, stderr.String())
-			}
-			return r
-		case <-ctx.Done():
-			t.Fatalf("audit --follow: %s: nothing printed; stderr: %s", what, stderr.String())
-		}
-		return followedRead{}
-	}
-	first := next("the read logged before")
-	if first.PatientID != pid || first.Accessor != clinician || len(first.Records) != 1 || first.Records[0] != 1 || !first.Verified {
-		t.Fatalf("audit --follow, the read logged before: %+v", first)
-	}
-	e.ok("read", "--from", "clinician", "--patient", pid, "--record", "1")
-	second := next("the read logged while it follows")
-	if second.Accessor != clinician || second.Purpose != "treatment" || second.Height <= first.Height ||
-		len(second.Events) != 1 || second.Events[0] != first.Events[0]+1 || !second.Verified {
-		t.Fatalf("audit --follow, a new read: %+v after %+v", second, first)
-	}
-	// Nothing more is printed: no read is shown twice.
+	return f
+}
+
+// next decodes the next line into v; what names it for a failure.
+func (f *following) next(v any, what string) {
+	f.t.Helper()
 	select {
-	case line := <-lines:
-		t.Fatalf("audit --follow printed %q with no new read", line)
-	case <-time.After(time.Second):
+	case line, ok := <-f.lines:
+		if !ok || json.Unmarshal([]byte(line), v) != nil {
+			f.t.Fatalf("%s: %s: got %q (more: %v); stderr: %s", f.cmd.Args[1], what, line, ok, f.stderr.String())
+		}
+	case <-f.ctx.Done():
+		f.t.Fatalf("%s: %s: nothing printed; stderr: %s", f.cmd.Args[1], what, f.stderr.String())
 	}
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
+}
+
+// nothingMore fails if a line comes within d: nothing is shown twice.
+func (f *following) nothingMore(d time.Duration) {
+	f.t.Helper()
+	select {
+	case line := <-f.lines:
+		f.t.Fatalf("%s --follow printed %q with nothing new", f.cmd.Args[1], line)
+	case <-time.After(d):
 	}
-	for range lines {
+}
+
+// interrupt sends SIGINT, makes sure the command exits 0, and returns
+// its standard error.
+func (f *following) interrupt() string {
+	f.t.Helper()
+	if err := f.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		f.t.Fatal(err)
 	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("audit --follow, interrupted: %v; stderr: %s", err, stderr.String())
+	for range f.lines {
 	}
-	if !strings.Contains(stderr.String(), "following the access log of patient "+pid+" from the state at height ") {
-		t.Fatalf("audit --follow does not say what it follows: %s", stderr.String())
+	if err := f.cmd.Wait(); err != nil {
+		f.t.Fatalf("%s --follow, interrupted: %v; stderr: %s", f.cmd.Args[1], err, f.stderr.String())
 	}
+	return f.stderr.String()
 }

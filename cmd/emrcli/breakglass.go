@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"time"
 
@@ -83,10 +85,10 @@ func (v breakGlassView) text(w io.Writer, label func(string) string) {
 		var cells [][]string
 		clinicians, patients := map[string]bool{}, map[string]bool{}
 		for _, r := range v.Reads {
-			cells = append(cells, []string{r.Time, label(r.Clinician), r.PatientID, r.Reason, joinUints(r.Records), label(r.Service), fmt.Sprint(r.Height)})
+			cells = append(cells, r.cells(label))
 			clinicians[r.Clinician], patients[r.PatientID] = true, true
 		}
-		table(w, []string{"WHEN", "CLINICIAN", "PATIENT", "REASON", "RECORDS", "VIA", "BLOCK"}, cells)
+		table(w, breakGlassColumns, cells)
 		fmt.Fprintf(w, "%d break-glass read(s) by %d clinician(s) of %d patient(s)\n", len(v.Reads), len(clinicians), len(patients))
 	}
 	v.provenance.text(w)
@@ -106,8 +108,10 @@ func joinUints(ns []uint64) string {
 
 func newBreakGlassLogCmd(a *cli) *cobra.Command {
 	var org, service, from, sinceStr string
+	var follow bool
+	var interval time.Duration
 	cmd := &cobra.Command{
-		Use:   "break-glass-log (--org ORG | --service MEMBER | --from KEY) [--since TIME]",
+		Use:   "break-glass-log (--org ORG | --service MEMBER | --from KEY) [--since TIME] [--follow]",
 		Short: "Show every break-glass read through an organization's emergency services, across patients (verified, complete)",
 		Long: `break-glass-log is an organization's auditors' view of its clinicians'
 emergency ("break-glass") reads: every read a clinician made without a
@@ -127,9 +131,19 @@ All the logs shown are of one state.
 all their reads; --from does that for the organization of a key's member;
 --service shows one emergency service's. --since keeps the reads logged at
 or after a time (RFC 3339 or YYYY-MM-DD, block time), for a review of what
-is new.`,
+is new.
+
+With --follow, break-glass-log then keeps watching: every --interval it
+reads the entries logged since the last it showed (verified and complete,
+as above; with --org or --from, also of emergency services registered
+meanwhile) and prints each new break-glass read as one more line, until
+interrupted (Ctrl-C, which exits 0). A read that fails is warned about on
+standard error, again once a minute while reads fail, and asked again;
+only a root of trust replaced meanwhile, or expired, ends the command
+(exit 1). With --json and --follow every read is one JSON object per line
+(the fields of "reads", with organization and verified), oldest first.`,
 		Example: "  emrcli break-glass-log --org st-mary\n  emrcli break-glass-log --from auditor --since 2026-11-01\n" +
-			"  emrcli break-glass-log --service er-desk --json",
+			"  emrcli break-glass-log --service er-desk --json\n  emrcli break-glass-log --from auditor --follow",
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			given := 0
@@ -138,8 +152,13 @@ is new.`,
 					given++
 				}
 			}
-			if given != 1 {
+			switch {
+			case given != 1:
 				return usagef("give one of --org, --service or --from: the organization, or the emergency service, whose break-glass reads to show")
+			case cmd.Flags().Changed("interval") && !follow:
+				return usagef("--interval is how often --follow asks: give --follow too")
+			case interval <= 0:
+				return usagef("--interval must be positive, got %s", interval)
 			}
 			var since time.Time
 			if sinceStr != "" {
@@ -153,9 +172,17 @@ is new.`,
 			if err != nil {
 				return err
 			}
-			out, err := a.breakGlassLog(ctx, c, org, service, from, since)
+			src, err := a.breakGlassSource(ctx, c, org, service, from)
 			if err != nil {
 				return err
+			}
+			seen := map[string]uint64{}
+			out, err := src.read(ctx, c, seen, since)
+			if err != nil {
+				return err
+			}
+			if follow {
+				return a.followBreakGlass(ctx, c, src, out, seen, interval)
 			}
 			return a.emit(out, func(w io.Writer) { out.text(w, a.labeler()) })
 		},
@@ -165,72 +192,160 @@ is new.`,
 	a.keyFlag(cmd, &service, "service", "one emergency service (address or key name)")
 	a.keyFlag(cmd, &from, "from", "a key whose member's organization to show (e.g. your auditor key)")
 	f.StringVar(&sinceStr, "since", "", "only reads logged at or after this time (RFC 3339 or YYYY-MM-DD)")
+	f.BoolVarP(&follow, "follow", "f", false, "then print each new break-glass read as it is committed, until interrupted")
+	f.DurationVar(&interval, "interval", defaultFollowInterval, "with --follow, how often to ask for new reads")
 	return cmd
 }
 
-// breakGlassLog reads the break-glass logs break-glass-log shows: of
-// emergency service service, or of every emergency service of org (or of
-// the organization of key from's member), all of one state.
-func (a *cli) breakGlassLog(ctx context.Context, c *client.Client, org, service, from string, since time.Time) (breakGlassView, error) {
-	var services [][]byte
-	var info *client.QueryInfo
+// breakGlassSource is what break-glass-log reads: the break-glass log of
+// one emergency service, or those of every emergency service of an
+// organization.
+type breakGlassSource struct {
+	org string
+	// service is the one emergency service; nil: every one of org, as
+	// the organization's verified member list has them at each read.
+	service []byte
+}
+
+// breakGlassSource resolves break-glass-log's --org, --service or --from
+// (one of them is given).
+func (a *cli) breakGlassSource(ctx context.Context, c *client.Client, org, service, from string) (breakGlassSource, error) {
 	switch {
 	case service != "":
 		addr, err := a.address(service)
 		if err != nil {
-			return breakGlassView{}, err
+			return breakGlassSource{}, err
 		}
 		m, err := c.Member(ctx, addr)
 		if err != nil {
-			return breakGlassView{}, fmt.Errorf("emergency service %X: %w", addr, err)
+			return breakGlassSource{}, fmt.Errorf("emergency service %X: %w", addr, err)
 		}
 		if m.Role != emrv1.Role_ROLE_EMERGENCY_SERVICE {
-			return breakGlassView{}, fmt.Errorf("member %X is a %s, not an emergency service (emrcli member list --org %s --role emergency-service lists them)", addr, roleName(m.Role), m.OrganizationId)
+			return breakGlassSource{}, fmt.Errorf("member %X is a %s, not an emergency service (emrcli member list --org %s --role emergency-service lists them)", addr, roleName(m.Role), m.OrganizationId)
 		}
-		org, services = m.OrganizationId, [][]byte{addr}
-	default:
-		if from != "" {
-			addr, err := a.address(from)
-			if err != nil {
-				return breakGlassView{}, err
-			}
-			m, err := c.Member(ctx, addr)
-			if err != nil {
-				return breakGlassView{}, fmt.Errorf("--from %s (%X): %w", from, addr, err)
-			}
-			org = m.OrganizationId
-		}
-		members, at, err := c.AllMembers(ctx, org, emrv1.Role_ROLE_EMERGENCY_SERVICE)
+		return breakGlassSource{org: m.OrganizationId, service: addr}, nil
+	case from != "":
+		addr, err := a.address(from)
 		if err != nil {
-			return breakGlassView{}, fmt.Errorf("organization %q: %w", org, err)
+			return breakGlassSource{}, err
 		}
-		info = at
+		m, err := c.Member(ctx, addr)
+		if err != nil {
+			return breakGlassSource{}, fmt.Errorf("--from %s (%X): %w", from, addr, err)
+		}
+		org = m.OrganizationId
+	}
+	return breakGlassSource{org: org}, nil
+}
+
+// read reads the source's break-glass logs, all of one state, from the
+// entry after the one seen holds for each service (by its address's
+// string; absent: from the first), keeping the reads logged at or after
+// since (all when zero). Once every log is read, seen holds the last entry
+// of each.
+func (s breakGlassSource) read(ctx context.Context, c *client.Client, seen map[string]uint64, since time.Time) (breakGlassView, error) {
+	services := [][]byte{s.service}
+	var info *client.QueryInfo
+	if s.service == nil {
+		members, at, err := c.AllMembers(ctx, s.org, emrv1.Role_ROLE_EMERGENCY_SERVICE)
+		if err != nil {
+			return breakGlassView{}, fmt.Errorf("organization %q: %w", s.org, err)
+		}
+		info, services = at, nil
 		for _, m := range members {
 			services = append(services, m.Address)
 		}
 	}
-	out := breakGlassView{Organization: org, Services: []string{}, Reads: []breakGlassRow{}}
+	out := breakGlassView{Organization: s.org, Services: []string{}, Reads: []breakGlassRow{}}
 	if !since.IsZero() {
 		out.Since = rfc3339(since)
 	}
-	for _, s := range services {
+	last := map[string]uint64{}
+	for _, svc := range services {
 		var height int64 // the state every log is read at: the first read's
 		if info != nil {
 			height = info.Height
 		}
-		entries, at, err := c.BreakGlassLog(ctx, s, height)
+		entries, at, err := c.BreakGlassLog(ctx, svc, seen[string(svc)], height)
 		if err != nil {
-			return breakGlassView{}, fmt.Errorf("break-glass log of emergency service %X: %w", s, err)
+			return breakGlassView{}, fmt.Errorf("break-glass log of emergency service %X: %w", svc, err)
 		}
 		if info == nil {
 			info = at
 		}
-		out.Services = append(out.Services, upperHex(s))
-		out.Reads = append(out.Reads, breakGlassRows(s, entries, since)...)
+		if n := len(entries); n > 0 {
+			last[string(svc)] = entries[n-1].Sequence
+		}
+		out.Services = append(out.Services, upperHex(svc))
+		out.Reads = append(out.Reads, breakGlassRows(svc, entries, since)...)
 	}
+	maps.Copy(seen, last)
 	// Oldest first across the services; one service's rows keep their
 	// log's order.
 	slices.SortStableFunc(out.Reads, func(x, y breakGlassRow) int { return cmp.Compare(x.Height, y.Height) })
 	out.provenance = viewInfo(info)
 	return out, nil
+}
+
+// breakGlassColumns are break-glass-log's table's columns (breakGlassRow.cells).
+var breakGlassColumns = []string{"WHEN", "CLINICIAN", "PATIENT", "REASON", "RECORDS", "VIA", "BLOCK"}
+
+// cells is r as a row of the table; label names addresses.
+func (r breakGlassRow) cells(label func(string) string) []string {
+	return []string{r.Time, label(r.Clinician), r.PatientID, r.Reason, joinUints(r.Records), label(r.Service), fmt.Sprint(r.Height)}
+}
+
+// followBreakGlass prints first, the logs as read so far, then every
+// interval the break-glass reads logged since (seen: the last entry shown
+// of each service), until ctx ends or a read fails in a way asking again
+// cannot mend (follow).
+func (a *cli) followBreakGlass(ctx context.Context, c *client.Client, src breakGlassSource, first breakGlassView, seen map[string]uint64, interval time.Duration) error {
+	label := a.labeler()
+	var out *columns
+	show := func(v breakGlassView) {
+		if a.jsonOut {
+			enc := json.NewEncoder(a.stdout)
+			for _, r := range v.Reads {
+				_ = enc.Encode(struct {
+					Organization string `json:"organization"`
+					breakGlassRow
+					Verified bool `json:"verified"`
+				}{v.Organization, r, v.Verified})
+			}
+			return
+		}
+		var cells [][]string
+		for _, r := range v.Reads {
+			cells = append(cells, r.cells(label))
+		}
+		out.print(cells...)
+	}
+	if !a.jsonOut {
+		a.unverifiedBanner()
+		out = newColumns(a.stdout, len(breakGlassColumns))
+		// Reads to come line up with the first batch: make room for a
+		// time, an address, a patient id, the longest reason and an
+		// address, even before any is logged.
+		out.fit(len("2006-01-02T15:04:05Z"), 2*20, 2*32, len("patient-incapacitated"), 0, 2*20)
+		out.print(breakGlassColumns)
+	}
+	show(first)
+	verified := "verified"
+	if !first.Verified {
+		verified = "NOT verified"
+	}
+	what := fmt.Sprintf("the break-glass logs of organization %s's emergency services (%d now)", first.Organization, len(first.Services))
+	if src.service != nil {
+		what = fmt.Sprintf("the break-glass log of emergency service %X", src.service)
+	}
+	fmt.Fprintf(a.stderr, "following %s from the state at height %d (%s, %d break-glass read(s) so far): each new one is printed as it is committed (every %s; Ctrl-C to stop)\n",
+		what, first.Height, verified, len(first.Reads), interval)
+	return a.follow(ctx, interval, "the break-glass log", func(ctx context.Context) error {
+		v, err := src.read(ctx, c, seen, time.Time{})
+		if err != nil {
+			return err
+		}
+		show(v)
+		return nil
+	})
 }

@@ -339,9 +339,40 @@ func testBreakGlassLog(t *testing.T, e *cliEnv, pid, service, narrow, wide strin
 	if text := e.ok("break-glass-log", "--from", "registrar", "--since", tomorrow); !strings.Contains(text, "no break-glass reads since") {
 		t.Fatalf("break-glass-log --since %s says:\n%s", tomorrow, text)
 	}
+	testBreakGlassFollow(t, e, pid, wide, recLabs, all.Reads[len(all.Reads)-1])
 	e.fails(1, "not an emergency service", "break-glass-log", "--service", "dr-er")
 	e.fails(2, "give one of --org, --service or --from", "break-glass-log")
 	e.fails(2, "give one of --org, --service or --from", "break-glass-log", "--org", all.Organization, "--service", wide)
+	e.fails(2, "give --follow too", "break-glass-log", "--org", all.Organization, "--interval", "1s")
+}
+
+// testBreakGlassFollow: break-glass-log --follow prints the organization's
+// break-glass reads so far, then a new one once, as it is committed, and
+// exits 0 when interrupted. last is the newest read before.
+func testBreakGlassFollow(t *testing.T, e *cliEnv, pid, wide string, recLabs uint64, last breakGlassRow) {
+	t.Helper()
+	f := e.startFollowing(t, "break-glass-log", "--from", "registrar", "--follow", "--interval", "200ms", "--json")
+	var line struct {
+		Organization string `json:"organization"`
+		breakGlassRow
+		Verified bool `json:"verified"`
+	}
+	for i := range 5 {
+		f.next(&line, fmt.Sprintf("the break-glass read %d logged before", i+1))
+	}
+	if line.TxHash != last.TxHash || !line.Verified || line.Organization == "" {
+		t.Fatalf("break-glass-log --follow: the last read logged before is %+v, want %+v", line, last)
+	}
+	e.ok("read", "--from", "dr-er", "--patient", pid, "--record", fmt.Sprint(recLabs), "--purpose", "emergency", "--reason", "immediate-threat")
+	f.next(&line, "the break-glass read logged while it follows")
+	if !strings.EqualFold(line.Service, wide) || line.Reason != "immediate-threat" || !slices.Equal(line.Records, []uint64{recLabs}) ||
+		line.Height <= last.Height || !line.Verified {
+		t.Fatalf("break-glass-log --follow, a new read: %+v after %+v", line, last)
+	}
+	f.nothingMore(time.Second)
+	if stderr := f.interrupt(); !strings.Contains(stderr, "following the break-glass logs of organization ") {
+		t.Fatalf("break-glass-log --follow does not say what it follows: %s", stderr)
+	}
 }
 
 // metricValue reads the value of the sample named series (name and
