@@ -49,6 +49,8 @@ func TestBreakGlassLog(t *testing.T) {
 		pid []byte
 		seq uint64
 	}
+	// A read refused for one of its records logs none of them.
+	ruleCheck(t, "a read of a record the patient does not have", c.Exec(w.doc, apptest.EmergencyAccess(pid2, service, 1, 2)), app.ErrNotFound)
 	for _, tc := range []struct {
 		service *apptest.Actor
 		want    []ref

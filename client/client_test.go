@@ -249,7 +249,9 @@ const worldStudy = "lab-trends"
 
 func hexs(b []byte) string { return hex.EncodeToString(b) }
 
-// queries is one request of every Query method, for the world.
+// queries is one request of every Query method, for the world, but
+// EmergencyReads and BreakGlassLog (an emergency read has tests of its
+// own: TestEmergencyRead in cmd/emrcli, testBreakGlassLog).
 func (w *world) queries() []struct {
 	method    string
 	req, resp proto.Message

@@ -83,13 +83,15 @@ func (v breakGlassView) text(w io.Writer, label func(string) string) {
 		fmt.Fprintln(w, "no break-glass reads logged")
 	default:
 		var cells [][]string
+		records := 0
 		clinicians, patients := map[string]bool{}, map[string]bool{}
 		for _, r := range v.Reads {
 			cells = append(cells, r.cells(label))
+			records += len(r.Records)
 			clinicians[r.Clinician], patients[r.PatientID] = true, true
 		}
 		table(w, breakGlassColumns, cells)
-		fmt.Fprintf(w, "%d break-glass read(s) by %d clinician(s) of %d patient(s)\n", len(v.Reads), len(clinicians), len(patients))
+		fmt.Fprintf(w, "%d break-glass read(s) of %d record(s) by %d clinician(s) of %d patient(s)\n", len(v.Reads), records, len(clinicians), len(patients))
 	}
 	v.provenance.text(w)
 }
@@ -130,8 +132,9 @@ All the logs shown are of one state.
 --org lists the organization's emergency services (verified) and shows
 all their reads; --from does that for the organization of a key's member;
 --service shows one emergency service's. --since keeps the reads logged at
-or after a time (RFC 3339 or YYYY-MM-DD, block time), for a review of what
-is new.
+or after a time (RFC 3339, or YYYY-MM-DD for midnight UTC; block time),
+for a review of what is new. Reads are oldest first by block; within one
+block, by service.
 
 With --follow, break-glass-log then keeps watching: every --interval it
 reads the entries logged since the last it showed (verified and complete,
@@ -163,7 +166,7 @@ only a root of trust replaced meanwhile, or expired, ends the command
 			var since time.Time
 			if sinceStr != "" {
 				var err error
-				if since, err = parseTime("--since", sinceStr); err != nil {
+				if since, err = parseTime("since", sinceStr); err != nil {
 					return err
 				}
 			}
@@ -191,7 +194,7 @@ only a root of trust replaced meanwhile, or expired, ends the command
 	f.StringVar(&org, "org", "", "the organization whose emergency services' reads to show")
 	a.keyFlag(cmd, &service, "service", "one emergency service (address or key name)")
 	a.keyFlag(cmd, &from, "from", "a key whose member's organization to show (e.g. your auditor key)")
-	f.StringVar(&sinceStr, "since", "", "only reads logged at or after this time (RFC 3339 or YYYY-MM-DD)")
+	f.StringVar(&sinceStr, "since", "", "only reads logged at or after this time (RFC 3339, or YYYY-MM-DD for midnight UTC)")
 	f.BoolVarP(&follow, "follow", "f", false, "then print each new break-glass read as it is committed, until interrupted")
 	f.DurationVar(&interval, "interval", defaultFollowInterval, "with --follow, how often to ask for new reads")
 	return cmd
@@ -218,10 +221,14 @@ func (a *cli) breakGlassSource(ctx context.Context, c *client.Client, org, servi
 		}
 		m, err := c.Member(ctx, addr)
 		if err != nil {
-			return breakGlassSource{}, fmt.Errorf("emergency service %X: %w", addr, err)
+			return breakGlassSource{}, fmt.Errorf("--service %s (%X): %w", service, addr, err)
 		}
 		if m.Role != emrv1.Role_ROLE_EMERGENCY_SERVICE {
-			return breakGlassSource{}, fmt.Errorf("member %X is a %s, not an emergency service (emrcli member list --org %s --role emergency-service lists them)", addr, roleName(m.Role), m.OrganizationId)
+			hint := ""
+			if m.OrganizationId != "" {
+				hint = fmt.Sprintf(" (emrcli member list --org %s --role emergency-service lists them)", m.OrganizationId)
+			}
+			return breakGlassSource{}, fmt.Errorf("member %X is a %s, not an emergency service%s", addr, roleName(m.Role), hint)
 		}
 		return breakGlassSource{org: m.OrganizationId, service: addr}, nil
 	case from != "":
@@ -232,6 +239,9 @@ func (a *cli) breakGlassSource(ctx context.Context, c *client.Client, org, servi
 		m, err := c.Member(ctx, addr)
 		if err != nil {
 			return breakGlassSource{}, fmt.Errorf("--from %s (%X): %w", from, addr, err)
+		}
+		if m.OrganizationId == "" {
+			return breakGlassSource{}, fmt.Errorf("--from %s (%X) is a %s, which belongs to no organization: give an organization's member, or --org", from, addr, roleName(m.Role))
 		}
 		org = m.OrganizationId
 	}
@@ -258,7 +268,7 @@ func (s breakGlassSource) read(ctx context.Context, c *client.Client, seen map[s
 	}
 	out := breakGlassView{Organization: s.org, Services: []string{}, Reads: []breakGlassRow{}}
 	if !since.IsZero() {
-		out.Since = rfc3339(since)
+		out.Since = since.UTC().Format(time.RFC3339Nano)
 	}
 	last := map[string]uint64{}
 	for _, svc := range services {
@@ -280,8 +290,9 @@ func (s breakGlassSource) read(ctx context.Context, c *client.Client, seen map[s
 		out.Reads = append(out.Reads, breakGlassRows(svc, entries, since)...)
 	}
 	maps.Copy(seen, last)
-	// Oldest first across the services; one service's rows keep their
-	// log's order.
+	// Oldest first across the services, by block (an access event does
+	// not say its transaction's place in the block: within one, rows are
+	// by service); one service's rows keep their log's order.
 	slices.SortStableFunc(out.Reads, func(x, y breakGlassRow) int { return cmp.Compare(x.Height, y.Height) })
 	out.provenance = viewInfo(info)
 	return out, nil
