@@ -72,6 +72,14 @@ func (e *cliEnv) startFollowing(t *testing.T, args ...string) *following {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// A test that fails before interrupt leaves no process, nor a reader
+	// blocked on lines, behind.
+	t.Cleanup(func() {
+		cancel()
+		for range f.lines {
+		}
+		_ = cmd.Wait()
+	})
 	go func() {
 		defer close(f.lines)
 		sc := bufio.NewScanner(stdout)

@@ -179,8 +179,9 @@ only a root of trust replaced meanwhile, or expired, ends the command
 			if err != nil {
 				return err
 			}
+			src.since = since
 			seen := map[string]uint64{}
-			out, err := src.read(ctx, c, seen, since)
+			out, err := src.read(ctx, c, seen)
 			if err != nil {
 				return err
 			}
@@ -202,12 +203,14 @@ only a root of trust replaced meanwhile, or expired, ends the command
 
 // breakGlassSource is what break-glass-log reads: the break-glass log of
 // one emergency service, or those of every emergency service of an
-// organization.
+// organization, and of it the reads logged at or after since (all when
+// zero).
 type breakGlassSource struct {
 	org string
 	// service is the one emergency service; nil: every one of org, as
 	// the organization's verified member list has them at each read.
 	service []byte
+	since   time.Time
 }
 
 // breakGlassSource resolves break-glass-log's --org, --service or --from
@@ -250,10 +253,9 @@ func (a *cli) breakGlassSource(ctx context.Context, c *client.Client, org, servi
 
 // read reads the source's break-glass logs, all of one state, from the
 // entry after the one seen holds for each service (by its address's
-// string; absent: from the first), keeping the reads logged at or after
-// since (all when zero). Once every log is read, seen holds the last entry
-// of each.
-func (s breakGlassSource) read(ctx context.Context, c *client.Client, seen map[string]uint64, since time.Time) (breakGlassView, error) {
+// string; absent: from the first). Once every log is read, seen holds the
+// last entry of each.
+func (s breakGlassSource) read(ctx context.Context, c *client.Client, seen map[string]uint64) (breakGlassView, error) {
 	services := [][]byte{s.service}
 	var info *client.QueryInfo
 	if s.service == nil {
@@ -267,8 +269,8 @@ func (s breakGlassSource) read(ctx context.Context, c *client.Client, seen map[s
 		}
 	}
 	out := breakGlassView{Organization: s.org, Services: []string{}, Reads: []breakGlassRow{}}
-	if !since.IsZero() {
-		out.Since = since.UTC().Format(time.RFC3339Nano)
+	if !s.since.IsZero() {
+		out.Since = s.since.UTC().Format(time.RFC3339Nano)
 	}
 	last := map[string]uint64{}
 	for _, svc := range services {
@@ -287,7 +289,7 @@ func (s breakGlassSource) read(ctx context.Context, c *client.Client, seen map[s
 			last[string(svc)] = entries[n-1].Sequence
 		}
 		out.Services = append(out.Services, upperHex(svc))
-		out.Reads = append(out.Reads, breakGlassRows(svc, entries, since)...)
+		out.Reads = append(out.Reads, breakGlassRows(svc, entries, s.since)...)
 	}
 	maps.Copy(seen, last)
 	// Oldest first across the services, by block (an access event does
@@ -313,7 +315,7 @@ func (r breakGlassRow) cells(label func(string) string) []string {
 func (a *cli) followBreakGlass(ctx context.Context, c *client.Client, src breakGlassSource, first breakGlassView, seen map[string]uint64, interval time.Duration) error {
 	label := a.labeler()
 	var out *columns
-	show := func(v breakGlassView) {
+	show := func(v breakGlassView, header ...[]string) {
 		if a.jsonOut {
 			enc := json.NewEncoder(a.stdout)
 			for _, r := range v.Reads {
@@ -325,7 +327,7 @@ func (a *cli) followBreakGlass(ctx context.Context, c *client.Client, src breakG
 			}
 			return
 		}
-		var cells [][]string
+		cells := header
 		for _, r := range v.Reads {
 			cells = append(cells, r.cells(label))
 		}
@@ -334,25 +336,30 @@ func (a *cli) followBreakGlass(ctx context.Context, c *client.Client, src breakG
 	if !a.jsonOut {
 		a.unverifiedBanner()
 		out = newColumns(a.stdout, len(breakGlassColumns))
-		// Reads to come line up with the first batch: make room for a
-		// time, an address, a patient id, the longest reason and an
-		// address, even before any is logged.
+		// Reads to come line up with the first batch if they fit it: make
+		// room for a time, an address, a patient id, the longest reason
+		// and an address, even before any is logged.
 		out.fit(len("2006-01-02T15:04:05Z"), 2*20, 2*32, len("patient-incapacitated"), 0, 2*20)
-		out.print(breakGlassColumns)
 	}
-	show(first)
+	// The header even when no read is logged yet, in one batch with the
+	// reads so that the columns fit them.
+	show(first, breakGlassColumns)
 	verified := "verified"
 	if !first.Verified {
 		verified = "NOT verified"
 	}
-	what := fmt.Sprintf("the break-glass logs of organization %s's emergency services (%d now)", first.Organization, len(first.Services))
+	what, logs := fmt.Sprintf("the break-glass logs of organization %s's emergency services (%d now)", first.Organization, len(first.Services)), "the break-glass logs"
 	if src.service != nil {
-		what = fmt.Sprintf("the break-glass log of emergency service %X", src.service)
+		what, logs = fmt.Sprintf("the break-glass log of emergency service %X", src.service), "the break-glass log"
 	}
-	fmt.Fprintf(a.stderr, "following %s from the state at height %d (%s, %d break-glass read(s) so far): each new one is printed as it is committed (every %s; Ctrl-C to stop)\n",
-		what, first.Height, verified, len(first.Reads), interval)
-	return a.follow(ctx, interval, "the break-glass log", func(ctx context.Context) error {
-		v, err := src.read(ctx, c, seen, time.Time{})
+	shown := fmt.Sprintf("%d break-glass read(s) so far", len(first.Reads))
+	if first.Since != "" {
+		shown = fmt.Sprintf("%d break-glass read(s) since %s so far", len(first.Reads), first.Since)
+	}
+	fmt.Fprintf(a.stderr, "following %s from the state at height %d (%s, %s): each new one is printed as it is committed (every %s; Ctrl-C to stop)\n",
+		what, first.Height, verified, shown, interval)
+	return a.follow(ctx, interval, logs, func(ctx context.Context) error {
+		v, err := src.read(ctx, c, seen)
 		if err != nil {
 			return err
 		}

@@ -59,7 +59,7 @@ func (a *cli) follow(ctx context.Context, interval time.Duration, what string, n
 	}
 }
 
-// followEnds says whether a failed read ends audit --follow: only what
+// followEnds says whether a failed read ends a --follow (follow): only what
 // asking again cannot mend, a root of trust replaced meanwhile (this
 // run's client reads from the old one: run again) or expired (set a new
 // one). Every other failure leaves the chain's log there to be read.
