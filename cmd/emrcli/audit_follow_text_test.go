@@ -46,6 +46,32 @@ func (l *fakeAccessLog) add(seq uint64, height int64, tx byte) {
 }
 
 func (l *fakeAccessLog) serve(w http.ResponseWriter, r *http.Request) {
+	serveABCIQuery(w, r, func(method string, data []byte) (proto.Message, int64) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		switch method {
+		case "AccessEvents":
+			q := &emrv1.QueryAccessEventsRequest{}
+			_ = proto.Unmarshal(data, q)
+			resp := &emrv1.QueryAccessEventsResponse{Page: &emrv1.PageResponse{Total: uint64(len(l.events))}, Height: l.height}
+			for i := len(l.events) - 1; i >= 0; i-- {
+				if after := q.GetPage().GetAfter(); after == 0 || l.events[i].Sequence < after {
+					resp.Events = append(resp.Events, l.events[i])
+				}
+			}
+			return resp, l.height
+		case "Member":
+			return &emrv1.QueryMemberResponse{Member: &emrv1.Member{Address: bytes.Repeat([]byte{0xAB}, 20),
+				OrganizationId: "dev-hospital", Role: emrv1.Role_ROLE_CLINICIAN}, Height: l.height}, l.height
+		}
+		return nil, l.height
+	})
+}
+
+// serveABCIQuery answers a JSON-RPC abci_query (nothing else) of a fake
+// node: answer gets the Query method and the request's bytes, and returns
+// the response and the height it is of (nil: an empty answer).
+func serveABCIQuery(w http.ResponseWriter, r *http.Request, answer func(method string, data []byte) (proto.Message, int64)) {
 	var req struct {
 		ID     json.RawMessage `json:"id"`
 		Method string          `json:"method"`
@@ -60,26 +86,12 @@ func (l *fakeAccessLog) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	data, _ := hex.DecodeString(req.Params.Data)
-	l.mu.Lock()
-	var out proto.Message
-	switch strings.TrimPrefix(req.Params.Path, app.QueryPathPrefix) {
-	case "AccessEvents":
-		q := &emrv1.QueryAccessEventsRequest{}
-		_ = proto.Unmarshal(data, q)
-		resp := &emrv1.QueryAccessEventsResponse{Page: &emrv1.PageResponse{Total: uint64(len(l.events))}, Height: l.height}
-		for i := len(l.events) - 1; i >= 0; i-- {
-			if after := q.GetPage().GetAfter(); after == 0 || l.events[i].Sequence < after {
-				resp.Events = append(resp.Events, l.events[i])
-			}
-		}
-		out = resp
-	case "Member":
-		out = &emrv1.QueryMemberResponse{Member: &emrv1.Member{Address: bytes.Repeat([]byte{0xAB}, 20),
-			OrganizationId: "dev-hospital", Role: emrv1.Role_ROLE_CLINICIAN}, Height: l.height}
+	out, height := answer(strings.TrimPrefix(req.Params.Path, app.QueryPathPrefix), data)
+	var value []byte
+	if out != nil {
+		value, _ = proto.Marshal(out)
 	}
-	l.mu.Unlock()
-	value, _ := proto.Marshal(out)
-	result, _ := cmtjson.Marshal(&ctypes.ResultABCIQuery{Response: abci.QueryResponse{Value: value, Height: l.height}})
+	result, _ := cmtjson.Marshal(&ctypes.ResultABCIQuery{Response: abci.QueryResponse{Value: value, Height: height}})
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write([]byte(`{"jsonrpc":"2.0","id":` + string(req.ID) + `,"result":` + string(result) + `}`))
 }

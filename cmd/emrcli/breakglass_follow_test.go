@@ -3,9 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
-	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,13 +10,9 @@ import (
 	"testing"
 	"time"
 
-	abci "github.com/cometbft/cometbft/abci/types"
-	cmtjson "github.com/cometbft/cometbft/libs/json"
-	ctypes "github.com/cometbft/cometbft/rpc/core/types"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/client"
 	"github.com/emrchain/emrchain/client/keyring"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
@@ -49,24 +42,12 @@ func (n *fakeBreakGlassNode) add(height int64, tx byte) {
 }
 
 func (n *fakeBreakGlassNode) serve(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		ID     json.RawMessage `json:"id"`
-		Method string          `json:"method"`
-		Params struct {
-			Path string `json:"path"`
-			Data string `json:"data"`
-		} `json:"params"`
-	}
-	body, _ := io.ReadAll(r.Body)
-	if err := json.Unmarshal(body, &req); err != nil || req.Method != "abci_query" {
-		http.Error(w, "unsupported", http.StatusBadRequest)
-		return
-	}
-	data, _ := hex.DecodeString(req.Params.Data)
-	n.mu.Lock()
-	var out proto.Message
-	switch strings.TrimPrefix(req.Params.Path, app.QueryPathPrefix) {
-	case "BreakGlassLog":
+	serveABCIQuery(w, r, func(method string, data []byte) (proto.Message, int64) {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if method != "BreakGlassLog" {
+			return nil, n.height
+		}
 		q := &emrv1.QueryBreakGlassLogRequest{}
 		_ = proto.Unmarshal(data, q)
 		resp := &emrv1.QueryBreakGlassLogResponse{Page: &emrv1.PageResponse{Total: uint64(len(n.entries))}, Height: n.height,
@@ -76,13 +57,8 @@ func (n *fakeBreakGlassNode) serve(w http.ResponseWriter, r *http.Request) {
 				resp.Entries = append(resp.Entries, e)
 			}
 		}
-		out = resp
-	}
-	n.mu.Unlock()
-	value, _ := proto.Marshal(out)
-	result, _ := cmtjson.Marshal(&ctypes.ResultABCIQuery{Response: abci.QueryResponse{Value: value, Height: n.height}})
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write([]byte(`{"jsonrpc":"2.0","id":` + string(req.ID) + `,"result":` + string(result) + `}`))
+		return resp, n.height
+	})
 }
 
 // followBreakGlassFor runs break-glass-log --service --follow for
