@@ -68,6 +68,23 @@ func (l *fakeAccessLog) serve(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// fakeNodeClient serves handler as a fake node and returns an unverified
+// client of it, and a context that ends d later (both closed when the
+// test ends).
+func fakeNodeClient(t *testing.T, handler http.HandlerFunc, d time.Duration) (context.Context, *client.Client) {
+	t.Helper()
+	srv := httptest.NewServer(handler)
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	c, err := client.New(ctx, client.Config{Node: srv.URL, ChainID: "fake", Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return ctx, c
+}
+
 // serveABCIQuery answers a JSON-RPC abci_query (nothing else) of a fake
 // node: answer gets the Query method and the request's bytes, and returns
 // the response and the height it is of (nil: an empty answer).
@@ -100,15 +117,7 @@ func serveABCIQuery(w http.ResponseWriter, r *http.Request, answer func(method s
 // serves it, calls later 400 ms in, and returns what it printed.
 func followFake(t *testing.T, log *fakeAccessLog, later func()) string {
 	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(log.serve))
-	defer srv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	c, err := client.New(ctx, client.Config{Node: srv.URL, ChainID: "fake", Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	ctx, c := fakeNodeClient(t, log.serve, 2*time.Second)
 	pid := bytes.Repeat([]byte{0x5B}, 32)
 	events, info, err := c.AllAccessEvents(ctx, pid)
 	if err != nil {

@@ -2,9 +2,7 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -13,7 +11,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/emrchain/emrchain/client"
 	"github.com/emrchain/emrchain/client/keyring"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
@@ -66,15 +63,7 @@ func (n *fakeBreakGlassNode) serve(w http.ResponseWriter, r *http.Request) {
 // and returns what it printed.
 func followBreakGlassFor(t *testing.T, a *cli, node *fakeBreakGlassNode, since time.Time, later func()) string {
 	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(node.serve))
-	defer srv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
-	defer cancel()
-	c, err := client.New(ctx, client.Config{Node: srv.URL, ChainID: "fake", Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	ctx, c := fakeNodeClient(t, node.serve, 1500*time.Millisecond)
 	var stdout, stderr bytes.Buffer
 	a.stdout, a.stderr = &stdout, &stderr
 	src := breakGlassSource{org: "dev-hospital", service: node.service, since: since}
