@@ -43,9 +43,10 @@ type auditRow struct {
 }
 
 // auditRows groups a patient's access events (newest first) by
-// transaction and resolves each accessor's organization and role, verified.
-func auditRows(ctx context.Context, c *client.Client, events []*emrv1.AccessEvent) ([]auditRow, error) {
-	members := map[string]*emrv1.Member{}
+// transaction and resolves each accessor's organization and role,
+// verified, keeping the members it reads in members (by address) for a
+// later call: a member's organization and role never change.
+func auditRows(ctx context.Context, c *client.Client, events []*emrv1.AccessEvent, members map[string]*emrv1.Member) ([]auditRow, error) {
 	var rows []auditRow
 	var lastTx []byte // the transaction of rows[len(rows)-1]
 	for _, ev := range events {
@@ -153,12 +154,14 @@ fields of "reads", with patient_id and verified), oldest first.`,
 			if err != nil {
 				return err
 			}
-			rows, err := auditRows(ctx, c, events)
+			members := map[string]*emrv1.Member{}
+			rows, err := auditRows(ctx, c, events, members)
 			if err != nil {
 				return err
 			}
 			if follow {
-				f := &auditFollower{a: a, c: c, patientID: pid, label: a.labeler(), verified: info.Verified}
+				label, width := a.addressLabels()
+				f := &auditFollower{a: a, c: c, patientID: pid, label: label, labelWidth: width, verified: info.Verified, members: members}
 				if len(events) > 0 {
 					f.seen = events[0].Sequence
 				}
@@ -231,9 +234,14 @@ type auditFollower struct {
 	c         *client.Client
 	patientID []byte
 	label     func(string) string
-	verified  bool
+	// labelWidth is how wide label's labels are at the most
+	// (addressLabels): the WHO column makes room for any.
+	labelWidth int
+	verified   bool
 	// seen is the newest event shown (0: none).
 	seen uint64
+	// members are the accessors read so far (auditRows), by address.
+	members map[string]*emrv1.Member
 }
 
 // run prints rows, the log so far at height (newest first), oldest
@@ -249,7 +257,7 @@ func (f *auditFollower) run(ctx context.Context, rows []auditRow, height int64, 
 		// Reads to come line up with the first batch if they fit it: make
 		// room for a clinician's treatment read (a time, an address),
 		// the most common, even before any is logged.
-		out.fit(len("2006-01-02T15:04:05Z"), 2*20, 0, len("clinician"), len("treatment"))
+		out.fit(len("2006-01-02T15:04:05Z"), max(2*app.AddressSize, f.labelWidth), 0, len("clinician"), len("treatment"))
 		// The header even when no read is logged yet, in one batch with
 		// the rows so that the columns fit them.
 		out.print(append([][]string{auditColumns}, f.cells(rows)...)...)
@@ -288,7 +296,10 @@ func (f *auditFollower) next(ctx context.Context) ([]auditRow, error) {
 	if err != nil || len(events) == 0 {
 		return nil, err
 	}
-	rows, err := auditRows(ctx, f.c, events)
+	if f.members == nil {
+		f.members = map[string]*emrv1.Member{}
+	}
+	rows, err := auditRows(ctx, f.c, events, f.members)
 	if err != nil {
 		return nil, err
 	}

@@ -32,6 +32,8 @@ type fakeAccessLog struct {
 	mu     sync.Mutex
 	events []*emrv1.AccessEvent // oldest first
 	height int64
+	// memberReads counts the Member queries answered.
+	memberReads int
 }
 
 func (l *fakeAccessLog) add(seq uint64, height int64, tx byte) {
@@ -61,6 +63,7 @@ func (l *fakeAccessLog) serve(w http.ResponseWriter, r *http.Request) {
 			}
 			return resp, l.height
 		case "Member":
+			l.memberReads++
 			return &emrv1.QueryMemberResponse{Member: &emrv1.Member{Address: bytes.Repeat([]byte{0xAB}, 20),
 				OrganizationId: "dev-hospital", Role: emrv1.Role_ROLE_CLINICIAN}, Height: l.height}, l.height
 		}
@@ -123,12 +126,13 @@ func followFake(t *testing.T, log *fakeAccessLog, later func()) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, err := auditRows(ctx, c, events)
+	members := map[string]*emrv1.Member{}
+	rows, err := auditRows(ctx, c, events, members)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer
-	f := &auditFollower{a: &cli{stdout: &stdout, stderr: &stderr}, c: c, patientID: pid, label: func(s string) string { return s }, verified: info.Verified}
+	f := &auditFollower{a: &cli{stdout: &stdout, stderr: &stderr}, c: c, patientID: pid, label: func(s string) string { return s }, verified: info.Verified, members: members}
 	if len(events) > 0 {
 		f.seen = events[0].Sequence
 	}
@@ -146,7 +150,15 @@ func followText(t *testing.T) string {
 	log := &fakeAccessLog{}
 	log.add(1, 10, 0x01)
 	log.add(2, 11, 0x02)
-	return followFake(t, log, func() { log.add(3, 12, 0x03) })
+	out := followFake(t, log, func() { log.add(3, 12, 0x03) })
+	// The accessor (one member, in every batch) is read once: its
+	// organization and role never change.
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if log.memberReads != 1 {
+		t.Fatalf("audit --follow read the accessor's member entry %d times, want once", log.memberReads)
+	}
+	return out
 }
 
 // blocks are the BLOCK cells (last column) of the lines after the header.

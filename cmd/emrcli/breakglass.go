@@ -313,7 +313,7 @@ func (r breakGlassRow) cells(label func(string) string) []string {
 // of each service), until ctx ends or a read fails in a way asking again
 // cannot mend (follow).
 func (a *cli) followBreakGlass(ctx context.Context, c *client.Client, src breakGlassSource, first breakGlassView, seen map[string]uint64, interval time.Duration) error {
-	label := a.labeler()
+	label, width := a.addressLabels()
 	var out *columns
 	show := func(v breakGlassView, header ...[]string) {
 		if a.jsonOut {
@@ -337,9 +337,9 @@ func (a *cli) followBreakGlass(ctx context.Context, c *client.Client, src breakG
 		a.unverifiedBanner()
 		out = newColumns(a.stdout, len(breakGlassColumns))
 		// Reads to come line up with the first batch if they fit it: make
-		// room for a time, an address, a patient id, the longest reason
-		// and an address, even before any is logged.
-		out.fit(len("2006-01-02T15:04:05Z"), 2*20, 2*32, len("patient-incapacitated"), 0, 2*20)
+		// room for a time, a labelled address, a patient id, the longest
+		// reason and a labelled address, even before any is logged.
+		out.fit(len("2006-01-02T15:04:05Z"), width, 2*app.PatientIDSize, len("patient-incapacitated"), 0, width)
 	}
 	// The header even when no read is logged yet, in one batch with the
 	// reads so that the columns fit them.

@@ -89,26 +89,50 @@ func followBreakGlassFor(t *testing.T, a *cli, node *fakeBreakGlassNode, since t
 // records) the reads are still under the header, as with audit --follow.
 // (The review found the header printed in a batch of its own.)
 func TestBreakGlassFollowHeaderLinesUpWithTheFirstBatch(t *testing.T) {
+	kr, node := namedServiceNode(t)
+	node.add(10, 0x01)
+	node.add(11, 0x02)
+	out := followBreakGlassFor(t, &cli{kr: kr}, node, time.Time{}, nil)
+	checkUnderTheHeader(t, out, 3)
+}
+
+// TestBreakGlassFollowMakesRoomForNamedAddresses: a read logged while it
+// follows, through a service the keyring names, lines up with the header
+// printed before any read was: the columns of addresses make room for the
+// longest key name (addressLabels).
+func TestBreakGlassFollowMakesRoomForNamedAddresses(t *testing.T) {
+	kr, node := namedServiceNode(t)
+	out := followBreakGlassFor(t, &cli{kr: kr}, node, time.Time{}, func() { node.add(12, 0x03) })
+	checkUnderTheHeader(t, out, 2)
+}
+
+// namedServiceNode is a fake node of an emergency service that the
+// returned keyring names (er-desk, as an auditor's may).
+func namedServiceNode(t *testing.T) (*keyring.Keyring, *fakeBreakGlassNode) {
+	t.Helper()
 	kr, err := keyring.Open(keyring.BackendTest, t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	desk, err := kr.Add("er-desk") // the auditor's keyring names the emergency service
+	desk, err := kr.Add("er-desk")
 	if err != nil {
 		t.Fatal(err)
 	}
-	node := &fakeBreakGlassNode{service: desk.Address()}
-	node.add(10, 0x01)
-	node.add(11, 0x02)
-	out := followBreakGlassFor(t, &cli{kr: kr}, node, time.Time{}, nil)
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 3 {
-		t.Fatalf("want the header and the two reads:\n%s", out)
+	return kr, &fakeBreakGlassNode{service: desk.Address()}
+}
+
+// checkUnderTheHeader checks that out is the header and lines-1 reads,
+// each read's last cell (BLOCK) under the header's.
+func checkUnderTheHeader(t *testing.T, out string, lines int) {
+	t.Helper()
+	got := strings.Split(strings.TrimSpace(out), "\n")
+	if len(got) != lines {
+		t.Fatalf("want the header and %d read(s):\n%s", lines-1, out)
 	}
-	col := strings.Index(lines[0], "BLOCK")
-	for _, l := range lines[1:] {
-		if got := strings.LastIndex(l, " ") + 1; got != col {
-			t.Fatalf("a read's BLOCK cell is at column %d, the header's BLOCK at %d:\n%s", got, col, out)
+	col := strings.Index(got[0], "BLOCK")
+	for _, l := range got[1:] {
+		if at := strings.LastIndex(l, " ") + 1; at != col {
+			t.Fatalf("a read's BLOCK cell is at column %d, the header's BLOCK at %d:\n%s", at, col, out)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -358,19 +359,31 @@ func memberStatusWord(s emrv1.MemberStatus) string {
 // labeler returns a function that shows an address with the name of the
 // local key that has it. It lists the keyring once, not once per row.
 func (a *cli) labeler() func(addrHex string) string {
+	label, _ := a.addressLabels()
+	return label
+}
+
+// addressLabels is labeler, and how wide its labels are at the most: an
+// address (40 hex characters) with the longest key name, for a table
+// whose rows come later (--follow) to make room for any.
+func (a *cli) addressLabels() (label func(addrHex string) string, width int) {
 	names := map[string]string{}
+	width = 2 * app.AddressSize
 	if kr, err := a.keyring(); err == nil {
 		infos, _ := kr.List()
 		for i := len(infos) - 1; i >= 0; i-- { // the first key with an address names it
 			names[upperHex(infos[i].Address)] = infos[i].Name
 		}
 	}
+	for _, name := range names {
+		width = max(width, 2*app.AddressSize+len(" ()")+utf8.RuneCountInString(name))
+	}
 	return func(addrHex string) string {
 		if name, ok := names[strings.ToUpper(addrHex)]; ok {
 			return fmt.Sprintf("%s (%s)", addrHex, name)
 		}
 		return addrHex
-	}
+	}, width
 }
 
 func newTxCmd(a *cli) *cobra.Command {
