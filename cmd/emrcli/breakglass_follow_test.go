@@ -82,20 +82,6 @@ func followBreakGlassFor(t *testing.T, a *cli, node *fakeBreakGlassNode, since t
 	return stdout.String()
 }
 
-// TestBreakGlassFollowHeaderLinesUpWithTheFirstBatch: with --follow
-// (text) the header is printed in one batch with the reads logged so far,
-// so when a cell of those is wider than the room made by fit (a service
-// or clinician the keyring names: "ADDR (er-desk)", or a read of many
-// records) the reads are still under the header, as with audit --follow.
-// (The review found the header printed in a batch of its own.)
-func TestBreakGlassFollowHeaderLinesUpWithTheFirstBatch(t *testing.T) {
-	kr, node := namedServiceNode(t)
-	node.add(10, 0x01)
-	node.add(11, 0x02)
-	out := followBreakGlassFor(t, &cli{kr: kr}, node, time.Time{}, nil)
-	checkUnderTheHeader(t, out, 3)
-}
-
 // TestBreakGlassFollowMakesRoomForNamedAddresses: a read logged while it
 // follows, through a service the keyring names, lines up with the header
 // printed before any read was: the columns of addresses make room for the
