@@ -138,7 +138,11 @@ type streamShape struct {
 type subtree struct {
 	height int8
 	minKey []byte // its smallest key
-	bytes  int64  // its root node's, as the importer holds it
+	root   int64  // its root node's bytes, as the importer holds it
+	// held is what the importer holds of it while it waits: its root,
+	// and the root's two children, which the importer keeps linked from
+	// the root (and in memory) until the root is joined to its parent.
+	held int64
 }
 
 func (s *streamShape) add(n *iavl.ExportNode) error {
@@ -148,7 +152,8 @@ func (s *streamShape) add(n *iavl.ExportNode) error {
 			return fmt.Errorf("%w: leaf %X does not come after leaf %X", ErrBadSnapshot, n.Key, s.lastLeaf)
 		}
 		s.lastLeaf = n.Key
-		s.stack = append(s.stack, subtree{height: 0, minKey: n.Key, bytes: size})
+		s.stack = append(s.stack, subtree{height: 0, minKey: n.Key, root: size, held: size})
+		s.stackBytes += size
 	} else {
 		k := len(s.stack)
 		if k < 2 {
@@ -161,18 +166,21 @@ func (s *streamShape) add(n *iavl.ExportNode) error {
 		case !bytes.Equal(n.Key, r.minKey):
 			return fmt.Errorf("%w: inner node key %X is not its right subtree's smallest key %X", ErrBadSnapshot, n.Key, r.minKey)
 		}
-		// The importer writes both children into its batch now.
+		// The importer writes both children into its batch now, and lets
+		// go of their children; it keeps the two linked from the new node
+		// until that is joined in turn.
 		for _, c := range []subtree{l, r} {
-			s.stackBytes -= c.bytes
+			s.stackBytes -= c.held
 			s.batchNodes++
-			s.batchBytes += c.bytes
+			s.batchBytes += c.root
 			if s.batchNodes >= importerBatchNodes {
 				s.batchNodes, s.batchBytes = 0, 0
 			}
 		}
-		s.stack = append(s.stack[:k-2], subtree{height: n.Height, minKey: l.minKey, bytes: size})
+		joined := subtree{height: n.Height, minKey: l.minKey, root: size, held: size + l.root + r.root}
+		s.stack = append(s.stack[:k-2], joined)
+		s.stackBytes += joined.held
 	}
-	s.stackBytes += size
 	switch {
 	case len(s.stack) > maxImportStack:
 		return fmt.Errorf("%w: more than %d subtrees wait for a parent", ErrBadSnapshot, maxImportStack)
