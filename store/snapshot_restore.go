@@ -15,6 +15,19 @@ import (
 // a database that holds it.
 var restoreMarker = []byte("\x00emrchain/restore-in-progress")
 
+// restoredVersionKey, outside IAVL's key space too, holds the version a
+// restore put the store at (8 bytes), written once the import is
+// committed. The store holds no version below it. IAVL may say otherwise:
+// a snapshot of version V whose state last changed at R < V (blocks that
+// changed nothing since) imports its root under IAVL's root key of
+// version R, with V's a reference to it. So version R looks stored,
+// although this node never committed it, and once pruning passes V that
+// root node is never deleted (IAVL takes it for a reference of V's), so
+// after a restart the search for the first version can land on R, whose
+// other nodes pruning deleted. The one node stays behind; the store reads
+// no version below the restored one (the review of session 52).
+var restoredVersionKey = []byte("\x00emrchain/restored-version")
+
 // wipeBatch is how many keys one batch of a wipe deletes.
 const wipeBatch = 10_000
 
@@ -223,6 +236,9 @@ func (r *Restore) commitLocked(trusted []byte, check func(Reader) error) error {
 	s := r.s
 	if err := r.imp.Commit(); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadSnapshot, err)
+	}
+	if err := s.db.SetSync(restoredVersionKey, binary.BigEndian.AppendUint64(nil, uint64(r.version))); err != nil {
+		return fmt.Errorf("store: restore: record the version: %w", err)
 	}
 	if err := s.loadTree(); err != nil {
 		return err

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -107,7 +108,11 @@ type Store struct {
 	// firstVersion is the lowest stored version (0 when none); it is only
 	// maintained when pruning is enabled.
 	firstVersion int64
-	closed       bool
+	// restoredVersion is the version a snapshot restore put the store
+	// at (0: none), below which it holds no version whatever IAVL says
+	// (restoredVersionKey).
+	restoredVersion int64
+	closed          bool
 
 	// dirty holds the working tree's writes since the last commit (nil
 	// value: deleted); guarded by mu. Commit hands them to values.
@@ -198,6 +203,15 @@ func (s *Store) loadTree() error {
 	if size := cmp.Or(s.opts.ValueCacheSize, DefaultValueCacheSize); size > 0 {
 		s.values = newLatestValues(size)
 	}
+	s.restoredVersion = 0
+	if bz, err := s.db.Get(restoredVersionKey); err != nil {
+		return fmt.Errorf("store: read the restored version: %w", err)
+	} else if bz != nil {
+		if len(bz) != 8 {
+			return fmt.Errorf("store: the restored version is %d bytes, want 8", len(bz))
+		}
+		s.restoredVersion = int64(binary.BigEndian.Uint64(bz))
+	}
 	s.firstVersion = 0
 	if s.opts.pruning() && s.lastVersion > 0 {
 		s.firstVersion = s.findFirstVersion()
@@ -207,18 +221,30 @@ func (s *Store) loadTree() error {
 
 // findFirstVersion finds the lowest stored version by binary search: the
 // stored versions of an IAVL v1 tree are the contiguous range
-// [first, latest].
+// [first, latest], but for a restored store's, which start at the version
+// restored: below it IAVL may show the version whose root the snapshot's
+// version shared (restoredVersionKey).
 func (s *Store) findFirstVersion() int64 {
-	lo, hi := int64(1), s.lastVersion
+	lo, hi := max(1, s.restoredVersion), s.lastVersion
 	for lo < hi {
 		mid := lo + (hi-lo)/2
-		if s.tree.VersionExists(mid) {
+		if s.versionStored(mid) {
 			hi = mid
 		} else {
 			lo = mid + 1
 		}
 	}
 	return lo
+}
+
+// versionStored says whether IAVL holds version v's root key (nodes are
+// stored at 's' | version | nonce, a version's root at nonce 1), which
+// pruning deletes with the version. IAVL's own VersionExists answers from
+// the first version it found, which the root of a restored store's
+// snapshot can misplace (restoredVersionKey).
+func (s *Store) versionStored(v int64) bool {
+	has, err := s.db.Has(append([]byte{'s'}, iavl.GetRootKey(v)...))
+	return err == nil && has
 }
 
 // SetInitialVersion makes the first Commit save version v instead of 1, for
@@ -369,7 +395,7 @@ func (s *Store) ReaderAt(version int64) (Reader, error) {
 
 // immutable loads the tree of a saved version. Called with s.mu held.
 func (s *Store) immutable(version int64) (*iavl.ImmutableTree, error) {
-	if version <= 0 || !s.tree.VersionExists(version) {
+	if version <= 0 || version < s.restoredVersion || !s.tree.VersionExists(version) {
 		return nil, fmt.Errorf("%w: version %d (latest %d)", ErrVersionNotFound, version, s.lastVersion)
 	}
 	t, err := s.tree.GetImmutable(version)
