@@ -1,6 +1,9 @@
 package app
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"fmt"
+)
 
 // Key layout of the single IAVL tree. One byte of prefix, then fixed-width
 // binary components (addresses are 20 bytes, patient ids and hashes 32,
@@ -34,7 +37,7 @@ const (
 	prefixProposal      byte = 0x14 // 0x14 | proposal id                  → Proposal
 	prefixUnseen        byte = 0x15 // 0x15 | ed25519 consensus key       → power not yet seen signing (8 bytes)
 	prefixKeyChanges    byte = 0x16 // 0x16 | ed25519 consensus key       → executed changes of its power (8 bytes)
-	prefixRegistrar     byte = 0x17 // 0x17 | len | org id | address        → marker
+	prefixRegistrar     byte = 0x17 // 0x17 | len | org id | standing | address → marker
 	prefixEmergencyRead byte = 0x18 // 0x18 | clinician address            → EmergencyReads
 	prefixBreakGlass    byte = 0x19 // 0x19 | service address | seq        → patient id | access seq (raw, 40 bytes)
 	prefixBreakGlassLen byte = 0x1a // 0x1a | service address              → entries in its break-glass log (8 bytes)
@@ -111,8 +114,31 @@ func registrarPrefix(org string) []byte {
 	return join([]byte{prefixRegistrar}, lenPrefixed(org))
 }
 
-func registrarKey(org string, addr []byte) []byte {
-	return join(registrarPrefix(org), addr)
+// The standing byte of a registrar index key: an organization's active
+// registrars sort before the rest, so its first key says whether it has
+// one, however many it has suspended.
+const (
+	registrarActive   byte = 0
+	registrarInactive byte = 1
+)
+
+// registrarKey is the registrar index key of registrar addr of org,
+// active or not.
+func registrarKey(org string, active bool, addr []byte) []byte {
+	standing := registrarInactive
+	if active {
+		standing = registrarActive
+	}
+	return join(registrarPrefix(org), []byte{standing}, addr)
+}
+
+// parseRegistrarKey splits a registrar index key (registrarKey).
+func parseRegistrarKey(key []byte) (org string, active bool, addr []byte, err error) {
+	if len(key) < 2 || len(key) != 2+int(key[1])+1+AddressSize || key[2+int(key[1])] > registrarInactive {
+		return "", false, nil, fmt.Errorf("%w: registrar index key %x", ErrInternal, key)
+	}
+	n := 2 + int(key[1])
+	return string(key[2:n]), key[n] == registrarActive, key[n+1:], nil
 }
 
 // breakGlassKey is entry seq of emergency service service's break-glass log.

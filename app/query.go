@@ -260,10 +260,15 @@ func (q *Querier) Organization(_ context.Context, req *emrv1.QueryOrganizationRe
 	}
 	resp := &emrv1.QueryOrganizationResponse{Organization: org}
 	// The registrar index (0x17), not every member of the organization:
-	// a verified read's proofs do not grow with the staff.
+	// a verified read's proofs do not grow with the staff. Active
+	// registrars come first.
 	prefix := registrarPrefix(req.Id)
 	err = scan(q.r, prefix, prefixEnd(prefix), true, func(key, _ []byte) (bool, error) {
-		m, err := q.st().member(key[len(prefix):])
+		_, _, addr, err := parseRegistrarKey(key)
+		if err != nil {
+			return false, err
+		}
+		m, err := q.st().member(addr)
 		if err != nil || m == nil {
 			return false, fmt.Errorf("registrar index %x without member: %v", key, err)
 		}

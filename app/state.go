@@ -100,9 +100,14 @@ func (s state) putMember(m *emrv1.Member) error {
 		return nil
 	}
 	if m.Role == emrv1.Role_ROLE_REGISTRAR {
-		// The registrars alone, for counting the organizations that can
-		// approve proposals without reading every clinician.
-		if err := s.mark(registrarKey(m.OrganizationId, m.Address)); err != nil {
+		// The registrars alone, active ones first, for counting the
+		// organizations that can approve proposals without reading every
+		// clinician, or every suspended registrar.
+		was := registrarKey(m.OrganizationId, !IsActive(m), m.Address)
+		if err := s.kv.Delete(was); err != nil {
+			return fmt.Errorf("delete %x: %w", was, err)
+		}
+		if err := s.mark(registrarKey(m.OrganizationId, IsActive(m), m.Address)); err != nil {
 			return err
 		}
 	}
@@ -216,11 +221,12 @@ func (s state) breakGlassAt(service, key, ref []byte) (*emrv1.AccessEvent, error
 }
 
 // votingOrganizations are the organizations that can approve a proposal:
-// those with an active registrar (from the registrar index, 0x17). Once an
-// organization has one, the walk skips the rest of its registrars, so a
-// registrar who registers many more makes no proposal check (nor the
-// proofs of a verified Proposal read) longer: per organization it reads
-// its registrars up to the first active one.
+// those with an active registrar (from the registrar index, 0x17, where an
+// organization's active registrars sort first). The walk reads one index
+// key of each organization, and the member of the first if active (a
+// retired one: its organization retired, with every member), so a
+// registrar who registers many more, or suspends them, makes no proposal
+// check (nor the proofs of a verified Proposal read) longer.
 func (s state) votingOrganizations() (map[string]bool, error) {
 	voting := map[string]bool{}
 	prefix := []byte{prefixRegistrar}
@@ -229,28 +235,27 @@ func (s state) votingOrganizations() (map[string]bool, error) {
 		start := from
 		from = nil
 		err := scan(s.kv, start, end, true, func(key, _ []byte) (bool, error) {
-			if len(key) < 2 || len(key) != 2+int(key[1])+AddressSize {
-				return false, fmt.Errorf("%w: registrar index key %x", ErrInternal, key)
-			}
-			orgPrefix := key[:2+int(key[1])]
-			m, err := s.member(key[len(orgPrefix):])
+			org, active, addr, err := parseRegistrarKey(key)
 			if err != nil {
 				return false, err
 			}
-			if m == nil {
-				return false, fmt.Errorf("%w: registrar index %x without member", ErrInternal, key)
+			if active {
+				m, err := s.member(addr)
+				if err != nil {
+					return false, err
+				}
+				switch {
+				case m.GetStatus() == emrv1.MemberStatus_MEMBER_STATUS_RETIRED:
+					// Its organization left the consortium: retirement
+					// retires every member together and leaves the
+					// indexes as they were.
+				case !IsActive(m) || m.Role != emrv1.Role_ROLE_REGISTRAR || m.OrganizationId != org:
+					return false, fmt.Errorf("%w: registrar index %x names %v, no active registrar of %q", ErrInternal, key, m, org)
+				default:
+					voting[org] = true
+				}
 			}
-			// Retired together: the first of its registrars says the
-			// organization is, and the rest are not read.
-			if m.Status == emrv1.MemberStatus_MEMBER_STATUS_RETIRED {
-				from = prefixEnd(orgPrefix)
-				return false, nil
-			}
-			if !IsActive(m) {
-				return true, nil
-			}
-			voting[string(orgPrefix[2:])] = true
-			from = prefixEnd(orgPrefix) // the next organization's registrars
+			from = prefixEnd(registrarPrefix(org)) // the next organization's registrars
 			return false, nil
 		})
 		if err != nil {
