@@ -97,6 +97,9 @@ func backendOnDisk(path string) string {
 // named return types differ, so every method is a plain forward.
 type iavlDB struct {
 	db dbm.DB
+	// flushBytes, when not 0, makes every batch write itself out each
+	// time it holds that many bytes (flushingBatch): a restore's.
+	flushBytes int
 }
 
 var _ iavldb.DB = iavlDB{}
@@ -104,7 +107,60 @@ var _ iavldb.DB = iavlDB{}
 func (a iavlDB) Get(key []byte) ([]byte, error) { return a.db.Get(key) }
 func (a iavlDB) Has(key []byte) (bool, error)   { return a.db.Has(key) }
 func (a iavlDB) Close() error                   { return a.db.Close() }
-func (a iavlDB) NewBatch() corestore.Batch      { return a.db.NewBatch() }
+
+func (a iavlDB) NewBatch() corestore.Batch {
+	if a.flushBytes > 0 {
+		return &flushingBatch{db: a.db, b: a.db.NewBatch(), limit: a.flushBytes}
+	}
+	return a.db.NewBatch()
+}
+
+// flushingBatch writes itself out whenever it holds limit bytes of keys
+// and values, and goes on in a new batch. iavl's importer writes its batch
+// every 10,000 nodes whatever their size, so a restore of a state with
+// large values (a consortium's proposals run to tens of KB each) would
+// otherwise hold ten thousand of them at once. It gives up the batch's
+// atomicity, which an import does not need: an unfinished one is wiped
+// (restoreMarker). Only a restore's tree uses it (BeginRestore).
+type flushingBatch struct {
+	db    dbm.DB
+	b     dbm.Batch
+	bytes int
+	limit int
+}
+
+func (f *flushingBatch) Set(key, value []byte) error {
+	if err := f.b.Set(key, value); err != nil {
+		return err
+	}
+	return f.flushIfFull(len(key) + len(value))
+}
+
+func (f *flushingBatch) Delete(key []byte) error {
+	if err := f.b.Delete(key); err != nil {
+		return err
+	}
+	return f.flushIfFull(len(key))
+}
+
+func (f *flushingBatch) flushIfFull(n int) error {
+	if f.bytes += n; f.bytes < f.limit {
+		return nil
+	}
+	if err := f.b.Write(); err != nil {
+		return err
+	}
+	if err := f.b.Close(); err != nil {
+		return err
+	}
+	f.b, f.bytes = f.db.NewBatch(), 0
+	return nil
+}
+
+func (f *flushingBatch) Write() error              { return f.b.Write() }
+func (f *flushingBatch) WriteSync() error          { return f.b.WriteSync() }
+func (f *flushingBatch) Close() error              { return f.b.Close() }
+func (f *flushingBatch) GetByteSize() (int, error) { return f.b.GetByteSize() }
 
 // NewBatchWithSize caps the pre-allocation hint. The store sets iavl's
 // flush threshold to "never" so that a version is written in one atomic

@@ -66,6 +66,11 @@ func (s *Store) BeginRestore(version int64) (*Restore, error) {
 	if err := s.db.SetSync(restoreMarker, v[:]); err != nil {
 		return nil, fmt.Errorf("store: restore: mark: %w", err)
 	}
+	// The import's batches are written as they fill (importBatchBytes),
+	// not every 10,000 nodes whatever their size.
+	if err := s.loadTreeOver(iavlDB{db: s.db, flushBytes: importBatchBytes}); err != nil {
+		return nil, errors.Join(fmt.Errorf("store: restore: %w", err), s.wipeLocked())
+	}
 	imp, err := s.tree.Import(version)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("store: restore: %w", err), s.wipeLocked())
@@ -112,12 +117,15 @@ const (
 	// post-order export of a tree of height h never holds more than h+1.
 	maxImportStack = maxNodeHeight + 1
 	// maxImportBytes bounds the bytes of nodes the importer holds in
-	// memory: those waiting for their parent, and those in its batch not
-	// yet written (iavl writes it every importerBatchNodes nodes, whatever
-	// their size). Ten thousand of emrchain's values take a few MB.
+	// memory while they wait for their parent. Besides them it holds at
+	// most two batches of importBatchBytes: the one it fills, and the one
+	// it writes meanwhile (iavl writes one every 10,000 nodes, whatever
+	// their size; the restore's batches also write themselves out at
+	// importBatchBytes: flushingBatch).
 	maxImportBytes = 128 << 20
-	// importerBatchNodes is iavl's maxBatchSize (import.go).
-	importerBatchNodes = 10_000
+	// importBatchBytes is how much of the nodes written a restore's batch
+	// holds at the most before it is written.
+	importBatchBytes = 16 << 20
 	// nodeOverhead is what the importer holds of a node besides its key
 	// and value, roughly.
 	nodeOverhead = 200
@@ -136,15 +144,13 @@ const (
 //     cannot overlap), and its key must be its right subtree's smallest,
 //     as IAVL builds it;
 //   - memory: leaves that no inner node ever joins pile up in the
-//     importer, and its batch is written by node count, not bytes, so the
-//     subtrees waiting and the bytes held are bounded (maxImportStack,
-//     maxImportBytes).
+//     importer, so the subtrees waiting and the bytes they hold are
+//     bounded (maxImportStack, maxImportBytes); what it has written waits
+//     in batches bounded apart (importBatchBytes).
 type streamShape struct {
 	stack      []subtree
 	lastLeaf   []byte // nil before the first leaf (keys are never empty)
 	stackBytes int64
-	batchNodes int   // nodes in the importer's batch not yet written
-	batchBytes int64 // and their bytes
 }
 
 // subtree is a subtree of the stream not yet joined to its parent.
@@ -179,17 +185,11 @@ func (s *streamShape) add(n *iavl.ExportNode) error {
 		case !bytes.Equal(n.Key, r.minKey):
 			return fmt.Errorf("%w: inner node key %X is not its right subtree's smallest key %X", ErrBadSnapshot, n.Key, r.minKey)
 		}
-		// The importer writes both children into its batch now, and lets
-		// go of their children; it keeps the two linked from the new node
-		// until that is joined in turn.
-		for _, c := range []subtree{l, r} {
-			s.stackBytes -= c.held
-			s.batchNodes++
-			s.batchBytes += c.root
-			if s.batchNodes >= importerBatchNodes {
-				s.batchNodes, s.batchBytes = 0, 0
-			}
-		}
+		// The importer writes both children into its batch now (bounded
+		// apart: importBatchBytes), and lets go of their children; it
+		// keeps the two linked from the new node until that is joined in
+		// turn.
+		s.stackBytes -= l.held + r.held
 		joined := subtree{height: n.Height, minKey: l.minKey, root: size, held: size + l.root + r.root}
 		s.stack = append(s.stack[:k-2], joined)
 		s.stackBytes += joined.held
@@ -197,7 +197,7 @@ func (s *streamShape) add(n *iavl.ExportNode) error {
 	switch {
 	case len(s.stack) > maxImportStack:
 		return fmt.Errorf("%w: more than %d subtrees wait for a parent", ErrBadSnapshot, maxImportStack)
-	case s.stackBytes+s.batchBytes > maxImportBytes:
+	case s.stackBytes > maxImportBytes:
 		return fmt.Errorf("%w: the import would hold more than %d MiB in memory", ErrBadSnapshot, maxImportBytes>>20)
 	}
 	return nil

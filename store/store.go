@@ -189,8 +189,11 @@ func openWithDB(db dbm.DB, opts Options) (*Store, error) {
 // loadTree (re)builds the mutable tree over s.db at its latest version and
 // resets everything derived from it. Called at open, and under s.mu after
 // a restore replaced the database's content.
-func (s *Store) loadTree() error {
-	tree := iavl.NewMutableTree(iavlDB{db: s.db}, s.opts.CacheSize, true, iavl.NewNopLogger(),
+func (s *Store) loadTree() error { return s.loadTreeOver(iavlDB{db: s.db}) }
+
+// loadTreeOver is loadTree over db (a restore's batches flush by size).
+func (s *Store) loadTreeOver(db iavlDB) error {
+	tree := iavl.NewMutableTree(db, s.opts.CacheSize, true, iavl.NewNopLogger(),
 		iavl.FlushThresholdOption(atomicVersions), iavl.SyncOption(true))
 	if _, err := tree.Load(); err != nil {
 		return fmt.Errorf("store: load latest version: %w", err)
