@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	corestore "cosmossdk.io/core/store"
 	dbm "github.com/cosmos/cosmos-db"
@@ -98,8 +99,10 @@ func backendOnDisk(path string) string {
 type iavlDB struct {
 	db dbm.DB
 	// flushBytes, when not 0, makes every batch write itself out each
-	// time it holds that many bytes (flushingBatch): a restore's.
+	// time it holds that many bytes (flushingBatch): a restore's, whose
+	// failed writes are kept in writeErrs.
 	flushBytes int
+	writeErrs  *writeErrors
 }
 
 var _ iavldb.DB = iavlDB{}
@@ -110,7 +113,7 @@ func (a iavlDB) Close() error                   { return a.db.Close() }
 
 func (a iavlDB) NewBatch() corestore.Batch {
 	if a.flushBytes > 0 {
-		return &flushingBatch{db: a.db, b: a.db.NewBatch(), limit: a.flushBytes}
+		return &flushingBatch{db: a.db, b: a.db.NewBatch(), limit: a.flushBytes, errs: a.writeErrs}
 	}
 	return a.db.NewBatch()
 }
@@ -121,12 +124,21 @@ func (a iavlDB) NewBatch() corestore.Batch {
 // large values (a consortium's proposals run to tens of KB each) would
 // otherwise hold ten thousand of them at once. It gives up the batch's
 // atomicity, which an import does not need: an unfinished one is wiped
-// (restoreMarker). Only a restore's tree uses it (BeginRestore).
+// (restoreMarker). Only a restore's tree uses it (BeginRestore), and only
+// iavl's importer takes its batches (NewBatch; the tree's own, atomic
+// ones come from NewBatchWithSize).
+//
+// Every write is synced, so that an import the store accepts is on disk
+// whole (goleveldb does not sync the journal it rotates), and its error
+// is also kept in errs: iavl's importer writes batches from a goroutine
+// and drops the error of the last one it hands over, so Finish asks errs
+// (commitLocked).
 type flushingBatch struct {
 	db    dbm.DB
 	b     dbm.Batch
 	bytes int
 	limit int
+	errs  *writeErrors
 }
 
 func (f *flushingBatch) Set(key, value []byte) error {
@@ -147,7 +159,7 @@ func (f *flushingBatch) flushIfFull(n int) error {
 	if f.bytes += n; f.bytes < f.limit {
 		return nil
 	}
-	if err := f.b.Write(); err != nil {
+	if err := f.Write(); err != nil {
 		return err
 	}
 	if err := f.b.Close(); err != nil {
@@ -157,10 +169,36 @@ func (f *flushingBatch) flushIfFull(n int) error {
 	return nil
 }
 
-func (f *flushingBatch) Write() error              { return f.b.Write() }
-func (f *flushingBatch) WriteSync() error          { return f.b.WriteSync() }
+func (f *flushingBatch) Write() error              { return f.errs.keep(f.b.WriteSync()) }
+func (f *flushingBatch) WriteSync() error          { return f.Write() }
 func (f *flushingBatch) Close() error              { return f.b.Close() }
 func (f *flushingBatch) GetByteSize() (int, error) { return f.b.GetByteSize() }
+
+// writeErrors keeps the first error of a restore's batch writes, from
+// whatever goroutine.
+type writeErrors struct {
+	mu    sync.Mutex
+	first error
+}
+
+// keep notes err if it is the first, and returns it.
+func (w *writeErrors) keep(err error) error {
+	if err != nil {
+		w.mu.Lock()
+		if w.first == nil {
+			w.first = err
+		}
+		w.mu.Unlock()
+	}
+	return err
+}
+
+// err is the first error kept, if any.
+func (w *writeErrors) err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.first
+}
 
 // NewBatchWithSize caps the pre-allocation hint. The store sets iavl's
 // flush threshold to "never" so that a version is written in one atomic

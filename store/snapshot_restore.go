@@ -40,6 +40,9 @@ type Restore struct {
 	version int64
 	shape   streamShape
 	done    bool
+	// writeErrs are the failures of the import's batch writes, which
+	// iavl's importer may not report (flushingBatch).
+	writeErrs *writeErrors
 }
 
 // BeginRestore starts importing the snapshot of version into the store,
@@ -68,14 +71,15 @@ func (s *Store) BeginRestore(version int64) (*Restore, error) {
 	}
 	// The import's batches are written as they fill (importBatchBytes),
 	// not every 10,000 nodes whatever their size.
-	if err := s.loadTreeOver(iavlDB{db: s.db, flushBytes: importBatchBytes}); err != nil {
+	writeErrs := &writeErrors{}
+	if err := s.loadTreeOver(iavlDB{db: s.db, flushBytes: importBatchBytes, writeErrs: writeErrs}); err != nil {
 		return nil, errors.Join(fmt.Errorf("store: restore: %w", err), s.wipeLocked())
 	}
 	imp, err := s.tree.Import(version)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("store: restore: %w", err), s.wipeLocked())
 	}
-	s.restoring = &Restore{s: s, imp: imp, version: version}
+	s.restoring = &Restore{s: s, imp: imp, version: version, writeErrs: writeErrs}
 	return s.restoring, nil
 }
 
@@ -236,6 +240,10 @@ func (r *Restore) commitLocked(trusted []byte, check func(Reader) error) error {
 	s := r.s
 	if err := r.imp.Commit(); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadSnapshot, err)
+	}
+	// Commit has waited for every batch it handed to its goroutine.
+	if err := r.writeErrs.err(); err != nil {
+		return fmt.Errorf("store: restore: writing the import: %w", err)
 	}
 	if err := s.db.SetSync(restoredVersionKey, binary.BigEndian.AppendUint64(nil, uint64(r.version))); err != nil {
 		return fmt.Errorf("store: restore: record the version: %w", err)

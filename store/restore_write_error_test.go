@@ -1,0 +1,112 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"sync/atomic"
+	"testing"
+
+	dbm "github.com/cosmos/cosmos-db"
+)
+
+// failFirstWriteDB fails the first write of a batch made by NewBatch
+// with an error, as a full or broken disk would. Only a restore's import
+// takes its batches from NewBatch (flushingBatch): iavl's importer writes
+// one every 10,000 nodes from a goroutine of its own.
+type failFirstWriteDB struct {
+	dbm.DB
+	writes atomic.Int64
+	failed atomic.Bool
+}
+
+func (d *failFirstWriteDB) NewBatch() dbm.Batch {
+	return &failFirstWriteBatch{Batch: d.DB.NewBatch(), d: d}
+}
+
+
+type failFirstWriteBatch struct {
+	dbm.Batch
+	d *failFirstWriteDB
+}
+
+func (b *failFirstWriteBatch) Write() error {
+	if b.fails() {
+		return errDiskFull
+	}
+	return b.Batch.Write()
+}
+
+func (b *failFirstWriteBatch) WriteSync() error {
+	if b.fails() {
+		return errDiskFull
+	}
+	return b.Batch.WriteSync()
+}
+
+// fails says whether this is the first write, which fails.
+func (b *failFirstWriteBatch) fails() bool {
+	if b.d.writes.Add(1) == 1 {
+		b.d.failed.Store(true)
+		return true
+	}
+	return false
+}
+
+// TestRestoreReportsAFailedBackgroundWrite: a restore of 6,000
+// leaves imports 11,999 nodes. iavl's importer hands its first 10,000 to a
+// goroutine (batch.Write through flushingBatch.Write), and only looks at
+// that write's result when the next 10,000 are full, which never comes:
+// Importer.Commit writes the rest, loads the version (its root is in the
+// last batch), and Close drops the goroutine's error. The failed write
+// fails the restore (flushingBatch keeps its error for Finish). (The
+// review found Finish succeeding, the marker deleted and the store at the
+// version with 10,000 nodes missing.)
+func TestRestoreReportsAFailedBackgroundWrite(t *testing.T) {
+	const leaves = 6000
+	src := openTest(t, t.TempDir(), Options{Backend: BackendPebble, CacheSize: 1000})
+	defer src.Close()
+	for i := range leaves {
+		if err := src.Working().Set(binary.BigEndian.AppendUint32([]byte{0x14}, uint32(i)), []byte("value")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, version := mustCommit(t, src)
+	sn, info := snapshotOf(t, src, version, DefaultChunkSize)
+
+	db := &failFirstWriteDB{DB: dbm.NewMemDB()}
+	dst, err := openWithDB(db, Options{Backend: BackendMemDB, CacheSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	err = restoreAll(t, dst, sn, info, root)
+	if !db.failed.Load() {
+		t.Fatalf("no batch write failed (the importer did not write from its goroutine); restore: %v", err)
+	}
+	if err != nil {
+		return // the failure was reported: the restore is wiped
+	}
+	if marked, _ := db.Has(restoreMarker); marked {
+		t.Fatal("Finish succeeded but left the restore marker")
+	}
+	// Finish said the store is at the version: every key must read back.
+	rd, err := dst.ReaderAt(version)
+	if err != nil {
+		t.Fatalf("Finish succeeded, but the version cannot be read: %v", err)
+	}
+	var missing int
+	var firstErr error
+	for i := range leaves {
+		v, err := rd.Get(binary.BigEndian.AppendUint32([]byte{0x14}, uint32(i)))
+		if err != nil || string(v) != "value" {
+			if missing == 0 {
+				firstErr = errors.Join(err, errors.New("value "+string(v)))
+			}
+			missing++
+		}
+	}
+	if v, _ := dst.LastCommit(); v == version {
+		t.Fatalf("a batch write of the import failed (%v), yet Finish succeeded and the store is at version %d with %d of %d keys unreadable (first: %v)",
+			errDiskFull, version, missing, leaves, firstErr)
+	}
+}
