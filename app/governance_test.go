@@ -679,16 +679,26 @@ func TestNoSuspensionLeavesNobodyToApprove(t *testing.T) {
 }
 
 // registerFifty has hospital A's registrar register fifty new members of
-// role in one block.
-func (w *ruleWorld) registerFifty(t *testing.T, role emrv1.Role) {
+// role in one block, and returns them.
+func (w *ruleWorld) registerFifty(t *testing.T, role emrv1.Role) []*apptest.Actor {
 	t.Helper()
 	var txs [][]byte
+	var fifty []*apptest.Actor
 	seq := w.c.Seq(w.regA.Address)
 	for i := range 50 {
 		who := apptest.NewActor(fmt.Sprintf("%s-%d", role, i))
+		fifty = append(fifty, who)
 		txs = append(txs, w.regA.Tx(apptest.ChainID, seq+uint64(i), apptest.RegisterMember(who, role, apptest.HospitalA)))
 	}
 	ruleAllOK(t, w.c.Block(txs...))
+	return fifty
+}
+
+// proposalProofs is how many proofs a verified read of proposal 1 has.
+func proposalProofs(c *apptest.Chain) int {
+	var resp emrv1.QueryProposalResponse
+	c.QueryProven("Proposal", &emrv1.QueryProposalRequest{Id: 1}, &resp)
+	return len(resp.Proofs)
 }
 
 // TestProposalProofsDoNotGrowWithStaff: a verified Proposal read proves
@@ -698,15 +708,33 @@ func TestProposalProofsDoNotGrowWithStaff(t *testing.T) {
 	w := newRuleWorld(t, apptest.Options{})
 	c := w.c
 	c.Must(w.regA, apptest.AddValidator(apptest.NewActor("y"), 1))
-	proofs := func() int {
-		var resp emrv1.QueryProposalResponse
-		c.QueryProven("Proposal", &emrv1.QueryProposalRequest{Id: 1}, &resp)
-		return len(resp.Proofs)
-	}
-	before := proofs()
+	before := proposalProofs(c)
 	w.registerFifty(t, emrv1.Role_ROLE_CLINICIAN)
-	if after := proofs(); after != before {
+	if after := proposalProofs(c); after != before {
 		t.Fatalf("Proposal's proofs went from %d to %d with fifty clinicians", before, after)
+	}
+}
+
+// TestProposalProofsDoNotGrowWithSuspendedRegistrars: a registrar who
+// registers fifty more in its own organization and suspends them makes a
+// verified Proposal read (and every proposal's check) no longer: the
+// registrar index sorts an organization's active registrars first. (The
+// review found votingOrganizations reading the registrars in address
+// order up to the first active one: 7 proofs became 37.)
+func TestProposalProofsDoNotGrowWithSuspendedRegistrars(t *testing.T) {
+	w := newRuleWorld(t, apptest.Options{})
+	c := w.c
+	c.Must(w.regA, apptest.AddValidator(apptest.NewActor("y"), 1))
+	before := proposalProofs(c)
+	fifty := w.registerFifty(t, emrv1.Role_ROLE_REGISTRAR)
+	var txs [][]byte
+	seq := c.Seq(w.regA.Address)
+	for i, r := range fifty {
+		txs = append(txs, w.regA.Tx(apptest.ChainID, seq+uint64(i), apptest.SetStatus(r, emrv1.MemberStatus_MEMBER_STATUS_SUSPENDED)))
+	}
+	ruleAllOK(t, c.Block(txs...))
+	if after := proposalProofs(c); after != before {
+		t.Fatalf("Proposal's proofs went from %d to %d with fifty suspended registrars", before, after)
 	}
 }
 
