@@ -23,7 +23,6 @@ func (d *failFirstWriteDB) NewBatch() dbm.Batch {
 	return &failFirstWriteBatch{Batch: d.DB.NewBatch(), d: d}
 }
 
-
 type failFirstWriteBatch struct {
 	dbm.Batch
 	d *failFirstWriteDB
