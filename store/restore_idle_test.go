@@ -30,6 +30,15 @@ func TestRestoreOfAnIdleVersionHoldsNothingBelowIt(t *testing.T) {
 	if err := restoreAll(t, dst, sn, info, root); err != nil {
 		t.Fatal(err)
 	}
+	// Without pruning, too, the store says it begins at the restored
+	// version (a query below it then says so: app.heightError).
+	kept := memStore(t)
+	if err := restoreAll(t, kept, sn, info, root); err != nil {
+		t.Fatal(err)
+	}
+	if first := kept.FirstVersion(); first != version {
+		t.Errorf("restored at %d with every version kept: FirstVersion %d, want %d", version, first, version)
+	}
 	if _, err := dst.ReaderAt(12); !isNotFound(err) {
 		t.Errorf("right after the restore of %d, version 12 (never committed here) reads: err %v", version, err)
 	}

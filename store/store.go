@@ -355,12 +355,13 @@ func (s *Store) LastCommit() (int64, []byte) {
 }
 
 // FirstVersion returns the lowest version the store still holds under its
-// pruning policy; 0 when pruning is off (every version is kept).
+// pruning policy; with pruning off, the version a snapshot restore put it
+// at, or 0 when it holds every version since the first.
 func (s *Store) FirstVersion() int64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if !s.opts.pruning() {
-		return 0
+		return s.restoredVersion
 	}
 	return s.firstVersion
 }
