@@ -96,8 +96,8 @@ func (r *auditRow) add(ev *emrv1.AccessEvent) {
 // "share 1 (record 2)" for a share.
 func (r auditRow) read() string {
 	var parts []string
-	for _, s := range r.Records {
-		parts = append(parts, fmt.Sprint(s))
+	if len(r.Records) > 0 {
+		parts = append(parts, joinUints(r.Records))
 	}
 	for i, s := range r.Shares {
 		parts = append(parts, fmt.Sprintf("share %d (record %d)", s, r.ShareRecords[i]))
@@ -252,22 +252,13 @@ func (f *auditFollower) run(ctx context.Context, rows []auditRow, height int64, 
 	if f.a.jsonOut {
 		f.printLines(rows)
 	} else {
-		f.a.unverifiedBanner()
-		out = newColumns(f.a.stdout, len(auditColumns))
-		// Reads to come line up with the first batch if they fit it: make
-		// room for a clinician's treatment read (a time, an address),
-		// the most common, even before any is logged.
-		out.fit(len("2006-01-02T15:04:05Z"), max(2*app.AddressSize, f.labelWidth), 0, len("clinician"), len("treatment"))
-		// The header even when no read is logged yet, in one batch with
-		// the rows so that the columns fit them.
-		out.print(append([][]string{auditColumns}, f.cells(rows)...)...)
+		// Room for a clinician's treatment read (a time, a labelled
+		// address), the most common, even before any is logged.
+		out = f.a.followTable(auditColumns, f.cells(rows),
+			len("2006-01-02T15:04:05Z"), max(2*app.AddressSize, f.labelWidth), 0, len("clinician"), len("treatment"))
 	}
-	verified := "verified"
-	if !f.verified {
-		verified = "NOT verified"
-	}
-	fmt.Fprintf(f.a.stderr, "following the access log of patient %x from the state at height %d (%s, %d emergency read(s) so far): each new read is printed as it is committed (every %s; Ctrl-C to stop)\n",
-		f.patientID, height, verified, countEmergencies(rows), interval)
+	f.a.followStart(fmt.Sprintf("the access log of patient %x", f.patientID), height, f.verified,
+		fmt.Sprintf("%d emergency read(s) so far", countEmergencies(rows)), interval)
 	return f.a.follow(ctx, interval, "the access log", func(ctx context.Context) error {
 		rows, err := f.next(ctx)
 		if err != nil {

@@ -314,39 +314,35 @@ func (r breakGlassRow) cells(label func(string) string) []string {
 // cannot mend (follow).
 func (a *cli) followBreakGlass(ctx context.Context, c *client.Client, src breakGlassSource, first breakGlassView, seen map[string]uint64, interval time.Duration) error {
 	label, width := a.addressLabels()
-	var out *columns
-	show := func(v breakGlassView, header ...[]string) {
-		if a.jsonOut {
-			enc := json.NewEncoder(a.stdout)
-			for _, r := range v.Reads {
-				_ = enc.Encode(struct {
-					Organization string `json:"organization"`
-					breakGlassRow
-					Verified bool `json:"verified"`
-				}{v.Organization, r, v.Verified})
-			}
-			return
-		}
-		cells := header
+	cells := func(v breakGlassView) [][]string {
+		var cells [][]string
 		for _, r := range v.Reads {
 			cells = append(cells, r.cells(label))
 		}
-		out.print(cells...)
+		return cells
 	}
-	if !a.jsonOut {
-		a.unverifiedBanner()
-		out = newColumns(a.stdout, len(breakGlassColumns))
-		// Reads to come line up with the first batch if they fit it: make
-		// room for a time, a labelled address, a patient id, the longest
-		// reason and a labelled address, even before any is logged.
-		out.fit(len("2006-01-02T15:04:05Z"), width, 2*app.PatientIDSize, len("patient-incapacitated"), 0, width)
+	var out *columns
+	show := func(v breakGlassView) {
+		if !a.jsonOut {
+			out.print(cells(v)...)
+			return
+		}
+		enc := json.NewEncoder(a.stdout)
+		for _, r := range v.Reads {
+			_ = enc.Encode(struct {
+				Organization string `json:"organization"`
+				breakGlassRow
+				Verified bool `json:"verified"`
+			}{v.Organization, r, v.Verified})
+		}
 	}
-	// The header even when no read is logged yet, in one batch with the
-	// reads so that the columns fit them.
-	show(first, breakGlassColumns)
-	verified := "verified"
-	if !first.Verified {
-		verified = "NOT verified"
+	if a.jsonOut {
+		show(first)
+	} else {
+		// Room for a time, a labelled address, a patient id, the longest
+		// reason and a labelled address, even before any read is logged.
+		out = a.followTable(breakGlassColumns, cells(first),
+			len("2006-01-02T15:04:05Z"), width, 2*app.PatientIDSize, len("patient-incapacitated"), 0, width)
 	}
 	what, logs := fmt.Sprintf("the break-glass logs of organization %s's emergency services (%d now)", first.Organization, len(first.Services)), "the break-glass logs"
 	if src.service != nil {
@@ -356,8 +352,7 @@ func (a *cli) followBreakGlass(ctx context.Context, c *client.Client, src breakG
 	if first.Since != "" {
 		shown = fmt.Sprintf("%d break-glass read(s) since %s so far", len(first.Reads), first.Since)
 	}
-	fmt.Fprintf(a.stderr, "following %s from the state at height %d (%s, %s): each new one is printed as it is committed (every %s; Ctrl-C to stop)\n",
-		what, first.Height, verified, shown, interval)
+	a.followStart(what, first.Height, first.Verified, shown, interval)
 	return a.follow(ctx, interval, logs, func(ctx context.Context) error {
 		v, err := src.read(ctx, c, seen)
 		if err != nil {

@@ -19,6 +19,29 @@ const followWarnEvery = time.Minute
 // about two blocks.
 const defaultFollowInterval = 2 * time.Second
 
+// followTable starts a --follow's table on standard output (after the
+// --no-verify banner): header in one batch with first, the rows shown so
+// far, so that the columns fit them, and room made for widths, so that
+// rows to come line up with them if they fit.
+func (a *cli) followTable(header []string, first [][]string, widths ...int) *columns {
+	a.unverifiedBanner()
+	out := newColumns(a.stdout, len(header))
+	out.fit(widths...)
+	out.print(append([][]string{header}, first...)...)
+	return out
+}
+
+// followStart says on standard error what a --follow follows, from which
+// state, and what it has shown so far.
+func (a *cli) followStart(what string, height int64, verified bool, shown string, interval time.Duration) {
+	v := "verified"
+	if !verified {
+		v = "NOT verified"
+	}
+	fmt.Fprintf(a.stderr, "following %s from the state at height %d (%s, %s): each new read is printed as it is committed (every %s; Ctrl-C to stop)\n",
+		what, height, v, shown, interval)
+}
+
 // follow calls next every interval, until ctx ends (nil) or next fails in
 // a way asking again cannot mend (followEnds). next reads what was logged
 // since its last call and prints it. Any other failure (a node or witness
