@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	dbm "github.com/cosmos/cosmos-db"
@@ -157,10 +158,12 @@ func TestFaultDBSanity(t *testing.T) {
 }
 
 // failingDB fails the batch write number failAt (counting from 1) with an
-// error, as a full or broken disk would.
+// error, as a full or broken disk would. Batches may be written from
+// several goroutines (a restore's importer writes from one of its own).
 type failingDB struct {
 	dbm.DB
-	writes, failAt int
+	writes atomic.Int64
+	failAt int64
 }
 
 var errDiskFull = errors.New("disk full")
@@ -181,8 +184,7 @@ func (b *failingBatch) WriteSync() error {
 }
 
 func (b *failingBatch) write(w func() error) error {
-	b.f.writes++
-	if b.f.writes == b.f.failAt {
+	if b.f.writes.Add(1) == b.f.failAt {
 		return errDiskFull
 	}
 	return w()
