@@ -2,7 +2,6 @@ package client_test
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -30,14 +29,7 @@ func TestFullLightStore(t *testing.T) {
 	node := clienttest.StartNode(t, clienttest.NodeOptions{TimeoutCommit: 10 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 240*time.Second)
 	defer cancel()
-	gen, err := os.ReadFile(node.Genesis)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chainID, trust, err := client.TrustFromGenesis(ctx, node.RPC, gen, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	chainID, trust := node.Trust(t, ctx)
 	const full = 1000
 	start := time.Now()
 	node.WaitHeight(t, ctx, trust.Height+full+5)

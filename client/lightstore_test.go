@@ -32,14 +32,7 @@ func TestSharedHome(t *testing.T) {
 	node := clienttest.StartNode(t, clienttest.NodeOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
 	defer cancel()
-	gen, err := os.ReadFile(node.Genesis)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, trust, err := client.TrustFromGenesis(ctx, node.RPC, gen, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, trust := node.Trust(t, ctx)
 	open := func(t *testing.T, home string, trust *client.TrustOptions) *client.Client {
 		t.Helper()
 		c, err := client.New(ctx, client.Config{Node: node.RPC, Verify: true, Trust: trust, Home: home, Timeout: 10 * time.Second})

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emrchain/emrchain/client"
 	"github.com/emrchain/emrchain/internal/freeport"
 )
 
@@ -202,6 +203,21 @@ func (n *Node) Height(ctx context.Context) int64 {
 	}
 	h, _ := strconv.ParseInt(st.Result.SyncInfo.Height, 10, 64)
 	return h
+}
+
+// Trust returns the node's chain id and a root of trust taken from its
+// genesis, as emrcli light init --genesis takes one.
+func (n *Node) Trust(t testing.TB, ctx context.Context) (string, *client.TrustOptions) {
+	t.Helper()
+	gen, err := os.ReadFile(n.Genesis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chainID, trust, err := client.TrustFromGenesis(ctx, n.RPC, gen, 0)
+	if err != nil {
+		t.Fatalf("a root of trust from the genesis: %v", err)
+	}
+	return chainID, trust
 }
 
 // WaitHeight waits until the node has committed block min.

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -29,14 +28,7 @@ func TestFollowSurvivesAWitnessOutage(t *testing.T) {
 	node := clienttest.StartNode(t, clienttest.NodeOptions{ChainID: "emr-review-follow"})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	gen, err := os.ReadFile(node.Genesis)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, trust, err := client.TrustFromGenesis(ctx, node.RPC, gen, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, trust := node.Trust(t, ctx)
 	witness := clienttest.NewProxy(t, node.RPC)
 	var down atomic.Bool
 	witness.SetRoute(func(clienttest.Call) string {
