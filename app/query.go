@@ -432,26 +432,40 @@ func (q *Querier) BreakGlassLog(_ context.Context, req *emrv1.QueryBreakGlassLog
 		return nil, err
 	}
 	resp := &emrv1.QueryBreakGlassLogResponse{Service: service, Page: &emrv1.PageResponse{Total: count}}
-	after := req.GetPage().GetAfter()
-	if after >= count {
-		return resp, nil // past the end (and no overflow below)
-	}
-	err = scan(q.r, breakGlassKey(service.Address, after+1), prefixEnd(breakGlassPrefix(service.Address)), true, func(key, value []byte) (bool, error) {
+	resp.Page.Next, err = numberedPage(q.r, breakGlassPrefix(service.Address), count, req.GetPage().GetAfter(), limit, func(seq uint64, key, value []byte) error {
 		ev, err := st.breakGlassAt(service.Address, key, value)
 		if err != nil {
+			return err
+		}
+		resp.Entries = append(resp.Entries, &emrv1.BreakGlassEntry{Sequence: seq, Event: ev})
+		return nil
+	})
+	return resp, err
+}
+
+// numberedPage reads a page of a list numbered 1 to count under prefix
+// (its keys: prefix | number, 8 bytes), ascending: the entries after
+// number after, at most limit of them, each handed to add with its
+// number. It returns where the next page starts (0: the list ends here).
+func numberedPage(r store.Reader, prefix []byte, count, after uint64, limit uint32, add func(seq uint64, key, value []byte) error) (next uint64, err error) {
+	if after >= count {
+		return 0, nil // past the end (and no overflow below)
+	}
+	var n uint32
+	err = scan(r, join(prefix, u64(after+1)), prefixEnd(prefix), true, func(key, value []byte) (bool, error) {
+		seq := binary.BigEndian.Uint64(key[len(key)-8:])
+		if err := add(seq, key, value); err != nil {
 			return false, err
 		}
-		seq := binary.BigEndian.Uint64(key[len(key)-8:])
-		resp.Entries = append(resp.Entries, &emrv1.BreakGlassEntry{Sequence: seq, Event: ev})
-		if uint32(len(resp.Entries)) == limit {
+		if n++; n == limit {
 			if seq < count {
-				resp.Page.Next = seq
+				next = seq
 			}
 			return false, nil
 		}
 		return true, nil
 	})
-	return resp, err
+	return next, err
 }
 
 func (q *Querier) Account(_ context.Context, req *emrv1.QueryAccountRequest) (*emrv1.QueryAccountResponse, error) {
@@ -692,23 +706,13 @@ func (q *Querier) Shares(_ context.Context, req *emrv1.QuerySharesRequest) (*emr
 		return nil, err
 	}
 	resp := &emrv1.QuerySharesResponse{Page: &emrv1.PageResponse{Total: p.ShareCount}}
-	if req.GetPage().GetAfter() >= p.ShareCount {
-		return resp, nil // past the end (and no overflow below)
-	}
-	start := shareKey(p.Id, req.GetPage().GetAfter()+1)
-	err = scan(q.r, start, prefixEnd(sharePrefix(p.Id)), true, func(key, value []byte) (bool, error) {
+	resp.Page.Next, err = numberedPage(q.r, sharePrefix(p.Id), p.ShareCount, req.GetPage().GetAfter(), limit, func(_ uint64, key, value []byte) error {
 		s := &emrv1.Share{}
 		if err := unmarshalAt(key, value, s); err != nil {
-			return false, err
+			return err
 		}
 		resp.Shares = append(resp.Shares, s)
-		if uint32(len(resp.Shares)) == limit {
-			if s.Sequence < p.ShareCount {
-				resp.Page.Next = s.Sequence
-			}
-			return false, nil
-		}
-		return true, nil
+		return nil
 	})
 	return resp, err
 }
@@ -740,27 +744,17 @@ func (q *Querier) StudyShares(ctx context.Context, req *emrv1.QueryStudySharesRe
 	}
 	count := study.Study.ShareCount
 	resp := &emrv1.QueryStudySharesResponse{Page: &emrv1.PageResponse{Total: count}}
-	if req.GetPage().GetAfter() >= count {
-		return resp, nil // past the end (and no overflow below)
-	}
-	start := studyShareKey(req.StudyId, req.GetPage().GetAfter()+1)
 	st := q.st()
-	err = scan(q.r, start, prefixEnd(studySharePrefix(req.StudyId)), true, func(key, value []byte) (bool, error) {
+	resp.Page.Next, err = numberedPage(q.r, studySharePrefix(req.StudyId), count, req.GetPage().GetAfter(), limit, func(seq uint64, key, value []byte) error {
 		s, err := st.studyShareAt(key, value)
 		if err != nil {
-			return false, err
+			return err
 		}
-		if seq := binary.BigEndian.Uint64(key[len(key)-8:]); s.StudyId != req.StudyId || s.StudySequence != seq {
-			return false, fmt.Errorf("%w: study share entry %x names a share of study %q number %d", ErrInternal, key, s.StudyId, s.StudySequence)
+		if s.StudyId != req.StudyId || s.StudySequence != seq {
+			return fmt.Errorf("%w: study share entry %x names a share of study %q number %d", ErrInternal, key, s.StudyId, s.StudySequence)
 		}
 		resp.Shares = append(resp.Shares, s)
-		if uint32(len(resp.Shares)) == limit {
-			if s.StudySequence < count {
-				resp.Page.Next = s.StudySequence
-			}
-			return false, nil
-		}
-		return true, nil
+		return nil
 	})
 	return resp, err
 }
