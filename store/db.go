@@ -181,9 +181,10 @@ type writeErrors struct {
 	first error
 }
 
-// keep notes err if it is the first, and returns it.
+// keep notes err if it is the first (w may be nil: nothing is kept), and
+// returns it.
 func (w *writeErrors) keep(err error) error {
-	if err != nil {
+	if err != nil && w != nil {
 		w.mu.Lock()
 		if w.first == nil {
 			w.first = err
