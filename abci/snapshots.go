@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/cometbft/cometbft/abci/types"
@@ -35,7 +36,9 @@ import (
 // the trusted app hash before the app takes the state. Any peer input that
 // fails is an answer (REJECT, RETRY), never a Go error: an ABCI error
 // halts CometBFT. A refused snapshot's partial import is wiped, so another
-// can be tried.
+// can be tried; a snapshot that proves bad after its chunks matched their
+// hashes is rejected with every peer that served it (failRestore). A
+// failure of this node's own (its disk) aborts state sync instead.
 
 // SnapshotOptions configure the snapshots a node makes and serves.
 type SnapshotOptions struct {
@@ -71,6 +74,15 @@ type restoring struct {
 	r    *store.Restore
 	meta store.SnapshotMetadata // its Root is the trusted app hash (checkOffer)
 	next uint32                 // index of the next chunk to apply
+	// senders are the peers whose chunks were taken, each named once.
+	senders []string
+}
+
+// took notes that sender served a chunk of the snapshot.
+func (rs *restoring) took(sender string) {
+	if sender != "" && !slices.Contains(rs.senders, sender) {
+		rs.senders = append(rs.senders, sender)
+	}
 }
 
 func newSnapshotter(opts *SnapshotOptions) *snapshotter {
@@ -291,8 +303,9 @@ func (a *Application) applyChunk(req *types.ApplySnapshotChunkRequest) *types.Ap
 		}
 		return resp
 	}
+	rs.took(req.Sender)
 	if err := rs.r.AddChunk(req.Chunk); err != nil {
-		return answer(a.failRestore("chunk", err))
+		return a.failRestore(rs, "chunk", err)
 	}
 	rs.next++
 	if int(rs.next) < len(rs.meta.ChunkHashes) {
@@ -300,23 +313,46 @@ func (a *Application) applyChunk(req *types.ApplySnapshotChunkRequest) *types.Ap
 	}
 	a.snaps.restore = nil
 	if err := a.app.FinishRestore(rs.r, rs.meta.Root); err != nil {
-		return answer(a.failRestore("finish", err))
+		return a.failRestore(rs, "finish", err)
 	}
 	height, hash := a.app.LastCommit()
 	a.logger.Info("snapshot restored", "height", height, "app_hash", hash)
 	return answer(types.APPLY_SNAPSHOT_CHUNK_RESULT_ACCEPT)
 }
 
-// failRestore abandons the restore after err: a closed store aborts state
-// sync, anything else rejects the snapshot (its import is wiped) so that
-// CometBFT tries another. Called with a.mu held.
-func (a *Application) failRestore(step string, err error) types.ApplySnapshotChunkResult {
+// failRestore abandons the restore rs after err; its import is wiped.
+//
+// A snapshot that proves bad (chunks that match their hashes but not a
+// tree, or a tree that is not the trusted app hash) is rejected, so that
+// CometBFT tries another, and so is every peer that served a chunk of it:
+// CometBFT asks for a snapshot's chunks only the peers that advertised
+// it, under a hash that names every chunk, so each of them offered a bad
+// snapshot. Unrejected, such a peer could offer one bad snapshot after
+// another, each downloaded in turn.
+//
+// Any other failure is this node's (a write to its disk, a closed store),
+// and another snapshot would meet it too: state sync aborts, CometBFT
+// stops the sync with an error, and the operator restarts the node once
+// the cause is mended (the partial import is wiped at open). Called with
+// a.mu held.
+func (a *Application) failRestore(rs *restoring, step string, err error) *types.ApplySnapshotChunkResponse {
 	a.abortRestore()
-	if errors.Is(err, store.ErrClosed) {
-		return types.APPLY_SNAPSHOT_CHUNK_RESULT_ABORT
+	if !snapshotsFault(err) {
+		a.logger.Error("ApplySnapshotChunk: state sync aborted: this node cannot restore a snapshot; mend the cause and restart the node (the partial restore is wiped at start)",
+			"step", step, "err", err)
+		return &types.ApplySnapshotChunkResponse{Result: types.APPLY_SNAPSHOT_CHUNK_RESULT_ABORT}
 	}
-	a.logger.Error("ApplySnapshotChunk: snapshot rejected", "step", step, "err", err)
-	return types.APPLY_SNAPSHOT_CHUNK_RESULT_REJECT_SNAPSHOT
+	a.logger.Error("ApplySnapshotChunk: snapshot rejected, and the peers that served it", "step", step, "peers", rs.senders, "err", err)
+	return &types.ApplySnapshotChunkResponse{
+		Result:        types.APPLY_SNAPSHOT_CHUNK_RESULT_REJECT_SNAPSHOT,
+		RejectSenders: slices.Clone(rs.senders),
+	}
+}
+
+// snapshotsFault reports whether a restore failed for err because of the
+// snapshot (store.Restore tells them apart).
+func snapshotsFault(err error) bool {
+	return errors.Is(err, store.ErrBadSnapshot) || errors.Is(err, store.ErrRootMismatch)
 }
 
 // abortRestore abandons the restore in progress, if any, and wipes its

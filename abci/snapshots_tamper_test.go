@@ -3,6 +3,7 @@ package abci_test
 import (
 	"bytes"
 	"crypto/sha256"
+	"slices"
 	"testing"
 
 	"github.com/cometbft/cometbft/abci/types"
@@ -44,8 +45,8 @@ func TestStateSyncRefusesTamperedInnerKeys(t *testing.T) {
 	if r := offer(t, dst, evil, appHash); r != types.OFFER_SNAPSHOT_RESULT_ACCEPT {
 		t.Fatalf("offer = %v", r)
 	}
-	if r := apply(t, dst, 0, chunk, "evil"); r.Result != types.APPLY_SNAPSHOT_CHUNK_RESULT_REJECT_SNAPSHOT {
-		t.Fatalf("a stream with %d tampered inner keys: ApplySnapshotChunk = %v, want REJECT_SNAPSHOT", tampered, r.Result)
+	if r := apply(t, dst, 0, chunk, "evil"); r.Result != types.APPLY_SNAPSHOT_CHUNK_RESULT_REJECT_SNAPSHOT || !slices.Equal(r.RejectSenders, []string{"evil"}) {
+		t.Fatalf("a stream with %d tampered inner keys: ApplySnapshotChunk = %v, want REJECT_SNAPSHOT and its sender rejected", tampered, r)
 	}
 	checkInfo(t, dst, 0, nil)
 }

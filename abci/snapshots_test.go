@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -247,12 +248,18 @@ func TestStateSyncWrongAppHash(t *testing.T) {
 	if r := offer(t, dst, lying, wrong); r != types.OFFER_SNAPSHOT_RESULT_ACCEPT {
 		t.Fatalf("offer = %v, want ACCEPT", r)
 	}
+	// Served by two peers (and once by CometBFT without a sender's name),
+	// both of which advertised the lying snapshot: both are rejected.
+	senders := []string{"peer-a", "peer-b", "", "peer-a"}
 	var last *types.ApplySnapshotChunkResponse
 	for i := range snap.Chunks {
-		last = apply(t, dst, i, chunkOf(t, src, snap, i), "peer")
+		last = apply(t, dst, i, chunkOf(t, src, snap, i), senders[int(i)%len(senders)])
 	}
 	if last.Result != types.APPLY_SNAPSHOT_CHUNK_RESULT_REJECT_SNAPSHOT {
 		t.Fatalf("last chunk of a tree that is not the trusted hash: %v, want REJECT_SNAPSHOT", last)
+	}
+	if !slices.Equal(last.RejectSenders, []string{"peer-a", "peer-b"}) {
+		t.Fatalf("a snapshot whose tree is not the trusted hash rejects senders %q, want the two peers that served it", last.RejectSenders)
 	}
 	checkInfo(t, dst, 0, nil)
 	restoreAll(t, src, dst, snap, appHash)
@@ -379,5 +386,49 @@ func TestListSnapshotsOffersTheReadableOnes(t *testing.T) {
 	list, err := n.app.ListSnapshots(context.Background(), &types.ListSnapshotsRequest{})
 	if err != nil || len(list.Snapshots) != 1 || list.Snapshots[0].Height != 4 {
 		t.Fatalf("ListSnapshots with snapshot 2 damaged = %v, %v; want snapshot 4 only", list, err)
+	}
+}
+
+// TestStateSyncLocalFailureAborts: a restore that fails on this node (here
+// its store closes under it; a disk that fails a write is alike,
+// TestRestoreReportsAFailedBackgroundWrite in store) would fail for every snapshot:
+// state sync aborts, and no peer is rejected for it.
+func TestStateSyncLocalFailureAborts(t *testing.T) {
+	src, snap, appHash := sourceChain(t)
+	dst := snapNode(t, t.TempDir(), 0, store.MinChunkSize)
+	if r := offer(t, dst, snap, appHash); r != types.OFFER_SNAPSHOT_RESULT_ACCEPT {
+		t.Fatalf("OfferSnapshot = %v", r)
+	}
+	if r := apply(t, dst, 0, chunkOf(t, src, snap, 0), "honest"); r.Result != types.APPLY_SNAPSHOT_CHUNK_RESULT_ACCEPT {
+		t.Fatalf("chunk 0: %v", r)
+	}
+	if err := dst.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := apply(t, dst, 1, chunkOf(t, src, snap, 1), "honest")
+	if r.Result != types.APPLY_SNAPSHOT_CHUNK_RESULT_ABORT || len(r.RejectSenders) != 0 {
+		t.Fatalf("chunk 1 into a closed store: %v; want ABORT, no sender rejected", r)
+	}
+}
+
+// TestSnapshotsFault: which restore errors count against the snapshot
+// (REJECT_SNAPSHOT with its senders) and which are this node's (ABORT).
+func TestSnapshotsFault(t *testing.T) {
+	disk := errors.New("no space left on device")
+	for _, c := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"a chunk that is not a tree", fmt.Errorf("restore block 4: %w: leaf 01 does not come after leaf 02", store.ErrBadSnapshot), true},
+		{"a tree that is not the trusted hash", fmt.Errorf("restore block 4: %w", store.ErrRootMismatch), true},
+		{"a bad tree whose wipe failed too", errors.Join(fmt.Errorf("%w: x", store.ErrBadSnapshot), disk), true},
+		{"a write of the import that failed", fmt.Errorf("store: restore: writing the import: %w", disk), false},
+		{"a closed store", store.ErrClosed, false},
+		{"bookkeeping that does not read", errors.New("restore block 4: no chain id"), false},
+	} {
+		if got := abci.SnapshotsFault(c.err); got != c.want {
+			t.Errorf("%s (%v): the snapshot's fault = %v, want %v", c.name, c.err, got, c.want)
+		}
 	}
 }

@@ -163,7 +163,7 @@ func (f *flushingBatch) flushIfFull(n int) error {
 		return err
 	}
 	if err := f.b.Close(); err != nil {
-		return err
+		return f.errs.keep(err)
 	}
 	f.b, f.bytes = f.db.NewBatch(), 0
 	return nil

@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/binary"
 	"errors"
+	"strconv"
 	"testing"
 
 	dbm "github.com/cosmos/cosmos-db"
@@ -16,9 +17,18 @@ import (
 // last batch), and Close drops the goroutine's error. The failed write
 // fails the restore (flushingBatch keeps its error for Finish). (The
 // review found Finish succeeding, the marker deleted and the store at the
-// version with 10,000 nodes missing.)
+// version with 10,000 nodes missing.) With 12,000 leaves the importer
+// sees the failure at its second batch, in Add, and reports it like a node
+// that does not fit. Either way the failure is this node's, not the
+// snapshot's: not ErrBadSnapshot, for which state sync would reject the
+// snapshot and its peers and download the next, to fail alike.
 func TestRestoreReportsAFailedBackgroundWrite(t *testing.T) {
-	const leaves = 6000
+	for _, leaves := range []int{6000, 12000} {
+		t.Run(strconv.Itoa(leaves), func(t *testing.T) { testRestoreWithAFailedWrite(t, leaves) })
+	}
+}
+
+func testRestoreWithAFailedWrite(t *testing.T, leaves int) {
 	src := openTest(t, t.TempDir(), Options{Backend: BackendPebble, CacheSize: 1000})
 	defer src.Close()
 	for i := range leaves {
@@ -44,6 +54,9 @@ func TestRestoreReportsAFailedBackgroundWrite(t *testing.T) {
 	if err != nil {
 		if !errors.Is(err, errDiskFull) {
 			t.Fatalf("the restore failed, but not for the failed write: %v", err)
+		}
+		if errors.Is(err, ErrBadSnapshot) || errors.Is(err, ErrRootMismatch) {
+			t.Fatalf("a write that failed on this node is reported as the snapshot's fault: %v", err)
 		}
 		return // the failure was reported: the restore is wiped
 	}

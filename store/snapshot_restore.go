@@ -33,7 +33,11 @@ const wipeBatch = 10_000
 
 // Restore is a snapshot import in progress into an empty store. Its
 // methods are called from one goroutine (CometBFT's snapshot connection);
-// the store stays at version 0 until Finish succeeds.
+// the store stays at version 0 until Finish succeeds. Its errors tell
+// whose failure it was: ErrBadSnapshot and ErrRootMismatch are the
+// snapshot's (another may be tried), anything else is this node's (a
+// write that failed, a closed store), which another snapshot would meet
+// too.
 type Restore struct {
 	s       *Store
 	imp     *iavl.Importer
@@ -109,10 +113,22 @@ func (r *Restore) AddChunk(chunk []byte) error {
 			return err
 		}
 		if err := r.imp.Add(n); err != nil {
-			return fmt.Errorf("%w: %w", ErrBadSnapshot, err)
+			return r.importFailed(err)
 		}
 		return nil
 	})
+}
+
+// importFailed is the error of the import for err, an error of iavl's
+// importer. The importer reports a write of the import that failed on
+// this node's disk as it reports a node that does not fit the tree; the
+// first is this node's failure, which another snapshot would meet too,
+// and must not count against the peer's (ErrBadSnapshot).
+func (r *Restore) importFailed(err error) error {
+	if werr := r.writeErrs.err(); werr != nil {
+		return fmt.Errorf("store: restore: writing the import: %w", werr)
+	}
+	return fmt.Errorf("%w: %w", ErrBadSnapshot, err)
 }
 
 // Limits of an import stream (streamShape).
@@ -239,7 +255,7 @@ func (r *Restore) Finish(trusted []byte, check func(Reader) error) error {
 func (r *Restore) commitLocked(trusted []byte, check func(Reader) error) error {
 	s := r.s
 	if err := r.imp.Commit(); err != nil {
-		return fmt.Errorf("%w: %w", ErrBadSnapshot, err)
+		return r.importFailed(err)
 	}
 	// Commit has waited for every batch it handed to its goroutine.
 	if err := r.writeErrs.err(); err != nil {

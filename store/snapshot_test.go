@@ -415,11 +415,7 @@ func TestServedSnapshotOutlivesKeepRecent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var hs []int64
-		for _, info := range list {
-			hs = append(hs, info.Height)
-		}
-		return hs
+		return listedHeights(list)
 	}
 	serve := func(v int64) {
 		t.Helper()
@@ -471,4 +467,88 @@ func TestServedSnapshotOutlivesKeepRecent(t *testing.T) {
 	if got := heights(); !slices.Equal(got, []int64{8}) {
 		t.Fatalf("long after the offer: snapshots at heights %v, want [8]", got)
 	}
+}
+
+// TestInterruptedPruneListsNoPartialSnapshot: a removal that fails part
+// way (a crash, a disk error) after deleting one chunk of a pruned
+// snapshot must not leave that snapshot listed, since a joining node
+// would ask for the missing chunk in vain. What it left is gone once the
+// directory is opened again, and a later prune still removes the rest.
+func TestInterruptedPruneListsNoPartialSnapshot(t *testing.T) {
+	s := memStore(t)
+	dir := t.TempDir()
+	sn, err := OpenSnapshots(dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sn.SetChunkSize(MinChunkSize)
+	create := func(sn *Snapshots, v int64) error {
+		for i := range 40 { // several chunks
+			mustSet(t, s.Working(), keyN(int(v)*100+i), strings.Repeat("v", 100))
+		}
+		mustCommit(t, s)
+		_, err := sn.Create(context.Background(), s, v)
+		return err
+	}
+	if err := create(sn, 1); err != nil {
+		t.Fatal(err)
+	}
+	if list, err := sn.List(); err != nil || len(list) != 1 || list[0].Chunks < 2 {
+		t.Fatalf("List = %v, %v; want one snapshot of several chunks", listedHeights(list), err)
+	}
+	failed := errors.New("removal interrupted")
+	sn.removeAll = func(path string) error {
+		if err := os.Remove(filepath.Join(path, chunkName(0))); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return failed
+	}
+	if err := create(sn, 2); !errors.Is(err, failed) {
+		t.Fatalf("Create with a failing prune: %v, want %v", err, failed)
+	}
+	list, err := sn.List()
+	if err != nil || len(list) != 1 || list[0].Height != 2 {
+		t.Fatalf("after a prune that failed part way: snapshots at heights %v, %v; want 2 alone", listedHeights(list), err)
+	}
+	if _, err := sn.LoadChunk(1, SnapshotFormat, 1); !errors.Is(err, ErrSnapshotNotFound) {
+		t.Fatalf("a chunk of the snapshot being pruned is still served: %v", err)
+	}
+
+	// Opened again (a restart), the directory holds the new snapshot alone.
+	sn, err = OpenSnapshots(dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 1 || left[0].Name() != snapshotName(2, SnapshotFormat) {
+		t.Fatalf("after reopening, the directory holds %v, want snapshot 2 alone", left)
+	}
+	// Without a restart, the next prune takes what the failed one left.
+	sn.removeAll = func(path string) error {
+		if err := os.Remove(filepath.Join(path, chunkName(0))); err != nil {
+			return err
+		}
+		return failed
+	}
+	if err := create(sn, 3); !errors.Is(err, failed) {
+		t.Fatalf("Create with a failing prune: %v", err)
+	}
+	if list, err := sn.List(); err != nil || len(list) != 1 || list[0].Height != 3 {
+		t.Fatalf("after a second prune that failed part way: snapshots at heights %v, %v; want 3 alone", listedHeights(list), err)
+	}
+	sn.removeAll = os.RemoveAll
+	if err := create(sn, 4); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 1 || left[0].Name() != snapshotName(4, SnapshotFormat) {
+		t.Fatalf("after a prune that worked, the directory holds %v, want snapshot 4 alone", left)
+	}
+}
+
+// listedHeights are the heights of a List, in its order.
+func listedHeights(list []SnapshotInfo) []int64 {
+	hs := make([]int64, len(list))
+	for i, info := range list {
+		hs[i] = info.Height
+	}
+	return hs
 }

@@ -24,6 +24,8 @@ import (
 const (
 	snapshotMetadataFile = "metadata"
 	snapshotTempPrefix   = ".tmp-"
+	// prunedPrefix names a pruned snapshot while its files are removed.
+	prunedPrefix = snapshotTempPrefix + "pruned-"
 	// maxMetadataLen is the longest metadata a snapshot of
 	// MaxSnapshotChunks can have.
 	maxMetadataLen = sha256.Size + 3 + sha256.Size*MaxSnapshotChunks
@@ -43,7 +45,8 @@ type SnapshotInfo struct {
 // subdirectory HEIGHT-FORMAT per snapshot, holding the metadata and one
 // file per chunk. A snapshot is written under a temporary name, every file
 // and the directory fsynced, then renamed into place: a crash leaves no
-// partial snapshot under a listed name, and the temporary names are
+// partial snapshot under a listed name. A pruned one goes the other way:
+// renamed to a temporary name, then removed. The temporary names are
 // removed at open. Safe for concurrent use.
 //
 // A snapshot a peer is downloading, or was offered (Advertise), outlives
@@ -56,6 +59,9 @@ type Snapshots struct {
 	keepRecent int
 	chunkSize  int
 	now        func() time.Time // the wall clock; snapshots are not consensus state
+	// removeAll removes a pruned snapshot's directory (os.RemoveAll; tests
+	// make it fail part way).
+	removeAll func(path string) error
 
 	mu sync.Mutex // serializes Create's rename and pruning with List
 
@@ -93,7 +99,7 @@ func OpenSnapshots(dir string, keepRecent int) (*Snapshots, error) {
 			}
 		}
 	}
-	return &Snapshots{dir: dir, keepRecent: keepRecent, chunkSize: DefaultChunkSize, now: time.Now, served: map[string]time.Time{}}, nil
+	return &Snapshots{dir: dir, keepRecent: keepRecent, chunkSize: DefaultChunkSize, now: time.Now, removeAll: os.RemoveAll, served: map[string]time.Time{}}, nil
 }
 
 // MinChunkSize is the smallest chunk size SetChunkSize takes.
@@ -195,17 +201,54 @@ func (sn *Snapshots) prune() error {
 	}
 	sn.servedMu.Unlock()
 	extra := 0
+	var pruned []string
 	for i := sn.keepRecent; i < len(all); i++ {
 		name := snapshotName(all[i].Height, all[i].Format)
 		if recent[name] && extra < sn.keepRecent {
 			extra++
 			continue
 		}
-		if err := os.RemoveAll(filepath.Join(sn.dir, name)); err != nil {
-			return fmt.Errorf("store: remove snapshot %d: %w", all[i].Height, err)
+		pruned = append(pruned, name)
+	}
+	return sn.remove(pruned)
+}
+
+// remove removes the named snapshots. Each is first renamed to a temporary
+// name, and the renames synced, so it leaves the listing at once and
+// whole: a crash or a failure part way through a removal must not leave a
+// snapshot listed without some of its chunks, which a joining node would
+// then ask every peer for in vain. What a removal that failed left under
+// the temporary name, the next one removes first, and OpenSnapshots too.
+// Called with sn.mu held.
+func (sn *Snapshots) remove(names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	entries, err := os.ReadDir(sn.dir)
+	if err != nil {
+		return fmt.Errorf("store: snapshots: %w", err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), prunedPrefix) {
+			if err := sn.removeAll(filepath.Join(sn.dir, e.Name())); err != nil {
+				return fmt.Errorf("store: remove what a pruning left, %s: %w", e.Name(), err)
+			}
 		}
 	}
-	return durable.SyncDir(sn.dir)
+	for _, name := range names {
+		if err := os.Rename(filepath.Join(sn.dir, name), filepath.Join(sn.dir, prunedPrefix+name)); err != nil {
+			return fmt.Errorf("store: remove snapshot %s: %w", name, err)
+		}
+	}
+	if err := durable.SyncDir(sn.dir); err != nil {
+		return fmt.Errorf("store: remove snapshots: %w", err)
+	}
+	for _, name := range names {
+		if err := sn.removeAll(filepath.Join(sn.dir, prunedPrefix+name)); err != nil {
+			return fmt.Errorf("store: remove snapshot %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // names lists the snapshot directories, newest first (height, then
