@@ -259,17 +259,26 @@ func newReplayCache(max int, now func() time.Time) *replayCache {
 	return &replayCache{max: max, now: now, entries: make(map[[32]byte]replayEntry), bySigner: make(map[signerAddr]*timeHeap)}
 }
 
-// admit records key, a request of signer, until expires; it returns false
-// if key is already there, errReplayWindowPassed if expires is already
+// admit records key, a request of signer whose window closes at
+// windowEnd, until then and for hold from now at least; it returns false
+// if key is already there, errReplayWindowPassed if windowEnd is already
 // past, a *signerBusyError (errReplaySignerFull) if signer holds its quota
 // of entries, and errReplayCacheFull if the cache is full.
-func (c *replayCache) admit(signer signerAddr, key [32]byte, expires time.Time) (bool, error) {
+//
+// A request is judged by its own window, not by when it arrived: a copy
+// whose window has closed is refused even if it arrived in time and was
+// held up since (the sidecar waits on the node, for as long as an
+// unsigned header asks), since the first copy's entry may have been
+// pruned by then. Every copy still inside its window finds the first
+// copy's entry, which lives until that window closes at least.
+func (c *replayCache) admit(signer signerAddr, key [32]byte, windowEnd time.Time, hold time.Duration) (bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
-	if !expires.After(now) {
+	if !windowEnd.After(now) {
 		return false, errReplayWindowPassed
 	}
+	expires := later(windowEnd, now.Add(hold))
 	for len(c.byExp) > 0 && !c.byExp[0].exp.After(now) {
 		e := heap.Pop(&c.byExp).(expiryEntry)
 		if cur, ok := c.entries[e.key]; ok && cur.exp.Equal(e.exp) {

@@ -89,7 +89,9 @@
 // the sidecar's clock is refused (401), and so is a request seen before
 // within that window (401: a bounded replay cache keyed by the hash of
 // address and signed string — not by signature bytes, which ZIP-215 lets an
-// attacker re-encode). One signer may hold ReplayPerSigner (1,000) entries
+// attacker re-encode). A request is judged by its own window, timestamp
+// plus skew, when it reaches the cache: one held up past it (a wait for
+// the node's height) is refused, since its first copy may be forgotten. One signer may hold ReplayPerSigner (1,000) entries
 // of that cache: beyond, its requests are refused with 429 and a
 // Retry-After of the seconds until its oldest entry leaves the window,
 // and the other signers are served; a cache full of everyone's entries

@@ -13,7 +13,7 @@ import (
 // add is admit for requests of one signer, as the cache's first tests
 // use it.
 func (c *replayCache) add(key [32]byte, expires time.Time) (bool, error) {
-	return c.admit(signerAddr{}, key, expires)
+	return c.admit(signerAddr{}, key, expires, 0)
 }
 
 // TestReplayCachePerSigner: a signer holding perSigner live entries is
@@ -92,7 +92,7 @@ func TestReplayCachePerSigner(t *testing.T) {
 					exp = now.Add(s.exp)
 					exps[s.key] = exp
 				}
-				fresh, err := c.admit(s.signer, [32]byte{s.key}, exp)
+				fresh, err := c.admit(s.signer, [32]byte{s.key}, exp, 0)
 				if fresh != s.fresh || !errors.Is(err, s.err) || (s.err == nil) != (err == nil) {
 					t.Fatalf("step %d: fresh=%v err=%v, want fresh=%v err=%v", i, fresh, err, s.fresh, s.err)
 				}

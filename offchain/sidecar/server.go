@@ -663,7 +663,7 @@ func (s *Server) authenticateSigned(r *http.Request) (*emrv1.Member, *signedRequ
 	// a member reinstated) or the request (an access event, a consent),
 	// its node must have what the client saw committed.
 	if aerr := s.reachHeight(r); aerr != nil {
-		if aerr.code == CodeChainBehind && !s.firstSignedByMember(r.Context(), sr, now) {
+		if aerr.code == CodeChainBehind && !s.firstSignedByMember(r.Context(), sr) {
 			// Not a member's signature at the state the node has, or a
 			// copy of a request already seen: the wait is charged to the
 			// host like a failed authentication, so a host that signs
@@ -690,7 +690,7 @@ func (s *Server) authenticateSigned(r *http.Request) (*emrv1.Member, *signedRequ
 	if !sr.verify(member.SignPubKey) {
 		return nil, nil, unauthenticated("bad signature: it does not verify with the signing key %x registered for %x", member.SignPubKey, sr.address)
 	}
-	fresh, err := s.admit(sr, now)
+	fresh, err := s.admit(sr)
 	var busy *signerBusyError
 	switch {
 	case errors.Is(err, errReplayWindowPassed):
@@ -722,26 +722,27 @@ const memberCheckWait = 5 * time.Second
 // for its signer, a member, and is that request's first copy: it admits
 // sr to the replay cache (admit), as authentication would have, so a copy
 // sent again is not.
-func (s *Server) firstSignedByMember(ctx context.Context, sr *signedRequest, now time.Time) bool {
+func (s *Server) firstSignedByMember(ctx context.Context, sr *signedRequest) bool {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), memberCheckWait)
 	defer cancel()
 	member, err := s.chain.Member(ctx, sr.address)
 	if err != nil || !sr.verify(member.SignPubKey) {
 		return false
 	}
-	fresh, err := s.admit(sr, now)
+	fresh, err := s.admit(sr)
 	return err == nil && fresh
 }
 
-// admit records the verified request sr in the replay cache (its clock
-// checked at now): a request is remembered until its signature's window
-// closes, and counts against its signer for a whole window from its
-// arrival at least (a timestamp set back to just inside the window would
+// admit records the verified request sr in the replay cache: a request
+// is remembered until its signature's window (its timestamp plus the
+// skew) closes, and counts against its signer for a whole window from its
+// admission at least (a timestamp set back to just inside the window would
 // otherwise leave the signer's quota within moments). It returns false
-// for a request already seen.
-func (s *Server) admit(sr *signedRequest, now time.Time) (bool, error) {
-	expires := later(sr.timestamp, now).Add(s.opts.MaxClockSkew)
-	return s.replay.admit(signerAddr(sr.address), sr.replayKey(), expires)
+// for a request already seen, and errReplayWindowPassed for one whose
+// window closed before it got here (its first copy may be forgotten).
+func (s *Server) admit(sr *signedRequest) (bool, error) {
+	skew := s.opts.MaxClockSkew
+	return s.replay.admit(signerAddr(sr.address), sr.replayKey(), sr.timestamp.Add(skew), skew)
 }
 
 func later(a, b time.Time) time.Time {
