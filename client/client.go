@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -146,12 +145,6 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		c.chainID = st.NodeInfo.Network
 	}
 	return c, nil
-}
-
-// newRPC is an RPC client of node whose requests time out after timeout
-// (rounded up to whole seconds).
-func newRPC(node string, timeout time.Duration) (*rpchttp.HTTP, error) {
-	return rpchttp.NewWithTimeout(node, uint(math.Ceil(timeout.Seconds())))
 }
 
 // Close ends the client's verified operations (a later one fails), and

@@ -26,6 +26,11 @@
 //     proto.Equal to the local one (unknown fields included).
 //  6. Lists must be complete (below).
 //
+// Every answer of the node's RPC is bounded in size as it is read (64
+// MiB; a whole block or its results, 400 MiB): CometBFT's RPC client reads
+// an answer whole before decoding it, and a node could otherwise make the
+// client hold whatever it sends. A longer answer is ErrVerification.
+//
 // Any failure wraps ErrVerification and the answer is not returned. A
 // failure the node reports (a "not found", an invalid request) is verified
 // too: the query is re-run over keys fetched one by one with proofs

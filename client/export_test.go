@@ -21,3 +21,11 @@ func NoopLightOp(ctx context.Context, c *Client) error {
 // MemLightStore is the in-memory light store of c, a Client without a
 // Home.
 func MemLightStore(c *Client) lightstore.Store { return c.lightStore }
+
+// SetTrustRequestTimeout bounds each request of TrustFromGenesis by d
+// until the test ends.
+func SetTrustRequestTimeout(t interface{ Cleanup(func()) }, d time.Duration) {
+	old := trustRequestTimeout
+	trustRequestTimeout = d
+	t.Cleanup(func() { trustRequestTimeout = old })
+}

@@ -769,7 +769,10 @@ func TrustFromGenesis(ctx context.Context, node string, genesisJSON []byte, peri
 	if period == 0 {
 		period = DefaultTrustPeriod
 	}
-	rpc, err := rpchttp.New(node)
+	// Each request is bounded (trustRequestTimeout): the caller's context
+	// may have no deadline (emrcli's ends only on a signal), and a node
+	// that never answers must not hold the caller for ever.
+	rpc, err := newRPC(node, trustRequestTimeout)
 	if err != nil {
 		return "", nil, fmt.Errorf("node %q: %w", node, err)
 	}
@@ -795,6 +798,11 @@ func TrustFromGenesis(ctx context.Context, node string, genesisJSON []byte, peri
 			// The node refuses the request itself (its Host check, for
 			// one): asking again changes nothing.
 			return "", nil, fmt.Errorf("node %s: %w", node, err)
+		}
+		if timeout := (interface{ Timeout() bool })(nil); errors.As(err, &timeout) && timeout.Timeout() {
+			// It took the request and did not answer it: asking again
+			// would wait as long again.
+			return "", nil, fmt.Errorf("node %s did not answer within %s: %w", node, trustRequestTimeout, err)
 		}
 		if attempt >= 50 {
 			if errors.Is(err, syscall.ECONNREFUSED) {
@@ -862,16 +870,15 @@ func TrustFromGenesis(ctx context.Context, node string, genesisJSON []byte, peri
 }
 
 // VerifyLatest verifies the node's latest header with the light client
-// and returns its height, time and app hash.
+// and returns its height, time and app hash. It holds the header to what
+// a verified read holds it to (readHeight): a node behind a header this
+// client has seen is ErrStale, a header past the trusting period
+// ErrTrustExpired, and one a witness shows withheld is waited for.
 func (c *Client) VerifyLatest(ctx context.Context) (*cmttypes.Header, error) {
 	if !c.cfg.Verify {
 		return nil, errors.New("not in verified mode")
 	}
-	h, err := c.LatestHeight(ctx)
-	if err != nil {
-		return nil, err
-	}
-	lb, err := c.verifiedBlock(ctx, h)
+	_, lb, err := c.readHeight(ctx)
 	if err != nil {
 		return nil, err
 	}

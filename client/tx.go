@@ -450,7 +450,7 @@ func (c *Client) blockHolds(ctx context.Context, height int64, hash []byte) (boo
 		return false, err
 	}
 	qctx, cancel := c.withTimeout(ctx)
-	rb, err := c.rpc.Block(qctx, &height)
+	rb, err := c.rpc.Block(withAnswerBound(qctx, maxBlockAnswerBytes), &height)
 	cancel()
 	if err != nil {
 		return false, fmt.Errorf("block %d: %w", height, err)
@@ -473,7 +473,7 @@ func (c *Client) blockHolds(ctx context.Context, height int64, hash []byte) (boo
 // next header's LastResultsHash.
 func (c *Client) TxStatus(ctx context.Context, hash []byte) (*TxResult, error) {
 	qctx, cancel := c.withTimeout(ctx)
-	r, err := c.rpc.Tx(qctx, hash, c.cfg.Verify)
+	r, err := c.rpc.Tx(withAnswerBound(qctx, maxBlockAnswerBytes), hash, c.cfg.Verify)
 	cancel()
 	if isNotFoundRPC(err) {
 		return nil, fmt.Errorf("%w: transaction %X", ErrNotFound, hash)
@@ -531,7 +531,7 @@ func (c *Client) verifyTx(ctx context.Context, hash []byte, height int64, index 
 		return err
 	}
 	qctx, cancel := c.withTimeout(ctx)
-	br, err := c.rpc.BlockResults(qctx, &height)
+	br, err := c.rpc.BlockResults(withAnswerBound(qctx, maxBlockAnswerBytes), &height)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("results of block %d: %w", height, err)
