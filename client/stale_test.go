@@ -43,13 +43,7 @@ func (s staleNode) rewrite(call clienttest.Call, result json.RawMessage) json.Ra
 		if !s.lieStatus {
 			return result
 		}
-		var st map[string]any
-		if json.Unmarshal(result, &st) != nil {
-			return result
-		}
-		st["sync_info"].(map[string]any)["latest_block_height"] = strconv.FormatInt(h+1, 10)
-		out, _ := json.Marshal(st)
-		return out
+		return statusWithHead(result, h+1)
 	case "abci_query":
 		var params map[string]any
 		if json.Unmarshal(call.Params, &params) != nil {

@@ -367,12 +367,17 @@ func statusPinnedUntil(h int64, release func(params map[string]any) bool) func(c
 		if call.Method != "status" || released.Load() {
 			return result
 		}
-		var st map[string]any
-		if json.Unmarshal(result, &st) != nil {
-			return result
-		}
-		st["sync_info"].(map[string]any)["latest_block_height"] = strconv.FormatInt(h, 10)
-		out, _ := json.Marshal(st)
-		return out
+		return statusWithHead(result, h)
 	}
+}
+
+// statusWithHead is a status answer that reports head h instead.
+func statusWithHead(result json.RawMessage, h int64) json.RawMessage {
+	var st map[string]any
+	if json.Unmarshal(result, &st) != nil {
+		return result
+	}
+	st["sync_info"].(map[string]any)["latest_block_height"] = strconv.FormatInt(h, 10)
+	out, _ := json.Marshal(st)
+	return out
 }
