@@ -9,6 +9,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cometbft/cometbft/abci/types"
 
@@ -67,6 +68,29 @@ type snapshotter struct {
 
 	// restore is the restore in progress (guarded by Application.mu).
 	restore *restoring
+	// aborted is why this node aborted state sync, if it did.
+	aborted atomic.Pointer[abortCause]
+}
+
+// abortCause is why state sync was aborted.
+type abortCause struct{ err error }
+
+// StateSyncAborted is why this node aborted state sync (ABORT: a failure
+// of its own, which CometBFT does not retry), or nil. CometBFT then logs
+// the failure once and the node waits, neither restoring nor syncing
+// blocks, until it is restarted.
+func (a *Application) StateSyncAborted() error {
+	if c := a.snaps.aborted.Load(); c != nil {
+		return c.err
+	}
+	return nil
+}
+
+// abortStateSync records why state sync is aborted, and logs it.
+func (a *Application) abortStateSync(step string, err error) {
+	a.snaps.aborted.CompareAndSwap(nil, &abortCause{err})
+	a.logger.Error("state sync aborted: this node cannot restore a snapshot; mend the cause and restart the node (the partial restore is wiped at start)",
+		"step", step, "err", err)
 }
 
 // restoring is an accepted snapshot being applied.
@@ -225,7 +249,7 @@ func (a *Application) offer(req *types.OfferSnapshotRequest) types.OfferSnapshot
 		a.logger.Error("OfferSnapshot: the app already holds a state; state sync needs an empty data directory", "err", err)
 		return types.OFFER_SNAPSHOT_RESULT_REJECT
 	case err != nil:
-		a.logger.Error("OfferSnapshot: cannot start the restore", "err", err)
+		a.abortStateSync("offer", err)
 		return types.OFFER_SNAPSHOT_RESULT_ABORT
 	}
 	a.snaps.restore = &restoring{r: r, meta: meta}
@@ -338,8 +362,7 @@ func (a *Application) applyChunk(req *types.ApplySnapshotChunkRequest) *types.Ap
 func (a *Application) failRestore(rs *restoring, step string, err error) *types.ApplySnapshotChunkResponse {
 	a.abortRestore()
 	if !snapshotsFault(err) {
-		a.logger.Error("ApplySnapshotChunk: state sync aborted: this node cannot restore a snapshot; mend the cause and restart the node (the partial restore is wiped at start)",
-			"step", step, "err", err)
+		a.abortStateSync(step, err)
 		return &types.ApplySnapshotChunkResponse{Result: types.APPLY_SNAPSHOT_CHUNK_RESULT_ABORT}
 	}
 	a.logger.Error("ApplySnapshotChunk: snapshot rejected, and the peers that served it", "step", step, "peers", rs.senders, "err", err)

@@ -405,9 +405,16 @@ func TestStateSyncLocalFailureAborts(t *testing.T) {
 	if err := dst.st.Close(); err != nil {
 		t.Fatal(err)
 	}
+	if err := dst.app.StateSyncAborted(); err != nil {
+		t.Fatalf("state sync aborted before anything failed: %v", err)
+	}
 	r := apply(t, dst, 1, chunkOf(t, src, snap, 1), "honest")
 	if r.Result != types.APPLY_SNAPSHOT_CHUNK_RESULT_ABORT || len(r.RejectSenders) != 0 {
 		t.Fatalf("chunk 1 into a closed store: %v; want ABORT, no sender rejected", r)
+	}
+	// start's hint says why, instead of sending the operator to the peers.
+	if err := dst.app.StateSyncAborted(); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("StateSyncAborted after the abort: %v; want the store's failure", err)
 	}
 }
 
@@ -422,7 +429,7 @@ func TestSnapshotsFault(t *testing.T) {
 	}{
 		{"a chunk that is not a tree", fmt.Errorf("restore block 4: %w: leaf 01 does not come after leaf 02", store.ErrBadSnapshot), true},
 		{"a tree that is not the trusted hash", fmt.Errorf("restore block 4: %w", store.ErrRootMismatch), true},
-		{"a bad tree whose wipe failed too", errors.Join(fmt.Errorf("%w: x", store.ErrBadSnapshot), disk), true},
+		{"a tree of another root whose wipe failed (the store cannot take another)", fmt.Errorf("store: restore: wiping the import after (%v): %w", store.ErrRootMismatch, disk), false},
 		{"a write of the import that failed", fmt.Errorf("store: restore: writing the import: %w", disk), false},
 		{"a closed store", store.ErrClosed, false},
 		{"bookkeeping that does not read", errors.New("restore block 4: no chain id"), false},

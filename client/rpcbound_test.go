@@ -64,8 +64,8 @@ func TestNodeAnswerIsBounded(t *testing.T) {
 		withLength bool
 		bounded    bool
 	}{
-		{"streamed past the bound", 8 << 20, false, true},
-		{"announced past the bound", 8 << 20, true, true},
+		{"streamed past the bound", 64 << 20, false, true},
+		{"announced past the bound", 64 << 20, true, true},
 		{"just within the bound", bound - 100, false, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -86,8 +86,9 @@ func TestNodeAnswerIsBounded(t *testing.T) {
 				t.Fatalf("an answer of %d MiB against a bound of 1 MiB: %v; want a verification error naming the bound", c.size>>20, err)
 			}
 			// What the node wrote past the bound is what the connection's
-			// buffers took before the client stopped reading.
-			if got := written.Load(); got > bound+(4<<20) {
+			// buffers took before the client stopped reading (loopback's
+			// socket buffers take up to about 10 MiB).
+			if got := written.Load(); got > 32<<20 {
 				t.Fatalf("the node wrote %d MiB into the answer before the client stopped reading it, against a bound of 1 MiB", got>>20)
 			}
 		})
@@ -112,7 +113,7 @@ func TestClientRefusesAnOversizedAnswer(t *testing.T) {
 	if !strings.Contains(err.Error(), "more than 64 MiB") {
 		t.Fatalf("New: %v; want the answer refused for its size", err)
 	}
-	if got := written.Load(); got > maxAnswerBytes+(16<<20) {
+	if got := written.Load(); got > maxAnswerBytes+(32<<20) {
 		t.Fatalf("the node wrote %d MiB into one answer; the client should stop reading at %d MiB", got>>20, maxAnswerBytes>>20)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"strconv"
+	"sync/atomic"
 	"testing"
 
 	dbm "github.com/cosmos/cosmos-db"
@@ -82,5 +83,114 @@ func testRestoreWithAFailedWrite(t *testing.T, leaves int) {
 	if v, _ := dst.LastCommit(); v == version {
 		t.Fatalf("a batch write of the import failed (%v), yet Finish succeeded and the store is at version %d with %d of %d keys unreadable (first: %v)",
 			errDiskFull, version, missing, leaves, firstErr)
+	}
+}
+
+// readFailDB is a database whose reads fail once failGets is set (a disk
+// read error of this node).
+type readFailDB struct {
+	dbm.DB
+	failGets atomic.Bool
+}
+
+var errDiskRead = errors.New("disk read error")
+
+func (d *readFailDB) Get(key []byte) ([]byte, error) {
+	if d.failGets.Load() {
+		return nil, errDiskRead
+	}
+	return d.DB.Get(key)
+}
+
+// smallSnapshot is a small committed store and its snapshot.
+func smallSnapshot(t *testing.T) (root []byte, sn *Snapshots, info SnapshotInfo) {
+	t.Helper()
+	src := memStore(t)
+	for i := range 200 {
+		mustSet(t, src.Working(), keyN(i), "value")
+	}
+	root, version := mustCommit(t, src)
+	sn, info = snapshotOf(t, src, version, MinChunkSize)
+	return root, sn, info
+}
+
+// TestReadErrorAtFinishIsNotTheSnapshots: iavl's Importer.Commit loads
+// the imported version (LoadVersion) after its last write. A read of this
+// node's disk that fails there is this node's failure, which any other
+// snapshot would meet too: not ErrBadSnapshot, for which state sync would
+// reject the snapshot and every (honest) peer that served it. (The
+// re-review of session 53 found it reported as ErrBadSnapshot.)
+func TestReadErrorAtFinishIsNotTheSnapshots(t *testing.T) {
+	root, sn, info := smallSnapshot(t)
+	db := &readFailDB{DB: dbm.NewMemDB()}
+	dst, err := openWithDB(db, Options{Backend: BackendMemDB, CacheSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	r, err := dst.BeginRestore(info.Height)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range info.Chunks {
+		chunk, err := sn.LoadChunk(info.Height, info.Format, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.AddChunk(chunk); err != nil {
+			t.Fatalf("AddChunk %d: %v", i, err)
+		}
+	}
+	db.failGets.Store(true) // the disk fails to read from here on
+	err = r.Finish(root, nil)
+	db.failGets.Store(false)
+	if !errors.Is(err, errDiskRead) {
+		t.Fatalf("Finish did not fail for the read error: %v", err)
+	}
+	if errors.Is(err, ErrBadSnapshot) || errors.Is(err, ErrRootMismatch) {
+		t.Fatalf("a read of this node's disk that failed is reported as the snapshot's fault (state sync would reject the snapshot and every peer that served it): %v", err)
+	}
+}
+
+// TestRootMismatchWithAFailedWipeIsTheNodes: a snapshot whose root is
+// not the trusted one fails Finish with ErrRootMismatch, and Finish wipes
+// the import. When that wipe fails (this node's disk), the store is left
+// at the snapshot's version and refuses every other snapshot (ErrNotEmpty)
+// until it is opened again: the error must be the node's, so that state
+// sync aborts, and not the snapshot's, for which it would try another in
+// vain, for ever. (The re-review of session 53 found it the snapshot's.)
+func TestRootMismatchWithAFailedWipeIsTheNodes(t *testing.T) {
+	_, sn, info := smallSnapshot(t)
+	// Writes of batches: the import's last batch (1), then the wipe's
+	// first delete batch (2) fails.
+	db := &failingDB{DB: dbm.NewMemDB(), failAt: 2}
+	dst, err := openWithDB(db, Options{Backend: BackendMemDB, CacheSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	r, err := dst.BeginRestore(info.Height)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range info.Chunks {
+		chunk, err := sn.LoadChunk(info.Height, info.Format, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.AddChunk(chunk); err != nil {
+			t.Fatalf("AddChunk %d: %v", i, err)
+		}
+	}
+	wrong := make([]byte, 32) // the light client's app hash is another
+	err = r.Finish(wrong, nil)
+	if !errors.Is(err, errDiskFull) {
+		t.Fatalf("the wipe did not fail (writes %d): %v", db.writes.Load(), err)
+	}
+	snapshotsFault := errors.Is(err, ErrBadSnapshot) || errors.Is(err, ErrRootMismatch)
+	_, berr := dst.BeginRestore(info.Height)
+	if snapshotsFault && berr != nil {
+		t.Fatalf("Finish failed as the snapshot's fault (%v), so state sync tries another snapshot, but the store cannot take one: BeginRestore = %v (last commit %d)",
+			err, berr, func() int64 { v, _ := dst.LastCommit(); return v }())
 	}
 }

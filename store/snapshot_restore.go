@@ -223,11 +223,23 @@ func (s *streamShape) add(n *iavl.ExportNode) error {
 	return nil
 }
 
+// complete checks that the stream ended in one tree (or none: an empty
+// state).
+func (s *streamShape) complete() error {
+	if len(s.stack) > 1 {
+		return fmt.Errorf("%w: the stream ended with %d subtrees not joined into one tree", ErrBadSnapshot, len(s.stack))
+	}
+	return nil
+}
+
 // Finish completes the import, then checks that the imported root is
 // trusted (the app hash the light client verified for the version) and
 // that check accepts the restored state. Only then is the store at the
 // version; on any failure everything imported is wiped and the store is
-// empty again (ErrRootMismatch when the root differs).
+// empty again (ErrRootMismatch when the root differs). A wipe that fails
+// leaves the store holding the import, unable to take another snapshot
+// until it is opened again (which wipes it: the restore's marker is still
+// there): that error is the node's, whatever the snapshot's was.
 func (r *Restore) Finish(trusted []byte, check func(Reader) error) error {
 	if r.done {
 		return fmt.Errorf("%w: restore already finished", ErrBadSnapshot)
@@ -243,7 +255,10 @@ func (r *Restore) Finish(trusted []byte, check func(Reader) error) error {
 	err := r.commitLocked(trusted, check)
 	if err != nil {
 		r.imp.Close() // Commit may have failed before closing it
-		return errors.Join(err, s.wipeLocked())
+		if werr := s.wipeLocked(); werr != nil {
+			return fmt.Errorf("store: restore: wiping the import after (%v): %w", err, werr)
+		}
+		return err
 	}
 	if err := s.db.DeleteSync(restoreMarker); err != nil {
 		return errors.Join(fmt.Errorf("store: restore: unmark: %w", err), s.wipeLocked())
@@ -254,8 +269,15 @@ func (r *Restore) Finish(trusted []byte, check func(Reader) error) error {
 // commitLocked commits the import and checks it. Called with s.mu held.
 func (r *Restore) commitLocked(trusted []byte, check func(Reader) error) error {
 	s := r.s
+	// A stream that ends before its subtrees are joined into one tree is
+	// the snapshot's fault; iavl's Commit would say so too, but among
+	// failures of this node's own (its last write, the load of the version
+	// it imported, which reads the disk).
+	if err := r.shape.complete(); err != nil {
+		return err
+	}
 	if err := r.imp.Commit(); err != nil {
-		return r.importFailed(err)
+		return fmt.Errorf("store: restore: commit the import: %w", err)
 	}
 	// Commit has waited for every batch it handed to its goroutine.
 	if err := r.writeErrs.err(); err != nil {

@@ -137,9 +137,11 @@ const stateSyncHintEvery = 2 * time.Minute
 // is 0, what a state-sync join needs: CometBFT looks for snapshots again
 // and again, logging only that it does, and a consortium where no node
 // makes snapshots (snapshot_interval is 0 by default) leaves the joining
-// node waiting for ever without a reason. It returns once a state is
-// restored or ctx ends.
-func hintStateSync(ctx context.Context, logger log.Logger, height func() int64, every time.Duration) {
+// node waiting for ever without a reason. Once the app has aborted state
+// sync (aborted is not nil: a failure of this node's own, which CometBFT
+// does not retry), it says that instead, once: the peers are not the
+// cause. It returns then, once a state is restored, or when ctx ends.
+func hintStateSync(ctx context.Context, logger log.Logger, height func() int64, aborted func() error, every time.Duration) {
 	start := time.Now()
 	tick := time.NewTicker(every)
 	defer tick.Stop()
@@ -150,6 +152,11 @@ func hintStateSync(ctx context.Context, logger log.Logger, height func() int64, 
 		case <-tick.C:
 		}
 		if height() > 0 {
+			return
+		}
+		if err := aborted(); err != nil {
+			logger.Error("state sync stopped: this node could not restore a snapshot (a failure of its own, not of its peers), and CometBFT does not try again; mend the cause and restart the node (its partial restore is wiped at start)",
+				"err", err, "waited", time.Since(start).Round(time.Second))
 			return
 		}
 		logger.Error("state sync has restored no snapshot yet: a peer this node reaches must make snapshots "+

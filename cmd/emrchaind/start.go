@@ -367,7 +367,7 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 	logger.Info("node started", "node_id", nodeKey.ID(), "chain_id", gen.GenesisDoc.ChainID,
 		"rpc", conf.RPC.ListenAddress, "p2p", conf.P2P.ListenAddress)
 	if conf.StateSync.Enable && h == 0 {
-		go hintStateSync(ctx, logger, func() int64 { h, _ := a.LastCommit(); return h }, stateSyncHintEvery)
+		go hintStateSync(ctx, logger, func() int64 { h, _ := a.LastCommit(); return h }, abciApp.StateSyncAborted, stateSyncHintEvery)
 	}
 
 	services, err := startServices(ctx, serviceEnv{

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,7 +42,7 @@ func TestHintStateSync(t *testing.T) {
 	var height atomic.Int64
 	done := make(chan struct{})
 	go func() {
-		hintStateSync(context.Background(), log.NewTMLogger(&out), height.Load, 10*time.Millisecond)
+		hintStateSync(context.Background(), log.NewTMLogger(&out), height.Load, notAborted, 10*time.Millisecond)
 		close(done)
 	}()
 	deadline := time.After(10 * time.Second)
@@ -65,7 +66,7 @@ func TestHintStateSync(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ended := make(chan struct{})
 	go func() {
-		hintStateSync(ctx, log.NewNopLogger(), func() int64 { return 0 }, time.Hour)
+		hintStateSync(ctx, log.NewNopLogger(), func() int64 { return 0 }, notAborted, time.Hour)
 		close(ended)
 	}()
 	cancel()
@@ -73,6 +74,50 @@ func TestHintStateSync(t *testing.T) {
 	case <-ended:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the hint goes on after its context ended")
+	}
+}
+
+func notAborted() error { return nil }
+
+// TestHintStateSyncAfterAnAbort: once the app has aborted state sync (a
+// failure of the node's own, which CometBFT does not retry), the hint no
+// longer sends the operator to the peers: it says once that the node
+// stopped, why, and that it needs a restart, and ends.
+func TestHintStateSyncAfterAnAbort(t *testing.T) {
+	var out lockedBuffer
+	var aborted atomic.Pointer[error]
+	done := make(chan struct{})
+	go func() {
+		hintStateSync(context.Background(), log.NewTMLogger(&out), func() int64 { return 0 }, func() error {
+			if p := aborted.Load(); p != nil {
+				return *p
+			}
+			return nil
+		}, 10*time.Millisecond)
+		close(done)
+	}()
+	deadline := time.After(10 * time.Second)
+	for !strings.Contains(out.String(), "state sync has restored no snapshot yet") {
+		select {
+		case <-deadline:
+			t.Fatalf("no hint while nothing is restored:\n%s", out.String())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	disk := errors.New("store: restore: writing the import: no space left on device")
+	aborted.Store(&disk)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the hint goes on after state sync was aborted")
+	}
+	logged := out.String()
+	after := logged[strings.LastIndex(logged, "state sync has restored no snapshot yet"):]
+	if !strings.Contains(after, "state sync stopped") || !strings.Contains(after, "no space left on device") || !strings.Contains(after, "restart the node") {
+		t.Fatalf("after the abort the hint does not say the node stopped, why, and to restart it:\n%s", logged)
+	}
+	if strings.Count(after, "state sync stopped") != 1 {
+		t.Fatalf("the abort is said more than once:\n%s", logged)
 	}
 }
 
