@@ -351,10 +351,12 @@ func (a *Application) applyChunk(req *types.ApplySnapshotChunkRequest) *types.Ap
 // CometBFT tries another, and so is every peer that served a chunk of it:
 // CometBFT asks for a snapshot's chunks only the peers that advertised
 // it, under a hash that names every chunk, so each of them offered a bad
-// snapshot. Unrejected, such a peer could offer one bad snapshot after
-// another, each downloaded in turn.
+// snapshot (CometBFT takes a late answer to an earlier snapshot's request
+// too, but a chunk counts only if it matches this snapshot's hash).
+// Unrejected, such a peer could offer one bad snapshot after another,
+// each downloaded in turn.
 //
-// Any other failure is this node's (a write to its disk, a closed store),
+// Any other failure is this node's (its disk, a closed store),
 // and another snapshot would meet it too: state sync aborts, CometBFT
 // stops the sync with an error, and the operator restarts the node once
 // the cause is mended (the partial import is wiped at open). Called with

@@ -36,8 +36,8 @@ const wipeBatch = 10_000
 // the store stays at version 0 until Finish succeeds. Its errors tell
 // whose failure it was: ErrBadSnapshot and ErrRootMismatch are the
 // snapshot's (another may be tried), anything else is this node's (a
-// write that failed, a closed store), which another snapshot would meet
-// too.
+// write or read of its disk that failed, a wipe that failed, a closed
+// store), which another snapshot would meet too.
 type Restore struct {
 	s       *Store
 	imp     *iavl.Importer
