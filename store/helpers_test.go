@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sort"
 	"testing"
+
+	dbm "github.com/cosmos/cosmos-db"
 )
 
 // diskBackends are the persistent backends every durability test runs on.
@@ -23,6 +25,18 @@ func openTest(t testing.TB, dir string, opts Options) *Store {
 func memStore(t testing.TB) *Store {
 	t.Helper()
 	s := openTest(t, "", Options{Backend: BackendMemDB, CacheSize: 10_000})
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// memStoreOver is a store over db (a test's faulty or measuring
+// database), closed when the test ends.
+func memStoreOver(t testing.TB, db dbm.DB) *Store {
+	t.Helper()
+	s, err := openWithDB(db, Options{Backend: BackendMemDB, CacheSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s
 }

@@ -33,11 +33,7 @@ func (discardBatch) Set(_, _ []byte) error { return nil }
 // subtree as its root alone: every chunk was accepted while the importer
 // held 192 MiB.)
 func TestImportCountsTheChildrenOfWaitingSubtrees(t *testing.T) {
-	s, err := openWithDB(discardDB{dbm.NewMemDB()}, Options{Backend: BackendMemDB, CacheSize: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := memStoreOver(t, discardDB{dbm.NewMemDB()})
 	r, err := s.BeginRestore(1)
 	if err != nil {
 		t.Fatal(err)
@@ -131,11 +127,7 @@ func TestRestoreOfManyLargeValues(t *testing.T) {
 	root, version := mustCommit(t, src)
 	sn, info := snapshotOf(t, src, version, DefaultChunkSize)
 	db := &batchSizeDB{DB: dbm.NewMemDB()}
-	dst, err := openWithDB(db, Options{Backend: BackendMemDB, CacheSize: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dst.Close()
+	dst := memStoreOver(t, db)
 	if err := restoreAll(t, dst, sn, info, root); err != nil {
 		t.Fatalf("restore of %d values of %d bytes (%d MiB): %v", values, valueLen, values*valueLen>>20, err)
 	}

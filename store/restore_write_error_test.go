@@ -43,12 +43,8 @@ func testRestoreWithAFailedWrite(t *testing.T, leaves int) {
 	// The restore's first batch write is the importer's first 10,000
 	// nodes, from its goroutine.
 	db := &failingDB{DB: dbm.NewMemDB(), failAt: 1}
-	dst, err := openWithDB(db, Options{Backend: BackendMemDB, CacheSize: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dst.Close()
-	err = restoreAll(t, dst, sn, info, root)
+	dst := memStoreOver(t, db)
+	err := restoreAll(t, dst, sn, info, root)
 	if db.writes.Load() < 1 {
 		t.Fatalf("no batch write failed (the importer did not write from its goroutine); restore: %v", err)
 	}
@@ -123,26 +119,10 @@ func smallSnapshot(t *testing.T) (root []byte, sn *Snapshots, info SnapshotInfo)
 func TestReadErrorAtFinishIsNotTheSnapshots(t *testing.T) {
 	root, sn, info := smallSnapshot(t)
 	db := &readFailDB{DB: dbm.NewMemDB()}
-	dst, err := openWithDB(db, Options{Backend: BackendMemDB, CacheSize: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dst.Close()
-	r, err := dst.BeginRestore(info.Height)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range info.Chunks {
-		chunk, err := sn.LoadChunk(info.Height, info.Format, i)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := r.AddChunk(chunk); err != nil {
-			t.Fatalf("AddChunk %d: %v", i, err)
-		}
-	}
+	dst := memStoreOver(t, db)
+	r := importAll(t, dst, sn, info)
 	db.failGets.Store(true) // the disk fails to read from here on
-	err = r.Finish(root, nil)
+	err := r.Finish(root, nil)
 	db.failGets.Store(false)
 	if !errors.Is(err, errDiskRead) {
 		t.Fatalf("Finish did not fail for the read error: %v", err)
@@ -164,26 +144,10 @@ func TestRootMismatchWithAFailedWipeIsTheNodes(t *testing.T) {
 	// Writes of batches: the import's last batch (1), then the wipe's
 	// first delete batch (2) fails.
 	db := &failingDB{DB: dbm.NewMemDB(), failAt: 2}
-	dst, err := openWithDB(db, Options{Backend: BackendMemDB, CacheSize: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dst.Close()
-	r, err := dst.BeginRestore(info.Height)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range info.Chunks {
-		chunk, err := sn.LoadChunk(info.Height, info.Format, i)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := r.AddChunk(chunk); err != nil {
-			t.Fatalf("AddChunk %d: %v", i, err)
-		}
-	}
+	dst := memStoreOver(t, db)
+	r := importAll(t, dst, sn, info)
 	wrong := make([]byte, 32) // the light client's app hash is another
-	err = r.Finish(wrong, nil)
+	err := r.Finish(wrong, nil)
 	if !errors.Is(err, errDiskFull) {
 		t.Fatalf("the wipe did not fail (writes %d): %v", db.writes.Load(), err)
 	}

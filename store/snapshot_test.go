@@ -59,6 +59,28 @@ func snapshotOf(t *testing.T, s *Store, version int64, chunkSize int) (*Snapshot
 // it against trusted.
 func restoreAll(t *testing.T, dst *Store, sn *Snapshots, info SnapshotInfo, trusted []byte) error {
 	t.Helper()
+	r, err := addChunks(t, dst, sn, info)
+	if err != nil {
+		return err
+	}
+	return r.Finish(trusted, nil)
+}
+
+// importAll is a restore into dst that has taken every chunk of info, to
+// be finished.
+func importAll(t *testing.T, dst *Store, sn *Snapshots, info SnapshotInfo) *Restore {
+	t.Helper()
+	r, err := addChunks(t, dst, sn, info)
+	if err != nil {
+		t.Fatalf("AddChunk: %v", err)
+	}
+	return r
+}
+
+// addChunks begins a restore into dst and feeds it every chunk of info; a
+// chunk it refuses aborts it, with the error.
+func addChunks(t *testing.T, dst *Store, sn *Snapshots, info SnapshotInfo) (*Restore, error) {
+	t.Helper()
 	r, err := dst.BeginRestore(info.Height)
 	if err != nil {
 		t.Fatalf("BeginRestore: %v", err)
@@ -70,10 +92,10 @@ func restoreAll(t *testing.T, dst *Store, sn *Snapshots, info SnapshotInfo, trus
 		}
 		if err := r.AddChunk(chunk); err != nil {
 			_ = r.Abort()
-			return err
+			return nil, err
 		}
 	}
-	return r.Finish(trusted, nil)
+	return r, nil
 }
 
 func TestSnapshotRoundTrip(t *testing.T) {
