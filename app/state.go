@@ -146,15 +146,27 @@ func (s state) share(patient []byte, seq uint64) (*emrv1.Share, error) {
 	return getTyped[emrv1.Share](s, shareKey(patient, seq))
 }
 
-// studyShareRefSize is the size of a study's index entry: the patient id,
-// then the share's 8-byte sequence under that patient.
-const studyShareRefSize = PatientIDSize + 8
+// An index entry that names an entry of a patient's (a study's share, a
+// break-glass log's access event) holds a patient ref: the patient id,
+// then the 8-byte sequence of the entry under that patient.
+const patientRefSize = PatientIDSize + 8
+
+func patientRef(patient []byte, seq uint64) []byte { return join(patient, u64(seq)) }
+
+// splitPatientRef splits ref, the value of index key key (of the index
+// what names), into its patient id and sequence.
+func splitPatientRef(what string, key, ref []byte) (patient []byte, seq uint64, err error) {
+	if len(ref) != patientRefSize {
+		return nil, 0, fmt.Errorf("%w: %s %x is %d bytes, want %d", ErrInternal, what, key, len(ref), patientRefSize)
+	}
+	return ref[:PatientIDSize], binary.BigEndian.Uint64(ref[PatientIDSize:]), nil
+}
 
 // putStudyShare files share under study as its share_count-th share, and
 // stores the study with that count.
 func (s state) putStudyShare(study *emrv1.Study, share *emrv1.Share) error {
 	key := studyShareKey(study.Id, study.ShareCount)
-	if err := s.kv.Set(key, join(share.PatientId, u64(share.Sequence))); err != nil {
+	if err := s.kv.Set(key, patientRef(share.PatientId, share.Sequence)); err != nil {
 		return fmt.Errorf("write %x: %w", key, err)
 	}
 	return s.put(studyKey(study.Id), study)
@@ -163,10 +175,10 @@ func (s state) putStudyShare(study *emrv1.Study, share *emrv1.Share) error {
 // studyShareAt reads the share that ref, the value of the study index key,
 // names.
 func (s state) studyShareAt(key, ref []byte) (*emrv1.Share, error) {
-	if len(ref) != studyShareRefSize {
-		return nil, fmt.Errorf("%w: study share entry %x is %d bytes, want %d", ErrInternal, key, len(ref), studyShareRefSize)
+	patient, seq, err := splitPatientRef("study share entry", key, ref)
+	if err != nil {
+		return nil, err
 	}
-	patient, seq := ref[:PatientIDSize], binary.BigEndian.Uint64(ref[PatientIDSize:])
 	sh, err := s.share(patient, seq)
 	if err != nil {
 		return nil, err
@@ -176,10 +188,6 @@ func (s state) studyShareAt(key, ref []byte) (*emrv1.Share, error) {
 	}
 	return sh, nil
 }
-
-// breakGlassRefSize is the size of a break-glass log entry: the patient
-// id, then the access event's 8-byte sequence in that patient's log.
-const breakGlassRefSize = PatientIDSize + 8
 
 // breakGlassLen is how many entries the break-glass log of emergency
 // service service has (0: none yet).
@@ -196,7 +204,7 @@ func (s state) appendBreakGlass(ev *emrv1.AccessEvent) error {
 	}
 	n++
 	key := breakGlassKey(ev.EmergencyService, n)
-	if err := s.kv.Set(key, join(ev.PatientId, u64(ev.Sequence))); err != nil {
+	if err := s.kv.Set(key, patientRef(ev.PatientId, ev.Sequence)); err != nil {
 		return fmt.Errorf("write %x: %w", key, err)
 	}
 	return s.kv.Set(breakGlassLenKey(ev.EmergencyService), u64(n))
@@ -206,10 +214,10 @@ func (s state) appendBreakGlass(ev *emrv1.AccessEvent) error {
 // log key key of service, names, and checks that it is an emergency read
 // through service.
 func (s state) breakGlassAt(service, key, ref []byte) (*emrv1.AccessEvent, error) {
-	if len(ref) != breakGlassRefSize {
-		return nil, fmt.Errorf("%w: break-glass log entry %x is %d bytes, want %d", ErrInternal, key, len(ref), breakGlassRefSize)
+	patient, seq, err := splitPatientRef("break-glass log entry", key, ref)
+	if err != nil {
+		return nil, err
 	}
-	patient, seq := ref[:PatientIDSize], binary.BigEndian.Uint64(ref[PatientIDSize:])
 	ev, err := getTyped[emrv1.AccessEvent](s, accessKey(patient, seq))
 	if err != nil {
 		return nil, err
