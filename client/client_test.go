@@ -128,19 +128,12 @@ func setup(t *testing.T, initArgs ...string) *world {
 		"--org", "dev-hospital:Development Hospital:hospital", "--org", "dev-research:Research Institute:research",
 		"--registrar", "dev-hospital:registrar", "--registrar", "dev-research:research-registrar",
 	}, initArgs...)})
-	gen, err := os.ReadFile(node.Genesis)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chainID, trust, err := client.TrustFromGenesis(ctx, node.RPC, gen, 0)
-	if err != nil {
-		t.Fatalf("TrustFromGenesis: %v", err)
-	}
+	chainID, trust := node.Trust(t, ctx)
 	if chainID != node.ChainID || trust.Height != 1 {
 		t.Fatalf("TrustFromGenesis = %q %+v", chainID, trust)
 	}
 	w := &world{node: node, chainID: chainID, trust: trust}
-	doc, err := cmttypes.GenesisDocFromJSON(gen)
+	doc, err := cmttypes.GenesisDocFromFile(node.Genesis)
 	if err != nil || len(doc.Validators) != 1 {
 		t.Fatalf("the node's genesis: %v", err)
 	}
