@@ -216,39 +216,34 @@ type breakGlassSource struct {
 // breakGlassSource resolves break-glass-log's --org, --service or --from
 // (one of them is given).
 func (a *cli) breakGlassSource(ctx context.Context, c *client.Client, org, service, from string) (breakGlassSource, error) {
-	switch {
-	case service != "":
-		addr, err := a.address(service)
-		if err != nil {
-			return breakGlassSource{}, err
-		}
-		m, err := c.Member(ctx, addr)
-		if err != nil {
-			return breakGlassSource{}, fmt.Errorf("--service %s (%X): %w", service, addr, err)
-		}
-		if m.Role != emrv1.Role_ROLE_EMERGENCY_SERVICE {
-			hint := ""
-			if m.OrganizationId != "" {
-				hint = fmt.Sprintf(" (emrcli member list --org %s --role emergency-service lists them)", m.OrganizationId)
-			}
-			return breakGlassSource{}, fmt.Errorf("member %X is a %s, not an emergency service%s", addr, roleName(m.Role), hint)
-		}
-		return breakGlassSource{org: m.OrganizationId, service: addr}, nil
-	case from != "":
-		addr, err := a.address(from)
-		if err != nil {
-			return breakGlassSource{}, err
-		}
-		m, err := c.Member(ctx, addr)
-		if err != nil {
-			return breakGlassSource{}, fmt.Errorf("--from %s (%X): %w", from, addr, err)
-		}
-		if m.OrganizationId == "" {
-			return breakGlassSource{}, fmt.Errorf("--from %s (%X) is a %s, which belongs to no organization: give an organization's member, or --org", from, addr, roleName(m.Role))
-		}
-		org = m.OrganizationId
+	flag, name := "--service", service
+	if from != "" {
+		flag, name = "--from", from
 	}
-	return breakGlassSource{org: org}, nil
+	if name == "" {
+		return breakGlassSource{org: org}, nil
+	}
+	addr, err := a.address(name)
+	if err != nil {
+		return breakGlassSource{}, err
+	}
+	m, err := c.Member(ctx, addr)
+	if err != nil {
+		return breakGlassSource{}, fmt.Errorf("%s %s (%X): %w", flag, name, addr, err)
+	}
+	switch {
+	case service != "" && m.Role != emrv1.Role_ROLE_EMERGENCY_SERVICE:
+		hint := ""
+		if m.OrganizationId != "" {
+			hint = fmt.Sprintf(" (emrcli member list --org %s --role emergency-service lists them)", m.OrganizationId)
+		}
+		return breakGlassSource{}, fmt.Errorf("member %X is a %s, not an emergency service%s", addr, roleName(m.Role), hint)
+	case service != "":
+		return breakGlassSource{org: m.OrganizationId, service: addr}, nil
+	case m.OrganizationId == "":
+		return breakGlassSource{}, fmt.Errorf("--from %s (%X) is a %s, which belongs to no organization: give an organization's member, or --org", from, addr, roleName(m.Role))
+	}
+	return breakGlassSource{org: m.OrganizationId}, nil
 }
 
 // read reads the source's break-glass logs, all of one state, from the
