@@ -287,9 +287,6 @@ func (f *auditFollower) next(ctx context.Context) ([]auditRow, error) {
 	if err != nil || len(events) == 0 {
 		return nil, err
 	}
-	if f.members == nil {
-		f.members = map[string]*emrv1.Member{}
-	}
 	rows, err := auditRows(ctx, f.c, events, f.members)
 	if err != nil {
 		return nil, err

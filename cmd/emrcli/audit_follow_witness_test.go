@@ -13,6 +13,7 @@ import (
 	"github.com/emrchain/emrchain/client/clienttest"
 	"github.com/emrchain/emrchain/client/keyring"
 	"github.com/emrchain/emrchain/offchain/crypto"
+	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
 // TestFollowSurvivesAWitnessOutage: audit --follow goes on through a
@@ -58,7 +59,7 @@ func TestFollowSurvivesAWitnessOutage(t *testing.T) {
 	}
 
 	var stdout, stderr bytes.Buffer
-	f := &auditFollower{a: &cli{stdout: &stdout, stderr: &stderr}, c: c, patientID: pid, label: func(s string) string { return s }, verified: true}
+	f := &auditFollower{a: &cli{stdout: &stdout, stderr: &stderr}, c: c, patientID: pid, label: func(s string) string { return s }, verified: true, members: map[string]*emrv1.Member{}}
 	down.Store(true)
 	time.AfterFunc(3*time.Second, func() { down.Store(false) })
 	fctx, fcancel := context.WithTimeout(ctx, 12*time.Second)
