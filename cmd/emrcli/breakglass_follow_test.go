@@ -96,14 +96,7 @@ func TestBreakGlassFollowMakesRoomForNamedAddresses(t *testing.T) {
 // returned keyring names (er-desk, as an auditor's may).
 func namedServiceNode(t *testing.T) (*keyring.Keyring, *fakeBreakGlassNode) {
 	t.Helper()
-	kr, err := keyring.Open(keyring.BackendTest, t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	desk, err := kr.Add("er-desk")
-	if err != nil {
-		t.Fatal(err)
-	}
+	kr, desk := keyringWith(t, "er-desk")
 	return kr, &fakeBreakGlassNode{service: desk.Address()}
 }
 

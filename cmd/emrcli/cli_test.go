@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/emrchain/emrchain/client/keyring"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -284,6 +285,21 @@ func TestNothingListening(t *testing.T) {
 }
 
 // closedAddr is a loopback address nothing listens at.
+// keyringWith is a test keyring (in a directory of the test's) holding a
+// new key named name.
+func keyringWith(t *testing.T, name string) (*keyring.Keyring, *keyring.Key) {
+	t.Helper()
+	kr, err := keyring.Open(keyring.BackendTest, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := kr.Add(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kr, k
+}
+
 func closedAddr(t *testing.T) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

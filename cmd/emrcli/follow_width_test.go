@@ -8,7 +8,6 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/emrchain/emrchain/client/keyring"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
 
@@ -35,14 +34,7 @@ func TestBreakGlassFollowHeaderFitsAReadOfManyRecords(t *testing.T) {
 // logged after the header was printed, lines up under it. It fails with
 // room for a bare address only.
 func TestAuditFollowMakesRoomForANamedAccessor(t *testing.T) {
-	kr, err := keyring.Open(keyring.BackendTest, t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := kr.Add("dr-longname-of-the-ward")
-	if err != nil {
-		t.Fatal(err)
-	}
+	kr, doc := keyringWith(t, "dr-longname-of-the-ward")
 	log := &fakeAccessLog{height: 9} // empty when it starts: the header alone
 	ctx, c := fakeNodeClient(t, log.serve, 1500*time.Millisecond)
 	pid := bytes.Repeat([]byte{0x5B}, 32)

@@ -68,14 +68,7 @@ func TestKEKMadeByAnotherRun(t *testing.T) {
 // process wrapped its data key under thirty-two zero bytes, and a later
 // save wrote the zeros to the keyring file.
 func TestKEKFuncsHandOutCopies(t *testing.T) {
-	kr, err := keyring.Open(keyring.BackendTest, t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := kr.Add("ada")
-	if err != nil {
-		t.Fatal(err)
-	}
+	kr, k := keyringWith(t, "ada")
 	made, err := ensureKEK(kr, k, 1)
 	if err != nil {
 		t.Fatal(err)
