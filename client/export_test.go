@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"testing"
 	"time"
 
 	"github.com/cometbft/cometbft/light"
@@ -24,7 +25,7 @@ func MemLightStore(c *Client) lightstore.Store { return c.lightStore }
 
 // SetTrustRequestTimeout bounds each request of TrustFromGenesis by d
 // until the test ends.
-func SetTrustRequestTimeout(t interface{ Cleanup(func()) }, d time.Duration) {
+func SetTrustRequestTimeout(t testing.TB, d time.Duration) {
 	old := trustRequestTimeout
 	trustRequestTimeout = d
 	t.Cleanup(func() { trustRequestTimeout = old })
