@@ -167,6 +167,7 @@ type deidentifier struct {
 	ages     []ageSite  // ages under 90 in the output (see maskAges)
 	births   []ageSite  // years of date of birth observations in the output (see patchAges)
 	years    []yearSite // every year of a date element in the output (see patchAges)
+	links    [][2]int   // the positions of a reference's resource and of its target (see agedByYear)
 	cur      int        // the position (resourceEntry.n) of the resource being de-identified
 }
 

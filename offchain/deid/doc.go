@@ -78,8 +78,9 @@
 //
 // Safe Harbor aggregates every age over 89, and every date element (year
 // included) indicating one, into "90 or older". A patient's reference year is
-// the latest year of any date left in the output and, for a patient who is
-// not known to be deceased, the year of Options.Now (today by default); if the
+// the latest year of any date left in the output and, for a patient whom
+// the output does not show deceased (a death whose date the output lost
+// reads as a living patient), the year of Options.Now (today by default); if the
 // reference year minus the birth year is 90 or more, birthDate is removed and
 // replaced by
 //
@@ -106,23 +107,29 @@
 // life.
 //
 // An age under 90 kept with a year of the same resource gives the year of
-// birth back (85 in 2005: about 1920). When an age's lower bound A (a
+// birth back (85 in 2005: about 1920), and so does one kept with the year of
+// an event its resource references or that references it (a Condition's
+// onsetAge and the period of its Encounter). When an age's lower bound A (a
 // Range's low; a Range's high alone has none) and the earliest year Y of its
-// resource give A + (R − Y) ≥ 90, they show a person 90 or older, with or
-// without a birthDate: every age under 90 of the output goes then, as when a
-// year of birth is masked (see Limits), and the years stay. The years are what
-// orders the whole record, and an age kept without its year could still be
-// tied to one through its encounter; a patient of 90 or more loses the ages
-// either way.
+// resource and of those linked events (not of a Patient, Practitioner or
+// Organization) give A + (R − Y) ≥ 90, they show a person 90 or older, with
+// or without a birthDate: every age under 90 of the output goes then, as
+// when a year of birth is masked (see Limits), and the years stay. The years
+// are what orders the whole record, and an age kept without its year could
+// still be tied to one through a longer chain of references; a patient of 90
+// or more loses the ages either way. An Observation's value (or a
+// component's) in a unit of time counts as an age whatever its code (an "age
+// at onset" of 85 years), so a duration is masked with the ages.
 //
 // Any Quantity in a unit of time (a UCUM code, or a unit as people write
-// it: "years", "yrs of age", "y/o", "{years}"; not a word of another
+// it: "years", "yrs.", "year(s)", "yrs of age", "y/o", "{years}"; not a word of another
 // language) of 90 years or more (Condition.onsetAge,
 // Procedure.performedAge, an Observation's value, ...) becomes {"value": 90,
 // "comparator": ">=", "unit": "years", "code": "a"} (the low end of a Range
 // becomes 90, the high end is removed); an Age whose unit is not one of time
-// is removed; an age observation (LOINC 30525-0, 21612-7, 29553-5, 21611-9;
-// SNOMED CT 397659008, 424144002) of 90 or more is aggregated whatever its
+// is removed; an age observation (LOINC 30525-0, 21612-7, 29553-5, 21611-9,
+// 39016-1 Age at death, 63900-5; SNOMED CT 397659008, 424144002, 445518008
+// Age at onset) of 90 or more is aggregated whatever its
 // unit (a valueRange's bounds as a Range's above).
 //
 // # Ids and references

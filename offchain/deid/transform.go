@@ -3,6 +3,7 @@ package deid
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
 	"slices"
@@ -331,6 +332,7 @@ func (d *deidentifier) reference(p string, v any) *object {
 		d.removed(p + ".reference")
 		return nil
 	}
+	d.links = append(d.links, [2]int{d.cur, n})
 	out := &object{}
 	out.set("reference", "urn:uuid:"+token(n))
 	return out
@@ -438,7 +440,8 @@ var (
 
 // textUnit is a Quantity.unit's time unit in years, read as people write
 // it: any case, in UCUM's annotation braces ("{years}"), with "old" or
-// "of age" after it ("years old", "year-old", "yrs of age").
+// "of age" after it ("years old", "year-old", "yrs of age"), with "(s)"
+// ("year(s)") or a period ("yrs.") at its end.
 func textUnit(s string) (float64, bool) {
 	s = strings.ToLower(strings.TrimSpace(s))
 	s = strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(s, "{"), "}"))
@@ -446,7 +449,11 @@ func textUnit(s string) (float64, bool) {
 	for _, tail := range []string{" old", " of age"} {
 		s = strings.TrimSpace(strings.TrimSuffix(s, tail))
 	}
-	y, ok := textTime[s]
+	s = strings.TrimSuffix(s, "(s)") // "year(s)"
+	if y, ok := textTime[s]; ok {
+		return y, true
+	}
+	y, ok := textTime[strings.TrimSuffix(s, ".")] // "yrs.", "wk."
 	return y, ok
 }
 
@@ -532,9 +539,7 @@ func quantityPost(m qmode) func(d *deidentifier, p string, in map[string]any, ou
 // coded as an age. The year of a date of birth observation (see
 // isBirthDateCoding) is noted for patchAges.
 func observationPost(d *deidentifier, r *resourceEntry, out *object) {
-	if hasAgeCode(r.res["code"]) {
-		ageValuePost(d, r.path, out)
-	}
+	valuePost(d, r.path, out, hasAgeCode(r.res["code"]))
 	if hasCoding(r.res["code"], isBirthDateCoding) {
 		d.birthValue(r.path, out)
 	}
@@ -542,9 +547,7 @@ func observationPost(d *deidentifier, r *resourceEntry, out *object) {
 	for i, c := range asArray(comps) {
 		if co, ok := c.(*object); ok {
 			code, _ := co.get("code")
-			if hasAgeCode(code) {
-				ageValuePost(d, fmt.Sprintf("%s.component[%d]", r.path, i), co)
-			}
+			valuePost(d, fmt.Sprintf("%s.component[%d]", r.path, i), co, hasAgeCode(code))
 			if hasCoding(code, isBirthDateCoding) {
 				d.birthValue(fmt.Sprintf("%s.component[%d]", r.path, i), co)
 			}
@@ -563,6 +566,53 @@ func (d *deidentifier) birthValue(p string, out *object) {
 func asArray(v any) []any {
 	a, _ := v.([]any)
 	return a
+}
+
+// valuePost judges out's value (an Observation's or a component's, at path
+// p): as an age whatever its unit when coded as one (ageValuePost);
+// otherwise, a value in a unit of time under 90 years is noted as an age
+// all the same (timeValuePost).
+func valuePost(d *deidentifier, p string, out *object, codedAsAge bool) {
+	if codedAsAge {
+		ageValuePost(d, p, out)
+	} else {
+		timeValuePost(d, p, out)
+	}
+}
+
+// timeValuePost notes out's valueQuantity, or valueRange, in a unit of time
+// and under 90 years as an age (values of 90 years or more were aggregated
+// by quantityPost). Whatever the code says, such a value may be one: an
+// "age at onset" of 85 years kept with its year 2015 gives the masked year
+// of birth 1930 back as surely as a value coded Age does. A duration (hours
+// of sleep, years of smoking) is masked with the ages, erring towards
+// generalizing.
+func timeValuePost(d *deidentifier, p string, out *object) {
+	if v, ok := out.get("valueQuantity"); ok {
+		if y, isTime := years(v.(*object)); isTime && y < 90 {
+			d.ages = append(d.ages, ageSite{obj: out, key: "valueQuantity", path: p + ".valueQuantity", n: d.cur, low: y, hasLow: true})
+		}
+		return
+	}
+	v, ok := out.get("valueRange")
+	if !ok {
+		return
+	}
+	r, under90 := v.(*object), false
+	low, hasLow := 0.0, false
+	for _, k := range []string{"low", "high"} {
+		if b, ok := r.get(k); ok {
+			if y, isTime := years(b.(*object)); isTime {
+				under90 = under90 || y < 90
+				if k == "low" {
+					low, hasLow = y, true
+				}
+			}
+		}
+	}
+	if under90 {
+		d.ages = append(d.ages, ageSite{obj: out, key: "valueRange", path: p + ".valueRange", n: d.cur, low: low, hasLow: hasLow})
+	}
 }
 
 // ageValuePost aggregates out's value (an Observation's or a component's,
@@ -640,13 +690,21 @@ func ageValuePost(d *deidentifier, p string, out *object) {
 	}
 }
 
-var ageCodes = map[string]bool{"30525-0": true, "21612-7": true, "29553-5": true, "21611-9": true}
+// ageCodesLOINC are LOINC's codes of an age: 30525-0 Age, 21612-7 Age -
+// Reported, 29553-5 Age calculated, 21611-9 Age - Estimated, 39016-1 Age at
+// death, 63900-5 Current age or age at death; ageCodesSNOMED SNOMED CT's:
+// 397659008 Age, 424144002 Current chronological age, 445518008 Age at
+// onset of clinical finding.
+var (
+	ageCodesLOINC  = map[string]bool{"30525-0": true, "21612-7": true, "29553-5": true, "21611-9": true, "39016-1": true, "63900-5": true}
+	ageCodesSNOMED = map[string]bool{"397659008": true, "424144002": true, "445518008": true}
+)
 
-// isAgeCoding: LOINC, by its URL or its OID, and an age code; or SNOMED CT
-// 397659008 Age, 424144002 Current chronological age.
+// isAgeCoding: LOINC, by its URL or its OID, or SNOMED CT, and one of its
+// age codes.
 func isAgeCoding(system, code string) bool {
-	return (system == "http://loinc.org" || system == "urn:oid:2.16.840.1.113883.6.1") && ageCodes[code] ||
-		system == "http://snomed.info/sct" && (code == "397659008" || code == "424144002")
+	return (system == "http://loinc.org" || system == "urn:oid:2.16.840.1.113883.6.1") && ageCodesLOINC[code] ||
+		system == "http://snomed.info/sct" && ageCodesSNOMED[code]
 }
 
 // isBirthDateCoding: LOINC 21112-8 Birth date (by URL or OID), SNOMED CT
@@ -695,10 +753,13 @@ func patientPost(d *deidentifier, r *resourceEntry, out *object) {
 	if by, ok := out.get("birthDate"); ok {
 		pi.birthYear, _ = strconv.Atoi(by.(string))
 	}
-	if b, _ := r.res["deceasedBoolean"].(bool); b {
+	// Deceased as the output shows it: a death whose date the output lost
+	// (a malformed dateTime, a year the sweep took) leaves a record that
+	// reads as a living patient's, so it is judged as one.
+	if b, _ := out.get("deceasedBoolean"); b == true {
 		pi.alive = false
 	}
-	if v, ok := r.res["deceasedDateTime"]; ok && v != nil {
+	if out.has("deceasedDateTime") {
 		pi.alive = false
 	}
 	// A birth order is small; anything else in multipleBirthInteger (an
@@ -791,26 +852,54 @@ func (d *deidentifier) patchAges() bool {
 }
 
 // agedByYear reports whether an age under 90 of the output, with a year of
-// the same resource, shows a person 90 or older in the reference year: an
-// age A (its lower bound) at an event of the resource, whose earliest year
-// is Y, is A + (refYear − Y) or more then. Taking the earliest year errs
-// towards generalizing (an onset age is of a time at or before the
-// recordedDate).
+// the same resource or of an event it references or that references it (a
+// Condition's Encounter, the DiagnosticReport that lists an Observation),
+// shows a person 90 or older in the reference year: an age A (its lower
+// bound) at an event whose earliest year, or its linked events', is Y, is
+// A + (refYear − Y) or more then. Taking the earliest year errs towards
+// generalizing (an onset age is of a time at or before the recordedDate).
 func (d *deidentifier) agedByYear() bool {
 	if len(d.ages) == 0 {
 		return false
 	}
 	first := map[int]int{} // resource position → earliest year
 	for _, y := range d.years {
+		if y.key == "birthDate" {
+			continue // not an event's year; judged by patchAges
+		}
 		if f, ok := first[y.n]; !ok || y.year < f {
 			first[y.n] = y.year
 		}
 	}
+	earliest := maps.Clone(first) // with the years of the linked events
+	for _, l := range d.links {
+		if d.isParty(l[0]) || d.isParty(l[1]) {
+			continue
+		}
+		for _, ends := range [2][2]int{{l[0], l[1]}, {l[1], l[0]}} {
+			if y, ok := first[ends[1]]; ok {
+				if e, ok := earliest[ends[0]]; !ok || y < e {
+					earliest[ends[0]] = y
+				}
+			}
+		}
+	}
 	ref := d.refYear()
 	for _, a := range d.ages {
-		if y, ok := first[a.n]; ok && a.hasLow && a.low+float64(ref-y) >= 90 {
+		if y, ok := earliest[a.n]; ok && a.hasLow && a.low+float64(ref-y) >= 90 {
 			return true
 		}
+	}
+	return false
+}
+
+// isParty reports whether the n-th kept resource is a person or an
+// organization (Patient, Practitioner, Organization) rather than an event:
+// its years (a death, a period of work) do not date another resource's age.
+func (d *deidentifier) isParty(n int) bool {
+	switch d.entries[n-1].typ {
+	case "Patient", "Practitioner", "Organization":
+		return true
 	}
 	return false
 }
