@@ -179,6 +179,14 @@ func NotSent(err error) bool {
 	return errors.As(err, &ns)
 }
 
+// notApplied reports whether err (from Submit) says the transaction did
+// not and will not take effect: the chain refused it (ErrTxRejected), or it
+// was never sent (NotSent). Any other error (a wait cut short, a node that
+// stopped answering) leaves open whether it was committed.
+func notApplied(err error) bool {
+	return NotSent(err) || errors.Is(err, ErrTxRejected)
+}
+
 // SignTxWithSequence signs msg with an explicit sequence and no timeout
 // height.
 func (c *Client) SignTxWithSequence(s Signer, seq uint64, msg *emrv1.Msg) ([]byte, error) {

@@ -71,8 +71,13 @@ start() {
   [[ -x $EMRCHAIND ]] || die "$EMRCHAIND not found: run make build (or set EMRCHAIND)"
   command -v curl >/dev/null || die "curl is needed to watch the nodes"
   if [[ ! -f $DIR/testnet.json ]]; then
+    local force=()
+    if [[ -f $DIR/testnet.partial ]]; then
+      say "$DIR holds a testnet whose writing stopped part way: writing it again"
+      force=(--force)
+    fi
     "$EMRCHAIND" testnet --output "$DIR" --validators "$VALIDATORS" --base-port "$BASE_PORT" \
-      --chain-id "$CHAIN_ID" --blob "$BLOB" --minio-addr "$MINIO_ADDR"
+      --chain-id "$CHAIN_ID" --blob "$BLOB" --minio-addr "$MINIO_ADDR" ${force[@]+"${force[@]}"}
   else
     say "using the existing testnet in $DIR (delete it, or make localnet-stop and rm -rf it, for a new one)"
   fi

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/emrchain/emrchain/client/keyring"
+	"github.com/emrchain/emrchain/internal/durable"
 	"github.com/emrchain/emrchain/offchain/blobstore"
 	emrchainv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 	"github.com/emrchain/emrchain/store"
@@ -105,7 +106,8 @@ and MINIO_SECRET_KEY (start MinIO yourself, or use make localnet BLOB=minio).
 
 Start each node with: emrchaind start --home DIR/nodeI (or make localnet).
 testnet refuses a non-empty DIR; --force deletes a DIR that holds a testnet
-(DIR/testnet.json) and writes a new one. Every flag is checked before DIR is
+(DIR/testnet.json, or DIR/testnet.partial: one whose writing was stopped
+part way) and writes a new one. Every flag is checked before DIR is
 touched: a refused flag leaves the old testnet as it was.`,
 		Example: `  emrchaind testnet --output ./localnet
   emrchaind testnet --output /tmp/net --validators 7 --base-port 30000 --chain-id emr-test-2
@@ -326,6 +328,10 @@ func runTestnet(w io.Writer, o testnetOptions) (_ *manifest.Testnet, err error) 
 		}
 	}
 
+	if testnetHomesWritten != nil {
+		testnetHomesWritten(out)
+	}
+
 	// The registrars' keys, and the description of the whole net.
 	for _, k := range keys {
 		if err := writeKeyFile(filepath.Join(out, testnetKeysDir), k); err != nil {
@@ -346,7 +352,10 @@ func runTestnet(w io.Writer, o testnetOptions) (_ *manifest.Testnet, err error) 
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(out, manifest.File), append(desc, '\n'), 0o644); err != nil {
+	if err := durable.ReplaceFile(filepath.Join(out, manifest.File), append(desc, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.Remove(filepath.Join(out, testnetPartialFile)); err != nil {
 		return nil, err
 	}
 
@@ -366,28 +375,53 @@ func runTestnet(w io.Writer, o testnetOptions) (_ *manifest.Testnet, err error) 
 // of its sidecar's storage service key.
 const testnetStorageKeyring = "storage-keyring"
 
-// prepareTestnetDir makes out an empty directory. A non-empty out is
-// refused, unless force is set and out holds a testnet (testnet.json): only
-// then is it deleted, so a mistyped --output never wipes unrelated files.
+// testnetHomesWritten, when set (by tests), is called once the node homes
+// are written, before the keys and testnet.json: what it sees of out is
+// what a kill at that point leaves.
+var testnetHomesWritten func(out string)
+
+// testnetPartialFile marks a testnet directory being written: made first,
+// removed once testnet.json is written last. A directory that holds it is
+// a testnet whose writing stopped part way (Ctrl-C, a kill), which --force
+// may delete like a whole one.
+const testnetPartialFile = "testnet.partial"
+
+// prepareTestnetDir makes out an empty directory, marked as a testnet
+// being written (testnetPartialFile). A non-empty out is refused, unless
+// force is set and out holds a testnet (testnet.json, or the mark of one
+// whose writing stopped): only then is it deleted, so a mistyped --output
+// never wipes unrelated files.
 func prepareTestnetDir(out string, force bool) error {
 	entries, err := os.ReadDir(out)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return os.MkdirAll(out, 0o755)
 	case err != nil:
 		return err
 	case len(entries) == 0:
-		return nil
 	case !force:
+		if fileExists(filepath.Join(out, testnetPartialFile)) {
+			return fmt.Errorf("%s holds a testnet whose writing stopped part way; pass --force to delete it and write a new one", out)
+		}
 		return fmt.Errorf("%s is not empty; refusing to overwrite it: pass --force to delete the testnet in it and write a new one", out)
+	default:
+		if !fileExists(filepath.Join(out, manifest.File)) && !fileExists(filepath.Join(out, testnetPartialFile)) {
+			return fmt.Errorf("--force: %s holds no %s, so it is not a testnet; not deleting it", out, manifest.File)
+		}
+		if err := os.RemoveAll(out); err != nil {
+			return fmt.Errorf("--force: %w", err)
+		}
 	}
-	if _, err := os.Stat(filepath.Join(out, manifest.File)); err != nil {
-		return fmt.Errorf("--force: %s holds no %s, so it is not a testnet; not deleting it", out, manifest.File)
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
 	}
-	if err := os.RemoveAll(out); err != nil {
-		return fmt.Errorf("--force: %w", err)
-	}
-	return os.MkdirAll(out, 0o755)
+	return durable.CreateFile(filepath.Join(out, testnetPartialFile),
+		[]byte("emrchaind testnet is writing a testnet here; if this file stays, it stopped part way: run it again with --force\n"), 0o644)
+}
+
+// fileExists reports whether path names something (Lstat succeeds).
+func fileExists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }
 
 // configureTestnetServices gives the node's blob sidecar its blob store in

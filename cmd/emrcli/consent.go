@@ -60,6 +60,12 @@ consent.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			rightNames, cats := splitList(rights), splitList(categories)
+			if cmd.Flags().Changed("categories") && len(cats) == 0 {
+				// No category on chain means every category: an empty
+				// list (an unset variable in a script) must not widen
+				// the consent to all.
+				return usagef("--categories is empty: name the categories the consent covers, or leave the flag out to cover all of them")
+			}
 			rs, err := parseRights(rightNames)
 			if err != nil {
 				return err

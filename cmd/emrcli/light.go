@@ -71,6 +71,9 @@ and --sidecar as the blob sidecars of upload, download and share.`,
 			if (genesis == "") == (height == 0 && hashHex == "") {
 				return usagef("give either --genesis FILE or --height and --hash")
 			}
+			if period <= 0 {
+				return usagef("--trust-period %s: want a positive duration (the default is %s)", period, client.DefaultTrustPeriod)
+			}
 			trust := &client.TrustOptions{Height: height, Period: period}
 			chainID := a.chainID
 			if genesis != "" {

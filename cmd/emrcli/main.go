@@ -36,11 +36,19 @@ const (
 // run executes one emrcli command line and returns the exit code. Every
 // failure is one line on stderr: "Error: <reason>".
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	a := &cli{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	out := &outputWriter{w: stdout, failed: cancel}
+	a := &cli{ctx: ctx, stdin: stdin, stdout: out, stderr: stderr}
 	defer a.close()
 	root := newRootCmd(a)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
+	if out.err != nil {
+		// What the command did may have succeeded, but its answer was
+		// lost (a full disk): a script must not take it for a success.
+		err = fmt.Errorf("writing the standard output: %w (the command stopped there; a transaction it sent before stands)", out.err)
+	}
 	if err == nil {
 		return exitOK
 	}
@@ -49,6 +57,29 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitUsage
 	}
 	return exitFailure
+}
+
+// outputWriter is the standard output of a command, which remembers its
+// first write error and then refuses every later write. A command whose
+// output cannot be written (a full disk, a closed file) is stopped, as by
+// Ctrl-C (failed), and exits 1: text output is printed with fmt.Fprint*,
+// whose errors its callers do not check.
+type outputWriter struct {
+	w      io.Writer
+	err    error
+	failed func()
+}
+
+func (o *outputWriter) Write(p []byte) (int, error) {
+	if o.err != nil {
+		return 0, o.err
+	}
+	n, err := o.w.Write(p)
+	if err != nil {
+		o.err = err
+		o.failed()
+	}
+	return n, err
 }
 
 // hint is what to do about err, when the error alone does not say:
