@@ -37,16 +37,24 @@ const (
 	// (BroadcastTxs) keeps its connection from counting as idle.
 	grpcMaxConnectionAge      = 30 * time.Minute
 	grpcMaxConnectionAgeGrace = time.Minute
+	// grpcMaxHeaderListBytes bounds a call's decoded request headers.
+	// grpc-go's default, 16 MiB a stream, let a client without a key hold
+	// hundreds of MB of a node's memory: HPACK repeats a header entry for
+	// one byte on the wire, and grpc-go decodes each repeat anew. The API
+	// needs a few standard headers and x-emrchain-height.
+	grpcMaxHeaderListBytes = 16 << 10
 )
 
 // grpcServerOptions are the server's limits: messages up to maxMsg bytes,
-// and the connection limits above; and its codec, which lets the emrchain
+// request headers up to grpcMaxHeaderListBytes, and the connection limits
+// above; and its codec, which lets the emrchain
 // services decode their own requests (grpc_decode.go).
 func grpcServerOptions(maxMsg int) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ForceServerCodecV2(newRequestCodec()),
 		grpc.MaxRecvMsgSize(maxMsg),
 		grpc.MaxConcurrentStreams(grpcMaxConcurrentStreams),
+		grpc.MaxHeaderListSize(grpcMaxHeaderListBytes),
 		grpc.ConnectionTimeout(grpcHandshakeTimeout),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: grpcMaxConnectionIdle,
 			MaxConnectionAge: grpcMaxConnectionAge, MaxConnectionAgeGrace: grpcMaxConnectionAgeGrace}),
