@@ -1,8 +1,9 @@
 package deid
 
-// Ages that a review (session 54) found kept where Safe Harbor removes them:
-// a value in years under any code, an age dated by its Encounter, a death
-// the output lost, and the standard codes of an age at death or at onset.
+// Ages that the reviews of session 54 found kept where Safe Harbor removes
+// them: a value in years under any code, an age dated by its Encounter or
+// further, a death the output lost, standard codes of an age, units of
+// years; and ages masked that a younger patient keeps.
 
 import (
 	"regexp"
@@ -15,13 +16,11 @@ func resourcesOf(t *testing.T, out []byte, typ string) []map[string]any {
 	return resourcesByType(t, decode(t, out))[typ]
 }
 
-// TestTimeValueUnder90IsAnAge: a Quantity in years is treated
-// as an age when it is 90 or more, under any code (TestAgeInUnitsAsWritten),
-// but not when it is under 90: it is never an ageSite, so maskAges does not
-// remove it once the year of birth is masked, and agedByYear never judges
-// it with its resource's year. An "age at onset" of 85 years recorded in
-// 2015 gives back the masked year of birth 1930 (a patient of 95); one of
-// 80 years in 2000 shows a patient of 105 and nothing is masked.
+// TestTimeValueUnder90IsAnAge: an Observation value in years is an age
+// whatever its code. An "age at onset" of 85 years recorded in 2015 would
+// give back a masked year of birth, 1930 (a patient of 95); one of 80 years
+// in 2000 shows a patient of 105. Both go (before session 54, a value under
+// 90 counted as an age only when coded as one).
 func TestTimeValueUnder90IsAnAge(t *testing.T) {
 	ageAtOnset := func(value, year string) string {
 		return `{"resourceType":"Observation","status":"final",` +
@@ -49,12 +48,10 @@ func TestTimeValueUnder90IsAnAge(t *testing.T) {
 	})
 }
 
-// TestAgeDatedByItsEncounter: agedByYear judges an age
-// only with the years of its own resource. A Condition whose onsetAge is 80
-// years and that has no date of its own, recorded at an Encounter of 2000
-// (Condition.encounter), shows a patient born about 1920, 105 in 2025; the
-// age and the Encounter's year are both kept. doc.go itself says an age
-// "could still be tied to [a year] through its encounter".
+// TestAgeDatedByItsEncounter: an age is judged with the year of the
+// Encounter its resource names. A Condition with an onsetAge of 80 years
+// and no date of its own, at an Encounter of 2000, shows a patient born
+// about 1920, 105 in 2025: the age goes.
 func TestAgeDatedByItsEncounter(t *testing.T) {
 	in := []byte(`{"resourceType":"Bundle","type":"collection","entry":[
 	 {"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient","id":"p","gender":"female"}},
@@ -72,16 +69,11 @@ func TestAgeDatedByItsEncounter(t *testing.T) {
 	}
 }
 
-// TestLostDeathYearReadsAsAlive: patientPost takes
-// "deceased" from the input (deceasedDateTime present), but the reference
-// year of a deceased patient is the latest year left in the output. When
-// the year of death does not reach the output (a dateTime with a "+0000"
-// offset, as many serializers write it; or a year that the sweep takes
-// because it equals a 4-digit postal code of the patient), the reference
-// year falls back to an earlier event, and the year of birth of a patient
-// who died at 92 or 93 is kept, in an output that no longer says the
-// patient died (so reads as a living patient of 95). The "died at 90" case
-// of TestAgeOver89 masks it.
+// TestLostDeathYearReadsAsAlive: a patient is deceased only if the output
+// says so. A deceasedDateTime the output loses (a "+0000" offset, as many
+// serializers write it; a year the sweep takes as the patient's postal
+// code) leaves a record that reads as a living patient's, so the birth year
+// of a patient who died in 2023 at 92 is judged as of today, and masked.
 func TestLostDeathYearReadsAsAlive(t *testing.T) {
 	enc := `{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},"subject":{"reference":"urn:uuid:p"},"period":{"start":"2015-05-01"}}`
 	for name, patient := range map[string]string{
@@ -98,12 +90,9 @@ func TestLostDeathYearReadsAsAlive(t *testing.T) {
 	}
 }
 
-// TestAgeCodesOfDeathAndOnset: an age of 90 or more is aggregated
-// only when its unit is one of time that textUnit knows, or when its
-// Observation carries one of six codes. The standard "Age at death" (LOINC
-// 39016-1, VRDR's Decedent Age) and "Current age or age at death" (LOINC
-// 63900-5) are not among them, and "yrs." (with its period) is not a unit
-// textUnit reads: an age of 97 is copied as it is.
+// TestAgeCodesOfDeathAndOnset: an age of 90 or more is aggregated under the
+// standard codes of an age at death (LOINC 39016-1, VRDR's Decedent Age;
+// 63900-5 Current age or age at death), and in the unit "yrs.".
 func TestAgeCodesOfDeathAndOnset(t *testing.T) {
 	obs := func(code, value string) string {
 		return `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"` + code + `"}]},` +
@@ -149,5 +138,175 @@ func TestAgeDatedByItsEncounterUnder90IsKept(t *testing.T) {
 	}
 	if got := resourcesOf(t, out, "Patient")[0]["birthDate"]; got != "1970" {
 		t.Errorf("birthDate %v, want 1970:\n%s", got, out)
+	}
+}
+
+var kept97 = regexp.MustCompile(`"value(Integer)?": 97\b|"value": 97\b`)
+
+// TestMoreAgeCodesAndSNOMEDByOID: a unitless age (valueInteger, or a
+// valueQuantity with no unit) is known by its code: LOINC 30972-4 "Age at
+// onset of adverse event" (in HL7's value set
+// v3-LOINCObservationActContextAgeType), SNOMED CT 423493009 "Age at
+// diagnosis", and SNOMED CT named by its OID
+// (urn:oid:2.16.840.1.113883.6.96) as LOINC may be. An age of 97 under
+// them is aggregated.
+func TestMoreAgeCodesAndSNOMEDByOID(t *testing.T) {
+	obs := func(system, code, value string) string {
+		return `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"` + system + `","code":"` + code + `"}]},` +
+			`"subject":{"reference":"urn:uuid:p"},` + value + `}`
+	}
+	for name, o := range map[string]string{
+		"LOINC 30972-4 Age at onset of adverse event, valueInteger": obs("http://loinc.org", "30972-4", `"valueInteger":97`),
+		"SNOMED 423493009 Age at diagnosis, valueInteger":           obs("http://snomed.info/sct", "423493009", `"valueInteger":97`),
+		"SNOMED by OID, 397659008 Age, valueInteger":                obs("urn:oid:2.16.840.1.113883.6.96", "397659008", `"valueInteger":97`),
+		"SNOMED by OID, 445518008 Age at onset, unitless quantity":  obs("urn:oid:2.16.840.1.113883.6.96", "445518008", `"valueQuantity":{"value":97}`),
+	} {
+		t.Run(name, func(t *testing.T) {
+			out, _ := mustDeidentify(t, patientBundle(`"gender":"female"`, o), Options{Now: testNow})
+			if kept97.Match(out) {
+				t.Errorf("an age of 97 is kept verbatim:\n%s", out)
+			}
+		})
+	}
+	// The same miss under 90: the age is no ageSite, so maskAges leaves it
+	// beside its year once the year of birth is masked (85 in 2015: 1930).
+	t.Run("under 90 beside a masked year of birth", func(t *testing.T) {
+		o := obs("http://snomed.info/sct", "423493009", `"effectiveDateTime":"2015-03-04","valueInteger":85`)
+		out, _ := mustDeidentify(t, patientBundle(`"gender":"female","birthDate":"1930-04-02"`, o), Options{Now: testNow})
+		if p := resourcesOf(t, out, "Patient")[0]; p["birthDate"] != nil {
+			t.Fatalf("precondition: birthDate kept:\n%s", out)
+		}
+		ob := resourcesOf(t, out, "Observation")[0]
+		if ob["effectiveDateTime"] == "2015" && ob["valueInteger"] == 85.0 {
+			t.Errorf("birth year masked, but an age at diagnosis of 85 is kept with its year 2015 (born 1930):\n%s", out)
+		}
+	})
+}
+
+// TestAgeDatedTwoReferencesAway: an age is dated by whatever places it in
+// its time, however far: a DiagnosticReport (dated) that lists a panel
+// Observation (undated) whose hasMember is the age; an Encounter (dated)
+// that is the partOf parent of a sub-encounter (undated) that a Condition
+// with an onsetAge names. With no birthDate in the output, an age of 80 and
+// the year 2000 would show a person of 105: the age goes.
+func TestAgeDatedTwoReferencesAway(t *testing.T) {
+	cases := map[string]string{
+		"DiagnosticReport.result -> panel.hasMember -> age": `{"resourceType":"Bundle","type":"collection","entry":[
+		 {"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient","id":"p","gender":"female"}},
+		 {"fullUrl":"urn:uuid:dr","resource":{"resourceType":"DiagnosticReport","id":"dr","status":"final",
+		   "code":{"coding":[{"system":"http://loinc.org","code":"24323-8"}]},"subject":{"reference":"urn:uuid:p"},
+		   "effectiveDateTime":"2000-05-01","result":[{"reference":"urn:uuid:panel"}]}},
+		 {"fullUrl":"urn:uuid:panel","resource":{"resourceType":"Observation","id":"panel","status":"final",
+		   "code":{"coding":[{"system":"http://loinc.org","code":"24323-8"}]},"subject":{"reference":"urn:uuid:p"},
+		   "hasMember":[{"reference":"urn:uuid:age"}]}},
+		 {"fullUrl":"urn:uuid:age","resource":{"resourceType":"Observation","id":"age","status":"final",
+		   "code":{"coding":[{"system":"http://loinc.org","code":"30525-0"}]},"subject":{"reference":"urn:uuid:p"},
+		   "valueQuantity":{"value":80,"unit":"years","system":"http://unitsofmeasure.org","code":"a"}}}]}`,
+		"Condition.encounter -> sub-Encounter.partOf -> Encounter": `{"resourceType":"Bundle","type":"collection","entry":[
+		 {"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient","id":"p","gender":"female"}},
+		 {"fullUrl":"urn:uuid:e1","resource":{"resourceType":"Encounter","id":"e1","status":"finished","class":{"code":"IMP"},
+		   "subject":{"reference":"urn:uuid:p"},"period":{"start":"2000-05-01","end":"2000-05-09"}}},
+		 {"fullUrl":"urn:uuid:e2","resource":{"resourceType":"Encounter","id":"e2","status":"finished","class":{"code":"IMP"},
+		   "subject":{"reference":"urn:uuid:p"},"partOf":{"reference":"urn:uuid:e1"}}},
+		 {"fullUrl":"urn:uuid:c","resource":{"resourceType":"Condition","id":"c",
+		   "code":{"coding":[{"system":"http://snomed.info/sct","code":"53741008"}]},
+		   "subject":{"reference":"urn:uuid:p"},"encounter":{"reference":"urn:uuid:e2"},
+		   "onsetAge":{"value":80,"unit":"years","system":"http://unitsofmeasure.org","code":"a"}}}]}`,
+	}
+	for name, in := range cases {
+		t.Run(name, func(t *testing.T) {
+			out, _ := mustDeidentify(t, []byte(in), Options{Now: testNow})
+			if regexp.MustCompile(`"2000"`).Match(out) && regexp.MustCompile(`"value": 80\b`).Match(out) {
+				t.Errorf("an age of 80 and, two references away, its year 2000 are both kept (about 105 in 2025):\n%s", out)
+			}
+		})
+	}
+}
+
+// TestUnitsOfYearsWithTheirTails: a unit of years is read with "old",
+// "of age", "(s)" and a period after it, in any order: an age of 97 in
+// "years old." is aggregated.
+func TestUnitsOfYearsWithTheirTails(t *testing.T) {
+	for _, unit := range []string{"years old.", "yrs old.", "year(s).", "years of age."} {
+		t.Run(unit, func(t *testing.T) {
+			obs := `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://example.org/local","code":"x1"}]},
+			  "subject":{"reference":"urn:uuid:p"},"valueQuantity":{"value":97,"unit":"` + unit + `"}}`
+			out, _ := mustDeidentify(t, patientBundle(`"gender":"female"`, obs), Options{Now: testNow})
+			if kept97.Match(out) {
+				t.Errorf("unit %q: age 97 kept:\n%s", unit, out)
+			}
+		})
+	}
+}
+
+// TestYoungerPatientsKeepTheirAges: timeValuePost makes every
+// Observation value in a unit of time an age site, and agedByYear dates it
+// by the earliest year of its resource or of a linked one. A value that is
+// not the patient's age at that year then "showed" a person of 90 or older
+// and every age of the record went, although the output keeps a birthDate
+// that says the patient is 40 or 70 (an age with a year can give back no
+// more than a kept birth year already gives). A re-review found this
+// regression of b4e5c9c: these records kept their ages before it, and do
+// again.
+func TestYoungerPatientsKeepTheirAges(t *testing.T) {
+	onsetAge := func(age string) string {
+		return `{"resourceType":"Condition","code":{"coding":[{"system":"http://snomed.info/sct","code":"38341003"}]},
+		  "subject":{"reference":"urn:uuid:p"},"recordedDate":"2015-01-01",
+		  "onsetAge":{"value":` + age + `,"unit":"years","system":"http://unitsofmeasure.org","code":"a"}}`
+	}
+	cases := map[string]struct {
+		birth string
+		in    []byte
+		age   float64
+	}{
+		// A 70-year-old with type 1 diabetes since 1975 (age 20): the
+		// duration of 49 years, evidence of the diabetes Condition, is
+		// dated by the onset year 1975: 49 + (2025 - 1975) = 99.
+		"70-year-old, diabetes duration linked to its onset": {"1955", []byte(`{"resourceType":"Bundle","type":"collection","entry":[
+		 {"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient","id":"p","gender":"male","birthDate":"1955-03-02"}},
+		 {"fullUrl":"urn:uuid:dm","resource":{"resourceType":"Condition","id":"dm",
+		   "code":{"coding":[{"system":"http://snomed.info/sct","code":"46635009"}]},"subject":{"reference":"urn:uuid:p"},
+		   "onsetDateTime":"1975-06-01","evidence":[{"detail":[{"reference":"urn:uuid:dur"}]}]}},
+		 {"fullUrl":"urn:uuid:dur","resource":{"resourceType":"Observation","id":"dur","status":"final",
+		   "code":{"coding":[{"system":"http://example.org/local","code":"dm-duration"}]},"subject":{"reference":"urn:uuid:p"},
+		   "effectiveDateTime":"2024-02-01","valueQuantity":{"value":49,"unit":"years","system":"http://unitsofmeasure.org","code":"a"}}},
+		 {"fullUrl":"urn:uuid:ht","resource":` + onsetAge("58") + `}]}`), 58},
+		// A 50-year-old whose calculated age (LOINC 29553-5), 49 in 2024,
+		// is derivedFrom the date of birth Observation (LOINC 21112-8) of
+		// 1975: the year of birth is taken for the year of an event,
+		// 49 + (2025 - 1975) = 99. (agedByYear skips Patient.birthDate as
+		// "not an event's year", but not a date of birth Observation.)
+		"50-year-old, calculated age derived from the birth date observation": {"1975", []byte(`{"resourceType":"Bundle","type":"collection","entry":[
+		 {"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient","id":"p","gender":"male","birthDate":"1975-03-02"}},
+		 {"fullUrl":"urn:uuid:dob","resource":{"resourceType":"Observation","id":"dob","status":"final",
+		   "code":{"coding":[{"system":"http://loinc.org","code":"21112-8"}]},"subject":{"reference":"urn:uuid:p"},
+		   "valueDateTime":"1975-03-02"}},
+		 {"fullUrl":"urn:uuid:age","resource":{"resourceType":"Observation","id":"age","status":"final",
+		   "code":{"coding":[{"system":"http://loinc.org","code":"29553-5"}]},"subject":{"reference":"urn:uuid:p"},
+		   "effectiveDateTime":"2024-02-01","derivedFrom":[{"reference":"urn:uuid:dob"}],
+		   "valueQuantity":{"value":49,"unit":"years","system":"http://unitsofmeasure.org","code":"a"}}},
+		 {"fullUrl":"urn:uuid:ht","resource":` + onsetAge("38") + `}]}`), 38},
+		// A 40-year-old whose family history notes the father's age at
+		// death, 80 years, in 2010: 80 + 15 = 95.
+		"40-year-old, father's age at death": {"1985", patientBundle(`"gender":"female","birthDate":"1985-03-02"`,
+			`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://example.org/local","code":"father-age-at-death"}]},
+			  "subject":{"reference":"urn:uuid:p"},"effectiveDateTime":"2010-02-01",
+			  "valueQuantity":{"value":80,"unit":"years","system":"http://unitsofmeasure.org","code":"a"}}`,
+			onsetAge("25")), 25},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			out, _ := mustDeidentify(t, c.in, Options{Now: testNow})
+			if got := resourcesOf(t, out, "Patient")[0]["birthDate"]; got != c.birth {
+				t.Fatalf("precondition: birthDate %v, want %s", got, c.birth)
+			}
+			var kept bool
+			for _, cond := range resourcesOf(t, out, "Condition") {
+				kept = kept || get(cond, "onsetAge", "value") == c.age
+			}
+			if !kept {
+				t.Errorf("the patient's onsetAge %v is masked, though the output keeps birthDate %s:\n%s", c.age, c.birth, out)
+			}
+		})
 	}
 }

@@ -167,7 +167,7 @@ type deidentifier struct {
 	ages     []ageSite  // ages under 90 in the output (see maskAges)
 	births   []ageSite  // years of date of birth observations in the output (see patchAges)
 	years    []yearSite // every year of a date element in the output (see patchAges)
-	links    [][2]int   // the positions of a reference's resource and of its target (see agedByYear)
+	links    []link     // the references kept (see agedByYear)
 	cur      int        // the position (resourceEntry.n) of the resource being de-identified
 }
 
@@ -192,6 +192,9 @@ type ageSite struct {
 	n      int
 	low    float64
 	hasLow bool
+	// uncoded: a value in a unit of time of an Observation not coded as an
+	// age (timeValuePost).
+	uncoded bool
 }
 
 func (d *deidentifier) removed(p string)     { d.report.Removed = append(d.report.Removed, p) }

@@ -3,7 +3,6 @@ package deid
 import (
 	"encoding/json"
 	"fmt"
-	"maps"
 	"math"
 	"regexp"
 	"slices"
@@ -332,10 +331,39 @@ func (d *deidentifier) reference(p string, v any) *object {
 		d.removed(p + ".reference")
 		return nil
 	}
-	d.links = append(d.links, [2]int{d.cur, n})
+	d.links = append(d.links, link{from: d.cur, to: n, field: fieldName(p)})
 	out := &object{}
 	out.set("reference", "urn:uuid:"+token(n))
 	return out
+}
+
+// link is a reference kept in the output: from the from-th kept resource's
+// member field to the to-th (see agedByYear).
+type link struct {
+	from, to int
+	field    string
+}
+
+// fieldName is the member name at the end of path p ("encounter" of
+// "$.entry[2].resource.encounter", "result" of "….result[0]").
+func fieldName(p string) string {
+	p = p[strings.LastIndexByte(p, '.')+1:]
+	name, _, _ := strings.Cut(p, "[")
+	return name
+}
+
+// datingField reports whether a reference in member field places its
+// resource within its target's time (Observation.encounter, Encounter.partOf:
+// the target dates it) or its target within its own
+// (DiagnosticReport.result, Observation.hasMember: it dates its target).
+func datingField(field string) (datedByTarget, datesTarget bool) {
+	switch field {
+	case "encounter", "partOf":
+		return true, false
+	case "result", "hasMember":
+		return false, true
+	}
+	return false, false
 }
 
 // extension keeps the whitelisted extensions of a Patient.
@@ -446,15 +474,19 @@ func textUnit(s string) (float64, bool) {
 	s = strings.ToLower(strings.TrimSpace(s))
 	s = strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(s, "{"), "}"))
 	s = strings.NewReplacer("-", " ", "_", " ").Replace(s)
-	for _, tail := range []string{" old", " of age"} {
-		s = strings.TrimSpace(strings.TrimSuffix(s, tail))
+	for {
+		if y, ok := textTime[s]; ok {
+			return y, true
+		}
+		t := s
+		for _, tail := range []string{".", " old", " of age", "(s)"} { // "year(s) old."
+			t = strings.TrimSpace(strings.TrimSuffix(t, tail))
+		}
+		if t == s {
+			return 0, false
+		}
+		s = t
 	}
-	s = strings.TrimSuffix(s, "(s)") // "year(s)"
-	if y, ok := textTime[s]; ok {
-		return y, true
-	}
-	y, ok := textTime[strings.TrimSuffix(s, ".")] // "yrs.", "wk."
-	return y, ok
 }
 
 // years returns a Quantity's value in years, when its unit is one of time.
@@ -586,11 +618,12 @@ func valuePost(d *deidentifier, p string, out *object, codedAsAge bool) {
 // "age at onset" of 85 years kept with its year 2015 gives the masked year
 // of birth 1930 back as surely as a value coded Age does. A duration (hours
 // of sleep, years of smoking) is masked with the ages, erring towards
-// generalizing.
+// generalizing; but it is not judged with a year when the patients' birth
+// years are kept (see agedByYear).
 func timeValuePost(d *deidentifier, p string, out *object) {
 	if v, ok := out.get("valueQuantity"); ok {
 		if y, isTime := years(v.(*object)); isTime && y < 90 {
-			d.ages = append(d.ages, ageSite{obj: out, key: "valueQuantity", path: p + ".valueQuantity", n: d.cur, low: y, hasLow: true})
+			d.ages = append(d.ages, ageSite{obj: out, key: "valueQuantity", path: p + ".valueQuantity", n: d.cur, low: y, hasLow: true, uncoded: true})
 		}
 		return
 	}
@@ -611,7 +644,7 @@ func timeValuePost(d *deidentifier, p string, out *object) {
 		}
 	}
 	if under90 {
-		d.ages = append(d.ages, ageSite{obj: out, key: "valueRange", path: p + ".valueRange", n: d.cur, low: low, hasLow: hasLow})
+		d.ages = append(d.ages, ageSite{obj: out, key: "valueRange", path: p + ".valueRange", n: d.cur, low: low, hasLow: hasLow, uncoded: true})
 	}
 }
 
@@ -692,26 +725,34 @@ func ageValuePost(d *deidentifier, p string, out *object) {
 
 // ageCodesLOINC are LOINC's codes of an age: 30525-0 Age, 21612-7 Age -
 // Reported, 29553-5 Age calculated, 21611-9 Age - Estimated, 39016-1 Age at
-// death, 63900-5 Current age or age at death; ageCodesSNOMED SNOMED CT's:
-// 397659008 Age, 424144002 Current chronological age, 445518008 Age at
-// onset of clinical finding.
+// death, 63900-5 Current age or age at death, 30972-4 Age at onset of
+// adverse event; ageCodesSNOMED SNOMED CT's: 397659008 Age, 424144002
+// Current chronological age, 445518008 Age at onset of clinical finding,
+// 423493009 Age at diagnosis.
 var (
-	ageCodesLOINC  = map[string]bool{"30525-0": true, "21612-7": true, "29553-5": true, "21611-9": true, "39016-1": true, "63900-5": true}
-	ageCodesSNOMED = map[string]bool{"397659008": true, "424144002": true, "445518008": true}
+	ageCodesLOINC = map[string]bool{"30525-0": true, "21612-7": true, "29553-5": true, "21611-9": true,
+		"39016-1": true, "63900-5": true, "30972-4": true}
+	ageCodesSNOMED = map[string]bool{"397659008": true, "424144002": true, "445518008": true, "423493009": true}
 )
 
-// isAgeCoding: LOINC, by its URL or its OID, or SNOMED CT, and one of its
-// age codes.
-func isAgeCoding(system, code string) bool {
-	return (system == "http://loinc.org" || system == "urn:oid:2.16.840.1.113883.6.1") && ageCodesLOINC[code] ||
-		system == "http://snomed.info/sct" && ageCodesSNOMED[code]
+// isLOINC and isSNOMED name the code systems by their URL or their OID.
+func isLOINC(system string) bool {
+	return system == "http://loinc.org" || system == "urn:oid:2.16.840.1.113883.6.1"
 }
 
-// isBirthDateCoding: LOINC 21112-8 Birth date (by URL or OID), SNOMED CT
-// 184099003 Date of birth.
+func isSNOMED(system string) bool {
+	return system == "http://snomed.info/sct" || system == "urn:oid:2.16.840.1.113883.6.96"
+}
+
+// isAgeCoding: LOINC or SNOMED CT and one of its age codes.
+func isAgeCoding(system, code string) bool {
+	return isLOINC(system) && ageCodesLOINC[code] || isSNOMED(system) && ageCodesSNOMED[code]
+}
+
+// isBirthDateCoding: LOINC 21112-8 Birth date, SNOMED CT 184099003 Date of
+// birth.
 func isBirthDateCoding(system, code string) bool {
-	return (system == "http://loinc.org" || system == "urn:oid:2.16.840.1.113883.6.1") && code == "21112-8" ||
-		system == "http://snomed.info/sct" && code == "184099003"
+	return isLOINC(system) && code == "21112-8" || isSNOMED(system) && code == "184099003"
 }
 
 // hasAgeCode reports whether a CodeableConcept, of the input or of the
@@ -852,41 +893,87 @@ func (d *deidentifier) patchAges() bool {
 }
 
 // agedByYear reports whether an age under 90 of the output, with a year of
-// the same resource or of an event it references or that references it (a
-// Condition's Encounter, the DiagnosticReport that lists an Observation),
-// shows a person 90 or older in the reference year: an age A (its lower
-// bound) at an event whose earliest year, or its linked events', is Y, is
-// A + (refYear − Y) or more then. Taking the earliest year errs towards
+// an event that dates it, shows a person 90 or older in the reference year:
+// an age A (its lower bound) at an event whose earliest year is Y is A +
+// (refYear − Y) or more then. An age is dated by the years of its own
+// resource; of the resources one reference away, either way (but not a
+// Patient, Practitioner or Organization, whose years are a death or a
+// period of work); and of those that place it in their time, however far
+// (its Encounter and that Encounter's partOf parent; the Observation panel
+// and the DiagnosticReport that list it). A birth year (birthDate, a date of
+// birth observation) is no event's. Taking the earliest year errs towards
 // generalizing (an onset age is of a time at or before the recordedDate).
+// An age only in a unit of time under another code (a duration, say) is
+// not judged when every patient of the output keeps a birth year: the
+// output then tells their ages, and such a value is not one of them.
 func (d *deidentifier) agedByYear() bool {
 	if len(d.ages) == 0 {
 		return false
 	}
-	first := map[int]int{} // resource position → earliest year
+	birthYears := len(d.patients) > 0
+	for _, pi := range d.patients {
+		birthYears = birthYears && pi.birthYear != 0
+	}
+	births := map[*object]bool{}
+	for _, b := range d.births {
+		births[b.obj] = true
+	}
+	first := map[int]int{} // resource position → earliest year of an event
 	for _, y := range d.years {
-		if y.key == "birthDate" {
-			continue // not an event's year; judged by patchAges
+		if y.key == "birthDate" || births[y.obj] && y.key == "valueDateTime" {
+			continue // a birth year; judged by patchAges
 		}
 		if f, ok := first[y.n]; !ok || y.year < f {
 			first[y.n] = y.year
 		}
 	}
-	earliest := maps.Clone(first) // with the years of the linked events
+	// datedBy: a resource → those that place it in their time.
+	datedBy := map[int][]int{}
+	neighbours := map[int][]int{}
 	for _, l := range d.links {
-		if d.isParty(l[0]) || d.isParty(l[1]) {
+		if d.isParty(l.from) || d.isParty(l.to) {
 			continue
 		}
-		for _, ends := range [2][2]int{{l[0], l[1]}, {l[1], l[0]}} {
-			if y, ok := first[ends[1]]; ok {
-				if e, ok := earliest[ends[0]]; !ok || y < e {
-					earliest[ends[0]] = y
+		neighbours[l.from] = append(neighbours[l.from], l.to)
+		neighbours[l.to] = append(neighbours[l.to], l.from)
+		switch byTarget, ofTarget := datingField(l.field); {
+		case byTarget:
+			datedBy[l.from] = append(datedBy[l.from], l.to)
+		case ofTarget:
+			datedBy[l.to] = append(datedBy[l.to], l.from)
+		}
+	}
+	earliest := func(n int) (int, bool) {
+		y, ok := 0, false
+		note := func(m int) {
+			if f, has := first[m]; has && (!ok || f < y) {
+				y, ok = f, true
+			}
+		}
+		note(n)
+		for _, m := range neighbours[n] {
+			note(m)
+		}
+		seen, stack := map[int]bool{n: true}, []int{n}
+		for len(stack) > 0 {
+			m := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			for _, up := range datedBy[m] {
+				if !seen[up] {
+					seen[up] = true
+					note(up)
+					stack = append(stack, up)
 				}
 			}
 		}
+		return y, ok
 	}
 	ref := d.refYear()
 	for _, a := range d.ages {
-		if y, ok := earliest[a.n]; ok && a.hasLow && a.low+float64(ref-y) >= 90 {
+		if !a.hasLow || a.uncoded && birthYears {
+			continue
+		}
+		if y, ok := earliest(a.n); ok && a.low+float64(ref-y) >= 90 {
 			return true
 		}
 	}
