@@ -158,11 +158,8 @@ func (c *Client) ShareRecord(ctx context.Context, s Recipient, req ShareRequest,
 		SharedSha256: sl.sum[:], ObjectKey: hex.EncodeToString(sl.sum[:]), Size: uint64(sl.size), WrappedStudyKey: wrapped,
 	}}}
 	if res.Tx, err = c.Submit(ctx, s, msg); err != nil {
-		if !notApplied(err) {
-			return nil, fmt.Errorf("the shared ciphertext is stored (sha256 %x), and the share may have been recorded: %w; "+
-				"share the record again only once you know it was not, or the study holds it twice", sl.sum, err)
-		}
-		return nil, fmt.Errorf("the shared ciphertext is stored (sha256 %x) but the share was not recorded: %w", sl.sum, err)
+		return nil, storedButFailed(err, fmt.Sprintf("the shared ciphertext is stored (sha256 %x)", sl.sum),
+			"the share", "recorded", "emrcli shares --study "+req.StudyID, "the study holds it twice")
 	}
 	res.Share = c.shareCreatedBy(ctx, res.Tx, req.PatientID)
 	return res, nil

@@ -179,12 +179,32 @@ func NotSent(err error) bool {
 	return errors.As(err, &ns)
 }
 
-// notApplied reports whether err (from Submit) says the transaction did
-// not and will not take effect: the chain refused it (ErrTxRejected), or it
-// was never sent (NotSent). Any other error (a wait cut short, a node that
-// stopped answering) leaves open whether it was committed.
+// notApplied reports whether err (from Submit) proves that the transaction
+// did not and will not take effect: it was never sent (NotSent), or it
+// failed in a committed block. A node's refusal in CheckTx is that node's
+// word (it may have kept the transaction, as with a wrong sequence, or
+// another node may take it), and any other error (a wait cut short, a node
+// that stopped answering) leaves open whether it was committed.
 func notApplied(err error) bool {
-	return NotSent(err) || errors.Is(err, ErrTxRejected)
+	var ce *ChainError
+	return NotSent(err) || errors.As(err, &ce) && ce.Tx && ce.Height > 0
+}
+
+// storedButFailed is the error of an upload or a share whose ciphertext is
+// stored (stored says so) and whose transaction failed with err. It says
+// of what (the record, the share) that it was not done (done: "added")
+// only when err proves it (notApplied); otherwise that it may have been,
+// and to look (check, a command) before trying again, or else (twice).
+func storedButFailed(err error, stored, what, done, check, twice string) error {
+	switch {
+	case notApplied(err):
+		return fmt.Errorf("%s but %s was not %s: %w", stored, what, done, err)
+	case errors.Is(err, ErrTxRejected):
+		return fmt.Errorf("%s, and a node refused %s: %w; a node's refusal is its own word, so see whether %s was %s (%s) before trying again, or %s",
+			stored, what, err, what, done, check, twice)
+	}
+	return fmt.Errorf("%s, and %s may have been %s: %w; try again only once you know it was not (%s), or %s",
+		stored, what, done, err, check, twice)
 }
 
 // SignTxWithSequence signs msg with an explicit sequence and no timeout

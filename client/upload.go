@@ -105,11 +105,8 @@ func (c *Client) Upload(ctx context.Context, s Signer, req UploadRequest, opts T
 	}
 	res.Tx, err = c.Submit(ctx, s, msg)
 	if err != nil {
-		if !notApplied(err) {
-			return nil, fmt.Errorf("the ciphertext is stored (sha256 %x), and the record may have been added: %w; "+
-				"upload the file again only once you know it was not (emrcli records), or the patient holds it twice", sealed.sum, err)
-		}
-		return nil, fmt.Errorf("the ciphertext is stored (sha256 %x) but the record was not added: %w", sealed.sum, err)
+		return nil, storedButFailed(err, fmt.Sprintf("the ciphertext is stored (sha256 %x)", sealed.sum),
+			"the record", "added", "emrcli records", "the patient holds it twice")
 	}
 	if rec := c.RecordCreatedBy(ctx, res.Tx, req.PatientID); rec != nil {
 		res.Sequence, res.Record = rec.Sequence, rec

@@ -249,7 +249,9 @@ func runTestnet(w io.Writer, o testnetOptions) (_ *manifest.Testnet, err error) 
 	}
 	defer func() {
 		if err != nil {
-			os.RemoveAll(out)
+			if emptyTestnetDir(out) == nil {
+				os.RemoveAll(out) // the mark last
+			}
 		}
 	}()
 
@@ -380,6 +382,11 @@ const testnetStorageKeyring = "storage-keyring"
 // what a kill at that point leaves.
 var testnetHomesWritten func(out string)
 
+// testnetRemoving, when set (by tests), is called before emptyTestnetDir
+// removes each entry name of out: what it sees of out is what a kill at
+// that point leaves.
+var testnetRemoving func(out, name string)
+
 // testnetPartialFile marks a testnet directory being written: made first,
 // removed once testnet.json is written last. A directory that holds it is
 // a testnet whose writing stopped part way (Ctrl-C, a kill), which --force
@@ -407,15 +414,59 @@ func prepareTestnetDir(out string, force bool) error {
 		if !fileExists(filepath.Join(out, manifest.File)) && !fileExists(filepath.Join(out, testnetPartialFile)) {
 			return fmt.Errorf("--force: %s holds no %s, so it is not a testnet; not deleting it", out, manifest.File)
 		}
-		if err := os.RemoveAll(out); err != nil {
+		// Marked before anything goes, so that a deletion stopped part
+		// way leaves a directory --force still knows for a testnet.
+		if err := markTestnetPartial(out); err != nil {
 			return fmt.Errorf("--force: %w", err)
 		}
+		if err := emptyTestnetDir(out); err != nil {
+			return fmt.Errorf("--force: %w", err)
+		}
+		return nil
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
-	return durable.CreateFile(filepath.Join(out, testnetPartialFile),
+	return markTestnetPartial(out)
+}
+
+// markTestnetPartial marks out as a testnet being written (or deleted):
+// testnetPartialFile, durably, unless it is there already.
+func markTestnetPartial(out string) error {
+	err := durable.CreateFile(filepath.Join(out, testnetPartialFile),
 		[]byte("emrchaind testnet is writing a testnet here; if this file stays, it stopped part way: run it again with --force\n"), 0o644)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	return err
+}
+
+// emptyTestnetDir removes everything in out but its testnetPartialFile,
+// testnet.json first (a testnet without it is one being written, or
+// deleted, whose node homes nothing may start).
+func emptyTestnetDir(out string) error {
+	entries, err := os.ReadDir(out)
+	if err != nil {
+		return err
+	}
+	names := []string{manifest.File}
+	for _, e := range entries {
+		if e.Name() != manifest.File {
+			names = append(names, e.Name())
+		}
+	}
+	for _, name := range names {
+		if name == testnetPartialFile {
+			continue
+		}
+		if testnetRemoving != nil {
+			testnetRemoving(out, name)
+		}
+		if err := os.RemoveAll(filepath.Join(out, name)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // fileExists reports whether path names something (Lstat succeeds).

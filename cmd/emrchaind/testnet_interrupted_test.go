@@ -56,3 +56,43 @@ func TestInterruptedTestnetIsRecoverable(t *testing.T) {
 		t.Errorf("--force on a directory of other files: %v; want it refused as not a testnet", err)
 	}
 }
+
+// TestInterruptedForceIsRecoverable: "testnet --force" marks the old
+// testnet as partial before it deletes anything, so that a deletion
+// stopped part way (os.RemoveAll goes in directory order, and a localnet
+// that ran holds block and blob stores) leaves a directory that --force
+// still deletes. A re-review found the mark made only after the deletion:
+// stopped once testnet.json was gone, the node homes left were "not a
+// testnet" to --force, and only an rm -rf by hand got the user on.
+func TestInterruptedForceIsRecoverable(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "net")
+	if out, err := run(t, "testnet", "--output", dir, "--validators", "2", "--base-port", "30400"); err != nil {
+		t.Fatalf("testnet: %v\n%s", err, out)
+	}
+	stopped := filepath.Join(t.TempDir(), "stopped")
+	testnetRemoving = func(out, name string) {
+		if _, err := os.Stat(filepath.Join(out, testnetPartialFile)); err != nil {
+			t.Errorf("removing %s of the old testnet, %s is not there: %v", name, testnetPartialFile, err)
+		}
+		// What a kill leaves once testnet.json is gone and some homes are not.
+		if _, err := os.Stat(filepath.Join(out, manifest.File)); os.IsNotExist(err) && !fileExists(stopped) {
+			if err := os.CopyFS(stopped, os.DirFS(out)); err != nil {
+				t.Errorf("copy the half-deleted testnet: %v", err)
+			}
+		}
+	}
+	t.Cleanup(func() { testnetRemoving = nil })
+	if out, err := run(t, "testnet", "--output", dir, "--validators", "2", "--base-port", "30400", "--force"); err != nil {
+		t.Fatalf("testnet --force: %v\n%s", err, out)
+	}
+	testnetRemoving = nil
+	if !fileExists(stopped) {
+		t.Skip("testnet.json was the last entry removed: nothing was left half-deleted here")
+	}
+	if out, err := run(t, "testnet", "--output", stopped, "--validators", "2", "--base-port", "30400", "--force"); err != nil {
+		t.Fatalf("testnet --force on what an interrupted --force left: %v\n%s", err, out)
+	}
+	if _, err := manifest.Read(stopped); err != nil {
+		t.Errorf("the testnet written again: %v", err)
+	}
+}

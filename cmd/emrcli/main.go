@@ -47,7 +47,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if out.err != nil {
 		// What the command did may have succeeded, but its answer was
 		// lost (a full disk): a script must not take it for a success.
-		err = fmt.Errorf("writing the standard output: %w (the command stopped there; a transaction it sent before stands)", out.err)
+		err = fmt.Errorf("writing the standard output: %w (the command stopped there, and what it did before, a transaction sent, say, is not undone: look before running it again)", out.err)
 	}
 	if err == nil {
 		return exitOK

@@ -1,13 +1,15 @@
 package main
 
-// What a session-54 review of emrcli as a new user found: an empty
-// --categories that widened a consent to all, an interrupted upload that
-// said "not added" of an added record, output lost on a full disk with exit
-// 0, and a trust period of zero or less taken.
+// What the session-54 reviews of emrcli found: an empty --categories that
+// widened a consent to all, an interrupted or refused upload that said "not
+// added" of a record that was or may yet be, output lost on a full disk
+// with exit 0 (and a claim that a transaction stood), and a trust period of
+// zero or less taken.
 
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/client/clienttest"
 )
 
@@ -203,5 +206,141 @@ func TestLightInitRefusesANonPositiveTrustPeriod(t *testing.T) {
 			t.Errorf("light init --genesis --trust-period %s: exit %d, stdout %q, stderr %q; want exit %d naming --trust-period",
 				period, r.code, strings.TrimSpace(r.stdout), strings.TrimSpace(r.stderr), exitUsage)
 		}
+	}
+}
+
+// TestUploadRefusedByANodeMayYetBeAdded: upload says "the record was not
+// added" only when that is proven (never sent, or failed in a block). A
+// re-review found it said so of every refusal (ErrTxRejected). But a
+// refusal is only the node's word (Submit's own doc, decisions.md): a
+// node that keeps the AddRecord and answers "wrong account sequence"
+// makes Submit return the refusal wrapped with "(not signed again:
+// sequence N is still unused ..., so the transaction may yet be
+// committed, until height T ...)", which still matches ErrTxRejected. The
+// one error line then says both "the record was not added" and "may yet
+// be committed", and the first words send the clinician to upload again.
+// Here the node releases the kept transaction afterwards (as it may, until
+// T): the record is on chain.
+func TestUploadRefusedByANodeMayYetBeAdded(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		code uint32
+		log  string
+	}{
+		{"WrongSequence", app.ErrBadSequence.Code(), "wrong account sequence"},
+		{"OtherCheckTxRefusal", app.ErrUnauthorized.Code(), "unauthorized"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newAdaEnv(t, "emr-refused-keep")
+			proxy := clienttest.NewProxy(t, e.node.RPC)
+			e.env = append(e.env, "EMRCLI_NODE="+proxy.URL)
+			e.ok("keys", "add", "ada")
+			e.ok("patient", "enroll", "--from", "ada", "--name", "Ada Lovelace", "--birth-date", "1815-12-10")
+
+			var mu sync.Mutex
+			var kept []string // base64 txs
+			keeper := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var req struct {
+					ID     json.RawMessage `json:"id"`
+					Params struct {
+						Tx string `json:"tx"`
+					} `json:"params"`
+				}
+				_ = json.NewDecoder(r.Body).Decode(&req)
+				mu.Lock()
+				kept = append(kept, req.Params.Tx)
+				mu.Unlock()
+				w.Header().Set("Content-Type", "application/json")
+				fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"code":%d,"codespace":%q,"log":%q,"data":"","hash":""}}`,
+					req.ID, tc.code, app.Codespace, tc.log)
+			}))
+			t.Cleanup(keeper.Close)
+			proxy.SetRoute(func(c clienttest.Call) string {
+				if c.Method == "broadcast_tx_sync" {
+					return keeper.URL
+				}
+				return ""
+			})
+
+			src := filepath.Join(t.TempDir(), "cbc.txt")
+			if err := os.WriteFile(src, []byte("CBC: Hb 13.2 g/dL\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			r := e.run("upload", "--from", "ada", "--category", "lab-results", src)
+			msg := strings.TrimSpace(r.stderr)
+			t.Logf("upload: exit %d: %s", r.code, msg)
+			mu.Lock()
+			held := append([]string(nil), kept...)
+			mu.Unlock()
+			if len(held) != 1 {
+				t.Fatalf("%d transactions kept, want 1", len(held))
+			}
+
+			// The node releases what it kept (within the timeout height).
+			body := fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"broadcast_tx_sync","params":{"tx":%q}}`, held[0])
+			resp, err := http.Post(e.node.RPC, "application/json", bytes.NewBufferString(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			proxy.Honest()
+			time.Sleep(2 * time.Second) // a few blocks of 150 ms
+
+			var recs struct {
+				Records []struct {
+					Sequence uint64 `json:"sequence"`
+				} `json:"records"`
+			}
+			e.json(&recs, "records", "--from", "ada")
+			if len(recs.Records) == 1 && strings.Contains(msg, "was not added") {
+				raw, _ := base64.StdEncoding.DecodeString(held[0])
+				t.Fatalf("upload said the record was not added, yet its transaction %X (kept by the node) committed record %d:\n%s",
+					app.TxHash(raw), recs.Records[0].Sequence, msg)
+			}
+		})
+	}
+}
+
+// TestLostOutputOfAnAsyncTxClaimsNothing: when standard output fails, run
+// replaces the command's outcome with "writing the standard output: ...",
+// which a re-review found ending "a transaction it sent before stands". With --async the transaction was only accepted
+// into one node's mempool (CheckTx): it may never be committed (a node
+// restart empties its mempool, a node may not pass it on), and its hash,
+// the one way to check (emrcli tx status), was in the output that was
+// lost. "stands" was then not true. Here the node accepts the enrollment
+// and never passes it on: nothing is enrolled.
+func TestLostOutputOfAnAsyncTxClaimsNothing(t *testing.T) {
+	e := newAdaEnv(t, "emr-async-out")
+	e.ok("keys", "add", "bob")
+	dropper := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			ID json.RawMessage `json:"id"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"code":0,"codespace":"","log":"","data":"","hash":""}}`, req.ID)
+	}))
+	t.Cleanup(dropper.Close)
+	proxy := clienttest.NewProxy(t, e.node.RPC)
+	proxy.SetRoute(func(c clienttest.Call) string {
+		if c.Method == "broadcast_tx_sync" {
+			return dropper.URL
+		}
+		return ""
+	})
+
+	var errOut bytes.Buffer
+	code := run(context.Background(), []string{"--home", e.home, "--keyring-backend", "test", "--node", proxy.URL,
+		"patient", "enroll", "--from", "bob", "--name", "Bob Smith", "--birth-date", "1990-01-01", "--async"},
+		strings.NewReader(""), fullDisk{}, &errOut)
+	msg := strings.TrimSpace(errOut.String())
+	t.Logf("exit %d: %s", code, msg)
+
+	time.Sleep(2 * time.Second)
+	shown := e.run("patient", "show", "--from", "bob")
+	enrolled := shown.code == 0
+	if strings.Contains(msg, "stands") && !enrolled {
+		t.Fatalf("enroll --async with a failed standard output says %q, but the transaction never committed (patient show: exit %d, %s)",
+			msg, shown.code, strings.TrimSpace(shown.stderr))
 	}
 }
