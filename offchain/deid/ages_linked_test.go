@@ -310,3 +310,109 @@ func TestYoungerPatientsKeepTheirAges(t *testing.T) {
 		})
 	}
 }
+
+var (
+	kept80   = regexp.MustCompile(`"value": 80\b`)
+	kept2000 = regexp.MustCompile(`"2000"`)
+)
+
+// TestAnotherPersonsAgeGoesBesideKeptBirthYears: a value in years under a
+// code not known as an age, beside patients who keep their birth years, is
+// not theirs, but it may be someone's: a relative's current age (a
+// mother's 80 in 2000: 105 today, and nothing says she died), or the age
+// of a person whose Patient is not in the output. Safe Harbor covers
+// relatives' ages too: the value goes, alone (the patients' own ages stay,
+// TestYoungerPatientsKeepTheirAges). A third review found such values kept
+// by the rule that first skipped them. LOINC 35659-2 Age at specimen
+// collection is an age code now.
+func TestAnotherPersonsAgeGoesBesideKeptBirthYears(t *testing.T) {
+	cases := map[string][]byte{
+		"mother's age, local code, patient born 1985": patientBundle(`"gender":"female","birthDate":"1985-03-02"`,
+			`{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"social-history"}]}],
+			  "code":{"coding":[{"system":"http://example.org/local","code":"mother-current-age"}]},
+			  "subject":{"reference":"urn:uuid:p"},"effectiveDateTime":"2000-02-01",
+			  "valueQuantity":{"value":80,"unit":"years","system":"http://unitsofmeasure.org","code":"a"}}`),
+		"age at specimen collection (LOINC 35659-2) of a person not in the output": patientBundle(`"gender":"female","birthDate":"1985-03-02"`,
+			`{"resourceType":"Observation","status":"final",
+			  "code":{"coding":[{"system":"http://loinc.org","code":"35659-2","display":"Age at specimen collection"}]},
+			  "subject":{"reference":"Patient/someone-else-4471"},"effectiveDateTime":"2000-02-01",
+			  "valueQuantity":{"value":80,"unit":"years","system":"http://unitsofmeasure.org","code":"a"}}`),
+	}
+	for name, in := range cases {
+		t.Run(name, func(t *testing.T) {
+			out, _ := mustDeidentify(t, in, Options{Now: testNow})
+			o := resourcesOf(t, out, "Observation")[0]
+			if o["effectiveDateTime"] == "2000" && get(o, "valueQuantity", "value") == 80.0 {
+				t.Errorf("an age of 80 years kept with its year 2000 (a person of 105 in 2025), because the output's only Patient keeps a birth year:\n%s", out)
+			}
+		})
+	}
+}
+
+// TestAgeDatedByTheOtherRecordsOfItsEncounter: an age is dated by its
+// Encounter and, when the Encounter's period does not reach the output (a
+// dateTime with a "+0000" offset, refused, as is the age's own
+// effectiveDateTime), by the other records of that Encounter: a Condition
+// recorded there in 2000 dates the visit, and an age of 80 then is a
+// person of 105 in 2025.
+func TestAgeDatedByTheOtherRecordsOfItsEncounter(t *testing.T) {
+	in := []byte(`{"resourceType":"Bundle","type":"collection","entry":[
+	 {"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient","id":"p","gender":"female"}},
+	 {"fullUrl":"urn:uuid:e","resource":{"resourceType":"Encounter","id":"e","status":"finished","class":{"code":"AMB"},
+	   "subject":{"reference":"urn:uuid:p"},"period":{"start":"2000-05-01T10:00:00.000+0000","end":"2000-05-01T10:40:00.000+0000"}}},
+	 {"fullUrl":"urn:uuid:age","resource":{"resourceType":"Observation","id":"age","status":"final",
+	   "code":{"coding":[{"system":"http://loinc.org","code":"30525-0"}]},"subject":{"reference":"urn:uuid:p"},
+	   "encounter":{"reference":"urn:uuid:e"},"effectiveDateTime":"2000-05-01T10:05:00.000+0000",
+	   "valueQuantity":{"value":80,"unit":"years","system":"http://unitsofmeasure.org","code":"a"}}},
+	 {"fullUrl":"urn:uuid:c","resource":{"resourceType":"Condition","id":"c",
+	   "code":{"coding":[{"system":"http://snomed.info/sct","code":"38341003"}]},"subject":{"reference":"urn:uuid:p"},
+	   "encounter":{"reference":"urn:uuid:e"},"recordedDate":"2000-05-01"}}]}`)
+	out, _ := mustDeidentify(t, in, Options{Now: testNow})
+	o := resourcesOf(t, out, "Observation")[0]
+	c := resourcesOf(t, out, "Condition")[0]
+	if get(o, "valueQuantity", "value") == 80.0 && c["recordedDate"] == "2000" &&
+		get(o, "encounter", "reference") != nil && get(o, "encounter", "reference") == get(c, "encounter", "reference") {
+		t.Errorf("an age of 80 and, at the same Encounter, the year 2000 are both kept (about 105 in 2025):\n%s", out)
+	}
+}
+
+// TestAgeDatedByWhatListsIt: what dates a resource that lists the age's
+// resource dates the age too:
+//   - Encounter.diagnosis[0].condition: a sub-Encounter (undated, partOf an
+//     Encounter of 2000) lists as its diagnosis a Condition whose onsetAge
+//     is 80. The onset is at or before the visit: born 1920 or before.
+//   - Procedure.report: a biopsy of 2000 whose DiagnosticReport (its date
+//     lost) lists an age Observation of 80.
+func TestAgeDatedByWhatListsIt(t *testing.T) {
+	cases := map[string]string{
+		"Encounter(2000) <- partOf sub-Encounter.diagnosis[0].condition -> Condition.onsetAge": `{"resourceType":"Bundle","type":"collection","entry":[
+		 {"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient","id":"p","gender":"female"}},
+		 {"fullUrl":"urn:uuid:e1","resource":{"resourceType":"Encounter","id":"e1","status":"finished","class":{"code":"IMP"},
+		   "subject":{"reference":"urn:uuid:p"},"period":{"start":"2000-05-01","end":"2000-05-09"}}},
+		 {"fullUrl":"urn:uuid:e2","resource":{"resourceType":"Encounter","id":"e2","status":"finished","class":{"code":"IMP"},
+		   "subject":{"reference":"urn:uuid:p"},"partOf":{"reference":"urn:uuid:e1"},
+		   "diagnosis":[{"condition":{"reference":"urn:uuid:c"},"rank":1}]}},
+		 {"fullUrl":"urn:uuid:c","resource":{"resourceType":"Condition","id":"c",
+		   "code":{"coding":[{"system":"http://snomed.info/sct","code":"53741008"}]},"subject":{"reference":"urn:uuid:p"},
+		   "onsetAge":{"value":80,"unit":"years","system":"http://unitsofmeasure.org","code":"a"}}}]}`,
+		"Procedure(2000).report -> DiagnosticReport.result -> age": `{"resourceType":"Bundle","type":"collection","entry":[
+		 {"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient","id":"p","gender":"female"}},
+		 {"fullUrl":"urn:uuid:pr","resource":{"resourceType":"Procedure","id":"pr","status":"completed",
+		   "code":{"coding":[{"system":"http://snomed.info/sct","code":"86273004"}]},"subject":{"reference":"urn:uuid:p"},
+		   "performedDateTime":"2000-05-01","report":[{"reference":"urn:uuid:dr"}]}},
+		 {"fullUrl":"urn:uuid:dr","resource":{"resourceType":"DiagnosticReport","id":"dr","status":"final",
+		   "code":{"coding":[{"system":"http://loinc.org","code":"22637-3"}]},"subject":{"reference":"urn:uuid:p"},
+		   "effectiveDateTime":"2000-05-03T08:00:00+0000","result":[{"reference":"urn:uuid:age"}]}},
+		 {"fullUrl":"urn:uuid:age","resource":{"resourceType":"Observation","id":"age","status":"final",
+		   "code":{"coding":[{"system":"http://loinc.org","code":"30525-0"}]},"subject":{"reference":"urn:uuid:p"},
+		   "valueQuantity":{"value":80,"unit":"years","system":"http://unitsofmeasure.org","code":"a"}}}]}`,
+	}
+	for name, in := range cases {
+		t.Run(name, func(t *testing.T) {
+			out, _ := mustDeidentify(t, []byte(in), Options{Now: testNow})
+			if kept2000.Match(out) && kept80.Match(out) {
+				t.Errorf("an age of 80 and the year 2000 that dates it are both kept (about 105 in 2025):\n%s", out)
+			}
+		})
+	}
+}

@@ -110,10 +110,12 @@
 // birth back (85 in 2005: about 1920), and so does one kept with the year of
 // an event that dates it. An age is dated by the years of its resource; of
 // the resources one reference away, either way (not a Patient, Practitioner
-// or Organization: their years are a death or a period of work); and of
-// those that place it in their time, however far (its Encounter and that
-// Encounter's partOf parent; the panel Observation and the
-// DiagnosticReport that list it). A birth year (birthDate, a date of birth
+// or Organization: their years are a death or a period of work); of those
+// that place either in their time, however far (an Encounter and its partOf
+// parent; the panel Observation and the DiagnosticReport that list a
+// result); and, for any of these without a year of its own, of the
+// resources one reference away from it (the other records of an Encounter
+// whose period was lost). A birth year (birthDate, a date of birth
 // observation) dates no event. When an age's lower bound A (a Range's low;
 // a Range's high alone has none) and the earliest of those years Y give
 // A + (R − Y) ≥ 90, they show a person 90 or older, with or without a
@@ -122,10 +124,10 @@
 // orders the whole record, and a patient of 90 or more with a birthDate
 // loses the ages either way. An Observation's value (or a component's) in a
 // unit of time counts as an age whatever its code (an "age at onset" of 85
-// years): it is masked with the ages, and judged with its years unless
-// every patient of the output keeps a birth year (then their ages are
-// known, and a value of years under another code, a duration or a
-// relative's age at death, is not one of them).
+// years), and is masked with the ages. When every patient of the output
+// keeps a birth year, their ages are known, and such a value under another
+// code that shows a person 90 or older is not theirs (a duration, a
+// relative's age): it goes alone, and the patients' ages stay.
 //
 // Any Quantity in a unit of time (a UCUM code, or a unit as people write
 // it: "years", "yrs.", "year(s)", "yrs of age", "y/o", "{years}"; not a word of another
@@ -134,7 +136,7 @@
 // "comparator": ">=", "unit": "years", "code": "a"} (the low end of a Range
 // becomes 90, the high end is removed); an Age whose unit is not one of time
 // is removed; an age observation (LOINC 30525-0, 21612-7, 29553-5, 21611-9,
-// 39016-1 Age at death, 63900-5, 30972-4; SNOMED CT 397659008, 424144002,
+// 39016-1 Age at death, 63900-5, 30972-4, 35659-2; SNOMED CT 397659008, 424144002,
 // 445518008 Age at onset, 423493009 Age at diagnosis; either system by its
 // URL or its OID) of 90 or more is aggregated whatever its
 // unit (a valueRange's bounds as a Range's above).

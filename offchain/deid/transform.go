@@ -726,12 +726,12 @@ func ageValuePost(d *deidentifier, p string, out *object) {
 // ageCodesLOINC are LOINC's codes of an age: 30525-0 Age, 21612-7 Age -
 // Reported, 29553-5 Age calculated, 21611-9 Age - Estimated, 39016-1 Age at
 // death, 63900-5 Current age or age at death, 30972-4 Age at onset of
-// adverse event; ageCodesSNOMED SNOMED CT's: 397659008 Age, 424144002
+// adverse event, 35659-2 Age at specimen collection; ageCodesSNOMED SNOMED CT's: 397659008 Age, 424144002
 // Current chronological age, 445518008 Age at onset of clinical finding,
 // 423493009 Age at diagnosis.
 var (
 	ageCodesLOINC = map[string]bool{"30525-0": true, "21612-7": true, "29553-5": true, "21611-9": true,
-		"39016-1": true, "63900-5": true, "30972-4": true}
+		"39016-1": true, "63900-5": true, "30972-4": true, "35659-2": true}
 	ageCodesSNOMED = map[string]bool{"397659008": true, "424144002": true, "445518008": true, "423493009": true}
 )
 
@@ -885,7 +885,7 @@ func (d *deidentifier) patchAges() bool {
 	}
 	oldYears := d.removeOldYears(remove)
 	emptied := false
-	if masked || oldYears || d.agedByYear() {
+	if masked || oldYears || d.agedByYear(remove) {
 		emptied = d.maskAges(remove)
 	}
 	d.report.Generalized = slices.DeleteFunc(d.report.Generalized, func(p string) bool { return gone[p] })
@@ -895,18 +895,17 @@ func (d *deidentifier) patchAges() bool {
 // agedByYear reports whether an age under 90 of the output, with a year of
 // an event that dates it, shows a person 90 or older in the reference year:
 // an age A (its lower bound) at an event whose earliest year is Y is A +
-// (refYear − Y) or more then. An age is dated by the years of its own
-// resource; of the resources one reference away, either way (but not a
-// Patient, Practitioner or Organization, whose years are a death or a
-// period of work); and of those that place it in their time, however far
-// (its Encounter and that Encounter's partOf parent; the Observation panel
-// and the DiagnosticReport that list it). A birth year (birthDate, a date of
-// birth observation) is no event's. Taking the earliest year errs towards
+// (refYear − Y) or more then. Taking the earliest year errs towards
 // generalizing (an onset age is of a time at or before the recordedDate).
-// An age only in a unit of time under another code (a duration, say) is
-// not judged when every patient of the output keeps a birth year: the
-// output then tells their ages, and such a value is not one of them.
-func (d *deidentifier) agedByYear() bool {
+// See datingYear for the events that date an age.
+//
+// An age only in a unit of time under another code (uncoded) that shows
+// such a person while every patient of the output keeps a birth year is
+// removed alone (to remove), and agedByYear does not report it: the
+// patients' ages are known from their birth years, so the value is a
+// duration or another person's age (a relative's, which Safe Harbor
+// covers too), and the patients' own ages can stay.
+func (d *deidentifier) agedByYear(remove func(path string)) bool {
 	if len(d.ages) == 0 {
 		return false
 	}
@@ -914,6 +913,47 @@ func (d *deidentifier) agedByYear() bool {
 	for _, pi := range d.patients {
 		birthYears = birthYears && pi.birthYear != 0
 	}
+	dating := d.datingYears()
+	ref := d.refYear()
+	aged := false
+	kept := d.ages[:0]
+	for _, a := range d.ages {
+		y, ok := dating(a.n)
+		if !a.hasLow || !ok || a.low+float64(ref-y) < 90 {
+			kept = append(kept, a)
+			continue
+		}
+		if a.uncoded && birthYears {
+			remove(a.path)
+			a.obj.del(a.key)
+			continue
+		}
+		aged = true
+		kept = append(kept, a)
+	}
+	d.ages = kept
+	return aged
+}
+
+// datingYears returns a function that gives the earliest year of the
+// events that date the n-th kept resource's ages, if there is one. An age
+// is dated by the years of:
+//   - its own resource;
+//   - the resources one reference away, either way, but not a Patient,
+//     Practitioner or Organization (their years are a death or a period of
+//     work);
+//   - those that place either in their time, however far: an Encounter and
+//     its partOf parent (encounter, partOf), the panel Observation and the
+//     DiagnosticReport that list a result (hasMember, result);
+//   - and, for any of these without a year of its own (an Encounter whose
+//     period was lost), the resources one reference away from it: the
+//     other records of that Encounter, the Procedure whose report it is.
+//
+// A birth year (a Patient's birthDate, a date of birth observation's
+// value) dates no event. Following every reference transitively would
+// date every age by the first Encounter of a chronic Condition that thirty
+// years of Encounters name, and mask the ages of most patients over sixty.
+func (d *deidentifier) datingYears() func(n int) (int, bool) {
 	births := map[*object]bool{}
 	for _, b := range d.births {
 		births[b.obj] = true
@@ -927,8 +967,7 @@ func (d *deidentifier) agedByYear() bool {
 			first[y.n] = y.year
 		}
 	}
-	// datedBy: a resource → those that place it in their time.
-	datedBy := map[int][]int{}
+	datedBy := map[int][]int{} // a resource → those that place it in their time
 	neighbours := map[int][]int{}
 	for _, l := range d.links {
 		if d.isParty(l.from) || d.isParty(l.to) {
@@ -943,41 +982,43 @@ func (d *deidentifier) agedByYear() bool {
 			datedBy[l.to] = append(datedBy[l.to], l.from)
 		}
 	}
-	earliest := func(n int) (int, bool) {
+	return func(n int) (int, bool) {
 		y, ok := 0, false
 		note := func(m int) {
 			if f, has := first[m]; has && (!ok || f < y) {
 				y, ok = f, true
 			}
 		}
-		note(n)
+		seen := map[int]bool{n: true}
+		stack := []int{n}
 		for _, m := range neighbours[n] {
-			note(m)
+			if !seen[m] {
+				seen[m] = true
+				stack = append(stack, m)
+			}
 		}
-		seen, stack := map[int]bool{n: true}, []int{n}
+		var reached []int
 		for len(stack) > 0 {
 			m := stack[len(stack)-1]
 			stack = stack[:len(stack)-1]
+			reached = append(reached, m)
 			for _, up := range datedBy[m] {
 				if !seen[up] {
 					seen[up] = true
-					note(up)
 					stack = append(stack, up)
+				}
+			}
+		}
+		for _, m := range reached {
+			note(m)
+			if _, dated := first[m]; !dated {
+				for _, o := range neighbours[m] {
+					note(o)
 				}
 			}
 		}
 		return y, ok
 	}
-	ref := d.refYear()
-	for _, a := range d.ages {
-		if !a.hasLow || a.uncoded && birthYears {
-			continue
-		}
-		if y, ok := earliest(a.n); ok && a.low+float64(ref-y) >= 90 {
-			return true
-		}
-	}
-	return false
 }
 
 // isParty reports whether the n-th kept resource is a person or an
