@@ -887,22 +887,8 @@ func testUnverifiedEmptyAnswer(t *testing.T, w *world) {
 func testNotCommitted(t *testing.T, w *world) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	swallow := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		var req struct {
-			ID json.RawMessage `json:"id"`
-		}
-		_ = json.NewDecoder(r.Body).Decode(&req)
-		rw.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(rw, `{"jsonrpc":"2.0","id":%s,"result":{"code":0,"data":"","log":"","codespace":"","hash":""}}`, req.ID)
-	}))
-	defer swallow.Close()
 	proxy := clienttest.NewProxy(t, w.node.RPC)
-	proxy.SetRoute(func(c clienttest.Call) string {
-		if c.Method == "broadcast_tx_sync" {
-			return swallow.URL
-		}
-		return ""
-	})
+	proxy.SetAnswer(clienttest.SwallowTxs)
 	c, err := client.New(ctx, client.Config{Node: proxy.URL, Timeout: 1500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

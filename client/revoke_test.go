@@ -175,7 +175,7 @@ func rotationDroppingNode(t *testing.T, w *world, pass int) (url string, dropped
 	passed := 0
 	proxy := clienttest.NewProxy(t, w.node.RPC)
 	proxy.SetRoute(func(call clienttest.Call) string {
-		raw := broadcastTx(call)
+		raw := clienttest.BroadcastTx(call)
 		if raw == nil {
 			return ""
 		}

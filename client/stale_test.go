@@ -176,7 +176,7 @@ func revokeThroughStaleNode(t *testing.T, w *world, lieStatus bool, wantVersion 
 	proxy.SetRoute(func(call clienttest.Call) string {
 		switch call.Method {
 		case "broadcast_tx_sync":
-			raw := broadcastTx(call)
+			raw := clienttest.BroadcastTx(call)
 			tx, err := app.DecodeTx(raw)
 			if err != nil {
 				return ""

@@ -2,7 +2,6 @@ package client_test
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -21,19 +20,6 @@ import (
 	"github.com/emrchain/emrchain/client/clienttest"
 	emrv1 "github.com/emrchain/emrchain/proto/emrchain/v1"
 )
-
-// broadcastTx returns the transaction of a broadcast_tx_sync call.
-func broadcastTx(call clienttest.Call) []byte {
-	if call.Method != "broadcast_tx_sync" {
-		return nil
-	}
-	var p struct {
-		Tx string `json:"tx"`
-	}
-	_ = json.Unmarshal(call.Params, &p)
-	raw, _ := base64.StdEncoding.DecodeString(p.Tx)
-	return raw
-}
 
 // A "wrong sequence" refusal is only the node's word: Submit signs the
 // message again only when the first transaction provably did not execute
@@ -58,7 +44,7 @@ func TestSubmitBadSequence(t *testing.T) {
 		var mu sync.Mutex
 		var sent [][]byte
 		proxy.SetRewrite(func(call clienttest.Call, result json.RawMessage) json.RawMessage {
-			tx := broadcastTx(call)
+			tx := clienttest.BroadcastTx(call)
 			if tx == nil {
 				return result
 			}
@@ -99,7 +85,7 @@ func TestSubmitBadSequence(t *testing.T) {
 		proxy := clienttest.NewProxy(t, w.node.RPC)
 		var broadcasts atomic.Int32
 		proxy.SetRoute(func(call clienttest.Call) string {
-			if broadcastTx(call) == nil {
+			if clienttest.BroadcastTx(call) == nil {
 				return ""
 			}
 			if broadcasts.Add(1) == 1 {
@@ -138,33 +124,9 @@ func TestSubmitBadSequence(t *testing.T) {
 		// sequence and a timeout height, so the kept transaction is dead
 		// once the signer's next one takes the sequence (or the timeout
 		// passes): it cannot take effect long after the signer saw it fail.
-		var mu sync.Mutex
-		var kept [][]byte
-		keeper := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-			var req struct {
-				ID     json.RawMessage `json:"id"`
-				Method string          `json:"method"`
-				Params json.RawMessage `json:"params"`
-			}
-			_ = json.NewDecoder(r.Body).Decode(&req)
-			if tx := broadcastTx(clienttest.Call{Method: req.Method, Params: req.Params}); tx != nil {
-				mu.Lock()
-				kept = append(kept, tx)
-				mu.Unlock()
-			}
-			rw.Header().Set("Content-Type", "application/json")
-			_ = json.NewEncoder(rw).Encode(map[string]any{"jsonrpc": "2.0", "id": req.ID, "result": map[string]any{
-				"code": app.ErrBadSequence.Code(), "codespace": app.Codespace, "log": "wrong account sequence", "data": "", "hash": "",
-			}})
-		}))
-		t.Cleanup(keeper.Close)
+		keeper := clienttest.NewTxKeeper(app.ErrBadSequence.Code(), app.Codespace, "wrong account sequence")
 		proxy := clienttest.NewProxy(t, w.node.RPC)
-		proxy.SetRoute(func(call clienttest.Call) string {
-			if call.Method == "broadcast_tx_sync" {
-				return keeper.URL
-			}
-			return ""
-		})
+		proxy.SetAnswer(keeper.Answer)
 		proxy.SetRewrite(func(call clienttest.Call, result json.RawMessage) json.RawMessage {
 			var params map[string]any
 			if call.Method != "abci_query" || json.Unmarshal(call.Params, &params) != nil || params["prove"] == true ||
@@ -185,9 +147,7 @@ func TestSubmitBadSequence(t *testing.T) {
 		if !errors.Is(err, app.ErrBadSequence) || !strings.Contains(err.Error(), "its timeout height") {
 			t.Fatalf("Submit through the keeping node: %v, want the refusal, saying until when the transaction may yet be committed", err)
 		}
-		mu.Lock()
-		held := append([][]byte(nil), kept...)
-		mu.Unlock()
+		held := keeper.Kept()
 		if len(held) != 1 {
 			t.Fatalf("%d transactions kept, want 1", len(held))
 		}

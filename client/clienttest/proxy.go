@@ -2,6 +2,7 @@ package clienttest
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -27,6 +28,7 @@ type Proxy struct {
 	mu      sync.Mutex
 	route   func(c Call) string
 	rewrite func(c Call, result json.RawMessage) json.RawMessage
+	answer  func(c Call) string
 }
 
 // NewProxy starts a proxy to upstream on 127.0.0.1, closed in t.Cleanup.
@@ -52,10 +54,79 @@ func (p *Proxy) SetRewrite(rw func(c Call, result json.RawMessage) json.RawMessa
 	p.rewrite = rw
 }
 
-// Honest removes every route and rewrite.
+// SetAnswer makes the proxy answer calls itself, without a node (a node
+// that keeps or swallows transactions, or has not indexed one): for a call
+// for which answer returns non-empty, the response is that member after
+// the call's id (`"result":{...}` or `"error":{...}`). With nil, it
+// removes the answerer.
+func (p *Proxy) SetAnswer(answer func(c Call) string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.answer = answer
+}
+
+// BroadcastTx is the transaction a broadcast_tx_sync call carries; nil for
+// any other call.
+func BroadcastTx(c Call) []byte {
+	if c.Method != "broadcast_tx_sync" {
+		return nil
+	}
+	var p struct {
+		Tx string `json:"tx"`
+	}
+	_ = json.Unmarshal(c.Params, &p)
+	raw, _ := base64.StdEncoding.DecodeString(p.Tx)
+	return raw
+}
+
+// TxKeeper is an answerer (its Answer, for SetAnswer) of a node that
+// keeps every transaction broadcast to it, passes none on, and answers
+// with a CheckTx result of its own (a refusal, say); a test may release
+// what it kept (Kept) later, as such a node may.
+type TxKeeper struct {
+	result string
+	mu     sync.Mutex
+	kept   [][]byte
+}
+
+// NewTxKeeper answers with CheckTx code, codespace and log.
+func NewTxKeeper(code uint32, codespace, log string) *TxKeeper {
+	return &TxKeeper{result: fmt.Sprintf(`"result":{"code":%d,"codespace":%q,"log":%q,"data":"","hash":""}`, code, codespace, log)}
+}
+
+// Answer keeps a broadcast transaction and answers it; "" for other calls.
+func (k *TxKeeper) Answer(c Call) string {
+	tx := BroadcastTx(c)
+	if tx == nil {
+		return ""
+	}
+	k.mu.Lock()
+	k.kept = append(k.kept, tx)
+	k.mu.Unlock()
+	return k.result
+}
+
+// Kept returns the transactions kept so far.
+func (k *TxKeeper) Kept() [][]byte {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([][]byte(nil), k.kept...)
+}
+
+// SwallowTxs is an answerer (SetAnswer) that accepts every transaction
+// broadcast (CheckTx code 0) and passes none on: a node that drops them.
+func SwallowTxs(c Call) string {
+	if c.Method != "broadcast_tx_sync" {
+		return ""
+	}
+	return `"result":{"code":0,"codespace":"","log":"","data":"","hash":""}`
+}
+
+// Honest removes every route, rewrite and answerer.
 func (p *Proxy) Honest() {
 	p.SetRoute(nil)
 	p.SetRewrite(nil)
+	p.SetAnswer(nil)
 }
 
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
@@ -65,6 +136,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req struct {
+		ID     json.RawMessage `json:"id"`
 		Method string          `json:"method"`
 		Params json.RawMessage `json:"params"`
 	}
@@ -74,8 +146,19 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		call.Method = r.URL.Path[1:]
 	}
 	p.mu.Lock()
-	route, rewrite := p.route, p.rewrite
+	route, rewrite, answer := p.route, p.rewrite, p.answer
 	p.mu.Unlock()
+	if answer != nil {
+		if member := answer(call); member != "" {
+			id := req.ID
+			if len(id) == 0 {
+				id = json.RawMessage("-1")
+			}
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,%s}`, id, member)
+			return
+		}
+	}
 	upstream := p.upstream
 	if route != nil {
 		if u := route(call); u != "" {

@@ -10,11 +10,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,16 +81,6 @@ func TestInterruptedUploadSaysTheRecordMayBeAdded(t *testing.T) {
 	proxy := clienttest.NewProxy(t, node.RPC)
 	var once sync.Once
 	waiting := make(chan struct{})
-	lagging := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			ID json.RawMessage `json:"id"`
-		}
-		_ = json.NewDecoder(r.Body).Decode(&req)
-		once.Do(func() { close(waiting) })
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"error":{"code":-32603,"message":"Internal error","data":"tx (AB) not found"}}`, req.ID)
-	}))
-	t.Cleanup(lagging.Close)
 
 	bin := clienttest.Build(t, "github.com/emrchain/emrchain/cmd/emrcli")
 	e := &cliEnv{t: t, bin: bin, home: t.TempDir()}
@@ -105,11 +93,12 @@ func TestInterruptedUploadSaysTheRecordMayBeAdded(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	proxy.SetRoute(func(c clienttest.Call) string {
-		if c.Method == "tx" {
-			return lagging.URL
+	proxy.SetAnswer(func(c clienttest.Call) string { // a node whose tx index lags
+		if c.Method != "tx" {
+			return ""
 		}
-		return ""
+		once.Do(func() { close(waiting) })
+		return `"error":{"code":-32603,"message":"Internal error","data":"tx (AB) not found"}`
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -237,30 +226,8 @@ func TestUploadRefusedByANodeMayYetBeAdded(t *testing.T) {
 			e.ok("keys", "add", "ada")
 			e.ok("patient", "enroll", "--from", "ada", "--name", "Ada Lovelace", "--birth-date", "1815-12-10")
 
-			var mu sync.Mutex
-			var kept []string // base64 txs
-			keeper := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				var req struct {
-					ID     json.RawMessage `json:"id"`
-					Params struct {
-						Tx string `json:"tx"`
-					} `json:"params"`
-				}
-				_ = json.NewDecoder(r.Body).Decode(&req)
-				mu.Lock()
-				kept = append(kept, req.Params.Tx)
-				mu.Unlock()
-				w.Header().Set("Content-Type", "application/json")
-				fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"code":%d,"codespace":%q,"log":%q,"data":"","hash":""}}`,
-					req.ID, tc.code, app.Codespace, tc.log)
-			}))
-			t.Cleanup(keeper.Close)
-			proxy.SetRoute(func(c clienttest.Call) string {
-				if c.Method == "broadcast_tx_sync" {
-					return keeper.URL
-				}
-				return ""
-			})
+			keeper := clienttest.NewTxKeeper(tc.code, app.Codespace, tc.log) // keeps the tx and refuses it
+			proxy.SetAnswer(keeper.Answer)
 
 			src := filepath.Join(t.TempDir(), "cbc.txt")
 			if err := os.WriteFile(src, []byte("CBC: Hb 13.2 g/dL\n"), 0o600); err != nil {
@@ -269,15 +236,13 @@ func TestUploadRefusedByANodeMayYetBeAdded(t *testing.T) {
 			r := e.run("upload", "--from", "ada", "--category", "lab-results", src)
 			msg := strings.TrimSpace(r.stderr)
 			t.Logf("upload: exit %d: %s", r.code, msg)
-			mu.Lock()
-			held := append([]string(nil), kept...)
-			mu.Unlock()
+			held := keeper.Kept()
 			if len(held) != 1 {
 				t.Fatalf("%d transactions kept, want 1", len(held))
 			}
 
 			// The node releases what it kept (within the timeout height).
-			body := fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"broadcast_tx_sync","params":{"tx":%q}}`, held[0])
+			body := fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"broadcast_tx_sync","params":{"tx":%q}}`, base64.StdEncoding.EncodeToString(held[0]))
 			resp, err := http.Post(e.node.RPC, "application/json", bytes.NewBufferString(body))
 			if err != nil {
 				t.Fatal(err)
@@ -293,9 +258,8 @@ func TestUploadRefusedByANodeMayYetBeAdded(t *testing.T) {
 			}
 			e.json(&recs, "records", "--from", "ada")
 			if len(recs.Records) == 1 && strings.Contains(msg, "was not added") {
-				raw, _ := base64.StdEncoding.DecodeString(held[0])
 				t.Fatalf("upload said the record was not added, yet its transaction %X (kept by the node) committed record %d:\n%s",
-					app.TxHash(raw), recs.Records[0].Sequence, msg)
+					app.TxHash(held[0]), recs.Records[0].Sequence, msg)
 			}
 		})
 	}
@@ -312,22 +276,8 @@ func TestUploadRefusedByANodeMayYetBeAdded(t *testing.T) {
 func TestLostOutputOfAnAsyncTxClaimsNothing(t *testing.T) {
 	e := newAdaEnv(t, "emr-async-out")
 	e.ok("keys", "add", "bob")
-	dropper := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			ID json.RawMessage `json:"id"`
-		}
-		_ = json.NewDecoder(r.Body).Decode(&req)
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"code":0,"codespace":"","log":"","data":"","hash":""}}`, req.ID)
-	}))
-	t.Cleanup(dropper.Close)
 	proxy := clienttest.NewProxy(t, e.node.RPC)
-	proxy.SetRoute(func(c clienttest.Call) string {
-		if c.Method == "broadcast_tx_sync" {
-			return dropper.URL
-		}
-		return ""
-	})
+	proxy.SetAnswer(clienttest.SwallowTxs)
 
 	var errOut bytes.Buffer
 	code := run(context.Background(), []string{"--home", e.home, "--keyring-backend", "test", "--node", proxy.URL,
