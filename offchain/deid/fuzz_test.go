@@ -5,10 +5,13 @@ package deid
 // its references resolve inside it, none of its strings or numbers contains
 // a Patient name, telecom or address value, an Identifier value or a
 // resource id of the input (of 4 characters or more) or a full date, no
-// year or age of it shows a person 90 or older, and its states and
-// countries are names (see checkOutput). The seed corpus in testdata/fuzz/FuzzDeidentify/ is
-// written by `go test -run TestWriteFuzzSeeds -write-seeds` from the inputs
-// of fuzzSeeds; `go test` runs it, `go test -fuzz=FuzzDeidentify` explores.
+// year or age of it shows a person 90 or older, read from the output
+// alone (no age beside a Patient marked 90 or older, none that the years
+// linked to it date to 90 or more; see checkYears), and its states and
+// countries are names (see checkOutput). The seed corpus in
+// testdata/fuzz/FuzzDeidentify/ is written by
+// `go test -run TestWriteFuzzSeeds -write-seeds` from the inputs of
+// fuzzSeeds; `go test` runs it, `go test -fuzz=FuzzDeidentify` explores.
 
 import (
 	"bytes"
@@ -270,54 +273,142 @@ func idValues(in []byte) []string {
 	return out
 }
 
-// checkYears checks that no year of a date element of the output (but a
-// Patient's birthDate, judged with the patient) is 90 or more years before
-// the reference year: testNow's, or, when the input's kept Patients are all
-// deceased, the latest year of the output if earlier; and that no age A
-// under 90 (its lower bound) of a resource whose earliest year is Y shows a
-// person 90 or older then (A + ref − Y ≥ 90).
+// checkYears checks the years and ages of an output against the rules of
+// "Ages over 89", reading everything from the output alone (see
+// readOutput): that no year of a date element (but a Patient's birthDate)
+// is 90 or more years before the reference year (see outputFacts.refYear);
+// that no year of birth is 90 or more years before the latest year of the
+// output or, for a person who may be alive, testNow's; that no age under
+// 90 remains beside a Patient marked URLAge90OrOlder; and that no age A
+// under 90 (its lower bound), with the earliest year Y of the events that
+// date it (see outputFacts.datingYear), shows a person 90 or older
+// (A + ref − Y ≥ 90), whatever its code. Of the input it reads only which
+// Observations are dates of birth (see inputBirthObservations).
 func checkYears(t *testing.T, in []byte, doc map[string]any) {
 	t.Helper()
-	type date struct {
-		path string
-		year int
+	f := readOutput(t, doc, inputBirthObservations(in))
+	ref := f.refYear()
+	for _, d := range f.dates {
+		if ref-d.year >= 90 {
+			t.Errorf("%s = %d: a year %d years before %d", d.path, d.year, ref-d.year, ref)
+		}
 	}
-	type ageAt struct {
-		path  string
-		age   float64
-		first int // the earliest year of the resource, 0 if none
+	for _, b := range f.births {
+		ref := f.latest
+		if b.alive {
+			ref = max(ref, testNow.Year())
+		}
+		if ref-b.year >= 90 {
+			t.Errorf("%s = %d: a year of birth %d years before %d", b.path, b.year, ref-b.year, ref)
+		}
 	}
-	var dates []date
-	var ages []ageAt
-	latest := 0
-	outputResources(doc, func(path string, res map[string]any) {
-		first := 0
-		var resAges []ageAt
-		addAge := func(p string, q any, unitless bool) {
-			if a, ok := ageValue(q, unitless); ok && a < 90 {
-				resAges = append(resAges, ageAt{path: p, age: a})
-			}
+	for _, a := range f.ages {
+		if len(f.marked) > 0 {
+			t.Errorf("%s = %v years kept beside the 90-or-older marker of %s", a.path, a.years, f.marked[0])
+			continue
 		}
-		ageCoded := func(m map[string]any, p string) {
-			if !hasAgeCode(m["code"]) {
-				return
-			}
-			if v, ok := m["valueInteger"].(float64); ok && v < 90 {
-				resAges = append(resAges, ageAt{path: p + ".valueInteger", age: v})
-			}
-			addAge(p+".valueQuantity", m["valueQuantity"], true)
-			addAge(p+".valueRange.low", get(m, "valueRange", "low"), true)
+		if !a.hasLow {
+			continue
 		}
-		if res["resourceType"] == "Observation" {
-			ageCoded(res, path)
+		if y, ok := f.datingYear(a.n); ok && a.years+float64(ref-y) >= 90 {
+			t.Errorf("%s = %v years in %s, dated %d: %v years old in %d", a.path, a.years, f.types[a.n], y, a.years+float64(ref-y), ref)
 		}
-		walkSchema(res, resources[res["resourceType"].(string)].schema, path, func(p, k string, e elem, v any) {
+	}
+}
+
+// outputFacts is what checkYears reads from a de-identified output. Its
+// resources are numbered by their position in the output.
+type outputFacts struct {
+	dates    []outputYear  // the years of date elements, but Patients' birthDates
+	births   []outputBirth // the years of birth
+	latest   int           // the latest year of any date element
+	types    []string      // the resource types
+	first    map[int]int   // the earliest year of an event of each resource
+	ages     []outputAge   // the ages under 90
+	links    []outputLink  // the references between resources
+	patients int           // the number of Patients
+	deceased int           // how many of them the output shows deceased
+	marked   []string      // the paths of the Patients marked URLAge90OrOlder
+}
+
+// outputYear is the year of a date element of the output.
+type outputYear struct {
+	path string
+	year int
+}
+
+// outputBirth is a year of birth of the output: a Patient's birthDate, or
+// the value of a date of birth observation or component (of a person who
+// may be alive).
+type outputBirth struct {
+	outputYear
+	alive bool
+}
+
+// outputAge is an age under 90 years of the output, in resource n:
+// years is its lower bound when hasLow (a Range's high alone has none).
+type outputAge struct {
+	path   string
+	n      int
+	years  float64
+	hasLow bool
+}
+
+// outputLink is a reference of the output, from resource from's member
+// field ("encounter", "result", ...) to resource to.
+type outputLink struct {
+	from, to int
+	field    string
+}
+
+// readOutput reads the years, ages, references and Patients of a
+// de-identified output. A year of birth (a Patient's birthDate, the
+// valueDateTime of a date of birth observation or component) is the year
+// of no event; birthObs are the positions of the date of birth
+// Observations. The years must be years: anything else is an error.
+func readOutput(t *testing.T, doc map[string]any, birthObs map[int]bool) *outputFacts {
+	t.Helper()
+	f := &outputFacts{first: map[int]int{}}
+	tokens := map[string]int{} // fullUrl → position
+	type pending struct {
+		from       int
+		field, ref string
+	}
+	var refs []pending
+	outputResources(doc, func(path, fullURL string, res map[string]any) {
+		n := len(f.types)
+		typ := res["resourceType"].(string)
+		f.types = append(f.types, typ)
+		tokens[fullURL] = n
+		mayBeAlive := true // the person whose year of birth res may hold
+		if typ == "Patient" {
+			mayBeAlive = f.readPatient(path, res)
+		}
+		births := map[string]bool{} // the paths of date of birth observations and components
+		if typ == "Observation" {
+			f.ages = append(f.ages, valueAges(res, path, n)...)
+			births[path] = birthObs[n]
+		}
+		walkSchema(res, resources[typ].schema, path, func(p, k string, e elem, v any) {
 			switch {
-			case e.kind == kObject && e.sub == age.sub, e.kind == kObject && e.sub == ageRange.sub.fields[0].e.sub:
-				addAge(p, v, false)
-			case k == "component" && res["resourceType"] == "Observation":
+			case k == "component" && typ == "Observation":
 				if m, ok := v.(map[string]any); ok {
-					ageCoded(m, p)
+					f.ages = append(f.ages, valueAges(m, p, n)...)
+					if hasCoding(m["code"], isBirthDateCoding) {
+						births[p] = true
+					}
+				}
+			case e.kind == kObject && (e.sub == age.sub || e.sub == ageRange.sub.fields[0].e.sub):
+				if y, ok := ageValue(v, false); ok && y < 90 {
+					f.ages = append(f.ages, outputAge{path: p, n: n, years: y, hasLow: true})
+				}
+			case e.kind == kObject && e.sub == ageRange.sub.fields[1].e.sub:
+				if y, ok := ageValue(v, false); ok && y < 90 {
+					f.ages = append(f.ages, outputAge{path: p, n: n, years: y})
+				}
+			case e.kind == kReference:
+				if r, ok := get(v, "reference").(string); ok {
+					refs = append(refs, pending{n, k, r})
 				}
 			case e.kind == kDate:
 				s, _ := v.(string)
@@ -326,45 +417,203 @@ func checkYears(t *testing.T, in []byte, doc map[string]any) {
 					t.Errorf("%s = %v is not a year", p, v)
 					return
 				}
-				latest = max(latest, y)
-				if first == 0 || y < first {
-					first = y
+				f.latest = max(f.latest, y)
+				patientBirth := k == "birthDate" && typ == "Patient"
+				switch {
+				case patientBirth && y == 0:
+					// "0000" is no FHIR year (they start at 0001) nor
+					// anyone's year of birth; Deidentify takes it for no
+					// birthDate, and keeps it.
+				case patientBirth || k == "valueDateTime" && births[strings.TrimSuffix(p, ".valueDateTime")]:
+					f.births = append(f.births, outputBirth{outputYear{p, y}, mayBeAlive})
+				default:
+					if first, ok := f.first[n]; !ok || y < first {
+						f.first[n] = y
+					}
 				}
-				if !(k == "birthDate" && res["resourceType"] == "Patient") {
-					dates = append(dates, date{p, y})
+				if !patientBirth {
+					f.dates = append(f.dates, outputYear{p, y})
 				}
 			}
 		})
-		for _, a := range resAges {
-			a.first = first
-			ages = append(ages, a)
-		}
 	})
-	ref := testNow.Year()
-	if patients := inputPatients(in); len(patients) > 0 {
-		alive := false
-		for _, p := range patients {
-			dead, _ := p["deceasedBoolean"].(bool)
-			alive = alive || !dead && p["deceasedDateTime"] == nil
-		}
-		if !alive {
-			ref = min(ref, latest)
+	for _, r := range refs {
+		if to, ok := tokens[r.ref]; ok {
+			f.links = append(f.links, outputLink{r.from, to, r.field})
 		}
 	}
-	for _, d := range dates {
-		if ref-d.year >= 90 {
-			t.Errorf("%s = %d: a year %d years before %d", d.path, d.year, ref-d.year, ref)
+	return f
+}
+
+// inputBirthObservations returns the positions, among the resources of a
+// FHIR JSON input that Deidentify keeps (those of its output, in order), of
+// the date of birth Observations. Deidentify knows them by the input's
+// code, which the sweep may take from the output (a Patient named "loinc"
+// takes the system "http://loinc.org" with it); a component by its code in
+// the output, which readOutput reads.
+func inputBirthObservations(in []byte) map[int]bool {
+	root, err := parse(in)
+	if err != nil {
+		return nil
+	}
+	all := []any{root}
+	if root["resourceType"] == "Bundle" {
+		all = nil
+		for _, e := range asArray(root["entry"]) {
+			all = append(all, get(e, "resource"))
 		}
 	}
-	for _, a := range ages {
-		if a.first != 0 && a.age+float64(ref-a.first) >= 90 {
-			t.Errorf("%s = %v years in a resource of %d: %v years old in %d", a.path, a.age, a.first, a.age+float64(ref-a.first), ref)
+	births := map[int]bool{}
+	n := 0
+	for _, r := range all {
+		m, ok := r.(map[string]any)
+		rt, _ := m["resourceType"].(string)
+		if !ok || resources[rt] == nil || hasModifierExtension(m) {
+			continue // dropped (a nested Bundle too: resources has none)
+		}
+		if rt == "Observation" && hasCoding(m["code"], isBirthDateCoding) {
+			births[n] = true
+		}
+		n++
+	}
+	return births
+}
+
+// readPatient notes the Patient res (at path), whether it carries the
+// URLAge90OrOlder marker, and whether it is deceased as the output shows it
+// (deceasedBoolean true or a deceasedDateTime); it reports whether the
+// Patient may be alive.
+func (f *outputFacts) readPatient(path string, res map[string]any) (alive bool) {
+	f.patients++
+	for _, e := range asArray(res["extension"]) {
+		if get(e, "url") == URLAge90OrOlder && get(e, "valueBoolean") == true {
+			f.marked = append(f.marked, path)
 		}
 	}
+	if res["deceasedBoolean"] == true || res["deceasedDateTime"] != nil {
+		f.deceased++
+		return false
+	}
+	return true
+}
+
+// valueAges returns the ages under 90 of an Observation's or a
+// component's value (m, at path p, in resource n). Coded as an age, its
+// valueInteger, valueQuantity and valueRange are ages whatever their unit;
+// under another code, its valueQuantity and valueRange are when in a unit
+// of time. A valueRange is an age when a bound is under 90; its low, when
+// it has one, is the age's lower bound.
+func valueAges(m map[string]any, p string, n int) []outputAge {
+	coded := hasAgeCode(m["code"])
+	var ages []outputAge
+	if v, ok := m["valueInteger"].(float64); ok && coded && v < 90 {
+		ages = append(ages, outputAge{path: p + ".valueInteger", n: n, years: v, hasLow: true})
+	}
+	if y, ok := ageValue(m["valueQuantity"], coded); ok && y < 90 {
+		ages = append(ages, outputAge{path: p + ".valueQuantity", n: n, years: y, hasLow: true})
+	}
+	low, hasLow := ageValue(get(m, "valueRange", "low"), coded)
+	high, hasHigh := ageValue(get(m, "valueRange", "high"), coded)
+	if hasLow && low < 90 || hasHigh && high < 90 {
+		ages = append(ages, outputAge{path: p + ".valueRange", n: n, years: low, hasLow: hasLow})
+	}
+	return ages
+}
+
+// refYear is the year at which the people of the output are judged:
+// testNow's, or, when the output holds Patients and shows every one of
+// them deceased, the latest year of the output if earlier.
+func (f *outputFacts) refYear() int {
+	if f.patients == 0 || f.deceased < f.patients {
+		return testNow.Year()
+	}
+	return min(testNow.Year(), f.latest)
+}
+
+// datingYear returns the earliest year of the events that date the ages of
+// resource n, if there is one: the years of n; of the resources one
+// reference away from it, either way; of those that place any of these in
+// their time, however far (see placedIn); and, for any of these without a
+// year of its own, of the resources one reference away from it. A Patient,
+// Practitioner or Organization dates nothing and links nothing (see
+// eventNeighbours).
+func (f *outputFacts) datingYear(n int) (year int, ok bool) {
+	reached := f.placedIn(append([]int{n}, f.eventNeighbours(n)...))
+	dating := reached
+	for _, m := range reached {
+		if _, dated := f.first[m]; !dated {
+			dating = append(dating, f.eventNeighbours(m)...)
+		}
+	}
+	for _, m := range dating {
+		if y, has := f.first[m]; has && (!ok || y < year) {
+			year, ok = y, true
+		}
+	}
+	return year, ok
+}
+
+// eventNeighbours returns the resources one reference away from resource
+// n, either way, when neither is a party: a Patient's, Practitioner's or
+// Organization's years are a birth, a death or a period of work.
+func (f *outputFacts) eventNeighbours(n int) []int {
+	var out []int
+	for _, l := range f.links {
+		if f.party(l.from) || f.party(l.to) {
+			continue
+		}
+		if l.from == n {
+			out = append(out, l.to)
+		}
+		if l.to == n {
+			out = append(out, l.from)
+		}
+	}
+	return out
+}
+
+// placedIn returns the resources of start and those that place any of
+// them in their time, however far: the target of an encounter or partOf
+// reference, the source of a result or hasMember reference; never a party.
+func (f *outputFacts) placedIn(start []int) []int {
+	seen := map[int]bool{}
+	var out []int
+	for len(start) > 0 {
+		m := start[len(start)-1]
+		start = start[:len(start)-1]
+		if seen[m] {
+			continue
+		}
+		seen[m] = true
+		out = append(out, m)
+		for _, l := range f.links {
+			if f.party(l.from) || f.party(l.to) {
+				continue
+			}
+			switch {
+			case l.from == m && (l.field == "encounter" || l.field == "partOf"):
+				start = append(start, l.to)
+			case l.to == m && (l.field == "result" || l.field == "hasMember"):
+				start = append(start, l.from)
+			}
+		}
+	}
+	return out
+}
+
+// party reports whether resource n is a Patient, Practitioner or
+// Organization.
+func (f *outputFacts) party(n int) bool {
+	switch f.types[n] {
+	case "Patient", "Practitioner", "Organization":
+		return true
+	}
+	return false
 }
 
 // ageValue returns the value in years of a Quantity of the output (a
-// decoded JSON object), when its unit is one of time, or, if unitless, its
+// decoded JSON object), when its unit is one of time as Deidentify reads
+// it (a UCUM code, or a unit as textUnit reads it), or, if unitless, its
 // value whatever its unit.
 func ageValue(q any, unitless bool) (float64, bool) {
 	m, ok := q.(map[string]any)
@@ -380,23 +629,26 @@ func ageValue(q any, unitless bool) (float64, bool) {
 		if y, ok := ucumTime[u]; ok {
 			return v * y, true
 		}
-		if y, ok := textTime[strings.ToLower(u)]; ok {
+		if y, ok := textUnit(u); ok {
 			return v * y, true
 		}
 	}
 	return v, unitless
 }
 
-// outputResources calls f with each resource of a de-identified output.
-func outputResources(doc map[string]any, f func(path string, res map[string]any)) {
+// outputResources calls f with each resource of a de-identified output,
+// its path and its fullUrl (a lone resource's is "urn:uuid:" and its id).
+func outputResources(doc map[string]any, f func(path, fullURL string, res map[string]any)) {
 	if doc["resourceType"] != "Bundle" {
-		f("$", doc)
+		id, _ := doc["id"].(string)
+		f("$", "urn:uuid:"+id, doc)
 		return
 	}
 	entries, _ := doc["entry"].([]any)
 	for i, e := range entries {
 		if r, ok := get(e, "resource").(map[string]any); ok {
-			f("$.entry["+itoa(i)+"].resource", r)
+			fu, _ := get(e, "fullUrl").(string)
+			f("$.entry["+itoa(i)+"].resource", fu, r)
 		}
 	}
 }
@@ -425,34 +677,6 @@ func walkSchema(m map[string]any, s *schema, p string, f func(path, key string, 
 			}
 		}
 	}
-}
-
-// inputPatients returns the Patients of a FHIR JSON input that Deidentify
-// keeps: the resource itself or the Bundle's entries, without a
-// modifierExtension.
-func inputPatients(in []byte) []map[string]any {
-	var root map[string]any
-	if !decodeInput(in, &root) {
-		return nil
-	}
-	var patients []map[string]any
-	add := func(r map[string]any) {
-		if r["resourceType"] == "Patient" && !hasModifierExtension(r) {
-			patients = append(patients, r)
-		}
-	}
-	switch root["resourceType"] {
-	case "Patient":
-		add(root)
-	case "Bundle":
-		entries, _ := root["entry"].([]any)
-		for _, e := range entries {
-			if r, ok := get(e, "resource").(map[string]any); ok {
-				add(r)
-			}
-		}
-	}
-	return patients
 }
 
 // patientValues returns the name, telecom and address values (state and
@@ -513,7 +737,66 @@ func fuzzSeeds(t *testing.T) map[string][]byte {
  "subject":{"reference":"urn:uuid:p1"},"onsetAge":{"value":1090,"unit":"months","system":"http://unitsofmeasure.org","code":"mo"},
  "onsetRange":{"low":{"value":88,"code":"a"},"high":{"value":93,"code":"a"}}}}]}`
 	}
+	// The linked ages of ages_linked_test.go, small: a Bundle of entries,
+	// each a resource with the fullUrl urn:uuid:name; an age of 80 years
+	// that an event of 2000 dates (105 in 2025), linked in each way that
+	// dates it; ages in years under a code not known as an age.
+	entry := func(name, res string) string {
+		return `{"fullUrl":"urn:uuid:` + name + `","resource":{` + res + `}}`
+	}
+	bundle := func(entries ...string) []byte {
+		return []byte(`{"resourceType":"Bundle","type":"collection","entry":[` + strings.Join(entries, ",\n") + `]}`)
+	}
+	const (
+		patient = `"resourceType":"Patient","gender":"female"`
+		subject = `"subject":{"reference":"urn:uuid:p"}`
+		age80   = `"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"30525-0"}]},` +
+			subject + `,"valueQuantity":{"value":80,"unit":"years","code":"a"}`
+		onset80 = `"resourceType":"Condition",` + subject + `,"onsetAge":{"value":80,"unit":"years","code":"a"}`
+		enc2000 = `"resourceType":"Encounter",` + subject + `,"period":{"start":"2000-05-01"}`
+	)
 	return map[string][]byte{
+		"linked_encounter": bundle(entry("p", patient), entry("e", enc2000),
+			entry("c", onset80+`,"encounter":{"reference":"urn:uuid:e"}`)),
+		"linked_two_hop_report": bundle(entry("p", patient),
+			entry("r", `"resourceType":"DiagnosticReport",`+subject+`,"effectiveDateTime":"2000","result":[{"reference":"urn:uuid:g"}]`),
+			entry("g", `"resourceType":"Observation",`+subject+`,"hasMember":[{"reference":"urn:uuid:a"}]`),
+			entry("a", age80)),
+		"linked_two_hop_encounter": bundle(entry("p", patient), entry("e", enc2000),
+			entry("s", `"resourceType":"Encounter",`+subject+`,"partOf":{"reference":"urn:uuid:e"}`),
+			entry("c", onset80+`,"encounter":{"reference":"urn:uuid:s"}`)),
+		// The Encounter's period and the age's date are lost (+0000).
+		"linked_sibling": bundle(entry("p", patient),
+			entry("e", `"resourceType":"Encounter",`+subject+`,"period":{"start":"2000-05-01T10:00:00+0000"}`),
+			entry("a", age80+`,"encounter":{"reference":"urn:uuid:e"},"effectiveDateTime":"2000-05-01T10:05:00+0000"`),
+			entry("c", `"resourceType":"Condition",`+subject+`,"encounter":{"reference":"urn:uuid:e"},"recordedDate":"2000"`)),
+		"linked_lists_it_diagnosis": bundle(entry("p", patient), entry("e", enc2000),
+			entry("s", `"resourceType":"Encounter",`+subject+`,"partOf":{"reference":"urn:uuid:e"},"diagnosis":[{"condition":{"reference":"urn:uuid:c"}}]`),
+			entry("c", onset80)),
+		"linked_lists_it_report": bundle(entry("p", patient),
+			entry("x", `"resourceType":"Procedure",`+subject+`,"performedDateTime":"2000","report":[{"reference":"urn:uuid:r"}]`),
+			entry("r", `"resourceType":"DiagnosticReport",`+subject+`,"result":[{"reference":"urn:uuid:a"}]`),
+			entry("a", age80)),
+		// A mother's age beside the patient's kept birth year.
+		"uncoded_beside_birth_year": bundle(entry("p", patient+`,"birthDate":"1985"`),
+			entry("o", `"resourceType":"Observation","code":{"coding":[{"code":"mother-age"}]},`+subject+
+				`,"effectiveDateTime":"2000","valueQuantity":{"value":80,"unit":"years","code":"a"}`)),
+		// An age at onset beside a masked year of birth: 2015 - 85 = 1930.
+		"uncoded_masked_birth_year": bundle(entry("p", patient+`,"birthDate":"1930"`),
+			entry("o", `"resourceType":"Observation","code":{"coding":[{"code":"onset-age"}]},`+subject+
+				`,"effectiveDateTime":"2015","valueQuantity":{"value":85,"unit":"years"}`)),
+		// A duration of a patient who keeps a birth year, dated by its
+		// onset (49 + 2025 - 1975): it goes alone, the patient's age stays.
+		"uncoded_duration_younger": bundle(entry("p", patient+`,"birthDate":"1955"`),
+			entry("d", `"resourceType":"Condition",`+subject+`,"onsetDateTime":"1975","evidence":[{"detail":[{"reference":"urn:uuid:o"}]}]`),
+			entry("o", `"resourceType":"Observation","code":{"coding":[{"code":"duration"}]},`+subject+
+				`,"effectiveDateTime":"2024","valueQuantity":{"value":49,"unit":"a"}`),
+			entry("c", `"resourceType":"Condition",`+subject+`,"recordedDate":"2015","onsetAge":{"value":58,"code":"a"}`)),
+		// A death the output loses (+0000) reads as a living patient of 95.
+		"lost_death": bundle(entry("p", patient+`,"birthDate":"1930","deceasedDateTime":"2023-02-05T10:00:00+0000"`),
+			entry("e", `"resourceType":"Encounter",`+subject+`,"period":{"start":"2015"}`)),
+		// A year 0000 (no FHIR year) as a birthDate, which stays.
+		"birth_year_0000":  []byte(`{"resourceType":"Patient","birthDate":"0000"}`),
 		"synthetic_bundle": readBundle(t),
 		"patient": []byte(`{"resourceType":"Patient","id":"p","identifier":[{"value":"MRN-1"}],
  "name":[{"text":"Ana Lucia Souza","family":"Souza","given":["Ana","Lucia"]}],
