@@ -416,3 +416,22 @@ func TestAgeDatedByWhatListsIt(t *testing.T) {
 		})
 	}
 }
+
+// TestInputMarkerGivesWay: a patient of 90 or more whose input carries the
+// 90-or-older marker saying false gets one marker, saying true; before,
+// the input's false stayed (the marker was known by its URL alone).
+func TestInputMarkerGivesWay(t *testing.T) {
+	out, _ := mustDeidentify(t, []byte(`{"resourceType":"Patient","birthDate":"1920",
+	  "extension":[{"url":"`+URLAge90OrOlder+`","valueBoolean":false}]}`), Options{Now: testNow})
+	p := decode(t, out)
+	exts, _ := p["extension"].([]any)
+	var values []any
+	for _, e := range exts {
+		if get(e, "url") == URLAge90OrOlder {
+			values = append(values, get(e, "valueBoolean"))
+		}
+	}
+	if len(values) != 1 || values[0] != true {
+		t.Errorf("90-or-older markers %v, want one, true:\n%s", values, out)
+	}
+}

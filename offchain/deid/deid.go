@@ -153,6 +153,8 @@ type patientInfo struct {
 	out       *object
 	birthYear int // 0: no usable birthDate in the output
 	alive     bool
+	deathYear int  // of the output's deceasedDateTime; 0: none
+	marked    bool // the output says 90 or older (an input's URLAge90OrOlder)
 }
 
 type deidentifier struct {

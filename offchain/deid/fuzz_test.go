@@ -795,6 +795,23 @@ func fuzzSeeds(t *testing.T) map[string][]byte {
 		// A death the output loses (+0000) reads as a living patient of 95.
 		"lost_death": bundle(entry("p", patient+`,"birthDate":"1930","deceasedDateTime":"2023-02-05T10:00:00+0000"`),
 			entry("e", `"resourceType":"Encounter",`+subject+`,"period":{"start":"2015"}`)),
+		// Two values on one Observation (FHIR allows one): an age in each.
+		"two_values_coded": []byte(`{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient","birthDate":"1930"}},
+{"resource":{"resourceType":"Observation","code":{"coding":[{"system":"http://loinc.org","code":"30525-0"}]},"subject":{"reference":"urn:uuid:p"},"effectiveDateTime":"2015","valueInteger":85,"valueQuantity":{"value":85,"unit":"a"}}}]}`),
+		"two_values_uncoded": []byte(`{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient","birthDate":"1930"}},
+{"resource":{"resourceType":"Observation","code":{"coding":[{"code":"x"}]},"subject":{"reference":"urn:uuid:p"},"effectiveDateTime":"2015","valueQuantity":{"value":3,"unit":"kg"},"valueRange":{"low":{"value":85,"unit":"a"}}}}]}`),
+		// The input's own 90-or-older marker, and an age with its year.
+		"input_marker": []byte(`{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient","extension":[{"url":"urn:emrchain:fhir:StructureDefinition:age-90-or-older","valueBoolean":true}]}},
+{"resource":{"resourceType":"Observation","code":{"coding":[{"system":"http://loinc.org","code":"30525-0"}]},"subject":{"reference":"urn:uuid:p"},"effectiveDateTime":"2024","valueInteger":88}}]}`),
+		"input_marker_false": []byte(`{"resourceType":"Patient","birthDate":"1920","extension":[{"url":"urn:emrchain:fhir:StructureDefinition:age-90-or-older","valueBoolean":false}]}`),
+		// A death 90 years before the record's last event.
+		"death_before_events": []byte(`{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient","deceasedDateTime":"1920"}},
+{"resource":{"resourceType":"Encounter","subject":{"reference":"urn:uuid:p"},"period":{"start":"1935","end":"2010"}}}]}`),
+		// A panel dated only by a component that does not reach the output.
+		"dropped_year": []byte(`{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient"}},
+{"fullUrl":"urn:uuid:g","resource":{"resourceType":"Observation","subject":{"reference":"urn:uuid:p"},"hasMember":[{"reference":"urn:uuid:a"},{"reference":"urn:uuid:s"}],"component":[{"valuePeriod":{"start":"2020"}}]}},
+{"fullUrl":"urn:uuid:a","resource":{"resourceType":"Observation","code":{"coding":[{"system":"http://loinc.org","code":"30525-0"}]},"subject":{"reference":"urn:uuid:p"},"valueInteger":80}},
+{"fullUrl":"urn:uuid:s","resource":{"resourceType":"Observation","subject":{"reference":"urn:uuid:p"},"effectiveDateTime":"2000"}}]}`),
 		// A year 0000 (no FHIR year) as a birthDate, which stays.
 		"birth_year_0000":  []byte(`{"resourceType":"Patient","birthDate":"0000"}`),
 		"synthetic_bundle": readBundle(t),

@@ -119,6 +119,7 @@ func (d *deidentifier) one(p string, v any, e elem) any {
 			if !out.empty() {
 				d.removed(p)
 			}
+			d.forgetSites(p)
 			return nil
 		}
 		if out.empty() {
@@ -131,8 +132,30 @@ func (d *deidentifier) one(p string, v any, e elem) any {
 		if out != nil {
 			return out
 		}
+		d.forgetSites(p)
 	}
 	return nil
+}
+
+// forgetSites forgets the years and ages noted under path p, an element of
+// the resource being de-identified that does not reach the output: a year
+// that is not there must not date the resource (and so keep its linked
+// events' years from dating its ages). They are the last noted, as p's
+// subtree was de-identified last, of this resource.
+func (d *deidentifier) forgetSites(p string) {
+	under := func(q string) bool {
+		return q == p || strings.HasPrefix(q, p+".") || strings.HasPrefix(q, p+"[")
+	}
+	i := len(d.years)
+	for i > 0 && d.years[i-1].n == d.cur {
+		i--
+	}
+	d.years = append(d.years[:i], slices.DeleteFunc(d.years[i:], func(y yearSite) bool { return under(y.path) })...)
+	j := len(d.ages)
+	for j > 0 && d.ages[j-1].n == d.cur {
+		j--
+	}
+	d.ages = append(d.ages[:j], slices.DeleteFunc(d.ages[j:], func(a ageSite) bool { return under(a.path) })...)
 }
 
 // text passes a string that is about to be copied into the output through
@@ -571,6 +594,7 @@ func quantityPost(m qmode) func(d *deidentifier, p string, in map[string]any, ou
 // coded as an age. The year of a date of birth observation (see
 // isBirthDateCoding) is noted for patchAges.
 func observationPost(d *deidentifier, r *resourceEntry, out *object) {
+	d.oneValue(r.path, out)
 	valuePost(d, r.path, out, hasAgeCode(r.res["code"]))
 	if hasCoding(r.res["code"], isBirthDateCoding) {
 		d.birthValue(r.path, out)
@@ -579,11 +603,33 @@ func observationPost(d *deidentifier, r *resourceEntry, out *object) {
 	for i, c := range asArray(comps) {
 		if co, ok := c.(*object); ok {
 			code, _ := co.get("code")
+			d.oneValue(fmt.Sprintf("%s.component[%d]", r.path, i), co)
 			valuePost(d, fmt.Sprintf("%s.component[%d]", r.path, i), co, hasAgeCode(code))
 			if hasCoding(code, isBirthDateCoding) {
 				d.birthValue(fmt.Sprintf("%s.component[%d]", r.path, i), co)
 			}
 		}
+	}
+}
+
+// oneValue removes every value[x] of out (an Observation's or a
+// component's, at path p) when it holds more than one: FHIR allows one, and
+// an age in valueInteger and again in valueQuantity would be judged, and
+// masked, once.
+func (d *deidentifier) oneValue(p string, out *object) {
+	var values []string
+	for _, k := range out.keys {
+		if strings.HasPrefix(k, "value") {
+			values = append(values, k)
+		}
+	}
+	if len(values) < 2 {
+		return
+	}
+	for _, k := range values {
+		d.removed(p + "." + k)
+		d.forgetSites(p + "." + k)
+		out.del(k)
 	}
 }
 
@@ -800,8 +846,12 @@ func patientPost(d *deidentifier, r *resourceEntry, out *object) {
 	if b, _ := out.get("deceasedBoolean"); b == true {
 		pi.alive = false
 	}
-	if out.has("deceasedDateTime") {
+	if v, ok := out.get("deceasedDateTime"); ok {
 		pi.alive = false
+		pi.deathYear, _ = strconv.Atoi(v.(string))
+	}
+	if v, ok := out.get("extension"); ok {
+		pi.marked = hasMarker(v.([]any))
 	}
 	// A birth order is small; anything else in multipleBirthInteger (an
 	// identifier, a date typed as a number) is not one.
@@ -837,6 +887,17 @@ func (d *deidentifier) patchAges() bool {
 		gone[p] = true
 	}
 	masked := false
+	for i, pi := range d.patients {
+		// A death 90 or more years before the record's latest event
+		// contradicts it, and its year goes (removeOldYears): the record
+		// then reads as a living patient's, and is judged as one.
+		if pi.deathYear != 0 && d.maxYear-pi.deathYear >= 90 {
+			d.patients[i].alive = true
+		}
+		// The input said 90 or older, and the output says so: an age kept
+		// with its year would tell the year of birth.
+		masked = masked || pi.marked
+	}
 	// A date of birth observation: its patient is not known, so judged as
 	// one who may be alive (the year of Options.Now).
 	for _, b := range d.births {
@@ -876,9 +937,12 @@ func (d *deidentifier) patchAges() bool {
 		marker.set("url", URLAge90OrOlder)
 		marker.set("valueBoolean", true)
 		if v, ok := pi.out.get("extension"); ok {
-			if !hasMarker(v.([]any)) {
-				pi.out.set("extension", append(v.([]any), marker))
-			}
+			// Any marker of the input (one that says false) gives way.
+			exts := slices.DeleteFunc(v.([]any), func(e any) bool {
+				u, _ := e.(*object).get("url")
+				return u == URLAge90OrOlder
+			})
+			pi.out.set("extension", append(exts, marker))
 		} else {
 			pi.out.insertAfter("id", "extension", []any{marker})
 		}
@@ -1129,9 +1193,14 @@ func (d *deidentifier) maskAges(remove func(path string)) (emptied bool) {
 	return emptied
 }
 
+// hasMarker reports whether exts (a Patient's output extensions) say the
+// patient is 90 or older (URLAge90OrOlder, true).
 func hasMarker(exts []any) bool {
 	for _, e := range exts {
-		if u, _ := e.(*object).get("url"); u == URLAge90OrOlder {
+		o := e.(*object)
+		u, _ := o.get("url")
+		v, _ := o.get("valueBoolean")
+		if u == URLAge90OrOlder && v == true {
 			return true
 		}
 	}
