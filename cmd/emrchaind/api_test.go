@@ -681,11 +681,18 @@ func TestAPIServers(t *testing.T) {
 				t.Errorf("gRPC %s: %v, want %v", c.name, c.err, c.want)
 			}
 		}
-		// A height header of 1 MiB is not echoed back whole.
-		huge := strings.Repeat("9", 1<<20)
-		err := second(n.query.Params(pinned(huge), &emrv1.QueryParamsRequest{}))
+		// A long height header is not echoed back whole.
+		long := strings.Repeat("9", 8<<10)
+		err := second(n.query.Params(pinned(long), &emrv1.QueryParamsRequest{}))
 		if st := grpcstatus.Convert(err); st.Code() != codes.InvalidArgument || len(st.Message()) > 300 {
-			t.Errorf("a 1 MiB height: %v, a message of %d bytes; want InvalidArgument quoting at most a prefix", st.Code(), len(st.Message()))
+			t.Errorf("an 8 KiB height: %v, a message of %d bytes; want InvalidArgument quoting at most a prefix", st.Code(), len(st.Message()))
+		}
+		// One past the header bound (grpcMaxHeaderListBytes) is refused
+		// before it is read.
+		huge := strings.Repeat("9", 1<<20)
+		err = second(n.query.Params(pinned(huge), &emrv1.QueryParamsRequest{}))
+		if st := grpcstatus.Convert(err); st.Code() == codes.OK || len(st.Message()) > 300 {
+			t.Errorf("a 1 MiB height: %v, a message of %d bytes; want a refusal quoting at most a prefix", st.Code(), len(st.Message()))
 		}
 	})
 
