@@ -153,7 +153,8 @@ type patientInfo struct {
 	out       *object
 	birthYear int // 0: no usable birthDate in the output
 	alive     bool
-	deathYear int  // of the output's deceasedDateTime; 0: none
+	deathYear int  // of the output's deceasedDateTime, when hasDeath
+	hasDeath  bool // the output has a deceasedDateTime
 	marked    bool // the output says 90 or older (an input's URLAge90OrOlder)
 }
 

@@ -128,12 +128,15 @@
 // keeps a birth year, their ages are known, and such a value under another
 // code that shows a person 90 or older is not theirs (a duration, a
 // relative's age): it goes alone, and the patients' ages stay. Only years
-// that reach the output date an age (not one of an element dropped). An
-// Observation (or component) with more than one value[x], which FHIR does
-// not allow, loses them all. A patient whose input already carries the
-// 90-or-older marker (true) is treated as one whose birth year was masked,
-// and one whose death is 90 or more years before the record's last event
-// (so that its year goes) as a living one.
+// that reach the output date an age (not one of an element dropped; the
+// latest year of the output may still count one, which errs towards
+// generalizing). An Observation (or component) with more than one
+// value[x], which FHIR does not allow, loses them all. A patient whose
+// input already carries the 90-or-older marker (true) is treated as one
+// whose birth year was masked, and one whose year of death goes (90 or
+// more years before the reference year: before the record's last events
+// by as much, "0000", an old death beside a living patient) as a living
+// one.
 //
 // Any Quantity in a unit of time (a UCUM code, or a unit as people write
 // it: "years", "yrs.", "year(s)", "yrs of age", "y/o", "{years}"; not a word of another

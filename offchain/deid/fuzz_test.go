@@ -812,6 +812,35 @@ func fuzzSeeds(t *testing.T) map[string][]byte {
 {"fullUrl":"urn:uuid:g","resource":{"resourceType":"Observation","subject":{"reference":"urn:uuid:p"},"hasMember":[{"reference":"urn:uuid:a"},{"reference":"urn:uuid:s"}],"component":[{"valuePeriod":{"start":"2020"}}]}},
 {"fullUrl":"urn:uuid:a","resource":{"resourceType":"Observation","code":{"coding":[{"system":"http://loinc.org","code":"30525-0"}]},"subject":{"reference":"urn:uuid:p"},"valueInteger":80}},
 {"fullUrl":"urn:uuid:s","resource":{"resourceType":"Observation","subject":{"reference":"urn:uuid:p"},"effectiveDateTime":"2000"}}]}`),
+		// Components after one dropped for want of a code: their sites are
+		// named by their input position.
+		"component_after_a_dropped_one": []byte(`{"resourceType":"Observation","status":"final",
+	  "code":{"coding":[{"system":"http://loinc.org","code":"11111-1"}]},
+	  "component":[
+	    {"valueBoolean":true},
+	    {"code":{"coding":[{"system":"http://loinc.org","code":"22222-2"}]},"valuePeriod":{"start":"1920"}},
+	    {"code":{"coding":[{"system":"http://loinc.org","code":"33333-3"}]},"valuePeriod":{"start":"2000"},"valueBoolean":true}
+	  ]}`),
+		"component_after_a_dropped_one_dates_nothing": []byte(`{"resourceType":"Bundle","type":"collection","entry":[
+	{"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient"}},
+	{"fullUrl":"urn:uuid:g","resource":{"resourceType":"Observation","subject":{"reference":"urn:uuid:p"},
+	  "hasMember":[{"reference":"urn:uuid:a"},{"reference":"urn:uuid:s"}],
+	  "component":[
+	    {"valueBoolean":true},
+	    {"code":{"coding":[{"system":"http://loinc.org","code":"22222-2"}]},"valuePeriod":{"start":"2020"},"valueBoolean":true}
+	  ]}},
+	{"fullUrl":"urn:uuid:a","resource":{"resourceType":"Observation","code":{"coding":[{"system":"http://loinc.org","code":"30525-0"}]},"subject":{"reference":"urn:uuid:p"},"valueInteger":80}},
+	{"fullUrl":"urn:uuid:s","resource":{"resourceType":"Observation","subject":{"reference":"urn:uuid:p"},"effectiveDateTime":"2000"}}]}`),
+		// A death whose year goes (0000, or beside a living patient) reads as
+		// alive.
+		"death_0000": []byte(`{"resourceType":"Patient","birthDate":"1930","deceasedDateTime":"0000"}`),
+		"death_beside_a_living_patient": []byte(`{"resourceType":"Bundle","type":"collection","entry":[
+	{"fullUrl":"urn:uuid:a","resource":{"resourceType":"Patient","gender":"female"}},
+	{"fullUrl":"urn:uuid:b","resource":{"resourceType":"Patient","birthDate":"1934","deceasedDateTime":"1935"}},
+	{"resource":{"resourceType":"Encounter","subject":{"reference":"urn:uuid:a"},"period":{"start":"2020"}}}]}`),
+		"death_0000_before_events": []byte(`{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","deceasedDateTime":"0000"}},{"resource":{"resourceType":"Encounter","period":{"end":"1000"}}}]}`),
+		// A number past a float64's range, which no reader holds.
+		"number_past_float64": []byte(`{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Observation","component":[{"code":{"coding":[{"code":"0"}]},"valueQuantity":{"value":1e700}}]}}]}`),
 		// A year 0000 (no FHIR year) as a birthDate, which stays.
 		"birth_year_0000":  []byte(`{"resourceType":"Patient","birthDate":"0000"}`),
 		"synthetic_bundle": readBundle(t),

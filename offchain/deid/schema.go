@@ -279,7 +279,7 @@ var resources = map[string]*resourceSchema{
 			fl("dataAbsentReason", codeableConcept),
 			fl("interpretation", codeableConcept.list()),
 			fl("referenceRange", referenceRange.list()),
-		).requiring("code").list()),
+		).requiring("code").withPost(componentPost).list()),
 	),
 	// Removed: identifier, onsetString, abatementString, stage and evidence
 	// references to unsupported resources, note.

@@ -2,7 +2,6 @@ package deid
 
 import (
 	"encoding/json"
-	"fmt"
 	"math"
 	"regexp"
 	"slices"
@@ -182,8 +181,14 @@ func (d *deidentifier) text(p, s string) (string, bool) {
 // valueInteger) or holds a compact date (20190304; the other notations of
 // dateLike cannot be JSON numbers). Only literals of 8 digits or more can
 // hold one, so lab values never reach the regular expression.
+// A literal past a float64's range (1e700) is removed: no reader of the
+// output holds it, and no age in it could be judged.
 func (d *deidentifier) number(p string, n json.Number) bool {
 	s := string(n)
+	if _, err := strconv.ParseFloat(s, 64); err != nil {
+		d.removed(p) // past a float64 (1e700): no reader holds it, nor judges it
+		return false
+	}
 	if digits(s) >= 8 && dateLike.MatchString(s) || d.needles.in(fold(s)) {
 		d.removed(p)
 		return false
@@ -599,17 +604,19 @@ func observationPost(d *deidentifier, r *resourceEntry, out *object) {
 	if hasCoding(r.res["code"], isBirthDateCoding) {
 		d.birthValue(r.path, out)
 	}
-	comps, _ := out.get("component")
-	for i, c := range asArray(comps) {
-		if co, ok := c.(*object); ok {
-			code, _ := co.get("code")
-			d.oneValue(fmt.Sprintf("%s.component[%d]", r.path, i), co)
-			valuePost(d, fmt.Sprintf("%s.component[%d]", r.path, i), co, hasAgeCode(code))
-			if hasCoding(code, isBirthDateCoding) {
-				d.birthValue(fmt.Sprintf("%s.component[%d]", r.path, i), co)
-			}
-		}
+}
+
+// componentPost judges an Observation component's value (co, at path p,
+// the component's in the input, as its sites are noted) as observationPost
+// does the Observation's.
+func componentPost(d *deidentifier, p string, _ map[string]any, co *object) *object {
+	code, _ := co.get("code")
+	d.oneValue(p, co)
+	valuePost(d, p, co, hasAgeCode(code))
+	if hasCoding(code, isBirthDateCoding) {
+		d.birthValue(p, co)
 	}
+	return co
 }
 
 // oneValue removes every value[x] of out (an Observation's or a
@@ -849,6 +856,7 @@ func patientPost(d *deidentifier, r *resourceEntry, out *object) {
 	if v, ok := out.get("deceasedDateTime"); ok {
 		pi.alive = false
 		pi.deathYear, _ = strconv.Atoi(v.(string))
+		pi.hasDeath = true
 	}
 	if v, ok := out.get("extension"); ok {
 		pi.marked = hasMarker(v.([]any))
@@ -887,13 +895,8 @@ func (d *deidentifier) patchAges() bool {
 		gone[p] = true
 	}
 	masked := false
-	for i, pi := range d.patients {
-		// A death 90 or more years before the record's latest event
-		// contradicts it, and its year goes (removeOldYears): the record
-		// then reads as a living patient's, and is judged as one.
-		if pi.deathYear != 0 && d.maxYear-pi.deathYear >= 90 {
-			d.patients[i].alive = true
-		}
+	d.deathsThatGo()
+	for _, pi := range d.patients {
 		// The input said 90 or older, and the output says so: an age kept
 		// with its year would tell the year of birth.
 		masked = masked || pi.marked
@@ -954,6 +957,25 @@ func (d *deidentifier) patchAges() bool {
 	}
 	d.report.Generalized = slices.DeleteFunc(d.report.Generalized, func(p string) bool { return gone[p] })
 	return oldYears || emptied
+}
+
+// deathsThatGo judges as alive every patient whose death year
+// removeOldYears will remove (90 or more years before the reference year:
+// a death before the record's last events by as much, a year "0000", or an
+// old death beside a living patient): the record then reads as a living
+// patient's. The reference year may move to Options.Now's with each, so it
+// is judged again until nothing changes.
+func (d *deidentifier) deathsThatGo() {
+	for changed := true; changed; {
+		changed = false
+		ref := d.refYear()
+		for i, pi := range d.patients {
+			if pi.hasDeath && !pi.alive && ref-pi.deathYear >= 90 {
+				d.patients[i].alive = true
+				changed = true
+			}
+		}
+	}
 }
 
 // agedByYear reports whether an age under 90 of the output, with a year of
