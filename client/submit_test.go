@@ -55,7 +55,17 @@ func TestSubmitBadSequence(t *testing.T) {
 			if !first {
 				return result
 			}
-			time.Sleep(3 * time.Second) // it commits meanwhile
+			// It commits meanwhile (waited for, not slept on: a loaded
+			// machine may take more than a few blocks' time).
+			for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+				if st, err := honest.TxStatus(ctx, app.TxHash(tx)); err == nil && st.Height > 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Error("the transaction passed on did not commit within 60 s")
+					break
+				}
+			}
 			var r map[string]any
 			_ = json.Unmarshal(result, &r)
 			r["code"], r["codespace"], r["log"] = app.ErrBadSequence.Code(), app.Codespace, "wrong account sequence"

@@ -249,17 +249,21 @@ func TestUploadRefusedByANodeMayYetBeAdded(t *testing.T) {
 			}
 			resp.Body.Close()
 			proxy.Honest()
-			time.Sleep(2 * time.Second) // a few blocks of 150 ms
 
 			var recs struct {
 				Records []struct {
 					Sequence uint64 `json:"sequence"`
 				} `json:"records"`
 			}
-			e.json(&recs, "records", "--from", "ada")
-			if len(recs.Records) == 1 && strings.Contains(msg, "was not added") {
-				t.Fatalf("upload said the record was not added, yet its transaction %X (kept by the node) committed record %d:\n%s",
-					app.TxHash(held[0]), recs.Records[0].Sequence, msg)
+			for deadline := time.Now().Add(30 * time.Second); len(recs.Records) == 0; time.Sleep(200 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the released transaction added no record within 30 s")
+				}
+				e.json(&recs, "records", "--from", "ada")
+			}
+			if len(recs.Records) != 1 || strings.Contains(msg, "was not added") || !strings.Contains(msg, "emrcli records") {
+				t.Fatalf("upload's error, of a transaction %X (kept by the node) that then committed %d record(s): %s\nwant it to say where to look (emrcli records), not that the record was not added",
+					app.TxHash(held[0]), len(recs.Records), msg)
 			}
 		})
 	}
@@ -267,8 +271,9 @@ func TestUploadRefusedByANodeMayYetBeAdded(t *testing.T) {
 
 // TestLostOutputOfAnAsyncTxClaimsNothing: when standard output fails, run
 // replaces the command's outcome with "writing the standard output: ...",
-// which a re-review found ending "a transaction it sent before stands". With --async the transaction was only accepted
-// into one node's mempool (CheckTx): it may never be committed (a node
+// which a re-review found ending "a transaction it sent before stands".
+// With --async the transaction was only accepted into one node's mempool
+// (CheckTx): it may never be committed (a node
 // restart empties its mempool, a node may not pass it on), and its hash,
 // the one way to check (emrcli tx status), was in the output that was
 // lost. "stands" was then not true. Here the node accepts the enrollment
