@@ -48,15 +48,26 @@ func openDB(dir, backend string) (dbm.DB, error) {
 		return nil, fmt.Errorf("store: create data directory: %w", err)
 	}
 	path := filepath.Join(dir, dbName+".db")
-	if found := backendOnDisk(path); found != "" && found != canonicalBackend(backend) {
-		return nil, fmt.Errorf("%w: %s was created with %s; opening it with %s would fail or corrupt it (set [store] backend = %q in app.toml)",
-			ErrWrongBackend, path, found, backend, found)
+	if err := CheckBackend(path, backend); err != nil {
+		return nil, fmt.Errorf("%w (set [store] backend = %q in app.toml)", err, backendOnDisk(path))
 	}
 	db, err := dbm.NewDB(dbName, bt, dir)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s database in %s: %w", backend, dir, err)
 	}
 	return db, nil
+}
+
+// CheckBackend returns an error wrapping ErrWrongBackend when the database
+// directory path was written by another engine than backend (goleveldb,
+// pebble or pebbledb); nil when it was not written yet, or by backend.
+// Opening a database with the wrong engine fails or, worse, rewrites its
+// files (goleveldb "opening" a young pebble database drops its log).
+func CheckBackend(path, backend string) error {
+	if found := backendOnDisk(path); found != "" && found != canonicalBackend(backend) {
+		return fmt.Errorf("%w: %s was created with %s; opening it with %s would fail or corrupt it", ErrWrongBackend, path, found, backend)
+	}
+	return nil
 }
 
 // canonicalBackend is backend's name in Options.Backend spelling.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -98,8 +99,10 @@ HOME/config, HOME/dev-keys and HOME/data (the chain, its state and its keys)
 and starts over, but keeps the blob sidecar's filesystem store (app.toml
 [sidecar] dir, default HOME/data/blobs) and its [sidecar] settings: it may
 hold the only copy of ciphertext that committed records name, and only the
-sweep removes blobs. --force refuses an app.toml it cannot read, and a blob
-store under HOME/config or HOME/dev-keys, before deleting anything.
+sweep removes blobs. --force refuses a home whose node runs, an app.toml it
+cannot read, and a blob store under HOME/config or HOME/dev-keys, before
+deleting anything; it deletes HOME/config last, so that a rerun of one
+stopped part way still knows where the blob store is.
 
 ` + devKeyFormatHelp,
 		Example: `  # one development node with a dev hospital and its registrar
@@ -277,6 +280,11 @@ func (p *initPlan) write(w io.Writer) error {
 		return err
 	}
 	if o.force {
+		release, err := lockNodeHome(context.Background(), filepath.Join(o.home, cmtcfg.DefaultDataDir))
+		if err != nil {
+			return fmt.Errorf("--force: %w", err)
+		}
+		defer release()
 		if err := wipeForReinit(w, o.home, underHome(o.home, appConf.Sidecar.Dir, defaultSidecarDir)); err != nil {
 			return fmt.Errorf("--force: %w", err)
 		}
@@ -415,11 +423,6 @@ func wipeForReinit(w io.Writer, home, blobDir string) error {
 	if keep["."] {
 		return fmt.Errorf("the sidecar's blob store is %s itself: move the blobs out (app.toml [sidecar] dir), or remove the node's databases by hand", dataDir)
 	}
-	for _, d := range []string{cmtcfg.DefaultConfigDir, devKeysDir} {
-		if err := os.RemoveAll(filepath.Join(home, d)); err != nil {
-			return err
-		}
-	}
 	entries, err := os.ReadDir(dataDir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
@@ -429,11 +432,33 @@ func wipeForReinit(w io.Writer, home, blobDir string) error {
 			fmt.Fprintf(w, "kept %s: the blob store (the sweep removes the blobs the chain no longer references)\n", filepath.Join(dataDir, e.Name()))
 			continue
 		}
-		if err := os.RemoveAll(filepath.Join(dataDir, e.Name())); err != nil {
+		if e.Name() == nodeLockFile {
+			continue // held by this init; an empty file
+		}
+		if err := removeForReinit(filepath.Join(dataDir, e.Name())); err != nil {
+			return err
+		}
+	}
+	// config/ last: its app.toml says where the blob store is, which a
+	// rerun of an init --force stopped part way must still know.
+	for _, d := range []string{devKeysDir, cmtcfg.DefaultConfigDir} {
+		if err := removeForReinit(filepath.Join(home, d)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// reinitRemoving, when set (by tests), is called before wipeForReinit
+// removes path: what it sees of the home is what a kill at that point
+// leaves.
+var reinitRemoving func(path string)
+
+func removeForReinit(path string) error {
+	if reinitRemoving != nil {
+		reinitRemoving(path)
+	}
+	return os.RemoveAll(path)
 }
 
 // entriesHolding are the entries of dir that are or hold path: by their

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -27,6 +28,8 @@ import (
 	"github.com/emrchain/emrchain/abci"
 	"github.com/emrchain/emrchain/app"
 	"github.com/emrchain/emrchain/internal/ctxtime"
+	"github.com/emrchain/emrchain/internal/durable"
+	"github.com/emrchain/emrchain/internal/filelock"
 	"github.com/emrchain/emrchain/store"
 	"github.com/emrchain/emrchain/store/cometdb"
 )
@@ -61,8 +64,11 @@ latest block is at most [grpc] max_head_age old by this machine's clock), the
 REST gateway over them on 127.0.0.1:1317, with the OpenAPI document at
 /openapi.json and the same health at /healthz (503 with the reason), and (as
 [sidecar] says) the blob sidecar on 127.0.0.1:7070. A
-listen address already in use, or a bad [sidecar] setting, stops start with
-an error before the node starts; the addresses are taken then, and answer
+listen address already in use (config.toml's Prometheus and pprof ones
+too), a bad [sidecar] setting, a config.toml db_backend other than the
+engine of CometBFT's databases, or another node running on the home
+(it holds data/emrchaind.lock), stops start with an error before the
+node starts; the addresses are taken then, and answer
 once the node runs (after any replay of blocks). A sidecar whose blob store
 cannot be opened (MinIO down, its directory unwritable, its reference index
 held by "emrchaind sidecar") does not stop the node: its address answers 503
@@ -209,7 +215,13 @@ func loadNodeSettings(cmd *cobra.Command) (*nodeSettings, error) {
 	// dialed or dialing in, and the app lets in only these ids.
 	conf.FilterPeers = true
 	// A data/app.db of another engine than --backend or app.toml names is
-	// refused when the store opens (store.ErrWrongBackend).
+	// refused when the store opens (store.ErrWrongBackend); CometBFT's
+	// databases are checked here, before anything opens one.
+	for _, name := range cometDBs {
+		if err := store.CheckBackend(filepath.Join(conf.DBDir(), name+".db"), conf.DBBackend); err != nil {
+			return nil, fmt.Errorf("%s: db_backend = %q: %w; put db_backend back", filepath.Join(home, cmtcfg.DefaultConfigDir, cmtcfg.DefaultConfigFileName), conf.DBBackend, err)
+		}
+	}
 
 	level, _ := cmd.Flags().GetString(flagLogLevel)
 	if level == "" {
@@ -252,6 +264,57 @@ func runStart(cmd *cobra.Command, _ []string) error {
 	return runNode(ctx, s)
 }
 
+// cometDBs are the databases CometBFT keeps in the data directory, in
+// config.toml's db_backend.
+var cometDBs = []string{"blockstore", "state", "tx_index", "evidence"}
+
+// nodeLockFile, in the data directory, is locked (flock) by the node that
+// runs on a home for as long as it runs: init --force refuses a home whose
+// node runs.
+const nodeLockFile = "emrchaind.lock"
+
+// errNodeRunning: a node runs on the home (it holds nodeLockFile).
+var errNodeRunning = errors.New("a node runs on this home")
+
+// lockNodeHome takes the lock of the node whose data directory is dataDir,
+// at once or not at all; release gives it back.
+func lockNodeHome(ctx context.Context, dataDir string) (release func(), err error) {
+	if err := durable.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dataDir, nodeLockFile)
+	tctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	release, err = filelock.Lock(tctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("%w (it holds %s): stop it first: %w", errNodeRunning, path, err)
+	}
+	return release, nil
+}
+
+// checkCometListeners refuses, before the node starts, a metrics or pprof
+// address that is in use: CometBFT would only log it and run on without
+// them (alerting on metrics going blind).
+func checkCometListeners(conf *cmtcfg.Config) error {
+	file := filepath.Join(conf.RootDir, cmtcfg.DefaultConfigDir, cmtcfg.DefaultConfigFileName)
+	probe := func(key, addr string) error {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%s: %s %q: %w", file, key, addr, err)
+		}
+		return l.Close()
+	}
+	if conf.Instrumentation.Prometheus && conf.Instrumentation.PrometheusListenAddr != "" {
+		if err := probe("[instrumentation] prometheus_listen_addr", conf.Instrumentation.PrometheusListenAddr); err != nil {
+			return err
+		}
+	}
+	if conf.RPC.PprofListenAddress != "" {
+		return probe("[rpc] pprof_laddr", conf.RPC.PprofListenAddress)
+	}
+	return nil
+}
+
 // runNode runs the node until ctx ends or the node stops by itself.
 func runNode(ctx context.Context, s *nodeSettings) (err error) {
 	logger := s.logger.With("module", "main")
@@ -276,6 +339,14 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 		return err
 	}
 	defer listeners.close()
+	if err := checkCometListeners(conf); err != nil {
+		return err
+	}
+	release, err := lockNodeHome(ctx, conf.DBDir())
+	if err != nil {
+		return err
+	}
+	defer release()
 
 	st, err := store.Open(filepath.Join(conf.DBDir(), appDBDir), s.app.storeOptions())
 	if err != nil {
