@@ -20,29 +20,78 @@ import (
 // setting, and a metrics port in use was only logged.
 
 // TestInitForceRefusesARunningNode: init --force on the home of a running
-// node refuses and deletes nothing. It used to delete the live node's
+// node refuses and deletes nothing, whatever config.toml's db_dir (the
+// lock is in HOME/data, which holds the validator's last-sign state and
+// which init --force deletes). It used to delete the live node's
 // databases, exit 0, and leave the running node to write its last-sign
 // state (the old chain's height) into the new home, which could then never
-// sign block 1 ("height regression").
+// sign block 1 ("height regression"); a re-review found the first mend
+// locking db_dir, which init --force did not look at.
 func TestInitForceRefusesARunningNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the node binary")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	home, rpcPort := initLoopbackHome(t, "--timeout-commit", "100ms", "--empty-blocks-interval", "0s")
-	node := startNode(t, home, "run1.log")
-	waitHeight(ctx, t, node, rpcPort, 3)
+	for _, dbDir := range []string{"data", "db"} {
+		t.Run("db_dir="+dbDir, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			home, rpcPort := initLoopbackHome(t, "--timeout-commit", "100ms", "--empty-blocks-interval", "0s")
+			if dbDir != "data" {
+				path := filepath.Join(home, "config", "config.toml")
+				raw, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s := strings.Replace(string(raw), `db_dir = "data"`, `db_dir = "`+dbDir+`"`, 1)
+				if s == string(raw) {
+					t.Fatal(`config.toml has no db_dir = "data"`)
+				}
+				if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			node := startNode(t, home, "run1.log")
+			waitHeight(ctx, t, node, rpcPort, 3)
 
-	args := append([]string{"init", "--home", home, "--chain-id", "emr-node-test", "--force"}, loopbackFlags(t, rpcPort)...)
-	out, err := exec.Command(binary(t), args...).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "a node runs on this home") {
-		t.Fatalf("init --force on the home of a running node: %v\n%s\nwant a refusal saying a node runs there", err, out)
+			args := append([]string{"init", "--home", home, "--chain-id", "emr-node-test", "--force"}, loopbackFlags(t, rpcPort)...)
+			out, err := exec.Command(binary(t), args...).CombinedOutput()
+			if err == nil || !strings.Contains(string(out), "a node runs on this home") {
+				t.Fatalf("init --force on the home of a running node: %v\n%s\nwant a refusal saying a node runs there", err, out)
+			}
+			for _, f := range []string{filepath.Join(dbDir, "blockstore.db"), filepath.Join("data", "priv_validator_state.json"), filepath.Join("config", "node_key.json")} {
+				if _, err := os.Stat(filepath.Join(home, f)); err != nil {
+					t.Errorf("the refused init --force deleted the running node's %s: %v", f, err)
+				}
+			}
+			waitHeight(ctx, t, node, rpcPort, 5) // the node runs on
+		})
 	}
-	if _, err := os.Stat(filepath.Join(home, "data", "blockstore.db")); err != nil {
-		t.Errorf("the refused init --force deleted the running node's blockstore: %v", err)
+}
+
+// TestTestnetForceRefusesARunningNode: testnet --force deletes the node
+// homes of the testnet in DIR, and refuses while one of its nodes runs (it
+// holds the lock start takes), as init --force does.
+func TestTestnetForceRefusesARunningNode(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "net")
+	if o, err := run(t, "testnet", "--output", out, "--validators", "2", "--base-port", "30400"); err != nil {
+		t.Fatalf("testnet: %v\n%s", err, o)
 	}
-	waitHeight(ctx, t, node, rpcPort, 5) // the node runs on
+	data := filepath.Join(out, "node1", "data")
+	release, err := lockNodeHome(context.Background(), data) // node1 runs
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := run(t, "testnet", "--output", out, "--validators", "2", "--base-port", "30400", "--force")
+	if err == nil || !strings.Contains(err.Error(), "a node runs on this home") {
+		t.Fatalf("testnet --force over a testnet whose node1 runs: %v\n%s\nwant a refusal saying a node runs there", err, o)
+	}
+	if _, err := os.Stat(filepath.Join(data, "priv_validator_state.json")); err != nil {
+		t.Errorf("the refused testnet --force deleted node1's state: %v", err)
+	}
+	release()
+	if o, err := run(t, "testnet", "--output", out, "--validators", "2", "--base-port", "30400", "--force"); err != nil {
+		t.Fatalf("testnet --force once node1 stopped: %v\n%s", err, o)
+	}
 }
 
 // TestStartRefusesAnotherEngineForCometBFT: config.toml db_backend naming

@@ -268,9 +268,9 @@ func runStart(cmd *cobra.Command, _ []string) error {
 // config.toml's db_backend.
 var cometDBs = []string{"blockstore", "state", "tx_index", "evidence"}
 
-// nodeLockFile, in the data directory, is locked (flock) by the node that
-// runs on a home for as long as it runs: init --force refuses a home whose
-// node runs.
+// nodeLockFile, in HOME/data, is locked (flock) by the node that runs on
+// a home for as long as it runs: init --force and testnet --force refuse a
+// home whose node runs.
 const nodeLockFile = "emrchaind.lock"
 
 // errNodeRunning: a node runs on the home (it holds nodeLockFile).
@@ -342,7 +342,9 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 	if err := checkCometListeners(conf); err != nil {
 		return err
 	}
-	release, err := lockNodeHome(ctx, conf.DBDir())
+	// HOME/data whatever db_dir says: it holds the validator's last-sign
+	// state, and it is what init --force deletes.
+	release, err := lockNodeHome(ctx, filepath.Join(conf.RootDir, cmtcfg.DefaultDataDir))
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -107,8 +108,9 @@ and MINIO_SECRET_KEY (start MinIO yourself, or use make localnet BLOB=minio).
 Start each node with: emrchaind start --home DIR/nodeI (or make localnet).
 testnet refuses a non-empty DIR; --force deletes a DIR that holds a testnet
 (DIR/testnet.json, or DIR/testnet.partial: one whose writing was stopped
-part way) and writes a new one. Every flag is checked before DIR is
-touched: a refused flag leaves the old testnet as it was.`,
+part way) and writes a new one, unless one of its nodes runs. Every flag
+is checked before DIR is touched: a refused flag leaves the old testnet as
+it was.`,
 		Example: `  emrchaind testnet --output ./localnet
   emrchaind testnet --output /tmp/net --validators 7 --base-port 30000 --chain-id emr-test-2
   emrchaind testnet --output ./localnet --force --org st-mary:"St Mary's":hospital --org lab-1:"Lab 1":lab`,
@@ -413,6 +415,17 @@ func prepareTestnetDir(out string, force bool) error {
 	default:
 		if !fileExists(filepath.Join(out, manifest.File)) && !fileExists(filepath.Join(out, testnetPartialFile)) {
 			return fmt.Errorf("--force: %s holds no %s, so it is not a testnet; not deleting it", out, manifest.File)
+		}
+		// None of its nodes may run: their homes go.
+		for _, e := range entries {
+			if !e.IsDir() || !strings.HasPrefix(e.Name(), "node") {
+				continue
+			}
+			release, err := lockNodeHome(context.Background(), filepath.Join(out, e.Name(), cmtcfg.DefaultDataDir))
+			if err != nil {
+				return fmt.Errorf("--force: %s: %w", e.Name(), err)
+			}
+			defer release()
 		}
 		// Marked before anything goes, so that a deletion stopped part
 		// way leaves a directory --force still knows for a testnet.
