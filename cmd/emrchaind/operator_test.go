@@ -37,18 +37,7 @@ func TestInitForceRefusesARunningNode(t *testing.T) {
 			defer cancel()
 			home, rpcPort := initLoopbackHome(t, "--timeout-commit", "100ms", "--empty-blocks-interval", "0s")
 			if dbDir != "data" {
-				path := filepath.Join(home, "config", "config.toml")
-				raw, err := os.ReadFile(path)
-				if err != nil {
-					t.Fatal(err)
-				}
-				s := strings.Replace(string(raw), `db_dir = "data"`, `db_dir = "`+dbDir+`"`, 1)
-				if s == string(raw) {
-					t.Fatal(`config.toml has no db_dir = "data"`)
-				}
-				if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
-					t.Fatal(err)
-				}
+				editFile(t, filepath.Join(home, "config", "config.toml"), `db_dir = "data"`, `db_dir = "`+dbDir+`"`)
 			}
 			node := startNode(t, home, "run1.log")
 			waitHeight(ctx, t, node, rpcPort, 3)
@@ -108,15 +97,7 @@ func TestStartRefusesAnotherEngineForCometBFT(t *testing.T) {
 	home, _ := stoppedAtHeight3(ctx, t)
 	stateDB := filepath.Join(home, "data", "state.db")
 	before := dirNames(t, stateDB)
-	path := filepath.Join(home, "config", "config.toml")
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := strings.Replace(string(raw), `db_backend = "pebbledb"`, `db_backend = "goleveldb"`, 1)
-	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	editFile(t, filepath.Join(home, "config", "config.toml"), `db_backend = "pebbledb"`, `db_backend = "goleveldb"`)
 	out, err := exec.CommandContext(ctx, binary(t), "start", "--home", home).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "db_backend") || !strings.Contains(string(out), "put db_backend back") {
 		t.Fatalf("start with db_backend of another engine: %v\n%s\nwant a refusal naming db_backend", err, out)
@@ -126,6 +107,30 @@ func TestStartRefusesAnotherEngineForCometBFT(t *testing.T) {
 	}
 	if err := store.CheckBackend(stateDB, "pebbledb"); err != nil {
 		t.Errorf("state.db after the refused start: %v", err)
+	}
+}
+
+// editFile replaces, in the file at path, each old of its (old, new)
+// pairs, once; an old it does not hold fails the test.
+func editFile(t *testing.T, path string, pairs ...string) {
+	t.Helper()
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(raw)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if !strings.Contains(s, pairs[i]) {
+			t.Fatalf("%s holds no %s", path, pairs[i])
+		}
+		s = strings.Replace(s, pairs[i], pairs[i+1], 1)
+	}
+	if err := os.WriteFile(path, []byte(s), info.Mode().Perm()); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -156,19 +161,8 @@ func TestStartRefusesAMetricsPortInUse(t *testing.T) {
 	}
 	defer busy.Close()
 	home, _ := initLoopbackHome(t)
-	path := filepath.Join(home, "config", "config.toml")
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := strings.Replace(string(raw), "prometheus = false", "prometheus = true", 1)
-	s = strings.Replace(s, `prometheus_listen_addr = "127.0.0.1:26660"`, `prometheus_listen_addr = "`+busy.Addr().String()+`"`, 1)
-	if s == string(raw) {
-		t.Fatal("config.toml has no prometheus settings to change")
-	}
-	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	editFile(t, filepath.Join(home, "config", "config.toml"), "prometheus = false", "prometheus = true",
+		`prometheus_listen_addr = "127.0.0.1:26660"`, `prometheus_listen_addr = "`+busy.Addr().String()+`"`)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, binary(t), "start", "--home", home).CombinedOutput()
@@ -190,15 +184,7 @@ func TestInterruptedInitForceKeepsTheBlobStore(t *testing.T) {
 	if out, err := run(t, "init", "--home", home, "--chain-id", "emr-a"); err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
 	}
-	appToml := filepath.Join(home, "config", "app.toml")
-	raw, err := os.ReadFile(appToml)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := strings.Replace(string(raw), `dir = "data/blobs"`, `dir = "data/hospital-blobs"`, 1)
-	if err := os.WriteFile(appToml, []byte(s), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	editFile(t, filepath.Join(home, "config", "app.toml"), `dir = "data/blobs"`, `dir = "data/hospital-blobs"`)
 	blob := putTestBlob(t, filepath.Join(home, "data", "hospital-blobs"))
 	for _, db := range []string{"app.db", "blockstore.db", "state.db"} {
 		if err := os.MkdirAll(filepath.Join(home, "data", db), 0o700); err != nil {
