@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -799,7 +800,7 @@ func TrustFromGenesis(ctx context.Context, node string, genesisJSON []byte, peri
 			// one): asking again changes nothing.
 			return "", nil, fmt.Errorf("node %s: %w", node, err)
 		}
-		if timeout := (interface{ Timeout() bool })(nil); errors.As(err, &timeout) && timeout.Timeout() {
+		if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
 			// It took the request and did not answer it: asking again
 			// would wait as long again.
 			return "", nil, fmt.Errorf("node %s did not answer within %s: %w", node, trustRequestTimeout, err)

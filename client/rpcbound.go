@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"io"
-	"math"
 	"net/http"
 	"time"
 
@@ -42,14 +41,13 @@ func withAnswerBound(ctx context.Context, bound int64) context.Context {
 }
 
 // newRPC is an RPC client of node whose requests time out after timeout
-// (rounded up to whole seconds) and whose answers are bounded
-// (maxAnswerBytes).
+// (0: never) and whose answers are bounded (maxAnswerBytes).
 func newRPC(node string, timeout time.Duration) (*rpchttp.HTTP, error) {
 	hc, err := jsonrpcclient.DefaultHTTPClient(node)
 	if err != nil {
 		return nil, err
 	}
-	hc.Timeout = time.Duration(math.Ceil(timeout.Seconds())) * time.Second
+	hc.Timeout = timeout
 	hc.Transport = boundedTransport{base: hc.Transport}
 	return rpchttp.NewWithClient(node, hc)
 }

@@ -52,6 +52,12 @@ func TestInitForceRefusesARunningNode(t *testing.T) {
 					t.Errorf("the refused init --force deleted the running node's %s: %v", f, err)
 				}
 			}
+			// A second start on the home is told the same, not that its
+			// addresses are in use.
+			out, err = exec.CommandContext(ctx, binary(t), "start", "--home", home).CombinedOutput()
+			if err == nil || !strings.Contains(string(out), "a node runs on this home") {
+				t.Fatalf("a second start on the home of a running node: %v\n%.2000s\nwant a refusal saying a node runs there", err, out)
+			}
 			waitHeight(ctx, t, node, rpcPort, 5) // the node runs on
 		})
 	}

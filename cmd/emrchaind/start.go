@@ -334,6 +334,15 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 	if err != nil {
 		return err
 	}
+	// The home's lock first: a second start on it is told that a node
+	// runs there, not that its own addresses are in use. HOME/data
+	// whatever db_dir says: it holds the validator's last-sign state, and
+	// it is what init --force deletes.
+	release, err := lockNodeHome(ctx, filepath.Join(conf.RootDir, cmtcfg.DefaultDataDir))
+	if err != nil {
+		return err
+	}
+	defer release()
 	listeners, err := listenServices(s.app)
 	if err != nil {
 		return err
@@ -342,13 +351,6 @@ func runNode(ctx context.Context, s *nodeSettings) (err error) {
 	if err := checkCometListeners(conf); err != nil {
 		return err
 	}
-	// HOME/data whatever db_dir says: it holds the validator's last-sign
-	// state, and it is what init --force deletes.
-	release, err := lockNodeHome(ctx, filepath.Join(conf.RootDir, cmtcfg.DefaultDataDir))
-	if err != nil {
-		return err
-	}
-	defer release()
 
 	st, err := store.Open(filepath.Join(conf.DBDir(), appDBDir), s.app.storeOptions())
 	if err != nil {

@@ -139,8 +139,8 @@ func (d *deidentifier) one(p string, v any, e elem) any {
 // forgetSites forgets the years and ages noted under path p, an element of
 // the resource being de-identified that does not reach the output: a year
 // that is not there must not date the resource (and so keep its linked
-// events' years from dating its ages). They are the last noted, as p's
-// subtree was de-identified last, of this resource.
+// events' years from dating its ages). Only the current resource's sites
+// are looked at: they are the last noted.
 func (d *deidentifier) forgetSites(p string) {
 	under := func(q string) bool {
 		return q == p || strings.HasPrefix(q, p+".") || strings.HasPrefix(q, p+"[")
@@ -779,9 +779,9 @@ func ageValuePost(d *deidentifier, p string, out *object) {
 // ageCodesLOINC are LOINC's codes of an age: 30525-0 Age, 21612-7 Age -
 // Reported, 29553-5 Age calculated, 21611-9 Age - Estimated, 39016-1 Age at
 // death, 63900-5 Current age or age at death, 30972-4 Age at onset of
-// adverse event, 35659-2 Age at specimen collection; ageCodesSNOMED SNOMED CT's: 397659008 Age, 424144002
-// Current chronological age, 445518008 Age at onset of clinical finding,
-// 423493009 Age at diagnosis.
+// adverse event, 35659-2 Age at specimen collection; ageCodesSNOMED SNOMED
+// CT's: 397659008 Age, 424144002 Current chronological age, 445518008 Age
+// at onset of clinical finding, 423493009 Age at diagnosis.
 var (
 	ageCodesLOINC = map[string]bool{"30525-0": true, "21612-7": true, "29553-5": true, "21611-9": true,
 		"39016-1": true, "63900-5": true, "30972-4": true, "35659-2": true}
@@ -983,7 +983,7 @@ func (d *deidentifier) deathsThatGo() {
 // an age A (its lower bound) at an event whose earliest year is Y is A +
 // (refYear − Y) or more then. Taking the earliest year errs towards
 // generalizing (an onset age is of a time at or before the recordedDate).
-// See datingYear for the events that date an age.
+// See datingYears for the events that date an age.
 //
 // An age only in a unit of time under another code (uncoded) that shows
 // such a person while every patient of the output keeps a birth year is

@@ -91,9 +91,10 @@
 // address and signed string — not by signature bytes, which ZIP-215 lets an
 // attacker re-encode). A request is judged by its own window, timestamp
 // plus skew, when it reaches the cache: one held up past it (a wait for
-// the node's height) is refused, since its first copy may be forgotten. One signer may hold ReplayPerSigner (1,000) entries
-// of that cache: beyond, its requests are refused with 429 and a
-// Retry-After of the seconds until its oldest entry leaves the window,
+// the node's height) is refused, since its first copy may be forgotten.
+// One signer may hold ReplayPerSigner (1,000) entries of that cache:
+// beyond, its requests are refused with 429 and a Retry-After of the
+// seconds until its oldest entry leaves the window,
 // and the other signers are served; a cache full of everyone's entries
 // refuses every new request (503), forgetting none. The body hash is signed, and for PUT the body is
 // hashed while it streams into the store, so a tampered body is refused.
