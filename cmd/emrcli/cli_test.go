@@ -284,7 +284,6 @@ func TestNothingListening(t *testing.T) {
 	}
 }
 
-// closedAddr is a loopback address nothing listens at.
 // keyringWith is a test keyring (in a directory of the test's) holding a
 // new key named name.
 func keyringWith(t *testing.T, name string) (*keyring.Keyring, *keyring.Key) {
@@ -300,6 +299,7 @@ func keyringWith(t *testing.T, name string) (*keyring.Keyring, *keyring.Key) {
 	return kr, k
 }
 
+// closedAddr is a loopback address nothing listens at.
 func closedAddr(t *testing.T) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/emrchain/emrchain/client"
 	"github.com/emrchain/emrchain/client/clienttest"
@@ -48,11 +49,38 @@ func (e *adaEnv) patientWithRecord() {
 	e.t.Helper()
 	e.ok("keys", "add", "ada")
 	e.ok("patient", "enroll", "--from", "ada", "--name", "Ada Lovelace", "--birth-date", "1815-12-10")
+	e.ok("upload", "--from", "ada", "--category", "lab-results", e.labFile())
+}
+
+// labFile writes a small lab result into the env's directory and returns
+// its path.
+func (e *adaEnv) labFile() string {
+	e.t.Helper()
 	src := filepath.Join(e.dir, "cbc.txt")
 	if err := os.WriteFile(src, []byte("CBC: Hb 13.2 g/dL\n"), 0o600); err != nil {
 		e.t.Fatal(err)
 	}
-	e.ok("upload", "--from", "ada", "--category", "lab-results", src)
+	return src
+}
+
+// waitRecords waits until ada's verified record list holds n records, and
+// fails the test if it does not within 30 s.
+func (e *adaEnv) waitRecords(n int) {
+	e.t.Helper()
+	var recs struct {
+		Records []struct {
+			Sequence uint64 `json:"sequence"`
+		} `json:"records"`
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		e.json(&recs, "records", "--from", "ada")
+		if len(recs.Records) == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("ada holds %d record(s) after 30 s, want %d", len(recs.Records), n)
+		}
+	}
 }
 
 // reads is the number of reads in ada's verified audit log.
