@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -185,33 +183,16 @@ func TestSubmitBadSequence(t *testing.T) {
 		// The node refuses without passing the transaction on: its sequence
 		// is still free, so it could yet be committed. No second signing.
 		before := events()
-		var broadcasts atomic.Int32
-		refuser := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-			var req struct {
-				ID json.RawMessage `json:"id"`
-			}
-			_ = json.NewDecoder(r.Body).Decode(&req)
-			broadcasts.Add(1)
-			rw.Header().Set("Content-Type", "application/json")
-			_ = json.NewEncoder(rw).Encode(map[string]any{"jsonrpc": "2.0", "id": req.ID, "result": map[string]any{
-				"code": app.ErrBadSequence.Code(), "codespace": app.Codespace, "log": "wrong account sequence", "data": "", "hash": "",
-			}})
-		}))
-		t.Cleanup(refuser.Close)
+		keeper := clienttest.NewTxKeeper(app.ErrBadSequence.Code(), app.Codespace, "wrong account sequence")
 		proxy := clienttest.NewProxy(t, w.node.RPC)
-		proxy.SetRoute(func(call clienttest.Call) string {
-			if call.Method == "broadcast_tx_sync" {
-				return refuser.URL
-			}
-			return ""
-		})
+		proxy.SetAnswer(keeper.Answer)
 		c := w.mustClient(t, proxy.URL)
 		_, err := c.Submit(ctx, w.clinician, readRecord(w, 1))
 		if !errors.Is(err, app.ErrBadSequence) || !errors.Is(err, client.ErrTxRejected) {
 			t.Fatalf("Submit refused for a free sequence: %v, want the refusal", err)
 		}
 		t.Logf("refused: %v", err)
-		if n := broadcasts.Load(); n != 1 {
+		if n := len(keeper.Kept()); n != 1 {
 			t.Fatalf("%d broadcasts, want 1", n)
 		}
 		if n := events() - before; n != 0 {

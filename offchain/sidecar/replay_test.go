@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"encoding/hex"
 	"errors"
 	"io"
 	"net/http"
@@ -180,8 +181,13 @@ func TestSignerQuotaHTTP(t *testing.T) {
 // signedGet is a GET under record n of e's patient, which does not exist
 // (403 for a member), signed by a at at.
 func (e *env) signedGet(a Signer, n int, at time.Time) *http.Request {
+	return e.signedGetAt(a, RecordRef(e.pid, uint64(n)), [32]byte{}, at)
+}
+
+// signedGetAt is a's GET of blob sum of ref, signed at at.
+func (e *env) signedGetAt(a Signer, ref BlobRef, sum [32]byte, at time.Time) *http.Request {
 	e.t.Helper()
-	req, err := http.NewRequest(http.MethodGet, e.ts.URL+"/v1/blobs/"+strings.Repeat("0", 64)+"?"+RecordRef(e.pid, uint64(n)).query(), nil)
+	req, err := http.NewRequest(http.MethodGet, e.ts.URL+"/v1/blobs/"+hex.EncodeToString(sum[:])+"?"+ref.query(), nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}
