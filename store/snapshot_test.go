@@ -504,7 +504,7 @@ func TestInterruptedPruneListsNoPartialSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	sn.SetChunkSize(MinChunkSize)
-	create := func(sn *Snapshots, v int64) error {
+	create := func(v int64) error { // on sn, whichever it is then
 		for i := range 40 { // several chunks
 			mustSet(t, s.Working(), keyN(int(v)*100+i), strings.Repeat("v", 100))
 		}
@@ -512,20 +512,21 @@ func TestInterruptedPruneListsNoPartialSnapshot(t *testing.T) {
 		_, err := sn.Create(context.Background(), s, v)
 		return err
 	}
-	if err := create(sn, 1); err != nil {
+	if err := create(1); err != nil {
 		t.Fatal(err)
 	}
 	if list, err := sn.List(); err != nil || len(list) != 1 || list[0].Chunks < 2 {
 		t.Fatalf("List = %v, %v; want one snapshot of several chunks", listedHeights(list), err)
 	}
 	failed := errors.New("removal interrupted")
-	sn.removeAll = func(path string) error {
+	interrupted := func(path string) error { // removes one chunk, then fails
 		if err := os.Remove(filepath.Join(path, chunkName(0))); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 		return failed
 	}
-	if err := create(sn, 2); !errors.Is(err, failed) {
+	sn.removeAll = interrupted
+	if err := create(2); !errors.Is(err, failed) {
 		t.Fatalf("Create with a failing prune: %v, want %v", err, failed)
 	}
 	list, err := sn.List()
@@ -545,20 +546,15 @@ func TestInterruptedPruneListsNoPartialSnapshot(t *testing.T) {
 		t.Fatalf("after reopening, the directory holds %v, want snapshot 2 alone", left)
 	}
 	// Without a restart, the next prune takes what the failed one left.
-	sn.removeAll = func(path string) error {
-		if err := os.Remove(filepath.Join(path, chunkName(0))); err != nil {
-			return err
-		}
-		return failed
-	}
-	if err := create(sn, 3); !errors.Is(err, failed) {
+	sn.removeAll = interrupted
+	if err := create(3); !errors.Is(err, failed) {
 		t.Fatalf("Create with a failing prune: %v", err)
 	}
 	if list, err := sn.List(); err != nil || len(list) != 1 || list[0].Height != 3 {
 		t.Fatalf("after a second prune that failed part way: snapshots at heights %v, %v; want 3 alone", listedHeights(list), err)
 	}
 	sn.removeAll = os.RemoveAll
-	if err := create(sn, 4); err != nil {
+	if err := create(4); err != nil {
 		t.Fatal(err)
 	}
 	if left, _ := os.ReadDir(dir); len(left) != 1 || left[0].Name() != snapshotName(4, SnapshotFormat) {
