@@ -296,14 +296,7 @@ func TestInitForceBlobStoreLinks(t *testing.T) {
 		t.Fatalf("init --force broke data/blobs -> blobs-2026 (the blob %s: %v)", blob, err)
 	}
 
-	appToml := filepath.Join(home, "config", "app.toml")
-	raw, err := os.ReadFile(appToml)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(appToml, []byte(strings.Replace(string(raw), `dir = "data/blobs"`, `dir = "config/blobs"`, 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	editFile(t, filepath.Join(home, "config", "app.toml"), `dir = "data/blobs"`, `dir = "config/blobs"`)
 	blob = putTestBlob(t, filepath.Join(home, "config", "blobs"))
 	if out, err := run(t, "init", "--home", home, "--chain-id", "emr-a", "--force"); err == nil || !strings.Contains(err.Error(), "init --force replaces") {
 		t.Fatalf("init --force with the blob store in config/: %v, want a refusal\n%s", err, out)

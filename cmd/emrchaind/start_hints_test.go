@@ -45,14 +45,7 @@ func TestHintStateSync(t *testing.T) {
 		hintStateSync(context.Background(), log.NewTMLogger(&out), height.Load, notAborted, 10*time.Millisecond)
 		close(done)
 	}()
-	deadline := time.After(10 * time.Second)
-	for strings.Count(out.String(), "state sync has restored no snapshot yet") < 2 {
-		select {
-		case <-deadline:
-			t.Fatalf("no hint while nothing is restored:\n%s", out.String())
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
+	waitLogged(t, &out, "state sync has restored no snapshot yet", 2)
 	if !strings.Contains(out.String(), "snapshot_interval") {
 		t.Fatalf("the hint does not name snapshot_interval:\n%s", out.String())
 	}
@@ -96,14 +89,7 @@ func TestHintStateSyncAfterAnAbort(t *testing.T) {
 		}, 10*time.Millisecond)
 		close(done)
 	}()
-	deadline := time.After(10 * time.Second)
-	for !strings.Contains(out.String(), "state sync has restored no snapshot yet") {
-		select {
-		case <-deadline:
-			t.Fatalf("no hint while nothing is restored:\n%s", out.String())
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
+	waitLogged(t, &out, "state sync has restored no snapshot yet", 1)
 	disk := errors.New("store: restore: writing the import: no space left on device")
 	aborted.Store(&disk)
 	select {
@@ -158,6 +144,20 @@ func TestWarnIfDiscardingResults(t *testing.T) {
 	for _, want := range []string{"discard_abci_responses", "sweep deletes nothing", "cannot verify"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("the warning does not say %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// waitLogged waits until out holds text n times, and fails the test if it
+// does not within 10 s.
+func waitLogged(t *testing.T, out *lockedBuffer, text string, n int) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for strings.Count(out.String(), text) < n {
+		select {
+		case <-deadline:
+			t.Fatalf("%q logged fewer than %d times:\n%s", text, n, out.String())
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }
