@@ -102,16 +102,7 @@ func checkOutput(t *testing.T, in, out []byte) {
 	stringLeaves(doc, "$", "", &leaves)
 	urls := allowedURLs()
 	targets := map[string]bool{}
-	if doc["resourceType"] == "Bundle" {
-		entries, _ := doc["entry"].([]any)
-		for _, e := range entries {
-			fu, _ := get(e, "fullUrl").(string)
-			targets[fu] = true
-		}
-	} else {
-		id, _ := doc["id"].(string)
-		targets["urn:uuid:"+id] = true
-	}
+	outputResources(doc, func(_, fullURL string, _ map[string]any) { targets[fullURL] = true })
 	for _, l := range leaves {
 		// The fixed strings of the output, which do not go through the
 		// sweep: check that they are fixed.
@@ -325,7 +316,7 @@ type outputFacts struct {
 	types    []string      // the resource types
 	first    map[int]int   // the earliest year of an event of each resource
 	ages     []outputAge   // the ages under 90
-	links    []outputLink  // the references between resources
+	links    []outputLink  // the references between resources, neither a party
 	patients int           // the number of Patients
 	deceased int           // how many of them the output shows deceased
 	marked   []string      // the paths of the Patients marked URLAge90OrOlder
@@ -398,13 +389,9 @@ func readOutput(t *testing.T, doc map[string]any, birthObs map[int]bool) *output
 						births[p] = true
 					}
 				}
-			case e.kind == kObject && (e.sub == age.sub || e.sub == ageRange.sub.fields[0].e.sub):
-				if y, ok := ageValue(v, false); ok && y < 90 {
-					f.ages = append(f.ages, outputAge{path: p, n: n, years: y, hasLow: true})
-				}
-			case e.kind == kObject && e.sub == ageRange.sub.fields[1].e.sub:
-				if y, ok := ageValue(v, false); ok && y < 90 {
-					f.ages = append(f.ages, outputAge{path: p, n: n, years: y})
+			case e.kind == kObject && (e.sub == age.sub || e.sub == ageRange.sub.fields[0].e.sub || e.sub == ageRange.sub.fields[1].e.sub):
+				if y, ok := ageValue(v, false); ok && y < 90 { // a Range's high alone is no lower bound
+					f.ages = append(f.ages, outputAge{path: p, n: n, years: y, hasLow: e.sub != ageRange.sub.fields[1].e.sub})
 				}
 			case e.kind == kReference:
 				if r, ok := get(v, "reference").(string); ok {
@@ -438,7 +425,7 @@ func readOutput(t *testing.T, doc map[string]any, birthObs map[int]bool) *output
 		})
 	})
 	for _, r := range refs {
-		if to, ok := tokens[r.ref]; ok {
+		if to, ok := tokens[r.ref]; ok && !f.party(r.from) && !f.party(to) {
 			f.links = append(f.links, outputLink{r.from, to, r.field})
 		}
 	}
@@ -554,14 +541,11 @@ func (f *outputFacts) datingYear(n int) (year int, ok bool) {
 }
 
 // eventNeighbours returns the resources one reference away from resource
-// n, either way, when neither is a party: a Patient's, Practitioner's or
-// Organization's years are a birth, a death or a period of work.
+// n, either way (links hold no party: a Patient's, Practitioner's or
+// Organization's years are a birth, a death or a period of work).
 func (f *outputFacts) eventNeighbours(n int) []int {
 	var out []int
 	for _, l := range f.links {
-		if f.party(l.from) || f.party(l.to) {
-			continue
-		}
 		if l.from == n {
 			out = append(out, l.to)
 		}
@@ -587,9 +571,6 @@ func (f *outputFacts) placedIn(start []int) []int {
 		seen[m] = true
 		out = append(out, m)
 		for _, l := range f.links {
-			if f.party(l.from) || f.party(l.to) {
-				continue
-			}
 			switch {
 			case l.from == m && (l.field == "encounter" || l.field == "partOf"):
 				start = append(start, l.to)
