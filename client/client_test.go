@@ -1331,6 +1331,81 @@ func testLyingNode(t *testing.T, w *world) {
 			t.Fatalf("altered tx height: %v", err)
 		}
 	})
+
+	t.Run("TxProofOfAnotherCount", func(t *testing.T) {
+		// In a block of three transactions, the proof of the third also
+		// passes as the second of two over the same root: its one aunt is
+		// the first pair's hash either way.
+		proxy.Honest()
+		c := w.mustClient(t, proxy.URL)
+		third := lastOfThreeInOneBlock(ctx, t, w, c)
+		if st, err := c.TxStatus(ctx, third); err != nil || !st.Verified {
+			t.Fatalf("honest TxStatus = %+v, %v", st, err)
+		}
+		proxy.SetRewrite(func(call clienttest.Call, result json.RawMessage) json.RawMessage {
+			if call.Method != "tx" {
+				return result
+			}
+			var r map[string]any
+			_ = json.Unmarshal(result, &r)
+			r["index"] = 1
+			p := r["proof"].(map[string]any)["proof"].(map[string]any)
+			p["total"], p["index"] = "2", "1"
+			b, _ := json.Marshal(r)
+			return b
+		})
+		defer proxy.Honest()
+		if st, err := c.TxStatus(ctx, third); !errors.Is(err, client.ErrVerification) {
+			t.Fatalf("TxStatus with the third of three proven as the second of two = %+v, %v; want ErrVerification", st, err)
+		}
+	})
+}
+
+// lastOfThreeInOneBlock commits three RecordAccess transactions of w's
+// clinician in one block that holds nothing else and returns the hash of
+// the third. A block can close between two broadcasts, so it tries again,
+// a bounded number of times.
+func lastOfThreeInOneBlock(ctx context.Context, t *testing.T, w *world, c *client.Client) []byte {
+	t.Helper()
+	rpc, err := rpchttp.New(w.node.RPC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{
+		PatientId: w.patientID, RecordSequences: []uint64{1}, Purpose: emrv1.Purpose_PURPOSE_TREATMENT}}}
+	for try := 0; try < 5; try++ {
+		seq, err := c.Sequence(ctx, w.clinician.Address())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var txs [][]byte
+		for i := range uint64(3) {
+			tx, err := c.SignTxWithSequence(w.clinician, seq+i, msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			txs = append(txs, tx)
+		}
+		for _, tx := range txs[:2] {
+			if _, err := c.Broadcast(ctx, tx, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res, err := c.Broadcast(ctx, txs[2], true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		block, err := rpc.Block(ctx, &res.Height)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(block.Block.Txs) == 3 && bytes.Equal(block.Block.Txs[0], txs[0]) && bytes.Equal(block.Block.Txs[2], txs[2]) {
+			return res.Hash
+		}
+		t.Logf("try %d: block %d holds %d transactions; again", try+1, res.Height, len(block.Block.Txs))
+	}
+	t.Fatal("no block held the three transactions in 5 tries")
+	return nil
 }
 
 // dropProofOf removes the proof whose value is rec.

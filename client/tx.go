@@ -568,6 +568,13 @@ func (c *Client) verifyTx(ctx context.Context, hash []byte, height int64, index 
 	if !bytes.Equal(results.Hash(), next.LastResultsHash) {
 		return verificationError("the results of block %d do not match header %d's results hash", height, height+1)
 	}
+	// The results are one per transaction, so their verified count pins
+	// the proof's: without it, the proof of position 2 of 3 also passes as
+	// position 1 of 2 over the same root (the first pair's hash is its one
+	// aunt either way), and the code read would be another transaction's.
+	if proof.Proof.Total != int64(len(br.TxResults)) {
+		return verificationError("the inclusion proof of transaction %X counts %d transactions, block %d has %d", hash, proof.Proof.Total, height, len(br.TxResults))
+	}
 	if int(index) >= len(br.TxResults) || br.TxResults[index].Code != code {
 		return verificationError("the node reports code %d for transaction %X, the committed results say otherwise", code, hash)
 	}
