@@ -22,11 +22,8 @@ func (ctx *txContext) grant(m *emrv1.MsgGrant) error {
 	if grantee == nil {
 		return fmt.Errorf("%w: no member %X", ErrNotFound, m.Grantee)
 	}
-	if err := granteeMayHold(grantee, m.Rights); err != nil {
+	if err := MayBeGranted(grantee, m.Rights); err != nil {
 		return err
-	}
-	if !IsActive(grantee) {
-		return fmt.Errorf("%w: %X is %s", ErrGranteeSuspended, m.Grantee, StatusName(grantee.Status))
 	}
 	categories := slices.Clone(m.Categories)
 	slices.Sort(categories)
@@ -89,6 +86,23 @@ func (ctx *txContext) grant(m *emrv1.MsgGrant) error {
 		return err
 	}
 	return ctx.st.mark(grantKey(m.Grantee, p.Id))
+}
+
+// MayBeGranted says why grantee, as the state has it, may not be granted
+// rights (nil when it may): its role may not hold them (granteeMayHold),
+// or it is not active (ErrGranteeSuspended). It is the chain's rule for a
+// grant, and the client's before it seals the patient's KEK to the
+// grantee: an envelope is a disclosure as soon as a node sees the
+// transaction, committed or refused, so a grant the chain must refuse is
+// never sealed.
+func MayBeGranted(grantee *emrv1.Member, rights []emrv1.Right) error {
+	if err := granteeMayHold(grantee, rights); err != nil {
+		return err
+	}
+	if !IsActive(grantee) {
+		return fmt.Errorf("%w: %X is %s", ErrGranteeSuspended, grantee.GetAddress(), StatusName(grantee.GetStatus()))
+	}
+	return nil
 }
 
 // granteeMayHold refuses a grant of rights to grantee's role: clinicians
@@ -176,7 +190,15 @@ func (ctx *txContext) rotateKey(m *emrv1.MsgRotateKey) error {
 		needs := permissionStands(perm, ctx.block.Time)
 		if needs {
 			// A retired grantee never acts again: the new key is not
-			// sealed to it.
+			// sealed to it. A suspended one may be reactivated, so it
+			// needs the new key as an active one does: then every
+			// standing grantee that is not retired holds an envelope of
+			// the current version in every state, which is what lets
+			// client.RevokeAndRotate stop two versions past a revoked
+			// grantee's last envelope (the KEK of k+2 is made from a
+			// state at k+1, whose rotation left out no one who could
+			// stand again). Leaving suspended grantees out would break
+			// that.
 			grantee, err := ctx.st.member(perm.Grantee)
 			if err != nil {
 				return err

@@ -295,6 +295,13 @@ func (c *Client) GrantMsg(ctx context.Context, patientID []byte, spec GrantSpec,
 	if err != nil {
 		return nil, fmt.Errorf("grantee %X: %w", spec.Grantee, err)
 	}
+	// Before the KEK is sealed: a grant the chain refuses has still shown
+	// its envelope to the node it went to, and a suspended member (a lost
+	// key), a storage service (which holds every blob) or a registrar must
+	// not hold the patient's key for a grant that can never stand.
+	if err := app.MayBeGranted(m, spec.Rights); err != nil {
+		return nil, fmt.Errorf("grantee %X: %w (nothing was sealed to it)", spec.Grantee, err)
+	}
 	key, err := kek(p.KeyVersion)
 	if err != nil {
 		return nil, fmt.Errorf("patient key version %d: %w", p.KeyVersion, err)

@@ -145,7 +145,9 @@
 // # Consent flows
 //
 // GrantMsg seals the patient's current KEK to the grantee's verified
-// encryption key, bound to (patient, grantee, key version). RevokeAndRotate
+// encryption key, bound to (patient, grantee, key version), and only to a
+// member the chain would grant to (app.MayBeGranted): an envelope in a
+// refused grant has still reached a node. RevokeAndRotate
 // revokes and then rotates the KEK, sealing the new one to every standing
 // grantee (from verified state at or after the revocation), until the key
 // version is two past the revoked grantee's envelope: the KEK of the next

@@ -60,6 +60,16 @@ func (c *Client) Upload(ctx context.Context, s Signer, req UploadRequest, opts T
 	if len(opts.Sidecars) == 0 {
 		return nil, errors.New("upload: no sidecar URL configured")
 	}
+	// The key version the data key is wrapped under, and the check value
+	// that vouches for its KEK, come from the patient as the node reads
+	// it. Unverified, a node can name an older version with its check
+	// value (every one is public in its RotateKey) and a floor below it:
+	// the owner's keyring holds that KEK too, and a revoked grantee who
+	// holds it would open the new record's key, which the node has as
+	// soon as the AddRecord reaches it.
+	if err := c.SealVerified("an upload wraps the record's data key under the patient key version the chain names"); err != nil {
+		return nil, err
+	}
 	dataKey, err := crypto.GenerateKey()
 	if err != nil {
 		return nil, err

@@ -476,9 +476,16 @@ func TestFlow(t *testing.T) {
 	line := e.fails(1, "permission revoked at height", "read", "--from", "clinician", "--patient", pid, "--record", "1")
 	t.Logf("refused read: %s", line)
 
-	// A grant the chain refuses says its key envelope went out, and
-	// rotate-key moves the key on once, re-wrapping every record.
-	line = e.fails(1, "emrcli rotate-key", "grant", "--from", "alice", "--to", "registrar", "--rights", "read", "--until", until)
+	// A grant to a member the chain refuses one to (here a registrar)
+	// seals nothing: it is refused before the key is sealed to it.
+	line = e.fails(1, "nothing was sealed", "grant", "--from", "alice", "--to", "registrar", "--rights", "read", "--until", until)
+	if strings.Contains(line, "rotate-key") {
+		t.Fatalf("a grant refused before sealing asks for a rotation: %s", line)
+	}
+	// A grant the chain refuses (an end already past) says its key
+	// envelope went out, and rotate-key moves the key on once,
+	// re-wrapping every record.
+	line = e.fails(1, "emrcli rotate-key", "grant", "--from", "alice", "--to", "clinician", "--rights", "read", "--until", "2020-01-01T00:00:00Z")
 	t.Logf("refused grant: %s", line)
 	var rotated struct {
 		PatientID string   `json:"patient_id"`

@@ -30,6 +30,13 @@ func (a *cli) kekFor(ctx context.Context, c *client.Client, k *keyring.Key, pid 
 		return nil, 0, err
 	}
 	if owner {
+		// The version, its check value and the floor are the node's word
+		// unverified: one that lied would name an older version (its
+		// check value is public in its RotateKey), whose KEK a revoked
+		// grantee may hold.
+		if err := c.SealVerified("a record's key is wrapped under the patient key version the chain names"); err != nil {
+			return nil, 0, err
+		}
 		kek, err := existingKEK(a.kr, k)(p.KeyVersion)
 		if err != nil {
 			return nil, 0, err

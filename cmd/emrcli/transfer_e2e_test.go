@@ -413,7 +413,9 @@ func TestTransferFlow(t *testing.T) {
 	// upload and download learn from the chain that bob owns the patient
 	// (not a grantee without consent); carol's second enroll is told it is
 	// done. Both keys then keep the id. dave's upload over --no-verify
-	// works as the owner too, but an unverified answer is not kept.
+	// is refused, as a member's is (the key version it would wrap under
+	// is the node's word), and the unverified answer that dave owns the
+	// patient is not kept.
 	unseen := map[string]string{}
 	for _, name := range []string{"bob", "carol", "dave"} {
 		e.ok("keys", "add", name)
@@ -435,7 +437,7 @@ func TestTransferFlow(t *testing.T) {
 	if out := e.ok("patient", "enroll", "--from", "carol", "--name", "carol Async", "--birth-date", "1970-01-01"); !strings.Contains(out, "already enrolled") || !strings.Contains(out, unseen["carol"]) {
 		t.Fatalf("enrolling again after an unseen enrolment: %s", out)
 	}
-	e.ok("upload", "--no-verify", "--from", "dave", "--patient", unseen["dave"], "--category", "lab-results", e.file("dave.txt", own))
+	e.fails(1, "needs verified reads", "upload", "--no-verify", "--from", "dave", "--patient", unseen["dave"], "--category", "lab-results", e.file("dave.txt", own))
 	for name, pid := range unseen {
 		if out := e.ok("keys", "show", name); strings.Contains(out, pid) != (name != "dave") {
 			t.Fatalf("keys show %s after learning its patient (dave unverified): %s; patient id %s", name, out, pid)

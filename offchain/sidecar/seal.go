@@ -138,7 +138,9 @@ func sealedHeaders(resp *http.Response, maxSize uint64) (envelope []byte, size i
 		return nil, 0, fmt.Errorf("%s %q: not a size", HeaderSealedSize, resp.Header.Get(HeaderSealedSize))
 	case uint64(size) > maxSize:
 		return nil, 0, fmt.Errorf("it announces %d bytes, above the %d expected", size, maxSize)
-	case resp.ContentLength != crypto.CiphertextSize(size): // also one unknown (-1)
+	case resp.ContentLength < 0 || resp.ContentLength != crypto.CiphertextSize(size):
+		// An unknown length (-1) first: CiphertextSize is -1 too for a
+		// size whose sealed length overflows, and the two would match.
 		body := "of no stated length"
 		if resp.ContentLength >= 0 {
 			body = fmt.Sprintf("of %d bytes", resp.ContentLength)

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdh"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 
 	"github.com/emrchain/emrchain/offchain/crypto"
@@ -162,5 +165,34 @@ func TestClientRefusesWhatIsNotSealedToIt(t *testing.T) {
 	_, err := NewClient(e.ts.URL, e.reader.KeySigner, nil).Get(context.Background(), ref, sum, &buf, nil)
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("not a Recipient")) {
 		t.Fatalf("a signer without an encryption key: %v", err)
+	}
+}
+
+// A sealed answer of no stated length (chunked) is refused whatever size
+// it announces: CiphertextSize is -1 for an unknown length and for a size
+// whose sealed length overflows, so the two must not be compared alone.
+func TestSealedAnswerOfNoStatedLengthIsRefusedWhateverItsSize(t *testing.T) {
+	to, err := crypto.GenerateEncryptionKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, env, err := crypto.SealTransferKey(to.PublicKey(), []byte("context"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int64{0, 1000, math.MaxInt64 - 20, math.MaxInt64} {
+		resp := &http.Response{Header: http.Header{}, ContentLength: -1}
+		resp.Header.Set(HeaderSealedEnvelope, base64.StdEncoding.EncodeToString(env))
+		resp.Header.Set(HeaderSealedSize, strconv.FormatInt(size, 10))
+		if _, _, err := sealedHeaders(resp, anySealedSize); err == nil {
+			t.Errorf("a chunked answer announcing %d bytes was taken", size)
+		}
+	}
+	// One of the stated length still is.
+	resp := &http.Response{Header: http.Header{}, ContentLength: crypto.CiphertextSize(1000)}
+	resp.Header.Set(HeaderSealedEnvelope, base64.StdEncoding.EncodeToString(env))
+	resp.Header.Set(HeaderSealedSize, "1000")
+	if _, size, err := sealedHeaders(resp, anySealedSize); err != nil || size != 1000 {
+		t.Fatalf("a sealed answer of its stated length: %d, %v", size, err)
 	}
 }
