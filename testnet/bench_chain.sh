@@ -127,11 +127,29 @@ command -v curl >/dev/null || die "curl is needed"
 check_node_env
 [[ $REPEAT =~ ^[1-9]$ ]] || die "REPEAT must be 1 to 9"
 
+# binary_go FILE: the Go release FILE was built with. make builds emrchaind
+# on every run but installs cometbft once: a cometbft left from an older
+# Go would run kvstore on another runtime (collector, scheduler) unnoticed.
+binary_go() { go version "$1" 2>/dev/null | awk '{print $NF}'; }
+[[ $(binary_go "$EMRCHAIND") == "$(binary_go "$COMETBFT")" ]] ||
+  say "warning: $EMRCHAIND was built by $(binary_go "$EMRCHAIND"), $COMETBFT by $(binary_go "$COMETBFT"): remove $COMETBFT and make bench-chain installs it again"
+
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/*.csv "$OUT"/*.png "$OUT"/*.pprof "$OUT"/*.txt
 rm -rf "$OUT/logs"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/emrchain-bench.XXXXXX")
-BG=() # pids of background jobs this script started
+BG=() # pids of background jobs this script started and has not waited for
+
+# reaped PID: PID has been waited for, so cleanup must not signal it: by
+# then the system may have given its number to another process (pid_max is
+# 32768 on the bench machine, and a run starts some 6,000 processes).
+reaped() {
+  local i
+  for i in "${!BG[@]}"; do
+    [[ ${BG[i]} == "$1" ]] && unset 'BG[i]'
+  done
+  return 0
+}
 
 cleanup() {
   local rc=$?
@@ -166,7 +184,7 @@ trap 'exit 130' INT TERM
 
 {
   echo "# bench-chain $(date -u +%FT%TZ) on $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "# commit $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet 2>/dev/null || echo '+changes'); emrchaind $("$EMRCHAIND" version 2>/dev/null | awk '/^emrchaind:/ {print $2}'); cometbft $("$COMETBFT" version 2>/dev/null); $(go version 2>/dev/null | cut -d' ' -f3)"
+  echo "# commit $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet 2>/dev/null || echo '+changes'); emrchaind $("$EMRCHAIND" version 2>/dev/null | awk '/^emrchaind:/ {print $2}') built by $(binary_go "$EMRCHAIND"); cometbft $("$COMETBFT" version 2>/dev/null) built by $(binary_go "$COMETBFT"); $(go version 2>/dev/null | cut -d' ' -f3)"
   echo "# DURATION=$DURATION WARMUP=$WARMUP WARM=$WARM RATE_FRACTION=$RATE_FRACTION RATE_FRESH=$RATE_FRESH REPEAT=$REPEAT BACKEND=$BACKEND NODE_GOGC=$NODE_GOGC NODE_MEMLIMIT=${NODE_MEMLIMIT:-none} TIMEOUT_PROPOSE=${TIMEOUT_PROPOSE:-default} TIMEOUT_COMMIT=${TIMEOUT_COMMIT:-default} MEMPOOL_SIZE=${MEMPOOL_SIZE:-default} NODE_CONFIG=${NODE_CONFIG:-none} KV_RATE=$KV_RATE CONNS=$CONNS SUBMIT=$SUBMIT KV_COMETDB=$KV_COMETDB"
 } | tee "$OUT/commands.txt"
 
@@ -229,7 +247,8 @@ kv_phase() {
   run timeout $((secs + 60)) "$LOADTIME" -c 1 -T "$secs" -r "$rate" -s "$EMR_BYTES" \
     --broadcast-tx-method async --endpoints "$ENDPOINTS" >"$WORK/$name.loadtime.log" 2>&1 ||
     { tail -n 20 "$WORK/$name.loadtime.log"; die "loadtime failed"; }
-  wait "$w" || { cat "$WORK/$name.watch.txt"; die "watch failed"; }
+  wait "$w" || { reaped "$w"; cat "$WORK/$name.watch.txt"; die "watch failed"; }
+  reaped "$w"
   cat "$WORK/$name.watch.txt"
 }
 
@@ -240,6 +259,12 @@ median() {
 
 # median_tps FILE...: the median committed tx/s of the summaries.
 median_tps() { jq .tps "$@" | median; }
+
+# median_cpu FILE...: the median node CPU ms per committed tx of the
+# summaries that have one, or n/a.
+median_cpu() {
+  jq '.node_cpu_ms_per_tx // empty' "$@" | jq -rs 'if length == 0 then "n/a" else sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end end'
+}
 
 # --- warm-up (WARM) ------------------------------------------------------------
 # The first phase of a run, on a machine that was idle, is slower than
@@ -286,10 +311,12 @@ EMR=$WORK/emr
 emr_net "$EMR"
 
 profile_later "$PPROF_PORT" "$OUT/emrchaind-node1.cpu.pprof" $((WARMUP + 20)) $(( DURATION - WARMUP > 40 ? 30 : (DURATION - WARMUP) / 2 )) &
-BG+=($!)
+prof=$!
+BG+=("$prof")
 emr_saturation ""
 scrape "$METRICS_PORT" "$OUT/emrchain-node1-metrics.txt"
-wait "${BG[-1]}" || say "no CPU profile collected"
+wait "$prof" || say "no CPU profile collected"
+reaped "$prof"
 
 EMR_TPS=$(median_tps "$OUT"/emrchain-saturation*.json)
 EMR_RATE=$(awk -v t="$EMR_TPS" -v f="$RATE_FRACTION" 'BEGIN { printf "%.0f", t * f }')
@@ -334,9 +361,16 @@ profile_text "$EMRCHAIND" "$OUT/emrchaind-node1.cpu.pprof" || true
 
 echo
 for f in emrchain-saturation emrchain-rate kvstore-saturation kvstore-rate; do
-  jq -r "$JQ_LATENCY"' "\(.name): \(.mode)\(if .target_rate > 0 then " \(.target_rate|floor) tx/s" else "" end): \(.tps|floor) tx/s committed, latency p50 \(lat("p50")) ms, p95 \(lat("p95")) ms, p99 \(lat("p99")) ms; blocks every \(.blocks.mean_interval_ms|floor) ms with \(.blocks.mean_txs|floor) txs"' "$OUT/$f.json"
+  jq -r "$JQ_LATENCY"' "\(.name): \(.mode)\(if .target_rate > 0 then " \(.target_rate|floor) tx/s" else "" end): \(.tps|floor) tx/s committed, latency p50 \(lat("p50")), p95 \(lat("p95")), p99 \(lat("p99")); blocks every \(.blocks.mean_interval_ms|floor) ms with \(.blocks.mean_txs|floor) txs"' "$OUT/$f.json"
 done
-echo "node CPU per committed tx (4 nodes, user+system): emrchain $EMR_CPU ms, kvstore $KV_CPU ms"
+if [[ $REPEAT == 1 ]]; then
+  echo "node CPU per committed tx (4 nodes, user+system): emrchain $EMR_CPU ms, kvstore $KV_CPU ms"
+else
+  # Medians, as for tx/s: round 1 alone is also the round whose emrchain
+  # phase had node1 profiled.
+  echo "node CPU per committed tx (4 nodes, user+system; medians of the $REPEAT rounds, all in cpu-per-tx.txt):" \
+    "emrchain $(median_cpu "$OUT"/emrchain-saturation*.json) ms, kvstore $(median_cpu "$OUT"/kvstore-saturation*.json) ms"
+fi
 echo "load average now: $(cut -d' ' -f1-3 /proc/loadavg); results in $OUT"
 if [[ $WARM -gt 0 ]]; then
   printf 'warm-up (not counted): emrchain %.0f tx/s, kvstore %.0f tx/s\n' \
@@ -357,5 +391,5 @@ else
   # ratios is the steadier figure when the machine's speed drifts.
   printf "median of the rounds' ratios: %.3f\n" "$(printf '%s\n' "${ratios[@]}" | median)"
   echo "medians of the $REPEAT rounds:"
-  awk -v n="$EMR_TPS" -v m="$KV_TPS" 'BEGIN { printf "emrchain %.0f tx/s, kvstore %.0f tx/s, ratio %.2f\n", n, m, n / m }'
+  awk -v n="$EMR_TPS" -v m="$KV_TPS" 'BEGIN { printf "emrchain %.0f tx/s, kvstore %.0f tx/s, ratio %.3f\n", n, m, n / m }'
 fi

@@ -123,6 +123,7 @@ phase() {
     --cpu-pids "$(node_pids "$NET")" --metrics "http://127.0.0.1:$METRICS_PORT/metrics"
   scrape "$METRICS_PORT" "$OUT/$name-metrics-after.txt"
   wait "$prof" && profile_text "$EMRCHAIND" "$OUT/$name-node1.cpu.pprof" || say "no CPU profile of the $name phase"
+  prof= # waited for: cleanup must not signal a number the system may have given another process
   printf '%s finalize_block_ms %s commit_ms %s abci_us_per_tx %s block_ms %s block_us_per_tx %s cpu_ms_per_tx %s\n' "$name" \
     "$(jq .abci.finalize_block_ms "$OUT/$name.json")" "$(jq .abci.commit_ms "$OUT/$name.json")" \
     "$(jq .abci.per_tx_us "$OUT/$name.json")" "$(jq .abci.block_ms "$OUT/$name.json")" \
@@ -157,7 +158,7 @@ phase filled
 
 echo
 for f in fresh filled; do
-  jq -r "$JQ_LATENCY"' "\(.name): \(.tps|floor) tx/s committed, latency p50 \(lat("p50")) ms, p99 \(lat("p99")) ms; blocks every \(.blocks.mean_interval_ms|floor) ms with \(.blocks.mean_txs|floor) txs"' "$OUT/$f.json"
+  jq -r "$JQ_LATENCY"' "\(.name): \(.tps|floor) tx/s committed, latency p50 \(lat("p50")), p99 \(lat("p99")); blocks every \(.blocks.mean_interval_ms|floor) ms with \(.blocks.mean_txs|floor) txs"' "$OUT/$f.json"
 done
 cat "$OUT/phases.txt"
 read -r _ _ F0 _ C0 _ P0 _ B0 _ Q0 _ _ < <(grep '^fresh ' "$OUT/phases.txt")
@@ -169,5 +170,5 @@ T1=$(jq .tps "$OUT/filled.json")
 # the same with the proposal's execution (Prepare/ProcessProposal).
 awk -v t0="$T0" -v t1="$T1" -v r="$RECORDS" -v f0="$F0" -v c0="$C0" -v f1="$F1" -v c1="$C1" -v p0="$P0" -v p1="$P1" \
   -v b0="$B0" -v b1="$B1" -v q0="$Q0" -v q1="$Q1" 'BEGIN {
-  printf "fresh %d tx/s, filled %d tx/s with %d records, ratio %.2f; FinalizeBlock+Commit per block %.0f ms -> %.0f ms, per tx %.0f us -> %.0f us; with the execution per block %.0f ms -> %.0f ms, per tx %.0f us -> %.0f us\n",
+  printf "fresh %d tx/s, filled %d tx/s with %d records, ratio %.3f; FinalizeBlock+Commit per block %.0f ms -> %.0f ms, per tx %.0f us -> %.0f us; with the execution per block %.0f ms -> %.0f ms, per tx %.0f us -> %.0f us\n",
     t0, t1, r, (t0 > 0 ? t1 / t0 : 0), f0 + c0, f1 + c1, p0, p1, b0, b1, q0, q1 }'

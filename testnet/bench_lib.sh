@@ -154,6 +154,7 @@ profile_text() {
 }
 
 # JQ_LATENCY defines lat(k) for jq over a load summary: statistic k of
-# latency_ms, with "≥" before it when it is a lower bound (txs that never
-# committed fall on it: latency_ms.at_least).
-JQ_LATENCY='def lat($k): (if ((.latency_ms.at_least // []) | any(.[]; . == $k)) then "≥" else "" end) + "\(.latency_ms[$k])";'
+# latency_ms with its unit, "≥" before it when it is a lower bound (txs that
+# never committed fall on it: latency_ms.at_least), and "n/a" when the run
+# has no latency at all (count 0), whose 0 would read as a met target.
+JQ_LATENCY='def lat($k): if (.latency_ms.count // 0) == 0 then "n/a" else (if ((.latency_ms.at_least // []) | any(.[]; . == $k)) then "≥" else "" end) + "\(.latency_ms[$k]) ms" end;'

@@ -68,7 +68,8 @@ A run is bounded in count (--max-txs, signed up front) and in time
 (--duration, then at most --drain for the last commits; at a --rate, the
 txs that fell due in --duration but that a sender still held behind a
 slow node at its end go out within the drain too, and count from when
-they were due). Only 127.0.0.1
+they were due; the rate then goes on, unmeasured, with the spare txs of
+--max-txs, so the phase's last txs commit under load). Only 127.0.0.1
 endpoints are accepted. Every run needs a fresh --prefix on the same chain
 (the default is derived from the clock).`,
 		Example: `  emrchaind load --testnet ./localnet --duration 60s

@@ -42,7 +42,10 @@
 // broadcast attempt (a retry does not restart it). The summary says which
 // (latency_from). At a rate, a transaction due in the phase that a sender
 // still held at its end is sent after it, within the drain
-// (sent_after_end), so its latency is measured, not cut off. A transaction
+// (sent_after_end), so its latency is measured, not cut off; and the rate
+// goes on after the end with the plan's spare transactions (a tenth of
+// the duration; trailing_accepted, in no figure), so that the phase's
+// last transactions commit under the same load as the others. A transaction
 // whose clock started in the window but that was not committed when the
 // observation ended (never sent, sent and never taken, or accepted and
 // never committed, by the end of the drain) is censored: it counts with the
@@ -58,7 +61,8 @@
 // those two blocks. Block time is the difference of consecutive block
 // header times; block size is the number of transactions and their bytes.
 // With --cpu-pids, the CPU time of the nodes over the same window is
-// reported, also per committed transaction.
+// reported, also per committed transaction (per second of the window over
+// the committed tx/s).
 //
 // Watch measures load sent by someone else — CometBFT's loadtime `load`
 // against kvstore — in exactly the same way; latency then runs from the

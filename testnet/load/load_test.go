@@ -244,7 +244,7 @@ func TestResultAndPlot(t *testing.T) {
 	var text, cmp bytes.Buffer
 	r.WriteText(&text)
 	Compare(&cmp, &s, &Summary{Name: "kvstore", TPS: s.TPS * 2})
-	if !bytes.Contains(cmp.Bytes(), []byte("ratio 0.50\n")) || text.Len() == 0 {
+	if !bytes.Contains(cmp.Bytes(), []byte("ratio 0.500\n")) || text.Len() == 0 {
 		t.Fatalf("compare:\n%s", cmp.String())
 	}
 	if _, err := os.Stat(blocksPath); err != nil {

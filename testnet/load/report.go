@@ -58,6 +58,11 @@ type Summary struct {
 	// them behind a node that was slow to answer. Their latency runs
 	// from when they were due, like every other.
 	SentAfterEnd int `json:"sent_after_end,omitempty"`
+	// Trailing counts, at a rate, the txs due after the measured phase
+	// that the nodes accepted: the plan's spare, sent after the end to
+	// keep the load on while the phase's last txs commit. They are in no
+	// figure (not the window's, not the latencies).
+	Trailing int `json:"trailing_accepted,omitempty"`
 	// Rejected by CheckTx, by "codespace/code"; RejectedLog has one log
 	// line per code.
 	Rejected    map[string]int    `json:"rejected"`
@@ -103,8 +108,8 @@ type Summary struct {
 	ObserverError  string `json:"observer_last_error,omitempty"`
 
 	// With --cpu-pids: the CPU time (user + system) of those processes
-	// (the nodes) over the window, in seconds, and per tx of
-	// CommittedInWindow, in ms.
+	// (the nodes) over the window, in seconds, and per committed tx, in
+	// ms: per second of the window over TPS (cpuWindow.set).
 	CPUPids      int     `json:"cpu_pids,omitempty"`
 	NodeCPUS     float64 `json:"node_cpu_s,omitempty"`
 	NodeCPUMsPTx float64 `json:"node_cpu_ms_per_tx,omitempty"`
@@ -121,12 +126,13 @@ type ABCIStats struct {
 	// Mean milliseconds per call.
 	FinalizeBlockMs float64 `json:"finalize_block_ms"`
 	CommitMs        float64 `json:"commit_ms"`
-	// PerTxUs is the two together per tx of CommittedInWindow, in µs.
+	// PerTxUs is the two together per tx of the window's blocks, in µs
+	// (abciWindow.set).
 	PerTxUs float64 `json:"per_tx_us"`
 	// BlockMs is the node's whole ABCI work per block: PrepareProposal (as
 	// proposer) and ProcessProposal, where the block's transactions
 	// execute, FinalizeBlock, which reuses that execution, and Commit;
-	// BlockPerTxUs the same per tx of CommittedInWindow.
+	// BlockPerTxUs the same per tx.
 	BlockMs      float64 `json:"block_ms"`
 	BlockPerTxUs float64 `json:"block_per_tx_us"`
 }
@@ -160,8 +166,12 @@ type LatencyStats struct {
 }
 
 // show formats the statistic name of value ms, "≥" before it when it is
-// a lower bound (AtLeast).
+// a lower bound (AtLeast), and "n/a" when there is no latency at all: a
+// p99 of "0 ms" would read as a met target.
 func (l LatencyStats) show(name string, ms float64) string {
+	if l.Count == 0 {
+		return "n/a"
+	}
 	if slices.Contains(l.AtLeast, name) {
 		return fmt.Sprintf("≥%.0f ms", ms)
 	}
@@ -256,6 +266,9 @@ func buildResult(cfg Config, obs *observer, st *sendStats, txs []*plannedTx, sta
 	for _, t := range txs {
 		if t.dueNs != 0 && t.dueNs <= to && t.sendNs.Load() > to {
 			s.SentAfterEnd++
+		}
+		if t.dueNs > to && t.accepted.Load() {
+			s.Trailing++
 		}
 	}
 	startNs := start.UnixNano()
@@ -568,9 +581,13 @@ func (r *Result) WriteText(w io.Writer) {
 		if s.SentAfterEnd > 0 {
 			fmt.Fprintf(w, "  late       %d txs due in the phase went out after its end (the senders were behind; latency counts from due)\n", s.SentAfterEnd)
 		}
+		if s.Trailing > 0 {
+			fmt.Fprintf(w, "  trailing   %d txs due after the end kept the load on while the phase's last txs committed (in no figure)\n", s.Trailing)
+		}
 		// Offered in the phase: what senders still held at its end and
-		// sent after it (SentAfterEnd) is what they did not keep up with.
-		if offered := float64(s.Accepted-int64(s.SentAfterEnd)) / s.DurationS; s.Mode == "rate" && s.DurationS > 0 && offered < 0.95*s.TargetRate {
+		// sent after it (SentAfterEnd) is what they did not keep up with;
+		// the txs due after it (Trailing) were not asked in it.
+		if offered := float64(s.Accepted-int64(s.SentAfterEnd)-int64(s.Trailing)) / s.DurationS; s.Mode == "rate" && s.DurationS > 0 && offered < 0.95*s.TargetRate {
 			// Senders wait for CheckTx: on busy nodes they fall behind the
 			// rate, and latency is then measured at a lower one.
 			fmt.Fprintf(w, "  offered    %.0f tx/s accepted, short of the %.0f asked: the nodes took them in more slowly (more --conns?)\n",
@@ -606,7 +623,7 @@ func (r *Result) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "  node cpu   %.2f s over the window in %d processes, %s\n", s.NodeCPUS, s.CPUPids, perTx)
 	}
 	if a := s.ABCI; a != nil {
-		fmt.Fprintf(w, "  abci       %d blocks in the window: FinalizeBlock %.1f ms, Commit %.1f ms per block (%.1f µs per committed tx); with the proposal's execution %.1f ms per block (%.1f µs per tx)\n",
+		fmt.Fprintf(w, "  abci       %d blocks in the window: FinalizeBlock %.1f ms, Commit %.1f ms per block (%.1f µs per tx of the blocks); with the proposal's execution %.1f ms per block (%.1f µs per tx)\n",
 			a.Blocks, a.FinalizeBlockMs, a.CommitMs, a.PerTxUs, a.BlockMs, a.BlockPerTxUs)
 	}
 	if s.ObserverErrors > 0 {
@@ -671,7 +688,9 @@ func Compare(w io.Writer, emr, kv *Summary) {
 	if kv.TPS > 0 {
 		ratio = emr.TPS / kv.TPS
 	}
-	fmt.Fprintf(w, "emrchain %.0f tx/s, kvstore %.0f tx/s, ratio %.2f\n", emr.TPS, kv.TPS, ratio)
+	// Three decimals: the target is a threshold (0.7), and 0.695 must
+	// not print as 0.70; the bench scripts take medians of this figure.
+	fmt.Fprintf(w, "emrchain %.0f tx/s, kvstore %.0f tx/s, ratio %.3f\n", emr.TPS, kv.TPS, ratio)
 }
 
 // readJSON decodes the JSON file at path into v; its errors name the file.

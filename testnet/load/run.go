@@ -50,7 +50,9 @@ type Config struct {
 	// throughput and latency figures; 0 means none.
 	Warmup time.Duration
 	// MaxTxs bounds the transactions signed for the measured phase; 0
-	// means Rate×Duration+10% (or 6,000 per second without a rate).
+	// means Rate×Duration+10% (or 6,000 per second without a rate). At a
+	// rate, the txs planned beyond the phase are sent after its end, at
+	// the rate, within the drain: load while its last txs commit.
 	MaxTxs int
 	// Conns is the number of concurrent senders per node; 0 means 8 at
 	// saturation and, at a target rate, rateConns.
@@ -60,7 +62,8 @@ type Config struct {
 	Submit string
 	// Drain is how long to wait, after the measured phase, for accepted
 	// transactions to be committed (and, at a rate, to send the ones due
-	// in the phase that a sender still held at its end); 0 means 20s.
+	// in the phase that a sender still held at its end, and the plan's
+	// spare ones, which keep the load on meanwhile); 0 means 20s.
 	Drain time.Duration
 	// SetupTimeout bounds each setup step; 0 means 3 minutes.
 	SetupTimeout time.Duration
@@ -193,7 +196,7 @@ func closeSubmitters(nodes []submitter) {
 // SetupTimeout per step, the measured phase by Duration and MaxTxs, and
 // what follows it by Drain: the wait for the last commits and, at a rate,
 // the sending of txs that fell due in the phase but were still held in a
-// sender at its end.
+// sender at its end, and of the plan's txs due after it.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
@@ -306,10 +309,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Rate > 0 {
 		// Every tx due in the phase is part of its latency: one held in
 		// a sender behind a stalled node at the end still goes out,
-		// within the drain.
+		// within the drain. And the rate goes on after the end, for as
+		// long as the plan's spare txs last (a tenth of the duration by
+		// default; Summary.Trailing, in no figure): the phase's last txs
+		// then commit on a chain still taking new ones in, as every
+		// earlier tx did. Stopped at the end, the nodes would check no
+		// more arrivals while those txs wait for their blocks, and the
+		// end of the window would measure a lighter load than the rest.
 		sendUntil = drainEnd
 	}
-	snd.send(ctx, txs, cfg.Rate, end, sendUntil)
+	snd.send(ctx, txs, cfg.Rate, sendUntil, sendUntil)
 	sendEnd := time.Now()
 	exhausted := sendEnd.Before(end.Add(-time.Second)) && ctx.Err() == nil
 	if exhausted {
