@@ -322,7 +322,42 @@ func (c *Client) GrantMsg(ctx context.Context, patientID []byte, spec GrantSpec,
 	if !spec.NotBefore.IsZero() {
 		g.NotBefore = timestamppb.New(spec.NotBefore)
 	}
-	return &emrv1.Msg{Sum: &emrv1.Msg_Grant{Grant: g}}, nil
+	msg := &emrv1.Msg{Sum: &emrv1.Msg_Grant{Grant: g}}
+	if err := c.grantCanStand(ctx, msg); err != nil {
+		return nil, fmt.Errorf("%w (the grant was not sent)", err)
+	}
+	return msg, nil
+}
+
+// grantCanStand refuses a grant the chain would refuse for what the client
+// can see in verified state: its form (app.ValidateMsg), a category the
+// params do not list, a share's study that does not exist. Its envelope is
+// a disclosure as soon as a node sees it, committed or refused, so a grant
+// with a typo in a category must not leave the client. (What it cannot
+// see, such as an end already past at the block's time, still reaches
+// the chain.)
+func (c *Client) grantCanStand(ctx context.Context, msg *emrv1.Msg) error {
+	if err := app.ValidateMsg(msg); err != nil {
+		return err
+	}
+	g := msg.GetGrant()
+	if len(g.Categories) > 0 {
+		params, err := c.Params(ctx)
+		if err != nil {
+			return fmt.Errorf("params: %w", err)
+		}
+		for _, cat := range g.Categories {
+			if err := app.KnownCategory(params, cat); err != nil {
+				return err
+			}
+		}
+	}
+	if slices.Contains(g.Rights, emrv1.Right_RIGHT_SHARE) {
+		if _, err := c.Study(ctx, g.StudyId); err != nil {
+			return fmt.Errorf("study %q: %w", g.StudyId, err)
+		}
+	}
+	return nil
 }
 
 // needsEnvelope mirrors the chain's rule for RotateKey: a grant that is

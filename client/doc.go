@@ -1,5 +1,6 @@
-// Package client is emrchain's client library, shared by emrcli, the blob
-// sidecar and the tests: it signs and submits transactions, and it reads
+// Package client is emrchain's client library, shared by emrcli and the
+// tests (the node and its sidecar use only client/keyring, for the
+// sidecar's service keys): it signs and submits transactions, and it reads
 // the chain through CometBFT RPC without trusting the node it talks to.
 // It never links the node (no abci/ or cmd/ imports); it reuses the state
 // machine's own query code (app.NewQuerier) to check answers.

@@ -18,10 +18,11 @@ import (
 
 // A grant's envelope is a disclosure as soon as a node sees the
 // transaction, committed or refused (docs/decisions.md, "A grant that
-// does not commit"), so GrantMsg seals nothing to a member the chain
-// would refuse a grant to (one suspended for a lost key, a registrar, a
-// storage service that keeps every blob): it refuses with the chain's own
-// rule and error.
+// does not commit"), so GrantMsg hands out no grant the chain would
+// refuse for what verified state shows: a grantee it may not grant to (one
+// suspended for a lost key, a registrar, a storage service that keeps
+// every blob), a category the params do not list, a share for no study, a
+// malformed grant. It refuses with the chain's own rule and error.
 func TestGrantMsgSealsNothingToAMemberTheChainRefuses(t *testing.T) {
 	w, ctx := runningWorld(t, 120*time.Second)
 	c := w.mustClient(t, w.node.RPC)
@@ -39,18 +40,23 @@ func TestGrantMsgSealsNothingToAMemberTheChainRefuses(t *testing.T) {
 	}}})
 
 	read := []emrv1.Right{emrv1.Right_RIGHT_READ}
+	until := time.Now().Add(24 * time.Hour)
 	for _, tc := range []struct {
-		name    string
-		grantee []byte
-		want    error
+		name string
+		spec client.GrantSpec
+		want error
 	}{
-		{"a suspended clinician", suspended.Address(), app.ErrGranteeSuspended},
-		{"a registrar", w.registrar.Address(), app.ErrUnauthorized},
+		{"to a suspended clinician", client.GrantSpec{Grantee: suspended.Address(), Rights: read, NotAfter: until}, app.ErrGranteeSuspended},
+		{"to a registrar", client.GrantSpec{Grantee: w.registrar.Address(), Rights: read, NotAfter: until}, app.ErrUnauthorized},
+		{"of a category the params do not list", client.GrantSpec{Grantee: w.clinician.Address(), Rights: read,
+			Categories: []string{"lab-results", "allergies"}, NotAfter: until}, app.ErrUnknownCategory},
+		{"of a share for no study", client.GrantSpec{Grantee: w.clinician.Address(), Rights: []emrv1.Right{emrv1.Right_RIGHT_SHARE},
+			StudyID: "no-such-study", NotAfter: until}, app.ErrNotFound},
+		{"of no rights", client.GrantSpec{Grantee: w.clinician.Address(), NotAfter: until}, app.ErrInvalidMsg},
 	} {
-		spec := client.GrantSpec{Grantee: tc.grantee, Rights: read, NotAfter: time.Now().Add(24 * time.Hour)}
-		msg, err := c.GrantMsg(ctx, w.patientID, spec, w.kek)
+		msg, err := c.GrantMsg(ctx, w.patientID, tc.spec, w.kek)
 		if !errors.Is(err, tc.want) || msg != nil {
-			t.Errorf("GrantMsg to %s = %v, %v; want no message and an error matching %v", tc.name, msg, err, tc.want)
+			t.Errorf("GrantMsg %s = %v, %v; want no message and an error matching %v", tc.name, msg, err, tc.want)
 		}
 
 		// The chain refuses that grant for the same reason: the client's
@@ -59,7 +65,7 @@ func TestGrantMsgSealsNothingToAMemberTheChainRefuses(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := c.Member(ctx, tc.grantee)
+		m, err := c.Member(ctx, tc.spec.Grantee)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,11 +78,11 @@ func TestGrantMsgSealsNothingToAMemberTheChainRefuses(t *testing.T) {
 			t.Fatal(err)
 		}
 		grant := &emrv1.Msg{Sum: &emrv1.Msg_Grant{Grant: &emrv1.MsgGrant{
-			PatientId: w.patientID, Grantee: tc.grantee, Rights: read, NotAfter: timestamppb.New(spec.NotAfter),
-			WrappedKek: env, KeyVersion: p.KeyVersion,
+			PatientId: w.patientID, Grantee: tc.spec.Grantee, Rights: tc.spec.Rights, Categories: tc.spec.Categories,
+			StudyId: tc.spec.StudyID, NotAfter: timestamppb.New(tc.spec.NotAfter), WrappedKek: env, KeyVersion: p.KeyVersion,
 		}}}
 		if _, err := c.Submit(ctx, w.patient, grant); !errors.Is(err, tc.want) {
-			t.Errorf("the chain took a grant to %s: %v, want %v", tc.name, err, tc.want)
+			t.Errorf("the chain took a grant %s: %v, want %v", tc.name, err, tc.want)
 		}
 	}
 

@@ -1,6 +1,6 @@
 // Package store owns emrchain's application state: one IAVL tree
 // (github.com/cosmos/iavl v1) over one cosmos-db database (goleveldb, pebble
-// or memdb), its versions, pruning and ICS23 proofs.
+// or memdb), its versions, pruning, ICS23 proofs and state-sync snapshots.
 //
 // # What it owns
 //
@@ -13,6 +13,14 @@
 //     or for CheckTx on top of ReadOnly(ReaderAt(last))).
 //   - The ics23:iavl proof operator, its decoder (ProofRuntime) and the
 //     client-side checks VerifyMembership and VerifyAbsence.
+//   - The values of the latest version, read through an in-memory cache
+//     (Options.ValueCacheSize, latest.go) that Commit keeps current.
+//   - State-sync snapshots: Export streams a version's IAVL nodes;
+//     Snapshots is a node's snapshot directory (format SnapshotFormat,
+//     chunks, metadata, pruning, what peers download); BeginRestore
+//     imports a snapshot into an empty store, bounded in memory, and
+//     Restore.Finish checks its root against the trusted app hash before
+//     it commits. Package abci serves and applies them.
 //
 // The key layout of the application lives in app (app/keys.go) and is
 // documented in this package's README.md; store treats keys as opaque bytes.

@@ -60,8 +60,10 @@
 //
 // The tests here (skipped under -short) kill, stop, isolate and restart
 // validators under load, run the randomized workload, the care flow, a
-// lying node in front of a verified client, and the death of the sidecars'
-// object store. localnet.sh (make localnet, make localnet-stop) runs a
-// testnet in the background for people; demo.sh (make demo) plays the
-// emrcli story across two hospitals on it.
+// lying node in front of a verified client, the death of the sidecars'
+// object store, the storage services' copies of every blob, a node joining
+// by state sync and a fifth validator joining by proposal. localnet.sh
+// (make localnet, make localnet-stop) runs a testnet in the background for
+// people; demo.sh (make demo) plays the emrcli story across two hospitals
+// on it.
 package testnet

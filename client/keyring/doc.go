@@ -1,7 +1,8 @@
 // Package keyring keeps emrcli's keys: for each name, an ed25519 signing
 // key (the member's account), an X25519 encryption key (grants are sealed
-// to it), a 32-byte patient secret (the pseudonymous patient id is an HMAC
-// under it) and, once the key enrolled as a patient, the patient id and
+// to it), a 32-byte patient secret (the seed of the pseudonymous patient id
+// is an HMAC under it; the id hashes that seed with the signing key) and,
+// once the key enrolled as a patient, the patient id and
 // every version of the patient's key-encryption key (KEK).
 //
 // # Backends

@@ -35,7 +35,8 @@ const devKeyFormatHelp = `Development key files (HOME/dev-keys/NAME.json, mode 0
     "organization_id": "dev-hospital"
   }
 
-role is one of patient, clinician, researcher, registrar, auditor. The keys
+role is the member's role as the chain names it, without "ROLE_" and in
+lower case; init and testnet write registrars' keys only. The keys
 are generated on this machine and written in the clear: they are for
 development and testing, never for a production consortium.`
 

@@ -6,9 +6,10 @@
 //	emrchaind sidecar --home DIR               run the blob sidecar alone, beside a node (sidecar.go)
 //	emrchaind testnet --output DIR             write an N-validator consortium on 127.0.0.1 (testnet.go)
 //	emrchaind load --testnet DIR               load it with signed txs and measure commits (load.go, package testnet/load)
+//	emrchaind show node-id|validator --home DIR print the node id, the genesis validator entry or (--possession) its proof of possession (show.go)
 //	emrchaind version                          print versions
 //
-// The home directory follows CometBFT's layout, plus two emrchain files:
+// The home directory follows CometBFT's layout, plus emrchain's own files:
 //
 //	config/config.toml              CometBFT node configuration
 //	config/app.toml                 emrchain store and app settings, [grpc], [api] and [sidecar] servers
@@ -17,11 +18,13 @@
 //	config/priv_validator_key.json  validator signing key
 //	data/                           CometBFT block store, state store, WAL
 //	data/priv_validator_state.json  double-sign protection
+//	data/emrchaind.lock             held by a running start: one node per home
 //	data/app.db/                    the application's IAVL store
 //	data/snapshots/                 state-sync snapshots this node serves
 //	data/blobs/                     the sidecar's filesystem blob store (when [sidecar] backend = "fs")
 //	data/sidecar-refs/              the sidecar's reference index (which blobs the chain references)
 //	dev-keys/NAME.json              development member keys written by init
+//	storage-keyring/                the sidecar's storage service key, in a testnet home (testnet --replicate)
 //
 // Beside the node, start serves the emrchain.v1.Query and emrchain.v1.TxService
 // gRPC services (grpc_server.go, default 127.0.0.1:9090) and the same routes

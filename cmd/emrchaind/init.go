@@ -77,8 +77,10 @@ func newInitCmd() *cobra.Command {
   config/priv_validator_key.json  validator key
   data/priv_validator_state.json  double-sign protection
 
-The genesis app_state starts from the default parameters (or --genesis-app-state)
-and adds every --org and --registrar. Without --org and --genesis-app-state, init
+The genesis app_state starts from the default parameters and no organization,
+or from the --genesis-app-state file as it is (its params too: a file without
+params is refused; copy them from the app_state of a genesis init wrote), and
+adds every --org and --registrar. Without --org and --genesis-app-state, init
 adds a development organization "dev-hospital" (a hospital) with one registrar,
 so a single node is usable at once. Every registrar init creates gets a fresh
 ed25519 signing key and X25519 encryption key, written to HOME/dev-keys/NAME.json

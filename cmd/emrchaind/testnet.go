@@ -99,7 +99,8 @@ each --org gets such a registrar.
 
 Each node runs its own blob sidecar. With --blob fs (the default) each keeps
 its blobs under its home and, unless --replicate=false, signs as a storage
-service of its own, seated in the genesis (of the organizations in turn; its
+service of its own, seated in the genesis (of the hospitals in turn; none
+with one validator or no hospital among the organizations; its
 key in DIR/nodeI/` + testnetStorageKeyring + `), so that it copies every
 committed blob from the other sidecars; with --blob minio all use one MinIO server at
 --minio-addr and one bucket, and take the credentials from MINIO_ACCESS_KEY

@@ -55,7 +55,7 @@ consent.`,
 		Example: `  emrcli grant --from alice --to dr-who --rights read,write --categories lab-results --until 2027-01-01
   emrcli grant --from alice --to 3F2A0C9D5E6B7A8190AB3F2A0C9D5E6B7A8190AB --rights read --until 2026-12-31T18:00:00Z
   emrcli grant --from alice --to dr-lab --rights share --study covid-19 --anonymise --until 2027-06-30
-  emrcli grant --from alice --to st-mary-emergency --rights emergency --categories allergies,medications --until 2030-01-01`,
+  emrcli grant --from alice --to st-mary-emergency --rights emergency --categories prescriptions,radiation-dose --until 2030-01-01`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -158,7 +158,7 @@ consent.`,
 	a.keyFlag(cmd, &from, "from", "the patient's key")
 	a.keyFlag(cmd, &to, "to", "grantee: address or key name")
 	f.StringSliceVar(&rights, "rights", nil, "read, write and/or share; or emergency, alone, to an emergency service (opt-in to break-glass reads)")
-	f.StringSliceVar(&categories, "categories", nil, "record categories (default: all)")
+	f.StringSliceVar(&categories, "categories", nil, "record categories, among those \"emrcli params\" lists (default: all)")
 	f.StringVar(&until, "until", "", "end of the consent: YYYY-MM-DD (midnight UTC) or RFC 3339")
 	f.StringVar(&fromTime, "from-time", "", "start of the consent: YYYY-MM-DD (midnight UTC) or RFC 3339 (default: the grant's block time)")
 	f.StringVar(&study, "study", "", "study the share right is for")

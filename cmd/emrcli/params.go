@@ -107,7 +107,7 @@ var paramLimits = []paramLimit{
 	u32Limit("max-records-per-access", "most records one read (RecordAccess) names", func(p *emrv1.Params) *uint32 { return &p.MaxRecordsPerAccess }),
 	u32Limit("max-rewraps-per-rotation", "most file keys one key rotation re-wraps", func(p *emrv1.Params) *uint32 { return &p.MaxRewrapsPerRotation }),
 	u32Limit("max-page-size", "most entries one query answer lists", func(p *emrv1.Params) *uint32 { return &p.MaxPageSize }),
-	u64Limit("emergency-access-seconds", "how long after an emergency (break-glass) read its clinician may fetch the record and its data key", func(p *emrv1.Params) *uint64 { return &p.EmergencyAccessSeconds }),
+	u64Limit("emergency-access-seconds", "how long after an emergency (break-glass) read its clinician may fetch the record and its data key (each sidecar's [sidecar] access_window, 10m by default, bounds it too)", func(p *emrv1.Params) *uint64 { return &p.EmergencyAccessSeconds }),
 	u32Limit("max-wrapped-key-bytes", "largest wrapped key in a grant or record", func(p *emrv1.Params) *uint32 { return &p.MaxWrappedKeyBytes }),
 	u64Limit("proposal-seconds", "how long a consortium proposal can be approved", func(p *emrv1.Params) *uint64 { return &p.ProposalSeconds }),
 	i64Limit("block-max-bytes", "largest block, in bytes (CometBFT's block.max_bytes; -1: 100 MiB): it must hold a transaction of max-tx-bytes beside the evidence and the commit", func(c *emrv1.ConsensusLimits) *int64 { return &c.BlockMaxBytes }),

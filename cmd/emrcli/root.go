@@ -93,10 +93,10 @@ Every query result emrcli shows is verified: the CometBFT light client checks
 the header after the queried height against a trust root (emrcli light init),
 cross-checked with the --witness nodes, and the state proofs are checked
 against that header's AppHash. A node that lies gets an error, never output.
---no-verify turns this off and says so; grant, revoke (which rotates the
-patient key), share, and a member's add-record and upload then refuse to run,
-since they would seal keys to, or wrap them under, keys taken on the node's
-word.
+--no-verify turns this off and says so; grant, revoke and rotate-key (which
+rotate the patient key), share, add-record and upload (the patient's own too)
+then refuse to run, since they would seal keys to, or wrap them under, keys
+taken on the node's word.
 
 Settings come from flags, then EMRCLI_HOME, EMRCLI_NODE, EMRCLI_KEYRING_BACKEND,
 EMRCLI_SIDECAR, then HOME/config.json (written by "emrcli light init").

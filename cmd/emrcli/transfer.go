@@ -302,7 +302,9 @@ except the data key: you hold no envelope of the patient's key, so after the
 ciphertext is fetched the sidecars are asked, in order, for the record's data
 key, which the one that runs the service releases, sealed to your registered
 encryption key, while your read is within the chain's emergency window
-("emrcli params") and the opt-in stands (a revoked opt-in ends it). --via
+("emrcli params") and the sidecar's access window (app.toml [sidecar]
+access_window, 10 minutes by default), whichever is shorter, and the opt-in
+stands (a revoked opt-in ends it). --via
 names the service (address or key name); by default it is the one of your
 organization the patient opted in to for the record's category (the first by
 address if there are several). --reuse-access reuses your emergency read

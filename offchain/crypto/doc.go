@@ -116,8 +116,9 @@
 //
 // The KEK envelope's layout and construction under the label
 // "emrchain/v1/transfer-key", sealing a fresh data key for one transfer
-// (the sidecar's replica stream, encrypted with NewEncryptWriter under that
-// key) to the recipient's registered X25519 key:
+// (every blob answer of a sidecar, to a member or to a storage service's
+// replica request, encrypted with NewEncryptWriter under that key) to the
+// recipient's registered X25519 key:
 //
 //	key = HKDF-SHA256(ikm = shared, salt = none,
 //	                  info = "emrchain/v1/transfer-key" || E || R, L = 32)
@@ -127,6 +128,16 @@
 // same context as its associated data. The distinct label keeps the two
 // kinds apart: neither opens as the other. Whoever relays or records a
 // transfer holds bytes only the recipient can read.
+//
+// # Emergency data-key envelope and KEK check value
+//
+// An emergency service hands one record's data key to a clinician in a KEK
+// envelope bound by EmergencyKeyBinding (emergency.go: the grantee field
+// is a hash of the clinician's address under its own label, the key
+// version the record's sequence). A patient commits KEKCheck, a 16-byte
+// HMAC under the KEK of its patient id and version, on chain with each KEK
+// version (kekcheck.go), so a KEK can be checked before anything is
+// wrapped or sealed under it.
 //
 // X25519 public keys are 32 bytes (MarshalEncryptionPublicKey);
 // ParseEncryptionPublicKey rejects small-order points.
