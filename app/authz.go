@@ -32,7 +32,9 @@ func CheckPermission(perm *emrv1.Permission, grantee *emrv1.Member, right emrv1.
 		return fmt.Errorf("%w at height %d", ErrPermissionRevoked, perm.RevokedHeight)
 	}
 	if !IsActive(grantee) {
-		return fmt.Errorf("%w: the grantee is %s", ErrGranteeSuspended, StatusName(grantee.Status))
+		// GetStatus: a sidecar passes nil for a member its node does not
+		// know (ShareConsentStands' sharer), which is not active either.
+		return fmt.Errorf("%w: the grantee is %s", ErrGranteeSuspended, StatusName(grantee.GetStatus()))
 	}
 	if nb := perm.NotBefore; nb != nil && t.Before(nb.AsTime()) {
 		return fmt.Errorf("%w: permission starts at %s", ErrPermissionNotYetValid, formatTime(nb.AsTime()))

@@ -59,7 +59,14 @@ const (
 	beforeWindow matrixTime = "before"
 	insideWindow matrixTime = "inside"
 	afterWindow  matrixTime = "after"
+	// The window's edges: it starts at not_before, inclusive, and ends at
+	// not_after, exclusive.
+	windowStart matrixTime = "at the start of"
+	windowEnd   matrixTime = "at the end of"
 )
+
+// matrixTimes are the times each cell is evaluated at.
+var matrixTimes = []matrixTime{beforeWindow, windowStart, insideWindow, windowEnd, afterWindow}
 
 // matrixExpect is the authorization rule, written from the design rather
 // than from the code: which result code a cell must get.
@@ -83,7 +90,7 @@ func matrixExpect(g matrixGrantee, msg matrixMsg, category string, when matrixTi
 	switch when {
 	case beforeWindow:
 		return app.ErrPermissionNotYetValid
-	case afterWindow:
+	case afterWindow, windowEnd:
 		return app.ErrPermissionExpired
 	}
 	need := map[matrixMsg]emrv1.Right{
@@ -229,7 +236,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 
 	times := map[matrixTime]time.Time{
 		beforeWindow: t0.Add(30 * time.Minute),
+		windowStart:  notBefore,
 		insideWindow: t0.Add(90 * time.Minute),
+		windowEnd:    notAfter,
 		afterWindow:  t0.Add(3 * time.Hour),
 	}
 	records := map[string]uint64{"lab-results": 1, "imaging": 2}
@@ -237,7 +246,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	for _, g := range append(grantees, ownerCell) {
 		for _, msg := range []matrixMsg{msgWrite, msgReadTreatment, msgAccessResearch, msgShare} {
 			for _, category := range []string{"lab-results", "imaging"} {
-				for _, when := range []matrixTime{beforeWindow, insideWindow, afterWindow} {
+				for _, when := range matrixTimes {
 					var m *emrv1.Msg
 					switch msg {
 					case msgWrite:

@@ -113,6 +113,8 @@ func TestParamsChangeConsensusLimits(t *testing.T) {
 	} {
 		ruleCheck(t, tc.name, c.Exec(w.regA, apptest.SetParams(with(tc.change), changes)), app.ErrInvalidMsg, tc.want)
 	}
+	ruleCheck(t, "evidence age of 2^48 blocks, the most", c.Simulate(w.regA, c.Now,
+		apptest.SetParams(with(func(p *emrv1.Params) { p.Consensus.EvidenceMaxAgeBlocks = 1 << 48 }), changes)), nil)
 
 	// Smaller blocks, older evidence: executed by the third approval,
 	// whose block alone hands the change to CometBFT.

@@ -60,7 +60,7 @@ func glassExpect(r glassReader, s glassService, category string, when matrixTime
 		return app.ErrGranteeSuspended
 	case when == beforeWindow:
 		return app.ErrPermissionNotYetValid
-	case when == afterWindow:
+	case when == afterWindow, when == windowEnd:
 		return app.ErrPermissionExpired
 	case s.labOnly && category != ruleLab:
 		return app.ErrCategoryNotGranted
@@ -126,7 +126,9 @@ func TestBreakGlassMatrix(t *testing.T) {
 
 	times := map[matrixTime]time.Time{
 		beforeWindow: t0.Add(30 * time.Minute),
+		windowStart:  t0.Add(time.Hour),
 		insideWindow: t0.Add(90 * time.Minute),
+		windowEnd:    t0.Add(2 * time.Hour),
 		afterWindow:  t0.Add(3 * time.Hour),
 	}
 	records := map[string]uint64{ruleLab: 1, ruleImaging: 2}
@@ -134,11 +136,15 @@ func TestBreakGlassMatrix(t *testing.T) {
 	for _, r := range readers {
 		for _, s := range services {
 			for _, category := range []string{ruleLab, ruleImaging} {
-				for _, when := range []matrixTime{beforeWindow, insideWindow, afterWindow} {
+				for _, when := range matrixTimes {
 					res := c.Simulate(r.actor, times[when], apptest.EmergencyAccess(w.pid, s.actor, records[category]))
 					what := fmt.Sprintf("%s through %s, %s, %s the window", r.name, s.name, category, when)
 					want := glassExpect(*r, *s, category, when)
-					ruleCheck(t, what, res, want)
+					var log []string
+					if want == app.ErrNoPermission {
+						log = []string{"the patient has not opted in to break-glass reads through"}
+					}
+					ruleCheck(t, what, res, want, log...)
 					if want == nil {
 						allowed++
 					}
@@ -149,9 +155,10 @@ func TestBreakGlassMatrix(t *testing.T) {
 	}
 	t.Logf("%d cells, %d allowed", cells, allowed)
 	// clinician-a through lab-only (lab-results) and all (both records),
-	// clinician-b through hospital-b (both), inside the window.
-	if allowed != 5 {
-		t.Fatalf("%d cells allowed, want 5", allowed)
+	// clinician-b through hospital-b (both), inside the window and at its
+	// start.
+	if allowed != 10 {
+		t.Fatalf("%d cells allowed, want 10", allowed)
 	}
 }
 

@@ -594,6 +594,10 @@ func TestConsortiumSuspensionOfASuspendedMember(t *testing.T) {
 		t.Fatalf("after the proposal: %v", m)
 	}
 	ruleCheck(t, "its organization reactivates it", c.Exec(regB2, apptest.SetStatus(w.doc2, active)), app.ErrUnauthorized, "only a proposal")
+	// Suspended by the consortium now, a suspension by proposal changes
+	// nothing, and is refused as one.
+	ruleCheck(t, "the consortium suspends it again", c.Simulate(w.regA, c.Now, apptest.ConsortiumSetStatus(w.doc2, suspended)), app.ErrInvalidMsg,
+		"is already suspended")
 }
 
 // TestAddRegistrarOnlyWithoutOne: a registrar is seated by proposal only

@@ -51,6 +51,12 @@ func TestBlobQueries(t *testing.T) {
 	if err != nil || second.Sequence != 2 || second.Height <= first.Height {
 		t.Fatalf("LastAccess after a second read: %v %v", second, err)
 	}
+	// The index is the reader's own: another member's read of the record
+	// (the owner's here) does not move it.
+	c.Must(pat, apptest.Access(pid, emrv1.Purpose_PURPOSE_TREATMENT, 1))
+	if still, err := lastAccess(); err != nil || still.Sequence != 2 || !bytes.Equal(still.Accessor, doc.Address) {
+		t.Fatalf("the clinician's LastAccess after the owner's read: %v %v", still, err)
+	}
 
 	share := apptest.Share(pid, 1, "blob-study", false)
 	c.Must(doc, share)

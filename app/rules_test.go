@@ -822,6 +822,12 @@ func TestSetMemberStatusRules(t *testing.T) {
 		{"unknown member", w.regA, suspend(apptest.NewActor("rules-nobody")), app.ErrNotFound, []string{"no member"}},
 		{"unspecified status", w.regA, apptest.SetStatus(w.doc, emrv1.MemberStatus_MEMBER_STATUS_UNSPECIFIED), app.ErrInvalidMsg,
 			[]string{"status must be active or suspended"}},
+		// Retired is the status an organization's retirement gives, by
+		// proposal only: no registrar (nor proposal) sets it on one member.
+		{"retired status", w.regA, apptest.SetStatus(w.doc, emrv1.MemberStatus_MEMBER_STATUS_RETIRED), app.ErrInvalidMsg,
+			[]string{"status must be active or suspended"}},
+		{"retired status by proposal", w.regA, apptest.ConsortiumSetStatus(w.doc, emrv1.MemberStatus_MEMBER_STATUS_RETIRED), app.ErrInvalidMsg,
+			[]string{"status must be active or suspended"}},
 	})
 	c.Must(w.regA, suspend(w.doc))
 	ruleCheck(t, "suspend twice", c.Simulate(w.regA, c.Now, suspend(w.doc)), app.ErrInvalidMsg, "is already suspended")
@@ -1234,6 +1240,14 @@ func TestRotateKeyRules(t *testing.T) {
 		{"rewrap twice", w.pat, rot(2, standing, rewrap(1, 1)), app.ErrInvalidMsg, []string{"record 1 re-wrapped twice"}},
 		{"no KEK check value", w.pat, func() *emrv1.Msg { m := rot(2, standing, nil); m.GetRotateKey().KekCheck = nil; return m }(), app.ErrInvalidMsg,
 			[]string{"KEK check value must be 16 bytes"}},
+		{"re-wrapped key above max_wrapped_key_bytes", w.pat, rot(2, standing, []*emrv1.RewrappedKey{{RecordSequence: 1, WrappedFileKey: make([]byte, 513)}}),
+			app.ErrTooLarge, []string{"wrapped key is 513 bytes, the limit is 512"}},
+	})
+	// A grant stands until its not_after, exclusive: at that very time it
+	// needs no new key, and may not be given one.
+	ruleRun(t, c, expiry, []ruleCase{
+		{"at the expired grant's not_after", w.pat, rot(2, standing, nil), nil, nil},
+		{"envelope for a grant at its not_after", w.pat, rot(2, with(env(docE)), nil), app.ErrInvalidMsg, []string{notStanding}},
 	})
 
 	c.Must(w.pat, rot(2, standing, nil))
@@ -1354,6 +1368,23 @@ func TestAddRecordRules(t *testing.T) {
 	if w.doc.Sign.PubKey().VerifySignature(app.RecordSignBytesOf(got), got.UploaderSignature) {
 		t.Error("record 1: the uploader signature verifies with another member's key")
 	}
+	// It binds the record's patient and category themselves, not only
+	// through the body hash, which a holder of the record alone cannot
+	// open: it does not verify for the record under another patient, or
+	// another category of the same length.
+	for _, alter := range []struct {
+		name   string
+		change func(*emrv1.Record)
+	}{
+		{"another patient", func(r *emrv1.Record) { r.PatientId = apptest.PatientID("rules-someone-else") }},
+		{"another category", func(r *emrv1.Record) { r.Category = "lab-resultz" }},
+	} {
+		altered := proto.Clone(got).(*emrv1.Record)
+		alter.change(altered)
+		if w.pat.Sign.PubKey().VerifySignature(app.RecordSignBytesOf(altered), got.UploaderSignature) {
+			t.Errorf("record 1: the uploader signature verifies for the record under %s", alter.name)
+		}
+	}
 	if p := rulePatient(c, w.pid); p.RecordCount != 3 {
 		t.Errorf("record count %d, want 3", p.RecordCount)
 	}
@@ -1414,6 +1445,7 @@ func TestAddRecordRules(t *testing.T) {
 		{"unknown patient", w.pat, apptest.AddRecord(apptest.PatientID("nobody"), ruleLab, "r4"), app.ErrNotFound, []string{"no patient"}},
 		{"future key version", w.pat, apptest.AddRecordAt(w.pid, ruleLab, "r4", 2), app.ErrKeyVersion,
 			[]string{"wrapped under version 2, the patient's key is at version 1"}},
+		{"key version 0", w.pat, apptest.AddRecordAt(w.pid, ruleLab, "r4", 0), app.ErrInvalidMsg, []string{"key version must be at least 1"}},
 		{"wrapped file key above the limit", w.pat, bigKey, app.ErrTooLarge, []string{"wrapped key is 513 bytes"}},
 	})
 	// At the end of its window the writer is refused, and told when it ended.
@@ -1666,9 +1698,15 @@ func TestRecordAccessLimit(t *testing.T) {
 	g.Params.MaxRecordsPerAccess = 2
 	w := newRuleWorld(t, apptest.Options{Genesis: g})
 	w.records(ruleLab, ruleLab, ruleLab)
+	// Shares count with records (the limit is checked before either is
+	// looked up, so share 1 need not exist).
+	recordsAndAShare := apptest.Access(w.pid, emrv1.Purpose_PURPOSE_RESEARCH, 1, 2)
+	recordsAndAShare.GetRecordAccess().ShareSequences = []uint64{1}
 	ruleRun(t, w.c, w.c.Now, []ruleCase{
 		{"at the limit", w.pat, apptest.Access(w.pid, emrv1.Purpose_PURPOSE_TREATMENT, 1, 2), nil, nil},
 		{"above the limit", w.pat, apptest.Access(w.pid, emrv1.Purpose_PURPOSE_TREATMENT, 1, 2, 3), app.ErrTooLarge,
+			[]string{"3 records and shares in one access, the limit is 2"}},
+		{"records and a share above the limit", w.pat, recordsAndAShare, app.ErrTooLarge,
 			[]string{"3 records and shares in one access, the limit is 2"}},
 	})
 }
@@ -1730,6 +1768,8 @@ func TestShareReadRules(t *testing.T) {
 		{"owner, a record and a share", w.pat, mixed, nil, nil},
 		{"researcher of another organization", outsider, read(1), app.ErrUnauthorized,
 			[]string{"share 1: ", `neither its principal investigator nor a researcher of "research-institute"`}},
+		{"registrar of the study's organization", w.regR, read(1), app.ErrUnauthorized,
+			[]string{"share 1: ", `neither its principal investigator nor a researcher of "research-institute"`}},
 		{"the sharer", w.doc, read(1), app.ErrUnauthorized, nil},
 		{"for treatment", w.sci, treatment, app.ErrInvalidMsg, []string{"a share is read for research, not treatment"}},
 		{"unknown share", w.sci, read(9), app.ErrNotFound, []string{"the patient has no share 9 (it has 1)"}},
@@ -1753,6 +1793,13 @@ func TestShareReadRules(t *testing.T) {
 			&emrv1.QueryLastAccessResponse{}); code != app.ErrNotFound.Code() {
 			t.Fatalf("the reader's last read of record %d: code %d, want not found", seq, code)
 		}
+	}
+	// The index is the reader's own: a colleague's read of the share does
+	// not move it.
+	c.Must(colleague, read(1))
+	c.Query("LastAccess", &emrv1.QueryLastAccessRequest{PatientId: hexOf(w.pid), Sequence: 1, Accessor: hexOf(w.sci.Address), Share: true}, &last)
+	if ev := last.Event; ev.Sequence != 1 || !bytes.Equal(ev.Accessor, w.sci.Address) {
+		t.Fatalf("the last read of share 1 by its first reader, after a colleague's: %v", ev)
 	}
 
 	// What the patient or a registrar changes afterwards ends the study's
@@ -1869,6 +1916,8 @@ func TestShareRecordRules(t *testing.T) {
 
 	big := apptest.Share(w.pid, 1, one, true)
 	big.GetShareRecord().Size = app.DefaultParams().MaxBlobBytes + 1
+	bigKey := apptest.Share(w.pid, 1, one, true)
+	bigKey.GetShareRecord().WrappedStudyKey = make([]byte, app.DefaultParams().MaxWrappedKeyBytes+1)
 	ruleRun(t, c, c.Now, []ruleCase{
 		{"clinician, its study, anonymised", w.doc, apptest.Share(w.pid, 1, one, true), nil, nil},
 		{"clinician, its study, anonymised though not required", w.doc2, apptest.Share(w.pid, 1, two, true), nil, nil},
@@ -1884,6 +1933,8 @@ func TestShareRecordRules(t *testing.T) {
 		{"unknown study", w.doc, apptest.Share(w.pid, 1, "no-such-study", true), app.ErrNotFound, []string{`no study "no-such-study"`}},
 		{"unknown patient", w.doc, apptest.Share(apptest.PatientID("nobody"), 1, one, true), app.ErrNotFound, []string{"no patient"}},
 		{"size above max_blob_bytes", w.doc, big, app.ErrTooLarge, nil},
+		{"study key above max_wrapped_key_bytes", w.doc, bigKey, app.ErrTooLarge, []string{"wrapped key is 513 bytes, the limit is 512"}},
+		{"record 0", w.doc, apptest.Share(w.pid, 0, one, true), app.ErrInvalidMsg, []string{"record sequence 0 does not exist"}},
 	})
 
 	at := c.Now
