@@ -1287,46 +1287,25 @@ func testLyingNode(t *testing.T, w *world) {
 			t.Fatal(err)
 		}
 		// Claim the tx failed.
-		proxy.SetRewrite(func(call clienttest.Call, result json.RawMessage) json.RawMessage {
-			if call.Method != "tx" {
-				return result
-			}
-			var r map[string]any
-			_ = json.Unmarshal(result, &r)
+		proxy.SetRewrite(rewriteTx(func(r map[string]any) {
 			r["tx_result"].(map[string]any)["code"] = 16
-			b, _ := json.Marshal(r)
-			return b
-		})
+		}))
 		defer proxy.Honest()
 		if _, err := c.TxStatus(ctx, res.Hash); !errors.Is(err, client.ErrVerification) {
 			t.Fatalf("altered tx code: %v", err)
 		}
 		// Claim another codespace: not covered by the results hash, so the
 		// verified result takes the chain's own (none, for success).
-		proxy.SetRewrite(func(call clienttest.Call, result json.RawMessage) json.RawMessage {
-			if call.Method != "tx" {
-				return result
-			}
-			var r map[string]any
-			_ = json.Unmarshal(result, &r)
+		proxy.SetRewrite(rewriteTx(func(r map[string]any) {
 			r["tx_result"].(map[string]any)["codespace"] = "elsewhere"
-			b, _ := json.Marshal(r)
-			return b
-		})
+		}))
 		if st, err := c.TxStatus(ctx, res.Hash); err != nil || st.Code != 0 || st.Codespace != "" || !st.Verified {
 			t.Fatalf("TxStatus with another codespace = %+v, %v; want a verified success with no codespace", st, err)
 		}
 		// Claim it is in another block.
-		proxy.SetRewrite(func(call clienttest.Call, result json.RawMessage) json.RawMessage {
-			if call.Method != "tx" {
-				return result
-			}
-			var r map[string]any
-			_ = json.Unmarshal(result, &r)
+		proxy.SetRewrite(rewriteTx(func(r map[string]any) {
 			r["height"] = strconv.FormatInt(res.Height-1, 10)
-			b, _ := json.Marshal(r)
-			return b
-		})
+		}))
 		if _, err := c.TxStatus(ctx, res.Hash); !errors.Is(err, client.ErrVerification) {
 			t.Fatalf("altered tx height: %v", err)
 		}
@@ -1342,23 +1321,30 @@ func testLyingNode(t *testing.T, w *world) {
 		if st, err := c.TxStatus(ctx, third); err != nil || !st.Verified {
 			t.Fatalf("honest TxStatus = %+v, %v", st, err)
 		}
-		proxy.SetRewrite(func(call clienttest.Call, result json.RawMessage) json.RawMessage {
-			if call.Method != "tx" {
-				return result
-			}
-			var r map[string]any
-			_ = json.Unmarshal(result, &r)
+		proxy.SetRewrite(rewriteTx(func(r map[string]any) {
 			r["index"] = 1
 			p := r["proof"].(map[string]any)["proof"].(map[string]any)
 			p["total"], p["index"] = "2", "1"
-			b, _ := json.Marshal(r)
-			return b
-		})
+		}))
 		defer proxy.Honest()
 		if st, err := c.TxStatus(ctx, third); !errors.Is(err, client.ErrVerification) {
 			t.Fatalf("TxStatus with the third of three proven as the second of two = %+v, %v; want ErrVerification", st, err)
 		}
 	})
+}
+
+// rewriteTx is a proxy rewrite that edits the result of every "tx" call.
+func rewriteTx(edit func(r map[string]any)) func(clienttest.Call, json.RawMessage) json.RawMessage {
+	return func(call clienttest.Call, result json.RawMessage) json.RawMessage {
+		if call.Method != "tx" {
+			return result
+		}
+		var r map[string]any
+		_ = json.Unmarshal(result, &r)
+		edit(r)
+		b, _ := json.Marshal(r)
+		return b
+	}
 }
 
 // lastOfThreeInOneBlock commits three RecordAccess transactions of w's

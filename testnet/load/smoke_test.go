@@ -13,10 +13,10 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(testnet.Main(m)) }
 
-// TestSmoke runs the whole tool for a few seconds against a one-validator
-// chain, with Watch following the same blocks: over gRPC (the default with
-// the testnet's gRPC servers known), then over JSON-RPC.
-func TestSmoke(t *testing.T) {
+// oneValidator starts a one-validator testnet (the test is skipped with
+// -short) and returns it with its load target.
+func oneValidator(t *testing.T) (*testnet.Net, load.Target) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a node")
 	}
@@ -25,6 +25,14 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return n, target
+}
+
+// TestSmoke runs the whole tool for a few seconds against a one-validator
+// chain, with Watch following the same blocks: over gRPC (the default with
+// the testnet's gRPC servers known), then over JSON-RPC.
+func TestSmoke(t *testing.T) {
+	n, target := oneValidator(t)
 	if len(target.RPC) != 1 || len(target.GRPC) != 1 || len(target.Registrars) != 2 || target.ChainID != n.ChainID {
 		t.Fatalf("target %+v", target)
 	}

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emrchain/emrchain/testnet"
 	"github.com/emrchain/emrchain/testnet/load"
 )
 
@@ -18,14 +17,7 @@ import (
 // go on at the rate after the end, and enter no figure: the latencies are
 // still those of the txs due in the window.
 func TestRateGoesOnAfterThePhase(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a node")
-	}
-	n := testnet.Start(t, testnet.Options{Validators: 1, TimeoutCommit: 200 * time.Millisecond})
-	target, err := load.ReadTestnet(n.Dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, target := oneValidator(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	const rate = 100.0
