@@ -486,6 +486,7 @@ func TestClientAgainstNode(t *testing.T) {
 	})
 
 	t.Run("LyingNode", func(t *testing.T) { testLyingNode(t, w) })
+	t.Run("LyingNodeEdges", func(t *testing.T) { testLyingNodeEdges(t, w) })
 	t.Run("UnverifiedEmptyAnswer", func(t *testing.T) { testUnverifiedEmptyAnswer(t, w) })
 	t.Run("NotCommittedWithinTimeout", func(t *testing.T) { testNotCommitted(t, w) })
 

@@ -194,6 +194,12 @@ func (r *lazyReader) Get(key []byte) ([]byte, error) {
 	if err := verifyKey(r.root, key, q.Value, q.ProofOps); err != nil {
 		return nil, r.fail(verificationError("proof of key %X at height %d: %v", key, r.height, err))
 	}
+	if len(q.Value) == 0 {
+		// Proven absent: nil, as newProvenReader holds it. A node's empty
+		// value ("" rather than none) would read as a present key holding
+		// nothing, and the re-run could then fail where the state does not.
+		return nil, nil
+	}
 	return q.Value, nil
 }
 
