@@ -1024,12 +1024,7 @@ func testLyingNode(t *testing.T, w *world) {
 	pid := hexs(w.patientID)
 	clinician := hexs(w.clinician.Address())
 
-	cases := []struct {
-		name    string
-		rewrite func(clienttest.Call, json.RawMessage) json.RawMessage
-		method  string
-		req     proto.Message
-	}{
+	cases := []lyingQuery{
 		{"AlterValue", queryRewrite("Member", func(m proto.Message) {
 			m.(*emrv1.QueryMemberResponse).Member.Role = emrv1.Role_ROLE_REGISTRAR
 		}), "Member", &emrv1.QueryMemberRequest{Address: clinician}},
@@ -1259,25 +1254,7 @@ func testLyingNode(t *testing.T, w *world) {
 		{"FalseNotFoundPatient", notFound("Records"), "Records", &emrv1.QueryRecordsRequest{PatientId: pid}},
 		{"TamperedHeader", clienttest.ForgeAppHashExcept(w.trust.Height), "Patient", &emrv1.QueryPatientRequest{PatientId: pid}},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			proxy.Honest()
-			c := w.mustClient(t, proxy.URL)
-			// Honest first: the same query verifies through the proxy.
-			if err := c.Query(ctx, tc.method, tc.req, responseFor(tc.method)); err != nil {
-				t.Fatalf("honest %s through the proxy: %v", tc.method, err)
-			}
-			proxy.SetRewrite(tc.rewrite)
-			defer proxy.Honest()
-			c2 := w.mustClient(t, proxy.URL)
-			resp := responseFor(tc.method)
-			err := c2.Query(ctx, tc.method, tc.req, resp)
-			if !errors.Is(err, client.ErrVerification) {
-				t.Fatalf("lying %s: err = %v, want ErrVerification", tc.method, err)
-			}
-			t.Logf("refused: %v", err)
-		})
-	}
+	w.refuseLies(ctx, t, proxy, cases)
 
 	t.Run("TxStatusLies", func(t *testing.T) {
 		proxy.Honest()
@@ -1332,6 +1309,37 @@ func testLyingNode(t *testing.T, w *world) {
 			t.Fatalf("TxStatus with the third of three proven as the second of two = %+v, %v; want ErrVerification", st, err)
 		}
 	})
+}
+
+// lyingQuery is a query and the lie a node tells in its answer.
+type lyingQuery struct {
+	name    string
+	rewrite func(clienttest.Call, json.RawMessage) json.RawMessage
+	method  string
+	req     proto.Message
+}
+
+// refuseLies runs each case as a subtest: the query verifies through the
+// honest proxy, and is refused with ErrVerification once the proxy tells
+// the case's lie.
+func (w *world) refuseLies(ctx context.Context, t *testing.T, proxy *clienttest.Proxy, cases []lyingQuery) {
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			proxy.Honest()
+			c := w.mustClient(t, proxy.URL)
+			if err := c.Query(ctx, tc.method, tc.req, responseFor(tc.method)); err != nil {
+				t.Fatalf("honest %s through the proxy: %v", tc.method, err)
+			}
+			proxy.SetRewrite(tc.rewrite)
+			defer proxy.Honest()
+			resp := responseFor(tc.method)
+			err := w.mustClient(t, proxy.URL).Query(ctx, tc.method, tc.req, resp)
+			if !errors.Is(err, client.ErrVerification) {
+				t.Fatalf("lying %s: err = %v, answer %v; want ErrVerification", tc.method, err, resp)
+			}
+			t.Logf("refused: %v", err)
+		})
+	}
 }
 
 // rewriteTx is a proxy rewrite that edits the result of every "tx" call.

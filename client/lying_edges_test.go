@@ -45,12 +45,7 @@ func testLyingNodeEdges(t *testing.T, w *world) {
 	clinician := hexs(w.clinician.Address())
 	permissions := &emrv1.QueryPermissionsRequest{PatientId: pid}
 
-	cases := []struct {
-		name    string
-		rewrite func(clienttest.Call, json.RawMessage) json.RawMessage
-		method  string
-		req     proto.Message
-	}{
+	cases := []lyingQuery{
 		// newProvenReader's "proven twice": a consent listed twice, each
 		// time with the same (valid) proof.
 		{"ConsentListedTwice", queryRewrite("Permissions", func(m proto.Message) {
@@ -171,23 +166,7 @@ func testLyingNodeEdges(t *testing.T, w *world) {
 			m.(*emrv1.QueryPatientResponse).Height--
 		})), "Patient", &emrv1.QueryPatientRequest{PatientId: pid}},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			proxy.Honest()
-			c := w.mustClient(t, proxy.URL)
-			if err := c.Query(ctx, tc.method, tc.req, responseFor(tc.method)); err != nil {
-				t.Fatalf("honest %s through the proxy: %v", tc.method, err)
-			}
-			proxy.SetRewrite(tc.rewrite)
-			defer proxy.Honest()
-			resp := responseFor(tc.method)
-			err := w.mustClient(t, proxy.URL).Query(ctx, tc.method, tc.req, resp)
-			if !errors.Is(err, client.ErrVerification) {
-				t.Fatalf("lying %s: err = %v, answer %v; want ErrVerification", tc.method, err, resp)
-			}
-			t.Logf("refused: %v", err)
-		})
-	}
+	w.refuseLies(ctx, t, proxy, cases)
 
 	// verifyFailure's comparison of codes: a query that fails, said by the
 	// node to fail another way (a member not found, said to be revoked).
