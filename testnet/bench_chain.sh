@@ -263,7 +263,9 @@ median_tps() { jq .tps "$@" | median; }
 # median_cpu FILE...: the median node CPU ms per committed tx of the
 # summaries that have one, or n/a.
 median_cpu() {
-  jq '.node_cpu_ms_per_tx // empty' "$@" | jq -rs 'if length == 0 then "n/a" else sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end end'
+  local v
+  v=$(jq '.node_cpu_ms_per_tx // empty' "$@")
+  if [[ -z $v ]]; then echo n/a; else median <<<"$v"; fi
 }
 
 # --- warm-up (WARM) ------------------------------------------------------------
