@@ -21,6 +21,13 @@ import (
 // check value: another copy of the key may hold another), else the one in
 // k's grant (GranteeKEK checks it).
 func (a *cli) kekFor(ctx context.Context, c *client.Client, k *keyring.Key, pid []byte) ([]byte, uint64, error) {
+	// Unverified, the node names the KEK: the owner's by its version (an
+	// older one, whose check value is public in its RotateKey, may be held
+	// by a revoked grantee), a member's by the envelope it serves (one the
+	// node sealed itself would give it the record's key).
+	if err := c.SealVerified("a record's key is wrapped under the patient key the chain names"); err != nil {
+		return nil, 0, err
+	}
 	p, err := c.Patient(ctx, pid)
 	if err != nil {
 		return nil, 0, err
@@ -30,13 +37,6 @@ func (a *cli) kekFor(ctx context.Context, c *client.Client, k *keyring.Key, pid 
 		return nil, 0, err
 	}
 	if owner {
-		// The version, its check value and the floor are the node's word
-		// unverified: one that lied would name an older version (its
-		// check value is public in its RotateKey), whose KEK a revoked
-		// grantee may hold.
-		if err := c.SealVerified("a record's key is wrapped under the patient key version the chain names"); err != nil {
-			return nil, 0, err
-		}
 		kek, err := existingKEK(a.kr, k)(p.KeyVersion)
 		if err != nil {
 			return nil, 0, err
@@ -46,11 +46,6 @@ func (a *cli) kekFor(ctx context.Context, c *client.Client, k *keyring.Key, pid 
 			return nil, 0, err
 		}
 		return kek, p.KeyVersion, nil
-	}
-	// The envelope and its check value come from the node: one that sealed
-	// a key of its own would learn the record's.
-	if err := c.SealVerified("a member wraps a record's key under the patient key its consent carries"); err != nil {
-		return nil, 0, err
 	}
 	kek, v, err := c.GranteeKEK(ctx, k.EncPrivKey(), pid, k.Address())
 	if err != nil {
