@@ -818,15 +818,26 @@ func responseFor(method string) proto.Message {
 
 // notFound replaces every answer to method by a "not found" error.
 func notFound(method string) func(clienttest.Call, json.RawMessage) json.RawMessage {
+	return refuse(method, app.ErrNotFound.Code())
+}
+
+// refuse answers every query of method with the app's error code, and
+// leaves the raw-key proofs that check it honest.
+func refuse(method string, code uint32) func(clienttest.Call, json.RawMessage) json.RawMessage {
 	return func(call clienttest.Call, result json.RawMessage) json.RawMessage {
 		if !isQuery(call, method) {
 			return result
 		}
-		b, _ := json.Marshal(map[string]any{"response": map[string]any{
-			"code": app.ErrNotFound.Code(), "codespace": app.Codespace, "log": "not found: no such thing", "height": "0",
-		}})
-		return b
+		return refusal(code)
 	}
+}
+
+// refusal is an abci_query result failing with the app's error code.
+func refusal(code uint32) json.RawMessage {
+	b, _ := json.Marshal(map[string]any{"response": map[string]any{
+		"code": code, "codespace": app.Codespace, "log": "a lie", "height": "0",
+	}})
+	return b
 }
 
 // testUnverifiedEmptyAnswer: with verification off (emrcli --no-verify) a
@@ -925,10 +936,7 @@ func failing(method string, code uint32) func(clienttest.Call, json.RawMessage) 
 		if !isQuery(call, method) && !isRawKey(call) {
 			return result
 		}
-		b, _ := json.Marshal(map[string]any{"response": map[string]any{
-			"code": code, "codespace": app.Codespace, "log": "a lie", "height": "0",
-		}})
-		return b
+		return refusal(code)
 	}
 }
 

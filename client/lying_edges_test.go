@@ -375,10 +375,7 @@ func testLyingNodeEdges(t *testing.T, w *world) {
 		hdr, forged := *commit.Header, *commit.Commit
 		hdr.Height, hdr.Time = claim, hdr.Time.Add(30*time.Second)
 		forged.Height, forged.BlockID.Hash = claim, hdr.Hash()
-		commitJSON, err := cmtjson.Marshal(&coretypes.ResultCommit{SignedHeader: cmttypes.SignedHeader{Header: &hdr, Commit: &forged}, CanonicalCommit: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+		commitAnswer := commitResult(t, &hdr, &forged)
 		vals.BlockHeight = claim
 		valsJSON, err := cmtjson.Marshal(vals)
 		if err != nil {
@@ -400,7 +397,7 @@ func testLyingNodeEdges(t *testing.T, w *world) {
 			case params.Height != strconv.FormatInt(claim, 10):
 				return ""
 			case call.Method == "commit":
-				return `"result":` + string(commitJSON)
+				return commitAnswer
 			case call.Method == "validators":
 				return `"result":` + string(valsJSON)
 			}
@@ -460,14 +457,11 @@ func testLyingNodeEdges(t *testing.T, w *world) {
 				hdr, forged := *commit.Header, *commit.Commit
 				forged.Signatures = slices.Clone(forged.Signatures)
 				c.forge(&hdr, &forged)
-				commitJSON, err := cmtjson.Marshal(&coretypes.ResultCommit{SignedHeader: cmttypes.SignedHeader{Header: &hdr, Commit: &forged}, CanonicalCommit: true})
-				if err != nil {
-					t.Fatal(err)
-				}
+				commitAnswer := commitResult(t, &hdr, &forged)
 				lying := clienttest.NewProxy(t, w.node.RPC)
 				lying.SetAnswer(func(call clienttest.Call) string {
 					if call.Method == "commit" && bytes.Contains(call.Params, []byte(`"1"`)) {
-						return `"result":` + string(commitJSON)
+						return commitAnswer
 					}
 					return ""
 				})
@@ -479,18 +473,15 @@ func testLyingNodeEdges(t *testing.T, w *world) {
 	})
 }
 
-// refuse answers every query of method with the app's error code, and
-// leaves the raw-key proofs that check it honest.
-func refuse(method string, code uint32) func(clienttest.Call, json.RawMessage) json.RawMessage {
-	return func(call clienttest.Call, result json.RawMessage) json.RawMessage {
-		if !isQuery(call, method) {
-			return result
-		}
-		b, _ := json.Marshal(map[string]any{"response": map[string]any{
-			"code": code, "codespace": app.Codespace, "log": "a lie", "height": "0",
-		}})
-		return b
+// commitResult is a proxy's answer (SetAnswer) to a "commit" call: hdr
+// signed by commit, whatever they hold.
+func commitResult(t *testing.T, hdr *cmttypes.Header, commit *cmttypes.Commit) string {
+	t.Helper()
+	b, err := cmtjson.Marshal(&coretypes.ResultCommit{SignedHeader: cmttypes.SignedHeader{Header: hdr, Commit: commit}, CanonicalCommit: true})
+	if err != nil {
+		t.Fatal(err)
 	}
+	return `"result":` + string(b)
 }
 
 // hidePermissions leaves every consent, and the proofs of them, out of

@@ -22,12 +22,7 @@ func oversizedNode(t *testing.T, size int, withLength bool) (url string, written
 	written = &atomic.Int64{}
 	chunk := []byte(strings.Repeat("A", 1<<20))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			ID json.RawMessage `json:"id"`
-		}
-		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		_ = json.Unmarshal(body, &req)
-		head := []byte(`{"jsonrpc":"2.0","id":` + string(req.ID) + `,"result":"`)
+		head := answerHead(r)
 		w.Header().Set("Content-Type", "application/json")
 		if withLength {
 			w.Header().Set("Content-Length", strconv.Itoa(len(head)+size+2))
@@ -49,6 +44,17 @@ func oversizedNode(t *testing.T, size int, withLength bool) (url string, written
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL, written
+}
+
+// answerHead is the start of a JSON-RPC answer to r whose result is one
+// JSON string: the string's bytes and `"}` are the rest.
+func answerHead(r *http.Request) []byte {
+	var req struct {
+		ID json.RawMessage `json:"id"`
+	}
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	_ = json.Unmarshal(body, &req)
+	return []byte(`{"jsonrpc":"2.0","id":` + string(req.ID) + `,"result":"`)
 }
 
 // TestNodeAnswerIsBounded: an answer of a node's RPC longer than its bound
