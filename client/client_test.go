@@ -81,6 +81,17 @@ func (w *world) newClient(t *testing.T, node string) (*client.Client, error) {
 	return client.New(ctx, client.Config{Node: node, Verify: true, Trust: w.trust, Timeout: 10 * time.Second})
 }
 
+// rpc is an unverified CometBFT RPC client of w's node, for what a test
+// reads of the chain beside the client under test.
+func (w *world) rpc(t *testing.T) *rpchttp.HTTP {
+	t.Helper()
+	rpc, err := rpchttp.New(w.node.RPC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rpc
+}
+
 func (w *world) mustClient(t *testing.T, node string) *client.Client {
 	t.Helper()
 	c, err := w.newClient(t, node)
@@ -722,10 +733,7 @@ func TestClientAgainstNode(t *testing.T) {
 		// The root is the oldest header younger than half the period (not
 		// the newest, whose older heights a light client would walk back
 		// to one by one).
-		rpc, err := rpchttp.New(w.node.RPC)
-		if err != nil {
-			t.Fatal(err)
-		}
+		rpc := w.rpc(t)
 		timeAt := func(h int64) time.Time {
 			c, err := rpc.Commit(ctx, &h)
 			if err != nil {
@@ -1370,10 +1378,7 @@ func rewriteTx(edit func(r map[string]any)) func(clienttest.Call, json.RawMessag
 // a bounded number of times.
 func lastOfThreeInOneBlock(ctx context.Context, t *testing.T, w *world, c *client.Client) []byte {
 	t.Helper()
-	rpc, err := rpchttp.New(w.node.RPC)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rpc := w.rpc(t)
 	msg := &emrv1.Msg{Sum: &emrv1.Msg_RecordAccess{RecordAccess: &emrv1.MsgRecordAccess{
 		PatientId: w.patientID, RecordSequences: []uint64{1}, Purpose: emrv1.Purpose_PURPOSE_TREATMENT}}}
 	for try := 0; try < 5; try++ {

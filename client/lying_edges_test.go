@@ -20,7 +20,6 @@ import (
 	"github.com/cometbft/cometbft/crypto/ed25519"
 	cmtjson "github.com/cometbft/cometbft/libs/json"
 	"github.com/cometbft/cometbft/privval"
-	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
 	coretypes "github.com/cometbft/cometbft/rpc/core/types"
 	cmttypes "github.com/cometbft/cometbft/types"
 	ics23 "github.com/cosmos/ics23/go"
@@ -354,10 +353,7 @@ func testLyingNodeEdges(t *testing.T, w *world) {
 	// later, its commit's signatures the real block's) sets no floor: the
 	// read goes on at the node's head.
 	t.Run("WitnessHeaderNotSigned", func(t *testing.T) {
-		rpc, err := rpchttp.New(w.node.RPC)
-		if err != nil {
-			t.Fatal(err)
-		}
+		rpc := w.rpc(t)
 		st, err := rpc.Status(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -421,10 +417,7 @@ func testLyingNodeEdges(t *testing.T, w *world) {
 			t.Fatal(err)
 		}
 		pv := privval.LoadFilePVEmptyState(filepath.Join(w.node.Home, "config", "priv_validator_key.json"), "")
-		rpc, err := rpchttp.New(w.node.RPC)
-		if err != nil {
-			t.Fatal(err)
-		}
+		rpc := w.rpc(t)
 		first := int64(1)
 		commit, err := rpc.Commit(ctx, &first)
 		if err != nil {

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
-
 	"github.com/emrchain/emrchain/client"
 	"github.com/emrchain/emrchain/client/clienttest"
 	"github.com/emrchain/emrchain/client/keyring"
@@ -32,10 +30,7 @@ func TestWithheldHeadOnAnIdleChain(t *testing.T) {
 	w := setup(t, "--empty-blocks-interval", "30s")
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	rpc, err := rpchttp.New(w.node.RPC)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rpc := w.rpc(t)
 	head := func() int64 { return w.node.Height(ctx) }
 	// Let the chain go idle, then wait a while so that the next block's
 	// header time (the commit time of the idle head) is old.
